@@ -1,0 +1,25 @@
+// Command stellwerk is the LLM router: see internal/cli for the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/stellwerk/stellwerk/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, cli.ErrUsage) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "stellwerk:", err)
+		os.Exit(1)
+	}
+}

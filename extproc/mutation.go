@@ -1,0 +1,78 @@
+package extproc
+
+import (
+	"strconv"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/header"
+)
+
+// setHeader is a header mutation that replaces any existing value.
+func setHeader(name, value string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: name, RawValue: []byte(value)},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+// headerValue reads a header Envoy sent, which arrives in raw_value (or
+// value in older Envoys).
+func headerValue(h *corev3.HeaderValue) string {
+	if len(h.RawValue) > 0 {
+		return string(h.RawValue)
+	}
+	return h.Value
+}
+
+func continueRequestHeaders(m *extprocv3.HeaderMutation, clearRoute bool) *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
+		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: m, ClearRouteCache: clearRoute}},
+	}}
+}
+
+func continueRequestBody(cr *extprocv3.CommonResponse) *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{
+		RequestBody: &extprocv3.BodyResponse{Response: cr},
+	}}
+}
+
+func continueResponseHeaders(m *extprocv3.HeaderMutation) *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
+		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: m}},
+	}}
+}
+
+func continueResponseBody() *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+		ResponseBody: &extprocv3.BodyResponse{},
+	}}
+}
+
+// immediateJSON answers the client directly; nothing goes upstream.
+func immediateJSON(status int, body []byte, decisionID string, extra ...*corev3.HeaderValueOption) *extprocv3.ProcessingResponse {
+	hs := append([]*corev3.HeaderValueOption{
+		setHeader("content-type", "application/json"),
+		setHeader(header.DecisionID, decisionID),
+	}, extra...)
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{
+		ImmediateResponse: &extprocv3.ImmediateResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
+			Headers: &extprocv3.HeaderMutation{SetHeaders: hs},
+			Body:    body,
+			Details: "stellwerk",
+		},
+	}}
+}
+
+// immediate answers with an OpenAI-shaped error.
+func (p *processor) immediate(e *apierr.Error) *extprocv3.ProcessingResponse {
+	var extra []*corev3.HeaderValueOption
+	if e.RetryAfter > 0 {
+		extra = append(extra, setHeader("retry-after", strconv.Itoa(e.RetryAfter)))
+	}
+	return immediateJSON(e.Status, e.JSON(), p.id, extra...)
+}

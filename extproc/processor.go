@@ -1,0 +1,209 @@
+package extproc
+
+import (
+	"strconv"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/tidwall/sjson"
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/decide"
+	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/request"
+)
+
+// endpoint is what a request path asks for.
+type endpoint int
+
+const (
+	epUnknown endpoint = iota
+	epChat
+	epModels
+	epModel
+)
+
+// processor holds one HTTP request's state across its ext_proc phases.
+type processor struct {
+	state *State
+	log   *zap.Logger
+	id    string
+
+	method   string
+	path     string // without the query
+	query    string // including the leading '?', or empty
+	endpoint endpoint
+
+	decision *decide.Decision // set once the body phase routed the request
+}
+
+// clientAuthHeaders are the client's credentials for stellwerk. They must
+// never reach a provider, whether or not the provider needs a key.
+var clientAuthHeaders = []string{"authorization", "api-key", "x-api-key"}
+
+func (p *processor) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	switch r := req.Request.(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return p.requestHeaders(r.RequestHeaders)
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return p.requestBody(r.RequestBody)
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return p.responseHeaders()
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return continueResponseBody()
+	case *extprocv3.ProcessingRequest_RequestTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
+	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
+	default:
+		p.log.Warn("unexpected ext_proc message", zap.String("decision_id", p.id))
+		return p.immediate(apierr.Internal())
+	}
+}
+
+// requestHeaders strips headers a client must not set, answers what needs no
+// provider (model listing, unknown paths) and admits chat requests to the
+// body phase.
+func (p *processor) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	contentLength := int64(-1)
+	remove := []string{header.Cluster}
+	for _, hv := range h.GetHeaders().GetHeaders() {
+		switch k := strings.ToLower(hv.Key); {
+		case k == ":method":
+			p.method = headerValue(hv)
+		case k == ":path":
+			p.path = headerValue(hv)
+		case k == "content-length":
+			if n, err := strconv.ParseInt(headerValue(hv), 10, 64); err == nil && n >= 0 {
+				contentLength = n
+			}
+		case header.IsInternal(k):
+			if k != header.Cluster {
+				remove = append(remove, k)
+			}
+		}
+	}
+	if i := strings.IndexByte(p.path, '?'); i >= 0 {
+		p.path, p.query = p.path[:i], p.path[i:]
+	}
+
+	switch {
+	case p.path == "/v1/chat/completions":
+		p.endpoint = epChat
+	case p.path == "/v1/models":
+		p.endpoint = epModels
+	case strings.HasPrefix(p.path, "/v1/models/") && len(p.path) > len("/v1/models/"):
+		p.endpoint = epModel
+	default:
+		return p.immediate(apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions and GET /v1/models",
+			truncate(p.method, 16), truncate(p.path, 200)))
+	}
+
+	switch p.endpoint {
+	case epModels, epModel:
+		if p.method != "GET" && p.method != "HEAD" {
+			return p.immediate(apierr.MethodNotAllowed("%s is not allowed on %s; use GET", truncate(p.method, 16), p.path))
+		}
+		if p.endpoint == epModels {
+			return immediateJSON(200, p.state.modelsJSON, p.id)
+		}
+		body, ok := p.state.modelJSON(strings.TrimPrefix(p.path, "/v1/models/"))
+		if !ok {
+			return p.immediate(apierr.NotFound("model_not_found", "model", "the model %q does not exist", truncate(strings.TrimPrefix(p.path, "/v1/models/"), 128)))
+		}
+		return immediateJSON(200, body, p.id)
+	}
+
+	// Chat completions.
+	if p.method != "POST" {
+		return p.immediate(apierr.MethodNotAllowed("%s is not allowed on %s; use POST", truncate(p.method, 16), p.path))
+	}
+	if h.EndOfStream {
+		return p.immediate(apierr.BadRequest("invalid_request_body", "", "the request body is empty; send a JSON chat completion request"))
+	}
+	if contentLength > p.state.MaxRequestBytes {
+		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
+	}
+	remove = append(remove, clientAuthHeaders...)
+	// Clearing the route cache matters when a client sent the routing header:
+	// Envoy may have matched a route on it before this filter ran.
+	return continueRequestHeaders(&extprocv3.HeaderMutation{RemoveHeaders: remove}, true)
+}
+
+// requestBody parses the chat request once, decides, and rewrites the
+// request for the chosen provider.
+func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if p.endpoint != epChat {
+		return continueRequestBody(nil)
+	}
+	body := b.Body
+	if int64(len(body)) > p.state.MaxRequestBytes {
+		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
+	}
+	chat, err := request.ParseChat(body)
+	if err != nil {
+		return p.immediate(apierr.As(err))
+	}
+	d, err := decide.Decide(chat, p.state.Catalog)
+	if err != nil {
+		return p.immediate(apierr.As(err))
+	}
+	m := d.Model
+	prov := m.Provider
+	credName, credValue, ok := prov.Credential()
+	if !ok {
+		p.log.Warn("provider credential missing", zap.String("decision_id", p.id),
+			zap.String("provider", prov.Name), zap.String("expected_in", prov.CredentialSource()))
+		return p.immediate(apierr.BadGateway("provider_credential_missing",
+			"provider %q has no credential configured; the request was not sent (operators: see the stellwerk log)", prov.Name))
+	}
+
+	hs := []*corev3.HeaderValueOption{
+		setHeader(header.Cluster, prov.Cluster),
+		setHeader(":path", prov.UpstreamPath(p.path)+p.query),
+		setHeader(":authority", prov.Authority),
+	}
+	if credName != "" {
+		hs = append(hs, setHeader(credName, credValue))
+	}
+	cr := &extprocv3.CommonResponse{ClearRouteCache: true}
+	if m.ProviderModel != chat.Model {
+		nb, err := sjson.SetBytes(body, "model", m.ProviderModel)
+		if err != nil {
+			p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
+			return p.immediate(apierr.Internal())
+		}
+		hs = append(hs, setHeader("content-length", strconv.Itoa(len(nb))))
+		cr.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: nb}}
+	}
+	cr.HeaderMutation = &extprocv3.HeaderMutation{SetHeaders: hs}
+	p.decision = &d
+	if ce := p.log.Check(zap.InfoLevel, "routed"); ce != nil {
+		ce.Write(zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("provider", prov.Name),
+			zap.Bool("stream", chat.Stream), zap.String("reason", d.Reason))
+	}
+	return continueRequestBody(cr)
+}
+
+// responseHeaders tells the caller what stellwerk decided.
+func (p *processor) responseHeaders() *extprocv3.ProcessingResponse {
+	hs := []*corev3.HeaderValueOption{setHeader(header.DecisionID, p.id)}
+	if d := p.decision; d != nil {
+		hs = append(hs,
+			setHeader(header.Model, d.Model.ID),
+			setHeader(header.Provider, d.Model.Provider.Name),
+			setHeader(header.Reason, d.Reason),
+		)
+	}
+	return continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})
+}
+
+// truncate bounds echoed client input in error messages.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,84 @@
+// Package extproc is the Envoy-facing side of stellwerk: a gRPC ext_proc
+// server that runs one processor per HTTP request, one method per phase, and
+// turns decisions into header and body mutations or immediate responses. It
+// knows Envoy; it knows nothing about how a model is chosen.
+package extproc
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"sync/atomic"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/catalog"
+)
+
+// State is everything a request needs that can change on reload. It is
+// swapped as a whole.
+type State struct {
+	Catalog         *catalog.Catalog
+	MaxRequestBytes int64
+	modelsJSON      []byte
+}
+
+// Server implements Envoy's ExternalProcessor service.
+type Server struct {
+	extprocv3.UnimplementedExternalProcessorServer
+	state atomic.Pointer[State]
+	log   *zap.Logger
+	newID func() string
+}
+
+var _ extprocv3.ExternalProcessorServer = (*Server)(nil)
+
+// New returns a server serving st until SetState swaps it.
+func New(st *State, log *zap.Logger) *Server {
+	s := &Server{log: log.Named("extproc"), newID: NewDecisionID}
+	s.state.Store(st)
+	return s
+}
+
+// SetState swaps the state used by requests that start after the call.
+func (s *Server) SetState(st *State) { s.state.Store(st) }
+
+// Process handles one HTTP request's stream of phases.
+func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
+	p := &processor{state: s.state.Load(), log: s.log, id: s.newID()}
+	ctx := stream.Context()
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp := p.safeHandle(req)
+		if err := stream.Send(resp); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// safeHandle turns a panic in request handling into a 500 for this request
+// only; the server and every other stream keep running.
+func (p *processor) safeHandle(req *extprocv3.ProcessingRequest) (resp *extprocv3.ProcessingResponse) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("panic while processing request", zap.String("decision_id", p.id),
+				zap.String("panic", fmt.Sprint(r)), zap.ByteString("stack", debug.Stack()))
+			resp = p.immediate(apierr.Internal())
+		}
+	}()
+	return p.handle(req)
+}

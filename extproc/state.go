@@ -1,0 +1,54 @@
+package extproc
+
+import (
+	"encoding/json"
+
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/decide"
+)
+
+// NewState builds the per-config state, precomputing what every request of
+// that config would otherwise rebuild (the /v1/models answer).
+func NewState(cat *catalog.Catalog, maxRequestBytes int64) *State {
+	return &State{Catalog: cat, MaxRequestBytes: maxRequestBytes, modelsJSON: modelsList(cat)}
+}
+
+type modelEntry struct {
+	ID            string `json:"id"`
+	Object        string `json:"object"`
+	Created       int64  `json:"created"`
+	OwnedBy       string `json:"owned_by"`
+	ContextWindow int    `json:"context_window,omitempty"`
+	Residency     string `json:"residency,omitempty"`
+}
+
+// modelsList renders the OpenAI "list models" answer: `auto` first, then the
+// catalog sorted by id.
+func modelsList(cat *catalog.Catalog) []byte {
+	data := []modelEntry{{ID: decide.Auto, Object: "model", OwnedBy: "stellwerk"}}
+	for _, m := range cat.Models() {
+		data = append(data, modelEntry{ID: m.ID, Object: "model", OwnedBy: m.Provider.Name,
+			ContextWindow: m.ContextWindow, Residency: m.Provider.Residency})
+	}
+	b, _ := json.Marshal(struct {
+		Object string       `json:"object"`
+		Data   []modelEntry `json:"data"`
+	}{"list", data})
+	return b
+}
+
+// modelJSON renders one entry for GET /v1/models/{id}.
+func (st *State) modelJSON(id string) ([]byte, bool) {
+	var e modelEntry
+	if id == decide.Auto {
+		e = modelEntry{ID: decide.Auto, Object: "model", OwnedBy: "stellwerk"}
+	} else {
+		m, ok := st.Catalog.Lookup(id)
+		if !ok {
+			return nil, false
+		}
+		e = modelEntry{ID: m.ID, Object: "model", OwnedBy: m.Provider.Name, ContextWindow: m.ContextWindow, Residency: m.Provider.Residency}
+	}
+	b, _ := json.Marshal(e)
+	return b, true
+}

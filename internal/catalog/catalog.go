@@ -1,0 +1,196 @@
+// Package catalog is the compiled, read-only view of the configured providers
+// and models that the request path uses: URLs parsed, cluster names derived,
+// credentials resolved once at start-up.
+package catalog
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+)
+
+// Provider is a compiled provider.
+type Provider struct {
+	Name       string
+	Cluster    string // the Envoy cluster that reaches it
+	Scheme     string // http or https
+	Host       string // host name or IP, no port
+	Port       int
+	Authority  string // the :authority / Host header the provider expects
+	BasePath   string // e.g. /v1, no trailing slash
+	WireFormat string
+	Region     string
+	Residency  string
+
+	authHeader string
+	credential string // never logged; see Credential
+	credSource string // where it comes from, for error messages
+}
+
+// TLS reports whether Envoy must speak TLS to the provider.
+func (p *Provider) TLS() bool { return p.Scheme == "https" }
+
+// IsIP reports whether Host is a literal address (static cluster) rather than
+// a DNS name.
+func (p *Provider) IsIP() bool { return net.ParseIP(p.Host) != nil }
+
+// Credential returns the header name and value that authenticate stellwerk
+// to the provider. ok is false when the provider needs a key and none was
+// found; source then names where it was expected (never the value).
+func (p *Provider) Credential() (name, value string, ok bool) {
+	if p.credSource == "" {
+		return "", "", true // provider without authentication (e.g. local vLLM)
+	}
+	if p.credential == "" {
+		return "", "", false
+	}
+	if p.authHeader == "authorization" {
+		return "authorization", "Bearer " + p.credential, true
+	}
+	return p.authHeader, p.credential, true
+}
+
+// CredentialSource names where the key is expected, e.g. "env OPENAI_API_KEY".
+func (p *Provider) CredentialSource() string { return p.credSource }
+
+// UpstreamPath maps a client path under /v1 (e.g. /v1/chat/completions) to
+// the provider's path under its base URL.
+func (p *Provider) UpstreamPath(clientPath string) string {
+	return p.BasePath + strings.TrimPrefix(clientPath, "/v1")
+}
+
+// Model is a compiled catalog model.
+type Model struct {
+	ID            string
+	Provider      *Provider
+	ProviderModel string
+	InputPerMTok  float64
+	OutputPerMTok float64
+	Currency      string
+	ContextWindow int
+}
+
+// Catalog is immutable once built; swap a whole new one to change it.
+type Catalog struct {
+	models    []*Model // sorted by id
+	byID      map[string]*Model
+	providers []*Provider // config order
+	byName    map[string]*Provider
+	Default   *Model
+}
+
+// Env abstracts the process environment and file system for credentials.
+type Env struct {
+	Getenv   func(string) string
+	ReadFile func(string) ([]byte, error)
+}
+
+// OSEnv reads credentials from the real environment and files.
+var OSEnv = Env{Getenv: os.Getenv, ReadFile: os.ReadFile}
+
+// New compiles a validated config. Credentials that cannot be found are not
+// an error here: the provider answers 502 naming itself until they appear, and
+// Missing lists them for a start-up warning.
+func New(c *config.Config, env Env) (*Catalog, error) {
+	cat := &Catalog{byID: map[string]*Model{}, byName: map[string]*Provider{}}
+	for _, pc := range c.Providers {
+		p, err := newProvider(pc, env)
+		if err != nil {
+			return nil, err
+		}
+		cat.providers = append(cat.providers, p)
+		cat.byName[p.Name] = p
+	}
+	for _, mc := range c.Models {
+		p := cat.byName[mc.Provider]
+		if p == nil {
+			return nil, fmt.Errorf("model %q: unknown provider %q", mc.ID, mc.Provider)
+		}
+		m := &Model{ID: mc.ID, Provider: p, ProviderModel: mc.ProviderModel, InputPerMTok: mc.Price.InputPerMTok,
+			OutputPerMTok: mc.Price.OutputPerMTok, Currency: mc.Price.Currency, ContextWindow: mc.ContextWindow}
+		cat.models = append(cat.models, m)
+		cat.byID[m.ID] = m
+	}
+	sort.Slice(cat.models, func(i, j int) bool { return cat.models[i].ID < cat.models[j].ID })
+	cat.Default = cat.byID[c.Routing.DefaultModel]
+	if cat.Default == nil {
+		return nil, fmt.Errorf("default model %q is not in the catalog", c.Routing.DefaultModel)
+	}
+	return cat, nil
+}
+
+// ClusterName is the Envoy cluster for a provider name.
+func ClusterName(provider string) string { return "provider_" + provider }
+
+func newProvider(pc config.Provider, env Env) (*Provider, error) {
+	u, err := url.Parse(pc.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("provider %s: base_url: %w", pc.Name, err)
+	}
+	p := &Provider{Name: pc.Name, Cluster: ClusterName(pc.Name), Scheme: u.Scheme, Host: u.Hostname(),
+		BasePath: strings.TrimSuffix(u.EscapedPath(), "/"), WireFormat: pc.WireFormat, Region: pc.Region,
+		Residency: pc.Residency, authHeader: pc.Credential.Header}
+	p.Port = 80
+	if p.TLS() {
+		p.Port = 443
+	}
+	if ps := u.Port(); ps != "" {
+		if p.Port, err = strconv.Atoi(ps); err != nil {
+			return nil, fmt.Errorf("provider %s: base_url port: %w", pc.Name, err)
+		}
+	}
+	p.Authority = u.Host
+	switch {
+	case pc.Credential.Env != "":
+		p.credSource = "environment variable " + pc.Credential.Env
+		p.credential = strings.TrimSpace(env.Getenv(pc.Credential.Env))
+	case pc.Credential.File != "":
+		p.credSource = "file " + pc.Credential.File
+		if b, err := env.ReadFile(pc.Credential.File); err == nil {
+			p.credential = strings.TrimSpace(string(b))
+		}
+	}
+	if strings.ContainsAny(p.credential, "\r\n\x00") {
+		p.credential = "" // a key that would break the header is treated as missing
+	}
+	return p, nil
+}
+
+// Lookup finds a model by id.
+func (c *Catalog) Lookup(id string) (*Model, bool) {
+	m, ok := c.byID[id]
+	return m, ok
+}
+
+// Models returns the models sorted by id. The slice must not be modified.
+func (c *Catalog) Models() []*Model { return c.models }
+
+// Providers returns the providers in config order. The slice must not be modified.
+func (c *Catalog) Providers() []*Provider { return c.providers }
+
+// IDs returns the model ids sorted.
+func (c *Catalog) IDs() []string {
+	ids := make([]string, len(c.models))
+	for i, m := range c.models {
+		ids[i] = m.ID
+	}
+	return ids
+}
+
+// MissingCredentials lists providers whose key was not found, for a start-up
+// warning; it names sources, never values.
+func (c *Catalog) MissingCredentials() []string {
+	var out []string
+	for _, p := range c.providers {
+		if _, _, ok := p.Credential(); !ok {
+			out = append(out, p.Name+" ("+p.credSource+")")
+		}
+	}
+	return out
+}

@@ -1,0 +1,138 @@
+// Package cli is the stellwerk command line. main only wires signals and
+// calls Run, so every verb is testable.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/serve"
+	"github.com/stellwerk/stellwerk/internal/version"
+)
+
+const usage = `stellwerk — an LLM router for Envoy (ext_proc + xDS)
+
+Usage:
+  stellwerk serve [flags]              run the ext_proc, xDS and admin servers
+  stellwerk mock-provider [flags]      run a fake OpenAI-compatible provider
+  stellwerk config check [FILE]        validate a config file and exit
+  stellwerk version                    print the version
+
+Run "stellwerk <command> -h" for the flags of a command.
+`
+
+// ErrUsage marks a command-line mistake (exit status 2).
+var ErrUsage = errors.New("usage error")
+
+// Run executes one command.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ErrUsage
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], stderr)
+	case "mock-provider":
+		return runMock(ctx, args[1:], stdout, stderr)
+	case "config":
+		if len(args) < 2 || args[1] != "check" {
+			fmt.Fprint(stderr, "usage: stellwerk config check [FILE]\n")
+			return ErrUsage
+		}
+		return runConfigCheck(args[2:], stdout)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "stellwerk", version.String())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+		return ErrUsage
+	}
+}
+
+// defaultConfigPath is $STELLWERK_CONFIG or ./stellwerk.yaml.
+func defaultConfigPath() string {
+	if p := os.Getenv("STELLWERK_CONFIG"); p != "" {
+		return p
+	}
+	return "stellwerk.yaml"
+}
+
+func runServe(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o serve.Options
+	fs.StringVar(&o.ConfigPath, "config", defaultConfigPath(), "config file (env STELLWERK_CONFIG)")
+	fs.StringVar(&o.GRPC, "grpc", "", "ext_proc + xDS gRPC address, overrides server.grpc")
+	fs.StringVar(&o.Admin, "admin", "", "admin HTTP address, overrides server.admin")
+	fs.StringVar(&o.Listen, "listen", "", "address Envoy listens on for clients, overrides envoy.listener")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	format := fs.String("log-format", "json", "json or console")
+	if err := fs.Parse(args); err != nil {
+		return ErrUsage
+	}
+	var problems []string
+	lvl, err := zapcore.ParseLevel(*level)
+	if err != nil {
+		problems = append(problems, fmt.Sprintf("-log-level: %q is not a level", *level))
+	}
+	if *format != "json" && *format != "console" {
+		problems = append(problems, fmt.Sprintf("-log-format: %q is not json or console", *format))
+	}
+	if fs.NArg() > 0 {
+		problems = append(problems, fmt.Sprintf("unexpected arguments: %s", strings.Join(fs.Args(), " ")))
+	}
+	if len(problems) > 0 {
+		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
+		return ErrUsage
+	}
+	log := newLogger(stderr, lvl, *format)
+	defer log.Sync() //nolint:errcheck
+	return serve.Run(ctx, o, log)
+}
+
+func runConfigCheck(args []string, stdout io.Writer) error {
+	path := defaultConfigPath()
+	if len(args) > 0 {
+		path = args[0]
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	cat, err := catalog.New(cfg, catalog.OSEnv)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d providers, %d models, default %s)\n", path, len(cat.Providers()), len(cat.Models()), cat.Default.ID)
+	for _, m := range cat.MissingCredentials() {
+		fmt.Fprintf(stdout, "warning: no credential for provider %s\n", m)
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, lvl zapcore.Level, format string) *zap.Logger {
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if format == "console" {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl))
+}

@@ -1,0 +1,344 @@
+// Package config is stellwerk's one configuration file: plain data with yaml
+// tags, decoded strictly (unknown fields are errors), defaulted, and validated
+// as a whole so an operator sees every problem at once, each naming its field.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole stellwerk.yaml.
+type Config struct {
+	Server    Server     `yaml:"server"`
+	Envoy     Envoy      `yaml:"envoy"`
+	Routing   Routing    `yaml:"routing"`
+	Providers []Provider `yaml:"providers"`
+	Models    []Model    `yaml:"models"`
+}
+
+// Server holds stellwerk's own listeners.
+type Server struct {
+	// GRPC serves both the ext_proc and the ADS (xDS) services.
+	GRPC string `yaml:"grpc"`
+	// Admin serves health, readiness, version and the loaded config.
+	Admin string `yaml:"admin"`
+}
+
+// Envoy describes what stellwerk pushes to Envoy over xDS.
+type Envoy struct {
+	// Listener is the address Envoy accepts client traffic on.
+	Listener string `yaml:"listener"`
+	// ExtProcCluster names the static cluster in Envoy's bootstrap that
+	// reaches stellwerk's ext_proc service.
+	ExtProcCluster string `yaml:"extproc_cluster"`
+	// RequestTimeout bounds a whole upstream request, streaming included.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// ExtProcTimeout bounds each ext_proc message round trip.
+	ExtProcTimeout time.Duration `yaml:"extproc_timeout"`
+	// ConnectTimeout bounds TCP (and TLS) connection setup to a provider.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// MaxRequestBytes is the largest request body accepted; larger is 413.
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// CABundle is the trust store Envoy uses to verify https providers.
+	CABundle string `yaml:"ca_bundle"`
+	// AccessLog enables Envoy's JSON access log on stdout.
+	AccessLog bool `yaml:"access_log"`
+}
+
+// Routing holds request-independent routing defaults.
+type Routing struct {
+	// DefaultModel answers `model: auto` until selection lands.
+	DefaultModel string `yaml:"default_model"`
+}
+
+// Provider is an upstream that serves models.
+type Provider struct {
+	Name       string     `yaml:"name"`
+	BaseURL    string     `yaml:"base_url"`
+	WireFormat string     `yaml:"wire_format"`
+	Region     string     `yaml:"region"`
+	Residency  string     `yaml:"residency"`
+	Credential Credential `yaml:"credential"`
+}
+
+// Credential says where a provider's key comes from. The key itself is never
+// written in the config file.
+type Credential struct {
+	// Env names an environment variable holding the key.
+	Env string `yaml:"env,omitempty"`
+	// File names a file holding the key (a mounted secret).
+	File string `yaml:"file,omitempty"`
+	// Header is how the key is sent: authorization (Bearer), api-key or x-api-key.
+	Header string `yaml:"header,omitempty"`
+}
+
+// Model is one catalog entry.
+type Model struct {
+	ID            string `yaml:"id"`
+	Provider      string `yaml:"provider"`
+	ProviderModel string `yaml:"provider_model"`
+	Price         Price  `yaml:"price"`
+	ContextWindow int    `yaml:"context_window"`
+}
+
+// Price is a list price per million tokens.
+type Price struct {
+	InputPerMTok  float64 `yaml:"input_per_mtok"`
+	OutputPerMTok float64 `yaml:"output_per_mtok"`
+	Currency      string  `yaml:"currency"`
+}
+
+// Values the contract accepts.
+var (
+	WireFormats = []string{"openai"}
+	Residencies = []string{"eu", "us", "on_prem", "global"}
+	AuthHeaders = []string{"authorization", "api-key", "x-api-key"}
+	Currencies  = []string{"USD", "EUR"}
+)
+
+// Load reads, decodes, defaults and validates a config file.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	c, err := Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Decode parses a config document, rejecting unknown fields, applies defaults
+// and validates it.
+func Decode(r io.Reader) (*Config, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("empty config")
+		}
+		return nil, cleanYAMLError(err)
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// cleanYAMLError turns yaml.v3's "field x not found in type config.Provider"
+// into wording an operator understands.
+func cleanYAMLError(err error) error {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n")
+	msg = regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`).ReplaceAllString(msg, "unknown field \"$1\" in $2")
+	lines := strings.Split(msg, "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return errors.New(strings.Join(lines, "; "))
+}
+
+// ApplyDefaults fills unset fields.
+func (c *Config) ApplyDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Server.GRPC, "127.0.0.1:18000")
+	def(&c.Server.Admin, "127.0.0.1:9180")
+	def(&c.Envoy.Listener, "127.0.0.1:10000")
+	def(&c.Envoy.ExtProcCluster, "stellwerk_extproc")
+	def(&c.Envoy.CABundle, "/etc/ssl/certs/ca-certificates.crt")
+	if c.Envoy.RequestTimeout == 0 {
+		c.Envoy.RequestTimeout = 5 * time.Minute
+	}
+	if c.Envoy.ExtProcTimeout == 0 {
+		c.Envoy.ExtProcTimeout = 2 * time.Second
+	}
+	if c.Envoy.ConnectTimeout == 0 {
+		c.Envoy.ConnectTimeout = 5 * time.Second
+	}
+	if c.Envoy.MaxRequestBytes == 0 {
+		c.Envoy.MaxRequestBytes = 8 << 20
+	}
+	for i := range c.Providers {
+		p := &c.Providers[i]
+		def(&p.WireFormat, "openai")
+		def(&p.Credential.Header, "authorization")
+	}
+	for i := range c.Models {
+		m := &c.Models[i]
+		def(&m.ProviderModel, m.ID)
+		def(&m.Price.Currency, "USD")
+	}
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// modelIDRE admits ids such as gpt-4o-mini, claude-3.5-sonnet or
+// mistral/mistral-large; it excludes the reserved forms auto and route:….
+var modelIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$`)
+
+// Validate checks the whole config and reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	for field, addr := range map[string]string{"server.grpc": c.Server.GRPC, "server.admin": c.Server.Admin, "envoy.listener": c.Envoy.Listener} {
+		if err := checkHostPort(addr); err != nil {
+			bad(field, "%v", err)
+		}
+	}
+	if c.Envoy.RequestTimeout < 0 {
+		bad("envoy.request_timeout", "must not be negative")
+	}
+	if c.Envoy.ExtProcTimeout < 0 || c.Envoy.ExtProcTimeout > time.Minute {
+		bad("envoy.extproc_timeout", "must be between 0 and 1m, got %s", c.Envoy.ExtProcTimeout)
+	}
+	if c.Envoy.ConnectTimeout < 0 {
+		bad("envoy.connect_timeout", "must not be negative")
+	}
+	if c.Envoy.MaxRequestBytes < 1024 || c.Envoy.MaxRequestBytes > 256<<20 {
+		bad("envoy.max_request_bytes", "must be between 1024 and %d, got %d", 256<<20, c.Envoy.MaxRequestBytes)
+	}
+
+	providers := map[string]bool{}
+	if len(c.Providers) == 0 {
+		bad("providers", "at least one provider is required")
+	}
+	for i, p := range c.Providers {
+		f := fmt.Sprintf("providers[%d]", i)
+		if !nameRE.MatchString(p.Name) {
+			bad(f+".name", "%q must be lower-case letters, digits, - or _ (at most 63)", p.Name)
+		} else if providers[p.Name] {
+			bad(f+".name", "duplicate provider %q", p.Name)
+		}
+		providers[p.Name] = true
+		if err := checkBaseURL(p.BaseURL); err != nil {
+			bad(f+".base_url", "%v", err)
+		}
+		if !slices.Contains(WireFormats, p.WireFormat) {
+			bad(f+".wire_format", "%q is not one of %s", p.WireFormat, strings.Join(WireFormats, ", "))
+		}
+		if p.Residency != "" && !slices.Contains(Residencies, p.Residency) {
+			bad(f+".residency", "%q is not one of %s", p.Residency, strings.Join(Residencies, ", "))
+		}
+		if p.Residency == "" {
+			bad(f+".residency", "required (one of %s)", strings.Join(Residencies, ", "))
+		}
+		if p.Credential.Env != "" && p.Credential.File != "" {
+			bad(f+".credential", "set env or file, not both")
+		}
+		if !slices.Contains(AuthHeaders, p.Credential.Header) {
+			bad(f+".credential.header", "%q is not one of %s", p.Credential.Header, strings.Join(AuthHeaders, ", "))
+		}
+	}
+
+	models := map[string]bool{}
+	if len(c.Models) == 0 {
+		bad("models", "at least one model is required")
+	}
+	for i, m := range c.Models {
+		f := fmt.Sprintf("models[%d]", i)
+		switch {
+		case m.ID == "auto" || strings.HasPrefix(m.ID, "route:"):
+			bad(f+".id", "%q is reserved", m.ID)
+		case !modelIDRE.MatchString(m.ID):
+			bad(f+".id", "%q must be letters, digits, '.', '_', '/' or '-' (at most 128)", m.ID)
+		case models[m.ID]:
+			bad(f+".id", "duplicate model %q", m.ID)
+		}
+		models[m.ID] = true
+		if !providers[m.Provider] {
+			bad(f+".provider", "unknown provider %q (known: %s)", m.Provider, strings.Join(providerNames(c.Providers), ", "))
+		}
+		if strings.ContainsAny(m.ProviderModel, "\"\\\x00\r\n") || m.ProviderModel == "" {
+			bad(f+".provider_model", "%q is not a valid model name", m.ProviderModel)
+		}
+		if m.Price.InputPerMTok < 0 || m.Price.OutputPerMTok < 0 {
+			bad(f+".price", "prices must not be negative")
+		}
+		if !slices.Contains(Currencies, m.Price.Currency) {
+			bad(f+".price.currency", "%q is not one of %s", m.Price.Currency, strings.Join(Currencies, ", "))
+		}
+		if m.ContextWindow <= 0 {
+			bad(f+".context_window", "must be a positive number of tokens")
+		}
+	}
+	if c.Routing.DefaultModel == "" {
+		bad("routing.default_model", "required: the model that answers `model: auto`")
+	} else if !models[c.Routing.DefaultModel] {
+		bad("routing.default_model", "unknown model %q", c.Routing.DefaultModel)
+	}
+	return errors.Join(errs...)
+}
+
+func providerNames(ps []Provider) []string {
+	names := make([]string, 0, len(ps))
+	for _, p := range ps {
+		names = append(names, p.Name)
+	}
+	return names
+}
+
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if net.ParseIP(host) == nil {
+		return fmt.Errorf("%q: host must be an IP address", addr)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("%q: bad port", addr)
+	}
+	return nil
+}
+
+func checkBaseURL(raw string) error {
+	if raw == "" {
+		return errors.New("required")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", raw)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q must be an http or https URL", raw)
+	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("%q has no host", raw)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q must not carry credentials, a query or a fragment", raw)
+	}
+	return nil
+}
+
+// YAML returns the config as YAML for the admin API. It holds no secret
+// values by construction (credentials are references), so nothing is cut.
+func (c *Config) YAML() ([]byte, error) {
+	return yaml.Marshal(c)
+}

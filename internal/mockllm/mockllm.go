@@ -1,0 +1,367 @@
+// Package mockllm is a fake LLM provider for tests and the demo stack. It
+// speaks the OpenAI chat-completions wire format (JSON and SSE streaming with
+// a final usage chunk when asked for), answers deterministically, can be slow
+// or fail on demand, and records every request it receives.
+//
+// Failures are injected per request with headers (they pass through Envoy and
+// stellwerk untouched) or for the whole server with SetBehavior:
+//
+//	x-mock-status: 503              answer with this status and an OpenAI error
+//	x-mock-retry-after: 7           with Retry-After on that error
+//	x-mock-reset: before|mid-stream close the connection without an answer, or after the first chunk
+//	x-mock-first-byte-delay: 2s     wait before the first byte
+//	x-mock-chunk-delay: 50ms        wait between streamed chunks
+package mockllm
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tidwall/gjson"
+)
+
+// Behavior is the server-wide default for every request; headers override it.
+type Behavior struct {
+	Status         int           `json:"status,omitempty"`
+	RetryAfter     int           `json:"retry_after,omitempty"`
+	Reset          string        `json:"reset,omitempty"` // "", "before", "mid-stream"
+	FirstByteDelay time.Duration `json:"first_byte_delay,omitempty"`
+	ChunkDelay     time.Duration `json:"chunk_delay,omitempty"`
+}
+
+// Recorded is one request as the provider saw it.
+type Recorded struct {
+	Method string      `json:"method"`
+	Path   string      `json:"path"`
+	Host   string      `json:"host"`
+	Header http.Header `json:"header"`
+	Body   []byte      `json:"body"`
+	// BodyLength is the number of body bytes actually read, to compare with
+	// the Content-Length header.
+	BodyLength int       `json:"body_length"`
+	At         time.Time `json:"at"`
+}
+
+// Provider is a fake provider; it is an http.Handler.
+type Provider struct {
+	Name   string
+	APIKey string // when set, requests must carry "Authorization: Bearer <APIKey>"
+
+	mu       sync.Mutex
+	behavior Behavior
+	requests []Recorded
+}
+
+// New returns a provider named name that requires apiKey (if not empty).
+func New(name, apiKey string) *Provider { return &Provider{Name: name, APIKey: apiKey} }
+
+// SetBehavior replaces the server-wide behaviour.
+func (p *Provider) SetBehavior(b Behavior) {
+	p.mu.Lock()
+	p.behavior = b
+	p.mu.Unlock()
+}
+
+// Requests returns a copy of what was received so far.
+func (p *Provider) Requests() []Recorded {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Recorded(nil), p.requests...)
+}
+
+// Reset forgets recorded requests.
+func (p *Provider) Reset() {
+	p.mu.Lock()
+	p.requests = nil
+	p.mu.Unlock()
+}
+
+func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/_mock/requests" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, p.Requests())
+		return
+	case r.URL.Path == "/_mock/requests" && r.Method == http.MethodDelete:
+		p.Reset()
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case r.URL.Path == "/_mock/behavior" && r.Method == http.MethodPost:
+		var b Behavior
+		if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_request_error", "bad behavior: "+err.Error())
+			return
+		}
+		p.SetBehavior(b)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case r.URL.Path == "/healthz":
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 512<<20))
+	p.mu.Lock()
+	p.requests = append(p.requests, Recorded{Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host,
+		Header: r.Header.Clone(), Body: body, BodyLength: len(body), At: time.Now()})
+	b := p.behavior
+	p.mu.Unlock()
+	b = overrideFromHeaders(b, r.Header)
+
+	if !strings.HasSuffix(r.URL.Path, "/chat/completions") {
+		writeError(w, http.StatusNotFound, "invalid_request_error", "unknown path "+r.URL.Path)
+		return
+	}
+	if r.Method != http.MethodPost {
+		writeError(w, http.StatusMethodNotAllowed, "invalid_request_error", "use POST")
+		return
+	}
+	if b.FirstByteDelay > 0 {
+		select {
+		case <-time.After(b.FirstByteDelay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if b.Reset == "before" {
+		resetConnection(w)
+		return
+	}
+	if p.APIKey != "" && r.Header.Get("Authorization") != "Bearer "+p.APIKey {
+		writeError(w, http.StatusUnauthorized, "invalid_request_error", "Incorrect API key provided.")
+		return
+	}
+	if b.Status >= 400 {
+		if b.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(b.RetryAfter))
+		}
+		writeError(w, b.Status, errorType(b.Status), fmt.Sprintf("%s: injected failure %d", p.Name, b.Status))
+		return
+	}
+	if !gjson.ValidBytes(body) {
+		writeError(w, http.StatusBadRequest, "invalid_request_error", "We could not parse the JSON body of your request.")
+		return
+	}
+	req := gjson.ParseBytes(body)
+	model := req.Get("model").String()
+	if model == "" {
+		writeError(w, http.StatusBadRequest, "invalid_request_error", "you must provide a model parameter")
+		return
+	}
+	reply := p.reply(req)
+	usage := Usage{PromptTokens: promptTokens(req), CompletionTokens: len(reply)}
+	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
+	id := "chatcmpl-" + p.Name + "-" + shortHash(body)
+
+	if req.Get("stream").Bool() {
+		p.stream(w, r, b, id, model, reply, usage, req.Get("stream_options.include_usage").Bool())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"id": id, "object": "chat.completion", "created": created, "model": model,
+		"system_fingerprint": "fp_" + p.Name,
+		"choices": []any{map[string]any{
+			"index": 0, "finish_reason": "stop", "logprobs": nil,
+			"message": map[string]any{"role": "assistant", "content": strings.Join(reply, ""), "refusal": nil},
+		}},
+		"usage": usage,
+	})
+}
+
+// created is fixed so replies are byte-for-byte reproducible.
+const created = 1_700_000_000
+
+// Usage is the OpenAI usage object.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+func (p *Provider) stream(w http.ResponseWriter, r *http.Request, b Behavior, id, model string, reply []string, usage Usage, includeUsage bool) {
+	fl, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	send := func(v any) bool {
+		data, _ := json.Marshal(v)
+		if _, err := fmt.Fprintf(w, "data: %s\n\n", data); err != nil {
+			return false
+		}
+		if fl != nil {
+			fl.Flush()
+		}
+		return true
+	}
+	chunk := func(delta map[string]any, finish any) map[string]any {
+		return map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+			"system_fingerprint": "fp_" + p.Name,
+			"choices": []any{map[string]any{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": nil}}}
+	}
+	if !send(chunk(map[string]any{"role": "assistant", "content": ""}, nil)) {
+		return
+	}
+	for i, tok := range reply {
+		if i > 0 && b.ChunkDelay > 0 {
+			select {
+			case <-time.After(b.ChunkDelay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if !send(chunk(map[string]any{"content": tok}, nil)) {
+			return
+		}
+		if i == 0 && b.Reset == "mid-stream" {
+			resetConnection(w)
+			return
+		}
+	}
+	if !send(chunk(map[string]any{}, "stop")) {
+		return
+	}
+	if includeUsage {
+		if !send(map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+			"system_fingerprint": "fp_" + p.Name, "choices": []any{}, "usage": usage}) {
+			return
+		}
+	}
+	fmt.Fprint(w, "data: [DONE]\n\n")
+	if fl != nil {
+		fl.Flush()
+	}
+}
+
+// reply is deterministic: the provider's name and the start of the last user
+// message, split into word tokens.
+func (p *Provider) reply(req gjson.Result) []string {
+	var last string
+	req.Get("messages").ForEach(func(_, m gjson.Result) bool {
+		if m.Get("role").String() == "user" {
+			last = contentText(m.Get("content"))
+		}
+		return true
+	})
+	words := strings.Fields(last)
+	if len(words) > 12 {
+		words = words[:12]
+	}
+	text := "Hello from " + p.Name + ". You said: " + strings.Join(words, " ")
+	var toks []string
+	for i, w := range strings.Fields(text) {
+		if i > 0 {
+			w = " " + w
+		}
+		toks = append(toks, w)
+	}
+	return toks
+}
+
+func contentText(c gjson.Result) string {
+	if c.Type == gjson.String {
+		return c.Str
+	}
+	var parts []string
+	c.ForEach(func(_, part gjson.Result) bool {
+		if part.Get("type").String() == "text" {
+			parts = append(parts, part.Get("text").String())
+		}
+		return true
+	})
+	return strings.Join(parts, " ")
+}
+
+// promptTokens approximates a tokenizer: one token per four characters of
+// message text plus a few per message, as providers count framing.
+func promptTokens(req gjson.Result) int {
+	n := 0
+	req.Get("messages").ForEach(func(_, m gjson.Result) bool {
+		n += 4 + (len(contentText(m.Get("content")))+3)/4
+		return true
+	})
+	return n
+}
+
+func overrideFromHeaders(b Behavior, h http.Header) Behavior {
+	if v := h.Get("x-mock-status"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			b.Status = n
+		}
+	}
+	if v := h.Get("x-mock-retry-after"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			b.RetryAfter = n
+		}
+	}
+	if v := h.Get("x-mock-reset"); v != "" {
+		b.Reset = v
+	}
+	if v := h.Get("x-mock-first-byte-delay"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			b.FirstByteDelay = d
+		}
+	}
+	if v := h.Get("x-mock-chunk-delay"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			b.ChunkDelay = d
+		}
+	}
+	return b
+}
+
+// resetConnection drops the TCP connection without an HTTP answer (or in the
+// middle of one).
+func resetConnection(w http.ResponseWriter) {
+	if fl, ok := w.(http.Flusher); ok {
+		fl.Flush()
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic(http.ErrAbortHandler)
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if buf != nil {
+		_ = buf.Flush()
+	}
+	if tc, ok := conn.(interface{ SetLinger(int) error }); ok {
+		_ = tc.SetLinger(0) // RST rather than FIN
+	}
+	conn.Close()
+}
+
+
+func errorType(status int) string {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return "rate_limit_error"
+	case status >= 500:
+		return "server_error"
+	default:
+		return "invalid_request_error"
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, typ, msg string) {
+	writeJSON(w, status, map[string]any{"error": map[string]any{"message": msg, "type": typ, "param": nil, "code": nil}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func shortHash(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:6])
+}

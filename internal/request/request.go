@@ -1,0 +1,91 @@
+// Package request parses an OpenAI chat-completions request body once, with
+// gjson over the raw bytes, and checks the shape stellwerk relies on. It is
+// the first code to touch untrusted input and is fuzzed.
+package request
+
+import (
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+)
+
+// Chat is what the router needs from a chat-completions request. It holds
+// indexes into the body, not copies of the prompt.
+type Chat struct {
+	Model    string
+	Stream   bool
+	Messages int // number of messages
+}
+
+// ParseChat validates body and extracts the routing facts.
+func ParseChat(body []byte) (Chat, error) {
+	if len(body) == 0 {
+		return Chat{}, apierr.BadRequest("invalid_request_body", "", "the request body is empty; send a JSON chat completion request")
+	}
+	if !gjson.ValidBytes(body) {
+		return Chat{}, apierr.BadRequest("invalid_json", "", "the request body is not valid JSON")
+	}
+	root := gjson.ParseBytes(body)
+	if !root.IsObject() {
+		return Chat{}, apierr.BadRequest("invalid_request_body", "", "the request body must be a JSON object")
+	}
+	var c Chat
+	var model, messages, stream gjson.Result
+	root.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "model":
+			model = v
+		case "messages":
+			messages = v
+		case "stream":
+			stream = v
+		}
+		return true
+	})
+
+	switch {
+	case !model.Exists():
+		return Chat{}, apierr.BadRequest("missing_model", "model", "you must provide a model parameter (a catalog model id or \"auto\")")
+	case model.Type != gjson.String:
+		return Chat{}, apierr.BadRequest("invalid_type", "model", "model must be a string")
+	case model.Str == "":
+		return Chat{}, apierr.BadRequest("missing_model", "model", "model must not be empty")
+	}
+	c.Model = model.Str
+
+	if !messages.Exists() {
+		return Chat{}, apierr.BadRequest("missing_messages", "messages", "you must provide a messages parameter")
+	}
+	if !messages.IsArray() {
+		return Chat{}, apierr.BadRequest("invalid_type", "messages", "messages must be an array")
+	}
+	var bad *apierr.Error
+	messages.ForEach(func(_, m gjson.Result) bool {
+		if !m.IsObject() {
+			bad = apierr.BadRequest("invalid_type", "messages", "messages[%d] must be an object", c.Messages)
+			return false
+		}
+		if role := m.Get("role"); role.Type != gjson.String || role.Str == "" {
+			bad = apierr.BadRequest("invalid_value", "messages", "messages[%d].role must be a non-empty string", c.Messages)
+			return false
+		}
+		c.Messages++
+		return true
+	})
+	if bad != nil {
+		return Chat{}, bad
+	}
+	if c.Messages == 0 {
+		return Chat{}, apierr.BadRequest("empty_messages", "messages", "messages must contain at least one message")
+	}
+
+	switch stream.Type {
+	case gjson.Null:
+		// absent or null: not streaming
+	case gjson.True, gjson.False:
+		c.Stream = stream.Bool()
+	default:
+		return Chat{}, apierr.BadRequest("invalid_type", "stream", "stream must be a boolean")
+	}
+	return c, nil
+}

@@ -1,0 +1,152 @@
+// Package serve wires one stellwerk process: the ext_proc and ADS services on
+// one gRPC listener, and the admin API on its own.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/stellwerk/stellwerk/extproc"
+	"github.com/stellwerk/stellwerk/internal/admin"
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/xds"
+)
+
+// Options override parts of the config file, mainly addresses for tests and
+// for running several stacks side by side.
+type Options struct {
+	ConfigPath string
+	GRPC       string // ext_proc + ADS
+	Admin      string
+	Listen     string // Envoy's client listener
+	Env        catalog.Env
+	// Ready, if set, is called once every listener is bound and the first
+	// snapshot is published.
+	Ready func(grpcAddr, adminAddr net.Addr)
+}
+
+// Load reads the config and applies the overrides, validating the result.
+func Load(o Options) (*config.Config, error) {
+	cfg, err := config.Load(o.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	if o.GRPC != "" {
+		cfg.Server.GRPC = o.GRPC
+	}
+	if o.Admin != "" {
+		cfg.Server.Admin = o.Admin
+	}
+	if o.Listen != "" {
+		cfg.Envoy.Listener = o.Listen
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Run serves until ctx is cancelled.
+func Run(ctx context.Context, o Options, log *zap.Logger) error {
+	cfg, err := Load(o)
+	if err != nil {
+		return err
+	}
+	env := o.Env
+	if env.Getenv == nil {
+		env = catalog.OSEnv
+	}
+	cat, err := catalog.New(cfg, env)
+	if err != nil {
+		return err
+	}
+	for _, m := range cat.MissingCredentials() {
+		log.Warn("provider credential not found; requests to it will get 502 until it is set", zap.String("provider", m))
+	}
+	ir, err := xds.FromConfig(cfg, cat)
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pub := xds.NewPublisher(ctx, log)
+	if _, err := pub.Publish(ctx, ir); err != nil {
+		return fmt.Errorf("xds: %w", err)
+	}
+	ep := extproc.New(extproc.NewState(cat, cfg.Envoy.MaxRequestBytes), log)
+
+	grpcLis, err := net.Listen("tcp", cfg.Server.GRPC)
+	if err != nil {
+		return fmt.Errorf("server.grpc: %w", err)
+	}
+	adminLis, err := net.Listen("tcp", cfg.Server.Admin)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("server.admin: %w", err)
+	}
+
+	gs := grpc.NewServer(
+		grpc.MaxConcurrentStreams(1<<20),
+		grpc.MaxRecvMsgSize(int(cfg.Envoy.MaxRequestBytes)+(1<<20)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)
+	extprocv3.RegisterExternalProcessorServer(gs, ep)
+	pub.Register(gs)
+
+	st := &status{pub: pub, cfg: cfg}
+	hs := &http.Server{Handler: admin.Handler(st), ReadHeaderTimeout: 5 * time.Second}
+
+	errc := make(chan error, 2)
+	go func() { errc <- gs.Serve(grpcLis) }()
+	go func() {
+		if err := hs.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+			return
+		}
+		errc <- nil
+	}()
+	log.Info("stellwerk serving", zap.String("grpc", grpcLis.Addr().String()), zap.String("admin", adminLis.Addr().String()),
+		zap.String("envoy_listener", cfg.Envoy.Listener), zap.Int("models", len(cat.Models())), zap.Int("providers", len(cat.Providers())))
+	if o.Ready != nil {
+		o.Ready(grpcLis.Addr(), adminLis.Addr())
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	log.Info("stellwerk stopping")
+	shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	_ = hs.Shutdown(shutCtx)
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-shutCtx.Done():
+		gs.Stop() // xDS streams never end on their own
+	}
+	return runErr
+}
+
+type status struct {
+	pub *xds.Publisher
+	cfg *config.Config
+}
+
+func (s *status) SnapshotVersion() string     { return s.pub.Version() }
+func (s *status) EnvoyStreams() int64         { return s.pub.Streams() }
+func (s *status) LastRejection() string       { return s.pub.LastRejection() }
+func (s *status) ConfigYAML() ([]byte, error) { return s.cfg.YAML() }

@@ -1,0 +1,50 @@
+package xds
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	mutationv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// ExtProcFilterName is the HTTP filter name of stellwerk in Envoy.
+const ExtProcFilterName = "envoy.filters.http.ext_proc"
+
+// extProcConfig is the ext_proc filter: headers and the buffered request body
+// go to stellwerk; response headers too, so every answer carries the
+// decision headers. The response body is not sent, so streams pass through
+// chunk by chunk. If stellwerk cannot be reached the request fails closed.
+func extProcConfig(ep ExtProc) *extprocv3.ExternalProcessor {
+	return &extprocv3.ExternalProcessor{
+		GrpcService: &corev3.GrpcService{
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ep.Cluster}},
+		},
+		FailureModeAllow: false,
+		ProcessingMode: &extprocv3.ProcessingMode{
+			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
+			RequestBodyMode:     extprocv3.ProcessingMode_BUFFERED,
+			RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+			ResponseHeaderMode:  extprocv3.ProcessingMode_SEND,
+			ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
+			ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+		},
+		MessageTimeout: durationpb.New(ep.Timeout),
+		// stellwerk rewrites :authority for the provider.
+		MutationRules: &mutationv3.HeaderMutationRules{AllowAllRouting: wrapperspb.Bool(true)},
+		// stellwerk sets content-length to the exact length of the body it
+		// wrote, so providers that reject chunked uploads still work.
+		AllowContentLengthHeader: true,
+		RouteCacheAction:         extprocv3.ExternalProcessor_DEFAULT,
+	}
+}
+
+func extProcHTTPFilter(ep ExtProc) (*hcmv3.HttpFilter, error) {
+	a, err := anypb.New(extProcConfig(ep))
+	if err != nil {
+		return nil, err
+	}
+	return &hcmv3.HttpFilter{Name: ExtProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}, nil
+}

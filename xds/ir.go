@@ -1,0 +1,109 @@
+// Package xds turns stellwerk's config into Envoy resources and serves them
+// over ADS. Config → IR → resources, each step a pure function; one writer
+// owns the snapshot cache.
+package xds
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/config"
+)
+
+// IR is the small, plain-data description of what Envoy must run.
+type IR struct {
+	Listener Listener  `json:"listener"`
+	ExtProc  ExtProc   `json:"ext_proc"`
+	Clusters []Cluster `json:"clusters"`
+	// RequestTimeout bounds an upstream request, streaming included; 0 disables.
+	RequestTimeout time.Duration `json:"request_timeout"`
+}
+
+// Listener is the client-facing listener.
+type Listener struct {
+	Name            string `json:"name"`
+	Address         string `json:"address"`
+	Port            uint32 `json:"port"`
+	MaxRequestBytes int64  `json:"max_request_bytes"`
+	AccessLog       bool   `json:"access_log"`
+}
+
+// ExtProc is how Envoy reaches stellwerk's ext_proc service.
+type ExtProc struct {
+	Cluster string        `json:"cluster"`
+	Timeout time.Duration `json:"timeout"`
+}
+
+// Cluster is one provider.
+type Cluster struct {
+	Name           string        `json:"name"`
+	Host           string        `json:"host"`
+	Port           uint32        `json:"port"`
+	TLS            bool          `json:"tls"`
+	StaticIP       bool          `json:"static_ip"`
+	ConnectTimeout time.Duration `json:"connect_timeout"`
+	CABundle       string        `json:"ca_bundle,omitempty"`
+}
+
+// Names of the resources stellwerk owns.
+const (
+	ListenerName    = "stellwerk_http"
+	RouteConfigName = "stellwerk_routes"
+)
+
+// FromConfig builds the IR from a validated config and its catalog.
+func FromConfig(c *config.Config, cat *catalog.Catalog) (IR, error) {
+	host, portS, err := net.SplitHostPort(c.Envoy.Listener)
+	if err != nil {
+		return IR{}, fmt.Errorf("envoy.listener: %w", err)
+	}
+	port, err := strconv.ParseUint(portS, 10, 16)
+	if err != nil {
+		return IR{}, fmt.Errorf("envoy.listener: bad port %q", portS)
+	}
+	ir := IR{
+		Listener: Listener{Name: ListenerName, Address: host, Port: uint32(port),
+			MaxRequestBytes: c.Envoy.MaxRequestBytes, AccessLog: c.Envoy.AccessLog},
+		ExtProc:        ExtProc{Cluster: c.Envoy.ExtProcCluster, Timeout: c.Envoy.ExtProcTimeout},
+		RequestTimeout: c.Envoy.RequestTimeout,
+	}
+	for _, p := range cat.Providers() {
+		cl := Cluster{Name: p.Cluster, Host: p.Host, Port: uint32(p.Port), TLS: p.TLS(), StaticIP: p.IsIP(),
+			ConnectTimeout: c.Envoy.ConnectTimeout}
+		if cl.TLS {
+			cl.CABundle = c.Envoy.CABundle
+		}
+		ir.Clusters = append(ir.Clusters, cl)
+	}
+	return ir, ir.Validate()
+}
+
+// Validate checks the IR on its own, so hand-built IRs in tests get the same
+// guarantees as config-built ones.
+func (ir IR) Validate() error {
+	var errs []error
+	if net.ParseIP(ir.Listener.Address) == nil {
+		errs = append(errs, fmt.Errorf("listener address %q is not an IP", ir.Listener.Address))
+	}
+	if ir.ExtProc.Cluster == "" {
+		errs = append(errs, errors.New("ext_proc cluster is empty"))
+	}
+	seen := map[string]bool{}
+	for _, c := range ir.Clusters {
+		if seen[c.Name] {
+			errs = append(errs, fmt.Errorf("duplicate cluster %q", c.Name))
+		}
+		seen[c.Name] = true
+		if c.Port == 0 || c.Port > 65535 {
+			errs = append(errs, fmt.Errorf("cluster %q: bad port %d", c.Name, c.Port))
+		}
+		if c.TLS && c.StaticIP {
+			errs = append(errs, fmt.Errorf("cluster %q: https needs a host name for SNI, not an IP", c.Name))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,160 @@
+package xds
+
+import (
+	"fmt"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/header"
+)
+
+// bufferSlack lets a body slightly over the configured limit reach stellwerk,
+// which answers 413 itself; only far larger chunked bodies are cut by Envoy
+// (and reshaped into the same error by the local reply config).
+const bufferSlack = 64 << 10
+
+// httpListener is the client-facing listener: one HTTP connection manager
+// with stellwerk's ext_proc filter in front of the router, routes over ADS.
+func httpListener(ir IR) (*listenerv3.Listener, error) {
+	epf, err := extProcHTTPFilter(ir.ExtProc)
+	if err != nil {
+		return nil, err
+	}
+	router, err := anypb.New(&routerv3.Router{SuppressEnvoyHeaders: true})
+	if err != nil {
+		return nil, err
+	}
+	hcm := &hcmv3.HttpConnectionManager{
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		StatPrefix: "stellwerk",
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    adsConfigSource(),
+			RouteConfigName: RouteConfigName,
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{
+			epf,
+			{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
+		},
+		NormalizePath:    wrapperspb.Bool(true),
+		MergeSlashes:     true,
+		UseRemoteAddress: wrapperspb.Bool(true),
+		LocalReplyConfig: localReplyConfig(ir.Listener.MaxRequestBytes),
+	}
+	if ir.Listener.AccessLog {
+		al, err := stdoutAccessLog()
+		if err != nil {
+			return nil, err
+		}
+		hcm.AccessLog = []*accesslogv3.AccessLog{al}
+	}
+	hcmAny, err := anypb.New(hcm)
+	if err != nil {
+		return nil, err
+	}
+	return &listenerv3.Listener{
+		Name:                          ir.Listener.Name,
+		Address:                       socketAddress(ir.Listener.Address, ir.Listener.Port),
+		PerConnectionBufferLimitBytes: wrapperspb.UInt32(uint32(ir.Listener.MaxRequestBytes + bufferSlack)),
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{{
+				Name:       wellknown.HTTPConnectionManager,
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
+			}},
+		}},
+	}, nil
+}
+
+func adsConfigSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+}
+
+// localReplyConfig gives the replies Envoy itself generates (body too large,
+// provider unreachable, provider timeout) the OpenAI error shape. It matches
+// on response flags and on 413 only, so stellwerk's own answers, which are
+// already in that shape, keep their bodies.
+func localReplyConfig(maxBytes int64) *hcmv3.LocalReplyConfig {
+	tooLarge := apierr.TooLarge(maxBytes)
+	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{
+		{
+			Filter:             statusFilter(413),
+			BodyFormatOverride: errorFormat(tooLarge.Message, tooLarge.Type, tooLarge.Code),
+		},
+		{
+			Filter:             flagFilter("UT"),
+			BodyFormatOverride: errorFormat("the provider did not answer in time", "server_error", "provider_timeout"),
+		},
+		{
+			Filter:             flagFilter("UF", "UH", "URX", "UO", "UC", "UR", "NC"),
+			BodyFormatOverride: errorFormat("the provider could not be reached (%RESPONSE_FLAGS%)", "server_error", "provider_unavailable"),
+		},
+	}}
+}
+
+func statusFilter(code uint32) *accesslogv3.AccessLogFilter {
+	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
+		Comparison: &accesslogv3.ComparisonFilter{Op: accesslogv3.ComparisonFilter_EQ, Value: &corev3.RuntimeUInt32{
+			DefaultValue: code, RuntimeKey: fmt.Sprintf("stellwerk.local_reply.status_%d", code),
+		}},
+	}}}
+}
+
+func flagFilter(flags ...string) *accesslogv3.AccessLogFilter {
+	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{
+		ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: flags},
+	}}
+}
+
+func errorFormat(message, typ, code string) *corev3.SubstitutionFormatString {
+	return &corev3.SubstitutionFormatString{
+		Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: &structpb.Struct{Fields: map[string]*structpb.Value{
+			"error": structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+				"message": structpb.NewStringValue(message),
+				"type":    structpb.NewStringValue(typ),
+				"code":    structpb.NewStringValue(code),
+				"param":   structpb.NewNullValue(),
+			}}),
+		}}},
+	}
+}
+
+// stdoutAccessLog writes one JSON line per request. It never includes
+// request bodies or credentials.
+func stdoutAccessLog() (*accesslogv3.AccessLog, error) {
+	f := map[string]*structpb.Value{}
+	for k, v := range map[string]string{
+		"start":       "%START_TIME%",
+		"method":      "%REQ(:METHOD)%",
+		"path":        "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+		"status":      "%RESPONSE_CODE%",
+		"flags":       "%RESPONSE_FLAGS%",
+		"duration_ms": "%DURATION%",
+		"upstream":    "%UPSTREAM_CLUSTER%",
+		"decision_id": "%RESP(" + header.DecisionID + ")%",
+		"model":       "%RESP(" + header.Model + ")%",
+		"bytes_in":    "%BYTES_RECEIVED%",
+		"bytes_out":   "%BYTES_SENT%",
+	} {
+		f[k] = structpb.NewStringValue(v)
+	}
+	cfg := &streamv3.StdoutAccessLog{AccessLogFormat: &streamv3.StdoutAccessLog_LogFormat{LogFormat: &corev3.SubstitutionFormatString{
+		Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: &structpb.Struct{Fields: f}},
+	}}}
+	a, err := anypb.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &accesslogv3.AccessLog{Name: "envoy.access_loggers.stdout", ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: a}}, nil
+}

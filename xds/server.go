@@ -1,0 +1,166 @@
+package xds
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// snapshotKey is the one snapshot every Envoy node receives: stellwerk
+// serves the same routing to each Envoy in front of it.
+const snapshotKey = "stellwerk"
+
+type sameForAll struct{}
+
+func (sameForAll) ID(*corev3.Node) string { return snapshotKey }
+
+// Publisher is the single writer of the snapshot cache and the ADS server
+// Envoy connects to.
+type Publisher struct {
+	cache   cachev3.SnapshotCache
+	server  serverv3.Server
+	log     *zap.Logger
+	mu      sync.Mutex // serialises Publish
+	version atomic.Value
+	streams atomic.Int64
+	nack    atomic.Value // last rejection Envoy reported, "" when none
+}
+
+// NewPublisher creates the cache and the ADS server; ctx bounds the server.
+func NewPublisher(ctx context.Context, log *zap.Logger) *Publisher {
+	log = log.Named("xds")
+	p := &Publisher{log: log}
+	p.cache = cachev3.NewSnapshotCache(true, sameForAll{}, zapAdapter{log.Sugar()})
+	p.server = serverv3.NewServer(ctx, p.cache, p.callbacks(), sotwv3.WithOrderedADS())
+	p.version.Store("")
+	p.nack.Store("")
+	return p
+}
+
+// Register adds the ADS service to a gRPC server.
+func (p *Publisher) Register(s *grpc.Server) {
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s, p.server)
+}
+
+// Publish translates the IR and, if it is valid and consistent, makes it the
+// snapshot every Envoy gets. On error the previous snapshot stays.
+func (p *Publisher) Publish(ctx context.Context, ir IR) (string, error) {
+	res, err := Translate(ir)
+	if err != nil {
+		return "", err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	version, err := contentVersion(res)
+	if err != nil {
+		return "", err
+	}
+	snap, err := cachev3.NewSnapshot(version, map[resource.Type][]types.Resource{
+		resource.ClusterType:  toResources(res.Clusters),
+		resource.ListenerType: toResources(res.Listeners),
+		resource.RouteType:    toResources(res.Routes),
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := snap.Consistent(); err != nil {
+		return "", fmt.Errorf("inconsistent snapshot: %w", err)
+	}
+	if err := p.cache.SetSnapshot(ctx, snapshotKey, snap); err != nil {
+		return "", err
+	}
+	p.version.Store(version)
+	p.log.Info("published snapshot", zap.String("version", version), zap.Int("clusters", len(res.Clusters)))
+	return version, nil
+}
+
+// Version is the content version of the published snapshot ("" before the first).
+func (p *Publisher) Version() string { return p.version.Load().(string) }
+
+// Streams is the number of open xDS streams (connected Envoys).
+func (p *Publisher) Streams() int64 { return p.streams.Load() }
+
+func toResources[T types.Resource](in []T) []types.Resource {
+	out := make([]types.Resource, len(in))
+	for i, r := range in {
+		out[i] = r
+	}
+	return out
+}
+
+// contentVersion hashes the deterministic encoding of every resource, so an
+// unchanged config republishes the same version and Envoy does nothing.
+func contentVersion(res Resources) (string, error) {
+	h := sha256.New()
+	opts := proto.MarshalOptions{Deterministic: true}
+	add := func(m proto.Message) error {
+		b, err := opts.Marshal(m)
+		if err != nil {
+			return err
+		}
+		h.Write(b)
+		return nil
+	}
+	for _, c := range res.Clusters {
+		if err := add(c); err != nil {
+			return "", err
+		}
+	}
+	for _, l := range res.Listeners {
+		if err := add(l); err != nil {
+			return "", err
+		}
+	}
+	for _, r := range res.Routes {
+		if err := add(r); err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// LastRejection is the last error detail Envoy sent when it rejected a
+// snapshot, or "" if the last update was accepted.
+func (p *Publisher) LastRejection() string { return p.nack.Load().(string) }
+
+func (p *Publisher) callbacks() serverv3.CallbackFuncs {
+	return serverv3.CallbackFuncs{
+		StreamOpenFunc: func(context.Context, int64, string) error {
+			p.streams.Add(1)
+			return nil
+		},
+		StreamClosedFunc: func(int64, *corev3.Node) { p.streams.Add(-1) },
+		StreamRequestFunc: func(_ int64, r *discoveryv3.DiscoveryRequest) error {
+			if d := r.GetErrorDetail(); d != nil {
+				p.nack.Store(d.GetMessage())
+				p.log.Error("envoy rejected configuration", zap.String("type", r.GetTypeUrl()),
+					zap.String("node", r.GetNode().GetId()), zap.String("error", d.GetMessage()))
+			} else if r.GetVersionInfo() != "" && r.GetVersionInfo() == p.Version() {
+				p.nack.Store("")
+			}
+			return nil
+		},
+	}
+}
+
+// zapAdapter lets go-control-plane log through zap.
+type zapAdapter struct{ s *zap.SugaredLogger }
+
+func (z zapAdapter) Debugf(f string, a ...any) { z.s.Debugf(f, a...) }
+func (z zapAdapter) Infof(f string, a ...any)  { z.s.Debugf(f, a...) } // its info is chatty
+func (z zapAdapter) Warnf(f string, a ...any)  { z.s.Warnf(f, a...) }
+func (z zapAdapter) Errorf(f string, a ...any) { z.s.Errorf(f, a...) }

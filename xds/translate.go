@@ -1,0 +1,58 @@
+package xds
+
+import (
+	"errors"
+	"fmt"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+)
+
+// Resources is everything stellwerk pushes to Envoy.
+type Resources struct {
+	Clusters  []*clusterv3.Cluster
+	Listeners []*listenerv3.Listener
+	Routes    []*routev3.RouteConfiguration
+}
+
+// validator is what every generated Envoy proto offers (protoc-gen-validate).
+type validator interface{ ValidateAll() error }
+
+// Translate turns the IR into validated Envoy resources. It does no I/O and
+// reports every error it finds.
+func Translate(ir IR) (Resources, error) {
+	if err := ir.Validate(); err != nil {
+		return Resources{}, err
+	}
+	var res Resources
+	var errs []error
+	check := func(what string, v validator) {
+		if err := v.ValidateAll(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+		}
+	}
+	for _, c := range ir.Clusters {
+		cl, err := providerCluster(c)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cluster %s: %w", c.Name, err))
+			continue
+		}
+		check("cluster "+c.Name, cl)
+		res.Clusters = append(res.Clusters, cl)
+	}
+	l, err := httpListener(ir)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("listener: %w", err))
+	} else {
+		check("listener "+l.Name, l)
+		res.Listeners = append(res.Listeners, l)
+	}
+	rc := routeConfig(ir)
+	check("route configuration "+rc.Name, rc)
+	res.Routes = append(res.Routes, rc)
+	if err := errors.Join(errs...); err != nil {
+		return Resources{}, err
+	}
+	return res, nil
+}
