@@ -97,7 +97,7 @@ func localReplyConfig(maxBytes int64) *hcmv3.LocalReplyConfig {
 			BodyFormatOverride: errorFormat("the provider did not answer in time", "server_error", "provider_timeout"),
 		},
 		{
-			Filter:             flagFilter("UF", "UH", "URX", "UO", "UC", "UR", "NC"),
+			Filter:             flagFilter("UF", "UH", "URX", "UO", "UC", "UR", "UPE", "NC"),
 			BodyFormatOverride: errorFormat("the provider could not be reached (%RESPONSE_FLAGS%)", "server_error", "provider_unavailable"),
 		},
 	}}

@@ -203,7 +203,7 @@ func (p *Provider) stream(w http.ResponseWriter, r *http.Request, b Behavior, id
 	chunk := func(delta map[string]any, finish any) map[string]any {
 		return map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
 			"system_fingerprint": "fp_" + p.Name,
-			"choices": []any{map[string]any{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": nil}}}
+			"choices":            []any{map[string]any{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": nil}}}
 	}
 	if !send(chunk(map[string]any{"role": "assistant", "content": ""}, nil)) {
 		return
@@ -220,6 +220,9 @@ func (p *Provider) stream(w http.ResponseWriter, r *http.Request, b Behavior, id
 			return
 		}
 		if i == 0 && b.Reset == "mid-stream" {
+			if fl != nil {
+				fl.Flush()
+			}
 			resetConnection(w)
 			return
 		}
@@ -319,9 +322,6 @@ func overrideFromHeaders(b Behavior, h http.Header) Behavior {
 // resetConnection drops the TCP connection without an HTTP answer (or in the
 // middle of one).
 func resetConnection(w http.ResponseWriter) {
-	if fl, ok := w.(http.Flusher); ok {
-		fl.Flush()
-	}
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		panic(http.ErrAbortHandler)
@@ -338,7 +338,6 @@ func resetConnection(w http.ResponseWriter) {
 	}
 	conn.Close()
 }
-
 
 func errorType(status int) string {
 	switch {

