@@ -54,7 +54,7 @@ func providerCluster(c Cluster) (*clusterv3.Cluster, error) {
 			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
 		}}
 	}
-	a, err := anypb.New(opts)
+	a, err := toAny(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +76,7 @@ func upstreamTLS(c Cluster) (*corev3.TransportSocket, error) {
 			}},
 		},
 	}
-	a, err := anypb.New(tls)
+	a, err := toAny(tls)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -42,7 +41,7 @@ func extProcConfig(ep ExtProc) *extprocv3.ExternalProcessor {
 }
 
 func extProcHTTPFilter(ep ExtProc) (*hcmv3.HttpFilter, error) {
-	a, err := anypb.New(extProcConfig(ep))
+	a, err := toAny(extProcConfig(ep))
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,6 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -30,7 +29,7 @@ func httpListener(ir IR) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	router, err := anypb.New(&routerv3.Router{SuppressEnvoyHeaders: true})
+	router, err := toAny(&routerv3.Router{SuppressEnvoyHeaders: true})
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +56,7 @@ func httpListener(ir IR) (*listenerv3.Listener, error) {
 		}
 		hcm.AccessLog = []*accesslogv3.AccessLog{al}
 	}
-	hcmAny, err := anypb.New(hcm)
+	hcmAny, err := toAny(hcm)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +151,7 @@ func stdoutAccessLog() (*accesslogv3.AccessLog, error) {
 	cfg := &streamv3.StdoutAccessLog{AccessLogFormat: &streamv3.StdoutAccessLog_LogFormat{LogFormat: &corev3.SubstitutionFormatString{
 		Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: &structpb.Struct{Fields: f}},
 	}}}
-	a, err := anypb.New(cfg)
+	a, err := toAny(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -323,16 +323,17 @@ func checkBaseURL(raw string) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("%q is not a URL", raw)
+		return errors.New("is not a URL") // not echoed: it may hold a secret
 	}
+	shown := u.Redacted() // never echo a password someone put in the URL
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%q must be an http or https URL", raw)
+		return fmt.Errorf("%q must be an http or https URL", shown)
 	}
 	if u.Hostname() == "" {
-		return fmt.Errorf("%q has no host", raw)
+		return fmt.Errorf("%q has no host", shown)
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%q must not carry credentials, a query or a fragment", raw)
+		return fmt.Errorf("%q must not carry credentials, a query or a fragment", shown)
 	}
 	return nil
 }

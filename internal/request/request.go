@@ -31,17 +31,31 @@ func ParseChat(body []byte) (Chat, error) {
 	}
 	var c Chat
 	var model, messages, stream gjson.Result
+	var dup string
 	root.ForEach(func(k, v gjson.Result) bool {
+		var slot *gjson.Result
 		switch k.Str {
 		case "model":
-			model = v
+			slot = &model
 		case "messages":
-			messages = v
+			slot = &messages
 		case "stream":
-			stream = v
+			slot = &stream
+		default:
+			return true
 		}
+		// A second copy of a field stellwerk routes on could be read
+		// differently by the provider: refuse rather than guess.
+		if slot.Exists() {
+			dup = k.Str
+			return false
+		}
+		*slot = v
 		return true
 	})
+	if dup != "" {
+		return Chat{}, apierr.BadRequest("duplicate_field", dup, "the field %q appears more than once", dup)
+	}
 
 	switch {
 	case !model.Exists():

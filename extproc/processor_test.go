@@ -1,0 +1,245 @@
+package extproc
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/config"
+)
+
+func testState(t testing.TB) *State {
+	t.Helper()
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: small}
+envoy: {max_request_bytes: 2048}
+providers:
+  - {name: remote, base_url: "https://api.example.com/v1", residency: us, credential: {env: REMOTE_KEY}}
+  - {name: nokey, base_url: "http://127.0.0.1:9/v1", residency: eu, credential: {env: ABSENT}}
+models:
+  - {id: small, provider: remote, provider_model: small-2024, context_window: 10}
+  - {id: same, provider: remote, context_window: 10}
+  - {id: orphan, provider: nokey, context_window: 10}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.New(c, catalog.Env{Getenv: func(k string) string {
+		if k == "REMOTE_KEY" {
+			return "sk-remote"
+		}
+		return ""
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewState(cat, c.Envoy.MaxRequestBytes)
+}
+
+func headersMsg(method, path string, endOfStream bool, extra ...string) *extprocv3.ProcessingRequest {
+	hs := []*corev3.HeaderValue{{Key: ":method", RawValue: []byte(method)}, {Key: ":path", RawValue: []byte(path)}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		hs = append(hs, &corev3.HeaderValue{Key: extra[i], RawValue: []byte(extra[i+1])})
+	}
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
+		Headers: &corev3.HeaderMap{Headers: hs}, EndOfStream: endOfStream,
+	}}}
+}
+
+func bodyMsg(body string) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{
+		Body: []byte(body), EndOfStream: true,
+	}}}
+}
+
+func newProc(t testing.TB) *processor {
+	return &processor{state: testState(t), log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}
+}
+
+func setHeaders(m *extprocv3.HeaderMutation) map[string]string {
+	out := map[string]string{}
+	for _, h := range m.GetSetHeaders() {
+		out[h.GetHeader().GetKey()] = string(h.GetHeader().GetRawValue())
+	}
+	return out
+}
+
+func TestChatRequestIsRewritten(t *testing.T) {
+	p := newProc(t)
+	r := p.handle(headersMsg("POST", "/v1/chat/completions?trace=1", false,
+		"x-stellwerk-cluster", "provider_nokey", "X-Stellwerk-Model", "orphan", "authorization", "Bearer client", "content-length", "80"))
+	hr := r.GetRequestHeaders().GetResponse()
+	if hr == nil || !hr.ClearRouteCache {
+		t.Fatalf("headers phase: %v", r)
+	}
+	removed := strings.Join(hr.GetHeaderMutation().GetRemoveHeaders(), ",")
+	for _, h := range []string{"x-stellwerk-cluster", "x-stellwerk-model", "authorization"} {
+		if !strings.Contains(removed, h) {
+			t.Errorf("client header %s not removed (removed: %s)", h, removed)
+		}
+	}
+
+	body := `{"model":"small","messages":[{"role":"user","content":"hi"}]}`
+	r = p.handle(bodyMsg(body))
+	cr := r.GetRequestBody().GetResponse()
+	if cr == nil || !cr.ClearRouteCache {
+		t.Fatalf("body phase: %v", r)
+	}
+	hs := setHeaders(cr.GetHeaderMutation())
+	nb := cr.GetBodyMutation().GetBody()
+	want := map[string]string{
+		"x-stellwerk-cluster": "provider_remote",
+		":path":               "/v1/chat/completions?trace=1",
+		":authority":          "api.example.com",
+		"authorization":       "Bearer sk-remote",
+	}
+	for k, v := range want {
+		if hs[k] != v {
+			t.Errorf("%s = %q, want %q", k, hs[k], v)
+		}
+	}
+	var got map[string]any
+	if err := json.Unmarshal(nb, &got); err != nil || got["model"] != "small-2024" {
+		t.Fatalf("rewritten body %s (%v)", nb, err)
+	}
+	if hs["content-length"] != itoa(len(nb)) {
+		t.Errorf("content-length %q for %d bytes", hs["content-length"], len(nb))
+	}
+
+	r = p.handle(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{}}})
+	rh := setHeaders(r.GetResponseHeaders().GetResponse().GetHeaderMutation())
+	if rh["x-stellwerk-model"] != "small" || rh["x-stellwerk-provider"] != "remote" || rh["x-stellwerk-decision-id"] != p.id || rh["x-stellwerk-reason"] == "" {
+		t.Errorf("response headers %v", rh)
+	}
+}
+
+func TestSameModelNameLeavesBodyAlone(t *testing.T) {
+	p := newProc(t)
+	p.handle(headersMsg("POST", "/v1/chat/completions", false))
+	cr := p.handle(bodyMsg(`{"model":"same","messages":[{"role":"user"}]}`)).GetRequestBody().GetResponse()
+	if cr.GetBodyMutation() != nil {
+		t.Errorf("body rewritten although the provider model name is the same")
+	}
+	if _, ok := setHeaders(cr.GetHeaderMutation())["content-length"]; ok {
+		t.Errorf("content-length set without a body change")
+	}
+}
+
+func TestImmediateAnswers(t *testing.T) {
+	cases := map[string]struct {
+		method, path string
+		eos          bool
+		body         string
+		extra        []string
+		status       int
+		code         string
+	}{
+		"models":             {"GET", "/v1/models", true, "", nil, 200, ""},
+		"model":              {"GET", "/v1/models/small", true, "", nil, 200, ""},
+		"auto model":         {"GET", "/v1/models/auto", true, "", nil, 200, ""},
+		"unknown model":      {"GET", "/v1/models/gpt-9", true, "", nil, 404, "model_not_found"},
+		"models by POST":     {"POST", "/v1/models", true, "", nil, 405, "method_not_allowed"},
+		"unknown path":       {"GET", "/admin", true, "", nil, 404, "unknown_url"},
+		"chat by GET":        {"GET", "/v1/chat/completions", true, "", nil, 405, "method_not_allowed"},
+		"chat no body":       {"POST", "/v1/chat/completions", true, "", nil, 400, "invalid_request_body"},
+		"declared too large": {"POST", "/v1/chat/completions", false, "", []string{"content-length", "4096"}, 413, "request_too_large"},
+		"body too large":     {"POST", "/v1/chat/completions", false, `{"model":"small","x":"` + strings.Repeat("a", 3000) + `"}`, nil, 413, "request_too_large"},
+		"bad json":           {"POST", "/v1/chat/completions", false, `{"model"`, nil, 400, "invalid_json"},
+		"unknown model chat": {"POST", "/v1/chat/completions", false, `{"model":"x","messages":[{"role":"user"}]}`, nil, 404, "model_not_found"},
+		"missing key":        {"POST", "/v1/chat/completions", false, `{"model":"orphan","messages":[{"role":"user"}]}`, nil, 502, "provider_credential_missing"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := newProc(t)
+			r := p.handle(headersMsg(tc.method, tc.path, tc.eos, tc.extra...))
+			if tc.body != "" {
+				if r.GetImmediateResponse() != nil {
+					t.Fatalf("answered before the body: %v", r)
+				}
+				r = p.handle(bodyMsg(tc.body))
+			}
+			ir := r.GetImmediateResponse()
+			if ir == nil {
+				t.Fatalf("no immediate response: %v", r)
+			}
+			if int(ir.GetStatus().GetCode()) != tc.status {
+				t.Fatalf("status %d, want %d: %s", ir.GetStatus().GetCode(), tc.status, ir.Body)
+			}
+			if !json.Valid(ir.Body) {
+				t.Fatalf("body not JSON: %s", ir.Body)
+			}
+			hs := setHeaders(ir.GetHeaders())
+			if hs["content-type"] != "application/json" || hs["x-stellwerk-decision-id"] != p.id {
+				t.Errorf("headers %v", hs)
+			}
+			if tc.code != "" {
+				var e struct{ Error struct{ Code string } }
+				_ = json.Unmarshal(ir.Body, &e)
+				if e.Error.Code != tc.code {
+					t.Errorf("code %q, want %q: %s", e.Error.Code, tc.code, ir.Body)
+				}
+			}
+			if strings.Contains(string(ir.Body), "sk-remote") || strings.Contains(string(ir.Body), "ABSENT") {
+				t.Errorf("answer leaks configuration: %s", ir.Body)
+			}
+		})
+	}
+}
+
+// FuzzProcessor: whatever Envoy forwards from a client, the processor answers
+// with a well-formed message and never panics.
+func FuzzProcessor(f *testing.F) {
+	f.Add("POST", "/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, "x-stellwerk-cluster", "provider_nokey")
+	f.Add("GET", "/v1/models/small", "", "content-length", "-1")
+	f.Add("POST", "/v1/chat/completions?x=1", `{"model":"small","model":"same"}`, "content-length", "99999999999999999999")
+	f.Add("DELETE", "//v1/../v1/models", "\x00\xff", "X-STELLWERK-REASON", "\r\n")
+	st := testState(f)
+	f.Fuzz(func(t *testing.T, method, path, body, hk, hv string) {
+		p := &processor{state: st, log: zap.NewNop(), id: "id"}
+		r := p.handle(headersMsg(method, path, body == "", hk, hv))
+		if r == nil || r.Response == nil {
+			t.Fatal("nil response to headers")
+		}
+		if ir := r.GetImmediateResponse(); ir != nil {
+			if !json.Valid(ir.Body) || ir.GetStatus().GetCode() == 0 {
+				t.Fatalf("bad immediate response %v", ir)
+			}
+			return
+		}
+		r = p.handle(bodyMsg(body))
+		if r == nil || r.Response == nil {
+			t.Fatal("nil response to body")
+		}
+		if ir := r.GetImmediateResponse(); ir != nil && !json.Valid(ir.Body) {
+			t.Fatalf("bad immediate response %v", ir)
+		}
+		if cr := r.GetRequestBody().GetResponse(); cr != nil {
+			if hs := setHeaders(cr.GetHeaderMutation()); hs["x-stellwerk-cluster"] == "" {
+				t.Fatalf("routed without a cluster: %v", hs)
+			}
+		}
+	})
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+func BenchmarkChatRequest(b *testing.B) {
+	st := testState(b)
+	body := `{"model":"small","messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"` +
+		strings.Repeat("Explain the difference between a mutex and a semaphore. ", 30) + `"}]}`
+	hm, bm := headersMsg("POST", "/v1/chat/completions", false, "content-type", "application/json"), bodyMsg(body)
+	rh := &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{}}}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		p := &processor{state: st, log: zap.NewNop(), id: "id"}
+		p.handle(hm)
+		p.handle(bm)
+		p.handle(rh)
+	}
+}

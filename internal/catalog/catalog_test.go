@@ -1,0 +1,90 @@
+package catalog
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+)
+
+func build(t *testing.T, yaml string, env map[string]string, files map[string]string) *Catalog {
+	t.Helper()
+	c, err := config.Decode(strings.NewReader(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := New(c, Env{
+		Getenv: func(k string) string { return env[k] },
+		ReadFile: func(p string) ([]byte, error) {
+			if v, ok := files[p]; ok {
+				return []byte(v), nil
+			}
+			return nil, errors.New("no such file")
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}
+
+const cfg = `
+routing: {default_model: a1}
+providers:
+  - {name: envkey, base_url: "https://api.example.com/v1/", residency: us, credential: {env: KEY_A}}
+  - {name: filekey, base_url: "http://10.0.0.5:8000", residency: on_prem, credential: {file: /run/secrets/k, header: api-key}}
+  - {name: anthropicish, base_url: "https://llm.example.eu:8443/api", residency: eu, credential: {env: KEY_MISSING, header: x-api-key}}
+  - {name: open, base_url: "http://127.0.0.1:9000/v1", residency: on_prem}
+models:
+  - {id: a1, provider: envkey, provider_model: upstream-a1, context_window: 10}
+  - {id: b1, provider: filekey, context_window: 10}
+`
+
+func TestProviders(t *testing.T) {
+	cat := build(t, cfg, map[string]string{"KEY_A": " sk-a \n"}, map[string]string{"/run/secrets/k": "sk-file\n"})
+	cases := map[string]struct {
+		cluster, authority, path string
+		port                     int
+		tls, ip                  bool
+		credName, credValue      string
+		credOK                   bool
+	}{
+		"envkey":       {"provider_envkey", "api.example.com", "/v1/chat/completions", 443, true, false, "authorization", "Bearer sk-a", true},
+		"filekey":      {"provider_filekey", "10.0.0.5:8000", "/chat/completions", 8000, false, true, "api-key", "sk-file", true},
+		"anthropicish": {"provider_anthropicish", "llm.example.eu:8443", "/api/chat/completions", 8443, true, false, "", "", false},
+		"open":         {"provider_open", "127.0.0.1:9000", "/v1/chat/completions", 9000, false, true, "", "", true},
+	}
+	for _, p := range cat.Providers() {
+		want, ok := cases[p.Name]
+		if !ok {
+			t.Fatalf("unexpected provider %s", p.Name)
+		}
+		if p.Cluster != want.cluster || p.Authority != want.authority || p.Port != want.port || p.TLS() != want.tls || p.IsIP() != want.ip {
+			t.Errorf("%s: %+v", p.Name, p)
+		}
+		if got := p.UpstreamPath("/v1/chat/completions"); got != want.path {
+			t.Errorf("%s: path %q, want %q", p.Name, got, want.path)
+		}
+		n, v, ok := p.Credential()
+		if n != want.credName || v != want.credValue || ok != want.credOK {
+			t.Errorf("%s: credential (%q, %q, %v)", p.Name, n, v, ok)
+		}
+	}
+	if got := cat.MissingCredentials(); len(got) != 1 || got[0] != "anthropicish (environment variable KEY_MISSING)" {
+		t.Errorf("missing: %v", got)
+	}
+	if m, ok := cat.Lookup("a1"); !ok || m.ProviderModel != "upstream-a1" || m.Provider.Name != "envkey" {
+		t.Errorf("lookup a1: %+v", m)
+	}
+	if cat.Default.ID != "a1" || strings.Join(cat.IDs(), ",") != "a1,b1" {
+		t.Errorf("default %s ids %v", cat.Default.ID, cat.IDs())
+	}
+}
+
+func TestKeyWithNewlineIsMissing(t *testing.T) {
+	cat := build(t, cfg, map[string]string{"KEY_A": "sk-a\r\nx-injected: 1"}, nil)
+	if _, _, ok := cat.Providers()[0].Credential(); ok {
+		t.Fatal("a key that would split a header must not be used")
+	}
+}

@@ -1,0 +1,114 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+const minimal = `
+routing: {default_model: m1}
+providers:
+  - {name: p1, base_url: "http://127.0.0.1:8081/v1", residency: eu}
+models:
+  - {id: m1, provider: p1, context_window: 1000}
+`
+
+func TestExampleConfigLoads(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	c, err := Load(filepath.Join(filepath.Dir(file), "..", "..", "examples", "stellwerk.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Routing.DefaultModel != "mock-gpt" || len(c.Providers) != 3 {
+		t.Errorf("unexpected example: %+v", c.Routing)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Decode(strings.NewReader(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Envoy.Listener != "127.0.0.1:10000" || c.Server.Admin != "127.0.0.1:9180" || c.Server.GRPC != "127.0.0.1:18000" {
+		t.Errorf("addresses: %+v %+v", c.Server, c.Envoy)
+	}
+	if c.Envoy.RequestTimeout != 5*time.Minute || c.Envoy.MaxRequestBytes != 8<<20 {
+		t.Errorf("envoy defaults: %+v", c.Envoy)
+	}
+	if c.Models[0].ProviderModel != "m1" || c.Models[0].Price.Currency != "USD" || c.Providers[0].WireFormat != "openai" {
+		t.Errorf("model/provider defaults: %+v %+v", c.Models[0], c.Providers[0])
+	}
+}
+
+func TestDecodeErrorsNameTheField(t *testing.T) {
+	cases := map[string]struct {
+		yaml string
+		want []string // every one must appear
+	}{
+		"unknown top-level field": {minimal + "extra: 1\n", []string{`unknown field "extra"`}},
+		"unknown provider field": {strings.Replace(minimal, "residency: eu}", "residency: eu, region_x: a}", 1),
+			[]string{`unknown field "region_x" in Provider`}},
+		"duration typo": {minimal + "envoy: {request_timeout: forever}\n", []string{"forever"}},
+		"model references unknown provider": {strings.Replace(minimal, "provider: p1,", "provider: p2,", 1),
+			[]string{`models[0].provider: unknown provider "p2" (known: p1)`}},
+		"default model missing": {strings.Replace(minimal, "default_model: m1", "default_model: nope", 1),
+			[]string{`routing.default_model: unknown model "nope"`}},
+		"every problem at once": {`
+routing: {default_model: x}
+envoy: {listener: "localhost:10000", max_request_bytes: 10}
+providers:
+  - {name: "Bad Name", base_url: "ftp://x", residency: mars, wire_format: grpc}
+  - {name: ok, base_url: "https://api.example.com/v1", residency: us, credential: {env: A, file: /b, header: cookie}}
+models:
+  - {id: auto, provider: ok, context_window: 0, price: {input_per_mtok: -1, currency: GBP}}
+  - {id: m, provider: ok, context_window: 5}
+  - {id: m, provider: ok, context_window: 5}
+`, []string{
+			"envoy.listener:", "envoy.max_request_bytes:", "providers[0].name:", "providers[0].base_url:",
+			"providers[0].wire_format:", "providers[0].residency:", "providers[1].credential: set env or file",
+			"providers[1].credential.header:", `models[0].id: "auto" is reserved`, "models[0].context_window:",
+			"models[0].price: prices must not be negative", "models[0].price.currency:", `models[2].id: duplicate model "m"`,
+			`routing.default_model: unknown model "x"`,
+		}},
+		"url with credentials": {strings.Replace(minimal, "http://127.0.0.1:8081/v1", "https://user:pw@h/v1", 1),
+			[]string{"providers[0].base_url: ", "must not carry credentials"}},
+		"empty": {"", []string{"empty config"}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Decode(strings.NewReader(tc.yaml))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+			if strings.Contains(err.Error(), "pw@") {
+				t.Errorf("error echoes a credential: %v", err)
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if err == nil || !os.IsNotExist(unwrapAll(err)) {
+		t.Fatalf("want not-exist error, got %v", err)
+	}
+}
+
+func unwrapAll(err error) error {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok || u.Unwrap() == nil {
+			return err
+		}
+		err = u.Unwrap()
+	}
+}

@@ -1,0 +1,109 @@
+package mockllm
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func do(t *testing.T, srv *httptest.Server, body string, hdr map[string]string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer k")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func TestDeterministicCompletion(t *testing.T) {
+	p := New("m", "k")
+	srv := httptest.NewServer(p)
+	defer srv.Close()
+	body := `{"model":"x","messages":[{"role":"user","content":"same question"}]}`
+	var replies []string
+	for range 2 {
+		resp := do(t, srv, body, nil)
+		var out struct {
+			ID      string `json:"id"`
+			Object  string `json:"object"`
+			Choices []struct {
+				Message      struct{ Content string } `json:"message"`
+				FinishReason string                   `json:"finish_reason"`
+			} `json:"choices"`
+			Usage Usage `json:"usage"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatal(err)
+		}
+		if out.Object != "chat.completion" || out.Choices[0].FinishReason != "stop" || out.Usage.TotalTokens != out.Usage.PromptTokens+out.Usage.CompletionTokens {
+			t.Fatalf("shape: %+v", out)
+		}
+		replies = append(replies, out.ID+out.Choices[0].Message.Content)
+	}
+	if replies[0] != replies[1] || !strings.Contains(replies[0], "You said: same question") {
+		t.Errorf("replies %q", replies)
+	}
+	if len(p.Requests()) != 2 {
+		t.Errorf("recorded %d", len(p.Requests()))
+	}
+}
+
+func TestStreamFramesAndUsage(t *testing.T) {
+	srv := httptest.NewServer(New("m", "k"))
+	defer srv.Close()
+	for _, includeUsage := range []bool{false, true} {
+		body := `{"model":"x","stream":true,"messages":[{"role":"user","content":"a b"}]}`
+		if includeUsage {
+			body = `{"model":"x","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"a b"}]}`
+		}
+		resp := do(t, srv, body, nil)
+		if resp.Header.Get("Content-Type") != "text/event-stream" {
+			t.Fatalf("content-type %q", resp.Header.Get("Content-Type"))
+		}
+		var datas []string
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if l := sc.Text(); strings.HasPrefix(l, "data: ") {
+				datas = append(datas, strings.TrimPrefix(l, "data: "))
+			} else if l != "" {
+				t.Fatalf("unexpected line %q", l)
+			}
+		}
+		if datas[len(datas)-1] != "[DONE]" {
+			t.Fatalf("no [DONE]")
+		}
+		hasUsage := strings.Contains(datas[len(datas)-2], `"usage"`)
+		if hasUsage != includeUsage {
+			t.Errorf("include_usage=%v but usage chunk present=%v", includeUsage, hasUsage)
+		}
+	}
+}
+
+func TestInjectedFailures(t *testing.T) {
+	srv := httptest.NewServer(New("m", "k"))
+	defer srv.Close()
+	body := `{"model":"x","messages":[{"role":"user","content":"q"}]}`
+	if r := do(t, srv, body, map[string]string{"x-mock-status": "429", "x-mock-retry-after": "3"}); r.StatusCode != 429 || r.Header.Get("Retry-After") != "3" {
+		t.Errorf("429: %d %v", r.StatusCode, r.Header)
+	}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions", strings.NewReader(body))
+	req.Header.Set("x-mock-reset", "before")
+	if _, err := http.DefaultClient.Do(req); err == nil {
+		t.Errorf("reset: no error")
+	}
+	wrongKey, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions", strings.NewReader(body))
+	wrongKey.Header.Set("Authorization", "Bearer nope")
+	resp, err := http.DefaultClient.Do(wrongKey)
+	if err != nil || resp.StatusCode != 401 {
+		t.Errorf("wrong key: %v %v", err, resp)
+	}
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Started by `make run`: two fake providers, stellwerk and Envoy on 127.0.0.1,
+# with the demo config examples/stellwerk.yaml and Envoy booted from
+# envoy/bootstrap.yaml. Ctrl-C stops everything this script started.
+#
+# Environment: ENVOY, BIN, PYTHON (set by make), STELLWERK_CONFIG (default
+# examples/stellwerk.yaml), STELLWERK_LISTEN (default 127.0.0.1:10000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONFIG="${STELLWERK_CONFIG:-examples/stellwerk.yaml}"
+LISTEN="${STELLWERK_LISTEN:-127.0.0.1:10000}"
+LOGS=.tools/run
+mkdir -p "$LOGS"
+
+# Demo keys for the fake providers; stellwerk injects them, clients never see them.
+export MOCK_US_API_KEY="${MOCK_US_API_KEY:-sk-mock-us-demo}"
+export MOCK_EU_API_KEY="${MOCK_EU_API_KEY:-sk-mock-eu-demo}"
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo
+  echo "stopping ..."
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "stopped."
+}
+trap cleanup INT TERM EXIT
+
+start() { # name, command...
+  local name=$1; shift
+  "$@" >"$LOGS/$name.log" 2>&1 &
+  pids+=($!)
+}
+
+start mock-us "$BIN" mock-provider --listen 127.0.0.1:8081 --name mock-us --api-key-env MOCK_US_API_KEY --chunk-delay 40ms
+start mock-eu "$BIN" mock-provider --listen 127.0.0.1:8082 --name mock-eu --api-key-env MOCK_EU_API_KEY --chunk-delay 40ms
+start stellwerk "$BIN" serve --config "$CONFIG" --listen "$LISTEN"
+start envoy "$ENVOY" -c envoy/bootstrap.yaml --log-level warn --disable-hot-restart
+
+for _ in $(seq 1 100); do
+  if curl -fsS "http://$LISTEN/v1/models" >/dev/null 2>&1; then ready=1; break; fi
+  for pid in "${pids[@]}"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "a process exited during start-up; its log:" >&2
+      tail -n 20 "$LOGS"/*.log >&2
+      exit 1
+    fi
+  done
+  sleep 0.1
+done
+if [[ -z "${ready:-}" ]]; then
+  echo "Envoy did not start listening on $LISTEN; logs in $LOGS/" >&2
+  tail -n 20 "$LOGS"/*.log >&2
+  exit 1
+fi
+
+cat <<MSG
+
+  stellwerk is running.
+
+    OpenAI API (Envoy)   http://$LISTEN/v1
+    stellwerk admin      http://127.0.0.1:9180/status   (also /healthz /readyz /version /config)
+    Envoy admin          http://127.0.0.1:9901
+    logs                 $LOGS/{envoy,stellwerk,mock-us,mock-eu}.log
+
+  Try it with curl:
+
+    curl -s http://$LISTEN/v1/chat/completions \\
+      -H 'content-type: application/json' \\
+      -d '{"model":"auto","messages":[{"role":"user","content":"Hello, stellwerk!"}]}'
+
+  or with the official OpenAI Python SDK (installed in $PYTHON):
+
+    $PYTHON - <<'PY'
+from openai import OpenAI
+client = OpenAI(base_url="http://$LISTEN/v1", api_key="unused-for-now")
+r = client.chat.completions.with_raw_response.create(
+    model="auto", messages=[{"role": "user", "content": "Hello, stellwerk!"}])
+print(r.parse().choices[0].message.content, "| routed to", r.headers["x-stellwerk-model"])
+for chunk in client.chat.completions.create(model="mock-eu-large", stream=True,
+        messages=[{"role": "user", "content": "Stream to me"}]):
+    print(chunk.choices[0].delta.content or "", end="", flush=True)
+print()
+PY
+
+  Models: auto, mock-gpt (mock-us), mock-eu-large (mock-eu), gpt-4o-mini (needs OPENAI_API_KEY).
+  Press Ctrl-C to stop.
+
+MSG
+
+wait -n "${pids[@]}" || true
+echo "a process stopped unexpectedly; see $LOGS/" >&2

@@ -1,0 +1,160 @@
+package xds
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/config"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func testIR(t *testing.T) IR {
+	t.Helper()
+	c, err := config.Decode(strings.NewReader(`
+envoy: {listener: "127.0.0.1:10000", max_request_bytes: 1048576, request_timeout: 2m, extproc_timeout: 500ms, connect_timeout: 3s, access_log: true}
+routing: {default_model: local}
+providers:
+  - {name: openai, base_url: "https://api.openai.com/v1", residency: us, credential: {env: OPENAI_API_KEY}}
+  - {name: vllm, base_url: "http://10.1.2.3:8000/v1", residency: on_prem}
+models:
+  - {id: gpt-4o-mini, provider: openai, context_window: 128000}
+  - {id: local, provider: vllm, context_window: 32000}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.New(c, catalog.Env{Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ir, err := FromConfig(c, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ir
+}
+
+// stableJSON renders protos as indented JSON that does not change between
+// runs (protojson deliberately varies its whitespace).
+func stableJSON(t *testing.T, res Resources) []byte {
+	t.Helper()
+	var all []json.RawMessage
+	add := func(m proto.Message) {
+		b, err := protojson.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b)
+	}
+	for _, c := range res.Clusters {
+		add(c)
+	}
+	for _, l := range res.Listeners {
+		add(l)
+	}
+	for _, r := range res.Routes {
+		add(r)
+	}
+	var v any
+	raw, _ := json.Marshal(all)
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatal(err)
+	}
+	out, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(out, '\n')
+}
+
+func TestTranslateGolden(t *testing.T) {
+	res, err := Translate(testIR(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := stableJSON(t, res)
+	path := filepath.Join("testdata", "resources.golden.json")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run `make testdata`)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("xDS output differs from %s; run `make testdata` and review the diff.\ngot:\n%s", path, got)
+	}
+}
+
+func TestTranslateShape(t *testing.T) {
+	res, err := Translate(testIR(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Clusters) != 2 || len(res.Listeners) != 1 || len(res.Routes) != 1 {
+		t.Fatalf("resources: %d clusters, %d listeners, %d routes", len(res.Clusters), len(res.Listeners), len(res.Routes))
+	}
+	tlsCluster, plain := res.Clusters[0], res.Clusters[1]
+	if tlsCluster.GetName() != "provider_openai" || tlsCluster.GetTransportSocket() == nil || tlsCluster.GetType().String() != "LOGICAL_DNS" {
+		t.Errorf("https provider cluster: %v", tlsCluster)
+	}
+	if plain.GetName() != "provider_vllm" || plain.GetTransportSocket() != nil || plain.GetType().String() != "STATIC" {
+		t.Errorf("plain provider cluster: %v", plain)
+	}
+	if res.Routes[0].GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetClusterHeader() != "x-stellwerk-cluster" {
+		t.Errorf("route does not use the routing header")
+	}
+}
+
+func TestValidateReportsEverything(t *testing.T) {
+	ir := IR{
+		Listener: Listener{Address: "localhost"},
+		Clusters: []Cluster{{Name: "a", Port: 0}, {Name: "a", Port: 1, TLS: true, StaticIP: true}},
+	}
+	_, err := Translate(ir)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"listener address", "ext_proc cluster is empty", `duplicate cluster "a"`, "bad port 0", "needs a host name for SNI"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}
+
+func TestPublishVersionFollowsContent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p := NewPublisher(ctx, zap.NewNop())
+	ir := testIR(t)
+	v1, err := p.Publish(ctx, ir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, _ := p.Publish(ctx, ir)
+	ir.RequestTimeout = time.Minute
+	v3, _ := p.Publish(ctx, ir)
+	if v1 == "" || v1 != v2 || v1 == v3 || p.Version() != v3 {
+		t.Errorf("versions %q %q %q (current %q)", v1, v2, v3, p.Version())
+	}
+	bad := ir
+	bad.ExtProc.Cluster = ""
+	if _, err := p.Publish(ctx, bad); err == nil || p.Version() != v3 {
+		t.Errorf("bad IR published or replaced the good snapshot: %v", err)
+	}
+}
