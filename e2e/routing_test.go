@@ -336,3 +336,23 @@ func TestAdminAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestFailsClosed: with stellwerk gone, Envoy must not forward anything.
+func TestFailsClosed(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{})
+	s.Stop("stellwerk")
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[{"role":"user","content":"x"}]}`,
+		map[string]string{"x-stellwerk-cluster": "provider_alpha"})
+	if resp.StatusCode != 503 {
+		t.Fatalf("status %d with stellwerk down: %s", resp.StatusCode, b)
+	}
+	if e := decodeError(t, b); e.Error.Code != "router_unavailable" {
+		t.Errorf("error %+v", e.Error)
+	}
+	for name, p := range s.Providers {
+		if n := len(p.Requests()); n != 0 {
+			t.Errorf("%s got %d requests while stellwerk was down", name, n)
+		}
+	}
+}

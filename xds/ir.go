@@ -16,7 +16,9 @@ import (
 
 // IR is the small, plain-data description of what Envoy must run.
 type IR struct {
-	Listener Listener  `json:"listener"`
+	// Listener is nil in clusters mode: the operator's Envoy owns its
+	// listener and routes, stellwerk pushes provider clusters only.
+	Listener *Listener `json:"listener,omitempty"`
 	ExtProc  ExtProc   `json:"ext_proc"`
 	Clusters []Cluster `json:"clusters"`
 	// RequestTimeout bounds an upstream request, streaming included; 0 disables.
@@ -66,10 +68,12 @@ func FromConfig(c *config.Config, cat *catalog.Catalog) (IR, error) {
 		return IR{}, fmt.Errorf("envoy.listener: bad port %q", portS)
 	}
 	ir := IR{
-		Listener: Listener{Name: ListenerName, Address: host, Port: uint32(port),
-			MaxRequestBytes: c.Envoy.MaxRequestBytes, AccessLog: c.Envoy.AccessLog},
 		ExtProc:        ExtProc{Cluster: c.Envoy.ExtProcCluster, Timeout: c.Envoy.ExtProcTimeout},
 		RequestTimeout: c.Envoy.RequestTimeout,
+	}
+	if c.Envoy.Mode == config.ModeStandalone {
+		ir.Listener = &Listener{Name: ListenerName, Address: host, Port: uint32(port),
+			MaxRequestBytes: c.Envoy.MaxRequestBytes, AccessLog: c.Envoy.AccessLog}
 	}
 	for _, p := range cat.Providers() {
 		cl := Cluster{Name: p.Cluster, Host: p.Host, Port: uint32(p.Port), TLS: p.TLS(), StaticIP: p.IsIP(),
@@ -86,7 +90,7 @@ func FromConfig(c *config.Config, cat *catalog.Catalog) (IR, error) {
 // guarantees as config-built ones.
 func (ir IR) Validate() error {
 	var errs []error
-	if net.ParseIP(ir.Listener.Address) == nil {
+	if ir.Listener != nil && net.ParseIP(ir.Listener.Address) == nil {
 		errs = append(errs, fmt.Errorf("listener address %q is not an IP", ir.Listener.Address))
 	}
 	if ir.ExtProc.Cluster == "" {

@@ -6,6 +6,7 @@ import (
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -25,11 +26,16 @@ const bufferSlack = 64 << 10
 // httpListener is the client-facing listener: one HTTP connection manager
 // with stellwerk's ext_proc filter in front of the router, routes over ADS.
 func httpListener(ir IR) (*listenerv3.Listener, error) {
+	l := ir.Listener
 	epf, err := extProcHTTPFilter(ir.ExtProc)
 	if err != nil {
 		return nil, err
 	}
 	router, err := toAny(&routerv3.Router{SuppressEnvoyHeaders: true})
+	if err != nil {
+		return nil, err
+	}
+	lrc, err := localReplyConfig(l.MaxRequestBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -47,9 +53,9 @@ func httpListener(ir IR) (*listenerv3.Listener, error) {
 		NormalizePath:    wrapperspb.Bool(true),
 		MergeSlashes:     true,
 		UseRemoteAddress: wrapperspb.Bool(true),
-		LocalReplyConfig: localReplyConfig(ir.Listener.MaxRequestBytes),
+		LocalReplyConfig: lrc,
 	}
-	if ir.Listener.AccessLog {
+	if l.AccessLog {
 		al, err := stdoutAccessLog()
 		if err != nil {
 			return nil, err
@@ -61,9 +67,9 @@ func httpListener(ir IR) (*listenerv3.Listener, error) {
 		return nil, err
 	}
 	return &listenerv3.Listener{
-		Name:                          ir.Listener.Name,
-		Address:                       socketAddress(ir.Listener.Address, ir.Listener.Port),
-		PerConnectionBufferLimitBytes: wrapperspb.UInt32(uint32(ir.Listener.MaxRequestBytes + bufferSlack)),
+		Name:                          l.Name,
+		Address:                       socketAddress(l.Address, l.Port),
+		PerConnectionBufferLimitBytes: wrapperspb.UInt32(uint32(l.MaxRequestBytes + bufferSlack)),
 		FilterChains: []*listenerv3.FilterChain{{
 			Filters: []*listenerv3.Filter{{
 				Name:       wellknown.HTTPConnectionManager,
@@ -84,9 +90,22 @@ func adsConfigSource() *corev3.ConfigSource {
 // provider unreachable, provider timeout) the OpenAI error shape. It matches
 // on response flags and on 413 only, so stellwerk's own answers, which are
 // already in that shape, keep their bodies.
-func localReplyConfig(maxBytes int64) *hcmv3.LocalReplyConfig {
+func localReplyConfig(maxBytes int64) (*hcmv3.LocalReplyConfig, error) {
 	tooLarge := apierr.TooLarge(maxBytes)
+	// When stellwerk itself cannot be reached the filter fails closed; say so
+	// in the OpenAI shape, with a retryable status, instead of an empty 500.
+	extProcDown, err := toAny(&celv3.ExpressionFilter{Expression: "response.code_details.startsWith('ext_proc_error')"})
+	if err != nil {
+		return nil, err
+	}
 	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{
+		{
+			Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{ExtensionFilter: &accesslogv3.ExtensionFilter{
+				Name: "envoy.access_loggers.extension_filters.cel", ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: extProcDown},
+			}}},
+			StatusCode:         wrapperspb.UInt32(503),
+			BodyFormatOverride: errorFormat("the LLM router is unavailable; the request was not sent to any provider", "server_error", "router_unavailable"),
+		},
 		{
 			Filter:             statusFilter(413),
 			BodyFormatOverride: errorFormat(tooLarge.Message, tooLarge.Type, tooLarge.Code),
@@ -99,7 +118,7 @@ func localReplyConfig(maxBytes int64) *hcmv3.LocalReplyConfig {
 			Filter:             flagFilter("UF", "UH", "URX", "UO", "UC", "UR", "UPE", "NC"),
 			BodyFormatOverride: errorFormat("the provider could not be reached (%RESPONSE_FLAGS%)", "server_error", "provider_unavailable"),
 		},
-	}}
+	}}, nil
 }
 
 func statusFilter(code uint32) *accesslogv3.AccessLogFilter {

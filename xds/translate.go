@@ -41,16 +41,18 @@ func Translate(ir IR) (Resources, error) {
 		check("cluster "+c.Name, cl)
 		res.Clusters = append(res.Clusters, cl)
 	}
-	l, err := httpListener(ir)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("listener: %w", err))
-	} else {
-		check("listener "+l.Name, l)
-		res.Listeners = append(res.Listeners, l)
+	if ir.Listener != nil {
+		l, err := httpListener(ir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listener: %w", err))
+		} else {
+			check("listener "+l.Name, l)
+			res.Listeners = append(res.Listeners, l)
+		}
+		rc := routeConfig(ir)
+		check("route configuration "+rc.Name, rc)
+		res.Routes = append(res.Routes, rc)
 	}
-	rc := routeConfig(ir)
-	check("route configuration "+rc.Name, rc)
-	res.Routes = append(res.Routes, rc)
 	if err := errors.Join(errs...); err != nil {
 		return Resources{}, err
 	}

@@ -123,7 +123,7 @@ func TestTranslateShape(t *testing.T) {
 
 func TestValidateReportsEverything(t *testing.T) {
 	ir := IR{
-		Listener: Listener{Address: "localhost"},
+		Listener: &Listener{Address: "localhost"},
 		Clusters: []Cluster{{Name: "a", Port: 0}, {Name: "a", Port: 1, TLS: true, StaticIP: true}},
 	}
 	_, err := Translate(ir)
@@ -156,5 +156,17 @@ func TestPublishVersionFollowsContent(t *testing.T) {
 	bad.ExtProc.Cluster = ""
 	if _, err := p.Publish(ctx, bad); err == nil || p.Version() != v3 {
 		t.Errorf("bad IR published or replaced the good snapshot: %v", err)
+	}
+}
+
+func TestClustersModePushesOnlyClusters(t *testing.T) {
+	ir := testIR(t)
+	ir.Listener = nil
+	res, err := Translate(ir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Clusters) != 2 || len(res.Listeners) != 0 || len(res.Routes) != 0 {
+		t.Fatalf("clusters mode: %d clusters, %d listeners, %d routes", len(res.Clusters), len(res.Listeners), len(res.Routes))
 	}
 }

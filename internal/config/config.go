@@ -38,7 +38,11 @@ type Server struct {
 
 // Envoy describes what stellwerk pushes to Envoy over xDS.
 type Envoy struct {
-	// Listener is the address Envoy accepts client traffic on.
+	// Mode is "standalone" (stellwerk pushes Envoy's listener, routes and
+	// provider clusters) or "clusters" (only provider clusters: the operator's
+	// Envoy keeps its own listener and adds stellwerk's filter and route).
+	Mode string `yaml:"mode"`
+	// Listener is the address Envoy accepts client traffic on (standalone).
 	Listener string `yaml:"listener"`
 	// ExtProcCluster names the static cluster in Envoy's bootstrap that
 	// reaches stellwerk's ext_proc service.
@@ -100,11 +104,18 @@ type Price struct {
 	Currency      string  `yaml:"currency"`
 }
 
+// Envoy modes.
+const (
+	ModeStandalone = "standalone"
+	ModeClusters   = "clusters"
+)
+
 // Values the contract accepts.
 var (
 	WireFormats = []string{"openai"}
 	Residencies = []string{"eu", "us", "on_prem", "global"}
 	AuthHeaders = []string{"authorization", "api-key", "x-api-key"}
+	EnvoyModes  = []string{ModeStandalone, ModeClusters}
 	Currencies  = []string{"USD", "EUR"}
 )
 
@@ -167,6 +178,7 @@ func (c *Config) ApplyDefaults() {
 	}
 	def(&c.Server.GRPC, "127.0.0.1:18000")
 	def(&c.Server.Admin, "127.0.0.1:9180")
+	def(&c.Envoy.Mode, ModeStandalone)
 	def(&c.Envoy.Listener, "127.0.0.1:10000")
 	def(&c.Envoy.ExtProcCluster, "stellwerk_extproc")
 	def(&c.Envoy.CABundle, "/etc/ssl/certs/ca-certificates.crt")
@@ -210,6 +222,9 @@ func (c *Config) Validate() error {
 		if err := checkHostPort(addr); err != nil {
 			bad(field, "%v", err)
 		}
+	}
+	if !slices.Contains(EnvoyModes, c.Envoy.Mode) {
+		bad("envoy.mode", "%q is not one of %s", c.Envoy.Mode, strings.Join(EnvoyModes, ", "))
 	}
 	if c.Envoy.RequestTimeout < 0 {
 		bad("envoy.request_timeout", "must not be negative")

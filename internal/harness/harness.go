@@ -57,6 +57,10 @@ type Options struct {
 	DefaultModel string
 	// Mutate edits the generated config before it is written.
 	Mutate func(*config.Config)
+	// Bootstrap is the Envoy bootstrap, relative to the repository root
+	// (default envoy/bootstrap.yaml). A bootstrap with its own listener on
+	// port 10000 gets the stack's listener port instead.
+	Bootstrap string
 }
 
 // Provider is a running fake provider.
@@ -270,7 +274,10 @@ func Start(t testing.TB, o Options) *Stack {
 	s.startProcess("stellwerk", env, bin, "serve", "--config", cfgPath, "--log-level", "debug")
 	s.waitHTTP(s.AdminURL+"/readyz", 200, 20*time.Second)
 
-	bootstrap := s.writeBootstrap(grpcPort, envoyAdminPort)
+	if o.Bootstrap == "" {
+		o.Bootstrap = filepath.Join("envoy", "bootstrap.yaml")
+	}
+	bootstrap := s.writeBootstrap(o.Bootstrap, grpcPort, envoyAdminPort, listenPort)
 	s.startProcess("envoy", os.Environ(), envoyBin, "-c", bootstrap, "--disable-hot-restart",
 		"--log-level", "warn", "--concurrency", "2")
 	s.waitHTTP(s.URL+"/v1/models", 200, 30*time.Second)
@@ -279,8 +286,8 @@ func Start(t testing.TB, o Options) *Stack {
 
 // writeBootstrap copies envoy/bootstrap.yaml with the test's ports. It fails
 // loudly if the file no longer has the values it replaces.
-func (s *Stack) writeBootstrap(grpcPort, adminPort int) string {
-	src, err := os.ReadFile(filepath.Join(Root(), "envoy", "bootstrap.yaml"))
+func (s *Stack) writeBootstrap(file string, grpcPort, adminPort, listenPort int) string {
+	src, err := os.ReadFile(filepath.Join(Root(), file))
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -290,10 +297,11 @@ func (s *Stack) writeBootstrap(grpcPort, adminPort int) string {
 		"port_value: 9901":  fmt.Sprintf("port_value: %d", adminPort),
 	} {
 		if !strings.Contains(out, old) {
-			s.t.Fatalf("envoy/bootstrap.yaml no longer contains %q; update the harness", old)
+			s.t.Fatalf("%s no longer contains %q; update the harness", file, old)
 		}
 		out = strings.ReplaceAll(out, old, repl)
 	}
+	out = strings.ReplaceAll(out, "port_value: 10000", fmt.Sprintf("port_value: %d", listenPort))
 	path := filepath.Join(s.Dir, "envoy.yaml")
 	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
 		s.t.Fatal(err)
@@ -311,10 +319,9 @@ func (s *Stack) startProcess(name string, env []string, bin string, args ...stri
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start %s: %v", name, err)
 	}
-	s.logBufs = append(s.logBufs, namedBuf{name, buf})
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	s.t.Cleanup(func() {
+	stop := func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
 		case <-done:
@@ -322,7 +329,9 @@ func (s *Stack) startProcess(name string, env []string, bin string, args ...stri
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-done
 		}
-	})
+	}
+	s.logBufs = append(s.logBufs, namedBuf{name, buf, stop})
+	s.t.Cleanup(stop)
 }
 
 func (s *Stack) waitHTTP(url string, want int, within time.Duration) {
@@ -399,6 +408,18 @@ func Context(t testing.TB) context.Context {
 type namedBuf struct {
 	name string
 	buf  *syncBuffer
+	stop func()
+}
+
+// Stop ends one process of the stack (stellwerk or envoy) and waits for it.
+func (s *Stack) Stop(name string) {
+	for _, nb := range s.logBufs {
+		if nb.name == name {
+			nb.stop()
+			return
+		}
+	}
+	s.t.Fatalf("no process %q", name)
 }
 
 type syncBuffer struct {
