@@ -1,0 +1,265 @@
+package pii
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// found is a finding as a test states it: type and matched text.
+type found struct {
+	Type, Text string
+}
+
+func detectText(text string) []found {
+	var out []found
+	for _, m := range Detect(text, nil) {
+		out = append(out, found{m.Type, text[m.Start:m.End]})
+	}
+	return out
+}
+
+func TestDetect(t *testing.T) {
+	tests := map[string]struct {
+		text string
+		want []found
+	}{
+		// email
+		"email plain":             {"write to jane.doe+tag@example.co.uk today", []found{{TypeEmail, "jane.doe+tag@example.co.uk"}}},
+		"email trailing dot":      {"Mail PeterFriedman@cuvox.de.", []found{{TypeEmail, "PeterFriedman@cuvox.de"}}},
+		"email in brackets":       {"<a_b@x-y.org>, thanks", []found{{TypeEmail, "a_b@x-y.org"}}},
+		"email start and end":     {"x@y.io", []found{{TypeEmail, "x@y.io"}}},
+		"email no tld":            {"user@localhost is fine", nil},
+		"email numeric tld":       {"user@host.123", nil},
+		"email handle":            {"ping @alice on slack", nil},
+		"email local dot end":     {"a.@example.com", nil},
+		"email leading dots trim": {"...bob@example.com", []found{{TypeEmail, "bob@example.com"}}},
+
+		// phone
+		"phone us parens":        {"Call (555) 123-4567 now", []found{{TypePhone, "(555) 123-4567"}}},
+		"phone us dashes":        {"555-123-4567", []found{{TypePhone, "555-123-4567"}}},
+		"phone us plus":          {"reach me at +1-555-123-4567.", []found{{TypePhone, "+1-555-123-4567"}}},
+		"phone us extension":     {"tel 555.123.4567 x1234", []found{{TypePhone, "555.123.4567 x1234"}}},
+		"phone us ext word":      {"555-123-4567 ext. 12, ask for Bob", []found{{TypePhone, "555-123-4567 ext. 12"}}},
+		"phone de intl":          {"Tel: +49 30 12345678", []found{{TypePhone, "+49 30 12345678"}}},
+		"phone de slash":         {"Ruf an: 030/1234567", []found{{TypePhone, "030/1234567"}}},
+		"phone fr":               {"mon numéro 06 12 34 56 78 merci", []found{{TypePhone, "06 12 34 56 78"}}},
+		"phone fr intl trunk":    {"+33 (0)1 23 45 67 89", []found{{TypePhone, "+33 (0)1 23 45 67 89"}}},
+		"phone fr dots":          {"02.27.96.63.08", []found{{TypePhone, "02.27.96.63.08"}}},
+		"phone it":               {"chiama 02 1234 5678", []found{{TypePhone, "02 1234 5678"}}},
+		"phone es":               {"+34 912 345 678", []found{{TypePhone, "+34 912 345 678"}}},
+		"phone nl":               {"bel 06-12345678", []found{{TypePhone, "06-12345678"}}},
+		"phone uk":               {"ring 020 7946 0958", []found{{TypePhone, "020 7946 0958"}}},
+		"phone pl":               {"+48 123 456 789", []found{{TypePhone, "+48 123 456 789"}}},
+		"phone pt":               {"+351 912 345 678", []found{{TypePhone, "+351 912 345 678"}}},
+		"phone nl plus trunk":    {"+31(0)20 1234567", []found{{TypePhone, "+31(0)20 1234567"}}},
+		"phone ru trunk":         {"8 (812) 123-45-67", []found{{TypePhone, "8 (812) 123-45-67"}}},
+		"phone 00 prefix":        {"001-748-088-2851x818", []found{{TypePhone, "001-748-088-2851x818"}}},
+		"phone short with cue":   {"Phone: 555-1234", []found{{TypePhone, "555-1234"}}},
+		"phone label after":      {"2813882583 mobile", []found{{TypePhone, "2813882583"}}},
+		"phone short no cue":     {"we sold 555-1234 units", nil},
+		"phone plain run no cue": {"order 2813882583 shipped", nil},
+		"phone date":             {"on 2024-03-17 we met", nil},
+		"phone date time":        {"1993-01-04 14:56:41", nil},
+		"phone date eu":          {"am 17.03.2024 um", nil},
+		"phone date us":          {"born 3/23/1940 in", nil},
+		"phone year range":       {"from 1990-2000 the", nil},
+		"phone price":            {"costs $1 250 000 now", nil},
+		"phone price euro":       {"1 250 000 € total", nil},
+		"phone version":          {"version 10.0.19041.1234 installed", nil},
+		"phone list":             {"numbers 1 2 3 4 5 6 7 8 9", nil},
+		"phone small pairs":      {"scores 12 15 18 20 today", nil},
+		"phone order hash":       {"order #123456789 arrived", nil},
+		"phone inside word":      {"id ab5551234567cd", nil},
+		"phone decimal":          {"pi is 3.14159265358", nil},
+		"phone house number":     {"call a taxi to 14 3684 Court Street", nil},
+		"phone thousands no cue": {"population 73 448 266 people", nil},
+		"phone thousands cue":    {"You can call 73 448 266", []found{{TypePhone, "73 448 266"}}},
+
+		// iban
+		"iban plain":         {"IBAN DE89370400440532013000.", []found{{TypeIBAN, "DE89370400440532013000"}}},
+		"iban spaced":        {"pay DE89 3704 0044 0532 0130 00 today", []found{{TypeIBAN, "DE89 3704 0044 0532 0130 00"}}},
+		"iban lowercase":     {"gb82west12345698765432", []found{{TypeIBAN, "gb82west12345698765432"}}},
+		"iban letters bban":  {"FR1420041010050500013M02606", []found{{TypeIBAN, "FR1420041010050500013M02606"}}},
+		"iban short country": {"NO93 8601 1117 947", []found{{TypeIBAN, "NO93 8601 1117 947"}}},
+		"iban bad checksum":  {"DE89370400440532013001", nil},
+		"iban bad spaced":    {"DE89 3704 0044 0532 0130 01", nil},
+		"iban wrong length":  {"DE8937040044053201300", nil},
+		"iban unknown cc":    {"QQ89370400440532013000", nil},
+		"iban inside word":   {"xDE89370400440532013000", nil},
+
+		// credit card
+		"card visa":           {"card 4111111111111111 exp", []found{{TypeCreditCard, "4111111111111111"}}},
+		"card visa spaced":    {"4111 1111 1111 1111", []found{{TypeCreditCard, "4111 1111 1111 1111"}}},
+		"card mc dashed":      {"5555-5555-5555-4444", []found{{TypeCreditCard, "5555-5555-5555-4444"}}},
+		"card mc 2-series":    {"2221000000000009", []found{{TypeCreditCard, "2221000000000009"}}},
+		"card amex":           {"3782 822463 10005", []found{{TypeCreditCard, "3782 822463 10005"}}},
+		"card discover":       {"6011111111111117", []found{{TypeCreditCard, "6011111111111117"}}},
+		"card diners":         {"30569309025904", []found{{TypeCreditCard, "30569309025904"}}},
+		"card jcb":            {"3530111333300000", []found{{TypeCreditCard, "3530111333300000"}}},
+		"card unionpay":       {"6200000000000005", []found{{TypeCreditCard, "6200000000000005"}}},
+		"card maestro":        {"6759649826438453", []found{{TypeCreditCard, "6759649826438453"}}},
+		"card visa 13":        {"4222222222222", []found{{TypeCreditCard, "4222222222222"}}},
+		"card bad luhn":       {"4111111111111112", nil},
+		"card bad luhn group": {"4111 1111 1111 1112", nil},
+		"card unknown iin":    {"9111111111111111", nil},
+		"card mixed seps":     {"4111-1111 1111-1111", nil},
+		"card longer run":     {"41111111111111110", nil},
+
+		// ip
+		"ipv4":                {"from 192.168.1.20, then", []found{{TypeIPAddress, "192.168.1.20"}}},
+		"ipv4 end of text":    {"host 10.0.0.1", []found{{TypeIPAddress, "10.0.0.1"}}},
+		"ipv4 sentence end":   {"It was 8.8.8.8.", []found{{TypeIPAddress, "8.8.8.8"}}},
+		"ipv4 port":           {"10.1.2.3:8080", []found{{TypeIPAddress, "10.1.2.3"}}},
+		"ipv4 octet too big":  {"256.1.1.1", nil},
+		"ipv4 five parts":     {"1.2.3.4.5", nil},
+		"ipv4 leading zero":   {"01.2.3.4", nil},
+		"ipv6 full":           {"addr 2001:0db8:85a3:0000:0000:8a2e:0370:7334 up", []found{{TypeIPAddress, "2001:0db8:85a3:0000:0000:8a2e:0370:7334"}}},
+		"ipv6 short groups":   {"d80:e4b5:79da:6cf6:71f3:51f7:9161:c319", []found{{TypeIPAddress, "d80:e4b5:79da:6cf6:71f3:51f7:9161:c319"}}},
+		"ipv6 compressed":     {"ping fe80::1 now", []found{{TypeIPAddress, "fe80::1"}}},
+		"ipv6 loopback":       {"bind ::1 only", []found{{TypeIPAddress, "::1"}}},
+		"ipv6 trailing colon": {"2001:db8::", []found{{TypeIPAddress, "2001:db8::"}}},
+		"ipv6 embedded v4":    {"::ffff:192.0.2.128", []found{{TypeIPAddress, "::ffff:192.0.2.128"}}},
+		"ipv6 two compress":   {"1::2::3", nil},
+		"ipv6 code":           {"use std::vector and a::b", nil},
+		"ipv6 mac":            {"00:1A:2B:3C:4D:5E", nil},
+		"ipv6 time":           {"at 12:30:45", nil},
+		"ipv6 nine groups":    {"1:2:3:4:5:6:7:8:9", nil},
+
+		// us ssn
+		"ssn dashed":         {"SSN 123-45-6789.", []found{{TypeUSSSN, "123-45-6789"}}},
+		"ssn spaced":         {"123 45 6789", []found{{TypeUSSSN, "123 45 6789"}}},
+		"ssn plain with cue": {"my social security number is 123456789", []found{{TypeUSSSN, "123456789"}}},
+		"ssn plain no cue":   {"ticket 123456789 closed", nil},
+		"ssn area 000":       {"000-12-3456", nil},
+		"ssn area 666":       {"666-12-3456", nil},
+		"ssn area 9xx":       {"900-12-3456", nil},
+		"ssn group 00":       {"123-00-4567", nil},
+		"ssn serial 0000":    {"123-45-0000", nil},
+		"ssn longer":         {"SSN 123-45-67890", []found{{TypePhone, "123-45-67890"}}},
+
+		// codice fiscale
+		"cf":             {"CF: RSSMRA85T10A562S.", []found{{TypeITCodiceFiscale, "RSSMRA85T10A562S"}}},
+		"cf omocodia":    {"RSSMRA85T10A56NH", []found{{TypeITCodiceFiscale, "RSSMRA85T10A56NH"}}},
+		"cf bad check":   {"RSSMRA85T10A562T", nil},
+		"cf bad month":   {"RSSMRA85Z10A562S", nil},
+		"cf inside word": {"xRSSMRA85T10A562S", nil},
+
+		// es dni / nie
+		"dni":           {"DNI 12345678Z", []found{{TypeESDNI, "12345678Z"}}},
+		"dni dash":      {"12345678-Z,", []found{{TypeESDNI, "12345678-Z"}}},
+		"dni bad":       {"12345678A", nil},
+		"nie":           {"NIE X1234567L", []found{{TypeESDNI, "X1234567L"}}},
+		"nie dashed":    {"X-1234567-L", []found{{TypeESDNI, "X-1234567-L"}}},
+		"nie y":         {"Y7654321G", []found{{TypeESDNI, "Y7654321G"}}},
+		"nie bad":       {"X1234567A", nil},
+		"dni too short": {"1234567Z", nil},
+
+		// fr nir
+		"nir plain":   {"NIR 184127645108946", []found{{TypeFRNIR, "184127645108946"}}},
+		"nir grouped": {"1 84 12 76 451 089 46", []found{{TypeFRNIR, "1 84 12 76 451 089 46"}}},
+		"nir corsica": {"2 84 05 2A 123 456 32", []found{{TypeFRNIR, "2 84 05 2A 123 456 32"}}},
+		"nir bad key": {"184127645108947", nil},
+		"nir bad sex": {"584127645108946", nil},
+
+		// de tax id
+		"taxid":            {"Steuer-ID 86095742719", []found{{TypeDETaxID, "86095742719"}}},
+		"taxid grouped":    {"86 095 742 719", []found{{TypeDETaxID, "86 095 742 719"}}},
+		"taxid bad check":  {"86095742718", nil},
+		"taxid repetition": {"47098463611", nil},
+
+		// uk nino
+		"nino":            {"NI number AB123456C.", []found{{TypeUKNINO, "AB123456C"}}},
+		"nino spaced":     {"AB 12 34 56 C", []found{{TypeUKNINO, "AB 12 34 56 C"}}},
+		"nino example qq": {"QQ123456C", nil},
+		"nino bad prefix": {"GB123456A", nil},
+		"nino bad letter": {"DA123456A", nil},
+		"nino bad suffix": {"AB123456E", nil},
+		"nino lowercase":  {"ab123456c", nil},
+
+		// mixed
+		"mixed": {
+			"Hi, I'm at jane@example.com or +44 20 7946 0958; card 4111 1111 1111 1111, IBAN GB82 WEST 1234 5698 7654 32, server 10.0.0.7.",
+			[]found{
+				{TypeEmail, "jane@example.com"},
+				{TypePhone, "+44 20 7946 0958"},
+				{TypeCreditCard, "4111 1111 1111 1111"},
+				{TypeIBAN, "GB82 WEST 1234 5698 7654 32"},
+				{TypeIPAddress, "10.0.0.7"},
+			},
+		},
+		"prose only": {"The meeting on Tuesday covered version 2.3 and 15 items.", nil},
+		"empty":      {"", nil},
+		"non-utf8":   {"\xff\xfe 4111111111111111 \xc3", []found{{TypeCreditCard, "4111111111111111"}}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := detectText(tc.text)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("Detect(%q)\n got %v\nwant %v", tc.text, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDetectAppendsAndKeepsDst(t *testing.T) {
+	dst := []Match{{Type: "caller", Start: 0, End: 1}}
+	got := Detect("mail a@b.io", dst)
+	want := []Match{{"caller", 0, 1}, {TypeEmail, 5, 11}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+func TestDetectDoesNotAllocate(t *testing.T) {
+	text := benchText(10 << 10)
+	dst := make([]Match, 0, 256)
+	allocs := testing.AllocsPerRun(20, func() { dst = Detect(text, dst[:0]) })
+	if allocs != 0 {
+		t.Fatalf("Detect allocated %.1f times per call, want 0", allocs)
+	}
+	if len(dst) == 0 {
+		t.Fatal("benchmark text has no findings")
+	}
+}
+
+// TestDetectAdversarial feeds inputs that break naive scanners: they must
+// finish quickly (the test's time limit is the assertion) and stay sane.
+func TestDetectAdversarial(t *testing.T) {
+	const mb = 1 << 20
+	tests := map[string]string{
+		"digits":        strings.Repeat("7", mb),
+		"digit groups":  strings.Repeat("12 ", mb/3),
+		"dotted digits": strings.Repeat("1.", mb/2),
+		"letters":       strings.Repeat("A", mb),
+		"at signs":      strings.Repeat("a@", mb/2),
+		"domain":        "a@" + strings.Repeat("b.", mb/2),
+		"colons":        strings.Repeat("a:", mb/2),
+		"double colons": strings.Repeat("1::", mb/3),
+		"plus":          strings.Repeat("+1", mb/2),
+		"parens":        strings.Repeat("(1)", mb/3),
+		"invalid utf8":  strings.Repeat("\xff\xc3", mb/2),
+		"hex":           strings.Repeat("ab12:", mb/5),
+		"ibans":         strings.Repeat("DE89 ", mb/5),
+	}
+	for name, text := range tests {
+		t.Run(name, func(t *testing.T) {
+			checkSpans(t, text, Detect(text, nil))
+		})
+	}
+}
+
+// checkSpans asserts the invariants every result must keep.
+func checkSpans(t *testing.T, text string, ms []Match) {
+	t.Helper()
+	prev := 0
+	for _, m := range ms {
+		if m.Start < prev || m.End <= m.Start || m.End > len(text) {
+			t.Fatalf("bad span %v after %d (len %d)", m, prev, len(text))
+		}
+		prev = m.End
+		if !valid(m.Type, text[m.Start:m.End]) {
+			t.Fatalf("%s span %q fails its validator", m.Type, text[m.Start:m.End])
+		}
+	}
+}
