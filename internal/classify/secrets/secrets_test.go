@@ -1,0 +1,281 @@
+package secrets
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+)
+
+// Every credential below is built from obviously fake parts (EXAMPLE, fake)
+// at run time, so no file in the repository holds a token-shaped literal.
+
+// body returns n characters of a fake but plausible-looking token body.
+func body(n int) string {
+	const unit = "EXAMPLE0fake1KEY2"
+	return strings.Repeat(unit, n/len(unit)+1)[:n]
+}
+
+var (
+	fakeAWSID     = "AKIA" + "IOSFODNN7EXAMPLE" // AWS documentation example
+	fakeAWSSecret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+	fakeGCPKey    = "AIza" + "Sy" + body(33)
+	fakeGitHub    = "ghp" + "_" + body(36)
+	fakeGitHubPAT = "github" + "_pat_" + body(22) + "_" + body(59)
+	fakeGitLab    = "glpat" + "-" + body(20)
+	fakeSlack     = "xoxb" + "-123456789012-1234567890123-" + body(24)
+	fakeSlackApp  = "xapp" + "-1-A0EXAMPLE1-1234567890-" + body(20)
+	fakeWebhook   = "https://hooks.slack.com/services/" + "TEXAMPLE0/BEXAMPLE1/" + body(24)
+	fakeStripe    = "sk" + "_live_" + body(24)
+	fakeStripeR   = "rk" + "_test_" + body(24)
+	fakeOpenAI    = "sk" + "-proj-" + body(48)
+	fakeOpenAIOld = "sk" + "-" + body(48)
+	fakeAnthropic = "sk" + "-ant-api03-" + body(80) + "AA"
+	fakeAzureKey  = body(86) + "=="
+	fakePEMBody   = "MIIEpAIBAAKCAQEA" + body(64) + "\n" + body(64) + "\n" + body(40) + "=="
+	fakeRSA       = "-----BEGIN RSA PRIVATE KEY-----\n" + fakePEMBody + "\n-----END RSA PRIVATE KEY-----"
+	fakeOpenSSH   = "-----BEGIN OPENSSH PRIVATE KEY-----\n" + fakePEMBody + "\n-----END OPENSSH PRIVATE KEY-----"
+	fakePKCS8     = "-----BEGIN PRIVATE KEY-----\n" + fakePEMBody + "\n-----END PRIVATE KEY-----"
+	fakeEC        = "-----BEGIN EC PRIVATE KEY-----\n" + fakePEMBody + "\n-----END EC PRIVATE KEY-----"
+	fakePGP       = "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n" + fakePEMBody + "\n-----END PGP PRIVATE KEY BLOCK-----"
+	fakeJWT       = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." +
+		base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"example","name":"Fake User"}`)) +
+		".fake-signature-EXAMPLE_0123456789"
+	fakeSAKey = strings.ReplaceAll("-----BEGIN PRIVATE KEY-----\n"+fakePEMBody+"\n-----END PRIVATE KEY-----", "\n", `\n`)
+)
+
+type found struct{ typ, value string }
+
+func detect(text string) []found {
+	var out []found
+	for _, m := range Detect(text, nil) {
+		out = append(out, found{m.Type, text[m.Start:m.End]})
+	}
+	return out
+}
+
+func TestDetect(t *testing.T) {
+	tests := map[string]struct {
+		text string
+		want []found
+	}{
+		"aws access key id": {
+			text: "my key is " + fakeAWSID + ", keep it safe",
+			want: []found{{TypeAWSAccessKeyID, fakeAWSID}},
+		},
+		"aws sts key id": {
+			text: "ASIA" + "IOSFODNN7EXAMPLE",
+			want: []found{{TypeAWSAccessKeyID, "ASIA" + "IOSFODNN7EXAMPLE"}},
+		},
+		"aws credentials file": {
+			text: "[default]\naws_access_key_id = " + fakeAWSID + "\naws_secret_access_key = " + fakeAWSSecret + "\n",
+			want: []found{{TypeAWSAccessKeyID, fakeAWSID}, {TypeAWSSecretAccessKey, fakeAWSSecret}},
+		},
+		"aws secret in json": {
+			text: `{"SecretAccessKey": "` + fakeAWSSecret + `"}`,
+			want: []found{{TypeAWSSecretAccessKey, fakeAWSSecret}},
+		},
+		"gcp api key in url": {
+			text: "GET https://maps.example.com/api?key=" + fakeGCPKey + "&q=x",
+			want: []found{{TypeGCPAPIKey, fakeGCPKey}},
+		},
+		"gcp service account": {
+			text: `{"type": "service_account", "project_id": "example", "private_key_id": "0123", "private_key": "` + fakeSAKey + `\n", "client_email": "x@example.iam.gserviceaccount.com"}`,
+			want: []found{{TypeGCPServiceAccount, fakeSAKey}},
+		},
+		"azure connection string": {
+			text: "conn = DefaultEndpointsProtocol=https;AccountName=example;AccountKey=" + fakeAzureKey + ";EndpointSuffix=core.windows.net\n",
+			want: []found{{TypeAzureConnectionString, "DefaultEndpointsProtocol=https;AccountName=example;AccountKey=" + fakeAzureKey + ";EndpointSuffix=core.windows.net"}},
+		},
+		"azure account key alone": {
+			text: "AccountKey=" + fakeAzureKey,
+			want: []found{{TypeAzureStorageKey, fakeAzureKey}},
+		},
+		"github classic": {
+			text: "export GH=" + fakeGitHub,
+			want: []found{{TypeGitHubToken, fakeGitHub}},
+		},
+		"github fine grained": {
+			text: "token: " + fakeGitHubPAT,
+			want: []found{{TypeGitHubToken, fakeGitHubPAT}},
+		},
+		"gitlab": {
+			text: "use " + fakeGitLab + ".",
+			want: []found{{TypeGitLabToken, fakeGitLab}},
+		},
+		"slack bot token": {
+			text: "SLACK_BOT=" + fakeSlack,
+			want: []found{{TypeSlackToken, fakeSlack}},
+		},
+		"slack app token": {
+			text: fakeSlackApp,
+			want: []found{{TypeSlackToken, fakeSlackApp}},
+		},
+		"slack webhook": {
+			text: "curl -X POST " + fakeWebhook + " -d '{}'",
+			want: []found{{TypeSlackWebhook, fakeWebhook}},
+		},
+		"stripe live and restricted": {
+			text: fakeStripe + " " + fakeStripeR,
+			want: []found{{TypeStripeKey, fakeStripe}, {TypeStripeKey, fakeStripeR}},
+		},
+		"openai project key": {
+			text: "OPENAI_API_KEY=" + fakeOpenAI,
+			want: []found{{TypeOpenAIAPIKey, fakeOpenAI}},
+		},
+		"openai legacy key": {
+			text: "client = OpenAI(api_key=\"" + fakeOpenAIOld + "\")",
+			want: []found{{TypeOpenAIAPIKey, fakeOpenAIOld}},
+		},
+		"anthropic key": {
+			text: "x-api-key: " + fakeAnthropic,
+			want: []found{{TypeAnthropicAPIKey, fakeAnthropic}},
+		},
+		"rsa private key": {
+			text: "here:\n" + fakeRSA + "\nthanks",
+			want: []found{{TypePrivateKey, fakeRSA}},
+		},
+		"openssh ec pkcs8 pgp": {
+			text: fakeOpenSSH + "\n" + fakeEC + "\n" + fakePKCS8 + "\n" + fakePGP,
+			want: []found{{TypePrivateKey, fakeOpenSSH}, {TypePrivateKey, fakeEC}, {TypePrivateKey, fakePKCS8}, {TypePrivateKey, fakePGP}},
+		},
+		"private key without end line": {
+			text: "-----BEGIN RSA PRIVATE KEY-----\n" + fakePEMBody + "\n\n(truncated)",
+			want: []found{{TypePrivateKey, "-----BEGIN RSA PRIVATE KEY-----\n" + fakePEMBody}},
+		},
+		"private key json outside service account": {
+			text: `{"private_key": "` + fakeSAKey + `"}`,
+			want: []found{{TypePrivateKey, fakeSAKey}},
+		},
+		"jwt bearer": {
+			text: "Authorization: Bearer " + fakeJWT,
+			want: []found{{TypeJWT, fakeJWT}},
+		},
+		"jwt in prose": {
+			text: "Why does " + fakeJWT + ". fail to verify?",
+			want: []found{{TypeJWT, fakeJWT}},
+		},
+		"password assignment forms": {
+			text: "DB_PASSWORD=hunter2fake\npassword: \"Tr0ub4dor&3\"\n{\"client_secret\": \"fakeSecretValue42\"}\npwd := 'S3cr3tEx4mple'\n--api-key=fake0key0value9",
+			want: []found{
+				{TypePasswordAssignment, "hunter2fake"},
+				{TypePasswordAssignment, "Tr0ub4dor&3"},
+				{TypePasswordAssignment, "fakeSecretValue42"},
+				{TypePasswordAssignment, "S3cr3tEx4mple"},
+				{TypePasswordAssignment, "fake0key0value9"},
+			},
+		},
+		"password in prose": {
+			text: "My password is set, password: fake4ever2024. Can you check it?",
+			want: []found{{TypePasswordAssignment, "fake4ever2024"}},
+		},
+		"token assignment carrying a vendor token": {
+			text: "GITHUB_TOKEN=" + fakeGitHub,
+			want: []found{{TypeGitHubToken, fakeGitHub}},
+		},
+		"postgres url": {
+			text: "DATABASE_URL=postgres://app:fakePw0rd9@db.internal:5432/app?sslmode=require",
+			want: []found{{TypeConnectionString, "fakePw0rd9"}},
+		},
+		"mongodb srv url": {
+			text: "mongodb+srv://admin:f4kePassw0rd@cluster0.example.mongodb.net/test",
+			want: []found{{TypeConnectionString, "f4kePassw0rd"}},
+		},
+		"redis url without user": {
+			text: "redis://:fakeRedisPw1@cache:6379/0",
+			want: []found{{TypeConnectionString, "fakeRedisPw1"}},
+		},
+		"jdbc and amqp": {
+			text: "jdbc:mysql://root:fakeRootPw7@localhost/db amqp://guest:fakeRabbit9@mq//",
+			want: []found{{TypeConnectionString, "fakeRootPw7"}, {TypeConnectionString, "fakeRabbit9"}},
+		},
+
+		"prose": {
+			text: "Please ignore the password policy discussion; the token count was 512 and the secret to good bread is patience.",
+		},
+		"uuid and git sha": {
+			text: "request 550e8400-e29b-41d4-a716-446655440000 at commit e83c5163316f89bfbde7d9ab23ca2e25604af290",
+		},
+		"elided keys": {
+			text: "set OPENAI_API_KEY=sk-... or sk-proj-... and AKIA... then ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx and xoxb-your-token-here",
+		},
+		"placeholders": {
+			text: "password=<password>\npassword: ********\ntoken=${GITHUB_TOKEN}\npassword = changeme\napi_key: xxx\npassword=\nsecret: YOUR_SECRET_HERE\n\"password\": \"string\"\ntoken: {{ .Values.token }}",
+		},
+		"code that is not a literal": {
+			text: "token = tokenizer.encode(text)\nmax_tokens=1024\npassword = os.environ[\"DB_PASSWORD\"]\nif password == \"\": pass\nself.token = token\nPWD=/home/user",
+		},
+		"prose after colon": {
+			text: "Password: The one you chose at sign-up. Token: expired yesterday.",
+		},
+		"urls without credentials": {
+			text: "postgres://localhost:5432/db and https://example.com/a@b and postgres://user:password@localhost/db and mysql://root:root@localhost",
+		},
+		"public key and short pem": {
+			text: "-----BEGIN PUBLIC KEY-----\n" + fakePEMBody + "\n-----END PUBLIC KEY-----\n-----BEGIN RSA PRIVATE KEY-----\n...\n-----END RSA PRIVATE KEY-----",
+		},
+		"jwt look-alikes": {
+			text: "eyJub3QiOiJhIGp3dCJ9.short.x and eyJhbGciOiJIUzI1NiJ9 alone and eyJmb28iOiJiYXIifQ.eyJzdWIiOiIxIn0.signature-part-long-enough",
+		},
+		"base64 image": {
+			text: "data:image/png;base64," + strings.Repeat("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg+/", 200),
+		},
+		"publishable stripe key": {
+			text: "pk" + "_live_" + body(24),
+		},
+		"aws id with wrong length": {
+			text: "AKIA" + "IOSFODNN7EXAMPLE1 and AKIA" + "IOSFODNN7EXAMP",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := detect(tc.text)
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %d matches %q, want %q", len(got), got, tc.want)
+			}
+			for k := range got {
+				if got[k] != tc.want[k] {
+					t.Errorf("match %d = %q, want %q", k, got[k], tc.want[k])
+				}
+			}
+			checkSpans(t, tc.text, Detect(tc.text, nil))
+		})
+	}
+}
+
+func checkSpans(t *testing.T, text string, ms []Match) {
+	t.Helper()
+	prev := 0
+	for _, m := range ms {
+		if m.Start < prev || m.End <= m.Start || m.End > len(text) {
+			t.Fatalf("bad span %+v after %d in text of %d bytes", m, prev, len(text))
+		}
+		prev = m.End
+	}
+}
+
+func TestTypesComplete(t *testing.T) {
+	seen := map[string]bool{}
+	for _, typ := range Types {
+		if seen[typ] {
+			t.Errorf("type %q listed twice", typ)
+		}
+		seen[typ] = true
+	}
+	if len(Types) != 17 {
+		t.Errorf("Types has %d entries, want 17", len(Types))
+	}
+}
+
+func TestDetectDoesNotAllocate(t *testing.T) {
+	text := strings.Repeat("password=fake4ever2024 "+fakeGitHub+" "+fakeJWT+" prose prose\n", 20)
+	dst := make([]Match, 0, 128)
+	allocs := testing.AllocsPerRun(100, func() {
+		dst = Detect(text, dst[:0])
+	})
+	if allocs != 0 {
+		t.Errorf("Detect allocated %.1f times per run with spare capacity", allocs)
+	}
+	if len(dst) != 60 {
+		t.Errorf("found %d secrets, want 60", len(dst))
+	}
+}
