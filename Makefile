@@ -50,9 +50,21 @@ e2e: tools build ## run only the end-to-end tests
 	STELLWERK_E2E=require STELLWERK_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v ./e2e/
 
 .PHONY: fuzz
-fuzz: ## fuzz the request parser and the ext_proc processor (FUZZTIME=30s each)
+fuzz: ## fuzz every parser of untrusted input (FUZZTIME=30s each)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseChat$$' -fuzztime $${FUZZTIME:-30s} ./internal/request/
 	$(GO) test -run '^$$' -fuzz '^FuzzProcessor$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
+	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/
+	$(GO) test -run '^$$' -fuzz '^FuzzDetect$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/pii/
+	$(GO) test -run '^$$' -fuzz '^FuzzDetect$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/secrets/
+	$(GO) test -run '^$$' -fuzz '^FuzzScore$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/injection/
+	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/task/
+
+.PHONY: eval
+eval: build ## measure the classifiers on their data sets (results in docs/classify.md)
+	$(BIN) eval task
+	$(BIN) eval pii
+	$(BIN) eval injection
+	$(GO) test -count=1 -run TestTokenEstimateAccuracy -v ./internal/classify/ | grep '|' 
 
 .PHONY: bench
 bench: ## run the Go micro-benchmarks of the request path

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/serve"
 	"github.com/stellwerk/stellwerk/internal/version"
@@ -26,6 +27,8 @@ Usage:
   stellwerk serve [flags]              run the ext_proc, xDS and admin servers
   stellwerk mock-provider [flags]      run a fake OpenAI-compatible provider
   stellwerk config check [FILE]        validate a config file and exit
+  stellwerk classify [--json] [FILE]   classify a chat request (--jsonl: one per stdin line)
+  stellwerk eval pii|injection|task    measure a classifier on its data set
   stellwerk version                    print the version
 
 Run "stellwerk <command> -h" for the flags of a command.
@@ -35,7 +38,7 @@ Run "stellwerk <command> -h" for the flags of a command.
 var ErrUsage = errors.New("usage error")
 
 // Run executes one command.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return ErrUsage
@@ -45,6 +48,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServe(ctx, args[1:], stderr)
 	case "mock-provider":
 		return runMock(ctx, args[1:], stdout, stderr)
+	case "classify":
+		return runClassify(args[1:], stdin, stdout, stderr)
+	case "eval":
+		return runEval(args[1:], stdout, stderr)
 	case "config":
 		if len(args) < 2 || args[1] != "check" {
 			fmt.Fprint(stderr, "usage: stellwerk config check [FILE]\n")
@@ -115,6 +122,9 @@ func runConfigCheck(args []string, stdout io.Writer) error {
 	}
 	cat, err := catalog.New(cfg, catalog.OSEnv)
 	if err != nil {
+		return err
+	}
+	if _, err := classify.New(cfg.Classify); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d providers, %d models, default %s)\n", path, len(cat.Providers()), len(cat.Models()), cat.Default.ID)

@@ -26,7 +26,54 @@ type Config struct {
 	Routing   Routing    `yaml:"routing"`
 	Providers []Provider `yaml:"providers"`
 	Models    []Model    `yaml:"models"`
+	Classify  Classify   `yaml:"classify"`
 }
+
+// Classify configures how classification findings become a sensitivity and
+// a risk level. Each list is ordered; the first rule whose conditions all
+// hold decides, and a request no rule matches gets the lowest level.
+type Classify struct {
+	Sensitivity []ClassRule `yaml:"sensitivity"`
+	Risk        []ClassRule `yaml:"risk"`
+}
+
+// ClassRule names a level and when it applies.
+type ClassRule struct {
+	Name  string    `yaml:"name"`
+	Level string    `yaml:"level"`
+	If    Condition `yaml:"if"`
+}
+
+// Condition holds when every field that is set holds. An empty condition
+// always holds.
+type Condition struct {
+	Secrets               bool     `yaml:"secrets,omitempty"`                  // any secret found
+	PII                   []string `yaml:"pii,omitempty"`                      // any of these types; "any" for any type
+	InjectionDetected     bool     `yaml:"injection_detected,omitempty"`       // injection signal over its threshold
+	InjectionScoreAtLeast float64  `yaml:"injection_score_at_least,omitempty"` // 0..1
+	Tasks                 []string `yaml:"tasks,omitempty"`                    // the task is one of these
+	InputTokensAtLeast    int      `yaml:"input_tokens_at_least,omitempty"`
+	SensitivityAtLeast    string   `yaml:"sensitivity_at_least,omitempty"` // risk rules only
+}
+
+// DefaultSensitivity and DefaultRisk apply when the config sets no rules.
+var (
+	DefaultSensitivity = []ClassRule{
+		{Name: "secrets_in_prompt", Level: "restricted", If: Condition{Secrets: true}},
+		{Name: "financial_or_national_id", Level: "restricted", If: Condition{PII: []string{
+			"credit_card", "iban", "us_ssn", "it_codice_fiscale", "es_dni", "fr_nir", "de_tax_id", "uk_nino"}}},
+		{Name: "personal_data", Level: "confidential", If: Condition{PII: []string{"any"}}},
+		{Name: "source_code", Level: "internal", If: Condition{Tasks: []string{"code"}}},
+		{Name: "large_document", Level: "internal", If: Condition{InputTokensAtLeast: 2000}},
+	}
+	DefaultRisk = []ClassRule{
+		{Name: "prompt_injection", Level: "high", If: Condition{InjectionDetected: true}},
+		{Name: "secrets_in_prompt", Level: "high", If: Condition{Secrets: true}},
+		{Name: "restricted_data", Level: "high", If: Condition{SensitivityAtLeast: "restricted"}},
+		{Name: "confidential_data", Level: "medium", If: Condition{SensitivityAtLeast: "confidential"}},
+		{Name: "injection_suspected", Level: "medium", If: Condition{InjectionScoreAtLeast: 0.3}},
+	}
+)
 
 // Server holds stellwerk's own listeners.
 type Server struct {
@@ -193,6 +240,12 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Envoy.MaxRequestBytes == 0 {
 		c.Envoy.MaxRequestBytes = 8 << 20
+	}
+	if c.Classify.Sensitivity == nil {
+		c.Classify.Sensitivity = DefaultSensitivity
+	}
+	if c.Classify.Risk == nil {
+		c.Classify.Risk = DefaultRisk
 	}
 	for i := range c.Providers {
 		p := &c.Providers[i]

@@ -15,6 +15,10 @@ type Chat struct {
 	Model    string
 	Stream   bool
 	Messages int // number of messages
+	// MessageList is the messages array, for the classifier to read in place.
+	MessageList gjson.Result
+	// MaxTokens is max_completion_tokens or max_tokens, 0 when unset.
+	MaxTokens int
 }
 
 // ParseChat validates body and extracts the routing facts.
@@ -30,7 +34,7 @@ func ParseChat(body []byte) (Chat, error) {
 		return Chat{}, apierr.BadRequest("invalid_request_body", "", "the request body must be a JSON object")
 	}
 	var c Chat
-	var model, messages, stream gjson.Result
+	var model, messages, stream, maxTokens, maxCompletion gjson.Result
 	var dup string
 	root.ForEach(func(k, v gjson.Result) bool {
 		var slot *gjson.Result
@@ -41,6 +45,10 @@ func ParseChat(body []byte) (Chat, error) {
 			slot = &messages
 		case "stream":
 			slot = &stream
+		case "max_tokens":
+			slot = &maxTokens
+		case "max_completion_tokens":
+			slot = &maxCompletion
 		default:
 			return true
 		}
@@ -101,5 +109,18 @@ func ParseChat(body []byte) (Chat, error) {
 	default:
 		return Chat{}, apierr.BadRequest("invalid_type", "stream", "stream must be a boolean")
 	}
+	for _, mt := range []struct {
+		name string
+		v    gjson.Result
+	}{{"max_completion_tokens", maxCompletion}, {"max_tokens", maxTokens}} {
+		switch {
+		case mt.v.Type == gjson.Null:
+		case mt.v.Type != gjson.Number || mt.v.Num != float64(int64(mt.v.Num)) || mt.v.Num < 1 || mt.v.Num > 1e9:
+			return Chat{}, apierr.BadRequest("invalid_value", mt.name, "%s must be a positive integer", mt.name)
+		case c.MaxTokens == 0:
+			c.MaxTokens = int(mt.v.Num)
+		}
+	}
+	c.MessageList = messages
 	return c, nil
 }

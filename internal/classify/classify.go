@@ -1,0 +1,225 @@
+// Package classify scores a chat request before any model sees it: task,
+// complexity, language, personal data, secrets, prompt injection, and the
+// sensitivity and risk derived from them. Everything runs in process, in
+// one pass per detector, in time linear in the request size; no model is
+// called or downloaded.
+//
+// Findings carry positions, never values: a Result can be logged, audited
+// and shown to a caller without leaking what it found.
+package classify
+
+import (
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/classify/injection"
+	"github.com/stellwerk/stellwerk/internal/classify/pii"
+	"github.com/stellwerk/stellwerk/internal/classify/secrets"
+	"github.com/stellwerk/stellwerk/internal/classify/task"
+	"github.com/stellwerk/stellwerk/internal/config"
+)
+
+// Result is the classification of one request: part of the policy input,
+// the audit record and the explanation.
+type Result struct {
+	Task           string  `json:"task"`
+	TaskConfidence float64 `json:"task_confidence"`
+	TaskCue        string  `json:"task_cue,omitempty"`
+
+	Complexity        string            `json:"complexity"`
+	ComplexityDrivers []string          `json:"complexity_drivers"`
+	ComplexitySignals ComplexitySignals `json:"complexity_signals"`
+
+	Language string `json:"language"`
+
+	PII       []Finding      `json:"pii"`
+	PIICounts map[string]int `json:"pii_counts"`
+	Secrets   []Finding      `json:"secrets"`
+	Injection Injection      `json:"injection"`
+
+	Sensitivity     string `json:"sensitivity"`
+	SensitivityRule string `json:"sensitivity_rule"`
+	Risk            string `json:"risk"`
+	RiskRule        string `json:"risk_rule"`
+
+	// InputTokens estimates the prompt tokens of the whole request
+	// (o200k_base; see EstimateTokens), message framing included.
+	InputTokens int `json:"input_tokens"`
+}
+
+// Finding locates one item of personal data or one secret: the message it
+// is in, the field of that message, and byte offsets into that field's text.
+type Finding struct {
+	Type    string `json:"type"`
+	Message int    `json:"message"`
+	Field   string `json:"field"`
+	Start   int    `json:"start"`
+	End     int    `json:"end"`
+}
+
+// Injection is the prompt-injection / jailbreak signal: the highest score of
+// any user or tool text, and the cue behind it.
+type Injection struct {
+	Score    float64 `json:"score"`
+	Detected bool    `json:"detected"`
+	Rule     string  `json:"rule,omitempty"`
+	Message  int     `json:"message"` // where the highest score was, -1 if none
+}
+
+// Classifier holds the compiled sensitivity and risk rules.
+type Classifier struct {
+	rules *Rules
+}
+
+// New compiles the classification config.
+func New(c config.Classify) (*Classifier, error) {
+	rules, err := CompileRules(c, pii.Types, task.Tasks)
+	if err != nil {
+		return nil, err
+	}
+	return &Classifier{rules: rules}, nil
+}
+
+// Request is what the classifier reads from a parsed chat request.
+type Request struct {
+	Messages  gjson.Result // the messages array
+	MaxTokens int          // max_tokens or max_completion_tokens, 0 if unset
+}
+
+// per-message framing tokens in OpenAI's chat format, and the reply primer.
+const (
+	tokensPerMessage = 3
+	tokensReply      = 3
+)
+
+// Classify scores one request.
+func (c *Classifier) Classify(req Request) Result {
+	var segBuf [16]Segment
+	segs := Segments(req.Messages, segBuf[:0])
+
+	r := Result{PII: []Finding{}, Secrets: []Finding{}, PIICounts: map[string]int{}, Injection: Injection{Message: -1}}
+	var f facts
+	var piiBuf [32]pii.Match
+	var secBuf [8]secrets.Match
+	lastUser, turns, userTokens := -1, 0, 0
+	for i := range segs {
+		s := &segs[i]
+		tok := EstimateTokens(s.Text)
+		r.InputTokens += tok
+		sec := secrets.Detect(s.Text, secBuf[:0])
+		for _, m := range sec {
+			r.Secrets = append(r.Secrets, Finding{Type: m.Type, Message: s.Message, Field: s.Field, Start: m.Start, End: m.End})
+		}
+		for _, m := range pii.Detect(s.Text, piiBuf[:0]) {
+			// A credential is reported once, as a secret: the password
+			// in "user:pw@host" is not an e-mail address.
+			if overlapsSecret(sec, m.Start, m.End) {
+				continue
+			}
+			r.PII = append(r.PII, Finding{Type: m.Type, Message: s.Message, Field: s.Field, Start: m.Start, End: m.End})
+			r.PIICounts[m.Type]++
+			f.pii |= piiBit(m.Type)
+		}
+		if s.Role == "user" || s.Role == "tool" || s.Role == "function" {
+			if inj := injection.Score(s.Text); inj.Score > r.Injection.Score {
+				r.Injection = Injection{Score: inj.Score, Detected: inj.Detected, Rule: inj.Rule, Message: s.Message}
+			}
+		}
+		if s.Role == "user" {
+			if s.Message != lastUser {
+				lastUser, userTokens = s.Message, 0
+			}
+			userTokens += tok
+		}
+	}
+	req.Messages.ForEach(func(_, _ gjson.Result) bool { turns++; return true })
+	r.InputTokens += tokensPerMessage*turns + tokensReply
+
+	// Task, language and complexity read the latest user turn, with the
+	// system prompt as a weaker hint for the task.
+	system, user := joinText(segs, -1, "system", "developer"), joinText(segs, lastUser, "user")
+	t := task.Classify(system, user)
+	r.Task, r.TaskConfidence, r.TaskCue = t.Task, t.Confidence, t.Cue
+	r.Language = DetectLanguage(user)
+	sig := measureComplexity(user, userTokens, turns, req.MaxTokens)
+	r.ComplexitySignals = sig
+	r.Complexity, r.ComplexityDrivers = sig.level()
+	if r.ComplexityDrivers == nil {
+		r.ComplexityDrivers = []string{}
+	}
+
+	f.secrets = len(r.Secrets) > 0
+	f.injDetected, f.injScore = r.Injection.Detected, r.Injection.Score
+	f.task, f.tokens = r.Task, r.InputTokens
+	var lvl int
+	lvl, r.SensitivityRule = first(c.rules.sensitivity, &f)
+	r.Sensitivity = SensitivityLevels[lvl]
+	f.sensitivity = lvl
+	lvl, r.RiskRule = first(c.rules.risk, &f)
+	r.Risk = RiskLevels[lvl]
+	return r
+}
+
+// joinText returns the text of one message (message >= 0) or of every
+// message with one of the roles (message < 0). A single segment is returned
+// without copying.
+func joinText(segs []Segment, message int, roles ...string) string {
+	var parts []string
+	for i := range segs {
+		s := &segs[i]
+		if message >= 0 && s.Message != message {
+			continue
+		}
+		if message < 0 && !hasRole(s.Role, roles) {
+			continue
+		}
+		if message >= 0 && !hasRole(s.Role, roles) {
+			continue
+		}
+		parts = append(parts, s.Text)
+	}
+	switch len(parts) {
+	case 0:
+		return ""
+	case 1:
+		return parts[0]
+	}
+	n := 0
+	for _, p := range parts {
+		n += len(p) + 1
+	}
+	b := make([]byte, 0, n)
+	for i, p := range parts {
+		if i > 0 {
+			b = append(b, '\n')
+		}
+		b = append(b, p...)
+	}
+	return string(b)
+}
+
+func hasRole(role string, roles []string) bool {
+	for _, r := range roles {
+		if role == r {
+			return true
+		}
+	}
+	return false
+}
+
+func overlapsSecret(sec []secrets.Match, start, end int) bool {
+	for _, m := range sec {
+		if m.Start < end && start < m.End {
+			return true
+		}
+	}
+	return false
+}
+
+func piiBit(typ string) uint64 {
+	for i, t := range pii.Types {
+		if t == typ && i < 63 {
+			return 1 << i
+		}
+	}
+	return 0
+}

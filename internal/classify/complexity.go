@@ -1,0 +1,281 @@
+package classify
+
+import "strings"
+
+// Complexity levels.
+const (
+	Low    = "low"
+	Medium = "medium"
+	High   = "high"
+)
+
+// ComplexitySignals are the measurements behind a complexity level, kept so
+// an explanation can say what drove it.
+type ComplexitySignals struct {
+	InputTokens     int     `json:"input_tokens"`     // of the user text
+	Questions       int     `json:"questions"`        // question marks: sub-questions
+	ListItems       int     `json:"list_items"`       // numbered or bulleted lines
+	CodeBlocks      int     `json:"code_blocks"`      // fenced blocks
+	ReasoningCues   int     `json:"reasoning_cues"`   // "step by step", "prove", "trade-offs", …
+	CodeDensity     float64 `json:"code_density"`     // share of code punctuation
+	MathDensity     float64 `json:"math_density"`     // share of math symbols
+	RequestedOutput int     `json:"requested_output"` // tokens asked for (max_tokens or "in 2000 words")
+	Turns           int     `json:"turns"`            // messages in the conversation
+}
+
+// cueSample bounds the phrase search; counts of characters cover the whole text.
+const cueSample = 16 << 10
+
+// reasoningCues are lower-case phrases that signal multi-step work.
+var reasoningCues = []string{
+	"step by step", "step-by-step", "prove", "proof", "derive", "justify", "trade-off", "tradeoff",
+	"analyze", "analyse", "compare", "evaluate", "design a", "architecture", "in detail", "thoroughly",
+	"why does", "why is", "reason about", "implications", "optimi", "edge case", "complexity of",
+	"schritt für schritt", "beweise", "begründe", "analysiere", "vergleiche",
+	"étape par étape", "démontre",
+	"paso a paso", "demuestra", "analiza", "passo dopo passo", "dimostra", "analizza",
+}
+
+// Character kinds for the complexity scan.
+const (
+	kindPlain = iota
+	kindSpace
+	kindNewline
+	kindQuestion
+	kindCode
+	kindMath
+	kindMathLead
+	kindMarker // may start a list item or a code fence
+)
+
+var charKind = func() (t [256]uint8) {
+	for c := 0; c <= ' '; c++ {
+		t[c] = kindSpace
+	}
+	t['\n'] = kindNewline
+	t['?'] = kindQuestion
+	for _, c := range "{};()[]<>=_" {
+		t[c] = kindCode
+	}
+	for _, c := range "+^/%" {
+		t[c] = kindMath
+	}
+	t['*'] = kindMath
+	t[0xE2] = kindMathLead
+	for _, c := range "-`0123456789" {
+		t[c] = kindMarker
+	}
+	return t
+}()
+
+// measureComplexity reads the user text of the request.
+func measureComplexity(user string, userTokens, turns, maxTokens int) ComplexitySignals {
+	s := ComplexitySignals{InputTokens: userTokens, Turns: turns, RequestedOutput: maxTokens}
+	var codeChars, mathChars, visible int
+	lineStart := true
+	for i := 0; i < len(user); i++ {
+		c := user[i]
+		k := charKind[c]
+		if k == kindPlain {
+			lineStart = false
+			visible++
+			continue
+		}
+		switch k {
+		case kindSpace:
+			continue
+		case kindNewline:
+			lineStart = true
+			continue
+		case kindQuestion:
+			s.Questions++
+		case kindCode:
+			codeChars++
+		case kindMath:
+			mathChars++
+		case kindMathLead: // U+2200–U+22FF mathematical operators: E2 88 80 – E2 8B BF
+			if i+1 < len(user) && user[i+1] >= 0x88 && user[i+1] <= 0x8B {
+				mathChars++
+			}
+		}
+		visible++
+		if lineStart {
+			if isListMarker(user, i) {
+				s.ListItems++
+			}
+			if c == '`' && strings.HasPrefix(user[i:], "```") {
+				s.CodeBlocks++
+			}
+		}
+		lineStart = false
+	}
+	s.CodeBlocks /= 2 // a block has an opening and a closing fence
+	if visible > 0 {
+		s.CodeDensity = float64(codeChars) / float64(visible)
+		s.MathDensity = float64(mathChars) / float64(visible)
+	}
+	sample := user
+	if len(sample) > cueSample {
+		sample = sample[:cueSample]
+	}
+	s.ReasoningCues = countCues(sample)
+	if n := requestedWords(sample); n > 0 && n*4/3 > s.RequestedOutput {
+		s.RequestedOutput = n * 4 / 3
+	}
+	return s
+}
+
+// level turns the signals into low/medium/high and names what drove it.
+func (s ComplexitySignals) level() (string, []string) {
+	points := 0
+	var drivers []string
+	add := func(p int, why string) {
+		points += p
+		drivers = append(drivers, why)
+	}
+	switch {
+	case s.InputTokens > 1500:
+		add(2, "long_input")
+	case s.InputTokens > 400:
+		add(1, "medium_input")
+	}
+	switch {
+	case s.Questions >= 6:
+		add(2, "many_questions")
+	case s.Questions >= 3:
+		add(1, "several_questions")
+	}
+	if s.ListItems >= 3 {
+		add(1, "structured_list")
+	}
+	if s.CodeBlocks >= 1 || s.CodeDensity > 0.06 {
+		add(1, "code")
+	}
+	switch {
+	case s.ReasoningCues >= 3:
+		add(2, "reasoning_cues")
+	case s.ReasoningCues >= 1:
+		add(1, "reasoning_cue")
+	}
+	if s.MathDensity > 0.03 {
+		add(1, "math")
+	}
+	switch {
+	case s.RequestedOutput > 3000:
+		add(2, "long_output_requested")
+	case s.RequestedOutput > 1000:
+		add(1, "long_output_requested")
+	}
+	if s.Turns > 8 {
+		add(1, "long_conversation")
+	}
+	switch {
+	case points >= 4:
+		return High, drivers
+	case points >= 2:
+		return Medium, drivers
+	default:
+		return Low, drivers
+	}
+}
+
+func isListMarker(s string, i int) bool {
+	c := s[i]
+	if (c == '-' || c == '*') && i+1 < len(s) && s[i+1] == ' ' {
+		return true
+	}
+	if strings.HasPrefix(s[i:], "• ") {
+		return true
+	}
+	j := i
+	for j < len(s) && j-i < 3 && s[j] >= '0' && s[j] <= '9' {
+		j++
+	}
+	return j > i && j+1 < len(s) && (s[j] == '.' || s[j] == ')') && s[j+1] == ' '
+}
+
+// cuesByFirst indexes reasoningCues by their first byte, so one pass over
+// the text tries only the cues that can start at each word.
+var cuesByFirst = func() (idx [256][]uint8) {
+	for i, c := range reasoningCues {
+		idx[c[0]] = append(idx[c[0]], uint8(i))
+	}
+	return idx
+}()
+
+// countCues counts the distinct reasoning cues that start a word in s.
+func countCues(s string) int {
+	var seen uint64
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if i > 0 && isASCIILetter(s[i-1]) {
+			continue // only at word starts
+		}
+		c := s[i]
+		if c >= 'A' && c <= 'Z' {
+			c |= 0x20
+		}
+		for _, ci := range cuesByFirst[c] {
+			if seen&(1<<ci) == 0 && hasPrefixFold(s[i:], reasoningCues[ci]) {
+				seen |= 1 << ci
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// wordUnits are the nouns that make "N words" a requested output length.
+var wordUnits = []string{"words", "word", "wörter", "mots", "palabras", "parole", "woorden", "palavras", "słów"}
+
+// requestedWords finds "N words" (or Wörter/mots/palabras/parole/…) and
+// returns the largest N, or 0.
+func requestedWords(s string) int {
+	best := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' || (i > 0 && s[i-1] >= '0' && s[i-1] <= '9') {
+			continue
+		}
+		n, j := 0, i
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			if j-i < 6 {
+				n = n*10 + int(s[j]-'0')
+			}
+			j++
+		}
+		k := j
+		for k < len(s) && k-j < 2 && (s[k] == ' ' || s[k] == '-') {
+			k++
+		}
+		if k == j || n <= best {
+			i = j - 1
+			continue
+		}
+		for _, w := range wordUnits {
+			if hasPrefixFold(s[k:], w) {
+				best = n
+				break
+			}
+		}
+		i = j - 1
+	}
+	return best
+}
+
+// hasPrefixFold reports whether s starts with the lower-case prefix,
+// ignoring ASCII case in s, without allocating.
+func hasPrefixFold(s, prefix string) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	for k := 0; k < len(prefix); k++ {
+		c := s[k]
+		if c >= 'A' && c <= 'Z' {
+			c |= 0x20
+		}
+		if c != prefix[k] {
+			return false
+		}
+	}
+	return true
+}
