@@ -5,6 +5,7 @@ package e2e
 import (
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -25,7 +26,8 @@ func twoProviders(t *testing.T) *harness.Stack {
 			{Name: "gamma", WithholdKey: true},
 		},
 		Models: []config.Model{
-			{ID: "alpha-small", Provider: "alpha", ProviderModel: "alpha-upstream-small", ContextWindow: 8000},
+			{ID: "alpha-small", Provider: "alpha", ProviderModel: "alpha-upstream-small", ContextWindow: 8000,
+				Price: config.Price{InputPerMTok: 3, OutputPerMTok: 7}},
 			{ID: "beta-large", Provider: "beta", ProviderModel: "beta-upstream-large", ContextWindow: 8000},
 			{ID: "gamma-any", Provider: "gamma", ContextWindow: 8000},
 		},
@@ -52,8 +54,39 @@ func TestRouting(t *testing.T) {
 			Choices []struct {
 				Message struct{ Content string } `json:"message"`
 			} `json:"choices"`
+			Usage struct {
+				PromptTokens     int `json:"prompt_tokens"`
+				CompletionTokens int `json:"completion_tokens"`
+			} `json:"usage"`
+			Routing struct {
+				DecisionID string         `json:"decision_id"`
+				Model      string         `json:"model"`
+				Provider   string         `json:"provider"`
+				Task       string         `json:"task"`
+				Risk       string         `json:"risk"`
+				Residency  string         `json:"residency"`
+				PII        map[string]int `json:"pii"`
+				Attempts   int            `json:"attempts"`
+				Cost       struct {
+					Amount   float64 `json:"amount"`
+					Currency string  `json:"currency"`
+				} `json:"cost"`
+			} `json:"routing"`
 		}
 		mustJSON(t, b, &out)
+		ro := out.Routing
+		if ro.DecisionID != resp.Header.Get("x-stellwerk-decision-id") || ro.Model != "alpha-small" || ro.Provider != "alpha" ||
+			ro.Residency != "us" || ro.Attempts != 1 || ro.Task == "" || ro.Risk == "" {
+			t.Errorf("routing object %+v", ro)
+		}
+		// alpha-small costs 3 per million input and 7 per million output tokens.
+		wantCost := float64(out.Usage.PromptTokens)*3/1e6 + float64(out.Usage.CompletionTokens)*7/1e6
+		if out.Usage.PromptTokens == 0 || math.Abs(ro.Cost.Amount-wantCost) > 1e-9 || ro.Cost.Currency != "USD" {
+			t.Errorf("cost %+v for usage %+v, want %.8f", ro.Cost, out.Usage, wantCost)
+		}
+		if cl := resp.Header.Get("Content-Length"); cl != "" && cl != strconv.Itoa(len(b)) {
+			t.Errorf("client content-length %s for %d bytes", cl, len(b))
+		}
 		if !strings.Contains(out.Choices[0].Message.Content, "Hello from alpha") {
 			t.Errorf("reply not from alpha: %q", out.Choices[0].Message.Content)
 		}
@@ -178,6 +211,11 @@ func TestRouting(t *testing.T) {
 		mustJSON(t, []byte(evs[len(evs)-2].data), &usage)
 		if usage.Usage == nil || usage.Usage.TotalTokens == 0 {
 			t.Errorf("final usage chunk missing: %s", evs[len(evs)-2].data)
+		}
+		for _, ev := range evs {
+			if strings.Contains(ev.data, `"routing"`) {
+				t.Errorf("a stream event was modified: %s", ev.data)
+			}
 		}
 		var sent map[string]any
 		mustJSON(t, beta.Requests()[0].Body, &sent)
@@ -354,5 +392,37 @@ func TestFailsClosed(t *testing.T) {
 		if n := len(p.Requests()); n != 0 {
 			t.Errorf("%s got %d requests while stellwerk was down", name, n)
 		}
+	}
+}
+
+// TestClassificationReachesTheCaller: personal data in the prompt shows in
+// the routing object by type and count, never by value.
+func TestClassificationReachesTheCaller(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{})
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[
+		{"role":"user","content":"Write a short reply to jane.doe@example.com confirming the refund to DE89 3704 0044 0532 0130 00."}]}`, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	var out struct {
+		Routing struct {
+			PII         map[string]int `json:"pii"`
+			Sensitivity string         `json:"sensitivity"`
+			Risk        string         `json:"risk"`
+			Language    string         `json:"language"`
+		} `json:"routing"`
+	}
+	mustJSON(t, b, &out)
+	if out.Routing.PII["email"] != 1 || out.Routing.PII["iban"] != 1 || out.Routing.Sensitivity != "restricted" || out.Routing.Risk != "high" || out.Routing.Language != "en" {
+		t.Errorf("routing %+v", out.Routing)
+	}
+	// The reply echoes the prompt, so look only at the routing object for leaks.
+	ro := string(b[strings.Index(string(b), `"routing"`):])
+	if strings.Contains(ro, "jane.doe") || strings.Contains(ro, "DE89") {
+		t.Errorf("routing object leaks a value: %s", ro)
+	}
+	if strings.Contains(s.Log("stellwerk"), "jane.doe") || strings.Contains(s.Log("envoy"), "jane.doe") {
+		t.Errorf("a log contains prompt data")
 	}
 }

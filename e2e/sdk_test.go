@@ -19,6 +19,7 @@ type sdkResult struct {
 		XStellwerkModel      string `json:"x_stellwerk_model"`
 		XStellwerkProvider   string `json:"x_stellwerk_provider"`
 		XStellwerkDecisionID string `json:"x_stellwerk_decision_id"`
+		RoutingDecisionID    string `json:"routing_decision_id"`
 	} `json:"plain"`
 	Stream struct {
 		Content         string `json:"content"`
@@ -57,7 +58,8 @@ func checkSDK(t *testing.T, s *harness.Stack, cmd *exec.Cmd, lang string) {
 	if r.Plain.Model != "beta-upstream" || r.Plain.TotalTokens == 0 {
 		t.Errorf("plain model %q tokens %d", r.Plain.Model, r.Plain.TotalTokens)
 	}
-	if r.Plain.XStellwerkModel != "beta-model" || r.Plain.XStellwerkProvider != "beta" || len(r.Plain.XStellwerkDecisionID) != 32 {
+	if r.Plain.XStellwerkModel != "beta-model" || r.Plain.XStellwerkProvider != "beta" || len(r.Plain.XStellwerkDecisionID) != 32 ||
+		r.Plain.RoutingDecisionID != r.Plain.XStellwerkDecisionID {
 		t.Errorf("plain headers %+v", r.Plain)
 	}
 	if !strings.Contains(r.Stream.Content, "Hello from beta. You said: stream from "+lang) || r.Stream.Chunks < 5 {

@@ -3,13 +3,17 @@ package extproc
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3conf "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/decide"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/request"
@@ -37,6 +41,10 @@ type processor struct {
 	endpoint endpoint
 
 	decision *decide.Decision // set once the body phase routed the request
+	class    classify.Result  // the request's classification, with the decision
+
+	overhead   time.Duration // time spent deciding, across the request phases
+	addRouting bool          // the response is JSON the routing object goes into
 }
 
 // clientAuthHeaders are the client's credentials for stellwerk. They must
@@ -50,9 +58,9 @@ func (p *processor) handle(req *extprocv3.ProcessingRequest) *extprocv3.Processi
 	case *extprocv3.ProcessingRequest_RequestBody:
 		return p.requestBody(r.RequestBody)
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
-		return p.responseHeaders()
+		return p.responseHeaders(r.ResponseHeaders)
 	case *extprocv3.ProcessingRequest_ResponseBody:
-		return continueResponseBody()
+		return p.responseBody(r.ResponseBody)
 	case *extprocv3.ProcessingRequest_RequestTrailers:
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
 	case *extprocv3.ProcessingRequest_ResponseTrailers:
@@ -146,6 +154,7 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	if err != nil {
 		return p.immediate(apierr.As(err))
 	}
+	p.class = p.state.Classifier.Classify(classify.Request{Messages: chat.MessageList, MaxTokens: chat.MaxTokens})
 	d, err := decide.Decide(chat, p.state.Catalog)
 	if err != nil {
 		return p.immediate(apierr.As(err))
@@ -181,23 +190,75 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	cr.HeaderMutation = &extprocv3.HeaderMutation{SetHeaders: hs}
 	p.decision = &d
 	if ce := p.log.Check(zap.InfoLevel, "routed"); ce != nil {
+		c := &p.class
 		ce.Write(zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("provider", prov.Name),
-			zap.Bool("stream", chat.Stream), zap.String("reason", d.Reason))
+			zap.Bool("stream", chat.Stream), zap.String("reason", d.Reason),
+			zap.String("task", c.Task), zap.String("complexity", c.Complexity), zap.String("language", c.Language),
+			zap.Int("pii", len(c.PII)), zap.Int("secrets", len(c.Secrets)), zap.Float64("injection", c.Injection.Score),
+			zap.String("sensitivity", c.Sensitivity), zap.String("risk", c.Risk), zap.Int("input_tokens", c.InputTokens))
 	}
 	return continueRequestBody(cr)
 }
 
-// responseHeaders tells the caller what stellwerk decided.
-func (p *processor) responseHeaders() *extprocv3.ProcessingResponse {
+// responseHeaders tells the caller what stellwerk decided, and asks Envoy
+// for the body of a successful, unencoded JSON answer so the routing object
+// can go into it. Streams (SSE) are never buffered.
+func (p *processor) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	hs := []*corev3.HeaderValueOption{setHeader(header.DecisionID, p.id)}
-	if d := p.decision; d != nil {
-		hs = append(hs,
-			setHeader(header.Model, d.Model.ID),
-			setHeader(header.Provider, d.Model.Provider.Name),
-			setHeader(header.Reason, d.Reason),
-		)
+	d := p.decision
+	if d == nil {
+		return continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})
 	}
-	return continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})
+	hs = append(hs,
+		setHeader(header.Model, d.Model.ID),
+		setHeader(header.Provider, d.Model.Provider.Name),
+		setHeader(header.Reason, d.Reason),
+	)
+	var status, ctype, encoding string
+	for _, hv := range h.GetHeaders().GetHeaders() {
+		switch strings.ToLower(hv.Key) {
+		case ":status":
+			status = headerValue(hv)
+		case "content-type":
+			ctype = headerValue(hv)
+		case "content-encoding":
+			encoding = headerValue(hv)
+		}
+	}
+	resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})
+	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "application/json") &&
+		(encoding == "" || encoding == "identity") && !h.EndOfStream {
+		p.addRouting = true
+		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
+	}
+	return resp
+}
+
+// responseBody adds the routing object to a complete JSON object. A body
+// larger than Envoy's buffer arrives partial and is passed through as is.
+func (p *processor) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if !p.addRouting || !b.EndOfStream {
+		return continueResponseBody()
+	}
+	p.addRouting = false
+	body := b.Body
+	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
+		return continueResponseBody()
+	}
+	ro := p.routing(body)
+	if ro == nil {
+		return continueResponseBody()
+	}
+	nb, err := sjson.SetRawBytes(body, "routing", ro)
+	if err != nil {
+		return continueResponseBody()
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+		ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{setHeader("content-length", strconv.Itoa(len(nb)))}},
+			BodyMutation:   &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: nb}},
+		}},
+	}}
 }
 
 // truncate bounds echoed client input in error messages.

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
 )
 
@@ -38,7 +39,11 @@ models:
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewState(cat, c.Envoy.MaxRequestBytes)
+	cl, err := classify.New(c.Classify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewState(cat, cl, c.Envoy.MaxRequestBytes)
 }
 
 func headersMsg(method, path string, endOfStream bool, extra ...string) *extprocv3.ProcessingRequest {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/zap"
@@ -18,12 +19,14 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/classify"
 )
 
 // State is everything a request needs that can change on reload. It is
 // swapped as a whole.
 type State struct {
 	Catalog         *catalog.Catalog
+	Classifier      *classify.Classifier
 	MaxRequestBytes int64
 	modelsJSON      []byte
 }
@@ -73,6 +76,10 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 // safeHandle turns a panic in request handling into a 500 for this request
 // only; the server and every other stream keep running.
 func (p *processor) safeHandle(req *extprocv3.ProcessingRequest) (resp *extprocv3.ProcessingResponse) {
+	if _, ok := req.Request.(*extprocv3.ProcessingRequest_RequestHeaders); ok || p.decision == nil {
+		start := time.Now()
+		defer func() { p.overhead += time.Since(start) }()
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			p.log.Error("panic while processing request", zap.String("decision_id", p.id),

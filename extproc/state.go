@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 
 	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/decide"
 )
 
 // NewState builds the per-config state, precomputing what every request of
 // that config would otherwise rebuild (the /v1/models answer).
-func NewState(cat *catalog.Catalog, maxRequestBytes int64) *State {
-	return &State{Catalog: cat, MaxRequestBytes: maxRequestBytes, modelsJSON: modelsList(cat)}
+func NewState(cat *catalog.Catalog, cl *classify.Classifier, maxRequestBytes int64) *State {
+	return &State{Catalog: cat, Classifier: cl, MaxRequestBytes: maxRequestBytes, modelsJSON: modelsList(cat)}
 }
 
 type modelEntry struct {

@@ -14,8 +14,9 @@ const ExtProcFilterName = "envoy.filters.http.ext_proc"
 
 // extProcConfig is the ext_proc filter: headers and the buffered request body
 // go to stellwerk; response headers too, so every answer carries the
-// decision headers. The response body is not sent, so streams pass through
-// chunk by chunk. If stellwerk cannot be reached the request fails closed.
+// decision headers. The response body is not sent by default, so streams
+// pass through chunk by chunk; stellwerk overrides that per response for
+// successful JSON answers (BUFFERED_PARTIAL), to add the routing object. If stellwerk cannot be reached the request fails closed.
 func extProcConfig(ep ExtProc) *extprocv3.ExternalProcessor {
 	return &extprocv3.ExternalProcessor{
 		GrpcService: &corev3.GrpcService{
@@ -37,6 +38,9 @@ func extProcConfig(ep ExtProc) *extprocv3.ExternalProcessor {
 		// wrote, so providers that reject chunked uploads still work.
 		AllowContentLengthHeader: true,
 		RouteCacheAction:         extprocv3.ExternalProcessor_DEFAULT,
+		// stellwerk asks for the body of non-streaming JSON answers only, to
+		// add the routing object; streams are never buffered.
+		AllowModeOverride: true,
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/stellwerk/stellwerk/extproc"
 	"github.com/stellwerk/stellwerk/internal/admin"
 	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/xds"
 )
@@ -73,6 +74,10 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	for _, m := range cat.MissingCredentials() {
 		log.Warn("provider credential not found; requests to it will get 502 until it is set", zap.String("provider", m))
 	}
+	cl, err := classify.New(cfg.Classify)
+	if err != nil {
+		return err
+	}
 	ir, err := xds.FromConfig(cfg, cat)
 	if err != nil {
 		return err
@@ -84,7 +89,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	if _, err := pub.Publish(ctx, ir); err != nil {
 		return fmt.Errorf("xds: %w", err)
 	}
-	ep := extproc.New(extproc.NewState(cat, cfg.Envoy.MaxRequestBytes), log)
+	ep := extproc.New(extproc.NewState(cat, cl, cfg.Envoy.MaxRequestBytes), log)
 
 	grpcLis, err := net.Listen("tcp", cfg.Server.GRPC)
 	if err != nil {

@@ -17,6 +17,7 @@ out.plain = {
   x_stellwerk_model: response.headers.get("x-stellwerk-model"),
   x_stellwerk_provider: response.headers.get("x-stellwerk-provider"),
   x_stellwerk_decision_id: response.headers.get("x-stellwerk-decision-id"),
+  routing_decision_id: completion.routing?.decision_id ?? null,
 };
 
 const { data: stream, response: streamResponse } = await client.chat.completions

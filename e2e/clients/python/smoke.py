@@ -25,6 +25,8 @@ out["plain"] = {
     "x_stellwerk_model": raw.headers.get("x-stellwerk-model"),
     "x_stellwerk_provider": raw.headers.get("x-stellwerk-provider"),
     "x_stellwerk_decision_id": raw.headers.get("x-stellwerk-decision-id"),
+    # Unknown response fields are kept by the SDK: the routing object.
+    "routing_decision_id": (completion.model_extra or {}).get("routing", {}).get("decision_id"),
 }
 
 # Streaming.

@@ -1,0 +1,78 @@
+package extproc
+
+import (
+	"encoding/json"
+	"math"
+	"time"
+
+	"github.com/tidwall/gjson"
+)
+
+// routingObject is the `routing` member stellwerk adds to non-streaming JSON
+// responses: what was decided, why, and what it cost. It never contains
+// prompt text or the values of findings.
+type routingObject struct {
+	DecisionID     string         `json:"decision_id"`
+	Model          string         `json:"model"`
+	Provider       string         `json:"provider"`
+	ProviderModel  string         `json:"provider_model"`
+	Reason         string         `json:"reason"`
+	Task           string         `json:"task"`
+	TaskConfidence float64        `json:"task_confidence"`
+	Complexity     string         `json:"complexity"`
+	Language       string         `json:"language"`
+	Sensitivity    string         `json:"sensitivity"`
+	Risk           string         `json:"risk"`
+	Residency      string         `json:"residency"`
+	PII            map[string]int `json:"pii"`
+	Secrets        int            `json:"secrets"`
+	Injection      float64        `json:"injection_score"`
+	InputTokensEst int            `json:"input_tokens_estimate"`
+	Usage          *usage         `json:"usage,omitempty"`
+	Cost           *cost          `json:"cost,omitempty"`
+	OverheadMS     float64        `json:"router_overhead_ms"`
+	Attempts       int            `json:"attempts"`
+}
+
+type usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+}
+
+type cost struct {
+	Amount   float64 `json:"amount"`
+	Currency string  `json:"currency"`
+	Source   string  `json:"source"` // "provider_usage": computed from the usage the provider reported
+}
+
+// routing builds the object for a response body (to read its usage).
+func (p *processor) routing(body []byte) []byte {
+	d := p.decision
+	m := d.Model
+	c := &p.class
+	ro := routingObject{
+		DecisionID: p.id, Model: m.ID, Provider: m.Provider.Name, ProviderModel: m.ProviderModel, Reason: d.Reason,
+		Task: c.Task, TaskConfidence: round(c.TaskConfidence, 3), Complexity: c.Complexity, Language: c.Language,
+		Sensitivity: c.Sensitivity, Risk: c.Risk, Residency: m.Provider.Residency,
+		PII: c.PIICounts, Secrets: len(c.Secrets), Injection: round(c.Injection.Score, 3), InputTokensEst: c.InputTokens,
+		OverheadMS: round(float64(p.overhead)/float64(time.Millisecond), 3), Attempts: 1,
+	}
+	if u := gjson.GetBytes(body, "usage"); u.IsObject() {
+		pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
+		if pt.Type == gjson.Number && ct.Type == gjson.Number && pt.Num >= 0 && ct.Num >= 0 {
+			ro.Usage = &usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num)}
+			amount := pt.Num*m.InputPerMTok/1e6 + ct.Num*m.OutputPerMTok/1e6
+			ro.Cost = &cost{Amount: round(amount, 8), Currency: m.Currency, Source: "provider_usage"}
+		}
+	}
+	b, err := json.Marshal(ro)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func round(x float64, places int) float64 {
+	p := math.Pow10(places)
+	return math.Round(x*p) / p
+}
