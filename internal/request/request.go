@@ -26,6 +26,9 @@ func ParseChat(body []byte) (Chat, error) {
 	if len(body) == 0 {
 		return Chat{}, apierr.BadRequest("invalid_request_body", "", "the request body is empty; send a JSON chat completion request")
 	}
+	if tooDeep(body) {
+		return Chat{}, apierr.BadRequest("invalid_request_body", "", "the request body is nested more than %d levels deep", MaxDepth)
+	}
 	if !gjson.ValidBytes(body) {
 		return Chat{}, apierr.BadRequest("invalid_json", "", "the request body is not valid JSON")
 	}
@@ -123,4 +126,31 @@ func ParseChat(body []byte) (Chat, error) {
 	}
 	c.MessageList = messages
 	return c, nil
+}
+
+// MaxDepth bounds JSON nesting. Chat requests, tool schemas included, stay
+// far below it; a body of millions of brackets would otherwise cost seconds.
+const MaxDepth = 128
+
+// tooDeep reports whether body nests arrays or objects deeper than
+// MaxDepth, in one pass that skips string contents.
+func tooDeep(body []byte) bool {
+	depth := 0
+	for i := 0; i < len(body); i++ {
+		switch body[i] {
+		case '"':
+			for i++; i < len(body) && body[i] != '"'; i++ {
+				if body[i] == '\\' {
+					i++
+				}
+			}
+		case '[', '{':
+			if depth++; depth > MaxDepth {
+				return true
+			}
+		case ']', '}':
+			depth--
+		}
+	}
+	return false
 }

@@ -12,14 +12,15 @@ func TestParseChat(t *testing.T) {
 		body string
 		want Chat
 	}{
-		"minimal":        {`{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, Chat{Model: "auto", Messages: 1}},
-		"stream":         {`{"model":"m","stream":true,"messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"hi"}]}]}`, Chat{Model: "m", Stream: true, Messages: 2}},
-		"stream null":    {`{"model":"m","stream":null,"messages":[{"role":"user","content":"x"}]}`, Chat{Model: "m", Messages: 1}},
-		"unicode model":  {`{"model":"mod\u00e8le","messages":[{"role":"user","content":"x"}]}`, Chat{Model: "modèle", Messages: 1}},
-		"max tokens":     {`{"model":"m","max_tokens":256,"messages":[{"role":"user"}]}`, Chat{Model: "m", Messages: 1, MaxTokens: 256}},
-		"max completion": {`{"model":"m","max_completion_tokens":99,"max_tokens":5,"messages":[{"role":"user"}]}`, Chat{Model: "m", Messages: 1, MaxTokens: 99}},
-		"extra fields":   {`{"model":"m","temperature":0.2,"tools":[],"messages":[{"role":"tool","content":"r","tool_call_id":"1"}]}`, Chat{Model: "m", Messages: 1}},
-		"whitespace":     {" \n{ \"model\" : \"m\" , \"messages\" : [ { \"role\" : \"user\" } ] }\n", Chat{Model: "m", Messages: 1}},
+		"minimal":          {`{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, Chat{Model: "auto", Messages: 1}},
+		"stream":           {`{"model":"m","stream":true,"messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"hi"}]}]}`, Chat{Model: "m", Stream: true, Messages: 2}},
+		"stream null":      {`{"model":"m","stream":null,"messages":[{"role":"user","content":"x"}]}`, Chat{Model: "m", Messages: 1}},
+		"unicode model":    {`{"model":"mod\u00e8le","messages":[{"role":"user","content":"x"}]}`, Chat{Model: "modèle", Messages: 1}},
+		"max tokens":       {`{"model":"m","max_tokens":256,"messages":[{"role":"user"}]}`, Chat{Model: "m", Messages: 1, MaxTokens: 256}},
+		"max completion":   {`{"model":"m","max_completion_tokens":99,"max_tokens":5,"messages":[{"role":"user"}]}`, Chat{Model: "m", Messages: 1, MaxTokens: 99}},
+		"deep but allowed": {`{"model":"m","messages":[{"role":"user","content":"` + strings.Repeat("[{", 100) + `"}],"tools":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, Chat{Model: "m", Messages: 1}},
+		"extra fields":     {`{"model":"m","temperature":0.2,"tools":[],"messages":[{"role":"tool","content":"r","tool_call_id":"1"}]}`, Chat{Model: "m", Messages: 1}},
+		"whitespace":       {" \n{ \"model\" : \"m\" , \"messages\" : [ { \"role\" : \"user\" } ] }\n", Chat{Model: "m", Messages: 1}},
 	}
 	for name, tc := range ok {
 		t.Run(name, func(t *testing.T) {
@@ -54,6 +55,7 @@ func TestParseChat(t *testing.T) {
 		"max tokens string":  {`{"model":"m","max_tokens":"5","messages":[{"role":"user"}]}`, "invalid_value", "max_tokens"},
 		"max tokens float":   {`{"model":"m","max_tokens":5.5,"messages":[{"role":"user"}]}`, "invalid_value", "max_tokens"},
 		"max tokens zero":    {`{"model":"m","max_completion_tokens":0,"messages":[{"role":"user"}]}`, "invalid_value", "max_completion_tokens"},
+		"nested too deep":    {`{"model":"m","messages":[{"role":"user","content":` + strings.Repeat("[", 200) + strings.Repeat("]", 200) + `}]}`, "invalid_request_body", ""},
 		"trailing garbage":   {`{"model":"m","messages":[{"role":"user"}]} x`, "invalid_json", ""},
 	}
 	for name, tc := range bad {
