@@ -1,0 +1,71 @@
+# The stellwerk policy library: data.stellwerk.decision, evaluated once per
+# chat request with the input document described in docs/policy.md.
+#
+# Every module of the library is in package stellwerk, so a platform team's
+# own modules (policy.dir) contribute to the same decision. The public
+# extension points are:
+#
+#   deny contains msg if {...}              refuse the request (403)
+#   excluded contains [id, reason] if {...} exclude a model
+#   tags[key] := value if {...}             label the decision
+#   log_levels contains level if {...}      raise the decision's log level
+#
+# Names starting with "_" are internal and may change between releases.
+# See docs/policy-library.md, which also explains why the rules are written
+# the way they are: per-request facts are computed once, candidates are
+# matched by equality (unification) rather than builtin calls, and strings
+# are formatted once per reason, not once per model.
+package stellwerk
+
+decision := {
+	"deny": deny,
+	"exclude": exclude,
+	"objective": _objective,
+	"quality_floor": _quality_floor,
+	"max_cost_eur": _max_cost_eur,
+	"redact": [],
+	"log_level": _log_level,
+	"tags": tags,
+}
+
+# exclude merges the rule families into one object, candidate id -> reason.
+# A model excluded by several families gets the reason of the first in this
+# priority: access, secrets, injection, residency, risk, custom (excluded).
+# object.union_n lets the right-most object win, so the list runs from the
+# lowest priority to the highest.
+exclude := object.union_n([
+	_custom_exclude,
+	_risk_exclude,
+	_residency_exclude,
+	_injection_exclude,
+	_secrets_exclude,
+	_access_exclude,
+])
+
+# _custom_exclude collects the [id, reason] pairs of excluded, which platform
+# modules define (the library itself has no excluded rule, hence the full
+# reference). Several reasons for one model are sorted and joined with "; "
+# so that two modules excluding the same model never conflict.
+_custom_exclude := {id: concat("; ", reasons) |
+	some pair in data.stellwerk.excluded
+	id := pair[0]
+	reasons := {r | some p in data.stellwerk.excluded; p[0] == id; r := p[1]}
+}
+
+# _log_level is the most severe level any rule asked for; "" when none did
+# (tested first: the common case costs one comparison).
+_log_level := "" if log_levels == set()
+
+else := "warn" if log_levels.warn
+
+else := "info" if log_levels.info
+
+else := "debug" if log_levels.debug
+
+else := ""
+
+_allow_loosening if input.workspace.allow_loosening == true
+
+_ws_name := n if n := input.workspace.name
+
+else := ""

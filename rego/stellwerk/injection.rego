@@ -1,0 +1,43 @@
+package stellwerk
+
+_injection_threshold := t if t := input.workspace.injection_threshold
+
+else := 0.5
+
+_injection_min_tier := t if t := input.workspace.injection_min_tier
+
+else := 3
+
+# _injection_mode is the workspace's injection setting: deny (default),
+# restrict or flag. Any other value is treated as deny (fail closed).
+_injection_mode := "restrict" if {
+	input.workspace.injection == "restrict"
+} else := "flag" if {
+	input.workspace.injection == "flag"
+} else := "deny"
+
+_injection_suspected if input.classification.injection.score >= _injection_threshold
+
+deny contains msg if {
+	_injection_suspected
+	_injection_mode == "deny"
+	msg := sprintf("prompt injection suspected (score %s)", [_decimal2(input.classification.injection.score)])
+}
+
+_injection_exclude := {id: reason |
+	_injection_suspected
+	_injection_mode == "restrict"
+	t := _injection_min_tier
+	reason := sprintf("injection: suspected prompt injection may only go to assurance tier >= %v", [t])
+	some c in input.candidates
+	not c.assurance_tier >= t
+	id := c.id
+}
+
+tags["injection_suspected"] := "true" if _injection_suspected
+
+log_levels contains "warn" if _injection_suspected
+
+# _decimal2(x) formats a number in [0, 1] with two decimals. sprintf's %.2f
+# would print an integral number such as 1 as "%!f(int=1)".
+_decimal2(x) := sprintf("%d.%02d", [floor(n / 100), n % 100]) if n := round(x * 100)
