@@ -399,8 +399,9 @@ func TestFailsClosed(t *testing.T) {
 // the routing object by type and count, never by value.
 func TestClassificationReachesTheCaller(t *testing.T) {
 	t.Parallel()
-	s := harness.Start(t, harness.Options{})
-	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[
+	s := harness.Start(t, harness.Options{Providers: []harness.ProviderSpec{
+		{Name: "alpha", Key: "sk-alpha"}, {Name: "beta", Key: "sk-beta", Residency: "eu", AssuranceTier: 2}}})
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"beta-model","messages":[
 		{"role":"user","content":"Write a short reply to jane.doe@example.com confirming the refund to DE89 3704 0044 0532 0130 00."}]}`, nil)
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d: %s", resp.StatusCode, b)

@@ -71,6 +71,9 @@ func immediateJSON(status int, body []byte, decisionID string, extra ...*corev3.
 // immediate answers with an OpenAI-shaped error.
 func (p *processor) immediate(e *apierr.Error) *extprocv3.ProcessingResponse {
 	var extra []*corev3.HeaderValueOption
+	if p.result != nil && p.result.PolicyVersion != "" {
+		extra = append(extra, setHeader(header.PolicyVersion, p.result.PolicyVersion))
+	}
 	if e.RetryAfter > 0 {
 		extra = append(extra, setHeader("retry-after", strconv.Itoa(e.RetryAfter)))
 	}

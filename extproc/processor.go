@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"time"
@@ -13,10 +14,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/decide"
 	"github.com/stellwerk/stellwerk/internal/header"
-	"github.com/stellwerk/stellwerk/internal/request"
+	"github.com/stellwerk/stellwerk/internal/route"
 )
 
 // endpoint is what a request path asks for.
@@ -34,6 +36,11 @@ type processor struct {
 	state *State
 	log   *zap.Logger
 	id    string
+	ctx   context.Context
+
+	principal    auth.Principal
+	headerPolicy string            // x-stellwerk-policy as sent
+	headers      map[string]string // client headers the policy may read
 
 	method   string
 	path     string // without the query
@@ -42,6 +49,7 @@ type processor struct {
 
 	decision *decide.Decision // set once the body phase routed the request
 	class    classify.Result  // the request's classification, with the decision
+	result   *route.Result    // the whole decision, for the routing object
 
 	overhead   time.Duration // time spent deciding, across the request phases
 	addRouting bool          // the response is JSON the routing object goes into
@@ -77,6 +85,7 @@ func (p *processor) handle(req *extprocv3.ProcessingRequest) *extprocv3.Processi
 func (p *processor) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	contentLength := int64(-1)
 	remove := []string{header.Cluster}
+	var credential string
 	for _, hv := range h.GetHeaders().GetHeaders() {
 		switch k := strings.ToLower(hv.Key); {
 		case k == ":method":
@@ -87,12 +96,29 @@ func (p *processor) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 			if n, err := strconv.ParseInt(headerValue(hv), 10, 64); err == nil && n >= 0 {
 				contentLength = n
 			}
+		case k == "authorization" || k == "api-key" || k == "x-api-key":
+			if credential == "" || k == "authorization" {
+				credential = headerValue(hv)
+			}
+		case k == "user-agent" || k == "x-request-id" || k == "x-client-app":
+			if p.headers == nil {
+				p.headers = map[string]string{}
+			}
+			p.headers[k] = truncate(headerValue(hv), 256)
 		case header.IsInternal(k):
+			if k == header.Policy {
+				p.headerPolicy = headerValue(hv)
+			}
 			if k != header.Cluster {
 				remove = append(remove, k)
 			}
 		}
 	}
+	principal, err := p.state.Keys.Authenticate(credential)
+	if err != nil {
+		return p.immediate(apierr.Unauthorized("a valid stellwerk API key is required (Authorization: Bearer <key>)"))
+	}
+	p.principal = principal
 	if i := strings.IndexByte(p.path, '?'); i >= 0 {
 		p.path, p.query = p.path[:i], p.path[i:]
 	}
@@ -150,15 +176,21 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	if int64(len(body)) > p.state.MaxRequestBytes {
 		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
 	}
-	chat, err := request.ParseChat(body)
+	res, err := p.state.Router.Route(p.ctx, route.Request{Path: p.path, Body: body, Principal: p.principal,
+		HeaderPolicy: p.headerPolicy, Headers: p.headers})
+	if res != nil {
+		p.result = res
+		p.class = res.Class
+	}
 	if err != nil {
+		if res != nil && res.PolicyVersion != "" {
+			p.log.Info("refused", zap.String("decision_id", p.id), zap.String("policy_version", res.PolicyVersion),
+				zap.String("workspace", res.Workspace), zap.Int("status", apierr.As(err).Status), zap.String("code", apierr.As(err).Code))
+		}
 		return p.immediate(apierr.As(err))
 	}
-	p.class = p.state.Classifier.Classify(classify.Request{Messages: chat.MessageList, MaxTokens: chat.MaxTokens})
-	d, err := decide.Decide(chat, p.state.Catalog)
-	if err != nil {
-		return p.immediate(apierr.As(err))
-	}
+	d := res.Selection
+	chat := res.Chat
 	m := d.Model
 	prov := m.Provider
 	credName, credValue, ok := prov.Credential()
@@ -178,8 +210,15 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 		hs = append(hs, setHeader(credName, credValue))
 	}
 	cr := &extprocv3.CommonResponse{ClearRouteCache: true}
-	if m.ProviderModel != chat.Model {
-		nb, err := sjson.SetBytes(body, "model", m.ProviderModel)
+	if m.ProviderModel != chat.Model || chat.Policy.Exists() {
+		nb := body
+		var err error
+		if chat.Policy.Exists() { // the per-request policy is stellwerk's, not the provider's
+			nb, err = sjson.DeleteBytes(nb, "policy")
+		}
+		if err == nil && m.ProviderModel != chat.Model {
+			nb, err = sjson.SetBytes(nb, "model", m.ProviderModel)
+		}
 		if err != nil {
 			p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
 			return p.immediate(apierr.Internal())
@@ -192,7 +231,8 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	if ce := p.log.Check(zap.InfoLevel, "routed"); ce != nil {
 		c := &p.class
 		ce.Write(zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("provider", prov.Name),
-			zap.Bool("stream", chat.Stream), zap.String("reason", d.Reason),
+			zap.Bool("stream", chat.Stream), zap.String("reason", d.Reason), zap.String("workspace", res.Workspace),
+			zap.String("policy_version", res.PolicyVersion), zap.Int("excluded", len(res.Policy.Exclude)),
 			zap.String("task", c.Task), zap.String("complexity", c.Complexity), zap.String("language", c.Language),
 			zap.Int("pii", len(c.PII)), zap.Int("secrets", len(c.Secrets)), zap.Float64("injection", c.Injection.Score),
 			zap.String("sensitivity", c.Sensitivity), zap.String("risk", c.Risk), zap.Int("input_tokens", c.InputTokens))
@@ -213,6 +253,7 @@ func (p *processor) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 		setHeader(header.Model, d.Model.ID),
 		setHeader(header.Provider, d.Model.Provider.Name),
 		setHeader(header.Reason, d.Reason),
+		setHeader(header.PolicyVersion, p.result.PolicyVersion),
 	)
 	var status, ctype, encoding string
 	for _, hv := range h.GetHeaders().GetHeaders() {

@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -9,9 +10,12 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/zap"
 
+	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/policy"
+	"github.com/stellwerk/stellwerk/internal/route"
 )
 
 func testState(t testing.TB) *State {
@@ -23,9 +27,9 @@ providers:
   - {name: remote, base_url: "https://api.example.com/v1", residency: us, credential: {env: REMOTE_KEY}}
   - {name: nokey, base_url: "http://127.0.0.1:9/v1", residency: eu, credential: {env: ABSENT}}
 models:
-  - {id: small, provider: remote, provider_model: small-2024, context_window: 10}
-  - {id: same, provider: remote, context_window: 10}
-  - {id: orphan, provider: nokey, context_window: 10}
+  - {id: small, provider: remote, provider_model: small-2024, context_window: 8000}
+  - {id: same, provider: remote, context_window: 8000}
+  - {id: orphan, provider: nokey, context_window: 8000}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +47,11 @@ models:
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewState(cat, cl, c.Envoy.MaxRequestBytes)
+	pm, err := policy.NewManager(context.Background(), policy.Source{Library: true}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewState(route.New(c, cat, cl, pm, zap.NewNop()), auth.New(c, func(string) string { return "" }), c.Envoy.MaxRequestBytes)
 }
 
 func headersMsg(method, path string, endOfStream bool, extra ...string) *extprocv3.ProcessingRequest {
@@ -63,7 +71,7 @@ func bodyMsg(body string) *extprocv3.ProcessingRequest {
 }
 
 func newProc(t testing.TB) *processor {
-	return &processor{state: testState(t), log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}
+	return &processor{state: testState(t), log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef", ctx: context.Background()}
 }
 
 func setHeaders(m *extprocv3.HeaderMutation) map[string]string {
@@ -205,7 +213,7 @@ func FuzzProcessor(f *testing.F) {
 	f.Add("DELETE", "//v1/../v1/models", "\x00\xff", "X-STELLWERK-REASON", "\r\n")
 	st := testState(f)
 	f.Fuzz(func(t *testing.T, method, path, body, hk, hv string) {
-		p := &processor{state: st, log: zap.NewNop(), id: "id"}
+		p := &processor{state: st, log: zap.NewNop(), id: "id", ctx: context.Background()}
 		r := p.handle(headersMsg(method, path, body == "", hk, hv))
 		if r == nil || r.Response == nil {
 			t.Fatal("nil response to headers")
@@ -242,7 +250,7 @@ func BenchmarkChatRequest(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		p := &processor{state: st, log: zap.NewNop(), id: "id"}
+		p := &processor{state: st, log: zap.NewNop(), id: "id", ctx: context.Background()}
 		p.handle(hm)
 		p.handle(bm)
 		p.handle(rh)

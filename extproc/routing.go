@@ -30,6 +30,12 @@ type routingObject struct {
 	InputTokensEst int            `json:"input_tokens_estimate"`
 	Usage          *usage         `json:"usage,omitempty"`
 	Cost           *cost          `json:"cost,omitempty"`
+	PolicyVersion  string         `json:"policy_version"`
+	PolicyFP       string         `json:"policy_fingerprint,omitempty"`
+	Workspace      string         `json:"workspace"`
+	Objective      string         `json:"objective"`
+	Excluded       int            `json:"excluded"`
+	EstimatedEUR   float64        `json:"estimated_cost_eur"`
 	OverheadMS     float64        `json:"router_overhead_ms"`
 	Attempts       int            `json:"attempts"`
 }
@@ -56,6 +62,10 @@ func (p *processor) routing(body []byte) []byte {
 		Sensitivity: c.Sensitivity, Risk: c.Risk, Residency: m.Provider.Residency,
 		PII: c.PIICounts, Secrets: len(c.Secrets), Injection: round(c.Injection.Score, 3), InputTokensEst: c.InputTokens,
 		OverheadMS: round(float64(p.overhead)/float64(time.Millisecond), 3), Attempts: 1,
+	}
+	if r := p.result; r != nil {
+		ro.PolicyVersion, ro.PolicyFP, ro.Workspace = r.PolicyVersion, r.ReqPolicy.Fingerprint, r.Workspace
+		ro.Objective, ro.Excluded, ro.EstimatedEUR = r.Policy.Objective, len(r.Policy.Exclude), round(d.EstimatedCostEUR, 8)
 	}
 	if u := gjson.GetBytes(body, "usage"); u.IsObject() {
 		pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")

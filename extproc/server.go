@@ -18,15 +18,15 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
-	"github.com/stellwerk/stellwerk/internal/catalog"
-	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/route"
 )
 
 // State is everything a request needs that can change on reload. It is
 // swapped as a whole.
 type State struct {
-	Catalog         *catalog.Catalog
-	Classifier      *classify.Classifier
+	Router          *route.Router
+	Keys            *auth.Keys
 	MaxRequestBytes int64
 	modelsJSON      []byte
 }
@@ -53,8 +53,8 @@ func (s *Server) SetState(st *State) { s.state.Store(st) }
 
 // Process handles one HTTP request's stream of phases.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
-	p := &processor{state: s.state.Load(), log: s.log, id: s.newID()}
 	ctx := stream.Context()
+	p := &processor{state: s.state.Load(), log: s.log, id: s.newID(), ctx: ctx}
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {

@@ -3,15 +3,16 @@ package extproc
 import (
 	"encoding/json"
 
+	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
-	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/decide"
+	"github.com/stellwerk/stellwerk/internal/route"
 )
 
 // NewState builds the per-config state, precomputing what every request of
 // that config would otherwise rebuild (the /v1/models answer).
-func NewState(cat *catalog.Catalog, cl *classify.Classifier, maxRequestBytes int64) *State {
-	return &State{Catalog: cat, Classifier: cl, MaxRequestBytes: maxRequestBytes, modelsJSON: modelsList(cat)}
+func NewState(r *route.Router, keys *auth.Keys, maxRequestBytes int64) *State {
+	return &State{Router: r, Keys: keys, MaxRequestBytes: maxRequestBytes, modelsJSON: modelsList(r.Catalog)}
 }
 
 type modelEntry struct {
@@ -44,7 +45,7 @@ func (st *State) modelJSON(id string) ([]byte, bool) {
 	if id == decide.Auto {
 		e = modelEntry{ID: decide.Auto, Object: "model", OwnedBy: "stellwerk"}
 	} else {
-		m, ok := st.Catalog.Lookup(id)
+		m, ok := st.Router.Catalog.Lookup(id)
 		if !ok {
 			return nil, false
 		}

@@ -71,6 +71,13 @@ cat <<MSG
       -H 'content-type: application/json' \\
       -d '{"model":"auto","messages":[{"role":"user","content":"Hello, stellwerk!"}]}'
 
+  Keep a request in the EU (the shipped Rego policy enforces it; see the routing object):
+
+    curl -s http://$LISTEN/v1/chat/completions -H 'content-type: application/json' \\
+      -d '{"model":"auto","policy":{"residency":"eu"},"messages":[{"role":"user","content":"Hallo!"}]}'
+
+  See why without sending anything:  bin/stellwerk explain --config $CONFIG request.json
+
   or with the official OpenAI Python SDK (installed in $PYTHON):
 
     $PYTHON - <<'PY'

@@ -21,6 +21,8 @@ type Status interface {
 	LastRejection() string
 	// ConfigYAML is the loaded config; it holds no secret values.
 	ConfigYAML() ([]byte, error)
+	// Policy is the policy in force and the last refused change.
+	Policy() any
 }
 
 // Handler serves the admin API.
@@ -46,6 +48,9 @@ func Handler(s Status) http.Handler {
 			"envoy_streams":    s.EnvoyStreams(),
 			"last_rejection":   s.LastRejection(),
 		})
+	})
+	mux.HandleFunc("GET /policy", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.Policy())
 	})
 	mux.HandleFunc("GET /config", func(w http.ResponseWriter, _ *http.Request) {
 		b, err := s.ConfigYAML()

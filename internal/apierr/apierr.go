@@ -82,3 +82,15 @@ func BadGateway(code, format string, args ...any) *Error {
 func Internal() *Error {
 	return &Error{Status: http.StatusInternalServerError, Type: "server_error", Code: "internal_error", Message: "stellwerk hit an internal error; the request was not sent to any provider"}
 }
+
+func Forbidden(code, param, format string, args ...any) *Error {
+	return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: code, Param: param, Message: fmt.Sprintf(format, args...)}
+}
+
+func Unauthorized(format string, args ...any) *Error {
+	return &Error{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "invalid_api_key", Message: fmt.Sprintf(format, args...)}
+}
+
+func Unavailable(code, format string, args ...any) *Error {
+	return &Error{Status: http.StatusServiceUnavailable, Type: "server_error", Code: code, Message: fmt.Sprintf(format, args...)}
+}

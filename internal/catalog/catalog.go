@@ -27,6 +27,8 @@ type Provider struct {
 	WireFormat string
 	Region     string
 	Residency  string
+	// AssuranceTier is 1 (public API), 2 (enterprise terms) or 3 (dedicated).
+	AssuranceTier int
 
 	authHeader string
 	credential string // never logged; see Credential
@@ -67,13 +69,41 @@ func (p *Provider) UpstreamPath(clientPath string) string {
 
 // Model is a compiled catalog model.
 type Model struct {
-	ID            string
-	Provider      *Provider
-	ProviderModel string
-	InputPerMTok  float64
-	OutputPerMTok float64
-	Currency      string
-	ContextWindow int
+	ID              string
+	Provider        *Provider
+	ProviderModel   string
+	InputPerMTok    float64
+	OutputPerMTok   float64
+	Currency        string
+	ContextWindow   int
+	MaxOutputTokens int
+	AssuranceTier   int
+	Tools           bool
+	Vision          bool
+	JSONMode        bool
+	Streaming       bool
+	// Quality maps a task (or "default") to a 0–1 score.
+	Quality   map[string]float64
+	LatencyMS int
+	// toEUR converts this model's price currency into EUR.
+	toEUR float64
+}
+
+// QualityFor is the model's score for a task, its default score when it has
+// none for the task, and 0.5 when it has no scores at all.
+func (m *Model) QualityFor(task string) float64 {
+	if q, ok := m.Quality[task]; ok {
+		return q
+	}
+	if q, ok := m.Quality["default"]; ok {
+		return q
+	}
+	return 0.5
+}
+
+// CostEUR is the list-price cost of a request with these token counts, in EUR.
+func (m *Model) CostEUR(inputTokens, outputTokens int) float64 {
+	return (float64(inputTokens)*m.InputPerMTok + float64(outputTokens)*m.OutputPerMTok) / 1e6 * m.toEUR
 }
 
 // Catalog is immutable once built; swap a whole new one to change it.
@@ -113,7 +143,26 @@ func New(c *config.Config, env Env) (*Catalog, error) {
 			return nil, fmt.Errorf("model %q: unknown provider %q", mc.ID, mc.Provider)
 		}
 		m := &Model{ID: mc.ID, Provider: p, ProviderModel: mc.ProviderModel, InputPerMTok: mc.Price.InputPerMTok,
-			OutputPerMTok: mc.Price.OutputPerMTok, Currency: mc.Price.Currency, ContextWindow: mc.ContextWindow}
+			OutputPerMTok: mc.Price.OutputPerMTok, Currency: mc.Price.Currency, ContextWindow: mc.ContextWindow,
+			MaxOutputTokens: mc.MaxOutputTokens, AssuranceTier: mc.AssuranceTier, Quality: mc.Quality, LatencyMS: mc.LatencyMS, toEUR: 1}
+		if m.AssuranceTier == 0 {
+			m.AssuranceTier = p.AssuranceTier
+		}
+		if m.Currency == "USD" {
+			m.toEUR = c.Currency.USDToEUR
+		}
+		for _, cp := range mc.Capabilities {
+			switch cp {
+			case "tools":
+				m.Tools = true
+			case "vision":
+				m.Vision = true
+			case "json_mode":
+				m.JSONMode = true
+			case "streaming":
+				m.Streaming = true
+			}
+		}
 		cat.models = append(cat.models, m)
 		cat.byID[m.ID] = m
 	}
@@ -135,7 +184,7 @@ func newProvider(pc config.Provider, env Env) (*Provider, error) {
 	}
 	p := &Provider{Name: pc.Name, Cluster: ClusterName(pc.Name), Scheme: u.Scheme, Host: u.Hostname(),
 		BasePath: strings.TrimSuffix(u.EscapedPath(), "/"), WireFormat: pc.WireFormat, Region: pc.Region,
-		Residency: pc.Residency, authHeader: pc.Credential.Header}
+		Residency: pc.Residency, AssuranceTier: pc.AssuranceTier, authHeader: pc.Credential.Header}
 	p.Port = 80
 	if p.TLS() {
 		p.Port = 443

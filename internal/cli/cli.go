@@ -29,6 +29,9 @@ Usage:
   stellwerk config check [FILE]        validate a config file and exit
   stellwerk classify [--json] [FILE]   classify a chat request (--jsonl: one per stdin line)
   stellwerk eval pii|injection|task    measure a classifier on its data set
+  stellwerk explain [--json] FILE      print the full decision for a request without sending it
+  stellwerk policy test [DIR]          run the Rego policy tests (shipped library + DIR)
+  stellwerk keys hash [KEY]            print the sha256 of a virtual key for the config
   stellwerk version                    print the version
 
 Run "stellwerk <command> -h" for the flags of a command.
@@ -52,6 +55,16 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runClassify(args[1:], stdin, stdout, stderr)
 	case "eval":
 		return runEval(args[1:], stdout, stderr)
+	case "explain":
+		return runExplain(ctx, args[1:], stdin, stdout, stderr)
+	case "policy":
+		if len(args) < 2 || args[1] != "test" {
+			fmt.Fprint(stderr, "usage: stellwerk policy test [DIR]\n")
+			return ErrUsage
+		}
+		return runPolicyTest(ctx, args[2:], stdout, stderr)
+	case "keys":
+		return runKeys(args[1:], stdin, stdout, stderr)
 	case "config":
 		if len(args) < 2 || args[1] != "check" {
 			fmt.Fprint(stderr, "usage: stellwerk config check [FILE]\n")

@@ -3,11 +3,14 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stellwerk/stellwerk/internal/auth"
 )
 
 func run(args ...string) (string, string, error) {
@@ -121,5 +124,56 @@ func TestEvalCommand(t *testing.T) {
 	out, _, err := run("eval", "task", "--data", filepath.Join("..", "classify", "task", "testdata", "prompts.jsonl"))
 	if err != nil || !strings.Contains(out, "macro-F1") {
 		t.Fatalf("eval task: %v\n%s", err, out)
+	}
+}
+
+func TestExplainCommand(t *testing.T) {
+	cfg := filepath.Join("..", "..", "examples", "stellwerk.yaml")
+	iban := `{"model":"auto","policy":{"optimize":"cost"},"messages":[{"role":"user","content":"Remind the customer about account DE89 3704 0044 0532 0130 00."}]}`
+	out, _, err := runIn(iban, "explain", "--config", cfg, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ex struct {
+		Deny       []string `json:"deny"`
+		Chosen     *struct{ ID, Provider, Residency string }
+		Candidates []struct{ ID, Verdict, Reason string }
+		Version    string `json:"policy_version"`
+	}
+	if err := json.Unmarshal([]byte(out), &ex); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if ex.Deny == nil || len(ex.Deny) != 0 || ex.Chosen == nil || ex.Chosen.Residency != "eu" || ex.Version == "" {
+		t.Fatalf("explain: %s", out)
+	}
+	for _, c := range ex.Candidates {
+		if c.ID == "mock-gpt" && (c.Verdict != "excluded" || !strings.Contains(c.Reason, "residency")) {
+			t.Errorf("mock-gpt: %+v", c)
+		}
+	}
+	secret := `{"model":"auto","messages":[{"role":"user","content":"key AKIAIOSFODNN7EXAMPLE fails"}]}`
+	out, _, err = runIn(secret, "explain", "--config", cfg)
+	if err != nil || !strings.Contains(out, "DENIED") || !strings.Contains(out, "403 policy_denied") {
+		t.Fatalf("denied explain: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "AKIAIOSFODNN7EXAMPLE") {
+		t.Errorf("explain prints the secret")
+	}
+}
+
+func TestPolicyTestAndKeysCommands(t *testing.T) {
+	out, _, err := run("policy", "test")
+	if err != nil || !strings.Contains(out, " passed, 0 failed") || strings.HasPrefix(out, "0 passed") {
+		t.Fatalf("library tests: %v %s", err, out)
+	}
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "x_test.rego"), []byte("package stellwerk_test\n\ntest_fails if { 1 == 2 }\n"), 0o600)
+	out, _, err = run("policy", "test", dir)
+	if !errors.Is(err, ErrTestsFailed) || !strings.Contains(out, "FAIL stellwerk_test.test_fails") || !strings.Contains(out, ", 1 failed") {
+		t.Fatalf("failing test: %v %s", err, out)
+	}
+	out, _, err = run("keys", "hash", "sk-abc")
+	if err != nil || strings.TrimSpace(out) != auth.Hash("sk-abc") || len(strings.TrimSpace(out)) != 64 {
+		t.Fatalf("keys hash: %v %q", err, out)
 	}
 }

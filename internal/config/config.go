@@ -21,12 +21,82 @@ import (
 
 // Config is the whole stellwerk.yaml.
 type Config struct {
-	Server    Server     `yaml:"server"`
-	Envoy     Envoy      `yaml:"envoy"`
-	Routing   Routing    `yaml:"routing"`
-	Providers []Provider `yaml:"providers"`
-	Models    []Model    `yaml:"models"`
-	Classify  Classify   `yaml:"classify"`
+	Server     Server      `yaml:"server"`
+	Envoy      Envoy       `yaml:"envoy"`
+	Routing    Routing     `yaml:"routing"`
+	Providers  []Provider  `yaml:"providers"`
+	Models     []Model     `yaml:"models"`
+	Classify   Classify    `yaml:"classify"`
+	Auth       Auth        `yaml:"auth"`
+	Keys       []Key       `yaml:"keys"`
+	Workspaces []Workspace `yaml:"workspaces"`
+	Policy     Policy      `yaml:"policy"`
+	Currency   Currency    `yaml:"currency"`
+}
+
+// Auth says whether callers must present a virtual key.
+type Auth struct {
+	// Mode "open" admits requests without a known key as the default
+	// workspace (a known key still identifies its principal); "keys" answers
+	// 401 to any request without a known key.
+	Mode string `yaml:"mode"`
+}
+
+// Key is a virtual key: what a caller sends as its bearer token, mapped to a
+// principal. The key itself is never in the config: give its SHA-256 (hex)
+// or the environment variable holding it.
+type Key struct {
+	ID        string   `yaml:"id"`
+	SHA256    string   `yaml:"sha256,omitempty"`
+	Env       string   `yaml:"env,omitempty"`
+	Workspace string   `yaml:"workspace"`
+	Team      string   `yaml:"team,omitempty"`
+	User      string   `yaml:"user,omitempty"`
+	Roles     []string `yaml:"roles,omitempty"`
+}
+
+// Workspace holds the platform's settings for a group of callers; the
+// policy reads them from its input (docs/policy.md).
+type Workspace struct {
+	Name               string         `yaml:"name" json:"name"`
+	Residency          string         `yaml:"residency" json:"residency"`
+	SensitiveResidency string         `yaml:"sensitive_residency" json:"sensitive_residency"`
+	Objective          string         `yaml:"objective" json:"objective"`
+	QualityFloor       float64        `yaml:"quality_floor" json:"quality_floor"`
+	MaxCostEUR         float64        `yaml:"max_cost_eur" json:"max_cost_eur"`
+	Secrets            string         `yaml:"secrets" json:"secrets"`
+	Injection          string         `yaml:"injection" json:"injection"`
+	InjectionThreshold float64        `yaml:"injection_threshold" json:"injection_threshold"`
+	InjectionMinTier   int            `yaml:"injection_min_tier" json:"injection_min_tier"`
+	RiskTiers          map[string]int `yaml:"risk_tiers" json:"risk_tiers"`
+	Allow              []string       `yaml:"allow" json:"allow"`
+	Deny               []string       `yaml:"deny" json:"deny"`
+	AllowLoosening     bool           `yaml:"allow_loosening" json:"allow_loosening"`
+	DefaultModel       string         `yaml:"default_model" json:"default_model"`
+	Teams              []Team         `yaml:"teams" json:"-"`
+}
+
+// Team narrows its workspace's lists.
+type Team struct {
+	Name  string   `yaml:"name" json:"name"`
+	Allow []string `yaml:"allow" json:"allow"`
+	Deny  []string `yaml:"deny" json:"deny"`
+}
+
+// Policy configures the Rego policy.
+type Policy struct {
+	// Library includes the shipped library (rego/); default true.
+	Library *bool `yaml:"library"`
+	// Dir holds the platform's own modules (*.rego, *_test.rego), added to
+	// or, with library: false, replacing the shipped library.
+	Dir string `yaml:"dir"`
+	// ReloadInterval is how often Dir is checked for changes (0: 2s).
+	ReloadInterval time.Duration `yaml:"reload_interval"`
+}
+
+// Currency converts list prices into the reporting currency, EUR.
+type Currency struct {
+	USDToEUR float64 `yaml:"usd_to_eur"`
 }
 
 // Classify configures how classification findings become a sensitivity and
@@ -122,6 +192,9 @@ type Provider struct {
 	Region     string     `yaml:"region"`
 	Residency  string     `yaml:"residency"`
 	Credential Credential `yaml:"credential"`
+	// AssuranceTier: 1 public API, 2 enterprise terms (DPA, no retention),
+	// 3 dedicated or sovereign. Default 1.
+	AssuranceTier int `yaml:"assurance_tier"`
 }
 
 // Credential says where a provider's key comes from. The key itself is never
@@ -142,6 +215,17 @@ type Model struct {
 	ProviderModel string `yaml:"provider_model"`
 	Price         Price  `yaml:"price"`
 	ContextWindow int    `yaml:"context_window"`
+	// MaxOutputTokens is the longest answer the model gives (0: 4096).
+	MaxOutputTokens int `yaml:"max_output_tokens"`
+	// AssuranceTier overrides the provider's tier (0: the provider's).
+	AssuranceTier int `yaml:"assurance_tier"`
+	// Capabilities the model has: tools, vision, json_mode, streaming.
+	// Omitted: all four.
+	Capabilities []string `yaml:"capabilities"`
+	// Quality maps a task (or "default") to a 0–1 score.
+	Quality map[string]float64 `yaml:"quality"`
+	// LatencyMS seeds the expected median latency until traffic is observed.
+	LatencyMS int `yaml:"latency_ms"`
 }
 
 // Price is a list price per million tokens.
@@ -159,11 +243,18 @@ const (
 
 // Values the contract accepts.
 var (
-	WireFormats = []string{"openai"}
-	Residencies = []string{"eu", "us", "on_prem", "global"}
-	AuthHeaders = []string{"authorization", "api-key", "x-api-key"}
-	EnvoyModes  = []string{ModeStandalone, ModeClusters}
-	Currencies  = []string{"USD", "EUR"}
+	WireFormats           = []string{"openai"}
+	Residencies           = []string{"eu", "us", "on_prem", "global"}
+	AuthHeaders           = []string{"authorization", "api-key", "x-api-key"}
+	EnvoyModes            = []string{ModeStandalone, ModeClusters}
+	AuthModes             = []string{"open", "keys"}
+	Capabilities          = []string{"tools", "vision", "json_mode", "streaming"}
+	ResidencyRequirements = []string{"any", "eu", "on_prem"}
+	Objectives            = []string{"cost", "latency", "accuracy", "balanced"}
+	SecretsActions        = []string{"deny", "on_prem_only", "allow"}
+	InjectionActions      = []string{"deny", "restrict", "flag"}
+	RiskLevels            = []string{"low", "medium", "high"}
+	Currencies            = []string{"USD", "EUR"}
 )
 
 // Load reads, decodes, defaults and validates a config file.
@@ -241,6 +332,51 @@ func (c *Config) ApplyDefaults() {
 	if c.Envoy.MaxRequestBytes == 0 {
 		c.Envoy.MaxRequestBytes = 8 << 20
 	}
+	def(&c.Auth.Mode, "open")
+	if c.Currency.USDToEUR == 0 {
+		c.Currency.USDToEUR = 0.92
+	}
+	if c.Policy.Library == nil {
+		t := true
+		c.Policy.Library = &t
+	}
+	if c.Policy.ReloadInterval == 0 {
+		c.Policy.ReloadInterval = 2 * time.Second
+	}
+	if !slices.ContainsFunc(c.Workspaces, func(w Workspace) bool { return w.Name == "default" }) {
+		c.Workspaces = append(c.Workspaces, Workspace{Name: "default"})
+	}
+	for i := range c.Workspaces {
+		w := &c.Workspaces[i]
+		def(&w.Residency, "any")
+		def(&w.SensitiveResidency, "eu")
+		def(&w.Objective, "balanced")
+		def(&w.Secrets, "deny")
+		def(&w.Injection, "deny")
+		if w.InjectionThreshold == 0 {
+			w.InjectionThreshold = 0.5
+		}
+		if w.InjectionMinTier == 0 {
+			w.InjectionMinTier = 3
+		}
+		if w.RiskTiers == nil {
+			w.RiskTiers = map[string]int{"low": 1, "medium": 1, "high": 2}
+		}
+		if w.Allow == nil {
+			w.Allow = []string{}
+		}
+		if w.Deny == nil {
+			w.Deny = []string{}
+		}
+		for j := range w.Teams {
+			if w.Teams[j].Allow == nil {
+				w.Teams[j].Allow = []string{}
+			}
+			if w.Teams[j].Deny == nil {
+				w.Teams[j].Deny = []string{}
+			}
+		}
+	}
 	if c.Classify.Sensitivity == nil {
 		c.Classify.Sensitivity = DefaultSensitivity
 	}
@@ -251,11 +387,23 @@ func (c *Config) ApplyDefaults() {
 		p := &c.Providers[i]
 		def(&p.WireFormat, "openai")
 		def(&p.Credential.Header, "authorization")
+		if p.AssuranceTier == 0 {
+			p.AssuranceTier = 1
+		}
 	}
 	for i := range c.Models {
 		m := &c.Models[i]
 		def(&m.ProviderModel, m.ID)
 		def(&m.Price.Currency, "USD")
+		if m.MaxOutputTokens == 0 {
+			m.MaxOutputTokens = 4096
+		}
+		if m.Capabilities == nil {
+			m.Capabilities = slices.Clone(Capabilities)
+		}
+		if m.LatencyMS == 0 {
+			m.LatencyMS = 1000
+		}
 	}
 }
 
@@ -319,6 +467,9 @@ func (c *Config) Validate() error {
 		if p.Credential.Env != "" && p.Credential.File != "" {
 			bad(f+".credential", "set env or file, not both")
 		}
+		if p.AssuranceTier < 0 || p.AssuranceTier > 3 {
+			bad(f+".assurance_tier", "must be 1, 2 or 3")
+		}
 		if !slices.Contains(AuthHeaders, p.Credential.Header) {
 			bad(f+".credential.header", "%q is not one of %s", p.Credential.Header, strings.Join(AuthHeaders, ", "))
 		}
@@ -354,7 +505,27 @@ func (c *Config) Validate() error {
 		if m.ContextWindow <= 0 {
 			bad(f+".context_window", "must be a positive number of tokens")
 		}
+		if m.MaxOutputTokens < 0 {
+			bad(f+".max_output_tokens", "must not be negative")
+		}
+		if m.AssuranceTier < 0 || m.AssuranceTier > 3 {
+			bad(f+".assurance_tier", "must be 1, 2 or 3")
+		}
+		for j, cp := range m.Capabilities {
+			if !slices.Contains(Capabilities, cp) {
+				bad(fmt.Sprintf("%s.capabilities[%d]", f, j), "%q is not one of %s", cp, strings.Join(Capabilities, ", "))
+			}
+		}
+		for task, q := range m.Quality {
+			if q < 0 || q > 1 {
+				bad(f+".quality."+task, "must be between 0 and 1")
+			}
+		}
+		if m.LatencyMS < 0 {
+			bad(f+".latency_ms", "must not be negative")
+		}
 	}
+	errs = append(errs, c.validateAccess(models)...)
 	if c.Routing.DefaultModel == "" {
 		bad("routing.default_model", "required: the model that answers `model: auto`")
 	} else if !models[c.Routing.DefaultModel] {

@@ -1,41 +1,301 @@
-// Package decide picks the model for a request and says why. It is pure: the
-// same request and catalog give the same decision. Policy and selection
-// extend it; for now `auto` resolves to the configured default and a catalog
-// id is pinned.
+// Package decide chooses the model for a request from the candidates the
+// policy left, and explains the choice. It is pure: the same candidates,
+// classification and policy decision give the same result.
 package decide
 
 import (
+	"fmt"
 	"slices"
+	"sort"
 	"strings"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/catalog"
-	"github.com/stellwerk/stellwerk/internal/request"
 )
 
 // Auto is the model name that asks stellwerk to choose.
 const Auto = "auto"
 
-// Decision is the outcome for one request.
-type Decision struct {
-	Model  *catalog.Model
-	Reason string
+// Candidate is one model with this request's estimates and the policy's
+// verdict on it.
+type Candidate struct {
+	Model            *catalog.Model
+	EstimatedCostEUR float64
+	Quality          float64 // for the request's task
+	LatencyMS        int
+	Healthy          bool
+	Excluded         string // the policy's reason, "" when allowed
 }
 
-// Decide resolves the requested model against the catalog.
-func Decide(req request.Chat, cat *catalog.Catalog) (Decision, error) {
-	if req.Model == Auto {
-		return Decision{Model: cat.Default, Reason: "auto: workspace default model"}, nil
+// Needs are what the request requires of a model.
+type Needs struct {
+	Tools, JSONMode, Vision, Streaming bool
+	InputTokens, OutputTokens          int
+}
+
+// Input is everything selection reads.
+type Input struct {
+	Asked        string // the request's model field
+	Task         string
+	Candidates   []Candidate
+	Needs        Needs
+	Objective    string   // cost, latency, accuracy, balanced
+	QualityFloor float64  // from the policy decision
+	MaxCostEUR   *float64 // from the policy decision
+	SLAMS        int      // from the per-request policy, 0 for none
+	Default      *catalog.Model
+}
+
+// Verdict is one candidate's line in the explanation.
+type Verdict struct {
+	ID               string  `json:"id"`
+	Provider         string  `json:"provider"`
+	Residency        string  `json:"residency"`
+	Verdict          string  `json:"verdict"` // chosen, eligible, excluded (policy), rejected (requirements)
+	Reason           string  `json:"reason"`
+	EstimatedCostEUR float64 `json:"estimated_cost_eur"`
+	Quality          float64 `json:"quality"`
+	LatencyMS        int     `json:"latency_ms"`
+}
+
+// Decision is the outcome for one request.
+type Decision struct {
+	Model            *catalog.Model
+	Reason           string
+	EstimatedCostEUR float64
+	// Fallbacks are the next eligible models in order, other providers first.
+	Fallbacks  []*catalog.Model
+	Candidates []Verdict
+}
+
+// Decide filters the candidates by what the request needs and picks one.
+func Decide(in Input) (Decision, error) {
+	verdicts := make([]Verdict, len(in.Candidates))
+	var eligible []int
+	var pinned = -1
+	for i := range in.Candidates {
+		c := &in.Candidates[i]
+		v := Verdict{ID: c.Model.ID, Provider: c.Model.Provider.Name, Residency: c.Model.Provider.Residency,
+			EstimatedCostEUR: c.EstimatedCostEUR, Quality: c.Quality, LatencyMS: c.LatencyMS}
+		switch {
+		case c.Excluded != "":
+			v.Verdict, v.Reason = "excluded", c.Excluded
+		default:
+			if why := in.reject(c); why != "" {
+				v.Verdict, v.Reason = "rejected", why
+			} else {
+				v.Verdict = "eligible"
+				eligible = append(eligible, i)
+			}
+		}
+		if c.Model.ID == in.Asked {
+			pinned = i
+		}
+		verdicts[i] = v
 	}
-	if strings.HasPrefix(req.Model, "route:") {
-		return Decision{}, apierr.NotFound("route_not_found", "model", "named routes are not configured; use \"auto\" or one of: %s", strings.Join(cat.IDs(), ", "))
+	d := Decision{Candidates: verdicts}
+
+	var choice int
+	switch {
+	case in.Asked == Auto:
+		if len(eligible) == 0 {
+			return d, apierr.Unavailable("no_eligible_model", "no model may serve this request: %s", summarize(verdicts))
+		}
+		order := in.rank(eligible)
+		choice = order[0]
+		d.Reason = in.reason(choice, len(eligible), len(in.Candidates))
+		d.Fallbacks = fallbacks(in.Candidates, choice, order[1:])
+	case strings.HasPrefix(in.Asked, "route:"):
+		return d, apierr.NotFound("route_not_found", "model", "named routes are not configured; use \"auto\" or a model id")
+	case pinned < 0:
+		return d, apierr.NotFound("model_not_found", "model", "the model %q does not exist; available: %s", truncate(in.Asked, 128), strings.Join(ids(in.Candidates), ", "))
+	default:
+		choice = pinned
+		switch v := verdicts[pinned]; v.Verdict {
+		case "excluded":
+			return d, apierr.Forbidden("model_not_allowed", "model", "the model %q is not allowed for this request: %s", v.ID, v.Reason)
+		case "rejected":
+			return d, apierr.BadRequest("model_unsuitable", "model", "the model %q cannot serve this request: %s", v.ID, v.Reason)
+		}
+		d.Reason = "pinned by request"
+		order := in.rank(eligible)
+		d.Fallbacks = fallbacks(in.Candidates, pinned, slices.DeleteFunc(order, func(i int) bool { return i == pinned }))
 	}
-	m, ok := cat.Lookup(req.Model)
-	if !ok {
-		ids := append(slices.Clone(cat.IDs()), Auto)
-		return Decision{}, apierr.NotFound("model_not_found", "model", "the model %q does not exist; available: %s", truncate(req.Model, 128), strings.Join(ids, ", "))
+	d.Model = in.Candidates[choice].Model
+	d.EstimatedCostEUR = in.Candidates[choice].EstimatedCostEUR
+	verdicts[choice].Verdict = "chosen"
+	verdicts[choice].Reason = d.Reason
+	return d, nil
+}
+
+// reject applies the request's hard requirements.
+func (in *Input) reject(c *Candidate) string {
+	m := c.Model
+	n := in.Needs
+	switch {
+	case !c.Healthy:
+		return "provider unhealthy"
+	case n.Tools && !m.Tools:
+		return "capability: the request uses tools"
+	case n.JSONMode && !m.JSONMode:
+		return "capability: the request asks for JSON output"
+	case n.Vision && !m.Vision:
+		return "capability: the request contains images"
+	case n.Streaming && !m.Streaming:
+		return "capability: the request streams"
+	case n.InputTokens+n.OutputTokens > m.ContextWindow:
+		return fmt.Sprintf("context: needs about %d tokens, window is %d", n.InputTokens+n.OutputTokens, m.ContextWindow)
+	case in.MaxCostEUR != nil && c.EstimatedCostEUR > *in.MaxCostEUR:
+		return fmt.Sprintf("cost: estimated %.6f EUR exceeds the limit of %.6f EUR", c.EstimatedCostEUR, *in.MaxCostEUR)
+	case in.SLAMS > 0 && c.LatencyMS > in.SLAMS:
+		return fmt.Sprintf("latency: %d ms is over the request's sla_ms %d", c.LatencyMS, in.SLAMS)
+	case c.Quality < in.QualityFloor:
+		return fmt.Sprintf("quality: %.2f for %s is below the floor %.2f", c.Quality, in.Task, in.QualityFloor)
 	}
-	return Decision{Model: m, Reason: "pinned by request"}, nil
+	return ""
+}
+
+// rank orders eligible candidates by the objective; ties break by id so the
+// order is deterministic.
+func (in *Input) rank(eligible []int) []int {
+	order := slices.Clone(eligible)
+	cs := in.Candidates
+	var maxCost float64
+	var maxLat int
+	for _, i := range eligible {
+		maxCost = max(maxCost, cs[i].EstimatedCostEUR)
+		maxLat = max(maxLat, cs[i].LatencyMS)
+	}
+	balanced := func(c *Candidate) float64 {
+		s := c.Quality
+		if maxCost > 0 {
+			s -= 0.3 * c.EstimatedCostEUR / maxCost
+		}
+		if maxLat > 0 {
+			s -= 0.1 * float64(c.LatencyMS) / float64(maxLat)
+		}
+		if in.Default != nil && c.Model == in.Default {
+			s += 0.25 // the workspace's default wins unless clearly worse
+		}
+		return s
+	}
+	less := func(a, b int) bool {
+		ca, cb := &cs[a], &cs[b]
+		switch in.Objective {
+		case "cost":
+			if ca.EstimatedCostEUR != cb.EstimatedCostEUR {
+				return ca.EstimatedCostEUR < cb.EstimatedCostEUR
+			}
+			if ca.Quality != cb.Quality {
+				return ca.Quality > cb.Quality
+			}
+		case "latency":
+			if ca.LatencyMS != cb.LatencyMS {
+				return ca.LatencyMS < cb.LatencyMS
+			}
+			if ca.EstimatedCostEUR != cb.EstimatedCostEUR {
+				return ca.EstimatedCostEUR < cb.EstimatedCostEUR
+			}
+		case "accuracy":
+			if ca.Quality != cb.Quality {
+				return ca.Quality > cb.Quality
+			}
+			if ca.EstimatedCostEUR != cb.EstimatedCostEUR {
+				return ca.EstimatedCostEUR < cb.EstimatedCostEUR
+			}
+		default:
+			sa, sb := balanced(ca), balanced(cb)
+			if sa != sb {
+				return sa > sb
+			}
+		}
+		return ca.Model.ID < cb.Model.ID
+	}
+	sort.SliceStable(order, func(i, j int) bool { return less(order[i], order[j]) })
+	return order
+}
+
+func (in *Input) reason(choice, eligible, total int) string {
+	c := &in.Candidates[choice]
+	var why string
+	switch in.Objective {
+	case "cost":
+		why = "cheapest"
+	case "latency":
+		why = "fastest"
+	case "accuracy":
+		why = "most accurate"
+	default:
+		if in.Default != nil && c.Model == in.Default {
+			why = "workspace default"
+		} else {
+			why = "best balance of quality, cost and latency"
+		}
+	}
+	s := fmt.Sprintf("auto: %s of %d eligible models (of %d) for %s", why, eligible, total, in.Task)
+	if in.QualityFloor > 0 {
+		s += fmt.Sprintf(", quality floor %.2f", in.QualityFloor)
+	}
+	return s
+}
+
+// fallbacks lists the remaining candidates in rank order, models of other
+// providers than the chosen one first.
+func fallbacks(cs []Candidate, chosen int, rest []int) []*catalog.Model {
+	first := cs[chosen].Model.Provider
+	var other, same []*catalog.Model
+	for _, i := range rest {
+		if cs[i].Model.Provider == first {
+			same = append(same, cs[i].Model)
+		} else {
+			other = append(other, cs[i].Model)
+		}
+	}
+	return append(other, same...)
+}
+
+// summarize groups the reasons models were not eligible, most common first.
+func summarize(vs []Verdict) string {
+	count := map[string]int{}
+	for _, v := range vs {
+		r := v.Reason
+		if i := strings.Index(r, ","); i > 0 && v.Verdict == "excluded" {
+			r = r[:i]
+		}
+		count[r]++
+	}
+	type kv struct {
+		r string
+		n int
+	}
+	var all []kv
+	for r, n := range count {
+		all = append(all, kv{r, n})
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].n != all[j].n {
+			return all[i].n > all[j].n
+		}
+		return all[i].r < all[j].r
+	})
+	var parts []string
+	for i, x := range all {
+		if i == 4 {
+			parts = append(parts, "…")
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s (%d)", x.r, x.n))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func ids(cs []Candidate) []string {
+	out := make([]string, 0, len(cs)+1)
+	for _, c := range cs {
+		out = append(out, c.Model.ID)
+	}
+	sort.Strings(out)
+	return append(out, Auto)
 }
 
 // truncate bounds echoed client input so an error message stays small.

@@ -7,17 +7,20 @@ import (
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
-	"github.com/stellwerk/stellwerk/internal/request"
 )
 
 func testCatalog(t *testing.T) *catalog.Catalog {
 	t.Helper()
 	c, err := config.Decode(strings.NewReader(`
-routing: {default_model: cheap}
-providers: [{name: p, base_url: "http://127.0.0.1:1/v1", residency: eu}]
+routing: {default_model: mid}
+providers:
+  - {name: eu, base_url: "http://127.0.0.1:1/v1", residency: eu}
+  - {name: us, base_url: "http://127.0.0.1:2/v1", residency: us}
 models:
-  - {id: cheap, provider: p, provider_model: c-1, context_window: 10}
-  - {id: big, provider: p, context_window: 10}
+  - {id: cheap, provider: us, context_window: 8000, capabilities: [streaming], latency_ms: 300}
+  - {id: mid, provider: eu, context_window: 32000, latency_ms: 800}
+  - {id: best, provider: us, context_window: 128000, latency_ms: 2000}
+  - {id: also-eu, provider: eu, context_window: 128000, latency_ms: 900}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -29,34 +32,99 @@ models:
 	return cat
 }
 
+// candidates gives each model a cost, a quality and its latency.
+func candidates(cat *catalog.Catalog, excluded map[string]string) []Candidate {
+	cost := map[string]float64{"cheap": 0.001, "mid": 0.01, "best": 0.1, "also-eu": 0.02}
+	quality := map[string]float64{"cheap": 0.5, "mid": 0.75, "best": 0.95, "also-eu": 0.7}
+	var out []Candidate
+	for _, m := range cat.Models() {
+		out = append(out, Candidate{Model: m, EstimatedCostEUR: cost[m.ID], Quality: quality[m.ID], LatencyMS: m.LatencyMS,
+			Healthy: true, Excluded: excluded[m.ID]})
+	}
+	return out
+}
+
 func TestDecide(t *testing.T) {
 	cat := testCatalog(t)
+	def, _ := cat.Lookup("mid")
+	limit := 0.015
 	cases := map[string]struct {
-		model, wantID, wantReason string
-		wantStatus                int
-		wantCode                  string
+		in         Input
+		want       string
+		fallbacks  string
+		status     int
+		code       string
+		reasonHas  string
+		verdictFor map[string]string
 	}{
-		"auto":    {model: "auto", wantID: "cheap", wantReason: "auto: workspace default model"},
-		"pinned":  {model: "big", wantID: "big", wantReason: "pinned by request"},
-		"unknown": {model: "gpt-9", wantStatus: 404, wantCode: "model_not_found"},
-		"route":   {model: "route:support", wantStatus: 404, wantCode: "route_not_found"},
-		"case":    {model: "BIG", wantStatus: 404, wantCode: "model_not_found"},
+		"cost":     {in: Input{Asked: "auto", Objective: "cost"}, want: "cheap", fallbacks: "mid,also-eu,best", reasonHas: "cheapest of 4 eligible"},
+		"accuracy": {in: Input{Asked: "auto", Objective: "accuracy"}, want: "best", fallbacks: "mid,also-eu,cheap"},
+		"latency":  {in: Input{Asked: "auto", Objective: "latency"}, want: "cheap"},
+		"balanced prefers the default": {in: Input{Asked: "auto", Objective: "balanced", Default: def}, want: "mid",
+			reasonHas: "workspace default"},
+		"quality floor": {in: Input{Asked: "auto", Objective: "cost", QualityFloor: 0.72}, want: "mid",
+			verdictFor: map[string]string{"cheap": "rejected", "also-eu": "rejected"}},
+		"max cost": {in: Input{Asked: "auto", Objective: "accuracy", MaxCostEUR: &limit}, want: "mid",
+			verdictFor: map[string]string{"best": "rejected", "also-eu": "rejected"}},
+		"sla": {in: Input{Asked: "auto", Objective: "accuracy", SLAMS: 1000}, want: "mid"},
+		"tools need capability": {in: Input{Asked: "auto", Objective: "cost", Needs: Needs{Tools: true}}, want: "mid",
+			verdictFor: map[string]string{"cheap": "rejected"}},
+		"context window": {in: Input{Asked: "auto", Objective: "cost", Needs: Needs{InputTokens: 20000, OutputTokens: 512}}, want: "mid"},
+		"pinned":         {in: Input{Asked: "best", Objective: "accuracy"}, want: "best", reasonHas: "pinned", fallbacks: "mid,also-eu,cheap"},
+		"pinned excluded": {in: Input{Asked: "best", Candidates: nil}, status: 403, code: "model_not_allowed",
+			reasonHas: "residency: restricted data requires eu"},
+		"pinned unsuitable": {in: Input{Asked: "cheap", Needs: Needs{Tools: true}}, status: 400, code: "model_unsuitable"},
+		"unknown":           {in: Input{Asked: "gpt-9"}, status: 404, code: "model_not_found", reasonHas: "also-eu, best, cheap, mid, auto"},
+		"route":             {in: Input{Asked: "route:support"}, status: 404, code: "route_not_found"},
+		"nothing eligible":  {in: Input{Asked: "auto", QualityFloor: 0.99}, status: 503, code: "no_eligible_model", reasonHas: "quality"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			d, err := Decide(request.Chat{Model: tc.model, Messages: 1}, cat)
-			if tc.wantStatus != 0 {
+			excluded := map[string]string{}
+			if name == "pinned excluded" {
+				excluded["best"] = "residency: restricted data requires eu, model is us"
+			}
+			in := tc.in
+			in.Task = "code"
+			in.Candidates = candidates(cat, excluded)
+			d, err := Decide(in)
+			if tc.status != 0 {
 				e, ok := err.(*apierr.Error)
-				if !ok || e.Status != tc.wantStatus || e.Code != tc.wantCode {
+				if !ok || e.Status != tc.status || e.Code != tc.code || !strings.Contains(e.Message, tc.reasonHas) {
 					t.Fatalf("got %v", err)
-				}
-				if tc.wantCode == "model_not_found" && !strings.Contains(e.Message, "big, cheap, auto") {
-					t.Errorf("error does not list the models: %s", e.Message)
 				}
 				return
 			}
-			if err != nil || d.Model.ID != tc.wantID || d.Reason != tc.wantReason {
-				t.Fatalf("got %+v, %v", d, err)
+			if err != nil || d.Model.ID != tc.want {
+				t.Fatalf("got %v, %v; want %s", d.Model, err, tc.want)
+			}
+			if tc.reasonHas != "" && !strings.Contains(d.Reason, tc.reasonHas) {
+				t.Errorf("reason %q lacks %q", d.Reason, tc.reasonHas)
+			}
+			if tc.fallbacks != "" {
+				var fb []string
+				for _, m := range d.Fallbacks {
+					fb = append(fb, m.ID)
+				}
+				if strings.Join(fb, ",") != tc.fallbacks {
+					t.Errorf("fallbacks %v, want %s", fb, tc.fallbacks)
+				}
+			}
+			for id, want := range tc.verdictFor {
+				for _, v := range d.Candidates {
+					if v.ID == id && v.Verdict != want {
+						t.Errorf("%s: verdict %s (%s), want %s", id, v.Verdict, v.Reason, want)
+					}
+				}
+			}
+			chosen := 0
+			for _, v := range d.Candidates {
+				if v.Verdict == "chosen" {
+					chosen++
+				}
+			}
+			if chosen != 1 {
+				t.Errorf("%d candidates marked chosen", chosen)
 			}
 		})
 	}
@@ -64,9 +132,12 @@ func TestDecide(t *testing.T) {
 
 func TestDecideIsDeterministic(t *testing.T) {
 	cat := testCatalog(t)
-	a, _ := Decide(request.Chat{Model: "auto", Messages: 1}, cat)
-	b, _ := Decide(request.Chat{Model: "auto", Messages: 1}, cat)
-	if a != b {
-		t.Fatalf("%+v != %+v", a, b)
+	in := Input{Asked: "auto", Objective: "balanced", Task: "chat", Candidates: candidates(cat, nil)}
+	a, _ := Decide(in)
+	for range 20 {
+		b, _ := Decide(in)
+		if a.Model != b.Model || a.Reason != b.Reason {
+			t.Fatalf("%v != %v", a.Model.ID, b.Model.ID)
+		}
 	}
 }

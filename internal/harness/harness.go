@@ -46,6 +46,8 @@ type ProviderSpec struct {
 	// TLS serves the provider over https at "localhost" with a throwaway CA
 	// that Envoy is told to trust.
 	TLS bool
+	// AssuranceTier of the provider (default 1).
+	AssuranceTier int
 }
 
 // Options shape a stack.
@@ -218,7 +220,7 @@ func Start(t testing.TB, o Options) *Stack {
 			url = srv.URL + "/v1"
 		}
 		s.Providers[ps.Name] = &Provider{Provider: mp, URL: url, Key: ps.Key}
-		pc := config.Provider{Name: ps.Name, BaseURL: url, Residency: ps.Residency}
+		pc := config.Provider{Name: ps.Name, BaseURL: url, Residency: ps.Residency, AssuranceTier: ps.AssuranceTier}
 		if pc.Residency == "" {
 			pc.Residency = "us"
 		}
@@ -280,7 +282,11 @@ func Start(t testing.TB, o Options) *Stack {
 	bootstrap := s.writeBootstrap(o.Bootstrap, grpcPort, envoyAdminPort, listenPort)
 	s.startProcess("envoy", os.Environ(), envoyBin, "-c", bootstrap, "--disable-hot-restart",
 		"--log-level", "warn", "--concurrency", "2")
-	s.waitHTTP(s.URL+"/v1/models", 200, 30*time.Second)
+	want := 200
+	if cfg.Auth.Mode == "keys" {
+		want = 401 // the listener is up and stellwerk answers
+	}
+	s.waitHTTP(s.URL+"/v1/models", want, 30*time.Second)
 	return s
 }
 

@@ -21,6 +21,8 @@ const (
 	Model      = "x-stellwerk-model"
 	Provider   = "x-stellwerk-provider"
 	Reason     = "x-stellwerk-reason"
+	// PolicyVersion is the content hash of the policy that decided.
+	PolicyVersion = "x-stellwerk-policy-version"
 
 	// Policy carries the per-request policy as JSON (same shape as the body's
 	// `policy` object).

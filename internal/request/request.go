@@ -19,6 +19,18 @@ type Chat struct {
 	MessageList gjson.Result
 	// MaxTokens is max_completion_tokens or max_tokens, 0 when unset.
 	MaxTokens int
+	// Tools is true when the request offers tools (or legacy functions).
+	Tools bool
+	// ResponseFormat is response_format.type ("" when unset).
+	ResponseFormat string
+	// Vision is true when a message carries an image part.
+	Vision bool
+	// User is the OpenAI `user` field; Metadata the `metadata` object's
+	// string values.
+	User     string
+	Metadata map[string]string
+	// Policy is the raw per-request `policy` member (validated elsewhere).
+	Policy gjson.Result
 }
 
 // ParseChat validates body and extracts the routing facts.
@@ -37,7 +49,7 @@ func ParseChat(body []byte) (Chat, error) {
 		return Chat{}, apierr.BadRequest("invalid_request_body", "", "the request body must be a JSON object")
 	}
 	var c Chat
-	var model, messages, stream, maxTokens, maxCompletion gjson.Result
+	var model, messages, stream, maxTokens, maxCompletion, policy gjson.Result
 	var dup string
 	root.ForEach(func(k, v gjson.Result) bool {
 		var slot *gjson.Result
@@ -52,6 +64,32 @@ func ParseChat(body []byte) (Chat, error) {
 			slot = &maxTokens
 		case "max_completion_tokens":
 			slot = &maxCompletion
+		case "policy":
+			slot = &policy
+		case "tools", "functions":
+			c.Tools = c.Tools || (v.IsArray() && len(v.Raw) > 2)
+			return true
+		case "response_format":
+			if t := v.Get("type"); t.Type == gjson.String {
+				c.ResponseFormat = t.Str
+			}
+			return true
+		case "user":
+			if v.Type == gjson.String && len(v.Str) <= 256 {
+				c.User = v.Str
+			}
+			return true
+		case "metadata":
+			v.ForEach(func(mk, mv gjson.Result) bool {
+				if mv.Type == gjson.String && len(mk.Str) <= 64 && len(mv.Str) <= 512 {
+					if c.Metadata == nil {
+						c.Metadata = map[string]string{}
+					}
+					c.Metadata[mk.Str] = mv.Str
+				}
+				return len(c.Metadata) < 16
+			})
+			return true
 		default:
 			return true
 		}
@@ -94,6 +132,14 @@ func ParseChat(body []byte) (Chat, error) {
 			bad = apierr.BadRequest("invalid_value", "messages", "messages[%d].role must be a non-empty string", c.Messages)
 			return false
 		}
+		if content := m.Get("content"); !c.Vision && content.IsArray() {
+			content.ForEach(func(_, part gjson.Result) bool {
+				if t := part.Get("type").Str; t == "image_url" || t == "input_image" {
+					c.Vision = true
+				}
+				return !c.Vision
+			})
+		}
 		c.Messages++
 		return true
 	})
@@ -125,6 +171,7 @@ func ParseChat(body []byte) (Chat, error) {
 		}
 	}
 	c.MessageList = messages
+	c.Policy = policy
 	return c, nil
 }
 

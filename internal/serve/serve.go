@@ -17,9 +17,12 @@ import (
 
 	"github.com/stellwerk/stellwerk/extproc"
 	"github.com/stellwerk/stellwerk/internal/admin"
+	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/policy"
+	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/xds"
 )
 
@@ -78,6 +81,10 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	keys := auth.New(cfg, env.Getenv)
+	for _, k := range keys.Missing() {
+		log.Warn("virtual key not loaded: its environment variable is unset", zap.String("key", k))
+	}
 	ir, err := xds.FromConfig(cfg, cat)
 	if err != nil {
 		return err
@@ -85,11 +92,17 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	pm, err := policy.NewManager(ctx, policy.Source{Library: *cfg.Policy.Library, Dir: cfg.Policy.Dir}, log)
+	if err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	go pm.Watch(ctx, cfg.Policy.ReloadInterval)
+	router := route.New(cfg, cat, cl, pm, log.Named("route"))
 	pub := xds.NewPublisher(ctx, log)
 	if _, err := pub.Publish(ctx, ir); err != nil {
 		return fmt.Errorf("xds: %w", err)
 	}
-	ep := extproc.New(extproc.NewState(cat, cl, cfg.Envoy.MaxRequestBytes), log)
+	ep := extproc.New(extproc.NewState(router, keys, cfg.Envoy.MaxRequestBytes), log)
 
 	grpcLis, err := net.Listen("tcp", cfg.Server.GRPC)
 	if err != nil {
@@ -109,7 +122,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	extprocv3.RegisterExternalProcessorServer(gs, ep)
 	pub.Register(gs)
 
-	st := &status{pub: pub, cfg: cfg}
+	st := &status{pub: pub, cfg: cfg, pm: pm}
 	hs := &http.Server{Handler: admin.Handler(st), ReadHeaderTimeout: 5 * time.Second}
 
 	errc := make(chan error, 2)
@@ -149,7 +162,10 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 type status struct {
 	pub *xds.Publisher
 	cfg *config.Config
+	pm  *policy.Manager
 }
+
+func (s *status) Policy() any { return s.pm.Status() }
 
 func (s *status) SnapshotVersion() string     { return s.pub.Version() }
 func (s *status) EnvoyStreams() int64         { return s.pub.Streams() }

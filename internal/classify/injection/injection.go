@@ -33,6 +33,9 @@ const Threshold = 0.5
 // without any hand-written cue firing.
 const RuleLexical = "lexical_model"
 
+// minActiveWords damps the word model on very short texts (see Score).
+const minActiveWords = 16
+
 // Score rates text. It must not allocate in proportion to the text size.
 func Score(text string) Result {
 	var f features
@@ -52,7 +55,10 @@ func Score(text string) Result {
 	}
 	z := float64(bias)
 	if active > 0 {
-		z += float64(sum) / math.Sqrt(float64(active))
+		// Short texts carry little word evidence: a greeting such as "hi"
+		// (common at the start of DAN prompts) must not decide alone, so
+		// the norm never drops below that of minActiveWords words.
+		z += float64(sum) / math.Sqrt(float64(max(active, minActiveWords)))
 	}
 	rule, best := "", float32(0)
 	for c := f.cues; c != 0; c &= c - 1 {

@@ -215,3 +215,13 @@ func isCueName(s string) bool {
 	}
 	return false
 }
+
+// TestShortGreetingsAreBenign: one or two words carry too little evidence
+// for the word model to flag them ("Hi" opens many DAN prompts).
+func TestShortGreetingsAreBenign(t *testing.T) {
+	for _, s := range []string{"hi", "Hi", "hi there", "Hello!", "hey", "ok", "thanks", "Hi, can you help me?"} {
+		if r := Score(s); r.Detected {
+			t.Errorf("Score(%q) = %.3f detected (%s)", s, r.Score, r.Rule)
+		}
+	}
+}

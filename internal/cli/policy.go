@@ -1,0 +1,259 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/policy"
+	"github.com/stellwerk/stellwerk/internal/route"
+)
+
+// ErrTestsFailed marks failing policy tests (exit status 1).
+var ErrTestsFailed = errors.New("policy tests failed")
+
+// runPolicyTest runs every *_test.rego: `stellwerk policy test [--no-library] [DIR]`.
+func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("policy test", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	noLib := fs.Bool("no-library", false, "test DIR alone, without the shipped library")
+	verbose := fs.Bool("v", false, "list every test")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 1 {
+		fmt.Fprintln(stderr, "usage: stellwerk policy test [--no-library] [-v] [DIR]")
+		return ErrUsage
+	}
+	src := policy.Source{Library: !*noLib, Dir: fs.Arg(0)}
+	results, err := policy.RunTests(ctx, src)
+	if err != nil {
+		return err
+	}
+	failed := 0
+	for _, r := range results {
+		if !r.Passed {
+			failed++
+			fmt.Fprintf(stdout, "FAIL %s (%s): %s\n", r.Name, r.File, r.Error)
+		} else if *verbose {
+			fmt.Fprintf(stdout, "PASS %s\n", r.Name)
+		}
+	}
+	fmt.Fprintf(stdout, "%d passed, %d failed\n", len(results)-failed, failed)
+	if failed > 0 {
+		return ErrTestsFailed
+	}
+	if len(results) == 0 {
+		fmt.Fprintln(stderr, "warning: no tests found")
+	}
+	return nil
+}
+
+// explanation is `stellwerk explain --json`.
+type explanation struct {
+	Deny          []string          `json:"deny"`
+	Error         *apiError         `json:"error,omitempty"`
+	Chosen        *chosen           `json:"chosen"`
+	Reason        string            `json:"reason,omitempty"`
+	Fallbacks     []string          `json:"fallbacks"`
+	Candidates    []candidateLine   `json:"candidates"`
+	PolicyVersion string            `json:"policy_version"`
+	Objective     string            `json:"objective,omitempty"`
+	QualityFloor  float64           `json:"quality_floor"`
+	MaxCostEUR    *float64          `json:"max_cost_eur"`
+	Tags          map[string]string `json:"tags,omitempty"`
+	Workspace     string            `json:"workspace"`
+	RequestPolicy string            `json:"request_policy_fingerprint,omitempty"`
+	Input         inputSummary      `json:"input"`
+}
+
+type apiError struct {
+	Status  int    `json:"status"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+type chosen struct {
+	ID        string `json:"id"`
+	Provider  string `json:"provider"`
+	Residency string `json:"residency"`
+}
+
+type candidateLine struct {
+	ID               string  `json:"id"`
+	Provider         string  `json:"provider"`
+	Residency        string  `json:"residency"`
+	Verdict          string  `json:"verdict"`
+	Reason           string  `json:"reason"`
+	EstimatedCostEUR float64 `json:"estimated_cost_eur"`
+	Quality          float64 `json:"quality"`
+}
+
+type inputSummary struct {
+	Model          string         `json:"model"`
+	Task           string         `json:"task"`
+	Complexity     string         `json:"complexity"`
+	Language       string         `json:"language"`
+	Sensitivity    string         `json:"sensitivity"`
+	Risk           string         `json:"risk"`
+	PII            map[string]int `json:"pii"`
+	Secrets        int            `json:"secrets"`
+	InjectionScore float64        `json:"injection_score"`
+	InputTokens    int            `json:"input_tokens"`
+}
+
+// runExplain prints the full decision trace for a request without sending
+// it: `stellwerk explain [--json] [--config FILE] [--key KEY] [--policy JSON] REQUEST.json`.
+func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	cfgPath := fs.String("config", defaultConfigPath(), "stellwerk.yaml to decide with")
+	key := fs.String("key", "", "decide as the principal of this virtual key")
+	headerPolicy := fs.String("policy", "", "per-request policy as sent in the x-stellwerk-policy header")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 1 {
+		fmt.Fprintln(stderr, "usage: stellwerk explain [--json] [--config FILE] [--key KEY] [--policy JSON] [REQUEST.json|-]")
+		return ErrUsage
+	}
+	var body []byte
+	var err error
+	if fs.NArg() == 0 || fs.Arg(0) == "-" {
+		body, err = io.ReadAll(stdin)
+	} else {
+		body, err = os.ReadFile(fs.Arg(0))
+	}
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	cat, err := catalog.New(cfg, catalog.OSEnv)
+	if err != nil {
+		return err
+	}
+	cl, err := classify.New(cfg.Classify)
+	if err != nil {
+		return err
+	}
+	pm, err := policy.NewManager(ctx, policy.Source{Library: *cfg.Policy.Library, Dir: cfg.Policy.Dir}, zap.NewNop())
+	if err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	principal, err := auth.New(cfg, os.Getenv).Authenticate(*key)
+	if err != nil {
+		return fmt.Errorf("--key: %w", err)
+	}
+	r := route.New(cfg, cat, cl, pm, nil)
+	res, rerr := r.Route(ctx, route.Request{Path: "/v1/chat/completions", Body: body, Principal: principal, HeaderPolicy: *headerPolicy})
+	if res == nil { // the request itself is malformed
+		return fmt.Errorf("invalid request: %s", apierr.As(rerr).Message)
+	}
+	ex := explanation{Deny: res.Policy.Deny, PolicyVersion: res.PolicyVersion, Objective: res.Policy.Objective,
+		QualityFloor: res.Policy.QualityFloor, MaxCostEUR: res.Policy.MaxCostEUR, Tags: res.Policy.Tags,
+		Workspace: res.Workspace, RequestPolicy: res.ReqPolicy.Fingerprint, Fallbacks: []string{}, Candidates: []candidateLine{},
+		Input: inputSummary{Model: res.Chat.Model, Task: res.Class.Task, Complexity: res.Class.Complexity, Language: res.Class.Language,
+			Sensitivity: res.Class.Sensitivity, Risk: res.Class.Risk, PII: res.Class.PIICounts, Secrets: len(res.Class.Secrets),
+			InjectionScore: res.Class.Injection.Score, InputTokens: res.Class.InputTokens}}
+	if ex.Deny == nil {
+		ex.Deny = []string{}
+	}
+	if rerr != nil {
+		e := apierr.As(rerr)
+		ex.Error = &apiError{Status: e.Status, Code: e.Code, Message: e.Message}
+	}
+	sel := res.Selection
+	if sel.Model != nil && rerr == nil {
+		ex.Chosen = &chosen{ID: sel.Model.ID, Provider: sel.Model.Provider.Name, Residency: sel.Model.Provider.Residency}
+		ex.Reason = sel.Reason
+		for _, m := range sel.Fallbacks {
+			ex.Fallbacks = append(ex.Fallbacks, m.ID)
+		}
+	}
+	for _, v := range sel.Candidates {
+		ex.Candidates = append(ex.Candidates, candidateLine{ID: v.ID, Provider: v.Provider, Residency: v.Residency,
+			Verdict: v.Verdict, Reason: v.Reason, EstimatedCostEUR: v.EstimatedCostEUR, Quality: v.Quality})
+	}
+	if len(ex.Candidates) == 0 { // denied before selection: show the policy's exclusions
+		for _, m := range cat.Models() {
+			verdict, reason := "not evaluated", ""
+			if why, ok := res.Policy.Exclude[m.ID]; ok {
+				verdict, reason = "excluded", why
+			}
+			ex.Candidates = append(ex.Candidates, candidateLine{ID: m.ID, Provider: m.Provider.Name, Residency: m.Provider.Residency, Verdict: verdict, Reason: reason})
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ex)
+	}
+	printExplanation(stdout, &ex)
+	return nil
+}
+
+func printExplanation(w io.Writer, ex *explanation) {
+	in := ex.Input
+	fmt.Fprintf(w, "request     model=%s task=%s complexity=%s language=%s tokens≈%d\n", in.Model, in.Task, in.Complexity, in.Language, in.InputTokens)
+	fmt.Fprintf(w, "findings    sensitivity=%s risk=%s pii=%v secrets=%d injection=%.2f\n", in.Sensitivity, in.Risk, in.PII, in.Secrets, in.InjectionScore)
+	fmt.Fprintf(w, "principal   workspace=%s", ex.Workspace)
+	if ex.RequestPolicy != "" {
+		fmt.Fprintf(w, " request-policy=%s", ex.RequestPolicy)
+	}
+	fmt.Fprintf(w, "\npolicy      version=%s objective=%s quality_floor=%.2f", ex.PolicyVersion, ex.Objective, ex.QualityFloor)
+	if ex.MaxCostEUR != nil {
+		fmt.Fprintf(w, " max_cost=%.4f EUR", *ex.MaxCostEUR)
+	}
+	fmt.Fprintln(w)
+	if len(ex.Deny) > 0 {
+		fmt.Fprintf(w, "DENIED      %s\n", strings.Join(ex.Deny, "; "))
+	}
+	fmt.Fprintln(w, "\ncandidates")
+	for _, c := range ex.Candidates {
+		fmt.Fprintf(w, "  %-9s %-24s %-10s %-8s %s\n", c.Verdict, c.ID, c.Provider, c.Residency, c.Reason)
+	}
+	fmt.Fprintln(w)
+	switch {
+	case ex.Error != nil:
+		fmt.Fprintf(w, "decision    %d %s: %s\n", ex.Error.Status, ex.Error.Code, ex.Error.Message)
+	case ex.Chosen != nil:
+		fmt.Fprintf(w, "decision    %s (%s, %s): %s\n", ex.Chosen.ID, ex.Chosen.Provider, ex.Chosen.Residency, ex.Reason)
+		if len(ex.Fallbacks) > 0 {
+			fmt.Fprintf(w, "fallbacks   %s\n", strings.Join(ex.Fallbacks, ", "))
+		}
+	}
+}
+
+// runKeys: `stellwerk keys hash KEY` prints the digest for keys[].sha256.
+func runKeys(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) < 1 || args[0] != "hash" || len(args) > 2 {
+		fmt.Fprintln(stderr, "usage: stellwerk keys hash [KEY]   (reads the key from stdin when omitted)")
+		return ErrUsage
+	}
+	key := ""
+	if len(args) == 2 {
+		key = args[1]
+	} else {
+		b, err := io.ReadAll(io.LimitReader(stdin, 4096))
+		if err != nil {
+			return err
+		}
+		key = strings.TrimSpace(string(b))
+	}
+	if key == "" {
+		fmt.Fprintln(stderr, "empty key")
+		return ErrUsage
+	}
+	fmt.Fprintln(stdout, auth.Hash(key))
+	return nil
+}

@@ -1,0 +1,133 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+)
+
+// Decision is data.stellwerk.decision, checked (docs/policy.md).
+type Decision struct {
+	Deny         []string          `json:"deny"`
+	Exclude      map[string]string `json:"exclude"`
+	Objective    string            `json:"objective"`
+	QualityFloor float64           `json:"quality_floor"`
+	MaxCostEUR   *float64          `json:"max_cost_eur"`
+	Redact       []string          `json:"redact"`
+	LogLevel     string            `json:"log_level"`
+	Tags         map[string]string `json:"tags"`
+}
+
+var (
+	objectives   = []string{"cost", "latency", "accuracy", "balanced"}
+	logLevels    = []string{"", "debug", "info", "warn"}
+	decisionKeys = []string{"deny", "exclude", "objective", "quality_floor", "max_cost_eur", "redact", "log_level", "tags"}
+)
+
+// ShapeError says what is wrong with a decision.
+type ShapeError struct{ Problem string }
+
+func (e *ShapeError) Error() string { return "data.stellwerk.decision: " + e.Problem }
+
+// decode checks a decision value as OPA returns it (maps, slices,
+// json.Number) and converts it.
+func decode(v any) (Decision, error) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return Decision{}, &ShapeError{fmt.Sprintf("must be an object, got %T", v)}
+	}
+	for k := range obj {
+		if !slices.Contains(decisionKeys, k) {
+			return Decision{}, &ShapeError{fmt.Sprintf("unknown key %q (allowed: %v)", k, decisionKeys)}
+		}
+	}
+	for _, k := range decisionKeys {
+		if _, ok := obj[k]; !ok {
+			return Decision{}, &ShapeError{fmt.Sprintf("missing key %q", k)}
+		}
+	}
+	var d Decision
+	var err error
+	if d.Deny, err = stringList(obj["deny"], "deny"); err != nil {
+		return d, err
+	}
+	sort.Strings(d.Deny)
+	if d.Redact, err = stringList(obj["redact"], "redact"); err != nil {
+		return d, err
+	}
+	if d.Exclude, err = stringMap(obj["exclude"], "exclude"); err != nil {
+		return d, err
+	}
+	if d.Tags, err = stringMap(obj["tags"], "tags"); err != nil {
+		return d, err
+	}
+	if s, ok := obj["objective"].(string); !ok || !slices.Contains(objectives, s) {
+		return d, &ShapeError{fmt.Sprintf("objective must be one of %v, got %v", objectives, obj["objective"])}
+	} else {
+		d.Objective = s
+	}
+	if s, ok := obj["log_level"].(string); !ok || !slices.Contains(logLevels, s) {
+		return d, &ShapeError{fmt.Sprintf("log_level must be one of %q, got %v", logLevels, obj["log_level"])}
+	} else {
+		d.LogLevel = s
+	}
+	q, ok := number(obj["quality_floor"])
+	if !ok || q < 0 || q > 1 {
+		return d, &ShapeError{fmt.Sprintf("quality_floor must be a number in [0, 1], got %v", obj["quality_floor"])}
+	}
+	d.QualityFloor = q
+	if obj["max_cost_eur"] != nil {
+		c, ok := number(obj["max_cost_eur"])
+		if !ok || c < 0 {
+			return d, &ShapeError{fmt.Sprintf("max_cost_eur must be null or a number >= 0, got %v", obj["max_cost_eur"])}
+		}
+		d.MaxCostEUR = &c
+	}
+	return d, nil
+}
+
+func number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
+	case float64:
+		return n, true
+	case int:
+		return float64(n), true
+	}
+	return 0, false
+}
+
+func stringList(v any, key string) ([]string, error) {
+	arr, ok := v.([]any)
+	if !ok {
+		return nil, &ShapeError{fmt.Sprintf("%s must be an array or set of strings, got %T", key, v)}
+	}
+	out := make([]string, 0, len(arr))
+	for _, e := range arr {
+		s, ok := e.(string)
+		if !ok {
+			return nil, &ShapeError{fmt.Sprintf("%s must contain strings only, got %v", key, e)}
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func stringMap(v any, key string) (map[string]string, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, &ShapeError{fmt.Sprintf("%s must be an object of strings, got %T", key, v)}
+	}
+	out := make(map[string]string, len(m))
+	for k, e := range m {
+		s, ok := e.(string)
+		if !ok {
+			return nil, &ShapeError{fmt.Sprintf("%s[%q] must be a string, got %v", key, k, e)}
+		}
+		out[k] = s
+	}
+	return out, nil
+}

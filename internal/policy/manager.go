@@ -1,0 +1,140 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Manager owns the live policy: it serves the current Engine and reloads
+// the source when its files change. A new set of files replaces the current
+// one only when it compiles, every Rego test passes and it yields a
+// well-shaped decision; otherwise the last good policy stays and the error
+// is kept for the admin API and logged.
+type Manager struct {
+	src  Source
+	log  *zap.Logger
+	cur  atomic.Pointer[Engine]
+	mu   sync.Mutex // guards the fields below and serialises reloads
+	seen string     // version of the files last tried
+	err  string     // why the last tried version was refused
+	at   time.Time  // when it was tried
+}
+
+// NewManager loads the source once; an error here fails start-up.
+func NewManager(ctx context.Context, src Source, log *zap.Logger) (*Manager, error) {
+	m := &Manager{src: src, log: log.Named("policy")}
+	f, err := src.collect()
+	if err != nil {
+		return nil, err
+	}
+	e, err := m.check(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	m.cur.Store(e)
+	m.seen = f.version
+	m.log.Info("policy loaded", zap.String("version", e.Version), zap.Int("modules", len(e.Modules)))
+	return m, nil
+}
+
+// Current is the policy in force.
+func (m *Manager) Current() *Engine { return m.cur.Load() }
+
+// check compiles f and runs its tests.
+func (m *Manager) check(ctx context.Context, f files) (*Engine, error) {
+	e, err := load(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	if len(f.tests) > 0 {
+		results, err := runTests(ctx, f)
+		if err != nil {
+			return nil, fmt.Errorf("policy tests: %w", err)
+		}
+		var failed []string
+		for _, r := range results {
+			if !r.Passed {
+				failed = append(failed, r.Name+": "+r.Error)
+			}
+		}
+		if len(failed) > 0 {
+			return nil, fmt.Errorf("%d of %d policy tests failed: %s", len(failed), len(results), strings.Join(failed, "; "))
+		}
+	}
+	return e, nil
+}
+
+// Reload checks the source once and swaps in a changed, valid policy. It
+// reports whether the policy in force changed.
+func (m *Manager) Reload(ctx context.Context) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, err := m.src.collect()
+	if err != nil {
+		m.err, m.at = err.Error(), time.Now()
+		return false, err
+	}
+	if f.version == m.seen {
+		return false, nil
+	}
+	m.seen, m.at = f.version, time.Now()
+	e, err := m.check(ctx, f)
+	if err != nil {
+		m.err = err.Error()
+		m.log.Error("policy change refused; keeping the last good policy", zap.String("refused_version", f.version),
+			zap.String("version", m.Current().Version), zap.Error(err))
+		return false, err
+	}
+	m.err = ""
+	m.cur.Store(e)
+	m.log.Info("policy reloaded", zap.String("version", e.Version), zap.Int("modules", len(e.Modules)))
+	return true, nil
+}
+
+// Watch reloads every interval until ctx ends.
+func (m *Manager) Watch(ctx context.Context, interval time.Duration) {
+	if m.src.Dir == "" {
+		return // the embedded library never changes while running
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_, _ = m.Reload(ctx)
+		}
+	}
+}
+
+// Status is what the admin API shows.
+type Status struct {
+	Version      string    `json:"version"`
+	Modules      []string  `json:"modules"`
+	LoadedAt     time.Time `json:"loaded_at"`
+	Dir          string    `json:"dir,omitempty"`
+	Library      bool      `json:"library"`
+	LastError    string    `json:"last_error,omitempty"`
+	LastCheckAt  time.Time `json:"last_check_at,omitempty"`
+	RefusedFiles string    `json:"refused_version,omitempty"`
+}
+
+// Status reports the policy in force and the last refused change.
+func (m *Manager) Status() Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.Current()
+	s := Status{Version: e.Version, Modules: e.Modules, LoadedAt: e.LoadedAt, Dir: m.src.Dir, Library: m.src.Library,
+		LastError: m.err, LastCheckAt: m.at}
+	if m.err != "" {
+		s.RefusedFiles = m.seen
+	}
+	return s
+}

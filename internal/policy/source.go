@@ -1,0 +1,114 @@
+// Package policy embeds OPA: it loads the shipped Rego library and the
+// platform's own modules, prepares the query data.stellwerk.decision once,
+// evaluates it per request on an input built as an ast.Value, checks the
+// decision's shape, runs the Rego tests, and hot-reloads changed policies.
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	regolib "github.com/stellwerk/stellwerk/rego"
+)
+
+// Source says where modules come from.
+type Source struct {
+	Library bool   // the shipped library (rego/, embedded)
+	Dir     string // the platform's bundle directory, "" for none
+}
+
+// files is one set of Rego sources: modules and their tests, by name.
+type files struct {
+	modules map[string]string
+	tests   map[string]string
+	version string
+}
+
+// maxModuleBytes bounds one file read from the bundle directory.
+const maxModuleBytes = 4 << 20
+
+// collect reads every module of a source and computes its version: the
+// SHA-256 over the sorted names and contents, first 12 hex digits.
+func (s Source) collect() (files, error) {
+	f := files{modules: map[string]string{}, tests: map[string]string{}}
+	if s.Library {
+		mods, err := regolib.Modules()
+		if err != nil {
+			return f, err
+		}
+		tests, err := regolib.TestModules()
+		if err != nil {
+			return f, err
+		}
+		for name, src := range mods {
+			f.modules["library/"+name] = src
+		}
+		for name, src := range tests {
+			f.tests["library/"+name] = src
+		}
+	}
+	if s.Dir != "" {
+		err := filepath.WalkDir(s.Dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				if path != s.Dir && strings.HasPrefix(d.Name(), ".") {
+					return fs.SkipDir // e.g. Kubernetes ConfigMap ..data staging dirs
+				}
+				return nil
+			}
+			if !strings.HasSuffix(path, ".rego") {
+				return nil
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if info.Size() > maxModuleBytes {
+				return fmt.Errorf("%s: larger than %d bytes", path, maxModuleBytes)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(s.Dir, path)
+			name := "dir/" + filepath.ToSlash(rel)
+			if strings.HasSuffix(path, "_test.rego") {
+				f.tests[name] = string(b)
+			} else {
+				f.modules[name] = string(b)
+			}
+			return nil
+		})
+		if err != nil {
+			return f, fmt.Errorf("policy dir: %w", err)
+		}
+	}
+	if len(f.modules) == 0 {
+		return f, fmt.Errorf("no policy modules (library disabled and %q has no *.rego files)", s.Dir)
+	}
+	f.version = versionOf(f.modules, f.tests)
+	return f, nil
+}
+
+func versionOf(sets ...map[string]string) string {
+	h := sha256.New()
+	for _, set := range sets {
+		names := make([]string, 0, len(set))
+		for n := range set {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			fmt.Fprintf(h, "%s\x00%d\x00%s\x00", n, len(set[n]), set[n])
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}

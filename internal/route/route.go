@@ -1,0 +1,179 @@
+// Package route is stellwerk's decision core as one pipeline: parse the
+// chat request, validate the per-request policy, classify, evaluate the
+// Rego policy over every candidate, and select a model. It takes plain Go
+// values and returns plain Go values: ext_proc calls it for live traffic,
+// `stellwerk explain` for a dry run, and tests without Envoy.
+package route
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/decide"
+	"github.com/stellwerk/stellwerk/internal/policy"
+	"github.com/stellwerk/stellwerk/internal/reqpolicy"
+	"github.com/stellwerk/stellwerk/internal/request"
+)
+
+// DefaultOutputTokens is the answer length assumed for cost estimates when
+// a request sets no max_tokens.
+const DefaultOutputTokens = 512
+
+// PolicySource yields the policy version to evaluate.
+type PolicySource interface {
+	Current() *policy.Engine
+}
+
+// Router holds everything a decision needs that does not change per request.
+type Router struct {
+	Catalog    *catalog.Catalog
+	Terms      *policy.CatalogTerms
+	Classifier *classify.Classifier
+	Policy     PolicySource
+	Workspaces map[string]config.Workspace
+	Log        *zap.Logger
+	Now        func() time.Time
+}
+
+// New builds a router for a config.
+func New(cfg *config.Config, cat *catalog.Catalog, cl *classify.Classifier, ps PolicySource, log *zap.Logger) *Router {
+	ws := map[string]config.Workspace{}
+	for _, w := range cfg.Workspaces {
+		ws[w.Name] = w
+	}
+	return &Router{Catalog: cat, Terms: policy.NewCatalogTerms(cat), Classifier: cl, Policy: ps, Workspaces: ws, Log: log, Now: time.Now}
+}
+
+// Request is one request as the edge saw it.
+type Request struct {
+	Path         string
+	Body         []byte
+	Principal    auth.Principal
+	HeaderPolicy string            // x-stellwerk-policy, "" when absent
+	Headers      map[string]string // selected client headers for the policy input
+}
+
+// Result is a decision and everything that explains it.
+type Result struct {
+	Chat          request.Chat
+	ReqPolicy     reqpolicy.Policy
+	Class         classify.Result
+	Workspace     string
+	PolicyVersion string
+	Policy        policy.Decision
+	Selection     decide.Decision
+}
+
+// Route decides one request. Errors are *apierr.Error; the Result is
+// returned alongside whenever it explains the error (a denial, an excluded
+// pinned model), so explain can show the trace.
+func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
+	chat, err := request.ParseChat(req.Body)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Chat: chat, Workspace: req.Principal.Workspace}
+
+	switch {
+	case chat.Policy.Exists() && req.HeaderPolicy != "":
+		return res, apierr.BadRequest("invalid_policy", "policy", "send the per-request policy in the body or in the x-stellwerk-policy header, not both")
+	case chat.Policy.Exists():
+		res.ReqPolicy, err = reqpolicy.FromBody(chat.Policy)
+	case req.HeaderPolicy != "":
+		res.ReqPolicy, err = reqpolicy.FromHeader(req.HeaderPolicy)
+	}
+	if err != nil {
+		return res, err
+	}
+	if _, ok := r.Catalog.Lookup(chat.Model); !ok && chat.Model != decide.Auto {
+		_, err := decide.Decide(decide.Input{Asked: chat.Model, Candidates: r.bareCandidates()})
+		return res, err
+	}
+
+	res.Class = r.Classifier.Classify(classify.Request{Messages: chat.MessageList, MaxTokens: chat.MaxTokens})
+
+	ws, ok := r.Workspaces[req.Principal.Workspace]
+	if !ok {
+		ws = r.Workspaces[auth.DefaultWorkspace]
+	}
+	var team *config.Team
+	for i := range ws.Teams {
+		if ws.Teams[i].Name == req.Principal.Team {
+			team = &ws.Teams[i]
+		}
+	}
+	outTokens := chat.MaxTokens
+	if outTokens == 0 {
+		outTokens = DefaultOutputTokens
+	}
+	models := r.Catalog.Models()
+	cands := make([]policy.Candidate, len(models))
+	for i, m := range models {
+		cands[i] = policy.Candidate{Model: m, EstimatedCostEUR: m.CostEUR(res.Class.InputTokens, outTokens),
+			Quality: m.QualityFor(res.Class.Task), Healthy: true, LatencyMS: m.LatencyMS}
+	}
+	in := &policy.Input{
+		Request: policy.RequestFacts{Path: req.Path, Model: chat.Model, Stream: chat.Stream, MaxTokens: chat.MaxTokens,
+			Tools: chat.Tools, ResponseFormat: chat.ResponseFormat, Metadata: chat.Metadata, User: chat.User,
+			Headers: req.Headers, Policy: res.ReqPolicy},
+		Principal: req.Principal, Workspace: ws, Team: team, Classification: &res.Class, Candidates: cands, Now: r.Now(),
+	}
+	eng := r.Policy.Current()
+	res.PolicyVersion = eng.Version
+	input, release := in.Value(r.Terms)
+	res.Policy, err = eng.Eval(ctx, input)
+	release()
+	if err != nil {
+		if r.Log != nil {
+			r.Log.Error("policy evaluation failed", zap.String("policy_version", eng.Version), zap.Error(err))
+		}
+		var se *policy.ShapeError
+		detail := "evaluation failed"
+		if errors.As(err, &se) {
+			detail = "returned a decision of the wrong shape"
+		}
+		return res, &apierr.Error{Status: 500, Type: "server_error", Code: "policy_error",
+			Message: "the routing policy (version " + eng.Version + ") " + detail + "; the request was not sent (operators: see the stellwerk log)"}
+	}
+	if len(res.Policy.Deny) > 0 {
+		return res, apierr.Forbidden("policy_denied", "", "denied by policy: %s", strings.Join(res.Policy.Deny, "; "))
+	}
+
+	dc := make([]decide.Candidate, len(cands))
+	for i, c := range cands {
+		dc[i] = decide.Candidate{Model: c.Model, EstimatedCostEUR: c.EstimatedCostEUR, Quality: c.Quality,
+			LatencyMS: c.LatencyMS, Healthy: c.Healthy, Excluded: res.Policy.Exclude[c.Model.ID]}
+	}
+	def := r.Catalog.Default
+	if ws.DefaultModel != "" {
+		if m, ok := r.Catalog.Lookup(ws.DefaultModel); ok {
+			def = m
+		}
+	}
+	res.Selection, err = decide.Decide(decide.Input{
+		Asked: chat.Model, Task: res.Class.Task, Candidates: dc,
+		Needs: decide.Needs{Tools: chat.Tools, JSONMode: chat.ResponseFormat == "json_object" || chat.ResponseFormat == "json_schema",
+			Vision: chat.Vision, Streaming: chat.Stream, InputTokens: res.Class.InputTokens, OutputTokens: min(outTokens, 1<<20)},
+		Objective: res.Policy.Objective, QualityFloor: res.Policy.QualityFloor, MaxCostEUR: res.Policy.MaxCostEUR,
+		SLAMS: res.ReqPolicy.SLAMS, Default: def,
+	})
+	return res, err
+}
+
+func (r *Router) bareCandidates() []decide.Candidate {
+	ms := r.Catalog.Models()
+	out := make([]decide.Candidate, len(ms))
+	for i, m := range ms {
+		out[i] = decide.Candidate{Model: m}
+	}
+	return out
+}
