@@ -228,14 +228,22 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	}
 	cr.HeaderMutation = &extprocv3.HeaderMutation{SetHeaders: hs}
 	p.decision = &d
-	if ce := p.log.Check(zap.InfoLevel, "routed"); ce != nil {
+	lvl := zap.InfoLevel
+	switch res.Policy.LogLevel { // the policy may raise or lower this request's decision line
+	case "debug":
+		lvl = zap.DebugLevel
+	case "warn":
+		lvl = zap.WarnLevel
+	}
+	if ce := p.log.Check(lvl, "routed"); ce != nil {
 		c := &p.class
 		ce.Write(zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("provider", prov.Name),
 			zap.Bool("stream", chat.Stream), zap.String("reason", d.Reason), zap.String("workspace", res.Workspace),
 			zap.String("policy_version", res.PolicyVersion), zap.Int("excluded", len(res.Policy.Exclude)),
 			zap.String("task", c.Task), zap.String("complexity", c.Complexity), zap.String("language", c.Language),
 			zap.Int("pii", len(c.PII)), zap.Int("secrets", len(c.Secrets)), zap.Float64("injection", c.Injection.Score),
-			zap.String("sensitivity", c.Sensitivity), zap.String("risk", c.Risk), zap.Int("input_tokens", c.InputTokens))
+			zap.String("sensitivity", c.Sensitivity), zap.String("risk", c.Risk), zap.Int("input_tokens", c.InputTokens),
+			zap.Any("tags", res.Policy.Tags))
 	}
 	return continueRequestBody(cr)
 }
