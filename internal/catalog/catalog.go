@@ -5,14 +5,18 @@ package catalog
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/stellwerk/stellwerk/internal/classify/task"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/evals"
 )
 
 // Provider is a compiled provider.
@@ -113,6 +117,22 @@ type Catalog struct {
 	providers []*Provider // config order
 	byName    map[string]*Provider
 	Default   *Model
+	// Baseline is what requests are compared with for savings.
+	Baseline *Model
+}
+
+func keys(m map[string]map[string]float64) map[string]bool {
+	out := make(map[string]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
+}
+
+// Supported reports whether requests can be sent to this model today (its
+// provider's wire format can be translated to).
+func (m *Model) Supported() bool {
+	return slices.Contains(config.SupportedWireFormats, m.Provider.WireFormat)
 }
 
 // Env abstracts the process environment and file system for credentials.
@@ -137,6 +157,20 @@ func New(c *config.Config, env Env) (*Catalog, error) {
 		cat.providers = append(cat.providers, p)
 		cat.byName[p.Name] = p
 	}
+	quality := map[string]map[string]float64{}
+	for _, mc := range c.Models {
+		quality[mc.ID] = maps.Clone(mc.Quality)
+	}
+	for _, path := range c.Evals {
+		rows, err := evals.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("evals: %w", err)
+		}
+		if err := evals.Validate(rows, keys(quality), task.Tasks); err != nil {
+			return nil, fmt.Errorf("evals %s: %w", path, err)
+		}
+		evals.Apply(rows, quality)
+	}
 	for _, mc := range c.Models {
 		p := cat.byName[mc.Provider]
 		if p == nil {
@@ -144,7 +178,7 @@ func New(c *config.Config, env Env) (*Catalog, error) {
 		}
 		m := &Model{ID: mc.ID, Provider: p, ProviderModel: mc.ProviderModel, InputPerMTok: mc.Price.InputPerMTok,
 			OutputPerMTok: mc.Price.OutputPerMTok, Currency: mc.Price.Currency, ContextWindow: mc.ContextWindow,
-			MaxOutputTokens: mc.MaxOutputTokens, AssuranceTier: mc.AssuranceTier, Quality: mc.Quality, LatencyMS: mc.LatencyMS, toEUR: 1}
+			MaxOutputTokens: mc.MaxOutputTokens, AssuranceTier: mc.AssuranceTier, Quality: quality[mc.ID], LatencyMS: mc.LatencyMS, toEUR: 1}
 		if m.AssuranceTier == 0 {
 			m.AssuranceTier = p.AssuranceTier
 		}
@@ -170,6 +204,10 @@ func New(c *config.Config, env Env) (*Catalog, error) {
 	cat.Default = cat.byID[c.Routing.DefaultModel]
 	if cat.Default == nil {
 		return nil, fmt.Errorf("default model %q is not in the catalog", c.Routing.DefaultModel)
+	}
+	cat.Baseline = cat.Default
+	if b, ok := cat.byID[c.Routing.BaselineModel]; ok {
+		cat.Baseline = b
 	}
 	return cat, nil
 }

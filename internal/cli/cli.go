@@ -29,6 +29,8 @@ Usage:
   stellwerk config check [FILE]        validate a config file and exit
   stellwerk classify [--json] [FILE]   classify a chat request (--jsonl: one per stdin line)
   stellwerk eval pii|injection|task    measure a classifier on its data set
+  stellwerk eval routerbench CSV…      replay RouterBench through classify → select (cost/quality curve)
+  stellwerk evals import --into F CSV  validate scorecards against the catalog and merge them
   stellwerk explain [--json] FILE      print the full decision for a request without sending it
   stellwerk policy test [DIR]          run the Rego policy tests (shipped library + DIR)
   stellwerk keys hash [KEY]            print the sha256 of a virtual key for the config
@@ -65,6 +67,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runPolicyTest(ctx, args[2:], stdout, stderr)
 	case "keys":
 		return runKeys(args[1:], stdin, stdout, stderr)
+	case "evals":
+		return runEvalsImport(args[1:], stdout, stderr)
 	case "config":
 		if len(args) < 2 || args[1] != "check" {
 			fmt.Fprint(stderr, "usage: stellwerk config check [FILE]\n")

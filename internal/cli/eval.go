@@ -32,8 +32,11 @@ var evaluations = map[string]struct {
 
 // runEval measures a classifier on a data set: `stellwerk eval pii|injection|task [--data FILE] [--json]`.
 func runEval(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "routerbench" {
+		return runEvalRouterBench(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || evaluations[args[0]].run == nil {
-		fmt.Fprintln(stderr, "usage: stellwerk eval pii|injection|task [--data FILE] [--json]")
+		fmt.Fprintln(stderr, "usage: stellwerk eval pii|injection|task [--data FILE] [--json]  or  stellwerk eval routerbench CSV…")
 		for name, e := range evaluations {
 			fmt.Fprintf(stderr, "  %-10s %s (default data: %s)\n", name, e.what, e.data)
 		}

@@ -47,6 +47,9 @@ func (c *Config) validateAccess(models map[string]bool) []error {
 		if w.QualityFloor < 0 || w.QualityFloor > 1 {
 			bad(f+".quality_floor", "must be between 0 and 1")
 		}
+		if w.RelativeQuality < 0 || w.RelativeQuality > 1 {
+			bad(f+".relative_quality", "must be between 0 and 1 (0: off)")
+		}
 		if w.MaxCostEUR < 0 {
 			bad(f+".max_cost_eur", "must not be negative (0: no limit)")
 		}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -21,6 +22,12 @@ import (
 
 // Config is the whole stellwerk.yaml.
 type Config struct {
+	// Catalog names a file with more providers and models (same schema),
+	// merged before this file's own; relative to this file.
+	Catalog string `yaml:"catalog,omitempty"`
+	// Evals are scorecard CSVs (model,task,score,n,source) whose scores
+	// override the models' quality; relative to this file.
+	Evals      []string    `yaml:"evals,omitempty"`
 	Server     Server      `yaml:"server"`
 	Envoy      Envoy       `yaml:"envoy"`
 	Routing    Routing     `yaml:"routing"`
@@ -63,6 +70,7 @@ type Workspace struct {
 	SensitiveResidency string         `yaml:"sensitive_residency" json:"sensitive_residency"`
 	Objective          string         `yaml:"objective" json:"objective"`
 	QualityFloor       float64        `yaml:"quality_floor" json:"quality_floor"`
+	RelativeQuality    float64        `yaml:"relative_quality" json:"relative_quality"`
 	MaxCostEUR         float64        `yaml:"max_cost_eur" json:"max_cost_eur"`
 	Secrets            string         `yaml:"secrets" json:"secrets"`
 	Injection          string         `yaml:"injection" json:"injection"`
@@ -180,8 +188,11 @@ type Envoy struct {
 
 // Routing holds request-independent routing defaults.
 type Routing struct {
-	// DefaultModel answers `model: auto` until selection lands.
+	// DefaultModel is the model `balanced` prefers when it is eligible.
 	DefaultModel string `yaml:"default_model"`
+	// BaselineModel is what a request would have cost without stellwerk:
+	// savings are reported against it (default: the default model).
+	BaselineModel string `yaml:"baseline_model,omitempty"`
 }
 
 // Provider is an upstream that serves models.
@@ -233,6 +244,9 @@ type Price struct {
 	InputPerMTok  float64 `yaml:"input_per_mtok"`
 	OutputPerMTok float64 `yaml:"output_per_mtok"`
 	Currency      string  `yaml:"currency"`
+	// Source and AsOf record where a list price comes from and when.
+	Source string `yaml:"source,omitempty"`
+	AsOf   string `yaml:"as_of,omitempty"`
 }
 
 // Envoy modes.
@@ -243,7 +257,10 @@ const (
 
 // Values the contract accepts.
 var (
-	WireFormats           = []string{"openai"}
+	WireFormats = []string{"openai", "anthropic"}
+	// SupportedWireFormats are those requests can be translated to today;
+	// models of other formats are listed but never chosen.
+	SupportedWireFormats  = []string{"openai"}
 	Residencies           = []string{"eu", "us", "on_prem", "global"}
 	AuthHeaders           = []string{"authorization", "api-key", "x-api-key"}
 	EnvoyModes            = []string{ModeStandalone, ModeClusters}
@@ -264,16 +281,69 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	c, err := Decode(f)
+	c, err := decode(f, filepath.Dir(path))
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
 }
 
+// catalogFile is the schema of a `catalog:` file.
+type catalogFile struct {
+	Providers []Provider `yaml:"providers"`
+	Models    []Model    `yaml:"models"`
+}
+
+// include merges the catalog file: its entries first, the config's own
+// entries replace those with the same name or id.
+func (c *Config) include(base string) error {
+	if c.Catalog == "" {
+		return nil
+	}
+	path := c.Catalog
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(base, path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	var cf catalogFile
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cf); err != nil {
+		return fmt.Errorf("catalog %s: %w", c.Catalog, cleanYAMLError(err))
+	}
+	providers := cf.Providers
+	for _, p := range c.Providers {
+		if i := slices.IndexFunc(providers, func(x Provider) bool { return x.Name == p.Name }); i >= 0 {
+			providers[i] = p
+		} else {
+			providers = append(providers, p)
+		}
+	}
+	models := cf.Models
+	for _, m := range c.Models {
+		if i := slices.IndexFunc(models, func(x Model) bool { return x.ID == m.ID }); i >= 0 {
+			models[i] = m
+		} else {
+			models = append(models, m)
+		}
+	}
+	c.Providers, c.Models = providers, models
+	for i := range c.Evals {
+		if !filepath.IsAbs(c.Evals[i]) {
+			c.Evals[i] = filepath.Join(base, c.Evals[i])
+		}
+	}
+	return nil
+}
+
 // Decode parses a config document, rejecting unknown fields, applies defaults
 // and validates it.
-func Decode(r io.Reader) (*Config, error) {
+func Decode(r io.Reader) (*Config, error) { return decode(r, ".") }
+
+func decode(r io.Reader, base string) (*Config, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
@@ -286,6 +356,9 @@ func Decode(r io.Reader) (*Config, error) {
 			return nil, errors.New("empty config")
 		}
 		return nil, cleanYAMLError(err)
+	}
+	if err := c.include(base); err != nil {
+		return nil, err
 	}
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
@@ -526,6 +599,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateAccess(models)...)
+	if c.Routing.BaselineModel != "" && !models[c.Routing.BaselineModel] {
+		bad("routing.baseline_model", "unknown model %q", c.Routing.BaselineModel)
+	}
 	if c.Routing.DefaultModel == "" {
 		bad("routing.default_model", "required: the model that answers `model: auto`")
 	} else if !models[c.Routing.DefaultModel] {

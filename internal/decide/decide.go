@@ -25,6 +25,8 @@ type Candidate struct {
 	LatencyMS        int
 	Healthy          bool
 	Excluded         string // the policy's reason, "" when allowed
+	// Unsupported says why requests cannot be sent to it yet ("" when they can).
+	Unsupported string
 }
 
 // Needs are what the request requires of a model.
@@ -39,11 +41,17 @@ type Input struct {
 	Task         string
 	Candidates   []Candidate
 	Needs        Needs
-	Objective    string   // cost, latency, accuracy, balanced
-	QualityFloor float64  // from the policy decision
-	MaxCostEUR   *float64 // from the policy decision
-	SLAMS        int      // from the per-request policy, 0 for none
-	Default      *catalog.Model
+	Objective    string  // cost, latency, accuracy, balanced
+	QualityFloor float64 // from the policy decision
+	// RelativeQuality, when > 0, also requires a model's quality for the
+	// task to be at least this share of the best eligible model's.
+	RelativeQuality float64
+	MaxCostEUR      *float64 // from the policy decision
+	SLAMS           int      // from the per-request policy, 0 for none
+	Default         *catalog.Model
+	// Constraint names the strongest hard constraint in force, for the
+	// reason line (e.g. "eu residency").
+	Constraint string
 }
 
 // Verdict is one candidate's line in the explanation.
@@ -93,6 +101,24 @@ func Decide(in Input) (Decision, error) {
 		}
 		verdicts[i] = v
 	}
+	if in.RelativeQuality > 0 && len(eligible) > 0 {
+		best := 0.0
+		for _, i := range eligible {
+			best = max(best, in.Candidates[i].Quality)
+		}
+		floor := in.RelativeQuality * best
+		kept := eligible[:0]
+		for _, i := range eligible {
+			if in.Candidates[i].Quality < floor {
+				verdicts[i].Verdict = "rejected"
+				verdicts[i].Reason = fmt.Sprintf("quality: %.2f for %s is below %.0f%% of the best eligible model (%.2f)",
+					in.Candidates[i].Quality, in.Task, 100*in.RelativeQuality, best)
+				continue
+			}
+			kept = append(kept, i)
+		}
+		eligible = kept
+	}
 	d := Decision{Candidates: verdicts}
 
 	var choice int
@@ -133,6 +159,8 @@ func (in *Input) reject(c *Candidate) string {
 	m := c.Model
 	n := in.Needs
 	switch {
+	case c.Unsupported != "":
+		return c.Unsupported
 	case !c.Healthy:
 		return "provider unhealthy"
 	case n.Tools && !m.Tools:
@@ -232,11 +260,20 @@ func (in *Input) reason(choice, eligible, total int) string {
 			why = "best balance of quality, cost and latency"
 		}
 	}
-	s := fmt.Sprintf("auto: %s of %d eligible models (of %d) for %s", why, eligible, total, in.Task)
 	if in.QualityFloor > 0 {
-		s += fmt.Sprintf(", quality floor %.2f", in.QualityFloor)
+		why += fmt.Sprintf(" above quality floor %.2f", in.QualityFloor)
 	}
-	return s
+	if in.RelativeQuality > 0 {
+		why += fmt.Sprintf(" within %.0f%% of the best model's quality", 100*in.RelativeQuality)
+	}
+	if in.MaxCostEUR != nil && in.Objective != "cost" {
+		why += fmt.Sprintf(" within %.4f EUR", *in.MaxCostEUR)
+	}
+	s := why + " for " + in.Task
+	if in.Constraint != "" {
+		s = in.Constraint + " + " + s
+	}
+	return fmt.Sprintf("%s (%d of %d models eligible)", s, eligible, total)
 }
 
 // fallbacks lists the remaining candidates in rank order, models of other

@@ -57,7 +57,7 @@ func TestDecide(t *testing.T) {
 		reasonHas  string
 		verdictFor map[string]string
 	}{
-		"cost":     {in: Input{Asked: "auto", Objective: "cost"}, want: "cheap", fallbacks: "mid,also-eu,best", reasonHas: "cheapest of 4 eligible"},
+		"cost":     {in: Input{Asked: "auto", Objective: "cost"}, want: "cheap", fallbacks: "mid,also-eu,best", reasonHas: "cheapest for code (4 of 4 models eligible)"},
 		"accuracy": {in: Input{Asked: "auto", Objective: "accuracy"}, want: "best", fallbacks: "mid,also-eu,cheap"},
 		"latency":  {in: Input{Asked: "auto", Objective: "latency"}, want: "cheap"},
 		"balanced prefers the default": {in: Input{Asked: "auto", Objective: "balanced", Default: def}, want: "mid",

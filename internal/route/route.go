@@ -71,6 +71,8 @@ type Result struct {
 	PolicyVersion string
 	Policy        policy.Decision
 	Selection     decide.Decision
+	// BaselineCostEUR is the estimated cost on the catalog's baseline model.
+	BaselineCostEUR float64
 }
 
 // Route decides one request. Errors are *apierr.Error; the Result is
@@ -149,10 +151,22 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 	}
 
 	dc := make([]decide.Candidate, len(cands))
+	constraint := ""
 	for i, c := range cands {
 		dc[i] = decide.Candidate{Model: c.Model, EstimatedCostEUR: c.EstimatedCostEUR, Quality: c.Quality,
 			LatencyMS: c.LatencyMS, Healthy: c.Healthy, Excluded: res.Policy.Exclude[c.Model.ID]}
+		if !c.Model.Supported() {
+			dc[i].Unsupported = "wire format " + c.Model.Provider.WireFormat + " is not supported yet"
+		} else if _, _, ok := c.Model.Provider.Credential(); !ok && chat.Model == decide.Auto {
+			// auto never picks a provider it cannot authenticate to; a pinned
+			// model still gets the explicit 502 naming the provider.
+			dc[i].Unsupported = "provider credential not configured"
+		}
+		if constraint == "" {
+			constraint = residencyConstraint(dc[i].Excluded)
+		}
 	}
+	res.BaselineCostEUR = r.Catalog.Baseline.CostEUR(res.Class.InputTokens, outTokens)
 	def := r.Catalog.Default
 	if ws.DefaultModel != "" {
 		if m, ok := r.Catalog.Lookup(ws.DefaultModel); ok {
@@ -164,9 +178,27 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 		Needs: decide.Needs{Tools: chat.Tools, JSONMode: chat.ResponseFormat == "json_object" || chat.ResponseFormat == "json_schema",
 			Vision: chat.Vision, Streaming: chat.Stream, InputTokens: res.Class.InputTokens, OutputTokens: min(outTokens, 1<<20)},
 		Objective: res.Policy.Objective, QualityFloor: res.Policy.QualityFloor, MaxCostEUR: res.Policy.MaxCostEUR,
-		SLAMS: res.ReqPolicy.SLAMS, Default: def,
+		SLAMS: res.ReqPolicy.SLAMS, Default: def, Constraint: constraint, RelativeQuality: ws.RelativeQuality,
 	})
 	return res, err
+}
+
+// residencyConstraint turns the library's residency exclusion reason
+// ("residency: … requires eu, model is us") into "eu residency".
+func residencyConstraint(reason string) string {
+	rest, ok := strings.CutPrefix(reason, "residency: ")
+	if !ok {
+		return ""
+	}
+	i := strings.Index(rest, "requires ")
+	if i < 0 {
+		return ""
+	}
+	req := rest[i+len("requires "):]
+	if j := strings.IndexAny(req, ", "); j >= 0 {
+		req = req[:j]
+	}
+	return req + " residency"
 }
 
 func (r *Router) bareCandidates() []decide.Candidate {
