@@ -70,6 +70,10 @@ eval: build ## measure the classifiers on their data sets (results in docs/class
 bench: ## run the Go micro-benchmarks of the request path
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/... ./extproc/ ./xds/
 
+.PHONY: eval-routerbench
+eval-routerbench: build ## replay RouterBench through classify → select (docs/routerbench.md)
+	$(BIN) eval routerbench --config examples/routerbench.yaml --relative ../shared/data/routerbench/*.csv
+
 .PHONY: testdata
 testdata: ## regenerate golden files (review the diff)
 	$(GO) test ./xds/ -update

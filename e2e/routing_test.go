@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -380,13 +381,25 @@ func TestFailsClosed(t *testing.T) {
 	t.Parallel()
 	s := harness.Start(t, harness.Options{})
 	s.Stop("stellwerk")
-	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[{"role":"user","content":"x"}]}`,
-		map[string]string{"x-stellwerk-cluster": "provider_alpha"})
-	if resp.StatusCode != 503 {
-		t.Fatalf("status %d with stellwerk down: %s", resp.StatusCode, b)
+	// Every attempt must fail closed; Envoy may need a moment to notice the
+	// dead ext_proc connection before its answer takes the OpenAI shape.
+	var last string
+	shaped := false
+	for attempt := 0; attempt < 10 && !shaped; attempt++ {
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[{"role":"user","content":"x"}]}`,
+			map[string]string{"x-stellwerk-cluster": "provider_alpha"})
+		if resp.StatusCode < 500 {
+			t.Fatalf("status %d with stellwerk down: %s", resp.StatusCode, b)
+		}
+		var e apiError
+		if json.Unmarshal(b, &e) == nil && resp.StatusCode == 503 && e.Error.Code == "router_unavailable" {
+			shaped = true
+		}
+		last = fmt.Sprintf("%d %s", resp.StatusCode, b)
+		time.Sleep(200 * time.Millisecond)
 	}
-	if e := decodeError(t, b); e.Error.Code != "router_unavailable" {
-		t.Errorf("error %+v", e.Error)
+	if !shaped {
+		t.Errorf("never answered 503 router_unavailable; last answer: %s", last)
 	}
 	for name, p := range s.Providers {
 		if n := len(p.Requests()); n != 0 {

@@ -128,6 +128,9 @@ func TestEvalCommand(t *testing.T) {
 }
 
 func TestExplainCommand(t *testing.T) {
+	// auto only considers providers stellwerk can authenticate to.
+	t.Setenv("MOCK_US_API_KEY", "sk-us")
+	t.Setenv("MOCK_EU_API_KEY", "sk-eu")
 	cfg := filepath.Join("..", "..", "examples", "stellwerk.yaml")
 	iban := `{"model":"auto","policy":{"optimize":"cost"},"messages":[{"role":"user","content":"Remind the customer about account DE89 3704 0044 0532 0130 00."}]}`
 	out, _, err := runIn(iban, "explain", "--config", cfg, "--json")

@@ -88,7 +88,7 @@ func runEvalRouterBench(args []string, stdout, stderr io.Writer) error {
 			ws = w
 		}
 	}
-	label := map[string]string{"heldout": "held-out half", "all": "all rows"}[*split]
+	label := map[string]string{"heldout": evalrb.SplitHeldOut, "all": evalrb.SplitAll}[*split]
 	rep, err := evalrb.Evaluate(prompts, models, cat, fl, evalrb.Settings{Objective: ws.Objective, QualityFloor: ws.QualityFloor, RelativeQuality: ws.RelativeQuality}, label, *relative)
 	if err != nil {
 		return err

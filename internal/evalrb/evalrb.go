@@ -26,6 +26,12 @@ import (
 	"github.com/stellwerk/stellwerk/internal/evals"
 )
 
+// Splits a report can be computed on.
+const (
+	SplitHeldOut = "held-out half"
+	SplitAll     = "all rows"
+)
+
 // GPT4 is the strong baseline RouterBench compares with.
 const GPT4 = "gpt-4-1106-preview"
 
@@ -223,7 +229,7 @@ func Evaluate(ps []Prompt, models []string, cat *catalog.Catalog, floors []float
 	rep := &Report{Settings: def, Split: split, FloorMode: mode, Models: models, Baselines: map[string]Point{}, Tasks: map[string]int{}, Choices: map[string]int{}}
 	var sel []Prompt
 	for _, p := range ps {
-		if split == "all" || !p.Fit {
+		if split == SplitAll || !p.Fit {
 			sel = append(sel, p)
 		}
 	}
