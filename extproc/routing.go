@@ -30,6 +30,7 @@ type routingObject struct {
 	InputTokensEst int            `json:"input_tokens_estimate"`
 	Usage          *usage         `json:"usage,omitempty"`
 	Cost           *cost          `json:"cost,omitempty"`
+	Saving         *saving        `json:"saving,omitempty"`
 	PolicyVersion  string         `json:"policy_version"`
 	PolicyFP       string         `json:"policy_fingerprint,omitempty"`
 	Workspace      string         `json:"workspace"`
@@ -46,9 +47,18 @@ type usage struct {
 }
 
 type cost struct {
-	Amount   float64 `json:"amount"`
-	Currency string  `json:"currency"`
-	Source   string  `json:"source"` // "provider_usage": computed from the usage the provider reported
+	Amount   float64 `json:"amount"`   // in the model's price currency
+	Currency string  `json:"currency"` // the model's price currency
+	EUR      float64 `json:"eur"`      // in the reporting currency
+	Source   string  `json:"source"`   // "provider_usage": computed from the usage the provider reported
+}
+
+// saving compares the request with the baseline model.
+type saving struct {
+	BaselineModel string  `json:"baseline_model"`
+	BaselineEUR   float64 `json:"baseline_eur"` // the same usage at the baseline's prices
+	EUR           float64 `json:"eur"`          // baseline minus actual; negative when dearer
+	Source        string  `json:"source"`       // provider_usage or estimate
 }
 
 // routing builds the object for a response body (to read its usage).
@@ -72,8 +82,17 @@ func (p *processor) routing(body []byte) []byte {
 		if pt.Type == gjson.Number && ct.Type == gjson.Number && pt.Num >= 0 && ct.Num >= 0 {
 			ro.Usage = &usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num)}
 			amount := pt.Num*m.InputPerMTok/1e6 + ct.Num*m.OutputPerMTok/1e6
-			ro.Cost = &cost{Amount: round(amount, 8), Currency: m.Currency, Source: "provider_usage"}
+			eur := m.CostEUR(int(pt.Num), int(ct.Num))
+			ro.Cost = &cost{Amount: round(amount, 8), Currency: m.Currency, EUR: round(eur, 8), Source: "provider_usage"}
+			if b := p.state.Router.Catalog.Baseline; b != nil {
+				base := b.CostEUR(int(pt.Num), int(ct.Num))
+				ro.Saving = &saving{BaselineModel: b.ID, BaselineEUR: round(base, 8), EUR: round(base-eur, 8), Source: "provider_usage"}
+			}
 		}
+	}
+	if ro.Saving == nil && p.result != nil && p.state.Router.Catalog.Baseline != nil {
+		ro.Saving = &saving{BaselineModel: p.state.Router.Catalog.Baseline.ID, BaselineEUR: round(p.result.BaselineCostEUR, 8),
+			EUR: round(p.result.BaselineCostEUR-d.EstimatedCostEUR, 8), Source: "estimate"}
 	}
 	b, err := json.Marshal(ro)
 	if err != nil {

@@ -180,7 +180,7 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			ex.Fallbacks = append(ex.Fallbacks, m.ID)
 		}
 	}
-	for _, v := range sel.Candidates {
+	for _, v := range sel.Table() {
 		ex.Candidates = append(ex.Candidates, candidateLine{ID: v.ID, Provider: v.Provider, Residency: v.Residency,
 			Verdict: v.Verdict, Reason: v.Reason, EstimatedCostEUR: v.EstimatedCostEUR, Quality: v.Quality})
 	}

@@ -28,6 +28,17 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 }
 
+func TestProductionExampleLoads(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	c, err := Load(filepath.Join(filepath.Dir(file), "..", "..", "examples", "production.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Models) < 50 || c.Auth.Mode != "keys" {
+		t.Errorf("production example: %d models, auth %s", len(c.Models), c.Auth.Mode)
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	c, err := Decode(strings.NewReader(minimal))
 	if err != nil {

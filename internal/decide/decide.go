@@ -72,14 +72,78 @@ type Decision struct {
 	Reason           string
 	EstimatedCostEUR float64
 	// Fallbacks are the next eligible models in order, other providers first.
-	Fallbacks  []*catalog.Model
+	Fallbacks []*catalog.Model
+	// Candidates is the verdict on every candidate. Reasons of rejected
+	// candidates are formatted on demand by Table, not on the request path.
 	Candidates []Verdict
+	rejections []rejection
+	task       string
+}
+
+// rejection records why a requirement rejected a candidate, unformatted.
+type rejection struct {
+	kind uint8
+	a, b float64
+}
+
+const (
+	rejNone = iota
+	rejUnsupported
+	rejUnhealthy
+	rejTools
+	rejJSON
+	rejVision
+	rejStreaming
+	rejContext
+	rejCost
+	rejLatency
+	rejQuality
+	rejRelative
+)
+
+// Table returns the verdicts with every reason filled in, for explain,
+// errors and the audit record.
+func (d *Decision) Table() []Verdict {
+	for i := range d.Candidates {
+		v := &d.Candidates[i]
+		if v.Reason == "" && i < len(d.rejections) && d.rejections[i].kind != rejNone {
+			v.Reason = d.rejections[i].format(d.task)
+		}
+	}
+	return d.Candidates
+}
+
+func (r rejection) format(task string) string {
+	switch r.kind {
+	case rejUnhealthy:
+		return "provider unhealthy"
+	case rejTools:
+		return "capability: the request uses tools"
+	case rejJSON:
+		return "capability: the request asks for JSON output"
+	case rejVision:
+		return "capability: the request contains images"
+	case rejStreaming:
+		return "capability: the request streams"
+	case rejContext:
+		return fmt.Sprintf("context: needs about %d tokens, window is %d", int(r.a), int(r.b))
+	case rejCost:
+		return fmt.Sprintf("cost: estimated %.6f EUR exceeds the limit of %.6f EUR", r.a, r.b)
+	case rejLatency:
+		return fmt.Sprintf("latency: %d ms is over the request's sla_ms %d", int(r.a), int(r.b))
+	case rejQuality:
+		return fmt.Sprintf("quality: %.2f for %s is below the floor %.2f", r.a, task, r.b)
+	case rejRelative:
+		return fmt.Sprintf("quality: %.2f for %s is below %.0f%% of the best eligible model", r.a, task, 100*r.b)
+	}
+	return ""
 }
 
 // Decide filters the candidates by what the request needs and picks one.
 func Decide(in Input) (Decision, error) {
 	verdicts := make([]Verdict, len(in.Candidates))
-	var eligible []int
+	rejections := make([]rejection, len(in.Candidates))
+	eligible := make([]int, 0, len(in.Candidates))
 	var pinned = -1
 	for i := range in.Candidates {
 		c := &in.Candidates[i]
@@ -88,9 +152,12 @@ func Decide(in Input) (Decision, error) {
 		switch {
 		case c.Excluded != "":
 			v.Verdict, v.Reason = "excluded", c.Excluded
+		case c.Unsupported != "":
+			v.Verdict, v.Reason = "rejected", c.Unsupported
 		default:
-			if why := in.reject(c); why != "" {
-				v.Verdict, v.Reason = "rejected", why
+			if r := in.reject(c); r.kind != rejNone {
+				v.Verdict = "rejected"
+				rejections[i] = r
 			} else {
 				v.Verdict = "eligible"
 				eligible = append(eligible, i)
@@ -111,21 +178,20 @@ func Decide(in Input) (Decision, error) {
 		for _, i := range eligible {
 			if in.Candidates[i].Quality < floor {
 				verdicts[i].Verdict = "rejected"
-				verdicts[i].Reason = fmt.Sprintf("quality: %.2f for %s is below %.0f%% of the best eligible model (%.2f)",
-					in.Candidates[i].Quality, in.Task, 100*in.RelativeQuality, best)
+				rejections[i] = rejection{kind: rejRelative, a: in.Candidates[i].Quality, b: in.RelativeQuality}
 				continue
 			}
 			kept = append(kept, i)
 		}
 		eligible = kept
 	}
-	d := Decision{Candidates: verdicts}
+	d := Decision{Candidates: verdicts, rejections: rejections, task: in.Task}
 
 	var choice int
 	switch {
 	case in.Asked == Auto:
 		if len(eligible) == 0 {
-			return d, apierr.Unavailable("no_eligible_model", "no model may serve this request: %s", summarize(verdicts))
+			return d, apierr.Unavailable("no_eligible_model", "no model may serve this request: %s", summarize(d.Table()))
 		}
 		order := in.rank(eligible)
 		choice = order[0]
@@ -141,7 +207,7 @@ func Decide(in Input) (Decision, error) {
 		case "excluded":
 			return d, apierr.Forbidden("model_not_allowed", "model", "the model %q is not allowed for this request: %s", v.ID, v.Reason)
 		case "rejected":
-			return d, apierr.BadRequest("model_unsuitable", "model", "the model %q cannot serve this request: %s", v.ID, v.Reason)
+			return d, apierr.BadRequest("model_unsuitable", "model", "the model %q cannot serve this request: %s", v.ID, d.Table()[pinned].Reason)
 		}
 		d.Reason = "pinned by request"
 		order := in.rank(eligible)
@@ -155,32 +221,30 @@ func Decide(in Input) (Decision, error) {
 }
 
 // reject applies the request's hard requirements.
-func (in *Input) reject(c *Candidate) string {
+func (in *Input) reject(c *Candidate) rejection {
 	m := c.Model
 	n := in.Needs
 	switch {
-	case c.Unsupported != "":
-		return c.Unsupported
 	case !c.Healthy:
-		return "provider unhealthy"
+		return rejection{kind: rejUnhealthy}
 	case n.Tools && !m.Tools:
-		return "capability: the request uses tools"
+		return rejection{kind: rejTools}
 	case n.JSONMode && !m.JSONMode:
-		return "capability: the request asks for JSON output"
+		return rejection{kind: rejJSON}
 	case n.Vision && !m.Vision:
-		return "capability: the request contains images"
+		return rejection{kind: rejVision}
 	case n.Streaming && !m.Streaming:
-		return "capability: the request streams"
+		return rejection{kind: rejStreaming}
 	case n.InputTokens+n.OutputTokens > m.ContextWindow:
-		return fmt.Sprintf("context: needs about %d tokens, window is %d", n.InputTokens+n.OutputTokens, m.ContextWindow)
+		return rejection{kind: rejContext, a: float64(n.InputTokens + n.OutputTokens), b: float64(m.ContextWindow)}
 	case in.MaxCostEUR != nil && c.EstimatedCostEUR > *in.MaxCostEUR:
-		return fmt.Sprintf("cost: estimated %.6f EUR exceeds the limit of %.6f EUR", c.EstimatedCostEUR, *in.MaxCostEUR)
+		return rejection{kind: rejCost, a: c.EstimatedCostEUR, b: *in.MaxCostEUR}
 	case in.SLAMS > 0 && c.LatencyMS > in.SLAMS:
-		return fmt.Sprintf("latency: %d ms is over the request's sla_ms %d", c.LatencyMS, in.SLAMS)
+		return rejection{kind: rejLatency, a: float64(c.LatencyMS), b: float64(in.SLAMS)}
 	case c.Quality < in.QualityFloor:
-		return fmt.Sprintf("quality: %.2f for %s is below the floor %.2f", c.Quality, in.Task, in.QualityFloor)
+		return rejection{kind: rejQuality, a: c.Quality, b: in.QualityFloor}
 	}
-	return ""
+	return rejection{}
 }
 
 // rank orders eligible candidates by the objective; ties break by id so the
