@@ -29,9 +29,9 @@ func TestObjectivesPickWhatTheCatalogSays(t *testing.T) {
 		},
 	})
 	cases := map[string]struct{ policy, want, why, provider string }{
-		"cost":     {`{"optimize":"cost"}`, "cheap-model", "cheapest", "cheapo"},
-		"latency":  {`{"optimize":"latency"}`, "fast-model", "fastest", "speedy"},
-		"accuracy": {`{"optimize":"accuracy"}`, "smart-model", "most accurate", "smart"},
+		"cost":                       {`{"optimize":"cost"}`, "cheap-model", "cheapest", "cheapo"},
+		"latency":                    {`{"optimize":"latency"}`, "fast-model", "fastest", "speedy"},
+		"accuracy":                   {`{"optimize":"accuracy"}`, "smart-model", "most accurate", "smart"},
 		"cost above a quality floor": {`{"optimize":"cost","min_quality":0.65}`, "fast-model", "cheapest above quality floor 0.65", "speedy"},
 		"latency under an sla":       {`{"optimize":"accuracy","sla_ms":2000}`, "smart-model", "most accurate", "smart"},
 		"balanced default":           {`{}`, "fast-model", "workspace default", "speedy"},
