@@ -3,9 +3,11 @@ package e2e
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
 )
 
 // TestObjectivesPickWhatTheCatalogSays: three providers with different
@@ -76,5 +78,31 @@ func TestObjectivesPickWhatTheCatalogSays(t *testing.T) {
 				t.Errorf("no saving against the baseline: %+v cost %v", sv, out.Routing.Cost.EUR)
 			}
 		})
+	}
+}
+
+// TestLatencyIsLearnedFromTraffic: "hare" is configured as fast but answers
+// slowly; after one observed answer, latency-optimised requests go to "tortoise".
+func TestLatencyIsLearnedFromTraffic(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "hare", Key: "k1"}, {Name: "tortoise", Key: "k2"}},
+		Models: []config.Model{
+			{ID: "hare-model", Provider: "hare", ContextWindow: 32000, LatencyMS: 100},
+			{ID: "tortoise-model", Provider: "tortoise", ContextWindow: 32000, LatencyMS: 400},
+		},
+	})
+	s.Providers["hare"].SetBehavior(mockllm.Behavior{FirstByteDelay: 900 * time.Millisecond})
+	body := `{"model":"auto","policy":{"optimize":"latency"},"messages":[{"role":"user","content":"hello"}]}`
+	var models []string
+	for range 3 {
+		resp, b := post(t, s.URL+"/v1/chat/completions", body, nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, b)
+		}
+		models = append(models, resp.Header.Get("x-stellwerk-model"))
+	}
+	if strings.Join(models, ",") != "hare-model,tortoise-model,tortoise-model" {
+		t.Errorf("choices %v: the observed latency was not used", models)
 	}
 }

@@ -53,6 +53,7 @@ type processor struct {
 
 	overhead   time.Duration // time spent deciding, across the request phases
 	addRouting bool          // the response is JSON the routing object goes into
+	routedAt   time.Time     // when the request left for the provider
 }
 
 // clientAuthHeaders are the client's credentials for stellwerk. They must
@@ -228,6 +229,7 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	}
 	cr.HeaderMutation = &extprocv3.HeaderMutation{SetHeaders: hs}
 	p.decision = &d
+	p.routedAt = time.Now()
 	lvl := zap.InfoLevel
 	switch res.Policy.LogLevel { // the policy may raise or lower this request's decision line
 	case "debug":
@@ -275,6 +277,11 @@ func (p *processor) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 		}
 	}
 	resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})
+	if len(status) == 3 && status[0] == '2' && !p.routedAt.IsZero() {
+		// Time to the provider's first bytes: what the latency objective
+		// and sla_ms compare (streams: first chunk; JSON: the whole answer).
+		p.state.Router.Latency.Observe(d.Model.ID, time.Since(p.routedAt))
+	}
 	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "application/json") &&
 		(encoding == "" || encoding == "identity") && !h.EndOfStream {
 		p.addRouting = true

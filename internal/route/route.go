@@ -19,6 +19,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/decide"
+	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/internal/reqpolicy"
 	"github.com/stellwerk/stellwerk/internal/request"
@@ -42,6 +43,8 @@ type Router struct {
 	Workspaces map[string]config.Workspace
 	Log        *zap.Logger
 	Now        func() time.Time
+	// Latency is learned from live traffic; nil uses the catalog's seeds.
+	Latency *observe.Latency
 }
 
 // New builds a router for a config.
@@ -50,7 +53,8 @@ func New(cfg *config.Config, cat *catalog.Catalog, cl *classify.Classifier, ps P
 	for _, w := range cfg.Workspaces {
 		ws[w.Name] = w
 	}
-	return &Router{Catalog: cat, Terms: policy.NewCatalogTerms(cat), Classifier: cl, Policy: ps, Workspaces: ws, Log: log, Now: time.Now}
+	return &Router{Catalog: cat, Terms: policy.NewCatalogTerms(cat), Classifier: cl, Policy: ps, Workspaces: ws, Log: log, Now: time.Now,
+		Latency: &observe.Latency{}}
 }
 
 // Request is one request as the edge saw it.
@@ -121,7 +125,7 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 	cands := make([]policy.Candidate, len(models))
 	for i, m := range models {
 		cands[i] = policy.Candidate{Model: m, EstimatedCostEUR: m.CostEUR(res.Class.InputTokens, outTokens),
-			Quality: m.QualityFor(res.Class.Task), Healthy: true, LatencyMS: m.LatencyMS}
+			Quality: m.QualityFor(res.Class.Task), Healthy: true, LatencyMS: r.Latency.Get(m.ID, m.LatencyMS)}
 	}
 	in := &policy.Input{
 		Request: policy.RequestFacts{Path: req.Path, Model: chat.Model, Stream: chat.Stream, MaxTokens: chat.MaxTokens,
