@@ -18,11 +18,11 @@ func TestObjectivesPickWhatTheCatalogSays(t *testing.T) {
 	s := harness.Start(t, harness.Options{
 		Providers: []harness.ProviderSpec{{Name: "cheapo", Key: "k1"}, {Name: "speedy", Key: "k2"}, {Name: "smart", Key: "k3"}},
 		Models: []config.Model{
-			{ID: "cheap-model", Provider: "cheapo", ContextWindow: 32000, LatencyMS: 2500,
+			{ID: "cheap-model", Provider: "cheapo", ContextWindow: 32000, LatencyMS: 400,
 				Price: config.Price{InputPerMTok: 0.1, OutputPerMTok: 0.2}, Quality: map[string]float64{"default": 0.6}},
-			{ID: "fast-model", Provider: "speedy", ContextWindow: 32000, LatencyMS: 150,
+			{ID: "fast-model", Provider: "speedy", ContextWindow: 32000, LatencyMS: 20,
 				Price: config.Price{InputPerMTok: 1, OutputPerMTok: 2}, Quality: map[string]float64{"default": 0.7}},
-			{ID: "smart-model", Provider: "smart", ContextWindow: 128000, LatencyMS: 1800,
+			{ID: "smart-model", Provider: "smart", ContextWindow: 128000, LatencyMS: 250,
 				Price: config.Price{InputPerMTok: 5, OutputPerMTok: 15}, Quality: map[string]float64{"default": 0.95, "code": 0.97}},
 		},
 		DefaultModel: "fast-model",
@@ -30,12 +30,17 @@ func TestObjectivesPickWhatTheCatalogSays(t *testing.T) {
 			c.Routing.BaselineModel = "smart-model"
 		},
 	})
+	// The fakes answer as slowly as the catalog says, since stellwerk learns
+	// latency from the answers.
+	for name, d := range map[string]time.Duration{"cheapo": 400 * time.Millisecond, "speedy": 20 * time.Millisecond, "smart": 250 * time.Millisecond} {
+		s.Providers[name].SetBehavior(mockllm.Behavior{FirstByteDelay: d})
+	}
 	cases := map[string]struct{ policy, want, why, provider string }{
 		"cost":                       {`{"optimize":"cost"}`, "cheap-model", "cheapest", "cheapo"},
 		"latency":                    {`{"optimize":"latency"}`, "fast-model", "fastest", "speedy"},
 		"accuracy":                   {`{"optimize":"accuracy"}`, "smart-model", "most accurate", "smart"},
 		"cost above a quality floor": {`{"optimize":"cost","min_quality":0.65}`, "fast-model", "cheapest above quality floor 0.65", "speedy"},
-		"latency under an sla":       {`{"optimize":"accuracy","sla_ms":2000}`, "smart-model", "most accurate", "smart"},
+		"latency under an sla":       {`{"optimize":"accuracy","sla_ms":300}`, "smart-model", "most accurate", "smart"},
 		"balanced default":           {`{}`, "fast-model", "workspace default", "speedy"},
 	}
 	for name, tc := range cases {
