@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"runtime"
+	"time"
 
 	"github.com/stellwerk/stellwerk/internal/version"
 )
@@ -23,6 +24,8 @@ type Status interface {
 	ConfigYAML() ([]byte, error)
 	// Policy is the policy in force and the last refused change.
 	Policy() any
+	// ConfigError is why the last config change was refused ("" if none).
+	ConfigError() (string, time.Time)
 }
 
 // Handler serves the admin API.
@@ -42,12 +45,18 @@ func Handler(s Status) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"version": version.String(), "go": runtime.Version()})
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{
+		cerr, cat := s.ConfigError()
+		out := map[string]any{
 			"version":          version.String(),
 			"snapshot_version": s.SnapshotVersion(),
 			"envoy_streams":    s.EnvoyStreams(),
 			"last_rejection":   s.LastRejection(),
-		})
+		}
+		if cerr != "" {
+			out["config_error"] = cerr
+			out["config_error_at"] = cat
+		}
+		writeJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /policy", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.Policy())

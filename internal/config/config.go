@@ -308,6 +308,7 @@ func (c *Config) include(base string) error {
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
+	c.Catalog = path
 	var cf catalogFile
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)

@@ -361,6 +361,38 @@ func (s *Stack) waitHTTP(url string, want int, within time.Duration) {
 	s.t.Fatalf("%s did not answer %d within %s (last: %s)", url, want, within, last)
 }
 
+// AddProvider starts one more fake provider for a running stack and returns
+// its config entry (add it to Config and call WriteConfig).
+func (s *Stack) AddProvider(name, key, residency string) config.Provider {
+	mp := mockllm.New(name, key)
+	srv := httptest.NewServer(mp)
+	s.t.Cleanup(srv.Close)
+	s.Providers[name] = &Provider{Provider: mp, URL: srv.URL + "/v1", Key: key}
+	// The key reaches stellwerk through a file: its environment is fixed.
+	keyFile := filepath.Join(s.Dir, name+".key")
+	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	return config.Provider{Name: name, BaseURL: srv.URL + "/v1", Residency: residency, Credential: config.Credential{File: keyFile}}
+}
+
+// WriteConfig rewrites the running stack's config file (stellwerk reloads it).
+func (s *Stack) WriteConfig(cfg *config.Config) {
+	s.t.Helper()
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	path := filepath.Join(s.Dir, "stellwerk.yaml")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil { // atomic, as a ConfigMap update is
+		s.t.Fatal(err)
+	}
+}
+
 // DumpLogs writes the tail of every process log to the test log.
 func (s *Stack) DumpLogs() {
 	for _, nb := range s.logBufs {

@@ -17,12 +17,10 @@ import (
 
 	"github.com/stellwerk/stellwerk/extproc"
 	"github.com/stellwerk/stellwerk/internal/admin"
-	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
-	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
-	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/xds"
 )
 
@@ -70,25 +68,6 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	if env.Getenv == nil {
 		env = catalog.OSEnv
 	}
-	cat, err := catalog.New(cfg, env)
-	if err != nil {
-		return err
-	}
-	for _, m := range cat.MissingCredentials() {
-		log.Warn("provider credential not found; requests to it will get 502 until it is set", zap.String("provider", m))
-	}
-	cl, err := classify.New(cfg.Classify)
-	if err != nil {
-		return err
-	}
-	keys := auth.New(cfg, env.Getenv)
-	for _, k := range keys.Missing() {
-		log.Warn("virtual key not loaded: its environment variable is unset", zap.String("key", k))
-	}
-	ir, err := xds.FromConfig(cfg, cat)
-	if err != nil {
-		return err
-	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -97,12 +76,23 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return fmt.Errorf("policy: %w", err)
 	}
 	go pm.Watch(ctx, cfg.Policy.ReloadInterval)
-	router := route.New(cfg, cat, cl, pm, log.Named("route"))
+	lat := &observe.Latency{}
+	g, err := build(cfg, env, pm, lat, log)
+	if err != nil {
+		return err
+	}
+	for _, m := range g.cat.MissingCredentials() {
+		log.Warn("provider credential not found; requests to it will get 502 until it is set", zap.String("provider", m))
+	}
 	pub := xds.NewPublisher(ctx, log)
-	if _, err := pub.Publish(ctx, ir); err != nil {
+	if _, err := pub.Publish(ctx, g.ir); err != nil {
 		return fmt.Errorf("xds: %w", err)
 	}
-	ep := extproc.New(extproc.NewState(router, keys, cfg.Envoy.MaxRequestBytes), log)
+	ep := extproc.New(g.state, log)
+	rl := &reloader{o: o, env: env, ps: pm, lat: lat, log: log.Named("config"), pub: pub, ep: ep, cur: g}
+	rl.seen = rl.fingerprint(cfg)
+	go rl.watch(ctx, configReloadInterval)
+	cat := g.cat
 
 	grpcLis, err := net.Listen("tcp", cfg.Server.GRPC)
 	if err != nil {
@@ -122,7 +112,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	extprocv3.RegisterExternalProcessorServer(gs, ep)
 	pub.Register(gs)
 
-	st := &status{pub: pub, cfg: cfg, pm: pm}
+	st := &status{pub: pub, rl: rl, pm: pm}
 	hs := &http.Server{Handler: admin.Handler(st), ReadHeaderTimeout: 5 * time.Second}
 
 	errc := make(chan error, 2)
@@ -159,15 +149,27 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	return runErr
 }
 
+// configReloadInterval is how often the config and the files it names are
+// checked for changes.
+const configReloadInterval = 2 * time.Second
+
 type status struct {
 	pub *xds.Publisher
-	cfg *config.Config
+	rl  *reloader
 	pm  *policy.Manager
 }
 
 func (s *status) Policy() any { return s.pm.Status() }
 
-func (s *status) SnapshotVersion() string     { return s.pub.Version() }
-func (s *status) EnvoyStreams() int64         { return s.pub.Streams() }
-func (s *status) LastRejection() string       { return s.pub.LastRejection() }
-func (s *status) ConfigYAML() ([]byte, error) { return s.cfg.YAML() }
+func (s *status) SnapshotVersion() string { return s.pub.Version() }
+func (s *status) EnvoyStreams() int64     { return s.pub.Streams() }
+func (s *status) LastRejection() string   { return s.pub.LastRejection() }
+func (s *status) ConfigYAML() ([]byte, error) {
+	g, _, _ := s.rl.current()
+	return g.cfg.YAML()
+}
+
+func (s *status) ConfigError() (string, time.Time) {
+	_, err, at := s.rl.current()
+	return err, at
+}

@@ -1,0 +1,151 @@
+package serve
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/extproc"
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/observe"
+	"github.com/stellwerk/stellwerk/internal/route"
+	"github.com/stellwerk/stellwerk/xds"
+)
+
+// generation is everything built from one config: swapped as a whole.
+type generation struct {
+	cfg   *config.Config
+	cat   *catalog.Catalog
+	state *extproc.State
+	ir    xds.IR
+}
+
+// build compiles a config into a generation. It does no I/O beyond reading
+// the files the config names, and changes nothing that is serving.
+func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, lat *observe.Latency, log *zap.Logger) (*generation, error) {
+	cat, err := catalog.New(cfg, env)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := classify.New(cfg.Classify)
+	if err != nil {
+		return nil, err
+	}
+	keys := auth.New(cfg, env.Getenv)
+	ir, err := xds.FromConfig(cfg, cat)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := xds.Translate(ir); err != nil {
+		return nil, fmt.Errorf("xds: %w", err)
+	}
+	router := route.New(cfg, cat, cl, ps, log.Named("route"))
+	router.Latency = lat // learned latency survives reloads
+	return &generation{cfg: cfg, cat: cat, state: extproc.NewState(router, keys, cfg.Envoy.MaxRequestBytes), ir: ir}, nil
+}
+
+// reloader watches the config file and the files it names (catalog,
+// scorecards) and swaps in a new generation when they change. A config that
+// does not load, validate or build is refused; the last good one stays.
+type reloader struct {
+	o    Options
+	env  catalog.Env
+	ps   route.PolicySource
+	lat  *observe.Latency
+	log  *zap.Logger
+	pub  *xds.Publisher
+	ep   *extproc.Server
+	mu   sync.Mutex
+	cur  *generation
+	seen string // hash of the files last tried
+	err  string
+	at   time.Time
+}
+
+// fingerprint hashes the config file and every file it names.
+func (r *reloader) fingerprint(cfg *config.Config) string {
+	h := sha256.New()
+	files := []string{r.o.ConfigPath}
+	if cfg != nil {
+		if cfg.Catalog != "" {
+			files = append(files, cfg.Catalog)
+		}
+		files = append(files, cfg.Evals...)
+	}
+	for _, f := range files {
+		b, _ := os.ReadFile(f) // a missing file hashes as empty; loading reports it
+		fmt.Fprintf(h, "%s\x00%d\x00", f, len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+func (r *reloader) reload(ctx context.Context) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fp := r.fingerprint(r.cur.cfg)
+	if fp == r.seen {
+		return
+	}
+	r.seen, r.at = fp, time.Now()
+	cfg, err := Load(r.o)
+	if err == nil {
+		r.seen = r.fingerprint(cfg) // include newly named files
+		err = restartOnly(r.cur.cfg, cfg)
+	}
+	var g *generation
+	if err == nil {
+		g, err = build(cfg, r.env, r.ps, r.lat, r.log)
+	}
+	if err == nil {
+		_, err = r.pub.Publish(ctx, g.ir)
+	}
+	if err != nil {
+		r.err = err.Error()
+		r.log.Error("config change refused; keeping the last good config", zap.Error(err))
+		return
+	}
+	r.ep.SetState(g.state)
+	r.cur, r.err = g, ""
+	r.log.Info("config reloaded", zap.Int("models", len(g.cat.Models())), zap.Int("providers", len(g.cat.Providers())),
+		zap.String("snapshot_version", r.pub.Version()))
+}
+
+// restartOnly refuses changes that need a restart rather than a reload.
+func restartOnly(old, cfg *config.Config) error {
+	switch {
+	case old.Server != cfg.Server:
+		return fmt.Errorf("server addresses changed: restart stellwerk to apply them")
+	case old.Policy.Dir != cfg.Policy.Dir || *old.Policy.Library != *cfg.Policy.Library:
+		return fmt.Errorf("policy source changed: restart stellwerk to apply it")
+	}
+	return nil
+}
+
+func (r *reloader) watch(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.reload(ctx)
+		}
+	}
+}
+
+func (r *reloader) current() (*generation, string, time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur, r.err, r.at
+}
