@@ -54,6 +54,8 @@ type processor struct {
 	overhead   time.Duration // time spent deciding, across the request phases
 	addRouting bool          // the response is JSON the routing object goes into
 	routedAt   time.Time     // when the request left for the provider
+	stream     *streamState  // set for a streamed (SSE) answer
+	wantUsage  bool          // the client asked for the stream's usage chunk
 }
 
 // clientAuthHeaders are the client's credentials for stellwerk. They must
@@ -69,6 +71,9 @@ func (p *processor) handle(req *extprocv3.ProcessingRequest) *extprocv3.Processi
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
 		return p.responseHeaders(r.ResponseHeaders)
 	case *extprocv3.ProcessingRequest_ResponseBody:
+		if p.stream != nil {
+			return p.streamBody(r.ResponseBody)
+		}
 		return p.responseBody(r.ResponseBody)
 	case *extprocv3.ProcessingRequest_RequestTrailers:
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
@@ -211,11 +216,16 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 		hs = append(hs, setHeader(credName, credValue))
 	}
 	cr := &extprocv3.CommonResponse{ClearRouteCache: true}
-	if m.ProviderModel != chat.Model || chat.Policy.Exists() {
+	p.wantUsage = chat.IncludeUsage
+	askUsage := chat.Stream && !chat.IncludeUsage // stellwerk needs the usage of every stream
+	if m.ProviderModel != chat.Model || chat.Policy.Exists() || askUsage {
 		nb := body
 		var err error
 		if chat.Policy.Exists() { // the per-request policy is stellwerk's, not the provider's
 			nb, err = sjson.DeleteBytes(nb, "policy")
+		}
+		if err == nil && askUsage {
+			nb, err = sjson.SetBytes(nb, "stream_options.include_usage", true)
 		}
 		if err == nil && m.ProviderModel != chat.Model {
 			nb, err = sjson.SetBytes(nb, "model", m.ProviderModel)
@@ -277,6 +287,11 @@ func (p *processor) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 		}
 	}
 	resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})
+	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "text/event-stream") && !h.EndOfStream {
+		// Follow the stream (event by event, never buffered whole) for its usage.
+		p.stream = &streamState{hideUsage: !p.wantUsage}
+		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_STREAMED}
+	}
 	if len(status) == 3 && status[0] == '2' && !p.routedAt.IsZero() {
 		// Time to the provider's first bytes: what the latency objective
 		// and sla_ms compare (streams: first chunk; JSON: the whole answer).

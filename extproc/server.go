@@ -55,6 +55,9 @@ func (s *Server) SetState(st *State) { s.state.Store(st) }
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 	ctx := stream.Context()
 	p := &processor{state: s.state.Load(), log: s.log, id: s.newID(), ctx: ctx}
+	// A stream that ends before its answer did (the client went away, or
+	// the provider broke off) still gets its usage recorded, as an estimate.
+	defer p.finishStream("interrupted")
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {

@@ -161,7 +161,8 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := "chatcmpl-" + p.Name + "-" + shortHash(body)
 
 	if req.Get("stream").Bool() {
-		p.stream(w, r, b, id, model, reply, usage, req.Get("stream_options.include_usage").Bool())
+		// x-mock-no-usage: behave like a provider that ignores include_usage.
+		p.stream(w, r, b, id, model, reply, usage, req.Get("stream_options.include_usage").Bool() && r.Header.Get("x-mock-no-usage") == "")
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{

@@ -31,6 +31,8 @@ type Chat struct {
 	Metadata map[string]string
 	// Policy is the raw per-request `policy` member (validated elsewhere).
 	Policy gjson.Result
+	// IncludeUsage is stream_options.include_usage as the client sent it.
+	IncludeUsage bool
 }
 
 // ParseChat validates body and extracts the routing facts.
@@ -68,6 +70,9 @@ func ParseChat(body []byte) (Chat, error) {
 			slot = &policy
 		case "tools", "functions":
 			c.Tools = c.Tools || (v.IsArray() && len(v.Raw) > 2)
+			return true
+		case "stream_options":
+			c.IncludeUsage = v.Get("include_usage").Type == gjson.True
 			return true
 		case "response_format":
 			if t := v.Get("type"); t.Type == gjson.String {

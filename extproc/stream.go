@@ -1,0 +1,93 @@
+package extproc
+
+import (
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/tidwall/gjson"
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/translate"
+)
+
+// streamState follows one streamed (SSE) answer: it forwards complete
+// events only, so an event can be dropped whole, reads the usage the
+// provider reports, and counts what was streamed to estimate usage when the
+// provider reports none.
+type streamState struct {
+	framer      translate.Framer
+	events      []translate.Event
+	hideUsage   bool // the client did not ask for the usage chunk
+	usage       *usage
+	outTokens   int // estimated from streamed content
+	finished    bool
+	firstByteAt time.Time
+}
+
+// streamBody handles one chunk of a streamed answer.
+func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	st := p.stream
+	st.events = st.framer.Feed(b.Body, st.events[:0])
+	if b.EndOfStream {
+		st.events = st.framer.Flush(st.events)
+	}
+	changed := st.framer.Pending() > 0 // part of this chunk is held back
+	out := make([]byte, 0, len(b.Body))
+	for i := range st.events {
+		ev := &st.events[i]
+		data := ev.Data
+		drop := false
+		if len(data) > 0 && data[0] == '{' && gjson.ValidBytes(data) {
+			root := gjson.ParseBytes(data)
+			if u := root.Get("usage"); u.IsObject() {
+				pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
+				if pt.Type == gjson.Number && ct.Type == gjson.Number {
+					st.usage = &usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num)}
+				}
+				if st.hideUsage && len(root.Get("choices").Array()) == 0 {
+					drop = true // the usage-only chunk the client did not ask for
+				}
+			}
+			if c := root.Get("choices.0.delta.content"); c.Type == gjson.String {
+				st.outTokens += classify.EstimateTokens(c.Str)
+			}
+		}
+		if drop {
+			changed = true
+			continue
+		}
+		out = append(out, ev.Raw...)
+	}
+	if b.EndOfStream {
+		p.finishStream("complete")
+	}
+	if !changed {
+		return continueResponseBody()
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+		ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+			BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}},
+		}},
+	}}
+}
+
+// finishStream records the usage of a streamed answer once: the provider's
+// if it sent one, an estimate otherwise (never zero for an answer that
+// produced text).
+func (p *processor) finishStream(how string) {
+	st := p.stream
+	if st == nil || st.finished || p.decision == nil {
+		return
+	}
+	st.finished = true
+	u, estimated := st.usage, false
+	if u == nil || (u.CompletionTokens == 0 && st.outTokens > 0) {
+		u = &usage{PromptTokens: p.class.InputTokens, CompletionTokens: st.outTokens}
+		estimated = true
+	}
+	m := p.decision.Model
+	p.log.Info("stream finished", zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("end", how),
+		zap.Int("prompt_tokens", u.PromptTokens), zap.Int("completion_tokens", u.CompletionTokens),
+		zap.Bool("usage_estimated", estimated), zap.Float64("cost_eur", m.CostEUR(u.PromptTokens, u.CompletionTokens)))
+}

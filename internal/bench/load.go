@@ -1,0 +1,193 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Target is an OpenAI-compatible endpoint the load is sent to.
+type Target struct {
+	Name    string
+	URL     string // base URL without /v1, e.g. http://127.0.0.1:10000
+	Headers map[string]string
+	Timeout time.Duration // per request
+
+	client *http.Client
+}
+
+func newTarget(name, url string, headers map[string]string, timeout time.Duration) *Target {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 4096,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+	}
+	return &Target{Name: name, URL: strings.TrimSuffix(url, "/"), Headers: headers, Timeout: timeout,
+		client: &http.Client{Transport: tr}}
+}
+
+func (t *Target) close() { t.client.CloseIdleConnections() }
+
+// result is one request. Latencies count from the time the request was due,
+// not from when it was sent: if the load generator or the stack stalls, the
+// stall is latency, and requests are never skipped to catch up
+// (no coordinated omission).
+type result struct {
+	Total  time.Duration // due → last byte of the body
+	TTFB   time.Duration // due → first byte of the body
+	Status int
+	Err    string
+}
+
+func (r result) ok() bool { return r.Err == "" }
+
+// attack sends requests to t at a constant rate for dur, each one at its
+// scheduled time regardless of how many are still in flight (open loop), and
+// waits for all of them. It returns how many were sent and how long sending
+// took.
+func attack(ctx context.Context, t *Target, rate float64, dur time.Duration, body []byte, stream bool, record func(result)) (int, time.Duration) {
+	n := int(math.Round(rate * dur.Seconds()))
+	if n < 1 {
+		n = 1
+	}
+	interval := float64(time.Second) / rate
+	var wg sync.WaitGroup
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	start := time.Now()
+	sent := 0
+loop:
+	for i := range n {
+		due := start.Add(time.Duration(float64(i) * interval))
+		if d := time.Until(due); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-ctx.Done():
+				break loop
+			case <-timer.C:
+			}
+		} else if ctx.Err() != nil {
+			break
+		}
+		sent++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			record(t.do(ctx, due, body, stream))
+		}()
+	}
+	window := time.Since(start)
+	wg.Wait()
+	return sent, window
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// do sends one chat request and reads the whole answer.
+func (t *Target) do(ctx context.Context, due time.Time, body []byte, stream bool) result {
+	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL+"/v1/chat/completions", bytes.NewReader(body))
+	if err != nil {
+		return result{Err: err.Error()}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range t.Headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return result{Err: shortErr(err)}
+	}
+	defer resp.Body.Close()
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var r result
+	r.Status = resp.StatusCode
+	var tail []byte // the last bytes, to see that a stream ended with [DONE]
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if r.TTFB == 0 {
+				r.TTFB = time.Since(due)
+			}
+			if stream {
+				tail = append(tail, buf[:n]...)
+				if len(tail) > 64 {
+					tail = tail[len(tail)-64:]
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			r.Err = shortErr(err)
+			return r
+		}
+	}
+	r.Total = time.Since(due)
+	switch {
+	case resp.StatusCode != http.StatusOK:
+		r.Err = fmt.Sprintf("status %d", resp.StatusCode)
+	case stream && !bytes.Contains(tail, []byte("data: [DONE]")):
+		r.Err = "stream ended without data: [DONE]"
+	}
+	return r
+}
+
+// shortErr drops the URL from client errors so they group when counted.
+func shortErr(err error) string {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) && ue.Unwrap() != nil {
+		err = ue.Unwrap()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timeout"
+	}
+	return err.Error()
+}
+
+// chatBody is a chat request of about size bytes: a short system prompt and
+// a user message of plain prose (no personal data or secrets, which would
+// change the route rather than measure it).
+func chatBody(size int, stream bool, model string) []byte {
+	head := `{"model":"` + model + `",`
+	if stream {
+		head += `"stream":true,"stream_options":{"include_usage":true},`
+	}
+	head += `"messages":[{"role":"system","content":"You are a concise assistant for an operations team."},{"role":"user","content":"Summarise the following notes in three bullet points. `
+	const tail = `"}]}`
+	sentences := []string{
+		"The routing layer moved most traffic to the cheaper model during the night shift.",
+		"Latency stayed within the agreed budget while the queue was short.",
+		"Two regions reported slower answers after the network change on Tuesday.",
+		"The team wants a weekly summary of cost per workspace and per model.",
+		"Nobody could explain why the retry rate doubled for a few minutes.",
+		"A new dashboard shows how many requests each provider served.",
+		"Quality scores from the last evaluation were slightly higher than before.",
+	}
+	var b strings.Builder
+	b.WriteString(head)
+	for i := 0; b.Len()+len(tail) < size; i++ {
+		s := sentences[i%len(sentences)] + " "
+		if room := size - len(tail) - b.Len(); len(s) > room {
+			s = s[:room]
+		}
+		b.WriteString(s)
+	}
+	b.WriteString(tail)
+	return []byte(b.String())
+}
