@@ -76,7 +76,7 @@ eval-routerbench: build ## replay RouterBench through classify → select (docs/
 
 .PHONY: testdata
 testdata: ## regenerate golden files (review the diff)
-	$(GO) test ./xds/ -update
+	$(GO) test ./xds/ ./internal/translate/ -update
 
 .PHONY: lint
 lint: ## gofmt and go vet

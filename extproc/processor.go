@@ -19,6 +19,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/decide"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/route"
+	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
 // endpoint is what a request path asks for.
@@ -56,6 +57,9 @@ type processor struct {
 	routedAt   time.Time     // when the request left for the provider
 	stream     *streamState  // set for a streamed (SSE) answer
 	wantUsage  bool          // the client asked for the stream's usage chunk
+	anthropic  bool          // the provider speaks Anthropic's Messages API
+	translate  bool          // the JSON answer must be translated back to OpenAI
+	respStatus string        // the provider's :status
 }
 
 // clientAuthHeaders are the client's credentials for stellwerk. They must
@@ -207,10 +211,18 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 			"provider %q has no credential configured; the request was not sent (operators: see the stellwerk log)", prov.Name))
 	}
 
+	upstreamPath := prov.UpstreamPath(p.path)
+	p.anthropic = prov.WireFormat == "anthropic"
+	if p.anthropic {
+		upstreamPath = prov.BasePath + "/messages"
+	}
 	hs := []*corev3.HeaderValueOption{
 		setHeader(header.Cluster, prov.Cluster),
-		setHeader(":path", prov.UpstreamPath(p.path)+p.query),
+		setHeader(":path", upstreamPath+p.query),
 		setHeader(":authority", prov.Authority),
+	}
+	if p.anthropic {
+		hs = append(hs, setHeader("anthropic-version", translate.AnthropicVersion))
 	}
 	if credName != "" {
 		hs = append(hs, setHeader(credName, credValue))
@@ -218,9 +230,16 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	cr := &extprocv3.CommonResponse{ClearRouteCache: true}
 	p.wantUsage = chat.IncludeUsage
 	askUsage := chat.Stream && !chat.IncludeUsage // stellwerk needs the usage of every stream
-	if m.ProviderModel != chat.Model || chat.Policy.Exists() || askUsage {
+	if m.ProviderModel != chat.Model || chat.Policy.Exists() || askUsage || p.anthropic {
 		nb := body
 		var err error
+		if p.anthropic { // the translation sets the model and drops what Anthropic has no field for
+			nb, err = translate.ToAnthropicRequest(body, m.ProviderModel)
+			if err != nil {
+				return p.immediate(apierr.As(err))
+			}
+			askUsage, chat.Policy = false, gjson.Result{}
+		}
 		if chat.Policy.Exists() { // the per-request policy is stellwerk's, not the provider's
 			nb, err = sjson.DeleteBytes(nb, "policy")
 		}
@@ -287,10 +306,20 @@ func (p *processor) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 		}
 	}
 	resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})
+	p.respStatus = status
 	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "text/event-stream") && !h.EndOfStream {
 		// Follow the stream (event by event, never buffered whole) for its usage.
 		p.stream = &streamState{hideUsage: !p.wantUsage}
+		if p.anthropic {
+			p.stream.anthropic = translate.NewAnthropicStream(p.wantUsage)
+		}
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_STREAMED}
+	}
+	if p.anthropic && strings.HasPrefix(ctype, "application/json") && !h.EndOfStream &&
+		(encoding == "" || encoding == "identity") {
+		// Answers and errors both come back in Anthropic's shape: translate.
+		p.translate = true
+		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
 	}
 	if len(status) == 3 && status[0] == '2' && !p.routedAt.IsZero() {
 		// Time to the provider's first bytes: what the latency objective
@@ -308,22 +337,43 @@ func (p *processor) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 // responseBody adds the routing object to a complete JSON object. A body
 // larger than Envoy's buffer arrives partial and is passed through as is.
 func (p *processor) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	if !p.addRouting || !b.EndOfStream {
+	if (!p.addRouting && !p.translate) || !b.EndOfStream {
 		return continueResponseBody()
 	}
-	p.addRouting = false
 	body := b.Body
+	if p.translate {
+		p.translate = false
+		if len(p.respStatus) == 3 && p.respStatus[0] == '2' {
+			tb, err := translate.FromAnthropicResponse(body)
+			if err != nil {
+				p.log.Warn("anthropic answer not translatable", zap.String("decision_id", p.id), zap.Error(err))
+				tb = apierr.BadGateway("provider_bad_response", "the provider's answer could not be translated").JSON()
+			}
+			body = tb
+		} else {
+			body = translate.FromAnthropicError(body)
+		}
+		if !p.addRouting {
+			return replaceResponseBody(body)
+		}
+	}
+	p.addRouting = false
 	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
-		return continueResponseBody()
+		return replaceResponseBody(body)
 	}
 	ro := p.routing(body)
 	if ro == nil {
-		return continueResponseBody()
+		return replaceResponseBody(body)
 	}
 	nb, err := sjson.SetRawBytes(body, "routing", ro)
 	if err != nil {
-		return continueResponseBody()
+		return replaceResponseBody(body)
 	}
+	return replaceResponseBody(nb)
+}
+
+// replaceResponseBody sends a new response body with its exact length.
+func replaceResponseBody(nb []byte) *extprocv3.ProcessingResponse {
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
 		ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
 			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{setHeader("content-length", strconv.Itoa(len(nb)))}},

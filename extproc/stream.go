@@ -23,6 +23,8 @@ type streamState struct {
 	outTokens   int // estimated from streamed content
 	finished    bool
 	firstByteAt time.Time
+	// anthropic translates Anthropic events into OpenAI chunks.
+	anthropic *translate.AnthropicStream
 }
 
 // streamBody handles one chunk of a streamed answer.
@@ -34,6 +36,29 @@ func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespo
 	}
 	changed := st.framer.Pending() > 0 // part of this chunk is held back
 	out := make([]byte, 0, len(b.Body))
+	if st.anthropic != nil {
+		for i := range st.events {
+			out = st.anthropic.Event(st.events[i], out)
+		}
+		if pt, ct, ok := st.anthropic.Usage(); ok {
+			st.usage = &usage{PromptTokens: pt, CompletionTokens: ct}
+		}
+		for i := range st.events {
+			if st.events[i].Name == "content_block_delta" {
+				if t := gjson.GetBytes(st.events[i].Data, "delta.text"); t.Type == gjson.String {
+					st.outTokens += classify.EstimateTokens(t.Str)
+				}
+			}
+		}
+		if b.EndOfStream {
+			p.finishStream("complete")
+		}
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+			ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+				BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}},
+			}},
+		}}
+	}
 	for i := range st.events {
 		ev := &st.events[i]
 		data := ev.Data

@@ -146,3 +146,67 @@ func fdCount(pid int) (int, error) {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	return len(ents), err
 }
+
+// machineBusySeconds is the CPU time the whole machine has spent busy (all
+// CPUs, everything but idle and iowait), from the first line of /proc/stat.
+func machineBusySeconds() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, errors.New("unexpected /proc/stat")
+	}
+	var busy uint64
+	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
+		if i == 3 || i == 4 {
+			continue
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		busy += n
+	}
+	return float64(busy) / clockTicks, nil
+}
+
+// loadMeter measures the CPU that processes other than the bench and its
+// stack use: on a shared machine, the sign that a measurement was disturbed.
+type loadMeter struct {
+	pids     func() []int // the stack's processes; the bench itself is added
+	at       time.Time
+	busy     float64
+	own      float64
+	disabled bool
+}
+
+func (m *loadMeter) ownSeconds() float64 {
+	total := 0.0
+	for _, pid := range append(m.pids(), os.Getpid()) {
+		if s, err := cpuSeconds(pid); err == nil {
+			total += s
+		}
+	}
+	return total
+}
+
+// start begins a measurement.
+func (m *loadMeter) start() {
+	busy, err := machineBusySeconds()
+	m.disabled = err != nil
+	m.at, m.busy, m.own = time.Now(), busy, m.ownSeconds()
+}
+
+// otherCores is the CPU others used since start, in cores (-1 if unknown).
+func (m *loadMeter) otherCores() float64 {
+	busy, err := machineBusySeconds()
+	if err != nil || m.disabled {
+		return -1
+	}
+	wall := time.Since(m.at).Seconds()
+	other := (busy - m.busy) - (m.ownSeconds() - m.own)
+	return max(0, float64(int64(other/wall*100+0.5))/100)
+}

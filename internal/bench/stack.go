@@ -361,6 +361,11 @@ func FindStellwerk(root, dir string) (string, error) {
 	if p := filepath.Join(root, "bin", "stellwerk"); isExecutable(p) {
 		return p, nil
 	}
+	return FindStellwerkBuild(root, dir)
+}
+
+// FindStellwerkBuild builds ./cmd/stellwerk into dir.
+func FindStellwerkBuild(root, dir string) (string, error) {
 	p := filepath.Join(dir, "stellwerk")
 	cmd := exec.Command("go", "build", "-o", p, "./cmd/stellwerk")
 	cmd.Dir = root
@@ -450,4 +455,9 @@ func extProcStats(ctx context.Context, admin string) []string {
 		}
 	}
 	return lines
+}
+
+// mockBehavior makes the fake provider wait delay before its first byte.
+func mockBehavior(delay time.Duration) mockllm.Behavior {
+	return mockllm.Behavior{FirstByteDelay: delay}
 }

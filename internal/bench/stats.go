@@ -29,7 +29,7 @@ func summarize(ds []time.Duration) Dist {
 		sum += d
 	}
 	q := func(p float64) float64 {
-		i := int(math.Ceil(p*float64(len(ds)))) - 1
+		i := int(math.Ceil(p*float64(len(ds))-1e-9)) - 1 // 0.99*1000 must be 990
 		return ms(ds[max(0, min(i, len(ds)-1))])
 	}
 	return Dist{N: len(ds), Min: ms(ds[0]), Mean: ms(sum / time.Duration(len(ds))),

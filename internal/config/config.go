@@ -260,7 +260,7 @@ var (
 	WireFormats = []string{"openai", "anthropic"}
 	// SupportedWireFormats are those requests can be translated to today;
 	// models of other formats are listed but never chosen.
-	SupportedWireFormats  = []string{"openai"}
+	SupportedWireFormats  = []string{"openai", "anthropic"}
 	Residencies           = []string{"eu", "us", "on_prem", "global"}
 	AuthHeaders           = []string{"authorization", "api-key", "x-api-key"}
 	EnvoyModes            = []string{ModeStandalone, ModeClusters}

@@ -48,6 +48,8 @@ type ProviderSpec struct {
 	TLS bool
 	// AssuranceTier of the provider (default 1).
 	AssuranceTier int
+	// WireFormat is "openai" (default) or "anthropic" (key sent as x-api-key).
+	WireFormat string
 }
 
 // Options shape a stack.
@@ -220,7 +222,10 @@ func Start(t testing.TB, o Options) *Stack {
 			url = srv.URL + "/v1"
 		}
 		s.Providers[ps.Name] = &Provider{Provider: mp, URL: url, Key: ps.Key}
-		pc := config.Provider{Name: ps.Name, BaseURL: url, Residency: ps.Residency, AssuranceTier: ps.AssuranceTier}
+		pc := config.Provider{Name: ps.Name, BaseURL: url, Residency: ps.Residency, AssuranceTier: ps.AssuranceTier, WireFormat: ps.WireFormat}
+		if ps.WireFormat == "anthropic" {
+			pc.Credential.Header = "x-api-key"
+		}
 		if pc.Residency == "" {
 			pc.Residency = "us"
 		}

@@ -1,7 +1,8 @@
 // Package mockllm is a fake LLM provider for tests and the demo stack. It
 // speaks the OpenAI chat-completions wire format (JSON and SSE streaming with
-// a final usage chunk when asked for), answers deterministically, can be slow
-// or fail on demand, and records every request it receives.
+// a final usage chunk when asked for) and Anthropic's Messages API (…/messages,
+// JSON and its streaming events), answers deterministically, can be slow or
+// fail on demand, and records every request it receives.
 //
 // Failures are injected per request with headers (they pass through Envoy and
 // stellwerk untouched) or for the whole server with SetBehavior:
@@ -115,6 +116,21 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 	b = overrideFromHeaders(b, r.Header)
 
+	if strings.HasSuffix(r.URL.Path, "/messages") && r.Method == http.MethodPost {
+		if b.FirstByteDelay > 0 {
+			select {
+			case <-time.After(b.FirstByteDelay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if b.Reset == "before" {
+			resetConnection(w)
+			return
+		}
+		p.messages(w, r, b, body)
+		return
+	}
 	if !strings.HasSuffix(r.URL.Path, "/chat/completions") {
 		writeError(w, http.StatusNotFound, "invalid_request_error", "unknown path "+r.URL.Path)
 		return

@@ -1,0 +1,36 @@
+# Benchmarks (issue 7), included from the Makefile. How to read the results:
+# docs/benchmarks.md. The load harness is cmd/stellwerk-bench (internal/bench);
+# it starts and stops its own Envoys, stellwerk and fake provider on random
+# loopback ports.
+#
+#   make bench BENCH_FLAGS='--rates 100,500,1000,2000 --duration 10s'
+#   make bench BENCH_FLAGS='--target http://127.0.0.1:8080 --model gpt-4o-mini'
+#   make soak SOAK=30m SOAK_FLAGS='--rate 500'
+#   make profile PROFILE_FLAGS='--size 32KB --stream'
+
+GO          ?= go
+BIN         ?= bin/stellwerk
+BENCH_BIN   := bin/stellwerk-bench
+SOAK        ?= 10m
+BENCH_FLAGS ?=
+SOAK_FLAGS  ?=
+PROFILE_FLAGS ?=
+
+.PHONY: bench-bin
+bench-bin:
+	$(GO) build -o $(BENCH_BIN) ./cmd/stellwerk-bench
+
+.PHONY: bench
+bench: tools build bench-bin ## micro-benchmarks, then stellwerk's added latency over plain Envoy (docs/benchmarks.md)
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/... ./extproc/ ./xds/ ./rego/
+	STELLWERK_BIN=$(CURDIR)/$(BIN) $(BENCH_BIN) run --json bin/benchmarks.json $(BENCH_FLAGS)
+
+.PHONY: soak
+soak: tools build bench-bin ## steady load on Envoy + stellwerk for SOAK (default 10m): do memory and fds stay flat?
+	STELLWERK_BIN=$(CURDIR)/$(BIN) $(BENCH_BIN) soak --duration $(SOAK) --json bin/soak.json $(SOAK_FLAGS)
+
+.PHONY: profile
+profile: tools bench-bin ## CPU and allocation profiles of stellwerk under load (bin/profile/)
+	$(BENCH_BIN) profile --out bin/profile $(PROFILE_FLAGS)
+	$(GO) tool pprof -top -nodecount=25 bin/profile/cpu.pprof
+	$(GO) tool pprof -top -nodecount=25 -sample_index=alloc_space -base bin/profile/allocs-start.pprof bin/profile/allocs.pprof

@@ -1,0 +1,386 @@
+// Command stellwerk-bench measures what stellwerk adds on top of plain Envoy
+// (see internal/bench and docs/benchmarks.md). `make bench`, `make soak` and
+// `make profile` run it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/bench"
+	"github.com/stellwerk/stellwerk/internal/bench/pprofserve"
+)
+
+const usage = `stellwerk-bench — what stellwerk adds on top of plain Envoy
+
+Usage:
+  stellwerk-bench [run] [flags]   interleaved load on Envoy (baseline) and Envoy + stellwerk; tables to docs/benchmarks.md
+  stellwerk-bench soak [flags]    steady load on Envoy + stellwerk; is memory, fds (and goroutines) flat?
+  stellwerk-bench profile [flags] CPU and allocation profiles of stellwerk under load
+
+Run "stellwerk-bench <command> -h" for the flags of a command.
+`
+
+var errUsage = errors.New("usage error")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "stellwerk-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "run"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return runBench(ctx, args, stdout, stderr)
+	case "soak":
+		return runSoak(ctx, args, stdout, stderr)
+	case "profile":
+		return runProfile(ctx, args, stdout, stderr)
+	case "pprof-serve": // started by profile, not by people
+		return pprofserve.Run(ctx, args, stderr)
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
+		return errUsage
+	}
+}
+
+// common are the flags that find the stack's pieces.
+type common struct {
+	root, envoy, stellwerk string
+	concurrency            int
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.root, "root", "", "repository root (default: found from the working directory)")
+	fs.StringVar(&c.envoy, "envoy", "", "Envoy binary (default: $STELLWERK_ENVOY, .tools/venv from `make tools`, PATH)")
+	fs.StringVar(&c.stellwerk, "stellwerk", "", "stellwerk binary (default: $STELLWERK_BIN, bin/stellwerk, else built)")
+	fs.IntVar(&c.concurrency, "envoy-concurrency", 2, "--concurrency of each Envoy")
+}
+
+// resolve finds the root, Envoy and (if needStellwerk) stellwerk, reporting
+// every problem it meets.
+func (c *common) resolve(needStellwerk bool) []string {
+	var problems []string
+	if c.root == "" {
+		wd, _ := os.Getwd()
+		root, err := bench.FindRoot(wd)
+		if err != nil {
+			return append(problems, fmt.Sprintf("-root: %v", err))
+		}
+		c.root = root
+	}
+	if c.envoy == "" {
+		p, err := bench.FindEnvoy(c.root)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("envoy not found (%v); run `make tools` or pass -envoy", err))
+		}
+		c.envoy = p
+	}
+	if needStellwerk && c.stellwerk == "" {
+		dir, err := os.MkdirTemp("", "stellwerk-bench-bin-")
+		if err == nil {
+			c.stellwerk, err = bench.FindStellwerk(c.root, dir)
+		}
+		if err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	if c.concurrency < 1 {
+		problems = append(problems, "-envoy-concurrency must be at least 1")
+	}
+	return problems
+}
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	rates := fs.String("rates", "100,500,1000", "requests per second, comma-separated")
+	sizes := fs.String("sizes", "2KB,32KB", "request body sizes (bytes, or with KB)")
+	modes := fs.String("modes", "json,stream", "json (non-streaming) and/or stream")
+	delays := fs.String("delays", "0ms,50ms", "fake provider's first-byte delays")
+	duration := fs.Duration("duration", 4*time.Second, "load per target and scenario")
+	slice := fs.Duration("slice", time.Second, "length of each interleaved slice")
+	warmup := fs.Duration("warmup", 500*time.Millisecond, "unrecorded load per target before each scenario")
+	timeout := fs.Duration("timeout", 10*time.Second, "per request")
+	quietBelow := fs.Float64("quiet-below", 0.5, "before each scenario, wait for other processes to use fewer cores than this (0: don't)")
+	quietWait := fs.Duration("quiet-wait", time.Minute, "longest wait for -quiet-below")
+	target := fs.String("target", "", "measure this OpenAI-compatible endpoint instead (base URL, no /v1); no stack, no baseline")
+	model := fs.String("model", "auto", "model of every request")
+	var headers headerFlag
+	fs.Var(&headers, "header", `header sent to -target, "Name: value" (repeatable)`)
+	jsonOut := fs.String("json", "", "write the full report as JSON to this file")
+	mdOut := fs.String("md", "", "write the tables into this Markdown file (default docs/benchmarks.md, none with -target)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+
+	var problems []string
+	o := bench.Options{Duration: *duration, Slice: *slice, Warmup: *warmup, Timeout: *timeout,
+		Target: *target, Model: *model, Headers: headers.m, EnvoyConcurrency: c.concurrency,
+		QuietBelow: *quietBelow, QuietWait: *quietWait,
+		Command: commandLine("run", args), Progress: stderr}
+	var err error
+	if o.Rates, err = parseList(*rates, func(s string) (float64, error) {
+		v, err := strconv.ParseFloat(s, 64)
+		if err == nil && v <= 0 {
+			err = errors.New("must be positive")
+		}
+		return v, err
+	}); err != nil {
+		problems = append(problems, "-rates: "+err.Error())
+	}
+	if o.Sizes, err = parseList(*sizes, parseSize); err != nil {
+		problems = append(problems, "-sizes: "+err.Error())
+	}
+	if o.Streams, err = parseList(*modes, func(s string) (bool, error) {
+		switch s {
+		case "json":
+			return false, nil
+		case "stream":
+			return true, nil
+		}
+		return false, errors.New("want json or stream")
+	}); err != nil {
+		problems = append(problems, "-modes: "+err.Error())
+	}
+	if o.Delays, err = parseList(*delays, func(s string) (time.Duration, error) {
+		d, err := time.ParseDuration(s)
+		if err == nil && d < 0 {
+			err = errors.New("must not be negative")
+		}
+		return d, err
+	}); err != nil {
+		problems = append(problems, "-delays: "+err.Error())
+	}
+	if *duration <= 0 || *slice <= 0 || *slice > *duration {
+		problems = append(problems, "-duration and -slice must be positive, the slice no longer than the duration")
+	}
+	if *target != "" && !strings.HasPrefix(*target, "http://") && !strings.HasPrefix(*target, "https://") {
+		problems = append(problems, "-target: want an http:// or https:// URL")
+	}
+	if fs.NArg() > 0 {
+		problems = append(problems, "unexpected arguments: "+strings.Join(fs.Args(), " "))
+	}
+	if len(problems) == 0 {
+		problems = append(problems, c.resolve(*target == "")...)
+	}
+	if len(problems) > 0 {
+		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
+		return errUsage
+	}
+	o.Root, o.Envoy, o.Stellwerk = c.root, c.envoy, c.stellwerk
+	if *mdOut == "" && *target == "" {
+		*mdOut = filepath.Join(c.root, "docs", "benchmarks.md")
+	}
+
+	rep, err := bench.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	bench.WriteMarkdown(stdout, rep)
+	if *jsonOut != "" {
+		if err := bench.WriteJSON(*jsonOut, rep); err != nil {
+			return err
+		}
+	}
+	if *mdOut != "" {
+		if err := bench.WriteMarkdownFile(*mdOut, rep); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "bench: wrote %s\n", *mdOut)
+	}
+	return nil
+}
+
+func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("soak", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	var o bench.SoakOptions
+	fs.DurationVar(&o.Duration, "duration", 10*time.Minute, "how long to hold the load")
+	fs.DurationVar(&o.Interval, "interval", 5*time.Second, "between samples")
+	fs.Float64Var(&o.Rate, "rate", 200, "requests per second")
+	size := fs.String("size", "2KB", "request body size")
+	fs.BoolVar(&o.Stream, "stream", false, "streaming requests")
+	fs.DurationVar(&o.Delay, "delay", 0, "fake provider's first-byte delay")
+	jsonOut := fs.String("json", "", "write the samples and verdicts as JSON to this file")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	var problems []string
+	var err error
+	if o.Size, err = parseSize(*size); err != nil {
+		problems = append(problems, "-size: "+err.Error())
+	}
+	if o.Duration <= 0 || o.Interval <= 0 || o.Rate <= 0 {
+		problems = append(problems, "-duration, -interval and -rate must be positive")
+	}
+	if fs.NArg() > 0 {
+		problems = append(problems, "unexpected arguments: "+strings.Join(fs.Args(), " "))
+	}
+	if len(problems) == 0 {
+		problems = c.resolve(true)
+	}
+	if len(problems) > 0 {
+		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
+		return errUsage
+	}
+	o.Root, o.Envoy, o.Stellwerk, o.EnvoyConcurrency = c.root, c.envoy, c.stellwerk, c.concurrency
+	o.Command, o.Progress = commandLine("soak", args), stderr
+	rep, err := bench.Soak(ctx, o)
+	if rep != nil {
+		bench.WriteSoakText(stdout, rep)
+		if *jsonOut != "" {
+			err = errors.Join(err, bench.WriteSoakJSON(*jsonOut, rep))
+		}
+	}
+	return err
+}
+
+func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("profile", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	var o bench.ProfileOptions
+	fs.StringVar(&o.Out, "out", "bin/profile", "directory for the profiles")
+	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "profiled load")
+	fs.DurationVar(&o.Warmup, "warmup", 3*time.Second, "load before profiling starts")
+	fs.Float64Var(&o.Rate, "rate", 500, "requests per second")
+	size := fs.String("size", "2KB", "request body size")
+	fs.BoolVar(&o.Stream, "stream", false, "streaming requests")
+	fs.DurationVar(&o.Delay, "delay", 0, "fake provider's first-byte delay")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	var problems []string
+	var err error
+	if o.Size, err = parseSize(*size); err != nil {
+		problems = append(problems, "-size: "+err.Error())
+	}
+	if o.Duration <= 0 || o.Rate <= 0 {
+		problems = append(problems, "-duration and -rate must be positive")
+	}
+	if fs.NArg() > 0 {
+		problems = append(problems, "unexpected arguments: "+strings.Join(fs.Args(), " "))
+	}
+	if len(problems) == 0 {
+		problems = c.resolve(false)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		problems = append(problems, "cannot find this binary: "+err.Error())
+	}
+	if len(problems) > 0 {
+		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
+		return errUsage
+	}
+	o.Root, o.Envoy, o.Self, o.EnvoyConcurrency, o.Progress = c.root, c.envoy, self, c.concurrency, stderr
+	if o.Out, err = filepath.Abs(o.Out); err != nil {
+		return err
+	}
+	if err := bench.Profile(ctx, o); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "go tool pprof -top %s\n", filepath.Join(o.Out, bench.CPUProfile))
+	fmt.Fprintf(stdout, "go tool pprof -top -sample_index=alloc_space -base %s %s\n",
+		filepath.Join(o.Out, bench.AllocStartProfile), filepath.Join(o.Out, bench.AllocProfile))
+	return nil
+}
+
+func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
+	var out []T
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		v, err := parse(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", f, err)
+		}
+		out = append(out, v)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("empty")
+	}
+	return out, nil
+}
+
+// parseSize reads "2048", "2KB" or "2K" (KB = 1024 bytes).
+func parseSize(s string) (int, error) {
+	mult := 1
+	u := strings.ToUpper(s)
+	for _, suf := range []string{"KB", "K"} {
+		if t, ok := strings.CutSuffix(u, suf); ok {
+			u, mult = t, 1024
+			break
+		}
+	}
+	n, err := strconv.Atoi(u)
+	if err != nil {
+		return 0, err
+	}
+	if n*mult < 512 {
+		return 0, errors.New("at least 512 bytes")
+	}
+	return n * mult, nil
+}
+
+type headerFlag struct{ m map[string]string }
+
+func (h *headerFlag) String() string { return "" }
+
+func (h *headerFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, ":")
+	if !ok || strings.TrimSpace(k) == "" {
+		return errors.New(`want "Name: value"`)
+	}
+	if h.m == nil {
+		h.m = map[string]string{}
+	}
+	h.m[strings.TrimSpace(k)] = strings.TrimSpace(val)
+	return nil
+}
+
+// commandLine is how the run was asked for, for the report.
+func commandLine(cmd string, args []string) string {
+	parts := []string{"stellwerk-bench"}
+	if cmd != "run" {
+		parts = append(parts, cmd)
+	}
+	for _, a := range args {
+		if strings.ContainsAny(a, " \t'\"$") {
+			a = strconv.Quote(a)
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}

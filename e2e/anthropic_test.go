@@ -1,0 +1,117 @@
+package e2e
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/harness"
+)
+
+// TestAnthropicWireFormat: an OpenAI client reaches a provider that speaks
+// Anthropic's Messages API, streamed and not, and gets OpenAI answers.
+func TestAnthropicWireFormat(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "claude", Key: "sk-ant-fake", WireFormat: "anthropic"}},
+		Models: []config.Model{{ID: "claude-sonnet", Provider: "claude", ProviderModel: "claude-sonnet-4-5", ContextWindow: 200000,
+			Price: config.Price{InputPerMTok: 3, OutputPerMTok: 15}}},
+	})
+	p := s.Providers["claude"]
+
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"claude-sonnet","max_tokens":300,"messages":[
+		{"role":"system","content":"Be brief."},{"role":"user","content":"bonjour à tous"}]}`, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	var out struct {
+		Object  string `json:"object"`
+		Choices []struct {
+			Message      struct{ Content string } `json:"message"`
+			FinishReason string                   `json:"finish_reason"`
+		} `json:"choices"`
+		Usage struct {
+			PromptTokens     int `json:"prompt_tokens"`
+			CompletionTokens int `json:"completion_tokens"`
+		} `json:"usage"`
+		Routing struct {
+			Cost struct{ Amount float64 } `json:"cost"`
+		} `json:"routing"`
+	}
+	mustJSON(t, b, &out)
+	if out.Object != "chat.completion" || out.Choices[0].Message.Content != "Hello from claude. You said: bonjour à tous" ||
+		out.Choices[0].FinishReason != "stop" || out.Usage.CompletionTokens == 0 || out.Routing.Cost.Amount == 0 {
+		t.Errorf("answer %s", b)
+	}
+	rq := p.Requests()[0]
+	if !strings.HasSuffix(rq.Path, "/v1/messages") || rq.Header.Get("x-api-key") != "sk-ant-fake" || rq.Header.Get("anthropic-version") == "" ||
+		rq.Header.Get("Authorization") != "" {
+		t.Errorf("upstream request %s %v", rq.Path, rq.Header)
+	}
+	var sent struct {
+		Model     string `json:"model"`
+		System    any    `json:"system"`
+		MaxTokens int    `json:"max_tokens"`
+	}
+	mustJSON(t, rq.Body, &sent)
+	if sent.Model != "claude-sonnet-4-5" || sent.System == nil || sent.MaxTokens != 300 {
+		t.Errorf("translated request %s", rq.Body)
+	}
+
+	// Streaming: OpenAI chunks, usage recorded, no usage chunk unless asked.
+	resp2, data := streamReq(t, s, `{"model":"claude-sonnet","stream":true,"messages":[{"role":"user","content":"stream it"}]}`, nil)
+	if resp2.StatusCode != 200 || data[len(data)-1] != "[DONE]" {
+		t.Fatalf("stream: %d %v", resp2.StatusCode, data)
+	}
+	var text strings.Builder
+	for _, d := range data[:len(data)-1] {
+		if strings.Contains(d, `"usage"`) {
+			t.Errorf("unrequested usage chunk: %s", d)
+		}
+		var c struct {
+			Object  string `json:"object"`
+			Choices []struct {
+				Delta struct{ Content string } `json:"delta"`
+			} `json:"choices"`
+		}
+		mustJSON(t, []byte(d), &c)
+		if c.Object != "chat.completion.chunk" {
+			t.Fatalf("not an OpenAI chunk: %s", d)
+		}
+		if len(c.Choices) > 0 {
+			text.WriteString(c.Choices[0].Delta.Content)
+		}
+	}
+	if text.String() != "Hello from claude. You said: stream it" {
+		t.Errorf("streamed text %q", text.String())
+	}
+	rec := finished(t, s, resp2.Header.Get("x-stellwerk-decision-id"))
+	if rec["usage_estimated"] != false || rec["completion_tokens"].(float64) < 1 {
+		t.Errorf("usage record %v", rec)
+	}
+
+	// Errors come back in the OpenAI shape.
+	resp3, b3 := post(t, s.URL+"/v1/chat/completions", `{"model":"claude-sonnet","messages":[{"role":"user","content":"x"}]}`, map[string]string{"x-mock-status": "529"})
+	if resp3.StatusCode != 529 {
+		t.Fatalf("error status %d: %s", resp3.StatusCode, b3)
+	}
+	if e := decodeError(t, b3); !strings.Contains(e.Error.Message, "injected failure 529") {
+		t.Errorf("error %+v", e.Error)
+	}
+
+	// The official Python SDK reads the translated stream.
+	py := harness.RequirePython(t)
+	cmd := exec.Command(py, "-c", `
+import sys, openai
+c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="x", max_retries=0)
+text = "".join((ch.choices[0].delta.content or "") for ch in c.chat.completions.create(
+    model="claude-sonnet", stream=True, messages=[{"role": "user", "content": "from python"}]) if ch.choices)
+print(text)`, s.URL)
+	outPy, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(outPy)) != "Hello from claude. You said: from python" {
+		t.Errorf("python SDK: %v %s", err, outPy)
+	}
+	_ = filepath.Join
+}

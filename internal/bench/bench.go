@@ -1,0 +1,471 @@
+// Package bench measures what stellwerk adds on top of plain Envoy. It starts
+// a fake provider, Envoy A with a direct route to it (the baseline), and
+// Envoy B with stellwerk (the full pipeline), all on loopback ports, and
+// sends the same open-loop load to both, interleaved in time slices so that
+// drift on a noisy machine hits both alike. The result is the difference of
+// the two latency distributions at each rate and request size, with the CPU
+// and memory stellwerk and Envoy used to get there.
+//
+// With a Target URL it sends the same load to any OpenAI-compatible endpoint
+// instead, without a baseline.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options shape one run; the zero value of a field means its default.
+type Options struct {
+	Root      string // repository root
+	Envoy     string // Envoy binary (stack mode)
+	Stellwerk string // stellwerk binary (stack mode)
+
+	Rates    []float64       // requests/s; default 100, 500, 1000
+	Sizes    []int           // request bytes; default 2048, 32768
+	Streams  []bool          // default false, true
+	Delays   []time.Duration // provider first-byte delay; default 0, 50ms
+	Duration time.Duration   // per target and scenario; default 4s
+	Slice    time.Duration   // interleaving slice; default 1s
+	Warmup   time.Duration   // per target and scenario, not recorded; default 500ms
+	Timeout  time.Duration   // per request; default 10s
+
+	EnvoyConcurrency int // --concurrency of both Envoys; default 2
+
+	// Before each scenario, wait up to QuietWait for a second in which other
+	// processes use less than QuietBelow cores (0: do not wait).
+	QuietBelow float64
+	QuietWait  time.Duration
+
+	// Target, when set, is the only endpoint measured (no stack is started).
+	Target  string
+	Model   string            // default "auto"
+	Headers map[string]string // sent with every request to Target
+
+	Command  string    // the command line, for the report
+	Progress io.Writer // progress lines; nil for none
+}
+
+func (o *Options) defaults() {
+	if len(o.Rates) == 0 {
+		o.Rates = []float64{100, 500, 1000}
+	}
+	if len(o.Sizes) == 0 {
+		o.Sizes = []int{2 << 10, 32 << 10}
+	}
+	if len(o.Streams) == 0 {
+		o.Streams = []bool{false, true}
+	}
+	if len(o.Delays) == 0 {
+		o.Delays = []time.Duration{0, 50 * time.Millisecond}
+	}
+	if o.Target != "" {
+		o.Delays = []time.Duration{-1} // not ours to set
+	}
+	if o.Duration <= 0 {
+		o.Duration = 4 * time.Second
+	}
+	if o.Slice <= 0 {
+		o.Slice = time.Second
+	}
+	if o.Warmup < 0 {
+		o.Warmup = 0
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.Model == "" {
+		o.Model = "auto"
+	}
+	if o.EnvoyConcurrency <= 0 {
+		o.EnvoyConcurrency = 2
+	}
+}
+
+// Report is everything one run measured.
+type Report struct {
+	Started   time.Time  `json:"started"`
+	Command   string     `json:"command"`
+	Machine   Machine    `json:"machine"`
+	Versions  Versions   `json:"versions"`
+	Settings  Settings   `json:"settings"`
+	Scenarios []Scenario `json:"scenarios"`
+	// StellwerkPeakRSSKB is VmHWM of stellwerk at the end of the run.
+	StellwerkPeakRSSKB int64 `json:"stellwerk_peak_rss_kb,omitempty"`
+	// ExtProcStats is Envoy B's /stats?filter=ext_proc at the end of the run.
+	ExtProcStats []string `json:"envoy_ext_proc_stats,omitempty"`
+	Notes        []string `json:"notes,omitempty"`
+}
+
+// Machine is where the run happened.
+type Machine struct {
+	NProc    int    `json:"nproc"`
+	CPUModel string `json:"cpu_model"`
+	Kernel   string `json:"kernel,omitempty"`
+}
+
+// Versions of what was measured.
+type Versions struct {
+	Go          string `json:"go"` // the bench's own toolchain
+	Envoy       string `json:"envoy,omitempty"`
+	Stellwerk   string `json:"stellwerk,omitempty"`
+	StellwerkGo string `json:"stellwerk_go,omitempty"`
+}
+
+// Settings are the options the run used.
+type Settings struct {
+	Target           string  `json:"target,omitempty"`
+	Model            string  `json:"model"`
+	DurationS        float64 `json:"duration_s_per_target"`
+	SliceS           float64 `json:"slice_s"`
+	WarmupS          float64 `json:"warmup_s"`
+	EnvoyConcurrency int     `json:"envoy_concurrency,omitempty"`
+	QuietBelow       float64 `json:"quiet_below_cores,omitempty"`
+	QuietWaitS       float64 `json:"quiet_wait_s,omitempty"`
+}
+
+// Scenario is one rate × size × mode × provider delay.
+type Scenario struct {
+	Name       string  `json:"name"`
+	Rate       float64 `json:"rate"`
+	SizeBytes  int     `json:"size_bytes"`
+	Stream     bool    `json:"stream"`
+	ProviderMS float64 `json:"provider_first_byte_delay_ms"` // -1: unknown (--target)
+
+	Baseline  *TargetResult `json:"baseline,omitempty"`
+	Stellwerk TargetResult  `json:"stellwerk"` // or the --target endpoint
+	// Added is stellwerk minus baseline, quantile by quantile, for the whole
+	// answer and (streaming) for the first byte.
+	Added     *Dist `json:"added_total,omitempty"`
+	AddedTTFB *Dist `json:"added_ttfb,omitempty"`
+
+	// CPU seconds per 1,000 requests each process served in this scenario.
+	StellwerkCPUPer1k float64 `json:"stellwerk_cpu_s_per_1k,omitempty"`
+	EnvoyBCPUPer1k    float64 `json:"envoy_stellwerk_cpu_s_per_1k,omitempty"`
+	EnvoyACPUPer1k    float64 `json:"envoy_baseline_cpu_s_per_1k,omitempty"`
+	// StellwerkRSSKB is stellwerk's resident set at the end of the scenario;
+	// StellwerkPeakRSSKB its peak since it started.
+	StellwerkRSSKB     int64 `json:"stellwerk_rss_kb,omitempty"`
+	StellwerkPeakRSSKB int64 `json:"stellwerk_peak_rss_kb,omitempty"`
+	// OtherCores is the CPU that processes outside the bench and its stack
+	// used while the scenario was measured, in cores (-1: unknown). Anything
+	// well above 0 on a 2-core machine means the figures were disturbed.
+	OtherCores float64 `json:"other_load_cores"`
+}
+
+// TargetResult is one target's side of a scenario.
+type TargetResult struct {
+	Name       string         `json:"name"`
+	Sent       int            `json:"sent"`
+	OK         int            `json:"ok"`
+	Errors     int            `json:"errors"`
+	ErrorKinds map[string]int `json:"error_kinds,omitempty"`
+	// SentRate is requests sent per second of sending; Throughput is
+	// successful answers per second including the wait for the last ones.
+	SentRate   float64   `json:"sent_rate"`
+	Throughput float64   `json:"throughput"`
+	Total      Dist      `json:"total"`
+	TTFB       Dist      `json:"ttfb"`
+	TotalHist  Histogram `json:"total_histogram"`
+	TTFBHist   Histogram `json:"ttfb_histogram"`
+}
+
+// Run measures every scenario and returns the report.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	o.defaults()
+	rep := &Report{Started: time.Now().UTC(), Command: o.Command, Machine: machine(),
+		Versions: Versions{Go: runtime.Version()},
+		Settings: Settings{Target: o.Target, Model: o.Model, DurationS: o.Duration.Seconds(),
+			SliceS: o.Slice.Seconds(), WarmupS: o.Warmup.Seconds(), QuietBelow: o.QuietBelow, QuietWaitS: o.QuietWait.Seconds()}}
+
+	var targets []*Target
+	var stack *Stack
+	if o.Target != "" {
+		targets = []*Target{newTarget("target", o.Target, o.Headers, o.Timeout)}
+		rep.Notes = append(rep.Notes, "measured an external --target: no baseline, no CPU or memory figures")
+	} else {
+		dir, err := os.MkdirTemp("", "stellwerk-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		stack, err = StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy, StellwerkArgv: []string{o.Stellwerk, "serve"},
+			EnvoyConcurrency: o.EnvoyConcurrency, Baseline: true, Dir: dir, Progress: o.Progress})
+		if err != nil {
+			return nil, err
+		}
+		defer stack.Close()
+		rep.Settings.EnvoyConcurrency = o.EnvoyConcurrency
+		rep.Versions.Envoy = envoyVersion(o.Envoy)
+		rep.Versions.Stellwerk, rep.Versions.StellwerkGo = stellwerkVersion(ctx, stack.StellwerkAdmin)
+		auth := map[string]string{"Authorization": "Bearer " + providerKey}
+		targets = []*Target{
+			newTarget("baseline", stack.BaselineURL, auth, o.Timeout),
+			newTarget("stellwerk", stack.StellwerkURL, auth, o.Timeout),
+		}
+	}
+	defer func() {
+		for _, t := range targets {
+			t.close()
+		}
+	}()
+
+	for _, delay := range o.Delays {
+		if stack != nil {
+			stack.Provider.SetBehavior(mockBehavior(delay))
+		}
+		for _, size := range o.Sizes {
+			for _, stream := range o.Streams {
+				for _, rate := range o.Rates {
+					waitQuiet(ctx, o, stack)
+					sc, err := runScenario(ctx, o, stack, targets, rate, size, stream, delay)
+					if err != nil {
+						if stack != nil && ctx.Err() == nil {
+							err = fmt.Errorf("%w\n%s", err, stack.Logs())
+						}
+						return rep, err
+					}
+					rep.Scenarios = append(rep.Scenarios, sc)
+					progress(o.Progress, "%s", sc.summaryLine())
+				}
+			}
+		}
+	}
+	if stack != nil {
+		if m, err := readMemStatus(stack.stellwerk.pid()); err == nil {
+			rep.StellwerkPeakRSSKB = m.PeakKB
+		}
+		rep.ExtProcStats = extProcStats(ctx, stack.EnvoyAdmin)
+		if len(rep.ExtProcStats) == 0 {
+			rep.Notes = append(rep.Notes, "Envoy's admin /stats?filter=ext_proc returned nothing")
+		}
+	}
+	return rep, nil
+}
+
+// runScenario warms both targets, then alternates them in slices (A B B A
+// A B …, so neither always goes first) until each has had o.Duration.
+func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target, rate float64, size int, stream bool, delay time.Duration) (Scenario, error) {
+	body := chatBody(size, stream, o.Model)
+	sc := Scenario{Rate: rate, SizeBytes: size, Stream: stream, ProviderMS: float64(delay) / 1e6}
+	if delay < 0 {
+		sc.ProviderMS = -1
+	}
+	sc.Name = scenarioName(sc)
+	if o.Warmup > 0 {
+		for _, t := range targets {
+			attack(ctx, t, rate, o.Warmup, body, stream, func(result) {})
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return sc, err
+	}
+
+	type acc struct {
+		mu          sync.Mutex
+		total, ttfb []time.Duration
+		errs        map[string]int
+		sent        int
+		window      time.Duration // sending
+		wall        time.Duration // sending and waiting
+	}
+	accs := make([]*acc, len(targets))
+	for i := range accs {
+		accs[i] = &acc{errs: map[string]int{}}
+	}
+	cpu0 := stack.cpu()
+	meter := stack.loadMeter()
+	meter.start()
+	slicesPerTarget := int((o.Duration + o.Slice - 1) / o.Slice)
+	for k := range slicesPerTarget {
+		order := make([]int, len(targets))
+		for i := range order {
+			order[i] = i
+		}
+		if k%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, i := range order {
+			a := accs[i]
+			began := time.Now()
+			sent, window := attack(ctx, targets[i], rate, o.Slice, body, stream, func(r result) {
+				a.mu.Lock()
+				defer a.mu.Unlock()
+				if !r.ok() {
+					a.errs[r.Err]++
+					return
+				}
+				a.total = append(a.total, r.Total)
+				a.ttfb = append(a.ttfb, r.TTFB)
+			})
+			a.sent += sent
+			a.window += window
+			a.wall += time.Since(began)
+			if err := ctx.Err(); err != nil {
+				return sc, err
+			}
+		}
+	}
+	cpu1 := stack.cpu()
+	sc.OtherCores = meter.otherCores()
+
+	results := make([]TargetResult, len(targets))
+	for i, a := range accs {
+		r := TargetResult{Name: targets[i].Name, Sent: a.sent, OK: len(a.total), SentRate: round2(float64(a.sent) / a.window.Seconds()),
+			Throughput: round2(float64(len(a.total)) / a.wall.Seconds()), TotalHist: histogram(a.total), TTFBHist: histogram(a.ttfb),
+			Total: summarize(a.total), TTFB: summarize(a.ttfb)}
+		for _, n := range a.errs {
+			r.Errors += n
+		}
+		if r.Errors > 0 {
+			r.ErrorKinds = a.errs
+		}
+		results[i] = r
+	}
+	if stack == nil {
+		sc.OtherCores = -1 // the target is one of the others
+		sc.Stellwerk = results[0]
+		return sc, nil
+	}
+	base, sw := results[0], results[1]
+	sc.Baseline, sc.Stellwerk = &base, sw
+	add := added(sw.Total, base.Total)
+	sc.Added = &add
+	if stream {
+		at := added(sw.TTFB, base.TTFB)
+		sc.AddedTTFB = &at
+	}
+	per1k := func(sec float64, n int) float64 {
+		if n == 0 {
+			return 0
+		}
+		return round3(sec / float64(n) * 1000)
+	}
+	sc.StellwerkCPUPer1k = per1k(cpu1.stellwerk-cpu0.stellwerk, sw.Sent)
+	sc.EnvoyBCPUPer1k = per1k(cpu1.envoyB-cpu0.envoyB, sw.Sent)
+	sc.EnvoyACPUPer1k = per1k(cpu1.envoyA-cpu0.envoyA, base.Sent)
+	if m, err := readMemStatus(stack.stellwerk.pid()); err == nil {
+		sc.StellwerkRSSKB, sc.StellwerkPeakRSSKB = m.RSSKB, m.PeakKB
+	}
+	if stack.stellwerk.exited() || stack.envoyB.exited() || stack.envoyA.exited() {
+		return sc, errors.New("a process of the stack exited during the run")
+	}
+	return sc, nil
+}
+
+// waitQuiet waits, up to o.QuietWait, for a second in which other processes
+// use less than o.QuietBelow cores, so a scenario does not start in the
+// middle of someone else's build.
+func waitQuiet(ctx context.Context, o Options, stack *Stack) {
+	if o.QuietBelow <= 0 || o.QuietWait <= 0 {
+		return
+	}
+	deadline := time.Now().Add(o.QuietWait)
+	m := stack.loadMeter()
+	for {
+		m.start()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		other := m.otherCores()
+		if other < o.QuietBelow {
+			return
+		}
+		if time.Now().After(deadline) {
+			progress(o.Progress, "machine still busy (%.2f cores used by others); measuring anyway", other)
+			return
+		}
+		progress(o.Progress, "machine busy (%.2f cores used by others); waiting", other)
+	}
+}
+
+// loadMeter counts the stack's processes (none without a stack) as its own.
+func (s *Stack) loadMeter() *loadMeter {
+	return &loadMeter{pids: func() []int {
+		if s == nil {
+			return nil
+		}
+		var pids []int
+		for _, p := range []*process{s.stellwerk, s.envoyA, s.envoyB} {
+			if p != nil {
+				pids = append(pids, p.pid())
+			}
+		}
+		return pids
+	}}
+}
+
+type cpuTimes struct{ stellwerk, envoyB, envoyA float64 }
+
+func (s *Stack) cpu() cpuTimes {
+	if s == nil {
+		return cpuTimes{}
+	}
+	get := func(p *process) float64 {
+		if p == nil {
+			return 0
+		}
+		v, _ := cpuSeconds(p.pid())
+		return v
+	}
+	return cpuTimes{stellwerk: get(s.stellwerk), envoyB: get(s.envoyB), envoyA: get(s.envoyA)}
+}
+
+func scenarioName(sc Scenario) string {
+	mode := "json"
+	if sc.Stream {
+		mode = "stream"
+	}
+	name := fmt.Sprintf("%g rps, %s, %s", sc.Rate, sizeName(sc.SizeBytes), mode)
+	if sc.ProviderMS >= 0 {
+		name += fmt.Sprintf(", provider %g ms", sc.ProviderMS)
+	}
+	return name
+}
+
+func sizeName(n int) string {
+	if n%1024 == 0 {
+		return fmt.Sprintf("%d KB", n/1024)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func (sc Scenario) summaryLine() string {
+	s := fmt.Sprintf("%-36s %s: p50 %.2f ms p99 %.2f ms, %d ok, %d errors, others used %.2f cores", sc.Name, sc.Stellwerk.Name,
+		sc.Stellwerk.Total.P50, sc.Stellwerk.Total.P99, sc.Stellwerk.OK, sc.Stellwerk.Errors, sc.OtherCores)
+	if sc.Added != nil {
+		s += fmt.Sprintf("; added p50 %+.2f ms p99 %+.2f ms; baseline %d errors", sc.Added.P50, sc.Added.P99, sc.Baseline.Errors)
+	}
+	return s
+}
+
+func round2(x float64) float64 { return float64(int64(x*100+0.5)) / 100 }
+func round3(x float64) float64 { return float64(int64(x*1000+0.5)) / 1000 }
+
+// machine describes the host: nproc (CPUs this process may use) and the
+// CPU model from /proc/cpuinfo.
+func machine() Machine {
+	m := Machine{NProc: runtime.NumCPU(), CPUModel: "unknown"}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}

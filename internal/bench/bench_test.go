@@ -1,0 +1,186 @@
+package bench
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tidwall/gjson"
+)
+
+// TestBenchSmoke runs the real harness briefly: Envoy A, Envoy B with
+// stellwerk, and the fake provider. It asserts only that both targets were
+// measured without errors, never a latency.
+func TestBenchSmoke(t *testing.T) {
+	root, err := FindRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	envoy, err := FindEnvoy(root)
+	if err != nil {
+		if os.Getenv("STELLWERK_E2E") == "require" {
+			t.Fatalf("envoy: %v (STELLWERK_E2E=require; run `make tools`)", err)
+		}
+		t.Skipf("envoy not available: %v (run `make tools`)", err)
+	}
+	bin := os.Getenv("STELLWERK_BIN")
+	if bin == "" { // build from this tree: bin/stellwerk may be stale
+		bin, err = FindStellwerkBuild(root, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, Options{Root: root, Envoy: envoy, Stellwerk: bin,
+		Rates: []float64{50}, Sizes: []int{2 << 10}, Streams: []bool{false}, Delays: []time.Duration{0},
+		Duration: 1500 * time.Millisecond, Slice: 500 * time.Millisecond, Warmup: 200 * time.Millisecond,
+		Command: "TestBenchSmoke"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Scenarios) != 1 {
+		t.Fatalf("got %d scenarios, want 1", len(rep.Scenarios))
+	}
+	sc := rep.Scenarios[0]
+	if sc.Baseline == nil || sc.Added == nil {
+		t.Fatalf("no baseline or added latency in %+v", sc)
+	}
+	for _, tr := range []TargetResult{*sc.Baseline, sc.Stellwerk} {
+		if tr.OK == 0 || tr.Errors != 0 {
+			t.Errorf("%s: %d ok, %d errors %v; want >0 ok and no errors", tr.Name, tr.OK, tr.Errors, tr.ErrorKinds)
+		}
+	}
+	var md strings.Builder
+	WriteMarkdown(&md, rep)
+	if !strings.Contains(md.String(), sc.Name) {
+		t.Errorf("markdown report does not name the scenario %q:\n%s", sc.Name, md.String())
+	}
+	if err := WriteJSON(filepath.Join(t.TempDir(), "r.json"), rep); err != nil {
+		t.Errorf("json report: %v", err)
+	}
+}
+
+// TestAttackIsOpenLoop: when the server stalls, requests keep being sent on
+// schedule and the stall shows up as latency counted from each request's due
+// time, not as fewer requests.
+func TestAttackIsOpenLoop(t *testing.T) {
+	var stall sync.Mutex
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { // the first request holds everyone up for 300 ms
+			stall.Lock()
+			time.AfterFunc(300*time.Millisecond, stall.Unlock)
+		})
+		stall.Lock()
+		stall.Unlock()
+		w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	tg := newTarget("t", srv.URL, nil, 5*time.Second)
+	defer tg.close()
+
+	var mu sync.Mutex
+	var lat []time.Duration
+	sent, window := attack(context.Background(), tg, 200, time.Second, []byte(`{}`), false, func(r result) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.ok() {
+			lat = append(lat, r.Total)
+		}
+	})
+	if sent != 200 || len(lat) != 200 {
+		t.Fatalf("sent %d, answered %d; want 200 of each", sent, len(lat))
+	}
+	if window > 1100*time.Millisecond {
+		t.Errorf("sending took %s; a stalled server must not slow the schedule", window)
+	}
+	d := summarize(lat)
+	// Requests due during the first 300 ms waited for the stall: about 60.
+	if d.Max < 250 || d.P50 > 50 {
+		t.Errorf("max %.1f ms, p50 %.1f ms; want the stall (~300 ms) in the max only", d.Max, d.P50)
+	}
+	if slow := countAbove(lat, 100*time.Millisecond); slow < 30 {
+		t.Errorf("%d requests above 100 ms; want the ~40 due in the stall's first 200 ms", slow)
+	}
+}
+
+func countAbove(ds []time.Duration, limit time.Duration) int {
+	n := 0
+	for _, d := range ds {
+		if d > limit {
+			n++
+		}
+	}
+	return n
+}
+
+func TestSummarize(t *testing.T) {
+	for name, tc := range map[string]struct {
+		in   []time.Duration
+		want Dist
+	}{
+		"empty": {nil, Dist{}},
+		"one":   {[]time.Duration{2 * time.Millisecond}, Dist{N: 1, Min: 2, Mean: 2, P50: 2, P90: 2, P99: 2, P999: 2, Max: 2}},
+		"1..1000 ms": {func() []time.Duration {
+			var ds []time.Duration
+			for i := 1000; i >= 1; i-- {
+				ds = append(ds, time.Duration(i)*time.Millisecond)
+			}
+			return ds
+		}(), Dist{N: 1000, Min: 1, Mean: 500.5, P50: 500, P90: 900, P99: 990, P999: 999, Max: 1000}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := summarize(tc.in); got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestChatBodySize(t *testing.T) {
+	for _, size := range []int{2 << 10, 32 << 10} {
+		for _, stream := range []bool{false, true} {
+			b := chatBody(size, stream, "auto")
+			if len(b) != size || !gjson.ValidBytes(b) {
+				t.Errorf("size %d stream %v: got %d bytes, valid JSON %v", size, stream, len(b), gjson.ValidBytes(b))
+			}
+			if gjson.GetBytes(b, "stream").Bool() != stream {
+				t.Errorf("size %d: stream field is not %v", size, stream)
+			}
+		}
+	}
+}
+
+func TestFlatness(t *testing.T) {
+	for name, tc := range map[string]struct {
+		xs               []float64
+		flat, inconclude bool
+	}{
+		"steady":  {[]float64{90, 100, 100, 101, 99, 100, 102, 100}, true, false},
+		"growing": {[]float64{100, 110, 120, 130, 140, 150, 160, 170}, false, false},
+		"too few": {[]float64{1, 2, 3}, false, true},
+		"warm-up": {[]float64{10, 50, 100, 100, 100, 100, 100, 105}, true, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := flatness("x", tc.xs)
+			if f.Flat != tc.flat || f.Inconclusive != tc.inconclude {
+				t.Errorf("got %+v, want flat %v inconclusive %v", f, tc.flat, tc.inconclude)
+			}
+		})
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	line := []byte("4242 (envoy (main) x) S 1 4242 4242 0 -1 4194560 1 0 0 0 250 150 0 0 20 0 9 0 1 2 3")
+	got, err := parseStatCPU(line)
+	if err != nil || got != 4.0 {
+		t.Errorf("got %v, %v; want 4 s (250 + 150 ticks)", got, err)
+	}
+}

@@ -1,0 +1,136 @@
+package mockllm
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tidwall/gjson"
+)
+
+// messages serves Anthropic's Messages API (POST …/messages): the
+// x-api-key and anthropic-version headers, the response shape, and the
+// streaming events message_start, content_block_start/delta/stop,
+// message_delta (with usage) and message_stop.
+func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, body []byte) {
+	if p.APIKey != "" && r.Header.Get("x-api-key") != p.APIKey {
+		writeAnthropicError(w, http.StatusUnauthorized, "authentication_error", "invalid x-api-key")
+		return
+	}
+	if r.Header.Get("anthropic-version") == "" {
+		writeAnthropicError(w, http.StatusBadRequest, "invalid_request_error", "anthropic-version header is required")
+		return
+	}
+	if b.Status >= 400 {
+		typ := "api_error"
+		if b.Status == http.StatusTooManyRequests {
+			typ = "rate_limit_error"
+		} else if b.Status == 529 {
+			typ = "overloaded_error"
+		}
+		writeAnthropicError(w, b.Status, typ, fmt.Sprintf("%s: injected failure %d", p.Name, b.Status))
+		return
+	}
+	if !gjson.ValidBytes(body) {
+		writeAnthropicError(w, http.StatusBadRequest, "invalid_request_error", "invalid JSON")
+		return
+	}
+	req := gjson.ParseBytes(body)
+	model := req.Get("model").String()
+	if model == "" || !req.Get("max_tokens").Exists() {
+		writeAnthropicError(w, http.StatusBadRequest, "invalid_request_error", "model and max_tokens are required")
+		return
+	}
+	var last string
+	req.Get("messages").ForEach(func(_, m gjson.Result) bool {
+		if m.Get("role").String() == "user" {
+			c := m.Get("content")
+			if c.Type == gjson.String {
+				last = c.Str
+			} else {
+				var parts []string
+				c.ForEach(func(_, blk gjson.Result) bool {
+					if blk.Get("type").String() == "text" {
+						parts = append(parts, blk.Get("text").String())
+					}
+					return true
+				})
+				last = strings.Join(parts, " ")
+			}
+		}
+		return true
+	})
+	words := strings.Fields(last)
+	if len(words) > 12 {
+		words = words[:12]
+	}
+	var toks []string
+	for i, w := range strings.Fields("Hello from " + p.Name + ". You said: " + strings.Join(words, " ")) {
+		if i > 0 {
+			w = " " + w
+		}
+		toks = append(toks, w)
+	}
+	inTokens := 0
+	req.Get("messages").ForEach(func(_, m gjson.Result) bool {
+		inTokens += 4 + (len(m.Get("content").Raw)+3)/4
+		return true
+	})
+	id := "msg_" + p.Name + "_" + shortHash(body)
+
+	if !req.Get("stream").Bool() {
+		writeJSON(w, http.StatusOK, map[string]any{
+			"id": id, "type": "message", "role": "assistant", "model": model,
+			"content":     []any{map[string]any{"type": "text", "text": strings.Join(toks, "")}},
+			"stop_reason": "end_turn", "stop_sequence": nil,
+			"usage": map[string]any{"input_tokens": inTokens, "output_tokens": len(toks)},
+		})
+		return
+	}
+	fl, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(http.StatusOK)
+	send := func(event string, v any) bool {
+		data, _ := json.Marshal(v)
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, data); err != nil {
+			return false
+		}
+		if fl != nil {
+			fl.Flush()
+		}
+		return true
+	}
+	if !send("message_start", map[string]any{"type": "message_start", "message": map[string]any{
+		"id": id, "type": "message", "role": "assistant", "model": model, "content": []any{},
+		"stop_reason": nil, "usage": map[string]any{"input_tokens": inTokens, "output_tokens": 1}}}) {
+		return
+	}
+	send("content_block_start", map[string]any{"type": "content_block_start", "index": 0, "content_block": map[string]any{"type": "text", "text": ""}})
+	send("ping", map[string]any{"type": "ping"})
+	for i, tok := range toks {
+		if i > 0 && b.ChunkDelay > 0 {
+			select {
+			case <-time.After(b.ChunkDelay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if !send("content_block_delta", map[string]any{"type": "content_block_delta", "index": 0, "delta": map[string]any{"type": "text_delta", "text": tok}}) {
+			return
+		}
+		if i == 0 && b.Reset == "mid-stream" {
+			resetConnection(w)
+			return
+		}
+	}
+	send("content_block_stop", map[string]any{"type": "content_block_stop", "index": 0})
+	send("message_delta", map[string]any{"type": "message_delta", "delta": map[string]any{"stop_reason": "end_turn", "stop_sequence": nil},
+		"usage": map[string]any{"output_tokens": len(toks)}})
+	send("message_stop", map[string]any{"type": "message_stop"})
+}
+
+func writeAnthropicError(w http.ResponseWriter, status int, typ, msg string) {
+	writeJSON(w, status, map[string]any{"type": "error", "error": map[string]any{"type": typ, "message": msg}})
+}

@@ -1,0 +1,60 @@
+package translate
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+)
+
+// addGoldenSeeds seeds f with every golden input matching pattern.
+func addGoldenSeeds(f *testing.F, pattern string, add func([]byte)) {
+	paths, err := filepath.Glob(filepath.Join(goldenDir, pattern))
+	if err != nil || len(paths) == 0 {
+		f.Fatalf("no seeds for %s: %v", pattern, err)
+	}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		add(b)
+	}
+}
+
+// FuzzToAnthropicRequest: any body gives valid JSON or an *apierr.Error 400,
+// never a panic.
+func FuzzToAnthropicRequest(f *testing.F) {
+	addGoldenSeeds(f, "request/*.openai.json", func(b []byte) { f.Add(b) })
+	f.Fuzz(func(t *testing.T, body []byte) {
+		out, err := ToAnthropicRequest(body, testModel)
+		if err != nil {
+			var ae *apierr.Error
+			if !errors.As(err, &ae) || ae.Status != 400 || ae.Message == "" {
+				t.Fatalf("error %v is not an *apierr.Error 400 with a message", err)
+			}
+			if out != nil {
+				t.Fatal("output returned with an error")
+			}
+			return
+		}
+		if !json.Valid(out) {
+			t.Fatalf("invalid JSON out: %s", out)
+		}
+	})
+}
+
+// FuzzAnthropicStream: any Anthropic SSE byte stream produces only
+// well-formed OpenAI data: frames.
+func FuzzAnthropicStream(f *testing.F) {
+	addGoldenSeeds(f, "stream/*.sse", func(b []byte) { f.Add(b, true); f.Add(b, false) })
+	f.Fuzz(func(t *testing.T, in []byte, includeUsage bool) {
+		_, out := runStream(in, includeUsage)
+		if err := checkFrames(out); err != nil {
+			t.Fatalf("%v\n%q", err, out)
+		}
+	})
+}

@@ -1,0 +1,210 @@
+package translate
+
+// Anthropic Messages responses and errors → OpenAI chat completions.
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+)
+
+type oaiCompletion struct {
+	ID      string      `json:"id"`
+	Object  string      `json:"object"`
+	Created int64       `json:"created"`
+	Model   string      `json:"model"`
+	Choices []oaiChoice `json:"choices"`
+	Usage   *oaiUsage   `json:"usage,omitempty"`
+}
+
+type oaiChoice struct {
+	Index        int        `json:"index"`
+	Message      oaiMessage `json:"message"`
+	Logprobs     *struct{}  `json:"logprobs"` // always null
+	FinishReason *string    `json:"finish_reason"`
+}
+
+type oaiMessage struct {
+	Role      string        `json:"role"`
+	Content   *string       `json:"content"` // null when the model only called tools
+	ToolCalls []oaiToolCall `json:"tool_calls,omitempty"`
+}
+
+type oaiToolCall struct {
+	ID       string      `json:"id"`
+	Type     string      `json:"type"`
+	Function oaiFunction `json:"function"`
+}
+
+type oaiFunction struct {
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
+}
+
+type oaiUsage struct {
+	PromptTokens        int             `json:"prompt_tokens"`
+	CompletionTokens    int             `json:"completion_tokens"`
+	TotalTokens         int             `json:"total_tokens"`
+	PromptTokensDetails oaiPromptDetail `json:"prompt_tokens_details"`
+}
+
+type oaiPromptDetail struct {
+	CachedTokens int `json:"cached_tokens"`
+}
+
+// finishReason maps an Anthropic stop_reason. pause_turn (a server tool
+// paused a long turn) ends this response like end_turn; an unknown reason is
+// reported as "stop" rather than breaking clients that switch on the value.
+func finishReason(stop string) string {
+	switch stop {
+	case "max_tokens", "model_context_window_exceeded":
+		return "length"
+	case "tool_use":
+		return "tool_calls"
+	case "refusal":
+		return "content_filter"
+	}
+	return "stop" // end_turn, stop_sequence, pause_turn, unknown
+}
+
+// anthUsage holds Anthropic's token counts.
+type anthUsage struct {
+	input, output, cacheRead, cacheWrite int
+}
+
+// read overwrites the counts present in u (message_delta carries only some).
+func (a *anthUsage) read(u gjson.Result) {
+	if v := u.Get("input_tokens"); v.Exists() {
+		a.input = int(v.Int())
+	}
+	if v := u.Get("output_tokens"); v.Exists() {
+		a.output = int(v.Int())
+	}
+	if v := u.Get("cache_read_input_tokens"); v.Exists() {
+		a.cacheRead = int(v.Int())
+	}
+	if v := u.Get("cache_creation_input_tokens"); v.Exists() {
+		a.cacheWrite = int(v.Int())
+	}
+}
+
+// prompt counts every input token, cached or not, as OpenAI does; Anthropic
+// reports cache reads and writes apart from input_tokens.
+func (a anthUsage) prompt() int { return a.input + a.cacheRead + a.cacheWrite }
+
+func (a anthUsage) openai() *oaiUsage {
+	return &oaiUsage{
+		PromptTokens:        a.prompt(),
+		CompletionTokens:    a.output,
+		TotalTokens:         a.prompt() + a.output,
+		PromptTokensDetails: oaiPromptDetail{CachedTokens: a.cacheRead},
+	}
+}
+
+// FromAnthropicResponse turns a non-streaming Anthropic Messages response
+// (status 2xx) into an OpenAI chat.completion object. The model field is the
+// model Anthropic names in its response. Thinking and server-tool blocks
+// are dropped.
+func FromAnthropicResponse(body []byte) ([]byte, error) {
+	if !gjson.ValidBytes(body) {
+		return nil, apierr.BadGateway("invalid_upstream_response", "the Anthropic response is not valid JSON")
+	}
+	root := gjson.ParseBytes(body)
+	if !root.IsObject() || root.Get("type").String() == "error" {
+		return nil, apierr.BadGateway("invalid_upstream_response", "the Anthropic response is not a message")
+	}
+	msg := oaiMessage{Role: "assistant"}
+	var text strings.Builder
+	hasText := false
+	root.Get("content").ForEach(func(_, b gjson.Result) bool {
+		switch b.Get("type").String() {
+		case "text":
+			text.WriteString(b.Get("text").String())
+			hasText = true
+		case "tool_use":
+			msg.ToolCalls = append(msg.ToolCalls, oaiToolCall{
+				ID:       b.Get("id").String(),
+				Type:     "function",
+				Function: oaiFunction{Name: b.Get("name").String(), Arguments: compactJSON(b.Get("input"))},
+			})
+		}
+		return true
+	})
+	if hasText {
+		s := text.String()
+		msg.Content = &s
+	}
+	finish := finishReason(root.Get("stop_reason").String())
+	out := oaiCompletion{
+		ID:      root.Get("id").String(),
+		Object:  "chat.completion",
+		Created: nowUnix(),
+		Model:   root.Get("model").String(),
+		Choices: []oaiChoice{{Message: msg, FinishReason: &finish}},
+	}
+	if u := root.Get("usage"); u.IsObject() {
+		var au anthUsage
+		au.read(u)
+		out.Usage = au.openai()
+	}
+	b, err := marshal(out)
+	if err != nil {
+		return nil, apierr.BadGateway("invalid_upstream_response", "the Anthropic response could not be translated")
+	}
+	return b, nil
+}
+
+// compactJSON renders a tool input as OpenAI's arguments string.
+func compactJSON(v gjson.Result) string {
+	if !v.Exists() || v.Type == gjson.Null {
+		return "{}"
+	}
+	var buf bytes.Buffer
+	if json.Compact(&buf, []byte(v.Raw)) != nil {
+		return v.Raw
+	}
+	return buf.String()
+}
+
+// anthErrorTypes maps Anthropic error types to OpenAI's; the Anthropic type
+// is kept as the code.
+var anthErrorTypes = [...]struct{ anth, openai string }{
+	{"invalid_request_error", "invalid_request_error"},
+	{"not_found_error", "invalid_request_error"},
+	{"request_too_large", "invalid_request_error"},
+	{"authentication_error", "authentication_error"},
+	{"permission_error", "permission_error"},
+	{"billing_error", "permission_error"},
+	{"rate_limit_error", "rate_limit_error"},
+	{"timeout_error", "server_error"},
+	{"api_error", "server_error"},
+	{"overloaded_error", "server_error"},
+}
+
+// FromAnthropicError turns an Anthropic error body
+// ({"type":"error","error":{"type","message"}}) into the OpenAI error shape
+// {"error":{"message","type","code","param"}}, keeping the message. A body
+// that is not an Anthropic error (an HTML page from a proxy, say) becomes a
+// generic upstream error rather than being passed on.
+func FromAnthropicError(body []byte) []byte {
+	e := &apierr.Error{Type: "server_error", Code: "upstream_error", Message: "the Anthropic API returned an error"}
+	if gjson.ValidBytes(body) {
+		inner := gjson.GetBytes(body, "error")
+		if m := inner.Get("message"); m.Type == gjson.String && m.Str != "" {
+			e.Message = m.Str
+		}
+		if t := inner.Get("type"); t.Type == gjson.String && t.Str != "" {
+			e.Code = t.Str
+			for _, m := range anthErrorTypes {
+				if m.anth == t.Str {
+					e.Type = m.openai
+				}
+			}
+		}
+	}
+	return e.JSON()
+}

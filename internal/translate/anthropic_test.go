@@ -1,0 +1,360 @@
+package translate
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+)
+
+// update rewrites the golden files: go test ./internal/translate -update
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const (
+	goldenDir   = "testdata/anthropic"
+	testModel   = "claude-sonnet-4-5"
+	testCreated = 1700000000
+)
+
+func pinNow(t *testing.T) {
+	t.Helper()
+	old := nowUnix
+	nowUnix = func() int64 { return testCreated }
+	t.Cleanup(func() { nowUnix = old })
+}
+
+// checkGolden compares got with the file at path, rewriting it under -update.
+func checkGolden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run `go test ./internal/translate -update` and review the diff)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("output differs from %s; run `go test ./internal/translate -update` and review the diff.\ngot:\n%s", path, got)
+	}
+}
+
+// indent makes a JSON golden file reviewable; key order is kept.
+func indent(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, b, "", "  "); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, b)
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes()
+}
+
+func cases(t *testing.T, dir, suffix string) map[string][]byte {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(goldenDir, dir, "*"+suffix))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no %s cases in %s: %v", suffix, dir, err)
+	}
+	out := map[string][]byte{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[strings.TrimSuffix(p, suffix)] = b
+	}
+	return out
+}
+
+// TestToAnthropicRequestGolden: NAME.openai.json becomes NAME.anthropic.json,
+// or NAME.error.json when the translation is refused.
+func TestToAnthropicRequestGolden(t *testing.T) {
+	for base, in := range cases(t, "request", ".openai.json") {
+		t.Run(filepath.Base(base), func(t *testing.T) {
+			out, err := ToAnthropicRequest(in, testModel)
+			okPath, errPath := base+".anthropic.json", base+".error.json"
+			if err != nil {
+				var ae *apierr.Error
+				if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest {
+					t.Fatalf("error %v is not an *apierr.Error 400", err)
+				}
+				if ae.Param == "" {
+					t.Errorf("error %q does not name the field", ae.Message)
+				}
+				if *update {
+					os.Remove(okPath)
+				}
+				checkGolden(t, errPath, indent(t, ae.JSON()))
+				return
+			}
+			if *update {
+				os.Remove(errPath)
+			}
+			checkGolden(t, okPath, indent(t, out))
+		})
+	}
+}
+
+func TestFromAnthropicResponseGolden(t *testing.T) {
+	pinNow(t)
+	for base, in := range cases(t, "response", ".anthropic.json") {
+		t.Run(filepath.Base(base), func(t *testing.T) {
+			out, err := FromAnthropicResponse(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, base+".openai.json", indent(t, out))
+		})
+	}
+}
+
+func TestFromAnthropicErrorGolden(t *testing.T) {
+	for base, in := range cases(t, "error", ".anthropic.json") {
+		t.Run(filepath.Base(base), func(t *testing.T) {
+			checkGolden(t, base+".openai.json", indent(t, FromAnthropicError(in)))
+		})
+	}
+}
+
+// runStream feeds a raw Anthropic SSE stream through the Framer and the
+// converter, the way the proxy does.
+func runStream(in []byte, includeUsage bool) (*AnthropicStream, []byte) {
+	var f Framer
+	s := NewAnthropicStream(includeUsage)
+	var out []byte
+	for _, ev := range f.Flush(f.Feed(in, nil)) {
+		out = s.Event(ev, out)
+	}
+	return s, out
+}
+
+// TestAnthropicStreamGolden: NAME.sse becomes NAME.openai.sse; a name ending
+// in _usage is converted as if the client set include_usage.
+func TestAnthropicStreamGolden(t *testing.T) {
+	pinNow(t)
+	for base, in := range cases(t, "stream", ".sse") {
+		if strings.HasSuffix(base, ".openai") {
+			continue
+		}
+		t.Run(filepath.Base(base), func(t *testing.T) {
+			_, out := runStream(in, strings.HasSuffix(base, "_usage"))
+			if err := checkFrames(out); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			checkGolden(t, base+".openai.sse", out)
+		})
+	}
+}
+
+// checkFrames reports whether out is only complete OpenAI SSE frames: JSON
+// objects, at most one [DONE] and only last, nothing after an error frame.
+func checkFrames(out []byte) error {
+	for len(out) > 0 {
+		rest, ok := bytes.CutPrefix(out, []byte("data: "))
+		if !ok {
+			return errors.New("frame does not start with \"data: \"")
+		}
+		payload, after, ok := bytes.Cut(rest, []byte("\n\n"))
+		if !ok {
+			return errors.New("frame does not end with a blank line")
+		}
+		if bytes.ContainsAny(payload, "\r\n") {
+			return errors.New("payload spans lines")
+		}
+		out = after
+		if string(payload) == "[DONE]" {
+			if len(out) > 0 {
+				return errors.New("frames after [DONE]")
+			}
+			return nil
+		}
+		if !json.Valid(payload) || !gjson.ParseBytes(payload).IsObject() {
+			return errors.New("payload is not a JSON object: " + string(payload))
+		}
+		p := gjson.ParseBytes(payload)
+		if p.Get("error").Exists() {
+			if p.Get("error.message").String() == "" {
+				return errors.New("error frame without a message")
+			}
+			if len(out) > 0 {
+				return errors.New("frames after an error frame")
+			}
+			return nil
+		}
+		if p.Get("object").String() != "chat.completion.chunk" {
+			return errors.New("payload is not a chat.completion.chunk: " + string(payload))
+		}
+	}
+	return nil
+}
+
+func TestToAnthropicRequestRejects(t *testing.T) {
+	cases := map[string]struct {
+		body, param string
+	}{
+		"not json":              {`{"messages":`, ""},
+		"not an object":         {`[1]`, ""},
+		"no messages":           {`{"model":"m"}`, "messages"},
+		"system only":           {`{"messages":[{"role":"system","content":"be brief"}]}`, "messages"},
+		"blank user only":       {`{"messages":[{"role":"user","content":"  "}]}`, "messages"},
+		"n=2":                   {`{"messages":[{"role":"user","content":"hi"}],"n":2}`, "n"},
+		"n=0":                   {`{"messages":[{"role":"user","content":"hi"}],"n":0}`, "n"},
+		"logprobs":              {`{"messages":[{"role":"user","content":"hi"}],"logprobs":true}`, "logprobs"},
+		"legacy functions":      {`{"messages":[{"role":"user","content":"hi"}],"functions":[{"name":"f"}]}`, "functions"},
+		"function role":         {`{"messages":[{"role":"function","name":"f","content":"1"}]}`, "messages[0].role"},
+		"unknown role":          {`{"messages":[{"role":"narrator","content":"hi"}]}`, "messages[0].role"},
+		"message not object":    {`{"messages":["hi"]}`, "messages[0]"},
+		"content number":        {`{"messages":[{"role":"user","content":5}]}`, "messages[0].content"},
+		"audio part":            {`{"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"AAAA","format":"wav"}}]}]}`, "messages[0].content[0].type"},
+		"image in system":       {`{"messages":[{"role":"system","content":[{"type":"image_url","image_url":{"url":"https://x/y.png"}}]},{"role":"user","content":"hi"}]}`, "messages[0].content[0]"},
+		"image from assistant":  {`{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":[{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}`, "messages[1].content[0]"},
+		"svg data url":          {`{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/svg+xml;base64,PHN2Zz4="}}]}]}`, "messages[0].content[0].image_url.url"},
+		"non-base64 data url":   {`{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png,abc"}}]}]}`, "messages[0].content[0].image_url.url"},
+		"ftp image":             {`{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"ftp://x/y.png"}}]}]}`, "messages[0].content[0].image_url.url"},
+		"invalid arguments":     {`{"messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{oops"}}]}]}`, "messages[0].tool_calls[0].function.arguments"},
+		"array arguments":       {`{"messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"[1]"}}]}]}`, "messages[0].tool_calls[0].function.arguments"},
+		"tool call without id":  {`{"messages":[{"role":"assistant","tool_calls":[{"type":"function","function":{"name":"f","arguments":"{}"}}]}]}`, "messages[0].tool_calls[0].id"},
+		"tool without call id":  {`{"messages":[{"role":"tool","content":"x"}]}`, "messages[0].tool_call_id"},
+		"custom tool":           {`{"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"custom","custom":{"name":"g"}}]}`, "tools[0].type"},
+		"tool without name":     {`{"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{}}]}`, "tools[0].function.name"},
+		"bad tool_choice":       {`{"messages":[{"role":"user","content":"hi"}],"tool_choice":"sometimes"}`, "tool_choice"},
+		"max_tokens zero":       {`{"messages":[{"role":"user","content":"hi"}],"max_tokens":0}`, "max_tokens"},
+		"max_tokens fraction":   {`{"messages":[{"role":"user","content":"hi"}],"max_completion_tokens":1.5}`, "max_completion_tokens"},
+		"temperature too high":  {`{"messages":[{"role":"user","content":"hi"}],"temperature":2.5}`, "temperature"},
+		"top_p string":          {`{"messages":[{"role":"user","content":"hi"}],"top_p":"0.5"}`, "top_p"},
+		"stop number":           {`{"messages":[{"role":"user","content":"hi"}],"stop":7}`, "stop"},
+		"stream string":         {`{"messages":[{"role":"user","content":"hi"}],"stream":"yes"}`, "stream"},
+		"user number":           {`{"messages":[{"role":"user","content":"hi"}],"user":7}`, "user"},
+		"unknown format":        {`{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"yaml"}}`, "response_format.type"},
+		"schema without schema": {`{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x"}}}`, "response_format.json_schema.schema"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			out, err := ToAnthropicRequest([]byte(tc.body), testModel)
+			var ae *apierr.Error
+			if !errors.As(err, &ae) {
+				t.Fatalf("got %s, %v; want an *apierr.Error", out, err)
+			}
+			if ae.Status != http.StatusBadRequest || ae.Param != tc.param {
+				t.Errorf("got %d param %q (%s); want 400 param %q", ae.Status, ae.Param, ae.Message, tc.param)
+			}
+		})
+	}
+}
+
+// TestToAnthropicRequestFields checks single mappings a client would notice.
+func TestToAnthropicRequestFields(t *testing.T) {
+	const user = `"messages":[{"role":"user","content":"hi"}]`
+	tools := `"tools":[{"type":"function","function":{"name":"f"}}]`
+	cases := map[string]struct {
+		body, path, want string
+	}{
+		"tool_choice auto":     {`{` + user + `,` + tools + `,"tool_choice":"auto"}`, "tool_choice", `{"type":"auto"}`},
+		"tool_choice required": {`{` + user + `,` + tools + `,"tool_choice":"required"}`, "tool_choice", `{"type":"any"}`},
+		"tool_choice none":     {`{` + user + `,` + tools + `,"tool_choice":"none"}`, "tool_choice", `{"type":"none"}`},
+		"tool_choice named":    {`{` + user + `,` + tools + `,"tool_choice":{"type":"function","function":{"name":"f"}}}`, "tool_choice", `{"type":"tool","name":"f"}`},
+		"tool_choice no tools": {`{` + user + `,"tool_choice":"auto"}`, "tool_choice", ``},
+		"default schema":       {`{` + user + `,` + tools + `}`, "tools.0.input_schema", `{"type":"object","properties":{}}`},
+		"model":                {`{"model":"auto",` + user + `}`, "model", `"claude-sonnet-4-5"`},
+		"max tokens default":   {`{` + user + `}`, "max_tokens", `4096`},
+		"max tokens null":      {`{` + user + `,"max_tokens":null}`, "max_tokens", `4096`},
+		"temperature clamped":  {`{` + user + `,"temperature":2}`, "temperature", `1`},
+		"temperature zero":     {`{` + user + `,"temperature":0}`, "temperature", `0`},
+		"stream false omitted": {`{` + user + `,"stream":false}`, "stream", ``},
+		"user":                 {`{` + user + `,"user":"u1"}`, "metadata", `{"user_id":"u1"}`},
+		"name dropped":         {`{"messages":[{"role":"user","name":"bob","content":"hi"}]}`, "messages.0", `{"role":"user","content":[{"type":"text","text":"hi"}]}`},
+		"uppercase data url":   {`{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:IMAGE/JPEG;base64,AAAA"}}]}]}`, "messages.0.content.0.source", `{"type":"base64","media_type":"image/jpeg","data":"AAAA"}`},
+		"system joined":        {`{"messages":[{"role":"system","content":"a"},{"role":"user","content":"hi"},{"role":"developer","content":"b"}]}`, "system", `"a\n\nb"`},
+		"assistant first kept": {`{"messages":[{"role":"assistant","content":"hello"},{"role":"user","content":"hi"}]}`, "messages.0.role", `"assistant"`},
+		"users merged":         {`{"messages":[{"role":"user","content":"a"},{"role":"user","content":"b"}]}`, "messages.#", `1`},
+		"html kept":            {`{"messages":[{"role":"user","content":"<b>&</b>"}]}`, "messages.0.content.0.text", `"<b>&</b>"`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			out, err := ToAnthropicRequest([]byte(tc.body), testModel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := gjson.GetBytes(out, tc.path).Raw; got != tc.want {
+				t.Errorf("%s = %s, want %s\nin %s", tc.path, got, tc.want, out)
+			}
+		})
+	}
+}
+
+func TestFromAnthropicResponseInvalid(t *testing.T) {
+	for name, body := range map[string]string{
+		"not json":   `{"id":`,
+		"array":      `[]`,
+		"error body": `{"type":"error","error":{"type":"api_error","message":"boom"}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := FromAnthropicResponse([]byte(body))
+			var ae *apierr.Error
+			if !errors.As(err, &ae) || ae.Status != http.StatusBadGateway {
+				t.Errorf("got %v, want an *apierr.Error 502", err)
+			}
+		})
+	}
+}
+
+func TestAnthropicStreamUsage(t *testing.T) {
+	in, err := os.ReadFile(filepath.Join(goldenDir, "stream", "text_usage.sse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f Framer
+	events := f.Flush(f.Feed(in, nil))
+	s := NewAnthropicStream(false)
+	if _, _, ok := s.Usage(); ok {
+		t.Error("usage reported before any event")
+	}
+	var out []byte
+	for _, ev := range events {
+		out = s.Event(ev, out)
+	}
+	if p, c, ok := s.Usage(); !ok || p != 125 || c != 15 {
+		t.Errorf("usage = %d, %d, %v; want 125 (25 input + 100 cache read), 15, true", p, c, ok)
+	}
+	if bytes.Contains(out, []byte(`"usage"`)) {
+		t.Error("usage chunk sent although the client did not ask for it")
+	}
+	if !bytes.HasSuffix(out, []byte("data: [DONE]\n\n")) {
+		t.Error("stream does not end with [DONE]")
+	}
+	if more := s.Event(Event{Name: "content_block_delta", Data: []byte(`{"index":0,"delta":{"type":"text_delta","text":"late"}}`)}, nil); len(more) != 0 {
+		t.Errorf("event after message_stop produced %q", more)
+	}
+}
+
+// TestAnthropicStreamFinishWithoutStopReason: a stream whose message_delta
+// lacks a stop_reason still ends with a finish_reason before [DONE].
+func TestAnthropicStreamFinishWithoutStopReason(t *testing.T) {
+	pinNow(t)
+	s := NewAnthropicStream(false)
+	var out []byte
+	out = s.Event(Event{Data: []byte(`{"type":"message_start","message":{"id":"m","model":"c"}}`)}, out)
+	out = s.Event(Event{Name: "message_delta", Data: []byte(`{"delta":{},"usage":{"output_tokens":3}}`)}, out)
+	out = s.Event(Event{Name: "message_stop", Data: []byte(`{}`)}, out)
+	want := `data: {"id":"m","object":"chat.completion.chunk","created":1700000000,"model":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}
+
+data: {"id":"m","object":"chat.completion.chunk","created":1700000000,"model":"c","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}
+
+data: [DONE]
+
+`
+	if string(out) != want {
+		t.Errorf("got\n%s\nwant\n%s", out, want)
+	}
+}
