@@ -440,3 +440,28 @@ func TestClassificationReachesTheCaller(t *testing.T) {
 		t.Errorf("a log contains prompt data")
 	}
 }
+
+// TestLargeRequest: a long-context request of 9 MB goes through when the
+// limit allows it, rewritten with its exact length, and the provider sees no
+// accept-encoding (stellwerk reads answers uncompressed).
+func TestLargeRequest(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{Mutate: func(c *config.Config) {
+		c.Envoy.MaxRequestBytes = 16 << 20
+		c.Models[0].ContextWindow = 4_000_000 // a long-context model
+	}})
+	doc := strings.Repeat("The quarterly figures were reviewed and approved by the board. ", 9<<20/64)
+	body := `{"model":"alpha-model","messages":[{"role":"user","content":"Summarize:\n` + doc + `"}]}`
+	resp, b := post(t, s.URL+"/v1/chat/completions", body, map[string]string{"Accept-Encoding": "gzip"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %.300s", resp.StatusCode, b)
+	}
+	rq := s.Providers["alpha"].Requests()
+	got := rq[len(rq)-1]
+	if got.BodyLength < 9_000_000 || got.Header.Get("Content-Length") != strconv.Itoa(got.BodyLength) {
+		t.Errorf("provider got %d bytes, content-length %s", got.BodyLength, got.Header.Get("Content-Length"))
+	}
+	if got.Header.Get("Accept-Encoding") != "" {
+		t.Errorf("accept-encoding reached the provider: %q", got.Header.Get("Accept-Encoding"))
+	}
+}

@@ -171,6 +171,9 @@ func (p *processor) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
 	}
 	remove = append(remove, clientAuthHeaders...)
+	// stellwerk reads answers (usage, routing object, translation): ask the
+	// provider for them uncompressed.
+	remove = append(remove, "accept-encoding")
 	// Clearing the route cache matters when a client sent the routing header:
 	// Envoy may have matched a route on it before this filter ran.
 	return continueRequestHeaders(&extprocv3.HeaderMutation{RemoveHeaders: remove}, true)
@@ -307,7 +310,8 @@ func (p *processor) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 	}
 	resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})
 	p.respStatus = status
-	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "text/event-stream") && !h.EndOfStream {
+	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "text/event-stream") && !h.EndOfStream &&
+		(encoding == "" || encoding == "identity") {
 		// Follow the stream (event by event, never buffered whole) for its usage.
 		p.stream = &streamState{hideUsage: !p.wantUsage}
 		if p.anthropic {

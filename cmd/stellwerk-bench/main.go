@@ -130,6 +130,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	timeout := fs.Duration("timeout", 10*time.Second, "per request")
 	quietBelow := fs.Float64("quiet-below", 0.5, "before each scenario, wait for other processes to use fewer cores than this (0: don't)")
 	quietWait := fs.Duration("quiet-wait", time.Minute, "longest wait for -quiet-below")
+	retries := fs.Int("retries", 2, "measure a scenario again when others used -quiet-below cores or more meanwhile")
 	target := fs.String("target", "", "measure this OpenAI-compatible endpoint instead (base URL, no /v1); no stack, no baseline")
 	model := fs.String("model", "auto", "model of every request")
 	var headers headerFlag
@@ -143,7 +144,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var problems []string
 	o := bench.Options{Duration: *duration, Slice: *slice, Warmup: *warmup, Timeout: *timeout,
 		Target: *target, Model: *model, Headers: headers.m, EnvoyConcurrency: c.concurrency,
-		QuietBelow: *quietBelow, QuietWait: *quietWait,
+		QuietBelow: *quietBelow, QuietWait: *quietWait, Retries: *retries,
 		Command: commandLine("run", args), Progress: stderr}
 	var err error
 	if o.Rates, err = parseList(*rates, func(s string) (float64, error) {

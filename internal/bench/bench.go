@@ -44,6 +44,9 @@ type Options struct {
 	// processes use less than QuietBelow cores (0: do not wait).
 	QuietBelow float64
 	QuietWait  time.Duration
+	// Retries is how often a scenario during which others used QuietBelow
+	// cores or more is measured again; the last attempt is kept.
+	Retries int
 
 	// Target, when set, is the only endpoint measured (no stack is started).
 	Target  string
@@ -130,6 +133,7 @@ type Settings struct {
 	EnvoyConcurrency int     `json:"envoy_concurrency,omitempty"`
 	QuietBelow       float64 `json:"quiet_below_cores,omitempty"`
 	QuietWaitS       float64 `json:"quiet_wait_s,omitempty"`
+	Retries          int     `json:"retries,omitempty"`
 }
 
 // Scenario is one rate × size × mode × provider delay.
@@ -159,6 +163,7 @@ type Scenario struct {
 	// used while the scenario was measured, in cores (-1: unknown). Anything
 	// well above 0 on a 2-core machine means the figures were disturbed.
 	OtherCores float64 `json:"other_load_cores"`
+	Attempts   int     `json:"attempts"`
 }
 
 // TargetResult is one target's side of a scenario.
@@ -184,7 +189,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{Started: time.Now().UTC(), Command: o.Command, Machine: machine(),
 		Versions: Versions{Go: runtime.Version()},
 		Settings: Settings{Target: o.Target, Model: o.Model, DurationS: o.Duration.Seconds(),
-			SliceS: o.Slice.Seconds(), WarmupS: o.Warmup.Seconds(), QuietBelow: o.QuietBelow, QuietWaitS: o.QuietWait.Seconds()}}
+			SliceS: o.Slice.Seconds(), WarmupS: o.Warmup.Seconds(), QuietBelow: o.QuietBelow, QuietWaitS: o.QuietWait.Seconds(), Retries: o.Retries}}
 
 	var targets []*Target
 	var stack *Stack
@@ -225,8 +230,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		for _, size := range o.Sizes {
 			for _, stream := range o.Streams {
 				for _, rate := range o.Rates {
-					waitQuiet(ctx, o, stack)
-					sc, err := runScenario(ctx, o, stack, targets, rate, size, stream, delay)
+					var sc Scenario
+					var err error
+					for attempt := 1; ; attempt++ {
+						waitQuiet(ctx, o, stack)
+						sc, err = runScenario(ctx, o, stack, targets, rate, size, stream, delay)
+						sc.Attempts = attempt
+						if err != nil || o.QuietBelow <= 0 || sc.OtherCores < o.QuietBelow || attempt > o.Retries {
+							break
+						}
+						progress(o.Progress, "%s: others used %.2f cores meanwhile; measuring again", sc.Name, sc.OtherCores)
+					}
 					if err != nil {
 						if stack != nil && ctx.Err() == nil {
 							err = fmt.Errorf("%w\n%s", err, stack.Logs())

@@ -66,7 +66,7 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 		p("; target `%s`", s.Target)
 	}
 	if s.QuietBelow > 0 {
-		p("; each scenario waited up to %gs for other processes to use less than %g cores", s.QuietWaitS, s.QuietBelow)
+		p("; each scenario waited up to %gs for other processes to use less than %g cores, and was measured again (up to %d times) if they used more meanwhile", s.QuietWaitS, s.QuietBelow, s.Retries)
 	}
 	p("\n")
 	for _, n := range rep.Notes {
