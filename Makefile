@@ -66,10 +66,6 @@ eval: build ## measure the classifiers on their data sets (results in docs/class
 	$(BIN) eval injection
 	$(GO) test -count=1 -run TestTokenEstimateAccuracy -v ./internal/classify/ | grep '|' 
 
-.PHONY: bench
-bench: ## run the Go micro-benchmarks of the request path
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/... ./extproc/ ./xds/
-
 .PHONY: eval-routerbench
 eval-routerbench: build ## replay RouterBench through classify → select (docs/routerbench.md)
 	$(BIN) eval routerbench --config examples/routerbench.yaml --relative ../shared/data/routerbench/*.csv
@@ -86,6 +82,8 @@ lint: ## gofmt and go vet
 .PHONY: compose-check
 compose-check: ## validate compose/docker-compose.yaml (needs Debian's docker-compose)
 	docker-compose -f compose/docker-compose.yaml config --quiet
+
+include bench.mk
 
 .PHONY: clean
 clean: ## remove build output and installed tools

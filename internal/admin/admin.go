@@ -5,6 +5,7 @@ package admin
 
 import (
 	"encoding/json"
+	"expvar"
 	"net/http"
 	"runtime"
 	"time"
@@ -26,6 +27,10 @@ type Status interface {
 	Policy() any
 	// ConfigError is why the last config change was refused ("" if none).
 	ConfigError() (string, time.Time)
+}
+
+func init() {
+	expvar.Publish("goroutines", expvar.Func(func() any { return runtime.NumGoroutine() }))
 }
 
 // Handler serves the admin API.
@@ -61,6 +66,9 @@ func Handler(s Status) http.Handler {
 	mux.HandleFunc("GET /policy", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.Policy())
 	})
+	// Process figures for soak tests and dashboards (Go's expvar format:
+	// memstats, cmdline, goroutines).
+	mux.Handle("GET /debug/vars", expvar.Handler())
 	mux.HandleFunc("GET /config", func(w http.ResponseWriter, _ *http.Request) {
 		b, err := s.ConfigYAML()
 		if err != nil {
