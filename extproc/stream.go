@@ -1,8 +1,6 @@
 package extproc
 
 import (
-	"time"
-
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
@@ -16,13 +14,12 @@ import (
 // provider reports, and counts what was streamed to estimate usage when the
 // provider reports none.
 type streamState struct {
-	framer      translate.Framer
-	events      []translate.Event
-	hideUsage   bool // the client did not ask for the usage chunk
-	usage       *usage
-	outTokens   int // estimated from streamed content
-	finished    bool
-	firstByteAt time.Time
+	framer    translate.Framer
+	events    []translate.Event
+	hideUsage bool // the client did not ask for the usage chunk
+	usage     *usage
+	outTokens int // estimated from streamed content
+	finished  bool
 	// anthropic translates Anthropic events into OpenAI chunks.
 	anthropic *translate.AnthropicStream
 }

@@ -116,22 +116,8 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 	b = overrideFromHeaders(b, r.Header)
 
-	if strings.HasSuffix(r.URL.Path, "/messages") && r.Method == http.MethodPost {
-		if b.FirstByteDelay > 0 {
-			select {
-			case <-time.After(b.FirstByteDelay):
-			case <-r.Context().Done():
-				return
-			}
-		}
-		if b.Reset == "before" {
-			resetConnection(w)
-			return
-		}
-		p.messages(w, r, b, body)
-		return
-	}
-	if !strings.HasSuffix(r.URL.Path, "/chat/completions") {
+	anthropic := strings.HasSuffix(r.URL.Path, "/messages")
+	if !anthropic && !strings.HasSuffix(r.URL.Path, "/chat/completions") {
 		writeError(w, http.StatusNotFound, "invalid_request_error", "unknown path "+r.URL.Path)
 		return
 	}
@@ -148,6 +134,10 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if b.Reset == "before" {
 		resetConnection(w)
+		return
+	}
+	if anthropic {
+		p.messages(w, r, b, body)
 		return
 	}
 	if p.APIKey != "" && r.Header.Get("Authorization") != "Bearer "+p.APIKey {
