@@ -114,7 +114,7 @@ func (p *processor) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 			if p.headers == nil {
 				p.headers = map[string]string{}
 			}
-			p.headers[k] = truncate(headerValue(hv), 256)
+			p.headers[k] = apierr.Truncate(headerValue(hv), 256)
 		case header.IsInternal(k):
 			if k == header.Policy {
 				p.headerPolicy = headerValue(hv)
@@ -142,27 +142,27 @@ func (p *processor) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 		p.endpoint = epModel
 	default:
 		return p.immediate(apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions and GET /v1/models",
-			truncate(p.method, 16), truncate(p.path, 200)))
+			apierr.Truncate(p.method, 16), apierr.Truncate(p.path, 200)))
 	}
 
 	switch p.endpoint {
 	case epModels, epModel:
 		if p.method != "GET" && p.method != "HEAD" {
-			return p.immediate(apierr.MethodNotAllowed("%s is not allowed on %s; use GET", truncate(p.method, 16), p.path))
+			return p.immediate(apierr.MethodNotAllowed("%s is not allowed on %s; use GET", apierr.Truncate(p.method, 16), p.path))
 		}
 		if p.endpoint == epModels {
 			return immediateJSON(200, p.state.modelsJSON, p.id)
 		}
 		body, ok := p.state.modelJSON(strings.TrimPrefix(p.path, "/v1/models/"))
 		if !ok {
-			return p.immediate(apierr.NotFound("model_not_found", "model", "the model %q does not exist", truncate(strings.TrimPrefix(p.path, "/v1/models/"), 128)))
+			return p.immediate(apierr.NotFound("model_not_found", "model", "the model %q does not exist", apierr.Truncate(strings.TrimPrefix(p.path, "/v1/models/"), 128)))
 		}
 		return immediateJSON(200, body, p.id)
 	}
 
 	// Chat completions.
 	if p.method != "POST" {
-		return p.immediate(apierr.MethodNotAllowed("%s is not allowed on %s; use POST", truncate(p.method, 16), p.path))
+		return p.immediate(apierr.MethodNotAllowed("%s is not allowed on %s; use POST", apierr.Truncate(p.method, 16), p.path))
 	}
 	if h.EndOfStream {
 		return p.immediate(apierr.BadRequest("invalid_request_body", "", "the request body is empty; send a JSON chat completion request"))
@@ -384,12 +384,4 @@ func replaceResponseBody(nb []byte) *extprocv3.ProcessingResponse {
 			BodyMutation:   &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: nb}},
 		}},
 	}}
-}
-
-// truncate bounds echoed client input in error messages.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -35,26 +35,21 @@ func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespo
 	out := make([]byte, 0, len(b.Body))
 	if st.anthropic != nil {
 		for i := range st.events {
-			out = st.anthropic.Event(st.events[i], out)
-		}
-		if pt, ct, ok := st.anthropic.Usage(); ok {
-			st.usage = &usage{PromptTokens: pt, CompletionTokens: ct}
-		}
-		for i := range st.events {
-			if st.events[i].Name == "content_block_delta" {
-				if t := gjson.GetBytes(st.events[i].Data, "delta.text"); t.Type == gjson.String {
+			ev := &st.events[i]
+			out = st.anthropic.Event(*ev, out)
+			if ev.Name == "content_block_delta" {
+				if t := gjson.GetBytes(ev.Data, "delta.text"); t.Type == gjson.String {
 					st.outTokens += classify.EstimateTokens(t.Str)
 				}
 			}
 		}
+		if pt, ct, ok := st.anthropic.Usage(); ok {
+			st.usage = &usage{PromptTokens: pt, CompletionTokens: ct}
+		}
 		if b.EndOfStream {
 			p.finishStream("complete")
 		}
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
-			ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
-				BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}},
-			}},
-		}}
+		return streamChunk(out)
 	}
 	for i := range st.events {
 		ev := &st.events[i]
@@ -87,6 +82,12 @@ func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespo
 	if !changed {
 		return continueResponseBody()
 	}
+	return streamChunk(out)
+}
+
+// streamChunk replaces one chunk of a streamed answer (no content-length:
+// the stream's length is not known).
+func streamChunk(out []byte) *extprocv3.ProcessingResponse {
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
 		ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
 			BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}},

@@ -94,3 +94,11 @@ func Unauthorized(format string, args ...any) *Error {
 func Unavailable(code, format string, args ...any) *Error {
 	return &Error{Status: http.StatusServiceUnavailable, Type: "server_error", Code: code, Message: fmt.Sprintf(format, args...)}
 }
+
+// Truncate bounds client input echoed in an error message.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -200,7 +200,7 @@ func Decide(in Input) (Decision, error) {
 	case strings.HasPrefix(in.Asked, "route:"):
 		return d, apierr.NotFound("route_not_found", "model", "named routes are not configured; use \"auto\" or a model id")
 	case pinned < 0:
-		return d, apierr.NotFound("model_not_found", "model", "the model %q does not exist; available: %s", truncate(in.Asked, 128), strings.Join(ids(in.Candidates), ", "))
+		return d, apierr.NotFound("model_not_found", "model", "the model %q does not exist; available: %s", apierr.Truncate(in.Asked, 128), strings.Join(ids(in.Candidates), ", "))
 	default:
 		choice = pinned
 		switch v := verdicts[pinned]; v.Verdict {
@@ -397,12 +397,4 @@ func ids(cs []Candidate) []string {
 	}
 	sort.Strings(out)
 	return append(out, Auto)
-}
-
-// truncate bounds echoed client input so an error message stays small.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -92,10 +92,7 @@ func (ct *CatalogTerms) pool(task string) *sync.Pool {
 		cs := &candidateSet{}
 		terms := make([]*ast.Term, len(ct.models))
 		for i, m := range ct.models {
-			items := append(append([][2]*ast.Term{}, ct.static[i]...),
-				[2]*ast.Term{keyCost, num(0)}, [2]*ast.Term{keyQuality, num(m.QualityFor(task))},
-				[2]*ast.Term{keyHealthy, ast.BooleanTerm(true)}, [2]*ast.Term{keyLatency, ast.IntNumberTerm(m.LatencyMS)})
-			o := ast.NewObject(items...)
+			o := candidateObject(ct.static[i], 0, m.QualityFor(task), true, m.LatencyMS)
 			cs.objs = append(cs.objs, o)
 			terms[i] = ast.NewTerm(o)
 		}
@@ -118,10 +115,7 @@ func (ct *CatalogTerms) candidates(task string, cands []Candidate) (*ast.Term, f
 		terms := make([]*ast.Term, 0, len(cands))
 		for i := range cands {
 			c := &cands[i]
-			items := append(staticItems(c.Model),
-				[2]*ast.Term{keyCost, num(c.EstimatedCostEUR)}, [2]*ast.Term{keyQuality, num(c.Quality)},
-				[2]*ast.Term{keyHealthy, ast.BooleanTerm(c.Healthy)}, [2]*ast.Term{keyLatency, ast.IntNumberTerm(c.LatencyMS)})
-			terms = append(terms, ast.NewTerm(ast.NewObject(items...)))
+			terms = append(terms, ast.NewTerm(candidateObject(staticItems(c.Model), c.EstimatedCostEUR, c.Quality, c.Healthy, c.LatencyMS)))
 		}
 		return ast.ArrayTerm(terms...), func() {}
 	}
@@ -150,6 +144,17 @@ func (ct *CatalogTerms) candidates(task string, cands []Candidate) (*ast.Term, f
 			pool.Put(cs)
 		}
 	}
+}
+
+// candidateObject is one candidate: its static fields and the four that
+// depend on the request.
+func candidateObject(static [][2]*ast.Term, cost, quality float64, healthy bool, latencyMS int) ast.Object {
+	items := make([][2]*ast.Term, 0, len(static)+4)
+	items = append(items, static...)
+	items = append(items,
+		[2]*ast.Term{keyCost, num(cost)}, [2]*ast.Term{keyQuality, num(quality)},
+		[2]*ast.Term{keyHealthy, ast.BooleanTerm(healthy)}, [2]*ast.Term{keyLatency, ast.IntNumberTerm(latencyMS)})
+	return ast.NewObject(items...)
 }
 
 func staticItems(m *catalog.Model) [][2]*ast.Term {
