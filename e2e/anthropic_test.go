@@ -94,7 +94,7 @@ func TestAnthropicWireFormat(t *testing.T) {
 
 	// Errors come back in the OpenAI shape.
 	resp3, b3 := post(t, s.URL+"/v1/chat/completions", `{"model":"claude-sonnet","messages":[{"role":"user","content":"x"}]}`, map[string]string{"x-mock-status": "529"})
-	if resp3.StatusCode != 529 {
+	if resp3.StatusCode != 503 {
 		t.Fatalf("error status %d: %s", resp3.StatusCode, b3)
 	}
 	if e := decodeError(t, b3); !strings.Contains(e.Error.Message, "injected failure 529") {

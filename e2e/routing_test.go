@@ -67,8 +67,10 @@ func TestRouting(t *testing.T) {
 				Risk       string         `json:"risk"`
 				Residency  string         `json:"residency"`
 				PII        map[string]int `json:"pii"`
-				Attempts   int            `json:"attempts"`
-				Cost       struct {
+				Attempts   []struct {
+					Provider, Outcome string
+				} `json:"attempts"`
+				Cost struct {
 					Amount   float64 `json:"amount"`
 					Currency string  `json:"currency"`
 				} `json:"cost"`
@@ -77,7 +79,7 @@ func TestRouting(t *testing.T) {
 		mustJSON(t, b, &out)
 		ro := out.Routing
 		if ro.DecisionID != resp.Header.Get("x-stellwerk-decision-id") || ro.Model != "alpha-small" || ro.Provider != "alpha" ||
-			ro.Residency != "us" || ro.Attempts != 1 || ro.Task == "" || ro.Risk == "" {
+			ro.Residency != "us" || len(ro.Attempts) != 1 || ro.Attempts[0].Outcome != "served" || ro.Task == "" || ro.Risk == "" {
 			t.Errorf("routing object %+v", ro)
 		}
 		// alpha-small costs 3 per million input and 7 per million output tokens.
@@ -256,18 +258,20 @@ func TestRouting(t *testing.T) {
 			code               string
 			mention            string
 		}{
-			"malformed JSON":       {"POST", "/v1/chat/completions", `{"model":`, nil, 400, "invalid_json", "not valid JSON"},
-			"missing messages":     {"POST", "/v1/chat/completions", `{"model":"auto"}`, nil, 400, "missing_messages", "messages"},
-			"empty messages":       {"POST", "/v1/chat/completions", `{"model":"auto","messages":[]}`, nil, 400, "empty_messages", "messages"},
-			"messages not array":   {"POST", "/v1/chat/completions", `{"model":"auto","messages":"hi"}`, nil, 400, "invalid_type", "array"},
-			"missing model":        {"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}]}`, nil, 400, "missing_model", "model"},
-			"empty body":           {"POST", "/v1/chat/completions", ``, nil, 400, "invalid_request_body", "empty"},
-			"unknown model":        {"POST", "/v1/chat/completions", `{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}`, nil, 404, "model_not_found", "alpha-small, beta-large, gamma-any, auto"},
-			"too large":            {"POST", "/v1/chat/completions", big, nil, 413, "request_too_large", "65536"},
-			"too large, chunked":   {"POST", "/v1/chat/completions", big, map[string]string{"Transfer-Encoding": "chunked"}, 413, "request_too_large", "65536"},
-			"unknown path":         {"POST", "/v1/embeddingz", `{}`, nil, 404, "unknown_url", "/v1/embeddingz"},
-			"wrong method":         {"GET", "/v1/chat/completions", ``, nil, 405, "method_not_allowed", "POST"},
-			"missing credential":   {"POST", "/v1/chat/completions", `{"model":"gamma-any","messages":[{"role":"user","content":"x"}]}`, nil, 502, "provider_credential_missing", `"gamma"`},
+			"malformed JSON":     {"POST", "/v1/chat/completions", `{"model":`, nil, 400, "invalid_json", "not valid JSON"},
+			"missing messages":   {"POST", "/v1/chat/completions", `{"model":"auto"}`, nil, 400, "missing_messages", "messages"},
+			"empty messages":     {"POST", "/v1/chat/completions", `{"model":"auto","messages":[]}`, nil, 400, "empty_messages", "messages"},
+			"messages not array": {"POST", "/v1/chat/completions", `{"model":"auto","messages":"hi"}`, nil, 400, "invalid_type", "array"},
+			"missing model":      {"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}]}`, nil, 400, "missing_model", "model"},
+			"empty body":         {"POST", "/v1/chat/completions", ``, nil, 400, "invalid_request_body", "empty"},
+			"unknown model":      {"POST", "/v1/chat/completions", `{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}`, nil, 404, "model_not_found", "alpha-small, beta-large, gamma-any, auto"},
+			"too large":          {"POST", "/v1/chat/completions", big, nil, 413, "request_too_large", "65536"},
+			"too large, chunked": {"POST", "/v1/chat/completions", big, map[string]string{"Transfer-Encoding": "chunked"}, 413, "request_too_large", "65536"},
+			"unknown path":       {"POST", "/v1/embeddingz", `{}`, nil, 404, "unknown_url", "/v1/embeddingz"},
+			"wrong method":       {"GET", "/v1/chat/completions", ``, nil, 405, "method_not_allowed", "POST"},
+			// With fallbacks allowed, failover would serve it elsewhere (TestFailover).
+			"missing credential": {"POST", "/v1/chat/completions", `{"model":"gamma-any","policy":{"allow":["gamma-any"]},"messages":[{"role":"user","content":"x"}]}`,
+				nil, 503, "no_eligible_model", "gamma-any at gamma (provider_credential_missing: provider \"gamma\" has no credential"},
 			"unknown model detail": {"GET", "/v1/models/nope", ``, nil, 404, "model_not_found", "nope"},
 		}
 		for name, tc := range cases {
@@ -338,18 +342,19 @@ func TestProviderFailureIsOpenAIShaped(t *testing.T) {
 	if resp.StatusCode != 503 || resp.Header.Get("x-stellwerk-decision-id") == "" {
 		t.Fatalf("provider 503: status %d headers %v", resp.StatusCode, resp.Header)
 	}
-	// The provider's own error passes through unchanged (its code may be null).
+	// With no other provider to fail over to, the answer says what was
+	// tried and quotes the provider's own error.
 	var passed apiError
 	mustJSON(t, b, &passed)
-	if !strings.Contains(passed.Error.Message, "injected failure 503") {
-		t.Errorf("provider error not passed through: %s", b)
+	if passed.Error.Code != "no_eligible_model" || !strings.Contains(passed.Error.Message, "flaky-model at flaky (status 503: flaky: injected failure 503") {
+		t.Errorf("provider error not quoted: %s", b)
 	}
 
 	resp, b = post(t, s.URL+"/v1/chat/completions", chat, map[string]string{"x-mock-reset": "before"})
 	if resp.StatusCode < 502 || resp.StatusCode > 503 {
 		t.Fatalf("reset: status %d: %s", resp.StatusCode, b)
 	}
-	if e := decodeError(t, b); e.Error.Code != "provider_unavailable" {
+	if e := decodeError(t, b); e.Error.Code != "no_eligible_model" || !strings.Contains(e.Error.Message, "provider could not be reached") {
 		t.Errorf("reset: %+v", e.Error)
 	}
 	if resp.Header.Get("x-stellwerk-provider") != "flaky" {

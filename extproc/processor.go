@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -12,9 +13,11 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/decide"
 	"github.com/stellwerk/stellwerk/internal/header"
@@ -60,6 +63,20 @@ type processor struct {
 	anthropic  bool          // the provider speaks Anthropic's Messages API
 	translate  bool          // the JSON answer must be translated back to OpenAI
 	respStatus string        // the provider's :status
+
+	// Failover (standalone mode). At the edge: the attempt list, and what
+	// happened to each attempt. In an egress listener: the provider this
+	// stream sends to, and this attempt's place in the plan.
+	plan        []*catalog.Model
+	served      *catalog.Model // the model whose answer the client gets
+	attempts    []attempt
+	egress      string
+	planHeader  string
+	planIdx     int
+	attemptAt   time.Time // when this attempt left for the provider
+	attemptDone bool
+	log2        *attemptLog
+	failed      bool // every attempt failed; the answer becomes stellwerk's error
 }
 
 // clientAuthHeaders are the client's credentials for stellwerk. They must
@@ -93,6 +110,9 @@ func (p *processor) handle(req *extprocv3.ProcessingRequest) *extprocv3.Processi
 // provider (model listing, unknown paths) and admits chat requests to the
 // body phase.
 func (p *processor) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	if p.egress != "" {
+		return p.egressRequestHeaders(h)
+	}
 	contentLength := int64(-1)
 	remove := []string{header.Cluster}
 	var credential string
@@ -171,6 +191,7 @@ func (p *processor) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
 	}
 	remove = append(remove, clientAuthHeaders...)
+	remove = append(remove, header.EnvoyControl...) // a client does not steer retries or timeouts
 	// stellwerk reads answers (usage, routing object, translation): ask the
 	// provider for them uncompressed.
 	remove = append(remove, "accept-encoding")
@@ -182,6 +203,9 @@ func (p *processor) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 // requestBody parses the chat request once, decides, and rewrites the
 // request for the chosen provider.
 func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if p.egress != "" {
+		return p.egressRequestBody(b)
+	}
 	if p.endpoint != epChat {
 		return continueRequestBody(nil)
 	}
@@ -205,62 +229,22 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	d := res.Selection
 	chat := res.Chat
 	m := d.Model
-	prov := m.Provider
-	credName, credValue, ok := prov.Credential()
-	if !ok {
-		p.log.Warn("provider credential missing", zap.String("decision_id", p.id),
-			zap.String("provider", prov.Name), zap.String("expected_in", prov.CredentialSource()))
-		return p.immediate(apierr.BadGateway("provider_credential_missing",
-			"provider %q has no credential configured; the request was not sent (operators: see the stellwerk log)", prov.Name))
-	}
-
-	upstreamPath := prov.UpstreamPath(p.path)
-	p.anthropic = prov.WireFormat == "anthropic"
-	if p.anthropic {
-		upstreamPath = prov.BasePath + "/messages"
-	}
-	hs := []*corev3.HeaderValueOption{
-		setHeader(header.Cluster, prov.Cluster),
-		setHeader(":path", upstreamPath+p.query),
-		setHeader(":authority", prov.Authority),
-	}
-	if p.anthropic {
-		hs = append(hs, setHeader("anthropic-version", translate.AnthropicVersion))
-	}
-	if credName != "" {
-		hs = append(hs, setHeader(credName, credValue))
-	}
-	cr := &extprocv3.CommonResponse{ClearRouteCache: true}
+	p.decision, p.served = &d, m
 	p.wantUsage = chat.IncludeUsage
-	askUsage := chat.Stream && !chat.IncludeUsage // stellwerk needs the usage of every stream
-	if m.ProviderModel != chat.Model || chat.Policy.Exists() || askUsage || p.anthropic {
-		nb := body
-		var err error
-		if p.anthropic { // the translation sets the model and drops what Anthropic has no field for
-			nb, err = translate.ToAnthropicRequest(body, m.ProviderModel)
-			if err != nil {
-				return p.immediate(apierr.As(err))
-			}
-			askUsage, chat.Policy = false, gjson.Result{}
-		}
-		if chat.Policy.Exists() { // the per-request policy is stellwerk's, not the provider's
-			nb, err = sjson.DeleteBytes(nb, "policy")
-		}
-		if err == nil && askUsage {
-			nb, err = sjson.SetBytes(nb, "stream_options.include_usage", true)
-		}
-		if err == nil && m.ProviderModel != chat.Model {
-			nb, err = sjson.SetBytes(nb, "model", m.ProviderModel)
-		}
-		if err != nil {
-			p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
-			return p.immediate(apierr.Internal())
-		}
-		hs = append(hs, setHeader("content-length", strconv.Itoa(len(nb))))
-		cr.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: nb}}
+	nb, err := providerNeutral(body, chat.Policy.Exists(), chat.Stream && !chat.IncludeUsage)
+	if err != nil {
+		p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
+		return p.immediate(apierr.Internal())
 	}
-	cr.HeaderMutation = &extprocv3.HeaderMutation{SetHeaders: hs}
-	p.decision = &d
+	var resp *extprocv3.ProcessingResponse
+	if fo := p.state.Failover; fo != nil {
+		resp = p.routeWithFailover(&d, body, nb, fo.MaxAttempts)
+	} else {
+		resp = p.routeDirect(m, body, nb)
+	}
+	if resp.GetImmediateResponse() != nil {
+		return resp
+	}
 	p.routedAt = time.Now()
 	lvl := zap.InfoLevel
 	switch res.Policy.LogLevel { // the policy may raise or lower this request's decision line
@@ -271,7 +255,8 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	}
 	if ce := p.log.Check(lvl, "routed"); ce != nil {
 		c := &p.class
-		ce.Write(zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("provider", prov.Name),
+		ce.Write(zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("provider", m.Provider.Name),
+			zap.Int("plan", max(len(p.plan), 1)),
 			zap.Bool("stream", chat.Stream), zap.String("reason", d.Reason), zap.String("workspace", res.Workspace),
 			zap.String("policy_version", res.PolicyVersion), zap.Int("excluded", len(res.Policy.Exclude)),
 			zap.String("task", c.Task), zap.String("complexity", c.Complexity), zap.String("language", c.Language),
@@ -279,25 +264,130 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 			zap.String("sensitivity", c.Sensitivity), zap.String("risk", c.Risk), zap.Int("input_tokens", c.InputTokens),
 			zap.Any("tags", res.Policy.Tags))
 	}
-	return continueRequestBody(cr)
+	return resp
+}
+
+// providerNeutral makes the edits every provider needs: the per-request
+// policy is stellwerk's, not the provider's, and stellwerk needs the usage
+// of every stream. It returns body itself when nothing changes.
+func providerNeutral(body []byte, hasPolicy, askUsage bool) ([]byte, error) {
+	var err error
+	nb := body
+	if hasPolicy {
+		nb, err = sjson.DeleteBytes(nb, "policy")
+	}
+	if err == nil && askUsage {
+		nb, err = sjson.SetBytes(nb, "stream_options.include_usage", true)
+	}
+	return nb, err
+}
+
+// routeDirect sends the request to the provider's own cluster (clusters
+// mode: the operator's route has no failover).
+func (p *processor) routeDirect(m *catalog.Model, orig, body []byte) *extprocv3.ProcessingResponse {
+	hs, nb, perr := p.rewriteFor(m, body)
+	if perr != nil {
+		return p.immediate(perr)
+	}
+	hs = append(hs, setHeader(header.Cluster, m.Provider.Cluster))
+	return continueRequestBody(bodyChange(hs, orig, nb))
+}
+
+// routeWithFailover sends the request to the failover cluster with its
+// attempt list; each egress listener rewrites it for its own provider.
+func (p *processor) routeWithFailover(d *decide.Decision, orig, body []byte, maxAttempts int) *extprocv3.ProcessingResponse {
+	p.plan = planFor(d, maxAttempts)
+	hosts := make([]string, len(p.plan))
+	for i, m := range p.plan {
+		hosts[i] = header.EgressHost(m.Provider.Name)
+	}
+	hs := []*corev3.HeaderValueOption{
+		setHeader(header.Cluster, header.FailoverCluster),
+		setHeader(header.Plan, encodePlan(p.id, p.plan)),
+		// Never more retries than the plan has other providers: beyond it
+		// the balancer would have no host, never a provider outside the plan.
+		setHeader(header.MaxRetries, strconv.Itoa(len(p.plan)-1)),
+	}
+	resp := continueRequestBody(bodyChange(hs, orig, body))
+	resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
+		header.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			header.HostsKey: structpb.NewStringValue(strings.Join(hosts, ",")),
+		}}),
+	}}
+	return resp
+}
+
+// bodyChange is the request mutation: headers, and the body with its exact
+// length when it changed.
+func bodyChange(hs []*corev3.HeaderValueOption, orig, nb []byte) *extprocv3.CommonResponse {
+	cr := &extprocv3.CommonResponse{ClearRouteCache: true}
+	if nb != nil && !(len(nb) == len(orig) && (len(nb) == 0 || &nb[0] == &orig[0])) {
+		hs = append(hs, setHeader("content-length", strconv.Itoa(len(nb))))
+		cr.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: nb}}
+	}
+	cr.HeaderMutation = &extprocv3.HeaderMutation{SetHeaders: hs}
+	return cr
+}
+
+// rewriteFor rewrites an OpenAI-shaped chat request for one model's
+// provider: path, authority, credential, model name and wire format. It
+// returns body itself when the body needs no change.
+func (p *processor) rewriteFor(m *catalog.Model, body []byte) ([]*corev3.HeaderValueOption, []byte, *apierr.Error) {
+	prov := m.Provider
+	credName, credValue, ok := prov.Credential()
+	if !ok {
+		p.log.Warn("provider credential missing", zap.String("decision_id", p.id),
+			zap.String("provider", prov.Name), zap.String("expected_in", prov.CredentialSource()))
+		return nil, nil, apierr.BadGateway("provider_credential_missing",
+			"provider %q has no credential configured; the request was not sent (operators: see the stellwerk log)", prov.Name)
+	}
+	upstreamPath := prov.UpstreamPath(p.path)
+	p.anthropic = prov.WireFormat == "anthropic"
+	if p.anthropic {
+		upstreamPath = prov.BasePath + "/messages"
+	}
+	hs := []*corev3.HeaderValueOption{
+		setHeader(":path", upstreamPath+p.query),
+		setHeader(":authority", prov.Authority),
+	}
+	if p.anthropic {
+		hs = append(hs, setHeader("anthropic-version", translate.AnthropicVersion))
+	}
+	if credName != "" {
+		hs = append(hs, setHeader(credName, credValue))
+	}
+	if p.anthropic { // the translation sets the model and drops what Anthropic has no field for
+		nb, err := translate.ToAnthropicRequest(body, m.ProviderModel)
+		if err != nil {
+			return nil, nil, apierr.As(err)
+		}
+		return hs, nb, nil
+	}
+	if gjson.GetBytes(body, "model").Str == m.ProviderModel {
+		return hs, body, nil
+	}
+	nb, err := sjson.SetBytes(body, "model", m.ProviderModel)
+	if err != nil {
+		p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
+		return nil, nil, apierr.Internal()
+	}
+	return hs, nb, nil
 }
 
 // responseHeaders tells the caller what stellwerk decided, and asks Envoy
 // for the body of a successful, unencoded JSON answer so the routing object
 // can go into it. Streams (SSE) are never buffered.
 func (p *processor) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	if p.egress != "" {
+		return p.egressResponseHeaders(h)
+	}
 	hs := []*corev3.HeaderValueOption{setHeader(header.DecisionID, p.id)}
 	d := p.decision
 	if d == nil {
 		return continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})
 	}
-	hs = append(hs,
-		setHeader(header.Model, d.Model.ID),
-		setHeader(header.Provider, d.Model.Provider.Name),
-		setHeader(header.Reason, d.Reason),
-		setHeader(header.PolicyVersion, p.result.PolicyVersion),
-	)
-	var status, ctype, encoding string
+	var status, ctype, encoding, flags string
+	attemptCount, servedIdx := 0, -1
 	for _, hv := range h.GetHeaders().GetHeaders() {
 		switch strings.ToLower(hv.Key) {
 		case ":status":
@@ -306,14 +396,62 @@ func (p *processor) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 			ctype = headerValue(hv)
 		case "content-encoding":
 			encoding = headerValue(hv)
+		case "x-envoy-attempt-count":
+			attemptCount, _ = strconv.Atoi(headerValue(hv))
+		case header.Served:
+			if i, err := strconv.Atoi(headerValue(hv)); err == nil && i >= 0 && i < len(p.plan) {
+				servedIdx = i
+			}
+		case header.UpstreamFlags:
+			flags = headerValue(hv)
 		}
 	}
-	resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})
+	code, _ := strconv.Atoi(status)
+	remove := []string{header.Served, header.UpstreamFlags, "x-envoy-attempt-count"}
+	if p.plan != nil {
+		if retryable(code) {
+			servedIdx = -1
+		}
+		p.attempts = attemptsFor(p.plan, attemptCount, servedIdx, code, p.log2.take(p.id))
+		if servedIdx >= 0 {
+			p.served = p.plan[servedIdx]
+		}
+		if retryable(code) && len(p.attempts) > 0 {
+			last := &p.attempts[len(p.attempts)-1]
+			if last.Status == 0 && flags != "" {
+				last.Reason = failureReason(code, flags)
+			}
+			p.served = p.plan[len(p.attempts)-1]
+			if h.EndOfStream {
+				return p.immediate(p.allAttemptsFailed(nil))
+			}
+			// Read the last provider's error (the egress filter made it
+			// OpenAI-shaped) to quote it in stellwerk's answer.
+			p.failed = true
+			hs = append(hs, setHeader(":status", "503"), setHeader("content-type", "application/json"),
+				setHeader(header.Model, p.served.ID), setHeader(header.Provider, p.served.Provider.Name),
+				setHeader(header.Attempts, strconv.Itoa(len(p.attempts))))
+			resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs, RemoveHeaders: append(remove, "content-encoding")})
+			resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
+			return resp
+		}
+	}
+	m := p.served
+	hs = append(hs,
+		setHeader(header.Model, m.ID),
+		setHeader(header.Provider, m.Provider.Name),
+		setHeader(header.Reason, d.Reason),
+		setHeader(header.PolicyVersion, p.result.PolicyVersion),
+	)
+	if len(p.attempts) > 1 {
+		hs = append(hs, setHeader(header.Attempts, strconv.Itoa(len(p.attempts))))
+	}
+	resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs, RemoveHeaders: remove})
 	p.respStatus = status
 	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "text/event-stream") && !h.EndOfStream &&
 		(encoding == "" || encoding == "identity") {
 		// Follow the stream (event by event, never buffered whole) for its usage.
-		p.stream = &streamState{hideUsage: !p.wantUsage}
+		p.stream = &streamState{hideUsage: !p.wantUsage, checkEnd: true}
 		if p.anthropic {
 			p.stream.anthropic = translate.NewAnthropicStream(p.wantUsage)
 		}
@@ -325,10 +463,11 @@ func (p *processor) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 		p.translate = true
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
 	}
-	if len(status) == 3 && status[0] == '2' && !p.routedAt.IsZero() {
+	if p.plan == nil && len(status) == 3 && status[0] == '2' && !p.routedAt.IsZero() {
 		// Time to the provider's first bytes: what the latency objective
 		// and sla_ms compare (streams: first chunk; JSON: the whole answer).
-		p.state.Router.Latency.Observe(d.Model.ID, time.Since(p.routedAt))
+		// With failover, each egress attempt measures its own provider.
+		p.state.Router.Latency.Observe(m.ID, time.Since(p.routedAt))
 	}
 	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "application/json") &&
 		(encoding == "" || encoding == "identity") && !h.EndOfStream {
@@ -338,9 +477,36 @@ func (p *processor) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 	return resp
 }
 
+// allAttemptsFailed is the answer when every provider of the plan failed
+// before its answer started: which were tried, why, and that no other model
+// was allowed. A request never reaches a model outside its decision.
+// providerErr is the last provider's answer, quoted when it is an error.
+func (p *processor) allAttemptsFailed(providerErr []byte) *apierr.Error {
+	if msg := gjson.GetBytes(providerErr, "error.message"); msg.Type == gjson.String && msg.Str != "" && len(p.attempts) > 0 {
+		last := &p.attempts[len(p.attempts)-1]
+		last.Reason += ": " + apierr.Truncate(msg.Str, 200)
+	}
+	excluded := ""
+	if r := p.result; r != nil && len(r.Policy.Exclude) > 0 {
+		excluded = fmt.Sprintf("; %d other models are excluded by policy", len(r.Policy.Exclude))
+		if c := residencyOf(r); c != "" {
+			excluded += " (" + c + ")"
+		}
+	}
+	p.log.Warn("all attempts failed", zap.String("decision_id", p.id), zap.Any("attempts", p.attempts))
+	return apierr.Unavailable("no_eligible_model", "every model this request may use failed: %s%s", summarizeAttempts(p.attempts), excluded)
+}
+
+// residencyOf names the hard constraint of a decision, if any.
+func residencyOf(r *route.Result) string { return r.Constraint }
+
 // responseBody adds the routing object to a complete JSON object. A body
 // larger than Envoy's buffer arrives partial and is passed through as is.
 func (p *processor) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if p.failed && b.EndOfStream {
+		p.failed = false
+		return replaceResponseBody(p.allAttemptsFailed(b.Body).JSON())
+	}
 	if (!p.addRouting && !p.translate) || !b.EndOfStream {
 		return continueResponseBody()
 	}

@@ -3,6 +3,7 @@ package extproc
 import (
 	"encoding/json"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -38,7 +39,9 @@ type routingObject struct {
 	Excluded       int            `json:"excluded"`
 	EstimatedEUR   float64        `json:"estimated_cost_eur"`
 	OverheadMS     float64        `json:"router_overhead_ms"`
-	Attempts       int            `json:"attempts"`
+	// Attempts lists each provider the request was sent to, in order; the
+	// last one served it (with failover, earlier ones failed).
+	Attempts []attempt `json:"attempts"`
 }
 
 type usage struct {
@@ -64,14 +67,20 @@ type saving struct {
 // routing builds the object for a response body (to read its usage).
 func (p *processor) routing(body []byte) []byte {
 	d := p.decision
-	m := d.Model
+	m := p.served
 	c := &p.class
 	ro := routingObject{
 		DecisionID: p.id, Model: m.ID, Provider: m.Provider.Name, ProviderModel: m.ProviderModel, Reason: d.Reason,
 		Task: c.Task, TaskConfidence: round(c.TaskConfidence, 3), Complexity: c.Complexity, Language: c.Language,
 		Sensitivity: c.Sensitivity, Risk: c.Risk, Residency: m.Provider.Residency,
 		PII: c.PIICounts, Secrets: len(c.Secrets), Injection: round(c.Injection.Score, 3), InputTokensEst: c.InputTokens,
-		OverheadMS: round(float64(p.overhead)/float64(time.Millisecond), 3), Attempts: 1,
+		OverheadMS: round(float64(p.overhead)/float64(time.Millisecond), 3), Attempts: p.attempts,
+	}
+	if ro.Attempts == nil { // no failover: one attempt, and it answered
+		ro.Attempts = []attempt{{Provider: m.Provider.Name, Model: m.ID, Outcome: "served"}}
+	}
+	if m != d.Model {
+		ro.Reason = d.Reason + "; served by fallback after " + strconv.Itoa(len(ro.Attempts)-1) + " failed attempt(s)"
 	}
 	if r := p.result; r != nil {
 		ro.PolicyVersion, ro.PolicyFP, ro.Workspace = r.PolicyVersion, r.ReqPolicy.Fingerprint, r.Workspace

@@ -15,10 +15,12 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/route"
 )
 
@@ -28,7 +30,16 @@ type State struct {
 	Router          *route.Router
 	Keys            *auth.Keys
 	MaxRequestBytes int64
-	modelsJSON      []byte
+	// Failover is set when requests go through the failover cluster
+	// (standalone mode); nil sends each request to its provider's cluster.
+	Failover   *Failover
+	modelsJSON []byte
+}
+
+// Failover is what the ext_proc side needs of the failover settings.
+type Failover struct {
+	MaxAttempts    int
+	AttemptTimeout time.Duration
 }
 
 // Server implements Envoy's ExternalProcessor service.
@@ -37,6 +48,9 @@ type Server struct {
 	state atomic.Pointer[State]
 	log   *zap.Logger
 	newID func() string
+	// attempts is what egress streams saw, for the edge stream of the same
+	// request (both usually run in this process).
+	attempts attemptLog
 }
 
 var _ extprocv3.ExternalProcessorServer = (*Server)(nil)
@@ -54,10 +68,17 @@ func (s *Server) SetState(st *State) { s.state.Store(st) }
 // Process handles one HTTP request's stream of phases.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 	ctx := stream.Context()
-	p := &processor{state: s.state.Load(), log: s.log, id: s.newID(), ctx: ctx}
+	p := &processor{state: s.state.Load(), log: s.log, id: s.newID(), ctx: ctx, log2: &s.attempts}
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(header.Egress); len(v) == 1 && v[0] != "" {
+			p.egress = v[0]
+		}
+	}
 	// A stream that ends before its answer did (the client went away, or
-	// the provider broke off) still gets its usage recorded, as an estimate.
+	// the provider broke off) still gets its usage recorded, as an estimate;
+	// an attempt that got no answer is recorded as failed.
 	defer p.finishStream("interrupted")
+	defer p.endAttempt(0, "", "", "")
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {

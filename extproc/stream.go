@@ -22,7 +22,15 @@ type streamState struct {
 	finished  bool
 	// anthropic translates Anthropic events into OpenAI chunks.
 	anthropic *translate.AnthropicStream
+	// checkEnd makes a stream that ends without [DONE] or an error event end
+	// with an error event: a provider that broke off must not look like a
+	// complete answer to the client.
+	checkEnd bool
+	sawEnd   bool
 }
+
+// incompleteEvent is what the OpenAI SDKs raise as an APIError.
+var incompleteEvent = []byte(`data: {"error":{"message":"the provider's stream ended before the answer was complete","type":"server_error","code":"stream_incomplete","param":null}}` + "\n\n")
 
 // streamBody handles one chunk of a streamed answer.
 func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
@@ -55,8 +63,14 @@ func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespo
 		ev := &st.events[i]
 		data := ev.Data
 		drop := false
+		if string(data) == "[DONE]" {
+			st.sawEnd = true
+		}
 		if len(data) > 0 && data[0] == '{' && gjson.ValidBytes(data) {
 			root := gjson.ParseBytes(data)
+			if root.Get("error").Exists() {
+				st.sawEnd = true
+			}
 			if u := root.Get("usage"); u.IsObject() {
 				pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
 				if pt.Type == gjson.Number && ct.Type == gjson.Number {
@@ -77,7 +91,12 @@ func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespo
 		out = append(out, ev.Raw...)
 	}
 	if b.EndOfStream {
-		p.finishStream("complete")
+		how := "complete"
+		if st.checkEnd && !st.sawEnd {
+			p.log.Warn("stream ended without [DONE]", zap.String("decision_id", p.id), zap.String("model", p.served.ID))
+			out, changed, how = append(out, incompleteEvent...), true, "incomplete"
+		}
+		p.finishStream(how)
 	}
 	if !changed {
 		return continueResponseBody()
@@ -109,7 +128,7 @@ func (p *processor) finishStream(how string) {
 		u = &usage{PromptTokens: p.class.InputTokens, CompletionTokens: st.outTokens}
 		estimated = true
 	}
-	m := p.decision.Model
+	m := p.served
 	p.log.Info("stream finished", zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("end", how),
 		zap.Int("prompt_tokens", u.PromptTokens), zap.Int("completion_tokens", u.CompletionTokens),
 		zap.Bool("usage_estimated", estimated), zap.Float64("cost_eur", m.CostEUR(u.PromptTokens, u.CompletionTokens)))

@@ -7,6 +7,8 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/stellwerk/stellwerk/internal/header"
 )
 
 // ExtProcFilterName is the HTTP filter name of stellwerk in Envoy.
@@ -18,10 +20,20 @@ const ExtProcFilterName = "envoy.filters.http.ext_proc"
 // pass through chunk by chunk; stellwerk overrides that per response for
 // successful JSON answers (BUFFERED_PARTIAL), to add the routing object. If stellwerk cannot be reached the request fails closed.
 func extProcConfig(ep ExtProc) *extprocv3.ExternalProcessor {
+	gs := &corev3.GrpcService{
+		TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ep.Cluster}},
+	}
+	var mo *extprocv3.MetadataOptions
+	if ep.Egress != "" {
+		// One attempt on one provider: the stream says which.
+		gs.InitialMetadata = []*corev3.HeaderValue{{Key: header.Egress, Value: ep.Egress}}
+	} else {
+		// The decision's attempt list, for the failover cluster's balancer.
+		mo = &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{HostsNamespace}}}
+	}
 	return &extprocv3.ExternalProcessor{
-		GrpcService: &corev3.GrpcService{
-			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ep.Cluster}},
-		},
+		MetadataOptions:  mo,
+		GrpcService:      gs,
 		FailureModeAllow: false,
 		ProcessingMode: &extprocv3.ProcessingMode{
 			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
@@ -33,7 +45,8 @@ func extProcConfig(ep ExtProc) *extprocv3.ExternalProcessor {
 		},
 		MessageTimeout: durationpb.New(ep.Timeout),
 		// stellwerk rewrites :authority for the provider.
-		MutationRules: &mutationv3.HeaderMutationRules{AllowAllRouting: wrapperspb.Bool(true)},
+		// It also sets x-envoy-max-retries: the attempts a request's plan has.
+		MutationRules: &mutationv3.HeaderMutationRules{AllowAllRouting: wrapperspb.Bool(true), AllowEnvoy: wrapperspb.Bool(true)},
 		// stellwerk sets content-length to the exact length of the body it
 		// wrote, so providers that reject chunked uploads still work.
 		AllowContentLengthHeader: true,

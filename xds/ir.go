@@ -12,6 +12,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/header"
 )
 
 // IR is the small, plain-data description of what Envoy must run.
@@ -23,6 +24,26 @@ type IR struct {
 	Clusters []Cluster `json:"clusters"`
 	// RequestTimeout bounds an upstream request, streaming included; 0 disables.
 	RequestTimeout time.Duration `json:"request_timeout"`
+	// Failover is set in standalone mode: requests go through the failover
+	// cluster, whose endpoints are one internal egress listener per provider.
+	Failover *Failover `json:"failover,omitempty"`
+}
+
+// Failover is the cross-provider retry set-up (docs/failover.md).
+type Failover struct {
+	MaxAttempts    int           `json:"max_attempts"`
+	AttemptTimeout time.Duration `json:"attempt_timeout"`
+	// MaxRequestBytes sizes the buffers a retried request is kept in.
+	MaxRequestBytes int64    `json:"max_request_bytes"`
+	Egress          []Egress `json:"egress"`
+}
+
+// Egress is one provider's internal listener: it runs stellwerk's per-attempt
+// rewrite, then forwards to the provider's cluster.
+type Egress struct {
+	Listener string `json:"listener"`
+	Provider string `json:"provider"`
+	Cluster  string `json:"cluster"`
 }
 
 // Listener is the client-facing listener.
@@ -38,6 +59,9 @@ type Listener struct {
 type ExtProc struct {
 	Cluster string        `json:"cluster"`
 	Timeout time.Duration `json:"timeout"`
+	// Egress names the provider of an egress listener's filter ("" for the
+	// client-facing filter).
+	Egress string `json:"egress,omitempty"`
 }
 
 // Cluster is one provider.
@@ -55,6 +79,13 @@ type Cluster struct {
 const (
 	ListenerName    = "stellwerk_http"
 	RouteConfigName = "stellwerk_routes"
+)
+
+const (
+	FailoverCluster = header.FailoverCluster
+	EgressPrefix    = header.EgressPrefix
+	HostsNamespace  = header.MetadataNamespace
+	HostsKey        = header.HostsKey
 )
 
 // FromConfig builds the IR from a validated config and its catalog.
@@ -82,6 +113,14 @@ func FromConfig(c *config.Config, cat *catalog.Catalog) (IR, error) {
 			cl.CABundle = c.Envoy.CABundle
 		}
 		ir.Clusters = append(ir.Clusters, cl)
+	}
+	if ir.Listener != nil {
+		f := &Failover{MaxAttempts: c.Failover.MaxAttempts, AttemptTimeout: c.Failover.AttemptTimeout,
+			MaxRequestBytes: c.Envoy.MaxRequestBytes}
+		for _, p := range cat.Providers() {
+			f.Egress = append(f.Egress, Egress{Listener: EgressPrefix + p.Name, Provider: p.Name, Cluster: p.Cluster})
+		}
+		ir.Failover = f
 	}
 	return ir, ir.Validate()
 }

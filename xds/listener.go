@@ -94,15 +94,19 @@ func localReplyConfig(maxBytes int64) (*hcmv3.LocalReplyConfig, error) {
 	tooLarge := apierr.TooLarge(maxBytes)
 	// When stellwerk itself cannot be reached the filter fails closed; say so
 	// in the OpenAI shape, with a retryable status, instead of an empty 500.
-	extProcDown, err := toAny(&celv3.ExpressionFilter{Expression: "response.code_details.startsWith('ext_proc_error')"})
+	extProcDown, err := celFilter("response.code_details.startsWith('ext_proc_error')")
+	if err != nil {
+		return nil, err
+	}
+	// stellwerk's own answers (details "stellwerk") keep their bodies, even
+	// on a stream whose earlier attempts left response flags behind.
+	notOurs, err := celFilter("response.code_details != 'stellwerk'")
 	if err != nil {
 		return nil, err
 	}
 	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{
 		{
-			Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{ExtensionFilter: &accesslogv3.ExtensionFilter{
-				Name: "envoy.access_loggers.extension_filters.cel", ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: extProcDown},
-			}}},
+			Filter:             extProcDown,
 			StatusCode:         wrapperspb.UInt32(503),
 			BodyFormatOverride: errorFormat("the LLM router is unavailable; the request was not sent to any provider", "server_error", "router_unavailable"),
 		},
@@ -111,14 +115,36 @@ func localReplyConfig(maxBytes int64) (*hcmv3.LocalReplyConfig, error) {
 			BodyFormatOverride: errorFormat(tooLarge.Message, tooLarge.Type, tooLarge.Code),
 		},
 		{
-			Filter:             flagFilter("UT"),
+			Filter:             and(flagFilter("UT"), notOurs),
 			BodyFormatOverride: errorFormat("the provider did not answer in time", "server_error", "provider_timeout"),
+			HeadersToAdd:       []*corev3.HeaderValueOption{flagsHeader()},
 		},
 		{
-			Filter:             flagFilter("UF", "UH", "URX", "UO", "UC", "UR", "UPE", "NC"),
+			Filter:             and(flagFilter("UF", "UH", "URX", "UO", "UC", "UR", "UPE", "NC"), notOurs),
 			BodyFormatOverride: errorFormat("the provider could not be reached (%RESPONSE_FLAGS%)", "server_error", "provider_unavailable"),
+			HeadersToAdd:       []*corev3.HeaderValueOption{flagsHeader()},
 		},
 	}}, nil
+}
+
+// flagsHeader tells stellwerk why Envoy answered for the provider.
+func flagsHeader() *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: header.UpstreamFlags, Value: "%RESPONSE_FLAGS%"},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
+}
+
+func celFilter(expr string) (*accesslogv3.AccessLogFilter, error) {
+	a, err := toAny(&celv3.ExpressionFilter{Expression: expr})
+	if err != nil {
+		return nil, err
+	}
+	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{ExtensionFilter: &accesslogv3.ExtensionFilter{
+		Name: "envoy.access_loggers.extension_filters.cel", ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: a},
+	}}}, nil
+}
+
+func and(fs ...*accesslogv3.AccessLogFilter) *accesslogv3.AccessLogFilter {
+	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_AndFilter{AndFilter: &accesslogv3.AndFilter{Filters: fs}}}
 }
 
 func statusFilter(code uint32) *accesslogv3.AccessLogFilter {

@@ -14,11 +14,20 @@ import (
 // (which stellwerk never lets happen) gets a 404 rather than a default route.
 func routeConfig(ir IR) *routev3.RouteConfiguration {
 	noRoute := apierr.NotFound("unknown_url", "", "no route: the request was not routed by stellwerk")
+	action := &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_ClusterHeader{ClusterHeader: header.Cluster},
+		Timeout:          durationpb.New(ir.RequestTimeout),
+	}
+	if ir.Failover != nil {
+		action.RetryPolicy = retryPolicy(*ir.Failover)
+	}
 	return &routev3.RouteConfiguration{
 		Name: RouteConfigName,
 		VirtualHosts: []*routev3.VirtualHost{{
 			Name:    "stellwerk",
 			Domains: []string{"*"},
+			// stellwerk reads how many attempts a request took.
+			IncludeAttemptCountInResponse: ir.Failover != nil,
 			Routes: []*routev3.Route{
 				{
 					Name: "provider",
@@ -29,10 +38,7 @@ func routeConfig(ir IR) *routev3.RouteConfiguration {
 							HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true},
 						}},
 					},
-					Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-						ClusterSpecifier: &routev3.RouteAction_ClusterHeader{ClusterHeader: header.Cluster},
-						Timeout:          durationpb.New(ir.RequestTimeout),
-					}},
+					Action: &routev3.Route_Route{Route: action},
 					// The routing header is for Envoy only, and a third-party
 					// provider has no business with the client's address.
 					RequestHeadersToRemove: []string{header.Cluster, "x-forwarded-for", "x-envoy-external-address"},

@@ -49,6 +49,24 @@ func Translate(ir IR) (Resources, error) {
 			check("listener "+l.Name, l)
 			res.Listeners = append(res.Listeners, l)
 		}
+		if ir.Failover != nil {
+			cl, err := failoverCluster(*ir.Failover)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("cluster %s: %w", FailoverCluster, err))
+			} else {
+				check("cluster "+FailoverCluster, cl)
+				res.Clusters = append(res.Clusters, cl)
+			}
+			for _, e := range ir.Failover.Egress {
+				l, err := egressListener(ir, e)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("listener %s: %w", e.Listener, err))
+					continue
+				}
+				check("listener "+l.Name, l)
+				res.Listeners = append(res.Listeners, l)
+			}
+		}
 		rc := routeConfig(ir)
 		check("route configuration "+rc.Name, rc)
 		res.Routes = append(res.Routes, rc)

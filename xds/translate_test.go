@@ -106,8 +106,22 @@ func TestTranslateShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Clusters) != 2 || len(res.Listeners) != 1 || len(res.Routes) != 1 {
+	// Two providers, the failover cluster; the listener and one egress
+	// listener per provider.
+	if len(res.Clusters) != 3 || len(res.Listeners) != 3 || len(res.Routes) != 1 {
 		t.Fatalf("resources: %d clusters, %d listeners, %d routes", len(res.Clusters), len(res.Listeners), len(res.Routes))
+	}
+	fo := res.Clusters[2]
+	if fo.GetName() != "stellwerk_failover" || len(fo.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()) != 2 ||
+		fo.GetLoadBalancingPolicy().GetPolicies()[0].GetTypedExtensionConfig().GetName() != "envoy.load_balancing_policies.override_host" {
+		t.Errorf("failover cluster: %v", fo)
+	}
+	if l := res.Listeners[1]; l.GetName() != "stellwerk_egress_openai" || l.GetInternalListener() == nil {
+		t.Errorf("egress listener: %v", l)
+	}
+	rp := res.Routes[0].GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetRetryPolicy()
+	if rp.GetNumRetries().GetValue() != 2 || rp.GetPerTryTimeout().AsDuration() == 0 {
+		t.Errorf("retry policy: %v", rp)
 	}
 	tlsCluster, plain := res.Clusters[0], res.Clusters[1]
 	if tlsCluster.GetName() != "provider_openai" || tlsCluster.GetTransportSocket() == nil || tlsCluster.GetType().String() != "LOGICAL_DNS" {

@@ -27,6 +27,8 @@ type Status interface {
 	Policy() any
 	// ConfigError is why the last config change was refused ("" if none).
 	ConfigError() (string, time.Time)
+	// Providers lists providers with recent failures or in cooldown.
+	Providers() any
 }
 
 func init() {
@@ -56,6 +58,7 @@ func Handler(s Status) http.Handler {
 			"snapshot_version": s.SnapshotVersion(),
 			"envoy_streams":    s.EnvoyStreams(),
 			"last_rejection":   s.LastRejection(),
+			"providers":        s.Providers(),
 		}
 		if cerr != "" {
 			out["config_error"] = cerr

@@ -39,6 +39,24 @@ type Config struct {
 	Workspaces []Workspace `yaml:"workspaces"`
 	Policy     Policy      `yaml:"policy"`
 	Currency   Currency    `yaml:"currency"`
+	Failover   Failover    `yaml:"failover"`
+}
+
+// Failover is how a request moves on when its provider fails before the
+// answer starts (standalone mode; see docs/failover.md).
+type Failover struct {
+	// MaxAttempts bounds the providers one request is sent to, the first
+	// included (1 disables failover).
+	MaxAttempts int `yaml:"max_attempts"`
+	// AttemptTimeout bounds one attempt until the provider's response
+	// headers: the first byte of a stream, the whole answer otherwise.
+	AttemptTimeout time.Duration `yaml:"attempt_timeout"`
+	// FailuresBeforeCooldown consecutive failures put a provider in a
+	// cooldown of Cooldown, during which selection skips it.
+	FailuresBeforeCooldown int           `yaml:"failures_before_cooldown"`
+	Cooldown               time.Duration `yaml:"cooldown"`
+	// MaxCooldown caps a provider's Retry-After.
+	MaxCooldown time.Duration `yaml:"max_cooldown"`
 }
 
 // Auth says whether callers must present a virtual key.
@@ -407,6 +425,22 @@ func (c *Config) ApplyDefaults() {
 		c.Envoy.MaxRequestBytes = 8 << 20
 	}
 	def(&c.Auth.Mode, "open")
+	f := &c.Failover
+	if f.MaxAttempts == 0 {
+		f.MaxAttempts = 3
+	}
+	if f.AttemptTimeout == 0 {
+		f.AttemptTimeout = 60 * time.Second
+	}
+	if f.FailuresBeforeCooldown == 0 {
+		f.FailuresBeforeCooldown = 3
+	}
+	if f.Cooldown == 0 {
+		f.Cooldown = 30 * time.Second
+	}
+	if f.MaxCooldown == 0 {
+		f.MaxCooldown = 5 * time.Minute
+	}
 	if c.Currency.USDToEUR == 0 {
 		c.Currency.USDToEUR = 0.92
 	}
@@ -512,6 +546,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Envoy.MaxRequestBytes < 1024 || c.Envoy.MaxRequestBytes > 256<<20 {
 		bad("envoy.max_request_bytes", "must be between 1024 and %d, got %d", 256<<20, c.Envoy.MaxRequestBytes)
+	}
+	if f := c.Failover; f.MaxAttempts < 1 || f.MaxAttempts > 10 {
+		bad("failover.max_attempts", "must be between 1 and 10, got %d", f.MaxAttempts)
+	}
+	if c.Failover.AttemptTimeout < 100*time.Millisecond {
+		bad("failover.attempt_timeout", "must be at least 100ms, got %s", c.Failover.AttemptTimeout)
+	}
+	if c.Failover.FailuresBeforeCooldown < 1 {
+		bad("failover.failures_before_cooldown", "must be at least 1")
+	}
+	if c.Failover.Cooldown < 0 || c.Failover.MaxCooldown < c.Failover.Cooldown {
+		bad("failover.cooldown", "must be between 0 and failover.max_cooldown (%s)", c.Failover.MaxCooldown)
 	}
 
 	providers := map[string]bool{}

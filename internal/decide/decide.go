@@ -116,7 +116,7 @@ func (d *Decision) Table() []Verdict {
 func (r rejection) format(task string) string {
 	switch r.kind {
 	case rejUnhealthy:
-		return "provider unhealthy"
+		return "provider in cooldown after failures"
 	case rejTools:
 		return "capability: the request uses tools"
 	case rejJSON:

@@ -27,7 +27,48 @@ const (
 	// Policy carries the per-request policy as JSON (same shape as the body's
 	// `policy` object).
 	Policy = "x-stellwerk-policy"
+
+	// Plan carries a request's attempt list from the client-facing filter
+	// to the egress listeners (Envoy-internal, never sent to a provider).
+	Plan = "x-stellwerk-plan"
+	// Served is set by the egress filter on the answer: the index, in the
+	// plan, of the attempt that produced it.
+	Served = "x-stellwerk-served"
+	// Attempts lists a request's attempts on its response.
+	Attempts = "x-stellwerk-attempts"
+
+	// Egress is gRPC stream metadata (not an HTTP header) on the ext_proc
+	// streams of an egress listener: the provider it sends to.
+	Egress = "x-stellwerk-egress"
 )
+
+// Failover wiring, shared by the ext_proc server and the xDS translator
+// (docs/failover.md).
+const (
+	// FailoverCluster is where standalone mode routes every chat request.
+	FailoverCluster = "stellwerk_failover"
+	// EgressPrefix + provider name is a provider's internal listener.
+	EgressPrefix = "stellwerk_egress_"
+	// HostsKey, in MetadataNamespace, is the dynamic metadata the ext_proc
+	// filter writes a request's ordered attempt list to.
+	HostsKey = "hosts"
+	// UpstreamFlags is added to Envoy's own error replies: its response flags.
+	UpstreamFlags = "x-stellwerk-upstream-flags"
+)
+
+// EgressHost is how the failover cluster's load balancer names a provider's
+// endpoint (Envoy's string form of an internal address).
+func EgressHost(provider string) string { return "envoy://" + EgressPrefix + provider + "/" }
+
+// Envoy's retry and timeout request headers: a client must not steer
+// retries or timeouts, so they are removed at the edge; stellwerk sets
+// MaxRetries itself.
+const MaxRetries = "x-envoy-max-retries"
+
+// EnvoyControl lists the request headers Envoy's router obeys.
+var EnvoyControl = []string{MaxRetries, "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-retriable-status-codes",
+	"x-envoy-retriable-header-names", "x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms",
+	"x-envoy-hedge-on-per-try-timeout", "x-envoy-upstream-rq-timeout-alt-response", "x-envoy-expected-rq-timeout-ms"}
 
 // MetadataNamespace is the dynamic-metadata namespace stellwerk writes for
 // access logs.

@@ -10,6 +10,7 @@
 //	x-mock-status: 503              answer with this status and an OpenAI error
 //	x-mock-retry-after: 7           with Retry-After on that error
 //	x-mock-reset: before|mid-stream close the connection without an answer, or after the first chunk
+//	x-mock-reset: truncate          end a stream cleanly after the first chunk, without [DONE]
 //	x-mock-first-byte-delay: 2s     wait before the first byte
 //	x-mock-chunk-delay: 50ms        wait between streamed chunks
 package mockllm
@@ -33,7 +34,7 @@ import (
 type Behavior struct {
 	Status         int           `json:"status,omitempty"`
 	RetryAfter     int           `json:"retry_after,omitempty"`
-	Reset          string        `json:"reset,omitempty"` // "", "before", "mid-stream"
+	Reset          string        `json:"reset,omitempty"` // "", "before", "mid-stream", "truncate"
 	FirstByteDelay time.Duration `json:"first_byte_delay,omitempty"`
 	ChunkDelay     time.Duration `json:"chunk_delay,omitempty"`
 }
@@ -232,6 +233,9 @@ func (p *Provider) stream(w http.ResponseWriter, r *http.Request, b Behavior, id
 			}
 			resetConnection(w)
 			return
+		}
+		if i == 0 && b.Reset == "truncate" {
+			return // a clean end of the response, without finish or [DONE]
 		}
 	}
 	if !send(chunk(map[string]any{}, "stop")) {

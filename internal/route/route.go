@@ -19,6 +19,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/decide"
+	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/internal/reqpolicy"
@@ -45,6 +46,8 @@ type Router struct {
 	Now        func() time.Time
 	// Latency is learned from live traffic; nil uses the catalog's seeds.
 	Latency *observe.Latency
+	// Health holds providers' cooldowns; nil means every provider is healthy.
+	Health *health.Tracker
 }
 
 // New builds a router for a config.
@@ -77,6 +80,9 @@ type Result struct {
 	Selection     decide.Decision
 	// BaselineCostEUR is the estimated cost on the catalog's baseline model.
 	BaselineCostEUR float64
+	// Constraint is the strongest hard constraint in force ("eu residency"),
+	// "" when none.
+	Constraint string
 }
 
 // Route decides one request. Errors are *apierr.Error; the Result is
@@ -126,6 +132,10 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 	for i, m := range models {
 		cands[i] = policy.Candidate{Model: m, EstimatedCostEUR: m.CostEUR(res.Class.InputTokens, outTokens),
 			Quality: m.QualityFor(res.Class.Task), Healthy: true, LatencyMS: r.Latency.Get(m.ID, m.LatencyMS)}
+		if _, _, cooling := r.Health.Cooling(m.Provider.Name); cooling && m.ID != chat.Model {
+			// A pinned model is still tried: the caller asked for it.
+			cands[i].Healthy = false
+		}
 	}
 	in := &policy.Input{
 		Request: policy.RequestFacts{Path: req.Path, Model: chat.Model, Stream: chat.Stream, MaxTokens: chat.MaxTokens,
@@ -170,6 +180,7 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 			constraint = residencyConstraint(dc[i].Excluded)
 		}
 	}
+	res.Constraint = constraint
 	res.BaselineCostEUR = r.Catalog.Baseline.CostEUR(res.Class.InputTokens, outTokens)
 	def := r.Catalog.Default
 	if ws.DefaultModel != "" {

@@ -16,6 +16,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/xds"
@@ -31,7 +32,7 @@ type generation struct {
 
 // build compiles a config into a generation. It does no I/O beyond reading
 // the files the config names, and changes nothing that is serving.
-func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, lat *observe.Latency, log *zap.Logger) (*generation, error) {
+func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learned, log *zap.Logger) (*generation, error) {
 	cat, err := catalog.New(cfg, env)
 	if err != nil {
 		return nil, err
@@ -49,8 +50,26 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, lat *obse
 		return nil, fmt.Errorf("xds: %w", err)
 	}
 	router := route.New(cfg, cat, cl, ps, log.Named("route"))
-	router.Latency = lat // learned latency survives reloads
-	return &generation{cfg: cfg, cat: cat, state: extproc.NewState(router, keys, cfg.Envoy.MaxRequestBytes), ir: ir}, nil
+	// What was learned from traffic survives reloads.
+	router.Latency, router.Health = ln.lat, ln.health
+	ln.health.SetPolicy(healthPolicy(cfg))
+	st := extproc.NewState(router, keys, cfg.Envoy.MaxRequestBytes)
+	if ir.Failover != nil {
+		st.Failover = &extproc.Failover{MaxAttempts: cfg.Failover.MaxAttempts, AttemptTimeout: cfg.Failover.AttemptTimeout}
+	}
+	return &generation{cfg: cfg, cat: cat, state: st, ir: ir}, nil
+}
+
+// learned is what stellwerk learns from live traffic: providers' latency
+// and their failures.
+type learned struct {
+	lat    *observe.Latency
+	health *health.Tracker
+}
+
+func healthPolicy(cfg *config.Config) health.Policy {
+	return health.Policy{FailuresBeforeCooldown: cfg.Failover.FailuresBeforeCooldown,
+		Cooldown: cfg.Failover.Cooldown, MaxCooldown: cfg.Failover.MaxCooldown}
 }
 
 // reloader watches the config file and the files it names (catalog,
@@ -60,7 +79,7 @@ type reloader struct {
 	o    Options
 	env  catalog.Env
 	ps   route.PolicySource
-	lat  *observe.Latency
+	ln   learned
 	log  *zap.Logger
 	pub  *xds.Publisher
 	ep   *extproc.Server
@@ -104,7 +123,7 @@ func (r *reloader) reload(ctx context.Context) {
 	}
 	var g *generation
 	if err == nil {
-		g, err = build(cfg, r.env, r.ps, r.lat, r.log)
+		g, err = build(cfg, r.env, r.ps, r.ln, r.log)
 	}
 	if err == nil {
 		_, err = r.pub.Publish(ctx, g.ir)

@@ -19,6 +19,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/admin"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/xds"
@@ -76,8 +77,8 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return fmt.Errorf("policy: %w", err)
 	}
 	go pm.Watch(ctx, cfg.Policy.ReloadInterval)
-	lat := &observe.Latency{}
-	g, err := build(cfg, env, pm, lat, log)
+	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg))}
+	g, err := build(cfg, env, pm, ln, log)
 	if err != nil {
 		return err
 	}
@@ -89,7 +90,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return fmt.Errorf("xds: %w", err)
 	}
 	ep := extproc.New(g.state, log)
-	rl := &reloader{o: o, env: env, ps: pm, lat: lat, log: log.Named("config"), pub: pub, ep: ep, cur: g}
+	rl := &reloader{o: o, env: env, ps: pm, ln: ln, log: log.Named("config"), pub: pub, ep: ep, cur: g}
 	rl.seen = rl.fingerprint(cfg)
 	go rl.watch(ctx, configReloadInterval)
 	cat := g.cat
@@ -160,6 +161,13 @@ type status struct {
 }
 
 func (s *status) Policy() any { return s.pm.Status() }
+
+func (s *status) Providers() any {
+	if p := s.rl.ln.health.Snapshot(); p != nil {
+		return p
+	}
+	return []health.Status{}
+}
 
 func (s *status) SnapshotVersion() string { return s.pub.Version() }
 func (s *status) EnvoyStreams() int64     { return s.pub.Streams() }

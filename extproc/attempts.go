@@ -1,0 +1,182 @@
+package extproc
+
+import (
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/decide"
+)
+
+// A plan is a request's attempt list: the chosen model, then fallbacks on
+// other providers, one model per provider (a provider that just failed is
+// the wrong place to retry), at most maxAttempts long. The client-facing
+// filter sends it to the egress listeners in a header, so any stellwerk
+// replica can serve any attempt.
+func planFor(d *decide.Decision, maxAttempts int) []*catalog.Model {
+	plan := []*catalog.Model{d.Model}
+	seen := map[string]bool{d.Model.Provider.Name: true}
+	for _, m := range d.Fallbacks {
+		if len(plan) >= maxAttempts {
+			break
+		}
+		if !seen[m.Provider.Name] {
+			seen[m.Provider.Name] = true
+			plan = append(plan, m)
+		}
+	}
+	return plan
+}
+
+// encodePlan is the header value: the decision id and model ids, in order.
+func encodePlan(decisionID string, plan []*catalog.Model) string {
+	v := url.Values{"d": {decisionID}}
+	for _, m := range plan {
+		v.Add("m", m.ID)
+	}
+	return v.Encode()
+}
+
+// decodePlan reads the header; model ids are resolved against the egress
+// filter's own catalog.
+func decodePlan(s string) (decisionID string, models []string, ok bool) {
+	v, err := url.ParseQuery(s)
+	if err != nil || v.Get("d") == "" || len(v["m"]) == 0 {
+		return "", nil, false
+	}
+	return v.Get("d"), v["m"], true
+}
+
+// attempt is one try of a request on one provider.
+type attempt struct {
+	Provider  string  `json:"provider"`
+	Model     string  `json:"model"`
+	Status    int     `json:"status,omitempty"` // 0: no response
+	LatencyMS float64 `json:"latency_ms,omitempty"`
+	Outcome   string  `json:"outcome"` // served, failed
+	Reason    string  `json:"reason,omitempty"`
+}
+
+// attemptLog collects what egress filters saw, by decision id, for the
+// client-facing filter of the same request to report. Across replicas an
+// attempt handled elsewhere is reported from the plan alone.
+type attemptLog struct {
+	mu sync.Mutex
+	m  map[string]*attemptEntry
+}
+
+type attemptEntry struct {
+	at       time.Time
+	attempts map[int]attempt // by plan index
+}
+
+const attemptTTL = 10 * time.Minute
+
+func (l *attemptLog) record(decisionID string, index int, a attempt) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if l.m == nil {
+		l.m = map[string]*attemptEntry{}
+	}
+	e := l.m[decisionID]
+	if e == nil {
+		if len(l.m) > 1024 { // entries whose front filter ran on another replica
+			for k, old := range l.m {
+				if now.Sub(old.at) > attemptTTL {
+					delete(l.m, k)
+				}
+			}
+		}
+		e = &attemptEntry{at: now, attempts: map[int]attempt{}}
+		l.m[decisionID] = e
+	}
+	e.attempts[index] = a
+}
+
+// take returns and forgets what was recorded for a decision.
+func (l *attemptLog) take(decisionID string) map[int]attempt {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.m[decisionID]
+	delete(l.m, decisionID)
+	if e == nil {
+		return nil
+	}
+	return e.attempts
+}
+
+// attemptsFor reports a request's attempts: count is how many Envoy made
+// (x-envoy-attempt-count), served the plan index that answered (-1: none).
+// Envoy walks the plan in order, so attempt i went to plan[i].
+func attemptsFor(plan []*catalog.Model, count, served, status int, seen map[int]attempt) []attempt {
+	count = max(count, served+1, 1)
+	count = min(count, len(plan))
+	out := make([]attempt, 0, count)
+	for i := 0; i < count; i++ {
+		a, ok := seen[i]
+		if !ok {
+			a = attempt{Provider: plan[i].Provider.Name, Model: plan[i].ID, Outcome: "failed",
+				Reason: "no answer before the attempt timeout, or the connection failed"}
+			if i == count-1 && served < 0 && status > 0 {
+				a.Status, a.Reason = status, "status "+strconv.Itoa(status)
+			}
+		}
+		a.Model = plan[i].ID
+		if i == served {
+			a.Outcome, a.Reason = "served", ""
+		} else if a.Outcome == "" || a.Outcome == "served" {
+			a.Outcome = "failed"
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// summarizeAttempts is one line for an error message.
+func summarizeAttempts(as []attempt) string {
+	parts := make([]string, len(as))
+	for i, a := range as {
+		parts[i] = a.Model + " at " + a.Provider + " (" + a.Reason + ")"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// failureReason names why an attempt failed, from what its answer said.
+func failureReason(status int, flags string) string {
+	switch {
+	case flags != "" && flags != "-":
+		switch {
+		case strings.Contains(flags, "UT"):
+			return "provider timeout (" + flags + ")"
+		case strings.Contains(flags, "UF"), strings.Contains(flags, "UH"):
+			return "connection failed (" + flags + ")"
+		}
+		return "provider unreachable (" + flags + ")"
+	case status == 429:
+		return "rate limited (429)"
+	default:
+		return "status " + strconv.Itoa(status)
+	}
+}
+
+// retryAfter parses a Retry-After header: seconds or an HTTP date.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := time.Parse(time.RFC1123, v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// retryable is what Envoy's retry policy resends (xds.retryPolicy).
+func retryable(status int) bool { return status == 429 || status >= 500 }

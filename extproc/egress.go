@@ -1,0 +1,147 @@
+package extproc
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3conf "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/translate"
+)
+
+// An egress stream is one attempt of a request on one provider, in that
+// provider's internal listener (docs/failover.md). It reads the attempt list
+// the edge decided, rewrites the request for its provider, translates the
+// provider's answer back to the OpenAI shape, and records how the attempt
+// went: in the provider's health and for the edge's routing object.
+
+func (p *processor) egressRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	for _, hv := range h.GetHeaders().GetHeaders() {
+		switch k := strings.ToLower(hv.Key); k {
+		case ":path":
+			p.path = headerValue(hv)
+		case header.Plan:
+			p.planHeader = headerValue(hv)
+		}
+	}
+	if i := strings.IndexByte(p.path, '?'); i >= 0 {
+		p.path, p.query = p.path[:i], p.path[i:]
+	}
+	if h.EndOfStream || p.planHeader == "" {
+		// Only the edge filter sends requests here, always with a plan and a body.
+		p.log.Error("egress request without a plan or body", zap.String("provider", p.egress))
+		return p.immediate(apierr.Internal())
+	}
+	return continueRequestHeaders(&extprocv3.HeaderMutation{RemoveHeaders: []string{header.Plan}}, false)
+}
+
+func (p *processor) egressRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	id, ids, ok := decodePlan(p.planHeader)
+	if !ok {
+		p.log.Error("egress request with a malformed plan", zap.String("provider", p.egress))
+		return p.immediate(apierr.Internal())
+	}
+	p.id, p.planIdx = id, -1
+	cat := p.state.Router.Catalog
+	for i, mid := range ids {
+		if m, ok := cat.Lookup(mid); ok && m.Provider.Name == p.egress {
+			p.planIdx, p.served = i, m
+			break
+		}
+	}
+	if p.served == nil {
+		// The plan names models by id; a reload between the decision and this
+		// attempt may have removed it. Fail the attempt; Envoy moves on.
+		p.log.Warn("attempt's model is not in the catalog", zap.String("decision_id", id), zap.String("provider", p.egress))
+		return p.immediate(apierr.Unavailable("model_not_available", "the chosen model is no longer configured"))
+	}
+	p.attemptAt = time.Now()
+	hs, nb, perr := p.rewriteFor(p.served, b.Body)
+	if perr != nil {
+		p.endAttempt(perr.Status, "", "", perr.Code)
+		return p.immediate(perr)
+	}
+	return continueRequestBody(bodyChange(hs, b.Body, nb))
+}
+
+func (p *processor) egressResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	var status, ctype, encoding, flags, ra string
+	for _, hv := range h.GetHeaders().GetHeaders() {
+		switch strings.ToLower(hv.Key) {
+		case ":status":
+			status = headerValue(hv)
+		case "content-type":
+			ctype = headerValue(hv)
+		case "content-encoding":
+			encoding = headerValue(hv)
+		case "retry-after":
+			ra = headerValue(hv)
+		case header.UpstreamFlags:
+			flags = headerValue(hv)
+		}
+	}
+	resp := continueResponseHeaders(&extprocv3.HeaderMutation{})
+	if p.served == nil {
+		return resp // stellwerk's own early answer
+	}
+	code, _ := strconv.Atoi(status)
+	p.endAttempt(code, flags, ra, "")
+	resp.GetResponseHeaders().GetResponse().HeaderMutation.SetHeaders = []*corev3.HeaderValueOption{
+		setHeader(header.Served, strconv.Itoa(p.planIdx))}
+	p.respStatus = status
+	plain := !h.EndOfStream && (encoding == "" || encoding == "identity")
+	switch {
+	case p.anthropic && plain && len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "text/event-stream"):
+		// The edge follows the translated stream for usage: always emit it.
+		p.stream = &streamState{anthropic: translate.NewAnthropicStream(true)}
+		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_STREAMED}
+	case p.anthropic && plain && strings.HasPrefix(ctype, "application/json"):
+		p.translate = true
+		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
+	}
+	return resp
+}
+
+// endAttempt records this attempt's outcome once: in the provider's health,
+// the learned latency, and the log the edge reads.
+func (p *processor) endAttempt(status int, flags, ra, code string) {
+	if p.attemptDone || p.served == nil || p.attemptAt.IsZero() {
+		return
+	}
+	p.attemptDone = true
+	m := p.served
+	elapsed := time.Since(p.attemptAt)
+	a := attempt{Provider: m.Provider.Name, Model: m.ID, Status: status,
+		LatencyMS: round(float64(elapsed)/float64(time.Millisecond), 1), Outcome: "served"}
+	r := p.state.Router
+	switch {
+	case status == 0:
+		a.Outcome = "failed"
+		a.Reason = "no response: attempt timed out or was cancelled"
+		if fo := p.state.Failover; fo != nil && elapsed < fo.AttemptTimeout*9/10 {
+			a.Reason = "cancelled before the provider answered"
+			break // the client went away; not the provider's fault
+		}
+		r.Health.Failed(m.Provider.Name, "no response within the attempt timeout", 0)
+	case code != "":
+		a.Outcome, a.Reason = "failed", code
+	case retryable(status):
+		a.Outcome, a.Reason = "failed", failureReason(status, flags)
+		if r.Health.Failed(m.Provider.Name, a.Reason, retryAfter(ra, time.Now())) {
+			p.log.Info("provider cooling down", zap.String("provider", m.Provider.Name), zap.String("reason", a.Reason))
+		}
+	default:
+		r.Health.Succeeded(m.Provider.Name)
+		if status/100 == 2 {
+			r.Latency.Observe(m.ID, elapsed)
+		}
+	}
+	p.log.Debug("attempt", zap.String("decision_id", p.id), zap.Int("index", p.planIdx), zap.Any("attempt", a))
+	p.log2.record(p.id, p.planIdx, a)
+}

@@ -1,0 +1,183 @@
+package xds
+
+import (
+	"fmt"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	overridehostv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/override_host/v3"
+	roundrobinv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/round_robin/v3"
+	subsetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/subset/v3"
+	internalv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/internal_upstream/v3"
+	rawv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
+	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/stellwerk/stellwerk/internal/header"
+)
+
+// The failover design (docs/failover.md): the route sends every chat
+// request to one cluster whose endpoints are internal listeners, one per
+// provider. The ext_proc filter writes the decision's ordered attempt list
+// into dynamic metadata; the override-host load balancer takes the first
+// entry for the first attempt and the next for each retry Envoy's router
+// makes. Each internal listener runs stellwerk's ext_proc filter again,
+// which rewrites the request for that provider, then forwards it to the
+// provider's own cluster (DNS, TLS, SNI unchanged). When the list is used
+// up, the fallback policy finds no host: a request never reaches a provider
+// the decision did not list.
+
+// failoverCluster is the cluster of egress listeners.
+func failoverCluster(f Failover) (*clusterv3.Cluster, error) {
+	var eps []*endpointv3.LbEndpoint
+	for _, e := range f.Egress {
+		eps = append(eps, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+			Address: &corev3.Address{Address: &corev3.Address_EnvoyInternalAddress{EnvoyInternalAddress: &corev3.EnvoyInternalAddress{
+				AddressNameSpecifier: &corev3.EnvoyInternalAddress_ServerListenerName{ServerListenerName: e.Listener},
+			}}},
+		}}})
+	}
+	raw, err := toAny(&rawv3.RawBuffer{})
+	if err != nil {
+		return nil, err
+	}
+	ts, err := toAny(&internalv3.InternalUpstreamTransport{TransportSocket: &corev3.TransportSocket{
+		Name: "envoy.transport_sockets.raw_buffer", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: raw},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	// No host when the attempt list is used up (or missing): subset load
+	// balancing over a key no endpoint has, without fallback.
+	rr, err := toAny(&roundrobinv3.RoundRobin{})
+	if err != nil {
+		return nil, err
+	}
+	none, err := toAny(&subsetv3.Subset{
+		FallbackPolicy:  subsetv3.Subset_NO_FALLBACK,
+		SubsetSelectors: []*subsetv3.Subset_LbSubsetSelector{{Keys: []string{"stellwerk_never"}}},
+		SubsetLbPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
+			TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.round_robin", TypedConfig: rr},
+		}}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	oh, err := toAny(&overridehostv3.OverrideHost{
+		OverrideHostSources: []*overridehostv3.OverrideHost_OverrideHostSource{{
+			Metadata: &metadatav3.MetadataKey{Key: HostsNamespace, Path: []*metadatav3.MetadataKey_PathSegment{{
+				Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: HostsKey},
+			}}},
+		}},
+		FallbackPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
+			TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.subset", TypedConfig: none},
+		}}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Retries are how failover works, so the cluster-wide cap on concurrent
+	// retries (3 by default) must not be what limits it.
+	unlimited := wrapperspb.UInt32(1 << 20)
+	return &clusterv3.Cluster{
+		Name:                 FailoverCluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(1e9),
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: FailoverCluster,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: eps}}},
+		TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.internal_upstream",
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: ts}},
+		LoadBalancingPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
+			TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.override_host", TypedConfig: oh},
+		}}},
+		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			MaxConnections: unlimited, MaxPendingRequests: unlimited, MaxRequests: unlimited, MaxRetries: unlimited,
+		}}},
+		PerConnectionBufferLimitBytes: wrapperspb.UInt32(uint32(f.MaxRequestBytes + bufferSlack)),
+	}, nil
+}
+
+// egressListener is one provider's internal listener: stellwerk's ext_proc
+// filter (told which provider it serves through gRPC metadata), then the
+// router to the provider's cluster.
+func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
+	ep := ir.ExtProc
+	ep.Egress = e.Provider
+	epf, err := extProcHTTPFilter(ep)
+	if err != nil {
+		return nil, err
+	}
+	router, err := toAny(&routerv3.Router{SuppressEnvoyHeaders: true})
+	if err != nil {
+		return nil, err
+	}
+	lrc, err := localReplyConfig(ir.Failover.MaxRequestBytes)
+	if err != nil {
+		return nil, err
+	}
+	hcm := &hcmv3.HttpConnectionManager{
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		StatPrefix: e.Listener,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+			Name: e.Listener,
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name: e.Provider, Domains: []string{"*"},
+				Routes: []*routev3.Route{{
+					Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+					Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+						ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: e.Cluster},
+						// The client-facing route's timeouts bound the request.
+						Timeout: durationpb.New(0),
+					}},
+					RequestHeadersToRemove: []string{header.Cluster, header.Plan, "x-forwarded-for", "x-envoy-external-address",
+						"x-envoy-expected-rq-timeout-ms", "x-envoy-attempt-count"},
+				}},
+			}},
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{
+			epf,
+			{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
+		},
+		LocalReplyConfig: lrc,
+	}
+	hcmAny, err := toAny(hcm)
+	if err != nil {
+		return nil, err
+	}
+	return &listenerv3.Listener{
+		Name:                          e.Listener,
+		ListenerSpecifier:             &listenerv3.Listener_InternalListener{InternalListener: &listenerv3.Listener_InternalListenerConfig{}},
+		PerConnectionBufferLimitBytes: wrapperspb.UInt32(uint32(ir.Failover.MaxRequestBytes + bufferSlack)),
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{{
+				Name:       wellknown.HTTPConnectionManager,
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
+			}},
+		}},
+	}, nil
+}
+
+// retryPolicy resends a request that failed before its answer started:
+// connection failures and resets, 5xx, 429 and attempts that got no
+// response headers within the attempt timeout. The ext_proc filter lowers
+// the number of retries per request (x-envoy-max-retries) to the length of
+// its attempt list.
+func retryPolicy(f Failover) *routev3.RetryPolicy {
+	return &routev3.RetryPolicy{
+		RetryOn:              "5xx,reset,connect-failure,retriable-status-codes",
+		RetriableStatusCodes: []uint32{429},
+		NumRetries:           wrapperspb.UInt32(uint32(f.MaxAttempts - 1)),
+		PerTryTimeout:        durationpb.New(f.AttemptTimeout),
+		// Each retry goes to another provider: there is nothing to back off from.
+		RetryBackOff: &routev3.RetryPolicy_RetryBackOff{BaseInterval: durationpb.New(2e6), MaxInterval: durationpb.New(10e6)},
+	}
+}
+
+func (e Egress) String() string { return fmt.Sprintf("%s→%s", e.Listener, e.Cluster) }
