@@ -92,3 +92,18 @@ func mustJSON(t *testing.T, b []byte, v any) {
 		t.Fatalf("not JSON: %v\n%s", err, b)
 	}
 }
+
+// getJSON fetches a JSON object (the admin API).
+func getJSON(t *testing.T, url string) map[string]any {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}

@@ -121,6 +121,7 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 			return
 		}
 		if i == 0 && b.Reset == "mid-stream" {
+			midStreamPause(r)
 			resetConnection(w)
 			return
 		}

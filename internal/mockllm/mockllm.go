@@ -231,6 +231,7 @@ func (p *Provider) stream(w http.ResponseWriter, r *http.Request, b Behavior, id
 			if fl != nil {
 				fl.Flush()
 			}
+			midStreamPause(r)
 			resetConnection(w)
 			return
 		}
@@ -332,6 +333,15 @@ func overrideFromHeaders(b Behavior, h http.Header) Behavior {
 
 // resetConnection drops the TCP connection without an HTTP answer (or in the
 // middle of one).
+// midStreamPause lets the first chunk reach the client before a mid-stream
+// reset, so the reset really comes after the answer started.
+func midStreamPause(r *http.Request) {
+	select {
+	case <-time.After(200 * time.Millisecond):
+	case <-r.Context().Done():
+	}
+}
+
 func resetConnection(w http.ResponseWriter) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {

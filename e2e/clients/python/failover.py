@@ -16,6 +16,7 @@ extra = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
 client = openai.OpenAI(base_url=base_url + "/v1", api_key="sk-client-key", max_retries=0)
 messages = [{"role": "user", "content": "tell me about failover"}]
 out = {}
+text = ""
 start = time.monotonic()
 try:
     if scenario == "plain":
@@ -27,7 +28,7 @@ try:
     elif scenario == "stream":
         raw = client.chat.completions.with_raw_response.create(
             model="auto", messages=messages, stream=True, stream_options={"include_usage": True}, extra_body=extra)
-        text, usage, chunks = "", None, 0
+        usage, chunks = None, 0
         for chunk in raw.parse():
             chunks += 1
             if chunk.choices and chunk.choices[0].delta.content:
@@ -48,5 +49,7 @@ except openai.APIError as e:  # an error event in the stream
     out["error"] = {"class": type(e).__name__, "message": e.message}
 except Exception as e:  # the connection broke: what the SDK raises for a reset
     out["error"] = {"class": type(e).__name__, "message": str(e)}
+if "error" in out:
+    out["content"] = text  # what had arrived before the error
 out["elapsed_s"] = round(time.monotonic() - start, 3)
 print(json.dumps(out))

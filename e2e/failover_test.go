@@ -1,0 +1,306 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"math"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
+)
+
+// failoverStack: "primary" (OpenAI format, cheapest), "claude" (Anthropic
+// format, next cheapest), "eu" (the only EU provider, dearest). Attempts
+// time out after 1 s.
+func failoverStack(t *testing.T, cooldownAfter int) *harness.Stack {
+	return harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{
+			{Name: "primary", Key: "sk-primary"},
+			{Name: "claude", Key: "sk-ant-fake", WireFormat: "anthropic"},
+			{Name: "eu", Key: "sk-eu", Residency: "eu"},
+		},
+		Models: []config.Model{
+			{ID: "primary-mini", Provider: "primary", ProviderModel: "primary-upstream", ContextWindow: 128000,
+				Price: config.Price{InputPerMTok: 0.5, OutputPerMTok: 1}},
+			{ID: "claude-haiku", Provider: "claude", ProviderModel: "claude-haiku-4-5", ContextWindow: 200000,
+				Price: config.Price{InputPerMTok: 1, OutputPerMTok: 5}},
+			{ID: "eu-large", Provider: "eu", ProviderModel: "eu-upstream", ContextWindow: 128000,
+				Price: config.Price{InputPerMTok: 4, OutputPerMTok: 12}},
+		},
+		Mutate: func(c *config.Config) {
+			c.Failover.AttemptTimeout = time.Second
+			c.Failover.FailuresBeforeCooldown = cooldownAfter
+			c.Workspaces = append(c.Workspaces, config.Workspace{Name: "default", Objective: "cost"})
+		},
+	})
+}
+
+type failoverResult struct {
+	Content  string `json:"content"`
+	Provider string `json:"provider"`
+	Model    string `json:"model"`
+	Attempts string `json:"attempts"`
+	Decision string `json:"decision_id"`
+	Usage    *struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+	} `json:"usage"`
+	Routing *struct {
+		Model    string `json:"model"`
+		Provider string `json:"provider"`
+		Reason   string `json:"reason"`
+		Usage    struct {
+			PromptTokens     int `json:"prompt_tokens"`
+			CompletionTokens int `json:"completion_tokens"`
+		} `json:"usage"`
+		Cost struct {
+			Amount float64 `json:"amount"`
+		} `json:"cost"`
+		Attempts []struct {
+			Provider, Model, Outcome, Reason string
+			Status                           int
+		} `json:"attempts"`
+	} `json:"routing"`
+	Error *struct {
+		Class, Code, Message string
+		Status               int
+	} `json:"error"`
+	Elapsed float64 `json:"elapsed_s"`
+}
+
+// viaPython runs e2e/clients/python/failover.py: the official SDK, with only
+// base_url pointing at stellwerk.
+func viaPython(t *testing.T, s *harness.Stack, scenario, extraBody string) failoverResult {
+	t.Helper()
+	py := harness.RequirePython(t)
+	args := []string{filepath.Join(harness.Root(), "e2e", "clients", "python", "failover.py"), s.URL, scenario}
+	if extraBody != "" {
+		args = append(args, extraBody)
+	}
+	out, err := exec.Command(py, args...).Output()
+	if err != nil {
+		t.Fatalf("python: %v\n%s", err, out)
+	}
+	var r failoverResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("python output %q: %v", out, err)
+	}
+	return r
+}
+
+// anthropicUsage asks the fake Anthropic provider directly what it counts
+// for the request stellwerk sent it: the truth to compare stellwerk's
+// numbers with.
+func anthropicUsage(t *testing.T, p *harness.Provider, sent []byte) (in, out int) {
+	t.Helper()
+	var body map[string]any
+	mustJSON(t, sent, &body)
+	body["stream"] = false
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest("POST", p.URL+"/messages", bytes.NewReader(b))
+	req.Header.Set("x-api-key", p.Key)
+	req.Header.Set("anthropic-version", "2023-06-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(resp.Body)
+	var msg struct {
+		Usage struct {
+			InputTokens  int `json:"input_tokens"`
+			OutputTokens int `json:"output_tokens"`
+		} `json:"usage"`
+	}
+	mustJSON(t, rb, &msg)
+	return msg.Usage.InputTokens, msg.Usage.OutputTokens
+}
+
+func resetAll(s *harness.Stack) {
+	for _, p := range s.Providers {
+		p.SetBehavior(mockllm.Behavior{})
+		p.Reset()
+	}
+}
+
+func TestFailover(t *testing.T) {
+	t.Parallel()
+	s := failoverStack(t, 1000) // no cooldowns here: TestCooldown covers them
+	primary, claude, eu := s.Providers["primary"], s.Providers["claude"], s.Providers["eu"]
+
+	t.Run("primary 503, served by the Anthropic fallback", func(t *testing.T) {
+		resetAll(s)
+		primary.SetBehavior(mockllm.Behavior{Status: 503})
+		r := viaPython(t, s, "plain", "")
+		if r.Error != nil || r.Provider != "claude" || r.Model != "claude-haiku" || r.Attempts != "2" ||
+			!strings.HasPrefix(r.Content, "Hello from claude") {
+			t.Fatalf("SDK saw %+v", r)
+		}
+		if len(primary.Requests()) != 1 || len(claude.Requests()) != 1 || len(eu.Requests()) != 0 {
+			t.Fatalf("requests: primary %d, claude %d, eu %d", len(primary.Requests()), len(claude.Requests()), len(eu.Requests()))
+		}
+		// Each attempt was rewritten for its own provider.
+		pr, cr := primary.Requests()[0], claude.Requests()[0]
+		if pr.Header.Get("Authorization") != "Bearer sk-primary" || !strings.HasSuffix(pr.Path, "/chat/completions") ||
+			!strings.Contains(string(pr.Body), `"model":"primary-upstream"`) {
+			t.Errorf("attempt 1: %s %v %s", pr.Path, pr.Header, pr.Body)
+		}
+		if cr.Header.Get("x-api-key") != "sk-ant-fake" || cr.Header.Get("Authorization") != "" || !strings.HasSuffix(cr.Path, "/messages") ||
+			!strings.Contains(string(cr.Body), `"model":"claude-haiku-4-5"`) || strings.Contains(string(cr.Body), "stellwerk") {
+			t.Errorf("attempt 2: %s %v %s", cr.Path, cr.Header, cr.Body)
+		}
+		ro := r.Routing
+		if ro == nil || ro.Model != "claude-haiku" || len(ro.Attempts) != 2 ||
+			ro.Attempts[0].Provider != "primary" || ro.Attempts[0].Outcome != "failed" || ro.Attempts[0].Status != 503 ||
+			ro.Attempts[1].Provider != "claude" || ro.Attempts[1].Outcome != "served" || !strings.Contains(ro.Reason, "served by fallback") {
+			t.Fatalf("routing object %+v", ro)
+		}
+		// Tokens and cost are the fallback's, as the fake provider counts them.
+		in, out := anthropicUsage(t, claude, cr.Body)
+		if r.Usage.PromptTokens != in || r.Usage.CompletionTokens != out || ro.Usage.PromptTokens != in || ro.Usage.CompletionTokens != out {
+			t.Errorf("usage %+v / routing %+v, provider counted %d in %d out", r.Usage, ro.Usage, in, out)
+		}
+		if want := float64(in)*1/1e6 + float64(out)*5/1e6; math.Abs(ro.Cost.Amount-want) > 1e-9 {
+			t.Errorf("cost %v, want %v at claude-haiku's prices", ro.Cost.Amount, want)
+		}
+	})
+
+	t.Run("primary 503, streamed by the Anthropic fallback", func(t *testing.T) {
+		resetAll(s)
+		primary.SetBehavior(mockllm.Behavior{Status: 503})
+		r := viaPython(t, s, "stream", "")
+		if r.Error != nil || r.Provider != "claude" || !strings.HasPrefix(r.Content, "Hello from claude") || r.Usage == nil {
+			t.Fatalf("SDK saw %+v", r)
+		}
+		in, out := anthropicUsage(t, claude, claude.Requests()[0].Body)
+		if r.Usage.PromptTokens != in || r.Usage.CompletionTokens != out {
+			t.Errorf("streamed usage %+v, provider counted %d in %d out", r.Usage, in, out)
+		}
+		rec := finished(t, s, r.Decision)
+		if rec["model"] != "claude-haiku" || rec["usage_estimated"] != false || int(rec["completion_tokens"].(float64)) != out {
+			t.Errorf("usage record %v", rec)
+		}
+	})
+
+	t.Run("primary stalls, fallback answers within the attempt timeout", func(t *testing.T) {
+		resetAll(s)
+		primary.SetBehavior(mockllm.Behavior{FirstByteDelay: 10 * time.Second})
+		r := viaPython(t, s, "stream", "")
+		if r.Error != nil || r.Provider != "claude" || !strings.HasPrefix(r.Content, "Hello from claude") {
+			t.Fatalf("SDK saw %+v", r)
+		}
+		// 1 s attempt timeout, then the fallback; far from the 10 s stall.
+		if r.Elapsed < 0.9 || r.Elapsed > 4 {
+			t.Errorf("took %.2fs with a 1s attempt timeout", r.Elapsed)
+		}
+	})
+
+	t.Run("connection refused, served by the fallback", func(t *testing.T) {
+		resetAll(s)
+		primary.SetBehavior(mockllm.Behavior{Reset: "before"})
+		r := viaPython(t, s, "plain", "")
+		if r.Error != nil || r.Provider != "claude" || r.Routing == nil || r.Routing.Attempts[0].Outcome != "failed" {
+			t.Fatalf("SDK saw %+v", r)
+		}
+	})
+
+	t.Run("reset after the first byte: the SDK raises", func(t *testing.T) {
+		resetAll(s)
+		primary.SetBehavior(mockllm.Behavior{Reset: "mid-stream"})
+		r := viaPython(t, s, "stream", "")
+		if r.Error == nil || !strings.HasPrefix(r.Content, "Hello") {
+			t.Fatalf("want the first chunk, then an error: %+v", r)
+		}
+		t.Logf("the SDK raised %s: %s", r.Error.Class, r.Error.Message)
+		if len(claude.Requests()) != 0 {
+			t.Errorf("a started stream was failed over")
+		}
+	})
+
+	t.Run("stream ends without [DONE]: an SSE error event", func(t *testing.T) {
+		resetAll(s)
+		primary.SetBehavior(mockllm.Behavior{Reset: "truncate"})
+		r := viaPython(t, s, "stream", "")
+		if r.Error == nil || r.Error.Class != "APIError" || !strings.Contains(r.Error.Message, "ended before the answer was complete") {
+			t.Fatalf("SDK saw %+v", r)
+		}
+	})
+
+	t.Run("EU-only with no EU fallback: 503 no_eligible_model, nothing leaves the EU", func(t *testing.T) {
+		resetAll(s)
+		eu.SetBehavior(mockllm.Behavior{Status: 503})
+		r := viaPython(t, s, "plain", `{"policy":{"residency":"eu"}}`)
+		if r.Error == nil || r.Error.Status != 503 || r.Error.Code != "no_eligible_model" ||
+			!strings.Contains(r.Error.Message, "eu-large at eu (status 503") || !strings.Contains(r.Error.Message, "eu residency") {
+			t.Fatalf("SDK saw %+v", r)
+		}
+		if len(eu.Requests()) != 1 || len(primary.Requests()) != 0 || len(claude.Requests()) != 0 {
+			t.Errorf("requests: eu %d, primary %d, claude %d", len(eu.Requests()), len(primary.Requests()), len(claude.Requests()))
+		}
+	})
+
+	t.Run("a client cannot steer retries", func(t *testing.T) {
+		resetAll(s)
+		primary.SetBehavior(mockllm.Behavior{Status: 503})
+		claude.SetBehavior(mockllm.Behavior{Status: 503})
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"x"}]}`,
+			map[string]string{"x-envoy-max-retries": "0", "x-envoy-retry-on": "4xx", "x-stellwerk-cluster": "provider_eu"})
+		if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "eu" || resp.Header.Get("x-stellwerk-attempts") != "3" {
+			t.Fatalf("status %d %v: %s", resp.StatusCode, resp.Header, b)
+		}
+	})
+}
+
+func TestCooldown(t *testing.T) {
+	t.Parallel()
+	s := failoverStack(t, 2)
+	primary, claude := s.Providers["primary"], s.Providers["claude"]
+	chat := `{"model":"auto","messages":[{"role":"user","content":"x"}]}`
+
+	// The provider asks for a pause: 429 with Retry-After.
+	primary.SetBehavior(mockllm.Behavior{Status: 429, RetryAfter: 60})
+	resp, b := post(t, s.URL+"/v1/chat/completions", chat, nil)
+	if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "claude" {
+		t.Fatalf("status %d provider %q: %s", resp.StatusCode, resp.Header.Get("x-stellwerk-provider"), b)
+	}
+	// The next decision skips it: no attempt on primary at all.
+	primary.SetBehavior(mockllm.Behavior{})
+	primary.Reset()
+	resp, b = post(t, s.URL+"/v1/chat/completions", chat, nil)
+	if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "claude" || resp.Header.Get("x-stellwerk-attempts") != "" {
+		t.Fatalf("after Retry-After: status %d %v: %s", resp.StatusCode, resp.Header, b)
+	}
+	if len(primary.Requests()) != 0 {
+		t.Errorf("a provider in cooldown got %d requests", len(primary.Requests()))
+	}
+	st := getJSON(t, s.AdminURL+"/status")
+	ps, _ := st["providers"].([]any)
+	if len(ps) != 1 || ps[0].(map[string]any)["provider"] != "primary" || !strings.Contains(ps[0].(map[string]any)["reason"].(string), "Retry-After 1m0s") {
+		t.Errorf("/status providers %v", st["providers"])
+	}
+
+	// Repeated failures without Retry-After: claude fails twice → cooldown.
+	claude.SetBehavior(mockllm.Behavior{Status: 500})
+	for i := 0; i < 2; i++ {
+		post(t, s.URL+"/v1/chat/completions", chat, nil) // claude fails, eu serves
+	}
+	claude.Reset()
+	resp, _ = post(t, s.URL+"/v1/chat/completions", chat, nil)
+	if resp.Header.Get("x-stellwerk-provider") != "eu" || len(claude.Requests()) != 0 {
+		t.Errorf("after 2 failures: provider %q, claude got %d requests", resp.Header.Get("x-stellwerk-provider"), len(claude.Requests()))
+	}
+	// A pinned model is still tried, even in cooldown: the caller asked for it.
+	claude.Reset()
+	resp, b = post(t, s.URL+"/v1/chat/completions", `{"model":"claude-haiku","policy":{"allow":["claude-haiku"]},"messages":[{"role":"user","content":"x"}]}`, nil)
+	if resp.StatusCode != 503 || len(claude.Requests()) != 1 {
+		t.Errorf("pinned model in cooldown: status %d, %d requests: %s", resp.StatusCode, len(claude.Requests()), b)
+	}
+}
