@@ -24,8 +24,10 @@ type IR struct {
 	Clusters []Cluster `json:"clusters"`
 	// RequestTimeout bounds an upstream request, streaming included; 0 disables.
 	RequestTimeout time.Duration `json:"request_timeout"`
-	// Failover is set in standalone mode: requests go through the failover
-	// cluster, whose endpoints are one internal egress listener per provider.
+	// Failover is set in standalone mode with failover.max_attempts > 1:
+	// requests go through the failover cluster, whose endpoints are one
+	// internal egress listener per provider. Without it each request goes
+	// straight to its provider's cluster.
 	Failover *Failover `json:"failover,omitempty"`
 }
 
@@ -114,7 +116,7 @@ func FromConfig(c *config.Config, cat *catalog.Catalog) (IR, error) {
 		}
 		ir.Clusters = append(ir.Clusters, cl)
 	}
-	if ir.Listener != nil {
+	if ir.Listener != nil && c.Failover.MaxAttempts > 1 {
 		f := &Failover{MaxAttempts: c.Failover.MaxAttempts, AttemptTimeout: c.Failover.AttemptTimeout,
 			MaxRequestBytes: c.Envoy.MaxRequestBytes}
 		for _, p := range cat.Providers() {

@@ -184,3 +184,36 @@ func TestClustersModePushesOnlyClusters(t *testing.T) {
 		t.Fatalf("clusters mode: %d clusters, %d listeners, %d routes", len(res.Clusters), len(res.Listeners), len(res.Routes))
 	}
 }
+
+func TestNoFailoverWithOneAttempt(t *testing.T) {
+	ir := testIR(t)
+	if ir.Failover == nil || len(ir.Failover.Egress) != 2 {
+		t.Fatalf("standalone mode without failover: %+v", ir.Failover)
+	}
+	c, err := config.Decode(strings.NewReader(`
+failover: {max_attempts: 1}
+routing: {default_model: local}
+providers: [{name: vllm, base_url: "http://10.1.2.3:8000/v1", residency: on_prem}]
+models: [{id: local, provider: vllm, context_window: 32000}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.New(c, catalog.Env{Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ir, err = FromConfig(c, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Translate(ir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One attempt: no failover cluster, no egress listeners, no retries.
+	if ir.Failover != nil || len(res.Clusters) != 1 || len(res.Listeners) != 1 ||
+		res.Routes[0].GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetRetryPolicy() != nil {
+		t.Errorf("max_attempts 1: %+v, %d clusters, %d listeners", ir.Failover, len(res.Clusters), len(res.Listeners))
+	}
+}
