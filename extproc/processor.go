@@ -256,7 +256,7 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	if ce := p.log.Check(lvl, "routed"); ce != nil {
 		c := &p.class
 		ce.Write(zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("provider", m.Provider.Name),
-			zap.Int("plan", max(len(p.plan), 1)),
+			zap.Strings("plan", planIDs(p.plan)),
 			zap.Bool("stream", chat.Stream), zap.String("reason", d.Reason), zap.String("workspace", res.Workspace),
 			zap.String("policy_version", res.PolicyVersion), zap.Int("excluded", len(res.Policy.Exclude)),
 			zap.String("task", c.Task), zap.String("complexity", c.Complexity), zap.String("language", c.Language),
@@ -265,6 +265,14 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 			zap.Any("tags", res.Policy.Tags))
 	}
 	return resp
+}
+
+func planIDs(plan []*catalog.Model) []string {
+	ids := make([]string, len(plan))
+	for i, m := range plan {
+		ids[i] = m.ID
+	}
+	return ids
 }
 
 // providerNeutral makes the edits every provider needs: the per-request
@@ -440,11 +448,13 @@ func (p *processor) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 	hs = append(hs,
 		setHeader(header.Model, m.ID),
 		setHeader(header.Provider, m.Provider.Name),
-		setHeader(header.Reason, d.Reason),
+		setHeader(header.Reason, p.reason()),
 		setHeader(header.PolicyVersion, p.result.PolicyVersion),
 	)
 	if len(p.attempts) > 1 {
 		hs = append(hs, setHeader(header.Attempts, strconv.Itoa(len(p.attempts))))
+		// The decision record of a failover: every attempt, then who served.
+		p.log.Info("failed over", zap.String("decision_id", p.id), zap.String("served_by", m.ID), zap.Any("attempts", p.attempts))
 	}
 	resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs, RemoveHeaders: remove})
 	p.respStatus = status

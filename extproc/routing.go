@@ -79,9 +79,7 @@ func (p *processor) routing(body []byte) []byte {
 	if ro.Attempts == nil { // no failover: one attempt, and it answered
 		ro.Attempts = []attempt{{Provider: m.Provider.Name, Model: m.ID, Outcome: "served"}}
 	}
-	if m != d.Model {
-		ro.Reason = d.Reason + "; served by fallback after " + strconv.Itoa(len(ro.Attempts)-1) + " failed attempt(s)"
-	}
+	ro.Reason = p.reason()
 	if r := p.result; r != nil {
 		ro.PolicyVersion, ro.PolicyFP, ro.Workspace = r.PolicyVersion, r.ReqPolicy.Fingerprint, r.Workspace
 		ro.Objective, ro.Excluded, ro.EstimatedEUR = r.Policy.Objective, len(r.Policy.Exclude), round(d.EstimatedCostEUR, 8)
@@ -108,6 +106,14 @@ func (p *processor) routing(body []byte) []byte {
 		return nil
 	}
 	return b
+}
+
+// reason is the decision's reason, and whether a fallback served it.
+func (p *processor) reason() string {
+	if p.served != p.decision.Model && len(p.attempts) > 1 {
+		return p.decision.Reason + "; served by fallback after " + strconv.Itoa(len(p.attempts)-1) + " failed attempt(s)"
+	}
+	return p.decision.Reason
 }
 
 func round(x float64, places int) float64 {

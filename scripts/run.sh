@@ -71,6 +71,14 @@ cat <<MSG
       -H 'content-type: application/json' \\
       -d '{"model":"auto","messages":[{"role":"user","content":"Hello, stellwerk!"}]}'
 
+  Make the US fake provider fail, and watch Envoy carry the request to the next allowed model
+  (x-stellwerk-attempts: 2; routing.attempts says what happened):
+
+    curl -s -XPOST http://127.0.0.1:8081/_mock/behavior -d '{"status":503}'
+    curl -s -i http://$LISTEN/v1/chat/completions -H 'content-type: application/json' \\
+      -d '{"model":"auto","messages":[{"role":"user","content":"Hello, stellwerk!"}]}'
+    curl -s -XPOST http://127.0.0.1:8081/_mock/behavior -d '{}'     # heal it
+
   Keep a request in the EU (the shipped Rego policy enforces it; see the routing object):
 
     curl -s http://$LISTEN/v1/chat/completions -H 'content-type: application/json' \\
