@@ -53,6 +53,8 @@ e2e: tools build ## run only the end-to-end tests
 fuzz: ## fuzz every parser of untrusted input (FUZZTIME=30s each)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseChat$$' -fuzztime $${FUZZTIME:-30s} ./internal/request/
 	$(GO) test -run '^$$' -fuzz '^FuzzProcessor$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
+	$(GO) test -run '^$$' -fuzz '^FuzzEgress$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
+	$(GO) test -run '^$$' -fuzz '^FuzzRetryAfter$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
 	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/
 	$(GO) test -run '^$$' -fuzz '^FuzzDetect$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/pii/
 	$(GO) test -run '^$$' -fuzz '^FuzzDetect$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/secrets/

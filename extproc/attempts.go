@@ -8,28 +8,7 @@ import (
 	"time"
 
 	"github.com/stellwerk/stellwerk/internal/catalog"
-	"github.com/stellwerk/stellwerk/internal/decide"
 )
-
-// A plan is a request's attempt list: the chosen model, then fallbacks on
-// other providers, one model per provider (a provider that just failed is
-// the wrong place to retry), at most maxAttempts long. The client-facing
-// filter sends it to the egress listeners in a header, so any stellwerk
-// replica can serve any attempt.
-func planFor(d *decide.Decision, maxAttempts int) []*catalog.Model {
-	plan := []*catalog.Model{d.Model}
-	seen := map[string]bool{d.Model.Provider.Name: true}
-	for _, m := range d.Fallbacks {
-		if len(plan) >= maxAttempts {
-			break
-		}
-		if !seen[m.Provider.Name] {
-			seen[m.Provider.Name] = true
-			plan = append(plan, m)
-		}
-	}
-	return plan
-}
 
 // encodePlan is the header value: the decision id and model ids, in order.
 func encodePlan(decisionID string, plan []*catalog.Model) string {
@@ -170,13 +149,17 @@ func retryAfter(v string, now time.Time) time.Duration {
 		return 0
 	}
 	if n, err := strconv.Atoi(v); err == nil && n > 0 {
-		return time.Duration(n) * time.Second
+		return time.Duration(min(n, maxRetryAfter)) * time.Second
 	}
 	if t, err := time.Parse(time.RFC1123, v); err == nil && t.After(now) {
-		return t.Sub(now)
+		return min(t.Sub(now), maxRetryAfter*time.Second)
 	}
 	return 0
 }
+
+// maxRetryAfter (seconds) keeps absurd values from overflowing; the
+// cooldown is capped far lower by failover.max_cooldown.
+const maxRetryAfter = 86400
 
 // retryable is what Envoy's retry policy resends (xds.retryPolicy).
 func retryable(status int) bool { return status == 429 || status >= 500 }

@@ -304,7 +304,7 @@ func (p *processor) routeDirect(m *catalog.Model, orig, body []byte) *extprocv3.
 // routeWithFailover sends the request to the failover cluster with its
 // attempt list; each egress listener rewrites it for its own provider.
 func (p *processor) routeWithFailover(d *decide.Decision, orig, body []byte, maxAttempts int) *extprocv3.ProcessingResponse {
-	p.plan = planFor(d, maxAttempts)
+	p.plan = d.Plan(maxAttempts)
 	hosts := make([]string, len(p.plan))
 	for i, m := range p.plan {
 		hosts[i] = header.EgressHost(m.Provider.Name)

@@ -14,6 +14,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/internal/route"
 )
@@ -236,6 +237,42 @@ func FuzzProcessor(f *testing.F) {
 				t.Fatalf("routed without a cluster: %v", hs)
 			}
 		}
+	})
+}
+
+// FuzzEgress: an egress attempt never panics, whatever the plan header,
+// body and provider answer, and its own answers are JSON.
+func FuzzEgress(f *testing.F) {
+	f.Add("d=id&m=small", `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, "503", "application/json")
+	f.Add("d=id&m=nope&m=small", `{"model":"x"}`, "200", "text/event-stream")
+	f.Add("m=small", "{", "abc", "")
+	f.Add("d=%zz", "", "429", "application/json; charset=utf-8")
+	st := testState(f)
+	provider := st.Router.Catalog.Models()[0].Provider.Name
+	f.Fuzz(func(t *testing.T, plan, body, status, ctype string) {
+		p := &processor{state: st, log: zap.NewNop(), id: "id", ctx: context.Background(), egress: provider, log2: &attemptLog{}}
+		check := func(r *extprocv3.ProcessingResponse) bool {
+			if r == nil || r.Response == nil {
+				t.Fatal("nil response")
+			}
+			if ir := r.GetImmediateResponse(); ir != nil {
+				if !json.Valid(ir.Body) {
+					t.Fatalf("bad immediate response %v", ir)
+				}
+				return false
+			}
+			return true
+		}
+		if !check(p.handle(headersMsg("POST", "/v1/chat/completions", body == "", header.Plan, plan))) {
+			return
+		}
+		if !check(p.handle(bodyMsg(body))) {
+			return
+		}
+		rh := &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{
+			Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: ":status", RawValue: []byte(status)}, {Key: "content-type", RawValue: []byte(ctype)}}}}}}
+		check(p.handle(rh))
+		p.endAttempt(0, "", "", "")
 	})
 }
 

@@ -141,10 +141,15 @@ func TestExplainCommand(t *testing.T) {
 		Deny       []string `json:"deny"`
 		Chosen     *struct{ ID, Provider, Residency string }
 		Candidates []struct{ ID, Verdict, Reason string }
-		Version    string `json:"policy_version"`
+		Version    string   `json:"policy_version"`
+		Attempts   []string `json:"attempts"`
 	}
 	if err := json.Unmarshal([]byte(out), &ex); err != nil {
 		t.Fatalf("%v\n%s", err, out)
+	}
+	// Restricted data: the US model is not even a fallback.
+	if len(ex.Attempts) != 1 || ex.Attempts[0] != "mock-eu-large (mock-eu)" {
+		t.Errorf("attempts %v", ex.Attempts)
 	}
 	if ex.Deny == nil || len(ex.Deny) != 0 || ex.Chosen == nil || ex.Chosen.Residency != "eu" || ex.Version == "" {
 		t.Fatalf("explain: %s", out)

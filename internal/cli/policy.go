@@ -60,11 +60,14 @@ func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 // explanation is `stellwerk explain --json`.
 type explanation struct {
-	Deny          []string          `json:"deny"`
-	Error         *apiError         `json:"error,omitempty"`
-	Chosen        *chosen           `json:"chosen"`
-	Reason        string            `json:"reason,omitempty"`
-	Fallbacks     []string          `json:"fallbacks"`
+	Deny      []string  `json:"deny"`
+	Error     *apiError `json:"error,omitempty"`
+	Chosen    *chosen   `json:"chosen"`
+	Reason    string    `json:"reason,omitempty"`
+	Fallbacks []string  `json:"fallbacks"`
+	// Attempts is the failover order: where the request goes if the chosen
+	// model's provider fails (docs/failover.md).
+	Attempts      []string          `json:"attempts"`
 	Candidates    []candidateLine   `json:"candidates"`
 	PolicyVersion string            `json:"policy_version"`
 	Objective     string            `json:"objective,omitempty"`
@@ -161,7 +164,7 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 	ex := explanation{Deny: res.Policy.Deny, PolicyVersion: res.PolicyVersion, Objective: res.Policy.Objective,
 		QualityFloor: res.Policy.QualityFloor, MaxCostEUR: res.Policy.MaxCostEUR, Tags: res.Policy.Tags,
-		Workspace: res.Workspace, RequestPolicy: res.ReqPolicy.Fingerprint, Fallbacks: []string{}, Candidates: []candidateLine{},
+		Workspace: res.Workspace, RequestPolicy: res.ReqPolicy.Fingerprint, Fallbacks: []string{}, Attempts: []string{}, Candidates: []candidateLine{},
 		Input: inputSummary{Model: res.Chat.Model, Task: res.Class.Task, Complexity: res.Class.Complexity, Language: res.Class.Language,
 			Sensitivity: res.Class.Sensitivity, Risk: res.Class.Risk, PII: res.Class.PIICounts, Secrets: len(res.Class.Secrets),
 			InjectionScore: res.Class.Injection.Score, InputTokens: res.Class.InputTokens}}
@@ -178,6 +181,13 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		ex.Reason = sel.Reason
 		for _, m := range sel.Fallbacks {
 			ex.Fallbacks = append(ex.Fallbacks, m.ID)
+		}
+		attempts := 1
+		if cfg.Envoy.Mode == config.ModeStandalone {
+			attempts = cfg.Failover.MaxAttempts
+		}
+		for _, m := range sel.Plan(attempts) {
+			ex.Attempts = append(ex.Attempts, m.ID+" ("+m.Provider.Name+")")
 		}
 	}
 	for _, v := range sel.Table() {
@@ -230,6 +240,9 @@ func printExplanation(w io.Writer, ex *explanation) {
 		fmt.Fprintf(w, "decision    %s (%s, %s): %s\n", ex.Chosen.ID, ex.Chosen.Provider, ex.Chosen.Residency, ex.Reason)
 		if len(ex.Fallbacks) > 0 {
 			fmt.Fprintf(w, "fallbacks   %s\n", strings.Join(ex.Fallbacks, ", "))
+		}
+		if len(ex.Attempts) > 1 {
+			fmt.Fprintf(w, "attempts    %s\n", strings.Join(ex.Attempts, " → "))
 		}
 	}
 }

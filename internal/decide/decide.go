@@ -220,6 +220,27 @@ func Decide(in Input) (Decision, error) {
 	return d, nil
 }
 
+// Plan is the request's attempt list for failover: the chosen model, then
+// the best fallback of each other provider (a provider that just failed is
+// the wrong place to retry), at most maxAttempts long.
+func (d *Decision) Plan(maxAttempts int) []*catalog.Model {
+	if d.Model == nil {
+		return nil
+	}
+	plan := []*catalog.Model{d.Model}
+	seen := map[string]bool{d.Model.Provider.Name: true}
+	for _, m := range d.Fallbacks {
+		if len(plan) >= maxAttempts {
+			break
+		}
+		if !seen[m.Provider.Name] {
+			seen[m.Provider.Name] = true
+			plan = append(plan, m)
+		}
+	}
+	return plan
+}
+
 // reject applies the request's hard requirements.
 func (in *Input) reject(c *Candidate) rejection {
 	m := c.Model

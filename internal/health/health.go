@@ -19,7 +19,8 @@ type Policy struct {
 	MaxCooldown            time.Duration // caps Retry-After
 }
 
-// Tracker is safe for concurrent use. The zero value never cools down.
+// Tracker is safe for concurrent use. A nil or zero Tracker never cools
+// down.
 type Tracker struct {
 	mu        sync.Mutex
 	policy    Policy
@@ -40,6 +41,9 @@ func New(p Policy) *Tracker {
 
 // SetPolicy changes the policy (on reload); cooldowns in force stay.
 func (t *Tracker) SetPolicy(p Policy) {
+	if t == nil {
+		return
+	}
 	t.mu.Lock()
 	t.policy = p
 	t.mu.Unlock()
@@ -47,6 +51,9 @@ func (t *Tracker) SetPolicy(p Policy) {
 
 // Succeeded records an answer that was not a failure.
 func (t *Tracker) Succeeded(name string) {
+	if t == nil {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if p := t.providers[name]; p != nil {
@@ -58,6 +65,9 @@ func (t *Tracker) Succeeded(name string) {
 // request to wait, honoured up to MaxCooldown. It reports whether the
 // provider is now cooling down.
 func (t *Tracker) Failed(name, reason string, retryAfter time.Duration) bool {
+	if t == nil {
+		return false
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.providers == nil {
@@ -108,6 +118,9 @@ type Status struct {
 
 // Snapshot lists providers with failures or a cooldown.
 func (t *Tracker) Snapshot() []Status {
+	if t == nil {
+		return nil
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
