@@ -201,6 +201,7 @@ func TestFailover(t *testing.T) {
 		if r.Elapsed < 0.9 || r.Elapsed > 4 {
 			t.Errorf("took %.2fs with a 1s attempt timeout", r.Elapsed)
 		}
+		t.Logf("stalled primary: the SDK had the fallback's whole stream after %.2fs", r.Elapsed)
 	})
 
 	t.Run("connection refused, served by the fallback", func(t *testing.T) {
