@@ -71,21 +71,8 @@ func (p *processor) egressRequestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 }
 
 func (p *processor) egressResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
-	var status, ctype, encoding, flags, ra string
-	for _, hv := range h.GetHeaders().GetHeaders() {
-		switch strings.ToLower(hv.Key) {
-		case ":status":
-			status = headerValue(hv)
-		case "content-type":
-			ctype = headerValue(hv)
-		case "content-encoding":
-			encoding = headerValue(hv)
-		case "retry-after":
-			ra = headerValue(hv)
-		case header.UpstreamFlags:
-			flags = headerValue(hv)
-		}
-	}
+	rh := readResponseHeaders(h)
+	status, ctype, encoding, flags, ra := rh.status, rh.ctype, rh.encoding, rh.flags, rh.retryAfter
 	resp := continueResponseHeaders(&extprocv3.HeaderMutation{})
 	if p.served == nil {
 		return resp // stellwerk's own early answer
@@ -106,6 +93,38 @@ func (p *processor) egressResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.P
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
 	}
 	return resp
+}
+
+// responseMeta is what stellwerk reads from an answer's headers.
+type responseMeta struct {
+	status, ctype, encoding string
+	flags                   string // Envoy's response flags on its own error replies
+	retryAfter              string
+	attemptCount            int    // x-envoy-attempt-count
+	served                  string // x-stellwerk-served
+}
+
+func readResponseHeaders(h *extprocv3.HttpHeaders) responseMeta {
+	var m responseMeta
+	for _, hv := range h.GetHeaders().GetHeaders() {
+		switch strings.ToLower(hv.Key) {
+		case ":status":
+			m.status = headerValue(hv)
+		case "content-type":
+			m.ctype = headerValue(hv)
+		case "content-encoding":
+			m.encoding = headerValue(hv)
+		case "retry-after":
+			m.retryAfter = headerValue(hv)
+		case header.UpstreamFlags:
+			m.flags = headerValue(hv)
+		case "x-envoy-attempt-count":
+			m.attemptCount, _ = strconv.Atoi(headerValue(hv))
+		case header.Served:
+			m.served = headerValue(hv)
+		}
+	}
+	return m
 }
 
 // endAttempt records this attempt's outcome once: in the provider's health,

@@ -394,25 +394,11 @@ func (p *processor) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 	if d == nil {
 		return continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})
 	}
-	var status, ctype, encoding, flags string
-	attemptCount, servedIdx := 0, -1
-	for _, hv := range h.GetHeaders().GetHeaders() {
-		switch strings.ToLower(hv.Key) {
-		case ":status":
-			status = headerValue(hv)
-		case "content-type":
-			ctype = headerValue(hv)
-		case "content-encoding":
-			encoding = headerValue(hv)
-		case "x-envoy-attempt-count":
-			attemptCount, _ = strconv.Atoi(headerValue(hv))
-		case header.Served:
-			if i, err := strconv.Atoi(headerValue(hv)); err == nil && i >= 0 && i < len(p.plan) {
-				servedIdx = i
-			}
-		case header.UpstreamFlags:
-			flags = headerValue(hv)
-		}
+	rh := readResponseHeaders(h)
+	status, ctype, encoding, flags, attemptCount := rh.status, rh.ctype, rh.encoding, rh.flags, rh.attemptCount
+	servedIdx := -1
+	if i, err := strconv.Atoi(rh.served); err == nil && i >= 0 && i < len(p.plan) {
+		servedIdx = i
 	}
 	code, _ := strconv.Atoi(status)
 	remove := []string{header.Served, header.UpstreamFlags, "x-envoy-attempt-count"}
