@@ -1,7 +1,7 @@
 package extproc
 
 import (
-	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -10,23 +10,40 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 )
 
-// encodePlan is the header value: the decision id and model ids, in order.
+// encodePlan is the header value: "<decision id>;<model id>,<model id>…".
+// Neither kind of id can hold ';' or ',' (config validates model ids), so
+// nothing needs escaping.
 func encodePlan(decisionID string, plan []*catalog.Model) string {
-	v := url.Values{"d": {decisionID}}
+	n := len(decisionID) + len(plan)
 	for _, m := range plan {
-		v.Add("m", m.ID)
+		n += len(m.ID)
 	}
-	return v.Encode()
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(decisionID)
+	for i, m := range plan {
+		if i == 0 {
+			b.WriteByte(';')
+		} else {
+			b.WriteByte(',')
+		}
+		b.WriteString(m.ID)
+	}
+	return b.String()
 }
 
 // decodePlan reads the header; model ids are resolved against the egress
 // filter's own catalog.
 func decodePlan(s string) (decisionID string, models []string, ok bool) {
-	v, err := url.ParseQuery(s)
-	if err != nil || v.Get("d") == "" || len(v["m"]) == 0 {
+	id, list, found := strings.Cut(s, ";")
+	if !found || id == "" || list == "" {
 		return "", nil, false
 	}
-	return v.Get("d"), v["m"], true
+	models = strings.Split(list, ",")
+	if slices.Contains(models, "") {
+		return "", nil, false
+	}
+	return id, models, true
 }
 
 // attempt is one try of a request on one provider.

@@ -71,24 +71,22 @@ func (p *processor) egressRequestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 }
 
 func (p *processor) egressResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
-	rh := readResponseHeaders(h)
-	status, ctype, encoding, flags, ra := rh.status, rh.ctype, rh.encoding, rh.flags, rh.retryAfter
-	resp := continueResponseHeaders(&extprocv3.HeaderMutation{})
 	if p.served == nil {
-		return resp // stellwerk's own early answer
+		return continueResponseHeaders(&extprocv3.HeaderMutation{}) // stellwerk's own early answer
 	}
-	code, _ := strconv.Atoi(status)
-	p.endAttempt(code, flags, ra, "")
-	resp.GetResponseHeaders().GetResponse().HeaderMutation.SetHeaders = []*corev3.HeaderValueOption{
-		setHeader(header.Served, strconv.Itoa(p.planIdx))}
-	p.respStatus = status
-	plain := !h.EndOfStream && (encoding == "" || encoding == "identity")
+	rh := readResponseHeaders(h)
+	code, _ := strconv.Atoi(rh.status)
+	p.endAttempt(code, rh.flags, rh.retryAfter, "")
+	resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
+		setHeader(header.Served, strconv.Itoa(p.planIdx))}})
+	p.respStatus = rh.status
+	plain := !h.EndOfStream && (rh.encoding == "" || rh.encoding == "identity")
 	switch {
-	case p.anthropic && plain && len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "text/event-stream"):
+	case p.anthropic && plain && code/100 == 2 && strings.HasPrefix(rh.ctype, "text/event-stream"):
 		// The edge follows the translated stream for usage: always emit it.
 		p.stream = &streamState{anthropic: translate.NewAnthropicStream(true)}
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_STREAMED}
-	case p.anthropic && plain && strings.HasPrefix(ctype, "application/json"):
+	case p.anthropic && plain && strings.HasPrefix(rh.ctype, "application/json"):
 		p.translate = true
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
 	}
@@ -162,5 +160,5 @@ func (p *processor) endAttempt(status int, flags, ra, code string) {
 		}
 	}
 	p.log.Debug("attempt", zap.String("decision_id", p.id), zap.Int("index", p.planIdx), zap.Any("attempt", a))
-	p.log2.record(p.id, p.planIdx, a)
+	p.seen.record(p.id, p.planIdx, a)
 }

@@ -75,8 +75,8 @@ type processor struct {
 	planIdx     int
 	attemptAt   time.Time // when this attempt left for the provider
 	attemptDone bool
-	log2        *attemptLog
-	failed      bool // every attempt failed; the answer becomes stellwerk's error
+	seen        *attemptLog // attempts this process's egress streams recorded
+	failed      bool        // every attempt failed; the answer becomes stellwerk's error
 }
 
 // clientAuthHeaders are the client's credentials for stellwerk. They must
@@ -395,25 +395,20 @@ func (p *processor) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 		return continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})
 	}
 	rh := readResponseHeaders(h)
-	status, ctype, encoding, flags, attemptCount := rh.status, rh.ctype, rh.encoding, rh.flags, rh.attemptCount
-	servedIdx := -1
-	if i, err := strconv.Atoi(rh.served); err == nil && i >= 0 && i < len(p.plan) {
-		servedIdx = i
-	}
+	status, ctype, encoding := rh.status, rh.ctype, rh.encoding
 	code, _ := strconv.Atoi(status)
 	remove := []string{header.Served, header.UpstreamFlags, "x-envoy-attempt-count"}
 	if p.plan != nil {
-		if retryable(code) {
-			servedIdx = -1
+		servedIdx := -1 // the plan index that answered, if the answer is not a failure
+		if i, err := strconv.Atoi(rh.served); err == nil && i >= 0 && i < len(p.plan) && !retryable(code) {
+			servedIdx = i
+			p.served = p.plan[i]
 		}
-		p.attempts = attemptsFor(p.plan, attemptCount, servedIdx, code, p.log2.take(p.id))
-		if servedIdx >= 0 {
-			p.served = p.plan[servedIdx]
-		}
+		p.attempts = attemptsFor(p.plan, rh.attemptCount, servedIdx, code, p.seen.take(p.id))
 		if retryable(code) && len(p.attempts) > 0 {
 			last := &p.attempts[len(p.attempts)-1]
-			if last.Status == 0 && flags != "" {
-				last.Reason = failureReason(code, flags)
+			if last.Status == 0 && rh.flags != "" {
+				last.Reason = failureReason(code, rh.flags)
 			}
 			p.served = p.plan[len(p.attempts)-1]
 			if h.EndOfStream {
@@ -485,16 +480,13 @@ func (p *processor) allAttemptsFailed(providerErr []byte) *apierr.Error {
 	excluded := ""
 	if r := p.result; r != nil && len(r.Policy.Exclude) > 0 {
 		excluded = fmt.Sprintf("; %d other models are excluded by policy", len(r.Policy.Exclude))
-		if c := residencyOf(r); c != "" {
+		if c := r.Constraint; c != "" {
 			excluded += " (" + c + ")"
 		}
 	}
 	p.log.Warn("all attempts failed", zap.String("decision_id", p.id), zap.Any("attempts", p.attempts))
 	return apierr.Unavailable("no_eligible_model", "every model this request may use failed: %s%s", summarizeAttempts(p.attempts), excluded)
 }
-
-// residencyOf names the hard constraint of a decision, if any.
-func residencyOf(r *route.Result) string { return r.Constraint }
 
 // responseBody adds the routing object to a complete JSON object. A body
 // larger than Envoy's buffer arrives partial and is passed through as is.

@@ -243,6 +243,8 @@ func FuzzProcessor(f *testing.F) {
 // FuzzEgress: an egress attempt never panics, whatever the plan header,
 // body and provider answer, and its own answers are JSON.
 func FuzzEgress(f *testing.F) {
+	f.Add("id;small", `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, "200", "application/json")
+	f.Add("id;nope,small", `{"model":"x"}`, "429", "text/event-stream")
 	f.Add("d=id&m=small", `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, "503", "application/json")
 	f.Add("d=id&m=nope&m=small", `{"model":"x"}`, "200", "text/event-stream")
 	f.Add("m=small", "{", "abc", "")
@@ -250,7 +252,7 @@ func FuzzEgress(f *testing.F) {
 	st := testState(f)
 	provider := st.Router.Catalog.Models()[0].Provider.Name
 	f.Fuzz(func(t *testing.T, plan, body, status, ctype string) {
-		p := &processor{state: st, log: zap.NewNop(), id: "id", ctx: context.Background(), egress: provider, log2: &attemptLog{}}
+		p := &processor{state: st, log: zap.NewNop(), id: "id", ctx: context.Background(), egress: provider, seen: &attemptLog{}}
 		check := func(r *extprocv3.ProcessingResponse) bool {
 			if r == nil || r.Response == nil {
 				t.Fatal("nil response")

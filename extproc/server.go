@@ -68,7 +68,7 @@ func (s *Server) SetState(st *State) { s.state.Store(st) }
 // Process handles one HTTP request's stream of phases.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 	ctx := stream.Context()
-	p := &processor{state: s.state.Load(), log: s.log, id: s.newID(), ctx: ctx, log2: &s.attempts}
+	p := &processor{state: s.state.Load(), log: s.log, id: s.newID(), ctx: ctx, seen: &s.attempts}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get(header.Egress); len(v) == 1 && v[0] != "" {
 			p.egress = v[0]

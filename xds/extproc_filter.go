@@ -29,7 +29,7 @@ func extProcConfig(ep ExtProc) *extprocv3.ExternalProcessor {
 		gs.InitialMetadata = []*corev3.HeaderValue{{Key: header.Egress, Value: ep.Egress}}
 	} else {
 		// The decision's attempt list, for the failover cluster's balancer.
-		mo = &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{HostsNamespace}}}
+		mo = &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{header.MetadataNamespace}}}
 	}
 	return &extprocv3.ExternalProcessor{
 		MetadataOptions:  mo,

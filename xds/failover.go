@@ -1,8 +1,6 @@
 package xds
 
 import (
-	"fmt"
-
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -72,8 +70,8 @@ func failoverCluster(f Failover) (*clusterv3.Cluster, error) {
 	}
 	oh, err := toAny(&overridehostv3.OverrideHost{
 		OverrideHostSources: []*overridehostv3.OverrideHost_OverrideHostSource{{
-			Metadata: &metadatav3.MetadataKey{Key: HostsNamespace, Path: []*metadatav3.MetadataKey_PathSegment{{
-				Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: HostsKey},
+			Metadata: &metadatav3.MetadataKey{Key: header.MetadataNamespace, Path: []*metadatav3.MetadataKey_PathSegment{{
+				Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: header.HostsKey},
 			}}},
 		}},
 		FallbackPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
@@ -87,10 +85,10 @@ func failoverCluster(f Failover) (*clusterv3.Cluster, error) {
 	// retries (3 by default) must not be what limits it.
 	unlimited := wrapperspb.UInt32(1 << 20)
 	return &clusterv3.Cluster{
-		Name:                 FailoverCluster,
+		Name:                 header.FailoverCluster,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		ConnectTimeout:       durationpb.New(1e9),
-		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: FailoverCluster,
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: header.FailoverCluster,
 			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: eps}}},
 		TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.internal_upstream",
 			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: ts}},
@@ -179,5 +177,3 @@ func retryPolicy(f Failover) *routev3.RetryPolicy {
 		RetryBackOff: &routev3.RetryPolicy_RetryBackOff{BaseInterval: durationpb.New(2e6), MaxInterval: durationpb.New(10e6)},
 	}
 }
-
-func (e Egress) String() string { return fmt.Sprintf("%s→%s", e.Listener, e.Cluster) }

@@ -83,13 +83,6 @@ const (
 	RouteConfigName = "stellwerk_routes"
 )
 
-const (
-	FailoverCluster = header.FailoverCluster
-	EgressPrefix    = header.EgressPrefix
-	HostsNamespace  = header.MetadataNamespace
-	HostsKey        = header.HostsKey
-)
-
 // FromConfig builds the IR from a validated config and its catalog.
 func FromConfig(c *config.Config, cat *catalog.Catalog) (IR, error) {
 	host, portS, err := net.SplitHostPort(c.Envoy.Listener)
@@ -120,7 +113,7 @@ func FromConfig(c *config.Config, cat *catalog.Catalog) (IR, error) {
 		f := &Failover{MaxAttempts: c.Failover.MaxAttempts, AttemptTimeout: c.Failover.AttemptTimeout,
 			MaxRequestBytes: c.Envoy.MaxRequestBytes}
 		for _, p := range cat.Providers() {
-			f.Egress = append(f.Egress, Egress{Listener: EgressPrefix + p.Name, Provider: p.Name, Cluster: p.Cluster})
+			f.Egress = append(f.Egress, Egress{Listener: header.EgressListener(p.Name), Provider: p.Name, Cluster: p.Cluster})
 		}
 		ir.Failover = f
 	}

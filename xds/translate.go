@@ -7,6 +7,8 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/stellwerk/stellwerk/internal/header"
 )
 
 // Resources is everything stellwerk pushes to Envoy.
@@ -52,9 +54,9 @@ func Translate(ir IR) (Resources, error) {
 		if ir.Failover != nil {
 			cl, err := failoverCluster(*ir.Failover)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("cluster %s: %w", FailoverCluster, err))
+				errs = append(errs, fmt.Errorf("cluster %s: %w", header.FailoverCluster, err))
 			} else {
-				check("cluster "+FailoverCluster, cl)
+				check("cluster "+header.FailoverCluster, cl)
 				res.Clusters = append(res.Clusters, cl)
 			}
 			for _, e := range ir.Failover.Egress {

@@ -47,8 +47,6 @@ const (
 const (
 	// FailoverCluster is where standalone mode routes every chat request.
 	FailoverCluster = "stellwerk_failover"
-	// EgressPrefix + provider name is a provider's internal listener.
-	EgressPrefix = "stellwerk_egress_"
 	// HostsKey, in MetadataNamespace, is the dynamic metadata the ext_proc
 	// filter writes a request's ordered attempt list to.
 	HostsKey = "hosts"
@@ -56,9 +54,12 @@ const (
 	UpstreamFlags = "x-stellwerk-upstream-flags"
 )
 
+// EgressListener is the name of a provider's internal listener.
+func EgressListener(provider string) string { return "stellwerk_egress_" + provider }
+
 // EgressHost is how the failover cluster's load balancer names a provider's
 // endpoint (Envoy's string form of an internal address).
-func EgressHost(provider string) string { return "envoy://" + EgressPrefix + provider + "/" }
+func EgressHost(provider string) string { return "envoy://" + EgressListener(provider) + "/" }
 
 // Envoy's retry and timeout request headers: a client must not steer
 // retries or timeouts, so they are removed at the edge; stellwerk sets

@@ -9,6 +9,7 @@ package health
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +27,10 @@ type Tracker struct {
 	policy    Policy
 	providers map[string]*provider
 	now       func() time.Time
+	// latest is the end of the last cooldown to end (unix ns): selection
+	// asks about every model of every request, and while no provider
+	// cools down the answer needs no lock.
+	latest atomic.Int64
 }
 
 type provider struct {
@@ -90,13 +95,16 @@ func (t *Tracker) Failed(name, reason string, retryAfter time.Duration) bool {
 	}
 	if d > 0 && now.Add(d).After(p.until) {
 		p.until, p.reason = now.Add(d), reason
+		if u := p.until.UnixNano(); u > t.latest.Load() {
+			t.latest.Store(u) // under mu: no lost update
+		}
 	}
 	return p.until.After(now)
 }
 
 // Cooling reports whether a provider is in cooldown now, until when and why.
 func (t *Tracker) Cooling(name string) (until time.Time, reason string, ok bool) {
-	if t == nil {
+	if t == nil || t.now().UnixNano() >= t.latest.Load() {
 		return time.Time{}, "", false
 	}
 	t.mu.Lock()
