@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,10 +29,14 @@ func (p *processor) egressRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Pr
 			p.path = headerValue(hv)
 		case header.Plan:
 			p.planHeader = headerValue(hv)
+		default:
+			if slices.Contains(p.state.forwardable, k) {
+				p.extra = append(p.extra, k) // the edge let it through for some provider
+			}
 		}
 	}
 	if i := strings.IndexByte(p.path, '?'); i >= 0 {
-		p.path, p.query = p.path[:i], p.path[i:]
+		p.path = p.path[:i]
 	}
 	if h.EndOfStream || p.planHeader == "" {
 		// Only the edge filter sends requests here, always with a plan and a body.
@@ -62,12 +67,12 @@ func (p *processor) egressRequestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 		return p.immediate(apierr.Unavailable("model_not_available", "the chosen model is no longer configured"))
 	}
 	p.attemptAt = time.Now()
-	hs, nb, perr := p.rewriteFor(p.served, b.Body)
+	hs, rm, nb, perr := p.rewriteFor(p.served, b.Body)
 	if perr != nil {
 		p.endAttempt(perr.Status, "", "", perr.Code)
 		return p.immediate(perr)
 	}
-	return continueRequestBody(bodyChange(hs, b.Body, nb))
+	return continueRequestBody(bodyChange(hs, rm, b.Body, nb))
 }
 
 func (p *processor) egressResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {

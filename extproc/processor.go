@@ -3,6 +3,7 @@ package extproc
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,10 +46,10 @@ type processor struct {
 	principal    auth.Principal
 	headerPolicy string            // x-stellwerk-policy as sent
 	headers      map[string]string // client headers the policy may read
+	extra        []string          // client headers only some providers get (forward_headers)
 
 	method   string
-	path     string // without the query
-	query    string // including the leading '?', or empty
+	path     string // without the query (the client's query is never forwarded)
 	endpoint endpoint
 
 	decision *decide.Decision // set once the body phase routed the request
@@ -82,6 +83,8 @@ type processor struct {
 // clientAuthHeaders are the client's credentials for stellwerk. They must
 // never reach a provider, whether or not the provider needs a key.
 var clientAuthHeaders = []string{"authorization", "api-key", "x-api-key"}
+
+func isClientAuth(k string) bool { return k == "authorization" || k == "api-key" || k == "x-api-key" }
 
 func (p *processor) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 	switch r := req.Request.(type) {
@@ -117,7 +120,8 @@ func (p *processor) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 	remove := []string{header.Cluster}
 	var credential string
 	for _, hv := range h.GetHeaders().GetHeaders() {
-		switch k := strings.ToLower(hv.Key); {
+		k := strings.ToLower(hv.Key)
+		switch {
 		case k == ":method":
 			p.method = headerValue(hv)
 		case k == ":path":
@@ -126,7 +130,7 @@ func (p *processor) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 			if n, err := strconv.ParseInt(headerValue(hv), 10, 64); err == nil && n >= 0 {
 				contentLength = n
 			}
-		case k == "authorization" || k == "api-key" || k == "x-api-key":
+		case isClientAuth(k):
 			if credential == "" || k == "authorization" {
 				credential = headerValue(hv)
 			}
@@ -142,6 +146,15 @@ func (p *processor) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 			if k != header.Cluster {
 				remove = append(remove, k)
 			}
+			continue
+		}
+		// Providers get an allow-list of client headers, never the rest.
+		if k != "" && k[0] != ':' && !header.Forwarded(k) && !isClientAuth(k) {
+			if slices.Contains(p.state.forwardable, k) {
+				p.extra = append(p.extra, k) // some provider gets it; the rewrite decides
+			} else {
+				remove = append(remove, k)
+			}
 		}
 	}
 	principal, err := p.state.Keys.Authenticate(credential)
@@ -150,7 +163,7 @@ func (p *processor) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 	}
 	p.principal = principal
 	if i := strings.IndexByte(p.path, '?'); i >= 0 {
-		p.path, p.query = p.path[:i], p.path[i:]
+		p.path = p.path[:i]
 	}
 
 	switch {
@@ -293,12 +306,12 @@ func providerNeutral(body []byte, hasPolicy, askUsage bool) ([]byte, error) {
 // routeDirect sends the request to the provider's own cluster (clusters
 // mode: the operator's route has no failover).
 func (p *processor) routeDirect(m *catalog.Model, orig, body []byte) *extprocv3.ProcessingResponse {
-	hs, nb, perr := p.rewriteFor(m, body)
+	hs, rm, nb, perr := p.rewriteFor(m, body)
 	if perr != nil {
 		return p.immediate(perr)
 	}
 	hs = append(hs, setHeader(header.Cluster, m.Provider.Cluster))
-	return continueRequestBody(bodyChange(hs, orig, nb))
+	return continueRequestBody(bodyChange(hs, rm, orig, nb))
 }
 
 // routeWithFailover sends the request to the failover cluster with its
@@ -316,7 +329,7 @@ func (p *processor) routeWithFailover(d *decide.Decision, orig, body []byte, max
 		// the balancer would have no host, never a provider outside the plan.
 		setHeader(header.MaxRetries, strconv.Itoa(len(p.plan)-1)),
 	}
-	resp := continueRequestBody(bodyChange(hs, orig, body))
+	resp := continueRequestBody(bodyChange(hs, nil, orig, body))
 	resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
 		header.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
 			header.HostsKey: structpb.NewStringValue(strings.Join(hosts, ",")),
@@ -327,26 +340,29 @@ func (p *processor) routeWithFailover(d *decide.Decision, orig, body []byte, max
 
 // bodyChange is the request mutation: headers, and the body with its exact
 // length when it changed.
-func bodyChange(hs []*corev3.HeaderValueOption, orig, nb []byte) *extprocv3.CommonResponse {
+func bodyChange(hs []*corev3.HeaderValueOption, remove []string, orig, nb []byte) *extprocv3.CommonResponse {
 	cr := &extprocv3.CommonResponse{ClearRouteCache: true}
 	if nb != nil && !(len(nb) == len(orig) && (len(nb) == 0 || &nb[0] == &orig[0])) {
 		hs = append(hs, setHeader("content-length", strconv.Itoa(len(nb))))
 		cr.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: nb}}
 	}
-	cr.HeaderMutation = &extprocv3.HeaderMutation{SetHeaders: hs}
+	cr.HeaderMutation = &extprocv3.HeaderMutation{SetHeaders: hs, RemoveHeaders: remove}
 	return cr
 }
 
 // rewriteFor rewrites an OpenAI-shaped chat request for one model's
-// provider: path, authority, credential, model name and wire format. It
-// returns body itself when the body needs no change.
-func (p *processor) rewriteFor(m *catalog.Model, body []byte) ([]*corev3.HeaderValueOption, []byte, *apierr.Error) {
+// provider: path (with the provider's query, never the client's),
+// authority, the client headers only other providers get, model name and
+// wire format. It returns body itself when the body needs no change.
+func (p *processor) rewriteFor(m *catalog.Model, body []byte) (hs []*corev3.HeaderValueOption, remove []string, nb []byte, perr *apierr.Error) {
 	prov := m.Provider
-	credName, credValue, ok := prov.Credential()
-	if !ok {
+	// The key itself is Envoy's to add (the provider cluster's credential
+	// filter); stellwerk only refuses to send a request that would go out
+	// without one.
+	if _, _, ok := prov.Credential(); !ok {
 		p.log.Warn("provider credential missing", zap.String("decision_id", p.id),
 			zap.String("provider", prov.Name), zap.String("expected_in", prov.CredentialSource()))
-		return nil, nil, apierr.BadGateway("provider_credential_missing",
+		return nil, nil, nil, apierr.BadGateway("provider_credential_missing",
 			"provider %q has no credential configured; the request was not sent (operators: see the stellwerk log)", prov.Name)
 	}
 	upstreamPath := prov.UpstreamPath(p.path)
@@ -354,32 +370,34 @@ func (p *processor) rewriteFor(m *catalog.Model, body []byte) ([]*corev3.HeaderV
 	if p.anthropic {
 		upstreamPath = prov.BasePath + "/messages"
 	}
-	hs := []*corev3.HeaderValueOption{
-		setHeader(":path", upstreamPath+p.query),
+	hs = []*corev3.HeaderValueOption{
+		setHeader(":path", upstreamPath+prov.Query),
 		setHeader(":authority", prov.Authority),
 	}
 	if p.anthropic {
 		hs = append(hs, setHeader("anthropic-version", translate.AnthropicVersion))
 	}
-	if credName != "" {
-		hs = append(hs, setHeader(credName, credValue))
+	for _, k := range p.extra {
+		if !prov.Forwards(k) {
+			remove = append(remove, k)
+		}
 	}
 	if p.anthropic { // the translation sets the model and drops what Anthropic has no field for
 		nb, err := translate.ToAnthropicRequest(body, m.ProviderModel)
 		if err != nil {
-			return nil, nil, apierr.As(err)
+			return nil, nil, nil, apierr.As(err)
 		}
-		return hs, nb, nil
+		return hs, remove, nb, nil
 	}
 	if gjson.GetBytes(body, "model").Str == m.ProviderModel {
-		return hs, body, nil
+		return hs, remove, body, nil
 	}
 	nb, err := sjson.SetBytes(body, "model", m.ProviderModel)
 	if err != nil {
 		p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
-		return nil, nil, apierr.Internal()
+		return nil, nil, nil, apierr.Internal()
 	}
-	return hs, nb, nil
+	return hs, remove, nb, nil
 }
 
 // responseHeaders tells the caller what stellwerk decided, and asks Envoy

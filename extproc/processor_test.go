@@ -3,12 +3,14 @@ package extproc
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
@@ -25,7 +27,7 @@ func testState(t testing.TB) *State {
 routing: {default_model: small}
 envoy: {max_request_bytes: 2048}
 providers:
-  - {name: remote, base_url: "https://api.example.com/v1", residency: us, credential: {env: REMOTE_KEY}}
+  - {name: remote, base_url: "https://api.example.com/v1", residency: us, credential: {env: REMOTE_KEY}, forward_headers: [openai-beta], query: {api-version: "2024-10-21"}}
   - {name: nokey, base_url: "http://127.0.0.1:9/v1", residency: eu, credential: {env: ABSENT}}
 models:
   - {id: small, provider: remote, provider_model: small-2024, context_window: 8000}
@@ -86,15 +88,22 @@ func setHeaders(m *extprocv3.HeaderMutation) map[string]string {
 func TestChatRequestIsRewritten(t *testing.T) {
 	p := newProc(t)
 	r := p.handle(headersMsg("POST", "/v1/chat/completions?trace=1", false,
-		"x-stellwerk-cluster", "provider_nokey", "X-Stellwerk-Model", "orphan", "authorization", "Bearer client", "content-length", "80"))
+		"x-stellwerk-cluster", "provider_nokey", "X-Stellwerk-Model", "orphan", "authorization", "Bearer client", "content-length", "80",
+		"cookie", "session=1", "openai-organization", "org-other", "anthropic-beta", "x", "openai-beta", "assistants=v2",
+		"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "content-type", "application/json"))
 	hr := r.GetRequestHeaders().GetResponse()
 	if hr == nil || !hr.ClearRouteCache {
 		t.Fatalf("headers phase: %v", r)
 	}
-	removed := strings.Join(hr.GetHeaderMutation().GetRemoveHeaders(), ",")
-	for _, h := range []string{"x-stellwerk-cluster", "x-stellwerk-model", "authorization"} {
-		if !strings.Contains(removed, h) {
-			t.Errorf("client header %s not removed (removed: %s)", h, removed)
+	removed := hr.GetHeaderMutation().GetRemoveHeaders()
+	for _, h := range []string{"x-stellwerk-cluster", "x-stellwerk-model", "authorization", "cookie", "openai-organization", "anthropic-beta"} {
+		if !slices.Contains(removed, h) {
+			t.Errorf("client header %s not removed (removed: %v)", h, removed)
+		}
+	}
+	for _, h := range []string{"traceparent", "content-type", "content-length", "openai-beta"} {
+		if slices.Contains(removed, h) {
+			t.Errorf("header %s removed, want it kept (removed: %v)", h, removed)
 		}
 	}
 
@@ -108,14 +117,22 @@ func TestChatRequestIsRewritten(t *testing.T) {
 	nb := cr.GetBodyMutation().GetBody()
 	want := map[string]string{
 		"x-stellwerk-cluster": "provider_remote",
-		":path":               "/v1/chat/completions?trace=1",
-		":authority":          "api.example.com",
-		"authorization":       "Bearer sk-remote",
+		// The provider's query from config; never the client's.
+		":path":      "/v1/chat/completions?api-version=2024-10-21",
+		":authority": "api.example.com",
 	}
 	for k, v := range want {
 		if hs[k] != v {
 			t.Errorf("%s = %q, want %q", k, hs[k], v)
 		}
+	}
+	// The provider key is Envoy's to inject (xds credential filter): no
+	// ext_proc answer ever carries it.
+	if out, _ := protojson.Marshal(r); strings.Contains(string(out), "sk-remote") {
+		t.Errorf("the provider key is in the ext_proc answer: %s", out)
+	}
+	if _, ok := hs["authorization"]; ok {
+		t.Errorf("authorization set by the ext_proc answer")
 	}
 	var got map[string]any
 	if err := json.Unmarshal(nb, &got); err != nil || got["model"] != "small-2024" {

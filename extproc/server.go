@@ -34,6 +34,9 @@ type State struct {
 	// (standalone mode); nil sends each request to its provider's cluster.
 	Failover   *Failover
 	modelsJSON []byte
+	// forwardable are the client headers some provider's forward_headers
+	// lists; every other header outside header.Forwarded is removed at the edge.
+	forwardable []string
 }
 
 // Failover is what the ext_proc side needs of the failover settings.

@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"encoding/json"
+	"slices"
 
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
@@ -12,7 +13,15 @@ import (
 // NewState builds the per-config state, precomputing what every request of
 // that config would otherwise rebuild (the /v1/models answer).
 func NewState(r *route.Router, keys *auth.Keys, maxRequestBytes int64) *State {
-	return &State{Router: r, Keys: keys, MaxRequestBytes: maxRequestBytes, modelsJSON: modelsList(r.Catalog)}
+	st := &State{Router: r, Keys: keys, MaxRequestBytes: maxRequestBytes, modelsJSON: modelsList(r.Catalog)}
+	for _, prov := range r.Catalog.Providers() {
+		for _, h := range prov.ForwardHeaders() {
+			if !slices.Contains(st.forwardable, h) {
+				st.forwardable = append(st.forwardable, h)
+			}
+		}
+	}
+	return st
 }
 
 type modelEntry struct {

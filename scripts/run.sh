@@ -12,6 +12,7 @@ CONFIG="${STELLWERK_CONFIG:-examples/stellwerk.yaml}"
 LISTEN="${STELLWERK_LISTEN:-127.0.0.1:10000}"
 LOGS=.tools/run
 mkdir -p "$LOGS"
+chmod 700 "$LOGS"
 
 # Demo keys for the fake providers; stellwerk injects them, clients never see them.
 export MOCK_US_API_KEY="${MOCK_US_API_KEY:-sk-mock-us-demo}"
@@ -36,8 +37,12 @@ start() { # name, command...
 
 start mock-us "$BIN" mock-provider --listen 127.0.0.1:8081 --name mock-us --api-key-env MOCK_US_API_KEY --chunk-delay 40ms
 start mock-eu "$BIN" mock-provider --listen 127.0.0.1:8082 --name mock-eu --api-key-env MOCK_EU_API_KEY --chunk-delay 40ms
-start stellwerk "$BIN" serve --config "$CONFIG" --listen "$LISTEN"
-start envoy "$ENVOY" -c envoy/bootstrap.yaml --log-level warn --disable-hot-restart
+# Envoy reaches stellwerk on a Unix socket only processes of this user can
+# open (docs/security.md); the bootstrap is envoy/bootstrap.yaml with its path.
+SOCKET="$PWD/$LOGS/grpc.sock"
+sed "s#/run/stellwerk/grpc.sock#$SOCKET#" envoy/bootstrap.yaml >"$LOGS/envoy-bootstrap.yaml"
+start stellwerk "$BIN" serve --config "$CONFIG" --listen "$LISTEN" --grpc "unix://$SOCKET"
+start envoy "$ENVOY" -c "$LOGS/envoy-bootstrap.yaml" --log-level "${ENVOY_LOG_LEVEL:-warn}" --disable-hot-restart
 
 for _ in $(seq 1 100); do
   if curl -fsS "http://$LISTEN/v1/models" >/dev/null 2>&1; then ready=1; break; fi

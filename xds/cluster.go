@@ -54,6 +54,13 @@ func providerCluster(c Cluster) (*clusterv3.Cluster, error) {
 			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
 		}}
 	}
+	if c.Credential != nil {
+		fs, err := upstreamFilters(*c.Credential)
+		if err != nil {
+			return nil, err
+		}
+		opts.HttpFilters = fs
+	}
 	a, err := toAny(opts)
 	if err != nil {
 		return nil, err

@@ -29,6 +29,24 @@ type IR struct {
 	// internal egress listener per provider. Without it each request goes
 	// straight to its provider's cluster.
 	Failover *Failover `json:"failover,omitempty"`
+	// Secrets are the providers' credentials, pushed to Envoy over ADS
+	// (SDS) and injected by each provider's cluster: they never travel in an
+	// ext_proc answer. Their values are never rendered.
+	Secrets []Secret `json:"secrets,omitempty"`
+}
+
+// Secret is one provider credential: the whole header value Envoy sends.
+type Secret struct {
+	Name  string `json:"name"`
+	Value string `json:"-"`
+}
+
+// Credential is how a provider's cluster authenticates: Envoy sets Header
+// to the value of the secret named Secret on every request it sends there,
+// replacing whatever the request carried.
+type Credential struct {
+	Header string `json:"header"`
+	Secret string `json:"secret"`
 }
 
 // Failover is the cross-provider retry set-up (docs/failover.md).
@@ -75,6 +93,9 @@ type Cluster struct {
 	StaticIP       bool          `json:"static_ip"`
 	ConnectTimeout time.Duration `json:"connect_timeout"`
 	CABundle       string        `json:"ca_bundle,omitempty"`
+	// Credential is nil for a provider without authentication and for one
+	// whose key is missing (stellwerk then refuses to send requests there).
+	Credential *Credential `json:"credential,omitempty"`
 }
 
 // Names of the resources stellwerk owns.
@@ -107,6 +128,11 @@ func FromConfig(c *config.Config, cat *catalog.Catalog) (IR, error) {
 		if cl.TLS {
 			cl.CABundle = c.Envoy.CABundle
 		}
+		if name, value, ok := p.Credential(); ok && name != "" {
+			sec := header.CredentialSecret(p.Name)
+			cl.Credential = &Credential{Header: name, Secret: sec}
+			ir.Secrets = append(ir.Secrets, Secret{Name: sec, Value: value})
+		}
 		ir.Clusters = append(ir.Clusters, cl)
 	}
 	if ir.Listener != nil && c.Failover.MaxAttempts > 1 {
@@ -130,8 +156,18 @@ func (ir IR) Validate() error {
 	if ir.ExtProc.Cluster == "" {
 		errs = append(errs, errors.New("ext_proc cluster is empty"))
 	}
+	secrets := map[string]bool{}
+	for _, s := range ir.Secrets {
+		if s.Name == "" || s.Value == "" || secrets[s.Name] {
+			errs = append(errs, fmt.Errorf("secret %q: empty or duplicate", s.Name))
+		}
+		secrets[s.Name] = true
+	}
 	seen := map[string]bool{}
 	for _, c := range ir.Clusters {
+		if cr := c.Credential; cr != nil && (cr.Header == "" || !secrets[cr.Secret]) {
+			errs = append(errs, fmt.Errorf("cluster %q: credential needs a header and a known secret", c.Name))
+		}
 		if seen[c.Name] {
 			errs = append(errs, fmt.Errorf("duplicate cluster %q", c.Name))
 		}

@@ -2,6 +2,8 @@ package xds
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -38,12 +40,18 @@ type Publisher struct {
 	version atomic.Value
 	streams atomic.Int64
 	nack    atomic.Value // last rejection Envoy reported, "" when none
+	// salt keys the hash of secrets in the snapshot version, which the
+	// admin API shows: no one can test a guessed key against it.
+	salt []byte
 }
 
 // NewPublisher creates the cache and the ADS server; ctx bounds the server.
 func NewPublisher(ctx context.Context, log *zap.Logger) *Publisher {
 	log = log.Named("xds")
-	p := &Publisher{log: log}
+	p := &Publisher{log: log, salt: make([]byte, 32)}
+	if _, err := rand.Read(p.salt); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
 	p.cache = cachev3.NewSnapshotCache(true, sameForAll{}, zapAdapter{log.Sugar()})
 	p.server = serverv3.NewServer(ctx, p.cache, p.callbacks(), sotwv3.WithOrderedADS())
 	p.version.Store("")
@@ -65,7 +73,7 @@ func (p *Publisher) Publish(ctx context.Context, ir IR) (string, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	version, err := contentVersion(res)
+	version, err := contentVersion(res, p.salt)
 	if err != nil {
 		return "", err
 	}
@@ -73,6 +81,7 @@ func (p *Publisher) Publish(ctx context.Context, ir IR) (string, error) {
 		resource.ClusterType:  toResources(res.Clusters),
 		resource.ListenerType: toResources(res.Listeners),
 		resource.RouteType:    toResources(res.Routes),
+		resource.SecretType:   toResources(res.Secrets),
 	})
 	if err != nil {
 		return "", err
@@ -104,8 +113,21 @@ func toResources[T types.Resource](in []T) []types.Resource {
 
 // contentVersion hashes the deterministic encoding of every resource, so an
 // unchanged config republishes the same version and Envoy does nothing.
-func contentVersion(res Resources) (string, error) {
+// Secrets are hashed under a per-process key: after a restart the version
+// differs, and Envoy finds every resource unchanged.
+func contentVersion(res Resources, salt []byte) (string, error) {
 	h := sha256.New()
+	if len(res.Secrets) > 0 {
+		sh := hmac.New(sha256.New, salt)
+		for _, s := range res.Secrets {
+			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(s)
+			if err != nil {
+				return "", err
+			}
+			sh.Write(b)
+		}
+		h.Write(sh.Sum(nil))
+	}
 	opts := proto.MarshalOptions{Deterministic: true}
 	add := func(m proto.Message) error {
 		b, err := opts.Marshal(m)

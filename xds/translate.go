@@ -7,6 +7,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"github.com/stellwerk/stellwerk/internal/header"
 )
@@ -16,6 +17,7 @@ type Resources struct {
 	Clusters  []*clusterv3.Cluster
 	Listeners []*listenerv3.Listener
 	Routes    []*routev3.RouteConfiguration
+	Secrets   []*tlsv3.Secret
 }
 
 // validator is what every generated Envoy proto offers (protoc-gen-validate).
@@ -33,6 +35,11 @@ func Translate(ir IR) (Resources, error) {
 		if err := v.ValidateAll(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", what, err))
 		}
+	}
+	for _, s := range ir.Secrets {
+		sec := credentialSecret(s)
+		check("secret "+s.Name, sec)
+		res.Secrets = append(res.Secrets, sec)
 	}
 	for _, c := range ir.Clusters {
 		cl, err := providerCluster(c)

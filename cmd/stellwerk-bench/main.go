@@ -72,6 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 type common struct {
 	root, envoy, stellwerk string
 	concurrency            int
+	transport              string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -79,6 +80,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.envoy, "envoy", "", "Envoy binary (default: $STELLWERK_ENVOY, .tools/venv from `make tools`, PATH)")
 	fs.StringVar(&c.stellwerk, "stellwerk", "", "stellwerk binary (default: $STELLWERK_BIN, bin/stellwerk, else built)")
 	fs.IntVar(&c.concurrency, "envoy-concurrency", 2, "--concurrency of each Envoy")
+	fs.StringVar(&c.transport, "grpc-transport", "unix", "how Envoy reaches stellwerk: unix (socket) or mtls (TCP with mutual TLS)")
 }
 
 // resolve finds the root, Envoy and (if needStellwerk) stellwerk, reporting
@@ -112,6 +114,9 @@ func (c *common) resolve(needStellwerk bool) []string {
 	if c.concurrency < 1 {
 		problems = append(problems, "-envoy-concurrency must be at least 1")
 	}
+	if c.transport != "unix" && c.transport != "mtls" {
+		problems = append(problems, "-grpc-transport must be unix or mtls")
+	}
 	return problems
 }
 
@@ -143,7 +148,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	var problems []string
 	o := bench.Options{Duration: *duration, Slice: *slice, Warmup: *warmup, Timeout: *timeout,
-		Target: *target, Model: *model, Headers: headers.m, EnvoyConcurrency: c.concurrency,
+		Target: *target, Model: *model, Headers: headers.m, EnvoyConcurrency: c.concurrency, Transport: c.transport,
 		QuietBelow: *quietBelow, QuietWait: *quietWait, Retries: *retries,
 		Command: commandLine("run", args), Progress: stderr}
 	var err error
@@ -253,7 +258,7 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
 		return errUsage
 	}
-	o.Root, o.Envoy, o.Stellwerk, o.EnvoyConcurrency = c.root, c.envoy, c.stellwerk, c.concurrency
+	o.Root, o.Envoy, o.Stellwerk, o.EnvoyConcurrency, o.Transport = c.root, c.envoy, c.stellwerk, c.concurrency, c.transport
 	o.Command, o.Progress = commandLine("soak", args), stderr
 	rep, err := bench.Soak(ctx, o)
 	if rep != nil {
@@ -303,7 +308,7 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
 		return errUsage
 	}
-	o.Root, o.Envoy, o.Self, o.EnvoyConcurrency, o.Progress = c.root, c.envoy, self, c.concurrency, stderr
+	o.Root, o.Envoy, o.Self, o.EnvoyConcurrency, o.Transport, o.Progress = c.root, c.envoy, self, c.concurrency, c.transport, stderr
 	if o.Out, err = filepath.Abs(o.Out); err != nil {
 		return err
 	}

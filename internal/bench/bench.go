@@ -39,6 +39,8 @@ type Options struct {
 	Timeout  time.Duration   // per request; default 10s
 
 	EnvoyConcurrency int // --concurrency of both Envoys; default 2
+	// Transport between Envoy and stellwerk: "unix" (default) or "mtls".
+	Transport string
 
 	// Before each scenario, wait up to QuietWait for a second in which other
 	// processes use less than QuietBelow cores (0: do not wait).
@@ -131,6 +133,7 @@ type Settings struct {
 	SliceS           float64 `json:"slice_s"`
 	WarmupS          float64 `json:"warmup_s"`
 	EnvoyConcurrency int     `json:"envoy_concurrency,omitempty"`
+	Transport        string  `json:"transport,omitempty"` // Envoy → stellwerk: unix or mtls
 	QuietBelow       float64 `json:"quiet_below_cores,omitempty"`
 	QuietWaitS       float64 `json:"quiet_wait_s,omitempty"`
 	Retries          int     `json:"retries,omitempty"`
@@ -203,12 +206,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		defer os.RemoveAll(dir)
 		stack, err = StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy, StellwerkArgv: []string{o.Stellwerk, "serve"},
-			EnvoyConcurrency: o.EnvoyConcurrency, Baseline: true, Dir: dir, Progress: o.Progress})
+			EnvoyConcurrency: o.EnvoyConcurrency, Baseline: true, Dir: dir, Progress: o.Progress, Transport: o.Transport})
 		if err != nil {
 			return nil, err
 		}
 		defer stack.Close()
 		rep.Settings.EnvoyConcurrency = o.EnvoyConcurrency
+		rep.Settings.Transport = cmpOr(o.Transport, "unix")
 		rep.Versions.Envoy = envoyVersion(o.Envoy)
 		rep.Versions.Stellwerk, rep.Versions.StellwerkGo = stellwerkVersion(ctx, stack.StellwerkAdmin)
 		auth := map[string]string{"Authorization": "Bearer " + providerKey}
@@ -482,4 +486,11 @@ func machine() Machine {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
 	return m
+}
+
+func cmpOr(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }

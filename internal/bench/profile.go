@@ -32,6 +32,7 @@ type ProfileOptions struct {
 	Delay    time.Duration
 
 	EnvoyConcurrency int
+	Transport        string // Envoy → stellwerk: unix (default) or mtls
 	Progress         io.Writer
 }
 
@@ -71,7 +72,7 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 	defer os.RemoveAll(dir)
 	stack, err := StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy,
 		StellwerkArgv:    []string{o.Self, "pprof-serve", "--out", o.Out},
-		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress})
+		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport})
 	if err != nil {
 		return err
 	}

@@ -62,6 +62,9 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 	if s.EnvoyConcurrency > 0 {
 		p("; both Envoys `--concurrency %d`", s.EnvoyConcurrency)
 	}
+	if s.Transport != "" {
+		p("; Envoy → stellwerk over %s", s.Transport)
+	}
 	if s.Target != "" {
 		p("; target `%s`", s.Target)
 	}

@@ -24,6 +24,7 @@ type SoakOptions struct {
 	Timeout  time.Duration // per request; default 10s
 
 	EnvoyConcurrency int
+	Transport        string // Envoy → stellwerk: unix (default) or mtls
 	Command          string
 	Progress         io.Writer
 }
@@ -91,7 +92,7 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 	}
 	defer os.RemoveAll(dir)
 	stack, err := StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy, StellwerkArgv: []string{o.Stellwerk, "serve"},
-		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress})
+		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport})
 	if err != nil {
 		return nil, err
 	}

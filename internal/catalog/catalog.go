@@ -34,6 +34,13 @@ type Provider struct {
 	// AssuranceTier is 1 (public API), 2 (enterprise terms) or 3 (dedicated).
 	AssuranceTier int
 
+	// Query is the query string every request carries ("?api-version=…"
+	// from config, or ""); the client's own is never forwarded.
+	Query string
+	// forward are the client headers this provider gets beyond the shipped
+	// allow-list.
+	forward []string
+
 	authHeader string
 	credential string // never logged; see Credential
 	credSource string // where it comes from, for error messages
@@ -61,6 +68,13 @@ func (p *Provider) Credential() (name, value string, ok bool) {
 	}
 	return p.authHeader, p.credential, true
 }
+
+// Forwards reports whether a client header outside the shipped allow-list
+// (header.Forwarded) may reach this provider.
+func (p *Provider) Forwards(name string) bool { return slices.Contains(p.forward, name) }
+
+// ForwardHeaders lists those headers. The slice must not be modified.
+func (p *Provider) ForwardHeaders() []string { return p.forward }
 
 // CredentialSource names where the key is expected, e.g. "env OPENAI_API_KEY".
 func (p *Provider) CredentialSource() string { return p.credSource }
@@ -233,6 +247,14 @@ func newProvider(pc config.Provider, env Env) (*Provider, error) {
 		}
 	}
 	p.Authority = u.Host
+	p.forward = slices.Clone(pc.ForwardHeaders)
+	if len(pc.Query) > 0 {
+		q := url.Values{}
+		for k, v := range pc.Query {
+			q.Set(k, v)
+		}
+		p.Query = "?" + q.Encode() // sorted by key: the same config, the same path
+	}
 	switch {
 	case pc.Credential.Env != "":
 		p.credSource = "environment variable " + pc.Credential.Env

@@ -173,10 +173,38 @@ var (
 
 // Server holds stellwerk's own listeners.
 type Server struct {
-	// GRPC serves both the ext_proc and the ADS (xDS) services.
+	// GRPC serves both the ext_proc and the ADS (xDS) services: only Envoy
+	// may reach it. A Unix socket ("unix:///run/stellwerk/grpc.sock", the
+	// default) for an Envoy on the same host; a TCP address needs GRPCTLS,
+	// mutual TLS with a client certificate Envoy presents.
 	GRPC string `yaml:"grpc"`
+	// GRPCTLS is the mutual-TLS set-up of a TCP gRPC address.
+	GRPCTLS *GRPCTLS `yaml:"grpc_tls,omitempty"`
 	// Admin serves health, readiness, version and the loaded config.
 	Admin string `yaml:"admin"`
+}
+
+// GRPCTLS is mutual TLS on the gRPC port: stellwerk presents Cert, and only
+// a peer whose certificate chains to ClientCA (and, if set, names one of
+// ClientNames) gets a connection.
+type GRPCTLS struct {
+	Cert     string `yaml:"cert"`
+	Key      string `yaml:"key"`
+	ClientCA string `yaml:"client_ca"`
+	// ClientNames, if set, are the DNS or URI SANs (e.g. a SPIFFE id) a
+	// client certificate must carry one of.
+	ClientNames []string `yaml:"client_names,omitempty"`
+}
+
+// UnixSocketPrefix marks a server.grpc that is a Unix socket path.
+const UnixSocketPrefix = "unix://"
+
+// GRPCSocket returns the socket path when server.grpc is a Unix socket.
+func (s Server) GRPCSocket() (string, bool) {
+	if p, ok := strings.CutPrefix(s.GRPC, UnixSocketPrefix); ok {
+		return p, true
+	}
+	return "", false
 }
 
 // Envoy describes what stellwerk pushes to Envoy over xDS.
@@ -224,6 +252,13 @@ type Provider struct {
 	// AssuranceTier: 1 public API, 2 enterprise terms (DPA, no retention),
 	// 3 dedicated or sovereign. Default 1.
 	AssuranceTier int `yaml:"assurance_tier"`
+	// ForwardHeaders are client request headers this provider also gets,
+	// beyond the shipped allow-list (e.g. anthropic-beta, openai-beta).
+	// Every other client header is removed before a request leaves.
+	ForwardHeaders []string `yaml:"forward_headers,omitempty"`
+	// Query parameters sent on every request to this provider (e.g. Azure's
+	// api-version). The client's query string is never forwarded.
+	Query map[string]string `yaml:"query,omitempty"`
 }
 
 // Credential says where a provider's key comes from. The key itself is never
@@ -399,6 +434,9 @@ func cleanYAMLError(err error) error {
 	return errors.New(strings.Join(lines, "; "))
 }
 
+// DefaultGRPC is where Envoy on the same host reaches stellwerk.
+const DefaultGRPC = UnixSocketPrefix + "/run/stellwerk/grpc.sock"
+
 // ApplyDefaults fills unset fields.
 func (c *Config) ApplyDefaults() {
 	def := func(s *string, v string) {
@@ -406,7 +444,7 @@ func (c *Config) ApplyDefaults() {
 			*s = v
 		}
 	}
-	def(&c.Server.GRPC, "127.0.0.1:18000")
+	def(&c.Server.GRPC, DefaultGRPC)
 	def(&c.Server.Admin, "127.0.0.1:9180")
 	def(&c.Envoy.Mode, ModeStandalone)
 	def(&c.Envoy.Listener, "127.0.0.1:10000")
@@ -527,11 +565,12 @@ func (c *Config) Validate() error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	for field, addr := range map[string]string{"server.grpc": c.Server.GRPC, "server.admin": c.Server.Admin, "envoy.listener": c.Envoy.Listener} {
+	for field, addr := range map[string]string{"server.admin": c.Server.Admin, "envoy.listener": c.Envoy.Listener} {
 		if err := checkHostPort(addr); err != nil {
 			bad(field, "%v", err)
 		}
 	}
+	errs = append(errs, c.Server.validateGRPC()...)
 	if !slices.Contains(EnvoyModes, c.Envoy.Mode) {
 		bad("envoy.mode", "%q is not one of %s", c.Envoy.Mode, strings.Join(EnvoyModes, ", "))
 	}
@@ -589,6 +628,16 @@ func (c *Config) Validate() error {
 		}
 		if p.AssuranceTier < 0 || p.AssuranceTier > 3 {
 			bad(f+".assurance_tier", "must be 1, 2 or 3")
+		}
+		for j, h := range p.ForwardHeaders {
+			if err := checkForwardHeader(h); err != nil {
+				bad(fmt.Sprintf("%s.forward_headers[%d]", f, j), "%v", err)
+			}
+		}
+		for k, v := range p.Query {
+			if k == "" || v == "" || strings.ContainsAny(k+v, "\r\n\x00") {
+				bad(f+".query", "parameter %q: names and values must be non-empty, one line", k)
+			}
 		}
 		if !slices.Contains(AuthHeaders, p.Credential.Header) {
 			bad(f+".credential.header", "%q is not one of %s", p.Credential.Header, strings.Join(AuthHeaders, ", "))
@@ -704,4 +753,67 @@ func checkBaseURL(raw string) error {
 // values by construction (credentials are references), so nothing is cut.
 func (c *Config) YAML() ([]byte, error) {
 	return yaml.Marshal(c)
+}
+
+// validateGRPC admits the two transports that only Envoy can use: a Unix
+// socket (its directory's permissions decide who connects) or TCP with
+// mutual TLS. Plain TCP is refused, loopback included: any local process
+// could otherwise ask for routing decisions or read the whole xDS snapshot,
+// the providers' credentials among it.
+func (s Server) validateGRPC() []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if path, ok := s.GRPCSocket(); ok {
+		switch {
+		case !filepath.IsAbs(path):
+			bad("server.grpc", "the socket path %q must be absolute (unix:///dir/grpc.sock)", path)
+		case len(path) > 100: // sun_path holds 108 bytes on Linux, 104 on BSDs
+			bad("server.grpc", "the socket path is %d bytes long; Unix sockets allow at most 100", len(path))
+		}
+		if s.GRPCTLS != nil {
+			bad("server.grpc_tls", "is for a TCP address; a Unix socket is protected by its directory's permissions")
+		}
+		return errs
+	}
+	if err := checkHostPort(s.GRPC); err != nil {
+		bad("server.grpc", "%v (or a Unix socket: %s)", err, DefaultGRPC)
+		return errs
+	}
+	t := s.GRPCTLS
+	if t == nil {
+		bad("server.grpc", "a TCP address needs server.grpc_tls (mutual TLS, so only Envoy connects); on one host use a Unix socket such as %s", DefaultGRPC)
+		return errs
+	}
+	for field, v := range map[string]string{"cert": t.Cert, "key": t.Key, "client_ca": t.ClientCA} {
+		if v == "" {
+			bad("server.grpc_tls."+field, "required")
+		}
+	}
+	for i, n := range t.ClientNames {
+		if strings.TrimSpace(n) == "" {
+			bad(fmt.Sprintf("server.grpc_tls.client_names[%d]", i), "must not be empty")
+		}
+	}
+	return errs
+}
+
+// headerNameRE is a lower-case HTTP header name (a token).
+var headerNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9!#$%&'*+.^_|~-]{0,127}$`)
+
+// neverForwarded are client headers no provider may be configured to get:
+// credentials (the provider's own key is Envoy's to add), cookies, and
+// stellwerk's or Envoy's control headers.
+var neverForwarded = []string{"authorization", "api-key", "x-api-key", "proxy-authorization", "cookie", "host",
+	"accept-encoding"} // stellwerk reads every answer, so it must come uncompressed
+
+func checkForwardHeader(h string) error {
+	switch {
+	case !headerNameRE.MatchString(h):
+		return fmt.Errorf("%q is not a lower-case header name", h)
+	case slices.Contains(neverForwarded, h), strings.HasPrefix(h, "x-stellwerk-"), strings.HasPrefix(h, "x-envoy-"):
+		return fmt.Errorf("%q must never reach a provider", h)
+	}
+	return nil
 }

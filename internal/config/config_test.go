@@ -44,7 +44,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Envoy.Listener != "127.0.0.1:10000" || c.Server.Admin != "127.0.0.1:9180" || c.Server.GRPC != "127.0.0.1:18000" {
+	if c.Envoy.Listener != "127.0.0.1:10000" || c.Server.Admin != "127.0.0.1:9180" || c.Server.GRPC != "unix:///run/stellwerk/grpc.sock" {
 		t.Errorf("addresses: %+v %+v", c.Server, c.Envoy)
 	}
 	if c.Envoy.RequestTimeout != 5*time.Minute || c.Envoy.MaxRequestBytes != 8<<20 {

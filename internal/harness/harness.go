@@ -31,6 +31,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/mockllm"
+	"github.com/stellwerk/stellwerk/internal/testcert"
 )
 
 // ProviderSpec describes one fake provider of a stack.
@@ -62,9 +63,13 @@ type Options struct {
 	// Mutate edits the generated config before it is written.
 	Mutate func(*config.Config)
 	// Bootstrap is the Envoy bootstrap, relative to the repository root
-	// (default envoy/bootstrap.yaml). A bootstrap with its own listener on
-	// port 10000 gets the stack's listener port instead.
+	// (default envoy/bootstrap.yaml, or envoy/bootstrap-mtls.yaml with MTLS).
+	// A bootstrap with its own listener on port 10000 gets the stack's
+	// listener port instead.
 	Bootstrap string
+	// MTLS serves stellwerk's gRPC on loopback TCP with mutual TLS instead
+	// of a Unix socket, with throwaway certificates (Stack.MTLS).
+	MTLS bool
 }
 
 // Provider is a running fake provider.
@@ -82,6 +87,11 @@ type Stack struct {
 	Providers  map[string]*Provider
 	Config     *config.Config
 	Dir        string
+	// GRPC is stellwerk's gRPC address as configured: a unix:// socket, or
+	// host:port with MTLS.
+	GRPC string
+	// MTLS holds the certificates when Options.MTLS is set.
+	MTLS testcert.Files
 
 	t       testing.TB
 	logBufs []namedBuf
@@ -222,7 +232,8 @@ func Start(t testing.TB, o Options) *Stack {
 			url = srv.URL + "/v1"
 		}
 		s.Providers[ps.Name] = &Provider{Provider: mp, URL: url, Key: ps.Key}
-		pc := config.Provider{Name: ps.Name, BaseURL: url, Residency: ps.Residency, AssuranceTier: ps.AssuranceTier, WireFormat: ps.WireFormat}
+		pc := config.Provider{Name: ps.Name, BaseURL: url, Residency: ps.Residency, AssuranceTier: ps.AssuranceTier, WireFormat: ps.WireFormat,
+			ForwardHeaders: mockllm.ControlHeaders}
 		if ps.WireFormat == "anthropic" {
 			pc.Credential.Header = "x-api-key"
 		}
@@ -251,7 +262,22 @@ func Start(t testing.TB, o Options) *Stack {
 		cfg.Routing.DefaultModel = cfg.Models[0].ID
 	}
 	grpcPort, adminPort, listenPort, envoyAdminPort := FreePort(t), FreePort(t), FreePort(t), FreePort(t)
-	cfg.Server.GRPC = fmt.Sprintf("127.0.0.1:%d", grpcPort)
+	if o.MTLS {
+		if s.MTLS, err = testcert.Write(s.Dir); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Server.GRPC = fmt.Sprintf("127.0.0.1:%d", grpcPort)
+		cfg.Server.GRPCTLS = &config.GRPCTLS{Cert: s.MTLS.ServerCert, Key: s.MTLS.ServerKey, ClientCA: s.MTLS.CA,
+			ClientNames: []string{"envoy.stellwerk.internal"}}
+	} else {
+		// t.TempDir can be longer than a socket path may be.
+		sockDir, err := os.MkdirTemp("", "sw-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(sockDir) })
+		cfg.Server.GRPC = config.UnixSocketPrefix + filepath.Join(sockDir, "grpc.sock")
+	}
 	cfg.Server.Admin = fmt.Sprintf("127.0.0.1:%d", adminPort)
 	cfg.Envoy.Listener = fmt.Sprintf("127.0.0.1:%d", listenPort)
 	cfg.Envoy.AccessLog = true
@@ -281,10 +307,14 @@ func Start(t testing.TB, o Options) *Stack {
 	s.startProcess("stellwerk", env, bin, "serve", "--config", cfgPath, "--log-level", "debug")
 	s.waitHTTP(s.AdminURL+"/readyz", 200, 20*time.Second)
 
+	s.GRPC = cfg.Server.GRPC
 	if o.Bootstrap == "" {
 		o.Bootstrap = filepath.Join("envoy", "bootstrap.yaml")
+		if o.MTLS {
+			o.Bootstrap = filepath.Join("envoy", "bootstrap-mtls.yaml")
+		}
 	}
-	bootstrap := s.writeBootstrap(o.Bootstrap, grpcPort, envoyAdminPort, listenPort)
+	bootstrap := s.writeBootstrap(o.Bootstrap, envoyAdminPort, listenPort)
 	s.startProcess("envoy", os.Environ(), envoyBin, "-c", bootstrap, "--disable-hot-restart",
 		"--log-level", "warn", "--concurrency", "2")
 	want := 200
@@ -295,18 +325,26 @@ func Start(t testing.TB, o Options) *Stack {
 	return s
 }
 
-// writeBootstrap copies envoy/bootstrap.yaml with the test's ports. It fails
-// loudly if the file no longer has the values it replaces.
-func (s *Stack) writeBootstrap(file string, grpcPort, adminPort, listenPort int) string {
+// writeBootstrap copies an Envoy bootstrap from envoy/ with the test's
+// socket or address, certificates and ports. It fails loudly if the file no
+// longer has the values it replaces.
+func (s *Stack) writeBootstrap(file string, adminPort, listenPort int) string {
 	src, err := os.ReadFile(filepath.Join(Root(), file))
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	out := string(src)
-	for old, repl := range map[string]string{
-		"port_value: 18000": fmt.Sprintf("port_value: %d", grpcPort),
-		"port_value: 9901":  fmt.Sprintf("port_value: %d", adminPort),
-	} {
+	repl := map[string]string{"port_value: 9901": fmt.Sprintf("port_value: %d", adminPort)}
+	if path, ok := s.Config.Server.GRPCSocket(); ok {
+		repl["/run/stellwerk/grpc.sock"] = path
+	} else {
+		host, port, _ := net.SplitHostPort(s.Config.Server.GRPC)
+		repl["address: stellwerk.internal, port_value: 18000"] = "address: " + host + ", port_value: " + port
+		repl["/etc/envoy/tls/envoy.crt"] = s.MTLS.ClientCert
+		repl["/etc/envoy/tls/envoy.key"] = s.MTLS.ClientKey
+		repl["/etc/envoy/tls/stellwerk-ca.crt"] = s.MTLS.CA
+	}
+	for old, repl := range repl {
 		if !strings.Contains(out, old) {
 			s.t.Fatalf("%s no longer contains %q; update the harness", file, old)
 		}

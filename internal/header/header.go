@@ -54,6 +54,9 @@ const (
 	UpstreamFlags = "x-stellwerk-upstream-flags"
 )
 
+// CredentialSecret names the SDS secret holding a provider's credential.
+func CredentialSecret(provider string) string { return "stellwerk_credential_" + provider }
+
 // EgressListener is the name of a provider's internal listener.
 func EgressListener(provider string) string { return "stellwerk_egress_" + provider }
 
@@ -80,4 +83,22 @@ const MetadataNamespace = "stellwerk"
 // lower-case already; the fold keeps the check honest for other callers.
 func IsInternal(name string) bool {
 	return len(name) >= len(Prefix) && strings.EqualFold(name[:len(Prefix)], Prefix)
+}
+
+// Forwarded reports whether a client request header may reach every
+// provider: what the HTTP exchange itself needs, request ids, W3C trace
+// context and idempotency keys. Any other client header is removed before a
+// request leaves Envoy (cookies, OpenAI-Organization, anthropic-beta, …),
+// unless the provider's config lists it in forward_headers. Pseudo-headers
+// are Envoy's and never listed here.
+func Forwarded(name string) bool {
+	switch name {
+	case "content-type", "content-length", "accept", "user-agent",
+		"transfer-encoding", "te", "expect", // hop-by-hop: Envoy's codecs own them
+		"x-forwarded-proto", // Envoy's own, which route matching reads
+		"x-request-id", "traceparent", "tracestate",
+		"idempotency-key", "x-idempotency-key":
+		return true
+	}
+	return false
 }

@@ -86,6 +86,12 @@ func (p *Provider) Reset() {
 	p.mu.Unlock()
 }
 
+// ControlHeaders are the request headers that steer a fake provider in
+// tests. stellwerk forwards none of them unless a provider's
+// forward_headers lists them (the harness does).
+var ControlHeaders = []string{"x-mock-status", "x-mock-retry-after", "x-mock-reset", "x-mock-no-usage",
+	"x-mock-chunk-delay", "x-mock-first-byte-delay"}
+
 func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/_mock/requests" && r.Method == http.MethodGet:

@@ -95,7 +95,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	go rl.watch(ctx, configReloadInterval)
 	cat := g.cat
 
-	grpcLis, err := net.Listen("tcp", cfg.Server.GRPC)
+	grpcLis, grpcOpts, err := listenGRPC(cfg.Server)
 	if err != nil {
 		return fmt.Errorf("server.grpc: %w", err)
 	}
@@ -105,11 +105,11 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return fmt.Errorf("server.admin: %w", err)
 	}
 
-	gs := grpc.NewServer(
+	gs := grpc.NewServer(append(grpcOpts,
 		grpc.MaxConcurrentStreams(1<<20),
 		grpc.MaxRecvMsgSize(int(cfg.Envoy.MaxRequestBytes)+(1<<20)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	extprocv3.RegisterExternalProcessorServer(gs, ep)
 	pub.Register(gs)
 
