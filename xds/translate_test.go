@@ -36,7 +36,12 @@ models:
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := catalog.New(c, catalog.Env{Getenv: func(string) string { return "" }})
+	cat, err := catalog.New(c, catalog.Env{Getenv: func(k string) string {
+		if k == "OPENAI_API_KEY" {
+			return "sk-golden-test-key"
+		}
+		return ""
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +72,9 @@ func stableJSON(t *testing.T, res Resources) []byte {
 	}
 	for _, r := range res.Routes {
 		add(r)
+	}
+	for _, sec := range res.Secrets {
+		add(sec)
 	}
 	var v any
 	raw, _ := json.Marshal(all)
@@ -215,5 +223,35 @@ models: [{id: local, provider: vllm, context_window: 32000}]
 	if ir.Failover != nil || len(res.Clusters) != 1 || len(res.Listeners) != 1 ||
 		res.Routes[0].GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetRetryPolicy() != nil {
 		t.Errorf("max_attempts 1: %+v, %d clusters, %d listeners", ir.Failover, len(res.Clusters), len(res.Listeners))
+	}
+}
+
+// TestProviderCredentialIsEnvoys: the key reaches Envoy as an SDS secret
+// that only the provider's own cluster injects; the IR never renders it.
+func TestProviderCredentialIsEnvoys(t *testing.T) {
+	ir := testIR(t)
+	if b, _ := json.Marshal(ir); strings.Contains(string(b), "sk-golden-test-key") {
+		t.Errorf("the IR renders the secret: %s", b)
+	}
+	res, err := Translate(ir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Secrets) != 1 || res.Secrets[0].GetName() != "stellwerk_credential_openai" ||
+		res.Secrets[0].GetGenericSecret().GetSecret().GetInlineString() != "Bearer sk-golden-test-key" {
+		t.Fatalf("secrets: %v", res.Secrets)
+	}
+	for _, c := range res.Clusters {
+		b, err := protojson.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		injects := strings.Contains(string(b), "envoy.filters.http.credential_injector")
+		if want := c.GetName() == "provider_openai"; injects != want {
+			t.Errorf("cluster %s: credential filter %v, want %v", c.GetName(), injects, want)
+		}
+		if strings.Contains(string(b), "sk-golden-test-key") {
+			t.Errorf("cluster %s carries the key inline", c.GetName())
+		}
 	}
 }

@@ -90,7 +90,8 @@ type reloader struct {
 	at   time.Time
 }
 
-// fingerprint hashes the config file and every file it names.
+// fingerprint hashes the config file and every file it names, credential
+// files included (the hash is never shown).
 func (r *reloader) fingerprint(cfg *config.Config) string {
 	h := sha256.New()
 	files := []string{r.o.ConfigPath}
@@ -99,6 +100,12 @@ func (r *reloader) fingerprint(cfg *config.Config) string {
 			files = append(files, cfg.Catalog)
 		}
 		files = append(files, cfg.Evals...)
+		// A rotated key file reaches Envoy (SDS) without a restart.
+		for _, p := range cfg.Providers {
+			if p.Credential.File != "" {
+				files = append(files, p.Credential.File)
+			}
+		}
 	}
 	for _, f := range files {
 		b, _ := os.ReadFile(f) // a missing file hashes as empty; loading reports it
