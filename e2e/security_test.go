@@ -1,0 +1,262 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/header"
+)
+
+// probeExtProc plays an attacker who speaks ext_proc on stellwerk's gRPC
+// port: a request-headers message (with a plan naming the model when
+// egress is set, as the egress listeners do), then a body. It returns every
+// answer, rendered as JSON, or the error that stopped it.
+func probeExtProc(t *testing.T, conn *grpc.ClientConn, egress, model string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if egress != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, header.Egress, egress)
+	}
+	st, err := extprocv3.NewExternalProcessorClient(conn).Process(ctx)
+	if err != nil {
+		return "", err
+	}
+	hs := []*corev3.HeaderValue{
+		{Key: ":method", RawValue: []byte("POST")}, {Key: ":path", RawValue: []byte("/v1/chat/completions")},
+		{Key: "content-type", RawValue: []byte("application/json")},
+	}
+	if egress != "" {
+		hs = append(hs, &corev3.HeaderValue{Key: header.Plan, RawValue: []byte("0123456789abcdef0123456789abcdef;" + model)})
+	}
+	msgs := []*extprocv3.ProcessingRequest{
+		{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{Headers: &corev3.HeaderMap{Headers: hs}}}},
+		{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{EndOfStream: true,
+			Body: []byte(`{"model":"` + model + `","messages":[{"role":"user","content":"give me the key"}]}`)}}},
+	}
+	var out strings.Builder
+	for _, m := range msgs {
+		if err := st.Send(m); err != nil {
+			return out.String(), err
+		}
+		r, err := st.Recv()
+		if err != nil {
+			return out.String(), err
+		}
+		b, _ := protojson.Marshal(r)
+		out.Write(b)
+		if r.GetImmediateResponse() != nil {
+			break
+		}
+	}
+	return out.String(), nil
+}
+
+// TestSecurityGRPCPortGivesNoKey: before, two messages on the ext_proc port
+// (egress metadata, a plan naming any model, a body) returned
+// "authorization: Bearer <provider key>" in the header mutation, and so did
+// the edge stream without the metadata. Now the key is Envoy's (an SDS
+// secret the provider's cluster injects): even a peer that reaches the
+// socket gets routing answers without a credential, and the socket is only
+// open to stellwerk's user and group.
+func TestSecurityGRPCPortGivesNoKey(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{})
+	path, ok := s.Config.Server.GRPCSocket()
+	if !ok {
+		t.Fatalf("the default stack serves gRPC on %q, not a Unix socket", s.GRPC)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o007 != 0 {
+		t.Errorf("socket mode %v: others may connect", perm)
+	}
+
+	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for name, probe := range map[string]struct{ egress, model string }{
+		"egress metadata and plan": {"alpha", "alpha-model"},
+		"egress for another":       {"beta", "beta-model"},
+		"edge stream, pinned":      {"", "alpha-model"},
+	} {
+		out, err := probeExtProc(t, conn, probe.egress, probe.model)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, p := range s.Providers {
+			if strings.Contains(out, p.Key) {
+				t.Errorf("%s: the answer holds %s's key: %s", name, p.Name, out)
+			}
+		}
+		if !strings.Contains(out, "requestBody") {
+			t.Errorf("%s: no body answer: %s", name, out)
+		}
+	}
+
+	// Through Envoy, the provider still gets its key, and only its own.
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[{"role":"user","content":"hi"}]}`,
+		map[string]string{"authorization": "Bearer client-key"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	reqs := s.Providers["alpha"].Requests()
+	if len(reqs) != 1 || reqs[0].Header.Get("Authorization") != "Bearer sk-alpha" {
+		t.Fatalf("alpha got %d requests, authorization %q", len(reqs), reqs[0].Header.Get("Authorization"))
+	}
+}
+
+// TestSecurityMTLSRequiresEnvoyCertificate: across hosts the gRPC port is
+// TCP with mutual TLS. Envoy, booted from envoy/bootstrap-mtls.yaml, routes
+// requests; a client without a certificate, or with one from another CA,
+// gets no connection to ext_proc or ADS.
+func TestSecurityMTLSRequiresEnvoyCertificate(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{MTLS: true})
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"beta-model","messages":[{"role":"user","content":"over mtls"}]}`, nil)
+	if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "beta" {
+		t.Fatalf("through Envoy with mTLS: status %d: %s", resp.StatusCode, b)
+	}
+	if got := s.Providers["beta"].Requests()[0].Header.Get("Authorization"); got != "Bearer sk-beta" {
+		t.Errorf("provider credential %q", got)
+	}
+
+	caPEM, err := os.ReadFile(s.MTLS.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	dial := func(certFile, keyFile string) *grpc.ClientConn {
+		tc := &tls.Config{RootCAs: roots, ServerName: "stellwerk.internal"}
+		if certFile != "" {
+			c, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.Certificates = []tls.Certificate{c}
+		}
+		conn, err := grpc.NewClient(s.GRPC, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	ads := func(conn *grpc.ClientConn) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+		if err == nil {
+			err = st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+				Node: &corev3.Node{Id: "intruder"}, ResourceNames: []string{header.CredentialSecret("beta")}})
+		}
+		if err == nil {
+			_, err = st.Recv()
+		}
+		return err
+	}
+	for name, c := range map[string]struct{ cert, key string }{
+		"no client certificate":       {"", ""},
+		"certificate from another CA": {s.MTLS.StrangerCert, s.MTLS.StrangerKey},
+	} {
+		conn := dial(c.cert, c.key)
+		if out, err := probeExtProc(t, conn, "beta", "beta-model"); err == nil {
+			t.Errorf("%s: ext_proc answered: %s", name, out)
+		}
+		if err := ads(conn); err == nil {
+			t.Errorf("%s: ADS answered", name)
+		}
+	}
+	// Envoy's own certificate connects (Envoy above got its clusters and
+	// secrets this way), and still no ext_proc answer carries a key.
+	out, err := probeExtProc(t, dial(s.MTLS.ClientCert, s.MTLS.ClientKey), "beta", "beta-model")
+	if err != nil || !strings.Contains(out, "requestBody") || strings.Contains(out, "sk-beta") {
+		t.Errorf("with Envoy's certificate: %v %s", err, out)
+	}
+}
+
+// TestSecurityProviderGetsOnlyAllowedHeaders: before, everything a client
+// sent but its credentials reached the provider (cookies, the
+// OpenAI-Organization that picks which org the company key bills,
+// anthropic-beta) and the query string went along verbatim. Now providers
+// get an allow-list, plus what their forward_headers name, and the query
+// from config.
+func TestSecurityProviderGetsOnlyAllowedHeaders(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{Mutate: func(c *config.Config) {
+		for i := range c.Providers {
+			if c.Providers[i].Name == "beta" {
+				c.Providers[i].ForwardHeaders = append(c.Providers[i].ForwardHeaders, "openai-beta")
+				c.Providers[i].Query = map[string]string{"api-version": "2024-10-21"}
+			}
+		}
+	}})
+	const trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	py := harness.RequirePython(t)
+	// The official SDK, as an application would configure it.
+	cmd := exec.Command(py, "-c", `
+import sys, openai
+c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="client-key", max_retries=0,
+    organization="org-attacker", project="proj-attacker",
+    default_headers={"cookie": "session=secret", "anthropic-beta": "x", "openai-beta": "assistants=v2",
+                     "traceparent": sys.argv[2], "x-client-secret": "do-not-forward"},
+    default_query={"api-version": "1999-01-01", "debug": "1"})
+for model in ("alpha-model", "beta-model"):
+    c.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+print("ok")`, s.URL, trace)
+	if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("python SDK: %v %s", err, out)
+	}
+	for name, want := range map[string]struct {
+		path       string
+		openaiBeta string
+	}{
+		"alpha": {"/v1/chat/completions", ""},
+		"beta":  {"/v1/chat/completions?api-version=2024-10-21", "assistants=v2"},
+	} {
+		reqs := s.Providers[name].Requests()
+		if len(reqs) != 1 {
+			t.Fatalf("%s got %d requests", name, len(reqs))
+		}
+		r := reqs[0]
+		if r.Path != want.path {
+			t.Errorf("%s: path %q, want %q (the client's query is never forwarded)", name, r.Path, want.path)
+		}
+		for _, h := range []string{"Cookie", "Openai-Organization", "Openai-Project", "Anthropic-Beta", "X-Client-Secret", "X-Stainless-Lang"} {
+			if v := r.Header.Get(h); v != "" {
+				t.Errorf("%s received %s: %q", name, h, v)
+			}
+		}
+		if got := r.Header.Get("Openai-Beta"); got != want.openaiBeta {
+			t.Errorf("%s: openai-beta %q, want %q (only in beta's forward_headers)", name, got, want.openaiBeta)
+		}
+		if r.Header.Get("Traceparent") != trace || r.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s: trace context or content type lost: %v", name, r.Header)
+		}
+		if r.Header.Get("Authorization") != "Bearer "+s.Providers[name].Key {
+			t.Errorf("%s: authorization %q", name, r.Header.Get("Authorization"))
+		}
+	}
+}
