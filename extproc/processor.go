@@ -78,6 +78,7 @@ type processor struct {
 	attemptDone bool
 	seen        *attemptLog // attempts this process's egress streams recorded
 	failed      bool        // every attempt failed; the answer becomes stellwerk's error
+	reshape     bool        // a non-JSON error answer becomes an OpenAI-shaped one
 }
 
 // clientAuthHeaders are the client's credentials for stellwerk. They must
@@ -89,6 +90,11 @@ func isClientAuth(k string) bool { return k == "authorization" || k == "api-key"
 func (p *processor) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 	switch r := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
+		if p.state.CheckRoute && p.egress == "" {
+			if resp := p.checkRoute(req); resp != nil {
+				return resp
+			}
+		}
 		return p.requestHeaders(r.RequestHeaders)
 	case *extprocv3.ProcessingRequest_RequestBody:
 		return p.requestBody(r.RequestBody)
@@ -107,6 +113,19 @@ func (p *processor) handle(req *extprocv3.ProcessingRequest) *extprocv3.Processi
 		p.log.Warn("unexpected ext_proc message", zap.String("decision_id", p.id))
 		return p.immediate(apierr.Internal())
 	}
+}
+
+// checkRoute fails closed when an LLM request in an operator's Envoy matched
+// another route than stellwerk's: after stellwerk's answer it would leave
+// for that route's backend. The client learns nothing of the routes.
+func (p *processor) checkRoute(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	name := req.GetAttributes()[header.ExtProcAttributes].GetFields()[header.RouteNameAttribute].GetStringValue()
+	if name == header.DropInRoute {
+		return nil
+	}
+	p.log.Error("request matched another route than stellwerk's; refused (put the stellwerk route first and keep request_attributes: [xds.route_name], docs/envoy.md)",
+		zap.String("decision_id", p.id), zap.String("route", apierr.Truncate(name, 128)))
+	return p.immediate(apierr.Misrouted())
 }
 
 // requestHeaders strips headers a client must not set, answers what needs no
@@ -472,6 +491,19 @@ func (p *processor) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 		p.translate = true
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
 	}
+	if p.plan == nil && code >= 400 && !strings.HasPrefix(ctype, "application/json") && !strings.HasPrefix(ctype, "text/event-stream") {
+		// Envoy's own text replies (provider unreachable, no cluster) and
+		// providers' non-JSON errors get the OpenAI error shape; with
+		// failover the egress listener's local reply config does this.
+		if h.EndOfStream {
+			return p.immediate(apierr.ProviderError(code))
+		}
+		p.reshape = true
+		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
+		resp.GetResponseHeaders().GetResponse().GetHeaderMutation().SetHeaders = append(hs, setHeader("content-type", "application/json"))
+		resp.GetResponseHeaders().GetResponse().GetHeaderMutation().RemoveHeaders = append(remove, "content-encoding")
+		return resp
+	}
 	if p.plan == nil && len(status) == 3 && status[0] == '2' && !p.routedAt.IsZero() {
 		// Time to the provider's first bytes: what the latency objective
 		// and sla_ms compare (streams: first chunk; JSON: the whole answer).
@@ -509,6 +541,11 @@ func (p *processor) allAttemptsFailed(providerErr []byte) *apierr.Error {
 // responseBody adds the routing object to a complete JSON object. A body
 // larger than Envoy's buffer arrives partial and is passed through as is.
 func (p *processor) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if p.reshape { // the first (usually only) chunk: an error page fits Envoy's buffer
+		p.reshape = false
+		code, _ := strconv.Atoi(p.respStatus)
+		return replaceResponseBody(apierr.ProviderError(code).JSON())
+	}
 	if p.failed && b.EndOfStream {
 		p.failed = false
 		return replaceResponseBody(p.allAttemptsFailed(b.Body).JSON())

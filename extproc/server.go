@@ -32,7 +32,11 @@ type State struct {
 	MaxRequestBytes int64
 	// Failover is set when requests go through the failover cluster
 	// (standalone mode); nil sends each request to its provider's cluster.
-	Failover   *Failover
+	Failover *Failover
+	// CheckRoute (clusters mode) refuses a request whose Envoy route is not
+	// stellwerk's (header.DropInRoute), read from the xds.route_name
+	// attribute the drop-in filter sends.
+	CheckRoute bool
 	modelsJSON []byte
 	// forwardable are the client headers some provider's forward_headers
 	// lists; every other header outside header.Forwarded is removed at the edge.

@@ -83,6 +83,32 @@ func Internal() *Error {
 	return &Error{Status: http.StatusInternalServerError, Type: "server_error", Code: "internal_error", Message: "stellwerk hit an internal error; the request was not sent to any provider"}
 }
 
+// Misrouted is the answer to a request that reached stellwerk through a
+// route of the operator's Envoy that is not stellwerk's (docs/envoy.md).
+func Misrouted() *Error {
+	return &Error{Status: http.StatusInternalServerError, Type: "server_error", Code: "gateway_misconfigured",
+		Message: "the gateway's route for this request is misconfigured; the request was not sent to any provider (operators: see the stellwerk log)"}
+}
+
+// ProviderError reshapes a provider answer (or Envoy's own reply for it)
+// that is an error without the OpenAI error shape. The provider's text is
+// not quoted: it may be anything, an HTML page included.
+func ProviderError(status int) *Error {
+	e := &Error{Status: status, Type: "server_error", Code: "provider_error",
+		Message: fmt.Sprintf("the provider answered %d without an OpenAI-shaped error", status)}
+	switch {
+	case status == http.StatusServiceUnavailable || status == http.StatusBadGateway:
+		e.Code, e.Message = "provider_unavailable", "the provider could not be reached or is unavailable"
+	case status == http.StatusGatewayTimeout:
+		e.Code, e.Message = "provider_timeout", "the provider did not answer in time"
+	case status == http.StatusTooManyRequests:
+		e.Type, e.Code, e.Message = "rate_limit_error", "provider_rate_limited", "the provider is rate limiting requests"
+	case status < 500:
+		e.Type = "invalid_request_error"
+	}
+	return e
+}
+
 func Forbidden(code, param, format string, args ...any) *Error {
 	return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: code, Param: param, Message: fmt.Sprintf(format, args...)}
 }

@@ -62,11 +62,14 @@ type Options struct {
 	DefaultModel string
 	// Mutate edits the generated config before it is written.
 	Mutate func(*config.Config)
-	// Bootstrap is the Envoy bootstrap, relative to the repository root
-	// (default envoy/bootstrap.yaml, or envoy/bootstrap-mtls.yaml with MTLS).
+	// Bootstrap is the Envoy bootstrap, absolute or relative to the
+	// repository root (default envoy/bootstrap.yaml, or envoy/bootstrap-mtls.yaml with MTLS).
 	// A bootstrap with its own listener on port 10000 gets the stack's
 	// listener port instead.
 	Bootstrap string
+	// ReadyStatus is what GET /v1/models answers once the stack is up
+	// (default 200, or 401 with auth.mode keys).
+	ReadyStatus int
 	// MTLS serves stellwerk's gRPC on loopback TCP with mutual TLS instead
 	// of a Unix socket, with throwaway certificates (Stack.MTLS).
 	MTLS bool
@@ -321,6 +324,9 @@ func Start(t testing.TB, o Options) *Stack {
 	if cfg.Auth.Mode == "keys" {
 		want = 401 // the listener is up and stellwerk answers
 	}
+	if o.ReadyStatus != 0 {
+		want = o.ReadyStatus
+	}
 	s.waitHTTP(s.URL+"/v1/models", want, 30*time.Second)
 	return s
 }
@@ -329,7 +335,10 @@ func Start(t testing.TB, o Options) *Stack {
 // socket or address, certificates and ports. It fails loudly if the file no
 // longer has the values it replaces.
 func (s *Stack) writeBootstrap(file string, adminPort, listenPort int) string {
-	src, err := os.ReadFile(filepath.Join(Root(), file))
+	if !filepath.IsAbs(file) {
+		file = filepath.Join(Root(), file)
+	}
+	src, err := os.ReadFile(file)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -42,6 +42,15 @@ const (
 	Egress = "x-stellwerk-egress"
 )
 
+// DropInRoute is the name of stellwerk's route in an operator's Envoy
+// (envoy/drop-in.yaml); RouteNameAttribute is the ext_proc attribute that
+// carries the route a request matched, under ExtProcAttributes.
+const (
+	DropInRoute        = "stellwerk"
+	RouteNameAttribute = "xds.route_name"
+	ExtProcAttributes  = "envoy.filters.http.ext_proc"
+)
+
 // Failover wiring, shared by the ext_proc server and the xDS translator
 // (docs/failover.md).
 const (

@@ -57,6 +57,9 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	if ir.Failover != nil {
 		st.Failover = &extproc.Failover{MaxAttempts: cfg.Failover.MaxAttempts, AttemptTimeout: cfg.Failover.AttemptTimeout}
 	}
+	// In an operator's Envoy, an LLM request must have matched stellwerk's
+	// own route (envoy/drop-in.yaml), or it would leave for another backend.
+	st.CheckRoute = cfg.Envoy.Mode == config.ModeClusters
 	return &generation{cfg: cfg, cat: cat, state: st, ir: ir}, nil
 }
 
