@@ -33,7 +33,7 @@ type State struct {
 	// Failover is set when requests go through the failover cluster
 	// (standalone mode); nil sends each request to its provider's cluster.
 	Failover   *Failover
-	modelsJSON []byte
+	modelsJSON map[*route.Visible][]byte // the /v1/models answer per visible set
 }
 
 // Failover is what the ext_proc side needs of the failover settings.
