@@ -210,7 +210,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		defer stack.Close()
 		rep.Settings.EnvoyConcurrency = o.EnvoyConcurrency
 		rep.Versions.Envoy = envoyVersion(o.Envoy)
-		rep.Versions.Stellwerk, rep.Versions.StellwerkGo = stellwerkVersion(ctx, stack.StellwerkAdmin)
+		rep.Versions.Stellwerk, rep.Versions.StellwerkGo = stellwerkVersion(ctx, stack.StellwerkAdmin, stack.AdminToken)
 		auth := map[string]string{"Authorization": "Bearer " + providerKey}
 		targets = []*Target{
 			newTarget("baseline", stack.BaselineURL, auth, o.Timeout),
