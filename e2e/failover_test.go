@@ -282,7 +282,7 @@ func TestCooldown(t *testing.T) {
 	if len(primary.Requests()) != 0 {
 		t.Errorf("a provider in cooldown got %d requests", len(primary.Requests()))
 	}
-	st := getJSON(t, s.AdminURL+"/status")
+	st := adminJSON(t, s, "/status")
 	ps, _ := st["providers"].([]any)
 	if len(ps) != 1 || ps[0].(map[string]any)["provider"] != "primary" || !strings.Contains(ps[0].(map[string]any)["reason"].(string), "Retry-After 1m0s") {
 		t.Errorf("/status providers %v", st["providers"])

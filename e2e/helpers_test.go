@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stellwerk/stellwerk/internal/harness"
 )
 
 // post sends a JSON body to the stack and returns the response and its body.
@@ -93,10 +95,11 @@ func mustJSON(t *testing.T, b []byte, v any) {
 	}
 }
 
-// getJSON fetches a JSON object (the admin API).
-func getJSON(t *testing.T, url string) map[string]any {
+// adminJSON fetches a JSON object from the admin API with the stack's
+// admin token.
+func adminJSON(t *testing.T, s *harness.Stack, path string) map[string]any {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := s.AdminGet(path)
 	if err != nil {
 		t.Fatal(err)
 	}

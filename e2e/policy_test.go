@@ -263,7 +263,7 @@ func waitPolicy(t *testing.T, s *harness.Stack, ok func(policyStatus) bool) poli
 	t.Helper()
 	var st policyStatus
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		resp, err := http.Get(s.AdminURL + "/policy")
+		resp, err := s.AdminGet("/policy")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -52,7 +52,7 @@ func TestConfigHotReload(t *testing.T) {
 		ConfigError string `json:"config_error"`
 	}
 	waitFor(t, "the refusal in /status", func() bool {
-		resp, err := http.Get(s.AdminURL + "/status")
+		resp, err := s.AdminGet("/status")
 		if err != nil {
 			return false
 		}

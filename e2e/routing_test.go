@@ -366,7 +366,7 @@ func TestAdminAPI(t *testing.T) {
 	t.Parallel()
 	s := harness.Start(t, harness.Options{})
 	for path, want := range map[string]string{"/healthz": `"ok"`, "/readyz": `"ready"`, "/version": `"version"`, "/config": "default_model: alpha-model", "/status": `"envoy_streams":1`} {
-		resp, err := http.Get(s.AdminURL + path)
+		resp, err := s.AdminGet(path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -203,11 +203,12 @@ func (p *processor) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 			return p.immediate(apierr.MethodNotAllowed("%s is not allowed on %s; use GET", apierr.Truncate(p.method, 16), p.path))
 		}
 		if p.endpoint == epModels {
-			return immediateJSON(200, p.state.modelsJSON, p.id)
+			return immediateJSON(200, p.state.modelsFor(p.principal), p.id)
 		}
-		body, ok := p.state.modelJSON(strings.TrimPrefix(p.path, "/v1/models/"))
+		body, ok := p.state.modelJSON(p.principal, strings.TrimPrefix(p.path, "/v1/models/"))
 		if !ok {
-			return p.immediate(apierr.NotFound("model_not_found", "model", "the model %q does not exist", apierr.Truncate(strings.TrimPrefix(p.path, "/v1/models/"), 128)))
+			return p.immediate(apierr.NotFound("model_not_found", "model", "the model %q does not exist or is not available to you",
+				apierr.Truncate(strings.TrimPrefix(p.path, "/v1/models/"), 128)))
 		}
 		return immediateJSON(200, body, p.id)
 	}

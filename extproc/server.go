@@ -37,7 +37,7 @@ type State struct {
 	// stellwerk's (header.DropInRoute), read from the xds.route_name
 	// attribute the drop-in filter sends.
 	CheckRoute bool
-	modelsJSON []byte
+	modelsJSON map[*route.Visible][]byte // the /v1/models answer per visible set
 	// forwardable are the client headers some provider's forward_headers
 	// lists; every other header outside header.Forwarded is removed at the edge.
 	forwardable []string

@@ -11,9 +11,14 @@ import (
 )
 
 // NewState builds the per-config state, precomputing what every request of
-// that config would otherwise rebuild (the /v1/models answer).
+// that config would otherwise rebuild: the /v1/models answer of each
+// distinct set of models callers may see (workspaces and teams without
+// access lists share one).
 func NewState(r *route.Router, keys *auth.Keys, maxRequestBytes int64) *State {
-	st := &State{Router: r, Keys: keys, MaxRequestBytes: maxRequestBytes, modelsJSON: modelsList(r.Catalog)}
+	st := &State{Router: r, Keys: keys, MaxRequestBytes: maxRequestBytes, modelsJSON: map[*route.Visible][]byte{}}
+	for _, v := range r.VisibleSets() {
+		st.modelsJSON[v] = modelsList(v.Models())
+	}
 	for _, prov := range r.Catalog.Providers() {
 		for _, h := range prov.ForwardHeaders() {
 			if !slices.Contains(st.forwardable, h) {
@@ -34,10 +39,10 @@ type modelEntry struct {
 }
 
 // modelsList renders the OpenAI "list models" answer: `auto` first, then the
-// catalog sorted by id.
-func modelsList(cat *catalog.Catalog) []byte {
+// models sorted by id.
+func modelsList(models []*catalog.Model) []byte {
 	data := []modelEntry{{ID: decide.Auto, Object: "model", OwnedBy: "stellwerk"}}
-	for _, m := range cat.Models() {
+	for _, m := range models {
 		data = append(data, modelEntry{ID: m.ID, Object: "model", OwnedBy: m.Provider.Name,
 			ContextWindow: m.ContextWindow, Residency: m.Provider.Residency})
 	}
@@ -48,14 +53,25 @@ func modelsList(cat *catalog.Catalog) []byte {
 	return b
 }
 
-// modelJSON renders one entry for GET /v1/models/{id}.
-func (st *State) modelJSON(id string) ([]byte, bool) {
+// modelsFor is the /v1/models answer for a principal: only the models its
+// access lists let it use.
+func (st *State) modelsFor(p auth.Principal) []byte {
+	v := st.Router.Visible(p)
+	if b, ok := st.modelsJSON[v]; ok {
+		return b
+	}
+	return modelsList(v.Models()) // a router not built by route.New
+}
+
+// modelJSON renders one entry for GET /v1/models/{id}; a model the
+// principal may not use is not found, like one that does not exist.
+func (st *State) modelJSON(p auth.Principal, id string) ([]byte, bool) {
 	var e modelEntry
 	if id == decide.Auto {
 		e = modelEntry{ID: decide.Auto, Object: "model", OwnedBy: "stellwerk"}
 	} else {
 		m, ok := st.Router.Catalog.Lookup(id)
-		if !ok {
+		if !ok || !st.Router.Visible(p).Has(id) {
 			return nil, false
 		}
 		e = modelEntry{ID: m.ID, Object: "model", OwnedBy: m.Provider.Name, ContextWindow: m.ContextWindow, Residency: m.Provider.Residency}

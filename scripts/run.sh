@@ -4,7 +4,8 @@
 # envoy/bootstrap.yaml. Ctrl-C stops everything this script started.
 #
 # Environment: ENVOY, BIN, PYTHON (set by make), STELLWERK_CONFIG (default
-# examples/stellwerk.yaml), STELLWERK_LISTEN (default 127.0.0.1:10000).
+# examples/stellwerk.yaml), STELLWERK_LISTEN (default 127.0.0.1:10000),
+# STELLWERK_ADMIN_TOKEN (the admin API's token; default: a new random one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,9 @@ chmod 700 "$LOGS"
 # Demo keys for the fake providers; stellwerk injects them, clients never see them.
 export MOCK_US_API_KEY="${MOCK_US_API_KEY:-sk-mock-us-demo}"
 export MOCK_EU_API_KEY="${MOCK_EU_API_KEY:-sk-mock-eu-demo}"
+# The admin API's token (role admin in examples/stellwerk.yaml): random per run
+# unless given, printed below. Only /healthz and /readyz answer without it.
+export STELLWERK_ADMIN_TOKEN="${STELLWERK_ADMIN_TOKEN:-adm-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
 
 pids=()
 cleanup() {
@@ -66,7 +70,8 @@ cat <<MSG
   stellwerk is running.
 
     OpenAI API (Envoy)   http://$LISTEN/v1
-    stellwerk admin      http://127.0.0.1:9180/status   (also /healthz /readyz /version /config)
+    stellwerk admin      http://127.0.0.1:9180/status   (also /version /policy /config /debug/vars)
+    admin token          $STELLWERK_ADMIN_TOKEN   (role admin; /healthz and /readyz need none)
     Envoy admin          http://127.0.0.1:9901
     logs                 $LOGS/{envoy,stellwerk,mock-us,mock-eu}.log
 
@@ -88,6 +93,10 @@ cat <<MSG
 
     curl -s http://$LISTEN/v1/chat/completions -H 'content-type: application/json' \\
       -d '{"model":"auto","policy":{"residency":"eu"},"messages":[{"role":"user","content":"Hallo!"}]}'
+
+  Read the admin API (docs/security-admin.md):
+
+    curl -s -H "Authorization: Bearer $STELLWERK_ADMIN_TOKEN" http://127.0.0.1:9180/status
 
   See why without sending anything:  bin/stellwerk explain --config $CONFIG request.json
 

@@ -1,15 +1,22 @@
 // Package admin is stellwerk's operator HTTP API: liveness, readiness,
-// version and the loaded configuration. It listens on its own port, never on
-// Envoy's listener.
+// version, status, policy, the loaded configuration and process figures. It
+// listens on its own port, never on Envoy's listener. Everything but the
+// probes needs an admin token whose role may read the endpoint
+// (docs/security-admin.md).
 package admin
 
 import (
 	"encoding/json"
-	"expvar"
 	"net/http"
 	"runtime"
+	"slices"
+	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/version"
 )
 
@@ -21,7 +28,7 @@ type Status interface {
 	EnvoyStreams() int64
 	// LastRejection is Envoy's last NACK message, "" if none.
 	LastRejection() string
-	// ConfigYAML is the loaded config; it holds no secret values.
+	// ConfigYAML is the loaded config with secret-shaped values redacted.
 	ConfigYAML() ([]byte, error)
 	// Policy is the policy in force and the last refused change.
 	Policy() any
@@ -29,15 +36,30 @@ type Status interface {
 	ConfigError() (string, time.Time)
 	// Providers lists providers with recent failures or in cooldown.
 	Providers() any
+	// Tokens are the admin tokens of the config in force.
+	Tokens() *Tokens
 }
 
-func init() {
-	expvar.Publish("goroutines", expvar.Func(func() any { return runtime.NumGoroutine() }))
-}
+// Who may read what; docs/security-admin.md has the same table.
+var (
+	// readers: the running state, nothing configured.
+	readers = []string{config.RoleViewer, config.RoleAuditor, config.RoleOperator, config.RoleAdmin}
+	// configReaders: the configuration (redacted). An auditor checks the
+	// residency rules and access lists the traffic was routed under.
+	configReaders = []string{config.RoleAuditor, config.RoleOperator, config.RoleAdmin}
+	// processReaders: the process's internals.
+	processReaders = []string{config.RoleOperator, config.RoleAdmin}
+)
 
 // Handler serves the admin API.
-func Handler(s Status) http.Handler {
+func Handler(s Status, log *zap.Logger) http.Handler {
 	mux := http.NewServeMux()
+	guarded := func(pattern string, roles []string, h http.HandlerFunc) {
+		mux.Handle(pattern, guard(s, log, roles, h))
+	}
+
+	// Probes answer anyone: orchestrators send no token, and they reveal
+	// only up or down.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -48,10 +70,13 @@ func Handler(s Status) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	mux.HandleFunc("GET /version", func(w http.ResponseWriter, _ *http.Request) {
+
+	// The exact build and Go release tell an attacker which advisories
+	// apply: readers only.
+	guarded("GET /version", readers, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"version": version.String(), "go": runtime.Version()})
 	})
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+	guarded("GET /status", readers, func(w http.ResponseWriter, _ *http.Request) {
 		cerr, cat := s.ConfigError()
 		out := map[string]any{
 			"version":          version.String(),
@@ -66,26 +91,70 @@ func Handler(s Status) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
-	mux.HandleFunc("GET /policy", func(w http.ResponseWriter, _ *http.Request) {
+	guarded("GET /policy", readers, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.Policy())
 	})
-	// Process figures for soak tests and dashboards (Go's expvar format:
-	// memstats, cmdline, goroutines).
-	mux.Handle("GET /debug/vars", expvar.Handler())
-	mux.HandleFunc("GET /config", func(w http.ResponseWriter, _ *http.Request) {
+	guarded("GET /config", configReaders, func(w http.ResponseWriter, _ *http.Request) {
 		b, err := s.ConfigYAML()
 		if err != nil {
-			http.Error(w, "cannot render config", http.StatusInternalServerError)
+			writeError(w, &apierr.Error{Status: http.StatusInternalServerError, Type: "server_error", Code: "internal_error",
+				Message: "cannot render the config"})
 			return
 		}
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(b)
 	})
+	// Process figures for soak tests and dashboards (expvar's format).
+	guarded("GET /debug/vars", processReaders, varsHandler)
+	// Anything else is a 404, but only to a caller with a token: probing
+	// without one learns nothing.
+	guarded("/", readers, func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, apierr.NotFound("unknown_url", "", "unknown admin URL: %s %s",
+			apierr.Truncate(r.Method, 16), apierr.Truncate(r.URL.Path, 128)))
+	})
 	return mux
+}
+
+// guard admits a request whose bearer token has one of roles: 401 without a
+// valid token, 403 with a token of another role. The token is never logged.
+func guard(s Status, log *zap.Logger, roles []string, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tokens := s.Tokens()
+		cred := r.Header.Get("Authorization")
+		c, ok := tokens.Authenticate(cred)
+		if !ok {
+			msg := "the admin API needs Authorization: Bearer <admin token>"
+			if cred != "" {
+				msg = "the admin token is not valid"
+			}
+			if tokens.Len() == 0 {
+				msg += "; no admin token is configured (admin.tokens, docs/security-admin.md)"
+			}
+			log.Info("admin request refused", zap.Int("status", http.StatusUnauthorized), zap.String("path", r.URL.Path),
+				zap.String("remote", r.RemoteAddr))
+			w.Header().Set("WWW-Authenticate", `Bearer realm="stellwerk-admin"`)
+			writeError(w, &apierr.Error{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "invalid_admin_token", Message: msg})
+			return
+		}
+		if !slices.Contains(roles, c.Role) {
+			log.Info("admin request refused", zap.Int("status", http.StatusForbidden), zap.String("path", r.URL.Path),
+				zap.String("remote", r.RemoteAddr), zap.String("token_id", c.TokenID), zap.String("role", c.Role))
+			writeError(w, apierr.Forbidden("insufficient_role", "", "role %s may not read %s; it needs one of: %s",
+				c.Role, apierr.Truncate(r.URL.Path, 128), strings.Join(roles, ", ")))
+			return
+		}
+		h(w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, e *apierr.Error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.Status)
+	_, _ = w.Write(e.JSON())
 }

@@ -214,7 +214,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Settings.EnvoyConcurrency = o.EnvoyConcurrency
 		rep.Settings.Transport = cmpOr(o.Transport, "unix")
 		rep.Versions.Envoy = envoyVersion(o.Envoy)
-		rep.Versions.Stellwerk, rep.Versions.StellwerkGo = stellwerkVersion(ctx, stack.StellwerkAdmin)
+		rep.Versions.Stellwerk, rep.Versions.StellwerkGo = stellwerkVersion(ctx, stack.StellwerkAdmin, stack.AdminToken)
 		auth := map[string]string{"Authorization": "Bearer " + providerKey}
 		targets = []*Target{
 			newTarget("baseline", stack.BaselineURL, auth, o.Timeout),

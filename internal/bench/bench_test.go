@@ -48,6 +48,9 @@ func TestBenchSmoke(t *testing.T) {
 	if len(rep.Scenarios) != 1 {
 		t.Fatalf("got %d scenarios, want 1", len(rep.Scenarios))
 	}
+	if rep.Versions.Stellwerk == "unknown" || rep.Versions.StellwerkGo == "" {
+		t.Errorf("stellwerk's /version was not read: %+v", rep.Versions)
+	}
 	sc := rep.Scenarios[0]
 	if sc.Baseline == nil || sc.Added == nil {
 		t.Fatalf("no baseline or added latency in %+v", sc)
@@ -182,5 +185,44 @@ func TestParseStatCPU(t *testing.T) {
 	got, err := parseStatCPU(line)
 	if err != nil || got != 4.0 {
 		t.Errorf("got %v, %v; want 4 s (250 + 150 ticks)", got, err)
+	}
+}
+
+// TestStackAdminAPI: the stack's admin token reads what the soak samples
+// (goroutines on /debug/vars), and the admin API refuses a request without it.
+func TestStackAdminAPI(t *testing.T) {
+	root, err := FindRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	envoy, err := FindEnvoy(root)
+	if err != nil {
+		if os.Getenv("STELLWERK_E2E") == "require" {
+			t.Fatalf("envoy: %v (STELLWERK_E2E=require; run `make tools`)", err)
+		}
+		t.Skipf("envoy not available: %v (run `make tools`)", err)
+	}
+	bin := os.Getenv("STELLWERK_BIN")
+	if bin == "" {
+		if bin, err = FindStellwerkBuild(root, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	stack, err := StartStack(ctx, StackOptions{Root: root, Envoy: envoy, StellwerkArgv: []string{bin, "serve"}, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stack.Close()
+	var vars map[string]any
+	if err := getJSON(ctx, stack.StellwerkAdmin+"/debug/vars", stack.AdminToken, &vars); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := vars["goroutines"].(float64); !ok {
+		t.Errorf("/debug/vars has no goroutines: %v", vars)
+	}
+	if err := getJSON(ctx, stack.StellwerkAdmin+"/debug/vars", "wrong", &vars); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("a wrong token: %v", err)
 	}
 }

@@ -101,19 +101,19 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 
 	rep := &SoakReport{Started: time.Now().UTC(), Command: o.Command, Machine: machine(),
 		Versions: Versions{Go: runtime.Version(), Envoy: envoyVersion(o.Envoy)}}
-	rep.Versions.Stellwerk, rep.Versions.StellwerkGo = stellwerkVersion(ctx, stack.StellwerkAdmin)
+	rep.Versions.Stellwerk, rep.Versions.StellwerkGo = stellwerkVersion(ctx, stack.StellwerkAdmin, stack.AdminToken)
 	rep.Scenario = scenarioName(Scenario{Rate: o.Rate, SizeBytes: o.Size, Stream: o.Stream, ProviderMS: float64(o.Delay) / 1e6}) +
 		fmt.Sprintf(", %s, sampled every %s", o.Duration, o.Interval)
 	goroutines := func() *int { return nil }
 	var vars map[string]any
-	if err := getJSON(ctx, stack.StellwerkAdmin+"/debug/vars", &vars); err != nil {
+	if err := getJSON(ctx, stack.StellwerkAdmin+"/debug/vars", stack.AdminToken, &vars); err != nil {
 		rep.Notes = append(rep.Notes, "goroutines not sampled: stellwerk's admin API has no /debug/vars ("+err.Error()+")")
 	} else if _, ok := vars["goroutines"].(float64); !ok {
 		rep.Notes = append(rep.Notes, "goroutines not sampled: /debug/vars has no \"goroutines\" value")
 	} else {
 		goroutines = func() *int {
 			var v map[string]any
-			if getJSON(ctx, stack.StellwerkAdmin+"/debug/vars", &v) != nil {
+			if getJSON(ctx, stack.StellwerkAdmin+"/debug/vars", stack.AdminToken, &v) != nil {
 				return nil
 			}
 			f, ok := v["goroutines"].(float64)

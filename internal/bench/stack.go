@@ -3,6 +3,8 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,6 +59,9 @@ type Stack struct {
 	BaselineAdmin  string
 	EnvoyAdmin     string // Envoy B admin
 	StellwerkAdmin string
+	// AdminToken opens StellwerkAdmin with role operator (/version,
+	// /debug/vars); random per stack.
+	AdminToken string
 
 	envoyA, envoyB, stellwerk *process
 	providerSrv               *http.Server
@@ -121,10 +126,13 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 		return nil, fmt.Errorf("generated stellwerk config no longer loads (update internal/bench): %w", err)
 	}
 	s.StellwerkAdmin = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	if s.AdminToken, err = randomToken(); err != nil {
+		return nil, err
+	}
 	s.StellwerkURL = fmt.Sprintf("http://127.0.0.1:%d", listenB)
 	s.EnvoyAdmin = fmt.Sprintf("http://127.0.0.1:%d", adminB)
 	argv := append(append([]string(nil), o.StellwerkArgv[1:]...), "--config", cfgPath, "--log-level", "warn")
-	env := append(os.Environ(), "STELLWERK_BENCH_PROVIDER_KEY="+providerKey)
+	env := append(os.Environ(), "STELLWERK_BENCH_PROVIDER_KEY="+providerKey, "STELLWERK_BENCH_ADMIN_TOKEN="+s.AdminToken)
 	progress(o.Progress, "starting stellwerk (%s)", o.StellwerkArgv[0])
 	if s.stellwerk, err = startProcess("stellwerk", filepath.Join(o.Dir, "stellwerk.log"), env, o.StellwerkArgv[0], argv...); err != nil {
 		return nil, err
@@ -274,6 +282,9 @@ models:
     latency_ms: 400
 auth:
   mode: open
+admin:
+  tokens:
+    - {id: bench, role: operator, env: STELLWERK_BENCH_ADMIN_TOKEN}
 workspaces:
   - name: default
     objective: balanced
@@ -448,6 +459,14 @@ func FindRoot(dir string) (string, error) {
 	}
 }
 
+func randomToken() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return "bench-" + hex.EncodeToString(b), nil
+}
+
 var versionRE = regexp.MustCompile(`^\d+\.\d+\.\d+$`)
 
 // envoyVersion is the release number from `envoy --version`.
@@ -466,19 +485,21 @@ func envoyVersion(bin string) string {
 }
 
 // stellwerkVersion asks the running server's admin API.
-func stellwerkVersion(ctx context.Context, admin string) (version, goVersion string) {
+func stellwerkVersion(ctx context.Context, admin, token string) (version, goVersion string) {
 	var v struct {
 		Version string `json:"version"`
 		Go      string `json:"go"`
 	}
-	if err := getJSON(ctx, admin+"/version", &v); err != nil {
+	if err := getJSON(ctx, admin+"/version", token, &v); err != nil {
 		return "unknown", ""
 	}
 	return v.Version, v.Go
 }
 
-func getJSON(ctx context.Context, url string, v any) error {
+// getJSON fetches a JSON document from stellwerk's admin API.
+func getJSON(ctx context.Context, url, token string, v any) error {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err

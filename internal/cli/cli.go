@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/stellwerk/stellwerk/internal/admin"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
@@ -147,6 +148,12 @@ func runConfigCheck(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "%s: ok (%d providers, %d models, default %s)\n", path, len(cat.Providers()), len(cat.Models()), cat.Default.ID)
 	for _, m := range cat.MissingCredentials() {
 		fmt.Fprintf(stdout, "warning: no credential for provider %s\n", m)
+	}
+	for _, m := range admin.NewTokens(cfg.Admin.Tokens, catalog.OSEnv.Getenv).Missing() {
+		fmt.Fprintf(stdout, "warning: admin token %s is not set\n", m)
+	}
+	if len(cfg.Admin.Tokens) == 0 {
+		fmt.Fprintf(stdout, "note: no admin.tokens: the admin API answers only /healthz and /readyz\n")
 	}
 	return nil
 }

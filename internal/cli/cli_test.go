@@ -28,6 +28,9 @@ func TestConfigCheck(t *testing.T) {
 	if err != nil || !strings.Contains(out, "ok (3 providers, 3 models, default mock-gpt)") {
 		t.Fatalf("example: %v %s", err, out)
 	}
+	if os.Getenv("STELLWERK_ADMIN_TOKEN") == "" && !strings.Contains(out, "warning: admin token demo (environment variable STELLWERK_ADMIN_TOKEN) is not set") {
+		t.Errorf("an unset admin token is not reported: %s", out)
+	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	_ = os.WriteFile(bad, []byte("providers: []\nmodels: []\nbogus: 1\n"), 0o600)
 	_, _, err = run("config", "check", bad)

@@ -29,6 +29,7 @@ type Config struct {
 	// override the models' quality; relative to this file.
 	Evals      []string    `yaml:"evals,omitempty"`
 	Server     Server      `yaml:"server"`
+	Admin      Admin       `yaml:"admin,omitempty"`
 	Envoy      Envoy       `yaml:"envoy"`
 	Routing    Routing     `yaml:"routing"`
 	Providers  []Provider  `yaml:"providers"`
@@ -695,6 +696,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateAccess(models)...)
+	errs = append(errs, c.validateAdmin()...)
 	if c.Routing.BaselineModel != "" && !models[c.Routing.BaselineModel] {
 		bad("routing.baseline_model", "unknown model %q", c.Routing.BaselineModel)
 	}
@@ -750,9 +752,11 @@ func checkBaseURL(raw string) error {
 }
 
 // YAML returns the config as YAML for the admin API. It holds no secret
-// values by construction (credentials are references), so nothing is cut.
+// values by construction (credentials are references), but digests and
+// credential file paths still tell an attacker what to aim at: they are
+// [redacted].
 func (c *Config) YAML() ([]byte, error) {
-	return yaml.Marshal(c)
+	return yaml.Marshal(c.redacted())
 }
 
 // validateGRPC admits the two transports that only Envoy can use: a Unix

@@ -200,7 +200,7 @@ func Decide(in Input) (Decision, error) {
 	case strings.HasPrefix(in.Asked, "route:"):
 		return d, apierr.NotFound("route_not_found", "model", "named routes are not configured; use \"auto\" or a model id")
 	case pinned < 0:
-		return d, apierr.NotFound("model_not_found", "model", "the model %q does not exist; available: %s", apierr.Truncate(in.Asked, 128), strings.Join(ids(in.Candidates), ", "))
+		return d, apierr.NotFound("model_not_found", "model", "the model %q does not exist or is not available to you; available: %s", apierr.Truncate(in.Asked, 128), strings.Join(ids(in.Candidates), ", "))
 	default:
 		choice = pinned
 		switch v := verdicts[pinned]; v.Verdict {

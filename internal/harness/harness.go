@@ -12,7 +12,9 @@ package harness
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -86,6 +88,7 @@ type Provider struct {
 type Stack struct {
 	URL        string // Envoy listener, e.g. http://127.0.0.1:40123
 	AdminURL   string // stellwerk admin API
+	AdminToken string // role admin on AdminURL (AdminGet sends it); Mutate may replace admin.tokens
 	EnvoyAdmin string // Envoy admin API
 	Providers  map[string]*Provider
 	Config     *config.Config
@@ -287,6 +290,9 @@ func Start(t testing.TB, o Options) *Stack {
 	if caFile != "" {
 		cfg.Envoy.CABundle = caFile
 	}
+	s.AdminToken = randomToken(t, "adm-")
+	cfg.Admin.Tokens = []config.AdminToken{{ID: "harness", Role: config.RoleAdmin, Env: AdminTokenEnv}}
+	env = append(env, AdminTokenEnv+"="+s.AdminToken)
 	if o.Mutate != nil {
 		o.Mutate(cfg)
 	}
@@ -411,6 +417,36 @@ func (s *Stack) waitHTTP(url string, want int, within time.Duration) {
 	}
 	s.DumpLogs()
 	s.t.Fatalf("%s did not answer %d within %s (last: %s)", url, want, within, last)
+}
+
+// AdminTokenEnv is the environment variable that gives stellwerk the
+// stack's admin token; a test's Mutate may name it in its own admin.tokens.
+const AdminTokenEnv = "STELLWERK_TEST_ADMIN_TOKEN"
+
+func randomToken(t testing.TB, prefix string) string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return prefix + hex.EncodeToString(b)
+}
+
+// AdminGet sends GET path to the admin API with the stack's admin token.
+func (s *Stack) AdminGet(path string) (*http.Response, error) {
+	return s.AdminGetAs(path, s.AdminToken)
+}
+
+// AdminGetAs sends GET path to the admin API with a bearer token ("" sends
+// no Authorization header).
+func (s *Stack) AdminGetAs(path, token string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, s.AdminURL+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return http.DefaultClient.Do(req)
 }
 
 // AddProvider starts one more fake provider for a running stack and returns

@@ -48,6 +48,8 @@ type Router struct {
 	Latency *observe.Latency
 	// Health holds providers' cooldowns; nil means every provider is healthy.
 	Health *health.Tracker
+
+	visible *visibility // per workspace and team, built by New
 }
 
 // New builds a router for a config.
@@ -57,7 +59,7 @@ func New(cfg *config.Config, cat *catalog.Catalog, cl *classify.Classifier, ps P
 		ws[w.Name] = w
 	}
 	return &Router{Catalog: cat, Terms: policy.NewCatalogTerms(cat), Classifier: cl, Policy: ps, Workspaces: ws, Log: log, Now: time.Now,
-		Latency: &observe.Latency{}}
+		Latency: &observe.Latency{}, visible: newVisibility(cat, ws)}
 }
 
 // Request is one request as the edge saw it.
@@ -106,23 +108,15 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if _, ok := r.Catalog.Lookup(chat.Model); !ok && chat.Model != decide.Auto {
-		_, err := decide.Decide(decide.Input{Asked: chat.Model, Candidates: r.bareCandidates()})
-		return res, err
+	// A model the caller's access lists exclude is answered exactly as one
+	// that does not exist.
+	if vis := r.Visible(req.Principal); chat.Model != decide.Auto && !vis.Has(chat.Model) {
+		return res, vis.notFound(chat.Model)
 	}
 
 	res.Class = r.Classifier.Classify(classify.Request{Messages: chat.MessageList, MaxTokens: chat.MaxTokens})
 
-	ws, ok := r.Workspaces[req.Principal.Workspace]
-	if !ok {
-		ws = r.Workspaces[auth.DefaultWorkspace]
-	}
-	var team *config.Team
-	for i := range ws.Teams {
-		if ws.Teams[i].Name == req.Principal.Team {
-			team = &ws.Teams[i]
-		}
-	}
+	ws, team := r.resolve(req.Principal)
 	outTokens := chat.MaxTokens
 	if outTokens == 0 {
 		outTokens = DefaultOutputTokens
@@ -214,13 +208,4 @@ func residencyConstraint(reason string) string {
 		req = req[:j]
 	}
 	return req + " residency"
-}
-
-func (r *Router) bareCandidates() []decide.Candidate {
-	ms := r.Catalog.Models()
-	out := make([]decide.Candidate, len(ms))
-	for i, m := range ms {
-		out[i] = decide.Candidate{Model: m}
-	}
-	return out
 }

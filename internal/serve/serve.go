@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -113,8 +114,9 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	extprocv3.RegisterExternalProcessorServer(gs, ep)
 	pub.Register(gs)
 
-	st := &status{pub: pub, rl: rl, pm: pm}
-	hs := &http.Server{Handler: admin.Handler(st), ReadHeaderTimeout: 5 * time.Second}
+	st := &status{pub: pub, rl: rl, pm: pm, log: log.Named("admin")}
+	st.Tokens() // warns now about tokens that cannot be loaded
+	hs := &http.Server{Handler: admin.Handler(st, st.log), ReadHeaderTimeout: 5 * time.Second}
 
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(grpcLis) }()
@@ -155,9 +157,11 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 const configReloadInterval = 2 * time.Second
 
 type status struct {
-	pub *xds.Publisher
-	rl  *reloader
-	pm  *policy.Manager
+	pub    *xds.Publisher
+	rl     *reloader
+	pm     *policy.Manager
+	log    *zap.Logger
+	tokens atomic.Pointer[adminTokens]
 }
 
 func (s *status) Policy() any { return s.pm.Status() }

@@ -1,0 +1,126 @@
+package extproc
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/policy"
+	"github.com/stellwerk/stellwerk/internal/route"
+)
+
+// productionState is examples/production.yaml (the shipped 71-model catalog)
+// with one key per kind of access list: none, a workspace allow list of two
+// models, and a team that denies a provider.
+func productionState(tb testing.TB) *State {
+	tb.Helper()
+	c, err := config.Load("../examples/production.yaml")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.Workspaces = append(c.Workspaces, config.Workspace{Name: "narrow", Allow: []string{"gpt-4o-mini", "mistral-small"}})
+	c.Keys = []config.Key{
+		{ID: "open", SHA256: auth.Hash("sk-open"), Workspace: "default"},
+		{ID: "narrow", SHA256: auth.Hash("sk-narrow"), Workspace: "narrow"},
+		{ID: "team", SHA256: auth.Hash("sk-team"), Workspace: "legal", Team: "contracts"},
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		tb.Fatal(err)
+	}
+	cat, err := catalog.New(c, catalog.Env{Getenv: func(string) string { return "" }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cl, err := classify.New(c.Classify)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pm, err := policy.NewManager(context.Background(), policy.Source{Library: true}, zap.NewNop())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return NewState(route.New(c, cat, cl, pm, zap.NewNop()), auth.New(c, func(string) string { return "" }), c.Envoy.MaxRequestBytes)
+}
+
+// TestModelsPerKey: /v1/models, /v1/models/{id} and a chat request's
+// model_not_found show a key only the models its access lists allow, and a
+// model it may not use looks exactly like one that does not exist.
+func TestModelsPerKey(t *testing.T) {
+	st := productionState(t)
+	cases := map[string]struct {
+		key, method, path, body string
+		status                  int
+		want                    string // the model ids listed, or the error message
+	}{
+		"narrow key lists two": {"narrow", "GET", "/v1/models", "", 200, "auto gpt-4o-mini mistral-small"},
+		"narrow key, allowed":  {"narrow", "GET", "/v1/models/mistral-small", "", 200, "mistral-small"},
+		"narrow key, auto":     {"narrow", "GET", "/v1/models/auto", "", 200, "auto"},
+		"narrow key, excluded": {"narrow", "GET", "/v1/models/gpt-4o", "", 404, `the model "gpt-4o" does not exist or is not available to you`},
+		"narrow key, unknown":  {"narrow", "GET", "/v1/models/gpt-9", "", 404, `the model "gpt-9" does not exist or is not available to you`},
+		"narrow key, chat excluded": {"narrow", "POST", "/v1/chat/completions", `{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}`, 404,
+			`the model "gpt-4o" does not exist or is not available to you; available: gpt-4o-mini, mistral-small, auto`},
+		"narrow key, chat unknown": {"narrow", "POST", "/v1/chat/completions", `{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}`, 404,
+			`the model "gpt-9" does not exist or is not available to you; available: gpt-4o-mini, mistral-small, auto`},
+		"team key, provider denied": {"team", "GET", "/v1/models/deepseek-chat", "", 404, `the model "deepseek-chat" does not exist or is not available to you`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := &processor{state: st, log: zap.NewNop(), id: "id", ctx: context.Background()}
+			r := p.handle(headersMsg(tc.method, tc.path, tc.body == "", "authorization", "Bearer sk-"+tc.key))
+			if tc.body != "" {
+				r = p.handle(bodyMsg(tc.body))
+			}
+			ir := r.GetImmediateResponse()
+			if ir == nil || int(ir.GetStatus().GetCode()) != tc.status {
+				t.Fatalf("want %d, got %v", tc.status, r)
+			}
+			if tc.status != 200 {
+				var e struct {
+					Error struct{ Code, Message string }
+				}
+				_ = json.Unmarshal(ir.Body, &e)
+				if e.Error.Code != "model_not_found" || e.Error.Message != tc.want {
+					t.Errorf("error %+v, want %q", e.Error, tc.want)
+				}
+				return
+			}
+			var list struct{ Data []struct{ ID string } }
+			var one struct{ ID string }
+			_ = json.Unmarshal(ir.Body, &list)
+			_ = json.Unmarshal(ir.Body, &one)
+			ids := []string{one.ID}
+			if list.Data != nil {
+				ids = ids[:0]
+				for _, d := range list.Data {
+					ids = append(ids, d.ID)
+				}
+			}
+			if strings.Join(ids, " ") != tc.want {
+				t.Errorf("listed %v, want %s", ids, tc.want)
+			}
+		})
+	}
+
+	// Keys without lists see the whole catalog; a team sees less than its
+	// workspace.
+	count := func(key string) int {
+		p := &processor{state: st, log: zap.NewNop(), id: "id", ctx: context.Background()}
+		var list struct{ Data []struct{ ID string } }
+		_ = json.Unmarshal(p.handle(headersMsg("GET", "/v1/models", true, "authorization", "Bearer sk-"+key)).GetImmediateResponse().Body, &list)
+		return len(list.Data)
+	}
+	if n := count("open"); n != len(st.Router.Catalog.Models())+1 {
+		t.Errorf("open key sees %d of %d", n, len(st.Router.Catalog.Models())+1)
+	}
+	if n := count("team"); n >= count("open") || n < 2 {
+		t.Errorf("team key sees %d", n)
+	}
+}

@@ -1,0 +1,156 @@
+package route
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/policy"
+)
+
+func accessRouter(t *testing.T) *Router {
+	t.Helper()
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: a1}
+providers:
+  - {name: pa, base_url: "http://127.0.0.1:9001/v1", residency: us}
+  - {name: pb, base_url: "http://127.0.0.1:9002/v1", residency: eu}
+models:
+  - {id: a1, provider: pa, context_window: 8000}
+  - {id: a2, provider: pa, context_window: 8000}
+  - {id: b1, provider: pb, context_window: 8000}
+  - {id: b2, provider: pb, context_window: 8000}
+workspaces:
+  - name: default
+    deny: [b2]
+  - name: narrow
+    allow: [a1, b1]
+  - name: eu
+    allow: [provider:pb]
+  - name: mixed
+    allow: [a1, provider:pb]
+    teams:
+      - {name: no-pb, deny: [provider:pb]}
+      - {name: only-b2, allow: [b2]}
+      - {name: open}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.New(c, catalog.Env{Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := classify.New(c.Classify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := policy.NewManager(context.Background(), policy.Source{Library: true}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(c, cat, cl, pm, zap.NewNop())
+}
+
+// TestVisible checks what each principal may see, and that it is exactly
+// what the shipped policy's access rules leave: a model is invisible if and
+// only if the policy excludes it for access.
+func TestVisible(t *testing.T) {
+	r := accessRouter(t)
+	cases := map[string]struct {
+		workspace, team string
+		want            string
+	}{
+		"default workspace deny":        {"default", "", "a1 a2 b1"},
+		"anonymous is default":          {"", "", "a1 a2 b1"},
+		"unknown workspace is default":  {"ghost", "", "a1 a2 b1"},
+		"allow by id":                   {"narrow", "", "a1 b1"},
+		"allow by provider":             {"eu", "", "b1 b2"},
+		"allow mixed":                   {"mixed", "", "a1 b1 b2"},
+		"team denies a provider":        {"mixed", "no-pb", "a1"},
+		"team narrows the allow list":   {"mixed", "only-b2", "b2"},
+		"team without lists":            {"mixed", "open", "a1 b1 b2"},
+		"unknown team is the workspace": {"mixed", "ghost", "a1 b1 b2"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := auth.Principal{Workspace: tc.workspace, Team: tc.team}
+			v := r.Visible(p)
+			var got []string
+			for _, m := range v.Models() {
+				got = append(got, m.ID)
+			}
+			if strings.Join(got, " ") != tc.want {
+				t.Errorf("visible %v, want %s", got, tc.want)
+			}
+			res, err := r.Route(context.Background(), Request{Path: "/v1/chat/completions", Principal: p,
+				Body: []byte(`{"model":"auto","messages":[{"role":"user","content":"hi"}]}`)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, vd := range res.Selection.Table() {
+				if access := strings.HasPrefix(vd.Reason, "access:"); access == v.Has(vd.ID) {
+					t.Errorf("%s: visible %v but the policy says %s %q", vd.ID, v.Has(vd.ID), vd.Verdict, vd.Reason)
+				}
+			}
+		})
+	}
+}
+
+// TestInvisibleModelIsNotFound: a model the caller may not use is answered
+// like one that does not exist, and the answer lists only visible models.
+func TestInvisibleModelIsNotFound(t *testing.T) {
+	r := accessRouter(t)
+	cases := map[string]struct {
+		workspace, team, model string
+		status                 int
+		code, list             string
+	}{
+		"unknown":          {"narrow", "", "zz", 404, "model_not_found", "available: a1, b1, auto"},
+		"exists, excluded": {"narrow", "", "b2", 404, "model_not_found", "available: a1, b1, auto"},
+		"team excluded":    {"mixed", "no-pb", "b1", 404, "model_not_found", "available: a1, auto"},
+		"visible":          {"narrow", "", "b1", 0, "", ""},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := r.Route(context.Background(), Request{Path: "/v1/chat/completions",
+				Principal: auth.Principal{Workspace: tc.workspace, Team: tc.team},
+				Body:      []byte(`{"model":"` + tc.model + `","messages":[{"role":"user","content":"hi"}]}`)})
+			if tc.status == 0 {
+				if err != nil {
+					t.Fatalf("visible model refused: %v", err)
+				}
+				return
+			}
+			e := apierr.As(err)
+			if e.Status != tc.status || e.Code != tc.code || !strings.HasSuffix(e.Message, tc.list) {
+				t.Fatalf("got %d %s %q, want %d %s …%s", e.Status, e.Code, e.Message, tc.status, tc.code, tc.list)
+			}
+			want := `the model "` + tc.model + `" does not exist or is not available to you; ` + tc.list
+			if e.Message != want {
+				t.Errorf("message %q\nwant    %q (the same for unknown and excluded models)", e.Message, want)
+			}
+		})
+	}
+}
+
+func TestVisibleSetsShared(t *testing.T) {
+	r := accessRouter(t)
+	// mixed and mixed/open see the same models: one set, one precomputed answer.
+	if r.Visible(auth.Principal{Workspace: "mixed"}) != r.Visible(auth.Principal{Workspace: "mixed", Team: "open"}) {
+		t.Errorf("equal sets are not shared")
+	}
+	if n := len(r.VisibleSets()); n != 6 {
+		t.Errorf("%d distinct sets, want 6", n)
+	}
+	if testing.AllocsPerRun(100, func() { r.Visible(auth.Principal{Workspace: "mixed", Team: "no-pb"}) }) != 0 {
+		t.Errorf("Visible allocates")
+	}
+}
