@@ -94,7 +94,7 @@ cat <<MSG
     curl -s http://$LISTEN/v1/chat/completions -H 'content-type: application/json' \\
       -d '{"model":"auto","policy":{"residency":"eu"},"messages":[{"role":"user","content":"Hallo!"}]}'
 
-  Read the admin API (docs/security-admin.md):
+  Read the admin API (docs/security.md):
 
     curl -s -H "Authorization: Bearer $STELLWERK_ADMIN_TOKEN" http://127.0.0.1:9180/status
 

@@ -2,7 +2,7 @@
 // version, status, policy, the loaded configuration and process figures. It
 // listens on its own port, never on Envoy's listener. Everything but the
 // probes needs an admin token whose role may read the endpoint
-// (docs/security-admin.md).
+// (docs/security.md).
 package admin
 
 import (
@@ -40,7 +40,7 @@ type Status interface {
 	Tokens() *Tokens
 }
 
-// Who may read what; docs/security-admin.md has the same table.
+// Who may read what; docs/security.md has the same table.
 var (
 	// readers: the running state, nothing configured.
 	readers = []string{config.RoleViewer, config.RoleAuditor, config.RoleOperator, config.RoleAdmin}
@@ -128,7 +128,7 @@ func guard(s Status, log *zap.Logger, roles []string, h http.HandlerFunc) http.H
 				msg = "the admin token is not valid"
 			}
 			if tokens.Len() == 0 {
-				msg += "; no admin token is configured (admin.tokens, docs/security-admin.md)"
+				msg += "; no admin token is configured (admin.tokens, docs/security.md)"
 			}
 			log.Info("admin request refused", zap.Int("status", http.StatusUnauthorized), zap.String("path", r.URL.Path),
 				zap.String("remote", r.RemoteAddr))

@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// Admin says who may use the admin API (docs/security-admin.md). Only
+// Admin says who may use the admin API (docs/security.md). Only
 // /healthz and /readyz answer without a token.
 type Admin struct {
 	Tokens []AdminToken `yaml:"tokens,omitempty"`
@@ -69,7 +69,7 @@ func (c *Config) validateAdmin() []error {
 	if host, _, err := net.SplitHostPort(c.Server.Admin); err == nil && len(c.Admin.Tokens) == 0 {
 		if ip := net.ParseIP(host); ip != nil && !ip.IsLoopback() {
 			bad("server.admin", "%s is reachable from other machines but admin.tokens is empty; listen on 127.0.0.1 "+
-				"or configure admin.tokens (docs/security-admin.md)", c.Server.Admin)
+				"or configure admin.tokens (docs/security.md)", c.Server.Admin)
 		}
 	}
 	return errs

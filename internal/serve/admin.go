@@ -25,7 +25,7 @@ func (s *status) Tokens() *admin.Tokens {
 		s.log.Warn("admin token not found; it opens nothing until it is set", zap.String("token", m))
 	}
 	if t.Len() == 0 {
-		s.log.Info("no admin token is configured: only /healthz and /readyz answer (docs/security-admin.md)")
+		s.log.Info("no admin token is configured: only /healthz and /readyz answer (docs/security.md)")
 	}
 	s.tokens.Store(&adminTokens{cfg: g.cfg, tokens: t})
 	return t
