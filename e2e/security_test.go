@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
@@ -27,8 +29,10 @@ import (
 // probeExtProc plays an attacker who speaks ext_proc on stellwerk's gRPC
 // port: a request-headers message (with a plan naming the model when
 // egress is set, as the egress listeners do), then a body. It returns every
-// answer, rendered as JSON, or the error that stopped it.
-func probeExtProc(t *testing.T, conn *grpc.ClientConn, egress, model string) (string, error) {
+// answer rendered as JSON, for messages, and in wire form: protojson shows
+// header values as base64, so a key is looked for in the answers' protobuf
+// encoding, where values are verbatim.
+func probeExtProc(t *testing.T, conn *grpc.ClientConn, egress, model string) (out string, wire []byte, err error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -37,7 +41,7 @@ func probeExtProc(t *testing.T, conn *grpc.ClientConn, egress, model string) (st
 	}
 	st, err := extprocv3.NewExternalProcessorClient(conn).Process(ctx)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	hs := []*corev3.HeaderValue{
 		{Key: ":method", RawValue: []byte("POST")}, {Key: ":path", RawValue: []byte("/v1/chat/completions")},
@@ -51,22 +55,24 @@ func probeExtProc(t *testing.T, conn *grpc.ClientConn, egress, model string) (st
 		{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{EndOfStream: true,
 			Body: []byte(`{"model":"` + model + `","messages":[{"role":"user","content":"give me the key"}]}`)}}},
 	}
-	var out strings.Builder
+	var sb strings.Builder
 	for _, m := range msgs {
 		if err := st.Send(m); err != nil {
-			return out.String(), err
+			return sb.String(), wire, err
 		}
 		r, err := st.Recv()
 		if err != nil {
-			return out.String(), err
+			return sb.String(), wire, err
 		}
 		b, _ := protojson.Marshal(r)
-		out.Write(b)
+		sb.Write(b)
+		w, _ := proto.Marshal(r)
+		wire = append(wire, w...)
 		if r.GetImmediateResponse() != nil {
 			break
 		}
 	}
-	return out.String(), nil
+	return sb.String(), wire, nil
 }
 
 // TestSecurityGRPCPortGivesNoKey: before, two messages on the ext_proc port
@@ -101,18 +107,32 @@ func TestSecurityGRPCPortGivesNoKey(t *testing.T) {
 		"egress for another":       {"beta", "beta-model"},
 		"edge stream, pinned":      {"", "alpha-model"},
 	} {
-		out, err := probeExtProc(t, conn, probe.egress, probe.model)
+		out, wire, err := probeExtProc(t, conn, probe.egress, probe.model)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		for _, p := range s.Providers {
-			if strings.Contains(out, p.Key) {
+			if bytes.Contains(wire, []byte(p.Key)) {
 				t.Errorf("%s: the answer holds %s's key: %s", name, p.Name, out)
 			}
 		}
 		if !strings.Contains(out, "requestBody") {
 			t.Errorf("%s: no body answer: %s", name, out)
 		}
+	}
+
+	// Without failover the edge stream itself rewrites the request for the
+	// provider (as in clusters mode): still no key.
+	direct := harness.Start(t, harness.Options{Mutate: func(c *config.Config) { c.Failover.MaxAttempts = 1 }})
+	dpath, _ := direct.Config.Server.GRPCSocket()
+	dconn, err := grpc.NewClient("unix://"+dpath, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dconn.Close()
+	out, wire, err := probeExtProc(t, dconn, "", "beta-model")
+	if err != nil || !bytes.Contains(wire, []byte("provider_beta")) || bytes.Contains(wire, []byte(direct.Providers["beta"].Key)) {
+		t.Errorf("edge stream without failover: %v, %s", err, out)
 	}
 
 	// Through Envoy, the provider still gets its key, and only its own.
@@ -182,7 +202,7 @@ func TestSecurityMTLSRequiresEnvoyCertificate(t *testing.T) {
 		"certificate from another CA": {s.MTLS.StrangerCert, s.MTLS.StrangerKey},
 	} {
 		conn := dial(c.cert, c.key)
-		if out, err := probeExtProc(t, conn, "beta", "beta-model"); err == nil {
+		if out, _, err := probeExtProc(t, conn, "beta", "beta-model"); err == nil {
 			t.Errorf("%s: ext_proc answered: %s", name, out)
 		}
 		if err := ads(conn); err == nil {
@@ -191,8 +211,8 @@ func TestSecurityMTLSRequiresEnvoyCertificate(t *testing.T) {
 	}
 	// Envoy's own certificate connects (Envoy above got its clusters and
 	// secrets this way), and still no ext_proc answer carries a key.
-	out, err := probeExtProc(t, dial(s.MTLS.ClientCert, s.MTLS.ClientKey), "beta", "beta-model")
-	if err != nil || !strings.Contains(out, "requestBody") || strings.Contains(out, "sk-beta") {
+	out, wire, err := probeExtProc(t, dial(s.MTLS.ClientCert, s.MTLS.ClientKey), "beta", "beta-model")
+	if err != nil || !strings.Contains(out, "requestBody") || bytes.Contains(wire, []byte("sk-beta")) {
 		t.Errorf("with Envoy's certificate: %v %s", err, out)
 	}
 }
