@@ -54,6 +54,7 @@ var (
 
 // benchServed: attempt 0 fails, attempt 1 serves, the edge reads both.
 func benchServed(l *attemptLog, id string) {
+	l.open(id, 2)
 	l.record(id, 0, benchFailed)
 	l.record(id, 1, benchOK)
 	_ = l.take(id)
@@ -62,8 +63,4 @@ func benchServed(l *attemptLog, id string) {
 // benchOrphan: an attempt whose edge stream is on another replica.
 func benchOrphan(l *attemptLog, id string) { l.record(id, 1, benchOK) }
 
-func benchEntries(l *attemptLog) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.m)
-}
+func benchEntries(l *attemptLog) int { return l.Len() }
