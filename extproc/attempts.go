@@ -1,10 +1,13 @@
 package extproc
 
 import (
+	"expvar"
+	"hash/maphash"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stellwerk/stellwerk/internal/catalog"
@@ -56,65 +59,125 @@ type attempt struct {
 	Reason    string  `json:"reason,omitempty"`
 }
 
-// attemptLog collects what egress filters saw, by decision id, for the
-// client-facing filter of the same request to report. Across replicas an
-// attempt handled elsewhere is reported from the plan alone.
+// attemptLog holds what egress streams saw of the attempts of requests
+// whose edge stream runs in this process, for the edge to report. The edge
+// opens an entry when it sends its request on and closes it when it reads
+// the attempts or its stream ends, whichever comes first; an egress stream
+// only writes into an open entry. So the log holds at most one entry per
+// request in flight here, whatever became of a request (served, failed over,
+// every attempt failed, the client went away, the stream broke off), and an
+// attempt whose edge stream runs on another replica leaves nothing behind:
+// the edge there reports it from the plan alone.
+//
+// Shards keep concurrent requests from queueing on one mutex.
 type attemptLog struct {
+	shards [attemptShards]attemptShard
+	size   atomic.Int64
+}
+
+const attemptShards = 32
+
+type attemptShard struct {
 	mu sync.Mutex
-	m  map[string]*attemptEntry
+	m  map[string][]attempt // by decision id; by plan index, Outcome "" when not seen
+	_  [48]byte             // a cache line per shard
 }
 
-type attemptEntry struct {
-	at       time.Time
-	attempts map[int]attempt // by plan index
+// attemptSeed spreads decision ids over the shards.
+var attemptSeed = maphash.MakeSeed()
+
+// attemptEntries counts the entries of every log of the process, for
+// /debug/vars on the admin port.
+var attemptEntries = expvar.NewInt("extproc_attempt_entries")
+
+func (l *attemptLog) shard(decisionID string) *attemptShard {
+	return &l.shards[maphash.String(attemptSeed, decisionID)%attemptShards]
 }
 
-const attemptTTL = 10 * time.Minute
-
-func (l *attemptLog) record(decisionID string, index int, a attempt) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	if l.m == nil {
-		l.m = map[string]*attemptEntry{}
+// open starts collecting the attempts of a plan of n models.
+func (l *attemptLog) open(decisionID string, n int) {
+	s := l.shard(decisionID)
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[string][]attempt{}
 	}
-	e := l.m[decisionID]
-	if e == nil {
-		if len(l.m) > 1024 { // entries whose front filter ran on another replica
-			for k, old := range l.m {
-				if now.Sub(old.at) > attemptTTL {
-					delete(l.m, k)
-				}
-			}
-		}
-		e = &attemptEntry{at: now, attempts: map[int]attempt{}}
-		l.m[decisionID] = e
+	_, had := s.m[decisionID]
+	s.m[decisionID] = make([]attempt, n)
+	s.mu.Unlock()
+	if !had {
+		l.size.Add(1)
+		attemptEntries.Add(1)
 	}
-	e.attempts[index] = a
 }
 
-// take returns and forgets what was recorded for a decision.
-func (l *attemptLog) take(decisionID string) map[int]attempt {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	e := l.m[decisionID]
-	delete(l.m, decisionID)
-	if e == nil {
+// record keeps what an egress stream saw if the request's edge stream is
+// waiting for it here; it reports whether it was kept.
+func (l *attemptLog) record(decisionID string, index int, a attempt) bool {
+	s := l.shard(decisionID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m[decisionID]
+	if !ok || index < 0 || index >= len(e) {
+		return false
+	}
+	e[index] = a
+	return true
+}
+
+// take returns and forgets what was recorded for a decision (nil if it was
+// not open).
+func (l *attemptLog) take(decisionID string) []attempt {
+	s := l.shard(decisionID)
+	s.mu.Lock()
+	e, ok := s.m[decisionID]
+	if ok {
+		delete(s.m, decisionID)
+	}
+	s.mu.Unlock()
+	if ok {
+		l.size.Add(-1)
+		attemptEntries.Add(-1)
+	}
+	return e
+}
+
+// Len is the number of open entries.
+func (l *attemptLog) Len() int { return int(l.size.Load()) }
+
+// AttemptEntries is how many requests' attempt records the server holds:
+// at most the requests in flight through it with failover.
+func (s *Server) AttemptEntries() int { return s.attempts.Len() }
+
+// openAttempts has this process's egress streams keep what they see of the
+// edge stream's attempts, until it reads them or ends.
+func (p *processor) openAttempts() {
+	p.seen.open(p.id, len(p.plan))
+	p.seenOpen = true
+}
+
+// takeAttempts returns what egress streams here saw of the edge stream's
+// attempts, once, and closes its entry.
+func (p *processor) takeAttempts() []attempt {
+	if !p.seenOpen {
 		return nil
 	}
-	return e.attempts
+	p.seenOpen = false
+	return p.seen.take(p.id)
 }
 
 // attemptsFor reports a request's attempts: count is how many Envoy made
 // (x-envoy-attempt-count), served the plan index that answered (-1: none).
 // Envoy walks the plan in order, so attempt i went to plan[i].
-func attemptsFor(plan []*catalog.Model, count, served, status int, seen map[int]attempt) []attempt {
+func attemptsFor(plan []*catalog.Model, count, served, status int, seen []attempt) []attempt {
 	count = max(count, served+1, 1)
 	count = min(count, len(plan))
 	out := make([]attempt, 0, count)
 	for i := 0; i < count; i++ {
-		a, ok := seen[i]
-		if !ok {
+		var a attempt
+		if i < len(seen) {
+			a = seen[i]
+		}
+		if a.Outcome == "" { // not seen here
 			a = attempt{Provider: plan[i].Provider.Name, Model: plan[i].ID, Outcome: "failed",
 				Reason: "no answer before the attempt timeout, or the connection failed"}
 			if i == count-1 && served < 0 && status > 0 {

@@ -25,7 +25,7 @@ func TestPlanRoundTrip(t *testing.T) {
 func TestAttemptsFor(t *testing.T) {
 	pa, pb := &catalog.Provider{Name: "a"}, &catalog.Provider{Name: "b"}
 	plan := []*catalog.Model{{ID: "a1", Provider: pa}, {ID: "b1", Provider: pb}}
-	seen := map[int]attempt{0: {Provider: "a", Status: 503, Outcome: "failed", Reason: "status 503"}}
+	seen := []attempt{{Provider: "a", Status: 503, Outcome: "failed", Reason: "status 503"}, {}}
 	got := attemptsFor(plan, 2, 1, 200, seen)
 	if len(got) != 2 || got[0].Reason != "status 503" || got[1].Outcome != "served" || got[1].Model != "b1" {
 		t.Errorf("attempts %+v", got)

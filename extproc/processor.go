@@ -77,6 +77,7 @@ type processor struct {
 	attemptAt   time.Time // when this attempt left for the provider
 	attemptDone bool
 	seen        *attemptLog // attempts this process's egress streams recorded
+	seenOpen    bool        // this edge stream's entry in seen is open
 	failed      bool        // every attempt failed; the answer becomes stellwerk's error
 	reshape     bool        // a non-JSON error answer becomes an OpenAI-shaped one
 }
@@ -338,6 +339,7 @@ func (p *processor) routeDirect(m *catalog.Model, orig, body []byte) *extprocv3.
 // attempt list; each egress listener rewrites it for its own provider.
 func (p *processor) routeWithFailover(d *decide.Decision, orig, body []byte, maxAttempts int) *extprocv3.ProcessingResponse {
 	p.plan = d.Plan(maxAttempts)
+	p.openAttempts()
 	hosts := make([]string, len(p.plan))
 	for i, m := range p.plan {
 		hosts[i] = header.EgressHost(m.Provider.Name)
@@ -442,7 +444,7 @@ func (p *processor) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 			servedIdx = i
 			p.served = p.plan[i]
 		}
-		p.attempts = attemptsFor(p.plan, rh.attemptCount, servedIdx, code, p.seen.take(p.id))
+		p.attempts = attemptsFor(p.plan, rh.attemptCount, servedIdx, code, p.takeAttempts())
 		if retryable(code) && len(p.attempts) > 0 {
 			last := &p.attempts[len(p.attempts)-1]
 			if last.Status == 0 && rh.flags != "" {

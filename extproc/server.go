@@ -86,6 +86,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 	// an attempt that got no answer is recorded as failed.
 	defer p.finishStream("interrupted")
 	defer p.endAttempt(0, "", "", "")
+	defer p.takeAttempts() // whatever became of the request, its attempt entry goes
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {

@@ -1,6 +1,8 @@
 package extproc
 
 import (
+	"bytes"
+
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
@@ -36,6 +38,7 @@ var incompleteEvent = []byte(`data: {"error":{"message":"the provider's stream e
 func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	st := p.stream
 	st.events = st.framer.Feed(b.Body, st.events[:0])
+	terminated := len(st.events) // the events that ended with a blank line
 	if b.EndOfStream {
 		st.events = st.framer.Flush(st.events)
 	}
@@ -55,13 +58,24 @@ func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespo
 			st.usage = &usage{PromptTokens: pt, CompletionTokens: ct}
 		}
 		if b.EndOfStream {
-			p.finishStream("complete")
+			st.sawEnd = st.anthropic.Ended()
+			out = p.endStream(out)
 		}
 		return streamChunk(out)
 	}
 	for i := range st.events {
 		ev := &st.events[i]
 		data := ev.Data
+		raw, unterminated := ev.Raw, i >= terminated
+		if unterminated {
+			// The stream ended inside this event. A client drops an event
+			// without its blank line: end a complete one, drop a cut one.
+			changed = true
+			if string(data) != "[DONE]" && !gjson.ValidBytes(data) {
+				continue
+			}
+			raw = bytes.TrimRight(raw, "\r\n")
+		}
 		drop := false
 		if string(data) == "[DONE]" {
 			st.sawEnd = true
@@ -88,20 +102,39 @@ func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespo
 			changed = true
 			continue
 		}
-		out = append(out, ev.Raw...)
+		out = append(out, raw...)
+		if unterminated {
+			out = append(out, "\n\n"...)
+		}
 	}
 	if b.EndOfStream {
-		how := "complete"
-		if st.checkEnd && !st.sawEnd {
-			p.log.Warn("stream ended without [DONE]", zap.String("decision_id", p.id), zap.String("model", p.served.ID))
-			out, changed, how = append(out, incompleteEvent...), true, "incomplete"
-		}
-		p.finishStream(how)
+		n := len(out)
+		out = p.endStream(out)
+		changed = changed || len(out) != n
 	}
 	if !changed {
 		return continueResponseBody()
 	}
 	return streamChunk(out)
+}
+
+// endStream ends a stream whose last chunk out is: one that ended without
+// [DONE] or an error event gets an error event, so that a provider that
+// broke off never looks like a complete answer, whatever its wire format.
+// (An egress stream leaves that to the edge, which sees every answer.)
+func (p *processor) endStream(out []byte) []byte {
+	st := p.stream
+	how := "complete"
+	if st.checkEnd && !st.sawEnd {
+		served := ""
+		if p.served != nil {
+			served = p.served.ID
+		}
+		p.log.Warn("stream ended without [DONE]", zap.String("decision_id", p.id), zap.String("model", served))
+		out, how = append(out, incompleteEvent...), "incomplete"
+	}
+	p.finishStream(how)
+	return out
 }
 
 // streamChunk replaces one chunk of a streamed answer (no content-length:

@@ -125,6 +125,9 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 			resetConnection(w)
 			return
 		}
+		if i == 0 && b.Reset == "truncate" {
+			return // a clean end of the response, without message_delta or message_stop
+		}
 	}
 	send("content_block_stop", map[string]any{"type": "content_block_stop", "index": 0})
 	send("message_delta", map[string]any{"type": "message_delta", "delta": map[string]any{"stop_reason": "end_turn", "stop_sequence": nil},

@@ -44,3 +44,28 @@ func TestAnthropicMessages(t *testing.T) {
 		t.Errorf("wrong key: %d", resp.StatusCode)
 	}
 }
+
+// TestTruncatedStreams: "truncate" ends a stream cleanly after its first
+// chunk, in both wire formats, without the event that marks its end.
+func TestTruncatedStreams(t *testing.T) {
+	srv := httptest.NewServer(New("p", "k"))
+	defer srv.Close()
+	for path, end := range map[string]string{"/v1/chat/completions": "[DONE]", "/v1/messages": "message_stop"} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+path,
+			strings.NewReader(`{"model":"x","max_tokens":9,"stream":true,"messages":[{"role":"user","content":"one two three"}]}`))
+		req.Header.Set("Authorization", "Bearer k")
+		req.Header.Set("x-api-key", "k")
+		req.Header.Set("anthropic-version", "2023-06-01")
+		req.Header.Set("x-mock-reset", "truncate")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body) // a clean end: no read error
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || !strings.Contains(string(b), `"Hello"`) || strings.Contains(string(b), end) ||
+			strings.Contains(string(b), "You said") || !strings.HasSuffix(string(b), "\n\n") {
+			t.Errorf("%s: %d %v %q", path, resp.StatusCode, err, b)
+		}
+	}
+}

@@ -11,6 +11,7 @@
 //	x-mock-retry-after: 7           with Retry-After on that error
 //	x-mock-reset: before|mid-stream close the connection without an answer, or after the first chunk
 //	x-mock-reset: truncate          end a stream cleanly after the first chunk, without [DONE]
+//	                                (Anthropic: after the first content_block_delta, without message_stop)
 //	x-mock-first-byte-delay: 2s     wait before the first byte
 //	x-mock-chunk-delay: 50ms        wait between streamed chunks
 package mockllm

@@ -156,6 +156,11 @@ func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
 	return dst // ping, content_block_stop, and event types added later
 }
 
+// Ended reports whether the conversion emitted the stream's end: [DONE]
+// after message_stop, or an error frame. A stream that stops before it was
+// cut off.
+func (s *AnthropicStream) Ended() bool { return s.done }
+
 // Usage is the usage seen so far (input and output tokens; ok=false if none
 // yet). Prompt tokens include cache reads and writes, as in the chunks.
 func (s *AnthropicStream) Usage() (promptTokens, completionTokens int, ok bool) {

@@ -1,0 +1,382 @@
+package extproc
+
+import (
+	"context"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/policy"
+	"github.com/stellwerk/stellwerk/internal/route"
+)
+
+// failoverState: two providers, so every plan is "a1" then "b1".
+func failoverState(t testing.TB) *State {
+	t.Helper()
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: a1}
+providers:
+  - {name: a, base_url: "https://a.example.com/v1", residency: us, credential: {env: A_KEY}}
+  - {name: b, base_url: "https://b.example.com/v1", residency: us, credential: {env: B_KEY}}
+models:
+  - {id: a1, provider: a, context_window: 8000, price: {input_per_mtok: 1, output_per_mtok: 1}}
+  - {id: b1, provider: b, context_window: 8000, price: {input_per_mtok: 2, output_per_mtok: 2}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.New(c, catalog.Env{Getenv: func(k string) string { return "sk-" + k }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := classify.New(c.Classify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := policy.NewManager(context.Background(), policy.Source{Library: true}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := NewState(route.New(c, cat, cl, pm, zap.NewNop()), auth.New(c, func(string) string { return "" }), c.Envoy.MaxRequestBytes)
+	st.Failover = &Failover{MaxAttempts: 2, AttemptTimeout: c.Failover.AttemptTimeout}
+	return st
+}
+
+// procStream is one ext_proc stream as Envoy drives it: messages in,
+// answers out, and the end (Envoy closes it, or the request is cancelled).
+type procStream struct {
+	grpc.ServerStream
+	ctx    context.Context
+	cancel context.CancelFunc
+	in     chan *extprocv3.ProcessingRequest
+	out    chan *extprocv3.ProcessingResponse
+	done   chan struct{}
+}
+
+func (f *procStream) Context() context.Context { return f.ctx }
+
+func (f *procStream) Recv() (*extprocv3.ProcessingRequest, error) {
+	select {
+	case r, ok := <-f.in:
+		if !ok {
+			return nil, io.EOF
+		}
+		return r, nil
+	case <-f.ctx.Done():
+		return nil, status.Error(codes.Canceled, "context canceled")
+	}
+}
+
+func (f *procStream) Send(r *extprocv3.ProcessingResponse) error {
+	select {
+	case f.out <- r:
+		return nil
+	case <-f.ctx.Done():
+		return f.ctx.Err()
+	}
+}
+
+// openStream starts Server.Process for one stream: the edge filter's when
+// egress is "", else the egress filter of that provider.
+func openStream(s *Server, egress string) *procStream {
+	ctx := context.Background()
+	if egress != "" {
+		ctx = metadata.NewIncomingContext(ctx, metadata.Pairs(header.Egress, egress))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	f := &procStream{ctx: ctx, cancel: cancel, in: make(chan *extprocv3.ProcessingRequest),
+		out: make(chan *extprocv3.ProcessingResponse), done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		_ = s.Process(f)
+	}()
+	return f
+}
+
+func (f *procStream) do(r *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	f.in <- r
+	return <-f.out
+}
+
+// end: the HTTP stream is over and Envoy closes the ext_proc stream.
+func (f *procStream) end() { close(f.in); <-f.done; f.cancel() }
+
+// abort: the client went away (or Envoy reset the stream) mid-request.
+func (f *procStream) abort() { f.cancel(); <-f.done }
+
+func respHeaders(kv ...string) *extprocv3.ProcessingRequest {
+	var hs []*corev3.HeaderValue
+	for i := 0; i+1 < len(kv); i += 2 {
+		hs = append(hs, &corev3.HeaderValue{Key: kv[i], RawValue: []byte(kv[i+1])})
+	}
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{
+		Headers: &corev3.HeaderMap{Headers: hs}}}}
+}
+
+func respBody(b string, end bool) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{ResponseBody: &extprocv3.HttpBody{
+		Body: []byte(b), EndOfStream: end}}}
+}
+
+const chatBody = `{"model":"auto","stream":true,"messages":[{"role":"user","content":"hello"}]}`
+
+// edgeRequest runs the edge stream through its request phases and returns
+// the plan header it sent on. (Helpers report with Errorf: some run on
+// goroutines of their own.)
+func edgeRequest(t testing.TB, e *procStream) string {
+	t.Helper()
+	if r := e.do(headersMsg("POST", "/v1/chat/completions", false)); r.GetRequestHeaders() == nil {
+		t.Errorf("edge headers: %v", r)
+	}
+	r := e.do(bodyMsg(chatBody))
+	plan := setHeaders(r.GetRequestBody().GetResponse().GetHeaderMutation())[header.Plan]
+	if plan == "" {
+		t.Errorf("edge body: no plan: %v", r)
+	}
+	return plan
+}
+
+// attempt runs one egress attempt to its response headers (status 0: the
+// attempt ends without an answer, as a timed-out or cancelled one does).
+func egressAttempt(t testing.TB, s *Server, provider, plan string, status int) {
+	t.Helper()
+	g := openStream(s, provider)
+	g.do(headersMsg("POST", "/v1/chat/completions", false, header.Plan, plan))
+	if r := g.do(bodyMsg(chatBody)); r.GetImmediateResponse() != nil {
+		t.Errorf("egress %s: %v", provider, r)
+		g.end()
+		return
+	}
+	if status == 0 {
+		g.abort()
+		return
+	}
+	g.do(respHeaders(":status", strconv.Itoa(status), "content-type", "application/json"))
+	g.end()
+}
+
+// TestSecurityAttemptLogBounded (issue 11, finding 6): the attempt log holds
+// an entry only while a request's edge stream is in flight here, whatever
+// path the request took, and an attempt whose edge stream is not here
+// leaves nothing behind.
+func TestSecurityAttemptLogBounded(t *testing.T) {
+	st := failoverState(t)
+	newServer := func() *Server {
+		s := New(st, zap.NewNop())
+		return s
+	}
+	streamOK := []string{":status", "200", "content-type", "text/event-stream"}
+
+	t.Run("served after a failover: the edge reads the attempts, then nothing is left", func(t *testing.T) {
+		s := newServer()
+		e := openStream(s, "")
+		plan := edgeRequest(t, e)
+		if n := s.AttemptEntries(); n != 1 {
+			t.Fatalf("%d entries while the request is in flight, want 1", n)
+		}
+		egressAttempt(t, s, "a", plan, 503)
+		egressAttempt(t, s, "b", plan, 200)
+		r := e.do(respHeaders(append(streamOK, header.Served, "1", "x-envoy-attempt-count", "2")...))
+		if got := setHeaders(r.GetResponseHeaders().GetResponse().GetHeaderMutation())[header.Attempts]; got != "2" {
+			t.Errorf("x-stellwerk-attempts %q, want 2", got)
+		}
+		e.do(respBody("data: {\"choices\":[]}\n\ndata: [DONE]\n\n", true))
+		e.end()
+		if n := s.AttemptEntries(); n != 0 {
+			t.Errorf("%d entries after the request, want 0", n)
+		}
+	})
+
+	t.Run("the egress record reaches the edge's routing attempts", func(t *testing.T) {
+		s := newServer()
+		p := &processor{state: st, log: zap.NewNop(), id: "edge-1", ctx: context.Background(), seen: &s.attempts}
+		p.handle(headersMsg("POST", "/v1/chat/completions", false))
+		p.handle(bodyMsg(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`))
+		egressAttempt(t, s, "a", encodePlan("edge-1", p.plan), 503)
+		p.handle(respHeaders(":status", "200", "content-type", "application/json", header.Served, "1", "x-envoy-attempt-count", "2"))
+		if len(p.attempts) != 2 || p.attempts[0].Status != 503 || p.attempts[1].Outcome != "served" {
+			t.Errorf("attempts %+v", p.attempts)
+		}
+		if n := s.AttemptEntries(); n != 0 {
+			t.Errorf("%d entries after the edge read them, want 0", n)
+		}
+	})
+
+	t.Run("every attempt failed", func(t *testing.T) {
+		s := newServer()
+		e := openStream(s, "")
+		plan := edgeRequest(t, e)
+		egressAttempt(t, s, "a", plan, 503)
+		egressAttempt(t, s, "b", plan, 429)
+		r := e.do(respHeaders(":status", "429", "content-type", "application/json", "x-envoy-attempt-count", "2"))
+		if got := setHeaders(r.GetResponseHeaders().GetResponse().GetHeaderMutation())[":status"]; got != "503" {
+			t.Errorf(":status %q, want 503", got)
+		}
+		e.do(respBody(`{"error":{"message":"slow down"}}`, true))
+		e.end()
+		if n := s.AttemptEntries(); n != 0 {
+			t.Errorf("%d entries, want 0", n)
+		}
+	})
+
+	t.Run("client cancels while an attempt is pending; the attempt ends later", func(t *testing.T) {
+		s := newServer()
+		e := openStream(s, "")
+		plan := edgeRequest(t, e)
+		g := openStream(s, "a")
+		g.do(headersMsg("POST", "/v1/chat/completions", false, header.Plan, plan))
+		g.do(bodyMsg(chatBody))
+		e.abort() // the client went away before any answer
+		if n := s.AttemptEntries(); n != 0 {
+			t.Errorf("%d entries after the client went away, want 0", n)
+		}
+		g.abort() // Envoy cancels the attempt: it records "no response"
+		if n := s.AttemptEntries(); n != 0 {
+			t.Errorf("%d entries after the orphaned attempt ended, want 0", n)
+		}
+	})
+
+	t.Run("client cancels mid-stream", func(t *testing.T) {
+		s := newServer()
+		e := openStream(s, "")
+		plan := edgeRequest(t, e)
+		egressAttempt(t, s, "a", plan, 200)
+		e.do(respHeaders(append(streamOK, header.Served, "0", "x-envoy-attempt-count", "1")...))
+		e.do(respBody("data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n", false))
+		e.abort()
+		if n := s.AttemptEntries(); n != 0 {
+			t.Errorf("%d entries, want 0", n)
+		}
+	})
+
+	t.Run("edge here, every attempt on another replica", func(t *testing.T) {
+		s := newServer()
+		e := openStream(s, "")
+		edgeRequest(t, e)
+		e.do(respHeaders(append(streamOK, header.Served, "1", "x-envoy-attempt-count", "2")...))
+		e.do(respBody("data: [DONE]\n\n", true))
+		e.end()
+		if n := s.AttemptEntries(); n != 0 {
+			t.Errorf("%d entries, want 0", n)
+		}
+	})
+
+	t.Run("edge cancelled before the body phase", func(t *testing.T) {
+		s := newServer()
+		e := openStream(s, "")
+		e.do(headersMsg("POST", "/v1/chat/completions", false))
+		e.abort()
+		if n := s.AttemptEntries(); n != 0 {
+			t.Errorf("%d entries, want 0", n)
+		}
+	})
+
+	t.Run("attempts whose edge stream is on another replica", func(t *testing.T) {
+		s := newServer()
+		for i := range 50 {
+			plan := NewDecisionID() + ";a1,b1"
+			egressAttempt(t, s, "a", plan, []int{503, 0, 200}[i%3])
+			egressAttempt(t, s, "b", plan, 200)
+		}
+		if n := s.AttemptEntries(); n != 0 {
+			t.Errorf("%d entries kept for edges that are not here, want 0", n)
+		}
+	})
+
+	t.Run("an attempt that ends after the edge read the attempts", func(t *testing.T) {
+		s := newServer()
+		e := openStream(s, "")
+		plan := edgeRequest(t, e)
+		slow := openStream(s, "a") // timed out by Envoy; its stream ends late
+		slow.do(headersMsg("POST", "/v1/chat/completions", false, header.Plan, plan))
+		slow.do(bodyMsg(chatBody))
+		egressAttempt(t, s, "b", plan, 200)
+		e.do(respHeaders(append(streamOK, header.Served, "1", "x-envoy-attempt-count", "2")...))
+		slow.abort()
+		if n := s.AttemptEntries(); n != 0 {
+			t.Errorf("%d entries while the edge still streams, want 0", n)
+		}
+		e.do(respBody("data: [DONE]\n\n", true))
+		e.end()
+		if n := s.AttemptEntries(); n != 0 {
+			t.Errorf("%d entries, want 0", n)
+		}
+	})
+
+	t.Run("all of it at once", func(t *testing.T) {
+		s := newServer()
+		var wg sync.WaitGroup
+		for i := range 200 {
+			wg.Go(func() {
+				e := openStream(s, "")
+				plan := edgeRequest(t, e)
+				if i%4 == 3 { // an attempt of a request whose edge is elsewhere
+					egressAttempt(t, s, "b", NewDecisionID()+";a1,b1", 200)
+				}
+				switch i % 4 {
+				case 0: // served after a failover
+					egressAttempt(t, s, "a", plan, 503)
+					egressAttempt(t, s, "b", plan, 200)
+					e.do(respHeaders(append(streamOK, header.Served, "1", "x-envoy-attempt-count", "2")...))
+					e.do(respBody("data: [DONE]\n\n", true))
+					e.end()
+				case 1: // cancelled while the first attempt waits
+					g := openStream(s, "a")
+					g.do(headersMsg("POST", "/v1/chat/completions", false, header.Plan, plan))
+					g.do(bodyMsg(chatBody))
+					e.abort()
+					g.abort()
+				case 2: // cancelled mid-stream
+					egressAttempt(t, s, "a", plan, 200)
+					e.do(respHeaders(append(streamOK, header.Served, "0", "x-envoy-attempt-count", "1")...))
+					e.do(respBody("data: {}\n\n", false))
+					e.abort()
+				case 3: // all attempts failed
+					egressAttempt(t, s, "a", plan, 500)
+					egressAttempt(t, s, "b", plan, 0)
+					e.do(respHeaders(":status", "504", "content-type", "text/plain", "x-envoy-attempt-count", "2"))
+					e.do(respBody("upstream request timeout", true))
+					e.end()
+				}
+			})
+		}
+		wg.Wait()
+		if n := s.AttemptEntries(); n != 0 {
+			t.Errorf("%d entries after 200 requests, want 0", n)
+		}
+	})
+}
+
+// TestAttemptLogRecordsOnlyOpenEntries: the log itself, without streams.
+func TestAttemptLogRecordsOnlyOpenEntries(t *testing.T) {
+	var l attemptLog
+	ok := attempt{Outcome: "served", Status: 200}
+	if l.record("x", 0, ok) || l.Len() != 0 {
+		t.Fatalf("recorded without an open entry (len %d)", l.Len())
+	}
+	l.open("x", 2)
+	if !l.record("x", 1, ok) || l.record("x", 2, ok) || l.record("x", -1, ok) {
+		t.Errorf("record into a plan of 2 accepted the wrong indexes")
+	}
+	if got := l.take("x"); len(got) != 2 || got[1] != ok || got[0].Outcome != "" || l.Len() != 0 {
+		t.Errorf("take %+v, len %d", got, l.Len())
+	}
+	if l.take("x") != nil || l.record("x", 1, ok) || l.Len() != 0 {
+		t.Errorf("a closed entry came back")
+	}
+}

@@ -1,0 +1,115 @@
+package extproc
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/translate"
+)
+
+// streamThrough feeds chunks to a processor following a stream, the last
+// one with end_of_stream, and returns what the client receives.
+func streamThrough(p *processor, chunks ...string) string {
+	var out bytes.Buffer
+	for i, c := range chunks {
+		r := p.streamBody(&extprocv3.HttpBody{Body: []byte(c), EndOfStream: i == len(chunks)-1})
+		if m := r.GetResponseBody().GetResponse().GetBodyMutation(); m != nil {
+			out.Write(m.GetBody())
+		} else {
+			out.WriteString(c)
+		}
+	}
+	return out.String()
+}
+
+func edgeStream(anthropic bool) *processor {
+	p := &processor{log: zap.NewNop(), id: "test", served: &catalog.Model{ID: "m"}, stream: &streamState{checkEnd: true}}
+	if anthropic {
+		p.stream.anthropic = translate.NewAnthropicStream(false)
+	}
+	return p
+}
+
+const (
+	oaiChunk  = `data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}` + "\n\n"
+	oaiFinish = `data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}` + "\n\n"
+	antStart  = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n" +
+		"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"
+	antDelta = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n"
+	antEnd   = "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n" +
+		"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":2}}\n\n" +
+		"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+)
+
+// TestSecurityTruncatedStreamEndsWithError (issue 11, finding 7): a stream
+// that stops before its end, in either wire format, reaches the client as
+// well-formed SSE whose last event is the stream_incomplete error; a
+// complete stream gets no such event.
+func TestSecurityTruncatedStreamEndsWithError(t *testing.T) {
+	cases := map[string]struct {
+		anthropic  bool
+		chunks     []string
+		incomplete bool
+		lastData   string // when complete
+	}{
+		"openai complete":                         {false, []string{oaiChunk, oaiFinish + "data: [DONE]\n\n"}, false, "[DONE]"},
+		"openai cut after a chunk":                {false, []string{oaiChunk, ""}, true, ""},
+		"openai cut after a chunk, same frame":    {false, []string{oaiChunk}, true, ""},
+		"openai cut inside an event":              {false, []string{oaiChunk, `data: {"choices":[{"ind`}, true, ""},
+		"openai [DONE] without its blank line":    {false, []string{oaiChunk, "data: [DONE]"}, false, "[DONE]"},
+		"openai provider error event":             {false, []string{oaiChunk, `data: {"error":{"message":"overloaded"}}` + "\n\n"}, false, `{"error":{"message":"overloaded"}}`},
+		"anthropic complete":                      {true, []string{antStart, antDelta, antEnd}, false, "[DONE]"},
+		"anthropic cut after a delta":             {true, []string{antStart, antDelta, ""}, true, ""},
+		"anthropic cut after a delta, same frame": {true, []string{antStart + antDelta}, true, ""},
+		"anthropic cut inside an event":           {true, []string{antStart, antDelta + "event: content_block_delta\ndata: {\"type\":\"content_bl"}, true, ""},
+		"anthropic cut after message_delta":       {true, []string{antStart, antDelta + strings.Split(antEnd, "event: message_stop")[0]}, true, ""},
+		"anthropic provider error event": {true, []string{antStart, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"busy\"}}\n\n"},
+			false, `{"error":{"message":"busy","type":"server_error","code":"overloaded_error","param":null}}`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := streamThrough(edgeStream(tc.anthropic), tc.chunks...)
+			if !strings.HasSuffix(got, "\n\n") {
+				t.Fatalf("the stream does not end with a complete event: %q", got)
+			}
+			var f translate.Framer
+			evs := f.Feed([]byte(got), nil)
+			if f.Pending() != 0 || len(evs) == 0 {
+				t.Fatalf("not well-formed SSE: %q", got)
+			}
+			last := string(evs[len(evs)-1].Data)
+			errs := strings.Count(got, "stream_incomplete")
+			switch {
+			case tc.incomplete && (last != strings.TrimSuffix(strings.TrimPrefix(string(incompleteEvent), "data: "), "\n\n") || errs != 1):
+				t.Errorf("a cut stream does not end with the stream_incomplete error event:\n%s", got)
+			case !tc.incomplete && (errs != 0 || last != tc.lastData):
+				t.Errorf("last event %q, want %q (%d stream_incomplete events):\n%s", last, tc.lastData, errs, got)
+			}
+			for _, ev := range evs {
+				if d := string(ev.Data); d != "[DONE]" && !strings.HasPrefix(d, "{") {
+					t.Errorf("the client gets a malformed event %q", d)
+				}
+			}
+		})
+	}
+}
+
+// TestTruncatedAnthropicStreamThroughEgress: with failover the egress filter
+// translates and the edge filter ends the stream.
+func TestTruncatedAnthropicStreamThroughEgress(t *testing.T) {
+	egress := &processor{log: zap.NewNop(), id: "test", egress: "claude",
+		stream: &streamState{anthropic: translate.NewAnthropicStream(true)}}
+	translated := streamThrough(egress, antStart, antDelta, "")
+	if strings.Contains(translated, "stream_incomplete") {
+		t.Errorf("the egress filter ended the stream itself: %s", translated)
+	}
+	got := streamThrough(edgeStream(false), translated)
+	if !strings.HasSuffix(got, string(incompleteEvent)) || !strings.Contains(got, `"Hel"`) {
+		t.Errorf("edge output:\n%s", got)
+	}
+}
