@@ -20,7 +20,7 @@ import (
 // attemptEntries reads stellwerk's attempt log size from the admin API.
 func attemptEntries(t *testing.T, s *harness.Stack) int {
 	t.Helper()
-	v, ok := getJSON(t, s.AdminURL+"/debug/vars")["extproc_attempt_entries"].(float64)
+	v, ok := adminJSON(t, s, "/debug/vars")["extproc_attempt_entries"].(float64)
 	if !ok {
 		t.Fatal("/debug/vars has no extproc_attempt_entries")
 	}

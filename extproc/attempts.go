@@ -1,7 +1,6 @@
 package extproc
 
 import (
-	"expvar"
 	"hash/maphash"
 	"slices"
 	"strconv"
@@ -87,8 +86,8 @@ type attemptShard struct {
 var attemptSeed = maphash.MakeSeed()
 
 // attemptEntries counts the entries of every log of the process, for
-// /debug/vars on the admin port.
-var attemptEntries = expvar.NewInt("extproc_attempt_entries")
+// /debug/vars on the admin port (AttemptEntriesInProcess).
+var attemptEntries atomic.Int64
 
 func (l *attemptLog) shard(decisionID string) *attemptShard {
 	return &l.shards[maphash.String(attemptSeed, decisionID)%attemptShards]
@@ -143,6 +142,10 @@ func (l *attemptLog) take(decisionID string) []attempt {
 
 // Len is the number of open entries.
 func (l *attemptLog) Len() int { return int(l.size.Load()) }
+
+// AttemptEntriesInProcess is how many requests' attempt records every
+// server of this process holds.
+func AttemptEntriesInProcess() int64 { return attemptEntries.Load() }
 
 // AttemptEntries is how many requests' attempt records the server holds:
 // at most the requests in flight through it with failover.

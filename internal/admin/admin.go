@@ -38,6 +38,9 @@ type Status interface {
 	Providers() any
 	// Tokens are the admin tokens of the config in force.
 	Tokens() *Tokens
+	// Gauges are process figures for /debug/vars beside goroutines and
+	// memstats (e.g. extproc_attempt_entries); no secret goes here.
+	Gauges() map[string]int64
 }
 
 // Who may read what; docs/security.md has the same table.
@@ -105,7 +108,7 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 		_, _ = w.Write(b)
 	})
 	// Process figures for soak tests and dashboards (expvar's format).
-	guarded("GET /debug/vars", processReaders, varsHandler)
+	guarded("GET /debug/vars", processReaders, varsHandler(s))
 	// Anything else is a 404, but only to a caller with a token: probing
 	// without one learns nothing.
 	guarded("/", readers, func(w http.ResponseWriter, r *http.Request) {

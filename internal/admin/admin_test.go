@@ -25,6 +25,7 @@ type fakeStatus struct {
 func (f *fakeStatus) SnapshotVersion() string          { return "v1" }
 func (f *fakeStatus) EnvoyStreams() int64              { return 1 }
 func (f *fakeStatus) LastRejection() string            { return "" }
+func (f *fakeStatus) Gauges() map[string]int64         { return map[string]int64{"extproc_attempt_entries": 3} }
 func (f *fakeStatus) ConfigYAML() ([]byte, error)      { return []byte("routing: {}\n"), f.cfgErr }
 func (f *fakeStatus) Policy() any                      { return map[string]string{"version": "p1"} }
 func (f *fakeStatus) ConfigError() (string, time.Time) { return "", time.Time{} }
@@ -173,8 +174,8 @@ func TestDebugVars(t *testing.T) {
 	if json.Unmarshal(vars["goroutines"], &n) != nil || n < 1 || json.Unmarshal(vars["memstats"], &ms) != nil || ms.HeapAlloc == 0 {
 		t.Errorf("goroutines or memstats missing: %s", rec.Body)
 	}
-	if len(vars) != 2 {
-		t.Errorf("unexpected vars: %s", rec.Body)
+	if string(vars["extproc_attempt_entries"]) != "3" || len(vars) != 3 {
+		t.Errorf("want goroutines, memstats and the status's gauges only: %s", rec.Body)
 	}
 }
 

@@ -166,6 +166,10 @@ type status struct {
 
 func (s *status) Policy() any { return s.pm.Status() }
 
+func (s *status) Gauges() map[string]int64 {
+	return map[string]int64{"extproc_attempt_entries": extproc.AttemptEntriesInProcess()}
+}
+
 func (s *status) Providers() any {
 	if p := s.rl.ln.health.Snapshot(); p != nil {
 		return p
