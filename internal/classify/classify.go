@@ -150,10 +150,6 @@ func (c *Classifier) Classify(req Request) Result {
 	r.InputTokens += tokensPerMessage*turns + tokensReply
 	if x.limit != "" {
 		r.Scan, r.ScanLimit = ScanTruncated, x.limit
-		// What was not read still costs: a padded request is not
-		// estimated as a small one (about 4 bytes of JSON per token).
-		raw := len(req.Messages.Raw) + len(req.Tools.Raw) + len(req.Functions.Raw) + len(req.ResponseFormat.Raw) + len(req.Prediction.Raw)
-		r.InputTokens = max(r.InputTokens, raw/4)
 	}
 
 	// Task, language and complexity read the latest user turn, with the

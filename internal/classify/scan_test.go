@@ -42,7 +42,7 @@ func TestClassifyFailsClosed(t *testing.T) {
 		"4,096 one-character parts then an IBAN, an AWS key and an email": {body: paddedBody(4096),
 			scan: ScanComplete, sensRule: "secrets_in_prompt", riskRule: "secrets_in_prompt", secret: true},
 		"parts past MaxSegments": {body: paddedBody(MaxSegments),
-			scan: ScanTruncated, limit: LimitSegments, sensRule: "scan_truncated", riskRule: "scan_truncated", tokensAtLeast: MaxSegments * 26 / 4},
+			scan: ScanTruncated, limit: LimitSegments, sensRule: "scan_truncated", riskRule: "scan_truncated"},
 		"messages past MaxSegments": {body: `{"messages":[` + many(MaxSegments, `{"role":"user","content":"a"}`) + `,{"role":"user","content":"` + payload + `"}]}`,
 			scan: ScanTruncated, limit: LimitSegments, sensRule: "scan_truncated", riskRule: "scan_truncated"},
 		"tool definitions past MaxSegments": {body: `{"messages":[{"role":"user","content":"hi"}],"tools":[` + many(MaxSegments/2, `{"type":"function","function":{"name":"f","description":"d"}}`) + `]}`,
@@ -62,9 +62,6 @@ func TestClassifyFailsClosed(t *testing.T) {
 			}
 			if tc.secret && (len(r.Secrets) != 1 || r.Secrets[0].Type != "aws_access_key_id" || r.PIICounts["iban"] != 1 || r.PIICounts["email"] != 1) {
 				t.Errorf("secrets %+v pii %v", r.Secrets, r.PIICounts)
-			}
-			if r.InputTokens < tc.tokensAtLeast {
-				t.Errorf("input tokens %d, want at least %d", r.InputTokens, tc.tokensAtLeast)
 			}
 			b, _ := json.Marshal(r)
 			if want := `"scan":"` + tc.scan + `"`; !strings.Contains(string(b), want) {
