@@ -207,3 +207,39 @@ func TestUnescapeJSON(t *testing.T) {
 		})
 	}
 }
+
+// FuzzUnescapeJSON: the JSON text a detector reads holds every key and
+// string value of the document as a model reads it (decoded), and text
+// without escapes is returned as it is.
+func FuzzUnescapeJSON(f *testing.F) {
+	for _, s := range []string{`{"a":"b"}`, `{"d":"\u0041KIA","k\u0065y":["x\"y","\\"]}`, `"\ud83d\ude00"`, `[1,true,null,{"":""}]`, `{"a":"\ud800"}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		if !gjson.Valid(in) {
+			return
+		}
+		out := unescapeJSON(in)
+		if !strings.Contains(in, `\`) && out != in {
+			t.Fatalf("changed text without escapes: %q -> %q", in, out)
+		}
+		var walk func(v gjson.Result)
+		walk = func(v gjson.Result) {
+			switch {
+			case v.Type == gjson.String:
+				if !strings.Contains(out, v.Str) {
+					t.Fatalf("%q lacks the string %q", out, v.Str)
+				}
+			case v.IsObject() || v.IsArray():
+				v.ForEach(func(k, e gjson.Result) bool {
+					if k.Type == gjson.String && !strings.Contains(out, k.Str) {
+						t.Fatalf("%q lacks the key %q", out, k.Str)
+					}
+					walk(e)
+					return true
+				})
+			}
+		}
+		walk(gjson.Parse(in))
+	})
+}

@@ -165,13 +165,13 @@ func FuzzParseChat(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		c, err := ParseChat(body)
 		// encoding/json, reading every object, is the oracle for duplicates.
-		dup, valid := referenceDuplicate(body)
+		dup, found, valid := referenceDuplicate(body)
 		if err != nil {
 			e, ok := err.(*apierr.Error)
 			if !ok || e.Status != 400 || e.Code == "" || len(e.JSON()) == 0 {
 				t.Fatalf("bad error %#v", err)
 			}
-			if e.Code == "duplicate_field" && valid && dup == "" {
+			if e.Code == "duplicate_field" && valid && !found {
 				t.Fatalf("refused a duplicate the reference does not see: %s", e.Message)
 			}
 			return
@@ -179,18 +179,18 @@ func FuzzParseChat(f *testing.F) {
 		if c.Model == "" || c.Messages < 1 {
 			t.Fatalf("accepted without model or messages: %+v", c)
 		}
-		if valid && dup != "" {
+		if valid && found {
 			t.Fatalf("accepted a body with the key %q twice in one object", dup)
 		}
 	})
 }
 
 // referenceDuplicate walks body with encoding/json's tokenizer and returns
-// the first key found twice in one object (decoded), and whether
-// encoding/json reads body as one JSON value at all.
-func referenceDuplicate(body []byte) (string, bool) {
+// the first key found twice in one object (decoded), whether there is one,
+// and whether encoding/json reads body as one JSON value at all.
+func referenceDuplicate(body []byte) (key string, found, valid bool) {
 	if !json.Valid(body) {
-		return "", false
+		return "", false, false
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	type obj struct {
@@ -201,7 +201,7 @@ func referenceDuplicate(body []byte) (string, bool) {
 	for {
 		tok, err := dec.Token()
 		if err != nil {
-			return "", true
+			return "", false, true
 		}
 		var top *obj
 		if len(stack) > 0 {
@@ -226,7 +226,7 @@ func referenceDuplicate(body []byte) (string, bool) {
 		case string:
 			if top != nil && top.keys != nil && top.expectKey {
 				if top.keys[v] {
-					return v, true
+					return v, true, true
 				}
 				top.keys[v] = true
 				top.expectKey = false
