@@ -118,9 +118,10 @@ func (c *Classifier) Classify(req Request) Result {
 		s := &segs[i]
 		tok := EstimateTokens(s.Text)
 		r.InputTokens += tok
+		var parts []PartSpan
 		sec := secrets.Detect(s.Text, secBuf[:0])
 		for _, m := range sec {
-			field, start, end := s.locate(m.Start, m.End)
+			field, start, end := s.locate(m.Start, m.End, &parts)
 			r.Secrets = append(r.Secrets, Finding{Type: m.Type, Message: s.Message, Field: field, Start: start, End: end})
 		}
 		for _, m := range pii.Detect(s.Text, piiBuf[:0]) {
@@ -129,7 +130,7 @@ func (c *Classifier) Classify(req Request) Result {
 			if overlapsSecret(sec, m.Start, m.End) {
 				continue
 			}
-			field, start, end := s.locate(m.Start, m.End)
+			field, start, end := s.locate(m.Start, m.End, &parts)
 			r.PII = append(r.PII, Finding{Type: m.Type, Message: s.Message, Field: field, Start: start, End: end})
 			r.PIICounts[m.Type]++
 			f.pii |= piiBit(m.Type)
@@ -139,7 +140,7 @@ func (c *Classifier) Classify(req Request) Result {
 				r.Injection = Injection{Score: inj.Score, Detected: inj.Detected, Rule: inj.Rule, Message: s.Message}
 			}
 		}
-		if s.Role == "user" && s.Message >= 0 && s.Field == "content" {
+		if s.Role == "user" && s.isContent() {
 			if s.Message != lastUser {
 				lastUser, userTokens = s.Message, 0
 			}
@@ -202,7 +203,7 @@ func joinText(segs []Segment, message int, roles ...string) string {
 	var parts []string
 	for i := range segs {
 		s := &segs[i]
-		if s.Message < 0 || s.Field != "content" {
+		if !s.isContent() {
 			continue
 		}
 		if message >= 0 && s.Message != message {

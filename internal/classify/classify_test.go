@@ -68,7 +68,7 @@ func TestSegmentsReadEveryText(t *testing.T) {
 			}
 			var got []string
 			for _, s := range segs {
-				got = append(got, strconv.Itoa(s.Message)+"|"+s.Role+"|"+s.Field+"|"+strings.ReplaceAll(s.Text, "\n", "\\n"))
+				got = append(got, strconv.Itoa(s.Message)+"|"+s.Role+"|"+s.Field()+"|"+strings.ReplaceAll(s.Text, "\n", "\\n"))
 			}
 			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
 				t.Errorf("segments:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
@@ -265,15 +265,16 @@ func insideField(segs []Segment, x Finding) bool {
 		if s.Message != x.Message {
 			continue
 		}
-		if s.Field == x.Field && x.End <= len(s.Text) {
+		if s.Field() == x.Field && x.End <= len(s.Text) {
 			return true
 		}
-		for i, p := range s.Parts {
+		parts := s.Parts()
+		for i, p := range parts {
 			lim := len(s.Text)
-			if i+1 < len(s.Parts) {
-				lim = s.Parts[i+1].Start
+			if i+1 < len(parts) {
+				lim = min(lim, parts[i+1].Start)
 			}
-			if partField(s.Field, p.Index, p.Key) == x.Field && p.Start+x.End <= lim {
+			if partField(s.field, p.Index, p.Key) == x.Field && p.Start+x.End <= lim {
 				return true
 			}
 		}

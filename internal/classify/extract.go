@@ -15,15 +15,28 @@ import (
 type Segment struct {
 	Message int    // index into messages; -1 for text outside them (tools, response_format, prediction)
 	Role    string // the message's role: system, developer, user, assistant, tool, function; "" outside messages
-	// Field locates the text: inside a message relative to it (content,
-	// tool_calls[0].function.arguments, name), outside from the body root
-	// (tools[1].function.description, response_format.json_schema.schema).
-	Field string
-	Text  string
-	// Parts is set when Text joins the text parts of a content array: part
-	// Parts[i].Index starts at byte Parts[i].Start of Text.
-	Parts []PartSpan
+	// field and key locate the text (see Field); key is "" or the last
+	// member name, kept apart so that no path is built unless needed.
+	field, key string
+	Text       string
+	// content is the content array's JSON when Text joins its parts'
+	// text; the parts are placed in Text (Parts) only for a finding, so a
+	// request of many parts costs no memory per part.
+	content string
 }
+
+// Field locates the text: inside a message relative to it (content,
+// tool_calls[0].function.arguments, name), outside from the body root
+// (tools[1].function.description, response_format.json_schema.schema).
+func (s *Segment) Field() string {
+	if s.key == "" {
+		return s.field
+	}
+	return s.field + "." + s.key
+}
+
+// isContent reports whether the segment is a message's content.
+func (s *Segment) isContent() bool { return s.Message >= 0 && s.key == "" && s.field == "content" }
 
 // PartSpan places one content part inside a joined content segment.
 type PartSpan struct {
@@ -121,9 +134,6 @@ func (x *extraction) add(s Segment) {
 			return
 		}
 		s.Text = s.Text[:left]
-		for len(s.Parts) > 0 && s.Parts[len(s.Parts)-1].Start >= left {
-			s.Parts = s.Parts[:len(s.Parts)-1]
-		}
 	}
 	x.bytes += len(s.Text)
 	x.segs = append(x.segs, s)
@@ -137,7 +147,7 @@ func (x *extraction) messages(msgs gjson.Result) {
 			return true
 		}
 		if !m.IsObject() {
-			x.value(idx, "", "", m)
+			x.value(idx, "", "", "", m)
 			return true
 		}
 		// Duplicate members are refused by request parsing, so the first
@@ -158,7 +168,7 @@ func (x *extraction) messages(msgs gjson.Result) {
 			case "function_call":
 				x.object(idx, role, "function_call", v, false)
 			default:
-				x.value(idx, role, k.Str, v)
+				x.value(idx, role, k.Str, "", v)
 			}
 			return x.limit == ""
 		})
@@ -172,12 +182,12 @@ func (x *extraction) content(msg int, role, field string, v gjson.Result) {
 	switch {
 	case v.Type == gjson.String:
 		if x.piece() {
-			x.add(Segment{Message: msg, Role: role, Field: field, Text: v.Str})
+			x.add(Segment{Message: msg, Role: role, field: field, Text: v.Str})
 		}
 	case v.IsArray():
 		x.parts(msg, role, field, v)
 	default:
-		x.value(msg, role, field, v)
+		x.value(msg, role, field, "", v)
 	}
 }
 
@@ -188,24 +198,20 @@ func (x *extraction) parts(msg int, role, field string, v gjson.Result) {
 	var (
 		first string
 		b     []byte
-		spans []PartSpan
-		n     int
+		n     int // text parts joined
 	)
-	join := func(i int, key, s string) {
-		if s == "" {
+	join := func(s string) {
+		switch {
+		case s == "":
 			return
-		}
-		switch len(spans) {
-		case 0:
+		case n == 0:
 			first = s
-		case 1:
-			b = append(make([]byte, 0, 2*(len(first)+len(s))), first...)
-			fallthrough
+		case n == 1:
+			b = append(append(make([]byte, 0, 2*(len(first)+len(s))), first...), s...)
 		default:
 			b = append(b, s...)
 		}
-		spans = append(spans, PartSpan{Index: i, Key: key, Start: n})
-		n += len(s)
+		n++
 	}
 	i := -1
 	v.ForEach(func(_, p gjson.Result) bool {
@@ -215,41 +221,88 @@ func (x *extraction) parts(msg int, role, field string, v gjson.Result) {
 		}
 		switch {
 		case p.Type == gjson.String: // some clients send bare strings
-			join(i, "", p.Str)
+			join(p.Str)
 		case p.IsObject():
 			p.ForEach(func(k, pv gjson.Result) bool {
 				switch k.Str {
 				case "type":
 				case "text", "refusal":
 					if pv.Type == gjson.String {
-						join(i, k.Str, pv.Str)
+						join(pv.Str) // as partTexts reads it
 						return true
 					}
-					x.value(msg, role, partField(field, i, k.Str), pv)
+					x.value(msg, role, partField(field, i, k.Str), "", pv)
 				case "image_url", "input_audio", "video_url":
 					// media payloads (data URLs, base64) are not text, and
 					// an image URL is fetched, not read
 				case "file":
 					if name := pv.Get("filename"); name.Type == gjson.String {
-						x.value(msg, role, partField(field, i, "file.filename"), name)
+						x.value(msg, role, partField(field, i, "file.filename"), "", name)
 					}
 				default:
-					x.value(msg, role, partField(field, i, k.Str), pv)
+					x.value(msg, role, partField(field, i, k.Str), "", pv)
 				}
 				return x.limit == ""
 			})
 		default:
-			x.value(msg, role, partField(field, i, ""), p)
+			x.value(msg, role, partField(field, i, ""), "", p)
 		}
 		return x.limit == ""
 	})
-	switch len(spans) {
+	switch n {
 	case 0:
 	case 1:
-		x.add(Segment{Message: msg, Role: role, Field: field, Text: first, Parts: spans})
+		x.add(Segment{Message: msg, Role: role, field: field, Text: first, content: v.Raw})
 	default:
-		x.add(Segment{Message: msg, Role: role, Field: field, Text: string(b), Parts: spans})
+		x.add(Segment{Message: msg, Role: role, field: field, Text: string(b), content: v.Raw})
 	}
+}
+
+// partTexts calls fn with each non-empty text a content part carries, in
+// the order parts joins them.
+func partTexts(p gjson.Result, fn func(key, text string)) {
+	if p.Type == gjson.String {
+		if p.Str != "" {
+			fn("", p.Str)
+		}
+		return
+	}
+	if !p.IsObject() {
+		return
+	}
+	p.ForEach(func(k, pv gjson.Result) bool {
+		if (k.Str == "text" || k.Str == "refusal") && pv.Type == gjson.String && pv.Str != "" {
+			fn(k.Str, pv.Str)
+		}
+		return true
+	})
+}
+
+// Parts places each content part in Text when the segment joins a content
+// array's parts (nil otherwise): part Parts()[i].Index starts at byte
+// Parts()[i].Start. It reads the array again; Classify calls it only for a
+// segment with a finding.
+func (s *Segment) Parts() []PartSpan {
+	if s.content == "" {
+		return nil
+	}
+	content := gjson.Parse(s.content)
+	count := 0
+	content.ForEach(func(_, p gjson.Result) bool {
+		partTexts(p, func(string, string) { count++ })
+		return true
+	})
+	spans := make([]PartSpan, 0, count)
+	n, i := 0, -1
+	content.ForEach(func(_, p gjson.Result) bool {
+		i++
+		partTexts(p, func(key, text string) {
+			spans = append(spans, PartSpan{Index: i, Key: key, Start: n})
+			n += len(text)
+		})
+		return n < len(s.Text)
+	})
+	return spans
 }
 
 func partField(field string, i int, key string) string {
@@ -275,7 +328,7 @@ func (x *extraction) list(v gjson.Result, field string) {
 // too (tool definitions, tool calls, response_format).
 func (x *extraction) object(msg int, role, field string, v gjson.Result, descend bool) {
 	if !v.IsObject() {
-		x.value(msg, role, field, v)
+		x.value(msg, role, field, "", v)
 		return
 	}
 	v.ForEach(func(k, mv gjson.Result) bool {
@@ -286,7 +339,7 @@ func (x *extraction) object(msg int, role, field string, v gjson.Result, descend
 		case k.Str == "content":
 			x.content(msg, role, field+".content", mv)
 		default:
-			x.value(msg, role, field+"."+k.Str, mv)
+			x.value(msg, role, field, k.Str, mv)
 		}
 		return x.limit == ""
 	})
@@ -294,8 +347,8 @@ func (x *extraction) object(msg int, role, field string, v gjson.Result, descend
 
 // value reads a string as it is and an object or array as its JSON text
 // (string escapes decoded, so a schema reads as the model reads it); other
-// values carry no text.
-func (x *extraction) value(msg int, role, field string, v gjson.Result) {
+// values carry no text. The segment's field is field.key ("" key: field).
+func (x *extraction) value(msg int, role, field, key string, v gjson.Result) {
 	var text string
 	switch {
 	case v.Type == gjson.String:
@@ -309,7 +362,7 @@ func (x *extraction) value(msg int, role, field string, v gjson.Result) {
 		return
 	}
 	if text != "" && x.piece() {
-		x.add(Segment{Message: msg, Role: role, Field: field, Text: text})
+		x.add(Segment{Message: msg, Role: role, field: field, key: key, Text: text})
 	}
 }
 
@@ -357,21 +410,26 @@ func unescapeJSON(raw string) string {
 
 // locate maps a span of the segment's text to the field holding it: the
 // content part when the span lies inside one, else the segment's field.
-func (s *Segment) locate(start, end int) (string, int, int) {
-	if len(s.Parts) == 0 {
-		return s.Field, start, end
+// parts caches Parts() across the findings of one segment.
+func (s *Segment) locate(start, end int, parts *[]PartSpan) (string, int, int) {
+	if s.content == "" {
+		return s.Field(), start, end
 	}
-	i := sort.Search(len(s.Parts), func(i int) bool { return s.Parts[i].Start > start }) - 1
+	if *parts == nil {
+		*parts = s.Parts()
+	}
+	ps := *parts
+	i := sort.Search(len(ps), func(i int) bool { return ps[i].Start > start }) - 1
 	if i < 0 {
-		return s.Field, start, end
+		return s.field, start, end
 	}
-	p := s.Parts[i]
+	p := ps[i]
 	lim := len(s.Text)
-	if i+1 < len(s.Parts) {
-		lim = s.Parts[i+1].Start
+	if i+1 < len(ps) {
+		lim = min(lim, ps[i+1].Start)
 	}
 	if end > lim {
-		return s.Field, start, end
+		return s.field, start, end
 	}
-	return partField(s.Field, p.Index, p.Key), start - p.Start, end - p.Start
+	return partField(s.field, p.Index, p.Key), start - p.Start, end - p.Start
 }
