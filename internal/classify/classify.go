@@ -105,7 +105,7 @@ const (
 
 // Classify scores one request.
 func (c *Classifier) Classify(req Request) Result {
-	x := extraction{segs: make([]Segment, 0, 16)}
+	x := extraction{segs: make([]Segment, 0, 8)}
 	x.request(req)
 	segs := x.segs
 
