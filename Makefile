@@ -60,6 +60,7 @@ fuzz: ## fuzz every parser of untrusted input (FUZZTIME=30s each)
 	$(GO) test -run '^$$' -fuzz '^FuzzEgress$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
 	$(GO) test -run '^$$' -fuzz '^FuzzRetryAfter$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
 	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/
+	$(GO) test -run '^$$' -fuzz '^FuzzUnescapeJSON$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/
 	$(GO) test -run '^$$' -fuzz '^FuzzDetect$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/pii/
 	$(GO) test -run '^$$' -fuzz '^FuzzDetect$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/secrets/
 	$(GO) test -run '^$$' -fuzz '^FuzzScore$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/injection/

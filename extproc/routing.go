@@ -29,16 +29,20 @@ type routingObject struct {
 	Secrets        int            `json:"secrets"`
 	Injection      float64        `json:"injection_score"`
 	InputTokensEst int            `json:"input_tokens_estimate"`
-	Usage          *usage         `json:"usage,omitempty"`
-	Cost           *cost          `json:"cost,omitempty"`
-	Saving         *saving        `json:"saving,omitempty"`
-	PolicyVersion  string         `json:"policy_version"`
-	PolicyFP       string         `json:"policy_fingerprint,omitempty"`
-	Workspace      string         `json:"workspace"`
-	Objective      string         `json:"objective"`
-	Excluded       int            `json:"excluded"`
-	EstimatedEUR   float64        `json:"estimated_cost_eur"`
-	OverheadMS     float64        `json:"router_overhead_ms"`
+	// Scan is "complete", or "truncated" when a classifier cap stopped the
+	// scan (ScanLimit names it) and the request was treated as restricted.
+	Scan          string  `json:"scan"`
+	ScanLimit     string  `json:"scan_limit,omitempty"`
+	Usage         *usage  `json:"usage,omitempty"`
+	Cost          *cost   `json:"cost,omitempty"`
+	Saving        *saving `json:"saving,omitempty"`
+	PolicyVersion string  `json:"policy_version"`
+	PolicyFP      string  `json:"policy_fingerprint,omitempty"`
+	Workspace     string  `json:"workspace"`
+	Objective     string  `json:"objective"`
+	Excluded      int     `json:"excluded"`
+	EstimatedEUR  float64 `json:"estimated_cost_eur"`
+	OverheadMS    float64 `json:"router_overhead_ms"`
 	// Attempts lists each provider the request was sent to, in order; the
 	// last one served it (with failover, earlier ones failed).
 	Attempts []attempt `json:"attempts"`
@@ -74,6 +78,7 @@ func (p *processor) routing(body []byte) []byte {
 		Task: c.Task, TaskConfidence: round(c.TaskConfidence, 3), Complexity: c.Complexity, Language: c.Language,
 		Sensitivity: c.Sensitivity, Risk: c.Risk, Residency: m.Provider.Residency,
 		PII: c.PIICounts, Secrets: len(c.Secrets), Injection: round(c.Injection.Score, 3), InputTokensEst: c.InputTokens,
+		Scan: c.Scan, ScanLimit: c.ScanLimit,
 		OverheadMS: round(float64(p.overhead)/float64(time.Millisecond), 3), Attempts: p.attempts,
 	}
 	if ro.Attempts == nil { // no failover: one attempt, and it answered

@@ -55,6 +55,65 @@ func BenchmarkClassify(b *testing.B) {
 	}
 }
 
+// toolRequest is an agent turn: a system prompt, 20 tool definitions with
+// JSON schemas, and a history of 10 tool calls with their results.
+func toolRequest() []byte {
+	var tools []map[string]any
+	for i := range 20 {
+		tools = append(tools, map[string]any{"type": "function", "function": map[string]any{
+			"name":        fmt.Sprintf("tool_%d", i),
+			"description": "Look up the order history of a customer and return the last orders with their status. Use it when the user asks about an order.",
+			"parameters": map[string]any{"type": "object", "required": []string{"customer_id"}, "properties": map[string]any{
+				"customer_id": map[string]any{"type": "string", "description": "The customer's id, as shown in the CRM."},
+				"limit":       map[string]any{"type": "integer", "description": "How many orders to return (1-50).", "minimum": 1, "maximum": 50},
+				"status":      map[string]any{"type": "string", "enum": []string{"open", "shipped", "delivered", "returned"}},
+			}},
+		}})
+	}
+	msgs := []map[string]any{{"role": "system", "content": "You are a support agent for an e-commerce company. Use the tools."},
+		{"role": "user", "content": benchText(600)}}
+	for i := range 10 {
+		id := fmt.Sprintf("call_%d", i)
+		msgs = append(msgs,
+			map[string]any{"role": "assistant", "content": nil, "tool_calls": []map[string]any{{"id": id, "type": "function",
+				"function": map[string]any{"name": fmt.Sprintf("tool_%d", i), "arguments": `{"customer_id":"C-48213","limit":5}`}}}},
+			map[string]any{"role": "tool", "tool_call_id": id, "content": `[{"order":"A-1","status":"shipped","total":"129.00 EUR"},{"order":"A-2","status":"open"}]`})
+	}
+	body, _ := json.Marshal(map[string]any{"model": "auto", "messages": msgs, "tools": tools})
+	return body
+}
+
+// paddedRequest is one user message of n one-character text parts and a
+// part with personal data and a key: the security review's attack.
+func paddedRequest(n int) []byte {
+	parts := make([]map[string]string, 0, n+1)
+	for range n {
+		parts = append(parts, map[string]string{"type": "text", "text": "a"})
+	}
+	parts = append(parts, map[string]string{"type": "text", "text": "Pay to DE89 3704 0044 0532 0130 00, key AKIAIOSFODNN7EXAMPLE"})
+	body, _ := json.Marshal(map[string]any{"model": "auto", "messages": []map[string]any{{"role": "user", "content": parts}}})
+	return body
+}
+
+// BenchmarkClassifyShapes measures request shapes other than one long
+// message: tools and tool calls, and many tiny parts up to the cap.
+func BenchmarkClassifyShapes(b *testing.B) {
+	cl := defaultClassifier(b)
+	for _, c := range []struct {
+		name string
+		body []byte
+	}{{"tools_20_calls_10", toolRequest()}, {"padded_4097_parts", paddedRequest(4096)}, {"parts_past_cap", paddedRequest(MaxSegments)}} {
+		b.Run(c.name, func(b *testing.B) {
+			req := bodyRequest(gjson.ParseBytes(c.body))
+			b.SetBytes(int64(len(c.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				cl.Classify(req)
+			}
+		})
+	}
+}
+
 func BenchmarkEstimateTokens(b *testing.B) {
 	text := benchText(100 << 10)
 	b.SetBytes(int64(len(text)))

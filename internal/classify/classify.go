@@ -44,10 +44,17 @@ type Result struct {
 	// InputTokens estimates the prompt tokens of the whole request
 	// (o200k_base; see EstimateTokens), message framing included.
 	InputTokens int `json:"input_tokens"`
+
+	// Scan is ScanComplete when every text of the request was read, and
+	// ScanTruncated when a cap stopped the scan (ScanLimit names it): the
+	// findings then cover only part of the request.
+	Scan      string `json:"scan"`
+	ScanLimit string `json:"scan_limit,omitempty"`
 }
 
 // Finding locates one item of personal data or one secret: the message it
-// is in, the field of that message, and byte offsets into that field's text.
+// is in (-1 outside messages), the field (relative to the message, or from
+// the body root outside messages), and byte offsets into that field's text.
 type Finding struct {
 	Type    string `json:"type"`
 	Message int    `json:"message"`
@@ -79,10 +86,15 @@ func New(c config.Classify) (*Classifier, error) {
 	return &Classifier{rules: rules}, nil
 }
 
-// Request is what the classifier reads from a parsed chat request.
+// Request is what the classifier reads from a parsed chat request: every
+// member that carries text a model reads.
 type Request struct {
-	Messages  gjson.Result // the messages array
-	MaxTokens int          // max_tokens or max_completion_tokens, 0 if unset
+	Messages       gjson.Result // the messages array
+	Tools          gjson.Result // the tools array
+	Functions      gjson.Result // the legacy functions array
+	ResponseFormat gjson.Result // the response_format object
+	Prediction     gjson.Result // the prediction object (predicted output)
+	MaxTokens      int          // max_tokens or max_completion_tokens, 0 if unset
 }
 
 // per-message framing tokens in OpenAI's chat format, and the reply primer.
@@ -93,21 +105,24 @@ const (
 
 // Classify scores one request.
 func (c *Classifier) Classify(req Request) Result {
-	var segBuf [16]Segment
-	segs := Segments(req.Messages, segBuf[:0])
+	x := extraction{segs: make([]Segment, 0, 8)}
+	x.request(req)
+	segs := x.segs
 
-	r := Result{PII: []Finding{}, Secrets: []Finding{}, PIICounts: map[string]int{}, Injection: Injection{Message: -1}}
+	r := Result{PII: []Finding{}, Secrets: []Finding{}, PIICounts: map[string]int{}, Injection: Injection{Message: -1}, Scan: ScanComplete}
 	var f facts
 	var piiBuf [32]pii.Match
 	var secBuf [8]secrets.Match
-	lastUser, turns, userTokens := -1, 0, 0
+	lastUser, userTokens := -1, 0
 	for i := range segs {
 		s := &segs[i]
 		tok := EstimateTokens(s.Text)
 		r.InputTokens += tok
+		var parts []PartSpan
 		sec := secrets.Detect(s.Text, secBuf[:0])
 		for _, m := range sec {
-			r.Secrets = append(r.Secrets, Finding{Type: m.Type, Message: s.Message, Field: s.Field, Start: m.Start, End: m.End})
+			field, start, end := s.locate(m.Start, m.End, &parts)
+			r.Secrets = append(r.Secrets, Finding{Type: m.Type, Message: s.Message, Field: field, Start: start, End: end})
 		}
 		for _, m := range pii.Detect(s.Text, piiBuf[:0]) {
 			// A credential is reported once, as a secret: the password
@@ -115,24 +130,28 @@ func (c *Classifier) Classify(req Request) Result {
 			if overlapsSecret(sec, m.Start, m.End) {
 				continue
 			}
-			r.PII = append(r.PII, Finding{Type: m.Type, Message: s.Message, Field: s.Field, Start: m.Start, End: m.End})
+			field, start, end := s.locate(m.Start, m.End, &parts)
+			r.PII = append(r.PII, Finding{Type: m.Type, Message: s.Message, Field: field, Start: start, End: end})
 			r.PIICounts[m.Type]++
 			f.pii |= piiBit(m.Type)
 		}
-		if s.Role == "user" || s.Role == "tool" || s.Role == "function" {
+		if scoresInjection(s) {
 			if inj := injection.Score(s.Text); inj.Score > r.Injection.Score {
 				r.Injection = Injection{Score: inj.Score, Detected: inj.Detected, Rule: inj.Rule, Message: s.Message}
 			}
 		}
-		if s.Role == "user" {
+		if s.Role == "user" && s.isContent() {
 			if s.Message != lastUser {
 				lastUser, userTokens = s.Message, 0
 			}
 			userTokens += tok
 		}
 	}
-	req.Messages.ForEach(func(_, _ gjson.Result) bool { turns++; return true })
+	turns := x.turns
 	r.InputTokens += tokensPerMessage*turns + tokensReply
+	if x.limit != "" {
+		r.Scan, r.ScanLimit = ScanTruncated, x.limit
+	}
 
 	// Task, language and complexity read the latest user turn, with the
 	// system prompt as a weaker hint for the task.
@@ -150,6 +169,7 @@ func (c *Classifier) Classify(req Request) Result {
 	f.secrets = len(r.Secrets) > 0
 	f.injDetected, f.injScore = r.Injection.Detected, r.Injection.Score
 	f.task, f.tokens = r.Task, r.InputTokens
+	f.truncated = r.Scan != ScanComplete
 	var lvl int
 	lvl, r.SensitivityRule = first(c.rules.sensitivity, &f)
 	r.Sensitivity = SensitivityLevels[lvl]
@@ -159,13 +179,33 @@ func (c *Classifier) Classify(req Request) Result {
 	return r
 }
 
-// joinText returns the text of one message (message >= 0) or of every
+// scoresInjection says whether a segment is scored for prompt injection:
+// message text from any role but the application's (system, developer) and
+// the model's (assistant), so an unknown role is scored too. Text outside
+// messages (tool definitions, schemas) is the application's; benign tool
+// descriptions score 0.3–0.4, which would raise every tool request to
+// medium risk.
+func scoresInjection(s *Segment) bool {
+	if s.Message < 0 {
+		return false
+	}
+	switch s.Role {
+	case "system", "developer", "assistant":
+		return false
+	}
+	return true
+}
+
+// joinText returns the content of one message (message >= 0) or of every
 // message with one of the roles (message < 0). A single segment is returned
 // without copying.
 func joinText(segs []Segment, message int, roles ...string) string {
 	var parts []string
 	for i := range segs {
 		s := &segs[i]
+		if !s.isContent() {
+			continue
+		}
 		if message >= 0 && s.Message != message {
 			continue
 		}

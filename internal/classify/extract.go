@@ -1,83 +1,435 @@
 package classify
 
 import (
+	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/tidwall/gjson"
 )
 
-// Segment is one piece of text a request carries: a message's string
-// content, one text part of a content array, a tool call's arguments or a
-// tool result. Finding offsets are byte offsets into Segment.Text.
+// Segment is one piece of text a request carries: a message's content (its
+// text parts joined), a tool call's arguments, a tool definition's
+// description or parameter schema, a name. Finding offsets are byte offsets
+// into Segment.Text.
 type Segment struct {
-	Message int    // index into messages
-	Role    string // system, developer, user, assistant, tool, function
-	Field   string // where in the message: content, content[2].text, tool_calls[0].function.arguments
-	Text    string
+	Message int    // index into messages; -1 for text outside them (tools, response_format, prediction)
+	Role    string // the message's role: system, developer, user, assistant, tool, function; "" outside messages
+	// field and key locate the text (see Field); key is "" or the last
+	// member name, kept apart so that no path is built unless needed.
+	field, key string
+	Text       string
+	// content is the content array's JSON when Text joins its parts'
+	// text; the parts are placed in Text (Parts) only for a finding, so a
+	// request of many parts costs no memory per part.
+	content string
 }
 
-// maxSegments bounds the work an adversarial request with millions of tiny
-// content parts can cause; text beyond it is still counted for tokens.
-const maxSegments = 4096
+// Field locates the text: inside a message relative to it (content,
+// tool_calls[0].function.arguments, name), outside from the body root
+// (tools[1].function.description, response_format.json_schema.schema).
+func (s *Segment) Field() string {
+	if s.key == "" {
+		return s.field
+	}
+	return s.field + "." + s.key
+}
 
-// Segments appends every text segment of a chat request's messages to dst.
-// It reads string content, content-part arrays (text parts; other parts
-// such as images are skipped), tool_calls[].function.arguments, the legacy
-// function_call.arguments and tool/function results.
-func Segments(messages gjson.Result, dst []Segment) []Segment {
-	idx := -1
-	messages.ForEach(func(_, m gjson.Result) bool {
-		idx++
-		if len(dst) >= maxSegments {
-			return false
+// isContent reports whether the segment is a message's content.
+func (s *Segment) isContent() bool { return s.Message >= 0 && s.key == "" && s.field == "content" }
+
+// PartSpan places one content part inside a joined content segment.
+type PartSpan struct {
+	Index int    // the part's index in the content array
+	Key   string // the part's member holding the text: text, refusal; "" for a bare string part
+	Start int    // byte offset in the segment's Text
+}
+
+// Scan states and the caps that can stop a scan early. A scan that stops is
+// "truncated": the request carries text no detector has read, and the
+// default rules and the shipped policy treat it as restricted and high risk
+// (docs/classify.md).
+const (
+	ScanComplete  = "complete"
+	ScanTruncated = "truncated"
+
+	LimitSegments = "segments" // more than MaxSegments pieces of text
+	LimitBytes    = "bytes"    // more than MaxScanBytes bytes of text
+)
+
+// MaxSegments bounds the pieces of text read per request (a message's
+// content, each content part, each field of a tool call or a tool
+// definition): an adversarial request of millions of tiny parts costs a
+// bounded amount of work. Real requests stay far below it.
+const MaxSegments = 1 << 16
+
+// MaxScanBytes bounds the text bytes read per request. It is twice the
+// default envoy.max_request_bytes, so only a raised body limit can reach it.
+const MaxScanBytes = 16 << 20
+
+// extraction is every segment of a request and whether it is all of them.
+type extraction struct {
+	segs   []Segment
+	pieces int
+	bytes  int
+	limit  string // the first cap hit, "" when none
+	turns  int    // messages
+}
+
+// Segments returns every text segment of a request, appended to dst, and
+// the cap that stopped the scan ("" when the scan is complete).
+//
+// Inside a message it reads every member but role: string content and the
+// text of every content part (text, refusal, bare strings, joined into one
+// segment so a value split across parts is still one value), other part
+// members (image, audio and file payloads are skipped, a file's name is
+// read), tool_calls (id, function name and arguments), the legacy
+// function_call, name, refusal, and any other member, whose JSON text is
+// read when it is an object. Outside messages it reads tools and the legacy
+// functions (name, description, the parameters schema as JSON text),
+// response_format (json_schema name, description, schema) and prediction.
+func Segments(req Request, dst []Segment) ([]Segment, string) {
+	x := extraction{segs: dst}
+	x.request(req)
+	return x.segs, x.limit
+}
+
+func (x *extraction) request(req Request) {
+	x.messages(req.Messages)
+	if x.limit == "" {
+		x.list(req.Tools, "tools")
+	}
+	if x.limit == "" {
+		x.list(req.Functions, "functions")
+	}
+	if x.limit == "" && req.ResponseFormat.Exists() {
+		x.object(-1, "", "response_format", req.ResponseFormat, true)
+	}
+	if x.limit == "" && req.Prediction.Exists() {
+		x.object(-1, "", "prediction", req.Prediction, false)
+	}
+}
+
+// piece accounts for one more piece of text, false when the cap is hit.
+func (x *extraction) piece() bool {
+	if x.limit != "" {
+		return false
+	}
+	if x.pieces >= MaxSegments {
+		x.limit = LimitSegments
+		return false
+	}
+	x.pieces++
+	return true
+}
+
+// add appends a segment, cut to what is left of the byte budget.
+func (x *extraction) add(s Segment) {
+	if s.Text == "" {
+		return
+	}
+	if left := MaxScanBytes - x.bytes; len(s.Text) > left {
+		x.limit = LimitBytes
+		if left <= 0 {
+			return
 		}
-		role := m.Get("role").String()
+		s.Text = s.Text[:left]
+	}
+	x.bytes += len(s.Text)
+	x.segs = append(x.segs, s)
+}
+
+func (x *extraction) messages(msgs gjson.Result) {
+	msgs.ForEach(func(_, m gjson.Result) bool {
+		idx := x.turns
+		x.turns++
+		if x.limit != "" { // keep counting turns for the token estimate
+			return true
+		}
+		if !m.IsObject() {
+			x.value(idx, "", "", "", m)
+			return true
+		}
+		// Duplicate members are refused by request parsing, so the first
+		// role is the only one.
+		role := m.Get("role").Str
 		m.ForEach(func(k, v gjson.Result) bool {
 			switch k.Str {
+			case "role":
 			case "content":
-				dst = appendContent(dst, idx, role, v)
+				x.content(idx, role, "content", v)
 			case "tool_calls":
 				i := -1
 				v.ForEach(func(_, call gjson.Result) bool {
 					i++
-					if args := call.Get("function.arguments"); args.Type == gjson.String && args.Str != "" {
-						dst = append(dst, Segment{Message: idx, Role: role, Field: "tool_calls[" + strconv.Itoa(i) + "].function.arguments", Text: args.Str})
-					}
-					return len(dst) < maxSegments
+					x.object(idx, role, "tool_calls["+strconv.Itoa(i)+"]", call, true)
+					return x.limit == ""
 				})
 			case "function_call":
-				if args := v.Get("arguments"); args.Type == gjson.String && args.Str != "" {
-					dst = append(dst, Segment{Message: idx, Role: role, Field: "function_call.arguments", Text: args.Str})
-				}
+				x.object(idx, role, "function_call", v, false)
+			default:
+				x.value(idx, role, k.Str, "", v)
 			}
-			return true
+			return x.limit == ""
 		})
 		return true
 	})
-	return dst
 }
 
-func appendContent(dst []Segment, idx int, role string, v gjson.Result) []Segment {
+// content reads a content member: a string, an array of parts, or (which
+// no provider documents, but it costs nothing to read) a single part.
+func (x *extraction) content(msg int, role, field string, v gjson.Result) {
 	switch {
 	case v.Type == gjson.String:
-		if v.Str != "" {
-			dst = append(dst, Segment{Message: idx, Role: role, Field: "content", Text: v.Str})
+		if x.piece() {
+			x.add(Segment{Message: msg, Role: role, field: field, Text: v.Str})
 		}
 	case v.IsArray():
-		i := -1
-		v.ForEach(func(_, part gjson.Result) bool {
-			i++
-			var text gjson.Result
-			if part.Type == gjson.String { // some clients send bare strings
-				text = part
-			} else {
-				text = part.Get("text")
-			}
-			if text.Type == gjson.String && text.Str != "" {
-				dst = append(dst, Segment{Message: idx, Role: role, Field: "content[" + strconv.Itoa(i) + "].text", Text: text.Str})
-			}
-			return len(dst) < maxSegments
-		})
+		x.parts(msg, role, field, v)
+	default:
+		x.value(msg, role, field, "", v)
 	}
-	return dst
+}
+
+// parts joins the text of a content array's parts into one segment, without
+// a separator (some providers concatenate parts that way), and reads every
+// other member of a part as its own segment.
+func (x *extraction) parts(msg int, role, field string, v gjson.Result) {
+	var (
+		first string
+		b     []byte
+		n     int // text parts joined
+	)
+	join := func(s string) {
+		switch {
+		case s == "":
+			return
+		case n == 0:
+			first = s
+		case n == 1:
+			b = append(append(make([]byte, 0, 2*(len(first)+len(s))), first...), s...)
+		default:
+			b = append(b, s...)
+		}
+		n++
+	}
+	i := -1
+	v.ForEach(func(_, p gjson.Result) bool {
+		i++
+		if !x.piece() {
+			return false
+		}
+		switch {
+		case p.Type == gjson.String: // some clients send bare strings
+			join(p.Str)
+		case p.IsObject():
+			p.ForEach(func(k, pv gjson.Result) bool {
+				switch k.Str {
+				case "type":
+				case "text", "refusal":
+					if pv.Type == gjson.String {
+						join(pv.Str) // as partTexts reads it
+						return true
+					}
+					x.value(msg, role, partField(field, i, k.Str), "", pv)
+				case "image_url", "input_audio", "video_url":
+					// media payloads (data URLs, base64) are not text, and
+					// an image URL is fetched, not read
+				case "file":
+					if name := pv.Get("filename"); name.Type == gjson.String {
+						x.value(msg, role, partField(field, i, "file.filename"), "", name)
+					}
+				default:
+					x.value(msg, role, partField(field, i, k.Str), "", pv)
+				}
+				return x.limit == ""
+			})
+		default:
+			x.value(msg, role, partField(field, i, ""), "", p)
+		}
+		return x.limit == ""
+	})
+	switch n {
+	case 0:
+	case 1:
+		x.add(Segment{Message: msg, Role: role, field: field, Text: first, content: v.Raw})
+	default:
+		x.add(Segment{Message: msg, Role: role, field: field, Text: string(b), content: v.Raw})
+	}
+}
+
+// partTexts calls fn with each non-empty text a content part carries, in
+// the order parts joins them.
+func partTexts(p gjson.Result, fn func(key, text string)) {
+	if p.Type == gjson.String {
+		if p.Str != "" {
+			fn("", p.Str)
+		}
+		return
+	}
+	if !p.IsObject() {
+		return
+	}
+	p.ForEach(func(k, pv gjson.Result) bool {
+		if (k.Str == "text" || k.Str == "refusal") && pv.Type == gjson.String && pv.Str != "" {
+			fn(k.Str, pv.Str)
+		}
+		return true
+	})
+}
+
+// Parts places each content part in Text when the segment joins a content
+// array's parts (nil otherwise): part Parts()[i].Index starts at byte
+// Parts()[i].Start. It reads the array again; Classify calls it only for a
+// segment with a finding.
+func (s *Segment) Parts() []PartSpan {
+	if s.content == "" {
+		return nil
+	}
+	content := gjson.Parse(s.content)
+	count := 0
+	content.ForEach(func(_, p gjson.Result) bool {
+		partTexts(p, func(string, string) { count++ })
+		return true
+	})
+	spans := make([]PartSpan, 0, count)
+	n, i := 0, -1
+	content.ForEach(func(_, p gjson.Result) bool {
+		i++
+		partTexts(p, func(key, text string) {
+			spans = append(spans, PartSpan{Index: i, Key: key, Start: n})
+			n += len(text)
+		})
+		return n < len(s.Text)
+	})
+	return spans
+}
+
+func partField(field string, i int, key string) string {
+	f := field + "[" + strconv.Itoa(i) + "]"
+	if key != "" {
+		f += "." + key
+	}
+	return f
+}
+
+// list reads an array of tool definitions.
+func (x *extraction) list(v gjson.Result, field string) {
+	i := -1
+	v.ForEach(func(_, t gjson.Result) bool {
+		i++
+		x.object(-1, "", field+"["+strconv.Itoa(i)+"]", t, true)
+		return x.limit == ""
+	})
+}
+
+// object reads every member of an object but type as a segment; with
+// descend, the members of a nested function, custom or json_schema object
+// too (tool definitions, tool calls, response_format).
+func (x *extraction) object(msg int, role, field string, v gjson.Result, descend bool) {
+	if !v.IsObject() {
+		x.value(msg, role, field, "", v)
+		return
+	}
+	v.ForEach(func(k, mv gjson.Result) bool {
+		switch {
+		case k.Str == "type":
+		case descend && mv.IsObject() && (k.Str == "function" || k.Str == "custom" || k.Str == "json_schema"):
+			x.object(msg, role, field+"."+k.Str, mv, false)
+		case k.Str == "content":
+			x.content(msg, role, field+".content", mv)
+		default:
+			x.value(msg, role, field, k.Str, mv)
+		}
+		return x.limit == ""
+	})
+}
+
+// value reads a string as it is and an object or array as its JSON text
+// (string escapes decoded, so a schema reads as the model reads it); other
+// values carry no text. The segment's field is field.key ("" key: field).
+func (x *extraction) value(msg int, role, field, key string, v gjson.Result) {
+	var text string
+	switch {
+	case v.Type == gjson.String:
+		text = v.Str
+	case v.IsObject() || v.IsArray():
+		if len(v.Raw) <= 2 {
+			return
+		}
+		text = unescapeJSON(v.Raw)
+	default:
+		return
+	}
+	if text != "" && x.piece() {
+		x.add(Segment{Message: msg, Role: role, field: field, key: key, Text: text})
+	}
+}
+
+// unescapeJSON returns JSON text with the escapes in its strings decoded,
+// for detectors to read what a model reads. Text without a backslash is
+// returned as it is.
+func unescapeJSON(raw string) string {
+	if strings.IndexByte(raw, '\\') < 0 {
+		return raw
+	}
+	var b strings.Builder
+	b.Grow(len(raw))
+	for len(raw) > 0 {
+		q := strings.IndexByte(raw, '"')
+		if q < 0 {
+			b.WriteString(raw)
+			break
+		}
+		b.WriteString(raw[:q])
+		raw = raw[q:]
+		end, esc := 1, false
+		for end < len(raw) && raw[end] != '"' {
+			if raw[end] == '\\' {
+				esc = true
+				end++
+			}
+			end++
+		}
+		if end >= len(raw) { // unterminated: keep as is
+			b.WriteString(raw)
+			break
+		}
+		tok := raw[:end+1]
+		raw = raw[end+1:]
+		if !esc {
+			b.WriteString(tok)
+			continue
+		}
+		b.WriteByte('"')
+		b.WriteString(gjson.Parse(tok).Str)
+		b.WriteByte('"')
+	}
+	return b.String()
+}
+
+// locate maps a span of the segment's text to the field holding it: the
+// content part when the span lies inside one, else the segment's field.
+// parts caches Parts() across the findings of one segment.
+func (s *Segment) locate(start, end int, parts *[]PartSpan) (string, int, int) {
+	if s.content == "" {
+		return s.Field(), start, end
+	}
+	if *parts == nil {
+		*parts = s.Parts()
+	}
+	ps := *parts
+	i := sort.Search(len(ps), func(i int) bool { return ps[i].Start > start }) - 1
+	if i < 0 {
+		return s.field, start, end
+	}
+	p := ps[i]
+	lim := len(s.Text)
+	if i+1 < len(ps) {
+		lim = min(lim, ps[i+1].Start)
+	}
+	if end > lim {
+		return s.field, start, end
+	}
+	return partField(s.field, p.Index, p.Key), start - p.Start, end - p.Start
 }

@@ -21,15 +21,16 @@ type Rules struct {
 }
 
 type rule struct {
-	name     string
-	level    int
-	secrets  bool
-	pii      uint64 // bit per PII type; allPII for "any"
-	injDet   bool
-	injScore float64
-	tasks    []string
-	tokens   int
-	minSens  int // -1 when unset
+	name      string
+	level     int
+	secrets   bool
+	pii       uint64 // bit per PII type; allPII for "any"
+	injDet    bool
+	injScore  float64
+	tasks     []string
+	tokens    int
+	minSens   int // -1 when unset
+	truncated bool
 }
 
 const allPII = ^uint64(0)
@@ -43,7 +44,8 @@ func CompileRules(c config.Classify, piiTypes, tasks []string) (*Rules, error) {
 		for i, r := range in {
 			f := fmt.Sprintf("classify.%s[%d]", field, i)
 			cr := rule{name: r.Name, minSens: -1, secrets: r.If.Secrets, injDet: r.If.InjectionDetected,
-				injScore: r.If.InjectionScoreAtLeast, tasks: r.If.Tasks, tokens: r.If.InputTokensAtLeast}
+				injScore: r.If.InjectionScoreAtLeast, tasks: r.If.Tasks, tokens: r.If.InputTokensAtLeast,
+				truncated: r.If.ScanTruncated}
 			if r.Name == "" {
 				errs = append(errs, fmt.Errorf("%s.name: required (it explains the level)", f))
 			}
@@ -100,6 +102,7 @@ type facts struct {
 	task        string
 	tokens      int
 	sensitivity int
+	truncated   bool // the scan stopped at a cap
 }
 
 func (r *rule) holds(f *facts) bool {
@@ -110,7 +113,8 @@ func (r *rule) holds(f *facts) bool {
 		r.injScore > 0 && f.injScore < r.injScore,
 		len(r.tasks) > 0 && !slices.Contains(r.tasks, f.task),
 		r.tokens > 0 && f.tokens < r.tokens,
-		r.minSens >= 0 && f.sensitivity < r.minSens:
+		r.minSens >= 0 && f.sensitivity < r.minSens,
+		r.truncated && !f.truncated:
 		return false
 	}
 	return true

@@ -15,6 +15,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/request"
+	"github.com/stellwerk/stellwerk/internal/route"
 )
 
 // runClassify prints the classification of chat requests without sending
@@ -100,7 +101,7 @@ func classifyBody(cl *classify.Classifier, body []byte) (classify.Result, error)
 		}
 		return classify.Result{}, err
 	}
-	return cl.Classify(classify.Request{Messages: chat.MessageList, MaxTokens: chat.MaxTokens}), nil
+	return cl.Classify(route.ClassifyRequest(chat)), nil
 }
 
 func printClassification(w io.Writer, r classify.Result) {
@@ -130,6 +131,15 @@ func printClassification(w io.Writer, r classify.Result) {
 	row("injection", "%.2f (%s%s)", r.Injection.Score, det, rule)
 	row("sensitivity", "%s (rule %s)", r.Sensitivity, r.SensitivityRule)
 	row("risk", "%s (rule %s)", r.Risk, r.RiskRule)
+	row("scan", "%s", scanLine(r.Scan, r.ScanLimit))
+}
+
+// scanLine says whether every text was read, and which cap stopped it.
+func scanLine(scan, limit string) string {
+	if scan == classify.ScanTruncated {
+		return "TRUNCATED at the " + limit + " limit: text was not read; treated as restricted and high risk"
+	}
+	return scan
 }
 
 func printFindings(w io.Writer, name string, fs []classify.Finding) {
@@ -148,6 +158,10 @@ func printFindings(w io.Writer, name string, fs []classify.Finding) {
 	sort.Strings(parts)
 	fmt.Fprintf(w, "%-13s%s\n", name, strings.Join(parts, ", "))
 	for _, f := range fs {
-		fmt.Fprintf(w, "%-13s  %s in message %d %s, bytes %d–%d\n", "", f.Type, f.Message, f.Field, f.Start, f.End)
+		where := fmt.Sprintf("message %d %s", f.Message, f.Field)
+		if f.Message < 0 {
+			where = f.Field
+		}
+		fmt.Fprintf(w, "%-13s  %s in %s, bytes %d–%d\n", "", f.Type, where, f.Start, f.End)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/classify"
 )
 
 func run(args ...string) (string, string, error) {
@@ -186,5 +187,40 @@ func TestPolicyTestAndKeysCommands(t *testing.T) {
 	out, _, err = run("keys", "hash", "sk-abc")
 	if err != nil || strings.TrimSpace(out) != auth.Hash("sk-abc") || len(strings.TrimSpace(out)) != 64 {
 		t.Fatalf("keys hash: %v %q", err, out)
+	}
+}
+
+// TestClassifyAndExplainShowTheScan: a request past the classifier's segment
+// cap says so in every output, and a tool description is read.
+func TestClassifyAndExplainShowTheScan(t *testing.T) {
+	t.Setenv("MOCK_US_API_KEY", "sk-us")
+	t.Setenv("MOCK_EU_API_KEY", "sk-eu")
+	cfg := filepath.Join("..", "..", "examples", "stellwerk.yaml")
+	padded := `{"model":"auto","messages":[{"role":"user","content":[` + strings.Repeat(`"a",`, classify.MaxSegments) + `"b"]}]}`
+	tool := `{"model":"auto","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","description":"mail jo@example.org"}}]}`
+	cases := map[string]struct {
+		stdin string
+		args  []string
+		want  []string
+	}{
+		"classify":             {padded, []string{"classify"}, []string{"scan         TRUNCATED at the segments limit", "sensitivity  restricted (rule scan_truncated)"}},
+		"classify --json":      {padded, []string{"classify", "--json"}, []string{`"scan": "truncated"`, `"scan_limit": "segments"`}},
+		"classify a tool":      {tool, []string{"classify"}, []string{"email in tools[0].function.description, bytes 5–19", "scan         complete"}},
+		"explain":              {padded, []string{"explain", "--config", cfg}, []string{"scan=truncated (segments limit: text was not read)", "not fully scanned for credentials"}},
+		"explain --json":       {padded, []string{"explain", "--config", cfg, "--json"}, []string{`"scan": "truncated"`, `"scan_limit": "segments"`}},
+		"explain, all scanned": {tool, []string{"explain", "--config", cfg}, []string{"scan=complete"}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			out, _, err := runIn(tc.stdin, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
 	}
 }

@@ -112,6 +112,8 @@ type inputSummary struct {
 	Secrets        int            `json:"secrets"`
 	InjectionScore float64        `json:"injection_score"`
 	InputTokens    int            `json:"input_tokens"`
+	Scan           string         `json:"scan"`
+	ScanLimit      string         `json:"scan_limit,omitempty"`
 }
 
 // runExplain prints the full decision trace for a request without sending
@@ -167,7 +169,7 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		Workspace: res.Workspace, RequestPolicy: res.ReqPolicy.Fingerprint, Fallbacks: []string{}, Attempts: []string{}, Candidates: []candidateLine{},
 		Input: inputSummary{Model: res.Chat.Model, Task: res.Class.Task, Complexity: res.Class.Complexity, Language: res.Class.Language,
 			Sensitivity: res.Class.Sensitivity, Risk: res.Class.Risk, PII: res.Class.PIICounts, Secrets: len(res.Class.Secrets),
-			InjectionScore: res.Class.Injection.Score, InputTokens: res.Class.InputTokens}}
+			InjectionScore: res.Class.Injection.Score, InputTokens: res.Class.InputTokens, Scan: res.Class.Scan, ScanLimit: res.Class.ScanLimit}}
 	if ex.Deny == nil {
 		ex.Deny = []string{}
 	}
@@ -215,7 +217,11 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 func printExplanation(w io.Writer, ex *explanation) {
 	in := ex.Input
 	fmt.Fprintf(w, "request     model=%s task=%s complexity=%s language=%s tokens≈%d\n", in.Model, in.Task, in.Complexity, in.Language, in.InputTokens)
-	fmt.Fprintf(w, "findings    sensitivity=%s risk=%s pii=%v secrets=%d injection=%.2f\n", in.Sensitivity, in.Risk, in.PII, in.Secrets, in.InjectionScore)
+	fmt.Fprintf(w, "findings    sensitivity=%s risk=%s pii=%v secrets=%d injection=%.2f scan=%s", in.Sensitivity, in.Risk, in.PII, in.Secrets, in.InjectionScore, in.Scan)
+	if in.ScanLimit != "" {
+		fmt.Fprintf(w, " (%s limit: text was not read)", in.ScanLimit)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "principal   workspace=%s", ex.Workspace)
 	if ex.RequestPolicy != "" {
 		fmt.Fprintf(w, " request-policy=%s", ex.RequestPolicy)

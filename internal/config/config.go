@@ -151,12 +151,16 @@ type Condition struct {
 	Tasks                 []string `yaml:"tasks,omitempty"`                    // the task is one of these
 	InputTokensAtLeast    int      `yaml:"input_tokens_at_least,omitempty"`
 	SensitivityAtLeast    string   `yaml:"sensitivity_at_least,omitempty"` // risk rules only
+	// ScanTruncated holds when a classifier cap stopped the scan, so the
+	// findings cover only part of the request (fail closed).
+	ScanTruncated bool `yaml:"scan_truncated,omitempty"`
 }
 
 // DefaultSensitivity and DefaultRisk apply when the config sets no rules.
 var (
 	DefaultSensitivity = []ClassRule{
 		{Name: "secrets_in_prompt", Level: "restricted", If: Condition{Secrets: true}},
+		{Name: "scan_truncated", Level: "restricted", If: Condition{ScanTruncated: true}},
 		{Name: "financial_or_national_id", Level: "restricted", If: Condition{PII: []string{
 			"credit_card", "iban", "us_ssn", "it_codice_fiscale", "es_dni", "fr_nir", "de_tax_id", "uk_nino"}}},
 		{Name: "personal_data", Level: "confidential", If: Condition{PII: []string{"any"}}},
@@ -166,6 +170,7 @@ var (
 	DefaultRisk = []ClassRule{
 		{Name: "prompt_injection", Level: "high", If: Condition{InjectionDetected: true}},
 		{Name: "secrets_in_prompt", Level: "high", If: Condition{Secrets: true}},
+		{Name: "scan_truncated", Level: "high", If: Condition{ScanTruncated: true}},
 		{Name: "restricted_data", Level: "high", If: Condition{SensitivityAtLeast: "restricted"}},
 		{Name: "confidential_data", Level: "medium", If: Condition{SensitivityAtLeast: "confidential"}},
 		{Name: "injection_suspected", Level: "medium", If: Condition{InjectionScoreAtLeast: 0.3}},

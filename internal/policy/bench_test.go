@@ -38,7 +38,7 @@ func catalog60(tb testing.TB) *catalog.Catalog {
 
 func benchInput(cat *catalog.Catalog, restricted bool) *Input {
 	cls := &classify.Result{Task: "code", Complexity: "medium", Language: "en", Sensitivity: "internal", Risk: "low",
-		PIICounts: map[string]int{}, InputTokens: 600}
+		PIICounts: map[string]int{}, InputTokens: 600, Scan: classify.ScanComplete}
 	if restricted {
 		cls.Sensitivity, cls.Risk, cls.PIICounts = "restricted", "high", map[string]int{"iban": 1}
 	}

@@ -289,7 +289,7 @@ func workspaceTerm(w config.Workspace, t *config.Team) *ast.Term {
 
 func classificationTerm(c *classify.Result) *ast.Term {
 	if c == nil {
-		c = &classify.Result{Task: "chat", Complexity: "low", Language: "unknown", Sensitivity: "public", Risk: "low"}
+		c = &classify.Result{Task: "chat", Complexity: "low", Language: "unknown", Sensitivity: "public", Risk: "low", Scan: classify.ScanComplete}
 	}
 	piiTypes := make([]string, 0, len(c.PIICounts))
 	counts := make([][2]*ast.Term, 0, len(c.PIICounts))
@@ -319,6 +319,8 @@ func classificationTerm(c *classify.Result) *ast.Term {
 		item("risk", ast.StringTerm(c.Risk)),
 		item("risk_rule", ast.StringTerm(c.RiskRule)),
 		item("input_tokens", ast.IntNumberTerm(c.InputTokens)),
+		item("scan", ast.StringTerm(c.Scan)),
+		item("scan_limit", ast.StringTerm(c.ScanLimit)),
 	)
 }
 
@@ -374,7 +376,7 @@ func SampleInput() ast.Value {
 		Request:        RequestFacts{Path: "/v1/chat/completions", Model: "auto", Metadata: map[string]string{}, Headers: map[string]string{}},
 		Principal:      auth.Principal{Workspace: auth.DefaultWorkspace, Roles: []string{}},
 		Workspace:      defaultWorkspace(),
-		Classification: &classify.Result{Task: "chat", Complexity: "low", Language: "en", Sensitivity: "public", Risk: "low", PIICounts: map[string]int{}},
+		Classification: &classify.Result{Task: "chat", Complexity: "low", Language: "en", Sensitivity: "public", Risk: "low", PIICounts: map[string]int{}, Scan: classify.ScanComplete},
 		Now:            time.Unix(0, 0),
 	}
 	for _, m := range cat.Models() {

@@ -4,6 +4,10 @@
 package request
 
 import (
+	"bytes"
+	"strconv"
+	"strings"
+
 	"github.com/tidwall/gjson"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
@@ -21,6 +25,10 @@ type Chat struct {
 	MaxTokens int
 	// Tools is true when the request offers tools (or legacy functions).
 	Tools bool
+	// ToolList, FunctionList, ResponseFormatObj and Prediction are the
+	// tools, functions, response_format and prediction members, for the
+	// classifier to read in place (zero when absent).
+	ToolList, FunctionList, ResponseFormatObj, Prediction gjson.Result
 	// ResponseFormat is response_format.type ("" when unset).
 	ResponseFormat string
 	// Vision is true when a message carries an image part.
@@ -40,11 +48,22 @@ func ParseChat(body []byte) (Chat, error) {
 	if len(body) == 0 {
 		return Chat{}, apierr.BadRequest("invalid_request_body", "", "the request body is empty; send a JSON chat completion request")
 	}
-	if tooDeep(body) {
+	deep, dup := scanStructure(body)
+	if deep {
 		return Chat{}, apierr.BadRequest("invalid_request_body", "", "the request body is nested more than %d levels deep", MaxDepth)
 	}
 	if !gjson.ValidBytes(body) {
 		return Chat{}, apierr.BadRequest("invalid_json", "", "the request body is not valid JSON")
+	}
+	if dup != nil {
+		// A provider that reads the last copy (most JSON parsers) would
+		// see another request than the one classified: refuse, never guess.
+		where := "the request body"
+		if dup.in != "" {
+			where = dup.in
+		}
+		return Chat{}, apierr.BadRequest("duplicate_field", dup.param(), "duplicate key %q in %s; send each key once",
+			apierr.Truncate(dup.key, 64), apierr.Truncate(where, 200))
 	}
 	root := gjson.ParseBytes(body)
 	if !root.IsObject() {
@@ -52,38 +71,40 @@ func ParseChat(body []byte) (Chat, error) {
 	}
 	var c Chat
 	var model, messages, stream, maxTokens, maxCompletion, policy gjson.Result
-	var dup string
 	root.ForEach(func(k, v gjson.Result) bool {
-		var slot *gjson.Result
 		switch k.Str {
 		case "model":
-			slot = &model
+			model = v
 		case "messages":
-			slot = &messages
+			messages = v
 		case "stream":
-			slot = &stream
+			stream = v
 		case "max_tokens":
-			slot = &maxTokens
+			maxTokens = v
 		case "max_completion_tokens":
-			slot = &maxCompletion
+			maxCompletion = v
 		case "policy":
-			slot = &policy
+			policy = v
 		case "tools", "functions":
 			c.Tools = c.Tools || (v.IsArray() && len(v.Raw) > 2)
-			return true
+			if k.Str == "tools" {
+				c.ToolList = v
+			} else {
+				c.FunctionList = v
+			}
+		case "prediction":
+			c.Prediction = v
 		case "stream_options":
 			c.IncludeUsage = v.Get("include_usage").Type == gjson.True
-			return true
 		case "response_format":
+			c.ResponseFormatObj = v
 			if t := v.Get("type"); t.Type == gjson.String {
 				c.ResponseFormat = t.Str
 			}
-			return true
 		case "user":
 			if v.Type == gjson.String && len(v.Str) <= 256 {
 				c.User = v.Str
 			}
-			return true
 		case "metadata":
 			v.ForEach(func(mk, mv gjson.Result) bool {
 				if mv.Type == gjson.String && len(mk.Str) <= 64 && len(mv.Str) <= 512 {
@@ -94,22 +115,9 @@ func ParseChat(body []byte) (Chat, error) {
 				}
 				return len(c.Metadata) < 16
 			})
-			return true
-		default:
-			return true
 		}
-		// A second copy of a field stellwerk routes on could be read
-		// differently by the provider: refuse rather than guess.
-		if slot.Exists() {
-			dup = k.Str
-			return false
-		}
-		*slot = v
 		return true
 	})
-	if dup != "" {
-		return Chat{}, apierr.BadRequest("duplicate_field", dup, "the field %q appears more than once", dup)
-	}
 
 	switch {
 	case !model.Exists():
@@ -184,25 +192,176 @@ func ParseChat(body []byte) (Chat, error) {
 // far below it; a body of millions of brackets would otherwise cost seconds.
 const MaxDepth = 128
 
-// tooDeep reports whether body nests arrays or objects deeper than
-// MaxDepth, in one pass that skips string contents.
-func tooDeep(body []byte) bool {
-	depth := 0
+// dupKey is the first key found twice in one object.
+type dupKey struct {
+	key string // decoded
+	in  string // path of the object: messages[0].content[1]; "" for the body
+}
+
+// param is the key's path, the OpenAI error's param.
+func (d *dupKey) param() string {
+	if d.in == "" {
+		return d.key
+	}
+	return d.in + "." + d.key
+}
+
+// frame is one open object or array of scanStructure.
+type frame struct {
+	obj       bool
+	expectKey bool            // obj: the next string is a key
+	keys      int             // obj: index of its first key in the key stack
+	set       map[string]bool // obj: its keys, once it has many
+	index     int             // array: index of the current element
+	key       keyRef          // obj: the current key
+}
+
+// keyRef is a key in the body: body[start:end] between the quotes, or its
+// decoded form when it has escapes.
+type keyRef struct {
+	start, end int
+	dec        string
+	esc        bool
+}
+
+// linearKeys is how many keys of one object are compared pairwise before
+// they go into a set.
+const linearKeys = 16
+
+// scanStructure reads body once, skipping string contents, and reports
+// whether it nests deeper than MaxDepth and the first key that appears
+// twice in one object, anywhere (decoded, so "r\u006fle" and "role" are the
+// same key). It runs before the body is known to be valid JSON: on invalid
+// input it stays linear and never panics, and its duplicate is then
+// ignored.
+func scanStructure(body []byte) (deep bool, dup *dupKey) {
+	var stackBuf [32]frame
+	var keyBuf [64]keyRef
+	stack, keys := stackBuf[:0], keyBuf[:0]
 	for i := 0; i < len(body); i++ {
 		switch body[i] {
 		case '"':
-			for i++; i < len(body) && body[i] != '"'; i++ {
-				if body[i] == '\\' {
-					i++
+			start := i + 1
+			end, esc := skipString(body, start)
+			i = end
+			if dup != nil || len(stack) == 0 {
+				continue
+			}
+			top := &stack[len(stack)-1]
+			if !top.obj || !top.expectKey {
+				continue
+			}
+			top.expectKey = false
+			k := keyRef{start: start, end: min(end, len(body)), esc: esc}
+			if esc && end < len(body) {
+				k.dec = gjson.ParseBytes(body[start-1 : end+1]).Str
+			}
+			top.key = k
+			if seenKey(body, top, keys, k) {
+				dup = &dupKey{key: k.text(body)}
+				dup.in = pathOf(body, stack)
+				continue
+			}
+			keys = append(keys, k)
+			if top.set != nil {
+				top.set[k.text(body)] = true
+			}
+		case '{', '[':
+			if len(stack) >= MaxDepth {
+				return true, nil
+			}
+			stack = append(stack, frame{obj: body[i] == '{', expectKey: body[i] == '{', keys: len(keys)})
+		case '}', ']':
+			if len(stack) > 0 {
+				keys = keys[:stack[len(stack)-1].keys]
+				stack = stack[:len(stack)-1]
+			}
+		case ',':
+			if len(stack) > 0 {
+				top := &stack[len(stack)-1]
+				if top.obj {
+					top.expectKey = true
+				} else {
+					top.index++
 				}
 			}
-		case '[', '{':
-			if depth++; depth > MaxDepth {
-				return true
-			}
-		case ']', '}':
-			depth--
 		}
 	}
-	return false
+	return false, dup
+}
+
+// skipString returns the index of the quote closing the string that starts
+// at body[start] (len(body) when there is none) and whether it has escapes.
+func skipString(body []byte, start int) (int, bool) {
+	esc := false
+	for i := start; i < len(body); {
+		q := bytes.IndexByte(body[i:], '"')
+		if q < 0 {
+			return len(body), esc
+		}
+		q += i
+		// the quote is escaped when an odd number of backslashes precede it
+		n := 0
+		for j := q - 1; j >= start && body[j] == '\\'; j-- {
+			n++
+		}
+		if !esc && bytes.IndexByte(body[i:q], '\\') >= 0 {
+			esc = true
+		}
+		if n%2 == 0 {
+			return q, esc
+		}
+		i = q + 1
+	}
+	return len(body), esc
+}
+
+func (k keyRef) text(body []byte) string {
+	if k.esc {
+		return k.dec
+	}
+	return string(body[k.start:k.end])
+}
+
+// seenKey reports whether the object already has key k. A large object's
+// keys go into a set, so an object with many keys stays linear.
+func seenKey(body []byte, top *frame, keys []keyRef, k keyRef) bool {
+	own := keys[top.keys:]
+	if top.set == nil && len(own) < linearKeys {
+		for _, o := range own {
+			if o.esc || k.esc {
+				if o.text(body) == k.text(body) {
+					return true
+				}
+			} else if bytes.Equal(body[o.start:o.end], body[k.start:k.end]) {
+				return true
+			}
+		}
+		return false
+	}
+	if top.set == nil {
+		top.set = make(map[string]bool, 2*len(own))
+		for _, o := range own {
+			top.set[o.text(body)] = true
+		}
+	}
+	return top.set[k.text(body)]
+}
+
+// pathOf renders the path of the innermost open object: messages[0].content[1].
+func pathOf(body []byte, stack []frame) string {
+	var b strings.Builder
+	for i := 0; i+1 < len(stack); i++ {
+		f := &stack[i]
+		if f.obj {
+			k := f.key.text(body)
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(k)
+		} else {
+			b.WriteString("[" + strconv.Itoa(f.index) + "]")
+		}
+	}
+	return b.String()
 }

@@ -87,6 +87,13 @@ type Result struct {
 	Constraint string
 }
 
+// ClassifyRequest is what the classifier reads of a parsed request: every
+// member carrying text a model reads.
+func ClassifyRequest(chat request.Chat) classify.Request {
+	return classify.Request{Messages: chat.MessageList, Tools: chat.ToolList, Functions: chat.FunctionList,
+		ResponseFormat: chat.ResponseFormatObj, Prediction: chat.Prediction, MaxTokens: chat.MaxTokens}
+}
+
 // Route decides one request. Errors are *apierr.Error; the Result is
 // returned alongside whenever it explains the error (a denial, an excluded
 // pinned model), so explain can show the trace.
@@ -114,7 +121,7 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 		return res, vis.notFound(chat.Model)
 	}
 
-	res.Class = r.Classifier.Classify(classify.Request{Messages: chat.MessageList, MaxTokens: chat.MaxTokens})
+	res.Class = r.Classifier.Classify(ClassifyRequest(chat))
 
 	ws, team := r.resolve(req.Principal)
 	outTokens := chat.MaxTokens

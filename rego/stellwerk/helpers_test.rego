@@ -34,6 +34,7 @@ base := {
 		"risk": "low", "risk_rule": "default",
 		"pii_types": [], "pii_counts": {}, "secret_types": [], "secret_count": 0,
 		"injection": {"score": 0.02, "detected": false},
+		"scan": "complete", "scan_limit": "",
 	},
 	"budget": {"limited": false},
 	"candidates": candidates,

@@ -26,11 +26,14 @@ _req_residency := l if l := _residency_level[input.request.policy.residency]
 
 else := "on_prem" if input.request.policy.residency
 
-# (c) confidential and restricted data: the workspace's sensitive_residency
-# (default eu), a hard requirement that loosening never lifts.
+# (c) confidential and restricted data, and data not fully scanned (fail
+# closed): the workspace's sensitive_residency (default eu), a hard
+# requirement that loosening never lifts.
 _sensitive_data if input.classification.sensitivity == "restricted"
 
 _sensitive_data if input.classification.sensitivity == "confidential"
+
+_sensitive_data if _scan_truncated
 
 _sensitive_residency := l if {
 	_sensitive_data
@@ -61,11 +64,17 @@ _required_residency := [_ws_residency, "workspace"] if {
 } else := _base_residency
 
 # _residency_source names the source in reasons; only evaluated for one.
-_residency_source := concat(" ", [input.classification.sensitivity, "data"]) if _required_residency[1] == "data"
+_residency_source := _data_source if _required_residency[1] == "data"
 
 else := "request policy" if _required_residency[1] == "request"
 
 else := concat(" ", ["workspace", _ws_name])
+
+# _data_source names sensitive data by its level; a truncated scan of data
+# classified below confidential is named as such.
+_data_source := concat(" ", [input.classification.sensitivity, "data"]) if {
+	input.classification.sensitivity in {"restricted", "confidential"}
+} else := "data not fully scanned"
 
 _residency_exclude := {id: reason |
 	level := _required_residency[0]

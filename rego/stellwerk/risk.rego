@@ -4,9 +4,12 @@ _risk_rank := {"low": 0, "medium": 1, "high": 2}
 
 _default_risk_tiers := {"low": 1, "medium": 1, "high": 2}
 
-# _risk is the classified risk: low when the classifier gave none (missing,
-# null or ""), high when it is not a known level (fail closed).
-_risk := r if {
+# _risk is the classified risk: high when the scan was truncated or the
+# level is not a known one (fail closed), low when the classifier gave none
+# (missing, null or "").
+_risk := "high" if {
+	_scan_truncated
+} else := r if {
 	r := input.classification.risk
 	_risk_rank[r]
 } else := "low" if {
@@ -43,7 +46,10 @@ deny contains msg if {
 	msg := sprintf("request policy max_risk is %s but the request is classified %s (rule %s)", [max_risk, _risk, _risk_rule])
 }
 
-_risk_rule := r if {
+_risk_rule := "scan_truncated" if {
+	_scan_truncated
+	input.classification.risk != "high"
+} else := r if {
 	r := input.classification.risk_rule
 	r != ""
 } else := "unknown"

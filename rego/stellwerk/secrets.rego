@@ -2,6 +2,12 @@ package stellwerk
 
 _secrets_found if input.classification.secret_count > 0
 
+# A truncated scan may have missed a credential: the secrets setting applies
+# to it as if one was found (fail closed).
+_secrets_possible if _secrets_found
+
+_secrets_possible if _scan_truncated
+
 # _secrets_mode is the workspace's secrets setting: deny (default),
 # on_prem_only or allow. Any other value is treated as deny (fail closed).
 _secrets_mode := "allow" if {
@@ -17,10 +23,21 @@ deny contains msg if {
 	msg := sprintf("secrets: the prompt contains credentials (%s); remove them and retry", [concat(", ", types)])
 }
 
-_secrets_exclude := {id: "secrets: credentials in the prompt may only go to on_prem models" |
-	_secrets_found
+deny contains msg if {
+	not _secrets_found
+	_scan_truncated
+	_secrets_mode == "deny"
+	msg := sprintf("secrets: the request was not fully scanned for credentials (%s limit reached); send less text or fewer parts and retry", [_scan_limit])
+}
+
+_secrets_exclude := {id: _secrets_reason |
+	_secrets_possible
 	_secrets_mode == "on_prem_only"
 	some c in input.candidates
 	not c.residency == "on_prem"
 	id := c.id
 }
+
+_secrets_reason := "secrets: credentials in the prompt may only go to on_prem models" if _secrets_found
+
+else := "secrets: a request not fully scanned for credentials may only go to on_prem models"
