@@ -1,0 +1,201 @@
+package serve
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/testcert"
+)
+
+// noop answers every ext_proc message with CONTINUE: what is measured is
+// the transport, not stellwerk.
+type noop struct {
+	extprocv3.UnimplementedExternalProcessorServer
+}
+
+func (noop) Process(s extprocv3.ExternalProcessor_ProcessServer) error {
+	for {
+		req, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var resp *extprocv3.ProcessingResponse
+		switch req.Request.(type) {
+		case *extprocv3.ProcessingRequest_RequestHeaders:
+			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}}
+		default:
+			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
+		}
+		if err := s.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+// transportPair serves noop the way listenGRPC serves stellwerk and returns
+// a client connection that dials it as Envoy would.
+func transportPair(t testing.TB, kind string) *grpc.ClientConn {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sw-tr-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	var srv config.Server
+	var dial []grpc.DialOption
+	target := ""
+	switch kind {
+	case "unix":
+		srv.GRPC = config.UnixSocketPrefix + filepath.Join(dir, "grpc.sock")
+		target = srv.GRPC
+		dial = append(dial, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	case "mtls":
+		f, err := testcert.Write(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.GRPC = "127.0.0.1:0"
+		srv.GRPCTLS = &config.GRPCTLS{Cert: f.ServerCert, Key: f.ServerKey, ClientCA: f.CA, ClientNames: []string{"envoy.stellwerk.internal"}}
+		cert, err := tls.LoadX509KeyPair(f.ClientCert, f.ClientKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pem, _ := os.ReadFile(f.CA)
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(pem)
+		dial = append(dial, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+			Certificates: []tls.Certificate{cert}, RootCAs: roots, ServerName: "stellwerk.internal"})))
+	}
+	ln, opts, err := listenGRPC(srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(opts...)
+	extprocv3.RegisterExternalProcessorServer(gs, noop{})
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+	if target == "" {
+		target = ln.Addr().(*net.TCPAddr).String()
+	}
+	conn, err := grpc.NewClient(target, dial...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// oneRequest is what Envoy's filter does per request in the cheapest mode
+// stellwerk uses: one stream, request headers, request body (2 KB).
+func oneRequest(c extprocv3.ExternalProcessorClient, body []byte) error {
+	st, err := c.Process(context.Background())
+	if err != nil {
+		return err
+	}
+	for _, m := range []*extprocv3.ProcessingRequest{
+		{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{Headers: &corev3.HeaderMap{
+			Headers: []*corev3.HeaderValue{{Key: ":path", RawValue: []byte("/v1/chat/completions")}}}}}},
+		{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{Body: body, EndOfStream: true}}},
+	} {
+		if err := st.Send(m); err != nil {
+			return err
+		}
+		if _, err := st.Recv(); err != nil {
+			return err
+		}
+	}
+	return st.CloseSend()
+}
+
+func TestTransportsServeExtProc(t *testing.T) {
+	for _, kind := range []string{"unix", "mtls"} {
+		t.Run(kind, func(t *testing.T) {
+			c := extprocv3.NewExternalProcessorClient(transportPair(t, kind))
+			if err := oneRequest(c, []byte(`{"model":"auto"}`)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestPlainTCPAndStaleFilesAreRefused(t *testing.T) {
+	dir := t.TempDir()
+	notSocket := filepath.Join(dir, "file")
+	if err := os.WriteFile(notSocket, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]config.Server{
+		"plain tcp":         {GRPC: "127.0.0.1:0"},
+		"a file, no socket": {GRPC: config.UnixSocketPrefix + notSocket},
+	} {
+		if ln, _, err := listenGRPC(s); err == nil {
+			ln.Close()
+			t.Errorf("%s: listened", name)
+		}
+	}
+	// A live socket is another stellwerk's: refused. A stale one is replaced.
+	sock := filepath.Join(dir, "grpc.sock")
+	ln, _, err := listenGRPC(config.Server{GRPC: config.UnixSocketPrefix + sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(sock)
+	if fi.Mode().Perm() != socketMode {
+		t.Errorf("socket mode %v", fi.Mode().Perm())
+	}
+	if ln2, _, err := listenGRPC(config.Server{GRPC: config.UnixSocketPrefix + sock}); err == nil || !strings.Contains(err.Error(), "in use") {
+		if ln2 != nil {
+			ln2.Close()
+		}
+		t.Errorf("second listener on a live socket: %v", err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close() // leaves the file behind, as a crash would
+	ln, _, err = listenGRPC(config.Server{GRPC: config.UnixSocketPrefix + sock})
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
+	}
+	ln.Close()
+}
+
+// BenchmarkExtProcTransport is one request's two ext_proc round trips (2 KB
+// body) over each transport Envoy may use: what the transport adds per
+// request, without Envoy or stellwerk's decision.
+//
+//	go test -run '^$' -bench ExtProcTransport -benchmem ./internal/serve/
+func BenchmarkExtProcTransport(b *testing.B) {
+	body := []byte(strings.Repeat("x", 2048))
+	for _, kind := range []string{"unix", "mtls"} {
+		b.Run(kind, func(b *testing.B) {
+			c := extprocv3.NewExternalProcessorClient(transportPair(b, kind))
+			if err := oneRequest(c, body); err != nil { // connect (and handshake) once, as Envoy does
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if err := oneRequest(c, body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
