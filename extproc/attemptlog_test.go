@@ -16,13 +16,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/stellwerk/stellwerk/internal/auth"
-	"github.com/stellwerk/stellwerk/internal/catalog"
-	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/header"
-	"github.com/stellwerk/stellwerk/internal/policy"
-	"github.com/stellwerk/stellwerk/internal/route"
 )
 
 // failoverState: two providers, so every plan is "a1" then "b1".
@@ -40,19 +35,7 @@ models:
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := catalog.New(c, catalog.Env{Getenv: func(k string) string { return "sk-" + k }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := classify.New(c.Classify)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pm, err := policy.NewManager(context.Background(), policy.Source{Library: true}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := NewState(route.New(c, cat, cl, pm, zap.NewNop()), auth.New(c, func(string) string { return "" }), c.Envoy.MaxRequestBytes)
+	st := stateFor(t, c, func(k string) string { return "sk-" + k })
 	st.Failover = &Failover{MaxAttempts: 2, AttemptTimeout: c.Failover.AttemptTimeout}
 	return st
 }

@@ -9,11 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/auth"
-	"github.com/stellwerk/stellwerk/internal/catalog"
-	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
-	"github.com/stellwerk/stellwerk/internal/policy"
-	"github.com/stellwerk/stellwerk/internal/route"
 )
 
 // productionState is examples/production.yaml (the shipped 71-model catalog)
@@ -35,19 +31,7 @@ func productionState(tb testing.TB) *State {
 	if err := c.Validate(); err != nil {
 		tb.Fatal(err)
 	}
-	cat, err := catalog.New(c, catalog.Env{Getenv: func(string) string { return "" }})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cl, err := classify.New(c.Classify)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pm, err := policy.NewManager(context.Background(), policy.Source{Library: true}, zap.NewNop())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return NewState(route.New(c, cat, cl, pm, zap.NewNop()), auth.New(c, func(string) string { return "" }), c.Envoy.MaxRequestBytes)
+	return stateFor(tb, c, func(string) string { return "" })
 }
 
 // TestModelsPerKey: /v1/models, /v1/models/{id} and a chat request's

@@ -38,22 +38,29 @@ models:
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := catalog.New(c, catalog.Env{Getenv: func(k string) string {
+	return stateFor(t, c, func(k string) string {
 		if k == "REMOTE_KEY" {
 			return "sk-remote"
 		}
 		return ""
-	}})
+	})
+}
+
+// stateFor compiles a validated config into the per-config state, with the
+// shipped policy library and getenv for provider keys.
+func stateFor(tb testing.TB, c *config.Config, getenv func(string) string) *State {
+	tb.Helper()
+	cat, err := catalog.New(c, catalog.Env{Getenv: getenv})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	cl, err := classify.New(c.Classify)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	pm, err := policy.NewManager(context.Background(), policy.Source{Library: true}, zap.NewNop())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return NewState(route.New(c, cat, cl, pm, zap.NewNop()), auth.New(c, func(string) string { return "" }), c.Envoy.MaxRequestBytes)
 }
