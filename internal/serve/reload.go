@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"reflect"
 	"sync"
 	"time"
 
@@ -152,7 +153,7 @@ func (r *reloader) reload(ctx context.Context) {
 // restartOnly refuses changes that need a restart rather than a reload.
 func restartOnly(old, cfg *config.Config) error {
 	switch {
-	case old.Server != cfg.Server:
+	case !reflect.DeepEqual(old.Server, cfg.Server): // grpc_tls is a pointer: compare what it holds
 		return fmt.Errorf("server addresses changed: restart stellwerk to apply them")
 	case old.Policy.Dir != cfg.Policy.Dir || *old.Policy.Library != *cfg.Policy.Library:
 		return fmt.Errorf("policy source changed: restart stellwerk to apply it")

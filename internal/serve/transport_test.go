@@ -199,3 +199,23 @@ func BenchmarkExtProcTransport(b *testing.B) {
 		})
 	}
 }
+
+// TestReloadKeepsMTLS: a reload that leaves server.grpc_tls as it was is not
+// a change of addresses (the config holds it by pointer).
+func TestReloadKeepsMTLS(t *testing.T) {
+	load := func() *config.Config {
+		c := &config.Config{Server: config.Server{GRPC: "0.0.0.0:18000",
+			GRPCTLS: &config.GRPCTLS{Cert: "c", Key: "k", ClientCA: "ca", ClientNames: []string{"envoy"}}}}
+		lib := true
+		c.Policy.Library = &lib
+		return c
+	}
+	if err := restartOnly(load(), load()); err != nil {
+		t.Errorf("unchanged grpc_tls: %v", err)
+	}
+	changed := load()
+	changed.Server.GRPCTLS.ClientNames = []string{"other"}
+	if err := restartOnly(load(), changed); err == nil {
+		t.Error("a changed grpc_tls needs a restart")
+	}
+}
