@@ -50,3 +50,24 @@ func TestCooldowns(t *testing.T) {
 		t.Error("a nil tracker cools down")
 	}
 }
+
+// BenchmarkCooling is selection's question, asked once per candidate of
+// every request, while one provider of many cools down.
+//
+//	go test -run '^$' -bench Cooling -benchmem ./internal/health/
+func BenchmarkCooling(b *testing.B) {
+	tr := New(Policy{FailuresBeforeCooldown: 1, Cooldown: time.Hour, MaxCooldown: time.Hour})
+	tr.Failed("down", "status 503", 0)
+	names := []string{"openai", "anthropic", "mistral", "down", "gemini", "groq"}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			_, _, cooling := tr.Cooling(names[i%len(names)])
+			if cooling != (names[i%len(names)] == "down") {
+				b.Fatal("wrong answer")
+			}
+			i++
+		}
+	})
+}
