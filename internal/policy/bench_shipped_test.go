@@ -105,8 +105,9 @@ func shippedRequest(c *config.Config, restricted bool) *Input {
 // BenchmarkEvaluateShipped is one request's policy work as production sees
 // it: the shipped library, the shipped 71-model catalog, every latency
 // learned and moving between requests, one provider in cooldown, and the
-// input built from the live state each time (build+eval) — or built only
-// (build). Nothing is reused from one request to the next but what
+// candidates and input built from the live state each time: evaluated
+// always (build+eval), through the memo (decide_warm, decide_cold), or
+// built only (build). Nothing is reused from one request to the next but what
 // stellwerk itself keeps.
 func BenchmarkEvaluateShipped(b *testing.B) {
 	m, err := NewManager(context.Background(), Source{Library: true}, zap.NewNop())
@@ -140,6 +141,33 @@ func BenchmarkEvaluateShipped(b *testing.B) {
 				release()
 			}
 		})
+		// decide: what a request pays (Engine.Decide). warm: requests the
+		// policy cannot tell apart, answered from the memo; cold: every
+		// request differs in a value the policy reads (the injection
+		// score), so each one is evaluated.
+		for _, warm := range []bool{true, false} {
+			sub := "/decide_cold"
+			if warm {
+				sub = "/decide_warm"
+			}
+			b.Run(name+sub, func(b *testing.B) {
+				b.ReportAllocs()
+				n := 0
+				for b.Loop() {
+					st.step()
+					if !warm {
+						n++
+						in.Classification.Injection.Score = float64(n%1_000_000) / 10_000_000
+					}
+					in.Candidates = st.candidates(in.Classification.Task, in.Classification.InputTokens, out)
+					in.Now = time.Now()
+					if _, err := e.Decide(context.Background(), in, ct); err != nil {
+						b.Fatal(err)
+					}
+				}
+				in.Classification.Injection.Score = 0
+			})
+		}
 		b.Run(name+"/build", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
