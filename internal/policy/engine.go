@@ -20,6 +20,7 @@ const Query = "data.stellwerk.decision"
 // for concurrent use.
 type Engine struct {
 	query    rego.PreparedEvalQuery
+	memo     *memo // nil when decisions cannot be memoised
 	Version  string
 	Modules  []string
 	LoadedAt time.Time
@@ -40,22 +41,57 @@ func Load(ctx context.Context, src Source) (*Engine, error) {
 }
 
 func load(ctx context.Context, f files) (*Engine, error) {
-	opts := []func(*rego.Rego){rego.Query(Query), rego.SetRegoVersion(ast.RegoV1)}
 	names := make([]string, 0, len(f.modules))
+	parsed := make(map[string]*ast.Module, len(f.modules))
+	popts := ast.ParserOptions{RegoVersion: ast.RegoV1}
 	for name, src := range f.modules {
-		opts = append(opts, rego.Module(name, src))
+		m, err := ast.ParseModuleWithOpts(name, src, popts)
+		if err != nil {
+			return nil, fmt.Errorf("compile: %w", err)
+		}
+		parsed[name] = m
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	pq, err := rego.New(opts...).PrepareForEval(ctx)
+	c := ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1)
+	if c.Compile(parsed); c.Failed() {
+		return nil, fmt.Errorf("compile: %w", c.Errors)
+	}
+	pq, err := rego.New(rego.Query(Query), rego.SetRegoVersion(ast.RegoV1), rego.Compiler(c)).PrepareForEval(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
 	e := &Engine{query: pq, Version: f.version, Modules: names, LoadedAt: time.Now()}
+	if root, ok := analyze(c.Modules); ok {
+		e.memo = newMemo(root)
+	}
 	if _, err := e.Eval(ctx, SampleInput()); err != nil {
 		return nil, fmt.Errorf("policy %s rejected: %w", e.Version, err)
 	}
 	return e, nil
+}
+
+// Decide is Eval for a request's input, built here from in and ct. A
+// request the policy cannot tell apart from one decided before (the same
+// values at every input path the modules read, the same catalog) gets that
+// decision without an evaluation. The decision is shared: read it, never
+// change it.
+func (e *Engine) Decide(ctx context.Context, in *Input, ct *CatalogTerms) (Decision, error) {
+	var parts inputParts
+	var key []byte
+	if e.memo != nil && ct.whole(in.Candidates) {
+		key = e.memo.key(make([]byte, 0, 512), in, ct, &parts)
+		if d := e.memo.get(key); d != nil {
+			return *d, nil
+		}
+	}
+	v, release := in.value(ct, &parts)
+	d, err := e.Eval(ctx, v)
+	release()
+	if err == nil && key != nil {
+		e.memo.put(key, &d)
+	}
+	return d, err
 }
 
 // Eval evaluates the decision for one input.

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -52,25 +53,28 @@ type Candidate struct {
 
 // CatalogTerms holds each model's request-independent input fields, built
 // once per catalog. Whole candidate sets are pooled per task, with the
-// task's quality scores, health and latency already in place: a request
-// takes a set, writes its estimated costs, and gives the set back after
+// task's quality scores in place: a request takes a set, writes the values
+// that differ from what the set holds (its estimated costs; a learned
+// latency or a health change now and then), and gives the set back after
 // evaluation. Replacing a value in an OPA object rehashes the object, so
-// writing one value instead of four matters (see BenchmarkEvaluate60).
+// writing one value instead of four matters (see BenchmarkEvaluateShipped).
 type CatalogTerms struct {
+	id     uint64 // tells catalogs apart in memo keys
 	models []*catalog.Model
 	static [][][2]*ast.Term
 	pools  sync.Map // task → *sync.Pool of *candidateSet
 }
 
+var catalogIDs atomic.Uint64
+
 type candidateSet struct {
-	objs  []ast.Object
-	array *ast.Term
-	dirty bool // a value other than the cost was overwritten: do not reuse
+	objs []ast.Object
+	held []Candidate // the values objs hold
 }
 
 // NewCatalogTerms prebuilds the static candidate fields of a catalog.
 func NewCatalogTerms(cat *catalog.Catalog) *CatalogTerms {
-	ct := &CatalogTerms{models: cat.Models()}
+	ct := &CatalogTerms{id: catalogIDs.Add(1), models: cat.Models()}
 	for _, m := range ct.models {
 		ct.static = append(ct.static, staticItems(m))
 	}
@@ -90,60 +94,64 @@ func (ct *CatalogTerms) pool(task string) *sync.Pool {
 	}
 	p := &sync.Pool{New: func() any {
 		cs := &candidateSet{}
-		terms := make([]*ast.Term, len(ct.models))
 		for i, m := range ct.models {
-			o := candidateObject(ct.static[i], 0, m.QualityFor(task), true, m.LatencyMS)
-			cs.objs = append(cs.objs, o)
-			terms[i] = ast.NewTerm(o)
+			c := Candidate{Model: m, Quality: m.QualityFor(task), Healthy: true, LatencyMS: m.LatencyMS}
+			cs.objs = append(cs.objs, candidateObject(ct.static[i], c.EstimatedCostEUR, c.Quality, c.Healthy, c.LatencyMS))
+			cs.held = append(cs.held, c)
 		}
-		cs.array = ast.ArrayTerm(terms...)
 		return cs
 	}}
 	actual, _ := ct.pools.LoadOrStore(task, p)
 	return actual.(*sync.Pool)
 }
 
+// whole reports whether cands is the whole catalog in catalog order.
+func (ct *CatalogTerms) whole(cands []Candidate) bool {
+	if len(cands) != len(ct.models) {
+		return false
+	}
+	for i := range cands {
+		if cands[i].Model != ct.models[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // candidates returns the candidates array for in, and a release func. A
 // candidate list that is not the whole catalog in catalog order is built
 // fresh.
 func (ct *CatalogTerms) candidates(task string, cands []Candidate) (*ast.Term, func()) {
-	whole := len(cands) == len(ct.models)
-	for i := 0; whole && i < len(cands); i++ {
-		whole = cands[i].Model == ct.models[i]
-	}
-	if !whole {
-		terms := make([]*ast.Term, 0, len(cands))
+	terms := make([]*ast.Term, len(cands))
+	if !ct.whole(cands) {
 		for i := range cands {
 			c := &cands[i]
-			terms = append(terms, ast.NewTerm(candidateObject(staticItems(c.Model), c.EstimatedCostEUR, c.Quality, c.Healthy, c.LatencyMS)))
+			terms[i] = ast.NewTerm(candidateObject(staticItems(c.Model), c.EstimatedCostEUR, c.Quality, c.Healthy, c.LatencyMS))
 		}
 		return ast.ArrayTerm(terms...), func() {}
 	}
 	pool := ct.pool(task)
 	cs := pool.Get().(*candidateSet)
 	for i := range cands {
-		c := &cands[i]
-		m := ct.models[i]
-		o := cs.objs[i]
-		o.Insert(keyCost, num(c.EstimatedCostEUR))
-		if c.Quality != m.QualityFor(task) {
+		c, h, o := &cands[i], &cs.held[i], cs.objs[i]
+		if c.EstimatedCostEUR != h.EstimatedCostEUR {
+			o.Insert(keyCost, num(c.EstimatedCostEUR))
+		}
+		if c.Quality != h.Quality {
 			o.Insert(keyQuality, num(c.Quality))
-			cs.dirty = true
 		}
-		if !c.Healthy {
-			o.Insert(keyHealthy, ast.BooleanTerm(false))
-			cs.dirty = true
+		if c.Healthy != h.Healthy {
+			o.Insert(keyHealthy, ast.BooleanTerm(c.Healthy))
 		}
-		if c.LatencyMS != m.LatencyMS {
+		if c.LatencyMS != h.LatencyMS {
 			o.Insert(keyLatency, ast.IntNumberTerm(c.LatencyMS))
-			cs.dirty = true
 		}
+		*h = *c
+		terms[i] = ast.NewTerm(o)
 	}
-	return cs.array, func() {
-		if !cs.dirty {
-			pool.Put(cs)
-		}
-	}
+	// A new array each time: an array caches its elements' hashes, and the
+	// objects' hashes changed.
+	return ast.ArrayTerm(terms...), func() { pool.Put(cs) }
 }
 
 // candidateObject is one candidate: its static fields and the four that
@@ -182,24 +190,56 @@ func staticItems(m *catalog.Model) [][2]*ast.Term {
 	}
 }
 
+// partNames are the input's request-level parts, in the order of the
+// document; candidates come last.
+var partNames = [...]string{"request", "principal", "workspace", "classification", "budget", "time"}
+
+// inputParts are an input's request-level parts, built when first needed.
+type inputParts [len(partNames)]*ast.Term
+
+func (p *inputParts) get(in *Input, i int) *ast.Term {
+	if p[i] != nil {
+		return p[i]
+	}
+	switch partNames[i] {
+	case "request":
+		p[i] = in.requestTerm()
+	case "principal":
+		p[i] = principalTerm(in.Principal)
+	case "workspace":
+		p[i] = workspaceTerm(in.Workspace, in.Team)
+	case "classification":
+		p[i] = classificationTerm(in.Classification)
+	case "budget":
+		p[i] = obj(item("limited", ast.BooleanTerm(false)))
+	case "time":
+		p[i] = timeTerm(in.Now)
+	}
+	return p[i]
+}
+
+func (in *Input) task() string {
+	if in.Classification != nil {
+		return in.Classification.Task
+	}
+	return ""
+}
+
 // Value builds the input as an OPA value, without going through JSON. The
 // value may share pooled parts: call release once it is no longer used
 // (after Eval), and do not use it afterwards.
 func (in *Input) Value(ct *CatalogTerms) (v ast.Value, release func()) {
-	task := ""
-	if in.Classification != nil {
-		task = in.Classification.Task
+	var parts inputParts
+	return in.value(ct, &parts)
+}
+
+func (in *Input) value(ct *CatalogTerms, parts *inputParts) (ast.Value, func()) {
+	cands, release := ct.candidates(in.task(), in.Candidates)
+	items := make([][2]*ast.Term, 0, len(partNames)+1)
+	for i, name := range partNames {
+		items = append(items, item(name, parts.get(in, i)))
 	}
-	cands, release := ct.candidates(task, in.Candidates)
-	return ast.NewObject(
-		item("request", in.requestTerm()),
-		item("principal", principalTerm(in.Principal)),
-		item("workspace", workspaceTerm(in.Workspace, in.Team)),
-		item("classification", classificationTerm(in.Classification)),
-		item("budget", obj(item("limited", ast.BooleanTerm(false)))),
-		item("time", timeTerm(in.Now)),
-		item("candidates", cands),
-	), release
+	return ast.NewObject(append(items, item("candidates", cands))...), release
 }
 
 func (in *Input) requestTerm() *ast.Term {

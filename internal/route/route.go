@@ -146,9 +146,7 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 	}
 	eng := r.Policy.Current()
 	res.PolicyVersion = eng.Version
-	input, release := in.Value(r.Terms)
-	res.Policy, err = eng.Eval(ctx, input)
-	release()
+	res.Policy, err = eng.Decide(ctx, in, r.Terms)
 	if err != nil {
 		if r.Log != nil {
 			r.Log.Error("policy evaluation failed", zap.String("policy_version", eng.Version), zap.Error(err))

@@ -29,9 +29,9 @@ _injection_exclude := {id: reason |
 	_injection_mode == "restrict"
 	t := _injection_min_tier
 	reason := sprintf("injection: suspected prompt injection may only go to assurance tier >= %v", [t])
-	some c in input.candidates
-	not c.assurance_tier >= t
-	id := c.id
+	some i
+	not input.candidates[i].assurance_tier >= t
+	id := input.candidates[i].id
 }
 
 tags["injection_suspected"] := "true" if _injection_suspected

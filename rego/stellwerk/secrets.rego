@@ -19,7 +19,7 @@ _secrets_mode := "allow" if {
 deny contains msg if {
 	_secrets_found
 	_secrets_mode == "deny"
-	types := {t | some t in object.get(input.classification, "secret_types", [])}
+	types := {t | some t in _secret_types}
 	msg := sprintf("secrets: the prompt contains credentials (%s); remove them and retry", [concat(", ", types)])
 }
 
@@ -33,10 +33,16 @@ deny contains msg if {
 _secrets_exclude := {id: _secrets_reason |
 	_secrets_possible
 	_secrets_mode == "on_prem_only"
-	some c in input.candidates
-	not c.residency == "on_prem"
-	id := c.id
+	some i
+	not input.candidates[i].residency == "on_prem"
+	id := input.candidates[i].id
 }
+
+# _secret_types reads the one field it needs (not the whole classification:
+# the decision memo keys on exactly what the policy reads, docs/policy.md).
+_secret_types := t if t := input.classification.secret_types
+
+else := []
 
 _secrets_reason := "secrets: credentials in the prompt may only go to on_prem models" if _secrets_found
 

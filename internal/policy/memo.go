@@ -1,0 +1,353 @@
+package policy
+
+import (
+	"encoding/binary"
+	"math"
+	"slices"
+	"sync"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// A decision is a pure function of the input, the modules and the
+// catalog, unless a module calls a non-deterministic builtin. The memo
+// keeps decisions keyed on exactly the parts of the input the modules can
+// read (found by walking every input reference of the compiled modules),
+// so that two requests the policy cannot tell apart share one evaluation.
+// The key is exact, never a hash alone: a request that differs in any value
+// the policy reads is evaluated.
+
+// paths is a tree of the input paths a policy reads.
+type paths struct {
+	all  bool              // the whole value below is read
+	keys map[string]*paths // constant object keys
+	any  *paths            // a variable key or index: every element
+	// sorted keys, filled by finish
+	names []string
+	terms []*ast.Term
+}
+
+func (p *paths) child(k string) *paths {
+	if p.keys == nil {
+		p.keys = map[string]*paths{}
+	}
+	c := p.keys[k]
+	if c == nil {
+		c = &paths{}
+		p.keys[k] = c
+	}
+	return c
+}
+
+func (p *paths) wild() *paths {
+	if p.any == nil {
+		p.any = &paths{}
+	}
+	return p.any
+}
+
+// add records one input reference (without its head).
+func (p *paths) add(ref ast.Ref) {
+	n := p
+	for _, t := range ref {
+		if n.all {
+			return
+		}
+		if s, ok := t.Value.(ast.String); ok {
+			n = n.child(string(s))
+		} else {
+			n = n.wild() // a variable, a number, a nested reference
+		}
+	}
+	n.all = true
+}
+
+// merge adds what src reads to p.
+func (p *paths) merge(src *paths) {
+	if src == nil || p.all {
+		return
+	}
+	if src.all {
+		*p = paths{all: true}
+		return
+	}
+	for k, c := range src.keys {
+		p.child(k).merge(c)
+	}
+	if src.any != nil {
+		p.wild().merge(src.any)
+	}
+}
+
+// finish folds each wildcard into the constant keys beside it (a key is
+// read both by name and by any variable) and sorts the names.
+func (p *paths) finish() {
+	if p == nil || p.all {
+		return
+	}
+	if p.any != nil {
+		p.any.finish()
+	}
+	for k, c := range p.keys {
+		c.merge(p.any)
+		c.finish()
+		p.names = append(p.names, k)
+	}
+	slices.Sort(p.names)
+	for _, k := range p.names {
+		p.terms = append(p.terms, ast.StringTerm(k))
+	}
+}
+
+func (p *paths) get(k string) *paths {
+	if p == nil {
+		return nil
+	}
+	if p.all {
+		return p
+	}
+	if c := p.keys[k]; c != nil {
+		return c
+	}
+	return p.any
+}
+
+// analyze walks the compiled modules. It returns the input paths they read
+// and false when a decision may not be memoised: a non-deterministic
+// builtin, or `with` replacing the input.
+func analyze(mods map[string]*ast.Module) (*paths, bool) {
+	root := &paths{}
+	ok := true
+	var vis *ast.GenericVisitor
+	vis = ast.NewGenericVisitor(func(x any) bool {
+		switch v := x.(type) {
+		case ast.Ref:
+			if v.HasPrefix(ast.InputRootRef) {
+				root.add(v[1:])
+				for _, t := range v[1:] {
+					vis.Walk(t) // references inside keys
+				}
+				return true
+			}
+		case ast.Var:
+			if v.Equal(ast.InputRootDocument.Value) {
+				root.all = true // the input as a whole
+			}
+		case *ast.Expr:
+			for _, w := range v.With {
+				if r, isRef := w.Target.Value.(ast.Ref); !isRef || r.HasPrefix(ast.InputRootRef) {
+					ok = false
+				}
+			}
+			if v.IsCall() {
+				if b, found := ast.BuiltinMap[v.Operator().String()]; found && b.Nondeterministic {
+					ok = false
+				}
+			}
+		case ast.Call:
+			if b, found := ast.BuiltinMap[v[0].String()]; found && b.Nondeterministic {
+				ok = false
+			}
+		}
+		return false
+	})
+	for _, m := range mods {
+		vis.Walk(m)
+	}
+	root.finish()
+	return root, ok
+}
+
+// The candidate fields that change per request; every other field is the
+// catalog's, the same for every request with the same CatalogTerms.
+const (
+	readsCost = 1 << iota
+	readsQuality
+	readsHealthy
+	readsLatency
+)
+
+// memo is one engine's decisions. It holds at most 2×memoSize entries: when
+// the current generation is full it becomes the previous one, and entries
+// found there are carried over, so what is in use stays.
+type memo struct {
+	root  *paths
+	cands int // reads… bits of the candidate fields the policy reads
+	parts [len(partNames)]*paths
+
+	mu        sync.RWMutex
+	cur, prev map[string]*Decision
+}
+
+const memoSize = 4096
+
+// newMemo returns nil when memoising cannot pay or cannot be exact: the
+// policy reads the input as a whole, or a value that changes with every
+// request (estimated costs, learned latencies).
+func newMemo(root *paths) *memo {
+	if root.all {
+		return nil
+	}
+	m := &memo{root: root, cur: map[string]*Decision{}}
+	for i, name := range partNames {
+		m.parts[i] = root.get(name)
+	}
+	if c := root.get("candidates"); c != nil {
+		el := c.any
+		if c.all {
+			el = c
+		}
+		for f, bit := range map[string]int{"estimated_cost_eur": readsCost, "quality": readsQuality, "healthy": readsHealthy, "latency_ms": readsLatency} {
+			if el.get(f) != nil {
+				m.cands |= bit
+			}
+		}
+	}
+	if m.cands&(readsCost|readsLatency) != 0 {
+		return nil
+	}
+	return m
+}
+
+// key is the memo key of one input: the catalog, the read parts of the
+// request-level input, and the read per-request candidate fields.
+func (m *memo) key(buf []byte, in *Input, ct *CatalogTerms, parts *inputParts) []byte {
+	buf = binary.AppendUvarint(buf, ct.id)
+	for i, p := range m.parts {
+		if p != nil {
+			buf = encode(buf, p, parts.get(in, i).Value)
+		}
+	}
+	if m.cands != 0 {
+		for i := range in.Candidates {
+			c := &in.Candidates[i]
+			if m.cands&readsQuality != 0 {
+				buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(c.Quality))
+			}
+			if m.cands&readsHealthy != 0 {
+				buf = append(buf, b2c(c.Healthy))
+			}
+		}
+	}
+	return buf
+}
+
+func (m *memo) get(k []byte) *Decision {
+	m.mu.RLock()
+	d := m.cur[string(k)]
+	var old *Decision
+	if d == nil {
+		old = m.prev[string(k)]
+	}
+	m.mu.RUnlock()
+	if old != nil {
+		m.put(k, old)
+		return old
+	}
+	return d
+}
+
+func (m *memo) put(k []byte, d *Decision) {
+	m.mu.Lock()
+	if len(m.cur) >= memoSize {
+		m.prev, m.cur = m.cur, make(map[string]*Decision, memoSize)
+	}
+	m.cur[string(k)] = d
+	m.mu.Unlock()
+}
+
+func b2c(b bool) byte {
+	if b {
+		return 't'
+	}
+	return 'f'
+}
+
+// encode appends the parts of v that p reads, unambiguously: every value
+// starts with a type byte and strings with their length.
+func encode(buf []byte, p *paths, v ast.Value) []byte {
+	if p.all {
+		return encodeAll(buf, v)
+	}
+	switch x := v.(type) {
+	case ast.Object:
+		buf = append(buf, '{')
+		if p.any != nil {
+			buf = binary.AppendUvarint(buf, uint64(x.Len()))
+			x.Foreach(func(k, e *ast.Term) {
+				buf = encodeAll(buf, k.Value)
+				c := p.any
+				if s, ok := k.Value.(ast.String); ok && p.keys[string(s)] != nil {
+					c = p.keys[string(s)]
+				}
+				buf = encode(buf, c, e.Value)
+			})
+			return buf
+		}
+		for i, k := range p.terms {
+			if e := x.Get(k); e != nil {
+				buf = append(buf, '+')
+				buf = encode(buf, p.keys[p.names[i]], e.Value)
+			} else {
+				buf = append(buf, '-')
+			}
+		}
+		return buf
+	case *ast.Array:
+		// Only a variable or a number indexes an array.
+		buf = append(buf, '[')
+		if p.any != nil {
+			buf = binary.AppendUvarint(buf, uint64(x.Len()))
+			for i := range x.Len() {
+				buf = encode(buf, p.any, x.Elem(i).Value)
+			}
+		}
+		return buf
+	}
+	return encodeAll(buf, v) // sets and scalars: all of it
+}
+
+func encodeAll(buf []byte, v ast.Value) []byte {
+	switch x := v.(type) {
+	case ast.String:
+		buf = append(buf, 's')
+		buf = binary.AppendUvarint(buf, uint64(len(x)))
+		return append(buf, x...)
+	case ast.Number:
+		buf = append(buf, 'n')
+		buf = binary.AppendUvarint(buf, uint64(len(x)))
+		return append(buf, x...)
+	case ast.Boolean:
+		return append(buf, 'b', b2c(bool(x)))
+	case ast.Null:
+		return append(buf, '0')
+	case ast.Object:
+		buf = append(buf, 'O')
+		buf = binary.AppendUvarint(buf, uint64(x.Len()))
+		x.Foreach(func(k, e *ast.Term) {
+			buf = encodeAll(buf, k.Value)
+			buf = encodeAll(buf, e.Value)
+		})
+		return buf
+	case *ast.Array:
+		buf = append(buf, 'A')
+		buf = binary.AppendUvarint(buf, uint64(x.Len()))
+		for i := range x.Len() {
+			buf = encodeAll(buf, x.Elem(i).Value)
+		}
+		return buf
+	case ast.Set:
+		buf = append(buf, 'S')
+		buf = binary.AppendUvarint(buf, uint64(x.Len()))
+		arr := x.Sorted()
+		for i := range arr.Len() {
+			buf = encodeAll(buf, arr.Elem(i).Value)
+		}
+		return buf
+	}
+	// Anything else never appears in a built input; keep the key exact.
+	s := v.String()
+	buf = append(buf, '?')
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
