@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/tidwall/gjson"
 	"gopkg.in/yaml.v3"
 )
 
@@ -180,6 +182,7 @@ auth:
   mode: keys
 keys:
   - {id: bench, env: STELLWERK_BENCH_KEY, workspace: support}
+  - {id: bench-prime, env: STELLWERK_BENCH_KEY_PRIME, workspace: default}
   - {id: legal-bot, env: STELLWERK_BENCH_KEY_LEGAL, workspace: legal, team: contracts}
 workspaces:
   - name: default
@@ -230,7 +233,7 @@ func writeShape(o StackOptions, grpc string, adminPort, listenPort, providerPort
 		if err != nil {
 			return "", nil, nil, err
 		}
-		env = append(env, "STELLWERK_BENCH_KEY="+virtualKey, "STELLWERK_BENCH_KEY_LEGAL="+legal)
+		env = append(env, "STELLWERK_BENCH_KEY="+virtualKey, "STELLWERK_BENCH_KEY_PRIME="+primeKey, "STELLWERK_BENCH_KEY_LEGAL="+legal)
 		return cfgPath, &cat, env, os.WriteFile(cfgPath, []byte(productionConfig(grpc, adminPort, listenPort)), 0o600)
 	}
 	return "", nil, nil, fmt.Errorf("shape %q: want one of %s", o.Shape, strings.Join(Shapes, ", "))
@@ -240,16 +243,22 @@ func writeShape(o StackOptions, grpc string, adminPort, listenPort, providerPort
 // support); the one-model shape is open and takes any bearer token.
 const virtualKey = "sk-bench-virtual-key"
 
+// primeKey is the key that primes stellwerk with pinned requests, in
+// workspace default: support's relative quality floor refuses most pinned
+// models, which would leave them at their seed latency.
+const primeKey = "sk-bench-prime-key"
+
 // prime gives stellwerk learned state before anything is measured, as
-// production traffic would: one request pinned to each catalog model (so
-// every model has a learned latency, not its seed) and then primeAuto
-// requests with model auto, all of which must succeed.
+// production traffic would: one request pinned to each catalog model with
+// primeKey (so every model the policy admits has a learned latency, not its
+// seed) and then primeAuto requests with model auto and the bench's key, all
+// of which must succeed.
 func prime(ctx context.Context, s *Stack, cat *shipped) (failedPinned []string, err error) {
 	t := newTarget("prime", s.StellwerkURL, s.StellwerkHeaders, 10*time.Second)
 	defer t.close()
 	for _, m := range cat.models {
-		if r := t.do(ctx, time.Now(), chatBody(1024, false, m), false); !r.ok() {
-			failedPinned = append(failedPinned, m+" ("+r.Err+")")
+		if why := primeOne(ctx, s, m); why != "" {
+			failedPinned = append(failedPinned, m+" ("+why+")")
 		}
 	}
 	const primeAuto = 20
@@ -259,4 +268,30 @@ func prime(ctx context.Context, s *Stack, cat *shipped) (failedPinned []string, 
 		}
 	}
 	return failedPinned, ctx.Err()
+}
+
+// primeOne sends one request pinned to model and returns why it failed
+// ("" if it did not): the status and the error message.
+func primeOne(ctx context.Context, s *Stack, model string) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.StellwerkURL+"/v1/chat/completions", bytes.NewReader(chatBody(1024, false, model)))
+	if err != nil {
+		return err.Error()
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+primeKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return shortErr(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode == http.StatusOK {
+		return ""
+	}
+	if msg := gjson.GetBytes(b, "error.message").String(); msg != "" {
+		return fmt.Sprintf("%d: %s", resp.StatusCode, msg)
+	}
+	return resp.Status
 }
