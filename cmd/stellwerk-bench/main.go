@@ -12,21 +12,26 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/stellwerk/stellwerk/internal/bench"
+	"github.com/stellwerk/stellwerk/internal/bench/noopextproc"
 	"github.com/stellwerk/stellwerk/internal/bench/pprofserve"
 )
 
 const usage = `stellwerk-bench — what stellwerk adds on top of plain Envoy
 
 Usage:
-  stellwerk-bench [run] [flags]   interleaved load on Envoy (baseline) and Envoy + stellwerk; tables to docs/benchmarks.md
+  stellwerk-bench [run] [flags]   interleaved load on Envoy (baseline), Envoy + a no-op ext_proc server (the floor)
+                                  and Envoy + stellwerk; tables to docs/benchmarks.md
   stellwerk-bench soak [flags]    steady load on Envoy + stellwerk; is memory, fds (and goroutines) flat?
   stellwerk-bench profile [flags] CPU and allocation profiles of stellwerk under load
+  stellwerk-bench noop-extproc --socket PATH
+                                  the floor's ext_proc server: CONTINUE to every message (started by run)
 
 Run "stellwerk-bench <command> -h" for the flags of a command.
 `
@@ -59,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runProfile(ctx, args, stdout, stderr)
 	case "pprof-serve": // started by profile, not by people
 		return pprofserve.Run(ctx, args, stderr)
+	case "noop-extproc":
+		return noopextproc.Run(ctx, args, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -73,6 +80,7 @@ type common struct {
 	root, envoy, stellwerk string
 	concurrency            int
 	transport              string
+	shape                  string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -81,6 +89,8 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.stellwerk, "stellwerk", "", "stellwerk binary (default: $STELLWERK_BIN, bin/stellwerk, else built)")
 	fs.IntVar(&c.concurrency, "envoy-concurrency", 2, "--concurrency of each Envoy")
 	fs.StringVar(&c.transport, "grpc-transport", "unix", "how Envoy reaches stellwerk: unix (socket) or mtls (TCP with mutual TLS)")
+	fs.StringVar(&c.shape, "shape", bench.ShapeProduction, "stellwerk's config: "+bench.ShapeProduction+
+		" (the shipped 71-model catalog, virtual keys, Rego library, failover, learned latencies) or "+bench.ShapeOneModel+" (one model, open auth)")
 }
 
 // resolve finds the root, Envoy and (if needStellwerk) stellwerk, reporting
@@ -117,6 +127,9 @@ func (c *common) resolve(needStellwerk bool) []string {
 	if c.transport != "unix" && c.transport != "mtls" {
 		problems = append(problems, "-grpc-transport must be unix or mtls")
 	}
+	if !slices.Contains(bench.Shapes, c.shape) {
+		problems = append(problems, "-shape must be one of "+strings.Join(bench.Shapes, ", "))
+	}
 	return problems
 }
 
@@ -149,7 +162,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var problems []string
 	o := bench.Options{Duration: *duration, Slice: *slice, Warmup: *warmup, Timeout: *timeout,
 		Target: *target, Model: *model, Headers: headers.m, EnvoyConcurrency: c.concurrency, Transport: c.transport,
-		QuietBelow: *quietBelow, QuietWait: *quietWait, Retries: *retries,
+		Shape: c.shape, QuietBelow: *quietBelow, QuietWait: *quietWait, Retries: *retries,
 		Command: commandLine("run", args), Progress: stderr}
 	var err error
 	if o.Rates, err = parseList(*rates, func(s string) (float64, error) {
@@ -196,11 +209,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(problems) == 0 {
 		problems = append(problems, c.resolve(*target == "")...)
 	}
+	self, err := os.Executable()
+	if err != nil {
+		problems = append(problems, "cannot find this binary (for the no-op ext_proc server): "+err.Error())
+	}
 	if len(problems) > 0 {
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
 		return errUsage
 	}
-	o.Root, o.Envoy, o.Stellwerk = c.root, c.envoy, c.stellwerk
+	o.Root, o.Envoy, o.Stellwerk, o.NoopArgv = c.root, c.envoy, c.stellwerk, []string{self, "noop-extproc"}
 	if *mdOut == "" && *target == "" {
 		*mdOut = filepath.Join(c.root, "docs", "benchmarks.md")
 	}
@@ -258,7 +275,7 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
 		return errUsage
 	}
-	o.Root, o.Envoy, o.Stellwerk, o.EnvoyConcurrency, o.Transport = c.root, c.envoy, c.stellwerk, c.concurrency, c.transport
+	o.Root, o.Envoy, o.Stellwerk, o.EnvoyConcurrency, o.Transport, o.Shape = c.root, c.envoy, c.stellwerk, c.concurrency, c.transport, c.shape
 	o.Command, o.Progress = commandLine("soak", args), stderr
 	rep, err := bench.Soak(ctx, o)
 	if rep != nil {
@@ -308,7 +325,7 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
 		return errUsage
 	}
-	o.Root, o.Envoy, o.Self, o.EnvoyConcurrency, o.Transport, o.Progress = c.root, c.envoy, self, c.concurrency, c.transport, stderr
+	o.Root, o.Envoy, o.Self, o.EnvoyConcurrency, o.Transport, o.Shape, o.Progress = c.root, c.envoy, self, c.concurrency, c.transport, c.shape, stderr
 	if o.Out, err = filepath.Abs(o.Out); err != nil {
 		return err
 	}

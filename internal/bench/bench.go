@@ -1,10 +1,13 @@
 // Package bench measures what stellwerk adds on top of plain Envoy. It starts
-// a fake provider, Envoy A with a direct route to it (the baseline), and
-// Envoy B with stellwerk (the full pipeline), all on loopback ports, and
-// sends the same open-loop load to both, interleaved in time slices so that
-// drift on a noisy machine hits both alike. The result is the difference of
-// the two latency distributions at each rate and request size, with the CPU
-// and memory stellwerk and Envoy used to get there.
+// a fake provider, Envoy A with a direct route to it (the baseline), Envoy F
+// with the same route through a no-op ext_proc server in the one-round-trip
+// mode (the floor: what the ext_proc mechanism costs by itself), and Envoy B
+// with stellwerk (the full pipeline), all on loopback ports, and sends the
+// same open-loop load to each, interleaved in time slices so that drift on a
+// noisy machine hits them alike. The result is the difference of the latency
+// distributions at each rate and request size (stellwerk above plain Envoy
+// and above the floor), with the CPU and memory each process used to get
+// there.
 //
 // With a Target URL it sends the same load to any OpenAI-compatible endpoint
 // instead, without a baseline.
@@ -38,9 +41,16 @@ type Options struct {
 	Warmup   time.Duration   // per target and scenario, not recorded; default 500ms
 	Timeout  time.Duration   // per request; default 10s
 
-	EnvoyConcurrency int // --concurrency of both Envoys; default 2
+	EnvoyConcurrency int // --concurrency of every Envoy; default 2
 	// Transport between Envoy and stellwerk: "unix" (default) or "mtls".
 	Transport string
+	// Shape of stellwerk's configuration: ShapeProduction (default) or
+	// ShapeOneModel.
+	Shape string
+	// NoopArgv runs the no-op ext_proc server of the floor target
+	// ("--socket PATH" is appended), e.g. ["stellwerk-bench", "noop-extproc"];
+	// required in stack mode.
+	NoopArgv []string
 
 	// Before each scenario, wait up to QuietWait for a second in which other
 	// processes use less than QuietBelow cores (0: do not wait).
@@ -129,6 +139,8 @@ type Versions struct {
 type Settings struct {
 	Target           string  `json:"target,omitempty"`
 	Model            string  `json:"model"`
+	Shape            string  `json:"shape,omitempty"`  // of stellwerk's config: production or one-model
+	Models           int     `json:"models,omitempty"` // in stellwerk's catalog
 	DurationS        float64 `json:"duration_s_per_target"`
 	SliceS           float64 `json:"slice_s"`
 	WarmupS          float64 `json:"warmup_s"`
@@ -148,16 +160,26 @@ type Scenario struct {
 	ProviderMS float64 `json:"provider_first_byte_delay_ms"` // -1: unknown (--target)
 
 	Baseline  *TargetResult `json:"baseline,omitempty"`
+	Floor     *TargetResult `json:"floor,omitempty"`
 	Stellwerk TargetResult  `json:"stellwerk"` // or the --target endpoint
 	// Added is stellwerk minus baseline, quantile by quantile, for the whole
 	// answer and (streaming) for the first byte.
 	Added     *Dist `json:"added_total,omitempty"`
 	AddedTTFB *Dist `json:"added_ttfb,omitempty"`
+	// AddedOverFloor is stellwerk minus the floor: what stellwerk costs
+	// beyond the ext_proc mechanism itself.
+	AddedOverFloor     *Dist `json:"added_over_floor_total,omitempty"`
+	AddedOverFloorTTFB *Dist `json:"added_over_floor_ttfb,omitempty"`
+	// FloorAdded is the floor minus baseline: the mechanism's own cost.
+	FloorAdded     *Dist `json:"floor_added_total,omitempty"`
+	FloorAddedTTFB *Dist `json:"floor_added_ttfb,omitempty"`
 
 	// CPU seconds per 1,000 requests each process served in this scenario.
 	StellwerkCPUPer1k float64 `json:"stellwerk_cpu_s_per_1k,omitempty"`
 	EnvoyBCPUPer1k    float64 `json:"envoy_stellwerk_cpu_s_per_1k,omitempty"`
 	EnvoyACPUPer1k    float64 `json:"envoy_baseline_cpu_s_per_1k,omitempty"`
+	EnvoyFCPUPer1k    float64 `json:"envoy_floor_cpu_s_per_1k,omitempty"`
+	NoopCPUPer1k      float64 `json:"noop_extproc_cpu_s_per_1k,omitempty"`
 	// StellwerkRSSKB is stellwerk's resident set at the end of the scenario;
 	// StellwerkPeakRSSKB its peak since it started.
 	StellwerkRSSKB     int64 `json:"stellwerk_rss_kb,omitempty"`
@@ -184,6 +206,9 @@ type TargetResult struct {
 	TTFB       Dist      `json:"ttfb"`
 	TotalHist  Histogram `json:"total_histogram"`
 	TTFBHist   Histogram `json:"ttfb_histogram"`
+	// Routes counts the answers by x-stellwerk-provider/x-stellwerk-model
+	// (stellwerk only): what the router chose.
+	Routes map[string]int `json:"routes,omitempty"`
 }
 
 // Run measures every scenario and returns the report.
@@ -205,20 +230,26 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 		defer os.RemoveAll(dir)
+		if len(o.NoopArgv) == 0 {
+			return nil, errors.New("bench: Options.NoopArgv is required to measure the floor")
+		}
 		stack, err = StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy, StellwerkArgv: []string{o.Stellwerk, "serve"},
-			EnvoyConcurrency: o.EnvoyConcurrency, Baseline: true, Dir: dir, Progress: o.Progress, Transport: o.Transport})
+			EnvoyConcurrency: o.EnvoyConcurrency, Baseline: true, NoopArgv: o.NoopArgv, Shape: o.Shape,
+			Dir: dir, Progress: o.Progress, Transport: o.Transport})
 		if err != nil {
 			return nil, err
 		}
 		defer stack.Close()
 		rep.Settings.EnvoyConcurrency = o.EnvoyConcurrency
 		rep.Settings.Transport = cmpOr(o.Transport, "unix")
+		rep.Settings.Shape, rep.Settings.Models = stack.Shape, stack.Models
+		rep.Notes = append(rep.Notes, stack.Notes...)
 		rep.Versions.Envoy = envoyVersion(o.Envoy)
 		rep.Versions.Stellwerk, rep.Versions.StellwerkGo = stellwerkVersion(ctx, stack.StellwerkAdmin, stack.AdminToken)
-		auth := map[string]string{"Authorization": "Bearer " + providerKey}
 		targets = []*Target{
-			newTarget("baseline", stack.BaselineURL, auth, o.Timeout),
-			newTarget("stellwerk", stack.StellwerkURL, auth, o.Timeout),
+			newTarget("baseline", stack.BaselineURL, stack.DirectHeaders, o.Timeout),
+			newTarget("floor", stack.FloorURL, stack.DirectHeaders, o.Timeout),
+			newTarget("stellwerk", stack.StellwerkURL, stack.StellwerkHeaders, o.Timeout),
 		}
 	}
 	defer func() {
@@ -269,8 +300,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-// runScenario warms both targets, then alternates them in slices (A B B A
-// A B …, so neither always goes first) until each has had o.Duration.
+// runScenario warms every target, then gives them turns in slices until each
+// has had o.Duration. The order of a round is a rotation of the targets, and
+// every other round the previous one reversed: with three targets
+// A F B, B F A, F B A, A B F, B A F, F A B — every order once in six rounds,
+// so no target always goes first or always follows the same one; with two
+// it is A B, B A, B A, A B as before.
 func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target, rate float64, size int, stream bool, delay time.Duration) (Scenario, error) {
 	body := chatBody(size, stream, o.Model)
 	sc := Scenario{Rate: rate, SizeBytes: size, Stream: stream, ProviderMS: float64(delay) / 1e6}
@@ -291,6 +326,7 @@ func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target
 		mu          sync.Mutex
 		total, ttfb []time.Duration
 		errs        map[string]int
+		routes      map[string]int
 		sent        int
 		window      time.Duration // sending
 		wall        time.Duration // sending and waiting
@@ -304,13 +340,7 @@ func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target
 	meter.start()
 	slicesPerTarget := int((o.Duration + o.Slice - 1) / o.Slice)
 	for k := range slicesPerTarget {
-		order := make([]int, len(targets))
-		for i := range order {
-			order[i] = i
-		}
-		if k%2 == 1 {
-			slices.Reverse(order)
-		}
+		order := sliceOrder(k, len(targets))
 		for _, i := range order {
 			a := accs[i]
 			began := time.Now()
@@ -323,6 +353,12 @@ func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target
 				}
 				a.total = append(a.total, r.Total)
 				a.ttfb = append(a.ttfb, r.TTFB)
+				if r.Route != "" {
+					if a.routes == nil {
+						a.routes = map[string]int{}
+					}
+					a.routes[r.Route]++
+				}
 			})
 			a.sent += sent
 			a.window += window
@@ -339,7 +375,7 @@ func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target
 	for i, a := range accs {
 		r := TargetResult{Name: targets[i].Name, Sent: a.sent, OK: len(a.total), SentRate: round2(float64(a.sent) / a.window.Seconds()),
 			Throughput: round2(float64(len(a.total)) / a.wall.Seconds()), TotalHist: histogram(a.total), TTFBHist: histogram(a.ttfb),
-			Total: summarize(a.total), TTFB: summarize(a.ttfb)}
+			Total: summarize(a.total), TTFB: summarize(a.ttfb), Routes: a.routes}
 		for _, n := range a.errs {
 			r.Errors += n
 		}
@@ -353,14 +389,19 @@ func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target
 		sc.Stellwerk = results[0]
 		return sc, nil
 	}
-	base, sw := results[0], results[1]
-	sc.Baseline, sc.Stellwerk = &base, sw
-	add := added(sw.Total, base.Total)
-	sc.Added = &add
-	if stream {
-		at := added(sw.TTFB, base.TTFB)
-		sc.AddedTTFB = &at
+	base, floor, sw := results[0], results[1], results[2]
+	sc.Baseline, sc.Floor, sc.Stellwerk = &base, &floor, sw
+	diff := func(a, b TargetResult, total, ttfb **Dist) {
+		d := added(a.Total, b.Total)
+		*total = &d
+		if stream {
+			t := added(a.TTFB, b.TTFB)
+			*ttfb = &t
+		}
 	}
+	diff(sw, base, &sc.Added, &sc.AddedTTFB)
+	diff(sw, floor, &sc.AddedOverFloor, &sc.AddedOverFloorTTFB)
+	diff(floor, base, &sc.FloorAdded, &sc.FloorAddedTTFB)
 	per1k := func(sec float64, n int) float64 {
 		if n == 0 {
 			return 0
@@ -370,10 +411,12 @@ func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target
 	sc.StellwerkCPUPer1k = per1k(cpu1.stellwerk-cpu0.stellwerk, sw.Sent)
 	sc.EnvoyBCPUPer1k = per1k(cpu1.envoyB-cpu0.envoyB, sw.Sent)
 	sc.EnvoyACPUPer1k = per1k(cpu1.envoyA-cpu0.envoyA, base.Sent)
+	sc.EnvoyFCPUPer1k = per1k(cpu1.envoyF-cpu0.envoyF, floor.Sent)
+	sc.NoopCPUPer1k = per1k(cpu1.noop-cpu0.noop, floor.Sent)
 	if m, err := readMemStatus(stack.stellwerk.pid()); err == nil {
 		sc.StellwerkRSSKB, sc.StellwerkPeakRSSKB = m.RSSKB, m.PeakKB
 	}
-	if stack.stellwerk.exited() || stack.envoyB.exited() || stack.envoyA.exited() {
+	if stack.stellwerk.exited() || stack.envoyB.exited() || stack.envoyA.exited() || stack.envoyF.exited() || stack.noop.exited() {
 		return sc, errors.New("a process of the stack exited during the run")
 	}
 	return sc, nil
@@ -414,7 +457,7 @@ func (s *Stack) loadMeter() *loadMeter {
 			return nil
 		}
 		var pids []int
-		for _, p := range []*process{s.stellwerk, s.envoyA, s.envoyB} {
+		for _, p := range []*process{s.stellwerk, s.envoyA, s.envoyB, s.envoyF, s.noop} {
 			if p != nil {
 				pids = append(pids, p.pid())
 			}
@@ -423,7 +466,7 @@ func (s *Stack) loadMeter() *loadMeter {
 	}}
 }
 
-type cpuTimes struct{ stellwerk, envoyB, envoyA float64 }
+type cpuTimes struct{ stellwerk, envoyB, envoyA, envoyF, noop float64 }
 
 func (s *Stack) cpu() cpuTimes {
 	if s == nil {
@@ -436,7 +479,7 @@ func (s *Stack) cpu() cpuTimes {
 		v, _ := cpuSeconds(p.pid())
 		return v
 	}
-	return cpuTimes{stellwerk: get(s.stellwerk), envoyB: get(s.envoyB), envoyA: get(s.envoyA)}
+	return cpuTimes{stellwerk: get(s.stellwerk), envoyB: get(s.envoyB), envoyA: get(s.envoyA), envoyF: get(s.envoyF), noop: get(s.noop)}
 }
 
 func scenarioName(sc Scenario) string {
@@ -462,9 +505,25 @@ func (sc Scenario) summaryLine() string {
 	s := fmt.Sprintf("%-36s %s: p50 %.2f ms p99 %.2f ms, %d ok, %d errors, others used %.2f cores", sc.Name, sc.Stellwerk.Name,
 		sc.Stellwerk.Total.P50, sc.Stellwerk.Total.P99, sc.Stellwerk.OK, sc.Stellwerk.Errors, sc.OtherCores)
 	if sc.Added != nil {
-		s += fmt.Sprintf("; added p50 %+.2f ms p99 %+.2f ms; baseline %d errors", sc.Added.P50, sc.Added.P99, sc.Baseline.Errors)
+		s += fmt.Sprintf("; above Envoy p50 %+.2f ms p99 %+.2f ms; baseline %d errors", sc.Added.P50, sc.Added.P99, sc.Baseline.Errors)
+	}
+	if sc.AddedOverFloor != nil {
+		s += fmt.Sprintf("; above the floor p50 %+.2f ms p99 %+.2f ms; floor %d errors", sc.AddedOverFloor.P50, sc.AddedOverFloor.P99, sc.Floor.Errors)
 	}
 	return s
+}
+
+// sliceOrder is the order of the targets in round k (see runScenario).
+func sliceOrder(k, n int) []int {
+	order := make([]int, n)
+	rot := k / 2 // a round and its reversal share a rotation
+	for i := range order {
+		order[i] = (i + rot) % n
+	}
+	if k%2 == 1 {
+		slices.Reverse(order)
+	}
+	return order
 }
 
 func round2(x float64) float64 { return float64(int64(x*100+0.5)) / 100 }

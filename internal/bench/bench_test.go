@@ -5,18 +5,41 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/bench/noopextproc"
 )
 
-// TestBenchSmoke runs the real harness briefly: Envoy A, Envoy B with
-// stellwerk, and the fake provider. It asserts only that both targets were
-// measured without errors, never a latency.
+// TestMain lets the test binary be the floor's no-op ext_proc server, as
+// stellwerk-bench is in a real run: `bench.test noop-extproc --socket P`.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "noop-extproc" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := noopextproc.Run(ctx, os.Args[2:], os.Stderr)
+		stop()
+		if err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestBenchSmoke runs the real harness briefly in the production shape:
+// Envoy A, Envoy F with the no-op ext_proc server, Envoy B with stellwerk on
+// the shipped catalog, and the fake provider. It asserts that every target
+// was measured without errors and that stellwerk routed to a catalog model
+// with the virtual key, never a latency.
 func TestBenchSmoke(t *testing.T) {
 	root, err := FindRoot(".")
 	if err != nil {
@@ -36,14 +59,17 @@ func TestBenchSmoke(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	rep, err := Run(ctx, Options{Root: root, Envoy: envoy, Stellwerk: bin,
+	rep, err := Run(ctx, Options{Root: root, Envoy: envoy, Stellwerk: bin, NoopArgv: []string{os.Args[0], "noop-extproc"},
 		Rates: []float64{50}, Sizes: []int{2 << 10}, Streams: []bool{false}, Delays: []time.Duration{0},
 		Duration: 1500 * time.Millisecond, Slice: 500 * time.Millisecond, Warmup: 200 * time.Millisecond,
 		Command: "TestBenchSmoke"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if rep.Settings.Shape != ShapeProduction || rep.Settings.Models < 60 {
+		t.Errorf("shape %q with %d models; want the production shape on the shipped catalog", rep.Settings.Shape, rep.Settings.Models)
 	}
 	if len(rep.Scenarios) != 1 {
 		t.Fatalf("got %d scenarios, want 1", len(rep.Scenarios))
@@ -52,18 +78,26 @@ func TestBenchSmoke(t *testing.T) {
 		t.Errorf("stellwerk's /version was not read: %+v", rep.Versions)
 	}
 	sc := rep.Scenarios[0]
-	if sc.Baseline == nil || sc.Added == nil {
-		t.Fatalf("no baseline or added latency in %+v", sc)
+	if sc.Baseline == nil || sc.Floor == nil || sc.Added == nil || sc.AddedOverFloor == nil || sc.FloorAdded == nil {
+		t.Fatalf("no baseline, floor or added latency in %+v", sc)
 	}
-	for _, tr := range []TargetResult{*sc.Baseline, sc.Stellwerk} {
+	for _, tr := range sc.targets() {
 		if tr.OK == 0 || tr.Errors != 0 {
 			t.Errorf("%s: %d ok, %d errors %v; want >0 ok and no errors", tr.Name, tr.OK, tr.Errors, tr.ErrorKinds)
 		}
 	}
+	if sc.NoopCPUPer1k <= 0 || sc.EnvoyFCPUPer1k <= 0 || sc.StellwerkCPUPer1k <= 0 {
+		t.Errorf("CPU per 1k: no-op %v, Envoy F %v, stellwerk %v; want each measured", sc.NoopCPUPer1k, sc.EnvoyFCPUPer1k, sc.StellwerkCPUPer1k)
+	}
+	if len(sc.Stellwerk.Routes) == 0 || sc.Baseline.Routes != nil || sc.Floor.Routes != nil {
+		t.Errorf("routes: stellwerk %v, baseline %v, floor %v; want stellwerk's choices only", sc.Stellwerk.Routes, sc.Baseline.Routes, sc.Floor.Routes)
+	}
 	var md strings.Builder
 	WriteMarkdown(&md, rep)
-	if !strings.Contains(md.String(), sc.Name) {
-		t.Errorf("markdown report does not name the scenario %q:\n%s", sc.Name, md.String())
+	for _, want := range []string{sc.Name, "stellwerk above the floor", "no-op server", "production shape"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("markdown report does not say %q:\n%s", want, md.String())
+		}
 	}
 	if err := WriteJSON(filepath.Join(t.TempDir(), "r.json"), rep); err != nil {
 		t.Errorf("json report: %v", err)
@@ -210,7 +244,7 @@ func TestStackAdminAPI(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
-	stack, err := StartStack(ctx, StackOptions{Root: root, Envoy: envoy, StellwerkArgv: []string{bin, "serve"}, Dir: t.TempDir()})
+	stack, err := StartStack(ctx, StackOptions{Root: root, Envoy: envoy, StellwerkArgv: []string{bin, "serve"}, Shape: ShapeOneModel, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,5 +258,108 @@ func TestStackAdminAPI(t *testing.T) {
 	}
 	if err := getJSON(ctx, stack.StellwerkAdmin+"/debug/vars", "wrong", &vars); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("a wrong token: %v", err)
+	}
+}
+
+// TestSliceOrderIsFair: over six rounds every target of three is first,
+// middle and last twice, and over four rounds of two each goes first twice.
+func TestSliceOrderIsFair(t *testing.T) {
+	for n, rounds := range map[int]int{2: 4, 3: 6} {
+		pos := make([][]int, n) // target → count per position
+		for i := range pos {
+			pos[i] = make([]int, n)
+		}
+		for k := range rounds {
+			order := sliceOrder(k, n)
+			seen := slices.Clone(order)
+			slices.Sort(seen)
+			for i, v := range seen {
+				if v != i {
+					t.Fatalf("n=%d round %d: %v is not a permutation", n, k, order)
+				}
+			}
+			for p, target := range order {
+				pos[target][p]++
+			}
+		}
+		for target, counts := range pos {
+			for p, c := range counts {
+				if c != rounds/n {
+					t.Errorf("n=%d: target %d in position %d %d times over %d rounds, want %d", n, target, p, c, rounds, rounds/n)
+				}
+			}
+		}
+	}
+	if got := sliceOrder(1, 2); !slices.Equal(got, []int{1, 0}) {
+		t.Errorf("two targets, round 1: %v, want B A", got)
+	}
+}
+
+// TestRewriteCatalog: the shipped catalog keeps every provider, model, wire
+// format and residency; only the base URLs move to the fake provider.
+func TestRewriteCatalog(t *testing.T) {
+	root, err := FindRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(root, "examples", "catalog.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := rewriteCatalog(src, "http://127.0.0.1:9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(cat.yaml)
+	if strings.Count(out, "base_url: http://127.0.0.1:9/p/") != len(cat.providers) || strings.Contains(out, "base_url: http://vllm") || strings.Contains(out, "base_url: https") {
+		t.Errorf("not every base_url points at the fake provider:\n%s", out)
+	}
+	for _, kept := range []string{"wire_format: anthropic", "residency: eu", "residency: on_prem", "header: x-api-key", "header: api-key"} {
+		if strings.Count(out, kept) != strings.Count(string(src), kept) {
+			t.Errorf("%q: %d times in the rewrite, %d in the catalog", kept, strings.Count(out, kept), strings.Count(string(src), kept))
+		}
+	}
+	if len(cat.models) != strings.Count(string(src), "\n  - id: ") {
+		t.Errorf("%d models, want every model of the catalog", len(cat.models))
+	}
+}
+
+// TestProviderKeys: a catalog provider's request needs the key in the header
+// its credential names; one without a credential needs none.
+func TestProviderKeys(t *testing.T) {
+	var reached []string
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached = append(reached, r.URL.Path+" "+r.Header.Get("Authorization")+" "+r.Header.Get("x-api-key"))
+	})
+	h := providerKeys(next, []catalogProvider{{name: "openai", credHeader: "authorization"}, {name: "azure", credHeader: "api-key"},
+		{name: "anthropic", credHeader: "x-api-key"}, {name: "vllm"}})
+	for name, tc := range map[string]struct {
+		path, header, value string
+		want                int
+	}{
+		"bearer":            {"/p/openai/v1/chat/completions", "Authorization", "Bearer " + providerKey, 200},
+		"bearer wrong":      {"/p/openai/v1/chat/completions", "Authorization", "Bearer nope", 401},
+		"api-key":           {"/p/azure/v1/chat/completions", "api-key", providerKey, 200},
+		"api-key as bearer": {"/p/azure/v1/chat/completions", "Authorization", "Bearer " + providerKey, 401},
+		"x-api-key":         {"/p/anthropic/v1/messages", "x-api-key", providerKey, 200},
+		"no credential":     {"/p/vllm/v1/chat/completions", "", "", 200},
+		"unknown provider":  {"/p/nobody/v1/chat/completions", "Authorization", "Bearer " + providerKey, 404},
+		"direct route":      {"/v1/chat/completions", "Authorization", "Bearer " + providerKey, 200},
+	} {
+		t.Run(name, func(t *testing.T) {
+			reached = nil
+			req := httptest.NewRequest(http.MethodPost, tc.path, nil)
+			if tc.header != "" {
+				req.Header.Set(tc.header, tc.value)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tc.want {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tc.want, rec.Body)
+			}
+			if tc.want == 200 && len(reached) != 1 {
+				t.Errorf("the fake provider was reached %d times", len(reached))
+			}
+		})
 	}
 }

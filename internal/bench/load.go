@@ -47,6 +47,7 @@ type result struct {
 	TTFB   time.Duration // due → first byte of the body
 	Status int
 	Err    string
+	Route  string // x-stellwerk-provider/x-stellwerk-model, if the answer has them
 }
 
 func (r result) ok() bool { return r.Err == "" }
@@ -116,6 +117,9 @@ func (t *Target) do(ctx context.Context, due time.Time, body []byte, stream bool
 	buf := *bp
 	var r result
 	r.Status = resp.StatusCode
+	if m := resp.Header.Get("x-stellwerk-model"); m != "" {
+		r.Route = resp.Header.Get("x-stellwerk-provider") + "/" + m
+	}
 	var tail []byte // the last bytes, to see that a stream ended with [DONE]
 	for {
 		n, err := resp.Body.Read(buf)

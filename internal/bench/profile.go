@@ -33,6 +33,7 @@ type ProfileOptions struct {
 
 	EnvoyConcurrency int
 	Transport        string // Envoy → stellwerk: unix (default) or mtls
+	Shape            string // of stellwerk's config: ShapeProduction (default) or ShapeOneModel
 	Progress         io.Writer
 }
 
@@ -72,13 +73,13 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 	defer os.RemoveAll(dir)
 	stack, err := StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy,
 		StellwerkArgv:    []string{o.Self, "pprof-serve", "--out", o.Out},
-		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport})
+		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport, Shape: o.Shape})
 	if err != nil {
 		return err
 	}
 	defer stack.Close()
 	stack.Provider.SetBehavior(mockBehavior(o.Delay))
-	target := newTarget("stellwerk", stack.StellwerkURL, map[string]string{"Authorization": "Bearer " + providerKey}, 10*time.Second)
+	target := newTarget("stellwerk", stack.StellwerkURL, stack.StellwerkHeaders, 10*time.Second)
 	defer target.close()
 	body := chatBody(o.Size, o.Stream, "auto")
 

@@ -58,9 +58,12 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 	}
 	p("\n")
 	s := rep.Settings
+	if s.Shape != "" {
+		p("- stellwerk's config: the %s shape, %d models in the catalog\n", s.Shape, s.Models)
+	}
 	p("- per scenario and target: %gs of load in %gs slices after %gs of warm-up; model `%s`", s.DurationS, s.SliceS, s.WarmupS, s.Model)
 	if s.EnvoyConcurrency > 0 {
-		p("; both Envoys `--concurrency %d`", s.EnvoyConcurrency)
+		p("; every Envoy `--concurrency %d`", s.EnvoyConcurrency)
 	}
 	if s.Transport != "" {
 		p("; Envoy → stellwerk over %s", s.Transport)
@@ -78,19 +81,46 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 	p("\n")
 
 	stack := len(rep.Scenarios) > 0 && rep.Scenarios[0].Baseline != nil
-	if stack {
-		p("### Added latency: stellwerk minus baseline, ms\n\n")
-		p("| scenario | measured to | p50 | p90 | p99 | p99.9 | max |\n|---|---|--:|--:|--:|--:|--:|\n")
+	floor := stack && rep.Scenarios[0].Floor != nil
+	if floor {
+		p("### Added latency, p50 / p99, ms\n\n")
+		p("*Plain Envoy* is Envoy A (direct route); *the floor* is Envoy F, the same route through a no-op ext_proc server in the one-round-trip mode. ")
+		p("What stellwerk adds above the floor is stellwerk's own cost; the floor above plain Envoy is the ext_proc mechanism's.\n\n")
+		p("| scenario | measured to | stellwerk above plain Envoy | stellwerk above the floor | the floor above plain Envoy |\n|---|---|--:|--:|--:|\n")
 		for _, sc := range rep.Scenarios {
-			row := func(what string, d *Dist) {
-				p("| %s | %s | %s | %s | %s | %s | %s |\n", sc.Name, what, sgn(d.P50), sgn(d.P90), sgn(d.P99), sgn(d.P999), sgn(d.Max))
+			row := func(what string, sw, over, fl *Dist) {
+				pp := func(d *Dist) string { return sgn(d.P50) + " / " + sgn(d.P99) }
+				p("| %s | %s | %s | %s | %s |\n", sc.Name, what, pp(sw), pp(over), pp(fl))
 			}
-			if sc.AddedTTFB != nil {
-				row("first byte", sc.AddedTTFB)
+			if sc.AddedTTFB != nil && sc.AddedOverFloorTTFB != nil && sc.FloorAddedTTFB != nil {
+				row("first byte", sc.AddedTTFB, sc.AddedOverFloorTTFB, sc.FloorAddedTTFB)
 			}
-			row("last byte", sc.Added)
+			row("last byte", sc.Added, sc.AddedOverFloor, sc.FloorAdded)
 		}
 		p("\n")
+	}
+	if stack {
+		quantiles := func(title string, pick func(Scenario) (ttfb, total *Dist)) {
+			p("### %s, ms\n\n", title)
+			p("| scenario | measured to | p50 | p90 | p99 | p99.9 | max |\n|---|---|--:|--:|--:|--:|--:|\n")
+			for _, sc := range rep.Scenarios {
+				ttfb, total := pick(sc)
+				row := func(what string, d *Dist) {
+					p("| %s | %s | %s | %s | %s | %s | %s |\n", sc.Name, what, sgn(d.P50), sgn(d.P90), sgn(d.P99), sgn(d.P999), sgn(d.Max))
+				}
+				if ttfb != nil {
+					row("first byte", ttfb)
+				}
+				if total != nil {
+					row("last byte", total)
+				}
+			}
+			p("\n")
+		}
+		quantiles("Added latency: stellwerk minus baseline", func(sc Scenario) (*Dist, *Dist) { return sc.AddedTTFB, sc.Added })
+		if floor {
+			quantiles("Added latency: stellwerk minus the floor", func(sc Scenario) (*Dist, *Dist) { return sc.AddedOverFloorTTFB, sc.AddedOverFloor })
+		}
 	}
 
 	p("### Latency distributions, ms\n\n")
@@ -110,15 +140,38 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 	p("### Rate, errors, CPU and memory\n\n")
 	if stack {
 		p("Rates are requests sent per second of sending, and successful answers per second including the wait for the last ones. ")
-		p("CPU is user + system seconds per 1,000 requests (from `/proc/<pid>/stat`); Envoy A is the baseline, Envoy B the one in front of stellwerk. ")
-		p("RSS is stellwerk's resident set after the scenario, and its peak so far (`VmHWM`). ")
 		p("*Others* is the CPU, in cores, that processes outside the bench and its stack used during the scenario: well above 0, the row was disturbed.\n\n")
-		p("| scenario | sent/s A | sent/s B | ok/s A | ok/s B | errors A | errors B | stellwerk CPU s/1k | Envoy B CPU s/1k | Envoy A CPU s/1k | stellwerk RSS MiB (peak) | others, cores |\n")
-		p("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		p("| scenario | target | sent/s | ok/s | errors | others, cores |\n|---|---|--:|--:|--:|--:|\n")
 		for _, sc := range rep.Scenarios {
-			a, b := sc.Baseline, sc.Stellwerk
-			p("| %s | %.1f | %.1f | %.1f | %.1f | %s | %s | %.3f | %.3f | %.3f | %.1f (%.1f) | %.2f |\n", sc.Name, a.SentRate, b.SentRate, a.Throughput, b.Throughput,
-				errCell(*a), errCell(b), sc.StellwerkCPUPer1k, sc.EnvoyBCPUPer1k, sc.EnvoyACPUPer1k, mib(sc.StellwerkRSSKB), mib(sc.StellwerkPeakRSSKB), sc.OtherCores)
+			for _, tr := range sc.targets() {
+				p("| %s | %s | %.1f | %.1f | %s | %.2f |\n", sc.Name, tr.Name, tr.SentRate, tr.Throughput, errCell(tr), sc.OtherCores)
+			}
+		}
+		p("\nCPU is user + system seconds per 1,000 requests (from `/proc/<pid>/stat`), per process: stellwerk and Envoy B in front of it, ")
+		p("the no-op ext_proc server and Envoy F in front of it (the floor), Envoy A (plain). ")
+		p("*Above the floor* is stellwerk + Envoy B minus no-op + Envoy F. ")
+		p("RSS is stellwerk's resident set after the scenario, and its peak so far (`VmHWM`).\n\n")
+		p("| scenario | stellwerk | Envoy B | no-op server | Envoy F | Envoy A | above the floor | stellwerk RSS MiB (peak) |\n")
+		p("|---|--:|--:|--:|--:|--:|--:|--:|\n")
+		for _, sc := range rep.Scenarios {
+			p("| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %+.3f | %.1f (%.1f) |\n", sc.Name, sc.StellwerkCPUPer1k, sc.EnvoyBCPUPer1k,
+				sc.NoopCPUPer1k, sc.EnvoyFCPUPer1k, sc.EnvoyACPUPer1k,
+				sc.StellwerkCPUPer1k+sc.EnvoyBCPUPer1k-sc.NoopCPUPer1k-sc.EnvoyFCPUPer1k, mib(sc.StellwerkRSSKB), mib(sc.StellwerkPeakRSSKB))
+		}
+		p("\n")
+		routes := map[string]int{}
+		for _, sc := range rep.Scenarios {
+			for r, n := range sc.Stellwerk.Routes {
+				routes[r] += n
+			}
+		}
+		if len(routes) > 0 {
+			var rs []string
+			for r, n := range routes {
+				rs = append(rs, fmt.Sprintf("`%s` %d", r, n))
+			}
+			sort.Strings(rs)
+			p("stellwerk's choices (provider/model, answers over all scenarios): %s.\n", strings.Join(rs, ", "))
 		}
 	} else {
 		p("| scenario | sent/s | ok/s | errors |\n|---|--:|--:|--:|\n")
@@ -138,10 +191,13 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 }
 
 func (sc Scenario) targets() []TargetResult {
-	if sc.Baseline != nil {
-		return []TargetResult{*sc.Baseline, sc.Stellwerk}
+	var ts []TargetResult
+	for _, t := range []*TargetResult{sc.Baseline, sc.Floor} {
+		if t != nil {
+			ts = append(ts, *t)
+		}
 	}
-	return []TargetResult{sc.Stellwerk}
+	return append(ts, sc.Stellwerk)
 }
 
 func errCell(t TargetResult) string {

@@ -25,6 +25,7 @@ type SoakOptions struct {
 
 	EnvoyConcurrency int
 	Transport        string // Envoy → stellwerk: unix (default) or mtls
+	Shape            string // of stellwerk's config: ShapeProduction (default) or ShapeOneModel
 	Command          string
 	Progress         io.Writer
 }
@@ -92,7 +93,7 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 	}
 	defer os.RemoveAll(dir)
 	stack, err := StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy, StellwerkArgv: []string{o.Stellwerk, "serve"},
-		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport})
+		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport, Shape: o.Shape})
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +104,8 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 		Versions: Versions{Go: runtime.Version(), Envoy: envoyVersion(o.Envoy)}}
 	rep.Versions.Stellwerk, rep.Versions.StellwerkGo = stellwerkVersion(ctx, stack.StellwerkAdmin, stack.AdminToken)
 	rep.Scenario = scenarioName(Scenario{Rate: o.Rate, SizeBytes: o.Size, Stream: o.Stream, ProviderMS: float64(o.Delay) / 1e6}) +
-		fmt.Sprintf(", %s, sampled every %s", o.Duration, o.Interval)
+		fmt.Sprintf(", %s shape, %s, sampled every %s", stack.Shape, o.Duration, o.Interval)
+	rep.Notes = append(rep.Notes, stack.Notes...)
 	goroutines := func() *int { return nil }
 	var vars map[string]any
 	if err := getJSON(ctx, stack.StellwerkAdmin+"/debug/vars", stack.AdminToken, &vars); err != nil {
@@ -125,7 +127,7 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 		}
 	}
 
-	target := newTarget("stellwerk", stack.StellwerkURL, map[string]string{"Authorization": "Bearer " + providerKey}, o.Timeout)
+	target := newTarget("stellwerk", stack.StellwerkURL, stack.StellwerkHeaders, o.Timeout)
 	defer target.close()
 	body := chatBody(o.Size, o.Stream, "auto")
 	attack(ctx, target, o.Rate, 2*time.Second, body, o.Stream, func(result) {}) // warm-up

@@ -40,38 +40,60 @@ type StackOptions struct {
 	// ["bin/stellwerk", "serve"]; "--config FILE --log-level warn" is appended.
 	StellwerkArgv    []string
 	EnvoyConcurrency int
+	// Shape of stellwerk's configuration: ShapeProduction (the default) or
+	// ShapeOneModel.
+	Shape string
 	// Baseline also starts Envoy A, the direct route to the provider.
 	Baseline bool
+	// NoopArgv, when set, also starts the floor: the no-op ext_proc server
+	// (NoopArgv + "--socket PATH", e.g. ["stellwerk-bench", "noop-extproc"])
+	// and Envoy F, which routes straight to the provider through it.
+	NoopArgv []string
 	// Transport is how Envoy B reaches stellwerk's gRPC port: "unix" (the
 	// default, envoy/bootstrap.yaml) or "mtls" (loopback TCP with mutual
-	// TLS, envoy/bootstrap-mtls.yaml and throwaway certificates).
+	// TLS, envoy/bootstrap-mtls.yaml and throwaway certificates). Envoy F
+	// always reaches the no-op server over a Unix socket.
 	Transport string
 	Dir       string    // for configs and logs
 	Progress  io.Writer // one line per step
 }
 
-// Stack is the fake provider, Envoy B with stellwerk and, optionally, Envoy A.
+// Stack is the fake provider, Envoy B with stellwerk and, optionally, Envoy A
+// and the floor (Envoy F with the no-op ext_proc server).
 type Stack struct {
 	Provider       *mockllm.Provider
 	ProviderURL    string // base URL, http://127.0.0.1:N/v1
 	BaselineURL    string // Envoy A listener ("" without a baseline)
+	FloorURL       string // Envoy F listener ("" without a floor)
 	StellwerkURL   string // Envoy B listener
 	BaselineAdmin  string
+	FloorAdmin     string
 	EnvoyAdmin     string // Envoy B admin
 	StellwerkAdmin string
 	// AdminToken opens StellwerkAdmin with role operator (/version,
 	// /debug/vars); random per stack.
 	AdminToken string
+	// StellwerkHeaders are what a client sends to Envoy B: the virtual key
+	// in the production shape. DirectHeaders are what it sends to Envoy A
+	// and F, which pass them to the provider.
+	StellwerkHeaders, DirectHeaders map[string]string
+	// Shape is the shape stellwerk runs; Models the catalog's model count.
+	Shape  string
+	Models int
+	// Notes say what the stack saw while starting (e.g. pinned models the
+	// policy refused while priming).
+	Notes []string
 
-	envoyA, envoyB, stellwerk *process
-	providerSrv               *http.Server
-	stopReset                 context.CancelFunc
-	sockDir                   string
+	envoyA, envoyB, envoyF, stellwerk, noop *process
+	providerSrv                             *http.Server
+	stopReset                               context.CancelFunc
+	sockDir                                 string
 }
 
 // StartStack brings the stack up; on error everything started is stopped.
 func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
-	s := &Stack{}
+	s := &Stack{Shape: cmpOr(o.Shape, ShapeProduction)}
+	o.Shape = s.Shape
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -88,10 +110,40 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.providerSrv = &http.Server{Handler: s.Provider, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = s.providerSrv.Serve(pl) }()
 	providerPort := pl.Addr().(*net.TCPAddr).Port
 	s.ProviderURL = fmt.Sprintf("http://127.0.0.1:%d/v1", providerPort)
+
+	ports, err := freePorts(8)
+	if err != nil {
+		pl.Close()
+		return nil, err
+	}
+	grpcPort, adminPort, listenB, adminB, listenA, adminA, listenF, adminF := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6], ports[7]
+
+	// stellwerk's config, then the fake provider (which must know the
+	// catalog's credentials), then stellwerk and Envoy B booted from the
+	// project's bootstrap.
+	grpc, err := s.grpcTransport(o, grpcPort)
+	if err != nil {
+		pl.Close()
+		return nil, err
+	}
+	cfgPath, cat, env, err := writeShape(o, grpc.config, adminPort, listenB, providerPort)
+	if err != nil {
+		pl.Close()
+		return nil, err
+	}
+	var handler http.Handler = s.Provider
+	s.DirectHeaders = map[string]string{"Authorization": "Bearer " + providerKey}
+	s.StellwerkHeaders = s.DirectHeaders
+	s.Models = 1
+	if cat != nil {
+		handler = providerKeys(s.Provider, cat.providers)
+		s.StellwerkHeaders = map[string]string{"Authorization": "Bearer " + virtualKey}
+		s.Models = len(cat.models)
+	}
+	s.providerSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = s.providerSrv.Serve(pl) }()
 	resetCtx, stopReset := context.WithCancel(context.Background())
 	s.stopReset = stopReset
 	go func() {
@@ -107,23 +159,8 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 		}
 	}()
 
-	ports, err := freePorts(6)
-	if err != nil {
-		return nil, err
-	}
-	grpcPort, adminPort, listenB, adminB, listenA, adminA := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
-
-	// stellwerk, then Envoy B booted from the project's bootstrap.
-	grpc, err := s.grpcTransport(o, grpcPort)
-	if err != nil {
-		return nil, err
-	}
-	cfgPath := filepath.Join(o.Dir, "stellwerk.yaml")
-	if err := os.WriteFile(cfgPath, []byte(stellwerkConfig(grpc.config, adminPort, listenB, providerPort)), 0o600); err != nil {
-		return nil, err
-	}
 	if _, err := config.Load(cfgPath); err != nil {
-		return nil, fmt.Errorf("generated stellwerk config no longer loads (update internal/bench): %w", err)
+		return nil, fmt.Errorf("generated stellwerk config (%s shape) no longer loads (update internal/bench): %w", o.Shape, err)
 	}
 	s.StellwerkAdmin = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	if s.AdminToken, err = randomToken(); err != nil {
@@ -132,8 +169,8 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 	s.StellwerkURL = fmt.Sprintf("http://127.0.0.1:%d", listenB)
 	s.EnvoyAdmin = fmt.Sprintf("http://127.0.0.1:%d", adminB)
 	argv := append(append([]string(nil), o.StellwerkArgv[1:]...), "--config", cfgPath, "--log-level", "warn")
-	env := append(os.Environ(), "STELLWERK_BENCH_PROVIDER_KEY="+providerKey, "STELLWERK_BENCH_ADMIN_TOKEN="+s.AdminToken)
-	progress(o.Progress, "starting stellwerk (%s)", o.StellwerkArgv[0])
+	env = append(append(os.Environ(), env...), "STELLWERK_BENCH_ADMIN_TOKEN="+s.AdminToken)
+	progress(o.Progress, "starting stellwerk (%s, %s shape)", o.StellwerkArgv[0], o.Shape)
 	if s.stellwerk, err = startProcess("stellwerk", filepath.Join(o.Dir, "stellwerk.log"), env, o.StellwerkArgv[0], argv...); err != nil {
 		return nil, err
 	}
@@ -152,15 +189,26 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 	if s.envoyB, err = startEnvoy(o, "envoy-stellwerk", bootBPath); err != nil {
 		return nil, err
 	}
-	if err := waitHTTP(ctx, s.StellwerkURL+"/v1/models", 200, 30*time.Second, s.envoyB); err != nil {
+	if err := waitHTTPWith(ctx, s.StellwerkURL+"/v1/models", s.StellwerkHeaders, 200, 30*time.Second, s.envoyB); err != nil {
 		return nil, err
+	}
+	if cat != nil {
+		progress(o.Progress, "priming stellwerk: one request per catalog model, then model auto")
+		refused, err := prime(ctx, s, cat)
+		if err != nil {
+			return nil, fmt.Errorf("%w\n%s", err, s.Logs())
+		}
+		if len(refused) > 0 {
+			s.Notes = append(s.Notes, fmt.Sprintf("priming: %d of %d pinned models were not answered (so keep their seed latency): %s",
+				len(refused), len(cat.models), strings.Join(refused, ", ")))
+		}
 	}
 
 	if o.Baseline {
 		s.BaselineURL = fmt.Sprintf("http://127.0.0.1:%d", listenA)
 		s.BaselineAdmin = fmt.Sprintf("http://127.0.0.1:%d", adminA)
 		bootAPath := filepath.Join(o.Dir, "envoy-direct.yaml")
-		if err := os.WriteFile(bootAPath, []byte(directBootstrap(adminA, listenA, providerPort)), 0o600); err != nil {
+		if err := os.WriteFile(bootAPath, []byte(directBootstrap(adminA, listenA, providerPort, "")), 0o600); err != nil {
 			return nil, err
 		}
 		progress(o.Progress, "starting Envoy A (baseline, direct route)")
@@ -171,7 +219,69 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
+
+	if len(o.NoopArgv) > 0 {
+		dir, err := s.socketDir()
+		if err != nil {
+			return nil, err
+		}
+		sock := filepath.Join(dir, "noop.sock")
+		progress(o.Progress, "starting the no-op ext_proc server (%s)", o.NoopArgv[0])
+		argv := append(append([]string(nil), o.NoopArgv[1:]...), "--socket", sock)
+		if s.noop, err = startProcess("noop-extproc", filepath.Join(o.Dir, "noop-extproc.log"), os.Environ(), o.NoopArgv[0], argv...); err != nil {
+			return nil, err
+		}
+		if err := waitSocket(ctx, sock, 10*time.Second, s.noop); err != nil {
+			return nil, err
+		}
+		s.FloorURL = fmt.Sprintf("http://127.0.0.1:%d", listenF)
+		s.FloorAdmin = fmt.Sprintf("http://127.0.0.1:%d", adminF)
+		bootFPath := filepath.Join(o.Dir, "envoy-floor.yaml")
+		if err := os.WriteFile(bootFPath, []byte(directBootstrap(adminF, listenF, providerPort, sock)), 0o600); err != nil {
+			return nil, err
+		}
+		progress(o.Progress, "starting Envoy F (the floor: direct route through the no-op ext_proc server)")
+		if s.envoyF, err = startEnvoy(o, "envoy-floor", bootFPath); err != nil {
+			return nil, err
+		}
+		if err := waitHTTP(ctx, s.FloorAdmin+"/ready", 200, 30*time.Second, s.envoyF); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// socketDir is a short directory for Unix sockets (their paths are limited
+// to about 100 bytes), made once per stack.
+func (s *Stack) socketDir() (string, error) {
+	if s.sockDir == "" {
+		dir, err := os.MkdirTemp("", "sw-bench-")
+		if err != nil {
+			return "", err
+		}
+		s.sockDir = dir
+	}
+	return s.sockDir, nil
+}
+
+// waitSocket waits until something accepts connections on the Unix socket.
+func waitSocket(ctx context.Context, path string, within time.Duration, p *process) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if p.exited() {
+			return fmt.Errorf("%s exited during start-up:\n%s", p.name, p.logTail(4000))
+		}
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s did not listen on %s within %s:\n%s", p.name, path, within, p.logTail(4000))
 }
 
 func startEnvoy(o StackOptions, name, bootstrap string) (*process, error) {
@@ -182,7 +292,7 @@ func startEnvoy(o StackOptions, name, bootstrap string) (*process, error) {
 
 // Close stops every process and the provider; it is safe on a partial stack.
 func (s *Stack) Close() {
-	for _, p := range []*process{s.envoyA, s.envoyB, s.stellwerk} {
+	for _, p := range []*process{s.envoyA, s.envoyF, s.envoyB, s.stellwerk, s.noop} {
 		p.stop(10 * time.Second)
 	}
 	if s.providerSrv != nil {
@@ -201,7 +311,7 @@ func (s *Stack) Close() {
 // Logs is the tail of every process's log, for a failure report.
 func (s *Stack) Logs() string {
 	var b strings.Builder
-	for _, p := range []*process{s.stellwerk, s.envoyB, s.envoyA} {
+	for _, p := range []*process{s.stellwerk, s.envoyB, s.envoyA, s.noop, s.envoyF} {
 		if p != nil {
 			fmt.Fprintf(&b, "==== %s ====\n%s\n", p.name, p.logTail(4000))
 		}
@@ -220,12 +330,10 @@ type transport struct {
 func (s *Stack) grpcTransport(o StackOptions, grpcPort int) (transport, error) {
 	switch o.Transport {
 	case "", "unix":
-		// A short directory: socket paths are limited to about 100 bytes.
-		dir, err := os.MkdirTemp("", "sw-bench-")
+		dir, err := s.socketDir()
 		if err != nil {
 			return transport{}, err
 		}
-		s.sockDir = dir
 		sock := filepath.Join(dir, "grpc.sock")
 		return transport{config: "  grpc: unix://" + sock, bootstrap: "bootstrap.yaml",
 			replace: map[string]string{"/run/stellwerk/grpc.sock": sock}}, nil
@@ -295,29 +403,58 @@ policy:
 
 // directBootstrap is Envoy A: one listener routed straight to the provider,
 // as scripts/latency/envoy-direct.yaml, with the same upstream timeouts as
-// the routes stellwerk pushes.
-func directBootstrap(adminPort, listenPort, providerPort int) string {
-	return fmt.Sprintf(`# Generated by stellwerk-bench: the baseline, no stellwerk on the path.
-admin: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}
+// the routes stellwerk pushes. With noopSocket it is Envoy F, the floor: the
+// same listener with an ext_proc filter in front of the router, reaching the
+// no-op server on that Unix socket with the cluster settings of
+// envoy/bootstrap.yaml, in the one-round-trip mode (request body BUFFERED,
+// every other phase skipped) and stellwerk's message timeout and failure mode.
+func directBootstrap(adminPort, listenPort, providerPort int, noopSocket string) string {
+	name, filter, cluster := "direct", "", ""
+	if noopSocket != "" {
+		name = "floor"
+		filter = `
+          - name: envoy.filters.http.ext_proc
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+              grpc_service: {envoy_grpc: {cluster_name: noop_extproc}}
+              failure_mode_allow: false
+              message_timeout: 2s
+              processing_mode: {request_header_mode: SKIP, request_body_mode: BUFFERED, request_trailer_mode: SKIP,
+                                response_header_mode: SKIP, response_body_mode: NONE, response_trailer_mode: SKIP}`
+		cluster = fmt.Sprintf(`
+  - name: noop_extproc
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options:
+            connection_keepalive: {interval: 30s, timeout: 5s}
+    load_assignment: {cluster_name: noop_extproc, endpoints: [{lb_endpoints: [{endpoint: {address: {pipe: {path: %s}}}}]}]}`, noopSocket)
+	}
+	return fmt.Sprintf(`# Generated by stellwerk-bench: %[1]s route to the provider, no stellwerk on the path.
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: %[2]d}}}
 static_resources:
   listeners:
-  - name: direct
-    address: {socket_address: {address: 127.0.0.1, port_value: %d}}
+  - name: %[1]s
+    address: {socket_address: {address: 127.0.0.1, port_value: %[3]d}}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: direct
+          stat_prefix: %[1]s
           route_config:
             virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: provider, timeout: 300s}}]}]
-          http_filters: [{name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]
+          http_filters:%[5]s
+          - {name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
   clusters:
   - name: provider
     type: STATIC
     connect_timeout: 5s
-    load_assignment: {cluster_name: provider, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]}
-`, adminPort, listenPort, providerPort)
+    load_assignment: {cluster_name: provider, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %[4]d}}}}]}]}%[6]s
+`, name, adminPort, listenPort, providerPort, filter, cluster)
 }
 
 // rewriteBootstrap changes the socket or address, certificates and ports of
@@ -362,6 +499,11 @@ func freePorts(n int) ([]int, error) {
 
 // waitHTTP polls url until it answers want, the process dies, or time runs out.
 func waitHTTP(ctx context.Context, url string, want int, within time.Duration, p *process) error {
+	return waitHTTPWith(ctx, url, nil, want, within, p)
+}
+
+// waitHTTPWith is waitHTTP sending headers.
+func waitHTTPWith(ctx context.Context, url string, headers map[string]string, want int, within time.Duration, p *process) error {
 	deadline := time.Now().Add(within)
 	last := "no answer"
 	for time.Now().Before(deadline) {
@@ -369,6 +511,9 @@ func waitHTTP(ctx context.Context, url string, want int, within time.Duration, p
 			return fmt.Errorf("%s exited during start-up:\n%s", p.name, p.logTail(4000))
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
