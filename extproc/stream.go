@@ -37,12 +37,15 @@ var incompleteEvent = []byte(`data: {"error":{"message":"the provider's stream e
 // streamBody handles one chunk of a streamed answer.
 func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	st := p.stream
+	// Bytes held back from an earlier chunk go out with this one: the
+	// chunk as Envoy has it is then not what the client must get.
+	held := st.framer.Pending() > 0
 	st.events = st.framer.Feed(b.Body, st.events[:0])
 	terminated := len(st.events) // the events that ended with a blank line
 	if b.EndOfStream {
 		st.events = st.framer.Flush(st.events)
 	}
-	changed := st.framer.Pending() > 0 // part of this chunk is held back
+	changed := held || st.framer.Pending() > 0 // part of this chunk is held back
 	out := make([]byte, 0, len(b.Body))
 	if st.anthropic != nil {
 		for i := range st.events {

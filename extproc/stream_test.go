@@ -113,3 +113,21 @@ func TestTruncatedAnthropicStreamThroughEgress(t *testing.T) {
 		t.Errorf("edge output:\n%s", got)
 	}
 }
+
+// TestStreamSplitEvents: however the provider's bytes are cut into chunks,
+// the client gets exactly the stream the provider sent. An event held back
+// at the end of one chunk goes out with the next one, never lost.
+func TestStreamSplitEvents(t *testing.T) {
+	in := oaiChunk + oaiChunk + oaiFinish + "data: [DONE]\n\n"
+	for cut := 1; cut < len(in); cut++ {
+		for _, step := range []int{cut, 7} {
+			var chunks []string
+			for i := 0; i < len(in); i += step {
+				chunks = append(chunks, in[i:min(len(in), i+step)])
+			}
+			if got := streamThrough(edgeStream(false), chunks...); got != in {
+				t.Fatalf("chunks of %d bytes: the client gets\n%q\nnot\n%q", step, got, in)
+			}
+		}
+	}
+}
