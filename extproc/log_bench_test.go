@@ -9,6 +9,8 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/stellwerk/stellwerk/internal/catalog"
 )
 
 // BenchmarkChatRequestLogged is BenchmarkChatRequest with the production
@@ -30,5 +32,39 @@ func BenchmarkChatRequestLogged(b *testing.B) {
 		p.handle(hm)
 		p.handle(bm)
 		p.handle(rh)
+	}
+}
+
+// BenchmarkRoutedFields encodes the routed line's plan and tags as the
+// production JSON encoder does: a three-model failover plan and two policy
+// tags, as zap.Strings + zap.Any (reflection) did and as logged now.
+func BenchmarkRoutedFields(b *testing.B) {
+	plan := []*catalog.Model{{ID: "claude-sonnet-4-5"}, {ID: "gpt-4.1"}, {ID: "mistral-large"}}
+	tags := map[string]string{"team": "payments", "data_class": "restricted"}
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	ent := zapcore.Entry{Message: "routed"}
+	cases := map[string]func() []zap.Field{
+		"reflect": func() []zap.Field {
+			ids := make([]string, len(plan))
+			for i, m := range plan {
+				ids[i] = m.ID
+			}
+			return []zap.Field{zap.Strings("plan", ids), zap.Any("tags", tags)}
+		},
+		"marshalers": func() []zap.Field {
+			return []zap.Field{zap.Array("plan", (*modelIDs)(&plan)), tagsField(tags)}
+		},
+	}
+	for name, fields := range cases {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				buf, err := enc.EncodeEntry(ent, fields())
+				if err != nil {
+					b.Fatal(err)
+				}
+				buf.Free()
+			}
+		})
 	}
 }
