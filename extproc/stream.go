@@ -50,7 +50,7 @@ func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespo
 	}
 	changed := held || st.framer.Pending() > 0 // part of this chunk is held back
 	if st.anthropic != nil {
-		out := make([]byte, 0, len(b.Body))
+		out := make([]byte, 0, 2*len(b.Body)) // OpenAI chunks repeat id and model: larger than the events
 		for i := range st.events {
 			out = st.anthropic.Event(st.events[i], out)
 			st.outTokens += classify.EstimateTokens(st.anthropic.TextDelta())
