@@ -131,3 +131,26 @@ func TestStreamSplitEvents(t *testing.T) {
 		}
 	}
 }
+
+// FuzzStreamSplit: what the client gets of an OpenAI stream does not depend
+// on how the provider's bytes were cut into chunks.
+func FuzzStreamSplit(f *testing.F) {
+	for _, s := range []string{oaiChunk + oaiFinish + "data: [DONE]\n\n", oaiChunk + `data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}` + "\n\n", oaiChunk + `data: {"choices":[{"ind`, "data: [DONE]"} {
+		f.Add([]byte(s), uint8(5), true)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, split uint8, hideUsage bool) {
+		var parts []string
+		step := int(split%32) + 1
+		for i := 0; i < len(in); i += step {
+			parts = append(parts, string(in[i:min(len(in), i+step)]))
+		}
+		if len(parts) == 0 {
+			return
+		}
+		whole, split1 := edgeStream(false), edgeStream(false)
+		whole.stream.hideUsage, split1.stream.hideUsage = hideUsage, hideUsage
+		if a, b := streamThrough(whole, string(in)), streamThrough(split1, parts...); a != b {
+			t.Fatalf("in one chunk:\n%q\nin chunks of %d:\n%q", a, step, b)
+		}
+	})
+}
