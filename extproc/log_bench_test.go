@@ -52,7 +52,7 @@ func BenchmarkRoutedFields(b *testing.B) {
 			return []zap.Field{zap.Strings("plan", ids), zap.Any("tags", tags)}
 		},
 		"marshalers": func() []zap.Field {
-			return []zap.Field{zap.Array("plan", (*modelIDs)(&plan)), tagsField(tags)}
+			return []zap.Field{zap.Array("plan", modelIDs(plan)), tagsField(tags)}
 		},
 	}
 	for name, fields := range cases {

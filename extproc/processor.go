@@ -291,7 +291,7 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	if ce := p.log.Check(lvl, "routed"); ce != nil {
 		c := &p.class
 		ce.Write(zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("provider", m.Provider.Name),
-			zap.Array("plan", (*modelIDs)(&p.plan)),
+			zap.Array("plan", modelIDs(p.plan)), // by value: &p.plan would move every processor to the heap
 			zap.Bool("stream", chat.Stream), zap.String("reason", d.Reason), zap.String("workspace", res.Workspace),
 			zap.String("policy_version", res.PolicyVersion), zap.Int("excluded", len(res.Policy.Exclude)),
 			zap.String("task", c.Task), zap.String("complexity", c.Complexity), zap.String("language", c.Language),
@@ -305,8 +305,8 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 // modelIDs logs a plan as its model ids, without building a slice of them.
 type modelIDs []*catalog.Model
 
-func (ms *modelIDs) MarshalLogArray(enc zapcore.ArrayEncoder) error {
-	for _, m := range *ms {
+func (ms modelIDs) MarshalLogArray(enc zapcore.ArrayEncoder) error {
+	for _, m := range ms {
 		enc.AppendString(m.ID)
 	}
 	return nil
