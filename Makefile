@@ -59,6 +59,10 @@ fuzz: ## fuzz every parser of untrusted input (FUZZTIME=30s each)
 	$(GO) test -run '^$$' -fuzz '^FuzzProcessor$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
 	$(GO) test -run '^$$' -fuzz '^FuzzEgress$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
 	$(GO) test -run '^$$' -fuzz '^FuzzRetryAfter$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
+	$(GO) test -run '^$$' -fuzz '^FuzzStreamSplit$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
+	$(GO) test -run '^$$' -fuzz '^FuzzFramer$$' -fuzztime $${FUZZTIME:-30s} ./internal/translate/
+	$(GO) test -run '^$$' -fuzz '^FuzzAnthropicStream$$' -fuzztime $${FUZZTIME:-30s} ./internal/translate/
+	$(GO) test -run '^$$' -fuzz '^FuzzAppendJSONString$$' -fuzztime $${FUZZTIME:-30s} ./internal/translate/
 	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/
 	$(GO) test -run '^$$' -fuzz '^FuzzUnescapeJSON$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/
 	$(GO) test -run '^$$' -fuzz '^FuzzDetect$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/pii/

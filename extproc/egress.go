@@ -164,6 +164,8 @@ func (p *processor) endAttempt(status int, flags, ra, code string) {
 			r.Latency.Observe(m.ID, elapsed)
 		}
 	}
-	p.log.Debug("attempt", zap.String("decision_id", p.id), zap.Int("index", p.planIdx), zap.Any("attempt", a))
+	if ce := p.log.Check(zap.DebugLevel, "attempt"); ce != nil { // zap.Any boxes a: only when logged
+		ce.Write(zap.String("decision_id", p.id), zap.Int("index", p.planIdx), zap.Any("attempt", a))
+	}
 	p.seen.record(p.id, p.planIdx, a)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
@@ -290,23 +291,50 @@ func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	if ce := p.log.Check(lvl, "routed"); ce != nil {
 		c := &p.class
 		ce.Write(zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("provider", m.Provider.Name),
-			zap.Strings("plan", planIDs(p.plan)),
+			zap.Array("plan", modelIDs(p.plan)), // by value: &p.plan would move every processor to the heap
 			zap.Bool("stream", chat.Stream), zap.String("reason", d.Reason), zap.String("workspace", res.Workspace),
 			zap.String("policy_version", res.PolicyVersion), zap.Int("excluded", len(res.Policy.Exclude)),
 			zap.String("task", c.Task), zap.String("complexity", c.Complexity), zap.String("language", c.Language),
 			zap.Int("pii", len(c.PII)), zap.Int("secrets", len(c.Secrets)), zap.Float64("injection", c.Injection.Score),
 			zap.String("sensitivity", c.Sensitivity), zap.String("risk", c.Risk), zap.Int("input_tokens", c.InputTokens),
-			zap.Any("tags", res.Policy.Tags))
+			tagsField(res.Policy.Tags))
 	}
 	return resp
 }
 
-func planIDs(plan []*catalog.Model) []string {
-	ids := make([]string, len(plan))
-	for i, m := range plan {
-		ids[i] = m.ID
+// modelIDs logs a plan as its model ids, without building a slice of them.
+type modelIDs []*catalog.Model
+
+func (ms modelIDs) MarshalLogArray(enc zapcore.ArrayEncoder) error {
+	for _, m := range ms {
+		enc.AppendString(m.ID)
 	}
-	return ids
+	return nil
+}
+
+// stringMap logs a map of strings as an object with sorted keys, as
+// zap.Any did through encoding/json, without reflection.
+type stringMap map[string]string
+
+func (m stringMap) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	var buf [16]string
+	keys := buf[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		enc.AddString(k, m[k])
+	}
+	return nil
+}
+
+// tagsField is the decision's policy tags; no tags at all stay null.
+func tagsField(tags map[string]string) zap.Field {
+	if tags == nil {
+		return zap.Reflect("tags", nil)
+	}
+	return zap.Object("tags", stringMap(tags))
 }
 
 // providerNeutral makes the edits every provider needs: the per-request

@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"bytes"
+	"unsafe"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/tidwall/gjson"
@@ -34,25 +35,25 @@ type streamState struct {
 // incompleteEvent is what the OpenAI SDKs raise as an APIError.
 var incompleteEvent = []byte(`data: {"error":{"message":"the provider's stream ended before the answer was complete","type":"server_error","code":"stream_incomplete","param":null}}` + "\n\n")
 
-// streamBody handles one chunk of a streamed answer.
+// streamBody handles one chunk of a streamed answer. Each event's data is
+// read once, in place; the chunk is answered with CONTINUE, without a copy,
+// unless an event is held back, dropped or added.
 func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	st := p.stream
+	// Bytes held back from an earlier chunk go out with this one: the
+	// chunk as Envoy has it is then not what the client must get.
+	held := st.framer.Pending() > 0
 	st.events = st.framer.Feed(b.Body, st.events[:0])
 	terminated := len(st.events) // the events that ended with a blank line
 	if b.EndOfStream {
 		st.events = st.framer.Flush(st.events)
 	}
-	changed := st.framer.Pending() > 0 // part of this chunk is held back
-	out := make([]byte, 0, len(b.Body))
+	changed := held || st.framer.Pending() > 0 // part of this chunk is held back
 	if st.anthropic != nil {
+		out := make([]byte, 0, 2*len(b.Body)) // OpenAI chunks repeat id and model: larger than the events
 		for i := range st.events {
-			ev := &st.events[i]
-			out = st.anthropic.Event(*ev, out)
-			if ev.Name == "content_block_delta" {
-				if t := gjson.GetBytes(ev.Data, "delta.text"); t.Type == gjson.String {
-					st.outTokens += classify.EstimateTokens(t.Str)
-				}
-			}
+			out = st.anthropic.Event(st.events[i], out)
+			st.outTokens += classify.EstimateTokens(st.anthropic.TextDelta())
 		}
 		if pt, ct, ok := st.anthropic.Usage(); ok {
 			st.usage = &usage{PromptTokens: pt, CompletionTokens: ct}
@@ -65,46 +66,31 @@ func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespo
 	}
 	for i := range st.events {
 		ev := &st.events[i]
-		data := ev.Data
-		raw, unterminated := ev.Raw, i >= terminated
-		if unterminated {
+		if i >= terminated {
 			// The stream ended inside this event. A client drops an event
 			// without its blank line: end a complete one, drop a cut one.
 			changed = true
-			if string(data) != "[DONE]" && !gjson.ValidBytes(data) {
+			if string(ev.Data) != "[DONE]" && !gjson.ValidBytes(ev.Data) {
+				ev.Raw = nil
 				continue
 			}
-			raw = bytes.TrimRight(raw, "\r\n")
+			ev.Raw = bytes.TrimRight(ev.Raw, "\r\n")
 		}
-		drop := false
-		if string(data) == "[DONE]" {
-			st.sawEnd = true
-		}
-		if len(data) > 0 && data[0] == '{' && gjson.ValidBytes(data) {
-			root := gjson.ParseBytes(data)
-			if root.Get("error").Exists() {
-				st.sawEnd = true
-			}
-			if u := root.Get("usage"); u.IsObject() {
-				pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
-				if pt.Type == gjson.Number && ct.Type == gjson.Number {
-					st.usage = &usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num)}
-				}
-				if st.hideUsage && len(root.Get("choices").Array()) == 0 {
-					drop = true // the usage-only chunk the client did not ask for
-				}
-			}
-			if c := root.Get("choices.0.delta.content"); c.Type == gjson.String {
-				st.outTokens += classify.EstimateTokens(c.Str)
-			}
-		}
-		if drop {
+		if st.openaiEvent(ev.Data) {
+			ev.Raw = nil // the usage-only chunk the client did not ask for
 			changed = true
-			continue
 		}
-		out = append(out, raw...)
-		if unterminated {
-			out = append(out, "\n\n"...)
+	}
+	if !changed && !b.EndOfStream {
+		return continueResponseBody()
+	}
+	out := make([]byte, 0, len(b.Body)+len(incompleteEvent))
+	for i := range st.events {
+		if raw := st.events[i].Raw; raw != nil {
+			out = append(out, raw...)
+			if i >= terminated {
+				out = append(out, "\n\n"...)
+			}
 		}
 	}
 	if b.EndOfStream {
@@ -116,6 +102,53 @@ func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespo
 		return continueResponseBody()
 	}
 	return streamChunk(out)
+}
+
+// openaiEvent reads one OpenAI stream event: its end ([DONE] or an error),
+// its usage and its streamed content, in one pass over the JSON (read in
+// place, not copied). drop reports the usage-only chunk of a client that did
+// not ask for usage.
+func (st *streamState) openaiEvent(data []byte) (drop bool) {
+	if string(data) == "[DONE]" {
+		st.sawEnd = true
+		return false
+	}
+	if len(data) == 0 || data[0] != '{' || !gjson.ValidBytes(data) {
+		return false
+	}
+	var errv, u, choices gjson.Result
+	gjson.Parse(unsafe.String(&data[0], len(data))).ForEach(func(k, v gjson.Result) bool {
+		var f *gjson.Result
+		switch k.Str {
+		case "error":
+			f = &errv
+		case "usage":
+			f = &u
+		case "choices":
+			f = &choices
+		default:
+			return true
+		}
+		if !f.Exists() { // the first of duplicate keys, as gjson.Get reads
+			*f = v
+		}
+		return true
+	})
+	if errv.Exists() {
+		st.sawEnd = true
+	}
+	if u.IsObject() {
+		pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
+		if pt.Type == gjson.Number && ct.Type == gjson.Number {
+			st.usage = &usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num)}
+		}
+		// no choices: absent, null or [] (as gjson's Array() counts them)
+		drop = st.hideUsage && (choices.Type == gjson.Null || choices.IsArray() && !choices.Get("0").Exists())
+	}
+	if c := choices.Get("0.delta.content"); c.Type == gjson.String {
+		st.outTokens += classify.EstimateTokens(c.Str)
+	}
+	return drop
 }
 
 // endStream ends a stream whose last chunk out is: one that ended without

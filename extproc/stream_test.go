@@ -113,3 +113,44 @@ func TestTruncatedAnthropicStreamThroughEgress(t *testing.T) {
 		t.Errorf("edge output:\n%s", got)
 	}
 }
+
+// TestStreamSplitEvents: however the provider's bytes are cut into chunks,
+// the client gets exactly the stream the provider sent. An event held back
+// at the end of one chunk goes out with the next one, never lost.
+func TestStreamSplitEvents(t *testing.T) {
+	in := oaiChunk + oaiChunk + oaiFinish + "data: [DONE]\n\n"
+	for cut := 1; cut < len(in); cut++ {
+		for _, step := range []int{cut, 7} {
+			var chunks []string
+			for i := 0; i < len(in); i += step {
+				chunks = append(chunks, in[i:min(len(in), i+step)])
+			}
+			if got := streamThrough(edgeStream(false), chunks...); got != in {
+				t.Fatalf("chunks of %d bytes: the client gets\n%q\nnot\n%q", step, got, in)
+			}
+		}
+	}
+}
+
+// FuzzStreamSplit: what the client gets of an OpenAI stream does not depend
+// on how the provider's bytes were cut into chunks.
+func FuzzStreamSplit(f *testing.F) {
+	for _, s := range []string{oaiChunk + oaiFinish + "data: [DONE]\n\n", oaiChunk + `data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}` + "\n\n", oaiChunk + `data: {"choices":[{"ind`, "data: [DONE]"} {
+		f.Add([]byte(s), uint8(5), true)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, split uint8, hideUsage bool) {
+		var parts []string
+		step := int(split%32) + 1
+		for i := 0; i < len(in); i += step {
+			parts = append(parts, string(in[i:min(len(in), i+step)]))
+		}
+		if len(parts) == 0 {
+			return
+		}
+		whole, split1 := edgeStream(false), edgeStream(false)
+		whole.stream.hideUsage, split1.stream.hideUsage = hideUsage, hideUsage
+		if a, b := streamThrough(whole, string(in)), streamThrough(split1, parts...); a != b {
+			t.Fatalf("in one chunk:\n%q\nin chunks of %d:\n%q", a, step, b)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
@@ -345,20 +346,28 @@ func (in *Input) reason(choice, eligible, total int) string {
 			why = "best balance of quality, cost and latency"
 		}
 	}
+	// Appended, not fmt: this runs for every routed request.
+	var buf [192]byte
+	b := buf[:0]
+	if in.Constraint != "" {
+		b = append(append(b, in.Constraint...), " + "...)
+	}
+	b = append(b, why...)
 	if in.QualityFloor > 0 {
-		why += fmt.Sprintf(" above quality floor %.2f", in.QualityFloor)
+		b = strconv.AppendFloat(append(b, " above quality floor "...), in.QualityFloor, 'f', 2, 64)
 	}
 	if in.RelativeQuality > 0 {
-		why += fmt.Sprintf(" within %.0f%% of the best model's quality", 100*in.RelativeQuality)
+		b = strconv.AppendFloat(append(b, " within "...), 100*in.RelativeQuality, 'f', 0, 64)
+		b = append(b, "% of the best model's quality"...)
 	}
 	if in.MaxCostEUR != nil && in.Objective != "cost" {
-		why += fmt.Sprintf(" within %.4f EUR", *in.MaxCostEUR)
+		b = strconv.AppendFloat(append(b, " within "...), *in.MaxCostEUR, 'f', 4, 64)
+		b = append(b, " EUR"...)
 	}
-	s := why + " for " + in.Task
-	if in.Constraint != "" {
-		s = in.Constraint + " + " + s
-	}
-	return fmt.Sprintf("%s (%d of %d models eligible)", s, eligible, total)
+	b = append(append(b, " for "...), in.Task...)
+	b = strconv.AppendInt(append(b, " ("...), int64(eligible), 10)
+	b = strconv.AppendInt(append(b, " of "...), int64(total), 10)
+	return string(append(b, " models eligible)"...))
 }
 
 // fallbacks lists the remaining candidates in rank order, models of other

@@ -3,6 +3,11 @@ package translate
 // Anthropic streaming events → OpenAI chat.completion.chunk frames.
 
 import (
+	"strconv"
+	"strings"
+	"unicode/utf8"
+	"unsafe"
+
 	"github.com/tidwall/gjson"
 )
 
@@ -53,14 +58,18 @@ type AnthropicStream struct {
 	includeUsage bool
 	created      int64
 	id, model    string
-	usage        anthUsage
-	usageSeen    bool
+	// head is every chunk's JSON up to its delta, built once per message:
+	// {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":[{"index":0,"delta":
+	head      []byte
+	usage     anthUsage
+	usageSeen bool
 	// tools maps an Anthropic content block index to the OpenAI tool-call
 	// index: OpenAI counts tool calls, Anthropic counts all blocks.
 	tools    map[int64]int
 	nextTool int
-	finished bool // a finish_reason chunk went out
-	done     bool // [DONE] or an error frame went out; ignore the rest
+	finished bool   // a finish_reason chunk went out
+	done     bool   // [DONE] or an error frame went out; ignore the rest
+	text     string // the text the last event streamed
 }
 
 // NewAnthropicStream starts a conversion. includeUsage is the client's
@@ -74,11 +83,16 @@ func NewAnthropicStream(includeUsage bool) *AnthropicStream {
 // "data: {...}\n\n", and "data: [DONE]\n\n" after message_stop. After an
 // error event it emits one OpenAI error frame and nothing more, so the
 // OpenAI SDKs raise instead of seeing a clean end.
+//
+// ev.Data is read in place: strings kept past the call are copied.
 func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
+	s.text = ""
 	if s.done {
 		return dst
 	}
-	data := gjson.ParseBytes(ev.Data)
+	// A view of the data, not a copy: gjson.GetBytes would copy every
+	// result, gjson.ParseBytes the whole event.
+	data := gjson.Parse(unsafe.String(unsafe.SliceData(ev.Data), len(ev.Data)))
 	name := ev.Name
 	if name == "" {
 		name = data.Get("type").String()
@@ -86,14 +100,16 @@ func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
 	switch name {
 	case "message_start":
 		m := data.Get("message")
-		s.id = m.Get("id").String()
-		s.model = m.Get("model").String()
+		s.id = strings.Clone(m.Get("id").String())
+		s.model = strings.Clone(m.Get("model").String())
+		s.head = nil
 		if u := m.Get("usage"); u.IsObject() {
 			s.usage.read(u)
 			s.usageSeen = true
 		}
-		empty := ""
-		return s.chunk(dst, oaiDelta{Role: "assistant", Content: &empty}, nil)
+		dst = s.open(dst)
+		dst = append(dst, `{"role":"assistant","content":""}`...)
+		return s.close(dst, "")
 	case "content_block_start":
 		b := data.Get("content_block")
 		if b.Get("type").String() != "tool_use" {
@@ -102,12 +118,21 @@ func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
 		k := s.nextTool
 		s.nextTool++
 		s.tools[data.Get("index").Int()] = k
-		return s.chunk(dst, oaiDelta{ToolCalls: []oaiToolCallDelta{{
-			Index:    k,
-			ID:       b.Get("id").String(),
-			Type:     "function",
-			Function: oaiFunctionDelta{Name: b.Get("name").String()},
-		}}}, nil)
+		dst = s.open(dst)
+		dst = append(dst, `{"tool_calls":[{"index":`...)
+		dst = strconv.AppendInt(dst, int64(k), 10)
+		if id := b.Get("id").String(); id != "" {
+			dst = append(dst, `,"id":`...)
+			dst = appendJSONString(dst, id)
+		}
+		dst = append(dst, `,"type":"function","function":{`...)
+		if n := b.Get("name").String(); n != "" {
+			dst = append(dst, `"name":`...)
+			dst = appendJSONString(dst, n)
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"arguments":""}}]}`...)
+		return s.close(dst, "")
 	case "content_block_delta":
 		d := data.Get("delta")
 		switch d.Get("type").String() {
@@ -116,16 +141,25 @@ func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
 			if text == "" {
 				return dst
 			}
-			return s.chunk(dst, oaiDelta{Content: &text}, nil)
+			s.text = text
+			dst = s.open(dst)
+			dst = append(dst, `{"content":`...)
+			dst = appendJSONString(dst, text)
+			dst = append(dst, '}')
+			return s.close(dst, "")
 		case "input_json_delta":
 			k, ok := s.tools[data.Get("index").Int()]
 			partial := d.Get("partial_json").String()
 			if !ok || partial == "" {
 				return dst
 			}
-			return s.chunk(dst, oaiDelta{ToolCalls: []oaiToolCallDelta{{
-				Index: k, Function: oaiFunctionDelta{Arguments: partial},
-			}}}, nil)
+			dst = s.open(dst)
+			dst = append(dst, `{"tool_calls":[{"index":`...)
+			dst = strconv.AppendInt(dst, int64(k), 10)
+			dst = append(dst, `,"function":{"arguments":`...)
+			dst = appendJSONString(dst, partial)
+			dst = append(dst, `}}]}`...)
+			return s.close(dst, "")
 		}
 		return dst // thinking, signature and citations deltas are dropped
 	case "message_delta":
@@ -156,6 +190,11 @@ func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
 	return dst // ping, content_block_stop, and event types added later
 }
 
+// TextDelta is the text the last Event streamed to the client ("" if none),
+// for estimating usage without parsing the event again. It may point into
+// that event's data: use it before the next Feed of the framer.
+func (s *AnthropicStream) TextDelta() string { return s.text }
+
 // Ended reports whether the conversion emitted the stream's end: [DONE]
 // after message_stop, or an error frame. A stream that stops before it was
 // cut off.
@@ -172,22 +211,95 @@ func (s *AnthropicStream) finish(dst []byte, reason string) []byte {
 		return dst
 	}
 	s.finished = true
-	return s.chunk(dst, oaiDelta{}, &reason)
+	dst = s.open(dst)
+	dst = append(dst, "{}"...)
+	return s.close(dst, reason)
 }
 
-func (s *AnthropicStream) chunk(dst []byte, d oaiDelta, finish *string) []byte {
-	b, err := marshal(oaiChunk{
-		ID: s.id, Object: "chat.completion.chunk", Created: s.created, Model: s.model,
-		Choices: []oaiChunkChoice{{Delta: d, FinishReason: finish}},
-	})
-	if err != nil { // strings and ints always marshal; never emit half a frame
-		return dst
+// open starts a chunk frame: "data: " and the chunk's JSON up to its delta.
+// The JSON is what encoding/json makes of oaiChunk, byte for byte.
+func (s *AnthropicStream) open(dst []byte) []byte {
+	if s.head == nil {
+		h := append([]byte(nil), `{"id":`...)
+		h = appendJSONString(h, s.id)
+		h = append(h, `,"object":"chat.completion.chunk","created":`...)
+		h = strconv.AppendInt(h, s.created, 10)
+		h = append(h, `,"model":`...)
+		h = appendJSONString(h, s.model)
+		s.head = append(h, `,"choices":[{"index":0,"delta":`...)
 	}
-	return frame(dst, b)
+	dst = append(dst, framePrefix...)
+	return append(dst, s.head...)
+}
+
+// close ends a chunk frame opened by open, after its delta; finish is the
+// finish_reason, "" for null.
+func (s *AnthropicStream) close(dst []byte, finish string) []byte {
+	dst = append(dst, `,"logprobs":null,"finish_reason":`...)
+	if finish == "" {
+		dst = append(dst, "null"...)
+	} else {
+		dst = appendJSONString(dst, finish)
+	}
+	dst = append(dst, "}]}"...)
+	return append(dst, frameEnd...)
 }
 
 func frame(dst, payload []byte) []byte {
 	dst = append(dst, framePrefix...)
 	dst = append(dst, payload...)
 	return append(dst, frameEnd...)
+}
+
+// appendJSONString appends s as a JSON string exactly as encoding/json
+// writes it with HTML escaping off (marshal): control characters escaped,
+// invalid UTF-8 as U+FFFD, U+2028 and U+2029 escaped.
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if b >= ' ' && b != '"' && b != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '\\', '"':
+				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		c, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case c == utf8.RuneError && size == 1:
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+		case c == '\u2028' || c == '\u2029':
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[c&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }

@@ -103,3 +103,25 @@ func BenchmarkFramer(b *testing.B) {
 		evs = f.Feed(chunk, evs[:0])
 	}
 }
+
+// TestFramerLongEvent: an event spanning many chunks is held whole (Pending
+// counts it) and comes out once, with its data intact, when it ends; the
+// framer then holds nothing.
+func TestFramerLongEvent(t *testing.T) {
+	data := strings.Repeat("0123456789abcdef", 1<<12)
+	in := []byte("event: big\r\ndata: " + data + "\r\ndata: tail\r\n\r\ndata: next\n\n")
+	var f Framer
+	var got []Event
+	for i := 0; i < len(in); i += 1000 {
+		evs := f.Feed(in[i:min(len(in), i+1000)], nil)
+		for _, e := range evs {
+			got = append(got, Event{Name: e.Name, Data: append([]byte(nil), e.Data...)})
+		}
+		if len(got) == 0 && f.Pending() != min(len(in), i+1000) {
+			t.Fatalf("pending %d after %d bytes", f.Pending(), i+1000)
+		}
+	}
+	if len(got) != 2 || got[0].Name != "big" || string(got[0].Data) != data+"\ntail" || string(got[1].Data) != "next" || f.Pending() != 0 {
+		t.Fatalf("%d events, pending %d", len(got), f.Pending())
+	}
+}

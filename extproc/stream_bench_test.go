@@ -1,0 +1,43 @@
+package extproc
+
+import (
+	"strings"
+	"testing"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+
+	"github.com/stellwerk/stellwerk/internal/translate"
+)
+
+// BenchmarkStreamBody is one chunk of a streamed answer through the edge
+// filter: 16 content events, as a provider batches them under load, in each
+// wire format. The OpenAI case asks for no usage and gets the usage chunk,
+// which the filter reads and drops.
+func BenchmarkStreamBody(b *testing.B) {
+	oaiUsage := `data: {"id":"x","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":16,"total_tokens":28}}` + "\n\n"
+	cases := map[string]struct {
+		anthropic bool
+		chunk     string
+	}{
+		"openai":          {false, strings.Repeat(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hello wor"},"finish_reason":null}]}`+"\n\n", 16)},
+		"openai_usage":    {false, strings.Repeat(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hello wor"},"finish_reason":null}]}`+"\n\n", 15) + oaiUsage},
+		"anthropic":       {true, strings.Repeat(antDelta, 16)},
+		"anthropic_usage": {true, strings.Repeat(antDelta, 15) + "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":null},\"usage\":{\"output_tokens\":16}}\n\n"},
+	}
+	for name, tc := range cases {
+		b.Run(name, func(b *testing.B) {
+			p := edgeStream(tc.anthropic)
+			p.stream.hideUsage = true
+			if tc.anthropic {
+				p.stream.anthropic = translate.NewAnthropicStream(false)
+				p.streamBody(&extprocv3.HttpBody{Body: []byte(antStart)})
+			}
+			msg := &extprocv3.HttpBody{Body: []byte(tc.chunk)}
+			b.SetBytes(int64(len(tc.chunk)))
+			b.ReportAllocs()
+			for b.Loop() {
+				p.streamBody(msg)
+			}
+		})
+	}
+}
