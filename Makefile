@@ -82,8 +82,9 @@ eval-routerbench: build ## replay RouterBench through classify → select (docs/
 	$(BIN) eval routerbench --config examples/routerbench.yaml --relative ../shared/data/routerbench/*.csv
 
 .PHONY: testdata
-testdata: ## regenerate golden files (review the diff)
+testdata: tools build ## regenerate golden files and envoy/existing-envoy.yaml (review the diff)
 	$(GO) test ./xds/ ./internal/translate/ -update
+	STELLWERK_E2E=require STELLWERK_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -run '^TestExistingEnvoy$$' ./e2e/ -update
 
 .PHONY: lint
 lint: ## gofmt and go vet
