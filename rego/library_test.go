@@ -151,7 +151,7 @@ func decide(t *testing.T, pq rego.PreparedEvalQuery, input map[string]any) map[s
 func checkShape(t *testing.T, d map[string]any) {
 	t.Helper()
 	keys := slices.Sorted(maps.Keys(d))
-	want := []string{"deny", "exclude", "log_level", "max_cost_eur", "objective", "quality_floor", "redact", "tags"}
+	want := []string{"deny", "exclude", "log_level", "max_cost_eur", "objective", "quality_floor", "redact", "residency", "tags"}
 	if !slices.Equal(keys, want) {
 		t.Fatalf("decision keys %v, want %v", keys, want)
 	}
@@ -303,6 +303,18 @@ func TestDecision(t *testing.T) {
 			}
 			if d["log_level"] != tc.logLevel {
 				t.Errorf("log_level = %q, want %q", d["log_level"], tc.logLevel)
+			}
+			// The residency field names the requirement exactly when it
+			// excluded a model.
+			wantRes := ""
+			for _, r := range tc.exclude {
+				if rest, ok := strings.CutPrefix(r.(string), "residency: "); ok {
+					wantRes = strings.Fields(rest[strings.Index(rest, "requires ")+len("requires "):])[0]
+					wantRes = strings.TrimSuffix(wantRes, ",")
+				}
+			}
+			if d["residency"] != wantRes {
+				t.Errorf("residency = %q, want %q", d["residency"], wantRes)
 			}
 			if tc.checkExtras != nil {
 				tc.checkExtras(t, d)

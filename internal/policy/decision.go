@@ -17,12 +17,19 @@ type Decision struct {
 	Redact       []string          `json:"redact"`
 	LogLevel     string            `json:"log_level"`
 	Tags         map[string]string `json:"tags"`
+	// Residency is the residency requirement that excluded models ("eu",
+	// "on_prem"), "" when none did. Optional in the decision document: the
+	// explanation names it ("eu residency + …") without reading reasons.
+	Residency string `json:"residency,omitempty"`
 }
 
 var (
 	objectives   = []string{"cost", "latency", "accuracy", "balanced"}
 	logLevels    = []string{"", "debug", "info", "warn"}
 	decisionKeys = []string{"deny", "exclude", "objective", "quality_floor", "max_cost_eur", "redact", "log_level", "tags"}
+	// optionalKeys may be left out of a decision.
+	optionalKeys = []string{"residency"}
+	residencies  = []string{"", "any", "eu", "on_prem"}
 )
 
 // ShapeError says what is wrong with a decision.
@@ -38,8 +45,8 @@ func decode(v any) (Decision, error) {
 		return Decision{}, &ShapeError{fmt.Sprintf("must be an object, got %T", v)}
 	}
 	for k := range obj {
-		if !slices.Contains(decisionKeys, k) {
-			return Decision{}, &ShapeError{fmt.Sprintf("unknown key %q (allowed: %v)", k, decisionKeys)}
+		if !slices.Contains(decisionKeys, k) && !slices.Contains(optionalKeys, k) {
+			return Decision{}, &ShapeError{fmt.Sprintf("unknown key %q (allowed: %v, optional %v)", k, decisionKeys, optionalKeys)}
 		}
 	}
 	for _, k := range decisionKeys {
@@ -71,6 +78,13 @@ func decode(v any) (Decision, error) {
 		return d, &ShapeError{fmt.Sprintf("log_level must be one of %q, got %v", logLevels, obj["log_level"])}
 	} else {
 		d.LogLevel = s
+	}
+	if r, present := obj["residency"]; present {
+		if s, ok := r.(string); !ok || !slices.Contains(residencies, s) {
+			return d, &ShapeError{fmt.Sprintf("residency must be one of %q, got %v", residencies, r)}
+		} else if s != "any" {
+			d.Residency = s
+		}
 	}
 	q, ok := number(obj["quality_floor"])
 	if !ok || q < 0 || q > 1 {

@@ -175,9 +175,9 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 			// model still gets the explicit 502 naming the provider.
 			dc[i].Unsupported = "provider credential not configured"
 		}
-		if constraint == "" {
-			constraint = residencyConstraint(dc[i].Excluded)
-		}
+	}
+	if res.Policy.Residency != "" {
+		constraint = res.Policy.Residency + " residency"
 	}
 	res.Constraint = constraint
 	res.BaselineCostEUR = r.Catalog.Baseline.CostEUR(res.Class.InputTokens, outTokens)
@@ -195,22 +195,4 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 		SLAMS: res.ReqPolicy.SLAMS, Default: def, Constraint: constraint, RelativeQuality: ws.RelativeQuality,
 	})
 	return res, err
-}
-
-// residencyConstraint turns the library's residency exclusion reason
-// ("residency: … requires eu, model is us") into "eu residency".
-func residencyConstraint(reason string) string {
-	rest, ok := strings.CutPrefix(reason, "residency: ")
-	if !ok {
-		return ""
-	}
-	i := strings.Index(rest, "requires ")
-	if i < 0 {
-		return ""
-	}
-	req := rest[i+len("requires "):]
-	if j := strings.IndexAny(req, ", "); j >= 0 {
-		req = req[:j]
-	}
-	return req + " residency"
 }

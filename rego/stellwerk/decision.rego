@@ -26,7 +26,14 @@ decision := {
 	"redact": [],
 	"log_level": _log_level,
 	"tags": tags,
+	"residency": _decision_residency,
 }
+
+# _decision_residency is the residency requirement when it excluded a
+# model, "" otherwise: the explanation names it without parsing reasons.
+_decision_residency := _required_residency[0] if count(_residency_exclude) > 0
+
+else := ""
 
 # exclude merges the rule families into one object, candidate id -> reason.
 # A model excluded by several families gets the reason of the first in this

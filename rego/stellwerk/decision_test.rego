@@ -4,12 +4,13 @@ import data.stellwerk
 
 test_decision_has_exactly_the_contract_keys if {
 	d := decide(restricted)
-	object.keys(d) == {"deny", "exclude", "objective", "quality_floor", "max_cost_eur", "redact", "log_level", "tags"}
+	object.keys(d) == {"deny", "exclude", "objective", "quality_floor", "max_cost_eur", "redact", "log_level", "tags", "residency"}
 	is_set(d.deny)
 	is_object(d.exclude)
 	is_array(d.redact)
 	is_string(d.log_level)
 	is_object(d.tags)
+	is_string(d.residency)
 }
 
 test_decision_with_an_empty_input if {

@@ -60,5 +60,6 @@ test_base_decision_is_empty if {
 		"redact": [],
 		"log_level": "",
 		"tags": {},
+		"residency": "",
 	}
 }

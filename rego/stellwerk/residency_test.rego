@@ -111,3 +111,13 @@ test_residency_stricter_workspace_beats_sensitive_data if {
 	d := decide(object.union(restricted, {"workspace": {"residency": "on_prem"}}))
 	d.exclude["mistral-large"] == "residency: workspace support requires on_prem, model is eu"
 }
+
+# The decision names the residency requirement when it excluded a model,
+# as a field (the explanation reads it; nobody parses reasons).
+test_residency_decision_names_the_requirement if {
+	decide(restricted).residency == "eu"
+	decide(object.union(confidential, {"workspace": {"sensitive_residency": "on_prem"}})).residency == "on_prem"
+	decide({"workspace": {"residency": "eu"}}).residency == "eu"
+	decide({}).residency == ""
+	decide(object.union(confidential, {"workspace": {"sensitive_residency": "any"}})).residency == ""
+}
