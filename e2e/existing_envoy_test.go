@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -211,5 +213,33 @@ func TestDropInProviderDownIsOpenAIShaped(t *testing.T) {
 	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"gone-model","messages":[{"role":"user","content":"x"}]}`, nil)
 	if e := decodeError(t, b); resp.StatusCode != 503 || e.Error.Code != "provider_unavailable" || resp.Header.Get("content-type") != "application/json" {
 		t.Errorf("provider down: status %d %v %s", resp.StatusCode, resp.Header, b)
+	}
+}
+
+// TestDropInStellwerkDownIsOpenAIShaped: with stellwerk unreachable, the
+// drop-in fails closed (nothing reaches a provider or the operator's
+// backend) and its local-reply mapper gives the answer the OpenAI shape
+// instead of Envoy's empty 500.
+func TestDropInStellwerkDownIsOpenAIShaped(t *testing.T) {
+	t.Parallel()
+	s, hits := existingEnvoy(t, true, nil)
+	s.Stop("stellwerk")
+	var last string
+	shaped := false
+	for attempt := 0; attempt < 10 && !shaped; attempt++ {
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[{"role":"user","content":"x"}]}`, nil)
+		if resp.StatusCode < 500 {
+			t.Fatalf("status %d with stellwerk down: %s", resp.StatusCode, b)
+		}
+		var e apiError
+		shaped = json.Unmarshal(b, &e) == nil && resp.StatusCode == 503 && e.Error.Code == "router_unavailable"
+		last = fmt.Sprintf("%d %s", resp.StatusCode, b)
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !shaped {
+		t.Errorf("never answered 503 router_unavailable; last answer: %s", last)
+	}
+	if hits.Load() != 0 || len(s.Providers["alpha"].Requests()) != 0 {
+		t.Errorf("with stellwerk down a request reached the backend (%d) or a provider", hits.Load())
 	}
 }
