@@ -37,7 +37,7 @@ var incompleteEvent = []byte(`data: {"error":{"message":"the provider's stream e
 
 // streamBody handles one chunk of a streamed answer. At the stream's end
 // the edge records its usage; an egress stream leaves that to the edge.
-func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+func (p *edge) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	resp, end := p.stream.follow(b)
 	if end != "" {
 		p.endStream(end)
@@ -173,7 +173,7 @@ func (st *streamState) end(out []byte) ([]byte, string) {
 }
 
 // endStream records how a stream ended.
-func (p *processor) endStream(how string) {
+func (p *edge) endStream(how string) {
 	if how == "incomplete" {
 		served := ""
 		if p.served != nil {
@@ -197,7 +197,7 @@ func streamChunk(out []byte) *extprocv3.ProcessingResponse {
 // finishStream records the usage of a streamed answer once: the provider's
 // if it sent one, an estimate otherwise (never zero for an answer that
 // produced text).
-func (p *processor) finishStream(how string) {
+func (p *edge) finishStream(how string) {
 	st := p.stream
 	if st == nil || st.finished || p.decision == nil {
 		return
