@@ -187,7 +187,7 @@ func TestSecurityAttemptLogBounded(t *testing.T) {
 
 	t.Run("the egress record reaches the edge's routing attempts", func(t *testing.T) {
 		s := newServer()
-		p := &processor{state: st, log: zap.NewNop(), id: "edge-1", ctx: context.Background(), seen: &s.attempts}
+		p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "edge-1", seen: &s.attempts}, ctx: context.Background()}
 		p.handle(headersMsg("POST", "/v1/chat/completions", false))
 		p.handle(bodyMsg(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`))
 		egressAttempt(t, s, "a", encodePlan("edge-1", p.plan), 503)

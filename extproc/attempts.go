@@ -153,14 +153,14 @@ func (s *Server) AttemptEntries() int { return s.attempts.Len() }
 
 // openAttempts has this process's egress streams keep what they see of the
 // edge stream's attempts, until it reads them or ends.
-func (p *processor) openAttempts() {
+func (p *edge) openAttempts() {
 	p.seen.open(p.id, len(p.plan))
 	p.seenOpen = true
 }
 
 // takeAttempts returns what egress streams here saw of the edge stream's
 // attempts, once, and closes its entry.
-func (p *processor) takeAttempts() []attempt {
+func (p *edge) takeAttempts() []attempt {
 	if !p.seenOpen {
 		return nil
 	}

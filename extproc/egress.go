@@ -16,13 +16,50 @@ import (
 	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
-// An egress stream is one attempt of a request on one provider, in that
-// provider's internal listener (docs/failover.md). It reads the attempt list
-// the edge decided, rewrites the request for its provider, translates the
-// provider's answer back to the OpenAI shape, and records how the attempt
-// went: in the provider's health and for the edge's routing object.
+// egress is one attempt of a request on one provider, in that provider's
+// internal listener (docs/failover.md), told its provider by the
+// x-stellwerk-egress gRPC metadata. It reads the attempt list the edge
+// decided, rewrites the request for its provider, translates the provider's
+// answer back to the OpenAI shape, and records how the attempt went: in the
+// provider's health and for the edge's routing object.
+type egress struct {
+	filter
+	provider    string
+	planHeader  string
+	planIdx     int       // this attempt's place in the plan
+	attemptAt   time.Time // when this attempt left for the provider
+	attemptDone bool
+}
 
-func (p *processor) egressRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+var _ phases = (*egress)(nil)
+
+// handle answers one message of the attempt's stream.
+func (p *egress) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	switch r := req.Request.(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return p.requestHeaders(r.RequestHeaders)
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return p.requestBody(r.RequestBody)
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return p.responseHeaders(r.ResponseHeaders)
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return p.responseBody(r.ResponseBody)
+	}
+	if resp := trailers(req); resp != nil {
+		return resp
+	}
+	return p.immediate(p.unexpected())
+}
+
+// finish records an attempt that got no answer as failed.
+func (p *egress) finish() { p.endAttempt(0, "", "", "") }
+
+// immediate answers with an OpenAI-shaped error.
+func (p *egress) immediate(e *apierr.Error) *extprocv3.ProcessingResponse {
+	return errorResponse(e, p.id, "")
+}
+
+func (p *egress) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	for _, hv := range h.GetHeaders().GetHeaders() {
 		switch k := strings.ToLower(hv.Key); k {
 		case ":path":
@@ -40,22 +77,22 @@ func (p *processor) egressRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Pr
 	}
 	if h.EndOfStream || p.planHeader == "" {
 		// Only the edge filter sends requests here, always with a plan and a body.
-		p.log.Error("egress request without a plan or body", zap.String("provider", p.egress))
+		p.log.Error("egress request without a plan or body", zap.String("provider", p.provider))
 		return p.immediate(apierr.Internal())
 	}
 	return continueRequestHeaders(&extprocv3.HeaderMutation{RemoveHeaders: []string{header.Plan}}, false)
 }
 
-func (p *processor) egressRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+func (p *egress) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	id, ids, ok := decodePlan(p.planHeader)
 	if !ok {
-		p.log.Error("egress request with a malformed plan", zap.String("provider", p.egress))
+		p.log.Error("egress request with a malformed plan", zap.String("provider", p.provider))
 		return p.immediate(apierr.Internal())
 	}
 	p.id, p.planIdx = id, -1
 	cat := p.state.Router.Catalog
 	for i, mid := range ids {
-		if m, ok := cat.Lookup(mid); ok && m.Provider.Name == p.egress {
+		if m, ok := cat.Lookup(mid); ok && m.Provider.Name == p.provider {
 			p.planIdx, p.served = i, m
 			break
 		}
@@ -63,7 +100,7 @@ func (p *processor) egressRequestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 	if p.served == nil {
 		// The plan names models by id; a reload between the decision and this
 		// attempt may have removed it. Fail the attempt; Envoy moves on.
-		p.log.Warn("attempt's model is not in the catalog", zap.String("decision_id", id), zap.String("provider", p.egress))
+		p.log.Warn("attempt's model is not in the catalog", zap.String("decision_id", id), zap.String("provider", p.provider))
 		return p.immediate(apierr.Unavailable("model_not_available", "the chosen model is no longer configured"))
 	}
 	p.attemptAt = time.Now()
@@ -75,7 +112,7 @@ func (p *processor) egressRequestBody(b *extprocv3.HttpBody) *extprocv3.Processi
 	return continueRequestBody(bodyChange(hs, rm, b.Body, nb))
 }
 
-func (p *processor) egressResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+func (p *egress) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	if p.served == nil {
 		return continueResponseHeaders(&extprocv3.HeaderMutation{}) // stellwerk's own early answer
 	}
@@ -98,41 +135,23 @@ func (p *processor) egressResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.P
 	return resp
 }
 
-// responseMeta is what stellwerk reads from an answer's headers.
-type responseMeta struct {
-	status, ctype, encoding string
-	flags                   string // Envoy's response flags on its own error replies
-	retryAfter              string
-	attemptCount            int    // x-envoy-attempt-count
-	served                  string // x-stellwerk-served
-}
-
-func readResponseHeaders(h *extprocv3.HttpHeaders) responseMeta {
-	var m responseMeta
-	for _, hv := range h.GetHeaders().GetHeaders() {
-		switch strings.ToLower(hv.Key) {
-		case ":status":
-			m.status = headerValue(hv)
-		case "content-type":
-			m.ctype = headerValue(hv)
-		case "content-encoding":
-			m.encoding = headerValue(hv)
-		case "retry-after":
-			m.retryAfter = headerValue(hv)
-		case header.UpstreamFlags:
-			m.flags = headerValue(hv)
-		case "x-envoy-attempt-count":
-			m.attemptCount, _ = strconv.Atoi(headerValue(hv))
-		case header.Served:
-			m.served = headerValue(hv)
-		}
+// responseBody follows a translated stream, or translates a JSON answer
+// back to the OpenAI shape.
+func (p *egress) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if p.stream != nil {
+		resp, _ := p.stream.follow(b) // the edge records how it ended
+		return resp
 	}
-	return m
+	if !p.translate || !b.EndOfStream {
+		return continueResponseBody()
+	}
+	p.translate = false
+	return replaceResponseBody(p.fromAnthropic(b.Body))
 }
 
 // endAttempt records this attempt's outcome once: in the provider's health,
 // the learned latency, and the log the edge reads.
-func (p *processor) endAttempt(status int, flags, ra, code string) {
+func (p *egress) endAttempt(status int, flags, ra, code string) {
 	if p.attemptDone || p.served == nil || p.attemptAt.IsZero() {
 		return
 	}

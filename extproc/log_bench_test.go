@@ -28,7 +28,7 @@ func BenchmarkChatRequestLogged(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		p := &processor{state: st, log: log, id: "id", ctx: context.Background()}
+		p := &edge{filter: filter{state: st, log: log, id: "id"}, ctx: context.Background()}
 		p.handle(hm)
 		p.handle(bm)
 		p.handle(rh)

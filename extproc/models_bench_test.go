@@ -24,7 +24,7 @@ func BenchmarkModels(b *testing.B) {
 				hm := headersMsg("GET", path, true, "authorization", "Bearer sk-"+key)
 				b.ReportAllocs()
 				for b.Loop() {
-					p := &processor{state: st, log: zap.NewNop(), id: "id", ctx: context.Background()}
+					p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "id"}, ctx: context.Background()}
 					if p.handle(hm).GetImmediateResponse() == nil {
 						b.Fatal("no answer")
 					}

@@ -57,7 +57,7 @@ func TestModelsPerKey(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			p := &processor{state: st, log: zap.NewNop(), id: "id", ctx: context.Background()}
+			p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "id"}, ctx: context.Background()}
 			r := p.handle(headersMsg(tc.method, tc.path, tc.body == "", "authorization", "Bearer sk-"+tc.key))
 			if tc.body != "" {
 				r = p.handle(bodyMsg(tc.body))
@@ -96,7 +96,7 @@ func TestModelsPerKey(t *testing.T) {
 	// Keys without lists see the whole catalog; a team sees less than its
 	// workspace.
 	count := func(key string) int {
-		p := &processor{state: st, log: zap.NewNop(), id: "id", ctx: context.Background()}
+		p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "id"}, ctx: context.Background()}
 		var list struct{ Data []struct{ ID string } }
 		_ = json.Unmarshal(p.handle(headersMsg("GET", "/v1/models", true, "authorization", "Bearer sk-"+key)).GetImmediateResponse().Body, &list)
 		return len(list.Data)

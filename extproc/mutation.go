@@ -68,14 +68,15 @@ func immediateJSON(status int, body []byte, decisionID string, extra ...*corev3.
 	}}
 }
 
-// immediate answers with an OpenAI-shaped error.
-func (p *processor) immediate(e *apierr.Error) *extprocv3.ProcessingResponse {
+// errorResponse answers with an OpenAI-shaped error, naming the policy
+// version that decided when there is one.
+func errorResponse(e *apierr.Error, decisionID, policyVersion string) *extprocv3.ProcessingResponse {
 	var extra []*corev3.HeaderValueOption
-	if p.result != nil && p.result.PolicyVersion != "" {
-		extra = append(extra, setHeader(header.PolicyVersion, p.result.PolicyVersion))
+	if policyVersion != "" {
+		extra = append(extra, setHeader(header.PolicyVersion, policyVersion))
 	}
 	if e.RetryAfter > 0 {
 		extra = append(extra, setHeader("retry-after", strconv.Itoa(e.RetryAfter)))
 	}
-	return immediateJSON(e.Status, e.JSON(), p.id, extra...)
+	return immediateJSON(e.Status, e.JSON(), decisionID, extra...)
 }

@@ -1,391 +1,85 @@
 package extproc
 
 import (
-	"context"
-	"fmt"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	extprocv3conf "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
-	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
-	"github.com/stellwerk/stellwerk/internal/classify"
-	"github.com/stellwerk/stellwerk/internal/decide"
 	"github.com/stellwerk/stellwerk/internal/header"
-	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
-// endpoint is what a request path asks for.
-type endpoint int
+// phases is what each role of stellwerk's ext_proc filter answers, one
+// method per Envoy phase, and finish when its stream ends, whatever
+// happened. The edge (client-facing) and egress (one failover attempt)
+// filters each implement it, as Envoy AI Gateway's router and upstream
+// filters do. Process calls each role's handle directly rather than through
+// this interface: a call through an interface would move every stream's
+// filter to the heap.
+type phases interface {
+	requestHeaders(*extprocv3.HttpHeaders) *extprocv3.ProcessingResponse
+	requestBody(*extprocv3.HttpBody) *extprocv3.ProcessingResponse
+	responseHeaders(*extprocv3.HttpHeaders) *extprocv3.ProcessingResponse
+	responseBody(*extprocv3.HttpBody) *extprocv3.ProcessingResponse
+	finish()
+}
 
-const (
-	epUnknown endpoint = iota
-	epChat
-	epModels
-	epModel
-)
-
-// processor holds one HTTP request's state across its ext_proc phases.
-type processor struct {
+// filter is what both roles hold of one HTTP request: the request path and
+// headers a provider rewrite needs, the model whose answer comes back, and
+// how that answer is followed.
+type filter struct {
 	state *State
 	log   *zap.Logger
 	id    string
-	ctx   context.Context
+	seen  *attemptLog // attempts this process's egress streams recorded
 
-	principal    auth.Principal
-	headerPolicy string            // x-stellwerk-policy as sent
-	headers      map[string]string // client headers the policy may read
-	extra        []string          // client headers only some providers get (forward_headers)
+	path  string   // without the query (the client's query is never forwarded)
+	extra []string // client headers only some providers get (forward_headers)
 
-	method   string
-	path     string // without the query (the client's query is never forwarded)
-	endpoint endpoint
-
-	decision *decide.Decision // set once the body phase routed the request
-	class    classify.Result  // the request's classification, with the decision
-	result   *route.Result    // the whole decision, for the routing object
-
-	overhead   time.Duration // time spent deciding, across the request phases
-	addRouting bool          // the response is JSON the routing object goes into
-	routedAt   time.Time     // when the request left for the provider
-	stream     *streamState  // set for a streamed (SSE) answer
-	wantUsage  bool          // the client asked for the stream's usage chunk
-	anthropic  bool          // the provider speaks Anthropic's Messages API
-	translate  bool          // the JSON answer must be translated back to OpenAI
-	respStatus string        // the provider's :status
-
-	// Failover (standalone mode). At the edge: the attempt list, and what
-	// happened to each attempt. In an egress listener: the provider this
-	// stream sends to, and this attempt's place in the plan.
-	plan        []*catalog.Model
-	served      *catalog.Model // the model whose answer the client gets
-	attempts    []attempt
-	egress      string
-	planHeader  string
-	planIdx     int
-	attemptAt   time.Time // when this attempt left for the provider
-	attemptDone bool
-	seen        *attemptLog // attempts this process's egress streams recorded
-	seenOpen    bool        // this edge stream's entry in seen is open
-	failed      bool        // every attempt failed; the answer becomes stellwerk's error
-	reshape     bool        // a non-JSON error answer becomes an OpenAI-shaped one
+	served     *catalog.Model // the model whose answer the client gets (egress: this attempt's)
+	anthropic  bool           // the provider speaks Anthropic's Messages API
+	translate  bool           // the JSON answer must be translated back to OpenAI
+	respStatus string         // the provider's :status
+	stream     *streamState   // set for a streamed (SSE) answer
 }
 
-// clientAuthHeaders are the client's credentials for stellwerk. They must
-// never reach a provider, whether or not the provider needs a key.
-var clientAuthHeaders = []string{"authorization", "api-key", "x-api-key"}
-
-func isClientAuth(k string) bool { return k == "authorization" || k == "api-key" || k == "x-api-key" }
-
-func (p *processor) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-	switch r := req.Request.(type) {
-	case *extprocv3.ProcessingRequest_RequestHeaders:
-		if p.state.CheckRoute && p.egress == "" {
-			if resp := p.checkRoute(req); resp != nil {
-				return resp
-			}
-		}
-		return p.requestHeaders(r.RequestHeaders)
-	case *extprocv3.ProcessingRequest_RequestBody:
-		return p.requestBody(r.RequestBody)
-	case *extprocv3.ProcessingRequest_ResponseHeaders:
-		return p.responseHeaders(r.ResponseHeaders)
-	case *extprocv3.ProcessingRequest_ResponseBody:
-		if p.stream != nil {
-			return p.streamBody(r.ResponseBody)
-		}
-		return p.responseBody(r.ResponseBody)
+// trailers answers the trailer messages, which neither role changes; nil
+// for any other message.
+func trailers(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	switch req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestTrailers:
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
 	case *extprocv3.ProcessingRequest_ResponseTrailers:
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
-	default:
-		p.log.Warn("unexpected ext_proc message", zap.String("decision_id", p.id))
-		return p.immediate(apierr.Internal())
-	}
-}
-
-// checkRoute fails closed when an LLM request in an operator's Envoy matched
-// another route than stellwerk's: after stellwerk's answer it would leave
-// for that route's backend. The client learns nothing of the routes.
-func (p *processor) checkRoute(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-	name := req.GetAttributes()[header.ExtProcAttributes].GetFields()[header.RouteNameAttribute].GetStringValue()
-	if name == header.DropInRoute {
-		return nil
-	}
-	p.log.Error("request matched another route than stellwerk's; refused (put the stellwerk route first and keep request_attributes: [xds.route_name], docs/envoy.md)",
-		zap.String("decision_id", p.id), zap.String("route", apierr.Truncate(name, 128)))
-	return p.immediate(apierr.Misrouted())
-}
-
-// requestHeaders strips headers a client must not set, answers what needs no
-// provider (model listing, unknown paths) and admits chat requests to the
-// body phase.
-func (p *processor) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
-	if p.egress != "" {
-		return p.egressRequestHeaders(h)
-	}
-	contentLength := int64(-1)
-	remove := []string{header.Cluster}
-	var credential string
-	for _, hv := range h.GetHeaders().GetHeaders() {
-		k := strings.ToLower(hv.Key)
-		switch {
-		case k == ":method":
-			p.method = headerValue(hv)
-		case k == ":path":
-			p.path = headerValue(hv)
-		case k == "content-length":
-			if n, err := strconv.ParseInt(headerValue(hv), 10, 64); err == nil && n >= 0 {
-				contentLength = n
-			}
-		case isClientAuth(k):
-			if credential == "" || k == "authorization" {
-				credential = headerValue(hv)
-			}
-		case k == "user-agent" || k == "x-request-id" || k == "x-client-app":
-			if p.headers == nil {
-				p.headers = map[string]string{}
-			}
-			p.headers[k] = apierr.Truncate(headerValue(hv), 256)
-		case header.IsInternal(k):
-			if k == header.Policy {
-				p.headerPolicy = headerValue(hv)
-			}
-			if k != header.Cluster {
-				remove = append(remove, k)
-			}
-			continue
-		}
-		// Providers get an allow-list of client headers, never the rest.
-		if k != "" && k[0] != ':' && !header.Forwarded(k) && !isClientAuth(k) {
-			if slices.Contains(p.state.forwardable, k) {
-				p.extra = append(p.extra, k) // some provider gets it; the rewrite decides
-			} else {
-				remove = append(remove, k)
-			}
-		}
-	}
-	principal, err := p.state.Keys.Authenticate(credential)
-	if err != nil {
-		return p.immediate(apierr.Unauthorized("a valid stellwerk API key is required (Authorization: Bearer <key>)"))
-	}
-	p.principal = principal
-	if i := strings.IndexByte(p.path, '?'); i >= 0 {
-		p.path = p.path[:i]
-	}
-
-	switch {
-	case p.path == "/v1/chat/completions":
-		p.endpoint = epChat
-	case p.path == "/v1/models":
-		p.endpoint = epModels
-	case strings.HasPrefix(p.path, "/v1/models/") && len(p.path) > len("/v1/models/"):
-		p.endpoint = epModel
-	default:
-		return p.immediate(apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions and GET /v1/models",
-			apierr.Truncate(p.method, 16), apierr.Truncate(p.path, 200)))
-	}
-
-	switch p.endpoint {
-	case epModels, epModel:
-		if p.method != "GET" && p.method != "HEAD" {
-			return p.immediate(apierr.MethodNotAllowed("%s is not allowed on %s; use GET", apierr.Truncate(p.method, 16), p.path))
-		}
-		if p.endpoint == epModels {
-			return immediateJSON(200, p.state.modelsFor(p.principal), p.id)
-		}
-		body, ok := p.state.modelJSON(p.principal, strings.TrimPrefix(p.path, "/v1/models/"))
-		if !ok {
-			return p.immediate(apierr.NotFound("model_not_found", "model", "the model %q does not exist or is not available to you",
-				apierr.Truncate(strings.TrimPrefix(p.path, "/v1/models/"), 128)))
-		}
-		return immediateJSON(200, body, p.id)
-	}
-
-	// Chat completions.
-	if p.method != "POST" {
-		return p.immediate(apierr.MethodNotAllowed("%s is not allowed on %s; use POST", apierr.Truncate(p.method, 16), p.path))
-	}
-	if h.EndOfStream {
-		return p.immediate(apierr.BadRequest("invalid_request_body", "", "the request body is empty; send a JSON chat completion request"))
-	}
-	if contentLength > p.state.MaxRequestBytes {
-		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
-	}
-	remove = append(remove, clientAuthHeaders...)
-	remove = append(remove, header.EnvoyControl...) // a client does not steer retries or timeouts
-	// stellwerk reads answers (usage, routing object, translation): ask the
-	// provider for them uncompressed.
-	remove = append(remove, "accept-encoding")
-	// Clearing the route cache matters when a client sent the routing header:
-	// Envoy may have matched a route on it before this filter ran.
-	return continueRequestHeaders(&extprocv3.HeaderMutation{RemoveHeaders: remove}, true)
-}
-
-// requestBody parses the chat request once, decides, and rewrites the
-// request for the chosen provider.
-func (p *processor) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	if p.egress != "" {
-		return p.egressRequestBody(b)
-	}
-	if p.endpoint != epChat {
-		return continueRequestBody(nil)
-	}
-	body := b.Body
-	if int64(len(body)) > p.state.MaxRequestBytes {
-		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
-	}
-	res, err := p.state.Router.Route(p.ctx, route.Request{Path: p.path, Body: body, Principal: p.principal,
-		HeaderPolicy: p.headerPolicy, Headers: p.headers})
-	if res != nil {
-		p.result = res
-		p.class = res.Class
-	}
-	if err != nil {
-		if res != nil && res.PolicyVersion != "" {
-			p.log.Info("refused", zap.String("decision_id", p.id), zap.String("policy_version", res.PolicyVersion),
-				zap.String("workspace", res.Workspace), zap.Int("status", apierr.As(err).Status), zap.String("code", apierr.As(err).Code))
-		}
-		return p.immediate(apierr.As(err))
-	}
-	d := res.Selection
-	chat := res.Chat
-	m := d.Model
-	p.decision, p.served = &d, m
-	p.wantUsage = chat.IncludeUsage
-	nb, err := providerNeutral(body, chat.Policy.Exists(), chat.Stream && !chat.IncludeUsage)
-	if err != nil {
-		p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
-		return p.immediate(apierr.Internal())
-	}
-	var resp *extprocv3.ProcessingResponse
-	if fo := p.state.Failover; fo != nil {
-		resp = p.routeWithFailover(&d, body, nb, fo.MaxAttempts)
-	} else {
-		resp = p.routeDirect(m, body, nb)
-	}
-	if resp.GetImmediateResponse() != nil {
-		return resp
-	}
-	p.routedAt = time.Now()
-	lvl := zap.InfoLevel
-	switch res.Policy.LogLevel { // the policy may raise or lower this request's decision line
-	case "debug":
-		lvl = zap.DebugLevel
-	case "warn":
-		lvl = zap.WarnLevel
-	}
-	if ce := p.log.Check(lvl, "routed"); ce != nil {
-		c := &p.class
-		ce.Write(zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("provider", m.Provider.Name),
-			zap.Array("plan", modelIDs(p.plan)), // by value: &p.plan would move every processor to the heap
-			zap.Bool("stream", chat.Stream), zap.String("reason", d.Reason), zap.String("workspace", res.Workspace),
-			zap.String("policy_version", res.PolicyVersion), zap.Int("excluded", len(res.Policy.Exclude)),
-			zap.String("task", c.Task), zap.String("complexity", c.Complexity), zap.String("language", c.Language),
-			zap.Int("pii", len(c.PII)), zap.Int("secrets", len(c.Secrets)), zap.Float64("injection", c.Injection.Score),
-			zap.String("sensitivity", c.Sensitivity), zap.String("risk", c.Risk), zap.Int("input_tokens", c.InputTokens),
-			tagsField(res.Policy.Tags))
-	}
-	return resp
-}
-
-// modelIDs logs a plan as its model ids, without building a slice of them.
-type modelIDs []*catalog.Model
-
-func (ms modelIDs) MarshalLogArray(enc zapcore.ArrayEncoder) error {
-	for _, m := range ms {
-		enc.AppendString(m.ID)
 	}
 	return nil
 }
 
-// stringMap logs a map of strings as an object with sorted keys, as
-// zap.Any did through encoding/json, without reflection.
-type stringMap map[string]string
-
-func (m stringMap) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	var buf [16]string
-	keys := buf[:0]
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		enc.AddString(k, m[k])
-	}
-	return nil
+// unexpected logs a message no phase handles; the request fails.
+func (p *filter) unexpected() *apierr.Error {
+	p.log.Warn("unexpected ext_proc message", zap.String("decision_id", p.id))
+	return apierr.Internal()
 }
 
-// tagsField is the decision's policy tags; no tags at all stay null.
-func tagsField(tags map[string]string) zap.Field {
-	if tags == nil {
-		return zap.Reflect("tags", nil)
+// fromAnthropic translates an Anthropic JSON answer, or error, back to the
+// OpenAI shape.
+func (p *filter) fromAnthropic(body []byte) []byte {
+	if len(p.respStatus) == 3 && p.respStatus[0] == '2' {
+		tb, err := translate.FromAnthropicResponse(body)
+		if err != nil {
+			p.log.Warn("anthropic answer not translatable", zap.String("decision_id", p.id), zap.Error(err))
+			tb = apierr.BadGateway("provider_bad_response", "the provider's answer could not be translated").JSON()
+		}
+		return tb
 	}
-	return zap.Object("tags", stringMap(tags))
-}
-
-// providerNeutral makes the edits every provider needs: the per-request
-// policy is stellwerk's, not the provider's, and stellwerk needs the usage
-// of every stream. It returns body itself when nothing changes.
-func providerNeutral(body []byte, hasPolicy, askUsage bool) ([]byte, error) {
-	var err error
-	nb := body
-	if hasPolicy {
-		nb, err = sjson.DeleteBytes(nb, "policy")
-	}
-	if err == nil && askUsage {
-		nb, err = sjson.SetBytes(nb, "stream_options.include_usage", true)
-	}
-	return nb, err
-}
-
-// routeDirect sends the request to the provider's own cluster (clusters
-// mode: the operator's route has no failover).
-func (p *processor) routeDirect(m *catalog.Model, orig, body []byte) *extprocv3.ProcessingResponse {
-	hs, rm, nb, perr := p.rewriteFor(m, body)
-	if perr != nil {
-		return p.immediate(perr)
-	}
-	hs = append(hs, setHeader(header.Cluster, m.Provider.Cluster))
-	return continueRequestBody(bodyChange(hs, rm, orig, nb))
-}
-
-// routeWithFailover sends the request to the failover cluster with its
-// attempt list; each egress listener rewrites it for its own provider.
-func (p *processor) routeWithFailover(d *decide.Decision, orig, body []byte, maxAttempts int) *extprocv3.ProcessingResponse {
-	p.plan = d.Plan(maxAttempts)
-	p.openAttempts()
-	hosts := make([]string, len(p.plan))
-	for i, m := range p.plan {
-		hosts[i] = header.EgressHost(m.Provider.Name)
-	}
-	hs := []*corev3.HeaderValueOption{
-		setHeader(header.Cluster, header.FailoverCluster),
-		setHeader(header.Plan, encodePlan(p.id, p.plan)),
-		// Never more retries than the plan has other providers: beyond it
-		// the balancer would have no host, never a provider outside the plan.
-		setHeader(header.MaxRetries, strconv.Itoa(len(p.plan)-1)),
-	}
-	resp := continueRequestBody(bodyChange(hs, nil, orig, body))
-	resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
-		header.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
-			header.HostsKey: structpb.NewStringValue(strings.Join(hosts, ",")),
-		}}),
-	}}
-	return resp
+	return translate.FromAnthropicError(body)
 }
 
 // bodyChange is the request mutation: headers, and the body with its exact
@@ -404,7 +98,7 @@ func bodyChange(hs []*corev3.HeaderValueOption, remove []string, orig, nb []byte
 // provider: path (with the provider's query, never the client's),
 // authority, the client headers only other providers get, model name and
 // wire format. It returns body itself when the body needs no change.
-func (p *processor) rewriteFor(m *catalog.Model, body []byte) (hs []*corev3.HeaderValueOption, remove []string, nb []byte, perr *apierr.Error) {
+func (p *filter) rewriteFor(m *catalog.Model, body []byte) (hs []*corev3.HeaderValueOption, remove []string, nb []byte, perr *apierr.Error) {
 	prov := m.Provider
 	// The key itself is Envoy's to add (the provider cluster's credential
 	// filter); stellwerk only refuses to send a request that would go out
@@ -450,172 +144,6 @@ func (p *processor) rewriteFor(m *catalog.Model, body []byte) (hs []*corev3.Head
 	return hs, remove, nb, nil
 }
 
-// responseHeaders tells the caller what stellwerk decided, and asks Envoy
-// for the body of a successful, unencoded JSON answer so the routing object
-// can go into it. Streams (SSE) are never buffered.
-func (p *processor) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
-	if p.egress != "" {
-		return p.egressResponseHeaders(h)
-	}
-	hs := []*corev3.HeaderValueOption{setHeader(header.DecisionID, p.id)}
-	d := p.decision
-	if d == nil {
-		return continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})
-	}
-	rh := readResponseHeaders(h)
-	status, ctype, encoding := rh.status, rh.ctype, rh.encoding
-	code, _ := strconv.Atoi(status)
-	remove := []string{header.Served, header.UpstreamFlags, "x-envoy-attempt-count"}
-	if p.plan != nil {
-		servedIdx := -1 // the plan index that answered, if the answer is not a failure
-		if i, err := strconv.Atoi(rh.served); err == nil && i >= 0 && i < len(p.plan) && !retryable(code) {
-			servedIdx = i
-			p.served = p.plan[i]
-		}
-		p.attempts = attemptsFor(p.plan, rh.attemptCount, servedIdx, code, p.takeAttempts())
-		if retryable(code) && len(p.attempts) > 0 {
-			last := &p.attempts[len(p.attempts)-1]
-			if last.Status == 0 && rh.flags != "" {
-				last.Reason = failureReason(code, rh.flags)
-			}
-			p.served = p.plan[len(p.attempts)-1]
-			if h.EndOfStream {
-				return p.immediate(p.allAttemptsFailed(nil))
-			}
-			// Read the last provider's error (the egress filter made it
-			// OpenAI-shaped) to quote it in stellwerk's answer.
-			p.failed = true
-			hs = append(hs, setHeader(":status", "503"), setHeader("content-type", "application/json"),
-				setHeader(header.Model, p.served.ID), setHeader(header.Provider, p.served.Provider.Name),
-				setHeader(header.Attempts, strconv.Itoa(len(p.attempts))))
-			resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs, RemoveHeaders: append(remove, "content-encoding")})
-			resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
-			return resp
-		}
-	}
-	m := p.served
-	hs = append(hs,
-		setHeader(header.Model, m.ID),
-		setHeader(header.Provider, m.Provider.Name),
-		setHeader(header.Reason, p.reason()),
-		setHeader(header.PolicyVersion, p.result.PolicyVersion),
-	)
-	if len(p.attempts) > 1 {
-		hs = append(hs, setHeader(header.Attempts, strconv.Itoa(len(p.attempts))))
-		// The decision record of a failover: every attempt, then who served.
-		p.log.Info("failed over", zap.String("decision_id", p.id), zap.String("served_by", m.ID), zap.Any("attempts", p.attempts))
-	}
-	resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs, RemoveHeaders: remove})
-	p.respStatus = status
-	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "text/event-stream") && !h.EndOfStream &&
-		(encoding == "" || encoding == "identity") {
-		// Follow the stream (event by event, never buffered whole) for its usage.
-		p.stream = &streamState{hideUsage: !p.wantUsage, checkEnd: true}
-		if p.anthropic {
-			p.stream.anthropic = translate.NewAnthropicStream(p.wantUsage)
-		}
-		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_STREAMED}
-	}
-	if p.anthropic && strings.HasPrefix(ctype, "application/json") && !h.EndOfStream &&
-		(encoding == "" || encoding == "identity") {
-		// Answers and errors both come back in Anthropic's shape: translate.
-		p.translate = true
-		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
-	}
-	if p.plan == nil && code >= 400 && !strings.HasPrefix(ctype, "application/json") && !strings.HasPrefix(ctype, "text/event-stream") {
-		// Envoy's own text replies (provider unreachable, no cluster) and
-		// providers' non-JSON errors get the OpenAI error shape; with
-		// failover the egress listener's local reply config does this.
-		if h.EndOfStream {
-			return p.immediate(apierr.ProviderError(code))
-		}
-		p.reshape = true
-		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
-		resp.GetResponseHeaders().GetResponse().GetHeaderMutation().SetHeaders = append(hs, setHeader("content-type", "application/json"))
-		resp.GetResponseHeaders().GetResponse().GetHeaderMutation().RemoveHeaders = append(remove, "content-encoding")
-		return resp
-	}
-	if p.plan == nil && len(status) == 3 && status[0] == '2' && !p.routedAt.IsZero() {
-		// Time to the provider's first bytes: what the latency objective
-		// and sla_ms compare (streams: first chunk; JSON: the whole answer).
-		// With failover, each egress attempt measures its own provider.
-		p.state.Router.Latency.Observe(m.ID, time.Since(p.routedAt))
-	}
-	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "application/json") &&
-		(encoding == "" || encoding == "identity") && !h.EndOfStream {
-		p.addRouting = true
-		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
-	}
-	return resp
-}
-
-// allAttemptsFailed is the answer when every provider of the plan failed
-// before its answer started: which were tried, why, and that no other model
-// was allowed. A request never reaches a model outside its decision.
-// providerErr is the last provider's answer, quoted when it is an error.
-func (p *processor) allAttemptsFailed(providerErr []byte) *apierr.Error {
-	if msg := gjson.GetBytes(providerErr, "error.message"); msg.Type == gjson.String && msg.Str != "" && len(p.attempts) > 0 {
-		last := &p.attempts[len(p.attempts)-1]
-		last.Reason += ": " + apierr.Truncate(msg.Str, 200)
-	}
-	excluded := ""
-	if r := p.result; r != nil && len(r.Policy.Exclude) > 0 {
-		excluded = fmt.Sprintf("; %d other models are excluded by policy", len(r.Policy.Exclude))
-		if c := r.Constraint; c != "" {
-			excluded += " (" + c + ")"
-		}
-	}
-	p.log.Warn("all attempts failed", zap.String("decision_id", p.id), zap.Any("attempts", p.attempts))
-	return apierr.Unavailable("no_eligible_model", "every model this request may use failed: %s%s", summarizeAttempts(p.attempts), excluded)
-}
-
-// responseBody adds the routing object to a complete JSON object. A body
-// larger than Envoy's buffer arrives partial and is passed through as is.
-func (p *processor) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	if p.reshape { // the first (usually only) chunk: an error page fits Envoy's buffer
-		p.reshape = false
-		code, _ := strconv.Atoi(p.respStatus)
-		return replaceResponseBody(apierr.ProviderError(code).JSON())
-	}
-	if p.failed && b.EndOfStream {
-		p.failed = false
-		return replaceResponseBody(p.allAttemptsFailed(b.Body).JSON())
-	}
-	if (!p.addRouting && !p.translate) || !b.EndOfStream {
-		return continueResponseBody()
-	}
-	body := b.Body
-	if p.translate {
-		p.translate = false
-		if len(p.respStatus) == 3 && p.respStatus[0] == '2' {
-			tb, err := translate.FromAnthropicResponse(body)
-			if err != nil {
-				p.log.Warn("anthropic answer not translatable", zap.String("decision_id", p.id), zap.Error(err))
-				tb = apierr.BadGateway("provider_bad_response", "the provider's answer could not be translated").JSON()
-			}
-			body = tb
-		} else {
-			body = translate.FromAnthropicError(body)
-		}
-		if !p.addRouting {
-			return replaceResponseBody(body)
-		}
-	}
-	p.addRouting = false
-	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
-		return replaceResponseBody(body)
-	}
-	ro := p.routing(body)
-	if ro == nil {
-		return replaceResponseBody(body)
-	}
-	nb, err := sjson.SetRawBytes(body, "routing", ro)
-	if err != nil {
-		return replaceResponseBody(body)
-	}
-	return replaceResponseBody(nb)
-}
-
 // replaceResponseBody sends a new response body with its exact length.
 func replaceResponseBody(nb []byte) *extprocv3.ProcessingResponse {
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
@@ -624,4 +152,36 @@ func replaceResponseBody(nb []byte) *extprocv3.ProcessingResponse {
 			BodyMutation:   &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: nb}},
 		}},
 	}}
+}
+
+// responseMeta is what stellwerk reads from an answer's headers.
+type responseMeta struct {
+	status, ctype, encoding string
+	flags                   string // Envoy's response flags on its own error replies
+	retryAfter              string
+	attemptCount            int    // x-envoy-attempt-count
+	served                  string // x-stellwerk-served
+}
+
+func readResponseHeaders(h *extprocv3.HttpHeaders) responseMeta {
+	var m responseMeta
+	for _, hv := range h.GetHeaders().GetHeaders() {
+		switch strings.ToLower(hv.Key) {
+		case ":status":
+			m.status = headerValue(hv)
+		case "content-type":
+			m.ctype = headerValue(hv)
+		case "content-encoding":
+			m.encoding = headerValue(hv)
+		case "retry-after":
+			m.retryAfter = headerValue(hv)
+		case header.UpstreamFlags:
+			m.flags = headerValue(hv)
+		case "x-envoy-attempt-count":
+			m.attemptCount, _ = strconv.Atoi(headerValue(hv))
+		case header.Served:
+			m.served = headerValue(hv)
+		}
+	}
+	return m
 }

@@ -81,8 +81,8 @@ func bodyMsg(body string) *extprocv3.ProcessingRequest {
 	}}}
 }
 
-func newProc(t testing.TB) *processor {
-	return &processor{state: testState(t), log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef", ctx: context.Background()}
+func newProc(t testing.TB) *edge {
+	return &edge{filter: filter{state: testState(t), log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
 }
 
 func setHeaders(m *extprocv3.HeaderMutation) map[string]string {
@@ -231,7 +231,7 @@ func TestImmediateAnswers(t *testing.T) {
 	}
 }
 
-// FuzzProcessor: whatever Envoy forwards from a client, the processor answers
+// FuzzProcessor: whatever Envoy forwards from a client, the edge filter answers
 // with a well-formed message and never panics.
 func FuzzProcessor(f *testing.F) {
 	f.Add("POST", "/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, "x-stellwerk-cluster", "provider_nokey")
@@ -240,7 +240,7 @@ func FuzzProcessor(f *testing.F) {
 	f.Add("DELETE", "//v1/../v1/models", "\x00\xff", "X-STELLWERK-REASON", "\r\n")
 	st := testState(f)
 	f.Fuzz(func(t *testing.T, method, path, body, hk, hv string) {
-		p := &processor{state: st, log: zap.NewNop(), id: "id", ctx: context.Background()}
+		p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "id"}, ctx: context.Background()}
 		r := p.handle(headersMsg(method, path, body == "", hk, hv))
 		if r == nil || r.Response == nil {
 			t.Fatal("nil response to headers")
@@ -278,7 +278,7 @@ func FuzzEgress(f *testing.F) {
 	st := testState(f)
 	provider := st.Router.Catalog.Models()[0].Provider.Name
 	f.Fuzz(func(t *testing.T, plan, body, status, ctype string) {
-		p := &processor{state: st, log: zap.NewNop(), id: "id", ctx: context.Background(), egress: provider, seen: &attemptLog{}}
+		p := &egress{filter: filter{state: st, log: zap.NewNop(), id: "id", seen: &attemptLog{}}, provider: provider}
 		check := func(r *extprocv3.ProcessingResponse) bool {
 			if r == nil || r.Response == nil {
 				t.Fatal("nil response")
@@ -315,7 +315,7 @@ func BenchmarkChatRequest(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		p := &processor{state: st, log: zap.NewNop(), id: "id", ctx: context.Background()}
+		p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "id"}, ctx: context.Background()}
 		p.handle(hm)
 		p.handle(bm)
 		p.handle(rh)

@@ -69,7 +69,7 @@ type saving struct {
 }
 
 // routing builds the object for a response body (to read its usage).
-func (p *processor) routing(body []byte) []byte {
+func (p *edge) routing(body []byte) []byte {
 	d := p.decision
 	m := p.served
 	c := &p.class
@@ -114,7 +114,7 @@ func (p *processor) routing(body []byte) []byte {
 }
 
 // reason is the decision's reason, and whether a fallback served it.
-func (p *processor) reason() string {
+func (p *edge) reason() string {
 	if p.served != p.decision.Model && len(p.attempts) > 1 {
 		return p.decision.Reason + "; served by fallback after " + strconv.Itoa(len(p.attempts)-1) + " failed attempt(s)"
 	}

@@ -1,10 +1,12 @@
 // Package extproc is the Envoy-facing side of stellwerk: a gRPC ext_proc
-// server that runs one processor per HTTP request, one method per phase, and
-// turns decisions into header and body mutations or immediate responses. It
+// server that runs one filter per HTTP request, in one of two roles (the
+// client-facing edge, or one failover attempt's egress), one method per
+// phase, and turns decisions into header and body mutations or immediate responses. It
 // knows Envoy; it knows nothing about how a model is chosen.
 package extproc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -72,21 +74,42 @@ func New(st *State, log *zap.Logger) *Server {
 // SetState swaps the state used by requests that start after the call.
 func (s *Server) SetState(st *State) { s.state.Store(st) }
 
-// Process handles one HTTP request's stream of phases.
+// Process handles one HTTP request's stream of phases, as the edge filter
+// or, for a stream whose gRPC metadata names a provider, as that provider's
+// egress filter.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 	ctx := stream.Context()
-	p := &processor{state: s.state.Load(), log: s.log, id: s.newID(), ctx: ctx, seen: &s.attempts}
+	f := filter{state: s.state.Load(), log: s.log, id: s.newID(), seen: &s.attempts}
+	if provider := egressProvider(ctx); provider != "" {
+		p := &egress{filter: f, provider: provider}
+		defer p.finish()
+		return serve(ctx, stream, &p.filter,
+			func(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse { return p.handle(req) },
+			func(e *apierr.Error) *extprocv3.ProcessingResponse { return p.immediate(e) })
+	}
+	p := &edge{filter: f, ctx: ctx}
+	defer p.finish()
+	return serve(ctx, stream, &p.filter,
+		func(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse { return p.handle(req) },
+		func(e *apierr.Error) *extprocv3.ProcessingResponse { return p.immediate(e) })
+}
+
+// egressProvider is the provider an egress listener's stream sends to.
+func egressProvider(ctx context.Context) string {
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(header.Egress); len(v) == 1 && v[0] != "" {
-			p.egress = v[0]
+		if v := md.Get(header.Egress); len(v) == 1 {
+			return v[0]
 		}
 	}
-	// A stream that ends before its answer did (the client went away, or
-	// the provider broke off) still gets its usage recorded, as an estimate;
-	// an attempt that got no answer is recorded as failed.
-	defer p.finishStream("interrupted")
-	defer p.endAttempt(0, "", "", "")
-	defer p.takeAttempts() // whatever became of the request, its attempt entry goes
+	return ""
+}
+
+// serve answers each message of a stream with handle until the stream
+// ends. Its role's filter (f) and fail stay on Process's stack: neither is
+// kept beyond the stream.
+func serve(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessServer, f *filter,
+	handle func(*extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse,
+	fail func(*apierr.Error) *extprocv3.ProcessingResponse) error {
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {
@@ -95,7 +118,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		if err != nil {
 			return err
 		}
-		resp := p.safeHandle(req)
+		resp := safeHandle(f, req, handle, fail)
 		if err := stream.Send(resp); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -107,17 +130,15 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 
 // safeHandle turns a panic in request handling into a 500 for this request
 // only; the server and every other stream keep running.
-func (p *processor) safeHandle(req *extprocv3.ProcessingRequest) (resp *extprocv3.ProcessingResponse) {
-	if _, ok := req.Request.(*extprocv3.ProcessingRequest_RequestHeaders); ok || p.decision == nil {
-		start := time.Now()
-		defer func() { p.overhead += time.Since(start) }()
-	}
+func safeHandle(f *filter, req *extprocv3.ProcessingRequest,
+	handle func(*extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse,
+	fail func(*apierr.Error) *extprocv3.ProcessingResponse) (resp *extprocv3.ProcessingResponse) {
 	defer func() {
 		if r := recover(); r != nil {
-			p.log.Error("panic while processing request", zap.String("decision_id", p.id),
+			f.log.Error("panic while processing request", zap.String("decision_id", f.id),
 				zap.String("panic", fmt.Sprint(r)), zap.ByteString("stack", debug.Stack()))
-			resp = p.immediate(apierr.Internal())
+			resp = fail(apierr.Internal())
 		}
 	}()
-	return p.handle(req)
+	return handle(req)
 }

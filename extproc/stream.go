@@ -35,11 +35,21 @@ type streamState struct {
 // incompleteEvent is what the OpenAI SDKs raise as an APIError.
 var incompleteEvent = []byte(`data: {"error":{"message":"the provider's stream ended before the answer was complete","type":"server_error","code":"stream_incomplete","param":null}}` + "\n\n")
 
-// streamBody handles one chunk of a streamed answer. Each event's data is
-// read once, in place; the chunk is answered with CONTINUE, without a copy,
-// unless an event is held back, dropped or added.
-func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	st := p.stream
+// streamBody handles one chunk of a streamed answer. At the stream's end
+// the edge records its usage; an egress stream leaves that to the edge.
+func (p *edge) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	resp, end := p.stream.follow(b)
+	if end != "" {
+		p.endStream(end)
+	}
+	return resp
+}
+
+// follow handles one chunk of a streamed answer. Each event's data is read
+// once, in place; the chunk is answered with CONTINUE, without a copy,
+// unless an event is held back, dropped or added. end is how the stream
+// ended ("complete" or "incomplete"), after its last chunk only.
+func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.ProcessingResponse, end string) {
 	// Bytes held back from an earlier chunk go out with this one: the
 	// chunk as Envoy has it is then not what the client must get.
 	held := st.framer.Pending() > 0
@@ -60,9 +70,9 @@ func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespo
 		}
 		if b.EndOfStream {
 			st.sawEnd = st.anthropic.Ended()
-			out = p.endStream(out)
+			out, end = st.end(out)
 		}
-		return streamChunk(out)
+		return streamChunk(out), end
 	}
 	for i := range st.events {
 		ev := &st.events[i]
@@ -82,7 +92,7 @@ func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespo
 		}
 	}
 	if !changed && !b.EndOfStream {
-		return continueResponseBody()
+		return continueResponseBody(), ""
 	}
 	out := make([]byte, 0, len(b.Body)+len(incompleteEvent))
 	for i := range st.events {
@@ -95,13 +105,13 @@ func (p *processor) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespo
 	}
 	if b.EndOfStream {
 		n := len(out)
-		out = p.endStream(out)
+		out, end = st.end(out)
 		changed = changed || len(out) != n
 	}
 	if !changed {
-		return continueResponseBody()
+		return continueResponseBody(), end
 	}
-	return streamChunk(out)
+	return streamChunk(out), end
 }
 
 // openaiEvent reads one OpenAI stream event: its end ([DONE] or an error),
@@ -151,23 +161,27 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 	return drop
 }
 
-// endStream ends a stream whose last chunk out is: one that ended without
+// end ends a stream whose last chunk out is: one that ended without
 // [DONE] or an error event gets an error event, so that a provider that
 // broke off never looks like a complete answer, whatever its wire format.
 // (An egress stream leaves that to the edge, which sees every answer.)
-func (p *processor) endStream(out []byte) []byte {
-	st := p.stream
-	how := "complete"
+func (st *streamState) end(out []byte) ([]byte, string) {
 	if st.checkEnd && !st.sawEnd {
+		return append(out, incompleteEvent...), "incomplete"
+	}
+	return out, "complete"
+}
+
+// endStream records how a stream ended.
+func (p *edge) endStream(how string) {
+	if how == "incomplete" {
 		served := ""
 		if p.served != nil {
 			served = p.served.ID
 		}
 		p.log.Warn("stream ended without [DONE]", zap.String("decision_id", p.id), zap.String("model", served))
-		out, how = append(out, incompleteEvent...), "incomplete"
 	}
 	p.finishStream(how)
-	return out
 }
 
 // streamChunk replaces one chunk of a streamed answer (no content-length:
@@ -183,7 +197,7 @@ func streamChunk(out []byte) *extprocv3.ProcessingResponse {
 // finishStream records the usage of a streamed answer once: the provider's
 // if it sent one, an estimate otherwise (never zero for an answer that
 // produced text).
-func (p *processor) finishStream(how string) {
+func (p *edge) finishStream(how string) {
 	st := p.stream
 	if st == nil || st.finished || p.decision == nil {
 		return

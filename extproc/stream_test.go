@@ -12,12 +12,12 @@ import (
 	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
-// streamThrough feeds chunks to a processor following a stream, the last
+// streamThrough feeds chunks to a filter following a stream, the last
 // one with end_of_stream, and returns what the client receives.
-func streamThrough(p *processor, chunks ...string) string {
+func streamThrough(p phases, chunks ...string) string {
 	var out bytes.Buffer
 	for i, c := range chunks {
-		r := p.streamBody(&extprocv3.HttpBody{Body: []byte(c), EndOfStream: i == len(chunks)-1})
+		r := p.responseBody(&extprocv3.HttpBody{Body: []byte(c), EndOfStream: i == len(chunks)-1})
 		if m := r.GetResponseBody().GetResponse().GetBodyMutation(); m != nil {
 			out.Write(m.GetBody())
 		} else {
@@ -27,8 +27,8 @@ func streamThrough(p *processor, chunks ...string) string {
 	return out.String()
 }
 
-func edgeStream(anthropic bool) *processor {
-	p := &processor{log: zap.NewNop(), id: "test", served: &catalog.Model{ID: "m"}, stream: &streamState{checkEnd: true}}
+func edgeStream(anthropic bool) *edge {
+	p := &edge{filter: filter{log: zap.NewNop(), id: "test", served: &catalog.Model{ID: "m"}, stream: &streamState{checkEnd: true}}}
 	if anthropic {
 		p.stream.anthropic = translate.NewAnthropicStream(false)
 	}
@@ -102,9 +102,9 @@ func TestSecurityTruncatedStreamEndsWithError(t *testing.T) {
 // TestTruncatedAnthropicStreamThroughEgress: with failover the egress filter
 // translates and the edge filter ends the stream.
 func TestTruncatedAnthropicStreamThroughEgress(t *testing.T) {
-	egress := &processor{log: zap.NewNop(), id: "test", egress: "claude",
-		stream: &streamState{anthropic: translate.NewAnthropicStream(true)}}
-	translated := streamThrough(egress, antStart, antDelta, "")
+	g := &egress{filter: filter{log: zap.NewNop(), id: "test",
+		stream: &streamState{anthropic: translate.NewAnthropicStream(true)}}, provider: "claude"}
+	translated := streamThrough(g, antStart, antDelta, "")
 	if strings.Contains(translated, "stream_incomplete") {
 		t.Errorf("the egress filter ended the stream itself: %s", translated)
 	}
