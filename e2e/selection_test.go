@@ -35,12 +35,14 @@ func TestObjectivesPickWhatTheCatalogSays(t *testing.T) {
 	for name, d := range map[string]time.Duration{"cheapo": 400 * time.Millisecond, "speedy": 20 * time.Millisecond, "smart": 250 * time.Millisecond} {
 		s.Providers[name].SetBehavior(mockllm.Behavior{FirstByteDelay: d})
 	}
+	// The SLA case leaves the smart model (250 ms) 130 ms of slack for a
+	// loaded machine, and still excludes the cheap one (400 ms).
 	cases := map[string]struct{ policy, want, why, provider string }{
 		"cost":                       {`{"optimize":"cost"}`, "cheap-model", "cheapest", "cheapo"},
 		"latency":                    {`{"optimize":"latency"}`, "fast-model", "fastest", "speedy"},
 		"accuracy":                   {`{"optimize":"accuracy"}`, "smart-model", "most accurate", "smart"},
 		"cost above a quality floor": {`{"optimize":"cost","min_quality":0.65}`, "fast-model", "cheapest above quality floor 0.65", "speedy"},
-		"latency under an sla":       {`{"optimize":"accuracy","sla_ms":300}`, "smart-model", "most accurate", "smart"},
+		"latency under an sla":       {`{"optimize":"accuracy","sla_ms":380}`, "smart-model", "most accurate", "smart"},
 		"balanced default":           {`{}`, "fast-model", "workspace default", "speedy"},
 	}
 	for name, tc := range cases {
