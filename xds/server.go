@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -43,12 +44,17 @@ type Publisher struct {
 	// salt keys the hash of secrets in the snapshot version, which the
 	// admin API shows: no one can test a guessed key against it.
 	salt []byte
+
+	ackMu sync.Mutex
+	// acked is, per open xDS stream and resource type it subscribed to,
+	// the last version Envoy accepted ("" before the first).
+	acked map[int64]map[string]string
 }
 
 // NewPublisher creates the cache and the ADS server; ctx bounds the server.
 func NewPublisher(ctx context.Context, log *zap.Logger) *Publisher {
 	log = log.Named("xds")
-	p := &Publisher{log: log, salt: make([]byte, 32)}
+	p := &Publisher{log: log, salt: make([]byte, 32), acked: map[int64]map[string]string{}}
 	if _, err := rand.Read(p.salt); err != nil {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
@@ -155,18 +161,64 @@ func contentVersion(res Resources, salt []byte) (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
+// WaitApplied waits until every connected Envoy has accepted version for
+// every resource type it subscribes to, or until timeout, and reports
+// which. A reload calls it before the routing state that needs the new
+// clusters, listeners and secrets takes over: a request routed to a
+// provider Envoy does not know yet would fail with "no cluster".
+func (p *Publisher) WaitApplied(ctx context.Context, version string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if p.applied(version) {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (p *Publisher) applied(version string) bool {
+	p.ackMu.Lock()
+	defer p.ackMu.Unlock()
+	for _, types := range p.acked {
+		for _, v := range types {
+			if v != version {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // LastRejection is the last error detail Envoy sent when it rejected a
 // snapshot, or "" if the last update was accepted.
 func (p *Publisher) LastRejection() string { return p.nack.Load().(string) }
 
 func (p *Publisher) callbacks() serverv3.CallbackFuncs {
 	return serverv3.CallbackFuncs{
-		StreamOpenFunc: func(context.Context, int64, string) error {
+		StreamOpenFunc: func(_ context.Context, id int64, _ string) error {
 			p.streams.Add(1)
+			p.ackMu.Lock()
+			p.acked[id] = map[string]string{}
+			p.ackMu.Unlock()
 			return nil
 		},
-		StreamClosedFunc: func(int64, *corev3.Node) { p.streams.Add(-1) },
-		StreamRequestFunc: func(_ int64, r *discoveryv3.DiscoveryRequest) error {
+		StreamClosedFunc: func(id int64, _ *corev3.Node) {
+			p.streams.Add(-1)
+			p.ackMu.Lock()
+			delete(p.acked, id)
+			p.ackMu.Unlock()
+		},
+		StreamRequestFunc: func(id int64, r *discoveryv3.DiscoveryRequest) error {
+			p.ackMu.Lock()
+			if types := p.acked[id]; types != nil {
+				if _, seen := types[r.GetTypeUrl()]; !seen || r.GetErrorDetail() == nil {
+					types[r.GetTypeUrl()] = r.GetVersionInfo() // a NACK keeps the last accepted
+				}
+			}
+			p.ackMu.Unlock()
 			if d := r.GetErrorDetail(); d != nil {
 				p.nack.Store(d.GetMessage())
 				p.log.Error("envoy rejected configuration", zap.String("type", r.GetTypeUrl()),

@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"go.uber.org/zap"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -253,5 +255,44 @@ func TestProviderCredentialIsEnvoys(t *testing.T) {
 		if strings.Contains(string(b), "sk-golden-test-key") {
 			t.Errorf("cluster %s carries the key inline", c.GetName())
 		}
+	}
+}
+
+// TestWaitApplied: a reload routes by a new snapshot only once every
+// connected Envoy has accepted it for every type it subscribes to; a NACK
+// keeps the last accepted version.
+func TestWaitApplied(t *testing.T) {
+	p := NewPublisher(context.Background(), zap.NewNop())
+	cb := p.callbacks()
+	ctx := context.Background()
+	if !p.WaitApplied(ctx, "v2", 0) {
+		t.Fatal("no Envoy connected: nothing to wait for")
+	}
+	_ = cb.StreamOpenFunc(ctx, 1, "")
+	req := func(typ, version string, nack bool) {
+		r := &discoveryv3.DiscoveryRequest{TypeUrl: typ, VersionInfo: version}
+		if nack {
+			r.ErrorDetail = &statuspb.Status{Message: "rejected"}
+		}
+		_ = cb.StreamRequestFunc(1, r)
+	}
+	const cds, lds = "type.googleapis.com/envoy.config.cluster.v3.Cluster", "type.googleapis.com/envoy.config.listener.v3.Listener"
+	req(cds, "", false)
+	req(lds, "", false)
+	req(cds, "v2", false)
+	if p.WaitApplied(ctx, "v2", 30*time.Millisecond) {
+		t.Error("applied while listeners are still on the old version")
+	}
+	req(lds, "v2", true) // rejected
+	if p.WaitApplied(ctx, "v2", 30*time.Millisecond) {
+		t.Error("a NACK counted as applied")
+	}
+	req(lds, "v2", false)
+	if !p.WaitApplied(ctx, "v2", 30*time.Millisecond) {
+		t.Error("not applied after both types accepted v2")
+	}
+	cb.StreamClosedFunc(1, nil)
+	if !p.WaitApplied(ctx, "v3", 0) {
+		t.Error("a closed stream still waited for")
 	}
 }

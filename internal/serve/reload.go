@@ -136,13 +136,20 @@ func (r *reloader) reload(ctx context.Context) {
 	if err == nil {
 		g, err = build(cfg, r.env, r.ps, r.ln, r.log)
 	}
+	var version string
 	if err == nil {
-		_, err = r.pub.Publish(ctx, g.ir)
+		version, err = r.pub.Publish(ctx, g.ir)
 	}
 	if err != nil {
 		r.err = err.Error()
 		r.log.Error("config change refused; keeping the last good config", zap.Error(err))
 		return
+	}
+	// Route by the new config only once Envoy has what it needs for it
+	// (a new provider's cluster, egress listener and key).
+	if !r.pub.WaitApplied(ctx, version, envoyApplyTimeout) {
+		r.log.Warn("Envoy has not applied the new configuration yet; routing by it anyway",
+			zap.String("snapshot_version", version), zap.Duration("waited", envoyApplyTimeout))
 	}
 	r.ep.SetState(g.state)
 	r.cur, r.err = g, ""
@@ -179,3 +186,7 @@ func (r *reloader) current() (*generation, string, time.Time) {
 	defer r.mu.Unlock()
 	return r.cur, r.err, r.at
 }
+
+// envoyApplyTimeout bounds how long a reload waits for Envoy to accept the
+// new snapshot before routing by it.
+const envoyApplyTimeout = 5 * time.Second
