@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/meter"
 )
 
 // routingObject is the `routing` member stellwerk adds to non-streaming JSON
@@ -89,28 +91,32 @@ func (p *edge) routing(body []byte) []byte {
 		ro.PolicyVersion, ro.PolicyFP, ro.Workspace = r.PolicyVersion, r.ReqPolicy.Fingerprint, r.Workspace
 		ro.Objective, ro.Excluded, ro.EstimatedEUR = r.Policy.Objective, len(r.Policy.Exclude), round(d.EstimatedCostEUR, 8)
 	}
+	baseline := p.state.Router.Catalog.Baseline
 	if u := gjson.GetBytes(body, "usage"); u.IsObject() {
 		pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
 		if pt.Type == gjson.Number && ct.Type == gjson.Number && pt.Num >= 0 && ct.Num >= 0 {
-			ro.Usage = &usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num)}
-			amount := pt.Num*m.InputPerMTok/1e6 + ct.Num*m.OutputPerMTok/1e6
-			eur := m.CostEUR(int(pt.Num), int(ct.Num))
-			ro.Cost = &cost{Amount: round(amount, 8), Currency: m.Currency, EUR: round(eur, 8), Source: "provider_usage"}
-			if b := p.state.Router.Catalog.Baseline; b != nil {
-				base := b.CostEUR(int(pt.Num), int(ct.Num))
-				ro.Saving = &saving{BaselineModel: b.ID, BaselineEUR: round(base, 8), EUR: round(base-eur, 8), Source: "provider_usage"}
-			}
+			c := meter.Meter(m, baseline, meter.Usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num)})
+			ro.Usage = &usage{PromptTokens: c.Usage.PromptTokens, CompletionTokens: c.Usage.CompletionTokens}
+			ro.Cost = &cost{Amount: round(c.Amount, 8), Currency: c.Currency, EUR: round(c.EUR, 8), Source: c.Source}
+			ro.Saving = savingOf(c)
 		}
 	}
-	if ro.Saving == nil && p.result != nil && p.state.Router.Catalog.Baseline != nil {
-		ro.Saving = &saving{BaselineModel: p.state.Router.Catalog.Baseline.ID, BaselineEUR: round(p.result.BaselineCostEUR, 8),
-			EUR: round(p.result.BaselineCostEUR-d.EstimatedCostEUR, 8), Source: "estimate"}
+	if ro.Saving == nil && p.result != nil {
+		ro.Saving = savingOf(meter.Estimated(baseline, d.EstimatedCostEUR, p.result.BaselineCostEUR))
 	}
 	b, err := json.Marshal(ro)
 	if err != nil {
 		return nil
 	}
 	return b
+}
+
+// savingOf renders a charge's saving; nil without a baseline.
+func savingOf(c meter.Charge) *saving {
+	if c.Baseline == "" {
+		return nil
+	}
+	return &saving{BaselineModel: c.Baseline, BaselineEUR: round(c.BaselineEUR, 8), EUR: round(c.SavingEUR, 8), Source: c.Source}
 }
 
 // reason is the decision's reason, and whether a fallback served it.

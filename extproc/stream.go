@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/meter"
 	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
@@ -203,13 +204,15 @@ func (p *edge) finishStream(how string) {
 		return
 	}
 	st.finished = true
-	u, estimated := st.usage, false
-	if u == nil || (u.CompletionTokens == 0 && st.outTokens > 0) {
-		u = &usage{PromptTokens: p.class.InputTokens, CompletionTokens: st.outTokens}
-		estimated = true
+	var u meter.Usage
+	if st.usage == nil || (st.usage.CompletionTokens == 0 && st.outTokens > 0) {
+		u = meter.Usage{PromptTokens: p.class.InputTokens, CompletionTokens: st.outTokens, Estimated: true}
+	} else {
+		u = meter.Usage{PromptTokens: st.usage.PromptTokens, CompletionTokens: st.usage.CompletionTokens}
 	}
 	m := p.served
+	c := meter.Meter(m, p.state.Router.Catalog.Baseline, u)
 	p.log.Info("stream finished", zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("end", how),
 		zap.Int("prompt_tokens", u.PromptTokens), zap.Int("completion_tokens", u.CompletionTokens),
-		zap.Bool("usage_estimated", estimated), zap.Float64("cost_eur", m.CostEUR(u.PromptTokens, u.CompletionTokens)))
+		zap.Bool("usage_estimated", u.Estimated), zap.Float64("cost_eur", c.EUR))
 }

@@ -1,0 +1,66 @@
+// Package meter turns what an answer used into money: the cost of the model
+// that served it, and what the workspace's baseline model would have cost
+// for the same usage. The routing object, the stream log line and (as they
+// land) budgets and the audit record all read the same Charge, so the
+// numbers a caller sees and the numbers that are charged cannot drift.
+package meter
+
+import "github.com/stellwerk/stellwerk/internal/catalog"
+
+// Source says where a Charge's usage came from.
+const (
+	// ProviderUsage: the usage the provider reported.
+	ProviderUsage = "provider_usage"
+	// Estimate: stellwerk's estimate, when the provider reported none (a
+	// stream without a usage chunk, an answer without a usage object).
+	Estimate = "estimate"
+)
+
+// Usage is an answer's token counts.
+type Usage struct {
+	PromptTokens     int
+	CompletionTokens int
+	// Estimated is set when the counts are stellwerk's estimate.
+	Estimated bool
+}
+
+// Charge is what one answer cost, and saved against the baseline.
+type Charge struct {
+	Usage Usage
+	// Amount is in the model's price currency; EUR in the reporting one.
+	Amount   float64
+	Currency string
+	EUR      float64
+	// Baseline is the model savings are measured against ("" when the
+	// catalog has none); SavingEUR is BaselineEUR minus EUR, negative
+	// when the request cost more than the baseline would have.
+	Baseline    string
+	BaselineEUR float64
+	SavingEUR   float64
+	Source      string
+}
+
+// Meter prices usage on the model that served it and on the baseline.
+func Meter(served, baseline *catalog.Model, u Usage) Charge {
+	c := Charge{Usage: u, Currency: served.Currency, Source: ProviderUsage,
+		Amount: (float64(u.PromptTokens)*served.InputPerMTok + float64(u.CompletionTokens)*served.OutputPerMTok) / 1e6,
+		EUR:    served.CostEUR(u.PromptTokens, u.CompletionTokens)}
+	if u.Estimated {
+		c.Source = Estimate
+	}
+	if baseline != nil {
+		c.Baseline, c.BaselineEUR = baseline.ID, baseline.CostEUR(u.PromptTokens, u.CompletionTokens)
+		c.SavingEUR = c.BaselineEUR - c.EUR
+	}
+	return c
+}
+
+// Estimated is the saving known before an answer: the decision's estimated
+// cost against the baseline's estimate for the same request.
+func Estimated(baseline *catalog.Model, estimatedEUR, baselineEstimateEUR float64) Charge {
+	c := Charge{EUR: estimatedEUR, Source: Estimate}
+	if baseline != nil {
+		c.Baseline, c.BaselineEUR, c.SavingEUR = baseline.ID, baselineEstimateEUR, baselineEstimateEUR-estimatedEUR
+	}
+	return c
+}
