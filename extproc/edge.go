@@ -72,10 +72,9 @@ type edge struct {
 
 var _ phases = (*edge)(nil)
 
-// clientAuthHeaders are the client's credentials for stellwerk. They must
-// never reach a provider, whether or not the provider needs a key.
-var clientAuthHeaders = []string{"authorization", "api-key", "x-api-key"}
-
+// isClientAuth reports the client's credentials for stellwerk. They never
+// reach a provider (the allow-list removes them), whether or not the
+// provider needs a key.
 func isClientAuth(k string) bool { return k == "authorization" || k == "api-key" || k == "x-api-key" }
 
 // handle answers one message of the edge's stream. The request phases,
@@ -174,8 +173,11 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 			}
 			continue
 		}
-		// Providers get an allow-list of client headers, never the rest.
-		if k != "" && k[0] != ':' && !header.Forwarded(k) && !isClientAuth(k) {
+		// Providers get an allow-list of client headers, never the rest:
+		// not the client's credentials, not Envoy's retry and timeout
+		// headers (a client does not steer them), not accept-encoding
+		// (stellwerk reads every answer, so it must come uncompressed).
+		if k != "" && k[0] != ':' && !header.Forwarded(k) {
 			if slices.Contains(p.state.forwardable, k) {
 				p.extra = append(p.extra, k) // some provider gets it; the rewrite decides
 			} else {
@@ -230,11 +232,6 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	if contentLength > p.state.MaxRequestBytes {
 		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
 	}
-	remove = append(remove, clientAuthHeaders...)
-	remove = append(remove, header.EnvoyControl...) // a client does not steer retries or timeouts
-	// stellwerk reads answers (usage, routing object, translation): ask the
-	// provider for them uncompressed.
-	remove = append(remove, "accept-encoding")
 	// Clearing the route cache matters when a client sent the routing header:
 	// Envoy may have matched a route on it before this filter ran.
 	return continueRequestHeaders(&extprocv3.HeaderMutation{RemoveHeaders: remove}, true)

@@ -73,15 +73,10 @@ func EgressListener(provider string) string { return "stellwerk_egress_" + provi
 // endpoint (Envoy's string form of an internal address).
 func EgressHost(provider string) string { return "envoy://" + EgressListener(provider) + "/" }
 
-// Envoy's retry and timeout request headers: a client must not steer
-// retries or timeouts, so they are removed at the edge; stellwerk sets
-// MaxRetries itself.
+// MaxRetries is the Envoy retry header stellwerk sets to a plan's length. A
+// client's copy, like every x-envoy-* header a client sends, is removed at
+// the edge (Forwarded lists none of them).
 const MaxRetries = "x-envoy-max-retries"
-
-// EnvoyControl lists the request headers Envoy's router obeys.
-var EnvoyControl = []string{MaxRetries, "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-retriable-status-codes",
-	"x-envoy-retriable-header-names", "x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms",
-	"x-envoy-hedge-on-per-try-timeout", "x-envoy-upstream-rq-timeout-alt-response", "x-envoy-expected-rq-timeout-ms"}
 
 // MetadataNamespace is the dynamic-metadata namespace stellwerk writes for
 // access logs.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,39 +16,12 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/stellwerk/stellwerk/internal/bench/noopextproc"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/testcert"
 )
 
-// noop answers every ext_proc message with CONTINUE: what is measured is
-// the transport, not stellwerk.
-type noop struct {
-	extprocv3.UnimplementedExternalProcessorServer
-}
-
-func (noop) Process(s extprocv3.ExternalProcessor_ProcessServer) error {
-	for {
-		req, err := s.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		var resp *extprocv3.ProcessingResponse
-		switch req.Request.(type) {
-		case *extprocv3.ProcessingRequest_RequestHeaders:
-			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}}
-		default:
-			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
-		}
-		if err := s.Send(resp); err != nil {
-			return err
-		}
-	}
-}
-
-// transportPair serves noop the way listenGRPC serves stellwerk and returns
+// transportPair serves the no-op ext_proc server the way listenGRPC serves stellwerk and returns
 // a client connection that dials it as Envoy would.
 func transportPair(t testing.TB, kind string) *grpc.ClientConn {
 	t.Helper()
@@ -89,7 +60,7 @@ func transportPair(t testing.TB, kind string) *grpc.ClientConn {
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer(opts...)
-	extprocv3.RegisterExternalProcessorServer(gs, noop{})
+	noopextproc.Register(gs)
 	go gs.Serve(ln)
 	t.Cleanup(gs.Stop)
 	if target == "" {

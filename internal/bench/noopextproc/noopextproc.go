@@ -43,7 +43,7 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 // the two differ in what they do per message, not in how they are reached.
 func Serve(ctx context.Context, l net.Listener) error {
 	gs := grpc.NewServer(grpc.MaxConcurrentStreams(1<<20), grpc.MaxRecvMsgSize(64<<20))
-	extprocv3.RegisterExternalProcessorServer(gs, server{})
+	Register(gs)
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -58,6 +58,10 @@ func Serve(ctx context.Context, l net.Listener) error {
 	}
 	return nil
 }
+
+// Register adds the no-op ext_proc service to a gRPC server (tests measure
+// a transport with it: what is timed is then the transport alone).
+func Register(gs *grpc.Server) { extprocv3.RegisterExternalProcessorServer(gs, server{}) }
 
 type server struct {
 	extprocv3.UnimplementedExternalProcessorServer
