@@ -90,13 +90,8 @@ func (c *Config) validateAccess(models map[string]bool) []error {
 			bad(f+".id", "%q must be a unique lower-case name", k.ID)
 		}
 		ids[k.ID] = true
-		switch {
-		case (k.SHA256 == "") == (k.Env == ""):
-			bad(f, "set exactly one of sha256 (hex digest of the key) or env (variable holding it)")
-		case k.SHA256 != "":
-			if b, err := hex.DecodeString(k.SHA256); err != nil || len(b) != 32 {
-				bad(f+".sha256", "must be 64 hex digits (`stellwerk keys hash` prints it)")
-			}
+		if field, msg := secretRefProblem("key", k.SHA256, k.Env); msg != "" {
+			bad(f+field, "%s", msg)
 		}
 		teams, ok := workspaces[k.Workspace]
 		switch {
@@ -129,4 +124,20 @@ func (c *Config) checkList(field string, list []string, models map[string]bool) 
 		}
 	}
 	return errs
+}
+
+// secretRefProblem checks how the config names a secret it never holds
+// (a virtual key, an admin token): exactly one of its SHA-256 digest or the
+// environment variable holding it. It returns the field suffix and the
+// problem, or "" for none.
+func secretRefProblem(what, sha256Hex, env string) (field, problem string) {
+	switch {
+	case (sha256Hex == "") == (env == ""):
+		return "", "set exactly one of sha256 (hex digest of the " + what + ") or env (variable holding it)"
+	case sha256Hex != "":
+		if b, err := hex.DecodeString(sha256Hex); err != nil || len(b) != 32 {
+			return ".sha256", "must be 64 hex digits (`stellwerk keys hash` prints it)"
+		}
+	}
+	return "", ""
 }

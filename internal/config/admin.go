@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/hex"
 	"fmt"
 	"net"
 	"slices"
@@ -57,13 +56,8 @@ func (c *Config) validateAdmin() []error {
 		if !slices.Contains(AdminRoles, t.Role) {
 			bad(f+".role", "%q is not one of %s", t.Role, strings.Join(AdminRoles, ", "))
 		}
-		switch {
-		case (t.SHA256 == "") == (t.Env == ""):
-			bad(f, "set exactly one of sha256 (hex digest of the token) or env (variable holding it)")
-		case t.SHA256 != "":
-			if b, err := hex.DecodeString(t.SHA256); err != nil || len(b) != 32 {
-				bad(f+".sha256", "must be 64 hex digits (`stellwerk keys hash` prints it)")
-			}
+		if field, msg := secretRefProblem("token", t.SHA256, t.Env); msg != "" {
+			bad(f+field, "%s", msg)
 		}
 	}
 	if host, _, err := net.SplitHostPort(c.Server.Admin); err == nil && len(c.Admin.Tokens) == 0 {
