@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/mockllm"
 	"github.com/stellwerk/stellwerk/internal/testcert"
@@ -328,32 +330,38 @@ type transport struct {
 }
 
 func (s *Stack) grpcTransport(o StackOptions, grpcPort int) (transport, error) {
+	var srv config.Server
+	var files testcert.Files
 	switch o.Transport {
 	case "", "unix":
 		dir, err := s.socketDir()
 		if err != nil {
 			return transport{}, err
 		}
-		sock := filepath.Join(dir, "grpc.sock")
-		return transport{config: "  grpc: unix://" + sock, bootstrap: "bootstrap.yaml",
-			replace: map[string]string{"/run/stellwerk/grpc.sock": sock}}, nil
+		srv.GRPC = config.UnixSocketPrefix + filepath.Join(dir, "grpc.sock")
 	case "mtls":
-		f, err := testcert.Write(o.Dir)
-		if err != nil {
+		var err error
+		if files, err = testcert.Write(o.Dir); err != nil {
 			return transport{}, err
 		}
-		return transport{
-			config: fmt.Sprintf("  grpc: 127.0.0.1:%d\n  grpc_tls: {cert: %s, key: %s, client_ca: %s, client_names: [envoy.stellwerk.internal]}",
-				grpcPort, f.ServerCert, f.ServerKey, f.CA),
-			bootstrap: "bootstrap-mtls.yaml",
-			replace: map[string]string{
-				"address: stellwerk.internal, port_value: 18000": fmt.Sprintf("address: 127.0.0.1, port_value: %d", grpcPort),
-				"/etc/envoy/tls/envoy.crt":                       f.ClientCert,
-				"/etc/envoy/tls/envoy.key":                       f.ClientKey,
-				"/etc/envoy/tls/stellwerk-ca.crt":                f.CA,
-			}}, nil
+		srv.GRPC, srv.GRPCTLS = fmt.Sprintf("127.0.0.1:%d", grpcPort), files.ServerTLS()
+	default:
+		return transport{}, fmt.Errorf("transport %q: want unix or mtls", o.Transport)
 	}
-	return transport{}, fmt.Errorf("transport %q: want unix or mtls", o.Transport)
+	yml, err := yaml.Marshal(struct {
+		GRPC    string          `yaml:"grpc"`
+		GRPCTLS *config.GRPCTLS `yaml:"grpc_tls,omitempty"`
+	}{srv.GRPC, srv.GRPCTLS})
+	if err != nil {
+		return transport{}, err
+	}
+	bootstrap, replace := testcert.Bootstrap(srv, files)
+	return transport{config: indent(string(yml)), bootstrap: bootstrap, replace: replace}, nil
+}
+
+// indent puts YAML lines under server: in the generated config.
+func indent(yml string) string {
+	return "  " + strings.ReplaceAll(strings.TrimRight(yml, "\n"), "\n", "\n  ")
 }
 
 // stellwerkConfig has the shape of examples/stellwerk.yaml with one provider

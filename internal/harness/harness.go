@@ -273,8 +273,7 @@ func Start(t testing.TB, o Options) *Stack {
 			t.Fatal(err)
 		}
 		cfg.Server.GRPC = fmt.Sprintf("127.0.0.1:%d", grpcPort)
-		cfg.Server.GRPCTLS = &config.GRPCTLS{Cert: s.MTLS.ServerCert, Key: s.MTLS.ServerKey, ClientCA: s.MTLS.CA,
-			ClientNames: []string{"envoy.stellwerk.internal"}}
+		cfg.Server.GRPCTLS = s.MTLS.ServerTLS()
 	} else {
 		// t.TempDir can be longer than a socket path may be.
 		sockDir, err := os.MkdirTemp("", "sw-")
@@ -318,10 +317,8 @@ func Start(t testing.TB, o Options) *Stack {
 
 	s.GRPC = cfg.Server.GRPC
 	if o.Bootstrap == "" {
-		o.Bootstrap = filepath.Join("envoy", "bootstrap.yaml")
-		if o.MTLS {
-			o.Bootstrap = filepath.Join("envoy", "bootstrap-mtls.yaml")
-		}
+		file, _ := testcert.Bootstrap(cfg.Server, s.MTLS)
+		o.Bootstrap = filepath.Join("envoy", file)
 	}
 	bootstrap := s.writeBootstrap(o.Bootstrap, envoyAdminPort, listenPort)
 	s.startProcess("envoy", os.Environ(), envoyBin, "-c", bootstrap, "--disable-hot-restart",
@@ -349,16 +346,8 @@ func (s *Stack) writeBootstrap(file string, adminPort, listenPort int) string {
 		s.t.Fatal(err)
 	}
 	out := string(src)
-	repl := map[string]string{"port_value: 9901": fmt.Sprintf("port_value: %d", adminPort)}
-	if path, ok := s.Config.Server.GRPCSocket(); ok {
-		repl["/run/stellwerk/grpc.sock"] = path
-	} else {
-		host, port, _ := net.SplitHostPort(s.Config.Server.GRPC)
-		repl["address: stellwerk.internal, port_value: 18000"] = "address: " + host + ", port_value: " + port
-		repl["/etc/envoy/tls/envoy.crt"] = s.MTLS.ClientCert
-		repl["/etc/envoy/tls/envoy.key"] = s.MTLS.ClientKey
-		repl["/etc/envoy/tls/stellwerk-ca.crt"] = s.MTLS.CA
-	}
+	_, repl := testcert.Bootstrap(s.Config.Server, s.MTLS)
+	repl["port_value: 9901"] = fmt.Sprintf("port_value: %d", adminPort)
 	for old, repl := range repl {
 		if !strings.Contains(out, old) {
 			s.t.Fatalf("%s no longer contains %q; update the harness", file, old)

@@ -11,9 +11,12 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/stellwerk/stellwerk/internal/config"
 )
 
 // Files are the files of a throwaway mutual-TLS set-up between Envoy and
@@ -49,8 +52,8 @@ func Write(dir string) (Files, error) {
 		selfSigned bool
 	}{
 		{"stellwerk.internal", x509.ExtKeyUsageServerAuth, f.ServerCert, f.ServerKey, ca, caKey, false},
-		{"envoy.stellwerk.internal", x509.ExtKeyUsageClientAuth, f.ClientCert, f.ClientKey, ca, caKey, false},
-		{"envoy.stellwerk.internal", x509.ExtKeyUsageClientAuth, f.StrangerCert, f.StrangerKey, nil, nil, true},
+		{EnvoyName, x509.ExtKeyUsageClientAuth, f.ClientCert, f.ClientKey, ca, caKey, false},
+		{EnvoyName, x509.ExtKeyUsageClientAuth, f.StrangerCert, f.StrangerKey, nil, nil, true},
 	}
 	for _, l := range leaves {
 		_, key, certPEM, err := newCert(l.name, l.issuer, l.issuerKey, false, l.usage)
@@ -105,4 +108,29 @@ func newCert(name string, issuer *x509.Certificate, issuerKey *ecdsa.PrivateKey,
 		return nil, nil, nil, err
 	}
 	return cert, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
+// EnvoyName is the name Envoy's certificate carries: what stellwerk's
+// grpc_tls.client_names admits.
+const EnvoyName = "envoy.stellwerk.internal"
+
+// ServerTLS is stellwerk's grpc_tls for these files.
+func (f Files) ServerTLS() *config.GRPCTLS {
+	return &config.GRPCTLS{Cert: f.ServerCert, Key: f.ServerKey, ClientCA: f.CA, ClientNames: []string{EnvoyName}}
+}
+
+// Bootstrap names the Envoy bootstrap in envoy/ for stellwerk's gRPC
+// address s, and what to replace in it: its socket path, or its TCP
+// address and, from f, Envoy's certificate and the CA it trusts.
+func Bootstrap(s config.Server, f Files) (file string, replace map[string]string) {
+	if path, ok := s.GRPCSocket(); ok {
+		return "bootstrap.yaml", map[string]string{"/run/stellwerk/grpc.sock": path}
+	}
+	host, port, _ := net.SplitHostPort(s.GRPC)
+	return "bootstrap-mtls.yaml", map[string]string{
+		"address: stellwerk.internal, port_value: 18000": "address: " + host + ", port_value: " + port,
+		"/etc/envoy/tls/envoy.crt":                       f.ClientCert,
+		"/etc/envoy/tls/envoy.key":                       f.ClientKey,
+		"/etc/envoy/tls/stellwerk-ca.crt":                f.CA,
+	}
 }
