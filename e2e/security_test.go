@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -133,6 +135,18 @@ func TestSecurityGRPCPortGivesNoKey(t *testing.T) {
 	out, wire, err := probeExtProc(t, dconn, "", "beta-model")
 	if err != nil || !bytes.Contains(wire, []byte("provider_beta")) || bytes.Contains(wire, []byte(direct.Providers["beta"].Key)) {
 		t.Errorf("edge stream without failover: %v, %s", err, out)
+	}
+
+	// Envoy holds the keys now; its admin API (loopback in the bootstrap)
+	// shows them redacted.
+	if r, err := http.Get(s.EnvoyAdmin + "/config_dump?include_eds"); err != nil {
+		t.Fatal(err)
+	} else {
+		dump, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		if !strings.Contains(string(dump), "stellwerk_credential_alpha") || strings.Contains(string(dump), "sk-alpha") {
+			t.Errorf("Envoy's config dump: secrets missing or shown (%d bytes)", len(dump))
+		}
 	}
 
 	// Through Envoy, the provider still gets its key, and only its own.
