@@ -24,17 +24,23 @@ func extProcConfig(ep ExtProc) *extprocv3.ExternalProcessor {
 		TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ep.Cluster}},
 	}
 	var mo *extprocv3.MetadataOptions
+	var attrs []string
 	if ep.Egress != "" {
-		// One attempt on one provider: the stream says which.
+		// One attempt on one provider: the stream says which. The plan
+		// comes as metadata too, for the first attempt's filter, which sees
+		// only the answer; so does when the attempt started.
 		gs.InitialMetadata = []*corev3.HeaderValue{{Key: header.Egress, Value: ep.Egress}}
+		mo = &extprocv3.MetadataOptions{ForwardingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{header.MetadataNamespace}}}
+		attrs = []string{header.RequestTimeAttribute}
 	} else {
 		// The decision's attempt list, for the failover cluster's balancer.
 		mo = &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{header.MetadataNamespace}}}
 	}
 	return &extprocv3.ExternalProcessor{
-		MetadataOptions:  mo,
-		GrpcService:      gs,
-		FailureModeAllow: false,
+		MetadataOptions:    mo,
+		ResponseAttributes: attrs,
+		GrpcService:        gs,
+		FailureModeAllow:   false,
 		ProcessingMode: &extprocv3.ProcessingMode{
 			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
 			RequestBodyMode:     extprocv3.ProcessingMode_BUFFERED,
