@@ -421,6 +421,8 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		if i, err := strconv.Atoi(rh.served); err == nil && i >= 0 && i < len(p.plan) && !retryable(code) {
 			servedIdx = i
 			p.served = p.plan[i]
+		} else if p.rewrote && rh.served == "" && rh.attemptCount <= 1 && !retryable(code) {
+			servedIdx = 0 // the first attempt's filter only watches: it sets no header
 		}
 		seen := p.takeAttempts()
 		if p.rewrote && rh.attemptCount > 1 && (len(seen) == 0 || seen[0].Outcome == "") {
@@ -430,6 +432,12 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 			p.state.Router.Health.Failed(p.plan[0].Provider.Name, "no response within the attempt timeout", 0)
 		}
 		p.attempts = attemptsFor(p.plan, rh.attemptCount, servedIdx, code, seen)
+		if servedIdx == 0 && p.attempts[0].Status == 0 {
+			// The watching filter's record may come after the answer: what
+			// the edge saw of the attempt is the same.
+			p.attempts[0].Status = code
+			p.attempts[0].LatencyMS = round(float64(time.Since(p.routedAt))/float64(time.Millisecond), 1)
+		}
 		if retryable(code) && len(p.attempts) > 0 {
 			last := &p.attempts[len(p.attempts)-1]
 			if last.Status == 0 && rh.flags != "" {

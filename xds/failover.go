@@ -111,8 +111,9 @@ func failoverCluster(f Failover) (*clusterv3.Cluster, error) {
 // provider it serves through gRPC metadata), then the router to the
 // provider's cluster. The first attempt of a request the client-facing
 // filter already rewrote for this provider (header.Rewritten) has its own
-// route: the filter there skips the request and only follows the answer,
-// reading the plan from the metadata. Every other attempt is rewritten here.
+// route, where that filter is off and a second one, in observability mode,
+// only watches the answer's headers, reading the plan from the metadata.
+// Every other attempt is rewritten here.
 func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 	ep := ir.ExtProc
 	ep.Egress = e.Provider
@@ -132,16 +133,11 @@ func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	followOnly, err := toAny(&extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Overrides{Overrides: &extprocv3.ExtProcOverrides{
-		ProcessingMode: &extprocv3.ProcessingMode{
-			RequestHeaderMode:   extprocv3.ProcessingMode_SKIP,
-			RequestBodyMode:     extprocv3.ProcessingMode_NONE,
-			RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
-			ResponseHeaderMode:  extprocv3.ProcessingMode_SEND,
-			ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
-			ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
-		},
-	}}})
+	observe, err := toAny(observeConfig(ep))
+	if err != nil {
+		return nil, err
+	}
+	off, err := toAny(&extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Disabled{Disabled: true}})
 	if err != nil {
 		return nil, err
 	}
@@ -177,13 +173,14 @@ func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 							},
 						},
 						Action:                 action(),
-						TypedPerFilterConfig:   map[string]*anypb.Any{ExtProcFilterName: followOnly},
+						TypedPerFilterConfig:   map[string]*anypb.Any{ExtProcFilterName: off},
 						RequestHeadersToRemove: strip,
 					},
 					{
 						Name:                   "attempt",
 						Match:                  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 						Action:                 action(),
+						TypedPerFilterConfig:   map[string]*anypb.Any{ObserveFilterName: off},
 						RequestHeadersToRemove: strip,
 					},
 				},
@@ -192,6 +189,7 @@ func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 		HttpFilters: []*hcmv3.HttpFilter{
 			{Name: "envoy.filters.http.header_to_metadata", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: planMeta}},
 			epf,
+			{Name: ObserveFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: observe}},
 			{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
 		},
 		LocalReplyConfig: lrc,

@@ -45,6 +45,10 @@ const (
 	// Egress is gRPC stream metadata (not an HTTP header) on the ext_proc
 	// streams of an egress listener: the provider it sends to.
 	Egress = "x-stellwerk-egress"
+	// Observe is gRPC stream metadata on the first attempt's egress filter
+	// (docs/failover.md): Envoy sends that stream the answer's headers
+	// without waiting (observability mode), so stellwerk only records.
+	Observe = "x-stellwerk-observe"
 )
 
 // DropInRoute is the name of stellwerk's route in an operator's Envoy
