@@ -41,6 +41,10 @@ type Config struct {
 	Policy     Policy      `yaml:"policy"`
 	Currency   Currency    `yaml:"currency"`
 	Failover   Failover    `yaml:"failover"`
+	// Budgets, RateLimits and State: see ledger.go.
+	Budgets    Budgets     `yaml:"budgets,omitempty"`
+	RateLimits []RateLimit `yaml:"rate_limits,omitempty"`
+	State      State       `yaml:"state,omitempty"`
 }
 
 // Failover is how a request moves on when its provider fails before the
@@ -529,6 +533,7 @@ func (c *Config) ApplyDefaults() {
 			}
 		}
 	}
+	c.applyLedgerDefaults()
 	if c.Classify.Sensitivity == nil {
 		c.Classify.Sensitivity = DefaultSensitivity
 	}
@@ -702,6 +707,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateAccess(models)...)
 	errs = append(errs, c.validateAdmin()...)
+	errs = append(errs, c.validateLedger(models)...)
 	if c.Routing.BaselineModel != "" && !models[c.Routing.BaselineModel] {
 		bad("routing.baseline_model", "unknown model %q", c.Routing.BaselineModel)
 	}
