@@ -13,14 +13,17 @@ local P = ARGV[1]
 local RET = tonumber(ARGV[3])
 local LEASES = P .. 'leases'
 
-local function holds_of(r)
+local function parse_holds(s)
   local out = {}
-  local s = redis.call('HGET', r, 'h')
   if not s then return out end
   for kind, amt, key in string.gmatch(s, '(%a) (%d+) ([^\n]+)\n') do
     out[#out + 1] = {kind, amt, key}
   end
   return out
+end
+
+local function holds_of(r)
+  return parse_holds(redis.call('HGET', r, 'h'))
 end
 
 -- neg negates an amount string ("-0" is not an integer to Redis)

@@ -20,12 +20,14 @@ else
 end
 local n = #KEYS
 local vals = {}
+local fresh = {} -- counters that do not exist yet get their TTL
 local refused = false
 for i = 1, n do
   local b = 6 + (i - 1) * 5
   local uh = redis.call('HMGET', KEYS[i], 'u', 'h')
   local u, h = tonumber(uh[1]) or 0, tonumber(uh[2]) or 0
   vals[2 * i - 1], vals[2 * i] = u, h
+  fresh[i] = not uh[1] and not uh[2]
   if ARGV[b + 4] == '1' and u + h + tonumber(ARGV[b + 3]) > tonumber(ARGV[b + 2]) then
     refused = true
   end
@@ -40,13 +42,11 @@ for i = 1, n do
   local kind, amt, exp = ARGV[b + 1], ARGV[b + 3], ARGV[b + 5]
   if kind == 'q' then
     vals[2 * i - 1] = redis.call('HINCRBY', KEYS[i], 'u', amt)
-    redis.call('HSETNX', KEYS[i], 'h', 0)
   else
     vals[2 * i] = redis.call('HINCRBY', KEYS[i], 'h', amt)
-    redis.call('HSETNX', KEYS[i], 'u', 0)
     hs[#hs + 1] = kind .. ' ' .. amt .. ' ' .. KEYS[i] .. '\n'
   end
-  if exp ~= '0' then redis.call('PEXPIRE', KEYS[i], exp) end
+  if fresh[i] and exp ~= '0' then redis.call('PEXPIRE', KEYS[i], exp) end
 end
 redis.call('HSET', r, 's', 'r', 'h', table.concat(hs), 'e', ARGV[5])
 redis.call('PEXPIRE', r, tonumber(ARGV[5]) - tonumber(ARGV[2]) + RET)

@@ -7,11 +7,12 @@
 sweep()
 local id = ARGV[4]
 local r = P .. 'r:' .. id
-local st = redis.call('HGET', r, 's')
+local sh = redis.call('HMGET', r, 's', 'h')
+local st = sh[1]
 if not st then return 'unknown' end
 if st == 's' or st == 'l' then return 'dup' end
 local op = ARGV[7]
-for _, hd in ipairs(holds_of(r)) do
+for _, hd in ipairs(parse_holds(sh[2])) do
   local actual = ARGV[5]
   if hd[1] == 't' then actual = ARGV[6] end
   if op == 'l' then actual = '0' end
@@ -25,8 +26,7 @@ for _, hd in ipairs(holds_of(r)) do
   end
 end
 redis.call('ZREM', LEASES, id)
-redis.call('HSET', r, 's', op)
-redis.call('HDEL', r, 'h')
+redis.call('HSET', r, 's', op, 'h', '')
 redis.call('PEXPIRE', r, RET)
 if st == 'x' then return 'late' end
 return 'ok'
