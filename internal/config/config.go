@@ -41,10 +41,10 @@ type Config struct {
 	Policy     Policy      `yaml:"policy"`
 	Currency   Currency    `yaml:"currency"`
 	Failover   Failover    `yaml:"failover"`
-	// Budgets, RateLimits and State: see ledger.go.
-	Budgets    Budgets     `yaml:"budgets,omitempty"`
-	RateLimits []RateLimit `yaml:"rate_limits,omitempty"`
-	State      State       `yaml:"state,omitempty"`
+	// Budgets, RateLimits and the ledger's State: see ledger.go.
+	Budgets    Budgets         `yaml:"budgets,omitempty"`
+	RateLimits []RateLimitRule `yaml:"rate_limits,omitempty"`
+	State      State           `yaml:"state,omitempty"`
 }
 
 // Failover is how a request moves on when its provider fails before the
@@ -705,9 +705,9 @@ func (c *Config) Validate() error {
 			bad(f+".latency_ms", "must not be negative")
 		}
 	}
+	errs = append(errs, c.validateLedger(models)...)
 	errs = append(errs, c.validateAccess(models)...)
 	errs = append(errs, c.validateAdmin()...)
-	errs = append(errs, c.validateLedger(models)...)
 	if c.Routing.BaselineModel != "" && !models[c.Routing.BaselineModel] {
 		bad("routing.baseline_model", "unknown model %q", c.Routing.BaselineModel)
 	}

@@ -24,11 +24,12 @@ type Budgets struct {
 	// time settles before its lease ends.
 	Lease time.Duration `yaml:"lease,omitempty"`
 	// Limits are the budgets; every one that matches a request applies.
-	Limits []Budget `yaml:"limits,omitempty"`
+	Limits []BudgetRule `yaml:"limits,omitempty"`
 }
 
-// Budget is one spending cap.
-type Budget struct {
+// BudgetRule is one spending cap of this file. (A key's own budgets, kept
+// in the key store, have no scope or subject: they cap that key.)
+type BudgetRule struct {
 	// Name identifies the budget in answers, logs and counters; renaming it
 	// starts its counter from zero.
 	Name string `yaml:"name"`
@@ -45,16 +46,16 @@ type Budget struct {
 	Period string `yaml:"period"`
 	// WarnAt overrides budgets.warn_at for this budget.
 	WarnAt float64 `yaml:"warn_at,omitempty"`
-	// OnExceeded is block (default: 429 budget_exceeded once a request's
-	// worst case no longer fits) or downgrade (never refused by the ledger;
-	// the policy input shows the budget exceeded and Rego restricts to
-	// cheaper models).
-	OnExceeded string `yaml:"on_exceeded,omitempty"`
+	// Action at 100% is block (default: 429 budget_exceeded once a
+	// request's worst case no longer fits) or downgrade (never refused by
+	// the ledger; the policy input shows the budget exceeded and Rego
+	// restricts to cheaper models).
+	Action string `yaml:"action,omitempty"`
 }
 
-// RateLimit caps requests and tokens per minute and per day. Zero means no
-// limit on that count; at least one must be set.
-type RateLimit struct {
+// RateLimitRule caps requests and tokens per minute and per day. Zero
+// means no limit on that count; at least one must be set.
+type RateLimitRule struct {
 	Name string `yaml:"name"`
 	// Scope is key, user, team, workspace or model.
 	Scope string `yaml:"scope"`
@@ -67,9 +68,10 @@ type RateLimit struct {
 	TokensPerDay      int64  `yaml:"tokens_per_day,omitempty"`
 }
 
-// State says where budgets and rate limits are counted: in this process
-// (the default; one replica) or in Redis (a fleet of replicas).
-type State struct {
+// LedgerState is the ledger's part of `state:`: where budgets and rate
+// limits are counted, in this process (the default; one replica) or in
+// Redis (a fleet of replicas). State inlines it.
+type LedgerState struct {
 	// SpendFile persists the in-memory budgets' spend (JSON, rewritten
 	// atomically) so a restart does not reset a month's budget. Unused with
 	// Redis. Empty: spend is not persisted.
@@ -113,8 +115,8 @@ type FailureModes struct {
 var (
 	BudgetScopes    = []string{"key", "user", "team", "workspace", "global"}
 	RateLimitScopes = []string{"key", "user", "team", "workspace", "model"}
-	BudgetPeriods   = []string{"day", "week", "month", "total"}
-	BudgetActions   = []string{"block", "downgrade"}
+	budgetPeriods   = []string{"day", "week", "month", "total"}
+	budgetActions   = []string{"block", "downgrade"}
 	FailModes       = []string{"closed", "open"}
 )
 
@@ -141,8 +143,8 @@ func (c *Config) applyLedgerDefaults() {
 		if l.WarnAt == 0 {
 			l.WarnAt = b.WarnAt
 		}
-		if l.OnExceeded == "" {
-			l.OnExceeded = "block"
+		if l.Action == "" {
+			l.Action = "block"
 		}
 	}
 	if c.State.SpendFlushInterval == 0 {
@@ -210,8 +212,8 @@ func (c *Config) validateLedger(models map[string]bool) []error {
 		if l.AmountEUR <= 0 || l.AmountEUR > MaxBudgetEUR {
 			bad(f+".amount_eur", "must be positive and at most %.0f, got %v", float64(MaxBudgetEUR), l.AmountEUR)
 		}
-		oneOf(f+".period", l.Period, BudgetPeriods)
-		oneOf(f+".on_exceeded", l.OnExceeded, BudgetActions)
+		oneOf(f+".period", l.Period, budgetPeriods)
+		oneOf(f+".action", l.Action, budgetActions)
 		if l.WarnAt <= 0 || l.WarnAt > 1 {
 			bad(f+".warn_at", "must be within (0, 1], got %v", l.WarnAt)
 		}
@@ -232,8 +234,8 @@ func (c *Config) validateLedger(models map[string]bool) []error {
 			"requests_per_day": l.RequestsPerDay, "tokens_per_day": l.TokensPerDay}
 		set := false
 		for field, v := range counts {
-			if v < 0 {
-				bad(f+"."+field, "must not be negative")
+			if v < 0 || v > 1e15 {
+				bad(f+"."+field, "must be between 0 (no limit) and 10^15")
 			}
 			set = set || v > 0
 		}

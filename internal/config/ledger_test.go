@@ -16,7 +16,7 @@ func TestLedgerValidation(t *testing.T) {
 	}{
 		"no budgets":            {minimal, ""},
 		"team budget":           {ledgerBase + "budgets: {timezone: Europe/Berlin, limits: [{name: ml, scope: team, subject: acme/ml, amount_eur: 500, period: month}]}\n", ""},
-		"each key, downgrade":   {ledgerBase + "budgets: {limits: [{name: k, scope: key, amount_eur: 5, period: day, on_exceeded: downgrade}]}\n", ""},
+		"each key, downgrade":   {ledgerBase + "budgets: {limits: [{name: k, scope: key, amount_eur: 5, period: day, action: downgrade}]}\n", ""},
 		"bad time zone":         {ledgerBase + "budgets: {timezone: Mars/Olympus}\n", `budgets.timezone: "Mars/Olympus" is not an IANA time zone`},
 		"warn_at above 1":       {ledgerBase + "budgets: {warn_at: 1.5}\n", "budgets.warn_at: must be within (0, 1]"},
 		"unknown scope":         {ledgerBase + "budgets: {limits: [{name: x, scope: org, amount_eur: 5, period: day}]}\n", `budgets.limits[0].scope: "org" is not one of key, user, team, workspace, global`},
@@ -27,12 +27,12 @@ func TestLedgerValidation(t *testing.T) {
 		"team without ws":       {ledgerBase + "budgets: {limits: [{name: x, scope: team, subject: ml, amount_eur: 5, period: day}]}\n", `"ml" must be workspace/team`},
 		"unknown workspace":     {ledgerBase + "budgets: {limits: [{name: x, scope: workspace, subject: nope, amount_eur: 5, period: day}]}\n", `unknown workspace "nope"`},
 		"duplicate name":        {ledgerBase + "budgets: {limits: [{name: x, scope: global, amount_eur: 5, period: day}, {name: x, scope: global, amount_eur: 5, period: week}]}\n", `budgets.limits[1].name: "x" must be a unique`},
-		"bad action":            {ledgerBase + "budgets: {limits: [{name: x, scope: global, amount_eur: 5, period: day, on_exceeded: warn}]}\n", `budgets.limits[0].on_exceeded: "warn" is not one of block, downgrade`},
-		"unknown field":         {ledgerBase + "budgets: {limits: [{name: x, scope: global, amount: 5, period: day}]}\n", `unknown field "amount" in Budget`},
+		"bad action":            {ledgerBase + "budgets: {limits: [{name: x, scope: global, amount_eur: 5, period: day, action: warn}]}\n", `budgets.limits[0].action: "warn" is not one of block, downgrade`},
+		"unknown field":         {ledgerBase + "budgets: {limits: [{name: x, scope: global, amount: 5, period: day}]}\n", `unknown field "amount" in BudgetRule`},
 		"model rate limit":      {ledgerBase + "rate_limits: [{name: m, scope: model, subject: m1, tokens_per_minute: 100000}]\n", ""},
 		"unknown model":         {ledgerBase + "rate_limits: [{name: m, scope: model, subject: gpt-9, tokens_per_minute: 1}]\n", `rate_limits[0].subject: unknown model "gpt-9"`},
 		"no count set":          {ledgerBase + "rate_limits: [{name: m, scope: key}]\n", "rate_limits[0]: set at least one of"},
-		"negative count":        {ledgerBase + "rate_limits: [{name: m, scope: key, requests_per_day: -1, requests_per_minute: 5}]\n", "rate_limits[0].requests_per_day: must not be negative"},
+		"negative count":        {ledgerBase + "rate_limits: [{name: m, scope: key, requests_per_day: -1, requests_per_minute: 5}]\n", "rate_limits[0].requests_per_day: must be between 0 (no limit) and 10^15"},
 		"global rate limit":     {ledgerBase + "rate_limits: [{name: m, scope: global, requests_per_minute: 5}]\n", `rate_limits[0].scope: "global" is not one of key, user, team, workspace, model`},
 		"redis":                 {ledgerBase + "state: {redis: {address: redis.internal:6379, password_env: REDIS_PASSWORD}}\n", ""},
 		"redis inline password": {ledgerBase + "state: {redis: {address: redis:6379, password: hunter2}}\n", `unknown field "password" in Redis`},
@@ -66,7 +66,7 @@ state: {redis: {address: 127.0.0.1:6379}}
 		t.Fatal(err)
 	}
 	b := c.Budgets
-	if b.TimeZone != "UTC" || b.WarnAt != 0.8 || b.Lease != 3*time.Minute || b.Limits[0].WarnAt != 0.8 || b.Limits[0].OnExceeded != "block" {
+	if b.TimeZone != "UTC" || b.WarnAt != 0.8 || b.Lease != 3*time.Minute || b.Limits[0].WarnAt != 0.8 || b.Limits[0].Action != "block" {
 		t.Errorf("budget defaults: %+v", b)
 	}
 	r := c.State.Redis

@@ -137,6 +137,11 @@ type Limits struct {
 	rates   []RateRule
 }
 
+// MaxLimit is the largest budget: counters stay exact in Redis's Lua
+// numbers (doubles, exact for integers below 2^53 micro-EUR) with room for
+// spend past the limit.
+const MaxLimit = MicroEUR(config.MaxBudgetEUR * 1e6)
+
 // NewLimits checks and compiles rules; loc is where days, weeks and months
 // start (nil: UTC).
 func NewLimits(loc *time.Location, budgets []BudgetRule, rates []RateRule) (*Limits, error) {
@@ -152,8 +157,8 @@ func NewLimits(loc *time.Location, budgets []BudgetRule, rates []RateRule) (*Lim
 			errs = append(errs, fmt.Errorf("budget %d: no name", i))
 		case b.Scope < ScopeKey || b.Scope > ScopeGlobal:
 			errs = append(errs, fmt.Errorf("budget %s: scope %s cannot hold a budget", b.Name, b.Scope))
-		case b.Limit <= 0:
-			errs = append(errs, fmt.Errorf("budget %s: limit must be positive", b.Name))
+		case b.Limit <= 0 || b.Limit > MaxLimit:
+			errs = append(errs, fmt.Errorf("budget %s: limit must be positive and at most %s", b.Name, MaxLimit))
 		case b.Period == PeriodMinute || b.Period >= numPeriods:
 			errs = append(errs, fmt.Errorf("budget %s: period %s", b.Name, b.Period))
 		case b.Scope == ScopeGlobal && b.Subject != "":
@@ -220,7 +225,7 @@ func LimitsFromConfig(c *config.Config) (*Limits, error) {
 			return nil, fmt.Errorf("budget %s: %w", b.Name, err)
 		}
 		budgets = append(budgets, BudgetRule{Name: b.Name, Scope: scope, Subject: b.Subject, Limit: FromEUR(b.AmountEUR),
-			Period: period, WarnAt: b.WarnAt, Downgrade: b.OnExceeded == "downgrade"})
+			Period: period, WarnAt: b.WarnAt, Downgrade: b.Action == "downgrade"})
 	}
 	var rates []RateRule
 	for _, r := range c.RateLimits {

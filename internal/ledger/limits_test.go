@@ -78,7 +78,7 @@ budgets:
   timezone: Europe/Berlin
   limits:
     - {name: ml-month, scope: team, subject: acme/ml, amount_eur: 500, period: month}
-    - {name: each-key, scope: key, amount_eur: 5.5, period: day, on_exceeded: downgrade, warn_at: 0.9}
+    - {name: each-key, scope: key, amount_eur: 5.5, period: day, action: downgrade, warn_at: 0.9}
 rate_limits:
   - {name: m1-tpm, scope: model, subject: m1, tokens_per_minute: 100000}
 `))
