@@ -233,7 +233,7 @@ func New(b Backend, lim *Limits, o Options) *Ledger {
 	if lim == nil {
 		lim, _ = NewLimits(time.UTC, nil, nil)
 	}
-	l := &Ledger{backend: b, lease: o.Lease, retention: max(24*time.Hour, 2*o.Lease), now: o.Now,
+	l := &Ledger{backend: b, lease: o.Lease, retention: max(time.Minute, o.Lease), now: o.Now,
 		failOpenB: o.FailOpenBudgets, failOpenR: o.FailOpenRateLimits, log: o.Logger.Named("ledger")}
 	l.limits.Store(lim)
 	return l
