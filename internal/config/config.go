@@ -41,6 +41,10 @@ type Config struct {
 	Policy     Policy      `yaml:"policy"`
 	Currency   Currency    `yaml:"currency"`
 	Failover   Failover    `yaml:"failover"`
+	// Budgets, RateLimits and the ledger's State: see ledger.go.
+	Budgets    Budgets         `yaml:"budgets,omitempty"`
+	RateLimits []RateLimitRule `yaml:"rate_limits,omitempty"`
+	State      State           `yaml:"state,omitempty"`
 }
 
 // Failover is how a request moves on when its provider fails before the
@@ -529,6 +533,7 @@ func (c *Config) ApplyDefaults() {
 			}
 		}
 	}
+	c.applyLedgerDefaults()
 	if c.Classify.Sensitivity == nil {
 		c.Classify.Sensitivity = DefaultSensitivity
 	}
@@ -700,6 +705,7 @@ func (c *Config) Validate() error {
 			bad(f+".latency_ms", "must not be negative")
 		}
 	}
+	errs = append(errs, c.validateLedger(models)...)
 	errs = append(errs, c.validateAccess(models)...)
 	errs = append(errs, c.validateAdmin()...)
 	if c.Routing.BaselineModel != "" && !models[c.Routing.BaselineModel] {
