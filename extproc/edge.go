@@ -23,6 +23,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/decide"
 	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/translate"
 )
@@ -68,7 +69,11 @@ type edge struct {
 	seenOpen bool // this edge stream's entry in seen is open
 	rewrote  bool // the first attempt's request was rewritten here
 	failed   bool // every attempt failed; the answer becomes stellwerk's error
-	reshape  bool // a non-JSON error answer becomes an OpenAI-shaped one
+
+	// The request's hold on its budgets and rate limits, until settled.
+	reservation *ledger.Reservation
+	reservedEUR ledger.MicroEUR
+	reshape     bool // a non-JSON error answer becomes an OpenAI-shaped one
 }
 
 var _ phases = (*edge)(nil)
@@ -113,6 +118,7 @@ func (p *edge) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingRes
 func (p *edge) finish() {
 	p.takeAttempts()
 	p.finishStream("interrupted")
+	p.endReservation()
 }
 
 // immediate answers with an OpenAI-shaped error, naming the policy version
@@ -271,13 +277,23 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
 		return p.immediate(apierr.Internal())
 	}
-	var resp *extprocv3.ProcessingResponse
+	plan := []*catalog.Model{m}
 	if fo := p.state.Failover; fo != nil {
-		resp = p.routeWithFailover(&d, body, nb, fo.MaxAttempts)
+		plan = d.Plan(fo.MaxAttempts)
+	}
+	if led := p.state.Ledger; led != nil {
+		if resp := p.reserve(led, plan, chat.MaxTokens); resp != nil {
+			return resp
+		}
+	}
+	var resp *extprocv3.ProcessingResponse
+	if p.state.Failover != nil {
+		resp = p.routeWithFailover(plan, body, nb)
 	} else {
 		resp = p.routeDirect(m, body, nb)
 	}
 	if resp.GetImmediateResponse() != nil {
+		p.release()
 		return resp
 	}
 	p.routedAt = time.Now()
@@ -370,8 +386,8 @@ func (p *edge) routeDirect(m *catalog.Model, orig, body []byte) *extprocv3.Proce
 // egress listener then only follows the answer, which saves that attempt
 // two round trips. Every other attempt is rewritten by its egress listener,
 // from the client's path (header.Rewritten) and the body sent on.
-func (p *edge) routeWithFailover(d *decide.Decision, orig, body []byte, maxAttempts int) *extprocv3.ProcessingResponse {
-	p.plan = d.Plan(maxAttempts)
+func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extprocv3.ProcessingResponse {
+	p.plan = plan
 	p.openAttempts()
 	hosts := make([]string, len(p.plan))
 	for i, m := range p.plan {
@@ -470,6 +486,9 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		// The decision record of a failover: every attempt, then who served.
 		p.log.Info("failed over", zap.String("decision_id", p.id), zap.String("served_by", m.ID), zap.Any("attempts", p.attempts))
 	}
+	if r := p.reservation; r != nil {
+		hs = append(hs, rateHeaders(&r.State, time.Now())...)
+	}
 	resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs, RemoveHeaders: remove})
 	p.respStatus = status
 	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "text/event-stream") && !h.EndOfStream &&
@@ -563,6 +582,11 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	p.addRouting = false
 	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
 		return replaceResponseBody(body)
+	}
+	if p.reservation != nil {
+		if c, ok := p.jsonCharge(body); ok {
+			p.settle(c)
+		}
 	}
 	ro := p.routing(body)
 	if ro == nil {

@@ -92,14 +92,10 @@ func (p *edge) routing(body []byte) []byte {
 		ro.Objective, ro.Excluded, ro.EstimatedEUR = r.Policy.Objective, len(r.Policy.Exclude), round(d.EstimatedCostEUR, 8)
 	}
 	baseline := p.state.Router.Catalog.Baseline
-	if u := gjson.GetBytes(body, "usage"); u.IsObject() {
-		pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
-		if pt.Type == gjson.Number && ct.Type == gjson.Number && pt.Num >= 0 && ct.Num >= 0 {
-			c := meter.Meter(m, baseline, meter.Usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num)})
-			ro.Usage = &usage{PromptTokens: c.Usage.PromptTokens, CompletionTokens: c.Usage.CompletionTokens}
-			ro.Cost = &cost{Amount: round(c.Amount, 8), Currency: c.Currency, EUR: round(c.EUR, 8), Source: c.Source}
-			ro.Saving = savingOf(c)
-		}
+	if c, ok := p.jsonCharge(body); ok {
+		ro.Usage = &usage{PromptTokens: c.Usage.PromptTokens, CompletionTokens: c.Usage.CompletionTokens}
+		ro.Cost = &cost{Amount: round(c.Amount, 8), Currency: c.Currency, EUR: round(c.EUR, 8), Source: c.Source}
+		ro.Saving = savingOf(c)
 	}
 	if ro.Saving == nil && p.result != nil {
 		ro.Saving = savingOf(meter.Estimated(baseline, d.EstimatedCostEUR, p.result.BaselineCostEUR))
@@ -109,6 +105,20 @@ func (p *edge) routing(body []byte) []byte {
 		return nil
 	}
 	return b
+}
+
+// jsonCharge is what a JSON answer's usage costs at the served model's
+// prices; false when the answer reports no usable usage.
+func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
+	u := gjson.GetBytes(body, "usage")
+	if !u.IsObject() {
+		return meter.Charge{}, false
+	}
+	pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
+	if pt.Type != gjson.Number || ct.Type != gjson.Number || pt.Num < 0 || ct.Num < 0 {
+		return meter.Charge{}, false
+	}
+	return meter.Meter(p.served, p.state.Router.Catalog.Baseline, meter.Usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num)}), true
 }
 
 // savingOf renders a charge's saving; nil without a baseline.

@@ -23,6 +23,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/route"
 )
 
@@ -35,6 +36,10 @@ type State struct {
 	// Failover is set when requests go through the failover cluster
 	// (standalone mode); nil sends each request to its provider's cluster.
 	Failover *Failover
+	// Ledger holds budgets and rate limits (nil: none are configured):
+	// the edge reserves once a request is decided and settles once its
+	// usage is known (docs/budgets.md).
+	Ledger *ledger.Ledger
 	// CheckRoute (clusters mode) refuses a request whose Envoy route is not
 	// stellwerk's (header.DropInRoute), read from the xds.route_name
 	// attribute the drop-in filter sends.

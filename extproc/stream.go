@@ -215,4 +215,5 @@ func (p *edge) finishStream(how string) {
 	p.log.Info("stream finished", zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("end", how),
 		zap.Int("prompt_tokens", u.PromptTokens), zap.Int("completion_tokens", u.CompletionTokens),
 		zap.Bool("usage_estimated", u.Estimated), zap.Float64("cost_eur", c.EUR))
+	p.settle(c)
 }

@@ -41,6 +41,9 @@ type Status interface {
 	// Gauges are process figures for /debug/vars beside goroutines and
 	// memstats (e.g. extproc_attempt_entries); no secret goes here.
 	Gauges() map[string]int64
+	// Budgets is how the budgets and rate limits of one subject stand
+	// (query: key, user, team, workspace); an error wraps the state store's.
+	Budgets(r *http.Request) (any, error)
 }
 
 // Who may read what; docs/security.md has the same table.
@@ -96,6 +99,17 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	})
 	guarded("GET /policy", readers, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.Policy())
+	})
+	// Spend against budgets and rate-limit windows, for FinOps and for a
+	// team asking what it has left.
+	guarded("GET /admin/budgets", readers, func(w http.ResponseWriter, r *http.Request) {
+		v, err := s.Budgets(r)
+		if err != nil {
+			log.Warn("budget state unavailable", zap.Error(err))
+			writeError(w, apierr.Unavailable("budget_store_unavailable", "the budgets' state store cannot be reached"))
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
 	})
 	guarded("GET /config", configReaders, func(w http.ResponseWriter, _ *http.Request) {
 		b, err := s.ConfigYAML()

@@ -22,10 +22,13 @@ type fakeStatus struct {
 	cfgErr error
 }
 
-func (f *fakeStatus) SnapshotVersion() string          { return "v1" }
-func (f *fakeStatus) EnvoyStreams() int64              { return 1 }
-func (f *fakeStatus) LastRejection() string            { return "" }
-func (f *fakeStatus) Gauges() map[string]int64         { return map[string]int64{"extproc_attempt_entries": 3} }
+func (f *fakeStatus) SnapshotVersion() string  { return "v1" }
+func (f *fakeStatus) EnvoyStreams() int64      { return 1 }
+func (f *fakeStatus) LastRejection() string    { return "" }
+func (f *fakeStatus) Gauges() map[string]int64 { return map[string]int64{"extproc_attempt_entries": 3} }
+func (f *fakeStatus) Budgets(*http.Request) (any, error) {
+	return map[string]any{"budgets": []any{}}, nil
+}
 func (f *fakeStatus) ConfigYAML() ([]byte, error)      { return []byte("routing: {}\n"), f.cfgErr }
 func (f *fakeStatus) Policy() any                      { return map[string]string{"version": "p1"} }
 func (f *fakeStatus) ConfigError() (string, time.Time) { return "", time.Time{} }

@@ -121,6 +121,14 @@ func Unavailable(code, format string, args ...any) *Error {
 	return &Error{Status: http.StatusServiceUnavailable, Type: "server_error", Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// TooManyRequests is a 429: a budget (code budget_exceeded) or a rate limit
+// (rate_limit_exceeded) refused the request; retryAfter is in seconds (0:
+// it will not free up by waiting).
+func TooManyRequests(code string, retryAfter int, format string, args ...any) *Error {
+	return &Error{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: code, Message: fmt.Sprintf(format, args...),
+		RetryAfter: retryAfter}
+}
+
 // Truncate bounds client input echoed in an error message.
 func Truncate(s string, n int) string {
 	if len(s) <= n {

@@ -39,6 +39,9 @@ const (
 	// listener then only follows the answer (docs/failover.md). Its value is
 	// the client's request path, which a later attempt rewrites from.
 	Rewritten = "x-stellwerk-rewritten"
+	// BudgetWarning is on an answer whose request met a budget at or over
+	// its warn threshold: the budget's name and how much of it is used.
+	BudgetWarning = "x-stellwerk-budget-warning"
 	// Attempts lists a request's attempts on its response.
 	Attempts = "x-stellwerk-attempts"
 

@@ -18,6 +18,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/health"
+	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/xds"
@@ -25,10 +26,11 @@ import (
 
 // generation is everything built from one config: swapped as a whole.
 type generation struct {
-	cfg   *config.Config
-	cat   *catalog.Catalog
-	state *extproc.State
-	ir    xds.IR
+	cfg    *config.Config
+	cat    *catalog.Catalog
+	state  *extproc.State
+	ir     xds.IR
+	limits *ledger.Limits // budgets and rate limits, for the process's ledger
 }
 
 // build compiles a config into a generation. It does no I/O beyond reading
@@ -43,6 +45,10 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 		return nil, err
 	}
 	keys := auth.New(cfg, env.Getenv)
+	limits, err := ledger.LimitsFromConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	ir, err := xds.FromConfig(cfg, cat)
 	if err != nil {
 		return nil, err
@@ -61,14 +67,19 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	// In an operator's Envoy, an LLM request must have matched stellwerk's
 	// own route (envoy/drop-in.yaml), or it would leave for another backend.
 	st.CheckRoute = cfg.Envoy.Mode == config.ModeClusters
-	return &generation{cfg: cfg, cat: cat, state: st, ir: ir}, nil
+	if ln.led != nil && (len(limits.Budgets()) > 0 || len(limits.RateLimits()) > 0) {
+		st.Ledger = ln.led // requests without a limit to meet skip it
+	}
+	return &generation{cfg: cfg, cat: cat, state: st, ir: ir, limits: limits}, nil
 }
 
-// learned is what stellwerk learns from live traffic: providers' latency
-// and their failures.
+// learned is what stellwerk learns from live traffic and keeps across
+// reloads: providers' latency and their failures, and the spend and
+// request counts its budgets and rate limits hold.
 type learned struct {
 	lat    *observe.Latency
 	health *health.Tracker
+	led    *ledger.Ledger
 }
 
 func healthPolicy(cfg *config.Config) health.Policy {
@@ -151,6 +162,9 @@ func (r *reloader) reload(ctx context.Context) {
 		r.log.Warn("Envoy has not applied the new configuration yet; routing by it anyway",
 			zap.String("snapshot_version", version), zap.Duration("waited", envoyApplyTimeout))
 	}
+	if r.ln.led != nil {
+		r.ln.led.SetLimits(g.limits) // with the state that uses them (a request reserves in one or the other)
+	}
 	r.ep.SetState(g.state)
 	r.cur, r.err = g, ""
 	r.log.Info("config reloaded", zap.Int("models", len(g.cat.Models())), zap.Int("providers", len(g.cat.Providers())),
@@ -164,6 +178,8 @@ func restartOnly(old, cfg *config.Config) error {
 		return fmt.Errorf("server addresses changed: restart stellwerk to apply them")
 	case old.Policy.Dir != cfg.Policy.Dir || *old.Policy.Library != *cfg.Policy.Library:
 		return fmt.Errorf("policy source changed: restart stellwerk to apply it")
+	case !reflect.DeepEqual(old.State, cfg.State):
+		return fmt.Errorf("state (Redis, spend file) changed: restart stellwerk to apply it")
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/health"
+	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/xds"
@@ -78,7 +80,18 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return fmt.Errorf("policy: %w", err)
 	}
 	go pm.Watch(ctx, cfg.Policy.ReloadInterval)
-	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg))}
+	led, err := ledger.Open(ctx, cfg, ledger.Env{Getenv: env.Getenv, ReadFile: os.ReadFile}, nil, log.Named("ledger"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		closeCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+		defer done()
+		if err := led.Close(closeCtx); err != nil {
+			log.Warn("saving budget spend on shutdown failed", zap.Error(err))
+		}
+	}()
+	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led}
 	g, err := build(cfg, env, pm, ln, log)
 	if err != nil {
 		return err
@@ -114,7 +127,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	extprocv3.RegisterExternalProcessorServer(gs, ep)
 	pub.Register(gs)
 
-	st := &status{pub: pub, rl: rl, pm: pm, log: log.Named("admin")}
+	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin")}
 	st.Tokens() // warns now about tokens that cannot be loaded
 	hs := &http.Server{Handler: admin.Handler(st, st.log), ReadHeaderTimeout: 5 * time.Second}
 
@@ -160,6 +173,7 @@ type status struct {
 	pub    *xds.Publisher
 	rl     *reloader
 	pm     *policy.Manager
+	led    *ledger.Ledger
 	log    *zap.Logger
 	tokens atomic.Pointer[adminTokens]
 }
@@ -178,8 +192,60 @@ func (s *status) Providers() any {
 }
 
 func (s *status) SnapshotVersion() string { return s.pub.Version() }
-func (s *status) EnvoyStreams() int64     { return s.pub.Streams() }
-func (s *status) LastRejection() string   { return s.pub.LastRejection() }
+
+// Budgets reports the budgets and rate limits one subject meets, as they
+// stand; GET /admin/budgets?workspace=…&team=…&user=…&key=….
+func (s *status) Budgets(r *http.Request) (any, error) {
+	q := r.URL.Query()
+	sub := ledger.Subject{Key: q.Get("key"), User: q.Get("user"), Team: q.Get("team"), Workspace: q.Get("workspace")}
+	st, err := s.led.Peek(r.Context(), &ledger.Request{Subject: sub, Model: q.Get("model")})
+	if err != nil {
+		return nil, err
+	}
+	type budget struct {
+		Name        string     `json:"name"`
+		Scope       string     `json:"scope"`
+		Subject     string     `json:"subject,omitempty"`
+		Period      string     `json:"period"`
+		LimitEUR    float64    `json:"limit_eur"`
+		UsedEUR     float64    `json:"used_eur"`
+		ReservedEUR float64    `json:"reserved_eur"`
+		Ratio       float64    `json:"ratio"`
+		Warn        bool       `json:"warn"`
+		Exceeded    bool       `json:"exceeded"`
+		Resets      *time.Time `json:"resets_at,omitempty"`
+	}
+	type rate struct {
+		Name      string    `json:"name"`
+		Limit     int64     `json:"limit"`
+		Remaining int64     `json:"remaining"`
+		Resets    time.Time `json:"resets_at"`
+	}
+	out := struct {
+		Subject  ledger.Subject `json:"subject"`
+		Budgets  []budget       `json:"budgets"`
+		Requests *rate          `json:"requests,omitempty"`
+		Tokens   *rate          `json:"tokens,omitempty"`
+	}{Subject: sub, Budgets: []budget{}}
+	for _, b := range st.Budgets {
+		e := budget{Name: b.Name, Scope: b.Scope.String(), Subject: b.Subject, Period: b.Period.String(), LimitEUR: b.Limit.EUR(),
+			UsedEUR: b.Used.EUR(), ReservedEUR: b.Reserved.EUR(), Ratio: b.Ratio, Warn: b.Warn, Exceeded: b.Exceeded}
+		if !b.Reset.IsZero() {
+			t := b.Reset.UTC()
+			e.Resets = &t
+		}
+		out.Budgets = append(out.Budgets, e)
+	}
+	if rs := st.Requests; rs.Limit > 0 {
+		out.Requests = &rate{Name: rs.Name, Limit: rs.Limit, Remaining: rs.Remaining, Resets: rs.Reset.UTC()}
+	}
+	if rs := st.Tokens; rs.Limit > 0 {
+		out.Tokens = &rate{Name: rs.Name, Limit: rs.Limit, Remaining: rs.Remaining, Resets: rs.Reset.UTC()}
+	}
+	return out, nil
+}
+func (s *status) EnvoyStreams() int64   { return s.pub.Streams() }
+func (s *status) LastRejection() string { return s.pub.LastRejection() }
 func (s *status) ConfigYAML() ([]byte, error) {
 	g, _, _ := s.rl.current()
 	return g.cfg.YAML()

@@ -1,0 +1,215 @@
+package e2e
+
+import (
+	"encoding/json"
+	"io"
+	"math"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
+)
+
+// budgetStack: one provider whose model costs nothing per input token and
+// 100,000 EUR per million output tokens, so a request capped at
+// max_tokens 10 reserves exactly 1 EUR. Two keys: "team-a" (workspace
+// "default", team "a") under a 7.5 EUR daily workspace budget, and
+// "limited" under a 100-requests-per-minute limit.
+func budgetStack(t *testing.T) *harness.Stack {
+	return harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "p", Key: "sk-p"}},
+		Models: []config.Model{{ID: "m1", Provider: "p", ProviderModel: "m1-upstream", ContextWindow: 8000,
+			Price: config.Price{InputPerMTok: 0, OutputPerMTok: 100000}}},
+		Mutate: func(c *config.Config) {
+			c.Currency.USDToEUR = 1 // list prices are in USD: one to one keeps the arithmetic exact
+			c.Auth.Mode = "keys"
+			c.Workspaces = []config.Workspace{{Name: "default", Teams: []config.Team{{Name: "a"}}}, {Name: "limited"}}
+			c.Keys = []config.Key{
+				{ID: "team-a", SHA256: auth.Hash("sk-team-a"), Workspace: "default", Team: "a"},
+				{ID: "limited", SHA256: auth.Hash("sk-limited"), Workspace: "limited"},
+			}
+			c.Budgets.Limits = []config.BudgetRule{{Name: "default-daily", Scope: "workspace", Subject: "default", AmountEUR: 7.5, Period: "day"}}
+			c.RateLimits = []config.RateLimitRule{{Name: "limited-rpm", Scope: "workspace", Subject: "limited", RequestsPerMinute: 100}}
+		},
+	})
+}
+
+// fire sends n chat requests with key at once and returns each status and
+// body.
+func fire(t *testing.T, s *harness.Stack, key string, n int) (codes []int, bodies [][]byte, hdrs []http.Header) {
+	t.Helper()
+	codes, bodies, hdrs = make([]int, n), make([][]byte, n), make([]http.Header, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions",
+				strings.NewReader(`{"model":"auto","max_tokens":10,"messages":[{"role":"user","content":"hello there"}]}`))
+			req.Header.Set("Authorization", "Bearer "+key)
+			req.Header.Set("Content-Type", "application/json")
+			<-start
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			defer resp.Body.Close()
+			bodies[i], _ = io.ReadAll(resp.Body)
+			codes[i], hdrs[i] = resp.StatusCode, resp.Header
+		}(i)
+	}
+	close(start)
+	wg.Wait()
+	return codes, bodies, hdrs
+}
+
+// TestBudgetExactUnderConcurrency (issue 13): 200 requests at once against
+// a budget that holds exactly 7 of their worst cases: exactly 7 are sent,
+// 193 get 429 budget_exceeded with Retry-After, and what the budget then
+// shows as used is what the provider reported, at the catalog's prices.
+func TestBudgetExactUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	s := budgetStack(t)
+	p := s.Providers["p"]
+	// Every admitted request is still in flight when the last one arrives.
+	p.SetBehavior(mockllm.Behavior{FirstByteDelay: 1500 * time.Millisecond})
+	codes, bodies, hdrs := fire(t, s, "sk-team-a", 200)
+	ok, refused := 0, 0
+	var spent float64
+	for i, c := range codes {
+		switch c {
+		case 200:
+			ok++
+			var r struct {
+				Usage struct {
+					CompletionTokens int `json:"completion_tokens"`
+				} `json:"usage"`
+				Routing struct {
+					Cost struct {
+						EUR float64 `json:"eur"`
+					} `json:"cost"`
+				} `json:"routing"`
+			}
+			mustJSON(t, bodies[i], &r)
+			want := float64(r.Usage.CompletionTokens) * 100000 / 1e6
+			if math.Abs(r.Routing.Cost.EUR-want) > 1e-9 {
+				t.Errorf("routing cost %v EUR, want %v for %d output tokens", r.Routing.Cost.EUR, want, r.Usage.CompletionTokens)
+			}
+			spent += want
+		case 429:
+			refused++
+			e := decodeError(t, bodies[i]).Error
+			ra, err := strconv.Atoi(hdrs[i].Get("Retry-After"))
+			if e.Code != "budget_exceeded" || err != nil || ra < 1 || ra > 86400 || !strings.Contains(e.Message, "default-daily") {
+				t.Errorf("429 %s (Retry-After %q)", bodies[i], hdrs[i].Get("Retry-After"))
+			}
+		default:
+			t.Errorf("status %d: %s", c, bodies[i])
+		}
+	}
+	if ok != 7 || refused != 193 || len(p.Requests()) != 7 {
+		t.Fatalf("%d answered, %d refused, provider got %d requests; want 7, 193, 7", ok, refused, len(p.Requests()))
+	}
+	b := adminJSON(t, s, "/admin/budgets?workspace=default&team=a")
+	budgets, _ := b["budgets"].([]any)
+	if len(budgets) != 1 {
+		t.Fatalf("budgets %v", b)
+	}
+	got := budgets[0].(map[string]any)
+	if math.Abs(got["used_eur"].(float64)-spent) > 1e-6 || got["reserved_eur"].(float64) != 0 {
+		t.Errorf("budget shows used %v EUR, reserved %v; the provider's usage costs %v EUR", got["used_eur"], got["reserved_eur"], spent)
+	}
+	t.Logf("7 of 200 admitted; spent %.6f EUR of 7.5", spent)
+}
+
+// TestRateLimitExact (issue 13): a 100-requests-per-minute limit under 300
+// concurrent requests admits exactly 100, and the official Python SDK sees
+// the refusal as RateLimitError with Retry-After and OpenAI's
+// x-ratelimit-* headers.
+func TestRateLimitExact(t *testing.T) {
+	t.Parallel()
+	s := budgetStack(t)
+	// A fixed window: start well inside one minute.
+	if rest := time.Minute - time.Duration(time.Now().Second())*time.Second; rest < 20*time.Second {
+		time.Sleep(rest + time.Second)
+	}
+	codes, bodies, hdrs := fire(t, s, "sk-limited", 300)
+	ok := 0
+	for i, c := range codes {
+		switch c {
+		case 200:
+			ok++
+		case 429:
+			if e := decodeError(t, bodies[i]).Error; e.Code != "rate_limit_exceeded" || hdrs[i].Get("Retry-After") == "" ||
+				hdrs[i].Get("x-ratelimit-remaining-requests") != "0" || hdrs[i].Get("x-ratelimit-limit-requests") != "100" {
+				t.Errorf("429 %s %v", bodies[i], hdrs[i])
+			}
+		default:
+			t.Errorf("status %d: %s", c, bodies[i])
+		}
+	}
+	if ok != 100 {
+		t.Fatalf("%d of 300 admitted under a 100/min limit", ok)
+	}
+
+	py := harness.RequirePython(t)
+	out, err := exec.Command(py, filepath.Join(harness.Root(), "e2e", "clients", "python", "limits.py"), s.URL, "sk-limited", "1").Output()
+	if err != nil {
+		t.Fatalf("python: %v\n%s", err, out)
+	}
+	var seen []struct {
+		Status     int               `json:"status"`
+		Class      string            `json:"class"`
+		Code       string            `json:"code"`
+		RetryAfter string            `json:"retry_after"`
+		Headers    map[string]string `json:"headers"`
+	}
+	if err := json.Unmarshal(out, &seen); err != nil || len(seen) != 1 {
+		t.Fatalf("python output %s: %v", out, err)
+	}
+	r := seen[0]
+	if r.Status != 429 || r.Class != "RateLimitError" || r.Code != "rate_limit_exceeded" || r.RetryAfter == "" ||
+		r.Headers["x-ratelimit-limit-requests"] != "100" || r.Headers["x-ratelimit-remaining-requests"] != "0" ||
+		r.Headers["x-ratelimit-reset-requests"] == "" {
+		t.Errorf("the SDK saw %+v", r)
+	}
+}
+
+// TestRateLimitHeadersOnAnswers: every answer under a limit carries
+// OpenAI's x-ratelimit-* headers, counting down, as the SDK reads them.
+func TestRateLimitHeadersOnAnswers(t *testing.T) {
+	t.Parallel()
+	s := budgetStack(t)
+	if rest := time.Minute - time.Duration(time.Now().Second())*time.Second; rest < 10*time.Second {
+		time.Sleep(rest + time.Second)
+	}
+	py := harness.RequirePython(t)
+	out, err := exec.Command(py, filepath.Join(harness.Root(), "e2e", "clients", "python", "limits.py"), s.URL, "sk-limited", "2").Output()
+	if err != nil {
+		t.Fatalf("python: %v\n%s", err, out)
+	}
+	var seen []struct {
+		Status  int               `json:"status"`
+		Headers map[string]string `json:"headers"`
+	}
+	if err := json.Unmarshal(out, &seen); err != nil || len(seen) != 2 {
+		t.Fatalf("python output %s: %v", out, err)
+	}
+	for i, r := range seen {
+		if r.Status != 200 || r.Headers["x-ratelimit-limit-requests"] != "100" ||
+			r.Headers["x-ratelimit-remaining-requests"] != strconv.Itoa(99-i) || r.Headers["x-ratelimit-reset-requests"] == "" {
+			t.Errorf("answer %d: %+v", i, r)
+		}
+	}
+}

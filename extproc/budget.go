@@ -1,0 +1,192 @@
+package extproc
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/meter"
+)
+
+// defaultOutputBound is the output a reservation assumes for a model whose
+// catalog entry names no output limit, when the request sets no max_tokens.
+const defaultOutputBound = 4096
+
+// outputBound is the most a request can make the model write.
+func outputBound(m *catalog.Model, maxTokens int) int {
+	switch {
+	case maxTokens > 0 && (m.MaxOutputTokens == 0 || maxTokens < m.MaxOutputTokens):
+		return maxTokens
+	case m.MaxOutputTokens > 0:
+		return m.MaxOutputTokens
+	}
+	return defaultOutputBound
+}
+
+// reserve holds the request's worst case against every budget and rate
+// limit it meets, before it leaves: all of them or none. The worst case is
+// the dearest model the request may end up on (its plan, with failover), so
+// a failover never spends more than was held. It answers the request
+// itself when a limit refuses it (429) or the state store cannot say (503,
+// unless the failure mode lets it through).
+func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, maxTokens int) *extprocv3.ProcessingResponse {
+	in := p.class.InputTokens
+	var worst ledger.MicroEUR
+	var tokens int64
+	for _, m := range plan {
+		out := outputBound(m, maxTokens)
+		worst = max(worst, ledger.CeilEUR(m.CostEUR(in, out)))
+		tokens = max(tokens, int64(in+out))
+	}
+	pr := p.principal
+	r, err := led.Reserve(p.ctx, &ledger.Request{ID: p.id, Model: plan[0].ID, Cost: worst, Tokens: tokens,
+		Subject: ledger.Subject{Key: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace}})
+	if err != nil {
+		if errors.Is(err, ledger.ErrUnavailable) {
+			p.log.Error("budgets and rate limits cannot be checked; request refused", zap.String("decision_id", p.id), zap.Error(err))
+			return p.immediate(apierr.Unavailable("budget_store_unavailable",
+				"budgets and rate limits cannot be checked right now (their state store is unreachable); the request was not sent"))
+		}
+		p.log.Error("reservation failed", zap.String("decision_id", p.id), zap.Error(err))
+		return p.immediate(apierr.Internal())
+	}
+	p.reservation, p.reservedEUR = r, worst
+	if r.Allowed {
+		if r.Unenforced {
+			p.log.Warn("state store unreachable: request admitted without budget or rate-limit checks (failure mode open)",
+				zap.String("decision_id", p.id))
+		}
+		return nil
+	}
+	p.reservation = nil // nothing is held
+	f := r.Refusal
+	retry := int((f.RetryAfter + time.Second - 1) / time.Second)
+	var e *apierr.Error
+	switch f.Kind {
+	case ledger.RefusedBudget:
+		when := "it does not reset"
+		if !f.Reset.IsZero() {
+			when = "it resets at " + f.Reset.UTC().Format(time.RFC3339)
+		}
+		e = apierr.TooManyRequests("budget_exceeded", retry, "the %s budget %q (%s) is used up; %s",
+			f.Scope, f.Name, ledger.MicroEUR(f.Limit).String(), when)
+	default:
+		e = apierr.TooManyRequests("rate_limit_exceeded", retry, "rate limit %q reached: %d %s per %s for this %s",
+			f.Name, f.Limit, f.Kind, windowOf(f), f.Scope)
+	}
+	p.log.Info("refused by a limit", zap.String("decision_id", p.id), zap.String("limit", f.Name), zap.Stringer("kind", f.Kind),
+		zap.String("workspace", pr.Workspace))
+	resp := p.immediate(e)
+	if ir := resp.GetImmediateResponse(); ir != nil {
+		ir.Headers.SetHeaders = append(ir.Headers.SetHeaders, rateHeaders(&r.State, time.Now())...)
+	}
+	return resp
+}
+
+// windowOf names a rate limit's window for an error message.
+func windowOf(f *ledger.Refusal) string {
+	if !f.Reset.IsZero() && time.Until(f.Reset) > time.Hour {
+		return "day"
+	}
+	return "minute"
+}
+
+// rateHeaders are OpenAI's x-ratelimit-* headers for the tightest request
+// and token limits a request met, and the budget warning.
+func rateHeaders(st *ledger.State, now time.Time) []*corev3.HeaderValueOption {
+	var hs []*corev3.HeaderValueOption
+	for _, rl := range [...]struct {
+		kind string
+		s    ledger.RateState
+	}{{"requests", st.Requests}, {"tokens", st.Tokens}} {
+		if rl.s.Limit <= 0 {
+			continue
+		}
+		hs = append(hs,
+			setHeader("x-ratelimit-limit-"+rl.kind, strconv.FormatInt(rl.s.Limit, 10)),
+			setHeader("x-ratelimit-remaining-"+rl.kind, strconv.FormatInt(max(rl.s.Remaining, 0), 10)),
+			setHeader("x-ratelimit-reset-"+rl.kind, resetIn(rl.s.Reset, now)))
+	}
+	if st.Warning {
+		for _, b := range st.Budgets {
+			if b.Warn {
+				hs = append(hs, setHeader(header.BudgetWarning, b.Name+"; used="+strconv.FormatFloat(b.Ratio, 'f', 2, 64)))
+				break
+			}
+		}
+	}
+	return hs
+}
+
+// resetIn is the time until reset the way OpenAI writes it ("1s", "6m0s").
+func resetIn(t time.Time, now time.Time) string {
+	d := max(t.Sub(now), 0).Round(time.Second)
+	if d < time.Second && !t.IsZero() {
+		d = time.Second
+	}
+	return d.String()
+}
+
+// settle charges what the served model used (an estimate when the provider
+// said nothing) and frees the rest of the reservation; once per request.
+func (p *edge) settle(c meter.Charge) {
+	r := p.reservation
+	if r == nil {
+		return
+	}
+	p.reservation = nil
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), settleTimeout)
+	defer cancel()
+	u := ledger.Usage{Cost: ledger.FromEUR(c.EUR), Tokens: int64(c.Usage.PromptTokens + c.Usage.CompletionTokens)}
+	if _, err := p.state.Ledger.Settle(ctx, r, u); err != nil {
+		// The lease charges the reserved amount when it expires: spend is
+		// never under-counted, and may be over-counted by this request.
+		p.log.Warn("settling the request's spend failed; its reservation will be charged when its lease expires",
+			zap.String("decision_id", p.id), zap.Error(err))
+	}
+}
+
+// settleTimeout bounds settling: it runs whether or not the client is
+// still there (its stream's context may be gone).
+const settleTimeout = 2 * time.Second
+
+// endReservation settles a reservation the answer left open when the
+// request's stream ends: an answer that started (2xx) but whose usage
+// stellwerk never read is charged at the reserved worst case, never zero;
+// otherwise no provider answered and nothing is charged.
+func (p *edge) endReservation() {
+	if p.reservation == nil {
+		return
+	}
+	if len(p.respStatus) == 3 && p.respStatus[0] == '2' {
+		p.log.Warn("answer's usage unknown; charged at the reserved worst case", zap.String("decision_id", p.id))
+		p.settle(meter.Charge{EUR: p.reservedEUR.EUR(), Usage: meter.Usage{PromptTokens: p.class.InputTokens, Estimated: true}})
+		return
+	}
+	p.release()
+}
+
+// release frees a reservation nothing was charged against: the request
+// never got an answer from a provider, or only an error.
+func (p *edge) release() {
+	r := p.reservation
+	if r == nil {
+		return
+	}
+	p.reservation = nil
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), settleTimeout)
+	defer cancel()
+	if err := p.state.Ledger.Release(ctx, r); err != nil {
+		p.log.Warn("releasing the request's reservation failed; it will be charged when its lease expires",
+			zap.String("decision_id", p.id), zap.Error(err))
+	}
+}
