@@ -41,6 +41,8 @@ type Config struct {
 	Policy     Policy      `yaml:"policy"`
 	Currency   Currency    `yaml:"currency"`
 	Failover   Failover    `yaml:"failover"`
+	// State is where keys (and later spend, audit, route versions) live.
+	State State `yaml:"state,omitempty"`
 }
 
 // Failover is how a request moves on when its provider fails before the
@@ -420,6 +422,7 @@ func decode(r io.Reader, base string) (*Config, error) {
 	if err := c.include(base); err != nil {
 		return nil, err
 	}
+	c.resolveState(base)
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -494,6 +497,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Policy.ReloadInterval == 0 {
 		c.Policy.ReloadInterval = 2 * time.Second
+	}
+	if c.State.RefreshInterval == 0 {
+		c.State.RefreshInterval = DefaultRefreshInterval
 	}
 	if !slices.ContainsFunc(c.Workspaces, func(w Workspace) bool { return w.Name == "default" }) {
 		c.Workspaces = append(c.Workspaces, Workspace{Name: "default"})
@@ -702,6 +708,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateAccess(models)...)
 	errs = append(errs, c.validateAdmin()...)
+	errs = append(errs, c.validateState()...)
 	if c.Routing.BaselineModel != "" && !models[c.Routing.BaselineModel] {
 		bad("routing.baseline_model", "unknown model %q", c.Routing.BaselineModel)
 	}
