@@ -106,7 +106,7 @@ func TestCreateShowList(t *testing.T) {
 		exp := time.Now().Add(48 * time.Hour).UTC().Truncate(time.Millisecond)
 		spec := Spec{ID: "support-bot", Workspace: "support", Team: "tier1", User: "ana@example.com",
 			Models: []string{"gpt-4o-mini", "provider:mistral"}, Routes: []string{"support"}, ExpiresAt: exp,
-			Limits: config.Limits{Budgets: []config.Budget{{AmountEUR: 50, Period: "month"}}, RateLimit: config.RateLimit{RequestsPerMinute: 60}},
+			Limits:   config.Limits{Budgets: []config.Budget{{AmountEUR: 50, Period: "month"}}, RateLimit: config.RateLimit{RequestsPerMinute: 60}},
 			Metadata: map[string]string{"ticket": "OPS-1"}}
 		k, secret, err := s.Create(ctx, spec, "admin:root")
 		if err != nil {
