@@ -21,6 +21,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/health"
+	"github.com/stellwerk/stellwerk/internal/keys"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/xds"
@@ -79,7 +80,21 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	}
 	go pm.Watch(ctx, cfg.Policy.ReloadInterval)
 	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg))}
-	g, err := build(cfg, env, pm, ln, log)
+	ks, db, err := keys.OpenConfigured(ctx, cfg.State, env.Getenv)
+	if err != nil {
+		return fmt.Errorf("key store: %w", err)
+	}
+	defer func() {
+		cancel() // stop the table's refresh before its database closes
+		db.Close()
+	}()
+	table := keys.NewTable(ks, log.Named("keys"))
+	if err := table.Refresh(ctx); err != nil {
+		return fmt.Errorf("key store: %w", err)
+	}
+	go table.Run(ctx, cfg.State.RefreshInterval)
+	log.Info("key store open", zap.String("backend", string(db.Dialect)), zap.Int("keys", table.Len()))
+	g, err := build(cfg, env, pm, ln, table, log)
 	if err != nil {
 		return err
 	}
@@ -91,7 +106,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return fmt.Errorf("xds: %w", err)
 	}
 	ep := extproc.New(g.state, log)
-	rl := &reloader{o: o, env: env, ps: pm, ln: ln, log: log.Named("config"), pub: pub, ep: ep, cur: g}
+	rl := &reloader{o: o, env: env, ps: pm, ln: ln, keys: table, log: log.Named("config"), pub: pub, ep: ep, cur: g}
 	rl.seen = rl.fingerprint(cfg)
 	go rl.watch(ctx, configReloadInterval)
 	cat := g.cat
@@ -114,7 +129,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	extprocv3.RegisterExternalProcessorServer(gs, ep)
 	pub.Register(gs)
 
-	st := &status{pub: pub, rl: rl, pm: pm, log: log.Named("admin")}
+	st := &status{pub: pub, rl: rl, pm: pm, log: log.Named("admin"), keys: ks, table: table}
 	st.Tokens() // warns now about tokens that cannot be loaded
 	hs := &http.Server{Handler: admin.Handler(st, st.log), ReadHeaderTimeout: 5 * time.Second}
 
@@ -162,6 +177,16 @@ type status struct {
 	pm     *policy.Manager
 	log    *zap.Logger
 	tokens atomic.Pointer[adminTokens]
+	keys   *keys.Store
+	table  *keys.Table
+}
+
+func (s *status) Keys() *keys.Store { return s.keys }
+
+// Config is the config in force.
+func (s *status) Config() *config.Config {
+	g, _, _ := s.rl.current()
+	return g.cfg
 }
 
 func (s *status) Policy() any { return s.pm.Status() }
