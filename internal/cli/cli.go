@@ -35,6 +35,9 @@ Usage:
   stellwerk explain [--json] FILE      print the full decision for a request without sending it
   stellwerk policy test [DIR]          run the Rego policy tests (shipped library + DIR)
   stellwerk keys hash [KEY]            print the sha256 of a virtual key for the config
+  stellwerk keys create|list|show|rotate|revoke …   manage the key store's virtual keys (docs/keys.md)
+  stellwerk keys provider set|list|delete …         a workspace's own provider keys (encrypted)
+  stellwerk keys rotate-master         re-encrypt provider keys under the first master key
   stellwerk version                    print the version
 
 Run "stellwerk <command> -h" for the flags of a command.
@@ -67,7 +70,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return runPolicyTest(ctx, args[2:], stdout, stderr)
 	case "keys":
-		return runKeys(args[1:], stdin, stdout, stderr)
+		return runKeys(ctx, args[1:], stdin, stdout, stderr)
 	case "evals":
 		return runEvalsImport(args[1:], stdout, stderr)
 	case "config":
