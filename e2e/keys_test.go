@@ -118,6 +118,10 @@ func TestKeyStoreLifecycle(t *testing.T) {
 	}
 	var list struct{ Data []json.RawMessage }
 	mustJSON(t, b, &list)
+	ks, _ := adminJSON(t, s, "/status")["key_store"].(map[string]any)
+	if ks["backend"] != "sqlite" || ks["reachable"] != true || ks["keys"] != float64(1) {
+		t.Errorf("/status key_store: %v", ks)
+	}
 
 	for path, mode := range map[string]os.FileMode{filepath.Join(s.Dir, "state"): 0o700, filepath.Join(s.Dir, "state", "stellwerk.db"): 0o600} {
 		if st, err := os.Stat(path); err != nil || st.Mode().Perm() != mode {

@@ -90,6 +90,9 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 			"last_rejection":   s.LastRejection(),
 			"providers":        s.Providers(),
 		}
+		if ks, ok := s.(interface{ KeyStoreStatus() any }); ok {
+			out["key_store"] = ks.KeyStoreStatus()
+		}
 		if cerr != "" {
 			out["config_error"] = cerr
 			out["config_error_at"] = cat

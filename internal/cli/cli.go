@@ -107,6 +107,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&o.GRPC, "grpc", "", "ext_proc + xDS gRPC address, overrides server.grpc")
 	fs.StringVar(&o.Admin, "admin", "", "admin HTTP address, overrides server.admin")
 	fs.StringVar(&o.Listen, "listen", "", "address Envoy listens on for clients, overrides envoy.listener")
+	fs.StringVar(&o.StateDir, "state-dir", "", "directory of the embedded key store, overrides state.dir")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "json", "json or console")
 	if err := fs.Parse(args); err != nil {

@@ -31,8 +31,8 @@ const keysUsage = `usage:
   stellwerk keys provider list [--workspace W]
   stellwerk keys provider delete WORKSPACE PROVIDER
   stellwerk keys rotate-master                    re-encrypt provider keys under the first state.master_keys entry
-Every verb but hash takes --config FILE (env STELLWERK_CONFIG) and --json, and works on the
-store the config names (state.dir or state.postgres), beside running servers.
+Every verb but hash takes --config FILE (env STELLWERK_CONFIG), --state-dir DIR and --json, and
+works on the store the config names (state.dir or state.postgres), beside running servers.
 `
 
 // runKeys is `stellwerk keys …`.
@@ -56,6 +56,7 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", defaultConfigPath(), "config file (env STELLWERK_CONFIG)")
 	asJSON := fs.Bool("json", false, "print JSON")
+	stateDir := fs.String("state-dir", "", "directory of the embedded key store, overrides state.dir (as for serve)")
 	var spec keys.Spec
 	var expiresIn, expiresAt, models, routes string
 	var budgets, meta multiFlag
@@ -145,6 +146,9 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		return err
+	}
+	if *stateDir != "" {
+		cfg.State.Dir = *stateDir
 	}
 	if verb == "create" {
 		if err := spec.CheckConfig(cfg); err != nil {

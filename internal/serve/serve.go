@@ -34,6 +34,7 @@ type Options struct {
 	GRPC       string // ext_proc + ADS
 	Admin      string
 	Listen     string // Envoy's client listener
+	StateDir   string // state.dir (the embedded key store)
 	Env        catalog.Env
 	// Ready, if set, is called once every listener is bound and the first
 	// snapshot is published.
@@ -54,6 +55,9 @@ func Load(o Options) (*config.Config, error) {
 	}
 	if o.Listen != "" {
 		cfg.Envoy.Listener = o.Listen
+	}
+	if o.StateDir != "" {
+		cfg.State.Dir = o.StateDir
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -182,6 +186,14 @@ type status struct {
 }
 
 func (s *status) Keys() *keys.Store { return s.keys }
+
+// KeyStoreStatus is the key store's part of /status: whether the last
+// refresh reached it, and what the table holds.
+func (s *status) KeyStoreStatus() any {
+	ok, last := s.table.Healthy()
+	return map[string]any{"backend": s.keys.DB().Dialect, "reachable": ok, "last_refresh": last.UTC(),
+		"keys": s.table.Len(), "generation": s.table.Generation()}
+}
 
 // Config is the config in force.
 func (s *status) Config() *config.Config {
