@@ -18,6 +18,8 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/keys"
+	"github.com/stellwerk/stellwerk/internal/store"
 	"github.com/stellwerk/stellwerk/internal/serve"
 	"github.com/stellwerk/stellwerk/internal/version"
 )
@@ -155,6 +157,15 @@ func runConfigCheck(args []string, stdout io.Writer) error {
 	}
 	for _, m := range admin.NewTokens(cfg.Admin.Tokens, catalog.OSEnv.Getenv).Missing() {
 		fmt.Fprintf(stdout, "warning: admin token %s is not set\n", m)
+	}
+	// The key store's secrets (the database itself is not opened here).
+	if _, err := keys.LoadKeyring(cfg.State.MasterKeys, catalog.OSEnv.Getenv); err != nil {
+		fmt.Fprintf(stdout, "warning: %v (stellwerk will not start)\n", err)
+	}
+	if cfg.State.HashKey.IsSet() {
+		if _, err := keys.LoadHasher(config.State{HashKey: cfg.State.HashKey}, store.Postgres, catalog.OSEnv.Getenv); err != nil {
+			fmt.Fprintf(stdout, "warning: %v (stellwerk will not start)\n", err)
+		}
 	}
 	if len(cfg.Admin.Tokens) == 0 {
 		fmt.Fprintf(stdout, "note: no admin.tokens: the admin API answers only /healthz and /readyz\n")
