@@ -37,6 +37,7 @@ func skipOrFail(t testing.TB, format string, args ...any) {
 // Postgres is a running PostgreSQL server of the test's own.
 type Postgres struct {
 	Port    int
+	root    string // temporary directory holding dir
 	dir     string // data directory
 	sock    string // Unix socket directory
 	bin     string
@@ -159,7 +160,7 @@ func (p *Postgres) Start() error {
 // Destroy stops the server and removes its files.
 func (p *Postgres) Destroy() {
 	p.Stop()
-	_ = os.RemoveAll(p.dir)
+	_ = os.RemoveAll(p.root)
 	_ = os.RemoveAll(p.sock)
 }
 
@@ -229,9 +230,10 @@ func startPostgres() (*Postgres, error) {
 		gid, _ = strconv.Atoi(u.Gid)
 		p.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
-	if p.dir, err = os.MkdirTemp("", "stellwerk-pg-"); err != nil {
+	if p.root, err = os.MkdirTemp("", "stellwerk-pg-"); err != nil {
 		return nil, err
 	}
+	p.dir = p.root
 	// A short socket directory: sun_path holds about 100 bytes.
 	if p.sock, err = os.MkdirTemp("", "swpg-"); err != nil {
 		return nil, err
@@ -251,7 +253,7 @@ func startPostgres() (*Postgres, error) {
 	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", pgSuper, "--auth=trust", "--encoding=UTF8",
 		"--locale=C", "--no-sync")
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
-	initdb.Dir = p.dir // the postgres user may not read the test's working directory
+	initdb.Dir = p.root // the postgres user may not read the test's working directory
 	if out, err := initdb.CombinedOutput(); err != nil {
 		p.Destroy()
 		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
