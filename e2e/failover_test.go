@@ -6,14 +6,18 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/mockllm"
 )
 
@@ -67,6 +71,7 @@ type failoverResult struct {
 		Attempts []struct {
 			Provider, Model, Outcome, Reason string
 			Status                           int
+			LatencyMS                        float64 `json:"latency_ms"`
 		} `json:"attempts"`
 	} `json:"routing"`
 	Error *struct {
@@ -170,6 +175,36 @@ func TestFailover(t *testing.T) {
 		}
 		if want := float64(in)*1/1e6 + float64(out)*5/1e6; math.Abs(ro.Cost.Amount-want) > 1e-9 {
 			t.Errorf("cost %v, want %v at claude-haiku's prices", ro.Cost.Amount, want)
+		}
+	})
+
+	t.Run("the edge rewrites the first attempt: its egress listener only watches the answer", func(t *testing.T) {
+		resetAll(s)
+		before := envoyCounters(t, s, "http.stellwerk_egress_primary.ext_proc.")
+		r := viaPython(t, s, "plain", "")
+		if r.Error != nil || r.Provider != "primary" || r.Attempts != "" {
+			t.Fatalf("SDK saw %+v", r)
+		}
+		after := envoyCounters(t, s, "http.stellwerk_egress_primary.ext_proc.")
+		// The first attempt's listener sends the rewriting filter nothing,
+		// and the watching one the response headers, without waiting for
+		// an answer (none comes): no round trip, where an attempt
+		// rewritten there takes three.
+		delta := func(k string) int { return after[k] - before[k] }
+		if delta("stream_msgs_sent") != 0 || delta("observe.stream_msgs_sent") != 1 || delta("observe.stream_msgs_received") != 0 {
+			t.Errorf("egress ext_proc messages: rewriting filter %d sent, watching filter %d sent / %d answered; want 0, 1, 0",
+				delta("stream_msgs_sent"), delta("observe.stream_msgs_sent"), delta("observe.stream_msgs_received"))
+		}
+		pr := primary.Requests()[0]
+		if pr.Header.Get("Authorization") != "Bearer sk-primary" || !strings.HasSuffix(pr.Path, "/chat/completions") ||
+			!strings.Contains(string(pr.Body), `"model":"primary-upstream"`) || pr.Header.Get(header.Rewritten) != "" ||
+			pr.Header.Get(header.Plan) != "" {
+			t.Errorf("request as the provider got it: %s %v %s", pr.Path, pr.Header, pr.Body)
+		}
+		ro := r.Routing
+		if ro == nil || len(ro.Attempts) != 1 || ro.Attempts[0].Outcome != "served" || ro.Attempts[0].Status != 200 ||
+			ro.Attempts[0].LatencyMS <= 0 {
+			t.Fatalf("routing object %+v", ro)
 		}
 	})
 
@@ -304,4 +339,23 @@ func TestCooldown(t *testing.T) {
 	if resp.StatusCode != 503 || len(claude.Requests()) != 1 {
 		t.Errorf("pinned model in cooldown: status %d, %d requests: %s", resp.StatusCode, len(claude.Requests()), b)
 	}
+}
+
+// envoyCounters reads Envoy's counters under prefix, by their name after it.
+func envoyCounters(t *testing.T, s *harness.Stack, prefix string) map[string]int {
+	t.Helper()
+	resp, err := http.Get(s.EnvoyAdmin + "/stats?filter=" + url.QueryEscape("^"+regexp.QuoteMeta(prefix)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	out := map[string]int{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if n, err := strconv.Atoi(v); ok && err == nil && strings.HasPrefix(k, prefix) {
+			out[strings.TrimPrefix(k, prefix)] = n
+		}
+	}
+	return out
 }

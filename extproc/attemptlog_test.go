@@ -7,14 +7,17 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/header"
@@ -84,6 +87,20 @@ func openStream(s *Server, egress string) *procStream {
 	ctx, cancel := context.WithCancel(ctx)
 	f := &procStream{ctx: ctx, cancel: cancel, in: make(chan *extprocv3.ProcessingRequest),
 		out: make(chan *extprocv3.ProcessingResponse), done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		_ = s.Process(f)
+	}()
+	return f
+}
+
+// watchStream starts the first attempt's watching egress stream
+// (observability mode) of provider.
+func watchStream(s *Server, provider string) *procStream {
+	ctx, cancel := context.WithCancel(metadata.NewIncomingContext(context.Background(),
+		metadata.Pairs(header.Egress, provider, header.Observe, "1")))
+	f := &procStream{ctx: ctx, cancel: cancel, in: make(chan *extprocv3.ProcessingRequest),
+		out: make(chan *extprocv3.ProcessingResponse, 1), done: make(chan struct{})}
 	go func() {
 		defer close(f.done)
 		_ = s.Process(f)
@@ -362,4 +379,57 @@ func TestAttemptLogRecordsOnlyOpenEntries(t *testing.T) {
 	if l.take("x") != nil || l.record("x", 1, ok) || l.Len() != 0 {
 		t.Errorf("a closed entry came back")
 	}
+}
+
+// TestFirstAttemptRewrittenAtTheEdge: the edge rewrites the plan's first
+// attempt itself; that attempt's egress stream starts with the answer,
+// learns the plan from the listener's metadata and the attempt's start
+// from Envoy's request.time, and records the attempt as before. A later
+// attempt rewrites from the client's path.
+func TestFirstAttemptRewrittenAtTheEdge(t *testing.T) {
+	st := failoverState(t)
+	s := New(st, zap.NewNop())
+	e := openStream(s, "")
+	e.do(headersMsg("POST", "/v1/chat/completions", false))
+	r := e.do(bodyMsg(chatBody))
+	hs := setHeaders(r.GetRequestBody().GetResponse().GetHeaderMutation())
+	if hs[header.Rewritten] != "/v1/chat/completions" || hs[":path"] != "/v1/chat/completions" || hs[":authority"] != "a.example.com" {
+		t.Fatalf("edge headers %v", hs)
+	}
+	plan := hs[header.Plan]
+
+	started := time.Now().Add(-25 * time.Millisecond)
+	first := watchStream(s, "a")
+	msg := respHeaders(":status", "200", "content-type", "application/json")
+	msg.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{header.MetadataNamespace: {Fields: map[string]*structpb.Value{
+		header.PlanKey: structpb.NewStringValue(plan)}}}}
+	msg.Attributes = map[string]*structpb.Struct{header.ExtProcAttributes: {Fields: map[string]*structpb.Value{
+		header.RequestTimeAttribute: structpb.NewStringValue(started.UTC().Format(time.RFC3339Nano))}}}
+	first.in <- msg // Envoy does not wait, and stellwerk answers nothing
+	first.end()
+	select {
+	case r := <-first.out:
+		t.Errorf("the watching stream answered %v", r)
+	default:
+	}
+	e.do(respHeaders(":status", "200", "content-type", "application/json", "x-envoy-attempt-count", "1"))
+	p := e // the routing object carries what the egress stream recorded
+	rb := p.do(respBody(`{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}`, true))
+	body := rb.GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+	if lat := gjson.GetBytes(body, "routing.attempts.0.latency_ms").Float(); lat < 20 {
+		t.Errorf("first attempt's latency %v ms, want about 25 (from request.time): %s", lat, body)
+	}
+	e.end()
+
+	// A retry on b gets the body rewritten for a, and the client's path.
+	g := openStream(s, "b")
+	g.do(headersMsg("POST", "/v1/chat/completions?api-version=a", false, header.Plan, plan, header.Rewritten, "/v1/chat/completions"))
+	r = g.do(bodyMsg(`{"model":"a1","messages":[{"role":"user","content":"hello"}]}`))
+	if hs := setHeaders(r.GetRequestBody().GetResponse().GetHeaderMutation()); hs[":path"] != "/v1/chat/completions" || hs[":authority"] != "b.example.com" {
+		t.Errorf("retry headers %v", hs)
+	}
+	if m := gjson.GetBytes(r.GetRequestBody().GetResponse().GetBodyMutation().GetBody(), "model").Str; m != "b1" {
+		t.Errorf("retry model %q, want b1", m)
+	}
+	g.abort()
 }

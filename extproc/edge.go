@@ -66,6 +66,7 @@ type edge struct {
 	plan     []*catalog.Model
 	attempts []attempt
 	seenOpen bool // this edge stream's entry in seen is open
+	rewrote  bool // the first attempt's request was rewritten here
 	failed   bool // every attempt failed; the answer becomes stellwerk's error
 	reshape  bool // a non-JSON error answer becomes an OpenAI-shaped one
 }
@@ -363,7 +364,12 @@ func (p *edge) routeDirect(m *catalog.Model, orig, body []byte) *extprocv3.Proce
 }
 
 // routeWithFailover sends the request to the failover cluster with its
-// attempt list; each egress listener rewrites it for its own provider.
+// attempt list. The plan's first model gets the request rewritten here when
+// that is a plain edit of the OpenAI body (its provider speaks OpenAI, has
+// its credential and takes every client header the request kept): its
+// egress listener then only follows the answer, which saves that attempt
+// two round trips. Every other attempt is rewritten by its egress listener,
+// from the client's path (header.Rewritten) and the body sent on.
 func (p *edge) routeWithFailover(d *decide.Decision, orig, body []byte, maxAttempts int) *extprocv3.ProcessingResponse {
 	p.plan = d.Plan(maxAttempts)
 	p.openAttempts()
@@ -371,13 +377,23 @@ func (p *edge) routeWithFailover(d *decide.Decision, orig, body []byte, maxAttem
 	for i, m := range p.plan {
 		hosts[i] = header.EgressHost(m.Provider.Name)
 	}
-	hs := []*corev3.HeaderValueOption{
+	hs := make([]*corev3.HeaderValueOption, 0, 8)
+	if first := p.plan[0]; first.Provider.WireFormat != "anthropic" {
+		if _, _, ok := first.Provider.Credential(); ok {
+			if rhs, rm, nb, perr := p.rewriteFor(first, body); perr == nil && len(rm) == 0 {
+				hs = append(hs, rhs...)
+				hs = append(hs, setHeader(header.Rewritten, p.path))
+				body, p.rewrote = nb, true
+			}
+		}
+	}
+	hs = append(hs,
 		setHeader(header.Cluster, header.FailoverCluster),
 		setHeader(header.Plan, encodePlan(p.id, p.plan)),
 		// Never more retries than the plan has other providers: beyond it
 		// the balancer would have no host, never a provider outside the plan.
 		setHeader(header.MaxRetries, strconv.Itoa(len(p.plan)-1)),
-	}
+	)
 	resp := continueRequestBody(bodyChange(hs, nil, orig, body))
 	resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
 		header.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
@@ -405,8 +421,23 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		if i, err := strconv.Atoi(rh.served); err == nil && i >= 0 && i < len(p.plan) && !retryable(code) {
 			servedIdx = i
 			p.served = p.plan[i]
+		} else if p.rewrote && rh.served == "" && rh.attemptCount <= 1 && !retryable(code) {
+			servedIdx = 0 // the first attempt's filter only watches: it sets no header
 		}
-		p.attempts = attemptsFor(p.plan, rh.attemptCount, servedIdx, code, p.takeAttempts())
+		seen := p.takeAttempts()
+		if p.rewrote && rh.attemptCount > 1 && (len(seen) == 0 || seen[0].Outcome == "") {
+			// The first attempt's filter opens its stream with the answer:
+			// an attempt that timed out left no record. It failed all the
+			// same (Envoy moved on), and its provider's health says so.
+			p.state.Router.Health.Failed(p.plan[0].Provider.Name, "no response within the attempt timeout", 0)
+		}
+		p.attempts = attemptsFor(p.plan, rh.attemptCount, servedIdx, code, seen)
+		if servedIdx == 0 && p.attempts[0].Status == 0 {
+			// The watching filter's record may come after the answer: what
+			// the edge saw of the attempt is the same.
+			p.attempts[0].Status = code
+			p.attempts[0].LatencyMS = round(float64(time.Since(p.routedAt))/float64(time.Millisecond), 1)
+		}
 		if retryable(code) && len(p.attempts) > 0 {
 			last := &p.attempts[len(p.attempts)-1]
 			if last.Status == 0 && rh.flags != "" {

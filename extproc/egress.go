@@ -41,6 +41,11 @@ func (p *egress) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingR
 	case *extprocv3.ProcessingRequest_RequestBody:
 		return p.requestBody(r.RequestBody)
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		if p.served == nil && p.planHeader == "" {
+			if resp := p.followFirst(req); resp != nil {
+				return resp
+			}
+		}
 		return p.responseHeaders(r.ResponseHeaders)
 	case *extprocv3.ProcessingRequest_ResponseBody:
 		return p.responseBody(r.ResponseBody)
@@ -59,11 +64,47 @@ func (p *egress) immediate(e *apierr.Error) *extprocv3.ProcessingResponse {
 	return errorResponse(e, p.id, "")
 }
 
+// followFirst takes up the first attempt of a request the edge already
+// rewrote for this provider: the filter saw no request phase, so the plan
+// comes from the dynamic metadata the listener copied it to, and the
+// attempt's start from Envoy's request.time. It answers only when the
+// metadata is unusable.
+func (p *egress) followFirst(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	plan := req.GetMetadataContext().GetFilterMetadata()[header.MetadataNamespace].GetFields()[header.PlanKey].GetStringValue()
+	if plan == "" {
+		return nil // stellwerk's own early answer: nothing was sent
+	}
+	id, ids, ok := decodePlan(plan)
+	if !ok {
+		p.log.Error("egress answer with a malformed plan", zap.String("provider", p.provider))
+		return p.immediate(apierr.Internal())
+	}
+	p.id, p.planIdx = id, 0
+	m, ok := p.state.Router.Catalog.Lookup(ids[0])
+	if !ok || m.Provider.Name != p.provider {
+		// A reload between the decision and this answer: the answer stays
+		// as it is, unrecorded.
+		p.log.Warn("first attempt's model is not in the catalog", zap.String("decision_id", id), zap.String("provider", p.provider))
+		return continueResponseHeaders(&extprocv3.HeaderMutation{})
+	}
+	p.served = m
+	p.attemptAt = time.Now()
+	if ts := req.GetAttributes()[header.ExtProcAttributes].GetFields()[header.RequestTimeAttribute]; ts != nil {
+		if t, err := time.Parse(time.RFC3339Nano, ts.GetStringValue()); err == nil && !t.After(p.attemptAt) {
+			p.attemptAt = t
+		}
+	}
+	return nil
+}
+
 func (p *egress) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	rewritten := ""
 	for _, hv := range h.GetHeaders().GetHeaders() {
 		switch k := strings.ToLower(hv.Key); k {
 		case ":path":
 			p.path = headerValue(hv)
+		case header.Rewritten:
+			rewritten = headerValue(hv)
 		case header.Plan:
 			p.planHeader = headerValue(hv)
 		default:
@@ -71,6 +112,11 @@ func (p *egress) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingR
 				p.extra = append(p.extra, k) // the edge let it through for some provider
 			}
 		}
+	}
+	if rewritten != "" {
+		// The edge rewrote the request for the first attempt's provider:
+		// rewrite from the client's path, not that provider's.
+		p.path = rewritten
 	}
 	if i := strings.IndexByte(p.path, '?'); i >= 0 {
 		p.path = p.path[:i]
@@ -80,7 +126,7 @@ func (p *egress) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingR
 		p.log.Error("egress request without a plan or body", zap.String("provider", p.provider))
 		return p.immediate(apierr.Internal())
 	}
-	return continueRequestHeaders(&extprocv3.HeaderMutation{RemoveHeaders: []string{header.Plan}}, false)
+	return continueRequestHeaders(&extprocv3.HeaderMutation{RemoveHeaders: []string{header.Plan, header.Rewritten}}, false)
 }
 
 func (p *egress) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {

@@ -14,6 +14,10 @@ import (
 // ExtProcFilterName is the HTTP filter name of stellwerk in Envoy.
 const ExtProcFilterName = "envoy.filters.http.ext_proc"
 
+// ObserveFilterName is the egress listeners' second ext_proc filter, which
+// only watches the first attempt's answer.
+const ObserveFilterName = "stellwerk.observe"
+
 // extProcConfig is the ext_proc filter: headers and the buffered request body
 // go to stellwerk; response headers too, so every answer carries the
 // decision headers. The response body is not sent by default, so streams
@@ -24,17 +28,23 @@ func extProcConfig(ep ExtProc) *extprocv3.ExternalProcessor {
 		TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ep.Cluster}},
 	}
 	var mo *extprocv3.MetadataOptions
+	var attrs []string
 	if ep.Egress != "" {
-		// One attempt on one provider: the stream says which.
+		// One attempt on one provider: the stream says which. The plan
+		// comes as metadata too, for the first attempt's filter, which sees
+		// only the answer; so does when the attempt started.
 		gs.InitialMetadata = []*corev3.HeaderValue{{Key: header.Egress, Value: ep.Egress}}
+		mo = &extprocv3.MetadataOptions{ForwardingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{header.MetadataNamespace}}}
+		attrs = []string{header.RequestTimeAttribute}
 	} else {
 		// The decision's attempt list, for the failover cluster's balancer.
 		mo = &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{header.MetadataNamespace}}}
 	}
 	return &extprocv3.ExternalProcessor{
-		MetadataOptions:  mo,
-		GrpcService:      gs,
-		FailureModeAllow: false,
+		MetadataOptions:    mo,
+		ResponseAttributes: attrs,
+		GrpcService:        gs,
+		FailureModeAllow:   false,
 		ProcessingMode: &extprocv3.ProcessingMode{
 			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
 			RequestBodyMode:     extprocv3.ProcessingMode_BUFFERED,
@@ -55,6 +65,28 @@ func extProcConfig(ep ExtProc) *extprocv3.ExternalProcessor {
 		// add the routing object; streams are never buffered.
 		AllowModeOverride: true,
 	}
+}
+
+// observeConfig is the first attempt's egress filter when the edge already
+// rewrote the request: Envoy sends it the answer's headers and goes on
+// without waiting (observability mode); stellwerk records the attempt.
+func observeConfig(ep ExtProc) *extprocv3.ExternalProcessor {
+	c := extProcConfig(ep)
+	c.GrpcService.InitialMetadata = append(c.GrpcService.InitialMetadata, &corev3.HeaderValue{Key: header.Observe, Value: "1"})
+	c.ObservabilityMode = true
+	c.StatPrefix = "observe"
+	c.ProcessingMode = &extprocv3.ProcessingMode{
+		RequestHeaderMode:   extprocv3.ProcessingMode_SKIP,
+		RequestBodyMode:     extprocv3.ProcessingMode_NONE,
+		RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+		ResponseHeaderMode:  extprocv3.ProcessingMode_SEND,
+		ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
+		ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+	}
+	c.AllowModeOverride = false
+	c.MutationRules = nil
+	c.AllowContentLengthHeader = false
+	return c
 }
 
 func extProcHTTPFilter(ep ExtProc) (*hcmv3.HttpFilter, error) {

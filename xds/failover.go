@@ -6,6 +6,8 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	headertometadatav3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_to_metadata/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	overridehostv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/override_host/v3"
@@ -13,8 +15,10 @@ import (
 	subsetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/subset/v3"
 	internalv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/internal_upstream/v3"
 	rawv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -102,9 +106,14 @@ func failoverCluster(f Failover) (*clusterv3.Cluster, error) {
 	}, nil
 }
 
-// egressListener is one provider's internal listener: stellwerk's ext_proc
-// filter (told which provider it serves through gRPC metadata), then the
-// router to the provider's cluster.
+// egressListener is one provider's internal listener: the plan header
+// copied into dynamic metadata, stellwerk's ext_proc filter (told which
+// provider it serves through gRPC metadata), then the router to the
+// provider's cluster. The first attempt of a request the client-facing
+// filter already rewrote for this provider (header.Rewritten) has its own
+// route, where that filter is off and a second one, in observability mode,
+// only watches the answer's headers, reading the plan from the metadata.
+// Every other attempt is rewritten here.
 func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 	ep := ir.ExtProc
 	ep.Egress = e.Provider
@@ -116,10 +125,35 @@ func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	planMeta, err := toAny(&headertometadatav3.Config{RequestRules: []*headertometadatav3.Config_Rule{{
+		Header: header.Plan,
+		OnHeaderPresent: &headertometadatav3.Config_KeyValuePair{
+			MetadataNamespace: header.MetadataNamespace, Key: header.PlanKey, Type: headertometadatav3.Config_STRING},
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	observe, err := toAny(observeConfig(ep))
+	if err != nil {
+		return nil, err
+	}
+	off, err := toAny(&extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Disabled{Disabled: true}})
+	if err != nil {
+		return nil, err
+	}
 	lrc, err := localReplyConfig(ir.Failover.MaxRequestBytes)
 	if err != nil {
 		return nil, err
 	}
+	action := func() *routev3.Route_Route {
+		return &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: e.Cluster},
+			// The client-facing route's timeouts bound the request.
+			Timeout: durationpb.New(0),
+		}}
+	}
+	strip := []string{header.Cluster, header.Plan, header.Rewritten, "x-forwarded-for", "x-envoy-external-address",
+		"x-envoy-expected-rq-timeout-ms", "x-envoy-attempt-count"}
 	hcm := &hcmv3.HttpConnectionManager{
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
 		StatPrefix: e.Listener,
@@ -127,20 +161,35 @@ func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 			Name: e.Listener,
 			VirtualHosts: []*routev3.VirtualHost{{
 				Name: e.Provider, Domains: []string{"*"},
-				Routes: []*routev3.Route{{
-					Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-					Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-						ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: e.Cluster},
-						// The client-facing route's timeouts bound the request.
-						Timeout: durationpb.New(0),
-					}},
-					RequestHeadersToRemove: []string{header.Cluster, header.Plan, "x-forwarded-for", "x-envoy-external-address",
-						"x-envoy-expected-rq-timeout-ms", "x-envoy-attempt-count"},
-				}},
+				Routes: []*routev3.Route{
+					{
+						Name: "first_attempt_rewritten",
+						Match: &routev3.RouteMatch{
+							PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
+							Headers: []*routev3.HeaderMatcher{
+								{Name: "x-envoy-attempt-count", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+									StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "1"}}}},
+								{Name: header.Rewritten, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}},
+							},
+						},
+						Action:                 action(),
+						TypedPerFilterConfig:   map[string]*anypb.Any{ExtProcFilterName: off},
+						RequestHeadersToRemove: strip,
+					},
+					{
+						Name:                   "attempt",
+						Match:                  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+						Action:                 action(),
+						TypedPerFilterConfig:   map[string]*anypb.Any{ObserveFilterName: off},
+						RequestHeadersToRemove: strip,
+					},
+				},
 			}},
 		}},
 		HttpFilters: []*hcmv3.HttpFilter{
+			{Name: "envoy.filters.http.header_to_metadata", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: planMeta}},
 			epf,
+			{Name: ObserveFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: observe}},
 			{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
 		},
 		LocalReplyConfig: lrc,

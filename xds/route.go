@@ -28,6 +28,8 @@ func routeConfig(ir IR) *routev3.RouteConfiguration {
 			Domains: []string{"*"},
 			// stellwerk reads how many attempts a request took.
 			IncludeAttemptCountInResponse: ir.Failover != nil,
+			// The egress listener of the first attempt knows it by the count.
+			IncludeRequestAttemptCount: ir.Failover != nil,
 			Routes: []*routev3.Route{
 				{
 					Name: "provider",

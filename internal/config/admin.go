@@ -106,5 +106,6 @@ func (c *Config) redacted() *Config {
 			r.Providers[i].Credential.File = Redacted
 		}
 	}
+	r.redactLedger()
 	return &r
 }

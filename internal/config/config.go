@@ -41,8 +41,11 @@ type Config struct {
 	Policy     Policy      `yaml:"policy"`
 	Currency   Currency    `yaml:"currency"`
 	Failover   Failover    `yaml:"failover"`
-	// State is where keys (and later spend, audit, route versions) live.
-	State State `yaml:"state,omitempty"`
+	// Budgets and RateLimits: see ledger.go. State (state.go) is where keys,
+	// the ledger's counters and later audit and route versions live.
+	Budgets    Budgets         `yaml:"budgets,omitempty"`
+	RateLimits []RateLimitRule `yaml:"rate_limits,omitempty"`
+	State      State           `yaml:"state,omitempty"`
 }
 
 // Failover is how a request moves on when its provider fails before the
@@ -535,6 +538,7 @@ func (c *Config) ApplyDefaults() {
 			}
 		}
 	}
+	c.applyLedgerDefaults()
 	if c.Classify.Sensitivity == nil {
 		c.Classify.Sensitivity = DefaultSensitivity
 	}
@@ -706,6 +710,7 @@ func (c *Config) Validate() error {
 			bad(f+".latency_ms", "must not be negative")
 		}
 	}
+	errs = append(errs, c.validateLedger(models)...)
 	errs = append(errs, c.validateAccess(models)...)
 	errs = append(errs, c.validateAdmin()...)
 	errs = append(errs, c.validateState()...)

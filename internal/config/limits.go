@@ -35,12 +35,6 @@ type RateLimit struct {
 	TokensPerDay      int64 `yaml:"tokens_per_day,omitempty" json:"tokens_per_day,omitempty"`
 }
 
-// Budget periods and actions.
-var (
-	BudgetPeriods = []string{"day", "week", "month", "total"}
-	BudgetActions = []string{"block", "downgrade"}
-)
-
 // IsZero reports whether nothing is limited.
 func (l Limits) IsZero() bool { return len(l.Budgets) == 0 && l.RateLimit == RateLimit{} }
 
@@ -55,11 +49,11 @@ func (l Limits) Check(prefix string) []error {
 		if !(b.AmountEUR > 0) || b.AmountEUR > 1e12 {
 			bad(f+".amount_eur", "must be a positive amount")
 		}
-		if !slices.Contains(BudgetPeriods, b.Period) {
-			bad(f+".period", "%q is not one of %s", b.Period, strings.Join(BudgetPeriods, ", "))
+		if !slices.Contains(budgetPeriods, b.Period) {
+			bad(f+".period", "%q is not one of %s", b.Period, strings.Join(budgetPeriods, ", "))
 		}
-		if b.Action != "" && !slices.Contains(BudgetActions, b.Action) {
-			bad(f+".action", "%q is not one of %s", b.Action, strings.Join(BudgetActions, ", "))
+		if b.Action != "" && !slices.Contains(budgetActions, b.Action) {
+			bad(f+".action", "%q is not one of %s", b.Action, strings.Join(budgetActions, ", "))
 		}
 		if b.WarnAt < 0 || b.WarnAt >= 1 {
 			bad(f+".warn_at", "must be a fraction below 1 (0: 0.8)")

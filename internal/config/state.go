@@ -3,15 +3,16 @@ package config
 import (
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"time"
 )
 
 // State is where stellwerk keeps what changes while it runs: virtual keys
-// and provider keys today, the spend ledger, audit log and route versions
-// later. By default an embedded SQLite file in Dir; PostgreSQL when Postgres
-// names a DSN, for a fleet of replicas (docs/keys.md).
+// and provider keys (an embedded SQLite file in Dir by default, PostgreSQL
+// when Postgres names a DSN, for a fleet of replicas: docs/keys.md), the
+// ledger's counters (LedgerState, inlined: docs/budgets.md), and later the
+// audit log and route versions.
 type State struct {
+	LedgerState `yaml:",inline"`
 	// Dir holds the SQLite file (stellwerk.db) and, unless HashKey says
 	// otherwise, the generated hash key. Relative to the config file;
 	// default "state" beside it. Created with mode 0700.
@@ -92,8 +93,6 @@ func (c *Config) resolveState(base string) {
 	}
 }
 
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
 // validateState checks the state section.
 func (c *Config) validateState() []error {
 	var errs []error
@@ -105,7 +104,7 @@ func (c *Config) validateState() []error {
 		switch {
 		case src.Env != "" && src.File != "":
 			bad(field, "set env or file, not both")
-		case src.Env != "" && !envNameRE.MatchString(src.Env):
+		case src.Env != "" && !envRE.MatchString(src.Env):
 			bad(field+".env", "%q is not an environment variable name", src.Env)
 		case required && !src.IsSet():
 			bad(field, "required: env (a variable holding it) or file")
@@ -116,7 +115,7 @@ func (c *Config) validateState() []error {
 		switch {
 		case (p.DSNEnv == "") == (p.DSNFile == ""):
 			bad("state.postgres", "set exactly one of dsn_env (a variable holding the DSN) or dsn_file; the DSN itself never goes in this file")
-		case p.DSNEnv != "" && !envNameRE.MatchString(p.DSNEnv):
+		case p.DSNEnv != "" && !envRE.MatchString(p.DSNEnv):
 			bad("state.postgres.dsn_env", "%q is not an environment variable name", p.DSNEnv)
 		}
 		source("state.hash_key", s.HashKey, true)

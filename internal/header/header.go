@@ -34,12 +34,21 @@ const (
 	// Served is set by the egress filter on the answer: the index, in the
 	// plan, of the attempt that produced it.
 	Served = "x-stellwerk-served"
+	// Rewritten is set by the client-facing filter when it rewrote the
+	// request for the plan's first model itself: the first attempt's egress
+	// listener then only follows the answer (docs/failover.md). Its value is
+	// the client's request path, which a later attempt rewrites from.
+	Rewritten = "x-stellwerk-rewritten"
 	// Attempts lists a request's attempts on its response.
 	Attempts = "x-stellwerk-attempts"
 
 	// Egress is gRPC stream metadata (not an HTTP header) on the ext_proc
 	// streams of an egress listener: the provider it sends to.
 	Egress = "x-stellwerk-egress"
+	// Observe is gRPC stream metadata on the first attempt's egress filter
+	// (docs/failover.md): Envoy sends that stream the answer's headers
+	// without waiting (observability mode), so stellwerk only records.
+	Observe = "x-stellwerk-observe"
 )
 
 // DropInRoute is the name of stellwerk's route in an operator's Envoy
@@ -49,6 +58,9 @@ const (
 	DropInRoute        = "stellwerk"
 	RouteNameAttribute = "xds.route_name"
 	ExtProcAttributes  = "envoy.filters.http.ext_proc"
+	// RequestTimeAttribute is when Envoy received the request: for an
+	// egress listener, when the attempt started.
+	RequestTimeAttribute = "request.time"
 )
 
 // Failover wiring, shared by the ext_proc server and the xDS translator
@@ -59,6 +71,10 @@ const (
 	// HostsKey, in MetadataNamespace, is the dynamic metadata the ext_proc
 	// filter writes a request's ordered attempt list to.
 	HostsKey = "hosts"
+	// PlanKey, in MetadataNamespace, is the egress listener's copy of the
+	// Plan header, for the first attempt's filter, which sees no request
+	// headers.
+	PlanKey = "plan"
 	// UpstreamFlags is added to Envoy's own error replies: its response flags.
 	UpstreamFlags = "x-stellwerk-upstream-flags"
 )

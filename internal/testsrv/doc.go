@@ -1,5 +1,5 @@
-// Package testsrv starts real database servers for tests: PostgreSQL here
-// (postgres.go); Redis beside it. Each server is found on the machine, or
+// Package testsrv starts real database servers for tests: PostgreSQL
+// (postgres.go) and Redis (redis.go). Each server is found on the machine, or
 // installed from Debian's packages when missing (the tests run as root in
 // CI and on developer machines), started on a free loopback port with its
 // files in a temporary directory, and stopped when the test (or, for a

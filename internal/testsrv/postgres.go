@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -22,9 +21,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 )
-
-// SkipEnv names the variable that, set to "skip", skips server tests.
-const SkipEnv = "STELLWERK_STORE_TESTS"
 
 func skipOrFail(t testing.TB, format string, args ...any) {
 	t.Helper()
@@ -195,13 +191,13 @@ func (p *Postgres) start() error {
 		}
 		select {
 		case <-done:
-			return fmt.Errorf("postgres exited at start:\n%s", tail(p.logFile))
+			return fmt.Errorf("postgres exited at start:\n%s", logTail(p.logFile))
 		default:
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			<-done
-			return fmt.Errorf("postgres did not accept connections within 30s: %v\n%s", err, tail(p.logFile))
+			return fmt.Errorf("postgres did not accept connections within 30s: %v\n%s", err, logTail(p.logFile))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -269,7 +265,7 @@ func startPostgres() (*Postgres, error) {
 	return p, nil
 }
 
-var installOnce sync.Once
+var pgInstallOnce sync.Once
 
 // postgresBin finds the directory holding initdb and postgres, installing
 // Debian's postgresql package when none is found.
@@ -278,7 +274,7 @@ func postgresBin() (string, error) {
 		return dir, nil
 	}
 	var installErr error
-	installOnce.Do(func() { installErr = aptInstall("postgresql") })
+	pgInstallOnce.Do(func() { installErr = installPostgres() })
 	if installErr != nil {
 		return "", installErr
 	}
@@ -316,39 +312,41 @@ func isExec(p string) bool {
 	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
 }
 
-// aptInstall installs Debian packages; it needs root.
-func aptInstall(pkgs ...string) error {
+// installPostgres installs Debian's postgresql package; it needs root. It
+// takes the same lock as the Redis helper (redis.go), so test binaries run in
+// parallel never run apt-get at the same time, and looks again once it has
+// the lock: another binary may have installed it meanwhile.
+func installPostgres() error {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("%s is not installed and installing it needs root (apt-get install %s)", strings.Join(pkgs, " "), strings.Join(pkgs, " "))
+		return errors.New("postgresql is not installed and installing it needs root (apt-get install postgresql)")
 	}
 	if _, err := exec.LookPath("apt-get"); err != nil {
-		return fmt.Errorf("%s is not installed and there is no apt-get to install it", strings.Join(pkgs, " "))
+		return errors.New("postgresql is not installed and there is no apt-get to install it")
+	}
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "stellwerk-apt.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return err
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck
+	if _, ok := findPostgres(); ok {
+		return nil
 	}
 	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	run := func(args ...string) error {
+	for _, args := range [][]string{{"update"}, {"install", "-y", "--no-install-recommends", "postgresql"}} {
 		cmd := exec.Command("apt-get", args...)
 		cmd.Env = env
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("apt-get %s: %v\n%s", strings.Join(args, " "), err, lastLines(out, 20))
 		}
-		return nil
 	}
-	if err := run("update"); err != nil {
-		return err
-	}
-	return run(append([]string{"install", "-y", "--no-install-recommends"}, pkgs...)...)
+	return nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func tail(path string) string {
+func logTail(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(lastLines(b, 30))
 }

@@ -1,0 +1,173 @@
+package ledger
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/stellwerk/stellwerk/internal/testsrv"
+)
+
+// benchLimits is what a production request meets: a per-key daily budget,
+// its team's and workspace's monthly ones, a global one, and per-key and
+// per-model rate limits: 4 budgets and 6 rate counters, 10 counters in all.
+func benchLimits(b *testing.B) *Limits {
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	l, err := NewLimits(berlin, []BudgetRule{
+		{Name: "each-key-day", Scope: ScopeKey, Limit: eur(1e6), Period: PeriodDay},
+		{Name: "team-month", Scope: ScopeTeam, Limit: eur(1e6), Period: PeriodMonth},
+		{Name: "ws-month", Scope: ScopeWorkspace, Limit: eur(1e6), Period: PeriodMonth},
+		{Name: "global-month", Scope: ScopeGlobal, Limit: eur(1e8), Period: PeriodMonth},
+	}, []RateRule{
+		{Name: "key", Scope: ScopeKey, RequestsPerMinute: 1e12, TokensPerMinute: 1e15, RequestsPerDay: 1e12, TokensPerDay: 1e15},
+		{Name: "model", Scope: ScopeModel, RequestsPerMinute: 1e12, TokensPerMinute: 1e15},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l
+}
+
+// BenchmarkReserveSettle is the ledger's cost per request: one Reserve
+// after the decision and one Settle when usage is known, one request at a
+// time (the latency a request sees; p50 and p99 are reported), and from
+// many goroutines (throughput).
+func BenchmarkReserveSettle(b *testing.B) {
+	backends := map[string]func(b *testing.B) Backend{
+		"memory": func(b *testing.B) Backend {
+			m, err := NewMemory(context.Background(), MemoryOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return m
+		},
+		"redis": func(b *testing.B) Backend {
+			srv := testsrv.Redis(b)
+			c := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 32})
+			b.Cleanup(func() { c.Close() })
+			return NewRedis(c, "{bench}:")
+		},
+	}
+	for _, name := range []string{"memory", "redis"} {
+		backend := backends[name](b)
+		l := New(backend, benchLimits(b), Options{})
+		req := Request{Subject: Subject{Key: "k1", User: "alice", Team: "ml", Workspace: "acme"}, Model: "gpt-4o-mini",
+			Cost: eur(0.0123), Tokens: 4096}
+		var seq atomic.Int64
+		b.Run(name+"/serial", func(b *testing.B) {
+			ids := make([]string, b.N)
+			for i := range ids {
+				ids[i] = name + "-s-" + strconv.Itoa(int(seq.Add(1)))
+			}
+			total, reserveLat, settleLat := make([]time.Duration, b.N), make([]time.Duration, b.N), make([]time.Duration, b.N)
+			ctx := context.Background()
+			stats := serverStats(b, backend)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
+				r := req
+				r.ID = ids[i]
+				res, err := l.Reserve(ctx, &r)
+				if err != nil || !res.Allowed {
+					b.Fatalf("reserve: %v %+v", err, res)
+				}
+				t1 := time.Now()
+				if _, err := l.Settle(ctx, res, Usage{Cost: eur(0.004), Tokens: 900}); err != nil {
+					b.Fatal(err)
+				}
+				t2 := time.Now()
+				total[i], reserveLat[i], settleLat[i] = t2.Sub(t0), t1.Sub(t0), t2.Sub(t1)
+			}
+			b.StopTimer()
+			b.ReportMetric(p50(total), "p50-µs")
+			b.ReportMetric(p50(reserveLat), "reserve-p50-µs")
+			b.ReportMetric(p50(settleLat), "settle-p50-µs")
+			slices.Sort(total)
+			b.ReportMetric(float64(total[len(total)*99/100].Nanoseconds())/1e3, "p99-µs")
+			if stats != nil {
+				// Time inside Redis running the two scripts, from INFO commandstats.
+				b.ReportMetric(2*stats(), "server-µs")
+			}
+		})
+		b.Run(name+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				for pb.Next() {
+					r := req
+					r.ID = name + "-p-" + strconv.Itoa(int(seq.Add(1)))
+					res, err := l.Reserve(ctx, &r)
+					if err != nil || !res.Allowed {
+						b.Fatalf("reserve: %v %+v", err, res)
+					}
+					if _, err := l.Settle(ctx, res, Usage{Cost: eur(0.004), Tokens: 900}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+func p50(d []time.Duration) float64 {
+	slices.Sort(d)
+	return float64(d[len(d)/2].Nanoseconds()) / 1e3
+}
+
+// serverStats resets Redis's command statistics and returns a function that
+// reads the mean time of one script call (EVALSHA) inside Redis, in µs; nil
+// for the memory backend.
+func serverStats(b *testing.B, backend Backend) func() float64 {
+	rb, ok := backend.(*redisBackend)
+	if !ok {
+		return nil
+	}
+	ctx := context.Background()
+	if err := rb.c.ConfigResetStat(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	return func() float64 {
+		info, err := rb.c.Info(ctx, "commandstats").Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\n") {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:"); ok {
+				for _, f := range strings.Split(rest, ",") {
+					if v, ok := strings.CutPrefix(f, "usec_per_call="); ok {
+						x, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+						return x
+					}
+				}
+			}
+		}
+		return 0
+	}
+}
+
+// BenchmarkRedisRoundTrip is the floor under the Redis figures: one PING
+// on the same loopback connection.
+func BenchmarkRedisRoundTrip(b *testing.B) {
+	srv := testsrv.Redis(b)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	b.Cleanup(func() { c.Close() })
+	ctx := context.Background()
+	lat := make([]time.Duration, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if err := c.Ping(ctx).Err(); err != nil {
+			b.Fatal(err)
+		}
+		lat[i] = time.Since(t0)
+	}
+	b.StopTimer()
+	b.ReportMetric(p50(lat), "p50-µs")
+}

@@ -1,0 +1,432 @@
+// Package ledger enforces budgets (EUR per period) and rate limits
+// (requests and tokens per minute and per day), exactly under concurrency
+// and across replicas. A request reserves its worst case against every
+// applicable budget and limit at once, all or nothing, before it leaves for
+// a provider; its answer settles the reservation to what was used. A
+// reservation whose replica dies expires, after its lease, into a charge at
+// the reserved amount, so spend is never under-counted.
+//
+// Two backends keep the counters with the same semantics: memory (one
+// replica; spend persisted through a Persister) and Redis (a fleet; one Lua
+// script per operation). docs/budgets.md describes the guarantees.
+package ledger
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Subject is who a request is for: the principal's key, user, team and
+// workspace (auth.Principal's fields; empty when unknown).
+type Subject struct {
+	Key       string
+	User      string
+	Team      string
+	Workspace string
+}
+
+// Request is what Reserve checks and holds.
+type Request struct {
+	// ID identifies the reservation (the decision id); it must be unique.
+	// Empty: the ledger makes one.
+	ID      string
+	Subject Subject
+	// Model is the catalog model the request goes to (model rate limits).
+	Model string
+	// Cost is the worst case: known input tokens plus the output limit, at
+	// the model's price (CeilEUR of catalog.Model.CostEUR).
+	Cost MicroEUR
+	// Tokens is the token estimate counted against token rate limits:
+	// input tokens plus the output limit.
+	Tokens int64
+	// Extra are the key's own limits (from the key store; NewKeyLimits),
+	// applied on top of the configured ones. Nil: none.
+	Extra *Limits
+}
+
+// Usage is what an answer actually used.
+type Usage struct {
+	Cost   MicroEUR
+	Tokens int64
+}
+
+// BudgetState is one budget as it stands for a request; the policy input
+// and the warning header read it.
+type BudgetState struct {
+	Name    string
+	Scope   Scope
+	Subject string // "" for a global budget
+	Period  Period
+	Limit   MicroEUR
+	// Used is settled spend (expired leases included); Reserved is held by
+	// requests in flight, this one included once it is reserved.
+	Used     MicroEUR
+	Reserved MicroEUR
+	// Ratio is (Used+Reserved)/Limit.
+	Ratio float64
+	// Warn is set from WarnAt of the budget; Exceeded once Ratio reaches 1.
+	Warn      bool
+	Exceeded  bool
+	Downgrade bool
+	// Reset is when the period ends (zero for a total budget).
+	Reset time.Time
+}
+
+// RateState is the most constraining rate limit of one kind (requests or
+// tokens) for a request: OpenAI's x-ratelimit-{limit,remaining,reset}-*.
+// Limit 0 means no limit applies.
+type RateState struct {
+	Name      string
+	Limit     int64
+	Remaining int64
+	Reset     time.Time
+}
+
+// RefusalKind says what refused a request.
+type RefusalKind uint8
+
+// Refusal kinds; the edge answers 429 budget_exceeded or rate_limit_exceeded.
+const (
+	RefusedBudget RefusalKind = iota + 1
+	RefusedRequests
+	RefusedTokens
+)
+
+func (k RefusalKind) String() string {
+	switch k {
+	case RefusedBudget:
+		return "budget"
+	case RefusedRequests:
+		return "requests"
+	case RefusedTokens:
+		return "tokens"
+	}
+	return "none"
+}
+
+// Refusal is why a request does not fit. When several limits refuse, it is
+// the one that frees up last, so Retry-After is honest.
+type Refusal struct {
+	Kind    RefusalKind
+	Name    string
+	Scope   Scope
+	Subject string
+	// Limit is in micro-EUR for a budget, a count otherwise.
+	Limit int64
+	// Reset is when the refusing period ends (zero: a total budget, which
+	// never frees up); RetryAfter is the wait until then, whole seconds, at
+	// least one second (zero for a total budget).
+	Reset      time.Time
+	RetryAfter time.Duration
+}
+
+// State is the budgets and rate limits a request meets.
+type State struct {
+	Budgets  []BudgetState
+	Requests RateState
+	Tokens   RateState
+	// Refusal is nil when the request fits.
+	Refusal *Refusal
+	// Warning is set when a budget is at or over its warn threshold.
+	Warning bool
+}
+
+// Reservation is a request's hold on its budgets and limits. The edge keeps
+// it with the request and calls Settle (or Release) once.
+type Reservation struct {
+	ID string
+	// Allowed: the request fits and is held. False: see State.Refusal.
+	Allowed bool
+	// Unenforced: the state store was unreachable and the failure mode let
+	// the request through unchecked; Settle still charges what it can.
+	Unenforced bool
+	State
+
+	req      Request
+	counters []counter
+}
+
+// Settlement says how Settle went.
+type Settlement struct {
+	// Duplicate: the reservation was already settled or released; nothing
+	// was charged again.
+	Duplicate bool
+	// Late: the lease had expired (charged at the reserved amount); the
+	// charge is now corrected to the actual usage.
+	Late bool
+	// Unmatched: the store had no record of the reservation (unenforced, or
+	// lost with a Redis restart); the usage was charged directly.
+	Unmatched bool
+}
+
+// ErrUnavailable is wrapped by every error that means the state store could
+// not be reached; the request's failure mode decides what the caller does.
+var ErrUnavailable = errors.New("ledger: state store unavailable")
+
+// UnavailableError is the typed form of ErrUnavailable.
+type UnavailableError struct {
+	Op  string
+	Err error
+}
+
+func (e *UnavailableError) Error() string {
+	return "ledger: " + e.Op + ": state store unavailable: " + e.Err.Error()
+}
+
+// Is makes errors.Is(err, ErrUnavailable) hold.
+func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
+
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// ErrDuplicateID is Reserve's answer to an id that already has a reservation.
+var ErrDuplicateID = errors.New("ledger: reservation id already used")
+
+// ErrNotReserved is Move's answer to a reservation that is no longer held
+// (settled, released, or expired).
+var ErrNotReserved = errors.New("ledger: reservation is not held")
+
+// Options tune a Ledger.
+type Options struct {
+	// Lease is how long a reservation holds before it expires into a
+	// charge. Default 6 minutes.
+	Lease time.Duration
+	// Now is the clock (tests inject one). Default time.Now.
+	Now func() time.Time
+	// FailOpenBudgets and FailOpenRateLimits admit a request, unchecked,
+	// when the store is unreachable. Defaults: budgets closed, rate limits
+	// closed (config defaults rate limits to open).
+	FailOpenBudgets    bool
+	FailOpenRateLimits bool
+	Logger             *zap.Logger
+}
+
+// Ledger checks and holds requests against Limits in a Backend. It is safe
+// for concurrent use; several Ledgers on one Redis share counters exactly.
+type Ledger struct {
+	backend   Backend
+	limits    atomic.Pointer[Limits]
+	lease     time.Duration
+	retention time.Duration
+	now       func() time.Time
+	failOpenB bool
+	failOpenR bool
+	log       *zap.Logger
+}
+
+// New makes a Ledger.
+func New(b Backend, lim *Limits, o Options) *Ledger {
+	if o.Lease <= 0 {
+		o.Lease = 6 * time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if lim == nil {
+		lim, _ = NewLimits(time.UTC, nil, nil)
+	}
+	l := &Ledger{backend: b, lease: o.Lease, retention: max(time.Minute, o.Lease), now: o.Now,
+		failOpenB: o.FailOpenBudgets, failOpenR: o.FailOpenRateLimits, log: o.Logger.Named("ledger")}
+	l.limits.Store(lim)
+	return l
+}
+
+// SetLimits swaps in new limits (config reload). Reservations made under
+// the old ones settle against the counters they hold.
+func (l *Ledger) SetLimits(lim *Limits) { l.limits.Store(lim) }
+
+// Limits returns the limits in force.
+func (l *Ledger) Limits() *Limits { return l.limits.Load() }
+
+// Close stops the backend (the memory backend saves its spend).
+func (l *Ledger) Close(ctx context.Context) error { return l.backend.close(ctx) }
+
+// Reserve checks req against every applicable budget and rate limit and,
+// if all hold, holds its cost and tokens and counts the request, atomically
+// in one step. A refusal is not an error: Allowed is false and Refusal says
+// why. The error is ErrUnavailable (store unreachable, request refused by
+// its failure mode), ErrDuplicateID or the context's.
+func (l *Ledger) Reserve(ctx context.Context, req *Request) (*Reservation, error) {
+	r := &Reservation{ID: req.ID, req: *req}
+	if r.ID == "" {
+		r.ID = newID()
+		r.req.ID = r.ID
+	}
+	now := l.now()
+	p := plan{id: r.ID, now: now.UnixMilli(), leaseUntil: now.Add(l.lease).UnixMilli(), retention: l.retention.Milliseconds()}
+	p.counters = l.compile(&r.req, now, false, "")
+	if len(p.counters) == 0 {
+		r.Allowed, r.Unenforced = true, false
+		return r, nil // nothing applies: nothing to hold, Settle is a no-op
+	}
+	st, err := l.backend.reserve(ctx, &p)
+	if err != nil {
+		return l.unavailable(ctx, r, p.counters, "reserve", err)
+	}
+	switch st {
+	case statusDuplicate:
+		return nil, ErrDuplicateID
+	case statusRefused:
+		r.State = l.state(p.counters, now, true)
+	default:
+		r.Allowed = true
+		r.State = l.state(p.counters, now, false)
+	}
+	r.counters = p.counters
+	return r, nil
+}
+
+// unavailable applies the failure modes: a request with a budget (rate
+// limit) that fails closed gets the error; otherwise it goes through
+// unchecked and is charged at Settle if the store is back.
+func (l *Ledger) unavailable(ctx context.Context, r *Reservation, cs []counter, op string, err error) (*Reservation, error) {
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	var hasBudget, hasRate bool
+	for i := range cs {
+		if cs[i].key.kind == kindMoney {
+			hasBudget = true
+		} else {
+			hasRate = true
+		}
+	}
+	ue := &UnavailableError{Op: op, Err: err}
+	if (hasBudget && !l.failOpenB) || (hasRate && !l.failOpenR) {
+		return nil, ue
+	}
+	l.log.Warn("state store unavailable: request admitted unchecked (failure mode open)", zap.Error(err))
+	r.Allowed, r.Unenforced, r.counters = true, true, cs
+	return r, nil
+}
+
+// Settle charges what the request used to every budget and token limit it
+// holds, and releases the rest of the reservation. Usage above the
+// reservation is charged in full. Settling the same reservation again
+// charges nothing (Duplicate). A refused reservation settles to nothing.
+func (l *Ledger) Settle(ctx context.Context, r *Reservation, u Usage) (Settlement, error) {
+	return l.finish(ctx, r, u, false)
+}
+
+// Release gives back a reservation whose request never reached a provider:
+// nothing is charged; the request still counts against request limits.
+func (l *Ledger) Release(ctx context.Context, r *Reservation) error {
+	_, err := l.finish(ctx, r, Usage{}, true)
+	return err
+}
+
+func (l *Ledger) finish(ctx context.Context, r *Reservation, u Usage, release bool) (Settlement, error) {
+	if r == nil || !r.Allowed || len(r.counters) == 0 {
+		return Settlement{}, nil
+	}
+	if u.Cost < 0 {
+		u.Cost = 0
+	}
+	if u.Tokens < 0 {
+		u.Tokens = 0
+	}
+	now := l.now().UnixMilli()
+	op := "settle"
+	if release {
+		op = "release"
+	}
+	if r.Unenforced {
+		if release {
+			return Settlement{}, nil
+		}
+		if err := l.backend.charge(ctx, r.ID, now, l.retention.Milliseconds(), r.counters, int64(u.Cost), u.Tokens); err != nil {
+			return Settlement{}, &UnavailableError{Op: "charge", Err: err}
+		}
+		return Settlement{Unmatched: true}, nil
+	}
+	st, err := l.backend.settle(ctx, r.ID, now, l.retention.Milliseconds(), int64(u.Cost), u.Tokens, release)
+	if err != nil {
+		return Settlement{}, &UnavailableError{Op: op, Err: err}
+	}
+	switch st {
+	case statusDuplicate:
+		return Settlement{Duplicate: true}, nil
+	case statusLate:
+		return Settlement{Late: true}, nil
+	case statusUnknown:
+		if release {
+			return Settlement{Unmatched: true}, nil
+		}
+		// The store lost the record (a Redis restart without persistence):
+		// charge the usage directly so it is not lost.
+		if err := l.backend.charge(ctx, r.ID, now, l.retention.Milliseconds(), r.counters, int64(u.Cost), u.Tokens); err != nil {
+			return Settlement{}, &UnavailableError{Op: "charge", Err: err}
+		}
+		return Settlement{Unmatched: true}, nil
+	}
+	return Settlement{}, nil
+}
+
+// Move re-reserves a held reservation for another model (failover): the old
+// hold is released and the new worst case held in one atomic step, or, if
+// the new one does not fit, nothing changes and the refusal is returned.
+// Request limits are not counted again, except those of the new model.
+func (l *Ledger) Move(ctx context.Context, r *Reservation, model string, cost MicroEUR, tokens int64) (*Refusal, error) {
+	if r == nil || !r.Allowed {
+		return nil, ErrNotReserved
+	}
+	req := r.req
+	req.Model, req.Cost, req.Tokens = model, cost, tokens
+	now := l.now()
+	cs := l.compile(&req, now, true, r.req.Model)
+	if r.Unenforced || len(r.counters) == 0 {
+		r.req, r.counters = req, cs
+		return nil, nil
+	}
+	p := plan{id: r.ID, now: now.UnixMilli(), leaseUntil: now.Add(l.lease).UnixMilli(), retention: l.retention.Milliseconds(),
+		counters: cs, move: true}
+	st, err := l.backend.reserve(ctx, &p)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &UnavailableError{Op: "move", Err: err}
+	}
+	switch st {
+	case statusGone:
+		return nil, ErrNotReserved
+	case statusRefused:
+		s := l.state(cs, now, true)
+		return s.Refusal, nil
+	}
+	r.req, r.counters = req, cs
+	r.State = l.state(cs, now, false)
+	return nil, nil
+}
+
+// Peek reports the state req would meet, and whether it would fit,
+// without holding anything. Leases past their end expire first.
+func (l *Ledger) Peek(ctx context.Context, req *Request) (State, error) {
+	now := l.now()
+	p := plan{now: now.UnixMilli(), retention: l.retention.Milliseconds()}
+	p.counters = l.compile(req, now, false, "")
+	if len(p.counters) == 0 {
+		return State{}, nil
+	}
+	if err := l.backend.peek(ctx, &p); err != nil {
+		if ctx.Err() != nil {
+			return State{}, ctx.Err()
+		}
+		return State{}, &UnavailableError{Op: "peek", Err: err}
+	}
+	return l.state(p.counters, now, true), nil
+}
+
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,257 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+)
+
+// Scope is whose spend or traffic a limit counts.
+type Scope uint8
+
+// Scopes. Budgets use key to global; rate limits key to workspace and model.
+const (
+	ScopeKey Scope = iota + 1
+	ScopeUser
+	ScopeTeam
+	ScopeWorkspace
+	ScopeGlobal
+	ScopeModel
+)
+
+var scopeNames = [...]string{"", "key", "user", "team", "workspace", "global", "model"}
+
+func (s Scope) String() string {
+	if int(s) < len(scopeNames) {
+		return scopeNames[s]
+	}
+	return "scope(" + fmt.Sprint(uint8(s)) + ")"
+}
+
+// ParseScope reads a config scope name.
+func ParseScope(s string) (Scope, error) {
+	for i, n := range scopeNames {
+		if i > 0 && n == s {
+			return Scope(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown scope %q", s)
+}
+
+// Period is how often a counter starts again from zero.
+type Period uint8
+
+// Periods. Day, week (from Monday) and month start at midnight in the
+// configured time zone; minute windows are aligned to the Unix epoch.
+const (
+	PeriodTotal Period = iota
+	PeriodMinute
+	PeriodDay
+	PeriodWeek
+	PeriodMonth
+	numPeriods
+)
+
+var periodNames = [...]string{"total", "minute", "day", "week", "month"}
+
+func (p Period) String() string {
+	if p < numPeriods {
+		return periodNames[p]
+	}
+	return "period(" + fmt.Sprint(uint8(p)) + ")"
+}
+
+// ParsePeriod reads a config period name.
+func ParsePeriod(s string) (Period, error) {
+	for i, n := range periodNames {
+		if n == s {
+			return Period(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown period %q", s)
+}
+
+// Bounds returns the period containing t: its start and end in loc. Total
+// has a zero start and end (it never ends).
+func (p Period) Bounds(t time.Time, loc *time.Location) (start, end time.Time) {
+	t = t.In(loc)
+	y, m, d := t.Date()
+	switch p {
+	case PeriodMinute:
+		start = t.Truncate(time.Minute)
+		return start, start.Add(time.Minute)
+	case PeriodDay:
+		start = time.Date(y, m, d, 0, 0, 0, 0, loc)
+		return start, time.Date(y, m, d+1, 0, 0, 0, 0, loc)
+	case PeriodWeek:
+		back := (int(t.Weekday()) + 6) % 7 // days since Monday
+		start = time.Date(y, m, d-back, 0, 0, 0, 0, loc)
+		return start, time.Date(y, m, d-back+7, 0, 0, 0, 0, loc)
+	case PeriodMonth:
+		start = time.Date(y, m, 1, 0, 0, 0, 0, loc)
+		return start, time.Date(y, m+1, 1, 0, 0, 0, 0, loc)
+	}
+	return time.Time{}, time.Time{}
+}
+
+// BudgetRule caps spend per period for one subject, or for each subject of
+// its scope when Subject is empty.
+type BudgetRule struct {
+	Name  string
+	Scope Scope
+	// Subject is a key id, a workspace, "workspace/team", "workspace/user",
+	// or "" for each.
+	Subject string
+	Limit   MicroEUR
+	Period  Period
+	// WarnAt is the share of Limit from which answers carry a warning.
+	WarnAt float64
+	// Downgrade budgets never refuse: the policy reads them as exceeded
+	// and restricts the choice instead.
+	Downgrade bool
+
+	s1, s2 string // Subject split at its first "/"
+}
+
+// RateRule caps requests and tokens per minute and per day (0: no cap).
+type RateRule struct {
+	Name              string
+	Scope             Scope
+	Subject           string // as BudgetRule's; a model id for ScopeModel
+	RequestsPerMinute int64
+	TokensPerMinute   int64
+	RequestsPerDay    int64
+	TokensPerDay      int64
+
+	s1, s2 string
+}
+
+// Limits is a compiled, immutable set of budgets and rate limits. Swap a
+// new one in with Ledger.SetLimits on reload.
+type Limits struct {
+	loc     *time.Location
+	budgets []BudgetRule
+	rates   []RateRule
+}
+
+// MaxLimit is the largest budget: counters stay exact in Redis's Lua
+// numbers (doubles, exact for integers below 2^53 micro-EUR) with room for
+// spend past the limit.
+const MaxLimit = MicroEUR(config.MaxBudgetEUR * 1e6)
+
+// NewLimits checks and compiles rules; loc is where days, weeks and months
+// start (nil: UTC).
+func NewLimits(loc *time.Location, budgets []BudgetRule, rates []RateRule) (*Limits, error) {
+	if loc == nil {
+		loc = time.UTC
+	}
+	l := &Limits{loc: loc, budgets: append([]BudgetRule(nil), budgets...), rates: append([]RateRule(nil), rates...)}
+	var errs []error
+	for i := range l.budgets {
+		b := &l.budgets[i]
+		switch {
+		case b.Name == "":
+			errs = append(errs, fmt.Errorf("budget %d: no name", i))
+		case b.Scope < ScopeKey || b.Scope > ScopeGlobal:
+			errs = append(errs, fmt.Errorf("budget %s: scope %s cannot hold a budget", b.Name, b.Scope))
+		case b.Limit <= 0 || b.Limit > MaxLimit:
+			errs = append(errs, fmt.Errorf("budget %s: limit must be positive and at most %s", b.Name, MaxLimit))
+		case b.Period == PeriodMinute || b.Period >= numPeriods:
+			errs = append(errs, fmt.Errorf("budget %s: period %s", b.Name, b.Period))
+		case b.Scope == ScopeGlobal && b.Subject != "":
+			errs = append(errs, fmt.Errorf("budget %s: a global budget has no subject", b.Name))
+		}
+		if b.WarnAt <= 0 || b.WarnAt > 1 {
+			b.WarnAt = 0.8
+		}
+		b.s1, b.s2 = splitSubject(b.Scope, b.Subject)
+	}
+	for i := range l.rates {
+		r := &l.rates[i]
+		switch {
+		case r.Name == "":
+			errs = append(errs, fmt.Errorf("rate limit %d: no name", i))
+		case r.Scope < ScopeKey || r.Scope > ScopeModel || r.Scope == ScopeGlobal:
+			errs = append(errs, fmt.Errorf("rate limit %s: scope %s", r.Name, r.Scope))
+		case r.RequestsPerMinute < 0 || r.TokensPerMinute < 0 || r.RequestsPerDay < 0 || r.TokensPerDay < 0:
+			errs = append(errs, fmt.Errorf("rate limit %s: negative limit", r.Name))
+		}
+		r.s1, r.s2 = splitSubject(r.Scope, r.Subject)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// Location is where the limits' days, weeks and months start.
+func (l *Limits) Location() *time.Location { return l.loc }
+
+// Budgets returns the budget rules. The slice must not be modified.
+func (l *Limits) Budgets() []BudgetRule { return l.budgets }
+
+// RateLimits returns the rate rules. The slice must not be modified.
+func (l *Limits) RateLimits() []RateRule { return l.rates }
+
+// splitSubject splits "workspace/name" for the scopes whose subjects live
+// inside a workspace, the form counters keep them in.
+func splitSubject(s Scope, subject string) (string, string) {
+	if s == ScopeTeam || s == ScopeUser {
+		if a, b, ok := strings.Cut(subject, "/"); ok {
+			return a, b
+		}
+	}
+	return subject, ""
+}
+
+// LimitsFromConfig compiles the budgets and rate_limits sections of a
+// validated config.
+func LimitsFromConfig(c *config.Config) (*Limits, error) {
+	loc, err := time.LoadLocation(c.Budgets.TimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("budgets.timezone: %w", err)
+	}
+	var budgets []BudgetRule
+	for _, b := range c.Budgets.Limits {
+		scope, err := ParseScope(b.Scope)
+		if err != nil {
+			return nil, fmt.Errorf("budget %s: %w", b.Name, err)
+		}
+		period, err := ParsePeriod(b.Period)
+		if err != nil {
+			return nil, fmt.Errorf("budget %s: %w", b.Name, err)
+		}
+		budgets = append(budgets, BudgetRule{Name: b.Name, Scope: scope, Subject: b.Subject, Limit: FromEUR(b.AmountEUR),
+			Period: period, WarnAt: b.WarnAt, Downgrade: b.Action == "downgrade"})
+	}
+	var rates []RateRule
+	for _, r := range c.RateLimits {
+		scope, err := ParseScope(r.Scope)
+		if err != nil {
+			return nil, fmt.Errorf("rate limit %s: %w", r.Name, err)
+		}
+		rates = append(rates, RateRule{Name: r.Name, Scope: scope, Subject: r.Subject,
+			RequestsPerMinute: r.RequestsPerMinute, TokensPerMinute: r.TokensPerMinute,
+			RequestsPerDay: r.RequestsPerDay, TokensPerDay: r.TokensPerDay})
+	}
+	return NewLimits(loc, budgets, rates)
+}
+
+// NewKeyLimits compiles a key's own budgets and rate limits (kept with the
+// key in the key store) for Request.Extra. Each rule applies to that key
+// only, and its name becomes "key.<id>.<name>", which no configured rule
+// can take, so its counters are its own.
+func NewKeyLimits(keyID string, budgets []BudgetRule, rates []RateRule) (*Limits, error) {
+	bs := append([]BudgetRule(nil), budgets...)
+	for i := range bs {
+		bs[i].Name, bs[i].Scope, bs[i].Subject = "key."+keyID+"."+bs[i].Name, ScopeKey, keyID
+	}
+	rs := append([]RateRule(nil), rates...)
+	for i := range rs {
+		rs[i].Name, rs[i].Scope, rs[i].Subject = "key."+keyID+"."+rs[i].Name, ScopeKey, keyID
+	}
+	return NewLimits(nil, bs, rs)
+}

@@ -1,0 +1,105 @@
+package ledger
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+)
+
+func TestPeriodBounds(t *testing.T) {
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	ny, _ := time.LoadLocation("America/New_York")
+	at := func(loc *time.Location, y int, m time.Month, d, h, min int) time.Time {
+		return time.Date(y, m, d, h, min, 0, 0, loc)
+	}
+	cases := map[string]struct {
+		p          Period
+		loc        *time.Location
+		t          time.Time
+		start, end time.Time
+	}{
+		"day in Berlin, UTC still the day before": {PeriodDay, berlin, time.Date(2025, 6, 30, 22, 30, 0, 0, time.UTC),
+			at(berlin, 2025, 7, 1, 0, 0), at(berlin, 2025, 7, 2, 0, 0)},
+		"the 23-hour day of the spring DST change": {PeriodDay, berlin, at(berlin, 2025, 3, 30, 12, 0),
+			at(berlin, 2025, 3, 30, 0, 0), at(berlin, 2025, 3, 31, 0, 0)},
+		"week starts Monday, Sunday evening": {PeriodWeek, ny, at(ny, 2025, 11, 2, 23, 0),
+			at(ny, 2025, 10, 27, 0, 0), at(ny, 2025, 11, 3, 0, 0)},
+		"week starts Monday, Monday midnight": {PeriodWeek, time.UTC, at(time.UTC, 2025, 3, 10, 0, 0),
+			at(time.UTC, 2025, 3, 10, 0, 0), at(time.UTC, 2025, 3, 17, 0, 0)},
+		"month across a year": {PeriodMonth, berlin, at(berlin, 2025, 12, 31, 23, 59),
+			at(berlin, 2025, 12, 1, 0, 0), at(berlin, 2026, 1, 1, 0, 0)},
+		"February in a leap year": {PeriodMonth, time.UTC, at(time.UTC, 2028, 2, 29, 12, 0),
+			at(time.UTC, 2028, 2, 1, 0, 0), at(time.UTC, 2028, 3, 1, 0, 0)},
+		"minute": {PeriodMinute, berlin, time.Date(2025, 3, 14, 12, 0, 30, 0, time.UTC),
+			time.Date(2025, 3, 14, 12, 0, 0, 0, time.UTC), time.Date(2025, 3, 14, 12, 1, 0, 0, time.UTC)},
+		"total never ends": {PeriodTotal, berlin, at(berlin, 2025, 1, 1, 0, 0), time.Time{}, time.Time{}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			s, e := tc.p.Bounds(tc.t, tc.loc)
+			if !s.Equal(tc.start) || !e.Equal(tc.end) {
+				t.Fatalf("bounds %s – %s, want %s – %s", s, e, tc.start, tc.end)
+			}
+		})
+	}
+}
+
+func TestMoney(t *testing.T) {
+	if FromEUR(0.1)+FromEUR(0.2) != FromEUR(0.3) {
+		t.Error("0.1 + 0.2 EUR is not 0.3 EUR")
+	}
+	if got := CeilEUR(0.0000001); got != 1 {
+		t.Errorf("CeilEUR of a tenth of a micro-euro = %d, want 1", got)
+	}
+	if got := CeilEUR(1.5); got != 1_500_000 {
+		t.Errorf("CeilEUR(1.5) = %d", got)
+	}
+	if FromEUR(-1) != 0 || CeilEUR(-1) != 0 {
+		t.Error("negative amounts are not 0")
+	}
+	var sum MicroEUR
+	for range 1_000_000 {
+		sum += FromEUR(0.000137) // a short request to a cheap model
+	}
+	if sum.EUR() != 137 {
+		t.Errorf("a million charges of 137 µEUR sum to %v EUR", sum.EUR())
+	}
+}
+
+func TestLimitsFromConfig(t *testing.T) {
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: m1}
+providers: [{name: p1, base_url: "http://127.0.0.1:8081/v1", residency: eu}]
+models: [{id: m1, provider: p1, context_window: 1000}]
+workspaces: [{name: acme, teams: [{name: ml}]}]
+budgets:
+  timezone: Europe/Berlin
+  limits:
+    - {name: ml-month, scope: team, subject: acme/ml, amount_eur: 500, period: month}
+    - {name: each-key, scope: key, amount_eur: 5.5, period: day, action: downgrade, warn_at: 0.9}
+rate_limits:
+  - {name: m1-tpm, scope: model, subject: m1, tokens_per_minute: 100000}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := LimitsFromConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Location().String() != "Europe/Berlin" || len(l.Budgets()) != 2 || len(l.RateLimits()) != 1 {
+		t.Fatalf("limits %+v", l)
+	}
+	b := l.Budgets()[0]
+	if b.Scope != ScopeTeam || b.Limit != 500_000_000 || b.Period != PeriodMonth || b.WarnAt != 0.8 || b.Downgrade || b.s1 != "acme" || b.s2 != "ml" {
+		t.Errorf("team budget %+v", b)
+	}
+	if b := l.Budgets()[1]; b.Limit != 5_500_000 || !b.Downgrade || b.WarnAt != 0.9 || b.Subject != "" {
+		t.Errorf("key budget %+v", b)
+	}
+	if r := l.RateLimits()[0]; r.Scope != ScopeModel || r.Subject != "m1" || r.TokensPerMinute != 100000 {
+		t.Errorf("rate limit %+v", r)
+	}
+}

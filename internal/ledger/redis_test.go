@@ -1,0 +1,86 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/stellwerk/stellwerk/internal/testsrv"
+)
+
+// TestRedisStoppedMidTest: once Redis is gone, every operation says so
+// with ErrUnavailable; the failure modes decide whether Reserve refuses
+// (budgets, by default) or admits unchecked (open rate limits).
+func TestRedisStoppedMidTest(t *testing.T) {
+	srv := testsrv.Redis(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, DialTimeout: 200 * time.Millisecond,
+		ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond, MaxRetries: 1})
+	t.Cleanup(func() { client.Close() })
+	clk := newClock(midMinute)
+	lim := limits(t, time.UTC, []BudgetRule{{Name: "g", Scope: ScopeGlobal, Limit: eur(10), Period: PeriodDay}},
+		[]RateRule{{Name: "rpm", Scope: ScopeKey, RequestsPerMinute: 100}})
+	rateOnly := limits(t, time.UTC, nil, []RateRule{{Name: "rpm", Scope: ScopeKey, RequestsPerMinute: 100}})
+	closed := New(NewRedis(client, "{down}:"), lim, Options{Now: clk.Now})
+	open := New(NewRedis(client, "{down}:"), rateOnly, Options{Now: clk.Now, FailOpenRateLimits: true})
+
+	held := reserve(t, closed, "before", eur(1), 0)
+	if !held.Allowed {
+		t.Fatal("refused while Redis is up")
+	}
+	srv.Stop()
+
+	ctx := context.Background()
+	_, err := closed.Reserve(ctx, &Request{ID: "during", Subject: alice, Cost: eur(1)})
+	var ue *UnavailableError
+	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &ue) || ue.Op != "reserve" {
+		t.Fatalf("reserve with Redis down: %v, want an UnavailableError", err)
+	}
+	if _, err := closed.Settle(ctx, held, Usage{Cost: eur(1)}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("settle with Redis down: %v", err)
+	}
+	if _, err := closed.Peek(ctx, &Request{Subject: alice}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("peek with Redis down: %v", err)
+	}
+	if _, err := closed.Move(ctx, held, "m2", eur(2), 0); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("move with Redis down: %v", err)
+	}
+	r, err := open.Reserve(ctx, &Request{ID: "open", Subject: alice})
+	if err != nil || !r.Allowed || !r.Unenforced {
+		t.Fatalf("open rate limits with Redis down: %v %+v, want admitted unenforced", err, r)
+	}
+	if _, err := open.Settle(ctx, r, Usage{Tokens: 10}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("settling an unenforced reservation with Redis down: %v", err)
+	}
+	// A budget fails closed even when rate limits fail open.
+	mixed := New(NewRedis(client, "{down}:"), lim, Options{Now: clk.Now, FailOpenRateLimits: true})
+	if _, err := mixed.Reserve(ctx, &Request{ID: "mixed", Subject: alice, Cost: 1}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("budget with rate limits open: %v, want refused", err)
+	}
+}
+
+// TestRedisLostRecord: a reservation Redis no longer knows (restarted
+// without persistence) is charged directly at settle, once.
+func TestRedisLostRecord(t *testing.T) {
+	srv := testsrv.Redis(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	clk := newClock(midMinute)
+	lim := limits(t, time.UTC, []BudgetRule{{Name: "g", Scope: ScopeGlobal, Limit: eur(10), Period: PeriodDay}}, nil)
+	l := New(NewRedis(client, "{lost}:"), lim, Options{Now: clk.Now})
+	r := reserve(t, l, "lost", eur(2), 0)
+	if err := client.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if st := settle(t, l, r, eur(1.5), 0); !st.Unmatched {
+		t.Fatalf("settlement %+v, want unmatched", st)
+	}
+	if st := settle(t, l, r, eur(1.5), 0); !st.Duplicate {
+		t.Fatalf("second settlement %+v, want duplicate", st)
+	}
+	if g := budget(t, peek(t, l), "g"); g.Used != eur(1.5) {
+		t.Fatalf("budget %+v, want 1.5 EUR charged once", g)
+	}
+}
