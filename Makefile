@@ -56,6 +56,7 @@ e2e: tools build ## run only the end-to-end tests
 .PHONY: fuzz
 fuzz: ## fuzz every parser of untrusted input (FUZZTIME=30s each)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseChat$$' -fuzztime $${FUZZTIME:-30s} ./internal/request/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSecret$$' -fuzztime $${FUZZTIME:-30s} ./internal/keys/
 	$(GO) test -run '^$$' -fuzz '^FuzzProcessor$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
 	$(GO) test -run '^$$' -fuzz '^FuzzEgress$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
 	$(GO) test -run '^$$' -fuzz '^FuzzRetryAfter$$' -fuzztime $${FUZZTIME:-30s} ./extproc/

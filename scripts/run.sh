@@ -45,7 +45,7 @@ start mock-eu "$BIN" mock-provider --listen 127.0.0.1:8082 --name mock-eu --api-
 # open (docs/security.md); the bootstrap is envoy/bootstrap.yaml with its path.
 SOCKET="$PWD/$LOGS/grpc.sock"
 sed "s#/run/stellwerk/grpc.sock#$SOCKET#" envoy/bootstrap.yaml >"$LOGS/envoy-bootstrap.yaml"
-start stellwerk "$BIN" serve --config "$CONFIG" --listen "$LISTEN" --grpc "unix://$SOCKET"
+start stellwerk "$BIN" serve --config "$CONFIG" --listen "$LISTEN" --grpc "unix://$SOCKET" --state-dir "$LOGS/state"
 start envoy "$ENVOY" -c "$LOGS/envoy-bootstrap.yaml" --log-level "${ENVOY_LOG_LEVEL:-warn}" --disable-hot-restart
 
 for _ in $(seq 1 100); do

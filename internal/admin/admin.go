@@ -6,10 +6,12 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -91,6 +93,9 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 			"last_rejection":   s.LastRejection(),
 			"providers":        s.Providers(),
 		}
+		if ks, ok := s.(interface{ KeyStoreStatus() any }); ok {
+			out["key_store"] = ks.KeyStoreStatus()
+		}
 		if cerr != "" {
 			out["config_error"] = cerr
 			out["config_error_at"] = cat
@@ -123,6 +128,10 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	})
 	// Process figures for soak tests and dashboards (expvar's format).
 	guarded("GET /debug/vars", processReaders, varsHandler(s))
+	// Virtual keys and provider keys (docs/keys.md).
+	if ks, ok := s.(KeyService); ok {
+		registerKeys(mux, guarded, ks, log)
+	}
 	// Anything else is a 404, but only to a caller with a token: probing
 	// without one learns nothing.
 	guarded("/", readers, func(w http.ResponseWriter, r *http.Request) {
@@ -160,8 +169,16 @@ func guard(s Status, log *zap.Logger, roles []string, h http.HandlerFunc) http.H
 				c.Role, apierr.Truncate(r.URL.Path, 128), strings.Join(roles, ", ")))
 			return
 		}
-		h(w, r)
+		h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
 	})
+}
+
+type callerKey struct{}
+
+// CallerFrom returns who a guarded request's token belongs to.
+func CallerFrom(ctx context.Context) (Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	return c, ok
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -172,6 +189,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeError(w http.ResponseWriter, e *apierr.Error) {
 	w.Header().Set("Content-Type", "application/json")
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(e.JSON())
 }

@@ -1,12 +1,15 @@
 // Package auth maps a caller's virtual key to a principal: who is calling,
-// from which workspace and team, with which roles. Keys are compared by
-// their SHA-256 digest; the key itself is never stored or logged.
+// from which workspace and team, with which roles. It is the one merge
+// point of the keys in stellwerk.yaml (compared by their SHA-256 digest)
+// and the key store's in-memory table (internal/keys), consulted second.
+// The key itself is never stored or logged.
 package auth
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/stellwerk/stellwerk/internal/config"
@@ -20,6 +23,21 @@ type Principal struct {
 	Team          string
 	User          string
 	Roles         []string
+	// Models and Routes, when not empty, are all a store key may use
+	// (model ids or provider:<name>; route names).
+	Models []string
+	Routes []string
+	// Limits are the key's own budgets and rate limits (nil: none).
+	Limits *config.Limits
+}
+
+// Source is a table of virtual keys beyond the config's: the key store's
+// in-memory copy. Lookup must not block on I/O: it runs per request.
+type Source interface {
+	// Lookup resolves a bearer token. ok is false for a token the source
+	// does not know; err is set for one it knows but refuses (revoked,
+	// expired), which is a 401 in every auth mode.
+	Lookup(token string) (p Principal, ok bool, err error)
 }
 
 // DefaultWorkspace receives unauthenticated requests in open mode.
@@ -33,6 +51,7 @@ type Keys struct {
 	byDigest map[[sha256.Size]byte]Principal
 	required bool
 	missing  []string // keys whose env variable is unset, for a start-up warning
+	source   Source
 }
 
 // New compiles the configured keys. getenv reads keys given by environment
@@ -62,6 +81,13 @@ func New(c *config.Config, getenv func(string) string) *Keys {
 	return k
 }
 
+// WithSource adds a key table consulted after the config's keys. Call it
+// before k is in use.
+func (k *Keys) WithSource(s Source) *Keys {
+	k.source = s
+	return k
+}
+
 // Missing lists keys that could not be loaded.
 func (k *Keys) Missing() []string { return k.missing }
 
@@ -74,14 +100,34 @@ func (k *Keys) Authenticate(credential string) (Principal, error) {
 		token = strings.TrimSpace(token[7:])
 	}
 	if token != "" {
-		if p, ok := k.byDigest[sha256.Sum256([]byte(token))]; ok {
+		if p, ok := k.byDigest[digest(token)]; ok {
 			return p, nil
+		}
+		if k.source != nil {
+			p, ok, err := k.source.Lookup(token)
+			if err != nil {
+				return Principal{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+			}
+			if ok {
+				return p, nil
+			}
 		}
 	}
 	if k.required {
 		return Principal{}, ErrUnauthorized
 	}
 	return Principal{Workspace: DefaultWorkspace, Roles: []string{}}, nil
+}
+
+// digest hashes a token without copying it to the heap (tokens of the
+// store's shape are longer than the compiler's stack buffer for []byte(s)).
+func digest(token string) [sha256.Size]byte {
+	var buf [128]byte
+	if len(token) <= len(buf) {
+		n := copy(buf[:], token)
+		return sha256.Sum256(buf[:n])
+	}
+	return sha256.Sum256([]byte(token))
 }
 
 // Hash returns the hex SHA-256 of a key, for the config's keys[].sha256.

@@ -18,7 +18,9 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/keys"
 	"github.com/stellwerk/stellwerk/internal/serve"
+	"github.com/stellwerk/stellwerk/internal/store"
 	"github.com/stellwerk/stellwerk/internal/version"
 )
 
@@ -35,6 +37,9 @@ Usage:
   stellwerk explain [--json] FILE      print the full decision for a request without sending it
   stellwerk policy test [DIR]          run the Rego policy tests (shipped library + DIR)
   stellwerk keys hash [KEY]            print the sha256 of a virtual key for the config
+  stellwerk keys create|list|show|rotate|revoke …   manage the key store's virtual keys (docs/keys.md)
+  stellwerk keys provider set|list|delete …         a workspace's own provider keys (encrypted)
+  stellwerk keys rotate-master         re-encrypt provider keys under the first master key
   stellwerk version                    print the version
 
 Run "stellwerk <command> -h" for the flags of a command.
@@ -67,7 +72,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return runPolicyTest(ctx, args[2:], stdout, stderr)
 	case "keys":
-		return runKeys(args[1:], stdin, stdout, stderr)
+		return runKeys(ctx, args[1:], stdin, stdout, stderr)
 	case "evals":
 		return runEvalsImport(args[1:], stdout, stderr)
 	case "config":
@@ -104,6 +109,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&o.GRPC, "grpc", "", "ext_proc + xDS gRPC address, overrides server.grpc")
 	fs.StringVar(&o.Admin, "admin", "", "admin HTTP address, overrides server.admin")
 	fs.StringVar(&o.Listen, "listen", "", "address Envoy listens on for clients, overrides envoy.listener")
+	fs.StringVar(&o.StateDir, "state-dir", "", "directory of the embedded key store, overrides state.dir")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "json", "json or console")
 	if err := fs.Parse(args); err != nil {
@@ -151,6 +157,15 @@ func runConfigCheck(args []string, stdout io.Writer) error {
 	}
 	for _, m := range admin.NewTokens(cfg.Admin.Tokens, catalog.OSEnv.Getenv).Missing() {
 		fmt.Fprintf(stdout, "warning: admin token %s is not set\n", m)
+	}
+	// The key store's secrets (the database itself is not opened here).
+	if _, err := keys.LoadKeyring(cfg.State.MasterKeys, catalog.OSEnv.Getenv); err != nil {
+		fmt.Fprintf(stdout, "warning: %v (stellwerk will not start)\n", err)
+	}
+	if cfg.State.HashKey.IsSet() {
+		if _, err := keys.LoadHasher(config.State{HashKey: cfg.State.HashKey}, store.Postgres, catalog.OSEnv.Getenv); err != nil {
+			fmt.Fprintf(stdout, "warning: %v (stellwerk will not start)\n", err)
+		}
 	}
 	if len(cfg.Admin.Tokens) == 0 {
 		fmt.Fprintf(stdout, "note: no admin.tokens: the admin API answers only /healthz and /readyz\n")

@@ -252,27 +252,3 @@ func printExplanation(w io.Writer, ex *explanation) {
 		}
 	}
 }
-
-// runKeys: `stellwerk keys hash KEY` prints the digest for keys[].sha256.
-func runKeys(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) < 1 || args[0] != "hash" || len(args) > 2 {
-		fmt.Fprintln(stderr, "usage: stellwerk keys hash [KEY]   (reads the key from stdin when omitted)")
-		return ErrUsage
-	}
-	key := ""
-	if len(args) == 2 {
-		key = args[1]
-	} else {
-		b, err := io.ReadAll(io.LimitReader(stdin, 4096))
-		if err != nil {
-			return err
-		}
-		key = strings.TrimSpace(string(b))
-	}
-	if key == "" {
-		fmt.Fprintln(stderr, "empty key")
-		return ErrUsage
-	}
-	fmt.Fprintln(stdout, auth.Hash(key))
-	return nil
-}

@@ -103,9 +103,6 @@ func (c *Config) validateAccess(models map[string]bool) []error {
 			bad(f+".team", "workspace %q has no team %q", k.Workspace, k.Team)
 		}
 	}
-	if c.Auth.Mode == "keys" && len(c.Keys) == 0 {
-		bad("auth.mode", "keys mode needs at least one entry in keys")
-	}
 	return errs
 }
 

@@ -86,6 +86,20 @@ func (c *Config) redacted() *Config {
 			r.Admin.Tokens[i].SHA256 = Redacted
 		}
 	}
+	if r.State.HashKey.File != "" {
+		r.State.HashKey.File = Redacted
+	}
+	if c.State.Postgres != nil && c.State.Postgres.DSNFile != "" {
+		pg := *c.State.Postgres
+		pg.DSNFile = Redacted
+		r.State.Postgres = &pg
+	}
+	r.State.MasterKeys = slices.Clone(c.State.MasterKeys)
+	for i := range r.State.MasterKeys {
+		if r.State.MasterKeys[i].File != "" {
+			r.State.MasterKeys[i].File = Redacted
+		}
+	}
 	r.Providers = slices.Clone(c.Providers)
 	for i := range r.Providers {
 		if r.Providers[i].Credential.File != "" {

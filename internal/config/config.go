@@ -41,7 +41,8 @@ type Config struct {
 	Policy     Policy      `yaml:"policy"`
 	Currency   Currency    `yaml:"currency"`
 	Failover   Failover    `yaml:"failover"`
-	// Budgets, RateLimits and the ledger's State: see ledger.go.
+	// Budgets and RateLimits: see ledger.go. State (state.go) is where keys,
+	// the ledger's counters and later audit and route versions live.
 	Budgets    Budgets         `yaml:"budgets,omitempty"`
 	RateLimits []RateLimitRule `yaml:"rate_limits,omitempty"`
 	State      State           `yaml:"state,omitempty"`
@@ -424,6 +425,7 @@ func decode(r io.Reader, base string) (*Config, error) {
 	if err := c.include(base); err != nil {
 		return nil, err
 	}
+	c.resolveState(base)
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -498,6 +500,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Policy.ReloadInterval == 0 {
 		c.Policy.ReloadInterval = 2 * time.Second
+	}
+	if c.State.RefreshInterval == 0 {
+		c.State.RefreshInterval = DefaultRefreshInterval
 	}
 	if !slices.ContainsFunc(c.Workspaces, func(w Workspace) bool { return w.Name == "default" }) {
 		c.Workspaces = append(c.Workspaces, Workspace{Name: "default"})
@@ -708,6 +713,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateLedger(models)...)
 	errs = append(errs, c.validateAccess(models)...)
 	errs = append(errs, c.validateAdmin()...)
+	errs = append(errs, c.validateState()...)
 	if c.Routing.BaselineModel != "" && !models[c.Routing.BaselineModel] {
 		bad("routing.baseline_model", "unknown model %q", c.Routing.BaselineModel)
 	}

@@ -29,10 +29,13 @@ func (v *Visible) Models() []*catalog.Model { return v.models }
 func (v *Visible) Has(id string) bool { return v.ids[id] }
 
 // notFound is the model_not_found answer for a model outside v.
-func (v *Visible) notFound(asked string) error {
-	cands := make([]decide.Candidate, len(v.models))
-	for i, m := range v.models {
-		cands[i] = decide.Candidate{Model: m}
+// A store key's own model list narrows what it lists.
+func (v *Visible) notFound(asked string, p auth.Principal) error {
+	cands := make([]decide.Candidate, 0, len(v.models))
+	for _, m := range v.models {
+		if keyAllows(p, m) {
+			cands = append(cands, decide.Candidate{Model: m})
+		}
 	}
 	_, err := decide.Decide(decide.Input{Asked: asked, Candidates: cands})
 	return err
@@ -150,4 +153,19 @@ func (r *Router) VisibleSets() []*Visible {
 		return nil
 	}
 	return r.visible.sets
+}
+
+// keyAllows applies a store key's own model list (internal/keys), which
+// narrows its workspace's and team's lists further; empty allows all.
+func keyAllows(p auth.Principal, m *catalog.Model) bool {
+	return len(p.Models) == 0 || listed(p.Models, m)
+}
+
+// keyAllowsID is keyAllows for a model id (false for an unknown id).
+func (r *Router) keyAllowsID(p auth.Principal, id string) bool {
+	if len(p.Models) == 0 {
+		return true
+	}
+	m, ok := r.Catalog.Lookup(id)
+	return ok && keyAllows(p, m)
 }

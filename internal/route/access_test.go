@@ -113,15 +113,21 @@ func TestInvisibleModelIsNotFound(t *testing.T) {
 		status                 int
 		code, list             string
 	}{
-		"unknown":          {"narrow", "", "zz", 404, "model_not_found", "available: a1, b1, auto"},
-		"exists, excluded": {"narrow", "", "b2", 404, "model_not_found", "available: a1, b1, auto"},
-		"team excluded":    {"mixed", "no-pb", "b1", 404, "model_not_found", "available: a1, auto"},
-		"visible":          {"narrow", "", "b1", 0, "", ""},
+		"unknown":                 {"narrow", "", "zz", 404, "model_not_found", "available: a1, b1, auto"},
+		"exists, excluded":        {"narrow", "", "b2", 404, "model_not_found", "available: a1, b1, auto"},
+		"team excluded":           {"mixed", "no-pb", "b1", 404, "model_not_found", "available: a1, auto"},
+		"visible":                 {"narrow", "", "b1", 0, "", ""},
+		"not in the key's models": {"narrow", "key:a1", "b1", 404, "model_not_found", "available: a1, auto"},
+		"in the key's models":     {"narrow", "key:a1", "a1", 0, "", ""},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
+			p := auth.Principal{Workspace: tc.workspace, Team: tc.team}
+			if m, ok := strings.CutPrefix(tc.team, "key:"); ok { // a store key limited to m
+				p = auth.Principal{Workspace: tc.workspace, KeyID: "k", Models: []string{m}}
+			}
 			_, err := r.Route(context.Background(), Request{Path: "/v1/chat/completions",
-				Principal: auth.Principal{Workspace: tc.workspace, Team: tc.team},
+				Principal: p,
 				Body:      []byte(`{"model":"` + tc.model + `","messages":[{"role":"user","content":"hi"}]}`)})
 			if tc.status == 0 {
 				if err != nil {
@@ -152,5 +158,25 @@ func TestVisibleSetsShared(t *testing.T) {
 	}
 	if testing.AllocsPerRun(100, func() { r.Visible(auth.Principal{Workspace: "mixed", Team: "no-pb"}) }) != 0 {
 		t.Errorf("Visible allocates")
+	}
+}
+
+// TestKeyModels: a store key limited to some models never gets another
+// from auto, and sees the limit in the decision table.
+func TestKeyModels(t *testing.T) {
+	r := accessRouter(t)
+	p := auth.Principal{Workspace: "mixed", KeyID: "k", Models: []string{"provider:pb"}}
+	res, err := r.Route(context.Background(), Request{Path: "/v1/chat/completions", Principal: p,
+		Body: []byte(`{"model":"auto","messages":[{"role":"user","content":"hi"}]}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := res.Selection.Model.Provider.Name; m != "pb" {
+		t.Errorf("auto chose a model of provider %s", m)
+	}
+	for _, vd := range res.Selection.Table() {
+		if vd.ID == "a1" && (vd.Verdict != "excluded" || !strings.Contains(vd.Reason, "key k")) {
+			t.Errorf("a1: %s %q", vd.Verdict, vd.Reason)
+		}
 	}
 }

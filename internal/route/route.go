@@ -117,8 +117,8 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 	}
 	// A model the caller's access lists exclude is answered exactly as one
 	// that does not exist.
-	if vis := r.Visible(req.Principal); chat.Model != decide.Auto && !vis.Has(chat.Model) {
-		return res, vis.notFound(chat.Model)
+	if vis := r.Visible(req.Principal); chat.Model != decide.Auto && (!vis.Has(chat.Model) || !r.keyAllowsID(req.Principal, chat.Model)) {
+		return res, vis.notFound(chat.Model, req.Principal)
 	}
 
 	res.Class = r.Classifier.Classify(ClassifyRequest(chat))
@@ -168,6 +168,9 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 	for i, c := range cands {
 		dc[i] = decide.Candidate{Model: c.Model, EstimatedCostEUR: c.EstimatedCostEUR, Quality: c.Quality,
 			LatencyMS: c.LatencyMS, Healthy: c.Healthy, Excluded: res.Policy.Exclude[c.Model.ID]}
+		if dc[i].Excluded == "" && !keyAllows(req.Principal, c.Model) {
+			dc[i].Excluded = "not in the models of key " + req.Principal.KeyID
+		}
 		if !c.Model.Supported() {
 			dc[i].Unsupported = "wire format " + c.Model.Provider.WireFormat + " is not supported yet"
 		} else if _, _, ok := c.Model.Provider.Credential(); !ok && chat.Model == decide.Auto {

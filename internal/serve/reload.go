@@ -35,7 +35,7 @@ type generation struct {
 
 // build compiles a config into a generation. It does no I/O beyond reading
 // the files the config names, and changes nothing that is serving.
-func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learned, log *zap.Logger) (*generation, error) {
+func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learned, keySrc auth.Source, log *zap.Logger) (*generation, error) {
 	cat, err := catalog.New(cfg, env)
 	if err != nil {
 		return nil, err
@@ -44,7 +44,7 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	if err != nil {
 		return nil, err
 	}
-	keys := auth.New(cfg, env.Getenv)
+	keys := auth.New(cfg, env.Getenv).WithSource(keySrc)
 	limits, err := ledger.LimitsFromConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -95,6 +95,7 @@ type reloader struct {
 	env  catalog.Env
 	ps   route.PolicySource
 	ln   learned
+	keys auth.Source // the key store's table: one for the process, shared by every generation
 	log  *zap.Logger
 	pub  *xds.Publisher
 	ep   *extproc.Server
@@ -145,7 +146,7 @@ func (r *reloader) reload(ctx context.Context) {
 	}
 	var g *generation
 	if err == nil {
-		g, err = build(cfg, r.env, r.ps, r.ln, r.log)
+		g, err = build(cfg, r.env, r.ps, r.ln, r.keys, r.log)
 	}
 	var version string
 	if err == nil {
@@ -179,7 +180,7 @@ func restartOnly(old, cfg *config.Config) error {
 	case old.Policy.Dir != cfg.Policy.Dir || *old.Policy.Library != *cfg.Policy.Library:
 		return fmt.Errorf("policy source changed: restart stellwerk to apply it")
 	case !reflect.DeepEqual(old.State, cfg.State):
-		return fmt.Errorf("state (Redis, spend file) changed: restart stellwerk to apply it")
+		return fmt.Errorf("state (key store, Redis, spend file, hash or master keys) changed: restart stellwerk to apply it")
 	}
 	return nil
 }

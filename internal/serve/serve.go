@@ -22,6 +22,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/health"
+	"github.com/stellwerk/stellwerk/internal/keys"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
@@ -35,6 +36,7 @@ type Options struct {
 	GRPC       string // ext_proc + ADS
 	Admin      string
 	Listen     string // Envoy's client listener
+	StateDir   string // state.dir (the embedded key store)
 	Env        catalog.Env
 	// Ready, if set, is called once every listener is bound and the first
 	// snapshot is published.
@@ -55,6 +57,9 @@ func Load(o Options) (*config.Config, error) {
 	}
 	if o.Listen != "" {
 		cfg.Envoy.Listener = o.Listen
+	}
+	if o.StateDir != "" {
+		cfg.State.Dir = o.StateDir
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -80,6 +85,20 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return fmt.Errorf("policy: %w", err)
 	}
 	go pm.Watch(ctx, cfg.Policy.ReloadInterval)
+	ks, db, err := keys.OpenConfigured(ctx, cfg.State, env.Getenv)
+	if err != nil {
+		return fmt.Errorf("key store: %w", err)
+	}
+	defer func() {
+		cancel() // stop the table's refresh before its database closes
+		db.Close()
+	}()
+	table := keys.NewTable(ks, log.Named("keys"))
+	if err := table.Refresh(ctx); err != nil {
+		return fmt.Errorf("key store: %w", err)
+	}
+	go table.Run(ctx, cfg.State.RefreshInterval)
+	log.Info("key store open", zap.String("backend", string(db.Dialect)), zap.Int("keys", table.Len()))
 	led, err := ledger.Open(ctx, cfg, ledger.Env{Getenv: env.Getenv, ReadFile: os.ReadFile}, nil, log.Named("ledger"))
 	if err != nil {
 		return err
@@ -92,7 +111,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		}
 	}()
 	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led}
-	g, err := build(cfg, env, pm, ln, log)
+	g, err := build(cfg, env, pm, ln, table, log)
 	if err != nil {
 		return err
 	}
@@ -104,7 +123,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return fmt.Errorf("xds: %w", err)
 	}
 	ep := extproc.New(g.state, log)
-	rl := &reloader{o: o, env: env, ps: pm, ln: ln, log: log.Named("config"), pub: pub, ep: ep, cur: g}
+	rl := &reloader{o: o, env: env, ps: pm, ln: ln, keys: table, log: log.Named("config"), pub: pub, ep: ep, cur: g}
 	rl.seen = rl.fingerprint(cfg)
 	go rl.watch(ctx, configReloadInterval)
 	cat := g.cat
@@ -127,7 +146,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	extprocv3.RegisterExternalProcessorServer(gs, ep)
 	pub.Register(gs)
 
-	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin")}
+	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table}
 	st.Tokens() // warns now about tokens that cannot be loaded
 	hs := &http.Server{Handler: admin.Handler(st, st.log), ReadHeaderTimeout: 5 * time.Second}
 
@@ -176,6 +195,24 @@ type status struct {
 	led    *ledger.Ledger
 	log    *zap.Logger
 	tokens atomic.Pointer[adminTokens]
+	keys   *keys.Store
+	table  *keys.Table
+}
+
+func (s *status) Keys() *keys.Store { return s.keys }
+
+// KeyStoreStatus is the key store's part of /status: whether the last
+// refresh reached it, and what the table holds.
+func (s *status) KeyStoreStatus() any {
+	ok, last := s.table.Healthy()
+	return map[string]any{"backend": s.keys.DB().Dialect, "reachable": ok, "last_refresh": last.UTC(),
+		"keys": s.table.Len(), "generation": s.table.Generation()}
+}
+
+// Config is the config in force.
+func (s *status) Config() *config.Config {
+	g, _, _ := s.rl.current()
+	return g.cfg
 }
 
 func (s *status) Policy() any { return s.pm.Status() }

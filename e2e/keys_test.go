@@ -1,0 +1,134 @@
+package e2e
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/harness"
+)
+
+// adminDo sends a request with a body to the admin API with the stack's
+// admin token.
+func adminDo(t *testing.T, s *harness.Stack, method, path, body string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, s.AdminURL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.AdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+// TestKeyStoreLifecycle: a key created through the admin API is accepted by
+// a request through Envoy, limited to its own models, and refused (401, in
+// the OpenAI error shape) within a second of its revocation; the state is
+// the embedded SQLite file beside the config, private to its owner, and the
+// secret is in no log.
+func TestKeyStoreLifecycle(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{
+		Mutate: func(c *config.Config) {
+			c.Auth.Mode = "keys"
+			c.Workspaces = append(c.Workspaces, config.Workspace{Name: "legal"})
+		},
+	})
+	resp, b := adminDo(t, s, "POST", "/admin/keys", `{"id":"e2e-bot","workspace":"legal","models":["alpha-model"],"metadata":{"owner":"e2e"}}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("create: %d %s", resp.StatusCode, b)
+	}
+	var created struct {
+		Key struct {
+			ID, Prefix, Status string
+		}
+		Secret string
+	}
+	mustJSON(t, b, &created)
+	if !strings.HasPrefix(created.Secret, "sk-sw-") || created.Key.Status != "active" || !strings.HasPrefix(created.Secret, created.Key.Prefix) {
+		t.Fatalf("created %+v", created)
+	}
+	auth := map[string]string{"Authorization": "Bearer " + created.Secret}
+	chat := func(model string) (*http.Response, []byte) {
+		return post(t, s.URL+"/v1/chat/completions", `{"model":"`+model+`","messages":[{"role":"user","content":"hello"}]}`, auth)
+	}
+
+	// The store's table is refreshed every 250ms: the new key is usable
+	// within a second, from the server that created it and any other.
+	deadline := time.Now().Add(time.Second)
+	for {
+		resp, b = chat("auto")
+		if resp.StatusCode == 200 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != "alpha-model" {
+		t.Fatalf("new key: %d %s %s", resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b)
+	}
+	// Its model list holds: beta-model is answered as not found.
+	resp, b = chat("beta-model")
+	if e := decodeError(t, b); resp.StatusCode != 404 || e.Error.Code != "model_not_found" {
+		t.Errorf("model outside the key's list: %d %s", resp.StatusCode, b)
+	}
+
+	resp, b = adminDo(t, s, "POST", "/admin/keys/e2e-bot/revoke", "")
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"status":"revoked"`) {
+		t.Fatalf("revoke: %d %s", resp.StatusCode, b)
+	}
+	revokedAt := time.Now()
+	for {
+		resp, b = chat("auto")
+		if resp.StatusCode == 401 {
+			break
+		}
+		if resp.StatusCode != 200 {
+			t.Fatalf("during revocation: %d %s", resp.StatusCode, b)
+		}
+		if time.Since(revokedAt) > time.Second {
+			t.Fatalf("the revoked key still works %s after its revocation", time.Since(revokedAt))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("refused %s after the revocation", time.Since(revokedAt).Round(time.Millisecond))
+	if e := decodeError(t, b); e.Error.Code != "invalid_api_key" {
+		t.Errorf("refusal: %s", b)
+	}
+	calls := len(s.Providers["alpha"].Requests())
+	if resp, _ := chat("auto"); resp.StatusCode != 401 || len(s.Providers["alpha"].Requests()) != calls {
+		t.Errorf("a revoked key's request reached the provider")
+	}
+
+	// The list shows the revoked key to a reader, without its secret.
+	resp, b = adminDo(t, s, "GET", "/admin/keys?status=revoked", "")
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"e2e-bot"`) || strings.Contains(string(b), created.Secret[10:]) {
+		t.Errorf("list: %d %s", resp.StatusCode, b)
+	}
+	var list struct{ Data []json.RawMessage }
+	mustJSON(t, b, &list)
+	ks, _ := adminJSON(t, s, "/status")["key_store"].(map[string]any)
+	if ks["backend"] != "sqlite" || ks["reachable"] != true || ks["keys"] != float64(1) {
+		t.Errorf("/status key_store: %v", ks)
+	}
+
+	for path, mode := range map[string]os.FileMode{filepath.Join(s.Dir, "state"): 0o700, filepath.Join(s.Dir, "state", "stellwerk.db"): 0o600} {
+		if st, err := os.Stat(path); err != nil || st.Mode().Perm() != mode {
+			t.Errorf("%s: %v %v", path, st, err)
+		}
+	}
+	if log := s.Log("stellwerk") + s.Log("envoy"); strings.Contains(log, created.Secret[10:]) {
+		t.Errorf("a log shows the key's secret")
+	}
+}

@@ -1,0 +1,385 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/keys"
+	"github.com/stellwerk/stellwerk/internal/store"
+)
+
+// KeyService is what /admin/keys and /admin/provider-keys need of the
+// server: the key store and the config in force (to check workspaces,
+// teams and models).
+type KeyService interface {
+	Keys() *keys.Store
+	Config() *config.Config
+}
+
+// keyWriters may create, rotate and revoke keys and set provider keys.
+var keyWriters = []string{config.RoleAdmin}
+
+// maxAdminBody bounds a request body of the admin API.
+const maxAdminBody = 64 << 10
+
+// KeyView is a key as the admin API and the CLI show it: the record and its
+// status, never a secret.
+type KeyView struct {
+	keys.Key
+	Status string `json:"status"`
+}
+
+// View renders a key at now.
+func View(k keys.Key, now time.Time) KeyView { return KeyView{Key: k, Status: k.Status(now)} }
+
+// KeyWithSecret is the answer to create and rotate: the only time the
+// secret is shown.
+type KeyWithSecret struct {
+	Key    KeyView `json:"key"`
+	Secret string  `json:"secret"`
+}
+
+// CreateKeyRequest is the body of POST /admin/keys: a spec, with expiry
+// given as expires_at (RFC 3339) or expires_in (a Go duration, e.g. 720h).
+type CreateKeyRequest struct {
+	keys.Spec
+	ExpiresIn string `json:"expires_in,omitempty"`
+}
+
+// RotateKeyRequest is the optional body of POST /admin/keys/{id}/rotate.
+type RotateKeyRequest struct {
+	// Grace keeps the old secret working this long (a Go duration; at most
+	// 168h).
+	Grace string `json:"grace,omitempty"`
+}
+
+// ProviderKeyRequest is the body of PUT /admin/provider-keys/{ws}/{provider}.
+type ProviderKeyRequest struct {
+	Secret string `json:"secret"`
+}
+
+func registerKeys(mux *http.ServeMux, guarded func(string, []string, http.HandlerFunc), ks KeyService, log *zap.Logger) {
+	h := &keysAPI{ks: ks, log: log}
+	guarded("GET /admin/keys", readers, h.list)
+	guarded("POST /admin/keys", keyWriters, h.create)
+	guarded("GET /admin/keys/{id}", readers, h.show)
+	guarded("POST /admin/keys/{id}/rotate", keyWriters, h.rotate)
+	guarded("POST /admin/keys/{id}/revoke", keyWriters, h.revoke)
+	guarded("GET /admin/provider-keys", readers, h.listProvider)
+	guarded("PUT /admin/provider-keys/{workspace}/{provider}", keyWriters, h.setProvider)
+	guarded("DELETE /admin/provider-keys/{workspace}/{provider}", keyWriters, h.deleteProvider)
+	guarded("POST /admin/provider-keys/rotate-master", keyWriters, h.rotateMaster)
+}
+
+type keysAPI struct {
+	ks  KeyService
+	log *zap.Logger
+}
+
+// by names who did something, for the key's record: the admin token's id.
+func by(r *http.Request) string {
+	c, _ := CallerFrom(r.Context())
+	return "admin:" + c.TokenID
+}
+
+func (h *keysAPI) store(w http.ResponseWriter) *keys.Store {
+	s := h.ks.Keys()
+	if s == nil {
+		writeError(w, apierr.Unavailable("key_store_unavailable", "this server has no key store"))
+	}
+	return s
+}
+
+func (h *keysAPI) list(w http.ResponseWriter, r *http.Request) {
+	s := h.store(w)
+	if s == nil {
+		return
+	}
+	q := r.URL.Query()
+	f := keys.Filter{Workspace: q.Get("workspace"), Team: q.Get("team"), User: q.Get("user"), Status: q.Get("status")}
+	if f.Status != "" && !slices.Contains([]string{keys.StatusActive, keys.StatusExpired, keys.StatusRevoked}, f.Status) {
+		writeError(w, apierr.BadRequest("invalid_filter", "status", "status must be active, expired or revoked"))
+		return
+	}
+	ks, err := s.List(r.Context(), f)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	now := time.Now()
+	out := make([]KeyView, len(ks))
+	for i, k := range ks {
+		out[i] = View(k, now)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": out})
+}
+
+func (h *keysAPI) show(w http.ResponseWriter, r *http.Request) {
+	s := h.store(w)
+	if s == nil {
+		return
+	}
+	k, err := s.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, View(k, time.Now()))
+}
+
+func (h *keysAPI) create(w http.ResponseWriter, r *http.Request) {
+	s := h.store(w)
+	if s == nil {
+		return
+	}
+	var req CreateKeyRequest
+	if !decodeBody(w, r, &req, false) {
+		return
+	}
+	spec, err := req.Resolve(time.Now())
+	if err == nil {
+		err = spec.CheckConfig(h.ks.Config())
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	k, secret, err := s.Create(r.Context(), spec, by(r))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.log.Info("virtual key created", zap.String("key_id", k.ID), zap.String("workspace", k.Workspace), zap.String("by", k.CreatedBy))
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, KeyWithSecret{Key: View(k, time.Now()), Secret: secret})
+}
+
+// Resolve turns expires_in into expires_at.
+func (c CreateKeyRequest) Resolve(now time.Time) (keys.Spec, error) {
+	spec := c.Spec
+	if c.ExpiresIn == "" {
+		return spec, nil
+	}
+	if !spec.ExpiresAt.IsZero() {
+		return spec, &keys.InvalidError{Field: "expires_in", Msg: "give expires_at or expires_in, not both"}
+	}
+	d, err := time.ParseDuration(c.ExpiresIn)
+	if err != nil || d <= 0 {
+		return spec, &keys.InvalidError{Field: "expires_in", Msg: "must be a positive duration such as 720h"}
+	}
+	spec.ExpiresAt = now.Add(d)
+	return spec, nil
+}
+
+func (h *keysAPI) rotate(w http.ResponseWriter, r *http.Request) {
+	s := h.store(w)
+	if s == nil {
+		return
+	}
+	var req RotateKeyRequest
+	if !decodeBody(w, r, &req, true) {
+		return
+	}
+	var grace time.Duration
+	if req.Grace != "" {
+		d, err := time.ParseDuration(req.Grace)
+		if err != nil {
+			h.fail(w, r, &keys.InvalidError{Field: "grace", Msg: "must be a duration such as 1h"})
+			return
+		}
+		grace = d
+	}
+	k, secret, err := s.Rotate(r.Context(), r.PathValue("id"), grace, by(r))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.log.Info("virtual key rotated", zap.String("key_id", k.ID), zap.Duration("grace", grace), zap.String("by", k.RotatedBy))
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, KeyWithSecret{Key: View(k, time.Now()), Secret: secret})
+}
+
+func (h *keysAPI) revoke(w http.ResponseWriter, r *http.Request) {
+	s := h.store(w)
+	if s == nil {
+		return
+	}
+	k, err := s.Revoke(r.Context(), r.PathValue("id"), by(r))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.log.Info("virtual key revoked", zap.String("key_id", k.ID), zap.String("by", k.RevokedBy))
+	writeJSON(w, http.StatusOK, View(k, time.Now()))
+}
+
+func (h *keysAPI) listProvider(w http.ResponseWriter, r *http.Request) {
+	s := h.store(w)
+	if s == nil {
+		return
+	}
+	list, err := s.ListProviderKeys(r.Context(), r.URL.Query().Get("workspace"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": list})
+}
+
+func (h *keysAPI) setProvider(w http.ResponseWriter, r *http.Request) {
+	s := h.store(w)
+	if s == nil {
+		return
+	}
+	var req ProviderKeyRequest
+	if !decodeBody(w, r, &req, false) {
+		return
+	}
+	ws, prov := r.PathValue("workspace"), r.PathValue("provider")
+	cfg := h.ks.Config()
+	switch {
+	case !slices.ContainsFunc(cfg.Workspaces, func(x config.Workspace) bool { return x.Name == ws }):
+		h.fail(w, r, &keys.InvalidError{Field: "workspace", Msg: "unknown workspace " + quote(ws)})
+		return
+	case !slices.ContainsFunc(cfg.Providers, func(x config.Provider) bool { return x.Name == prov }):
+		h.fail(w, r, &keys.InvalidError{Field: "provider", Msg: "unknown provider " + quote(prov)})
+		return
+	}
+	secret := []byte(strings.TrimSpace(req.Secret))
+	req.Secret = ""
+	err := s.SetProviderKey(r.Context(), ws, prov, secret, by(r))
+	clear(secret)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.log.Info("provider key stored", zap.String("workspace", ws), zap.String("provider", prov), zap.String("by", by(r)))
+	list, err := s.ListProviderKeys(r.Context(), ws)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	for _, p := range list {
+		if p.Provider == prov {
+			writeJSON(w, http.StatusOK, p)
+			return
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *keysAPI) deleteProvider(w http.ResponseWriter, r *http.Request) {
+	s := h.store(w)
+	if s == nil {
+		return
+	}
+	ws, prov := r.PathValue("workspace"), r.PathValue("provider")
+	if err := s.DeleteProviderKey(r.Context(), ws, prov); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.log.Info("provider key deleted", zap.String("workspace", ws), zap.String("provider", prov), zap.String("by", by(r)))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *keysAPI) rotateMaster(w http.ResponseWriter, r *http.Request) {
+	s := h.store(w)
+	if s == nil {
+		return
+	}
+	n, err := s.RotateMaster(r.Context(), by(r))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.log.Info("provider keys re-encrypted", zap.Int("records", n), zap.String("by", by(r)))
+	writeJSON(w, http.StatusOK, map[string]int{"reencrypted": n})
+}
+
+func quote(s string) string { return fmt.Sprintf("%q", apierr.Truncate(s, 64)) }
+
+// decodeBody reads a JSON body strictly (unknown fields are errors);
+// optional admits an empty body.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) bool {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxAdminBody+1))
+	switch {
+	case err != nil:
+		writeError(w, apierr.BadRequest("invalid_request_body", "", "cannot read the request body"))
+		return false
+	case len(body) > maxAdminBody:
+		writeError(w, &apierr.Error{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error", Code: "request_too_large",
+			Message: fmt.Sprintf("request body exceeds the limit of %d bytes", maxAdminBody)})
+		return false
+	case len(strings.TrimSpace(string(body))) == 0 && optional:
+		return true
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		msg := "the request body is not valid JSON for this endpoint"
+		var ute *json.UnmarshalTypeError
+		param := ""
+		switch {
+		case errors.As(err, &ute):
+			param = strings.TrimPrefix(ute.Field, "Spec.") // the embedded spec's fields are top-level
+			msg = fmt.Sprintf("%s has the wrong type", param)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			param = field
+			msg = fmt.Sprintf("unknown field %q", apierr.Truncate(field, 64))
+		case strings.Contains(err.Error(), "parsing time"):
+			param = "expires_at"
+			msg = "expires_at must be an RFC 3339 time, e.g. 2026-12-31T23:59:59Z"
+		}
+		writeError(w, apierr.BadRequest("invalid_request_body", param, "%s", msg))
+		return false
+	}
+	return true
+}
+
+// fail answers an error of the key store in the OpenAI error shape.
+func (h *keysAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
+	writeError(w, KeyError(err))
+	if e := KeyError(err); e.Status >= 500 {
+		h.log.Warn("key store request failed", zap.String("path", r.URL.Path), zap.Int("status", e.Status), zap.Error(err))
+	}
+}
+
+// KeyError maps a key store error to the answer a caller sees. Internal
+// details (a database message) never reach the caller.
+func KeyError(err error) *apierr.Error {
+	var inv *keys.InvalidError
+	switch {
+	case errors.As(err, &inv):
+		return apierr.BadRequest("invalid_key_spec", inv.Field, "%s", inv.Error())
+	case errors.Is(err, keys.ErrNotFound):
+		return apierr.NotFound("key_not_found", "id", "no key with this id")
+	case errors.Is(err, keys.ErrExists):
+		return &apierr.Error{Status: http.StatusConflict, Type: "invalid_request_error", Code: "key_exists", Param: "id",
+			Message: "a key with this id exists"}
+	case errors.Is(err, keys.ErrRevoked):
+		return &apierr.Error{Status: http.StatusConflict, Type: "invalid_request_error", Code: "key_revoked", Param: "id",
+			Message: "the key is revoked; create a new one"}
+	case errors.Is(err, keys.ErrNoProviderKey):
+		return apierr.NotFound("provider_key_not_found", "", "this workspace has no key for this provider")
+	case errors.Is(err, keys.ErrNoMasterKey):
+		return apierr.Unavailable("master_key_unavailable", "provider keys need state.master_keys (docs/keys.md); "+
+			"a record may also name a master key that is no longer configured")
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		e := apierr.Unavailable("key_store_unavailable", "the key store is unavailable; the change was not made, try again")
+		e.RetryAfter = 1
+		return e
+	}
+	return apierr.Internal()
+}

@@ -1,0 +1,250 @@
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/keys"
+	"github.com/stellwerk/stellwerk/internal/store"
+	"github.com/stellwerk/stellwerk/internal/testsrv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testsrv.Main(m)) }
+
+type keyStatus struct {
+	fakeStatus
+	ks  *keys.Store
+	cfg *config.Config
+}
+
+func (k *keyStatus) Keys() *keys.Store      { return k.ks }
+func (k *keyStatus) Config() *config.Config { return k.cfg }
+
+func keyTestConfig() *config.Config {
+	return &config.Config{
+		Workspaces: []config.Workspace{{Name: "default"}, {Name: "legal", Teams: []config.Team{{Name: "contracts"}}}},
+		Providers:  []config.Provider{{Name: "openai"}},
+		Models:     []config.Model{{ID: "gpt-4o-mini", Provider: "openai"}},
+	}
+}
+
+func openKeys(t *testing.T, db *store.DB) *keys.Store {
+	t.Helper()
+	h, _ := keys.NewHasher([]byte("0123456789abcdef0123456789abcdef"))
+	mk := sha256.Sum256([]byte("master"))
+	ring, _ := keys.NewKeyring([]string{"mk1"}, [][]byte{mk[:]})
+	ks, err := keys.Open(context.Background(), db, h, ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
+
+func keyHandler(t *testing.T) (http.Handler, *observer.ObservedLogs, *keys.Store) {
+	t.Helper()
+	db, err := store.OpenSQLite(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ks := openKeys(t, db)
+	core, logs := observer.New(zapcore.DebugLevel)
+	return Handler(&keyStatus{fakeStatus: fakeStatus{tokens: testTokens()}, ks: ks, cfg: keyTestConfig()}, zap.New(core)), logs, ks
+}
+
+func do(t *testing.T, h http.Handler, method, path, role, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if role != "" {
+		req.Header.Set("Authorization", "Bearer "+roleTokens[role])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// openAIError checks the error shape and returns status, code and param.
+func openAIError(t *testing.T, rec *httptest.ResponseRecorder) (int, string, string) {
+	t.Helper()
+	var e struct {
+		Error struct {
+			Message, Type, Code string
+			Param               *string
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error.Message == "" || e.Error.Type == "" || e.Error.Code == "" {
+		t.Fatalf("%d: not an OpenAI error: %s", rec.Code, rec.Body)
+	}
+	p := ""
+	if e.Error.Param != nil {
+		p = *e.Error.Param
+	}
+	return rec.Code, e.Error.Code, p
+}
+
+func TestKeysAPI(t *testing.T) {
+	h, logs, _ := keyHandler(t)
+	rec := do(t, h, "POST", "/admin/keys", config.RoleAdmin,
+		`{"id":"bot","workspace":"legal","team":"contracts","user":"ana","models":["gpt-4o-mini"],"expires_in":"720h",
+		  "limits":{"budgets":[{"amount_eur":10,"period":"month"}],"rate_limit":{"requests_per_minute":60}},"metadata":{"ticket":"OPS-1"}}`)
+	if rec.Code != 201 || rec.Header().Get("Cache-Control") != "no-store" {
+		t.Fatalf("create: %d %s", rec.Code, rec.Body)
+	}
+	var created KeyWithSecret
+	if err := json.Unmarshal(rec.Body.Bytes(), &created); err != nil {
+		t.Fatal(err)
+	}
+	secret := created.Secret
+	if _, ok := keys.ParseSecret(secret); !ok || created.Key.Status != "active" || created.Key.CreatedBy != "admin:root" ||
+		created.Key.ExpiresAt.Before(time.Now().Add(719*time.Hour)) || created.Key.Limits.RateLimit.RequestsPerMinute != 60 {
+		t.Fatalf("created %+v", created)
+	}
+
+	// Readers list and show, and never see a secret.
+	for _, role := range []string{config.RoleViewer, config.RoleAuditor, config.RoleOperator, config.RoleAdmin} {
+		for _, path := range []string{"/admin/keys", "/admin/keys?workspace=legal&status=active", "/admin/keys/bot"} {
+			rec := do(t, h, "GET", path, role, "")
+			if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"bot"`) {
+				t.Errorf("%s %s: %d %s", role, path, rec.Code, rec.Body)
+			}
+			if strings.Contains(rec.Body.String(), secret[keys.DisplayPrefixLen:]) || strings.Contains(rec.Body.String(), `"secret"`) {
+				t.Errorf("%s %s shows the secret", role, path)
+			}
+		}
+	}
+	if rec := do(t, h, "GET", "/admin/keys?workspace=default", config.RoleViewer, ""); strings.Contains(rec.Body.String(), `"bot"`) {
+		t.Errorf("workspace filter ignored: %s", rec.Body)
+	}
+
+	cases := map[string]struct {
+		method, path, role, body string
+		status                   int
+		code, param              string
+	}{
+		"no token":             {"POST", "/admin/keys", "", `{"workspace":"legal"}`, 401, "invalid_admin_token", ""},
+		"viewer creates":       {"POST", "/admin/keys", config.RoleViewer, `{"workspace":"legal"}`, 403, "insufficient_role", ""},
+		"operator revokes":     {"POST", "/admin/keys/bot/revoke", config.RoleOperator, ``, 403, "insufficient_role", ""},
+		"auditor rotates":      {"POST", "/admin/keys/bot/rotate", config.RoleAuditor, ``, 403, "insufficient_role", ""},
+		"unknown field":        {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"legal","colour":"red"}`, 400, "invalid_request_body", "colour"},
+		"not JSON":             {"POST", "/admin/keys", config.RoleAdmin, `{`, 400, "invalid_request_body", ""},
+		"wrong type":           {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":7}`, 400, "invalid_request_body", "workspace"},
+		"bad time":             {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"legal","expires_at":"tomorrow"}`, 400, "invalid_request_body", "expires_at"},
+		"unknown workspace":    {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"nope"}`, 400, "invalid_key_spec", "workspace"},
+		"unknown team":         {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"legal","team":"nope"}`, 400, "invalid_key_spec", "team"},
+		"unknown model":        {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"legal","models":["gpt-9"]}`, 400, "invalid_key_spec", "models[0]"},
+		"bad expires_in":       {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"legal","expires_in":"-1h"}`, 400, "invalid_key_spec", "expires_in"},
+		"duplicate":            {"POST", "/admin/keys", config.RoleAdmin, `{"id":"bot","workspace":"legal"}`, 409, "key_exists", "id"},
+		"show unknown":         {"GET", "/admin/keys/nope", config.RoleViewer, ``, 404, "key_not_found", "id"},
+		"revoke unknown":       {"POST", "/admin/keys/nope/revoke", config.RoleAdmin, ``, 404, "key_not_found", "id"},
+		"bad grace":            {"POST", "/admin/keys/bot/rotate", config.RoleAdmin, `{"grace":"forever"}`, 400, "invalid_key_spec", "grace"},
+		"grace too long":       {"POST", "/admin/keys/bot/rotate", config.RoleAdmin, `{"grace":"1000h"}`, 400, "invalid_key_spec", "grace"},
+		"bad status filter":    {"GET", "/admin/keys?status=zombie", config.RoleViewer, ``, 400, "invalid_filter", "status"},
+		"too large":            {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"` + strings.Repeat("a", 70000) + `"}`, 413, "request_too_large", ""},
+		"provider key, viewer": {"PUT", "/admin/provider-keys/legal/openai", config.RoleViewer, `{"secret":"x"}`, 403, "insufficient_role", ""},
+		"provider unknown":     {"PUT", "/admin/provider-keys/legal/nope", config.RoleAdmin, `{"secret":"x"}`, 400, "invalid_key_spec", "provider"},
+		"provider empty":       {"PUT", "/admin/provider-keys/legal/openai", config.RoleAdmin, `{"secret":" "}`, 400, "invalid_key_spec", "secret"},
+		"delete absent":        {"DELETE", "/admin/provider-keys/default/openai", config.RoleAdmin, ``, 404, "provider_key_not_found", ""},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			rec := do(t, h, tc.method, tc.path, tc.role, tc.body)
+			status, code, param := openAIError(t, rec)
+			if status != tc.status || code != tc.code || param != tc.param {
+				t.Errorf("got %d %s param %q, want %d %s param %q: %s", status, code, param, tc.status, tc.code, tc.param, rec.Body)
+			}
+		})
+	}
+
+	// Rotate: a new secret, shown once; revoke; a revoked key does not rotate.
+	rec = do(t, h, "POST", "/admin/keys/bot/rotate", config.RoleAdmin, `{"grace":"10m"}`)
+	var rotated KeyWithSecret
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &rotated) != nil || rotated.Secret == secret || rotated.Key.RotatedBy != "admin:root" ||
+		rotated.Key.GraceUntil.IsZero() {
+		t.Fatalf("rotate: %d %s", rec.Code, rec.Body)
+	}
+	rec = do(t, h, "POST", "/admin/keys/bot/revoke", config.RoleAdmin, "")
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"status":"revoked"`) || strings.Contains(rec.Body.String(), "secret") {
+		t.Fatalf("revoke: %d %s", rec.Code, rec.Body)
+	}
+	if st, code, _ := openAIError(t, do(t, h, "POST", "/admin/keys/bot/rotate", config.RoleAdmin, "")); st != 409 || code != "key_revoked" {
+		t.Errorf("rotate revoked: %d %s", st, code)
+	}
+
+	// Provider keys: stored, listed without the secret, never logged.
+	const providerSecret = "sk-openai-byok-0123456789"
+	rec = do(t, h, "PUT", "/admin/provider-keys/legal/openai", config.RoleAdmin, `{"secret":"`+providerSecret+`"}`)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"master_key_id":"mk1"`) {
+		t.Fatalf("set provider key: %d %s", rec.Code, rec.Body)
+	}
+	rec = do(t, h, "GET", "/admin/provider-keys", config.RoleAuditor, "")
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"provider":"openai"`) {
+		t.Fatalf("list provider keys: %d %s", rec.Code, rec.Body)
+	}
+	rec = do(t, h, "POST", "/admin/provider-keys/rotate-master", config.RoleAdmin, "")
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"reencrypted":0`) {
+		t.Errorf("rotate-master: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do(t, h, "DELETE", "/admin/provider-keys/legal/openai", config.RoleAdmin, ""); rec.Code != 204 {
+		t.Errorf("delete provider key: %d %s", rec.Code, rec.Body)
+	}
+	for _, e := range logs.All() {
+		line := fmt.Sprint(e.Message, e.ContextMap())
+		for _, s := range []string{secret, rotated.Secret, providerSecret, base64.StdEncoding.EncodeToString([]byte(providerSecret))} {
+			if strings.Contains(line, s) {
+				t.Errorf("a log line shows a secret: %s", line)
+			}
+		}
+	}
+	if logs.FilterMessage("virtual key revoked").Len() != 1 {
+		t.Errorf("revocation not logged")
+	}
+}
+
+// TestKeysAPIStoreDown: with PostgreSQL stopped, writes and reads of the
+// key store answer 503 key_store_unavailable with Retry-After, without a
+// database message.
+func TestKeysAPIStoreDown(t *testing.T) {
+	pg := testsrv.StartPostgres(t)
+	ctx := context.Background()
+	db, err := store.OpenPostgres(ctx, pg.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ks := openKeys(t, db)
+	h := Handler(&keyStatus{fakeStatus: fakeStatus{tokens: testTokens()}, ks: ks, cfg: keyTestConfig()}, zap.NewNop())
+	if rec := do(t, h, "POST", "/admin/keys", config.RoleAdmin, `{"id":"k","workspace":"legal"}`); rec.Code != 201 {
+		t.Fatalf("create: %d %s", rec.Code, rec.Body)
+	}
+	pg.Stop()
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/admin/keys", `{"workspace":"legal"}`},
+		{"POST", "/admin/keys/k/revoke", ""},
+		{"POST", "/admin/keys/k/rotate", ""},
+		{"GET", "/admin/keys", ""},
+		{"PUT", "/admin/provider-keys/legal/openai", `{"secret":"x"}`},
+	} {
+		rec := do(t, h, c.method, c.path, config.RoleAdmin, c.body)
+		status, code, _ := openAIError(t, rec)
+		if status != 503 || code != "key_store_unavailable" || rec.Header().Get("Retry-After") == "" {
+			t.Errorf("%s %s: %d %s %s", c.method, c.path, status, code, rec.Body)
+		}
+		if strings.Contains(rec.Body.String(), "127.0.0.1") || strings.Contains(rec.Body.String(), "dial") {
+			t.Errorf("%s %s: the answer shows internals: %s", c.method, c.path, rec.Body)
+		}
+	}
+}

@@ -1,0 +1,433 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/admin"
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/keys"
+)
+
+const keysUsage = `usage:
+  stellwerk keys hash [KEY]                       sha256 of a key for keys[].sha256 in stellwerk.yaml (stdin when omitted)
+  stellwerk keys create --workspace W [flags]     create a key; its secret is printed once, on stdout
+  stellwerk keys list [--workspace W] [--team T] [--user U] [--status active|expired|revoked]
+  stellwerk keys show ID
+  stellwerk keys rotate ID [--grace 1h]           a new secret (printed once); the old one stops (after the grace)
+  stellwerk keys revoke ID                        refused by every replica within a second
+  stellwerk keys provider set WORKSPACE PROVIDER  store the workspace's own provider key, read from stdin
+  stellwerk keys provider list [--workspace W]
+  stellwerk keys provider delete WORKSPACE PROVIDER
+  stellwerk keys rotate-master                    re-encrypt provider keys under the first state.master_keys entry
+Every verb but hash takes --config FILE (env STELLWERK_CONFIG), --state-dir DIR and --json, and
+works on the store the config names (state.dir or state.postgres), beside running servers.
+`
+
+// runKeys is `stellwerk keys …`.
+func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, keysUsage)
+		return ErrUsage
+	}
+	verb, args := args[0], args[1:]
+	if verb == "hash" {
+		return runKeysHash(args, stdin, stdout, stderr)
+	}
+	if verb == "provider" {
+		if len(args) == 0 {
+			fmt.Fprint(stderr, keysUsage)
+			return ErrUsage
+		}
+		verb, args = "provider "+args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("keys "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", defaultConfigPath(), "config file (env STELLWERK_CONFIG)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	stateDir := fs.String("state-dir", "", "directory of the embedded key store, overrides state.dir (as for serve)")
+	var spec keys.Spec
+	var expiresIn, expiresAt, models, routes string
+	var budgets, meta multiFlag
+	var grace time.Duration
+	var filter keys.Filter
+	switch verb {
+	case "create":
+		fs.StringVar(&spec.ID, "id", "", "key id (lower-case letters, digits, - and _); generated when empty")
+		fs.StringVar(&spec.Workspace, "workspace", "", "workspace (required)")
+		fs.StringVar(&spec.Team, "team", "", "team of the workspace")
+		fs.StringVar(&spec.User, "user", "", "user the key belongs to")
+		fs.StringVar(&models, "models", "", "comma-separated model ids or provider:<name> the key may use (default: what its workspace allows)")
+		fs.StringVar(&routes, "routes", "", "comma-separated named routes the key may use")
+		fs.StringVar(&expiresIn, "expires-in", "", "expiry as a duration from now, e.g. 720h")
+		fs.StringVar(&expiresAt, "expires-at", "", "expiry as an RFC 3339 time")
+		fs.Var(&budgets, "budget", "budget EUR:PERIOD[:ACTION], e.g. 50:month or 5:day:downgrade (repeatable)")
+		fs.Int64Var(&spec.Limits.RateLimit.RequestsPerMinute, "rpm", 0, "requests per minute")
+		fs.Int64Var(&spec.Limits.RateLimit.TokensPerMinute, "tpm", 0, "tokens per minute")
+		fs.Int64Var(&spec.Limits.RateLimit.RequestsPerDay, "rpd", 0, "requests per day")
+		fs.Int64Var(&spec.Limits.RateLimit.TokensPerDay, "tpd", 0, "tokens per day")
+		fs.Var(&meta, "meta", "metadata KEY=VALUE (repeatable)")
+	case "list":
+		fs.StringVar(&filter.Workspace, "workspace", "", "only this workspace")
+		fs.StringVar(&filter.Team, "team", "", "only this team")
+		fs.StringVar(&filter.User, "user", "", "only this user")
+		fs.StringVar(&filter.Status, "status", "", "only active, expired or revoked keys")
+	case "rotate":
+		fs.DurationVar(&grace, "grace", 0, "keep the old secret working this long (at most 168h)")
+	case "provider list":
+		fs.StringVar(&filter.Workspace, "workspace", "", "only this workspace")
+	case "show", "revoke", "provider set", "provider delete", "rotate-master":
+	default:
+		fmt.Fprintf(stderr, "unknown keys command %q\n\n%s", verb, keysUsage)
+		return ErrUsage
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return ErrUsage
+	}
+	want := map[string]int{"show": 1, "rotate": 1, "revoke": 1, "provider set": 2, "provider delete": 2}[verb]
+	if len(pos) != want {
+		fmt.Fprintf(stderr, "keys %s takes %d argument(s), got %d\n\n%s", verb, want, len(pos), keysUsage)
+		return ErrUsage
+	}
+
+	// Flags are checked together before anything is opened.
+	var problems []string
+	if verb == "create" {
+		spec.Models, spec.Routes = splitList(models), splitList(routes)
+		for _, b := range budgets {
+			bd, err := parseBudget(b)
+			if err != nil {
+				problems = append(problems, err.Error())
+			}
+			spec.Limits.Budgets = append(spec.Limits.Budgets, bd)
+		}
+		for _, m := range meta {
+			k, v, ok := strings.Cut(m, "=")
+			if !ok {
+				problems = append(problems, fmt.Sprintf("--meta %q: want KEY=VALUE", m))
+				continue
+			}
+			if spec.Metadata == nil {
+				spec.Metadata = map[string]string{}
+			}
+			spec.Metadata[k] = v
+		}
+		req := admin.CreateKeyRequest{Spec: spec, ExpiresIn: expiresIn}
+		if expiresAt != "" {
+			t, err := time.Parse(time.RFC3339, expiresAt)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("--expires-at %q: not an RFC 3339 time", expiresAt))
+			}
+			req.ExpiresAt = t
+		}
+		if len(problems) == 0 {
+			if spec, err = req.Resolve(time.Now()); err != nil {
+				problems = append(problems, cliProblem(err))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
+		return ErrUsage
+	}
+
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *stateDir != "" {
+		cfg.State.Dir = *stateDir
+	}
+	if verb == "create" {
+		if err := spec.CheckConfig(cfg); err != nil {
+			fmt.Fprintln(stderr, cliProblem(err))
+			return ErrUsage
+		}
+	}
+	ks, db, err := keys.OpenConfigured(ctx, cfg.State, os.Getenv)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	k := &keysCLI{ks: ks, cfg: cfg, json: *asJSON, stdout: stdout, stderr: stderr, by: cliUser()}
+	switch verb {
+	case "create":
+		return k.create(ctx, spec)
+	case "list":
+		return k.list(ctx, filter)
+	case "show":
+		key, err := ks.Get(ctx, pos[0])
+		if err != nil {
+			return k.fail(err)
+		}
+		return k.printKey(key)
+	case "rotate":
+		key, secret, err := ks.Rotate(ctx, pos[0], grace, k.by)
+		if err != nil {
+			return k.fail(err)
+		}
+		return k.printSecret(key, secret, "rotated")
+	case "revoke":
+		key, err := ks.Revoke(ctx, pos[0], k.by)
+		if err != nil {
+			return k.fail(err)
+		}
+		fmt.Fprintf(stderr, "key %s revoked; every replica refuses it within a second\n", key.ID)
+		if k.json {
+			return k.printKey(key)
+		}
+		return nil
+	case "provider set":
+		return k.providerSet(ctx, pos[0], pos[1], stdin)
+	case "provider list":
+		list, err := ks.ListProviderKeys(ctx, filter.Workspace)
+		if err != nil {
+			return k.fail(err)
+		}
+		if k.json {
+			return writeJSONTo(stdout, list)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "WORKSPACE\tPROVIDER\tMASTER KEY\tUPDATED\tBY")
+		for _, p := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Workspace, p.Provider, p.MasterKeyID, p.UpdatedAt.Format(time.RFC3339), p.UpdatedBy)
+		}
+		return tw.Flush()
+	case "provider delete":
+		if err := ks.DeleteProviderKey(ctx, pos[0], pos[1]); err != nil {
+			return k.fail(err)
+		}
+		fmt.Fprintf(stderr, "provider key of %s for %s deleted\n", pos[0], pos[1])
+		return nil
+	case "rotate-master":
+		n, err := ks.RotateMaster(ctx, k.by)
+		if err != nil {
+			return k.fail(err)
+		}
+		fmt.Fprintf(stdout, "%d provider key(s) re-encrypted under master key %s\n", n, cfg.State.MasterKeys[0].ID)
+		return nil
+	}
+	return nil
+}
+
+type keysCLI struct {
+	ks             *keys.Store
+	cfg            *config.Config
+	json           bool
+	stdout, stderr io.Writer
+	by             string
+}
+
+func (k *keysCLI) create(ctx context.Context, spec keys.Spec) error {
+	key, secret, err := k.ks.Create(ctx, spec, k.by)
+	if err != nil {
+		return k.fail(err)
+	}
+	return k.printSecret(key, secret, "created")
+}
+
+// printSecret shows a new secret: alone on stdout (so it can be captured),
+// the rest on stderr; or everything as JSON.
+func (k *keysCLI) printSecret(key keys.Key, secret, what string) error {
+	if k.json {
+		return writeJSONTo(k.stdout, admin.KeyWithSecret{Key: admin.View(key, time.Now()), Secret: secret})
+	}
+	fmt.Fprintf(k.stderr, "key %s %s (workspace %s, prefix %s); its secret follows, shown this once:\n", key.ID, what, key.Workspace, key.Prefix)
+	fmt.Fprintln(k.stdout, secret)
+	return nil
+}
+
+func (k *keysCLI) printKey(key keys.Key) error {
+	v := admin.View(key, time.Now())
+	if k.json {
+		return writeJSONTo(k.stdout, v)
+	}
+	b, _ := json.MarshalIndent(v, "", "  ")
+	fmt.Fprintln(k.stdout, string(b))
+	return nil
+}
+
+func (k *keysCLI) list(ctx context.Context, f keys.Filter) error {
+	list, err := k.ks.List(ctx, f)
+	if err != nil {
+		return k.fail(err)
+	}
+	now := time.Now()
+	if k.json {
+		out := make([]admin.KeyView, len(list))
+		for i, key := range list {
+			out[i] = admin.View(key, now)
+		}
+		return writeJSONTo(k.stdout, out)
+	}
+	tw := tabwriter.NewWriter(k.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tPREFIX\tWORKSPACE\tTEAM\tUSER\tSTATUS\tEXPIRES\tCREATED")
+	for _, key := range list {
+		exp := "-"
+		if !key.ExpiresAt.IsZero() {
+			exp = key.ExpiresAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", key.ID, key.Prefix, key.Workspace, dash(key.Team), dash(key.User),
+			key.Status(now), exp, key.CreatedAt.Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
+
+func (k *keysCLI) providerSet(ctx context.Context, ws, prov string, stdin io.Reader) error {
+	b, err := io.ReadAll(io.LimitReader(stdin, 16<<10))
+	if err != nil {
+		return err
+	}
+	secret := []byte(strings.TrimSpace(string(b)))
+	clear(b)
+	defer clear(secret)
+	if len(secret) == 0 {
+		fmt.Fprintln(k.stderr, "keys provider set reads the provider key from stdin, and it was empty")
+		return ErrUsage
+	}
+	if !hasProvider(k.cfg, prov) {
+		fmt.Fprintf(k.stderr, "unknown provider %q\n", prov)
+		return ErrUsage
+	}
+	if err := (keys.Spec{Workspace: ws}).CheckConfig(k.cfg); err != nil {
+		fmt.Fprintln(k.stderr, cliProblem(err))
+		return ErrUsage
+	}
+	if err := k.ks.SetProviderKey(ctx, ws, prov, secret, k.by); err != nil {
+		return k.fail(err)
+	}
+	fmt.Fprintf(k.stderr, "provider key of %s for %s stored (encrypted under master key %s)\n", ws, prov, k.cfg.State.MasterKeys[0].ID)
+	return nil
+}
+
+func hasProvider(c *config.Config, name string) bool {
+	for _, p := range c.Providers {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// fail turns a store error into the CLI's message (and exit status 1).
+func (k *keysCLI) fail(err error) error {
+	var inv *keys.InvalidError
+	if errors.As(err, &inv) {
+		fmt.Fprintln(k.stderr, cliProblem(err))
+		return ErrUsage
+	}
+	return fmt.Errorf("keys: %w", err)
+}
+
+func cliProblem(err error) string {
+	var inv *keys.InvalidError
+	if errors.As(err, &inv) {
+		return "--" + strings.ReplaceAll(inv.Field, "_", "-") + ": " + inv.Msg
+	}
+	return err.Error()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// parseBudget reads EUR:PERIOD[:ACTION].
+func parseBudget(s string) (config.Budget, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return config.Budget{}, fmt.Errorf("--budget %q: want EUR:PERIOD[:ACTION], e.g. 50:month", s)
+	}
+	amount, err := strconv.ParseFloat(parts[0], 64)
+	if err != nil {
+		return config.Budget{}, fmt.Errorf("--budget %q: %q is not an amount", s, parts[0])
+	}
+	b := config.Budget{AmountEUR: amount, Period: parts[1]}
+	if len(parts) == 3 {
+		b.Action = parts[2]
+	}
+	return b, nil
+}
+
+// cliUser names who ran a CLI command, for the key's record.
+func cliUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return "cli:" + u.Username
+	}
+	return "cli"
+}
+
+func writeJSONTo(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// parseInterspersed parses flags that may come after positional arguments
+// (`keys show ID --json`).
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// runKeysHash: `stellwerk keys hash KEY` prints the digest for keys[].sha256.
+func runKeysHash(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 1 {
+		fmt.Fprintln(stderr, "usage: stellwerk keys hash [KEY]   (reads the key from stdin when omitted)")
+		return ErrUsage
+	}
+	key := ""
+	if len(args) == 1 {
+		key = args[0]
+	} else {
+		b, err := io.ReadAll(io.LimitReader(stdin, 4096))
+		if err != nil {
+			return err
+		}
+		key = strings.TrimSpace(string(b))
+	}
+	if key == "" {
+		fmt.Fprintln(stderr, "empty key")
+		return ErrUsage
+	}
+	fmt.Fprintln(stdout, auth.Hash(key))
+	return nil
+}

@@ -1,0 +1,177 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/admin"
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/keys"
+)
+
+// keysConfig writes a config whose state is in its own directory.
+func keysConfig(t *testing.T) (path, stateDir string) {
+	t.Helper()
+	dir := t.TempDir()
+	mk := sha256.Sum256([]byte("cli master"))
+	mkFile := filepath.Join(dir, "master.key")
+	if err := os.WriteFile(mkFile, []byte(base64.StdEncoding.EncodeToString(mk[:])+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path = filepath.Join(dir, "stellwerk.yaml")
+	if err := os.WriteFile(path, []byte(`
+routing: {default_model: m1}
+providers:
+  - {name: p1, base_url: "http://127.0.0.1:8081/v1", residency: eu}
+models:
+  - {id: m1, provider: p1, context_window: 1000}
+workspaces:
+  - {name: legal, teams: [{name: contracts}]}
+state:
+  master_keys: [{id: mk1, file: master.key}]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, filepath.Join(dir, config.DefaultStateDir)
+}
+
+func TestKeysCLI(t *testing.T) {
+	cfg, stateDir := keysConfig(t)
+	secret, stderr, err := run("keys", "create", "--config", cfg, "--workspace", "legal", "--team", "contracts", "--id", "bot",
+		"--models", "m1", "--budget", "50:month", "--budget", "5:day:downgrade", "--rpm", "60", "--meta", "ticket=OPS-1", "--expires-in", "24h")
+	secret = strings.TrimSpace(secret)
+	if err != nil {
+		t.Fatalf("create: %v %s", err, stderr)
+	}
+	if _, ok := keys.ParseSecret(secret); !ok || !strings.Contains(stderr, "key bot created") || strings.Contains(stderr, secret) {
+		t.Fatalf("create printed %q / %q", secret, stderr)
+	}
+	// The default state directory beside the config, private.
+	for path, mode := range map[string]os.FileMode{stateDir: 0o700, filepath.Join(stateDir, "stellwerk.db"): 0o600, filepath.Join(stateDir, "hash.key"): 0o600} {
+		if st, err := os.Stat(path); err != nil || st.Mode().Perm() != mode {
+			t.Errorf("%s: %v %v", path, st, err)
+		}
+	}
+
+	out, _, err := run("keys", "show", "bot", "--config", cfg, "--json")
+	var v admin.KeyView
+	if err != nil || json.Unmarshal([]byte(out), &v) != nil || v.Team != "contracts" || v.Status != "active" ||
+		len(v.Limits.Budgets) != 2 || v.Limits.Budgets[1].Action != "downgrade" || v.Metadata["ticket"] != "OPS-1" || v.ExpiresAt.IsZero() {
+		t.Fatalf("show: %v %s", err, out)
+	}
+	if strings.Contains(out, secret[keys.DisplayPrefixLen:]) {
+		t.Errorf("show prints the secret")
+	}
+	out, _, err = run("keys", "list", "--config", cfg)
+	if err != nil || !strings.Contains(out, "bot") || !strings.Contains(out, "active") || !strings.Contains(out, secret[:keys.DisplayPrefixLen]) {
+		t.Fatalf("list: %v %s", err, out)
+	}
+
+	// A server's table (another process, in real life) sees what the CLI did.
+	c, err := config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, db, err := keys.OpenConfigured(context.Background(), c.State, os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tb := keys.NewTable(ks, zap.NewNop())
+	if err := tb.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ak := auth.New(c, os.Getenv).WithSource(tb)
+	if p, err := ak.Authenticate("Bearer " + secret); err != nil || p.KeyID != "bot" {
+		t.Fatalf("server does not accept the CLI's key: %v", err)
+	}
+
+	secret2, _, err := run("keys", "rotate", "bot", "--config", cfg)
+	secret2 = strings.TrimSpace(secret2)
+	if err != nil || secret2 == secret {
+		t.Fatalf("rotate: %v", err)
+	}
+	if _, _, err := run("keys", "revoke", "bot", "--config", cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{secret, secret2} {
+		if _, err := ak.Authenticate("Bearer " + s); !errors.Is(err, auth.ErrUnauthorized) {
+			t.Errorf("revoked key accepted: %v", err)
+		}
+	}
+	out, _, _ = run("keys", "list", "--status", "revoked", "--config", cfg, "--json")
+	if !strings.Contains(out, `"revoked_by": "cli:`) {
+		t.Errorf("list revoked: %s", out)
+	}
+
+	// Provider keys: from stdin, listed without the secret.
+	if _, stderr, err := runIn("sk-provider-secret\n", "keys", "provider", "set", "legal", "p1", "--config", cfg); err != nil {
+		t.Fatalf("provider set: %v %s", err, stderr)
+	}
+	out, _, err = run("keys", "provider", "list", "--config", cfg)
+	if err != nil || !strings.Contains(out, "legal") || !strings.Contains(out, "mk1") || strings.Contains(out, "sk-provider-secret") {
+		t.Fatalf("provider list: %v %s", err, out)
+	}
+	if out, _, err := run("keys", "rotate-master", "--config", cfg); err != nil || !strings.Contains(out, "0 provider key(s) re-encrypted") {
+		t.Errorf("rotate-master: %v %s", err, out)
+	}
+	if _, _, err := run("keys", "provider", "delete", "legal", "p1", "--config", cfg); err != nil {
+		t.Errorf("provider delete: %v", err)
+	}
+}
+
+func TestKeysCLIUsage(t *testing.T) {
+	cfg, _ := keysConfig(t)
+	cases := map[string]struct {
+		args  []string
+		stdin string
+		want  string
+	}{
+		"no verb":           {[]string{"keys"}, "", "keys create"},
+		"unknown verb":      {[]string{"keys", "frob"}, "", `unknown keys command "frob"`},
+		"show without id":   {[]string{"keys", "show", "--config", cfg}, "", "takes 1 argument"},
+		"no workspace":      {[]string{"keys", "create", "--config", cfg}, "", "--workspace: required"},
+		"unknown workspace": {[]string{"keys", "create", "--config", cfg, "--workspace", "nope"}, "", `unknown workspace "nope"`},
+		"unknown model":     {[]string{"keys", "create", "--config", cfg, "--workspace", "legal", "--models", "m9"}, "", `--models[0]: unknown model "m9"`},
+		"bad budget and expiry together": {[]string{"keys", "create", "--config", cfg, "--workspace", "legal", "--budget", "lots",
+			"--expires-at", "soon", "--meta", "novalue"}, "", "not an RFC 3339 time"},
+		"provider secret empty": {[]string{"keys", "provider", "set", "legal", "p1", "--config", cfg}, "  \n", "was empty"},
+		"hash too many":         {[]string{"keys", "hash", "a", "b"}, "", "usage: stellwerk keys hash"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, stderr, err := runIn(tc.stdin, tc.args...)
+			if !errors.Is(err, ErrUsage) || !strings.Contains(stderr, tc.want) {
+				t.Errorf("err %v, stderr %q, want %q", err, stderr, tc.want)
+			}
+		})
+	}
+	// Every flag problem at once.
+	_, stderr, _ := run("keys", "create", "--config", cfg, "--workspace", "legal", "--budget", "lots", "--expires-at", "soon", "--meta", "novalue")
+	for _, w := range []string{"--budget", "--expires-at", "--meta"} {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("%s not reported: %s", w, stderr)
+		}
+	}
+	// No master key: provider keys are refused with a clear message.
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "stellwerk.yaml")
+	b, _ := os.ReadFile(cfg)
+	_ = os.WriteFile(plain, []byte(strings.Replace(string(b), "  master_keys: [{id: mk1, file: master.key}]\n", "  dir: st\n", 1)), 0o600)
+	if _, _, err := runIn("sk-x", "keys", "provider", "set", "legal", "p1", "--config", plain); err == nil || !strings.Contains(err.Error(), "state.master_keys") {
+		t.Errorf("without master keys: %v", err)
+	}
+}

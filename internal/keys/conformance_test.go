@@ -1,0 +1,503 @@
+package keys
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/store"
+	"github.com/stellwerk/stellwerk/internal/testsrv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testsrv.Main(m)) }
+
+var testHashKey = []byte("0123456789abcdef0123456789abcdef-test")
+
+func testRing(t testing.TB, ids ...string) *Keyring {
+	t.Helper()
+	var ks [][]byte
+	for _, id := range ids {
+		k := sha256.Sum256([]byte("master " + id))
+		ks = append(ks, k[:])
+	}
+	r, err := NewKeyring(ids, ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// backend opens a fresh database of one dialect; open(ring) opens another
+// Store on the same database, as a second replica (or the CLI) would.
+type backend struct {
+	name string
+	open func(t *testing.T, ring *Keyring) *Store
+}
+
+func backends(t *testing.T) []backend {
+	dir := filepath.Join(t.TempDir(), "state")
+	var dsn string
+	return []backend{
+		{"sqlite", func(t *testing.T, ring *Keyring) *Store {
+			db, err := store.OpenSQLite(context.Background(), dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return openOn(t, db, ring)
+		}},
+		{"postgres", func(t *testing.T, ring *Keyring) *Store {
+			if dsn == "" {
+				dsn = testsrv.PostgresDSN(t)
+			}
+			db, err := store.OpenPostgres(context.Background(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return openOn(t, db, ring)
+		}},
+	}
+}
+
+func openOn(t *testing.T, db *store.DB, ring *Keyring) *Store {
+	t.Helper()
+	t.Cleanup(func() { db.Close() })
+	h, err := NewHasher(testHashKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(context.Background(), db, h, ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// conform runs f against every backend.
+func conform(t *testing.T, f func(t *testing.T, open func(t *testing.T, ring *Keyring) *Store)) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) { f(t, b.open) })
+	}
+}
+
+func mustRefresh(t *testing.T, tb *Table) {
+	t.Helper()
+	if err := tb.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCreateShowList(t *testing.T) {
+	conform(t, func(t *testing.T, open func(*testing.T, *Keyring) *Store) {
+		ctx := context.Background()
+		s := open(t, nil)
+		exp := time.Now().Add(48 * time.Hour).UTC().Truncate(time.Millisecond)
+		spec := Spec{ID: "support-bot", Workspace: "support", Team: "tier1", User: "ana@example.com",
+			Models: []string{"gpt-4o-mini", "provider:mistral"}, Routes: []string{"support"}, ExpiresAt: exp,
+			Limits:   config.Limits{Budgets: []config.Budget{{AmountEUR: 50, Period: "month"}}, RateLimit: config.RateLimit{RequestsPerMinute: 60}},
+			Metadata: map[string]string{"ticket": "OPS-1"}}
+		k, secret, err := s.Create(ctx, spec, "admin:root")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, ok := ParseSecret(secret); !ok || p != secret || len(secret) < len(SecretPrefix)+43 {
+			t.Fatalf("secret %q is not of the documented shape", secret)
+		}
+		if k.Prefix != secret[:DisplayPrefixLen] || k.CreatedBy != "admin:root" || k.CreatedAt.IsZero() {
+			t.Errorf("record %+v", k)
+		}
+		got, err := s.Get(ctx, "support-bot")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, k) {
+			t.Errorf("show differs from create:\n%+v\n%+v", got, k)
+		}
+		if got.Status(time.Now()) != StatusActive || got.Status(exp) != StatusExpired {
+			t.Errorf("status")
+		}
+		if _, _, err := s.Create(ctx, spec, "x"); !errors.Is(err, ErrExists) {
+			t.Errorf("duplicate id: %v", err)
+		}
+		var inv *InvalidError
+		if _, _, err := s.Create(ctx, Spec{Workspace: "Bad Name"}, "x"); !errors.As(err, &inv) || inv.Field != "workspace" {
+			t.Errorf("invalid workspace: %v", err)
+		}
+		if _, _, err := s.Create(ctx, Spec{Workspace: "w", Limits: config.Limits{Budgets: []config.Budget{{AmountEUR: 1, Period: "year"}}}}, "x"); !errors.As(err, &inv) || inv.Field != "limits.budgets[0].period" {
+			t.Errorf("invalid budget: %v", err)
+		}
+		k2, _, err := s.Create(ctx, Spec{Workspace: "legal"}, "cli")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(k2.ID, "key-") {
+			t.Errorf("generated id %q", k2.ID)
+		}
+		all, err := s.List(ctx, Filter{})
+		if err != nil || len(all) != 2 {
+			t.Fatalf("list: %d %v", len(all), err)
+		}
+		ws, _ := s.List(ctx, Filter{Workspace: "legal"})
+		if len(ws) != 1 || ws[0].ID != k2.ID {
+			t.Errorf("list by workspace: %+v", ws)
+		}
+		if _, err := s.Revoke(ctx, k2.ID, "x"); err != nil {
+			t.Fatal(err)
+		}
+		act, _ := s.List(ctx, Filter{Status: StatusActive})
+		rev, _ := s.List(ctx, Filter{Status: StatusRevoked})
+		if len(act) != 1 || act[0].ID != "support-bot" || len(rev) != 1 || rev[0].ID != k2.ID {
+			t.Errorf("list by status: %v %v", act, rev)
+		}
+		if _, err := s.Get(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("get unknown: %v", err)
+		}
+		if _, err := s.Revoke(ctx, "nope", "x"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("revoke unknown: %v", err)
+		}
+		if _, _, err := s.Rotate(ctx, "nope", 0, "x"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("rotate unknown: %v", err)
+		}
+		if _, _, err := s.Rotate(ctx, k2.ID, 0, "x"); !errors.Is(err, ErrRevoked) {
+			t.Errorf("rotate revoked: %v", err)
+		}
+	})
+}
+
+// TestSecretNotStored: the database holds the key's HMAC under the hash
+// key, never the secret, nor its plain SHA-256.
+func TestSecretNotStored(t *testing.T) {
+	conform(t, func(t *testing.T, open func(*testing.T, *Keyring) *Store) {
+		ctx := context.Background()
+		s := open(t, nil)
+		_, secret, err := s.Create(ctx, Spec{ID: "k", Workspace: "w"}, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var digest string
+		if err := s.db.SQL.QueryRowContext(ctx, `SELECT digest FROM virtual_keys WHERE id = 'k'`).Scan(&digest); err != nil {
+			t.Fatal(err)
+		}
+		plain := sha256.Sum256([]byte(secret))
+		if digest == hex.EncodeToString(plain[:]) || digest != s.hasher.Sum(secret).hex() {
+			t.Errorf("stored digest is not the keyed hash")
+		}
+		if dumpContains(t, s, secret[DisplayPrefixLen:]) {
+			t.Errorf("the secret is in the database")
+		}
+	})
+}
+
+// dumpContains reports whether any text column of the keys tables holds s.
+func dumpContains(t *testing.T, s *Store, needle string) bool {
+	t.Helper()
+	for _, table := range []string{"virtual_keys", "provider_keys"} {
+		rows, err := s.db.SQL.Query(`SELECT * FROM ` + table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range vals {
+				if strings.Contains(fmt.Sprint(v), needle) {
+					rows.Close()
+					return true
+				}
+				if b, ok := v.([]byte); ok && bytes.Contains(b, []byte(needle)) {
+					rows.Close()
+					return true
+				}
+			}
+		}
+		rows.Close()
+	}
+	return false
+}
+
+func TestTableLookup(t *testing.T) {
+	conform(t, func(t *testing.T, open func(*testing.T, *Keyring) *Store) {
+		ctx := context.Background()
+		s := open(t, nil)
+		tb := NewTable(s, zap.NewNop())
+		now := time.Now()
+		tb.now = func() time.Time { return now }
+		lim := config.Limits{RateLimit: config.RateLimit{TokensPerMinute: 1000}}
+		k, secret, err := s.Create(ctx, Spec{ID: "a", Workspace: "w", Team: "t", User: "u", Models: []string{"m1"},
+			ExpiresAt: now.Add(time.Hour), Limits: lim}, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := tb.Lookup(secret); !errors.Is(err, ErrUnknown) {
+			t.Fatalf("before refresh: %v", err)
+		}
+		mustRefresh(t, tb)
+		for _, cred := range []string{secret, "Bearer " + secret, "bearer  " + secret + " "} {
+			p, ok, err := tb.Lookup(cred)
+			if !ok || err != nil || p.KeyID != "a" || p.Workspace != "w" || p.Team != "t" || p.User != "u" || !p.Authenticated ||
+				!reflect.DeepEqual(p.Models, []string{"m1"}) || p.Limits == nil || p.Limits.RateLimit.TokensPerMinute != 1000 {
+				t.Errorf("%q: %+v %v %v", cred, p, ok, err)
+			}
+		}
+		// Not the store's shape: not ours to judge.
+		for _, other := range []string{"", "sk-other", strings.ToUpper(secret), secret + "x"} {
+			if _, ok, err := tb.Lookup(other); ok || err != nil {
+				t.Errorf("%q matched: %v", other, err)
+			}
+		}
+		// The store's shape but no such key: refused.
+		if _, ok, err := tb.Lookup(secret[:len(secret)-1] + "x"); !ok || !errors.Is(err, ErrUnknown) {
+			t.Errorf("unknown store-shaped key: %v %v", ok, err)
+		}
+		// Expiry is checked at lookup time, with no refresh.
+		now = k.ExpiresAt
+		if _, ok, err := tb.Lookup(secret); !ok || !errors.Is(err, ErrExpired) {
+			t.Errorf("expired: %v %v", ok, err)
+		}
+		now = time.Now()
+
+		// Rotation without grace: the old secret stops at the next refresh.
+		_, secret2, err := s.Rotate(ctx, "a", 0, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustRefresh(t, tb)
+		if _, _, err := tb.Lookup(secret); !errors.Is(err, ErrUnknown) {
+			t.Errorf("old secret after rotation: %v", err)
+		}
+		if p, ok, err := tb.Lookup(secret2); !ok || err != nil || p.KeyID != "a" {
+			t.Errorf("new secret: %v %v", ok, err)
+		}
+		// With grace: both work until it ends.
+		k3, secret3, err := s.Rotate(ctx, "a", time.Minute, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k3.GraceUntil.IsZero() || k3.RotatedBy != "x" {
+			t.Errorf("rotated record %+v", k3)
+		}
+		mustRefresh(t, tb)
+		for _, sec := range []string{secret2, secret3} {
+			if _, ok, err := tb.Lookup(sec); !ok || err != nil {
+				t.Errorf("during grace: %v %v", ok, err)
+			}
+		}
+		now = now.Add(time.Minute + time.Second)
+		if _, _, err := tb.Lookup(secret2); !errors.Is(err, ErrRevoked) {
+			t.Errorf("after grace: %v", err)
+		}
+		if _, ok, err := tb.Lookup(secret3); !ok || err != nil {
+			t.Errorf("new secret after grace: %v %v", ok, err)
+		}
+		now = time.Now()
+		// Revocation ends both at once, grace or not.
+		_, secret4, err := s.Rotate(ctx, "a", time.Hour, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Revoke(ctx, "a", "x"); err != nil {
+			t.Fatal(err)
+		}
+		mustRefresh(t, tb)
+		if _, ok, err := tb.Lookup(secret4); !ok || !errors.Is(err, ErrRevoked) {
+			t.Errorf("revoked: %v %v", ok, err)
+		}
+		if _, _, err := tb.Lookup(secret3); err == nil {
+			t.Errorf("the secret in its grace period outlived the revocation")
+		}
+		if tb.Len() != 1 {
+			t.Errorf("table has %d entries", tb.Len())
+		}
+	})
+}
+
+// TestCrossReplicaRevocation: two stores on one database, as two
+// replicas; a key revoked through one is refused by the other's table
+// within a second.
+func TestCrossReplicaRevocation(t *testing.T) {
+	conform(t, func(t *testing.T, open func(*testing.T, *Keyring) *Store) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		a, b := open(t, nil), open(t, nil)
+		tb := NewTable(b, zap.NewNop())
+		mustRefresh(t, tb)
+		go tb.Run(ctx, config.DefaultRefreshInterval)
+		_, secret, err := a.Create(ctx, Spec{ID: "shared", Workspace: "w"}, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Second, "the other replica to accept the new key", func() bool {
+			_, ok, err := tb.Lookup(secret)
+			return ok && err == nil
+		})
+		revoked := time.Now()
+		if _, err := a.Revoke(ctx, "shared", "x"); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Second, "the other replica to refuse the revoked key", func() bool {
+			_, _, err := tb.Lookup(secret)
+			return errors.Is(err, ErrRevoked)
+		})
+		t.Logf("refused by the other replica %s after the revocation", time.Since(revoked).Round(time.Millisecond))
+	})
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestConcurrentWriters: writers on two handles at once; every key gets a
+// distinct generation, and a table following along ends with all of them.
+func TestConcurrentWriters(t *testing.T) {
+	conform(t, func(t *testing.T, open func(*testing.T, *Keyring) *Store) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		a, b := open(t, nil), open(t, nil)
+		tb := NewTable(a, zap.NewNop())
+		go tb.Run(ctx, 20*time.Millisecond)
+		const n = 40
+		secrets := make([]string, n)
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s := a
+				if i%2 == 1 {
+					s = b
+				}
+				_, sec, err := s.Create(ctx, Spec{ID: fmt.Sprintf("k%02d", i), Workspace: "w"}, "x")
+				secrets[i] = sec
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if gen, err := a.Generation(ctx); err != nil || gen != n {
+			t.Errorf("generation %d, want %d (%v)", gen, n, err)
+		}
+		waitFor(t, 2*time.Second, "the table to hold every key", func() bool { return tb.Len() == n })
+		for i, sec := range secrets {
+			if p, ok, err := tb.Lookup(sec); !ok || err != nil || p.KeyID != fmt.Sprintf("k%02d", i) {
+				t.Errorf("key %d: %v %v", i, ok, err)
+			}
+		}
+	})
+}
+
+func TestProviderKeys(t *testing.T) {
+	conform(t, func(t *testing.T, open func(*testing.T, *Keyring) *Store) {
+		ctx := context.Background()
+		s := open(t, testRing(t, "mk1"))
+		if err := s.SetProviderKey(ctx, "legal", "openai", []byte("sk-openai-legal-secret"), "admin:root"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetProviderKey(ctx, "support", "openai", []byte("sk-openai-support-secret"), "admin:root"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetProviderKey(ctx, "legal", "openai", []byte("sk-openai-legal-v2"), "admin:ops"); err != nil {
+			t.Fatal(err)
+		}
+		list, err := s.ListProviderKeys(ctx, "")
+		if err != nil || len(list) != 2 || list[0].Workspace != "legal" || list[0].UpdatedBy != "admin:ops" || list[0].MasterKeyID != "mk1" {
+			t.Fatalf("list %+v %v", list, err)
+		}
+		for _, secret := range []string{"sk-openai-legal", "sk-openai-support", "openai-legal-v2"} {
+			if dumpContains(t, s, secret) {
+				t.Errorf("%s is stored in clear", secret)
+			}
+		}
+		got := secrets(t, s)
+		if got["legal/openai"] != "sk-openai-legal-v2" || got["support/openai"] != "sk-openai-support-secret" {
+			t.Errorf("decrypted %v", got)
+		}
+
+		// A second replica without master keys cannot read them.
+		if err := open(t, nil).EachProviderSecret(ctx, func(ProviderSecret) error { return nil }); !errors.Is(err, ErrNoMasterKey) {
+			t.Errorf("no keyring: %v", err)
+		}
+		// Rotation: mk2 first, mk1 kept to read; rotate-master moves all.
+		s2 := open(t, testRing(t, "mk2", "mk1"))
+		if got := secrets(t, s2); len(got) != 2 {
+			t.Errorf("old records unreadable under the new ring: %v", got)
+		}
+		n, err := s2.RotateMaster(ctx, "admin:root")
+		if err != nil || n != 2 {
+			t.Fatalf("rotate-master: %d %v", n, err)
+		}
+		if n, _ := s2.RotateMaster(ctx, "admin:root"); n != 0 {
+			t.Errorf("second rotation re-encrypted %d", n)
+		}
+		s3 := open(t, testRing(t, "mk2")) // mk1 removed
+		if got := secrets(t, s3); got["legal/openai"] != "sk-openai-legal-v2" {
+			t.Errorf("after rotation: %v", got)
+		}
+		if err := s.EachProviderSecret(ctx, func(ProviderSecret) error { return nil }); !errors.Is(err, ErrNoMasterKey) ||
+			!strings.Contains(err.Error(), "mk2") {
+			t.Errorf("old ring after rotation: %v", err)
+		}
+		// A ciphertext moved to another record does not decrypt.
+		if _, err := s.db.SQL.ExecContext(ctx, `UPDATE provider_keys SET nonce = (SELECT nonce FROM provider_keys WHERE workspace = 'support'),
+			ciphertext = (SELECT ciphertext FROM provider_keys WHERE workspace = 'support') WHERE workspace = 'legal'`); err != nil {
+			t.Fatal(err)
+		}
+		err = s3.EachProviderSecret(ctx, func(ProviderSecret) error { return nil })
+		if err == nil || !strings.Contains(err.Error(), "legal/openai") || strings.Contains(err.Error(), "sk-openai") {
+			t.Errorf("swapped record: %v", err)
+		}
+		if err := s3.DeleteProviderKey(ctx, "legal", "openai"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s3.DeleteProviderKey(ctx, "legal", "openai"); !errors.Is(err, ErrNoProviderKey) {
+			t.Errorf("delete twice: %v", err)
+		}
+		var inv *InvalidError
+		if err := s3.SetProviderKey(ctx, "legal", "openai", nil, "x"); !errors.As(err, &inv) {
+			t.Errorf("empty secret: %v", err)
+		}
+	})
+}
+
+func secrets(t *testing.T, s *Store) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	if err := s.EachProviderSecret(context.Background(), func(p ProviderSecret) error {
+		out[p.Workspace+"/"+p.Provider] = string(p.Secret)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

@@ -1,0 +1,530 @@
+package keys
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/store"
+)
+
+// Key is a virtual key's record: everything but its secret.
+type Key struct {
+	ID string `json:"id"`
+	// Prefix is the secret's first characters, to tell keys apart.
+	Prefix    string            `json:"prefix"`
+	Workspace string            `json:"workspace"`
+	Team      string            `json:"team,omitempty"`
+	User      string            `json:"user,omitempty"`
+	Models    []string          `json:"models,omitempty"`
+	Routes    []string          `json:"routes,omitempty"`
+	ExpiresAt time.Time         `json:"expires_at,omitzero"`
+	Limits    config.Limits     `json:"limits,omitzero"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+	CreatedAt time.Time         `json:"created_at"`
+	CreatedBy string            `json:"created_by"`
+	RotatedAt time.Time         `json:"rotated_at,omitzero"`
+	RotatedBy string            `json:"rotated_by,omitempty"`
+	// GraceUntil: the secret before the last rotation works until then.
+	GraceUntil time.Time `json:"previous_valid_until,omitzero"`
+	RevokedAt  time.Time `json:"revoked_at,omitzero"`
+	RevokedBy  string    `json:"revoked_by,omitempty"`
+}
+
+// Key states, as Status reports them.
+const (
+	StatusActive  = "active"
+	StatusExpired = "expired"
+	StatusRevoked = "revoked"
+)
+
+// Status is active, expired or revoked at now.
+func (k Key) Status(now time.Time) string {
+	switch {
+	case !k.RevokedAt.IsZero():
+		return StatusRevoked
+	case !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt):
+		return StatusExpired
+	}
+	return StatusActive
+}
+
+// Spec is what a new key is made of.
+type Spec struct {
+	// ID names the key (lower-case letters, digits, - and _); generated
+	// when empty.
+	ID        string            `json:"id,omitempty"`
+	Workspace string            `json:"workspace"`
+	Team      string            `json:"team,omitempty"`
+	User      string            `json:"user,omitempty"`
+	Models    []string          `json:"models,omitempty"`
+	Routes    []string          `json:"routes,omitempty"`
+	ExpiresAt time.Time         `json:"expires_at,omitzero"`
+	Limits    config.Limits     `json:"limits,omitzero"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+}
+
+// Errors callers branch on; InvalidError carries the field.
+var (
+	ErrNotFound = errors.New("no such key")
+	ErrExists   = errors.New("a key with this id exists")
+	ErrRevoked  = errors.New("the key is revoked")
+	ErrExpired  = errors.New("the key has expired")
+	// ErrUnknown is a token of the store's shape that no key has (any more).
+	ErrUnknown = errors.New("unknown key")
+)
+
+// InvalidError is a spec that cannot be stored; Field names what is wrong.
+type InvalidError struct {
+	Field, Msg string
+}
+
+func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
+
+var (
+	idRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@:/+-]{0,127}$`) // users may be e-mail addresses
+)
+
+// Metadata bounds.
+const (
+	maxMetadata      = 32
+	maxMetadataKey   = 64
+	maxMetadataValue = 512
+	maxListEntries   = 256
+)
+
+// Check validates a spec on its own; CheckConfig adds what the config knows.
+func (s Spec) Check() error {
+	bad := func(field, format string, args ...any) error {
+		return &InvalidError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case s.ID != "" && !idRE.MatchString(s.ID):
+		return bad("id", "must be lower-case letters, digits, - or _ (at most 63)")
+	case !idRE.MatchString(s.Workspace):
+		return bad("workspace", "required: a workspace name")
+	case s.Team != "" && !idRE.MatchString(s.Team):
+		return bad("team", "must be a team name")
+	case s.User != "" && !nameRE.MatchString(s.User):
+		return bad("user", "must be letters, digits and . _ @ : / + - (at most 128)")
+	case len(s.Models) > maxListEntries || len(s.Routes) > maxListEntries:
+		return bad("models", "at most %d entries", maxListEntries)
+	case len(s.Metadata) > maxMetadata:
+		return bad("metadata", "at most %d entries", maxMetadata)
+	}
+	for i, m := range s.Models {
+		if m == "" || len(m) > 160 || strings.ContainsAny(m, " \t\r\n\x00\"") {
+			return bad(fmt.Sprintf("models[%d]", i), "not a model id or provider:<name>")
+		}
+	}
+	for i, r := range s.Routes {
+		if !nameRE.MatchString(r) {
+			return bad(fmt.Sprintf("routes[%d]", i), "not a route name")
+		}
+	}
+	for k, v := range s.Metadata {
+		if k == "" || len(k) > maxMetadataKey || len(v) > maxMetadataValue || strings.ContainsAny(k, "\x00") || strings.ContainsAny(v, "\x00") {
+			return bad("metadata", "keys 1–%d bytes, values at most %d bytes", maxMetadataKey, maxMetadataValue)
+		}
+	}
+	if errs := s.Limits.Check("limits"); len(errs) > 0 {
+		f, msg, _ := strings.Cut(errs[0].Error(), ": ")
+		return bad(f, "%s", msg)
+	}
+	return nil
+}
+
+// CheckConfig validates a spec against the config in force: its workspace
+// and team exist, its models are in the catalog, and its id is not one of
+// the config's own keys.
+func (s Spec) CheckConfig(c *config.Config) error {
+	if err := s.Check(); err != nil {
+		return err
+	}
+	i := slices.IndexFunc(c.Workspaces, func(w config.Workspace) bool { return w.Name == s.Workspace })
+	if i < 0 {
+		return &InvalidError{Field: "workspace", Msg: fmt.Sprintf("unknown workspace %q", s.Workspace)}
+	}
+	if s.Team != "" && !slices.ContainsFunc(c.Workspaces[i].Teams, func(t config.Team) bool { return t.Name == s.Team }) {
+		return &InvalidError{Field: "team", Msg: fmt.Sprintf("workspace %q has no team %q", s.Workspace, s.Team)}
+	}
+	for j, m := range s.Models {
+		if p, ok := strings.CutPrefix(m, "provider:"); ok {
+			if !slices.ContainsFunc(c.Providers, func(pr config.Provider) bool { return pr.Name == p }) {
+				return &InvalidError{Field: fmt.Sprintf("models[%d]", j), Msg: fmt.Sprintf("unknown provider %q", p)}
+			}
+			continue
+		}
+		if !slices.ContainsFunc(c.Models, func(x config.Model) bool { return x.ID == m }) {
+			return &InvalidError{Field: fmt.Sprintf("models[%d]", j), Msg: fmt.Sprintf("unknown model %q", m)}
+		}
+	}
+	if s.ID != "" && slices.ContainsFunc(c.Keys, func(k config.Key) bool { return k.ID == s.ID }) {
+		return &InvalidError{Field: "id", Msg: fmt.Sprintf("%q is a key of stellwerk.yaml", s.ID)}
+	}
+	return nil
+}
+
+// Store keeps virtual keys and provider keys in a state database. Every
+// write bumps one generation counter in the same transaction; the counter's
+// row lock orders writers, so a reader that has seen generation g has seen
+// every change up to g (Table relies on this).
+type Store struct {
+	db     *store.DB
+	hasher *Hasher
+	ring   *Keyring // nil: provider keys are unavailable
+	now    func() time.Time
+}
+
+// Component names the keys schema in schema_migrations.
+const Component = "keys"
+
+// Migrations is the keys schema, for both dialects. Times are Unix
+// milliseconds (0: never); lists and maps are JSON text.
+var Migrations = []store.Migration{
+	{Version: 1, Name: "virtual and provider keys", SQL: `
+CREATE TABLE keys_generation (
+	id  INTEGER PRIMARY KEY,
+	gen BIGINT  NOT NULL
+);
+INSERT INTO keys_generation (id, gen) VALUES (1, 0);
+CREATE TABLE virtual_keys (
+	id          TEXT   PRIMARY KEY,
+	digest      TEXT   NOT NULL UNIQUE,
+	prev_digest TEXT   NOT NULL DEFAULT '',
+	prev_until  BIGINT NOT NULL DEFAULT 0,
+	prefix      TEXT   NOT NULL,
+	workspace   TEXT   NOT NULL,
+	team        TEXT   NOT NULL DEFAULT '',
+	user_name   TEXT   NOT NULL DEFAULT '',
+	models      TEXT   NOT NULL DEFAULT '[]',
+	routes      TEXT   NOT NULL DEFAULT '[]',
+	limits      TEXT   NOT NULL DEFAULT '{}',
+	metadata    TEXT   NOT NULL DEFAULT '{}',
+	expires_at  BIGINT NOT NULL DEFAULT 0,
+	created_at  BIGINT NOT NULL,
+	created_by  TEXT   NOT NULL,
+	rotated_at  BIGINT NOT NULL DEFAULT 0,
+	rotated_by  TEXT   NOT NULL DEFAULT '',
+	revoked_at  BIGINT NOT NULL DEFAULT 0,
+	revoked_by  TEXT   NOT NULL DEFAULT '',
+	seq         BIGINT NOT NULL
+);
+CREATE INDEX virtual_keys_seq ON virtual_keys (seq);
+CREATE INDEX virtual_keys_workspace ON virtual_keys (workspace);
+CREATE TABLE provider_keys (
+	workspace     TEXT   NOT NULL,
+	provider      TEXT   NOT NULL,
+	master_key_id TEXT   NOT NULL,
+	nonce         TEXT   NOT NULL,
+	ciphertext    TEXT   NOT NULL,
+	created_at    BIGINT NOT NULL,
+	created_by    TEXT   NOT NULL,
+	updated_at    BIGINT NOT NULL,
+	updated_by    TEXT   NOT NULL,
+	PRIMARY KEY (workspace, provider)
+)`},
+}
+
+// Open migrates the keys schema and returns the store. ring may be nil.
+func Open(ctx context.Context, db *store.DB, hasher *Hasher, ring *Keyring) (*Store, error) {
+	if err := db.Migrate(ctx, Component, Migrations); err != nil {
+		return nil, err
+	}
+	return &Store{db: db, hasher: hasher, ring: ring, now: time.Now}, nil
+}
+
+// DB is the state database the store writes to.
+func (s *Store) DB() *store.DB { return s.db }
+
+// Hasher is the store's hasher, for a Table.
+func (s *Store) Hasher() *Hasher { return s.hasher }
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
+
+// bump increments the generation; it is every write's first statement, so
+// its row lock orders concurrent writers (SQLite's write lock does the same).
+func bump(ctx context.Context, tx *sql.Tx) (int64, error) {
+	var gen int64
+	err := tx.QueryRowContext(ctx, `UPDATE keys_generation SET gen = gen + 1 WHERE id = 1 RETURNING gen`).Scan(&gen)
+	return gen, err
+}
+
+func newID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "key-" + hex.EncodeToString(b)
+}
+
+// Create stores a new key and returns it with its secret, which is never
+// available again.
+func (s *Store) Create(ctx context.Context, spec Spec, by string) (Key, string, error) {
+	if err := spec.Check(); err != nil {
+		return Key{}, "", err
+	}
+	if spec.ID == "" {
+		spec.ID = newID()
+	}
+	secret := newSecret()
+	now := s.now().UTC().Truncate(time.Millisecond)
+	k := Key{ID: spec.ID, Prefix: displayPrefix(secret), Workspace: spec.Workspace, Team: spec.Team, User: spec.User,
+		Models: spec.Models, Routes: spec.Routes, ExpiresAt: spec.ExpiresAt.UTC().Truncate(time.Millisecond), Limits: spec.Limits,
+		Metadata: spec.Metadata, CreatedAt: now, CreatedBy: by}
+	if spec.ExpiresAt.IsZero() {
+		k.ExpiresAt = time.Time{}
+	}
+	models, _ := json.Marshal(nonNil(k.Models))
+	routes, _ := json.Marshal(nonNil(k.Routes))
+	limits, _ := json.Marshal(k.Limits)
+	meta, _ := json.Marshal(nonNilMap(k.Metadata))
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		gen, err := bump(ctx, tx)
+		if err != nil {
+			return err
+		}
+		var one int
+		switch err := tx.QueryRowContext(ctx, `SELECT 1 FROM virtual_keys WHERE id = $1`, k.ID).Scan(&one); {
+		case err == nil:
+			return ErrExists
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO virtual_keys (id, digest, prefix, workspace, team, user_name, models, routes, limits,
+			metadata, expires_at, created_at, created_by, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+			k.ID, s.hasher.Sum(secret).hex(), k.Prefix, k.Workspace, k.Team, k.User, string(models), string(routes), string(limits),
+			string(meta), ms(k.ExpiresAt), ms(now), by, gen)
+		return err
+	})
+	if err != nil {
+		return Key{}, "", err
+	}
+	return k, secret, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func nonNilMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// Filter narrows List; empty fields match everything.
+type Filter struct {
+	Workspace, Team, User string
+	// Status, if set, is active, expired or revoked.
+	Status string
+}
+
+const keyColumns = `id, digest, prev_digest, prev_until, prefix, workspace, team, user_name, models, routes, limits, metadata,
+	expires_at, created_at, created_by, rotated_at, rotated_by, revoked_at, revoked_by, seq`
+
+// row is a stored key with what only the table needs.
+type row struct {
+	Key
+	digest, prev Digest
+	hasPrev      bool
+	seq          int64
+}
+
+func scanRow(sc interface{ Scan(...any) error }) (row, error) {
+	var r row
+	var digest, prev, models, routes, limits, meta string
+	var prevUntil, expires, created, rotated, revoked int64
+	err := sc.Scan(&r.ID, &digest, &prev, &prevUntil, &r.Prefix, &r.Workspace, &r.Team, &r.User, &models, &routes, &limits, &meta,
+		&expires, &created, &r.CreatedBy, &rotated, &r.RotatedBy, &revoked, &r.RevokedBy, &r.seq)
+	if err != nil {
+		return r, err
+	}
+	var ok bool
+	if r.digest, ok = parseDigest(digest); !ok {
+		return r, fmt.Errorf("key %s: damaged digest", r.ID)
+	}
+	if prev != "" {
+		r.prev, r.hasPrev = parseDigest(prev)
+	}
+	for _, f := range []struct {
+		text string
+		into any
+	}{{models, &r.Models}, {routes, &r.Routes}, {limits, &r.Limits}, {meta, &r.Metadata}} {
+		if err := json.Unmarshal([]byte(f.text), f.into); err != nil {
+			return r, fmt.Errorf("key %s: damaged record: %w", r.ID, err)
+		}
+	}
+	if len(r.Models) == 0 {
+		r.Models = nil
+	}
+	if len(r.Routes) == 0 {
+		r.Routes = nil
+	}
+	if len(r.Metadata) == 0 {
+		r.Metadata = nil
+	}
+	r.ExpiresAt, r.CreatedAt, r.RotatedAt, r.RevokedAt = fromMS(expires), fromMS(created), fromMS(rotated), fromMS(revoked)
+	if r.hasPrev {
+		r.GraceUntil = fromMS(prevUntil)
+	}
+	return r, nil
+}
+
+// List returns the keys matching f, ordered by id.
+func (s *Store) List(ctx context.Context, f Filter) ([]Key, error) {
+	rows, err := s.db.SQL.QueryContext(ctx, `SELECT `+keyColumns+` FROM virtual_keys
+		WHERE ($1 = '' OR workspace = $1) AND ($2 = '' OR team = $2) AND ($3 = '' OR user_name = $3) ORDER BY id`,
+		f.Workspace, f.Team, f.User)
+	if err != nil {
+		return nil, store.Classify(err)
+	}
+	defer rows.Close()
+	now := s.now()
+	out := []Key{}
+	for rows.Next() {
+		r, err := scanRow(rows)
+		if err != nil {
+			return nil, store.Classify(err)
+		}
+		if f.Status != "" && r.Status(now) != f.Status {
+			continue
+		}
+		out = append(out, r.Key)
+	}
+	return out, store.Classify(rows.Err())
+}
+
+// Get returns one key.
+func (s *Store) Get(ctx context.Context, id string) (Key, error) {
+	r, err := scanRow(s.db.SQL.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM virtual_keys WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Key{}, ErrNotFound
+	}
+	return r.Key, store.Classify(err)
+}
+
+// MaxGrace bounds how long a rotated secret keeps working.
+const MaxGrace = 7 * 24 * time.Hour
+
+// Rotate gives a key a new secret, returned once. The old secret stops
+// working at once, or after grace (at most MaxGrace) so clients can move.
+// A revoked key cannot be rotated.
+func (s *Store) Rotate(ctx context.Context, id string, grace time.Duration, by string) (Key, string, error) {
+	if grace < 0 || grace > MaxGrace {
+		return Key{}, "", &InvalidError{Field: "grace", Msg: fmt.Sprintf("must be between 0 and %s", MaxGrace)}
+	}
+	secret := newSecret()
+	now := s.now().UTC().Truncate(time.Millisecond)
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		gen, err := bump(ctx, tx)
+		if err != nil {
+			return err
+		}
+		r, err := scanRow(tx.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM virtual_keys WHERE id = $1`, id))
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return ErrNotFound
+		case err != nil:
+			return err
+		case !r.RevokedAt.IsZero():
+			return ErrRevoked
+		}
+		prev, until := "", int64(0)
+		if grace > 0 {
+			prev, until = r.digest.hex(), ms(now.Add(grace))
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE virtual_keys SET digest = $1, prev_digest = $2, prev_until = $3, prefix = $4,
+			rotated_at = $5, rotated_by = $6, seq = $7 WHERE id = $8`,
+			s.hasher.Sum(secret).hex(), prev, until, displayPrefix(secret), ms(now), by, gen, id)
+		return err
+	})
+	if err != nil {
+		return Key{}, "", err
+	}
+	k, err := s.Get(ctx, id)
+	return k, secret, err
+}
+
+// Revoke ends a key for good (every replica refuses it within a second).
+// Revoking a revoked key changes nothing.
+func (s *Store) Revoke(ctx context.Context, id, by string) (Key, error) {
+	now := s.now().UTC().Truncate(time.Millisecond)
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		gen, err := bump(ctx, tx)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE virtual_keys SET revoked_at = $1, revoked_by = $2, prev_digest = '', prev_until = 0, seq = $3
+			WHERE id = $4 AND revoked_at = 0`, ms(now), by, gen, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			var one int
+			if err := tx.QueryRowContext(ctx, `SELECT 1 FROM virtual_keys WHERE id = $1`, id).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+				return ErrNotFound
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Key{}, err
+	}
+	return s.Get(ctx, id)
+}
+
+// Generation is the store's change counter.
+func (s *Store) Generation(ctx context.Context) (int64, error) {
+	var gen int64
+	err := s.db.SQL.QueryRowContext(ctx, `SELECT gen FROM keys_generation WHERE id = 1`).Scan(&gen)
+	return gen, store.Classify(err)
+}
+
+// changes returns the keys changed after generation since.
+func (s *Store) changes(ctx context.Context, since int64) ([]row, error) {
+	rows, err := s.db.SQL.QueryContext(ctx, `SELECT `+keyColumns+` FROM virtual_keys WHERE seq > $1`, since)
+	if err != nil {
+		return nil, store.Classify(err)
+	}
+	defer rows.Close()
+	var out []row
+	for rows.Next() {
+		r, err := scanRow(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, store.Classify(rows.Err())
+}
+
+// encodeBytes is how nonces and ciphertexts are kept in TEXT columns.
+func encodeBytes(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func decodeBytes(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }

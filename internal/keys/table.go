@@ -1,0 +1,209 @@
+package keys
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/config"
+)
+
+// Table is the request path's copy of the key store: digest → principal, in
+// memory, swapped whole (copy on write) so a lookup takes no lock and never
+// touches the database. Run keeps it current by polling the store's
+// generation counter; a revocation reaches it within one interval plus one
+// query. When the store cannot be reached the table keeps serving what it
+// last loaded (revocations made meanwhile wait for the store to come back).
+type Table struct {
+	st     *Store
+	hasher *Hasher
+	log    *zap.Logger
+	snap   atomic.Pointer[snapshot]
+	now    func() time.Time
+
+	mu      sync.Mutex // one refresh at a time
+	healthy atomic.Bool
+	lastOK  atomic.Int64 // unix nanos of the last successful refresh
+	failing bool         // under mu: for logging the first failure and the recovery once
+}
+
+type snapshot struct {
+	gen      int64
+	byDigest map[Digest]*entry
+	byID     map[string]*entry
+}
+
+type entry struct {
+	p      auth.Principal
+	digest Digest
+	// prev is the secret before a rotation, valid until prevUntil.
+	prev      Digest
+	hasPrev   bool
+	prevUntil int64 // unix nanos
+	expires   int64 // unix nanos, 0: never
+	revoked   bool
+}
+
+// NewTable returns an empty table over st; call Refresh (or Run) to fill it.
+func NewTable(st *Store, log *zap.Logger) *Table {
+	t := &Table{st: st, hasher: st.hasher, log: log, now: time.Now}
+	t.snap.Store(&snapshot{byDigest: map[Digest]*entry{}, byID: map[string]*entry{}})
+	return t
+}
+
+var _ auth.Source = (*Table)(nil)
+
+// Lookup resolves a bearer token to its key's principal (auth.Source). A
+// token that is not of the store's shape returns at once (not ours: the
+// config's keys and the auth mode decide). One of the store's shape is
+// ours: unknown (never issued, or rotated out), revoked or expired, it is
+// refused in every auth mode rather than served as anonymous. Its HMAC is
+// computed and looked up by digest. The map lookup's timing depends
+// on the digest, never directly on the secret: an attacker cannot choose
+// digests, so it teaches nothing about a secret.
+func (t *Table) Lookup(token string) (auth.Principal, bool, error) {
+	secret, ok := ParseSecret(token)
+	if !ok {
+		return auth.Principal{}, false, nil
+	}
+	d := t.hasher.Sum(secret)
+	e := t.snap.Load().byDigest[d]
+	if e == nil {
+		return auth.Principal{}, true, ErrUnknown
+	}
+	now := t.now().UnixNano()
+	switch {
+	case e.revoked:
+		return auth.Principal{}, true, ErrRevoked
+	case e.expires != 0 && now >= e.expires:
+		return auth.Principal{}, true, ErrExpired
+	case d != e.digest && (!e.hasPrev || now >= e.prevUntil):
+		return auth.Principal{}, true, ErrRevoked // rotated, grace over
+	}
+	return e.p, true, nil
+}
+
+// Len is the number of keys in the table, revoked ones included.
+func (t *Table) Len() int { return len(t.snap.Load().byID) }
+
+// Generation is the store generation the table reflects. The control plane
+// re-reads provider keys (Store.EachProviderSecret) when it changes.
+func (t *Table) Generation() int64 { return t.snap.Load().gen }
+
+// Healthy reports whether the last refresh reached the store, and when the
+// last successful one was.
+func (t *Table) Healthy() (bool, time.Time) {
+	return t.healthy.Load(), time.Unix(0, t.lastOK.Load())
+}
+
+// Refresh loads what changed since the table's generation.
+func (t *Table) Refresh(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	err := t.refresh(ctx)
+	switch {
+	case err != nil:
+		t.healthy.Store(false)
+		if !t.failing && t.log != nil {
+			t.log.Warn("key store unreachable: serving the last loaded keys; key changes wait for it", zap.Error(err))
+		}
+		t.failing = true
+	default:
+		t.healthy.Store(true)
+		t.lastOK.Store(t.now().UnixNano())
+		if t.failing && t.log != nil {
+			t.log.Info("key store reachable again", zap.Int64("generation", t.Generation()))
+		}
+		t.failing = false
+	}
+	return err
+}
+
+func (t *Table) refresh(ctx context.Context) error {
+	cur := t.snap.Load()
+	gen, err := t.st.Generation(ctx)
+	if err != nil {
+		return err
+	}
+	if gen == cur.gen {
+		return nil
+	}
+	since := cur.gen
+	if gen < cur.gen { // a restored or replaced database: start over
+		since = 0
+	}
+	rows, err := t.st.changes(ctx, since)
+	if err != nil {
+		return err
+	}
+	next := &snapshot{gen: gen}
+	if since == 0 {
+		next.byDigest, next.byID = make(map[Digest]*entry, len(rows)), make(map[string]*entry, len(rows))
+	} else {
+		next.byDigest, next.byID = maps.Clone(cur.byDigest), maps.Clone(cur.byID)
+	}
+	for _, r := range rows {
+		if old := next.byID[r.ID]; old != nil {
+			delete(next.byDigest, old.digest)
+			if old.hasPrev {
+				delete(next.byDigest, old.prev)
+			}
+		}
+		e := newEntry(r)
+		next.byID[r.ID] = e
+		next.byDigest[e.digest] = e
+		if e.hasPrev {
+			next.byDigest[e.prev] = e
+		}
+		next.gen = max(next.gen, r.seq)
+	}
+	t.snap.Store(next)
+	return nil
+}
+
+func newEntry(r row) *entry {
+	e := &entry{digest: r.digest, prev: r.prev, hasPrev: r.hasPrev && !r.GraceUntil.IsZero(), revoked: !r.RevokedAt.IsZero()}
+	if !r.ExpiresAt.IsZero() {
+		e.expires = r.ExpiresAt.UnixNano()
+	}
+	if e.hasPrev {
+		e.prevUntil = r.GraceUntil.UnixNano()
+	}
+	e.p = auth.Principal{Authenticated: true, KeyID: r.ID, Workspace: r.Workspace, Team: r.Team, User: r.User,
+		Roles: []string{}, Models: r.Models, Routes: r.Routes}
+	if !r.Limits.IsZero() {
+		l := r.Limits
+		e.p.Limits = &l
+	}
+	return e
+}
+
+// Run refreshes the table every interval until ctx ends. Errors are
+// logged by Refresh (once per outage) and otherwise ignored: the table
+// keeps serving.
+func (t *Table) Run(ctx context.Context, every time.Duration) {
+	if every <= 0 || every > config.MaxRefreshInterval {
+		every = config.DefaultRefreshInterval
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			rctx, cancel := context.WithTimeout(ctx, 2*every+time.Second)
+			err := t.Refresh(rctx)
+			cancel()
+			if err != nil && errors.Is(err, context.Canceled) {
+				return
+			}
+		}
+	}
+}

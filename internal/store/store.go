@@ -1,0 +1,191 @@
+// Package store is the shared base of stellwerk's persistent state: one
+// database handle, its dialect, and versioned schema migrations per
+// component. The default is an embedded SQLite file (pure Go, no server to
+// start); a fleet of replicas shares PostgreSQL. Each component (keys, and
+// later the spend ledger, the audit log, route versions) owns its tables and
+// its migrations, and builds its own queries on DB; this package knows
+// nothing of them.
+//
+// Queries use PostgreSQL's $1, $2 … placeholders, which SQLite accepts as
+// well, so most statements are the same text for both dialects.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+)
+
+// Dialect is the SQL engine behind a DB.
+type Dialect string
+
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// DB is an open state database.
+type DB struct {
+	SQL     *sql.DB
+	Dialect Dialect
+	// Dir is the state directory (SQLite), "" with PostgreSQL.
+	Dir string
+}
+
+// ErrUnavailable marks an operation that failed because the database could
+// not be reached (PostgreSQL down, the SQLite file locked too long). Callers
+// answer 503 and keep serving from what they hold in memory.
+var ErrUnavailable = errors.New("state store unavailable")
+
+// SQLiteFile is the database file's name in the state directory.
+const SQLiteFile = "stellwerk.db"
+
+// Open opens the state store a config names: PostgreSQL when
+// state.postgres is set, else the SQLite file in state.dir (created with
+// mode 0700 for the directory and 0600 for the file).
+func Open(ctx context.Context, st config.State, getenv func(string) string) (*DB, error) {
+	if st.Postgres != nil {
+		dsn, err := ReadSecret(config.SecretSource{Env: st.Postgres.DSNEnv, File: st.Postgres.DSNFile}, getenv)
+		if err != nil {
+			return nil, fmt.Errorf("state.postgres: %w", err)
+		}
+		return OpenPostgres(ctx, dsn)
+	}
+	return OpenSQLite(ctx, st.Dir)
+}
+
+// OpenSQLite opens (creating if needed) the SQLite state in dir.
+func OpenSQLite(ctx context.Context, dir string) (*DB, error) {
+	if dir == "" {
+		return nil, errors.New("state.dir: empty")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state.dir: %w", err)
+	}
+	path := filepath.Join(dir, SQLiteFile)
+	// Create the file ourselves so it is 0600 from its first byte.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	f.Close()
+	// WAL lets the CLI write while a server reads; busy_timeout waits for a
+	// writer instead of failing; immediate transactions take the write lock
+	// at BEGIN, so two writers never deadlock upgrading a read lock.
+	dsn := "file:" + path + "?_txlock=immediate&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)" +
+		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state %s: %w", path, err)
+	}
+	// WAL and its shared-memory file inherit the process umask: keep them
+	// private as well.
+	for _, suffix := range []string{"-wal", "-shm"} {
+		_ = os.Chmod(path+suffix, 0o600)
+	}
+	return &DB{SQL: db, Dialect: SQLite, Dir: dir}, nil
+}
+
+// OpenPostgres connects to PostgreSQL. The DSN is never part of an error.
+func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, errors.New("state.postgres: the DSN does not parse") // the DSN may carry a password
+	}
+	db.SetMaxOpenConns(16)
+	db.SetMaxIdleConns(4)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state.postgres: %w", Classify(err))
+	}
+	return &DB{SQL: db, Dialect: Postgres}, nil
+}
+
+// Close closes the handle.
+func (db *DB) Close() error { return db.SQL.Close() }
+
+// Tx runs fn in a transaction, committing if it returns nil. Errors of the
+// database's reachability come back wrapping ErrUnavailable.
+func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		return Classify(err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return Classify(err)
+	}
+	return Classify(tx.Commit())
+}
+
+// Classify wraps an error that means "the database is not there" with
+// ErrUnavailable; others pass unchanged.
+func Classify(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	var ne net.Error
+	var pe *pgconn.PgError
+	var ce *pgconn.ConnectError
+	switch {
+	case errors.As(err, &pe):
+		// 08: connection exception; 57P: operator intervention (shutdown);
+		// 53: insufficient resources.
+		if strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P") || strings.HasPrefix(pe.Code, "53") {
+			return fmt.Errorf("%w: %s", ErrUnavailable, pe.Message)
+		}
+		return err
+	case errors.As(err, &ce), errors.As(err, &ne), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, sql.ErrConnDone),
+		errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	msg := err.Error()
+	for _, s := range []string{"database is locked", "SQLITE_BUSY", "unexpected EOF", "conn closed", "connection refused", "broken pipe"} {
+		if strings.Contains(msg, s) {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	}
+	return err
+}
+
+// ReadSecret reads a secret from the environment variable or the file a
+// source names, trimmed of surrounding white space. Neither the value nor
+// (for files) its content ever appears in an error.
+func ReadSecret(src config.SecretSource, getenv func(string) string) (string, error) {
+	switch {
+	case src.Env != "":
+		v := strings.TrimSpace(getenv(src.Env))
+		if v == "" {
+			return "", fmt.Errorf("environment variable %s is not set", src.Env)
+		}
+		return v, nil
+	case src.File != "":
+		b, err := os.ReadFile(src.File)
+		if err != nil {
+			return "", fmt.Errorf("cannot read %s: %w", src.File, errors.Unwrap(err))
+		}
+		v := strings.TrimSpace(string(b))
+		if v == "" {
+			return "", fmt.Errorf("%s is empty", src.File)
+		}
+		return v, nil
+	}
+	return "", errors.New("no env or file given")
+}

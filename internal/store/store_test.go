@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/testsrv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testsrv.Main(m)) }
+
+// backends opens one empty database of each dialect.
+func backends(t *testing.T) map[Dialect]*DB {
+	t.Helper()
+	ctx := context.Background()
+	lite, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lite.Close() })
+	out := map[Dialect]*DB{SQLite: lite}
+	pg, err := OpenPostgres(ctx, testsrv.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close() })
+	out[Postgres] = pg
+	return out
+}
+
+var testMigrations = []Migration{
+	{Version: 1, Name: "things", SQL: "CREATE TABLE things (id TEXT PRIMARY KEY, n BIGINT NOT NULL);\nCREATE INDEX things_n ON things (n);"},
+	{Version: 2, Name: "things.note", SQL: "ALTER TABLE things ADD COLUMN note TEXT NOT NULL DEFAULT ''",
+		Postgres: "ALTER TABLE things ADD COLUMN note TEXT NOT NULL DEFAULT 'pg'"},
+}
+
+func TestMigrate(t *testing.T) {
+	for dialect, db := range backends(t) {
+		t.Run(string(dialect), func(t *testing.T) {
+			ctx := context.Background()
+			if err := db.Migrate(ctx, "test", testMigrations[:1]); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.SQL.ExecContext(ctx, `INSERT INTO things (id, n) VALUES ($1, $2)`, "a", 1); err != nil {
+				t.Fatal(err)
+			}
+			// Twice: the second run applies only the new step.
+			for range 2 {
+				if err := db.Migrate(ctx, "test", testMigrations); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var note string
+			if err := db.SQL.QueryRowContext(ctx, `SELECT note FROM things WHERE id = $1`, "a").Scan(&note); err != nil {
+				t.Fatal(err)
+			}
+			if want := map[Dialect]string{SQLite: "", Postgres: "pg"}[dialect]; note != want {
+				t.Errorf("note %q, want %q (dialect override)", note, want)
+			}
+			if v, err := db.Version(ctx, "test"); err != nil || v != 2 {
+				t.Errorf("version %d, %v", v, err)
+			}
+			if v, _ := db.Version(ctx, "other"); v != 0 {
+				t.Errorf("other component at %d", v)
+			}
+			// An older binary (knowing one migration) refuses the newer schema.
+			err := db.Migrate(ctx, "test", testMigrations[:1])
+			if err == nil || !strings.Contains(err.Error(), "upgrade stellwerk") {
+				t.Errorf("older binary: %v", err)
+			}
+			// A failing step rolls back and is not recorded.
+			bad := append(testMigrations[:2:2], Migration{Version: 3, Name: "bad", SQL: "CREATE TABLE ok3 (x TEXT);\nNOT SQL"})
+			if err := db.Migrate(ctx, "test", bad); err == nil {
+				t.Fatal("bad migration applied")
+			}
+			if v, _ := db.Version(ctx, "test"); v != 2 {
+				t.Errorf("failed step recorded: version %d", v)
+			}
+			if _, err := db.SQL.ExecContext(ctx, `SELECT * FROM ok3`); err == nil && dialect == Postgres {
+				t.Errorf("failed step left its table behind")
+			}
+		})
+	}
+}
+
+func TestMigrationsNumbered(t *testing.T) {
+	db, err := OpenSQLite(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Migrate(context.Background(), "x", []Migration{{Version: 2, Name: "gap", SQL: "SELECT 1"}})
+	if err == nil || !strings.Contains(err.Error(), "want 1") {
+		t.Errorf("gap accepted: %v", err)
+	}
+}
+
+func TestSQLiteFileModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	db, err := Open(context.Background(), config.State{Dir: dir}, os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(context.Background(), "test", testMigrations); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, SQLiteFile): 0o600} {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != want {
+			t.Errorf("%s: mode %o, want %o", path, st.Mode().Perm(), want)
+		}
+	}
+}
+
+func TestOpenPostgresErrors(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Nothing listens on port 1: unavailable, and the password is not shown.
+	_, err := Open(ctx, config.State{Postgres: &config.StatePostgres{DSNEnv: "DSN"}}, func(string) string {
+		return "postgres://u:hunter2@127.0.0.1:1/db?sslmode=disable&connect_timeout=2"
+	})
+	if !errors.Is(err, ErrUnavailable) || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("err %v", err)
+	}
+	_, err = Open(ctx, config.State{Postgres: &config.StatePostgres{DSNEnv: "UNSET"}}, func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "UNSET is not set") {
+		t.Errorf("err %v", err)
+	}
+	_, err = Open(ctx, config.State{Postgres: &config.StatePostgres{DSNFile: "/nonexistent/dsn"}}, os.Getenv)
+	if err == nil || !strings.Contains(err.Error(), "cannot read /nonexistent/dsn") {
+		t.Errorf("err %v", err)
+	}
+}
