@@ -25,6 +25,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/route"
+	"github.com/stellwerk/stellwerk/internal/spend"
 )
 
 // State is everything a request needs that can change on reload. It is
@@ -40,6 +41,10 @@ type State struct {
 	// the edge reserves once a request is decided and settles once its
 	// usage is known (docs/budgets.md).
 	Ledger *ledger.Ledger
+	// Spend takes one spend-ledger row per decided chat request, whether
+	// or not budgets are configured (nil: none is kept). Record never
+	// blocks.
+	Spend spend.Recorder
 	// CheckRoute (clusters mode) refuses a request whose Envoy route is not
 	// stellwerk's (header.DropInRoute), read from the xds.route_name
 	// attribute the drop-in filter sends.

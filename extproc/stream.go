@@ -10,6 +10,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/meter"
+	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
@@ -215,5 +216,9 @@ func (p *edge) finishStream(how string) {
 	p.log.Info("stream finished", zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("end", how),
 		zap.Int("prompt_tokens", u.PromptTokens), zap.Int("completion_tokens", u.CompletionTokens),
 		zap.Bool("usage_estimated", u.Estimated), zap.Float64("cost_eur", c.EUR))
-	p.settle(c)
+	status := spend.Served
+	if how != "complete" { // the client went away, or the provider broke off
+		status = spend.Interrupted
+	}
+	p.settle(c, status)
 }
