@@ -40,6 +40,8 @@ Usage:
   stellwerk keys create|list|show|rotate|revoke …   manage the key store's virtual keys (docs/keys.md)
   stellwerk keys provider set|list|delete …         a workspace's own provider keys (encrypted)
   stellwerk keys rotate-master         re-encrypt provider keys under the first master key
+  stellwerk spend [--since T] [--until T] [--group-by key,model,day] [--format table|json|csv]
+                                       the spend ledger, summed and grouped (docs/budgets.md)
   stellwerk version                    print the version
 
 Run "stellwerk <command> -h" for the flags of a command.
@@ -73,6 +75,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runPolicyTest(ctx, args[2:], stdout, stderr)
 	case "keys":
 		return runKeys(ctx, args[1:], stdin, stdout, stderr)
+	case "spend":
+		return runSpend(ctx, args[1:], stdout, stderr)
 	case "evals":
 		return runEvalsImport(args[1:], stdout, stderr)
 	case "config":

@@ -21,6 +21,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/route"
+	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/xds"
 )
 
@@ -70,16 +71,20 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	if ln.led != nil && (len(limits.Budgets()) > 0 || len(limits.RateLimits()) > 0) {
 		st.Ledger = ln.led // requests without a limit to meet skip it
 	}
+	if ln.spend != nil {
+		st.Spend = ln.spend
+	}
 	return &generation{cfg: cfg, cat: cat, state: st, ir: ir, limits: limits}, nil
 }
 
 // learned is what stellwerk learns from live traffic and keeps across
-// reloads: providers' latency and their failures, and the spend and
-// request counts its budgets and rate limits hold.
+// reloads: providers' latency and their failures, the spend and request
+// counts its budgets and rate limits hold, and the spend ledger's writer.
 type learned struct {
 	lat    *observe.Latency
 	health *health.Tracker
 	led    *ledger.Ledger
+	spend  spend.Recorder // nil: no ledger rows
 }
 
 func healthPolicy(cfg *config.Config) health.Policy {

@@ -26,6 +26,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
+	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/xds"
 )
 
@@ -99,7 +100,17 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	}
 	go table.Run(ctx, cfg.State.RefreshInterval)
 	log.Info("key store open", zap.String("backend", string(db.Dialect)), zap.Int("keys", table.Len()))
-	led, err := ledger.Open(ctx, cfg, ledger.Env{Getenv: env.Getenv, ReadFile: os.ReadFile}, nil, log.Named("ledger"))
+	sp, err := spend.Open(ctx, db)
+	if err != nil {
+		return fmt.Errorf("spend ledger: %w", err)
+	}
+	// In-memory budgets keep their spend in the state store unless a spend
+	// file is configured; Redis keeps its own.
+	var persister ledger.Persister
+	if cfg.State.Redis == nil && cfg.State.SpendFile == "" {
+		persister = sp.Totals()
+	}
+	led, err := ledger.Open(ctx, cfg, ledger.Env{Getenv: env.Getenv, ReadFile: os.ReadFile}, persister, log.Named("ledger"))
 	if err != nil {
 		return err
 	}
@@ -110,7 +121,15 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 			log.Warn("saving budget spend on shutdown failed", zap.Error(err))
 		}
 	}()
-	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led}
+	sw := spend.NewWriter(sp, spend.WriterOptions{Logger: log.Named("spend")})
+	defer func() { // after the gRPC server stopped: no request records any more
+		closeCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+		defer done()
+		if err := sw.Close(closeCtx); err != nil {
+			log.Warn("writing the spend ledger's last rows on shutdown failed", zap.Error(err))
+		}
+	}()
+	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, spend: sw}
 	g, err := build(cfg, env, pm, ln, table, log)
 	if err != nil {
 		return err
@@ -146,7 +165,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	extprocv3.RegisterExternalProcessorServer(gs, ep)
 	pub.Register(gs)
 
-	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table}
+	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table, spend: sp, spendW: sw}
 	st.Tokens() // warns now about tokens that cannot be loaded
 	hs := &http.Server{Handler: admin.Handler(st, st.log), ReadHeaderTimeout: 5 * time.Second}
 
@@ -197,6 +216,15 @@ type status struct {
 	tokens atomic.Pointer[adminTokens]
 	keys   *keys.Store
 	table  *keys.Table
+	spend  *spend.Store
+	spendW *spend.Writer
+}
+
+func (s *status) Spend() *spend.Store { return s.spend }
+
+// SpendStatus is the spend ledger's part of /status: its writer's counters.
+func (s *status) SpendStatus() any {
+	return map[string]any{"backend": s.spend.DB().Dialect, "writer": s.spendW.Stats()}
 }
 
 func (s *status) Keys() *keys.Store { return s.keys }
@@ -218,7 +246,9 @@ func (s *status) Config() *config.Config {
 func (s *status) Policy() any { return s.pm.Status() }
 
 func (s *status) Gauges() map[string]int64 {
-	return map[string]int64{"extproc_attempt_entries": extproc.AttemptEntriesInProcess()}
+	sw := s.spendW.Stats()
+	return map[string]int64{"extproc_attempt_entries": extproc.AttemptEntriesInProcess(),
+		"spend_rows_written": sw.Written, "spend_rows_queued": sw.Queued, "spend_rows_dropped": sw.Dropped, "spend_rows_lost": sw.Lost}
 }
 
 func (s *status) Providers() any {
