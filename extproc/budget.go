@@ -148,6 +148,13 @@ func (p *edge) settle(c meter.Charge) {
 	defer cancel()
 	u := ledger.Usage{Cost: ledger.FromEUR(c.EUR), Tokens: int64(c.Usage.PromptTokens + c.Usage.CompletionTokens)}
 	if _, err := p.state.Ledger.Settle(ctx, r, u); err != nil {
+		if r.Unenforced {
+			// Admitted unchecked (failure mode open): nothing is held, no
+			// lease will charge it. Say what went uncounted.
+			p.log.Error("state store unreachable: the spend of a request admitted unchecked is not recorded",
+				zap.String("decision_id", p.id), zap.Float64("cost_eur", c.EUR), zap.Error(err))
+			return
+		}
 		// The lease charges the reserved amount when it expires: spend is
 		// never under-counted, and may be over-counted by this request.
 		p.log.Warn("settling the request's spend failed; its reservation will be charged when its lease expires",
