@@ -25,7 +25,12 @@ import (
 // "default", team "a") under a 7.5 EUR daily workspace budget, and
 // "limited" under a 100-requests-per-minute limit.
 func budgetStack(t *testing.T) *harness.Stack {
-	return harness.Start(t, harness.Options{
+	return harness.Start(t, budgetOptions())
+}
+
+// budgetOptions are budgetStack's, for one stack or a fleet of replicas.
+func budgetOptions() harness.Options {
+	return harness.Options{
 		Providers: []harness.ProviderSpec{{Name: "p", Key: "sk-p"}},
 		Models: []config.Model{{ID: "m1", Provider: "p", ProviderModel: "m1-upstream", ContextWindow: 8000,
 			Price: config.Price{InputPerMTok: 0, OutputPerMTok: 100000}}},
@@ -40,12 +45,19 @@ func budgetStack(t *testing.T) *harness.Stack {
 			c.Budgets.Limits = []config.BudgetRule{{Name: "default-daily", Scope: "workspace", Subject: "default", AmountEUR: 7.5, Period: "day"}}
 			c.RateLimits = []config.RateLimitRule{{Name: "limited-rpm", Scope: "workspace", Subject: "limited", RequestsPerMinute: 100}}
 		},
-	})
+	}
 }
 
 // fire sends n chat requests with key at once and returns each status and
 // body.
 func fire(t *testing.T, s *harness.Stack, key string, n int) (codes []int, bodies [][]byte, hdrs []http.Header) {
+	t.Helper()
+	return fireSpread(t, []*harness.Stack{s}, key, n)
+}
+
+// fireSpread is fire with the requests spread over stacks in turn, as a
+// load balancer in front of several replicas would.
+func fireSpread(t *testing.T, stacks []*harness.Stack, key string, n int) (codes []int, bodies [][]byte, hdrs []http.Header) {
 	t.Helper()
 	codes, bodies, hdrs = make([]int, n), make([][]byte, n), make([]http.Header, n)
 	var wg sync.WaitGroup
@@ -54,7 +66,7 @@ func fire(t *testing.T, s *harness.Stack, key string, n int) (codes []int, bodie
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions",
+			req, _ := http.NewRequest(http.MethodPost, stacks[i%len(stacks)].URL+"/v1/chat/completions",
 				strings.NewReader(`{"model":"auto","max_tokens":10,"messages":[{"role":"user","content":"hello there"}]}`))
 			req.Header.Set("Authorization", "Bearer "+key)
 			req.Header.Set("Content-Type", "application/json")
@@ -85,8 +97,28 @@ func TestBudgetExactUnderConcurrency(t *testing.T) {
 	// Every admitted request is still in flight when the last one arrives.
 	p.SetBehavior(mockllm.Behavior{FirstByteDelay: 1500 * time.Millisecond})
 	codes, bodies, hdrs := fire(t, s, "sk-team-a", 200)
-	ok, refused := 0, 0
-	var spent float64
+	ok, refused, spent := tallyBudget(t, codes, bodies, hdrs)
+	if ok != 7 || refused != 193 || len(p.Requests()) != 7 {
+		t.Fatalf("%d answered, %d refused, provider got %d requests; want 7, 193, 7", ok, refused, len(p.Requests()))
+	}
+	b := adminJSON(t, s, "/admin/budgets?workspace=default&team=a")
+	budgets, _ := b["budgets"].([]any)
+	if len(budgets) != 1 {
+		t.Fatalf("budgets %v", b)
+	}
+	got := budgets[0].(map[string]any)
+	if math.Abs(got["used_eur"].(float64)-spent) > 1e-6 || got["reserved_eur"].(float64) != 0 {
+		t.Errorf("budget shows used %v EUR, reserved %v; the provider's usage costs %v EUR", got["used_eur"], got["reserved_eur"], spent)
+	}
+	t.Logf("7 of 200 admitted; spent %.6f EUR of 7.5", spent)
+}
+
+// tallyBudget counts the answers to requests against the 7.5 EUR budget of
+// budgetOptions: 200s, whose routing cost must be their usage at the
+// catalog price (spent is their sum), and 429 budget_exceeded refusals
+// with Retry-After. Any other answer fails the test.
+func tallyBudget(t *testing.T, codes []int, bodies [][]byte, hdrs []http.Header) (ok, refused int, spent float64) {
+	t.Helper()
 	for i, c := range codes {
 		switch c {
 		case 200:
@@ -118,19 +150,7 @@ func TestBudgetExactUnderConcurrency(t *testing.T) {
 			t.Errorf("status %d: %s", c, bodies[i])
 		}
 	}
-	if ok != 7 || refused != 193 || len(p.Requests()) != 7 {
-		t.Fatalf("%d answered, %d refused, provider got %d requests; want 7, 193, 7", ok, refused, len(p.Requests()))
-	}
-	b := adminJSON(t, s, "/admin/budgets?workspace=default&team=a")
-	budgets, _ := b["budgets"].([]any)
-	if len(budgets) != 1 {
-		t.Fatalf("budgets %v", b)
-	}
-	got := budgets[0].(map[string]any)
-	if math.Abs(got["used_eur"].(float64)-spent) > 1e-6 || got["reserved_eur"].(float64) != 0 {
-		t.Errorf("budget shows used %v EUR, reserved %v; the provider's usage costs %v EUR", got["used_eur"], got["reserved_eur"], spent)
-	}
-	t.Logf("7 of 200 admitted; spent %.6f EUR of 7.5", spent)
+	return ok, refused, spent
 }
 
 // TestRateLimitExact (issue 13): a 100-requests-per-minute limit under 300
@@ -145,21 +165,7 @@ func TestRateLimitExact(t *testing.T) {
 		time.Sleep(rest + time.Second)
 	}
 	codes, bodies, hdrs := fire(t, s, "sk-limited", 300)
-	ok := 0
-	for i, c := range codes {
-		switch c {
-		case 200:
-			ok++
-		case 429:
-			if e := decodeError(t, bodies[i]).Error; e.Code != "rate_limit_exceeded" || hdrs[i].Get("Retry-After") == "" ||
-				hdrs[i].Get("x-ratelimit-remaining-requests") != "0" || hdrs[i].Get("x-ratelimit-limit-requests") != "100" {
-				t.Errorf("429 %s %v", bodies[i], hdrs[i])
-			}
-		default:
-			t.Errorf("status %d: %s", c, bodies[i])
-		}
-	}
-	if ok != 100 {
+	if ok := tallyRateLimit(t, codes, bodies, hdrs); ok != 100 {
 		t.Fatalf("%d of 300 admitted under a 100/min limit", ok)
 	}
 
@@ -184,6 +190,27 @@ func TestRateLimitExact(t *testing.T) {
 		r.Headers["x-ratelimit-reset-requests"] == "" {
 		t.Errorf("the SDK saw %+v", r)
 	}
+}
+
+// tallyRateLimit counts the 200s among answers to requests under the
+// 100-per-minute limit of budgetOptions; every other answer must be its
+// 429 rate_limit_exceeded with Retry-After and OpenAI's headers.
+func tallyRateLimit(t *testing.T, codes []int, bodies [][]byte, hdrs []http.Header) (ok int) {
+	t.Helper()
+	for i, c := range codes {
+		switch c {
+		case 200:
+			ok++
+		case 429:
+			if e := decodeError(t, bodies[i]).Error; e.Code != "rate_limit_exceeded" || hdrs[i].Get("Retry-After") == "" ||
+				hdrs[i].Get("x-ratelimit-remaining-requests") != "0" || hdrs[i].Get("x-ratelimit-limit-requests") != "100" {
+				t.Errorf("429 %s %v", bodies[i], hdrs[i])
+			}
+		default:
+			t.Errorf("status %d: %s", c, bodies[i])
+		}
+	}
+	return ok
 }
 
 // TestRateLimitHeadersOnAnswers: every answer under a limit carries
