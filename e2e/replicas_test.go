@@ -189,6 +189,17 @@ func streamLine(t *testing.T, s *harness.Stack, id string) streamFinished {
 	}
 }
 
+// logged waits a moment for text in a replica's stellwerk log (it reaches
+// the test through a pipe, a little after the answer it concerns).
+func logged(s *harness.Stack, text string) bool {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if strings.Contains(s.Log("stellwerk"), text) {
+			return true
+		}
+	}
+	return false
+}
+
 // chatReq builds a chat request for one replica.
 func chatReq(t *testing.T, s *harness.Stack, key, body string, hdr map[string]string) *http.Request {
 	t.Helper()
@@ -536,7 +547,7 @@ func TestReplicasRedisDown(t *testing.T) {
 					}
 					// Its spend cannot be recorded either: the log says so.
 					id := resp.Header.Get("x-stellwerk-decision-id")
-					if log := s.Log("stellwerk"); !strings.Contains(log, `"msg":"state store unreachable: the spend of a request admitted unchecked is not recorded","decision_id":"`+id+`"`) {
+					if !logged(s, `"msg":"state store unreachable: the spend of a request admitted unchecked is not recorded","decision_id":"`+id+`"`) {
 						t.Errorf("replica %c: no log line says request %s's spend went unrecorded", 'a'+i, id)
 					}
 				}
