@@ -281,7 +281,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	if fo := p.state.Failover; fo != nil {
 		plan = d.Plan(fo.MaxAttempts)
 	}
-	if led := p.state.Ledger; led != nil {
+	if led := p.state.Ledger; led != nil && (p.state.Limited || p.principal.Limits != nil) {
 		if resp := p.reserve(led, plan, chat.MaxTokens); resp != nil {
 			return resp
 		}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +41,12 @@ type State struct {
 	// the edge reserves once a request is decided and settles once its
 	// usage is known (docs/budgets.md).
 	Ledger *ledger.Ledger
+	// Limited: the config has budgets or rate limits, so every request
+	// meets the ledger; otherwise only a key with limits of its own does.
+	Limited bool
+	// keyLimits caches each store key's compiled limits (by key id; the
+	// entry is replaced when the key's record changes).
+	keyLimits sync.Map
 	// CheckRoute (clusters mode) refuses a request whose Envoy route is not
 	// stellwerk's (header.DropInRoute), read from the xds.route_name
 	// attribute the drop-in filter sends.

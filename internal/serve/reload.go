@@ -67,9 +67,9 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	// In an operator's Envoy, an LLM request must have matched stellwerk's
 	// own route (envoy/drop-in.yaml), or it would leave for another backend.
 	st.CheckRoute = cfg.Envoy.Mode == config.ModeClusters
-	if ln.led != nil && (len(limits.Budgets()) > 0 || len(limits.RateLimits()) > 0) {
-		st.Ledger = ln.led // requests without a limit to meet skip it
-	}
+	// Requests skip the ledger when neither the config nor their key has
+	// a limit for them to meet.
+	st.Ledger, st.Limited = ln.led, len(limits.Budgets()) > 0 || len(limits.RateLimits()) > 0
 	return &generation{cfg: cfg, cat: cat, state: st, ir: ir, limits: limits}, nil
 }
 

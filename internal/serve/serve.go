@@ -235,7 +235,15 @@ func (s *status) SnapshotVersion() string { return s.pub.Version() }
 func (s *status) Budgets(r *http.Request) (any, error) {
 	q := r.URL.Query()
 	sub := ledger.Subject{Key: q.Get("key"), User: q.Get("user"), Team: q.Get("team"), Workspace: q.Get("workspace")}
-	st, err := s.led.Peek(r.Context(), &ledger.Request{Subject: sub, Model: q.Get("model")})
+	req := &ledger.Request{Subject: sub, Model: q.Get("model")}
+	if sub.Key != "" && s.keys != nil { // a store key's own limits too
+		if k, err := s.keys.Get(r.Context(), sub.Key); err == nil && !k.Limits.IsZero() {
+			if kl, err := ledger.KeyLimitsFromConfig(k.ID, &k.Limits, s.led.Limits().Location()); err == nil {
+				req.Extra = kl
+			}
+		}
+	}
+	st, err := s.led.Peek(r.Context(), req)
 	if err != nil {
 		return nil, err
 	}
