@@ -111,7 +111,12 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		}
 	}()
 	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led}
-	g, err := build(cfg, env, pm, ln, table, log)
+	wks, err := workspaceKeys(ctx, ks)
+	if err != nil {
+		return err
+	}
+	keyGen := table.Generation()
+	g, err := build(cfg, env, pm, ln, table, wks, log)
 	if err != nil {
 		return err
 	}
@@ -123,7 +128,8 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return fmt.Errorf("xds: %w", err)
 	}
 	ep := extproc.New(g.state, log)
-	rl := &reloader{o: o, env: env, ps: pm, ln: ln, keys: table, log: log.Named("config"), pub: pub, ep: ep, cur: g}
+	rl := &reloader{o: o, env: env, ps: pm, ln: ln, keys: table, store: ks, keyGen: table.Generation, gen: keyGen,
+		log: log.Named("config"), pub: pub, ep: ep, cur: g}
 	rl.seen = rl.fingerprint(cfg)
 	go rl.watch(ctx, configReloadInterval)
 	cat := g.cat
