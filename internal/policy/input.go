@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"math"
 	"sort"
 	"strconv"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/reqpolicy"
 )
 
@@ -24,8 +26,12 @@ type Input struct {
 	Workspace      config.Workspace
 	Team           *config.Team
 	Classification *classify.Result
-	Candidates     []Candidate
-	Now            time.Time
+	// Budgets are the budgets the principal meets, as the ledger saw them
+	// before this request (ledger.State.Budgets); nil when the edge did not
+	// read them (no downgrade budget applies).
+	Budgets    []ledger.BudgetState
+	Candidates []Candidate
+	Now        time.Time
 }
 
 // RequestFacts are the request's own fields.
@@ -179,6 +185,10 @@ func staticItems(m *catalog.Model) [][2]*ast.Term {
 			item("output_per_mtok", num(m.OutputPerMTok)),
 			item("currency", ast.StringTerm(m.Currency)),
 		)),
+		item("price_eur", obj(
+			item("input_per_mtok", num(eurPerMTok(m.CostEUR(1e6, 0)))),
+			item("output_per_mtok", num(eurPerMTok(m.CostEUR(0, 1e6)))),
+		)),
 		item("context_window", ast.IntNumberTerm(m.ContextWindow)),
 		item("max_output_tokens", ast.IntNumberTerm(m.MaxOutputTokens)),
 		item("capabilities", obj(
@@ -190,9 +200,13 @@ func staticItems(m *catalog.Model) [][2]*ast.Term {
 	}
 }
 
+// eurPerMTok rounds a converted list price to a billionth of a euro, so a
+// price of 2.3 EUR is not 2.3000000000000003 next to a ceiling of 2.3.
+func eurPerMTok(eur float64) float64 { return math.Round(eur*1e9) / 1e9 }
+
 // partNames are the input's request-level parts, in the order of the
 // document; candidates come last.
-var partNames = [...]string{"request", "principal", "workspace", "classification", "budget", "time"}
+var partNames = [...]string{"request", "principal", "workspace", "classification", "budget", "budgets", "time"}
 
 // inputParts are an input's request-level parts, built when first needed.
 type inputParts [len(partNames)]*ast.Term
@@ -211,7 +225,12 @@ func (p *inputParts) get(in *Input, i int) *ast.Term {
 	case "classification":
 		p[i] = classificationTerm(in.Classification)
 	case "budget":
-		p[i] = obj(item("limited", ast.BooleanTerm(false)))
+		p[i] = budgetUnlimited
+		if len(in.Budgets) > 0 {
+			p[i] = budgetLimited
+		}
+	case "budgets":
+		p[i] = budgetsTerm(in.Budgets)
 	case "time":
 		p[i] = timeTerm(in.Now)
 	}
@@ -323,6 +342,11 @@ func workspaceTerm(w config.Workspace, t *config.Team) *ast.Term {
 		item("allow", stringsTerm(w.Allow)),
 		item("deny", stringsTerm(w.Deny)),
 		item("allow_loosening", ast.BooleanTerm(w.AllowLoosening)),
+		item("downgrade_from", ast.StringTerm(w.DowngradeFrom)),
+		item("downgrade_max_price", obj(
+			item("input_per_mtok", num(w.DowngradeMaxPrice.InputPerMTok)),
+			item("output_per_mtok", num(w.DowngradeMaxPrice.OutputPerMTok)),
+		)),
 		item("team", team),
 	)
 }
@@ -362,6 +386,61 @@ func classificationTerm(c *classify.Result) *ast.Term {
 		item("scan", ast.StringTerm(c.Scan)),
 		item("scan_limit", ast.StringTerm(c.ScanLimit)),
 	)
+}
+
+// The budget parts of an input without budgets are shared: a request that
+// meets no downgrade budget builds nothing for them.
+var (
+	budgetUnlimited = obj(item("limited", ast.BooleanTerm(false)))
+	budgetLimited   = obj(item("limited", ast.BooleanTerm(true)))
+	noBudgets       = ast.ArrayTerm()
+)
+
+// Keys of a budget's object, shared by every request.
+var (
+	keyName     = ast.StringTerm("name")
+	keyScope    = ast.StringTerm("scope")
+	keySubject  = ast.StringTerm("subject")
+	keyPeriod   = ast.StringTerm("period")
+	keyLimit    = ast.StringTerm("limit_eur")
+	keyUsed     = ast.StringTerm("used_eur")
+	keyReserved = ast.StringTerm("reserved_eur")
+	keyRatio    = ast.StringTerm("ratio")
+	keyWarn     = ast.StringTerm("warn")
+	keyExceeded = ast.StringTerm("exceeded")
+	keyAction   = ast.StringTerm("action")
+	actionBlock = ast.StringTerm("block")
+	actionDown  = ast.StringTerm("downgrade")
+)
+
+// budgetsTerm is the budgets array: one object per budget, in the ledger's
+// order (configured budgets, then the key's own).
+func budgetsTerm(bs []ledger.BudgetState) *ast.Term {
+	if len(bs) == 0 {
+		return noBudgets
+	}
+	ts := make([]*ast.Term, len(bs))
+	for i := range bs {
+		b := &bs[i]
+		action := actionBlock
+		if b.Downgrade {
+			action = actionDown
+		}
+		ts[i] = ast.NewTerm(ast.NewObject(
+			[2]*ast.Term{keyName, ast.StringTerm(b.Name)},
+			[2]*ast.Term{keyScope, ast.StringTerm(b.Scope.String())},
+			[2]*ast.Term{keySubject, ast.StringTerm(b.Subject)},
+			[2]*ast.Term{keyPeriod, ast.StringTerm(b.Period.String())},
+			[2]*ast.Term{keyLimit, num(b.Limit.EUR())},
+			[2]*ast.Term{keyUsed, num(b.Used.EUR())},
+			[2]*ast.Term{keyReserved, num(b.Reserved.EUR())},
+			[2]*ast.Term{keyRatio, num(b.Ratio)},
+			[2]*ast.Term{keyWarn, ast.BooleanTerm(b.Warn)},
+			[2]*ast.Term{keyExceeded, ast.BooleanTerm(b.Exceeded)},
+			[2]*ast.Term{keyAction, action},
+		))
+	}
+	return ast.ArrayTerm(ts...)
 }
 
 func timeTerm(t time.Time) *ast.Term {
