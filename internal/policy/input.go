@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"sort"
 	"strconv"
@@ -342,11 +343,8 @@ func workspaceTerm(w config.Workspace, t *config.Team) *ast.Term {
 		item("allow", stringsTerm(w.Allow)),
 		item("deny", stringsTerm(w.Deny)),
 		item("allow_loosening", ast.BooleanTerm(w.AllowLoosening)),
-		item("downgrade_from", ast.StringTerm(w.DowngradeFrom)),
-		item("downgrade_max_price", obj(
-			item("input_per_mtok", num(w.DowngradeMaxPrice.InputPerMTok)),
-			item("output_per_mtok", num(w.DowngradeMaxPrice.OutputPerMTok)),
-		)),
+		[2]*ast.Term{keyDowngradeFrom, downgradeFromTerm(w.DowngradeFrom)},
+		[2]*ast.Term{keyDowngradeMaxPrice, downgradePriceTerm(w.DowngradeMaxPrice)},
 		item("team", team),
 	)
 }
@@ -388,6 +386,33 @@ func classificationTerm(c *classify.Result) *ast.Term {
 	)
 }
 
+// The workspace's downgrade settings are shared terms in the common cases
+// (the defaults, and either mode), so they add no allocation per request.
+var (
+	keyDowngradeFrom     = ast.StringTerm("downgrade_from")
+	keyDowngradeMaxPrice = ast.StringTerm("downgrade_max_price")
+	downgradeFroms       = map[string]*ast.Term{"exceeded": ast.StringTerm("exceeded"), "warn": ast.StringTerm("warn")}
+	noDowngradePrice     = downgradePriceObj(config.DowngradePrice{})
+)
+
+func downgradeFromTerm(s string) *ast.Term {
+	if t := downgradeFroms[s]; t != nil {
+		return t
+	}
+	return ast.StringTerm(s)
+}
+
+func downgradePriceTerm(p config.DowngradePrice) *ast.Term {
+	if p == (config.DowngradePrice{}) {
+		return noDowngradePrice
+	}
+	return downgradePriceObj(p)
+}
+
+func downgradePriceObj(p config.DowngradePrice) *ast.Term {
+	return obj(item("input_per_mtok", num(p.InputPerMTok)), item("output_per_mtok", num(p.OutputPerMTok)))
+}
+
 // The budget parts of an input without budgets are shared: a request that
 // meets no downgrade budget builds nothing for them.
 var (
@@ -411,7 +436,35 @@ var (
 	keyAction   = ast.StringTerm("action")
 	actionBlock = ast.StringTerm("block")
 	actionDown  = ast.StringTerm("downgrade")
+	termTrue    = ast.BooleanTerm(true)
+	termFalse   = ast.BooleanTerm(false)
+	scopeTerms  [ledger.ScopeModel + 1]*ast.Term
+	periodTerms [ledger.PeriodMonth + 1]*ast.Term
 )
+
+func init() {
+	for s := range scopeTerms {
+		scopeTerms[s] = ast.StringTerm(ledger.Scope(s).String())
+	}
+	for p := range periodTerms {
+		periodTerms[p] = ast.StringTerm(ledger.Period(p).String())
+	}
+}
+
+func boolTerm(b bool) *ast.Term {
+	if b {
+		return termTrue
+	}
+	return termFalse
+}
+
+// enumTerm is a shared term for a scope or period name.
+func enumTerm[E ledger.Scope | ledger.Period](terms []*ast.Term, e E) *ast.Term {
+	if int(e) < len(terms) {
+		return terms[e]
+	}
+	return ast.StringTerm(fmt.Sprint(e))
+}
 
 // budgetsTerm is the budgets array: one object per budget, in the ledger's
 // order (configured budgets, then the key's own).
@@ -428,15 +481,15 @@ func budgetsTerm(bs []ledger.BudgetState) *ast.Term {
 		}
 		ts[i] = ast.NewTerm(ast.NewObject(
 			[2]*ast.Term{keyName, ast.StringTerm(b.Name)},
-			[2]*ast.Term{keyScope, ast.StringTerm(b.Scope.String())},
+			[2]*ast.Term{keyScope, enumTerm(scopeTerms[:], b.Scope)},
 			[2]*ast.Term{keySubject, ast.StringTerm(b.Subject)},
-			[2]*ast.Term{keyPeriod, ast.StringTerm(b.Period.String())},
+			[2]*ast.Term{keyPeriod, enumTerm(periodTerms[:], b.Period)},
 			[2]*ast.Term{keyLimit, num(b.Limit.EUR())},
 			[2]*ast.Term{keyUsed, num(b.Used.EUR())},
 			[2]*ast.Term{keyReserved, num(b.Reserved.EUR())},
 			[2]*ast.Term{keyRatio, num(b.Ratio)},
-			[2]*ast.Term{keyWarn, ast.BooleanTerm(b.Warn)},
-			[2]*ast.Term{keyExceeded, ast.BooleanTerm(b.Exceeded)},
+			[2]*ast.Term{keyWarn, boolTerm(b.Warn)},
+			[2]*ast.Term{keyExceeded, boolTerm(b.Exceeded)},
 			[2]*ast.Term{keyAction, action},
 		))
 	}

@@ -83,4 +83,7 @@ _too_dear contains input.candidates[i].id if {
 	input.candidates[i].price_eur.output_per_mtok > p
 }
 
-_budget_exclude := {id: _downgrade_reason | some id in _too_dear}
+# Guarded: a request without a downgrade in force builds no comprehension.
+_budget_exclude := {id: _downgrade_reason | some id in _too_dear} if _downgrade
+
+else := {}
