@@ -213,3 +213,56 @@ func TestRateLimitHeadersOnAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyOwnLimits (issue 13): a key created through the admin API with a
+// budget and a rate limit of its own meets them on every request, beside
+// the configured ones: 2 requests a minute, the third is refused.
+func TestKeyOwnLimits(t *testing.T) {
+	t.Parallel()
+	s := budgetStack(t)
+	if rest := time.Minute - time.Duration(time.Now().Second())*time.Second; rest < 15*time.Second {
+		time.Sleep(rest + time.Second)
+	}
+	resp, b := adminDo(t, s, "POST", "/admin/keys",
+		`{"id":"metered","workspace":"default","limits":{"budgets":[{"amount_eur":100,"period":"month"}],"rate_limit":{"requests_per_minute":2}}}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("create: %d %s", resp.StatusCode, b)
+	}
+	var created struct{ Secret string }
+	mustJSON(t, b, &created)
+	deadline := time.Now().Add(3 * time.Second) // the key table refreshes within half a second
+	var codes []int
+	for len(codes) < 3 && time.Now().Before(deadline) {
+		c, bodies, hdrs := fire(t, s, created.Secret, 1)
+		if c[0] == 401 {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		codes = append(codes, c[0])
+		switch len(codes) {
+		case 1, 2:
+			if c[0] != 200 || hdrs[0].Get("x-ratelimit-limit-requests") != "2" ||
+				hdrs[0].Get("x-ratelimit-remaining-requests") != strconv.Itoa(2-len(codes)) {
+				t.Errorf("request %d: %d %v %s", len(codes), c[0], hdrs[0], bodies[0])
+			}
+		case 3:
+			if e := decodeError(t, bodies[0]).Error; c[0] != 429 || e.Code != "rate_limit_exceeded" || !strings.Contains(e.Message, "key.metered.rate") {
+				t.Errorf("third request: %d %s", c[0], bodies[0])
+			}
+		}
+	}
+	if len(codes) != 3 {
+		t.Fatalf("the key never worked: %v", codes)
+	}
+	st := adminJSON(t, s, "/admin/budgets?key=metered&workspace=default")
+	budgets, _ := st["budgets"].([]any)
+	found := false
+	for _, x := range budgets {
+		if bm := x.(map[string]any); bm["name"] == "key.metered.month" && bm["used_eur"].(float64) > 0 {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the key's own budget is not charged: %v", st)
+	}
+}

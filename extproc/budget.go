@@ -11,7 +11,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/meter"
@@ -49,7 +51,8 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, maxTokens int)
 	}
 	pr := p.principal
 	r, err := led.Reserve(p.ctx, &ledger.Request{ID: p.id, Model: plan[0].ID, Cost: worst, Tokens: tokens,
-		Subject: ledger.Subject{Key: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace}})
+		Subject: ledger.Subject{Key: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace},
+		Extra:   p.state.limitsOf(&pr, led)})
 	if err != nil {
 		if errors.Is(err, ledger.ErrUnavailable) {
 			p.log.Error("budgets and rate limits cannot be checked; request refused", zap.String("decision_id", p.id), zap.Error(err))
@@ -90,6 +93,29 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, maxTokens int)
 		ir.Headers.SetHeaders = append(ir.Headers.SetHeaders, rateHeaders(&r.State, time.Now())...)
 	}
 	return resp
+}
+
+// keyLimitsEntry is one key's compiled limits and the record they came from.
+type keyLimitsEntry struct {
+	src *config.Limits
+	lim *ledger.Limits
+}
+
+// limitsOf is the principal's own limits (a store key's budgets and rate
+// limits), compiled once per version of its record; nil when it has none.
+func (st *State) limitsOf(pr *auth.Principal, led *ledger.Ledger) *ledger.Limits {
+	if pr.Limits == nil || pr.KeyID == "" {
+		return nil
+	}
+	if e, ok := st.keyLimits.Load(pr.KeyID); ok && e.(keyLimitsEntry).src == pr.Limits {
+		return e.(keyLimitsEntry).lim
+	}
+	lim, err := ledger.KeyLimitsFromConfig(pr.KeyID, pr.Limits, led.Limits().Location())
+	if err != nil {
+		lim = nil // validated when the key was stored; a bad record limits nothing rather than failing every request
+	}
+	st.keyLimits.Store(pr.KeyID, keyLimitsEntry{src: pr.Limits, lim: lim})
+	return lim
 }
 
 // windowOf names a rate limit's window for an error message.

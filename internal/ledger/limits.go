@@ -3,6 +3,7 @@ package ledger
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -240,6 +241,40 @@ func LimitsFromConfig(c *config.Config) (*Limits, error) {
 			RequestsPerDay: r.RequestsPerDay, TokensPerDay: r.TokensPerDay})
 	}
 	return NewLimits(loc, budgets, rates)
+}
+
+// KeyLimitsFromConfig compiles a key's own budgets and rate limits (the key
+// store's record) in the configured time zone (loc; nil: UTC). Budgets are
+// named by their period ("day", …), the rate limit "rate".
+func KeyLimitsFromConfig(keyID string, l *config.Limits, loc *time.Location) (*Limits, error) {
+	var budgets []BudgetRule
+	for i, b := range l.Budgets {
+		period, err := ParsePeriod(b.Period)
+		if err != nil {
+			return nil, fmt.Errorf("key %s budget %d: %w", keyID, i, err)
+		}
+		name := b.Period
+		for _, o := range budgets {
+			if o.Name == name {
+				name += "-" + strconv.Itoa(i)
+			}
+		}
+		budgets = append(budgets, BudgetRule{Name: name, Limit: FromEUR(b.AmountEUR), Period: period, WarnAt: b.WarnAt,
+			Downgrade: b.Action == "downgrade"})
+	}
+	var rates []RateRule
+	if r := l.RateLimit; r != (config.RateLimit{}) {
+		rates = append(rates, RateRule{Name: "rate", RequestsPerMinute: r.RequestsPerMinute, TokensPerMinute: r.TokensPerMinute,
+			RequestsPerDay: r.RequestsPerDay, TokensPerDay: r.TokensPerDay})
+	}
+	kl, err := NewKeyLimits(keyID, budgets, rates)
+	if err != nil {
+		return nil, err
+	}
+	if loc != nil {
+		kl.loc = loc
+	}
+	return kl, nil
 }
 
 // NewKeyLimits compiles a key's own budgets and rate limits (kept with the

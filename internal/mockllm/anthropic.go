@@ -15,7 +15,7 @@ import (
 // streaming events message_start, content_block_start/delta/stop,
 // message_delta (with usage) and message_stop.
 func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, body []byte) {
-	if p.APIKey != "" && r.Header.Get("x-api-key") != p.APIKey {
+	if p.APIKey != "" && r.Header.Get("x-api-key") != p.APIKey && !p.accepts(r.Header.Get("x-api-key")) {
 		writeAnthropicError(w, http.StatusUnauthorized, "authentication_error", "invalid x-api-key")
 		return
 	}

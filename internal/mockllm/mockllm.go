@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,12 +56,27 @@ type Recorded struct {
 
 // Provider is a fake provider; it is an http.Handler.
 type Provider struct {
-	Name   string
-	APIKey string // when set, requests must carry "Authorization: Bearer <APIKey>"
+	Name      string
+	APIKey    string   // when set, requests must carry "Authorization: Bearer <APIKey>"
+	extraKeys []string // AlsoAccept
 
 	mu       sync.Mutex
 	behavior Behavior
 	requests []Recorded
+}
+
+// AlsoAccept makes key valid beside APIKey, as a provider accepts every
+// key of its customers' (e.g. a workspace's own key).
+func (p *Provider) AlsoAccept(key string) {
+	p.mu.Lock()
+	p.extraKeys = append(p.extraKeys, key)
+	p.mu.Unlock()
+}
+
+func (p *Provider) accepts(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return key != "" && slices.Contains(p.extraKeys, key)
 }
 
 // New returns a provider named name that requires apiKey (if not empty).
@@ -148,7 +164,7 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.messages(w, r, b, body)
 		return
 	}
-	if p.APIKey != "" && r.Header.Get("Authorization") != "Bearer "+p.APIKey {
+	if p.APIKey != "" && r.Header.Get("Authorization") != "Bearer "+p.APIKey && !p.accepts(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")) {
 		writeError(w, http.StatusUnauthorized, "invalid_request_error", "Incorrect API key provided.")
 		return
 	}

@@ -111,7 +111,12 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		}
 	}()
 	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led}
-	g, err := build(cfg, env, pm, ln, table, log)
+	wks, err := workspaceKeys(ctx, ks)
+	if err != nil {
+		return err
+	}
+	keyGen := table.Generation()
+	g, err := build(cfg, env, pm, ln, table, wks, log)
 	if err != nil {
 		return err
 	}
@@ -123,7 +128,8 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return fmt.Errorf("xds: %w", err)
 	}
 	ep := extproc.New(g.state, log)
-	rl := &reloader{o: o, env: env, ps: pm, ln: ln, keys: table, log: log.Named("config"), pub: pub, ep: ep, cur: g}
+	rl := &reloader{o: o, env: env, ps: pm, ln: ln, keys: table, store: ks, keyGen: table.Generation, gen: keyGen,
+		log: log.Named("config"), pub: pub, ep: ep, cur: g}
 	rl.seen = rl.fingerprint(cfg)
 	go rl.watch(ctx, configReloadInterval)
 	cat := g.cat
@@ -235,7 +241,15 @@ func (s *status) SnapshotVersion() string { return s.pub.Version() }
 func (s *status) Budgets(r *http.Request) (any, error) {
 	q := r.URL.Query()
 	sub := ledger.Subject{Key: q.Get("key"), User: q.Get("user"), Team: q.Get("team"), Workspace: q.Get("workspace")}
-	st, err := s.led.Peek(r.Context(), &ledger.Request{Subject: sub, Model: q.Get("model")})
+	req := &ledger.Request{Subject: sub, Model: q.Get("model")}
+	if sub.Key != "" && s.keys != nil { // a store key's own limits too
+		if k, err := s.keys.Get(r.Context(), sub.Key); err == nil && !k.Limits.IsZero() {
+			if kl, err := ledger.KeyLimitsFromConfig(k.ID, &k.Limits, s.led.Limits().Location()); err == nil {
+				req.Extra = kl
+			}
+		}
+	}
+	st, err := s.led.Peek(r.Context(), req)
 	if err != nil {
 		return nil, err
 	}
