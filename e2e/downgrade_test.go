@@ -4,6 +4,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
@@ -19,7 +20,9 @@ import (
 // answers "hello there" with 7 tokens: 0.7 EUR on big. Both workspaces
 // optimise for accuracy and have a 1.5 EUR daily budget: "saver"'s is a
 // downgrade budget with a price ceiling of 5,000 EUR per million output
-// tokens, "strict"'s blocks.
+// tokens, "strict"'s blocks. A store key created through the admin API
+// in workspace "thrifty" (the same ceiling, no configured budget) has its
+// own 1.5 EUR downgrade budget.
 func TestBudgetDowngrade(t *testing.T) {
 	t.Parallel()
 	s := harness.Start(t, harness.Options{
@@ -36,6 +39,7 @@ func TestBudgetDowngrade(t *testing.T) {
 			c.Auth.Mode = "keys"
 			c.Workspaces = []config.Workspace{
 				{Name: "saver", Objective: "accuracy", DowngradeMaxPrice: config.DowngradePrice{OutputPerMTok: 5000}},
+				{Name: "thrifty", Objective: "accuracy", DowngradeMaxPrice: config.DowngradePrice{OutputPerMTok: 5000}},
 				{Name: "strict", Objective: "accuracy"},
 			}
 			c.Keys = []config.Key{
@@ -61,36 +65,42 @@ func TestBudgetDowngrade(t *testing.T) {
 	}
 
 	// Downgrade: big until the budget is used up, then small, never a 429.
-	used, downgraded := 0.0, 0
-	for i := range 6 {
-		resp, b := post(t, s.URL+"/v1/chat/completions", body, map[string]string{"Authorization": "Bearer sk-saver"})
-		if resp.StatusCode != 200 {
-			t.Fatalf("saver request %d: %d %s", i, resp.StatusCode, b)
+	downgrade := func(secret, budget string) float64 {
+		t.Helper()
+		used, downgraded := 0.0, 0
+		for i := range 6 {
+			resp, b := post(t, s.URL+"/v1/chat/completions", body, map[string]string{"Authorization": "Bearer " + secret})
+			if resp.StatusCode != 200 {
+				t.Fatalf("%s request %d: %d %s", budget, i, resp.StatusCode, b)
+			}
+			var a answer
+			mustJSON(t, b, &a)
+			r := a.Routing
+			if used < 1.5 {
+				if r.Model != "big" || strings.Contains(r.Reason, "downgrade") || r.Excluded != 0 {
+					t.Errorf("%s request %d, %.2f of 1.5 EUR used: %+v", budget, i, used, r)
+				}
+			} else {
+				downgraded++
+				if r.Model != "small" || !strings.HasPrefix(r.Reason, "downgrade (budget "+budget+") + most accurate") || r.Excluded != 1 {
+					t.Errorf("%s request %d, %.2f of 1.5 EUR used: %+v", budget, i, used, r)
+				}
+				if h := resp.Header.Get("x-stellwerk-reason"); h != r.Reason {
+					t.Errorf("x-stellwerk-reason %q, routing.reason %q", h, r.Reason)
+				}
+				if h := resp.Header.Get("x-stellwerk-budget-warning"); !strings.HasPrefix(h, budget+"; used=") {
+					t.Errorf("x-stellwerk-budget-warning %q", h)
+				}
+			}
+			used += r.Cost.EUR
 		}
-		var a answer
-		mustJSON(t, b, &a)
-		r := a.Routing
-		if used < 1.5 {
-			if r.Model != "big" || strings.Contains(r.Reason, "downgrade") || r.Excluded != 0 {
-				t.Errorf("request %d, %.2f of 1.5 EUR used: %+v", i, used, r)
-			}
-		} else {
-			downgraded++
-			if r.Model != "small" || !strings.HasPrefix(r.Reason, "downgrade (budget saver-day) + most accurate") || r.Excluded != 1 {
-				t.Errorf("request %d, %.2f of 1.5 EUR used: %+v", i, used, r)
-			}
-			if h := resp.Header.Get("x-stellwerk-reason"); h != r.Reason {
-				t.Errorf("x-stellwerk-reason %q, routing.reason %q", h, r.Reason)
-			}
-			if h := resp.Header.Get("x-stellwerk-budget-warning"); !strings.HasPrefix(h, "saver-day; used=") {
-				t.Errorf("x-stellwerk-budget-warning %q", h)
-			}
+		if downgraded < 2 {
+			t.Fatalf("%s: only %d of 6 requests downgraded (%.2f EUR used)", budget, downgraded, used)
 		}
-		used += r.Cost.EUR
+		t.Logf("%s: %d of 6 requests downgraded to small after %.2f EUR", budget, downgraded, used)
+		return used
 	}
-	if downgraded < 2 {
-		t.Fatalf("only %d of 6 requests downgraded (%.2f EUR used)", downgraded, used)
-	}
+	used := downgrade("sk-saver", "saver-day")
 	b := adminJSON(t, s, "/admin/budgets?workspace=saver")
 	if bs, _ := b["budgets"].([]any); len(bs) != 1 || math.Abs(bs[0].(map[string]any)["used_eur"].(float64)-used) > 1e-6 {
 		t.Errorf("budgets %v, want saver-day at %.6f EUR", b, used)
@@ -108,5 +118,23 @@ func TestBudgetDowngrade(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("saver: %d of 6 requests downgraded to small after %.2f EUR", downgraded, used)
+
+	// A store key's own downgrade budget.
+	resp, kb := adminDo(t, s, "POST", "/admin/keys",
+		`{"id":"thrifty","workspace":"thrifty","limits":{"budgets":[{"amount_eur":1.5,"period":"day","action":"downgrade"}]}}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("create: %d %s", resp.StatusCode, kb)
+	}
+	var created struct{ Secret string }
+	mustJSON(t, kb, &created)
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(100 * time.Millisecond) { // the key table refreshes within half a second
+		resp, b := post(t, s.URL+"/v1/models", "", map[string]string{"Authorization": "Bearer " + created.Secret})
+		if resp.StatusCode != 401 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the created key is still refused: %s", b)
+		}
+	}
+	downgrade(created.Secret, "key.thrifty.day")
 }

@@ -11,6 +11,7 @@ import (
 // policyBudgets reads the principal's budgets for the policy input, before
 // the request is routed, when a downgrade budget applies to it: the policy
 // restricts such a request to cheaper models once the budget is in force.
+// A store key's own budgets count (Request.Extra), as they do at Reserve.
 // Block budgets alone are not read: the reservation enforces them, and
 // reading costs a round trip to Redis. When the store cannot say, the
 // request is routed without budget state and Reserve applies the failure
@@ -21,7 +22,8 @@ func (p *edge) policyBudgets() []ledger.BudgetState {
 		return nil
 	}
 	pr := &p.principal
-	req := ledger.Request{Subject: ledger.Subject{Key: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace}}
+	req := ledger.Request{Subject: ledger.Subject{Key: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace},
+		Extra: p.state.limitsOf(pr, led)}
 	if !led.Downgrades(&req) {
 		return nil
 	}
