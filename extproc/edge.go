@@ -256,7 +256,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
 	}
 	res, err := p.state.Router.Route(p.ctx, route.Request{Path: p.path, Body: body, Principal: p.principal,
-		HeaderPolicy: p.headerPolicy, Headers: p.headers})
+		HeaderPolicy: p.headerPolicy, Headers: p.headers, Budgets: p.policyBudgets()})
 	if res != nil {
 		p.result = res
 		p.class = res.Class

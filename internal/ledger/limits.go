@@ -133,9 +133,10 @@ type RateRule struct {
 // Limits is a compiled, immutable set of budgets and rate limits. Swap a
 // new one in with Ledger.SetLimits on reload.
 type Limits struct {
-	loc     *time.Location
-	budgets []BudgetRule
-	rates   []RateRule
+	loc       *time.Location
+	budgets   []BudgetRule
+	rates     []RateRule
+	downgrade bool // some budget is a downgrade budget
 }
 
 // MaxLimit is the largest budget: counters stay exact in Redis's Lua
@@ -169,6 +170,7 @@ func NewLimits(loc *time.Location, budgets []BudgetRule, rates []RateRule) (*Lim
 			b.WarnAt = 0.8
 		}
 		b.s1, b.s2 = splitSubject(b.Scope, b.Subject)
+		l.downgrade = l.downgrade || b.Downgrade
 	}
 	for i := range l.rates {
 		r := &l.rates[i]
