@@ -1,10 +1,15 @@
 package e2e
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -291,5 +296,84 @@ func TestKeyOwnLimits(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("the key's own budget is not charged: %v", st)
+	}
+}
+
+// TestBudgetWebhook (issue 13): the budget webhook hears, once each and
+// signed, that a budget passed its warn threshold and that it is used up;
+// the answers carry x-stellwerk-budget-warning meanwhile.
+func TestBudgetWebhook(t *testing.T) {
+	t.Parallel()
+	type heard struct {
+		Kind, Budget string
+		Ratio        float64
+		signed       bool
+	}
+	var mu sync.Mutex
+	var events []heard
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		m := hmac.New(sha256.New, []byte("hook-secret"))
+		m.Write(b)
+		var ev heard
+		_ = json.Unmarshal(b, &ev)
+		ev.signed = r.Header.Get("x-stellwerk-signature") == "sha256="+hex.EncodeToString(m.Sum(nil))
+		mu.Lock()
+		events = append(events, ev)
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	secretFile := filepath.Join(t.TempDir(), "hook.secret")
+	if err := os.WriteFile(secretFile, []byte("hook-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := budgetOptions()
+	mutate := o.Mutate
+	o.Mutate = func(c *config.Config) {
+		mutate(c)
+		c.Budgets.Webhook = &config.BudgetWebhook{URL: hook.URL + "/hooks/T0KEN", SecretFile: secretFile}
+	}
+	s := harness.Start(t, o)
+	// 7.5 EUR, each answer ~0.7 EUR, each reservation 1 EUR: the warning
+	// (80 %) comes around the ninth request, refusals around the eleventh.
+	warned := false
+	refused := 0
+	for i := 0; i < 14; i++ {
+		codes, _, hdrs := fire(t, s, "sk-team-a", 1)
+		if codes[0] == 200 && strings.HasPrefix(hdrs[0].Get("x-stellwerk-budget-warning"), "default-daily; used=") {
+			warned = true
+		}
+		if codes[0] == 429 {
+			refused++
+		}
+	}
+	if !warned || refused == 0 {
+		t.Fatalf("warning header seen %v, %d refused", warned, refused)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(events)
+		mu.Unlock()
+		if n >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // a duplicate would have come by now
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) != 2 || events[0].Kind != "budget_warning" || events[1].Kind != "budget_exhausted" ||
+		events[0].Budget != "default-daily" || !events[0].signed || !events[1].signed {
+		t.Errorf("the webhook heard %+v", events)
+	}
+	cfgResp, err := s.AdminGet("/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, _ := io.ReadAll(cfgResp.Body)
+	cfgResp.Body.Close()
+	if strings.Contains(string(cb), "T0KEN") || strings.Contains(string(cb), secretFile) {
+		t.Errorf("/config shows the webhook's token or secret file")
 	}
 }

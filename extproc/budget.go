@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -17,6 +18,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/meter"
+	"github.com/stellwerk/stellwerk/internal/notify"
 )
 
 // defaultOutputBound is the output a reservation assumes for a model whose
@@ -63,6 +65,9 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, maxTokens int)
 		return p.immediate(apierr.Internal())
 	}
 	p.reservation, p.reservedEUR = r, worst
+	if r.Warning || !r.Allowed {
+		p.tellBudgets(&r.State)
+	}
 	if r.Allowed {
 		if r.Unenforced {
 			p.log.Warn("state store unreachable: request admitted without budget or rate-limit checks (failure mode open)",
@@ -116,6 +121,58 @@ func (st *State) limitsOf(pr *auth.Principal, led *ledger.Ledger) *ledger.Limits
 	}
 	st.keyLimits.Store(pr.KeyID, keyLimitsEntry{src: pr.Limits, lim: lim})
 	return lim
+}
+
+// tellBudgets logs, and tells the webhook, once per budget and period on
+// this replica, that a budget the request met is past its warn threshold or
+// used up.
+func (p *edge) tellBudgets(st *ledger.State) {
+	now := time.Now()
+	for i := range st.Budgets {
+		b := &st.Budgets[i]
+		kind := ""
+		refused := st.Refusal != nil && st.Refusal.Kind == ledger.RefusedBudget && st.Refusal.Name == b.Name && st.Refusal.Subject == b.Subject
+		switch {
+		case b.Exceeded || refused: // used up, or too little left for a request's worst case
+			kind = "budget_exhausted"
+		case b.Warn:
+			kind = "budget_warning"
+		default:
+			continue
+		}
+		ev := notify.Event{Kind: kind, Budget: b.Name, Scope: b.Scope.String(), Subject: b.Subject, Period: b.Period.String(),
+			Ratio: b.Ratio, Limit: b.Limit.EUR(), Used: b.Used.EUR(), Resets: b.Reset, At: now}
+		if p.state.Notify != nil {
+			if !p.state.Notify.Tell(ev) {
+				continue
+			}
+		} else if !p.state.told.first(ev) {
+			continue
+		}
+		p.log.Warn(kind, zap.String("budget", b.Name), zap.String("subject", b.Subject), zap.Float64("ratio", b.Ratio),
+			zap.String("decision_id", p.id))
+	}
+}
+
+// toldOnce remembers which budget events this process logged, when no
+// webhook does it: one line per budget, subject, kind and period.
+type toldOnce struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+func (t *toldOnce) first(ev notify.Event) bool {
+	key := ev.Kind + "\x00" + ev.Budget + "\x00" + ev.Subject
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if until, ok := t.seen[key]; ok && (until.IsZero() || ev.At.Before(until)) {
+		return false
+	}
+	if t.seen == nil || len(t.seen) > 100_000 {
+		t.seen = map[string]time.Time{}
+	}
+	t.seen[key] = ev.Resets
+	return true
 }
 
 // windowOf names a rate limit's window for an error message.

@@ -25,6 +25,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/route"
 )
 
@@ -41,12 +42,16 @@ type State struct {
 	// the edge reserves once a request is decided and settles once its
 	// usage is known (docs/budgets.md).
 	Ledger *ledger.Ledger
+	// Notify is told when a budget a request meets reaches its warn
+	// threshold or is exhausted (nil: no webhook configured).
+	Notify *notify.Webhook
 	// Limited: the config has budgets or rate limits, so every request
 	// meets the ledger; otherwise only a key with limits of its own does.
 	Limited bool
 	// WorkspaceClusters are the provider clusters that carry a workspace's
 	// own key (bring your own key), by workspace and provider name.
 	WorkspaceClusters map[WorkspaceProvider]string
+	told              toldOnce // budget events logged without a webhook
 	// keyLimits caches each store key's compiled limits (by key id; the
 	// entry is replaced when the key's record changes).
 	keyLimits sync.Map

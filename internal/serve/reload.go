@@ -22,6 +22,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/keys"
 	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/xds"
@@ -84,6 +85,7 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	}
 	// Requests skip the ledger when neither the config nor their key has
 	// a limit for them to meet.
+	st.Notify = ln.hook
 	st.Ledger, st.Limited = ln.led, len(limits.Budgets()) > 0 || len(limits.RateLimits()) > 0
 	return &generation{cfg: cfg, cat: cat, state: st, ir: ir, limits: limits}, nil
 }
@@ -95,6 +97,7 @@ type learned struct {
 	lat    *observe.Latency
 	health *health.Tracker
 	led    *ledger.Ledger
+	hook   *notify.Webhook // budget events (nil: no webhook)
 }
 
 func healthPolicy(cfg *config.Config) health.Policy {
@@ -207,6 +210,8 @@ func restartOnly(old, cfg *config.Config) error {
 		return fmt.Errorf("server addresses changed: restart stellwerk to apply them")
 	case old.Policy.Dir != cfg.Policy.Dir || *old.Policy.Library != *cfg.Policy.Library:
 		return fmt.Errorf("policy source changed: restart stellwerk to apply it")
+	case !reflect.DeepEqual(old.Budgets.Webhook, cfg.Budgets.Webhook):
+		return fmt.Errorf("budgets.webhook changed: restart stellwerk to apply it")
 	case !reflect.DeepEqual(old.State, cfg.State):
 		return fmt.Errorf("state (key store, Redis, spend file, hash or master keys) changed: restart stellwerk to apply it")
 	}

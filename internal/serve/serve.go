@@ -3,12 +3,14 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/keys"
 	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/xds"
@@ -110,7 +113,12 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 			log.Warn("saving budget spend on shutdown failed", zap.Error(err))
 		}
 	}()
-	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led}
+	hook, err := budgetWebhook(cfg, env, log.Named("budgets"))
+	if err != nil {
+		return err
+	}
+	defer hook.Close()
+	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, hook: hook}
 	wks, err := workspaceKeys(ctx, ks)
 	if err != nil {
 		return err
@@ -188,6 +196,31 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		gs.Stop() // xDS streams never end on their own
 	}
 	return runErr
+}
+
+// budgetWebhook starts the poster of budget events, nil when none is
+// configured.
+func budgetWebhook(cfg *config.Config, env catalog.Env, log *zap.Logger) (*notify.Webhook, error) {
+	wh := cfg.Budgets.Webhook
+	if wh == nil {
+		return nil, nil
+	}
+	var secret []byte
+	switch {
+	case wh.SecretEnv != "":
+		secret = []byte(strings.TrimSpace(env.Getenv(wh.SecretEnv)))
+		if len(secret) == 0 {
+			return nil, fmt.Errorf("budgets.webhook.secret_env: %s is not set", wh.SecretEnv)
+		}
+	case wh.SecretFile != "":
+		b, err := os.ReadFile(wh.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("budgets.webhook.secret_file: %w", err)
+		}
+		secret = bytes.TrimSpace(b)
+	}
+	replica, _ := os.Hostname()
+	return notify.New(wh.URL, secret, replica, log), nil
 }
 
 // configReloadInterval is how often the config and the files it names are
