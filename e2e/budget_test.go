@@ -1,10 +1,15 @@
 package e2e
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -25,7 +30,12 @@ import (
 // "default", team "a") under a 7.5 EUR daily workspace budget, and
 // "limited" under a 100-requests-per-minute limit.
 func budgetStack(t *testing.T) *harness.Stack {
-	return harness.Start(t, harness.Options{
+	return harness.Start(t, budgetOptions())
+}
+
+// budgetOptions are budgetStack's, for one stack or a fleet of replicas.
+func budgetOptions() harness.Options {
+	return harness.Options{
 		Providers: []harness.ProviderSpec{{Name: "p", Key: "sk-p"}},
 		Models: []config.Model{{ID: "m1", Provider: "p", ProviderModel: "m1-upstream", ContextWindow: 8000,
 			Price: config.Price{InputPerMTok: 0, OutputPerMTok: 100000}}},
@@ -40,12 +50,19 @@ func budgetStack(t *testing.T) *harness.Stack {
 			c.Budgets.Limits = []config.BudgetRule{{Name: "default-daily", Scope: "workspace", Subject: "default", AmountEUR: 7.5, Period: "day"}}
 			c.RateLimits = []config.RateLimitRule{{Name: "limited-rpm", Scope: "workspace", Subject: "limited", RequestsPerMinute: 100}}
 		},
-	})
+	}
 }
 
 // fire sends n chat requests with key at once and returns each status and
 // body.
 func fire(t *testing.T, s *harness.Stack, key string, n int) (codes []int, bodies [][]byte, hdrs []http.Header) {
+	t.Helper()
+	return fireSpread(t, []*harness.Stack{s}, key, n)
+}
+
+// fireSpread is fire with the requests spread over stacks in turn, as a
+// load balancer in front of several replicas would.
+func fireSpread(t *testing.T, stacks []*harness.Stack, key string, n int) (codes []int, bodies [][]byte, hdrs []http.Header) {
 	t.Helper()
 	codes, bodies, hdrs = make([]int, n), make([][]byte, n), make([]http.Header, n)
 	var wg sync.WaitGroup
@@ -54,7 +71,7 @@ func fire(t *testing.T, s *harness.Stack, key string, n int) (codes []int, bodie
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions",
+			req, _ := http.NewRequest(http.MethodPost, stacks[i%len(stacks)].URL+"/v1/chat/completions",
 				strings.NewReader(`{"model":"auto","max_tokens":10,"messages":[{"role":"user","content":"hello there"}]}`))
 			req.Header.Set("Authorization", "Bearer "+key)
 			req.Header.Set("Content-Type", "application/json")
@@ -85,8 +102,28 @@ func TestBudgetExactUnderConcurrency(t *testing.T) {
 	// Every admitted request is still in flight when the last one arrives.
 	p.SetBehavior(mockllm.Behavior{FirstByteDelay: 1500 * time.Millisecond})
 	codes, bodies, hdrs := fire(t, s, "sk-team-a", 200)
-	ok, refused := 0, 0
-	var spent float64
+	ok, refused, spent := tallyBudget(t, codes, bodies, hdrs)
+	if ok != 7 || refused != 193 || len(p.Requests()) != 7 {
+		t.Fatalf("%d answered, %d refused, provider got %d requests; want 7, 193, 7", ok, refused, len(p.Requests()))
+	}
+	b := adminJSON(t, s, "/admin/budgets?workspace=default&team=a")
+	budgets, _ := b["budgets"].([]any)
+	if len(budgets) != 1 {
+		t.Fatalf("budgets %v", b)
+	}
+	got := budgets[0].(map[string]any)
+	if math.Abs(got["used_eur"].(float64)-spent) > 1e-6 || got["reserved_eur"].(float64) != 0 {
+		t.Errorf("budget shows used %v EUR, reserved %v; the provider's usage costs %v EUR", got["used_eur"], got["reserved_eur"], spent)
+	}
+	t.Logf("7 of 200 admitted; spent %.6f EUR of 7.5", spent)
+}
+
+// tallyBudget counts the answers to requests against the 7.5 EUR budget of
+// budgetOptions: 200s, whose routing cost must be their usage at the
+// catalog price (spent is their sum), and 429 budget_exceeded refusals
+// with Retry-After. Any other answer fails the test.
+func tallyBudget(t *testing.T, codes []int, bodies [][]byte, hdrs []http.Header) (ok, refused int, spent float64) {
+	t.Helper()
 	for i, c := range codes {
 		switch c {
 		case 200:
@@ -118,19 +155,7 @@ func TestBudgetExactUnderConcurrency(t *testing.T) {
 			t.Errorf("status %d: %s", c, bodies[i])
 		}
 	}
-	if ok != 7 || refused != 193 || len(p.Requests()) != 7 {
-		t.Fatalf("%d answered, %d refused, provider got %d requests; want 7, 193, 7", ok, refused, len(p.Requests()))
-	}
-	b := adminJSON(t, s, "/admin/budgets?workspace=default&team=a")
-	budgets, _ := b["budgets"].([]any)
-	if len(budgets) != 1 {
-		t.Fatalf("budgets %v", b)
-	}
-	got := budgets[0].(map[string]any)
-	if math.Abs(got["used_eur"].(float64)-spent) > 1e-6 || got["reserved_eur"].(float64) != 0 {
-		t.Errorf("budget shows used %v EUR, reserved %v; the provider's usage costs %v EUR", got["used_eur"], got["reserved_eur"], spent)
-	}
-	t.Logf("7 of 200 admitted; spent %.6f EUR of 7.5", spent)
+	return ok, refused, spent
 }
 
 // TestRateLimitExact (issue 13): a 100-requests-per-minute limit under 300
@@ -145,21 +170,7 @@ func TestRateLimitExact(t *testing.T) {
 		time.Sleep(rest + time.Second)
 	}
 	codes, bodies, hdrs := fire(t, s, "sk-limited", 300)
-	ok := 0
-	for i, c := range codes {
-		switch c {
-		case 200:
-			ok++
-		case 429:
-			if e := decodeError(t, bodies[i]).Error; e.Code != "rate_limit_exceeded" || hdrs[i].Get("Retry-After") == "" ||
-				hdrs[i].Get("x-ratelimit-remaining-requests") != "0" || hdrs[i].Get("x-ratelimit-limit-requests") != "100" {
-				t.Errorf("429 %s %v", bodies[i], hdrs[i])
-			}
-		default:
-			t.Errorf("status %d: %s", c, bodies[i])
-		}
-	}
-	if ok != 100 {
+	if ok := tallyRateLimit(t, codes, bodies, hdrs); ok != 100 {
 		t.Fatalf("%d of 300 admitted under a 100/min limit", ok)
 	}
 
@@ -184,6 +195,27 @@ func TestRateLimitExact(t *testing.T) {
 		r.Headers["x-ratelimit-reset-requests"] == "" {
 		t.Errorf("the SDK saw %+v", r)
 	}
+}
+
+// tallyRateLimit counts the 200s among answers to requests under the
+// 100-per-minute limit of budgetOptions; every other answer must be its
+// 429 rate_limit_exceeded with Retry-After and OpenAI's headers.
+func tallyRateLimit(t *testing.T, codes []int, bodies [][]byte, hdrs []http.Header) (ok int) {
+	t.Helper()
+	for i, c := range codes {
+		switch c {
+		case 200:
+			ok++
+		case 429:
+			if e := decodeError(t, bodies[i]).Error; e.Code != "rate_limit_exceeded" || hdrs[i].Get("Retry-After") == "" ||
+				hdrs[i].Get("x-ratelimit-remaining-requests") != "0" || hdrs[i].Get("x-ratelimit-limit-requests") != "100" {
+				t.Errorf("429 %s %v", bodies[i], hdrs[i])
+			}
+		default:
+			t.Errorf("status %d: %s", c, bodies[i])
+		}
+	}
+	return ok
 }
 
 // TestRateLimitHeadersOnAnswers: every answer under a limit carries
@@ -211,5 +243,137 @@ func TestRateLimitHeadersOnAnswers(t *testing.T) {
 			r.Headers["x-ratelimit-remaining-requests"] != strconv.Itoa(99-i) || r.Headers["x-ratelimit-reset-requests"] == "" {
 			t.Errorf("answer %d: %+v", i, r)
 		}
+	}
+}
+
+// TestKeyOwnLimits (issue 13): a key created through the admin API with a
+// budget and a rate limit of its own meets them on every request, beside
+// the configured ones: 2 requests a minute, the third is refused.
+func TestKeyOwnLimits(t *testing.T) {
+	t.Parallel()
+	s := budgetStack(t)
+	if rest := time.Minute - time.Duration(time.Now().Second())*time.Second; rest < 15*time.Second {
+		time.Sleep(rest + time.Second)
+	}
+	resp, b := adminDo(t, s, "POST", "/admin/keys",
+		`{"id":"metered","workspace":"default","limits":{"budgets":[{"amount_eur":100,"period":"month"}],"rate_limit":{"requests_per_minute":2}}}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("create: %d %s", resp.StatusCode, b)
+	}
+	var created struct{ Secret string }
+	mustJSON(t, b, &created)
+	deadline := time.Now().Add(3 * time.Second) // the key table refreshes within half a second
+	var codes []int
+	for len(codes) < 3 && time.Now().Before(deadline) {
+		c, bodies, hdrs := fire(t, s, created.Secret, 1)
+		if c[0] == 401 {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		codes = append(codes, c[0])
+		switch len(codes) {
+		case 1, 2:
+			if c[0] != 200 || hdrs[0].Get("x-ratelimit-limit-requests") != "2" ||
+				hdrs[0].Get("x-ratelimit-remaining-requests") != strconv.Itoa(2-len(codes)) {
+				t.Errorf("request %d: %d %v %s", len(codes), c[0], hdrs[0], bodies[0])
+			}
+		case 3:
+			if e := decodeError(t, bodies[0]).Error; c[0] != 429 || e.Code != "rate_limit_exceeded" || !strings.Contains(e.Message, "key.metered.rate") {
+				t.Errorf("third request: %d %s", c[0], bodies[0])
+			}
+		}
+	}
+	if len(codes) != 3 {
+		t.Fatalf("the key never worked: %v", codes)
+	}
+	st := adminJSON(t, s, "/admin/budgets?key=metered&workspace=default")
+	budgets, _ := st["budgets"].([]any)
+	found := false
+	for _, x := range budgets {
+		if bm := x.(map[string]any); bm["name"] == "key.metered.month" && bm["used_eur"].(float64) > 0 {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the key's own budget is not charged: %v", st)
+	}
+}
+
+// TestBudgetWebhook (issue 13): the budget webhook hears, once each and
+// signed, that a budget passed its warn threshold and that it is used up;
+// the answers carry x-stellwerk-budget-warning meanwhile.
+func TestBudgetWebhook(t *testing.T) {
+	t.Parallel()
+	type heard struct {
+		Kind, Budget string
+		Ratio        float64
+		signed       bool
+	}
+	var mu sync.Mutex
+	var events []heard
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		m := hmac.New(sha256.New, []byte("hook-secret"))
+		m.Write(b)
+		var ev heard
+		_ = json.Unmarshal(b, &ev)
+		ev.signed = r.Header.Get("x-stellwerk-signature") == "sha256="+hex.EncodeToString(m.Sum(nil))
+		mu.Lock()
+		events = append(events, ev)
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	secretFile := filepath.Join(t.TempDir(), "hook.secret")
+	if err := os.WriteFile(secretFile, []byte("hook-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := budgetOptions()
+	mutate := o.Mutate
+	o.Mutate = func(c *config.Config) {
+		mutate(c)
+		c.Budgets.Webhook = &config.BudgetWebhook{URL: hook.URL + "/hooks/T0KEN", SecretFile: secretFile}
+	}
+	s := harness.Start(t, o)
+	// 7.5 EUR, each answer ~0.7 EUR, each reservation 1 EUR: the warning
+	// (80 %) comes around the ninth request, refusals around the eleventh.
+	warned := false
+	refused := 0
+	for i := 0; i < 14; i++ {
+		codes, _, hdrs := fire(t, s, "sk-team-a", 1)
+		if codes[0] == 200 && strings.HasPrefix(hdrs[0].Get("x-stellwerk-budget-warning"), "default-daily; used=") {
+			warned = true
+		}
+		if codes[0] == 429 {
+			refused++
+		}
+	}
+	if !warned || refused == 0 {
+		t.Fatalf("warning header seen %v, %d refused", warned, refused)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(events)
+		mu.Unlock()
+		if n >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // a duplicate would have come by now
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) != 2 || events[0].Kind != "budget_warning" || events[1].Kind != "budget_exhausted" ||
+		events[0].Budget != "default-daily" || !events[0].signed || !events[1].signed {
+		t.Errorf("the webhook heard %+v", events)
+	}
+	cfgResp, err := s.AdminGet("/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, _ := io.ReadAll(cfgResp.Body)
+	cfgResp.Body.Close()
+	if strings.Contains(string(cb), "T0KEN") || strings.Contains(string(cb), secretFile) {
+		t.Errorf("/config shows the webhook's token or secret file")
 	}
 }

@@ -25,6 +25,12 @@ import (
 // format, next cheapest), "eu" (the only EU provider, dearest). Attempts
 // time out after 1 s.
 func failoverStack(t *testing.T, cooldownAfter int) *harness.Stack {
+	return failoverStackWith(t, func(c *config.Config) { c.Failover.FailuresBeforeCooldown = cooldownAfter })
+}
+
+// failoverStackWith is failoverStack with more changes to its config (no
+// cooldowns unless mutate sets them).
+func failoverStackWith(t *testing.T, mutate func(*config.Config)) *harness.Stack {
 	return harness.Start(t, harness.Options{
 		Providers: []harness.ProviderSpec{
 			{Name: "primary", Key: "sk-primary"},
@@ -41,8 +47,9 @@ func failoverStack(t *testing.T, cooldownAfter int) *harness.Stack {
 		},
 		Mutate: func(c *config.Config) {
 			c.Failover.AttemptTimeout = time.Second
-			c.Failover.FailuresBeforeCooldown = cooldownAfter
+			c.Failover.FailuresBeforeCooldown = 1000
 			c.Workspaces = append(c.Workspaces, config.Workspace{Name: "default", Objective: "cost"})
+			mutate(c)
 		},
 	})
 }

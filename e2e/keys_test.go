@@ -83,6 +83,21 @@ func TestKeyStoreLifecycle(t *testing.T) {
 	if e := decodeError(t, b); resp.StatusCode != 404 || e.Error.Code != "model_not_found" {
 		t.Errorf("model outside the key's list: %d %s", resp.StatusCode, b)
 	}
+	// GET /v1/models lists what the key may use, and no more.
+	req, _ := http.NewRequest(http.MethodGet, s.URL+"/v1/models", nil)
+	req.Header.Set("Authorization", "Bearer "+created.Secret)
+	if mr, err := http.DefaultClient.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		mb, _ := io.ReadAll(mr.Body)
+		mr.Body.Close()
+		if mr.StatusCode != 200 || !strings.Contains(string(mb), `"alpha-model"`) || strings.Contains(string(mb), `"beta-model"`) {
+			t.Errorf("models for the key: %d %s", mr.StatusCode, mb)
+		}
+	}
+	if mr, mb := get(t, s, "/v1/models/beta-model", created.Secret); mr != 404 {
+		t.Errorf("GET /v1/models/beta-model with the key: %d %s", mr, mb)
+	}
 
 	resp, b = adminDo(t, s, "POST", "/admin/keys/e2e-bot/revoke", "")
 	if resp.StatusCode != 200 || !strings.Contains(string(b), `"status":"revoked"`) {
@@ -131,4 +146,18 @@ func TestKeyStoreLifecycle(t *testing.T) {
 	if log := s.Log("stellwerk") + s.Log("envoy"); strings.Contains(log, created.Secret[10:]) {
 		t.Errorf("a log shows the key's secret")
 	}
+}
+
+// get sends GET path to Envoy with key as the bearer token.
+func get(t *testing.T, s *harness.Stack, path, key string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, s.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
 }

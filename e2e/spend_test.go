@@ -47,7 +47,7 @@ type usageOf struct {
 	CompletionTokens int64 `json:"completion_tokens"`
 }
 
-func chatReq(t *testing.T, s *harness.Stack, body string) *http.Response {
+func spendChat(t *testing.T, s *harness.Stack, body string) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer sk-fin")
@@ -80,7 +80,7 @@ func TestSpendLedgerThroughEnvoy(t *testing.T) {
 
 	// Three JSON answers from m1.
 	for i := 0; i < 3; i++ {
-		resp := chatReq(t, s, `{"model":"m1","messages":[{"role":"user","content":"hello number `+strings.Repeat("x ", i*20)+`"}]}`)
+		resp := spendChat(t, s, `{"model":"m1","messages":[{"role":"user","content":"hello number `+strings.Repeat("x ", i*20)+`"}]}`)
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		var r struct {
@@ -94,7 +94,7 @@ func TestSpendLedgerThroughEnvoy(t *testing.T) {
 	}
 	// Two streams from m2, the client asking for the usage chunk.
 	for i := 0; i < 2; i++ {
-		resp := chatReq(t, s, `{"model":"m2","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"stream please"}]}`)
+		resp := spendChat(t, s, `{"model":"m2","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"stream please"}]}`)
 		var u *usageOf
 		for _, ev := range readSSE(t, resp.Body) {
 			var c struct {
@@ -114,7 +114,7 @@ func TestSpendLedgerThroughEnvoy(t *testing.T) {
 	for _, p := range s.Providers {
 		p.SetBehavior(mockllm.Behavior{Status: 503})
 	}
-	resp := chatReq(t, s, `{"model":"m1","messages":[{"role":"user","content":"doomed"}]}`)
+	resp := spendChat(t, s, `{"model":"m1","messages":[{"role":"user","content":"doomed"}]}`)
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 503 {
@@ -125,7 +125,7 @@ func TestSpendLedgerThroughEnvoy(t *testing.T) {
 	for _, p := range s.Providers {
 		p.SetBehavior(mockllm.Behavior{ChunkDelay: 300 * time.Millisecond})
 	}
-	resp = chatReq(t, s, `{"model":"m2","stream":true,"messages":[{"role":"user","content":"a long story please"}]}`)
+	resp = spendChat(t, s, `{"model":"m2","stream":true,"messages":[{"role":"user","content":"a long story please"}]}`)
 	line, err := bufio.NewReader(resp.Body).ReadString('\n')
 	if resp.StatusCode != 200 || err != nil || !strings.HasPrefix(line, "data: ") {
 		t.Fatalf("abandoned stream: %d %q %v", resp.StatusCode, line, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -11,10 +12,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/meter"
+	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/spend"
 )
 
@@ -43,7 +47,8 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, maxTokens int)
 	worst, tokens := worstCase(p.class.InputTokens, plan, maxTokens)
 	pr := p.principal
 	r, err := led.Reserve(p.ctx, &ledger.Request{ID: p.id, Model: plan[0].ID, Cost: worst, Tokens: tokens,
-		Subject: ledger.Subject{Key: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace}})
+		Subject: ledger.Subject{Key: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace},
+		Extra:   p.state.limitsOf(&pr, led)})
 	if err != nil {
 		if errors.Is(err, ledger.ErrUnavailable) {
 			p.log.Error("budgets and rate limits cannot be checked; request refused", zap.String("decision_id", p.id), zap.Error(err))
@@ -54,6 +59,9 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, maxTokens int)
 		return p.immediate(apierr.Internal())
 	}
 	p.reservation, p.reservedEUR = r, worst
+	if r.Warning || !r.Allowed {
+		p.tellBudgets(&r.State)
+	}
 	if r.Allowed {
 		if r.Unenforced {
 			p.log.Warn("state store unreachable: request admitted without budget or rate-limit checks (failure mode open)",
@@ -97,6 +105,81 @@ func worstCase(in int, plan []*catalog.Model, maxTokens int) (ledger.MicroEUR, i
 		tokens = max(tokens, int64(in+out))
 	}
 	return worst, tokens
+}
+
+// keyLimitsEntry is one key's compiled limits and the record they came from.
+type keyLimitsEntry struct {
+	src *config.Limits
+	lim *ledger.Limits
+}
+
+// limitsOf is the principal's own limits (a store key's budgets and rate
+// limits), compiled once per version of its record; nil when it has none.
+func (st *State) limitsOf(pr *auth.Principal, led *ledger.Ledger) *ledger.Limits {
+	if pr.Limits == nil || pr.KeyID == "" {
+		return nil
+	}
+	if e, ok := st.keyLimits.Load(pr.KeyID); ok && e.(keyLimitsEntry).src == pr.Limits {
+		return e.(keyLimitsEntry).lim
+	}
+	lim, err := ledger.KeyLimitsFromConfig(pr.KeyID, pr.Limits, led.Limits().Location())
+	if err != nil {
+		lim = nil // validated when the key was stored; a bad record limits nothing rather than failing every request
+	}
+	st.keyLimits.Store(pr.KeyID, keyLimitsEntry{src: pr.Limits, lim: lim})
+	return lim
+}
+
+// tellBudgets logs, and tells the webhook, once per budget and period on
+// this replica, that a budget the request met is past its warn threshold or
+// used up.
+func (p *edge) tellBudgets(st *ledger.State) {
+	now := time.Now()
+	for i := range st.Budgets {
+		b := &st.Budgets[i]
+		kind := ""
+		refused := st.Refusal != nil && st.Refusal.Kind == ledger.RefusedBudget && st.Refusal.Name == b.Name && st.Refusal.Subject == b.Subject
+		switch {
+		case b.Exceeded || refused: // used up, or too little left for a request's worst case
+			kind = "budget_exhausted"
+		case b.Warn:
+			kind = "budget_warning"
+		default:
+			continue
+		}
+		ev := notify.Event{Kind: kind, Budget: b.Name, Scope: b.Scope.String(), Subject: b.Subject, Period: b.Period.String(),
+			Ratio: b.Ratio, Limit: b.Limit.EUR(), Used: b.Used.EUR(), Resets: b.Reset, At: now}
+		if p.state.Notify != nil {
+			if !p.state.Notify.Tell(ev) {
+				continue
+			}
+		} else if !p.state.told.first(ev) {
+			continue
+		}
+		p.log.Warn(kind, zap.String("budget", b.Name), zap.String("subject", b.Subject), zap.Float64("ratio", b.Ratio),
+			zap.String("decision_id", p.id))
+	}
+}
+
+// toldOnce remembers which budget events this process logged, when no
+// webhook does it: one line per budget, subject, kind and period.
+type toldOnce struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+func (t *toldOnce) first(ev notify.Event) bool {
+	key := ev.Kind + "\x00" + ev.Budget + "\x00" + ev.Subject
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if until, ok := t.seen[key]; ok && (until.IsZero() || ev.At.Before(until)) {
+		return false
+	}
+	if t.seen == nil || len(t.seen) > 100_000 {
+		t.seen = map[string]time.Time{}
+	}
+	t.seen[key] = ev.Resets
+	return true
 }
 
 // windowOf names a rate limit's window for an error message.
@@ -157,6 +240,13 @@ func (p *edge) settle(c meter.Charge, st spend.Status) {
 	defer cancel()
 	u := ledger.Usage{Cost: ledger.FromEUR(c.EUR), Tokens: int64(c.Usage.PromptTokens + c.Usage.CompletionTokens)}
 	if _, err := p.state.Ledger.Settle(ctx, r, u); err != nil {
+		if r.Unenforced {
+			// Admitted unchecked (failure mode open): nothing is held, no
+			// lease will charge it. Say what went uncounted.
+			p.log.Error("state store unreachable: the spend of a request admitted unchecked is not recorded",
+				zap.String("decision_id", p.id), zap.Float64("cost_eur", c.EUR), zap.Error(err))
+			return
+		}
 		// The lease charges the reserved amount when it expires: spend is
 		// never under-counted, and may be over-counted by this request.
 		p.log.Warn("settling the request's spend failed; its reservation will be charged when its lease expires",

@@ -199,6 +199,7 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 		return p.immediate(apierr.Unauthorized("a valid stellwerk API key is required (Authorization: Bearer <key>)"))
 	}
 	p.principal = principal
+	p.workspace = principal.Workspace
 	if i := strings.IndexByte(p.path, '?'); i >= 0 {
 		p.path = p.path[:i]
 	}
@@ -257,7 +258,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
 	}
 	res, err := p.state.Router.Route(p.ctx, route.Request{Path: p.path, Body: body, Principal: p.principal,
-		HeaderPolicy: p.headerPolicy, Headers: p.headers})
+		HeaderPolicy: p.headerPolicy, Headers: p.headers, Budgets: p.policyBudgets()})
 	if res != nil {
 		p.result = res
 		p.class = res.Class
@@ -283,7 +284,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	if fo := p.state.Failover; fo != nil {
 		plan = d.Plan(fo.MaxAttempts)
 	}
-	if led := p.state.Ledger; led != nil {
+	if led := p.state.Ledger; led != nil && (p.state.Limited || p.principal.Limits != nil) {
 		if resp := p.reserve(led, plan, chat.MaxTokens); resp != nil {
 			return resp
 		}
@@ -379,7 +380,11 @@ func (p *edge) routeDirect(m *catalog.Model, orig, body []byte) *extprocv3.Proce
 	if perr != nil {
 		return p.immediate(perr)
 	}
-	hs = append(hs, setHeader(header.Cluster, m.Provider.Cluster))
+	cluster := m.Provider.Cluster
+	if wc := p.state.workspaceCluster(p.workspace, m.Provider.Name); wc != "" {
+		cluster = wc // the workspace's own key
+	}
+	hs = append(hs, setHeader(header.Cluster, cluster))
 	return continueRequestBody(bodyChange(hs, rm, orig, nb))
 }
 
@@ -398,14 +403,22 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 		hosts[i] = header.EgressHost(m.Provider.Name)
 	}
 	hs := make([]*corev3.HeaderValueOption, 0, 8)
-	if first := p.plan[0]; first.Provider.WireFormat != "anthropic" {
-		if _, _, ok := first.Provider.Credential(); ok {
-			if rhs, rm, nb, perr := p.rewriteFor(first, body); perr == nil && len(rm) == 0 {
-				hs = append(hs, rhs...)
-				hs = append(hs, setHeader(header.Rewritten, p.path))
-				body, p.rewrote = nb, true
+	first := p.plan[0]
+	wc := p.state.workspaceCluster(p.workspace, first.Provider.Name)
+	if _, _, ok := first.Provider.Credential(); first.Provider.WireFormat != "anthropic" && (ok || wc != "") {
+		if rhs, rm, nb, perr := p.rewriteFor(first, body); perr == nil && len(rm) == 0 {
+			hs = append(hs, rhs...)
+			hs = append(hs, setHeader(header.Rewritten, p.path))
+			if wc != "" {
+				hs = append(hs, setHeader(header.Upstream, wc))
 			}
+			body, p.rewrote = nb, true
 		}
+	}
+	if len(p.state.WorkspaceClusters) > 0 {
+		// A retry's egress listener picks the workspace's own key for its
+		// provider.
+		hs = append(hs, setHeader(header.Workspace, p.workspace))
 	}
 	hs = append(hs,
 		setHeader(header.Cluster, header.FailoverCluster),

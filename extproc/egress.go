@@ -105,6 +105,8 @@ func (p *egress) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingR
 			p.path = headerValue(hv)
 		case header.Rewritten:
 			rewritten = headerValue(hv)
+		case header.Workspace:
+			p.workspace = headerValue(hv)
 		case header.Plan:
 			p.planHeader = headerValue(hv)
 		default:
@@ -126,7 +128,7 @@ func (p *egress) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingR
 		p.log.Error("egress request without a plan or body", zap.String("provider", p.provider))
 		return p.immediate(apierr.Internal())
 	}
-	return continueRequestHeaders(&extprocv3.HeaderMutation{RemoveHeaders: []string{header.Plan, header.Rewritten}}, false)
+	return continueRequestHeaders(&extprocv3.HeaderMutation{RemoveHeaders: []string{header.Plan, header.Rewritten, header.Workspace}}, false)
 }
 
 func (p *egress) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
@@ -154,6 +156,11 @@ func (p *egress) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespons
 	if perr != nil {
 		p.endAttempt(perr.Status, "", "", perr.Code)
 		return p.immediate(perr)
+	}
+	if wc := p.state.workspaceCluster(p.workspace, p.provider); wc != "" {
+		hs = append(hs, setHeader(header.Upstream, wc)) // the workspace's own key
+	} else {
+		rm = append(rm, header.Upstream) // a copy the first attempt's provider needed
 	}
 	return continueRequestBody(bodyChange(hs, rm, b.Body, nb))
 }

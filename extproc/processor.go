@@ -40,8 +40,9 @@ type filter struct {
 	id    string
 	seen  *attemptLog // attempts this process's egress streams recorded
 
-	path  string   // without the query (the client's query is never forwarded)
-	extra []string // client headers only some providers get (forward_headers)
+	path      string   // without the query (the client's query is never forwarded)
+	workspace string   // the caller's (edge: its principal's; egress: header.Workspace)
+	extra     []string // client headers only some providers get (forward_headers)
 
 	served     *catalog.Model // the model whose answer the client gets (egress: this attempt's)
 	anthropic  bool           // the provider speaks Anthropic's Messages API
@@ -101,9 +102,9 @@ func bodyChange(hs []*corev3.HeaderValueOption, remove []string, orig, nb []byte
 func (p *filter) rewriteFor(m *catalog.Model, body []byte) (hs []*corev3.HeaderValueOption, remove []string, nb []byte, perr *apierr.Error) {
 	prov := m.Provider
 	// The key itself is Envoy's to add (the provider cluster's credential
-	// filter); stellwerk only refuses to send a request that would go out
-	// without one.
-	if _, _, ok := prov.Credential(); !ok {
+	// filter, or that of the copy with the workspace's own key); stellwerk
+	// only refuses to send a request that would go out without one.
+	if _, _, ok := prov.Credential(); !ok && p.state.workspaceCluster(p.workspace, prov.Name) == "" {
 		p.log.Warn("provider credential missing", zap.String("decision_id", p.id),
 			zap.String("provider", prov.Name), zap.String("expected_in", prov.CredentialSource()))
 		return nil, nil, nil, apierr.BadGateway("provider_credential_missing",

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/spend"
 )
@@ -45,6 +47,19 @@ type State struct {
 	// or not budgets are configured (nil: none is kept). Record never
 	// blocks.
 	Spend spend.Recorder
+	// Notify is told when a budget a request meets reaches its warn
+	// threshold or is exhausted (nil: no webhook configured).
+	Notify *notify.Webhook
+	// Limited: the config has budgets or rate limits, so every request
+	// meets the ledger; otherwise only a key with limits of its own does.
+	Limited bool
+	// WorkspaceClusters are the provider clusters that carry a workspace's
+	// own key (bring your own key), by workspace and provider name.
+	WorkspaceClusters map[WorkspaceProvider]string
+	told              toldOnce // budget events logged without a webhook
+	// keyLimits caches each store key's compiled limits (by key id; the
+	// entry is replaced when the key's record changes).
+	keyLimits sync.Map
 	// CheckRoute (clusters mode) refuses a request whose Envoy route is not
 	// stellwerk's (header.DropInRoute), read from the xds.route_name
 	// attribute the drop-in filter sends.
@@ -53,6 +68,18 @@ type State struct {
 	// forwardable are the client headers some provider's forward_headers
 	// lists; every other header outside header.Forwarded is removed at the edge.
 	forwardable []string
+}
+
+// WorkspaceProvider keys State.WorkspaceClusters.
+type WorkspaceProvider struct{ Workspace, Provider string }
+
+// workspaceCluster is the cluster with the workspace's own key for a
+// provider, "" when the workspace brings none.
+func (st *State) workspaceCluster(workspace, provider string) string {
+	if len(st.WorkspaceClusters) == 0 || workspace == "" {
+		return ""
+	}
+	return st.WorkspaceClusters[WorkspaceProvider{workspace, provider}]
 }
 
 // Failover is what the ext_proc side needs of the failover settings.

@@ -81,13 +81,12 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 		for _, budgets := range []bool{false, true} {
 			t.Run(name, func(t *testing.T) {
 				rec := &rowsRecorder{}
-				s := *st
-				s.Spend = rec
+				s := st // one state, its ledger and recorder set per case
+				s.Spend, s.Ledger, s.Limited = rec, nil, false
 				if budgets {
-					led := testLedger(t)
-					s.Ledger = led
+					s.Ledger, s.Limited = testLedger(t), true
 				}
-				p := &edge{filter: filter{state: &s, log: zap.NewNop(), id: "decision-1"}, ctx: context.Background()}
+				p := &edge{filter: filter{state: s, log: zap.NewNop(), id: "decision-1"}, ctx: context.Background()}
 				p.handle(headersMsg("POST", "/v1/chat/completions", false))
 				if r := p.handle(bodyMsg(chat)); r.GetImmediateResponse() != nil {
 					t.Fatalf("refused: %v", r)
@@ -158,10 +157,10 @@ func testLedger(t *testing.T) *ledger.Ledger {
 // request refused by a budget leave no row.
 func TestSpendNoRowWithoutDecision(t *testing.T) {
 	rec := &rowsRecorder{}
-	s := *testState(t)
+	s := testState(t)
 	s.Spend = rec
 	run := func(msgs ...*extprocv3.ProcessingRequest) {
-		p := &edge{filter: filter{state: &s, log: zap.NewNop(), id: "d"}, ctx: context.Background()}
+		p := &edge{filter: filter{state: s, log: zap.NewNop(), id: "d"}, ctx: context.Background()}
 		for _, m := range msgs {
 			p.handle(m)
 		}
@@ -171,7 +170,7 @@ func TestSpendNoRowWithoutDecision(t *testing.T) {
 	run(headersMsg("POST", "/v1/chat/completions", false), bodyMsg(`{"model":"nope","messages":[{"role":"user","content":"x"}]}`))
 	b, _ := ledger.NewMemory(context.Background(), ledger.MemoryOptions{})
 	lim, _ := ledger.NewLimits(nil, nil, []ledger.RateRule{{Name: "none", Scope: ledger.ScopeWorkspace, RequestsPerMinute: 1}})
-	s.Ledger = ledger.New(b, lim, ledger.Options{})
+	s.Ledger, s.Limited = ledger.New(b, lim, ledger.Options{}), true
 	defer s.Ledger.Close(context.Background())
 	chat := bodyMsg(`{"model":"small","messages":[{"role":"user","content":"x"}]}`)
 	run(headersMsg("POST", "/v1/chat/completions", false), chat, respHeadersMsg("503", "application/json")) // admitted: a row

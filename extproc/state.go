@@ -57,6 +57,15 @@ func modelsList(models []*catalog.Model) []byte {
 // access lists let it use.
 func (st *State) modelsFor(p auth.Principal) []byte {
 	v := st.Router.Visible(p)
+	if len(p.Models) > 0 { // a store key narrowed to some models: rendered per request, as rare as such keys
+		var ms []*catalog.Model
+		for _, m := range v.Models() {
+			if route.KeyAllows(p, m) {
+				ms = append(ms, m)
+			}
+		}
+		return modelsList(ms)
+	}
 	if b, ok := st.modelsJSON[v]; ok {
 		return b
 	}
@@ -71,7 +80,7 @@ func (st *State) modelJSON(p auth.Principal, id string) ([]byte, bool) {
 		e = modelEntry{ID: decide.Auto, Object: "model", OwnedBy: "stellwerk"}
 	} else {
 		m, ok := st.Router.Catalog.Lookup(id)
-		if !ok || !st.Router.Visible(p).Has(id) {
+		if !ok || !st.Router.Visible(p).Has(id) || !route.KeyAllows(p, m) {
 			return nil, false
 		}
 		e = modelEntry{ID: m.ID, Object: "model", OwnedBy: m.Provider.Name, ContextWindow: m.ContextWindow, Residency: m.Provider.Residency}

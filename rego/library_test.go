@@ -103,7 +103,7 @@ func TestModulesSplit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"decision", "residency", "risk", "secrets", "injection", "access", "request_policy"} {
+	for _, want := range []string{"decision", "residency", "risk", "secrets", "injection", "access", "request_policy", "budget"} {
 		if _, ok := lib["stellwerk/"+want+".rego"]; !ok {
 			t.Errorf("Modules() lacks stellwerk/%s.rego", want)
 		}
@@ -151,7 +151,7 @@ func decide(t *testing.T, pq rego.PreparedEvalQuery, input map[string]any) map[s
 func checkShape(t *testing.T, d map[string]any) {
 	t.Helper()
 	keys := slices.Sorted(maps.Keys(d))
-	want := []string{"deny", "exclude", "log_level", "max_cost_eur", "objective", "quality_floor", "redact", "residency", "tags"}
+	want := []string{"deny", "downgrade", "exclude", "log_level", "max_cost_eur", "objective", "quality_floor", "redact", "residency", "tags"}
 	if !slices.Equal(keys, want) {
 		t.Fatalf("decision keys %v, want %v", keys, want)
 	}
@@ -168,6 +168,7 @@ func checkShape(t *testing.T, d map[string]any) {
 	}
 	strs("deny")
 	strs("redact")
+	strs("downgrade")
 	for _, key := range []string{"exclude", "tags"} {
 		obj, ok := d[key].(map[string]any)
 		if !ok {
@@ -275,6 +276,27 @@ func TestDecision(t *testing.T) {
 				}
 			},
 		},
+		"exceeded downgrade budget with a price ceiling": {
+			input:     downgradeInput(map[string]any{"output_per_mtok": 1.5}),
+			deny:      []string{},
+			objective: "balanced",
+			exclude: map[string]any{
+				"mistral-large": "budget: team-day exceeded; downgraded to models priced at most 1.5 EUR per million output tokens",
+				"gpt-4o":        "budget: team-day exceeded; downgraded to models priced at most 1.5 EUR per million output tokens",
+				"claude":        "budget: team-day exceeded; downgraded to models priced at most 1.5 EUR per million output tokens",
+			},
+			checkExtras: func(t *testing.T, d map[string]any) {
+				if !slices.Equal(d["downgrade"].([]any), []any{"team-day"}) {
+					t.Errorf("downgrade %v", d["downgrade"])
+				}
+			},
+		},
+		"exceeded downgrade budget without a ceiling": {
+			input:     downgradeInput(nil),
+			deny:      []string{},
+			objective: "cost",
+			exclude:   map[string]any{},
+		},
 		"no workspace, classification or candidates at all": {
 			input:     map[string]any{"request": map[string]any{"policy": map[string]any{}}},
 			deny:      []string{},
@@ -321,6 +343,28 @@ func TestDecision(t *testing.T) {
 			}
 		})
 	}
+}
+
+// downgradeInput is a request of a team over its downgrade budget, in a
+// workspace with the given downgrade_max_price (nil: none); the candidates
+// have EUR prices.
+func downgradeInput(ceiling map[string]any) map[string]any {
+	ws := map[string]any{}
+	if ceiling != nil {
+		ws["downgrade_max_price"] = ceiling
+	}
+	in := minimalInput(ws, nil, nil)
+	prices := map[string][2]float64{"mistral-large": {2, 6}, "gpt-4o": {2.5, 10}, "claude": {3, 15}, "llama": {0, 0}, "gpt-mini": {0.15, 0.6}}
+	for _, c := range in["candidates"].([]any) {
+		c := c.(map[string]any)
+		p := prices[c["id"].(string)]
+		c["price_eur"] = map[string]any{"input_per_mtok": p[0], "output_per_mtok": p[1]}
+	}
+	in["budgets"] = []any{map[string]any{
+		"name": "team-day", "scope": "team", "subject": "support/cx", "period": "day", "limit_eur": 10.0,
+		"used_eur": 10.25, "reserved_eur": 0.0, "ratio": 1.025, "warn": true, "exceeded": true, "action": "downgrade",
+	}}
+	return in
 }
 
 // benchInputSmall is the complete example input of docs/policy.md (an IBAN

@@ -145,46 +145,58 @@ func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	action := func() *routev3.Route_Route {
-		return &routev3.Route_Route{Route: &routev3.RouteAction{
+	action := func(byok bool) *routev3.Route_Route {
+		a := &routev3.RouteAction{
 			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: e.Cluster},
 			// The client-facing route's timeouts bound the request.
 			Timeout: durationpb.New(0),
-		}}
+		}
+		if byok { // the caller's workspace brings its own key: its copy of the cluster
+			a.ClusterSpecifier = &routev3.RouteAction_ClusterHeader{ClusterHeader: header.Upstream}
+		}
+		return &routev3.Route_Route{Route: a}
 	}
-	strip := []string{header.Cluster, header.Plan, header.Rewritten, "x-forwarded-for", "x-envoy-external-address",
-		"x-envoy-expected-rq-timeout-ms", "x-envoy-attempt-count"}
+	strip := []string{header.Cluster, header.Plan, header.Rewritten, header.Upstream, header.Workspace, "x-forwarded-for",
+		"x-envoy-external-address", "x-envoy-expected-rq-timeout-ms", "x-envoy-attempt-count"}
+	firstAttempt := []*routev3.HeaderMatcher{
+		{Name: "x-envoy-attempt-count", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "1"}}}},
+		{Name: header.Rewritten, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}},
+	}
+	upstream := &routev3.HeaderMatcher{Name: header.Upstream, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}
+	var routes []*routev3.Route
+	// The workspace-key routes are there whether or not a workspace has a
+	// key for this provider yet: a key added later then changes clusters
+	// and secrets only, never the listener (whose pooled connections would
+	// keep the old routes until Envoy drains them).
+	for _, byok := range []bool{true, false} {
+		suffix, extra := "", []*routev3.HeaderMatcher(nil)
+		if byok {
+			suffix, extra = "_workspace_key", []*routev3.HeaderMatcher{upstream}
+		}
+		routes = append(routes,
+			&routev3.Route{
+				Name: "first_attempt_rewritten" + suffix,
+				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
+					Headers: append(append([]*routev3.HeaderMatcher{}, firstAttempt...), extra...)},
+				Action:                 action(byok),
+				TypedPerFilterConfig:   map[string]*anypb.Any{ExtProcFilterName: off},
+				RequestHeadersToRemove: strip,
+			},
+			&routev3.Route{
+				Name:                   "attempt" + suffix,
+				Match:                  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, Headers: extra},
+				Action:                 action(byok),
+				TypedPerFilterConfig:   map[string]*anypb.Any{ObserveFilterName: off},
+				RequestHeadersToRemove: strip,
+			})
+	}
 	hcm := &hcmv3.HttpConnectionManager{
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
 		StatPrefix: e.Listener,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
-			Name: e.Listener,
-			VirtualHosts: []*routev3.VirtualHost{{
-				Name: e.Provider, Domains: []string{"*"},
-				Routes: []*routev3.Route{
-					{
-						Name: "first_attempt_rewritten",
-						Match: &routev3.RouteMatch{
-							PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
-							Headers: []*routev3.HeaderMatcher{
-								{Name: "x-envoy-attempt-count", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
-									StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "1"}}}},
-								{Name: header.Rewritten, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}},
-							},
-						},
-						Action:                 action(),
-						TypedPerFilterConfig:   map[string]*anypb.Any{ExtProcFilterName: off},
-						RequestHeadersToRemove: strip,
-					},
-					{
-						Name:                   "attempt",
-						Match:                  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-						Action:                 action(),
-						TypedPerFilterConfig:   map[string]*anypb.Any{ObserveFilterName: off},
-						RequestHeadersToRemove: strip,
-					},
-				},
-			}},
+			Name:         e.Listener,
+			VirtualHosts: []*routev3.VirtualHost{{Name: e.Provider, Domains: []string{"*"}, Routes: routes}},
 		}},
 		HttpFilters: []*hcmv3.HttpFilter{
 			{Name: "envoy.filters.http.header_to_metadata", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: planMeta}},

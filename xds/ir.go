@@ -66,6 +66,13 @@ type Egress struct {
 	Cluster  string `json:"cluster"`
 }
 
+// WorkspaceKey is a workspace's own key for a provider (bring your own
+// key): the provider's cluster is copied with this credential.
+type WorkspaceKey struct {
+	Workspace, Provider string
+	Key                 string `json:"-"`
+}
+
 // Listener is the client-facing listener.
 type Listener struct {
 	Name            string `json:"name"`
@@ -104,8 +111,10 @@ const (
 	RouteConfigName = "stellwerk_routes"
 )
 
-// FromConfig builds the IR from a validated config and its catalog.
-func FromConfig(c *config.Config, cat *catalog.Catalog) (IR, error) {
+// FromConfig builds the IR from a validated config and its catalog, and
+// the workspaces' own provider keys (keys for unknown providers are
+// skipped).
+func FromConfig(c *config.Config, cat *catalog.Catalog, wks ...WorkspaceKey) (IR, error) {
 	host, portS, err := net.SplitHostPort(c.Envoy.Listener)
 	if err != nil {
 		return IR{}, fmt.Errorf("envoy.listener: %w", err)
@@ -134,6 +143,18 @@ func FromConfig(c *config.Config, cat *catalog.Catalog) (IR, error) {
 			ir.Secrets = append(ir.Secrets, Secret{Name: sec, Value: value})
 		}
 		ir.Clusters = append(ir.Clusters, cl)
+		for _, wk := range wks {
+			if wk.Provider != p.Name || wk.Key == "" {
+				continue
+			}
+			wc := cl
+			wc.Name = header.WorkspaceCluster(p.Cluster, wk.Workspace)
+			name, value := p.FormatCredential(wk.Key)
+			sec := header.WorkspaceCredentialSecret(p.Name, wk.Workspace)
+			wc.Credential = &Credential{Header: name, Secret: sec}
+			ir.Secrets = append(ir.Secrets, Secret{Name: sec, Value: value})
+			ir.Clusters = append(ir.Clusters, wc)
+		}
 	}
 	if ir.Listener != nil && c.Failover.MaxAttempts > 1 {
 		f := &Failover{MaxAttempts: c.Failover.MaxAttempts, AttemptTimeout: c.Failover.AttemptTimeout,

@@ -296,3 +296,66 @@ func TestWaitApplied(t *testing.T) {
 		t.Error("a closed stream still waited for")
 	}
 }
+
+// TestWorkspaceKeyCluster (bring your own key): a workspace's own key for a
+// provider becomes a copy of that provider's cluster injecting it, as its
+// own SDS secret; the provider's egress listener routes to the copy when
+// stellwerk names it (header.Upstream) and to the shared cluster otherwise.
+// The key never appears in the IR or inline in a cluster.
+func TestWorkspaceKeyCluster(t *testing.T) {
+	c, err := config.Decode(strings.NewReader(`
+envoy: {listener: "127.0.0.1:10000"}
+routing: {default_model: m}
+providers:
+  - {name: openai, base_url: "https://api.openai.com/v1", residency: us, credential: {env: OPENAI_API_KEY}}
+  - {name: anthropic, base_url: "https://api.anthropic.com/v1", residency: us, wire_format: anthropic, credential: {env: ANTHROPIC_API_KEY, header: x-api-key}}
+models:
+  - {id: m, provider: openai, context_window: 128000}
+  - {id: c, provider: anthropic, context_window: 128000}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.New(c, catalog.Env{Getenv: func(string) string { return "sk-shared" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ir, err := FromConfig(c, cat, WorkspaceKey{Workspace: "legal", Provider: "openai", Key: "sk-legal-own"},
+		WorkspaceKey{Workspace: "legal", Provider: "anthropic", Key: "sk-ant-legal"}, WorkspaceKey{Workspace: "x", Provider: "gone", Key: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := json.Marshal(ir); strings.Contains(string(b), "sk-legal-own") {
+		t.Errorf("the IR renders a workspace key: %s", b)
+	}
+	res, err := Translate(ir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := map[string]string{}
+	for _, s := range res.Secrets {
+		secrets[s.GetName()] = s.GetGenericSecret().GetSecret().GetInlineString()
+	}
+	if secrets["stellwerk_credential_openai__ws_legal"] != "Bearer sk-legal-own" || secrets["stellwerk_credential_anthropic__ws_legal"] != "sk-ant-legal" ||
+		secrets["stellwerk_credential_openai"] != "Bearer sk-shared" || len(secrets) != 4 {
+		t.Errorf("secrets %v", secrets)
+	}
+	clusters := map[string]string{}
+	for _, cl := range res.Clusters {
+		b, _ := protojson.Marshal(cl)
+		clusters[cl.GetName()] = string(b)
+		if strings.Contains(string(b), "sk-legal-own") {
+			t.Errorf("cluster %s carries a key inline", cl.GetName())
+		}
+	}
+	if w := clusters["provider_openai__ws_legal"]; !strings.Contains(w, "stellwerk_credential_openai__ws_legal") || !strings.Contains(w, "api.openai.com") {
+		t.Errorf("workspace cluster: %s", w)
+	}
+	for _, l := range res.Listeners {
+		b, _ := protojson.Marshal(l)
+		if l.GetName() == "stellwerk_egress_openai" && (!strings.Contains(string(b), `"clusterHeader":"x-stellwerk-upstream"`) ||
+			!strings.Contains(string(b), `"cluster":"provider_openai"`)) {
+			t.Errorf("egress listener routes: %s", b)
+		}
+	}
+}

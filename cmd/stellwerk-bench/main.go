@@ -81,6 +81,7 @@ type common struct {
 	concurrency            int
 	transport              string
 	shape                  string
+	ledger                 string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -91,6 +92,8 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.transport, "grpc-transport", "unix", "how Envoy reaches stellwerk: unix (socket) or mtls (TCP with mutual TLS)")
 	fs.StringVar(&c.shape, "shape", bench.ShapeProduction, "stellwerk's config: "+bench.ShapeProduction+
 		" (the shipped 71-model catalog, virtual keys, Rego library, failover, learned latencies) or "+bench.ShapeOneModel+" (one model, open auth)")
+	fs.StringVar(&c.ledger, "ledger", bench.LedgerMemory, "where the production shape's budget and rate limit live: "+
+		strings.Join(bench.Ledgers, ", ")+" (redis: a redis-server the bench starts on loopback)")
 }
 
 // resolve finds the root, Envoy and (if needStellwerk) stellwerk, reporting
@@ -130,6 +133,9 @@ func (c *common) resolve(needStellwerk bool) []string {
 	if !slices.Contains(bench.Shapes, c.shape) {
 		problems = append(problems, "-shape must be one of "+strings.Join(bench.Shapes, ", "))
 	}
+	if !slices.Contains(bench.Ledgers, c.ledger) {
+		problems = append(problems, "-ledger must be one of "+strings.Join(bench.Ledgers, ", "))
+	}
 	return problems
 }
 
@@ -162,7 +168,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var problems []string
 	o := bench.Options{Duration: *duration, Slice: *slice, Warmup: *warmup, Timeout: *timeout,
 		Target: *target, Model: *model, Headers: headers.m, EnvoyConcurrency: c.concurrency, Transport: c.transport,
-		Shape: c.shape, QuietBelow: *quietBelow, QuietWait: *quietWait, Retries: *retries,
+		Shape: c.shape, Ledger: c.ledger, QuietBelow: *quietBelow, QuietWait: *quietWait, Retries: *retries,
 		Command: commandLine("run", args), Progress: stderr}
 	var err error
 	if o.Rates, err = parseList(*rates, func(s string) (float64, error) {
@@ -275,7 +281,7 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
 		return errUsage
 	}
-	o.Root, o.Envoy, o.Stellwerk, o.EnvoyConcurrency, o.Transport, o.Shape = c.root, c.envoy, c.stellwerk, c.concurrency, c.transport, c.shape
+	o.Root, o.Envoy, o.Stellwerk, o.EnvoyConcurrency, o.Transport, o.Shape, o.Ledger = c.root, c.envoy, c.stellwerk, c.concurrency, c.transport, c.shape, c.ledger
 	o.Command, o.Progress = commandLine("soak", args), stderr
 	rep, err := bench.Soak(ctx, o)
 	if rep != nil {
@@ -325,7 +331,7 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
 		return errUsage
 	}
-	o.Root, o.Envoy, o.Self, o.EnvoyConcurrency, o.Transport, o.Shape, o.Progress = c.root, c.envoy, self, c.concurrency, c.transport, c.shape, stderr
+	o.Root, o.Envoy, o.Self, o.EnvoyConcurrency, o.Transport, o.Shape, o.Ledger, o.Progress = c.root, c.envoy, self, c.concurrency, c.transport, c.shape, c.ledger, stderr
 	if o.Out, err = filepath.Abs(o.Out); err != nil {
 		return err
 	}

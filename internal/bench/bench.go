@@ -47,6 +47,8 @@ type Options struct {
 	// Shape of stellwerk's configuration: ShapeProduction (default) or
 	// ShapeOneModel.
 	Shape string
+	// Ledger of the production shape's budget and rate limit (StackOptions).
+	Ledger string
 	// NoopArgv runs the no-op ext_proc server of the floor target
 	// ("--socket PATH" is appended), e.g. ["stellwerk-bench", "noop-extproc"];
 	// required in stack mode.
@@ -140,6 +142,7 @@ type Settings struct {
 	Target           string  `json:"target,omitempty"`
 	Model            string  `json:"model"`
 	Shape            string  `json:"shape,omitempty"`  // of stellwerk's config: production or one-model
+	Ledger           string  `json:"ledger,omitempty"` // of the production shape: memory, redis or none
 	Models           int     `json:"models,omitempty"` // in stellwerk's catalog
 	DurationS        float64 `json:"duration_s_per_target"`
 	SliceS           float64 `json:"slice_s"`
@@ -234,7 +237,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, errors.New("bench: Options.NoopArgv is required to measure the floor")
 		}
 		stack, err = StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy, StellwerkArgv: []string{o.Stellwerk, "serve"},
-			EnvoyConcurrency: o.EnvoyConcurrency, Baseline: true, NoopArgv: o.NoopArgv, Shape: o.Shape,
+			EnvoyConcurrency: o.EnvoyConcurrency, Baseline: true, NoopArgv: o.NoopArgv, Shape: o.Shape, Ledger: o.Ledger,
 			Dir: dir, Progress: o.Progress, Transport: o.Transport})
 		if err != nil {
 			return nil, err
@@ -243,6 +246,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Settings.EnvoyConcurrency = o.EnvoyConcurrency
 		rep.Settings.Transport = cmpOr(o.Transport, "unix")
 		rep.Settings.Shape, rep.Settings.Models = stack.Shape, stack.Models
+		if stack.Shape == ShapeProduction {
+			rep.Settings.Ledger = cmpOr(o.Ledger, LedgerMemory)
+		}
 		rep.Notes = append(rep.Notes, stack.Notes...)
 		rep.Versions.Envoy = envoyVersion(o.Envoy)
 		rep.Versions.Stellwerk, rep.Versions.StellwerkGo = stellwerkVersion(ctx, stack.StellwerkAdmin, stack.AdminToken)

@@ -34,6 +34,7 @@ type ProfileOptions struct {
 	EnvoyConcurrency int
 	Transport        string // Envoy → stellwerk: unix (default) or mtls
 	Shape            string // of stellwerk's config: ShapeProduction (default) or ShapeOneModel
+	Ledger           string // of the production shape: LedgerMemory (default), LedgerRedis or LedgerNone
 	Progress         io.Writer
 }
 
@@ -73,7 +74,7 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 	defer os.RemoveAll(dir)
 	stack, err := StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy,
 		StellwerkArgv:    []string{o.Self, "pprof-serve", "--out", o.Out},
-		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport, Shape: o.Shape})
+		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport, Shape: o.Shape, Ledger: o.Ledger})
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -59,7 +60,15 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 	p("\n")
 	s := rep.Settings
 	if s.Shape != "" {
-		p("- stellwerk's config: the %s shape, %d models in the catalog\n", s.Shape, s.Models)
+		p("- stellwerk's config: the %s shape, %d models in the catalog", s.Shape, s.Models)
+		switch s.Ledger {
+		case LedgerNone:
+			p("; no budgets or rate limits")
+		case "":
+		default:
+			p("; a workspace budget and a per-key rate limit in %s (reserve and settle on every request)", s.Ledger)
+		}
+		p("\n")
 	}
 	p("- per scenario and target: %gs of load in %gs slices after %gs of warm-up; model `%s`", s.DurationS, s.SliceS, s.WarmupS, s.Model)
 	if s.EnvoyConcurrency > 0 {
@@ -185,6 +194,14 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 		p("Peak RSS of stellwerk over the whole run: %.1f MiB.\n\n", mib(rep.StellwerkPeakRSSKB))
 	}
 	if len(rep.ExtProcStats) > 0 {
+		if rt := roundTrips(rep.ExtProcStats); rt.requests > 0 {
+			p("### ext_proc messages per request\n\n")
+			p("From Envoy B's statistics over the whole run (warm-up included), per request that reached stellwerk: "+
+				"**%.2f answered messages** (each a gRPC round trip Envoy waits for: %.2f on the client-facing filter, %.2f on egress listeners) "+
+				"and %.2f watched without waiting (the first attempt's egress listener, observability mode). The floor answers 1.\n\n",
+				float64(rt.edge+rt.egress)/float64(rt.requests), float64(rt.edge)/float64(rt.requests),
+				float64(rt.egress)/float64(rt.requests), float64(rt.watched)/float64(rt.requests))
+		}
 		p("### Envoy B's ext_proc statistics at the end of the run\n\n")
 		p("`/stats?filter=ext_proc` on Envoy B's admin port, cumulative over the run including warm-up.\n\n```\n%s\n```\n", strings.Join(rep.ExtProcStats, "\n"))
 	}
@@ -215,3 +232,30 @@ func errCell(t TargetResult) string {
 func sgn(x float64) string { return fmt.Sprintf("%+.2f", x) }
 
 func mib(kb int64) float64 { return float64(kb) / 1024 }
+
+// roundTripCounts sums Envoy B's ext_proc counters: requests (the
+// client-facing filter's streams), messages stellwerk answered on that
+// filter and on egress listeners, and messages it only watched.
+type roundTripCounts struct{ requests, edge, egress, watched int64 }
+
+func roundTrips(stats []string) roundTripCounts {
+	var c roundTripCounts
+	for _, line := range stats {
+		k, v, ok := strings.Cut(line, ": ")
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if !ok || err != nil {
+			continue
+		}
+		switch {
+		case k == "http.stellwerk.ext_proc.streams_started":
+			c.requests += n
+		case k == "http.stellwerk.ext_proc.stream_msgs_received":
+			c.edge += n
+		case strings.HasPrefix(k, "http.stellwerk_egress_") && strings.HasSuffix(k, ".ext_proc.stream_msgs_received"):
+			c.egress += n
+		case strings.HasPrefix(k, "http.stellwerk_egress_") && strings.HasSuffix(k, ".ext_proc.observe.stream_msgs_sent"):
+			c.watched += n
+		}
+	}
+	return c
+}

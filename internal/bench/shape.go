@@ -203,10 +203,40 @@ policy:
 `, grpc, adminPort, listenPort)
 }
 
+// The places the production shape's budgets and rate limits can live.
+const (
+	LedgerMemory = "memory"
+	LedgerRedis  = "redis"
+	LedgerNone   = "none"
+)
+
+// Ledgers lists the valid ledgers, the default first.
+var Ledgers = []string{LedgerMemory, LedgerRedis, LedgerNone}
+
+// ledgerConfig is the production shape's budgets and rate limits: what a
+// platform would set (a monthly budget for the workspace, a rate limit per
+// key), high enough never to refuse a bench request, so each request
+// reserves and settles on three counters without being limited by them.
+func ledgerConfig(ledger, redisAddr string) string {
+	if ledger == LedgerNone {
+		return ""
+	}
+	c := `budgets:
+  limits:
+    - {name: support-monthly, scope: workspace, subject: support, amount_eur: 1000000, period: month}
+rate_limits:
+  - {name: per-key, scope: key, requests_per_minute: 10000000, tokens_per_minute: 100000000000}
+`
+	if ledger == LedgerRedis {
+		c += "state:\n  redis: {address: \"" + redisAddr + "\"}\n"
+	}
+	return c
+}
+
 // writeShape writes stellwerk's config (and, for the production shape, the
 // rewritten catalog) into dir and returns the config's path, the catalog
 // (nil for one-model) and the environment stellwerk needs.
-func writeShape(o StackOptions, grpc string, adminPort, listenPort, providerPort int) (string, *shipped, []string, error) {
+func writeShape(o StackOptions, grpc string, adminPort, listenPort, providerPort int, redisAddr string) (string, *shipped, []string, error) {
 	cfgPath := filepath.Join(o.Dir, "stellwerk.yaml")
 	env := []string{"STELLWERK_BENCH_PROVIDER_KEY=" + providerKey}
 	switch o.Shape {
@@ -234,7 +264,7 @@ func writeShape(o StackOptions, grpc string, adminPort, listenPort, providerPort
 			return "", nil, nil, err
 		}
 		env = append(env, "STELLWERK_BENCH_KEY="+virtualKey, "STELLWERK_BENCH_KEY_PRIME="+primeKey, "STELLWERK_BENCH_KEY_LEGAL="+legal)
-		return cfgPath, &cat, env, os.WriteFile(cfgPath, []byte(productionConfig(grpc, adminPort, listenPort)), 0o600)
+		return cfgPath, &cat, env, os.WriteFile(cfgPath, []byte(productionConfig(grpc, adminPort, listenPort)+ledgerConfig(o.Ledger, redisAddr)), 0o600)
 	}
 	return "", nil, nil, fmt.Errorf("shape %q: want one of %s", o.Shape, strings.Join(Shapes, ", "))
 }

@@ -26,6 +26,7 @@ type SoakOptions struct {
 	EnvoyConcurrency int
 	Transport        string // Envoy → stellwerk: unix (default) or mtls
 	Shape            string // of stellwerk's config: ShapeProduction (default) or ShapeOneModel
+	Ledger           string // of the production shape: LedgerMemory (default), LedgerRedis or LedgerNone
 	Command          string
 	Progress         io.Writer
 }
@@ -93,7 +94,7 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 	}
 	defer os.RemoveAll(dir)
 	stack, err := StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy, StellwerkArgv: []string{o.Stellwerk, "serve"},
-		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport, Shape: o.Shape})
+		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport, Shape: o.Shape, Ledger: o.Ledger})
 	if err != nil {
 		return nil, err
 	}

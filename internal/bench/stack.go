@@ -56,8 +56,12 @@ type StackOptions struct {
 	// TLS, envoy/bootstrap-mtls.yaml and throwaway certificates). Envoy F
 	// always reaches the no-op server over a Unix socket.
 	Transport string
-	Dir       string    // for configs and logs
-	Progress  io.Writer // one line per step
+	// Ledger is where the production shape's budgets and rate limits live:
+	// LedgerMemory (the default), LedgerRedis (a redis-server the bench
+	// starts on loopback) or LedgerNone (no budgets, no rate limits).
+	Ledger   string
+	Dir      string    // for configs and logs
+	Progress io.Writer // one line per step
 }
 
 // Stack is the fake provider, Envoy B with stellwerk and, optionally, Envoy A
@@ -87,6 +91,8 @@ type Stack struct {
 	Notes []string
 
 	envoyA, envoyB, envoyF, stellwerk, noop *process
+	redis                                   *process // with --ledger redis
+	redisAddr                               string
 	providerSrv                             *http.Server
 	stopReset                               context.CancelFunc
 	sockDir                                 string
@@ -130,7 +136,13 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 		pl.Close()
 		return nil, err
 	}
-	cfgPath, cat, env, err := writeShape(o, grpc.config, adminPort, listenB, providerPort)
+	if o.Ledger == LedgerRedis {
+		if err := s.startRedis(o); err != nil {
+			pl.Close()
+			return nil, err
+		}
+	}
+	cfgPath, cat, env, err := writeShape(o, grpc.config, adminPort, listenB, providerPort, s.redisAddr)
 	if err != nil {
 		pl.Close()
 		return nil, err
@@ -292,9 +304,41 @@ func startEnvoy(o StackOptions, name, bootstrap string) (*process, error) {
 		"--concurrency", fmt.Sprint(o.EnvoyConcurrency))
 }
 
+// startRedis starts a redis-server on a loopback port, without persistence,
+// for the production shape's budgets and rate limits (--ledger redis).
+func (s *Stack) startRedis(o StackOptions) error {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return fmt.Errorf("--ledger redis needs redis-server (Debian: apt-get install redis-server): %w", err)
+	}
+	ports, err := freePorts(1)
+	if err != nil {
+		return err
+	}
+	s.redisAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	progress(o.Progress, "starting redis-server on %s", s.redisAddr)
+	s.redis, err = startProcess("redis", filepath.Join(o.Dir, "redis.log"), os.Environ(), bin,
+		"--bind", "127.0.0.1", "--port", fmt.Sprint(ports[0]), "--save", "", "--appendonly", "no", "--dir", o.Dir)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", s.redisAddr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("redis-server did not listen on %s: %w", s.redisAddr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Close stops every process and the provider; it is safe on a partial stack.
 func (s *Stack) Close() {
-	for _, p := range []*process{s.envoyA, s.envoyF, s.envoyB, s.stellwerk, s.noop} {
+	for _, p := range []*process{s.envoyA, s.envoyF, s.envoyB, s.stellwerk, s.noop, s.redis} {
 		p.stop(10 * time.Second)
 	}
 	if s.providerSrv != nil {

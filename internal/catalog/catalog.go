@@ -69,6 +69,20 @@ func (p *Provider) Credential() (name, value string, ok bool) {
 	return p.authHeader, p.credential, true
 }
 
+// FormatCredential is the header and value Envoy sends for key, a key of
+// this provider (a workspace's own key included): the provider's
+// credential header, as a bearer token when that is Authorization.
+func (p *Provider) FormatCredential(key string) (name, value string) {
+	name = p.authHeader
+	if name == "" {
+		name = "authorization"
+	}
+	if name == "authorization" {
+		return name, "Bearer " + key
+	}
+	return name, key
+}
+
 // Forwards reports whether a client header outside the shipped allow-list
 // (header.Forwarded) may reach this provider.
 func (p *Provider) Forwards(name string) bool { return slices.Contains(p.forward, name) }

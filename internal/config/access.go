@@ -44,6 +44,10 @@ func (c *Config) validateAccess(models map[string]bool) []error {
 		oneOf(f+".objective", w.Objective, Objectives)
 		oneOf(f+".secrets", w.Secrets, SecretsActions)
 		oneOf(f+".injection", w.Injection, InjectionActions)
+		oneOf(f+".downgrade_from", w.DowngradeFrom, DowngradeFroms)
+		if p := w.DowngradeMaxPrice; p.InputPerMTok < 0 || p.OutputPerMTok < 0 {
+			bad(f+".downgrade_max_price", "prices must not be negative (0: no ceiling)")
+		}
 		if w.QualityFloor < 0 || w.QualityFloor > 1 {
 			bad(f+".quality_floor", "must be between 0 and 1")
 		}

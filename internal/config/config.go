@@ -105,7 +105,20 @@ type Workspace struct {
 	Deny               []string       `yaml:"deny" json:"deny"`
 	AllowLoosening     bool           `yaml:"allow_loosening" json:"allow_loosening"`
 	DefaultModel       string         `yaml:"default_model" json:"default_model"`
-	Teams              []Team         `yaml:"teams" json:"-"`
+	// DowngradeFrom is when a downgrade budget restricts this workspace's
+	// requests to cheaper models: once it is exceeded, or from its warn_at.
+	DowngradeFrom string `yaml:"downgrade_from" json:"downgrade_from"`
+	// DowngradeMaxPrice is the most a model may cost, in EUR per million
+	// tokens, while a downgrade budget is in force (0: no ceiling on that
+	// side; none at all: the cheapest eligible model is chosen instead).
+	DowngradeMaxPrice DowngradePrice `yaml:"downgrade_max_price" json:"downgrade_max_price"`
+	Teams             []Team         `yaml:"teams" json:"-"`
+}
+
+// DowngradePrice is a price ceiling in EUR per million tokens (0: none).
+type DowngradePrice struct {
+	InputPerMTok  float64 `yaml:"input_per_mtok" json:"input_per_mtok"`
+	OutputPerMTok float64 `yaml:"output_per_mtok" json:"output_per_mtok"`
 }
 
 // Team narrows its workspace's lists.
@@ -334,6 +347,7 @@ var (
 	Objectives            = []string{"cost", "latency", "accuracy", "balanced"}
 	SecretsActions        = []string{"deny", "on_prem_only", "allow"}
 	InjectionActions      = []string{"deny", "restrict", "flag"}
+	DowngradeFroms        = []string{"exceeded", "warn"}
 	RiskLevels            = []string{"low", "medium", "high"}
 	Currencies            = []string{"USD", "EUR"}
 )
@@ -514,6 +528,7 @@ func (c *Config) ApplyDefaults() {
 		def(&w.Objective, "balanced")
 		def(&w.Secrets, "deny")
 		def(&w.Injection, "deny")
+		def(&w.DowngradeFrom, "exceeded")
 		if w.InjectionThreshold == 0 {
 			w.InjectionThreshold = 0.5
 		}

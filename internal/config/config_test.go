@@ -53,6 +53,9 @@ func TestDefaults(t *testing.T) {
 	if c.Models[0].ProviderModel != "m1" || c.Models[0].Price.Currency != "USD" || c.Providers[0].WireFormat != "openai" {
 		t.Errorf("model/provider defaults: %+v %+v", c.Models[0], c.Providers[0])
 	}
+	if w := c.Workspaces[0]; w.DowngradeFrom != "exceeded" || w.DowngradeMaxPrice != (DowngradePrice{}) {
+		t.Errorf("downgrade defaults: %q %+v", w.DowngradeFrom, w.DowngradeMaxPrice)
+	}
 }
 
 func TestDecodeErrorsNameTheField(t *testing.T) {
@@ -88,6 +91,8 @@ models:
 		"url with credentials": {strings.Replace(minimal, "http://127.0.0.1:8081/v1", "https://user:pw@h/v1", 1),
 			[]string{"providers[0].base_url: ", "must not carry credentials"}},
 		"empty": {"", []string{"empty config"}},
+		"downgrade settings": {minimal + "workspaces: [{name: w, downgrade_from: half, downgrade_max_price: {input_per_mtok: -1}}]\n",
+			[]string{`workspaces[0].downgrade_from: "half" is not one of exceeded, warn`, "workspaces[0].downgrade_max_price: prices must not be negative"}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -25,6 +26,19 @@ type Budgets struct {
 	Lease time.Duration `yaml:"lease,omitempty"`
 	// Limits are the budgets; every one that matches a request applies.
 	Limits []BudgetRule `yaml:"limits,omitempty"`
+	// Webhook, when set, is told when a budget reaches its warn threshold
+	// and when it is exhausted (docs/budgets.md).
+	Webhook *BudgetWebhook `yaml:"webhook,omitempty"`
+}
+
+// BudgetWebhook is where budget warnings are POSTed as JSON.
+type BudgetWebhook struct {
+	// URL is an http or https URL.
+	URL string `yaml:"url"`
+	// SecretEnv or SecretFile holds a key the body is signed with
+	// (x-stellwerk-signature: sha256=<hex HMAC-SHA256>); optional.
+	SecretEnv  string `yaml:"secret_env,omitempty"`
+	SecretFile string `yaml:"secret_file,omitempty"`
 }
 
 // BudgetRule is one spending cap of this file. (A key's own budgets, kept
@@ -189,6 +203,14 @@ func (c *Config) validateLedger(models map[string]bool) []error {
 	if b.Lease < time.Second {
 		bad("budgets.lease", "must be at least 1s, got %s", b.Lease)
 	}
+	if wh := b.Webhook; wh != nil {
+		if u, err := url.Parse(wh.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			bad("budgets.webhook.url", "must be an http(s) URL without credentials")
+		}
+		if wh.SecretEnv != "" && wh.SecretFile != "" {
+			bad("budgets.webhook", "secret_env and secret_file are exclusive")
+		}
+	}
 	workspaces := map[string]map[string]bool{}
 	for _, w := range c.Workspaces {
 		teams := map[string]bool{}
@@ -333,5 +355,19 @@ func (c *Config) redactLedger() {
 		r := *c.State.Redis
 		r.PasswordFile = Redacted
 		c.State.Redis = &r
+	}
+	if wh := c.Budgets.Webhook; wh != nil {
+		// Webhook URLs often carry their token (path or query): show where
+		// they go, not how to post there.
+		w := *wh
+		if u, err := url.Parse(w.URL); err == nil {
+			w.URL = u.Scheme + "://" + u.Host + "/" + Redacted
+		} else {
+			w.URL = Redacted
+		}
+		if w.SecretFile != "" {
+			w.SecretFile = Redacted
+		}
+		c.Budgets.Webhook = &w
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -100,6 +101,7 @@ type Stack struct {
 	MTLS testcert.Files
 
 	t       testing.TB
+	label   string // the replica's name in a fleet
 	logBufs []namedBuf
 }
 
@@ -206,60 +208,106 @@ func FreePort(t testing.TB) int {
 // Start brings a stack up and registers its teardown.
 func Start(t testing.TB, o Options) *Stack {
 	t.Helper()
+	envoyBin, bin := prerequisites(t)
+	dir := t.TempDir()
+	o.applyDefaults()
+	ps := startProviders(t, o.Providers, dir)
+	return launch(t, o, ps, stackEnv{dir: dir, envoy: envoyBin, bin: bin})
+}
+
+func prerequisites(t testing.TB) (envoyBin, bin string) {
+	t.Helper()
 	envoyBin, err := EnvoyPath()
 	if err != nil {
 		need(t, "envoy", err)
 	}
-	bin := Binary(t)
-	s := &Stack{t: t, Dir: t.TempDir(), Providers: map[string]*Provider{}}
-	t.Cleanup(func() {
-		if t.Failed() {
-			s.DumpLogs()
-		}
-	})
+	return envoyBin, Binary(t)
+}
 
+func (o *Options) applyDefaults() {
 	if len(o.Providers) == 0 {
 		o.Providers = []ProviderSpec{{Name: "alpha", Key: "sk-alpha"}, {Name: "beta", Key: "sk-beta", Residency: "eu"}}
 	}
-	cfg := &config.Config{}
-	env := os.Environ()
-	var caFile string
-	for _, ps := range o.Providers {
-		mp := mockllm.New(ps.Name, ps.Key)
+}
+
+// providerSet is the fake providers of a stack, or of a fleet's replicas
+// together: the servers, their config entries and the environment holding
+// their keys.
+type providerSet struct {
+	providers map[string]*Provider
+	config    []config.Provider
+	env       []string // NAME=key for stellwerk's environment
+	caFile    string   // the CA Envoy must trust for TLS providers
+}
+
+func startProviders(t testing.TB, specs []ProviderSpec, dir string) *providerSet {
+	t.Helper()
+	ps := &providerSet{providers: map[string]*Provider{}}
+	for _, spec := range specs {
+		mp := mockllm.New(spec.Name, spec.Key)
 		var url string
-		if ps.TLS {
-			if caFile == "" {
-				caFile = filepath.Join(s.Dir, "ca.pem")
+		if spec.TLS {
+			if ps.caFile == "" {
+				ps.caFile = filepath.Join(dir, "ca.pem")
 			}
-			url = s.startTLSProvider(mp, caFile)
+			url = startTLSProvider(t, mp, ps.caFile)
 		} else {
 			srv := httptest.NewServer(mp)
 			t.Cleanup(srv.Close)
 			url = srv.URL + "/v1"
 		}
-		s.Providers[ps.Name] = &Provider{Provider: mp, URL: url, Key: ps.Key}
-		pc := config.Provider{Name: ps.Name, BaseURL: url, Residency: ps.Residency, AssuranceTier: ps.AssuranceTier, WireFormat: ps.WireFormat,
+		ps.providers[spec.Name] = &Provider{Provider: mp, URL: url, Key: spec.Key}
+		pc := config.Provider{Name: spec.Name, BaseURL: url, Residency: spec.Residency, AssuranceTier: spec.AssuranceTier, WireFormat: spec.WireFormat,
 			ForwardHeaders: mockllm.ControlHeaders}
-		if ps.WireFormat == "anthropic" {
+		if spec.WireFormat == "anthropic" {
 			pc.Credential.Header = "x-api-key"
 		}
 		if pc.Residency == "" {
 			pc.Residency = "us"
 		}
-		if ps.Key != "" || ps.WithholdKey {
-			envName := "STELLWERK_TEST_KEY_" + strings.ToUpper(strings.NewReplacer("-", "_").Replace(ps.Name))
+		if spec.Key != "" || spec.WithholdKey {
+			envName := "STELLWERK_TEST_KEY_" + strings.ToUpper(strings.NewReplacer("-", "_").Replace(spec.Name))
 			pc.Credential.Env = envName
-			if !ps.WithholdKey {
-				env = append(env, envName+"="+ps.Key)
+			if !spec.WithholdKey {
+				ps.env = append(ps.env, envName+"="+spec.Key)
 			}
 		}
-		cfg.Providers = append(cfg.Providers, pc)
+		ps.config = append(ps.config, pc)
 	}
-	cfg.Models = o.Models
+	return ps
+}
+
+// stackEnv is where one stack (or one replica of a fleet) runs: its
+// directory, the binaries, and what a fleet adds to every replica's config
+// and environment.
+type stackEnv struct {
+	dir        string
+	envoy, bin string
+	label      string               // the replica's name in logs; empty for a lone stack
+	state      func(*config.Config) // the fleet's shared state, before Options.Mutate
+	env        []string
+}
+
+// launch writes one stellwerk config, starts stellwerk and its Envoy, and
+// waits until both answer.
+func launch(t testing.TB, o Options, ps *providerSet, se stackEnv) *Stack {
+	t.Helper()
+	if err := os.MkdirAll(se.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s := &Stack{t: t, Dir: se.dir, Providers: ps.providers, label: se.label}
+	t.Cleanup(func() {
+		if t.Failed() {
+			s.DumpLogs()
+		}
+	})
+	cfg := &config.Config{Providers: slices.Clone(ps.config)}
+	env := append(append(os.Environ(), ps.env...), se.env...)
+	cfg.Models = slices.Clone(o.Models)
 	if len(cfg.Models) == 0 {
-		for _, ps := range o.Providers {
-			cfg.Models = append(cfg.Models, config.Model{ID: ps.Name + "-model", Provider: ps.Name,
-				ProviderModel: ps.Name + "-upstream", ContextWindow: 128000,
+		for _, spec := range o.Providers {
+			cfg.Models = append(cfg.Models, config.Model{ID: spec.Name + "-model", Provider: spec.Name,
+				ProviderModel: spec.Name + "-upstream", ContextWindow: 128000,
 				Price: config.Price{InputPerMTok: 1, OutputPerMTok: 2}})
 		}
 	}
@@ -269,6 +317,7 @@ func Start(t testing.TB, o Options) *Stack {
 	}
 	grpcPort, adminPort, listenPort, envoyAdminPort := FreePort(t), FreePort(t), FreePort(t), FreePort(t)
 	if o.MTLS {
+		var err error
 		if s.MTLS, err = testcert.Write(s.Dir); err != nil {
 			t.Fatal(err)
 		}
@@ -286,12 +335,15 @@ func Start(t testing.TB, o Options) *Stack {
 	cfg.Server.Admin = fmt.Sprintf("127.0.0.1:%d", adminPort)
 	cfg.Envoy.Listener = fmt.Sprintf("127.0.0.1:%d", listenPort)
 	cfg.Envoy.AccessLog = true
-	if caFile != "" {
-		cfg.Envoy.CABundle = caFile
+	if ps.caFile != "" {
+		cfg.Envoy.CABundle = ps.caFile
 	}
 	s.AdminToken = randomToken(t, "adm-")
 	cfg.Admin.Tokens = []config.AdminToken{{ID: "harness", Role: config.RoleAdmin, Env: AdminTokenEnv}}
 	env = append(env, AdminTokenEnv+"="+s.AdminToken)
+	if se.state != nil {
+		se.state(cfg)
+	}
 	if o.Mutate != nil {
 		o.Mutate(cfg)
 	}
@@ -312,7 +364,7 @@ func Start(t testing.TB, o Options) *Stack {
 	s.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	s.EnvoyAdmin = fmt.Sprintf("http://127.0.0.1:%d", envoyAdminPort)
 
-	s.startProcess("stellwerk", env, bin, "serve", "--config", cfgPath, "--log-level", "debug")
+	s.startProcess("stellwerk", env, se.bin, "serve", "--config", cfgPath, "--log-level", "debug")
 	s.waitHTTP(s.AdminURL+"/readyz", 200, 20*time.Second)
 
 	s.GRPC = cfg.Server.GRPC
@@ -321,7 +373,7 @@ func Start(t testing.TB, o Options) *Stack {
 		o.Bootstrap = filepath.Join("envoy", file)
 	}
 	bootstrap := s.writeBootstrap(o.Bootstrap, envoyAdminPort, listenPort)
-	s.startProcess("envoy", os.Environ(), envoyBin, "-c", bootstrap, "--disable-hot-restart",
+	s.startProcess("envoy", os.Environ(), se.envoy, "-c", bootstrap, "--disable-hot-restart",
 		"--log-level", "warn", "--concurrency", "2")
 	want := 200
 	if cfg.Auth.Mode == "keys" {
@@ -477,7 +529,7 @@ func (s *Stack) DumpLogs() {
 		if len(out) > 16000 {
 			out = "…" + out[len(out)-16000:]
 		}
-		s.t.Logf("==== %s log ====\n%s", nb.name, out)
+		s.t.Logf("==== %s log ====\n%s", strings.TrimSpace(nb.name+" "+s.label), out)
 	}
 }
 
@@ -493,14 +545,14 @@ func (s *Stack) Log(name string) string {
 
 // startTLSProvider serves mp over https on localhost with a fresh self-signed
 // certificate, written to caFile for Envoy to trust.
-func (s *Stack) startTLSProvider(mp http.Handler, caFile string) string {
+func startTLSProvider(t testing.TB, mp http.Handler, caFile string) string {
 	cert, pemBytes, err := selfSigned("localhost")
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	f, err := os.OpenFile(caFile, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	_, _ = f.Write(pemBytes)
 	f.Close()
@@ -508,7 +560,7 @@ func (s *Stack) startTLSProvider(mp http.Handler, caFile string) string {
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
 	srv.EnableHTTP2 = true
 	srv.StartTLS()
-	s.t.Cleanup(srv.Close)
+	t.Cleanup(srv.Close)
 	port := srv.Listener.Addr().(*net.TCPAddr).Port
 	return fmt.Sprintf("https://localhost:%d/v1", port)
 }

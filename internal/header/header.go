@@ -39,6 +39,14 @@ const (
 	// listener then only follows the answer (docs/failover.md). Its value is
 	// the client's request path, which a later attempt rewrites from.
 	Rewritten = "x-stellwerk-rewritten"
+	// Upstream names the provider cluster that carries the caller's
+	// workspace's own key for that provider (bring your own key,
+	// docs/keys.md); an egress listener routes to it instead of the
+	// provider's shared cluster. Only stellwerk sets it.
+	Upstream = "x-stellwerk-upstream"
+	// Workspace carries the caller's workspace from the client-facing
+	// filter to the egress listeners, which pick that workspace's own key.
+	Workspace = "x-stellwerk-workspace"
 	// BudgetWarning is on an answer whose request met a budget at or over
 	// its warn threshold: the budget's name and how much of it is used.
 	BudgetWarning = "x-stellwerk-budget-warning"
@@ -81,6 +89,18 @@ const (
 	// UpstreamFlags is added to Envoy's own error replies: its response flags.
 	UpstreamFlags = "x-stellwerk-upstream-flags"
 )
+
+// WorkspaceCluster names the copy of a provider's cluster that injects a
+// workspace's own key.
+func WorkspaceCluster(providerCluster, workspace string) string {
+	return providerCluster + "__ws_" + workspace
+}
+
+// WorkspaceCredentialSecret names the SDS secret of a workspace's own key
+// for a provider.
+func WorkspaceCredentialSecret(provider, workspace string) string {
+	return "stellwerk_credential_" + provider + "__ws_" + workspace
+}
 
 // CredentialSecret names the SDS secret holding a provider's credential.
 func CredentialSecret(provider string) string { return "stellwerk_credential_" + provider }

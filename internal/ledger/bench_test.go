@@ -171,3 +171,60 @@ func BenchmarkRedisRoundTrip(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(p50(lat), "p50-µs")
 }
+
+// BenchmarkPolicyPeek is what the edge adds before routing a request that
+// meets a downgrade budget: the Downgrades check and one Peek (the 10
+// counters of benchLimits, one of the budgets a downgrade budget); and the
+// check alone, for a request that meets none (what every other request
+// pays).
+func BenchmarkPolicyPeek(b *testing.B) {
+	lim := benchLimits(b)
+	budgets := slices.Clone(lim.Budgets())
+	budgets[0].Downgrade = true
+	withDowngrade, err := NewLimits(lim.Location(), budgets, lim.RateLimits())
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := Request{Subject: Subject{Key: "k1", User: "alice", Team: "ml", Workspace: "acme"}}
+	b.Run("check-only", func(b *testing.B) {
+		l := New(nil, lim, Options{})
+		b.ReportAllocs()
+		for b.Loop() {
+			if l.Downgrades(&req) {
+				b.Fatal("no downgrade budget is configured")
+			}
+		}
+	})
+	for _, name := range []string{"memory", "redis"} {
+		var backend Backend
+		if name == "memory" {
+			backend, err = NewMemory(context.Background(), MemoryOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+		} else {
+			srv := testsrv.Redis(b)
+			c := redis.NewClient(&redis.Options{Addr: srv.Addr})
+			b.Cleanup(func() { c.Close() })
+			backend = NewRedis(c, "{peek}:")
+		}
+		l := New(backend, withDowngrade, Options{})
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			lat := make([]time.Duration, 0, 1<<16)
+			b.ReportAllocs()
+			for b.Loop() {
+				t0 := time.Now()
+				if !l.Downgrades(&req) {
+					b.Fatal("the downgrade budget does not apply")
+				}
+				st, err := l.Peek(ctx, &req)
+				if err != nil || len(st.Budgets) != 4 {
+					b.Fatalf("peek: %v %+v", err, st)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			b.ReportMetric(p50(lat), "p50-µs")
+		})
+	}
+}

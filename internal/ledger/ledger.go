@@ -407,6 +407,29 @@ func (l *Ledger) Move(ctx context.Context, r *Reservation, model string, cost Mi
 	return nil, nil
 }
 
+// Downgrades reports whether a downgrade budget applies to req's subject
+// (configured, or the key's own in req.Extra): the edge then peeks at the
+// budgets for the policy input. It reads only the limits, never the store,
+// and costs one load and a branch when no downgrade budget is configured.
+func (l *Ledger) Downgrades(req *Request) bool {
+	for _, lim := range [2]*Limits{l.limits.Load(), req.Extra} {
+		if lim == nil || !lim.downgrade {
+			continue
+		}
+		for i := range lim.budgets {
+			b := &lim.budgets[i]
+			if !b.Downgrade {
+				continue
+			}
+			s1, s2, ok := subjectOf(b.Scope, &req.Subject, req.Model)
+			if ok && (b.Subject == "" || (b.s1 == s1 && b.s2 == s2)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Peek reports the state req would meet, and whether it would fit,
 // without holding anything. Leases past their end expire first.
 func (l *Ledger) Peek(ctx context.Context, req *Request) (State, error) {

@@ -3,6 +3,7 @@ package ledger
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -132,9 +133,10 @@ type RateRule struct {
 // Limits is a compiled, immutable set of budgets and rate limits. Swap a
 // new one in with Ledger.SetLimits on reload.
 type Limits struct {
-	loc     *time.Location
-	budgets []BudgetRule
-	rates   []RateRule
+	loc       *time.Location
+	budgets   []BudgetRule
+	rates     []RateRule
+	downgrade bool // some budget is a downgrade budget
 }
 
 // MaxLimit is the largest budget: counters stay exact in Redis's Lua
@@ -168,6 +170,7 @@ func NewLimits(loc *time.Location, budgets []BudgetRule, rates []RateRule) (*Lim
 			b.WarnAt = 0.8
 		}
 		b.s1, b.s2 = splitSubject(b.Scope, b.Subject)
+		l.downgrade = l.downgrade || b.Downgrade
 	}
 	for i := range l.rates {
 		r := &l.rates[i]
@@ -238,6 +241,40 @@ func LimitsFromConfig(c *config.Config) (*Limits, error) {
 			RequestsPerDay: r.RequestsPerDay, TokensPerDay: r.TokensPerDay})
 	}
 	return NewLimits(loc, budgets, rates)
+}
+
+// KeyLimitsFromConfig compiles a key's own budgets and rate limits (the key
+// store's record) in the configured time zone (loc; nil: UTC). Budgets are
+// named by their period ("day", …), the rate limit "rate".
+func KeyLimitsFromConfig(keyID string, l *config.Limits, loc *time.Location) (*Limits, error) {
+	var budgets []BudgetRule
+	for i, b := range l.Budgets {
+		period, err := ParsePeriod(b.Period)
+		if err != nil {
+			return nil, fmt.Errorf("key %s budget %d: %w", keyID, i, err)
+		}
+		name := b.Period
+		for _, o := range budgets {
+			if o.Name == name {
+				name += "-" + strconv.Itoa(i)
+			}
+		}
+		budgets = append(budgets, BudgetRule{Name: name, Limit: FromEUR(b.AmountEUR), Period: period, WarnAt: b.WarnAt,
+			Downgrade: b.Action == "downgrade"})
+	}
+	var rates []RateRule
+	if r := l.RateLimit; r != (config.RateLimit{}) {
+		rates = append(rates, RateRule{Name: "rate", RequestsPerMinute: r.RequestsPerMinute, TokensPerMinute: r.TokensPerMinute,
+			RequestsPerDay: r.RequestsPerDay, TokensPerDay: r.TokensPerDay})
+	}
+	kl, err := NewKeyLimits(keyID, budgets, rates)
+	if err != nil {
+		return nil, err
+	}
+	if loc != nil {
+		kl.loc = loc
+	}
+	return kl, nil
 }
 
 // NewKeyLimits compiles a key's own budgets and rate limits (kept with the

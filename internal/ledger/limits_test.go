@@ -103,3 +103,39 @@ rate_limits:
 		t.Errorf("rate limit %+v", r)
 	}
 }
+
+// TestDowngrades: the edge peeks at budgets for the policy only when a
+// downgrade budget applies to the request's subject.
+func TestDowngrades(t *testing.T) {
+	lim := limits(t, time.UTC, []BudgetRule{
+		{Name: "acme-month", Scope: ScopeWorkspace, Subject: "acme", Limit: eur(100), Period: PeriodMonth},
+		{Name: "ml-soft", Scope: ScopeTeam, Subject: "acme/ml", Limit: eur(10), Period: PeriodDay, Downgrade: true},
+		{Name: "each-user-soft", Scope: ScopeUser, Limit: eur(1), Period: PeriodDay, Downgrade: true},
+	}, nil)
+	blockOnly := limits(t, time.UTC, []BudgetRule{{Name: "all", Scope: ScopeGlobal, Limit: eur(1), Period: PeriodDay}}, nil)
+	keyOwn, err := NewKeyLimits("k1", []BudgetRule{{Name: "soft", Limit: eur(1), Period: PeriodDay, Downgrade: true}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]struct {
+		lim  *Limits
+		req  Request
+		want bool
+	}{
+		"team's downgrade budget":         {lim, Request{Subject: Subject{Workspace: "acme", Team: "ml"}}, true},
+		"another team: block budget only": {lim, Request{Subject: Subject{Workspace: "acme", Team: "ops"}}, false},
+		"each user's downgrade budget":    {lim, Request{Subject: Subject{Workspace: "beta", User: "bob"}}, true},
+		"no user, no team":                {lim, Request{Subject: Subject{Workspace: "acme", Key: "k1"}}, false},
+		"block budgets only":              {blockOnly, Request{Subject: Subject{Workspace: "acme", Team: "ml"}}, false},
+		"the key's own downgrade budget":  {blockOnly, Request{Subject: Subject{Key: "k1"}, Extra: keyOwn}, true},
+		"nothing configured":              {limits(t, time.UTC, nil, nil), Request{Subject: Subject{Key: "k1", Workspace: "acme"}}, false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			l := New(nil, tc.lim, Options{}) // Downgrades never reaches the store
+			if got := l.Downgrades(&tc.req); got != tc.want {
+				t.Errorf("Downgrades = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

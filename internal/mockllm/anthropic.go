@@ -14,8 +14,8 @@ import (
 // x-api-key and anthropic-version headers, the response shape, and the
 // streaming events message_start, content_block_start/delta/stop,
 // message_delta (with usage) and message_stop.
-func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, body []byte) {
-	if p.APIKey != "" && r.Header.Get("x-api-key") != p.APIKey {
+func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, body []byte, rec *Recorded) {
+	if p.APIKey != "" && r.Header.Get("x-api-key") != p.APIKey && !p.accepts(r.Header.Get("x-api-key")) {
 		writeAnthropicError(w, http.StatusUnauthorized, "authentication_error", "invalid x-api-key")
 		return
 	}
@@ -81,6 +81,7 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 	id := "msg_" + p.Name + "_" + shortHash(body)
 
 	if !req.Get("stream").Bool() {
+		p.generated(rec, inTokens, toks)
 		writeJSON(w, http.StatusOK, map[string]any{
 			"id": id, "type": "message", "role": "assistant", "model": model,
 			"content":     []any{map[string]any{"type": "text", "text": strings.Join(toks, "")}},
@@ -89,6 +90,8 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 		})
 		return
 	}
+	sent := 0
+	defer func() { p.generated(rec, inTokens, toks[:sent]) }()
 	fl, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
@@ -120,6 +123,7 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 		if !send("content_block_delta", map[string]any{"type": "content_block_delta", "index": 0, "delta": map[string]any{"type": "text_delta", "text": tok}}) {
 			return
 		}
+		sent = i + 1
 		if i == 0 && b.Reset == "mid-stream" {
 			midStreamPause(r)
 			resetConnection(w)

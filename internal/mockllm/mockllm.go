@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,16 +52,38 @@ type Recorded struct {
 	// the Content-Length header.
 	BodyLength int       `json:"body_length"`
 	At         time.Time `json:"at"`
+	// Usage is what the provider generated for the request, as a real one
+	// bills it: the prompt, and the completion tokens it sent — for a stream
+	// cut short (the client went away, an injected reset), only those sent
+	// before it ended. Nil when it answered with an error or not at all.
+	Usage *Usage `json:"usage,omitempty"`
+	// Output is the completion those tokens are, one element per token.
+	Output []string `json:"output,omitempty"`
 }
 
 // Provider is a fake provider; it is an http.Handler.
 type Provider struct {
-	Name   string
-	APIKey string // when set, requests must carry "Authorization: Bearer <APIKey>"
+	Name      string
+	APIKey    string   // when set, requests must carry "Authorization: Bearer <APIKey>"
+	extraKeys []string // AlsoAccept
 
 	mu       sync.Mutex
 	behavior Behavior
-	requests []Recorded
+	requests []*Recorded
+}
+
+// AlsoAccept makes key valid beside APIKey, as a provider accepts every
+// key of its customers' (e.g. a workspace's own key).
+func (p *Provider) AlsoAccept(key string) {
+	p.mu.Lock()
+	p.extraKeys = append(p.extraKeys, key)
+	p.mu.Unlock()
+}
+
+func (p *Provider) accepts(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return key != "" && slices.Contains(p.extraKeys, key)
 }
 
 // New returns a provider named name that requires apiKey (if not empty).
@@ -77,7 +100,20 @@ func (p *Provider) SetBehavior(b Behavior) {
 func (p *Provider) Requests() []Recorded {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]Recorded(nil), p.requests...)
+	out := make([]Recorded, len(p.requests))
+	for i, r := range p.requests {
+		out[i] = *r
+		out[i].Output = slices.Clone(r.Output)
+	}
+	return out
+}
+
+// generated records what the provider generated for rec.
+func (p *Provider) generated(rec *Recorded, prompt int, out []string) {
+	p.mu.Lock()
+	rec.Usage = &Usage{PromptTokens: prompt, CompletionTokens: len(out), TotalTokens: prompt + len(out)}
+	rec.Output = slices.Clone(out)
+	p.mu.Unlock()
 }
 
 // Reset forgets recorded requests.
@@ -117,9 +153,10 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 512<<20))
+	rec := &Recorded{Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host,
+		Header: r.Header.Clone(), Body: body, BodyLength: len(body), At: time.Now()}
 	p.mu.Lock()
-	p.requests = append(p.requests, Recorded{Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host,
-		Header: r.Header.Clone(), Body: body, BodyLength: len(body), At: time.Now()})
+	p.requests = append(p.requests, rec)
 	b := p.behavior
 	p.mu.Unlock()
 	b = overrideFromHeaders(b, r.Header)
@@ -145,10 +182,10 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if anthropic {
-		p.messages(w, r, b, body)
+		p.messages(w, r, b, body, rec)
 		return
 	}
-	if p.APIKey != "" && r.Header.Get("Authorization") != "Bearer "+p.APIKey {
+	if p.APIKey != "" && r.Header.Get("Authorization") != "Bearer "+p.APIKey && !p.accepts(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")) {
 		writeError(w, http.StatusUnauthorized, "invalid_request_error", "Incorrect API key provided.")
 		return
 	}
@@ -176,9 +213,11 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if req.Get("stream").Bool() {
 		// x-mock-no-usage: behave like a provider that ignores include_usage.
-		p.stream(w, r, b, id, model, reply, usage, req.Get("stream_options.include_usage").Bool() && r.Header.Get("x-mock-no-usage") == "")
+		sent := p.stream(w, r, b, id, model, reply, usage, req.Get("stream_options.include_usage").Bool() && r.Header.Get("x-mock-no-usage") == "")
+		p.generated(rec, usage.PromptTokens, reply[:sent])
 		return
 	}
+	p.generated(rec, usage.PromptTokens, reply)
 	writeJSON(w, http.StatusOK, map[string]any{
 		"id": id, "object": "chat.completion", "created": created, "model": model,
 		"system_fingerprint": "fp_" + p.Name,
@@ -200,7 +239,8 @@ type Usage struct {
 	TotalTokens      int `json:"total_tokens"`
 }
 
-func (p *Provider) stream(w http.ResponseWriter, r *http.Request, b Behavior, id, model string, reply []string, usage Usage, includeUsage bool) {
+// stream sends reply as SSE and returns how many of its tokens it sent.
+func (p *Provider) stream(w http.ResponseWriter, r *http.Request, b Behavior, id, model string, reply []string, usage Usage, includeUsage bool) (sent int) {
 	fl, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
@@ -234,6 +274,7 @@ func (p *Provider) stream(w http.ResponseWriter, r *http.Request, b Behavior, id
 		if !send(chunk(map[string]any{"content": tok}, nil)) {
 			return
 		}
+		sent = i + 1
 		if i == 0 && b.Reset == "mid-stream" {
 			if fl != nil {
 				fl.Flush()
@@ -259,6 +300,7 @@ func (p *Provider) stream(w http.ResponseWriter, r *http.Request, b Behavior, id
 	if fl != nil {
 		fl.Flush()
 	}
+	return sent
 }
 
 // reply is deterministic: the provider's name and the start of the last user

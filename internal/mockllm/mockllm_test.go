@@ -3,6 +3,7 @@ package mockllm
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -105,5 +106,59 @@ func TestInjectedFailures(t *testing.T) {
 	resp, err := http.DefaultClient.Do(wrongKey)
 	if err != nil || resp.StatusCode != 401 {
 		t.Errorf("wrong key: %v %v", err, resp)
+	}
+}
+
+// TestRecordedUsage: the provider records what it generated, as it would
+// bill it: the whole answer, the tokens a stream sent before it was cut
+// short, nothing for an error.
+func TestRecordedUsage(t *testing.T) {
+	p := New("m", "k")
+	srv := httptest.NewServer(p)
+	defer srv.Close()
+	tests := map[string]struct {
+		body   string
+		hdr    map[string]string
+		tokens int // completion tokens recorded; -1: no usage
+	}{
+		"json":                {body: `{"model":"x","messages":[{"role":"user","content":"count my tokens"}]}`, tokens: 8},
+		"stream":              {body: `{"model":"x","stream":true,"messages":[{"role":"user","content":"count my tokens"}]}`, tokens: 8},
+		"stream cut short":    {body: `{"model":"x","stream":true,"messages":[{"role":"user","content":"count my tokens"}]}`, hdr: map[string]string{"x-mock-reset": "truncate"}, tokens: 1},
+		"error":               {body: `{"model":"x","messages":[{"role":"user","content":"count my tokens"}]}`, hdr: map[string]string{"x-mock-status": "503"}, tokens: -1},
+		"anthropic":           {body: `{"model":"x","max_tokens":9,"messages":[{"role":"user","content":"count my tokens"}]}`, tokens: 8},
+		"anthropic cut short": {body: `{"model":"x","max_tokens":9,"stream":true,"messages":[{"role":"user","content":"count my tokens"}]}`, hdr: map[string]string{"x-mock-reset": "truncate"}, tokens: 1},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			p.Reset()
+			path := "/v1/chat/completions"
+			if strings.HasPrefix(name, "anthropic") {
+				path = "/v1/messages"
+			}
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(tc.body))
+			req.Header.Set("Authorization", "Bearer k")
+			req.Header.Set("x-api-key", "k")
+			req.Header.Set("anthropic-version", "2023-06-01")
+			for k, v := range tc.hdr {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			rs := p.Requests()
+			if len(rs) != 1 {
+				t.Fatalf("%d requests recorded", len(rs))
+			}
+			u := rs[0].Usage
+			switch {
+			case tc.tokens < 0 && u != nil:
+				t.Errorf("usage %+v recorded for an error", u)
+			case tc.tokens >= 0 && (u == nil || u.CompletionTokens != tc.tokens || len(rs[0].Output) != tc.tokens || u.PromptTokens == 0):
+				t.Errorf("usage %+v, output %q; want %d completion tokens", u, rs[0].Output, tc.tokens)
+			}
+		})
 	}
 }

@@ -21,6 +21,11 @@ type Decision struct {
 	// "on_prem"), "" when none did. Optional in the decision document: the
 	// explanation names it ("eu residency + …") without reading reasons.
 	Residency string `json:"residency,omitempty"`
+	// Downgrade names the budgets (sorted) whose downgrade restricts this
+	// request to cheaper models, nil when none does. Optional in the
+	// decision document: the explanation names them ("downgrade (budget
+	// team-day) + …").
+	Downgrade []string `json:"downgrade,omitempty"`
 }
 
 var (
@@ -28,7 +33,7 @@ var (
 	logLevels    = []string{"", "debug", "info", "warn"}
 	decisionKeys = []string{"deny", "exclude", "objective", "quality_floor", "max_cost_eur", "redact", "log_level", "tags"}
 	// optionalKeys may be left out of a decision.
-	optionalKeys = []string{"residency"}
+	optionalKeys = []string{"residency", "downgrade"}
 	residencies  = []string{"", "any", "eu", "on_prem"}
 )
 
@@ -85,6 +90,15 @@ func decode(v any) (Decision, error) {
 		} else if s != "any" {
 			d.Residency = s
 		}
+	}
+	if v, present := obj["downgrade"]; present {
+		if d.Downgrade, err = stringList(v, "downgrade"); err != nil {
+			return d, err
+		}
+		if len(d.Downgrade) == 0 {
+			d.Downgrade = nil
+		}
+		sort.Strings(d.Downgrade)
 	}
 	q, ok := number(obj["quality_floor"])
 	if !ok || q < 0 || q > 1 {

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"encoding/json"
+	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"sync"
@@ -14,6 +16,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/reqpolicy"
 )
 
@@ -24,8 +27,12 @@ type Input struct {
 	Workspace      config.Workspace
 	Team           *config.Team
 	Classification *classify.Result
-	Candidates     []Candidate
-	Now            time.Time
+	// Budgets are the budgets the principal meets, as the ledger saw them
+	// before this request (ledger.State.Budgets); nil when the edge did not
+	// read them (no downgrade budget applies).
+	Budgets    []ledger.BudgetState
+	Candidates []Candidate
+	Now        time.Time
 }
 
 // RequestFacts are the request's own fields.
@@ -179,6 +186,10 @@ func staticItems(m *catalog.Model) [][2]*ast.Term {
 			item("output_per_mtok", num(m.OutputPerMTok)),
 			item("currency", ast.StringTerm(m.Currency)),
 		)),
+		item("price_eur", obj(
+			item("input_per_mtok", num(eurPerMTok(m.CostEUR(1e6, 0)))),
+			item("output_per_mtok", num(eurPerMTok(m.CostEUR(0, 1e6)))),
+		)),
 		item("context_window", ast.IntNumberTerm(m.ContextWindow)),
 		item("max_output_tokens", ast.IntNumberTerm(m.MaxOutputTokens)),
 		item("capabilities", obj(
@@ -190,9 +201,13 @@ func staticItems(m *catalog.Model) [][2]*ast.Term {
 	}
 }
 
+// eurPerMTok rounds a converted list price to a billionth of a euro, so a
+// price of 2.3 EUR is not 2.3000000000000003 next to a ceiling of 2.3.
+func eurPerMTok(eur float64) float64 { return math.Round(eur*1e9) / 1e9 }
+
 // partNames are the input's request-level parts, in the order of the
 // document; candidates come last.
-var partNames = [...]string{"request", "principal", "workspace", "classification", "budget", "time"}
+var partNames = [...]string{"request", "principal", "workspace", "classification", "budget", "budgets", "time"}
 
 // inputParts are an input's request-level parts, built when first needed.
 type inputParts [len(partNames)]*ast.Term
@@ -211,7 +226,12 @@ func (p *inputParts) get(in *Input, i int) *ast.Term {
 	case "classification":
 		p[i] = classificationTerm(in.Classification)
 	case "budget":
-		p[i] = obj(item("limited", ast.BooleanTerm(false)))
+		p[i] = budgetUnlimited
+		if len(in.Budgets) > 0 {
+			p[i] = budgetLimited
+		}
+	case "budgets":
+		p[i] = budgetsTerm(in.Budgets)
 	case "time":
 		p[i] = timeTerm(in.Now)
 	}
@@ -323,6 +343,8 @@ func workspaceTerm(w config.Workspace, t *config.Team) *ast.Term {
 		item("allow", stringsTerm(w.Allow)),
 		item("deny", stringsTerm(w.Deny)),
 		item("allow_loosening", ast.BooleanTerm(w.AllowLoosening)),
+		[2]*ast.Term{keyDowngradeFrom, downgradeFromTerm(w.DowngradeFrom)},
+		[2]*ast.Term{keyDowngradeMaxPrice, downgradePriceTerm(w.DowngradeMaxPrice)},
 		item("team", team),
 	)
 }
@@ -362,6 +384,116 @@ func classificationTerm(c *classify.Result) *ast.Term {
 		item("scan", ast.StringTerm(c.Scan)),
 		item("scan_limit", ast.StringTerm(c.ScanLimit)),
 	)
+}
+
+// The workspace's downgrade settings are shared terms in the common cases
+// (the defaults, and either mode), so they add no allocation per request.
+var (
+	keyDowngradeFrom     = ast.StringTerm("downgrade_from")
+	keyDowngradeMaxPrice = ast.StringTerm("downgrade_max_price")
+	downgradeFroms       = map[string]*ast.Term{"exceeded": ast.StringTerm("exceeded"), "warn": ast.StringTerm("warn")}
+	noDowngradePrice     = downgradePriceObj(config.DowngradePrice{})
+)
+
+func downgradeFromTerm(s string) *ast.Term {
+	if t := downgradeFroms[s]; t != nil {
+		return t
+	}
+	return ast.StringTerm(s)
+}
+
+func downgradePriceTerm(p config.DowngradePrice) *ast.Term {
+	if p == (config.DowngradePrice{}) {
+		return noDowngradePrice
+	}
+	return downgradePriceObj(p)
+}
+
+func downgradePriceObj(p config.DowngradePrice) *ast.Term {
+	return obj(item("input_per_mtok", num(p.InputPerMTok)), item("output_per_mtok", num(p.OutputPerMTok)))
+}
+
+// The budget parts of an input without budgets are shared: a request that
+// meets no downgrade budget builds nothing for them.
+var (
+	budgetUnlimited = obj(item("limited", ast.BooleanTerm(false)))
+	budgetLimited   = obj(item("limited", ast.BooleanTerm(true)))
+	noBudgets       = ast.ArrayTerm()
+)
+
+// Keys of a budget's object, shared by every request.
+var (
+	keyName     = ast.StringTerm("name")
+	keyScope    = ast.StringTerm("scope")
+	keySubject  = ast.StringTerm("subject")
+	keyPeriod   = ast.StringTerm("period")
+	keyLimit    = ast.StringTerm("limit_eur")
+	keyUsed     = ast.StringTerm("used_eur")
+	keyReserved = ast.StringTerm("reserved_eur")
+	keyRatio    = ast.StringTerm("ratio")
+	keyWarn     = ast.StringTerm("warn")
+	keyExceeded = ast.StringTerm("exceeded")
+	keyAction   = ast.StringTerm("action")
+	actionBlock = ast.StringTerm("block")
+	actionDown  = ast.StringTerm("downgrade")
+	termTrue    = ast.BooleanTerm(true)
+	termFalse   = ast.BooleanTerm(false)
+	scopeTerms  [ledger.ScopeModel + 1]*ast.Term
+	periodTerms [ledger.PeriodMonth + 1]*ast.Term
+)
+
+func init() {
+	for s := range scopeTerms {
+		scopeTerms[s] = ast.StringTerm(ledger.Scope(s).String())
+	}
+	for p := range periodTerms {
+		periodTerms[p] = ast.StringTerm(ledger.Period(p).String())
+	}
+}
+
+func boolTerm(b bool) *ast.Term {
+	if b {
+		return termTrue
+	}
+	return termFalse
+}
+
+// enumTerm is a shared term for a scope or period name.
+func enumTerm[E ledger.Scope | ledger.Period](terms []*ast.Term, e E) *ast.Term {
+	if int(e) < len(terms) {
+		return terms[e]
+	}
+	return ast.StringTerm(fmt.Sprint(e))
+}
+
+// budgetsTerm is the budgets array: one object per budget, in the ledger's
+// order (configured budgets, then the key's own).
+func budgetsTerm(bs []ledger.BudgetState) *ast.Term {
+	if len(bs) == 0 {
+		return noBudgets
+	}
+	ts := make([]*ast.Term, len(bs))
+	for i := range bs {
+		b := &bs[i]
+		action := actionBlock
+		if b.Downgrade {
+			action = actionDown
+		}
+		ts[i] = ast.NewTerm(ast.NewObject(
+			[2]*ast.Term{keyName, ast.StringTerm(b.Name)},
+			[2]*ast.Term{keyScope, enumTerm(scopeTerms[:], b.Scope)},
+			[2]*ast.Term{keySubject, ast.StringTerm(b.Subject)},
+			[2]*ast.Term{keyPeriod, enumTerm(periodTerms[:], b.Period)},
+			[2]*ast.Term{keyLimit, num(b.Limit.EUR())},
+			[2]*ast.Term{keyUsed, num(b.Used.EUR())},
+			[2]*ast.Term{keyReserved, num(b.Reserved.EUR())},
+			[2]*ast.Term{keyRatio, num(b.Ratio)},
+			[2]*ast.Term{keyWarn, boolTerm(b.Warn)},
+			[2]*ast.Term{keyExceeded, boolTerm(b.Exceeded)},
+			[2]*ast.Term{keyAction, action},
+		))
+	}
+	return ast.ArrayTerm(ts...)
 }
 
 func timeTerm(t time.Time) *ast.Term {

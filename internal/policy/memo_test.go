@@ -5,10 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/ledger"
 )
 
 // TestMemoKeysOnWhatTheLibraryReads: the shipped library reads no value
@@ -29,6 +32,51 @@ func TestMemoKeysOnWhatTheLibraryReads(t *testing.T) {
 		if e.memo.root.get(unread) != nil {
 			t.Errorf("input.%s is read", unread)
 		}
+	}
+	// Of the budgets, only names and flags: spend and ratio change with
+	// every request and would make every request an evaluation.
+	b := e.memo.root.get("budgets")
+	if b == nil || b.all || b.any == nil || b.any.all {
+		t.Fatalf("input.budgets read as %+v", b)
+	}
+	if got := b.any.names; !slices.Equal(got, []string{"action", "exceeded", "name", "warn"}) {
+		t.Errorf("input.budgets[_] fields read: %v", got)
+	}
+}
+
+// TestDecideSeesBudgets: the memo keys on the budgets' state, so the
+// request after a downgrade budget is exceeded is decided anew, and the
+// requests before it (spend growing) share one decision.
+func TestDecideSeesBudgets(t *testing.T) {
+	ctx := context.Background()
+	e, err := Load(ctx, Source{Library: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, cat := production(t)
+	ct := NewCatalogTerms(cat)
+	in := shippedRequest(c, false)
+	in.Workspace = c.Workspaces[0] // default: objective balanced
+	in.Candidates = newLiveState(cat, "openai").candidates("summarization", 500, 512)
+	var objectives []string
+	for i, used := range []float64{2, 4, 6, 8, 10, 12} {
+		in.Budgets = []ledger.BudgetState{{Name: "team-day", Scope: ledger.ScopeTeam, Subject: "support/cx", Period: ledger.PeriodDay,
+			Limit: ledger.FromEUR(10), Used: ledger.FromEUR(used), Ratio: used / 10, Warn: used >= 8, Exceeded: used >= 10, Downgrade: true}}
+		before := len(e.memo.cur)
+		d, err := e.Decide(ctx, in, ct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if evaluated := len(e.memo.cur) > before; evaluated != (i == 0 || i == 3 || i == 4) {
+			t.Errorf("used %v EUR: evaluated %v", used, evaluated)
+		}
+		objectives = append(objectives, d.Objective)
+		if want := used >= 10; (len(d.Downgrade) == 1) != want {
+			t.Errorf("used %v EUR: downgrade %v", used, d.Downgrade)
+		}
+	}
+	if want := []string{"balanced", "balanced", "balanced", "balanced", "cost", "cost"}; !slices.Equal(objectives, want) {
+		t.Errorf("objectives %v, want %v", objectives, want)
 	}
 }
 
@@ -72,6 +120,8 @@ deny contains "weekend" if {
 		in.Now = sunday.Add(time.Duration(i%5) * 11 * time.Hour)
 		in.Classification.Injection.Score = float64(i%4) / 4
 		in.Classification.InputTokens = 100 + i
+		in.Budgets = []ledger.BudgetState{{Name: "ws-day", Scope: ledger.ScopeWorkspace, Subject: "support", Period: ledger.PeriodDay,
+			Limit: ledger.FromEUR(10), Used: ledger.MicroEUR(i * 60_000), Ratio: float64(i) * 0.006, Warn: i >= 133, Exceeded: i >= 167, Downgrade: true}}
 		if i == 100 {
 			st.health.Failed("anthropic", "503", time.Hour)
 		}

@@ -161,6 +161,10 @@ func keyAllows(p auth.Principal, m *catalog.Model) bool {
 	return len(p.Models) == 0 || listed(p.Models, m)
 }
 
+// KeyAllows reports whether a store key limited to some models may use m
+// (every key without such a list may).
+func KeyAllows(p auth.Principal, m *catalog.Model) bool { return keyAllows(p, m) }
+
 // keyAllowsID is keyAllows for a model id (false for an unknown id).
 func (r *Router) keyAllowsID(p auth.Principal, id string) bool {
 	if len(p.Models) == 0 {

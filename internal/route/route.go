@@ -20,6 +20,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/decide"
 	"github.com/stellwerk/stellwerk/internal/health"
+	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/internal/reqpolicy"
@@ -69,6 +70,9 @@ type Request struct {
 	Principal    auth.Principal
 	HeaderPolicy string            // x-stellwerk-policy, "" when absent
 	Headers      map[string]string // selected client headers for the policy input
+	// Budgets is the principal's budget state for the policy input
+	// (ledger.State.Budgets from Peek), nil when the edge did not read it.
+	Budgets []ledger.BudgetState
 }
 
 // Result is a decision and everything that explains it.
@@ -82,8 +86,8 @@ type Result struct {
 	Selection     decide.Decision
 	// BaselineCostEUR is the estimated cost on the catalog's baseline model.
 	BaselineCostEUR float64
-	// Constraint is the strongest hard constraint in force ("eu residency"),
-	// "" when none.
+	// Constraint is the strongest hard constraint in force ("eu residency",
+	// "downgrade (budget cx-day)", or both joined by " + "), "" when none.
 	Constraint string
 }
 
@@ -142,7 +146,8 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 		Request: policy.RequestFacts{Path: req.Path, Model: chat.Model, Stream: chat.Stream, MaxTokens: chat.MaxTokens,
 			Tools: chat.Tools, ResponseFormat: chat.ResponseFormat, Metadata: chat.Metadata, User: chat.User,
 			Headers: req.Headers, Policy: res.ReqPolicy},
-		Principal: req.Principal, Workspace: ws, Team: team, Classification: &res.Class, Candidates: cands, Now: r.Now(),
+		Principal: req.Principal, Workspace: ws, Team: team, Classification: &res.Class, Budgets: req.Budgets,
+		Candidates: cands, Now: r.Now(),
 	}
 	eng := r.Policy.Current()
 	res.PolicyVersion = eng.Version
@@ -182,6 +187,9 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 	if res.Policy.Residency != "" {
 		constraint = res.Policy.Residency + " residency"
 	}
+	if len(res.Policy.Downgrade) > 0 {
+		constraint = downgradeConstraint(constraint, res.Policy.Downgrade)
+	}
 	res.Constraint = constraint
 	res.BaselineCostEUR = r.Catalog.Baseline.CostEUR(res.Class.InputTokens, outTokens)
 	def := r.Catalog.Default
@@ -198,4 +206,25 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 		SLAMS: res.ReqPolicy.SLAMS, Default: def, Constraint: constraint, RelativeQuality: ws.RelativeQuality,
 	})
 	return res, err
+}
+
+// downgradeConstraint adds the budgets whose downgrade is in force to the
+// constraint the explanation names: "eu residency + downgrade (budget
+// cx-day)".
+func downgradeConstraint(constraint string, budgets []string) string {
+	b := make([]byte, 0, len(constraint)+32)
+	if constraint != "" {
+		b = append(append(b, constraint...), " + "...)
+	}
+	b = append(b, "downgrade (budget"...)
+	if len(budgets) > 1 {
+		b = append(b, 's')
+	}
+	for i, name := range budgets {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(append(b, ' '), name...)
+	}
+	return string(append(b, ')'))
 }

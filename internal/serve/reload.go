@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -17,8 +18,11 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/health"
+	"github.com/stellwerk/stellwerk/internal/keys"
 	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/spend"
@@ -36,7 +40,8 @@ type generation struct {
 
 // build compiles a config into a generation. It does no I/O beyond reading
 // the files the config names, and changes nothing that is serving.
-func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learned, keySrc auth.Source, log *zap.Logger) (*generation, error) {
+func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learned, keySrc auth.Source, wks []xds.WorkspaceKey,
+	log *zap.Logger) (*generation, error) {
 	cat, err := catalog.New(cfg, env)
 	if err != nil {
 		return nil, err
@@ -50,7 +55,7 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	if err != nil {
 		return nil, err
 	}
-	ir, err := xds.FromConfig(cfg, cat)
+	ir, err := xds.FromConfig(cfg, cat, wks...)
 	if err != nil {
 		return nil, err
 	}
@@ -68,9 +73,21 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	// In an operator's Envoy, an LLM request must have matched stellwerk's
 	// own route (envoy/drop-in.yaml), or it would leave for another backend.
 	st.CheckRoute = cfg.Envoy.Mode == config.ModeClusters
-	if ln.led != nil && (len(limits.Budgets()) > 0 || len(limits.RateLimits()) > 0) {
-		st.Ledger = ln.led // requests without a limit to meet skip it
+	for _, wk := range wks {
+		for _, p := range cat.Providers() {
+			if p.Name != wk.Provider {
+				continue
+			}
+			if st.WorkspaceClusters == nil {
+				st.WorkspaceClusters = map[extproc.WorkspaceProvider]string{}
+			}
+			st.WorkspaceClusters[extproc.WorkspaceProvider{Workspace: wk.Workspace, Provider: p.Name}] = header.WorkspaceCluster(p.Cluster, wk.Workspace)
+		}
 	}
+	// Requests skip the ledger when neither the config nor their key has
+	// a limit for them to meet.
+	st.Notify = ln.hook
+	st.Ledger, st.Limited = ln.led, len(limits.Budgets()) > 0 || len(limits.RateLimits()) > 0
 	if ln.spend != nil {
 		st.Spend = ln.spend
 	}
@@ -84,7 +101,8 @@ type learned struct {
 	lat    *observe.Latency
 	health *health.Tracker
 	led    *ledger.Ledger
-	spend  spend.Recorder // nil: no ledger rows
+	hook   *notify.Webhook // budget events (nil: no webhook)
+	spend  spend.Recorder  // nil: no ledger rows
 }
 
 func healthPolicy(cfg *config.Config) health.Policy {
@@ -101,14 +119,19 @@ type reloader struct {
 	ps   route.PolicySource
 	ln   learned
 	keys auth.Source // the key store's table: one for the process, shared by every generation
-	log  *zap.Logger
-	pub  *xds.Publisher
-	ep   *extproc.Server
-	mu   sync.Mutex
-	cur  *generation
-	seen string // hash of the files last tried
-	err  string
-	at   time.Time
+	// store holds the workspaces' own provider keys, re-read when the
+	// table's generation (keyGen) moves.
+	store  *keys.Store
+	keyGen func() int64
+	gen    int64
+	log    *zap.Logger
+	pub    *xds.Publisher
+	ep     *extproc.Server
+	mu     sync.Mutex
+	cur    *generation
+	seen   string // hash of the files last tried
+	err    string
+	at     time.Time
 }
 
 // fingerprint hashes the config file and every file it names, credential
@@ -140,9 +163,14 @@ func (r *reloader) reload(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	fp := r.fingerprint(r.cur.cfg)
-	if fp == r.seen {
+	gen := r.gen
+	if r.keyGen != nil {
+		gen = r.keyGen()
+	}
+	if fp == r.seen && gen == r.gen {
 		return
 	}
+	r.gen = gen
 	r.seen, r.at = fp, time.Now()
 	cfg, err := Load(r.o)
 	if err == nil {
@@ -151,7 +179,10 @@ func (r *reloader) reload(ctx context.Context) {
 	}
 	var g *generation
 	if err == nil {
-		g, err = build(cfg, r.env, r.ps, r.ln, r.keys, r.log)
+		var wks []xds.WorkspaceKey
+		if wks, err = workspaceKeys(ctx, r.store); err == nil {
+			g, err = build(cfg, r.env, r.ps, r.ln, r.keys, wks, r.log)
+		}
 	}
 	var version string
 	if err == nil {
@@ -184,6 +215,8 @@ func restartOnly(old, cfg *config.Config) error {
 		return fmt.Errorf("server addresses changed: restart stellwerk to apply them")
 	case old.Policy.Dir != cfg.Policy.Dir || *old.Policy.Library != *cfg.Policy.Library:
 		return fmt.Errorf("policy source changed: restart stellwerk to apply it")
+	case !reflect.DeepEqual(old.Budgets.Webhook, cfg.Budgets.Webhook):
+		return fmt.Errorf("budgets.webhook changed: restart stellwerk to apply it")
 	case !reflect.DeepEqual(old.State, cfg.State):
 		return fmt.Errorf("state (key store, Redis, spend file, hash or master keys) changed: restart stellwerk to apply it")
 	}
@@ -212,3 +245,24 @@ func (r *reloader) current() (*generation, string, time.Time) {
 // envoyApplyTimeout bounds how long a reload waits for Envoy to accept the
 // new snapshot before routing by it.
 const envoyApplyTimeout = 5 * time.Second
+
+// workspaceKeys reads the workspaces' own provider keys (bring your own
+// key) for the control plane, the one place they are decrypted. No master
+// key configured: none can be stored, so there are none.
+func workspaceKeys(ctx context.Context, st *keys.Store) ([]xds.WorkspaceKey, error) {
+	if st == nil {
+		return nil, nil
+	}
+	var out []xds.WorkspaceKey
+	err := st.EachProviderSecret(ctx, func(ps keys.ProviderSecret) error {
+		out = append(out, xds.WorkspaceKey{Workspace: ps.Workspace, Provider: ps.Provider, Key: string(ps.Secret)})
+		return nil
+	})
+	if errors.Is(err, keys.ErrNoMasterKey) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("workspace provider keys: %w", err)
+	}
+	return out, nil
+}

@@ -3,12 +3,14 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/keys"
 	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/internal/spend"
@@ -129,8 +132,18 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 			log.Warn("writing the spend ledger's last rows on shutdown failed", zap.Error(err))
 		}
 	}()
-	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, spend: sw}
-	g, err := build(cfg, env, pm, ln, table, log)
+	hook, err := budgetWebhook(cfg, env, log.Named("budgets"))
+	if err != nil {
+		return err
+	}
+	defer hook.Close()
+	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw}
+	wks, err := workspaceKeys(ctx, ks)
+	if err != nil {
+		return err
+	}
+	keyGen := table.Generation()
+	g, err := build(cfg, env, pm, ln, table, wks, log)
 	if err != nil {
 		return err
 	}
@@ -142,7 +155,8 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return fmt.Errorf("xds: %w", err)
 	}
 	ep := extproc.New(g.state, log)
-	rl := &reloader{o: o, env: env, ps: pm, ln: ln, keys: table, log: log.Named("config"), pub: pub, ep: ep, cur: g}
+	rl := &reloader{o: o, env: env, ps: pm, ln: ln, keys: table, store: ks, keyGen: table.Generation, gen: keyGen,
+		log: log.Named("config"), pub: pub, ep: ep, cur: g}
 	rl.seen = rl.fingerprint(cfg)
 	go rl.watch(ctx, configReloadInterval)
 	cat := g.cat
@@ -201,6 +215,31 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		gs.Stop() // xDS streams never end on their own
 	}
 	return runErr
+}
+
+// budgetWebhook starts the poster of budget events, nil when none is
+// configured.
+func budgetWebhook(cfg *config.Config, env catalog.Env, log *zap.Logger) (*notify.Webhook, error) {
+	wh := cfg.Budgets.Webhook
+	if wh == nil {
+		return nil, nil
+	}
+	var secret []byte
+	switch {
+	case wh.SecretEnv != "":
+		secret = []byte(strings.TrimSpace(env.Getenv(wh.SecretEnv)))
+		if len(secret) == 0 {
+			return nil, fmt.Errorf("budgets.webhook.secret_env: %s is not set", wh.SecretEnv)
+		}
+	case wh.SecretFile != "":
+		b, err := os.ReadFile(wh.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("budgets.webhook.secret_file: %w", err)
+		}
+		secret = bytes.TrimSpace(b)
+	}
+	replica, _ := os.Hostname()
+	return notify.New(wh.URL, secret, replica, log), nil
 }
 
 // configReloadInterval is how often the config and the files it names are
@@ -265,7 +304,15 @@ func (s *status) SnapshotVersion() string { return s.pub.Version() }
 func (s *status) Budgets(r *http.Request) (any, error) {
 	q := r.URL.Query()
 	sub := ledger.Subject{Key: q.Get("key"), User: q.Get("user"), Team: q.Get("team"), Workspace: q.Get("workspace")}
-	st, err := s.led.Peek(r.Context(), &ledger.Request{Subject: sub, Model: q.Get("model")})
+	req := &ledger.Request{Subject: sub, Model: q.Get("model")}
+	if sub.Key != "" && s.keys != nil { // a store key's own limits too
+		if k, err := s.keys.Get(r.Context(), sub.Key); err == nil && !k.Limits.IsZero() {
+			if kl, err := ledger.KeyLimitsFromConfig(k.ID, &k.Limits, s.led.Limits().Location()); err == nil {
+				req.Extra = kl
+			}
+		}
+	}
+	st, err := s.led.Peek(r.Context(), req)
 	if err != nil {
 		return nil, err
 	}

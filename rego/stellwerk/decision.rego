@@ -27,6 +27,7 @@ decision := {
 	"log_level": _log_level,
 	"tags": tags,
 	"residency": _decision_residency,
+	"downgrade": _downgrade_budgets,
 }
 
 # _decision_residency is the residency requirement when it excluded a
@@ -37,11 +38,13 @@ else := ""
 
 # exclude merges the rule families into one object, candidate id -> reason.
 # A model excluded by several families gets the reason of the first in this
-# priority: access, secrets, injection, residency, risk, custom (excluded).
+# priority: access, secrets, injection, residency, risk, budget, custom
+# (excluded).
 # object.union_n lets the right-most object win, so the list runs from the
 # lowest priority to the highest.
 exclude := object.union_n([
 	_custom_exclude,
+	_budget_exclude,
 	_risk_exclude,
 	_residency_exclude,
 	_injection_exclude,

@@ -4,13 +4,14 @@ import data.stellwerk
 
 test_decision_has_exactly_the_contract_keys if {
 	d := decide(restricted)
-	object.keys(d) == {"deny", "exclude", "objective", "quality_floor", "max_cost_eur", "redact", "log_level", "tags", "residency"}
+	object.keys(d) == {"deny", "exclude", "objective", "quality_floor", "max_cost_eur", "redact", "log_level", "tags", "residency", "downgrade"}
 	is_set(d.deny)
 	is_object(d.exclude)
 	is_array(d.redact)
 	is_string(d.log_level)
 	is_object(d.tags)
 	is_string(d.residency)
+	is_array(d.downgrade)
 }
 
 test_decision_with_an_empty_input if {

@@ -7,6 +7,7 @@ candidate(id, provider, residency, tier) := {
 	"id": id, "provider": provider, "provider_model": id, "region": "r",
 	"residency": residency, "assurance_tier": tier,
 	"price": {"input_per_mtok": 1, "output_per_mtok": 2, "currency": "EUR"},
+	"price_eur": {"input_per_mtok": 1, "output_per_mtok": 2},
 	"estimated_cost_eur": 0.001, "context_window": 128000, "max_output_tokens": 8192,
 	"capabilities": {"tools": true, "vision": false, "json_mode": true, "streaming": true},
 	"healthy": true, "latency_ms": 900, "quality": 0.8,
@@ -37,6 +38,7 @@ base := {
 		"scan": "complete", "scan_limit": "",
 	},
 	"budget": {"limited": false},
+	"budgets": [],
 	"candidates": candidates,
 }
 
@@ -61,5 +63,6 @@ test_base_decision_is_empty if {
 		"log_level": "",
 		"tags": {},
 		"residency": "",
+		"downgrade": [],
 	}
 }

@@ -1,8 +1,12 @@
 package stellwerk
 
-# _objective: the request's optimize, else the workspace's objective, else
-# balanced.
-_objective := o if {
+# _objective: cost while a downgrade budget is in force and the workspace
+# sets no downgrade price ceiling (budget.rego), else the request's
+# optimize, else the workspace's objective, else balanced.
+_objective := "cost" if {
+	_downgrade
+	not _downgrade_ceiling
+} else := o if {
 	o := input.request.policy.optimize
 	o != ""
 } else := o if {

@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
+)
+
+// TestWorkspaceOwnProviderKey (issue 13, bring your own key): a workspace's
+// own key for a provider, stored through the admin API (encrypted at
+// rest), reaches Envoy as a secret and is what that provider receives for
+// the workspace's requests, on the first attempt and on a failover; every
+// other workspace keeps the shared key. The key is never in an admin
+// answer, the config dump or stellwerk's log.
+func TestWorkspaceOwnProviderKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	master := filepath.Join(dir, "master.key")
+	if err := os.WriteFile(master, []byte(strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := failoverStackWith(t, func(c *config.Config) {
+		c.Auth.Mode = "keys"
+		c.Workspaces = append(c.Workspaces, config.Workspace{Name: "legal", Objective: "cost"})
+		c.Keys = []config.Key{
+			{ID: "legal-bot", SHA256: auth.Hash("sk-legal-client"), Workspace: "legal"},
+			{ID: "dev", SHA256: auth.Hash("sk-dev-client"), Workspace: "default"},
+		}
+		c.State.MasterKeys = []config.MasterKey{{ID: "m1", File: master}}
+	})
+	primary, claude := s.Providers["primary"], s.Providers["claude"]
+	const ownOpenAI, ownAnthropic = "sk-legal-own-openai-key", "sk-ant-legal-own-key"
+	primary.AlsoAccept(ownOpenAI)
+	claude.AlsoAccept(ownAnthropic)
+	for path, secret := range map[string]string{"/admin/provider-keys/legal/primary": ownOpenAI, "/admin/provider-keys/legal/claude": ownAnthropic} {
+		if resp, b := adminDo(t, s, "PUT", path, `{"secret":"`+secret+`"}`); resp.StatusCode/100 != 2 || strings.Contains(string(b), secret) {
+			t.Fatalf("PUT %s: %d %s", path, resp.StatusCode, b)
+		}
+	}
+	chat := func(key string) (*http.Response, []byte) {
+		return post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hello"}]}`,
+			map[string]string{"Authorization": "Bearer " + key})
+	}
+
+	// The key store's change reaches Envoy within a few seconds (a reload
+	// waits for Envoy to accept the new clusters before routing to them).
+	stored := time.Now()
+	deadline := stored.Add(10 * time.Second)
+	for {
+		resetAll(s)
+		resp, b := chat("sk-legal-client")
+		if resp.StatusCode != 200 {
+			t.Fatalf("legal: %d %s", resp.StatusCode, b)
+		}
+		if got := primary.Requests()[0].Header.Get("Authorization"); got == "Bearer "+ownOpenAI {
+			t.Logf("the workspace's own key was in use %.1fs after it was stored", time.Since(stored).Seconds())
+			break
+		} else if got != "Bearer sk-primary" || time.Now().After(deadline) {
+			t.Fatalf("legal's request reached the provider with %q", got)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	resetAll(s)
+	if resp, b := chat("sk-dev-client"); resp.StatusCode != 200 || primary.Requests()[0].Header.Get("Authorization") != "Bearer sk-primary" {
+		t.Errorf("another workspace: %d %s, provider saw %q", resp.StatusCode, b, primary.Requests()[0].Header.Get("Authorization"))
+	}
+
+	// Failover: the retry's egress listener picks legal's Anthropic key.
+	resetAll(s)
+	primary.SetBehavior(mockllm.Behavior{Status: 503})
+	resp, b := chat("sk-legal-client")
+	if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "claude" || len(claude.Requests()) != 1 ||
+		claude.Requests()[0].Header.Get("x-api-key") != ownAnthropic || primary.Requests()[0].Header.Get("Authorization") != "Bearer "+ownOpenAI {
+		t.Errorf("failover: %d %s; claude saw %v", resp.StatusCode, b, claude.Requests())
+	}
+	for _, r := range append(primary.Requests(), claude.Requests()...) {
+		for k := range r.Header {
+			if strings.HasPrefix(strings.ToLower(k), "x-stellwerk-") {
+				t.Errorf("a provider got the internal header %s", k)
+			}
+		}
+	}
+
+	// Nowhere to be read back.
+	for _, path := range []string{"/admin/provider-keys", "/config", "/status"} {
+		r, err := s.AdminGet(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		if strings.Contains(string(rb), ownOpenAI) || strings.Contains(string(rb), ownAnthropic) {
+			t.Errorf("GET %s shows a workspace key", path)
+		}
+	}
+	if r, err := http.Get(s.EnvoyAdmin + "/config_dump?include_eds"); err == nil {
+		rb, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		if strings.Contains(string(rb), ownOpenAI) || !strings.Contains(string(rb), "stellwerk_credential_primary__ws_legal") {
+			t.Errorf("Envoy's config dump: key shown %v, secret named %v", strings.Contains(string(rb), ownOpenAI),
+				strings.Contains(string(rb), "stellwerk_credential_primary__ws_legal"))
+		}
+	}
+	if log := s.Log("stellwerk"); strings.Contains(log, ownOpenAI) || strings.Contains(log, ownAnthropic) {
+		t.Errorf("stellwerk's log shows a workspace key")
+	}
+}
