@@ -278,8 +278,14 @@ func (p *edge) endReservation() {
 		p.settle(meter.Charge{EUR: p.reservedEUR.EUR(), Usage: meter.Usage{PromptTokens: p.class.InputTokens, Estimated: true}}, st)
 		return
 	}
-	if p.respStatus == "" && len(p.attempts) == 0 {
-		p.record(meter.Charge{}, spend.Interrupted) // no answer at all: the stream ended first
+	if p.respStatus == "" && len(p.attempts) == 0 && !p.routedAt.IsZero() && p.served != nil {
+		// The client went away after the request left and before any
+		// answer came: the provider has read the prompt (and may be
+		// writing), so the prompt is charged, as an estimate; never zero.
+		u := meter.Usage{PromptTokens: p.class.InputTokens, Estimated: true}
+		p.log.Info("client went away before the answer; the prompt is charged as an estimate", zap.String("decision_id", p.id))
+		p.settle(meter.Meter(p.served, p.state.Router.Catalog.Baseline, u), spend.Interrupted)
+		return
 	}
 	p.release()
 }
