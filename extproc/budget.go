@@ -327,5 +327,6 @@ func (p *edge) record(c meter.Charge, st spend.Status) {
 	pr, m := &p.principal, p.served
 	rec.Record(spend.Row{Time: at, DecisionID: p.id, KeyID: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace,
 		Model: m.ID, Provider: m.Provider.Name, TokensIn: int64(c.Usage.PromptTokens), TokensOut: int64(c.Usage.CompletionTokens),
-		Cost: ledger.FromEUR(c.EUR), Estimated: c.Usage.Estimated, Status: st})
+		TokensCached: int64(c.Usage.CachedTokens),
+		Cost:         ledger.FromEUR(c.EUR), Estimated: c.Usage.Estimated, Status: st})
 }

@@ -53,6 +53,7 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 		estimated     bool
 		budgetsToo    bool
 		skipRowChecks bool
+		cached        int64
 	}
 	for name, tc := range map[string]struct {
 		msgs []*extprocv3.ProcessingRequest
@@ -60,8 +61,8 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 		want want
 	}{
 		"json served": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json"),
-			respBodyMsg(`{"choices":[],"usage":{"prompt_tokens":1000,"completion_tokens":500}}`, true)},
-			rows: 1, want: want{status: spend.Served, in: 1000, out: 500, cost: 7000}},
+			respBodyMsg(`{"choices":[],"usage":{"prompt_tokens":1000,"completion_tokens":500,"prompt_tokens_details":{"cached_tokens":600}}}`, true)},
+			rows: 1, want: want{status: spend.Served, in: 1000, out: 500, cached: 600, cost: 7000}},
 		"json body never came": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json")},
 			rows: 1, want: want{status: spend.Interrupted, cost: -1, estimated: true}},
 		"json without usage": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json"),
@@ -70,7 +71,8 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 		"provider error": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("500", "application/json"),
 			respBodyMsg(`{"error":{"message":"boom"}}`, true)},
 			rows: 1, want: want{status: spend.Failed}},
-		"no answer before the stream ended": {rows: 1, want: want{status: spend.Interrupted}},
+		// The provider has read the prompt: it is charged, estimated.
+		"no answer before the stream ended": {rows: 1, want: want{status: spend.Interrupted, estimated: true, cost: -2}},
 		"stream complete": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "text/event-stream"),
 			respBodyMsg(oaiChunk, false),
 			respBodyMsg(`data: {"choices":[],"usage":{"prompt_tokens":40,"completion_tokens":3}}`+"\n\ndata: [DONE]\n\n", true)},
@@ -110,6 +112,15 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 				if w.skipRowChecks {
 					if r.Cost <= 0 || r.TokensOut < 1 {
 						t.Errorf("an interrupted stream is charged what was generated, never zero: %+v", r)
+					}
+					return
+				}
+				if r.TokensCached != w.cached {
+					t.Errorf("cached tokens %d, want %d", r.TokensCached, w.cached)
+				}
+				if w.cost == -2 { // the prompt, estimated
+					if r.Cost <= 0 || r.TokensIn <= 0 || r.TokensOut != 0 {
+						t.Errorf("the prompt is charged, estimated: %+v", r)
 					}
 					return
 				}
