@@ -418,6 +418,25 @@ func (c *Config) include(base string) error {
 	return nil
 }
 
+// resolvePaths makes every other path the file names relative to the
+// file's directory, as catalog, evals and state are: policy.dir, provider
+// credential files, the budget webhook's secret file. (envoy.ca_bundle is
+// Envoy's to read, on its own host: it is passed on as written.)
+func (c *Config) resolvePaths(base string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	abs(&c.Policy.Dir)
+	for i := range c.Providers {
+		abs(&c.Providers[i].Credential.File)
+	}
+	if c.Budgets.Webhook != nil {
+		abs(&c.Budgets.Webhook.SecretFile)
+	}
+}
+
 // Decode parses a config document, rejecting unknown fields, applies defaults
 // and validates it.
 func Decode(r io.Reader) (*Config, error) { return decode(r, ".") }
@@ -440,6 +459,7 @@ func decode(r io.Reader, base string) (*Config, error) {
 		return nil, err
 	}
 	c.resolveState(base)
+	c.resolvePaths(base)
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
