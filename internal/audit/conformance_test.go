@@ -89,11 +89,11 @@ func decision(i int, ws string) *Record {
 		RequestPolicy:  &RequestPolicy{Fingerprint: "4f0c1e2d3a4b5c6d", Policy: []byte(`{"optimize":"cost","residency":"eu"}`)},
 		Versions:       Versions{Policy: "pv-1a2b3c", Config: ContentHash([]byte("config")), Catalog: ContentHash([]byte("catalog"))},
 		Constraint:     "eu residency", Objective: "cost", Chosen: "mistral-small", Served: "mistral-small", Provider: "mistral",
-		Reason:    "cheapest eligible model meeting quality 0.70 for summarize (eu residency)",
-		Fallbacks: []string{"gpt-4o-mini-eu", "claude-haiku-eu"},
-		Attempts:  []Attempt{{Model: "mistral-small", Provider: "mistral", Status: 200, LatencyMS: 412.5, Outcome: "served"}},
-		Usage:     &Usage{PromptTokens: 229, CompletionTokens: 88},
-		Cost:      &Cost{EUR: 0.000041, Amount: 0.000045, Currency: "USD", Source: "provider_usage", BaselineModel: "gpt-4o", BaselineEUR: 0.0014, SavingEUR: 0.00136},
+		Reason:     "cheapest eligible model meeting quality 0.70 for summarize (eu residency)",
+		Fallbacks:  []string{"gpt-4o-mini-eu", "claude-haiku-eu"},
+		Attempts:   []Attempt{{Model: "mistral-small", Provider: "mistral", Status: 200, LatencyMS: 412.5, Outcome: "served"}},
+		Usage:      &Usage{PromptTokens: 229, CompletionTokens: 88},
+		Cost:       &Cost{EUR: 0.000041, Amount: 0.000045, Currency: "USD", Source: "provider_usage", BaselineModel: "gpt-4o", BaselineEUR: 0.0014, SavingEUR: 0.00136},
 		OverheadUS: 412, Status: 200}
 	for j, m := range []string{"mistral-small", "gpt-4o-mini-eu", "claude-haiku-eu", "gpt-4o", "claude-sonnet", "llama-70b-onprem", "gemini-flash", "mistral-large"} {
 		c := Candidate{Model: m, Provider: strings.Split(m, "-")[0], Verdict: "eligible", EstimatedCostEUR: 0.00004 * float64(j+1), Quality: 0.7 + 0.03*float64(j), LatencyMS: 300 + 50*j, Residency: "eu"}

@@ -144,16 +144,22 @@ func Open(ctx context.Context, st *Store, signer *Signer, o Options, log *zap.Lo
 	l := &Log{st: st, signer: signer, log: log, o: o, writer: o.Replica + "/" + hex.EncodeToString(boot), now: time.Now,
 		in: make(chan *Record, o.Buffer), flushes: make(chan chan error), stop: make(chan struct{}), done: make(chan struct{}),
 		backoff: o.BatchInterval}
-	if o.Spool {
-		if err := os.MkdirAll(o.SpoolDir, 0o700); err != nil {
-			return nil, fmt.Errorf("audit spool: %w", err)
-		}
+	if o.SpoolDir != "" {
+		// Spools of earlier writers are written whatever the mode is now.
 		n, err := replaySpools(ctx, st, o.SpoolDir, o.BatchSize)
 		if err != nil {
 			return nil, fmt.Errorf("audit spool: %w", err)
 		}
 		if n > 0 {
 			log.Info("audit records from an earlier spool written to the store", zap.Int("records", n))
+		}
+	}
+	if o.Spool {
+		if o.SpoolDir == "" {
+			return nil, errors.New("audit: on_store_down spool needs a spool directory")
+		}
+		if err := os.MkdirAll(o.SpoolDir, 0o700); err != nil {
+			return nil, fmt.Errorf("audit spool: %w", err)
 		}
 		l.spool = newSpool(filepath.Join(o.SpoolDir, spoolName(l.writer)))
 	}

@@ -170,5 +170,3 @@ func TestWholeWriterDeleted(t *testing.T) {
 		}
 	})
 }
-
-
