@@ -118,12 +118,12 @@ func TestRetention(t *testing.T) {
 		if res, _ := st.Prune(context.Background(), Retention{Workspaces: map[string]time.Duration{"support": 30 * 24 * time.Hour}}, time.Now()); res.Pruned+res.Compacted != 0 {
 			t.Errorf("second prune %+v", res)
 		}
-		exec(t, db, `UPDATE audit_entries SET body = REPLACE(body, 'legal', 'LEGAL') WHERE writer = $1 AND seq = 22`, w.Writer)
+		sqlExec(t, db, `UPDATE audit_entries SET body = REPLACE(body, 'legal', 'LEGAL') WHERE writer = $1 AND seq = 22`, w.Writer)
 		if rep := mustVerify(t, st, keys, VerifyOptions{}); rep.OK() || rep.Problems[0].Seq != 22 {
 			t.Errorf("tamper after retention: %s", problems(rep))
 		}
 		// Removing a pruned row is still a deletion.
-		exec(t, db, `DELETE FROM audit_entries WHERE writer = $1 AND seq = 23`, w.Writer)
+		sqlExec(t, db, `DELETE FROM audit_entries WHERE writer = $1 AND seq = 23`, w.Writer)
 		if rep := mustVerify(t, st, keys, VerifyOptions{}); !strings.Contains(problems(rep), "seq 23: deleted") {
 			t.Errorf("deleted tombstone: %s", problems(rep))
 		}

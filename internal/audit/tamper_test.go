@@ -25,7 +25,7 @@ func writeChain(t *testing.T, st *Store, s *Signer) string {
 	return l.Writer()
 }
 
-func exec(t *testing.T, db *store.DB, q string, args ...any) {
+func sqlExec(t *testing.T, db *store.DB, q string, args ...any) {
 	t.Helper()
 	if _, err := db.SQL.ExecContext(context.Background(), q, args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
@@ -45,7 +45,7 @@ func entryAt(t *testing.T, st *Store, writer string, seq uint64) Entry {
 // putEntry overwrites the row at e.Seq with e's fields.
 func putEntry(t *testing.T, db *store.DB, e Entry, atSeq uint64) {
 	t.Helper()
-	exec(t, db, `UPDATE audit_entries SET time_us = $1, kind = $2, workspace = $3, decision_id = $4, prev = $5, body_sha256 = $6,
+	sqlExec(t, db, `UPDATE audit_entries SET time_us = $1, kind = $2, workspace = $3, decision_id = $4, prev = $5, body_sha256 = $6,
 		hash = $7, body = $8 WHERE writer = $9 AND seq = $10`, TimeUS(e.Time), e.Kind, e.Workspace, e.ID, e.Prev, e.BodySHA256, e.Hash,
 		string(e.Body), e.Writer, int64(atSeq))
 }
@@ -62,10 +62,10 @@ func TestTamperDetected(t *testing.T) {
 	}
 	cases := map[string]tamper{
 		"body edited": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
-			exec(t, db, `UPDATE audit_entries SET body = REPLACE(body, 'mistral-small', 'gpt-4o') WHERE writer = $1 AND seq = 7`, w)
+			sqlExec(t, db, `UPDATE audit_entries SET body = REPLACE(body, 'mistral-small', 'gpt-4o') WHERE writer = $1 AND seq = 7`, w)
 		}, kind: ProblemModified, seq: 7, detail: "content"},
 		"column edited": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
-			exec(t, db, `UPDATE audit_entries SET workspace = 'other' WHERE writer = $1 AND seq = 12`, w)
+			sqlExec(t, db, `UPDATE audit_entries SET workspace = 'other' WHERE writer = $1 AND seq = 12`, w)
 		}, kind: ProblemModified, seq: 12, detail: "columns"},
 		"rewritten with recomputed hashes": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
 			e := entryAt(t, st, w, 9)
@@ -74,11 +74,11 @@ func TestTamperDetected(t *testing.T) {
 			putEntry(t, db, e, 9)
 		}, kind: ProblemModified, seq: 9, detail: "rewritten"},
 		"deleted": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
-			exec(t, db, `DELETE FROM audit_entries WHERE writer = $1 AND seq = 15`, w)
+			sqlExec(t, db, `DELETE FROM audit_entries WHERE writer = $1 AND seq = 15`, w)
 		}, kind: ProblemDeleted, seq: 15, detail: "missing"},
 		"inserted (later records renumbered)": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
 			for seq := 40; seq >= 25; seq-- {
-				exec(t, db, `UPDATE audit_entries SET seq = seq + 1 WHERE writer = $1 AND seq = $2`, w, seq)
+				sqlExec(t, db, `UPDATE audit_entries SET seq = seq + 1 WHERE writer = $1 AND seq = $2`, w, seq)
 			}
 			prev := entryAt(t, st, w, 24)
 			forged := Entry{Writer: w, Seq: 25, Time: prev.Time, Kind: KindDecision, Workspace: "support", ID: "forged",
@@ -94,10 +94,10 @@ func TestTamperDetected(t *testing.T) {
 			putEntry(t, db, a, 31)
 		}, kind: ProblemReordered, seq: 30, detail: "stored as seq [30 31]"},
 		"tail truncated": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
-			exec(t, db, `DELETE FROM audit_entries WHERE writer = $1 AND seq > 36`, w)
+			sqlExec(t, db, `DELETE FROM audit_entries WHERE writer = $1 AND seq > 36`, w)
 		}, kind: ProblemTruncated, seq: 37, detail: "signed by checkpoint 40"},
 		"checkpoint forged": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
-			exec(t, db, `UPDATE audit_checkpoints SET hash = $1 WHERE writer = $2 AND seq = 40`, strings.Repeat("0", 64), w)
+			sqlExec(t, db, `UPDATE audit_checkpoints SET hash = $1 WHERE writer = $2 AND seq = 40`, strings.Repeat("0", 64), w)
 		}, kind: ProblemSignature, seq: 40, detail: "signature does not verify"},
 		"signed by an unknown key": {do: func(t *testing.T, db *store.DB, st *Store, w string) {}, otherKey: true,
 			kind: ProblemSignature, seq: 0, detail: "not among the trusted"},
@@ -119,8 +119,8 @@ func TestTamperDetected(t *testing.T) {
 		for name, tc := range cases {
 			t.Run(name, func(t *testing.T) {
 				st := openStore(t, db)
-				exec(t, db, `DELETE FROM audit_entries`)
-				exec(t, db, `DELETE FROM audit_checkpoints`)
+				sqlExec(t, db, `DELETE FROM audit_entries`)
+				sqlExec(t, db, `DELETE FROM audit_checkpoints`)
 				s := testSigner("a")
 				w := writeChain(t, st, s)
 				wantOK(t, mustVerify(t, st, []PublicKey{s.Public()}, VerifyOptions{}))
@@ -162,8 +162,8 @@ func TestWholeWriterDeleted(t *testing.T) {
 		second := writeChain(t, st, s)
 		keys := []PublicKey{s.Public()}
 		wantOK(t, mustVerify(t, st, keys, VerifyOptions{}))
-		exec(t, db, `DELETE FROM audit_entries WHERE writer = $1`, first)
-		exec(t, db, `DELETE FROM audit_checkpoints WHERE writer = $1`, first)
+		sqlExec(t, db, `DELETE FROM audit_entries WHERE writer = $1`, first)
+		sqlExec(t, db, `DELETE FROM audit_checkpoints WHERE writer = $1`, first)
 		rep := mustVerify(t, st, keys, VerifyOptions{})
 		if len(rep.Problems) != 1 || rep.Problems[0].Writer != second || rep.Problems[0].Kind != ProblemDeleted {
 			t.Errorf("got:\n%s", problems(rep))
