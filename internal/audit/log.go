@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -408,7 +409,7 @@ func (l *Log) noteOldest(batch []*Record) {
 // commit seals a batch into the chain and writes what is pending.
 func (l *Log) commit(batch []*Record) {
 	for _, r := range batch {
-		body, err := json.Marshal(r)
+		body, err := jsonRecord(r)
 		if err != nil {
 			l.failed.Add(1)
 			l.log.Error("audit record cannot be encoded; not written", zap.String("id", r.ID), zap.String("kind", r.Kind), zap.Error(err))
@@ -542,4 +543,17 @@ func (l *Log) retain(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// jsonRecord is a record's encoding: encoding/json of Record (struct
+// fields in declaration order, map keys sorted, no HTML escaping). The
+// bytes are hashed and stored as they are; verification never re-encodes.
+func jsonRecord(r *Record) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(r); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

@@ -63,6 +63,23 @@ func (s *Signer) Sign(c *Checkpoint) {
 // the state directory, generating it (mode 0600) on first use when none is
 // configured. generated reports a new key.
 func LoadSigner(a config.Audit, stateDir string, getenv func(string) string) (s *Signer, generated bool, err error) {
+	return loadSigner(a, stateDir, getenv, true)
+}
+
+// ErrNoKey: no signing key is configured and none was generated yet.
+var ErrNoKey = errors.New("no audit signing key: audit.signing_key is not set and none was generated into state.dir")
+
+// LoadPublic is the public half of the signing key LoadSigner would use,
+// without generating one (for verify on the machine that signs).
+func LoadPublic(a config.Audit, stateDir string, getenv func(string) string) (PublicKey, error) {
+	s, _, err := loadSigner(a, stateDir, getenv, false)
+	if err != nil {
+		return PublicKey{}, err
+	}
+	return s.Public(), nil
+}
+
+func loadSigner(a config.Audit, stateDir string, getenv func(string) string, generate bool) (s *Signer, generated bool, err error) {
 	if a.SigningKey.IsSet() {
 		v, err := store.ReadSecret(a.SigningKey, getenv)
 		if err != nil {
@@ -86,6 +103,8 @@ func LoadSigner(a config.Audit, stateDir string, getenv func(string) string) (s 
 		return NewSigner(priv), false, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, false, fmt.Errorf("audit signing key: %w", err)
+	} else if !generate {
+		return nil, false, ErrNoKey
 	}
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, false, fmt.Errorf("state.dir: %w", err)
@@ -101,7 +120,7 @@ func LoadSigner(a config.Audit, stateDir string, getenv func(string) string) (s 
 	// O_EXCL: two processes starting together keep the first key.
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
-		return LoadSigner(a, stateDir, getenv)
+		return loadSigner(a, stateDir, getenv, false)
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("audit signing key: %w", err)

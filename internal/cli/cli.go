@@ -40,6 +40,7 @@ Usage:
   stellwerk keys create|list|show|rotate|revoke …   manage the key store's virtual keys (docs/keys.md)
   stellwerk keys provider set|list|delete …         a workspace's own provider keys (encrypted)
   stellwerk keys rotate-master         re-encrypt provider keys under the first master key
+  stellwerk audit verify|export|pubkey|prune …      the tamper-evident audit log (docs/audit.md)
   stellwerk version                    print the version
 
 Run "stellwerk <command> -h" for the flags of a command.
@@ -73,6 +74,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runPolicyTest(ctx, args[2:], stdout, stderr)
 	case "keys":
 		return runKeys(ctx, args[1:], stdin, stdout, stderr)
+	case "audit":
+		return runAudit(ctx, args[1:], stdout, stderr)
 	case "evals":
 		return runEvalsImport(args[1:], stdout, stderr)
 	case "config":
