@@ -132,6 +132,10 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	if ks, ok := s.(KeyService); ok {
 		registerKeys(mux, guarded, ks, log)
 	}
+	// The audit log's public key and records (docs/audit.md).
+	if as, ok := s.(AuditService); ok {
+		registerAudit(guarded, as, log)
+	}
 	// Anything else is a 404, but only to a caller with a token: probing
 	// without one learns nothing.
 	guarded("/", readers, func(w http.ResponseWriter, r *http.Request) {

@@ -457,13 +457,30 @@ func (l *Log) flushPending(final bool) {
 	if !final && l.storeDown.Load() && now.Before(l.retry) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), l.o.StoreTimeout)
-	err := l.st.Append(ctx, l.pending, l.pendingCPs)
-	cancel()
+	// One transaction per batch: a backlog (the store was down) is
+	// written in steps that each fit the timeout.
+	var err error
+	done := 0
+	for err == nil && (done < len(l.pending) || len(l.pendingCPs) > 0) {
+		n := min(len(l.pending)-done, l.o.BatchSize)
+		var cps []Checkpoint
+		if done+n == len(l.pending) {
+			cps = l.pendingCPs
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), l.o.StoreTimeout)
+		err = l.st.Append(ctx, l.pending[done:done+n], cps)
+		cancel()
+		if err == nil {
+			done += n
+			l.written.Add(int64(n))
+			l.checkpoints.Add(int64(len(cps)))
+			if cps != nil {
+				l.pendingCPs = l.pendingCPs[:0]
+			}
+		}
+	}
+	l.pending = append(l.pending[:0], l.pending[done:]...)
 	if err == nil {
-		l.written.Add(int64(len(l.pending)))
-		l.checkpoints.Add(int64(len(l.pendingCPs)))
-		l.pending, l.pendingCPs = l.pending[:0], l.pendingCPs[:0]
 		if l.storeDown.Swap(false) {
 			l.log.Info("audit store reachable again")
 		}

@@ -90,7 +90,7 @@ func (s *Store) Append(ctx context.Context, entries []Entry, cps []Checkpoint) e
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
 		for len(entries) > 0 {
 			n := min(len(entries), rowsPerInsert)
-			if err := insertEntries(ctx, tx, entries[:n]); err != nil {
+			if err := insertEntries(ctx, tx, s.db.Dialect, entries[:n]); err != nil {
 				return err
 			}
 			entries = entries[n:]
@@ -107,7 +107,10 @@ func (s *Store) Append(ctx context.Context, entries []Entry, cps []Checkpoint) e
 	})
 }
 
-func insertEntries(ctx context.Context, tx *sql.Tx, es []Entry) error {
+// insertEntries writes rows with one multi-row INSERT. SQLite gets "?"
+// placeholders: it resolves each "$n" by a linear search over the
+// statement's names, which made a 256-row insert quadratic.
+func insertEntries(ctx context.Context, tx *sql.Tx, dialect store.Dialect, es []Entry) error {
 	var b strings.Builder
 	b.Grow(64 + len(es)*48)
 	b.WriteString(`INSERT INTO audit_entries (` + entryColumns + `) VALUES `)
@@ -122,8 +125,12 @@ func insertEntries(ctx context.Context, tx *sql.Tx, es []Entry) error {
 			if j > 1 {
 				b.WriteByte(',')
 			}
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(i*10 + j))
+			if dialect == store.SQLite {
+				b.WriteByte('?')
+			} else {
+				b.WriteByte('$')
+				b.WriteString(strconv.Itoa(i*10 + j))
+			}
 		}
 		b.WriteByte(')')
 		var body any
