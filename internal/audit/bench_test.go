@@ -88,6 +88,7 @@ func BenchmarkLogThroughput(b *testing.B) {
 			st := openStore(b, be.open(b))
 			o := testOptions(b)
 			o.BatchInterval, o.BatchSize, o.Buffer = 50*time.Millisecond, 512, 1<<16
+			o.StoreTimeout = time.Minute
 			l := openLog(b, st, testSigner("a"), o)
 			const n = 20000
 			recs := make([]*Record, n)
@@ -103,9 +104,7 @@ func BenchmarkLogThroughput(b *testing.B) {
 						time.Sleep(100 * time.Microsecond)
 					}
 				}
-				if err := l.Flush(context.Background()); err != nil {
-					b.Fatal(err)
-				}
+				flush(b, l)
 			}
 			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "records/s")
 		})

@@ -67,7 +67,7 @@ func openStore(t testing.TB, db *store.DB) *Store {
 
 func testOptions(t testing.TB) Options {
 	return Options{Replica: "r1", BatchInterval: 5 * time.Millisecond, BatchSize: 64, Buffer: 4096,
-		CheckpointInterval: time.Hour, SpoolDir: filepath.Join(t.TempDir(), "spool"), StoreTimeout: 2 * time.Second}
+		CheckpointInterval: time.Hour, SpoolDir: filepath.Join(t.TempDir(), "spool"), StoreTimeout: 10 * time.Second}
 }
 
 func openLog(t testing.TB, st *Store, s *Signer, o Options) *Log {
@@ -122,10 +122,20 @@ func recordN(t testing.TB, l *Log, from, n int, ws ...string) {
 
 func flush(t testing.TB, l *Log) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := l.Flush(ctx); err != nil {
-		t.Fatal(err)
+	// A commit slowed past its timeout (a loaded CI machine) is retried
+	// by the writer: wait for it.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := l.Flush(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
