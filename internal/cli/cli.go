@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/stellwerk/stellwerk/internal/admin"
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
@@ -168,6 +169,16 @@ func runConfigCheck(args []string, stdout io.Writer) error {
 	if cfg.State.HashKey.IsSet() {
 		if _, err := keys.LoadHasher(config.State{HashKey: cfg.State.HashKey}, store.Postgres, catalog.OSEnv.Getenv); err != nil {
 			fmt.Fprintf(stdout, "warning: %v (stellwerk will not start)\n", err)
+		}
+	}
+	if a := cfg.Audit; a.IsEnabled() {
+		switch {
+		case a.SigningKey.IsSet():
+			if _, err := audit.LoadPublic(a, cfg.State.Dir, catalog.OSEnv.Getenv); err != nil {
+				fmt.Fprintf(stdout, "warning: %v (stellwerk will not start)\n", err)
+			}
+		case cfg.State.Postgres != nil:
+			fmt.Fprintf(stdout, "warning: audit.signing_key is not set: each replica would sign the audit log with its own generated key (docs/audit.md)\n")
 		}
 	}
 	if len(cfg.Admin.Tokens) == 0 {
