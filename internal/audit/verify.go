@@ -77,10 +77,15 @@ type Verifier struct {
 	cps  map[string][]Checkpoint
 	// full: the checkpoints given are all there are (a whole store), so a
 	// writer's opening checkpoint must name one of them.
-	full   bool
-	report Report
-	w      *writerState
-	done   map[string]bool
+	full    bool
+	report  Report
+	w       *writerState
+	done    map[string]bool
+	digests map[string]bool // every checkpoint's digest, built on first use
+	// searches bounds the seq search that tells a moved record from a
+	// modified one, over the whole verification (a hostile file cannot
+	// make it slow).
+	searches int
 }
 
 type writerState struct {
@@ -92,7 +97,6 @@ type writerState struct {
 	atSeq    map[uint64]*Checkpoint
 	hashAt   map[uint64]string // entry hashes at checkpoint seqs
 	moves    []move
-	searches int
 }
 
 type move struct{ stored, written uint64 }
@@ -127,9 +131,8 @@ func (v *Verifier) start(writer string) {
 	v.w = ws
 }
 
-// maxSearches bounds the seq search that tells a moved record from a
-// modified one, per writer.
-const maxSearches = 64
+// maxSearches bounds the seq searches of one verification.
+const maxSearches = 256
 
 // Add checks the next entry.
 func (v *Verifier) Add(e *Entry) {
@@ -149,17 +152,18 @@ func (v *Verifier) Add(e *Entry) {
 		r.Records++
 		v.report.Records++
 	}
-	if !e.LinkOnly && !e.Pruned && hexSum(e.Body) != e.BodySHA256 {
+	bodyOK := e.LinkOnly || e.Pruned || hexSum(e.Body) == e.BodySHA256
+	if !bodyOK {
 		v.problem(e.Writer, e.Seq, 0, ProblemModified, "the record's content does not match its body_sha256 (it was edited)")
 	}
 	selfOK := e.ComputeHash() == e.Hash
-	if !selfOK && !e.LinkOnly {
-		if s, ok := w.search(e); ok {
+	if !selfOK && !e.LinkOnly && bodyOK {
+		if s, ok := v.search(e); ok {
 			w.moves = append(w.moves, move{stored: e.Seq, written: s})
 		} else {
 			v.problem(e.Writer, e.Seq, 0, ProblemModified, "its columns (time, kind, workspace, id, prev or body hash) do not match its hash")
 		}
-	} else if !selfOK {
+	} else if !selfOK && e.LinkOnly {
 		v.problem(e.Writer, e.Seq, 0, ProblemModified, "the link's hash does not follow from its prev and leaf")
 	}
 
@@ -198,11 +202,11 @@ func (v *Verifier) Add(e *Entry) {
 
 // search finds the seq an entry was written at, when it hashes right at
 // another seq near its own.
-func (w *writerState) search(e *Entry) (uint64, bool) {
-	if w.searches >= maxSearches {
+func (v *Verifier) search(e *Entry) (uint64, bool) {
+	if v.searches >= maxSearches {
 		return 0, false
 	}
-	w.searches++
+	v.searches++
 	for d := uint64(1); d <= 1024; d++ {
 		if Link(e.Prev, e.leafAt(e.Seq+d)) == e.Hash {
 			return e.Seq + d, true
@@ -317,14 +321,15 @@ func (v *Verifier) checkCheckpoints(w *writerState) {
 }
 
 func (v *Verifier) knownDigest(d string) bool {
-	for _, cps := range v.cps {
-		for i := range cps {
-			if hexSum(cps[i].Message()) == d {
-				return true
+	if v.digests == nil {
+		v.digests = map[string]bool{}
+		for _, cps := range v.cps {
+			for i := range cps {
+				v.digests[hexSum(cps[i].Message())] = true
 			}
 		}
 	}
-	return false
+	return v.digests[d]
 }
 
 func short(h string) string {
