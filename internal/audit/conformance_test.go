@@ -197,6 +197,14 @@ func TestWriteVerify(t *testing.T) {
 		if rep.OK() || rep.Problems[0].Kind != ProblemSignature {
 			t.Errorf("foreign key accepted: %+v", rep.Problems)
 		}
+		// The writer fingerprints a body handed over with the record.
+		l2 := openLog(t, st, s, testOptions(t))
+		l2.Record(&Record{Kind: KindDecision, ID: "fp", Request: &Request{Body: []byte(`{"model":"auto"}`)}})
+		closeLog(t, l2)
+		if page, _, err := st.Query(context.Background(), Filter{ID: "fp"}, nil, 1); err != nil || len(page) != 1 ||
+			!strings.Contains(string(page[0].Body), Fingerprint([]byte(`{"model":"auto"}`))) || strings.Contains(string(page[0].Body), "auto") {
+			t.Errorf("fingerprint: %v %+v", err, page)
+		}
 		// The records read back as written.
 		page, next, err := st.Query(context.Background(), Filter{ID: "dec-000007"}, nil, 10)
 		if err != nil || len(page) != 1 || next != nil || !strings.Contains(string(page[0].Body), `"chosen":"mistral-small"`) ||

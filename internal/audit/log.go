@@ -409,6 +409,9 @@ func (l *Log) noteOldest(batch []*Record) {
 // commit seals a batch into the chain and writes what is pending.
 func (l *Log) commit(batch []*Record) {
 	for _, r := range batch {
+		if q := r.Request; q != nil && q.Fingerprint == "" && q.Body != nil {
+			q.Fingerprint, q.Body = Fingerprint(q.Body), nil
+		}
 		body, err := jsonRecord(r)
 		if err != nil {
 			l.failed.Add(1)

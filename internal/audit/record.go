@@ -107,8 +107,12 @@ type Principal struct {
 // Request is what the client asked for, without its text.
 type Request struct {
 	// Fingerprint is Fingerprint(body): "sha256:" and the hex SHA-256 of
-	// the body as received.
+	// the body as received. Leave it empty and set Body to have the writer
+	// compute it off the request path.
 	Fingerprint string `json:"fingerprint"`
+	// Body is the request body to fingerprint; never encoded or stored.
+	// The writer drops it once hashed.
+	Body []byte `json:"-"`
 	Path        string `json:"path,omitempty"`
 	// Model is the request's model member: auto, a model id or route:….
 	Model     string `json:"model,omitempty"`
