@@ -113,7 +113,7 @@ type Request struct {
 	// Body is the request body to fingerprint; never encoded or stored.
 	// The writer drops it once hashed.
 	Body []byte `json:"-"`
-	Path        string `json:"path,omitempty"`
+	Path string `json:"path,omitempty"`
 	// Model is the request's model member: auto, a model id or route:….
 	Model     string `json:"model,omitempty"`
 	Stream    bool   `json:"stream,omitempty"`
