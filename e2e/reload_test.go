@@ -2,16 +2,20 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
 )
 
 // TestConfigHotReload: a provider and a model added to the config file
@@ -79,4 +83,91 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 		}
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+// TestReloadRemovesProviderMakeBeforeBreak (issue 17): a provider removed
+// from the config while requests to it are in flight: those requests
+// finish, new ones go elsewhere, nothing fails, and the provider's cluster
+// leaves Envoy only after the grace period, without an Envoy restart.
+func TestReloadRemovesProviderMakeBeforeBreak(t *testing.T) {
+	t.Parallel()
+	s := failoverStackWith(t, func(c *config.Config) { c.Failover.MaxAttempts = 2 }) // grace: 5 s + 2 × 1 s
+	primary := s.Providers["primary"]
+	primary.SetBehavior(mockllm.Behavior{FirstByteDelay: 1500 * time.Millisecond})
+	uptime := func() string {
+		resp, err := http.Get(s.EnvoyAdmin + "/server_info")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var info struct {
+			UptimeAllEpochs string `json:"uptime_all_epochs"`
+			Epoch           string `json:"hot_restart_version"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&info)
+		return info.UptimeAllEpochs
+	}
+	clusters := func() string {
+		resp, err := http.Get(s.EnvoyAdmin + "/clusters")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	before := uptime()
+
+	// Requests to primary (the cheapest) in flight, and a steady stream of
+	// new ones while the config changes.
+	var mu sync.Mutex
+	var failed []string
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var stop sync.Once
+	stopLoad := func() { stop.Do(func() { close(done); wg.Wait() }) }
+	defer stopLoad() // before the stack goes, whatever happens
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, nil)
+				if resp.StatusCode != 200 {
+					mu.Lock()
+					failed = append(failed, fmt.Sprintf("%d %s", resp.StatusCode, b))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(700 * time.Millisecond) // some are waiting on primary now
+	cfg := *s.Config
+	cfg.Providers = slices.DeleteFunc(slices.Clone(cfg.Providers), func(p config.Provider) bool { return p.Name == "primary" })
+	cfg.Models = slices.DeleteFunc(slices.Clone(cfg.Models), func(m config.Model) bool { return m.Provider == "primary" })
+	cfg.Routing.DefaultModel = "claude-haiku"
+	s.WriteConfig(&cfg)
+	waitFor(t, "the reload", func() bool { return strings.Contains(s.Log("stellwerk"), "removed providers stay in Envoy") })
+	if !strings.Contains(clusters(), "provider_primary::") {
+		t.Errorf("primary's cluster left Envoy at once")
+	}
+	time.Sleep(2 * time.Second) // new requests, decided without primary
+	stopLoad()
+	waitFor(t, "primary's cluster to leave Envoy after the grace period", func() bool { return !strings.Contains(clusters(), "provider_primary::") })
+	if after := uptime(); after < before {
+		t.Errorf("Envoy restarted: uptime %s, then %s", before, after)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(failed) > 0 {
+		t.Fatalf("%d requests failed across the reload, e.g. %s", len(failed), failed[0])
+	}
+	if len(primary.Requests()) == 0 {
+		t.Errorf("no request was in flight to the removed provider")
+	}
 }

@@ -378,7 +378,8 @@ func TestReplicasSpendMatchesProviderUsage(t *testing.T) {
 		estimated["disconnect"]++
 
 		// A client that hangs up before the answer starts: the provider
-		// generated nothing, and nothing is charged or left held.
+		// has read the prompt, so the prompt is charged as an estimate
+		// (never zero), and nothing is left held.
 		m = at()
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		_, err = http.DefaultClient.Do(chatReq(t, s, "hangup", fmt.Sprintf(ask, `"stream":true,`), map[string]string{"x-mock-first-byte-delay": "1s"}).WithContext(ctx))
@@ -390,6 +391,24 @@ func TestReplicasSpendMatchesProviderUsage(t *testing.T) {
 		if cost, recs = since(m); cost != 0 || len(recs) != 1 {
 			t.Errorf("%s hang-up: the providers recorded %+v", replica, recs)
 		}
+		// The spend ledger (one store for both replicas) has its row.
+		var sums struct {
+			Total struct {
+				Requests, TokensOut, Estimated int64
+				CostEUR                        float64 `json:"cost_eur"`
+			} `json:"total"`
+		}
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			mustJSON(t, adminBody(t, s, "/admin/spend?key=hangup"), &sums)
+			if sums.Total.Requests == int64(i+1) || time.Now().After(deadline) {
+				break
+			}
+		}
+		if sums.Total.Requests != int64(i+1) || sums.Total.Estimated != int64(i+1) || sums.Total.CostEUR <= want["hangup"] {
+			t.Errorf("%s hang-up: the spend ledger shows %+v", replica, sums.Total)
+		}
+		want["hangup"] = sums.Total.CostEUR
+		estimated["hangup"]++
 
 		// A provider that breaks off after its first token (connection
 		// reset): the client gets an error event; the token streamed is
@@ -565,4 +584,20 @@ func TestReplicasRedisDown(t *testing.T) {
 			}
 		})
 	}
+}
+
+// adminBody GETs an admin path with the stack's admin token and returns the
+// body of a 200.
+func adminBody(t *testing.T, s *harness.Stack, path string) []byte {
+	t.Helper()
+	resp, err := s.AdminGet(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	return b
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/meter"
 	"github.com/stellwerk/stellwerk/internal/notify"
+	"github.com/stellwerk/stellwerk/internal/spend"
 )
 
 // defaultOutputBound is the output a reservation assumes for a model whose
@@ -43,14 +44,7 @@ func outputBound(m *catalog.Model, maxTokens int) int {
 // itself when a limit refuses it (429) or the state store cannot say (503,
 // unless the failure mode lets it through).
 func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, maxTokens int) *extprocv3.ProcessingResponse {
-	in := p.class.InputTokens
-	var worst ledger.MicroEUR
-	var tokens int64
-	for _, m := range plan {
-		out := outputBound(m, maxTokens)
-		worst = max(worst, ledger.CeilEUR(m.CostEUR(in, out)))
-		tokens = max(tokens, int64(in+out))
-	}
+	worst, tokens := worstCase(p.class.InputTokens, plan, maxTokens)
 	pr := p.principal
 	r, err := led.Reserve(p.ctx, &ledger.Request{ID: p.id, Model: plan[0].ID, Cost: worst, Tokens: tokens,
 		Subject: ledger.Subject{Key: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace},
@@ -98,6 +92,19 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, maxTokens int)
 		ir.Headers.SetHeaders = append(ir.Headers.SetHeaders, rateHeaders(&r.State, time.Now())...)
 	}
 	return resp
+}
+
+// worstCase is the most a request can cost and the most tokens it can
+// use on any model of its plan.
+func worstCase(in int, plan []*catalog.Model, maxTokens int) (ledger.MicroEUR, int64) {
+	var worst ledger.MicroEUR
+	var tokens int64
+	for _, m := range plan {
+		out := outputBound(m, maxTokens)
+		worst = max(worst, ledger.CeilEUR(m.CostEUR(in, out)))
+		tokens = max(tokens, int64(in+out))
+	}
+	return worst, tokens
 }
 
 // keyLimitsEntry is one key's compiled limits and the record they came from.
@@ -219,9 +226,11 @@ func resetIn(t time.Time, now time.Time) string {
 	return d.String()
 }
 
-// settle charges what the served model used (an estimate when the provider
-// said nothing) and frees the rest of the reservation; once per request.
-func (p *edge) settle(c meter.Charge) {
+// settle records the request's spend row and charges what the served model
+// used (an estimate when the provider said nothing) against its
+// reservation, freeing the rest; once per request.
+func (p *edge) settle(c meter.Charge, st spend.Status) {
+	p.record(c, st)
 	r := p.reservation
 	if r == nil {
 		return
@@ -249,25 +258,43 @@ func (p *edge) settle(c meter.Charge) {
 // still there (its stream's context may be gone).
 const settleTimeout = 2 * time.Second
 
-// endReservation settles a reservation the answer left open when the
-// request's stream ends: an answer that started (2xx) but whose usage
-// stellwerk never read is charged at the reserved worst case, never zero;
-// otherwise no provider answered and nothing is charged.
+// endReservation settles what the answer left open when the request's
+// stream ends: an answer that started (2xx) but whose usage stellwerk never
+// read is charged at the reserved worst case, never zero (interrupted if
+// its body never came); otherwise no provider answered and nothing is
+// charged (failed, or interrupted when the stream ended before any answer:
+// the client went away). A request that never left (refused by a limit)
+// has no row.
 func (p *edge) endReservation() {
-	if p.reservation == nil {
+	if p.reservation == nil && (p.recorded || p.routedAt.IsZero() || p.state.Spend == nil) {
 		return
 	}
 	if len(p.respStatus) == 3 && p.respStatus[0] == '2' {
 		p.log.Warn("answer's usage unknown; charged at the reserved worst case", zap.String("decision_id", p.id))
-		p.settle(meter.Charge{EUR: p.reservedEUR.EUR(), Usage: meter.Usage{PromptTokens: p.class.InputTokens, Estimated: true}})
+		st := spend.Served
+		if p.addRouting { // the JSON body was awaited and never came
+			st = spend.Interrupted
+		}
+		p.settle(meter.Charge{EUR: p.reservedEUR.EUR(), Usage: meter.Usage{PromptTokens: p.class.InputTokens, Estimated: true}}, st)
+		return
+	}
+	if p.respStatus == "" && len(p.attempts) == 0 && !p.routedAt.IsZero() && p.served != nil {
+		// The client went away after the request left and before any
+		// answer came: the provider has read the prompt (and may be
+		// writing), so the prompt is charged, as an estimate; never zero.
+		u := meter.Usage{PromptTokens: p.class.InputTokens, Estimated: true}
+		p.log.Info("client went away before the answer; the prompt is charged as an estimate", zap.String("decision_id", p.id))
+		p.settle(meter.Meter(p.served, p.state.Router.Catalog.Baseline, u), spend.Interrupted)
 		return
 	}
 	p.release()
 }
 
 // release frees a reservation nothing was charged against: the request
-// never got an answer from a provider, or only an error.
+// never got an answer from a provider, or only an error. Its spend row
+// says failed, at no cost.
 func (p *edge) release() {
+	p.record(meter.Charge{}, spend.Failed)
 	r := p.reservation
 	if r == nil {
 		return
@@ -279,4 +306,27 @@ func (p *edge) release() {
 		p.log.Warn("releasing the request's reservation failed; it will be charged when its lease expires",
 			zap.String("decision_id", p.id), zap.Error(err))
 	}
+}
+
+// record hands a decided request's spend row to the recorder, once: what
+// settle charged (the same rounding), on the model that answered or was
+// tried last.
+func (p *edge) record(c meter.Charge, st spend.Status) {
+	if p.recorded || p.decision == nil || p.served == nil {
+		return
+	}
+	p.recorded = true
+	rec := p.state.Spend
+	if rec == nil {
+		return
+	}
+	at := p.routedAt
+	if at.IsZero() {
+		at = time.Now()
+	}
+	pr, m := &p.principal, p.served
+	rec.Record(spend.Row{Time: at, DecisionID: p.id, KeyID: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace,
+		Model: m.ID, Provider: m.Provider.Name, TokensIn: int64(c.Usage.PromptTokens), TokensOut: int64(c.Usage.CompletionTokens),
+		TokensCached: int64(c.Usage.CachedTokens),
+		Cost:         ledger.FromEUR(c.EUR), Estimated: c.Usage.Estimated, Status: st})
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/route"
+	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
@@ -73,6 +74,7 @@ type edge struct {
 	// The request's hold on its budgets and rate limits, until settled.
 	reservation *ledger.Reservation
 	reservedEUR ledger.MicroEUR
+	recorded    bool // the request's spend row went to the recorder
 	reshape     bool // a non-JSON error answer becomes an OpenAI-shaped one
 }
 
@@ -286,6 +288,8 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		if resp := p.reserve(led, plan, chat.MaxTokens); resp != nil {
 			return resp
 		}
+	} else if p.state.Spend != nil {
+		p.reservedEUR, _ = worstCase(p.class.InputTokens, plan, chat.MaxTokens) // the spend row's estimate if no usage comes
 	}
 	var resp *extprocv3.ProcessingResponse
 	if p.state.Failover != nil {
@@ -596,9 +600,9 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
 		return replaceResponseBody(body)
 	}
-	if p.reservation != nil {
+	if p.reservation != nil || p.state.Spend != nil {
 		if c, ok := p.jsonCharge(body); ok {
-			p.settle(c)
+			p.settle(c, spend.Served)
 		}
 	}
 	ro := p.routing(body)

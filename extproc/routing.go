@@ -118,7 +118,8 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 	if pt.Type != gjson.Number || ct.Type != gjson.Number || pt.Num < 0 || ct.Num < 0 {
 		return meter.Charge{}, false
 	}
-	return meter.Meter(p.served, p.state.Router.Catalog.Baseline, meter.Usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num)}), true
+	return meter.Meter(p.served, p.state.Router.Catalog.Baseline, meter.Usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num),
+		CachedTokens: int(u.Get("prompt_tokens_details.cached_tokens").Num)}), true
 }
 
 // savingOf renders a charge's saving; nil without a baseline.

@@ -27,6 +27,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/route"
+	"github.com/stellwerk/stellwerk/internal/spend"
 )
 
 // State is everything a request needs that can change on reload. It is
@@ -42,6 +43,10 @@ type State struct {
 	// the edge reserves once a request is decided and settles once its
 	// usage is known (docs/budgets.md).
 	Ledger *ledger.Ledger
+	// Spend takes one spend-ledger row per decided chat request, whether
+	// or not budgets are configured (nil: none is kept). Record never
+	// blocks.
+	Spend spend.Recorder
 	// Notify is told when a budget a request meets reaches its warn
 	// threshold or is exhausted (nil: no webhook configured).
 	Notify *notify.Webhook

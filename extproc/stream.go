@@ -10,6 +10,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/meter"
+	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
@@ -22,6 +23,7 @@ type streamState struct {
 	events    []translate.Event
 	hideUsage bool // the client did not ask for the usage chunk
 	usage     *usage
+	cached    int // prompt tokens the provider served from its cache
 	outTokens int // estimated from streamed content
 	finished  bool
 	// anthropic translates Anthropic events into OpenAI chunks.
@@ -152,6 +154,7 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 		pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
 		if pt.Type == gjson.Number && ct.Type == gjson.Number {
 			st.usage = &usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num)}
+			st.cached = int(u.Get("prompt_tokens_details.cached_tokens").Num)
 		}
 		// no choices: absent, null or [] (as gjson's Array() counts them)
 		drop = st.hideUsage && (choices.Type == gjson.Null || choices.IsArray() && !choices.Get("0").Exists())
@@ -208,12 +211,16 @@ func (p *edge) finishStream(how string) {
 	if st.usage == nil || (st.usage.CompletionTokens == 0 && st.outTokens > 0) {
 		u = meter.Usage{PromptTokens: p.class.InputTokens, CompletionTokens: st.outTokens, Estimated: true}
 	} else {
-		u = meter.Usage{PromptTokens: st.usage.PromptTokens, CompletionTokens: st.usage.CompletionTokens}
+		u = meter.Usage{PromptTokens: st.usage.PromptTokens, CompletionTokens: st.usage.CompletionTokens, CachedTokens: st.cached}
 	}
 	m := p.served
 	c := meter.Meter(m, p.state.Router.Catalog.Baseline, u)
 	p.log.Info("stream finished", zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("end", how),
 		zap.Int("prompt_tokens", u.PromptTokens), zap.Int("completion_tokens", u.CompletionTokens),
 		zap.Bool("usage_estimated", u.Estimated), zap.Float64("cost_eur", c.EUR))
-	p.settle(c)
+	status := spend.Served
+	if how != "complete" { // the client went away, or the provider broke off
+		status = spend.Interrupted
+	}
+	p.settle(c, status)
 }

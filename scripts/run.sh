@@ -23,7 +23,9 @@ export MOCK_EU_API_KEY="${MOCK_EU_API_KEY:-sk-mock-eu-demo}"
 export STELLWERK_ADMIN_TOKEN="${STELLWERK_ADMIN_TOKEN:-adm-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
 
 pids=()
+stopping=
 cleanup() {
+  stopping=1
   trap - INT TERM EXIT
   echo
   echo "stopping ..."
@@ -120,4 +122,5 @@ PY
 MSG
 
 wait -n "${pids[@]}" || true
-echo "a process stopped unexpectedly; see $LOGS/" >&2
+# Ctrl-C reaches every process of the group: a stop the user asked for is quiet.
+[ -n "$stopping" ] || echo "a process stopped unexpectedly; see $LOGS/" >&2

@@ -96,6 +96,9 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 		if ks, ok := s.(interface{ KeyStoreStatus() any }); ok {
 			out["key_store"] = ks.KeyStoreStatus()
 		}
+		if ss, ok := s.(interface{ SpendStatus() any }); ok {
+			out["spend_ledger"] = ss.SpendStatus()
+		}
 		if cerr != "" {
 			out["config_error"] = cerr
 			out["config_error_at"] = cat
@@ -135,6 +138,10 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	// The audit log's public key and records (docs/audit.md).
 	if as, ok := s.(AuditService); ok {
 		registerAudit(guarded, as, log)
+	}
+	// The spend ledger, per request, grouped (docs/budgets.md).
+	if ss, ok := s.(SpendService); ok {
+		registerSpend(guarded, ss, log)
 	}
 	// Anything else is a 404, but only to a caller with a token: probing
 	// without one learns nothing.

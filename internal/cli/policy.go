@@ -30,11 +30,16 @@ func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.SetOutput(stderr)
 	noLib := fs.Bool("no-library", false, "test DIR alone, without the shipped library")
 	verbose := fs.Bool("v", false, "list every test")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 1 {
+	pos, err := parseAnywhere(fs, args)
+	if err != nil || len(pos) > 1 {
 		fmt.Fprintln(stderr, "usage: stellwerk policy test [--no-library] [-v] [DIR]")
 		return ErrUsage
 	}
-	src := policy.Source{Library: !*noLib, Dir: fs.Arg(0)}
+	dir := ""
+	if len(pos) == 1 {
+		dir = pos[0]
+	}
+	src := policy.Source{Library: !*noLib, Dir: dir}
 	results, err := policy.RunTests(ctx, src)
 	if err != nil {
 		return err
@@ -125,16 +130,16 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	cfgPath := fs.String("config", defaultConfigPath(), "stellwerk.yaml to decide with")
 	key := fs.String("key", "", "decide as the principal of this virtual key")
 	headerPolicy := fs.String("policy", "", "per-request policy as sent in the x-stellwerk-policy header")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 1 {
+	pos, err := parseAnywhere(fs, args)
+	if err != nil || len(pos) > 1 {
 		fmt.Fprintln(stderr, "usage: stellwerk explain [--json] [--config FILE] [--key KEY] [--policy JSON] [REQUEST.json|-]")
 		return ErrUsage
 	}
 	var body []byte
-	var err error
-	if fs.NArg() == 0 || fs.Arg(0) == "-" {
+	if len(pos) == 0 || pos[0] == "-" {
 		body, err = io.ReadAll(stdin)
 	} else {
-		body, err = os.ReadFile(fs.Arg(0))
+		body, err = os.ReadFile(pos[0])
 	}
 	if err != nil {
 		return err

@@ -34,6 +34,19 @@ func benchLimits(b *testing.B) *Limits {
 	return l
 }
 
+// typicalLimits is what the production-shaped `make bench` stack sets
+// (internal/bench): a monthly workspace budget and a per-key rate limit on
+// requests and tokens per minute, 3 counters.
+func typicalLimits(b *testing.B) *Limits {
+	l, err := NewLimits(time.UTC, []BudgetRule{
+		{Name: "ws-month", Scope: ScopeWorkspace, Subject: "acme", Limit: eur(1e6), Period: PeriodMonth},
+	}, []RateRule{{Name: "per-key", Scope: ScopeKey, RequestsPerMinute: 1e12, TokensPerMinute: 1e15}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l
+}
+
 // BenchmarkReserveSettle is the ledger's cost per request: one Reserve
 // after the decision and one Settle when usage is known, one request at a
 // time (the latency a request sees; p50 and p99 are reported), and from
@@ -54,9 +67,16 @@ func BenchmarkReserveSettle(b *testing.B) {
 			return NewRedis(c, "{bench}:")
 		},
 	}
-	for _, name := range []string{"memory", "redis"} {
-		backend := backends[name](b)
-		l := New(backend, benchLimits(b), Options{})
+	for _, run := range []struct {
+		name, limits string
+	}{{"memory", "10-counters"}, {"memory", "3-counters"}, {"redis", "10-counters"}, {"redis", "3-counters"}} {
+		backend := backends[run.name](b)
+		lim := benchLimits(b)
+		if run.limits == "3-counters" {
+			lim = typicalLimits(b)
+		}
+		name := run.name + "/" + run.limits
+		l := New(backend, lim, Options{})
 		req := Request{Subject: Subject{Key: "k1", User: "alice", Team: "ml", Workspace: "acme"}, Model: "gpt-4o-mini",
 			Cost: eur(0.0123), Tokens: 4096}
 		var seq atomic.Int64

@@ -20,6 +20,10 @@ const (
 type Usage struct {
 	PromptTokens     int
 	CompletionTokens int
+	// CachedTokens are the prompt tokens the provider served from its
+	// cache (OpenAI's prompt_tokens_details.cached_tokens), for the record;
+	// the cost uses the list input price.
+	CachedTokens int
 	// Estimated is set when the counts are stellwerk's estimate.
 	Estimated bool
 }

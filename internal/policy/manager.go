@@ -122,7 +122,7 @@ type Status struct {
 	Dir          string    `json:"dir,omitempty"`
 	Library      bool      `json:"library"`
 	LastError    string    `json:"last_error,omitempty"`
-	LastCheckAt  time.Time `json:"last_check_at,omitempty"`
+	LastCheckAt  time.Time `json:"last_check_at,omitzero"` // no check yet: absent, not year 1
 	RefusedFiles string    `json:"refused_version,omitempty"`
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/route"
+	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/xds"
 )
 
@@ -63,8 +64,7 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	}
 	router := route.New(cfg, cat, cl, ps, log.Named("route"))
 	// What was learned from traffic survives reloads.
-	router.Latency, router.Health = ln.lat, ln.health
-	ln.health.SetPolicy(healthPolicy(cfg))
+	router.Latency, router.Health = ln.lat, ln.health // the cooldown policy changes when the state swaps
 	st := extproc.NewState(router, keys, cfg.Envoy.MaxRequestBytes)
 	if ir.Failover != nil {
 		st.Failover = &extproc.Failover{MaxAttempts: cfg.Failover.MaxAttempts, AttemptTimeout: cfg.Failover.AttemptTimeout}
@@ -87,17 +87,21 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	// a limit for them to meet.
 	st.Notify = ln.hook
 	st.Ledger, st.Limited = ln.led, len(limits.Budgets()) > 0 || len(limits.RateLimits()) > 0
+	if ln.spend != nil {
+		st.Spend = ln.spend
+	}
 	return &generation{cfg: cfg, cat: cat, state: st, ir: ir, limits: limits}, nil
 }
 
 // learned is what stellwerk learns from live traffic and keeps across
-// reloads: providers' latency and their failures, and the spend and
-// request counts its budgets and rate limits hold.
+// reloads: providers' latency and their failures, the spend and request
+// counts its budgets and rate limits hold, and the spend ledger's writer.
 type learned struct {
 	lat    *observe.Latency
 	health *health.Tracker
 	led    *ledger.Ledger
 	hook   *notify.Webhook // budget events (nil: no webhook)
+	spend  spend.Recorder  // nil: no ledger rows
 }
 
 func healthPolicy(cfg *config.Config) health.Policy {
@@ -124,9 +128,12 @@ type reloader struct {
 	ep     *extproc.Server
 	mu     sync.Mutex
 	cur    *generation
-	seen   string // hash of the files last tried
-	err    string
-	at     time.Time
+	// published is what Envoy was last sent: the current config's IR, or
+	// its union with an earlier one's until that one's grace period ends.
+	published xds.IR
+	seen      string // hash of the files last tried
+	err       string
+	at        time.Time
 }
 
 // fingerprint hashes the config file and every file it names, credential
@@ -179,9 +186,15 @@ func (r *reloader) reload(ctx context.Context) {
 			g, err = build(cfg, r.env, r.ps, r.ln, r.keys, wks, r.log)
 		}
 	}
+	// Make before break: Envoy first gets everything the old and the new
+	// config need (requests decided under the old one are still in
+	// flight), then the decision state swaps, then, after a grace period,
+	// what only the old one needed goes.
 	var version string
+	var published xds.IR
 	if err == nil {
-		version, err = r.pub.Publish(ctx, g.ir)
+		published = xds.Union(r.published, g.ir)
+		version, err = r.pub.Publish(ctx, published)
 	}
 	if err != nil {
 		r.err = err.Error()
@@ -197,10 +210,44 @@ func (r *reloader) reload(ctx context.Context) {
 	if r.ln.led != nil {
 		r.ln.led.SetLimits(g.limits) // with the state that uses them (a request reserves in one or the other)
 	}
+	r.ln.health.SetPolicy(healthPolicy(cfg))
 	r.ep.SetState(g.state)
-	r.cur, r.err = g, ""
+	r.cur, r.err, r.published = g, "", published
+	if xds.Removes(published, g.ir) {
+		grace := removalGrace(cfg)
+		r.log.Info("removed providers stay in Envoy until requests decided before this reload are done",
+			zap.Duration("grace", grace))
+		time.AfterFunc(grace, func() { r.removeStale(ctx, g) })
+	}
 	r.log.Info("config reloaded", zap.Int("models", len(g.cat.Models())), zap.Int("providers", len(g.cat.Providers())),
 		zap.String("snapshot_version", r.pub.Version()))
+}
+
+// removeStale publishes g alone, dropping what only earlier configs
+// needed, unless a later reload has taken over (its own timer does it).
+func (r *reloader) removeStale(ctx context.Context, g *generation) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur != g || ctx.Err() != nil {
+		return
+	}
+	if _, err := r.pub.Publish(ctx, g.ir); err != nil {
+		r.log.Error("removing providers from Envoy failed; they stay until the next reload", zap.Error(err))
+		return
+	}
+	r.published = g.ir
+	r.log.Info("removed providers are gone from Envoy", zap.String("snapshot_version", r.pub.Version()))
+}
+
+// removalGrace is how long a removed provider's cluster outlives a reload:
+// the longest a request decided before it can still be starting attempts
+// (every attempt's timeout, and a margin), between 5 s and 5 min.
+func removalGrace(cfg *config.Config) time.Duration {
+	g := 5 * time.Second
+	if n := cfg.Failover.MaxAttempts; n > 1 {
+		g += time.Duration(n) * cfg.Failover.AttemptTimeout
+	}
+	return min(g, 5*time.Minute)
 }
 
 // restartOnly refuses changes that need a restart rather than a reload.
@@ -210,6 +257,9 @@ func restartOnly(old, cfg *config.Config) error {
 		return fmt.Errorf("server addresses changed: restart stellwerk to apply them")
 	case old.Policy.Dir != cfg.Policy.Dir || *old.Policy.Library != *cfg.Policy.Library:
 		return fmt.Errorf("policy source changed: restart stellwerk to apply it")
+	case cfg.Envoy.MaxRequestBytes > old.Envoy.MaxRequestBytes:
+		// stellwerk's gRPC receive limit is set from it at start.
+		return fmt.Errorf("envoy.max_request_bytes grew: restart stellwerk to apply it")
 	case !reflect.DeepEqual(old.Budgets.Webhook, cfg.Budgets.Webhook):
 		return fmt.Errorf("budgets.webhook changed: restart stellwerk to apply it")
 	case !reflect.DeepEqual(old.State, cfg.State):

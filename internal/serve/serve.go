@@ -29,6 +29,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
+	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/xds"
 )
 
@@ -102,7 +103,17 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	}
 	go table.Run(ctx, cfg.State.RefreshInterval)
 	log.Info("key store open", zap.String("backend", string(db.Dialect)), zap.Int("keys", table.Len()))
-	led, err := ledger.Open(ctx, cfg, ledger.Env{Getenv: env.Getenv, ReadFile: os.ReadFile}, nil, log.Named("ledger"))
+	sp, err := spend.Open(ctx, db)
+	if err != nil {
+		return fmt.Errorf("spend ledger: %w", err)
+	}
+	// In-memory budgets keep their spend in the state store unless a spend
+	// file is configured; Redis keeps its own.
+	var persister ledger.Persister
+	if cfg.State.Redis == nil && cfg.State.SpendFile == "" {
+		persister = sp.Totals()
+	}
+	led, err := ledger.Open(ctx, cfg, ledger.Env{Getenv: env.Getenv, ReadFile: os.ReadFile}, persister, log.Named("ledger"))
 	if err != nil {
 		return err
 	}
@@ -113,12 +124,20 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 			log.Warn("saving budget spend on shutdown failed", zap.Error(err))
 		}
 	}()
+	sw := spend.NewWriter(sp, spend.WriterOptions{Logger: log.Named("spend")})
+	defer func() { // after the gRPC server stopped: no request records any more
+		closeCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+		defer done()
+		if err := sw.Close(closeCtx); err != nil {
+			log.Warn("writing the spend ledger's last rows on shutdown failed", zap.Error(err))
+		}
+	}()
 	hook, err := budgetWebhook(cfg, env, log.Named("budgets"))
 	if err != nil {
 		return err
 	}
 	defer hook.Close()
-	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, hook: hook}
+	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw}
 	wks, err := workspaceKeys(ctx, ks)
 	if err != nil {
 		return err
@@ -137,7 +156,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	}
 	ep := extproc.New(g.state, log)
 	rl := &reloader{o: o, env: env, ps: pm, ln: ln, keys: table, store: ks, keyGen: table.Generation, gen: keyGen,
-		log: log.Named("config"), pub: pub, ep: ep, cur: g}
+		log: log.Named("config"), pub: pub, ep: ep, cur: g, published: g.ir}
 	rl.seen = rl.fingerprint(cfg)
 	go rl.watch(ctx, configReloadInterval)
 	cat := g.cat
@@ -160,7 +179,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	extprocv3.RegisterExternalProcessorServer(gs, ep)
 	pub.Register(gs)
 
-	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table}
+	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table, spend: sp, spendW: sw}
 	st.Tokens() // warns now about tokens that cannot be loaded
 	hs := &http.Server{Handler: admin.Handler(st, st.log), ReadHeaderTimeout: 5 * time.Second}
 
@@ -236,6 +255,15 @@ type status struct {
 	tokens atomic.Pointer[adminTokens]
 	keys   *keys.Store
 	table  *keys.Table
+	spend  *spend.Store
+	spendW *spend.Writer
+}
+
+func (s *status) Spend() *spend.Store { return s.spend }
+
+// SpendStatus is the spend ledger's part of /status: its writer's counters.
+func (s *status) SpendStatus() any {
+	return map[string]any{"backend": s.spend.DB().Dialect, "writer": s.spendW.Stats()}
 }
 
 func (s *status) Keys() *keys.Store { return s.keys }
@@ -257,7 +285,9 @@ func (s *status) Config() *config.Config {
 func (s *status) Policy() any { return s.pm.Status() }
 
 func (s *status) Gauges() map[string]int64 {
-	return map[string]int64{"extproc_attempt_entries": extproc.AttemptEntriesInProcess()}
+	sw := s.spendW.Stats()
+	return map[string]int64{"extproc_attempt_entries": extproc.AttemptEntriesInProcess(),
+		"spend_rows_written": sw.Written, "spend_rows_queued": sw.Queued, "spend_rows_dropped": sw.Dropped, "spend_rows_lost": sw.Lost}
 }
 
 func (s *status) Providers() any {

@@ -1,8 +1,8 @@
 // Package store is the shared base of stellwerk's persistent state: one
 // database handle, its dialect, and versioned schema migrations per
 // component. The default is an embedded SQLite file (pure Go, no server to
-// start); a fleet of replicas shares PostgreSQL. Each component (keys, and
-// later the spend ledger, the audit log, route versions) owns its tables and
+// start); a fleet of replicas shares PostgreSQL. Each component (keys, the
+// spend ledger, and later the audit log and route versions) owns its tables and
 // its migrations, and builds its own queries on DB; this package knows
 // nothing of them.
 //

@@ -1,0 +1,246 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"math"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
+	"github.com/stellwerk/stellwerk/internal/store"
+)
+
+// spendStack: two providers with one model each, integer prices per
+// million tokens (so a request's cost in µEUR is an integer: m1 costs
+// 2·in + 10·out, m2 3·in + 15·out), one key, and a team budget far above
+// what the test spends (budgets kept in memory, their spend in the state
+// store: no spend file, no Redis).
+func spendStack(t *testing.T) *harness.Stack {
+	return harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "p", Key: "sk-p"}, {Name: "q", Key: "sk-q"}},
+		Models: []config.Model{
+			{ID: "m1", Provider: "p", ProviderModel: "m1-upstream", ContextWindow: 8000, Price: config.Price{InputPerMTok: 2, OutputPerMTok: 10}},
+			{ID: "m2", Provider: "q", ProviderModel: "m2-upstream", ContextWindow: 8000, Price: config.Price{InputPerMTok: 3, OutputPerMTok: 15}},
+		},
+		Mutate: func(c *config.Config) {
+			c.Currency.USDToEUR = 1
+			c.Auth.Mode = "keys"
+			c.Workspaces = []config.Workspace{{Name: "default", Teams: []config.Team{{Name: "fin"}}}}
+			c.Keys = []config.Key{{ID: "fin-key", SHA256: auth.Hash("sk-fin"), Workspace: "default", Team: "fin"}}
+			c.Budgets.Limits = []config.BudgetRule{{Name: "fin-month", Scope: "team", Subject: "default/fin", AmountEUR: 1000, Period: "month"}}
+		},
+	})
+}
+
+type usageOf struct {
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+}
+
+func spendChat(t *testing.T, s *harness.Stack, body string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer sk-fin")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// TestSpendLedgerThroughEnvoy (issue 13): requests through Envoy (JSON,
+// streamed, one every provider fails, one the client abandons) each leave
+// one row in the spend ledger; GET /admin/spend grouped by model shows the
+// providers' reported usage at the catalog's prices, exactly, and the
+// stellwerk spend CLI reads the same from the running server's store.
+func TestSpendLedgerThroughEnvoy(t *testing.T) {
+	t.Parallel()
+	s := spendStack(t)
+	start := time.Now().Add(-time.Minute).UTC()
+	want := map[string]*struct{ requests, in, out, cost int64 }{"m1": {}, "m2": {}}
+	add := func(model string, u usageOf) {
+		w := want[model]
+		price := map[string][2]int64{"m1": {2, 10}, "m2": {3, 15}}[model]
+		w.requests++
+		w.in += u.PromptTokens
+		w.out += u.CompletionTokens
+		w.cost += price[0]*u.PromptTokens + price[1]*u.CompletionTokens
+	}
+
+	// Three JSON answers from m1.
+	for i := 0; i < 3; i++ {
+		resp := spendChat(t, s, `{"model":"m1","messages":[{"role":"user","content":"hello number `+strings.Repeat("x ", i*20)+`"}]}`)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var r struct {
+			Usage usageOf `json:"usage"`
+		}
+		mustJSON(t, b, &r)
+		if resp.StatusCode != 200 || r.Usage.PromptTokens == 0 || r.Usage.CompletionTokens == 0 {
+			t.Fatalf("json %d: %s", resp.StatusCode, b)
+		}
+		add("m1", r.Usage)
+	}
+	// Two streams from m2, the client asking for the usage chunk.
+	for i := 0; i < 2; i++ {
+		resp := spendChat(t, s, `{"model":"m2","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"stream please"}]}`)
+		var u *usageOf
+		for _, ev := range readSSE(t, resp.Body) {
+			var c struct {
+				Usage *usageOf `json:"usage"`
+			}
+			if json.Unmarshal([]byte(ev.data), &c) == nil && c.Usage != nil {
+				u = c.Usage
+			}
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || u == nil {
+			t.Fatalf("stream %d: no usage", resp.StatusCode)
+		}
+		add("m2", *u)
+	}
+	// Every provider fails: 503 to the client, a failed row at no cost.
+	for _, p := range s.Providers {
+		p.SetBehavior(mockllm.Behavior{Status: 503})
+	}
+	resp := spendChat(t, s, `{"model":"m1","messages":[{"role":"user","content":"doomed"}]}`)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("all providers failing: %d %s", resp.StatusCode, b)
+	}
+	// A stream the client abandons after its first event: interrupted,
+	// charged the estimate of what was generated.
+	for _, p := range s.Providers {
+		p.SetBehavior(mockllm.Behavior{ChunkDelay: 300 * time.Millisecond})
+	}
+	resp = spendChat(t, s, `{"model":"m2","stream":true,"messages":[{"role":"user","content":"a long story please"}]}`)
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if resp.StatusCode != 200 || err != nil || !strings.HasPrefix(line, "data: ") {
+		t.Fatalf("abandoned stream: %d %q %v", resp.StatusCode, line, err)
+	}
+	resp.Body.Close()
+
+	// The rows arrive within the writer's flush interval (1 s).
+	type group struct {
+		Model        string  `json:"model"`
+		Status       string  `json:"status"`
+		Key          string  `json:"key"`
+		Team         string  `json:"team"`
+		Requests     int64   `json:"requests"`
+		TokensIn     int64   `json:"tokens_in"`
+		TokensOut    int64   `json:"tokens_out"`
+		CostMicroEUR int64   `json:"cost_micro_eur"`
+		CostEUR      float64 `json:"cost_eur"`
+		Estimated    int64   `json:"estimated"`
+	}
+	var rep struct {
+		Data  []group `json:"data"`
+		Total group   `json:"total"`
+	}
+	rangeQ := "since=" + start.Format(time.RFC3339) + "&until=" + time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		get, err := s.AdminGet("/admin/spend?" + rangeQ + "&group_by=model,status,key,team")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(get.Body)
+		get.Body.Close()
+		if get.StatusCode != 200 {
+			t.Fatalf("GET /admin/spend: %d %s", get.StatusCode, b)
+		}
+		mustJSON(t, b, &rep)
+		if rep.Total.Requests >= 7 || time.Now().After(deadline) {
+			t.Logf("%s", b)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if rep.Total.Requests != 7 {
+		t.Fatalf("%d rows, want 7 (3 JSON, 2 streams, 1 failed, 1 abandoned)", rep.Total.Requests)
+	}
+	var failed, interrupted int
+	for _, g := range rep.Data {
+		if g.Key != "fin-key" || g.Team != "fin" {
+			t.Errorf("row without its principal: %+v", g)
+		}
+		switch g.Status {
+		case "served":
+			w := want[g.Model]
+			if w == nil || g.Requests != w.requests || g.TokensIn != w.in || g.TokensOut != w.out || g.CostMicroEUR != w.cost || g.Estimated != 0 {
+				t.Errorf("%s served: %+v; the providers reported %+v", g.Model, g, w)
+			}
+		case "failed":
+			failed++
+			if g.Requests != 1 || g.CostMicroEUR != 0 || g.TokensOut != 0 {
+				t.Errorf("failed: %+v", g)
+			}
+		case "interrupted":
+			interrupted++
+			if g.Model != "m2" || g.Requests != 1 || g.Estimated != 1 || g.CostMicroEUR <= 0 || g.TokensOut < 1 {
+				t.Errorf("interrupted: %+v (charged what was generated, estimated, never zero)", g)
+			}
+		default:
+			t.Errorf("group %+v", g)
+		}
+	}
+	if failed != 1 || interrupted != 1 {
+		t.Errorf("%d failed and %d interrupted groups, want 1 each", failed, interrupted)
+	}
+
+	// Grouped by model alone, as CSV, through the admin API and the CLI
+	// (the CLI opens the running server's SQLite store beside it).
+	req, _ := http.NewRequest(http.MethodGet, s.AdminURL+"/admin/spend?"+rangeQ+"&group_by=model", nil)
+	req.Header.Set("Authorization", "Bearer "+s.AdminToken)
+	req.Header.Set("Accept", "text/csv")
+	csvResp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csvBody, _ := io.ReadAll(csvResp.Body)
+	csvResp.Body.Close()
+	if !strings.HasPrefix(csvResp.Header.Get("Content-Type"), "text/csv") ||
+		!strings.HasPrefix(string(csvBody), "model,requests,tokens_in,tokens_out,tokens_cached,cost_eur,estimated\nm1,") {
+		t.Errorf("CSV: %s\n%s", csvResp.Header.Get("Content-Type"), csvBody)
+	}
+	// The ledger and the budget agree, and the budget's spend is in the
+	// state store (budget_totals), saved within its flush interval.
+	budget := adminJSON(t, s, "/admin/budgets?workspace=default&team=fin")["budgets"].([]any)[0].(map[string]any)
+	if used := budget["used_eur"].(float64); math.Abs(used-rep.Total.CostEUR) > 1e-9 || budget["reserved_eur"].(float64) != 0 {
+		t.Errorf("the budget shows %v EUR used, the ledger %v EUR", budget, rep.Total.CostEUR)
+	}
+	db, err := store.OpenSQLite(context.Background(), filepath.Join(s.Dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var saved int64
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err := db.SQL.QueryRow(`SELECT COALESCE(SUM(used_micro_eur), 0) FROM budget_totals WHERE budget = 'fin-month'`).Scan(&saved); err == nil &&
+			saved == rep.Total.CostMicroEUR {
+			break
+		}
+	}
+	if saved != rep.Total.CostMicroEUR {
+		t.Errorf("budget_totals holds %d µEUR, the ledger %d", saved, rep.Total.CostMicroEUR)
+	}
+
+	cli := exec.Command(harness.Binary(t), "spend", "--config", filepath.Join(s.Dir, "stellwerk.yaml"), "--group-by", "model",
+		"--format", "csv", "--since", start.Format(time.RFC3339), "--until", time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+	out, err := cli.CombinedOutput()
+	if err != nil || string(out) != string(csvBody) {
+		t.Errorf("stellwerk spend: %v\n%s\nthe API said:\n%s", err, out, csvBody)
+	}
+}

@@ -1,0 +1,192 @@
+package extproc
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/spend"
+)
+
+// rowsRecorder keeps what the edge records.
+type rowsRecorder struct{ rows []spend.Row }
+
+func (r *rowsRecorder) Record(row spend.Row) { r.rows = append(r.rows, row) }
+
+func respHeadersMsg(status, ctype string) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{
+		Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+			{Key: ":status", RawValue: []byte(status)}, {Key: "content-type", RawValue: []byte(ctype)}}},
+	}}}
+}
+
+func respBodyMsg(body string, eos bool) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{ResponseBody: &extprocv3.HttpBody{
+		Body: []byte(body), EndOfStream: eos}}}
+}
+
+// TestSpendRowPerRequest: every decided chat request leaves exactly one
+// spend row when its stream ends, with or without budgets, whatever became
+// of it; requests that were never decided leave none.
+func TestSpendRowPerRequest(t *testing.T) {
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: m}
+currency: {usd_to_eur: 1}
+providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {env: P_KEY}}]
+models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, output_per_mtok: 10}}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stateFor(t, c, func(string) string { return "sk-p" })
+	const chat = `{"model":"auto","max_tokens":100,"messages":[{"role":"user","content":"hello there"}]}`
+	type want struct {
+		status        spend.Status
+		in, out       int64
+		cost          ledger.MicroEUR // -1: the worst case of max_tokens
+		estimated     bool
+		budgetsToo    bool
+		skipRowChecks bool
+		cached        int64
+	}
+	for name, tc := range map[string]struct {
+		msgs []*extprocv3.ProcessingRequest
+		rows int
+		want want
+	}{
+		"json served": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json"),
+			respBodyMsg(`{"choices":[],"usage":{"prompt_tokens":1000,"completion_tokens":500,"prompt_tokens_details":{"cached_tokens":600}}}`, true)},
+			rows: 1, want: want{status: spend.Served, in: 1000, out: 500, cached: 600, cost: 7000}},
+		"json body never came": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json")},
+			rows: 1, want: want{status: spend.Interrupted, cost: -1, estimated: true}},
+		"json without usage": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json"),
+			respBodyMsg(`{"choices":[]}`, true)},
+			rows: 1, want: want{status: spend.Served, cost: -1, estimated: true}},
+		"provider error": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("500", "application/json"),
+			respBodyMsg(`{"error":{"message":"boom"}}`, true)},
+			rows: 1, want: want{status: spend.Failed}},
+		// The provider has read the prompt: it is charged, estimated.
+		"no answer before the stream ended": {rows: 1, want: want{status: spend.Interrupted, estimated: true, cost: -2}},
+		"stream complete": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "text/event-stream"),
+			respBodyMsg(oaiChunk, false),
+			respBodyMsg(`data: {"choices":[],"usage":{"prompt_tokens":40,"completion_tokens":3}}`+"\n\ndata: [DONE]\n\n", true)},
+			rows: 1, want: want{status: spend.Served, in: 40, out: 3, cost: 110}},
+		"stream cut": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "text/event-stream"), respBodyMsg(oaiChunk, false)},
+			rows: 1, want: want{status: spend.Interrupted, out: 1, estimated: true, skipRowChecks: true}},
+	} {
+		for _, budgets := range []bool{false, true} {
+			t.Run(name, func(t *testing.T) {
+				rec := &rowsRecorder{}
+				s := st // one state, its ledger and recorder set per case
+				s.Spend, s.Ledger, s.Limited = rec, nil, false
+				if budgets {
+					s.Ledger, s.Limited = testLedger(t), true
+				}
+				p := &edge{filter: filter{state: s, log: zap.NewNop(), id: "decision-1"}, ctx: context.Background()}
+				p.handle(headersMsg("POST", "/v1/chat/completions", false))
+				if r := p.handle(bodyMsg(chat)); r.GetImmediateResponse() != nil {
+					t.Fatalf("refused: %v", r)
+				}
+				for _, m := range tc.msgs {
+					p.handle(m)
+				}
+				p.finish()
+				p.finish() // a second end records nothing more
+				if len(rec.rows) != tc.rows {
+					t.Fatalf("%d rows, want %d: %+v", len(rec.rows), tc.rows, rec.rows)
+				}
+				r := rec.rows[0]
+				if r.DecisionID != "decision-1" || r.Model != "m" || r.Provider != "p" || r.Workspace != "default" || r.Time.IsZero() {
+					t.Errorf("row %+v", r)
+				}
+				w := tc.want
+				if r.Status != w.status || r.Estimated != w.estimated {
+					t.Errorf("status %s estimated %v, want %s %v", r.Status, r.Estimated, w.status, w.estimated)
+				}
+				if w.skipRowChecks {
+					if r.Cost <= 0 || r.TokensOut < 1 {
+						t.Errorf("an interrupted stream is charged what was generated, never zero: %+v", r)
+					}
+					return
+				}
+				if r.TokensCached != w.cached {
+					t.Errorf("cached tokens %d, want %d", r.TokensCached, w.cached)
+				}
+				if w.cost == -2 { // the prompt, estimated
+					if r.Cost <= 0 || r.TokensIn <= 0 || r.TokensOut != 0 {
+						t.Errorf("the prompt is charged, estimated: %+v", r)
+					}
+					return
+				}
+				cost := w.cost
+				if cost == -1 {
+					cost = p.reservedEUR
+					if cost <= 0 {
+						t.Fatalf("no worst case computed")
+					}
+				}
+				if (w.estimated && r.TokensIn <= 0) || (!w.estimated && (r.TokensIn != w.in || r.TokensOut != w.out)) || r.Cost != cost {
+					t.Errorf("tokens %d/%d cost %d; want %d/%d cost %d", r.TokensIn, r.TokensOut, r.Cost, w.in, w.out, cost)
+				}
+				if budgets {
+					bs, err := s.Ledger.Peek(context.Background(), &ledger.Request{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if used := bs.Budgets[0].Used; used != r.Cost || bs.Budgets[0].Reserved != 0 {
+						t.Errorf("the budget was charged %d (reserved %d), the row says %d", used, bs.Budgets[0].Reserved, r.Cost)
+					}
+				}
+			})
+		}
+	}
+}
+
+// testLedger has one global daily budget of 100 EUR.
+func testLedger(t *testing.T) *ledger.Ledger {
+	t.Helper()
+	b, err := ledger.NewMemory(context.Background(), ledger.MemoryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim, err := ledger.NewLimits(nil, []ledger.BudgetRule{{Name: "all", Scope: ledger.ScopeGlobal, Limit: ledger.FromEUR(100), Period: ledger.PeriodDay}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := ledger.New(b, lim, ledger.Options{})
+	t.Cleanup(func() { l.Close(context.Background()) })
+	return l
+}
+
+// TestSpendNoRowWithoutDecision: a model listing, a refused request and a
+// request refused by a budget leave no row.
+func TestSpendNoRowWithoutDecision(t *testing.T) {
+	rec := &rowsRecorder{}
+	s := testState(t)
+	s.Spend = rec
+	run := func(msgs ...*extprocv3.ProcessingRequest) {
+		p := &edge{filter: filter{state: s, log: zap.NewNop(), id: "d"}, ctx: context.Background()}
+		for _, m := range msgs {
+			p.handle(m)
+		}
+		p.finish()
+	}
+	run(headersMsg("GET", "/v1/models", true))
+	run(headersMsg("POST", "/v1/chat/completions", false), bodyMsg(`{"model":"nope","messages":[{"role":"user","content":"x"}]}`))
+	b, _ := ledger.NewMemory(context.Background(), ledger.MemoryOptions{})
+	lim, _ := ledger.NewLimits(nil, nil, []ledger.RateRule{{Name: "none", Scope: ledger.ScopeWorkspace, RequestsPerMinute: 1}})
+	s.Ledger, s.Limited = ledger.New(b, lim, ledger.Options{}), true
+	defer s.Ledger.Close(context.Background())
+	chat := bodyMsg(`{"model":"small","messages":[{"role":"user","content":"x"}]}`)
+	run(headersMsg("POST", "/v1/chat/completions", false), chat, respHeadersMsg("503", "application/json")) // admitted: a row
+	run(headersMsg("POST", "/v1/chat/completions", false), chat, respHeadersMsg("200", "application/json")) // 429 before it left: none
+	if len(rec.rows) != 1 || rec.rows[0].Status != spend.Failed {
+		t.Errorf("rows %+v, want the one admitted request's", rec.rows)
+	}
+}
