@@ -135,6 +135,10 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	if ks, ok := s.(KeyService); ok {
 		registerKeys(mux, guarded, ks, log)
 	}
+	// The audit log's public key and records (docs/audit.md).
+	if as, ok := s.(AuditService); ok {
+		registerAudit(guarded, as, log)
+	}
 	// The spend ledger, per request, grouped (docs/budgets.md).
 	if ss, ok := s.(SpendService); ok {
 		registerSpend(guarded, ss, log)

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/stellwerk/stellwerk/internal/admin"
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
@@ -40,6 +41,7 @@ Usage:
   stellwerk keys create|list|show|rotate|revoke …   manage the key store's virtual keys (docs/keys.md)
   stellwerk keys provider set|list|delete …         a workspace's own provider keys (encrypted)
   stellwerk keys rotate-master         re-encrypt provider keys under the first master key
+  stellwerk audit verify|export|pubkey|prune …      the tamper-evident audit log (docs/audit.md)
   stellwerk spend [--since T] [--until T] [--group-by key,model,day] [--format table|json|csv]
                                        the spend ledger, summed and grouped (docs/budgets.md)
   stellwerk version                    print the version
@@ -75,6 +77,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runPolicyTest(ctx, args[2:], stdout, stderr)
 	case "keys":
 		return runKeys(ctx, args[1:], stdin, stdout, stderr)
+	case "audit":
+		return runAudit(ctx, args[1:], stdout, stderr)
 	case "spend":
 		return runSpend(ctx, args[1:], stdout, stderr)
 	case "evals":
@@ -169,6 +173,16 @@ func runConfigCheck(args []string, stdout io.Writer) error {
 	if cfg.State.HashKey.IsSet() {
 		if _, err := keys.LoadHasher(config.State{HashKey: cfg.State.HashKey}, store.Postgres, catalog.OSEnv.Getenv); err != nil {
 			fmt.Fprintf(stdout, "warning: %v (stellwerk will not start)\n", err)
+		}
+	}
+	if a := cfg.Audit; a.IsEnabled() {
+		switch {
+		case a.SigningKey.IsSet():
+			if _, err := audit.LoadPublic(a, cfg.State.Dir, catalog.OSEnv.Getenv); err != nil {
+				fmt.Fprintf(stdout, "warning: %v (stellwerk will not start)\n", err)
+			}
+		case cfg.State.Postgres != nil:
+			fmt.Fprintf(stdout, "warning: audit.signing_key is not set: each replica would sign the audit log with its own generated key (docs/audit.md)\n")
 		}
 	}
 	if len(cfg.Admin.Tokens) == 0 {

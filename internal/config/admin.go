@@ -107,5 +107,8 @@ func (c *Config) redacted() *Config {
 		}
 	}
 	r.redactLedger()
+	if r.Audit.SigningKey.File != "" {
+		r.Audit.SigningKey.File = Redacted
+	}
 	return &r
 }

@@ -46,6 +46,8 @@ type Config struct {
 	Budgets    Budgets         `yaml:"budgets,omitempty"`
 	RateLimits []RateLimitRule `yaml:"rate_limits,omitempty"`
 	State      State           `yaml:"state,omitempty"`
+	// Audit is the tamper-evident audit log (audit.go, docs/audit.md).
+	Audit Audit `yaml:"audit,omitempty"`
 }
 
 // Failover is how a request moves on when its provider fails before the
@@ -460,6 +462,7 @@ func decode(r io.Reader, base string) (*Config, error) {
 	}
 	c.resolveState(base)
 	c.resolvePaths(base)
+	c.resolveAudit(base)
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -574,6 +577,7 @@ func (c *Config) ApplyDefaults() {
 		}
 	}
 	c.applyLedgerDefaults()
+	c.applyAuditDefaults()
 	if c.Classify.Sensitivity == nil {
 		c.Classify.Sensitivity = DefaultSensitivity
 	}
@@ -749,6 +753,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateAccess(models)...)
 	errs = append(errs, c.validateAdmin()...)
 	errs = append(errs, c.validateState()...)
+	errs = append(errs, c.validateAudit()...)
 	if c.Routing.BaselineModel != "" && !models[c.Routing.BaselineModel] {
 		bad("routing.baseline_model", "unknown model %q", c.Routing.BaselineModel)
 	}

@@ -1,0 +1,129 @@
+package admin
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/store"
+)
+
+type auditStatus struct {
+	fakeStatus
+	st  *audit.Store
+	key audit.PublicKey
+}
+
+func (a *auditStatus) AuditStore() *audit.Store  { return a.st }
+func (a *auditStatus) AuditKey() audit.PublicKey { return a.key }
+
+// TestAuditAPI: the public key answers any role; records only the auditor
+// and the admin, filtered and paged.
+func TestAuditAPI(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.OpenSQLite(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st, err := audit.OpenStore(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := sha256.Sum256([]byte("admin audit test"))
+	signer := audit.NewSigner(ed25519.NewKeyFromSeed(seed[:]))
+	l, err := audit.Open(ctx, st, signer, audit.Options{Replica: "r1", BatchInterval: 5 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 25 {
+		ws := []string{"legal", "support"}[i%2]
+		l.Record(&audit.Record{Kind: audit.KindDecision, ID: fmt.Sprintf("d%02d", i), Workspace: ws, Chosen: "m1", Status: 200})
+	}
+	l.Record(&audit.Record{Kind: audit.KindKey, ID: "c1", Workspace: "legal", Change: &audit.Change{Actor: "admin:root", Action: "revoke", Target: "bot"}})
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h := Handler(&auditStatus{fakeStatus: fakeStatus{tokens: testTokens()}, st: st, key: signer.Public()}, zap.NewNop())
+	bearer := func(role string) string { return "Bearer " + roleTokens[role] }
+
+	for role, want := range map[string]int{config.RoleViewer: 200, config.RoleOperator: 200, config.RoleAuditor: 200, config.RoleAdmin: 200, "": 401} {
+		auth := ""
+		if role != "" {
+			auth = bearer(role)
+		}
+		t.Setenv("OPS_TOKEN", roleTokens[config.RoleOperator])
+		if rec := get(t, h, "/audit/pubkey", auth); rec.Code != want {
+			t.Errorf("pubkey as %q: %d", role, rec.Code)
+		} else if want == 200 {
+			var v PubKeyView
+			_ = json.Unmarshal(rec.Body.Bytes(), &v)
+			keys, err := audit.ParsePublicKeys([]byte(v.PEM))
+			if err != nil || v.KeyID != signer.Public().ID || keys[0].ID != v.KeyID || v.Algorithm != "ed25519" {
+				t.Errorf("pubkey %+v %v", v, err)
+			}
+		}
+	}
+	for role, want := range map[string]int{config.RoleViewer: 403, config.RoleOperator: 403, config.RoleAuditor: 200, config.RoleAdmin: 200} {
+		if rec := get(t, h, "/admin/audit", bearer(role)); rec.Code != want {
+			t.Errorf("records as %s: %d", role, rec.Code)
+		}
+	}
+
+	page := func(q string) AuditPage {
+		t.Helper()
+		rec := get(t, h, "/admin/audit?"+q, bearer(config.RoleAuditor))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("%s: %d %s", q, rec.Code, rec.Body)
+		}
+		var p AuditPage
+		if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Paging through one workspace: 13 legal decisions and a key change.
+	seen, cursor := 0, ""
+	for pages := 0; ; pages++ {
+		p := page("workspace=legal&limit=5&cursor=" + cursor)
+		for _, r := range p.Records {
+			if r.Workspace != "legal" || len(r.Record) < 10 {
+				t.Errorf("record %+v", r)
+			}
+		}
+		seen += len(p.Records)
+		if p.NextCursor == "" {
+			if pages != 2 {
+				t.Errorf("%d pages", pages+1)
+			}
+			break
+		}
+		cursor = p.NextCursor
+	}
+	if seen != 14 {
+		t.Errorf("legal: %d records", seen)
+	}
+	if p := page("decision_id=d07"); len(p.Records) != 1 || p.Records[0].ID != "d07" {
+		t.Errorf("by decision id: %+v", p.Records)
+	}
+	if p := page("kind=key"); len(p.Records) != 1 || p.Records[0].Kind != "key" {
+		t.Errorf("by kind: %+v", p.Records)
+	}
+	if p := page("from=" + time.Now().Add(time.Hour).Format(time.RFC3339)); len(p.Records) != 0 {
+		t.Errorf("future range: %d", len(p.Records))
+	}
+	for _, q := range []string{"kind=bogus", "limit=0", "limit=1001", "from=yesterday", "cursor=bm90LWEtY3Vyc29y"} {
+		if rec := get(t, h, "/admin/audit?"+q, bearer(config.RoleAdmin)); rec.Code != http.StatusBadRequest {
+			t.Errorf("%s: %d", q, rec.Code)
+		}
+	}
+}

@@ -1,0 +1,132 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+// BenchmarkRecord is what the request path pays: building the record's
+// struct (one allocation, as the edge does) and Record handing it over. A
+// goroutine empties the buffer as the writer would, without writing, so
+// the figure is the hand-over alone at any b.N; the writer's own cost is
+// BenchmarkLogThroughput's. p50 and p99 are of single calls.
+func BenchmarkRecord(b *testing.B) {
+	l := &Log{in: make(chan *Record, 1<<16), o: Options{Buffer: 1 << 16}}
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-l.in:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	defer close(stop)
+	tmpl := decision(1, "support")
+	lat := make([]time.Duration, 0, 1<<16)
+	b.ReportAllocs()
+	for b.Loop() {
+		start := time.Now()
+		r := new(Record)
+		*r = *tmpl
+		r.Time = time.Time{}
+		l.Record(r)
+		if len(lat) < cap(lat) {
+			lat = append(lat, time.Since(start))
+		}
+	}
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+	}
+	if d := l.dropped.Load(); d > 0 {
+		b.ReportMetric(float64(d), "dropped")
+	}
+}
+
+// BenchmarkStoreAppend is the store's throughput: batches of 512 sealed
+// decision records (about 3 KB of JSON each) committed in one transaction,
+// on SQLite and PostgreSQL.
+func BenchmarkStoreAppend(b *testing.B) {
+	for _, be := range backends() {
+		b.Run(be.name, func(b *testing.B) {
+			st := openStore(b, be.open(b))
+			const batch = 512
+			prev, seq := "", uint64(0)
+			es := make([]Entry, batch)
+			b.ResetTimer()
+			for b.Loop() {
+				b.StopTimer()
+				for i := range es {
+					seq++
+					body, _ := jsonRecord(decision(int(seq), "support"))
+					es[i] = Entry{Writer: "bench/1", Seq: seq, Time: time.Now().UTC().Truncate(time.Microsecond), Kind: KindDecision,
+						Workspace: "support", ID: fmt.Sprint(seq), Body: body}
+					es[i].seal(prev)
+					prev = es[i].Hash
+				}
+				b.StartTimer()
+				if err := st.Append(context.Background(), es, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+// BenchmarkLogThroughput is the whole writer: Record, seal (JSON + two
+// hashes), group commit, until everything is in the store.
+func BenchmarkLogThroughput(b *testing.B) {
+	for _, be := range backends() {
+		b.Run(be.name, func(b *testing.B) {
+			st := openStore(b, be.open(b))
+			o := testOptions(b)
+			o.BatchInterval, o.BatchSize, o.Buffer = 50*time.Millisecond, 512, 1<<16
+			o.StoreTimeout = time.Minute
+			l := openLog(b, st, testSigner("a"), o)
+			const n = 20000
+			recs := make([]*Record, n)
+			b.ResetTimer()
+			for b.Loop() {
+				b.StopTimer()
+				for i := range recs {
+					recs[i] = decision(i, "support")
+				}
+				b.StartTimer()
+				for _, r := range recs {
+					for !l.Record(r) {
+						time.Sleep(100 * time.Microsecond)
+					}
+				}
+				flush(b, l)
+			}
+			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+// BenchmarkVerify is verification speed over a stored chain.
+func BenchmarkVerify(b *testing.B) {
+	db := backends()[0].open(b)
+	st := openStore(b, db)
+	s := testSigner("a")
+	o := testOptions(b)
+	o.Buffer = 1 << 16
+	l := openLog(b, st, s, o)
+	recordN(b, l, 0, 10000)
+	closeLog(b, l)
+	b.ResetTimer()
+	for b.Loop() {
+		rep, err := st.Verify(context.Background(), []PublicKey{s.Public()}, VerifyOptions{})
+		if err != nil || !rep.OK() {
+			b.Fatal(err, rep)
+		}
+	}
+	b.ReportMetric(float64(b.N*10000)/b.Elapsed().Seconds(), "records/s")
+}

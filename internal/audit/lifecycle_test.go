@@ -1,0 +1,268 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/store"
+	"github.com/stellwerk/stellwerk/internal/testsrv"
+)
+
+// TestExportVerifiesOffline: an export of one workspace and a time range,
+// in both formats, verifies with the public key alone; an edit to the file
+// is found.
+func TestExportVerifiesOffline(t *testing.T) {
+	conform(t, func(t *testing.T, db *store.DB) {
+		st := openStore(t, db)
+		s := testSigner("a")
+		o := testOptions(t)
+		o.CheckpointInterval = 10 * time.Millisecond
+		l := openLog(t, st, s, o)
+		recordN(t, l, 0, 30)
+		flush(t, l)
+		time.Sleep(30 * time.Millisecond)
+		from := time.Now()
+		recordN(t, l, 30, 30)
+		flush(t, l)
+		to := time.Now()
+		time.Sleep(30 * time.Millisecond)
+		recordN(t, l, 60, 30)
+		closeLog(t, l)
+		keys := []PublicKey{s.Public()}
+		for _, format := range []string{"jsonl", "csv"} {
+			var buf bytes.Buffer
+			n, err := st.Export(context.Background(), ExportFilter{From: from, To: to, Workspace: "legal"}, format, &buf)
+			if err != nil || n != 15 {
+				t.Fatalf("%s export: %d records, %v", format, n, err)
+			}
+			rep, err := VerifyExport(bytes.NewReader(buf.Bytes()), keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantOK(t, rep)
+			if rep.Records != 15 || rep.Writers[0].Links == 0 || rep.Writers[0].AnchoredAt == 0 {
+				t.Errorf("%s: %d records, writer %+v", format, rep.Records, rep.Writers[0])
+			}
+			if strings.Contains(buf.String(), `\"workspace\":\"support\"`) || strings.Contains(buf.String(), `"workspace":"support"`) {
+				t.Errorf("%s: another workspace's record is in the export", format)
+			}
+			tampered := strings.Replace(buf.String(), `eu residency`, `us residency`, 1)
+			rep, err = VerifyExport(strings.NewReader(tampered), keys)
+			if err != nil || rep.OK() || rep.Problems[0].Kind != ProblemModified {
+				t.Errorf("%s: tampered export: %v %+v", format, err, rep)
+			}
+		}
+		// A whole export verifies too, and the store's own range check agrees.
+		var all bytes.Buffer
+		if _, err := st.Export(context.Background(), ExportFilter{}, "jsonl", &all); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := VerifyExport(&all, keys)
+		if err != nil || !rep.OK() || rep.Records != 90 || !rep.Writers[0].Closed {
+			t.Errorf("whole export: %v %+v", err, rep)
+		}
+		wantOK(t, mustVerify(t, st, keys, VerifyOptions{From: from, To: to}))
+	})
+}
+
+// TestRetention: expired records of one workspace lose their content, the
+// fully expired prefix of a chain goes (anchored by a checkpoint), and the
+// rest still verifies.
+func TestRetention(t *testing.T) {
+	conform(t, func(t *testing.T, db *store.DB) {
+		st := openStore(t, db)
+		s := testSigner("a")
+		o := testOptions(t)
+		o.CheckpointInterval = 10 * time.Millisecond
+		l := openLog(t, st, s, o)
+		old := time.Now().Add(-40 * 24 * time.Hour)
+		for i := range 20 { // old support records, then a checkpoint
+			r := decision(i, "support")
+			r.Time = old.Add(time.Duration(i) * time.Second)
+			l.Record(r)
+		}
+		flush(t, l)
+		time.Sleep(30 * time.Millisecond)
+		for i := 20; i < 40; i++ { // old, mixed
+			r := decision(i, []string{"support", "legal"}[i%2])
+			r.Time = old.Add(time.Duration(i) * time.Second)
+			l.Record(r)
+		}
+		recordN(t, l, 40, 20) // new
+		closeLog(t, l)
+		res, err := st.Prune(context.Background(), Retention{Workspaces: map[string]time.Duration{"support": 30 * 24 * time.Hour}}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Pruned != 30 || res.Compacted != 20 {
+			t.Errorf("prune %+v, want 30 pruned, 20 compacted", res)
+		}
+		keys := []PublicKey{s.Public()}
+		rep := mustVerify(t, st, keys, VerifyOptions{})
+		wantOK(t, rep)
+		w := rep.Writers[0]
+		if w.FirstSeq != 21 || w.AnchoredAt != 20 || w.Pruned != 10 || w.Records != 40 {
+			t.Errorf("after retention: %+v", w)
+		}
+		// The legal records kept their content.
+		page, _, err := st.Query(context.Background(), Filter{Workspace: "legal"}, nil, 100)
+		if err != nil || len(page) != 20 || page[0].Pruned {
+			t.Errorf("legal records: %d %v", len(page), err)
+		}
+		// A second run changes nothing; tampering is still found after it.
+		if res, _ := st.Prune(context.Background(), Retention{Workspaces: map[string]time.Duration{"support": 30 * 24 * time.Hour}}, time.Now()); res.Pruned+res.Compacted != 0 {
+			t.Errorf("second prune %+v", res)
+		}
+		sqlExec(t, db, `UPDATE audit_entries SET body = REPLACE(body, 'legal', 'LEGAL') WHERE writer = $1 AND seq = 22`, w.Writer)
+		if rep := mustVerify(t, st, keys, VerifyOptions{}); rep.OK() || rep.Problems[0].Seq != 22 {
+			t.Errorf("tamper after retention: %s", problems(rep))
+		}
+		// Removing a pruned row is still a deletion.
+		sqlExec(t, db, `DELETE FROM audit_entries WHERE writer = $1 AND seq = 23`, w.Writer)
+		if rep := mustVerify(t, st, keys, VerifyOptions{}); !strings.Contains(problems(rep), "seq 23: deleted") {
+			t.Errorf("deleted tombstone: %s", problems(rep))
+		}
+	})
+}
+
+// TestStoreDown stops PostgreSQL under a running log: refuse mode holds
+// the records and reports unhealthy; spool mode stays healthy and writes
+// to the spool; both catch up when the server is back, and the chain
+// verifies with nothing lost.
+func TestStoreDown(t *testing.T) {
+	for _, spool := range []bool{false, true} {
+		name := map[bool]string{false: "refuse", true: "spool"}[spool]
+		t.Run(name, func(t *testing.T) {
+			pg := testsrv.StartPostgres(t)
+			db, err := store.OpenPostgres(context.Background(), pg.NewDatabase(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			st := openStore(t, db)
+			s := testSigner("a")
+			o := testOptions(t)
+			o.Spool, o.StoreTimeout = spool, 500*time.Millisecond
+			l := openLog(t, st, s, o)
+			recordN(t, l, 0, 50)
+			flush(t, l)
+			pg.Stop()
+			recordN(t, l, 50, 50)
+			waitFor(t, 10*time.Second, "the log to notice", func() bool { return l.Stats().StoreDown })
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err = l.Flush(ctx)
+			cancel()
+			st1 := l.Stats()
+			if spool {
+				if err != nil || !l.Healthy() || st1.Spooled != 50 || st1.Pending != 0 {
+					t.Errorf("spooling: %v %+v", err, st1)
+				}
+				files, _ := filepath.Glob(filepath.Join(o.SpoolDir, "*.spool"))
+				if len(files) != 1 {
+					t.Errorf("spool files %v", files)
+				}
+			} else if err == nil || l.Healthy() || st1.Pending != 50 || st1.OldestAge <= 0 {
+				t.Errorf("refusing: %v healthy=%v %+v", err, l.Healthy(), st1)
+			}
+			if err := pg.Start(); err != nil {
+				t.Fatal(err)
+			}
+			recordN(t, l, 100, 10)
+			waitFor(t, 20*time.Second, "catching up", func() bool { s := l.Stats(); return s.Written == 110 && !s.StoreDown })
+			if !l.Healthy() {
+				t.Errorf("unhealthy after catching up: %+v", l.Stats())
+			}
+			closeLog(t, l)
+			rep := mustVerify(t, st, []PublicKey{s.Public()}, VerifyOptions{})
+			wantOK(t, rep)
+			if rep.Records != 110 {
+				t.Errorf("%d records", rep.Records)
+			}
+		})
+	}
+}
+
+// TestSpoolReplayedAtStart: a spool left behind (the process died while
+// the store was down) is written to the store by the next writer.
+func TestSpoolReplayedAtStart(t *testing.T) {
+	db := backends()[0].open(t)
+	st := openStore(t, db)
+	s := testSigner("a")
+	o := testOptions(t)
+	w := "r1/dead0000dead0000"
+	var es []Entry
+	prev := ""
+	for i := range 5 {
+		body := []byte(`{"v":1,"kind":"decision","id":"x` + string(rune('0'+i)) + `"}`)
+		e := Entry{Writer: w, Seq: uint64(i + 1), Time: time.Now().UTC().Truncate(time.Microsecond), Kind: KindDecision, ID: "x", Body: body}
+		e.seal(prev)
+		prev = e.Hash
+		es = append(es, e)
+	}
+	if err := os.MkdirAll(o.SpoolDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sp := newSpool(filepath.Join(o.SpoolDir, spoolName(w)))
+	if err := sp.write(es, nil); err != nil {
+		t.Fatal(err)
+	}
+	sp.f.Close()
+	l := openLog(t, st, s, o)
+	closeLog(t, l)
+	spans, err := st.Writers(context.Background(), time.Time{}, time.Time{})
+	if err != nil || len(spans) != 1 || spans[0].Writer != w || spans[0].Entries != 5 {
+		t.Errorf("replayed: %+v %v", spans, err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(o.SpoolDir, "*.spool")); len(files) != 0 {
+		t.Errorf("spool files left: %v", files)
+	}
+}
+
+// TestBufferFull: a full buffer drops the record, counts it and turns
+// Healthy false; nothing blocks.
+func TestBufferFull(t *testing.T) {
+	db := backends()[0].open(t)
+	st := openStore(t, db)
+	o := testOptions(t)
+	o.BatchSize, o.Buffer, o.BatchInterval = 8, 8, time.Hour
+	l := openLog(t, st, testSigner("a"), o)
+	// The writer takes records one batch at a time: hold it in a commit by
+	// locking the database.
+	tx, err := db.SQL.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(`INSERT INTO audit_keys (key_id, public_key, first_seen) VALUES ('lock', 'x', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	dropped := 0
+	start := time.Now()
+	for i := range 200 {
+		if !l.Record(decision(i, "support")) {
+			dropped++
+		}
+	}
+	if el := time.Since(start); el > 100*time.Millisecond {
+		t.Errorf("Record blocked: 200 calls took %s", el)
+	}
+	if dropped == 0 || l.Stats().Dropped != int64(dropped) || l.Healthy() {
+		t.Errorf("dropped %d, stats %+v, healthy %v", dropped, l.Stats(), l.Healthy())
+	}
+	_ = tx.Rollback()
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

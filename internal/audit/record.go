@@ -1,0 +1,243 @@
+// Package audit is stellwerk's tamper-evident audit log: one Record per
+// routed request and per change of keys, policy, config and admin state,
+// written off the request path by an asynchronous, batched writer (Log)
+// into the state store (SQLite or PostgreSQL), hash chained per writer and
+// anchored by Ed25519-signed checkpoints. Verify detects a modified,
+// deleted, inserted or reordered record, a truncated tail and a bad
+// signature, on a store or on an export file. docs/audit.md is the
+// reference for the schema, the encoding and what it proves.
+package audit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
+
+// SchemaVersion is the version of Record's JSON shape. A change that
+// renames or retypes a field bumps it; adding an optional field does not.
+const SchemaVersion = 1
+
+// Kinds of record. A decision is one client request (routed, refused or
+// failed); the others are changes, with Change set.
+const (
+	KindDecision    = "decision"
+	KindKey         = "key"          // virtual key create, rotate, revoke
+	KindProviderKey = "provider_key" // a workspace's provider key set or deleted
+	KindConfig      = "config"       // config loaded, reloaded or refused
+	KindPolicy      = "policy"       // policy version loaded or refused
+	KindAdmin       = "admin"        // any other admin action
+)
+
+// Kinds lists every kind, for validation of filters.
+var Kinds = []string{KindDecision, KindKey, KindProviderKey, KindConfig, KindPolicy, KindAdmin}
+
+// Record is one entry of the audit log. It holds facts about a decision,
+// never a key, a token, or (unless the workspace opted in) prompt text.
+// Zero-valued members are left out of the encoding.
+type Record struct {
+	// V is SchemaVersion; Record() sets it.
+	V    int    `json:"v"`
+	Kind string `json:"kind"`
+	// ID is the decision id (x-stellwerk-decision-id) of a decision, a
+	// generated id for a change.
+	ID string `json:"id"`
+	// Time is when the request arrived (or the change was made); Record()
+	// sets it when zero.
+	Time time.Time `json:"time"`
+	// Workspace is whose record this is: retention and the workspace filter
+	// of export and /admin/audit read it.
+	Workspace string `json:"workspace,omitempty"`
+
+	Principal *Principal `json:"principal,omitempty"`
+	Request   *Request   `json:"request,omitempty"`
+	// Classification is the classifier's summary: labels and counts, never
+	// the values found.
+	Classification *Classification `json:"classification,omitempty"`
+	RequestPolicy  *RequestPolicy  `json:"request_policy,omitempty"`
+	Versions       Versions        `json:"versions,omitzero"`
+	// Constraint is the strongest hard constraint in force ("eu residency").
+	Constraint string `json:"constraint,omitempty"`
+	// Objective and QualityFloor are what the policy decided to optimise.
+	Objective    string  `json:"objective,omitempty"`
+	QualityFloor float64 `json:"quality_floor,omitempty"`
+	// Deny is the policy's deny reasons of a refused request.
+	Deny       []string    `json:"deny,omitempty"`
+	Candidates []Candidate `json:"candidates,omitempty"`
+	// Chosen is the model the decision picked; Served the one that answered
+	// (another after failover).
+	Chosen    string    `json:"chosen,omitempty"`
+	Served    string    `json:"served,omitempty"`
+	Provider  string    `json:"provider,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	Fallbacks []string  `json:"fallbacks,omitempty"`
+	Attempts  []Attempt `json:"attempts,omitempty"`
+	Usage     *Usage    `json:"usage,omitempty"`
+	Cost      *Cost     `json:"cost,omitempty"`
+	// OverheadUS is the router's own time on the request, in microseconds.
+	OverheadUS int64 `json:"router_overhead_us,omitempty"`
+	// Status is the HTTP status the client got; ErrorCode the OpenAI error
+	// code when it was an error (policy_denied, budget_exceeded, …).
+	Status    int    `json:"status,omitempty"`
+	ErrorCode string `json:"error_code,omitempty"`
+	// Route and RouteVersion name the named route (empty until routes exist).
+	Route        string `json:"route,omitempty"`
+	RouteVersion string `json:"route_version,omitempty"`
+	// Budgets names the budgets that applied (downgrade or block).
+	Budgets []string `json:"budgets,omitempty"`
+
+	// Change is set on every kind but decision.
+	Change *Change `json:"change,omitempty"`
+	// Content is the request's and the answer's text, only for workspaces
+	// that opted in (audit.content), with personal data and secrets
+	// replaced by typed placeholders before the record is handed over.
+	Content *Content `json:"content,omitempty"`
+}
+
+// Principal is who called: ids, never a secret.
+type Principal struct {
+	KeyID string `json:"key_id,omitempty"`
+	Team  string `json:"team,omitempty"`
+	User  string `json:"user,omitempty"`
+	// Anonymous is true for an unauthenticated caller (auth.mode open).
+	Anonymous bool `json:"anonymous,omitempty"`
+}
+
+// Request is what the client asked for, without its text.
+type Request struct {
+	// Fingerprint is Fingerprint(body): "sha256:" and the hex SHA-256 of
+	// the body as received. Leave it empty and set Body to have the writer
+	// compute it off the request path.
+	Fingerprint string `json:"fingerprint"`
+	// Body is the request body to fingerprint; never encoded or stored.
+	// The writer drops it once hashed.
+	Body []byte `json:"-"`
+	Path string `json:"path,omitempty"`
+	// Model is the request's model member: auto, a model id or route:….
+	Model     string `json:"model,omitempty"`
+	Stream    bool   `json:"stream,omitempty"`
+	MaxTokens int    `json:"max_tokens,omitempty"`
+	Bytes     int    `json:"bytes,omitempty"`
+}
+
+// Classification is the classifier's result as labels and counts.
+type Classification struct {
+	Task           string         `json:"task,omitempty"`
+	TaskConfidence float64        `json:"task_confidence,omitempty"`
+	Complexity     string         `json:"complexity,omitempty"`
+	Language       string         `json:"language,omitempty"`
+	Sensitivity    string         `json:"sensitivity,omitempty"`
+	Risk           string         `json:"risk,omitempty"`
+	PII            map[string]int `json:"pii,omitempty"` // type → count
+	Secrets        int            `json:"secrets,omitempty"`
+	Injection      float64        `json:"injection_score,omitempty"`
+	InputTokens    int            `json:"input_tokens,omitempty"`
+	// Scan is complete or truncated (ScanLimit names the cap).
+	Scan      string `json:"scan,omitempty"`
+	ScanLimit string `json:"scan_limit,omitempty"`
+}
+
+// RequestPolicy is the validated per-request policy and its fingerprint.
+// Policy is its canonical JSON as reqpolicy renders it.
+type RequestPolicy struct {
+	Fingerprint string          `json:"fingerprint"`
+	Policy      json.RawMessage `json:"policy,omitempty"`
+}
+
+// Versions are content hashes of what decided: the policy version, and
+// "sha256:<hex>" (ContentHash) of the config and of the catalog in force.
+// Replay looks the versions up by these.
+type Versions struct {
+	Policy  string `json:"policy,omitempty"`
+	Config  string `json:"config,omitempty"`
+	Catalog string `json:"catalog,omitempty"`
+}
+
+// Candidate is one model's line of the decision.
+type Candidate struct {
+	Model    string `json:"model"`
+	Provider string `json:"provider,omitempty"`
+	// Verdict is chosen, eligible, excluded (by policy) or rejected (by a
+	// requirement); Reason says why for the last two.
+	Verdict string `json:"verdict"`
+	Reason  string `json:"reason,omitempty"`
+	// Score is the selection's score when the selector exposes one; the
+	// inputs it weighs are recorded beside it.
+	Score            float64 `json:"score,omitempty"`
+	EstimatedCostEUR float64 `json:"estimated_cost_eur,omitempty"`
+	Quality          float64 `json:"quality,omitempty"`
+	LatencyMS        int     `json:"latency_ms,omitempty"`
+	Residency        string  `json:"residency,omitempty"`
+}
+
+// Attempt is one provider the request was sent to.
+type Attempt struct {
+	Model     string  `json:"model"`
+	Provider  string  `json:"provider"`
+	Status    int     `json:"status,omitempty"` // 0: no response
+	LatencyMS float64 `json:"latency_ms,omitempty"`
+	Outcome   string  `json:"outcome"` // served, failed
+	Reason    string  `json:"reason,omitempty"`
+}
+
+// Usage is the tokens the answer used.
+type Usage struct {
+	PromptTokens     int  `json:"prompt_tokens"`
+	CompletionTokens int  `json:"completion_tokens"`
+	Estimated        bool `json:"estimated,omitempty"`
+}
+
+// Cost is what the request cost and saved, in EUR.
+type Cost struct {
+	EUR float64 `json:"eur"`
+	// Amount and Currency are in the model's price currency.
+	Amount   float64 `json:"amount,omitempty"`
+	Currency string  `json:"currency,omitempty"`
+	// Source is provider_usage or estimate.
+	Source        string  `json:"source,omitempty"`
+	EstimatedEUR  float64 `json:"estimated_eur,omitempty"`
+	BaselineModel string  `json:"baseline_model,omitempty"`
+	BaselineEUR   float64 `json:"baseline_eur,omitempty"`
+	SavingEUR     float64 `json:"saving_eur,omitempty"`
+}
+
+// Change is who changed what.
+type Change struct {
+	// Actor is admin:<token id>, cli:<unix user>, or system.
+	Actor string `json:"actor"`
+	// Action is create, rotate, revoke, set, delete, load, reload, refuse….
+	Action string `json:"action"`
+	// Target names what changed (a key id, workspace/provider, a version).
+	Target string `json:"target,omitempty"`
+	// Before and After are versions or digests, never secrets.
+	Before string            `json:"before,omitempty"`
+	After  string            `json:"after,omitempty"`
+	Detail map[string]string `json:"detail,omitempty"`
+}
+
+// Content is the opted-in text, already redacted by the caller.
+type Content struct {
+	Messages []ContentMessage `json:"messages,omitempty"`
+	Answer   string           `json:"answer,omitempty"`
+	// Redacted counts the placeholders by type.
+	Redacted map[string]int `json:"redacted,omitempty"`
+}
+
+// ContentMessage is one message of the request.
+type ContentMessage struct {
+	Role string `json:"role"`
+	Text string `json:"text"`
+}
+
+// Fingerprint is the request fingerprint of a body: "sha256:" and the hex
+// SHA-256 of the bytes as received. (The body is parsed with gjson and
+// never re-serialised, so the bytes received are the canonical form: the
+// same bytes always give the same fingerprint.)
+func Fingerprint(body []byte) string { return ContentHash(body) }
+
+// ContentHash names a version by its content: "sha256:<hex>".
+func ContentHash(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}

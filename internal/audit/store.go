@@ -1,0 +1,470 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/store"
+)
+
+// Store keeps the chain in a state database (SQLite or PostgreSQL). Rows
+// are only ever inserted, except by Prune (retention). Writers never
+// contend: each writes only its own (writer, seq) keys.
+type Store struct {
+	db *store.DB
+}
+
+// Component names the audit schema in schema_migrations.
+const Component = "audit"
+
+// Migrations is the audit schema, for both dialects. body is TEXT (the
+// exact bytes hashed; PostgreSQL's JSONB would re-serialise them) and NULL
+// once retention removed it. Times are Unix microseconds.
+var Migrations = []store.Migration{
+	{Version: 1, Name: "hash-chained entries and signed checkpoints", SQL: `
+CREATE TABLE audit_entries (
+	writer      TEXT   NOT NULL,
+	seq         BIGINT NOT NULL,
+	time_us     BIGINT NOT NULL,
+	kind        TEXT   NOT NULL,
+	workspace   TEXT   NOT NULL,
+	decision_id TEXT   NOT NULL,
+	prev        TEXT   NOT NULL,
+	body_sha256 TEXT   NOT NULL,
+	hash        TEXT   NOT NULL,
+	body        TEXT,
+	PRIMARY KEY (writer, seq)
+);
+CREATE INDEX audit_entries_time ON audit_entries (time_us, writer, seq);
+CREATE INDEX audit_entries_workspace ON audit_entries (workspace, time_us);
+CREATE INDEX audit_entries_decision ON audit_entries (decision_id);
+CREATE TABLE audit_checkpoints (
+	writer    TEXT   NOT NULL,
+	seq       BIGINT NOT NULL,
+	hash      TEXT   NOT NULL,
+	prev      TEXT   NOT NULL,
+	time_us   BIGINT NOT NULL,
+	reason    TEXT   NOT NULL,
+	key_id    TEXT   NOT NULL,
+	signature TEXT   NOT NULL,
+	digest    TEXT   NOT NULL,
+	PRIMARY KEY (writer, seq)
+);
+CREATE INDEX audit_checkpoints_time ON audit_checkpoints (time_us);
+CREATE TABLE audit_keys (
+	key_id     TEXT   PRIMARY KEY,
+	public_key TEXT   NOT NULL,
+	first_seen BIGINT NOT NULL
+)`},
+}
+
+// OpenStore migrates the audit schema and returns the store.
+func OpenStore(ctx context.Context, db *store.DB) (*Store, error) {
+	if err := db.Migrate(ctx, Component, Migrations); err != nil {
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+// DB is the state database.
+func (s *Store) DB() *store.DB { return s.db }
+
+const entryColumns = `writer, seq, time_us, kind, workspace, decision_id, prev, body_sha256, hash, body`
+
+// rowsPerInsert bounds one multi-row INSERT (10 parameters a row, far
+// below both engines' limits).
+const rowsPerInsert = 256
+
+// Append writes entries and checkpoints in one transaction: a batch is
+// committed whole or not at all.
+func (s *Store) Append(ctx context.Context, entries []Entry, cps []Checkpoint) error {
+	if len(entries) == 0 && len(cps) == 0 {
+		return nil
+	}
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		for len(entries) > 0 {
+			n := min(len(entries), rowsPerInsert)
+			if err := insertEntries(ctx, tx, s.db.Dialect, entries[:n]); err != nil {
+				return err
+			}
+			entries = entries[n:]
+		}
+		for i := range cps {
+			c := &cps[i]
+			if _, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoints (writer, seq, hash, prev, time_us, reason, key_id, signature, digest)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (writer, seq) DO NOTHING`, c.Writer, int64(c.Seq), c.Hash, c.Prev, TimeUS(c.Time), c.Reason, c.KeyID,
+				base64.StdEncoding.EncodeToString(c.Signature), c.Digest); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// insertEntries writes rows with one multi-row INSERT. SQLite gets "?"
+// placeholders: it resolves each "$n" by a linear search over the
+// statement's names, which made a 256-row insert quadratic.
+func insertEntries(ctx context.Context, tx *sql.Tx, dialect store.Dialect, es []Entry) error {
+	var b strings.Builder
+	b.Grow(64 + len(es)*48)
+	b.WriteString(`INSERT INTO audit_entries (` + entryColumns + `) VALUES `)
+	args := make([]any, 0, len(es)*10)
+	for i := range es {
+		e := &es[i]
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('(')
+		for j := 1; j <= 10; j++ {
+			if j > 1 {
+				b.WriteByte(',')
+			}
+			if dialect == store.SQLite {
+				b.WriteByte('?')
+			} else {
+				b.WriteByte('$')
+				b.WriteString(strconv.Itoa(i*10 + j))
+			}
+		}
+		b.WriteByte(')')
+		var body any
+		if !e.Pruned {
+			body = string(e.Body)
+		}
+		args = append(args, e.Writer, int64(e.Seq), TimeUS(e.Time), e.Kind, e.Workspace, e.ID, e.Prev, e.BodySHA256, e.Hash, body)
+	}
+	// A retried batch (its commit's answer lost) finds its rows there.
+	b.WriteString(` ON CONFLICT (writer, seq) DO NOTHING`)
+	_, err := tx.ExecContext(ctx, b.String(), args...)
+	return err
+}
+
+// RegisterKey notes a signing key's public half (informational: Verify
+// trusts only the keys its caller gives it, never this table).
+func (s *Store) RegisterKey(ctx context.Context, k PublicKey) error {
+	_, err := s.db.SQL.ExecContext(ctx, `INSERT INTO audit_keys (key_id, public_key, first_seen) VALUES ($1, $2, $3)
+		ON CONFLICT (key_id) DO NOTHING`, k.ID, base64.StdEncoding.EncodeToString(k.Key), time.Now().UnixMicro())
+	return store.Classify(err)
+}
+
+// LastCheckpoint is the newest checkpoint of any writer of a replica
+// (writers named "<replica>/…"); ok is false when there is none.
+func (s *Store) LastCheckpoint(ctx context.Context, replica string) (Checkpoint, bool, error) {
+	like := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(replica) + "/%"
+	rows, err := s.db.SQL.QueryContext(ctx, `SELECT `+checkpointColumns+` FROM audit_checkpoints WHERE writer LIKE $1 ESCAPE '\'
+		ORDER BY time_us DESC, seq DESC LIMIT 1`, like)
+	if err != nil {
+		return Checkpoint{}, false, store.Classify(err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return Checkpoint{}, false, store.Classify(rows.Err())
+	}
+	c, err := scanCheckpoint(rows)
+	return c, err == nil, store.Classify(err)
+}
+
+const checkpointColumns = `writer, seq, hash, prev, time_us, reason, key_id, signature, digest`
+
+func scanCheckpoint(sc interface{ Scan(...any) error }) (Checkpoint, error) {
+	var c Checkpoint
+	var seq, t int64
+	var sig string
+	if err := sc.Scan(&c.Writer, &seq, &c.Hash, &c.Prev, &t, &c.Reason, &c.KeyID, &sig, &c.Digest); err != nil {
+		return c, err
+	}
+	c.Seq, c.Time = uint64(seq), FromUS(t)
+	c.Signature, _ = base64.StdEncoding.DecodeString(sig) // a damaged one fails verification
+	return c, nil
+}
+
+// Checkpoints returns the checkpoints of one writer ("" for all), ordered
+// by writer and seq.
+func (s *Store) Checkpoints(ctx context.Context, writer string) ([]Checkpoint, error) {
+	rows, err := s.db.SQL.QueryContext(ctx, `SELECT `+checkpointColumns+` FROM audit_checkpoints
+		WHERE ($1 = '' OR writer = $1) ORDER BY writer, seq`, writer)
+	if err != nil {
+		return nil, store.Classify(err)
+	}
+	defer rows.Close()
+	var out []Checkpoint
+	for rows.Next() {
+		c, err := scanCheckpoint(rows)
+		if err != nil {
+			return nil, store.Classify(err)
+		}
+		out = append(out, c)
+	}
+	return out, store.Classify(rows.Err())
+}
+
+func scanEntry(sc interface{ Scan(...any) error }) (Entry, error) {
+	var e Entry
+	var seq, t int64
+	var body sql.NullString
+	if err := sc.Scan(&e.Writer, &seq, &t, &e.Kind, &e.Workspace, &e.ID, &e.Prev, &e.BodySHA256, &e.Hash, &body); err != nil {
+		return e, err
+	}
+	e.Seq, e.Time = uint64(seq), FromUS(t)
+	if body.Valid {
+		e.Body = []byte(body.String)
+	} else {
+		e.Pruned = true
+	}
+	return e, nil
+}
+
+// WriterSpan is what the store holds of one writer's chain.
+type WriterSpan struct {
+	Writer   string `json:"writer"`
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
+	Entries  int64  `json:"entries"`
+}
+
+// Writers lists the writers with entries, with the seq span of those whose
+// time is in [from, to) (zero times: unbounded).
+func (s *Store) Writers(ctx context.Context, from, to time.Time) ([]WriterSpan, error) {
+	lo, hi := timeBounds(from, to)
+	rows, err := s.db.SQL.QueryContext(ctx, `SELECT writer, MIN(seq), MAX(seq), COUNT(*) FROM audit_entries
+		WHERE time_us >= $1 AND time_us < $2 GROUP BY writer ORDER BY writer`, lo, hi)
+	if err != nil {
+		return nil, store.Classify(err)
+	}
+	defer rows.Close()
+	var out []WriterSpan
+	for rows.Next() {
+		var w WriterSpan
+		var a, b int64
+		if err := rows.Scan(&w.Writer, &a, &b, &w.Entries); err != nil {
+			return nil, store.Classify(err)
+		}
+		w.FirstSeq, w.LastSeq = uint64(a), uint64(b)
+		out = append(out, w)
+	}
+	return out, store.Classify(rows.Err())
+}
+
+func timeBounds(from, to time.Time) (int64, int64) {
+	lo, hi := int64(-1<<62), int64(1<<62)
+	if !from.IsZero() {
+		lo = TimeUS(from)
+	}
+	if !to.IsZero() {
+		hi = TimeUS(to)
+	}
+	return lo, hi
+}
+
+// EachEntry calls fn with a writer's entries with seq in [first, last], in
+// seq order, streaming (the whole chain is never in memory).
+func (s *Store) EachEntry(ctx context.Context, writer string, first, last uint64, fn func(*Entry) error) error {
+	const page = 2000
+	next := int64(first)
+	for {
+		rows, err := s.db.SQL.QueryContext(ctx, `SELECT `+entryColumns+` FROM audit_entries
+			WHERE writer = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT `+strconv.Itoa(page), writer, next, int64(last))
+		if err != nil {
+			return store.Classify(err)
+		}
+		n := 0
+		for rows.Next() {
+			e, err := scanEntry(rows)
+			if err != nil {
+				rows.Close()
+				return store.Classify(err)
+			}
+			n++
+			next = int64(e.Seq) + 1
+			if err := fn(&e); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return store.Classify(err)
+		}
+		if n < page {
+			return nil
+		}
+	}
+}
+
+// Filter selects records for Query. Empty fields match everything.
+type Filter struct {
+	From, To  time.Time // [From, To)
+	Workspace string
+	ID        string // decision id
+	Kind      string
+	Writer    string
+}
+
+// Cursor is where a page of Query ends; its String is opaque to clients.
+type Cursor struct {
+	TimeUS int64
+	Writer string
+	Seq    uint64
+}
+
+func (c Cursor) String() string {
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d/%d/%s", c.TimeUS, c.Seq, c.Writer))
+}
+
+// ParseCursor reads a Cursor's String.
+func ParseCursor(s string) (Cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Cursor{}, errors.New("not a cursor of this API")
+	}
+	parts := strings.SplitN(string(b), "/", 3)
+	if len(parts) != 3 {
+		return Cursor{}, errors.New("not a cursor of this API")
+	}
+	t, err1 := strconv.ParseInt(parts[0], 10, 64)
+	seq, err2 := strconv.ParseUint(parts[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return Cursor{}, errors.New("not a cursor of this API")
+	}
+	return Cursor{TimeUS: t, Seq: seq, Writer: parts[2]}, nil
+}
+
+// Query returns up to limit entries matching f after the cursor (nil:
+// from the start), ordered by time, writer and seq, and the cursor of the
+// next page (nil when this is the last).
+func (s *Store) Query(ctx context.Context, f Filter, after *Cursor, limit int) ([]Entry, *Cursor, error) {
+	lo, hi := timeBounds(f.From, f.To)
+	cw, cs := "", int64(-1)
+	if after != nil {
+		lo = max(lo, after.TimeUS)
+		cw, cs = after.Writer, int64(after.Seq)
+	}
+	rows, err := s.db.SQL.QueryContext(ctx, `SELECT `+entryColumns+` FROM audit_entries
+		WHERE time_us >= $1 AND time_us < $2
+		AND ($3 = '' OR workspace = $3) AND ($4 = '' OR decision_id = $4) AND ($5 = '' OR kind = $5) AND ($6 = '' OR writer = $6)
+		AND (time_us > $1 OR writer > $7 OR (writer = $7 AND seq > $8))
+		ORDER BY time_us, writer, seq LIMIT `+strconv.Itoa(limit+1),
+		lo, hi, f.Workspace, f.ID, f.Kind, f.Writer, cw, cs)
+	if err != nil {
+		return nil, nil, store.Classify(err)
+	}
+	defer rows.Close()
+	out := make([]Entry, 0, min(limit, 256))
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, nil, store.Classify(err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, store.Classify(err)
+	}
+	if len(out) <= limit {
+		return out, nil, nil
+	}
+	out = out[:limit]
+	last := out[limit-1]
+	return out, &Cursor{TimeUS: TimeUS(last.Time), Writer: last.Writer, Seq: last.Seq}, nil
+}
+
+// Retention says how long records are kept: Workspaces overrides Default
+// (0: forever).
+type Retention struct {
+	Default    time.Duration
+	Workspaces map[string]time.Duration
+}
+
+// PruneResult is what one Prune removed.
+type PruneResult struct {
+	// Pruned records lost their body (their chain fields stay).
+	Pruned int64 `json:"pruned"`
+	// Compacted chain rows were removed whole: every row of a writer up to
+	// a checkpoint was already pruned, and the checkpoint anchors the rest.
+	Compacted int64 `json:"compacted"`
+}
+
+// Prune applies retention at now in two steps. First the body of every
+// expired record is removed; its row stays, with the columns and body hash
+// its leaf is computed from, so the chain through it still verifies.
+// Then, per writer, the rows up to the newest checkpoint before its first
+// unexpired record are deleted: that signed checkpoint anchors what
+// remains (Verify reports the chain as starting there).
+func (s *Store) Prune(ctx context.Context, r Retention, now time.Time) (PruneResult, error) {
+	var res PruneResult
+	exec := func(q string, args ...any) error {
+		out, err := s.db.SQL.ExecContext(ctx, q, args...)
+		if err != nil {
+			return store.Classify(err)
+		}
+		n, _ := out.RowsAffected()
+		res.Pruned += n
+		return nil
+	}
+	listed := make([]any, 0, len(r.Workspaces))
+	for ws, d := range r.Workspaces {
+		listed = append(listed, ws)
+		if d > 0 {
+			if err := exec(`UPDATE audit_entries SET body = NULL WHERE body IS NOT NULL AND workspace = $1 AND time_us < $2`,
+				ws, TimeUS(now.Add(-d))); err != nil {
+				return res, err
+			}
+		}
+	}
+	if r.Default > 0 {
+		q := `UPDATE audit_entries SET body = NULL WHERE body IS NOT NULL AND time_us < $1`
+		args := []any{TimeUS(now.Add(-r.Default))}
+		if len(listed) > 0 {
+			ph := make([]string, len(listed))
+			for i := range listed {
+				ph[i] = "$" + strconv.Itoa(i+2)
+			}
+			q += ` AND workspace NOT IN (` + strings.Join(ph, ",") + `)`
+			args = append(args, listed...)
+		}
+		if err := exec(q, args...); err != nil {
+			return res, err
+		}
+	}
+	// Compaction: per writer, the newest checkpoint (seq ≥ 1) below the
+	// first row that still has a body, or below the last row: a writer's
+	// last row always stays, so its chain never looks cut off at the end.
+	rows, err := s.db.SQL.QueryContext(ctx, `SELECT w.writer, MAX(c.seq) FROM
+		(SELECT writer, COALESCE(MIN(CASE WHEN body IS NOT NULL THEN seq END), MAX(seq)) - 1 AS bound
+		 FROM audit_entries GROUP BY writer) w
+		JOIN audit_checkpoints c ON c.writer = w.writer AND c.seq >= 1 AND c.seq <= w.bound
+		GROUP BY w.writer`)
+	if err != nil {
+		return res, store.Classify(err)
+	}
+	type cut struct {
+		writer string
+		seq    int64
+	}
+	var cuts []cut
+	for rows.Next() {
+		var c cut
+		if err := rows.Scan(&c.writer, &c.seq); err != nil {
+			rows.Close()
+			return res, store.Classify(err)
+		}
+		cuts = append(cuts, c)
+	}
+	rows.Close()
+	for _, c := range cuts {
+		out, err := s.db.SQL.ExecContext(ctx, `DELETE FROM audit_entries WHERE writer = $1 AND seq <= $2 AND body IS NULL`, c.writer, c.seq)
+		if err != nil {
+			return res, store.Classify(err)
+		}
+		n, _ := out.RowsAffected()
+		res.Compacted += n
+	}
+	return res, nil
+}

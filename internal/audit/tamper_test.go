@@ -1,0 +1,172 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/store"
+)
+
+// writeChain writes 40 records with a checkpoint after the 20th, and closes
+// the writer (shutdown checkpoint at 40).
+func writeChain(t *testing.T, st *Store, s *Signer) string {
+	t.Helper()
+	o := testOptions(t)
+	o.CheckpointInterval = 10 * time.Millisecond
+	l := openLog(t, st, s, o)
+	recordN(t, l, 0, 20)
+	flush(t, l)
+	time.Sleep(40 * time.Millisecond)
+	recordN(t, l, 20, 20)
+	closeLog(t, l)
+	return l.Writer()
+}
+
+func sqlExec(t *testing.T, db *store.DB, q string, args ...any) {
+	t.Helper()
+	if _, err := db.SQL.ExecContext(context.Background(), q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+func entryAt(t *testing.T, st *Store, writer string, seq uint64) Entry {
+	t.Helper()
+	var e Entry
+	found := false
+	if err := st.EachEntry(context.Background(), writer, seq, seq, func(x *Entry) error { e, found = *x, true; return nil }); err != nil || !found {
+		t.Fatalf("entry %d: %v", seq, err)
+	}
+	return e
+}
+
+// putEntry overwrites the row at e.Seq with e's fields.
+func putEntry(t *testing.T, db *store.DB, e Entry, atSeq uint64) {
+	t.Helper()
+	sqlExec(t, db, `UPDATE audit_entries SET time_us = $1, kind = $2, workspace = $3, decision_id = $4, prev = $5, body_sha256 = $6,
+		hash = $7, body = $8 WHERE writer = $9 AND seq = $10`, TimeUS(e.Time), e.Kind, e.Workspace, e.ID, e.Prev, e.BodySHA256, e.Hash,
+		string(e.Body), e.Writer, int64(atSeq))
+}
+
+// TestTamperDetected does each kind of tampering to a real store and
+// checks that Verify names it, at the right place.
+func TestTamperDetected(t *testing.T) {
+	type tamper struct {
+		do       func(t *testing.T, db *store.DB, st *Store, writer string)
+		kind     string
+		seq      uint64
+		detail   string
+		otherKey bool
+	}
+	cases := map[string]tamper{
+		"body edited": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
+			sqlExec(t, db, `UPDATE audit_entries SET body = REPLACE(body, 'mistral-small', 'gpt-4o') WHERE writer = $1 AND seq = 7`, w)
+		}, kind: ProblemModified, seq: 7, detail: "content"},
+		"column edited": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
+			sqlExec(t, db, `UPDATE audit_entries SET workspace = 'other' WHERE writer = $1 AND seq = 12`, w)
+		}, kind: ProblemModified, seq: 12, detail: "columns"},
+		"rewritten with recomputed hashes": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
+			e := entryAt(t, st, w, 9)
+			e.Body = []byte(strings.Replace(string(e.Body), `"status":200`, `"status":403`, 1))
+			e.seal(e.Prev)
+			putEntry(t, db, e, 9)
+		}, kind: ProblemModified, seq: 9, detail: "rewritten"},
+		"deleted": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
+			sqlExec(t, db, `DELETE FROM audit_entries WHERE writer = $1 AND seq = 15`, w)
+		}, kind: ProblemDeleted, seq: 15, detail: "missing"},
+		"inserted (later records renumbered)": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
+			for seq := 40; seq >= 25; seq-- {
+				sqlExec(t, db, `UPDATE audit_entries SET seq = seq + 1 WHERE writer = $1 AND seq = $2`, w, seq)
+			}
+			prev := entryAt(t, st, w, 24)
+			forged := Entry{Writer: w, Seq: 25, Time: prev.Time, Kind: KindDecision, Workspace: "support", ID: "forged",
+				Body: []byte(`{"v":1,"kind":"decision","id":"forged"}`)}
+			forged.seal(prev.Hash)
+			if err := st.Append(context.Background(), []Entry{forged}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}, kind: ProblemInserted, seq: 26, detail: "inserted before seq 26"},
+		"reordered": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
+			a, b := entryAt(t, st, w, 30), entryAt(t, st, w, 31)
+			putEntry(t, db, b, 30)
+			putEntry(t, db, a, 31)
+		}, kind: ProblemReordered, seq: 30, detail: "stored as seq [30 31]"},
+		"tail truncated": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
+			sqlExec(t, db, `DELETE FROM audit_entries WHERE writer = $1 AND seq > 36`, w)
+		}, kind: ProblemTruncated, seq: 37, detail: "signed by checkpoint 40"},
+		"checkpoint forged": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
+			sqlExec(t, db, `UPDATE audit_checkpoints SET hash = $1 WHERE writer = $2 AND seq = 40`, strings.Repeat("0", 64), w)
+		}, kind: ProblemSignature, seq: 40, detail: "signature does not verify"},
+		"signed by an unknown key": {do: func(t *testing.T, db *store.DB, st *Store, w string) {}, otherKey: true,
+			kind: ProblemSignature, seq: 0, detail: "not among the trusted"},
+		"whole tail rewritten consistently": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
+			// No secret protects the chain itself: a forger can recompute
+			// every hash after a change. The signed checkpoint still says
+			// what the writer wrote.
+			prev := entryAt(t, st, w, 32).Hash
+			for seq := uint64(33); seq <= 40; seq++ {
+				e := entryAt(t, st, w, seq)
+				e.Body = []byte(strings.ReplaceAll(string(e.Body), `"cost"`, `"kost"`))
+				e.seal(prev)
+				putEntry(t, db, e, seq)
+				prev = e.Hash
+			}
+		}, kind: ProblemCheckpoint, seq: 0, detail: "differs from what the writer signed"},
+	}
+	conform(t, func(t *testing.T, db *store.DB) {
+		for name, tc := range cases {
+			t.Run(name, func(t *testing.T) {
+				st := openStore(t, db)
+				sqlExec(t, db, `DELETE FROM audit_entries`)
+				sqlExec(t, db, `DELETE FROM audit_checkpoints`)
+				s := testSigner("a")
+				w := writeChain(t, st, s)
+				wantOK(t, mustVerify(t, st, []PublicKey{s.Public()}, VerifyOptions{}))
+				tc.do(t, db, st, w)
+				keys := []PublicKey{s.Public()}
+				if tc.otherKey {
+					keys = []PublicKey{testSigner("other").Public()}
+				}
+				rep := mustVerify(t, st, keys, VerifyOptions{})
+				found := false
+				for _, p := range rep.Problems {
+					if p.Kind == tc.kind && p.Writer == w && (tc.seq == 0 || p.Seq == tc.seq) && strings.Contains(p.Detail, tc.detail) {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("want %s at seq %d (%q); got:\n%s", tc.kind, tc.seq, tc.detail, problems(rep))
+				}
+			})
+		}
+	})
+}
+
+func problems(r *Report) string {
+	var b strings.Builder
+	for _, p := range r.Problems {
+		fmt.Fprintf(&b, "  %s\n", p)
+	}
+	return b.String()
+}
+
+// TestWholeWriterDeleted: a replica's next writer names the last
+// checkpoint of the one before; removing that writer's whole log is found.
+func TestWholeWriterDeleted(t *testing.T) {
+	conform(t, func(t *testing.T, db *store.DB) {
+		st := openStore(t, db)
+		s := testSigner("a")
+		first := writeChain(t, st, s)
+		second := writeChain(t, st, s)
+		keys := []PublicKey{s.Public()}
+		wantOK(t, mustVerify(t, st, keys, VerifyOptions{}))
+		sqlExec(t, db, `DELETE FROM audit_entries WHERE writer = $1`, first)
+		sqlExec(t, db, `DELETE FROM audit_checkpoints WHERE writer = $1`, first)
+		rep := mustVerify(t, st, keys, VerifyOptions{})
+		if len(rep.Problems) != 1 || rep.Problems[0].Writer != second || rep.Problems[0].Kind != ProblemDeleted {
+			t.Errorf("got:\n%s", problems(rep))
+		}
+	})
+}

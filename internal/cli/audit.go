@@ -1,0 +1,241 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/store"
+)
+
+const auditUsage = `usage:
+  stellwerk audit verify [--from T] [--to T] [--writer W] [--pubkey FILE]…   check the store's chains and checkpoints
+  stellwerk audit verify --file EXPORT --pubkey FILE                          check an export offline (no config, no store)
+  stellwerk audit export --from T --to T [--workspace W] [--writer W] [--format jsonl|csv] [--out FILE]
+  stellwerk audit pubkey                                                      print the signing key's public half (PEM)
+  stellwerk audit prune                                                       apply audit.retention now
+T is an RFC 3339 time or a date (2006-01-02, UTC). Without --pubkey, verify trusts the public half of
+the configured signing key (audit.signing_key, or the one generated into state.dir). Every verb but
+verify --file takes --config FILE (env STELLWERK_CONFIG) and --state-dir DIR. verify exits 1 when it
+finds a problem and prints each with its writer and seq.
+`
+
+// runAudit is `stellwerk audit …`.
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, auditUsage)
+		return ErrUsage
+	}
+	verb, args := args[0], args[1:]
+	fs := flag.NewFlagSet("audit "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", defaultConfigPath(), "config file (env STELLWERK_CONFIG)")
+	stateDir := fs.String("state-dir", "", "directory of the embedded store, overrides state.dir (as for serve)")
+	var from, to, writer, workspace, file, format, outPath string
+	var pubkeys multiFlag
+	asJSON := false
+	switch verb {
+	case "verify":
+		fs.StringVar(&from, "from", "", "only records from this time (RFC 3339 or date)")
+		fs.StringVar(&to, "to", "", "only records before this time")
+		fs.StringVar(&writer, "writer", "", "only this writer's chain")
+		fs.StringVar(&file, "file", "", "verify an export file (JSONL or CSV) instead of the store")
+		fs.Var(&pubkeys, "pubkey", "trusted public key file (PEM or base64; repeatable)")
+		fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	case "export":
+		fs.StringVar(&from, "from", "", "records from this time (required)")
+		fs.StringVar(&to, "to", "", "records before this time (required)")
+		fs.StringVar(&workspace, "workspace", "", "only this workspace's records (others appear as links)")
+		fs.StringVar(&writer, "writer", "", "only this writer's chain")
+		fs.StringVar(&format, "format", "jsonl", "jsonl or csv")
+		fs.StringVar(&outPath, "out", "", "write to this file (default stdout)")
+	case "pubkey", "prune":
+	default:
+		fmt.Fprintf(stderr, "unknown audit command %q\n\n%s", verb, auditUsage)
+		return ErrUsage
+	}
+	if err := fs.Parse(args); err != nil {
+		return ErrUsage
+	}
+	var problems []string
+	if fs.NArg() > 0 {
+		problems = append(problems, "unexpected arguments: "+strings.Join(fs.Args(), " "))
+	}
+	fromT, err := parseWhen(from)
+	if err != nil {
+		problems = append(problems, "--from: "+err.Error())
+	}
+	toT, err := parseWhen(to)
+	if err != nil {
+		problems = append(problems, "--to: "+err.Error())
+	}
+	if !fromT.IsZero() && !toT.IsZero() && !toT.After(fromT) {
+		problems = append(problems, "--to must be after --from")
+	}
+	switch verb {
+	case "export":
+		if from == "" || to == "" {
+			problems = append(problems, "export needs --from and --to")
+		}
+		if format != "jsonl" && format != "csv" {
+			problems = append(problems, fmt.Sprintf("--format %q: want jsonl or csv", format))
+		}
+	case "verify":
+		if file != "" && (from != "" || to != "" || writer != "") {
+			problems = append(problems, "--file verifies the whole export: --from, --to and --writer apply to the store")
+		}
+		if file != "" && len(pubkeys) == 0 {
+			problems = append(problems, "--file needs --pubkey: an export is verified against a key you trust, not one it carries")
+		}
+	}
+	if len(problems) > 0 {
+		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
+		return ErrUsage
+	}
+
+	var keys []audit.PublicKey
+	for _, p := range pubkeys {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("--pubkey: %w", err)
+		}
+		ks, err := audit.ParsePublicKeys(b)
+		if err != nil {
+			return fmt.Errorf("--pubkey %s: %w", p, err)
+		}
+		keys = append(keys, ks...)
+	}
+	if verb == "verify" && file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		rep, err := audit.VerifyExport(f, keys)
+		if err != nil {
+			return err
+		}
+		return printReport(rep, asJSON, stdout)
+	}
+
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *stateDir != "" {
+		cfg.State.Dir = *stateDir
+	}
+	if verb == "pubkey" {
+		k, err := audit.LoadPublic(cfg.Audit, cfg.State.Dir, os.Getenv)
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(stdout, k.PEM())
+		fmt.Fprintf(stderr, "key id %s\n", k.ID)
+		return nil
+	}
+	db, err := store.Open(ctx, cfg.State, os.Getenv)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st, err := audit.OpenStore(ctx, db)
+	if err != nil {
+		return err
+	}
+	switch verb {
+	case "verify":
+		if len(keys) == 0 {
+			k, err := audit.LoadPublic(cfg.Audit, cfg.State.Dir, os.Getenv)
+			if err != nil {
+				return fmt.Errorf("%w (give --pubkey)", err)
+			}
+			keys = []audit.PublicKey{k}
+		}
+		rep, err := st.Verify(ctx, keys, audit.VerifyOptions{From: fromT, To: toT, Writer: writer})
+		if err != nil {
+			return err
+		}
+		return printReport(rep, asJSON, stdout)
+	case "export":
+		w := stdout
+		if outPath != "" {
+			f, err := os.OpenFile(outPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			w = f
+		}
+		n, err := st.Export(ctx, audit.ExportFilter{From: fromT, To: toT, Workspace: workspace, Writer: writer}, format, w)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "%d record(s) exported, with the chain and checkpoints around them; verify with: stellwerk audit verify --file FILE --pubkey KEY\n", n)
+		return nil
+	case "prune":
+		r := cfg.Audit.Retention
+		res, err := st.Prune(ctx, audit.Retention{Default: r.Default, Workspaces: r.Workspaces}, time.Now())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%d record(s) pruned (content removed), %d chain row(s) compacted\n", res.Pruned, res.Compacted)
+		return nil
+	}
+	return nil
+}
+
+// errProblems is verify's failure: the report says what.
+var errProblems = errors.New("audit verification failed")
+
+func printReport(rep *audit.Report, asJSON bool, stdout io.Writer) error {
+	if asJSON {
+		if err := writeJSONTo(stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		for _, w := range rep.Writers {
+			state := "open (running, or ended without a shutdown checkpoint)"
+			if w.Closed {
+				state = "closed"
+			}
+			anchor := "from its start"
+			if w.AnchoredAt > 0 {
+				anchor = fmt.Sprintf("from checkpoint %d", w.AnchoredAt)
+			}
+			fmt.Fprintf(stdout, "%s: seq %d-%d, %d records (%d pruned, %d links), %d checkpoints, signed through %d, %d unsigned, verified %s, %s\n",
+				w.Writer, w.FirstSeq, w.LastSeq, w.Records, w.Pruned, w.Links, w.Checkpoints, w.SignedThrough, w.Unsigned, anchor, state)
+		}
+		for _, p := range rep.Problems {
+			fmt.Fprintf(stdout, "PROBLEM %s\n", p)
+		}
+		if rep.OK() {
+			fmt.Fprintf(stdout, "ok: %d records in %d chain(s) verified\n", rep.Records, len(rep.Writers))
+		}
+	}
+	if !rep.OK() {
+		return fmt.Errorf("%w: %d problem(s)", errProblems, len(rep.Problems))
+	}
+	return nil
+}
+
+// parseWhen reads an RFC 3339 time or a date (UTC); "" is the zero time.
+func parseWhen(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time or a date (2006-01-02)", s)
+}

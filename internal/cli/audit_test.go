@@ -1,0 +1,103 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/store"
+)
+
+// TestAuditCLI: records written by a server's log (here, in the test)
+// verify from the CLI with the generated key; an export verifies offline
+// with the printed public key; an edit in the store makes verify fail
+// naming the writer and seq.
+func TestAuditCLI(t *testing.T) {
+	cfgPath, stateDir := keysConfig(t)
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	signer, generated, err := audit.LoadSigner(cfg.Audit, cfg.State.Dir, os.Getenv)
+	if err != nil || !generated {
+		t.Fatalf("signer: %v %v", generated, err)
+	}
+	if st, err := os.Stat(filepath.Join(stateDir, audit.KeyFile)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("generated key file: %v %v", st, err)
+	}
+	db, err := store.Open(ctx, cfg.State, os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st, err := audit.OpenStore(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := audit.Open(ctx, st, signer, audit.OptionsFrom(cfg.Audit, cfg.State.Dir), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(-time.Second)
+	for i := range 20 {
+		ws := []string{"legal", "default"}[i%2]
+		l.Record(&audit.Record{Kind: audit.KindDecision, ID: "d" + string(rune('a'+i)), Workspace: ws, Chosen: "m1", Status: 200})
+	}
+	l.Record(&audit.Record{Kind: audit.KindKey, ID: "chg-1", Workspace: "legal", Change: &audit.Change{Actor: "cli:ops", Action: "create", Target: "bot"}})
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	out, _, err := run("audit", "verify", "--config", cfgPath)
+	if err != nil || !strings.Contains(out, "ok: 21 records in 1 chain(s) verified") || !strings.Contains(out, "closed") {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
+	pub, stderr, err := run("audit", "pubkey", "--config", cfgPath)
+	if err != nil || !strings.HasPrefix(pub, "-----BEGIN PUBLIC KEY-----") || !strings.Contains(stderr, signer.Public().ID) {
+		t.Fatalf("pubkey: %v %s %s", err, pub, stderr)
+	}
+	dir := t.TempDir()
+	pubFile, exportFile := filepath.Join(dir, "audit.pub"), filepath.Join(dir, "export.jsonl")
+	_ = os.WriteFile(pubFile, []byte(pub), 0o600)
+	_, stderr, err = run("audit", "export", "--config", cfgPath, "--from", start.Format(time.RFC3339), "--to", time.Now().Add(time.Minute).Format(time.RFC3339),
+		"--workspace", "legal", "--out", exportFile)
+	if err != nil || !strings.Contains(stderr, "11 record(s) exported") {
+		t.Fatalf("export: %v %s", err, stderr)
+	}
+	// Offline: no config, the key given.
+	out, _, err = run("audit", "verify", "--file", exportFile, "--pubkey", pubFile)
+	if err != nil || !strings.Contains(out, "ok: 11 records") {
+		t.Fatalf("verify --file: %v\n%s", err, out)
+	}
+	out, _, err = run("audit", "verify", "--file", exportFile, "--pubkey", pubFile, "--json")
+	if err != nil || !strings.Contains(out, `"problems": []`) {
+		t.Fatalf("verify --json: %v\n%s", err, out)
+	}
+
+	if _, err := db.SQL.Exec(`UPDATE audit_entries SET body = REPLACE(body, '"m1"', '"m2"') WHERE seq = 4`); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run("audit", "verify", "--config", cfgPath)
+	if !errors.Is(err, errProblems) || !strings.Contains(out, "PROBLEM "+l.Writer()+" seq 4: modified") {
+		t.Fatalf("tampered: %v\n%s", err, out)
+	}
+
+	for name, args := range map[string][]string{
+		"export without range": {"audit", "export", "--config", cfgPath},
+		"bad format":           {"audit", "export", "--from", "2026-01-01", "--to", "2026-02-01", "--format", "xml"},
+		"file without key":     {"audit", "verify", "--file", exportFile},
+		"bad time":             {"audit", "verify", "--from", "yesterday"},
+		"unknown verb":         {"audit", "frob"},
+	} {
+		if _, _, err := run(args...); !errors.Is(err, ErrUsage) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
