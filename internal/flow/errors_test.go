@@ -76,7 +76,7 @@ func TestLoadErrors(t *testing.T) {
 			[]string{"t.yaml:3:24: route r, node c: chain[1]: \"e\" is a end node; a chain lists model nodes"}},
 		"end status": {head + "  - {id: e, end: {status: 200, message: fine}}\n",
 			[]string{"node e: end.status: 200 is not one of"}},
-		"end message": {head + "  - {id: e, end: {status: 429}}\n", []string{"node e: end.message: required"}},
+		"end message":     {head + "  - {id: e, end: {status: 429}}\n", []string{"node e: end.message: required"}},
 		"next on a model": {head + "  - {id: a, model: gpt-4o, next: a}\n", []string{"node a: next: only a rate_limit or budget_limit node has next"}},
 		"bad route name": {"route: Support Bot\nnodes:\n  - {id: a, model: gpt-4o}\n",
 			[]string{"t.yaml:1:8: route Support Bot: route: \"Support Bot\" is not a route name"}},
