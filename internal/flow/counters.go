@@ -38,8 +38,8 @@ type counter struct {
 	buckets          [10]atomic.Int64
 }
 
-// Sample is one answered request of a route.
-type Sample struct {
+// Answer is one answered request of a route, as the edge reports it.
+type Answer struct {
 	// Err: the request failed (an error answer, every provider failing, a
 	// refusal by an end node).
 	Err     bool
@@ -48,7 +48,7 @@ type Sample struct {
 }
 
 // Record counts one request of the outcome's route version and arm.
-func (c *Counters) Record(o *Outcome, s Sample) {
+func (c *Counters) Record(o *Outcome, s Answer) {
 	if o == nil {
 		return
 	}
@@ -57,7 +57,7 @@ func (c *Counters) Record(o *Outcome, s Sample) {
 
 // RecordArm is Record for a route, version and arm given directly (a
 // replica that kept only the labels).
-func (c *Counters) RecordArm(route string, version int64, arm string, s Sample) {
+func (c *Counters) RecordArm(route string, version int64, arm string, s Answer) {
 	k := counterKey{route, version, arm}
 	v, ok := c.m.Load(k)
 	if !ok {

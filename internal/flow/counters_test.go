@@ -13,12 +13,12 @@ func TestCounters(t *testing.T) {
 	for range 4 {
 		wg.Go(func() {
 			for i := range 250 {
-				c.Record(o, Sample{Err: i%50 == 0, Cost: 10, Latency: time.Duration(i) * time.Millisecond})
+				c.Record(o, Answer{Err: i%50 == 0, Cost: 10, Latency: time.Duration(i) * time.Millisecond})
 			}
 		})
 	}
 	wg.Wait()
-	c.RecordArm("support", 6, "", Sample{Latency: time.Minute})
+	c.RecordArm("support", 6, "", Answer{Latency: time.Minute})
 	rows := c.Snapshot()
 	if len(rows) != 2 || rows[0].Version != 6 || rows[1].Arm != "rollout/challenger" {
 		t.Fatalf("rows %+v", rows)
