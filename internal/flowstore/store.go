@@ -42,7 +42,7 @@ type Route struct {
 	// Live is the deployed version (0: none yet).
 	Live       int64     `json:"live"`
 	Latest     int64     `json:"latest"`
-	Versions   int       `json:"versions"`
+	Versions   int       `json:"version_count"`
 	DeployedAt time.Time `json:"deployed_at,omitzero"`
 	DeployedBy string    `json:"deployed_by,omitempty"`
 }
