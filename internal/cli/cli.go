@@ -42,6 +42,8 @@ Usage:
   stellwerk keys rotate-master         re-encrypt provider keys under the first master key
   stellwerk spend [--since T] [--until T] [--group-by key,model,day] [--format table|json|csv]
                                        the spend ledger, summed and grouped (docs/budgets.md)
+  stellwerk routes list|show|diff|test|create|deploy|rollback|sync …
+                                       named, versioned routes (docs/routes.md)
   stellwerk version                    print the version
 
 Run "stellwerk <command> -h" for the flags of a command.
@@ -77,6 +79,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runKeys(ctx, args[1:], stdin, stdout, stderr)
 	case "spend":
 		return runSpend(ctx, args[1:], stdout, stderr)
+	case "routes":
+		return runRoutes(ctx, args[1:], stdout, stderr)
 	case "evals":
 		return runEvalsImport(args[1:], stdout, stderr)
 	case "config":
