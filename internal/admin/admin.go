@@ -143,6 +143,10 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	if ss, ok := s.(SpendService); ok {
 		registerSpend(guarded, ss, log)
 	}
+	// Named, versioned routes (docs/routes.md).
+	if rs, ok := s.(RouteService); ok {
+		registerRoutes(guarded, rs, log)
+	}
 	// Anything else is a 404, but only to a caller with a token: probing
 	// without one learns nothing.
 	guarded("/", readers, func(w http.ResponseWriter, r *http.Request) {

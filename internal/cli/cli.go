@@ -44,6 +44,8 @@ Usage:
   stellwerk audit verify|export|pubkey|prune …      the tamper-evident audit log (docs/audit.md)
   stellwerk spend [--since T] [--until T] [--group-by key,model,day] [--format table|json|csv]
                                        the spend ledger, summed and grouped (docs/budgets.md)
+  stellwerk routes list|show|diff|test|create|deploy|rollback|sync …
+                                       named, versioned routes (docs/routes.md)
   stellwerk version                    print the version
 
 Run "stellwerk <command> -h" for the flags of a command.
@@ -81,6 +83,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runAudit(ctx, args[1:], stdout, stderr)
 	case "spend":
 		return runSpend(ctx, args[1:], stdout, stderr)
+	case "routes":
+		return runRoutes(ctx, args[1:], stdout, stderr)
 	case "evals":
 		return runEvalsImport(args[1:], stdout, stderr)
 	case "config":

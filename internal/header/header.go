@@ -27,6 +27,14 @@ const (
 	// Policy carries the per-request policy as JSON (same shape as the body's
 	// `policy` object).
 	Policy = "x-stellwerk-policy"
+	// Route is on the answer of a request that ran a named route: the
+	// route and the version that served (support@7), docs/routes.md.
+	Route = "x-stellwerk-route"
+	// Metadata carries the request metadata routes read, as a JSON object
+	// of strings, for clients that cannot send the body's `metadata`
+	// (flow.ParseMetadataHeader). Read at the edge like Policy, then
+	// removed.
+	Metadata = "x-stellwerk-metadata"
 
 	// Plan carries a request's attempt list from the client-facing filter
 	// to the egress listeners (Envoy-internal, never sent to a provider).

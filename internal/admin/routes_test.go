@@ -1,0 +1,137 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/flow"
+	"github.com/stellwerk/stellwerk/internal/flowstore"
+	"github.com/stellwerk/stellwerk/internal/store"
+	"github.com/stellwerk/stellwerk/internal/testsrv"
+)
+
+type routeStatus struct {
+	fakeStatus
+	rs *flowstore.Store
+}
+
+func (r *routeStatus) Routes() *flowstore.Store { return r.rs }
+func (r *routeStatus) RouteEnv() *flow.Env {
+	return &flow.Env{Models: []string{"gpt-4o", "gpt-4o-mini"}, Providers: []string{"openai"}, Budgets: []string{}}
+}
+
+func routeDoc(model string) string {
+	b, _ := json.Marshal(CreateRouteRequest{Document: "route: support\nnodes:\n  - id: m\n    model: " + model + "\n", Message: "try " + model})
+	return string(b)
+}
+
+func TestRoutesAPI(t *testing.T) {
+	db, err := store.OpenSQLite(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rs, err := flowstore.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Handler(&routeStatus{fakeStatus: fakeStatus{tokens: testTokens()}, rs: rs}, zap.NewNop())
+
+	// A viewer reads but may not write; an operator writes.
+	if rec := do(t, h, "POST", "/admin/routes", config.RoleViewer, routeDoc("gpt-4o")); rec.Code != 403 {
+		t.Fatalf("viewer create: %d", rec.Code)
+	}
+	rec := do(t, h, "POST", "/admin/routes", config.RoleOperator, routeDoc("gpt-4o"))
+	var cr CreatedRoute
+	if rec.Code != 201 || json.Unmarshal(rec.Body.Bytes(), &cr) != nil || cr.Version.Version != 1 || !cr.Created || !strings.HasPrefix(cr.Version.Author, "admin:") {
+		t.Fatalf("create: %d %s", rec.Code, rec.Body)
+	}
+	// The same document again is the same version (200).
+	if rec := do(t, h, "POST", "/admin/routes", config.RoleAdmin, routeDoc("gpt-4o")); rec.Code != 200 {
+		t.Fatalf("dedupe: %d %s", rec.Code, rec.Body)
+	}
+	b, _ := json.Marshal(CreateRouteRequest{Document: "route: support\nnodes:\n  - id: m\n    model: gpt-4o-mini\n", Deploy: true})
+	rec = do(t, h, "POST", "/admin/routes", config.RoleOperator, string(b))
+	if rec.Code != 201 || json.Unmarshal(rec.Body.Bytes(), &cr) != nil || cr.Deployed == nil || cr.Deployed.To != 2 || !cr.Version.Live {
+		t.Fatalf("create and deploy: %d %s", rec.Code, rec.Body)
+	}
+	// A document that does not load: 400 naming the node and position.
+	rec = do(t, h, "POST", "/admin/routes", config.RoleOperator, routeDoc("gpt-9"))
+	if st, code, param := openAIError(t, rec); st != 400 || code != "invalid_route" || param != "document" ||
+		!strings.Contains(rec.Body.String(), `document:4:12: route support, node m: model: unknown model \"gpt-9\"`) {
+		t.Fatalf("invalid: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do(t, h, "POST", "/admin/routes", config.RoleOperator, `{"document":"x","colour":1}`); rec.Code != 400 {
+		t.Fatalf("unknown field: %d", rec.Code)
+	}
+	// Rollback (operator), then deploy forward again.
+	if rec := do(t, h, "POST", "/admin/routes/support/rollback", config.RoleOperator, ""); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"to":1`) {
+		t.Fatalf("rollback: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do(t, h, "POST", "/admin/routes/support/rollback", config.RoleOperator, ""); rec.Code != 409 {
+		t.Fatalf("rollback below v1: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do(t, h, "POST", "/admin/routes/support/deploy", config.RoleViewer, `{"version":2}`); rec.Code != 403 {
+		t.Fatalf("viewer deploy: %d", rec.Code)
+	}
+	if rec := do(t, h, "POST", "/admin/routes/support/deploy", config.RoleOperator, `{"version":2}`); rec.Code != 200 {
+		t.Fatalf("deploy: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do(t, h, "POST", "/admin/routes/support/deploy", config.RoleOperator, `{}`); rec.Code != 400 {
+		t.Fatalf("deploy without a version: %d", rec.Code)
+	}
+	if rec := do(t, h, "POST", "/admin/routes/support/deploy", config.RoleOperator, `{"version":9}`); rec.Code != 404 {
+		t.Fatalf("deploy of a missing version: %d", rec.Code)
+	}
+	// Readers list and show.
+	rec = do(t, h, "GET", "/admin/routes", config.RoleAuditor, "")
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"name":"support","live":2,"latest":2`) {
+		t.Fatalf("list: %d %s", rec.Code, rec.Body)
+	}
+	rec = do(t, h, "GET", "/admin/routes/support", config.RoleViewer, "")
+	var view RouteView
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &view) != nil || len(view.VersionList) != 2 || len(view.Deploys) != 3 {
+		t.Fatalf("show: %d %s", rec.Code, rec.Body)
+	}
+	rec = do(t, h, "GET", "/admin/routes/support/versions/live", config.RoleViewer, "")
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "gpt-4o-mini") || !strings.Contains(rec.Body.String(), `"live":true`) {
+		t.Fatalf("live version: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do(t, h, "GET", "/admin/routes/support/versions/x", config.RoleViewer, ""); rec.Code != 400 {
+		t.Fatalf("bad version: %d", rec.Code)
+	}
+	if rec := do(t, h, "GET", "/admin/routes/nope", config.RoleViewer, ""); rec.Code != 404 {
+		t.Fatalf("unknown route: %d", rec.Code)
+	}
+	if rec := do(t, h, "GET", "/admin/routes", "", ""); rec.Code != 401 {
+		t.Fatalf("no token: %d", rec.Code)
+	}
+}
+
+// With PostgreSQL down the route API answers 503 in the OpenAI shape.
+func TestRoutesAPIStoreDown(t *testing.T) {
+	pg := testsrv.StartPostgres(t)
+	db, err := store.OpenPostgres(context.Background(), pg.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rs, err := flowstore.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Handler(&routeStatus{fakeStatus: fakeStatus{tokens: testTokens()}, rs: rs}, zap.NewNop())
+	pg.Stop()
+	for _, req := range [][3]string{{"GET", "/admin/routes", ""}, {"POST", "/admin/routes", routeDoc("gpt-4o")},
+		{"POST", "/admin/routes/support/deploy", `{"version":1}`}} {
+		rec := do(t, h, req[0], req[1], config.RoleOperator, req[2])
+		if st, code, _ := openAIError(t, rec); st != 503 || code != "route_store_unavailable" || rec.Header().Get("Retry-After") != "1" {
+			t.Errorf("%s %s with the store down: %d %s", req[0], req[1], rec.Code, rec.Body)
+		}
+	}
+}

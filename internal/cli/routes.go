@@ -1,0 +1,630 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/admin"
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/flow"
+	"github.com/stellwerk/stellwerk/internal/flowstore"
+	"github.com/stellwerk/stellwerk/internal/request"
+	"github.com/stellwerk/stellwerk/internal/route"
+	"github.com/stellwerk/stellwerk/internal/store"
+)
+
+const routesUsage = `usage:
+  stellwerk routes list                               routes in the store (live and newest version) and the files of routes/
+  stellwerk routes show NAME[@N]                      a version's document (default: the live one) and its record
+  stellwerk routes diff A [B]                         A and B: NAME@N, NAME (its live version) or a FILE; B defaults to routes/NAME.yaml
+  stellwerk routes test ROUTE --samples FILE          run sample requests through ROUTE (a FILE, a draft, or NAME[@N]): path and outcome
+  stellwerk routes create FILE [--message M]          store FILE as a version without deploying it
+  stellwerk routes deploy FILE|NAME@N [--message M]   make a version live (a FILE is stored first); every replica switches within a second
+  stellwerk routes rollback NAME [--to N]             deploy an earlier version (default: the one before the live one)
+  stellwerk routes sync [--no-deploy]                 record routes/*.yaml as versions, as serve does (docs/routes.md)
+Every verb takes --config FILE (env STELLWERK_CONFIG), --state-dir DIR and --json; routes/ is beside the config.
+`
+
+// runRoutes is `stellwerk routes …`.
+func runRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, routesUsage)
+		return ErrUsage
+	}
+	verb, args := args[0], args[1:]
+	fs := flag.NewFlagSet("routes "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", defaultConfigPath(), "config file (env STELLWERK_CONFIG)")
+	stateDir := fs.String("state-dir", "", "directory of the embedded store, overrides state.dir (as for serve)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	var message, samples string
+	var to int64
+	var noDeploy bool
+	want := map[string][2]int{"list": {0, 0}, "show": {1, 1}, "diff": {1, 2}, "test": {1, 1}, "create": {1, 1}, "deploy": {1, 1},
+		"rollback": {1, 1}, "sync": {0, 0}}
+	switch verb {
+	case "create", "deploy":
+		fs.StringVar(&message, "message", "", "what changed, kept with the version")
+	case "test":
+		fs.StringVar(&samples, "samples", "", "JSON file of sample requests (required; docs/routes.md)")
+	case "rollback":
+		fs.Int64Var(&to, "to", 0, "the version to go back to (default: the one before the live one)")
+	case "sync":
+		fs.BoolVar(&noDeploy, "no-deploy", false, "store new file contents as versions without deploying them")
+	case "list", "show", "diff":
+	default:
+		fmt.Fprintf(stderr, "unknown routes command %q\n\n%s", verb, routesUsage)
+		return ErrUsage
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return ErrUsage
+	}
+	if n := want[verb]; len(pos) < n[0] || len(pos) > n[1] {
+		fmt.Fprintf(stderr, "routes %s: wrong number of arguments\n\n%s", verb, routesUsage)
+		return ErrUsage
+	}
+	if verb == "test" && samples == "" {
+		fmt.Fprintln(stderr, "routes test: --samples FILE is required")
+		return ErrUsage
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *stateDir != "" {
+		cfg.State.Dir = *stateDir
+	}
+	cat, err := catalog.New(cfg, catalog.OSEnv)
+	if err != nil {
+		return err
+	}
+	rc := &routesCLI{cfg: cfg, env: flow.EnvFor(cfg, cat), dir: flowstore.Dir(*cfgPath), json: *asJSON, stdout: stdout, stderr: stderr}
+	defer rc.close()
+	switch verb {
+	case "list":
+		return rc.list(ctx)
+	case "show":
+		return rc.show(ctx, pos[0])
+	case "diff":
+		b := ""
+		if len(pos) == 2 {
+			b = pos[1]
+		}
+		return rc.diff(ctx, pos[0], b)
+	case "test":
+		return rc.test(ctx, pos[0], samples)
+	case "create":
+		_, err := rc.create(ctx, pos[0], message)
+		return err
+	case "deploy":
+		return rc.deploy(ctx, pos[0], message)
+	case "rollback":
+		return rc.rollback(ctx, pos[0], to)
+	case "sync":
+		return rc.sync(ctx, !noDeploy)
+	}
+	return nil
+}
+
+type routesCLI struct {
+	cfg            *config.Config
+	env            *flow.Env
+	dir            string
+	json           bool
+	stdout, stderr io.Writer
+	st             *flowstore.Store
+	db             *store.DB
+}
+
+func (r *routesCLI) store(ctx context.Context) (*flowstore.Store, error) {
+	if r.st != nil {
+		return r.st, nil
+	}
+	db, err := store.Open(ctx, r.cfg.State, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	st, err := flowstore.Open(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	r.st, r.db = st, db
+	return st, nil
+}
+
+func (r *routesCLI) close() {
+	if r.db != nil {
+		r.db.Close()
+	}
+}
+
+// ref is a route named on the command line: a file, or NAME[@N].
+type ref struct {
+	file    string
+	name    string
+	version int64 // 0: live
+}
+
+func parseRef(s string) (ref, error) {
+	if strings.HasSuffix(s, ".yaml") || strings.HasSuffix(s, ".yml") || strings.Contains(s, "/") {
+		return ref{file: s}, nil
+	}
+	name, v, ok := strings.Cut(s, "@")
+	r := ref{name: name}
+	if ok {
+		n, err := strconv.ParseInt(strings.TrimPrefix(v, "v"), 10, 64)
+		if err != nil || n < 1 {
+			return r, fmt.Errorf("%q: a version is NAME@N with N from 1", s)
+		}
+		r.version = n
+	}
+	if !flow.NameRE.MatchString(name) {
+		return r, fmt.Errorf("%q is neither a route name nor a .yaml file", s)
+	}
+	return r, nil
+}
+
+// load returns a ref's document, its label and the compiled flow (nil with
+// the load error for a stored version that no longer loads).
+func (r *routesCLI) load(ctx context.Context, s string) (doc []byte, label string, f *flow.Flow, err error) {
+	rf, err := parseRef(s)
+	if err != nil {
+		return nil, "", nil, usageError(r.stderr, err)
+	}
+	if rf.file != "" {
+		doc, err = os.ReadFile(rf.file)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		f, err = flow.Load(rf.file, doc, r.env)
+		return doc, rf.file, f, err
+	}
+	st, err := r.store(ctx)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	v, err := st.Get(ctx, rf.name, rf.version)
+	if err != nil {
+		return nil, "", nil, r.fail(err)
+	}
+	label = fmt.Sprintf("%s@%d", v.Route, v.Version)
+	f, err = flow.Load(label, []byte(v.Document), r.env)
+	if f != nil {
+		f.Version = v.Version
+	}
+	return []byte(v.Document), label, f, err
+}
+
+func usageError(w io.Writer, err error) error {
+	fmt.Fprintln(w, err)
+	return ErrUsage
+}
+
+func (r *routesCLI) fail(err error) error {
+	return fmt.Errorf("routes: %s", admin.RouteError(err).Message)
+}
+
+func (r *routesCLI) list(ctx context.Context) error {
+	st, err := r.store(ctx)
+	if err != nil {
+		return err
+	}
+	rs, err := st.Routes(ctx)
+	if err != nil {
+		return r.fail(err)
+	}
+	files, err := flowstore.ReadDir(r.dir, r.env)
+	if err != nil {
+		return err
+	}
+	if r.json {
+		type fileView struct {
+			File  string `json:"file"`
+			Route string `json:"route,omitempty"`
+			Hash  string `json:"hash,omitempty"`
+			Error string `json:"error,omitempty"`
+		}
+		fv := []fileView{}
+		for _, f := range files {
+			v := fileView{File: f.Path}
+			if f.Err != nil {
+				v.Error = f.Err.Error()
+			} else {
+				v.Route, v.Hash = f.Flow.Name, f.Flow.Hash
+			}
+			fv = append(fv, v)
+		}
+		return writeJSONTo(r.stdout, map[string]any{"routes": rs, "files": fv})
+	}
+	tw := tabwriter.NewWriter(r.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROUTE\tLIVE\tNEWEST\tVERSIONS\tDEPLOYED\tBY")
+	for _, x := range rs {
+		live, at := "-", "-"
+		if x.Live > 0 {
+			live, at = strconv.FormatInt(x.Live, 10), x.DeployedAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", x.Name, live, x.Latest, x.Versions, at, dash(x.DeployedBy))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, f := range files {
+		if f.Err != nil {
+			fmt.Fprintf(r.stdout, "file %s does not load:\n%v\n", f.Path, f.Err)
+		}
+	}
+	return nil
+}
+
+func (r *routesCLI) show(ctx context.Context, s string) error {
+	rf, err := parseRef(s)
+	if err != nil || rf.file != "" {
+		return usageError(r.stderr, fmt.Errorf("routes show takes NAME[@N]"))
+	}
+	st, err := r.store(ctx)
+	if err != nil {
+		return err
+	}
+	v, err := st.Get(ctx, rf.name, rf.version)
+	if err != nil {
+		return r.fail(err)
+	}
+	if r.json {
+		return writeJSONTo(r.stdout, v)
+	}
+	live := ""
+	if v.Live {
+		live = " (live)"
+	}
+	fmt.Fprintf(r.stdout, "# %s@%d%s, %s, by %s, %s\n", v.Route, v.Version, live, v.Hash, v.Author, v.CreatedAt.Format(time.RFC3339))
+	if v.Message != "" {
+		fmt.Fprintf(r.stdout, "# %s\n", v.Message)
+	}
+	_, err = io.WriteString(r.stdout, v.Document)
+	return err
+}
+
+func (r *routesCLI) diff(ctx context.Context, a, b string) error {
+	if b == "" {
+		rf, err := parseRef(a)
+		if err != nil || rf.file != "" {
+			return usageError(r.stderr, fmt.Errorf("routes diff with one argument takes NAME[@N] and compares it with routes/NAME.yaml"))
+		}
+		b = r.dir + "/" + rf.name + ".yaml"
+	}
+	da, la, _, err := r.load(ctx, a)
+	if err != nil && da == nil {
+		return err
+	}
+	db, lb, _, err := r.load(ctx, b)
+	if err != nil && db == nil {
+		return err
+	}
+	_, err = io.WriteString(r.stdout, unifiedDiff(la, lb, string(da), string(db)))
+	return err
+}
+
+func (r *routesCLI) test(ctx context.Context, s, samplesFile string) error {
+	_, label, f, err := r.load(ctx, s)
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(samplesFile)
+	if err != nil {
+		return err
+	}
+	samples, err := flow.ParseSamples(data)
+	if err != nil {
+		return err
+	}
+	cl, err := classify.New(r.cfg.Classify)
+	if err != nil {
+		return err
+	}
+	classifier := func(c request.Chat) classify.Result { return cl.Classify(route.ClassifyRequest(c)) }
+	results := make([]flow.SampleResult, len(samples))
+	failed := 0
+	for i := range samples {
+		results[i] = samples[i].Run(ctx, f, r.env, classifier)
+		if results[i].Error != "" || len(results[i].Mismatch) > 0 {
+			failed++
+		}
+	}
+	if r.json {
+		if err := writeJSONTo(r.stdout, results); err != nil {
+			return err
+		}
+	} else {
+		for _, res := range results {
+			mark := "ok  "
+			if res.Error != "" || len(res.Mismatch) > 0 {
+				mark = "FAIL"
+			}
+			fmt.Fprintf(r.stdout, "%s %s\n", mark, res.Name)
+			if res.Error != "" {
+				fmt.Fprintf(r.stdout, "     error: %s\n", res.Error)
+				continue
+			}
+			fmt.Fprintf(r.stdout, "     path: %s\n     outcome: %s\n", res.Outcome.Explain(), describe(res.Outcome))
+			for _, m := range res.Mismatch {
+				fmt.Fprintf(r.stdout, "     expected: %s\n", m)
+			}
+		}
+		fmt.Fprintf(r.stdout, "%s: %d passed, %d failed\n", label, len(results)-failed, failed)
+	}
+	if failed > 0 {
+		return fmt.Errorf("routes test: %d of %d samples failed", failed, len(results))
+	}
+	return nil
+}
+
+// describe is an outcome in one line: the models in order, or the end.
+func describe(o *flow.Outcome) string {
+	if o.End != nil {
+		return fmt.Sprintf("refused %d (end node %s): %s", o.End.Status, o.End.Node, o.End.Message)
+	}
+	parts := make([]string, len(o.Targets))
+	for i, t := range o.Targets {
+		p := t.Model
+		if t.IsAuto() {
+			var opts []string
+			if t.Objective != "" {
+				opts = append(opts, "objective "+t.Objective)
+			}
+			if t.MinQuality > 0 {
+				opts = append(opts, fmt.Sprintf("quality ≥ %.2f", t.MinQuality))
+			}
+			if len(t.Allow) > 0 {
+				opts = append(opts, "allow "+strings.Join(t.Allow, ","))
+			}
+			if len(t.Deny) > 0 {
+				opts = append(opts, "deny "+strings.Join(t.Deny, ","))
+			}
+			if len(opts) > 0 {
+				p += " (" + strings.Join(opts, "; ") + ")"
+			}
+		}
+		parts[i] = p
+	}
+	s := "model " + strings.Join(parts, ", then ")
+	for _, e := range o.ConditionErrors {
+		s += fmt.Sprintf(" [condition %s failed: %s; took else]", e.Node, e.Msg)
+	}
+	return s
+}
+
+func (r *routesCLI) create(ctx context.Context, file, message string) (flowstore.Version, error) {
+	rf, err := parseRef(file)
+	if err != nil || rf.file == "" {
+		return flowstore.Version{}, usageError(r.stderr, fmt.Errorf("routes create takes a .yaml FILE"))
+	}
+	_, _, f, err := r.load(ctx, file)
+	if err != nil {
+		return flowstore.Version{}, err
+	}
+	st, err := r.store(ctx)
+	if err != nil {
+		return flowstore.Version{}, err
+	}
+	v, created, err := st.Create(ctx, f, cliUser(), message, "cli")
+	if err != nil {
+		return v, r.fail(err)
+	}
+	if created {
+		fmt.Fprintf(r.stderr, "stored %s@%d (%s)\n", v.Route, v.Version, v.Hash)
+	} else {
+		fmt.Fprintf(r.stderr, "%s is already %s@%d\n", file, v.Route, v.Version)
+	}
+	v.Document = ""
+	if r.json {
+		return v, writeJSONTo(r.stdout, v)
+	}
+	return v, nil
+}
+
+func (r *routesCLI) deploy(ctx context.Context, s, message string) error {
+	rf, err := parseRef(s)
+	if err != nil {
+		return usageError(r.stderr, err)
+	}
+	if rf.file != "" {
+		v, err := r.create(ctx, s, message)
+		if err != nil {
+			return err
+		}
+		rf = ref{name: v.Route, version: v.Version}
+	} else if rf.version == 0 {
+		return usageError(r.stderr, fmt.Errorf("routes deploy takes NAME@N or a FILE"))
+	} else if _, _, _, err := r.load(ctx, s); err != nil {
+		return err // it must load under the config in force
+	}
+	st, err := r.store(ctx)
+	if err != nil {
+		return err
+	}
+	d, err := st.Deploy(ctx, rf.name, rf.version, cliUser())
+	if err != nil {
+		return r.fail(err)
+	}
+	return r.printDeploy(d)
+}
+
+func (r *routesCLI) printDeploy(d flowstore.Deploy) error {
+	if r.json {
+		return writeJSONTo(r.stdout, d)
+	}
+	if d.From == d.To {
+		fmt.Fprintf(r.stdout, "%s@%d is already live\n", d.Route, d.To)
+		return nil
+	}
+	from := "nothing"
+	if d.From > 0 {
+		from = fmt.Sprintf("%s@%d", d.Route, d.From)
+	}
+	fmt.Fprintf(r.stdout, "%s@%d is live (was %s); every replica switches within a second\n", d.Route, d.To, from)
+	return nil
+}
+
+func (r *routesCLI) rollback(ctx context.Context, name string, to int64) error {
+	rf, err := parseRef(name)
+	if err != nil || rf.file != "" || rf.version != 0 {
+		return usageError(r.stderr, fmt.Errorf("routes rollback takes NAME (and --to N)"))
+	}
+	st, err := r.store(ctx)
+	if err != nil {
+		return err
+	}
+	if to > 0 {
+		if _, _, _, err := r.load(ctx, fmt.Sprintf("%s@%d", name, to)); err != nil {
+			return err
+		}
+	}
+	d, err := st.Rollback(ctx, name, to, cliUser())
+	if err != nil {
+		if errors.Is(err, flowstore.ErrNoEarlier) {
+			return fmt.Errorf("routes: %v", err)
+		}
+		return r.fail(err)
+	}
+	return r.printDeploy(d)
+}
+
+func (r *routesCLI) sync(ctx context.Context, deploy bool) error {
+	st, err := r.store(ctx)
+	if err != nil {
+		return err
+	}
+	res, err := flowstore.SyncDir(ctx, st, r.dir, r.env, deploy)
+	if err != nil {
+		return r.fail(err)
+	}
+	if r.json {
+		return writeJSONTo(r.stdout, res)
+	}
+	bad := 0
+	for _, s := range res {
+		switch {
+		case s.Error != "":
+			bad++
+			fmt.Fprintf(r.stdout, "%s does not load:\n%s\n", s.File, s.Error)
+		case s.Deployed:
+			fmt.Fprintf(r.stdout, "%s: %s@%d, live\n", s.File, s.Route, s.Version)
+		case s.Changed:
+			fmt.Fprintf(r.stdout, "%s: %s@%d stored\n", s.File, s.Route, s.Version)
+		default:
+			fmt.Fprintf(r.stdout, "%s: unchanged\n", s.File)
+		}
+	}
+	if bad > 0 {
+		return fmt.Errorf("routes sync: %d file(s) do not load", bad)
+	}
+	return nil
+}
+
+// unifiedDiff is a line diff of a and b in the unified format, with three
+// lines of context ("" when they are equal). Route documents are small:
+// the longest common subsequence table is fine.
+func unifiedDiff(la, lb, a, b string) string {
+	if a == b {
+		return ""
+	}
+	x, y := strings.SplitAfter(a, "\n"), strings.SplitAfter(b, "\n")
+	if x[len(x)-1] == "" {
+		x = x[:len(x)-1]
+	}
+	if y[len(y)-1] == "" {
+		y = y[:len(y)-1]
+	}
+	n, m := len(x), len(y)
+	lcs := make([][]int32, n+1)
+	for i := range lcs {
+		lcs[i] = make([]int32, m+1)
+	}
+	for i := n - 1; i >= 0; i-- {
+		for j := m - 1; j >= 0; j-- {
+			if x[i] == y[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+	type op struct {
+		kind byte // ' ', '-', '+'
+		line string
+		ai   int // line numbers (1-based) in a and b before this op
+		bi   int
+	}
+	var ops []op
+	i, j := 0, 0
+	for i < n || j < m {
+		switch {
+		case i < n && j < m && x[i] == y[j]:
+			ops = append(ops, op{' ', x[i], i, j})
+			i, j = i+1, j+1
+		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
+			ops = append(ops, op{'-', x[i], i, j})
+			i++
+		default:
+			ops = append(ops, op{'+', y[j], i, j})
+			j++
+		}
+	}
+	var out strings.Builder
+	fmt.Fprintf(&out, "--- %s\n+++ %s\n", la, lb)
+	const ctx = 3
+	for k := 0; k < len(ops); {
+		if ops[k].kind == ' ' {
+			k++
+			continue
+		}
+		start := max(k-ctx, 0)
+		end := k
+		for end < len(ops) {
+			if ops[end].kind != ' ' {
+				end++
+				continue
+			}
+			run := end
+			for run < len(ops) && ops[run].kind == ' ' {
+				run++
+			}
+			if run-end > 2*ctx || run == len(ops) {
+				end = min(end+ctx, len(ops))
+				break
+			}
+			end = run
+		}
+		var ac, bc int
+		for _, o := range ops[start:end] {
+			if o.kind != '+' {
+				ac++
+			}
+			if o.kind != '-' {
+				bc++
+			}
+		}
+		fmt.Fprintf(&out, "@@ -%d,%d +%d,%d @@\n", ops[start].ai+1, ac, ops[start].bi+1, bc)
+		for _, o := range ops[start:end] {
+			out.WriteByte(o.kind)
+			out.WriteString(o.line)
+			if !strings.HasSuffix(o.line, "\n") {
+				out.WriteString("\n\\ No newline at end of file\n")
+			}
+		}
+		k = end
+	}
+	return out.String()
+}

@@ -1,0 +1,121 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRoutesCLI(t *testing.T) {
+	cfg, _ := keysConfig(t)
+	dir := filepath.Join(filepath.Dir(cfg), "routes")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(path, s string) {
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(dir, "support.yaml")
+	write(file, `route: support
+nodes:
+  - {id: plan, if: 'metadata.?plan.orValue("") == "paid"', then: strong, else: limit}
+  - id: limit
+    rate_limit: {requests_per_minute: 100}
+    next: cheap
+    fallback: busy
+  - {id: strong, model: m1}
+  - {id: cheap, model: auto, objective: cost}
+  - {id: busy, end: {status: 429, message: busy}}
+`)
+	samples := filepath.Join(dir, "..", "samples.json")
+	write(samples, `[
+  {"name": "paid", "body": {"model": "route:support", "messages": [{"role": "user", "content": "hi"}], "metadata": {"plan": "paid"}},
+   "expect": {"model": "m1"}},
+  {"name": "free over the limit", "body": {"model": "route:support", "messages": [{"role": "user", "content": "hi"}]},
+   "limits": {"limit": "over"}, "expect": {"end": 429}}
+]`)
+
+	// test runs a draft file without a store.
+	out, stderr, err := run("routes", "test", file, "--samples", samples, "--config", cfg)
+	if err != nil || !strings.Contains(out, "path: support: plan → strong") || !strings.Contains(out, "outcome: model m1") ||
+		!strings.Contains(out, "path: support: plan → limit (limit reached) → busy") || !strings.Contains(out, "2 passed, 0 failed") {
+		t.Fatalf("test: %v %s\n%s", err, stderr, out)
+	}
+	// A failing expectation fails the command.
+	write(samples, `[{"name": "wrong", "body": {"model": "route:support", "messages": [{"role": "user", "content": "hi"}]}, "expect": {"model": "m1"}}]`)
+	out, _, err = run("routes", "test", file, "--samples", samples, "--config", cfg)
+	if err == nil || !strings.Contains(out, `expected: model "auto", expected "m1"`) {
+		t.Fatalf("failing test: %v\n%s", err, out)
+	}
+
+	// deploy FILE stores and deploys v1.
+	out, stderr, err = run("routes", "deploy", file, "--message", "first", "--config", cfg)
+	if err != nil || !strings.Contains(out, "support@1 is live (was nothing)") {
+		t.Fatalf("deploy: %v %s %s", err, stderr, out)
+	}
+	write(file, strings.Replace(mustReadFile(t, file), "requests_per_minute: 100", "requests_per_minute: 50", 1))
+	// diff: the live version against the edited file.
+	out, _, err = run("routes", "diff", "support", "--config", cfg)
+	if err != nil || !strings.Contains(out, "--- support@1") || !strings.Contains(out, "-    rate_limit: {requests_per_minute: 100}") ||
+		!strings.Contains(out, "+    rate_limit: {requests_per_minute: 50}") || !strings.Contains(out, "@@ -2,7 +2,7 @@") {
+		t.Fatalf("diff: %v\n%s", err, out)
+	}
+	if _, _, err := run("routes", "create", file, "--message", "halve the free tier", "--config", cfg); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := run("routes", "deploy", "support@2", "--config", cfg); err != nil || !strings.Contains(out, "support@2 is live (was support@1)") {
+		t.Fatalf("deploy v2: %v %s", err, out)
+	}
+	out, _, err = run("routes", "list", "--config", cfg)
+	if err != nil || !strings.Contains(out, "support") || !strings.Contains(out, "ROUTE") {
+		t.Fatalf("list: %v %s", err, out)
+	}
+	if out, _, err := run("routes", "rollback", "support", "--config", cfg); err != nil || !strings.Contains(out, "support@1 is live (was support@2)") {
+		t.Fatalf("rollback: %v %s", err, out)
+	}
+	out, _, err = run("routes", "show", "support", "--config", cfg)
+	if err != nil || !strings.Contains(out, "# support@1 (live)") || !strings.Contains(out, "requests_per_minute: 100") {
+		t.Fatalf("show: %v %s", err, out)
+	}
+	out, _, err = run("routes", "show", "support@2", "--json", "--config", cfg)
+	var v struct {
+		Version int64
+		Message string
+		Live    bool
+	}
+	if err != nil || json.Unmarshal([]byte(out), &v) != nil || v.Version != 2 || v.Live || v.Message != "halve the free tier" {
+		t.Fatalf("show --json: %v %s", err, out)
+	}
+	// sync: the file is v2's text, new to the file record: deployed.
+	out, _, err = run("routes", "sync", "--config", cfg)
+	if err != nil || !strings.Contains(out, "support@2, live") {
+		t.Fatalf("sync: %v %s", err, out)
+	}
+	// Errors: a missing route, a bad reference, a document that does not load.
+	if _, _, err := run("routes", "show", "nope", "--config", cfg); err == nil || !strings.Contains(err.Error(), "no route") {
+		t.Errorf("show unknown: %v", err)
+	}
+	if _, _, err := run("routes", "deploy", "support@x", "--config", cfg); err == nil {
+		t.Error("bad version accepted")
+	}
+	write(file, "route: support\nnodes:\n  - {id: a, model: m9}\n")
+	if _, _, err := run("routes", "create", file, "--config", cfg); err == nil || !strings.Contains(err.Error(), `support.yaml:3:20: route support, node a: model: unknown model "m9"`) {
+		t.Errorf("create broken: %v", err)
+	}
+	if _, _, err := run("routes", "frobnicate"); err == nil {
+		t.Error("unknown verb accepted")
+	}
+}
+
+func mustReadFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

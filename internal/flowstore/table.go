@@ -1,0 +1,270 @@
+package flowstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/flow"
+)
+
+// Table is the request path's copy of the routes: every route's live flow
+// compiled, and every version's document for pinned requests
+// (route:support@7), in memory and swapped whole, so resolving a route
+// takes no lock and never touches the database. Run keeps it current by
+// polling the store's generation counter: a deploy or rollback reaches
+// every replica within one interval plus one query. When the store cannot
+// be reached the table keeps serving what it last loaded.
+type Table struct {
+	st   *Store
+	log  *zap.Logger
+	snap atomic.Pointer[tableSnap]
+
+	mu      sync.Mutex // one refresh at a time
+	env     *flow.Env  // under mu
+	envGen  int64      // bumped by SetEnv: the next refresh recompiles all
+	healthy atomic.Bool
+	lastOK  atomic.Int64
+	failing bool
+}
+
+type tableSnap struct {
+	gen    int64
+	envGen int64
+	env    *flow.Env             // what pinned versions compile against
+	live   map[string]*flow.Flow // route → live flow (absent: none deployed)
+	// docs are every version's document, for pinned versions; compiled
+	// on first use.
+	docs     map[versionKey]*pinned
+	versions map[string]bool // routes that exist
+	// broken are live versions that no longer compile against the
+	// config in force (a model removed): the last good flow keeps serving
+	// and the error is reported here.
+	broken map[string]error
+}
+
+type versionKey struct {
+	route   string
+	version int64
+}
+
+// pinned is one version's document, compiled once when first asked for.
+type pinned struct {
+	v    Version
+	once sync.Once
+	f    *flow.Flow
+	err  error
+}
+
+// NewTable returns an empty table over st that compiles against env; call
+// Refresh (or Run) to fill it.
+func NewTable(st *Store, env *flow.Env, log *zap.Logger) *Table {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	t := &Table{st: st, env: env, log: log}
+	t.snap.Store(&tableSnap{env: env, live: map[string]*flow.Flow{}, docs: map[versionKey]*pinned{}, versions: map[string]bool{}})
+	return t
+}
+
+// SetEnv changes what versions compile against (a config reload changed
+// the catalog or the budgets); the next Refresh recompiles every version.
+func (t *Table) SetEnv(env *flow.Env) {
+	t.mu.Lock()
+	t.env = env
+	t.envGen++
+	t.mu.Unlock()
+}
+
+// ResolveError says why a route cannot serve; the edge maps it to an
+// answer (docs/routes.md: 404 route_not_found, 503 route_unavailable).
+type ResolveError struct {
+	Route   string
+	Version int64
+	Err     error
+}
+
+func (e *ResolveError) Error() string {
+	if e.Version != 0 {
+		return fmt.Sprintf("route %s@%d: %v", e.Route, e.Version, e.Err)
+	}
+	return fmt.Sprintf("route %s: %v", e.Route, e.Err)
+}
+
+func (e *ResolveError) Unwrap() error { return e.Err }
+
+// Resolve returns the flow of a route's live version (version 0) or of a
+// pinned version. Errors wrap ErrNoRoute, ErrNoVersion, ErrNotDeployed,
+// or the version's load error when it no longer compiles.
+func (t *Table) Resolve(route string, version int64) (*flow.Flow, error) {
+	s := t.snap.Load()
+	if version == 0 {
+		if f := s.live[route]; f != nil {
+			return f, nil
+		}
+		if s.versions[route] {
+			return nil, &ResolveError{Route: route, Err: ErrNotDeployed}
+		}
+		return nil, &ResolveError{Route: route, Err: ErrNoRoute}
+	}
+	if f := s.live[route]; f != nil && f.Version == version {
+		return f, nil
+	}
+	p := s.docs[versionKey{route, version}]
+	if p == nil {
+		if !s.versions[route] {
+			return nil, &ResolveError{Route: route, Version: version, Err: ErrNoRoute}
+		}
+		return nil, &ResolveError{Route: route, Version: version, Err: ErrNoVersion}
+	}
+	p.once.Do(func() { p.f, p.err = t.compile(p.v, s.env) })
+	if p.err != nil {
+		return nil, &ResolveError{Route: route, Version: version, Err: p.err}
+	}
+	return p.f, nil
+}
+
+func (t *Table) compile(v Version, env *flow.Env) (*flow.Flow, error) {
+	f, err := flow.Load(fmt.Sprintf("%s@%d", v.Route, v.Version), []byte(v.Document), env)
+	if err != nil {
+		return nil, err
+	}
+	f.Version = v.Version
+	return f, nil
+}
+
+// Live lists every route's live version (route → version).
+func (t *Table) Live() map[string]int64 {
+	s := t.snap.Load()
+	out := make(map[string]int64, len(s.live))
+	for name, f := range s.live {
+		out[name] = f.Version
+	}
+	return out
+}
+
+// Broken lists live versions that no longer compile against the config in
+// force; the last good flow of each keeps serving.
+func (t *Table) Broken() map[string]error { return maps.Clone(t.snap.Load().broken) }
+
+// Generation is the store generation the table reflects.
+func (t *Table) Generation() int64 { return t.snap.Load().gen }
+
+// Healthy reports whether the last refresh reached the store, and when the
+// last successful one was.
+func (t *Table) Healthy() (bool, time.Time) {
+	return t.healthy.Load(), time.Unix(0, t.lastOK.Load())
+}
+
+// Refresh loads what changed since the table's generation.
+func (t *Table) Refresh(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	err := t.refresh(ctx)
+	switch {
+	case err != nil:
+		t.healthy.Store(false)
+		if !t.failing {
+			t.log.Warn("route store unreachable: serving the last loaded routes; deploys wait for it", zap.Error(err))
+		}
+		t.failing = true
+	default:
+		t.healthy.Store(true)
+		t.lastOK.Store(time.Now().UnixNano())
+		if t.failing {
+			t.log.Info("route store reachable again", zap.Int64("generation", t.Generation()))
+		}
+		t.failing = false
+	}
+	return err
+}
+
+func (t *Table) refresh(ctx context.Context) error {
+	cur := t.snap.Load()
+	gen, err := t.st.Generation(ctx)
+	if err != nil {
+		return err
+	}
+	if gen == cur.gen && cur.envGen == t.envGen {
+		return nil
+	}
+	since := cur.gen
+	if gen < cur.gen || cur.envGen != t.envGen {
+		since = 0 // a replaced database, or a new config: start over
+	}
+	lives, vs, err := t.st.snapshot(ctx, since)
+	if err != nil {
+		return err
+	}
+	next := &tableSnap{gen: gen, envGen: t.envGen, env: t.env, live: make(map[string]*flow.Flow, len(lives)), versions: map[string]bool{},
+		broken: map[string]error{}}
+	if since == 0 {
+		next.docs = make(map[versionKey]*pinned, len(vs))
+	} else {
+		next.docs = maps.Clone(cur.docs)
+	}
+	for _, v := range vs {
+		next.docs[versionKey{v.Route, v.Version}] = &pinned{v: v}
+	}
+	for _, r := range lives {
+		next.versions[r.name] = true
+		if r.live == 0 {
+			continue
+		}
+		if old := cur.live[r.name]; old != nil && old.Version == r.live && cur.envGen == t.envGen {
+			next.live[r.name] = old
+			if e := cur.broken[r.name]; e != nil {
+				next.broken[r.name] = e
+			}
+			continue
+		}
+		p := next.docs[versionKey{r.name, r.live}]
+		if p == nil {
+			return fmt.Errorf("route %s: live version %d is not in the store", r.name, r.live)
+		}
+		f, err := t.compile(p.v, t.env)
+		if err != nil {
+			// Keep the last good flow of this route, if any: a bad
+			// reload never takes a route down.
+			next.broken[r.name] = err
+			if old := cur.live[r.name]; old != nil {
+				next.live[r.name] = old
+			}
+			t.log.Error("live route version does not load; the last good one keeps serving",
+				zap.String("route", r.name), zap.Int64("version", r.live), zap.Error(err))
+			continue
+		}
+		next.live[r.name] = f
+	}
+	t.snap.Store(next)
+	return nil
+}
+
+// Run refreshes the table every interval until ctx ends.
+func (t *Table) Run(ctx context.Context, every time.Duration) {
+	if every <= 0 || every > config.MaxRefreshInterval {
+		every = config.DefaultRefreshInterval
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			rctx, cancel := context.WithTimeout(ctx, 2*every+time.Second)
+			err := t.Refresh(rctx)
+			cancel()
+			if err != nil && errors.Is(err, context.Canceled) {
+				return
+			}
+		}
+	}
+}
