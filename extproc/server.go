@@ -158,6 +158,12 @@ func watch(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessServer
 			return err
 		}
 		safeHandle(f, req, handle, func(*apierr.Error) *extprocv3.ProcessingResponse { return nil })
+		if _, ok := req.Request.(*extprocv3.ProcessingRequest_ResponseHeaders); ok {
+			// The one message this stream gets: end it now, or Envoy keeps it
+			// open for its deferred-close timeout, holding a slot of the
+			// ext_proc cluster for seconds after the request.
+			return nil
+		}
 	}
 }
 

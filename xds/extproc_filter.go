@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"time"
+
 	mutationv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -74,6 +76,9 @@ func observeConfig(ep ExtProc) *extprocv3.ExternalProcessor {
 	c := extProcConfig(ep)
 	c.GrpcService.InitialMetadata = append(c.GrpcService.InitialMetadata, &corev3.HeaderValue{Key: header.Observe, Value: "1"})
 	c.ObservabilityMode = true
+	// stellwerk ends the stream after the response headers; should it not,
+	// Envoy gives up on it soon rather than after the 5 s default.
+	c.DeferredCloseTimeout = durationpb.New(time.Second)
 	c.StatPrefix = "observe"
 	c.ProcessingMode = &extprocv3.ProcessingMode{
 		RequestHeaderMode:   extprocv3.ProcessingMode_SKIP,

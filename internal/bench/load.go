@@ -120,17 +120,17 @@ func (t *Target) do(ctx context.Context, due time.Time, body []byte, stream bool
 	if m := resp.Header.Get("x-stellwerk-model"); m != "" {
 		r.Route = resp.Header.Get("x-stellwerk-provider") + "/" + m
 	}
-	var tail []byte // the last bytes, to see that a stream ended with [DONE]
+	var tail []byte // the last bytes: did a stream end with [DONE], what does an error say
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
 			if r.TTFB == 0 {
 				r.TTFB = time.Since(due)
 			}
-			if stream {
+			if stream || resp.StatusCode != http.StatusOK {
 				tail = append(tail, buf[:n]...)
-				if len(tail) > 64 {
-					tail = tail[len(tail)-64:]
+				if len(tail) > 256 {
+					tail = tail[len(tail)-256:]
 				}
 			}
 		}
@@ -146,6 +146,14 @@ func (t *Target) do(ctx context.Context, due time.Time, body []byte, stream bool
 	switch {
 	case resp.StatusCode != http.StatusOK:
 		r.Err = fmt.Sprintf("status %d", resp.StatusCode)
+		if i := bytes.Index(tail, []byte(`"code":"`)); i >= 0 { // the OpenAI error code, so failures group by cause
+			code := tail[i+len(`"code":"`):]
+			if j := bytes.IndexByte(code, '"'); j > 0 {
+				r.Err += " " + string(code[:j])
+			}
+		} else if len(tail) > 0 { // not stellwerk's answer: Envoy's own reply
+			r.Err += ": " + strings.TrimSpace(string(tail[:min(len(tail), 80)]))
+		}
 	case stream && !bytes.Contains(tail, []byte("data: [DONE]")):
 		r.Err = "stream ended without data: [DONE]"
 	}
