@@ -99,14 +99,18 @@ func TestRetention(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Pruned != 30 || res.Compacted != 20 {
-			t.Errorf("prune %+v, want 30 pruned, 20 compacted", res)
+		// The expired prefix ends at the last checkpoint before the first
+		// record that must stay (seq 22, legal): after record 20 for sure,
+		// and after 21 too when a 10 ms tick fell between 21 and 22.
+		c := res.Compacted
+		if res.Pruned != 30 || (c != 20 && c != 21) {
+			t.Errorf("prune %+v, want 30 pruned, 20 or 21 compacted", res)
 		}
 		keys := []PublicKey{s.Public()}
 		rep := mustVerify(t, st, keys, VerifyOptions{})
 		wantOK(t, rep)
 		w := rep.Writers[0]
-		if w.FirstSeq != 21 || w.AnchoredAt != 20 || w.Pruned != 10 || w.Records != 40 {
+		if uc := uint64(c); w.FirstSeq != uc+1 || w.AnchoredAt != uc || int64(w.Pruned) != 30-c || int64(w.Records) != 60-c {
 			t.Errorf("after retention: %+v", w)
 		}
 		// The legal records kept their content.
