@@ -57,6 +57,10 @@ e2e: tools build ## run only the end-to-end tests
 fuzz: ## fuzz every parser of untrusted input (FUZZTIME=30s each)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseChat$$' -fuzztime $${FUZZTIME:-30s} ./internal/request/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSecret$$' -fuzztime $${FUZZTIME:-30s} ./internal/keys/
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $${FUZZTIME:-30s} ./internal/flow/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-30s} ./internal/reqpolicy/
+	$(GO) test -run '^$$' -fuzz '^FuzzVerifyExport$$' -fuzztime $${FUZZTIME:-30s} ./internal/audit/
+	$(GO) test -run '^$$' -fuzz '^FuzzToAnthropicRequest$$' -fuzztime $${FUZZTIME:-30s} ./internal/translate/
 	$(GO) test -run '^$$' -fuzz '^FuzzProcessor$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
 	$(GO) test -run '^$$' -fuzz '^FuzzEgress$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
 	$(GO) test -run '^$$' -fuzz '^FuzzRetryAfter$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
