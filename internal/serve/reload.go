@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"gopkg.in/yaml.v3"
 
 	"github.com/stellwerk/stellwerk/extproc"
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
@@ -90,6 +92,12 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	if ln.spend != nil {
 		st.Spend = ln.spend
 	}
+	if ln.audit != nil {
+		st.Audit, st.AuditRefuse = ln.audit, ln.auditRefuse
+		if st.Versions, err = versions(cfg); err != nil {
+			return nil, err
+		}
+	}
 	return &generation{cfg: cfg, cat: cat, state: st, ir: ir, limits: limits}, nil
 }
 
@@ -102,6 +110,28 @@ type learned struct {
 	led    *ledger.Ledger
 	hook   *notify.Webhook // budget events (nil: no webhook)
 	spend  spend.Recorder  // nil: no ledger rows
+	// audit takes the decision records (nil: audit.enabled is false);
+	// auditRefuse is its on_store_down mode as opened (a restart changes it).
+	audit       *audit.Log
+	auditRefuse bool
+}
+
+// versions names the config and the catalog in force by their content, for
+// the audit records: the config as GET /config renders it (secrets
+// redacted), and the merged providers and models.
+func versions(cfg *config.Config) (audit.Versions, error) {
+	c, err := cfg.YAML()
+	if err != nil {
+		return audit.Versions{}, fmt.Errorf("config version: %w", err)
+	}
+	cat, err := yaml.Marshal(struct {
+		Providers []config.Provider `yaml:"providers"`
+		Models    []config.Model    `yaml:"models"`
+	}{cfg.Providers, cfg.Models})
+	if err != nil {
+		return audit.Versions{}, fmt.Errorf("catalog version: %w", err)
+	}
+	return audit.Versions{Config: audit.ContentHash(c), Catalog: audit.ContentHash(cat)}, nil
 }
 
 func healthPolicy(cfg *config.Config) health.Policy {
