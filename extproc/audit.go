@@ -84,7 +84,7 @@ func (p *edge) auditRecord() *audit.Record {
 			}
 		}
 	}
-	if m := p.served; m != nil && p.decision != nil {
+	if m := p.served; m != nil && p.decision != nil && !p.routedAt.IsZero() { // it left for a provider
 		r.Served, r.Provider = m.ID, m.Provider.Name
 	}
 	code, _ := strconv.Atoi(p.respStatus)
