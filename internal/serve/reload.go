@@ -292,6 +292,9 @@ func restartOnly(old, cfg *config.Config) error {
 		return fmt.Errorf("envoy.max_request_bytes grew: restart stellwerk to apply it")
 	case !reflect.DeepEqual(old.Budgets.Webhook, cfg.Budgets.Webhook):
 		return fmt.Errorf("budgets.webhook changed: restart stellwerk to apply it")
+	case !reflect.DeepEqual(old.Audit, cfg.Audit):
+		// The log, its signing key, spool and modes are opened at start.
+		return fmt.Errorf("audit changed: restart stellwerk to apply it")
 	case !reflect.DeepEqual(old.State, cfg.State):
 		return fmt.Errorf("state (key store, Redis, spend file, hash or master keys) changed: restart stellwerk to apply it")
 	}
