@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,6 +134,48 @@ func TestAuditRecords(t *testing.T) {
 	pk := adminJSON(t, s, "/audit/pubkey")
 	if pk["key_id"] == "" || pk["algorithm"] != "ed25519" {
 		t.Errorf("pubkey %v", pk)
+	}
+
+	// Changes: a key created, rotated and revoked through the admin API,
+	// and a config reload, each on the record with who made it.
+	for _, c := range []struct{ path, body string }{
+		{"/admin/keys", `{"id":"audit-bot","workspace":"default"}`},
+		{"/admin/keys/audit-bot/rotate", `{}`},
+		{"/admin/keys/audit-bot/revoke", ``},
+	} {
+		if resp, b := adminDo(t, s, "POST", c.path, c.body); resp.StatusCode/100 != 2 {
+			t.Fatalf("%s: %d %s", c.path, resp.StatusCode, b)
+		}
+	}
+	cfg := *s.Config
+	cfg.Models = slices.Clone(cfg.Models)
+	cfg.Models[2].Price.OutputPerMTok = 13
+	s.WriteConfig(&cfg)
+	changes := map[string][]string{} // kind → actions
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		clear(changes)
+		for _, v := range auditPage(t, s, "limit=1000").Records {
+			var rec audit.Record
+			mustJSON(t, v.Record, &rec)
+			if rec.Change == nil {
+				continue
+			}
+			changes[rec.Kind] = append(changes[rec.Kind], rec.Change.Actor+" "+rec.Change.Action+" "+rec.Change.Target)
+			if rec.Kind == audit.KindConfig && rec.Change.Action == "reload" &&
+				(rec.Change.Before == rec.Change.After || rec.Change.Detail["catalog_after"] == "") {
+				t.Errorf("reload record %s", v.Record)
+			}
+		}
+		if len(changes[audit.KindConfig]) >= 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	wantChanges := map[string][]string{
+		audit.KindKey:    {"admin:harness create audit-bot", "admin:harness rotate audit-bot", "admin:harness revoke audit-bot"},
+		audit.KindConfig: {"config-file load ", "config-file reload "},
+	}
+	if !reflect.DeepEqual(changes, wantChanges) {
+		t.Errorf("change records %q, want %q", changes, wantChanges)
 	}
 
 	// A clean shutdown signs the chain's end; the CLI verifies it.

@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stellwerk/stellwerk/extproc"
+	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
@@ -114,6 +115,18 @@ type learned struct {
 	// auditRefuse is its on_store_down mode as opened (a restart changes it).
 	audit       *audit.Log
 	auditRefuse bool
+}
+
+// configActor is who changes the config: whoever can write its file.
+const configActor = "config-file"
+
+// recordChange puts a change on the audit record; nothing when the log is
+// off. It never blocks.
+func recordChange(l *audit.Log, kind, workspace string, c audit.Change) {
+	if l == nil {
+		return
+	}
+	l.Record(&audit.Record{Kind: kind, ID: extproc.NewDecisionID(), Workspace: workspace, Change: &c})
 }
 
 // versions names the config and the catalog in force by their content, for
@@ -229,6 +242,8 @@ func (r *reloader) reload(ctx context.Context) {
 	if err != nil {
 		r.err = err.Error()
 		r.log.Error("config change refused; keeping the last good config", zap.Error(err))
+		recordChange(r.ln.audit, audit.KindConfig, "", audit.Change{Actor: configActor, Action: "refuse",
+			Before: r.cur.state.Versions.Config, Detail: map[string]string{"error": apierr.Truncate(err.Error(), 512)}})
 		return
 	}
 	// Route by the new config only once Envoy has what it needs for it
@@ -242,6 +257,13 @@ func (r *reloader) reload(ctx context.Context) {
 	}
 	r.ln.health.SetPolicy(healthPolicy(cfg))
 	r.ep.SetState(g.state)
+	if was, now := r.cur.state.Versions, g.state.Versions; was != now {
+		ch := audit.Change{Actor: configActor, Action: "reload", Before: was.Config, After: now.Config}
+		if was.Catalog != now.Catalog {
+			ch.Detail = map[string]string{"catalog_before": was.Catalog, "catalog_after": now.Catalog}
+		}
+		recordChange(r.ln.audit, audit.KindConfig, "", ch)
+	}
 	r.cur, r.err, r.published = g, "", published
 	if xds.Removes(published, g.ir) {
 		grace := removalGrace(cfg)

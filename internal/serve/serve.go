@@ -163,6 +163,8 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	recordChange(alog, audit.KindConfig, "", audit.Change{Actor: configActor, Action: "load", After: g.state.Versions.Config,
+		Detail: map[string]string{"catalog": g.state.Versions.Catalog}})
 	for _, m := range g.cat.MissingCredentials() {
 		log.Warn("provider credential not found; requests to it will get 502 until it is set", zap.String("provider", m))
 	}
@@ -276,7 +278,15 @@ type status struct {
 	audit  *audit.Log // nil: audit.enabled is false
 }
 
-var _ admin.AuditService = (*status)(nil)
+var (
+	_ admin.AuditService   = (*status)(nil)
+	_ admin.ChangeRecorder = (*status)(nil)
+)
+
+// RecordChange puts an admin API change on the audit record.
+func (s *status) RecordChange(kind, workspace string, c audit.Change) {
+	recordChange(s.audit, kind, workspace, c)
+}
 
 // AuditStore is the audit log's store, nil when the log is off.
 func (s *status) AuditStore() *audit.Store {
