@@ -230,6 +230,7 @@ func resetIn(t time.Time, now time.Time) string {
 // used (an estimate when the provider said nothing) against its
 // reservation, freeing the rest; once per request.
 func (p *edge) settle(c meter.Charge, st spend.Status) {
+	p.charge, p.charged = c, true // the audit record's usage and cost
 	p.record(c, st)
 	r := p.reservation
 	if r == nil {
@@ -266,7 +267,7 @@ const settleTimeout = 2 * time.Second
 // the client went away). A request that never left (refused by a limit)
 // has no row.
 func (p *edge) endReservation() {
-	if p.reservation == nil && (p.recorded || p.routedAt.IsZero() || p.state.Spend == nil) {
+	if p.reservation == nil && (p.recorded || p.routedAt.IsZero() || (p.state.Spend == nil && p.state.Audit == nil)) {
 		return
 	}
 	if len(p.respStatus) == 3 && p.respStatus[0] == '2' {

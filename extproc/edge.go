@@ -24,6 +24,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/decide"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/meter"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/translate"
@@ -76,6 +77,17 @@ type edge struct {
 	reservedEUR ledger.MicroEUR
 	recorded    bool // the request's spend row went to the recorder
 	reshape     bool // a non-JSON error answer becomes an OpenAI-shaped one
+
+	// The audit record's facts that nothing else keeps (audit.go).
+	arrived   time.Time    // when the request headers came
+	bodyPhase bool         // a chat request reached the body phase: it gets a record
+	audited   bool         // its record was handed over
+	reqBody   []byte       // the body as received, for the writer to fingerprint
+	charge    meter.Charge // what settle charged
+	charged   bool
+	status    int    // stellwerk's own answer's status (0: the provider's answer went through)
+	errCode   string // and its error code
+	streamEnd string // how a followed stream ended (complete, incomplete, interrupted)
 }
 
 var _ phases = (*edge)(nil)
@@ -94,6 +106,9 @@ func (p *edge) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingRes
 	}
 	switch r := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
+		if p.state.Audit != nil {
+			p.arrived = time.Now()
+		}
 		if p.state.CheckRoute {
 			if resp := p.checkRoute(req); resp != nil {
 				return resp
@@ -121,11 +136,13 @@ func (p *edge) finish() {
 	p.takeAttempts()
 	p.finishStream("interrupted")
 	p.endReservation()
+	p.audit()
 }
 
 // immediate answers with an OpenAI-shaped error, naming the policy version
 // that decided when there is one.
 func (p *edge) immediate(e *apierr.Error) *extprocv3.ProcessingResponse {
+	p.status, p.errCode = e.Status, e.Code
 	pv := ""
 	if p.result != nil {
 		pv = p.result.PolicyVersion
@@ -254,6 +271,11 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		return continueRequestBody(nil)
 	}
 	body := b.Body
+	p.bodyPhase, p.reqBody = true, body
+	if p.state.auditRefuses() {
+		p.log.Warn("audit log unavailable: request refused (audit.on_store_down: refuse)", zap.String("decision_id", p.id))
+		return p.immediate(auditUnavailable())
+	}
 	if int64(len(body)) > p.state.MaxRequestBytes {
 		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
 	}
@@ -288,7 +310,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		if resp := p.reserve(led, plan, chat.MaxTokens); resp != nil {
 			return resp
 		}
-	} else if p.state.Spend != nil {
+	} else if p.state.Spend != nil || p.state.Audit != nil {
 		p.reservedEUR, _ = worstCase(p.class.InputTokens, plan, chat.MaxTokens) // the spend row's estimate if no usage comes
 	}
 	var resp *extprocv3.ProcessingResponse
@@ -567,6 +589,7 @@ func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
 		}
 	}
 	p.log.Warn("all attempts failed", zap.String("decision_id", p.id), zap.Any("attempts", p.attempts))
+	p.status, p.errCode = 503, "no_eligible_model"
 	return apierr.Unavailable("no_eligible_model", "every model this request may use failed: %s%s", summarizeAttempts(p.attempts), excluded)
 }
 
@@ -579,7 +602,9 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	if p.reshape { // the first (usually only) chunk: an error page fits Envoy's buffer
 		p.reshape = false
 		code, _ := strconv.Atoi(p.respStatus)
-		return replaceResponseBody(apierr.ProviderError(code).JSON())
+		e := apierr.ProviderError(code)
+		p.status, p.errCode = e.Status, e.Code
+		return replaceResponseBody(e.JSON())
 	}
 	if p.failed && b.EndOfStream {
 		p.failed = false
@@ -600,7 +625,7 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
 		return replaceResponseBody(body)
 	}
-	if p.reservation != nil || p.state.Spend != nil {
+	if p.reservation != nil || p.state.Spend != nil || p.state.Audit != nil {
 		if c, ok := p.jsonCharge(body); ok {
 			p.settle(c, spend.Served)
 		}

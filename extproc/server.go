@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/ledger"
@@ -64,6 +65,15 @@ type State struct {
 	// stellwerk's (header.DropInRoute), read from the xds.route_name
 	// attribute the drop-in filter sends.
 	CheckRoute bool
+	// Audit takes one decision record per chat request that reached the
+	// body phase, handed over when its stream ends (nil: no audit log).
+	// AuditRefuse (audit.on_store_down: refuse) answers chat requests 503
+	// while the log is not healthy.
+	Audit       *audit.Log
+	AuditRefuse bool
+	// Versions are the content hashes of the config and catalog this state
+	// was built from, for the records.
+	Versions   audit.Versions
 	modelsJSON map[*route.Visible][]byte // the /v1/models answer per visible set
 	// forwardable are the client headers some provider's forward_headers
 	// lists; every other header outside header.Forwarded is removed at the edge.

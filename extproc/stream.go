@@ -207,6 +207,7 @@ func (p *edge) finishStream(how string) {
 		return
 	}
 	st.finished = true
+	p.streamEnd = how
 	var u meter.Usage
 	if st.usage == nil || (st.usage.CompletionTokens == 0 && st.outTokens > 0) {
 		u = meter.Usage{PromptTokens: p.class.InputTokens, CompletionTokens: st.outTokens, Estimated: true}

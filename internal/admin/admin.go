@@ -99,6 +99,9 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 		if ss, ok := s.(interface{ SpendStatus() any }); ok {
 			out["spend_ledger"] = ss.SpendStatus()
 		}
+		if as, ok := s.(interface{ AuditStatus() any }); ok {
+			out["audit"] = as.AuditStatus()
+		}
 		if cerr != "" {
 			out["config_error"] = cerr
 			out["config_error_at"] = cat

@@ -24,6 +24,13 @@ type AuditService interface {
 	AuditKey() audit.PublicKey
 }
 
+// ChangeRecorder puts a change of keys, provider keys, config or admin
+// state on the audit record (the server implements it when the audit log
+// is on). It never blocks.
+type ChangeRecorder interface {
+	RecordChange(kind, workspace string, c audit.Change)
+}
+
 // auditReaders may read audit records: who reviews decisions, and the
 // admin. Operators and viewers run the service; they do not read what
 // each caller asked for.

@@ -8,12 +8,14 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/keys"
 	"github.com/stellwerk/stellwerk/internal/store"
@@ -71,6 +73,7 @@ type ProviderKeyRequest struct {
 
 func registerKeys(mux *http.ServeMux, guarded func(string, []string, http.HandlerFunc), ks KeyService, log *zap.Logger) {
 	h := &keysAPI{ks: ks, log: log}
+	h.rec, _ = ks.(ChangeRecorder)
 	guarded("GET /admin/keys", readers, h.list)
 	guarded("POST /admin/keys", keyWriters, h.create)
 	guarded("GET /admin/keys/{id}", readers, h.show)
@@ -85,6 +88,15 @@ func registerKeys(mux *http.ServeMux, guarded func(string, []string, http.Handle
 type keysAPI struct {
 	ks  KeyService
 	log *zap.Logger
+	rec ChangeRecorder // nil: no audit log
+}
+
+// changed puts a key change on the audit record, with the admin token
+// that made it.
+func (h *keysAPI) changed(r *http.Request, kind, workspace, action, target string, detail map[string]string) {
+	if h.rec != nil {
+		h.rec.RecordChange(kind, workspace, audit.Change{Actor: by(r), Action: action, Target: target, Detail: detail})
+	}
 }
 
 // by names who did something, for the key's record: the admin token's id.
@@ -161,6 +173,7 @@ func (h *keysAPI) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("virtual key created", zap.String("key_id", k.ID), zap.String("workspace", k.Workspace), zap.String("by", k.CreatedBy))
+	h.changed(r, audit.KindKey, k.Workspace, "create", k.ID, nil)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, KeyWithSecret{Key: View(k, time.Now()), Secret: secret})
 }
@@ -206,6 +219,7 @@ func (h *keysAPI) rotate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("virtual key rotated", zap.String("key_id", k.ID), zap.Duration("grace", grace), zap.String("by", k.RotatedBy))
+	h.changed(r, audit.KindKey, k.Workspace, "rotate", k.ID, map[string]string{"grace": grace.String()})
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, KeyWithSecret{Key: View(k, time.Now()), Secret: secret})
 }
@@ -221,6 +235,7 @@ func (h *keysAPI) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("virtual key revoked", zap.String("key_id", k.ID), zap.String("by", k.RevokedBy))
+	h.changed(r, audit.KindKey, k.Workspace, "revoke", k.ID, nil)
 	writeJSON(w, http.StatusOK, View(k, time.Now()))
 }
 
@@ -265,6 +280,7 @@ func (h *keysAPI) setProvider(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("provider key stored", zap.String("workspace", ws), zap.String("provider", prov), zap.String("by", by(r)))
+	h.changed(r, audit.KindProviderKey, ws, "set", ws+"/"+prov, nil)
 	list, err := s.ListProviderKeys(r.Context(), ws)
 	if err != nil {
 		h.fail(w, r, err)
@@ -290,6 +306,7 @@ func (h *keysAPI) deleteProvider(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("provider key deleted", zap.String("workspace", ws), zap.String("provider", prov), zap.String("by", by(r)))
+	h.changed(r, audit.KindProviderKey, ws, "delete", ws+"/"+prov, nil)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -304,6 +321,7 @@ func (h *keysAPI) rotateMaster(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("provider keys re-encrypted", zap.Int("records", n), zap.String("by", by(r)))
+	h.changed(r, audit.KindProviderKey, "", "rotate_master", "", map[string]string{"records": strconv.Itoa(n)})
 	writeJSON(w, http.StatusOK, map[string]int{"reencrypted": n})
 }
 

@@ -12,8 +12,11 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"gopkg.in/yaml.v3"
 
 	"github.com/stellwerk/stellwerk/extproc"
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
@@ -90,6 +93,12 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	if ln.spend != nil {
 		st.Spend = ln.spend
 	}
+	if ln.audit != nil {
+		st.Audit, st.AuditRefuse = ln.audit, ln.auditRefuse
+		if st.Versions, err = versions(cfg); err != nil {
+			return nil, err
+		}
+	}
 	return &generation{cfg: cfg, cat: cat, state: st, ir: ir, limits: limits}, nil
 }
 
@@ -102,6 +111,40 @@ type learned struct {
 	led    *ledger.Ledger
 	hook   *notify.Webhook // budget events (nil: no webhook)
 	spend  spend.Recorder  // nil: no ledger rows
+	// audit takes the decision records (nil: audit.enabled is false);
+	// auditRefuse is its on_store_down mode as opened (a restart changes it).
+	audit       *audit.Log
+	auditRefuse bool
+}
+
+// configActor is who changes the config: whoever can write its file.
+const configActor = "config-file"
+
+// recordChange puts a change on the audit record; nothing when the log is
+// off. It never blocks.
+func recordChange(l *audit.Log, kind, workspace string, c audit.Change) {
+	if l == nil {
+		return
+	}
+	l.Record(&audit.Record{Kind: kind, ID: extproc.NewDecisionID(), Workspace: workspace, Change: &c})
+}
+
+// versions names the config and the catalog in force by their content, for
+// the audit records: the config as GET /config renders it (secrets
+// redacted), and the merged providers and models.
+func versions(cfg *config.Config) (audit.Versions, error) {
+	c, err := cfg.YAML()
+	if err != nil {
+		return audit.Versions{}, fmt.Errorf("config version: %w", err)
+	}
+	cat, err := yaml.Marshal(struct {
+		Providers []config.Provider `yaml:"providers"`
+		Models    []config.Model    `yaml:"models"`
+	}{cfg.Providers, cfg.Models})
+	if err != nil {
+		return audit.Versions{}, fmt.Errorf("catalog version: %w", err)
+	}
+	return audit.Versions{Config: audit.ContentHash(c), Catalog: audit.ContentHash(cat)}, nil
 }
 
 func healthPolicy(cfg *config.Config) health.Policy {
@@ -199,6 +242,8 @@ func (r *reloader) reload(ctx context.Context) {
 	if err != nil {
 		r.err = err.Error()
 		r.log.Error("config change refused; keeping the last good config", zap.Error(err))
+		recordChange(r.ln.audit, audit.KindConfig, "", audit.Change{Actor: configActor, Action: "refuse",
+			Before: r.cur.state.Versions.Config, Detail: map[string]string{"error": apierr.Truncate(err.Error(), 512)}})
 		return
 	}
 	// Route by the new config only once Envoy has what it needs for it
@@ -212,6 +257,13 @@ func (r *reloader) reload(ctx context.Context) {
 	}
 	r.ln.health.SetPolicy(healthPolicy(cfg))
 	r.ep.SetState(g.state)
+	if was, now := r.cur.state.Versions, g.state.Versions; was != now {
+		ch := audit.Change{Actor: configActor, Action: "reload", Before: was.Config, After: now.Config}
+		if was.Catalog != now.Catalog {
+			ch.Detail = map[string]string{"catalog_before": was.Catalog, "catalog_after": now.Catalog}
+		}
+		recordChange(r.ln.audit, audit.KindConfig, "", ch)
+	}
 	r.cur, r.err, r.published = g, "", published
 	if xds.Removes(published, g.ir) {
 		grace := removalGrace(cfg)
@@ -262,6 +314,9 @@ func restartOnly(old, cfg *config.Config) error {
 		return fmt.Errorf("envoy.max_request_bytes grew: restart stellwerk to apply it")
 	case !reflect.DeepEqual(old.Budgets.Webhook, cfg.Budgets.Webhook):
 		return fmt.Errorf("budgets.webhook changed: restart stellwerk to apply it")
+	case !reflect.DeepEqual(old.Audit, cfg.Audit):
+		// The log, its signing key, spool and modes are opened at start.
+		return fmt.Errorf("audit changed: restart stellwerk to apply it")
 	case !reflect.DeepEqual(old.State, cfg.State):
 		return fmt.Errorf("state (key store, Redis, spend file, hash or master keys) changed: restart stellwerk to apply it")
 	}

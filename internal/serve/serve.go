@@ -21,6 +21,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/extproc"
 	"github.com/stellwerk/stellwerk/internal/admin"
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/health"
@@ -30,6 +31,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/internal/spend"
+	"github.com/stellwerk/stellwerk/internal/store"
 	"github.com/stellwerk/stellwerk/xds"
 )
 
@@ -132,12 +134,26 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 			log.Warn("writing the spend ledger's last rows on shutdown failed", zap.Error(err))
 		}
 	}()
+	alog, err := openAudit(ctx, cfg, db, env, log.Named("audit"))
+	if err != nil {
+		return err
+	}
+	if alog != nil {
+		defer func() { // after the gRPC server stopped: drain, commit, sign the shutdown checkpoint
+			closeCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
+			defer done()
+			if err := alog.Close(closeCtx); err != nil {
+				log.Warn("closing the audit log on shutdown failed", zap.Error(err))
+			}
+		}()
+	}
 	hook, err := budgetWebhook(cfg, env, log.Named("budgets"))
 	if err != nil {
 		return err
 	}
 	defer hook.Close()
-	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw}
+	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw,
+		audit: alog, auditRefuse: cfg.Audit.OnStoreDown == config.AuditRefuse}
 	wks, err := workspaceKeys(ctx, ks)
 	if err != nil {
 		return err
@@ -147,6 +163,8 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	recordChange(alog, audit.KindConfig, "", audit.Change{Actor: configActor, Action: "load", After: g.state.Versions.Config,
+		Detail: map[string]string{"catalog": g.state.Versions.Catalog}})
 	for _, m := range g.cat.MissingCredentials() {
 		log.Warn("provider credential not found; requests to it will get 502 until it is set", zap.String("provider", m))
 	}
@@ -179,7 +197,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	extprocv3.RegisterExternalProcessorServer(gs, ep)
 	pub.Register(gs)
 
-	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table, spend: sp, spendW: sw}
+	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table, spend: sp, spendW: sw, audit: alog}
 	st.Tokens() // warns now about tokens that cannot be loaded
 	hs := &http.Server{Handler: admin.Handler(st, st.log), ReadHeaderTimeout: 5 * time.Second}
 
@@ -257,6 +275,41 @@ type status struct {
 	table  *keys.Table
 	spend  *spend.Store
 	spendW *spend.Writer
+	audit  *audit.Log // nil: audit.enabled is false
+}
+
+var (
+	_ admin.AuditService   = (*status)(nil)
+	_ admin.ChangeRecorder = (*status)(nil)
+)
+
+// RecordChange puts an admin API change on the audit record.
+func (s *status) RecordChange(kind, workspace string, c audit.Change) {
+	recordChange(s.audit, kind, workspace, c)
+}
+
+// AuditStore is the audit log's store, nil when the log is off.
+func (s *status) AuditStore() *audit.Store {
+	if s.audit == nil {
+		return nil
+	}
+	return s.audit.Store()
+}
+
+// AuditKey is the key the log's checkpoints are signed with.
+func (s *status) AuditKey() audit.PublicKey {
+	if s.audit == nil {
+		return audit.PublicKey{}
+	}
+	return s.audit.Public()
+}
+
+// AuditStatus is the audit log's part of /status: its writer's figures.
+func (s *status) AuditStatus() any {
+	if s.audit == nil {
+		return map[string]any{"enabled": false}
+	}
+	return map[string]any{"enabled": true, "backend": s.audit.Store().DB().Dialect, "key_id": s.audit.Public().ID, "writer": s.audit.Stats()}
 }
 
 func (s *status) Spend() *spend.Store { return s.spend }
@@ -286,8 +339,50 @@ func (s *status) Policy() any { return s.pm.Status() }
 
 func (s *status) Gauges() map[string]int64 {
 	sw := s.spendW.Stats()
-	return map[string]int64{"extproc_attempt_entries": extproc.AttemptEntriesInProcess(),
+	g := map[string]int64{"extproc_attempt_entries": extproc.AttemptEntriesInProcess(),
 		"spend_rows_written": sw.Written, "spend_rows_queued": sw.Queued, "spend_rows_dropped": sw.Dropped, "spend_rows_lost": sw.Lost}
+	if s.audit != nil {
+		as := s.audit.Stats()
+		g["audit_records_written"], g["audit_records_queued"], g["audit_records_pending"] = as.Written, int64(as.Queued), as.Pending
+		g["audit_records_spooled"], g["audit_records_dropped"], g["audit_records_failed"] = as.Spooled, as.Dropped, as.Failed
+		g["audit_checkpoints"], g["audit_lag_ns"] = as.Checkpoints, int64(as.OldestAge)
+		g["audit_healthy"], g["audit_store_down"] = b2i(as.Healthy), b2i(as.StoreDown)
+	}
+	return g
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// openAudit opens the audit log on the state store (audit.enabled,
+// default true): its tables, the signing key (configured, or generated
+// into state.dir), and the writer. nil when the log is disabled.
+func openAudit(ctx context.Context, cfg *config.Config, db *store.DB, env catalog.Env, log *zap.Logger) (*audit.Log, error) {
+	if !cfg.Audit.IsEnabled() {
+		log.Warn("audit log disabled (audit.enabled: false): decisions and changes are not recorded")
+		return nil, nil
+	}
+	ast, err := audit.OpenStore(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("audit store: %w", err)
+	}
+	signer, generated, err := audit.LoadSigner(cfg.Audit, cfg.State.Dir, env.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("audit signing key: %w", err)
+	}
+	if generated {
+		log.Warn("audit signing key generated into state.dir; keep a copy of its public key (stellwerk audit pubkey) where the database's administrators cannot write",
+			zap.String("key_id", signer.Public().ID))
+	}
+	l, err := audit.Open(ctx, ast, signer, audit.OptionsFrom(cfg.Audit, cfg.State.Dir), log)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 func (s *status) Providers() any {

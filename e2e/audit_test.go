@@ -1,0 +1,238 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/admin"
+	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
+	"github.com/stellwerk/stellwerk/internal/store"
+)
+
+// TestAuditRecords: through Envoy, a JSON answer and a stream (official
+// Python SDK), a failover, a request denied by policy and one over budget
+// each leave exactly one decision record with what the client got; the
+// CLI verifies the chain after a clean shutdown, and finds a record
+// changed in the SQLite file.
+func TestAuditRecords(t *testing.T) {
+	t.Parallel()
+	s := failoverStackWith(t, func(c *config.Config) {
+		// 0.02 EUR a day: a request that may write as much as the dearest
+		// model of its plan allows (4,096 tokens, 0.049 EUR) does not fit;
+		// the others, capped at 100 tokens, do.
+		c.Currency.USDToEUR = 1
+		c.Budgets.Limits = []config.BudgetRule{{Name: "daily", Scope: "global", AmountEUR: 0.02, Period: "day"}}
+	})
+	primary := s.Providers["primary"]
+	type want struct {
+		status   int
+		code     string
+		served   string
+		attempts int
+		charged  bool
+	}
+	wants := map[string]want{}
+	const capped = `{"max_tokens":100}`
+
+	resetAll(s)
+	r := viaPython(t, s, "plain", capped)
+	if r.Error != nil || r.Decision == "" {
+		t.Fatalf("json: %+v", r)
+	}
+	wants[r.Decision] = want{status: 200, served: "primary-mini", attempts: 1, charged: true}
+
+	r = viaPython(t, s, "stream", capped)
+	if r.Error != nil || r.Decision == "" {
+		t.Fatalf("stream: %+v", r)
+	}
+	wants[r.Decision] = want{status: 200, served: "primary-mini", attempts: 1, charged: true}
+
+	primary.SetBehavior(mockllm.Behavior{Status: 503})
+	r = viaPython(t, s, "plain", capped)
+	if r.Error != nil || r.Decision == "" || r.Model != "claude-haiku" {
+		t.Fatalf("failover: %+v", r)
+	}
+	wants[r.Decision] = want{status: 200, served: "claude-haiku", attempts: 2, charged: true}
+	resetAll(s)
+
+	resp, b := post(t, s.URL+"/v1/chat/completions",
+		`{"model":"auto","messages":[{"role":"user","content":"my key is AKIAIOSFODNN7EXAMPLE, why does S3 refuse it?"}]}`, nil)
+	if resp.StatusCode != 403 || resp.Header.Get(header.DecisionID) == "" {
+		t.Fatalf("policy: %d %s", resp.StatusCode, b)
+	}
+	wants[resp.Header.Get(header.DecisionID)] = want{status: 403, code: "policy_denied"}
+
+	resp, b = post(t, s.URL+"/v1/chat/completions",
+		`{"model":"auto","max_tokens":60000,"messages":[{"role":"user","content":"write a long story"}]}`, nil)
+	if resp.StatusCode != 429 || resp.Header.Get(header.DecisionID) == "" {
+		t.Fatalf("budget: %d %s", resp.StatusCode, b)
+	}
+	wants[resp.Header.Get(header.DecisionID)] = want{status: 429, code: "budget_exceeded", served: "", attempts: 0}
+
+	// The records reach the store within a batch interval or so.
+	var page admin.AuditPage
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		page = auditPage(t, s, "kind=decision&limit=1000")
+		if len(page.Records) >= len(wants) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(page.Records) != len(wants) {
+		t.Fatalf("%d decision records, want %d (one per request)", len(page.Records), len(wants))
+	}
+	var failoverID string
+	for _, v := range page.Records {
+		w, ok := wants[v.ID]
+		if !ok {
+			t.Errorf("a record of an unknown request %s", v.ID)
+			continue
+		}
+		delete(wants, v.ID)
+		var rec audit.Record
+		mustJSON(t, v.Record, &rec)
+		if rec.Status != w.status || rec.ErrorCode != w.code || rec.Served != w.served || len(rec.Attempts) != w.attempts {
+			t.Errorf("%s: status %d %q served %q attempts %+v; want %+v", v.ID, rec.Status, rec.ErrorCode, rec.Served, rec.Attempts, w)
+		}
+		if rec.Request == nil || !strings.HasPrefix(rec.Request.Fingerprint, "sha256:") || rec.Versions.Config == "" ||
+			rec.Versions.Catalog == "" || rec.Versions.Policy == "" || rec.Classification == nil ||
+			(w.code != "policy_denied" && (len(rec.Candidates) != 3 || rec.Chosen == "")) {
+			t.Errorf("%s: record %s", v.ID, v.Record)
+		}
+		if w.charged && (rec.Usage == nil || rec.Cost == nil || rec.Cost.EUR <= 0 || rec.Usage.CompletionTokens <= 0) {
+			t.Errorf("%s: usage %+v cost %+v", v.ID, rec.Usage, rec.Cost)
+		}
+		if !w.charged && rec.Cost != nil && rec.Cost.EUR != 0 {
+			t.Errorf("%s: a refused request costs nothing: %+v", v.ID, rec.Cost)
+		}
+		if w.code == "policy_denied" && len(rec.Deny) == 0 {
+			t.Errorf("%s: the deny reasons are missing: %s", v.ID, v.Record)
+		}
+		if w.attempts == 2 {
+			failoverID = v.ID
+			if a := rec.Attempts; a[0].Provider != "primary" || a[0].Status != 503 || a[0].Outcome != "failed" || a[1].Outcome != "served" ||
+				rec.Chosen != "primary-mini" {
+				t.Errorf("failover attempts %+v chosen %s", a, rec.Chosen)
+			}
+		}
+	}
+	if len(wants) != 0 {
+		t.Errorf("requests without a record: %v", wants)
+	}
+	pk := adminJSON(t, s, "/audit/pubkey")
+	if pk["key_id"] == "" || pk["algorithm"] != "ed25519" {
+		t.Errorf("pubkey %v", pk)
+	}
+
+	// Changes: a key created, rotated and revoked through the admin API,
+	// and a config reload, each on the record with who made it.
+	for _, c := range []struct{ path, body string }{
+		{"/admin/keys", `{"id":"audit-bot","workspace":"default"}`},
+		{"/admin/keys/audit-bot/rotate", `{}`},
+		{"/admin/keys/audit-bot/revoke", ``},
+	} {
+		if resp, b := adminDo(t, s, "POST", c.path, c.body); resp.StatusCode/100 != 2 {
+			t.Fatalf("%s: %d %s", c.path, resp.StatusCode, b)
+		}
+	}
+	cfg := *s.Config
+	cfg.Models = slices.Clone(cfg.Models)
+	cfg.Models[2].Price.OutputPerMTok = 13
+	s.WriteConfig(&cfg)
+	changes := map[string][]string{} // kind → actions
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		clear(changes)
+		for _, v := range auditPage(t, s, "limit=1000").Records {
+			var rec audit.Record
+			mustJSON(t, v.Record, &rec)
+			if rec.Change == nil {
+				continue
+			}
+			changes[rec.Kind] = append(changes[rec.Kind], rec.Change.Actor+" "+rec.Change.Action+" "+rec.Change.Target)
+			if rec.Kind == audit.KindConfig && rec.Change.Action == "reload" &&
+				(rec.Change.Before == rec.Change.After || rec.Change.Detail["catalog_after"] == "") {
+				t.Errorf("reload record %s", v.Record)
+			}
+		}
+		if len(changes[audit.KindConfig]) >= 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	wantChanges := map[string][]string{
+		audit.KindKey:    {"admin:harness create audit-bot", "admin:harness rotate audit-bot", "admin:harness revoke audit-bot"},
+		audit.KindConfig: {"config-file load ", "config-file reload "},
+	}
+	if !reflect.DeepEqual(changes, wantChanges) {
+		t.Errorf("change records %q, want %q", changes, wantChanges)
+	}
+
+	// A clean shutdown signs the chain's end; the CLI verifies it.
+	s.Stop("stellwerk")
+	cfgPath := filepath.Join(s.Dir, "stellwerk.yaml")
+	rep, code := verifyCLI(t, cfgPath)
+	if code != 0 || !rep.OK() || rep.Records < 5 {
+		t.Fatalf("verify: exit %d %+v", code, rep)
+	}
+	if w := rep.Writers; len(w) != 1 || !w[0].Closed {
+		t.Errorf("writers %+v: want one, closed by its shutdown checkpoint", w)
+	}
+
+	// Change what the failover's record says was served, in the file.
+	db, err := store.OpenSQLite(context.Background(), filepath.Join(s.Dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := db.SQL.Exec(`UPDATE audit_entries SET body = REPLACE(body, 'claude-haiku', 'eu-large') WHERE decision_id = $1`, failoverID)
+	if n, _ := res.RowsAffected(); err != nil || n != 1 {
+		t.Fatalf("tamper: %v (%d rows)", err, n)
+	}
+	db.Close()
+	rep, code = verifyCLI(t, cfgPath)
+	if code != 1 || len(rep.Problems) != 1 || rep.Problems[0].Kind != "modified" {
+		t.Fatalf("verify after tampering: exit %d %+v", code, rep.Problems)
+	}
+}
+
+// auditPage is one page of GET /admin/audit.
+func auditPage(t *testing.T, s *harness.Stack, query string) admin.AuditPage {
+	t.Helper()
+	resp, err := s.AdminGet("/admin/audit?" + query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p admin.AuditPage
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/admin/audit: %d %v", resp.StatusCode, err)
+	}
+	return p
+}
+
+// verifyCLI runs stellwerk audit verify --json on a stack's store.
+func verifyCLI(t *testing.T, cfgPath string) (*audit.Report, int) {
+	t.Helper()
+	out, err := exec.Command(harness.Binary(t), "audit", "verify", "--config", cfgPath, "--json").Output()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	var rep audit.Report
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("verify output %q: %v", out, err)
+	}
+	return &rep, code
+}

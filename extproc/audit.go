@@ -1,0 +1,127 @@
+package extproc
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/reqpolicy"
+)
+
+// auditUnavailable is the answer to a chat request while the audit log
+// cannot take records and audit.on_store_down is refuse: nothing is sent
+// to a provider that would not be on the record.
+func auditUnavailable() *apierr.Error {
+	return apierr.Unavailable("audit_unavailable",
+		"the audit log cannot record requests right now (its store is unreachable); the request was not sent")
+}
+
+// auditRefuses reports whether a chat request must be refused because the
+// audit log is down and the config says to refuse rather than spool.
+func (st *State) auditRefuses() bool {
+	return st.Audit != nil && st.AuditRefuse && !st.Audit.Healthy()
+}
+
+// audit hands the request's record to the audit log, once, when its stream
+// ends: only chat requests that reached the body phase have one. Record
+// never waits; the writer fingerprints the body off the request path.
+func (p *edge) audit() {
+	l := p.state.Audit
+	if l == nil || !p.bodyPhase || p.audited {
+		return
+	}
+	p.audited = true
+	l.Record(p.auditRecord())
+}
+
+// auditRecord builds the decision record of what happened to the request
+// (docs/audit.md, "The record").
+func (p *edge) auditRecord() *audit.Record {
+	pr := &p.principal
+	r := &audit.Record{Kind: audit.KindDecision, ID: p.id, Time: p.arrived, Workspace: pr.Workspace,
+		Principal: &audit.Principal{KeyID: pr.KeyID, Team: pr.Team, User: pr.User, Anonymous: !pr.Authenticated},
+		Request:   &audit.Request{Body: p.reqBody, Path: p.path, Bytes: len(p.reqBody)},
+		Versions:  p.state.Versions, OverheadUS: p.overhead.Microseconds()}
+	if res := p.result; res != nil {
+		if res.Workspace != "" {
+			r.Workspace = res.Workspace
+		}
+		chat := &res.Chat
+		r.Request.Model, r.Request.Stream, r.Request.MaxTokens = chat.Model, chat.Stream, chat.MaxTokens
+		r.Versions.Policy = res.PolicyVersion
+		if rp := &res.ReqPolicy; rp.Set {
+			r.RequestPolicy = &audit.RequestPolicy{Fingerprint: rp.Fingerprint, Policy: json.RawMessage(reqpolicy.Canonical(*rp))}
+		}
+		if res.PolicyVersion != "" { // the request was classified and the policy ran
+			c := &res.Class
+			r.Classification = &audit.Classification{Task: c.Task, TaskConfidence: round(c.TaskConfidence, 3), Complexity: c.Complexity,
+				Language: c.Language, Sensitivity: c.Sensitivity, Risk: c.Risk, PII: c.PIICounts, Secrets: len(c.Secrets),
+				Injection: round(c.Injection.Score, 3), InputTokens: c.InputTokens, Scan: c.Scan, ScanLimit: c.ScanLimit}
+			r.Constraint, r.Objective, r.QualityFloor, r.Deny = res.Constraint, res.Policy.Objective, res.Policy.QualityFloor, res.Policy.Deny
+			r.Budgets = res.Policy.Downgrade
+		}
+		if tab := res.Selection.Table(); len(tab) > 0 {
+			r.Candidates = make([]audit.Candidate, len(tab))
+			for i := range tab {
+				v := &tab[i]
+				r.Candidates[i] = audit.Candidate{Model: v.ID, Provider: v.Provider, Verdict: v.Verdict, Reason: v.Reason,
+					EstimatedCostEUR: v.EstimatedCostEUR, Quality: v.Quality, LatencyMS: v.LatencyMS, Residency: v.Residency}
+			}
+		}
+	}
+	if d := p.decision; d != nil {
+		r.Chosen = d.Model.ID
+		r.Reason = p.reason()
+		fbs := d.Fallbacks
+		if p.plan != nil { // with failover, the plan is the order that was tried
+			fbs = p.plan[1:]
+		}
+		if len(fbs) > 0 {
+			r.Fallbacks = make([]string, len(fbs))
+			for i, m := range fbs {
+				r.Fallbacks[i] = m.ID
+			}
+		}
+	}
+	if m := p.served; m != nil && p.decision != nil && !p.routedAt.IsZero() { // it left for a provider
+		r.Served, r.Provider = m.ID, m.Provider.Name
+	}
+	code, _ := strconv.Atoi(p.respStatus)
+	switch {
+	case len(p.attempts) > 0:
+		r.Attempts = make([]audit.Attempt, len(p.attempts))
+		for i := range p.attempts {
+			a := &p.attempts[i]
+			r.Attempts[i] = audit.Attempt{Model: a.Model, Provider: a.Provider, Status: a.Status, LatencyMS: a.LatencyMS, Outcome: a.Outcome, Reason: a.Reason}
+		}
+	case !p.routedAt.IsZero() && p.served != nil: // no failover: the one provider it went to
+		out := "served"
+		if code == 0 || code >= 400 {
+			out = "failed"
+		}
+		r.Attempts = []audit.Attempt{{Model: p.served.ID, Provider: p.served.Provider.Name, Status: code, Outcome: out}}
+	}
+	if p.charged {
+		c := &p.charge
+		r.Usage = &audit.Usage{PromptTokens: c.Usage.PromptTokens, CompletionTokens: c.Usage.CompletionTokens, Estimated: c.Usage.Estimated}
+		r.Cost = &audit.Cost{EUR: c.EUR, Amount: c.Amount, Currency: c.Currency, Source: c.Source,
+			BaselineModel: c.Baseline, BaselineEUR: c.BaselineEUR, SavingEUR: c.SavingEUR}
+		if p.decision != nil {
+			r.Cost.EstimatedEUR = p.decision.EstimatedCostEUR
+		}
+	}
+	// What the client got: stellwerk's own answer, else the provider's.
+	switch {
+	case p.status != 0:
+		r.Status, r.ErrorCode = p.status, p.errCode
+	case code != 0:
+		r.Status = code
+		if p.stream != nil && p.stream.finished && p.streamEnd != "" && p.streamEnd != "complete" {
+			r.ErrorCode = "stream_" + p.streamEnd
+		}
+	default: // the client went away before any answer
+		r.ErrorCode = "client_closed"
+	}
+	return r
+}
