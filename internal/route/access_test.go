@@ -180,3 +180,36 @@ func TestKeyModels(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyListsNameUsableModels (issue 18): a per-request allow or deny
+// list naming a model or provider the caller cannot use is a 400 naming
+// it, not a 503 with nothing eligible; a hidden model reads like an
+// unknown one.
+func TestPolicyListsNameUsableModels(t *testing.T) {
+	r := accessRouter(t)
+	for name, tc := range map[string]struct {
+		policy, param, says string
+	}{
+		"unknown model in allow":  {`{"allow":["nope"]}`, "policy.allow", `unknown model "nope"`},
+		"hidden model in deny":    {`{"deny":["b2"]}`, "policy.deny", `unknown model "b2"`},
+		"unknown provider":        {`{"allow":["provider:zz"]}`, "policy.allow", `unknown provider "zz"`},
+		"usable model":            {`{"allow":["a1"]}`, "", ""},
+		"known provider":          {`{"deny":["provider:pb"]}`, "", ""},
+		"usable model, by header": {`{"allow":["b1"]}`, "", ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := r.Route(context.Background(), Request{Path: "/v1/chat/completions", Principal: auth.Principal{Workspace: "narrow"},
+				Body: []byte(`{"model":"auto","policy":` + tc.policy + `,"messages":[{"role":"user","content":"hi"}]}`)})
+			if tc.param == "" {
+				if e := apierr.As(err); err != nil && e.Code == "invalid_policy" {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			e := apierr.As(err)
+			if e.Status != 400 || e.Code != "invalid_policy" || e.Param != tc.param || !strings.Contains(e.Message, tc.says) {
+				t.Fatalf("got %d %s %s %q", e.Status, e.Code, e.Param, e.Message)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ package route
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -119,6 +120,9 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
+	if err := r.checkPolicyLists(req.Principal, res.ReqPolicy); err != nil {
+		return res, err
+	}
 	// A model the caller's access lists exclude is answered exactly as one
 	// that does not exist.
 	if vis := r.Visible(req.Principal); chat.Model != decide.Auto && (!vis.Has(chat.Model) || !r.keyAllowsID(req.Principal, chat.Model)) {
@@ -227,4 +231,29 @@ func downgradeConstraint(constraint string, budgets []string) string {
 		b = append(append(b, ' '), name...)
 	}
 	return string(append(b, ')'))
+}
+
+// checkPolicyLists refuses a per-request allow or deny list naming a model
+// or provider the caller cannot use: a typo would otherwise narrow the
+// choice to nothing (503) or silently deny nothing. A model hidden from the
+// caller is named exactly like one that does not exist.
+func (r *Router) checkPolicyLists(p auth.Principal, rp reqpolicy.Policy) error {
+	for _, l := range []struct {
+		field string
+		ids   []string
+	}{{"allow", rp.Allow}, {"deny", rp.Deny}} {
+		for _, id := range l.ids {
+			if name, ok := strings.CutPrefix(id, "provider:"); ok {
+				if !slices.ContainsFunc(r.Catalog.Providers(), func(pr *catalog.Provider) bool { return pr.Name == name }) {
+					return apierr.BadRequest("invalid_policy", "policy."+l.field, "policy.%s: unknown provider %q", l.field, apierr.Truncate(name, 64))
+				}
+				continue
+			}
+			if vis := r.Visible(p); !vis.Has(id) || !r.keyAllowsID(p, id) {
+				return apierr.BadRequest("invalid_policy", "policy."+l.field,
+					"policy.%s: unknown model %q (not in the catalog, or not available to you); see GET /v1/models", l.field, apierr.Truncate(id, 64))
+			}
+		}
+	}
+	return nil
 }
