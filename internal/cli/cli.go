@@ -16,6 +16,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/admin"
 	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
@@ -169,6 +170,9 @@ func runConfigCheck(args []string, stdout io.Writer) error {
 	}
 	for _, m := range admin.NewTokens(cfg.Admin.Tokens, catalog.OSEnv.Getenv).Missing() {
 		fmt.Fprintf(stdout, "warning: admin token %s is not set\n", m)
+	}
+	for _, m := range auth.New(cfg, catalog.OSEnv.Getenv).Missing() {
+		fmt.Fprintf(stdout, "warning: virtual key %s is not set; requests with it will get 401\n", m)
 	}
 	// The key store's secrets (the database itself is not opened here).
 	if _, err := keys.LoadKeyring(cfg.State.MasterKeys, catalog.OSEnv.Getenv); err != nil {

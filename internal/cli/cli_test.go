@@ -32,6 +32,20 @@ func TestConfigCheck(t *testing.T) {
 	if os.Getenv("STELLWERK_ADMIN_TOKEN") == "" && !strings.Contains(out, "warning: admin token demo (environment variable STELLWERK_ADMIN_TOKEN) is not set") {
 		t.Errorf("an unset admin token is not reported: %s", out)
 	}
+	// A virtual key given by an unset environment variable is reported
+	// (issue 18), as production.yaml's comments promise.
+	withKey := filepath.Join(t.TempDir(), "keys.yaml")
+	_ = os.WriteFile(withKey, []byte(`routing: {default_model: m}
+providers: [{name: p, base_url: "http://127.0.0.1:9/v1", residency: eu}]
+models: [{id: m, provider: p, context_window: 8000}]
+auth: {mode: keys}
+keys: [{id: bot, env: STELLWERK_TEST_UNSET_KEY_VAR, workspace: default}]
+workspaces: [{name: default}]
+`), 0o600)
+	out, _, err = run("config", "check", withKey)
+	if err != nil || !strings.Contains(out, "warning: virtual key bot (environment variable STELLWERK_TEST_UNSET_KEY_VAR) is not set") {
+		t.Errorf("an unset virtual key is not reported: %v %s", err, out)
+	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	_ = os.WriteFile(bad, []byte("providers: []\nmodels: []\nbogus: 1\n"), 0o600)
 	_, _, err = run("config", "check", bad)

@@ -168,6 +168,9 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	for _, m := range g.cat.MissingCredentials() {
 		log.Warn("provider credential not found; requests to it will get 502 until it is set", zap.String("provider", m))
 	}
+	for _, m := range g.state.Keys.Missing() {
+		log.Warn("virtual key not loaded: its environment variable is unset; requests with it get 401", zap.String("key", m))
+	}
 	pub := xds.NewPublisher(ctx, log)
 	if _, err := pub.Publish(ctx, g.ir); err != nil {
 		return fmt.Errorf("xds: %w", err)
