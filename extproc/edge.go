@@ -625,12 +625,16 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
 		return replaceResponseBody(body)
 	}
-	if p.reservation != nil || p.state.Spend != nil || p.state.Audit != nil {
-		if c, ok := p.jsonCharge(body); ok {
-			p.settle(c, spend.Served)
-		}
+	// One read of the usage: the charge settled, recorded and shown.
+	c, charged := p.jsonCharge(body)
+	if charged && (p.reservation != nil || p.state.Spend != nil || p.state.Audit != nil) {
+		p.settle(c, spend.Served)
 	}
-	ro := p.routing(body)
+	var cp *meter.Charge
+	if charged {
+		cp = &c
+	}
+	ro := p.routing(cp)
 	if ro == nil {
 		return replaceResponseBody(body)
 	}

@@ -70,8 +70,9 @@ type saving struct {
 	Source        string  `json:"source"`       // provider_usage or estimate
 }
 
-// routing builds the object for a response body (to read its usage).
-func (p *edge) routing(body []byte) []byte {
+// routing builds the object for a JSON answer; charge is what the answer's
+// usage cost (nil: it reported none).
+func (p *edge) routing(charge *meter.Charge) []byte {
 	d := p.decision
 	m := p.served
 	c := &p.class
@@ -92,10 +93,10 @@ func (p *edge) routing(body []byte) []byte {
 		ro.Objective, ro.Excluded, ro.EstimatedEUR = r.Policy.Objective, len(r.Policy.Exclude), round(d.EstimatedCostEUR, 8)
 	}
 	baseline := p.state.Router.Catalog.Baseline
-	if c, ok := p.jsonCharge(body); ok {
+	if c := charge; c != nil {
 		ro.Usage = &usage{PromptTokens: c.Usage.PromptTokens, CompletionTokens: c.Usage.CompletionTokens}
 		ro.Cost = &cost{Amount: round(c.Amount, 8), Currency: c.Currency, EUR: round(c.EUR, 8), Source: c.Source}
-		ro.Saving = savingOf(c)
+		ro.Saving = savingOf(*c)
 	}
 	if ro.Saving == nil && p.result != nil {
 		ro.Saving = savingOf(meter.Estimated(baseline, d.EstimatedCostEUR, p.result.BaselineCostEUR))

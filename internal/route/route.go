@@ -238,6 +238,10 @@ func downgradeConstraint(constraint string, budgets []string) string {
 // choice to nothing (503) or silently deny nothing. A model hidden from the
 // caller is named exactly like one that does not exist.
 func (r *Router) checkPolicyLists(p auth.Principal, rp reqpolicy.Policy) error {
+	if len(rp.Allow) == 0 && len(rp.Deny) == 0 {
+		return nil
+	}
+	vis := r.Visible(p)
 	for _, l := range []struct {
 		field string
 		ids   []string
@@ -249,7 +253,7 @@ func (r *Router) checkPolicyLists(p auth.Principal, rp reqpolicy.Policy) error {
 				}
 				continue
 			}
-			if vis := r.Visible(p); !vis.Has(id) || !r.keyAllowsID(p, id) {
+			if !vis.Has(id) || !r.keyAllowsID(p, id) {
 				return apierr.BadRequest("invalid_policy", "policy."+l.field,
 					"policy.%s: unknown model %q (not in the catalog, or not available to you); see GET /v1/models", l.field, apierr.Truncate(id, 64))
 			}
