@@ -2,7 +2,6 @@ package flowstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"sync"
@@ -11,8 +10,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/flow"
+	"github.com/stellwerk/stellwerk/internal/store"
 )
 
 // Table is the request path's copy of the routes: every route's live flow
@@ -249,22 +248,5 @@ func (t *Table) refresh(ctx context.Context) error {
 
 // Run refreshes the table every interval until ctx ends.
 func (t *Table) Run(ctx context.Context, every time.Duration) {
-	if every <= 0 || every > config.MaxRefreshInterval {
-		every = config.DefaultRefreshInterval
-	}
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			rctx, cancel := context.WithTimeout(ctx, 2*every+time.Second)
-			err := t.Refresh(rctx)
-			cancel()
-			if err != nil && errors.Is(err, context.Canceled) {
-				return
-			}
-		}
-	}
+	store.Poll(ctx, every, t.Refresh)
 }

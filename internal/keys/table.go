@@ -2,7 +2,6 @@ package keys
 
 import (
 	"context"
-	"errors"
 	"maps"
 	"sync"
 	"sync/atomic"
@@ -11,7 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/auth"
-	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/store"
 )
 
 // Table is the request path's copy of the key store: digest → principal, in
@@ -188,22 +187,5 @@ func newEntry(r row) *entry {
 // logged by Refresh (once per outage) and otherwise ignored: the table
 // keeps serving.
 func (t *Table) Run(ctx context.Context, every time.Duration) {
-	if every <= 0 || every > config.MaxRefreshInterval {
-		every = config.DefaultRefreshInterval
-	}
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			rctx, cancel := context.WithTimeout(ctx, 2*every+time.Second)
-			err := t.Refresh(rctx)
-			cancel()
-			if err != nil && errors.Is(err, context.Canceled) {
-				return
-			}
-		}
-	}
+	store.Poll(ctx, every, t.Refresh)
 }
