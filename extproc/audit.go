@@ -61,6 +61,13 @@ func (p *edge) auditRecord() *audit.Record {
 			r.Constraint, r.Objective, r.QualityFloor, r.Deny = res.Constraint, res.Policy.Objective, res.Policy.QualityFloor, res.Policy.Deny
 			r.Budgets = res.Policy.Downgrade
 		}
+		if o := res.Route; o != nil {
+			r.Route = &audit.Route{Name: o.Route, Version: o.Version, Path: o.Path, Arm: o.Arm}
+			for _, l := range o.Limits {
+				r.Route.Limits = append(r.Route.Limits, audit.RouteLimit{Node: l.Node, Kind: l.Kind.String(), Verdict: l.Verdict.String(),
+					Fired: l.Fired, Ratio: l.Ratio})
+			}
+		}
 		if tab := res.Selection.Table(); len(tab) > 0 {
 			r.Candidates = make([]audit.Candidate, len(tab))
 			for i := range tab {

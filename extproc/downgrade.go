@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"context"
 	"errors"
 
 	"go.uber.org/zap"
@@ -27,7 +28,25 @@ func (p *edge) policyBudgets() []ledger.BudgetState {
 	if !led.Downgrades(&req) {
 		return nil
 	}
-	st, err := led.Peek(p.ctx, &req)
+	return p.peek(led, &req)
+}
+
+// peekBudgets reads the budget state for a route that reads budgets
+// (budget_limit nodes), whatever their action.
+func (p *edge) peekBudgets(context.Context) []ledger.BudgetState {
+	led := p.state.Ledger
+	if led == nil {
+		return nil
+	}
+	pr := &p.principal
+	req := ledger.Request{Subject: ledger.Subject{Key: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace},
+		Extra: p.state.limitsOf(pr, led)}
+	return p.peek(led, &req)
+}
+
+// peek reads the ledger's state; nil when it cannot.
+func (p *edge) peek(led *ledger.Ledger, req *ledger.Request) []ledger.BudgetState {
+	st, err := led.Peek(p.ctx, req)
 	if err != nil {
 		if p.ctx.Err() != nil {
 			return nil // the client is gone; the reservation will say so

@@ -22,6 +22,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/decide"
+	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/meter"
@@ -50,6 +51,7 @@ type edge struct {
 
 	principal    auth.Principal
 	headerPolicy string            // x-stellwerk-policy as sent
+	metadataHdr  string            // x-stellwerk-metadata as sent
 	headers      map[string]string // client headers the policy may read
 
 	method   string
@@ -79,7 +81,7 @@ type edge struct {
 	reshape     bool // a non-JSON error answer becomes an OpenAI-shaped one
 
 	// The audit record's facts that nothing else keeps (audit.go).
-	arrived   time.Time    // when the request headers came
+	arrived   time.Time    // when the request headers came (the audit record's time, a route's latency)
 	bodyPhase bool         // a chat request reached the body phase: it gets a record
 	audited   bool         // its record was handed over
 	reqBody   []byte       // the body as received, for the writer to fingerprint
@@ -106,9 +108,7 @@ func (p *edge) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingRes
 	}
 	switch r := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
-		if p.state.Audit != nil {
-			p.arrived = time.Now()
-		}
+		p.arrived = time.Now()
 		if p.state.CheckRoute {
 			if resp := p.checkRoute(req); resp != nil {
 				return resp
@@ -136,7 +136,23 @@ func (p *edge) finish() {
 	p.takeAttempts()
 	p.finishStream("interrupted")
 	p.endReservation()
+	p.countRoute()
 	p.audit()
+}
+
+// countRoute counts the answer of a request that took a named route, per
+// version and arm (flow.Counters).
+func (p *edge) countRoute() {
+	c := p.state.RouteCounters
+	if c == nil || p.result == nil || p.result.Route == nil {
+		return
+	}
+	code, _ := strconv.Atoi(p.respStatus)
+	a := flow.Answer{Err: p.status != 0 || p.failed || code == 0 || code >= 400, Latency: time.Since(p.arrived)}
+	if p.charged {
+		a.Cost = ledger.FromEUR(p.charge.EUR)
+	}
+	c.Record(p.result.Route, a)
 }
 
 // immediate answers with an OpenAI-shaped error, naming the policy version
@@ -147,7 +163,12 @@ func (p *edge) immediate(e *apierr.Error) *extprocv3.ProcessingResponse {
 	if p.result != nil {
 		pv = p.result.PolicyVersion
 	}
-	return errorResponse(e, p.id, pv)
+	resp := errorResponse(e, p.id, pv)
+	if p.result != nil && p.result.Route != nil {
+		m := resp.GetImmediateResponse().Headers
+		m.SetHeaders = append(m.SetHeaders, setHeader(header.Route, p.result.Route.Label()))
+	}
+	return resp
 }
 
 // checkRoute fails closed when an LLM request in an operator's Envoy matched
@@ -191,8 +212,11 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 			}
 			p.headers[k] = apierr.Truncate(headerValue(hv), 256)
 		case header.IsInternal(k):
-			if k == header.Policy {
+			switch k {
+			case header.Policy:
 				p.headerPolicy = headerValue(hv)
+			case header.Metadata:
+				p.metadataHdr = headerValue(hv)
 			}
 			if k != header.Cluster {
 				remove = append(remove, k)
@@ -280,7 +304,8 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
 	}
 	res, err := p.state.Router.Route(p.ctx, route.Request{Path: p.path, Body: body, Principal: p.principal,
-		HeaderPolicy: p.headerPolicy, Headers: p.headers, Budgets: p.policyBudgets()})
+		HeaderPolicy: p.headerPolicy, Headers: p.headers, Budgets: p.policyBudgets(),
+		DecisionID: p.id, MetadataHeader: p.metadataHdr, PeekBudgets: p.peekBudgets, Limiter: p.state.RouteLimiter})
 	if res != nil {
 		p.result = res
 		p.class = res.Class
@@ -520,6 +545,9 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		setHeader(header.Reason, p.reason()),
 		setHeader(header.PolicyVersion, p.result.PolicyVersion),
 	)
+	if o := p.result.Route; o != nil {
+		hs = append(hs, setHeader(header.Route, o.Label()))
+	}
 	if len(p.attempts) > 1 {
 		hs = append(hs, setHeader(header.Attempts, strconv.Itoa(len(p.attempts))))
 		// The decision record of a failover: every attempt, then who served.

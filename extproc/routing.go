@@ -48,6 +48,18 @@ type routingObject struct {
 	// Attempts lists each provider the request was sent to, in order; the
 	// last one served it (with failover, earlier ones failed).
 	Attempts []attempt `json:"attempts"`
+	// Route is the named route the request took (absent when it named none).
+	Route *routeInfo `json:"route,omitempty"`
+}
+
+// routeInfo is a route's decision: the version that ran, the nodes taken
+// and the split arms.
+type routeInfo struct {
+	Name    string   `json:"name"`
+	Version int64    `json:"version"`
+	Label   string   `json:"label"` // name@version, as x-stellwerk-route
+	Path    []string `json:"path"`
+	Arm     string   `json:"arm,omitempty"`
 }
 
 type usage struct {
@@ -91,6 +103,9 @@ func (p *edge) routing(charge *meter.Charge) []byte {
 	if r := p.result; r != nil {
 		ro.PolicyVersion, ro.PolicyFP, ro.Workspace = r.PolicyVersion, r.ReqPolicy.Fingerprint, r.Workspace
 		ro.Objective, ro.Excluded, ro.EstimatedEUR = r.Policy.Objective, len(r.Policy.Exclude), round(d.EstimatedCostEUR, 8)
+		if o := r.Route; o != nil {
+			ro.Route = &routeInfo{Name: o.Route, Version: o.Version, Label: o.Label(), Path: o.Path, Arm: o.Arm}
+		}
 	}
 	baseline := p.state.Router.Catalog.Baseline
 	if c := charge; c != nil {

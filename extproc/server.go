@@ -24,6 +24,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/notify"
@@ -71,6 +72,11 @@ type State struct {
 	// while the log is not healthy.
 	Audit       *audit.Log
 	AuditRefuse bool
+	// RouteLimiter counts named routes' rate_limit nodes (nil: they cannot
+	// be checked); RouteCounters count routes' answers per version and arm
+	// (nil: not counted).
+	RouteLimiter  flow.Limiter
+	RouteCounters *flow.Counters
 	// Versions are the content hashes of the config and catalog this state
 	// was built from, for the records.
 	Versions   audit.Versions

@@ -81,9 +81,9 @@ type Record struct {
 	// code when it was an error (policy_denied, budget_exceeded, …).
 	Status    int    `json:"status,omitempty"`
 	ErrorCode string `json:"error_code,omitempty"`
-	// Route and RouteVersion name the named route (empty until routes exist).
-	Route        string `json:"route,omitempty"`
-	RouteVersion string `json:"route_version,omitempty"`
+	// Route is the named route the request took and its path through it
+	// (nil: it named none).
+	Route *Route `json:"route,omitempty"`
 	// Budgets names the budgets that applied (downgrade or block).
 	Budgets []string `json:"budgets,omitempty"`
 
@@ -93,6 +93,27 @@ type Record struct {
 	// that opted in (audit.content), with personal data and secrets
 	// replaced by typed placeholders before the record is handed over.
 	Content *Content `json:"content,omitempty"`
+}
+
+// Route is what a named route decided (docs/routes.md): the version that
+// ran, the nodes taken, the split arms, and every limit node checked with
+// its verdict, so a replay takes the same path.
+type Route struct {
+	Name    string       `json:"name"`
+	Version int64        `json:"version"`
+	Path    []string     `json:"path"`
+	Arm     string       `json:"arm,omitempty"`
+	Limits  []RouteLimit `json:"limits,omitempty"`
+}
+
+// RouteLimit is one limit node's check: kind rate_limit or budget_limit,
+// verdict under, over or unavailable, and whether its fallback was taken.
+type RouteLimit struct {
+	Node    string  `json:"node"`
+	Kind    string  `json:"kind"`
+	Verdict string  `json:"verdict"`
+	Fired   bool    `json:"fired"`
+	Ratio   float64 `json:"ratio,omitempty"`
 }
 
 // Principal is who called: ids, never a secret.

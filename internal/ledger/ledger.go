@@ -48,6 +48,9 @@ type Request struct {
 	// Extra are the key's own limits (from the key store; NewKeyLimits),
 	// applied on top of the configured ones. Nil: none.
 	Extra *Limits
+	// OnlyExtra applies Extra alone, without the configured limits: a
+	// route's rate_limit node counts its own requests (flow.Limiter).
+	OnlyExtra bool
 }
 
 // Usage is what an answer actually used.

@@ -13,7 +13,8 @@ import (
 // Scope is whose spend or traffic a limit counts.
 type Scope uint8
 
-// Scopes. Budgets use key to global; rate limits key to workspace and model.
+// Scopes. Budgets use key to global; rate limits any (the config offers
+// key to workspace and model; a route's rate_limit node per route is global).
 const (
 	ScopeKey Scope = iota + 1
 	ScopeUser
@@ -177,7 +178,7 @@ func NewLimits(loc *time.Location, budgets []BudgetRule, rates []RateRule) (*Lim
 		switch {
 		case r.Name == "":
 			errs = append(errs, fmt.Errorf("rate limit %d: no name", i))
-		case r.Scope < ScopeKey || r.Scope > ScopeModel || r.Scope == ScopeGlobal:
+		case r.Scope < ScopeKey || r.Scope > ScopeModel:
 			errs = append(errs, fmt.Errorf("rate limit %s: scope %s", r.Name, r.Scope))
 		case r.RequestsPerMinute < 0 || r.TokensPerMinute < 0 || r.RequestsPerDay < 0 || r.TokensPerDay < 0:
 			errs = append(errs, fmt.Errorf("rate limit %s: negative limit", r.Name))

@@ -137,6 +137,9 @@ func subjectOf(s Scope, sub *Subject, model string) (s1, s2 string, ok bool) {
 func (l *Ledger) compile(req *Request, now time.Time, move bool, fromModel string) []counter {
 	base := l.limits.Load()
 	w := windows{loc: base.loc, now: now}
+	if req.OnlyExtra {
+		base = nil
+	}
 	n := 0
 	for _, lim := range [2]*Limits{base, req.Extra} {
 		if lim != nil {

@@ -47,6 +47,21 @@ type RequestFacts struct {
 	User           string
 	Headers        map[string]string
 	Policy         reqpolicy.Policy
+	// Route is the named route the request took; nil when it named none
+	// (the input then has no request.route).
+	Route *RouteFacts
+}
+
+// RouteFacts is what a route decided, for platform rules about routes
+// (input.request.route).
+type RouteFacts struct {
+	Name    string
+	Version int64
+	Path    []string // node ids taken
+	Targets []string // model ids (or "auto") in order of preference
+	// Objective is the first auto target's objective ("" when none); the
+	// shipped library uses it when the request sets no optimize.
+	Objective string
 }
 
 // Candidate is one catalog model with this request's estimates.
@@ -264,7 +279,7 @@ func (in *Input) value(ct *CatalogTerms, parts *inputParts) (ast.Value, func()) 
 
 func (in *Input) requestTerm() *ast.Term {
 	r := &in.Request
-	return obj(
+	items := [][2]*ast.Term{
 		item("path", ast.StringTerm(r.Path)),
 		item("model", ast.StringTerm(r.Model)),
 		item("stream", ast.BooleanTerm(r.Stream)),
@@ -276,6 +291,28 @@ func (in *Input) requestTerm() *ast.Term {
 		item("headers", stringMapTerm(r.Headers)),
 		item("policy", requestPolicyTerm(r.Policy)),
 		item("policy_fingerprint", ast.StringTerm(r.Policy.Fingerprint)),
+	}
+	if r.Route != nil {
+		items = append(items, item("route", routeTerm(r.Route)))
+	}
+	return obj(items...)
+}
+
+// routeTerm is request.route, present only when the request named a route.
+func routeTerm(rf *RouteFacts) *ast.Term {
+	strs := func(ss []string) *ast.Term {
+		ts := make([]*ast.Term, len(ss))
+		for i, s := range ss {
+			ts[i] = ast.StringTerm(s)
+		}
+		return ast.ArrayTerm(ts...)
+	}
+	return obj(
+		item("name", ast.StringTerm(rf.Name)),
+		item("version", ast.IntNumberTerm(int(rf.Version))),
+		item("path", strs(rf.Path)),
+		item("targets", strs(rf.Targets)),
+		item("objective", ast.StringTerm(rf.Objective)),
 	)
 }
 

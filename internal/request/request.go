@@ -16,9 +16,14 @@ import (
 // Chat is what the router needs from a chat-completions request. It holds
 // indexes into the body, not copies of the prompt.
 type Chat struct {
-	Model    string
-	Stream   bool
-	Messages int // number of messages
+	Model string
+	// Route and RouteVersion are the named route a model of the form
+	// route:<name> or route:<name>@<N> asks for ("" and 0: none; 0 with a
+	// route: the live version).
+	Route        string
+	RouteVersion int64
+	Stream       bool
+	Messages     int // number of messages
 	// MessageList is the messages array, for the classifier to read in place.
 	MessageList gjson.Result
 	// MaxTokens is max_completion_tokens or max_tokens, 0 when unset.
@@ -128,6 +133,12 @@ func ParseChat(body []byte) (Chat, error) {
 		return Chat{}, apierr.BadRequest("missing_model", "model", "model must not be empty")
 	}
 	c.Model = model.Str
+	if rest, ok := strings.CutPrefix(c.Model, RoutePrefix); ok {
+		var err *apierr.Error
+		if c.Route, c.RouteVersion, err = parseRoute(rest); err != nil {
+			return Chat{}, err
+		}
+	}
 
 	if !messages.Exists() {
 		return Chat{}, apierr.BadRequest("missing_messages", "messages", "you must provide a messages parameter")
@@ -364,4 +375,42 @@ func pathOf(body []byte, stack []frame) string {
 		}
 	}
 	return b.String()
+}
+
+// RoutePrefix marks a model field that names a route (docs/routes.md).
+const RoutePrefix = "route:"
+
+// parseRoute reads <name>, <name>@<N> or <name>@v<N>. A name is lower-case
+// letters, digits, - and _, at most 63, starting with a letter or digit
+// (flow.NameRE); a version is a positive decimal number.
+func parseRoute(s string) (string, int64, *apierr.Error) {
+	name, ver, pinned := strings.Cut(s, "@")
+	bad := func() (string, int64, *apierr.Error) {
+		return "", 0, apierr.BadRequest("invalid_route", "model",
+			"model %q is not a route reference; use route:<name> or route:<name>@<version>", apierr.Truncate(RoutePrefix+s, 128))
+	}
+	if name == "" || len(name) > 63 {
+		return bad()
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || i > 0 && (c == '-' || c == '_')) {
+			return bad()
+		}
+	}
+	if !pinned {
+		return name, 0, nil
+	}
+	ver = strings.TrimPrefix(ver, "v")
+	if ver == "" || len(ver) > 18 || ver[0] == '0' {
+		return bad()
+	}
+	var n int64
+	for i := 0; i < len(ver); i++ {
+		if ver[i] < '0' || ver[i] > '9' {
+			return bad()
+		}
+		n = n*10 + int64(ver[i]-'0')
+	}
+	return name, n, nil
 }

@@ -254,3 +254,37 @@ func BenchmarkParseChat(b *testing.B) {
 		}
 	}
 }
+
+func TestRouteModel(t *testing.T) {
+	body := func(model string) []byte {
+		return []byte(`{"model":"` + model + `","messages":[{"role":"user","content":"hi"}]}`)
+	}
+	for model, want := range map[string]struct {
+		route   string
+		version int64
+	}{
+		"route:support":       {"support", 0},
+		"route:support@7":     {"support", 7},
+		"route:support@v12":   {"support", 12},
+		"route:a_b-c9":        {"a_b-c9", 0},
+		"gpt-4o":              {"", 0},
+		"routes:support":      {"", 0},
+		"auto":                {"", 0},
+		"route:9lives@100000": {"9lives", 100000},
+	} {
+		c, err := ParseChat(body(model))
+		if err != nil {
+			t.Fatalf("%s: %v", model, err)
+		}
+		if c.Route != want.route || c.RouteVersion != want.version || c.Model != model {
+			t.Errorf("%s: route %q@%d model %q, want %q@%d", model, c.Route, c.RouteVersion, c.Model, want.route, want.version)
+		}
+	}
+	for _, model := range []string{"route:", "route:Support", "route:-x", "route:x@", "route:x@0", "route:x@07", "route:x@+7",
+		"route:x@v", "route:x@7@8", "route:x y", "route:" + strings.Repeat("a", 64), "route:x@1234567890123456789"} {
+		_, err := ParseChat(body(model))
+		if e := apierr.As(err); err == nil || e.Status != 400 || e.Code != "invalid_route" || e.Param != "model" {
+			t.Errorf("%s: %v, want 400 invalid_route", model, err)
+		}
+	}
+}

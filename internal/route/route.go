@@ -20,6 +20,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/decide"
+	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/observe"
@@ -50,6 +51,9 @@ type Router struct {
 	Latency *observe.Latency
 	// Health holds providers' cooldowns; nil means every provider is healthy.
 	Health *health.Tracker
+	// Routes resolves named routes (model: route:<name>); nil when none
+	// are configured.
+	Routes Routes
 
 	visible *visibility // per workspace and team, built by New
 }
@@ -74,6 +78,16 @@ type Request struct {
 	// Budgets is the principal's budget state for the policy input
 	// (ledger.State.Budgets from Peek), nil when the edge did not read it.
 	Budgets []ledger.BudgetState
+
+	// For named routes: DecisionID picks a split's arm when it is not
+	// sticky; MetadataHeader is x-stellwerk-metadata as sent ("" when
+	// absent); PeekBudgets reads the budget state when the route needs it
+	// and Budgets is nil; Limiter counts its rate_limit nodes (nil: they
+	// cannot be checked, and each node's fail mode decides).
+	DecisionID     string
+	MetadataHeader string
+	PeekBudgets    func(context.Context) []ledger.BudgetState
+	Limiter        flow.Limiter
 }
 
 // Result is a decision and everything that explains it.
@@ -90,6 +104,9 @@ type Result struct {
 	// Constraint is the strongest hard constraint in force ("eu residency",
 	// "downgrade (budget cx-day)", or both joined by " + "), "" when none.
 	Constraint string
+	// Route is what the request's named route decided; nil when it named
+	// none.
+	Route *flow.Outcome
 }
 
 // ClassifyRequest is what the classifier reads of a parsed request: every
@@ -123,13 +140,36 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 	if err := r.checkPolicyLists(req.Principal, res.ReqPolicy); err != nil {
 		return res, err
 	}
-	// A model the caller's access lists exclude is answered exactly as one
-	// that does not exist.
-	if vis := r.Visible(req.Principal); chat.Model != decide.Auto && (!vis.Has(chat.Model) || !r.keyAllowsID(req.Principal, chat.Model)) {
-		return res, vis.notFound(chat.Model, req.Principal)
+	if req.MetadataHeader != "" {
+		if chat.Metadata != nil {
+			return res, apierr.BadRequest("invalid_metadata", "metadata", "send metadata in the body or in the x-stellwerk-metadata header, not both")
+		}
+		md, err := flow.ParseMetadataHeader(req.MetadataHeader)
+		if err != nil {
+			return res, apierr.BadRequest("invalid_metadata", "metadata", "%s", err.Error())
+		}
+		chat.Metadata, res.Chat.Metadata = md, md
+	}
+	switch {
+	case chat.Route != "":
+		// A route the key may not use is answered as one that does not exist.
+		if !keyAllowsRoute(req.Principal, chat.Route) {
+			return res, routeNotFound(chat.Route)
+		}
+	case chat.Model != decide.Auto:
+		// A model the caller's access lists exclude is answered exactly as
+		// one that does not exist.
+		if vis := r.Visible(req.Principal); !vis.Has(chat.Model) || !r.keyAllowsID(req.Principal, chat.Model) {
+			return res, vis.notFound(chat.Model, req.Principal)
+		}
 	}
 
 	res.Class = r.Classifier.Classify(ClassifyRequest(chat))
+	if chat.Route != "" {
+		if err := r.runFlow(ctx, &req, res); err != nil {
+			return res, err
+		}
+	}
 
 	ws, team := r.resolve(req.Principal)
 	outTokens := chat.MaxTokens
@@ -152,6 +192,9 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 			Headers: req.Headers, Policy: res.ReqPolicy},
 		Principal: req.Principal, Workspace: ws, Team: team, Classification: &res.Class, Budgets: req.Budgets,
 		Candidates: cands, Now: r.Now(),
+	}
+	if res.Route != nil {
+		in.Request.Route = routeFacts(res.Route)
 	}
 	eng := r.Policy.Current()
 	res.PolicyVersion = eng.Version
@@ -182,9 +225,10 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 		}
 		if !c.Model.Supported() {
 			dc[i].Unsupported = "wire format " + c.Model.Provider.WireFormat + " is not supported yet"
-		} else if _, _, ok := c.Model.Provider.Credential(); !ok && chat.Model == decide.Auto {
-			// auto never picks a provider it cannot authenticate to; a pinned
-			// model still gets the explicit 502 naming the provider.
+		} else if _, _, ok := c.Model.Provider.Credential(); !ok && (chat.Model == decide.Auto || chat.Route != "") {
+			// auto and routes never pick a provider stellwerk cannot
+			// authenticate to; a pinned model still gets the explicit 502
+			// naming the provider.
 			dc[i].Unsupported = "provider credential not configured"
 		}
 	}
@@ -202,13 +246,23 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 			def = m
 		}
 	}
-	res.Selection, err = decide.Decide(decide.Input{
+	sel := decide.Input{
 		Asked: chat.Model, Task: res.Class.Task, Candidates: dc,
 		Needs: decide.Needs{Tools: chat.Tools, JSONMode: chat.ResponseFormat == "json_object" || chat.ResponseFormat == "json_schema",
 			Vision: chat.Vision, Streaming: chat.Stream, InputTokens: res.Class.InputTokens, OutputTokens: min(outTokens, 1<<20)},
 		Objective: res.Policy.Objective, QualityFloor: res.Policy.QualityFloor, MaxCostEUR: res.Policy.MaxCostEUR,
 		SLAMS: res.ReqPolicy.SLAMS, Default: def, Constraint: constraint, RelativeQuality: ws.RelativeQuality,
-	})
+	}
+	if res.Route != nil {
+		// The route's targets apply their objective unless the request or
+		// the policy set another (the policy input carried the first auto
+		// target's).
+		ro := in.Request.Route.Objective
+		free := res.ReqPolicy.Optimize == "" && len(res.Policy.Downgrade) == 0 && (ro == "" || res.Policy.Objective == ro)
+		res.Selection, err = selectRoute(sel, res.Route, free)
+		return res, err
+	}
+	res.Selection, err = decide.Decide(sel)
 	return res, err
 }
 

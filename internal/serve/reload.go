@@ -21,6 +21,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/keys"
@@ -68,7 +69,11 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	router := route.New(cfg, cat, cl, ps, log.Named("route"))
 	// What was learned from traffic survives reloads.
 	router.Latency, router.Health = ln.lat, ln.health // the cooldown policy changes when the state swaps
+	if ln.routes != nil {
+		router.Routes = ln.routes.table
+	}
 	st := extproc.NewState(router, keys, cfg.Envoy.MaxRequestBytes)
+	st.RouteLimiter, st.RouteCounters = ln.routeLimiter, ln.routeCounters
 	if ir.Failover != nil {
 		st.Failover = &extproc.Failover{MaxAttempts: cfg.Failover.MaxAttempts, AttemptTimeout: cfg.Failover.AttemptTimeout}
 	}
@@ -115,6 +120,12 @@ type learned struct {
 	// auditRefuse is its on_store_down mode as opened (a restart changes it).
 	audit       *audit.Log
 	auditRefuse bool
+	// routes are the named routes (nil until opened, after the first
+	// build); routeLimiter counts their rate_limit nodes in the ledger;
+	// routeCounters count their answers per version and arm.
+	routes        *routes
+	routeLimiter  *flow.LedgerLimiter
+	routeCounters *flow.Counters
 }
 
 // configActor is who changes the config: whoever can write its file.
@@ -257,6 +268,9 @@ func (r *reloader) reload(ctx context.Context) {
 	}
 	r.ln.health.SetPolicy(healthPolicy(cfg))
 	r.ep.SetState(g.state)
+	if r.ln.routes != nil {
+		r.ln.routes.setEnv(ctx, flow.EnvFor(cfg, g.cat))
+	}
 	if was, now := r.cur.state.Versions, g.state.Versions; was != now {
 		ch := audit.Change{Actor: configActor, Action: "reload", Before: was.Config, After: now.Config}
 		if was.Catalog != now.Catalog {

@@ -24,6 +24,8 @@ import (
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/flow"
+	"github.com/stellwerk/stellwerk/internal/flowstore"
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/keys"
 	"github.com/stellwerk/stellwerk/internal/ledger"
@@ -153,7 +155,8 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	}
 	defer hook.Close()
 	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw,
-		audit: alog, auditRefuse: cfg.Audit.OnStoreDown == config.AuditRefuse}
+		audit: alog, auditRefuse: cfg.Audit.OnStoreDown == config.AuditRefuse, routeLimiter: &flow.LedgerLimiter{Ledger: led},
+		routeCounters: &flow.Counters{}}
 	wks, err := workspaceKeys(ctx, ks)
 	if err != nil {
 		return err
@@ -163,6 +166,13 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	rts, err := openRoutes(ctx, db, o.ConfigPath, flow.EnvFor(g.cfg, g.cat), log.Named("routes"))
+	if err != nil {
+		return err
+	}
+	go rts.run(ctx, cfg.State.RefreshInterval, configReloadInterval)
+	ln.routes = rts
+	g.state.Router.Routes = rts.table // later generations get it from build
 	recordChange(alog, audit.KindConfig, "", audit.Change{Actor: configActor, Action: "load", After: g.state.Versions.Config,
 		Detail: map[string]string{"catalog": g.state.Versions.Catalog}})
 	for _, m := range g.cat.MissingCredentials() {
@@ -200,7 +210,8 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	extprocv3.RegisterExternalProcessorServer(gs, ep)
 	pub.Register(gs)
 
-	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table, spend: sp, spendW: sw, audit: alog}
+	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table, spend: sp, spendW: sw, audit: alog,
+		routes: rts, routeCounters: ln.routeCounters}
 	st.Tokens() // warns now about tokens that cannot be loaded
 	hs := &http.Server{Handler: admin.Handler(st, st.log), ReadHeaderTimeout: 5 * time.Second}
 
@@ -279,12 +290,27 @@ type status struct {
 	spend  *spend.Store
 	spendW *spend.Writer
 	audit  *audit.Log // nil: audit.enabled is false
+	routes *routes
+	// routeCounters are the requests, errors, cost and latency per route
+	// version and arm.
+	routeCounters *flow.Counters
 }
 
 var (
+	_ admin.RouteService   = (*status)(nil)
 	_ admin.AuditService   = (*status)(nil)
 	_ admin.ChangeRecorder = (*status)(nil)
 )
+
+// Routes is the route store.
+func (s *status) Routes() *flowstore.Store { return s.routes.st }
+
+// RouteEnv is what route documents compile against: the config in force.
+func (s *status) RouteEnv() *flow.Env {
+	s.routes.mu.Lock()
+	defer s.routes.mu.Unlock()
+	return s.routes.env
+}
 
 // RecordChange puts an admin API change on the audit record.
 func (s *status) RecordChange(kind, workspace string, c audit.Change) {

@@ -2,12 +2,16 @@ package stellwerk
 
 # _objective: cost while a downgrade budget is in force and the workspace
 # sets no downgrade price ceiling (budget.rego), else the request's
-# optimize, else the workspace's objective, else balanced.
+# optimize, else the objective of the request's route (its first auto
+# target's, docs/routes.md), else the workspace's objective, else balanced.
 _objective := "cost" if {
 	_downgrade
 	not _downgrade_ceiling
 } else := o if {
 	o := input.request.policy.optimize
+	o != ""
+} else := o if {
+	o := input.request.route.objective
 	o != ""
 } else := o if {
 	o := input.workspace.objective

@@ -12,6 +12,15 @@ test_objective_request_wins if {
 	decide({"workspace": {"objective": "latency"}, "request": {"policy": {"optimize": "cost"}}}).objective == "cost"
 }
 
+test_objective_route_over_workspace if {
+	decide({"workspace": {"objective": "latency"}, "request": {"route": {"name": "support", "objective": "accuracy"}}}).objective == "accuracy"
+	decide({"workspace": {"objective": "latency"}, "request": {"route": {"name": "support", "objective": ""}}}).objective == "latency"
+}
+
+test_objective_request_over_route if {
+	decide({"request": {"policy": {"optimize": "cost"}, "route": {"name": "support", "objective": "accuracy"}}}).objective == "cost"
+}
+
 test_quality_floor_default if {
 	decide({}).quality_floor == 0
 }

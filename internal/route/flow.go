@@ -1,0 +1,247 @@
+package route
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/decide"
+	"github.com/stellwerk/stellwerk/internal/flow"
+	"github.com/stellwerk/stellwerk/internal/flowstore"
+	"github.com/stellwerk/stellwerk/internal/policy"
+	"github.com/stellwerk/stellwerk/internal/request"
+)
+
+// Routes resolves a named route to its compiled flow: version 0 is the
+// live version. flowstore.Table implements it in memory.
+type Routes interface {
+	Resolve(route string, version int64) (*flow.Flow, error)
+}
+
+// runFlow resolves the request's route and evaluates it (docs/routes.md,
+// "The request path"). It runs after classification, before the policy.
+func (r *Router) runFlow(ctx context.Context, req *Request, res *Result) error {
+	chat := &res.Chat
+	if r.Routes == nil {
+		return apierr.NotFound("route_not_found", "model", "the route %q does not exist; named routes are not configured here", apierr.Truncate(chat.Route, 64))
+	}
+	f, err := r.Routes.Resolve(chat.Route, chat.RouteVersion)
+	if err != nil {
+		return resolveError(chat, err)
+	}
+	in := &flow.Input{RequestID: req.DecisionID, Now: r.Now(), Chat: chat, Principal: &req.Principal, Class: &res.Class,
+		Headers: req.Headers, Metadata: chat.Metadata, Budgets: req.Budgets, Limiter: req.Limiter}
+	if f.NeedsBudgets() && in.Budgets == nil && req.PeekBudgets != nil {
+		req.Budgets = req.PeekBudgets(ctx)
+		in.Budgets = req.Budgets
+	}
+	o := f.Evaluate(ctx, in)
+	res.Route = o
+	if o.End != nil {
+		return &apierr.Error{Status: o.End.Status, Type: endType(o.End.Status), Code: "route_ended", Message: o.End.Message}
+	}
+	return nil
+}
+
+// resolveError answers a route that cannot serve: one that does not exist
+// (or that the key may not use) is not found; one that exists but has
+// nothing deployed, or whose pinned version no longer loads, is
+// unavailable.
+func resolveError(chat *request.Chat, err error) error {
+	label := chat.Route
+	if chat.RouteVersion != 0 {
+		label = chat.Model[len(request.RoutePrefix):]
+	}
+	switch {
+	case errors.Is(err, flowstore.ErrNoRoute):
+		return routeNotFound(chat.Route)
+	case errors.Is(err, flowstore.ErrNoVersion):
+		return apierr.NotFound("route_not_found", "model", "the route %q has no version %d", apierr.Truncate(chat.Route, 64), chat.RouteVersion)
+	case errors.Is(err, flowstore.ErrNotDeployed):
+		return apierr.Unavailable("route_unavailable", "the route %q has no live version; deploy one (stellwerk routes deploy)", apierr.Truncate(label, 80))
+	}
+	return apierr.Unavailable("route_unavailable", "the route %q does not load against the configuration in force; see stellwerk routes list", apierr.Truncate(label, 80))
+}
+
+func routeNotFound(name string) error {
+	return apierr.NotFound("route_not_found", "model", "the route %q does not exist or is not available to you", apierr.Truncate(name, 64))
+}
+
+// keyAllowsRoute applies a store key's own route list.
+func keyAllowsRoute(p auth.Principal, name string) bool {
+	return len(p.Routes) == 0 || slices.Contains(p.Routes, name)
+}
+
+// endType is the OpenAI error type for an end node's status.
+func endType(status int) string {
+	switch status {
+	case 403:
+		return "permission_error"
+	case 404:
+		return "not_found_error"
+	case 429:
+		return "rate_limit_error"
+	case 503:
+		return "service_unavailable"
+	}
+	return "invalid_request_error"
+}
+
+// routeFacts is the route's part of the policy input.
+func routeFacts(o *flow.Outcome) *policy.RouteFacts {
+	rf := &policy.RouteFacts{Name: o.Route, Version: o.Version, Path: o.Path, Targets: make([]string, len(o.Targets))}
+	for i := range o.Targets {
+		t := &o.Targets[i]
+		rf.Targets[i] = t.Model
+		if t.IsAuto() && rf.Objective == "" {
+			rf.Objective = t.Objective
+		}
+	}
+	return rf
+}
+
+// selectRoute chooses among a route's targets in order: the first the
+// policy allows and that meets the request's needs serves, the following
+// ones are its failover order. A pinned target the policy excludes is never
+// sent. An auto target selects among the candidates its allow and deny
+// lists keep, with its quality floor raising the policy's and its
+// objective in force when objectiveFree (neither the request nor the
+// policy set another). When
+// no target can serve, ordinary auto selection among the allowed
+// candidates serves, and the reason says why.
+func selectRoute(base decide.Input, o *flow.Outcome, objectiveFree bool) (decide.Decision, error) {
+	var (
+		chosen  decide.Decision
+		found   bool
+		skipped []string
+		rest    []*catalog.Model
+	)
+	for i := range o.Targets {
+		t := &o.Targets[i]
+		in := base
+		if t.IsAuto() {
+			in.Asked = decide.Auto
+			in.Candidates = narrow(base.Candidates, t, o)
+			in.QualityFloor = max(in.QualityFloor, t.MinQuality)
+			if t.Objective != "" && objectiveFree {
+				in.Objective = t.Objective
+			}
+		} else {
+			in.Asked = t.Model
+		}
+		d, err := decide.Decide(in)
+		if err != nil {
+			skipped = append(skipped, skipReason(t, &d, err))
+			continue
+		}
+		if !found {
+			chosen, found = d, true
+			if t.IsAuto() {
+				rest = append(rest, d.Fallbacks...) // an auto target's ranking is its own failover order
+			}
+			continue
+		}
+		rest = append(rest, d.Model)
+		if t.IsAuto() {
+			rest = append(rest, d.Fallbacks...)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("route ")
+	b.WriteString(o.Explain())
+	for _, s := range skipped {
+		b.WriteString("; ")
+		b.WriteString(s)
+	}
+	if !found {
+		in := base
+		in.Asked = decide.Auto
+		d, err := decide.Decide(in)
+		if err != nil {
+			return d, err
+		}
+		if len(o.Targets) > 0 {
+			b.WriteString("; no target of the route can serve, chosen as for auto: ")
+		} else {
+			b.WriteString("; ")
+		}
+		b.WriteString(d.Reason)
+		d.Reason = b.String()
+		setChosenReason(&d)
+		return d, nil
+	}
+	chosen.Fallbacks = dedupe(rest, chosen.Model)
+	if len(skipped) > 0 {
+		b.WriteString("; fallback ")
+	} else {
+		b.WriteString(": ")
+	}
+	b.WriteString(chosen.Model.ID)
+	if chosen.Reason != "pinned by request" {
+		b.WriteString(" (")
+		b.WriteString(chosen.Reason)
+		b.WriteString(")")
+	}
+	chosen.Reason = b.String()
+	setChosenReason(&chosen)
+	return chosen, nil
+}
+
+// setChosenReason puts the decision's reason on the chosen verdict.
+func setChosenReason(d *decide.Decision) {
+	for i := range d.Candidates {
+		if d.Candidates[i].Verdict == "chosen" {
+			d.Candidates[i].Reason = d.Reason
+		}
+	}
+}
+
+// narrow marks the candidates an auto target's allow and deny lists leave
+// out. It never allows one the policy excluded.
+func narrow(cands []decide.Candidate, t *flow.Target, o *flow.Outcome) []decide.Candidate {
+	if len(t.Allow) == 0 && len(t.Deny) == 0 {
+		return cands
+	}
+	out := slices.Clone(cands)
+	for i := range out {
+		if out[i].Excluded == "" && !permitted(t.Allow, t.Deny, out[i].Model) {
+			out[i].Excluded = "not chosen by route " + o.Label() + " (node " + t.Node + ")"
+		}
+	}
+	return out
+}
+
+// skipReason says why a target could not serve: "sonnet excluded by
+// policy (eu residency)".
+func skipReason(t *flow.Target, d *decide.Decision, err error) string {
+	if t.IsAuto() {
+		return "auto target " + t.Node + ": no eligible model"
+	}
+	for _, v := range d.Table() {
+		if v.ID != t.Model {
+			continue
+		}
+		switch v.Verdict {
+		case "excluded":
+			return t.Model + " excluded by policy (" + v.Reason + ")"
+		case "rejected":
+			return t.Model + " cannot serve (" + v.Reason + ")"
+		}
+	}
+	return t.Model + ": " + apierr.As(err).Message
+}
+
+// dedupe drops repeats and the chosen model, keeping the first of each.
+func dedupe(ms []*catalog.Model, chosen *catalog.Model) []*catalog.Model {
+	out := make([]*catalog.Model, 0, len(ms))
+	for _, m := range ms {
+		if m != chosen && !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
