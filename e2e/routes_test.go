@@ -1,0 +1,416 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/harness"
+)
+
+// routeOptions: a US and an EU provider, one model each (us-model,
+// eu-model), open auth.
+func routeOptions() harness.Options {
+	return harness.Options{Providers: []harness.ProviderSpec{{Name: "us", Key: "sk-us"}, {Name: "eu", Key: "sk-eu", Residency: "eu"}}}
+}
+
+// The routes of these tests, as a platform team writes them.
+const (
+	supportRoute = `route: support
+nodes:
+  - id: plan
+    if: metadata.?plan.orValue("") == "paid"
+    then: strong
+    else: cheap
+  - id: strong
+    chain: [us, eu]
+  - {id: us, model: us-model}
+  - {id: eu, model: eu-model}
+  - {id: cheap, model: eu-model}
+`
+	rolloutRoute = `route: rollout
+nodes:
+  - id: split
+    split:
+      sticky: %s
+      arms:
+        - {name: canary, weight: 10, next: us}
+        - {name: main, weight: 90, next: eu}
+  - {id: us, model: us-model}
+  - {id: eu, model: eu-model}
+`
+	limitedRoute = `route: limited
+nodes:
+  - id: gate
+    rate_limit: {requests_per_minute: 100, per: route}
+    next: eu
+    fallback: us
+  - {id: eu, model: eu-model}
+  - {id: us, model: us-model}
+`
+)
+
+// deployRoute stores a route document through the admin API and makes it
+// live; it returns the version.
+func deployRoute(t *testing.T, s *harness.Stack, doc string) int64 {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"document": doc, "deploy": true, "message": "e2e"})
+	resp, b := adminDo(t, s, http.MethodPost, "/admin/routes", string(body))
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /admin/routes: %d %s", resp.StatusCode, b)
+	}
+	var out struct {
+		Version struct {
+			Route   string `json:"route"`
+			Version int64  `json:"version"`
+		} `json:"version"`
+	}
+	mustJSON(t, b, &out)
+	return out.Version.Version
+}
+
+// routeAnswer is what a chat request through a route got.
+type routeAnswer struct {
+	status int
+	model  string // x-stellwerk-model
+	route  string // x-stellwerk-route
+	reason string
+	body   []byte
+}
+
+func chatRoute(t *testing.T, s *harness.Stack, model, extra string, hdr map[string]string) routeAnswer {
+	t.Helper()
+	resp, b := post(t, s.URL+"/v1/chat/completions",
+		`{"model":"`+model+`",`+extra+`"messages":[{"role":"user","content":"where is my parcel"}]}`, hdr)
+	return routeAnswer{resp.StatusCode, resp.Header.Get("x-stellwerk-model"), resp.Header.Get("x-stellwerk-route"),
+		resp.Header.Get("x-stellwerk-reason"), b}
+}
+
+// waitRoute waits until model answers with the route label want: a deploy
+// reaches the request path within the table's refresh interval.
+func waitRoute(t *testing.T, s *harness.Stack, model, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		a := chatRoute(t, s, model, "", nil)
+		if a.status == 200 && a.route == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %d %q (%s) 5 s after the deploy, want %s", model, a.status, a.route, a.body, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRoutesPythonSDK (issue 15): with the official SDK, a route sends paid
+// customers to one model and free ones to another by the app's metadata
+// (body or header); a model the policy excludes is never sent, the route's
+// fallback serves and the reason says so; the route and its path are on
+// the answer.
+func TestRoutesPythonSDK(t *testing.T) {
+	t.Parallel()
+	py := harness.RequirePython(t)
+	s := harness.Start(t, routeOptions())
+	if v := deployRoute(t, s, supportRoute); v != 1 {
+		t.Fatalf("first version is %d", v)
+	}
+	waitRoute(t, s, "route:support", "support@1")
+
+	out, err := exec.Command(py, filepath.Join(harness.Root(), "e2e", "clients", "python", "routes.py"), s.URL).Output()
+	if err != nil {
+		s.DumpLogs()
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("routes.py: %v\n%s", err, stderr)
+	}
+	type seen struct {
+		Model  string `json:"x_stellwerk_model"`
+		Route  string `json:"x_stellwerk_route"`
+		Reason string `json:"reason"`
+		R      *struct {
+			Name    string   `json:"name"`
+			Version int64    `json:"version"`
+			Label   string   `json:"label"`
+			Path    []string `json:"path"`
+		} `json:"route"`
+	}
+	var got struct {
+		Paid, Free, PaidHeader, PaidEUOnly seen
+		Unknown                            struct {
+			Status int    `json:"status"`
+			Code   string `json:"code"`
+		}
+	}
+	var raw map[string]json.RawMessage
+	mustJSON(t, out, &raw)
+	for k, dst := range map[string]any{"paid": &got.Paid, "free": &got.Free, "paid_header": &got.PaidHeader,
+		"paid_eu_only": &got.PaidEUOnly, "unknown": &got.Unknown} {
+		mustJSON(t, raw[k], dst)
+	}
+	for name, c := range map[string]struct {
+		s     seen
+		model string
+		path  string
+	}{
+		"paid": {got.Paid, "us-model", "plan strong"}, "free": {got.Free, "eu-model", "plan cheap"},
+		"paid (header)": {got.PaidHeader, "us-model", "plan strong"}, "paid, EU only": {got.PaidEUOnly, "eu-model", "plan strong"},
+	} {
+		if c.s.Model != c.model || c.s.Route != "support@1" || c.s.R == nil || c.s.R.Label != "support@1" || strings.Join(c.s.R.Path, " ") != c.path {
+			t.Errorf("%s: served by %s, route header %q, routing.route %+v; want %s via %s", name, c.s.Model, c.s.Route, c.s.R, c.model, c.path)
+		}
+	}
+	if r := got.PaidEUOnly.Reason; !strings.Contains(r, "us-model excluded by policy") || !strings.Contains(r, "fallback eu-model") {
+		t.Errorf("the reason does not say the excluded model was replaced: %q", r)
+	}
+	if got.Unknown.Status != 404 || got.Unknown.Code != "route_not_found" {
+		t.Errorf("unknown route: %+v", got.Unknown)
+	}
+	// The excluded model was never sent anything.
+	for _, rq := range s.Providers["us"].Requests() {
+		if strings.Contains(string(rq.Body), `"residency"`) {
+			t.Errorf("the US provider got the EU-only request")
+		}
+	}
+	t.Logf("paid → %s, free → %s, EU-only paid → %s (%s)", got.Paid.Model, got.Free.Model, got.PaidEUOnly.Model, got.PaidEUOnly.Reason)
+}
+
+// TestRoutesSplitAndLimit (issue 15): a 10/90 split over 1,000 requests
+// lands within ±3 points; with sticky users each user stays on one arm; a
+// rate-limit node of 100 per minute sends the 101st request of the minute
+// to its fallback.
+func TestRoutesSplitAndLimit(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, routeOptions())
+	deployRoute(t, s, fmt.Sprintf(rolloutRoute, "none"))
+	waitRoute(t, s, "route:rollout", "rollout@1")
+
+	const n = 1000
+	models := fireRoute(t, s, "route:rollout", n, 32, func(i int) string { return "" })
+	canary := 0
+	for _, m := range models {
+		switch m {
+		case "us-model":
+			canary++
+		case "eu-model":
+		default:
+			t.Fatalf("a request was answered by %q", m)
+		}
+	}
+	if share := float64(canary) / n; math.Abs(share-0.10) > 0.03 {
+		t.Errorf("canary got %.1f%% of %d requests, want 10%% ± 3", 100*share, n)
+	}
+
+	deployRoute(t, s, fmt.Sprintf(rolloutRoute, "user"))
+	waitRoute(t, s, "route:rollout", "rollout@2")
+	const users, each = 40, 5
+	models = fireRoute(t, s, "route:rollout", users*each, 16, func(i int) string { return fmt.Sprintf(`"user":"user-%d",`, i%users) })
+	arm := map[int]string{}
+	for i, m := range models {
+		u := i % users
+		if arm[u] == "" {
+			arm[u] = m
+		} else if arm[u] != m {
+			t.Errorf("user-%d was served by %s and %s", u, arm[u], m)
+		}
+	}
+	sticky := 0
+	for _, m := range arm {
+		if m == "us-model" {
+			sticky++
+		}
+	}
+	t.Logf("split: %d of %d requests on the canary (%.1f%%); sticky: %d of %d users on the canary, each on one arm for all %d requests",
+		canary, n, 100*float64(canary)/n, sticky, users, each)
+
+	deployRoute(t, s, limitedRoute)
+	freshMinute(20 * time.Second)
+	// The deploy reaches the request path in well under the refresh
+	// interval; wait without spending the limit.
+	time.Sleep(1500 * time.Millisecond)
+	models = fireRoute(t, s, "route:limited", 100, 10, func(int) string { return "" })
+	for i, m := range models {
+		if m != "eu-model" {
+			t.Fatalf("request %d of the first 100 went to %s, want eu-model", i+1, m)
+		}
+	}
+	a := chatRoute(t, s, "route:limited", "", nil)
+	if a.status != 200 || a.model != "us-model" || !strings.Contains(a.reason, "gate (limit reached)") {
+		t.Fatalf("the 101st request: %d by %s (%s), want the fallback us-model", a.status, a.model, a.reason)
+	}
+}
+
+// fireRoute sends n requests to a route with conc in flight and returns
+// the model that served each, in order of i.
+func fireRoute(t *testing.T, s *harness.Stack, route string, n, conc int, extra func(i int) string) []string {
+	t.Helper()
+	out := make([]string, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, conc)
+	var mu sync.Mutex
+	var failed []string
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions",
+				strings.NewReader(`{"model":"`+route+`",`+extra(i)+`"messages":[{"role":"user","content":"hi"}]}`))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				mu.Lock()
+				failed = append(failed, err.Error())
+				mu.Unlock()
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				mu.Lock()
+				failed = append(failed, resp.Status)
+				mu.Unlock()
+			}
+			out[i] = resp.Header.Get("x-stellwerk-model")
+		}()
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d of %d requests failed: %v", len(failed), n, failed[:min(5, len(failed))])
+	}
+	return out
+}
+
+// TestRoutesDeployUnderLoad (issue 15): deploying v2 while 200 requests a
+// second flow fails none, every answer names v1 or v2, and v2 serves every
+// request once the deploy has reached the request path; a route file
+// dropped into routes/ is deployed by the server itself.
+func TestRoutesDeployUnderLoad(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, routeOptions())
+	v1 := strings.Replace(supportRoute, "route: support", "route: live", 1)
+	deployRoute(t, s, v1)
+	waitRoute(t, s, "route:live", "live@1")
+
+	type result struct {
+		at          time.Time
+		status      int
+		route, body string
+	}
+	var (
+		mu      sync.Mutex
+		results []result
+		wg      sync.WaitGroup
+	)
+	const rps, seconds = 200, 4
+	tick := time.NewTicker(time.Second / rps)
+	var deployedAt time.Time
+	start := time.Now()
+	for i := 0; i < rps*seconds; i++ {
+		<-tick.C
+		if i == rps { // after one second of traffic
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				deployRoute(t, s, strings.Replace(v1, "{id: cheap, model: eu-model}", "{id: cheap, model: us-model}", 1))
+				mu.Lock()
+				deployedAt = time.Now()
+				mu.Unlock()
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions",
+				strings.NewReader(`{"model":"route:live","messages":[{"role":"user","content":"hi"}]}`))
+			req.Header.Set("Content-Type", "application/json")
+			r := result{}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				r.body = err.Error()
+			} else {
+				r.status, r.route = resp.StatusCode, resp.Header.Get("x-stellwerk-route")
+				resp.Body.Close()
+			}
+			r.at = time.Now()
+			mu.Lock()
+			results = append(results, r)
+			mu.Unlock()
+		}()
+	}
+	tick.Stop()
+	wg.Wait()
+	elapsed := time.Since(start)
+	counts := map[string]int{}
+	var lastV1 time.Time
+	for _, r := range results {
+		if r.status != 200 {
+			t.Errorf("a request failed during the deploy: %d %s", r.status, r.body)
+			continue
+		}
+		counts[r.route]++
+		if r.route == "live@1" && r.at.After(lastV1) {
+			lastV1 = r.at
+		}
+	}
+	if len(counts) != 2 || counts["live@1"] == 0 || counts["live@2"] == 0 {
+		t.Fatalf("answers by route version: %v; want only live@1 and live@2", counts)
+	}
+	if lag := lastV1.Sub(deployedAt); lag > time.Second {
+		t.Errorf("v1 still answered %v after the deploy returned", lag)
+	}
+	t.Logf("%d requests in %v (%.0f rps), none failed: %v; the last v1 answer came %v after the deploy returned",
+		len(results), elapsed.Round(time.Millisecond), float64(len(results))/elapsed.Seconds(), counts, lastV1.Sub(deployedAt).Round(time.Millisecond))
+
+	// GitOps: a file in routes/ beside the config is synced and deployed.
+	dir := filepath.Join(s.Dir, "routes")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.Replace(v1, "route: live", "route: from-file", 1)
+	if err := os.WriteFile(filepath.Join(dir, "from-file.yaml"), []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitRoute(t, s, "route:from-file", "from-file@1")
+}
+
+// TestRoutesRollbackReplicas (issue 15): two replicas share the route
+// store; a deploy made through one and a rollback made through the other
+// each reach both within a second.
+func TestRoutesRollbackReplicas(t *testing.T) {
+	t.Parallel()
+	f := harness.StartFleet(t, 2, routeOptions())
+	a, b := f.Replicas[0], f.Replicas[1]
+	deployRoute(t, a, supportRoute)
+	v2 := deployRoute(t, a, strings.Replace(supportRoute, "{id: cheap, model: eu-model}", "{id: cheap, model: us-model}", 1))
+	if v2 != 2 {
+		t.Fatalf("second version is %d", v2)
+	}
+	for _, s := range f.Replicas {
+		waitRoute(t, s, "route:support", "support@2")
+	}
+	resp, body := adminDo(t, b, http.MethodPost, "/admin/routes/support/rollback", `{}`)
+	if resp.StatusCode != 200 {
+		t.Fatalf("rollback: %d %s", resp.StatusCode, body)
+	}
+	rolled := time.Now()
+	for _, s := range f.Replicas {
+		waitRoute(t, s, "route:support", "support@1")
+		if a := chatRoute(t, s, "route:support", "", nil); a.model != "eu-model" {
+			t.Errorf("%s: after the rollback the free branch is served by %s, want v1's eu-model", s.URL, a.model)
+		}
+	}
+	if d := time.Since(rolled); d > 2*time.Second {
+		t.Errorf("the rollback took %v to reach both replicas", d)
+	}
+	t.Logf("rollback made through replica b served by both within %v", time.Since(rolled).Round(time.Millisecond))
+}
