@@ -210,6 +210,32 @@ func TestRoutesSplitAndLimit(t *testing.T) {
 	if share := float64(canary) / n; math.Abs(share-0.10) > 0.03 {
 		t.Errorf("canary got %.1f%% of %d requests, want 10%% ± 3", 100*share, n)
 	}
+	// The route's traffic per version and arm, as the admin API shows it.
+	var view struct {
+		Traffic []struct {
+			Version  int64  `json:"version"`
+			Arm      string `json:"arm"`
+			Requests int64  `json:"requests"`
+			Errors   int64  `json:"errors"`
+		} `json:"traffic"`
+	}
+	resp, b := adminDo(t, s, http.MethodGet, "/admin/routes/rollout", "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /admin/routes/rollout: %d %s", resp.StatusCode, b)
+	}
+	mustJSON(t, b, &view)
+	arms := map[string]int64{}
+	for _, row := range view.Traffic {
+		if row.Version == 1 && row.Errors == 0 {
+			arms[row.Arm] += row.Requests
+		}
+	}
+	// waitRoute's probes count too (on either arm): the rows hold the
+	// 1,000 and a few more.
+	extra := arms["split/canary"] + arms["split/main"] - n
+	if extra < 1 || extra > 100 || arms["split/canary"] < int64(canary) || arms["split/canary"]-int64(canary) > extra {
+		t.Errorf("traffic per arm %v; the answers showed %d on the canary of %d", arms, canary, n)
+	}
 
 	deployRoute(t, s, fmt.Sprintf(rolloutRoute, "user"))
 	waitRoute(t, s, "route:rollout", "rollout@2")

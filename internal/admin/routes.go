@@ -47,6 +47,15 @@ type RouteView struct {
 	flowstore.Route
 	VersionList []flowstore.Version `json:"versions"`
 	Deploys     []flowstore.Deploy  `json:"deploys"`
+	// Traffic is what this replica answered per version and split arm
+	// since it started: requests, errors, cost and latency.
+	Traffic []flow.CounterRow `json:"traffic"`
+}
+
+// RouteTraffic is implemented by a RouteService that counts the answers
+// of routes (the server; not the CLI).
+type RouteTraffic interface {
+	RouteCounters() *flow.Counters
 }
 
 // CreatedRoute answers POST /admin/routes.
@@ -112,7 +121,15 @@ func (h *routesAPI) show(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, RouteView{Route: rt, VersionList: vs, Deploys: ds})
+	view := RouteView{Route: rt, VersionList: vs, Deploys: ds, Traffic: []flow.CounterRow{}}
+	if rt, ok := h.rs.(RouteTraffic); ok && rt.RouteCounters() != nil {
+		for _, row := range rt.RouteCounters().Snapshot() {
+			if row.Route == name {
+				view.Traffic = append(view.Traffic, row)
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, view)
 }
 
 // version shows one version with its document; "live" names the live one.

@@ -17,8 +17,12 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/flow"
+	"github.com/stellwerk/stellwerk/internal/flowstore"
 	"github.com/stellwerk/stellwerk/internal/policy"
+	"github.com/stellwerk/stellwerk/internal/request"
 	"github.com/stellwerk/stellwerk/internal/route"
+	"github.com/stellwerk/stellwerk/internal/store"
 )
 
 // ErrTestsFailed marks failing policy tests (exit status 1).
@@ -82,6 +86,8 @@ type explanation struct {
 	Workspace     string            `json:"workspace"`
 	RequestPolicy string            `json:"request_policy_fingerprint,omitempty"`
 	Input         inputSummary      `json:"input"`
+	// Route is what a named route decided (model: route:<name>).
+	Route *flow.Outcome `json:"route,omitempty"`
 }
 
 type apiError struct {
@@ -130,9 +136,11 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	cfgPath := fs.String("config", defaultConfigPath(), "stellwerk.yaml to decide with")
 	key := fs.String("key", "", "decide as the principal of this virtual key")
 	headerPolicy := fs.String("policy", "", "per-request policy as sent in the x-stellwerk-policy header")
+	metadata := fs.String("metadata", "", "request metadata as sent in the x-stellwerk-metadata header")
+	draft := fs.String("route", "", "a route FILE (a draft) to use for the route the request names, instead of the store's")
 	pos, err := parseAnywhere(fs, args)
 	if err != nil || len(pos) > 1 {
-		fmt.Fprintln(stderr, "usage: stellwerk explain [--json] [--config FILE] [--key KEY] [--policy JSON] [REQUEST.json|-]")
+		fmt.Fprintln(stderr, "usage: stellwerk explain [--json] [--config FILE] [--key KEY] [--policy JSON] [--metadata JSON] [--route FILE] [REQUEST.json|-]")
 		return ErrUsage
 	}
 	var body []byte
@@ -165,7 +173,11 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return fmt.Errorf("--key: %w", err)
 	}
 	r := route.New(cfg, cat, cl, pm, nil)
-	res, rerr := r.Route(ctx, route.Request{Path: "/v1/chat/completions", Body: body, Principal: principal, HeaderPolicy: *headerPolicy})
+	if r.Routes, err = explainRoutes(ctx, cfg, cat, body, *draft); err != nil {
+		return err
+	}
+	res, rerr := r.Route(ctx, route.Request{Path: "/v1/chat/completions", Body: body, Principal: principal, HeaderPolicy: *headerPolicy,
+		MetadataHeader: *metadata, DecisionID: "explain"})
 	if res == nil { // the request itself is malformed
 		return fmt.Errorf("invalid request: %s", apierr.As(rerr).Message)
 	}
@@ -178,6 +190,7 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if ex.Deny == nil {
 		ex.Deny = []string{}
 	}
+	ex.Route = res.Route
 	if rerr != nil {
 		e := apierr.As(rerr)
 		ex.Error = &apiError{Status: e.Status, Code: e.Code, Message: e.Message}
@@ -236,6 +249,9 @@ func printExplanation(w io.Writer, ex *explanation) {
 		fmt.Fprintf(w, " max_cost=%.4f EUR", *ex.MaxCostEUR)
 	}
 	fmt.Fprintln(w)
+	if ex.Route != nil {
+		fmt.Fprintf(w, "route       %s\n", ex.Route.Explain())
+	}
 	if len(ex.Deny) > 0 {
 		fmt.Fprintf(w, "DENIED      %s\n", strings.Join(ex.Deny, "; "))
 	}
@@ -257,3 +273,51 @@ func printExplanation(w io.Writer, ex *explanation) {
 		}
 	}
 }
+
+// explainRoutes is where explain resolves a route the request names: the
+// draft FILE when given (for its route; others from the store), else the
+// state store the config names. Nil when the request names no route.
+func explainRoutes(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, body []byte, draft string) (route.Routes, error) {
+	chat, err := request.ParseChat(body)
+	if err != nil || chat.Route == "" {
+		if draft != "" {
+			return nil, fmt.Errorf("--route: the request does not name a route (model: route:<name>)")
+		}
+		return nil, nil // a malformed request is explained by Route itself
+	}
+	env := flow.EnvFor(cfg, cat)
+	var d *flow.Flow
+	if draft != "" {
+		data, err := os.ReadFile(draft)
+		if err != nil {
+			return nil, fmt.Errorf("--route: %w", err)
+		}
+		if d, err = flow.Load(draft, data, env); err != nil {
+			return nil, err
+		}
+		if d.Name == chat.Route {
+			return draftRoute{d}, nil
+		}
+	}
+	db, err := store.Open(ctx, cfg.State, os.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("routes: %w", err)
+	}
+	defer db.Close()
+	st, err := flowstore.Open(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("routes: %w", err)
+	}
+	t := flowstore.NewTable(st, env, nil)
+	if err := t.Refresh(ctx); err != nil {
+		return nil, fmt.Errorf("routes: %w", err)
+	}
+	// The table is complete in memory: the store may close. A pinned
+	// version compiles on first use, from the document the table holds.
+	return t, nil
+}
+
+// draftRoute serves a route file as every version of its route.
+type draftRoute struct{ f *flow.Flow }
+
+func (d draftRoute) Resolve(string, int64) (*flow.Flow, error) { return d.f, nil }

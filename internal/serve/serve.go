@@ -298,6 +298,7 @@ type status struct {
 
 var (
 	_ admin.RouteService   = (*status)(nil)
+	_ admin.RouteTraffic   = (*status)(nil)
 	_ admin.AuditService   = (*status)(nil)
 	_ admin.ChangeRecorder = (*status)(nil)
 )
@@ -311,6 +312,9 @@ func (s *status) RouteEnv() *flow.Env {
 	defer s.routes.mu.Unlock()
 	return s.routes.env
 }
+
+// RouteCounters are the answers per route version and arm.
+func (s *status) RouteCounters() *flow.Counters { return s.routeCounters }
 
 // RecordChange puts an admin API change on the audit record.
 func (s *status) RecordChange(kind, workspace string, c audit.Change) {
