@@ -40,7 +40,7 @@ func (rt routeTable) Resolve(name string, version int64) (*flow.Flow, error) {
 
 // routeRouter has an EU and a US provider, the shipped policy library and
 // the routes of the test below.
-func routeRouter(t *testing.T) *Router {
+func routeRouter(t testing.TB) *Router {
 	t.Helper()
 	c, err := config.Decode(strings.NewReader(`
 routing: {default_model: small}
@@ -206,5 +206,25 @@ func TestRouteMetadataHeader(t *testing.T) {
 	}
 	if got := fmt.Sprint(res.Route.Path); got != "[plan strong]" {
 		t.Fatalf("path %s, want the paid branch", got)
+	}
+}
+
+// BenchmarkRouteNamed is the whole decision (parse, classify, policy,
+// select) for the same request by model auto and by a named route whose
+// condition sends it through a chain of two pinned targets: the difference
+// is what a route adds to a request.
+func BenchmarkRouteNamed(b *testing.B) {
+	r := routeRouter(&testing.T{})
+	for _, model := range []string{"auto", "route:support"} {
+		body := []byte(`{"model":"` + model + `","metadata":{"plan":"paid"},"max_tokens":10,"messages":[{"role":"user","content":"` +
+			strings.Repeat("Where is my parcel? It was due on Monday. ", 40) + `"}]}`)
+		b.Run(strings.TrimPrefix(model, "route:"), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := r.Route(context.Background(), Request{Body: body, DecisionID: "d", Principal: auth.Principal{Workspace: "default"}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
