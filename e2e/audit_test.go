@@ -80,6 +80,11 @@ func TestAuditRecords(t *testing.T) {
 	}
 	wants[resp.Header.Get(header.DecisionID)] = want{status: 429, code: "budget_exceeded", served: "", attempts: 0}
 
+	var decisions []string // every decision, for replay
+	for id := range wants {
+		decisions = append(decisions, id)
+	}
+
 	// The records reach the store within a batch interval or so.
 	var page admin.AuditPage
 	deadline := time.Now().Add(10 * time.Second)
@@ -173,6 +178,7 @@ func TestAuditRecords(t *testing.T) {
 	wantChanges := map[string][]string{
 		audit.KindKey:    {"admin:harness create audit-bot", "admin:harness rotate audit-bot", "admin:harness revoke audit-bot"},
 		audit.KindConfig: {"config-file load ", "config-file reload "},
+		audit.KindPolicy: {"policy-dir load "},
 	}
 	if !reflect.DeepEqual(changes, wantChanges) {
 		t.Errorf("change records %q, want %q", changes, wantChanges)
@@ -187,6 +193,26 @@ func TestAuditRecords(t *testing.T) {
 	}
 	if w := rep.Writers; len(w) != 1 || !w[0].Closed {
 		t.Errorf("writers %+v: want one, closed by its shutdown checkpoint", w)
+	}
+
+	// Every decision replays to the same explanation with the versions
+	// it was decided with, though the config has changed since; today's
+	// config (a dearer model) is shown beside it.
+	for _, id := range decisions {
+		out, code := replayCLI(t, cfgPath, id, "--with-current")
+		if code != 0 || !out.Identical || out.Current == nil {
+			t.Errorf("replay %s: exit %d %+v", id, code, out)
+		}
+	}
+	text, err := exec.Command(harness.Binary(t), "replay", failoverID, "--config", cfgPath, "--with-current").Output()
+	t.Logf("stellwerk replay %s --with-current:\n%s", failoverID, text)
+	if err != nil || !strings.Contains(string(text), "identical: the same explanation, byte for byte") {
+		t.Errorf("replay text: %v", err)
+	}
+	out, err := exec.Command(harness.Binary(t), "replay", "--config", cfgPath, "--from", "2026-01-01", "--to", "2100-01-01", "--json").Output()
+	var im struct{ Decisions, Replayed, NotReplayable int }
+	if err != nil || json.Unmarshal(out, &im) != nil || im.Decisions != len(decisions) || im.Replayed != len(decisions) {
+		t.Errorf("replay over a period: %v %s", err, out)
 	}
 
 	// Change what the failover's record says was served, in the file.
@@ -218,6 +244,32 @@ func auditPage(t *testing.T, s *harness.Stack, query string) admin.AuditPage {
 		t.Fatalf("/admin/audit: %d %v", resp.StatusCode, err)
 	}
 	return p
+}
+
+// replayed is what stellwerk replay --json prints.
+type replayed struct {
+	Identical     bool            `json:"identical"`
+	NotReplayable string          `json:"not_replayable"`
+	Recorded      json.RawMessage `json:"recorded"`
+	Replayed      json.RawMessage `json:"replayed"`
+	Current       json.RawMessage `json:"current"`
+}
+
+// replayCLI runs stellwerk replay --json on a stack's store.
+func replayCLI(t *testing.T, cfgPath, id string, flags ...string) (replayed, int) {
+	t.Helper()
+	out, err := exec.Command(harness.Binary(t), append([]string{"replay", id, "--config", cfgPath, "--json"}, flags...)...).Output()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	var r replayed
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("replay output %q: %v", out, err)
+	}
+	return r, code
 }
 
 // verifyCLI runs stellwerk audit verify --json on a stack's store.

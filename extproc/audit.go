@@ -7,6 +7,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/reqpolicy"
+	"github.com/stellwerk/stellwerk/internal/route"
 )
 
 // auditUnavailable is the answer to a chat request while the audit log
@@ -68,6 +69,9 @@ func (p *edge) auditRecord() *audit.Record {
 					Fired: l.Fired, Ratio: l.Ratio})
 			}
 		}
+		if in := res.ReplayInputs(&route.Request{Path: p.path, Headers: p.headers, Principal: p.principal, DecisionID: p.id}); in != nil {
+			r.Replay = in
+		}
 		if tab := res.Selection.Table(); len(tab) > 0 {
 			r.Candidates = make([]audit.Candidate, len(tab))
 			for i := range tab {
@@ -79,7 +83,7 @@ func (p *edge) auditRecord() *audit.Record {
 	}
 	if d := p.decision; d != nil {
 		r.Chosen = d.Model.ID
-		r.Reason = p.reason()
+		r.Reason = d.Reason // the decision's; attempts and served show a failover
 		fbs := d.Fallbacks
 		if p.plan != nil { // with failover, the plan is the order that was tried
 			fbs = p.plan[1:]

@@ -305,7 +305,8 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	}
 	res, err := p.state.Router.Route(p.ctx, route.Request{Path: p.path, Body: body, Principal: p.principal,
 		HeaderPolicy: p.headerPolicy, Headers: p.headers, Budgets: p.policyBudgets(),
-		DecisionID: p.id, MetadataHeader: p.metadataHdr, PeekBudgets: p.peekBudgets, Limiter: p.state.RouteLimiter})
+		DecisionID: p.id, MetadataHeader: p.metadataHdr, PeekBudgets: p.peekBudgets, Limiter: p.state.RouteLimiter,
+		Record: p.state.Audit != nil})
 	if res != nil {
 		p.result = res
 		p.class = res.Class

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -233,6 +234,29 @@ func TestConcurrentWriters(t *testing.T) {
 		wantOK(t, rep)
 		if len(rep.Writers) != 2 || rep.Records != 1000 {
 			t.Errorf("report %+v", rep.Writers)
+		}
+	})
+}
+
+// TestVersionsKept: a version is kept once under its hash and read back
+// byte for byte; an unknown hash is ErrNoVersion.
+func TestVersionsKept(t *testing.T) {
+	conform(t, func(t *testing.T, db *store.DB) {
+		st := openStore(t, db)
+		ctx := context.Background()
+		body := []byte("routing:\n  default_model: m\n# ü\n")
+		h := ContentHash(body)
+		for range 2 {
+			if err := st.PutVersion(ctx, VersionConfig, h, body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		kind, got, err := st.Version(ctx, h)
+		if err != nil || kind != VersionConfig || string(got) != string(body) {
+			t.Fatalf("read back %q %q %v", kind, got, err)
+		}
+		if _, _, err := st.Version(ctx, ContentHash([]byte("other"))); !errors.Is(err, ErrNoVersion) {
+			t.Fatalf("unknown hash: %v", err)
 		}
 	})
 }

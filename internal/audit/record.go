@@ -87,6 +87,12 @@ type Record struct {
 	// Budgets names the budgets that applied (downgrade or block).
 	Budgets []string `json:"budgets,omitempty"`
 
+	// Replay is everything the decision read (route.Inputs: the request's
+	// routing facts, the principal, the classification, the time and the
+	// live state it weighed), for `stellwerk replay`; nil when the request
+	// was refused before it was classified.
+	Replay any `json:"replay,omitempty"`
+
 	// Change is set on every kind but decision.
 	Change *Change `json:"change,omitempty"`
 	// Content is the request's and the answer's text, only for workspaces

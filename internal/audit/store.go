@@ -62,6 +62,42 @@ CREATE TABLE audit_keys (
 	public_key TEXT   NOT NULL,
 	first_seen BIGINT NOT NULL
 )`},
+	{Version: 2, Name: "content-addressed policy, config and catalog versions, for replay", SQL: `
+CREATE TABLE audit_versions (
+	hash       TEXT   PRIMARY KEY,
+	kind       TEXT   NOT NULL,
+	body       TEXT   NOT NULL,
+	first_seen BIGINT NOT NULL
+)`},
+}
+
+// Version kinds: what a kept version's body is.
+const (
+	VersionPolicy  = "policy"  // a policy bundle (policy.Engine.Bundle)
+	VersionConfig  = "config"  // the config as GET /config renders it, secrets redacted
+	VersionCatalog = "catalog" // the merged providers and models
+)
+
+// ErrNoVersion: the store keeps no version with that hash.
+var ErrNoVersion = errors.New("no such version kept")
+
+// PutVersion keeps a version's body under its hash (a record's Versions
+// names it), once: keeping the same hash again changes nothing.
+func (s *Store) PutVersion(ctx context.Context, kind, hash string, body []byte) error {
+	_, err := s.db.SQL.ExecContext(ctx, `INSERT INTO audit_versions (hash, kind, body, first_seen) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (hash) DO NOTHING`, hash, kind, string(body), TimeUS(time.Now()))
+	return err
+}
+
+// Version returns a kept version's kind and body, ErrNoVersion when none
+// has the hash.
+func (s *Store) Version(ctx context.Context, hash string) (kind string, body []byte, err error) {
+	var b string
+	err = s.db.SQL.QueryRowContext(ctx, `SELECT kind, body FROM audit_versions WHERE hash = $1`, hash).Scan(&kind, &b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil, fmt.Errorf("%w: %s", ErrNoVersion, hash)
+	}
+	return kind, []byte(b), err
 }
 
 // OpenStore migrates the audit schema and returns the store.

@@ -43,6 +43,8 @@ Usage:
   stellwerk keys provider set|list|delete …         a workspace's own provider keys (encrypted)
   stellwerk keys rotate-master         re-encrypt provider keys under the first master key
   stellwerk audit verify|export|pubkey|prune …      the tamper-evident audit log (docs/audit.md)
+  stellwerk replay DECISION_ID [--with-current]     decide a recorded request again (docs/audit.md)
+  stellwerk replay --from T --to T [--workspace W]  what today's policy would decide differently
   stellwerk spend [--since T] [--until T] [--group-by key,model,day] [--format table|json|csv]
                                        the spend ledger, summed and grouped (docs/budgets.md)
   stellwerk routes list|show|diff|test|create|deploy|rollback|sync …
@@ -72,6 +74,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runEval(args[1:], stdout, stderr)
 	case "explain":
 		return runExplain(ctx, args[1:], stdin, stdout, stderr)
+	case "replay":
+		return runReplay(ctx, args[1:], stdout, stderr)
 	case "policy":
 		if len(args) < 2 || args[1] != "test" {
 			fmt.Fprint(stderr, "usage: stellwerk policy test [DIR]\n")

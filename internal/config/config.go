@@ -443,6 +443,42 @@ func (c *Config) resolvePaths(base string) {
 // and validates it.
 func Decode(r io.Reader) (*Config, error) { return decode(r, ".") }
 
+// DecodeKept rebuilds a config the audit log kept (GET /config's
+// rendering, secrets redacted) with the catalog it kept beside it (the
+// merged providers and models, scorecards applied): nothing is read from
+// files, so a decision can be replayed after they changed or went. What
+// is redacted stays redacted: a kept config decides, it does not serve.
+func DecodeKept(configYAML, catalogYAML []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(configYAML))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("kept config: %w", cleanYAMLError(err))
+	}
+	var cat catalogFile
+	dec = yaml.NewDecoder(bytes.NewReader(catalogYAML))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cat); err != nil {
+		return nil, fmt.Errorf("kept catalog: %w", cleanYAMLError(err))
+	}
+	c.Catalog, c.Evals, c.Providers, c.Models = "", nil, cat.Providers, cat.Models
+	for i := range c.Keys {
+		if c.Keys[i].SHA256 == Redacted {
+			c.Keys[i].SHA256 = strings.Repeat("0", 64) // a digest nothing hashes to
+		}
+	}
+	for i := range c.Admin.Tokens {
+		if c.Admin.Tokens[i].SHA256 == Redacted {
+			c.Admin.Tokens[i].SHA256 = strings.Repeat("0", 64)
+		}
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("kept config: %w", err)
+	}
+	return &c, nil
+}
+
 func decode(r io.Reader, base string) (*Config, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {

@@ -64,6 +64,16 @@ var verdictNames = [...]string{"", "under", "over", "unavailable"}
 
 func (v Verdict) String() string { return verdictNames[v] }
 
+// ParseVerdict reads a verdict's name.
+func ParseVerdict(s string) (Verdict, bool) {
+	for i, n := range verdictNames {
+		if i > 0 && n == s {
+			return Verdict(i), true
+		}
+	}
+	return 0, false
+}
+
 // MarshalText renders the verdict's name.
 func (v Verdict) MarshalText() ([]byte, error) { return []byte(v.String()), nil }
 

@@ -24,6 +24,7 @@ type Engine struct {
 	Version  string
 	Modules  []string
 	LoadedAt time.Time
+	files    files // the sources it was compiled from, for Bundle
 }
 
 // ErrNoDecision means the modules do not define data.stellwerk.decision.
@@ -61,7 +62,7 @@ func load(ctx context.Context, f files) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
-	e := &Engine{query: pq, Version: f.version, Modules: names, LoadedAt: time.Now()}
+	e := &Engine{query: pq, Version: f.version, Modules: names, LoadedAt: time.Now(), files: f}
 	if root, ok := analyze(c.Modules); ok {
 		e.memo = newMemo(root)
 	}

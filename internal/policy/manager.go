@@ -24,6 +24,18 @@ type Manager struct {
 	seen string     // version of the files last tried
 	err  string     // why the last tried version was refused
 	at   time.Time  // when it was tried
+	// onChange is told of every policy put in force (OnChange).
+	onChange func(e *Engine, refused error)
+}
+
+// OnChange calls fn with the policy in force now, and then with every
+// version put in force, or refused (e nil, refused set), by a reload, one
+// call at a time: the audit log keeps each version and records the change.
+func (m *Manager) OnChange(fn func(e *Engine, refused error)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.onChange = fn
+	fn(m.Current(), nil)
 }
 
 // NewManager loads the source once; an error here fails start-up.
@@ -89,10 +101,16 @@ func (m *Manager) Reload(ctx context.Context) (bool, error) {
 		m.err = err.Error()
 		m.log.Error("policy change refused; keeping the last good policy", zap.String("refused_version", f.version),
 			zap.String("version", m.Current().Version), zap.Error(err))
+		if m.onChange != nil {
+			m.onChange(nil, fmt.Errorf("version %s: %w", f.version, err))
+		}
 		return false, err
 	}
 	m.err = ""
 	m.cur.Store(e)
+	if m.onChange != nil {
+		m.onChange(e, nil)
+	}
 	m.log.Info("policy reloaded", zap.String("version", e.Version), zap.Int("modules", len(e.Modules)))
 	return true, nil
 }

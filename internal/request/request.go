@@ -380,6 +380,17 @@ func pathOf(body []byte, stack []frame) string {
 // RoutePrefix marks a model field that names a route (docs/routes.md).
 const RoutePrefix = "route:"
 
+// RouteOf reads a model field naming a route: route:<name>[@<N>]; false
+// for any other model.
+func RouteOf(model string) (name string, version int64, ok bool) {
+	rest, found := strings.CutPrefix(model, RoutePrefix)
+	if !found {
+		return "", 0, false
+	}
+	name, version, err := parseRoute(rest)
+	return name, version, err == nil
+}
+
 // parseRoute reads <name>, <name>@<N> or <name>@v<N>. A name is lower-case
 // letters, digits, - and _, at most 63, starting with a letter or digit
 // (flow.NameRE); a version is a positive decimal number.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/auth"
@@ -24,7 +25,7 @@ type Routes interface {
 
 // runFlow resolves the request's route and evaluates it (docs/routes.md,
 // "The request path"). It runs after classification, before the policy.
-func (r *Router) runFlow(ctx context.Context, req *Request, res *Result) error {
+func (r *Router) runFlow(ctx context.Context, req *Request, res *Result, now time.Time) error {
 	chat := &res.Chat
 	if r.Routes == nil {
 		return apierr.NotFound("route_not_found", "model", "the route %q does not exist; named routes are not configured here", apierr.Truncate(chat.Route, 64))
@@ -33,7 +34,7 @@ func (r *Router) runFlow(ctx context.Context, req *Request, res *Result) error {
 	if err != nil {
 		return resolveError(chat, err)
 	}
-	in := &flow.Input{RequestID: req.DecisionID, Now: r.Now(), Chat: chat, Principal: &req.Principal, Class: &res.Class,
+	in := &flow.Input{RequestID: req.DecisionID, Now: now, Chat: chat, Principal: &req.Principal, Class: &res.Class,
 		Headers: req.Headers, Metadata: chat.Metadata, Budgets: req.Budgets, Limiter: req.Limiter}
 	if f.NeedsBudgets() && in.Budgets == nil && req.PeekBudgets != nil {
 		req.Budgets = req.PeekBudgets(ctx)

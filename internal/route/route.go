@@ -88,6 +88,9 @@ type Request struct {
 	MetadataHeader string
 	PeekBudgets    func(context.Context) []ledger.BudgetState
 	Limiter        flow.Limiter
+	// Record keeps what the decision read of the live state in
+	// Result.Inputs, for the audit record (replay).
+	Record bool
 }
 
 // Result is a decision and everything that explains it.
@@ -107,6 +110,8 @@ type Result struct {
 	// Route is what the request's named route decided; nil when it named
 	// none.
 	Route *flow.Outcome
+	// Inputs is what the decision read of the live state (Request.Record).
+	Inputs *Inputs
 }
 
 // ClassifyRequest is what the classifier reads of a parsed request: every
@@ -137,9 +142,6 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if err := r.checkPolicyLists(req.Principal, res.ReqPolicy); err != nil {
-		return res, err
-	}
 	if req.MetadataHeader != "" {
 		if chat.Metadata != nil {
 			return res, apierr.BadRequest("invalid_metadata", "metadata", "send metadata in the body or in the x-stellwerk-metadata header, not both")
@@ -148,26 +150,58 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 		if err != nil {
 			return res, apierr.BadRequest("invalid_metadata", "metadata", "%s", err.Error())
 		}
-		chat.Metadata, res.Chat.Metadata = md, md
+		res.Chat.Metadata = md
 	}
+	if err := r.admit(&req, res); err != nil {
+		return res, err
+	}
+	res.Class = r.Classifier.Classify(ClassifyRequest(res.Chat))
+	return res, r.decide(ctx, &req, res, nil)
+}
+
+// admit refuses what the caller may not ask for: policy lists naming what
+// it cannot use, a route its key may not use, a model its access lists
+// hide (answered as one that does not exist).
+func (r *Router) admit(req *Request, res *Result) error {
+	if err := r.checkPolicyLists(req.Principal, res.ReqPolicy); err != nil {
+		return err
+	}
+	chat := &res.Chat
 	switch {
 	case chat.Route != "":
-		// A route the key may not use is answered as one that does not exist.
 		if !keyAllowsRoute(req.Principal, chat.Route) {
-			return res, routeNotFound(chat.Route)
+			return routeNotFound(chat.Route)
 		}
 	case chat.Model != decide.Auto:
-		// A model the caller's access lists exclude is answered exactly as
-		// one that does not exist.
 		if vis := r.Visible(req.Principal); !vis.Has(chat.Model) || !r.keyAllowsID(req.Principal, chat.Model) {
-			return res, vis.notFound(chat.Model, req.Principal)
+			return vis.notFound(chat.Model, req.Principal)
 		}
 	}
+	return nil
+}
 
-	res.Class = r.Classifier.Classify(ClassifyRequest(chat))
+// decide runs a classified request's route, policy and selection. rp is
+// nil for live traffic, which reads the time, the providers' health and
+// latency and the credentials as they are now (and keeps what it read in
+// res.Inputs when req.Record is set); a replay passes the recorded ones.
+func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inputs) error {
+	chat := &res.Chat
+	now := r.Now()
+	if rp != nil {
+		now = rp.Now
+	}
+	var rec *Inputs
+	if req.Record && rp == nil {
+		rec = &Inputs{Now: now}
+		res.Inputs = rec
+	}
 	if chat.Route != "" {
-		if err := r.runFlow(ctx, &req, res); err != nil {
-			return res, err
+		err := r.runFlow(ctx, req, res, now)
+		if rec != nil {
+			rec.Budgets = req.Budgets // a budget_limit node may have read them
+		}
+		if err != nil {
+			return err
 		}
 	}
 
@@ -179,11 +213,24 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 	models := r.Catalog.Models()
 	cands := make([]policy.Candidate, len(models))
 	for i, m := range models {
+		lat := r.latency(m, rp)
 		cands[i] = policy.Candidate{Model: m, EstimatedCostEUR: m.CostEUR(res.Class.InputTokens, outTokens),
-			Quality: m.QualityFor(res.Class.Task), Healthy: true, LatencyMS: r.Latency.Get(m.ID, m.LatencyMS)}
-		if _, _, cooling := r.Health.Cooling(m.Provider.Name); cooling && m.ID != chat.Model {
+			Quality: m.QualityFor(res.Class.Task), Healthy: true, LatencyMS: lat}
+		cooling := r.cooling(m.Provider.Name, rp)
+		if cooling && m.ID != chat.Model {
 			// A pinned model is still tried: the caller asked for it.
 			cands[i].Healthy = false
+		}
+		if rec != nil {
+			if lat != m.LatencyMS {
+				if rec.LatencyMS == nil {
+					rec.LatencyMS = map[string]int{}
+				}
+				rec.LatencyMS[m.ID] = lat
+			}
+			if cooling && !slices.Contains(rec.Cooling, m.Provider.Name) {
+				rec.Cooling = append(rec.Cooling, m.Provider.Name)
+			}
 		}
 	}
 	in := &policy.Input{
@@ -191,13 +238,17 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 			Tools: chat.Tools, ResponseFormat: chat.ResponseFormat, Metadata: chat.Metadata, User: chat.User,
 			Headers: req.Headers, Policy: res.ReqPolicy},
 		Principal: req.Principal, Workspace: ws, Team: team, Classification: &res.Class, Budgets: req.Budgets,
-		Candidates: cands, Now: r.Now(),
+		Candidates: cands, Now: now,
 	}
 	if res.Route != nil {
 		in.Request.Route = routeFacts(res.Route)
 	}
+	if rec != nil {
+		rec.Budgets = req.Budgets
+	}
 	eng := r.Policy.Current()
 	res.PolicyVersion = eng.Version
+	var err error
 	res.Policy, err = eng.Decide(ctx, in, r.Terms)
 	if err != nil {
 		if r.Log != nil {
@@ -208,11 +259,11 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 		if errors.As(err, &se) {
 			detail = "returned a decision of the wrong shape"
 		}
-		return res, &apierr.Error{Status: 500, Type: "server_error", Code: "policy_error",
+		return &apierr.Error{Status: 500, Type: "server_error", Code: "policy_error",
 			Message: "the routing policy (version " + eng.Version + ") " + detail + "; the request was not sent (operators: see the stellwerk log)"}
 	}
 	if len(res.Policy.Deny) > 0 {
-		return res, apierr.Forbidden("policy_denied", "", "denied by policy: %s", strings.Join(res.Policy.Deny, "; "))
+		return apierr.Forbidden("policy_denied", "", "denied by policy: %s", strings.Join(res.Policy.Deny, "; "))
 	}
 
 	dc := make([]decide.Candidate, len(cands))
@@ -225,7 +276,7 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 		}
 		if !c.Model.Supported() {
 			dc[i].Unsupported = "wire format " + c.Model.Provider.WireFormat + " is not supported yet"
-		} else if _, _, ok := c.Model.Provider.Credential(); !ok && (chat.Model == decide.Auto || chat.Route != "") {
+		} else if !r.credential(c.Model.Provider, rp, rec) && (chat.Model == decide.Auto || chat.Route != "") {
 			// auto and routes never pick a provider stellwerk cannot
 			// authenticate to; a pinned model still gets the explicit 502
 			// naming the provider.
@@ -260,10 +311,44 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 		ro := in.Request.Route.Objective
 		free := res.ReqPolicy.Optimize == "" && len(res.Policy.Downgrade) == 0 && (ro == "" || res.Policy.Objective == ro)
 		res.Selection, err = selectRoute(sel, res.Route, free)
-		return res, err
+		return err
 	}
 	res.Selection, err = decide.Decide(sel)
-	return res, err
+	return err
+}
+
+// latency is a model's latency as selection weighs it: learned from live
+// traffic, or as a replay recorded it.
+func (r *Router) latency(m *catalog.Model, rp *Inputs) int {
+	if rp != nil {
+		if v, ok := rp.LatencyMS[m.ID]; ok {
+			return v
+		}
+		return m.LatencyMS
+	}
+	return r.Latency.Get(m.ID, m.LatencyMS)
+}
+
+// cooling reports whether a provider is in cooldown, now or as recorded.
+func (r *Router) cooling(provider string, rp *Inputs) bool {
+	if rp != nil {
+		return slices.Contains(rp.Cooling, provider)
+	}
+	_, _, c := r.Health.Cooling(provider)
+	return c
+}
+
+// credential reports whether stellwerk can authenticate to a provider, now
+// or as recorded; rec keeps the providers it cannot.
+func (r *Router) credential(p *catalog.Provider, rp *Inputs, rec *Inputs) bool {
+	if rp != nil {
+		return !slices.Contains(rp.NoCredential, p.Name)
+	}
+	_, _, ok := p.Credential()
+	if !ok && rec != nil && !slices.Contains(rec.NoCredential, p.Name) {
+		rec.NoCredential = append(rec.NoCredential, p.Name)
+	}
+	return ok
 }
 
 // downgradeConstraint adds the budgets whose downgrade is in force to the

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"gopkg.in/yaml.v3"
 
 	"github.com/stellwerk/stellwerk/extproc"
 	"github.com/stellwerk/stellwerk/internal/apierr"
@@ -40,6 +39,9 @@ type generation struct {
 	state  *extproc.State
 	ir     xds.IR
 	limits *ledger.Limits // budgets and rate limits, for the process's ledger
+	// versions are the config and catalog as the audit records name them
+	// (empty without an audit log).
+	versions versionBodies
 }
 
 // build compiles a config into a generation. It does no I/O beyond reading
@@ -98,13 +100,15 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	if ln.spend != nil {
 		st.Spend = ln.spend
 	}
+	var vb versionBodies
 	if ln.audit != nil {
 		st.Audit, st.AuditRefuse = ln.audit, ln.auditRefuse
-		if st.Versions, err = versions(cfg); err != nil {
+		if vb, err = versionsOf(cfg, cat); err != nil {
 			return nil, err
 		}
+		st.Versions = vb.Versions
 	}
-	return &generation{cfg: cfg, cat: cat, state: st, ir: ir, limits: limits}, nil
+	return &generation{cfg: cfg, cat: cat, state: st, ir: ir, limits: limits, versions: vb}, nil
 }
 
 // learned is what stellwerk learns from live traffic and keeps across
@@ -126,6 +130,8 @@ type learned struct {
 	routes        *routes
 	routeLimiter  *flow.LedgerLimiter
 	routeCounters *flow.Counters
+	// keeper keeps the versions records name, for replay (nil: no audit).
+	keeper *keeper
 }
 
 // configActor is who changes the config: whoever can write its file.
@@ -138,24 +144,6 @@ func recordChange(l *audit.Log, kind, workspace string, c audit.Change) {
 		return
 	}
 	l.Record(&audit.Record{Kind: kind, ID: extproc.NewDecisionID(), Workspace: workspace, Change: &c})
-}
-
-// versions names the config and the catalog in force by their content, for
-// the audit records: the config as GET /config renders it (secrets
-// redacted), and the merged providers and models.
-func versions(cfg *config.Config) (audit.Versions, error) {
-	c, err := cfg.YAML()
-	if err != nil {
-		return audit.Versions{}, fmt.Errorf("config version: %w", err)
-	}
-	cat, err := yaml.Marshal(struct {
-		Providers []config.Provider `yaml:"providers"`
-		Models    []config.Model    `yaml:"models"`
-	}{cfg.Providers, cfg.Models})
-	if err != nil {
-		return audit.Versions{}, fmt.Errorf("catalog version: %w", err)
-	}
-	return audit.Versions{Config: audit.ContentHash(c), Catalog: audit.ContentHash(cat)}, nil
 }
 
 func healthPolicy(cfg *config.Config) health.Policy {
@@ -267,6 +255,7 @@ func (r *reloader) reload(ctx context.Context) {
 		r.ln.led.SetLimits(g.limits) // with the state that uses them (a request reserves in one or the other)
 	}
 	r.ln.health.SetPolicy(healthPolicy(cfg))
+	r.ln.keeper.keepConfig(ctx, g.versions) // before a record can name it
 	r.ep.SetState(g.state)
 	if r.ln.routes != nil {
 		r.ln.routes.setEnv(ctx, flow.EnvFor(cfg, g.cat))
@@ -346,6 +335,7 @@ func (r *reloader) watch(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 			r.reload(ctx)
+			r.ln.keeper.retry(ctx)
 		}
 	}
 }

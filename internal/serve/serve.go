@@ -21,6 +21,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/extproc"
 	"github.com/stellwerk/stellwerk/internal/admin"
+	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
@@ -154,7 +155,22 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return err
 	}
 	defer hook.Close()
-	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw,
+	var kp *keeper
+	if alog != nil {
+		kp = newKeeper(alog.Store(), log.Named("audit"))
+		// Every policy version in force is kept for replay, and its change
+		// recorded.
+		pm.OnChange(func(e *policy.Engine, refused error) {
+			if refused != nil {
+				recordChange(alog, audit.KindPolicy, "", audit.Change{Actor: policyActor, Action: "refuse",
+					Detail: map[string]string{"error": apierr.Truncate(refused.Error(), 512)}})
+				return
+			}
+			kp.keepPolicy(ctx, e)
+			recordChange(alog, audit.KindPolicy, "", audit.Change{Actor: policyActor, Action: "load", After: e.Version})
+		})
+	}
+	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw, keeper: kp,
 		audit: alog, auditRefuse: cfg.Audit.OnStoreDown == config.AuditRefuse, routeLimiter: &flow.LedgerLimiter{Ledger: led},
 		routeCounters: &flow.Counters{}}
 	wks, err := workspaceKeys(ctx, ks)
@@ -166,6 +182,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	kp.keepConfig(ctx, g.versions)
 	rts, err := openRoutes(ctx, db, o.ConfigPath, flow.EnvFor(g.cfg, g.cat), log.Named("routes"))
 	if err != nil {
 		return err
@@ -273,6 +290,9 @@ func budgetWebhook(cfg *config.Config, env catalog.Env, log *zap.Logger) (*notif
 	replica, _ := os.Hostname()
 	return notify.New(wh.URL, secret, replica, log), nil
 }
+
+// policyActor changes the policy: whoever can write its directory.
+const policyActor = "policy-dir"
 
 // configReloadInterval is how often the config and the files it names are
 // checked for changes.

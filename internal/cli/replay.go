@@ -1,0 +1,532 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/flow"
+	"github.com/stellwerk/stellwerk/internal/flowstore"
+	"github.com/stellwerk/stellwerk/internal/policy"
+	"github.com/stellwerk/stellwerk/internal/route"
+	"github.com/stellwerk/stellwerk/internal/store"
+)
+
+const replayUsage = `usage:
+  stellwerk replay DECISION_ID [--with-current] [--json]
+      decide a recorded request again with the policy, config and catalog versions it was
+      decided with, and show that the explanation is the same; --with-current also decides
+      it with today's, and shows the difference
+  stellwerk replay --from T --to T [--workspace W] [--json]
+      what today's policy and config would decide differently over a period: impact
+      analysis before deploying a change
+flags: --config FILE, --state-dir DIR (as for serve)
+`
+
+// explanation is a decision as replay compares it: what was chosen and
+// why, the failover order, every candidate's verdict and what it weighed,
+// what the policy decided, the route's path, or the decision's error. Built
+// the same way from a record and from a replay, and compared as JSON bytes.
+type replayExplanation struct {
+	Chosen       string            `json:"chosen,omitempty"`
+	Reason       string            `json:"reason,omitempty"`
+	Fallbacks    []string          `json:"fallbacks,omitempty"`
+	Error        string            `json:"error,omitempty"`
+	Objective    string            `json:"objective,omitempty"`
+	QualityFloor float64           `json:"quality_floor,omitempty"`
+	Constraint   string            `json:"constraint,omitempty"`
+	Deny         []string          `json:"deny,omitempty"`
+	Route        string            `json:"route,omitempty"`
+	Candidates   []audit.Candidate `json:"candidates,omitempty"`
+}
+
+// fromRecord is the recorded decision. A record with a chosen model was
+// decided (what came after — budgets, providers — is not the decision's);
+// one without was refused by the decision, with its error code.
+func fromRecord(r *audit.Record) replayExplanation {
+	e := replayExplanation{Chosen: r.Chosen, Reason: r.Reason, Fallbacks: r.Fallbacks, Objective: r.Objective,
+		QualityFloor: r.QualityFloor, Constraint: r.Constraint, Deny: r.Deny, Candidates: r.Candidates}
+	if r.Chosen == "" {
+		e.Error = r.ErrorCode
+	}
+	if r.Route != nil {
+		e.Route = routeLine(r.Route.Name, r.Route.Version, r.Route.Path, r.Route.Arm)
+	}
+	return e
+}
+
+// fromReplay is a replay's decision, as the edge would have recorded it:
+// the failover order is the attempt plan when the config fails over.
+func fromReplay(res *route.Result, err error, cfg *config.Config) replayExplanation {
+	e := replayExplanation{}
+	if res == nil {
+		e.Error = apierr.As(err).Code
+		return e
+	}
+	if res.PolicyVersion != "" {
+		e.Objective, e.QualityFloor, e.Constraint, e.Deny = res.Policy.Objective, res.Policy.QualityFloor, res.Constraint, res.Policy.Deny
+	}
+	if o := res.Route; o != nil {
+		e.Route = routeLine(o.Route, o.Version, o.Path, o.Arm)
+	}
+	for _, v := range res.Selection.Table() {
+		e.Candidates = append(e.Candidates, audit.Candidate{Model: v.ID, Provider: v.Provider, Verdict: v.Verdict, Reason: v.Reason,
+			EstimatedCostEUR: v.EstimatedCostEUR, Quality: v.Quality, LatencyMS: v.LatencyMS, Residency: v.Residency})
+	}
+	if err != nil {
+		e.Error = apierr.As(err).Code
+		return e
+	}
+	d := &res.Selection
+	e.Chosen, e.Reason = d.Model.ID, d.Reason
+	fbs := d.Fallbacks
+	if cfg.Envoy.Mode == config.ModeStandalone {
+		fbs = d.Plan(cfg.Failover.MaxAttempts)[1:]
+	}
+	for _, m := range fbs {
+		e.Fallbacks = append(e.Fallbacks, m.ID)
+	}
+	return e
+}
+
+func routeLine(name string, version int64, path []string, arm string) string {
+	s := fmt.Sprintf("%s@%d: %s", name, version, strings.Join(path, " → "))
+	if arm != "" {
+		s += " [" + arm + "]"
+	}
+	return s
+}
+
+// replayer builds routers for the versions records name (each once) and
+// for today's config.
+type replayer struct {
+	ctx     context.Context
+	st      *audit.Store
+	routes  *flowstore.Store
+	cfgPath string
+	kept    map[audit.Versions]*keptRouter
+	current *keptRouter
+}
+
+type keptRouter struct {
+	cfg *config.Config
+	r   *route.Router
+	err error
+}
+
+// fixedPolicy serves one policy version.
+type fixedPolicy struct{ e *policy.Engine }
+
+func (f fixedPolicy) Current() *policy.Engine { return f.e }
+
+// recorded is the router of the versions a record names.
+func (rp *replayer) recorded(v audit.Versions) *keptRouter {
+	if k, ok := rp.kept[v]; ok {
+		return k
+	}
+	k := &keptRouter{}
+	rp.kept[v] = k
+	body := func(hash string) []byte {
+		if k.err != nil {
+			return nil
+		}
+		if hash == "" {
+			k.err = fmt.Errorf("the record names no version")
+			return nil
+		}
+		_, b, err := rp.st.Version(rp.ctx, hash)
+		if err != nil {
+			k.err = err
+			return nil
+		}
+		if strings.HasPrefix(hash, "sha256:") && audit.ContentHash(b) != hash {
+			k.err = fmt.Errorf("kept version %s does not hash to its name: the store was changed", hash)
+		}
+		return b
+	}
+	cfgYAML, catYAML, bundle := body(v.Config), body(v.Catalog), body(v.Policy)
+	if k.err != nil {
+		return k
+	}
+	if k.cfg, k.err = config.DecodeKept(cfgYAML, catYAML); k.err != nil {
+		return k
+	}
+	eng, err := policy.LoadBundle(rp.ctx, bundle)
+	if err != nil {
+		k.err = err
+		return k
+	}
+	k.r, k.err = rp.router(k.cfg, fixedPolicy{eng})
+	return k
+}
+
+// today is the router of the config file and its policy as they are now.
+func (rp *replayer) today() *keptRouter {
+	if rp.current != nil {
+		return rp.current
+	}
+	k := &keptRouter{}
+	rp.current = k
+	if k.cfg, k.err = config.Load(rp.cfgPath); k.err != nil {
+		return k
+	}
+	pm, err := policy.NewManager(rp.ctx, policy.Source{Library: *k.cfg.Policy.Library, Dir: k.cfg.Policy.Dir}, zap.NewNop())
+	if err != nil {
+		k.err = fmt.Errorf("policy: %w", err)
+		return k
+	}
+	k.r, k.err = rp.router(k.cfg, pm)
+	return k
+}
+
+func (rp *replayer) router(cfg *config.Config, ps route.PolicySource) (*route.Router, error) {
+	// Credentials are as recorded (route.Inputs.NoCredential): none is read.
+	cat, err := catalog.New(cfg, catalog.Env{Getenv: func(string) string { return "" }, ReadFile: func(string) ([]byte, error) { return nil, os.ErrNotExist }})
+	if err != nil {
+		return nil, err
+	}
+	cl, err := classify.New(cfg.Classify)
+	if err != nil {
+		return nil, err
+	}
+	r := route.New(cfg, cat, cl, ps, nil)
+	t := flowstore.NewTable(rp.routes, flow.EnvFor(cfg, cat), nil)
+	if err := t.Refresh(rp.ctx); err != nil {
+		return nil, fmt.Errorf("routes: %w", err)
+	}
+	r.Routes = t
+	return r, nil
+}
+
+// replayed is one record decided again.
+type replayed struct {
+	ID       string            `json:"id"`
+	Time     time.Time         `json:"time"`
+	Versions audit.Versions    `json:"versions"`
+	Recorded replayExplanation `json:"recorded"`
+	Replayed replayExplanation `json:"replayed"`
+	// Identical: the replay's explanation is byte for byte the recorded one.
+	Identical bool `json:"identical"`
+	// Current is today's decision (--with-current, or a period).
+	Current        *replayExplanation `json:"current,omitempty"`
+	CurrentChanged bool               `json:"current_changed,omitempty"`
+	// NotReplayable says why the record cannot be decided again.
+	NotReplayable string `json:"not_replayable,omitempty"`
+}
+
+// replayRecord decides one record again: with its versions unless only
+// today's are asked for, and with today's when current.
+func (rp *replayer) replayRecord(e *audit.Entry, recorded, current bool) replayed {
+	out := replayed{ID: e.ID, Time: e.Time}
+	var r struct {
+		audit.Record
+		Replay json.RawMessage `json:"replay"`
+	}
+	if err := json.Unmarshal(e.Body, &r); err != nil {
+		out.NotReplayable = "the record does not decode: " + err.Error()
+		return out
+	}
+	out.Versions, out.Recorded = r.Versions, fromRecord(&r.Record)
+	if len(r.Replay) == 0 {
+		out.NotReplayable = "the request was refused before it was classified (" + r.ErrorCode + "): there is no decision to replay"
+		if r.Status == 0 && r.ErrorCode == "" {
+			out.NotReplayable = "the record keeps no replay inputs"
+		}
+		return out
+	}
+	var in route.Inputs
+	if err := json.Unmarshal(r.Replay, &in); err != nil {
+		out.NotReplayable = "the replay inputs do not decode: " + err.Error()
+		return out
+	}
+	if recorded {
+		k := rp.recorded(r.Versions)
+		if k.err != nil {
+			out.NotReplayable = "the versions it names cannot be loaded: " + k.err.Error()
+			return out
+		}
+		res, err := k.r.Replay(rp.ctx, &in, false)
+		out.Replayed = fromReplay(res, err, k.cfg)
+		a, _ := json.Marshal(out.Recorded)
+		b, _ := json.Marshal(out.Replayed)
+		out.Identical = bytes.Equal(a, b)
+	}
+	if current {
+		k := rp.today()
+		if k.err != nil {
+			out.NotReplayable = "today's config does not load: " + k.err.Error()
+			return out
+		}
+		res, err := k.r.Replay(rp.ctx, &in, true)
+		cur := fromReplay(res, err, k.cfg)
+		out.Current = &cur
+		out.CurrentChanged = cur.Chosen != out.Recorded.Chosen || cur.Error != out.Recorded.Error
+	}
+	return out
+}
+
+func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", defaultConfigPath(), "config file (env STELLWERK_CONFIG)")
+	stateDir := fs.String("state-dir", "", "directory of the embedded store, overrides state.dir (as for serve)")
+	withCurrent := fs.Bool("with-current", false, "also decide with today's policy and config, and show the difference")
+	from := fs.String("from", "", "what-if over the records from this time (RFC 3339 or date)")
+	to := fs.String("to", "", "… to this time")
+	workspace := fs.String("workspace", "", "only this workspace's records (with --from/--to)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parseAnywhere(fs, args)
+	period := *from != "" || *to != ""
+	if err != nil || (period && (len(pos) != 0 || *from == "" || *to == "" || *withCurrent)) || (!period && len(pos) != 1) ||
+		(!period && *workspace != "") {
+		fmt.Fprint(stderr, replayUsage)
+		return ErrUsage
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *stateDir != "" {
+		cfg.State.Dir = *stateDir
+	}
+	db, err := store.Open(ctx, cfg.State, os.Getenv)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st, err := audit.OpenStore(ctx, db)
+	if err != nil {
+		return err
+	}
+	fst, err := flowstore.Open(ctx, db)
+	if err != nil {
+		return err
+	}
+	rp := &replayer{ctx: ctx, st: st, routes: fst, cfgPath: *cfgPath, kept: map[audit.Versions]*keptRouter{}}
+	if period {
+		fromT, err1 := parseWhen(*from)
+		toT, err2 := parseWhen(*to)
+		if err := errors.Join(err1, err2); err != nil {
+			return err
+		}
+		return rp.period(audit.Filter{From: fromT, To: toT, Workspace: *workspace, Kind: audit.KindDecision}, *asJSON, stdout)
+	}
+	es, _, err := st.Query(ctx, audit.Filter{ID: pos[0], Kind: audit.KindDecision}, nil, 2)
+	if err != nil {
+		return err
+	}
+	if len(es) == 0 {
+		return fmt.Errorf("no decision %s in the audit log", pos[0])
+	}
+	if es[0].Body == nil {
+		return fmt.Errorf("decision %s was removed by retention", pos[0])
+	}
+	out := rp.replayRecord(&es[0], true, *withCurrent)
+	if *asJSON {
+		if err := writeJSONTo(stdout, out); err != nil {
+			return err
+		}
+	} else {
+		printReplay(stdout, &out)
+	}
+	switch {
+	case out.NotReplayable != "":
+		return fmt.Errorf("decision %s cannot be replayed: %s", out.ID, out.NotReplayable)
+	case !out.Identical:
+		return fmt.Errorf("the replay of %s differs from the record", out.ID)
+	}
+	return nil
+}
+
+func printReplay(w io.Writer, o *replayed) {
+	fmt.Fprintf(w, "decision    %s at %s\n", o.ID, o.Time.Format(time.RFC3339))
+	fmt.Fprintf(w, "versions    policy %s, config %s, catalog %s\n", o.Versions.Policy, short(o.Versions.Config), short(o.Versions.Catalog))
+	if o.NotReplayable != "" {
+		fmt.Fprintf(w, "not replayable: %s\n", o.NotReplayable)
+		return
+	}
+	fmt.Fprintln(w, "recorded    "+summary(&o.Recorded))
+	fmt.Fprintln(w, "replayed    "+summary(&o.Replayed))
+	if o.Identical {
+		fmt.Fprintln(w, "            identical: the same explanation, byte for byte")
+	} else {
+		fmt.Fprintln(w, "            DIFFERS:")
+		diffLines(w, &o.Recorded, &o.Replayed)
+	}
+	if o.Current != nil {
+		fmt.Fprintln(w, "today       "+summary(o.Current))
+		if o.CurrentChanged {
+			fmt.Fprintln(w, "            today's policy and config decide differently:")
+		} else {
+			fmt.Fprintln(w, "            the same model today; what else differs:")
+		}
+		diffLines(w, &o.Recorded, o.Current)
+	}
+}
+
+func short(h string) string {
+	if len(h) > 19 {
+		return h[:19]
+	}
+	return h
+}
+
+func summary(e *replayExplanation) string {
+	s := e.Chosen
+	if e.Error != "" {
+		s = "refused: " + e.Error
+	}
+	if e.Route != "" {
+		s += " via route " + e.Route
+	}
+	if e.Reason != "" {
+		s += " — " + e.Reason
+	}
+	return s
+}
+
+// diffLines prints the lines of b's indented JSON that a does not have (+)
+// and a's that b does not have (-), in order: a plain line diff.
+func diffLines(w io.Writer, a, b *replayExplanation) {
+	ab, _ := json.MarshalIndent(a, "", "  ")
+	bb, _ := json.MarshalIndent(b, "", "  ")
+	al, bl := strings.Split(string(ab), "\n"), strings.Split(string(bb), "\n")
+	// Longest common subsequence: explanations are a few hundred lines.
+	n, m := len(al), len(bl)
+	lcs := make([][]int, n+1)
+	for i := range lcs {
+		lcs[i] = make([]int, m+1)
+	}
+	for i := n - 1; i >= 0; i-- {
+		for j := m - 1; j >= 0; j-- {
+			if al[i] == bl[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+	same := true
+	for i, j := 0, 0; i < n || j < m; {
+		switch {
+		case i < n && j < m && al[i] == bl[j]:
+			i++
+			j++
+		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
+			fmt.Fprintf(w, "      - %s\n", strings.TrimSpace(al[i]))
+			same = false
+			i++
+		default:
+			fmt.Fprintf(w, "      + %s\n", strings.TrimSpace(bl[j]))
+			same = false
+			j++
+		}
+	}
+	if same {
+		fmt.Fprintln(w, "      (nothing)")
+	}
+}
+
+// impact is what a period's what-if found.
+type impact struct {
+	From          time.Time      `json:"from"`
+	To            time.Time      `json:"to"`
+	Workspace     string         `json:"workspace,omitempty"`
+	Decisions     int            `json:"decisions"`
+	Replayed      int            `json:"replayed"`
+	NotReplayable int            `json:"not_replayable"`
+	Changed       int            `json:"changed"`
+	Transitions   map[string]int `json:"transitions"`
+	Examples      []string       `json:"examples,omitempty"`
+}
+
+// period replays every decision of a period with today's policy and
+// config and counts what would change, and how.
+func (rp *replayer) period(f audit.Filter, asJSON bool, stdout io.Writer) error {
+	im := impact{From: f.From, To: f.To, Workspace: f.Workspace, Transitions: map[string]int{}}
+	var after *audit.Cursor
+	for {
+		es, next, err := rp.st.Query(rp.ctx, f, after, 500)
+		if err != nil {
+			return err
+		}
+		for i := range es {
+			if es[i].Body == nil {
+				continue
+			}
+			im.Decisions++
+			o := rp.replayRecord(&es[i], false, true)
+			if o.NotReplayable != "" || o.Current == nil {
+				if k := rp.today(); k.err != nil {
+					return fmt.Errorf("today's config: %w", k.err)
+				}
+				im.NotReplayable++
+				continue
+			}
+			im.Replayed++
+			if o.CurrentChanged {
+				im.Changed++
+				im.Transitions[label(&o.Recorded)+" → "+label(o.Current)]++
+				if len(im.Examples) < 5 {
+					im.Examples = append(im.Examples, o.ID)
+				}
+			}
+		}
+		if next == nil {
+			break
+		}
+		after = next
+	}
+	if asJSON {
+		return writeJSONTo(stdout, im)
+	}
+	fmt.Fprintf(stdout, "%d decisions from %s to %s", im.Decisions, im.From.Format(time.RFC3339), im.To.Format(time.RFC3339))
+	if im.Workspace != "" {
+		fmt.Fprintf(stdout, " in workspace %s", im.Workspace)
+	}
+	fmt.Fprintf(stdout, ": %d replayed with today's policy and config, %d not replayable\n", im.Replayed, im.NotReplayable)
+	fmt.Fprintf(stdout, "%d would be decided differently", im.Changed)
+	if im.Replayed > 0 {
+		fmt.Fprintf(stdout, " (%.1f%%)", 100*float64(im.Changed)/float64(im.Replayed))
+	}
+	fmt.Fprintln(stdout)
+	keys := make([]string, 0, len(im.Transitions))
+	for k := range im.Transitions {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if im.Transitions[keys[i]] != im.Transitions[keys[j]] {
+			return im.Transitions[keys[i]] > im.Transitions[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	for _, k := range keys {
+		fmt.Fprintf(stdout, "  %6d  %s\n", im.Transitions[k], k)
+	}
+	if len(im.Examples) > 0 {
+		fmt.Fprintf(stdout, "examples (stellwerk replay ID --with-current): %s\n", strings.Join(im.Examples, " "))
+	}
+	return nil
+}
+
+func label(e *replayExplanation) string {
+	if e.Error != "" {
+		return "refused (" + e.Error + ")"
+	}
+	return e.Chosen
+}

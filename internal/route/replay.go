@@ -1,0 +1,158 @@
+package route
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/flow"
+	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/reqpolicy"
+	"github.com/stellwerk/stellwerk/internal/request"
+)
+
+// InputsVersion is the shape of Inputs; Replay refuses another.
+const InputsVersion = 1
+
+// Inputs are everything a decision read, as the audit record keeps it
+// (never the prompt): the request's routing facts, the principal, the
+// classification (types and counts), and what it read of the live state —
+// the time, the providers in cooldown, the learned latencies, the
+// providers without a credential, the budget state and a route's
+// rate-limit answers. With the policy, config and catalog versions the
+// record names, Replay decides again exactly as the request was decided.
+type Inputs struct {
+	V              int               `json:"v"`
+	DecisionID     string            `json:"decision_id"`
+	Path           string            `json:"path"`
+	Model          string            `json:"model"`
+	Stream         bool              `json:"stream,omitempty"`
+	MaxTokens      int               `json:"max_tokens,omitempty"`
+	Messages       int               `json:"messages"`
+	Tools          bool              `json:"tools,omitempty"`
+	ResponseFormat string            `json:"response_format,omitempty"`
+	Vision         bool              `json:"vision,omitempty"`
+	User           string            `json:"user,omitempty"`
+	Metadata       map[string]string `json:"metadata,omitempty"`
+	Headers        map[string]string `json:"headers,omitempty"`
+	// Policy is the per-request policy in its canonical form ("" for none).
+	Policy         string          `json:"policy,omitempty"`
+	Principal      Principal       `json:"principal"`
+	Classification classify.Result `json:"classification"`
+	// RouteVersion and RouteLimits are a named route's version and its
+	// rate-limit nodes' answers (node → under, over, unavailable).
+	RouteVersion int64             `json:"route_version,omitempty"`
+	RouteLimits  map[string]string `json:"route_limits,omitempty"`
+
+	Now          time.Time            `json:"now"`
+	Cooling      []string             `json:"cooling,omitempty"`
+	NoCredential []string             `json:"no_credential,omitempty"`
+	LatencyMS    map[string]int       `json:"latency_ms,omitempty"`
+	Budgets      []ledger.BudgetState `json:"budgets,omitempty"`
+}
+
+// Principal is the part of auth.Principal a decision reads.
+type Principal struct {
+	Authenticated bool     `json:"authenticated"`
+	KeyID         string   `json:"key_id,omitempty"`
+	Workspace     string   `json:"workspace"`
+	Team          string   `json:"team,omitempty"`
+	User          string   `json:"user,omitempty"`
+	Roles         []string `json:"roles,omitempty"`
+	Models        []string `json:"models,omitempty"`
+	Routes        []string `json:"routes,omitempty"`
+}
+
+// ReplayInputs completes what a live decision recorded (Request.Record)
+// with the request's facts, for the audit record. Nil when the request
+// was refused before it was classified (nothing to replay).
+func (res *Result) ReplayInputs(req *Request) *Inputs {
+	in := res.Inputs
+	if in == nil {
+		return nil
+	}
+	c := &res.Chat
+	p := &req.Principal
+	in.V, in.DecisionID, in.Path = InputsVersion, req.DecisionID, req.Path
+	in.Model, in.Stream, in.MaxTokens, in.Messages = c.Model, c.Stream, c.MaxTokens, c.Messages
+	in.Tools, in.ResponseFormat, in.Vision, in.User, in.Metadata, in.Headers = c.Tools, c.ResponseFormat, c.Vision, c.User, c.Metadata, req.Headers
+	if res.ReqPolicy.Set {
+		in.Policy = reqpolicy.Canonical(res.ReqPolicy)
+	}
+	in.Principal = Principal{Authenticated: p.Authenticated, KeyID: p.KeyID, Workspace: p.Workspace, Team: p.Team, User: p.User,
+		Roles: p.Roles, Models: p.Models, Routes: p.Routes}
+	in.Classification = withoutPositions(res.Class)
+	if o := res.Route; o != nil {
+		in.RouteVersion = o.Version
+		for _, l := range o.Limits {
+			if l.Kind == flow.KindRateLimit {
+				if in.RouteLimits == nil {
+					in.RouteLimits = map[string]string{}
+				}
+				in.RouteLimits[l.Node] = l.Verdict.String()
+			}
+		}
+	}
+	return in
+}
+
+// withoutPositions keeps a classification's finding types (what the policy
+// reads) and drops where in the prompt each was.
+func withoutPositions(c classify.Result) classify.Result {
+	strip := func(fs []classify.Finding) []classify.Finding {
+		out := make([]classify.Finding, len(fs))
+		for i := range fs {
+			out[i] = classify.Finding{Type: fs[i].Type}
+		}
+		return out
+	}
+	c.PII, c.Secrets = strip(c.PII), strip(c.Secrets)
+	c.Injection.Message = 0
+	return c
+}
+
+// Replay decides again from recorded inputs. With the router built from
+// the versions the record names, it reproduces the recorded decision; with
+// today's router it shows what would be decided now (current: a named
+// route then runs its live version rather than the recorded one).
+func (r *Router) Replay(ctx context.Context, in *Inputs, current bool) (*Result, error) {
+	if in.V != InputsVersion {
+		return nil, fmt.Errorf("replay inputs of version %d; this stellwerk reads version %d", in.V, InputsVersion)
+	}
+	chat := request.Chat{Model: in.Model, Stream: in.Stream, Messages: in.Messages, MaxTokens: in.MaxTokens, Tools: in.Tools,
+		ResponseFormat: in.ResponseFormat, Vision: in.Vision, User: in.User, Metadata: in.Metadata}
+	if name, version, ok := request.RouteOf(in.Model); ok {
+		chat.Route, chat.RouteVersion = name, version
+		if !current && in.RouteVersion != 0 {
+			chat.RouteVersion = in.RouteVersion
+		}
+	}
+	res := &Result{Chat: chat, Workspace: in.Principal.Workspace, Class: in.Classification}
+	if in.Policy != "" {
+		rp, err := reqpolicy.FromBody(gjson.Parse(in.Policy))
+		if err != nil {
+			return nil, fmt.Errorf("recorded request policy: %w", err)
+		}
+		res.ReqPolicy = rp
+	}
+	p := in.Principal
+	req := Request{Path: in.Path, Headers: in.Headers, Budgets: in.Budgets, DecisionID: in.DecisionID,
+		Principal: auth.Principal{Authenticated: p.Authenticated, KeyID: p.KeyID, Workspace: p.Workspace, Team: p.Team, User: p.User,
+			Roles: p.Roles, Models: p.Models, Routes: p.Routes}}
+	var limits []flow.Limit
+	for node, v := range in.RouteLimits {
+		if verdict, ok := flow.ParseVerdict(v); ok {
+			limits = append(limits, flow.Limit{Node: node, Kind: flow.KindRateLimit, Verdict: verdict})
+		}
+	}
+	req.Limiter = flow.ReplayLimiter(limits)
+	if err := r.admit(&req, res); err != nil {
+		return res, err
+	}
+	return res, r.decide(ctx, &req, res, in)
+}
+

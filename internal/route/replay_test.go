@@ -1,0 +1,98 @@
+package route
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/health"
+	"github.com/stellwerk/stellwerk/internal/observe"
+)
+
+// explained is what a decision shows: the same for a replay.
+type explained struct {
+	Model, Reason string
+	Fallbacks     []string
+	Table         any
+	Err           string
+	Path          string
+	Objective     string
+	Deny          []string
+}
+
+func explain(res *Result, err error) explained {
+	e := explained{Objective: res.Policy.Objective, Deny: res.Policy.Deny, Table: res.Selection.Table(), Fallbacks: ids(res.Selection.Fallbacks)}
+	if res.Selection.Model != nil {
+		e.Model, e.Reason = res.Selection.Model.ID, res.Selection.Reason
+	}
+	if err != nil {
+		e.Err = apierr.As(err).Code + ": " + apierr.As(err).Message
+	}
+	if res.Route != nil {
+		e.Path = res.Route.Explain()
+	}
+	return e
+}
+
+// TestReplayReproduces: a decision made on a router whose live state (a
+// provider in cooldown, learned latencies, the time) differs from the
+// replaying router's is decided again exactly from its recorded inputs,
+// after a JSON round trip; refusals by the policy and by a route too.
+func TestReplayReproduces(t *testing.T) {
+	live, later := routeRouter(t), routeRouter(t)
+	live.Health = health.New(health.Policy{FailuresBeforeCooldown: 1, Cooldown: time.Minute, MaxCooldown: time.Minute})
+	live.Health.Failed("us", "boom", 0)
+	live.Latency = &observe.Latency{}
+	for range 20 {
+		live.Latency.Observe("mid", 40*time.Millisecond)
+	}
+	live.Now = func() time.Time { return time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC) }
+	later.Now = func() time.Time { return time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC) }
+
+	for name, tc := range map[string]struct {
+		body, header string
+		principal    auth.Principal
+	}{
+		"auto":                   {body: `{"model":"auto","messages":[{"role":"user","content":"write a haiku about trains"}]}`},
+		"auto, cost, tools":      {body: `{"model":"auto","policy":{"optimize":"cost"},"tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"user","content":"call f"}]}`},
+		"pinned":                 {body: `{"model":"big","max_tokens":50,"messages":[{"role":"user","content":"hello"}]}`},
+		"pinned in cooldown":     {body: `{"model":"sonnet","messages":[{"role":"user","content":"hello"}]}`},
+		"route, paid":            {body: `{"model":"route:support","metadata":{"plan":"paid"},"messages":[{"role":"user","content":"parcel?"}]}`},
+		"route, header metadata": {body: `{"model":"route:support","messages":[{"role":"user","content":"parcel?"}]}`, header: `{"plan":"paid"}`},
+		"route pinned version":   {body: `{"model":"route:support@1","messages":[{"role":"user","content":"parcel?"}]}`},
+		"secret: denied":         {body: `{"model":"auto","messages":[{"role":"user","content":"my key is AKIAIOSFODNN7EXAMPLE and sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD"}]}`},
+		"route ended":            {body: `{"model":"route:closed@1","messages":[{"role":"user","content":"hi"}]}`},
+		"key models":             {body: `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, principal: auth.Principal{Authenticated: true, KeyID: "k", Models: []string{"small", "mid"}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tc.principal.Workspace = "default"
+			req := Request{Path: "/v1/chat/completions", Body: []byte(tc.body), Principal: tc.principal, DecisionID: "dec-" + name,
+				MetadataHeader: tc.header, Headers: map[string]string{"user-agent": "test"}, Record: true}
+			res, err := live.Route(context.Background(), req)
+			want := explain(res, err)
+			in := res.ReplayInputs(&req)
+			if in == nil {
+				t.Fatalf("no inputs recorded (%v)", err)
+			}
+			b, jerr := json.Marshal(in)
+			if jerr != nil {
+				t.Fatal(jerr)
+			}
+			var back Inputs
+			if err := json.Unmarshal(b, &back); err != nil {
+				t.Fatal(err)
+			}
+			res2, err2 := later.Replay(context.Background(), &back, false)
+			got := explain(res2, err2)
+			if !reflect.DeepEqual(got, want) {
+				gb, _ := json.MarshalIndent(got, "", " ")
+				wb, _ := json.MarshalIndent(want, "", " ")
+				t.Fatalf("replay differs:\n%s\nwant\n%s", gb, wb)
+			}
+		})
+	}
+}

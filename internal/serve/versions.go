@@ -1,0 +1,119 @@
+package serve
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"go.uber.org/zap"
+	"gopkg.in/yaml.v3"
+
+	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/policy"
+)
+
+// versionBodies are the config and the catalog in force as the audit
+// records name them by content: the config as GET /config renders it
+// (secrets redacted), and the merged providers and models with the
+// quality scores they decide with (config.DecodeKept reads both back).
+type versionBodies struct {
+	audit.Versions
+	config, catalog []byte
+}
+
+func versionsOf(cfg *config.Config, ct *catalog.Catalog) (versionBodies, error) {
+	c, err := cfg.YAML()
+	if err != nil {
+		return versionBodies{}, fmt.Errorf("config version: %w", err)
+	}
+	// The models as they decide: with the scorecards' quality applied, so
+	// a kept catalog needs no scorecard file to replay.
+	models := slices.Clone(cfg.Models)
+	for i := range models {
+		if m, ok := ct.Lookup(models[i].ID); ok {
+			models[i].Quality = m.Quality
+		}
+	}
+	cat, err := yaml.Marshal(struct {
+		Providers []config.Provider `yaml:"providers"`
+		Models    []config.Model    `yaml:"models"`
+	}{cfg.Providers, models})
+	if err != nil {
+		return versionBodies{}, fmt.Errorf("catalog version: %w", err)
+	}
+	return versionBodies{Versions: audit.Versions{Config: audit.ContentHash(c), Catalog: audit.ContentHash(cat)}, config: c, catalog: cat}, nil
+}
+
+// keeper keeps every policy, config and catalog version a record can name
+// in the audit store, content-addressed, so `stellwerk replay` can decide
+// with them months later. A version the store could not take is tried
+// again on the next reload tick; until then its records cannot be
+// replayed (replay says which version is missing).
+type keeper struct {
+	st  *audit.Store
+	log *zap.Logger
+
+	mu      sync.Mutex
+	pending map[string]keptVersion // by hash
+}
+
+type keptVersion struct {
+	kind string
+	body []byte
+}
+
+func newKeeper(st *audit.Store, log *zap.Logger) *keeper {
+	return &keeper{st: st, log: log, pending: map[string]keptVersion{}}
+}
+
+// keepConfig keeps a config's and its catalog's versions.
+func (k *keeper) keepConfig(ctx context.Context, v versionBodies) {
+	if k == nil {
+		return
+	}
+	k.keep(ctx, audit.VersionConfig, v.Config, v.config)
+	k.keep(ctx, audit.VersionCatalog, v.Catalog, v.catalog)
+}
+
+// keepPolicy keeps a policy version's sources.
+func (k *keeper) keepPolicy(ctx context.Context, e *policy.Engine) {
+	if k == nil {
+		return
+	}
+	b, err := e.Bundle()
+	if err != nil {
+		k.log.Error("policy version cannot be kept for replay", zap.String("policy_version", e.Version), zap.Error(err))
+		return
+	}
+	k.keep(ctx, audit.VersionPolicy, e.Version, b)
+}
+
+func (k *keeper) keep(ctx context.Context, kind, hash string, body []byte) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.st.PutVersion(ctx, kind, hash, body); err != nil {
+		k.log.Warn("version not kept yet (audit store unreachable); trying again", zap.String("kind", kind), zap.String("hash", hash), zap.Error(err))
+		k.pending[hash] = keptVersion{kind, body}
+		return
+	}
+	delete(k.pending, hash)
+}
+
+// retry keeps what could not be kept before.
+func (k *keeper) retry(ctx context.Context) {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for hash, v := range k.pending {
+		if err := k.st.PutVersion(ctx, v.kind, hash, v.body); err != nil {
+			return
+		}
+		delete(k.pending, hash)
+		k.log.Info("version kept", zap.String("kind", v.kind), zap.String("hash", hash))
+	}
+}
