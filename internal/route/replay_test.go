@@ -96,3 +96,37 @@ func TestReplayReproduces(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkRecordInputs is what keeping a decision's replay inputs adds to
+// it: the decision with and without Request.Record, the inputs completed
+// (ReplayInputs) in the recorded case, with 4 models of which 2 have
+// learned latencies and one provider is in cooldown.
+func BenchmarkRecordInputs(b *testing.B) {
+	r := routeRouter(b)
+	r.Health = health.New(health.Policy{FailuresBeforeCooldown: 1, Cooldown: time.Hour, MaxCooldown: time.Hour})
+	r.Health.Failed("us", "boom", 0)
+	for range 20 {
+		r.Latency.Observe("mid", 40*time.Millisecond)
+		r.Latency.Observe("big", 900*time.Millisecond)
+	}
+	body := []byte(`{"model":"auto","metadata":{"plan":"paid"},"messages":[{"role":"user","content":"where is my parcel? it was due on monday"}]}`)
+	for _, record := range []bool{false, true} {
+		name := "plain"
+		if record {
+			name = "recorded"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req := Request{Body: body, DecisionID: "d", Principal: auth.Principal{Workspace: "default"}, Record: record}
+				res, err := r.Route(context.Background(), req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if record && res.ReplayInputs(&req) == nil {
+					b.Fatal("nothing recorded")
+				}
+			}
+		})
+	}
+}
