@@ -70,6 +70,7 @@ fuzz: ## fuzz every parser of untrusted input (FUZZTIME=30s each)
 	$(GO) test -run '^$$' -fuzz '^FuzzAppendJSONString$$' -fuzztime $${FUZZTIME:-30s} ./internal/translate/
 	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/
 	$(GO) test -run '^$$' -fuzz '^FuzzUnescapeJSON$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/
+	$(GO) test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/
 	$(GO) test -run '^$$' -fuzz '^FuzzDetect$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/pii/
 	$(GO) test -run '^$$' -fuzz '^FuzzDetect$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/secrets/
 	$(GO) test -run '^$$' -fuzz '^FuzzScore$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/injection/

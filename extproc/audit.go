@@ -3,9 +3,13 @@ package extproc
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/reqpolicy"
 	"github.com/stellwerk/stellwerk/internal/route"
 )
@@ -122,6 +126,9 @@ func (p *edge) auditRecord() *audit.Record {
 			r.Cost.EstimatedEUR = p.decision.EstimatedCostEUR
 		}
 	}
+	if p.keepContent {
+		r.Content = p.content()
+	}
 	// What the client got: stellwerk's own answer, else the provider's.
 	switch {
 	case p.status != 0:
@@ -135,4 +142,41 @@ func (p *edge) auditRecord() *audit.Record {
 		r.ErrorCode = "client_closed"
 	}
 	return r
+}
+
+// content is the request's messages and the answer's text for a workspace
+// that opted in, every secret and item of personal data replaced by a
+// typed placeholder before the record leaves the edge.
+func (p *edge) content() *audit.Content {
+	c := &audit.Content{Redacted: map[string]int{}}
+	if res := p.result; res != nil {
+		res.Chat.MessageList.ForEach(func(_, m gjson.Result) bool {
+			text := m.Get("content")
+			if text.IsArray() {
+				var b strings.Builder
+				text.ForEach(func(_, part gjson.Result) bool {
+					if t := part.Get("text"); t.Type == gjson.String {
+						if b.Len() > 0 {
+							b.WriteByte('\n')
+						}
+						b.WriteString(t.Str)
+					}
+					return true
+				})
+				c.Messages = append(c.Messages, audit.ContentMessage{Role: m.Get("role").String(), Text: classify.Redact(b.String(), c.Redacted)})
+				return true
+			}
+			c.Messages = append(c.Messages, audit.ContentMessage{Role: m.Get("role").String(), Text: classify.Redact(text.String(), c.Redacted)})
+			return true
+		})
+	}
+	answer := p.answer
+	if st := p.stream; st != nil && st.answer != nil {
+		answer = st.answer.String()
+	}
+	c.Answer = classify.Redact(answer, c.Redacted)
+	if len(c.Redacted) == 0 {
+		c.Redacted = nil
+	}
+	return c
 }

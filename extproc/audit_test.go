@@ -216,3 +216,60 @@ func TestAuditRefuse(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditContent: a workspace that opted in gets the request's messages
+// and the answer (JSON and streamed) in its records, every secret and item
+// of personal data replaced by a typed placeholder; other workspaces get
+// no content.
+func TestAuditContent(t *testing.T) {
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: m}
+providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {env: P_KEY}}]
+models: [{id: m, provider: p, context_window: 8000}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stateFor(t, c, func(string) string { return "sk-p" })
+	l, _ := testAuditLog(t, true)
+	st.Audit, st.AuditContent = l, map[string]bool{"default": true}
+	const chat = `{"model":"auto","messages":[{"role":"system","content":"be brief"},` +
+		`{"role":"user","content":[{"type":"text","text":"I am jane.doe@example.com"},{"type":"text","text":"thanks"}]}]}`
+	run := func(id string, msgs ...*extprocv3.ProcessingRequest) {
+		p := &edge{filter: filter{state: st, log: zap.NewNop(), id: id}, ctx: context.Background()}
+		p.handle(headersMsg("POST", "/v1/chat/completions", false))
+		p.handle(bodyMsg(chat))
+		for _, m := range msgs {
+			p.handle(m)
+		}
+		p.finish()
+	}
+	run("json", respHeadersMsg("200", "application/json"),
+		respBodyMsg(`{"choices":[{"message":{"role":"assistant","content":"Mail jane.doe@example.com with key AKIAIOSFODNN7EXAMPLE"}}]}`, true))
+	run("stream", respHeadersMsg("200", "text/event-stream"),
+		respBodyMsg(`data: {"choices":[{"delta":{"content":"Call +49 30 1234567"}}]}`+"\n\n"+`data: {"choices":[{"delta":{"content":" now"}}]}`+"\n\ndata: [DONE]\n\n", true))
+	st.AuditContent = nil
+	run("not-opted-in", respHeadersMsg("200", "application/json"), respBodyMsg(`{"choices":[{"message":{"content":"hi"}}]}`, true))
+
+	recs := recordsOf(t, l)
+	for id, answer := range map[string]string{"json": "Mail [EMAIL] with key [SECRET:aws_access_key_id]", "stream": "Call [PHONE] now"} {
+		r := recs[id]
+		if len(r) != 1 || r[0].Content == nil {
+			t.Fatalf("%s: no content: %+v", id, r)
+		}
+		ct := r[0].Content
+		if len(ct.Messages) != 2 || ct.Messages[0].Text != "be brief" || ct.Messages[1].Role != "user" ||
+			ct.Messages[1].Text != "I am [EMAIL]\nthanks" || ct.Answer != answer {
+			t.Errorf("%s: content %+v (status %d %s)", id, ct, r[0].Status, r[0].ErrorCode)
+		}
+		body, _ := json.Marshal(r[0])
+		for _, leaked := range []string{"jane.doe", "AKIAIOSFODNN7EXAMPLE", "1234567", "DE89370400440532013000"} {
+			if strings.Contains(string(body), leaked) {
+				t.Errorf("%s: %q in the record", id, leaked)
+			}
+		}
+	}
+	if r := recs["not-opted-in"]; len(r) != 1 || r[0].Content != nil {
+		t.Errorf("a workspace that did not opt in: %+v", r)
+	}
+}

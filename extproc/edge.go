@@ -90,6 +90,10 @@ type edge struct {
 	status    int    // stellwerk's own answer's status (0: the provider's answer went through)
 	errCode   string // and its error code
 	streamEnd string // how a followed stream ended (complete, incomplete, interrupted)
+	// keepContent: the workspace opted in to content in its audit records
+	// (audit.content); answer is the JSON answer's text then.
+	keepContent bool
+	answer      string
 }
 
 var _ phases = (*edge)(nil)
@@ -303,6 +307,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	if int64(len(body)) > p.state.MaxRequestBytes {
 		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
 	}
+	p.keepContent = p.state.Audit != nil && p.state.AuditContent[p.principal.Workspace]
 	res, err := p.state.Router.Route(p.ctx, route.Request{Path: p.path, Body: body, Principal: p.principal,
 		HeaderPolicy: p.headerPolicy, Headers: p.headers, Budgets: p.policyBudgets(),
 		DecisionID: p.id, MetadataHeader: p.metadataHdr, PeekBudgets: p.peekBudgets, Limiter: p.state.RouteLimiter,
@@ -563,6 +568,9 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		(encoding == "" || encoding == "identity") {
 		// Follow the stream (event by event, never buffered whole) for its usage.
 		p.stream = &streamState{hideUsage: !p.wantUsage, checkEnd: true}
+		if p.keepContent {
+			p.stream.answer = &strings.Builder{}
+		}
 		if p.anthropic {
 			p.stream.anthropic = translate.NewAnthropicStream(p.wantUsage)
 		}
@@ -653,6 +661,9 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	p.addRouting = false
 	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
 		return replaceResponseBody(body)
+	}
+	if p.keepContent {
+		p.answer = gjson.GetBytes(body, "choices.0.message.content").String()
 	}
 	// One read of the usage: the charge settled, recorded and shown.
 	c, charged := p.jsonCharge(body)

@@ -72,6 +72,9 @@ type State struct {
 	// while the log is not healthy.
 	Audit       *audit.Log
 	AuditRefuse bool
+	// AuditContent are the workspaces whose records keep the request's and
+	// the answer's text, redacted (audit.content.workspaces).
+	AuditContent map[string]bool
 	// RouteLimiter counts named routes' rate_limit nodes (nil: they cannot
 	// be checked); RouteCounters count routes' answers per version and arm
 	// (nil: not counted).

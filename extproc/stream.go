@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"bytes"
+	"strings"
 	"unsafe"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -33,7 +34,13 @@ type streamState struct {
 	// complete answer to the client.
 	checkEnd bool
 	sawEnd   bool
+	// answer collects the streamed text for an audit record with content
+	// (nil: not kept), up to maxContentBytes.
+	answer *strings.Builder
 }
+
+// maxContentBytes bounds the answer text an audit record keeps.
+const maxContentBytes = 256 << 10
 
 // incompleteEvent is what the OpenAI SDKs raise as an APIError.
 var incompleteEvent = []byte(`data: {"error":{"message":"the provider's stream ended before the answer was complete","type":"server_error","code":"stream_incomplete","param":null}}` + "\n\n")
@@ -161,6 +168,9 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 	}
 	if c := choices.Get("0.delta.content"); c.Type == gjson.String {
 		st.outTokens += classify.EstimateTokens(c.Str)
+		if st.answer != nil && st.answer.Len() < maxContentBytes {
+			st.answer.WriteString(c.Str)
+		}
 	}
 	return drop
 }

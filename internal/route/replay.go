@@ -155,4 +155,3 @@ func (r *Router) Replay(ctx context.Context, in *Inputs, current bool) (*Result,
 	}
 	return res, r.decide(ctx, &req, res, in)
 }
-

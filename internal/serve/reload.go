@@ -103,6 +103,12 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	var vb versionBodies
 	if ln.audit != nil {
 		st.Audit, st.AuditRefuse = ln.audit, ln.auditRefuse
+		for _, ws := range cfg.Audit.Content.Workspaces {
+			if st.AuditContent == nil {
+				st.AuditContent = map[string]bool{}
+			}
+			st.AuditContent[ws] = true
+		}
 		if vb, err = versionsOf(cfg, cat); err != nil {
 			return nil, err
 		}
