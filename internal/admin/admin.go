@@ -146,6 +146,10 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	if ss, ok := s.(SpendService); ok {
 		registerSpend(guarded, ss, log)
 	}
+	// Provider clusters, tuned live (docs/envoy.md).
+	if ps, ok := s.(ProviderService); ok {
+		registerProviders(guarded, ps, log)
+	}
 	// Named, versioned routes (docs/routes.md).
 	if rs, ok := s.(RouteService); ok {
 		registerRoutes(guarded, rs, log)

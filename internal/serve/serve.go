@@ -187,7 +187,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	}
 	ep := extproc.New(g.state, log)
 	rl := &reloader{o: o, env: env, ps: pm, ln: ln, keys: table, store: ks, keyGen: table.Generation, gen: keyGen,
-		log: log.Named("config"), pub: pub, ep: ep, cur: g, published: g.ir}
+		log: log.Named("config"), pub: pub, ep: ep, cur: g, published: g.ir, base: cfg}
 	rl.seen = rl.fingerprint(cfg)
 	go rl.watch(ctx, configReloadInterval)
 	cat := g.cat
