@@ -151,9 +151,13 @@ func healthCheck(c Cluster, h config.HealthCheck) *corev3.HealthCheck {
 	if protocol(c) == "http2" {
 		http.CodecClientType = typev3.CodecClientType_HTTP2
 	}
+	interval := durationpb.New(or(h.Interval, defaultHealthInterval))
 	return &corev3.HealthCheck{
-		Timeout:            durationpb.New(or(h.Timeout, defaultHealthTimeout)),
-		Interval:           durationpb.New(or(h.Interval, defaultHealthInterval)),
+		Timeout:  durationpb.New(or(h.Timeout, defaultHealthTimeout)),
+		Interval: interval,
+		// A self-hosted replica is checked as often before its first
+		// request as after (Envoy would wait a minute otherwise).
+		NoTrafficInterval:  interval,
 		HealthyThreshold:   wrapperspb.UInt32(orN(h.HealthyThreshold, defaultHealthyAfter)),
 		UnhealthyThreshold: wrapperspb.UInt32(orN(h.UnhealthyThreshold, defaultUnhealthyAfter)),
 		HealthChecker:      &corev3.HealthCheck_HttpHealthCheck_{HttpHealthCheck: http},
