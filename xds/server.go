@@ -49,12 +49,16 @@ type Publisher struct {
 	// acked is, per open xDS stream and resource type it subscribed to,
 	// the last version Envoy accepted ("" before the first).
 	acked map[int64]map[string]string
+	// nodes is what each open stream's Envoy was sent and rejected (nodes.go).
+	nodes map[int64]*nodeState
+	// published is the snapshot's resources, for Dump.
+	published atomic.Pointer[Resources]
 }
 
 // NewPublisher creates the cache and the ADS server; ctx bounds the server.
 func NewPublisher(ctx context.Context, log *zap.Logger) *Publisher {
 	log = log.Named("xds")
-	p := &Publisher{log: log, salt: make([]byte, 32), acked: map[int64]map[string]string{}}
+	p := &Publisher{log: log, salt: make([]byte, 32), acked: map[int64]map[string]string{}, nodes: map[int64]*nodeState{}}
 	if _, err := rand.Read(p.salt); err != nil {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
@@ -99,6 +103,7 @@ func (p *Publisher) Publish(ctx context.Context, ir IR) (string, error) {
 		return "", err
 	}
 	p.version.Store(version)
+	p.published.Store(&res)
 	p.log.Info("published snapshot", zap.String("version", version), zap.Int("clusters", len(res.Clusters)))
 	return version, nil
 }
@@ -202,6 +207,7 @@ func (p *Publisher) callbacks() serverv3.CallbackFuncs {
 			p.streams.Add(1)
 			p.ackMu.Lock()
 			p.acked[id] = map[string]string{}
+			p.nodes[id] = newNodeState(id)
 			p.ackMu.Unlock()
 			return nil
 		},
@@ -209,6 +215,7 @@ func (p *Publisher) callbacks() serverv3.CallbackFuncs {
 			p.streams.Add(-1)
 			p.ackMu.Lock()
 			delete(p.acked, id)
+			delete(p.nodes, id)
 			p.ackMu.Unlock()
 		},
 		StreamRequestFunc: func(id int64, r *discoveryv3.DiscoveryRequest) error {
@@ -218,15 +225,31 @@ func (p *Publisher) callbacks() serverv3.CallbackFuncs {
 					types[r.GetTypeUrl()] = r.GetVersionInfo() // a NACK keeps the last accepted
 				}
 			}
+			var newNack *Rejection
+			if n := p.nodes[id]; n != nil {
+				newNack = n.request(r, time.Now())
+			}
 			p.ackMu.Unlock()
 			if d := r.GetErrorDetail(); d != nil {
 				p.nack.Store(d.GetMessage())
-				p.log.Error("envoy rejected configuration", zap.String("type", r.GetTypeUrl()),
-					zap.String("node", r.GetNode().GetId()), zap.String("error", d.GetMessage()))
+				// Said once per rejected response, not on every request
+				// that still carries it.
+				if newNack != nil {
+					p.log.Error("envoy rejected configuration", zap.String("node", newNack.Node),
+						zap.String("type", newNack.Type), zap.String("rejected_version", newNack.Version),
+						zap.String("serving_version", r.GetVersionInfo()), zap.String("error", d.GetMessage()))
+				}
 			} else if r.GetVersionInfo() != "" && r.GetVersionInfo() == p.Version() {
 				p.nack.Store("")
 			}
 			return nil
+		},
+		StreamResponseFunc: func(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+			p.ackMu.Lock()
+			if n := p.nodes[id]; n != nil {
+				n.sent(resp)
+			}
+			p.ackMu.Unlock()
 		},
 	}
 }

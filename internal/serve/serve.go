@@ -487,6 +487,8 @@ func (s *status) Budgets(r *http.Request) (any, error) {
 	return out, nil
 }
 func (s *status) EnvoyStreams() int64   { return s.pub.Streams() }
+func (s *status) EnvoyNodes() any       { return s.pub.Nodes() }
+func (s *status) XDSDump() (any, error) { return s.pub.Dump() }
 func (s *status) LastRejection() string { return s.pub.LastRejection() }
 func (s *status) ConfigYAML() ([]byte, error) {
 	g, _, _ := s.rl.current()
