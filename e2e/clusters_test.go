@@ -314,3 +314,57 @@ func TestActiveHealthCheck(t *testing.T) {
 		return len(second.Requests()) > before
 	})
 }
+
+// TestEnvoyRejectionPerNode (issue 17): a cluster change Envoy refuses (a
+// CA bundle it cannot read) shows in /status under the Envoy's node id with
+// Envoy's error, is logged once, the PUT says it was not applied, and Envoy
+// keeps serving its last good version.
+func TestEnvoyRejectionPerNode(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{Providers: []harness.ProviderSpec{{Name: "alpha", Key: "sk-alpha", TLS: true}}})
+	good := s.Config.Envoy.CABundle
+	code, body := adminPut(t, s, "/admin/providers/alpha", s.AdminToken, `tls: {ca_bundle: /nonexistent/stellwerk-ca.pem}`)
+	if code != http.StatusOK || !strings.Contains(body, `"applied":false`) {
+		t.Fatalf("PUT of a cluster Envoy refuses: %d %s", code, body)
+	}
+	type rejection struct {
+		Node, Type, Version, Error string
+	}
+	var st struct {
+		SnapshotVersion string `json:"snapshot_version"`
+		EnvoyNodes      []struct {
+			Node         string      `json:"node"`
+			AckedVersion string      `json:"acked_version"`
+			Rejections   []rejection `json:"rejections"`
+		} `json:"envoy_nodes"`
+	}
+	waitFor(t, "the rejection in /status", func() bool {
+		resp, err := s.AdminGet("/status")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		st.EnvoyNodes = nil
+		return json.NewDecoder(resp.Body).Decode(&st) == nil && len(st.EnvoyNodes) == 1 && len(st.EnvoyNodes[0].Rejections) > 0
+	})
+	n := st.EnvoyNodes[0]
+	if n.Node == "" || n.Rejections[0].Type != "cluster" || n.Rejections[0].Version != st.SnapshotVersion ||
+		!strings.Contains(n.Rejections[0].Error, "/nonexistent/stellwerk-ca.pem") || n.AckedVersion == st.SnapshotVersion {
+		t.Errorf("node status %+v (snapshot %s)", n, st.SnapshotVersion)
+	}
+	if got := strings.Count(s.Log("stellwerk"), "envoy rejected configuration"); got != 1 {
+		t.Errorf("the rejection was logged %d times, want once", got)
+	}
+	// Envoy serves its last good clusters.
+	if resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[{"role":"user","content":"hi"}]}`, nil); resp.StatusCode != 200 {
+		t.Fatalf("after the rejection: %d %s", resp.StatusCode, b)
+	}
+	// Fixed: accepted, and the rejection is gone.
+	code, body = adminPut(t, s, "/admin/providers/alpha", s.AdminToken, `tls: {ca_bundle: `+good+`, min_version: "1.2"}`)
+	if code != http.StatusOK || !strings.Contains(body, `"applied":true`) {
+		t.Fatalf("PUT of the fix: %d %s", code, body)
+	}
+	if nodes := adminJSON(t, s, "/status")["envoy_nodes"].([]any); nodes[0].(map[string]any)["rejections"] != nil {
+		t.Errorf("the rejection outlived the fix: %v", nodes)
+	}
+}

@@ -56,7 +56,6 @@ type typeState struct {
 	// version, so a NACK names the version it refuses.
 	sentNonces map[string]string
 	rejection  *Rejection
-	lastNonce  string // of the last NACK reported
 }
 
 func newNodeState(stream int64) *nodeState {
@@ -82,9 +81,10 @@ func (n *nodeState) sent(resp *discoveryv3.DiscoveryResponse) {
 	t.sentNonces[resp.GetNonce()] = resp.GetVersionInfo()
 }
 
-// request records an ACK or NACK. It returns the rejection when r is a
-// NACK not reported before (Envoy names the response it refuses by nonce).
-func (n *nodeState) request(r *discoveryv3.DiscoveryRequest, now time.Time) *Rejection {
+// request records an ACK or NACK. For a NACK it returns the rejection
+// (Envoy names the response it refuses by nonce), and whether it is news:
+// the first refusal of that version.
+func (n *nodeState) request(r *discoveryv3.DiscoveryRequest, now time.Time) (rej *Rejection, fresh bool) {
 	if id := r.GetNode().GetId(); id != "" {
 		n.node = id // Envoy may send it on the first request only
 	}
@@ -100,17 +100,16 @@ func (n *nodeState) request(r *discoveryv3.DiscoveryRequest, now time.Time) *Rej
 				t.rejection = nil // a later version was accepted
 			}
 		}
-		return nil
+		return nil, false
 	}
 	if !known {
 		version = t.sent
 	}
-	if nonce != "" && nonce == t.lastNonce {
-		return nil
+	if t.rejection != nil && t.rejection.Version == version && t.rejection.Error == d.GetMessage() {
+		return t.rejection, false
 	}
-	t.lastNonce = nonce
 	t.rejection = &Rejection{Node: n.node, Type: shortType(r.GetTypeUrl()), Version: version, Error: d.GetMessage(), At: now}
-	return t.rejection
+	return t.rejection, true
 }
 
 func (n *nodeState) status() NodeStatus {

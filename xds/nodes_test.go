@@ -94,3 +94,34 @@ func TestDumpNeverShowsSecrets(t *testing.T) {
 		t.Errorf("dump: %d clusters, %d listeners, %d routes, secrets %v, version %q", len(d.Clusters), len(d.Listeners), len(d.Routes), d.Secrets, d.Version)
 	}
 }
+
+// TestNACKOfCurrentVersionWaits: a NACK of the snapshot in force is handed
+// to the cache as if Envoy had it, so the cache waits for the next
+// snapshot instead of resending the refused one at once (a resend loop);
+// a NACK of an older version still gets the current one.
+func TestNACKOfCurrentVersionWaits(t *testing.T) {
+	ctx := context.Background()
+	p := NewPublisher(ctx, zap.NewNop())
+	v, err := p.Publish(ctx, testIR(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb := p.callbacks()
+	const cds = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	_ = cb.StreamOpenFunc(ctx, 1, "")
+	cb.StreamResponseFunc(ctx, 1, nil, &discoveryv3.DiscoveryResponse{TypeUrl: cds, VersionInfo: "old", Nonce: "1"})
+	cb.StreamResponseFunc(ctx, 1, nil, &discoveryv3.DiscoveryResponse{TypeUrl: cds, VersionInfo: v, Nonce: "2"})
+	old := &discoveryv3.DiscoveryRequest{TypeUrl: cds, VersionInfo: "", ResponseNonce: "1", ErrorDetail: &statuspb.Status{Message: "no"}}
+	_ = cb.StreamRequestFunc(1, old)
+	if old.VersionInfo != "" {
+		t.Errorf("a NACK of an older version was parked: %q", old.VersionInfo)
+	}
+	cur := &discoveryv3.DiscoveryRequest{TypeUrl: cds, VersionInfo: "", ResponseNonce: "2", ErrorDetail: &statuspb.Status{Message: "no"}}
+	_ = cb.StreamRequestFunc(1, cur)
+	if cur.VersionInfo != v {
+		t.Errorf("a NACK of the current version goes to the cache as %q, want %q", cur.VersionInfo, v)
+	}
+	if a := p.Nodes()[0].Types["cluster"].Acked; a != "" {
+		t.Errorf("the NACK counted as accepted: %q", a)
+	}
+}

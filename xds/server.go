@@ -167,8 +167,8 @@ func contentVersion(res Resources, salt []byte) (string, error) {
 }
 
 // WaitApplied waits until every connected Envoy has accepted version for
-// every resource type it subscribes to, or until timeout, and reports
-// which. A reload calls it before the routing state that needs the new
+// every resource type it subscribes to, until one refuses it, or until
+// timeout, and reports whether all accepted it. A reload calls it before the routing state that needs the new
 // clusters, listeners and secrets takes over: a request routed to a
 // provider Envoy does not know yet would fail with "no cluster".
 func (p *Publisher) WaitApplied(ctx context.Context, version string, timeout time.Duration) bool {
@@ -177,11 +177,26 @@ func (p *Publisher) WaitApplied(ctx context.Context, version string, timeout tim
 		if p.applied(version) {
 			return true
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		// An Envoy that refused it will not apply it: stop waiting.
+		if time.Now().After(deadline) || ctx.Err() != nil || p.rejected(version) {
 			return false
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// rejected reports whether a connected Envoy refused version.
+func (p *Publisher) rejected(version string) bool {
+	p.ackMu.Lock()
+	defer p.ackMu.Unlock()
+	for _, n := range p.nodes {
+		for _, t := range n.types {
+			if t.rejection != nil && t.rejection.Version == version {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (p *Publisher) applied(version string) bool {
@@ -225,19 +240,28 @@ func (p *Publisher) callbacks() serverv3.CallbackFuncs {
 					types[r.GetTypeUrl()] = r.GetVersionInfo() // a NACK keeps the last accepted
 				}
 			}
-			var newNack *Rejection
+			var rej *Rejection
+			var fresh bool
 			if n := p.nodes[id]; n != nil {
-				newNack = n.request(r, time.Now())
+				rej, fresh = n.request(r, time.Now())
 			}
 			p.ackMu.Unlock()
 			if d := r.GetErrorDetail(); d != nil {
 				p.nack.Store(d.GetMessage())
-				// Said once per rejected response, not on every request
-				// that still carries it.
-				if newNack != nil {
-					p.log.Error("envoy rejected configuration", zap.String("node", newNack.Node),
-						zap.String("type", newNack.Type), zap.String("rejected_version", newNack.Version),
+				// Said once per rejected version, however often Envoy
+				// repeats it.
+				if fresh {
+					p.log.Error("envoy rejected configuration", zap.String("node", rej.Node),
+						zap.String("type", rej.Type), zap.String("rejected_version", rej.Version),
 						zap.String("serving_version", r.GetVersionInfo()), zap.String("error", d.GetMessage()))
+				}
+				// The snapshot cache answers a request whose version is not
+				// the snapshot's at once, with the same snapshot: Envoy
+				// would refuse it again, thousands of times a second. A
+				// NACK of the current version waits for the next snapshot
+				// instead, as an ACK would (go-control-plane#962).
+				if rej != nil && rej.Version != "" && rej.Version == p.Version() {
+					r.VersionInfo = rej.Version
 				}
 			} else if r.GetVersionInfo() != "" && r.GetVersionInfo() == p.Version() {
 				p.nack.Store("")

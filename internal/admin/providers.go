@@ -39,6 +39,10 @@ type ProviderCluster struct {
 	Endpoints       []config.Endpoint       `json:"endpoints,omitempty"`
 	Override        *config.ClusterSettings `json:"override,omitempty"`
 	SnapshotVersion string                  `json:"snapshot_version"`
+	// Applied (in a PUT's answer) is whether every connected Envoy
+	// accepted the change within a few seconds; if not, /status shows per
+	// node what it refused, and it keeps serving its last good version.
+	Applied bool `json:"applied"`
 }
 
 // clusterWriters may change a provider's cluster controls live.

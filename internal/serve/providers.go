@@ -65,12 +65,15 @@ func (s *status) SetProviderCluster(ctx context.Context, name string, ov config.
 	}
 	// Requests still decided under the old state may be in flight; apply
 	// keeps every cluster Envoy needs for them (make before break).
-	if err := r.apply(ctx, r.base, next, "admin:"+actor); err != nil {
+	applied, err := r.apply(ctx, r.base, next, "admin:"+actor)
+	if err != nil {
 		return admin.ProviderCluster{}, fmt.Errorf("%w: %w", admin.ErrInvalidCluster, err)
 	}
 	recordChange(r.ln.audit, audit.KindConfig, "", audit.Change{Actor: "admin:" + actor, Action: "provider_cluster",
 		Detail: map[string]string{"provider": name}})
-	return r.providerView(name)
+	v, err := r.providerView(name)
+	v.Applied = applied
+	return v, err
 }
 
 // providerView reads the provider's cluster as Envoy has it; r.mu is held.

@@ -240,7 +240,7 @@ func (r *reloader) reload(ctx context.Context) {
 		err = restartOnly(r.cur.cfg, cfg)
 	}
 	if err == nil {
-		err = r.apply(ctx, cfg, r.overrides, configActor)
+		_, err = r.apply(ctx, cfg, r.overrides, configActor)
 	}
 	if err != nil {
 		r.err = err.Error()
@@ -255,21 +255,23 @@ func (r *reloader) reload(ctx context.Context) {
 // apply makes base, with the admin API's cluster overrides laid over it,
 // the config in force: it builds the generation, publishes it to Envoy and
 // swaps the decision state. On error nothing that is serving changed.
-// actor is who changed it, for the audit record. The caller holds r.mu.
-func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map[string]config.ClusterSettings, actor string) error {
+// actor is who changed it, for the audit record. applied reports whether
+// every connected Envoy accepted the result in time (a rejection shows per
+// node in /status). The caller holds r.mu.
+func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map[string]config.ClusterSettings, actor string) (applied bool, err error) {
 	cfg := withOverrides(base, overrides)
 	if len(overrides) > 0 {
 		if err := cfg.Validate(); err != nil {
-			return err
+			return false, err
 		}
 	}
 	wks, err := workspaceKeys(ctx, r.store)
 	if err != nil {
-		return err
+		return false, err
 	}
 	g, err := build(cfg, r.env, r.ps, r.ln, r.keys, wks, r.log)
 	if err != nil {
-		return err
+		return false, err
 	}
 	// Make before break: Envoy first gets everything the old and the new
 	// config need (requests decided under the old one are still in
@@ -278,11 +280,11 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 	published := xds.Union(r.published, g.ir)
 	version, err := r.pub.Publish(ctx, published)
 	if err != nil {
-		return err
+		return false, err
 	}
 	// Route by the new config only once Envoy has what it needs for it
 	// (a new provider's cluster, egress listener and key).
-	if !r.pub.WaitApplied(ctx, version, envoyApplyTimeout) {
+	if applied = r.pub.WaitApplied(ctx, version, envoyApplyTimeout); !applied {
 		r.log.Warn("Envoy has not applied the new configuration yet; routing by it anyway",
 			zap.String("snapshot_version", version), zap.Duration("waited", envoyApplyTimeout))
 	}
@@ -311,7 +313,7 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 	}
 	r.log.Info("config reloaded", zap.Int("models", len(g.cat.Models())), zap.Int("providers", len(g.cat.Providers())),
 		zap.Int("cluster_overrides", len(overrides)), zap.String("snapshot_version", r.pub.Version()))
-	return nil
+	return applied, nil
 }
 
 // removeStale publishes g alone, dropping what only earlier configs
