@@ -13,14 +13,8 @@ import (
 	"github.com/stellwerk/stellwerk/internal/config"
 )
 
-// Active health check settings a provider's health_check block leaves unset.
-const (
-	defaultHealthInterval  = 5 * time.Second
-	defaultHealthTimeout   = time.Second
-	defaultHealthyAfter    = 1
-	defaultUnhealthyAfter  = 2
-	outlierEnforcingAlways = 100 // percent
-)
+// outlierEnforcingAlways: an endpoint that meets the threshold is ejected.
+const outlierEnforcingAlways = 100 // percent
 
 // protocol is what the cluster speaks: auto (ALPN), http1 or http2.
 func protocol(c Cluster) string {
@@ -151,15 +145,15 @@ func healthCheck(c Cluster, h config.HealthCheck) *corev3.HealthCheck {
 	if protocol(c) == "http2" {
 		http.CodecClientType = typev3.CodecClientType_HTTP2
 	}
-	interval := durationpb.New(or(h.Interval, defaultHealthInterval))
+	interval := durationpb.New(or(h.Interval, config.DefaultHealthInterval))
 	return &corev3.HealthCheck{
-		Timeout:  durationpb.New(or(h.Timeout, defaultHealthTimeout)),
+		Timeout:  durationpb.New(or(h.Timeout, config.DefaultHealthTimeout)),
 		Interval: interval,
 		// A self-hosted replica is checked as often before its first
 		// request as after (Envoy would wait a minute otherwise).
 		NoTrafficInterval:  interval,
-		HealthyThreshold:   wrapperspb.UInt32(orN(h.HealthyThreshold, defaultHealthyAfter)),
-		UnhealthyThreshold: wrapperspb.UInt32(orN(h.UnhealthyThreshold, defaultUnhealthyAfter)),
+		HealthyThreshold:   wrapperspb.UInt32(orN(h.HealthyThreshold, config.DefaultHealthyThreshold)),
+		UnhealthyThreshold: wrapperspb.UInt32(orN(h.UnhealthyThreshold, config.DefaultUnhealthyThreshold)),
 		HealthChecker:      &corev3.HealthCheck_HttpHealthCheck_{HttpHealthCheck: http},
 	}
 }

@@ -129,6 +129,15 @@ type Endpoint struct {
 	Priority uint32 `yaml:"priority,omitempty" json:"priority,omitempty"`
 }
 
+// What a health check block leaves unset is, in Envoy: every 5 s, 1 s to
+// answer, back after one pass, out after two failures.
+const (
+	DefaultHealthInterval     = 5 * time.Second
+	DefaultHealthTimeout      = time.Second
+	DefaultHealthyThreshold   = 1
+	DefaultUnhealthyThreshold = 2
+)
+
 // Protocols are the values of a cluster's protocol.
 var Protocols = []string{"auto", "http1", "http2"}
 
@@ -247,7 +256,7 @@ func (s ClusterSettings) Validate(field string) []error {
 		}
 	}
 	if h := s.HealthCheck; h != nil {
-		if !strings.HasPrefix(h.Path, "/") || strings.ContainsAny(h.Path, " \r\n\x00") {
+		if h.Path != "" && (!strings.HasPrefix(h.Path, "/") || strings.ContainsAny(h.Path, " \r\n\x00")) {
 			bad("health_check.path", "must be an absolute path such as /health, got %q", h.Path)
 		}
 		for f, d := range map[string]time.Duration{"interval": h.Interval, "timeout": h.Timeout} {
@@ -352,10 +361,30 @@ func (c *Config) clusterErrors() []error {
 		if eff.Protocol == "auto" && strings.HasPrefix(p.BaseURL, "http://") {
 			errs = append(errs, fmt.Errorf("%s.cluster.protocol: auto needs an https base_url (ALPN); use http1 or http2", f))
 		}
+		// A health check merged from the defaults and the provider's block
+		// needs a path from one of them.
+		if h := eff.HealthCheck; h != nil && h.Path == "" {
+			errs = append(errs, fmt.Errorf("%s.cluster.health_check.path: required (here or in envoy.cluster_defaults.health_check)", f))
+		}
+		if h := eff.HealthCheck; h != nil && !bothSet(p.Cluster) {
+			interval := h.Interval
+			if interval == 0 {
+				interval = DefaultHealthInterval
+			}
+			if h.Timeout > interval {
+				errs = append(errs, fmt.Errorf("%s.cluster.health_check.timeout: must not be longer than health_check.interval (%s)", f, interval))
+			}
+		}
 		// envoy.cluster_defaults.tls applies to the https providers only.
 		if p.Cluster != nil && p.Cluster.TLS != nil && strings.HasPrefix(p.BaseURL, "http://") {
 			errs = append(errs, fmt.Errorf("%s.cluster.tls: set for a plain http base_url", f))
 		}
 	}
 	return errs
+}
+
+// bothSet reports whether a provider's own health check sets both timeout
+// and interval: its block's validation has compared them already.
+func bothSet(s *ClusterSettings) bool {
+	return s != nil && s.HealthCheck != nil && s.HealthCheck.Timeout > 0 && s.HealthCheck.Interval > 0
 }
