@@ -132,3 +132,27 @@ func TestClusterControlsShape(t *testing.T) {
 		t.Errorf("onprem TLS and keepalive: %v", onprem)
 	}
 }
+
+// TestClustersExampleTranslates: examples/clusters.yaml gives clusters
+// that pass Envoy's proto validation.
+func TestClustersExampleTranslates(t *testing.T) {
+	c, err := config.Load(filepath.Join("..", "examples", "clusters.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.New(c, catalog.Env{Getenv: func(string) string { return "k" }, ReadFile: func(string) ([]byte, error) { return []byte("k"), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ir, err := FromConfig(c, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Translate(ir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Clusters) != 4 { // three providers and the failover cluster
+		t.Errorf("%d clusters", len(res.Clusters))
+	}
+}

@@ -234,7 +234,7 @@ func (s ClusterSettings) Validate(field string) []error {
 	}
 	// Envoy wants at least a millisecond wherever it takes a duration.
 	positive := func(f string, d time.Duration) {
-		if d != 0 && d < time.Millisecond {
+		if d > 0 && d < time.Millisecond {
 			bad(f, "must be at least 1ms, got %s", d)
 		}
 	}

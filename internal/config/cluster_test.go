@@ -1,6 +1,8 @@
 package config
 
 import (
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +123,18 @@ func TestClusterValidationOtherFields(t *testing.T) {
 				t.Errorf("got %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestClustersExampleLoads(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	c, err := Load(filepath.Join(filepath.Dir(file), "..", "..", "examples", "clusters.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vllm := c.EffectiveCluster(c.Providers[0])
+	if len(c.Providers[0].Endpoints) != 3 || vllm.HealthCheck == nil || vllm.CircuitBreakers.MaxRequests != 64 ||
+		vllm.CircuitBreakers.MaxConnections != 512 || vllm.OutlierDetection.ConsecutiveGatewayErrors != 3 {
+		t.Errorf("vllm in the example: %+v", vllm)
 	}
 }
