@@ -368,3 +368,27 @@ func TestEnvoyRejectionPerNode(t *testing.T) {
 		t.Errorf("the rejection outlived the fix: %v", nodes)
 	}
 }
+
+// TestPerTryTimeout (issue 17): a provider's per_try_timeout ends an
+// upstream stream that runs longer, streaming or not; a quicker answer is
+// untouched.
+func TestPerTryTimeout(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{Providers: []harness.ProviderSpec{{Name: "alpha", Key: "sk-alpha"}},
+		Mutate: func(c *config.Config) {
+			c.Providers[0].Cluster = &config.ClusterSettings{PerTryTimeout: 700 * time.Millisecond}
+			c.Failover.MaxAttempts = 1
+		}})
+	body := `{"model":"alpha-model","messages":[{"role":"user","content":"hi"}]}`
+	if resp, b := post(t, s.URL+"/v1/chat/completions", body, map[string]string{"x-mock-first-byte-delay": "200ms"}); resp.StatusCode != 200 {
+		t.Fatalf("an answer within the timeout: %d %s", resp.StatusCode, b)
+	}
+	start := time.Now()
+	resp, b := post(t, s.URL+"/v1/chat/completions", body, map[string]string{"x-mock-first-byte-delay": "3s"})
+	if took := time.Since(start); resp.StatusCode < 500 || took > 2500*time.Millisecond {
+		t.Errorf("an answer beyond per_try_timeout: %d after %s: %s", resp.StatusCode, took, b)
+	}
+	if !strings.Contains(envoyGet(t, s, "/stats?filter=cluster.provider_alpha.upstream_rq_max_duration_reached"), "upstream_rq_max_duration_reached: 1") {
+		t.Errorf("Envoy did not count the stream as ended by max_stream_duration")
+	}
+}
