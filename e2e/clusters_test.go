@@ -256,8 +256,11 @@ func TestOutlierDetectionEjects(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[{"role":"user","content":"hi"}]}`, nil)
 	}
-	if n := len(bad.Requests()); n != 2 {
-		t.Errorf("the failing endpoint got %d requests before its ejection, want 2 (consecutive_5xx)", n)
+	// Two in a row eject it; Envoy's workers may send one more before
+	// the ejection reaches them.
+	ejectedAfter := len(bad.Requests())
+	if ejectedAfter < 2 || ejectedAfter > 3 {
+		t.Errorf("the failing endpoint got %d requests before its ejection, want 2 (consecutive_5xx)", ejectedAfter)
 	}
 	if flags := envoyGet(t, s, "/clusters"); !strings.Contains(flags, "provider_alpha::"+badAddr+"::health_flags::/failed_outlier_check") {
 		t.Errorf("Envoy does not show the endpoint ejected:\n%s", flags)
@@ -269,8 +272,8 @@ func TestOutlierDetectionEjects(t *testing.T) {
 			t.Fatalf("after the ejection: %d %s", resp.StatusCode, b)
 		}
 	}
-	if n := len(bad.Requests()); n != 2 || len(good.Requests()) != goodBefore+10 {
-		t.Errorf("after the ejection the failing endpoint got %d requests in all, the healthy one %d of 10", n, len(good.Requests())-goodBefore)
+	if n := len(bad.Requests()); n != ejectedAfter || len(good.Requests()) != goodBefore+10 {
+		t.Errorf("after the ejection the failing endpoint got %d more requests, the healthy one %d of 10", n-ejectedAfter, len(good.Requests())-goodBefore)
 	}
 }
 
