@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -357,6 +359,13 @@ func TestEnvoyRejectionPerNode(t *testing.T) {
 	}
 	if got := strings.Count(s.Log("stellwerk"), "envoy rejected configuration"); got != 1 {
 		t.Errorf("the rejection was logged %d times, want once", got)
+	}
+	// stellwerk xds dump says the same.
+	dump := exec.Command(harness.Binary(t), "xds", "dump", "--admin", s.AdminURL)
+	dump.Env = append(os.Environ(), "STELLWERK_ADMIN_TOKEN="+s.AdminToken)
+	out, err := dump.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "REJECTED "+st.SnapshotVersion) || !strings.Contains(string(out), n.Node) {
+		t.Errorf("stellwerk xds dump: %v\n%s", err, out)
 	}
 	// Envoy serves its last good clusters.
 	if resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[{"role":"user","content":"hi"}]}`, nil); resp.StatusCode != 200 {
