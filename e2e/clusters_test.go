@@ -161,7 +161,8 @@ func TestClusterControlsLive(t *testing.T) {
 			config.AdminToken{ID: "sre", Role: config.RoleOperator, SHA256: auth.Hash(operator)})
 	}})
 	before := envoyUptime(t, s)
-	stop := load(t, s, "alpha-model", 4)
+	started := time.Now()
+	stop := load(t, s, "alpha-model", 6) // about 200 requests a second here
 	time.Sleep(300 * time.Millisecond)
 
 	change := `circuit_breakers: {max_connections: 77, max_pending_requests: 55, max_requests: 66, max_retries: 4}
@@ -210,6 +211,7 @@ outlier_detection: {consecutive_5xx: 9, interval: 3s, base_ejection_time: 7s, ma
 	}
 	time.Sleep(300 * time.Millisecond)
 	sent, failed := stop()
+	t.Logf("%d requests in %s while the clusters changed", sent, time.Since(started).Round(time.Millisecond))
 	if len(failed) > 0 {
 		t.Fatalf("%d of %d requests failed while the clusters changed, e.g. %s", len(failed), sent, failed[0])
 	}

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"cmp"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -150,7 +151,7 @@ func (p *Publisher) Nodes() []NodeStatus {
 		if c := strings.Compare(a.Node, b.Node); c != 0 {
 			return c
 		}
-		return int(a.Stream - b.Stream)
+		return cmp.Compare(a.Stream, b.Stream)
 	})
 	return out
 }
