@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"strconv"
+
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -10,32 +12,30 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
-// providerCluster is the Envoy cluster for one provider: a static endpoint
-// for an IP, DNS otherwise; TLS with SNI and certificate verification for
-// https providers, HTTP/2 negotiated by ALPN there and HTTP/1.1 in plain text.
+// providerCluster is the Envoy cluster for one provider: static endpoints
+// for IPs, DNS otherwise; TLS with SNI and certificate verification for
+// https providers, HTTP/2 negotiated by ALPN there and HTTP/1.1 in plain
+// text unless the cluster's protocol says otherwise; and the provider's
+// cluster controls (clustercontrols.go).
 func providerCluster(c Cluster) (*clusterv3.Cluster, error) {
 	cl := &clusterv3.Cluster{
 		Name:           c.Name,
 		ConnectTimeout: durationpb.New(c.ConnectTimeout),
-		LoadAssignment: &endpointv3.ClusterLoadAssignment{
-			ClusterName: c.Name,
-			Endpoints: []*endpointv3.LocalityLbEndpoints{{
-				LbEndpoints: []*endpointv3.LbEndpoint{{
-					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-						Address:  socketAddress(c.Host, c.Port),
-						Hostname: c.Host,
-					}},
-				}},
-			}},
-		},
+		LoadAssignment: loadAssignment(c),
 	}
-	if c.StaticIP {
+	switch {
+	case c.StaticIP:
 		cl.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
-	} else {
+	case len(c.Endpoints) > 1:
+		// Several named endpoints: each resolved and balanced on its own.
+		cl.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
+		cl.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
+	default:
 		// LOGICAL_DNS suits large providers behind many rotating addresses.
 		cl.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_LOGICAL_DNS}
 		cl.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
@@ -43,17 +43,14 @@ func providerCluster(c Cluster) (*clusterv3.Cluster, error) {
 
 	opts := &httpv3.HttpProtocolOptions{}
 	if c.TLS {
-		opts.UpstreamProtocolOptions = &httpv3.HttpProtocolOptions_AutoConfig{AutoConfig: &httpv3.HttpProtocolOptions_AutoHttpConfig{}}
 		ts, err := upstreamTLS(c)
 		if err != nil {
 			return nil, err
 		}
 		cl.TransportSocket = ts
-	} else {
-		opts.UpstreamProtocolOptions = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
-			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
-		}}
 	}
+	setProtocol(opts, c)
+	applyControls(cl, opts, c)
 	if c.Credential != nil {
 		fs, err := upstreamFilters(*c.Credential)
 		if err != nil {
@@ -69,20 +66,75 @@ func providerCluster(c Cluster) (*clusterv3.Cluster, error) {
 	return cl, nil
 }
 
-func upstreamTLS(c Cluster) (*corev3.TransportSocket, error) {
-	tls := &tlsv3.UpstreamTlsContext{
-		Sni: c.Host,
-		CommonTlsContext: &tlsv3.CommonTlsContext{
-			AlpnProtocols: []string{"h2", "http/1.1"},
-			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-				TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: c.CABundle}},
-				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
-					SanType: tlsv3.SubjectAltNameMatcher_DNS,
-					Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: c.Host}},
-				}},
+// loadAssignment groups the endpoints into one locality per zone and
+// priority, in the order they first appear.
+func loadAssignment(c Cluster) *endpointv3.ClusterLoadAssignment {
+	la := &endpointv3.ClusterLoadAssignment{ClusterName: c.Name}
+	index := map[[2]string]*endpointv3.LocalityLbEndpoints{}
+	for _, e := range c.endpoints() {
+		key := [2]string{e.Zone, strconv.FormatUint(uint64(e.Priority), 10)}
+		loc := index[key]
+		if loc == nil {
+			loc = &endpointv3.LocalityLbEndpoints{Priority: e.Priority}
+			if e.Zone != "" {
+				loc.Locality = &corev3.Locality{Zone: e.Zone}
+			}
+			index[key] = loc
+			la.Endpoints = append(la.Endpoints, loc)
+		}
+		lb := &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address:  socketAddress(e.Host, e.Port),
+				Hostname: c.Host,
 			}},
-		},
+		}
+		if e.Weight > 0 {
+			lb.LoadBalancingWeight = wrapperspb.UInt32(e.Weight)
+		}
+		loc.LbEndpoints = append(loc.LbEndpoints, lb)
 	}
+	// Envoy wants every endpoint of a locality weighted once one is.
+	for _, loc := range la.Endpoints {
+		weighted := false
+		for _, lb := range loc.LbEndpoints {
+			weighted = weighted || lb.LoadBalancingWeight != nil
+		}
+		for _, lb := range loc.LbEndpoints {
+			if weighted && lb.LoadBalancingWeight == nil {
+				lb.LoadBalancingWeight = wrapperspb.UInt32(1)
+			}
+		}
+	}
+	return la
+}
+
+func upstreamTLS(c Cluster) (*corev3.TransportSocket, error) {
+	sni := c.sni()
+	common := &tlsv3.CommonTlsContext{
+		AlpnProtocols: alpn(c),
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: c.CABundle}},
+			MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
+				SanType: tlsv3.SubjectAltNameMatcher_DNS,
+				Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: sni}},
+			}},
+		}},
+	}
+	if t := c.Controls.TLS; t != nil {
+		switch t.MinVersion {
+		case "1.2":
+			common.TlsParams = &tlsv3.TlsParameters{TlsMinimumProtocolVersion: tlsv3.TlsParameters_TLSv1_2}
+		case "1.3":
+			common.TlsParams = &tlsv3.TlsParameters{TlsMinimumProtocolVersion: tlsv3.TlsParameters_TLSv1_3}
+		}
+		if t.ClientCertificate != "" {
+			common.TlsCertificates = []*tlsv3.TlsCertificate{{
+				CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: t.ClientCertificate}},
+				PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: t.ClientKey}},
+			}}
+		}
+	}
+	tls := &tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: common}
 	a, err := toAny(tls)
 	if err != nil {
 		return nil, err

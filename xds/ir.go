@@ -103,6 +103,23 @@ type Cluster struct {
 	// Credential is nil for a provider without authentication and for one
 	// whose key is missing (stellwerk then refuses to send requests there).
 	Credential *Credential `json:"credential,omitempty"`
+	// SNI is the TLS server name sent and verified (https only).
+	SNI string `json:"sni,omitempty"`
+	// Endpoints are where Envoy connects; empty means Host:Port.
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
+	// Controls are the provider's cluster controls, defaults merged in
+	// (config.ClusterSettings); ConnectTimeout and CABundle above win over
+	// the ones in it.
+	Controls config.ClusterSettings `json:"controls"`
+}
+
+// Endpoint is one of a provider's addresses.
+type Endpoint struct {
+	Host     string `json:"host"`
+	Port     uint32 `json:"port"`
+	Weight   uint32 `json:"weight,omitempty"`
+	Zone     string `json:"zone,omitempty"`
+	Priority uint32 `json:"priority,omitempty"`
 }
 
 // Names of the resources stellwerk owns.
@@ -131,11 +148,26 @@ func FromConfig(c *config.Config, cat *catalog.Catalog, wks ...WorkspaceKey) (IR
 		ir.Listener = &Listener{Name: ListenerName, Address: host, Port: uint32(port),
 			MaxRequestBytes: c.Envoy.MaxRequestBytes, AccessLog: c.Envoy.AccessLog}
 	}
+	provCfg := make(map[string]config.Provider, len(c.Providers))
+	for _, pc := range c.Providers {
+		provCfg[pc.Name] = pc
+	}
 	for _, p := range cat.Providers() {
+		pc := provCfg[p.Name]
+		ctl := c.EffectiveCluster(pc)
 		cl := Cluster{Name: p.Cluster, Host: p.Host, Port: uint32(p.Port), TLS: p.TLS(), StaticIP: p.IsIP(),
-			ConnectTimeout: c.Envoy.ConnectTimeout}
+			ConnectTimeout: ctl.ConnectTimeout, Controls: ctl}
 		if cl.TLS {
-			cl.CABundle = c.Envoy.CABundle
+			cl.CABundle, cl.SNI = c.Envoy.CABundle, p.Host
+			if t := ctl.TLS; t != nil && t.CABundle != "" {
+				cl.CABundle = t.CABundle
+			}
+			if t := ctl.TLS; t != nil && t.SNI != "" {
+				cl.SNI = t.SNI
+			}
+		}
+		if err := cl.setEndpoints(pc.Endpoints); err != nil {
+			return IR{}, fmt.Errorf("provider %s: %w", p.Name, err)
 		}
 		if name, value, ok := p.Credential(); ok && name != "" {
 			sec := header.CredentialSecret(p.Name)
@@ -196,9 +228,56 @@ func (ir IR) Validate() error {
 		if c.Port == 0 || c.Port > 65535 {
 			errs = append(errs, fmt.Errorf("cluster %q: bad port %d", c.Name, c.Port))
 		}
-		if c.TLS && c.StaticIP {
+		if c.TLS && (c.sni() == "" || net.ParseIP(c.sni()) != nil) {
 			errs = append(errs, fmt.Errorf("cluster %q: https needs a host name for SNI, not an IP", c.Name))
+		}
+		for _, e := range c.Endpoints {
+			if e.Host == "" || e.Port == 0 {
+				errs = append(errs, fmt.Errorf("cluster %q: bad endpoint %s:%d", c.Name, e.Host, e.Port))
+			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// setEndpoints takes a provider's configured endpoints; a cluster whose
+// every endpoint is an IP is static, one with a host name among them
+// resolves them all by DNS.
+func (c *Cluster) setEndpoints(eps []config.Endpoint) error {
+	if len(eps) == 0 {
+		return nil
+	}
+	c.Endpoints = make([]Endpoint, 0, len(eps))
+	c.StaticIP = true
+	for _, e := range eps {
+		host, portS, err := net.SplitHostPort(e.Address)
+		if err != nil {
+			return fmt.Errorf("endpoint %q: %w", e.Address, err)
+		}
+		port, err := strconv.ParseUint(portS, 10, 16)
+		if err != nil {
+			return fmt.Errorf("endpoint %q: bad port", e.Address)
+		}
+		if net.ParseIP(host) == nil {
+			c.StaticIP = false
+		}
+		c.Endpoints = append(c.Endpoints, Endpoint{Host: host, Port: uint32(port), Weight: e.Weight, Zone: e.Zone, Priority: e.Priority})
+	}
+	return nil
+}
+
+// sni is the name TLS sends and verifies: the configured one, or the host.
+func (c Cluster) sni() string {
+	if c.SNI != "" {
+		return c.SNI
+	}
+	return c.Host
+}
+
+// endpoints is where Envoy connects: the configured endpoints, or Host:Port.
+func (c Cluster) endpoints() []Endpoint {
+	if len(c.Endpoints) > 0 {
+		return c.Endpoints
+	}
+	return []Endpoint{{Host: c.Host, Port: c.Port}}
 }

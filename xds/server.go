@@ -49,12 +49,16 @@ type Publisher struct {
 	// acked is, per open xDS stream and resource type it subscribed to,
 	// the last version Envoy accepted ("" before the first).
 	acked map[int64]map[string]string
+	// nodes is what each open stream's Envoy was sent and rejected (nodes.go).
+	nodes map[int64]*nodeState
+	// published is the snapshot's resources, for Dump.
+	published atomic.Pointer[Resources]
 }
 
 // NewPublisher creates the cache and the ADS server; ctx bounds the server.
 func NewPublisher(ctx context.Context, log *zap.Logger) *Publisher {
 	log = log.Named("xds")
-	p := &Publisher{log: log, salt: make([]byte, 32), acked: map[int64]map[string]string{}}
+	p := &Publisher{log: log, salt: make([]byte, 32), acked: map[int64]map[string]string{}, nodes: map[int64]*nodeState{}}
 	if _, err := rand.Read(p.salt); err != nil {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
@@ -99,6 +103,7 @@ func (p *Publisher) Publish(ctx context.Context, ir IR) (string, error) {
 		return "", err
 	}
 	p.version.Store(version)
+	p.published.Store(&res)
 	p.log.Info("published snapshot", zap.String("version", version), zap.Int("clusters", len(res.Clusters)))
 	return version, nil
 }
@@ -162,8 +167,8 @@ func contentVersion(res Resources, salt []byte) (string, error) {
 }
 
 // WaitApplied waits until every connected Envoy has accepted version for
-// every resource type it subscribes to, or until timeout, and reports
-// which. A reload calls it before the routing state that needs the new
+// every resource type it subscribes to, until one refuses it, or until
+// timeout, and reports whether all accepted it. A reload calls it before the routing state that needs the new
 // clusters, listeners and secrets takes over: a request routed to a
 // provider Envoy does not know yet would fail with "no cluster".
 func (p *Publisher) WaitApplied(ctx context.Context, version string, timeout time.Duration) bool {
@@ -172,11 +177,26 @@ func (p *Publisher) WaitApplied(ctx context.Context, version string, timeout tim
 		if p.applied(version) {
 			return true
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		// An Envoy that refused it will not apply it: stop waiting.
+		if time.Now().After(deadline) || ctx.Err() != nil || p.rejected(version) {
 			return false
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// rejected reports whether a connected Envoy refused version.
+func (p *Publisher) rejected(version string) bool {
+	p.ackMu.Lock()
+	defer p.ackMu.Unlock()
+	for _, n := range p.nodes {
+		for _, t := range n.types {
+			if t.rejection != nil && t.rejection.Version == version {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (p *Publisher) applied(version string) bool {
@@ -202,6 +222,7 @@ func (p *Publisher) callbacks() serverv3.CallbackFuncs {
 			p.streams.Add(1)
 			p.ackMu.Lock()
 			p.acked[id] = map[string]string{}
+			p.nodes[id] = newNodeState(id)
 			p.ackMu.Unlock()
 			return nil
 		},
@@ -209,6 +230,7 @@ func (p *Publisher) callbacks() serverv3.CallbackFuncs {
 			p.streams.Add(-1)
 			p.ackMu.Lock()
 			delete(p.acked, id)
+			delete(p.nodes, id)
 			p.ackMu.Unlock()
 		},
 		StreamRequestFunc: func(id int64, r *discoveryv3.DiscoveryRequest) error {
@@ -218,15 +240,40 @@ func (p *Publisher) callbacks() serverv3.CallbackFuncs {
 					types[r.GetTypeUrl()] = r.GetVersionInfo() // a NACK keeps the last accepted
 				}
 			}
+			var rej *Rejection
+			var fresh bool
+			if n := p.nodes[id]; n != nil {
+				rej, fresh = n.request(r, time.Now())
+			}
 			p.ackMu.Unlock()
 			if d := r.GetErrorDetail(); d != nil {
 				p.nack.Store(d.GetMessage())
-				p.log.Error("envoy rejected configuration", zap.String("type", r.GetTypeUrl()),
-					zap.String("node", r.GetNode().GetId()), zap.String("error", d.GetMessage()))
+				// Said once per rejected version, however often Envoy
+				// repeats it.
+				if fresh {
+					p.log.Error("envoy rejected configuration", zap.String("node", rej.Node),
+						zap.String("type", rej.Type), zap.String("rejected_version", rej.Version),
+						zap.String("serving_version", r.GetVersionInfo()), zap.String("error", d.GetMessage()))
+				}
+				// The snapshot cache answers a request whose version is not
+				// the snapshot's at once, with the same snapshot: Envoy
+				// would refuse it again, thousands of times a second. A
+				// NACK of the current version waits for the next snapshot
+				// instead, as an ACK would (go-control-plane#962).
+				if rej != nil && rej.Version != "" && rej.Version == p.Version() {
+					r.VersionInfo = rej.Version
+				}
 			} else if r.GetVersionInfo() != "" && r.GetVersionInfo() == p.Version() {
 				p.nack.Store("")
 			}
 			return nil
+		},
+		StreamResponseFunc: func(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+			p.ackMu.Lock()
+			if n := p.nodes[id]; n != nil {
+				n.sent(resp)
+			}
+			p.ackMu.Unlock()
 		},
 	}
 }

@@ -48,6 +48,15 @@ type Status interface {
 	Budgets(r *http.Request) (any, error)
 }
 
+// XDSService is what the server tells about its xDS clients: per Envoy
+// node, the versions sent, accepted and refused (for /status), and the
+// snapshot with them (GET /admin/xds, `stellwerk xds dump`). Neither
+// carries a secret's value.
+type XDSService interface {
+	EnvoyNodes() any
+	XDSDump() (any, error)
+}
+
 // Who may read what; docs/security.md has the same table.
 var (
 	// readers: the running state, nothing configured.
@@ -92,6 +101,11 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 			"envoy_streams":    s.EnvoyStreams(),
 			"last_rejection":   s.LastRejection(),
 			"providers":        s.Providers(),
+		}
+		// Per Envoy node: the version it serves and any update it refused,
+		// with Envoy's error detail.
+		if xs, ok := s.(XDSService); ok {
+			out["envoy_nodes"] = xs.EnvoyNodes()
 		}
 		if ks, ok := s.(interface{ KeyStoreStatus() any }); ok {
 			out["key_store"] = ks.KeyStoreStatus()
@@ -145,6 +159,23 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	// The spend ledger, per request, grouped (docs/budgets.md).
 	if ss, ok := s.(SpendService); ok {
 		registerSpend(guarded, ss, log)
+	}
+	// What every connected Envoy was sent and accepted (stellwerk xds dump).
+	if xs, ok := s.(XDSService); ok {
+		guarded("GET /admin/xds", configReaders, func(w http.ResponseWriter, _ *http.Request) {
+			d, err := xs.XDSDump()
+			if err != nil {
+				log.Error("xds dump failed", zap.Error(err))
+				writeError(w, &apierr.Error{Status: http.StatusInternalServerError, Type: "server_error", Code: "internal_error",
+					Message: "cannot render the xDS snapshot"})
+				return
+			}
+			writeJSON(w, http.StatusOK, d)
+		})
+	}
+	// Provider clusters, tuned live (docs/envoy.md).
+	if ps, ok := s.(ProviderService); ok {
+		registerProviders(guarded, ps, log)
 	}
 	// Named, versioned routes (docs/routes.md).
 	if rs, ok := s.(RouteService); ok {

@@ -49,6 +49,7 @@ Usage:
                                        the spend ledger, summed and grouped (docs/budgets.md)
   stellwerk routes list|show|diff|test|create|deploy|rollback|sync …
                                        named, versioned routes (docs/routes.md)
+  stellwerk xds dump [--json]          what each connected Envoy was sent, accepted and refused
   stellwerk version                    print the version
 
 Run "stellwerk <command> -h" for the flags of a command.
@@ -92,6 +93,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runRoutes(ctx, args[1:], stdout, stderr)
 	case "evals":
 		return runEvalsImport(args[1:], stdout, stderr)
+	case "xds":
+		return runXDS(ctx, args[1:], stdout, stderr)
 	case "config":
 		if len(args) < 2 || args[1] != "check" {
 			fmt.Fprint(stderr, "usage: stellwerk config check [FILE]\n")

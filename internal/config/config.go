@@ -256,6 +256,9 @@ type Envoy struct {
 	CABundle string `yaml:"ca_bundle"`
 	// AccessLog enables Envoy's JSON access log on stdout.
 	AccessLog bool `yaml:"access_log"`
+	// ClusterDefaults are every provider cluster's controls (cluster.go);
+	// a provider's own cluster block overrides them field by field.
+	ClusterDefaults ClusterSettings `yaml:"cluster_defaults,omitempty"`
 }
 
 // Routing holds request-independent routing defaults.
@@ -285,6 +288,11 @@ type Provider struct {
 	// Query parameters sent on every request to this provider (e.g. Azure's
 	// api-version). The client's query string is never forwarded.
 	Query map[string]string `yaml:"query,omitempty"`
+	// Cluster tunes this provider's Envoy cluster over envoy.cluster_defaults.
+	Cluster *ClusterSettings `yaml:"cluster,omitempty"`
+	// Endpoints are the addresses Envoy connects to, when there are several
+	// (default: base_url's host and port).
+	Endpoints []Endpoint `yaml:"endpoints,omitempty"`
 }
 
 // Credential says where a provider's key comes from. The key itself is never
@@ -423,7 +431,8 @@ func (c *Config) include(base string) error {
 // resolvePaths makes every other path the file names relative to the
 // file's directory, as catalog, evals and state are: policy.dir, provider
 // credential files, the budget webhook's secret file. (envoy.ca_bundle is
-// Envoy's to read, on its own host: it is passed on as written.)
+// Envoy's to read, on its own host: it is passed on as written, as are the
+// cluster blocks' TLS files.)
 func (c *Config) resolvePaths(base string) {
 	abs := func(p *string) {
 		if *p != "" && !filepath.IsAbs(*p) {
@@ -734,6 +743,8 @@ func (c *Config) Validate() error {
 			bad(f+".credential.header", "%q is not one of %s", p.Credential.Header, strings.Join(AuthHeaders, ", "))
 		}
 	}
+
+	errs = append(errs, c.clusterErrors()...)
 
 	models := map[string]bool{}
 	if len(c.Models) == 0 {

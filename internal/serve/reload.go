@@ -179,6 +179,12 @@ type reloader struct {
 	// published is what Envoy was last sent: the current config's IR, or
 	// its union with an earlier one's until that one's grace period ends.
 	published xds.IR
+	// base is the config in force as its files say; overrides are the
+	// provider cluster settings PUT /admin/providers/{name} laid over it
+	// (providers.go). They live in memory: every reload keeps them, a
+	// restart forgets them.
+	base      *config.Config
+	overrides map[string]config.ClusterSettings
 	seen      string // hash of the files last tried
 	err       string
 	at        time.Time
@@ -227,22 +233,8 @@ func (r *reloader) reload(ctx context.Context) {
 		r.seen = r.fingerprint(cfg) // include newly named files
 		err = restartOnly(r.cur.cfg, cfg)
 	}
-	var g *generation
 	if err == nil {
-		var wks []xds.WorkspaceKey
-		if wks, err = workspaceKeys(ctx, r.store); err == nil {
-			g, err = build(cfg, r.env, r.ps, r.ln, r.keys, wks, r.log)
-		}
-	}
-	// Make before break: Envoy first gets everything the old and the new
-	// config need (requests decided under the old one are still in
-	// flight), then the decision state swaps, then, after a grace period,
-	// what only the old one needed goes.
-	var version string
-	var published xds.IR
-	if err == nil {
-		published = xds.Union(r.published, g.ir)
-		version, err = r.pub.Publish(ctx, published)
+		_, err = r.apply(ctx, cfg, r.overrides, configActor)
 	}
 	if err != nil {
 		r.err = err.Error()
@@ -251,9 +243,42 @@ func (r *reloader) reload(ctx context.Context) {
 			Before: r.cur.state.Versions.Config, Detail: map[string]string{"error": apierr.Truncate(err.Error(), 512)}})
 		return
 	}
+	r.err = ""
+}
+
+// apply makes base, with the admin API's cluster overrides laid over it,
+// the config in force: it builds the generation, publishes it to Envoy and
+// swaps the decision state. On error nothing that is serving changed.
+// actor is who changed it, for the audit record. applied reports whether
+// every connected Envoy accepted the result in time (a rejection shows per
+// node in /status). The caller holds r.mu.
+func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map[string]config.ClusterSettings, actor string) (applied bool, err error) {
+	cfg := withOverrides(base, overrides)
+	if len(overrides) > 0 {
+		if err := cfg.Validate(); err != nil {
+			return false, err
+		}
+	}
+	wks, err := workspaceKeys(ctx, r.store)
+	if err != nil {
+		return false, err
+	}
+	g, err := build(cfg, r.env, r.ps, r.ln, r.keys, wks, r.log)
+	if err != nil {
+		return false, err
+	}
+	// Make before break: Envoy first gets everything the old and the new
+	// config need (requests decided under the old one are still in
+	// flight), then the decision state swaps, then, after a grace period,
+	// what only the old one needed goes.
+	published := xds.Union(r.published, g.ir)
+	version, err := r.pub.Publish(ctx, published)
+	if err != nil {
+		return false, err
+	}
 	// Route by the new config only once Envoy has what it needs for it
 	// (a new provider's cluster, egress listener and key).
-	if !r.pub.WaitApplied(ctx, version, envoyApplyTimeout) {
+	if applied = r.pub.WaitApplied(ctx, version, envoyApplyTimeout); !applied {
 		r.log.Warn("Envoy has not applied the new configuration yet; routing by it anyway",
 			zap.String("snapshot_version", version), zap.Duration("waited", envoyApplyTimeout))
 	}
@@ -267,13 +292,14 @@ func (r *reloader) reload(ctx context.Context) {
 		r.ln.routes.setEnv(ctx, flow.EnvFor(cfg, g.cat))
 	}
 	if was, now := r.cur.state.Versions, g.state.Versions; was != now {
-		ch := audit.Change{Actor: configActor, Action: "reload", Before: was.Config, After: now.Config}
+		ch := audit.Change{Actor: actor, Action: "reload", Before: was.Config, After: now.Config}
 		if was.Catalog != now.Catalog {
 			ch.Detail = map[string]string{"catalog_before": was.Catalog, "catalog_after": now.Catalog}
 		}
 		recordChange(r.ln.audit, audit.KindConfig, "", ch)
 	}
-	r.cur, r.err, r.published = g, "", published
+	r.cur, r.published = g, published
+	r.base, r.overrides = base, overrides
 	if xds.Removes(published, g.ir) {
 		grace := removalGrace(cfg)
 		r.log.Info("removed providers stay in Envoy until requests decided before this reload are done",
@@ -281,7 +307,8 @@ func (r *reloader) reload(ctx context.Context) {
 		time.AfterFunc(grace, func() { r.removeStale(ctx, g) })
 	}
 	r.log.Info("config reloaded", zap.Int("models", len(g.cat.Models())), zap.Int("providers", len(g.cat.Providers())),
-		zap.String("snapshot_version", r.pub.Version()))
+		zap.Int("cluster_overrides", len(overrides)), zap.String("snapshot_version", r.pub.Version()))
+	return applied, nil
 }
 
 // removeStale publishes g alone, dropping what only earlier configs

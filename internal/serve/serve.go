@@ -204,7 +204,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	}
 	ep := extproc.New(g.state, log)
 	rl := &reloader{o: o, env: env, ps: pm, ln: ln, keys: table, store: ks, keyGen: table.Generation, gen: keyGen,
-		log: log.Named("config"), pub: pub, ep: ep, cur: g, published: g.ir}
+		log: log.Named("config"), pub: pub, ep: ep, cur: g, published: g.ir, base: cfg}
 	rl.seen = rl.fingerprint(cfg)
 	go rl.watch(ctx, configReloadInterval)
 	cat := g.cat
@@ -507,6 +507,8 @@ func (s *status) Budgets(r *http.Request) (any, error) {
 	return out, nil
 }
 func (s *status) EnvoyStreams() int64   { return s.pub.Streams() }
+func (s *status) EnvoyNodes() any       { return s.pub.Nodes() }
+func (s *status) XDSDump() (any, error) { return s.pub.Dump() }
 func (s *status) LastRejection() string { return s.pub.LastRejection() }
 func (s *status) ConfigYAML() ([]byte, error) {
 	g, _, _ := s.rl.current()

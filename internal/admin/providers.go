@@ -1,0 +1,103 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+
+	"go.uber.org/zap"
+	"gopkg.in/yaml.v3"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/config"
+)
+
+// ProviderService is what /admin/providers/{name} needs of the server: a
+// provider's cluster as Envoy has it, and a live override of its cluster
+// controls (docs/envoy.md, "Tuning clusters").
+type ProviderService interface {
+	ProviderCluster(name string) (ProviderCluster, error)
+	// SetProviderCluster replaces the provider's override (an empty one
+	// removes it) and returns once Envoy was sent the result.
+	SetProviderCluster(ctx context.Context, name string, override config.ClusterSettings, actor string) (ProviderCluster, error)
+}
+
+// Errors a ProviderService returns.
+var (
+	ErrUnknownProvider = errors.New("unknown provider")
+	ErrInvalidCluster  = errors.New("cluster settings refused")
+)
+
+// ProviderCluster is a provider's cluster: its effective controls (the
+// config's defaults and block, the override on top), its endpoints and the
+// override in force. It carries no credential.
+type ProviderCluster struct {
+	Provider        string                  `json:"provider"`
+	Cluster         config.ClusterSettings  `json:"cluster"`
+	Endpoints       []config.Endpoint       `json:"endpoints,omitempty"`
+	Override        *config.ClusterSettings `json:"override,omitempty"`
+	SnapshotVersion string                  `json:"snapshot_version"`
+	// Applied (in a PUT's answer) is whether every connected Envoy
+	// accepted the change within a few seconds; if not, /status shows per
+	// node what it refused, and it keeps serving its last good version.
+	Applied bool `json:"applied"`
+}
+
+// clusterWriters may change a provider's cluster controls live.
+var clusterWriters = []string{config.RoleOperator, config.RoleAdmin}
+
+// maxClusterBody bounds a PUT body; a cluster block is a few hundred bytes.
+const maxClusterBody = 64 << 10
+
+func registerProviders(guarded func(string, []string, http.HandlerFunc), ps ProviderService, log *zap.Logger) {
+	guarded("GET /admin/providers/{name}", readers, func(w http.ResponseWriter, r *http.Request) {
+		v, err := ps.ProviderCluster(r.PathValue("name"))
+		if err != nil {
+			writeProviderError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+	})
+	// The body is a cluster block as in the config file (YAML or JSON,
+	// durations as "5s"); unknown fields are refused.
+	guarded("PUT /admin/providers/{name}", clusterWriters, func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxClusterBody+1))
+		if err != nil || len(body) > maxClusterBody {
+			writeError(w, apierr.BadRequest("invalid_body", "", "the body must be a cluster block of at most %d bytes", maxClusterBody))
+			return
+		}
+		var ov config.ClusterSettings
+		dec := yaml.NewDecoder(bytes.NewReader(body))
+		dec.KnownFields(true)
+		if err := dec.Decode(&ov); err != nil && !errors.Is(err, io.EOF) {
+			writeError(w, apierr.BadRequest("invalid_cluster", "", "cluster settings: %s", apierr.Truncate(err.Error(), 512)))
+			return
+		}
+		actor := "unknown"
+		if c, ok := CallerFrom(r.Context()); ok {
+			actor = c.TokenID
+		}
+		v, err := ps.SetProviderCluster(r.Context(), r.PathValue("name"), ov, actor)
+		if err != nil {
+			writeProviderError(w, err)
+			return
+		}
+		log.Info("provider cluster changed", zap.String("provider", v.Provider), zap.String("token_id", actor),
+			zap.String("snapshot_version", v.SnapshotVersion))
+		writeJSON(w, http.StatusOK, v)
+	})
+}
+
+func writeProviderError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ErrUnknownProvider):
+		writeError(w, apierr.NotFound("unknown_provider", "", "%s", apierr.Truncate(err.Error(), 256)))
+	case errors.Is(err, ErrInvalidCluster):
+		writeError(w, apierr.BadRequest("invalid_cluster", "", "%s", apierr.Truncate(err.Error(), 2048)))
+	default:
+		writeError(w, &apierr.Error{Status: http.StatusInternalServerError, Type: "server_error", Code: "internal_error",
+			Message: "cannot change the provider's cluster"})
+	}
+}

@@ -1,0 +1,93 @@
+package serve
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/stellwerk/stellwerk/internal/admin"
+	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/config"
+)
+
+var _ admin.ProviderService = (*status)(nil)
+
+// withOverrides is base with each override laid over its provider's
+// cluster block, field by field (config.ClusterSettings.Merge). base is
+// not changed; an override for a provider base no longer has is ignored.
+func withOverrides(base *config.Config, overrides map[string]config.ClusterSettings) *config.Config {
+	if len(overrides) == 0 {
+		return base
+	}
+	c := *base
+	c.Providers = slices.Clone(base.Providers)
+	for i := range c.Providers {
+		ov, ok := overrides[c.Providers[i].Name]
+		if !ok {
+			continue
+		}
+		var own config.ClusterSettings
+		if c.Providers[i].Cluster != nil {
+			own = *c.Providers[i].Cluster
+		}
+		merged := own.Merge(ov)
+		c.Providers[i].Cluster = &merged
+	}
+	return &c
+}
+
+// ProviderCluster is GET /admin/providers/{name}.
+func (s *status) ProviderCluster(name string) (admin.ProviderCluster, error) {
+	s.rl.mu.Lock()
+	defer s.rl.mu.Unlock()
+	return s.rl.providerView(name)
+}
+
+// SetProviderCluster is PUT /admin/providers/{name}: the override replaces
+// the provider's earlier one (an empty one removes it), is validated with
+// the whole config, and reaches Envoy before the call returns.
+func (s *status) SetProviderCluster(ctx context.Context, name string, ov config.ClusterSettings, actor string) (admin.ProviderCluster, error) {
+	r := s.rl
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !slices.ContainsFunc(r.base.Providers, func(p config.Provider) bool { return p.Name == name }) {
+		return admin.ProviderCluster{}, fmt.Errorf("%w: %q", admin.ErrUnknownProvider, name)
+	}
+	next := maps.Clone(r.overrides)
+	if next == nil {
+		next = map[string]config.ClusterSettings{}
+	}
+	if ov == (config.ClusterSettings{}) {
+		delete(next, name)
+	} else {
+		next[name] = ov
+	}
+	// Requests still decided under the old state may be in flight; apply
+	// keeps every cluster Envoy needs for them (make before break).
+	applied, err := r.apply(ctx, r.base, next, "admin:"+actor)
+	if err != nil {
+		return admin.ProviderCluster{}, fmt.Errorf("%w: %w", admin.ErrInvalidCluster, err)
+	}
+	recordChange(r.ln.audit, audit.KindConfig, "", audit.Change{Actor: "admin:" + actor, Action: "provider_cluster",
+		Detail: map[string]string{"provider": name}})
+	v, err := r.providerView(name)
+	v.Applied = applied
+	return v, err
+}
+
+// providerView reads the provider's cluster as Envoy has it; r.mu is held.
+func (r *reloader) providerView(name string) (admin.ProviderCluster, error) {
+	cfg := r.cur.cfg
+	i := slices.IndexFunc(cfg.Providers, func(p config.Provider) bool { return p.Name == name })
+	if i < 0 {
+		return admin.ProviderCluster{}, fmt.Errorf("%w: %q", admin.ErrUnknownProvider, name)
+	}
+	p := cfg.Providers[i]
+	v := admin.ProviderCluster{Provider: name, Cluster: cfg.EffectiveCluster(p), Endpoints: p.Endpoints,
+		SnapshotVersion: r.pub.Version()}
+	if ov, ok := r.overrides[name]; ok {
+		v.Override = &ov
+	}
+	return v, nil
+}

@@ -1,0 +1,34 @@
+package serve
+
+import (
+	"testing"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+)
+
+// TestWithOverrides: an admin override is laid over the file's cluster
+// block field by field, leaves the file's config untouched, and one for a
+// provider the file no longer has is ignored.
+func TestWithOverrides(t *testing.T) {
+	base := &config.Config{Providers: []config.Provider{
+		{Name: "a", Cluster: &config.ClusterSettings{CircuitBreakers: &config.CircuitBreakers{MaxConnections: 10, MaxRequests: 20}}},
+		{Name: "b"},
+	}}
+	got := withOverrides(base, map[string]config.ClusterSettings{
+		"a":    {CircuitBreakers: &config.CircuitBreakers{MaxRequests: 5}},
+		"b":    {IdleTimeout: 7},
+		"gone": {IdleTimeout: 9},
+	})
+	if cb := *got.Providers[0].Cluster.CircuitBreakers; cb != (config.CircuitBreakers{MaxConnections: 10, MaxRequests: 5}) {
+		t.Errorf("a: %+v", cb)
+	}
+	if got.Providers[1].Cluster == nil || got.Providers[1].Cluster.IdleTimeout != 7 || len(got.Providers) != 2 {
+		t.Errorf("b: %+v", got.Providers[1])
+	}
+	if base.Providers[0].Cluster.CircuitBreakers.MaxRequests != 20 || base.Providers[1].Cluster != nil {
+		t.Errorf("the file's config changed: %+v %+v", base.Providers[0].Cluster.CircuitBreakers, base.Providers[1])
+	}
+	if withOverrides(base, nil) != base {
+		t.Errorf("no override should give the file's config itself")
+	}
+}
