@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/stellwerk/stellwerk/internal/admin"
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/keys"
+	"github.com/stellwerk/stellwerk/internal/store"
 )
 
 const keysUsage = `usage:
@@ -161,7 +163,7 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return err
 	}
 	defer db.Close()
-	k := &keysCLI{ks: ks, cfg: cfg, json: *asJSON, stdout: stdout, stderr: stderr, by: cliUser()}
+	k := &keysCLI{ks: ks, db: db, cfg: cfg, json: *asJSON, stdout: stdout, stderr: stderr, by: cliUser()}
 	switch verb {
 	case "create":
 		return k.create(ctx, spec)
@@ -178,12 +180,14 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		if err != nil {
 			return k.fail(err)
 		}
+		k.changed(ctx, audit.KindKey, key.Workspace, "rotate", key.ID, map[string]string{"grace": grace.String()})
 		return k.printSecret(key, secret, "rotated")
 	case "revoke":
 		key, err := ks.Revoke(ctx, pos[0], k.by)
 		if err != nil {
 			return k.fail(err)
 		}
+		k.changed(ctx, audit.KindKey, key.Workspace, "revoke", key.ID, nil)
 		fmt.Fprintf(stderr, "key %s revoked; every replica refuses it within a second\n", key.ID)
 		if k.json {
 			return k.printKey(key)
@@ -209,6 +213,7 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		if err := ks.DeleteProviderKey(ctx, pos[0], pos[1]); err != nil {
 			return k.fail(err)
 		}
+		k.changed(ctx, audit.KindProviderKey, pos[0], "delete", pos[0]+"/"+pos[1], nil)
 		fmt.Fprintf(stderr, "provider key of %s for %s deleted\n", pos[0], pos[1])
 		return nil
 	case "rotate-master":
@@ -216,6 +221,7 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		if err != nil {
 			return k.fail(err)
 		}
+		k.changed(ctx, audit.KindProviderKey, "", "rotate_master", "", map[string]string{"records": strconv.Itoa(n)})
 		fmt.Fprintf(stdout, "%d provider key(s) re-encrypted under master key %s\n", n, cfg.State.MasterKeys[0].ID)
 		return nil
 	}
@@ -224,6 +230,7 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 
 type keysCLI struct {
 	ks             *keys.Store
+	db             *store.DB
 	cfg            *config.Config
 	json           bool
 	stdout, stderr io.Writer
@@ -235,7 +242,13 @@ func (k *keysCLI) create(ctx context.Context, spec keys.Spec) error {
 	if err != nil {
 		return k.fail(err)
 	}
+	k.changed(ctx, audit.KindKey, key.Workspace, "create", key.ID, nil)
 	return k.printSecret(key, secret, "created")
+}
+
+// changed puts a change made here on the audit record, with who made it.
+func (k *keysCLI) changed(ctx context.Context, kind, workspace, action, target string, detail map[string]string) {
+	recordChange(ctx, k.cfg, k.db, kind, workspace, audit.Change{Actor: k.by, Action: action, Target: target, Detail: detail}, k.stderr)
 }
 
 // printSecret shows a new secret: alone on stdout (so it can be captured),
@@ -308,6 +321,7 @@ func (k *keysCLI) providerSet(ctx context.Context, ws, prov string, stdin io.Rea
 	if err := k.ks.SetProviderKey(ctx, ws, prov, secret, k.by); err != nil {
 		return k.fail(err)
 	}
+	k.changed(ctx, audit.KindProviderKey, ws, "set", ws+"/"+prov, nil)
 	fmt.Fprintf(k.stderr, "provider key of %s for %s stored (encrypted under master key %s)\n", ws, prov, k.cfg.State.MasterKeys[0].ID)
 	return nil
 }

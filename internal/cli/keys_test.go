@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/admin"
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/keys"
@@ -130,6 +131,35 @@ func TestKeysCLI(t *testing.T) {
 	}
 	if _, _, err := run("keys", "provider", "delete", "legal", "p1", "--config", cfg); err != nil {
 		t.Errorf("provider delete: %v", err)
+	}
+
+	// Every change is on the audit record with who made it, and the CLI's
+	// chains verify.
+	st, err := audit.OpenStore(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, _, err := st.Query(context.Background(), audit.Filter{}, nil, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es {
+		var r audit.Record
+		if err := json.Unmarshal(e.Body, &r); err != nil || r.Change == nil {
+			t.Fatalf("record %s: %v", e.Body, err)
+		}
+		if !strings.HasPrefix(r.Change.Actor, "cli") || !strings.HasPrefix(e.Writer, "cli@") {
+			t.Errorf("change by %q in writer %q", r.Change.Actor, e.Writer)
+		}
+		got = append(got, r.Kind+" "+r.Change.Action+" "+r.Change.Target)
+	}
+	want := []string{"key create bot", "key rotate bot", "key revoke bot", "provider_key set legal/p1", "provider_key rotate_master ", "provider_key delete legal/p1"}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("change records %q, want %q", got, want)
+	}
+	if out, _, err := run("audit", "verify", "--config", cfg); err != nil {
+		t.Errorf("verify: %v %s", err, out)
 	}
 }
 
