@@ -80,7 +80,7 @@ func (p *edge) auditRecord() *audit.Record {
 			r.Candidates = make([]audit.Candidate, len(tab))
 			for i := range tab {
 				v := &tab[i]
-				r.Candidates[i] = audit.Candidate{Model: v.ID, Provider: v.Provider, Verdict: v.Verdict, Reason: v.Reason,
+				r.Candidates[i] = audit.Candidate{Model: v.ID, Provider: v.Provider, Verdict: v.Verdict, Reason: v.Reason, Rank: v.Rank, Score: v.Score,
 					EstimatedCostEUR: v.EstimatedCostEUR, Quality: v.Quality, LatencyMS: v.LatencyMS, Residency: v.Residency}
 			}
 		}

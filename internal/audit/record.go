@@ -189,8 +189,10 @@ type Candidate struct {
 	// requirement); Reason says why for the last two.
 	Verdict string `json:"verdict"`
 	Reason  string `json:"reason,omitempty"`
-	// Score is the selection's score when the selector exposes one; the
-	// inputs it weighs are recorded beside it.
+	// Rank is an eligible candidate's place in the objective's order (1:
+	// first); Score the balanced objective's score when it ranked (see
+	// decide.Verdict). The inputs they weigh are recorded beside them.
+	Rank             int     `json:"rank,omitempty"`
 	Score            float64 `json:"score,omitempty"`
 	EstimatedCostEUR float64 `json:"estimated_cost_eur,omitempty"`
 	Quality          float64 `json:"quality,omitempty"`

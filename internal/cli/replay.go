@@ -85,7 +85,7 @@ func fromReplay(res *route.Result, err error, cfg *config.Config) replayExplanat
 		e.Route = routeLine(o.Route, o.Version, o.Path, o.Arm)
 	}
 	for _, v := range res.Selection.Table() {
-		e.Candidates = append(e.Candidates, audit.Candidate{Model: v.ID, Provider: v.Provider, Verdict: v.Verdict, Reason: v.Reason,
+		e.Candidates = append(e.Candidates, audit.Candidate{Model: v.ID, Provider: v.Provider, Verdict: v.Verdict, Reason: v.Reason, Rank: v.Rank, Score: v.Score,
 			EstimatedCostEUR: v.EstimatedCostEUR, Quality: v.Quality, LatencyMS: v.LatencyMS, Residency: v.Residency})
 	}
 	if err != nil {

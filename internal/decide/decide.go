@@ -5,6 +5,7 @@ package decide
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -65,6 +66,13 @@ type Verdict struct {
 	EstimatedCostEUR float64 `json:"estimated_cost_eur"`
 	Quality          float64 `json:"quality"`
 	LatencyMS        int     `json:"latency_ms"`
+	// Rank is the eligible candidate's place in the objective's order (1:
+	// first), 0 for the others. Score is the balanced objective's score
+	// (quality, less 0.3 × cost and 0.1 × latency relative to the dearest
+	// and slowest eligible model, plus 0.25 for the workspace default),
+	// set when that objective ranked.
+	Rank  int     `json:"rank,omitempty"`
+	Score float64 `json:"score,omitempty"`
 }
 
 // Decision is the outcome for one request.
@@ -194,7 +202,7 @@ func Decide(in Input) (Decision, error) {
 		if len(eligible) == 0 {
 			return d, apierr.Unavailable("no_eligible_model", "no model may serve this request: %s", summarize(d.Table()))
 		}
-		order := in.rank(eligible)
+		order := in.rank(eligible, verdicts)
 		choice = order[0]
 		d.Reason = in.reason(choice, len(eligible), len(in.Candidates))
 		d.Fallbacks = fallbacks(in.Candidates, choice, order[1:])
@@ -211,7 +219,7 @@ func Decide(in Input) (Decision, error) {
 			return d, apierr.BadRequest("model_unsuitable", "model", "the model %q cannot serve this request: %s", v.ID, d.Table()[pinned].Reason)
 		}
 		d.Reason = "pinned by request"
-		order := in.rank(eligible)
+		order := in.rank(eligible, verdicts)
 		d.Fallbacks = fallbacks(in.Candidates, pinned, slices.DeleteFunc(order, func(i int) bool { return i == pinned }))
 	}
 	d.Model = in.Candidates[choice].Model
@@ -270,8 +278,9 @@ func (in *Input) reject(c *Candidate) rejection {
 }
 
 // rank orders eligible candidates by the objective; ties break by id so the
-// order is deterministic.
-func (in *Input) rank(eligible []int) []int {
+// order is deterministic. It notes each one's rank (and the balanced
+// objective's score) in verdicts.
+func (in *Input) rank(eligible []int, verdicts []Verdict) []int {
 	order := slices.Clone(eligible)
 	cs := in.Candidates
 	var maxCost float64
@@ -293,6 +302,15 @@ func (in *Input) rank(eligible []int) []int {
 		}
 		return s
 	}
+	defer func() {
+		isBalanced := in.Objective != "cost" && in.Objective != "latency" && in.Objective != "accuracy"
+		for pos, i := range order {
+			verdicts[i].Rank = pos + 1
+			if isBalanced {
+				verdicts[i].Score = math.Round(balanced(&cs[i])*1e6) / 1e6
+			}
+		}
+	}()
 	less := func(a, b int) bool {
 		ca, cb := &cs[a], &cs[b]
 		switch in.Objective {
