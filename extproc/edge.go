@@ -27,6 +27,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/meter"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/spend"
+	"github.com/stellwerk/stellwerk/internal/telemetry"
 	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
@@ -59,10 +60,12 @@ type edge struct {
 	class    classify.Result  // the request's classification, with the decision
 	result   *route.Result    // the whole decision, for the routing object
 
-	overhead   time.Duration // time spent deciding, across the request phases
-	addRouting bool          // the response is JSON the routing object goes into
-	routedAt   time.Time     // when the request left for the provider
-	wantUsage  bool          // the client asked for the stream's usage chunk
+	overhead   time.Duration      // time spent deciding, across the request phases
+	stages     telemetry.Overhead // parts of it, for the metrics (metrics.go)
+	firstChunk time.Time          // when a followed stream's first chunk came
+	addRouting bool               // the response is JSON the routing object goes into
+	routedAt   time.Time          // when the request left for the provider
+	wantUsage  bool               // the client asked for the stream's usage chunk
 
 	// Failover (standalone mode): the attempt list, and what happened to
 	// each attempt.
@@ -102,11 +105,17 @@ func isClientAuth(k string) bool { return k == "authorization" || k == "api-key"
 func (p *edge) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 	if _, ok := req.Request.(*extprocv3.ProcessingRequest_RequestHeaders); ok || p.decision == nil {
 		start := time.Now()
-		defer func() { p.overhead += time.Since(start) }()
+		defer func() {
+			d := time.Since(start)
+			p.overhead += d
+			if ok {
+				p.stages.Authenticate = d
+			}
+		}()
 	}
 	switch r := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
-		if p.state.Audit != nil {
+		if p.state.Audit != nil || p.state.Metrics != nil {
 			p.arrived = time.Now()
 		}
 		if p.state.CheckRoute {
@@ -137,6 +146,7 @@ func (p *edge) finish() {
 	p.finishStream("interrupted")
 	p.endReservation()
 	p.audit()
+	p.observe()
 }
 
 // immediate answers with an OpenAI-shaped error, naming the policy version
@@ -279,8 +289,10 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	if int64(len(body)) > p.state.MaxRequestBytes {
 		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
 	}
+	start := time.Now()
 	res, err := p.state.Router.Route(p.ctx, route.Request{Path: p.path, Body: body, Principal: p.principal,
 		HeaderPolicy: p.headerPolicy, Headers: p.headers, Budgets: p.policyBudgets()})
+	p.stages.Decide = time.Since(start)
 	if res != nil {
 		p.result = res
 		p.class = res.Class
@@ -307,10 +319,13 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		plan = d.Plan(fo.MaxAttempts)
 	}
 	if led := p.state.Ledger; led != nil && (p.state.Limited || p.principal.Limits != nil) {
-		if resp := p.reserve(led, plan, chat.MaxTokens); resp != nil {
+		start := time.Now()
+		resp := p.reserve(led, plan, chat.MaxTokens)
+		p.stages.Reserve = time.Since(start)
+		if resp != nil {
 			return resp
 		}
-	} else if p.state.Spend != nil || p.state.Audit != nil {
+	} else if p.state.Spend != nil || p.state.Audit != nil || p.state.Metrics != nil {
 		p.reservedEUR, _ = worstCase(p.class.InputTokens, plan, chat.MaxTokens) // the spend row's estimate if no usage comes
 	}
 	var resp *extprocv3.ProcessingResponse
@@ -627,7 +642,7 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	}
 	// One read of the usage: the charge settled, recorded and shown.
 	c, charged := p.jsonCharge(body)
-	if charged && (p.reservation != nil || p.state.Spend != nil || p.state.Audit != nil) {
+	if charged && (p.reservation != nil || p.state.Spend != nil || p.state.Audit != nil || p.state.Metrics != nil) {
 		p.settle(c, spend.Served)
 	}
 	var cp *meter.Charge

@@ -29,6 +29,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/spend"
+	"github.com/stellwerk/stellwerk/internal/telemetry"
 )
 
 // State is everything a request needs that can change on reload. It is
@@ -71,6 +72,9 @@ type State struct {
 	// while the log is not healthy.
 	Audit       *audit.Log
 	AuditRefuse bool
+	// Metrics records what became of each request when its stream ends
+	// (nil: no metrics). One for the process: it outlives reloads.
+	Metrics *telemetry.Metrics
 	// Versions are the content hashes of the config and catalog this state
 	// was built from, for the records.
 	Versions   audit.Versions

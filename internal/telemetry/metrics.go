@@ -44,7 +44,7 @@ type Metrics struct {
 	requests   *prometheus.CounterVec
 	cost       *prometheus.CounterVec
 	baseline   *prometheus.CounterVec
-	overhead   [numStages]prometheus.Observer
+	overhead   [len(stageNames)]prometheus.Observer
 	attempts   *prometheus.CounterVec
 	denials    *prometheus.CounterVec
 	exclusions *prometheus.CounterVec
@@ -62,20 +62,7 @@ type Metrics struct {
 	rejectionC cache[rejectionKey, prometheus.Counter]
 }
 
-// Stage is one part of the router's own time on a request.
-type Stage int
-
-// The stages of router overhead. Total is every request phase until the
-// request was decided; the others are parts of it.
-const (
-	StageAuthenticate Stage = iota // request headers: key, header checks
-	StageDecide                    // parse, classify, policy, select
-	StageReserve                   // budgets and rate limits
-	StageTotal
-	numStages
-)
-
-var stageNames = [numStages]string{"authenticate", "decide", "reserve", "total"}
+var stageNames = [...]string{"authenticate", "decide", "reserve", "total"}
 
 // New returns the metrics on a registry of their own, with Go runtime and
 // process figures beside them.
@@ -128,7 +115,7 @@ func New() *Metrics {
 	}, []string{"rule"})
 	m.exclusions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stellwerk_policy_exclusions_total",
-		Help: "Candidate models the policy excluded from a request, by rule (a reason's text before its first colon; other when it has none).",
+		Help: "Requests from which the policy excluded candidate models, by rule (a reason's text before its first colon; other when it has none); a request counts once per rule.",
 	}, []string{"rule"})
 	m.findings = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stellwerk_classifier_findings_total",

@@ -47,7 +47,7 @@ func TestSeriesAfterRequests(t *testing.T) {
 	served := Request{Workspace: "support", RequestModel: "auto", Model: "gpt-mini", Provider: "openai", Status: 200,
 		Answered: true, Metered: true, InputTokens: 120, OutputTokens: 30, CostEUR: 0.002, BaselineEUR: 0.01,
 		Duration: 300 * time.Millisecond, TTFT: 80 * time.Millisecond}
-	served.Overhead[StageAuthenticate], served.Overhead[StageDecide], served.Overhead[StageTotal] = 10*time.Microsecond, 200*time.Microsecond, 250*time.Microsecond
+	served.Overhead = Overhead{Authenticate: 10 * time.Microsecond, Decide: 200 * time.Microsecond, Total: 250 * time.Microsecond}
 	for range 3 {
 		m.Finish(&served)
 	}
@@ -57,7 +57,8 @@ func TestSeriesAfterRequests(t *testing.T) {
 	m.Attempt("openai", "gpt-mini", "served")
 	m.Denied("secrets: the prompt contains credentials (aws_access_key); remove them and retry")
 	m.Denied("prompt injection suspected (score 0.93)")
-	m.Excluded("residency: restricted data requires eu, model is us")
+	m.Excluded(map[string]string{"gpt-4o": "residency: restricted data requires eu, model is us",
+		"gpt-mini": "residency: restricted data requires eu, model is us"})
 	m.Found("pii", "email", 2)
 	m.InjectionScore(0.1)
 	m.BudgetRatio("support-day", "workspace", "support", 0.42)
@@ -128,7 +129,7 @@ func TestRule(t *testing.T) {
 func TestRulesBounded(t *testing.T) {
 	m := New()
 	for i := range 3 * maxRules {
-		m.Excluded("rule" + strconv.Itoa(i) + ": reason")
+		m.Excluded(map[string]string{"m": "rule" + strconv.Itoa(i) + ": reason"})
 	}
 	n := testutil.CollectAndCount(m.exclusions)
 	if n != maxRules+1 {
@@ -165,7 +166,7 @@ func BenchmarkFinish(b *testing.B) {
 	r := Request{Workspace: "support", RequestModel: "auto", Model: "gpt-mini", Provider: "openai", Status: 200,
 		Answered: true, Metered: true, InputTokens: 120, OutputTokens: 30, CostEUR: 0.002, BaselineEUR: 0.01,
 		Duration: 300 * time.Millisecond, TTFT: 80 * time.Millisecond}
-	r.Overhead[StageAuthenticate], r.Overhead[StageDecide], r.Overhead[StageTotal] = 10*time.Microsecond, 200*time.Microsecond, 250*time.Microsecond
+	r.Overhead = Overhead{Authenticate: 10 * time.Microsecond, Decide: 200 * time.Microsecond, Total: 250 * time.Microsecond}
 	m.Finish(&r)
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,8 +30,16 @@ type Request struct {
 	// Duration is from the request's arrival to its stream's end; TTFT,
 	// for a stream, to its first answer chunk (0: not a stream).
 	Duration, TTFT time.Duration
-	// Overhead is the router's own time by stage (0: the stage did not run).
-	Overhead [numStages]time.Duration
+	Overhead       Overhead
+}
+
+// Overhead is the router's own time on a request, by stage; a stage that
+// did not run is 0.
+type Overhead struct {
+	Authenticate time.Duration // request headers: the key, header checks
+	Decide       time.Duration // parse, classify, policy, select
+	Reserve      time.Duration // budgets and rate limits
+	Total        time.Duration // every request phase until the request was decided
 }
 
 // seriesKey is one combination of the per-request labels.
@@ -68,9 +77,13 @@ func (m *Metrics) Finish(r *Request) {
 	if m == nil {
 		return
 	}
-	s := m.series.get(seriesKey{r.Workspace, r.RequestModel, r.Model, r.Provider, statusClass(r.Status), r.ErrorCode})
+	k := seriesKey{r.Workspace, r.RequestModel, r.Model, r.Provider, statusClass(r.Status), r.ErrorCode}
+	if k.model == "" {
+		k.requestModel = "" // no gen_ai series: one combination fewer
+	}
+	s := m.series.get(k)
 	s.requests.Inc()
-	for i, d := range r.Overhead {
+	for i, d := range [...]time.Duration{r.Overhead.Authenticate, r.Overhead.Decide, r.Overhead.Reserve, r.Overhead.Total} {
 		if d > 0 {
 			m.overhead[i].Observe(d.Seconds())
 		}
@@ -120,12 +133,24 @@ func (m *Metrics) Denied(reason string) {
 	m.denialC.get(Rule(reason)).Inc()
 }
 
-// Excluded records a candidate the policy excluded, by its reason.
-func (m *Metrics) Excluded(reason string) {
-	if m == nil {
+// Excluded records the rules that excluded candidate models from one
+// request, each once (exclude is the policy's model → reason).
+func (m *Metrics) Excluded(exclude map[string]string) {
+	if m == nil || len(exclude) == 0 {
 		return
 	}
-	m.exclusionC.get(Rule(reason)).Inc()
+	var buf [8]string
+	seen := buf[:0]
+	for _, reason := range exclude {
+		rule := Rule(reason)
+		if slices.Contains(seen, rule) {
+			continue
+		}
+		if len(seen) < cap(buf) {
+			seen = append(seen, rule)
+		}
+		m.exclusionC.get(rule).Inc()
+	}
 }
 
 type findingKey struct{ detector, typ string }
@@ -175,18 +200,19 @@ func (m *Metrics) Rejected(workspace, kind, scope string) {
 // short lowercase name; "other" for anything else, so that free text never
 // becomes a label.
 func Rule(reason string) string {
-	name, _, ok := strings.Cut(reason, ":")
-	if !ok || name == "" || len(name) > 32 {
-		return "other"
-	}
-	for i := 0; i < len(name); i++ {
-		switch c := name[i]; {
+	for i := 0; i < len(reason) && i <= 32; i++ {
+		switch c := reason[i]; {
+		case c == ':':
+			if i == 0 {
+				return "other"
+			}
+			return reason[:i]
 		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '_', c == '-', c == ' ', c == '.':
 		default:
 			return "other"
 		}
 	}
-	return name
+	return "other"
 }
 
 // maxRules caps the rules (and classifier types) a counter keeps apart; a
