@@ -29,6 +29,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/spend"
+	"github.com/stellwerk/stellwerk/internal/telemetry"
 	"github.com/stellwerk/stellwerk/xds"
 )
 
@@ -95,9 +96,10 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	}
 	if ln.audit != nil {
 		st.Audit, st.AuditRefuse = ln.audit, ln.auditRefuse
-		if st.Versions, err = versions(cfg); err != nil {
-			return nil, err
-		}
+	}
+	st.Metrics = ln.metrics
+	if st.Versions, err = versions(cfg); err != nil { // for the records and stellwerk_config_info
+		return nil, err
 	}
 	return &generation{cfg: cfg, cat: cat, state: st, ir: ir, limits: limits}, nil
 }
@@ -115,6 +117,7 @@ type learned struct {
 	// auditRefuse is its on_store_down mode as opened (a restart changes it).
 	audit       *audit.Log
 	auditRefuse bool
+	metrics     *telemetry.Metrics // nil: none are kept
 }
 
 // configActor is who changes the config: whoever can write its file.
@@ -130,7 +133,7 @@ func recordChange(l *audit.Log, kind, workspace string, c audit.Change) {
 }
 
 // versions names the config and the catalog in force by their content, for
-// the audit records: the config as GET /config renders it (secrets
+// the audit records and stellwerk_config_info: the config as GET /config renders it (secrets
 // redacted), and the merged providers and models.
 func versions(cfg *config.Config) (audit.Versions, error) {
 	c, err := cfg.YAML()

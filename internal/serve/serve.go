@@ -15,6 +15,7 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
@@ -32,6 +33,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/store"
+	"github.com/stellwerk/stellwerk/internal/telemetry"
 	"github.com/stellwerk/stellwerk/xds"
 )
 
@@ -153,7 +155,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	}
 	defer hook.Close()
 	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw,
-		audit: alog, auditRefuse: cfg.Audit.OnStoreDown == config.AuditRefuse}
+		audit: alog, auditRefuse: cfg.Audit.OnStoreDown == config.AuditRefuse, metrics: telemetry.New()}
 	wks, err := workspaceKeys(ctx, ks)
 	if err != nil {
 		return err
@@ -180,6 +182,9 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		log: log.Named("config"), pub: pub, ep: ep, cur: g, published: g.ir}
 	rl.seen = rl.fingerprint(cfg)
 	go rl.watch(ctx, configReloadInterval)
+	if err := registerScrape(ln.metrics, rl, pm, sw, alog); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	cat := g.cat
 
 	grpcLis, grpcOpts, err := listenGRPC(cfg.Server)
@@ -200,7 +205,8 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	extprocv3.RegisterExternalProcessorServer(gs, ep)
 	pub.Register(gs)
 
-	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table, spend: sp, spendW: sw, audit: alog}
+	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table, spend: sp, spendW: sw, audit: alog,
+		metrics: ln.metrics}
 	st.Tokens() // warns now about tokens that cannot be loaded
 	hs := &http.Server{Handler: admin.Handler(st, st.log), ReadHeaderTimeout: 5 * time.Second}
 
@@ -268,23 +274,56 @@ func budgetWebhook(cfg *config.Config, env catalog.Env, log *zap.Logger) (*notif
 const configReloadInterval = 2 * time.Second
 
 type status struct {
-	pub    *xds.Publisher
-	rl     *reloader
-	pm     *policy.Manager
-	led    *ledger.Ledger
-	log    *zap.Logger
-	tokens atomic.Pointer[adminTokens]
-	keys   *keys.Store
-	table  *keys.Table
-	spend  *spend.Store
-	spendW *spend.Writer
-	audit  *audit.Log // nil: audit.enabled is false
+	pub     *xds.Publisher
+	rl      *reloader
+	pm      *policy.Manager
+	led     *ledger.Ledger
+	log     *zap.Logger
+	tokens  atomic.Pointer[adminTokens]
+	keys    *keys.Store
+	table   *keys.Table
+	spend   *spend.Store
+	spendW  *spend.Writer
+	audit   *audit.Log // nil: audit.enabled is false
+	metrics *telemetry.Metrics
 }
 
 var (
 	_ admin.AuditService   = (*status)(nil)
 	_ admin.ChangeRecorder = (*status)(nil)
+	_ admin.MetricsService = (*status)(nil)
 )
+
+// Metrics serves GET /metrics.
+func (s *status) Metrics() http.Handler { return s.metrics.Handler() }
+
+// registerScrape adds what a scrape reads of the running server: the
+// writers' queues, provider health, and the versions in force.
+func registerScrape(m *telemetry.Metrics, rl *reloader, pm *policy.Manager, sw *spend.Writer, alog *audit.Log) error {
+	cs := []prometheus.Collector{
+		telemetry.Spend(sw.Stats),
+		telemetry.Providers(rl.ln.health.Snapshot, time.Now),
+		telemetry.Info("stellwerk_policy_info", "The Rego policy version in force.", []string{"version"},
+			func() []string { return []string{pm.Current().Version} }),
+		telemetry.Info("stellwerk_config_info", "The config and catalog in force, by content hash.", []string{"config", "catalog"},
+			func() []string {
+				g, _, _ := rl.current()
+				return []string{g.state.Versions.Config, g.state.Versions.Catalog}
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stellwerk_config_reload_refused",
+			Help: "1 while the last config change was refused (the previous config keeps serving; /status says why)."},
+			func() float64 {
+				if _, err, _ := rl.current(); err != "" {
+					return 1
+				}
+				return 0
+			}),
+	}
+	if alog != nil {
+		cs = append(cs, telemetry.Audit(alog.Stats))
+	}
+	return m.Register(cs...)
+}
 
 // RecordChange puts an admin API change on the audit record.
 func (s *status) RecordChange(kind, workspace string, c audit.Change) {

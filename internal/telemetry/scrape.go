@@ -57,17 +57,14 @@ func (f *funcCollector) Collect(ch chan<- prometheus.Metric) { f.collect(ch) }
 
 // Audit reads the audit log writer's figures: the records waiting, how
 // long the oldest has waited (the log's lag behind the traffic), and its
-// counters. stats returns nil when the log is off.
-func Audit(stats func() *audit.Stats) prometheus.Collector {
+// counters.
+func Audit(stats func() audit.Stats) prometheus.Collector {
 	queued := prometheus.NewDesc("stellwerk_audit_queue_depth", "Audit records waiting to be written: in the buffer (queued), sealed but not committed (pending), in the spool file (spooled).", []string{"state"}, nil)
 	lag := prometheus.NewDesc("stellwerk_audit_lag_seconds", "How long the oldest audit record the writer holds has waited (0 when it holds none).", nil, nil)
 	healthy := prometheus.NewDesc("stellwerk_audit_healthy", "1 while the audit log's store takes records.", nil, nil)
 	records := prometheus.NewDesc("stellwerk_audit_records_total", "Audit records by what became of them: written, dropped (buffer full), failed.", []string{"result"}, nil)
 	return &funcCollector{descs: []*prometheus.Desc{queued, lag, healthy, records}, collect: func(ch chan<- prometheus.Metric) {
 		s := stats()
-		if s == nil {
-			return
-		}
 		ch <- prometheus.MustNewConstMetric(queued, prometheus.GaugeValue, float64(s.Queued), "queued")
 		ch <- prometheus.MustNewConstMetric(queued, prometheus.GaugeValue, float64(s.Pending), "pending")
 		ch <- prometheus.MustNewConstMetric(queued, prometheus.GaugeValue, float64(s.Spooled), "spooled")
