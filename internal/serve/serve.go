@@ -15,7 +15,6 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
@@ -300,25 +299,17 @@ func (s *status) Metrics() http.Handler { return s.metrics.Handler() }
 // registerScrape adds what a scrape reads of the running server: the
 // writers' queues, provider health, and the versions in force.
 func registerScrape(m *telemetry.Metrics, rl *reloader, pm *policy.Manager, sw *spend.Writer, alog *audit.Log) error {
-	cs := []prometheus.Collector{
-		telemetry.Spend(sw.Stats),
-		telemetry.Providers(rl.ln.health.Snapshot, time.Now),
-		telemetry.Info("stellwerk_policy_info", "The Rego policy version in force.", []string{"version"},
-			func() []string { return []string{pm.Current().Version} }),
-		telemetry.Info("stellwerk_config_info", "The config and catalog in force, by content hash.", []string{"config", "catalog"},
-			func() []string {
-				g, _, _ := rl.current()
-				return []string{g.state.Versions.Config, g.state.Versions.Catalog}
-			}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stellwerk_config_reload_refused",
-			Help: "1 while the last config change was refused (the previous config keeps serving; /status says why)."},
-			func() float64 {
-				if _, err, _ := rl.current(); err != "" {
-					return 1
-				}
-				return 0
-			}),
-	}
+	cs := append(telemetry.Versions(
+		func() string { return pm.Current().Version },
+		func() (string, string) {
+			g, _, _ := rl.current()
+			return g.state.Versions.Config, g.state.Versions.Catalog
+		},
+		func() bool {
+			_, err, _ := rl.current()
+			return err != ""
+		}),
+		telemetry.Spend(sw.Stats), telemetry.Providers(rl.ln.health.Snapshot, time.Now))
 	if alog != nil {
 		cs = append(cs, telemetry.Audit(alog.Stats))
 	}
