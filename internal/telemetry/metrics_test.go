@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -173,5 +174,31 @@ func BenchmarkFinish(b *testing.B) {
 	for b.Loop() {
 		m.Finish(&r)
 		m.Attempt("openai", "gpt-mini", "served")
+	}
+}
+
+// TestFinishConcurrent: requests finishing at once on new and known label
+// combinations are each counted once (the copy-on-write map loses none).
+func TestFinishConcurrent(t *testing.T) {
+	m := New()
+	models := []string{"a", "b", "c", "d"}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				r := Request{Workspace: "w", RequestModel: "auto", Model: models[(g+i)%len(models)], Provider: "p", Status: 200}
+				m.Finish(&r)
+			}
+		}()
+	}
+	wg.Wait()
+	total := 0.0
+	for _, model := range models {
+		total += testutil.ToFloat64(m.requests.WithLabelValues("w", model, "p", "2xx", ""))
+	}
+	if total != 8*500 {
+		t.Fatalf("%v requests counted, want %d", total, 8*500)
 	}
 }
