@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -51,11 +53,20 @@ func TestMetricsAfterEveryKind(t *testing.T) {
 			t.Fatalf("status %d, want %d: %s", resp.StatusCode, want, b)
 		}
 	}
-	// The harness's readiness probe (GET /v1/models without a key) was
-	// refused at the edge too: the bad key below is counted after it.
-	_, before := scrape(t, s)
+	// The harness's readiness probes (GET /v1/models without a key) were
+	// refused at the edge too: the bad key below is counted after them,
+	// once their count holds still. A request is recorded when its ext_proc
+	// stream ends, just after its answer left.
 	badKey := "error_code=invalid_api_key,model=,provider=,status_class=4xx,workspace="
-	probes := max(promSample(before, "stellwerk_requests_total", badKey), 0)
+	probes := -1.0
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		_, mfs := scrape(t, s)
+		n := promSample(mfs, "stellwerk_requests_total", badKey)
+		if n >= 1 && n == probes {
+			break
+		}
+		probes = n
+	}
 	const hello = `{"model":"auto","max_tokens":20,"messages":[{"role":"user","content":"hello there"}]}`
 	send("sk-app-secret", hello, 200)
 	resp, b := post(t, s.URL+"/v1/chat/completions",
@@ -73,14 +84,8 @@ func TestMetricsAfterEveryKind(t *testing.T) {
 	if r, err := s.AdminGetAs("/metrics", ""); err != nil || r.StatusCode != 401 {
 		t.Fatalf("/metrics without a token: %v %v", r.StatusCode, err)
 	}
-	text, mfs := scrape(t, s)
-	for _, secret := range []string{"sk-app-secret", "sk-capped", "sk-primary", "jane@example.com", "AKIA", "hello there", `key="app"`} {
-		if strings.Contains(text, secret) {
-			t.Errorf("the metrics hold %q", secret)
-		}
-	}
 	genai := `gen_ai_operation_name=chat,gen_ai_provider_name=primary,gen_ai_request_model=auto,gen_ai_response_model=primary-mini`
-	for name, tc := range map[string]struct {
+	expect := map[string]struct {
 		metric, labels string
 		want           float64
 	}{
@@ -100,13 +105,30 @@ func TestMetricsAfterEveryKind(t *testing.T) {
 		"ttft":              {"gen_ai_server_time_to_first_token_seconds", strings.Replace(genai, "request_model=auto", "request_model=primary-mini", 1), 1},
 		"overhead":          {"stellwerk_router_overhead_seconds", "stage=decide", 5},
 		"policy":            {"stellwerk_policy_info", "version=" + policyVersion(t, s), 1},
-	} {
-		if got := promSample(mfs, tc.metric, tc.labels); got != tc.want {
-			t.Errorf("%s: %s{%s} = %v, want %v", name, tc.metric, tc.labels, got, tc.want)
+		"budget ratio":      {"stellwerk_budget_used_ratio", "budget=capped-day,scope=workspace,subject=capped", 0}, // nothing was sent
+	}
+	var text string
+	var mfs map[string]*dto.MetricFamily
+	var wrong []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		text, mfs = scrape(t, s)
+		wrong = wrong[:0]
+		for name, tc := range expect {
+			if got := promSample(mfs, tc.metric, tc.labels); got != tc.want {
+				wrong = append(wrong, fmt.Sprintf("%s: %s{%s} = %v, want %v", name, tc.metric, tc.labels, got, tc.want))
+			}
+		}
+		if len(wrong) == 0 || time.Now().After(deadline) {
+			break
 		}
 	}
-	if got := promSample(mfs, "stellwerk_budget_used_ratio", "budget=capped-day,scope=workspace,subject=capped"); got != 0 {
-		t.Errorf("the capped budget is unused (nothing was sent): ratio %v", got)
+	for _, w := range wrong {
+		t.Error(w)
+	}
+	for _, secret := range []string{"sk-app-secret", "sk-capped", "sk-primary", "jane@example.com", "AKIA", "hello there", `key="app"`} {
+		if strings.Contains(text, secret) {
+			t.Errorf("the metrics hold %q", secret)
+		}
 	}
 	// What the provider reported, at the catalog's prices: the cost counter
 	// sums exactly the JSON answers' and the stream's usage.
