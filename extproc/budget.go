@@ -269,7 +269,7 @@ const settleTimeout = 2 * time.Second
 // the client went away). A request that never left (refused by a limit)
 // has no row.
 func (p *edge) endReservation() {
-	if p.reservation == nil && (p.recorded || p.routedAt.IsZero() || (p.state.Spend == nil && p.state.Audit == nil && p.state.Metrics == nil)) {
+	if p.reservation == nil && (p.recorded || p.routedAt.IsZero() || !p.state.readsUsage()) {
 		return
 	}
 	if len(p.respStatus) == 3 && p.respStatus[0] == '2' {

@@ -63,9 +63,12 @@ type edge struct {
 	overhead   time.Duration      // time spent deciding, across the request phases
 	stages     telemetry.Overhead // parts of it, for the metrics (metrics.go)
 	firstChunk time.Time          // when a followed stream's first chunk came
-	addRouting bool               // the response is JSON the routing object goes into
-	routedAt   time.Time          // when the request left for the provider
-	wantUsage  bool               // the client asked for the stream's usage chunk
+	// The client's W3C trace context, read only when traces are on: the
+	// request's span is its child.
+	traceParent, traceState string
+	addRouting              bool      // the response is JSON the routing object goes into
+	routedAt                time.Time // when the request left for the provider
+	wantUsage               bool      // the client asked for the stream's usage chunk
 
 	// Failover (standalone mode): the attempt list, and what happened to
 	// each attempt.
@@ -115,7 +118,7 @@ func (p *edge) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingRes
 	}
 	switch r := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
-		if p.state.Audit != nil || p.state.Metrics != nil {
+		if p.state.Audit != nil || p.state.Metrics != nil || p.state.Traces != nil {
 			p.arrived = time.Now()
 		}
 		if p.state.CheckRoute {
@@ -194,6 +197,12 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 		case isClientAuth(k):
 			if credential == "" || k == "authorization" {
 				credential = headerValue(hv)
+			}
+		case (k == "traceparent" || k == "tracestate") && p.state.Traces != nil:
+			if k == "traceparent" {
+				p.traceParent = headerValue(hv)
+			} else {
+				p.traceState = headerValue(hv)
 			}
 		case k == "user-agent" || k == "x-request-id" || k == "x-client-app":
 			if p.headers == nil {
@@ -325,7 +334,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		if resp != nil {
 			return resp
 		}
-	} else if p.state.Spend != nil || p.state.Audit != nil || p.state.Metrics != nil {
+	} else if p.state.readsUsage() {
 		p.reservedEUR, _ = worstCase(p.class.InputTokens, plan, chat.MaxTokens) // the spend row's estimate if no usage comes
 	}
 	var resp *extprocv3.ProcessingResponse
@@ -642,7 +651,7 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	}
 	// One read of the usage: the charge settled, recorded and shown.
 	c, charged := p.jsonCharge(body)
-	if charged && (p.reservation != nil || p.state.Spend != nil || p.state.Audit != nil || p.state.Metrics != nil) {
+	if charged && (p.reservation != nil || p.state.readsUsage()) {
 		p.settle(c, spend.Served)
 	}
 	var cp *meter.Charge

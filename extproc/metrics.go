@@ -10,23 +10,50 @@ import (
 	"github.com/stellwerk/stellwerk/internal/telemetry"
 )
 
-// observe records what became of the request in the metrics, when its
-// stream ends (docs/observability.md): chat requests, and every request
-// stellwerk refused at the edge; model listings are not counted. Every
-// label is a bounded value: the workspace, catalog ids, provider names,
-// error codes.
+// observe records what became of the request in the metrics and its
+// span, when its stream ends (docs/observability.md): chat requests, and
+// every request stellwerk refused at the edge; model listings are not
+// counted. Every metric label is a bounded value: the workspace, catalog
+// ids, provider names, error codes.
 func (p *edge) observe() {
-	m := p.state.Metrics
-	if m == nil || (p.endpoint != epChat && p.status == 0) {
+	m, tr := p.state.Metrics, p.state.Traces
+	if (m == nil && tr == nil) || (p.endpoint != epChat && p.status == 0) {
 		return
 	}
+	r := p.outcomeFacts()
+	if tr != nil {
+		d := telemetry.Decision{ID: p.id, Attempts: max(len(p.attempts), 1), TraceParent: p.traceParent, TraceState: p.traceState,
+			Arrived: p.arrived}
+		if res := p.result; res != nil {
+			d.PolicyVersion, d.Stream = res.PolicyVersion, res.Chat.Stream
+		}
+		if p.decision != nil {
+			d.Reason = p.reason()
+		}
+		tr.Record(&r, &d)
+	}
+	if m == nil {
+		return
+	}
+	m.Finish(&r)
+	p.observeAttempts(m)
+	if res := p.result; res != nil && res.PolicyVersion != "" { // classified, and the policy ran
+		observeClass(m, &res.Class)
+		for _, reason := range res.Policy.Deny {
+			m.Denied(reason)
+		}
+		m.Excluded(res.Policy.Exclude)
+	}
+}
+
+// outcomeFacts is what became of the request, for the metrics and its span.
+func (p *edge) outcomeFacts() telemetry.Request {
 	r := telemetry.Request{Workspace: p.workspace, Overhead: p.stages}
 	r.Status, r.ErrorCode = p.outcome()
 	if !p.arrived.IsZero() {
 		r.Duration = time.Since(p.arrived)
 	}
-	res := p.result
-	if res != nil && res.Workspace != "" {
+	if res := p.result; res != nil && res.Workspace != "" {
 		r.Workspace = res.Workspace
 	}
 	if p.bodyPhase {
@@ -44,15 +71,7 @@ func (p *edge) observe() {
 		r.Metered, r.InputTokens, r.OutputTokens = true, c.Usage.PromptTokens, c.Usage.CompletionTokens
 		r.CostEUR, r.BaselineEUR = c.EUR, c.BaselineEUR
 	}
-	m.Finish(&r)
-	p.observeAttempts(m)
-	if res != nil && res.PolicyVersion != "" { // classified, and the policy ran
-		observeClass(m, &res.Class)
-		for _, reason := range res.Policy.Deny {
-			m.Denied(reason)
-		}
-		m.Excluded(res.Policy.Exclude)
-	}
+	return r
 }
 
 // requestModel is what the client asked for as a label: auto, a catalog

@@ -75,6 +75,8 @@ type State struct {
 	// Metrics records what became of each request when its stream ends
 	// (nil: no metrics). One for the process: it outlives reloads.
 	Metrics *telemetry.Metrics
+	// Traces sends a span per request to an OTLP collector (nil: off).
+	Traces *telemetry.Tracing
 	// Versions are the content hashes of the config and catalog this state
 	// was built from, for the records.
 	Versions   audit.Versions
@@ -82,6 +84,13 @@ type State struct {
 	// forwardable are the client headers some provider's forward_headers
 	// lists; every other header outside header.Forwarded is removed at the edge.
 	forwardable []string
+}
+
+// readsUsage reports whether anything reads a request's usage and cost
+// without a budget to settle: the spend ledger, the audit log, the metrics
+// or the traces.
+func (st *State) readsUsage() bool {
+	return st.Spend != nil || st.Audit != nil || st.Metrics != nil || st.Traces != nil
 }
 
 // WorkspaceProvider keys State.WorkspaceClusters.

@@ -97,7 +97,7 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	if ln.audit != nil {
 		st.Audit, st.AuditRefuse = ln.audit, ln.auditRefuse
 	}
-	st.Metrics = ln.metrics
+	st.Metrics, st.Traces = ln.metrics, ln.traces
 	if st.Versions, err = versions(cfg); err != nil { // for the records and stellwerk_config_info
 		return nil, err
 	}
@@ -118,6 +118,7 @@ type learned struct {
 	audit       *audit.Log
 	auditRefuse bool
 	metrics     *telemetry.Metrics // nil: none are kept
+	traces      *telemetry.Tracing // nil: OTEL_EXPORTER_OTLP_ENDPOINT is unset
 }
 
 // configActor is who changes the config: whoever can write its file.

@@ -153,8 +153,22 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return err
 	}
 	defer hook.Close()
+	traces, err := telemetry.StartTracing(ctx, env.Getenv)
+	if err != nil {
+		return fmt.Errorf("traces: %w", err)
+	}
+	if traces != nil {
+		log.Info("OpenTelemetry traces on: a span per request to the OTLP/HTTP endpoint of OTEL_EXPORTER_OTLP_ENDPOINT")
+		defer func() { // after the gRPC server stopped: no request records any more
+			closeCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+			defer done()
+			if err := traces.Shutdown(closeCtx); err != nil {
+				log.Warn("sending the last spans on shutdown failed", zap.Error(err))
+			}
+		}()
+	}
 	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw,
-		audit: alog, auditRefuse: cfg.Audit.OnStoreDown == config.AuditRefuse, metrics: telemetry.New()}
+		audit: alog, auditRefuse: cfg.Audit.OnStoreDown == config.AuditRefuse, metrics: telemetry.New(), traces: traces}
 	wks, err := workspaceKeys(ctx, ks)
 	if err != nil {
 		return err
