@@ -1,4 +1,5 @@
-// Package telemetry is stellwerk's Prometheus metrics: one registry the
+// Package telemetry is stellwerk's Prometheus metrics and its optional
+// OpenTelemetry traces (trace.go). The metrics live on one registry the
 // process owns (never client_golang's global one, so a library cannot add
 // series behind stellwerk's back), served on the admin port as GET /metrics
 // (docs/observability.md). Names follow the OpenTelemetry GenAI semantic
@@ -7,7 +8,7 @@
 //
 // Every label value is bounded by the config or by a fixed set of codes:
 // workspaces, catalog model ids, provider names, status classes, error
-// codes, scopes. No user, key, team-less subject or free text is a label.
+// codes, scopes. No key, user or free text is a label.
 // A request is recorded once, when its stream ends, through label children
 // resolved the first time a combination is seen: the hot path makes no map
 // lookup in client_golang and allocates nothing.
@@ -21,14 +22,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stellwerk/stellwerk/internal/version"
 )
 
-// Buckets. Token counts follow the OTel GenAI advice for
-// gen_ai.client.token.usage; durations span a cached answer to a long
-// reasoning stream.
+// Buckets: the OTel GenAI conventions' advice for each metric (tokens up
+// to 4M, beyond any context window offered today).
 var (
 	tokenBuckets    = []float64{1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304}
 	durationBuckets = []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92}
+	ttftBuckets     = []float64{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
 	// overheadBuckets: the router's own time, from microseconds (a cached
 	// decision) to the tens of milliseconds a remote budget store can take.
 	overheadBuckets = []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1}
@@ -83,7 +86,7 @@ func New() *Metrics {
 	m.ttft = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "gen_ai_server_time_to_first_token_seconds",
 		Help:    "Time from a streamed request's arrival to its answer's first chunk (OTel gen_ai.server.time_to_first_token).",
-		Buckets: durationBuckets,
+		Buckets: ttftBuckets,
 	}, genai)
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stellwerk_requests_total",
@@ -139,7 +142,7 @@ func New() *Metrics {
 		m.denials, m.exclusions, m.findings, m.injection.(prometheus.Histogram), m.budget, m.rejections,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		constInfo("stellwerk_build_info", "The running build: version and Go release.",
-			[]string{"version", "goversion"}, []string{buildVersion(), runtime.Version()}))
+			[]string{"version", "goversion"}, []string{version.String(), runtime.Version()}))
 
 	m.series.make = m.newSeries
 	m.attemptC.make = func(k attemptKey) (attemptKey, prometheus.Counter) {

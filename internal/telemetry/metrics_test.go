@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/stellwerk/stellwerk/internal/version"
 )
 
 // listSeries lists every series of the registry but the Go runtime's and the
@@ -72,7 +74,7 @@ func TestSeriesAfterRequests(t *testing.T) {
 		`gen_ai_server_time_to_first_token_seconds{gen_ai_operation_name=chat,gen_ai_provider_name=openai,gen_ai_request_model=auto,gen_ai_response_model=gpt-mini}`,
 		`stellwerk_baseline_cost_eur_total{model=gpt-mini,provider=openai,workspace=support}`,
 		`stellwerk_budget_used_ratio{budget=support-day,scope=workspace,subject=support}`,
-		`stellwerk_build_info{goversion=` + runtime.Version() + `,version=` + buildVersion() + `}`,
+		`stellwerk_build_info{goversion=` + runtime.Version() + `,version=` + version.String() + `}`,
 		`stellwerk_classifier_findings_total{detector=pii,type=email}`,
 		`stellwerk_classifier_injection_score{}`,
 		`stellwerk_cost_eur_total{model=gpt-mini,provider=openai,workspace=support}`,

@@ -15,7 +15,7 @@ import (
 // workspace, a catalog model id, "auto", a provider name, an error code.
 type Request struct {
 	Workspace    string
-	RequestModel string // what the client asked for: "auto" or a catalog id ("" when not parsed)
+	RequestModel string // what the client asked for: "auto", a catalog id or "other" ("" when not parsed)
 	Model        string // the model that answered or was tried last ("" when none was)
 	Provider     string
 	Status       int    // what the client got; 0 when it went away before any answer
@@ -23,7 +23,7 @@ type Request struct {
 	// Answered: a provider's answer reached the client (the request
 	// duration and tokens are the provider's).
 	Answered bool
-	// Metered: Usage and cost were settled (reported or estimated).
+	// Metered: usage and cost were settled (reported or estimated).
 	Metered                   bool
 	InputTokens, OutputTokens int
 	CostEUR, BaselineEUR      float64

@@ -8,13 +8,10 @@ import (
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/spend"
-	"github.com/stellwerk/stellwerk/internal/version"
 )
 
 // What is read at scrape time rather than counted per request: the
 // figures the writers, the health tracker and the reloader already keep.
-
-func buildVersion() string { return version.String() }
 
 // info is a metric of value 1 whose labels say what is in force, read at
 // each scrape (nil values: no series).

@@ -11,6 +11,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/stellwerk/stellwerk/internal/version"
 )
 
 // Tracing sends one OpenTelemetry span per request, with the GenAI
@@ -34,7 +36,7 @@ func StartTracing(ctx context.Context, getenv func(string) string) (*Tracing, er
 		return nil, err
 	}
 	res, err := resource.New(ctx,
-		resource.WithAttributes(attribute.String("service.name", "stellwerk"), attribute.String("service.version", buildVersion())),
+		resource.WithAttributes(attribute.String("service.name", "stellwerk"), attribute.String("service.version", version.String())),
 		resource.WithFromEnv(), resource.WithTelemetrySDK())
 	if err != nil {
 		return nil, err
