@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/spend"
@@ -116,5 +119,47 @@ func TestDashboardQueriesExist(t *testing.T) {
 	}
 	if d.UID == "" || len(queried) < 15 {
 		t.Errorf("uid %q, %d metrics queried", d.UID, len(queried))
+	}
+}
+
+// TestScrapeFigures: what a scrape reads of the writers and the health
+// tracker comes out as the figures they keep, in the units the names say.
+func TestScrapeFigures(t *testing.T) {
+	now := time.Now()
+	cs := []prometheus.Collector{
+		Audit(func() audit.Stats {
+			return audit.Stats{Queued: 4, Pending: 2, OldestAge: 1500 * time.Millisecond, Written: 10, Dropped: 1, Healthy: true}
+		}),
+		Providers(func() []health.Status {
+			return []health.Status{{Provider: "a", ConsecutiveFailures: 3, CoolingUntil: now.Add(30 * time.Second)}, {Provider: "b", ConsecutiveFailures: 1}}
+		}, func() time.Time { return now }),
+	}
+	want := `
+# HELP stellwerk_audit_lag_seconds How long the oldest audit record the writer holds has waited (0 when it holds none).
+# TYPE stellwerk_audit_lag_seconds gauge
+stellwerk_audit_lag_seconds 1.5
+# HELP stellwerk_audit_queue_depth Audit records waiting to be written: in the buffer (queued), sealed but not committed (pending), in the spool file (spooled).
+# TYPE stellwerk_audit_queue_depth gauge
+stellwerk_audit_queue_depth{state="pending"} 2
+stellwerk_audit_queue_depth{state="queued"} 4
+stellwerk_audit_queue_depth{state="spooled"} 0
+# HELP stellwerk_audit_records_total Audit records by what became of them: written, dropped (buffer full), failed.
+# TYPE stellwerk_audit_records_total counter
+stellwerk_audit_records_total{result="dropped"} 1
+stellwerk_audit_records_total{result="failed"} 0
+stellwerk_audit_records_total{result="written"} 10
+# HELP stellwerk_provider_consecutive_failures A provider's run of failed attempts on this replica; any success ends it.
+# TYPE stellwerk_provider_consecutive_failures gauge
+stellwerk_provider_consecutive_failures{provider="a"} 3
+stellwerk_provider_consecutive_failures{provider="b"} 1
+# HELP stellwerk_provider_cooldown_seconds Time left in a provider's cooldown on this replica (selection skips it meanwhile).
+# TYPE stellwerk_provider_cooldown_seconds gauge
+stellwerk_provider_cooldown_seconds{provider="a"} 30
+`
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(cs...)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "stellwerk_audit_lag_seconds", "stellwerk_audit_queue_depth",
+		"stellwerk_audit_records_total", "stellwerk_provider_consecutive_failures", "stellwerk_provider_cooldown_seconds"); err != nil {
+		t.Error(err)
 	}
 }
