@@ -129,19 +129,35 @@ func (p *edge) auditRecord() *audit.Record {
 	if p.keepContent {
 		r.Content = p.content()
 	}
-	// What the client got: stellwerk's own answer, else the provider's.
-	switch {
-	case p.status != 0:
-		r.Status, r.ErrorCode = p.status, p.errCode
-	case code != 0:
-		r.Status = code
-		if p.stream != nil && p.stream.finished && p.streamEnd != "" && p.streamEnd != "complete" {
-			r.ErrorCode = "stream_" + p.streamEnd
-		}
-	default: // the client went away before any answer
-		r.ErrorCode = "client_closed"
-	}
+	r.Status, r.ErrorCode = p.outcome()
 	return r
+}
+
+// outcome is what the client got: stellwerk's own answer's status and
+// error code, else the provider's status (a stream that did not complete
+// names how it ended), else no status: the client went away first.
+func (p *edge) outcome() (status int, code string) {
+	if p.status != 0 {
+		return p.status, p.errCode
+	}
+	if status, _ = strconv.Atoi(p.respStatus); status != 0 {
+		if p.stream != nil && p.stream.finished && p.streamEnd != "" && p.streamEnd != "complete" {
+			code = streamEndCode(p.streamEnd)
+		}
+		return status, code
+	}
+	return 0, "client_closed"
+}
+
+// streamEndCode names a stream's end without building the string.
+func streamEndCode(end string) string {
+	switch end {
+	case "incomplete":
+		return "stream_incomplete"
+	case "interrupted":
+		return "stream_interrupted"
+	}
+	return "stream_" + end
 }
 
 // content is the request's messages and the answer's text for a workspace

@@ -59,6 +59,7 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, maxTokens int)
 		return p.immediate(apierr.Internal())
 	}
 	p.reservation, p.reservedEUR = r, worst
+	observeBudgets(p.state.Metrics, &r.State)
 	if r.Warning || !r.Allowed {
 		p.tellBudgets(&r.State)
 	}
@@ -85,6 +86,7 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, maxTokens int)
 		e = apierr.TooManyRequests("rate_limit_exceeded", retry, "rate limit %q reached: %d %s per %s for this %s",
 			f.Name, f.Limit, f.Kind, windowOf(f), f.Scope)
 	}
+	p.state.Metrics.Rejected(pr.Workspace, f.Kind.String(), f.Scope.String())
 	p.log.Info("refused by a limit", zap.String("decision_id", p.id), zap.String("limit", f.Name), zap.Stringer("kind", f.Kind),
 		zap.String("workspace", pr.Workspace))
 	resp := p.immediate(e)
@@ -267,7 +269,7 @@ const settleTimeout = 2 * time.Second
 // the client went away). A request that never left (refused by a limit)
 // has no row.
 func (p *edge) endReservation() {
-	if p.reservation == nil && (p.recorded || p.routedAt.IsZero() || (p.state.Spend == nil && p.state.Audit == nil)) {
+	if p.reservation == nil && (p.recorded || p.routedAt.IsZero() || !p.state.readsUsage()) {
 		return
 	}
 	if len(p.respStatus) == 3 && p.respStatus[0] == '2' {

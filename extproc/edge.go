@@ -28,6 +28,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/meter"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/spend"
+	"github.com/stellwerk/stellwerk/internal/telemetry"
 	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
@@ -61,10 +62,15 @@ type edge struct {
 	class    classify.Result  // the request's classification, with the decision
 	result   *route.Result    // the whole decision, for the routing object
 
-	overhead   time.Duration // time spent deciding, across the request phases
-	addRouting bool          // the response is JSON the routing object goes into
-	routedAt   time.Time     // when the request left for the provider
-	wantUsage  bool          // the client asked for the stream's usage chunk
+	overhead   time.Duration      // time spent deciding, across the request phases
+	stages     telemetry.Overhead // parts of it, for the metrics (metrics.go)
+	firstChunk time.Time          // when a followed stream's first chunk came
+	// The client's W3C trace context, read only when traces are on: the
+	// request's span is its child.
+	traceParent, traceState string
+	addRouting              bool      // the response is JSON the routing object goes into
+	routedAt                time.Time // when the request left for the provider
+	wantUsage               bool      // the client asked for the stream's usage chunk
 
 	// Failover (standalone mode): the attempt list, and what happened to
 	// each attempt.
@@ -108,7 +114,13 @@ func isClientAuth(k string) bool { return k == "authorization" || k == "api-key"
 func (p *edge) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 	if _, ok := req.Request.(*extprocv3.ProcessingRequest_RequestHeaders); ok || p.decision == nil {
 		start := time.Now()
-		defer func() { p.overhead += time.Since(start) }()
+		defer func() {
+			d := time.Since(start)
+			p.overhead += d
+			if ok {
+				p.stages.Authenticate = d
+			}
+		}()
 	}
 	switch r := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
@@ -142,6 +154,7 @@ func (p *edge) finish() {
 	p.endReservation()
 	p.countRoute()
 	p.audit()
+	p.observe()
 }
 
 // countRoute counts the answer of a request that took a named route, per
@@ -209,6 +222,12 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 		case isClientAuth(k):
 			if credential == "" || k == "authorization" {
 				credential = headerValue(hv)
+			}
+		case (k == "traceparent" || k == "tracestate") && p.state.Traces != nil:
+			if k == "traceparent" {
+				p.traceParent = headerValue(hv)
+			} else {
+				p.traceState = headerValue(hv)
 			}
 		case k == "user-agent" || k == "x-request-id" || k == "x-client-app":
 			if p.headers == nil {
@@ -308,10 +327,12 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
 	}
 	p.keepContent = p.state.Audit != nil && p.state.AuditContent[p.principal.Workspace]
+	start := time.Now()
 	res, err := p.state.Router.Route(p.ctx, route.Request{Path: p.path, Body: body, Principal: p.principal,
 		HeaderPolicy: p.headerPolicy, Headers: p.headers, Budgets: p.policyBudgets(),
 		DecisionID: p.id, MetadataHeader: p.metadataHdr, PeekBudgets: p.peekBudgets, Limiter: p.state.RouteLimiter,
 		Record: p.state.Audit != nil})
+	p.stages.Decide = time.Since(start)
 	if res != nil {
 		p.result = res
 		p.class = res.Class
@@ -338,10 +359,13 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		plan = d.Plan(fo.MaxAttempts)
 	}
 	if led := p.state.Ledger; led != nil && (p.state.Limited || p.principal.Limits != nil) {
-		if resp := p.reserve(led, plan, chat.MaxTokens); resp != nil {
+		start := time.Now()
+		resp := p.reserve(led, plan, chat.MaxTokens)
+		p.stages.Reserve = time.Since(start)
+		if resp != nil {
 			return resp
 		}
-	} else if p.state.Spend != nil || p.state.Audit != nil {
+	} else if p.state.readsUsage() {
 		p.reservedEUR, _ = worstCase(p.class.InputTokens, plan, chat.MaxTokens) // the spend row's estimate if no usage comes
 	}
 	var resp *extprocv3.ProcessingResponse
@@ -667,7 +691,7 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	}
 	// One read of the usage: the charge settled, recorded and shown.
 	c, charged := p.jsonCharge(body)
-	if charged && (p.reservation != nil || p.state.Spend != nil || p.state.Audit != nil) {
+	if charged && (p.reservation != nil || p.state.readsUsage()) {
 		p.settle(c, spend.Served)
 	}
 	var cp *meter.Charge

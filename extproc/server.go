@@ -30,6 +30,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/spend"
+	"github.com/stellwerk/stellwerk/internal/telemetry"
 )
 
 // State is everything a request needs that can change on reload. It is
@@ -80,6 +81,11 @@ type State struct {
 	// (nil: not counted).
 	RouteLimiter  flow.Limiter
 	RouteCounters *flow.Counters
+	// Metrics records what became of each request when its stream ends
+	// (nil: no metrics). One for the process: it outlives reloads.
+	Metrics *telemetry.Metrics
+	// Traces sends a span per request to an OTLP collector (nil: off).
+	Traces *telemetry.Tracing
 	// Versions are the content hashes of the config and catalog this state
 	// was built from, for the records.
 	Versions   audit.Versions
@@ -87,6 +93,13 @@ type State struct {
 	// forwardable are the client headers some provider's forward_headers
 	// lists; every other header outside header.Forwarded is removed at the edge.
 	forwardable []string
+}
+
+// readsUsage reports whether anything reads a request's usage and cost
+// without a budget to settle: the spend ledger, the audit log, the metrics
+// or the traces.
+func (st *State) readsUsage() bool {
+	return st.Spend != nil || st.Audit != nil || st.Metrics != nil || st.Traces != nil
 }
 
 // WorkspaceProvider keys State.WorkspaceClusters.

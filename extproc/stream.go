@@ -3,6 +3,7 @@ package extproc
 import (
 	"bytes"
 	"strings"
+	"time"
 	"unsafe"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -48,6 +49,9 @@ var incompleteEvent = []byte(`data: {"error":{"message":"the provider's stream e
 // streamBody handles one chunk of a streamed answer. At the stream's end
 // the edge records its usage; an egress stream leaves that to the edge.
 func (p *edge) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if p.firstChunk.IsZero() {
+		p.firstChunk = time.Now()
+	}
 	resp, end := p.stream.follow(b)
 	if end != "" {
 		p.endStream(end)

@@ -21,6 +21,8 @@ export MOCK_EU_API_KEY="${MOCK_EU_API_KEY:-sk-mock-eu-demo}"
 # The admin API's token (role admin in examples/stellwerk.yaml): random per run
 # unless given, printed below. Only /healthz and /readyz answer without it.
 export STELLWERK_ADMIN_TOKEN="${STELLWERK_ADMIN_TOKEN:-adm-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
+# A viewer token for a Prometheus scraping /metrics (docs/observability.md).
+export STELLWERK_METRICS_TOKEN="${STELLWERK_METRICS_TOKEN:-prm-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
 
 pids=()
 stopping=
@@ -72,8 +74,9 @@ cat <<MSG
   stellwerk is running.
 
     OpenAI API (Envoy)   http://$LISTEN/v1
-    stellwerk admin      http://127.0.0.1:9180/status   (also /version /policy /config /debug/vars)
+    stellwerk admin      http://127.0.0.1:9180/status   (also /version /policy /config /metrics /debug/vars)
     admin token          $STELLWERK_ADMIN_TOKEN   (role admin; /healthz and /readyz need none)
+    metrics token        $STELLWERK_METRICS_TOKEN   (role viewer, for a Prometheus scraping /metrics)
     Envoy admin          http://127.0.0.1:9901
     logs                 $LOGS/{envoy,stellwerk,mock-us,mock-eu}.log
 

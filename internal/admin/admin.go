@@ -57,6 +57,12 @@ type XDSService interface {
 	XDSDump() (any, error)
 }
 
+// MetricsService is a server with Prometheus metrics.
+type MetricsService interface {
+	// Metrics serves them in Prometheus' exposition format.
+	Metrics() http.Handler
+}
+
 // Who may read what; docs/security.md has the same table.
 var (
 	// readers: the running state, nothing configured.
@@ -148,6 +154,13 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	})
 	// Process figures for soak tests and dashboards (expvar's format).
 	guarded("GET /debug/vars", processReaders, varsHandler(s))
+	// Prometheus metrics (docs/observability.md): traffic, spend and
+	// provider health per workspace, model and provider, what dashboards
+	// show; viewers may read it, so a scraper gets a viewer token. No key,
+	// user or prompt is a label.
+	if ms, ok := s.(MetricsService); ok {
+		guarded("GET /metrics", readers, ms.Metrics().ServeHTTP)
+	}
 	// Virtual keys and provider keys (docs/keys.md).
 	if ks, ok := s.(KeyService); ok {
 		registerKeys(mux, guarded, ks, log)

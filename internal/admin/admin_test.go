@@ -15,6 +15,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/telemetry"
 )
 
 type fakeStatus struct {
@@ -34,6 +35,7 @@ func (f *fakeStatus) Policy() any                      { return map[string]strin
 func (f *fakeStatus) ConfigError() (string, time.Time) { return "", time.Time{} }
 func (f *fakeStatus) Providers() any                   { return []string{} }
 func (f *fakeStatus) Tokens() *Tokens                  { return f.tokens }
+func (f *fakeStatus) Metrics() http.Handler            { return telemetry.New().Handler() }
 
 // One token per role; the operator's comes from the environment.
 var roleTokens = map[string]string{
@@ -86,6 +88,7 @@ func TestAccessByRole(t *testing.T) {
 		"policy without token":          {"/policy", "", 401, "invalid_admin_token"},
 		"config without token":          {"/config", "", 401, "invalid_admin_token"},
 		"vars without token":            {"/debug/vars", "", 401, "invalid_admin_token"},
+		"metrics without token":         {"/metrics", "", 401, "invalid_admin_token"},
 		"unknown path without token":    {"/keys", "", 401, "invalid_admin_token"},
 		"status with a bad token":       {"/status", "Bearer nope", 401, "invalid_admin_token"},
 		"status with a basic header":    {"/status", "Basic " + roleTokens[config.RoleAdmin], 401, "invalid_admin_token"},
@@ -97,6 +100,8 @@ func TestAccessByRole(t *testing.T) {
 		"viewer: policy":                {"/policy", bearer(config.RoleViewer), 200, ""},
 		"viewer: config":                {"/config", bearer(config.RoleViewer), 403, "insufficient_role"},
 		"viewer: vars":                  {"/debug/vars", bearer(config.RoleViewer), 403, "insufficient_role"},
+		"viewer: metrics":               {"/metrics", bearer(config.RoleViewer), 200, ""},
+		"auditor: metrics":              {"/metrics", bearer(config.RoleAuditor), 200, ""},
 		"viewer: unknown path":          {"/keys", bearer(config.RoleViewer), 404, "unknown_url"},
 		"auditor: status":               {"/status", bearer(config.RoleAuditor), 200, ""},
 		"auditor: policy":               {"/policy", bearer(config.RoleAuditor), 200, ""},
@@ -114,6 +119,9 @@ func TestAccessByRole(t *testing.T) {
 			rec := get(t, h, tc.path, tc.authorization)
 			if rec.Code != tc.status {
 				t.Fatalf("status %d, want %d: %s", rec.Code, tc.status, rec.Body)
+			}
+			if tc.path == "/metrics" && rec.Code == 200 && !strings.Contains(rec.Body.String(), "stellwerk_build_info{") {
+				t.Fatalf("not the metrics: %.300s", rec.Body)
 			}
 			if tc.code == "" {
 				return

@@ -29,6 +29,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/spend"
+	"github.com/stellwerk/stellwerk/internal/telemetry"
 	"github.com/stellwerk/stellwerk/xds"
 )
 
@@ -100,7 +101,6 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	if ln.spend != nil {
 		st.Spend = ln.spend
 	}
-	var vb versionBodies
 	if ln.audit != nil {
 		st.Audit, st.AuditRefuse = ln.audit, ln.auditRefuse
 		for _, ws := range cfg.Audit.Content.Workspaces {
@@ -109,11 +109,13 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 			}
 			st.AuditContent[ws] = true
 		}
-		if vb, err = versionsOf(cfg, cat); err != nil {
-			return nil, err
-		}
-		st.Versions = vb.Versions
 	}
+	st.Metrics, st.Traces = ln.metrics, ln.traces
+	vb, err := versionsOf(cfg, cat) // for the records and stellwerk_config_info
+	if err != nil {
+		return nil, err
+	}
+	st.Versions = vb.Versions
 	return &generation{cfg: cfg, cat: cat, state: st, ir: ir, limits: limits, versions: vb}, nil
 }
 
@@ -137,7 +139,9 @@ type learned struct {
 	routeLimiter  *flow.LedgerLimiter
 	routeCounters *flow.Counters
 	// keeper keeps the versions records name, for replay (nil: no audit).
-	keeper *keeper
+	keeper  *keeper
+	metrics *telemetry.Metrics // nil: none are kept
+	traces  *telemetry.Tracing // nil: OTEL_EXPORTER_OTLP_ENDPOINT is unset
 }
 
 // configActor is who changes the config: whoever can write its file.

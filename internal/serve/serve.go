@@ -35,6 +35,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/store"
+	"github.com/stellwerk/stellwerk/internal/telemetry"
 	"github.com/stellwerk/stellwerk/xds"
 )
 
@@ -170,9 +171,23 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 			recordChange(alog, audit.KindPolicy, "", audit.Change{Actor: policyActor, Action: "load", After: e.Version})
 		})
 	}
+	traces, err := telemetry.StartTracing(ctx, env.Getenv)
+	if err != nil {
+		return fmt.Errorf("traces: %w", err)
+	}
+	if traces != nil {
+		log.Info("OpenTelemetry traces on: a span per request to the OTLP/HTTP endpoint of OTEL_EXPORTER_OTLP_ENDPOINT")
+		defer func() { // after the gRPC server stopped: no request records any more
+			closeCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+			defer done()
+			if err := traces.Shutdown(closeCtx); err != nil {
+				log.Warn("sending the last spans on shutdown failed", zap.Error(err))
+			}
+		}()
+	}
 	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw, keeper: kp,
 		audit: alog, auditRefuse: cfg.Audit.OnStoreDown == config.AuditRefuse, routeLimiter: &flow.LedgerLimiter{Ledger: led},
-		routeCounters: &flow.Counters{}}
+		routeCounters: &flow.Counters{}, metrics: telemetry.New(), traces: traces}
 	wks, err := workspaceKeys(ctx, ks)
 	if err != nil {
 		return err
@@ -207,6 +222,9 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		log: log.Named("config"), pub: pub, ep: ep, cur: g, published: g.ir, base: cfg}
 	rl.seen = rl.fingerprint(cfg)
 	go rl.watch(ctx, configReloadInterval)
+	if err := registerScrape(ln.metrics, rl, pm, sw, alog); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	cat := g.cat
 
 	grpcLis, grpcOpts, err := listenGRPC(cfg.Server)
@@ -228,7 +246,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	pub.Register(gs)
 
 	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table, spend: sp, spendW: sw, audit: alog,
-		routes: rts, routeCounters: ln.routeCounters}
+		routes: rts, routeCounters: ln.routeCounters, metrics: ln.metrics}
 	st.Tokens() // warns now about tokens that cannot be loaded
 	hs := &http.Server{Handler: admin.Handler(st, st.log), ReadHeaderTimeout: 5 * time.Second}
 
@@ -299,18 +317,19 @@ const policyActor = "policy-dir"
 const configReloadInterval = 2 * time.Second
 
 type status struct {
-	pub    *xds.Publisher
-	rl     *reloader
-	pm     *policy.Manager
-	led    *ledger.Ledger
-	log    *zap.Logger
-	tokens atomic.Pointer[adminTokens]
-	keys   *keys.Store
-	table  *keys.Table
-	spend  *spend.Store
-	spendW *spend.Writer
-	audit  *audit.Log // nil: audit.enabled is false
-	routes *routes
+	pub     *xds.Publisher
+	rl      *reloader
+	pm      *policy.Manager
+	led     *ledger.Ledger
+	log     *zap.Logger
+	tokens  atomic.Pointer[adminTokens]
+	keys    *keys.Store
+	table   *keys.Table
+	spend   *spend.Store
+	spendW  *spend.Writer
+	audit   *audit.Log // nil: audit.enabled is false
+	metrics *telemetry.Metrics
+	routes  *routes
 	// routeCounters are the requests, errors, cost and latency per route
 	// version and arm.
 	routeCounters *flow.Counters
@@ -321,6 +340,7 @@ var (
 	_ admin.RouteTraffic   = (*status)(nil)
 	_ admin.AuditService   = (*status)(nil)
 	_ admin.ChangeRecorder = (*status)(nil)
+	_ admin.MetricsService = (*status)(nil)
 )
 
 // Routes is the route store.
@@ -335,6 +355,29 @@ func (s *status) RouteEnv() *flow.Env {
 
 // RouteCounters are the answers per route version and arm.
 func (s *status) RouteCounters() *flow.Counters { return s.routeCounters }
+
+// Metrics serves GET /metrics.
+func (s *status) Metrics() http.Handler { return s.metrics.Handler() }
+
+// registerScrape adds what a scrape reads of the running server: the
+// writers' queues, provider health, and the versions in force.
+func registerScrape(m *telemetry.Metrics, rl *reloader, pm *policy.Manager, sw *spend.Writer, alog *audit.Log) error {
+	cs := append(telemetry.Versions(
+		func() string { return pm.Current().Version },
+		func() (string, string) {
+			g, _, _ := rl.current()
+			return g.state.Versions.Config, g.state.Versions.Catalog
+		},
+		func() bool {
+			_, err, _ := rl.current()
+			return err != ""
+		}),
+		telemetry.Spend(sw.Stats), telemetry.Providers(rl.ln.health.Snapshot, time.Now))
+	if alog != nil {
+		cs = append(cs, telemetry.Audit(alog.Stats))
+	}
+	return m.Register(cs...)
+}
 
 // RecordChange puts an admin API change on the audit record.
 func (s *status) RecordChange(kind, workspace string, c audit.Change) {

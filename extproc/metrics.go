@@ -1,0 +1,136 @@
+package extproc
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/decide"
+	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/telemetry"
+)
+
+// observe records what became of the request in the metrics and its
+// span, when its stream ends (docs/observability.md): chat requests, and
+// every request stellwerk refused at the edge; model listings are not
+// counted. Every metric label is a bounded value: the workspace, catalog
+// ids, provider names, error codes.
+func (p *edge) observe() {
+	m, tr := p.state.Metrics, p.state.Traces
+	if (m == nil && tr == nil) || (p.endpoint != epChat && p.status == 0) {
+		return
+	}
+	r := p.outcomeFacts()
+	if tr != nil {
+		d := telemetry.Decision{ID: p.id, Attempts: max(len(p.attempts), 1), TraceParent: p.traceParent, TraceState: p.traceState,
+			Arrived: p.arrived}
+		if res := p.result; res != nil {
+			d.PolicyVersion, d.Stream = res.PolicyVersion, res.Chat.Stream
+		}
+		if p.decision != nil {
+			d.Reason = p.reason()
+		}
+		tr.Record(&r, &d)
+	}
+	if m == nil {
+		return
+	}
+	m.Finish(&r)
+	p.observeAttempts(m)
+	if res := p.result; res != nil && res.PolicyVersion != "" { // classified, and the policy ran
+		observeClass(m, &res.Class)
+		for _, reason := range res.Policy.Deny {
+			m.Denied(reason)
+		}
+		m.Excluded(res.Policy.Exclude)
+	}
+}
+
+// outcomeFacts is what became of the request, for the metrics and its span.
+func (p *edge) outcomeFacts() telemetry.Request {
+	r := telemetry.Request{Workspace: p.workspace, Overhead: p.stages}
+	r.Status, r.ErrorCode = p.outcome()
+	if !p.arrived.IsZero() {
+		r.Duration = time.Since(p.arrived)
+	}
+	if res := p.result; res != nil && res.Workspace != "" {
+		r.Workspace = res.Workspace
+	}
+	if p.bodyPhase {
+		r.Overhead.Total = p.overhead
+	}
+	if s := p.served; s != nil && p.decision != nil && !p.routedAt.IsZero() { // it left for a provider
+		r.Model, r.Provider, r.RequestModel = s.ID, s.Provider.Name, p.requestModel()
+		r.Answered = p.respStatus != ""
+		if p.stream != nil && !p.firstChunk.IsZero() && !p.arrived.IsZero() {
+			r.TTFT = p.firstChunk.Sub(p.arrived)
+		}
+	}
+	if p.charged {
+		c := &p.charge
+		r.Metered, r.InputTokens, r.OutputTokens = true, c.Usage.PromptTokens, c.Usage.CompletionTokens
+		r.CostEUR, r.BaselineEUR = c.EUR, c.BaselineEUR
+	}
+	return r
+}
+
+// requestModel is what the client asked for as a label: auto, a catalog
+// id, or other (a name the catalog does not know never becomes a label).
+func (p *edge) requestModel() string {
+	id := p.result.Chat.Model
+	if id == decide.Auto {
+		return id
+	}
+	if m, ok := p.state.Router.Catalog.Lookup(id); ok {
+		return m.ID
+	}
+	return "other"
+}
+
+// observeAttempts records the request's attempts on providers: the
+// failover plan's as reported, or the one provider it went to.
+func (p *edge) observeAttempts(m *telemetry.Metrics) {
+	switch {
+	case len(p.attempts) > 0:
+		for i := range p.attempts {
+			a := &p.attempts[i]
+			m.Attempt(a.Provider, a.Model, a.Outcome)
+		}
+	case p.served != nil && p.decision != nil && !p.routedAt.IsZero():
+		out := "served"
+		if code, _ := strconv.Atoi(p.respStatus); code == 0 || code >= 400 {
+			out = "failed"
+		}
+		m.Attempt(p.served.Provider.Name, p.served.ID, out)
+	}
+}
+
+// observeClass records what the classifiers found.
+func observeClass(m *telemetry.Metrics, c *classify.Result) {
+	for typ, n := range c.PIICounts {
+		m.Found("pii", typ, n)
+	}
+	for i := range c.Secrets {
+		m.Found("secret", c.Secrets[i].Type, 1)
+	}
+	if c.Scan == classify.ScanTruncated {
+		m.Found("scan", c.ScanLimit, 1)
+	}
+	m.InjectionScore(c.Injection.Score)
+}
+
+// observeBudgets records how used the budgets a reservation met are: those
+// of one workspace, one team, or everyone (the config bounds them; a key's
+// or user's budgets would be a series per key or user).
+func observeBudgets(m *telemetry.Metrics, st *ledger.State) {
+	if m == nil {
+		return
+	}
+	for i := range st.Budgets {
+		b := &st.Budgets[i]
+		switch b.Scope {
+		case ledger.ScopeGlobal, ledger.ScopeWorkspace, ledger.ScopeTeam:
+			m.BudgetRatio(b.Name, b.Scope.String(), b.Subject, b.Ratio)
+		}
+	}
+}

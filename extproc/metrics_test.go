@@ -1,0 +1,135 @@
+package extproc
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/telemetry"
+)
+
+// TestMetricsPerRequest: each kind of request leaves the series a
+// dashboard reads, with what the client got, and nothing a client sent
+// becomes a label.
+func TestMetricsPerRequest(t *testing.T) {
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: m}
+currency: {usd_to_eur: 1}
+providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {env: P_KEY}}]
+models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, output_per_mtok: 10}}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stateFor(t, c, func(string) string { return "sk-p" })
+	st.Metrics = telemetry.New()
+	run := func(msgs ...*extprocv3.ProcessingRequest) {
+		p := &edge{filter: filter{state: st, log: zap.NewNop(), id: NewDecisionID()}, ctx: context.Background()}
+		for _, m := range msgs {
+			p.handle(m)
+		}
+		p.finish()
+	}
+	chat := func(model string) []*extprocv3.ProcessingRequest {
+		return []*extprocv3.ProcessingRequest{headersMsg("POST", "/v1/chat/completions", false),
+			bodyMsg(`{"model":"` + model + `","max_tokens":100,"messages":[{"role":"user","content":"mail me at jane@example.com"}]}`)}
+	}
+
+	run(append(chat("auto"), respHeadersMsg("200", "application/json"),
+		respBodyMsg(`{"choices":[],"usage":{"prompt_tokens":1000,"completion_tokens":500}}`, true))...)
+	run(append(chat("m"), respHeadersMsg("200", "text/event-stream"), respBodyMsg(oaiChunk, false),
+		respBodyMsg(`data: {"choices":[],"usage":{"prompt_tokens":40,"completion_tokens":3}}`+"\n\ndata: [DONE]\n\n", true))...)
+	run(append(chat("auto"), respHeadersMsg("500", "application/json"), respBodyMsg(`{"error":{"message":"boom"}}`, true))...)
+	run(chat("no-such-model-from-a-client")...)
+	run(headersMsg("GET", "/v1/models", true)) // not counted
+	b, _ := ledger.NewMemory(context.Background(), ledger.MemoryOptions{})
+	lim, _ := ledger.NewLimits(nil, nil, []ledger.RateRule{{Name: "one", Scope: ledger.ScopeWorkspace, RequestsPerMinute: 1}})
+	st.Ledger, st.Limited = ledger.New(b, lim, ledger.Options{}), true
+	defer st.Ledger.Close(context.Background())
+	run(append(chat("auto"), respHeadersMsg("200", "application/json"), respBodyMsg(`{"choices":[]}`, true))...)
+	run(chat("auto")...) // the second in the minute: 429
+
+	g := st.Metrics.Gatherer()
+	for name, tc := range map[string]struct {
+		metric string
+		labels string
+		want   float64
+	}{
+		"served":        {"stellwerk_requests_total", "error_code=,model=m,provider=p,status_class=2xx,workspace=default", 3},
+		"provider 500":  {"stellwerk_requests_total", "error_code=,model=m,provider=p,status_class=5xx,workspace=default", 1},
+		"unknown model": {"stellwerk_requests_total", "error_code=model_not_found,model=,provider=,status_class=4xx,workspace=default", 1},
+		"rate limited":  {"stellwerk_requests_total", "error_code=rate_limit_exceeded,model=,provider=,status_class=4xx,workspace=default", 1},
+		"rejection":     {"stellwerk_limit_rejections_total", "kind=requests,scope=workspace,workspace=default", 1},
+		"attempts ok":   {"stellwerk_provider_attempts_total", "model=m,outcome=served,provider=p", 3},
+		"attempt 500":   {"stellwerk_provider_attempts_total", "model=m,outcome=failed,provider=p", 1},
+		// The JSON answer's usage, the stream's, and the estimate of the one without.
+		"input tokens": {"gen_ai_client_token_usage", "gen_ai_operation_name=chat,gen_ai_provider_name=p,gen_ai_request_model=auto,gen_ai_response_model=m,gen_ai_token_type=input", 2},
+		"pinned":       {"gen_ai_client_token_usage", "gen_ai_operation_name=chat,gen_ai_provider_name=p,gen_ai_request_model=m,gen_ai_response_model=m,gen_ai_token_type=output", 1},
+		"ttft":         {"gen_ai_server_time_to_first_token_seconds", "gen_ai_operation_name=chat,gen_ai_provider_name=p,gen_ai_request_model=m,gen_ai_response_model=m", 1},
+		"durations":    {"gen_ai_server_request_duration_seconds", "gen_ai_operation_name=chat,gen_ai_provider_name=p,gen_ai_request_model=auto,gen_ai_response_model=m", 3},
+		"pii":          {"stellwerk_classifier_findings_total", "detector=pii,type=email", 5},
+		"decided":      {"stellwerk_router_overhead_seconds", "stage=decide", 6},
+		"reserved":     {"stellwerk_router_overhead_seconds", "stage=reserve", 2},
+	} {
+		if got := sample(t, g, tc.metric, tc.labels); got != tc.want {
+			t.Errorf("%s: %s{%s} = %v, want %v", name, tc.metric, tc.labels, got, tc.want)
+		}
+	}
+	if got := sample(t, g, "stellwerk_cost_eur_total", "model=m,provider=p,workspace=default"); got < 0.00813 || got > 0.00814 {
+		// 0.007 for the JSON answer, 0.00011 for the stream, the reserved
+		// worst case (14 tokens in, max_tokens out) for the one without usage.
+		t.Errorf("cost %v, want 0.008138", got)
+	}
+	mfs, _ := g.Gather()
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if strings.Contains(labels(m), "no-such-model") {
+				t.Errorf("a client's model name became a label: %s{%s}", mf.GetName(), labels(m))
+			}
+		}
+	}
+}
+
+// sample is a counter's value or a histogram's count; -1 when the series
+// does not exist.
+func sample(t *testing.T, g prometheus.Gatherer, name, want string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if labels(m) != want {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				return m.GetCounter().GetValue()
+			case m.Histogram != nil:
+				return float64(m.GetHistogram().GetSampleCount())
+			case m.Gauge != nil:
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return -1
+}
+
+func labels(m *dto.Metric) string {
+	parts := make([]string, len(m.GetLabel()))
+	for i, l := range m.GetLabel() {
+		parts[i] = l.GetName() + "=" + l.GetValue()
+	}
+	return strings.Join(parts, ",")
+}

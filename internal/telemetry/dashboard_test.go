@@ -1,0 +1,165 @@
+package telemetry
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/health"
+	"github.com/stellwerk/stellwerk/internal/spend"
+)
+
+// fullRegistry is every series stellwerk exports, each with a sample:
+// what serve registers, with fixed figures, and one request of each kind.
+func fullRegistry(t *testing.T) *Metrics {
+	t.Helper()
+	m := New()
+	now := time.Now()
+	cs := append(Versions(func() string { return "p1" }, func() (string, string) { return "c1", "k1" }, func() bool { return false }),
+		Audit(func() audit.Stats { return audit.Stats{Queued: 1, OldestAge: time.Second, Written: 3} }),
+		Spend(func() spend.Stats { return spend.Stats{Written: 2} }),
+		Providers(func() []health.Status {
+			return []health.Status{{Provider: "openai", ConsecutiveFailures: 2, CoolingUntil: now.Add(time.Minute)}}
+		}, func() time.Time { return now }))
+	if err := m.Register(cs...); err != nil {
+		t.Fatal(err)
+	}
+	r := Request{Workspace: "w", RequestModel: "auto", Model: "m", Provider: "p", Status: 200, Answered: true, Metered: true,
+		InputTokens: 1, OutputTokens: 1, CostEUR: 0.1, BaselineEUR: 0.2, Duration: time.Second, TTFT: time.Millisecond,
+		Overhead: Overhead{Authenticate: 1, Decide: 1, Reserve: 1, Total: 3}}
+	m.Finish(&r)
+	m.Attempt("p", "m", "failed")
+	m.Denied("secrets: x")
+	m.Excluded(map[string]string{"m": "residency: x"})
+	m.Found("pii", "email", 1)
+	m.InjectionScore(0.5)
+	m.BudgetRatio("b", "workspace", "w", 0.5)
+	m.Rejected("w", "budget", "workspace")
+	return m
+}
+
+// TestDashboardQueriesExist: the Grafana dashboard the compose stack
+// provisions is valid JSON, and every metric its queries read is one
+// stellwerk exports, under that name; a renamed metric fails here, not as
+// an empty panel.
+func TestDashboardQueriesExist(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "compose", "grafana", "dashboards", "stellwerk.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		UID    string `json:"uid"`
+		Panels []struct {
+			ID      int    `json:"id"`
+			Type    string `json:"type"`
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatalf("not JSON: %v", err)
+	}
+	mfs, err := fullRegistry(t).Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	families, labels := map[string]bool{}, map[string]bool{"le": true}
+	for _, mf := range mfs {
+		families[mf.GetName()] = true
+		for _, mt := range mf.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				labels[l.GetName()] = true
+			}
+		}
+	}
+	ident := regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*`)
+	ids, queried := map[int]bool{}, map[string]bool{}
+	for _, p := range d.Panels {
+		if ids[p.ID] {
+			t.Errorf("panel id %d twice", p.ID)
+		}
+		ids[p.ID] = true
+		if p.Type != "row" && len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			for _, name := range ident.FindAllString(tg.Expr, -1) {
+				if labels[name] || !(strings.HasPrefix(name, "stellwerk_") || strings.HasPrefix(name, "gen_ai_") ||
+					strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_")) {
+					continue
+				}
+				base := name
+				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+					if b, ok := strings.CutSuffix(name, suffix); ok && families[b] {
+						base = b
+					}
+				}
+				if !families[base] {
+					t.Errorf("panel %q queries %s, which stellwerk does not export", p.Title, name)
+				}
+				queried[base] = true
+			}
+		}
+	}
+	for _, must := range []string{"gen_ai_client_token_usage", "gen_ai_server_request_duration_seconds", "gen_ai_server_time_to_first_token_seconds",
+		"stellwerk_requests_total", "stellwerk_cost_eur_total", "stellwerk_router_overhead_seconds", "stellwerk_budget_used_ratio"} {
+		if !queried[must] {
+			t.Errorf("the dashboard shows no %s", must)
+		}
+	}
+	if d.UID == "" || len(queried) < 15 {
+		t.Errorf("uid %q, %d metrics queried", d.UID, len(queried))
+	}
+}
+
+// TestScrapeFigures: what a scrape reads of the writers and the health
+// tracker comes out as the figures they keep, in the units the names say.
+func TestScrapeFigures(t *testing.T) {
+	now := time.Now()
+	cs := []prometheus.Collector{
+		Audit(func() audit.Stats {
+			return audit.Stats{Queued: 4, Pending: 2, OldestAge: 1500 * time.Millisecond, Written: 10, Dropped: 1, Healthy: true}
+		}),
+		Providers(func() []health.Status {
+			return []health.Status{{Provider: "a", ConsecutiveFailures: 3, CoolingUntil: now.Add(30 * time.Second)}, {Provider: "b", ConsecutiveFailures: 1}}
+		}, func() time.Time { return now }),
+	}
+	want := `
+# HELP stellwerk_audit_lag_seconds How long the oldest audit record the writer holds has waited (0 when it holds none).
+# TYPE stellwerk_audit_lag_seconds gauge
+stellwerk_audit_lag_seconds 1.5
+# HELP stellwerk_audit_queue_depth Audit records waiting to be written: in the buffer (queued), sealed but not committed (pending), in the spool file (spooled).
+# TYPE stellwerk_audit_queue_depth gauge
+stellwerk_audit_queue_depth{state="pending"} 2
+stellwerk_audit_queue_depth{state="queued"} 4
+stellwerk_audit_queue_depth{state="spooled"} 0
+# HELP stellwerk_audit_records_total Audit records by what became of them: written, dropped (buffer full), failed.
+# TYPE stellwerk_audit_records_total counter
+stellwerk_audit_records_total{result="dropped"} 1
+stellwerk_audit_records_total{result="failed"} 0
+stellwerk_audit_records_total{result="written"} 10
+# HELP stellwerk_provider_consecutive_failures A provider's run of failed attempts on this replica; any success ends it.
+# TYPE stellwerk_provider_consecutive_failures gauge
+stellwerk_provider_consecutive_failures{provider="a"} 3
+stellwerk_provider_consecutive_failures{provider="b"} 1
+# HELP stellwerk_provider_cooldown_seconds Time left in a provider's cooldown on this replica (selection skips it meanwhile).
+# TYPE stellwerk_provider_cooldown_seconds gauge
+stellwerk_provider_cooldown_seconds{provider="a"} 30
+`
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(cs...)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "stellwerk_audit_lag_seconds", "stellwerk_audit_queue_depth",
+		"stellwerk_audit_records_total", "stellwerk_provider_consecutive_failures", "stellwerk_provider_cooldown_seconds"); err != nil {
+		t.Error(err)
+	}
+}

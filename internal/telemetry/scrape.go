@@ -1,0 +1,128 @@
+package telemetry
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/health"
+	"github.com/stellwerk/stellwerk/internal/spend"
+)
+
+// What is read at scrape time rather than counted per request: the
+// figures the writers, the health tracker and the reloader already keep.
+
+// info is a metric of value 1 whose labels say what is in force, read at
+// each scrape (nil values: no series).
+type info struct {
+	desc   *prometheus.Desc
+	values func() []string
+}
+
+func (i *info) Describe(ch chan<- *prometheus.Desc) { ch <- i.desc }
+
+func (i *info) Collect(ch chan<- prometheus.Metric) {
+	if v := i.values(); v != nil {
+		ch <- prometheus.MustNewConstMetric(i.desc, prometheus.GaugeValue, 1, v...)
+	}
+}
+
+// Info is a "what is in force" metric (stellwerk_policy_info{version}),
+// its label values read at each scrape.
+func Info(name, help string, labels []string, values func() []string) prometheus.Collector {
+	return &info{desc: prometheus.NewDesc(name, help, labels, nil), values: values}
+}
+
+func constInfo(name, help string, labels, values []string) prometheus.Collector {
+	return Info(name, help, labels, func() []string { return values })
+}
+
+// funcCollector emits what collect reads, under fixed descriptions.
+type funcCollector struct {
+	descs   []*prometheus.Desc
+	collect func(ch chan<- prometheus.Metric)
+}
+
+func (f *funcCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range f.descs {
+		ch <- d
+	}
+}
+
+func (f *funcCollector) Collect(ch chan<- prometheus.Metric) { f.collect(ch) }
+
+// Audit reads the audit log writer's figures: the records waiting, how
+// long the oldest has waited (the log's lag behind the traffic), and its
+// counters.
+func Audit(stats func() audit.Stats) prometheus.Collector {
+	queued := prometheus.NewDesc("stellwerk_audit_queue_depth", "Audit records waiting to be written: in the buffer (queued), sealed but not committed (pending), in the spool file (spooled).", []string{"state"}, nil)
+	lag := prometheus.NewDesc("stellwerk_audit_lag_seconds", "How long the oldest audit record the writer holds has waited (0 when it holds none).", nil, nil)
+	healthy := prometheus.NewDesc("stellwerk_audit_healthy", "1 while the audit log's store takes records.", nil, nil)
+	records := prometheus.NewDesc("stellwerk_audit_records_total", "Audit records by what became of them: written, dropped (buffer full), failed.", []string{"result"}, nil)
+	return &funcCollector{descs: []*prometheus.Desc{queued, lag, healthy, records}, collect: func(ch chan<- prometheus.Metric) {
+		s := stats()
+		ch <- prometheus.MustNewConstMetric(queued, prometheus.GaugeValue, float64(s.Queued), "queued")
+		ch <- prometheus.MustNewConstMetric(queued, prometheus.GaugeValue, float64(s.Pending), "pending")
+		ch <- prometheus.MustNewConstMetric(queued, prometheus.GaugeValue, float64(s.Spooled), "spooled")
+		ch <- prometheus.MustNewConstMetric(lag, prometheus.GaugeValue, s.OldestAge.Seconds())
+		ch <- prometheus.MustNewConstMetric(healthy, prometheus.GaugeValue, b2f(s.Healthy))
+		ch <- prometheus.MustNewConstMetric(records, prometheus.CounterValue, float64(s.Written), "written")
+		ch <- prometheus.MustNewConstMetric(records, prometheus.CounterValue, float64(s.Dropped), "dropped")
+		ch <- prometheus.MustNewConstMetric(records, prometheus.CounterValue, float64(s.Failed), "failed")
+	}}
+}
+
+// Spend reads the spend ledger writer's figures.
+func Spend(stats func() spend.Stats) prometheus.Collector {
+	queued := prometheus.NewDesc("stellwerk_spend_queue_depth", "Spend-ledger rows waiting to be written.", nil, nil)
+	rows := prometheus.NewDesc("stellwerk_spend_rows_total", "Spend-ledger rows by what became of them: written, dropped (buffer full), lost (not written at shutdown).", []string{"result"}, nil)
+	return &funcCollector{descs: []*prometheus.Desc{queued, rows}, collect: func(ch chan<- prometheus.Metric) {
+		s := stats()
+		ch <- prometheus.MustNewConstMetric(queued, prometheus.GaugeValue, float64(s.Queued))
+		ch <- prometheus.MustNewConstMetric(rows, prometheus.CounterValue, float64(s.Written), "written")
+		ch <- prometheus.MustNewConstMetric(rows, prometheus.CounterValue, float64(s.Dropped), "dropped")
+		ch <- prometheus.MustNewConstMetric(rows, prometheus.CounterValue, float64(s.Lost), "lost")
+	}}
+}
+
+// Providers reads this replica's provider health: which providers cool
+// down, for how much longer, and their runs of failures. Providers with
+// neither have no series.
+func Providers(snapshot func() []health.Status, now func() time.Time) prometheus.Collector {
+	cooling := prometheus.NewDesc("stellwerk_provider_cooldown_seconds", "Time left in a provider's cooldown on this replica (selection skips it meanwhile).", []string{"provider"}, nil)
+	failures := prometheus.NewDesc("stellwerk_provider_consecutive_failures", "A provider's run of failed attempts on this replica; any success ends it.", []string{"provider"}, nil)
+	return &funcCollector{descs: []*prometheus.Desc{cooling, failures}, collect: func(ch chan<- prometheus.Metric) {
+		t := now()
+		for _, s := range snapshot() {
+			ch <- prometheus.MustNewConstMetric(failures, prometheus.GaugeValue, float64(s.ConsecutiveFailures), s.Provider)
+			if !s.CoolingUntil.IsZero() {
+				ch <- prometheus.MustNewConstMetric(cooling, prometheus.GaugeValue, max(s.CoolingUntil.Sub(t).Seconds(), 0), s.Provider)
+			}
+		}
+	}}
+}
+
+// Versions reads what is in force: the policy version, the config and
+// catalog content hashes, and whether the last config change was refused.
+func Versions(policy func() string, config func() (cfg, catalog string), refused func() bool) []prometheus.Collector {
+	return []prometheus.Collector{
+		Info("stellwerk_policy_info", "The Rego policy version in force.", []string{"version"},
+			func() []string { return []string{policy()} }),
+		Info("stellwerk_config_info", "The config and catalog in force, by content hash.", []string{"config", "catalog"},
+			func() []string {
+				c, cat := config()
+				return []string{c, cat}
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stellwerk_config_reload_refused",
+			Help: "1 while the last config change was refused (the previous config keeps serving; /status says why)."},
+			func() float64 { return b2f(refused()) }),
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
