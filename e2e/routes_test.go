@@ -211,23 +211,30 @@ func TestRoutesSplitAndLimit(t *testing.T) {
 		t.Errorf("canary got %.1f%% of %d requests, want 10%% ± 3", 100*share, n)
 	}
 	// The route's traffic per version and arm, as the admin API shows it.
-	var view struct {
-		Traffic []struct {
-			Version  int64  `json:"version"`
-			Arm      string `json:"arm"`
-			Requests int64  `json:"requests"`
-			Errors   int64  `json:"errors"`
-		} `json:"traffic"`
+	// A request is counted when its ext_proc stream ends, just after the
+	// client has its answer: wait for the last ones.
+	type row struct {
+		Version  int64  `json:"version"`
+		Arm      string `json:"arm"`
+		Requests int64  `json:"requests"`
+		Errors   int64  `json:"errors"`
 	}
-	resp, b := adminDo(t, s, http.MethodGet, "/admin/routes/rollout", "")
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET /admin/routes/rollout: %d %s", resp.StatusCode, b)
-	}
-	mustJSON(t, b, &view)
 	arms := map[string]int64{}
-	for _, row := range view.Traffic {
-		if row.Version == 1 && row.Errors == 0 {
-			arms[row.Arm] += row.Requests
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var view struct{ Traffic []row }
+		resp, b := adminDo(t, s, http.MethodGet, "/admin/routes/rollout", "")
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET /admin/routes/rollout: %d %s", resp.StatusCode, b)
+		}
+		mustJSON(t, b, &view)
+		clear(arms)
+		for _, r := range view.Traffic {
+			if r.Version == 1 && r.Errors == 0 {
+				arms[r.Arm] += r.Requests
+			}
+		}
+		if arms["split/canary"]+arms["split/main"] > n || time.Now().After(deadline) {
+			break
 		}
 	}
 	// waitRoute's probes count too (on either arm): the rows hold the
@@ -235,6 +242,17 @@ func TestRoutesSplitAndLimit(t *testing.T) {
 	extra := arms["split/canary"] + arms["split/main"] - n
 	if extra < 1 || extra > 100 || arms["split/canary"] < int64(canary) || arms["split/canary"]-int64(canary) > extra {
 		t.Errorf("traffic per arm %v; the answers showed %d on the canary of %d", arms, canary, n)
+	}
+	// The same rows as Prometheus metrics.
+	resp, b := adminDo(t, s, http.MethodGet, "/metrics", "")
+	for _, arm := range []string{"split/canary", "split/main"} {
+		line := fmt.Sprintf("stellwerk_route_requests_total{arm=%q,route=\"rollout\",version=\"1\"} %d", arm, arms[arm])
+		if resp.StatusCode != 200 || !strings.Contains(string(b), line) {
+			t.Errorf("/metrics lacks %s:\n%s", line, grepLines(string(b), "stellwerk_route_"))
+		}
+	}
+	if !strings.Contains(string(b), `stellwerk_route_live_version{route="rollout"} 1`) {
+		t.Errorf("/metrics lacks the live version of rollout")
 	}
 
 	deployRoute(t, s, fmt.Sprintf(rolloutRoute, "user"))
@@ -439,4 +457,15 @@ func TestRoutesRollbackReplicas(t *testing.T) {
 		t.Errorf("the rollback took %v to reach both replicas", d)
 	}
 	t.Logf("rollback made through replica b served by both within %v", time.Since(rolled).Round(time.Millisecond))
+}
+
+// grepLines is the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

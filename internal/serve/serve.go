@@ -372,7 +372,8 @@ func registerScrape(m *telemetry.Metrics, rl *reloader, pm *policy.Manager, sw *
 			_, err, _ := rl.current()
 			return err != ""
 		}),
-		telemetry.Spend(sw.Stats), telemetry.Providers(rl.ln.health.Snapshot, time.Now))
+		telemetry.Spend(sw.Stats), telemetry.Providers(rl.ln.health.Snapshot, time.Now),
+		telemetry.Routes(rl.ln.routeCounters.Snapshot, rl.ln.routes.table.Live))
 	if alog != nil {
 		cs = append(cs, telemetry.Audit(alog.Stats))
 	}
