@@ -103,6 +103,9 @@ type Stack struct {
 	t       testing.TB
 	label   string // the replica's name in a fleet
 	logBufs []namedBuf
+	// env and bin start stellwerk (again: Restart).
+	env []string
+	bin string
 }
 
 // Root is the repository root, found from this file's location.
@@ -286,6 +289,12 @@ type stackEnv struct {
 	label      string               // the replica's name in logs; empty for a lone stack
 	state      func(*config.Config) // the fleet's shared state, before Options.Mutate
 	env        []string
+	// For replicas behind one Envoy (StartReplicas): the certificates
+	// they all serve, the Envoy listener they all publish, and no Envoy of
+	// their own.
+	mtls       *testcert.Files
+	listenPort int
+	noEnvoy    bool
 }
 
 // launch writes one stellwerk config, starts stellwerk and its Envoy, and
@@ -316,9 +325,14 @@ func launch(t testing.TB, o Options, ps *providerSet, se stackEnv) *Stack {
 		cfg.Routing.DefaultModel = cfg.Models[0].ID
 	}
 	grpcPort, adminPort, listenPort, envoyAdminPort := FreePort(t), FreePort(t), FreePort(t), FreePort(t)
+	if se.listenPort != 0 {
+		listenPort = se.listenPort
+	}
 	if o.MTLS {
 		var err error
-		if s.MTLS, err = testcert.Write(s.Dir); err != nil {
+		if se.mtls != nil {
+			s.MTLS = *se.mtls
+		} else if s.MTLS, err = testcert.Write(s.Dir); err != nil {
 			t.Fatal(err)
 		}
 		cfg.Server.GRPC = fmt.Sprintf("127.0.0.1:%d", grpcPort)
@@ -364,10 +378,14 @@ func launch(t testing.TB, o Options, ps *providerSet, se stackEnv) *Stack {
 	s.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	s.EnvoyAdmin = fmt.Sprintf("http://127.0.0.1:%d", envoyAdminPort)
 
+	s.env, s.bin = env, se.bin
 	s.startProcess("stellwerk", env, se.bin, "serve", "--config", cfgPath, "--log-level", "debug")
 	s.waitHTTP(s.AdminURL+"/readyz", 200, 20*time.Second)
 
 	s.GRPC = cfg.Server.GRPC
+	if se.noEnvoy {
+		return s
+	}
 	if o.Bootstrap == "" {
 		file, _ := testcert.Bootstrap(cfg.Server, s.MTLS)
 		o.Bootstrap = filepath.Join("envoy", file)
@@ -435,7 +453,11 @@ func (s *Stack) startProcess(name string, env []string, bin string, args ...stri
 			<-done
 		}
 	}
-	s.logBufs = append(s.logBufs, namedBuf{name, buf, stop})
+	kill := func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+	s.logBufs = append(s.logBufs, namedBuf{name, buf, stop, kill})
 	s.t.Cleanup(stop)
 }
 
@@ -535,12 +557,13 @@ func (s *Stack) DumpLogs() {
 
 // Log returns what a process (stellwerk or envoy) has printed so far.
 func (s *Stack) Log(name string) string {
-	for _, nb := range s.logBufs {
+	var b strings.Builder
+	for _, nb := range s.logBufs { // every run of it, restarts included
 		if nb.name == name {
-			return nb.buf.String()
+			b.WriteString(nb.buf.String())
 		}
 	}
-	return ""
+	return b.String()
 }
 
 // startTLSProvider serves mp over https on localhost with a fresh self-signed
@@ -576,17 +599,33 @@ type namedBuf struct {
 	name string
 	buf  *syncBuffer
 	stop func()
+	kill func()
 }
 
 // Stop ends one process of the stack (stellwerk or envoy) and waits for it.
-func (s *Stack) Stop(name string) {
-	for _, nb := range s.logBufs {
-		if nb.name == name {
-			nb.stop()
-			return
+func (s *Stack) Stop(name string) { s.process(name).stop() }
+
+// Kill ends a process at once (SIGKILL: no shutdown of its own), as a
+// crash or an OOM kill would, and waits for it.
+func (s *Stack) Kill(name string) { s.process(name).kill() }
+
+// Restart starts stellwerk again with the same config (after Stop or
+// Kill) and waits until it is ready.
+func (s *Stack) Restart() {
+	s.t.Helper()
+	s.startProcess("stellwerk", s.env, s.bin, "serve", "--config", filepath.Join(s.Dir, "stellwerk.yaml"), "--log-level", "debug")
+	s.waitHTTP(s.AdminURL+"/readyz", 200, 20*time.Second)
+}
+
+// process is the latest started process of that name.
+func (s *Stack) process(name string) namedBuf {
+	for i := len(s.logBufs) - 1; i >= 0; i-- {
+		if s.logBufs[i].name == name {
+			return s.logBufs[i]
 		}
 	}
 	s.t.Fatalf("no process %q", name)
+	return namedBuf{}
 }
 
 type syncBuffer struct {

@@ -17,6 +17,8 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	grpchealth "google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/stellwerk/stellwerk/extproc"
@@ -244,6 +246,11 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	)...)
 	extprocv3.RegisterExternalProcessorServer(gs, ep)
 	pub.Register(gs)
+	// grpc.health.v1 for Envoy's active health checks of the ext_proc and
+	// xDS clusters (envoy/bootstrap-mtls.yaml): a replica that stops, or
+	// is stopping, is taken out before its connections fail.
+	hc := grpchealth.NewServer()
+	healthpb.RegisterHealthServer(gs, hc)
 
 	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table, spend: sp, spendW: sw, audit: alog,
 		routes: rts, routeCounters: ln.routeCounters, metrics: ln.metrics}
@@ -271,6 +278,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	case runErr = <-errc:
 	}
 	log.Info("stellwerk stopping")
+	hc.Shutdown() // NOT_SERVING: Envoy's health checks move traffic to other replicas
 	shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
 	_ = hs.Shutdown(shutCtx)
