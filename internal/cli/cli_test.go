@@ -238,3 +238,47 @@ func TestClassifyAndExplainShowTheScan(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigCheckRunsServeChecks: config check refuses what serve refuses
+// at start-up — a failing Rego test, a missing webhook secret — and lists
+// every problem, not the first (issue 18).
+func TestConfigCheckRunsServeChecks(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policies")
+	_ = os.MkdirAll(pol, 0o755)
+	_ = os.WriteFile(filepath.Join(pol, "extra.rego"), []byte("package stellwerk.extra\n\nanswer := 42\n"), 0o600)
+	_ = os.WriteFile(filepath.Join(pol, "extra_test.rego"), []byte(`package stellwerk.extra_test
+
+import data.stellwerk.extra
+
+test_one if extra.answer == 41
+
+test_two if extra.answer == 40
+`), 0o600)
+	cfgFile := filepath.Join(dir, "stellwerk.yaml")
+	_ = os.WriteFile(cfgFile, []byte(`routing: {default_model: m}
+providers: [{name: p, base_url: "http://127.0.0.1:9/v1", residency: eu}]
+models: [{id: m, provider: p, context_window: 8000}]
+policy: {dir: policies}
+budgets: {webhook: {url: "http://127.0.0.1:9/hook", secret_env: STELLWERK_TEST_UNSET_WEBHOOK}}
+`), 0o600)
+	out, _, err := run("config", "check", cfgFile)
+	if !errors.Is(err, ErrConfigProblems) {
+		t.Fatalf("want ErrConfigProblems, got %v\n%s", err, out)
+	}
+	for _, want := range []string{"error: policy: policy test stellwerk.extra_test.test_one", "error: policy: policy test stellwerk.extra_test.test_two",
+		"error: budgets.webhook.secret_env: STELLWERK_TEST_UNSET_WEBHOOK is not set"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, ": ok (") {
+		t.Errorf("a refused config is reported ok:\n%s", out)
+	}
+	// A module that does not compile is a problem too.
+	_ = os.WriteFile(filepath.Join(pol, "extra.rego"), []byte("package stellwerk.extra\n\nanswer := \n"), 0o600)
+	out, _, err = run("config", "check", cfgFile)
+	if !errors.Is(err, ErrConfigProblems) || !strings.Contains(out, "error: policy: compile:") {
+		t.Errorf("a policy that does not compile: %v\n%s", err, out)
+	}
+}

@@ -138,3 +138,30 @@ func (m *Manager) Status() Status {
 	}
 	return s
 }
+
+// Check runs what NewManager runs at start-up (compile, shape check, every
+// Rego test) and returns every problem rather than the first, so
+// `stellwerk config check` refuses exactly what `serve` refuses.
+func Check(ctx context.Context, src Source) []error {
+	f, err := src.collect()
+	if err != nil {
+		return []error{err}
+	}
+	if _, err := load(ctx, f); err != nil {
+		return []error{err} // tests of a policy that does not compile say nothing more
+	}
+	if len(f.tests) == 0 {
+		return nil
+	}
+	results, err := runTests(ctx, f)
+	if err != nil {
+		return []error{fmt.Errorf("policy tests: %w", err)}
+	}
+	var errs []error
+	for _, r := range results {
+		if !r.Passed {
+			errs = append(errs, fmt.Errorf("policy test %s (%s) failed: %s", r.Name, r.File, r.Error))
+		}
+	}
+	return errs
+}
