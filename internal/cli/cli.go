@@ -159,9 +159,12 @@ func runConfigCheck(ctx context.Context, args []string, stdout io.Writer) error 
 	if err != nil {
 		return err
 	}
-	problems := serve.Check(ctx, cfg, catalog.OSEnv)
+	warnings, problems := serve.Check(ctx, cfg, catalog.OSEnv)
 	for _, p := range problems {
 		fmt.Fprintf(stdout, "error: %v\n", p)
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(stdout, "warning: policy: %s\n", w)
 	}
 	cat, err := catalog.New(cfg, catalog.OSEnv)
 	if err == nil && len(problems) == 0 {

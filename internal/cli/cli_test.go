@@ -282,3 +282,25 @@ budgets: {webhook: {url: "http://127.0.0.1:9/hook", secret_env: STELLWERK_TEST_U
 		t.Errorf("a policy that does not compile: %v\n%s", err, out)
 	}
 }
+
+// TestPolicyTestWarnsUnreachable (issue 18): a module in another package
+// that nothing under data.stellwerk refers to is named by policy test and
+// config check, not silently ignored.
+func TestPolicyTestWarnsUnreachable(t *testing.T) {
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "acme.rego"), []byte("package acme\n\ndeny contains \"no\" if input.request.user == \"x\"\n"), 0o600)
+	_, stderr, err := run("policy", "test", dir)
+	if err != nil || !strings.Contains(stderr, "warning: dir/acme.rego (package acme) cannot contribute to data.stellwerk.decision") {
+		t.Errorf("policy test: %v\n%s", err, stderr)
+	}
+	cfgFile := filepath.Join(t.TempDir(), "stellwerk.yaml")
+	_ = os.WriteFile(cfgFile, []byte(`routing: {default_model: m}
+providers: [{name: p, base_url: "http://127.0.0.1:9/v1", residency: eu}]
+models: [{id: m, provider: p, context_window: 8000}]
+policy: {dir: `+dir+`}
+`), 0o600)
+	out, _, err := run("config", "check", cfgFile)
+	if err != nil || !strings.Contains(out, "warning: policy: dir/acme.rego (package acme) cannot contribute") {
+		t.Errorf("config check: %v\n%s", err, out)
+	}
+}

@@ -44,6 +44,13 @@ func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
+	warnings, err := policy.Unreachable(src)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
 	failed := 0
 	for _, r := range results {
 		if !r.Passed {

@@ -24,6 +24,9 @@ type Engine struct {
 	Version  string
 	Modules  []string
 	LoadedAt time.Time
+	// Warnings name the modules that cannot contribute to the decision
+	// (unreachable); logged at load, printed by policy test and config check.
+	Warnings []string
 }
 
 // ErrNoDecision means the modules do not define data.stellwerk.decision.
@@ -61,7 +64,7 @@ func load(ctx context.Context, f files) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
-	e := &Engine{query: pq, Version: f.version, Modules: names, LoadedAt: time.Now()}
+	e := &Engine{query: pq, Version: f.version, Modules: names, LoadedAt: time.Now(), Warnings: unreachable(c.Modules)}
 	if root, ok := analyze(c.Modules); ok {
 		e.memo = newMemo(root)
 	}

@@ -20,11 +20,11 @@ import (
 // Check runs the start-up checks of Run that need no server, database or
 // port — policy compile and tests, catalog, classifiers, limits, Envoy
 // resources and the secrets Run reads — and returns every problem found,
-// not only the first. `stellwerk config check` is this, so a config it
+// not only the first, and the policy's warnings (modules with no effect). `stellwerk config check` is this, so a config it
 // passes is one serve does not refuse for these reasons.
-func Check(ctx context.Context, cfg *config.Config, env catalog.Env) []error {
-	var errs []error
-	for _, err := range policy.Check(ctx, policy.Source{Library: *cfg.Policy.Library, Dir: cfg.Policy.Dir}) {
+func Check(ctx context.Context, cfg *config.Config, env catalog.Env) (warnings []string, errs []error) {
+	warnings, perrs := policy.Check(ctx, policy.Source{Library: *cfg.Policy.Library, Dir: cfg.Policy.Dir})
+	for _, err := range perrs {
 		errs = append(errs, fmt.Errorf("policy: %w", err))
 	}
 	cat, err := catalog.New(cfg, env)
@@ -60,5 +60,5 @@ func Check(ctx context.Context, cfg *config.Config, env catalog.Env) []error {
 			errs = append(errs, err)
 		}
 	}
-	return errs
+	return warnings, errs
 }
