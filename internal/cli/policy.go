@@ -126,6 +126,9 @@ type inputSummary struct {
 	InputTokens    int            `json:"input_tokens"`
 	Scan           string         `json:"scan"`
 	ScanLimit      string         `json:"scan_limit,omitempty"`
+	// Terms are the classify.terms counts, as Rego reads them
+	// (input.classification.terms.<name>.count).
+	Terms map[string]int `json:"terms,omitempty"`
 }
 
 // runExplain prints the full decision trace for a request without sending
@@ -185,6 +188,12 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if ex.Deny == nil {
 		ex.Deny = []string{}
 	}
+	for _, t := range res.Class.Terms {
+		if ex.Input.Terms == nil {
+			ex.Input.Terms = map[string]int{}
+		}
+		ex.Input.Terms[t.Name] = t.Count
+	}
 	if rerr != nil {
 		e := apierr.As(rerr)
 		ex.Error = &apiError{Status: e.Status, Code: e.Code, Message: e.Message}
@@ -234,6 +243,9 @@ func printExplanation(w io.Writer, ex *explanation) {
 		fmt.Fprintf(w, " (%s limit: text was not read)", in.ScanLimit)
 	}
 	fmt.Fprintln(w)
+	if len(in.Terms) > 0 {
+		fmt.Fprintf(w, "terms       %v\n", in.Terms)
+	}
 	fmt.Fprintf(w, "principal   workspace=%s", ex.Workspace)
 	if ex.RequestPolicy != "" {
 		fmt.Fprintf(w, " request-policy=%s", ex.RequestPolicy)

@@ -152,6 +152,20 @@ type Currency struct {
 type Classify struct {
 	Sensitivity []ClassRule `yaml:"sensitivity"`
 	Risk        []ClassRule `yaml:"risk"`
+	// Terms are content detectors without code: each named list's terms
+	// and patterns are counted in the request text, and Rego reads the
+	// count as input.classification.terms.<name>.count (docs/classify.md).
+	Terms []TermList `yaml:"terms,omitempty"`
+}
+
+// TermList is one named content detector. Terms match whole words, case-
+// and accent-insensitively, with any white space between words; patterns
+// are RE2 regular expressions over the same folded (lower-case, unaccented)
+// text.
+type TermList struct {
+	Name     string   `yaml:"name"`
+	Terms    []string `yaml:"terms,omitempty"`
+	Patterns []string `yaml:"patterns,omitempty"`
 }
 
 // ClassRule names a level and when it applies.

@@ -1,0 +1,138 @@
+package terms
+
+import (
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// Folding makes matching case- and accent-insensitive and blind to how
+// words are spaced: text and terms are both folded, then compared byte for
+// byte. A folded text is lower case (simple Unicode case mapping), without
+// combining marks (é → e, Å → a, ä → a), with a few letters that have no
+// decomposition spelled out (ß → ss, æ → ae, œ → oe, ø → o, ł → l, đ → d,
+// þ → th, ı → i), and with every run of white space one ASCII space.
+
+// foldTableSize covers Latin, Greek, Cyrillic and the other alphabetic
+// scripts below U+3000; above it only the case mapping and mark removal
+// apply.
+const foldTableSize = 0x3000
+
+var (
+	foldTable [foldTableSize]string // folded form of each rune; "" drops it
+)
+
+var special = map[rune]string{'ß': "ss", 'ẞ': "ss", 'æ': "ae", 'Æ': "ae", 'œ': "oe", 'Œ': "oe", 'ø': "o", 'Ø': "o",
+	'ł': "l", 'Ł': "l", 'đ': "d", 'Đ': "d", 'þ': "th", 'Þ': "th", 'ı': "i", 'ð': "d", 'Ð': "d"}
+
+func init() {
+	for c := range utf8.RuneSelf {
+		b := byte(c)
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '\v' && c != '\f' {
+			asciiFold[c] = b
+		}
+	}
+	for r := rune(utf8.RuneSelf); r < foldTableSize; r++ {
+		foldTable[r] = foldSlow(r)
+	}
+}
+
+// foldSlow decomposes r (NFD), drops the marks and lower-cases the rest.
+func foldSlow(r rune) string {
+	if s, ok := special[r]; ok {
+		return s
+	}
+	if unicode.IsSpace(r) {
+		return " "
+	}
+	var out []rune
+	for _, d := range norm.NFD.String(string(r)) {
+		if unicode.Is(unicode.Mn, d) {
+			continue
+		}
+		out = append(out, unicode.ToLower(d))
+	}
+	return string(out)
+}
+
+// asciiFold is an ASCII byte lower-cased, 0 for white space.
+var asciiFold [utf8.RuneSelf]byte
+
+// foldRune is the folded form of a non-ASCII rune: " " for white space,
+// "" for a mark.
+func foldRune(r rune) string {
+	switch {
+	case r < foldTableSize:
+		return foldTable[r]
+	case unicode.Is(unicode.Mn, r):
+		return ""
+	case unicode.IsSpace(r):
+		return " "
+	}
+	return string(unicode.ToLower(r))
+}
+
+// appendFold appends the folded form of s to dst.
+func appendFold(dst []byte, s string) []byte {
+	space := len(dst) > 0 && dst[len(dst)-1] == ' '
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			i++
+			if f := asciiFold[c]; f != 0 {
+				dst = append(dst, f)
+				space = false
+			} else if !space {
+				dst = append(dst, ' ')
+				space = true
+			}
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		i += n
+		switch f := foldRune(r); f {
+		case "":
+		case " ":
+			if !space {
+				dst = append(dst, ' ')
+				space = true
+			}
+		default:
+			dst = append(dst, f...)
+			space = false
+		}
+	}
+	return dst
+}
+
+// Fold returns the folded form of s, as the matcher compares it.
+func Fold(s string) string { return string(appendFold(nil, s)) }
+
+// isWordAt reports whether the rune that starts (or, with last, ends) at
+// b's edge is a letter or a digit.
+func isWordAt(b []byte, last bool) bool {
+	if len(b) == 0 {
+		return false
+	}
+	var r rune
+	if last {
+		if c := b[len(b)-1]; c < utf8.RuneSelf {
+			return isWordASCII(c)
+		}
+		r, _ = utf8.DecodeLastRune(b)
+	} else {
+		if c := b[0]; c < utf8.RuneSelf {
+			return isWordASCII(c)
+		}
+		r, _ = utf8.DecodeRune(b)
+	}
+	return unicode.IsLetter(r) || unicode.IsDigit(r)
+}
+
+func isWordASCII(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
