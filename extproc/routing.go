@@ -48,6 +48,9 @@ type routingObject struct {
 	// Attempts lists each provider the request was sent to, in order; the
 	// last one served it (with failover, earlier ones failed).
 	Attempts []attempt `json:"attempts"`
+	// FallbackFrom is the decided model when another one served the
+	// request (failover); absent otherwise.
+	FallbackFrom string `json:"fallback_from,omitempty"`
 }
 
 type usage struct {
@@ -88,6 +91,9 @@ func (p *edge) routing(charge *meter.Charge) []byte {
 		ro.Attempts = []attempt{{Provider: m.Provider.Name, Model: m.ID, Outcome: "served"}}
 	}
 	ro.Reason = p.reason()
+	if m != d.Model {
+		ro.FallbackFrom = d.Model.ID
+	}
 	if r := p.result; r != nil {
 		ro.PolicyVersion, ro.PolicyFP, ro.Workspace = r.PolicyVersion, r.ReqPolicy.Fingerprint, r.Workspace
 		ro.Objective, ro.Excluded, ro.EstimatedEUR = r.Policy.Objective, len(r.Policy.Exclude), round(d.EstimatedCostEUR, 8)

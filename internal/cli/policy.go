@@ -270,6 +270,8 @@ func printExplanation(w io.Writer, ex *explanation) {
 		fmt.Fprintf(w, "decision    %s (%s, %s): %s\n", ex.Chosen.ID, ex.Chosen.Provider, ex.Chosen.Residency, ex.Reason)
 		if len(ex.Fallbacks) > 0 {
 			fmt.Fprintf(w, "fallbacks   %s\n", strings.Join(ex.Fallbacks, ", "))
+		} else if in.Model != "auto" && !strings.HasPrefix(in.Model, "route:") {
+			fmt.Fprintln(w, "fallbacks   none: a pinned model is not failed over unless the request sends policy.fallback or its workspace sets pinned_fallback")
 		}
 		if len(ex.Attempts) > 1 {
 			fmt.Fprintf(w, "attempts    %s\n", strings.Join(ex.Attempts, " → "))

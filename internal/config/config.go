@@ -107,6 +107,11 @@ type Workspace struct {
 	Deny               []string       `yaml:"deny" json:"deny"`
 	AllowLoosening     bool           `yaml:"allow_loosening" json:"allow_loosening"`
 	DefaultModel       string         `yaml:"default_model" json:"default_model"`
+	// PinnedFallback lets a request that pins a model be answered by
+	// another eligible model when the pinned one's provider fails. Off by
+	// default: a pinned model is the caller's choice (docs/failover.md).
+	// A request's own policy.fallback overrides it.
+	PinnedFallback bool `yaml:"pinned_fallback" json:"pinned_fallback"`
 	// DowngradeFrom is when a downgrade budget restricts this workspace's
 	// requests to cheaper models: once it is exceeded, or from its warn_at.
 	DowngradeFrom string `yaml:"downgrade_from" json:"downgrade_from"`

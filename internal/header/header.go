@@ -60,6 +60,10 @@ const (
 	BudgetWarning = "x-stellwerk-budget-warning"
 	// Attempts lists a request's attempts on its response.
 	Attempts = "x-stellwerk-attempts"
+	// FallbackFrom is on an answer served by a model other than the one
+	// decided (failover): the decided model's id. For a pinned model this
+	// happens only when the request or its workspace opted in.
+	FallbackFrom = "x-stellwerk-fallback-from"
 
 	// Egress is gRPC stream metadata (not an HTTP header) on the ext_proc
 	// streams of an egress listener: the provider it sends to.

@@ -305,6 +305,9 @@ func requestPolicyTerm(p reqpolicy.Policy) *ast.Term {
 	if len(p.Deny) > 0 {
 		items = append(items, item("deny", stringsTerm(p.Deny)))
 	}
+	if p.Fallback != nil {
+		items = append(items, item("fallback", ast.BooleanTerm(*p.Fallback)))
+	}
 	return obj(items...)
 }
 
