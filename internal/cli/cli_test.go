@@ -304,3 +304,72 @@ policy: {dir: `+dir+`}
 		t.Errorf("config check: %v\n%s", err, out)
 	}
 }
+
+// TestExplainSaysWhichKeysAreMissingHere (issue 18): outside make run the
+// mock keys are unset; explain names the providers, marks their models as
+// rejected only here, and gives the decision serve would make with them.
+// Every example request of examples/requests/ is a valid request.
+func TestExplainSaysWhichKeysAreMissingHere(t *testing.T) {
+	for _, k := range []string{"MOCK_US_API_KEY", "MOCK_EU_API_KEY", "OPENAI_API_KEY"} {
+		t.Setenv(k, "")
+	}
+	cfg := filepath.Join("..", "..", "examples", "stellwerk.yaml")
+	hello := filepath.Join("..", "..", "examples", "requests", "hello.json")
+	out, _, err := run("explain", "--config", cfg, hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"provider credential not set here (serve, with it, would consider the model)",
+		"not set here: mock-us (environment variable MOCK_US_API_KEY)",
+		"with keys   mock-gpt (mock-us, us): workspace default for chat"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, err = run("explain", "--json", "--config", cfg, hello)
+	var ex struct {
+		Missing []string `json:"missing_credentials"`
+		With    struct {
+			Chosen struct{ ID string } `json:"chosen"`
+		} `json:"with_credentials"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &ex) != nil || len(ex.Missing) != 3 || ex.With.Chosen.ID != "mock-gpt" {
+		t.Errorf("--json: %v %+v\n%s", err, ex, out)
+	}
+
+	t.Setenv("MOCK_US_API_KEY", "x")
+	t.Setenv("MOCK_EU_API_KEY", "x")
+	t.Setenv("OPENAI_API_KEY", "x")
+	if out, _, _ := run("explain", "--config", cfg, hello); strings.Contains(out, "not set here") {
+		t.Errorf("every key set, yet:\n%s", out)
+	}
+	reqs, _ := filepath.Glob(filepath.Join("..", "..", "examples", "requests", "*.json"))
+	if len(reqs) < 5 {
+		t.Fatalf("examples/requests: %v", reqs)
+	}
+	for _, r := range reqs {
+		out, _, err := run("explain", "--config", cfg, r)
+		if err != nil || !strings.Contains(out, "decision    ") {
+			t.Errorf("%s: %v\n%s", r, err, out)
+		}
+	}
+}
+
+// TestEvalSaysWhichDataIsMissing (issue 18): from a directory without the
+// shared data, eval names the file, where it comes from and where it goes.
+func TestEvalSaysWhichDataIsMissing(t *testing.T) {
+	rbConfig, err := filepath.Abs(filepath.Join("..", "..", "examples", "routerbench.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	_, _, err = run("eval", "pii")
+	if err == nil || !strings.Contains(err.Error(), "../shared/data/pii/presidio_generated_large.json is missing") ||
+		!strings.Contains(err.Error(), "microsoft/presidio-research") || !strings.Contains(err.Error(), "--data FILE") {
+		t.Errorf("eval pii: %v", err)
+	}
+	_, _, err = run("eval", "routerbench", "--config", rbConfig, "../shared/data/routerbench/*.csv")
+	if err == nil || !strings.Contains(err.Error(), "RouterBench") || !strings.Contains(err.Error(), "is missing") {
+		t.Errorf("eval routerbench: %v", err)
+	}
+}

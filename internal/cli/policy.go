@@ -89,6 +89,20 @@ type explanation struct {
 	Workspace     string            `json:"workspace"`
 	RequestPolicy string            `json:"request_policy_fingerprint,omitempty"`
 	Input         inputSummary      `json:"input"`
+	// MissingCredentials are the providers whose credential is not set
+	// where explain runs (its environment, its files); their models are
+	// rejected for "auto" here although serve, with the keys, would
+	// consider them. WithCredentials is the decision with them set.
+	MissingCredentials []string    `json:"missing_credentials,omitempty"`
+	WithCredentials    *hypothesis `json:"with_credentials,omitempty"`
+}
+
+// hypothesis is the decision explain would print if every provider had
+// its credential.
+type hypothesis struct {
+	Chosen *chosen   `json:"chosen,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+	Error  *apiError `json:"error,omitempty"`
 }
 
 type apiError struct {
@@ -174,8 +188,10 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err != nil {
 		return fmt.Errorf("--key: %w", err)
 	}
-	r := route.New(cfg, cat, cl, pm, nil)
-	res, rerr := r.Route(ctx, route.Request{Path: "/v1/chat/completions", Body: body, Principal: principal, HeaderPolicy: *headerPolicy})
+	decideWith := func(cat *catalog.Catalog) (*route.Result, error) {
+		return route.New(cfg, cat, cl, pm, nil).Route(ctx, route.Request{Path: "/v1/chat/completions", Body: body, Principal: principal, HeaderPolicy: *headerPolicy})
+	}
+	res, rerr := decideWith(cat)
 	if res == nil { // the request itself is malformed
 		return fmt.Errorf("invalid request: %s", apierr.As(rerr).Message)
 	}
@@ -226,6 +242,32 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			ex.Candidates = append(ex.Candidates, candidateLine{ID: m.ID, Provider: m.Provider.Name, Residency: m.Provider.Residency, Verdict: verdict, Reason: reason})
 		}
 	}
+	if missing := cat.MissingCredentials(); len(missing) > 0 {
+		// The same decision with every credential present: what serve,
+		// which has the keys, would do.
+		ex.MissingCredentials = missing
+		keyed, err := catalog.New(cfg, catalog.Env{Getenv: withPlaceholder(os.Getenv), ReadFile: func(path string) ([]byte, error) {
+			if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+				return b, nil
+			}
+			return []byte("explain-placeholder"), nil
+		}})
+		if err == nil {
+			h := &hypothesis{}
+			if res2, err2 := decideWith(keyed); err2 != nil {
+				e := apierr.As(err2)
+				h.Error = &apiError{Status: e.Status, Code: e.Code, Message: e.Message}
+			} else if m := res2.Selection.Model; m != nil {
+				h.Chosen, h.Reason = &chosen{ID: m.ID, Provider: m.Provider.Name, Residency: m.Provider.Residency}, res2.Selection.Reason
+			}
+			ex.WithCredentials = h
+		}
+		for i, c := range ex.Candidates {
+			if c.Reason == noCredential {
+				ex.Candidates[i].Reason = "provider credential not set here (serve, with it, would consider the model)"
+			}
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -233,6 +275,20 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 	printExplanation(stdout, &ex)
 	return nil
+}
+
+// noCredential is route's reason for a model whose provider has no key.
+const noCredential = "provider credential not configured"
+
+// withPlaceholder is getenv with a stand-in value for unset variables, so
+// that explain can decide as if every provider had its key.
+func withPlaceholder(getenv func(string) string) func(string) string {
+	return func(k string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return "explain-placeholder"
+	}
 }
 
 func printExplanation(w io.Writer, ex *explanation) {
@@ -275,6 +331,17 @@ func printExplanation(w io.Writer, ex *explanation) {
 		}
 		if len(ex.Attempts) > 1 {
 			fmt.Fprintf(w, "attempts    %s\n", strings.Join(ex.Attempts, " → "))
+		}
+	}
+	if len(ex.MissingCredentials) > 0 {
+		fmt.Fprintf(w, "\nnot set here: %s. serve, with them set (make run sets the mock keys), would decide:\n", strings.Join(ex.MissingCredentials, ", "))
+		if h := ex.WithCredentials; h != nil {
+			switch {
+			case h.Error != nil:
+				fmt.Fprintf(w, "with keys   %d %s: %s\n", h.Error.Status, h.Error.Code, h.Error.Message)
+			case h.Chosen != nil:
+				fmt.Fprintf(w, "with keys   %s (%s, %s): %s\n", h.Chosen.ID, h.Chosen.Provider, h.Chosen.Residency, h.Reason)
+			}
 		}
 	}
 }
