@@ -1,6 +1,7 @@
 package terms
 
 import (
+	"slices"
 	"unicode"
 	"unicode/utf8"
 
@@ -76,37 +77,47 @@ func foldRune(r rune) string {
 	return string(unicode.ToLower(r))
 }
 
-// appendFold appends the folded form of s to dst.
+// appendFold appends the folded form of s to dst. ASCII, the common case,
+// folds to one byte per byte, written in place into room made once.
 func appendFold(dst []byte, s string) []byte {
-	space := len(dst) > 0 && dst[len(dst)-1] == ' '
+	n := len(dst)
+	b := slices.Grow(dst, len(s))[:n+len(s)]
+	space := n > 0 && b[n-1] == ' '
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			i++
 			if f := asciiFold[c]; f != 0 {
-				dst = append(dst, f)
+				b[n] = f
+				n++
 				space = false
 			} else if !space {
-				dst = append(dst, ' ')
+				b[n] = ' '
+				n++
 				space = true
 			}
 			continue
 		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		i += n
-		switch f := foldRune(r); f {
-		case "":
-		case " ":
-			if !space {
-				dst = append(dst, ' ')
-				space = true
+		r, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+		f := foldRune(r)
+		switch {
+		case f == "":
+			continue
+		case f == " ":
+			if space {
+				continue
 			}
+			space = true
 		default:
-			dst = append(dst, f...)
 			space = false
 		}
+		if n+len(f) > len(b)-(len(s)-i) { // a fold longer than its rune: make room for the rest
+			b = slices.Grow(b[:n], len(f)+len(s)-i)[:n+len(f)+len(s)-i]
+		}
+		n += copy(b[n:], f)
 	}
-	return dst
+	return b[:n]
 }
 
 // Fold returns the folded form of s, as the matcher compares it.

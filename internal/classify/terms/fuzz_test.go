@@ -3,6 +3,7 @@ package terms
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // naive counts a list's terms the slow, obvious way: every occurrence of
@@ -62,6 +63,52 @@ func FuzzCount(f *testing.F) {
 			if got[0] != want[0] || got[1] != want[1] {
 				t.Fatalf("text %q term %q: got %v, naive %v", text, term, got, want)
 			}
+		}
+	})
+}
+
+// refFold is Fold written the obvious way, rune by rune.
+func refFold(prefix, s string) string {
+	var b strings.Builder
+	b.WriteString(prefix)
+	space := strings.HasSuffix(prefix, " ")
+	for _, r := range s {
+		var f string
+		if r < utf8.RuneSelf {
+			f = string(rune(asciiFold[r]))
+			if asciiFold[r] == 0 {
+				f = " "
+			}
+		} else {
+			f = foldRune(r)
+		}
+		switch {
+		case f == "":
+		case f == " ":
+			if !space {
+				b.WriteByte(' ')
+			}
+			space = true
+		default:
+			b.WriteString(f)
+			space = false
+		}
+	}
+	return b.String()
+}
+
+// FuzzFold: the in-place fold writes what the rune-by-rune one does, for
+// any text (invalid UTF-8, folds longer than their rune) after any prefix.
+func FuzzFold(f *testing.F) {
+	for _, s := range []string{"", "Project  ZÉPHYR", "\xff\xfe a", "ẞẞẞ ǄȺȾ", "  \t\n x", "straße"} {
+		f.Add("", s)
+		f.Add("ab ", s)
+	}
+	f.Fuzz(func(t *testing.T, prefix, s string) {
+		buf := make([]byte, len(prefix), len(prefix)+1) // little room: the growth path is taken
+		copy(buf, prefix)
+		if got, want := string(appendFold(buf, s)), refFold(prefix, s); got != want {
+			t.Fatalf("prefix %q text %q: got %q, want %q", prefix, s, got, want)
 		}
 	})
 }
