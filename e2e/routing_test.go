@@ -269,8 +269,9 @@ func TestRouting(t *testing.T) {
 			"too large, chunked": {"POST", "/v1/chat/completions", big, map[string]string{"Transfer-Encoding": "chunked"}, 413, "request_too_large", "65536"},
 			"unknown path":       {"POST", "/v1/embeddingz", `{}`, nil, 404, "unknown_url", "/v1/embeddingz"},
 			"wrong method":       {"GET", "/v1/chat/completions", ``, nil, 405, "method_not_allowed", "POST"},
-			// With fallbacks allowed, failover would serve it elsewhere (TestFailover).
-			"missing credential": {"POST", "/v1/chat/completions", `{"model":"gamma-any","policy":{"allow":["gamma-any"]},"messages":[{"role":"user","content":"x"}]}`,
+			// A pinned model is not failed over unasked (issue 18): the
+			// error names the provider, as the README says.
+			"missing credential": {"POST", "/v1/chat/completions", `{"model":"gamma-any","messages":[{"role":"user","content":"x"}]}`,
 				nil, 503, "no_eligible_model", "gamma-any at gamma (provider_credential_missing: provider \"gamma\" has no credential"},
 			"unknown model detail": {"GET", "/v1/models/nope", ``, nil, 404, "model_not_found", "nope"},
 		}

@@ -578,6 +578,9 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	if o := p.result.Route; o != nil {
 		hs = append(hs, setHeader(header.Route, o.Label()))
 	}
+	if m != d.Model {
+		hs = append(hs, setHeader(header.FallbackFrom, d.Model.ID))
+	}
 	if len(p.attempts) > 1 {
 		hs = append(hs, setHeader(header.Attempts, strconv.Itoa(len(p.attempts))))
 		// The decision record of a failover: every attempt, then who served.

@@ -50,6 +50,9 @@ type routingObject struct {
 	Attempts []attempt `json:"attempts"`
 	// Route is the named route the request took (absent when it named none).
 	Route *routeInfo `json:"route,omitempty"`
+	// FallbackFrom is the decided model when another one served the
+	// request (failover); absent otherwise.
+	FallbackFrom string `json:"fallback_from,omitempty"`
 }
 
 // routeInfo is a route's decision: the version that ran, the nodes taken
@@ -100,6 +103,9 @@ func (p *edge) routing(charge *meter.Charge) []byte {
 		ro.Attempts = []attempt{{Provider: m.Provider.Name, Model: m.ID, Outcome: "served"}}
 	}
 	ro.Reason = p.reason()
+	if m != d.Model {
+		ro.FallbackFrom = d.Model.ID
+	}
 	if r := p.result; r != nil {
 		ro.PolicyVersion, ro.PolicyFP, ro.Workspace = r.PolicyVersion, r.ReqPolicy.Fingerprint, r.Workspace
 		ro.Objective, ro.Excluded, ro.EstimatedEUR = r.Policy.Objective, len(r.Policy.Exclude), round(d.EstimatedCostEUR, 8)

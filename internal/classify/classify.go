@@ -15,6 +15,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/classify/pii"
 	"github.com/stellwerk/stellwerk/internal/classify/secrets"
 	"github.com/stellwerk/stellwerk/internal/classify/task"
+	"github.com/stellwerk/stellwerk/internal/classify/terms"
 	"github.com/stellwerk/stellwerk/internal/config"
 )
 
@@ -35,6 +36,9 @@ type Result struct {
 	PIICounts map[string]int `json:"pii_counts"`
 	Secrets   []Finding      `json:"secrets"`
 	Injection Injection      `json:"injection"`
+	// Terms counts each configured term list (classify.terms) in the
+	// whole request text, in config order; empty when none is configured.
+	Terms []TermCount `json:"terms"`
 
 	Sensitivity     string `json:"sensitivity"`
 	SensitivityRule string `json:"sensitivity_rule"`
@@ -63,6 +67,12 @@ type Finding struct {
 	End     int    `json:"end"`
 }
 
+// TermCount is how often one term list's terms and patterns occur.
+type TermCount struct {
+	Name  string `json:"name"`
+	Count int    `json:"count"`
+}
+
 // Injection is the prompt-injection / jailbreak signal: the highest score of
 // any user or tool text, and the cue behind it.
 type Injection struct {
@@ -72,9 +82,10 @@ type Injection struct {
 	Message  int     `json:"message"` // where the highest score was, -1 if none
 }
 
-// Classifier holds the compiled sensitivity and risk rules.
+// Classifier holds the compiled sensitivity and risk rules and term lists.
 type Classifier struct {
 	rules *Rules
+	terms *terms.Matcher // nil without classify.terms
 }
 
 // New compiles the classification config.
@@ -83,7 +94,15 @@ func New(c config.Classify) (*Classifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Classifier{rules: rules}, nil
+	lists := make([]terms.List, len(c.Terms))
+	for i, l := range c.Terms {
+		lists[i] = terms.List{Name: l.Name, Terms: l.Terms, Patterns: l.Patterns}
+	}
+	m, err := terms.New(lists)
+	if err != nil {
+		return nil, err
+	}
+	return &Classifier{rules: rules, terms: m}, nil
 }
 
 // Request is what the classifier reads from a parsed chat request: every
@@ -114,8 +133,13 @@ func (c *Classifier) Classify(req Request) Result {
 	var piiBuf [32]pii.Match
 	var secBuf [8]secrets.Match
 	lastUser, userTokens := -1, 0
+	var termCounts []int
+	if names := c.terms.Names(); len(names) > 0 {
+		termCounts = make([]int, len(names))
+	}
 	for i := range segs {
 		s := &segs[i]
+		c.terms.Count(s.Text, termCounts)
 		tok := EstimateTokens(s.Text)
 		r.InputTokens += tok
 		var parts []PartSpan
@@ -146,6 +170,10 @@ func (c *Classifier) Classify(req Request) Result {
 			}
 			userTokens += tok
 		}
+	}
+	r.Terms = make([]TermCount, len(termCounts))
+	for i, n := range termCounts {
+		r.Terms[i] = TermCount{Name: c.terms.Names()[i], Count: n}
 	}
 	turns := x.turns
 	r.InputTokens += tokensPerMessage*turns + tokensReply

@@ -2,6 +2,7 @@ package classify
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -280,4 +281,26 @@ func insideField(segs []Segment, x Finding) bool {
 		}
 	}
 	return false
+}
+
+// TestTermsAreCounted: classify.terms lists are counted over every text of
+// the request, each list in config order, and reach the Result that the
+// policy input is built from.
+func TestTermsAreCounted(t *testing.T) {
+	c, err := New(config.Classify{Sensitivity: config.DefaultSensitivity, Risk: config.DefaultRisk, Terms: []config.TermList{
+		{Name: "project_zephyr", Terms: []string{"Project Zephyr"}, Patterns: []string{`zph-\d+`}},
+		{Name: "unused", Terms: []string{"nothing here"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Classify(Request{Messages: messages(t, `{"messages":[{"role":"system","content":"You help with PROJECT ZÉPHYR."},`+
+		`{"role":"user","content":"Status of project   zephyr, ticket ZPH-12?"}]}`)})
+	want := []TermCount{{Name: "project_zephyr", Count: 3}, {Name: "unused", Count: 0}}
+	if fmt.Sprint(r.Terms) != fmt.Sprint(want) {
+		t.Errorf("terms %v, want %v", r.Terms, want)
+	}
+	if _, err := New(config.Classify{Terms: []config.TermList{{Name: "x", Patterns: []string{"("}}}}); err == nil || !strings.Contains(err.Error(), "classify.terms[0] (x)") {
+		t.Errorf("a bad pattern: %v", err)
+	}
 }

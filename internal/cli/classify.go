@@ -132,6 +132,18 @@ func printClassification(w io.Writer, r classify.Result) {
 	row("sensitivity", "%s (rule %s)", r.Sensitivity, r.SensitivityRule)
 	row("risk", "%s (rule %s)", r.Risk, r.RiskRule)
 	row("scan", "%s", scanLine(r.Scan, r.ScanLimit))
+	if len(r.Terms) > 0 {
+		row("terms", "%s", termsLine(r.Terms))
+	}
+}
+
+// termsLine is "project_zephyr ×2, codenames ×0": every configured list.
+func termsLine(ts []classify.TermCount) string {
+	parts := make([]string, len(ts))
+	for i, t := range ts {
+		parts[i] = fmt.Sprintf("%s ×%d", t.Name, t.Count)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // scanLine says whether every text was read, and which cap stopped it.

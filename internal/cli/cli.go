@@ -15,14 +15,10 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/stellwerk/stellwerk/internal/admin"
-	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
-	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
-	"github.com/stellwerk/stellwerk/internal/keys"
 	"github.com/stellwerk/stellwerk/internal/serve"
-	"github.com/stellwerk/stellwerk/internal/store"
 	"github.com/stellwerk/stellwerk/internal/version"
 )
 
@@ -100,7 +96,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			fmt.Fprint(stderr, "usage: stellwerk config check [FILE]\n")
 			return ErrUsage
 		}
-		return runConfigCheck(args[2:], stdout)
+		return runConfigCheck(ctx, args[2:], stdout)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "stellwerk", version.String())
 		return nil
@@ -155,7 +151,13 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	return serve.Run(ctx, o, log)
 }
 
-func runConfigCheck(args []string, stdout io.Writer) error {
+// ErrConfigProblems marks a config that `serve` would refuse (exit status 1).
+var ErrConfigProblems = errors.New("serve would refuse this config")
+
+// runConfigCheck runs serve's start-up checks (serve.Check: policy compile
+// and tests included), lists every problem, then the warnings about what
+// is missing but not fatal.
+func runConfigCheck(ctx context.Context, args []string, stdout io.Writer) error {
 	path := defaultConfigPath()
 	if len(args) > 0 {
 		path = args[0]
@@ -164,16 +166,21 @@ func runConfigCheck(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	warnings, problems := serve.Check(ctx, cfg, catalog.OSEnv)
+	for _, p := range problems {
+		fmt.Fprintf(stdout, "error: %v\n", p)
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(stdout, "warning: policy: %s\n", w)
+	}
 	cat, err := catalog.New(cfg, catalog.OSEnv)
-	if err != nil {
-		return err
+	if err == nil && len(problems) == 0 {
+		fmt.Fprintf(stdout, "%s: ok (%d providers, %d models, default %s)\n", path, len(cat.Providers()), len(cat.Models()), cat.Default.ID)
 	}
-	if _, err := classify.New(cfg.Classify); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s: ok (%d providers, %d models, default %s)\n", path, len(cat.Providers()), len(cat.Models()), cat.Default.ID)
-	for _, m := range cat.MissingCredentials() {
-		fmt.Fprintf(stdout, "warning: no credential for provider %s\n", m)
+	if cat != nil {
+		for _, m := range cat.MissingCredentials() {
+			fmt.Fprintf(stdout, "warning: no credential for provider %s\n", m)
+		}
 	}
 	for _, m := range admin.NewTokens(cfg.Admin.Tokens, catalog.OSEnv.Getenv).Missing() {
 		fmt.Fprintf(stdout, "warning: admin token %s is not set\n", m)
@@ -181,27 +188,14 @@ func runConfigCheck(args []string, stdout io.Writer) error {
 	for _, m := range auth.New(cfg, catalog.OSEnv.Getenv).Missing() {
 		fmt.Fprintf(stdout, "warning: virtual key %s is not set; requests with it will get 401\n", m)
 	}
-	// The key store's secrets (the database itself is not opened here).
-	if _, err := keys.LoadKeyring(cfg.State.MasterKeys, catalog.OSEnv.Getenv); err != nil {
-		fmt.Fprintf(stdout, "warning: %v (stellwerk will not start)\n", err)
-	}
-	if cfg.State.HashKey.IsSet() {
-		if _, err := keys.LoadHasher(config.State{HashKey: cfg.State.HashKey}, store.Postgres, catalog.OSEnv.Getenv); err != nil {
-			fmt.Fprintf(stdout, "warning: %v (stellwerk will not start)\n", err)
-		}
-	}
-	if a := cfg.Audit; a.IsEnabled() {
-		switch {
-		case a.SigningKey.IsSet():
-			if _, err := audit.LoadPublic(a, cfg.State.Dir, catalog.OSEnv.Getenv); err != nil {
-				fmt.Fprintf(stdout, "warning: %v (stellwerk will not start)\n", err)
-			}
-		case cfg.State.Postgres != nil:
-			fmt.Fprintf(stdout, "warning: audit.signing_key is not set: each replica would sign the audit log with its own generated key (docs/audit.md)\n")
-		}
+	if a := cfg.Audit; a.IsEnabled() && !a.SigningKey.IsSet() && cfg.State.Postgres != nil {
+		fmt.Fprintf(stdout, "warning: audit.signing_key is not set: each replica would sign the audit log with its own generated key (docs/audit.md)\n")
 	}
 	if len(cfg.Admin.Tokens) == 0 {
 		fmt.Fprintf(stdout, "note: no admin.tokens: the admin API answers only /healthz and /readyz\n")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s: %d problem(s): %w", path, len(problems), ErrConfigProblems)
 	}
 	return nil
 }

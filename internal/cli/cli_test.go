@@ -238,3 +238,138 @@ func TestClassifyAndExplainShowTheScan(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigCheckRunsServeChecks: config check refuses what serve refuses
+// at start-up — a failing Rego test, a missing webhook secret — and lists
+// every problem, not the first (issue 18).
+func TestConfigCheckRunsServeChecks(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policies")
+	_ = os.MkdirAll(pol, 0o755)
+	_ = os.WriteFile(filepath.Join(pol, "extra.rego"), []byte("package stellwerk.extra\n\nanswer := 42\n"), 0o600)
+	_ = os.WriteFile(filepath.Join(pol, "extra_test.rego"), []byte(`package stellwerk.extra_test
+
+import data.stellwerk.extra
+
+test_one if extra.answer == 41
+
+test_two if extra.answer == 40
+`), 0o600)
+	cfgFile := filepath.Join(dir, "stellwerk.yaml")
+	_ = os.WriteFile(cfgFile, []byte(`routing: {default_model: m}
+providers: [{name: p, base_url: "http://127.0.0.1:9/v1", residency: eu}]
+models: [{id: m, provider: p, context_window: 8000}]
+policy: {dir: policies}
+budgets: {webhook: {url: "http://127.0.0.1:9/hook", secret_env: STELLWERK_TEST_UNSET_WEBHOOK}}
+`), 0o600)
+	out, _, err := run("config", "check", cfgFile)
+	if !errors.Is(err, ErrConfigProblems) {
+		t.Fatalf("want ErrConfigProblems, got %v\n%s", err, out)
+	}
+	for _, want := range []string{"error: policy: policy test stellwerk.extra_test.test_one", "error: policy: policy test stellwerk.extra_test.test_two",
+		"error: budgets.webhook.secret_env: STELLWERK_TEST_UNSET_WEBHOOK is not set"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, ": ok (") {
+		t.Errorf("a refused config is reported ok:\n%s", out)
+	}
+	// A module that does not compile is a problem too.
+	_ = os.WriteFile(filepath.Join(pol, "extra.rego"), []byte("package stellwerk.extra\n\nanswer := \n"), 0o600)
+	out, _, err = run("config", "check", cfgFile)
+	if !errors.Is(err, ErrConfigProblems) || !strings.Contains(out, "error: policy: compile:") {
+		t.Errorf("a policy that does not compile: %v\n%s", err, out)
+	}
+}
+
+// TestPolicyTestWarnsUnreachable (issue 18): a module in another package
+// that nothing under data.stellwerk refers to is named by policy test and
+// config check, not silently ignored.
+func TestPolicyTestWarnsUnreachable(t *testing.T) {
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "acme.rego"), []byte("package acme\n\ndeny contains \"no\" if input.request.user == \"x\"\n"), 0o600)
+	_, stderr, err := run("policy", "test", dir)
+	if err != nil || !strings.Contains(stderr, "warning: dir/acme.rego (package acme) cannot contribute to data.stellwerk.decision") {
+		t.Errorf("policy test: %v\n%s", err, stderr)
+	}
+	cfgFile := filepath.Join(t.TempDir(), "stellwerk.yaml")
+	_ = os.WriteFile(cfgFile, []byte(`routing: {default_model: m}
+providers: [{name: p, base_url: "http://127.0.0.1:9/v1", residency: eu}]
+models: [{id: m, provider: p, context_window: 8000}]
+policy: {dir: `+dir+`}
+`), 0o600)
+	out, _, err := run("config", "check", cfgFile)
+	if err != nil || !strings.Contains(out, "warning: policy: dir/acme.rego (package acme) cannot contribute") {
+		t.Errorf("config check: %v\n%s", err, out)
+	}
+}
+
+// TestExplainSaysWhichKeysAreMissingHere (issue 18): outside make run the
+// mock keys are unset; explain names the providers, marks their models as
+// rejected only here, and gives the decision serve would make with them.
+// Every example request of examples/requests/ is a valid request.
+func TestExplainSaysWhichKeysAreMissingHere(t *testing.T) {
+	for _, k := range []string{"MOCK_US_API_KEY", "MOCK_EU_API_KEY", "OPENAI_API_KEY"} {
+		t.Setenv(k, "")
+	}
+	cfg := filepath.Join("..", "..", "examples", "stellwerk.yaml")
+	hello := filepath.Join("..", "..", "examples", "requests", "hello.json")
+	out, _, err := run("explain", "--config", cfg, hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"provider credential not set here (serve, with it, would consider the model)",
+		"not set here: mock-us (environment variable MOCK_US_API_KEY)",
+		"with keys   mock-gpt (mock-us, us): workspace default for chat"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, err = run("explain", "--json", "--config", cfg, hello)
+	var ex struct {
+		Missing []string `json:"missing_credentials"`
+		With    struct {
+			Chosen struct{ ID string } `json:"chosen"`
+		} `json:"with_credentials"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &ex) != nil || len(ex.Missing) != 3 || ex.With.Chosen.ID != "mock-gpt" {
+		t.Errorf("--json: %v %+v\n%s", err, ex, out)
+	}
+
+	t.Setenv("MOCK_US_API_KEY", "x")
+	t.Setenv("MOCK_EU_API_KEY", "x")
+	t.Setenv("OPENAI_API_KEY", "x")
+	if out, _, _ := run("explain", "--config", cfg, hello); strings.Contains(out, "not set here") {
+		t.Errorf("every key set, yet:\n%s", out)
+	}
+	reqs, _ := filepath.Glob(filepath.Join("..", "..", "examples", "requests", "*.json"))
+	if len(reqs) < 5 {
+		t.Fatalf("examples/requests: %v", reqs)
+	}
+	for _, r := range reqs {
+		out, _, err := run("explain", "--config", cfg, r)
+		if err != nil || !strings.Contains(out, "decision    ") {
+			t.Errorf("%s: %v\n%s", r, err, out)
+		}
+	}
+}
+
+// TestEvalSaysWhichDataIsMissing (issue 18): from a directory without the
+// shared data, eval names the file, where it comes from and where it goes.
+func TestEvalSaysWhichDataIsMissing(t *testing.T) {
+	rbConfig, err := filepath.Abs(filepath.Join("..", "..", "examples", "routerbench.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	_, _, err = run("eval", "pii")
+	if err == nil || !strings.Contains(err.Error(), "../shared/data/pii/presidio_generated_large.json is missing") ||
+		!strings.Contains(err.Error(), "microsoft/presidio-research") || !strings.Contains(err.Error(), "--data FILE") {
+		t.Errorf("eval pii: %v", err)
+	}
+	_, _, err = run("eval", "routerbench", "--config", rbConfig, "../shared/data/routerbench/*.csv")
+	if err == nil || !strings.Contains(err.Error(), "RouterBench") || !strings.Contains(err.Error(), "is missing") {
+		t.Errorf("eval routerbench: %v", err)
+	}
+}

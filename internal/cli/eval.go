@@ -2,11 +2,14 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/stellwerk/stellwerk/internal/classify/injection"
 	"github.com/stellwerk/stellwerk/internal/classify/pii"
@@ -18,16 +21,33 @@ type report interface{ Markdown() string }
 
 // evaluations maps `stellwerk eval NAME` to its default data set and runner.
 var evaluations = map[string]struct {
-	data string
-	run  func(io.Reader) (report, error)
-	what string
+	data   string
+	run    func(io.Reader) (report, error)
+	what   string
+	source string // where the data set comes from, for a missing-data error
 }{
 	"pii": {filepath.Join("..", "shared", "data", "pii", "presidio_generated_large.json"),
-		func(r io.Reader) (report, error) { return pii.EvaluatePresidio(r) }, "personal-data detectors on presidio-research data"},
+		func(r io.Reader) (report, error) { return pii.EvaluatePresidio(r) }, "personal-data detectors on presidio-research data",
+		"presidio-research's generated set (microsoft/presidio-research, MIT: presidio_generated_large.json, 2,109 labelled sentences)"},
 	"injection": {filepath.Join("..", "shared", "data", "injection", "jailbreak_train_balanced.csv"),
-		func(r io.Reader) (report, error) { return injection.EvaluateCSV(r) }, "prompt-injection signal on llm-warden data"},
+		func(r io.Reader) (report, error) { return injection.EvaluateCSV(r) }, "prompt-injection signal on llm-warden data",
+		"llm-warden's balanced jailbreak training split (jackhhao/llm-warden, MIT: jailbreak_train_balanced.csv)"},
 	"task": {filepath.Join("internal", "classify", "task", "testdata", "prompts.jsonl"),
-		func(r io.Reader) (report, error) { return task.Evaluate(r) }, "task classifier on the labelled prompt set"},
+		func(r io.Reader) (report, error) { return task.Evaluate(r) }, "task classifier on the labelled prompt set",
+		"the repository's own labelled prompts (internal/classify/task/testdata)"},
+}
+
+// missingData explains a data set that is not where the command looks:
+// the external sets live in the project's shared data folder beside the
+// repository (../shared/data, see its README), not in the repository, so
+// a fresh clone has none of them.
+func missingData(verb, path, source, other string) error {
+	where := "it ships with the repository: run from the repository root, or " + other
+	if strings.HasPrefix(filepath.ToSlash(path), "../shared/data/") {
+		where = "it is not in the repository: the project keeps it in ../shared/data/ beside the repository root " +
+			"(its README lists each set, source and licence); put it there and run from the repository root, or " + other
+	}
+	return fmt.Errorf("%s: the data set %s is missing: %s; %s", verb, path, source, where)
 }
 
 // runEval measures a classifier on a data set: `stellwerk eval pii|injection|task [--data FILE] [--json]`.
@@ -51,8 +71,11 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		return ErrUsage
 	}
 	f, err := os.Open(*data)
+	if errors.Is(err, iofs.ErrNotExist) {
+		return missingData("eval "+args[0], *data, e.source, "pass --data FILE")
+	}
 	if err != nil {
-		return fmt.Errorf("eval %s: %w (run from the repository root, or pass --data)", args[0], err)
+		return fmt.Errorf("eval %s: %w", args[0], err)
 	}
 	defer f.Close()
 	rep, err := e.run(f)

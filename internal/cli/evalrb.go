@@ -2,9 +2,11 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -49,6 +51,14 @@ func runEvalRouterBench(args []string, stdout, stderr io.Writer) error {
 	cl, err := classify.New(cfg.Classify)
 	if err != nil {
 		return err
+	}
+	for _, path := range fs.Args() {
+		if _, err := os.Stat(path); errors.Is(err, iofs.ErrNotExist) {
+			// make eval-routerbench passes its glob unexpanded when nothing matches.
+			return missingData("eval routerbench", path, "RouterBench's zero-shot training CSVs (withmartian/routerbench, MIT: "+
+				"arc_challenge_train.csv, mbpp_train.csv, winograde_train.csv, with the per-model scores and costs; docs/routerbench.md)",
+				"pass the CSV files as arguments")
+		}
 	}
 	prompts, models, err := evalrb.Read(fs.Args()...)
 	if err != nil {

@@ -48,6 +48,13 @@ func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
+	warnings, err := policy.Unreachable(src)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
 	failed := 0
 	for _, r := range results {
 		if !r.Passed {
@@ -88,6 +95,20 @@ type explanation struct {
 	Input         inputSummary      `json:"input"`
 	// Route is what a named route decided (model: route:<name>).
 	Route *flow.Outcome `json:"route,omitempty"`
+	// MissingCredentials are the providers whose credential is not set
+	// where explain runs (its environment, its files); their models are
+	// rejected for "auto" here although serve, with the keys, would
+	// consider them. WithCredentials is the decision with them set.
+	MissingCredentials []string    `json:"missing_credentials,omitempty"`
+	WithCredentials    *hypothesis `json:"with_credentials,omitempty"`
+}
+
+// hypothesis is the decision explain would print if every provider had
+// its credential.
+type hypothesis struct {
+	Chosen *chosen   `json:"chosen,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+	Error  *apiError `json:"error,omitempty"`
 }
 
 type apiError struct {
@@ -125,6 +146,9 @@ type inputSummary struct {
 	InputTokens    int            `json:"input_tokens"`
 	Scan           string         `json:"scan"`
 	ScanLimit      string         `json:"scan_limit,omitempty"`
+	// Terms are the classify.terms counts, as Rego reads them
+	// (input.classification.terms.<name>.count).
+	Terms map[string]int `json:"terms,omitempty"`
 }
 
 // runExplain prints the full decision trace for a request without sending
@@ -172,12 +196,17 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err != nil {
 		return fmt.Errorf("--key: %w", err)
 	}
-	r := route.New(cfg, cat, cl, pm, nil)
-	if r.Routes, err = explainRoutes(ctx, cfg, cat, body, *draft); err != nil {
+	routes, err := explainRoutes(ctx, cfg, cat, body, *draft)
+	if err != nil {
 		return err
 	}
-	res, rerr := r.Route(ctx, route.Request{Path: "/v1/chat/completions", Body: body, Principal: principal, HeaderPolicy: *headerPolicy,
-		MetadataHeader: *metadata, DecisionID: "explain"})
+	decideWith := func(cat *catalog.Catalog) (*route.Result, error) {
+		r := route.New(cfg, cat, cl, pm, nil)
+		r.Routes = routes
+		return r.Route(ctx, route.Request{Path: "/v1/chat/completions", Body: body, Principal: principal, HeaderPolicy: *headerPolicy,
+			MetadataHeader: *metadata, DecisionID: "explain"})
+	}
+	res, rerr := decideWith(cat)
 	if res == nil { // the request itself is malformed
 		return fmt.Errorf("invalid request: %s", apierr.As(rerr).Message)
 	}
@@ -191,6 +220,12 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		ex.Deny = []string{}
 	}
 	ex.Route = res.Route
+	for _, t := range res.Class.Terms {
+		if ex.Input.Terms == nil {
+			ex.Input.Terms = map[string]int{}
+		}
+		ex.Input.Terms[t.Name] = t.Count
+	}
 	if rerr != nil {
 		e := apierr.As(rerr)
 		ex.Error = &apiError{Status: e.Status, Code: e.Code, Message: e.Message}
@@ -223,6 +258,32 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			ex.Candidates = append(ex.Candidates, candidateLine{ID: m.ID, Provider: m.Provider.Name, Residency: m.Provider.Residency, Verdict: verdict, Reason: reason})
 		}
 	}
+	if missing := cat.MissingCredentials(); len(missing) > 0 {
+		// The same decision with every credential present: what serve,
+		// which has the keys, would do.
+		ex.MissingCredentials = missing
+		keyed, err := catalog.New(cfg, catalog.Env{Getenv: withPlaceholder(os.Getenv), ReadFile: func(path string) ([]byte, error) {
+			if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+				return b, nil
+			}
+			return []byte("explain-placeholder"), nil
+		}})
+		if err == nil {
+			h := &hypothesis{}
+			if res2, err2 := decideWith(keyed); err2 != nil {
+				e := apierr.As(err2)
+				h.Error = &apiError{Status: e.Status, Code: e.Code, Message: e.Message}
+			} else if m := res2.Selection.Model; m != nil {
+				h.Chosen, h.Reason = &chosen{ID: m.ID, Provider: m.Provider.Name, Residency: m.Provider.Residency}, res2.Selection.Reason
+			}
+			ex.WithCredentials = h
+		}
+		for i, c := range ex.Candidates {
+			if c.Reason == noCredential {
+				ex.Candidates[i].Reason = "provider credential not set here (serve, with it, would consider the model)"
+			}
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -230,6 +291,20 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 	printExplanation(stdout, &ex)
 	return nil
+}
+
+// noCredential is route's reason for a model whose provider has no key.
+const noCredential = "provider credential not configured"
+
+// withPlaceholder is getenv with a stand-in value for unset variables, so
+// that explain can decide as if every provider had its key.
+func withPlaceholder(getenv func(string) string) func(string) string {
+	return func(k string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return "explain-placeholder"
+	}
 }
 
 func printExplanation(w io.Writer, ex *explanation) {
@@ -240,6 +315,9 @@ func printExplanation(w io.Writer, ex *explanation) {
 		fmt.Fprintf(w, " (%s limit: text was not read)", in.ScanLimit)
 	}
 	fmt.Fprintln(w)
+	if len(in.Terms) > 0 {
+		fmt.Fprintf(w, "terms       %v\n", in.Terms)
+	}
 	fmt.Fprintf(w, "principal   workspace=%s", ex.Workspace)
 	if ex.RequestPolicy != "" {
 		fmt.Fprintf(w, " request-policy=%s", ex.RequestPolicy)
@@ -267,9 +345,22 @@ func printExplanation(w io.Writer, ex *explanation) {
 		fmt.Fprintf(w, "decision    %s (%s, %s): %s\n", ex.Chosen.ID, ex.Chosen.Provider, ex.Chosen.Residency, ex.Reason)
 		if len(ex.Fallbacks) > 0 {
 			fmt.Fprintf(w, "fallbacks   %s\n", strings.Join(ex.Fallbacks, ", "))
+		} else if in.Model != "auto" && !strings.HasPrefix(in.Model, "route:") {
+			fmt.Fprintln(w, "fallbacks   none: a pinned model is not failed over unless the request sends policy.fallback or its workspace sets pinned_fallback")
 		}
 		if len(ex.Attempts) > 1 {
 			fmt.Fprintf(w, "attempts    %s\n", strings.Join(ex.Attempts, " → "))
+		}
+	}
+	if len(ex.MissingCredentials) > 0 {
+		fmt.Fprintf(w, "\nnot set here: %s. serve, with them set (make run sets the mock keys), would decide:\n", strings.Join(ex.MissingCredentials, ", "))
+		if h := ex.WithCredentials; h != nil {
+			switch {
+			case h.Error != nil:
+				fmt.Fprintf(w, "with keys   %d %s: %s\n", h.Error.Status, h.Error.Code, h.Error.Message)
+			case h.Chosen != nil:
+				fmt.Fprintf(w, "with keys   %s (%s, %s): %s\n", h.Chosen.ID, h.Chosen.Provider, h.Chosen.Residency, h.Reason)
+			}
 		}
 	}
 }

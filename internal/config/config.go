@@ -107,6 +107,11 @@ type Workspace struct {
 	Deny               []string       `yaml:"deny" json:"deny"`
 	AllowLoosening     bool           `yaml:"allow_loosening" json:"allow_loosening"`
 	DefaultModel       string         `yaml:"default_model" json:"default_model"`
+	// PinnedFallback lets a request that pins a model be answered by
+	// another eligible model when the pinned one's provider fails. Off by
+	// default: a pinned model is the caller's choice (docs/failover.md).
+	// A request's own policy.fallback overrides it.
+	PinnedFallback bool `yaml:"pinned_fallback" json:"pinned_fallback"`
 	// DowngradeFrom is when a downgrade budget restricts this workspace's
 	// requests to cheaper models: once it is exceeded, or from its warn_at.
 	DowngradeFrom string `yaml:"downgrade_from" json:"downgrade_from"`
@@ -152,6 +157,20 @@ type Currency struct {
 type Classify struct {
 	Sensitivity []ClassRule `yaml:"sensitivity"`
 	Risk        []ClassRule `yaml:"risk"`
+	// Terms are content detectors without code: each named list's terms
+	// and patterns are counted in the request text, and Rego reads the
+	// count as input.classification.terms.<name>.count (docs/classify.md).
+	Terms []TermList `yaml:"terms,omitempty"`
+}
+
+// TermList is one named content detector. Terms match whole words, case-
+// and accent-insensitively, with any white space between words; patterns
+// are RE2 regular expressions over the same folded (lower-case, unaccented)
+// text.
+type TermList struct {
+	Name     string   `yaml:"name"`
+	Terms    []string `yaml:"terms,omitempty"`
+	Patterns []string `yaml:"patterns,omitempty"`
 }
 
 // ClassRule names a level and when it applies.

@@ -54,6 +54,26 @@ type Input struct {
 	// Constraint names the strongest hard constraint in force, for the
 	// reason line (e.g. "eu residency").
 	Constraint string
+	// NoFallback leaves the decision without fallbacks: the chosen model
+	// or nothing (a pinned model, unless the request or its workspace
+	// opted in; see FallbackAllowed).
+	NoFallback bool
+}
+
+// FallbackAllowed says whether a request may be answered by a model other
+// than the one decided when that model's provider fails: its policy's
+// fallback when set, otherwise always for "auto" and a named route, and
+// for a pinned model only when its workspace sets pinned_fallback. A
+// pinned model is the caller's explicit choice; answering with another
+// one unasked would surprise them (docs/failover.md).
+func FallbackAllowed(asked string, requestFallback *bool, workspacePinned bool) bool {
+	if requestFallback != nil {
+		return *requestFallback
+	}
+	if asked == Auto || strings.HasPrefix(asked, "route:") {
+		return true
+	}
+	return workspacePinned
 }
 
 // Verdict is one candidate's line in the explanation.
@@ -80,7 +100,8 @@ type Decision struct {
 	Model            *catalog.Model
 	Reason           string
 	EstimatedCostEUR float64
-	// Fallbacks are the next eligible models in order, other providers first.
+	// Fallbacks are the next eligible models in order, other providers
+	// first; none when the request may not fail over (Input.NoFallback).
 	Fallbacks []*catalog.Model
 	// Candidates is the verdict on every candidate. Reasons of rejected
 	// candidates are formatted on demand by Table, not on the request path.
@@ -221,6 +242,9 @@ func Decide(in Input) (Decision, error) {
 		d.Reason = "pinned by request"
 		order := in.rank(eligible, verdicts)
 		d.Fallbacks = fallbacks(in.Candidates, pinned, slices.DeleteFunc(order, func(i int) bool { return i == pinned }))
+	}
+	if in.NoFallback {
+		d.Fallbacks = nil
 	}
 	d.Model = in.Candidates[choice].Model
 	d.EstimatedCostEUR = in.Candidates[choice].EstimatedCostEUR

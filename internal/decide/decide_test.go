@@ -160,3 +160,32 @@ func TestPlanOneModelPerProvider(t *testing.T) {
 		t.Error("a refused decision has a plan")
 	}
 }
+
+// TestFallbackAllowed (issue 18): a pinned model fails over only when the
+// request or its workspace opted in; the request's own word wins.
+func TestFallbackAllowed(t *testing.T) {
+	yes, no := true, false
+	for name, tc := range map[string]struct {
+		asked     string
+		request   *bool
+		workspace bool
+		want      bool
+	}{
+		"auto":                             {"auto", nil, false, true},
+		"auto, request says no":            {"auto", &no, false, false},
+		"route":                            {"route:support", nil, false, true},
+		"pinned":                           {"gpt-4o", nil, false, false},
+		"pinned, request opts in":          {"gpt-4o", &yes, false, true},
+		"pinned, workspace opts in":        {"gpt-4o", nil, true, true},
+		"pinned, workspace yes request no": {"gpt-4o", &no, true, false},
+	} {
+		if got := FallbackAllowed(tc.asked, tc.request, tc.workspace); got != tc.want {
+			t.Errorf("%s: got %v", name, got)
+		}
+	}
+	cat := testCatalog(t)
+	d, err := Decide(Input{Asked: "best", Objective: "accuracy", Task: "code", Candidates: candidates(cat, nil), NoFallback: true})
+	if err != nil || d.Model.ID != "best" || len(d.Fallbacks) != 0 || len(d.Plan(3)) != 1 {
+		t.Errorf("NoFallback: %v %v fallbacks %v plan %v", d.Model, err, d.Fallbacks, d.Plan(3))
+	}
+}

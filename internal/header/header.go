@@ -58,8 +58,15 @@ const (
 	// BudgetWarning is on an answer whose request met a budget at or over
 	// its warn threshold: the budget's name and how much of it is used.
 	BudgetWarning = "x-stellwerk-budget-warning"
+	// WebhookSignature is on the budget webhook's POSTs when it has a
+	// secret: sha256=<hex HMAC-SHA256 of the body> (docs/budgets.md).
+	WebhookSignature = "x-stellwerk-signature"
 	// Attempts lists a request's attempts on its response.
 	Attempts = "x-stellwerk-attempts"
+	// FallbackFrom is on an answer served by a model other than the one
+	// decided (failover): the decided model's id. For a pinned model this
+	// happens only when the request or its workspace opted in.
+	FallbackFrom = "x-stellwerk-fallback-from"
 
 	// Egress is gRPC stream metadata (not an HTTP header) on the ext_proc
 	// streams of an egress listener: the provider it sends to.

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/header"
 )
 
 // Event is one budget crossing a threshold.
@@ -132,7 +134,7 @@ func (w *Webhook) post(ev Event) {
 		if len(w.secret) > 0 {
 			m := hmac.New(sha256.New, w.secret)
 			m.Write(body)
-			req.Header.Set("x-stellwerk-signature", "sha256="+hex.EncodeToString(m.Sum(nil)))
+			req.Header.Set(header.WebhookSignature, "sha256="+hex.EncodeToString(m.Sum(nil)))
 		}
 		resp, err := w.client.Do(req)
 		cancel()

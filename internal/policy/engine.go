@@ -25,6 +25,9 @@ type Engine struct {
 	Modules  []string
 	LoadedAt time.Time
 	files    files // the sources it was compiled from, for Bundle
+	// Warnings name the modules that cannot contribute to the decision
+	// (unreachable); logged at load, printed by policy test and config check.
+	Warnings []string
 }
 
 // ErrNoDecision means the modules do not define data.stellwerk.decision.
@@ -62,7 +65,7 @@ func load(ctx context.Context, f files) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
-	e := &Engine{query: pq, Version: f.version, Modules: names, LoadedAt: time.Now(), files: f}
+	e := &Engine{query: pq, Version: f.version, Modules: names, LoadedAt: time.Now(), files: f, Warnings: unreachable(c.Modules)}
 	if root, ok := analyze(c.Modules); ok {
 		e.memo = newMemo(root)
 	}

@@ -342,6 +342,9 @@ func requestPolicyTerm(p reqpolicy.Policy) *ast.Term {
 	if len(p.Deny) > 0 {
 		items = append(items, item("deny", stringsTerm(p.Deny)))
 	}
+	if p.Fallback != nil {
+		items = append(items, item("fallback", ast.BooleanTerm(*p.Fallback)))
+	}
 	return obj(items...)
 }
 
@@ -403,6 +406,10 @@ func classificationTerm(c *classify.Result) *ast.Term {
 	}
 	sort.Strings(secretTypes)
 	secretTypes = compact(secretTypes)
+	termCounts := make([][2]*ast.Term, len(c.Terms))
+	for i, t := range c.Terms {
+		termCounts[i] = item(t.Name, obj(item("count", ast.IntNumberTerm(t.Count))))
+	}
 	return obj(
 		item("task", ast.StringTerm(c.Task)),
 		item("task_confidence", num(c.TaskConfidence)),
@@ -420,6 +427,7 @@ func classificationTerm(c *classify.Result) *ast.Term {
 		item("input_tokens", ast.IntNumberTerm(c.InputTokens)),
 		item("scan", ast.StringTerm(c.Scan)),
 		item("scan_limit", ast.StringTerm(c.ScanLimit)),
+		item("terms", obj(termCounts...)),
 	)
 }
 

@@ -38,7 +38,7 @@ func contractInput() *Input {
 		Team:      &config.Team{Name: "cx", Allow: []string{}, Deny: []string{}},
 		Classification: &classify.Result{Task: "summarization", TaskConfidence: 0.93, Complexity: "low", Language: "en",
 			Sensitivity: "public", SensitivityRule: "default", Risk: "low", RiskRule: "default", PIICounts: map[string]int{}, InputTokens: 412,
-			Scan: classify.ScanComplete},
+			Scan: classify.ScanComplete, Terms: []classify.TermCount{{Name: "project_zephyr", Count: 2}}},
 		Budgets: []ledger.BudgetState{
 			{Name: "default-month", Scope: ledger.ScopeWorkspace, Subject: "default", Period: ledger.PeriodMonth, Limit: ledger.FromEUR(500),
 				Used: ledger.FromEUR(412.5), Reserved: ledger.FromEUR(1.25), Ratio: 0.8275, Warn: true},

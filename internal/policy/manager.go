@@ -52,6 +52,7 @@ func NewManager(ctx context.Context, src Source, log *zap.Logger) (*Manager, err
 	m.cur.Store(e)
 	m.seen = f.version
 	m.log.Info("policy loaded", zap.String("version", e.Version), zap.Int("modules", len(e.Modules)))
+	m.warn(e)
 	return m, nil
 }
 
@@ -112,7 +113,14 @@ func (m *Manager) Reload(ctx context.Context) (bool, error) {
 		m.onChange(e, nil)
 	}
 	m.log.Info("policy reloaded", zap.String("version", e.Version), zap.Int("modules", len(e.Modules)))
+	m.warn(e)
 	return true, nil
+}
+
+func (m *Manager) warn(e *Engine) {
+	for _, w := range e.Warnings {
+		m.log.Warn("policy module has no effect", zap.String("version", e.Version), zap.String("warning", w))
+	}
 }
 
 // Watch reloads every interval until ctx ends.
@@ -155,4 +163,33 @@ func (m *Manager) Status() Status {
 		s.RefusedFiles = m.seen
 	}
 	return s
+}
+
+// Check runs what NewManager runs at start-up (compile, shape check, every
+// Rego test) and returns every problem rather than the first, and the
+// load's warnings, so `stellwerk config check` refuses exactly what
+// `serve` refuses.
+func Check(ctx context.Context, src Source) (warnings []string, errs []error) {
+	f, err := src.collect()
+	if err != nil {
+		return nil, []error{err}
+	}
+	e, err := load(ctx, f)
+	if err != nil {
+		return nil, []error{err} // tests of a policy that does not compile say nothing more
+	}
+	warnings = e.Warnings
+	if len(f.tests) == 0 {
+		return warnings, nil
+	}
+	results, err := runTests(ctx, f)
+	if err != nil {
+		return warnings, []error{fmt.Errorf("policy tests: %w", err)}
+	}
+	for _, r := range results {
+		if !r.Passed {
+			errs = append(errs, fmt.Errorf("policy test %s (%s) failed: %s", r.Name, r.File, r.Error))
+		}
+	}
+	return warnings, errs
 }

@@ -27,6 +27,11 @@ type Policy struct {
 	MinQuality *float64 `json:"min_quality,omitempty"`
 	Allow      []string `json:"allow,omitempty"`
 	Deny       []string `json:"deny,omitempty"`
+	// Fallback, when set, says whether another eligible model may answer
+	// when the chosen one's provider fails: true lets a pinned model fail
+	// over (off by default), false keeps even an "auto" request on the
+	// model chosen first.
+	Fallback *bool `json:"fallback,omitempty"`
 	// Fingerprint is the first 16 hex digits of the SHA-256 of the
 	// canonical JSON; "" when no policy was sent.
 	Fingerprint string `json:"-"`
@@ -100,8 +105,14 @@ func parse(v gjson.Result, where string) (Policy, error) {
 			p.Allow, err = list(where, field, val)
 		case "deny":
 			p.Deny, err = list(where, field, val)
+		case "fallback":
+			if val.Type != gjson.True && val.Type != gjson.False {
+				err = bad(where, field, "must be true or false")
+			}
+			b := val.Type == gjson.True
+			p.Fallback = &b
 		default:
-			err = bad(where, field, "is not a policy field (known: optimize, residency, max_risk, max_cost, sla_ms, min_quality, allow, deny)")
+			err = bad(where, field, "is not a policy field (known: optimize, residency, max_risk, max_cost, sla_ms, min_quality, allow, deny, fallback)")
 		}
 		return err == nil
 	})
@@ -194,6 +205,9 @@ func Canonical(p Policy) string {
 	}
 	if len(p.Deny) > 0 {
 		field("deny", strList(p.Deny))
+	}
+	if p.Fallback != nil {
+		field("fallback", strconv.FormatBool(*p.Fallback))
 	}
 	if p.MaxCost > 0 {
 		field("max_cost", num(p.MaxCost))

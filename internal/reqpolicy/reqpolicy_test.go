@@ -36,19 +36,20 @@ func TestParse(t *testing.T) {
 
 func TestRejects(t *testing.T) {
 	cases := map[string]struct{ body, param, mention string }{
-		"unknown field":   {`{"residnecy":"eu"}`, "policy.residnecy", "not a policy field"},
-		"bad residency":   {`{"residency":"mars"}`, "policy.residency", `"mars" is not one of eu, on_prem, any`},
-		"residency type":  {`{"residency":1}`, "policy.residency", "not one of"},
-		"bad optimize":    {`{"optimize":"speed"}`, "policy.optimize", "cost, latency"},
-		"negative cost":   {`{"max_cost":-1}`, "policy.max_cost", "positive"},
-		"cost string":     {`{"max_cost":"1"}`, "policy.max_cost", "positive"},
-		"float sla":       {`{"sla_ms":1.5}`, "policy.sla_ms", "integer"},
-		"quality > 1":     {`{"min_quality":1.5}`, "policy.min_quality", "between 0 and 1"},
-		"allow not array": {`{"allow":"gpt-4o"}`, "policy.allow", "array"},
-		"allow numbers":   {`{"allow":[1]}`, "policy.allow", "entries"},
-		"duplicate field": {`{"residency":"eu","residency":"any"}`, "policy.residency", "more than once"},
-		"not an object":   {`["eu"]`, "policy", "JSON object"},
-		"bad risk":        {`{"max_risk":"extreme"}`, "policy.max_risk", "low, medium, high"},
+		"unknown field":     {`{"residnecy":"eu"}`, "policy.residnecy", "not a policy field"},
+		"fallback a string": {`{"fallback":"yes"}`, "policy.fallback", "must be true or false"},
+		"bad residency":     {`{"residency":"mars"}`, "policy.residency", `"mars" is not one of eu, on_prem, any`},
+		"residency type":    {`{"residency":1}`, "policy.residency", "not one of"},
+		"bad optimize":      {`{"optimize":"speed"}`, "policy.optimize", "cost, latency"},
+		"negative cost":     {`{"max_cost":-1}`, "policy.max_cost", "positive"},
+		"cost string":       {`{"max_cost":"1"}`, "policy.max_cost", "positive"},
+		"float sla":         {`{"sla_ms":1.5}`, "policy.sla_ms", "integer"},
+		"quality > 1":       {`{"min_quality":1.5}`, "policy.min_quality", "between 0 and 1"},
+		"allow not array":   {`{"allow":"gpt-4o"}`, "policy.allow", "array"},
+		"allow numbers":     {`{"allow":[1]}`, "policy.allow", "entries"},
+		"duplicate field":   {`{"residency":"eu","residency":"any"}`, "policy.residency", "more than once"},
+		"not an object":     {`["eu"]`, "policy", "JSON object"},
+		"bad risk":          {`{"max_risk":"extreme"}`, "policy.max_risk", "low, medium, high"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -83,4 +84,21 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted %q without a valid canonical form", s)
 		}
 	})
+}
+
+// TestFallback: policy.fallback is kept as sent (absent, true or false),
+// in the canonical form and so in the fingerprint.
+func TestFallback(t *testing.T) {
+	on, err := FromBody(gjson.Parse(`{"fallback":true}`))
+	if err != nil || on.Fallback == nil || !*on.Fallback || Canonical(on) != `{"fallback":true}` {
+		t.Fatalf("%+v %v %s", on, err, Canonical(on))
+	}
+	off, _ := FromBody(gjson.Parse(`{"fallback":false}`))
+	none, _ := FromBody(gjson.Parse(`{}`))
+	if off.Fallback == nil || *off.Fallback || none.Fallback != nil {
+		t.Errorf("off %+v none %+v", off, none)
+	}
+	if on.Fingerprint == off.Fingerprint || off.Fingerprint == none.Fingerprint {
+		t.Errorf("fingerprints do not tell them apart: %s %s %s", on.Fingerprint, off.Fingerprint, none.Fingerprint)
+	}
 }

@@ -175,7 +175,10 @@ func selectRoute(base decide.Input, o *flow.Outcome, objectiveFree bool) (decide
 		setChosenReason(&d)
 		return d, nil
 	}
-	chosen.Fallbacks = dedupe(rest, chosen.Model)
+	chosen.Fallbacks = nil
+	if !base.NoFallback { // the request's policy.fallback: false holds for a route too
+		chosen.Fallbacks = dedupe(rest, chosen.Model)
+	}
 	if len(skipped) > 0 {
 		b.WriteString("; fallback ")
 	} else {

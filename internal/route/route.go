@@ -303,6 +303,7 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 			Vision: chat.Vision, Streaming: chat.Stream, InputTokens: res.Class.InputTokens, OutputTokens: min(outTokens, 1<<20)},
 		Objective: res.Policy.Objective, QualityFloor: res.Policy.QualityFloor, MaxCostEUR: res.Policy.MaxCostEUR,
 		SLAMS: res.ReqPolicy.SLAMS, Default: def, Constraint: constraint, RelativeQuality: ws.RelativeQuality,
+		NoFallback: !decide.FallbackAllowed(chat.Model, res.ReqPolicy.Fallback, ws.PinnedFallback),
 	}
 	if res.Route != nil {
 		// The route's targets apply their objective unless the request or

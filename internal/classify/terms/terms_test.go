@@ -1,0 +1,78 @@
+package terms
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestCount(t *testing.T) {
+	m, err := New([]List{
+		{Name: "project_zephyr", Terms: []string{"Project Zephyr", "zephyr"}, Patterns: []string{`zph-\d{4}`}},
+		{Name: "codenames", Terms: []string{"Blåbær", "Straße", "c++"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		text string
+		want [2]int
+	}{
+		"nothing":                         {"Say hello.", [2]int{0, 0}},
+		"both zephyr terms":               {"What is Project Zephyr?", [2]int{2, 0}}, // "project zephyr" and "zephyr"
+		"case, accents, spacing":          {"PROJECT\n\t  ZÉPHYR ships", [2]int{2, 0}},
+		"whole words only":                {"zephyrs and antizephyr", [2]int{0, 0}},
+		"punctuation is a border":         {"(zephyr), zephyr.", [2]int{2, 0}},
+		"pattern":                         {"ticket ZPH-1234 and zph-99", [2]int{1, 0}},
+		"accents in the term":             {"BLABAER and blabær and strasse and STRASSE", [2]int{0, 4}},
+		"term ending in symbols":          {"we write c++ and c++20", [2]int{0, 2}}, // "c++" has no word edge at its end
+		"letters of other scripts border": {"zephyrλ λzephyr", [2]int{0, 0}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := make([]int, 2)
+			m.Count(tc.text, got)
+			if got[0] != tc.want[0] || got[1] != tc.want[1] {
+				t.Errorf("%q: got %v, want %v", tc.text, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewReportsEveryProblem(t *testing.T) {
+	_, err := New([]List{
+		{Name: "Bad Name", Terms: []string{"x"}},
+		{Name: "empty"},
+		{Name: "re", Patterns: []string{"(", "a*"}},
+		{Name: "re", Terms: []string{"  "}},
+	})
+	for _, want := range []string{"classify.terms[0] (Bad Name): name", "classify.terms[1] (empty): needs terms or patterns",
+		`classify.terms[2] (re): pattern "("`, `pattern "a*" matches the empty text`, "classify.terms[3] (re): name is used twice", `term "  " is empty`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}
+
+func TestNilMatcher(t *testing.T) {
+	m, err := New(nil)
+	if err != nil || m != nil || m.Names() != nil {
+		t.Fatal(m, err)
+	}
+	m.Count("anything", nil) // must not panic
+}
+
+// TestCountAcrossTheMiddle: a long text is scanned in two halves; a term
+// at every offset around the cut is counted exactly once.
+func TestCountAcrossTheMiddle(t *testing.T) {
+	m, err := New([]List{{Name: "z", Terms: []string{"project zephyr"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pad := 0; pad < 200; pad++ {
+		text := strings.Repeat("x", 300+pad) + " Project Zephyr " + strings.Repeat("y", 300)
+		got := make([]int, 1)
+		m.Count(text, got)
+		if got[0] != 1 {
+			t.Fatalf("pad %d: counted %d", pad, got[0])
+		}
+	}
+}

@@ -1,0 +1,90 @@
+package policy
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// decisionPackage is the package whose rules the decision is made of.
+var decisionPackage = ast.MustParseRef("data.stellwerk")
+
+// unreachable names the modules that cannot contribute to
+// data.stellwerk.decision, with why: those not in package stellwerk that
+// no contributing module refers to (or imports), directly or through
+// others. Such a module — `package acme` beside the library — loads,
+// compiles and is silently ignored; a policy author wants to be told.
+// The modules must be compiled, so that every reference is a full data
+// path.
+func unreachable(mods map[string]*ast.Module) []string {
+	refs := make(map[string][]ast.Ref, len(mods)) // module -> the data paths it reads
+	var queue []string
+	in := map[string]bool{}
+	for name, m := range mods {
+		for _, rule := range m.Rules { // not m: its package path would refer to its parent
+			ast.WalkRefs(rule, func(r ast.Ref) bool {
+				if p := r.GroundPrefix(); len(p) > 1 && p[0].Equal(ast.DefaultRootDocument) {
+					refs[name] = append(refs[name], p)
+				}
+				return false
+			})
+		}
+		for _, imp := range m.Imports {
+			if r, ok := imp.Path.Value.(ast.Ref); ok && r[0].Equal(ast.DefaultRootDocument) {
+				refs[name] = append(refs[name], r)
+			}
+		}
+		if m.Package.Path.Equal(decisionPackage) {
+			in[name] = true
+			queue = append(queue, name)
+		}
+	}
+	for len(queue) > 0 {
+		cur := queue[0]
+		queue = queue[1:]
+		for _, r := range refs[cur] {
+			for name, m := range mods {
+				if in[name] {
+					continue
+				}
+				if p := m.Package.Path; r.HasPrefix(p) || p.HasPrefix(r) {
+					in[name] = true
+					queue = append(queue, name)
+				}
+			}
+		}
+	}
+	var out []string
+	for name, m := range mods {
+		if !in[name] {
+			out = append(out, fmt.Sprintf("%s (package %s) cannot contribute to %s: it is not package stellwerk and nothing under it refers to it",
+				name, m.Package.Path.String()[len("data."):], Query))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Unreachable compiles a source's modules (not its tests) and returns the
+// warnings of unreachable, for `stellwerk policy test`, which does not
+// otherwise load the policy.
+func Unreachable(src Source) ([]string, error) {
+	f, err := src.collect()
+	if err != nil {
+		return nil, err
+	}
+	parsed := make(map[string]*ast.Module, len(f.modules))
+	for name, s := range f.modules {
+		m, err := ast.ParseModuleWithOpts(name, s, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			return nil, fmt.Errorf("compile: %w", err)
+		}
+		parsed[name] = m
+	}
+	c := ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1)
+	if c.Compile(parsed); c.Failed() {
+		return nil, fmt.Errorf("compile: %w", c.Errors)
+	}
+	return unreachable(c.Modules), nil
+}

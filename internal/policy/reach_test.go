@@ -1,0 +1,59 @@
+package policy
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// TestUnreachableModules (issue 18): a module outside package stellwerk
+// that nothing under it refers to loads with no effect; the load says so,
+// and does not say so of a helper package the stellwerk modules import.
+func TestUnreachableModules(t *testing.T) {
+	dir := t.TempDir()
+	for name, src := range map[string]string{
+		"acme.rego":     "package acme\n\ndeny contains \"no\" if input.request.user == \"x\"\n",
+		"lonely.rego":   "package stellwerk.lonely\n\ndeny contains \"no\" if input.request.user == \"x\"\n",
+		"helper.rego":   "package stellwerk.helpers\n\nbad_user if input.request.user == \"mallory\"\n",
+		"deep.rego":     "package corp.lists\n\nusers := {\"eve\"}\n",
+		"uses.rego":     "package stellwerk\n\nimport data.stellwerk.helpers\n\ndeny contains \"bad user\" if helpers.bad_user\n",
+		"indirect.rego": "package stellwerk.helpers\n\nlisted if input.request.user in data.corp.lists.users\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	core, logs := observer.New(zapcore.WarnLevel)
+	m, err := NewManager(context.Background(), Source{Library: true, Dir: dir}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(m.Current().Warnings, "\n")
+	for _, want := range []string{"dir/acme.rego (package acme) cannot contribute to data.stellwerk.decision",
+		"dir/lonely.rego (package stellwerk.lonely) cannot contribute"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warnings lack %q:\n%s", want, got)
+		}
+	}
+	for _, reached := range []string{"helper.rego", "indirect.rego", "deep.rego", "uses.rego", "library/"} {
+		if strings.Contains(got, reached) {
+			t.Errorf("%s contributes, yet is warned about:\n%s", reached, got)
+		}
+	}
+	if n := logs.FilterMessage("policy module has no effect").Len(); n != 2 {
+		t.Errorf("%d warnings logged at load, want 2", n)
+	}
+	w, err := Unreachable(Source{Library: true, Dir: dir})
+	if err != nil || strings.Join(w, "\n") != got {
+		t.Errorf("Unreachable disagrees with the load: %v\n%s", err, w)
+	}
+	if w, _ := Unreachable(Source{Library: true}); len(w) != 0 {
+		t.Errorf("the shipped library alone: %v", w)
+	}
+}
