@@ -99,7 +99,7 @@ lint: ## gofmt and go vet
 
 .PHONY: compose-check
 compose-check: ## validate compose/docker-compose.yaml (needs Debian's docker-compose)
-	docker-compose -f compose/docker-compose.yaml config --quiet
+	POSTGRES_PASSWORD=check STELLWERK_HASH_KEY=check docker-compose -f compose/docker-compose.yaml config --quiet
 
 include bench.mk
 

@@ -46,6 +46,7 @@ Usage:
   stellwerk routes list|show|diff|test|create|deploy|rollback|sync …
                                        named, versioned routes (docs/routes.md)
   stellwerk xds dump [--json]          what each connected Envoy was sent, accepted and refused
+  stellwerk healthcheck URL            exit 0 when URL answers below 500 (container health checks)
   stellwerk version                    print the version
 
 Run "stellwerk <command> -h" for the flags of a command.
@@ -73,6 +74,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runExplain(ctx, args[1:], stdin, stdout, stderr)
 	case "replay":
 		return runReplay(ctx, args[1:], stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, args[1:], stdout, stderr)
 	case "policy":
 		if len(args) < 2 || args[1] != "test" {
 			fmt.Fprint(stderr, "usage: stellwerk policy test [DIR]\n")

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -371,5 +373,25 @@ func TestEvalSaysWhichDataIsMissing(t *testing.T) {
 	_, _, err = run("eval", "routerbench", "--config", rbConfig, "../shared/data/routerbench/*.csv")
 	if err == nil || !strings.Contains(err.Error(), "RouterBench") || !strings.Contains(err.Error(), "is missing") {
 		t.Errorf("eval routerbench: %v", err)
+	}
+}
+
+func TestHealthcheck(t *testing.T) {
+	status := http.StatusOK
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(status) }))
+	defer srv.Close()
+	for _, c := range []struct {
+		status int
+		ok     bool
+	}{{200, true}, {401, true}, {503, false}} {
+		status = c.status
+		_, _, err := run("healthcheck", srv.URL+"/readyz")
+		if (err == nil) != c.ok {
+			t.Errorf("status %d: %v", c.status, err)
+		}
+	}
+	srv.Close()
+	if _, _, err := run("healthcheck", "--timeout", "500ms", srv.URL); err == nil {
+		t.Error("a closed server is healthy")
 	}
 }

@@ -154,7 +154,9 @@ func redisBinary() (string, error) {
 	if p, err := lookRedis(); err == nil {
 		return p, nil
 	}
-	installOnce.Do(func() { installErr = aptInstall("redis-server") })
+	installOnce.Do(func() {
+		installErr = aptInstall("redis-server", func() bool { _, err := lookRedis(); return err == nil })
+	})
 	if installErr != nil {
 		return "", installErr
 	}
@@ -172,7 +174,10 @@ func lookRedis() (string, error) {
 	return "", exec.ErrNotFound
 }
 
-func aptInstall(pkg string) error {
+// aptInstall installs a Debian package unless installed says it is there
+// (checked again under the lock: another test binary may have installed
+// it while this one waited).
+func aptInstall(pkg string, installed func() bool) error {
 	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "stellwerk-apt.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return err
@@ -182,8 +187,8 @@ func aptInstall(pkg string) error {
 		return err
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	if _, err := lookRedis(); err == nil {
-		return nil // another test binary installed it while this one waited
+	if installed() {
+		return nil
 	}
 	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 	for _, args := range [][]string{{"update"}, {"install", "-y", "--no-install-recommends", pkg}} {

@@ -1,0 +1,49 @@
+package testsrv
+
+import (
+	"os"
+	"os/exec"
+	"sync"
+	"testing"
+)
+
+var toolInstalls sync.Map // Debian package → *toolInstall
+
+type toolInstall struct {
+	once sync.Once
+	err  error
+}
+
+// Tool finds a command a test needs (docker-compose, chromium, …),
+// installing its Debian package with apt-get when it is missing, as Redis
+// and PostgreSQL are. Without it the test fails, or is skipped when
+// STELLWERK_E2E is not "require" and STELLWERK_STORE_TESTS is "skip".
+func Tool(t testing.TB, binary, pkg string) string {
+	t.Helper()
+	look := func() (string, bool) {
+		p, err := exec.LookPath(binary)
+		if err != nil {
+			if _, err := os.Stat("/usr/bin/" + binary); err == nil {
+				return "/usr/bin/" + binary, true
+			}
+			return "", false
+		}
+		return p, true
+	}
+	if p, ok := look(); ok {
+		return p
+	}
+	v, _ := toolInstalls.LoadOrStore(pkg, &toolInstall{})
+	in := v.(*toolInstall)
+	in.once.Do(func() {
+		in.err = aptInstall(pkg, func() bool { _, ok := look(); return ok })
+	})
+	if in.err != nil {
+		skipOrFail(t, "%s: %v", binary, in.err)
+	}
+	p, ok := look()
+	if !ok {
+		skipOrFail(t, "%s: not found after installing %s", binary, pkg)
+	}
+	return p
+}
