@@ -243,3 +243,80 @@ func TestDropInStellwerkDownIsOpenAIShaped(t *testing.T) {
 		t.Errorf("with stellwerk down a request reached the backend (%d) or a provider", hits.Load())
 	}
 }
+
+// TestSeveralEnvoys (issue 17): a second Envoy with its own node id
+// connects to the same stellwerk and routes as the first; /status lists
+// both nodes with the version each accepted; an Envoy that restarts
+// reconnects and gets the current version, and a config change made while
+// it was down.
+func TestSeveralEnvoys(t *testing.T) {
+	t.Parallel()
+	s, _ := existingEnvoy(t, true, nil)
+	url2, _ := s.StartEnvoy("envoy-2", "edge-2")
+	for _, u := range []string{s.URL, url2} {
+		resp, b := post(t, u+"/v1/chat/completions", `{"model":"beta-model","messages":[{"role":"user","content":"hi"}]}`, nil)
+		if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "beta" {
+			t.Fatalf("%s: %d %s", u, resp.StatusCode, b)
+		}
+	}
+	nodes := func() map[string]string {
+		var st struct {
+			Nodes []struct {
+				Node         string `json:"node"`
+				AckedVersion string `json:"acked_version"`
+			} `json:"envoy_nodes"`
+		}
+		resp, b := adminDo(t, s, http.MethodGet, "/status", "")
+		if resp.StatusCode != 200 {
+			t.Fatalf("/status: %d", resp.StatusCode)
+		}
+		mustJSON(t, b, &st)
+		out := map[string]string{}
+		for _, n := range st.Nodes {
+			out[n.Node] = n.AckedVersion
+		}
+		return out
+	}
+	version := func() string {
+		var st struct {
+			Version string `json:"snapshot_version"`
+		}
+		_, b := adminDo(t, s, http.MethodGet, "/status", "")
+		mustJSON(t, b, &st)
+		return st.Version
+	}
+	waitAcked := func(node, v string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); nodes()[node] != v; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s acked %q, want %q (all: %v)", node, nodes()[node], v, nodes())
+			}
+		}
+	}
+	v1 := version()
+	waitAcked("existing-envoy", v1)
+	waitAcked("edge-2", v1)
+
+	// The second Envoy goes away; the config changes (a provider's
+	// timeout); it comes back and gets the new version.
+	s.Stop("envoy-2")
+	cfg := *s.Config
+	cfg.Envoy.ConnectTimeout = 7 * time.Second
+	s.WriteConfig(&cfg)
+	deadline := time.Now().Add(15 * time.Second)
+	for version() == v1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the config change was not published")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	v2 := version()
+	s.RestartProcess("envoy-2")
+	waitAcked("edge-2", v2)
+	waitAcked("existing-envoy", v2)
+	resp, b := post(t, url2+"/v1/chat/completions", `{"model":"beta-model","messages":[{"role":"user","content":"back"}]}`, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("restarted Envoy: %d %s", resp.StatusCode, b)
+	}
+	t.Logf("two Envoys (existing-envoy, edge-2) on one stellwerk; edge-2 restarted after a change and acked %s", v2)
+}

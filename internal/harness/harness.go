@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -457,7 +458,7 @@ func (s *Stack) startProcess(name string, env []string, bin string, args ...stri
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 	}
-	s.logBufs = append(s.logBufs, namedBuf{name, buf, stop, kill})
+	s.logBufs = append(s.logBufs, namedBuf{name: name, buf: buf, stop: stop, kill: kill, env: env, bin: bin, args: args})
 	s.t.Cleanup(stop)
 }
 
@@ -600,6 +601,17 @@ type namedBuf struct {
 	buf  *syncBuffer
 	stop func()
 	kill func()
+	// env, bin and args started it.
+	env  []string
+	bin  string
+	args []string
+}
+
+// RestartProcess starts a stopped process again with the command that
+// started it (stellwerk: prefer Restart, which waits until it is ready).
+func (s *Stack) RestartProcess(name string) {
+	p := s.process(name)
+	s.startProcess(name, p.env, p.bin, p.args...)
 }
 
 // Stop ends one process of the stack (stellwerk or envoy) and waits for it.
@@ -615,6 +627,44 @@ func (s *Stack) Restart() {
 	s.t.Helper()
 	s.startProcess("stellwerk", s.env, s.bin, "serve", "--config", filepath.Join(s.Dir, "stellwerk.yaml"), "--log-level", "debug")
 	s.waitHTTP(s.AdminURL+"/readyz", 200, 20*time.Second)
+}
+
+// StartEnvoy starts another Envoy (process name) from the stack's
+// bootstrap with its own node id, listener and admin ports, as a platform
+// runs several Envoys in front of one stellwerk; it returns its listener
+// and admin URLs once it serves. RestartProcess(name) starts it again,
+// on the same ports.
+func (s *Stack) StartEnvoy(name, nodeID string) (url, admin string) {
+	s.t.Helper()
+	src, err := os.ReadFile(filepath.Join(s.Dir, "envoy.yaml"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	portOf := func(u string) string { return u[strings.LastIndexByte(u, ':')+1:] }
+	listen, adminPort := FreePort(s.t), FreePort(s.t)
+	out := string(src)
+	for old, repl := range map[string]string{
+		"port_value: " + portOf(s.URL):        fmt.Sprintf("port_value: %d", listen),
+		"port_value: " + portOf(s.EnvoyAdmin): fmt.Sprintf("port_value: %d", adminPort),
+	} {
+		if !strings.Contains(out, old) {
+			s.t.Fatalf("the stack's bootstrap has no %q", old)
+		}
+		out = strings.ReplaceAll(out, old, repl)
+	}
+	out = regexp.MustCompile(`(?m)^(\s+id:) \S+$`).ReplaceAllString(out, "$1 "+nodeID)
+	path := filepath.Join(s.Dir, name+".yaml")
+	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	bin, err := EnvoyPath()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.startProcess(name, os.Environ(), bin, "-c", path, "--disable-hot-restart", "--log-level", "warn", "--concurrency", "1")
+	url, admin = fmt.Sprintf("http://127.0.0.1:%d", listen), fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	s.waitHTTP(url+"/v1/models", 200, 30*time.Second)
+	return url, admin
 }
 
 // process is the latest started process of that name.
