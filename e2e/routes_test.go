@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/harness"
 )
 
@@ -457,6 +458,19 @@ func TestRoutesRollbackReplicas(t *testing.T) {
 		t.Errorf("the rollback took %v to reach both replicas", d)
 	}
 	t.Logf("rollback made through replica b served by both within %v", time.Since(rolled).Round(time.Millisecond))
+
+	// Each change is on the audit record (the shared store), with who made it.
+	var got []string
+	for _, v := range auditPage(t, a, "kind=route&limit=100").Records {
+		var rec audit.Record
+		mustJSON(t, v.Record, &rec)
+		got = append(got, rec.Change.Actor+" "+rec.Change.Action+" "+rec.Change.Before+" "+rec.Change.After)
+	}
+	want := []string{"admin:harness create  support@1", "admin:harness deploy  support@1", "admin:harness create  support@2",
+		"admin:harness deploy support@1 support@2", "admin:harness rollback support@2 support@1"}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("route change records %q, want %q", got, want)
+	}
 }
 
 // grepLines is the lines of text that contain s.

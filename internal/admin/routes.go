@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/flowstore"
@@ -68,6 +69,7 @@ type CreatedRoute struct {
 
 func registerRoutes(guarded func(string, []string, http.HandlerFunc), rs RouteService, log *zap.Logger) {
 	h := &routesAPI{rs: rs, log: log}
+	h.rec, _ = rs.(ChangeRecorder)
 	guarded("GET /admin/routes", readers, h.list)
 	guarded("POST /admin/routes", routeWriters, h.create)
 	guarded("GET /admin/routes/{name}", readers, h.show)
@@ -79,6 +81,15 @@ func registerRoutes(guarded func(string, []string, http.HandlerFunc), rs RouteSe
 type routesAPI struct {
 	rs  RouteService
 	log *zap.Logger
+	rec ChangeRecorder // nil: no audit log
+}
+
+// changed puts a route change on the audit record, with the admin token
+// that made it.
+func (h *routesAPI) changed(r *http.Request, d audit.RouteSwitch) {
+	if h.rec != nil {
+		h.rec.RecordChange(audit.KindRoute, "", audit.RouteChange(by(r), d))
+	}
 }
 
 func (h *routesAPI) store(w http.ResponseWriter) *flowstore.Store {
@@ -179,6 +190,9 @@ func (h *routesAPI) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := CreatedRoute{Version: v, Created: created}
+	if created {
+		h.changed(r, audit.RouteSwitch{Route: v.Route, Action: "create", To: v.Version})
+	}
 	if req.Deploy {
 		d, err := s.Deploy(ctx, v.Route, v.Version, who)
 		if err != nil {
@@ -186,6 +200,7 @@ func (h *routesAPI) create(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		out.Deployed, out.Version.Live = &d, true
+		h.changed(r, audit.RouteSwitch{Route: d.Route, Action: d.Action, From: d.From, To: d.To})
 	}
 	h.log.Info("route version stored", zap.String("route", v.Route), zap.Int64("version", v.Version), zap.Bool("created", created),
 		zap.Bool("deployed", req.Deploy), zap.String("by", who))
@@ -244,6 +259,7 @@ func (h *routesAPI) switchTo(w http.ResponseWriter, r *http.Request, rollback bo
 	}
 	h.log.Info("route deployed", zap.String("route", name), zap.String("action", d.Action), zap.Int64("from", d.From),
 		zap.Int64("to", d.To), zap.String("by", who))
+	h.changed(r, audit.RouteSwitch{Route: d.Route, Action: d.Action, From: d.From, To: d.To})
 	writeJSON(w, http.StatusOK, d)
 }
 

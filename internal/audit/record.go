@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -27,11 +28,12 @@ const (
 	KindProviderKey = "provider_key" // a workspace's provider key set or deleted
 	KindConfig      = "config"       // config loaded, reloaded or refused
 	KindPolicy      = "policy"       // policy version loaded or refused
+	KindRoute       = "route"        // route version created, deployed, rolled back
 	KindAdmin       = "admin"        // any other admin action
 )
 
 // Kinds lists every kind, for validation of filters.
-var Kinds = []string{KindDecision, KindKey, KindProviderKey, KindConfig, KindPolicy, KindAdmin}
+var Kinds = []string{KindDecision, KindKey, KindProviderKey, KindConfig, KindPolicy, KindRoute, KindAdmin}
 
 // Record is one entry of the audit log. It holds facts about a decision,
 // never a key, a token, or (unless the workspace opted in) prompt text.
@@ -270,3 +272,24 @@ func ContentHash(b []byte) string {
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
+
+// RouteChange is the change record of a route version stored or made live
+// (the admin API, the CLI, a file synced from routes/): before and after
+// are route@version.
+func RouteChange(actor string, d RouteSwitch) Change {
+	c := Change{Actor: actor, Action: d.Action, Target: d.Route, After: routeLabel(d.Route, d.To)}
+	if d.From != 0 {
+		c.Before = routeLabel(d.Route, d.From)
+	}
+	return c
+}
+
+// RouteSwitch is what a route change did (flowstore.Deploy's fields; a
+// stored version without a deploy has Action "create" and From 0).
+type RouteSwitch struct {
+	Route    string
+	Action   string
+	From, To int64
+}
+
+func routeLabel(route string, v int64) string { return route + "@" + strconv.FormatInt(v, 10) }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stellwerk/stellwerk/internal/admin"
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
@@ -423,6 +424,7 @@ func (r *routesCLI) create(ctx context.Context, file, message string) (flowstore
 		return v, r.fail(err)
 	}
 	if created {
+		r.changed(ctx, audit.RouteSwitch{Route: v.Route, Action: "create", To: v.Version})
 		fmt.Fprintf(r.stderr, "stored %s@%d (%s)\n", v.Route, v.Version, v.Hash)
 	} else {
 		fmt.Fprintf(r.stderr, "%s is already %s@%d\n", file, v.Route, v.Version)
@@ -458,6 +460,7 @@ func (r *routesCLI) deploy(ctx context.Context, s, message string) error {
 	if err != nil {
 		return r.fail(err)
 	}
+	r.changed(ctx, audit.RouteSwitch{Route: d.Route, Action: d.Action, From: d.From, To: d.To})
 	return r.printDeploy(d)
 }
 
@@ -498,7 +501,16 @@ func (r *routesCLI) rollback(ctx context.Context, name string, to int64) error {
 		}
 		return r.fail(err)
 	}
+	r.changed(ctx, audit.RouteSwitch{Route: d.Route, Action: d.Action, From: d.From, To: d.To})
 	return r.printDeploy(d)
+}
+
+// changed puts a route change made here on the audit record (when the
+// store took it and something changed).
+func (r *routesCLI) changed(ctx context.Context, d audit.RouteSwitch) {
+	if r.db != nil && d.From != d.To {
+		recordChange(ctx, r.cfg, r.db, audit.KindRoute, "", audit.RouteChange(cliUser(), d), r.stderr)
+	}
 }
 
 func (r *routesCLI) sync(ctx context.Context, deploy bool) error {
@@ -509,6 +521,11 @@ func (r *routesCLI) sync(ctx context.Context, deploy bool) error {
 	res, err := flowstore.SyncDir(ctx, st, r.dir, r.env, deploy)
 	if err != nil {
 		return r.fail(err)
+	}
+	for _, s := range res {
+		if a := s.Action(); a != "" {
+			r.changed(ctx, audit.RouteSwitch{Route: s.Route, Action: a, To: s.Version})
+		}
 	}
 	if r.json {
 		return writeJSONTo(r.stdout, res)

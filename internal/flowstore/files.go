@@ -76,6 +76,19 @@ type Synced struct {
 	Error    string `json:"error,omitempty"`
 }
 
+// Action is what syncing the file did to its route, for the audit record:
+// "create" (a version stored), "file" (stored and made live), or "" when
+// nothing changed.
+func (s Synced) Action() string {
+	switch {
+	case !s.Changed || s.Error != "":
+		return ""
+	case s.Deployed:
+		return "file"
+	}
+	return "create"
+}
+
 // SyncDir records every route file of dir in the store (Store.SyncFile):
 // new content becomes a version, made live when deploy is set (the
 // server's default: merging the file is the deploy). A file that does not

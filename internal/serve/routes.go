@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/flowstore"
 	"github.com/stellwerk/stellwerk/internal/store"
@@ -28,20 +29,25 @@ type routes struct {
 	dir   string
 	log   *zap.Logger
 
+	alog *audit.Log // the changes a file sync makes go on the record (nil: no audit log)
+
 	mu   sync.Mutex
 	env  *flow.Env // what route documents compile against: the config in force
 	seen string    // hash of routes/ as last synced
 }
 
+// routesActor changes routes from files: whoever can write routes/.
+const routesActor = "routes-dir"
+
 // openRoutes opens the route store, syncs routes/ into it and loads the
 // table. A route file that does not load is logged and skipped; a store
 // that cannot be read is an error.
-func openRoutes(ctx context.Context, db *store.DB, configPath string, env *flow.Env, log *zap.Logger) (*routes, error) {
+func openRoutes(ctx context.Context, db *store.DB, configPath string, env *flow.Env, alog *audit.Log, log *zap.Logger) (*routes, error) {
 	st, err := flowstore.Open(ctx, db)
 	if err != nil {
 		return nil, fmt.Errorf("routes: %w", err)
 	}
-	r := &routes{st: st, table: flowstore.NewTable(st, env, log), dir: flowstore.Dir(configPath), log: log, env: env}
+	r := &routes{st: st, table: flowstore.NewTable(st, env, log), dir: flowstore.Dir(configPath), log: log, env: env, alog: alog}
 	r.sync(ctx)
 	if err := r.table.Refresh(ctx); err != nil {
 		return nil, fmt.Errorf("routes: %w", err)
@@ -90,6 +96,9 @@ func (r *routes) sync(ctx context.Context) {
 			r.log.Error("route file does not load; its route keeps its live version", zap.String("file", s.File), zap.String("error", s.Error))
 		case s.Deployed:
 			r.log.Info("route file deployed", zap.String("file", s.File), zap.String("route", s.Route), zap.Int64("version", s.Version))
+		}
+		if a := s.Action(); a != "" {
+			recordChange(r.alog, audit.KindRoute, "", audit.RouteChange(routesActor, audit.RouteSwitch{Route: s.Route, Action: a, To: s.Version}))
 		}
 	}
 	if err != nil {

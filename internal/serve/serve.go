@@ -200,7 +200,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return err
 	}
 	kp.keepConfig(ctx, g.versions)
-	rts, err := openRoutes(ctx, db, o.ConfigPath, flow.EnvFor(g.cfg, g.cat), log.Named("routes"))
+	rts, err := openRoutes(ctx, db, o.ConfigPath, flow.EnvFor(g.cfg, g.cat), alog, log.Named("routes"))
 	if err != nil {
 		return err
 	}
