@@ -19,6 +19,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/console"
 	"github.com/stellwerk/stellwerk/internal/version"
 )
 
@@ -181,6 +182,14 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	if rs, ok := s.(RouteService); ok {
 		registerRoutes(guarded, rs, log)
 	}
+	// The console's live decision stream and try-it panel (docs/console.md).
+	if ls, ok := s.(LiveService); ok {
+		registerLive(guarded, ls, log)
+	}
+	// The console's page, script and style answer anyone: they hold no
+	// data, and every call they make sends the user's admin token.
+	mux.Handle("GET /console/", console.Handler())
+	mux.Handle("GET /console", http.RedirectHandler("/console/", http.StatusMovedPermanently))
 	// Anything else is a 404, but only to a caller with a token: probing
 	// without one learns nothing.
 	guarded("/", readers, func(w http.ResponseWriter, r *http.Request) {

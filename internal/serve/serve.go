@@ -30,6 +30,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/keys"
 	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/live"
 	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
@@ -172,7 +173,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	}
 	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw, keeper: kp,
 		audit: alog, auditRefuse: cfg.Audit.OnStoreDown == config.AuditRefuse, routeLimiter: &flow.LedgerLimiter{Ledger: led},
-		routeCounters: &flow.Counters{}}
+		routeCounters: &flow.Counters{}, live: &live.Hub{}}
 	wks, err := workspaceKeys(ctx, ks)
 	if err != nil {
 		return err
@@ -228,9 +229,12 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	pub.Register(gs)
 
 	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table, spend: sp, spendW: sw, audit: alog,
-		routes: rts, routeCounters: ln.routeCounters}
+		routes: rts, routeCounters: ln.routeCounters, live: ln.live}
 	st.Tokens() // warns now about tokens that cannot be loaded
-	hs := &http.Server{Handler: admin.Handler(st, st.log), ReadHeaderTimeout: 5 * time.Second}
+	// Requests take ctx as their base, so the console's open decision
+	// streams end when the server stops instead of holding its shutdown.
+	hs := &http.Server{Handler: admin.Handler(st, st.log), ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(grpcLis) }()
@@ -314,6 +318,7 @@ type status struct {
 	// routeCounters are the requests, errors, cost and latency per route
 	// version and arm.
 	routeCounters *flow.Counters
+	live          *live.Hub
 }
 
 var (
@@ -321,6 +326,7 @@ var (
 	_ admin.RouteTraffic   = (*status)(nil)
 	_ admin.AuditService   = (*status)(nil)
 	_ admin.ChangeRecorder = (*status)(nil)
+	_ admin.LiveService    = (*status)(nil)
 )
 
 // Routes is the route store.
@@ -335,6 +341,16 @@ func (s *status) RouteEnv() *flow.Env {
 
 // RouteCounters are the answers per route version and arm.
 func (s *status) RouteCounters() *flow.Counters { return s.routeCounters }
+
+// Live is the hub of the console's decision stream.
+func (s *status) Live() *live.Hub { return s.live }
+
+// EnvoyListener is the address of Envoy's listener in the config in force,
+// where POST /admin/try sends its request.
+func (s *status) EnvoyListener() string {
+	g, _, _ := s.rl.current()
+	return g.cfg.Envoy.Listener
+}
 
 // RecordChange puts an admin API change on the audit record.
 func (s *status) RecordChange(kind, workspace string, c audit.Change) {
