@@ -154,7 +154,7 @@ func redisBinary() (string, error) {
 	if p, err := lookRedis(); err == nil {
 		return p, nil
 	}
-	installOnce.Do(func() { installErr = aptInstall("redis-server") })
+	installOnce.Do(func() { installErr = aptInstall("redis-server", lookRedis) })
 	if installErr != nil {
 		return "", installErr
 	}
@@ -172,7 +172,9 @@ func lookRedis() (string, error) {
 	return "", exec.ErrNotFound
 }
 
-func aptInstall(pkg string) error {
+// aptInstall installs Debian's package pkg unless look finds its binary,
+// one test binary at a time (a lock file in the temp dir).
+func aptInstall(pkg string, look func() (string, error)) error {
 	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "stellwerk-apt.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return err
@@ -182,7 +184,7 @@ func aptInstall(pkg string) error {
 		return err
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	if _, err := lookRedis(); err == nil {
+	if _, err := look(); err == nil {
 		return nil // another test binary installed it while this one waited
 	}
 	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")

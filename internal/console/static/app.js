@@ -209,7 +209,7 @@ function statusClass(d) {
 
 // decisionCard shows one decision: the summary line, then the
 // classification and the candidates weighed.
-function decisionCard(d) {
+function decisionCard(d, open) {
   const c = d.classification || {};
   const pii = Object.entries(c.pii || {}).map(([k, n]) => k + "×" + n).join(", ");
   const served = d.served && d.served !== d.chosen ? d.chosen + " → " + d.served : (d.served || d.chosen || "—");
@@ -226,7 +226,7 @@ function decisionCard(d) {
     el("div", { class: "d-facts" },
       fact("workspace", d.workspace || "—"),
       fact("cost", eur(cost.eur)),
-      fact("saving", cost.saving_eur !== undefined ? eur(cost.saving_eur) + (cost.baseline_model ? " vs " + cost.baseline_model : "") : "–"),
+      fact("saving", cost.baseline_model ? eur(cost.saving_eur || 0) + " vs " + cost.baseline_model : "–"),
       fact("latency", d.latency_ms + " ms"),
       fact("router", ((d.router_overhead_us || 0) / 1000).toFixed(2) + " ms"),
       route && fact("route", route),
@@ -241,7 +241,7 @@ function decisionCard(d) {
       d.objective && fact("objective", d.objective)),
     d.reason && el("p", { class: "d-reason" }, d.reason),
     (d.deny || []).length > 0 && el("p", { class: "error" }, "denied: " + d.deny.join("; ")),
-    (d.candidates || []).length > 0 && el("details", {},
+    (d.candidates || []).length > 0 && el("details", { open: !!open },
       el("summary", {}, (d.candidates.length) + " candidates weighed" + (excluded.length ? ", " + excluded.length + " excluded" : "")),
       table(d.candidates, [
         ["model", (x) => x.model],
@@ -294,7 +294,7 @@ async function sendTry(ev) {
     r.status >= 400 ? errorBox(r) : el("p", { class: "answer" }, answer),
     id && el("p", { class: "muted" }, "decision " + id)));
   if (!id) return;
-  const render = (d) => dec.replaceChildren(el("h3", {}, "Its decision"), decisionCard(d));
+  const render = (d) => dec.replaceChildren(el("h3", {}, "Its decision"), decisionCard(d, true));
   if (decisions.has(id)) { render(decisions.get(id)); return; }
   dec.replaceChildren(el("p", { class: "muted" }, "waiting for the decision on the live stream…"));
   waiting.set(id, render);

@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/testsrv"
+)
+
+// ScreenshotsEnv, set to 1, makes TestConsole write the console's
+// screenshots into docs/ (docs/console.md shows them); unset, CI leaves
+// the tree clean.
+const ScreenshotsEnv = "STELLWERK_SCREENSHOTS"
+
+// TestConsole drives the console in headless Chromium against a real
+// stack (Envoy, stellwerk with auth.mode keys, fake providers): sign in
+// with the admin token, create a virtual key, see requests sent through
+// Envoy with it appear in the live decision stream, send one from the
+// try-it panel and see its decision, revoke the key in the console and
+// see the next request with it refused (401). The admin token is in no
+// log: the console never puts it in a URL.
+func TestConsole(t *testing.T) {
+	t.Parallel()
+	chromium := testsrv.Chromium(t)
+	s := harness.Start(t, harness.Options{
+		Mutate: func(c *config.Config) { c.Auth.Mode = "keys" },
+	})
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox cannot start
+		chromedp.WindowSize(1280, 900),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("hide-scrollbars", true),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(harness.Context(t), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancelTimeout()
+	if err := chromedp.Do(ctx); err != nil { // starts the browser on the test-long context
+		t.Fatalf("chromium: %v", err)
+	}
+	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		step, done := context.WithTimeout(ctx, 30*time.Second)
+		defer done()
+		if err := chromedp.Do(step, steps...); err != nil {
+			body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+			t.Fatalf("%s: %v\npage text:\n%s", what, err, body)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		step, done := context.WithTimeout(ctx, 30*time.Second)
+		defer done()
+		v, err := chromedp.Run(step, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return v
+	}
+
+	// Sign in.
+	run("sign in",
+		chromedp.Navigate(s.AdminURL+"/console/"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), s.AdminToken),
+		chromedp.Click(chromedp.ID("login-btn")),
+		chromedp.WaitVisible(chromedp.ID("live-list")),
+		waitText("#stream-state", "stream: live"),
+	)
+
+	// Create a key in the Keys panel; its secret is shown once.
+	run("create a key",
+		chromedp.Click(chromedp.CSS(`#tabs button[data-tab="keys"]`)),
+		chromedp.Click(chromedp.CSS("#key-create-box summary")),
+		chromedp.SendKeys(chromedp.ID("key-id"), "console-e2e"),
+		chromedp.SendKeys(chromedp.ID("key-models"), "alpha-model, beta-model"),
+		chromedp.Click(chromedp.ID("key-create-btn")),
+		chromedp.WaitVisible(chromedp.CSS(".secret-value")),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-key-id="console-e2e"] button.revoke`)),
+	)
+	secret := text(".secret-value")
+	if !strings.HasPrefix(secret, "sk-sw-") {
+		t.Fatalf("secret shown: %q", secret)
+	}
+	auth := map[string]string{"Authorization": "Bearer " + secret}
+	chat := func(body string) (int, string) {
+		resp, b := post(t, s.URL+"/v1/chat/completions", body, auth)
+		if resp.StatusCode != 200 && resp.StatusCode != 401 {
+			t.Fatalf("chat: %d %s", resp.StatusCode, b)
+		}
+		return resp.StatusCode, resp.Header.Get("x-stellwerk-decision-id")
+	}
+
+	// Requests through Envoy appear in the live stream.
+	run("live tab", chromedp.Click(chromedp.CSS(`#tabs button[data-tab="live"]`)))
+	deadline := time.Now().Add(2 * time.Second) // the key store refreshes every 250ms
+	status, id := chat(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`)
+	for status != 200 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		status, id = chat(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`)
+	}
+	if status != 200 || id == "" {
+		t.Fatalf("the console's new key: %d", status)
+	}
+	_, id2 := chat(`{"model":"auto","messages":[{"role":"user","content":"Write to jane.doe@example.com and call +49 30 1234567 about invoice 7."}]}`)
+	_, id3 := chat(`{"model":"beta-model","messages":[{"role":"user","content":"Translate 'good morning' into German."}]}`)
+	run("the requests in the live stream",
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`article.decision[data-id=%q]`, id))),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`article.decision[data-id=%q]`, id3))),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`article.decision[data-id=%q]`, id2))),
+	)
+	card := text(fmt.Sprintf(`article.decision[data-id=%q]`, id2))
+	for _, want := range []string{"200", "workspace", "email", "candidates weighed", id2} {
+		if !strings.Contains(card, want) {
+			t.Errorf("the live card of %s lacks %q:\n%s", id2, want, card)
+		}
+	}
+	if strings.Contains(card, "jane.doe") {
+		t.Errorf("the live stream shows prompt text:\n%s", card)
+	}
+	run("open the candidates", chromedp.Click(chromedp.CSS(fmt.Sprintf(`article.decision[data-id=%q] summary`, id2))))
+	shoot(t, ctx, "console-desktop.png", 1280, 900)
+
+	// The try-it panel sends a request through Envoy and shows its decision.
+	run("try it",
+		chromedp.Click(chromedp.CSS(`#tabs button[data-tab="try"]`)),
+		chromedp.SendKeys(chromedp.ID("try-key"), secret),
+		chromedp.Click(chromedp.ID("try-send")),
+		chromedp.WaitVisible(chromedp.CSS("#try-decision article.decision")),
+	)
+	tried := text("#try-result")
+	if !strings.Contains(tried, "200") || !strings.Contains(tried, "-model") {
+		t.Errorf("try-it answer: %s", tried)
+	}
+	shoot(t, ctx, "console-try.png", 1280, 900)
+	run("live tab", chromedp.Click(chromedp.CSS(`#tabs button[data-tab="live"]`)))
+	shoot(t, ctx, "console-phone.png", 375, 812)
+	run("desktop again", chromedp.EmulateViewport(1280, 900))
+
+	// Revoke the key in the console: the next request with it is refused.
+	run("revoke",
+		chromedp.Click(chromedp.CSS(`#tabs button[data-tab="keys"]`)),
+		chromedp.Click(chromedp.CSS(`tr[data-key-id="console-e2e"] button.revoke`)),
+		waitText(`tr[data-key-id="console-e2e"] button.revoke`, "Confirm revoke"),
+		chromedp.Click(chromedp.CSS(`tr[data-key-id="console-e2e"] button.revoke`)),
+		waitText(`tr[data-key-id="console-e2e"]`, "revoked"),
+	)
+	revokedAt := time.Now()
+	for {
+		if status, _ := chat(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`); status == 401 {
+			break
+		}
+		if time.Since(revokedAt) > 2*time.Second {
+			t.Fatalf("the key revoked in the console still works %s later", time.Since(revokedAt))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("refused %s after the revocation in the console", time.Since(revokedAt).Round(time.Millisecond))
+
+	if log := s.Log("stellwerk") + s.Log("envoy"); strings.Contains(log, s.AdminToken) || strings.Contains(log, secret[10:]) {
+		t.Error("a log shows the admin token or the key's secret")
+	}
+}
+
+// waitText waits until the element's text contains want.
+func waitText(sel, want string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		for {
+			got, err := chromedp.Text(chromedp.CSS(sel))(ctx, tg)
+			if err != nil {
+				return err
+			}
+			if strings.Contains(got, want) {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s shows %q, not %q: %w", sel, got, want, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+}
+
+// shoot sets the viewport and, with STELLWERK_SCREENSHOTS=1, writes a
+// screenshot of the whole page to docs/name.
+func shoot(t *testing.T, ctx context.Context, name string, width, height int64) {
+	t.Helper()
+	step, done := context.WithTimeout(ctx, 30*time.Second)
+	defer done()
+	if err := chromedp.Do(step, chromedp.EmulateViewport(width, height)); err != nil {
+		t.Fatalf("viewport %dx%d: %v", width, height, err)
+	}
+	time.Sleep(300 * time.Millisecond) // let the layout settle
+	png, err := chromedp.Run(step, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if os.Getenv(ScreenshotsEnv) != "1" {
+		return
+	}
+	path := filepath.Join(harness.Root(), "docs", name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s", path)
+}
