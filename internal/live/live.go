@@ -114,6 +114,7 @@ type Decision struct {
 // view has its own copy.
 func View(r *audit.Record, latency time.Duration) *Decision {
 	v := *r
+	v.V = audit.SchemaVersion // Log.Record sets it on its own copy later
 	if r.Request != nil {
 		q := *r.Request
 		q.Body = nil

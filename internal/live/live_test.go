@@ -62,7 +62,7 @@ func TestView(t *testing.T) {
 	r := &audit.Record{ID: "d1", Request: &audit.Request{Body: []byte(`{"messages":"secret"}`), Model: "auto"},
 		Replay: map[string]any{"x": 1}, Content: &audit.Content{Answer: "text"}, Chosen: "m"}
 	v := View(r, 1500*time.Millisecond)
-	if v.Request.Body != nil || v.Replay != nil || v.Content != nil || v.Request.Model != "auto" || v.Chosen != "m" || v.LatencyMS != 1500 {
+	if v.V != audit.SchemaVersion || v.Request.Body != nil || v.Replay != nil || v.Content != nil || v.Request.Model != "auto" || v.Chosen != "m" || v.LatencyMS != 1500 {
 		t.Fatalf("view: %+v %+v", v.Record, v.Request)
 	}
 	if r.Request.Body == nil || r.Replay == nil || r.Content == nil {
