@@ -150,6 +150,13 @@ func TestConsole(t *testing.T) {
 	shoot(t, ctx, "console-phone.png", 375, 812)
 	run("desktop again", chromedp.EmulateViewport(1280, 900))
 
+	// Every provider is listed with its health.
+	run("providers",
+		chromedp.Click(chromedp.CSS(`#tabs button[data-tab="providers"]`)),
+		waitText(`tr[data-provider="alpha"]`, "healthy"),
+		waitText(`tr[data-provider="beta"]`, "healthy"),
+	)
+
 	// Revoke the key in the console: the next request with it is refused.
 	run("revoke",
 		chromedp.Click(chromedp.CSS(`#tabs button[data-tab="keys"]`)),

@@ -327,6 +327,7 @@ var (
 	_ admin.AuditService   = (*status)(nil)
 	_ admin.ChangeRecorder = (*status)(nil)
 	_ admin.LiveService    = (*status)(nil)
+	_ admin.ProviderLister = (*status)(nil)
 )
 
 // Routes is the route store.

@@ -446,21 +446,28 @@ async function showRoute(name) {
 
 async function loadProviders() {
   const out = $("providers-out");
-  const r = await api("GET", "/status");
+  const [r, l] = await Promise.all([api("GET", "/status"), api("GET", "/admin/providers")]);
   if (r.status !== 200) { out.replaceChildren(errorBox(r)); return; }
-  const ps = r.body.providers || [];
+  const health = new Map((r.body.providers || []).map((p) => [p.provider, p]));
+  // Every configured provider when the server lists them; else only those
+  // /status knows about (recent failures or a cooldown).
+  const names = l.status === 200 ? (l.body.data || []).map((p) => p.provider) : [...health.keys()];
+  const clusters = new Map(l.status === 200 ? (l.body.data || []).map((p) => [p.provider, p]) : []);
   const now = Date.now();
+  const secs = (ns) => ns ? (ns / 1e9) + " s" : "default";
   out.replaceChildren(
-    el("p", { class: "muted" }, "Providers with recent failures or in cooldown. A provider not listed has had no failure: it is healthy."),
-    ps.length === 0 ? el("p", { class: "good-text" }, "Every provider is healthy.") :
-      table(ps, [
-        ["provider", (p) => p.provider],
-        ["state", (p) => p.cooling_until && new Date(p.cooling_until) > now ?
-          el("span", { class: "verdict excluded" }, "cooling down until " + when(p.cooling_until)) :
-          el("span", { class: "verdict eligible" }, "serving")],
-        ["consecutive failures", (p) => String(p.consecutive_failures)],
-        ["reason", (p) => p.reason || ""],
-      ]),
+    el("p", { class: "muted" }, "Health is what stellwerk saw of each provider's answers: consecutive failures, and a cooldown after repeated ones, during which requests go to the next allowed model."),
+    table(names.map((n) => ({ name: n, h: health.get(n) || {}, c: clusters.get(n) || {} })), [
+      ["provider", (p) => el("strong", {}, p.name)],
+      ["health", (p) => p.h.cooling_until && new Date(p.h.cooling_until) > now ?
+        el("span", { class: "verdict excluded" }, "cooling down until " + when(p.h.cooling_until)) :
+        p.h.consecutive_failures ? el("span", { class: "verdict warn" }, "serving, " + p.h.consecutive_failures + " recent failure(s)") :
+          el("span", { class: "verdict eligible" }, "healthy")],
+      ["last failure", (p) => p.h.reason || ""],
+      ["endpoints", (p) => (p.c.endpoints || []).map((e) => e.address).join(", ") || "base URL"],
+      ["per-try timeout", (p) => p.c.cluster ? secs(p.c.cluster.per_try_timeout) : ""],
+      ["live override", (p) => p.c.override ? "yes" : "no"],
+    ], (p) => ({ "data-provider": p.name })),
     el("h3", {}, "Envoy"),
     kv({ xds_snapshot: r.body.snapshot_version, connected_envoys: r.body.envoy_streams, last_rejection: r.body.last_rejection || "none" }),
     Array.isArray(r.body.envoy_nodes) && r.body.envoy_nodes.length > 0 &&
