@@ -32,7 +32,11 @@ func TestConsole(t *testing.T) {
 	t.Parallel()
 	chromium := testsrv.Chromium(t)
 	s := harness.Start(t, harness.Options{
-		Mutate: func(c *config.Config) { c.Auth.Mode = "keys" },
+		Mutate: func(c *config.Config) {
+			c.Auth.Mode = "keys"
+			c.Budgets.Limits = []config.BudgetRule{{Name: "default-daily", Scope: "workspace", Subject: "default",
+				AmountEUR: 5, Period: "day", WarnAt: 0.5}}
+		},
 	})
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -81,6 +85,9 @@ func TestConsole(t *testing.T) {
 		waitText("#stream-state", "stream: live"),
 	)
 
+	// A named route, live on the edge within a second.
+	deployRoute(t, s, "route: support\nnodes:\n  - {id: main, model: alpha-model}\n")
+
 	// Create a key in the Keys panel; its secret is shown once.
 	run("create a key",
 		chromedp.Click(chromedp.CSS(`#tabs button[data-tab="keys"]`)),
@@ -117,10 +124,21 @@ func TestConsole(t *testing.T) {
 	}
 	_, id2 := chat(`{"model":"auto","messages":[{"role":"user","content":"Write to jane.doe@example.com and call +49 30 1234567 about invoice 7."}]}`)
 	_, id3 := chat(`{"model":"beta-model","messages":[{"role":"user","content":"Translate 'good morning' into German."}]}`)
+	var id4 string // a deployed route is live on the edge within a second
+	for deadline := time.Now().Add(3 * time.Second); id4 == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, _ := post(t, s.URL+"/v1/chat/completions", `{"model":"route:support","messages":[{"role":"user","content":"Where is my parcel?"}]}`, auth)
+		if resp.StatusCode == 200 {
+			id4 = resp.Header.Get("x-stellwerk-decision-id")
+		}
+	}
+	if id4 == "" {
+		t.Fatal("route:support never answered")
+	}
 	run("the requests in the live stream",
 		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`article.decision[data-id=%q]`, id))),
 		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`article.decision[data-id=%q]`, id3))),
 		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`article.decision[data-id=%q]`, id2))),
+		waitText(fmt.Sprintf(`article.decision[data-id=%q]`, id4), "support@1"),
 	)
 	card := text(fmt.Sprintf(`article.decision[data-id=%q]`, id2))
 	for _, want := range []string{"200", "workspace", "email", "candidates weighed", id2} {
@@ -149,6 +167,43 @@ func TestConsole(t *testing.T) {
 	run("live tab", chromedp.Click(chromedp.CSS(`#tabs button[data-tab="live"]`)))
 	shoot(t, ctx, "console-phone.png", 375, 812)
 	run("desktop again", chromedp.EmulateViewport(1280, 900))
+
+	// Spend per workspace, the budget with its threshold, the policy in force.
+	run("spend",
+		chromedp.Click(chromedp.CSS(`#tabs button[data-tab="spend"]`)),
+		untilText("#spend-out", "default", chromedp.Click(chromedp.CSS("#spend-form button"))), // the ledger's writer flushes every second
+		chromedp.WaitVisible(chromedp.CSS("#spend-out .bar .seg")),
+	)
+	shoot(t, ctx, "console-spend.png", 1280, 900)
+	run("budgets and policy",
+		chromedp.Click(chromedp.CSS(`#tabs button[data-tab="budgets"]`)),
+		chromedp.SendKeys(chromedp.ID("budget-workspace"), "default"),
+		chromedp.Click(chromedp.CSS(`#budgets-form button`)),
+		waitText("#budgets-out table", "default-daily"),
+		waitText("#budgets-out table", "50%"),
+	)
+	// The meter is drawn to scale (the page's CSP refuses style attributes:
+	// widths are set through the CSSOM): a few thousandths of a euro of 5
+	// fill almost nothing of it.
+	fill, err := chromedp.Run(ctx, chromedp.Evaluate[float64](
+		`(() => { const m = document.querySelector("#budgets-out .meter"); return m.querySelector(".fill").getBoundingClientRect().width / m.getBoundingClientRect().width; })()`))
+	if err != nil || fill > 0.05 {
+		t.Errorf("the budget meter is %.0f%% full for a nearly unused budget (%v)", 100*fill, err)
+	}
+	shoot(t, ctx, "console-budgets.png", 1280, 900)
+	run("policy",
+		chromedp.Click(chromedp.CSS(`#tabs button[data-tab="policy"]`)),
+		waitText("#policy-out", "Last reload: accepted"),
+	)
+
+	// The route and its versions.
+	run("routes",
+		chromedp.Click(chromedp.CSS(`#tabs button[data-tab="routes"]`)),
+		waitText(`tr[data-route="support"]`, "v1"),
+		chromedp.Click(chromedp.CSS(`tr[data-route="support"] button`)),
+		waitText("#route-detail", "v1 (live)"),
+		waitText("#route-detail", "Traffic per version"),
+	)
 
 	// Every provider is listed with its health.
 	run("providers",
@@ -197,6 +252,30 @@ func waitText(sel, want string) chromedp.Action[chromedp.Void] {
 			case <-ctx.Done():
 				return fmt.Errorf("%s shows %q, not %q: %w", sel, got, want, ctx.Err())
 			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+}
+
+// untilText repeats again (a click on a refresh button, say) until the
+// element's text contains want.
+func untilText(sel, want string, again chromedp.Action[chromedp.Void]) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		for {
+			got, err := chromedp.Text(chromedp.CSS(sel))(ctx, tg)
+			if err != nil {
+				return err
+			}
+			if strings.Contains(got, want) {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s shows %q, not %q: %w", sel, got, want, ctx.Err())
+			case <-time.After(300 * time.Millisecond):
+			}
+			if _, err := again(ctx, tg); err != nil {
+				return err
 			}
 		}
 	})

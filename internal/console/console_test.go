@@ -21,6 +21,7 @@ func TestAssets(t *testing.T) {
 			t.Errorf("%s: %d %s", path, rec.Code, rec.Header().Get("Content-Type"))
 		}
 	}
+	inline := regexp.MustCompile(`(?i)\sstyle\s*=|style:\s*["'\x60]|<script>|\son[a-z]+\s*=|setAttribute\(\s*["']style`)
 	remote := regexp.MustCompile(`(?i)(src|href)\s*=\s*["']?(https?:)?//|@import|url\(\s*["']?(https?:)?//`)
 	err := fs.WalkDir(files, "static", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -32,6 +33,11 @@ func TestAssets(t *testing.T) {
 		}
 		if strings.HasSuffix(p, ".js") && strings.Contains(string(b), "innerHTML") {
 			t.Errorf("%s sets innerHTML: text from the server must go in as text", p)
+		}
+		// The policy refuses inline style attributes and inline script:
+		// either would silently do nothing in the browser.
+		if m := inline.Find(b); m != nil {
+			t.Errorf("%s has an inline style or script the policy refuses: %s", p, m)
 		}
 		return nil
 	})

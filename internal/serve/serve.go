@@ -490,6 +490,8 @@ func (s *status) Budgets(r *http.Request) (any, error) {
 		UsedEUR     float64    `json:"used_eur"`
 		ReservedEUR float64    `json:"reserved_eur"`
 		Ratio       float64    `json:"ratio"`
+		WarnAt      float64    `json:"warn_at,omitempty"` // the ratio from which warn is set
+		Action      string     `json:"action"`            // block or downgrade
 		Warn        bool       `json:"warn"`
 		Exceeded    bool       `json:"exceeded"`
 		Resets      *time.Time `json:"resets_at,omitempty"`
@@ -506,9 +508,21 @@ func (s *status) Budgets(r *http.Request) (any, error) {
 		Requests *rate          `json:"requests,omitempty"`
 		Tokens   *rate          `json:"tokens,omitempty"`
 	}{Subject: sub, Budgets: []budget{}}
+	warnAt := map[string]float64{} // by rule name: the configured rules and the key's own
+	for _, ls := range []*ledger.Limits{s.led.Limits(), req.Extra} {
+		if ls != nil {
+			for _, r := range ls.Budgets() {
+				warnAt[r.Name] = r.WarnAt
+			}
+		}
+	}
 	for _, b := range st.Budgets {
 		e := budget{Name: b.Name, Scope: b.Scope.String(), Subject: b.Subject, Period: b.Period.String(), LimitEUR: b.Limit.EUR(),
-			UsedEUR: b.Used.EUR(), ReservedEUR: b.Reserved.EUR(), Ratio: b.Ratio, Warn: b.Warn, Exceeded: b.Exceeded}
+			UsedEUR: b.Used.EUR(), ReservedEUR: b.Reserved.EUR(), Ratio: b.Ratio, WarnAt: warnAt[b.Name], Action: "block",
+			Warn: b.Warn, Exceeded: b.Exceeded}
+		if b.Downgrade {
+			e.Action = "downgrade"
+		}
 		if !b.Reset.IsZero() {
 			t := b.Reset.UTC()
 			e.Resets = &t

@@ -16,6 +16,7 @@ function el(tag, attrs, ...children) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
     if (k === "class") e.className = v;
+    else if (k === "style") Object.assign(e.style, v); // CSSOM: the CSP refuses style attributes
     else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
     else e.setAttribute(k, v === true ? "" : v);
   }
@@ -46,6 +47,16 @@ function errorText(r) {
   if (e) return r.status + " " + (e.code || e.type || "") + ": " + e.message;
   return "HTTP " + r.status;
 }
+
+// put replaces an element's children with the parts given, leaving out
+// absent ones (undefined, null, false: a panel's optional sections).
+function put(e, ...parts) {
+  e.replaceChildren(...parts.flat().filter((p) => p !== undefined && p !== null && p !== false));
+}
+
+// loading replaces a panel's old content at once, so nobody acts on
+// figures that are being replaced.
+function loading() { return el("p", { class: "muted" }, "loading…"); }
 
 function errorBox(r) { return el("p", { class: "error", role: "alert" }, errorText(r)); }
 
@@ -214,7 +225,7 @@ function decisionCard(d, open) {
   const pii = Object.entries(c.pii || {}).map(([k, n]) => k + "×" + n).join(", ");
   const served = d.served && d.served !== d.chosen ? d.chosen + " → " + d.served : (d.served || d.chosen || "—");
   const cost = d.cost || {};
-  const route = d.route ? d.route.name + "@v" + d.route.version + (d.route.arm ? " (" + d.route.arm + ")" : "") : "";
+  const route = d.route ? d.route.name + "@" + d.route.version + (d.route.arm ? " (" + d.route.arm + ")" : "") : "";
   const excluded = (d.candidates || []).filter((x) => x.verdict !== "chosen" && x.verdict !== "eligible" && x.verdict !== "fallback");
   return el("article", { class: "decision " + statusClass(d), "data-id": d.id },
     el("div", { class: "d-head" },
@@ -271,8 +282,8 @@ async function sendTry(ev) {
   if ($("try-residency").value) policy.residency = $("try-residency").value;
   if (Object.keys(policy).length) body.policy = policy;
   const out = $("try-result"), dec = $("try-decision");
-  out.replaceChildren(el("p", { class: "muted" }, "sending…"));
-  dec.replaceChildren();
+  put(out, el("p", { class: "muted" }, "sending…"));
+  put(dec, );
   $("try-send").disabled = true;
   const started = performance.now();
   let r;
@@ -284,7 +295,7 @@ async function sendTry(ev) {
   const ms = Math.round(performance.now() - started);
   const id = r.headers.get("x-stellwerk-decision-id");
   const answer = r.body && r.body.choices ? r.body.choices.map((c) => c.message && c.message.content).join("\n") : "";
-  out.replaceChildren(el("div", { class: "card try-answer " + (r.status < 400 ? "good" : "bad") },
+  put(out, el("div", { class: "card try-answer " + (r.status < 400 ? "good" : "bad") },
     el("div", { class: "d-head" },
       el("span", { class: "badge " + (r.status < 400 ? "good" : r.status < 500 ? "warn" : "bad") }, String(r.status)),
       el("strong", {}, r.headers.get("x-stellwerk-model") || "no model"),
@@ -294,9 +305,9 @@ async function sendTry(ev) {
     r.status >= 400 ? errorBox(r) : el("p", { class: "answer" }, answer),
     id && el("p", { class: "muted" }, "decision " + id)));
   if (!id) return;
-  const render = (d) => dec.replaceChildren(el("h3", {}, "Its decision"), decisionCard(d, true));
+  const render = (d) => put(dec, el("h3", {}, "Its decision"), decisionCard(d, true));
   if (decisions.has(id)) { render(decisions.get(id)); return; }
-  dec.replaceChildren(el("p", { class: "muted" }, "waiting for the decision on the live stream…"));
+  put(dec, el("p", { class: "muted" }, "waiting for the decision on the live stream…"));
   waiting.set(id, render);
 }
 
@@ -306,10 +317,11 @@ async function loadSpend(ev) {
   if (ev) ev.preventDefault();
   const by = $("spend-by").value;
   const out = $("spend-out");
+  put(out, loading());
   const r = await api("GET", "/admin/spend?since=" + encodeURIComponent($("spend-since").value) + "&group_by=day," + encodeURIComponent(by));
-  if (r.status !== 200) { out.replaceChildren(errorBox(r)); return; }
-  const groups = r.body.groups || [];
-  if (groups.length === 0) { out.replaceChildren(el("p", { class: "muted" }, "No spend in this period.")); return; }
+  if (r.status !== 200) { put(out, errorBox(r)); return; }
+  const groups = r.body.data || [];
+  if (groups.length === 0) { put(out, el("p", { class: "muted" }, "No spend in this period.")); return; }
   const days = [...new Set(groups.map((g) => g.day))].sort();
   const names = [...new Set(groups.map((g) => g[by] || "(none)"))].sort();
   const color = (n) => "c" + (names.indexOf(n) % 8);
@@ -321,7 +333,7 @@ async function loadSpend(ev) {
     return el("div", { class: "bar-row" },
       el("span", { class: "bar-label" }, day),
       el("span", { class: "bar" }, gs.map((g) => el("span", {
-        class: "seg " + color(g[by] || "(none)"), style: "width:" + (100 * g.cost_eur / max).toFixed(2) + "%",
+        class: "seg " + color(g[by] || "(none)"), style: { width: (100 * g.cost_eur / max).toFixed(2) + "%" },
         title: (g[by] || "(none)") + ": " + eur(g.cost_eur) + ", " + g.requests + " requests",
       }))),
       el("span", { class: "bar-total" }, eur(total)));
@@ -332,7 +344,7 @@ async function loadSpend(ev) {
     return { name: n, requests: gs.reduce((s, g) => s + g.requests, 0), cost: gs.reduce((s, g) => s + g.cost_eur, 0),
       tin: gs.reduce((s, g) => s + g.tokens_in, 0), tout: gs.reduce((s, g) => s + g.tokens_out, 0) };
   });
-  out.replaceChildren(el("p", { class: "muted" }, "Cost per day, " + r.body.timezone + ", per " + by + "."), chart, legend,
+  put(out, el("p", { class: "muted" }, "Cost per day, " + r.body.timezone + ", per " + by + "."), chart, legend,
     table(totals, [[by, (t) => t.name], ["requests", (t) => t.requests], ["tokens in", (t) => t.tin],
       ["tokens out", (t) => t.tout], ["cost", (t) => eur(t.cost)]]));
 }
@@ -344,11 +356,12 @@ async function loadBudgets(ev) {
   const q = new URLSearchParams();
   for (const f of ["workspace", "team", "user", "key"]) if ($("budget-" + f).value.trim()) q.set(f, $("budget-" + f).value.trim());
   const out = $("budgets-out");
+  put(out, loading());
   const r = await api("GET", "/admin/budgets" + (q.toString() ? "?" + q : ""));
-  if (r.status !== 200) { out.replaceChildren(errorBox(r)); return; }
+  if (r.status !== 200) { put(out, errorBox(r)); return; }
   const b = r.body;
   const rate = (x, label) => x && el("p", {}, label + ": " + x.remaining + " of " + x.limit + " left (" + x.name + "), resets " + when(x.resets_at));
-  out.replaceChildren(
+  put(out, 
     (b.budgets || []).length === 0 ? el("p", { class: "muted" }, "No budget applies to this subject.") :
       table(b.budgets, [
         ["budget", (x) => x.name],
@@ -356,10 +369,14 @@ async function loadBudgets(ev) {
         ["period", (x) => x.period],
         ["used", (x) => el("div", { class: "meter-wrap" },
           el("span", { class: "meter " + (x.exceeded ? "bad" : x.warn ? "warn" : "good") },
-            el("span", { style: "width:" + Math.min(100, 100 * x.ratio).toFixed(1) + "%" })),
+            el("span", { class: "fill", style: { width: Math.min(100, 100 * x.ratio).toFixed(1) + "%" } }),
+            x.warn_at && el("span", { class: "mark", style: { left: (100 * x.warn_at).toFixed(1) + "%" }, title: "warn threshold" })),
           eur(x.used_eur) + " of " + eur(x.limit_eur) + " (" + (100 * x.ratio).toFixed(1) + "%)")],
         ["reserved", (x) => eur(x.reserved_eur)],
-        ["state", (x) => x.exceeded ? "exceeded" : x.warn ? "past warn threshold" : "ok"],
+        ["warn at", (x) => x.warn_at ? (100 * x.warn_at).toFixed(0) + "%" : "–"],
+        ["when exceeded", (x) => x.action === "downgrade" ? "downgrade" : "refuse (429)"],
+        ["state", (x) => el("span", { class: "verdict " + (x.exceeded ? "excluded" : x.warn ? "warn" : "eligible") },
+          x.exceeded ? "exceeded" : x.warn ? "past warn threshold" : "ok")],
         ["resets", (x) => when(x.resets_at)],
       ]),
     rate(b.requests, "Requests"), rate(b.tokens, "Tokens"));
@@ -369,9 +386,10 @@ async function loadBudgets(ev) {
 
 async function loadKeys() {
   const out = $("keys-out");
+  put(out, loading());
   const r = await api("GET", "/admin/keys");
-  if (r.status !== 200) { out.replaceChildren(errorBox(r)); return; }
-  out.replaceChildren(table(r.body.data || [], [
+  if (r.status !== 200) { put(out, errorBox(r)); return; }
+  put(out, table(r.body.data || [], [
     ["id", (k) => k.id],
     ["prefix", (k) => el("code", {}, k.prefix)],
     ["workspace", (k) => k.workspace],
@@ -410,8 +428,8 @@ async function createKey(ev) {
   if (models.length) body.models = models;
   const r = await api("POST", "/admin/keys", body);
   const box = $("key-secret");
-  if (r.status !== 201) { box.replaceChildren(errorBox(r)); return; }
-  box.replaceChildren(el("div", { class: "card secret" },
+  if (r.status !== 201) { put(box, errorBox(r)); return; }
+  put(box, el("div", { class: "card secret" },
     el("p", {}, "Key ", el("strong", {}, r.body.key.id), " created. Copy its secret now: it is shown only once."),
     el("code", { class: "secret-value" }, r.body.secret)));
   $("key-create").reset();
@@ -422,32 +440,55 @@ async function createKey(ev) {
 
 async function loadRoutes() {
   const out = $("routes-out");
+  put(out, loading());
   const r = await api("GET", "/admin/routes");
-  if (r.status !== 200) { out.replaceChildren(errorBox(r)); return; }
+  if (r.status !== 200) { put(out, errorBox(r)); return; }
   const rows = r.body.data || [];
-  out.replaceChildren(rows.length === 0 ? el("p", { class: "muted" }, "No named routes yet (docs/routes.md).") :
-    table(rows, Object.keys(rows[0]).filter((k) => typeof rows[0][k] !== "object").map((k) => [k.replaceAll("_", " "), (x) => String(x[k] ?? "")])
-      .concat([["", (x) => el("button", { type: "button", class: "ghost", onclick: () => showRoute(x.name) }, "versions")]])));
+  put(out, rows.length === 0 ? el("p", { class: "muted" }, "No named routes yet (docs/routes.md).") :
+    table(rows, [
+      ["route", (x) => el("strong", {}, x.name)],
+      ["live version", (x) => x.live ? "v" + x.live : "none"],
+      ["latest", (x) => "v" + x.latest],
+      ["versions", (x) => String(x.version_count)],
+      ["deployed", (x) => x.deployed_at ? when(x.deployed_at) + (x.deployed_by ? " by " + x.deployed_by : "") : "–"],
+      ["", (x) => el("button", { type: "button", class: "ghost", onclick: () => showRoute(x.name) }, "Versions")],
+    ], (x) => ({ "data-route": x.name })));
 }
 
 async function showRoute(name) {
   const out = $("route-detail");
   const r = await api("GET", "/admin/routes/" + encodeURIComponent(name));
-  if (r.status !== 200) { out.replaceChildren(errorBox(r)); return; }
-  const vs = r.body.versions || [];
-  out.replaceChildren(el("h3", {}, "Route " + name),
-    table(vs, vs.length ? Object.keys(vs[0]).filter((k) => k !== "document" && typeof vs[0][k] !== "object")
-      .map((k) => [k.replaceAll("_", " "), (x) => k.endsWith("_at") ? when(x[k]) : String(x[k] ?? "")]) : []),
-    (r.body.traffic || []).length > 0 && el("h3", {}, "Traffic per version and arm"),
-    (r.body.traffic || []).length > 0 && table(r.body.traffic, Object.keys(r.body.traffic[0]).map((k) => [k.replaceAll("_", " "), (x) => String(x[k] ?? "")])));
+  if (r.status !== 200) { put(out, errorBox(r)); return; }
+  const traffic = r.body.traffic || [];
+  put(out, el("h3", {}, "Route " + name + ": versions"),
+    table(r.body.versions || [], [
+      ["version", (v) => "v" + v.version + (v.live ? " (live)" : "")],
+      ["created", (v) => when(v.created_at)],
+      ["author", (v) => v.author],
+      ["source", (v) => v.source || ""],
+      ["message", (v) => v.message || ""],
+      ["hash", (v) => el("code", {}, (v.hash || "").slice(0, 12))],
+    ]),
+    el("h3", {}, "Deploys"),
+    table(r.body.deploys || [], [
+      ["when", (d) => when(d.at)], ["action", (d) => d.action], ["by", (d) => d.by],
+      ["from", (d) => d.from ? "v" + d.from : "–"], ["to", (d) => "v" + d.to],
+    ]),
+    traffic.length > 0 && el("h3", {}, "Traffic per version and arm (since this server started)"),
+    traffic.length > 0 && table(traffic, [
+      ["version", (x) => "v" + x.version], ["arm", (x) => x.arm || "–"], ["requests", (x) => String(x.requests)],
+      ["errors", (x) => String(x.errors)], ["cost", (x) => eur(x.cost_micro_eur / 1e6)],
+      ["mean latency", (x) => x.requests ? Math.round(x.latency_sum_ns / x.requests / 1e6) + " ms" : "–"],
+    ]));
 }
 
 /* ---------- providers ---------- */
 
 async function loadProviders() {
   const out = $("providers-out");
+  put(out, loading());
   const [r, l] = await Promise.all([api("GET", "/status"), api("GET", "/admin/providers")]);
-  if (r.status !== 200) { out.replaceChildren(errorBox(r)); return; }
+  if (r.status !== 200) { put(out, errorBox(r)); return; }
   const health = new Map((r.body.providers || []).map((p) => [p.provider, p]));
   // Every configured provider when the server lists them; else only those
   // /status knows about (recent failures or a cooldown).
@@ -455,7 +496,7 @@ async function loadProviders() {
   const clusters = new Map(l.status === 200 ? (l.body.data || []).map((p) => [p.provider, p]) : []);
   const now = Date.now();
   const secs = (ns) => ns ? (ns / 1e9) + " s" : "default";
-  out.replaceChildren(
+  put(out, 
     el("p", { class: "muted" }, "Health is what stellwerk saw of each provider's answers: consecutive failures, and a cooldown after repeated ones, during which requests go to the next allowed model."),
     table(names.map((n) => ({ name: n, h: health.get(n) || {}, c: clusters.get(n) || {} })), [
       ["provider", (p) => el("strong", {}, p.name)],
@@ -479,12 +520,13 @@ async function loadProviders() {
 
 async function loadPolicy() {
   const out = $("policy-out");
+  put(out, loading());
   const [p, s] = await Promise.all([api("GET", "/policy"), api("GET", "/status")]);
-  if (p.status !== 200) { out.replaceChildren(errorBox(p)); return; }
+  if (p.status !== 200) { put(out, errorBox(p)); return; }
   const pol = p.body;
   const last = pol.last_error ? el("p", { class: "error" }, "Last reload refused: " + pol.last_error) :
     el("p", { class: "good-text" }, "Last reload: accepted" + (pol.last_check_at ? " (checked " + when(pol.last_check_at) + ")" : "") + ".");
-  out.replaceChildren(
+  put(out, 
     el("h3", {}, "Active policy"),
     kv({ version: pol.version, loaded_at: when(pol.loaded_at), library: pol.library ? "shipped library" : "own only", dir: pol.dir,
       modules: (pol.modules || []).join(", "), refused_version: pol.refused_version }),
@@ -505,7 +547,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("logout").addEventListener("click", () => signOut(""));
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => show(b.dataset.tab));
   $("live-pause").addEventListener("click", () => { paused = !paused; $("live-pause").textContent = paused ? "Resume" : "Pause"; });
-  $("live-clear").addEventListener("click", () => $("live-list").replaceChildren());
+  $("live-clear").addEventListener("click", () => put($("live-list"), ));
   $("try-form").addEventListener("submit", sendTry);
   $("spend-form").addEventListener("submit", loadSpend);
   $("budgets-form").addEventListener("submit", loadBudgets);
