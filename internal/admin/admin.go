@@ -184,7 +184,13 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	}
 	// The console's live decision stream and try-it panel (docs/console.md).
 	if ls, ok := s.(LiveService); ok {
-		registerLive(guarded, ls, log)
+		// A stream outlives its request's check: it ends at the next
+		// heartbeat once its token is gone from the config or lost its role.
+		admitted := func(r *http.Request) bool {
+			c, ok := s.Tokens().Authenticate(r.Header.Get("Authorization"))
+			return ok && slices.Contains(readers, c.Role)
+		}
+		registerLive(guarded, ls, admitted, log)
 	}
 	// The console's page, script and style answer anyone: they hold no
 	// data, and every call they make sends the user's admin token.

@@ -28,9 +28,10 @@ type LiveService interface {
 // money at a provider.
 var tryers = []string{config.RoleOperator, config.RoleAdmin}
 
-// heartbeat keeps an idle stream open through proxies and lets the server
-// notice a watcher that went away.
-const heartbeat = 15 * time.Second
+// heartbeat keeps an idle stream open through proxies, lets the server
+// notice a watcher that went away, and is when the watcher's token is
+// checked again (a variable for the tests).
+var heartbeat = 15 * time.Second
 
 // maxTryBytes bounds the body POST /admin/try forwards.
 const maxTryBytes = 1 << 20
@@ -39,16 +40,18 @@ const maxTryBytes = 1 << 20
 // Authorization header holds the admin token, which never leaves stellwerk.
 const TryKeyHeader = "X-Stellwerk-Try-Key"
 
-func registerLive(guarded func(string, []string, http.HandlerFunc), ls LiveService, log *zap.Logger) {
-	guarded("GET /admin/decisions/stream", readers, streamDecisions(ls.Live()))
+func registerLive(guarded func(string, []string, http.HandlerFunc), ls LiveService, admitted func(*http.Request) bool, log *zap.Logger) {
+	guarded("GET /admin/decisions/stream", readers, streamDecisions(ls.Live(), admitted))
 	guarded("POST /admin/try", tryers, tryRequest(ls, log))
 }
 
 // streamDecisions answers server-sent events: one "decision" event per
 // finished chat request (the audit record without body, replay inputs or
 // content), a "dropped" event when this watcher's buffer overflowed, and a
-// comment every heartbeat.
-func streamDecisions(hub *live.Hub) http.HandlerFunc {
+// comment every heartbeat. At each heartbeat the caller's token must still
+// be admitted: a token removed from the config ends its open streams within
+// a heartbeat.
+func streamDecisions(hub *live.Hub, admitted func(*http.Request) bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		fl, ok := w.(http.Flusher)
 		if !ok {
@@ -73,6 +76,10 @@ func streamDecisions(hub *live.Hub) http.HandlerFunc {
 			case <-r.Context().Done():
 				return
 			case <-tick.C:
+				if !admitted(r) {
+					_, _ = io.WriteString(w, "event: end\ndata: {\"reason\":\"the admin token is no longer valid\"}\n\n")
+					return
+				}
 				if _, err := io.WriteString(w, ": ping\n\n"); err != nil {
 					return
 				}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,51 @@ type liveStatus struct {
 	fakeStatus
 	hub      *live.Hub
 	listener string
+}
+
+// swapTokens lets a test change the token table as a reload does.
+type swapTokens struct {
+	liveStatus
+	mu     sync.Mutex
+	tokens *Tokens
+}
+
+func (s *swapTokens) Tokens() *Tokens {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokens
+}
+
+// TestStreamEndsWithItsToken: a stream whose token is removed from the
+// config ends at the next heartbeat, saying why.
+func TestStreamEndsWithItsToken(t *testing.T) {
+	old := heartbeat
+	heartbeat = 20 * time.Millisecond
+	t.Cleanup(func() { heartbeat = old })
+	ss := &swapTokens{liveStatus: liveStatus{hub: &live.Hub{}}, tokens: testTokens()}
+	srv := httptest.NewServer(Handler(ss, zap.NewNop()))
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/admin/decisions/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+roleTokens[config.RoleViewer])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	time.Sleep(50 * time.Millisecond) // a few heartbeats with a valid token
+	ss.mu.Lock()
+	ss.tokens = NewTokens(nil, func(string) string { return "" })
+	ss.mu.Unlock()
+	done := make(chan []byte)
+	go func() { b, _ := io.ReadAll(resp.Body); done <- b }()
+	select {
+	case b := <-done:
+		if !strings.Contains(string(b), "event: end\n") || !strings.Contains(string(b), ": ping") {
+			t.Errorf("stream: %q", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream outlived its token")
+	}
 }
 
 func (l *liveStatus) Live() *live.Hub       { return l.hub }
