@@ -38,7 +38,10 @@ async function api(method, path, body, headers) {
   const text = await resp.text();
   let data = text;
   try { data = JSON.parse(text); } catch (_) { /* not JSON */ }
-  if (resp.status === 401 && path !== "/admin/try") signOut("The admin token was refused: sign in again.");
+  // A 401 from /admin/try may be the virtual key's (Envoy's answer): only
+  // the admin API's own refusal signs out.
+  const adminRefused = path !== "/admin/try" || (data && data.error && data.error.code === "invalid_admin_token");
+  if (resp.status === 401 && adminRefused) signOut("The admin token was refused: sign in again.");
   return { status: resp.status, body: data, headers: resp.headers };
 }
 
