@@ -33,6 +33,9 @@ var tryers = []string{config.RoleOperator, config.RoleAdmin}
 // checked again (a variable for the tests).
 var heartbeat = 15 * time.Second
 
+// stalled is how long one write to a watcher may take.
+const stalled = 30 * time.Second
+
 // maxTryBytes bounds the body POST /admin/try forwards.
 const maxTryBytes = 1 << 20
 
@@ -69,9 +72,13 @@ func streamDecisions(hub *live.Hub, admitted func(*http.Request) bool) http.Hand
 		fl.Flush()
 		tick := time.NewTicker(heartbeat)
 		defer tick.Stop()
+		// A watcher that takes nothing for this long (a stalled network, a
+		// suspended laptop) is let go rather than held by a blocked write.
+		rc := http.NewResponseController(w)
 		var told int64
 		var buf []byte
 		for {
+			_ = rc.SetWriteDeadline(time.Now().Add(stalled))
 			select {
 			case <-r.Context().Done():
 				return
