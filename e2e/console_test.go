@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
 	"github.com/stellwerk/stellwerk/internal/testsrv"
@@ -31,9 +32,11 @@ const ScreenshotsEnv = "STELLWERK_SCREENSHOTS"
 func TestConsole(t *testing.T) {
 	t.Parallel()
 	chromium := testsrv.Chromium(t)
+	const viewer = "view-console-e2e-0123456789"
 	s := harness.Start(t, harness.Options{
 		Mutate: func(c *config.Config) {
 			c.Auth.Mode = "keys"
+			c.Admin.Tokens = append(c.Admin.Tokens, config.AdminToken{ID: "dash", Role: config.RoleViewer, SHA256: auth.Hash(viewer)})
 			c.Budgets.Limits = []config.BudgetRule{{Name: "default-daily", Scope: "workspace", Subject: "default",
 				AmountEUR: 5, Period: "day", WarnAt: 0.5}}
 		},
@@ -241,7 +244,21 @@ func TestConsole(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("app")),
 	)
 
-	if log := s.Log("stellwerk") + s.Log("envoy"); strings.Contains(log, s.AdminToken) || strings.Contains(log, secret[10:]) {
+	// A viewer sees the keys but is offered neither their changes nor the
+	// try-it panel.
+	run("sign in as a viewer",
+		chromedp.Click(chromedp.ID("logout")),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), viewer),
+		chromedp.Click(chromedp.ID("login-btn")),
+		waitText("#who", "dash (viewer)"),
+		chromedp.Click(chromedp.CSS(`#tabs button[data-tab="keys"]`)),
+		waitText(`tr[data-key-id="console-e2e"]`, "revoked"),
+		chromedp.WaitNotVisible(chromedp.ID("key-create-box")),
+		chromedp.WaitNotVisible(chromedp.CSS(`#tabs button[data-tab="try"]`)),
+	)
+
+	if log := s.Log("stellwerk") + s.Log("envoy"); strings.Contains(log, s.AdminToken) || strings.Contains(log, viewer) || strings.Contains(log, secret[10:]) {
 		t.Error("a log shows the admin token or the key's secret")
 	}
 }

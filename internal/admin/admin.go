@@ -94,6 +94,12 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	guarded("GET /version", readers, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"version": version.String(), "go": runtime.Version()})
 	})
+	// Who the token belongs to: the console shows it and offers only what
+	// the role may do.
+	guarded("GET /admin/whoami", readers, func(w http.ResponseWriter, r *http.Request) {
+		c, _ := CallerFrom(r.Context())
+		writeJSON(w, http.StatusOK, map[string]string{"token_id": c.TokenID, "role": c.Role})
+	})
 	guarded("GET /status", readers, func(w http.ResponseWriter, _ *http.Request) {
 		cerr, cat := s.ConfigError()
 		out := map[string]any{

@@ -194,3 +194,15 @@ func TestConsoleIsPublic(t *testing.T) {
 		t.Fatalf("/status without a token: %d", rec.Code)
 	}
 }
+
+// TestWhoami: a token learns its own id and role, and nothing without one.
+func TestWhoami(t *testing.T) {
+	h := Handler(&fakeStatus{tokens: testTokens()}, zap.NewNop())
+	if rec := get(t, h, "/admin/whoami", ""); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("without a token: %d", rec.Code)
+	}
+	rec := get(t, h, "/admin/whoami", "Bearer "+roleTokens[config.RoleAuditor])
+	if rec.Code != 200 || strings.TrimSpace(rec.Body.String()) != `{"role":"auditor","token_id":"dpo"}` {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+}

@@ -101,7 +101,13 @@ async function signIn(t) {
   $("login").hidden = true;
   $("app").hidden = false;
   $("top-right").hidden = false;
-  $("who").textContent = "stellwerk " + (r.body.version || "");
+  const me = await api("GET", "/admin/whoami");
+  const role = me.status === 200 ? me.body.role : "";
+  $("who").textContent = (role ? me.body.token_id + " (" + role + ") · " : "") + "stellwerk " + (r.body.version || "");
+  // Offer only what the role may do; the server decides either way.
+  document.body.dataset.role = role;
+  $("key-create-box").hidden = role !== "admin";
+  document.querySelector('#tabs button[data-tab="try"]').hidden = role !== "admin" && role !== "operator";
   startStream();
   show(location.hash.slice(1) || "live");
 }
@@ -123,7 +129,8 @@ const loaders = {
 };
 
 function show(tab) {
-  if (!$("panel-" + tab)) tab = "live";
+  const b = document.querySelector('#tabs button[data-tab="' + tab + '"]');
+  if (!$("panel-" + tab) || !b || b.hidden) tab = "live";
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === tab);
   for (const p of document.querySelectorAll(".panel")) p.hidden = p.id !== "panel-" + tab;
   if (location.hash !== "#" + tab) history.replaceState(null, "", "#" + tab);
@@ -400,7 +407,7 @@ async function loadKeys() {
     ["models", (k) => (k.models || []).join(", ") || "all"],
     ["status", (k) => el("span", { class: "verdict " + k.status }, k.status)],
     ["created", (k) => when(k.created_at)],
-    ["", (k) => k.status === "active" ? revokeButton(k.id) : ""],
+    ["", (k) => k.status === "active" && document.body.dataset.role === "admin" ? revokeButton(k.id) : ""],
   ], (k) => ({ "data-key-id": k.id })));
 }
 
