@@ -42,7 +42,10 @@ run: $(VENV)/.stamp build ## run Envoy + stellwerk + two fake providers on 127.0
 # Every Go test runs under the race detector, the end-to-end tests included
 # (their harness, fake providers and clients run in the test process). The
 # stellwerk binary they start is the plain build: under -race its classifiers
-# are too slow for the large-request test's time limits.
+# are too slow for the large-request test's time limits. The console's
+# browser test (e2e/console_test.go) installs Debian's chromium package if it
+# is missing, as the store tests install redis-server and PostgreSQL
+# (internal/testsrv).
 .PHONY: test
 test: tools build ## run every test (with -race): unit, golden, fuzz seeds, end-to-end through a real Envoy and the official SDKs
 	$(GO) vet ./...

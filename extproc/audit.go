@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tidwall/gjson"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/live"
 	"github.com/stellwerk/stellwerk/internal/reqpolicy"
 	"github.com/stellwerk/stellwerk/internal/route"
 )
@@ -28,16 +30,25 @@ func (st *State) auditRefuses() bool {
 	return st.Audit != nil && st.AuditRefuse && !st.Audit.Healthy()
 }
 
-// audit hands the request's record to the audit log, once, when its stream
-// ends: only chat requests that reached the body phase have one. Record
-// never waits; the writer fingerprints the body off the request path.
+// audit hands the request's record to the audit log and to the console's
+// live stream, once, when its stream ends: only chat requests that reached
+// the body phase have one. Neither waits; the writer fingerprints the body
+// off the request path. With nobody watching, the stream costs one atomic
+// load.
 func (p *edge) audit() {
-	l := p.state.Audit
-	if l == nil || !p.bodyPhase || p.audited {
+	l, hub := p.state.Audit, p.state.Live
+	watching := hub.Watching()
+	if (l == nil && !watching) || !p.bodyPhase || p.audited {
 		return
 	}
 	p.audited = true
-	l.Record(p.auditRecord())
+	r := p.auditRecord()
+	if watching { // before the hand-over: the writer owns r after it
+		hub.Publish(live.View(r, time.Since(p.arrived)))
+	}
+	if l != nil {
+		l.Record(r)
+	}
 }
 
 // auditRecord builds the decision record of what happened to the request

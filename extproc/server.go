@@ -27,6 +27,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/live"
 	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/spend"
@@ -76,6 +77,9 @@ type State struct {
 	// AuditContent are the workspaces whose records keep the request's and
 	// the answer's text, redacted (audit.content.workspaces).
 	AuditContent map[string]bool
+	// Live takes a view of each decision record while someone watches the
+	// console's stream (nil or nobody watching: nothing is built for it).
+	Live *live.Hub
 	// RouteLimiter counts named routes' rate_limit nodes (nil: they cannot
 	// be checked); RouteCounters count routes' answers per version and arm
 	// (nil: not counted).

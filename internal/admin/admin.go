@@ -19,6 +19,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/console"
 	"github.com/stellwerk/stellwerk/internal/version"
 )
 
@@ -98,6 +99,12 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	// apply: readers only.
 	guarded("GET /version", readers, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"version": version.String(), "go": runtime.Version()})
+	})
+	// Who the token belongs to: the console shows it and offers only what
+	// the role may do.
+	guarded("GET /admin/whoami", readers, func(w http.ResponseWriter, r *http.Request) {
+		c, _ := CallerFrom(r.Context())
+		writeJSON(w, http.StatusOK, map[string]string{"token_id": c.TokenID, "role": c.Role})
 	})
 	guarded("GET /status", readers, func(w http.ResponseWriter, _ *http.Request) {
 		cerr, cat := s.ConfigError()
@@ -194,6 +201,20 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	if rs, ok := s.(RouteService); ok {
 		registerRoutes(guarded, rs, log)
 	}
+	// The console's live decision stream and try-it panel (docs/console.md).
+	if ls, ok := s.(LiveService); ok {
+		// A stream outlives its request's check: it ends at the next
+		// heartbeat once its token is gone from the config or lost its role.
+		admitted := func(r *http.Request) bool {
+			c, ok := s.Tokens().Authenticate(r.Header.Get("Authorization"))
+			return ok && slices.Contains(readers, c.Role)
+		}
+		registerLive(guarded, ls, admitted, log)
+	}
+	// The console's page, script and style answer anyone: they hold no
+	// data, and every call they make sends the user's admin token.
+	mux.Handle("GET /console/", console.Handler())
+	mux.Handle("GET /console", http.RedirectHandler("/console/", http.StatusMovedPermanently))
 	// Anything else is a 404, but only to a caller with a token: probing
 	// without one learns nothing.
 	guarded("/", readers, func(w http.ResponseWriter, r *http.Request) {

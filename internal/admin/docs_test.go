@@ -11,6 +11,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/docstest"
+	"github.com/stellwerk/stellwerk/internal/live"
 )
 
 // everyService is a Status that also offers every optional service, so the
@@ -24,7 +25,12 @@ type everyService struct {
 	RouteService
 	XDSService
 	ProviderService
+	ProviderLister
 }
+
+// Live and EnvoyListener are asked for at registration (LiveService).
+func (everyService) Live() *live.Hub       { return &live.Hub{} }
+func (everyService) EnvoyListener() string { return "127.0.0.1:10000" }
 
 // Metrics is asked for at registration: a handler that is never called.
 func (everyService) Metrics() http.Handler { return http.NotFoundHandler() }

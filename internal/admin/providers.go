@@ -24,6 +24,12 @@ type ProviderService interface {
 	SetProviderCluster(ctx context.Context, name string, override config.ClusterSettings, actor string) (ProviderCluster, error)
 }
 
+// ProviderLister lists every configured provider's cluster, for GET
+// /admin/providers (the console's Providers panel).
+type ProviderLister interface {
+	ProviderClusters() []ProviderCluster
+}
+
 // Errors a ProviderService returns.
 var (
 	ErrUnknownProvider = errors.New("unknown provider")
@@ -52,6 +58,11 @@ var clusterWriters = []string{config.RoleOperator, config.RoleAdmin}
 const maxClusterBody = 64 << 10
 
 func registerProviders(guarded func(string, []string, http.HandlerFunc), ps ProviderService, log *zap.Logger) {
+	if pl, ok := ps.(ProviderLister); ok {
+		guarded("GET /admin/providers", readers, func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": pl.ProviderClusters()})
+		})
+	}
 	guarded("GET /admin/providers/{name}", readers, func(w http.ResponseWriter, r *http.Request) {
 		v, err := ps.ProviderCluster(r.PathValue("name"))
 		if err != nil {

@@ -40,6 +40,23 @@ func (p *providerStatus) SetProviderCluster(_ context.Context, name string, ov c
 	return p.ProviderCluster(name)
 }
 
+func (p *providerStatus) ProviderClusters() []ProviderCluster {
+	v, _ := p.ProviderCluster("vllm")
+	return []ProviderCluster{v}
+}
+
+// TestProviderList: every reader gets the providers' clusters as a list.
+func TestProviderList(t *testing.T) {
+	h := Handler(&providerStatus{fakeStatus: fakeStatus{tokens: testTokens()}}, zap.NewNop())
+	if rec := get(t, h, "/admin/providers", ""); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("without a token: %d", rec.Code)
+	}
+	rec := get(t, h, "/admin/providers", "Bearer "+roleTokens[config.RoleViewer])
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"data":[{"provider":"vllm"`) {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+}
+
 func TestProviderClusterAPI(t *testing.T) {
 	ps := &providerStatus{fakeStatus: fakeStatus{tokens: testTokens()}}
 	h := Handler(ps, zap.NewNop())

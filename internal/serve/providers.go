@@ -44,6 +44,20 @@ func (s *status) ProviderCluster(name string) (admin.ProviderCluster, error) {
 	return s.rl.providerView(name)
 }
 
+// ProviderClusters is GET /admin/providers: every configured provider's
+// cluster, in the config's order.
+func (s *status) ProviderClusters() []admin.ProviderCluster {
+	s.rl.mu.Lock()
+	defer s.rl.mu.Unlock()
+	out := []admin.ProviderCluster{}
+	for _, p := range s.rl.cur.cfg.Providers {
+		if v, err := s.rl.providerView(p.Name); err == nil {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // SetProviderCluster is PUT /admin/providers/{name}: the override replaces
 // the provider's earlier one (an empty one removes it), is validated with
 // the whole config, and reaches Envoy before the call returns.

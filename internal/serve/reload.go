@@ -25,6 +25,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/keys"
 	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/live"
 	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/route"
@@ -77,6 +78,7 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	}
 	st := extproc.NewState(router, keys, cfg.Envoy.MaxRequestBytes)
 	st.RouteLimiter, st.RouteCounters = ln.routeLimiter, ln.routeCounters
+	st.Live = ln.live
 	if ir.Failover != nil {
 		st.Failover = &extproc.Failover{MaxAttempts: cfg.Failover.MaxAttempts, AttemptTimeout: cfg.Failover.AttemptTimeout}
 	}
@@ -138,6 +140,8 @@ type learned struct {
 	routes        *routes
 	routeLimiter  *flow.LedgerLimiter
 	routeCounters *flow.Counters
+	// live fans decisions out to the console's watchers.
+	live *live.Hub
 	// keeper keeps the versions records name, for replay (nil: no audit).
 	keeper  *keeper
 	metrics *telemetry.Metrics // nil: none are kept

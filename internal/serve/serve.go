@@ -32,6 +32,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/keys"
 	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/live"
 	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
@@ -189,7 +190,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	}
 	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw, keeper: kp,
 		audit: alog, auditRefuse: cfg.Audit.OnStoreDown == config.AuditRefuse, routeLimiter: &flow.LedgerLimiter{Ledger: led},
-		routeCounters: &flow.Counters{}, metrics: telemetry.New(), traces: traces}
+		routeCounters: &flow.Counters{}, metrics: telemetry.New(), traces: traces, live: &live.Hub{}}
 	wks, err := workspaceKeys(ctx, ks)
 	if err != nil {
 		return err
@@ -253,9 +254,12 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	healthpb.RegisterHealthServer(gs, hc)
 
 	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table, spend: sp, spendW: sw, audit: alog,
-		routes: rts, routeCounters: ln.routeCounters, metrics: ln.metrics}
+		routes: rts, routeCounters: ln.routeCounters, metrics: ln.metrics, live: ln.live}
 	st.Tokens() // warns now about tokens that cannot be loaded
-	hs := &http.Server{Handler: admin.Handler(st, st.log), ReadHeaderTimeout: 5 * time.Second}
+	// Requests take ctx as their base, so the console's open decision
+	// streams end when the server stops instead of holding its shutdown.
+	hs := &http.Server{Handler: admin.Handler(st, st.log), ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(grpcLis) }()
@@ -341,6 +345,7 @@ type status struct {
 	// routeCounters are the requests, errors, cost and latency per route
 	// version and arm.
 	routeCounters *flow.Counters
+	live          *live.Hub
 }
 
 var (
@@ -349,6 +354,8 @@ var (
 	_ admin.AuditService   = (*status)(nil)
 	_ admin.ChangeRecorder = (*status)(nil)
 	_ admin.MetricsService = (*status)(nil)
+	_ admin.LiveService    = (*status)(nil)
+	_ admin.ProviderLister = (*status)(nil)
 )
 
 // Routes is the route store.
@@ -386,6 +393,16 @@ func registerScrape(m *telemetry.Metrics, rl *reloader, pm *policy.Manager, sw *
 		cs = append(cs, telemetry.Audit(alog.Stats))
 	}
 	return m.Register(cs...)
+}
+
+// Live is the hub of the console's decision stream.
+func (s *status) Live() *live.Hub { return s.live }
+
+// EnvoyListener is the address of Envoy's listener in the config in force,
+// where POST /admin/try sends its request.
+func (s *status) EnvoyListener() string {
+	g, _, _ := s.rl.current()
+	return g.cfg.Envoy.Listener
 }
 
 // RecordChange puts an admin API change on the audit record.
@@ -525,6 +542,8 @@ func (s *status) Budgets(r *http.Request) (any, error) {
 		UsedEUR     float64    `json:"used_eur"`
 		ReservedEUR float64    `json:"reserved_eur"`
 		Ratio       float64    `json:"ratio"`
+		WarnAt      float64    `json:"warn_at,omitempty"` // the ratio from which warn is set
+		Action      string     `json:"action"`            // block or downgrade
 		Warn        bool       `json:"warn"`
 		Exceeded    bool       `json:"exceeded"`
 		Resets      *time.Time `json:"resets_at,omitempty"`
@@ -541,9 +560,21 @@ func (s *status) Budgets(r *http.Request) (any, error) {
 		Requests *rate          `json:"requests,omitempty"`
 		Tokens   *rate          `json:"tokens,omitempty"`
 	}{Subject: sub, Budgets: []budget{}}
+	warnAt := map[string]float64{} // by rule name: the configured rules and the key's own
+	for _, ls := range []*ledger.Limits{s.led.Limits(), req.Extra} {
+		if ls != nil {
+			for _, r := range ls.Budgets() {
+				warnAt[r.Name] = r.WarnAt
+			}
+		}
+	}
 	for _, b := range st.Budgets {
 		e := budget{Name: b.Name, Scope: b.Scope.String(), Subject: b.Subject, Period: b.Period.String(), LimitEUR: b.Limit.EUR(),
-			UsedEUR: b.Used.EUR(), ReservedEUR: b.Reserved.EUR(), Ratio: b.Ratio, Warn: b.Warn, Exceeded: b.Exceeded}
+			UsedEUR: b.Used.EUR(), ReservedEUR: b.Reserved.EUR(), Ratio: b.Ratio, WarnAt: warnAt[b.Name], Action: "block",
+			Warn: b.Warn, Exceeded: b.Exceeded}
+		if b.Downgrade {
+			e.Action = "downgrade"
+		}
 		if !b.Reset.IsZero() {
 			t := b.Reset.UTC()
 			e.Resets = &t

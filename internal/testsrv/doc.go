@@ -3,7 +3,8 @@
 // installed from Debian's packages when missing (the tests run as root in
 // CI and on developer machines), started on a free loopback port with its
 // files in a temporary directory, and stopped when the test (or, for a
-// shared server, the test binary) ends.
+// shared server, the test binary) ends. Chromium (chromium.go), for the
+// console's browser test, is found or installed the same way.
 //
 // STELLWERK_STORE_TESTS=skip skips the tests that need a server; any other
 // value, or none, runs them and fails if the server cannot be had. CI never

@@ -154,9 +154,7 @@ func redisBinary() (string, error) {
 	if p, err := lookRedis(); err == nil {
 		return p, nil
 	}
-	installOnce.Do(func() {
-		installErr = aptInstall("redis-server", func() bool { _, err := lookRedis(); return err == nil })
-	})
+	installOnce.Do(func() { installErr = aptInstall("redis-server", lookRedis) })
 	if installErr != nil {
 		return "", installErr
 	}
@@ -174,10 +172,9 @@ func lookRedis() (string, error) {
 	return "", exec.ErrNotFound
 }
 
-// aptInstall installs a Debian package unless installed says it is there
-// (checked again under the lock: another test binary may have installed
-// it while this one waited).
-func aptInstall(pkg string, installed func() bool) error {
+// aptInstall installs Debian's package pkg unless look finds its binary,
+// one test binary at a time (a lock file in the temp dir).
+func aptInstall(pkg string, look func() (string, error)) error {
 	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "stellwerk-apt.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return err
@@ -187,8 +184,8 @@ func aptInstall(pkg string, installed func() bool) error {
 		return err
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	if installed() {
-		return nil
+	if _, err := look(); err == nil {
+		return nil // another test binary installed it while this one waited
 	}
 	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 	for _, args := range [][]string{{"update"}, {"install", "-y", "--no-install-recommends", pkg}} {

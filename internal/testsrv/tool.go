@@ -20,29 +20,28 @@ type toolInstall struct {
 // STELLWERK_E2E is not "require" and STELLWERK_STORE_TESTS is "skip".
 func Tool(t testing.TB, binary, pkg string) string {
 	t.Helper()
-	look := func() (string, bool) {
+	look := func() (string, error) {
 		p, err := exec.LookPath(binary)
 		if err != nil {
 			if _, err := os.Stat("/usr/bin/" + binary); err == nil {
-				return "/usr/bin/" + binary, true
+				return "/usr/bin/" + binary, nil
 			}
-			return "", false
 		}
-		return p, true
+		return p, err
 	}
-	if p, ok := look(); ok {
+	if p, err := look(); err == nil {
 		return p
 	}
 	v, _ := toolInstalls.LoadOrStore(pkg, &toolInstall{})
 	in := v.(*toolInstall)
 	in.once.Do(func() {
-		in.err = aptInstall(pkg, func() bool { _, ok := look(); return ok })
+		in.err = aptInstall(pkg, look)
 	})
 	if in.err != nil {
 		skipOrFail(t, "%s: %v", binary, in.err)
 	}
-	p, ok := look()
-	if !ok {
+	p, err := look()
+	if err != nil {
 		skipOrFail(t, "%s: not found after installing %s", binary, pkg)
 	}
 	return p

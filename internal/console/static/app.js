@@ -1,0 +1,567 @@
+// stellwerk console: plain JavaScript, no framework, no build step.
+// Every data call goes to this server's admin API with the admin token the
+// user signed in with (sessionStorage, this tab only) as a bearer token.
+// Text from the server is only ever set as textContent, never as HTML.
+"use strict";
+
+const TOKEN = "stellwerk.adminToken";
+const TRYKEY = "stellwerk.tryKey";
+const MAX_DECISIONS = 200;
+
+const $ = (id) => document.getElementById(id);
+
+// el builds an element: el("td", {class: "x"}, "text", child, …).
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") e.className = v;
+    else if (k === "style") Object.assign(e.style, v); // CSSOM: the CSP refuses style attributes
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+function token() { return sessionStorage.getItem(TOKEN) || ""; }
+
+// api calls the admin API; it returns {status, body} with body parsed as
+// JSON when it is JSON. A 401 signs the user out.
+async function api(method, path, body, headers) {
+  const h = Object.assign({ "Authorization": "Bearer " + token() }, headers || {});
+  if (body !== undefined) h["Content-Type"] = "application/json";
+  const resp = await fetch(path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
+  const text = await resp.text();
+  let data = text;
+  try { data = JSON.parse(text); } catch (_) { /* not JSON */ }
+  // A 401 from /admin/try may be the virtual key's (Envoy's answer): only
+  // the admin API's own refusal signs out.
+  const adminRefused = path !== "/admin/try" || (data && data.error && data.error.code === "invalid_admin_token");
+  if (resp.status === 401 && adminRefused) signOut("The admin token was refused: sign in again.");
+  return { status: resp.status, body: data, headers: resp.headers };
+}
+
+function errorText(r) {
+  const e = r.body && r.body.error;
+  if (e) return r.status + " " + (e.code || e.type || "") + ": " + e.message;
+  return "HTTP " + r.status;
+}
+
+// put replaces an element's children with the parts given, leaving out
+// absent ones (undefined, null, false: a panel's optional sections).
+function put(e, ...parts) {
+  e.replaceChildren(...parts.flat().filter((p) => p !== undefined && p !== null && p !== false));
+}
+
+// loading replaces a panel's old content at once, so nobody acts on
+// figures that are being replaced.
+function loading() { return el("p", { class: "muted" }, "loading…"); }
+
+function errorBox(r) { return el("p", { class: "error", role: "alert" }, errorText(r)); }
+
+const eur = (v) => (v === undefined || v === null) ? "–" : "€" + Number(v).toFixed(v !== 0 && Math.abs(v) < 0.01 ? 6 : 4);
+const when = (t) => { if (!t) return "–"; const d = new Date(t); return isNaN(d) ? String(t) : d.toLocaleString(); };
+
+// table renders rows (objects) under the given columns: [label, fn(row)].
+function table(rows, cols, rowAttrs) {
+  if (!rows || rows.length === 0) return el("p", { class: "muted" }, "Nothing yet.");
+  return el("div", { class: "scroll" }, el("table", {},
+    el("thead", {}, el("tr", {}, cols.map(([label]) => el("th", {}, label)))),
+    el("tbody", {}, rows.map((r) => el("tr", rowAttrs ? rowAttrs(r) : {},
+      cols.map(([label, fn]) => el("td", { "data-label": label }, fn(r))))))));
+}
+
+// kv renders an object's members as a definition list.
+function kv(obj) {
+  const dl = el("dl", { class: "kv" });
+  for (const [k, v] of Object.entries(obj || {})) {
+    if (v === undefined || v === null || v === "") continue;
+    dl.append(el("dt", {}, k.replaceAll("_", " ")),
+      el("dd", {}, typeof v === "object" ? JSON.stringify(v) : String(v)));
+  }
+  return dl;
+}
+
+/* ---------- sign in ---------- */
+
+async function signIn(t) {
+  sessionStorage.setItem(TOKEN, t);
+  const r = await api("GET", "/status");
+  if (r.status !== 200) {
+    sessionStorage.removeItem(TOKEN);
+    $("login-error").textContent = errorText(r);
+    return;
+  }
+  $("login-error").textContent = "";
+  $("token").value = "";
+  $("login").hidden = true;
+  $("app").hidden = false;
+  $("top-right").hidden = false;
+  const me = await api("GET", "/admin/whoami");
+  const role = me.status === 200 ? me.body.role : "";
+  $("who").textContent = (role ? me.body.token_id + " (" + role + ") · " : "") + "stellwerk " + (r.body.version || "");
+  // Offer only what the role may do; the server decides either way.
+  document.body.dataset.role = role;
+  $("key-create-box").hidden = role !== "admin";
+  document.querySelector('#tabs button[data-tab="try"]').hidden = role !== "admin" && role !== "operator";
+  startStream();
+  show(location.hash.slice(1) || "live");
+}
+
+function signOut(msg) {
+  sessionStorage.removeItem(TOKEN);
+  stopStream();
+  $("app").hidden = true;
+  $("top-right").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = msg || "";
+}
+
+/* ---------- tabs ---------- */
+
+const loaders = {
+  spend: loadSpend, budgets: loadBudgets, keys: loadKeys, routes: loadRoutes,
+  providers: loadProviders, policy: loadPolicy,
+};
+
+function show(tab) {
+  const b = document.querySelector('#tabs button[data-tab="' + tab + '"]');
+  if (!$("panel-" + tab) || !b || b.hidden) tab = "live";
+  for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === tab);
+  for (const p of document.querySelectorAll(".panel")) p.hidden = p.id !== "panel-" + tab;
+  if (location.hash !== "#" + tab) history.replaceState(null, "", "#" + tab);
+  if (loaders[tab]) loaders[tab]();
+}
+
+/* ---------- live stream ---------- */
+
+let streamAbort = null;
+let paused = false;
+let seen = 0;
+const decisions = new Map(); // id → decision, for the try-it panel
+const waiting = new Map();   // id → callback waiting for that decision
+
+function setStreamState(state, text) {
+  const s = $("stream-state");
+  s.className = "pill " + state;
+  s.textContent = "stream: " + text;
+}
+
+// startStream reads GET /admin/decisions/stream with fetch, so that the
+// token goes in a header, and reconnects after a pause when it ends.
+async function startStream() {
+  stopStream();
+  const ctl = new AbortController();
+  streamAbort = ctl;
+  while (!ctl.signal.aborted && token()) {
+    try {
+      const resp = await fetch("/admin/decisions/stream", {
+        headers: { "Authorization": "Bearer " + token(), "Accept": "text/event-stream" }, signal: ctl.signal, cache: "no-store",
+      });
+      if (resp.status === 401) { signOut("The admin token was refused: sign in again."); return; }
+      if (!resp.ok) { setStreamState("err", "HTTP " + resp.status); await sleep(5000); continue; }
+      setStreamState("on", "live");
+      const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value;
+        let i;
+        while ((i = buf.indexOf("\n\n")) >= 0) {
+          onEvent(buf.slice(0, i));
+          buf = buf.slice(i + 2);
+        }
+      }
+    } catch (e) {
+      if (ctl.signal.aborted) return;
+    }
+    setStreamState("err", "reconnecting");
+    await sleep(2000);
+  }
+}
+
+function stopStream() {
+  if (streamAbort) streamAbort.abort();
+  streamAbort = null;
+  setStreamState("off", "off");
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function onEvent(block) {
+  let event = "message", data = "";
+  for (const line of block.split("\n")) {
+    if (line.startsWith(":")) continue;
+    const j = line.indexOf(":");
+    const field = j < 0 ? line : line.slice(0, j);
+    const val = j < 0 ? "" : line.slice(j + 1).replace(/^ /, "");
+    if (field === "event") event = val;
+    else if (field === "data") data += (data ? "\n" : "") + val;
+  }
+  if (event === "dropped") {
+    const d = JSON.parse(data);
+    $("live-count").textContent = "this browser was too slow: " + d.dropped + " decisions skipped";
+    return;
+  }
+  if (event !== "decision") return;
+  const d = JSON.parse(data);
+  decisions.set(d.id, d);
+  if (decisions.size > 1000) decisions.delete(decisions.keys().next().value);
+  const cb = waiting.get(d.id);
+  if (cb) { waiting.delete(d.id); cb(d); }
+  seen++;
+  $("live-count").textContent = seen + " decision" + (seen === 1 ? "" : "s") + " seen";
+  if (paused) return;
+  const list = $("live-list");
+  list.prepend(decisionCard(d));
+  while (list.children.length > MAX_DECISIONS) list.lastChild.remove();
+}
+
+function statusClass(d) {
+  if (!d.status || d.status >= 500) return "bad";
+  if (d.status >= 400) return "warn";
+  return "good";
+}
+
+// decisionCard shows one decision: the summary line, then the
+// classification and the candidates weighed.
+function decisionCard(d, open) {
+  const c = d.classification || {};
+  const pii = Object.entries(c.pii || {}).map(([k, n]) => k + "×" + n).join(", ");
+  const served = d.served && d.served !== d.chosen ? d.chosen + " → " + d.served : (d.served || d.chosen || "—");
+  const cost = d.cost || {};
+  const route = d.route ? d.route.name + "@" + d.route.version + (d.route.arm ? " (" + d.route.arm + ")" : "") : "";
+  const excluded = (d.candidates || []).filter((x) => x.verdict !== "chosen" && x.verdict !== "eligible" && x.verdict !== "fallback");
+  return el("article", { class: "decision " + statusClass(d), "data-id": d.id },
+    el("div", { class: "d-head" },
+      el("span", { class: "badge " + statusClass(d) }, d.status ? String(d.status) : "—"),
+      el("strong", { class: "d-model" }, served),
+      d.provider && el("span", { class: "muted" }, "via " + d.provider),
+      el("span", { class: "spacer" }),
+      el("time", { class: "muted" }, new Date(d.time).toLocaleTimeString())),
+    el("div", { class: "d-facts" },
+      fact("workspace", d.workspace || "—"),
+      fact("cost", eur(cost.eur)),
+      fact("saving", cost.baseline_model ? eur(cost.saving_eur || 0) + " vs " + cost.baseline_model : "–"),
+      fact("latency", d.latency_ms + " ms"),
+      fact("router", ((d.router_overhead_us || 0) / 1000).toFixed(2) + " ms"),
+      route && fact("route", route),
+      d.error_code && fact("error", d.error_code)),
+    el("div", { class: "d-facts" },
+      fact("task", c.task || "—"),
+      fact("sensitivity", c.sensitivity || "—"),
+      fact("risk", c.risk || "—"),
+      fact("PII", pii || "none"),
+      fact("secrets", String(c.secrets || 0)),
+      d.constraint && fact("constraint", d.constraint),
+      d.objective && fact("objective", d.objective)),
+    d.reason && el("p", { class: "d-reason" }, d.reason),
+    (d.deny || []).length > 0 && el("p", { class: "error" }, "denied: " + d.deny.join("; ")),
+    (d.candidates || []).length > 0 && el("details", { open: !!open },
+      el("summary", {}, (d.candidates.length) + " candidates weighed" + (excluded.length ? ", " + excluded.length + " excluded" : "")),
+      table(d.candidates, [
+        ["model", (x) => x.model],
+        ["provider", (x) => x.provider || ""],
+        ["verdict", (x) => el("span", { class: "verdict " + x.verdict }, x.verdict)],
+        ["why", (x) => x.reason || ""],
+        ["est. cost", (x) => x.estimated_cost_eur ? eur(x.estimated_cost_eur) : ""],
+        ["quality", (x) => x.quality ? x.quality.toFixed(2) : ""],
+        ["residency", (x) => x.residency || ""],
+      ])),
+    el("div", { class: "d-id muted" }, d.id));
+}
+
+function fact(label, value) {
+  return el("span", { class: "fact" }, el("span", { class: "muted" }, label + " "), value);
+}
+
+/* ---------- try it ---------- */
+
+async function sendTry(ev) {
+  ev.preventDefault();
+  const key = $("try-key").value.trim();
+  if (key) sessionStorage.setItem(TRYKEY, key); else sessionStorage.removeItem(TRYKEY);
+  const body = { model: $("try-model").value.trim() || "auto", messages: [{ role: "user", content: $("try-message").value }] };
+  const policy = {};
+  if ($("try-optimize").value) policy.optimize = $("try-optimize").value;
+  if ($("try-residency").value) policy.residency = $("try-residency").value;
+  if (Object.keys(policy).length) body.policy = policy;
+  const out = $("try-result"), dec = $("try-decision");
+  put(out, el("p", { class: "muted" }, "sending…"));
+  put(dec, );
+  $("try-send").disabled = true;
+  const started = performance.now();
+  let r;
+  try {
+    r = await api("POST", "/admin/try", body, key ? { "X-Stellwerk-Try-Key": key } : {});
+  } finally {
+    $("try-send").disabled = false;
+  }
+  const ms = Math.round(performance.now() - started);
+  const id = r.headers.get("x-stellwerk-decision-id");
+  const answer = r.body && r.body.choices ? r.body.choices.map((c) => c.message && c.message.content).join("\n") : "";
+  put(out, el("div", { class: "card try-answer " + (r.status < 400 ? "good" : "bad") },
+    el("div", { class: "d-head" },
+      el("span", { class: "badge " + (r.status < 400 ? "good" : r.status < 500 ? "warn" : "bad") }, String(r.status)),
+      el("strong", {}, r.headers.get("x-stellwerk-model") || "no model"),
+      r.headers.get("x-stellwerk-provider") && el("span", { class: "muted" }, "via " + r.headers.get("x-stellwerk-provider")),
+      el("span", { class: "spacer" }), el("span", { class: "muted" }, ms + " ms")),
+    r.headers.get("x-stellwerk-reason") && el("p", { class: "d-reason" }, r.headers.get("x-stellwerk-reason")),
+    r.status >= 400 ? errorBox(r) : el("p", { class: "answer" }, answer),
+    id && el("p", { class: "muted" }, "decision " + id)));
+  if (!id) return;
+  const render = (d) => put(dec, el("h3", {}, "Its decision"), decisionCard(d, true));
+  if (decisions.has(id)) { render(decisions.get(id)); return; }
+  put(dec, el("p", { class: "muted" }, "waiting for the decision on the live stream…"));
+  waiting.set(id, render);
+}
+
+/* ---------- spend ---------- */
+
+async function loadSpend(ev) {
+  if (ev) ev.preventDefault();
+  const by = $("spend-by").value;
+  const out = $("spend-out");
+  put(out, loading());
+  const r = await api("GET", "/admin/spend?since=" + encodeURIComponent($("spend-since").value) + "&group_by=day," + encodeURIComponent(by));
+  if (r.status !== 200) { put(out, errorBox(r)); return; }
+  const groups = r.body.data || [];
+  if (groups.length === 0) { put(out, el("p", { class: "muted" }, "No spend in this period.")); return; }
+  const days = [...new Set(groups.map((g) => g.day))].sort();
+  const names = [...new Set(groups.map((g) => g[by] || "(none)"))].sort();
+  const color = (n) => "c" + (names.indexOf(n) % 8);
+  const perDay = days.map((day) => groups.filter((g) => g.day === day));
+  const max = Math.max(...perDay.map((gs) => gs.reduce((s, g) => s + g.cost_eur, 0)), 1e-9);
+  const chart = el("div", { class: "bars" }, days.map((day, i) => {
+    const gs = perDay[i];
+    const total = gs.reduce((s, g) => s + g.cost_eur, 0);
+    return el("div", { class: "bar-row" },
+      el("span", { class: "bar-label" }, day),
+      el("span", { class: "bar" }, gs.map((g) => el("span", {
+        class: "seg " + color(g[by] || "(none)"), style: { width: (100 * g.cost_eur / max).toFixed(2) + "%" },
+        title: (g[by] || "(none)") + ": " + eur(g.cost_eur) + ", " + g.requests + " requests",
+      }))),
+      el("span", { class: "bar-total" }, eur(total)));
+  }));
+  const legend = el("div", { class: "legend" }, names.map((n) => el("span", {}, el("i", { class: "seg " + color(n) }), n)));
+  const totals = names.map((n) => {
+    const gs = groups.filter((g) => (g[by] || "(none)") === n);
+    return { name: n, requests: gs.reduce((s, g) => s + g.requests, 0), cost: gs.reduce((s, g) => s + g.cost_eur, 0),
+      tin: gs.reduce((s, g) => s + g.tokens_in, 0), tout: gs.reduce((s, g) => s + g.tokens_out, 0) };
+  });
+  put(out, el("p", { class: "muted" }, "Cost per day, " + r.body.timezone + ", per " + by + "."), chart, legend,
+    table(totals, [[by, (t) => t.name], ["requests", (t) => t.requests], ["tokens in", (t) => t.tin],
+      ["tokens out", (t) => t.tout], ["cost", (t) => eur(t.cost)]]));
+}
+
+/* ---------- budgets ---------- */
+
+async function loadBudgets(ev) {
+  if (ev) ev.preventDefault();
+  const q = new URLSearchParams();
+  for (const f of ["workspace", "team", "user", "key"]) if ($("budget-" + f).value.trim()) q.set(f, $("budget-" + f).value.trim());
+  const out = $("budgets-out");
+  put(out, loading());
+  const r = await api("GET", "/admin/budgets" + (q.toString() ? "?" + q : ""));
+  if (r.status !== 200) { put(out, errorBox(r)); return; }
+  const b = r.body;
+  const rate = (x, label) => x && el("p", {}, label + ": " + x.remaining + " of " + x.limit + " left (" + x.name + "), resets " + when(x.resets_at));
+  put(out, 
+    (b.budgets || []).length === 0 ? el("p", { class: "muted" }, "No budget applies to this subject.") :
+      table(b.budgets, [
+        ["budget", (x) => x.name],
+        ["scope", (x) => x.scope + (x.subject ? " " + x.subject : "")],
+        ["period", (x) => x.period],
+        ["used", (x) => el("div", { class: "meter-wrap" },
+          el("span", { class: "meter " + (x.exceeded ? "bad" : x.warn ? "warn" : "good") },
+            el("span", { class: "fill", style: { width: Math.min(100, 100 * x.ratio).toFixed(1) + "%" } }),
+            x.warn_at && el("span", { class: "mark", style: { left: (100 * x.warn_at).toFixed(1) + "%" }, title: "warn threshold" })),
+          eur(x.used_eur) + " of " + eur(x.limit_eur) + " (" + (100 * x.ratio).toFixed(1) + "%)")],
+        ["reserved", (x) => eur(x.reserved_eur)],
+        ["warn at", (x) => x.warn_at ? (100 * x.warn_at).toFixed(0) + "%" : "–"],
+        ["when exceeded", (x) => x.action === "downgrade" ? "downgrade" : "refuse (429)"],
+        ["state", (x) => el("span", { class: "verdict " + (x.exceeded ? "excluded" : x.warn ? "warn" : "eligible") },
+          x.exceeded ? "exceeded" : x.warn ? "past warn threshold" : "ok")],
+        ["resets", (x) => when(x.resets_at)],
+      ]),
+    rate(b.requests, "Requests"), rate(b.tokens, "Tokens"));
+}
+
+/* ---------- keys ---------- */
+
+async function loadKeys() {
+  const out = $("keys-out");
+  put(out, loading());
+  const r = await api("GET", "/admin/keys");
+  if (r.status !== 200) { put(out, errorBox(r)); return; }
+  put(out, table(r.body.data || [], [
+    ["id", (k) => k.id],
+    ["prefix", (k) => el("code", {}, k.prefix)],
+    ["workspace", (k) => k.workspace],
+    ["team / user", (k) => [k.team, k.user].filter(Boolean).join(" / ")],
+    ["models", (k) => (k.models || []).join(", ") || "all"],
+    ["status", (k) => el("span", { class: "verdict " + k.status }, k.status)],
+    ["created", (k) => when(k.created_at)],
+    ["", (k) => k.status === "active" && document.body.dataset.role === "admin" ? revokeButton(k.id) : ""],
+  ], (k) => ({ "data-key-id": k.id })));
+}
+
+// revokeButton asks once more before revoking: the key stops working at
+// once for every client that holds it.
+function revokeButton(id) {
+  const b = el("button", { type: "button", class: "danger revoke" }, "Revoke");
+  b.addEventListener("click", async () => {
+    if (!b.classList.contains("confirm")) {
+      b.classList.add("confirm");
+      b.textContent = "Confirm revoke";
+      setTimeout(() => { b.classList.remove("confirm"); b.textContent = "Revoke"; }, 5000);
+      return;
+    }
+    b.disabled = true;
+    const r = await api("POST", "/admin/keys/" + encodeURIComponent(id) + "/revoke");
+    if (r.status !== 200) { b.replaceWith(errorBox(r)); return; }
+    loadKeys();
+  });
+  return b;
+}
+
+async function createKey(ev) {
+  ev.preventDefault();
+  const body = { id: $("key-id").value.trim() };
+  for (const f of ["workspace", "team", "user"]) if ($("key-" + f).value.trim()) body[f] = $("key-" + f).value.trim();
+  const models = $("key-models").value.split(",").map((s) => s.trim()).filter(Boolean);
+  if (models.length) body.models = models;
+  const r = await api("POST", "/admin/keys", body);
+  const box = $("key-secret");
+  if (r.status !== 201) { put(box, errorBox(r)); return; }
+  put(box, el("div", { class: "card secret" },
+    el("p", {}, "Key ", el("strong", {}, r.body.key.id), " created. Copy its secret now: it is shown only once."),
+    el("code", { class: "secret-value" }, r.body.secret)));
+  $("key-create").reset();
+  loadKeys();
+}
+
+/* ---------- routes ---------- */
+
+async function loadRoutes() {
+  const out = $("routes-out");
+  put(out, loading());
+  const r = await api("GET", "/admin/routes");
+  if (r.status !== 200) { put(out, errorBox(r)); return; }
+  const rows = r.body.data || [];
+  put(out, rows.length === 0 ? el("p", { class: "muted" }, "No named routes yet (docs/routes.md).") :
+    table(rows, [
+      ["route", (x) => el("strong", {}, x.name)],
+      ["live version", (x) => x.live ? "v" + x.live : "none"],
+      ["latest", (x) => "v" + x.latest],
+      ["versions", (x) => String(x.version_count)],
+      ["deployed", (x) => x.deployed_at ? when(x.deployed_at) + (x.deployed_by ? " by " + x.deployed_by : "") : "–"],
+      ["", (x) => el("button", { type: "button", class: "ghost", onclick: () => showRoute(x.name) }, "Versions")],
+    ], (x) => ({ "data-route": x.name })));
+}
+
+async function showRoute(name) {
+  const out = $("route-detail");
+  const r = await api("GET", "/admin/routes/" + encodeURIComponent(name));
+  if (r.status !== 200) { put(out, errorBox(r)); return; }
+  const traffic = r.body.traffic || [];
+  put(out, el("h3", {}, "Route " + name + ": versions"),
+    table(r.body.versions || [], [
+      ["version", (v) => "v" + v.version + (v.live ? " (live)" : "")],
+      ["created", (v) => when(v.created_at)],
+      ["author", (v) => v.author],
+      ["source", (v) => v.source || ""],
+      ["message", (v) => v.message || ""],
+      ["hash", (v) => el("code", {}, (v.hash || "").slice(0, 12))],
+    ]),
+    el("h3", {}, "Deploys"),
+    table(r.body.deploys || [], [
+      ["when", (d) => when(d.at)], ["action", (d) => d.action], ["by", (d) => d.by],
+      ["from", (d) => d.from ? "v" + d.from : "–"], ["to", (d) => "v" + d.to],
+    ]),
+    traffic.length > 0 && el("h3", {}, "Traffic per version and arm (since this server started)"),
+    traffic.length > 0 && table(traffic, [
+      ["version", (x) => "v" + x.version], ["arm", (x) => x.arm || "–"], ["requests", (x) => String(x.requests)],
+      ["errors", (x) => String(x.errors)], ["cost", (x) => eur(x.cost_micro_eur / 1e6)],
+      ["mean latency", (x) => x.requests ? Math.round(x.latency_sum_ns / x.requests / 1e6) + " ms" : "–"],
+    ]));
+}
+
+/* ---------- providers ---------- */
+
+async function loadProviders() {
+  const out = $("providers-out");
+  put(out, loading());
+  const [r, l] = await Promise.all([api("GET", "/status"), api("GET", "/admin/providers")]);
+  if (r.status !== 200) { put(out, errorBox(r)); return; }
+  const health = new Map((r.body.providers || []).map((p) => [p.provider, p]));
+  // Every configured provider when the server lists them; else only those
+  // /status knows about (recent failures or a cooldown).
+  const names = l.status === 200 ? (l.body.data || []).map((p) => p.provider) : [...health.keys()];
+  const clusters = new Map(l.status === 200 ? (l.body.data || []).map((p) => [p.provider, p]) : []);
+  const now = Date.now();
+  const secs = (ns) => ns ? (ns / 1e9) + " s" : "default";
+  put(out, 
+    el("p", { class: "muted" }, "Health is what stellwerk saw of each provider's answers: consecutive failures, and a cooldown after repeated ones, during which requests go to the next allowed model."),
+    table(names.map((n) => ({ name: n, h: health.get(n) || {}, c: clusters.get(n) || {} })), [
+      ["provider", (p) => el("strong", {}, p.name)],
+      ["health", (p) => p.h.cooling_until && new Date(p.h.cooling_until) > now ?
+        el("span", { class: "verdict excluded" }, "cooling down until " + when(p.h.cooling_until)) :
+        p.h.consecutive_failures ? el("span", { class: "verdict warn" }, "serving, " + p.h.consecutive_failures + " recent failure(s)") :
+          el("span", { class: "verdict eligible" }, "healthy")],
+      ["last failure", (p) => p.h.reason || ""],
+      ["endpoints", (p) => (p.c.endpoints || []).map((e) => e.address).join(", ") || "base URL"],
+      ["per-try timeout", (p) => p.c.cluster ? secs(p.c.cluster.per_try_timeout) : ""],
+      ["live override", (p) => p.c.override ? "yes" : "no"],
+    ], (p) => ({ "data-provider": p.name })),
+    el("h3", {}, "Envoy"),
+    kv({ xds_snapshot: r.body.snapshot_version, connected_envoys: r.body.envoy_streams, last_rejection: r.body.last_rejection || "none" }),
+    Array.isArray(r.body.envoy_nodes) && r.body.envoy_nodes.length > 0 &&
+      table(r.body.envoy_nodes, Object.keys(r.body.envoy_nodes[0]).filter((k) => typeof r.body.envoy_nodes[0][k] !== "object")
+        .map((k) => [k.replaceAll("_", " "), (x) => String(x[k] ?? "")])));
+}
+
+/* ---------- policy ---------- */
+
+async function loadPolicy() {
+  const out = $("policy-out");
+  put(out, loading());
+  const [p, s] = await Promise.all([api("GET", "/policy"), api("GET", "/status")]);
+  if (p.status !== 200) { put(out, errorBox(p)); return; }
+  const pol = p.body;
+  const last = pol.last_error ? el("p", { class: "error" }, "Last reload refused: " + pol.last_error) :
+    el("p", { class: "good-text" }, "Last reload: accepted" + (pol.last_check_at ? " (checked " + when(pol.last_check_at) + ")" : "") + ".");
+  put(out, 
+    el("h3", {}, "Active policy"),
+    kv({ version: pol.version, loaded_at: when(pol.loaded_at), library: pol.library ? "shipped library" : "own only", dir: pol.dir,
+      modules: (pol.modules || []).join(", "), refused_version: pol.refused_version }),
+    last,
+    s.status === 200 && el("h3", {}, "Configuration"),
+    s.status === 200 && kv({ stellwerk: s.body.version, config_error: s.body.config_error || "none",
+      config_error_at: s.body.config_error ? when(s.body.config_error_at) : "" }),
+    s.status === 200 && s.body.audit && el("h3", {}, "Audit log"),
+    s.status === 200 && s.body.audit && kv(s.body.audit),
+    s.status === 200 && s.body.key_store && el("h3", {}, "Key store"),
+    s.status === 200 && s.body.key_store && kv(s.body.key_store));
+}
+
+/* ---------- wiring ---------- */
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("login-form").addEventListener("submit", (ev) => { ev.preventDefault(); signIn($("token").value.trim()); });
+  $("logout").addEventListener("click", () => signOut(""));
+  for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => show(b.dataset.tab));
+  $("live-pause").addEventListener("click", () => { paused = !paused; $("live-pause").textContent = paused ? "Resume" : "Pause"; });
+  $("live-clear").addEventListener("click", () => put($("live-list"), ));
+  $("try-form").addEventListener("submit", sendTry);
+  $("spend-form").addEventListener("submit", loadSpend);
+  $("budgets-form").addEventListener("submit", loadBudgets);
+  $("key-create").addEventListener("submit", createKey);
+  $("try-key").value = sessionStorage.getItem(TRYKEY) || "";
+  if (token()) signIn(token());
+});
