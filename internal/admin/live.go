@@ -14,6 +14,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/live"
 )
 
@@ -39,9 +40,6 @@ const stalled = 30 * time.Second
 // maxTryBytes bounds the body POST /admin/try forwards.
 const maxTryBytes = 1 << 20
 
-// TryKeyHeader carries the virtual key a try-it request is sent with; the
-// Authorization header holds the admin token, which never leaves stellwerk.
-const TryKeyHeader = "X-Stellwerk-Try-Key"
 
 func registerLive(guarded func(string, []string, http.HandlerFunc), ls LiveService, admitted func(*http.Request) bool, log *zap.Logger) {
 	guarded("GET /admin/decisions/stream", readers, streamDecisions(ls.Live(), admitted))
@@ -117,7 +115,7 @@ func streamDecisions(hub *live.Hub, admitted func(*http.Request) bool) http.Hand
 
 // tryRequest forwards a chat request from the console to Envoy's listener,
 // exactly as a client would send it: with the virtual key the user typed
-// (TryKeyHeader) as its bearer token, never the admin token. The admin
+// (header.TryKey) as its bearer token, never the admin token. The admin
 // token only decides who may use the console to spend; what the request
 // may do is the key's and the policy's to say, as for any client. The
 // answer (status, x-stellwerk-* headers, body, streamed or not) comes back
@@ -143,7 +141,7 @@ func tryRequest(ls LiveService, log *zap.Logger) http.HandlerFunc {
 			return
 		}
 		req.Header.Set("Content-Type", "application/json")
-		if k := strings.TrimSpace(r.Header.Get(TryKeyHeader)); k != "" {
+		if k := strings.TrimSpace(r.Header.Get(header.TryKey)); k != "" {
 			req.Header.Set("Authorization", "Bearer "+k)
 		}
 		resp, err := client.Do(req)

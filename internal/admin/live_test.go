@@ -14,6 +14,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/live"
 )
 
@@ -154,7 +155,7 @@ func TestTry(t *testing.T) {
 	try := func(token string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodPost, "/admin/try", strings.NewReader(`{"model":"auto","messages":[]}`))
 		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set(TryKeyHeader, "sk-sw-virtual")
+		req.Header.Set(header.TryKey, "sk-sw-virtual")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		return rec

@@ -61,6 +61,11 @@ const (
 	// WebhookSignature is on the budget webhook's POSTs when it has a
 	// secret: sha256=<hex HMAC-SHA256 of the body> (docs/budgets.md).
 	WebhookSignature = "x-stellwerk-signature"
+	// TryKey carries the virtual key a console try-it request is sent with
+	// (POST /admin/try on the admin port, never Envoy's listener); the
+	// Authorization header holds the admin token, which never leaves
+	// stellwerk (docs/console.md).
+	TryKey = "x-stellwerk-try-key"
 	// Attempts lists a request's attempts on its response.
 	Attempts = "x-stellwerk-attempts"
 	// FallbackFrom is on an answer served by a model other than the one
