@@ -40,7 +40,6 @@ const stalled = 30 * time.Second
 // maxTryBytes bounds the body POST /admin/try forwards.
 const maxTryBytes = 1 << 20
 
-
 func registerLive(guarded func(string, []string, http.HandlerFunc), ls LiveService, admitted func(*http.Request) bool, log *zap.Logger) {
 	guarded("GET /admin/decisions/stream", readers, streamDecisions(ls.Live(), admitted))
 	guarded("POST /admin/try", tryers, tryRequest(ls, log))
