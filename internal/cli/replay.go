@@ -366,7 +366,7 @@ func printReplay(w io.Writer, o *replayed) {
 		fmt.Fprintln(w, "            identical: the same explanation, byte for byte")
 	} else {
 		fmt.Fprintln(w, "            DIFFERS:")
-		diffLines(w, &o.Recorded, &o.Replayed)
+		diffLines(w, "recorded", "replayed", &o.Recorded, &o.Replayed)
 	}
 	if o.Current != nil {
 		fmt.Fprintln(w, "today       "+summary(o.Current))
@@ -375,7 +375,7 @@ func printReplay(w io.Writer, o *replayed) {
 		} else {
 			fmt.Fprintln(w, "            the same model today; what else differs:")
 		}
-		diffLines(w, &o.Recorded, o.Current)
+		diffLines(w, "recorded", "today", &o.Recorded, o.Current)
 	}
 }
 
@@ -400,45 +400,18 @@ func summary(e *replayExplanation) string {
 	return s
 }
 
-// diffLines prints the lines of b's indented JSON that a does not have (+)
-// and a's that b does not have (-), in order: a plain line diff.
-func diffLines(w io.Writer, a, b *replayExplanation) {
+// diffLines prints the difference between two explanations as a unified
+// diff of their indented JSON (the routes' diff, unifiedDiff).
+func diffLines(w io.Writer, la, lb string, a, b *replayExplanation) {
 	ab, _ := json.MarshalIndent(a, "", "  ")
 	bb, _ := json.MarshalIndent(b, "", "  ")
-	al, bl := strings.Split(string(ab), "\n"), strings.Split(string(bb), "\n")
-	// Longest common subsequence: explanations are a few hundred lines.
-	n, m := len(al), len(bl)
-	lcs := make([][]int, n+1)
-	for i := range lcs {
-		lcs[i] = make([]int, m+1)
-	}
-	for i := n - 1; i >= 0; i-- {
-		for j := m - 1; j >= 0; j-- {
-			if al[i] == bl[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
-		}
-	}
-	same := true
-	for i, j := 0, 0; i < n || j < m; {
-		switch {
-		case i < n && j < m && al[i] == bl[j]:
-			i++
-			j++
-		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
-			fmt.Fprintf(w, "      - %s\n", strings.TrimSpace(al[i]))
-			same = false
-			i++
-		default:
-			fmt.Fprintf(w, "      + %s\n", strings.TrimSpace(bl[j]))
-			same = false
-			j++
-		}
-	}
-	if same {
+	d := unifiedDiff(la, lb, string(ab)+"\n", string(bb)+"\n")
+	if d == "" {
 		fmt.Fprintln(w, "      (nothing)")
+		return
+	}
+	for _, l := range strings.Split(strings.TrimRight(d, "\n"), "\n") {
+		fmt.Fprintln(w, "      "+l)
 	}
 }
 
