@@ -78,7 +78,7 @@ func TestInLabelledSet(t *testing.T) {
 				t.Errorf("labelled RouterBench text not recognised: %.60q", e.Text)
 			}
 			// A few-shot prompt ending in a labelled question counts too.
-			if !InLabelledSet("Q: 1+1?\nAnswer: 2\n\n" + e.Text + "\nAnswer:") && strings.HasSuffix(e.Source, "last_question") {
+			if !InLabelledSet("Q: 1+1?\nAnswer: 2\n\n"+e.Text+"\nAnswer:") && strings.HasSuffix(e.Source, "last_question") {
 				t.Errorf("few-shot prompt around a labelled question not recognised: %.60q", e.Text)
 			}
 		} else if InLabelledSet(e.Text) {
