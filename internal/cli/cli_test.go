@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -393,5 +394,44 @@ func TestHealthcheck(t *testing.T) {
 	srv.Close()
 	if _, _, err := run("healthcheck", "--timeout", "500ms", srv.URL); err == nil {
 		t.Error("a closed server is healthy")
+	}
+}
+
+// TestEvalRouterBenchRefusesInSampleFigures (issue 19): a split that would evaluate a fitted
+// router on its own fit rows is a usage error, and a given scorecard is evaluated on a
+// RouterBench-format file of the user's own.
+func TestEvalRouterBenchRefusesInSampleFigures(t *testing.T) {
+	rbConfig := filepath.Join("..", "..", "examples", "routerbench.yaml")
+	dir := t.TempDir()
+	csvPath := filepath.Join(dir, "mine.csv")
+	var b strings.Builder
+	b.WriteString("sample_id,prompt,gpt-4-1106-preview,mistralai/mistral-7b-chat,gpt-4-1106-preview|total_cost,mistralai/mistral-7b-chat|total_cost\n")
+	for i := 0; i < 40; i++ {
+		fmt.Fprintf(&b, "mine.%d,\"['Summarise ticket %d for the on-call engineer.']\",1,%d,0.01,0.0001\n", i, i*7919, i%2)
+	}
+	if err := os.WriteFile(csvPath, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, args := range map[string][]string{
+		"all rows with a fitted router": {"--split", "all"},
+		"lodo with a given scorecard":   {"--split", "lodo", "--scorecard", "x.csv"},
+		"unknown router":                {"--routers", "magic"},
+	} {
+		_, _, err := run(append(append([]string{"eval", "routerbench", "--config", rbConfig}, args...), csvPath)...)
+		if !errors.Is(err, ErrUsage) {
+			t.Errorf("%s: err = %v, want a usage error", name, err)
+		}
+	}
+	card := filepath.Join(dir, "card.csv")
+	if err := os.WriteFile(card, []byte("model,task,score,n,source\ngpt-4-1106-preview,default,0.9,100,test\nmistralai/mistral-7b-chat,default,0.5,100,test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run("eval", "routerbench", "--config", rbConfig, "--relative", "--floor", "0.5", "--scorecard", card, csvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "given router, evaluated on every row") || !strings.Contains(out, "40 evaluation prompts") ||
+		!strings.Contains(out, "| **scorecard card.csv** (operating point) | 0.50 | 0.500 |") {
+		t.Errorf("eval routerbench --scorecard:\n%s", out)
 	}
 }
