@@ -435,3 +435,31 @@ func TestEvalRouterBenchRefusesInSampleFigures(t *testing.T) {
 		t.Errorf("eval routerbench --scorecard:\n%s", out)
 	}
 }
+
+// TestRouterTrain (issue 19): router train writes a quality predictor that eval routerbench
+// --router reads back.
+func TestRouterTrain(t *testing.T) {
+	rbConfig := filepath.Join("..", "..", "examples", "routerbench.yaml")
+	dir := t.TempDir()
+	csvPath := filepath.Join(dir, "mine.csv")
+	var b strings.Builder
+	b.WriteString("sample_id,prompt,gpt-4-1106-preview,mistralai/mistral-7b-chat,gpt-4-1106-preview|total_cost,mistralai/mistral-7b-chat|total_cost\n")
+	for i := 0; i < 60; i++ {
+		fmt.Fprintf(&b, "mine.%d,\"['Summarise ticket %d for the on-call engineer.']\",1,%d,0.01,0.0001\n", i, i*7919, i%2)
+	}
+	if err := os.WriteFile(csvPath, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "router.json")
+	stdout, _, err := run("router", "train", "--config", rbConfig, "--out", out, csvPath)
+	if err != nil || !strings.Contains(stdout, "quality predictor for 2 models, trained on 60 graded prompts") {
+		t.Fatalf("router train: %v\n%s", err, stdout)
+	}
+	stdout, _, err = run("eval", "routerbench", "--config", rbConfig, "--relative", "--router", out, csvPath)
+	if err != nil || !strings.Contains(stdout, "**quality predictor router.json** (operating point)") {
+		t.Errorf("eval routerbench --router: %v\n%s", err, stdout)
+	}
+	if _, _, err := run("router", "train", "--out", out); !errors.Is(err, ErrUsage) {
+		t.Errorf("router train without data: %v, want a usage error", err)
+	}
+}

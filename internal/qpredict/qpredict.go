@@ -28,9 +28,9 @@ const (
 	defaultBuckets = 1 << 12
 	numLenBuckets  = 16
 	numConfBuckets = 4
-	headBytes      = 1024
-	tailBytes      = 3072
-	maxActive      = 512 // n-gram features per prompt; the rest hash into already-set buckets or are dropped
+	headBytes      = 512
+	tailBytes      = 1536
+	maxActive      = 384 // n-gram features per prompt; more are dropped
 )
 
 // Tasks is the task order of the classifier one-hot features; it is stored in the file so a
@@ -158,7 +158,9 @@ func (m *Model) Trained() string { return m.f.Trained }
 
 // Signals are what the predictor reads of a request.
 type Signals struct {
-	Text           string // the user text
+	// Text is the user text, plain or still JSON-escaped (a backslash and the character
+	// after it separate words either way), so the request path need not unescape it.
+	Text           string
 	Task           string // the task classifier's answer
 	TaskConfidence float64
 }
@@ -192,6 +194,9 @@ func (m *Model) Extract(s Signals, fs *Features) {
 		i := 0
 		for i < len(text) {
 			for i < len(text) && !isWord(text[i]) {
+				if text[i] == '\\' { // a JSON escape (\n, \", \t) separates words
+					i++
+				}
 				i++
 			}
 			if i >= len(text) {
