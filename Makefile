@@ -91,6 +91,10 @@ eval-routerbench: build ## replay RouterBench through classify → select: hash 
 	$(BIN) eval routerbench --config examples/routerbench.yaml --relative --split hash \
 	  --scorecard-out examples/evals/routerbench.csv --svg docs/routerbench.svg ../shared/data/routerbench/*.csv
 	$(BIN) eval routerbench --config examples/routerbench.yaml --relative --split lodo ../shared/data/routerbench/*.csv
+	$(BIN) router train --config examples/routerbench.yaml --rows hash-fit \
+	  --out examples/routers/routerbench-hash-fit.json ../shared/data/routerbench/*.csv
+	$(BIN) eval routerbench --config examples/routerbench.yaml --relative --split hash \
+	  --router examples/routers/routerbench-hash-fit.json --floor 0.98 ../shared/data/routerbench/*.csv
 
 .PHONY: testdata
 testdata: tools build ## regenerate golden files and envoy/existing-envoy.yaml (review the diff)
