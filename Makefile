@@ -94,7 +94,7 @@ eval-routerbench: build ## replay RouterBench through classify → select: hash 
 	$(BIN) router train --config examples/routerbench.yaml --rows hash-fit \
 	  --out examples/routers/routerbench-hash-fit.json ../shared/data/routerbench/*.csv
 	$(BIN) eval routerbench --config examples/routerbench.yaml --relative --split hash \
-	  --router examples/routers/routerbench-hash-fit.json --floor 0.98 ../shared/data/routerbench/*.csv
+	  --router examples/routers/routerbench-hash-fit.json --floor 0.96 ../shared/data/routerbench/*.csv
 
 .PHONY: testdata
 testdata: tools build ## regenerate golden files and envoy/existing-envoy.yaml (review the diff)

@@ -171,7 +171,8 @@ func runEvalRouterBench(args []string, stdout, stderr io.Writer) error {
 		case "task":
 			trainers = append(trainers, evalrb.TaskScorecard())
 		case "learned":
-			trainers = append(trainers, evalrb.Learned(qpredict.Options{}))
+			// Regularisation is chosen per fold on the fit rows, with the floor.
+			trainers = append(trainers, evalrb.Learned(qpredict.Options{L2: 1e-3}, qpredict.Options{L2: 1e-2}))
 		}
 	}
 	var folds []evalrb.Fold

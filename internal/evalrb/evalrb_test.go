@@ -62,7 +62,7 @@ func TestLearnedBeatsPerTaskOnHeldOutHalf(t *testing.T) {
 		t.Fatal(err)
 	}
 	classified(ps)
-	rep, err := Evaluate([]Fold{HashSplit(ps)}, []Trainer{TaskScorecard(), Learned(qpredict.Options{})}, models, testCatalog(t),
+	rep, err := Evaluate([]Fold{HashSplit(ps)}, []Trainer{TaskScorecard(), Learned(qpredict.Options{L2: 1e-3}, qpredict.Options{L2: 1e-2})}, models, testCatalog(t),
 		Options{Floors: []float64{0, 0.5, 0.8, 0.9, 1}, Relative: true, Target: 0.95})
 	if err != nil {
 		t.Fatal(err)

@@ -34,6 +34,8 @@ type Options struct {
 // RouterResult is one router on one fold.
 type RouterResult struct {
 	Name string `json:"name"`
+	// Variant is the trainer's setting chosen on the fit rows, if it has several.
+	Variant string `json:"variant,omitempty"`
 	// FloorFrom says where the operating point came from.
 	FloorFrom string         `json:"floor_from"`
 	Chosen    Point          `json:"chosen"`
@@ -157,12 +159,17 @@ func (e *evaluator) router(f Fold, t Trainer, singles map[string]Point) (*Router
 		return nil, errors.New("no rows to fit on")
 	default:
 		var err error
-		floor, err = e.chooseFloor(f.Fit, t)
+		var variant int
+		floor, variant, err = e.chooseFloor(f.Fit, t)
 		if err != nil {
 			return nil, err
 		}
 		rr.FloorFrom = fmt.Sprintf("chosen on the %d fit rows (two-fold cross-fit): cheapest floor keeping %.0f%% of GPT-4's quality", len(f.Fit), 100*e.opt.Target)
-		if r, err = t.Fit(f.Fit, e.models); err != nil {
+		if len(t.Variants) > 0 {
+			rr.Variant = t.Variants[variant]
+			rr.FloorFrom += fmt.Sprintf(", with %s (of %s) chosen with it", rr.Variant, strings.Join(t.Variants, ", "))
+		}
+		if r, err = t.Fit(f.Fit, e.models, variant); err != nil {
 			return nil, err
 		}
 	}
@@ -195,32 +202,36 @@ func bestSingleAtCost(singles map[string]Point, cost float64) (string, Point) {
 	return best, singles[best]
 }
 
-// chooseFloor picks the operating point on the fit rows only: each half of them (by hash)
-// is routed by a router fitted on the other half, so the choice sees out-of-sample
-// predictions, as the evaluation rows will.
-func (e *evaluator) chooseFloor(fit []Prompt, t Trainer) (float64, error) {
+// chooseFloor picks the operating point (and the trainer's variant) on the fit rows only:
+// each half of them (by hash) is routed by a router fitted on the other half, so the choice
+// sees out-of-sample predictions, as the evaluation rows will.
+func (e *evaluator) chooseFloor(fit []Prompt, t Trainer) (float64, int, error) {
 	var halves [2][]Prompt
 	for _, p := range fit {
 		k := (p.hash >> 1) & 1
 		halves[k] = append(halves[k], p)
 	}
-	qs := make([]float64, len(e.opt.Floors))
-	cs := make([]float64, len(e.opt.Floors))
+	nv := max(len(t.Variants), 1)
+	nf := len(e.opt.Floors)
+	qs := make([]float64, nv*nf)
+	cs := make([]float64, nv*nf)
 	var g4 float64
 	n := 0
 	for k := range halves {
 		if len(halves[k]) == 0 || len(halves[1-k]) == 0 {
 			continue
 		}
-		r, err := t.Fit(halves[1-k], e.models)
-		if err != nil {
-			return 0, err
-		}
-		pred := e.predict(halves[k], r)
-		for i, fl := range e.opt.Floors {
-			pt := e.routeAll(halves[k], pred, fl, nil)
-			qs[i] += pt.Quality * float64(pt.Prompts)
-			cs[i] += pt.Cost
+		for v := 0; v < nv; v++ {
+			r, err := t.Fit(halves[1-k], e.models, v)
+			if err != nil {
+				return 0, 0, err
+			}
+			pred := e.predict(halves[k], r)
+			for i, fl := range e.opt.Floors {
+				pt := e.routeAll(halves[k], pred, fl, nil)
+				qs[v*nf+i] += pt.Quality * float64(pt.Prompts)
+				cs[v*nf+i] += pt.Cost
+			}
 		}
 		for _, p := range halves[k] {
 			g4 += p.Score[GPT4]
@@ -228,10 +239,10 @@ func (e *evaluator) chooseFloor(fit []Prompt, t Trainer) (float64, error) {
 		n += len(halves[k])
 	}
 	if n == 0 {
-		return 0, errors.New("too few fit rows to choose a floor")
+		return 0, 0, errors.New("too few fit rows to choose a floor")
 	}
 	best := -1
-	for i := range e.opt.Floors {
+	for i := range qs {
 		if qs[i] >= e.opt.Target*g4 && (best < 0 || cs[i] < cs[best]) {
 			best = i
 		}
@@ -244,7 +255,7 @@ func (e *evaluator) chooseFloor(fit []Prompt, t Trainer) (float64, error) {
 			}
 		}
 	}
-	return e.opt.Floors[best], nil
+	return e.opt.Floors[best%nf], best / nf, nil
 }
 
 func (e *evaluator) predict(ps []Prompt, r Router) [][]float64 {

@@ -1,6 +1,8 @@
 package evalrb
 
 import (
+	"fmt"
+
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify/task"
 	"github.com/stellwerk/stellwerk/internal/evals"
@@ -14,10 +16,14 @@ type Router interface {
 }
 
 // Trainer fits a router on fit rows; Given is a router that was fitted elsewhere.
+// Variants are named settings of the fit (e.g. regularisation strengths): the evaluation
+// chooses one together with the floor, on the fit rows only. Without variants Fit is called
+// with variant 0.
 type Trainer struct {
-	Name  string
-	Fit   func(fit []Prompt, models []string) (Router, error)
-	Given Router
+	Name     string
+	Fit      func(fit []Prompt, models []string, variant int) (Router, error)
+	Variants []string
+	Given    Router
 }
 
 // minGraded: a task with fewer graded prompts than this says nothing about a model.
@@ -72,7 +78,7 @@ func Scorecard(fit []Prompt, models []string) []evals.Score {
 // TaskScorecard is the per-task router as a Trainer: the scorecard fitted on the fit rows,
 // a task it has no row for falling back to the model's default row.
 func TaskScorecard() Trainer {
-	return Trainer{Name: "per-task scorecard", Fit: func(fit []Prompt, models []string) (Router, error) {
+	return Trainer{Name: "per-task scorecard", Fit: func(fit []Prompt, models []string, _ int) (Router, error) {
 		r := &taskRouter{byTask: map[string][]float64{}, def: make([]float64, len(models))}
 		idx := map[string]int{}
 		for i, m := range models {
@@ -157,10 +163,10 @@ func Examples(ps []Prompt) []qpredict.Example {
 	return out
 }
 
-// Learned is the learned per-prompt router as a Trainer.
-func Learned(opt qpredict.Options) Trainer {
-	return Trainer{Name: "learned per-prompt", Fit: func(fit []Prompt, models []string) (Router, error) {
-		o := opt
+// Learned is the learned per-prompt router as a Trainer, one variant per option set.
+func Learned(opts ...qpredict.Options) Trainer {
+	t := Trainer{Name: "learned per-prompt", Fit: func(fit []Prompt, models []string, v int) (Router, error) {
+		o := opts[v]
 		if o.Tasks == nil {
 			o.Tasks = task.Tasks
 		}
@@ -170,4 +176,8 @@ func Learned(opt qpredict.Options) Trainer {
 		}
 		return LearnedRouter(m, models, nil), nil
 	}}
+	for _, o := range opts {
+		t.Variants = append(t.Variants, fmt.Sprintf("L2 %g", o.L2))
+	}
+	return t
 }

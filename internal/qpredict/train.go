@@ -16,7 +16,7 @@ type Example struct {
 type Options struct {
 	Epochs  int     // passes over the data (default 30)
 	Rate    float64 // AdaGrad learning rate (default 0.2)
-	L2      float64 // L2 strength per example (default 1e-3)
+	L2      float64 // L2 strength per example (default 1e-2)
 	Buckets int     // hashed n-gram buckets, a power of two (default 4096)
 	Tasks   []string
 	Trained string // description stored in the file
@@ -35,7 +35,7 @@ func Train(ex []Example, models []string, opt Options) (*Model, error) {
 		opt.Rate = 0.2
 	}
 	if opt.L2 == 0 {
-		opt.L2 = 1e-3
+		opt.L2 = 1e-2
 	}
 	if opt.Buckets == 0 {
 		opt.Buckets = defaultBuckets
