@@ -15,6 +15,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/qpredict"
 )
 
 func run(args ...string) (string, string, error) {
@@ -461,5 +462,54 @@ func TestRouterTrain(t *testing.T) {
 	}
 	if _, _, err := run("router", "train", "--out", out); !errors.Is(err, ErrUsage) {
 		t.Errorf("router train without data: %v, want a usage error", err)
+	}
+}
+
+// TestRouterTrainReadsFeedback (issue 19): thumbs up/down on answers train the predictor for
+// the model they grade; a bad line is refused with its line number.
+func TestRouterTrainReadsFeedback(t *testing.T) {
+	rbConfig := filepath.Join("..", "..", "examples", "routerbench.yaml")
+	dir := t.TempDir()
+	csvPath := filepath.Join(dir, "mine.csv")
+	var b strings.Builder
+	b.WriteString("sample_id,prompt,gpt-4-1106-preview,mistralai/mistral-7b-chat,gpt-4-1106-preview|total_cost,mistralai/mistral-7b-chat|total_cost\n")
+	for i := 0; i < 20; i++ {
+		fmt.Fprintf(&b, "mine.%d,\"['Summarise ticket %d.']\",1,1,0.01,0.0001\n", i, i*7919)
+	}
+	var fb strings.Builder
+	for i := 0; i < 60; i++ {
+		fmt.Fprintf(&fb, `{"prompt":"Prove lemma %d about the invoice ledger","model":"mistralai/mistral-7b-chat","good":false}`+"\n", i)
+	}
+	fbPath := filepath.Join(dir, "feedback.jsonl")
+	if err := os.WriteFile(csvPath, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fbPath, []byte(fb.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "router.json")
+	stdout, _, err := run("router", "train", "--config", rbConfig, "--out", out, "--feedback", fbPath, csvPath)
+	if err != nil || !strings.Contains(stdout, "80 graded prompts") || !strings.Contains(stdout, "60 feedback rows of feedback.jsonl") {
+		t.Fatalf("router train --feedback: %v\n%s", err, stdout)
+	}
+	qp, err := qpredict.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := func(text string) float64 {
+		var fs qpredict.Features
+		qp.Extract(qpredict.Signals{Text: text, Task: "summarization"}, &fs)
+		probs := make([]float64, 2)
+		qp.Predict(&fs, probs)
+		return probs[qp.Index("mistralai/mistral-7b-chat")]
+	}
+	if good, bad := p("Summarise ticket 99."), p("Prove lemma 99 about the invoice ledger"); bad >= good-0.3 {
+		t.Errorf("after thumbs down on lemma prompts: P(good) %.2f for them, %.2f for tickets", bad, good)
+	}
+	if err := os.WriteFile(fbPath, []byte(`{"prompt":"x","model":"gpt-9","good":true}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run("router", "train", "--config", rbConfig, "--out", out, "--feedback", fbPath, csvPath); err == nil || !strings.Contains(err.Error(), "feedback.jsonl:1") {
+		t.Errorf("bad feedback line: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,6 +37,7 @@ func runRouter(args []string, stdout, stderr io.Writer) error {
 	rate := fs.Float64("rate", 0.2, "AdaGrad learning rate")
 	l2 := fs.Float64("l2", 1e-2, "L2 strength (eval routerbench chooses between 1e-3 and 1e-2 per fold on the fit rows; 1e-2 won on the RouterBench hash fit half)")
 	buckets := fs.Int("buckets", 4096, "hashed n-gram buckets (a power of two)")
+	feedback := fs.String("feedback", "", "also train on graded answers in JSONL, one {\"prompt\", \"model\", \"good\": true|false} per line (thumbs up/down on your own traffic)")
 	if err := fs.Parse(args[1:]); err != nil || *out == "" || fs.NArg() == 0 || (*rows != "all" && *rows != "hash-fit") {
 		return usage()
 	}
@@ -60,10 +62,20 @@ func runRouter(args []string, stdout, stderr io.Writer) error {
 	if *rows == "hash-fit" {
 		prompts = evalrb.HashSplit(prompts).Fit
 	}
+	var fb []evalrb.Prompt
+	if *feedback != "" {
+		if fb, err = readFeedback(*feedback, models); err != nil {
+			return err
+		}
+		prompts = append(prompts, fb...)
+	}
 	evalrb.Classify(prompts, cl)
 	var names []string
 	for _, p := range fs.Args() {
 		names = append(names, filepath.Base(p))
+	}
+	if *feedback != "" {
+		names = append(names, fmt.Sprintf("%d feedback rows of %s", len(fb), filepath.Base(*feedback)))
 	}
 	desc := fmt.Sprintf("%d graded prompts of %s (rows: %s; %d rows of the task classifier's labelled set left out); %d epochs, AdaGrad %g, L2 %g, %d buckets",
 		len(prompts), strings.Join(names, ", "), *rows, excluded, *epochs, *rate, *l2, *buckets)
@@ -88,4 +100,49 @@ func runRouter(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: quality predictor for %d models, trained on %s\n", *out, len(models), desc)
 	return nil
+}
+
+// feedbackRow is one graded answer: a user's thumbs up or down on what a model answered.
+type feedbackRow struct {
+	Prompt string `json:"prompt"`
+	Model  string `json:"model"`
+	Good   *bool  `json:"good"`
+}
+
+// readFeedback reads graded answers as prompts graded for one model each; the other models
+// are not trained on them. Every problem is reported, with its line.
+func readFeedback(path string, models []string) ([]evalrb.Prompt, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	known := map[string]bool{}
+	for _, m := range models {
+		known[m] = true
+	}
+	var out []evalrb.Prompt
+	var errs []error
+	for i, line := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var r feedbackRow
+		dec := json.NewDecoder(strings.NewReader(line))
+		dec.DisallowUnknownFields()
+		switch err := dec.Decode(&r); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s:%d: %w", path, i+1, err))
+		case r.Prompt == "" || r.Good == nil:
+			errs = append(errs, fmt.Errorf("%s:%d: want prompt, model and good", path, i+1))
+		case !known[r.Model]:
+			errs = append(errs, fmt.Errorf("%s:%d: model %q is not one of the training data's models", path, i+1, r.Model))
+		default:
+			g := 0.0
+			if *r.Good {
+				g = 1
+			}
+			out = append(out, evalrb.Prompt{Dataset: "feedback", Text: r.Prompt, Score: map[string]float64{r.Model: g}, Cost: map[string]float64{}})
+		}
+	}
+	return out, errors.Join(errs...)
 }
