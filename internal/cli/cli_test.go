@@ -15,7 +15,9 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/feedback"
 	"github.com/stellwerk/stellwerk/internal/qpredict"
+	"github.com/stellwerk/stellwerk/internal/store"
 )
 
 func run(args ...string) (string, string, error) {
@@ -511,5 +513,51 @@ func TestRouterTrainReadsFeedback(t *testing.T) {
 	}
 	if _, _, err := run("router", "train", "--config", rbConfig, "--out", out, "--feedback", fbPath, csvPath); err == nil || !strings.Contains(err.Error(), "feedback.jsonl:1") {
 		t.Errorf("bad feedback line: %v", err)
+	}
+}
+
+// TestRouterTrainReadsTheFeedbackStore (issue 19): votes kept by POST /admin/feedback train
+// the predictor; a vote without its prompt is counted and left out.
+func TestRouterTrainReadsTheFeedbackStore(t *testing.T) {
+	dir := t.TempDir()
+	catalogPath, err := filepath.Abs(filepath.Join("..", "..", "examples", "catalog.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "stellwerk.yaml")
+	if err := os.WriteFile(cfgPath, []byte("catalog: "+catalogPath+"\nrouting: {default_model: gpt-4-1106-preview}\nstate: {dir: state}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	db, err := store.OpenSQLite(ctx, filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := feedback.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 30; i++ {
+		if _, err := fs.Record(ctx, feedback.Entry{DecisionID: fmt.Sprintf("d%d", i), Model: "mistralai/mistral-7b-chat", Good: false,
+			Prompt: fmt.Sprintf("Prove lemma %d about the ledger", i), By: "admin:ops"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := fs.Record(ctx, feedback.Entry{DecisionID: "no-prompt", Model: "mistralai/mistral-7b-chat", Good: true, By: "admin:ops"}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	csvPath := filepath.Join(dir, "mine.csv")
+	var b strings.Builder
+	b.WriteString("sample_id,prompt,gpt-4-1106-preview,mistralai/mistral-7b-chat,gpt-4-1106-preview|total_cost,mistralai/mistral-7b-chat|total_cost\n")
+	for i := 0; i < 20; i++ {
+		fmt.Fprintf(&b, "mine.%d,\"['Summarise ticket %d.']\",1,1,0.01,0.0001\n", i, i*7919)
+	}
+	if err := os.WriteFile(csvPath, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, err := run("router", "train", "--config", cfgPath, "--out", filepath.Join(dir, "router.json"), "--feedback-store", csvPath)
+	if err != nil || !strings.Contains(stdout, "50 graded prompts") || !strings.Contains(stdout, "30 votes of the state store (1 left out") {
+		t.Errorf("router train --feedback-store: %v\n%s", err, stdout)
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,7 +16,9 @@ import (
 	"github.com/stellwerk/stellwerk/internal/classify/task"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/evalrb"
+	"github.com/stellwerk/stellwerk/internal/feedback"
 	"github.com/stellwerk/stellwerk/internal/qpredict"
+	"github.com/stellwerk/stellwerk/internal/store"
 )
 
 // runRouter: `stellwerk router train [flags] CSV…` fits a quality predictor on graded
@@ -38,6 +41,7 @@ func runRouter(args []string, stdout, stderr io.Writer) error {
 	l2 := fs.Float64("l2", 1e-2, "L2 strength (eval routerbench chooses between 1e-3 and 1e-2 per fold on the fit rows; 1e-2 won on the RouterBench hash fit half)")
 	buckets := fs.Int("buckets", 4096, "hashed n-gram buckets (a power of two)")
 	feedback := fs.String("feedback", "", "also train on graded answers in JSONL, one {\"prompt\", \"model\", \"good\": true|false} per line (thumbs up/down on your own traffic)")
+	fromStore := fs.Bool("feedback-store", false, "also train on the votes in the config's state store (POST /admin/feedback) that carry their prompt")
 	if err := fs.Parse(args[1:]); err != nil || *out == "" || fs.NArg() == 0 || (*rows != "all" && *rows != "hash-fit") {
 		return usage()
 	}
@@ -69,6 +73,14 @@ func runRouter(args []string, stdout, stderr io.Writer) error {
 		}
 		prompts = append(prompts, fb...)
 	}
+	var stored []evalrb.Prompt
+	var skipped int
+	if *fromStore {
+		if stored, skipped, err = readFeedbackStore(cfg, models); err != nil {
+			return err
+		}
+		prompts = append(prompts, stored...)
+	}
 	evalrb.Classify(prompts, cl)
 	var names []string
 	for _, p := range fs.Args() {
@@ -76,6 +88,9 @@ func runRouter(args []string, stdout, stderr io.Writer) error {
 	}
 	if *feedback != "" {
 		names = append(names, fmt.Sprintf("%d feedback rows of %s", len(fb), filepath.Base(*feedback)))
+	}
+	if *fromStore {
+		names = append(names, fmt.Sprintf("%d votes of the state store (%d left out: no prompt, or a model the CSVs do not grade)", len(stored), skipped))
 	}
 	desc := fmt.Sprintf("%d graded prompts of %s (rows: %s; %d rows of the task classifier's labelled set left out); %d epochs, AdaGrad %g, L2 %g, %d buckets",
 		len(prompts), strings.Join(names, ", "), *rows, excluded, *epochs, *rate, *l2, *buckets)
@@ -145,4 +160,41 @@ func readFeedback(path string, models []string) ([]evalrb.Prompt, error) {
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// readFeedbackStore reads the votes kept by POST /admin/feedback. A vote without its prompt,
+// or on a model the training data does not grade, cannot train the predictor: counted, left out.
+func readFeedbackStore(cfg *config.Config, models []string) ([]evalrb.Prompt, int, error) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, cfg.State, os.Getenv)
+	if err != nil {
+		return nil, 0, fmt.Errorf("feedback store: %w", err)
+	}
+	defer db.Close()
+	st, err := feedback.Open(ctx, db)
+	if err != nil {
+		return nil, 0, fmt.Errorf("feedback store: %w", err)
+	}
+	votes, err := st.List(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("feedback store: %w", err)
+	}
+	known := map[string]bool{}
+	for _, m := range models {
+		known[m] = true
+	}
+	var out []evalrb.Prompt
+	skipped := 0
+	for _, v := range votes {
+		if v.Prompt == "" || !known[v.Model] {
+			skipped++
+			continue
+		}
+		g := 0.0
+		if v.Good {
+			g = 1
+		}
+		out = append(out, evalrb.Prompt{Dataset: "feedback", ID: v.DecisionID, Text: v.Prompt, Score: map[string]float64{v.Model: g}, Cost: map[string]float64{}})
+	}
+	return out, skipped, nil
 }
