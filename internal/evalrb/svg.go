@@ -15,7 +15,7 @@ func (r *Report) SVG(w io.Writer, fold int) error {
 		return fmt.Errorf("no fold %d", fold)
 	}
 	f := r.Folds[fold]
-	const W, H, ml, mr, mt, mb = 760.0, 480.0, 70.0, 200.0, 40.0, 60.0
+	const W, H, ml, mr, mt, mb = 900.0, 480.0, 70.0, 290.0, 40.0, 60.0
 	maxCost := 0.0
 	minQ, maxQ := 1.0, 0.0
 	var all []Point
@@ -54,7 +54,7 @@ func (r *Report) SVG(w io.Writer, fold int) error {
 	pr(`<text x="16" y="%.1f" transform="rotate(-90 16 %.1f)" text-anchor="middle">mean quality (grade of the chosen model)</text>`+"\n", (mt+H-mb)/2, (mt+H-mb)/2)
 	if g, ok := f.Baselines["gpt4"]; ok && g.Quality >= minQ {
 		pr(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#c33" stroke-dasharray="4 3"/><text x="%.1f" y="%.1f" fill="#c33">GPT-4 quality</text>`+"\n",
-			x(0), y(g.Quality), x(maxCost), y(g.Quality), x(maxCost)+4, y(g.Quality)+4)
+			x(0), y(g.Quality), x(maxCost), y(g.Quality), x(0)+4, y(g.Quality)-4)
 		pr(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#c33" stroke-dasharray="2 3"/><text x="%.1f" y="%.1f" fill="#c33" text-anchor="middle">30%% of GPT-4 cost</text>`+"\n",
 			x(0.3*g.Cost), y(minQ), x(0.3*g.Cost), y(maxQ), x(0.3*g.Cost), mt+4)
 	}
@@ -69,7 +69,7 @@ func (r *Report) SVG(w io.Writer, fold int) error {
 			pr(`<circle cx="%.1f" cy="%.1f" r="3" fill="%s"><title>%s, floor %.2f: quality %.3f, cost %.3f</title></circle>`+"\n", x(p.Cost), y(p.Quality), col, rr.Name, p.Floor, p.Quality, p.Cost)
 		}
 		pr(`<rect x="%.1f" y="%.1f" width="10" height="10" fill="%s" stroke="black"/>`+"\n", x(rr.Chosen.Cost)-5, y(rr.Chosen.Quality)-5, col)
-		pr(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"/><text x="%.1f" y="%.1f">%s (floor %.2f: %.3f, $%.2f)</text>`+"\n",
+		pr(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"/><text x="%.1f" y="%.1f">%s: floor %.2f, %.3f, $%.2f</text>`+"\n",
 			W-mr+10, mt+20+18*float64(i), W-mr+30, mt+20+18*float64(i), col, W-mr+34, mt+24+18*float64(i), rr.Name, rr.Chosen.Floor, rr.Chosen.Quality, rr.Chosen.Cost)
 	}
 	for _, k := range []string{"gpt4", "cheapest", "oracle"} {
