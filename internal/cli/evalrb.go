@@ -172,7 +172,7 @@ func runEvalRouterBench(args []string, stdout, stderr io.Writer) error {
 			trainers = append(trainers, evalrb.TaskScorecard())
 		case "learned":
 			// Regularisation is chosen per fold on the fit rows, with the floor.
-			trainers = append(trainers, evalrb.Learned(qpredict.Options{L2: 1e-3}, qpredict.Options{L2: 1e-2}))
+			trainers = append(trainers, evalrb.Learned(qpredict.Options{L2: 1e-3}, qpredict.Options{L2: 1e-2}, qpredict.Options{L2: 1e-1}))
 		}
 	}
 	var folds []evalrb.Fold

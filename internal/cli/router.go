@@ -38,7 +38,7 @@ func runRouter(args []string, stdout, stderr io.Writer) error {
 	rows := fs.String("rows", "all", "all: train on every row; hash-fit: only the hash split's fit half, so `eval routerbench --router FILE --split hash` measures it on rows it never saw")
 	epochs := fs.Int("epochs", 30, "passes over the data")
 	rate := fs.Float64("rate", 0.2, "AdaGrad learning rate")
-	l2 := fs.Float64("l2", 1e-2, "L2 strength (eval routerbench chooses between 1e-3 and 1e-2 per fold on the fit rows; 1e-2 won on the RouterBench hash fit half)")
+	l2 := fs.Float64("l2", 1e-2, "L2 strength (eval routerbench chooses among 1e-3, 1e-2 and 1e-1 per fold on the fit rows; 1e-2 won on the RouterBench hash fit half)")
 	buckets := fs.Int("buckets", 4096, "hashed n-gram buckets (a power of two)")
 	feedback := fs.String("feedback", "", "also train on graded answers in JSONL, one {\"prompt\", \"model\", \"good\": true|false} per line (thumbs up/down on your own traffic)")
 	fromStore := fs.Bool("feedback-store", false, "also train on the votes in the config's state store (POST /admin/feedback) that carry their prompt")

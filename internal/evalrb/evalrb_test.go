@@ -144,3 +144,14 @@ func TestWithoutLabelled(t *testing.T) {
 		t.Errorf("kept %v, dropped %d: want the labelled MBPP prompt dropped", kept, n)
 	}
 }
+
+func TestBestMixAtCost(t *testing.T) {
+	singles := map[string]Point{"cheap": {Quality: 0.6, Cost: 1}, "strong": {Quality: 0.9, Cost: 11}, "poor": {Quality: 0.5, Cost: 6}}
+	name, p := bestMixAtCost(singles, 6)
+	if name != "50% cheap, 50% strong" || p.Quality < 0.7499 || p.Quality > 0.7501 || p.Cost != 6 {
+		t.Errorf("mix at cost 6: %s %+v, want half cheap, half strong at quality 0.75", name, p)
+	}
+	if name, _ := bestMixAtCost(singles, 0.5); name != "" {
+		t.Errorf("below every model's cost: %q, want none", name)
+	}
+}

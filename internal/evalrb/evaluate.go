@@ -45,6 +45,11 @@ type RouterResult struct {
 	// than the chosen point (empty when every model costs more).
 	BestSingle      string `json:"best_single_at_cost,omitempty"`
 	BestSinglePoint Point  `json:"best_single_point"`
+	// BestMix is the best random split of the requests between two single models that costs
+	// exactly what the chosen point costs: the line between their points. A router that does
+	// not beat it has learned nothing a coin could not do.
+	BestMix      string `json:"best_mix_at_cost,omitempty"`
+	BestMixPoint Point  `json:"best_mix_point"`
 }
 
 // FoldResult is the evaluation of one fold.
@@ -180,6 +185,7 @@ func (e *evaluator) router(f Fold, t Trainer, singles map[string]Point) (*Router
 	rr.Choices = map[string]int{}
 	rr.Chosen = e.routeAll(f.Eval, pred, floor, rr.Choices)
 	rr.BestSingle, rr.BestSinglePoint = bestSingleAtCost(singles, rr.Chosen.Cost)
+	rr.BestMix, rr.BestMixPoint = bestMixAtCost(singles, rr.Chosen.Cost)
 	return rr, nil
 }
 
@@ -200,6 +206,42 @@ func bestSingleAtCost(singles map[string]Point, cost float64) (string, Point) {
 		return "", Point{}
 	}
 	return best, singles[best]
+}
+
+// bestMixAtCost is the best quality a random split of the requests between two single
+// models reaches at exactly this cost (or one model alone, when one costs exactly that).
+func bestMixAtCost(singles map[string]Point, cost float64) (string, Point) {
+	var names []string
+	for m := range singles {
+		names = append(names, m)
+	}
+	sort.Strings(names)
+	best, bestP := "", Point{}
+	for _, a := range names {
+		for _, b := range names {
+			pa, pb := singles[a], singles[b]
+			if pa.Cost > cost || pb.Cost < cost || (a == b && pa.Cost != cost) {
+				continue
+			}
+			share := 0.0 // of requests sent to b
+			if pb.Cost > pa.Cost {
+				share = (cost - pa.Cost) / (pb.Cost - pa.Cost)
+			}
+			q := pa.Quality + share*(pb.Quality-pa.Quality)
+			if best == "" || q > bestP.Quality {
+				switch {
+				case share < 0.005:
+					best = a
+				case share > 0.995:
+					best = b
+				default:
+					best = fmt.Sprintf("%.0f%% %s, %.0f%% %s", 100*(1-share), a, 100*share, b)
+				}
+				bestP = Point{Prompts: pa.Prompts, Quality: q, Cost: cost}
+			}
+		}
+	}
+	return best, bestP
 }
 
 // chooseFloor picks the operating point (and the trainer's variant) on the fit rows only:
@@ -350,6 +392,7 @@ func pool(folds []FoldResult) *FoldResult {
 	p.Baselines["cheapest"] = p.Singles[cheapest]
 	for i := range p.Routers {
 		p.Routers[i].BestSingle, p.Routers[i].BestSinglePoint = bestSingleAtCost(p.Singles, p.Routers[i].Chosen.Cost)
+		p.Routers[i].BestMix, p.Routers[i].BestMixPoint = bestMixAtCost(p.Singles, p.Routers[i].Chosen.Cost)
 	}
 	return p
 }
@@ -383,6 +426,9 @@ func (r *Report) Markdown() string {
 				row("best single model at ≤ that cost: "+rr.BestSingle, "", rr.BestSinglePoint)
 			} else {
 				row("best single model at ≤ that cost: none", "", Point{})
+			}
+			if rr.BestMix != "" {
+				row("best random mix of two models at that cost: "+rr.BestMix, "", rr.BestMixPoint)
 			}
 		}
 		for _, rr := range f.Routers {
