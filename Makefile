@@ -91,6 +91,8 @@ eval-routerbench: build ## replay RouterBench through classify → select: hash 
 	$(BIN) eval routerbench --config examples/routerbench.yaml --relative --split hash \
 	  --scorecard-out examples/evals/routerbench.csv --svg docs/routerbench.svg ../shared/data/routerbench/*.csv
 	$(BIN) eval routerbench --config examples/routerbench.yaml --relative --split lodo ../shared/data/routerbench/*.csv
+	$(BIN) eval routerbench --config examples/routerbench.yaml --split hash ../shared/data/routerbench/*.csv
+	$(BIN) eval routerbench --config examples/routerbench.yaml --split lodo ../shared/data/routerbench/*.csv
 	$(BIN) router train --config examples/routerbench.yaml --rows hash-fit \
 	  --out examples/routers/routerbench-hash-fit.json ../shared/data/routerbench/*.csv
 	$(BIN) eval routerbench --config examples/routerbench.yaml --relative --split hash \
