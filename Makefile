@@ -87,8 +87,16 @@ eval: build ## measure the classifiers on their data sets (results in docs/class
 	$(GO) test -count=1 -run TestTokenEstimateAccuracy -v ./internal/classify/ | grep '|' 
 
 .PHONY: eval-routerbench
-eval-routerbench: build ## replay RouterBench through classify → select (docs/routerbench.md)
-	$(BIN) eval routerbench --config examples/routerbench.yaml --relative ../shared/data/routerbench/*.csv
+eval-routerbench: build ## replay RouterBench through classify → select: hash split and leave-one-dataset-out (docs/routerbench.md)
+	$(BIN) eval routerbench --config examples/routerbench.yaml --relative --split hash \
+	  --scorecard-out examples/evals/routerbench.csv --svg docs/routerbench.svg ../shared/data/routerbench/*.csv
+	$(BIN) eval routerbench --config examples/routerbench.yaml --relative --split lodo ../shared/data/routerbench/*.csv
+	$(BIN) eval routerbench --config examples/routerbench.yaml --split hash ../shared/data/routerbench/*.csv
+	$(BIN) eval routerbench --config examples/routerbench.yaml --split lodo ../shared/data/routerbench/*.csv
+	$(BIN) router train --config examples/routerbench.yaml --rows hash-fit \
+	  --out examples/routers/routerbench-hash-fit.json ../shared/data/routerbench/*.csv
+	$(BIN) eval routerbench --config examples/routerbench.yaml --relative --split hash \
+	  --router examples/routers/routerbench-hash-fit.json --floor 0.96 ../shared/data/routerbench/*.csv
 
 .PHONY: testdata
 testdata: tools build ## regenerate golden files and envoy/existing-envoy.yaml (review the diff)

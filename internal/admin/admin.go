@@ -198,6 +198,9 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 		registerProviders(guarded, ps, log)
 	}
 	// Named, versioned routes (docs/routes.md).
+	if fs, ok := s.(FeedbackService); ok {
+		registerFeedback(guarded, fs, log)
+	}
 	if rs, ok := s.(RouteService); ok {
 		registerRoutes(guarded, rs, log)
 	}

@@ -23,6 +23,7 @@ type everyService struct {
 	AuditService
 	SpendService
 	RouteService
+	FeedbackService
 	XDSService
 	ProviderService
 	ProviderLister

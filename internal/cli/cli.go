@@ -32,6 +32,7 @@ Usage:
   stellwerk eval pii|injection|task    measure a classifier on its data set
   stellwerk eval routerbench CSV…      replay RouterBench through classify → select (cost/quality curve)
   stellwerk evals import --into F CSV  validate scorecards against the catalog and merge them
+  stellwerk router train --out F CSV…  fit a per-prompt quality predictor on graded prompts (routing.quality_predictor)
   stellwerk explain [--json] FILE      print the full decision for a request without sending it
   stellwerk policy test [DIR]          run the Rego policy tests (shipped library + DIR)
   stellwerk keys hash [KEY]            print the sha256 of a virtual key for the config
@@ -70,6 +71,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runClassify(args[1:], stdin, stdout, stderr)
 	case "eval":
 		return runEval(args[1:], stdout, stderr)
+	case "router":
+		return runRouter(args[1:], stdout, stderr)
 	case "explain":
 		return runExplain(ctx, args[1:], stdin, stdout, stderr)
 	case "replay":

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +15,9 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/feedback"
+	"github.com/stellwerk/stellwerk/internal/qpredict"
+	"github.com/stellwerk/stellwerk/internal/store"
 )
 
 func run(args ...string) (string, string, error) {
@@ -393,5 +397,167 @@ func TestHealthcheck(t *testing.T) {
 	srv.Close()
 	if _, _, err := run("healthcheck", "--timeout", "500ms", srv.URL); err == nil {
 		t.Error("a closed server is healthy")
+	}
+}
+
+// TestEvalRouterBenchRefusesInSampleFigures (issue 19): a split that would evaluate a fitted
+// router on its own fit rows is a usage error, and a given scorecard is evaluated on a
+// RouterBench-format file of the user's own.
+func TestEvalRouterBenchRefusesInSampleFigures(t *testing.T) {
+	rbConfig := filepath.Join("..", "..", "examples", "routerbench.yaml")
+	dir := t.TempDir()
+	csvPath := filepath.Join(dir, "mine.csv")
+	var b strings.Builder
+	b.WriteString("sample_id,prompt,gpt-4-1106-preview,mistralai/mistral-7b-chat,gpt-4-1106-preview|total_cost,mistralai/mistral-7b-chat|total_cost\n")
+	for i := 0; i < 40; i++ {
+		fmt.Fprintf(&b, "mine.%d,\"['Summarise ticket %d for the on-call engineer.']\",1,%d,0.01,0.0001\n", i, i*7919, i%2)
+	}
+	if err := os.WriteFile(csvPath, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, args := range map[string][]string{
+		"all rows with a fitted router": {"--split", "all"},
+		"lodo with a given scorecard":   {"--split", "lodo", "--scorecard", "x.csv"},
+		"unknown router":                {"--routers", "magic"},
+	} {
+		_, _, err := run(append(append([]string{"eval", "routerbench", "--config", rbConfig}, args...), csvPath)...)
+		if !errors.Is(err, ErrUsage) {
+			t.Errorf("%s: err = %v, want a usage error", name, err)
+		}
+	}
+	card := filepath.Join(dir, "card.csv")
+	if err := os.WriteFile(card, []byte("model,task,score,n,source\ngpt-4-1106-preview,default,0.9,100,test\nmistralai/mistral-7b-chat,default,0.5,100,test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run("eval", "routerbench", "--config", rbConfig, "--relative", "--floor", "0.5", "--scorecard", card, csvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "given router, evaluated on every row") || !strings.Contains(out, "40 evaluation prompts") ||
+		!strings.Contains(out, "| **scorecard card.csv** (operating point) | 0.50 | 0.500 |") {
+		t.Errorf("eval routerbench --scorecard:\n%s", out)
+	}
+}
+
+// TestRouterTrain (issue 19): router train writes a quality predictor that eval routerbench
+// --router reads back.
+func TestRouterTrain(t *testing.T) {
+	rbConfig := filepath.Join("..", "..", "examples", "routerbench.yaml")
+	dir := t.TempDir()
+	csvPath := filepath.Join(dir, "mine.csv")
+	var b strings.Builder
+	b.WriteString("sample_id,prompt,gpt-4-1106-preview,mistralai/mistral-7b-chat,gpt-4-1106-preview|total_cost,mistralai/mistral-7b-chat|total_cost\n")
+	for i := 0; i < 60; i++ {
+		fmt.Fprintf(&b, "mine.%d,\"['Summarise ticket %d for the on-call engineer.']\",1,%d,0.01,0.0001\n", i, i*7919, i%2)
+	}
+	if err := os.WriteFile(csvPath, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "router.json")
+	stdout, _, err := run("router", "train", "--config", rbConfig, "--out", out, csvPath)
+	if err != nil || !strings.Contains(stdout, "quality predictor for 2 models, trained on 60 graded prompts") {
+		t.Fatalf("router train: %v\n%s", err, stdout)
+	}
+	stdout, _, err = run("eval", "routerbench", "--config", rbConfig, "--relative", "--router", out, csvPath)
+	if err != nil || !strings.Contains(stdout, "**quality predictor router.json** (operating point)") {
+		t.Errorf("eval routerbench --router: %v\n%s", err, stdout)
+	}
+	if _, _, err := run("router", "train", "--out", out); !errors.Is(err, ErrUsage) {
+		t.Errorf("router train without data: %v, want a usage error", err)
+	}
+}
+
+// TestRouterTrainReadsFeedback (issue 19): thumbs up/down on answers train the predictor for
+// the model they grade; a bad line is refused with its line number.
+func TestRouterTrainReadsFeedback(t *testing.T) {
+	rbConfig := filepath.Join("..", "..", "examples", "routerbench.yaml")
+	dir := t.TempDir()
+	csvPath := filepath.Join(dir, "mine.csv")
+	var b strings.Builder
+	b.WriteString("sample_id,prompt,gpt-4-1106-preview,mistralai/mistral-7b-chat,gpt-4-1106-preview|total_cost,mistralai/mistral-7b-chat|total_cost\n")
+	for i := 0; i < 20; i++ {
+		fmt.Fprintf(&b, "mine.%d,\"['Summarise ticket %d.']\",1,1,0.01,0.0001\n", i, i*7919)
+	}
+	var fb strings.Builder
+	for i := 0; i < 60; i++ {
+		fmt.Fprintf(&fb, `{"prompt":"Prove lemma %d about the invoice ledger","model":"mistralai/mistral-7b-chat","good":false}`+"\n", i)
+	}
+	fbPath := filepath.Join(dir, "feedback.jsonl")
+	if err := os.WriteFile(csvPath, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fbPath, []byte(fb.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "router.json")
+	stdout, _, err := run("router", "train", "--config", rbConfig, "--out", out, "--feedback", fbPath, csvPath)
+	if err != nil || !strings.Contains(stdout, "80 graded prompts") || !strings.Contains(stdout, "60 feedback rows of feedback.jsonl") {
+		t.Fatalf("router train --feedback: %v\n%s", err, stdout)
+	}
+	qp, err := qpredict.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := func(text string) float64 {
+		var fs qpredict.Features
+		qp.Extract(qpredict.Signals{Text: text, Task: "summarization"}, &fs)
+		probs := make([]float64, 2)
+		qp.Predict(&fs, probs)
+		return probs[qp.Index("mistralai/mistral-7b-chat")]
+	}
+	if good, bad := p("Summarise ticket 99."), p("Prove lemma 99 about the invoice ledger"); bad >= good-0.3 {
+		t.Errorf("after thumbs down on lemma prompts: P(good) %.2f for them, %.2f for tickets", bad, good)
+	}
+	if err := os.WriteFile(fbPath, []byte(`{"prompt":"x","model":"gpt-9","good":true}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run("router", "train", "--config", rbConfig, "--out", out, "--feedback", fbPath, csvPath); err == nil || !strings.Contains(err.Error(), "feedback.jsonl:1") {
+		t.Errorf("bad feedback line: %v", err)
+	}
+}
+
+// TestRouterTrainReadsTheFeedbackStore (issue 19): votes kept by POST /admin/feedback train
+// the predictor; a vote without its prompt is counted and left out.
+func TestRouterTrainReadsTheFeedbackStore(t *testing.T) {
+	dir := t.TempDir()
+	catalogPath, err := filepath.Abs(filepath.Join("..", "..", "examples", "catalog.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "stellwerk.yaml")
+	if err := os.WriteFile(cfgPath, []byte("catalog: "+catalogPath+"\nrouting: {default_model: gpt-4-1106-preview}\nstate: {dir: state}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	db, err := store.OpenSQLite(ctx, filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := feedback.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 30; i++ {
+		if _, err := fs.Record(ctx, feedback.Entry{DecisionID: fmt.Sprintf("d%d", i), Model: "mistralai/mistral-7b-chat", Good: false,
+			Prompt: fmt.Sprintf("Prove lemma %d about the ledger", i), By: "admin:ops"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := fs.Record(ctx, feedback.Entry{DecisionID: "no-prompt", Model: "mistralai/mistral-7b-chat", Good: true, By: "admin:ops"}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	csvPath := filepath.Join(dir, "mine.csv")
+	var b strings.Builder
+	b.WriteString("sample_id,prompt,gpt-4-1106-preview,mistralai/mistral-7b-chat,gpt-4-1106-preview|total_cost,mistralai/mistral-7b-chat|total_cost\n")
+	for i := 0; i < 20; i++ {
+		fmt.Fprintf(&b, "mine.%d,\"['Summarise ticket %d.']\",1,1,0.01,0.0001\n", i, i*7919)
+	}
+	if err := os.WriteFile(csvPath, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, err := run("router", "train", "--config", cfgPath, "--out", filepath.Join(dir, "router.json"), "--feedback-store", csvPath)
+	if err != nil || !strings.Contains(stdout, "50 graded prompts") || !strings.Contains(stdout, "30 votes of the state store (1 left out") {
+		t.Errorf("router train --feedback-store: %v\n%s", err, stdout)
 	}
 }

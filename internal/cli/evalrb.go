@@ -18,6 +18,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/evalrb"
 	"github.com/stellwerk/stellwerk/internal/evals"
+	"github.com/stellwerk/stellwerk/internal/qpredict"
 )
 
 // runEvalRouterBench: `stellwerk eval routerbench [flags] CSV…`.
@@ -26,23 +27,68 @@ func runEvalRouterBench(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", filepath.Join("examples", "stellwerk.yaml"), "config whose catalog holds the RouterBench models")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	svg := fs.String("svg", "", "write the cost–quality curve as SVG to this file")
-	scoreOut := fs.String("scorecard-out", "", "write the fitted scorecard (CSV) to this file")
-	split := fs.String("split", "heldout", "evaluate on the held-out half (heldout) or on all rows (all)")
-	relative := fs.Bool("relative", false, "floors are shares of the best model's score for the request's task")
-	floors := fs.String("floors", "0,0.5,0.6,0.65,0.7,0.75,0.8,0.85,0.9,0.95,1", "quality floors to sweep")
-	if err := fs.Parse(args); err != nil || fs.NArg() == 0 || (*split != "heldout" && *split != "all") {
-		fmt.Fprintln(stderr, "usage: stellwerk eval routerbench [--config FILE] [--json] [--svg FILE] [--scorecard-out FILE] [--split heldout|all] CSV…")
+	svg := fs.String("svg", "", "write the first fold's cost–quality curves as SVG to this file")
+	scoreOut := fs.String("scorecard-out", "", "write the per-task scorecard fitted on the hash split's fit half (CSV) to this file")
+	split := fs.String("split", "", "hash: fit on one half, evaluate on the other; lodo: leave one dataset out; "+
+		"all: evaluate every row (only with --scorecard/--router, which fit nothing). Default: hash, or all with --scorecard/--router")
+	relative := fs.Bool("relative", false, "floors are shares of the best model's predicted quality for the request")
+	floors := fs.String("floors", "0,0.5,0.6,0.7,0.75,0.8,0.85,0.88,0.9,0.92,0.94,0.96,0.98,1", "quality floors to sweep")
+	target := fs.Float64("target", 0.95, "operating point: the cheapest floor keeping this share of GPT-4's quality on the fit rows")
+	routers := fs.String("routers", "task,learned", "routers fitted per fold: task (per-task scorecard), learned (per-prompt quality predictor)")
+	scorecard := fs.String("scorecard", "", "evaluate this scorecard (CSV) as the config's catalog reads it, fitting nothing")
+	routerFile := fs.String("router", "", "evaluate this quality predictor (stellwerk router train), fitting nothing")
+	floor := fs.Float64("floor", -1, "operating point of --scorecard/--router (default: the config's default workspace relative_quality, or quality_floor)")
+	usage := func() error {
+		fmt.Fprintln(stderr, "usage: stellwerk eval routerbench [--config FILE] [--split hash|lodo|all] [--relative] [--target SHARE] [--routers task,learned] "+
+			"[--scorecard FILE] [--router FILE] [--floor F] [--json] [--svg FILE] [--scorecard-out FILE] CSV…")
 		return ErrUsage
+	}
+	if err := fs.Parse(args); err != nil || fs.NArg() == 0 {
+		return usage()
+	}
+	given := *scorecard != "" || *routerFile != ""
+	if *split == "" {
+		*split = map[bool]string{true: "all", false: "hash"}[given]
+	}
+	if *split == "heldout" {
+		*split = "hash"
+	}
+	var problems []string
+	switch {
+	case *split != "hash" && *split != "lodo" && *split != "all":
+		problems = append(problems, fmt.Sprintf("--split %q: want hash, lodo or all", *split))
+	case *split == "all" && !given:
+		problems = append(problems, "--split all evaluates on the rows it fits on; use it only with --scorecard or --router")
+	case *split == "lodo" && given:
+		problems = append(problems, "--split lodo fits per fold; a given --scorecard/--router fits nothing (use --split all or hash)")
+	}
+	if *target <= 0 || *target > 2 {
+		problems = append(problems, "--target: want a share of GPT-4's quality in (0, 2]")
 	}
 	var fl []float64
 	for _, f := range strings.Split(*floors, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
 		if err != nil || v < 0 || v > 1 {
-			fmt.Fprintf(stderr, "--floors: %q is not a number in [0, 1]\n", f)
-			return ErrUsage
+			problems = append(problems, fmt.Sprintf("--floors: %q is not a number in [0, 1]", f))
+			continue
 		}
 		fl = append(fl, v)
+	}
+	var kinds []string
+	if !given {
+		for _, k := range strings.Split(*routers, ",") {
+			k = strings.TrimSpace(k)
+			if k != "task" && k != "learned" {
+				problems = append(problems, fmt.Sprintf("--routers: unknown router %q (task, learned)", k))
+			}
+			kinds = append(kinds, k)
+		}
+	}
+	if len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintln(stderr, p)
+		}
+		return usage()
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
@@ -64,51 +110,97 @@ func runEvalRouterBench(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	prompts, excluded := evalrb.WithoutLabelled(prompts)
 	evalrb.Classify(prompts, cl)
-	card := evalrb.Scorecard(prompts, models)
 
-	// The catalog's own quality seeds are replaced by the fitted scorecard.
-	out := *scoreOut
-	if out == "" {
-		f, err := os.CreateTemp("", "routerbench-scorecard-*.csv")
+	if *scoreOut != "" {
+		f, err := os.Create(*scoreOut)
 		if err != nil {
 			return err
 		}
-		out = f.Name()
-		f.Close()
-		defer os.Remove(out)
+		if err := evals.Write(f, evalrb.Scorecard(evalrb.HashSplit(prompts).Fit, models)); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
 	}
-	f, err := os.Create(out)
-	if err != nil {
-		return err
+	// A given scorecard replaces the config's; fitted routers read no scorecard at all.
+	if *scorecard != "" {
+		cfg.Evals = []string{*scorecard}
 	}
-	if err := evals.Write(f, card); err != nil {
-		f.Close()
-		return err
-	}
-	f.Close()
-	cfg.Evals = append(cfg.Evals, out)
 	cat, err := catalog.New(cfg, catalog.Env{Getenv: func(string) string { return "" }, ReadFile: os.ReadFile})
 	if err != nil {
 		return err
 	}
-	ws := cfg.Workspaces[0]
-	for _, w := range cfg.Workspaces {
-		if w.Name == "default" {
-			ws = w
+	var ms []*catalog.Model
+	for _, id := range models {
+		m, ok := cat.Lookup(id)
+		if !ok {
+			return fmt.Errorf("model %q of the RouterBench files is not in the catalog of %s", id, *cfgPath)
+		}
+		ms = append(ms, m)
+	}
+	opt := evalrb.Options{Floors: fl, Relative: *relative, Target: *target, Floor: *floor}
+	if opt.Floor < 0 {
+		ws := cfg.Workspaces[0]
+		for _, w := range cfg.Workspaces {
+			if w.Name == "default" {
+				ws = w
+			}
+		}
+		opt.Floor = ws.QualityFloor
+		if *relative {
+			opt.Floor = ws.RelativeQuality
 		}
 	}
-	label := map[string]string{"heldout": evalrb.SplitHeldOut, "all": evalrb.SplitAll}[*split]
-	rep, err := evalrb.Evaluate(prompts, models, cat, fl, evalrb.Settings{Objective: ws.Objective, QualityFloor: ws.QualityFloor, RelativeQuality: ws.RelativeQuality}, label, *relative)
+	var trainers []evalrb.Trainer
+	if *scorecard != "" {
+		trainers = append(trainers, evalrb.CatalogScores("scorecard "+filepath.Base(*scorecard), ms))
+	}
+	if *routerFile != "" {
+		qp, err := qpredict.ReadFile(*routerFile)
+		if err != nil {
+			return err
+		}
+		trainers = append(trainers, evalrb.Trainer{Name: "quality predictor " + filepath.Base(*routerFile), Given: evalrb.LearnedRouter(qp, models, ms)})
+	}
+	for _, k := range kinds {
+		switch k {
+		case "task":
+			trainers = append(trainers, evalrb.TaskScorecard())
+		case "learned":
+			// Regularisation is chosen per fold on the fit rows, with the floor.
+			trainers = append(trainers, evalrb.Learned(qpredict.Options{L2: 1e-3}, qpredict.Options{L2: 1e-2}, qpredict.Options{L2: 1e-1}))
+		}
+	}
+	var folds []evalrb.Fold
+	protocol := ""
+	switch {
+	case *split == "lodo":
+		folds, protocol = evalrb.LeaveOneDatasetOut(prompts), "leave one dataset out (fit on the other datasets, evaluate on the held-out one)"
+	case *split == "hash" && given:
+		folds, protocol = []evalrb.Fold{evalrb.HeldOutOnly(prompts)}, "given router, evaluated on the hash split's held-out half"
+	case *split == "hash":
+		folds, protocol = []evalrb.Fold{evalrb.HashSplit(prompts)}, "hash split (FNV-1a of sample id + prompt: even → fit, odd → evaluate)"
+	default:
+		folds, protocol = []evalrb.Fold{evalrb.AllRows(prompts)}, "given router, evaluated on every row"
+	}
+	rep, err := evalrb.Evaluate(folds, trainers, models, cat, opt)
 	if err != nil {
 		return err
+	}
+	rep.Protocol, rep.Excluded = protocol, excluded
+	for _, p := range fs.Args() {
+		rep.Data = append(rep.Data, filepath.Base(p))
 	}
 	if *svg != "" {
 		sf, err := os.Create(*svg)
 		if err != nil {
 			return err
 		}
-		if err := rep.SVG(sf); err != nil {
+		if err := rep.SVG(sf, 0); err != nil {
 			sf.Close()
 			return err
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/flowstore"
 	"github.com/stellwerk/stellwerk/internal/policy"
+	"github.com/stellwerk/stellwerk/internal/qpredict"
 	"github.com/stellwerk/stellwerk/internal/request"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/store"
@@ -200,9 +201,15 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err != nil {
 		return err
 	}
+	var predictor *qpredict.Model
+	if path := cfg.Routing.QualityPredictor; path != "" {
+		if predictor, err = qpredict.ReadFile(path); err != nil {
+			return fmt.Errorf("routing.quality_predictor: %w", err)
+		}
+	}
 	decideWith := func(cat *catalog.Catalog) (*route.Result, error) {
 		r := route.New(cfg, cat, cl, pm, nil)
-		r.Routes = routes
+		r.Routes, r.Predictor = routes, predictor
 		return r.Route(ctx, route.Request{Path: "/v1/chat/completions", Body: body, Principal: principal, HeaderPolicy: *headerPolicy,
 			MetadataHeader: *metadata, DecisionID: "explain"})
 	}

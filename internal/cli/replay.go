@@ -23,6 +23,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/flowstore"
 	"github.com/stellwerk/stellwerk/internal/policy"
+	"github.com/stellwerk/stellwerk/internal/qpredict"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/store"
 )
@@ -205,6 +206,13 @@ func (rp *replayer) router(cfg *config.Config, ps route.PolicySource) (*route.Ro
 		return nil, err
 	}
 	r := route.New(cfg, cat, cl, ps, nil)
+	// The quality predictor is the file as it is now: the audit record does not keep it
+	// (docs/routerbench.md), so a retrained one can change a replayed decision.
+	if path := cfg.Routing.QualityPredictor; path != "" {
+		if r.Predictor, err = qpredict.ReadFile(path); err != nil {
+			return nil, fmt.Errorf("routing.quality_predictor: %w", err)
+		}
+	}
 	t := flowstore.NewTable(rp.routes, flow.EnvFor(cfg, cat), nil)
 	if err := t.Refresh(rp.ctx); err != nil {
 		return nil, fmt.Errorf("routes: %w", err)

@@ -287,6 +287,12 @@ type Routing struct {
 	// BaselineModel is what a request would have cost without stellwerk:
 	// savings are reported against it (default: the default model).
 	BaselineModel string `yaml:"baseline_model,omitempty"`
+	// QualityPredictor is a quality predictor file (`stellwerk router
+	// train`, docs/routerbench.md): per prompt, its models' predicted
+	// quality replaces their scorecard quality for the task. Models it has
+	// no weights for keep the scorecards and catalog seeds. Relative to the
+	// config file; re-read when the config reloads.
+	QualityPredictor string `yaml:"quality_predictor,omitempty"`
 }
 
 // Provider is an upstream that serves models.
@@ -459,6 +465,7 @@ func (c *Config) resolvePaths(base string) {
 		}
 	}
 	abs(&c.Policy.Dir)
+	abs(&c.Routing.QualityPredictor)
 	for i := range c.Providers {
 		abs(&c.Providers[i].Credential.File)
 	}

@@ -13,7 +13,7 @@ func TestPathsResolveAgainstTheConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "stellwerk.yaml")
 	if err := os.WriteFile(path, []byte(`
-routing: {default_model: m}
+routing: {default_model: m, quality_predictor: routers/r.json}
 providers:
   - {name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {file: secrets/p.key}}
 models:
@@ -28,5 +28,8 @@ policy: {dir: ./policies}
 	}
 	if c.Policy.Dir != filepath.Join(dir, "policies") || c.Providers[0].Credential.File != filepath.Join(dir, "secrets", "p.key") {
 		t.Errorf("policy.dir %q, credential file %q", c.Policy.Dir, c.Providers[0].Credential.File)
+	}
+	if c.Routing.QualityPredictor != filepath.Join(dir, "routers", "r.json") {
+		t.Errorf("routing.quality_predictor %q", c.Routing.QualityPredictor)
 	}
 }

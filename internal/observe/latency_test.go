@@ -40,3 +40,39 @@ func TestLatencyLearns(t *testing.T) {
 		t.Fatalf("concurrent: %d", got)
 	}
 }
+
+// TestSlowOnceIsTriedAgain (issue 19): a model measured slow once fades back toward its
+// seed while nothing refreshes it, so selection by latency picks it again within a few
+// half-lives; the next observation blends with the faded value.
+func TestSlowOnceIsTriedAgain(t *testing.T) {
+	now := time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC)
+	l := Latency{HalfLife: time.Minute, Now: func() time.Time { return now }}
+	const seed, rival = 300, 400  // the rival model's steady latency
+	l.Observe("m", 5*time.Second) // a cold TLS connection
+	if got := l.Get("m", seed); got != 5000 {
+		t.Fatalf("right after: %d, want 5000", got)
+	}
+	now = now.Add(time.Minute)
+	if got := l.Get("m", seed); got != 2650 {
+		t.Errorf("after one half-life: %d, want 2650 (half way back to the seed)", got)
+	}
+	now = now.Add(5 * time.Minute)
+	got := l.Get("m", seed)
+	if got != 373 || got >= rival {
+		t.Errorf("after six half-lives: %d, want 373, below the rival's %d so that it is chosen again", got, rival)
+	}
+	// It is chosen, answers fast now, and the learned value follows.
+	l.Observe("m", 250*time.Millisecond)
+	if after := l.Get("m", seed); after >= got || after < 250 {
+		t.Errorf("after a fast answer: %d, want between 250 and %d", after, got)
+	}
+	// Steady traffic hardly fades: observations keep refreshing it (a second between them
+	// pulls it toward the seed by a fraction of a millisecond).
+	for range 50 {
+		now = now.Add(time.Second)
+		l.Observe("m", 250*time.Millisecond)
+	}
+	if got := l.Get("m", seed); got < 250 || got > 255 {
+		t.Errorf("steady: %d, want 250–255", got)
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
+	"github.com/stellwerk/stellwerk/internal/qpredict"
 	"github.com/stellwerk/stellwerk/internal/reqpolicy"
 	"github.com/stellwerk/stellwerk/internal/request"
 )
@@ -54,6 +55,9 @@ type Router struct {
 	// Routes resolves named routes (model: route:<name>); nil when none
 	// are configured.
 	Routes Routes
+	// Predictor predicts per prompt the quality of the models it has
+	// weights for (routing.quality_predictor); nil uses the scorecards.
+	Predictor *qpredict.Model
 
 	visible *visibility // per workspace and team, built by New
 }
@@ -212,10 +216,14 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	}
 	models := r.Catalog.Models()
 	cands := make([]policy.Candidate, len(models))
+	var predicted []float64
+	if r.Predictor != nil {
+		predicted = r.predict(chat, &res.Class)
+	}
 	for i, m := range models {
 		lat := r.latency(m, rp)
 		cands[i] = policy.Candidate{Model: m, EstimatedCostEUR: m.CostEUR(res.Class.InputTokens, outTokens),
-			Quality: m.QualityFor(res.Class.Task), Healthy: true, LatencyMS: lat}
+			Quality: qualityFor(m, res.Class.Task, r.Predictor, predicted), Healthy: true, LatencyMS: lat}
 		cooling := r.cooling(m.Provider.Name, rp)
 		if cooling && m.ID != chat.Model {
 			// A pinned model is still tried: the caller asked for it.

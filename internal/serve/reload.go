@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -28,6 +29,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/live"
 	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/observe"
+	"github.com/stellwerk/stellwerk/internal/qpredict"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/telemetry"
@@ -71,6 +73,9 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 		return nil, fmt.Errorf("xds: %w", err)
 	}
 	router := route.New(cfg, cat, cl, ps, log.Named("route"))
+	if router.Predictor, err = loadPredictor(cfg, env); err != nil {
+		return nil, err
+	}
 	// What was learned from traffic survives reloads.
 	router.Latency, router.Health = ln.lat, ln.health // the cooldown policy changes when the state swaps
 	if ln.routes != nil {
@@ -208,6 +213,9 @@ func (r *reloader) fingerprint(cfg *config.Config) string {
 			files = append(files, cfg.Catalog)
 		}
 		files = append(files, cfg.Evals...)
+		if cfg.Routing.QualityPredictor != "" {
+			files = append(files, cfg.Routing.QualityPredictor)
+		}
 		// A rotated key file reaches Envoy (SDS) without a restart.
 		for _, p := range cfg.Providers {
 			if p.Credential.File != "" {
@@ -410,4 +418,21 @@ func workspaceKeys(ctx context.Context, st *keys.Store) ([]xds.WorkspaceKey, err
 		return nil, fmt.Errorf("workspace provider keys: %w", err)
 	}
 	return out, nil
+}
+
+// loadPredictor reads routing.quality_predictor; nil when none is configured.
+func loadPredictor(cfg *config.Config, env catalog.Env) (*qpredict.Model, error) {
+	path := cfg.Routing.QualityPredictor
+	if path == "" {
+		return nil, nil
+	}
+	b, err := env.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("routing.quality_predictor: %w", err)
+	}
+	qp, err := qpredict.Read(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("routing.quality_predictor %s: %w", path, err)
+	}
+	return qp, nil
 }

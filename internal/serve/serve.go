@@ -27,6 +27,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/feedback"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/flowstore"
 	"github.com/stellwerk/stellwerk/internal/health"
@@ -206,6 +207,10 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return err
 	}
 	go rts.run(ctx, cfg.State.RefreshInterval, configReloadInterval)
+	fb, err := feedback.Open(ctx, db)
+	if err != nil {
+		return fmt.Errorf("feedback: %w", err)
+	}
 	ln.routes = rts
 	g.state.Router.Routes = rts.table // later generations get it from build
 	recordChange(alog, audit.KindConfig, "", audit.Change{Actor: configActor, Action: "load", After: g.state.Versions.Config,
@@ -254,7 +259,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	healthpb.RegisterHealthServer(gs, hc)
 
 	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table, spend: sp, spendW: sw, audit: alog,
-		routes: rts, routeCounters: ln.routeCounters, metrics: ln.metrics, live: ln.live}
+		routes: rts, routeCounters: ln.routeCounters, metrics: ln.metrics, live: ln.live, feedback: fb}
 	st.Tokens() // warns now about tokens that cannot be loaded
 	// Requests take ctx as their base, so the console's open decision
 	// streams end when the server stops instead of holding its shutdown.
@@ -346,17 +351,22 @@ type status struct {
 	// version and arm.
 	routeCounters *flow.Counters
 	live          *live.Hub
+	feedback      *feedback.Store
 }
 
 var (
-	_ admin.RouteService   = (*status)(nil)
-	_ admin.RouteTraffic   = (*status)(nil)
-	_ admin.AuditService   = (*status)(nil)
-	_ admin.ChangeRecorder = (*status)(nil)
-	_ admin.MetricsService = (*status)(nil)
-	_ admin.LiveService    = (*status)(nil)
-	_ admin.ProviderLister = (*status)(nil)
+	_ admin.RouteService    = (*status)(nil)
+	_ admin.RouteTraffic    = (*status)(nil)
+	_ admin.AuditService    = (*status)(nil)
+	_ admin.ChangeRecorder  = (*status)(nil)
+	_ admin.MetricsService  = (*status)(nil)
+	_ admin.LiveService     = (*status)(nil)
+	_ admin.ProviderLister  = (*status)(nil)
+	_ admin.FeedbackService = (*status)(nil)
 )
+
+// Feedback is the store of votes on routed answers.
+func (s *status) Feedback() *feedback.Store { return s.feedback }
 
 // Routes is the route store.
 func (s *status) Routes() *flowstore.Store { return s.routes.st }
