@@ -80,4 +80,23 @@ workspaces:
 	if a, b := choose(learned, easy), choose(learned, hard); a != "small" || b != "big" {
 		t.Errorf("with the predictor: %s for the easy prompt, %s for the hard one; want small and big", a, b)
 	}
+
+	// Replay has no prompt: it decides again with the recorded predictions,
+	// on a router whose predictor would say otherwise for an empty prompt.
+	for _, text := range []string{easy, hard} {
+		req := Request{Path: "/v1/chat/completions", Principal: auth.Principal{Workspace: "default"}, Record: true, DecisionID: "d",
+			Body: []byte(`{"model":"auto","max_tokens":10,"messages":[{"role":"user","content":` + quote(text) + `}]}`)}
+		res, err := learned.Route(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := res.ReplayInputs(&req)
+		if len(in.Quality) != 2 {
+			t.Fatalf("recorded predictions %v", in.Quality)
+		}
+		again, err := learned.Replay(context.Background(), in, false)
+		if err != nil || again.Selection.Model != res.Selection.Model || again.Selection.Reason != res.Selection.Reason {
+			t.Errorf("replay of %q: %v %v, recorded %s", text, again.Selection.Model, err, res.Selection.Model.ID)
+		}
+	}
 }

@@ -21,9 +21,9 @@ const InputsVersion = 1
 // Inputs are everything a decision read, as the audit record keeps it
 // (never the prompt): the request's routing facts, the principal, the
 // classification (types and counts), and what it read of the live state —
-// the time, the providers in cooldown, the learned latencies, the
-// providers without a credential, the budget state and a route's
-// rate-limit answers. With the policy, config and catalog versions the
+// the time, the providers in cooldown, the learned latencies, the quality
+// predictor's predictions, the providers without a credential, the budget
+// state and a route's rate-limit answers. With the policy, config and catalog versions the
 // record names, Replay decides again exactly as the request was decided.
 type Inputs struct {
 	V              int               `json:"v"`
@@ -48,11 +48,16 @@ type Inputs struct {
 	RouteVersion int64             `json:"route_version,omitempty"`
 	RouteLimits  map[string]string `json:"route_limits,omitempty"`
 
-	Now          time.Time            `json:"now"`
-	Cooling      []string             `json:"cooling,omitempty"`
-	NoCredential []string             `json:"no_credential,omitempty"`
-	LatencyMS    map[string]int       `json:"latency_ms,omitempty"`
-	Budgets      []ledger.BudgetState `json:"budgets,omitempty"`
+	Now          time.Time      `json:"now"`
+	Cooling      []string       `json:"cooling,omitempty"`
+	NoCredential []string       `json:"no_credential,omitempty"`
+	LatencyMS    map[string]int `json:"latency_ms,omitempty"`
+	// Quality is what the quality predictor (routing.quality_predictor)
+	// predicted for this prompt, per model it knows; the other models'
+	// quality is the catalog's for the task. A replay has no prompt to
+	// predict from: it reads these.
+	Quality map[string]float64   `json:"quality,omitempty"`
+	Budgets []ledger.BudgetState `json:"budgets,omitempty"`
 }
 
 // Principal is the part of auth.Principal a decision reads.

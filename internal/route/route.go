@@ -217,13 +217,27 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	models := r.Catalog.Models()
 	cands := make([]policy.Candidate, len(models))
 	var predicted []float64
-	if r.Predictor != nil {
+	if r.Predictor != nil && rp == nil { // a replay has no prompt: it reads the recorded predictions
 		predicted = r.predict(chat, &res.Class)
 	}
 	for i, m := range models {
 		lat := r.latency(m, rp)
+		q := m.QualityFor(res.Class.Task)
+		switch {
+		case rp != nil:
+			if v, ok := rp.Quality[m.ID]; ok {
+				q = v
+			}
+		case predicted != nil:
+			if q = qualityFor(m, res.Class.Task, r.Predictor, predicted); rec != nil && r.Predictor.Index(m.ID) >= 0 {
+				if rec.Quality == nil {
+					rec.Quality = map[string]float64{}
+				}
+				rec.Quality[m.ID] = q
+			}
+		}
 		cands[i] = policy.Candidate{Model: m, EstimatedCostEUR: m.CostEUR(res.Class.InputTokens, outTokens),
-			Quality: qualityFor(m, res.Class.Task, r.Predictor, predicted), Healthy: true, LatencyMS: lat}
+			Quality: q, Healthy: true, LatencyMS: lat}
 		cooling := r.cooling(m.Provider.Name, rp)
 		if cooling && m.ID != chat.Model {
 			// A pinned model is still tried: the caller asked for it.
