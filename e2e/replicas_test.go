@@ -360,7 +360,13 @@ func TestReplicasSpendMatchesProviderUsage(t *testing.T) {
 		}
 		resp.Body.Close() // hang up
 		l := streamLine(t, s, resp.Header.Get("x-stellwerk-decision-id"))
-		_, recs = since(m)
+		// The provider records what it sent when its next write fails,
+		// up to one chunk delay after the hang-up.
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if _, recs = since(m); (len(recs) == 1 && recs[0].Usage != nil) || time.Now().After(deadline) {
+				break
+			}
+		}
 		if len(recs) != 1 || recs[0].Usage == nil {
 			t.Fatalf("%s disconnect: the providers recorded %+v", replica, recs)
 		}
