@@ -26,6 +26,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/meter"
+	"github.com/stellwerk/stellwerk/internal/request"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/telemetry"
@@ -38,9 +39,15 @@ type endpoint int
 const (
 	epUnknown endpoint = iota
 	epChat
+	epEmbeddings
+	epCompletions
 	epModels
 	epModel
 )
+
+// routed reports whether requests of the endpoint are decided and sent to
+// a provider.
+func (e endpoint) routed() bool { return e == epChat || e == epEmbeddings || e == epCompletions }
 
 // edge is the client-facing filter of one HTTP request: it authenticates,
 // answers what needs no provider, decides, rewrites the request (or hands
@@ -269,14 +276,18 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	}
 
 	switch {
-	case p.path == "/v1/chat/completions":
+	case p.path == request.PathChat:
 		p.endpoint = epChat
+	case p.path == request.PathEmbeddings:
+		p.endpoint = epEmbeddings
+	case p.path == request.PathCompletions:
+		p.endpoint = epCompletions
 	case p.path == "/v1/models":
 		p.endpoint = epModels
 	case strings.HasPrefix(p.path, "/v1/models/") && len(p.path) > len("/v1/models/"):
 		p.endpoint = epModel
 	default:
-		return p.immediate(apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions and GET /v1/models",
+		return p.immediate(apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions, /v1/embeddings and /v1/completions and GET /v1/models (docs/api.md)",
 			apierr.Truncate(p.method, 16), apierr.Truncate(p.path, 200)))
 	}
 
@@ -296,12 +307,12 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 		return immediateJSON(200, body, p.id)
 	}
 
-	// Chat completions.
+	// Chat completions, embeddings, completions.
 	if p.method != "POST" {
 		return p.immediate(apierr.MethodNotAllowed("%s is not allowed on %s; use POST", apierr.Truncate(p.method, 16), p.path))
 	}
 	if h.EndOfStream {
-		return p.immediate(apierr.BadRequest("invalid_request_body", "", "the request body is empty; send a JSON chat completion request"))
+		return p.immediate(apierr.BadRequest("invalid_request_body", "", "the request body is empty; send a JSON request"))
 	}
 	if contentLength > p.state.MaxRequestBytes {
 		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
@@ -314,7 +325,7 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 // requestBody parses the chat request once, decides, and rewrites the
 // request for the chosen provider.
 func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	if p.endpoint != epChat {
+	if !p.endpoint.routed() {
 		return continueRequestBody(nil)
 	}
 	body := b.Body
@@ -360,13 +371,13 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	}
 	if led := p.state.Ledger; led != nil && (p.state.Limited || p.principal.Limits != nil) {
 		start := time.Now()
-		resp := p.reserve(led, plan, chat.MaxTokens)
+		resp := p.reserve(led, plan, outputLimit(&chat))
 		p.stages.Reserve = time.Since(start)
 		if resp != nil {
 			return resp
 		}
 	} else if p.state.readsUsage() {
-		p.reservedEUR, _ = worstCase(p.class.InputTokens, plan, chat.MaxTokens) // the spend row's estimate if no usage comes
+		p.reservedEUR, _ = worstCase(p.class.InputTokens, plan, outputLimit(&chat)) // the spend row's estimate if no usage comes
 	}
 	var resp *extprocv3.ProcessingResponse
 	if p.state.Failover != nil {
@@ -398,6 +409,24 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 			tagsField(res.Policy.Tags))
 	}
 	return resp
+}
+
+// outputLimit is the most output a request asks for, as the budget's
+// worst case reads it: -1 for none at all (embeddings), 0 when unset (the
+// model's own limit), and the legacy completions' default of 16 tokens,
+// per choice.
+func outputLimit(c *request.Chat) int {
+	switch c.API {
+	case request.APIEmbeddings:
+		return -1
+	case request.APICompletions:
+		n := c.MaxTokens
+		if n == 0 {
+			n = route.DefaultCompletionTokens
+		}
+		return n * max(c.Choices, 1)
+	}
+	return c.MaxTokens
 }
 
 // modelIDs logs a plan as its model ids, without building a slice of them.
@@ -690,7 +719,11 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		return replaceResponseBody(body)
 	}
 	if p.keepContent {
-		p.answer = gjson.GetBytes(body, "choices.0.message.content").String()
+		if p.endpoint == epCompletions {
+			p.answer = gjson.GetBytes(body, "choices.0.text").String()
+		} else {
+			p.answer = gjson.GetBytes(body, "choices.0.message.content").String()
+		}
 	}
 	// One read of the usage: the charge settled, recorded and shown.
 	c, charged := p.jsonCharge(body)

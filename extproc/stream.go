@@ -170,7 +170,11 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 		// no choices: absent, null or [] (as gjson's Array() counts them)
 		drop = st.hideUsage && (choices.Type == gjson.Null || choices.IsArray() && !choices.Get("0").Exists())
 	}
-	if c := choices.Get("0.delta.content"); c.Type == gjson.String {
+	c := choices.Get("0.delta.content")
+	if c.Type != gjson.String {
+		c = choices.Get("0.text") // a legacy completions stream
+	}
+	if c.Type == gjson.String {
 		st.outTokens += classify.EstimateTokens(c.Str)
 		if st.answer != nil && st.answer.Len() < maxContentBytes {
 			st.answer.WriteString(c.Str)
@@ -229,7 +233,7 @@ func (p *edge) finishStream(how string) {
 		u = meter.Usage{PromptTokens: st.usage.PromptTokens, CompletionTokens: st.usage.CompletionTokens, CachedTokens: st.cached}
 	}
 	m := p.served
-	c := meter.Meter(m, p.state.Router.Catalog.Baseline, u)
+	c := meter.Meter(m, p.baseline(), u)
 	p.log.Info("stream finished", zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("end", how),
 		zap.Int("prompt_tokens", u.PromptTokens), zap.Int("completion_tokens", u.CompletionTokens),
 		zap.Bool("usage_estimated", u.Estimated), zap.Float64("cost_eur", c.EUR))
