@@ -1,0 +1,127 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/harness"
+)
+
+// apisStack has chat, embedding and completions models in the US (alpha)
+// and the EU (beta), and an Anthropic-wire provider that serves chat only.
+func apisStack(t *testing.T) *harness.Stack {
+	price := func(in, out float64) config.Price { return config.Price{InputPerMTok: in, OutputPerMTok: out} }
+	return harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "alpha", Key: "sk-alpha"}, {Name: "beta", Key: "sk-beta", Residency: "eu"},
+			{Name: "claude", Key: "sk-claude", Residency: "eu", WireFormat: "anthropic"}},
+		Models: []config.Model{
+			{ID: "chat-us", Provider: "alpha", ProviderModel: "alpha-chat", ContextWindow: 128000, Price: price(1, 2)},
+			{ID: "chat-eu", Provider: "beta", ProviderModel: "beta-chat", ContextWindow: 128000, Price: price(2, 4)},
+			{ID: "claude-model", Provider: "claude", ProviderModel: "claude-upstream", ContextWindow: 128000, Price: price(3, 15)},
+			{ID: "emb-us", Provider: "alpha", ProviderModel: "alpha-embed", ContextWindow: 8191, Price: price(0.02, 0), Capabilities: []string{"embeddings"}},
+			{ID: "emb-eu", Provider: "beta", ProviderModel: "beta-embed", ContextWindow: 8191, Price: price(0.1, 0), Capabilities: []string{"embeddings"}},
+			{ID: "instruct-us", Provider: "alpha", ProviderModel: "alpha-instruct", ContextWindow: 4096, Price: price(1.5, 2), Capabilities: []string{"completions", "streaming"}},
+			{ID: "instruct-eu", Provider: "beta", ProviderModel: "beta-instruct", ContextWindow: 4096, Price: price(3, 4), Capabilities: []string{"completions", "streaming"}},
+		},
+		DefaultModel: "chat-us",
+	})
+}
+
+// TestAPIsPythonSDK: embeddings.create, completions.create (plain, n=2,
+// streamed) and chat with parallel tool calls and n=2, with the official
+// openai Python SDK through Envoy: each routed to a model that serves the
+// endpoint, cheapest first, EU when asked, a secret denied on every
+// endpoint, the fake providers' answers arriving whole.
+func TestAPIsPythonSDK(t *testing.T) {
+	t.Parallel()
+	py := harness.RequirePython(t)
+	s := apisStack(t)
+	cmd := exec.Command(py, filepath.Join(harness.Root(), "e2e", "clients", "python", "apis.py"), s.URL)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("python client failed: %v\n%s\n%s", err, out, stderr)
+	}
+	r := gjson.ParseBytes(out)
+	t.Logf("openai %s", r.Get("sdk_version").Str)
+	want := func(path, value string) {
+		t.Helper()
+		if got := r.Get(path); got.String() != value {
+			t.Errorf("%s = %s, want %s", path, got.Raw, value)
+		}
+	}
+	// Embeddings: the cheapest embedding model, 16 dimensions decoded from
+	// base64 by the SDK, usage, headers and the routing object.
+	want("embeddings.count", "2")
+	want("embeddings.dimensions", "[16,16]")
+	want("embeddings.headers.model", "emb-us")
+	want("embeddings.headers.provider", "alpha")
+	want("embeddings.routing.model", "emb-us")
+	if r.Get("embeddings.prompt_tokens").Int() < 1 || r.Get("embeddings.routing.cost.eur").Float() <= 0 {
+		t.Errorf("embeddings usage/cost: %s", r.Get("embeddings").Raw)
+	}
+	if r.Get("embeddings.routing.saving").Exists() {
+		t.Errorf("a saving against a chat baseline that cannot embed: %s", r.Get("embeddings.routing.saving").Raw)
+	}
+	want("embeddings_eu.headers.model", "emb-eu")
+	want("embeddings_eu.dimensions", "8")
+	// Completions.
+	want("completions.headers.model", "instruct-us")
+	want("completions.routing.model", "instruct-us")
+	if texts := r.Get("completions.texts").Array(); len(texts) != 2 || !strings.Contains(texts[1].Str, "Say this is a test") {
+		t.Errorf("completions texts %s", r.Get("completions.texts").Raw)
+	}
+	if !strings.Contains(r.Get("completions_stream.text").Str, "stream this prompt") || r.Get("completions_stream.total_tokens").Int() < 1 {
+		t.Errorf("completions stream %s", r.Get("completions_stream").Raw)
+	}
+	want("completions_stream.headers.model", "instruct-us")
+	want("completions_eu.headers.model", "instruct-eu")
+	// Chat: two choices, each with both tools called, in parallel.
+	want("chat_tools.headers.model", "chat-us")
+	want("chat_tools.finish", `["tool_calls","tool_calls"]`)
+	want("chat_tools.choices", `[[["get_weather",{"city":"example"}],["get_time",{"tz":"UTC"}]],[["get_weather",{"city":"example"}],["get_time",{"tz":"UTC"}]]]`)
+	want("chat_tools.routing.model", "chat-us")
+	want("chat_tools_stream", `[["get_weather",{"city":"example"}],["get_time",{"tz":"UTC"}]]`)
+	if !strings.Contains(r.Get("chat_after_tools").Str, "Hello from alpha") {
+		t.Errorf("answer after the tools' results: %s", r.Get("chat_after_tools").Raw)
+	}
+	for _, ep := range []string{"embeddings_secret", "completions_secret", "chat_secret"} {
+		want(ep+".status", "403")
+		want(ep+".code", "policy_denied")
+	}
+
+	// What the providers received: the upstream model names at the
+	// endpoint asked for, never the secret, never a request at claude.
+	paths := map[string]int{}
+	for _, name := range []string{"alpha", "beta"} {
+		for _, rq := range s.Providers[name].Requests() {
+			var body struct{ Model string }
+			_ = json.Unmarshal(rq.Body, &body)
+			paths[name+" "+rq.Path+" "+body.Model]++
+			if strings.Contains(string(rq.Body), "AKIAIOSFODNN7EXAMPLE") {
+				t.Errorf("%s received the secret: %s", name, rq.Body)
+			}
+		}
+	}
+	for k, n := range map[string]int{
+		"alpha /v1/embeddings alpha-embed": 1, "beta /v1/embeddings beta-embed": 1,
+		"alpha /v1/completions alpha-instruct": 2, "beta /v1/completions beta-instruct": 1,
+		"alpha /v1/chat/completions alpha-chat": 3,
+	} {
+		if paths[k] != n {
+			t.Errorf("%s: %d requests, want %d (all: %v)", k, paths[k], n, paths)
+		}
+	}
+	if n := len(s.Providers["claude"].Requests()); n != 0 {
+		t.Errorf("claude got %d requests", n)
+	}
+}
