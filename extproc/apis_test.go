@@ -125,3 +125,30 @@ func TestEmbeddingsUsageIsCharged(t *testing.T) {
 		t.Fatalf("saving claimed against %s, a chat model that cannot embed", c.Baseline)
 	}
 }
+
+// BenchmarkAPIRequest is BenchmarkChatRequest for each endpoint with
+// model auto on apisState: the edge's request phases (parse, classify,
+// policy over 5 candidates, select, rewrite) for about 2 KB of text.
+func BenchmarkAPIRequest(b *testing.B) {
+	st := apisState(b)
+	text := strings.Repeat("Explain the difference between a mutex and a semaphore. ", 30)
+	part := `"` + strings.Repeat("Explain the difference between a mutex and a semaphore. ", 2) + `"`
+	for _, tc := range []struct{ name, path, body string }{
+		{"chat", "/v1/chat/completions", `{"model":"auto","messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"` + text + `"}]}`},
+		{"embeddings", "/v1/embeddings", `{"model":"auto","input":[` + strings.Repeat(part+",", 14) + part + `]}`},
+		{"completions", "/v1/completions", `{"model":"auto","prompt":"` + text + `","max_tokens":64}`},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			hm, bm := headersMsg("POST", tc.path, false, "content-type", "application/json"), bodyMsg(tc.body)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(tc.body)))
+			for b.Loop() {
+				p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "id"}, ctx: context.Background()}
+				p.handle(hm)
+				if r := p.handle(bm); r.GetRequestBody() == nil {
+					b.Fatalf("not routed: %v", r)
+				}
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package request
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
@@ -131,4 +132,26 @@ func FuzzParseCompletions(f *testing.F) {
 		`{"model":"auto","prompt":"hi"}`, `{"model":"m","prompt":["a"],"stream":true,"n":3,"max_tokens":5}`,
 		`{"model":"m","prompt":[[1]],"suffix":"x"}`, `{"model":"m","prompt":""}`, `{}`, `{"model":"m","prompt":"a","n":1e10}`,
 	})
+}
+
+// A 2 KB embeddings request of 16 strings and a 2 KB completions prompt,
+// as BenchmarkParseChat's 2 KB chat.
+func BenchmarkParseAPIs(b *testing.B) {
+	input := `"` + strings.Repeat("Explain the difference between a mutex and a semaphore. ", 2) + `"`
+	emb := []byte(`{"model":"auto","input":[` + strings.Repeat(input+",", 15) + input + `],"dimensions":256}`)
+	cmpl := []byte(`{"model":"auto","prompt":"` + strings.Repeat("Explain the difference between a mutex and a semaphore. ", 36) + `","max_tokens":64,"n":2}`)
+	for name, tc := range map[string]struct {
+		body  []byte
+		parse func([]byte) (Chat, error)
+	}{"embeddings": {emb, ParseEmbeddings}, "completions": {cmpl, ParseCompletions}} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(tc.body)))
+			for b.Loop() {
+				if _, err := tc.parse(tc.body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
