@@ -42,17 +42,29 @@ func TestAPIsPythonSDK(t *testing.T) {
 	t.Parallel()
 	py := harness.RequirePython(t)
 	s := apisStack(t)
-	cmd := exec.Command(py, filepath.Join(harness.Root(), "e2e", "clients", "python", "apis.py"), s.URL)
+	checkAPIs(t, s, exec.Command(py, filepath.Join(harness.Root(), "e2e", "clients", "python", "apis.py"), s.URL), "python")
+}
+
+// TestAPIsNodeSDK is TestAPIsPythonSDK with the official openai npm package.
+func TestAPIsNodeSDK(t *testing.T) {
+	t.Parallel()
+	node := harness.RequireNodeClient(t)
+	s := apisStack(t)
+	checkAPIs(t, s, exec.Command(node, filepath.Join(harness.Root(), "e2e", "clients", "node", "apis.mjs"), s.URL), "node")
+}
+
+func checkAPIs(t *testing.T, s *harness.Stack, cmd *exec.Cmd, lang string) {
+	t.Helper()
 	out, err := cmd.Output()
 	if err != nil {
 		var stderr string
 		if ee, ok := err.(*exec.ExitError); ok {
 			stderr = string(ee.Stderr)
 		}
-		t.Fatalf("python client failed: %v\n%s\n%s", err, out, stderr)
+		t.Fatalf("%s client failed: %v\n%s\n%s", lang, err, out, stderr)
 	}
 	r := gjson.ParseBytes(out)
-	t.Logf("openai %s", r.Get("sdk_version").Str)
+	t.Logf("%s openai %s", lang, r.Get("sdk_version").Str)
 	want := func(path, value string) {
 		t.Helper()
 		if got := r.Get(path); got.String() != value {
