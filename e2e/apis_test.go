@@ -11,6 +11,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
 )
 
 // apisStack has chat, embedding and completions models in the US (alpha)
@@ -135,5 +136,31 @@ func checkAPIs(t *testing.T, s *harness.Stack, cmd *exec.Cmd, lang string) {
 	}
 	if n := len(s.Providers["claude"].Requests()); n != 0 {
 		t.Errorf("claude got %d requests", n)
+	}
+}
+
+// TestAPIsFailover: an embeddings and a completions request whose first
+// provider fails go to the next model that serves the endpoint, rewritten
+// for its provider, never to a chat model.
+func TestAPIsFailover(t *testing.T) {
+	t.Parallel()
+	s := apisStack(t)
+	s.Providers["alpha"].SetBehavior(mockllm.Behavior{Status: 503})
+	for path, tc := range map[string]struct{ body, served, from, upstream string }{
+		"/v1/embeddings":  {`{"model":"auto","input":"hello"}`, "emb-eu", "emb-us", "beta-embed"},
+		"/v1/completions": {`{"model":"auto","prompt":"hello"}`, "instruct-eu", "instruct-us", "beta-instruct"},
+	} {
+		resp, body := post(t, s.URL+path, tc.body, nil)
+		if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != tc.served || resp.Header.Get("x-stellwerk-fallback-from") != tc.from ||
+			gjson.GetBytes(body, "routing.attempts.#").Int() != 2 {
+			t.Errorf("%s: %d %v %s", path, resp.StatusCode, resp.Header, body)
+		}
+	}
+	got := map[string]bool{}
+	for _, rq := range s.Providers["beta"].Requests() {
+		got[rq.Path+" "+gjson.GetBytes(rq.Body, "model").Str] = true
+	}
+	if !got["/v1/embeddings beta-embed"] || !got["/v1/completions beta-instruct"] || len(got) != 2 {
+		t.Errorf("beta received %v", got)
 	}
 }
