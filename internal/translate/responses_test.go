@@ -1,0 +1,107 @@
+package translate
+
+import (
+	"testing"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+)
+
+func TestResponsesToChat(t *testing.T) {
+	for name, tc := range map[string]struct {
+		in, want string // want: the chat body; "" with code
+		code     string
+	}{
+		"string input with instructions": {
+			in:   `{"model":"auto","instructions":"be brief","input":"hi","max_output_tokens":50,"temperature":0.2,"store":false}`,
+			want: `{"model":"auto","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}],"max_completion_tokens":50,"temperature":0.2}`,
+		},
+		"parts, tools, outputs": {
+			in: `{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"weather?"},{"type":"input_image","image_url":"https://x/y.png"}]},` +
+				`{"type":"function_call","call_id":"c1","name":"w","arguments":"{}"},{"type":"function_call","call_id":"c2","name":"t","arguments":"{}"},` +
+				`{"type":"function_call_output","call_id":"c1","output":"sunny"}],` +
+				`"tools":[{"type":"function","name":"w","parameters":{"type":"object"}}],"tool_choice":{"type":"function","name":"w"},"parallel_tool_calls":true}`,
+			want: `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"weather?"},{"type":"image_url","image_url":{"url":"https://x/y.png"}}]},` +
+				`{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"w","arguments":"{}"}},{"id":"c2","type":"function","function":{"name":"t","arguments":"{}"}}]},` +
+				`{"role":"tool","content":"sunny","tool_call_id":"c1"}],` +
+				`"tools":[{"type":"function","function":{"name":"w","parameters":{"type":"object"}}}],"tool_choice":{"function":{"name":"w"},"type":"function"},"parallel_tool_calls":true}`,
+		},
+		"json schema": {
+			in:   `{"model":"m","input":"x","text":{"format":{"type":"json_schema","name":"r","schema":{"type":"object"},"strict":true}},"policy":{"residency":"eu"}}`,
+			want: `{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"json_schema":{"name":"r","schema":{"type":"object"},"strict":true},"type":"json_schema"},"policy":{"residency":"eu"}}`,
+		},
+		"previous response":  {in: `{"model":"m","input":"x","previous_response_id":"resp_1"}`, code: "unsupported_parameter"},
+		"stream":             {in: `{"model":"m","input":"x","stream":true}`, code: "unsupported_parameter"},
+		"stream false":       {in: `{"model":"m","input":"x","stream":false}`, want: `{"model":"m","messages":[{"role":"user","content":"x"}]}`},
+		"web search":         {in: `{"model":"m","input":"x","tools":[{"type":"web_search"}]}`, code: "unsupported_value"},
+		"unknown member":     {in: `{"model":"m","input":"x","frobnicate":1}`, code: "unsupported_parameter"},
+		"no input":           {in: `{"model":"m"}`, code: "missing_input"},
+		"reasoning item":     {in: `{"model":"m","input":[{"type":"reasoning","summary":[]}]}`, code: "unsupported_value"},
+		"bad role":           {in: `{"model":"m","input":[{"role":"tool","content":"x"}]}`, code: "invalid_value"},
+		"not json":           {in: `{"model":`, code: "invalid_json"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := ResponsesToChat([]byte(tc.in))
+			if tc.code != "" {
+				e, ok := err.(*apierr.Error)
+				if !ok || e.Status != 400 || e.Code != tc.code {
+					t.Fatalf("got %s, %v; want 400 %s", got, err, tc.code)
+				}
+				return
+			}
+			if err != nil || string(got) != tc.want {
+				t.Fatalf("got %s (%v)\nwant %s", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestChatToResponse(t *testing.T) {
+	got, err := ChatToResponse([]byte(`{"id":"chatcmpl-abc","object":"chat.completion","created":1700000000,"model":"gpt-x",` +
+		`"choices":[{"index":0,"finish_reason":"tool_calls","message":{"role":"assistant","content":"checking","tool_calls":[{"id":"call_1","type":"function","function":{"name":"w","arguments":"{\"city\":\"Paris\"}"}}]}}],` +
+		`"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := gjson.ParseBytes(got)
+	for path, want := range map[string]string{
+		"id": "resp_abc", "object": "response", "status": "completed", "model": "gpt-x", "created_at": "1700000000",
+		"output.0.type": "message", "output.0.content.0.type": "output_text", "output.0.content.0.text": "checking",
+		"output.1.type": "function_call", "output.1.call_id": "call_1", "output.1.name": "w", "output.1.arguments": `{"city":"Paris"}`,
+		"usage.input_tokens": "10", "usage.output_tokens": "5", "usage.total_tokens": "15",
+	} {
+		if g := r.Get(path).String(); g != want {
+			t.Errorf("%s = %q, want %q", path, g, want)
+		}
+	}
+	got, _ = ChatToResponse([]byte(`{"id":"x","choices":[{"finish_reason":"length","message":{"content":"trunc"}}]}`))
+	if gjson.GetBytes(got, "status").Str != "incomplete" || gjson.GetBytes(got, "incomplete_details.reason").Str != "max_output_tokens" {
+		t.Errorf("length: %s", got)
+	}
+	if _, err := ChatToResponse([]byte(`{"error":{}}`)); err == nil {
+		t.Error("an answer without choices translated")
+	}
+}
+
+func FuzzResponsesToChat(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"auto","input":"hi"}`, `{"model":"m","instructions":"x","input":[{"role":"user","content":[{"type":"input_text","text":"a"}]}]}`,
+		`{"model":"m","input":[{"type":"function_call","call_id":"c","name":"n","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"o"}]}`,
+		`{"model":"m","input":"x","tools":[{"type":"function","name":"f"}],"text":{"format":{"type":"json_object"}}}`, `[]`, `{`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		out, err := ResponsesToChat(body)
+		if err != nil {
+			if e, ok := err.(*apierr.Error); !ok || e.Status != 400 || e.Code == "" {
+				t.Fatalf("bad error %#v", err)
+			}
+			return
+		}
+		if !gjson.ValidBytes(out) || !gjson.GetBytes(out, "messages.0").Exists() {
+			t.Fatalf("translated %q into %q", body, out)
+		}
+	})
+}
