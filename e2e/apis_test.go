@@ -107,13 +107,35 @@ func checkAPIs(t *testing.T, s *harness.Stack, cmd *exec.Cmd, lang string) {
 	if !strings.Contains(r.Get("chat_after_tools").Str, "Hello from alpha") {
 		t.Errorf("answer after the tools' results: %s", r.Get("chat_after_tools").Raw)
 	}
-	for _, ep := range []string{"embeddings_secret", "completions_secret", "chat_secret"} {
+	for _, ep := range []string{"embeddings_secret", "completions_secret", "chat_secret", "responses_secret"} {
+		if lang == "node" && ep == "responses_secret" {
+			continue // the Node script does not drive the Responses API yet
+		}
 		want(ep+".status", "403")
 		want(ep+".code", "policy_denied")
+	}
+	if lang == "python" {
+		// The Responses API, translated to chat completions.
+		want("responses.headers.model", "chat-us")
+		want("responses.routing.model", "chat-us")
+		if !strings.Contains(r.Get("responses.output_text").Str, "Hello from alpha. You said: hello responses") || r.Get("responses.input_tokens").Int() < 1 {
+			t.Errorf("responses: %s", r.Get("responses").Raw)
+		}
+		want("responses_tools", `[["get_weather",{"city":"example"}],["get_time",{"tz":"UTC"}]]`)
+		if !strings.Contains(r.Get("responses_after_tools").Str, "Hello from alpha") {
+			t.Errorf("responses after tools: %s", r.Get("responses_after_tools").Raw)
+		}
+		want("responses_eu.headers.model", "chat-eu")
+		want("responses_stream.status", "400")
+		want("responses_stream.code", "unsupported_parameter")
 	}
 
 	// What the providers received: the upstream model names at the
 	// endpoint asked for, never the secret, never a request at claude.
+	chatRequests := 3 // tools with n=2, after the tools, streamed
+	if lang == "python" {
+		chatRequests += 3 // responses: plain, tools, after the tools
+	}
 	paths := map[string]int{}
 	for _, name := range []string{"alpha", "beta"} {
 		for _, rq := range s.Providers[name].Requests() {
@@ -128,7 +150,8 @@ func checkAPIs(t *testing.T, s *harness.Stack, cmd *exec.Cmd, lang string) {
 	for k, n := range map[string]int{
 		"alpha /v1/embeddings alpha-embed": 1, "beta /v1/embeddings beta-embed": 1,
 		"alpha /v1/completions alpha-instruct": 2, "beta /v1/completions beta-instruct": 1,
-		"alpha /v1/chat/completions alpha-chat": 3,
+		"beta /v1/chat/completions beta-chat": map[bool]int{true: 1}[lang == "python"],
+		"alpha /v1/chat/completions alpha-chat": chatRequests,
 	} {
 		if paths[k] != n {
 			t.Errorf("%s: %d requests, want %d (all: %v)", k, paths[k], n, paths)

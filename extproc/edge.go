@@ -41,13 +41,16 @@ const (
 	epChat
 	epEmbeddings
 	epCompletions
+	epResponses
 	epModels
 	epModel
 )
 
 // routed reports whether requests of the endpoint are decided and sent to
 // a provider.
-func (e endpoint) routed() bool { return e == epChat || e == epEmbeddings || e == epCompletions }
+func (e endpoint) routed() bool {
+	return e == epChat || e == epEmbeddings || e == epCompletions || e == epResponses
+}
 
 // edge is the client-facing filter of one HTTP request: it authenticates,
 // answers what needs no provider, decides, rewrites the request (or hands
@@ -282,12 +285,14 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 		p.endpoint = epEmbeddings
 	case p.path == request.PathCompletions:
 		p.endpoint = epCompletions
+	case p.path == request.PathResponses:
+		p.endpoint = epResponses
 	case p.path == "/v1/models":
 		p.endpoint = epModels
 	case strings.HasPrefix(p.path, "/v1/models/") && len(p.path) > len("/v1/models/"):
 		p.endpoint = epModel
 	default:
-		return p.immediate(apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions, /v1/embeddings and /v1/completions and GET /v1/models (docs/api.md)",
+		return p.immediate(apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions, /v1/responses, /v1/embeddings and /v1/completions and GET /v1/models (docs/api.md)",
 			apierr.Truncate(p.method, 16), apierr.Truncate(p.path, 200)))
 	}
 
@@ -330,6 +335,15 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	}
 	body := b.Body
 	p.bodyPhase, p.reqBody = true, body
+	if p.endpoint == epResponses {
+		// Translated to chat completions first: what is classified and
+		// decided is what the provider gets.
+		tb, err := translate.ResponsesToChat(body)
+		if err != nil {
+			return p.immediate(apierr.As(err))
+		}
+		body, p.sendPath = tb, request.PathChat
+	}
 	if p.state.auditRefuses() {
 		p.log.Warn("audit log unavailable: request refused (audit.on_store_down: refuse)", zap.String("decision_id", p.id))
 		return p.immediate(auditUnavailable())
@@ -381,9 +395,9 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	}
 	var resp *extprocv3.ProcessingResponse
 	if p.state.Failover != nil {
-		resp = p.routeWithFailover(plan, body, nb)
+		resp = p.routeWithFailover(plan, b.Body, nb)
 	} else {
-		resp = p.routeDirect(m, body, nb)
+		resp = p.routeDirect(m, b.Body, nb)
 	}
 	if resp.GetImmediateResponse() != nil {
 		p.release()
@@ -514,12 +528,16 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 	if _, _, ok := first.Provider.Credential(); first.Provider.WireFormat != "anthropic" && (ok || wc != "") {
 		if rhs, rm, nb, perr := p.rewriteFor(first, body); perr == nil && len(rm) == 0 {
 			hs = append(hs, rhs...)
-			hs = append(hs, setHeader(header.Rewritten, p.path))
+			hs = append(hs, setHeader(header.Rewritten, p.providerPath()))
 			if wc != "" {
 				hs = append(hs, setHeader(header.Upstream, wc))
 			}
 			body, p.rewrote = nb, true
 		}
+	}
+	if p.sendPath != "" && !p.rewrote {
+		// The egress listener builds each attempt from this path.
+		hs = append(hs, setHeader(":path", p.sendPath))
 	}
 	if len(p.state.WorkspaceClusters) > 0 {
 		// A retry's egress listener picks the workspace's own key for its
@@ -735,6 +753,14 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		cp = &c
 	}
 	ro := p.routing(cp)
+	if p.endpoint == epResponses {
+		rb, err := translate.ChatToResponse(body)
+		if err != nil {
+			p.log.Warn("chat answer not translatable to a response", zap.String("decision_id", p.id), zap.Error(err))
+			return replaceResponseBody(apierr.BadGateway("provider_bad_response", "the provider's answer could not be translated").JSON())
+		}
+		body = rb
+	}
 	if ro == nil {
 		return replaceResponseBody(body)
 	}

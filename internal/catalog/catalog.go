@@ -173,6 +173,8 @@ func (m *Model) Serves(api string) bool {
 		return m.Embeddings && m.Provider.WireFormat == "openai"
 	case "completions":
 		return m.Completions && m.Provider.WireFormat == "openai"
+	case "responses": // translated to chat completions, for OpenAI-wire providers
+		return m.Chat && m.Provider.WireFormat == "openai"
 	}
 	return m.Chat
 }
@@ -184,6 +186,10 @@ func (m *Model) CannotServe(api string) string {
 	switch {
 	case m.Serves(api):
 		return ""
+	case api == "responses" && m.Chat:
+		return "the Responses API is translated to chat completions for OpenAI-wire providers only"
+	case api == "responses":
+		return "does not serve chat (capabilities), which the Responses API is translated to"
 	case api != "chat" && api != "" && m.Provider.WireFormat != "openai":
 		return "wire format " + m.Provider.WireFormat + " has no " + api + " endpoint"
 	}

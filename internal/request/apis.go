@@ -12,6 +12,9 @@ const (
 	APIChat        = "chat"
 	APIEmbeddings  = "embeddings"
 	APICompletions = "completions"
+	// APIResponses is the Responses API, translated to chat completions
+	// before it is parsed (translate.ResponsesToChat).
+	APIResponses = "responses"
 )
 
 // Paths of the routed endpoints.
@@ -19,6 +22,7 @@ const (
 	PathChat        = "/v1/chat/completions"
 	PathEmbeddings  = "/v1/embeddings"
 	PathCompletions = "/v1/completions"
+	PathResponses   = "/v1/responses"
 )
 
 // APIOf is the endpoint a client path asks for, "" for one stellwerk does
@@ -31,17 +35,25 @@ func APIOf(path string) string {
 		return APIEmbeddings
 	case PathCompletions:
 		return APICompletions
+	case PathResponses:
+		return APIResponses
 	}
 	return ""
 }
 
-// Parse validates a request of one endpoint (an API constant).
+// Parse validates a request of one endpoint (an API constant). A
+// Responses API body comes translated to chat completions: it is parsed as
+// chat and keeps its API.
 func Parse(api string, body []byte) (Chat, error) {
 	switch api {
 	case APIEmbeddings:
 		return ParseEmbeddings(body)
 	case APICompletions:
 		return ParseCompletions(body)
+	case APIResponses:
+		c, err := ParseChat(body)
+		c.API = APIResponses
+		return c, err
 	}
 	return ParseChat(body)
 }

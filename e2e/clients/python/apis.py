@@ -101,4 +101,20 @@ with client.chat.completions.stream(model="auto", messages=msgs, tools=tools) as
 out["chat_tools_stream"] = [(tc.function.name, json.loads(tc.function.arguments)) for tc in final.choices[0].message.tool_calls]
 out["chat_secret"] = refused(lambda: client.chat.completions.create(
     model="auto", messages=[{"role": "user", "content": SECRET}], tools=tools))
+# The Responses API, translated to chat completions (non-streaming).
+raw = client.responses.with_raw_response.create(model="auto", instructions="be brief", input="hello responses")
+resp = raw.parse()
+out["responses"] = {"output_text": resp.output_text, "input_tokens": resp.usage.input_tokens, "headers": headers(raw),
+                    "routing": (resp.model_extra or {}).get("routing")}
+rtools = [{"type": "function", "name": t["function"]["name"], "parameters": t["function"]["parameters"]} for t in tools]
+resp = client.responses.create(model="auto", input="Weather and time in Paris?", tools=rtools)
+fcs = [o for o in resp.output if o.type == "function_call"]
+out["responses_tools"] = [(o.name, json.loads(o.arguments)) for o in fcs]
+follow = [{"role": "user", "content": "Weather and time in Paris?"}] + [o.model_dump(exclude_none=True) for o in fcs] + [
+    {"type": "function_call_output", "call_id": o.call_id, "output": "sunny"} for o in fcs]
+out["responses_after_tools"] = client.responses.create(model="auto", input=follow, tools=rtools).output_text
+raw = client.responses.with_raw_response.create(model="auto", input="hallo", extra_body={"policy": {"residency": "eu"}})
+out["responses_eu"] = {"output_text": raw.parse().output_text, "headers": headers(raw)}
+out["responses_secret"] = refused(lambda: client.responses.create(model="auto", input=SECRET))
+out["responses_stream"] = refused(lambda: client.responses.create(model="auto", input="hi", stream=True))
 print(json.dumps(out, separators=(",", ":")))
