@@ -150,7 +150,7 @@ func checkAPIs(t *testing.T, s *harness.Stack, cmd *exec.Cmd, lang string) {
 	for k, n := range map[string]int{
 		"alpha /v1/embeddings alpha-embed": 1, "beta /v1/embeddings beta-embed": 1,
 		"alpha /v1/completions alpha-instruct": 2, "beta /v1/completions beta-instruct": 1,
-		"beta /v1/chat/completions beta-chat": map[bool]int{true: 1}[lang == "python"],
+		"beta /v1/chat/completions beta-chat":   map[bool]int{true: 1}[lang == "python"],
 		"alpha /v1/chat/completions alpha-chat": chatRequests,
 	} {
 		if paths[k] != n {

@@ -40,10 +40,10 @@ type filter struct {
 	id    string
 	seen  *attemptLog // attempts this process's egress streams recorded
 
-	path      string   // without the query (the client's query is never forwarded)
+	path string // without the query (the client's query is never forwarded)
 	// sendPath is the client path the provider's request is built for when
 	// it is not path: a Responses API request goes out as chat completions.
-	sendPath string
+	sendPath  string
 	workspace string   // the caller's (edge: its principal's; egress: header.Workspace)
 	extra     []string // client headers only some providers get (forward_headers)
 
