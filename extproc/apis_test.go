@@ -126,7 +126,8 @@ func TestEmbeddingsUsageIsCharged(t *testing.T) {
 	}
 }
 
-// BenchmarkAPIRequest is BenchmarkChatRequest for each endpoint with
+// BenchmarkAPIRequest is BenchmarkChatRequest for each endpoint (the
+// Responses API with its translation to chat) with
 // model auto on apisState: the edge's request phases (parse, classify,
 // policy over 5 candidates, select, rewrite) for about 2 KB of text.
 func BenchmarkAPIRequest(b *testing.B) {
@@ -137,6 +138,7 @@ func BenchmarkAPIRequest(b *testing.B) {
 		{"chat", "/v1/chat/completions", `{"model":"auto","messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"` + text + `"}]}`},
 		{"embeddings", "/v1/embeddings", `{"model":"auto","input":[` + strings.Repeat(part+",", 14) + part + `]}`},
 		{"completions", "/v1/completions", `{"model":"auto","prompt":"` + text + `","max_tokens":64}`},
+		{"responses", "/v1/responses", `{"model":"auto","instructions":"You are helpful.","input":"` + text + `"}`},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			hm, bm := headersMsg("POST", tc.path, false, "content-type", "application/json"), bodyMsg(tc.body)

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/tidwall/gjson"
@@ -102,6 +103,30 @@ func FuzzResponsesToChat(f *testing.F) {
 		}
 		if !gjson.ValidBytes(out) || !gjson.GetBytes(out, "messages.0").Exists() {
 			t.Fatalf("translated %q into %q", body, out)
+		}
+	})
+}
+
+// The two translations of a 2 KB Responses request and its answer.
+func BenchmarkResponses(b *testing.B) {
+	text := strings.Repeat("Explain the difference between a mutex and a semaphore. ", 30)
+	req := []byte(`{"model":"auto","instructions":"You are helpful.","input":"` + text + `"}`)
+	answer := []byte(`{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"finish_reason":"stop",` +
+		`"message":{"role":"assistant","content":"` + text + `"}}],"usage":{"prompt_tokens":400,"completion_tokens":400,"total_tokens":800}}`)
+	b.Run("request", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := ResponsesToChat(req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("answer", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := ChatToResponse(answer); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 }
