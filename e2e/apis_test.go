@@ -108,13 +108,10 @@ func checkAPIs(t *testing.T, s *harness.Stack, cmd *exec.Cmd, lang string) {
 		t.Errorf("answer after the tools' results: %s", r.Get("chat_after_tools").Raw)
 	}
 	for _, ep := range []string{"embeddings_secret", "completions_secret", "chat_secret", "responses_secret"} {
-		if lang == "node" && ep == "responses_secret" {
-			continue // the Node script does not drive the Responses API yet
-		}
 		want(ep+".status", "403")
 		want(ep+".code", "policy_denied")
 	}
-	if lang == "python" {
+	{
 		// The Responses API, translated to chat completions.
 		want("responses.headers.model", "chat-us")
 		want("responses.routing.model", "chat-us")
@@ -132,10 +129,7 @@ func checkAPIs(t *testing.T, s *harness.Stack, cmd *exec.Cmd, lang string) {
 
 	// What the providers received: the upstream model names at the
 	// endpoint asked for, never the secret, never a request at claude.
-	chatRequests := 3 // tools with n=2, after the tools, streamed
-	if lang == "python" {
-		chatRequests += 3 // responses: plain, tools, after the tools
-	}
+	chatRequests := 3 + 3 // chat: tools with n=2, after the tools, streamed; responses: plain, tools, after the tools
 	paths := map[string]int{}
 	for _, name := range []string{"alpha", "beta"} {
 		for _, rq := range s.Providers[name].Requests() {
@@ -150,7 +144,7 @@ func checkAPIs(t *testing.T, s *harness.Stack, cmd *exec.Cmd, lang string) {
 	for k, n := range map[string]int{
 		"alpha /v1/embeddings alpha-embed": 1, "beta /v1/embeddings beta-embed": 1,
 		"alpha /v1/completions alpha-instruct": 2, "beta /v1/completions beta-instruct": 1,
-		"beta /v1/chat/completions beta-chat":   map[bool]int{true: 1}[lang == "python"],
+		"beta /v1/chat/completions beta-chat":   1,
 		"alpha /v1/chat/completions alpha-chat": chatRequests,
 	} {
 		if paths[k] != n {

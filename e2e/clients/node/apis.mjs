@@ -93,4 +93,21 @@ const runner = client.chat.completions.stream({ model: "auto", messages: msgs, t
 const final = await runner.finalChatCompletion();
 out.chat_tools_stream = calls(final.choices[0].message);
 out.chat_secret = await refused(() => client.chat.completions.create({ model: "auto", messages: [{ role: "user", content: SECRET }], tools }));
+// The Responses API, translated to chat completions (non-streaming).
+let resp;
+({ data: resp, response } = await client.responses.create({ model: "auto", instructions: "be brief", input: "hello responses" }).withResponse());
+out.responses = { output_text: resp.output_text, input_tokens: resp.usage.input_tokens, headers: headers(response), routing: resp.routing ?? null };
+const rtools = tools.map((t) => ({ type: "function", name: t.function.name, parameters: t.function.parameters }));
+resp = await client.responses.create({ model: "auto", input: "Weather and time in Paris?", tools: rtools });
+const fcs = resp.output.filter((o) => o.type === "function_call");
+out.responses_tools = fcs.map((o) => [o.name, JSON.parse(o.arguments)]);
+const rfollow = [{ role: "user", content: "Weather and time in Paris?" }, ...fcs,
+  ...fcs.map((o) => ({ type: "function_call_output", call_id: o.call_id, output: "sunny" }))];
+out.responses_after_tools = (await client.responses.create({ model: "auto", input: rfollow, tools: rtools })).output_text;
+({ data: resp, response } = await client.responses.create({ model: "auto", input: "hallo", policy: { residency: "eu" } }).withResponse());
+out.responses_eu = { output_text: resp.output_text, headers: headers(response) };
+out.responses_secret = await refused(() => client.responses.create({ model: "auto", input: SECRET }));
+out.responses_stream = await refused(async () => {
+  for await (const _ of await client.responses.create({ model: "auto", input: "hi", stream: true }));
+});
 console.log(JSON.stringify(out));
