@@ -123,13 +123,18 @@ func checkAPIs(t *testing.T, s *harness.Stack, cmd *exec.Cmd, lang string) {
 			t.Errorf("responses after tools: %s", r.Get("responses_after_tools").Raw)
 		}
 		want("responses_eu.headers.model", "chat-eu")
-		want("responses_stream.status", "400")
-		want("responses_stream.code", "unsupported_parameter")
+		want("responses_stream.types", `["response.created","response.in_progress","response.output_item.added","response.content_part.added",`+
+			`"response.output_text.delta","response.output_text.done","response.content_part.done","response.output_item.done","response.completed"]`)
+		want("responses_stream.status", "completed")
+		if !strings.Contains(r.Get("responses_stream.output_text").Str, "Hello from alpha. You said: stream responses") || r.Get("responses_stream.output_tokens").Int() < 1 {
+			t.Errorf("responses stream: %s", r.Get("responses_stream").Raw)
+		}
+		want("responses_stream_tools", `[["get_weather",{"city":"example"}],["get_time",{"tz":"UTC"}]]`)
 	}
 
 	// What the providers received: the upstream model names at the
 	// endpoint asked for, never the secret, never a request at claude.
-	chatRequests := 3 + 3 // chat: tools with n=2, after the tools, streamed; responses: plain, tools, after the tools
+	chatRequests := 3 + 5 // chat: tools with n=2, after the tools, streamed; responses: plain, tools, after the tools, two streamed
 	paths := map[string]int{}
 	for _, name := range []string{"alpha", "beta"} {
 		for _, rq := range s.Providers[name].Requests() {

@@ -183,7 +183,6 @@ func TestResponsesAPIIsTranslated(t *testing.T) {
 	}
 
 	for name, body := range map[string]string{
-		"stream":   `{"model":"auto","input":"hi","stream":true}`,
 		"previous": `{"model":"auto","input":"hi","previous_response_id":"resp_1"}`,
 	} {
 		p := &edge{filter: filter{state: apisState(t), log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}

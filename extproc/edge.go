@@ -646,7 +646,9 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 			p.stream.answer = &strings.Builder{}
 		}
 		if p.anthropic {
-			p.stream.anthropic = translate.NewAnthropicStream(p.wantUsage)
+			p.stream.conv = translate.NewAnthropicStream(p.wantUsage)
+		} else if p.endpoint == epResponses {
+			p.stream.conv = translate.NewResponsesStream()
 		}
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_STREAMED}
 	}

@@ -29,7 +29,7 @@ func BenchmarkStreamBody(b *testing.B) {
 			p := edgeStream(tc.anthropic)
 			p.stream.hideUsage = true
 			if tc.anthropic {
-				p.stream.anthropic = translate.NewAnthropicStream(false)
+				p.stream.conv = translate.NewAnthropicStream(false)
 				p.streamBody(&extprocv3.HttpBody{Body: []byte(antStart)})
 			}
 			msg := &extprocv3.HttpBody{Body: []byte(tc.chunk)}

@@ -32,6 +32,8 @@ type chatRequest struct {
 	User              json.RawMessage `json:"user,omitempty"`
 	ServiceTier       json.RawMessage `json:"service_tier,omitempty"`
 	Policy            json.RawMessage `json:"policy,omitempty"`
+	Stream            bool            `json:"stream,omitempty"`
+	StreamOptions     json.RawMessage `json:"stream_options,omitempty"`
 }
 
 type chatMessage struct {
@@ -64,7 +66,6 @@ var responsesRefused = map[string]string{
 	"conversation":         "conversations need a provider that serves the Responses API natively; none is configured, send the whole conversation in input",
 	"background":           "background responses are not supported",
 	"prompt":               "prompt templates need a provider that serves the Responses API natively; none is configured",
-	"stream":               "streaming of the Responses API is not supported yet; use stream: false, or chat completions with stream: true",
 }
 
 // responsesIgnored are members with no effect on a single stateless answer.
@@ -125,9 +126,17 @@ func ResponsesToChat(body []byte) ([]byte, error) {
 			req.ServiceTier = raw
 		case "policy":
 			req.Policy = raw
+		case "stream":
+			switch v.Type {
+			case gjson.True: // the chat stream becomes typed events (ResponsesStream), its usage with them
+				req.Stream, req.StreamOptions = true, json.RawMessage(`{"include_usage":true}`)
+			case gjson.False, gjson.Null:
+			default:
+				bad = apierr.BadRequest("invalid_type", "stream", "stream must be a boolean")
+			}
 		default:
 			if why, ok := responsesRefused[k.Str]; ok {
-				if k.Str == "stream" && v.Type == gjson.False || v.Type == gjson.Null {
+				if v.Type == gjson.Null {
 					return true
 				}
 				bad = apierr.BadRequest("unsupported_parameter", k.Str, "%s", why)

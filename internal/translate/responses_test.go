@@ -33,7 +33,8 @@ func TestResponsesToChat(t *testing.T) {
 			want: `{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"json_schema":{"name":"r","schema":{"type":"object"},"strict":true},"type":"json_schema"},"policy":{"residency":"eu"}}`,
 		},
 		"previous response": {in: `{"model":"m","input":"x","previous_response_id":"resp_1"}`, code: "unsupported_parameter"},
-		"stream":            {in: `{"model":"m","input":"x","stream":true}`, code: "unsupported_parameter"},
+		"stream":            {in: `{"model":"m","input":"x","stream":true}`, want: `{"model":"m","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":true}}`},
+		"stream not a bool": {in: `{"model":"m","input":"x","stream":1}`, code: "invalid_type"},
 		"stream false":      {in: `{"model":"m","input":"x","stream":false}`, want: `{"model":"m","messages":[{"role":"user","content":"x"}]}`},
 		"web search":        {in: `{"model":"m","input":"x","tools":[{"type":"web_search"}]}`, code: "unsupported_value"},
 		"unknown member":    {in: `{"model":"m","input":"x","frobnicate":1}`, code: "unsupported_parameter"},
@@ -129,4 +130,69 @@ func BenchmarkResponses(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A chat stream of text, then one of parallel tool calls, becomes the
+// Responses API's typed events in order, ending with the whole response.
+func TestResponsesStream(t *testing.T) {
+	chunk := func(delta string, finish string) string {
+		f := "null"
+		if finish != "" {
+			f = `"` + finish + `"`
+		}
+		return `{"id":"chatcmpl-9","object":"chat.completion.chunk","created":7,"model":"m","choices":[{"index":0,"delta":` + delta + `,"finish_reason":` + f + `}]}`
+	}
+	usage := `{"id":"chatcmpl-9","object":"chat.completion.chunk","created":7,"model":"m","choices":[],"usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}`
+	for name, tc := range map[string]struct {
+		events []string
+		types  []string
+		final  string // the completed response's output
+	}{
+		"text": {
+			events: []string{chunk(`{"role":"assistant","content":""}`, ""), chunk(`{"content":"Hel"}`, ""), chunk(`{"content":"lo"}`, ""), chunk(`{}`, "stop"), usage, "[DONE]"},
+			types: []string{"response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+				"response.output_text.delta", "response.output_text.delta", "response.output_text.done", "response.content_part.done",
+				"response.output_item.done", "response.completed"},
+			final: `[{"content":[{"annotations":[],"text":"Hello","type":"output_text"}],"id":"msg_9","role":"assistant","status":"completed","type":"message"}]`,
+		},
+		"parallel calls": {
+			events: []string{
+				chunk(`{"role":"assistant","content":null}`, ""),
+				chunk(`{"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"a","arguments":""}}]}`, ""),
+				chunk(`{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}`, ""),
+				chunk(`{"tool_calls":[{"index":1,"id":"c2","type":"function","function":{"name":"b","arguments":"{\"q\":1}"}}]}`, ""),
+				chunk(`{}`, "tool_calls"), usage, "[DONE]"},
+			types: []string{"response.created", "response.in_progress", "response.output_item.added", "response.function_call_arguments.delta",
+				"response.output_item.added", "response.function_call_arguments.delta", "response.function_call_arguments.done", "response.output_item.done",
+				"response.function_call_arguments.done", "response.output_item.done", "response.completed"},
+			final: `[{"arguments":"{}","call_id":"c1","id":"fc_c1","name":"a","status":"completed","type":"function_call"},` +
+				`{"arguments":"{\"q\":1}","call_id":"c2","id":"fc_c2","name":"b","status":"completed","type":"function_call"}]`,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := NewResponsesStream()
+			var out []byte
+			for _, e := range tc.events {
+				out = s.Event(Event{Data: []byte(e)}, out)
+			}
+			var f Framer
+			evs := f.Flush(f.Feed(out, nil))
+			var types []string
+			for i, ev := range evs {
+				d := gjson.ParseBytes(ev.Data)
+				if ev.Name != d.Get("type").Str || d.Get("sequence_number").Int() != int64(i) {
+					t.Fatalf("event %d: name %q, data %s", i, ev.Name, ev.Data)
+				}
+				types = append(types, ev.Name)
+			}
+			if strings.Join(types, " ") != strings.Join(tc.types, " ") {
+				t.Fatalf("events\n%v\nwant\n%v", types, tc.types)
+			}
+			last := gjson.ParseBytes(evs[len(evs)-1].Data)
+			if got := last.Get("response.output").Raw; got != tc.final || last.Get("response.usage.total_tokens").Int() != 6 ||
+				last.Get("response.id").Str != "resp_9" || !s.Ended() {
+				t.Fatalf("completed: %s", last.Raw)
+			}
+		})
+	}
 }

@@ -107,7 +107,13 @@ out.responses_after_tools = (await client.responses.create({ model: "auto", inpu
 ({ data: resp, response } = await client.responses.create({ model: "auto", input: "hallo", policy: { residency: "eu" } }).withResponse());
 out.responses_eu = { output_text: resp.output_text, headers: headers(response) };
 out.responses_secret = await refused(() => client.responses.create({ model: "auto", input: SECRET }));
-out.responses_stream = await refused(async () => {
-  for await (const _ of await client.responses.create({ model: "auto", input: "hi", stream: true }));
-});
+// Streamed: the SDK's helper rebuilds the response from the typed events.
+let rstream = client.responses.stream({ model: "auto", instructions: "be brief", input: "stream responses" });
+const types = [];
+for await (const event of rstream) if (!types.includes(event.type)) types.push(event.type);
+let rfinal = await rstream.finalResponse();
+out.responses_stream = { types, output_text: rfinal.output_text, status: rfinal.status, output_tokens: rfinal.usage?.output_tokens ?? null };
+rstream = client.responses.stream({ model: "auto", input: "Weather and time in Paris?", tools: rtools });
+rfinal = await rstream.finalResponse();
+out.responses_stream_tools = rfinal.output.filter((o) => o.type === "function_call").map((o) => [o.name, JSON.parse(o.arguments)]);
 console.log(JSON.stringify(out));

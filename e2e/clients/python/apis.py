@@ -116,5 +116,18 @@ out["responses_after_tools"] = client.responses.create(model="auto", input=follo
 raw = client.responses.with_raw_response.create(model="auto", input="hallo", extra_body={"policy": {"residency": "eu"}})
 out["responses_eu"] = {"output_text": raw.parse().output_text, "headers": headers(raw)}
 out["responses_secret"] = refused(lambda: client.responses.create(model="auto", input=SECRET))
-out["responses_stream"] = refused(lambda: client.responses.create(model="auto", input="hi", stream=True))
+# Streamed: the SDK's helper checks the typed events' order and rebuilds the response.
+with client.responses.stream(model="auto", instructions="be brief", input="stream responses") as stream:
+    types = []
+    for event in stream:
+        if event.type not in types:
+            types.append(event.type)
+    final = stream.get_final_response()
+out["responses_stream"] = {"types": types, "output_text": final.output_text, "status": final.status,
+                           "output_tokens": final.usage.output_tokens if final.usage else None}
+with client.responses.stream(model="auto", input="Weather and time in Paris?", tools=rtools) as stream:
+    for _ in stream:
+        pass
+    final = stream.get_final_response()
+out["responses_stream_tools"] = [(o.name, json.loads(o.arguments)) for o in final.output if o.type == "function_call"]
 print(json.dumps(out, separators=(",", ":")))
