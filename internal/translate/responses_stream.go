@@ -2,6 +2,7 @@ package translate
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -17,6 +18,7 @@ import (
 // choice is read (the Responses API has no n).
 type ResponsesStream struct {
 	id, model string
+	msgName   string // the message item's id (msgID)
 	created   int64
 	seq       int
 	started   bool
@@ -102,7 +104,7 @@ func (s *ResponsesStream) Event(ev Event, dst []byte) []byte {
 		}
 		s.msg.WriteString(t.Str)
 		s.text = strings.Clone(t.Str)
-		dst = s.emit(dst, "response.output_text.delta", map[string]any{"item_id": s.msgID(), "output_index": s.msgIdx, "content_index": 0, "delta": t.Str})
+		dst = s.delta(dst, "response.output_text.delta", s.msgID(), s.msgIdx, true, t.Str)
 	}
 	delta.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
 		i := tc.Get("index").Int()
@@ -118,7 +120,7 @@ func (s *ResponsesStream) Event(ev Event, dst []byte) []byte {
 		if a := tc.Get("function.arguments").String(); a != "" {
 			c.args.WriteString(a)
 			s.text = strings.Clone(a)
-			dst = s.emit(dst, "response.function_call_arguments.delta", map[string]any{"item_id": "fc_" + c.callID, "output_index": c.idx, "delta": a})
+			dst = s.delta(dst, "response.function_call_arguments.delta", "fc_"+c.callID, c.idx, false, a)
 		}
 		return true
 	})
@@ -128,7 +130,12 @@ func (s *ResponsesStream) Event(ev Event, dst []byte) []byte {
 	return dst
 }
 
-func (s *ResponsesStream) msgID() string { return "msg_" + strings.TrimPrefix(s.id, "resp_") }
+func (s *ResponsesStream) msgID() string {
+	if s.msgName == "" {
+		s.msgName = "msg_" + strings.TrimPrefix(s.id, "resp_")
+	}
+	return s.msgName
+}
 
 func (s *ResponsesStream) callItem(c *responsesCall, status string) map[string]any {
 	return map[string]any{"type": "function_call", "id": "fc_" + c.callID, "call_id": c.callID, "name": c.name,
@@ -184,6 +191,29 @@ func (s *ResponsesStream) complete(dst []byte) []byte {
 func (s *ResponsesStream) response(status string, output []any, incomplete any) map[string]any {
 	return map[string]any{"id": s.id, "object": "response", "created_at": s.created, "status": status, "model": s.model,
 		"output": output, "error": nil, "incomplete_details": incomplete}
+}
+
+// delta appends a delta event, the stream's most frequent, built by
+// appends in the field order encoding/json gives emit's events.
+func (s *ResponsesStream) delta(dst []byte, typ, itemID string, idx int, content bool, delta string) []byte {
+	dst = append(dst, "event: "...)
+	dst = append(dst, typ...)
+	dst = append(dst, "\ndata: {"...)
+	if content {
+		dst = append(dst, `"content_index":0,`...)
+	}
+	dst = append(dst, `"delta":`...)
+	dst = appendJSONString(dst, delta)
+	dst = append(dst, `,"item_id":`...)
+	dst = appendJSONString(dst, itemID)
+	dst = append(dst, `,"output_index":`...)
+	dst = strconv.AppendInt(dst, int64(idx), 10)
+	dst = append(dst, `,"sequence_number":`...)
+	dst = strconv.AppendInt(dst, int64(s.seq), 10)
+	s.seq++
+	dst = append(dst, `,"type":"`...)
+	dst = append(dst, typ...)
+	return append(dst, "\"}\n\n"...)
 }
 
 // emit appends one typed event: "event: <type>\ndata: {type, sequence_number, …}\n\n".
