@@ -196,3 +196,27 @@ func TestResponsesStream(t *testing.T) {
 		})
 	}
 }
+
+// FuzzResponsesStream: whatever a provider streams, the translation never
+// panics and every event it emits is named and valid JSON of its type.
+func FuzzResponsesStream(f *testing.F) {
+	f.Add([]byte(`{"id":"chatcmpl-1","model":"m","choices":[{"index":0,"delta":{"content":"hi"}}]}`), []byte(`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"f","arguments":"{"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":1}}`))
+	f.Add([]byte(`{"error":{"message":"x"}}`), []byte(`[DONE]`))
+	f.Add([]byte("\xff"), []byte(`{"choices":[{"index":0,"delta":{"content":"\u2028\"\\"}}]}`))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		s := NewResponsesStream()
+		var out []byte
+		for _, d := range [][]byte{a, b, a, []byte("[DONE]")} {
+			out = s.Event(Event{Data: d}, out)
+		}
+		var fr Framer
+		for _, ev := range fr.Flush(fr.Feed(out, nil)) {
+			if !gjson.ValidBytes(ev.Data) || gjson.GetBytes(ev.Data, "type").Str != ev.Name || ev.Name == "" {
+				t.Fatalf("bad event %q: %s", ev.Name, ev.Data)
+			}
+		}
+		if !s.Ended() {
+			t.Fatal("not ended after [DONE]")
+		}
+	})
+}
