@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/telemetry"
 )
 
 // apisState has a chat model, two embedding models (a cheap US one, a
@@ -190,6 +191,34 @@ func TestResponsesAPIIsTranslated(t *testing.T) {
 		ir := p.handle(bodyMsg(body)).GetImmediateResponse()
 		if ir == nil || ir.GetStatus().GetCode() != 400 || gjson.GetBytes(ir.Body, "error.code").Str != "unsupported_parameter" {
 			t.Errorf("%s: %v", name, ir)
+		}
+	}
+}
+
+// TestAPIsMetrics: embeddings and completions requests are counted like
+// chat, their tokens under their OTel operation name.
+func TestAPIsMetrics(t *testing.T) {
+	st := apisState(t)
+	st.Metrics = telemetry.New()
+	run := func(path, body, answer string) {
+		p := &edge{filter: filter{state: st, log: zap.NewNop(), id: NewDecisionID()}, ctx: context.Background()}
+		p.handle(headersMsg("POST", path, false))
+		p.handle(bodyMsg(body))
+		p.handle(respHeadersMsg("200", "application/json"))
+		p.handle(respBodyMsg(answer, true))
+		p.finish()
+	}
+	run("/v1/embeddings", `{"model":"auto","input":"hello"}`, `{"object":"list","data":[],"usage":{"prompt_tokens":3,"total_tokens":3}}`)
+	run("/v1/completions", `{"model":"auto","prompt":"hello"}`, `{"choices":[{"text":"hi"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}`)
+	g := st.Metrics.Gatherer()
+	for labels, metric := range map[string]string{
+		"error_code=,model=emb-us,provider=us,status_class=2xx,workspace=default":                                                                         "stellwerk_requests_total",
+		"error_code=,model=instruct,provider=us,status_class=2xx,workspace=default":                                                                       "stellwerk_requests_total",
+		"gen_ai_operation_name=embeddings,gen_ai_provider_name=us,gen_ai_request_model=auto,gen_ai_response_model=emb-us,gen_ai_token_type=input":         "gen_ai_client_token_usage",
+		"gen_ai_operation_name=text_completion,gen_ai_provider_name=us,gen_ai_request_model=auto,gen_ai_response_model=instruct,gen_ai_token_type=output": "gen_ai_client_token_usage",
+	} {
+		if got := sample(t, g, metric, labels); got != 1 {
+			t.Errorf("%s{%s} = %v, want 1", metric, labels, got)
 		}
 	}
 }
