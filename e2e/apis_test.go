@@ -132,6 +132,13 @@ func checkAPIs(t *testing.T, s *harness.Stack, cmd *exec.Cmd, lang string) {
 		want("responses_stream_tools", `[["get_weather",{"city":"example"}],["get_time",{"tz":"UTC"}]]`)
 	}
 
+	// GET /v1/models says which endpoints each model serves.
+	want("model_endpoints.emb-eu", `["embeddings"]`)
+	want("model_endpoints.instruct-us", `["completions"]`)
+	want("model_endpoints.chat-us", `["chat","responses"]`)
+	want("model_endpoints.claude-model", `["chat"]`)
+	want("model_endpoints.auto", "")
+
 	// What the providers received: the upstream model names at the
 	// endpoint asked for, never the secret, never a request at claude.
 	chatRequests := 3 + 5 // chat: tools with n=2, after the tools, streamed; responses: plain, tools, after the tools, two streamed

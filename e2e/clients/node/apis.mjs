@@ -116,4 +116,5 @@ out.responses_stream = { types, output_text: rfinal.output_text, status: rfinal.
 rstream = client.responses.stream({ model: "auto", input: "Weather and time in Paris?", tools: rtools });
 rfinal = await rstream.finalResponse();
 out.responses_stream_tools = rfinal.output.filter((o) => o.type === "function_call").map((o) => [o.name, JSON.parse(o.arguments)]);
+out.model_endpoints = Object.fromEntries((await client.models.list()).data.map((m) => [m.id, m.endpoints ?? null]));
 console.log(JSON.stringify(out));

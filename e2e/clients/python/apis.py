@@ -130,4 +130,5 @@ with client.responses.stream(model="auto", input="Weather and time in Paris?", t
         pass
     final = stream.get_final_response()
 out["responses_stream_tools"] = [(o.name, json.loads(o.arguments)) for o in final.output if o.type == "function_call"]
+out["model_endpoints"] = {m.id: (m.model_extra or {}).get("endpoints") for m in client.models.list()}
 print(json.dumps(out, separators=(",", ":")))
