@@ -196,6 +196,18 @@ func (p *edge) content() *audit.Content {
 			c.Messages = append(c.Messages, audit.ContentMessage{Role: m.Get("role").String(), Text: classify.Redact(text.String(), c.Redacted)})
 			return true
 		})
+		// An embeddings input or completions prompt: each string as the
+		// user's (token ids are not text and are left out).
+		in := res.Chat.Input
+		if !in.IsArray() {
+			in = gjson.Parse("[" + in.Raw + "]") // a string alone ("" when absent: no member)
+		}
+		in.ForEach(func(_, v gjson.Result) bool {
+			if v.Type == gjson.String {
+				c.Messages = append(c.Messages, audit.ContentMessage{Role: "user", Text: classify.Redact(v.Str, c.Redacted)})
+			}
+			return true
+		})
 	}
 	answer := p.answer
 	if st := p.stream; st != nil && st.answer != nil {

@@ -273,3 +273,46 @@ models: [{id: m, provider: p, context_window: 8000}]
 		t.Errorf("a workspace that did not opt in: %+v", r)
 	}
 }
+
+// TestAuditEmbeddingsAndCompletions: the endpoints' requests get decision
+// records with their path, classification and chosen model, and an
+// opted-in workspace's content holds the input or prompt, redacted.
+func TestAuditEmbeddingsAndCompletions(t *testing.T) {
+	st := apisState(t)
+	l, _ := testAuditLog(t, true)
+	st.Audit, st.AuditContent = l, map[string]bool{"default": true}
+	run := func(id, path, body, answer string) {
+		p := &edge{filter: filter{state: st, log: zap.NewNop(), id: id}, ctx: context.Background()}
+		p.handle(headersMsg("POST", path, false))
+		p.handle(bodyMsg(body))
+		p.handle(respHeadersMsg("200", "application/json"))
+		p.handle(respBodyMsg(answer, true))
+		p.finish()
+	}
+	run("emb", "/v1/embeddings", `{"model":"auto","input":["mail jane.doe@example.com","x"]}`,
+		`{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1]}],"usage":{"prompt_tokens":9,"total_tokens":9}}`)
+	run("cmpl", "/v1/completions", `{"model":"auto","prompt":"say hello"}`,
+		`{"object":"text_completion","choices":[{"index":0,"text":"done, jane.doe@example.com"}],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}`)
+	recs := recordsOf(t, l)
+	for id, want := range map[string]struct {
+		path, chosen, answer string
+		msgs                 int
+		text                 string
+	}{
+		// personal data: EU residency holds
+		"emb":  {"/v1/embeddings", "emb-eu", "", 2, "mail [EMAIL]"},
+		"cmpl": {"/v1/completions", "instruct", "done, [EMAIL]", 1, "say hello"},
+	} {
+		r := recs[id]
+		if len(r) != 1 || r[0].Request == nil || r[0].Request.Path != want.path || r[0].Chosen != want.chosen || r[0].Classification == nil {
+			t.Fatalf("%s: %+v", id, r)
+		}
+		ct := r[0].Content
+		if ct == nil || len(ct.Messages) != want.msgs || ct.Messages[0].Role != "user" || ct.Messages[0].Text != want.text || ct.Answer != want.answer {
+			t.Errorf("%s: content %+v", id, ct)
+		}
+		if r[0].Usage == nil || r[0].Usage.PromptTokens == 0 {
+			t.Errorf("%s: usage %+v", id, r[0].Usage)
+		}
+	}
+}

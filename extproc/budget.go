@@ -29,6 +29,8 @@ const defaultOutputBound = 4096
 // outputBound is the most a request can make the model write.
 func outputBound(m *catalog.Model, maxTokens int) int {
 	switch {
+	case maxTokens < 0: // a request without output (embeddings)
+		return 0
 	case maxTokens > 0 && (m.MaxOutputTokens == 0 || maxTokens < m.MaxOutputTokens):
 		return maxTokens
 	case m.MaxOutputTokens > 0:
@@ -287,7 +289,7 @@ func (p *edge) endReservation() {
 		// writing), so the prompt is charged, as an estimate; never zero.
 		u := meter.Usage{PromptTokens: p.class.InputTokens, Estimated: true}
 		p.log.Info("client went away before the answer; the prompt is charged as an estimate", zap.String("decision_id", p.id))
-		p.settle(meter.Meter(p.served, p.state.Router.Catalog.Baseline, u), spend.Interrupted)
+		p.settle(meter.Meter(p.served, p.baseline(), u), spend.Interrupted)
 		return
 	}
 	p.release()

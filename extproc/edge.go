@@ -26,6 +26,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/meter"
+	"github.com/stellwerk/stellwerk/internal/request"
 	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/telemetry"
@@ -38,9 +39,18 @@ type endpoint int
 const (
 	epUnknown endpoint = iota
 	epChat
+	epEmbeddings
+	epCompletions
+	epResponses
 	epModels
 	epModel
 )
+
+// routed reports whether requests of the endpoint are decided and sent to
+// a provider.
+func (e endpoint) routed() bool {
+	return e == epChat || e == epEmbeddings || e == epCompletions || e == epResponses
+}
 
 // edge is the client-facing filter of one HTTP request: it authenticates,
 // answers what needs no provider, decides, rewrites the request (or hands
@@ -269,14 +279,20 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	}
 
 	switch {
-	case p.path == "/v1/chat/completions":
+	case p.path == request.PathChat:
 		p.endpoint = epChat
+	case p.path == request.PathEmbeddings:
+		p.endpoint = epEmbeddings
+	case p.path == request.PathCompletions:
+		p.endpoint = epCompletions
+	case p.path == request.PathResponses:
+		p.endpoint = epResponses
 	case p.path == "/v1/models":
 		p.endpoint = epModels
 	case strings.HasPrefix(p.path, "/v1/models/") && len(p.path) > len("/v1/models/"):
 		p.endpoint = epModel
 	default:
-		return p.immediate(apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions and GET /v1/models",
+		return p.immediate(apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions, /v1/responses, /v1/embeddings and /v1/completions and GET /v1/models (docs/api.md)",
 			apierr.Truncate(p.method, 16), apierr.Truncate(p.path, 200)))
 	}
 
@@ -296,12 +312,12 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 		return immediateJSON(200, body, p.id)
 	}
 
-	// Chat completions.
+	// Chat completions, embeddings, completions.
 	if p.method != "POST" {
 		return p.immediate(apierr.MethodNotAllowed("%s is not allowed on %s; use POST", apierr.Truncate(p.method, 16), p.path))
 	}
 	if h.EndOfStream {
-		return p.immediate(apierr.BadRequest("invalid_request_body", "", "the request body is empty; send a JSON chat completion request"))
+		return p.immediate(apierr.BadRequest("invalid_request_body", "", "the request body is empty; send a JSON request"))
 	}
 	if contentLength > p.state.MaxRequestBytes {
 		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
@@ -314,11 +330,20 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 // requestBody parses the chat request once, decides, and rewrites the
 // request for the chosen provider.
 func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	if p.endpoint != epChat {
+	if !p.endpoint.routed() {
 		return continueRequestBody(nil)
 	}
 	body := b.Body
 	p.bodyPhase, p.reqBody = true, body
+	if p.endpoint == epResponses {
+		// Translated to chat completions first: what is classified and
+		// decided is what the provider gets.
+		tb, err := translate.ResponsesToChat(body)
+		if err != nil {
+			return p.immediate(apierr.As(err))
+		}
+		body, p.sendPath = tb, request.PathChat
+	}
 	if p.state.auditRefuses() {
 		p.log.Warn("audit log unavailable: request refused (audit.on_store_down: refuse)", zap.String("decision_id", p.id))
 		return p.immediate(auditUnavailable())
@@ -360,19 +385,19 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	}
 	if led := p.state.Ledger; led != nil && (p.state.Limited || p.principal.Limits != nil) {
 		start := time.Now()
-		resp := p.reserve(led, plan, chat.MaxTokens)
+		resp := p.reserve(led, plan, outputLimit(&chat))
 		p.stages.Reserve = time.Since(start)
 		if resp != nil {
 			return resp
 		}
 	} else if p.state.readsUsage() {
-		p.reservedEUR, _ = worstCase(p.class.InputTokens, plan, chat.MaxTokens) // the spend row's estimate if no usage comes
+		p.reservedEUR, _ = worstCase(p.class.InputTokens, plan, outputLimit(&chat)) // the spend row's estimate if no usage comes
 	}
 	var resp *extprocv3.ProcessingResponse
 	if p.state.Failover != nil {
-		resp = p.routeWithFailover(plan, body, nb)
+		resp = p.routeWithFailover(plan, b.Body, nb)
 	} else {
-		resp = p.routeDirect(m, body, nb)
+		resp = p.routeDirect(m, b.Body, nb)
 	}
 	if resp.GetImmediateResponse() != nil {
 		p.release()
@@ -398,6 +423,24 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 			tagsField(res.Policy.Tags))
 	}
 	return resp
+}
+
+// outputLimit is the most output a request asks for, as the budget's
+// worst case reads it: -1 for none at all (embeddings), 0 when unset (the
+// model's own limit), and the legacy completions' default of 16 tokens,
+// per choice.
+func outputLimit(c *request.Chat) int {
+	switch c.API {
+	case request.APIEmbeddings:
+		return -1
+	case request.APICompletions:
+		n := c.MaxTokens
+		if n == 0 {
+			n = route.DefaultCompletionTokens
+		}
+		return n * max(c.Choices, 1)
+	}
+	return c.MaxTokens
 }
 
 // modelIDs logs a plan as its model ids, without building a slice of them.
@@ -485,12 +528,16 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 	if _, _, ok := first.Provider.Credential(); first.Provider.WireFormat != "anthropic" && (ok || wc != "") {
 		if rhs, rm, nb, perr := p.rewriteFor(first, body); perr == nil && len(rm) == 0 {
 			hs = append(hs, rhs...)
-			hs = append(hs, setHeader(header.Rewritten, p.path))
+			hs = append(hs, setHeader(header.Rewritten, p.providerPath()))
 			if wc != "" {
 				hs = append(hs, setHeader(header.Upstream, wc))
 			}
 			body, p.rewrote = nb, true
 		}
+	}
+	if p.sendPath != "" && !p.rewrote {
+		// The egress listener builds each attempt from this path.
+		hs = append(hs, setHeader(":path", p.sendPath))
 	}
 	if len(p.state.WorkspaceClusters) > 0 {
 		// A retry's egress listener picks the workspace's own key for its
@@ -599,7 +646,9 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 			p.stream.answer = &strings.Builder{}
 		}
 		if p.anthropic {
-			p.stream.anthropic = translate.NewAnthropicStream(p.wantUsage)
+			p.stream.conv = translate.NewAnthropicStream(p.wantUsage)
+		} else if p.endpoint == epResponses {
+			p.stream.conv = translate.NewResponsesStream()
 		}
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_STREAMED}
 	}
@@ -690,7 +739,11 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		return replaceResponseBody(body)
 	}
 	if p.keepContent {
-		p.answer = gjson.GetBytes(body, "choices.0.message.content").String()
+		if p.endpoint == epCompletions {
+			p.answer = gjson.GetBytes(body, "choices.0.text").String()
+		} else {
+			p.answer = gjson.GetBytes(body, "choices.0.message.content").String()
+		}
 	}
 	// One read of the usage: the charge settled, recorded and shown.
 	c, charged := p.jsonCharge(body)
@@ -702,6 +755,14 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		cp = &c
 	}
 	ro := p.routing(cp)
+	if p.endpoint == epResponses {
+		rb, err := translate.ChatToResponse(body)
+		if err != nil {
+			p.log.Warn("chat answer not translatable to a response", zap.String("decision_id", p.id), zap.Error(err))
+			return replaceResponseBody(apierr.BadGateway("provider_bad_response", "the provider's answer could not be translated").JSON())
+		}
+		body = rb
+	}
 	if ro == nil {
 		return replaceResponseBody(body)
 	}

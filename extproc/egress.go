@@ -179,7 +179,7 @@ func (p *egress) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processing
 	switch {
 	case p.anthropic && plain && code/100 == 2 && strings.HasPrefix(rh.ctype, "text/event-stream"):
 		// The edge follows the translated stream for usage: always emit it.
-		p.stream = &streamState{anthropic: translate.NewAnthropicStream(true)}
+		p.stream = &streamState{conv: translate.NewAnthropicStream(true)}
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_STREAMED}
 	case p.anthropic && plain && strings.HasPrefix(rh.ctype, "application/json"):
 		p.translate = true

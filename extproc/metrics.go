@@ -17,7 +17,7 @@ import (
 // ids, provider names, error codes.
 func (p *edge) observe() {
 	m, tr := p.state.Metrics, p.state.Traces
-	if (m == nil && tr == nil) || (p.endpoint != epChat && p.status == 0) {
+	if (m == nil && tr == nil) || (!p.endpoint.routed() && p.status == 0) {
 		return
 	}
 	r := p.outcomeFacts()
@@ -49,6 +49,12 @@ func (p *edge) observe() {
 // outcomeFacts is what became of the request, for the metrics and its span.
 func (p *edge) outcomeFacts() telemetry.Request {
 	r := telemetry.Request{Workspace: p.workspace, Overhead: p.stages}
+	switch p.endpoint {
+	case epEmbeddings:
+		r.Operation = "embeddings"
+	case epCompletions:
+		r.Operation = "text_completion"
+	}
 	r.Status, r.ErrorCode = p.outcome()
 	if !p.arrived.IsZero() {
 		r.Duration = time.Since(p.arrived)

@@ -40,7 +40,10 @@ type filter struct {
 	id    string
 	seen  *attemptLog // attempts this process's egress streams recorded
 
-	path      string   // without the query (the client's query is never forwarded)
+	path string // without the query (the client's query is never forwarded)
+	// sendPath is the client path the provider's request is built for when
+	// it is not path: a Responses API request goes out as chat completions.
+	sendPath  string
 	workspace string   // the caller's (edge: its principal's; egress: header.Workspace)
 	extra     []string // client headers only some providers get (forward_headers)
 
@@ -110,7 +113,7 @@ func (p *filter) rewriteFor(m *catalog.Model, body []byte) (hs []*corev3.HeaderV
 		return nil, nil, nil, apierr.BadGateway("provider_credential_missing",
 			"provider %q has no credential configured; the request was not sent (operators: see the stellwerk log)", prov.Name)
 	}
-	upstreamPath := prov.UpstreamPath(p.path)
+	upstreamPath := prov.UpstreamPath(p.providerPath())
 	p.anthropic = prov.WireFormat == "anthropic"
 	if p.anthropic {
 		upstreamPath = prov.BasePath + "/messages"
@@ -143,6 +146,14 @@ func (p *filter) rewriteFor(m *catalog.Model, body []byte) (hs []*corev3.HeaderV
 		return nil, nil, nil, apierr.Internal()
 	}
 	return hs, remove, nb, nil
+}
+
+// providerPath is the client path a provider's request is built for.
+func (p *filter) providerPath() string {
+	if p.sendPath != "" {
+		return p.sendPath
+	}
+	return p.path
 }
 
 // replaceResponseBody sends a new response body with its exact length.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/meter"
 )
 
@@ -113,7 +114,7 @@ func (p *edge) routing(charge *meter.Charge) []byte {
 			ro.Route = &routeInfo{Name: o.Route, Version: o.Version, Label: o.Label(), Path: o.Path, Arm: o.Arm}
 		}
 	}
-	baseline := p.state.Router.Catalog.Baseline
+	baseline := p.baseline()
 	if c := charge; c != nil {
 		ro.Usage = &usage{PromptTokens: c.Usage.PromptTokens, CompletionTokens: c.Usage.CompletionTokens}
 		ro.Cost = &cost{Amount: round(c.Amount, 8), Currency: c.Currency, EUR: round(c.EUR, 8), Source: c.Source}
@@ -137,11 +138,23 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 		return meter.Charge{}, false
 	}
 	pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
+	if !ct.Exists() && p.endpoint == epEmbeddings {
+		ct = gjson.Result{Type: gjson.Number} // embeddings' usage has no completion tokens
+	}
 	if pt.Type != gjson.Number || ct.Type != gjson.Number || pt.Num < 0 || ct.Num < 0 {
 		return meter.Charge{}, false
 	}
-	return meter.Meter(p.served, p.state.Router.Catalog.Baseline, meter.Usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num),
+	return meter.Meter(p.served, p.baseline(), meter.Usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num),
 		CachedTokens: int(u.Get("prompt_tokens_details.cached_tokens").Num)}), true
+}
+
+// baseline is the model savings are measured against: the catalog's
+// baseline, when it serves the request's API (route.Result.Baseline).
+func (p *edge) baseline() *catalog.Model {
+	if p.result != nil {
+		return p.result.Baseline
+	}
+	return p.state.Router.Catalog.Baseline
 }
 
 // savingOf renders a charge's saving; nil without a baseline.

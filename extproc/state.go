@@ -7,6 +7,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/decide"
+	"github.com/stellwerk/stellwerk/internal/request"
 	"github.com/stellwerk/stellwerk/internal/route"
 )
 
@@ -36,6 +37,20 @@ type modelEntry struct {
 	OwnedBy       string `json:"owned_by"`
 	ContextWindow int    `json:"context_window,omitempty"`
 	Residency     string `json:"residency,omitempty"`
+	// Endpoints are the APIs the model serves: chat, responses,
+	// embeddings, completions (docs/api.md).
+	Endpoints []string `json:"endpoints,omitempty"`
+}
+
+// endpointsOf lists the APIs a model serves, in a fixed order.
+func endpointsOf(m *catalog.Model) []string {
+	var out []string
+	for _, api := range [...]string{request.APIChat, request.APIResponses, request.APIEmbeddings, request.APICompletions} {
+		if m.Serves(api) {
+			out = append(out, api)
+		}
+	}
+	return out
 }
 
 // modelsList renders the OpenAI "list models" answer: `auto` first, then the
@@ -44,7 +59,7 @@ func modelsList(models []*catalog.Model) []byte {
 	data := []modelEntry{{ID: decide.Auto, Object: "model", OwnedBy: "stellwerk"}}
 	for _, m := range models {
 		data = append(data, modelEntry{ID: m.ID, Object: "model", OwnedBy: m.Provider.Name,
-			ContextWindow: m.ContextWindow, Residency: m.Provider.Residency})
+			ContextWindow: m.ContextWindow, Residency: m.Provider.Residency, Endpoints: endpointsOf(m)})
 	}
 	b, _ := json.Marshal(struct {
 		Object string       `json:"object"`
@@ -83,7 +98,8 @@ func (st *State) modelJSON(p auth.Principal, id string) ([]byte, bool) {
 		if !ok || !st.Router.Visible(p).Has(id) || !route.KeyAllows(p, m) {
 			return nil, false
 		}
-		e = modelEntry{ID: m.ID, Object: "model", OwnedBy: m.Provider.Name, ContextWindow: m.ContextWindow, Residency: m.Provider.Residency}
+		e = modelEntry{ID: m.ID, Object: "model", OwnedBy: m.Provider.Name, ContextWindow: m.ContextWindow, Residency: m.Provider.Residency,
+			Endpoints: endpointsOf(m)}
 	}
 	b, _ := json.Marshal(e)
 	return b, true

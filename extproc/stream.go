@@ -28,8 +28,10 @@ type streamState struct {
 	cached    int // prompt tokens the provider served from its cache
 	outTokens int // estimated from streamed content
 	finished  bool
-	// anthropic translates Anthropic events into OpenAI chunks.
-	anthropic *translate.AnthropicStream
+	// conv translates the provider's events for the client: Anthropic
+	// events into OpenAI chunks, or chat chunks into the Responses API's
+	// events; nil passes them through.
+	conv streamConverter
 	// checkEnd makes a stream that ends without [DONE] or an error event end
 	// with an error event: a provider that broke off must not look like a
 	// complete answer to the client.
@@ -39,6 +41,20 @@ type streamState struct {
 	// (nil: not kept), up to maxContentBytes.
 	answer *strings.Builder
 }
+
+// streamConverter is a stream translation (translate.AnthropicStream,
+// translate.ResponsesStream).
+type streamConverter interface {
+	Event(ev translate.Event, dst []byte) []byte
+	TextDelta() string
+	Ended() bool
+	Usage() (promptTokens, completionTokens int, ok bool)
+}
+
+var (
+	_ streamConverter = (*translate.AnthropicStream)(nil)
+	_ streamConverter = (*translate.ResponsesStream)(nil)
+)
 
 // maxContentBytes bounds the answer text an audit record keeps.
 const maxContentBytes = 256 << 10
@@ -73,17 +89,20 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 		st.events = st.framer.Flush(st.events)
 	}
 	changed := held || st.framer.Pending() > 0 // part of this chunk is held back
-	if st.anthropic != nil {
+	if st.conv != nil {
 		out := make([]byte, 0, 2*len(b.Body)) // OpenAI chunks repeat id and model: larger than the events
 		for i := range st.events {
-			out = st.anthropic.Event(st.events[i], out)
-			st.outTokens += classify.EstimateTokens(st.anthropic.TextDelta())
+			out = st.conv.Event(st.events[i], out)
+			if st.answer != nil && st.answer.Len() < maxContentBytes {
+				st.answer.WriteString(st.conv.TextDelta())
+			}
+			st.outTokens += classify.EstimateTokens(st.conv.TextDelta())
 		}
-		if pt, ct, ok := st.anthropic.Usage(); ok {
+		if pt, ct, ok := st.conv.Usage(); ok {
 			st.usage = &usage{PromptTokens: pt, CompletionTokens: ct}
 		}
 		if b.EndOfStream {
-			st.sawEnd = st.anthropic.Ended()
+			st.sawEnd = st.conv.Ended()
 			out, end = st.end(out)
 		}
 		return streamChunk(out), end
@@ -170,7 +189,11 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 		// no choices: absent, null or [] (as gjson's Array() counts them)
 		drop = st.hideUsage && (choices.Type == gjson.Null || choices.IsArray() && !choices.Get("0").Exists())
 	}
-	if c := choices.Get("0.delta.content"); c.Type == gjson.String {
+	c := choices.Get("0.delta.content")
+	if c.Type != gjson.String {
+		c = choices.Get("0.text") // a legacy completions stream
+	}
+	if c.Type == gjson.String {
 		st.outTokens += classify.EstimateTokens(c.Str)
 		if st.answer != nil && st.answer.Len() < maxContentBytes {
 			st.answer.WriteString(c.Str)
@@ -229,7 +252,7 @@ func (p *edge) finishStream(how string) {
 		u = meter.Usage{PromptTokens: st.usage.PromptTokens, CompletionTokens: st.usage.CompletionTokens, CachedTokens: st.cached}
 	}
 	m := p.served
-	c := meter.Meter(m, p.state.Router.Catalog.Baseline, u)
+	c := meter.Meter(m, p.baseline(), u)
 	p.log.Info("stream finished", zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("end", how),
 		zap.Int("prompt_tokens", u.PromptTokens), zap.Int("completion_tokens", u.CompletionTokens),
 		zap.Bool("usage_estimated", u.Estimated), zap.Float64("cost_eur", c.EUR))

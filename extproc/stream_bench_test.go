@@ -29,7 +29,7 @@ func BenchmarkStreamBody(b *testing.B) {
 			p := edgeStream(tc.anthropic)
 			p.stream.hideUsage = true
 			if tc.anthropic {
-				p.stream.anthropic = translate.NewAnthropicStream(false)
+				p.stream.conv = translate.NewAnthropicStream(false)
 				p.streamBody(&extprocv3.HttpBody{Body: []byte(antStart)})
 			}
 			msg := &extprocv3.HttpBody{Body: []byte(tc.chunk)}
@@ -39,5 +39,21 @@ func BenchmarkStreamBody(b *testing.B) {
 				p.streamBody(msg)
 			}
 		})
+	}
+}
+
+// BenchmarkStreamBodyResponses is BenchmarkStreamBody's openai chunk
+// translated into the Responses API's events (one output_text.delta per
+// chat chunk).
+func BenchmarkStreamBodyResponses(b *testing.B) {
+	chunk := strings.Repeat(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hello wor"},"finish_reason":null}]}`+"\n\n", 16)
+	p := edgeStream(false)
+	p.stream.conv = translate.NewResponsesStream()
+	p.streamBody(&extprocv3.HttpBody{Body: []byte(chunk)}) // opens the response and its message
+	msg := &extprocv3.HttpBody{Body: []byte(chunk)}
+	b.SetBytes(int64(len(chunk)))
+	b.ReportAllocs()
+	for b.Loop() {
+		p.streamBody(msg)
 	}
 }

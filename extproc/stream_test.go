@@ -30,7 +30,7 @@ func streamThrough(p phases, chunks ...string) string {
 func edgeStream(anthropic bool) *edge {
 	p := &edge{filter: filter{log: zap.NewNop(), id: "test", served: &catalog.Model{ID: "m"}, stream: &streamState{checkEnd: true}}}
 	if anthropic {
-		p.stream.anthropic = translate.NewAnthropicStream(false)
+		p.stream.conv = translate.NewAnthropicStream(false)
 	}
 	return p
 }
@@ -103,7 +103,7 @@ func TestSecurityTruncatedStreamEndsWithError(t *testing.T) {
 // translates and the edge filter ends the stream.
 func TestTruncatedAnthropicStreamThroughEgress(t *testing.T) {
 	g := &egress{filter: filter{log: zap.NewNop(), id: "test",
-		stream: &streamState{anthropic: translate.NewAnthropicStream(true)}}, provider: "claude"}
+		stream: &streamState{conv: translate.NewAnthropicStream(true)}}, provider: "claude"}
 	translated := streamThrough(g, antStart, antDelta, "")
 	if strings.Contains(translated, "stream_incomplete") {
 		t.Errorf("the egress filter ended the stream itself: %s", translated)

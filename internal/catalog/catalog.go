@@ -114,6 +114,8 @@ type Model struct {
 	Vision          bool
 	JSONMode        bool
 	Streaming       bool
+	// Chat, Embeddings and Completions are the endpoints it serves.
+	Chat, Embeddings, Completions bool
 	// Quality maps a task (or "default") to a 0–1 score.
 	Quality   map[string]float64
 	LatencyMS int
@@ -161,6 +163,40 @@ func keys(m map[string]map[string]float64) map[string]bool {
 // provider's wire format can be translated to).
 func (m *Model) Supported() bool {
 	return slices.Contains(config.SupportedWireFormats, m.Provider.WireFormat)
+}
+
+// Serves reports whether the model serves an endpoint (request.APIChat,
+// APIEmbeddings, APICompletions; "" is chat).
+func (m *Model) Serves(api string) bool {
+	switch api {
+	case "embeddings":
+		return m.Embeddings && m.Provider.WireFormat == "openai"
+	case "completions":
+		return m.Completions && m.Provider.WireFormat == "openai"
+	case "responses": // translated to chat completions, for OpenAI-wire providers
+		return m.Chat && m.Provider.WireFormat == "openai"
+	}
+	return m.Chat
+}
+
+// CannotServe says why the model does not serve an endpoint, "" when it
+// does: the provider's wire format has no such endpoint, or the model's
+// capabilities do not list it.
+func (m *Model) CannotServe(api string) string {
+	switch {
+	case m.Serves(api):
+		return ""
+	case api == "responses" && m.Chat:
+		return "the Responses API is translated to chat completions for OpenAI-wire providers only"
+	case api == "responses":
+		return "does not serve chat (capabilities), which the Responses API is translated to"
+	case api != "chat" && api != "" && m.Provider.WireFormat != "openai":
+		return "wire format " + m.Provider.WireFormat + " has no " + api + " endpoint"
+	}
+	if api == "" {
+		api = "chat"
+	}
+	return "does not serve " + api + " (capabilities)"
 }
 
 // Env abstracts the process environment and file system for credentials.
@@ -223,7 +259,16 @@ func New(c *config.Config, env Env) (*Catalog, error) {
 				m.JSONMode = true
 			case "streaming":
 				m.Streaming = true
+			case "chat":
+				m.Chat = true
+			case "embeddings":
+				m.Embeddings = true
+			case "completions":
+				m.Completions = true
 			}
+		}
+		if !m.Chat && !m.Embeddings && !m.Completions {
+			m.Chat = true // a list that names no endpoint is a chat model's
 		}
 		cat.models = append(cat.models, m)
 		cat.byID[m.ID] = m

@@ -114,6 +114,12 @@ type Request struct {
 	ResponseFormat gjson.Result // the response_format object
 	Prediction     gjson.Result // the prediction object (predicted output)
 	MaxTokens      int          // max_tokens or max_completion_tokens, 0 if unset
+	// Input is the text of an embeddings or completions request (a string
+	// or an array of them; token ids cannot be read and mark the scan
+	// truncated), InputField its member (input, prompt); Suffix is the
+	// completions suffix. Each string is read as a user turn of its own.
+	Input, Suffix gjson.Result
+	InputField    string
 }
 
 // per-message framing tokens in OpenAI's chat format, and the reply primer.
@@ -177,6 +183,9 @@ func (c *Classifier) Classify(req Request) Result {
 	}
 	turns := x.turns
 	r.InputTokens += tokensPerMessage*turns + tokensReply
+	if x.limit == "" && x.opaque {
+		x.limit = LimitTokenIDs
+	}
 	if x.limit != "" {
 		r.Scan, r.ScanLimit = ScanTruncated, x.limit
 	}

@@ -23,6 +23,9 @@ type Segment struct {
 	// text; the parts are placed in Text (Parts) only for a finding, so a
 	// request of many parts costs no memory per part.
 	content string
+	// prompt marks an embeddings input's or completions prompt's string,
+	// which is read as a user turn's content.
+	prompt bool
 }
 
 // Field locates the text: inside a message relative to it (content,
@@ -36,7 +39,9 @@ func (s *Segment) Field() string {
 }
 
 // isContent reports whether the segment is a message's content.
-func (s *Segment) isContent() bool { return s.Message >= 0 && s.key == "" && s.field == "content" }
+func (s *Segment) isContent() bool {
+	return s.Message >= 0 && s.key == "" && (s.field == "content" || s.prompt)
+}
 
 // PartSpan places one content part inside a joined content segment.
 type PartSpan struct {
@@ -53,8 +58,9 @@ const (
 	ScanComplete  = "complete"
 	ScanTruncated = "truncated"
 
-	LimitSegments = "segments" // more than MaxSegments pieces of text
-	LimitBytes    = "bytes"    // more than MaxScanBytes bytes of text
+	LimitSegments = "segments"  // more than MaxSegments pieces of text
+	LimitBytes    = "bytes"     // more than MaxScanBytes bytes of text
+	LimitTokenIDs = "token_ids" // an embeddings input or completions prompt of token ids, which no detector reads
 )
 
 // MaxSegments bounds the pieces of text read per request (a message's
@@ -73,7 +79,8 @@ type extraction struct {
 	pieces int
 	bytes  int
 	limit  string // the first cap hit, "" when none
-	turns  int    // messages
+	turns  int    // messages, or input strings
+	opaque bool   // the input is token ids
 }
 
 // Segments returns every text segment of a request, appended to dst, and
@@ -95,6 +102,13 @@ func Segments(req Request, dst []Segment) ([]Segment, string) {
 }
 
 func (x *extraction) request(req Request) {
+	if req.Input.Exists() {
+		x.input(req.Input, req.InputField)
+		if x.limit == "" && req.Suffix.Type == gjson.String && x.piece() {
+			x.add(Segment{Message: x.turns, Role: "user", field: "suffix", Text: req.Suffix.Str, prompt: true})
+			x.turns++
+		}
+	}
 	x.messages(req.Messages)
 	if x.limit == "" {
 		x.list(req.Tools, "tools")
@@ -173,6 +187,36 @@ func (x *extraction) messages(msgs gjson.Result) {
 			return x.limit == ""
 		})
 		return true
+	})
+}
+
+// input reads an embeddings input or a completions prompt: each string is
+// a turn of its own, read as a user's message content (Finding.Message is
+// its index in the array, Field the member: input, input[2]). Token ids are
+// not text: the scan is marked truncated rather than passed as read.
+func (x *extraction) input(v gjson.Result, field string) {
+	if v.Type == gjson.String {
+		if x.piece() {
+			x.add(Segment{Message: 0, Role: "user", field: field, Text: v.Str, prompt: true})
+		}
+		x.turns++
+		return
+	}
+	i := -1
+	v.ForEach(func(_, e gjson.Result) bool {
+		i++
+		x.turns++
+		switch {
+		case e.Type == gjson.String:
+			if x.piece() {
+				x.add(Segment{Message: i, Role: "user", field: field + "[" + strconv.Itoa(i) + "]", Text: e.Str, prompt: true})
+			}
+		case e.Type == gjson.Number || e.IsArray():
+			x.opaque = true
+		default:
+			x.value(i, "user", field+"["+strconv.Itoa(i)+"]", "", e)
+		}
+		return x.limit == ""
 	})
 }
 

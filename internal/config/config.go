@@ -342,8 +342,9 @@ type Model struct {
 	MaxOutputTokens int `yaml:"max_output_tokens"`
 	// AssuranceTier overrides the provider's tier (0: the provider's).
 	AssuranceTier int `yaml:"assurance_tier"`
-	// Capabilities the model has: tools, vision, json_mode, streaming.
-	// Omitted: all four.
+	// Capabilities the model has: tools, vision, json_mode, streaming, and
+	// the endpoints it serves: chat, embeddings, completions (a list that
+	// names no endpoint serves chat). Omitted: the first four and chat.
 	Capabilities []string `yaml:"capabilities"`
 	// Quality maps a task (or "default") to a 0–1 score.
 	Quality map[string]float64 `yaml:"quality"`
@@ -377,7 +378,8 @@ var (
 	AuthHeaders           = []string{"authorization", "api-key", "x-api-key"}
 	EnvoyModes            = []string{ModeStandalone, ModeClusters}
 	AuthModes             = []string{"open", "keys"}
-	Capabilities          = []string{"tools", "vision", "json_mode", "streaming"}
+	Capabilities          = []string{"tools", "vision", "json_mode", "streaming", "chat", "embeddings", "completions"}
+	DefaultCapabilities   = []string{"tools", "vision", "json_mode", "streaming", "chat"}
 	ResidencyRequirements = []string{"any", "eu", "on_prem"}
 	Objectives            = []string{"cost", "latency", "accuracy", "balanced"}
 	SecretsActions        = []string{"deny", "on_prem_only", "allow"}
@@ -671,7 +673,7 @@ func (c *Config) ApplyDefaults() {
 			m.MaxOutputTokens = 4096
 		}
 		if m.Capabilities == nil {
-			m.Capabilities = slices.Clone(Capabilities)
+			m.Capabilities = slices.Clone(DefaultCapabilities)
 		}
 		if m.LatencyMS == 0 {
 			m.LatencyMS = 1000
@@ -726,6 +728,7 @@ func (c *Config) Validate() error {
 	}
 
 	providers := map[string]bool{}
+	wire := map[string]string{}
 	if len(c.Providers) == 0 {
 		bad("providers", "at least one provider is required")
 	}
@@ -737,6 +740,7 @@ func (c *Config) Validate() error {
 			bad(f+".name", "duplicate provider %q", p.Name)
 		}
 		providers[p.Name] = true
+		wire[p.Name] = p.WireFormat
 		if err := checkBaseURL(p.BaseURL); err != nil {
 			bad(f+".base_url", "%v", err)
 		}
@@ -811,6 +815,9 @@ func (c *Config) Validate() error {
 		for j, cp := range m.Capabilities {
 			if !slices.Contains(Capabilities, cp) {
 				bad(fmt.Sprintf("%s.capabilities[%d]", f, j), "%q is not one of %s", cp, strings.Join(Capabilities, ", "))
+			}
+			if (cp == "embeddings" || cp == "completions") && wire[m.Provider] == "anthropic" {
+				bad(fmt.Sprintf("%s.capabilities[%d]", f, j), "provider %s speaks the anthropic wire format, which has no %s endpoint", m.Provider, cp)
 			}
 		}
 		for task, q := range m.Quality {

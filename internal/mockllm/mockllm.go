@@ -162,7 +162,8 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b = overrideFromHeaders(b, r.Header)
 
 	anthropic := strings.HasSuffix(r.URL.Path, "/messages")
-	if !anthropic && !strings.HasSuffix(r.URL.Path, "/chat/completions") {
+	api := apiOf(r.URL.Path)
+	if !anthropic && api == "" {
 		writeError(w, http.StatusNotFound, "invalid_request_error", "unknown path "+r.URL.Path)
 		return
 	}
@@ -206,26 +207,48 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "you must provide a model parameter")
 		return
 	}
+	switch api {
+	case "embeddings":
+		p.embeddings(w, req, rec)
+		return
+	case "completions":
+		p.completions(w, r, b, req, body, rec)
+		return
+	}
 	reply := p.reply(req)
-	usage := Usage{PromptTokens: promptTokens(req), CompletionTokens: len(reply)}
+	n := choicesOf(req)
+	if calls := toolCalls(req, shortHash(body)); len(calls) > 0 {
+		p.toolCallAnswer(w, r, b, req, body, rec, calls, n)
+		return
+	}
+	usage := Usage{PromptTokens: promptTokens(req), CompletionTokens: n * len(reply)}
 	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
 	id := "chatcmpl-" + p.Name + "-" + shortHash(body)
 
+	if req.Get("stream").Bool() && n > 1 {
+		sent := p.streamChoices(w, r, b, id, model, reply, n, usage, req.Get("stream_options.include_usage").Bool() && r.Header.Get("x-mock-no-usage") == "")
+		p.generated(rec, usage.PromptTokens, repeat(reply, n)[:sent])
+		return
+	}
 	if req.Get("stream").Bool() {
 		// x-mock-no-usage: behave like a provider that ignores include_usage.
 		sent := p.stream(w, r, b, id, model, reply, usage, req.Get("stream_options.include_usage").Bool() && r.Header.Get("x-mock-no-usage") == "")
 		p.generated(rec, usage.PromptTokens, reply[:sent])
 		return
 	}
-	p.generated(rec, usage.PromptTokens, reply)
+	p.generated(rec, usage.PromptTokens, repeat(reply, n))
+	choices := make([]any, n)
+	for i := range choices {
+		choices[i] = map[string]any{
+			"index": i, "finish_reason": "stop", "logprobs": nil,
+			"message": map[string]any{"role": "assistant", "content": strings.Join(reply, ""), "refusal": nil},
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"id": id, "object": "chat.completion", "created": created, "model": model,
 		"system_fingerprint": "fp_" + p.Name,
-		"choices": []any{map[string]any{
-			"index": 0, "finish_reason": "stop", "logprobs": nil,
-			"message": map[string]any{"role": "assistant", "content": strings.Join(reply, ""), "refusal": nil},
-		}},
-		"usage": usage,
+		"choices":            choices,
+		"usage":              usage,
 	})
 }
 

@@ -37,7 +37,9 @@ type Input struct {
 
 // RequestFacts are the request's own fields.
 type RequestFacts struct {
-	Path           string
+	Path string
+	// API is the endpoint called: chat, embeddings or completions.
+	API            string
 	Model          string
 	Stream         bool
 	MaxTokens      int
@@ -212,6 +214,9 @@ func staticItems(m *catalog.Model) [][2]*ast.Term {
 			item("vision", ast.BooleanTerm(m.Vision)),
 			item("json_mode", ast.BooleanTerm(m.JSONMode)),
 			item("streaming", ast.BooleanTerm(m.Streaming)),
+			item("chat", ast.BooleanTerm(m.Chat)),
+			item("embeddings", ast.BooleanTerm(m.Embeddings)),
+			item("completions", ast.BooleanTerm(m.Completions)),
 		)),
 	}
 }
@@ -281,6 +286,7 @@ func (in *Input) requestTerm() *ast.Term {
 	r := &in.Request
 	items := [][2]*ast.Term{
 		item("path", ast.StringTerm(r.Path)),
+		item("api", ast.StringTerm(r.API)),
 		item("model", ast.StringTerm(r.Model)),
 		item("stream", ast.BooleanTerm(r.Stream)),
 		item("max_tokens", ast.IntNumberTerm(r.MaxTokens)),
@@ -590,7 +596,7 @@ func compact(s []string) []string {
 func SampleInput() ast.Value {
 	cat := sampleCatalog()
 	in := &Input{
-		Request:        RequestFacts{Path: "/v1/chat/completions", Model: "auto", Metadata: map[string]string{}, Headers: map[string]string{}},
+		Request:        RequestFacts{Path: "/v1/chat/completions", API: "chat", Model: "auto", Metadata: map[string]string{}, Headers: map[string]string{}},
 		Principal:      auth.Principal{Workspace: auth.DefaultWorkspace, Roles: []string{}},
 		Workspace:      defaultWorkspace(),
 		Classification: &classify.Result{Task: "chat", Complexity: "low", Language: "en", Sensitivity: "public", Risk: "low", PIICounts: map[string]int{}, Scan: classify.ScanComplete},

@@ -31,7 +31,7 @@ func contractInput() *Input {
 	ws := defaultWorkspace()
 	ws.DowngradeMaxPrice = config.DowngradePrice{OutputPerMTok: 1.5}
 	in := &Input{
-		Request: RequestFacts{Path: "/v1/chat/completions", Model: "auto", MaxTokens: 800, Metadata: map[string]string{"ticket": "SUP-1234"},
+		Request: RequestFacts{Path: "/v1/chat/completions", API: "chat", Model: "auto", MaxTokens: 800, Metadata: map[string]string{"ticket": "SUP-1234"},
 			Headers: map[string]string{"user-agent": "OpenAI/Python 1.54.0"}, Policy: reqpolicy.Policy{Set: true, Optimize: "cost", Fingerprint: "5f1c0e9a3b7d2c41"}},
 		Principal: auth.Principal{Authenticated: true, KeyID: "support-bot", Workspace: "default", Team: "cx", Roles: []string{"developer"}},
 		Workspace: ws,

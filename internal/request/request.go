@@ -13,9 +13,13 @@ import (
 	"github.com/stellwerk/stellwerk/internal/apierr"
 )
 
-// Chat is what the router needs from a chat-completions request. It holds
-// indexes into the body, not copies of the prompt.
+// Chat is what the router needs from a request of any endpoint (API says
+// which; embeddings and legacy completions fill the members they have,
+// see ParseEmbeddings and ParseCompletions). It holds indexes into the
+// body, not copies of the prompt.
 type Chat struct {
+	// API is the endpoint: APIChat, APIEmbeddings or APICompletions.
+	API   string
 	Model string
 	// Route and RouteVersion are the named route a model of the form
 	// route:<name> or route:<name>@<N> asks for ("" and 0: none; 0 with a
@@ -46,35 +50,21 @@ type Chat struct {
 	Policy gjson.Result
 	// IncludeUsage is stream_options.include_usage as the client sent it.
 	IncludeUsage bool
+	// Input is the text the model reads outside messages: the embeddings
+	// input or the completions prompt (a string or an array of them, or
+	// token ids); Suffix the completions suffix. Zero for chat.
+	Input, Suffix gjson.Result
+	// Choices is n (completions; chat's n is the provider's), 1 when unset.
+	Choices int
 }
 
 // ParseChat validates body and extracts the routing facts.
 func ParseChat(body []byte) (Chat, error) {
-	if len(body) == 0 {
-		return Chat{}, apierr.BadRequest("invalid_request_body", "", "the request body is empty; send a JSON chat completion request")
+	root, err := parseRoot(body, "chat completion")
+	if err != nil {
+		return Chat{}, err
 	}
-	deep, dup := scanStructure(body)
-	if deep {
-		return Chat{}, apierr.BadRequest("invalid_request_body", "", "the request body is nested more than %d levels deep", MaxDepth)
-	}
-	if !gjson.ValidBytes(body) {
-		return Chat{}, apierr.BadRequest("invalid_json", "", "the request body is not valid JSON")
-	}
-	if dup != nil {
-		// A provider that reads the last copy (most JSON parsers) would
-		// see another request than the one classified: refuse, never guess.
-		where := "the request body"
-		if dup.in != "" {
-			where = dup.in
-		}
-		return Chat{}, apierr.BadRequest("duplicate_field", dup.param(), "duplicate key %q in %s; send each key once",
-			apierr.Truncate(dup.key, 64), apierr.Truncate(where, 200))
-	}
-	root := gjson.ParseBytes(body)
-	if !root.IsObject() {
-		return Chat{}, apierr.BadRequest("invalid_request_body", "", "the request body must be a JSON object")
-	}
-	var c Chat
+	c := Chat{API: APIChat}
 	var model, messages, stream, maxTokens, maxCompletion, policy gjson.Result
 	root.ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
@@ -124,20 +114,8 @@ func ParseChat(body []byte) (Chat, error) {
 		return true
 	})
 
-	switch {
-	case !model.Exists():
-		return Chat{}, apierr.BadRequest("missing_model", "model", "you must provide a model parameter (a catalog model id or \"auto\")")
-	case model.Type != gjson.String:
-		return Chat{}, apierr.BadRequest("invalid_type", "model", "model must be a string")
-	case model.Str == "":
-		return Chat{}, apierr.BadRequest("missing_model", "model", "model must not be empty")
-	}
-	c.Model = model.Str
-	if rest, ok := strings.CutPrefix(c.Model, RoutePrefix); ok {
-		var err *apierr.Error
-		if c.Route, c.RouteVersion, err = parseRoute(rest); err != nil {
-			return Chat{}, err
-		}
+	if err := c.setModel(model); err != nil {
+		return Chat{}, err
 	}
 
 	if !messages.Exists() {
@@ -197,6 +175,56 @@ func ParseChat(body []byte) (Chat, error) {
 	c.MessageList = messages
 	c.Policy = policy
 	return c, nil
+}
+
+// parseRoot checks what every endpoint's body must be: a JSON object, not
+// too deep, each key once. what names the request in the empty-body error.
+func parseRoot(body []byte, what string) (gjson.Result, error) {
+	if len(body) == 0 {
+		return gjson.Result{}, apierr.BadRequest("invalid_request_body", "", "the request body is empty; send a JSON %s request", what)
+	}
+	deep, dup := scanStructure(body)
+	if deep {
+		return gjson.Result{}, apierr.BadRequest("invalid_request_body", "", "the request body is nested more than %d levels deep", MaxDepth)
+	}
+	if !gjson.ValidBytes(body) {
+		return gjson.Result{}, apierr.BadRequest("invalid_json", "", "the request body is not valid JSON")
+	}
+	if dup != nil {
+		// A provider that reads the last copy (most JSON parsers) would
+		// see another request than the one classified: refuse, never guess.
+		where := "the request body"
+		if dup.in != "" {
+			where = dup.in
+		}
+		return gjson.Result{}, apierr.BadRequest("duplicate_field", dup.param(), "duplicate key %q in %s; send each key once",
+			apierr.Truncate(dup.key, 64), apierr.Truncate(where, 200))
+	}
+	root := gjson.ParseBytes(body)
+	if !root.IsObject() {
+		return gjson.Result{}, apierr.BadRequest("invalid_request_body", "", "the request body must be a JSON object")
+	}
+	return root, nil
+}
+
+// setModel checks the model member and reads a named route from it.
+func (c *Chat) setModel(model gjson.Result) *apierr.Error {
+	switch {
+	case !model.Exists():
+		return apierr.BadRequest("missing_model", "model", "you must provide a model parameter (a catalog model id or \"auto\")")
+	case model.Type != gjson.String:
+		return apierr.BadRequest("invalid_type", "model", "model must be a string")
+	case model.Str == "":
+		return apierr.BadRequest("missing_model", "model", "model must not be empty")
+	}
+	c.Model = model.Str
+	if rest, ok := strings.CutPrefix(c.Model, RoutePrefix); ok {
+		var err *apierr.Error
+		if c.Route, c.RouteVersion, err = parseRoute(rest); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // MaxDepth bounds JSON nesting. Chat requests, tool schemas included, stay

@@ -34,6 +34,10 @@ import (
 // a request sets no max_tokens.
 const DefaultOutputTokens = 512
 
+// DefaultCompletionTokens is the legacy completions API's own default
+// max_tokens.
+const DefaultCompletionTokens = 16
+
 // PolicySource yields the policy version to evaluate.
 type PolicySource interface {
 	Current() *policy.Engine
@@ -108,6 +112,10 @@ type Result struct {
 	Selection     decide.Decision
 	// BaselineCostEUR is the estimated cost on the catalog's baseline model.
 	BaselineCostEUR float64
+	// Baseline is the catalog's baseline model when it serves the
+	// request's API, nil otherwise (no saving is claimed against a model
+	// that could not have answered).
+	Baseline *catalog.Model
 	// Constraint is the strongest hard constraint in force ("eu residency",
 	// "downgrade (budget cx-day)", or both joined by " + "), "" when none.
 	Constraint string
@@ -121,15 +129,23 @@ type Result struct {
 // ClassifyRequest is what the classifier reads of a parsed request: every
 // member carrying text a model reads.
 func ClassifyRequest(chat request.Chat) classify.Request {
-	return classify.Request{Messages: chat.MessageList, Tools: chat.ToolList, Functions: chat.FunctionList,
-		ResponseFormat: chat.ResponseFormatObj, Prediction: chat.Prediction, MaxTokens: chat.MaxTokens}
+	r := classify.Request{Messages: chat.MessageList, Tools: chat.ToolList, Functions: chat.FunctionList,
+		ResponseFormat: chat.ResponseFormatObj, Prediction: chat.Prediction, MaxTokens: chat.MaxTokens,
+		Input: chat.Input, Suffix: chat.Suffix}
+	switch chat.API {
+	case request.APIEmbeddings:
+		r.InputField = "input"
+	case request.APICompletions:
+		r.InputField = "prompt"
+	}
+	return r
 }
 
 // Route decides one request. Errors are *apierr.Error; the Result is
 // returned alongside whenever it explains the error (a denial, an excluded
 // pinned model), so explain can show the trace.
 func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
-	chat, err := request.ParseChat(req.Body)
+	chat, err := request.Parse(request.APIOf(req.Path), req.Body)
 	if err != nil {
 		return nil, err
 	}
@@ -210,9 +226,24 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	}
 
 	ws, team := r.resolve(req.Principal)
+	api := chat.API
+	if api == "" { // a replay of a record: its path says
+		if api = request.APIOf(req.Path); api == "" {
+			api = request.APIChat
+		}
+		chat.API = api
+	}
 	outTokens := chat.MaxTokens
-	if outTokens == 0 {
+	switch {
+	case api == request.APIEmbeddings:
+		outTokens = 0 // an embedding is billed by its input alone
+	case outTokens == 0 && api == request.APICompletions:
+		outTokens = DefaultCompletionTokens
+	case outTokens == 0:
 		outTokens = DefaultOutputTokens
+	}
+	if chat.Choices > 1 {
+		outTokens *= chat.Choices
 	}
 	models := r.Catalog.Models()
 	cands := make([]policy.Candidate, len(models))
@@ -256,7 +287,7 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		}
 	}
 	in := &policy.Input{
-		Request: policy.RequestFacts{Path: req.Path, Model: chat.Model, Stream: chat.Stream, MaxTokens: chat.MaxTokens,
+		Request: policy.RequestFacts{Path: req.Path, API: api, Model: chat.Model, Stream: chat.Stream, MaxTokens: chat.MaxTokens,
 			Tools: chat.Tools, ResponseFormat: chat.ResponseFormat, Metadata: chat.Metadata, User: chat.User,
 			Headers: req.Headers, Policy: res.ReqPolicy},
 		Principal: req.Principal, Workspace: ws, Team: team, Classification: &res.Class, Budgets: req.Budgets,
@@ -296,7 +327,9 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		if dc[i].Excluded == "" && !keyAllows(req.Principal, c.Model) {
 			dc[i].Excluded = "not in the models of key " + req.Principal.KeyID
 		}
-		if !c.Model.Supported() {
+		if why := c.Model.CannotServe(api); why != "" {
+			dc[i].Unsupported = why
+		} else if !c.Model.Supported() {
 			dc[i].Unsupported = "wire format " + c.Model.Provider.WireFormat + " is not supported yet"
 		} else if !r.credential(c.Model.Provider, rp, rec) && (chat.Model == decide.Auto || chat.Route != "") {
 			// auto and routes never pick a provider stellwerk cannot
@@ -312,7 +345,9 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		constraint = downgradeConstraint(constraint, res.Policy.Downgrade)
 	}
 	res.Constraint = constraint
-	res.BaselineCostEUR = r.Catalog.Baseline.CostEUR(res.Class.InputTokens, outTokens)
+	if b := r.Catalog.Baseline; b.Serves(api) {
+		res.Baseline, res.BaselineCostEUR = b, b.CostEUR(res.Class.InputTokens, outTokens)
+	}
 	def := r.Catalog.Default
 	if ws.DefaultModel != "" {
 		if m, ok := r.Catalog.Lookup(ws.DefaultModel); ok {

@@ -14,6 +14,9 @@ import (
 // stream ends. Every string must be a bounded value: a configured
 // workspace, a catalog model id, "auto", a provider name, an error code.
 type Request struct {
+	// Operation is the OTel gen_ai.operation.name: chat (also the
+	// Responses API), embeddings, text_completion; "" is chat.
+	Operation    string
 	Workspace    string
 	RequestModel string // what the client asked for: "auto", a catalog id or "other" ("" when not parsed)
 	Model        string // the model that answered or was tried last ("" when none was)
@@ -33,6 +36,16 @@ type Request struct {
 	Overhead       Overhead
 }
 
+// operation is Operation, chat when unset. The value is one of a fixed
+// set (a bounded label).
+func (r *Request) operation() string {
+	switch r.Operation {
+	case "embeddings", "text_completion":
+		return r.Operation
+	}
+	return "chat"
+}
+
 // Overhead is the router's own time on a request, by stage; a stage that
 // did not run is 0.
 type Overhead struct {
@@ -45,6 +58,7 @@ type Overhead struct {
 // seriesKey is one combination of the per-request labels.
 type seriesKey struct {
 	workspace, requestModel, model, provider, class, code string
+	op                                                    string
 }
 
 // series holds the label children of one seriesKey, resolved once.
@@ -57,14 +71,14 @@ type series struct {
 
 func (m *Metrics) newSeries(k seriesKey) (seriesKey, *series) {
 	k = seriesKey{strings.Clone(k.workspace), strings.Clone(k.requestModel), strings.Clone(k.model), strings.Clone(k.provider),
-		k.class, strings.Clone(k.code)}
+		k.class, strings.Clone(k.code), k.op}
 	s := &series{requests: m.requests.WithLabelValues(k.workspace, k.model, k.provider, k.class, k.code)}
 	if k.model == "" {
 		return k, s
 	}
 	s.cost = m.cost.WithLabelValues(k.workspace, k.model, k.provider)
 	s.baseline = m.baseline.WithLabelValues(k.workspace, k.model, k.provider)
-	g := []string{"chat", k.provider, k.requestModel, k.model}
+	g := []string{k.op, k.provider, k.requestModel, k.model}
 	s.duration, s.ttft = m.duration.WithLabelValues(g...), m.ttft.WithLabelValues(g...)
 	s.tokensIn = m.tokens.WithLabelValues(append(g, "input")...)
 	s.tokensOut = m.tokens.WithLabelValues(append(g, "output")...)
@@ -77,7 +91,7 @@ func (m *Metrics) Finish(r *Request) {
 	if m == nil {
 		return
 	}
-	k := seriesKey{r.Workspace, r.RequestModel, r.Model, r.Provider, statusClass(r.Status), r.ErrorCode}
+	k := seriesKey{r.Workspace, r.RequestModel, r.Model, r.Provider, statusClass(r.Status), r.ErrorCode, r.operation()}
 	if k.model == "" {
 		k.requestModel = "" // no gen_ai series: one combination fewer
 	}

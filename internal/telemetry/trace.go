@@ -81,12 +81,13 @@ func (t *Tracing) Record(r *Request, d *Decision) {
 	if d.TraceParent != "" {
 		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": d.TraceParent, "tracestate": d.TraceState})
 	}
-	name := "chat"
+	op := r.operation()
+	name := op
 	if r.RequestModel != "" {
-		name = "chat " + r.RequestModel
+		name = op + " " + r.RequestModel
 	}
 	attrs := make([]attribute.KeyValue, 0, 20) // every attribute below: one allocation
-	attrs = append(attrs, attribute.String("gen_ai.operation.name", "chat"), attribute.String("stellwerk.decision_id", d.ID),
+	attrs = append(attrs, attribute.String("gen_ai.operation.name", op), attribute.String("stellwerk.decision_id", d.ID),
 		attribute.String("stellwerk.workspace", r.Workspace))
 	if r.Status != 0 {
 		attrs = append(attrs, attribute.Int("http.response.status_code", r.Status))

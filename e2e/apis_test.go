@@ -1,0 +1,195 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
+)
+
+// apisStack has chat, embedding and completions models in the US (alpha)
+// and the EU (beta), and an Anthropic-wire provider that serves chat only.
+func apisStack(t *testing.T) *harness.Stack {
+	price := func(in, out float64) config.Price { return config.Price{InputPerMTok: in, OutputPerMTok: out} }
+	return harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "alpha", Key: "sk-alpha"}, {Name: "beta", Key: "sk-beta", Residency: "eu"},
+			{Name: "claude", Key: "sk-claude", Residency: "eu", WireFormat: "anthropic"}},
+		Models: []config.Model{
+			{ID: "chat-us", Provider: "alpha", ProviderModel: "alpha-chat", ContextWindow: 128000, Price: price(1, 2)},
+			{ID: "chat-eu", Provider: "beta", ProviderModel: "beta-chat", ContextWindow: 128000, Price: price(2, 4)},
+			{ID: "claude-model", Provider: "claude", ProviderModel: "claude-upstream", ContextWindow: 128000, Price: price(3, 15)},
+			{ID: "emb-us", Provider: "alpha", ProviderModel: "alpha-embed", ContextWindow: 8191, Price: price(0.02, 0), Capabilities: []string{"embeddings"}},
+			{ID: "emb-eu", Provider: "beta", ProviderModel: "beta-embed", ContextWindow: 8191, Price: price(0.1, 0), Capabilities: []string{"embeddings"}},
+			{ID: "instruct-us", Provider: "alpha", ProviderModel: "alpha-instruct", ContextWindow: 4096, Price: price(1.5, 2), Capabilities: []string{"completions", "streaming"}},
+			{ID: "instruct-eu", Provider: "beta", ProviderModel: "beta-instruct", ContextWindow: 4096, Price: price(3, 4), Capabilities: []string{"completions", "streaming"}},
+		},
+		DefaultModel: "chat-us",
+	})
+}
+
+// TestAPIsPythonSDK: embeddings.create, completions.create (plain, n=2,
+// streamed) and chat with parallel tool calls and n=2, with the official
+// openai Python SDK through Envoy: each routed to a model that serves the
+// endpoint, cheapest first, EU when asked, a secret denied on every
+// endpoint, the fake providers' answers arriving whole.
+func TestAPIsPythonSDK(t *testing.T) {
+	t.Parallel()
+	py := harness.RequirePython(t)
+	s := apisStack(t)
+	checkAPIs(t, s, exec.Command(py, filepath.Join(harness.Root(), "e2e", "clients", "python", "apis.py"), s.URL), "python")
+}
+
+// TestAPIsNodeSDK is TestAPIsPythonSDK with the official openai npm package.
+func TestAPIsNodeSDK(t *testing.T) {
+	t.Parallel()
+	node := harness.RequireNodeClient(t)
+	s := apisStack(t)
+	checkAPIs(t, s, exec.Command(node, filepath.Join(harness.Root(), "e2e", "clients", "node", "apis.mjs"), s.URL), "node")
+}
+
+func checkAPIs(t *testing.T, s *harness.Stack, cmd *exec.Cmd, lang string) {
+	t.Helper()
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("%s client failed: %v\n%s\n%s", lang, err, out, stderr)
+	}
+	r := gjson.ParseBytes(out)
+	t.Logf("%s openai %s", lang, r.Get("sdk_version").Str)
+	want := func(path, value string) {
+		t.Helper()
+		if got := r.Get(path); got.String() != value {
+			t.Errorf("%s = %s, want %s", path, got.Raw, value)
+		}
+	}
+	// Embeddings: the cheapest embedding model, 16 dimensions decoded from
+	// base64 by the SDK, usage, headers and the routing object.
+	want("embeddings.count", "2")
+	want("embeddings.dimensions", "[16,16]")
+	want("embeddings.headers.model", "emb-us")
+	want("embeddings.headers.provider", "alpha")
+	want("embeddings.routing.model", "emb-us")
+	if r.Get("embeddings.prompt_tokens").Int() < 1 || r.Get("embeddings.routing.cost.eur").Float() <= 0 {
+		t.Errorf("embeddings usage/cost: %s", r.Get("embeddings").Raw)
+	}
+	if r.Get("embeddings.routing.saving").Exists() {
+		t.Errorf("a saving against a chat baseline that cannot embed: %s", r.Get("embeddings.routing.saving").Raw)
+	}
+	want("embeddings_eu.headers.model", "emb-eu")
+	want("embeddings_eu.dimensions", "8")
+	// Completions.
+	want("completions.headers.model", "instruct-us")
+	want("completions.routing.model", "instruct-us")
+	if texts := r.Get("completions.texts").Array(); len(texts) != 2 || !strings.Contains(texts[1].Str, "Say this is a test") {
+		t.Errorf("completions texts %s", r.Get("completions.texts").Raw)
+	}
+	if !strings.Contains(r.Get("completions_stream.text").Str, "stream this prompt") || r.Get("completions_stream.total_tokens").Int() < 1 {
+		t.Errorf("completions stream %s", r.Get("completions_stream").Raw)
+	}
+	want("completions_stream.headers.model", "instruct-us")
+	want("completions_eu.headers.model", "instruct-eu")
+	// Chat: two choices, each with both tools called, in parallel.
+	want("chat_tools.headers.model", "chat-us")
+	want("chat_tools.finish", `["tool_calls","tool_calls"]`)
+	want("chat_tools.choices", `[[["get_weather",{"city":"example"}],["get_time",{"tz":"UTC"}]],[["get_weather",{"city":"example"}],["get_time",{"tz":"UTC"}]]]`)
+	want("chat_tools.routing.model", "chat-us")
+	want("chat_tools_stream", `[["get_weather",{"city":"example"}],["get_time",{"tz":"UTC"}]]`)
+	if !strings.Contains(r.Get("chat_after_tools").Str, "Hello from alpha") {
+		t.Errorf("answer after the tools' results: %s", r.Get("chat_after_tools").Raw)
+	}
+	for _, ep := range []string{"embeddings_secret", "completions_secret", "chat_secret", "responses_secret"} {
+		want(ep+".status", "403")
+		want(ep+".code", "policy_denied")
+	}
+	{
+		// The Responses API, translated to chat completions.
+		want("responses.headers.model", "chat-us")
+		want("responses.routing.model", "chat-us")
+		if !strings.Contains(r.Get("responses.output_text").Str, "Hello from alpha. You said: hello responses") || r.Get("responses.input_tokens").Int() < 1 {
+			t.Errorf("responses: %s", r.Get("responses").Raw)
+		}
+		want("responses_tools", `[["get_weather",{"city":"example"}],["get_time",{"tz":"UTC"}]]`)
+		if !strings.Contains(r.Get("responses_after_tools").Str, "Hello from alpha") {
+			t.Errorf("responses after tools: %s", r.Get("responses_after_tools").Raw)
+		}
+		want("responses_eu.headers.model", "chat-eu")
+		want("responses_stream.types", `["response.created","response.in_progress","response.output_item.added","response.content_part.added",`+
+			`"response.output_text.delta","response.output_text.done","response.content_part.done","response.output_item.done","response.completed"]`)
+		want("responses_stream.status", "completed")
+		if !strings.Contains(r.Get("responses_stream.output_text").Str, "Hello from alpha. You said: stream responses") || r.Get("responses_stream.output_tokens").Int() < 1 {
+			t.Errorf("responses stream: %s", r.Get("responses_stream").Raw)
+		}
+		want("responses_stream_tools", `[["get_weather",{"city":"example"}],["get_time",{"tz":"UTC"}]]`)
+	}
+
+	// GET /v1/models says which endpoints each model serves.
+	want("model_endpoints.emb-eu", `["embeddings"]`)
+	want("model_endpoints.instruct-us", `["completions"]`)
+	want("model_endpoints.chat-us", `["chat","responses"]`)
+	want("model_endpoints.claude-model", `["chat"]`)
+	want("model_endpoints.auto", "")
+
+	// What the providers received: the upstream model names at the
+	// endpoint asked for, never the secret, never a request at claude.
+	chatRequests := 3 + 5 // chat: tools with n=2, after the tools, streamed; responses: plain, tools, after the tools, two streamed
+	paths := map[string]int{}
+	for _, name := range []string{"alpha", "beta"} {
+		for _, rq := range s.Providers[name].Requests() {
+			var body struct{ Model string }
+			_ = json.Unmarshal(rq.Body, &body)
+			paths[name+" "+rq.Path+" "+body.Model]++
+			if strings.Contains(string(rq.Body), "AKIAIOSFODNN7EXAMPLE") {
+				t.Errorf("%s received the secret: %s", name, rq.Body)
+			}
+		}
+	}
+	for k, n := range map[string]int{
+		"alpha /v1/embeddings alpha-embed": 1, "beta /v1/embeddings beta-embed": 1,
+		"alpha /v1/completions alpha-instruct": 2, "beta /v1/completions beta-instruct": 1,
+		"beta /v1/chat/completions beta-chat":   1,
+		"alpha /v1/chat/completions alpha-chat": chatRequests,
+	} {
+		if paths[k] != n {
+			t.Errorf("%s: %d requests, want %d (all: %v)", k, paths[k], n, paths)
+		}
+	}
+	if n := len(s.Providers["claude"].Requests()); n != 0 {
+		t.Errorf("claude got %d requests", n)
+	}
+}
+
+// TestAPIsFailover: an embeddings and a completions request whose first
+// provider fails go to the next model that serves the endpoint, rewritten
+// for its provider, never to a chat model.
+func TestAPIsFailover(t *testing.T) {
+	t.Parallel()
+	s := apisStack(t)
+	s.Providers["alpha"].SetBehavior(mockllm.Behavior{Status: 503})
+	for path, tc := range map[string]struct{ body, served, from, upstream string }{
+		"/v1/embeddings":  {`{"model":"auto","input":"hello"}`, "emb-eu", "emb-us", "beta-embed"},
+		"/v1/completions": {`{"model":"auto","prompt":"hello"}`, "instruct-eu", "instruct-us", "beta-instruct"},
+	} {
+		resp, body := post(t, s.URL+path, tc.body, nil)
+		if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != tc.served || resp.Header.Get("x-stellwerk-fallback-from") != tc.from ||
+			gjson.GetBytes(body, "routing.attempts.#").Int() != 2 {
+			t.Errorf("%s: %d %v %s", path, resp.StatusCode, resp.Header, body)
+		}
+	}
+	got := map[string]bool{}
+	for _, rq := range s.Providers["beta"].Requests() {
+		got[rq.Path+" "+gjson.GetBytes(rq.Body, "model").Str] = true
+	}
+	if !got["/v1/embeddings beta-embed"] || !got["/v1/completions beta-instruct"] || len(got) != 2 {
+		t.Errorf("beta received %v", got)
+	}
+}

@@ -1,0 +1,265 @@
+package request
+
+import (
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+)
+
+// The endpoints stellwerk routes, as the policy input names them
+// (input.request.api) and the catalog's capabilities list them.
+const (
+	APIChat        = "chat"
+	APIEmbeddings  = "embeddings"
+	APICompletions = "completions"
+	// APIResponses is the Responses API, translated to chat completions
+	// before it is parsed (translate.ResponsesToChat).
+	APIResponses = "responses"
+)
+
+// Paths of the routed endpoints.
+const (
+	PathChat        = "/v1/chat/completions"
+	PathEmbeddings  = "/v1/embeddings"
+	PathCompletions = "/v1/completions"
+	PathResponses   = "/v1/responses"
+)
+
+// APIOf is the endpoint a client path asks for, "" for one stellwerk does
+// not route.
+func APIOf(path string) string {
+	switch path {
+	case PathChat:
+		return APIChat
+	case PathEmbeddings:
+		return APIEmbeddings
+	case PathCompletions:
+		return APICompletions
+	case PathResponses:
+		return APIResponses
+	}
+	return ""
+}
+
+// Parse validates a request of one endpoint (an API constant). A
+// Responses API body comes translated to chat completions: it is parsed as
+// chat and keeps its API.
+func Parse(api string, body []byte) (Chat, error) {
+	switch api {
+	case APIEmbeddings:
+		return ParseEmbeddings(body)
+	case APICompletions:
+		return ParseCompletions(body)
+	case APIResponses:
+		c, err := ParseChat(body)
+		c.API = APIResponses
+		return c, err
+	}
+	return ParseChat(body)
+}
+
+// MaxDimensions bounds an embeddings request's dimensions; no model comes
+// near it.
+const MaxDimensions = 1 << 16
+
+// ParseEmbeddings validates an embeddings request (POST /v1/embeddings):
+// model, input (a string, an array of strings, an array of token ids or
+// an array of such arrays; never empty), encoding_format (float, base64),
+// dimensions (a positive integer), user and the per-request policy.
+// Other members pass through to the provider, as chat's do.
+func ParseEmbeddings(body []byte) (Chat, error) {
+	root, err := parseRoot(body, "embeddings")
+	if err != nil {
+		return Chat{}, err
+	}
+	c := Chat{API: APIEmbeddings, Choices: 1}
+	var model, input, format, dims gjson.Result
+	root.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "model":
+			model = v
+		case "input":
+			input = v
+		case "encoding_format":
+			format = v
+		case "dimensions":
+			dims = v
+		case "policy":
+			c.Policy = v
+		case "user":
+			if v.Type == gjson.String && len(v.Str) <= 256 {
+				c.User = v.Str
+			}
+		}
+		return true
+	})
+	if err := c.setModel(model); err != nil {
+		return Chat{}, err
+	}
+	if err := checkInput(input, "input"); err != nil {
+		return Chat{}, err
+	}
+	c.Input = input
+	switch {
+	case format.Type == gjson.Null:
+	case format.Type != gjson.String || (format.Str != "float" && format.Str != "base64"):
+		return Chat{}, apierr.BadRequest("invalid_value", "encoding_format", "encoding_format must be \"float\" or \"base64\"")
+	}
+	if err := positiveInt(dims, "dimensions", MaxDimensions); err != nil {
+		return Chat{}, err
+	}
+	return c, nil
+}
+
+// ParseCompletions validates a legacy completions request (POST
+// /v1/completions): model, prompt (as embeddings' input), suffix, stream,
+// stream_options, max_tokens, n, user and the per-request policy.
+func ParseCompletions(body []byte) (Chat, error) {
+	root, err := parseRoot(body, "completion")
+	if err != nil {
+		return Chat{}, err
+	}
+	c := Chat{API: APICompletions, Choices: 1}
+	var model, prompt, stream, maxTokens, n gjson.Result
+	root.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "model":
+			model = v
+		case "prompt":
+			prompt = v
+		case "suffix":
+			c.Suffix = v
+		case "stream":
+			stream = v
+		case "stream_options":
+			c.IncludeUsage = v.Get("include_usage").Type == gjson.True
+		case "max_tokens":
+			maxTokens = v
+		case "n":
+			n = v
+		case "policy":
+			c.Policy = v
+		case "user":
+			if v.Type == gjson.String && len(v.Str) <= 256 {
+				c.User = v.Str
+			}
+		}
+		return true
+	})
+	if err := c.setModel(model); err != nil {
+		return Chat{}, err
+	}
+	if err := checkInput(prompt, "prompt"); err != nil {
+		return Chat{}, err
+	}
+	c.Input = prompt
+	switch {
+	case c.Suffix.Type == gjson.Null:
+	case c.Suffix.Type != gjson.String:
+		return Chat{}, apierr.BadRequest("invalid_type", "suffix", "suffix must be a string")
+	}
+	switch stream.Type {
+	case gjson.Null:
+	case gjson.True, gjson.False:
+		c.Stream = stream.Bool()
+	default:
+		return Chat{}, apierr.BadRequest("invalid_type", "stream", "stream must be a boolean")
+	}
+	if err := positiveInt(maxTokens, "max_tokens", 1e9); err != nil {
+		return Chat{}, err
+	}
+	c.MaxTokens = int(maxTokens.Num)
+	if err := positiveInt(n, "n", 128); err != nil {
+		return Chat{}, err
+	}
+	if n.Type == gjson.Number {
+		c.Choices = int(n.Num)
+	}
+	return c, nil
+}
+
+// checkInput checks an embeddings input or a completions prompt: a
+// non-empty string, or a non-empty array of non-empty strings, of token
+// ids, or of non-empty arrays of token ids (OpenAI's four forms; one
+// array holds one form).
+func checkInput(v gjson.Result, name string) *apierr.Error {
+	const forms = "a string, an array of strings, an array of token ids or an array of token id arrays"
+	switch {
+	case !v.Exists():
+		return apierr.BadRequest("missing_"+name, name, "you must provide an %s parameter (%s)", name, forms)
+	case v.Type == gjson.String:
+		if v.Str == "" {
+			return apierr.BadRequest("invalid_value", name, "%s must not be empty", name)
+		}
+		return nil
+	case !v.IsArray():
+		return apierr.BadRequest("invalid_type", name, "%s must be %s", name, forms)
+	}
+	var bad *apierr.Error
+	i, kind := 0, gjson.Null // kind: String, Number, or JSON for arrays
+	v.ForEach(func(_, e gjson.Result) bool {
+		k := e.Type
+		if e.IsObject() {
+			k = gjson.Null // no valid element is null: refused below
+		}
+		switch {
+		case i > 0 && k != kind:
+			bad = apierr.BadRequest("invalid_type", name, "%s[%d]: every element of %s must be of one kind (%s)", name, i, name, forms)
+		case k == gjson.String:
+			if e.Str == "" {
+				bad = apierr.BadRequest("invalid_value", name, "%s[%d] must not be empty", name, i)
+			}
+		case k == gjson.Number:
+			if !tokenID(e) {
+				bad = apierr.BadRequest("invalid_value", name, "%s[%d] must be a token id (a non-negative integer)", name, i)
+			}
+		case k == gjson.JSON:
+			j := 0
+			e.ForEach(func(_, t gjson.Result) bool {
+				if !tokenID(t) {
+					bad = apierr.BadRequest("invalid_value", name, "%s[%d][%d] must be a token id (a non-negative integer)", name, i, j)
+					return false
+				}
+				j++
+				return true
+			})
+			if bad == nil && j == 0 {
+				bad = apierr.BadRequest("invalid_value", name, "%s[%d] must not be empty", name, i)
+			}
+		default:
+			bad = apierr.BadRequest("invalid_type", name, "%s[%d] must be a string, a token id or an array of token ids", name, i)
+		}
+		kind = k
+		i++
+		return bad == nil
+	})
+	if bad == nil && i == 0 {
+		bad = apierr.BadRequest("invalid_value", name, "%s must not be empty", name)
+	}
+	return bad
+}
+
+func tokenID(t gjson.Result) bool {
+	return t.Type == gjson.Number && t.Num >= 0 && t.Num <= 1<<31 && t.Num == float64(int64(t.Num))
+}
+
+// positiveInt checks an optional integer member in [1, max].
+func positiveInt(v gjson.Result, name string, max float64) *apierr.Error {
+	if v.Type == gjson.Null {
+		return nil
+	}
+	if v.Type != gjson.Number || v.Num != float64(int64(v.Num)) || v.Num < 1 || v.Num > max {
+		return apierr.BadRequest("invalid_value", name, "%s must be a positive integer (at most %d)", name, int64(max))
+	}
+	return nil
+}
+
+// TokenIDs reports whether an input or prompt carries token ids, which
+// no classifier can read as text.
+func TokenIDs(v gjson.Result) bool {
+	if !v.IsArray() {
+		return false
+	}
+	first := v.Get("0")
+	return first.Type == gjson.Number || first.IsArray()
+}

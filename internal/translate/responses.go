@@ -1,0 +1,406 @@
+package translate
+
+// The OpenAI Responses API (POST /v1/responses) → Chat Completions request
+// translation, and the chat.completion → response object back, for
+// providers that speak only Chat Completions. Non-streaming only.
+// docs/api.md#the-responses-api holds the mapping; keep the two in step.
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+)
+
+// chatRequest is the Chat Completions request a Responses request becomes,
+// in the order the tests show.
+type chatRequest struct {
+	Model             string          `json:"model"`
+	Messages          []chatMessage   `json:"messages"`
+	Tools             []chatTool      `json:"tools,omitempty"`
+	ToolChoice        json.RawMessage `json:"tool_choice,omitempty"`
+	ParallelToolCalls json.RawMessage `json:"parallel_tool_calls,omitempty"`
+	ResponseFormat    json.RawMessage `json:"response_format,omitempty"`
+	MaxTokens         json.RawMessage `json:"max_completion_tokens,omitempty"`
+	Temperature       json.RawMessage `json:"temperature,omitempty"`
+	TopP              json.RawMessage `json:"top_p,omitempty"`
+	ReasoningEffort   json.RawMessage `json:"reasoning_effort,omitempty"`
+	Metadata          json.RawMessage `json:"metadata,omitempty"`
+	User              json.RawMessage `json:"user,omitempty"`
+	ServiceTier       json.RawMessage `json:"service_tier,omitempty"`
+	Policy            json.RawMessage `json:"policy,omitempty"`
+	Stream            bool            `json:"stream,omitempty"`
+	StreamOptions     json.RawMessage `json:"stream_options,omitempty"`
+}
+
+type chatMessage struct {
+	Role       string          `json:"role"`
+	Content    json.RawMessage `json:"content"`
+	ToolCalls  []chatToolCall  `json:"tool_calls,omitempty"`
+	ToolCallID string          `json:"tool_call_id,omitempty"`
+}
+
+type chatToolCall struct {
+	ID       string       `json:"id"`
+	Type     string       `json:"type"`
+	Function chatFunction `json:"function"`
+}
+
+type chatFunction struct {
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
+}
+
+type chatTool struct {
+	Type     string          `json:"type"`
+	Function json.RawMessage `json:"function"`
+}
+
+// responsesRefused are Responses members no Chat Completions request can
+// carry: refused, never dropped, so no request means less than it says.
+var responsesRefused = map[string]string{
+	"previous_response_id": "stored responses (previous_response_id) need a provider that serves the Responses API natively; none is configured, send the whole conversation in input",
+	"conversation":         "conversations need a provider that serves the Responses API natively; none is configured, send the whole conversation in input",
+	"background":           "background responses are not supported",
+	"prompt":               "prompt templates need a provider that serves the Responses API natively; none is configured",
+}
+
+// responsesIgnored are members with no effect on a single stateless answer.
+var responsesIgnored = map[string]bool{"store": true, "include": true, "truncation": true, "safety_identifier": true,
+	"prompt_cache_key": true}
+
+// errBadAnswer: a provider's 2xx answer is not a chat completion.
+var errBadAnswer = errors.New("the provider's answer is not a chat completion")
+
+// ResponsesToChat translates a Responses API request into a Chat Completions
+// request. Errors are *apierr.Error (400, param naming the member).
+func ResponsesToChat(body []byte) ([]byte, error) {
+	if !gjson.ValidBytes(body) {
+		return nil, apierr.BadRequest("invalid_json", "", "the request body is not valid JSON")
+	}
+	root := gjson.ParseBytes(body)
+	if !root.IsObject() {
+		return nil, apierr.BadRequest("invalid_request_body", "", "the request body must be a JSON object")
+	}
+	var req chatRequest
+	var input, instructions gjson.Result
+	var bad *apierr.Error
+	root.ForEach(func(k, v gjson.Result) bool {
+		raw := json.RawMessage(v.Raw)
+		switch k.Str {
+		case "model":
+			if v.Type != gjson.String {
+				bad = apierr.BadRequest("invalid_type", "model", "model must be a string")
+			}
+			req.Model = v.Str
+		case "input":
+			input = v
+		case "instructions":
+			instructions = v
+		case "tools":
+			req.Tools, bad = responsesTools(v)
+		case "tool_choice":
+			req.ToolChoice, bad = responsesToolChoice(v)
+		case "parallel_tool_calls":
+			req.ParallelToolCalls = raw
+		case "text":
+			req.ResponseFormat, bad = responsesFormat(v.Get("format"))
+		case "max_output_tokens":
+			req.MaxTokens = raw
+		case "temperature":
+			req.Temperature = raw
+		case "top_p":
+			req.TopP = raw
+		case "reasoning":
+			if e := v.Get("effort"); e.Exists() {
+				req.ReasoningEffort = json.RawMessage(e.Raw)
+			}
+		case "metadata":
+			req.Metadata = raw
+		case "user":
+			req.User = raw
+		case "service_tier":
+			req.ServiceTier = raw
+		case "policy":
+			req.Policy = raw
+		case "stream":
+			switch v.Type {
+			case gjson.True: // the chat stream becomes typed events (ResponsesStream), its usage with them
+				req.Stream, req.StreamOptions = true, json.RawMessage(`{"include_usage":true}`)
+			case gjson.False, gjson.Null:
+			default:
+				bad = apierr.BadRequest("invalid_type", "stream", "stream must be a boolean")
+			}
+		default:
+			if why, ok := responsesRefused[k.Str]; ok {
+				if v.Type == gjson.Null {
+					return true
+				}
+				bad = apierr.BadRequest("unsupported_parameter", k.Str, "%s", why)
+			} else if !responsesIgnored[k.Str] {
+				bad = apierr.BadRequest("unsupported_parameter", k.Str,
+					"%s is not supported on /v1/responses by stellwerk (it translates to chat completions; docs/api.md)", apierr.Truncate(k.Str, 64))
+			}
+		}
+		return bad == nil
+	})
+	if bad != nil {
+		return nil, bad
+	}
+	if instructions.Exists() && instructions.Type != gjson.Null {
+		if instructions.Type != gjson.String {
+			return nil, apierr.BadRequest("invalid_type", "instructions", "instructions must be a string")
+		}
+		req.Messages = append(req.Messages, chatMessage{Role: "system", Content: quote(instructions.Str)})
+	}
+	msgs, err := responsesInput(input)
+	if err != nil {
+		return nil, err
+	}
+	req.Messages = append(req.Messages, msgs...)
+	return json.Marshal(req)
+}
+
+func quote(s string) json.RawMessage {
+	b, _ := json.Marshal(s)
+	return b
+}
+
+// responsesInput turns input (a string, or a list of items: messages,
+// function calls and their outputs) into chat messages. Consecutive
+// function calls become one assistant message with parallel tool calls.
+func responsesInput(input gjson.Result) ([]chatMessage, *apierr.Error) {
+	switch {
+	case !input.Exists() || input.Type == gjson.Null:
+		return nil, apierr.BadRequest("missing_input", "input", "you must provide an input parameter")
+	case input.Type == gjson.String:
+		return []chatMessage{{Role: "user", Content: quote(input.Str)}}, nil
+	case !input.IsArray():
+		return nil, apierr.BadRequest("invalid_type", "input", "input must be a string or an array of items")
+	}
+	var msgs []chatMessage
+	var bad *apierr.Error
+	i := -1
+	input.ForEach(func(_, it gjson.Result) bool {
+		i++
+		p := "input[" + itoa(i) + "]"
+		if !it.IsObject() {
+			bad = apierr.BadRequest("invalid_type", p, "%s must be an object", p)
+			return false
+		}
+		switch t := it.Get("type").Str; t {
+		case "", "message":
+			role := it.Get("role").Str
+			switch role {
+			case "user", "assistant", "system", "developer":
+			default:
+				bad = apierr.BadRequest("invalid_value", p+".role", "%s.role must be user, assistant, system or developer", p)
+				return false
+			}
+			content, err := responsesContent(it.Get("content"), p+".content")
+			if err != nil {
+				bad = err
+				return false
+			}
+			msgs = append(msgs, chatMessage{Role: role, Content: content})
+		case "function_call":
+			name, args, id := it.Get("name"), it.Get("arguments"), it.Get("call_id")
+			if name.Type != gjson.String || id.Type != gjson.String || args.Type != gjson.String {
+				bad = apierr.BadRequest("invalid_value", p, "%s: a function_call needs call_id, name and arguments (strings)", p)
+				return false
+			}
+			call := chatToolCall{ID: id.Str, Type: "function", Function: chatFunction{Name: name.Str, Arguments: args.Str}}
+			if n := len(msgs); n > 0 && msgs[n-1].Role == "assistant" && len(msgs[n-1].ToolCalls) > 0 {
+				msgs[n-1].ToolCalls = append(msgs[n-1].ToolCalls, call)
+			} else {
+				msgs = append(msgs, chatMessage{Role: "assistant", Content: json.RawMessage("null"), ToolCalls: []chatToolCall{call}})
+			}
+		case "function_call_output":
+			id, out := it.Get("call_id"), it.Get("output")
+			if id.Type != gjson.String || out.Type != gjson.String {
+				bad = apierr.BadRequest("invalid_value", p, "%s: a function_call_output needs call_id and output (strings)", p)
+				return false
+			}
+			msgs = append(msgs, chatMessage{Role: "tool", ToolCallID: id.Str, Content: quote(out.Str)})
+		default:
+			bad = apierr.BadRequest("unsupported_value", p+".type",
+				"input items of type %q are not supported on /v1/responses by stellwerk (message, function_call, function_call_output are)", apierr.Truncate(t, 64))
+			return false
+		}
+		return true
+	})
+	if bad != nil {
+		return nil, bad
+	}
+	if len(msgs) == 0 {
+		return nil, apierr.BadRequest("invalid_value", "input", "input must not be empty")
+	}
+	return msgs, nil
+}
+
+// responsesContent is a message's content as chat's: a string as is; parts
+// input_text/output_text → text, input_image → image_url.
+func responsesContent(c gjson.Result, p string) (json.RawMessage, *apierr.Error) {
+	if c.Type == gjson.String {
+		return json.RawMessage(c.Raw), nil
+	}
+	if !c.IsArray() {
+		return nil, apierr.BadRequest("invalid_type", p, "%s must be a string or an array of parts", p)
+	}
+	type part struct {
+		Type     string `json:"type"`
+		Text     string `json:"text,omitempty"`
+		ImageURL *struct {
+			URL    string `json:"url"`
+			Detail string `json:"detail,omitempty"`
+		} `json:"image_url,omitempty"`
+	}
+	var parts []part
+	var bad *apierr.Error
+	j := -1
+	c.ForEach(func(_, pt gjson.Result) bool {
+		j++
+		pp := p + "[" + itoa(j) + "]"
+		switch t := pt.Get("type").Str; t {
+		case "input_text", "output_text":
+			parts = append(parts, part{Type: "text", Text: pt.Get("text").Str})
+		case "input_image":
+			u := pt.Get("image_url")
+			if u.Type != gjson.String {
+				bad = apierr.BadRequest("unsupported_value", pp, "%s: images by file_id are not supported; send image_url", pp)
+				return false
+			}
+			im := part{Type: "image_url"}
+			im.ImageURL = &struct {
+				URL    string `json:"url"`
+				Detail string `json:"detail,omitempty"`
+			}{URL: u.Str, Detail: pt.Get("detail").Str}
+			parts = append(parts, im)
+		default:
+			bad = apierr.BadRequest("unsupported_value", pp+".type", "content parts of type %q are not supported on /v1/responses by stellwerk", apierr.Truncate(t, 64))
+			return false
+		}
+		return true
+	})
+	if bad != nil {
+		return nil, bad
+	}
+	b, _ := json.Marshal(parts)
+	return b, nil
+}
+
+// responsesTools are function tools as chat's; built-in tools (web
+// search, file search, computer use, …) need a native provider.
+func responsesTools(v gjson.Result) ([]chatTool, *apierr.Error) {
+	if !v.IsArray() {
+		return nil, apierr.BadRequest("invalid_type", "tools", "tools must be an array")
+	}
+	var out []chatTool
+	var bad *apierr.Error
+	i := -1
+	v.ForEach(func(_, t gjson.Result) bool {
+		i++
+		if typ := t.Get("type").Str; typ != "function" {
+			bad = apierr.BadRequest("unsupported_value", "tools["+itoa(i)+"].type",
+				"tools of type %q need a provider that serves the Responses API natively; none is configured (function tools are translated)", apierr.Truncate(typ, 64))
+			return false
+		}
+		fn := map[string]json.RawMessage{}
+		t.ForEach(func(k, fv gjson.Result) bool {
+			if k.Str != "type" {
+				fn[k.Str] = json.RawMessage(fv.Raw)
+			}
+			return true
+		})
+		b, _ := json.Marshal(fn)
+		out = append(out, chatTool{Type: "function", Function: b})
+		return true
+	})
+	return out, bad
+}
+
+func responsesToolChoice(v gjson.Result) (json.RawMessage, *apierr.Error) {
+	if v.Type == gjson.String {
+		return json.RawMessage(v.Raw), nil
+	}
+	if v.Get("type").Str == "function" && v.Get("name").Type == gjson.String {
+		b, _ := json.Marshal(map[string]any{"type": "function", "function": map[string]string{"name": v.Get("name").Str}})
+		return b, nil
+	}
+	return nil, apierr.BadRequest("unsupported_value", "tool_choice", "tool_choice must be auto, none, required or a function")
+}
+
+// responsesFormat is text.format as chat's response_format.
+func responsesFormat(f gjson.Result) (json.RawMessage, *apierr.Error) {
+	switch f.Get("type").Str {
+	case "", "text":
+		return nil, nil
+	case "json_object":
+		return json.RawMessage(`{"type":"json_object"}`), nil
+	case "json_schema":
+		js := map[string]json.RawMessage{}
+		f.ForEach(func(k, v gjson.Result) bool {
+			if k.Str != "type" {
+				js[k.Str] = json.RawMessage(v.Raw)
+			}
+			return true
+		})
+		b, _ := json.Marshal(map[string]any{"type": "json_schema", "json_schema": js})
+		return b, nil
+	}
+	return nil, apierr.BadRequest("unsupported_value", "text.format.type", "text.format.type must be text, json_object or json_schema")
+}
+
+func itoa(i int) string {
+	b, _ := json.Marshal(i)
+	return string(b)
+}
+
+// ChatToResponse translates a chat.completion answer into a Responses API
+// response object: the first choice's text as an output message, its tool
+// calls as function_call items, usage renamed. A finish by length is
+// status incomplete (max_output_tokens).
+func ChatToResponse(chat []byte) ([]byte, error) {
+	c := gjson.ParseBytes(chat)
+	if !c.IsObject() || !c.Get("choices").IsArray() {
+		return nil, errBadAnswer
+	}
+	id := strings.TrimPrefix(c.Get("id").Str, "chatcmpl-")
+	ch := c.Get("choices.0")
+	msg := ch.Get("message")
+	var output []any
+	if t := msg.Get("content"); t.Type == gjson.String && t.Str != "" {
+		output = append(output, map[string]any{"type": "message", "id": "msg_" + id, "status": "completed", "role": "assistant",
+			"content": []any{map[string]any{"type": "output_text", "text": t.Str, "annotations": []any{}}}})
+	}
+	if r := msg.Get("refusal"); r.Type == gjson.String && r.Str != "" {
+		output = append(output, map[string]any{"type": "message", "id": "msg_" + id, "status": "completed", "role": "assistant",
+			"content": []any{map[string]any{"type": "refusal", "refusal": r.Str}}})
+	}
+	msg.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
+		output = append(output, map[string]any{"type": "function_call", "id": "fc_" + tc.Get("id").Str, "call_id": tc.Get("id").Str,
+			"name": tc.Get("function.name").Str, "arguments": tc.Get("function.arguments").Str, "status": "completed"})
+		return true
+	})
+	if output == nil {
+		output = []any{}
+	}
+	status, incomplete := "completed", any(nil)
+	if ch.Get("finish_reason").Str == "length" {
+		status, incomplete = "incomplete", map[string]string{"reason": "max_output_tokens"}
+	}
+	resp := map[string]any{
+		"id": "resp_" + id, "object": "response", "created_at": c.Get("created").Int(), "status": status,
+		"model": c.Get("model").Str, "output": output, "error": nil, "incomplete_details": incomplete,
+	}
+	if u := c.Get("usage"); u.IsObject() {
+		in, out := u.Get("prompt_tokens").Int(), u.Get("completion_tokens").Int()
+		resp["usage"] = map[string]any{"input_tokens": in, "output_tokens": out, "total_tokens": in + out,
+			"input_tokens_details":  map[string]int64{"cached_tokens": u.Get("prompt_tokens_details.cached_tokens").Int()},
+			"output_tokens_details": map[string]int64{"reasoning_tokens": u.Get("completion_tokens_details.reasoning_tokens").Int()}}
+	}
+	return json.Marshal(resp)
+}

@@ -1,0 +1,229 @@
+package translate
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/tidwall/gjson"
+)
+
+// ResponsesStream turns a Chat Completions stream (chat.completion.chunk
+// events, the usage chunk, [DONE]) into the Responses API's typed events:
+// response.created, response.in_progress, then per output item
+// response.output_item.added, its deltas (response.output_text.delta or
+// response.function_call_arguments.delta) and their .done events, and
+// response.completed with the whole response and its usage. Only the first
+// choice is read (the Responses API has no n).
+type ResponsesStream struct {
+	id, model string
+	msgName   string // the message item's id (msgID)
+	created   int64
+	seq       int
+	started   bool
+	done      bool
+	text      string // the text the last event streamed
+
+	msg     *strings.Builder // the open message item's text, nil when none
+	msgIdx  int
+	calls   map[int64]*responsesCall // by the chat tool call's index
+	order   []*responsesCall
+	outputs []any // finished items, in output order
+	next    int   // the next output index
+	finish  string
+	usage   [3]int64 // input, output, cached
+	usageOK bool
+}
+
+type responsesCall struct {
+	idx            int
+	callID, name   string
+	args           strings.Builder
+	closed, opened bool
+}
+
+// NewResponsesStream starts a conversion.
+func NewResponsesStream() *ResponsesStream {
+	return &ResponsesStream{created: nowUnix(), calls: map[int64]*responsesCall{}}
+}
+
+// TextDelta is the text the last Event streamed, for usage estimates.
+func (s *ResponsesStream) TextDelta() string { return s.text }
+
+// Ended reports whether response.completed (or an error) went out.
+func (s *ResponsesStream) Ended() bool { return s.done }
+
+// Usage is the chat stream's usage, once its usage chunk came.
+func (s *ResponsesStream) Usage() (promptTokens, completionTokens int, ok bool) {
+	return int(s.usage[0]), int(s.usage[1]), s.usageOK
+}
+
+// Event consumes one chat SSE event and appends zero or more Responses
+// events to dst.
+func (s *ResponsesStream) Event(ev Event, dst []byte) []byte {
+	s.text = ""
+	if s.done || len(ev.Data) == 0 {
+		return dst
+	}
+	if string(ev.Data) == "[DONE]" {
+		return s.complete(dst)
+	}
+	data := gjson.Parse(unsafe.String(unsafe.SliceData(ev.Data), len(ev.Data)))
+	if e := data.Get("error"); e.Exists() {
+		s.done = true
+		return s.emit(dst, "error", map[string]any{"code": e.Get("code").Value(), "message": e.Get("message").String(), "param": nil})
+	}
+	if !s.started {
+		s.started = true
+		s.id = "resp_" + strings.TrimPrefix(data.Get("id").String(), "chatcmpl-")
+		s.model = strings.Clone(data.Get("model").String())
+		if c := data.Get("created"); c.Exists() {
+			s.created = c.Int()
+		}
+		dst = s.emit(dst, "response.created", map[string]any{"response": s.response("in_progress", []any{}, nil)})
+		dst = s.emit(dst, "response.in_progress", map[string]any{"response": s.response("in_progress", []any{}, nil)})
+	}
+	if u := data.Get("usage"); u.IsObject() {
+		s.usage = [3]int64{u.Get("prompt_tokens").Int(), u.Get("completion_tokens").Int(), u.Get("prompt_tokens_details.cached_tokens").Int()}
+		s.usageOK = true
+	}
+	ch := data.Get("choices.0")
+	if !ch.Exists() || ch.Get("index").Int() != 0 {
+		return dst
+	}
+	delta := ch.Get("delta")
+	if t := delta.Get("content"); t.Type == gjson.String && t.Str != "" {
+		if s.msg == nil {
+			s.msg, s.msgIdx = &strings.Builder{}, s.next
+			s.next++
+			dst = s.emit(dst, "response.output_item.added", map[string]any{"output_index": s.msgIdx,
+				"item": map[string]any{"type": "message", "id": s.msgID(), "status": "in_progress", "role": "assistant", "content": []any{}}})
+			dst = s.emit(dst, "response.content_part.added", map[string]any{"item_id": s.msgID(), "output_index": s.msgIdx, "content_index": 0,
+				"part": map[string]any{"type": "output_text", "text": "", "annotations": []any{}}})
+		}
+		s.msg.WriteString(t.Str)
+		s.text = strings.Clone(t.Str)
+		dst = s.delta(dst, "response.output_text.delta", s.msgID(), s.msgIdx, true, t.Str)
+	}
+	delta.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
+		i := tc.Get("index").Int()
+		c := s.calls[i]
+		if c == nil {
+			dst = s.closeMessage(dst)
+			c = &responsesCall{idx: s.next, callID: tc.Get("id").String(), name: tc.Get("function.name").String()}
+			s.next++
+			s.calls[i] = c
+			s.order = append(s.order, c)
+			dst = s.emit(dst, "response.output_item.added", map[string]any{"output_index": c.idx, "item": s.callItem(c, "in_progress")})
+		}
+		if a := tc.Get("function.arguments").String(); a != "" {
+			c.args.WriteString(a)
+			s.text = strings.Clone(a)
+			dst = s.delta(dst, "response.function_call_arguments.delta", "fc_"+c.callID, c.idx, false, a)
+		}
+		return true
+	})
+	if f := ch.Get("finish_reason"); f.Type == gjson.String {
+		s.finish = f.Str
+	}
+	return dst
+}
+
+func (s *ResponsesStream) msgID() string {
+	if s.msgName == "" {
+		s.msgName = "msg_" + strings.TrimPrefix(s.id, "resp_")
+	}
+	return s.msgName
+}
+
+func (s *ResponsesStream) callItem(c *responsesCall, status string) map[string]any {
+	return map[string]any{"type": "function_call", "id": "fc_" + c.callID, "call_id": c.callID, "name": c.name,
+		"arguments": c.args.String(), "status": status}
+}
+
+// closeMessage ends the open message item, if any.
+func (s *ResponsesStream) closeMessage(dst []byte) []byte {
+	if s.msg == nil {
+		return dst
+	}
+	text := s.msg.String()
+	part := map[string]any{"type": "output_text", "text": text, "annotations": []any{}}
+	dst = s.emit(dst, "response.output_text.done", map[string]any{"item_id": s.msgID(), "output_index": s.msgIdx, "content_index": 0, "text": text})
+	dst = s.emit(dst, "response.content_part.done", map[string]any{"item_id": s.msgID(), "output_index": s.msgIdx, "content_index": 0, "part": part})
+	item := map[string]any{"type": "message", "id": s.msgID(), "status": "completed", "role": "assistant", "content": []any{part}}
+	dst = s.emit(dst, "response.output_item.done", map[string]any{"output_index": s.msgIdx, "item": item})
+	s.outputs = append(s.outputs, item)
+	s.msg = nil
+	return dst
+}
+
+// complete closes every open item and sends response.completed.
+func (s *ResponsesStream) complete(dst []byte) []byte {
+	s.done = true
+	dst = s.closeMessage(dst)
+	for _, c := range s.order {
+		dst = s.emit(dst, "response.function_call_arguments.done", map[string]any{"item_id": "fc_" + c.callID, "output_index": c.idx, "arguments": c.args.String()})
+		item := s.callItem(c, "completed")
+		dst = s.emit(dst, "response.output_item.done", map[string]any{"output_index": c.idx, "item": item})
+		s.outputs = append(s.outputs, item)
+	}
+	status, incomplete := "completed", any(nil)
+	if s.finish == "length" {
+		status, incomplete = "incomplete", map[string]string{"reason": "max_output_tokens"}
+	}
+	out := s.outputs
+	if out == nil {
+		out = []any{}
+	}
+	r := s.response(status, out, incomplete)
+	if s.usageOK {
+		r["usage"] = map[string]any{"input_tokens": s.usage[0], "output_tokens": s.usage[1], "total_tokens": s.usage[0] + s.usage[1],
+			"input_tokens_details": map[string]int64{"cached_tokens": s.usage[2]}, "output_tokens_details": map[string]int64{"reasoning_tokens": 0}}
+	}
+	name := "response.completed"
+	if status == "incomplete" {
+		name = "response.incomplete"
+	}
+	return s.emit(dst, name, map[string]any{"response": r})
+}
+
+func (s *ResponsesStream) response(status string, output []any, incomplete any) map[string]any {
+	return map[string]any{"id": s.id, "object": "response", "created_at": s.created, "status": status, "model": s.model,
+		"output": output, "error": nil, "incomplete_details": incomplete}
+}
+
+// delta appends a delta event, the stream's most frequent, built by
+// appends in the field order encoding/json gives emit's events.
+func (s *ResponsesStream) delta(dst []byte, typ, itemID string, idx int, content bool, delta string) []byte {
+	dst = append(dst, "event: "...)
+	dst = append(dst, typ...)
+	dst = append(dst, "\ndata: {"...)
+	if content {
+		dst = append(dst, `"content_index":0,`...)
+	}
+	dst = append(dst, `"delta":`...)
+	dst = appendJSONString(dst, delta)
+	dst = append(dst, `,"item_id":`...)
+	dst = appendJSONString(dst, itemID)
+	dst = append(dst, `,"output_index":`...)
+	dst = strconv.AppendInt(dst, int64(idx), 10)
+	dst = append(dst, `,"sequence_number":`...)
+	dst = strconv.AppendInt(dst, int64(s.seq), 10)
+	s.seq++
+	dst = append(dst, `,"type":"`...)
+	dst = append(dst, typ...)
+	return append(dst, "\"}\n\n"...)
+}
+
+// emit appends one typed event: "event: <type>\ndata: {type, sequence_number, …}\n\n".
+func (s *ResponsesStream) emit(dst []byte, typ string, fields map[string]any) []byte {
+	fields["type"] = typ
+	fields["sequence_number"] = s.seq
+	s.seq++
+	b, _ := json.Marshal(fields)
+	dst = append(dst, "event: "...)
+	dst = append(dst, typ...)
+	dst = append(dst, '\n')
+	return frame(dst, b)
+}

@@ -1,0 +1,222 @@
+package translate
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+)
+
+func TestResponsesToChat(t *testing.T) {
+	for name, tc := range map[string]struct {
+		in, want string // want: the chat body; "" with code
+		code     string
+	}{
+		"string input with instructions": {
+			in:   `{"model":"auto","instructions":"be brief","input":"hi","max_output_tokens":50,"temperature":0.2,"store":false}`,
+			want: `{"model":"auto","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}],"max_completion_tokens":50,"temperature":0.2}`,
+		},
+		"parts, tools, outputs": {
+			in: `{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"weather?"},{"type":"input_image","image_url":"https://x/y.png"}]},` +
+				`{"type":"function_call","call_id":"c1","name":"w","arguments":"{}"},{"type":"function_call","call_id":"c2","name":"t","arguments":"{}"},` +
+				`{"type":"function_call_output","call_id":"c1","output":"sunny"}],` +
+				`"tools":[{"type":"function","name":"w","parameters":{"type":"object"}}],"tool_choice":{"type":"function","name":"w"},"parallel_tool_calls":true}`,
+			want: `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"weather?"},{"type":"image_url","image_url":{"url":"https://x/y.png"}}]},` +
+				`{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"w","arguments":"{}"}},{"id":"c2","type":"function","function":{"name":"t","arguments":"{}"}}]},` +
+				`{"role":"tool","content":"sunny","tool_call_id":"c1"}],` +
+				`"tools":[{"type":"function","function":{"name":"w","parameters":{"type":"object"}}}],"tool_choice":{"function":{"name":"w"},"type":"function"},"parallel_tool_calls":true}`,
+		},
+		"json schema": {
+			in:   `{"model":"m","input":"x","text":{"format":{"type":"json_schema","name":"r","schema":{"type":"object"},"strict":true}},"policy":{"residency":"eu"}}`,
+			want: `{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"json_schema":{"name":"r","schema":{"type":"object"},"strict":true},"type":"json_schema"},"policy":{"residency":"eu"}}`,
+		},
+		"previous response": {in: `{"model":"m","input":"x","previous_response_id":"resp_1"}`, code: "unsupported_parameter"},
+		"stream":            {in: `{"model":"m","input":"x","stream":true}`, want: `{"model":"m","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":true}}`},
+		"stream not a bool": {in: `{"model":"m","input":"x","stream":1}`, code: "invalid_type"},
+		"stream false":      {in: `{"model":"m","input":"x","stream":false}`, want: `{"model":"m","messages":[{"role":"user","content":"x"}]}`},
+		"web search":        {in: `{"model":"m","input":"x","tools":[{"type":"web_search"}]}`, code: "unsupported_value"},
+		"unknown member":    {in: `{"model":"m","input":"x","frobnicate":1}`, code: "unsupported_parameter"},
+		"no input":          {in: `{"model":"m"}`, code: "missing_input"},
+		"reasoning item":    {in: `{"model":"m","input":[{"type":"reasoning","summary":[]}]}`, code: "unsupported_value"},
+		"bad role":          {in: `{"model":"m","input":[{"role":"tool","content":"x"}]}`, code: "invalid_value"},
+		"not json":          {in: `{"model":`, code: "invalid_json"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := ResponsesToChat([]byte(tc.in))
+			if tc.code != "" {
+				e, ok := err.(*apierr.Error)
+				if !ok || e.Status != 400 || e.Code != tc.code {
+					t.Fatalf("got %s, %v; want 400 %s", got, err, tc.code)
+				}
+				return
+			}
+			if err != nil || string(got) != tc.want {
+				t.Fatalf("got %s (%v)\nwant %s", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestChatToResponse(t *testing.T) {
+	got, err := ChatToResponse([]byte(`{"id":"chatcmpl-abc","object":"chat.completion","created":1700000000,"model":"gpt-x",` +
+		`"choices":[{"index":0,"finish_reason":"tool_calls","message":{"role":"assistant","content":"checking","tool_calls":[{"id":"call_1","type":"function","function":{"name":"w","arguments":"{\"city\":\"Paris\"}"}}]}}],` +
+		`"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := gjson.ParseBytes(got)
+	for path, want := range map[string]string{
+		"id": "resp_abc", "object": "response", "status": "completed", "model": "gpt-x", "created_at": "1700000000",
+		"output.0.type": "message", "output.0.content.0.type": "output_text", "output.0.content.0.text": "checking",
+		"output.1.type": "function_call", "output.1.call_id": "call_1", "output.1.name": "w", "output.1.arguments": `{"city":"Paris"}`,
+		"usage.input_tokens": "10", "usage.output_tokens": "5", "usage.total_tokens": "15",
+	} {
+		if g := r.Get(path).String(); g != want {
+			t.Errorf("%s = %q, want %q", path, g, want)
+		}
+	}
+	got, _ = ChatToResponse([]byte(`{"id":"x","choices":[{"finish_reason":"length","message":{"content":"trunc"}}]}`))
+	if gjson.GetBytes(got, "status").Str != "incomplete" || gjson.GetBytes(got, "incomplete_details.reason").Str != "max_output_tokens" {
+		t.Errorf("length: %s", got)
+	}
+	if _, err := ChatToResponse([]byte(`{"error":{}}`)); err == nil {
+		t.Error("an answer without choices translated")
+	}
+}
+
+func FuzzResponsesToChat(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"auto","input":"hi"}`, `{"model":"m","instructions":"x","input":[{"role":"user","content":[{"type":"input_text","text":"a"}]}]}`,
+		`{"model":"m","input":[{"type":"function_call","call_id":"c","name":"n","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"o"}]}`,
+		`{"model":"m","input":"x","tools":[{"type":"function","name":"f"}],"text":{"format":{"type":"json_object"}}}`, `[]`, `{`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		out, err := ResponsesToChat(body)
+		if err != nil {
+			if e, ok := err.(*apierr.Error); !ok || e.Status != 400 || e.Code == "" {
+				t.Fatalf("bad error %#v", err)
+			}
+			return
+		}
+		if !gjson.ValidBytes(out) || !gjson.GetBytes(out, "messages.0").Exists() {
+			t.Fatalf("translated %q into %q", body, out)
+		}
+	})
+}
+
+// The two translations of a 2 KB Responses request and its answer.
+func BenchmarkResponses(b *testing.B) {
+	text := strings.Repeat("Explain the difference between a mutex and a semaphore. ", 30)
+	req := []byte(`{"model":"auto","instructions":"You are helpful.","input":"` + text + `"}`)
+	answer := []byte(`{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"finish_reason":"stop",` +
+		`"message":{"role":"assistant","content":"` + text + `"}}],"usage":{"prompt_tokens":400,"completion_tokens":400,"total_tokens":800}}`)
+	b.Run("request", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := ResponsesToChat(req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("answer", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := ChatToResponse(answer); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// A chat stream of text, then one of parallel tool calls, becomes the
+// Responses API's typed events in order, ending with the whole response.
+func TestResponsesStream(t *testing.T) {
+	chunk := func(delta string, finish string) string {
+		f := "null"
+		if finish != "" {
+			f = `"` + finish + `"`
+		}
+		return `{"id":"chatcmpl-9","object":"chat.completion.chunk","created":7,"model":"m","choices":[{"index":0,"delta":` + delta + `,"finish_reason":` + f + `}]}`
+	}
+	usage := `{"id":"chatcmpl-9","object":"chat.completion.chunk","created":7,"model":"m","choices":[],"usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}`
+	for name, tc := range map[string]struct {
+		events []string
+		types  []string
+		final  string // the completed response's output
+	}{
+		"text": {
+			events: []string{chunk(`{"role":"assistant","content":""}`, ""), chunk(`{"content":"Hel"}`, ""), chunk(`{"content":"lo"}`, ""), chunk(`{}`, "stop"), usage, "[DONE]"},
+			types: []string{"response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+				"response.output_text.delta", "response.output_text.delta", "response.output_text.done", "response.content_part.done",
+				"response.output_item.done", "response.completed"},
+			final: `[{"content":[{"annotations":[],"text":"Hello","type":"output_text"}],"id":"msg_9","role":"assistant","status":"completed","type":"message"}]`,
+		},
+		"parallel calls": {
+			events: []string{
+				chunk(`{"role":"assistant","content":null}`, ""),
+				chunk(`{"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"a","arguments":""}}]}`, ""),
+				chunk(`{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}`, ""),
+				chunk(`{"tool_calls":[{"index":1,"id":"c2","type":"function","function":{"name":"b","arguments":"{\"q\":1}"}}]}`, ""),
+				chunk(`{}`, "tool_calls"), usage, "[DONE]"},
+			types: []string{"response.created", "response.in_progress", "response.output_item.added", "response.function_call_arguments.delta",
+				"response.output_item.added", "response.function_call_arguments.delta", "response.function_call_arguments.done", "response.output_item.done",
+				"response.function_call_arguments.done", "response.output_item.done", "response.completed"},
+			final: `[{"arguments":"{}","call_id":"c1","id":"fc_c1","name":"a","status":"completed","type":"function_call"},` +
+				`{"arguments":"{\"q\":1}","call_id":"c2","id":"fc_c2","name":"b","status":"completed","type":"function_call"}]`,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := NewResponsesStream()
+			var out []byte
+			for _, e := range tc.events {
+				out = s.Event(Event{Data: []byte(e)}, out)
+			}
+			var f Framer
+			evs := f.Flush(f.Feed(out, nil))
+			var types []string
+			for i, ev := range evs {
+				d := gjson.ParseBytes(ev.Data)
+				if ev.Name != d.Get("type").Str || d.Get("sequence_number").Int() != int64(i) {
+					t.Fatalf("event %d: name %q, data %s", i, ev.Name, ev.Data)
+				}
+				types = append(types, ev.Name)
+			}
+			if strings.Join(types, " ") != strings.Join(tc.types, " ") {
+				t.Fatalf("events\n%v\nwant\n%v", types, tc.types)
+			}
+			last := gjson.ParseBytes(evs[len(evs)-1].Data)
+			if got := last.Get("response.output").Raw; got != tc.final || last.Get("response.usage.total_tokens").Int() != 6 ||
+				last.Get("response.id").Str != "resp_9" || !s.Ended() {
+				t.Fatalf("completed: %s", last.Raw)
+			}
+		})
+	}
+}
+
+// FuzzResponsesStream: whatever a provider streams, the translation never
+// panics and every event it emits is named and valid JSON of its type.
+func FuzzResponsesStream(f *testing.F) {
+	f.Add([]byte(`{"id":"chatcmpl-1","model":"m","choices":[{"index":0,"delta":{"content":"hi"}}]}`), []byte(`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"f","arguments":"{"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":1}}`))
+	f.Add([]byte(`{"error":{"message":"x"}}`), []byte(`[DONE]`))
+	f.Add([]byte("\xff"), []byte(`{"choices":[{"index":0,"delta":{"content":"\u2028\"\\"}}]}`))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		s := NewResponsesStream()
+		var out []byte
+		for _, d := range [][]byte{a, b, a, []byte("[DONE]")} {
+			out = s.Event(Event{Data: d}, out)
+		}
+		var fr Framer
+		for _, ev := range fr.Flush(fr.Feed(out, nil)) {
+			if !gjson.ValidBytes(ev.Data) || gjson.GetBytes(ev.Data, "type").Str != ev.Name || ev.Name == "" {
+				t.Fatalf("bad event %q: %s", ev.Name, ev.Data)
+			}
+		}
+		if !s.Ended() {
+			t.Fatal("not ended after [DONE]")
+		}
+	})
+}
