@@ -32,6 +32,7 @@ type Inputs struct {
 	Model          string            `json:"model"`
 	Stream         bool              `json:"stream,omitempty"`
 	MaxTokens      int               `json:"max_tokens,omitempty"`
+	Choices        int               `json:"n,omitempty"` // legacy completions' n (the estimate counts each)
 	Messages       int               `json:"messages"`
 	Tools          bool              `json:"tools,omitempty"`
 	ResponseFormat string            `json:"response_format,omitempty"`
@@ -83,7 +84,7 @@ func (res *Result) ReplayInputs(req *Request) *Inputs {
 	c := &res.Chat
 	p := &req.Principal
 	in.V, in.DecisionID, in.Path = InputsVersion, req.DecisionID, req.Path
-	in.Model, in.Stream, in.MaxTokens, in.Messages = c.Model, c.Stream, c.MaxTokens, c.Messages
+	in.Model, in.Stream, in.MaxTokens, in.Messages, in.Choices = c.Model, c.Stream, c.MaxTokens, c.Messages, c.Choices
 	in.Tools, in.ResponseFormat, in.Vision, in.User, in.Metadata, in.Headers = c.Tools, c.ResponseFormat, c.Vision, c.User, c.Metadata, req.Headers
 	if res.ReqPolicy.Set {
 		in.Policy = reqpolicy.Canonical(res.ReqPolicy)
@@ -128,7 +129,7 @@ func (r *Router) Replay(ctx context.Context, in *Inputs, current bool) (*Result,
 	if in.V != InputsVersion {
 		return nil, fmt.Errorf("replay inputs of version %d; this stellwerk reads version %d", in.V, InputsVersion)
 	}
-	chat := request.Chat{Model: in.Model, Stream: in.Stream, Messages: in.Messages, MaxTokens: in.MaxTokens, Tools: in.Tools,
+	chat := request.Chat{Model: in.Model, Stream: in.Stream, Messages: in.Messages, MaxTokens: in.MaxTokens, Choices: in.Choices, Tools: in.Tools,
 		ResponseFormat: in.ResponseFormat, Vision: in.Vision, User: in.User, Metadata: in.Metadata}
 	if name, version, ok := request.RouteOf(in.Model); ok {
 		chat.Route, chat.RouteVersion = name, version

@@ -54,8 +54,8 @@ func TestReplayReproduces(t *testing.T) {
 	later.Now = func() time.Time { return time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC) }
 
 	for name, tc := range map[string]struct {
-		body, header string
-		principal    auth.Principal
+		body, header, path string
+		principal          auth.Principal
 	}{
 		"auto":                   {body: `{"model":"auto","messages":[{"role":"user","content":"write a haiku about trains"}]}`},
 		"auto, cost, tools":      {body: `{"model":"auto","policy":{"optimize":"cost"},"tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"user","content":"call f"}]}`},
@@ -67,10 +67,15 @@ func TestReplayReproduces(t *testing.T) {
 		"secret: denied":         {body: `{"model":"auto","messages":[{"role":"user","content":"my key is AKIAIOSFODNN7EXAMPLE and sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD"}]}`},
 		"route ended":            {body: `{"model":"route:closed@1","messages":[{"role":"user","content":"hi"}]}`},
 		"key models":             {body: `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, principal: auth.Principal{Authenticated: true, KeyID: "k", Models: []string{"small", "mid"}}},
+		"embeddings":             {path: "/v1/embeddings", body: `{"model":"auto","input":["a parcel","another"]}`},
+		"completions, n=3":       {path: "/v1/completions", body: `{"model":"auto","prompt":"Once upon a time","n":3}`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			tc.principal.Workspace = "default"
-			req := Request{Path: "/v1/chat/completions", Body: []byte(tc.body), Principal: tc.principal, DecisionID: "dec-" + name,
+			if tc.path == "" {
+				tc.path = "/v1/chat/completions"
+			}
+			req := Request{Path: tc.path, Body: []byte(tc.body), Principal: tc.principal, DecisionID: "dec-" + name,
 				MetadataHeader: tc.header, Headers: map[string]string{"user-agent": "test"}, Record: true}
 			res, err := live.Route(context.Background(), req)
 			want := explain(res, err)
