@@ -94,7 +94,7 @@ func TestReloadRemovesProviderMakeBeforeBreak(t *testing.T) {
 	s := failoverStackWith(t, func(c *config.Config) { c.Failover.MaxAttempts = 2 }) // grace: 5 s + 2 × 1 s
 	primary := s.Providers["primary"]
 	primary.SetBehavior(mockllm.Behavior{FirstByteDelay: 1500 * time.Millisecond})
-	uptime := func() string {
+	uptime := func() time.Duration { // Envoy renders it as a duration ("10s")
 		resp, err := http.Get(s.EnvoyAdmin + "/server_info")
 		if err != nil {
 			t.Fatal(err)
@@ -102,10 +102,13 @@ func TestReloadRemovesProviderMakeBeforeBreak(t *testing.T) {
 		defer resp.Body.Close()
 		var info struct {
 			UptimeAllEpochs string `json:"uptime_all_epochs"`
-			Epoch           string `json:"hot_restart_version"`
 		}
 		_ = json.NewDecoder(resp.Body).Decode(&info)
-		return info.UptimeAllEpochs
+		d, err := time.ParseDuration(info.UptimeAllEpochs)
+		if err != nil {
+			t.Fatalf("Envoy's uptime %q: %v", info.UptimeAllEpochs, err)
+		}
+		return d
 	}
 	clusters := func() string {
 		resp, err := http.Get(s.EnvoyAdmin + "/clusters")

@@ -201,13 +201,23 @@ func Binary(t testing.TB) string {
 // FreePort returns a loopback port that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		// The kernel may hand the same free port out again before the
+		// first taker binds it: never give a port out twice.
+		if _, taken := handedOut.LoadOrStore(port, true); !taken {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
+
+// handedOut are the ports FreePort has given this test binary.
+var handedOut sync.Map
 
 // Start brings a stack up and registers its teardown.
 func Start(t testing.TB, o Options) *Stack {
