@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/stellwerk/stellwerk/internal/audit"
-	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/store"
 )
 
@@ -125,12 +124,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return printReport(rep, asJSON, stdout)
 	}
 
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := loadConfig(*cfgPath, *stateDir)
 	if err != nil {
 		return err
-	}
-	if *stateDir != "" {
-		cfg.State.Dir = *stateDir
 	}
 	if verb == "pubkey" {
 		k, err := audit.LoadPublic(cfg.Audit, cfg.State.Dir, os.Getenv)

@@ -53,6 +53,19 @@ Usage:
 Run "stellwerk <command> -h" for the flags of a command.
 `
 
+// loadConfig loads the config a command names, with --state-dir (when
+// given) overriding state.dir, as for serve.
+func loadConfig(path, stateDir string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if stateDir != "" {
+		cfg.State.Dir = stateDir
+	}
+	return cfg, nil
+}
+
 // ErrUsage marks a command-line mistake (exit status 2).
 var ErrUsage = errors.New("usage error")
 

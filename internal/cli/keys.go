@@ -145,12 +145,9 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return ErrUsage
 	}
 
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := loadConfig(*cfgPath, *stateDir)
 	if err != nil {
 		return err
-	}
-	if *stateDir != "" {
-		cfg.State.Dir = *stateDir
 	}
 	if verb == "create" {
 		if err := spec.CheckConfig(cfg); err != nil {

@@ -305,12 +305,9 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprint(stderr, replayUsage)
 		return ErrUsage
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := loadConfig(*cfgPath, *stateDir)
 	if err != nil {
 		return err
-	}
-	if *stateDir != "" {
-		cfg.State.Dir = *stateDir
 	}
 	db, err := store.Open(ctx, cfg.State, os.Getenv)
 	if err != nil {

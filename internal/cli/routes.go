@@ -79,12 +79,9 @@ func runRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stderr, "routes test: --samples FILE is required")
 		return ErrUsage
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := loadConfig(*cfgPath, *stateDir)
 	if err != nil {
 		return err
-	}
-	if *stateDir != "" {
-		cfg.State.Dir = *stateDir
 	}
 	cat, err := catalog.New(cfg, catalog.OSEnv)
 	if err != nil {

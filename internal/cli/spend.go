@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/store"
 )
@@ -64,12 +63,9 @@ func runSpend(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			p.Filter[spend.Dim(f.Name)] = *v
 		}
 	})
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := loadConfig(*cfgPath, *stateDir)
 	if err != nil {
 		return err
-	}
-	if *stateDir != "" {
-		cfg.State.Dir = *stateDir
 	}
 	q, err := p.Resolve(time.Now(), cfg.Budgets.TimeZone)
 	if err != nil {
