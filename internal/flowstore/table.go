@@ -26,12 +26,10 @@ type Table struct {
 	log  *zap.Logger
 	snap atomic.Pointer[tableSnap]
 
-	mu      sync.Mutex // one refresh at a time
-	env     *flow.Env  // under mu
-	envGen  int64      // bumped by SetEnv: the next refresh recompiles all
-	healthy atomic.Bool
-	lastOK  atomic.Int64
-	failing bool
+	mu     sync.Mutex // one refresh at a time
+	env    *flow.Env  // under mu
+	envGen int64      // bumped by SetEnv: the next refresh recompiles all
+	reach  store.Reach
 }
 
 type tableSnap struct {
@@ -158,30 +156,15 @@ func (t *Table) Generation() int64 { return t.snap.Load().gen }
 
 // Healthy reports whether the last refresh reached the store, and when the
 // last successful one was.
-func (t *Table) Healthy() (bool, time.Time) {
-	return t.healthy.Load(), time.Unix(0, t.lastOK.Load())
-}
+func (t *Table) Healthy() (bool, time.Time) { return t.reach.Healthy() }
 
 // Refresh loads what changed since the table's generation.
 func (t *Table) Refresh(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	err := t.refresh(ctx)
-	switch {
-	case err != nil:
-		t.healthy.Store(false)
-		if !t.failing {
-			t.log.Warn("route store unreachable: serving the last loaded routes; deploys wait for it", zap.Error(err))
-		}
-		t.failing = true
-	default:
-		t.healthy.Store(true)
-		t.lastOK.Store(time.Now().UnixNano())
-		if t.failing {
-			t.log.Info("route store reachable again", zap.Int64("generation", t.Generation()))
-		}
-		t.failing = false
-	}
+	t.reach.Refreshed(err, time.Now(), t.log, "route store unreachable: serving the last loaded routes; deploys wait for it",
+		"route store reachable again", t.Generation)
 	return err
 }
 

@@ -26,10 +26,8 @@ type Table struct {
 	snap   atomic.Pointer[snapshot]
 	now    func() time.Time
 
-	mu      sync.Mutex // one refresh at a time
-	healthy atomic.Bool
-	lastOK  atomic.Int64 // unix nanos of the last successful refresh
-	failing bool         // under mu: for logging the first failure and the recovery once
+	mu    sync.Mutex // one refresh at a time
+	reach store.Reach
 }
 
 type snapshot struct {
@@ -97,30 +95,15 @@ func (t *Table) Generation() int64 { return t.snap.Load().gen }
 
 // Healthy reports whether the last refresh reached the store, and when the
 // last successful one was.
-func (t *Table) Healthy() (bool, time.Time) {
-	return t.healthy.Load(), time.Unix(0, t.lastOK.Load())
-}
+func (t *Table) Healthy() (bool, time.Time) { return t.reach.Healthy() }
 
 // Refresh loads what changed since the table's generation.
 func (t *Table) Refresh(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	err := t.refresh(ctx)
-	switch {
-	case err != nil:
-		t.healthy.Store(false)
-		if !t.failing && t.log != nil {
-			t.log.Warn("key store unreachable: serving the last loaded keys; key changes wait for it", zap.Error(err))
-		}
-		t.failing = true
-	default:
-		t.healthy.Store(true)
-		t.lastOK.Store(t.now().UnixNano())
-		if t.failing && t.log != nil {
-			t.log.Info("key store reachable again", zap.Int64("generation", t.Generation()))
-		}
-		t.failing = false
-	}
+	t.reach.Refreshed(err, t.now(), t.log, "key store unreachable: serving the last loaded keys; key changes wait for it",
+		"key store reachable again", t.Generation)
 	return err
 }
 
