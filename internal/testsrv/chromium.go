@@ -3,13 +3,7 @@ package testsrv
 import (
 	"os"
 	"os/exec"
-	"sync"
 	"testing"
-)
-
-var (
-	chromiumOnce sync.Once
-	chromiumErr  error
 )
 
 // Chromium returns the path of a headless-capable Chromium for browser
@@ -22,13 +16,13 @@ func Chromium(t testing.TB) string {
 	if p, err := lookChromium(); err == nil {
 		return p
 	}
-	chromiumOnce.Do(func() { chromiumErr = aptInstall("chromium", lookChromium) })
+	installErr := aptOnce("chromium", lookChromium)
 	p, err := lookChromium()
 	if err == nil {
 		return p
 	}
-	if chromiumErr != nil {
-		err = chromiumErr
+	if installErr != nil {
+		err = installErr
 	}
 	if os.Getenv("STELLWERK_E2E") == "require" {
 		t.Fatalf("chromium: %v (STELLWERK_E2E=require)", err)

@@ -32,17 +32,21 @@ func Tool(t testing.TB, binary, pkg string) string {
 	if p, err := look(); err == nil {
 		return p
 	}
-	v, _ := toolInstalls.LoadOrStore(pkg, &toolInstall{})
-	in := v.(*toolInstall)
-	in.once.Do(func() {
-		in.err = aptInstall(pkg, look)
-	})
-	if in.err != nil {
-		skipOrFail(t, "%s: %v", binary, in.err)
+	if err := aptOnce(pkg, look); err != nil {
+		skipOrFail(t, "%s: %v", binary, err)
 	}
 	p, err := look()
 	if err != nil {
 		skipOrFail(t, "%s: not found after installing %s", binary, pkg)
 	}
 	return p
+}
+
+// aptOnce installs a Debian package at most once per test binary
+// (aptInstall also keeps test binaries from running apt-get together).
+func aptOnce(pkg string, look func() (string, error)) error {
+	v, _ := toolInstalls.LoadOrStore(pkg, &toolInstall{})
+	in := v.(*toolInstall)
+	in.once.Do(func() { in.err = aptInstall(pkg, look) })
+	return in.err
 }
