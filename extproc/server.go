@@ -165,9 +165,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 	}
 	p := &edge{filter: f, ctx: ctx}
 	defer p.finish()
-	return serve(ctx, stream, &p.filter,
-		func(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse { return p.handle(req) },
-		func(e *apierr.Error) *extprocv3.ProcessingResponse { return p.immediate(e) })
+	return serveEdge(ctx, stream, p)
 }
 
 // egressProvider is the provider an egress listener's stream sends to,
