@@ -425,7 +425,7 @@ func classificationTerm(c *classify.Result) *ast.Term {
 		item("pii_counts", obj(counts...)),
 		item("secret_types", stringsTerm(secretTypes)),
 		item("secret_count", ast.IntNumberTerm(len(c.Secrets))),
-		item("injection", obj(item("score", num(c.Injection.Score)), item("detected", ast.BooleanTerm(c.Injection.Detected)))),
+		item("injection", obj(item("score", num(InjectionScore(c.Injection.Score))), item("detected", ast.BooleanTerm(c.Injection.Detected)))),
 		item("sensitivity", ast.StringTerm(c.Sensitivity)),
 		item("sensitivity_rule", ast.StringTerm(c.SensitivityRule)),
 		item("risk", ast.StringTerm(c.Risk)),
@@ -560,6 +560,13 @@ func timeTerm(t time.Time) *ast.Term {
 func item(k string, v *ast.Term) [2]*ast.Term { return [2]*ast.Term{ast.StringTerm(k), v} }
 
 func obj(items ...[2]*ast.Term) *ast.Term { return ast.NewTerm(ast.NewObject(items...)) }
+
+// InjectionScore is the injection score as the policy sees it: rounded to
+// 0.01. The classifier's score is a probability no threshold needs finer;
+// rounded, a request's score is one of 101 values, so the decision memo
+// serves requests that differ only in the last digits of their score
+// instead of evaluating each of them (docs/policy.md).
+func InjectionScore(s float64) float64 { return math.Round(s*100) / 100 }
 
 func num(f float64) *ast.Term {
 	return ast.NumberTerm(json.Number(strconv.FormatFloat(f, 'g', -1, 64)))
