@@ -197,8 +197,11 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 		if rt := roundTrips(rep.ExtProcStats); rt.requests > 0 {
 			p("### ext_proc messages per request\n\n")
 			p("From Envoy B's statistics over the whole run (warm-up included), per request that reached stellwerk: "+
-				"**%.2f answered messages** (each a gRPC round trip Envoy waits for: %.2f on the client-facing filter, %.2f on egress listeners) "+
-				"and %.2f watched without waiting (the first attempt's egress listener, observability mode). The floor answers 1.\n\n",
+				"**%.2f answered messages** (%.2f on the client-facing filter, %.2f on egress listeners) "+
+				"and %.2f watched without waiting (the first attempt's egress listener, observability mode). The floor answers 1. "+
+				"In the classic mode each answered message is a round trip Envoy waits for before it sends the next; in the pipelined mode "+
+				"stellwerk serves (docs/envoy.md) Envoy sends each body's chunks without waiting, so a request waits for one answer each way "+
+				"however many chunks it has, and the count grows with the chunks.\n\n",
 				float64(rt.edge+rt.egress)/float64(rt.requests), float64(rt.edge)/float64(rt.requests),
 				float64(rt.egress)/float64(rt.requests), float64(rt.watched)/float64(rt.requests))
 		}
