@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -64,13 +65,9 @@ const (
 )
 
 // uploadGrace is how long Envoy waits for the held request headers' answer
-// when the body may take a while to arrive (no content-length, or a large
-// one): stellwerk extends the message timeout to it once.
+// once the body has taken half the message timeout to arrive without
+// ending: stellwerk extends that message's timeout to it, once.
 const uploadGrace = 60 * time.Second
-
-// largeUpload is the declared body size from which the upload may outlast
-// the message timeout.
-const largeUpload = 256 << 10
 
 type pipeline struct {
 	p    *edge
@@ -97,9 +94,6 @@ func (q *pipeline) step(req *extprocv3.ProcessingRequest, out []*extprocv3.Proce
 			return append(out, resp)
 		}
 		q.held = resp
-		if n := p.declaredLength(r.RequestHeaders); n < 0 || n > largeUpload {
-			return append(out, &extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(uploadGrace)})
-		}
 		return out
 	case *extprocv3.ProcessingRequest_RequestBody:
 		if q.held == nil {
@@ -254,22 +248,46 @@ func bodyOnly(resp *extprocv3.ProcessingResponse) {
 	}
 }
 
-// declaredLength is the request's content-length, or -1 without one.
-func (p *edge) declaredLength(h *extprocv3.HttpHeaders) int64 {
-	for _, hv := range h.GetHeaders().GetHeaders() {
-		if strings.EqualFold(hv.Key, "content-length") {
-			if n, err := strconv.ParseInt(headerValue(hv), 10, 64); err == nil && n >= 0 {
-				return n
-			}
-		}
+// uploadWatch extends the message timeout of held request headers whose
+// body is slow to arrive. Envoy's timer for the headers' answer runs while
+// the client uploads; a body still incomplete after half of it gets the
+// longer uploadGrace, so a slow upload is not cut at the message timeout,
+// while a request whose body arrives at once costs nothing extra.
+type uploadWatch struct {
+	mu      sync.Mutex // serialises sends: the timer's and the stream loop's
+	stream  extprocv3.ExternalProcessor_ProcessServer
+	holding bool
+	timer   *time.Timer
+}
+
+func (w *uploadWatch) hold(after time.Duration) {
+	w.holding = true
+	if w.timer == nil {
+		w.timer = time.AfterFunc(after, w.extend)
 	}
-	return -1
+}
+
+func (w *uploadWatch) extend() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.holding {
+		// An error means the stream is over: nothing is waiting any more.
+		_ = w.stream.Send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(uploadGrace)})
+	}
+}
+
+func (w *uploadWatch) stop() {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
 }
 
 // serveEdge answers an edge stream in whichever mode Envoy sends it.
 func serveEdge(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessServer, p *edge) error {
 	var q *pipeline
 	var out []*extprocv3.ProcessingResponse
+	w := &uploadWatch{stream: stream}
+	defer w.stop()
 	first := true
 	for {
 		req, err := stream.Recv()
@@ -294,17 +312,27 @@ func serveEdge(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessSe
 			}
 			out = q.safeStep(req, out[:0])
 		}
+		w.mu.Lock()
+		if q != nil && q.held != nil && !w.holding {
+			w.hold(p.state.messageTimeout() / 2)
+		}
+		if q != nil && q.held == nil {
+			w.holding = false
+		}
 		for _, resp := range out {
 			if resp.GetImmediateResponse() != nil && q != nil {
 				q.done = true
+				w.holding = false
 			}
 			if err := stream.Send(resp); err != nil {
+				w.mu.Unlock()
 				if ctx.Err() != nil {
 					return nil
 				}
 				return err
 			}
 		}
+		w.mu.Unlock()
 	}
 }
 
