@@ -49,6 +49,7 @@ func TestMessagesAnthropicSDK(t *testing.T) {
 	t.Parallel()
 	py := harness.RequirePythonPackage(t, "anthropic")
 	s := messagesStack(t)
+	var decisions []string // to replay
 	for _, tc := range []struct {
 		model, provider, upstreamPath, upstreamModel string
 	}{
@@ -76,6 +77,7 @@ func TestMessagesAnthropicSDK(t *testing.T) {
 			}
 			// messages.create: a tool_use block with the schema's required
 			// input, usage, the headers and the routing object.
+			decisions = append(decisions, r.Get("tool_use.headers.decision-id").Str, r.Get("eu_stream.headers.decision-id").Str)
 			want("tool_use.type", "message")
 			want("tool_use.stop_reason", "tool_use")
 			want("tool_use.blocks.#(type==\"tool_use\").name", "get_weather")
@@ -160,5 +162,14 @@ func TestMessagesAnthropicSDK(t *testing.T) {
 				t.Errorf("native request %s", reqs[0].Body)
 			}
 		})
+	}
+
+	// The audit log's records of Messages API decisions replay to the
+	// same explanation: the API is part of what was recorded.
+	s.Stop("stellwerk")
+	for _, id := range decisions {
+		if out, code := replayCLI(t, filepath.Join(s.Dir, "stellwerk.yaml"), id); code != 0 || !out.Identical {
+			t.Errorf("replay %s: exit %d %+v", id, code, out)
+		}
 	}
 }
