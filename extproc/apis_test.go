@@ -276,15 +276,57 @@ func TestMessagesAPI(t *testing.T) {
 			t.Fatalf("answer %s", body)
 		}
 	})
+	t.Run("translated stream", func(t *testing.T) {
+		p := newEdge()
+		p.handle(headersMsg("POST", "/v1/messages", false))
+		r := p.handle(bodyMsg(`{"model":"chat","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+		nb := r.GetRequestBody().GetResponse().GetBodyMutation().GetBody()
+		if !gjson.GetBytes(nb, "stream_options.include_usage").Bool() {
+			t.Fatalf("sent %s", nb)
+		}
+		p.handle(respHeadersMsg("200", "text/event-stream"))
+		chunk := func(delta, finish string) string {
+			return `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"chat","choices":[{"index":0,"delta":` + delta + `,"finish_reason":` + finish + `}]}` + "\n\n"
+		}
+		out := p.handle(respBodyMsg(chunk(`{"role":"assistant","content":"hel"}`, "null")+chunk(`{"content":"lo"}`, "null")+chunk(`{}`, `"stop"`)+
+			`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"chat","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9}}`+"\n\n"+
+			"data: [DONE]\n\n", true))
+		body := string(out.GetResponseBody().GetResponse().GetBodyMutation().GetBody())
+		for _, want := range []string{"event: message_start\n", `"delta":{"type":"text_delta","text":"hel"}`, `"stop_reason":"end_turn"`,
+			`"usage":{"input_tokens":7,"output_tokens":2}`, "event: message_stop\n"} {
+			if !strings.Contains(body, want) {
+				t.Errorf("stream lacks %s:\n%s", want, body)
+			}
+		}
+		if strings.Contains(body, "chat.completion.chunk") || p.stream.usage == nil || p.stream.usage.CompletionTokens != 2 {
+			t.Errorf("stream %s, usage %+v", body, p.stream.usage)
+		}
+	})
+	t.Run("native stream cut short", func(t *testing.T) {
+		p := newEdge()
+		p.handle(headersMsg("POST", "/v1/messages", false))
+		p.handle(bodyMsg(`{"model":"sonnet","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+		p.handle(respHeadersMsg("200", "text/event-stream"))
+		out := p.handle(respBodyMsg("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\n"+
+			"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hel\"}}\n\n", true))
+		body := string(out.GetResponseBody().GetResponse().GetBodyMutation().GetBody())
+		if !strings.HasPrefix(body, "event: message_start") || !strings.HasSuffix(body, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"the provider's stream ended before the answer was complete\"}}\n\n") {
+			t.Errorf("a native stream that broke off: %q", body)
+		}
+		if p.stream.usage == nil || p.stream.usage.PromptTokens != 7 || p.streamEnd != "incomplete" {
+			t.Errorf("usage %+v, end %q", p.stream.usage, p.streamEnd)
+		}
+	})
 	for name, tc := range map[string]struct {
 		body      string
 		status    int
 		typ, code string
 	}{
-		"no max_tokens":  {body: `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, status: 400, typ: "invalid_request_error", code: "missing_max_tokens"},
-		"secret":         {body: `{"model":"auto","max_tokens":9,"messages":[{"role":"user","content":"aws_access_key_id = AKIAIOSFODNN7EXAMPLE"}]}`, status: 403, typ: "permission_error", code: "policy_denied"},
-		"secret in tool": {body: `{"model":"auto","max_tokens":9,"messages":[{"role":"user","content":"hi"}],"tools":[{"name":"f","description":"aws_access_key_id = AKIAIOSFODNN7EXAMPLE","input_schema":{"type":"object"}}]}`, status: 403, typ: "permission_error", code: "policy_denied"},
-		"unknown model":  {body: `{"model":"gpt-9","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}`, status: 404, typ: "not_found_error", code: "model_not_found"},
+		"secret in a tool result": {body: `{"model":"auto","max_tokens":9,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"aws_access_key_id = AKIAIOSFODNN7EXAMPLE"}]}]}`, status: 403, typ: "permission_error", code: "policy_denied"},
+		"no max_tokens":           {body: `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, status: 400, typ: "invalid_request_error", code: "missing_max_tokens"},
+		"secret":                  {body: `{"model":"auto","max_tokens":9,"messages":[{"role":"user","content":"aws_access_key_id = AKIAIOSFODNN7EXAMPLE"}]}`, status: 403, typ: "permission_error", code: "policy_denied"},
+		"secret in tool":          {body: `{"model":"auto","max_tokens":9,"messages":[{"role":"user","content":"hi"}],"tools":[{"name":"f","description":"aws_access_key_id = AKIAIOSFODNN7EXAMPLE","input_schema":{"type":"object"}}]}`, status: 403, typ: "permission_error", code: "policy_denied"},
+		"unknown model":           {body: `{"model":"gpt-9","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}`, status: 404, typ: "not_found_error", code: "model_not_found"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := newEdge()
