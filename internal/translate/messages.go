@@ -11,6 +11,7 @@ package translate
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -232,7 +233,7 @@ func msgsSystem(v gjson.Result) (json.RawMessage, *apierr.Error) {
 	i := -1
 	v.ForEach(func(_, b gjson.Result) bool {
 		i++
-		p := "system[" + itoa(i) + "]"
+		p := "system[" + strconv.Itoa(i) + "]"
 		if b.Get("type").Str != "text" || b.Get("text").Type != gjson.String {
 			bad = apierr.BadRequest("invalid_value", p, "%s must be a text block {\"type\":\"text\",\"text\":…}", p)
 			return false
@@ -244,7 +245,7 @@ func msgsSystem(v gjson.Result) (json.RawMessage, *apierr.Error) {
 	if bad != nil || len(parts) == 0 {
 		return nil, bad
 	}
-	return quote(strings.Join(parts, "\n\n")), nil
+	return jsonString(strings.Join(parts, "\n\n")), nil
 }
 
 // msgsBlockKeys refuses a block member the translation would drop
@@ -290,7 +291,7 @@ func msgsMessages(v gjson.Result) ([]chatMessage, *apierr.Error) {
 	i := -1
 	v.ForEach(func(_, m gjson.Result) bool {
 		i++
-		p := "messages[" + itoa(i) + "]"
+		p := "messages[" + strconv.Itoa(i) + "]"
 		if !m.IsObject() {
 			bad = apierr.BadRequest("invalid_type", p, "%s must be an object", p)
 			return false
@@ -332,7 +333,7 @@ func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string) ([]cha
 	j := -1
 	c.ForEach(func(_, b gjson.Result) bool {
 		j++
-		bp := p + "[" + itoa(j) + "]"
+		bp := p + "[" + strconv.Itoa(j) + "]"
 		if !b.IsObject() {
 			bad = apierr.BadRequest("invalid_type", bp, "%s must be a content block", bp)
 			return false
@@ -419,7 +420,7 @@ func partsContent(parts []chatPart) json.RawMessage {
 
 func textContent(parts []chatPart) json.RawMessage {
 	if len(parts) == 1 {
-		return quote(*parts[0].Text)
+		return jsonString(*parts[0].Text)
 	}
 	var sb strings.Builder
 	for i, pt := range parts {
@@ -431,7 +432,7 @@ func textContent(parts []chatPart) json.RawMessage {
 		}
 		sb.WriteString(*pt.Text)
 	}
-	return quote(sb.String())
+	return jsonString(sb.String())
 }
 
 // msgsImage is an image source as chat's image URL: base64 data as a
@@ -477,7 +478,7 @@ func msgsToolResult(b gjson.Result, p string) (chatMessage, *apierr.Error) {
 		c.ForEach(func(_, blk gjson.Result) bool {
 			k++
 			if blk.Get("type").Str != "text" || blk.Get("text").Type != gjson.String {
-				bad = apierr.BadRequest("unsupported_value", p+".content["+itoa(k)+"]",
+				bad = apierr.BadRequest("unsupported_value", p+".content["+strconv.Itoa(k)+"]",
 					"%s.content[%d]: tool results are translated as text; only text blocks are supported", p, k)
 				return false
 			}
@@ -498,7 +499,7 @@ func msgsToolResult(b gjson.Result, p string) (chatMessage, *apierr.Error) {
 	default:
 		return chatMessage{}, apierr.BadRequest("invalid_type", p+".is_error", "%s.is_error must be a boolean", p)
 	}
-	return chatMessage{Role: "tool", ToolCallID: id.Str, Content: quote(text)}, nil
+	return chatMessage{Role: "tool", ToolCallID: id.Str, Content: jsonString(text)}, nil
 }
 
 // msgsTools are custom (client) tools as chat's functions; Anthropic's
@@ -518,7 +519,7 @@ func msgsTools(v gjson.Result) ([]chatTool, *apierr.Error) {
 	i := -1
 	v.ForEach(func(_, t gjson.Result) bool {
 		i++
-		p := "tools[" + itoa(i) + "]"
+		p := "tools[" + strconv.Itoa(i) + "]"
 		if typ := t.Get("type"); typ.Exists() && typ.Type != gjson.Null && typ.Str != "custom" {
 			bad = apierr.BadRequest("unsupported_value", p+".type",
 				"tools of type %q (Anthropic's server and built-in tools) are not supported by stellwerk; custom tools with input_schema are", apierr.Truncate(typ.Str, 64))
@@ -583,4 +584,10 @@ func msgsToolChoice(v gjson.Result) (json.RawMessage, *bool, *apierr.Error) {
 		return nil, nil, apierr.BadRequest("invalid_value", "tool_choice.name", "tool_choice of type tool needs a name")
 	}
 	return nil, nil, apierr.BadRequest("invalid_value", "tool_choice.type", "tool_choice.type must be auto, any, tool or none")
+}
+
+// jsonString is s as a JSON string, escaped as marshal escapes it (no
+// HTML escaping, unlike quote's encoding/json).
+func jsonString(s string) json.RawMessage {
+	return appendJSONString(make([]byte, 0, len(s)+2), s)
 }
