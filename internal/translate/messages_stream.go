@@ -5,7 +5,6 @@ package translate
 
 import (
 	"strconv"
-	"strings"
 	"unsafe"
 
 	"github.com/tidwall/gjson"
@@ -23,20 +22,21 @@ type MessagesStream struct {
 	done    bool
 	text    string // the text the last event streamed
 
-	block    int   // the open content block's index, -1 when none
-	next     int   // the next content block's index
-	textOpen bool  // the open block is a text block
-	calls    []int // content block index per chat tool-call index
-	finish   string
-	usage    [3]int64 // prompt, completion, cached
-	usageOK  bool
+	block      int      // the open content block's index, -1 when none
+	next       int      // the next content block's index
+	textOpen   bool     // the open block is a text block
+	calls      []int    // content block index per chat tool-call index
+	stopReason string   // the stop_reason the finish_reason maps to, "" until one came
+	usage      [3]int64 // prompt, completion, cached
+	usageOK    bool
 }
 
 // NewMessagesStream starts a conversion.
 func NewMessagesStream() *MessagesStream { return &MessagesStream{block: -1} }
 
 // TextDelta is the text (or tool arguments) the last Event streamed, for
-// usage estimates.
+// usage estimates. It may point into that event's data: use it before the
+// next Feed of the framer.
 func (s *MessagesStream) TextDelta() string { return s.text }
 
 // Ended reports whether message_stop (or an error event) went out.
@@ -63,9 +63,33 @@ func (s *MessagesStream) Event(ev Event, dst []byte) []byte {
 	if !data.IsObject() {
 		return dst
 	}
-	if e := data.Get("error"); e.Exists() {
+	// One pass over the top level and one over the choice, as gjson.Get
+	// would read them (the first of duplicate keys), not one scan per field.
+	var errv, usage, choices, id, model gjson.Result
+	data.ForEach(func(k, v gjson.Result) bool {
+		var f *gjson.Result
+		switch k.Str {
+		case "error":
+			f = &errv
+		case "usage":
+			f = &usage
+		case "choices":
+			f = &choices
+		case "id":
+			f = &id
+		case "model":
+			f = &model
+		default:
+			return true
+		}
+		if !f.Exists() {
+			*f = v
+		}
+		return true
+	})
+	if errv.Exists() {
 		s.done = true
-		msg := e.Get("message").String()
+		msg := errv.Get("message").String()
 		if msg == "" {
 			msg = "the provider's stream failed"
 		}
@@ -74,20 +98,40 @@ func (s *MessagesStream) Event(ev Event, dst []byte) []byte {
 	if !s.started {
 		s.started = true
 		dst = append(dst, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":"...)
-		dst = appendJSONString(dst, messageID(data.Get("id").Str))
+		dst = appendJSONString(dst, messageID(id.Str))
 		dst = append(dst, `,"type":"message","role":"assistant","model":`...)
-		dst = appendJSONString(dst, data.Get("model").Str)
+		dst = appendJSONString(dst, model.Str)
 		dst = append(dst, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}`+"\n\n"...)
 	}
-	if u := data.Get("usage"); u.IsObject() {
-		s.usage = [3]int64{u.Get("prompt_tokens").Int(), u.Get("completion_tokens").Int(), u.Get("prompt_tokens_details.cached_tokens").Int()}
+	if usage.IsObject() {
+		s.usage = [3]int64{usage.Get("prompt_tokens").Int(), usage.Get("completion_tokens").Int(), usage.Get("prompt_tokens_details.cached_tokens").Int()}
 		s.usageOK = true
 	}
-	ch := data.Get("choices.0")
-	if !ch.Exists() || ch.Get("index").Int() != 0 {
+	var ch, index, delta, finish gjson.Result
+	choices.ForEach(func(_, v gjson.Result) bool {
+		ch = v
+		return false // the first choice only
+	})
+	ch.ForEach(func(k, v gjson.Result) bool {
+		var f *gjson.Result
+		switch k.Str {
+		case "index":
+			f = &index
+		case "delta":
+			f = &delta
+		case "finish_reason":
+			f = &finish
+		default:
+			return true
+		}
+		if !f.Exists() {
+			*f = v
+		}
+		return true
+	})
+	if !ch.IsObject() || index.Int() != 0 {
 		return dst
 	}
-	delta := ch.Get("delta")
 	if t := delta.Get("content"); t.Type == gjson.String && t.Str != "" {
 		if !s.textOpen {
 			dst = s.closeBlock(dst)
@@ -95,7 +139,7 @@ func (s *MessagesStream) Event(ev Event, dst []byte) []byte {
 			s.textOpen = true
 			dst = append(dst, `{"type":"text","text":""}}`+"\n\n"...)
 		}
-		s.text = strings.Clone(t.Str)
+		s.text = t.Str
 		dst = s.delta(dst, "text_delta", "text", t.Str)
 	}
 	delta.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
@@ -120,13 +164,13 @@ func (s *MessagesStream) Event(ev Event, dst []byte) []byte {
 			// Anthropic streams one block at a time: arguments of a call
 			// whose block closed (interleaved parallel calls) are dropped
 			// rather than sent into another block.
-			s.text = strings.Clone(a)
+			s.text = a
 			dst = s.delta(dst, "input_json_delta", "partial_json", a)
 		}
 		return true
 	})
-	if f := ch.Get("finish_reason"); f.Type == gjson.String {
-		s.finish = f.Str
+	if finish.Type == gjson.String {
+		s.stopReason = stopReason(finish.Str) // a constant: finish.Str points into the event
 	}
 	return dst
 }
@@ -174,7 +218,10 @@ func (s *MessagesStream) stop(dst []byte) []byte {
 	}
 	dst = s.closeBlock(dst)
 	dst = append(dst, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"...)
-	dst = appendJSONString(dst, stopReason(s.finish))
+	if s.stopReason == "" {
+		s.stopReason = stopReason("")
+	}
+	dst = appendJSONString(dst, s.stopReason)
 	dst = append(dst, `,"stop_sequence":null},"usage":`...)
 	dst = appendUsage(dst, s.usage[0]-s.usage[2], s.usage[1], s.usage[2])
 	dst = append(dst, "}\n\n"...)
