@@ -288,8 +288,10 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	if i := strings.IndexByte(p.path, '?'); i >= 0 {
 		p.path = p.path[:i]
 	}
-	// Anthropic's SDKs read errors in Anthropic's shape, the key's refusal too.
-	p.anthropicErrors = p.path == request.PathMessages
+	// Anthropic's SDKs read errors in Anthropic's shape, the key's refusal
+	// and an unserved /v1/messages/… (count_tokens, batches) too.
+	p.anthropicErrors = strings.HasPrefix(p.path, request.PathMessages) &&
+		(len(p.path) == len(request.PathMessages) || p.path[len(request.PathMessages)] == '/')
 	principal, err := p.state.Keys.Authenticate(credential)
 	if err != nil {
 		return p.immediate(apierr.Unauthorized("a valid stellwerk API key is required (Authorization: Bearer <key>, or x-api-key)"))
