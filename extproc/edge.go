@@ -42,6 +42,7 @@ const (
 	epEmbeddings
 	epCompletions
 	epResponses
+	epMessages
 	epModels
 	epModel
 )
@@ -49,7 +50,7 @@ const (
 // routed reports whether requests of the endpoint are decided and sent to
 // a provider.
 func (e endpoint) routed() bool {
-	return e == epChat || e == epEmbeddings || e == epCompletions || e == epResponses
+	return e == epChat || e == epEmbeddings || e == epCompletions || e == epResponses || e == epMessages
 }
 
 // edge is the client-facing filter of one HTTP request: it authenticates,
@@ -110,6 +111,9 @@ type edge struct {
 	// (audit.content); answer is the JSON answer's text then.
 	keepContent bool
 	answer      string
+	// anthropicErrors: the client called the Messages API, whose SDKs read
+	// errors in Anthropic's shape (docs/api.md).
+	anthropicErrors bool
 }
 
 var _ phases = (*edge)(nil)
@@ -190,12 +194,25 @@ func (p *edge) immediate(e *apierr.Error) *extprocv3.ProcessingResponse {
 	if p.result != nil {
 		pv = p.result.PolicyVersion
 	}
-	resp := errorResponse(e, p.id, pv)
+	var resp *extprocv3.ProcessingResponse
+	if p.anthropicErrors {
+		resp = immediateJSON(e.Status, translate.AnthropicError(e), p.id, errorHeaders(e, pv)...)
+	} else {
+		resp = errorResponse(e, p.id, pv)
+	}
 	if p.result != nil && p.result.Route != nil {
 		m := resp.GetImmediateResponse().Headers
 		m.SetHeaders = append(m.SetHeaders, setHeader(header.Route, p.result.Route.Label()))
 	}
 	return resp
+}
+
+// errorJSON is stellwerk's error body in the shape the client's API reads.
+func (p *edge) errorJSON(e *apierr.Error) []byte {
+	if p.anthropicErrors {
+		return translate.AnthropicError(e)
+	}
+	return e.JSON()
 }
 
 // checkRoute fails closed when an LLM request in an operator's Envoy matched
@@ -268,15 +285,19 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 			}
 		}
 	}
-	principal, err := p.state.Keys.Authenticate(credential)
-	if err != nil {
-		return p.immediate(apierr.Unauthorized("a valid stellwerk API key is required (Authorization: Bearer <key>)"))
-	}
-	p.principal = principal
-	p.workspace = principal.Workspace
 	if i := strings.IndexByte(p.path, '?'); i >= 0 {
 		p.path = p.path[:i]
 	}
+	// Anthropic's SDKs read errors in Anthropic's shape, the key's refusal
+	// and an unserved /v1/messages/… (count_tokens, batches) too.
+	p.anthropicErrors = strings.HasPrefix(p.path, request.PathMessages) &&
+		(len(p.path) == len(request.PathMessages) || p.path[len(request.PathMessages)] == '/')
+	principal, err := p.state.Keys.Authenticate(credential)
+	if err != nil {
+		return p.immediate(apierr.Unauthorized("a valid stellwerk API key is required (Authorization: Bearer <key>, or x-api-key)"))
+	}
+	p.principal = principal
+	p.workspace = principal.Workspace
 
 	switch {
 	case p.path == request.PathChat:
@@ -287,12 +308,14 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 		p.endpoint = epCompletions
 	case p.path == request.PathResponses:
 		p.endpoint = epResponses
+	case p.path == request.PathMessages:
+		p.endpoint = epMessages
 	case p.path == "/v1/models":
 		p.endpoint = epModels
 	case strings.HasPrefix(p.path, "/v1/models/") && len(p.path) > len("/v1/models/"):
 		p.endpoint = epModel
 	default:
-		return p.immediate(apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions, /v1/responses, /v1/embeddings and /v1/completions and GET /v1/models (docs/api.md)",
+		return p.immediate(apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/embeddings and /v1/completions and GET /v1/models (docs/api.md)",
 			apierr.Truncate(p.method, 16), apierr.Truncate(p.path, 200)))
 	}
 
@@ -344,6 +367,16 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		}
 		body, p.sendPath = tb, request.PathChat
 	}
+	send := body // what goes on to the provider (rewritten per provider)
+	if p.endpoint == epMessages {
+		// Classified and decided as chat completions; the provider gets
+		// the Messages request, natively or translated (rewriteFor).
+		tb, err := translate.MessagesToChat(body)
+		if err != nil {
+			return p.immediate(apierr.As(err))
+		}
+		body = tb
+	}
 	if p.state.auditRefuses() {
 		p.log.Warn("audit log unavailable: request refused (audit.on_store_down: refuse)", zap.String("decision_id", p.id))
 		return p.immediate(auditUnavailable())
@@ -374,7 +407,9 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	m := d.Model
 	p.decision, p.served = &d, m
 	p.wantUsage = chat.IncludeUsage
-	nb, err := providerNeutral(body, chat.Policy.Exists(), chat.Stream && !chat.IncludeUsage)
+	// A Messages request's usage comes in its events; the chat request an
+	// OpenAI-wire provider gets asks for it (MessagesToChat).
+	nb, err := providerNeutral(send, chat.Policy.Exists(), chat.Stream && !chat.IncludeUsage && p.endpoint != epMessages)
 	if err != nil {
 		p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
 		return p.immediate(apierr.Internal())
@@ -525,7 +560,7 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 	hs := make([]*corev3.HeaderValueOption, 0, 8)
 	first := p.plan[0]
 	wc := p.state.workspaceCluster(p.workspace, first.Provider.Name)
-	if _, _, ok := first.Provider.Credential(); first.Provider.WireFormat != "anthropic" && (ok || wc != "") {
+	if _, _, ok := first.Provider.Credential(); first.Provider.WireFormat != "anthropic" && p.endpoint != epMessages && (ok || wc != "") {
 		if rhs, rm, nb, perr := p.rewriteFor(first, body); perr == nil && len(rm) == 0 {
 			hs = append(hs, rhs...)
 			hs = append(hs, setHeader(header.Rewritten, p.providerPath()))
@@ -645,14 +680,22 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		if p.keepContent {
 			p.stream.answer = &strings.Builder{}
 		}
-		if p.anthropic {
+		switch {
+		case p.anthropic:
 			p.stream.conv = translate.NewAnthropicStream(p.wantUsage)
-		} else if p.endpoint == epResponses {
+		case p.endpoint == epResponses:
 			p.stream.conv = translate.NewResponsesStream()
+		case p.fromChat:
+			p.stream.conv = translate.NewMessagesStream()
+		case p.endpoint == epMessages: // Anthropic's events, natively or from the egress listener's translation
+			p.stream.messages = true
+		}
+		if p.endpoint == epMessages {
+			p.stream.endEvent = incompleteMessagesEvent
 		}
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_STREAMED}
 	}
-	if p.anthropic && strings.HasPrefix(ctype, "application/json") && !h.EndOfStream &&
+	if (p.anthropic || p.fromChat) && strings.HasPrefix(ctype, "application/json") && !h.EndOfStream &&
 		(encoding == "" || encoding == "identity") {
 		// Answers and errors both come back in Anthropic's shape: translate.
 		p.translate = true
@@ -717,11 +760,11 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		code, _ := strconv.Atoi(p.respStatus)
 		e := apierr.ProviderError(code)
 		p.status, p.errCode = e.Status, e.Code
-		return replaceResponseBody(e.JSON())
+		return replaceResponseBody(p.errorJSON(e))
 	}
 	if p.failed && b.EndOfStream {
 		p.failed = false
-		return replaceResponseBody(p.allAttemptsFailed(b.Body).JSON())
+		return replaceResponseBody(p.errorJSON(p.allAttemptsFailed(b.Body)))
 	}
 	if (!p.addRouting && !p.translate) || !b.EndOfStream {
 		return continueResponseBody()
@@ -729,7 +772,7 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	body := b.Body
 	if p.translate {
 		p.translate = false
-		body = p.fromAnthropic(body)
+		body = p.translateAnswer(body)
 		if !p.addRouting {
 			return replaceResponseBody(body)
 		}
@@ -739,9 +782,12 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		return replaceResponseBody(body)
 	}
 	if p.keepContent {
-		if p.endpoint == epCompletions {
+		switch p.endpoint {
+		case epCompletions:
 			p.answer = gjson.GetBytes(body, "choices.0.text").String()
-		} else {
+		case epMessages:
+			p.answer = gjson.GetBytes(body, `content.#(type=="text").text`).String()
+		default:
 			p.answer = gjson.GetBytes(body, "choices.0.message.content").String()
 		}
 	}

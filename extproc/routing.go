@@ -137,6 +137,15 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 	if !u.IsObject() {
 		return meter.Charge{}, false
 	}
+	if p.endpoint == epMessages { // Anthropic's usage: cache reads and writes apart from input_tokens
+		in, out := u.Get("input_tokens"), u.Get("output_tokens")
+		if in.Type != gjson.Number || out.Type != gjson.Number || in.Num < 0 || out.Num < 0 {
+			return meter.Charge{}, false
+		}
+		cached := int(u.Get("cache_read_input_tokens").Num)
+		return meter.Meter(p.served, p.baseline(), meter.Usage{PromptTokens: int(in.Num) + cached + int(u.Get("cache_creation_input_tokens").Num),
+			CompletionTokens: int(out.Num), CachedTokens: cached}), true
+	}
 	pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
 	if !ct.Exists() && p.endpoint == epEmbeddings {
 		ct = gjson.Result{Type: gjson.Number} // embeddings' usage has no completion tokens

@@ -166,7 +166,7 @@ func (m *Model) Supported() bool {
 }
 
 // Serves reports whether the model serves an endpoint (request.APIChat,
-// APIEmbeddings, APICompletions; "" is chat).
+// APIEmbeddings, APICompletions, APIResponses, APIMessages; "" is chat).
 func (m *Model) Serves(api string) bool {
 	switch api {
 	case "embeddings":
@@ -175,6 +175,8 @@ func (m *Model) Serves(api string) bool {
 		return m.Completions && m.Provider.WireFormat == "openai"
 	case "responses": // translated to chat completions, for OpenAI-wire providers
 		return m.Chat && m.Provider.WireFormat == "openai"
+	case "messages": // Anthropic-wire natively, OpenAI-wire translated to chat
+		return m.Chat
 	}
 	return m.Chat
 }
@@ -190,6 +192,8 @@ func (m *Model) CannotServe(api string) string {
 		return "the Responses API is translated to chat completions for OpenAI-wire providers only"
 	case api == "responses":
 		return "does not serve chat (capabilities), which the Responses API is translated to"
+	case api == "messages":
+		return "does not serve chat (capabilities), which the Messages API needs"
 	case api != "chat" && api != "" && m.Provider.WireFormat != "openai":
 		return "wire format " + m.Provider.WireFormat + " has no " + api + " endpoint"
 	}
