@@ -56,6 +56,11 @@ type Chat struct {
 	Input, Suffix gjson.Result
 	// Choices is n (completions; chat's n is the provider's), 1 when unset.
 	Choices int
+	// For the Responses API: NativeOnly names what only a provider that
+	// serves it natively can take ("" for none); Stored is a request that
+	// continues a stored response (previous_response_id, conversation).
+	NativeOnly string
+	Stored     bool
 }
 
 // ParseChat validates body and extracts the routing facts.
