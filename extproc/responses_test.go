@@ -57,7 +57,7 @@ func TestResponsesRouting(t *testing.T) {
 			model: "native", path: "/v1/responses",
 			sent: map[string]string{"model": "gpt-up", "input": "hi", "instructions": "be brief", "store": "true",
 				"include.0": "reasoning.encrypted_content", "policy": "", "messages": ""},
-			answer: `{"id":"resp_1","object":"response","created_at":1,"status":"completed","model":"gpt-up","output":[{"type":"message","id":"msg_1","role":"assistant","status":"completed","content":[{"type":"output_text","text":"hello","annotations":[]}]}],"usage":{"input_tokens":7,"output_tokens":1,"total_tokens":8}}`,
+			answer:  `{"id":"resp_1","object":"response","created_at":1,"status":"completed","model":"gpt-up","output":[{"type":"message","id":"msg_1","role":"assistant","status":"completed","content":[{"type":"output_text","text":"hello","annotations":[]}]}],"usage":{"input_tokens":7,"output_tokens":1,"total_tokens":8}}`,
 			usageIn: 7,
 		},
 		"translated to chat": {
