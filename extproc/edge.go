@@ -655,7 +655,7 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		}
 		switch {
 		case p.endpoint == epResponses && p.anthropic: // Anthropic events → chat chunks → Responses events
-			p.stream.conv = translate.NewChain(translate.NewAnthropicStream(true), translate.NewResponsesStream())
+			p.stream.conv = translate.NewAnthropicResponsesStream()
 		case p.anthropic:
 			p.stream.conv = translate.NewAnthropicStream(p.wantUsage)
 		case p.endpoint == epResponses && m.NativeResponses():

@@ -135,3 +135,32 @@ func (c *Chain) Event(ev Event, dst []byte) []byte {
 	}
 	return dst
 }
+
+// ResponsesToAnthropic translates a Responses API request into an
+// Anthropic Messages request for model: through Chat Completions, so both
+// translations' rules hold (docs/wire-formats.md). Errors are
+// *apierr.Error 400.
+func ResponsesToAnthropic(body []byte, model string) ([]byte, error) {
+	chat, err := ResponsesToChat(body)
+	if err != nil {
+		return nil, err
+	}
+	return ToAnthropicRequest(chat, model)
+}
+
+// AnthropicToResponse translates an Anthropic Messages answer into a
+// Responses API response object, through chat.completion.
+func AnthropicToResponse(body []byte) ([]byte, error) {
+	chat, err := FromAnthropicResponse(body)
+	if err != nil {
+		return nil, err
+	}
+	return ChatToResponse(chat)
+}
+
+// NewAnthropicResponsesStream translates Anthropic's streaming events into
+// the Responses API's typed events, through chat chunks (with their usage
+// chunk, which the Responses events carry in response.completed).
+func NewAnthropicResponsesStream() *Chain {
+	return NewChain(NewAnthropicStream(true), NewResponsesStream())
+}
