@@ -1,6 +1,6 @@
 // Package mockllm is a fake LLM provider for tests and the demo stack. It
 // speaks the OpenAI chat-completions wire format (JSON and SSE streaming with
-// a final usage chunk when asked for), the OpenAI Responses API
+// a final usage chunk when asked for, JSON mode), the OpenAI Responses API
 // (…/responses, JSON and its typed events, stored responses when told to
 // keep them) and Anthropic's Messages API (…/messages, JSON and its
 // streaming events), answers deterministically, can be slow or
@@ -223,6 +223,10 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply := p.reply(req)
+	if rf := req.Get("response_format"); rf.IsObject() && rf.Get("type").Str != "text" {
+		// JSON mode: the answer is one JSON text.
+		reply = []string{jsonText(rf.Get("type").Str, rf.Get("json_schema.schema"), strings.Join(reply, ""))}
+	}
 	n := choicesOf(req)
 	if calls := toolCalls(req, shortHash(body)); len(calls) > 0 {
 		p.toolCallAnswer(w, r, b, req, body, rec, calls, n)

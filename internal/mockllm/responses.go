@@ -125,12 +125,8 @@ func (p *Provider) responses(w http.ResponseWriter, r *http.Request, b Behavior,
 		words = words[:12]
 	}
 	text := "Hello from " + p.Name + ". You said: " + strings.Join(words, " ")
-	switch f := req.Get("text.format"); f.Get("type").Str {
-	case "json_object":
-		b, _ := json.Marshal(map[string]string{"answer": text})
-		text = string(b)
-	case "json_schema":
-		text = arguments(f.Get("schema"))
+	if f := req.Get("text.format"); f.IsObject() {
+		text = jsonText(f.Get("type").Str, f.Get("schema"), text)
 	}
 	id := "resp_" + p.Name + "_" + shortHash(body)
 	model := req.Get("model").Str
@@ -295,6 +291,20 @@ func (p *Provider) responses(w http.ResponseWriter, r *http.Request, b Behavior,
 	}
 	store()
 	send("response.completed", map[string]any{"response": resp("completed", output, true)})
+}
+
+// jsonText is a JSON mode answer: {"answer": text} for json_object, an
+// object with a value of its type for each required property for
+// json_schema; text itself for any other format.
+func jsonText(format string, schema gjson.Result, text string) string {
+	switch format {
+	case "json_object":
+		b, _ := json.Marshal(map[string]string{"answer": text})
+		return string(b)
+	case "json_schema":
+		return arguments(schema)
+	}
+	return text
 }
 
 // keeps reports whether this request's response is stored: the provider

@@ -106,3 +106,18 @@ func TestResponsesStreamEvents(t *testing.T) {
 		})
 	}
 }
+
+// Chat's JSON mode answers with JSON text too.
+func TestChatJSONMode(t *testing.T) {
+	srv := httptest.NewServer(New("m", "k"))
+	defer srv.Close()
+	for format, want := range map[string]string{
+		`{"type":"json_object"}`: `{"answer":"Hello from m. You said: x"}`,
+		`{"type":"json_schema","json_schema":{"name":"r","schema":{"type":"object","properties":{"ok":{"type":"boolean"}}}}}`: `{"ok":true}`,
+	} {
+		_, b := post(t, srv, "/v1/chat/completions", `{"model":"x","messages":[{"role":"user","content":"x"}],"response_format":`+format+`}`)
+		if got := gjson.Get(b, "choices.0.message.content").Str; got != want {
+			t.Errorf("%s: %s, want %s", format, got, want)
+		}
+	}
+}
