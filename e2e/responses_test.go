@@ -8,17 +8,24 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tidwall/gjson"
 
+	"github.com/stellwerk/stellwerk/internal/admin"
+	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/header"
 )
 
 // responsesStack has a native Responses provider that keeps stored
 // responses (oai, US), a native one that does not (zdr, EU), a chat-only
 // OpenAI-wire provider (alpha, US) and an Anthropic-wire one (claude, EU).
-func responsesStack(t *testing.T) *harness.Stack {
+func responsesStack(t *testing.T) *harness.Stack { return responsesStackWith(t, nil) }
+
+func responsesStackWith(t *testing.T, mutate func(*config.Config)) *harness.Stack {
 	price := func(in, out float64) config.Price { return config.Price{InputPerMTok: in, OutputPerMTok: out} }
 	native := []string{"chat", "responses", "tools", "json_mode", "streaming"}
 	s := harness.Start(t, harness.Options{
@@ -35,6 +42,9 @@ func responsesStack(t *testing.T) *harness.Stack {
 		Mutate: func(c *config.Config) {
 			for i := range c.Providers {
 				c.Providers[i].StoredResponses = c.Providers[i].Name == "oai"
+			}
+			if mutate != nil {
+				mutate(c)
 			}
 		},
 	})
@@ -194,4 +204,94 @@ func checkResponses(t *testing.T, s *harness.Stack, cmd *exec.Cmd, lang string) 
 	}
 	want("by.claude-eu.tools", string(wantCalls))
 	want("by.claude-eu.stream_tools", string(wantCalls))
+}
+
+// TestResponsesPipeline: Responses requests go through what chat goes
+// through: the budget (a request whose worst case does not fit is
+// refused), the audit record with the usage the native answer reported
+// (input_tokens, output_tokens), the metrics, and a replay of each
+// decision from its record gives the same explanation — stored-response
+// refusals included.
+func TestResponsesPipeline(t *testing.T) {
+	t.Parallel()
+	s := responsesStackWith(t, func(c *config.Config) {
+		c.Currency.USDToEUR = 1
+		c.Budgets.Limits = []config.BudgetRule{{Name: "daily", Scope: "global", AmountEUR: 0.05, Period: "day"}}
+		c.Admin.Tokens = append(c.Admin.Tokens, config.AdminToken{ID: "prometheus", Role: config.RoleViewer, SHA256: auth.Hash("prom-viewer-token")})
+	})
+	type want struct {
+		status        int
+		code, served  string
+		prompt, compl int64 // the usage the answer reported, 0: none
+	}
+	wants := map[string]want{}
+	send := func(body string, status int) []byte {
+		t.Helper()
+		resp, b := post(t, s.URL+"/v1/responses", body, nil)
+		if resp.StatusCode != status || resp.Header.Get(header.DecisionID) == "" {
+			t.Fatalf("%s: %d %s", body, resp.StatusCode, b)
+		}
+		w := want{status: status, code: gjson.GetBytes(b, "error.code").Str, served: resp.Header.Get(header.Model)}
+		if status == 200 && gjson.GetBytes(b, "usage").Exists() {
+			w.prompt, w.compl = gjson.GetBytes(b, "usage.input_tokens").Int(), gjson.GetBytes(b, "usage.output_tokens").Int()
+			if gjson.GetBytes(b, "routing.usage.prompt_tokens").Int() != w.prompt || gjson.GetBytes(b, "routing.cost.source").Str != "provider_usage" {
+				t.Errorf("routing %s, usage %s", gjson.GetBytes(b, "routing").Raw, gjson.GetBytes(b, "usage").Raw)
+			}
+		}
+		wants[resp.Header.Get(header.DecisionID)] = w
+		return b
+	}
+	// 0.05 EUR a day: what claude-eu may write (4,096 tokens at 15 EUR per
+	// million) does not fit; 100 tokens do, and so does anything else.
+	first := send(`{"model":"auto","input":"remember the word kiwi","max_output_tokens":100}`, 200)
+	send(`{"model":"auto","input":"and then?","max_output_tokens":100,"previous_response_id":"`+gjson.GetBytes(first, "id").Str+`"}`, 200)
+	send(`{"model":"chat-us","input":"hello chat"}`, 200)
+	send(`{"model":"claude-eu","input":"hello claude","max_output_tokens":100}`, 200)
+	send(`{"model":"chat-us","input":"x","previous_response_id":"resp_1"}`, 400)
+	send(`{"model":"claude-eu","input":"write a long story"}`, 429)
+	send(`{"model":"auto","input":"my key is AKIAIOSFODNN7EXAMPLE"}`, 403)
+
+	var page admin.AuditPage
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		page = auditPage(t, s, "kind=decision&limit=1000")
+		if len(page.Records) >= len(wants) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(page.Records) != len(wants) {
+		t.Fatalf("%d decision records, want %d", len(page.Records), len(wants))
+	}
+	for _, v := range page.Records {
+		w, ok := wants[v.ID]
+		if !ok {
+			t.Fatalf("a record of an unknown request %s", v.ID)
+		}
+		var rec audit.Record
+		mustJSON(t, v.Record, &rec)
+		if rec.Status != w.status || rec.ErrorCode != w.code || (w.status == 200 && rec.Served != w.served) {
+			t.Errorf("%s: status %d %q served %q; want %+v", v.ID, rec.Status, rec.ErrorCode, rec.Served, w)
+		}
+		if w.prompt > 0 && (rec.Usage == nil || int64(rec.Usage.PromptTokens) != w.prompt || int64(rec.Usage.CompletionTokens) != w.compl ||
+			rec.Cost == nil || rec.Cost.EUR <= 0) {
+			t.Errorf("%s: usage %+v cost %+v, want %d/%d", v.ID, rec.Usage, rec.Cost, w.prompt, w.compl)
+		}
+	}
+	text, _ := scrape(t, s)
+	for _, line := range []string{
+		`stellwerk_requests_total{error_code="",model="gpt-native",provider="oai",status_class="2xx",workspace="default"} 2`,
+		`stellwerk_requests_total{error_code="",model="chat-us",provider="alpha",status_class="2xx",workspace="default"} 1`,
+		`stellwerk_requests_total{error_code="",model="claude-eu",provider="claude",status_class="2xx",workspace="default"} 1`,
+	} {
+		if !strings.Contains(text, line) {
+			t.Errorf("/metrics lacks %s", line)
+		}
+	}
+
+	s.Stop("stellwerk")
+	cfgPath := filepath.Join(s.Dir, "stellwerk.yaml")
+	for id := range wants {
+		if out, code := replayCLI(t, cfgPath, id); code != 0 || !out.Identical {
+			t.Errorf("replay %s: exit %d %+v", id, code, out)
+		}
+	}
 }
