@@ -18,6 +18,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
 	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
 )
 
 // responsesStack has a native Responses provider that keeps stored
@@ -293,5 +294,44 @@ func TestResponsesPipeline(t *testing.T) {
 		if out, code := replayCLI(t, cfgPath, id); code != 0 || !out.Identical {
 			t.Errorf("replay %s: exit %d %+v", id, code, out)
 		}
+	}
+}
+
+// TestResponsesFailover: when the native provider fails, the request goes
+// to the next model of its plan, rewritten by that attempt's egress for
+// its provider (chat completions or Anthropic Messages), and the client
+// still gets a response object, or the Responses API's events.
+func TestResponsesFailover(t *testing.T) {
+	t.Parallel()
+	s := responsesStack(t)
+	s.Providers["oai"].SetBehavior(mockllm.Behavior{Status: 503})
+	resp, b := post(t, s.URL+"/v1/responses", `{"model":"auto","input":"hello failover","max_output_tokens":50}`, nil)
+	served := resp.Header.Get(header.Model)
+	if resp.StatusCode != 200 || resp.Header.Get(header.FallbackFrom) != "gpt-native" || gjson.GetBytes(b, "object").Str != "response" ||
+		!strings.Contains(gjson.GetBytes(b, "output.0.content.0.text").Str, "You said: hello failover") ||
+		gjson.GetBytes(b, "routing.attempts.#").Int() != 2 || gjson.GetBytes(b, "usage.input_tokens").Int() < 1 {
+		t.Fatalf("%d %v %s", resp.StatusCode, resp.Header, b)
+	}
+	resp, b = post(t, s.URL+"/v1/responses", `{"model":"auto","input":"stream failover","stream":true}`, nil)
+	if resp.StatusCode != 200 || resp.Header.Get(header.Model) != served {
+		t.Fatalf("stream: %d %v %s", resp.StatusCode, resp.Header, b)
+	}
+	var lastEvent, lastData string
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "event: "); ok {
+			lastEvent = v
+		} else if v, ok := strings.CutPrefix(line, "data: "); ok {
+			lastData = v
+		}
+	}
+	if lastEvent != "response.completed" || !strings.Contains(gjson.Get(lastData, "response.output.0.content.0.text").Str, "You said: stream failover") {
+		t.Fatalf("stream events: %s", b)
+	}
+	provider := resp.Header.Get(header.Provider)
+	t.Logf("served by %s (%s) after gpt-native failed", served, provider)
+	wantPath := map[string]string{"alpha": "/v1/chat/completions", "claude": "/v1/messages", "zdr": "/v1/responses"}[provider]
+	got := s.Providers[provider].Requests()
+	if wantPath == "" || len(got) != 2 || got[0].Path != wantPath || got[1].Path != wantPath {
+		t.Fatalf("%s (%s) got %d requests: %+v", provider, wantPath, len(got), got)
 	}
 }
