@@ -382,7 +382,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		// The Responses request goes on as sent, less stellwerk's policy;
 		// its chat translation is kept for the providers that need it.
 		p.chatBody = nb
-		nb, err = providerNeutral(b.Body, gjson.GetBytes(b.Body, "policy").Exists(), false)
+		nb, err = providerNeutral(b.Body, chat.Policy.Exists(), false) // the translation keeps policy: it is there iff sent
 	}
 	if err != nil {
 		p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))

@@ -261,3 +261,72 @@ func FuzzResponsesFollower(f *testing.F) {
 		_ = out
 	})
 }
+
+// BenchmarkResponsesTranslations: the Responses API's new paths on a 2 KB
+// request, its answer, and a stream of 64 text deltas: to and from
+// Anthropic (composed through chat), the lenient decision translation,
+// and following a native stream.
+func BenchmarkResponsesTranslations(b *testing.B) {
+	text := strings.Repeat("Explain the difference between a mutex and a semaphore. ", 30)
+	req := []byte(`{"model":"auto","instructions":"You are helpful.","input":"` + text + `"}`)
+	answer := []byte(`{"id":"msg_1","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"` + text +
+		`"}],"stop_reason":"end_turn","usage":{"input_tokens":400,"output_tokens":400}}`)
+	var anth, native strings.Builder
+	anth.WriteString("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"c\",\"usage\":{\"input_tokens\":400,\"output_tokens\":1}}}\n\n" +
+		"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n")
+	native.WriteString("event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"status\":\"in_progress\",\"output\":[]}}\n\n")
+	for i := range 64 {
+		anth.WriteString("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"word \"}}\n\n")
+		native.WriteString("event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":" + itoa(i+1) +
+			",\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"word \"}\n\n")
+	}
+	anth.WriteString("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n" +
+		"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":64}}\n\n" +
+		"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+	native.WriteString("event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":66,\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"usage\":{\"input_tokens\":400,\"output_tokens\":64}}}\n\n")
+	stream := func(b *testing.B, in []byte, conv func() StreamConverter) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(in)))
+		for b.Loop() {
+			var f Framer
+			c := conv()
+			out := c.Event(Event{}, nil)
+			for _, ev := range f.Flush(f.Feed(in, nil)) {
+				out = c.Event(ev, out)
+			}
+			if !c.Ended() {
+				b.Fatal("not ended")
+			}
+		}
+	}
+	b.Run("decision request", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := ResponsesForDecision(req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("request to anthropic", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := ResponsesToAnthropic(req, testModel); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("answer from anthropic", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := AnthropicToResponse(answer); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("stream from anthropic", func(b *testing.B) {
+		stream(b, []byte(anth.String()), func() StreamConverter { return NewAnthropicResponsesStream() })
+	})
+	b.Run("native stream followed", func(b *testing.B) {
+		stream(b, []byte(native.String()), func() StreamConverter { return NewResponsesFollower() })
+	})
+}
