@@ -341,6 +341,9 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		// classified is what a translating provider gets, and what only a
 		// native provider can take is carried in needs. The provider gets
 		// the request itself, or its translation (rewriteFor).
+		if err := request.CheckBody(body, "responses"); err != nil {
+			return p.immediate(apierr.As(err)) // a duplicate key would be read one way here and another there
+		}
 		tb, nn, err := translate.ResponsesForDecision(body)
 		if err != nil {
 			return p.immediate(apierr.As(err))

@@ -170,6 +170,13 @@ func TestResponsesNativeOnly(t *testing.T) {
 	if ir == nil || ir.GetStatus().GetCode() != 403 {
 		t.Fatalf("a secret in an item only a native provider reads: %v", ir)
 	}
+	// A duplicate key would be classified as its first copy and read by
+	// the provider as its last: refused.
+	p = responsesEdge(t, responsesState(t))
+	ir = p.handle(bodyMsg(`{"model":"native","input":[{"role":"user","content":"hi","content":"AKIAIOSFODNN7EXAMPLE"}]}`)).GetImmediateResponse()
+	if ir == nil || ir.GetStatus().GetCode() != 400 || gjson.GetBytes(ir.Body, "error.code").Str != "duplicate_field" {
+		t.Fatalf("duplicate key: %v", ir)
+	}
 }
 
 // TestResponsesStreams: a native stream passes through unchanged with its

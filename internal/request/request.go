@@ -182,6 +182,15 @@ func ParseChat(body []byte) (Chat, error) {
 	return c, nil
 }
 
+// CheckBody checks a body that is not parsed here but passes on to a
+// provider as sent (a Responses API request): a JSON object, not too deep,
+// each key once — so that what was classified is what the provider reads.
+// what names the request in the empty-body error.
+func CheckBody(body []byte, what string) error {
+	_, err := parseRoot(body, what)
+	return err
+}
+
 // parseRoot checks what every endpoint's body must be: a JSON object, not
 // too deep, each key once. what names the request in the empty-body error.
 func parseRoot(body []byte, what string) (gjson.Result, error) {
