@@ -157,45 +157,6 @@ func BenchmarkAPIRequest(b *testing.B) {
 	}
 }
 
-// TestResponsesAPIIsTranslated: a Responses API request goes to an
-// OpenAI-wire chat model as chat completions, classified as such, and its
-// answer comes back as a response object with the routing object.
-func TestResponsesAPIIsTranslated(t *testing.T) {
-	p := &edge{filter: filter{state: apisState(t), log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
-	p.handle(headersMsg("POST", "/v1/responses", false))
-	r := p.handle(bodyMsg(`{"model":"auto","instructions":"be brief","input":"hi","policy":{"optimize":"cost"}}`))
-	cr := r.GetRequestBody().GetResponse()
-	hs := setHeaders(cr.GetHeaderMutation())
-	nb := cr.GetBodyMutation().GetBody()
-	if p.decision == nil || p.decision.Model.ID != "chat" || hs[":path"] != "/v1/chat/completions" ||
-		gjson.GetBytes(nb, "messages.1.content").Str != "hi" || gjson.GetBytes(nb, "policy").Exists() || gjson.GetBytes(nb, "input").Exists() {
-		t.Fatalf("routed %v to %q with %s", p.decision, hs[":path"], nb)
-	}
-	for _, v := range p.decision.Table() {
-		if v.ID == "sonnet" && !strings.Contains(v.Reason, "OpenAI-wire providers only") {
-			t.Errorf("sonnet: %s %s", v.Verdict, v.Reason)
-		}
-	}
-	p.handle(respHeadersMsg("200", "application/json"))
-	out := p.handle(respBodyMsg(`{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"chat","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"hello"}}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}`, true))
-	body := out.GetResponseBody().GetResponse().GetBodyMutation().GetBody()
-	if gjson.GetBytes(body, "object").Str != "response" || gjson.GetBytes(body, "output.0.content.0.text").Str != "hello" ||
-		gjson.GetBytes(body, "usage.input_tokens").Int() != 5 || gjson.GetBytes(body, "routing.model").Str != "chat" {
-		t.Fatalf("answer %s", body)
-	}
-
-	for name, body := range map[string]string{
-		"previous": `{"model":"auto","input":"hi","previous_response_id":"resp_1"}`,
-	} {
-		p := &edge{filter: filter{state: apisState(t), log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
-		p.handle(headersMsg("POST", "/v1/responses", false))
-		ir := p.handle(bodyMsg(body)).GetImmediateResponse()
-		if ir == nil || ir.GetStatus().GetCode() != 400 || gjson.GetBytes(ir.Body, "error.code").Str != "unsupported_parameter" {
-			t.Errorf("%s: %v", name, ir)
-		}
-	}
-}
-
 // TestAPIsMetrics: embeddings and completions requests are counted like
 // chat, their tokens under their OTel operation name.
 func TestAPIsMetrics(t *testing.T) {

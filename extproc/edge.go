@@ -358,14 +358,20 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	}
 	body := b.Body
 	p.bodyPhase, p.reqBody = true, body
+	var needs translate.ResponsesNeeds
 	if p.endpoint == epResponses {
-		// Translated to chat completions first: what is classified and
-		// decided is what the provider gets.
-		tb, err := translate.ResponsesToChat(body)
+		// Translated to chat completions for the decision: what is
+		// classified is what a translating provider gets, and what only a
+		// native provider can take is carried in needs. The provider gets
+		// the request itself, or its translation (rewriteFor).
+		if err := request.CheckBody(body, "responses"); err != nil {
+			return p.immediate(apierr.As(err)) // a duplicate key would be read one way here and another there
+		}
+		tb, nn, err := translate.ResponsesForDecision(body)
 		if err != nil {
 			return p.immediate(apierr.As(err))
 		}
-		body, p.sendPath = tb, request.PathChat
+		body, needs = tb, nn
 	}
 	send := body // what goes on to the provider (rewritten per provider)
 	if p.endpoint == epMessages {
@@ -389,7 +395,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	res, err := p.state.Router.Route(p.ctx, route.Request{Path: p.path, Body: body, Principal: p.principal,
 		HeaderPolicy: p.headerPolicy, Headers: p.headers, Budgets: p.policyBudgets(),
 		DecisionID: p.id, MetadataHeader: p.metadataHdr, PeekBudgets: p.peekBudgets, Limiter: p.state.RouteLimiter,
-		Record: p.state.Audit != nil})
+		Record: p.state.Audit != nil, Needs: needs})
 	p.stages.Decide = time.Since(start)
 	if res != nil {
 		p.result = res
@@ -410,6 +416,12 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	// A Messages request's usage comes in its events; the chat request an
 	// OpenAI-wire provider gets asks for it (MessagesToChat).
 	nb, err := providerNeutral(send, chat.Policy.Exists(), chat.Stream && !chat.IncludeUsage && p.endpoint != epMessages)
+	if err == nil && p.endpoint == epResponses {
+		// The Responses request goes on as sent, less stellwerk's policy;
+		// its chat translation is kept for the providers that need it.
+		p.chatBody = nb
+		nb, err = providerNeutral(b.Body, chat.Policy.Exists(), false) // the translation keeps policy: it is there iff sent
+	}
 	if err != nil {
 		p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
 		return p.immediate(apierr.Internal())
@@ -560,19 +572,20 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 	hs := make([]*corev3.HeaderValueOption, 0, 8)
 	first := p.plan[0]
 	wc := p.state.workspaceCluster(p.workspace, first.Provider.Name)
-	if _, _, ok := first.Provider.Credential(); first.Provider.WireFormat != "anthropic" && p.endpoint != epMessages && (ok || wc != "") {
+	// A Responses request translated to chat is not rewritten here: a
+	// retry's egress listener must get the Responses request itself; nor
+	// is a Messages request.
+	plain := first.Provider.WireFormat != "anthropic" && p.endpoint != epMessages &&
+		(p.endpoint != epResponses || first.NativeResponses())
+	if _, _, ok := first.Provider.Credential(); plain && (ok || wc != "") {
 		if rhs, rm, nb, perr := p.rewriteFor(first, body); perr == nil && len(rm) == 0 {
 			hs = append(hs, rhs...)
-			hs = append(hs, setHeader(header.Rewritten, p.providerPath()))
+			hs = append(hs, setHeader(header.Rewritten, p.path))
 			if wc != "" {
 				hs = append(hs, setHeader(header.Upstream, wc))
 			}
 			body, p.rewrote = nb, true
 		}
-	}
-	if p.sendPath != "" && !p.rewrote {
-		// The egress listener builds each attempt from this path.
-		hs = append(hs, setHeader(":path", p.sendPath))
 	}
 	if len(p.state.WorkspaceClusters) > 0 {
 		// A retry's egress listener picks the workspace's own key for its
@@ -681,8 +694,12 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 			p.stream.answer = &strings.Builder{}
 		}
 		switch {
+		case p.endpoint == epResponses && p.anthropic: // Anthropic events → chat chunks → Responses events
+			p.stream.conv = translate.NewAnthropicResponsesStream()
 		case p.anthropic:
 			p.stream.conv = translate.NewAnthropicStream(p.wantUsage)
+		case p.endpoint == epResponses && m.NativeResponses():
+			p.stream.conv = translate.NewResponsesFollower()
 		case p.endpoint == epResponses:
 			p.stream.conv = translate.NewResponsesStream()
 		case p.fromChat:
@@ -781,11 +798,14 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
 		return replaceResponseBody(body)
 	}
+	native := p.endpoint == epResponses && p.served.NativeResponses()
 	if p.keepContent {
-		switch p.endpoint {
-		case epCompletions:
+		switch {
+		case native:
+			p.answer = gjson.GetBytes(body, `output.#(type=="message").content.0.text`).String()
+		case p.endpoint == epCompletions:
 			p.answer = gjson.GetBytes(body, "choices.0.text").String()
-		case epMessages:
+		case p.endpoint == epMessages:
 			p.answer = gjson.GetBytes(body, `content.#(type=="text").text`).String()
 		default:
 			p.answer = gjson.GetBytes(body, "choices.0.message.content").String()
@@ -801,7 +821,7 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		cp = &c
 	}
 	ro := p.routing(cp)
-	if p.endpoint == epResponses {
+	if p.endpoint == epResponses && !native {
 		rb, err := translate.ChatToResponse(body)
 		if err != nil {
 			p.log.Warn("chat answer not translatable to a response", zap.String("decision_id", p.id), zap.Error(err))

@@ -42,9 +42,9 @@ type filter struct {
 	seen  *attemptLog // attempts this process's egress streams recorded
 
 	path string // without the query (the client's query is never forwarded)
-	// sendPath is the client path the provider's request is built for when
-	// it is not path: a Responses API request goes out as chat completions.
-	sendPath  string
+	// chatBody is the chat translation of a Responses API request, made
+	// once by the edge for a provider that does not serve it natively.
+	chatBody  []byte
 	workspace string   // the caller's (edge: its principal's; egress: header.Workspace)
 	extra     []string // client headers only some providers get (forward_headers)
 
@@ -140,10 +140,25 @@ func (p *filter) rewriteFor(m *catalog.Model, body []byte) (hs []*corev3.HeaderV
 		return nil, nil, nil, apierr.BadGateway("provider_credential_missing",
 			"provider %q has no credential configured; the request was not sent (operators: see the stellwerk log)", prov.Name)
 	}
-	if p.providerPath() == request.PathMessages {
+	if p.path == request.PathMessages {
 		return p.rewriteMessages(m, body)
 	}
-	upstreamPath := prov.UpstreamPath(p.providerPath())
+	clientPath := p.path
+	if clientPath == request.PathResponses && !m.NativeResponses() {
+		// Translated to chat completions (and on to Anthropic's Messages
+		// below); the answer comes back as chat, translated by the edge.
+		if p.chatBody != nil {
+			body = p.chatBody
+		} else {
+			cb, err := translate.ResponsesToChat(body)
+			if err != nil {
+				return nil, nil, nil, apierr.As(err)
+			}
+			body = cb
+		}
+		clientPath = request.PathChat
+	}
+	upstreamPath := prov.UpstreamPath(clientPath)
 	p.anthropic = prov.WireFormat == "anthropic"
 	if p.anthropic {
 		upstreamPath = prov.BasePath + "/messages"
@@ -216,14 +231,6 @@ func (p *filter) rewriteMessages(m *catalog.Model, body []byte) (hs []*corev3.He
 		}
 	}
 	return hs, remove, nb, nil
-}
-
-// providerPath is the client path a provider's request is built for.
-func (p *filter) providerPath() string {
-	if p.sendPath != "" {
-		return p.sendPath
-	}
-	return p.path
 }
 
 // replaceResponseBody sends a new response body with its exact length.

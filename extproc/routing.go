@@ -10,6 +10,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/meter"
+	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
 // routingObject is the `routing` member stellwerk adds to non-streaming JSON
@@ -145,6 +146,15 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 		cached := int(u.Get("cache_read_input_tokens").Num)
 		return meter.Meter(p.served, p.baseline(), meter.Usage{PromptTokens: int(in.Num) + cached + int(u.Get("cache_creation_input_tokens").Num),
 			CompletionTokens: int(out.Num), CachedTokens: cached}), true
+	}
+	if p.endpoint == epResponses && p.served.NativeResponses() {
+		// A native Responses answer: input_tokens, output_tokens.
+		in, out, ok := translate.ResponseUsage(u)
+		if !ok {
+			return meter.Charge{}, false
+		}
+		return meter.Meter(p.served, p.baseline(), meter.Usage{PromptTokens: in, CompletionTokens: out,
+			CachedTokens: int(u.Get("input_tokens_details.cached_tokens").Num)}), true
 	}
 	pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
 	if !ct.Exists() && p.endpoint == epEmbeddings {

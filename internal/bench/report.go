@@ -71,6 +71,9 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 		p("\n")
 	}
 	p("- per scenario and target: %gs of load in %gs slices after %gs of warm-up; model `%s`", s.DurationS, s.SliceS, s.WarmupS, s.Model)
+	if len(s.Endpoints) > 1 || len(s.Endpoints) == 1 && s.Endpoints[0] != Endpoints[0].Name {
+		p("; endpoints %s (a row each)", strings.Join(s.Endpoints, ", "))
+	}
 	if s.EnvoyConcurrency > 0 {
 		p("; every Envoy `--concurrency %d`", s.EnvoyConcurrency)
 	}

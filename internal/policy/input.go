@@ -38,7 +38,7 @@ type Input struct {
 // RequestFacts are the request's own fields.
 type RequestFacts struct {
 	Path string
-	// API is the endpoint called: chat, embeddings or completions.
+	// API is the endpoint called: chat, responses, embeddings or completions.
 	API            string
 	Model          string
 	Stream         bool
@@ -215,6 +215,7 @@ func staticItems(m *catalog.Model) [][2]*ast.Term {
 			item("json_mode", ast.BooleanTerm(m.JSONMode)),
 			item("streaming", ast.BooleanTerm(m.Streaming)),
 			item("chat", ast.BooleanTerm(m.Chat)),
+			item("responses", ast.BooleanTerm(m.NativeResponses())),
 			item("embeddings", ast.BooleanTerm(m.Embeddings)),
 			item("completions", ast.BooleanTerm(m.Completions)),
 		)),
