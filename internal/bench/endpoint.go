@@ -28,6 +28,8 @@ var Endpoints = []Endpoint{
 	{Name: "responses", Path: "/v1/responses", Body: responsesBody, StreamEnd: "event: response.completed"},
 	{Name: "embeddings", Path: "/v1/embeddings", Body: embeddingsBody},
 	{Name: "completions", Path: "/v1/completions", Body: completionsBody, StreamEnd: "data: [DONE]"},
+	{Name: "messages", Path: "/v1/messages", Body: messagesBody, StreamEnd: "event: message_stop",
+		Headers: map[string]string{"anthropic-version": "2023-06-01"}},
 }
 
 // EndpointNames lists the names of Endpoints.
@@ -126,4 +128,15 @@ func completionsBody(size int, stream bool, model string) []byte {
 	}
 	head += `"max_tokens":64,"prompt":"Summarise the following notes in three bullet points. `
 	return prose(head, `"}`, size)
+}
+
+// messagesBody is chatBody's request in Anthropic's Messages API: a system
+// prompt and one user message (max_tokens is required there).
+func messagesBody(size int, stream bool, model string) []byte {
+	head := `{"model":"` + model + `","max_tokens":64,`
+	if stream {
+		head += `"stream":true,`
+	}
+	head += `"system":"You are a concise assistant for an operations team.","messages":[{"role":"user","content":"Summarise the following notes in three bullet points. `
+	return prose(head, `"}]}`, size)
 }
