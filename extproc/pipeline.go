@@ -2,10 +2,6 @@ package extproc
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,9 +11,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3conf "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
@@ -290,11 +283,8 @@ func serveEdge(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessSe
 	defer w.stop()
 	first := true
 	for {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
+		req, err := recv(ctx, stream)
+		if req == nil {
 			return err
 		}
 		if first {
@@ -337,13 +327,7 @@ func serveEdge(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessSe
 }
 
 // safeStep is step with a panic turned into a 500 for this request only.
-func (q *pipeline) safeStep(req *extprocv3.ProcessingRequest, out []*extprocv3.ProcessingResponse) (res []*extprocv3.ProcessingResponse) {
-	defer func() {
-		if r := recover(); r != nil {
-			q.p.log.Error("panic while processing request", zap.String("decision_id", q.p.id),
-				zap.String("panic", fmt.Sprint(r)), zap.ByteString("stack", debug.Stack()))
-			res = append(out[:0], q.p.immediate(apierr.Internal()))
-		}
-	}()
-	return q.step(req, out)
+func (q *pipeline) safeStep(req *extprocv3.ProcessingRequest, out []*extprocv3.ProcessingResponse) []*extprocv3.ProcessingResponse {
+	return recovered(&q.p.filter, func() []*extprocv3.ProcessingResponse { return q.step(req, out) },
+		func() []*extprocv3.ProcessingResponse { return append(out[:0], q.p.immediate(apierr.Internal())) })
 }
