@@ -11,6 +11,8 @@ import (
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
 )
 
 // messagesStack has OpenAI-wire chat models in the US (alpha) and the EU
@@ -59,6 +61,33 @@ func TestMessagesAnthropicSDK(t *testing.T) {
 			decisions = append(decisions, r.Get("tool_use.headers.decision-id").Str, r.Get("eu_stream.headers.decision-id").Str)
 		})
 	}
+
+	// Failover: the Anthropic-wire model fails, a pinned request that
+	// allows fallback is served by an OpenAI-wire one, translated — the
+	// edge rewrote the first attempt natively, the egress listener the
+	// second — whole and streamed.
+	resetAll(s)
+	s.Providers["claude"].SetBehavior(mockllm.Behavior{Status: 503})
+	key := map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01"}
+	const fallback = `{"model":"claude-model","max_tokens":50,"policy":{"fallback":true},"messages":[{"role":"user","content":"fail over please"}]`
+	resp, b := post(t, s.URL+"/v1/messages", fallback+`}`, key)
+	if resp.StatusCode != 200 || gjson.GetBytes(b, "type").Str != "message" || resp.Header.Get(header.FallbackFrom) != "claude-model" ||
+		resp.Header.Get(header.Attempts) != "2" || !strings.HasPrefix(gjson.GetBytes(b, "content.0.text").Str, "Hello from alpha") {
+		t.Errorf("failover: %d %v %s", resp.StatusCode, resp.Header, b)
+	}
+	resp, b = post(t, s.URL+"/v1/messages", fallback+`,"stream":true}`, key)
+	if events := string(b); resp.StatusCode != 200 || !strings.Contains(events, "event: message_start\n") ||
+		!strings.Contains(events, `"text":"Hello"`) || !strings.HasSuffix(events, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n") {
+		t.Errorf("failover stream: %d %s", resp.StatusCode, b)
+	}
+	// Every model failing: stellwerk's 503 in Anthropic's shape.
+	s.Providers["alpha"].SetBehavior(mockllm.Behavior{Status: 503})
+	s.Providers["beta"].SetBehavior(mockllm.Behavior{Status: 503})
+	resp, b = post(t, s.URL+"/v1/messages", fallback+`}`, key)
+	if resp.StatusCode != 503 || gjson.GetBytes(b, "type").Str != "error" || gjson.GetBytes(b, "error.code").Str != "no_eligible_model" {
+		t.Errorf("all failed: %d %s", resp.StatusCode, b)
+	}
+	resetAll(s)
 
 	// The audit log's records of Messages API decisions replay to the
 	// same explanation: the API is part of what was recorded.
