@@ -20,6 +20,9 @@ type Endpoint struct {
 	StreamEnd string
 	// Headers are sent with every request of the endpoint.
 	Headers map[string]string
+	// KeyHeader, when set, carries the target's bearer key instead of
+	// Authorization (x-api-key, as the anthropic SDK sends it).
+	KeyHeader string
 }
 
 // Endpoints are the APIs a run can measure, chat first (the default).
@@ -29,7 +32,7 @@ var Endpoints = []Endpoint{
 	{Name: "embeddings", Path: "/v1/embeddings", Body: embeddingsBody},
 	{Name: "completions", Path: "/v1/completions", Body: completionsBody, StreamEnd: "data: [DONE]"},
 	{Name: "messages", Path: "/v1/messages", Body: messagesBody, StreamEnd: "event: message_stop",
-		Headers: map[string]string{"anthropic-version": "2023-06-01"}},
+		Headers: map[string]string{"anthropic-version": "2023-06-01"}, KeyHeader: "x-api-key"},
 }
 
 // EndpointNames lists the names of Endpoints.
@@ -57,10 +60,11 @@ type request struct {
 	stream  bool
 	end     []byte // what ends a complete stream
 	headers map[string]string
+	keyIn   string // Endpoint.KeyHeader
 }
 
 func (e Endpoint) request(size int, stream bool, model string) request {
-	return request{path: e.Path, body: e.Body(size, stream, model), stream: stream, end: []byte(e.StreamEnd), headers: e.Headers}
+	return request{path: e.Path, body: e.Body(size, stream, model), stream: stream, end: []byte(e.StreamEnd), headers: e.Headers, keyIn: e.KeyHeader}
 }
 
 // chatRequest is the default load: a chat request (chatBody).
@@ -130,8 +134,7 @@ func completionsBody(size int, stream bool, model string) []byte {
 	return prose(head, `"}`, size)
 }
 
-// messagesBody is chatBody's request in Anthropic's Messages API: a system
-// prompt and one user message (max_tokens is required there).
+// messagesBody is chatBody's request in Anthropic's Messages API.
 func messagesBody(size int, stream bool, model string) []byte {
 	head := `{"model":"` + model + `","max_tokens":64,`
 	if stream {

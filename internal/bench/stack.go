@@ -148,9 +148,7 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 		return nil, err
 	}
 	var handler http.Handler = s.Provider
-	// The fake provider checks Authorization on the OpenAI APIs and
-	// x-api-key on Anthropic's (the messages endpoint).
-	s.DirectHeaders = map[string]string{"Authorization": "Bearer " + providerKey, "x-api-key": providerKey}
+	s.DirectHeaders = map[string]string{"Authorization": "Bearer " + providerKey}
 	s.StellwerkHeaders = s.DirectHeaders
 	s.Models = 1
 	if cat != nil {
