@@ -67,8 +67,11 @@ type pipeline struct {
 	done bool // an immediate answer went out: the stream is over for Envoy
 
 	held      *extprocv3.ProcessingResponse // the request headers' answer
+	declared  int64                         // the request's content-length, -1 without one
 	reqChunks int
 	reqBody   []byte
+	decided   bool                    // the request body was complete and answered
+	after     *extprocv3.BodyMutation // what a chunk after that gets (cleared when the body changed)
 
 	resp      respMode
 	respLimit int // a held answer larger than this is passed through as is
@@ -86,9 +89,17 @@ func (q *pipeline) step(req *extprocv3.ProcessingRequest, out []*extprocv3.Proce
 		if resp.GetImmediateResponse() != nil || r.RequestHeaders.GetEndOfStream() {
 			return append(out, resp)
 		}
-		q.held = resp
+		q.held, q.declared = resp, declaredLength(r.RequestHeaders)
 		return out
 	case *extprocv3.ProcessingRequest_RequestBody:
+		if q.decided {
+			// The body was complete at its declared length; only Envoy's
+			// end-of-stream message may follow, without data.
+			if len(r.RequestBody.GetBody()) > 0 {
+				return append(out, p.immediate(apierr.BadRequest("invalid_request_body", "", "the request body is longer than its content-length")))
+			}
+			return append(out, bodyAnswer(true, q.after))
+		}
 		if q.held == nil {
 			return append(out, p.immediate(p.unexpected()))
 		}
@@ -97,9 +108,13 @@ func (q *pipeline) step(req *extprocv3.ProcessingRequest, out []*extprocv3.Proce
 		if int64(len(q.reqBody)) > p.state.MaxRequestBytes {
 			return append(out, p.immediate(apierr.TooLarge(p.state.MaxRequestBytes)))
 		}
-		if !r.RequestBody.GetEndOfStream() {
+		// Complete at its end, or as soon as it has its declared length:
+		// Envoy's end-of-stream message comes apart and later, and the
+		// decision need not wait for it.
+		if !r.RequestBody.GetEndOfStream() && (q.declared < 0 || int64(len(q.reqBody)) < q.declared) {
 			return out
 		}
+		q.decided = true
 		resp := p.handle(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
 			RequestBody: &extprocv3.HttpBody{Body: q.reqBody, EndOfStream: true}}})
 		if resp.GetImmediateResponse() != nil {
@@ -203,9 +218,10 @@ func (q *pipeline) release(resp *extprocv3.ProcessingResponse, out []*extprocv3.
 		DynamicMetadata: resp.DynamicMetadata,
 	})
 	bm := cr.GetBodyMutation()
+	q.after = clearedBody(bm)
 	out = append(out, bodyAnswer(true, bm))
 	for range q.reqChunks - 1 {
-		out = append(out, bodyAnswer(true, clearedBody(bm)))
+		out = append(out, bodyAnswer(true, q.after))
 	}
 	q.held, q.reqBody = nil, nil
 	return out
@@ -273,6 +289,18 @@ func (w *uploadWatch) stop() {
 	if w.timer != nil {
 		w.timer.Stop()
 	}
+}
+
+// declaredLength is the request's content-length, or -1 without one.
+func declaredLength(h *extprocv3.HttpHeaders) int64 {
+	for _, hv := range h.GetHeaders().GetHeaders() {
+		if strings.EqualFold(hv.Key, "content-length") {
+			if n, err := strconv.ParseInt(headerValue(hv), 10, 64); err == nil && n >= 0 {
+				return n
+			}
+		}
+	}
+	return -1
 }
 
 // serveEdge answers an edge stream in whichever mode Envoy sends it.
