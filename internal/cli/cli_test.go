@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -464,6 +465,30 @@ func TestRouterTrain(t *testing.T) {
 	}
 	if _, _, err := run("router", "train", "--out", out); !errors.Is(err, ErrUsage) {
 		t.Errorf("router train without data: %v, want a usage error", err)
+	}
+	// The regularisation eval routerbench chooses among is reachable from the command, and the
+	// file says which one it was trained with.
+	tuned := filepath.Join(dir, "tuned.json")
+	if _, _, err := run("router", "train", "--config", rbConfig, "--l2", "0.03", "--fixed-l2", "0.0001", "--rank", "1", "--out", tuned, csvPath); err != nil {
+		t.Fatal(err)
+	}
+	a, errA := qpredict.ReadFile(out)
+	b2, errB := qpredict.ReadFile(tuned)
+	if errA != nil || errB != nil {
+		t.Fatal(errA, errB)
+	}
+	if want := "L2 0.03, fixed-feature L2 0.0001, rank 1,"; !strings.Contains(b2.Trained(), want) {
+		t.Errorf("trained: %q, want it to name %q", b2.Trained(), want)
+	}
+	predict := func(m *qpredict.Model) []float64 {
+		var fs qpredict.Features
+		m.Extract(qpredict.Signals{Text: "Summarise ticket 5 for the on-call engineer."}, &fs)
+		p := make([]float64, len(m.Models()))
+		m.Predict(&fs, p)
+		return p
+	}
+	if pa, pb := predict(a), predict(b2); slices.Equal(pa, pb) {
+		t.Errorf("--l2, --fixed-l2 and --rank predict %v, as the defaults do", pb)
 	}
 }
 

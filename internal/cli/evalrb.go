@@ -21,6 +21,14 @@ import (
 	"github.com/stellwerk/stellwerk/internal/qpredict"
 )
 
+// LearnedVariants are the learned router's regularisation settings `eval routerbench`
+// chooses among per fold, on the fit rows.
+var LearnedVariants = []qpredict.Options{
+	{L2: 1e-3}, {L2: 1e-2}, {L2: 1e-1},
+	{L2: 1e-2, FixedL2: 1e-4}, {L2: 3e-2, FixedL2: 1e-4}, {L2: 1e-1, FixedL2: 1e-4},
+	{L2: 1e-2, FixedL2: 1e-4, Rank: 1},
+}
+
 // runEvalRouterBench: `stellwerk eval routerbench [flags] CSV…`.
 func runEvalRouterBench(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("eval routerbench", flag.ContinueOnError)
@@ -171,8 +179,11 @@ func runEvalRouterBench(args []string, stdout, stderr io.Writer) error {
 		case "task":
 			trainers = append(trainers, evalrb.TaskScorecard())
 		case "learned":
-			// Regularisation is chosen per fold on the fit rows, with the floor.
-			trainers = append(trainers, evalrb.Learned(qpredict.Options{L2: 1e-3}, qpredict.Options{L2: 1e-2}, qpredict.Options{L2: 1e-1}))
+			// Regularisation is chosen per fold on the fit rows, with the floor: one strength
+			// for every weight, or a strength on the n-gram weights over nearly free task,
+			// length, confidence and bias weights (per-task base rates plus a lexical
+			// correction).
+			trainers = append(trainers, evalrb.Learned(LearnedVariants...))
 		}
 	}
 	var folds []evalrb.Fold

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,7 +26,7 @@ import (
 // prompts (RouterBench format) and writes it for routing.quality_predictor.
 func runRouter(args []string, stdout, stderr io.Writer) error {
 	usage := func() error {
-		fmt.Fprintln(stderr, "usage: stellwerk router train [--config FILE] --out FILE [--rows all|hash-fit] [--epochs N] [--rate R] [--l2 L] [--buckets N] CSV…")
+		fmt.Fprintln(stderr, "usage: stellwerk router train [--config FILE] --out FILE [--rows all|hash-fit] [--epochs N] [--rate R] [--l2 L] [--fixed-l2 L] [--rank K] [--buckets N] CSV…")
 		return ErrUsage
 	}
 	if len(args) == 0 || args[0] != "train" {
@@ -38,7 +39,9 @@ func runRouter(args []string, stdout, stderr io.Writer) error {
 	rows := fs.String("rows", "all", "all: train on every row; hash-fit: only the hash split's fit half, so `eval routerbench --router FILE --split hash` measures it on rows it never saw")
 	epochs := fs.Int("epochs", 30, "passes over the data")
 	rate := fs.Float64("rate", 0.2, "AdaGrad learning rate")
-	l2 := fs.Float64("l2", 1e-2, "L2 strength (eval routerbench chooses among 1e-3, 1e-2 and 1e-1 per fold on the fit rows; 1e-2 won on the RouterBench hash fit half)")
+	l2 := fs.Float64("l2", 1e-2, "L2 strength on the hashed n-gram weights (eval routerbench chooses it per fold on the fit rows, with --fixed-l2)")
+	fixedL2 := fs.Float64("fixed-l2", 0, "L2 strength on the task, length, confidence and bias weights (0: the same as --l2)")
+	rank := fs.Int("rank", 0, "share the n-gram weights across models as a rank-K factorisation (0: one logistic regression per model)")
 	buckets := fs.Int("buckets", 4096, "hashed n-gram buckets (a power of two)")
 	feedback := fs.String("feedback", "", "also train on graded answers in JSONL, one {\"prompt\", \"model\", \"good\": true|false} per line (thumbs up/down on your own traffic)")
 	fromStore := fs.Bool("feedback-store", false, "also train on the votes in the config's state store (POST /admin/feedback) that carry their prompt")
@@ -92,9 +95,9 @@ func runRouter(args []string, stdout, stderr io.Writer) error {
 	if *fromStore {
 		names = append(names, fmt.Sprintf("%d votes of the state store (%d left out: no prompt, or a model the CSVs do not grade)", len(stored), skipped))
 	}
-	desc := fmt.Sprintf("%d graded prompts of %s (rows: %s; %d rows of the task classifier's labelled set left out); %d epochs, AdaGrad %g, L2 %g, %d buckets",
-		len(prompts), strings.Join(names, ", "), *rows, excluded, *epochs, *rate, *l2, *buckets)
-	m, err := qpredict.Train(evalrb.Examples(prompts), models, qpredict.Options{Epochs: *epochs, Rate: *rate, L2: *l2, Buckets: *buckets, Tasks: task.Tasks, Trained: desc})
+	desc := fmt.Sprintf("%d graded prompts of %s (rows: %s; %d rows of the task classifier's labelled set left out); %d epochs, AdaGrad %g, L2 %g, fixed-feature L2 %g, rank %d, %d buckets",
+		len(prompts), strings.Join(names, ", "), *rows, excluded, *epochs, *rate, *l2, cmp.Or(*fixedL2, *l2), *rank, *buckets)
+	m, err := qpredict.Train(evalrb.Examples(prompts), models, qpredict.Options{Epochs: *epochs, Rate: *rate, L2: *l2, FixedL2: *fixedL2, Rank: *rank, Buckets: *buckets, Tasks: task.Tasks, Trained: desc})
 	if err != nil {
 		return err
 	}

@@ -177,7 +177,14 @@ func Learned(opts ...qpredict.Options) Trainer {
 		return LearnedRouter(m, models, nil), nil
 	}}
 	for _, o := range opts {
-		t.Variants = append(t.Variants, fmt.Sprintf("L2 %g", o.L2))
+		name := fmt.Sprintf("L2 %g", o.L2)
+		if o.FixedL2 != 0 && o.FixedL2 != o.L2 {
+			name += fmt.Sprintf(" (fixed features %g)", o.FixedL2)
+		}
+		if o.Rank > 0 {
+			name += fmt.Sprintf(", rank %d", o.Rank)
+		}
+		t.Variants = append(t.Variants, name)
 	}
 	return t
 }

@@ -21,24 +21,38 @@ func toyExamples() []Example {
 }
 
 func TestTrainLearnsPerPromptQuality(t *testing.T) {
-	m, err := Train(toyExamples(), []string{"small", "large"}, Options{Tasks: []string{"code", "math"}})
-	if err != nil {
-		t.Fatal(err)
+	tests := map[string]Options{
+		"one regression per model":          {},
+		"rank-1 shared n-gram weights":      {Rank: 1, FixedL2: 1e-4},
+		"rank-2 shared n-gram weights":      {Rank: 2, FixedL2: 1e-4},
+		"strong n-gram L2, free base rates": {L2: 3e-2, FixedL2: 1e-4},
 	}
-	p := func(text string) []float64 {
-		var fs Features
-		m.Extract(Signals{Text: text, Task: "code", TaskConfidence: 0.8}, &fs)
-		out := make([]float64, 2)
-		m.Predict(&fs, out)
-		return out
-	}
-	easy, hard := p("Please sort these records, batch ffff."), p("Prove the theorem about primes, case ffff.")
-	small := m.Index("small")
-	if easy[small] < 0.8 || hard[small] > 0.2 {
-		t.Errorf("small model: P(good | sort) = %.2f, P(good | prove) = %.2f; want high and low", easy[small], hard[small])
-	}
-	if m.Index("unknown") != -1 {
-		t.Error("a model without weights has an index")
+	for name, opt := range tests {
+		t.Run(name, func(t *testing.T) {
+			opt.Tasks = []string{"code", "math"}
+			m, err := Train(toyExamples(), []string{"small", "large"}, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := func(text string) []float64 {
+				var fs Features
+				m.Extract(Signals{Text: text, Task: "code", TaskConfidence: 0.8}, &fs)
+				out := make([]float64, 2)
+				m.Predict(&fs, out)
+				return out
+			}
+			easy, hard := p("Please sort these records, batch ffff."), p("Prove the theorem about primes, case ffff.")
+			small, large := m.Index("small"), m.Index("large")
+			if easy[small] < 0.8 || hard[small] > 0.2 {
+				t.Errorf("small model: P(good | sort) = %.2f, P(good | prove) = %.2f; want high and low", easy[small], hard[small])
+			}
+			if easy[large] < 0.8 || hard[large] < 0.8 {
+				t.Errorf("large model: P(good | sort) = %.2f, P(good | prove) = %.2f; want both high", easy[large], hard[large])
+			}
+			if m.Index("unknown") != -1 {
+				t.Error("a model without weights has an index")
+			}
+		})
 	}
 }
 
@@ -113,5 +127,56 @@ func BenchmarkExtractPredict(b *testing.B) {
 		var fs Features
 		m.Extract(s, &fs)
 		m.Predict(&fs, out)
+	}
+}
+
+// TestFixedL2KeepsTaskBaseRates: under a strong n-gram L2, a small FixedL2 still lets the task
+// weights carry each task's base rate (small answers 90% of code prompts, 10% of math ones),
+// where one strength for every weight shrinks both towards the overall mean.
+func TestFixedL2KeepsTaskBaseRates(t *testing.T) {
+	var ex []Example
+	for i := 0; i < 400; i++ {
+		tk, good := "code", 0.0
+		if i%2 == 0 {
+			tk = "math"
+		}
+		if (tk == "code") == (i%20 != 0 && i%20 != 1) {
+			good = 1
+		}
+		ex = append(ex, Example{Signals: Signals{Text: fmt.Sprintf("item %x of the batch", i*7919), Task: tk, TaskConfidence: 0.9},
+			Scores: map[string]float64{"small": good}})
+	}
+	spread := func(o Options) (code, math float64) {
+		o.Tasks = []string{"code", "math"}
+		m, err := Train(ex, []string{"small"}, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := func(tk string) float64 {
+			var fs Features
+			m.Extract(Signals{Text: "item ffff of the batch", Task: tk, TaskConfidence: 0.9}, &fs)
+			out := make([]float64, 1)
+			m.Predict(&fs, out)
+			return out[0]
+		}
+		return p("code"), p("math")
+	}
+	tests := map[string]struct {
+		opt                     Options
+		codeAtLeast, mathAtMost float64
+	}{
+		"one strength shrinks the task weights": {Options{L2: 1}, 0, 1},
+		"nearly free task weights":              {Options{L2: 1, FixedL2: 1e-4}, 0.8, 0.2},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			code, math := spread(tc.opt)
+			if code < tc.codeAtLeast || math > tc.mathAtMost {
+				t.Errorf("P(good | code) = %.2f, P(good | math) = %.2f; want ≥ %.2f and ≤ %.2f", code, math, tc.codeAtLeast, tc.mathAtMost)
+			}
+			if tc.opt.FixedL2 == 0 && code-math > 0.6 {
+				t.Errorf("P(good | code) − P(good | math) = %.2f with one strength: the task weights were not shrunk", code-math)
+			}
+		})
 	}
 }
