@@ -21,6 +21,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/health"
 )
 
 // failoverState: two providers, so every plan is "a1" then "b1".
@@ -391,7 +392,9 @@ func TestFirstAttemptRewrittenAtTheEdge(t *testing.T) {
 	s := New(st, zap.NewNop())
 	e := openStream(s, "")
 	e.do(headersMsg("POST", "/v1/chat/completions", false))
-	r := e.do(bodyMsg(chatBody))
+	// Not a stream: a stream with a fallback is rewritten by its egress
+	// filter (TestStreamFirstByteTimeout).
+	r := e.do(bodyMsg(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`))
 	hs := setHeaders(r.GetRequestBody().GetResponse().GetHeaderMutation())
 	if hs[header.Rewritten] != "/v1/chat/completions" || hs[":path"] != "/v1/chat/completions" || hs[":authority"] != "a.example.com" {
 		t.Fatalf("edge headers %v", hs)
@@ -432,4 +435,45 @@ func TestFirstAttemptRewrittenAtTheEdge(t *testing.T) {
 		t.Errorf("retry model %q, want b1", m)
 	}
 	g.abort()
+}
+
+// TestStreamFirstByteTimeout (issue 19): a streaming request with a
+// fallback is left to its egress filters, each of which gives its attempt
+// Envoy's per-try timeout of its model's first-byte timeout; the plan's
+// last attempt, and a JSON request's, keep attempt_timeout. An attempt
+// ended by that timeout counts against the provider.
+func TestStreamFirstByteTimeout(t *testing.T) {
+	st := failoverState(t)
+	st.Router.Health = health.New(health.Policy{FailuresBeforeCooldown: 3, Cooldown: time.Minute, MaxCooldown: time.Minute})
+	s := New(st, zap.NewNop())
+	e := openStream(s, "")
+	defer e.end()
+	e.do(headersMsg("POST", "/v1/chat/completions", false))
+	hs := setHeaders(e.do(bodyMsg(chatBody)).GetRequestBody().GetResponse().GetHeaderMutation())
+	plan := hs[header.Plan]
+	if hs[header.Rewritten] != "" || hs[header.PerTryTimeout] != "" || plan == "" {
+		t.Fatalf("edge headers for a stream with a fallback: %v", hs)
+	}
+	for i, tc := range []struct {
+		provider, body, want string
+	}{
+		{"a", chatBody, "10000"}, // the default stream_first_byte_timeout
+		{"b", chatBody, ""},      // the last attempt: nothing to fail over to
+		{"a", `{"model":"auto","messages":[{"role":"user","content":"hello"}]}`, ""},
+	} {
+		g := openStream(s, tc.provider)
+		g.do(headersMsg("POST", "/v1/chat/completions", false, header.Plan, plan))
+		r := g.do(bodyMsg(tc.body))
+		if got := setHeaders(r.GetRequestBody().GetResponse().GetHeaderMutation())[header.PerTryTimeout]; got != tc.want {
+			t.Errorf("attempt %d on %s: per-try timeout %q, want %q", i, tc.provider, got, tc.want)
+		}
+		if i == 0 {
+			// Envoy's router gave up waiting for the first byte.
+			g.do(respHeaders(":status", "504", "content-type", "application/json", header.UpstreamFlags, "UT"))
+		}
+		g.end()
+	}
+	if ss := st.Router.Health.Snapshot(); len(ss) != 1 || ss[0].Provider != "a" || ss[0].ConsecutiveFailures != 1 {
+		t.Errorf("health after a first-byte timeout: %+v", ss)
+	}
 }

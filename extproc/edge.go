@@ -525,7 +525,10 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 	hs := make([]*corev3.HeaderValueOption, 0, 8)
 	first := p.plan[0]
 	wc := p.state.workspaceCluster(p.workspace, first.Provider.Name)
-	if _, _, ok := first.Provider.Credential(); first.Provider.WireFormat != "anthropic" && (ok || wc != "") {
+	// A stream with a fallback is rewritten by its egress filter, which
+	// sets the first attempt's first-byte timeout.
+	firstByte := len(p.plan) > 1 && first.FirstByteTimeout > 0 && p.result != nil && p.result.Chat.Stream
+	if _, _, ok := first.Provider.Credential(); !firstByte && first.Provider.WireFormat != "anthropic" && (ok || wc != "") {
 		if rhs, rm, nb, perr := p.rewriteFor(first, body); perr == nil && len(rm) == 0 {
 			hs = append(hs, rhs...)
 			hs = append(hs, setHeader(header.Rewritten, p.providerPath()))
@@ -586,7 +589,7 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 			// The first attempt's filter opens its stream with the answer:
 			// an attempt that timed out left no record. It failed all the
 			// same (Envoy moved on), and its provider's health says so.
-			p.state.Router.Health.Failed(p.plan[0].Provider.Name, "no response within the attempt timeout", 0)
+			p.state.Router.Health.Failed(attemptTarget(p.state, p.plan[0], p.workspace), "no response within the attempt timeout", 0)
 		}
 		p.attempts = attemptsFor(p.plan, rh.attemptCount, servedIdx, code, seen)
 		if servedIdx == 0 && p.attempts[0].Status == 0 {
@@ -675,7 +678,7 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		// Time to the provider's first bytes: what the latency objective
 		// and sla_ms compare (streams: first chunk; JSON: the whole answer).
 		// With failover, each egress attempt measures its own provider.
-		p.state.Router.Latency.Observe(m.ID, time.Since(p.routedAt))
+		p.state.Router.Latency.Observe(m.ID, strings.HasPrefix(ctype, "text/event-stream"), time.Since(p.routedAt))
 	}
 	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "application/json") &&
 		(encoding == "" || encoding == "identity") && !h.EndOfStream {

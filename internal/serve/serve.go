@@ -189,7 +189,9 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 			}
 		}()
 	}
-	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw, keeper: kp,
+	lat := &observe.Latency{}
+	lat.SetHalfLife(cfg.Routing.LatencyHalfLife)
+	ln := learned{lat: lat, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw, keeper: kp,
 		audit: alog, auditRefuse: cfg.Audit.OnStoreDown == config.AuditRefuse, routeLimiter: &flow.LedgerLimiter{Ledger: led},
 		routeCounters: &flow.Counters{}, metrics: telemetry.New(), traces: traces, live: &live.Hub{}}
 	wks, err := workspaceKeys(ctx, ks)
