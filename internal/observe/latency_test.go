@@ -47,7 +47,7 @@ func TestLatencyLearns(t *testing.T) {
 func TestSlowOnceIsTriedAgain(t *testing.T) {
 	now := time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC)
 	l := Latency{HalfLife: time.Minute, Now: func() time.Time { return now }}
-	const seed, rival = 300, 400  // the rival model's steady latency
+	const seed, rival = 300, 400         // the rival model's steady latency
 	l.Observe("m", false, 5*time.Second) // a cold TLS connection
 	if got := l.Get("m", false, seed); got != 5000 {
 		t.Fatalf("right after: %d, want 5000", got)
