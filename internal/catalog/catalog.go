@@ -256,6 +256,9 @@ func New(c *config.Config, env Env) (*Catalog, error) {
 		if m.FirstByteTimeout == 0 {
 			m.FirstByteTimeout = c.Failover.StreamFirstByteTimeout
 		}
+		if m.FirstByteTimeout == 0 {
+			m.FirstByteTimeout = config.DefaultStreamFirstByteTimeout
+		}
 		if m.FirstByteTimeout >= c.Failover.AttemptTimeout {
 			m.FirstByteTimeout = 0 // no shorter than attempt_timeout: off
 		}

@@ -69,8 +69,9 @@ type Failover struct {
 	// until the provider's first byte when another provider could take
 	// it over (a model's first_byte_timeout overrides it): a stalled
 	// stream fails over after seconds, not after AttemptTimeout. Once the
-	// stream has started it is never cut for being slow.
-	StreamFirstByteTimeout time.Duration `yaml:"stream_first_byte_timeout"`
+	// stream has started it is never cut for being slow. 0:
+	// DefaultStreamFirstByteTimeout, or AttemptTimeout when that is shorter.
+	StreamFirstByteTimeout time.Duration `yaml:"stream_first_byte_timeout,omitempty"`
 	// Reopen is how long traffic takes to come back in full after a
 	// cooldown: a growing share of requests, from 10%, meanwhile.
 	Reopen time.Duration `yaml:"reopen"`
@@ -384,6 +385,10 @@ type Price struct {
 	AsOf   string `yaml:"as_of,omitempty"`
 }
 
+// DefaultStreamFirstByteTimeout is failover.stream_first_byte_timeout when
+// unset.
+const DefaultStreamFirstByteTimeout = 10 * time.Second
+
 // Rate-limit scopes of a provider.
 const (
 	RateLimitScopeModel    = "model"
@@ -629,9 +634,6 @@ func (c *Config) ApplyDefaults() {
 	if f.MaxCooldown == 0 {
 		f.MaxCooldown = 5 * time.Minute
 	}
-	if f.StreamFirstByteTimeout == 0 {
-		f.StreamFirstByteTimeout = 10 * time.Second
-	}
 	if f.Reopen == 0 {
 		f.Reopen = 30 * time.Second
 	}
@@ -764,7 +766,7 @@ func (c *Config) Validate() error {
 	if c.Failover.Cooldown < 0 || c.Failover.MaxCooldown < c.Failover.Cooldown {
 		bad("failover.cooldown", "must be between 0 and failover.max_cooldown (%s)", c.Failover.MaxCooldown)
 	}
-	if f := c.Failover; f.StreamFirstByteTimeout < 100*time.Millisecond || f.StreamFirstByteTimeout > f.AttemptTimeout {
+	if f := c.Failover; f.StreamFirstByteTimeout != 0 && (f.StreamFirstByteTimeout < 100*time.Millisecond || f.StreamFirstByteTimeout > f.AttemptTimeout) {
 		bad("failover.stream_first_byte_timeout", "must be between 100ms and failover.attempt_timeout (%s), got %s", f.AttemptTimeout, f.StreamFirstByteTimeout)
 	}
 	if c.Failover.Reopen < 0 {
