@@ -73,6 +73,8 @@ type Tracker struct {
 	// latest is when the last cooldown or reopening ends (unix ns): while
 	// nothing cools down or reopens, a question needs no map lookup.
 	latest atomic.Int64
+	// publish is told of each cooldown this tracker starts (Share); under mu.
+	publish func(Cooldown)
 }
 
 // provider is one provider's state. It is never removed from the map, and
@@ -206,9 +208,10 @@ func (t *Tracker) Failed(tg Target, reason string, retryAfter time.Duration) boo
 		return false
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	p := t.providerLocked(tg.Provider)
-	return t.failLocked(&p.outage, reason, retryAfter)
+	cooling, started := t.failLocked(&p.outage, reason, retryAfter)
+	t.share(started, Cooldown{Provider: tg.Provider}, &p.outage)
+	return cooling
 }
 
 // RateLimited records a 429 on the target: it counts for the target's
@@ -219,36 +222,53 @@ func (t *Tracker) RateLimited(tg Target, reason string, retryAfter time.Duration
 		return false
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	p := t.providerLocked(tg.Provider)
 	model := ""
 	if tg.PerModel {
 		model = tg.Model
 	}
-	var l *limit
+	l := t.limitLocked(p, model, tg.Workspace)
+	cooling, started := t.failLocked(&l.w, reason, retryAfter)
+	t.share(started, Cooldown{Provider: tg.Provider, RateLimit: true, Model: model, Workspace: tg.Workspace}, &l.w)
+	return cooling
+}
+
+// share unlocks mu and, when this tracker just started a cooldown of w,
+// tells its publisher.
+func (t *Tracker) share(started bool, c Cooldown, w *window) {
+	f := t.publish
+	if started && f != nil {
+		c.Until, c.ReopenedBy, c.Reason = time.Unix(0, w.until.Load()), time.Unix(0, w.reopen.Load()), w.reason()
+	}
+	t.mu.Unlock()
+	if started && f != nil {
+		f(c)
+	}
+}
+
+// limitLocked returns a provider's rate-limit scope, adding it (copy on
+// write).
+func (t *Tracker) limitLocked(p *provider, model, workspace string) *limit {
 	old := p.limits.Load()
 	if old != nil {
 		for _, x := range *old {
-			if x.model == model && x.workspace == tg.Workspace {
-				l = x
-				break
+			if x.model == model && x.workspace == workspace {
+				return x
 			}
 		}
 	}
-	if l == nil {
-		l = &limit{model: model, workspace: tg.Workspace}
-		now := t.now().UnixNano()
-		var ls []*limit
-		if old != nil {
-			// Scopes that are over and forgotten go as a new one comes.
-			ls = slices.DeleteFunc(slices.Clone(*old), func(x *limit) bool {
-				return x.w.failures == 0 && x.w.reopen.Load() <= now && x.w.until.Load() <= now
-			})
-		}
-		ls = append(ls, l)
-		p.limits.Store(&ls)
+	l := &limit{model: model, workspace: workspace}
+	now := t.now().UnixNano()
+	var ls []*limit
+	if old != nil {
+		// Scopes that are over and forgotten go as a new one comes.
+		ls = slices.DeleteFunc(slices.Clone(*old), func(x *limit) bool {
+			return x.w.failures == 0 && x.w.reopen.Load() <= now && x.w.until.Load() <= now
+		})
 	}
-	return t.failLocked(&l.w, reason, retryAfter)
+	ls = append(ls, l)
+	p.limits.Store(&ls)
+	return l
 }
 
 // providerLocked returns a provider's state, adding it (copy on write).
@@ -269,8 +289,9 @@ func (t *Tracker) providerLocked(name string) *provider {
 
 // failLocked counts a failure in a window and starts its cooldown when
 // due: at once with a Retry-After, or while it reopens; after
-// FailuresBeforeCooldown in a row otherwise.
-func (t *Tracker) failLocked(w *window, reason string, retryAfter time.Duration) bool {
+// FailuresBeforeCooldown in a row otherwise. It reports whether the window
+// cools down, and whether this failure started (or lengthened) it.
+func (t *Tracker) failLocked(w *window, reason string, retryAfter time.Duration) (cooling, started bool) {
 	w.failures++
 	now := t.now()
 	n := now.UnixNano()
@@ -287,6 +308,7 @@ func (t *Tracker) failLocked(w *window, reason string, retryAfter time.Duration)
 		reason += ", again while reopening"
 	}
 	if d > 0 && n+int64(d) > w.until.Load() {
+		started = true
 		until := n + int64(d)
 		end := until + int64(t.policy.Reopen)
 		w.reasonP.Store(&reason)
@@ -297,7 +319,7 @@ func (t *Tracker) failLocked(w *window, reason string, retryAfter time.Duration)
 			t.latest.Store(end) // under mu: no lost update
 		}
 	}
-	return w.until.Load() > n
+	return w.until.Load() > n, started
 }
 
 // Cooling reports whether a provider is in an outage cooldown now, until
