@@ -44,17 +44,26 @@ type Latency struct {
 func (l *Latency) SetHalfLife(d time.Duration) { l.hl.Store(int64(d)) }
 
 // cell is one model's learned latencies: [0] JSON completions, [1]
-// streams' first token.
+// streams' first token. Selection reads every model's on every request:
+// Get is lock-free, and in steady state writes nothing; Observe (once
+// per answer) replaces the value under mu.
 type cell struct {
-	mu sync.Mutex
+	mu sync.Mutex // Observe
 	s  [2]series
 }
 
 type series struct {
-	ms   float64
-	at   time.Time // zero: nothing observed yet
-	seed float64   // the seed the last Get faded toward; -1 none yet
+	v    atomic.Pointer[value] // nil: nothing observed yet
+	seed atomic.Uint64         // float64 bits of the seed the last Get faded toward; noSeed none yet
 }
+
+// value is a series' learned latency as of its last observation.
+type value struct {
+	ms float64
+	at time.Time
+}
+
+var noSeed = math.Float64bits(-1)
 
 func kind(stream bool) int {
 	if stream {
@@ -80,13 +89,13 @@ func (l *Latency) halfLife() time.Duration {
 	return DefaultHalfLife
 }
 
-// faded is the series' value at t, decayed toward seed.
-func (l *Latency) faded(c *series, seed float64, t time.Time) float64 {
-	age := t.Sub(c.at)
+// faded is the value at t, decayed toward seed.
+func (l *Latency) faded(v *value, seed float64, t time.Time) float64 {
+	age := t.Sub(v.at)
 	if age <= 0 || seed < 0 {
-		return c.ms
+		return v.ms
 	}
-	return seed + (c.ms-seed)*math.Exp2(-float64(age)/float64(l.halfLife()))
+	return seed + (v.ms-seed)*math.Exp2(-float64(age)/float64(l.halfLife()))
 }
 
 // Observe records one response time for a model: the time to a stream's
@@ -99,17 +108,18 @@ func (l *Latency) Observe(model string, stream bool, d time.Duration) {
 	t := l.now()
 	v, ok := l.m.Load(model)
 	if !ok {
-		v, _ = l.m.LoadOrStore(model, &cell{s: [2]series{{seed: -1}, {seed: -1}}})
+		nc := &cell{}
+		nc.s[0].seed.Store(noSeed)
+		nc.s[1].seed.Store(noSeed)
+		v, _ = l.m.LoadOrStore(model, nc)
 	}
 	c := v.(*cell)
 	c.mu.Lock()
 	s := &c.s[kind(stream)]
-	if s.at.IsZero() {
-		s.ms = ms // the first observation replaces the seed
-	} else {
-		s.ms = alpha*ms + (1-alpha)*l.faded(s, s.seed, t)
-	}
-	s.at = t
+	if old := s.v.Load(); old != nil {
+		ms = alpha*ms + (1-alpha)*l.faded(old, math.Float64frombits(s.seed.Load()), t)
+	} // else the first observation replaces the seed
+	s.v.Store(&value{ms: ms, at: t})
 	c.mu.Unlock()
 }
 
@@ -124,14 +134,14 @@ func (l *Latency) Get(model string, stream bool, seed int) int {
 	if !ok {
 		return seed
 	}
-	c := v.(*cell)
-	c.mu.Lock()
-	s := &c.s[kind(stream)]
-	ms := float64(seed)
-	if !s.at.IsZero() {
-		s.seed = ms
-		ms = l.faded(s, ms, l.now())
+	s := &v.(*cell).s[kind(stream)]
+	val := s.v.Load()
+	if val == nil {
+		return seed
 	}
-	c.mu.Unlock()
-	return int(math.Round(ms))
+	ms := float64(seed)
+	if bits := math.Float64bits(ms); s.seed.Load() != bits {
+		s.seed.Store(bits) // the seed changed (a reload): Observe fades toward the new one
+	}
+	return int(math.Round(l.faded(val, ms, l.now())))
 }

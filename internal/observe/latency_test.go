@@ -1,6 +1,7 @@
 package observe
 
 import (
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -99,4 +100,28 @@ func TestStreamsAndAnswersApart(t *testing.T) {
 	if s, j := l.Get("m", true, 1000), l.Get("m", false, 1000); s != 600 || j != 3500 {
 		t.Errorf("after a half-life: stream %d, JSON %d; want 600 and 3500", s, j)
 	}
+}
+
+// BenchmarkGet70 is selection's question, asked for every model of every
+// request (≈70 in the shipped catalog) by concurrent requests, with every
+// model learned.
+//
+//	go test -run '^$' -bench Get70 -benchmem ./internal/observe/
+func BenchmarkGet70(b *testing.B) {
+	var l Latency
+	ids := make([]string, 70)
+	for i := range ids {
+		ids[i] = "model-" + strconv.Itoa(i)
+		l.Observe(ids[i], i%2 == 0, time.Duration(300+i)*time.Millisecond)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			for i, id := range ids {
+				if l.Get(id, i%2 == 0, 1000) < 300 {
+					b.Fatal("wrong answer")
+				}
+			}
+		}
+	})
 }
