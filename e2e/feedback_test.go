@@ -174,3 +174,47 @@ func TestPerModelCooldown(t *testing.T) {
 		t.Errorf("no outage row in /status: %v", st["providers"])
 	}
 }
+
+// TestReplicasShareCooldowns (issue 19): two replicas, each behind its own
+// Envoy, share one Redis. A provider's 429 seen by one replica cools that
+// model for the other too: its next request goes straight to the fallback.
+func TestReplicasShareCooldowns(t *testing.T) {
+	t.Parallel()
+	f := harness.StartFleet(t, 2, harness.Options{
+		Providers: []harness.ProviderSpec{
+			{Name: "primary", Key: "sk-primary"},
+			{Name: "claude", Key: "sk-ant-fake", WireFormat: "anthropic"},
+		},
+		Models: []config.Model{
+			{ID: "primary-mini", Provider: "primary", ProviderModel: "mini-upstream", ContextWindow: 128000,
+				Price: config.Price{InputPerMTok: 0.5, OutputPerMTok: 1}},
+			{ID: "claude-haiku", Provider: "claude", ProviderModel: "claude-haiku-4-5", ContextWindow: 200000,
+				Price: config.Price{InputPerMTok: 1, OutputPerMTok: 5}},
+		},
+		Mutate: func(c *config.Config) {
+			c.Failover.AttemptTimeout = 5 * time.Second
+			c.Workspaces = append(c.Workspaces, config.Workspace{Name: "default", Objective: "cost"})
+		},
+	})
+	a, b := f.Replicas[0], f.Replicas[1]
+	primary, claude := f.Providers["primary"], f.Providers["claude"]
+	chat := `{"model":"auto","messages":[{"role":"user","content":"x"}]}`
+
+	primary.SetBehavior(mockllm.Behavior{Status: 429, RetryAfter: 60})
+	if resp, body := post(t, a.URL+"/v1/chat/completions", chat, nil); resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "claude" {
+		t.Fatalf("replica a: status %d provider %q: %s", resp.StatusCode, resp.Header.Get("x-stellwerk-provider"), body)
+	}
+	waitFor(t, "replica b to learn of replica a's cooldown", func() bool {
+		ps, _ := adminJSON(t, b, "/status")["providers"].([]any)
+		return len(ps) == 1 && ps[0].(map[string]any)["model"] == "primary-mini"
+	})
+	primary.SetBehavior(mockllm.Behavior{})
+	primary.Reset()
+	claude.Reset()
+	resp, body := post(t, b.URL+"/v1/chat/completions", chat, nil)
+	if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "claude" || resp.Header.Get("x-stellwerk-attempts") != "" ||
+		len(primary.Requests()) != 0 {
+		t.Errorf("replica b after a's 429: status %d provider %q attempts %q, primary got %d requests: %s", resp.StatusCode,
+			resp.Header.Get("x-stellwerk-provider"), resp.Header.Get("x-stellwerk-attempts"), len(primary.Requests()), body)
+	}
+}
