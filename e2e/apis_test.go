@@ -135,8 +135,8 @@ func checkAPIs(t *testing.T, s *harness.Stack, cmd *exec.Cmd, lang string) {
 	// GET /v1/models says which endpoints each model serves.
 	want("model_endpoints.emb-eu", `["embeddings"]`)
 	want("model_endpoints.instruct-us", `["completions"]`)
-	want("model_endpoints.chat-us", `["chat","responses"]`)
-	want("model_endpoints.claude-model", `["chat"]`)
+	want("model_endpoints.chat-us", `["chat","responses","messages"]`)
+	want("model_endpoints.claude-model", `["chat","responses","messages"]`)
 	want("model_endpoints.auto", "")
 
 	// What the providers received: the upstream model names at the

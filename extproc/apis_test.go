@@ -128,7 +128,7 @@ func TestEmbeddingsUsageIsCharged(t *testing.T) {
 }
 
 // BenchmarkAPIRequest is BenchmarkChatRequest for each endpoint (the
-// Responses API with its translation to chat) with
+// Responses and Messages APIs with their translation to chat) with
 // model auto on apisState: the edge's request phases (parse, classify,
 // policy over 5 candidates, select, rewrite) for about 2 KB of text.
 func BenchmarkAPIRequest(b *testing.B) {
@@ -140,6 +140,7 @@ func BenchmarkAPIRequest(b *testing.B) {
 		{"embeddings", "/v1/embeddings", `{"model":"auto","input":[` + strings.Repeat(part+",", 14) + part + `]}`},
 		{"completions", "/v1/completions", `{"model":"auto","prompt":"` + text + `","max_tokens":64}`},
 		{"responses", "/v1/responses", `{"model":"auto","instructions":"You are helpful.","input":"` + text + `"}`},
+		{"messages", "/v1/messages", `{"model":"auto","max_tokens":512,"system":"You are helpful.","messages":[{"role":"user","content":"` + text + `"}]}`},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			hm, bm := headersMsg("POST", tc.path, false, "content-type", "application/json"), bodyMsg(tc.body)
@@ -153,45 +154,6 @@ func BenchmarkAPIRequest(b *testing.B) {
 				}
 			}
 		})
-	}
-}
-
-// TestResponsesAPIIsTranslated: a Responses API request goes to an
-// OpenAI-wire chat model as chat completions, classified as such, and its
-// answer comes back as a response object with the routing object.
-func TestResponsesAPIIsTranslated(t *testing.T) {
-	p := &edge{filter: filter{state: apisState(t), log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
-	p.handle(headersMsg("POST", "/v1/responses", false))
-	r := p.handle(bodyMsg(`{"model":"auto","instructions":"be brief","input":"hi","policy":{"optimize":"cost"}}`))
-	cr := r.GetRequestBody().GetResponse()
-	hs := setHeaders(cr.GetHeaderMutation())
-	nb := cr.GetBodyMutation().GetBody()
-	if p.decision == nil || p.decision.Model.ID != "chat" || hs[":path"] != "/v1/chat/completions" ||
-		gjson.GetBytes(nb, "messages.1.content").Str != "hi" || gjson.GetBytes(nb, "policy").Exists() || gjson.GetBytes(nb, "input").Exists() {
-		t.Fatalf("routed %v to %q with %s", p.decision, hs[":path"], nb)
-	}
-	for _, v := range p.decision.Table() {
-		if v.ID == "sonnet" && !strings.Contains(v.Reason, "OpenAI-wire providers only") {
-			t.Errorf("sonnet: %s %s", v.Verdict, v.Reason)
-		}
-	}
-	p.handle(respHeadersMsg("200", "application/json"))
-	out := p.handle(respBodyMsg(`{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"chat","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"hello"}}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}`, true))
-	body := out.GetResponseBody().GetResponse().GetBodyMutation().GetBody()
-	if gjson.GetBytes(body, "object").Str != "response" || gjson.GetBytes(body, "output.0.content.0.text").Str != "hello" ||
-		gjson.GetBytes(body, "usage.input_tokens").Int() != 5 || gjson.GetBytes(body, "routing.model").Str != "chat" {
-		t.Fatalf("answer %s", body)
-	}
-
-	for name, body := range map[string]string{
-		"previous": `{"model":"auto","input":"hi","previous_response_id":"resp_1"}`,
-	} {
-		p := &edge{filter: filter{state: apisState(t), log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
-		p.handle(headersMsg("POST", "/v1/responses", false))
-		ir := p.handle(bodyMsg(body)).GetImmediateResponse()
-		if ir == nil || ir.GetStatus().GetCode() != 400 || gjson.GetBytes(ir.Body, "error.code").Str != "unsupported_parameter" {
-			t.Errorf("%s: %v", name, ir)
-		}
 	}
 }
 
@@ -220,5 +182,121 @@ func TestAPIsMetrics(t *testing.T) {
 		if got := sample(t, g, metric, labels); got != 1 {
 			t.Errorf("%s{%s} = %v, want 1", metric, labels, got)
 		}
+	}
+}
+
+// TestMessagesAPI: an Anthropic Messages request is classified and decided
+// as chat, with its own API for the policy; an Anthropic-wire model gets it
+// as sent (model renamed, policy removed) and its answer unchanged but for
+// the routing object; an OpenAI-wire model gets it as chat completions and
+// its answer comes back as a message. Errors are in Anthropic's shape.
+func TestMessagesAPI(t *testing.T) {
+	newEdge := func() *edge {
+		return &edge{filter: filter{state: apisState(t), log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
+	}
+	t.Run("native", func(t *testing.T) {
+		p := newEdge()
+		p.handle(headersMsg("POST", "/v1/messages", false, "x-api-key", "sk-client", "anthropic-version", "2023-06-01"))
+		r := p.handle(bodyMsg(`{"model":"sonnet","max_tokens":100,"system":"be brief","messages":[{"role":"user","content":"hi"}],"top_k":5,"policy":{"optimize":"cost"}}`))
+		cr := r.GetRequestBody().GetResponse()
+		hs := setHeaders(cr.GetHeaderMutation())
+		nb := cr.GetBodyMutation().GetBody()
+		if p.decision == nil || p.decision.Model.ID != "sonnet" || hs[":path"] != "/v1/messages" || hs["anthropic-version"] == "" ||
+			gjson.GetBytes(nb, "model").Str != "sonnet" || gjson.GetBytes(nb, "system").Str != "be brief" || gjson.GetBytes(nb, "top_k").Int() != 5 ||
+			gjson.GetBytes(nb, "policy").Exists() || gjson.GetBytes(nb, "stream_options").Exists() {
+			t.Fatalf("routed %v to %q with %s", p.decision, hs[":path"], nb)
+		}
+		if p.result.Chat.API != "messages" {
+			t.Errorf("api %q", p.result.Chat.API)
+		}
+		p.handle(respHeadersMsg("200", "application/json"))
+		out := p.handle(respBodyMsg(`{"id":"msg_1","type":"message","role":"assistant","model":"sonnet","content":[{"type":"text","text":"hello"}],"stop_reason":"end_turn","usage":{"input_tokens":1000000,"output_tokens":0}}`, true))
+		body := out.GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+		if gjson.GetBytes(body, "content.0.text").Str != "hello" || gjson.GetBytes(body, "routing.usage.prompt_tokens").Int() != 1000000 ||
+			gjson.GetBytes(body, "routing.model").Str != "sonnet" || gjson.GetBytes(body, "choices").Exists() {
+			t.Fatalf("answer %s", body)
+		}
+	})
+	t.Run("translated", func(t *testing.T) {
+		p := newEdge()
+		p.handle(headersMsg("POST", "/v1/messages", false))
+		r := p.handle(bodyMsg(`{"model":"chat","max_tokens":100,"messages":[{"role":"user","content":"hi"}],"tools":[{"name":"f","input_schema":{"type":"object"}}]}`))
+		cr := r.GetRequestBody().GetResponse()
+		hs := setHeaders(cr.GetHeaderMutation())
+		nb := cr.GetBodyMutation().GetBody()
+		if p.decision == nil || hs[":path"] != "/v1/chat/completions" || gjson.GetBytes(nb, "messages.0.content").Str != "hi" ||
+			gjson.GetBytes(nb, "tools.0.function.name").Str != "f" || gjson.GetBytes(nb, "max_tokens").Exists() {
+			t.Fatalf("routed %v to %q with %s", p.decision, hs[":path"], nb)
+		}
+		p.handle(respHeadersMsg("200", "application/json"))
+		out := p.handle(respBodyMsg(`{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"chat","choices":[{"index":0,"finish_reason":"tool_calls","message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]}}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}`, true))
+		body := out.GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+		if gjson.GetBytes(body, "type").Str != "message" || gjson.GetBytes(body, "content.0.input.a").Int() != 1 ||
+			gjson.GetBytes(body, "stop_reason").Str != "tool_use" || gjson.GetBytes(body, "usage.input_tokens").Int() != 5 ||
+			gjson.GetBytes(body, "routing.usage.completion_tokens").Int() != 1 {
+			t.Fatalf("answer %s", body)
+		}
+	})
+	t.Run("translated stream", func(t *testing.T) {
+		p := newEdge()
+		p.handle(headersMsg("POST", "/v1/messages", false))
+		r := p.handle(bodyMsg(`{"model":"chat","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+		nb := r.GetRequestBody().GetResponse().GetBodyMutation().GetBody()
+		if !gjson.GetBytes(nb, "stream_options.include_usage").Bool() {
+			t.Fatalf("sent %s", nb)
+		}
+		p.handle(respHeadersMsg("200", "text/event-stream"))
+		chunk := func(delta, finish string) string {
+			return `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"chat","choices":[{"index":0,"delta":` + delta + `,"finish_reason":` + finish + `}]}` + "\n\n"
+		}
+		out := p.handle(respBodyMsg(chunk(`{"role":"assistant","content":"hel"}`, "null")+chunk(`{"content":"lo"}`, "null")+chunk(`{}`, `"stop"`)+
+			`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"chat","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9}}`+"\n\n"+
+			"data: [DONE]\n\n", true))
+		body := string(out.GetResponseBody().GetResponse().GetBodyMutation().GetBody())
+		for _, want := range []string{"event: message_start\n", `"delta":{"type":"text_delta","text":"hel"}`, `"stop_reason":"end_turn"`,
+			`"usage":{"input_tokens":7,"output_tokens":2}`, "event: message_stop\n"} {
+			if !strings.Contains(body, want) {
+				t.Errorf("stream lacks %s:\n%s", want, body)
+			}
+		}
+		if strings.Contains(body, "chat.completion.chunk") || p.stream.usage == nil || p.stream.usage.CompletionTokens != 2 {
+			t.Errorf("stream %s, usage %+v", body, p.stream.usage)
+		}
+	})
+	t.Run("native stream cut short", func(t *testing.T) {
+		p := newEdge()
+		p.handle(headersMsg("POST", "/v1/messages", false))
+		p.handle(bodyMsg(`{"model":"sonnet","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+		p.handle(respHeadersMsg("200", "text/event-stream"))
+		out := p.handle(respBodyMsg("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\n"+
+			"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hel\"}}\n\n", true))
+		body := string(out.GetResponseBody().GetResponse().GetBodyMutation().GetBody())
+		if !strings.HasPrefix(body, "event: message_start") || !strings.HasSuffix(body, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"the provider's stream ended before the answer was complete\"}}\n\n") {
+			t.Errorf("a native stream that broke off: %q", body)
+		}
+		if p.stream.usage == nil || p.stream.usage.PromptTokens != 7 || p.streamEnd != "incomplete" {
+			t.Errorf("usage %+v, end %q", p.stream.usage, p.streamEnd)
+		}
+	})
+	for name, tc := range map[string]struct {
+		body      string
+		status    int
+		typ, code string
+	}{
+		"secret in a tool result": {body: `{"model":"auto","max_tokens":9,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"aws_access_key_id = AKIAIOSFODNN7EXAMPLE"}]}]}`, status: 403, typ: "permission_error", code: "policy_denied"},
+		"no max_tokens":           {body: `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, status: 400, typ: "invalid_request_error", code: "missing_max_tokens"},
+		"secret":                  {body: `{"model":"auto","max_tokens":9,"messages":[{"role":"user","content":"aws_access_key_id = AKIAIOSFODNN7EXAMPLE"}]}`, status: 403, typ: "permission_error", code: "policy_denied"},
+		"secret in tool":          {body: `{"model":"auto","max_tokens":9,"messages":[{"role":"user","content":"hi"}],"tools":[{"name":"f","description":"aws_access_key_id = AKIAIOSFODNN7EXAMPLE","input_schema":{"type":"object"}}]}`, status: 403, typ: "permission_error", code: "policy_denied"},
+		"unknown model":           {body: `{"model":"gpt-9","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}`, status: 404, typ: "not_found_error", code: "model_not_found"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := newEdge()
+			p.handle(headersMsg("POST", "/v1/messages", false))
+			ir := p.handle(bodyMsg(tc.body)).GetImmediateResponse()
+			if ir == nil || int(ir.GetStatus().GetCode()) != tc.status || gjson.GetBytes(ir.Body, "type").Str != "error" ||
+				gjson.GetBytes(ir.Body, "error.type").Str != tc.typ || gjson.GetBytes(ir.Body, "error.code").Str != tc.code {
+				t.Fatalf("want %d %s/%s, got %v", tc.status, tc.typ, tc.code, ir)
+			}
+		})
 	}
 }

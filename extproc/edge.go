@@ -42,6 +42,7 @@ const (
 	epEmbeddings
 	epCompletions
 	epResponses
+	epMessages
 	epModels
 	epModel
 )
@@ -49,7 +50,7 @@ const (
 // routed reports whether requests of the endpoint are decided and sent to
 // a provider.
 func (e endpoint) routed() bool {
-	return e == epChat || e == epEmbeddings || e == epCompletions || e == epResponses
+	return e == epChat || e == epEmbeddings || e == epCompletions || e == epResponses || e == epMessages
 }
 
 // edge is the client-facing filter of one HTTP request: it authenticates,
@@ -110,6 +111,9 @@ type edge struct {
 	// (audit.content); answer is the JSON answer's text then.
 	keepContent bool
 	answer      string
+	// anthropicErrors: the client called the Messages API, whose SDKs read
+	// errors in Anthropic's shape (docs/api.md).
+	anthropicErrors bool
 }
 
 var _ phases = (*edge)(nil)
@@ -190,12 +194,25 @@ func (p *edge) immediate(e *apierr.Error) *extprocv3.ProcessingResponse {
 	if p.result != nil {
 		pv = p.result.PolicyVersion
 	}
-	resp := errorResponse(e, p.id, pv)
+	var resp *extprocv3.ProcessingResponse
+	if p.anthropicErrors {
+		resp = immediateJSON(e.Status, translate.AnthropicError(e), p.id, errorHeaders(e, pv)...)
+	} else {
+		resp = errorResponse(e, p.id, pv)
+	}
 	if p.result != nil && p.result.Route != nil {
 		m := resp.GetImmediateResponse().Headers
 		m.SetHeaders = append(m.SetHeaders, setHeader(header.Route, p.result.Route.Label()))
 	}
 	return resp
+}
+
+// errorJSON is stellwerk's error body in the shape the client's API reads.
+func (p *edge) errorJSON(e *apierr.Error) []byte {
+	if p.anthropicErrors {
+		return translate.AnthropicError(e)
+	}
+	return e.JSON()
 }
 
 // checkRoute fails closed when an LLM request in an operator's Envoy matched
@@ -268,15 +285,19 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 			}
 		}
 	}
-	principal, err := p.state.Keys.Authenticate(credential)
-	if err != nil {
-		return p.immediate(apierr.Unauthorized("a valid stellwerk API key is required (Authorization: Bearer <key>)"))
-	}
-	p.principal = principal
-	p.workspace = principal.Workspace
 	if i := strings.IndexByte(p.path, '?'); i >= 0 {
 		p.path = p.path[:i]
 	}
+	// Anthropic's SDKs read errors in Anthropic's shape, the key's refusal
+	// and an unserved /v1/messages/… (count_tokens, batches) too.
+	p.anthropicErrors = strings.HasPrefix(p.path, request.PathMessages) &&
+		(len(p.path) == len(request.PathMessages) || p.path[len(request.PathMessages)] == '/')
+	principal, err := p.state.Keys.Authenticate(credential)
+	if err != nil {
+		return p.immediate(apierr.Unauthorized("a valid stellwerk API key is required (Authorization: Bearer <key>, or x-api-key)"))
+	}
+	p.principal = principal
+	p.workspace = principal.Workspace
 
 	switch {
 	case p.path == request.PathChat:
@@ -287,12 +308,14 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 		p.endpoint = epCompletions
 	case p.path == request.PathResponses:
 		p.endpoint = epResponses
+	case p.path == request.PathMessages:
+		p.endpoint = epMessages
 	case p.path == "/v1/models":
 		p.endpoint = epModels
 	case strings.HasPrefix(p.path, "/v1/models/") && len(p.path) > len("/v1/models/"):
 		p.endpoint = epModel
 	default:
-		return p.immediate(apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions, /v1/responses, /v1/embeddings and /v1/completions and GET /v1/models (docs/api.md)",
+		return p.immediate(apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/embeddings and /v1/completions and GET /v1/models (docs/api.md)",
 			apierr.Truncate(p.method, 16), apierr.Truncate(p.path, 200)))
 	}
 
@@ -335,14 +358,30 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	}
 	body := b.Body
 	p.bodyPhase, p.reqBody = true, body
+	var needs translate.ResponsesNeeds
 	if p.endpoint == epResponses {
-		// Translated to chat completions first: what is classified and
-		// decided is what the provider gets.
-		tb, err := translate.ResponsesToChat(body)
+		// Translated to chat completions for the decision: what is
+		// classified is what a translating provider gets, and what only a
+		// native provider can take is carried in needs. The provider gets
+		// the request itself, or its translation (rewriteFor).
+		if err := request.CheckBody(body, "responses"); err != nil {
+			return p.immediate(apierr.As(err)) // a duplicate key would be read one way here and another there
+		}
+		tb, nn, err := translate.ResponsesForDecision(body)
 		if err != nil {
 			return p.immediate(apierr.As(err))
 		}
-		body, p.sendPath = tb, request.PathChat
+		body, needs = tb, nn
+	}
+	send := body // what goes on to the provider (rewritten per provider)
+	if p.endpoint == epMessages {
+		// Classified and decided as chat completions; the provider gets
+		// the Messages request, natively or translated (rewriteFor).
+		tb, err := translate.MessagesToChat(body)
+		if err != nil {
+			return p.immediate(apierr.As(err))
+		}
+		body = tb
 	}
 	if p.state.auditRefuses() {
 		p.log.Warn("audit log unavailable: request refused (audit.on_store_down: refuse)", zap.String("decision_id", p.id))
@@ -356,7 +395,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	res, err := p.state.Router.Route(p.ctx, route.Request{Path: p.path, Body: body, Principal: p.principal,
 		HeaderPolicy: p.headerPolicy, Headers: p.headers, Budgets: p.policyBudgets(),
 		DecisionID: p.id, MetadataHeader: p.metadataHdr, PeekBudgets: p.peekBudgets, Limiter: p.state.RouteLimiter,
-		Record: p.state.Audit != nil})
+		Record: p.state.Audit != nil, Needs: needs})
 	p.stages.Decide = time.Since(start)
 	if res != nil {
 		p.result = res
@@ -374,7 +413,15 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	m := d.Model
 	p.decision, p.served = &d, m
 	p.wantUsage = chat.IncludeUsage
-	nb, err := providerNeutral(body, chat.Policy.Exists(), chat.Stream && !chat.IncludeUsage)
+	// A Messages request's usage comes in its events; the chat request an
+	// OpenAI-wire provider gets asks for it (MessagesToChat).
+	nb, err := providerNeutral(send, chat.Policy.Exists(), chat.Stream && !chat.IncludeUsage && p.endpoint != epMessages)
+	if err == nil && p.endpoint == epResponses {
+		// The Responses request goes on as sent, less stellwerk's policy;
+		// its chat translation is kept for the providers that need it.
+		p.chatBody = nb
+		nb, err = providerNeutral(b.Body, chat.Policy.Exists(), false) // the translation keeps policy: it is there iff sent
+	}
 	if err != nil {
 		p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
 		return p.immediate(apierr.Internal())
@@ -525,22 +572,22 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 	hs := make([]*corev3.HeaderValueOption, 0, 8)
 	first := p.plan[0]
 	wc := p.state.workspaceCluster(p.workspace, first.Provider.Name)
-	// A stream with a fallback is rewritten by its egress filter, which
-	// sets the first attempt's first-byte timeout.
+	// A Responses request translated to chat is not rewritten here: a
+	// retry's egress listener must get the Responses request itself; nor
+	// is a Messages request. A stream with a fallback is rewritten by its
+	// egress filter, which sets the attempt's first-byte timeout.
 	firstByte := len(p.plan) > 1 && first.FirstByteTimeout > 0 && p.result != nil && p.result.Chat.Stream
-	if _, _, ok := first.Provider.Credential(); !firstByte && first.Provider.WireFormat != "anthropic" && (ok || wc != "") {
+	plain := !firstByte && first.Provider.WireFormat != "anthropic" && p.endpoint != epMessages &&
+		(p.endpoint != epResponses || first.NativeResponses())
+	if _, _, ok := first.Provider.Credential(); plain && (ok || wc != "") {
 		if rhs, rm, nb, perr := p.rewriteFor(first, body); perr == nil && len(rm) == 0 {
 			hs = append(hs, rhs...)
-			hs = append(hs, setHeader(header.Rewritten, p.providerPath()))
+			hs = append(hs, setHeader(header.Rewritten, p.path))
 			if wc != "" {
 				hs = append(hs, setHeader(header.Upstream, wc))
 			}
 			body, p.rewrote = nb, true
 		}
-	}
-	if p.sendPath != "" && !p.rewrote {
-		// The egress listener builds each attempt from this path.
-		hs = append(hs, setHeader(":path", p.sendPath))
 	}
 	if len(p.state.WorkspaceClusters) > 0 {
 		// A retry's egress listener picks the workspace's own key for its
@@ -648,14 +695,26 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		if p.keepContent {
 			p.stream.answer = &strings.Builder{}
 		}
-		if p.anthropic {
+		switch {
+		case p.endpoint == epResponses && p.anthropic: // Anthropic events → chat chunks → Responses events
+			p.stream.conv = translate.NewAnthropicResponsesStream()
+		case p.anthropic:
 			p.stream.conv = translate.NewAnthropicStream(p.wantUsage)
-		} else if p.endpoint == epResponses {
+		case p.endpoint == epResponses && m.NativeResponses():
+			p.stream.conv = translate.NewResponsesFollower()
+		case p.endpoint == epResponses:
 			p.stream.conv = translate.NewResponsesStream()
+		case p.fromChat:
+			p.stream.conv = translate.NewMessagesStream()
+		case p.endpoint == epMessages: // Anthropic's events, natively or from the egress listener's translation
+			p.stream.messages = true
+		}
+		if p.endpoint == epMessages {
+			p.stream.endEvent = incompleteMessagesEvent
 		}
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_STREAMED}
 	}
-	if p.anthropic && strings.HasPrefix(ctype, "application/json") && !h.EndOfStream &&
+	if (p.anthropic || p.fromChat) && strings.HasPrefix(ctype, "application/json") && !h.EndOfStream &&
 		(encoding == "" || encoding == "identity") {
 		// Answers and errors both come back in Anthropic's shape: translate.
 		p.translate = true
@@ -720,11 +779,11 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		code, _ := strconv.Atoi(p.respStatus)
 		e := apierr.ProviderError(code)
 		p.status, p.errCode = e.Status, e.Code
-		return replaceResponseBody(e.JSON())
+		return replaceResponseBody(p.errorJSON(e))
 	}
 	if p.failed && b.EndOfStream {
 		p.failed = false
-		return replaceResponseBody(p.allAttemptsFailed(b.Body).JSON())
+		return replaceResponseBody(p.errorJSON(p.allAttemptsFailed(b.Body)))
 	}
 	if (!p.addRouting && !p.translate) || !b.EndOfStream {
 		return continueResponseBody()
@@ -732,7 +791,7 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	body := b.Body
 	if p.translate {
 		p.translate = false
-		body = p.fromAnthropic(body)
+		body = p.translateAnswer(body)
 		if !p.addRouting {
 			return replaceResponseBody(body)
 		}
@@ -741,10 +800,16 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
 		return replaceResponseBody(body)
 	}
+	native := p.endpoint == epResponses && p.served.NativeResponses()
 	if p.keepContent {
-		if p.endpoint == epCompletions {
+		switch {
+		case native:
+			p.answer = gjson.GetBytes(body, `output.#(type=="message").content.0.text`).String()
+		case p.endpoint == epCompletions:
 			p.answer = gjson.GetBytes(body, "choices.0.text").String()
-		} else {
+		case p.endpoint == epMessages:
+			p.answer = gjson.GetBytes(body, `content.#(type=="text").text`).String()
+		default:
 			p.answer = gjson.GetBytes(body, "choices.0.message.content").String()
 		}
 	}
@@ -758,7 +823,7 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		cp = &c
 	}
 	ro := p.routing(cp)
-	if p.endpoint == epResponses {
+	if p.endpoint == epResponses && !native {
 		rb, err := translate.ChatToResponse(body)
 		if err != nil {
 			p.log.Warn("chat answer not translatable to a response", zap.String("decision_id", p.id), zap.Error(err))

@@ -194,7 +194,11 @@ func (p *egress) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processing
 		// The edge follows the translated stream for usage: always emit it.
 		p.stream = &streamState{conv: translate.NewAnthropicStream(true)}
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_STREAMED}
-	case p.anthropic && plain && strings.HasPrefix(rh.ctype, "application/json"):
+	case p.fromChat && plain && code/100 == 2 && strings.HasPrefix(rh.ctype, "text/event-stream"):
+		// A Messages API request a chat model answers: Anthropic's events.
+		p.stream = &streamState{conv: translate.NewMessagesStream()}
+		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_STREAMED}
+	case (p.anthropic || p.fromChat) && plain && strings.HasPrefix(rh.ctype, "application/json"):
 		p.translate = true
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
 	}
@@ -202,7 +206,7 @@ func (p *egress) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processing
 }
 
 // responseBody follows a translated stream, or translates a JSON answer
-// back to the OpenAI shape.
+// back to the client's API.
 func (p *egress) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	if p.stream != nil {
 		resp, _ := p.stream.follow(b) // the edge records how it ended
@@ -212,7 +216,7 @@ func (p *egress) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespon
 		return continueResponseBody()
 	}
 	p.translate = false
-	return replaceResponseBody(p.fromAnthropic(b.Body))
+	return replaceResponseBody(p.translateAnswer(b.Body))
 }
 
 // endAttempt records this attempt's outcome once: in the provider's health,

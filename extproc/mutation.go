@@ -71,6 +71,12 @@ func immediateJSON(status int, body []byte, decisionID string, extra ...*corev3.
 // errorResponse answers with an OpenAI-shaped error, naming the policy
 // version that decided when there is one.
 func errorResponse(e *apierr.Error, decisionID, policyVersion string) *extprocv3.ProcessingResponse {
+	return immediateJSON(e.Status, e.JSON(), decisionID, errorHeaders(e, policyVersion)...)
+}
+
+// errorHeaders are an error answer's headers besides its content type and
+// decision id.
+func errorHeaders(e *apierr.Error, policyVersion string) []*corev3.HeaderValueOption {
 	var extra []*corev3.HeaderValueOption
 	if policyVersion != "" {
 		extra = append(extra, setHeader(header.PolicyVersion, policyVersion))
@@ -78,5 +84,5 @@ func errorResponse(e *apierr.Error, decisionID, policyVersion string) *extprocv3
 	if e.RetryAfter > 0 {
 		extra = append(extra, setHeader("retry-after", strconv.Itoa(e.RetryAfter)))
 	}
-	return immediateJSON(e.Status, e.JSON(), decisionID, extra...)
+	return extra
 }

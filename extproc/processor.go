@@ -13,6 +13,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/request"
 	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
@@ -41,15 +42,16 @@ type filter struct {
 	seen  *attemptLog // attempts this process's egress streams recorded
 
 	path string // without the query (the client's query is never forwarded)
-	// sendPath is the client path the provider's request is built for when
-	// it is not path: a Responses API request goes out as chat completions.
-	sendPath  string
+	// chatBody is the chat translation of a Responses API request, made
+	// once by the edge for a provider that does not serve it natively.
+	chatBody  []byte
 	workspace string   // the caller's (edge: its principal's; egress: header.Workspace)
 	extra     []string // client headers only some providers get (forward_headers)
 
 	served     *catalog.Model // the model whose answer the client gets (egress: this attempt's)
-	anthropic  bool           // the provider speaks Anthropic's Messages API
-	translate  bool           // the JSON answer must be translated back to OpenAI
+	anthropic  bool           // the provider speaks Anthropic's Messages API (to a chat request)
+	fromChat   bool           // a Messages API request went to an OpenAI-wire provider as chat
+	translate  bool           // the JSON answer must be translated back to the client's API
 	respStatus string         // the provider's :status
 	stream     *streamState   // set for a streamed (SSE) answer
 }
@@ -70,6 +72,31 @@ func trailers(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 func (p *filter) unexpected() *apierr.Error {
 	p.log.Warn("unexpected ext_proc message", zap.String("decision_id", p.id))
 	return apierr.Internal()
+}
+
+// translateAnswer translates a JSON answer, or error, back to the
+// client's API: Anthropic's to a chat request, chat's to a Messages
+// request.
+func (p *filter) translateAnswer(body []byte) []byte {
+	if p.fromChat {
+		return p.toMessages(body)
+	}
+	return p.fromAnthropic(body)
+}
+
+// toMessages translates a chat.completion answer, or an OpenAI error, to
+// Anthropic's shape.
+func (p *filter) toMessages(body []byte) []byte {
+	if len(p.respStatus) == 3 && p.respStatus[0] == '2' {
+		tb, err := translate.ChatToMessage(body)
+		if err != nil {
+			p.log.Warn("chat answer not translatable to a message", zap.String("decision_id", p.id), zap.Error(err))
+			tb = translate.AnthropicError(apierr.BadGateway("provider_bad_response", "the provider's answer could not be translated"))
+		}
+		return tb
+	}
+	code, _ := strconv.Atoi(p.respStatus)
+	return translate.ChatErrorToAnthropic(code, body)
 }
 
 // fromAnthropic translates an Anthropic JSON answer, or error, back to the
@@ -113,7 +140,25 @@ func (p *filter) rewriteFor(m *catalog.Model, body []byte) (hs []*corev3.HeaderV
 		return nil, nil, nil, apierr.BadGateway("provider_credential_missing",
 			"provider %q has no credential configured; the request was not sent (operators: see the stellwerk log)", prov.Name)
 	}
-	upstreamPath := prov.UpstreamPath(p.providerPath())
+	if p.path == request.PathMessages {
+		return p.rewriteMessages(m, body)
+	}
+	clientPath := p.path
+	if clientPath == request.PathResponses && !m.NativeResponses() {
+		// Translated to chat completions (and on to Anthropic's Messages
+		// below); the answer comes back as chat, translated by the edge.
+		if p.chatBody != nil {
+			body = p.chatBody
+		} else {
+			cb, err := translate.ResponsesToChat(body)
+			if err != nil {
+				return nil, nil, nil, apierr.As(err)
+			}
+			body = cb
+		}
+		clientPath = request.PathChat
+	}
+	upstreamPath := prov.UpstreamPath(clientPath)
 	p.anthropic = prov.WireFormat == "anthropic"
 	if p.anthropic {
 		upstreamPath = prov.BasePath + "/messages"
@@ -148,12 +193,44 @@ func (p *filter) rewriteFor(m *catalog.Model, body []byte) (hs []*corev3.HeaderV
 	return hs, remove, nb, nil
 }
 
-// providerPath is the client path a provider's request is built for.
-func (p *filter) providerPath() string {
-	if p.sendPath != "" {
-		return p.sendPath
+// rewriteMessages rewrites a Messages API request for one model's
+// provider: an Anthropic-wire one gets it as sent, with its model name and
+// the anthropic-version stellwerk speaks; an OpenAI-wire one gets it
+// translated to chat completions.
+func (p *filter) rewriteMessages(m *catalog.Model, body []byte) (hs []*corev3.HeaderValueOption, remove []string, nb []byte, perr *apierr.Error) {
+	prov := m.Provider
+	p.anthropic, p.fromChat = false, prov.WireFormat != "anthropic"
+	for _, k := range p.extra {
+		if !prov.Forwards(k) {
+			remove = append(remove, k)
+		}
 	}
-	return p.path
+	if !p.fromChat {
+		hs = []*corev3.HeaderValueOption{
+			setHeader(":path", prov.BasePath+"/messages"+prov.Query),
+			setHeader(":authority", prov.Authority),
+			setHeader("anthropic-version", translate.AnthropicVersion),
+		}
+		nb = body
+	} else {
+		hs = []*corev3.HeaderValueOption{
+			setHeader(":path", prov.UpstreamPath(request.PathChat)+prov.Query),
+			setHeader(":authority", prov.Authority),
+		}
+		tb, err := translate.MessagesToChat(body)
+		if err != nil {
+			return nil, nil, nil, apierr.As(err)
+		}
+		nb = tb
+	}
+	if gjson.GetBytes(nb, "model").Str != m.ProviderModel {
+		var err error
+		if nb, err = sjson.SetBytes(nb, "model", m.ProviderModel); err != nil {
+			p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
+			return nil, nil, nil, apierr.Internal()
+		}
+	}
+	return hs, remove, nb, nil
 }
 
 // replaceResponseBody sends a new response body with its exact length.

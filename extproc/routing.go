@@ -10,6 +10,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/meter"
+	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
 // routingObject is the `routing` member stellwerk adds to non-streaming JSON
@@ -136,6 +137,24 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 	u := gjson.GetBytes(body, "usage")
 	if !u.IsObject() {
 		return meter.Charge{}, false
+	}
+	if p.endpoint == epMessages { // Anthropic's usage: cache reads and writes apart from input_tokens
+		in, out := u.Get("input_tokens"), u.Get("output_tokens")
+		if in.Type != gjson.Number || out.Type != gjson.Number || in.Num < 0 || out.Num < 0 {
+			return meter.Charge{}, false
+		}
+		cached := int(u.Get("cache_read_input_tokens").Num)
+		return meter.Meter(p.served, p.baseline(), meter.Usage{PromptTokens: int(in.Num) + cached + int(u.Get("cache_creation_input_tokens").Num),
+			CompletionTokens: int(out.Num), CachedTokens: cached}), true
+	}
+	if p.endpoint == epResponses && p.served.NativeResponses() {
+		// A native Responses answer: input_tokens, output_tokens.
+		in, out, ok := translate.ResponseUsage(u)
+		if !ok {
+			return meter.Charge{}, false
+		}
+		return meter.Meter(p.served, p.baseline(), meter.Usage{PromptTokens: in, CompletionTokens: out,
+			CachedTokens: int(u.Get("input_tokens_details.cached_tokens").Num)}), true
 	}
 	pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
 	if !ct.Exists() && p.endpoint == epEmbeddings {

@@ -40,6 +40,10 @@ type State struct {
 	Router          *route.Router
 	Keys            *auth.Keys
 	MaxRequestBytes int64
+	// MessageTimeout is Envoy's ext_proc message timeout (envoy.extproc_timeout):
+	// the pipelined mode extends it for a request whose body is slow to
+	// arrive (extproc/pipeline.go). Zero: the default, 2 s.
+	MessageTimeout time.Duration
 	// Failover is set when requests go through the failover cluster
 	// (standalone mode); nil sends each request to its provider's cluster.
 	Failover *Failover
@@ -137,6 +141,13 @@ type Server struct {
 
 var _ extprocv3.ExternalProcessorServer = (*Server)(nil)
 
+func (st *State) messageTimeout() time.Duration {
+	if st.MessageTimeout > 0 {
+		return st.MessageTimeout
+	}
+	return 2 * time.Second
+}
+
 // New returns a server serving st until SetState swaps it.
 func New(st *State, log *zap.Logger) *Server {
 	s := &Server{log: log.Named("extproc"), newID: NewDecisionID}
@@ -165,9 +176,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 	}
 	p := &edge{filter: f, ctx: ctx}
 	defer p.finish()
-	return serve(ctx, stream, &p.filter,
-		func(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse { return p.handle(req) },
-		func(e *apierr.Error) *extprocv3.ProcessingResponse { return p.immediate(e) })
+	return serveEdge(ctx, stream, p)
 }
 
 // egressProvider is the provider an egress listener's stream sends to,

@@ -37,7 +37,7 @@ type modelEntry struct {
 	OwnedBy       string `json:"owned_by"`
 	ContextWindow int    `json:"context_window,omitempty"`
 	Residency     string `json:"residency,omitempty"`
-	// Endpoints are the APIs the model serves: chat, responses,
+	// Endpoints are the APIs the model serves: chat, responses, messages,
 	// embeddings, completions (docs/api.md).
 	Endpoints []string `json:"endpoints,omitempty"`
 }
@@ -45,7 +45,7 @@ type modelEntry struct {
 // endpointsOf lists the APIs a model serves, in a fixed order.
 func endpointsOf(m *catalog.Model) []string {
 	var out []string
-	for _, api := range [...]string{request.APIChat, request.APIResponses, request.APIEmbeddings, request.APICompletions} {
+	for _, api := range [...]string{request.APIChat, request.APIResponses, request.APIMessages, request.APIEmbeddings, request.APICompletions} {
 		if m.Serves(api) {
 			out = append(out, api)
 		}

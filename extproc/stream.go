@@ -37,6 +37,13 @@ type streamState struct {
 	// complete answer to the client.
 	checkEnd bool
 	sawEnd   bool
+	// endEvent is what a stream that broke off ends with (nil:
+	// incompleteEvent, the OpenAI SDKs' error).
+	endEvent []byte
+	// messages: the events are Anthropic's, passed through and read for
+	// usage (a Messages API request served natively, or translated by the
+	// egress listener).
+	messages bool
 	// answer collects the streamed text for an audit record with content
 	// (nil: not kept), up to maxContentBytes.
 	answer *strings.Builder
@@ -61,6 +68,10 @@ const maxContentBytes = 256 << 10
 
 // incompleteEvent is what the OpenAI SDKs raise as an APIError.
 var incompleteEvent = []byte(`data: {"error":{"message":"the provider's stream ended before the answer was complete","type":"server_error","code":"stream_incomplete","param":null}}` + "\n\n")
+
+// incompleteMessagesEvent is incompleteEvent in Anthropic's shape, what the
+// anthropic SDKs raise as an APIStatusError.
+var incompleteMessagesEvent = translate.AppendMessagesError(nil, "api_error", "the provider's stream ended before the answer was complete")
 
 // streamBody handles one chunk of a streamed answer. At the stream's end
 // the edge records its usage; an egress stream leaves that to the edge.
@@ -119,6 +130,10 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 			}
 			ev.Raw = bytes.TrimRight(ev.Raw, "\r\n")
 		}
+		if st.messages {
+			st.messagesEvent(ev.Data)
+			continue
+		}
 		if st.openaiEvent(ev.Data) {
 			ev.Raw = nil // the usage-only chunk the client did not ask for
 			changed = true
@@ -127,7 +142,7 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 	if !changed && !b.EndOfStream {
 		return continueResponseBody(), ""
 	}
-	out := make([]byte, 0, len(b.Body)+len(incompleteEvent))
+	out := make([]byte, 0, len(b.Body)+len(incompleteEvent)+len(st.endEvent))
 	for i := range st.events {
 		if raw := st.events[i].Raw; raw != nil {
 			out = append(out, raw...)
@@ -202,12 +217,61 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 	return drop
 }
 
+// messagesEvent reads one Anthropic stream event, in place: its end
+// (message_stop or an error), its usage (message_start's input,
+// message_delta's output) and its streamed text.
+func (st *streamState) messagesEvent(data []byte) {
+	if len(data) == 0 || data[0] != '{' || !gjson.ValidBytes(data) {
+		return
+	}
+	ev := gjson.Parse(unsafe.String(&data[0], len(data)))
+	switch ev.Get("type").Str {
+	case "message_start":
+		u := ev.Get("message.usage")
+		if in := u.Get("input_tokens"); in.Type == gjson.Number {
+			cached := int(u.Get("cache_read_input_tokens").Num)
+			st.usage = &usage{PromptTokens: int(in.Num) + cached + int(u.Get("cache_creation_input_tokens").Num),
+				CompletionTokens: int(u.Get("output_tokens").Num)}
+			st.cached = cached
+		}
+	case "message_delta":
+		u := ev.Get("usage")
+		if out := u.Get("output_tokens"); out.Type == gjson.Number {
+			if st.usage == nil {
+				st.usage = &usage{}
+			}
+			st.usage.CompletionTokens = int(out.Num)
+			if in := u.Get("input_tokens"); in.Type == gjson.Number && in.Num > 0 {
+				st.cached = int(u.Get("cache_read_input_tokens").Num)
+				st.usage.PromptTokens = int(in.Num) + st.cached + int(u.Get("cache_creation_input_tokens").Num)
+			}
+		}
+	case "content_block_delta":
+		d := ev.Get("delta")
+		t := d.Get("text")
+		if t.Type != gjson.String {
+			t = d.Get("partial_json")
+		}
+		if t.Type == gjson.String {
+			st.outTokens += classify.EstimateTokens(t.Str)
+			if st.answer != nil && st.answer.Len() < maxContentBytes && d.Get("type").Str == "text_delta" {
+				st.answer.WriteString(t.Str)
+			}
+		}
+	case "message_stop", "error":
+		st.sawEnd = true
+	}
+}
+
 // end ends a stream whose last chunk out is: one that ended without
 // [DONE] or an error event gets an error event, so that a provider that
 // broke off never looks like a complete answer, whatever its wire format.
 // (An egress stream leaves that to the edge, which sees every answer.)
 func (st *streamState) end(out []byte) ([]byte, string) {
 	if st.checkEnd && !st.sawEnd {
+		if st.endEvent != nil {
+			return append(out, st.endEvent...), "incomplete"
+		}
 		return append(out, incompleteEvent...), "incomplete"
 	}
 	return out, "complete"

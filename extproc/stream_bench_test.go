@@ -57,3 +57,32 @@ func BenchmarkStreamBodyResponses(b *testing.B) {
 		p.streamBody(msg)
 	}
 }
+
+// BenchmarkStreamBodyMessages is a Messages API stream through the edge:
+// the openai chunk translated into Anthropic's events (one text_delta per
+// chat chunk), and Anthropic's own events passed through and read for the
+// usage (served natively, or translated by the egress listener).
+func BenchmarkStreamBodyMessages(b *testing.B) {
+	chat := strings.Repeat(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hello wor"},"finish_reason":null}]}`+"\n\n", 16)
+	for name, translated := range map[string]bool{"translated": true, "native": false} {
+		b.Run(name, func(b *testing.B) {
+			p := edgeStream(false)
+			p.stream.endEvent = incompleteMessagesEvent
+			chunk := chat
+			if translated {
+				p.stream.conv = translate.NewMessagesStream()
+				p.streamBody(&extprocv3.HttpBody{Body: []byte(chunk)}) // opens the message and its text block
+			} else {
+				p.stream.messages = true
+				chunk = strings.Repeat(antDelta, 16)
+				p.streamBody(&extprocv3.HttpBody{Body: []byte(antStart)})
+			}
+			msg := &extprocv3.HttpBody{Body: []byte(chunk)}
+			b.SetBytes(int64(len(chunk)))
+			b.ReportAllocs()
+			for b.Loop() {
+				p.streamBody(msg)
+			}
+		})
+	}
+}

@@ -42,7 +42,7 @@ func extProcConfig(ep ExtProc) *extprocv3.ExternalProcessor {
 		// The decision's attempt list, for the failover cluster's balancer.
 		mo = &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{header.MetadataNamespace}}}
 	}
-	return &extprocv3.ExternalProcessor{
+	c := &extprocv3.ExternalProcessor{
 		MetadataOptions:    mo,
 		ResponseAttributes: attrs,
 		GrpcService:        gs,
@@ -67,13 +67,37 @@ func extProcConfig(ep ExtProc) *extprocv3.ExternalProcessor {
 		// add the routing object; streams are never buffered.
 		AllowModeOverride: true,
 	}
+	if ep.Egress == "" {
+		pipelinedMode(c)
+	}
+	return c
+}
+
+// pipelinedMode is the client-facing filter's mode: both bodies STREAMED
+// and sent without waiting for the headers' answer, so a request costs
+// one round trip each way (extproc/pipeline.go). Envoy ignores mode
+// overrides then; stellwerk holds and releases chunks itself. The upload
+// of a large body may take longer than the message timeout: stellwerk
+// extends it for that message, up to MaxMessageTimeout.
+func pipelinedMode(c *extprocv3.ExternalProcessor) {
+	c.ProcessingMode = &extprocv3.ProcessingMode{
+		RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
+		RequestBodyMode:     extprocv3.ProcessingMode_STREAMED,
+		RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+		ResponseHeaderMode:  extprocv3.ProcessingMode_SEND,
+		ResponseBodyMode:    extprocv3.ProcessingMode_STREAMED,
+		ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+	}
+	c.SendBodyWithoutWaitingForHeaderResponse = true
+	c.AllowModeOverride = false
+	c.MaxMessageTimeout = durationpb.New(2 * time.Minute)
 }
 
 // observeConfig is the first attempt's egress filter when the edge already
 // rewrote the request: Envoy sends it the answer's headers and goes on
 // without waiting (observability mode); stellwerk records the attempt.
 func observeConfig(ep ExtProc) *extprocv3.ExternalProcessor {
-	c := extProcConfig(ep)
+	c := extProcConfig(ep) // ep.Egress is set: the classic mode, changed below
 	c.GrpcService.InitialMetadata = append(c.GrpcService.InitialMetadata, &corev3.HeaderValue{Key: header.Observe, Value: "1"})
 	c.ObservabilityMode = true
 	// stellwerk ends the stream after the response headers; should it not,

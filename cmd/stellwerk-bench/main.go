@@ -147,6 +147,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rates := fs.String("rates", "100,500,1000", "requests per second, comma-separated")
 	sizes := fs.String("sizes", "2KB,32KB", "request body sizes (bytes, or with KB)")
 	modes := fs.String("modes", "json,stream", "json (non-streaming) and/or stream")
+	endpoints := fs.String("endpoints", "chat", "APIs to load, a row each: "+strings.Join(bench.EndpointNames(), ", ")+" (stream modes skip those that do not stream)")
 	delays := fs.String("delays", "0ms,50ms", "fake provider's first-byte delays")
 	duration := fs.Duration("duration", 4*time.Second, "load per target and scenario")
 	slice := fs.Duration("slice", time.Second, "length of each interleaved slice")
@@ -193,6 +194,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return false, errors.New("want json or stream")
 	}); err != nil {
 		problems = append(problems, "-modes: "+err.Error())
+	}
+	if o.Endpoints, err = parseList(*endpoints, func(s string) (string, error) {
+		if _, ok := bench.EndpointNamed(s); !ok {
+			return "", errors.New("want one of " + strings.Join(bench.EndpointNames(), ", "))
+		}
+		return s, nil
+	}); err != nil {
+		problems = append(problems, "-endpoints: "+err.Error())
 	}
 	if o.Delays, err = parseList(*delays, func(s string) (time.Duration, error) {
 		d, err := time.ParseDuration(s)

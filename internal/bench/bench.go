@@ -32,14 +32,17 @@ type Options struct {
 	Envoy     string // Envoy binary (stack mode)
 	Stellwerk string // stellwerk binary (stack mode)
 
-	Rates    []float64       // requests/s; default 100, 500, 1000
-	Sizes    []int           // request bytes; default 2048, 32768
-	Streams  []bool          // default false, true
-	Delays   []time.Duration // provider first-byte delay; default 0, 50ms
-	Duration time.Duration   // per target and scenario; default 4s
-	Slice    time.Duration   // interleaving slice; default 1s
-	Warmup   time.Duration   // per target and scenario, not recorded; default 500ms
-	Timeout  time.Duration   // per request; default 10s
+	Rates   []float64 // requests/s; default 100, 500, 1000
+	Sizes   []int     // request bytes; default 2048, 32768
+	Streams []bool    // default false, true
+	// Endpoints are the APIs measured, by name (Endpoints); default chat.
+	// Stream scenarios are skipped for an API that does not stream.
+	Endpoints []string
+	Delays    []time.Duration // provider first-byte delay; default 0, 50ms
+	Duration  time.Duration   // per target and scenario; default 4s
+	Slice     time.Duration   // interleaving slice; default 1s
+	Warmup    time.Duration   // per target and scenario, not recorded; default 500ms
+	Timeout   time.Duration   // per request; default 10s
 
 	EnvoyConcurrency int // --concurrency of every Envoy; default 2
 	// Transport between Envoy and stellwerk: "unix" (default) or "mtls".
@@ -80,6 +83,9 @@ func (o *Options) defaults() {
 	}
 	if len(o.Streams) == 0 {
 		o.Streams = []bool{false, true}
+	}
+	if len(o.Endpoints) == 0 {
+		o.Endpoints = []string{Endpoints[0].Name}
 	}
 	if len(o.Delays) == 0 {
 		o.Delays = []time.Duration{0, 50 * time.Millisecond}
@@ -139,24 +145,26 @@ type Versions struct {
 
 // Settings are the options the run used.
 type Settings struct {
-	Target           string  `json:"target,omitempty"`
-	Model            string  `json:"model"`
-	Shape            string  `json:"shape,omitempty"`  // of stellwerk's config: production or one-model
-	Ledger           string  `json:"ledger,omitempty"` // of the production shape: memory, redis or none
-	Models           int     `json:"models,omitempty"` // in stellwerk's catalog
-	DurationS        float64 `json:"duration_s_per_target"`
-	SliceS           float64 `json:"slice_s"`
-	WarmupS          float64 `json:"warmup_s"`
-	EnvoyConcurrency int     `json:"envoy_concurrency,omitempty"`
-	Transport        string  `json:"transport,omitempty"` // Envoy → stellwerk: unix or mtls
-	QuietBelow       float64 `json:"quiet_below_cores,omitempty"`
-	QuietWaitS       float64 `json:"quiet_wait_s,omitempty"`
-	Retries          int     `json:"retries,omitempty"`
+	Target           string   `json:"target,omitempty"`
+	Model            string   `json:"model"`
+	Endpoints        []string `json:"endpoints,omitempty"`
+	Shape            string   `json:"shape,omitempty"`  // of stellwerk's config: production or one-model
+	Ledger           string   `json:"ledger,omitempty"` // of the production shape: memory, redis or none
+	Models           int      `json:"models,omitempty"` // in stellwerk's catalog
+	DurationS        float64  `json:"duration_s_per_target"`
+	SliceS           float64  `json:"slice_s"`
+	WarmupS          float64  `json:"warmup_s"`
+	EnvoyConcurrency int      `json:"envoy_concurrency,omitempty"`
+	Transport        string   `json:"transport,omitempty"` // Envoy → stellwerk: unix or mtls
+	QuietBelow       float64  `json:"quiet_below_cores,omitempty"`
+	QuietWaitS       float64  `json:"quiet_wait_s,omitempty"`
+	Retries          int      `json:"retries,omitempty"`
 }
 
-// Scenario is one rate × size × mode × provider delay.
+// Scenario is one endpoint × rate × size × mode × provider delay.
 type Scenario struct {
 	Name       string  `json:"name"`
+	Endpoint   string  `json:"endpoint"`
 	Rate       float64 `json:"rate"`
 	SizeBytes  int     `json:"size_bytes"`
 	Stream     bool    `json:"stream"`
@@ -219,7 +227,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	o.defaults()
 	rep := &Report{Started: time.Now().UTC(), Command: o.Command, Machine: machine(),
 		Versions: Versions{Go: runtime.Version()},
-		Settings: Settings{Target: o.Target, Model: o.Model, DurationS: o.Duration.Seconds(),
+		Settings: Settings{Target: o.Target, Model: o.Model, Endpoints: o.Endpoints, DurationS: o.Duration.Seconds(),
 			SliceS: o.Slice.Seconds(), WarmupS: o.Warmup.Seconds(), QuietBelow: o.QuietBelow, QuietWaitS: o.QuietWait.Seconds(), Retries: o.Retries}}
 
 	var targets []*Target
@@ -268,28 +276,37 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if stack != nil {
 			stack.Provider.SetBehavior(mockBehavior(delay))
 		}
-		for _, size := range o.Sizes {
-			for _, stream := range o.Streams {
-				for _, rate := range o.Rates {
-					var sc Scenario
-					var err error
-					for attempt := 1; ; attempt++ {
-						waitQuiet(ctx, o, stack)
-						sc, err = runScenario(ctx, o, stack, targets, rate, size, stream, delay)
-						sc.Attempts = attempt
-						if err != nil || o.QuietBelow <= 0 || sc.OtherCores < o.QuietBelow || attempt > o.Retries {
-							break
-						}
-						progress(o.Progress, "%s: others used %.2f cores meanwhile; measuring again", sc.Name, sc.OtherCores)
+		for _, name := range o.Endpoints {
+			ep, ok := EndpointNamed(name)
+			if !ok {
+				return rep, fmt.Errorf("bench: unknown endpoint %q (have %s)", name, strings.Join(EndpointNames(), ", "))
+			}
+			for _, size := range o.Sizes {
+				for _, stream := range o.Streams {
+					if stream && ep.StreamEnd == "" {
+						continue // the API does not stream
 					}
-					if err != nil {
-						if stack != nil && ctx.Err() == nil {
-							err = fmt.Errorf("%w\n%s", err, stack.Logs())
+					for _, rate := range o.Rates {
+						var sc Scenario
+						var err error
+						for attempt := 1; ; attempt++ {
+							waitQuiet(ctx, o, stack)
+							sc, err = runScenario(ctx, o, stack, targets, ep, rate, size, stream, delay)
+							sc.Attempts = attempt
+							if err != nil || o.QuietBelow <= 0 || sc.OtherCores < o.QuietBelow || attempt > o.Retries {
+								break
+							}
+							progress(o.Progress, "%s: others used %.2f cores meanwhile; measuring again", sc.Name, sc.OtherCores)
 						}
-						return rep, err
+						if err != nil {
+							if stack != nil && ctx.Err() == nil {
+								err = fmt.Errorf("%w\n%s", err, stack.Logs())
+							}
+							return rep, err
+						}
+						rep.Scenarios = append(rep.Scenarios, sc)
+						progress(o.Progress, "%s", sc.summaryLine())
 					}
-					rep.Scenarios = append(rep.Scenarios, sc)
-					progress(o.Progress, "%s", sc.summaryLine())
 				}
 			}
 		}
@@ -312,16 +329,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 // A F B, B F A, F B A, A B F, B A F, F A B — every order once in six rounds,
 // so no target always goes first or always follows the same one; with two
 // it is A B, B A, B A, A B as before.
-func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target, rate float64, size int, stream bool, delay time.Duration) (Scenario, error) {
-	body := chatBody(size, stream, o.Model)
-	sc := Scenario{Rate: rate, SizeBytes: size, Stream: stream, ProviderMS: float64(delay) / 1e6}
+func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target, ep Endpoint, rate float64, size int, stream bool, delay time.Duration) (Scenario, error) {
+	body := ep.request(size, stream, o.Model)
+	sc := Scenario{Endpoint: ep.Name, Rate: rate, SizeBytes: size, Stream: stream, ProviderMS: float64(delay) / 1e6}
 	if delay < 0 {
 		sc.ProviderMS = -1
 	}
 	sc.Name = scenarioName(sc)
 	if o.Warmup > 0 {
 		for _, t := range targets {
-			attack(ctx, t, rate, o.Warmup, body, stream, func(result) {})
+			attack(ctx, t, rate, o.Warmup, body, func(result) {})
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -350,7 +367,7 @@ func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target
 		for _, i := range order {
 			a := accs[i]
 			began := time.Now()
-			sent, window := attack(ctx, targets[i], rate, o.Slice, body, stream, func(r result) {
+			sent, window := attack(ctx, targets[i], rate, o.Slice, body, func(r result) {
 				a.mu.Lock()
 				defer a.mu.Unlock()
 				if !r.ok() {
@@ -494,6 +511,9 @@ func scenarioName(sc Scenario) string {
 		mode = "stream"
 	}
 	name := fmt.Sprintf("%g rps, %s, %s", sc.Rate, sizeName(sc.SizeBytes), mode)
+	if sc.Endpoint != "" && sc.Endpoint != Endpoints[0].Name {
+		name = sc.Endpoint + ", " + name // chat, the default, keeps the names of earlier runs
+	}
 	if sc.ProviderMS >= 0 {
 		name += fmt.Sprintf(", provider %g ms", sc.ProviderMS)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/stellwerk/stellwerk/internal/bench/noopextproc"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
 )
 
 // TestMain lets the test binary be the floor's no-op ext_proc server, as
@@ -125,7 +126,7 @@ func TestAttackIsOpenLoop(t *testing.T) {
 
 	var mu sync.Mutex
 	var lat []time.Duration
-	sent, window := attack(context.Background(), tg, 200, time.Second, []byte(`{}`), false, func(r result) {
+	sent, window := attack(context.Background(), tg, 200, time.Second, request{path: "/v1/chat/completions", body: []byte(`{}`)}, func(r result) {
 		mu.Lock()
 		defer mu.Unlock()
 		if r.ok() {
@@ -181,16 +182,47 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
-func TestChatBodySize(t *testing.T) {
-	for _, size := range []int{2 << 10, 32 << 10} {
+func TestBodySize(t *testing.T) {
+	for _, ep := range Endpoints {
+		for _, size := range []int{2 << 10, 32 << 10} {
+			for _, stream := range []bool{false, true} {
+				b := ep.Body(size, stream, "auto")
+				if len(b) != size || !gjson.ValidBytes(b) {
+					t.Errorf("%s size %d stream %v: got %d bytes, valid JSON %v", ep.Name, size, stream, len(b), gjson.ValidBytes(b))
+				}
+				if want := stream && ep.StreamEnd != ""; gjson.GetBytes(b, "stream").Bool() != want {
+					t.Errorf("%s size %d: stream field is not %v", ep.Name, size, want)
+				}
+			}
+		}
+	}
+}
+
+// TestEndpointsAgainstTheFakeProvider: each endpoint's request, sent as
+// the load sends it, is answered by the fake provider (which speaks every
+// API), and its stream ends as the endpoint expects.
+func TestEndpointsAgainstTheFakeProvider(t *testing.T) {
+	srv := httptest.NewServer(mockllm.New("p", ""))
+	defer srv.Close()
+	tg := newTarget("t", srv.URL, nil, 5*time.Second)
+	defer tg.close()
+	for _, ep := range Endpoints {
 		for _, stream := range []bool{false, true} {
-			b := chatBody(size, stream, "auto")
-			if len(b) != size || !gjson.ValidBytes(b) {
-				t.Errorf("size %d stream %v: got %d bytes, valid JSON %v", size, stream, len(b), gjson.ValidBytes(b))
+			if stream && ep.StreamEnd == "" {
+				continue
 			}
-			if gjson.GetBytes(b, "stream").Bool() != stream {
-				t.Errorf("size %d: stream field is not %v", size, stream)
+			if r := tg.do(context.Background(), time.Now(), ep.request(2048, stream, "m")); !r.ok() || r.Status != 200 {
+				t.Errorf("%s stream %v: %+v", ep.Name, stream, r)
 			}
+		}
+	}
+	// A stream cut short is an error, whatever the API.
+	for _, name := range []string{"chat", "responses"} {
+		ep, _ := EndpointNamed(name)
+		rq := ep.request(2048, true, "m")
+		rq.headers = map[string]string{"x-mock-reset": "truncate"}
+		if r := tg.do(context.Background(), time.Now(), rq); r.ok() {
+			t.Errorf("%s: a truncated stream counted as an answer", name)
 		}
 	}
 }

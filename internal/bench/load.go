@@ -56,7 +56,7 @@ func (r result) ok() bool { return r.Err == "" }
 // scheduled time regardless of how many are still in flight (open loop), and
 // waits for all of them. It returns how many were sent and how long sending
 // took.
-func attack(ctx context.Context, t *Target, rate float64, dur time.Duration, body []byte, stream bool, record func(result)) (int, time.Duration) {
+func attack(ctx context.Context, t *Target, rate float64, dur time.Duration, rq request, record func(result)) (int, time.Duration) {
 	n := int(math.Round(rate * dur.Seconds()))
 	if n < 1 {
 		n = 1
@@ -85,7 +85,7 @@ loop:
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			record(t.do(ctx, due, body, stream))
+			record(t.do(ctx, due, rq))
 		}()
 	}
 	window := time.Since(start)
@@ -95,15 +95,19 @@ loop:
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// do sends one chat request and reads the whole answer.
-func (t *Target) do(ctx context.Context, due time.Time, body []byte, stream bool) result {
+// do sends one request and reads the whole answer.
+func (t *Target) do(ctx context.Context, due time.Time, rq request) result {
 	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL+"/v1/chat/completions", bytes.NewReader(body))
+	stream := rq.stream
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL+rq.path, bytes.NewReader(rq.body))
 	if err != nil {
 		return result{Err: err.Error()}
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for k, v := range rq.headers {
+		req.Header.Set(k, v)
+	}
 	for k, v := range t.Headers {
 		req.Header.Set(k, v)
 	}
@@ -120,7 +124,8 @@ func (t *Target) do(ctx context.Context, due time.Time, body []byte, stream bool
 	if m := resp.Header.Get("x-stellwerk-model"); m != "" {
 		r.Route = resp.Header.Get("x-stellwerk-provider") + "/" + m
 	}
-	var tail []byte // the last bytes: did a stream end with [DONE], what does an error say
+	var tail []byte // the last bytes: what does an error say
+	ended := false  // a stream's end (rq.end) came
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
@@ -129,6 +134,9 @@ func (t *Target) do(ctx context.Context, due time.Time, body []byte, stream bool
 			}
 			if stream || resp.StatusCode != http.StatusOK {
 				tail = append(tail, buf[:n]...)
+				// The end may follow a large event (response.completed
+				// carries the whole response): look before trimming.
+				ended = ended || stream && bytes.Contains(tail, rq.end)
 				if len(tail) > 256 {
 					tail = tail[len(tail)-256:]
 				}
@@ -154,8 +162,8 @@ func (t *Target) do(ctx context.Context, due time.Time, body []byte, stream bool
 		} else if len(tail) > 0 { // not stellwerk's answer: Envoy's own reply
 			r.Err += ": " + strings.TrimSpace(string(tail[:min(len(tail), 80)]))
 		}
-	case stream && !bytes.Contains(tail, []byte("data: [DONE]")):
-		r.Err = "stream ended without data: [DONE]"
+	case stream && !ended:
+		r.Err = "stream ended without " + string(rq.end)
 	}
 	return r
 }
@@ -170,36 +178,4 @@ func shortErr(err error) string {
 		return "timeout"
 	}
 	return err.Error()
-}
-
-// chatBody is a chat request of about size bytes: a short system prompt and
-// a user message of plain prose (no personal data or secrets, which would
-// change the route rather than measure it).
-func chatBody(size int, stream bool, model string) []byte {
-	head := `{"model":"` + model + `",`
-	if stream {
-		head += `"stream":true,"stream_options":{"include_usage":true},`
-	}
-	head += `"messages":[{"role":"system","content":"You are a concise assistant for an operations team."},{"role":"user","content":"Summarise the following notes in three bullet points. `
-	const tail = `"}]}`
-	sentences := []string{
-		"The routing layer moved most traffic to the cheaper model during the night shift.",
-		"Latency stayed within the agreed budget while the queue was short.",
-		"Two regions reported slower answers after the network change on Tuesday.",
-		"The team wants a weekly summary of cost per workspace and per model.",
-		"Nobody could explain why the retry rate doubled for a few minutes.",
-		"A new dashboard shows how many requests each provider served.",
-		"Quality scores from the last evaluation were slightly higher than before.",
-	}
-	var b strings.Builder
-	b.WriteString(head)
-	for i := 0; b.Len()+len(tail) < size; i++ {
-		s := sentences[i%len(sentences)] + " "
-		if room := size - len(tail) - b.Len(); len(s) > room {
-			s = s[:room]
-		}
-		b.WriteString(s)
-	}
-	b.WriteString(tail)
-	return []byte(b.String())
 }

@@ -82,17 +82,17 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 	stack.Provider.SetBehavior(mockBehavior(o.Delay))
 	target := newTarget("stellwerk", stack.StellwerkURL, stack.StellwerkHeaders, 10*time.Second)
 	defer target.close()
-	body := chatBody(o.Size, o.Stream, "auto")
+	body := chatRequest(o.Size, o.Stream, "auto")
 
 	progress(o.Progress, "warming up for %s", o.Warmup)
-	attack(ctx, target, o.Rate, o.Warmup, body, o.Stream, func(result) {})
+	attack(ctx, target, o.Rate, o.Warmup, body, func(result) {})
 	if err := stack.stellwerk.signal(syscall.SIGUSR1); err != nil {
 		return fmt.Errorf("start profiling: %w", err)
 	}
 	time.Sleep(100 * time.Millisecond) // let the profile start before the load does
 	var ok, failed atomic.Int64
 	progress(o.Progress, "profiling %g rps of %s for %s", o.Rate, sizeName(o.Size), o.Duration)
-	attack(ctx, target, o.Rate, o.Duration, body, o.Stream, func(r result) {
+	attack(ctx, target, o.Rate, o.Duration, body, func(r result) {
 		if r.ok() {
 			ok.Add(1)
 		} else {

@@ -71,6 +71,9 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 		p("\n")
 	}
 	p("- per scenario and target: %gs of load in %gs slices after %gs of warm-up; model `%s`", s.DurationS, s.SliceS, s.WarmupS, s.Model)
+	if len(s.Endpoints) > 1 || len(s.Endpoints) == 1 && s.Endpoints[0] != Endpoints[0].Name {
+		p("; endpoints %s (a row each)", strings.Join(s.Endpoints, ", "))
+	}
 	if s.EnvoyConcurrency > 0 {
 		p("; every Envoy `--concurrency %d`", s.EnvoyConcurrency)
 	}
@@ -197,8 +200,11 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 		if rt := roundTrips(rep.ExtProcStats); rt.requests > 0 {
 			p("### ext_proc messages per request\n\n")
 			p("From Envoy B's statistics over the whole run (warm-up included), per request that reached stellwerk: "+
-				"**%.2f answered messages** (each a gRPC round trip Envoy waits for: %.2f on the client-facing filter, %.2f on egress listeners) "+
-				"and %.2f watched without waiting (the first attempt's egress listener, observability mode). The floor answers 1.\n\n",
+				"**%.2f answered messages** (%.2f on the client-facing filter, %.2f on egress listeners) "+
+				"and %.2f watched without waiting (the first attempt's egress listener, observability mode). The floor answers 1. "+
+				"In the classic mode each answered message is a round trip Envoy waits for before it sends the next; in the pipelined mode "+
+				"stellwerk serves (docs/envoy.md) Envoy sends each body's chunks without waiting, so a request waits for one answer each way "+
+				"however many chunks it has, and the count grows with the chunks.\n\n",
 				float64(rt.edge+rt.egress)/float64(rt.requests), float64(rt.edge)/float64(rt.requests),
 				float64(rt.egress)/float64(rt.requests), float64(rt.watched)/float64(rt.requests))
 		}

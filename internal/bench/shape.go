@@ -293,7 +293,7 @@ func prime(ctx context.Context, s *Stack, cat *shipped) (failedPinned []string, 
 	}
 	const primeAuto = 20
 	for range primeAuto {
-		if r := t.do(ctx, time.Now(), chatBody(2048, false, "auto"), false); !r.ok() {
+		if r := t.do(ctx, time.Now(), chatRequest(2048, false, "auto")); !r.ok() {
 			return failedPinned, fmt.Errorf("priming stellwerk with model auto: %s", r.Err)
 		}
 	}

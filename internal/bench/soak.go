@@ -130,8 +130,8 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 
 	target := newTarget("stellwerk", stack.StellwerkURL, stack.StellwerkHeaders, o.Timeout)
 	defer target.close()
-	body := chatBody(o.Size, o.Stream, "auto")
-	attack(ctx, target, o.Rate, 2*time.Second, body, o.Stream, func(result) {}) // warm-up
+	body := chatRequest(o.Size, o.Stream, "auto")
+	attack(ctx, target, o.Rate, 2*time.Second, body, func(result) {}) // warm-up
 
 	var (
 		mu         sync.Mutex
@@ -146,7 +146,7 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		sent, sendWindow = attack(ctx, target, o.Rate, o.Duration, body, o.Stream, func(r result) {
+		sent, sendWindow = attack(ctx, target, o.Rate, o.Duration, body, func(r result) {
 			mu.Lock()
 			defer mu.Unlock()
 			if !r.ok() {

@@ -34,6 +34,9 @@ type Provider struct {
 	Residency  string
 	// AssuranceTier is 1 (public API), 2 (enterprise terms) or 3 (dedicated).
 	AssuranceTier int
+	// StoredResponses: the provider keeps its Responses API answers, so
+	// previous_response_id works against it (config stored_responses).
+	StoredResponses bool
 	// PerModelLimits: the provider rate-limits each model on its own, so
 	// a 429 cools the model, not the provider (rate_limit_scope).
 	PerModelLimits bool
@@ -120,6 +123,10 @@ type Model struct {
 	Streaming       bool
 	// Chat, Embeddings and Completions are the endpoints it serves.
 	Chat, Embeddings, Completions bool
+	// Responses: its provider serves the Responses API natively for it
+	// (capability responses); Responses requests pass through. Without it
+	// a chat model still serves them, translated.
+	Responses bool
 	// Quality maps a task (or "default") to a 0–1 score.
 	Quality   map[string]float64
 	LatencyMS int
@@ -175,17 +182,33 @@ func (m *Model) Supported() bool {
 }
 
 // Serves reports whether the model serves an endpoint (request.APIChat,
-// APIEmbeddings, APICompletions; "" is chat).
+// APIResponses, APIEmbeddings, APICompletions, APIMessages; "" is chat). A
+// chat model serves the Responses API translated, whatever its wire format.
 func (m *Model) Serves(api string) bool {
 	switch api {
 	case "embeddings":
 		return m.Embeddings && m.Provider.WireFormat == "openai"
 	case "completions":
 		return m.Completions && m.Provider.WireFormat == "openai"
-	case "responses": // translated to chat completions, for OpenAI-wire providers
-		return m.Chat && m.Provider.WireFormat == "openai"
+	case "responses":
+		return m.NativeResponses() || m.Chat
+	case "messages": // Anthropic-wire natively, OpenAI-wire translated to chat
+		return m.Chat
 	}
 	return m.Chat
+}
+
+// NativeResponses reports whether Responses API requests go to the model's
+// provider as they are (its /responses), not translated.
+func (m *Model) NativeResponses() bool {
+	return m.Responses && m.Provider.WireFormat == "openai"
+}
+
+// StoresResponses reports whether the model can answer a Responses request
+// that continues a stored one (previous_response_id, conversation): only
+// natively, at a provider that keeps its responses.
+func (m *Model) StoresResponses() bool {
+	return m.NativeResponses() && m.Provider.StoredResponses
 }
 
 // CannotServe says why the model does not serve an endpoint, "" when it
@@ -195,10 +218,10 @@ func (m *Model) CannotServe(api string) string {
 	switch {
 	case m.Serves(api):
 		return ""
-	case api == "responses" && m.Chat:
-		return "the Responses API is translated to chat completions for OpenAI-wire providers only"
 	case api == "responses":
-		return "does not serve chat (capabilities), which the Responses API is translated to"
+		return "does not serve responses or chat (capabilities), which the Responses API is translated to"
+	case api == "messages":
+		return "does not serve chat (capabilities), which the Messages API needs"
 	case api != "chat" && api != "" && m.Provider.WireFormat != "openai":
 		return "wire format " + m.Provider.WireFormat + " has no " + api + " endpoint"
 	}
@@ -284,9 +307,11 @@ func New(c *config.Config, env Env) (*Catalog, error) {
 				m.Embeddings = true
 			case "completions":
 				m.Completions = true
+			case "responses":
+				m.Responses = true
 			}
 		}
-		if !m.Chat && !m.Embeddings && !m.Completions {
+		if !m.Chat && !m.Embeddings && !m.Completions && !m.Responses {
 			m.Chat = true // a list that names no endpoint is a chat model's
 		}
 		cat.models = append(cat.models, m)
@@ -314,7 +339,7 @@ func newProvider(pc config.Provider, env Env) (*Provider, error) {
 	}
 	p := &Provider{Name: pc.Name, Cluster: ClusterName(pc.Name), Scheme: u.Scheme, Host: u.Hostname(),
 		BasePath: strings.TrimSuffix(u.EscapedPath(), "/"), WireFormat: pc.WireFormat, Region: pc.Region,
-		Residency: pc.Residency, AssuranceTier: pc.AssuranceTier, authHeader: pc.Credential.Header,
+		Residency: pc.Residency, AssuranceTier: pc.AssuranceTier, StoredResponses: pc.StoredResponses, authHeader: pc.Credential.Header,
 		PerModelLimits: pc.RateLimitScope != config.RateLimitScopeProvider}
 	p.Port = 80
 	if p.TLS() {

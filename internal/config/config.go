@@ -324,6 +324,11 @@ type Provider struct {
 	// beyond the shipped allow-list (e.g. anthropic-beta, openai-beta).
 	// Every other client header is removed before a request leaves.
 	ForwardHeaders []string `yaml:"forward_headers,omitempty"`
+	// StoredResponses: the provider keeps the responses its Responses API
+	// gives (OpenAI's store), so a request naming previous_response_id
+	// (or a conversation) can go to its models that list the `responses`
+	// capability. Default false: such requests never go to it.
+	StoredResponses bool `yaml:"stored_responses,omitempty"`
 	// Query parameters sent on every request to this provider (e.g. Azure's
 	// api-version). The client's query string is never forwarded.
 	Query map[string]string `yaml:"query,omitempty"`
@@ -362,8 +367,10 @@ type Model struct {
 	// AssuranceTier overrides the provider's tier (0: the provider's).
 	AssuranceTier int `yaml:"assurance_tier"`
 	// Capabilities the model has: tools, vision, json_mode, streaming, and
-	// the endpoints it serves: chat, embeddings, completions (a list that
-	// names no endpoint serves chat). Omitted: the first four and chat.
+	// the endpoints it serves: chat, responses (the provider speaks the
+	// Responses API natively; without it Responses requests are translated
+	// to chat), embeddings, completions (a list that names no endpoint
+	// serves chat). Omitted: the first four and chat.
 	Capabilities []string `yaml:"capabilities"`
 	// Quality maps a task (or "default") to a 0–1 score.
 	Quality map[string]float64 `yaml:"quality"`
@@ -411,7 +418,7 @@ var (
 	AuthHeaders           = []string{"authorization", "api-key", "x-api-key"}
 	EnvoyModes            = []string{ModeStandalone, ModeClusters}
 	AuthModes             = []string{"open", "keys"}
-	Capabilities          = []string{"tools", "vision", "json_mode", "streaming", "chat", "embeddings", "completions"}
+	Capabilities          = []string{"tools", "vision", "json_mode", "streaming", "chat", "responses", "embeddings", "completions"}
 	DefaultCapabilities   = []string{"tools", "vision", "json_mode", "streaming", "chat"}
 	ResidencyRequirements = []string{"any", "eu", "on_prem"}
 	Objectives            = []string{"cost", "latency", "accuracy", "balanced"}
@@ -868,7 +875,7 @@ func (c *Config) Validate() error {
 			if !slices.Contains(Capabilities, cp) {
 				bad(fmt.Sprintf("%s.capabilities[%d]", f, j), "%q is not one of %s", cp, strings.Join(Capabilities, ", "))
 			}
-			if (cp == "embeddings" || cp == "completions") && wire[m.Provider] == "anthropic" {
+			if (cp == "embeddings" || cp == "completions" || cp == "responses") && wire[m.Provider] == "anthropic" {
 				bad(fmt.Sprintf("%s.capabilities[%d]", f, j), "provider %s speaks the anthropic wire format, which has no %s endpoint", m.Provider, cp)
 			}
 		}

@@ -166,6 +166,59 @@ func RequirePython(t testing.TB) string {
 	return py
 }
 
+// pipInstalls holds one install per Python package per test binary.
+var pipInstalls sync.Map // package name → *pipInstall
+
+type pipInstall struct {
+	once sync.Once
+	err  error
+}
+
+// RequirePythonPackage returns the interpreter of the tool venv with a
+// Python package the test's client imports, installing the version
+// tools/requirements.txt pins (once per test binary) when a venv made
+// before the pin lacks it, as `make tools` would. Without it the test
+// skips or fails as RequirePython does.
+func RequirePythonPackage(t testing.TB, pkg string) string {
+	t.Helper()
+	py := RequirePython(t)
+	if exec.Command(py, "-c", "import "+pkg).Run() == nil {
+		return py
+	}
+	v, _ := pipInstalls.LoadOrStore(pkg, &pipInstall{})
+	in := v.(*pipInstall)
+	in.once.Do(func() { in.err = pipInstallPinned(py, pkg) })
+	if in.err == nil {
+		in.err = exec.Command(py, "-c", "import "+pkg).Run()
+	}
+	if in.err != nil {
+		need(t, "python with the "+pkg+" package", in.err)
+	}
+	return py
+}
+
+// pipInstallPinned installs pkg at the version tools/requirements.txt pins.
+func pipInstallPinned(py, pkg string) error {
+	reqs, err := os.ReadFile(filepath.Join(Root(), "tools", "requirements.txt"))
+	if err != nil {
+		return err
+	}
+	pin := ""
+	for _, l := range strings.Split(string(reqs), "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, pkg+"==") {
+			pin = l
+		}
+	}
+	if pin == "" {
+		return fmt.Errorf("tools/requirements.txt pins no version of %s", pkg)
+	}
+	out, err := exec.Command(py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", pin).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pip install %s: %v\n%s", pin, err, out)
+	}
+	return nil
+}
+
 var (
 	buildOnce sync.Once
 	binPath   string

@@ -79,6 +79,10 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 		return true
 	})
 	id := "msg_" + p.Name + "_" + shortHash(body)
+	if uses := anthropicToolUses(req, shortHash(body)); len(uses) > 0 {
+		p.toolUseAnswer(w, req, id, model, inTokens, uses, rec)
+		return
+	}
 
 	if !req.Get("stream").Bool() {
 		p.generated(rec, inTokens, toks)
@@ -136,6 +140,94 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 	send("content_block_stop", map[string]any{"type": "content_block_stop", "index": 0})
 	send("message_delta", map[string]any{"type": "message_delta", "delta": map[string]any{"stop_reason": "end_turn", "stop_sequence": nil},
 		"usage": map[string]any{"output_tokens": len(toks)}})
+	send("message_stop", map[string]any{"type": "message_stop"})
+}
+
+// anthropicToolUses are the tool_use blocks the model answers a request
+// that offers tools with, as toolCalls does for chat: none when tool_choice
+// is none or the last message carries a tool_result (the model then
+// answers in text); the named tool for tool_choice {type: tool}; else the
+// first tool, or every tool (parallel use) when several are offered and
+// disable_parallel_tool_use is not set.
+func anthropicToolUses(req gjson.Result, salt string) []toolCall {
+	tools := req.Get("tools")
+	if !tools.IsArray() || !tools.Get("0").Exists() {
+		return nil
+	}
+	choice := req.Get("tool_choice")
+	if choice.Get("type").Str == "none" {
+		return nil
+	}
+	msgs := req.Get("messages").Array()
+	if len(msgs) > 0 && msgs[len(msgs)-1].Get(`content.#(type=="tool_result")`).Exists() {
+		return nil
+	}
+	var fns []gjson.Result
+	tools.ForEach(func(_, t gjson.Result) bool {
+		if t.Get("name").Type == gjson.String && (choice.Get("type").Str != "tool" || t.Get("name").Str == choice.Get("name").Str) {
+			fns = append(fns, t)
+		}
+		return true
+	})
+	if len(fns) == 0 {
+		return nil
+	}
+	if choice.Get("disable_parallel_tool_use").Bool() || choice.Get("type").Str == "tool" {
+		fns = fns[:1]
+	}
+	uses := make([]toolCall, len(fns))
+	for i, f := range fns {
+		uses[i] = toolCall{ID: fmt.Sprintf("toolu_%s_%d", salt, i), Name: f.Get("name").Str, Arguments: arguments(f.Get("input_schema"))}
+	}
+	return uses
+}
+
+// toolUseAnswer answers with tool_use blocks (stop_reason tool_use):
+// whole, or streamed as content_block_start with an empty input and the
+// input's JSON in input_json_delta events, in two parts.
+func (p *Provider) toolUseAnswer(w http.ResponseWriter, req gjson.Result, id, model string, inTokens int, uses []toolCall, rec *Recorded) {
+	inTokens += 20 * len(req.Get("tools").Array())
+	var out []string
+	blocks := make([]any, len(uses))
+	for i, u := range uses {
+		out = append(out, u.Name, u.Arguments)
+		blocks[i] = map[string]any{"type": "tool_use", "id": u.ID, "name": u.Name, "input": json.RawMessage(u.Arguments)}
+	}
+	outTokens := len(out)
+	p.generated(rec, inTokens, out)
+	if !req.Get("stream").Bool() {
+		writeJSON(w, http.StatusOK, map[string]any{
+			"id": id, "type": "message", "role": "assistant", "model": model, "content": blocks,
+			"stop_reason": "tool_use", "stop_sequence": nil,
+			"usage": map[string]any{"input_tokens": inTokens, "output_tokens": outTokens},
+		})
+		return
+	}
+	fl, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(http.StatusOK)
+	send := func(event string, v any) {
+		data, _ := json.Marshal(v)
+		fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, data)
+		if fl != nil {
+			fl.Flush()
+		}
+	}
+	send("message_start", map[string]any{"type": "message_start", "message": map[string]any{
+		"id": id, "type": "message", "role": "assistant", "model": model, "content": []any{},
+		"stop_reason": nil, "usage": map[string]any{"input_tokens": inTokens, "output_tokens": 1}}})
+	for i, u := range uses {
+		send("content_block_start", map[string]any{"type": "content_block_start", "index": i,
+			"content_block": map[string]any{"type": "tool_use", "id": u.ID, "name": u.Name, "input": map[string]any{}}})
+		half := len(u.Arguments) / 2
+		for _, part := range []string{u.Arguments[:half], u.Arguments[half:]} {
+			send("content_block_delta", map[string]any{"type": "content_block_delta", "index": i,
+				"delta": map[string]any{"type": "input_json_delta", "partial_json": part}})
+		}
+		send("content_block_stop", map[string]any{"type": "content_block_stop", "index": i})
+	}
+	send("message_delta", map[string]any{"type": "message_delta", "delta": map[string]any{"stop_reason": "tool_use", "stop_sequence": nil},
+		"usage": map[string]any{"output_tokens": outTokens}})
 	send("message_stop", map[string]any{"type": "message_stop"})
 }
 

@@ -69,3 +69,53 @@ func TestTruncatedStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestAnthropicToolUse: offered tools, the fake model answers with
+// tool_use blocks (both tools, in parallel; one when parallel use is
+// disabled), whole or streamed with input_json_delta; after a
+// tool_result it answers in text.
+func TestAnthropicToolUse(t *testing.T) {
+	srv := httptest.NewServer(New("claude-fake", "k"))
+	defer srv.Close()
+	post := func(body string) string {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/messages", strings.NewReader(body))
+		req.Header.Set("x-api-key", "k")
+		req.Header.Set("anthropic-version", "2023-06-01")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	tools := `"tools":[{"name":"get_weather","input_schema":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}},
+		{"name":"get_time","input_schema":{"type":"object","properties":{"tz":{"type":"string"}}}}]`
+	user := `"messages":[{"role":"user","content":"weather?"}]`
+	whole := post(`{"model":"m","max_tokens":50,` + user + `,` + tools + `}`)
+	for _, want := range []string{`"stop_reason":"tool_use"`, `"input":{"city":"example"},"name":"get_weather"`, `"name":"get_time"`} {
+		if !strings.Contains(whole, want) {
+			t.Errorf("answer lacks %s: %s", want, whole)
+		}
+	}
+	one := post(`{"model":"m","max_tokens":50,` + user + `,` + tools + `,"tool_choice":{"type":"any","disable_parallel_tool_use":true}}`)
+	if strings.Contains(one, "get_time") || !strings.Contains(one, "get_weather") {
+		t.Errorf("disable_parallel_tool_use: %s", one)
+	}
+	streamed := post(`{"model":"m","max_tokens":50,"stream":true,` + user + `,` + tools + `}`)
+	for _, want := range []string{`"content_block":{"id":"toolu_`, `"type":"input_json_delta"`, `"stop_reason":"tool_use"`, "event: message_stop"} {
+		if !strings.Contains(streamed, want) {
+			t.Errorf("stream lacks %s: %s", want, streamed)
+		}
+	}
+	after := post(`{"model":"m","max_tokens":50,` + tools + `,"messages":[{"role":"user","content":"weather?"},
+		{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"get_weather","input":{"city":"Oslo"}}]},
+		{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"sunny"}]}]}`)
+	if !strings.Contains(after, `"stop_reason":"end_turn"`) || strings.Contains(after, "tool_use") {
+		t.Errorf("after a tool result: %s", after)
+	}
+}

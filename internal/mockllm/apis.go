@@ -16,9 +16,11 @@ import (
 )
 
 // apiOf is the OpenAI endpoint a path ends in: chat, embeddings,
-// completions, or "" for none.
+// completions, responses, or "" for none.
 func apiOf(path string) string {
 	switch {
+	case strings.HasSuffix(path, "/responses"):
+		return "responses"
 	case strings.HasSuffix(path, "/chat/completions"):
 		return "chat"
 	case strings.HasSuffix(path, "/embeddings"):

@@ -1,7 +1,9 @@
 // Package mockllm is a fake LLM provider for tests and the demo stack. It
 // speaks the OpenAI chat-completions wire format (JSON and SSE streaming with
-// a final usage chunk when asked for) and Anthropic's Messages API (…/messages,
-// JSON and its streaming events), answers deterministically, can be slow or
+// a final usage chunk when asked for, JSON mode), the OpenAI Responses API
+// (…/responses, JSON and its typed events, stored responses when told to
+// keep them) and Anthropic's Messages API (…/messages, JSON and its
+// streaming events), answers deterministically, can be slow or
 // fail on demand, and records every request it receives.
 //
 // Failures are injected per request with headers (they pass through Envoy and
@@ -74,6 +76,8 @@ type Provider struct {
 	mu       sync.Mutex
 	behavior Behavior
 	requests []*Recorded
+	storing  bool                      // StoreResponses
+	stored   map[string]storedResponse // by response id
 }
 
 // AlsoAccept makes key valid beside APIKey, as a provider accepts every
@@ -221,8 +225,15 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "completions":
 		p.completions(w, r, b, req, body, rec)
 		return
+	case "responses":
+		p.responses(w, r, b, req, body, rec)
+		return
 	}
 	reply := p.reply(req)
+	if rf := req.Get("response_format"); rf.IsObject() && rf.Get("type").Str != "text" {
+		// JSON mode: the answer is one JSON text.
+		reply = []string{jsonText(rf.Get("type").Str, rf.Get("json_schema.schema"), strings.Join(reply, ""))}
+	}
 	n := choicesOf(req)
 	if calls := toolCalls(req, shortHash(body)); len(calls) > 0 {
 		p.toolCallAnswer(w, r, b, req, body, rec, calls, n)

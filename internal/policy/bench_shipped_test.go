@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -128,6 +129,7 @@ func BenchmarkEvaluateShipped(b *testing.B) {
 			name = "restricted"
 		}
 		in := shippedRequest(c, restricted)
+		name0 := in.Workspace.Name
 		st := newLiveState(cat, "openai")
 		out := in.Request.MaxTokens
 		if out == 0 {
@@ -161,7 +163,10 @@ func BenchmarkEvaluateShipped(b *testing.B) {
 					st.step()
 					if !warm {
 						n++
-						in.Classification.Injection.Score = float64(n%1_000_000) / 10_000_000
+						// The score the policy sees is rounded to 0.01: a
+						// new workspace name (which the library reads) makes
+						// every request one the memo has not seen.
+						in.Workspace.Name = "ws-" + strconv.Itoa(n)
 					}
 					in.Candidates = st.candidates(in.Classification.Task, in.Classification.InputTokens, out)
 					in.Now = time.Now()
@@ -169,7 +174,7 @@ func BenchmarkEvaluateShipped(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				in.Classification.Injection.Score = 0
+				in.Workspace.Name = name0
 			})
 		}
 		b.Run(name+"/build", func(b *testing.B) {

@@ -86,8 +86,10 @@ func (e *Engine) Decide(ctx context.Context, in *Input, ct *CatalogTerms) (Decis
 	if e.memo != nil && ct.whole(in.Candidates) {
 		key = e.memo.key(make([]byte, 0, 512), in, ct, &parts)
 		if d := e.memo.get(key); d != nil {
+			e.memo.hits.Add(1)
 			return *d, nil
 		}
+		e.memo.misses.Add(1)
 	}
 	v, release := in.value(ct, &parts)
 	d, err := e.Eval(ctx, v)
@@ -96,6 +98,16 @@ func (e *Engine) Decide(ctx context.Context, in *Input, ct *CatalogTerms) (Decis
 		e.memo.put(key, &d)
 	}
 	return d, err
+}
+
+// MemoStats is how many decisions the memo answered and how many it had to
+// evaluate since the policy was loaded; zeros when the policy cannot be
+// memoised.
+func (e *Engine) MemoStats() (hits, misses uint64) {
+	if e.memo == nil {
+		return 0, 0
+	}
+	return e.memo.hits.Load(), e.memo.misses.Load()
 }
 
 // Eval evaluates the decision for one input.

@@ -38,7 +38,7 @@ type Input struct {
 // RequestFacts are the request's own fields.
 type RequestFacts struct {
 	Path string
-	// API is the endpoint called: chat, embeddings or completions.
+	// API is the endpoint called: chat, responses, embeddings or completions.
 	API            string
 	Model          string
 	Stream         bool
@@ -215,6 +215,7 @@ func staticItems(m *catalog.Model) [][2]*ast.Term {
 			item("json_mode", ast.BooleanTerm(m.JSONMode)),
 			item("streaming", ast.BooleanTerm(m.Streaming)),
 			item("chat", ast.BooleanTerm(m.Chat)),
+			item("responses", ast.BooleanTerm(m.NativeResponses())),
 			item("embeddings", ast.BooleanTerm(m.Embeddings)),
 			item("completions", ast.BooleanTerm(m.Completions)),
 		)),
@@ -425,7 +426,7 @@ func classificationTerm(c *classify.Result) *ast.Term {
 		item("pii_counts", obj(counts...)),
 		item("secret_types", stringsTerm(secretTypes)),
 		item("secret_count", ast.IntNumberTerm(len(c.Secrets))),
-		item("injection", obj(item("score", num(c.Injection.Score)), item("detected", ast.BooleanTerm(c.Injection.Detected)))),
+		item("injection", obj(item("score", num(InjectionScore(c.Injection.Score))), item("detected", ast.BooleanTerm(c.Injection.Detected)))),
 		item("sensitivity", ast.StringTerm(c.Sensitivity)),
 		item("sensitivity_rule", ast.StringTerm(c.SensitivityRule)),
 		item("risk", ast.StringTerm(c.Risk)),
@@ -560,6 +561,13 @@ func timeTerm(t time.Time) *ast.Term {
 func item(k string, v *ast.Term) [2]*ast.Term { return [2]*ast.Term{ast.StringTerm(k), v} }
 
 func obj(items ...[2]*ast.Term) *ast.Term { return ast.NewTerm(ast.NewObject(items...)) }
+
+// InjectionScore is the injection score as the policy sees it: rounded to
+// 0.01. The classifier's score is a probability no threshold needs finer;
+// rounded, a request's score is one of 101 values, so the decision memo
+// serves requests that differ only in the last digits of their score
+// instead of evaluating each of them (docs/policy.md).
+func InjectionScore(s float64) float64 { return math.Round(s*100) / 100 }
 
 func num(f float64) *ast.Term {
 	return ast.NumberTerm(json.Number(strconv.FormatFloat(f, 'g', -1, 64)))

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -177,6 +178,8 @@ type memo struct {
 
 	mu        sync.RWMutex
 	cur, prev map[string]*Decision
+
+	hits, misses atomic.Uint64
 }
 
 const memoSize = 4096

@@ -15,6 +15,10 @@ const (
 	// APIResponses is the Responses API, translated to chat completions
 	// before it is parsed (translate.ResponsesToChat).
 	APIResponses = "responses"
+	// APIMessages is Anthropic's Messages API, translated to chat
+	// completions (translate.MessagesToChat) for classification and
+	// decision; an Anthropic-wire provider gets the request as sent.
+	APIMessages = "messages"
 )
 
 // Paths of the routed endpoints.
@@ -23,6 +27,7 @@ const (
 	PathEmbeddings  = "/v1/embeddings"
 	PathCompletions = "/v1/completions"
 	PathResponses   = "/v1/responses"
+	PathMessages    = "/v1/messages"
 )
 
 // APIOf is the endpoint a client path asks for, "" for one stellwerk does
@@ -37,22 +42,24 @@ func APIOf(path string) string {
 		return APICompletions
 	case PathResponses:
 		return APIResponses
+	case PathMessages:
+		return APIMessages
 	}
 	return ""
 }
 
 // Parse validates a request of one endpoint (an API constant). A
-// Responses API body comes translated to chat completions: it is parsed as
-// chat and keeps its API.
+// Responses API or Messages API body comes translated to chat completions:
+// it is parsed as chat and keeps its API.
 func Parse(api string, body []byte) (Chat, error) {
 	switch api {
 	case APIEmbeddings:
 		return ParseEmbeddings(body)
 	case APICompletions:
 		return ParseCompletions(body)
-	case APIResponses:
+	case APIResponses, APIMessages:
 		c, err := ParseChat(body)
-		c.API = APIResponses
+		c.API = api
 		return c, err
 	}
 	return ParseChat(body)
@@ -263,3 +270,9 @@ func TokenIDs(v gjson.Result) bool {
 	first := v.Get("0")
 	return first.Type == gjson.Number || first.IsArray()
 }
+
+// Root checks what every endpoint's body must be (a JSON object, not too
+// deep, each key once) for a body translated before it is parsed: the
+// Messages API's, which an Anthropic-wire provider gets as sent, so a
+// duplicate key it would read differently is refused on the original.
+func Root(body []byte, what string) (gjson.Result, error) { return parseRoot(body, what) }

@@ -76,7 +76,7 @@ func TestParseCompletions(t *testing.T) {
 
 func TestAPIOf(t *testing.T) {
 	for path, want := range map[string]string{PathChat: APIChat, PathEmbeddings: APIEmbeddings, PathCompletions: APICompletions,
-		PathResponses: APIResponses, "/v1/messages": "", "/v1/embeddings/": ""} {
+		PathResponses: APIResponses, PathMessages: APIMessages, "/v1/messages/count_tokens": "", "/v1/embeddings/": ""} {
 		if got := APIOf(path); got != want {
 			t.Errorf("APIOf(%q) = %q, want %q", path, got, want)
 		}

@@ -56,6 +56,11 @@ type Chat struct {
 	Input, Suffix gjson.Result
 	// Choices is n (completions; chat's n is the provider's), 1 when unset.
 	Choices int
+	// For the Responses API: NativeOnly names what only a provider that
+	// serves it natively can take ("" for none); Stored is a request that
+	// continues a stored response (previous_response_id, conversation).
+	NativeOnly string
+	Stored     bool
 }
 
 // ParseChat validates body and extracts the routing facts.
@@ -175,6 +180,15 @@ func ParseChat(body []byte) (Chat, error) {
 	c.MessageList = messages
 	c.Policy = policy
 	return c, nil
+}
+
+// CheckBody checks a body that is not parsed here but passes on to a
+// provider as sent (a Responses API request): a JSON object, not too deep,
+// each key once — so that what was classified is what the provider reads.
+// what names the request in the empty-body error.
+func CheckBody(body []byte, what string) error {
+	_, err := parseRoot(body, what)
+	return err
 }
 
 // parseRoot checks what every endpoint's body must be: a JSON object, not

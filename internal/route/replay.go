@@ -40,6 +40,10 @@ type Inputs struct {
 	User           string            `json:"user,omitempty"`
 	Metadata       map[string]string `json:"metadata,omitempty"`
 	Headers        map[string]string `json:"headers,omitempty"`
+	// NativeOnly and Stored: what a Responses request needs of a provider
+	// (request.Chat).
+	NativeOnly string `json:"native_only,omitempty"`
+	Stored     bool   `json:"stored,omitempty"`
 	// Policy is the per-request policy in its canonical form ("" for none).
 	Policy         string          `json:"policy,omitempty"`
 	Principal      Principal       `json:"principal"`
@@ -90,6 +94,7 @@ func (res *Result) ReplayInputs(req *Request) *Inputs {
 	in.V, in.DecisionID, in.Path = InputsVersion, req.DecisionID, req.Path
 	in.Model, in.Stream, in.MaxTokens, in.Messages, in.Choices = c.Model, c.Stream, c.MaxTokens, c.Messages, c.Choices
 	in.Tools, in.ResponseFormat, in.Vision, in.User, in.Metadata, in.Headers = c.Tools, c.ResponseFormat, c.Vision, c.User, c.Metadata, req.Headers
+	in.NativeOnly, in.Stored = c.NativeOnly, c.Stored
 	if res.ReqPolicy.Set {
 		in.Policy = reqpolicy.Canonical(res.ReqPolicy)
 	}
@@ -134,7 +139,7 @@ func (r *Router) Replay(ctx context.Context, in *Inputs, current bool) (*Result,
 		return nil, fmt.Errorf("replay inputs of version %d; this stellwerk reads version %d", in.V, InputsVersion)
 	}
 	chat := request.Chat{Model: in.Model, Stream: in.Stream, Messages: in.Messages, MaxTokens: in.MaxTokens, Choices: in.Choices, Tools: in.Tools,
-		ResponseFormat: in.ResponseFormat, Vision: in.Vision, User: in.User, Metadata: in.Metadata}
+		ResponseFormat: in.ResponseFormat, Vision: in.Vision, User: in.User, Metadata: in.Metadata, NativeOnly: in.NativeOnly, Stored: in.Stored}
 	if name, version, ok := request.RouteOf(in.Model); ok {
 		chat.Route, chat.RouteVersion = name, version
 		if !current && in.RouteVersion != 0 {

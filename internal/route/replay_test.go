@@ -11,6 +11,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/observe"
+	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
 // explained is what a decision shows: the same for a replay.
@@ -59,19 +60,23 @@ func TestReplayReproduces(t *testing.T) {
 	for name, tc := range map[string]struct {
 		body, header, path string
 		principal          auth.Principal
+		responses          string // a Responses API body, translated for the decision
 	}{
-		"auto":                   {body: `{"model":"auto","messages":[{"role":"user","content":"write a haiku about trains"}]}`},
-		"auto, cost, tools":      {body: `{"model":"auto","policy":{"optimize":"cost"},"tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"user","content":"call f"}]}`},
-		"pinned":                 {body: `{"model":"big","max_tokens":50,"messages":[{"role":"user","content":"hello"}]}`},
-		"pinned in cooldown":     {body: `{"model":"sonnet","messages":[{"role":"user","content":"hello"}]}`},
-		"route, paid":            {body: `{"model":"route:support","metadata":{"plan":"paid"},"messages":[{"role":"user","content":"parcel?"}]}`},
-		"route, header metadata": {body: `{"model":"route:support","messages":[{"role":"user","content":"parcel?"}]}`, header: `{"plan":"paid"}`},
-		"route pinned version":   {body: `{"model":"route:support@1","messages":[{"role":"user","content":"parcel?"}]}`},
-		"secret: denied":         {body: `{"model":"auto","messages":[{"role":"user","content":"my key is AKIAIOSFODNN7EXAMPLE and sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD"}]}`},
-		"route ended":            {body: `{"model":"route:closed@1","messages":[{"role":"user","content":"hi"}]}`},
-		"key models":             {body: `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, principal: auth.Principal{Authenticated: true, KeyID: "k", Models: []string{"small", "mid"}}},
-		"embeddings":             {path: "/v1/embeddings", body: `{"model":"auto","input":["a parcel","another"]}`},
-		"completions, n=3":       {path: "/v1/completions", body: `{"model":"auto","prompt":"Once upon a time","n":3}`},
+		"auto":                          {body: `{"model":"auto","messages":[{"role":"user","content":"write a haiku about trains"}]}`},
+		"auto, cost, tools":             {body: `{"model":"auto","policy":{"optimize":"cost"},"tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"user","content":"call f"}]}`},
+		"pinned":                        {body: `{"model":"big","max_tokens":50,"messages":[{"role":"user","content":"hello"}]}`},
+		"pinned in cooldown":            {body: `{"model":"sonnet","messages":[{"role":"user","content":"hello"}]}`},
+		"route, paid":                   {body: `{"model":"route:support","metadata":{"plan":"paid"},"messages":[{"role":"user","content":"parcel?"}]}`},
+		"route, header metadata":        {body: `{"model":"route:support","messages":[{"role":"user","content":"parcel?"}]}`, header: `{"plan":"paid"}`},
+		"route pinned version":          {body: `{"model":"route:support@1","messages":[{"role":"user","content":"parcel?"}]}`},
+		"secret: denied":                {body: `{"model":"auto","messages":[{"role":"user","content":"my key is AKIAIOSFODNN7EXAMPLE and sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD"}]}`},
+		"route ended":                   {body: `{"model":"route:closed@1","messages":[{"role":"user","content":"hi"}]}`},
+		"key models":                    {body: `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, principal: auth.Principal{Authenticated: true, KeyID: "k", Models: []string{"small", "mid"}}},
+		"embeddings":                    {path: "/v1/embeddings", body: `{"model":"auto","input":["a parcel","another"]}`},
+		"completions, n=3":              {path: "/v1/completions", body: `{"model":"auto","prompt":"Once upon a time","n":3}`},
+		"responses":                     {responses: `{"model":"auto","instructions":"be brief","input":"write a haiku about trains"}`},
+		"responses, stored":             {responses: `{"model":"auto","input":"and then?","previous_response_id":"resp_1"}`},
+		"responses, pinned, web search": {responses: `{"model":"big","input":"news","tools":[{"type":"web_search"}]}`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			tc.principal.Workspace = "default"
@@ -80,6 +85,13 @@ func TestReplayReproduces(t *testing.T) {
 			}
 			req := Request{Path: tc.path, Body: []byte(tc.body), Principal: tc.principal, DecisionID: "dec-" + name,
 				MetadataHeader: tc.header, Headers: map[string]string{"user-agent": "test"}, Record: true}
+			if tc.responses != "" {
+				body, needs, err := translate.ResponsesForDecision([]byte(tc.responses))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Path, req.Body, req.Needs = "/v1/responses", body, needs
+			}
 			res, err := live.Route(context.Background(), req)
 			want := explain(res, err)
 			in := res.ReplayInputs(&req)

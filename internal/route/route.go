@@ -28,6 +28,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/qpredict"
 	"github.com/stellwerk/stellwerk/internal/reqpolicy"
 	"github.com/stellwerk/stellwerk/internal/request"
+	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
 // DefaultOutputTokens is the answer length assumed for cost estimates when
@@ -103,6 +104,9 @@ type Request struct {
 	// Record keeps what the decision read of the live state in
 	// Result.Inputs, for the audit record (replay).
 	Record bool
+	// Needs is what a Responses API request needs of a provider beyond
+	// its chat translation (translate.ResponsesForDecision).
+	Needs translate.ResponsesNeeds
 }
 
 // Result is a decision and everything that explains it.
@@ -153,6 +157,7 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	chat.NativeOnly, chat.Stored = req.Needs.Native, req.Needs.Stored
 	res := &Result{Chat: chat, Workspace: req.Principal.Workspace}
 
 	switch {
@@ -345,6 +350,8 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		}
 		if why := c.Model.CannotServe(api); why != "" {
 			dc[i].Unsupported = why
+		} else if why := cannotContinue(c.Model, chat); why != "" {
+			dc[i].Unsupported = why
 		} else if !c.Model.Supported() {
 			dc[i].Unsupported = "wire format " + c.Model.Provider.WireFormat + " is not supported yet"
 		} else if !r.credential(c.Model.Provider, rp, rec) && (chat.Model == decide.Auto || chat.Route != "") {
@@ -389,6 +396,25 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	}
 	res.Selection, err = decide.Decide(sel)
 	return err
+}
+
+// cannotContinue says why a model cannot take a Responses request that
+// only a native provider can ("" when it can): one continuing a stored
+// response needs a provider that keeps them; one with a member chat has no
+// field for needs the Responses API itself.
+func cannotContinue(m *catalog.Model, chat *request.Chat) string {
+	switch {
+	case chat.API != request.APIResponses:
+		return ""
+	case chat.Stored && !m.StoresResponses():
+		if m.NativeResponses() {
+			return "provider " + m.Provider.Name + " keeps no stored responses (previous_response_id needs stored_responses)"
+		}
+		return "previous_response_id needs a provider that serves the Responses API natively and keeps stored responses"
+	case chat.NativeOnly != "" && !m.NativeResponses():
+		return "the Responses API is translated to chat for this model, which cannot carry " + chat.NativeOnly
+	}
+	return ""
 }
 
 // latency is a model's latency as selection weighs it: learned from live

@@ -82,6 +82,7 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 		router.Routes = ln.routes.table
 	}
 	st := extproc.NewState(router, keys, cfg.Envoy.MaxRequestBytes)
+	st.MessageTimeout = cfg.Envoy.ExtProcTimeout
 	st.RouteLimiter, st.RouteCounters = ln.routeLimiter, ln.routeCounters
 	st.Live = ln.live
 	if ir.Failover != nil {

@@ -2,7 +2,9 @@ package translate
 
 // The OpenAI Responses API (POST /v1/responses) → Chat Completions request
 // translation, and the chat.completion → response object back, for
-// providers that speak only Chat Completions. Non-streaming only.
+// providers that speak only Chat Completions (and, composed with the
+// Anthropic translation, for Anthropic-wire providers). Streams:
+// responses_stream.go.
 // docs/api.md#the-responses-api holds the mapping; keep the two in step.
 
 import (
@@ -75,9 +77,50 @@ var responsesIgnored = map[string]bool{"store": true, "include": true, "truncati
 // errBadAnswer: a provider's 2xx answer is not a chat completion.
 var errBadAnswer = errors.New("the provider's answer is not a chat completion")
 
+// ResponsesNeeds is what a Responses request needs of a provider beyond
+// what its Chat Completions translation carries.
+type ResponsesNeeds struct {
+	// Native names the first member, tool, item or part only a provider
+	// that serves the Responses API natively can take ("" for none).
+	Native string
+	// Stored: the request continues a stored response or conversation
+	// (previous_response_id, conversation): only a native provider that
+	// keeps its responses can answer it.
+	Stored bool
+}
+
 // ResponsesToChat translates a Responses API request into a Chat Completions
 // request. Errors are *apierr.Error (400, param naming the member).
 func ResponsesToChat(body []byte) ([]byte, error) {
+	return responsesToChat(body, nil)
+}
+
+// ResponsesForDecision translates a Responses API request into the Chat
+// Completions request that is classified and decided: what a native
+// provider alone can take (previous_response_id, built-in tools, other
+// item types, members chat has no field for) is not refused but reported
+// in needs, and the text of what chat cannot carry is still read (as user
+// text), so the classifiers see everything the model will. Errors are
+// *apierr.Error for requests no provider could take.
+func ResponsesForDecision(body []byte) ([]byte, ResponsesNeeds, error) {
+	var needs ResponsesNeeds
+	b, err := responsesToChat(body, &needs)
+	return b, needs, err
+}
+
+// native records, in lenient mode, that what names needs a native
+// provider; it reports false in strict mode (needs nil): refuse.
+func (n *ResponsesNeeds) native(what string) bool {
+	if n == nil {
+		return false
+	}
+	if n.Native == "" {
+		n.Native = what
+	}
+	return true
+}
+
+func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 	if !gjson.ValidBytes(body) {
 		return nil, apierr.BadRequest("invalid_json", "", "the request body is not valid JSON")
 	}
@@ -88,6 +131,7 @@ func ResponsesToChat(body []byte) ([]byte, error) {
 	var req chatRequest
 	var input, instructions gjson.Result
 	var bad *apierr.Error
+	var unread []chatMessage // text of what only a native provider takes, for the classifiers
 	root.ForEach(func(k, v gjson.Result) bool {
 		raw := json.RawMessage(v.Raw)
 		switch k.Str {
@@ -101,9 +145,12 @@ func ResponsesToChat(body []byte) ([]byte, error) {
 		case "instructions":
 			instructions = v
 		case "tools":
-			req.Tools, bad = responsesTools(v)
+			req.Tools, bad = responsesTools(v, needs)
 		case "tool_choice":
 			req.ToolChoice, bad = responsesToolChoice(v)
+			if bad != nil && needs.native("tool_choice") { // a built-in tool's
+				req.ToolChoice, bad = nil, nil
+			}
 		case "parallel_tool_calls":
 			req.ParallelToolCalls = raw
 		case "text":
@@ -139,8 +186,17 @@ func ResponsesToChat(body []byte) ([]byte, error) {
 				if v.Type == gjson.Null {
 					return true
 				}
+				if needs.native(k.Str) {
+					needs.Stored = needs.Stored || k.Str == "previous_response_id" || k.Str == "conversation"
+					unread = append(unread, unreadText(v))
+					return true
+				}
 				bad = apierr.BadRequest("unsupported_parameter", k.Str, "%s", why)
 			} else if !responsesIgnored[k.Str] {
+				if needs.native(k.Str) {
+					unread = append(unread, unreadText(v))
+					return true
+				}
 				bad = apierr.BadRequest("unsupported_parameter", k.Str,
 					"%s is not supported on /v1/responses by stellwerk (it translates to chat completions; docs/api.md)", apierr.Truncate(k.Str, 64))
 			}
@@ -156,12 +212,22 @@ func ResponsesToChat(body []byte) ([]byte, error) {
 		}
 		req.Messages = append(req.Messages, chatMessage{Role: "system", Content: quote(instructions.Str)})
 	}
-	msgs, err := responsesInput(input)
+	msgs, err := responsesInput(input, needs)
 	if err != nil {
 		return nil, err
 	}
 	req.Messages = append(req.Messages, msgs...)
+	req.Messages = append(req.Messages, unread...)
 	return json.Marshal(req)
+}
+
+// unreadText is a member chat cannot carry as a user message of its JSON
+// text, so that it is classified all the same; nil when it holds no text.
+func unreadText(v gjson.Result) chatMessage {
+	if v.Type == gjson.String {
+		return chatMessage{Role: "user", Content: quote(v.Str)}
+	}
+	return chatMessage{Role: "user", Content: quote(v.Raw)}
 }
 
 func quote(s string) json.RawMessage {
@@ -172,7 +238,7 @@ func quote(s string) json.RawMessage {
 // responsesInput turns input (a string, or a list of items: messages,
 // function calls and their outputs) into chat messages. Consecutive
 // function calls become one assistant message with parallel tool calls.
-func responsesInput(input gjson.Result) ([]chatMessage, *apierr.Error) {
+func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *apierr.Error) {
 	switch {
 	case !input.Exists() || input.Type == gjson.Null:
 		return nil, apierr.BadRequest("missing_input", "input", "you must provide an input parameter")
@@ -200,7 +266,7 @@ func responsesInput(input gjson.Result) ([]chatMessage, *apierr.Error) {
 				bad = apierr.BadRequest("invalid_value", p+".role", "%s.role must be user, assistant, system or developer", p)
 				return false
 			}
-			content, err := responsesContent(it.Get("content"), p+".content")
+			content, err := responsesContent(it.Get("content"), p+".content", needs)
 			if err != nil {
 				bad = err
 				return false
@@ -226,6 +292,10 @@ func responsesInput(input gjson.Result) ([]chatMessage, *apierr.Error) {
 			}
 			msgs = append(msgs, chatMessage{Role: "tool", ToolCallID: id.Str, Content: quote(out.Str)})
 		default:
+			if needs.native(p + ".type " + apierr.Truncate(t, 64)) {
+				msgs = append(msgs, unreadText(it))
+				return true
+			}
 			bad = apierr.BadRequest("unsupported_value", p+".type",
 				"input items of type %q are not supported on /v1/responses by stellwerk (message, function_call, function_call_output are)", apierr.Truncate(t, 64))
 			return false
@@ -243,7 +313,7 @@ func responsesInput(input gjson.Result) ([]chatMessage, *apierr.Error) {
 
 // responsesContent is a message's content as chat's: a string as is; parts
 // input_text/output_text → text, input_image → image_url.
-func responsesContent(c gjson.Result, p string) (json.RawMessage, *apierr.Error) {
+func responsesContent(c gjson.Result, p string, needs *ResponsesNeeds) (json.RawMessage, *apierr.Error) {
 	if c.Type == gjson.String {
 		return json.RawMessage(c.Raw), nil
 	}
@@ -270,6 +340,9 @@ func responsesContent(c gjson.Result, p string) (json.RawMessage, *apierr.Error)
 		case "input_image":
 			u := pt.Get("image_url")
 			if u.Type != gjson.String {
+				if needs.native(pp + " (image by file_id)") {
+					return true
+				}
 				bad = apierr.BadRequest("unsupported_value", pp, "%s: images by file_id are not supported; send image_url", pp)
 				return false
 			}
@@ -280,6 +353,10 @@ func responsesContent(c gjson.Result, p string) (json.RawMessage, *apierr.Error)
 			}{URL: u.Str, Detail: pt.Get("detail").Str}
 			parts = append(parts, im)
 		default:
+			if needs.native(pp + ".type " + apierr.Truncate(t, 64)) {
+				parts = append(parts, part{Type: "text", Text: pt.Raw})
+				return true
+			}
 			bad = apierr.BadRequest("unsupported_value", pp+".type", "content parts of type %q are not supported on /v1/responses by stellwerk", apierr.Truncate(t, 64))
 			return false
 		}
@@ -294,7 +371,7 @@ func responsesContent(c gjson.Result, p string) (json.RawMessage, *apierr.Error)
 
 // responsesTools are function tools as chat's; built-in tools (web
 // search, file search, computer use, …) need a native provider.
-func responsesTools(v gjson.Result) ([]chatTool, *apierr.Error) {
+func responsesTools(v gjson.Result, needs *ResponsesNeeds) ([]chatTool, *apierr.Error) {
 	if !v.IsArray() {
 		return nil, apierr.BadRequest("invalid_type", "tools", "tools must be an array")
 	}
@@ -304,6 +381,9 @@ func responsesTools(v gjson.Result) ([]chatTool, *apierr.Error) {
 	v.ForEach(func(_, t gjson.Result) bool {
 		i++
 		if typ := t.Get("type").Str; typ != "function" {
+			if needs.native("tools[" + itoa(i) + "] of type " + apierr.Truncate(typ, 64)) {
+				return true // a built-in tool: no text of the caller's to classify
+			}
 			bad = apierr.BadRequest("unsupported_value", "tools["+itoa(i)+"].type",
 				"tools of type %q need a provider that serves the Responses API natively; none is configured (function tools are translated)", apierr.Truncate(typ, 64))
 			return false

@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/harness"
+)
+
+// messagesStack has OpenAI-wire chat models in the US (alpha) and the EU
+// (beta) and an Anthropic-wire one in the EU (claude), in keys mode: sk-app
+// for the default workspace, sk-eu for a workspace pinned to the EU.
+func messagesStack(t *testing.T) *harness.Stack {
+	price := func(in, out float64) config.Price { return config.Price{InputPerMTok: in, OutputPerMTok: out} }
+	return harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "alpha", Key: "sk-alpha"}, {Name: "beta", Key: "sk-beta", Residency: "eu"},
+			{Name: "claude", Key: "sk-claude", Residency: "eu", WireFormat: "anthropic"}},
+		Models: []config.Model{
+			{ID: "chat-us", Provider: "alpha", ProviderModel: "alpha-chat", ContextWindow: 128000, Price: price(1, 2)},
+			{ID: "chat-eu", Provider: "beta", ProviderModel: "beta-chat", ContextWindow: 128000, Price: price(2, 4)},
+			{ID: "claude-model", Provider: "claude", ProviderModel: "claude-upstream", ContextWindow: 128000, Price: price(3, 15)},
+		},
+		DefaultModel: "chat-us",
+		Mutate: func(c *config.Config) {
+			c.Auth.Mode = "keys"
+			c.Workspaces = []config.Workspace{{Name: "default"}, {Name: "eu-team", Residency: "eu"}}
+			c.Keys = []config.Key{
+				{ID: "app", SHA256: auth.Hash("sk-app"), Workspace: "default"},
+				{ID: "eu", SHA256: auth.Hash("sk-eu"), Workspace: "eu-team"},
+			}
+		},
+	})
+}
+
+// TestMessagesAnthropicSDK: the official anthropic Python SDK pointed at
+// Envoy — messages.create and messages.stream, with a tool, a tool result
+// sent back — served by an Anthropic-wire model natively and by an
+// OpenAI-wire model translated; the x-api-key (or a bearer token) is the
+// stellwerk key and never reaches a provider; a secret is denied, a
+// refused parameter named, errors in Anthropic's shape; an EU workspace
+// gets an EU model.
+func TestMessagesAnthropicSDK(t *testing.T) {
+	t.Parallel()
+	py := harness.RequirePythonPackage(t, "anthropic")
+	s := messagesStack(t)
+	var decisions []string // to replay
+	for _, tc := range []struct {
+		model, provider, upstreamPath, upstreamModel string
+	}{
+		{"claude-model", "claude", "/v1/messages", "claude-upstream"},
+		{"chat-us", "alpha", "/v1/chat/completions", "alpha-chat"},
+	} {
+		t.Run(tc.provider, func(t *testing.T) {
+			resetAll(s)
+			cmd := exec.Command(py, filepath.Join(harness.Root(), "e2e", "clients", "python", "messages.py"), s.URL, tc.model)
+			out, err := cmd.Output()
+			if err != nil {
+				var stderr string
+				if ee, ok := err.(*exec.ExitError); ok {
+					stderr = string(ee.Stderr)
+				}
+				t.Fatalf("python client failed: %v\n%s\n%s", err, out, stderr)
+			}
+			r := gjson.ParseBytes(out)
+			t.Logf("anthropic %s", r.Get("sdk_version").Str)
+			want := func(path, value string) {
+				t.Helper()
+				if got := r.Get(path); got.String() != value {
+					t.Errorf("%s = %s, want %s", path, got.Raw, value)
+				}
+			}
+			// messages.create: a tool_use block with the schema's required
+			// input, usage, the headers and the routing object.
+			decisions = append(decisions, r.Get("tool_use.headers.decision-id").Str, r.Get("eu_stream.headers.decision-id").Str)
+			want("tool_use.type", "message")
+			want("tool_use.stop_reason", "tool_use")
+			want("tool_use.blocks.#(type==\"tool_use\").name", "get_weather")
+			want("tool_use.blocks.#(type==\"tool_use\").input.city", "example")
+			want("tool_use.headers.model", tc.model)
+			want("tool_use.headers.provider", tc.provider)
+			want("tool_use.routing.model", tc.model)
+			if r.Get("tool_use.input_tokens").Int() == 0 || r.Get("tool_use.output_tokens").Int() == 0 ||
+				r.Get("tool_use.routing.cost.amount").Float() == 0 || len(r.Get("tool_use.headers.decision-id").Str) != 32 {
+				t.Errorf("usage, cost or decision id missing: %s", r.Get("tool_use").Raw)
+			}
+			// The tool result back: a text answer.
+			want("answer.stop_reason", "end_turn")
+			if !strings.HasPrefix(r.Get("answer.text").Str, "Hello from "+tc.provider) {
+				t.Errorf("answer %s", r.Get("answer").Raw)
+			}
+			// messages.stream: the text the events carried is the final
+			// message's, with its usage; tool_use rebuilt from the deltas.
+			want("stream.text", "Hello from "+tc.provider+". You said: stream a short answer")
+			want("stream.final_text", r.Get("stream.text").Str)
+			want("stream.stop_reason", "end_turn")
+			want("stream.headers.model", tc.model)
+			if r.Get("stream.output_tokens").Int() == 0 {
+				t.Errorf("stream usage: %s", r.Get("stream").Raw)
+			}
+			want("stream_tool_use.stop_reason", "tool_use")
+			want("stream_tool_use.blocks.#(type==\"tool_use\").input.city", "example")
+			// Refusals, as the SDK raises them.
+			want("secret.raised", "PermissionDeniedError")
+			want("secret.type", "permission_error")
+			want("secret.code", "policy_denied")
+			want("secret_stream.raised", "PermissionDeniedError")
+			want("thinking.raised", "BadRequestError")
+			want("thinking.type", "invalid_request_error")
+			want("bad_key.raised", "AuthenticationError")
+			want("bad_key.type", "authentication_error")
+			want("bearer.stop_reason", "end_turn")
+			want("bearer.headers.model", tc.model)
+			// Residency: the EU workspace's auto requests, plain and streamed.
+			want("eu.headers.model", "chat-eu")
+			want("eu.residency", "eu")
+			want("eu_stream.headers.model", "chat-eu")
+			want("eu_stream.stop_reason", "tool_use")
+
+			// What the provider got: its own path, model name and key, never
+			// the client's key or anthropic headers it did not need.
+			reqs := s.Providers[tc.provider].Requests()
+			if len(reqs) == 0 {
+				t.Fatal("the provider got no request")
+			}
+			for _, rq := range reqs {
+				if !strings.HasSuffix(rq.Path, tc.upstreamPath) || gjson.GetBytes(rq.Body, "model").Str != tc.upstreamModel {
+					t.Errorf("upstream %s with %s", rq.Path, rq.Body)
+				}
+				key := rq.Header.Get("Authorization")
+				if tc.provider == "claude" {
+					key = rq.Header.Get("x-api-key")
+				} else if rq.Header.Get("x-api-key") != "" || rq.Header.Get("anthropic-version") != "" {
+					t.Errorf("an OpenAI-wire provider got Anthropic headers: %v", rq.Header)
+				}
+				if strings.Contains(key, "sk-app") || !strings.Contains(key, "sk-"+tc.provider) {
+					t.Errorf("provider key %q", key)
+				}
+			}
+			if tc.provider == "alpha" {
+				// Translated: tools as functions, the tool result as a tool message.
+				var sawTool bool
+				for _, rq := range reqs {
+					b := gjson.ParseBytes(rq.Body)
+					if b.Get("tools.0.function.name").Str == "get_weather" && b.Get(`messages.#(role=="tool").content`).Str == "sunny, 21 degrees" {
+						sawTool = true
+					}
+					if b.Get("stream").Bool() && !b.Get("stream_options.include_usage").Bool() {
+						t.Errorf("streamed without usage: %s", rq.Body)
+					}
+				}
+				if !sawTool {
+					t.Error("no translated request carried the tool result")
+				}
+			} else if b := gjson.ParseBytes(reqs[0].Body); b.Get("system").Str != "You are brief." || b.Get("tools.0.input_schema").Raw == "" {
+				// Natively: the request as the SDK sent it.
+				t.Errorf("native request %s", reqs[0].Body)
+			}
+		})
+	}
+
+	// The audit log's records of Messages API decisions replay to the
+	// same explanation: the API is part of what was recorded.
+	s.Stop("stellwerk")
+	for _, id := range decisions {
+		if out, code := replayCLI(t, filepath.Join(s.Dir, "stellwerk.yaml"), id); code != 0 || !out.Identical {
+			t.Errorf("replay %s: exit %d %+v", id, code, out)
+		}
+	}
+}

@@ -1,0 +1,349 @@
+package extproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3conf "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+)
+
+// The edge in Envoy's pipelined mode (docs/benchmarks.md, issue 12).
+//
+// In the classic mode Envoy waits for each answer before it sends the next
+// message: request headers, then the buffered body, then the response
+// headers, then (for a JSON answer) its buffered body: four round trips in
+// a row. In the pipelined mode the edge filter streams both bodies
+// (STREAMED) and sends them without waiting for the headers' answer
+// (send_body_without_waiting_for_header_response). stellwerk then holds its
+// answer to the request headers until the whole body is in, decides, and
+// sends every held answer at once: the headers' answer carries the
+// decision's header mutations (and the cluster), the first body chunk's
+// answer the rewritten body, the others clear theirs. The response side is
+// the same: the headers are answered at once, a JSON answer's chunks are
+// held until its end and the routing object goes into the first. A
+// request costs Envoy one round trip each way, overlapping with the
+// transfer of the bodies.
+//
+// Envoy ignores mode overrides in this mode, so what the classic mode asks
+// for per answer (a buffered JSON body, a followed stream, nothing) is done
+// here: the edge's phase methods are called exactly as in the classic mode,
+// and pipeline translates their answers. Which mode a stream is in comes
+// from the first message's protocol_config, so an operator's Envoy with the
+// classic drop-in configuration keeps working.
+
+// pipelined reports whether Envoy streams this request in the pipelined mode.
+func pipelined(req *extprocv3.ProcessingRequest) bool {
+	pc := req.GetProtocolConfig()
+	return pc.GetSendBodyWithoutWaitingForHeaderResponse() &&
+		pc.GetRequestBodyMode() == extprocv3conf.ProcessingMode_STREAMED &&
+		pc.GetResponseBodyMode() == extprocv3conf.ProcessingMode_STREAMED
+}
+
+// respMode is what the pipeline does with an answer's body chunks.
+type respMode uint8
+
+const (
+	respPass   respMode = iota // pass every chunk unchanged, without the edge
+	respStream                 // each chunk to the edge (a followed SSE stream)
+	respBuffer                 // hold the chunks; the edge gets the whole body
+)
+
+// uploadGrace is how long Envoy waits for the held request headers' answer
+// once the body has taken half the message timeout to arrive without
+// ending: stellwerk extends that message's timeout to it, once.
+const uploadGrace = 60 * time.Second
+
+type pipeline struct {
+	p    *edge
+	done bool // an immediate answer went out: the stream is over for Envoy
+
+	held      *extprocv3.ProcessingResponse // the request headers' answer
+	reqChunks int
+	reqBody   []byte
+
+	resp      respMode
+	respLimit int // a held answer larger than this is passed through as is
+	respN     int // held chunks
+	respBody  []byte
+}
+
+// step answers one message: nothing while it holds, several answers when it
+// releases what it held.
+func (q *pipeline) step(req *extprocv3.ProcessingRequest, out []*extprocv3.ProcessingResponse) []*extprocv3.ProcessingResponse {
+	p := q.p
+	switch r := req.Request.(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		resp := p.handle(req)
+		if resp.GetImmediateResponse() != nil || r.RequestHeaders.GetEndOfStream() {
+			return append(out, resp)
+		}
+		q.held = resp
+		return out
+	case *extprocv3.ProcessingRequest_RequestBody:
+		if q.held == nil {
+			return append(out, p.immediate(p.unexpected()))
+		}
+		q.reqChunks++
+		q.reqBody = append(q.reqBody, r.RequestBody.GetBody()...)
+		if int64(len(q.reqBody)) > p.state.MaxRequestBytes {
+			return append(out, p.immediate(apierr.TooLarge(p.state.MaxRequestBytes)))
+		}
+		if !r.RequestBody.GetEndOfStream() {
+			return out
+		}
+		resp := p.handle(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
+			RequestBody: &extprocv3.HttpBody{Body: q.reqBody, EndOfStream: true}}})
+		if resp.GetImmediateResponse() != nil {
+			return append(out, resp)
+		}
+		return q.release(resp, out)
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		resp := p.handle(req)
+		if resp.GetImmediateResponse() != nil {
+			return append(out, resp)
+		}
+		q.resp = respPass
+		switch resp.GetModeOverride().GetResponseBodyMode() {
+		case extprocv3conf.ProcessingMode_STREAMED:
+			q.resp = respStream
+		case extprocv3conf.ProcessingMode_BUFFERED_PARTIAL, extprocv3conf.ProcessingMode_BUFFERED:
+			q.resp = respBuffer
+			// The body the client gets is the one the edge writes.
+			if hm := resp.GetResponseHeaders().GetResponse().GetHeaderMutation(); hm != nil {
+				hm.RemoveHeaders = append(hm.RemoveHeaders, "content-length")
+			}
+		}
+		resp.ModeOverride = nil
+		return append(out, resp)
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		b := r.ResponseBody
+		switch q.resp {
+		case respStream:
+			resp := p.handle(req)
+			if resp.GetImmediateResponse() == nil {
+				bodyOnly(resp)
+			}
+			return append(out, resp)
+		case respBuffer:
+			q.respN++
+			q.respBody = append(q.respBody, b.GetBody()...)
+			if !b.GetEndOfStream() {
+				if len(q.respBody) <= q.respLimit {
+					return out
+				}
+				// Too large to hold: the edge sees a partial body, as with
+				// Envoy's BUFFERED_PARTIAL, and everything passes unchanged.
+				p.handle(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
+					ResponseBody: &extprocv3.HttpBody{Body: q.respBody}}})
+				for range q.respN {
+					out = append(out, continueResponseBody())
+				}
+				q.resp, q.respN, q.respBody = respPass, 0, nil
+				return out
+			}
+			resp := p.handle(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
+				ResponseBody: &extprocv3.HttpBody{Body: q.respBody, EndOfStream: true}}})
+			if resp.GetImmediateResponse() != nil {
+				return append(out, resp)
+			}
+			bm := resp.GetResponseBody().GetResponse().GetBodyMutation()
+			out = append(out, bodyAnswer(false, bm))
+			for range q.respN - 1 {
+				out = append(out, bodyAnswer(false, clearedBody(bm)))
+			}
+			q.respN, q.respBody = 0, nil
+			return out
+		}
+		return append(out, continueResponseBody())
+	}
+	if resp := trailers(req); resp != nil {
+		return append(out, resp)
+	}
+	return append(out, p.immediate(p.unexpected()))
+}
+
+// release answers the held request headers and every body chunk once the
+// edge decided: the headers' answer takes the decision's header mutations,
+// the routing metadata and the body's exact length; the first chunk's
+// answer the body as it must go out, the others clear theirs.
+func (q *pipeline) release(resp *extprocv3.ProcessingResponse, out []*extprocv3.ProcessingResponse) []*extprocv3.ProcessingResponse {
+	cr := resp.GetRequestBody().GetResponse()
+	hm := q.held.GetRequestHeaders().GetResponse().GetHeaderMutation()
+	merged := &extprocv3.HeaderMutation{}
+	n := len(q.reqBody)
+	if bm := cr.GetBodyMutation(); bm != nil {
+		n = len(bm.GetBody())
+	}
+	var set []*corev3.HeaderValueOption
+	for _, h := range cr.GetHeaderMutation().GetSetHeaders() {
+		if h.GetHeader().GetKey() != "content-length" {
+			set = append(set, h)
+		}
+	}
+	merged.SetHeaders = append(set, setHeader("content-length", strconv.Itoa(n)))
+	// A header the decision sets is not removed too, whichever order Envoy
+	// applies the two lists in.
+	for _, k := range append(hm.GetRemoveHeaders(), cr.GetHeaderMutation().GetRemoveHeaders()...) {
+		if !slices.ContainsFunc(merged.SetHeaders, func(h *corev3.HeaderValueOption) bool { return strings.EqualFold(h.GetHeader().GetKey(), k) }) {
+			merged.RemoveHeaders = append(merged.RemoveHeaders, k)
+		}
+	}
+	out = append(out, &extprocv3.ProcessingResponse{
+		Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{
+			Response: &extprocv3.CommonResponse{HeaderMutation: merged, ClearRouteCache: true}}},
+		DynamicMetadata: resp.DynamicMetadata,
+	})
+	bm := cr.GetBodyMutation()
+	out = append(out, bodyAnswer(true, bm))
+	for range q.reqChunks - 1 {
+		out = append(out, bodyAnswer(true, clearedBody(bm)))
+	}
+	q.held, q.reqBody = nil, nil
+	return out
+}
+
+var clearBody = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_ClearBody{ClearBody: true}}
+
+// clearedBody is the mutation of every chunk after the first: cleared when
+// the first carries the whole new body, none when nothing changed.
+func clearedBody(first *extprocv3.BodyMutation) *extprocv3.BodyMutation {
+	if first == nil {
+		return nil
+	}
+	return clearBody
+}
+
+func bodyAnswer(request bool, bm *extprocv3.BodyMutation) *extprocv3.ProcessingResponse {
+	br := &extprocv3.BodyResponse{}
+	if bm != nil {
+		br.Response = &extprocv3.CommonResponse{BodyMutation: bm}
+	}
+	if request {
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: br}}
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: br}}
+}
+
+// bodyOnly drops header mutations from a streamed chunk's answer: the
+// headers went to the client already.
+func bodyOnly(resp *extprocv3.ProcessingResponse) {
+	if cr := resp.GetResponseBody().GetResponse(); cr != nil {
+		cr.HeaderMutation = nil
+	}
+}
+
+// uploadWatch extends the message timeout of held request headers whose
+// body is slow to arrive. Envoy's timer for the headers' answer runs while
+// the client uploads; a body still incomplete after half of it gets the
+// longer uploadGrace, so a slow upload is not cut at the message timeout,
+// while a request whose body arrives at once costs nothing extra.
+type uploadWatch struct {
+	mu      sync.Mutex // serialises sends: the timer's and the stream loop's
+	stream  extprocv3.ExternalProcessor_ProcessServer
+	holding bool
+	timer   *time.Timer
+}
+
+func (w *uploadWatch) hold(after time.Duration) {
+	w.holding = true
+	if w.timer == nil {
+		w.timer = time.AfterFunc(after, w.extend)
+	}
+}
+
+func (w *uploadWatch) extend() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.holding {
+		// An error means the stream is over: nothing is waiting any more.
+		_ = w.stream.Send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(uploadGrace)})
+	}
+}
+
+func (w *uploadWatch) stop() {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}
+
+// serveEdge answers an edge stream in whichever mode Envoy sends it.
+func serveEdge(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessServer, p *edge) error {
+	var q *pipeline
+	var out []*extprocv3.ProcessingResponse
+	w := &uploadWatch{stream: stream}
+	defer w.stop()
+	first := true
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if first {
+			first = false
+			if pipelined(req) {
+				limit := int(p.state.MaxRequestBytes)
+				q = &pipeline{p: p, respLimit: limit}
+			}
+		}
+		if q == nil {
+			out = append(out[:0], safeHandle(&p.filter, req, p.handle, p.immediate))
+		} else {
+			if q.done {
+				continue
+			}
+			out = q.safeStep(req, out[:0])
+		}
+		w.mu.Lock()
+		if q != nil && q.held != nil && !w.holding {
+			w.hold(p.state.messageTimeout() / 2)
+		}
+		if q != nil && q.held == nil {
+			w.holding = false
+		}
+		for _, resp := range out {
+			if resp.GetImmediateResponse() != nil && q != nil {
+				q.done = true
+				w.holding = false
+			}
+			if err := stream.Send(resp); err != nil {
+				w.mu.Unlock()
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+		w.mu.Unlock()
+	}
+}
+
+// safeStep is step with a panic turned into a 500 for this request only.
+func (q *pipeline) safeStep(req *extprocv3.ProcessingRequest, out []*extprocv3.ProcessingResponse) (res []*extprocv3.ProcessingResponse) {
+	defer func() {
+		if r := recover(); r != nil {
+			q.p.log.Error("panic while processing request", zap.String("decision_id", q.p.id),
+				zap.String("panic", fmt.Sprint(r)), zap.ByteString("stack", debug.Stack()))
+			res = append(out[:0], q.p.immediate(apierr.Internal()))
+		}
+	}()
+	return q.step(req, out)
+}

@@ -1,0 +1,129 @@
+package bench
+
+import (
+	"slices"
+	"strings"
+)
+
+// Endpoint is an API the load can be sent to: where, a request body of
+// about a given size, and what ends a complete stream. docs/benchmarks.md
+// reports a row per endpoint measured (--endpoints); another API is one
+// more entry in Endpoints.
+type Endpoint struct {
+	Name string
+	Path string // under the target's base URL, e.g. /v1/chat/completions
+	// Body is a request of about size bytes of plain prose (no personal
+	// data or secrets, which would change the route rather than measure it).
+	Body func(size int, stream bool, model string) []byte
+	// StreamEnd is what the last bytes of a complete stream contain; ""
+	// for an API that does not stream (its stream scenarios are skipped).
+	StreamEnd string
+	// Headers are sent with every request of the endpoint.
+	Headers map[string]string
+}
+
+// Endpoints are the APIs a run can measure, chat first (the default).
+var Endpoints = []Endpoint{
+	{Name: "chat", Path: "/v1/chat/completions", Body: chatBody, StreamEnd: "data: [DONE]"},
+	{Name: "responses", Path: "/v1/responses", Body: responsesBody, StreamEnd: "event: response.completed"},
+	{Name: "embeddings", Path: "/v1/embeddings", Body: embeddingsBody},
+	{Name: "completions", Path: "/v1/completions", Body: completionsBody, StreamEnd: "data: [DONE]"},
+}
+
+// EndpointNames lists the names of Endpoints.
+func EndpointNames() []string {
+	out := make([]string, len(Endpoints))
+	for i, e := range Endpoints {
+		out[i] = e.Name
+	}
+	return out
+}
+
+// EndpointNamed finds an endpoint by name.
+func EndpointNamed(name string) (Endpoint, bool) {
+	i := slices.IndexFunc(Endpoints, func(e Endpoint) bool { return e.Name == name })
+	if i < 0 {
+		return Endpoint{}, false
+	}
+	return Endpoints[i], true
+}
+
+// request is one kind of request the load repeats.
+type request struct {
+	path    string
+	body    []byte
+	stream  bool
+	end     []byte // what ends a complete stream
+	headers map[string]string
+}
+
+func (e Endpoint) request(size int, stream bool, model string) request {
+	return request{path: e.Path, body: e.Body(size, stream, model), stream: stream, end: []byte(e.StreamEnd), headers: e.Headers}
+}
+
+// chatRequest is the default load: a chat request (chatBody).
+func chatRequest(size int, stream bool, model string) request {
+	return Endpoints[0].request(size, stream, model)
+}
+
+var notes = []string{
+	"The routing layer moved most traffic to the cheaper model during the night shift.",
+	"Latency stayed within the agreed budget while the queue was short.",
+	"Two regions reported slower answers after the network change on Tuesday.",
+	"The team wants a weekly summary of cost per workspace and per model.",
+	"Nobody could explain why the retry rate doubled for a few minutes.",
+	"A new dashboard shows how many requests each provider served.",
+	"Quality scores from the last evaluation were slightly higher than before.",
+}
+
+// prose fills head … tail to about size bytes with the notes.
+func prose(head, tail string, size int) []byte {
+	var b strings.Builder
+	b.WriteString(head)
+	for i := 0; b.Len()+len(tail) < size; i++ {
+		s := notes[i%len(notes)] + " "
+		if room := size - len(tail) - b.Len(); len(s) > room {
+			s = s[:room]
+		}
+		b.WriteString(s)
+	}
+	b.WriteString(tail)
+	return []byte(b.String())
+}
+
+// chatBody is a chat request of about size bytes: a short system prompt and
+// a user message of plain prose.
+func chatBody(size int, stream bool, model string) []byte {
+	head := `{"model":"` + model + `",`
+	if stream {
+		head += `"stream":true,"stream_options":{"include_usage":true},`
+	}
+	head += `"messages":[{"role":"system","content":"You are a concise assistant for an operations team."},{"role":"user","content":"Summarise the following notes in three bullet points. `
+	return prose(head, `"}]}`, size)
+}
+
+// responsesBody is chatBody's request in the Responses API: instructions
+// and one input text.
+func responsesBody(size int, stream bool, model string) []byte {
+	head := `{"model":"` + model + `",`
+	if stream {
+		head += `"stream":true,`
+	}
+	head += `"instructions":"You are a concise assistant for an operations team.","input":"Summarise the following notes in three bullet points. `
+	return prose(head, `"}`, size)
+}
+
+// embeddingsBody embeds the notes, one input string.
+func embeddingsBody(size int, _ bool, model string) []byte {
+	return prose(`{"model":"`+model+`","input":"`, `"}`, size)
+}
+
+// completionsBody is a legacy completions prompt of the notes.
+func completionsBody(size int, stream bool, model string) []byte {
+	head := `{"model":"` + model + `",`
+	if stream {
+		head += `"stream":true,"stream_options":{"include_usage":true},`
+	}
+	head += `"max_tokens":64,"prompt":"Summarise the following notes in three bullet points. `
+	return prose(head, `"}`, size)
+}

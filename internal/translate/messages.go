@@ -1,0 +1,593 @@
+package translate
+
+// Anthropic's Messages API (POST /v1/messages) in: the request validated
+// and translated to Chat Completions (what stellwerk classifies and
+// decides on, and what an OpenAI-wire provider gets), and the
+// chat.completion answer translated back to a message. An Anthropic-wire
+// provider gets the request as the client sent it (model renamed).
+// docs/api.md#the-anthropic-messages-api holds the mapping; keep the two
+// in step.
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/request"
+)
+
+// msgsChat is the Chat Completions request a Messages request becomes, in
+// the order the golden files show.
+type msgsChat struct {
+	Model             string          `json:"model"`
+	Messages          []chatMessage   `json:"messages"`
+	Tools             []chatTool      `json:"tools,omitempty"`
+	ToolChoice        json.RawMessage `json:"tool_choice,omitempty"`
+	ParallelToolCalls *bool           `json:"parallel_tool_calls,omitempty"`
+	MaxTokens         int64           `json:"max_completion_tokens"`
+	Stop              []string        `json:"stop,omitempty"`
+	Temperature       *float64        `json:"temperature,omitempty"`
+	TopP              *float64        `json:"top_p,omitempty"`
+	User              string          `json:"user,omitempty"`
+	Policy            json.RawMessage `json:"policy,omitempty"`
+	Stream            bool            `json:"stream,omitempty"`
+	StreamOptions     json.RawMessage `json:"stream_options,omitempty"`
+}
+
+// messagesRefused are Messages members chat completions cannot carry and
+// stellwerk does not emulate: refused, never dropped.
+var messagesRefused = map[string]string{
+	"thinking":           "extended thinking (thinking) is not supported on /v1/messages by stellwerk: it cannot be translated for OpenAI-wire models",
+	"container":          "containers (container) are not supported on /v1/messages by stellwerk",
+	"mcp_servers":        "MCP servers (mcp_servers) are not supported on /v1/messages by stellwerk",
+	"context_management": "context_management is not supported on /v1/messages by stellwerk",
+	"service_tier":       "service_tier is not supported on /v1/messages by stellwerk",
+}
+
+// MessagesToChat validates an Anthropic Messages request and translates
+// it into a Chat Completions request. Errors are *apierr.Error (400,
+// param naming the member); the edge renders them in Anthropic's error
+// shape.
+func MessagesToChat(body []byte) ([]byte, error) {
+	root, err := request.Root(body, "messages")
+	if err != nil {
+		return nil, err
+	}
+	var req msgsChat
+	var model, messages, system, maxTokens, tools, toolChoice gjson.Result
+	var bad *apierr.Error
+	root.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "model":
+			model = v
+		case "messages":
+			messages = v
+		case "system":
+			system = v
+		case "max_tokens":
+			maxTokens = v
+		case "tools":
+			tools = v
+		case "tool_choice":
+			toolChoice = v
+		case "stop_sequences":
+			req.Stop, bad = msgsStop(v)
+		case "temperature":
+			req.Temperature, bad = msgsNumber(v, "temperature", 0, 1)
+		case "top_p":
+			req.TopP, bad = msgsNumber(v, "top_p", 0, 1)
+		case "top_k":
+			// A sampling hint chat has no field for: an Anthropic-wire
+			// provider gets it, an OpenAI-wire one samples without it.
+			if v.Type != gjson.Null && (v.Type != gjson.Number || v.Num < 0 || v.Num != float64(int64(v.Num))) {
+				bad = apierr.BadRequest("invalid_value", "top_k", "top_k must be a non-negative integer")
+			}
+		case "metadata":
+			req.User, bad = msgsMetadata(v)
+		case "policy":
+			req.Policy = json.RawMessage(v.Raw)
+		case "stream":
+			switch v.Type {
+			case gjson.True: // the chat stream becomes Anthropic's events (MessagesStream), its usage with them
+				req.Stream, req.StreamOptions = true, json.RawMessage(`{"include_usage":true}`)
+			case gjson.False, gjson.Null:
+			default:
+				bad = apierr.BadRequest("invalid_type", "stream", "stream must be a boolean")
+			}
+		default:
+			if why, ok := messagesRefused[k.Str]; ok {
+				if v.Type != gjson.Null {
+					bad = apierr.BadRequest("unsupported_parameter", k.Str, "%s", why)
+				}
+			} else {
+				bad = apierr.BadRequest("unsupported_parameter", apierr.Truncate(k.Str, 64),
+					"%s is not supported on /v1/messages by stellwerk (docs/api.md)", apierr.Truncate(k.Str, 64))
+			}
+		}
+		return bad == nil
+	})
+	if bad != nil {
+		return nil, bad
+	}
+	switch {
+	case !model.Exists() || model.Type == gjson.Null:
+		return nil, apierr.BadRequest("missing_model", "model", "you must provide a model parameter")
+	case model.Type != gjson.String:
+		return nil, apierr.BadRequest("invalid_type", "model", "model must be a string")
+	}
+	req.Model = model.Str
+	switch {
+	case !maxTokens.Exists() || maxTokens.Type == gjson.Null:
+		return nil, apierr.BadRequest("missing_max_tokens", "max_tokens", "max_tokens is required on /v1/messages")
+	case maxTokens.Type != gjson.Number || maxTokens.Num != float64(int64(maxTokens.Num)) || maxTokens.Num < 1 || maxTokens.Num > maxTokensLimit:
+		return nil, apierr.BadRequest("invalid_value", "max_tokens", "max_tokens must be a positive integer")
+	}
+	req.MaxTokens = int64(maxTokens.Num)
+	if sys, err := msgsSystem(system); err != nil {
+		return nil, err
+	} else if sys != nil {
+		req.Messages = append(req.Messages, chatMessage{Role: "system", Content: sys})
+	}
+	msgs, err2 := msgsMessages(messages)
+	if err2 != nil {
+		return nil, err2
+	}
+	req.Messages = append(req.Messages, msgs...)
+	if tools.Exists() && tools.Type != gjson.Null {
+		if req.Tools, bad = msgsTools(tools); bad != nil {
+			return nil, bad
+		}
+	}
+	if toolChoice.Exists() && toolChoice.Type != gjson.Null {
+		if req.ToolChoice, req.ParallelToolCalls, bad = msgsToolChoice(toolChoice); bad != nil {
+			return nil, bad
+		}
+		if len(req.Tools) == 0 {
+			req.ParallelToolCalls = nil // chat refuses it without tools
+			if tc := string(req.ToolChoice); tc != `"none"` && tc != `"auto"` {
+				return nil, apierr.BadRequest("invalid_value", "tool_choice", "tool_choice %s needs tools", apierr.Truncate(toolChoice.Get("type").Str, 32))
+			}
+			req.ToolChoice = nil
+		}
+	}
+	return marshal(req)
+}
+
+// msgsNumber is an optional number in [lo, hi].
+func msgsNumber(v gjson.Result, name string, lo, hi float64) (*float64, *apierr.Error) {
+	if v.Type == gjson.Null {
+		return nil, nil
+	}
+	if v.Type != gjson.Number || v.Num < lo || v.Num > hi {
+		return nil, apierr.BadRequest("invalid_value", name, "%s must be a number between %g and %g", name, lo, hi)
+	}
+	f := v.Num
+	return &f, nil
+}
+
+func msgsStop(v gjson.Result) ([]string, *apierr.Error) {
+	if v.Type == gjson.Null {
+		return nil, nil
+	}
+	if !v.IsArray() {
+		return nil, apierr.BadRequest("invalid_type", "stop_sequences", "stop_sequences must be an array of strings")
+	}
+	var out []string
+	var bad *apierr.Error
+	v.ForEach(func(_, s gjson.Result) bool {
+		if s.Type != gjson.String || s.Str == "" {
+			bad = apierr.BadRequest("invalid_value", "stop_sequences", "stop_sequences[%d] must be a non-empty string", len(out))
+			return false
+		}
+		out = append(out, s.Str)
+		return true
+	})
+	return out, bad
+}
+
+// msgsMetadata reads metadata, whose one member Anthropic defines is
+// user_id: chat's user.
+func msgsMetadata(v gjson.Result) (string, *apierr.Error) {
+	if v.Type == gjson.Null {
+		return "", nil
+	}
+	if !v.IsObject() {
+		return "", apierr.BadRequest("invalid_type", "metadata", "metadata must be an object")
+	}
+	var user string
+	var bad *apierr.Error
+	v.ForEach(func(k, u gjson.Result) bool {
+		switch {
+		case k.Str != "user_id":
+			bad = apierr.BadRequest("unsupported_parameter", "metadata", "metadata.%s is not supported (only user_id is)", apierr.Truncate(k.Str, 64))
+		case u.Type == gjson.String:
+			user = u.Str
+		case u.Type != gjson.Null:
+			bad = apierr.BadRequest("invalid_type", "metadata.user_id", "metadata.user_id must be a string")
+		}
+		return bad == nil
+	})
+	return user, bad
+}
+
+// msgsSystem is the system prompt (a string or text blocks) as one
+// system message's content; nil when there is none.
+func msgsSystem(v gjson.Result) (json.RawMessage, *apierr.Error) {
+	switch {
+	case !v.Exists() || v.Type == gjson.Null:
+		return nil, nil
+	case v.Type == gjson.String:
+		if v.Str == "" {
+			return nil, nil
+		}
+		return json.RawMessage(v.Raw), nil
+	case !v.IsArray():
+		return nil, apierr.BadRequest("invalid_type", "system", "system must be a string or an array of text blocks")
+	}
+	var parts []string
+	var bad *apierr.Error
+	i := -1
+	v.ForEach(func(_, b gjson.Result) bool {
+		i++
+		p := "system[" + strconv.Itoa(i) + "]"
+		if b.Get("type").Str != "text" || b.Get("text").Type != gjson.String {
+			bad = apierr.BadRequest("invalid_value", p, "%s must be a text block {\"type\":\"text\",\"text\":…}", p)
+			return false
+		}
+		bad = msgsBlockKeys(b, p, "type", "text", "cache_control", "citations")
+		parts = append(parts, b.Get("text").Str)
+		return bad == nil
+	})
+	if bad != nil || len(parts) == 0 {
+		return nil, bad
+	}
+	return jsonString(strings.Join(parts, "\n\n")), nil
+}
+
+// msgsBlockKeys refuses a block member the translation would drop
+// without saying so.
+func msgsBlockKeys(b gjson.Result, p string, known ...string) *apierr.Error {
+	var bad *apierr.Error
+	b.ForEach(func(k, _ gjson.Result) bool {
+		for _, n := range known {
+			if k.Str == n {
+				return true
+			}
+		}
+		bad = apierr.BadRequest("unsupported_parameter", p+"."+apierr.Truncate(k.Str, 64), "%s.%s is not supported on /v1/messages by stellwerk", p, apierr.Truncate(k.Str, 64))
+		return false
+	})
+	return bad
+}
+
+// chatPart is a chat content part: text or an image.
+type chatPart struct {
+	Type     string        `json:"type"`
+	Text     *string       `json:"text,omitempty"`
+	ImageURL *chatImageURL `json:"image_url,omitempty"`
+}
+
+type chatImageURL struct {
+	URL string `json:"url"`
+}
+
+// msgsMessages turns the messages into chat messages: a user message's
+// tool_result blocks become tool messages (before its other blocks, which
+// stay a user message), an assistant message's tool_use blocks its
+// tool_calls.
+func msgsMessages(v gjson.Result) ([]chatMessage, *apierr.Error) {
+	switch {
+	case !v.Exists() || v.Type == gjson.Null:
+		return nil, apierr.BadRequest("missing_messages", "messages", "you must provide a messages parameter")
+	case !v.IsArray():
+		return nil, apierr.BadRequest("invalid_type", "messages", "messages must be an array")
+	}
+	var out []chatMessage
+	var bad *apierr.Error
+	i := -1
+	v.ForEach(func(_, m gjson.Result) bool {
+		i++
+		p := "messages[" + strconv.Itoa(i) + "]"
+		if !m.IsObject() {
+			bad = apierr.BadRequest("invalid_type", p, "%s must be an object", p)
+			return false
+		}
+		if bad = msgsBlockKeys(m, p, "role", "content"); bad != nil {
+			return false
+		}
+		role := m.Get("role")
+		if role.Str != "user" && role.Str != "assistant" {
+			bad = apierr.BadRequest("invalid_value", p+".role", "%s.role must be user or assistant", p)
+			return false
+		}
+		c := m.Get("content")
+		switch {
+		case c.Type == gjson.String:
+			out = append(out, chatMessage{Role: role.Str, Content: json.RawMessage(c.Raw)})
+			return true
+		case !c.IsArray():
+			bad = apierr.BadRequest("invalid_type", p+".content", "%s.content must be a string or an array of content blocks", p)
+			return false
+		}
+		out, bad = msgsBlocks(out, role.Str, c, p+".content")
+		return bad == nil
+	})
+	if bad != nil {
+		return nil, bad
+	}
+	if len(out) == 0 {
+		return nil, apierr.BadRequest("empty_messages", "messages", "messages must contain at least one message")
+	}
+	return out, nil
+}
+
+// msgsBlocks appends the chat messages of one message's content blocks.
+func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string) ([]chatMessage, *apierr.Error) {
+	var parts []chatPart
+	var calls []chatToolCall
+	var bad *apierr.Error
+	j := -1
+	c.ForEach(func(_, b gjson.Result) bool {
+		j++
+		bp := p + "[" + strconv.Itoa(j) + "]"
+		if !b.IsObject() {
+			bad = apierr.BadRequest("invalid_type", bp, "%s must be a content block", bp)
+			return false
+		}
+		switch t := b.Get("type").Str; {
+		case t == "text":
+			if bad = msgsBlockKeys(b, bp, "type", "text", "cache_control", "citations"); bad != nil {
+				return false
+			}
+			text := b.Get("text")
+			if text.Type != gjson.String {
+				bad = apierr.BadRequest("invalid_type", bp+".text", "%s.text must be a string", bp)
+				return false
+			}
+			parts = append(parts, chatPart{Type: "text", Text: &text.Str})
+		case t == "image" && role == "user":
+			if bad = msgsBlockKeys(b, bp, "type", "source", "cache_control"); bad != nil {
+				return false
+			}
+			var u string
+			if u, bad = msgsImage(b.Get("source"), bp+".source"); bad != nil {
+				return false
+			}
+			parts = append(parts, chatPart{Type: "image_url", ImageURL: &chatImageURL{URL: u}})
+		case t == "tool_use" && role == "assistant":
+			if bad = msgsBlockKeys(b, bp, "type", "id", "name", "input", "cache_control"); bad != nil {
+				return false
+			}
+			id, name, input := b.Get("id"), b.Get("name"), b.Get("input")
+			if id.Type != gjson.String || id.Str == "" || name.Type != gjson.String || name.Str == "" || !input.IsObject() {
+				bad = apierr.BadRequest("invalid_value", bp, "%s: a tool_use block needs id and name (strings) and input (an object)", bp)
+				return false
+			}
+			calls = append(calls, chatToolCall{ID: id.Str, Type: "function", Function: chatFunction{Name: name.Str, Arguments: compactJSON(input)}})
+		case t == "tool_result" && role == "user":
+			if bad = msgsBlockKeys(b, bp, "type", "tool_use_id", "content", "is_error", "cache_control"); bad != nil {
+				return false
+			}
+			var tm chatMessage
+			if tm, bad = msgsToolResult(b, bp); bad != nil {
+				return false
+			}
+			if len(parts) > 0 { // text before a tool result keeps its place
+				out = append(out, chatMessage{Role: role, Content: partsContent(parts)})
+				parts = nil
+			}
+			out = append(out, tm)
+		default:
+			bad = apierr.BadRequest("unsupported_value", bp+".type",
+				"content blocks of type %q are not supported in %s messages on /v1/messages by stellwerk (text, image, tool_use, tool_result are)", apierr.Truncate(t, 64), role)
+			return false
+		}
+		return true
+	})
+	if bad != nil {
+		return nil, bad
+	}
+	switch {
+	case len(calls) > 0:
+		content := json.RawMessage("null")
+		if len(parts) > 0 {
+			content = textContent(parts)
+		}
+		out = append(out, chatMessage{Role: role, Content: content, ToolCalls: calls})
+	case len(parts) > 0:
+		out = append(out, chatMessage{Role: role, Content: partsContent(parts)})
+	case j < 0:
+		return nil, apierr.BadRequest("invalid_value", p, "%s must not be empty", p)
+	}
+	return out, nil
+}
+
+// partsContent is a message's parts: text alone as one string, with
+// images as chat's parts.
+func partsContent(parts []chatPart) json.RawMessage {
+	for _, pt := range parts {
+		if pt.Type != "text" {
+			b, _ := marshal(parts)
+			return b
+		}
+	}
+	return textContent(parts)
+}
+
+func textContent(parts []chatPart) json.RawMessage {
+	if len(parts) == 1 {
+		return jsonString(*parts[0].Text)
+	}
+	var sb strings.Builder
+	for i, pt := range parts {
+		if pt.Text == nil {
+			continue
+		}
+		if i > 0 {
+			sb.WriteString("\n\n")
+		}
+		sb.WriteString(*pt.Text)
+	}
+	return jsonString(sb.String())
+}
+
+// msgsImage is an image source as chat's image URL: base64 data as a
+// data: URL, a url source as is.
+func msgsImage(src gjson.Result, p string) (string, *apierr.Error) {
+	switch src.Get("type").Str {
+	case "base64":
+		mt, data := src.Get("media_type"), src.Get("data")
+		ok := false
+		for _, t := range anthImageTypes {
+			ok = ok || mt.Str == t
+		}
+		if !ok || data.Type != gjson.String || data.Str == "" {
+			return "", apierr.BadRequest("invalid_value", p, "%s: a base64 image needs media_type (image/jpeg, image/png, image/gif or image/webp) and data", p)
+		}
+		return "data:" + mt.Str + ";base64," + data.Str, nil
+	case "url":
+		if u := src.Get("url"); u.Type == gjson.String && (strings.HasPrefix(u.Str, "https://") || strings.HasPrefix(u.Str, "http://")) {
+			return u.Str, nil
+		}
+		return "", apierr.BadRequest("invalid_value", p+".url", "%s.url must be an http(s) URL", p)
+	}
+	return "", apierr.BadRequest("unsupported_value", p+".type", "%s.type must be base64 or url (files are not supported)", p)
+}
+
+// msgsToolResult is a tool_result block as a tool message: its content
+// a string or text blocks (joined). is_error has no chat field: the text
+// says so.
+func msgsToolResult(b gjson.Result, p string) (chatMessage, *apierr.Error) {
+	id := b.Get("tool_use_id")
+	if id.Type != gjson.String || id.Str == "" {
+		return chatMessage{}, apierr.BadRequest("invalid_value", p+".tool_use_id", "%s.tool_use_id must be a non-empty string", p)
+	}
+	var text string
+	switch c := b.Get("content"); {
+	case !c.Exists() || c.Type == gjson.Null:
+	case c.Type == gjson.String:
+		text = c.Str
+	case c.IsArray():
+		var parts []string
+		var bad *apierr.Error
+		k := -1
+		c.ForEach(func(_, blk gjson.Result) bool {
+			k++
+			if blk.Get("type").Str != "text" || blk.Get("text").Type != gjson.String {
+				bad = apierr.BadRequest("unsupported_value", p+".content["+strconv.Itoa(k)+"]",
+					"%s.content[%d]: tool results are translated as text; only text blocks are supported", p, k)
+				return false
+			}
+			parts = append(parts, blk.Get("text").Str)
+			return true
+		})
+		if bad != nil {
+			return chatMessage{}, bad
+		}
+		text = strings.Join(parts, "\n\n")
+	default:
+		return chatMessage{}, apierr.BadRequest("invalid_type", p+".content", "%s.content must be a string or an array of text blocks", p)
+	}
+	switch e := b.Get("is_error"); e.Type {
+	case gjson.True:
+		text = "Error: " + text
+	case gjson.False, gjson.Null:
+	default:
+		return chatMessage{}, apierr.BadRequest("invalid_type", p+".is_error", "%s.is_error must be a boolean", p)
+	}
+	return chatMessage{Role: "tool", ToolCallID: id.Str, Content: jsonString(text)}, nil
+}
+
+// msgsTools are custom (client) tools as chat's functions; Anthropic's
+// server and built-in tools (web search, bash, text editor, …) have no
+// chat counterpart.
+func msgsTools(v gjson.Result) ([]chatTool, *apierr.Error) {
+	if !v.IsArray() {
+		return nil, apierr.BadRequest("invalid_type", "tools", "tools must be an array")
+	}
+	type fn struct {
+		Name        string          `json:"name"`
+		Description string          `json:"description,omitempty"`
+		Parameters  json.RawMessage `json:"parameters"`
+	}
+	var out []chatTool
+	var bad *apierr.Error
+	i := -1
+	v.ForEach(func(_, t gjson.Result) bool {
+		i++
+		p := "tools[" + strconv.Itoa(i) + "]"
+		if typ := t.Get("type"); typ.Exists() && typ.Type != gjson.Null && typ.Str != "custom" {
+			bad = apierr.BadRequest("unsupported_value", p+".type",
+				"tools of type %q (Anthropic's server and built-in tools) are not supported by stellwerk; custom tools with input_schema are", apierr.Truncate(typ.Str, 64))
+			return false
+		}
+		if bad = msgsBlockKeys(t, p, "type", "name", "description", "input_schema", "cache_control"); bad != nil {
+			return false
+		}
+		name, desc, schema := t.Get("name"), t.Get("description"), t.Get("input_schema")
+		if name.Type != gjson.String || name.Str == "" {
+			bad = apierr.BadRequest("invalid_value", p+".name", "%s.name must be a non-empty string", p)
+			return false
+		}
+		if desc.Exists() && desc.Type != gjson.String {
+			bad = apierr.BadRequest("invalid_type", p+".description", "%s.description must be a string", p)
+			return false
+		}
+		if !schema.IsObject() {
+			bad = apierr.BadRequest("invalid_value", p+".input_schema", "%s.input_schema must be a JSON Schema object", p)
+			return false
+		}
+		b, _ := marshal(fn{Name: name.Str, Description: desc.Str, Parameters: json.RawMessage(compactJSON(schema))})
+		out = append(out, chatTool{Type: "function", Function: b})
+		return true
+	})
+	return out, bad
+}
+
+// msgsToolChoice is tool_choice as chat's, and disable_parallel_tool_use
+// as parallel_tool_calls: false.
+func msgsToolChoice(v gjson.Result) (json.RawMessage, *bool, *apierr.Error) {
+	if !v.IsObject() {
+		return nil, nil, apierr.BadRequest("invalid_type", "tool_choice", "tool_choice must be an object with a type")
+	}
+	if bad := msgsBlockKeys(v, "tool_choice", "type", "name", "disable_parallel_tool_use"); bad != nil {
+		return nil, nil, bad
+	}
+	var parallel *bool
+	switch d := v.Get("disable_parallel_tool_use"); d.Type {
+	case gjson.True:
+		f := false
+		parallel = &f
+	case gjson.False, gjson.Null:
+	default:
+		return nil, nil, apierr.BadRequest("invalid_type", "tool_choice.disable_parallel_tool_use", "tool_choice.disable_parallel_tool_use must be a boolean")
+	}
+	switch v.Get("type").Str {
+	case "auto":
+		return json.RawMessage(`"auto"`), parallel, nil
+	case "any":
+		return json.RawMessage(`"required"`), parallel, nil
+	case "none":
+		return json.RawMessage(`"none"`), nil, nil
+	case "tool":
+		if n := v.Get("name"); n.Type == gjson.String && n.Str != "" {
+			var buf bytes.Buffer
+			buf.WriteString(`{"type":"function","function":{"name":`)
+			buf.Write(appendJSONString(nil, n.Str))
+			buf.WriteString(`}}`)
+			return buf.Bytes(), parallel, nil
+		}
+		return nil, nil, apierr.BadRequest("invalid_value", "tool_choice.name", "tool_choice of type tool needs a name")
+	}
+	return nil, nil, apierr.BadRequest("invalid_value", "tool_choice.type", "tool_choice.type must be auto, any, tool or none")
+}
+
+// jsonString is s as a JSON string, escaped as marshal escapes it (no
+// HTML escaping, unlike quote's encoding/json).
+func jsonString(s string) json.RawMessage {
+	return appendJSONString(make([]byte, 0, len(s)+2), s)
+}

@@ -1,0 +1,178 @@
+package translate
+
+// Chat Completions answers and errors → Anthropic Messages, for a Messages
+// API request an OpenAI-wire provider served.
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+)
+
+// stopReason maps a chat finish_reason to Anthropic's stop_reason.
+func stopReason(finish string) string {
+	switch finish {
+	case "length":
+		return "max_tokens"
+	case "tool_calls", "function_call":
+		return "tool_use"
+	case "content_filter":
+		return "refusal"
+	}
+	return "end_turn"
+}
+
+// messageID is a message id from a chat completion id.
+func messageID(chatID string) string {
+	return "msg_" + strings.TrimPrefix(chatID, "chatcmpl-")
+}
+
+// ChatToMessage translates a chat.completion answer into an Anthropic
+// message: the first choice's text as a text block, each tool call as a
+// tool_use block (its arguments parsed: input is an object), finish_reason
+// as stop_reason, usage as input_tokens/output_tokens (cached prompt
+// tokens as cache_read_input_tokens, not counted in input_tokens, as
+// Anthropic reports them).
+func ChatToMessage(chat []byte) ([]byte, error) {
+	c := gjson.ParseBytes(chat)
+	if !gjson.ValidBytes(chat) || !c.IsObject() || !c.Get("choices").IsArray() {
+		return nil, errBadAnswer
+	}
+	ch := c.Get("choices.0")
+	msg := ch.Get("message")
+	dst := make([]byte, 0, len(chat)+128)
+	dst = append(dst, `{"id":`...)
+	dst = appendJSONString(dst, messageID(c.Get("id").Str))
+	dst = append(dst, `,"type":"message","role":"assistant","model":`...)
+	dst = appendJSONString(dst, c.Get("model").Str)
+	dst = append(dst, `,"content":[`...)
+	n := 0
+	if t := msg.Get("content"); t.Type == gjson.String && t.Str != "" {
+		dst = append(dst, `{"type":"text","text":`...)
+		dst = appendJSONString(dst, t.Str)
+		dst = append(dst, '}')
+		n++
+	}
+	var bad bool
+	msg.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		n++
+		dst = append(dst, `{"type":"tool_use","id":`...)
+		dst = appendJSONString(dst, tc.Get("id").Str)
+		dst = append(dst, `,"name":`...)
+		dst = appendJSONString(dst, tc.Get("function.name").Str)
+		dst = append(dst, `,"input":`...)
+		dst, bad = appendInput(dst, tc.Get("function.arguments").Str)
+		dst = append(dst, '}')
+		return !bad
+	})
+	if bad {
+		return nil, errBadAnswer
+	}
+	dst = append(dst, `],"stop_reason":`...)
+	dst = appendJSONString(dst, stopReason(ch.Get("finish_reason").Str))
+	dst = append(dst, `,"stop_sequence":null,"usage":`...)
+	dst = appendMessagesUsage(dst, c.Get("usage"))
+	return append(dst, '}'), nil
+}
+
+// appendInput appends a tool call's arguments as a tool_use input: the
+// object they encode ({} for none); bad when they are not an object.
+func appendInput(dst []byte, args string) ([]byte, bool) {
+	a := gjson.Parse(args)
+	switch {
+	case strings.TrimSpace(args) == "":
+		return append(dst, "{}"...), false
+	case !gjson.Valid(args) || !a.IsObject():
+		return dst, true
+	}
+	return append(dst, compactJSON(a)...), false
+}
+
+// appendMessagesUsage appends a chat usage object in Anthropic's shape.
+func appendMessagesUsage(dst []byte, u gjson.Result) []byte {
+	prompt, out, cached := u.Get("prompt_tokens").Int(), u.Get("completion_tokens").Int(), u.Get("prompt_tokens_details.cached_tokens").Int()
+	return appendUsage(dst, prompt-cached, out, cached)
+}
+
+func appendUsage(dst []byte, input, output, cacheRead int64) []byte {
+	dst = append(dst, `{"input_tokens":`...)
+	dst = strconv.AppendInt(dst, input, 10)
+	dst = append(dst, `,"output_tokens":`...)
+	dst = strconv.AppendInt(dst, output, 10)
+	if cacheRead > 0 {
+		dst = append(dst, `,"cache_read_input_tokens":`...)
+		dst = strconv.AppendInt(dst, cacheRead, 10)
+	}
+	return append(dst, '}')
+}
+
+// anthropicErrorType is the Anthropic error type of an HTTP status, as
+// Anthropic's API answers it (docs.anthropic.com, errors).
+func anthropicErrorType(status int) string {
+	switch {
+	case status == 400 || status == 405 || status == 422:
+		return "invalid_request_error"
+	case status == 401:
+		return "authentication_error"
+	case status == 403:
+		return "permission_error"
+	case status == 404:
+		return "not_found_error"
+	case status == 413:
+		return "request_too_large"
+	case status == 429:
+		return "rate_limit_error"
+	case status == 504:
+		return "timeout_error"
+	case status == 529:
+		return "overloaded_error"
+	}
+	return "api_error"
+}
+
+// AnthropicError renders a stellwerk error in Anthropic's error shape,
+// {"type":"error","error":{"type","message"}}, what the anthropic SDKs
+// read; stellwerk's own code and param ride along in error (the SDKs keep
+// unknown members).
+func AnthropicError(e *apierr.Error) []byte {
+	dst := make([]byte, 0, 96+len(e.Message))
+	dst = append(dst, `{"type":"error","error":{"type":`...)
+	dst = appendJSONString(dst, anthropicErrorType(e.Status))
+	dst = append(dst, `,"message":`...)
+	dst = appendJSONString(dst, e.Message)
+	if e.Code != "" {
+		dst = append(dst, `,"code":`...)
+		dst = appendJSONString(dst, e.Code)
+	}
+	if e.Param != "" {
+		dst = append(dst, `,"param":`...)
+		dst = appendJSONString(dst, e.Param)
+	}
+	return append(dst, "}}"...)
+}
+
+// ChatErrorToAnthropic turns an OpenAI-shaped error answer of the given
+// status into Anthropic's shape, keeping the message and code. A body that
+// is not an OpenAI error becomes a generic one of the status.
+func ChatErrorToAnthropic(status int, body []byte) []byte {
+	e := &apierr.Error{Status: status, Message: "the provider returned an error", Code: "upstream_error"}
+	if gjson.ValidBytes(body) {
+		inner := gjson.GetBytes(body, "error")
+		if m := inner.Get("message"); m.Type == gjson.String && m.Str != "" {
+			e.Message = m.Str
+		}
+		if c := inner.Get("code"); c.Type == gjson.String && c.Str != "" {
+			e.Code = c.Str
+		}
+		if p := inner.Get("param"); p.Type == gjson.String {
+			e.Param = p.Str
+		}
+	}
+	return AnthropicError(e)
+}

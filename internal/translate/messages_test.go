@@ -1,0 +1,274 @@
+package translate
+
+import (
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+)
+
+const messagesDir = "testdata/messages"
+
+func messagesCases(t *testing.T, dir, suffix string) map[string][]byte {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(messagesDir, dir, "*"+suffix))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no %s cases in %s: %v", suffix, dir, err)
+	}
+	out := map[string][]byte{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[strings.TrimSuffix(p, suffix)] = b
+	}
+	return out
+}
+
+// TestMessagesToChatGolden: NAME.anthropic.json becomes NAME.openai.json,
+// or NAME.error.json (an Anthropic-shaped 400 naming the member) when
+// refused.
+func TestMessagesToChatGolden(t *testing.T) {
+	for base, in := range messagesCases(t, "request", ".anthropic.json") {
+		t.Run(filepath.Base(base), func(t *testing.T) {
+			out, err := MessagesToChat(in)
+			okPath, errPath := base+".openai.json", base+".error.json"
+			if err != nil {
+				var ae *apierr.Error
+				if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest {
+					t.Fatalf("error %v is not an *apierr.Error 400", err)
+				}
+				if ae.Param == "" {
+					t.Errorf("error %q does not name the member", ae.Message)
+				}
+				if *update {
+					os.Remove(okPath)
+				}
+				checkGolden(t, errPath, indent(t, AnthropicError(ae)))
+				return
+			}
+			if *update {
+				os.Remove(errPath)
+			}
+			checkGolden(t, okPath, indent(t, out))
+		})
+	}
+}
+
+// TestChatToMessageGolden: NAME.openai.json (a chat.completion) becomes
+// NAME.anthropic.json (a message).
+func TestChatToMessageGolden(t *testing.T) {
+	for base, in := range messagesCases(t, "response", ".openai.json") {
+		t.Run(filepath.Base(base), func(t *testing.T) {
+			out, err := ChatToMessage(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, base+".anthropic.json", indent(t, out))
+		})
+	}
+}
+
+func runMessagesStream(in []byte) (*MessagesStream, []byte) {
+	var f Framer
+	s := NewMessagesStream()
+	var out []byte
+	for _, ev := range f.Flush(f.Feed(in, nil)) {
+		out = s.Event(ev, out)
+	}
+	return s, out
+}
+
+// TestMessagesStreamGolden: NAME.sse (chat chunks) becomes
+// NAME.anthropic.sse; every event is named, its data JSON of that type.
+func TestMessagesStreamGolden(t *testing.T) {
+	for base, in := range messagesCases(t, "stream", ".sse") {
+		if strings.HasSuffix(base, ".anthropic") {
+			continue
+		}
+		t.Run(filepath.Base(base), func(t *testing.T) {
+			_, out := runMessagesStream(in)
+			if err := checkMessagesEvents(out); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			checkGolden(t, base+".anthropic.sse", out)
+		})
+	}
+}
+
+// checkMessagesEvents reports whether out is only complete Anthropic
+// events: "event: T\ndata: {…"type":"T"…}\n\n", blocks opened before their
+// deltas and closed before the next opens.
+func checkMessagesEvents(out []byte) error {
+	var f Framer
+	open := int64(-1)
+	for _, ev := range f.Flush(f.Feed(out, nil)) {
+		if !gjson.ValidBytes(ev.Data) {
+			return errors.New("event data is not JSON: " + string(ev.Data))
+		}
+		d := gjson.ParseBytes(ev.Data)
+		if d.Get("type").Str != ev.Name {
+			return errors.New("event " + ev.Name + " has data of type " + d.Get("type").Str)
+		}
+		switch ev.Name {
+		case "content_block_start":
+			if open >= 0 {
+				return errors.New("block opened while another is open")
+			}
+			open = d.Get("index").Int()
+		case "content_block_delta":
+			if d.Get("index").Int() != open {
+				return errors.New("delta outside its open block")
+			}
+		case "content_block_stop":
+			if d.Get("index").Int() != open {
+				return errors.New("stop of a block that is not open")
+			}
+			open = -1
+		}
+	}
+	if !strings.HasSuffix(string(out), "\n\n") {
+		return errors.New("output does not end with a complete event")
+	}
+	return nil
+}
+
+func TestMessagesStreamUsage(t *testing.T) {
+	in, err := os.ReadFile(filepath.Join(messagesDir, "stream", "tool_calls.sse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, out := runMessagesStream(in)
+	pt, ct, ok := s.Usage()
+	if !ok || pt != 50 || ct != 20 || !s.Ended() {
+		t.Errorf("usage %d/%d %v, ended %v", pt, ct, ok, s.Ended())
+	}
+	// Anthropic counts cached tokens apart from input_tokens.
+	if !strings.Contains(string(out), `"usage":{"input_tokens":40,"output_tokens":20,"cache_read_input_tokens":10}`) {
+		t.Errorf("message_delta usage: %s", out)
+	}
+	tr, err := os.ReadFile(filepath.Join(messagesDir, "stream", "truncated.sse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := runMessagesStream(tr); s.Ended() {
+		t.Error("a stream without [DONE] reports itself ended")
+	}
+}
+
+func TestChatToMessageRefusesBadArguments(t *testing.T) {
+	for name, in := range map[string]string{
+		"not json":        `nope`,
+		"no choices":      `{"id":"x"}`,
+		"array arguments": `{"choices":[{"message":{"tool_calls":[{"id":"c","function":{"name":"f","arguments":"[1]"}}]}}]}`,
+		"broken":          `{"choices":[{"message":{"tool_calls":[{"id":"c","function":{"name":"f","arguments":"{\"a\":"}}]}}]}`,
+	} {
+		if out, err := ChatToMessage([]byte(in)); err == nil {
+			t.Errorf("%s: translated to %s", name, out)
+		}
+	}
+}
+
+func TestChatErrorToAnthropic(t *testing.T) {
+	got := ChatErrorToAnthropic(429, []byte(`{"error":{"message":"slow down","type":"rate_limit_error","code":"rate_limited","param":null}}`))
+	want := `{"type":"error","error":{"type":"rate_limit_error","message":"slow down","code":"rate_limited"}}`
+	if string(got) != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+	if got := ChatErrorToAnthropic(502, []byte("<html>bad gateway</html>")); gjson.GetBytes(got, "error.type").Str != "api_error" ||
+		gjson.GetBytes(got, "type").Str != "error" {
+		t.Errorf("non-JSON error: %s", got)
+	}
+}
+
+func FuzzMessagesToChat(f *testing.F) {
+	addGoldenSeeds(f, filepath.Join("..", "messages", "request", "*.anthropic.json"), func(b []byte) { f.Add(b) })
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, err := MessagesToChat(in)
+		if err != nil {
+			var ae *apierr.Error
+			if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest {
+				t.Fatalf("error %v is not a 400", err)
+			}
+			return
+		}
+		if !gjson.ValidBytes(out) || !gjson.GetBytes(out, "messages.0").Exists() {
+			t.Fatalf("accepted %q as %s", in, out)
+		}
+	})
+}
+
+func FuzzChatToMessage(f *testing.F) {
+	addGoldenSeeds(f, filepath.Join("..", "messages", "response", "*.openai.json"), func(b []byte) { f.Add(b) })
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, err := ChatToMessage(in)
+		if err == nil && !gjson.ValidBytes(out) {
+			t.Fatalf("invalid JSON from %q: %s", in, out)
+		}
+	})
+}
+
+func FuzzMessagesStream(f *testing.F) {
+	addGoldenSeeds(f, filepath.Join("..", "messages", "stream", "*.sse"), func(b []byte) { f.Add(b) })
+	f.Fuzz(func(t *testing.T, in []byte) {
+		s, out := runMessagesStream(in)
+		if s.Ended() {
+			if err := checkMessagesEvents(out); err != nil {
+				t.Fatalf("%v\n%q → %s", err, in, out)
+			}
+		}
+	})
+}
+
+// BenchmarkMessages measures what a Messages API request costs on the
+// request path (validate and translate to chat) and on the answer path
+// (a chat.completion to a message, and a streamed answer's events).
+func BenchmarkMessages(b *testing.B) {
+	read := func(p string) []byte {
+		buf, err := os.ReadFile(filepath.Join(messagesDir, p))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return buf
+	}
+	req, answer, stream := read("request/tools.anthropic.json"), read("response/tool_calls.openai.json"), read("stream/text.sse")
+	b.Run("request", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(req)))
+		for b.Loop() {
+			if _, err := MessagesToChat(req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("answer", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(answer)))
+		for b.Loop() {
+			if _, err := ChatToMessage(answer); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	var f Framer
+	events := f.Flush(f.Feed(stream, nil))
+	b.Run("stream", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(stream)))
+		out := make([]byte, 0, 4096)
+		for b.Loop() {
+			s := NewMessagesStream()
+			out = out[:0]
+			for _, ev := range events {
+				out = s.Event(ev, out)
+			}
+		}
+	})
+}
