@@ -1,11 +1,15 @@
 package e2e
 
 import (
+	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
 	"github.com/stellwerk/stellwerk/internal/mockllm"
@@ -216,5 +220,71 @@ func TestReplicasShareCooldowns(t *testing.T) {
 		len(primary.Requests()) != 0 {
 		t.Errorf("replica b after a's 429: status %d provider %q attempts %q, primary got %d requests: %s", resp.StatusCode,
 			resp.Header.Get("x-stellwerk-provider"), resp.Header.Get("x-stellwerk-attempts"), len(primary.Requests()), body)
+	}
+}
+
+// TestOwnKeyRateLimitCoolsOnlyThatTenant (issue 19): a 429 on a workspace's
+// own provider key cools that key: the workspace's next request goes to
+// the fallback, while every other workspace, on the shared key, keeps the
+// provider.
+func TestOwnKeyRateLimitCoolsOnlyThatTenant(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	master := filepath.Join(dir, "master.key")
+	if err := os.WriteFile(master, []byte(strings.Repeat("cd", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := failoverStackWith(t, func(c *config.Config) {
+		c.Auth.Mode = "keys"
+		c.Workspaces = append(c.Workspaces, config.Workspace{Name: "legal", Objective: "cost"})
+		c.Keys = []config.Key{
+			{ID: "legal-bot", SHA256: auth.Hash("sk-legal-client"), Workspace: "legal"},
+			{ID: "dev", SHA256: auth.Hash("sk-dev-client"), Workspace: "default"},
+		}
+		c.State.MasterKeys = []config.MasterKey{{ID: "m1", File: master}}
+	})
+	primary, claude := s.Providers["primary"], s.Providers["claude"]
+	const own = "sk-legal-own-openai-key"
+	primary.AlsoAccept(own)
+	if resp, b := adminDo(t, s, "PUT", "/admin/provider-keys/legal/primary", `{"secret":"`+own+`"}`); resp.StatusCode/100 != 2 {
+		t.Fatalf("PUT provider key: %d %s", resp.StatusCode, b)
+	}
+	chat := func(key string) (*http.Response, []byte) {
+		return post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hello"}]}`,
+			map[string]string{"Authorization": "Bearer " + key})
+	}
+	waitFor(t, "legal's own key in use", func() bool {
+		resetAll(s)
+		resp, _ := chat("sk-legal-client")
+		return resp.StatusCode == 200 && len(primary.Requests()) == 1 && primary.Requests()[0].Header.Get("Authorization") == "Bearer "+own
+	})
+
+	// legal's key hits its limit: its request fails over to claude.
+	resetAll(s)
+	primary.SetBehavior(mockllm.Behavior{Status: 429, RetryAfter: 60})
+	if resp, b := chat("sk-legal-client"); resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "claude" {
+		t.Fatalf("legal's 429: status %d provider %q: %s", resp.StatusCode, resp.Header.Get("x-stellwerk-provider"), b)
+	}
+	resetAll(s)
+	// Another workspace, on the shared key, still gets the provider.
+	if resp, b := chat("sk-dev-client"); resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "primary" ||
+		len(primary.Requests()) != 1 || primary.Requests()[0].Header.Get("Authorization") != "Bearer sk-primary" {
+		t.Errorf("another workspace after legal's 429: status %d provider %q: %s", resp.StatusCode, resp.Header.Get("x-stellwerk-provider"), b)
+	}
+	// legal's own key cools down: its next request goes straight to claude.
+	primary.Reset()
+	if resp, b := chat("sk-legal-client"); resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "claude" ||
+		resp.Header.Get("x-stellwerk-attempts") != "" || len(primary.Requests()) != 0 || len(claude.Requests()) != 1 {
+		t.Errorf("legal after its 429: status %d provider %q attempts %q; primary got %d: %s", resp.StatusCode,
+			resp.Header.Get("x-stellwerk-provider"), resp.Header.Get("x-stellwerk-attempts"), len(primary.Requests()), b)
+	}
+	var row map[string]any
+	for _, p := range adminJSON(t, s, "/status")["providers"].([]any) {
+		if r := p.(map[string]any); r["provider"] == "primary" {
+			row = r
+		}
+	}
+	if row == nil || row["workspace"] != "legal" || row["model"] != "primary-mini" || row["scope"] != "rate_limit" {
+		t.Errorf("/status: %v", row)
 	}
 }
