@@ -202,9 +202,9 @@ func TestBodySize(t *testing.T) {
 // the load sends it, is answered by the fake provider (which speaks every
 // API), and its stream ends as the endpoint expects.
 func TestEndpointsAgainstTheFakeProvider(t *testing.T) {
-	srv := httptest.NewServer(mockllm.New("p", ""))
+	srv := httptest.NewServer(mockllm.New("p", "k"))
 	defer srv.Close()
-	tg := newTarget("t", srv.URL, nil, 5*time.Second)
+	tg := newTarget("t", srv.URL, map[string]string{"Authorization": "Bearer k"}, 5*time.Second)
 	defer tg.close()
 	for _, ep := range Endpoints {
 		for _, stream := range []bool{false, true} {
@@ -217,7 +217,7 @@ func TestEndpointsAgainstTheFakeProvider(t *testing.T) {
 		}
 	}
 	// A stream cut short is an error, whatever the API.
-	for _, name := range []string{"chat", "responses"} {
+	for _, name := range []string{"chat", "responses", "messages"} {
 		ep, _ := EndpointNamed(name)
 		rq := ep.request(2048, true, "m")
 		rq.headers = map[string]string{"x-mock-reset": "truncate"}

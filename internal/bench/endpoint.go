@@ -20,6 +20,9 @@ type Endpoint struct {
 	StreamEnd string
 	// Headers are sent with every request of the endpoint.
 	Headers map[string]string
+	// KeyHeader, when set, carries the target's bearer key instead of
+	// Authorization (x-api-key, as the anthropic SDK sends it).
+	KeyHeader string
 }
 
 // Endpoints are the APIs a run can measure, chat first (the default).
@@ -28,6 +31,8 @@ var Endpoints = []Endpoint{
 	{Name: "responses", Path: "/v1/responses", Body: responsesBody, StreamEnd: "event: response.completed"},
 	{Name: "embeddings", Path: "/v1/embeddings", Body: embeddingsBody},
 	{Name: "completions", Path: "/v1/completions", Body: completionsBody, StreamEnd: "data: [DONE]"},
+	{Name: "messages", Path: "/v1/messages", Body: messagesBody, StreamEnd: "event: message_stop",
+		Headers: map[string]string{"anthropic-version": "2023-06-01"}, KeyHeader: "x-api-key"},
 }
 
 // EndpointNames lists the names of Endpoints.
@@ -55,10 +60,11 @@ type request struct {
 	stream  bool
 	end     []byte // what ends a complete stream
 	headers map[string]string
+	keyIn   string // Endpoint.KeyHeader
 }
 
 func (e Endpoint) request(size int, stream bool, model string) request {
-	return request{path: e.Path, body: e.Body(size, stream, model), stream: stream, end: []byte(e.StreamEnd), headers: e.Headers}
+	return request{path: e.Path, body: e.Body(size, stream, model), stream: stream, end: []byte(e.StreamEnd), headers: e.Headers, keyIn: e.KeyHeader}
 }
 
 // chatRequest is the default load: a chat request (chatBody).
@@ -126,4 +132,14 @@ func completionsBody(size int, stream bool, model string) []byte {
 	}
 	head += `"max_tokens":64,"prompt":"Summarise the following notes in three bullet points. `
 	return prose(head, `"}`, size)
+}
+
+// messagesBody is chatBody's request in Anthropic's Messages API.
+func messagesBody(size int, stream bool, model string) []byte {
+	head := `{"model":"` + model + `","max_tokens":64,`
+	if stream {
+		head += `"stream":true,`
+	}
+	head += `"system":"You are a concise assistant for an operations team.","messages":[{"role":"user","content":"Summarise the following notes in three bullet points. `
+	return prose(head, `"}]}`, size)
 }

@@ -111,6 +111,12 @@ func (t *Target) do(ctx context.Context, due time.Time, rq request) result {
 	for k, v := range t.Headers {
 		req.Header.Set(k, v)
 	}
+	if rq.keyIn != "" {
+		if key, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok {
+			req.Header.Del("Authorization")
+			req.Header.Set(rq.keyIn, key)
+		}
+	}
 	resp, err := t.client.Do(req)
 	if err != nil {
 		return result{Err: shortErr(err)}
