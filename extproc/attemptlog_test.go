@@ -19,8 +19,11 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/health"
+	"github.com/stellwerk/stellwerk/internal/route"
 )
 
 // failoverState: two providers, so every plan is "a1" then "b1".
@@ -391,7 +394,9 @@ func TestFirstAttemptRewrittenAtTheEdge(t *testing.T) {
 	s := New(st, zap.NewNop())
 	e := openStream(s, "")
 	e.do(headersMsg("POST", "/v1/chat/completions", false))
-	r := e.do(bodyMsg(chatBody))
+	// Not a stream: a stream with a fallback is rewritten by its egress
+	// filter (TestStreamFirstByteTimeout).
+	r := e.do(bodyMsg(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`))
 	hs := setHeaders(r.GetRequestBody().GetResponse().GetHeaderMutation())
 	if hs[header.Rewritten] != "/v1/chat/completions" || hs[":path"] != "/v1/chat/completions" || hs[":authority"] != "a.example.com" {
 		t.Fatalf("edge headers %v", hs)
@@ -432,4 +437,105 @@ func TestFirstAttemptRewrittenAtTheEdge(t *testing.T) {
 		t.Errorf("retry model %q, want b1", m)
 	}
 	g.abort()
+}
+
+// TestStreamFirstByteTimeout (issue 19): a streaming request with a
+// fallback is left to its egress filters, each of which gives its attempt
+// Envoy's per-try timeout of its model's first-byte timeout; the plan's
+// last attempt, and a JSON request's, keep attempt_timeout. An attempt
+// ended by that timeout counts against the provider.
+func TestStreamFirstByteTimeout(t *testing.T) {
+	st := failoverState(t)
+	st.Router.Health = health.New(health.Policy{FailuresBeforeCooldown: 3, Cooldown: time.Minute, MaxCooldown: time.Minute})
+	s := New(st, zap.NewNop())
+	e := openStream(s, "")
+	defer e.end()
+	e.do(headersMsg("POST", "/v1/chat/completions", false))
+	hs := setHeaders(e.do(bodyMsg(chatBody)).GetRequestBody().GetResponse().GetHeaderMutation())
+	plan := hs[header.Plan]
+	if hs[header.Rewritten] != "" || hs[header.PerTryTimeout] != "" || plan == "" {
+		t.Fatalf("edge headers for a stream with a fallback: %v", hs)
+	}
+	for i, tc := range []struct {
+		provider, body, want string
+	}{
+		{"a", chatBody, "10000"}, // the default stream_first_byte_timeout
+		{"b", chatBody, ""},      // the last attempt: nothing to fail over to
+		{"a", `{"model":"auto","messages":[{"role":"user","content":"hello"}]}`, ""},
+	} {
+		g := openStream(s, tc.provider)
+		g.do(headersMsg("POST", "/v1/chat/completions", false, header.Plan, plan))
+		r := g.do(bodyMsg(tc.body))
+		if got := setHeaders(r.GetRequestBody().GetResponse().GetHeaderMutation())[header.PerTryTimeout]; got != tc.want {
+			t.Errorf("attempt %d on %s: per-try timeout %q, want %q", i, tc.provider, got, tc.want)
+		}
+		if i == 0 {
+			// Envoy's router gave up waiting for the first byte.
+			g.do(respHeaders(":status", "504", "content-type", "application/json", header.UpstreamFlags, "UT"))
+		}
+		g.end()
+	}
+	if ss := st.Router.Health.Snapshot(); len(ss) != 1 || ss[0].Provider != "a" || ss[0].ConsecutiveFailures != 1 {
+		t.Errorf("health after a first-byte timeout: %+v", ss)
+	}
+}
+
+// TestOwnKeyRateLimitIsTheTenants (issue 19): a 429 on an attempt that
+// used a workspace's own key cools that key's model only: the workspace's
+// next request avoids the model, every other workspace keeps it. A 400
+// from the provider neither counts nor ends a run of failures.
+func TestOwnKeyRateLimitIsTheTenants(t *testing.T) {
+	st := failoverState(t)
+	st.Router.Health = health.New(health.Policy{FailuresBeforeCooldown: 3, Cooldown: time.Minute, MaxCooldown: time.Minute})
+	st.WorkspaceClusters = map[WorkspaceProvider]string{{Workspace: "legal", Provider: "a"}: "provider_a_ws_legal"}
+	st.Router.OwnKey = func(ws, p string) bool { _, ok := st.WorkspaceClusters[WorkspaceProvider{ws, p}]; return ok }
+	s := New(st, zap.NewNop())
+	e := openStream(s, "")
+	defer e.end()
+	plan := edgeRequest(t, e)
+
+	attempt := func(workspace string, status int) {
+		g := openStream(s, "a")
+		g.do(headersMsg("POST", "/v1/chat/completions", false, header.Plan, plan, header.Workspace, workspace))
+		g.do(bodyMsg(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`))
+		g.do(respHeaders(":status", strconv.Itoa(status), "content-type", "application/json"))
+		g.end()
+	}
+	attempt("legal", 429)
+	attempt("legal", 429)
+	attempt("legal", 429)
+	ss := st.Router.Health.Snapshot()
+	if len(ss) != 1 || ss[0].Scope != health.ScopeRateLimit || ss[0].Workspace != "legal" || ss[0].Model != "a1" || ss[0].CoolingUntil.IsZero() {
+		t.Fatalf("after three 429s on legal's own key: %+v", ss)
+	}
+	decide := func(ws string) string {
+		res, err := st.Router.Route(context.Background(), route.Request{Path: "/v1/chat/completions", DecisionID: "x",
+			Body: []byte(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`), Principal: auth.Principal{Workspace: ws}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Selection.Model.ID
+	}
+	if got := decide("legal"); got != "b1" {
+		t.Errorf("legal, whose own key is rate-limited: %s, want b1", got)
+	}
+	if got := decide("default"); got != "a1" {
+		t.Errorf("another workspace: %s, want a1 (the shared key is not limited)", got)
+	}
+
+	// Outages: 503, 400, 503 is a run of two; a 200 ends it.
+	for _, status := range []int{503, 400, 503} {
+		attempt("default", status)
+	}
+	for _, s := range st.Router.Health.Snapshot() {
+		if s.Scope == health.ScopeProvider && s.ConsecutiveFailures != 2 {
+			t.Errorf("503, 400, 503: a run of %d, want 2", s.ConsecutiveFailures)
+		}
+	}
+	attempt("default", 200)
+	for _, s := range st.Router.Health.Snapshot() {
+		if s.Scope == health.ScopeProvider {
+			t.Errorf("a 200 did not end the run: %+v", s)
+		}
+	}
 }

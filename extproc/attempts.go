@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/health"
 )
 
 // encodePlan is the header value: "<decision id>;<model id>,<model id>…".
@@ -243,6 +244,16 @@ func retryAfter(v string, now time.Time) time.Duration {
 // maxRetryAfter (seconds) keeps absurd values from overflowing; the
 // cooldown is capped far lower by failover.max_cooldown.
 const maxRetryAfter = 86400
+
+// attemptTarget is what an attempt on model m used, for the provider's
+// health: the workspace's own key when it has one for the provider.
+func attemptTarget(st *State, m *catalog.Model, workspace string) health.Target {
+	tg := health.Target{Provider: m.Provider.Name, Model: m.ID, PerModel: m.Provider.PerModelLimits}
+	if st.workspaceCluster(workspace, m.Provider.Name) != "" {
+		tg.Workspace = workspace
+	}
+	return tg
+}
 
 // retryable is what Envoy's retry policy resends (xds.retryPolicy).
 func retryable(status int) bool { return status == 429 || status >= 500 }

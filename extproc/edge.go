@@ -577,12 +577,17 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 	// retry's egress listener must get the Responses request itself. A
 	// Messages request is, when its provider speaks Anthropic: the rewrite
 	// only renames the model, and a retry's egress listener can rewrite
-	// that body for its own provider.
+	// that body for its own provider. A stream with a fallback is
+	// rewritten by its egress filter, which sets the attempt's first-byte
+	// timeout.
 	var plain bool
 	if p.endpoint == epMessages {
 		plain = first.Provider.WireFormat == "anthropic"
 	} else {
 		plain = first.Provider.WireFormat != "anthropic" && (p.endpoint != epResponses || first.NativeResponses())
+	}
+	if len(p.plan) > 1 && first.FirstByteTimeout > 0 && p.result != nil && p.result.Chat.Stream {
+		plain = false
 	}
 	if _, _, ok := first.Provider.Credential(); plain && (ok || wc != "") {
 		if rhs, rm, nb, perr := p.rewriteFor(first, body); perr == nil && len(rm) == 0 {
@@ -641,7 +646,7 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 			// The first attempt's filter opens its stream with the answer:
 			// an attempt that timed out left no record. It failed all the
 			// same (Envoy moved on), and its provider's health says so.
-			p.state.Router.Health.Failed(p.plan[0].Provider.Name, "no response within the attempt timeout", 0)
+			p.state.Router.Health.Failed(attemptTarget(p.state, p.plan[0], p.workspace), "no response within the attempt timeout", 0)
 		}
 		p.attempts = attemptsFor(p.plan, rh.attemptCount, servedIdx, code, seen)
 		if servedIdx == 0 && p.attempts[0].Status == 0 {
@@ -742,7 +747,7 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		// Time to the provider's first bytes: what the latency objective
 		// and sla_ms compare (streams: first chunk; JSON: the whole answer).
 		// With failover, each egress attempt measures its own provider.
-		p.state.Router.Latency.Observe(m.ID, time.Since(p.routedAt))
+		p.state.Router.Latency.Observe(m.ID, strings.HasPrefix(ctype, "text/event-stream"), time.Since(p.routedAt))
 	}
 	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "application/json") &&
 		(encoding == "" || encoding == "identity") && !h.EndOfStream {

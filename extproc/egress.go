@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3conf "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
@@ -29,6 +30,9 @@ type egress struct {
 	planIdx     int       // this attempt's place in the plan
 	attemptAt   time.Time // when this attempt left for the provider
 	attemptDone bool
+	// firstByte is the stream's first-byte timeout when this attempt has
+	// one (a streaming request with a fallback after it), 0 otherwise.
+	firstByte time.Duration
 }
 
 var _ phases = (*egress)(nil)
@@ -57,7 +61,7 @@ func (p *egress) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingR
 }
 
 // finish records an attempt that got no answer as failed.
-func (p *egress) finish() { p.endAttempt(0, "", "", "") }
+func (p *egress) finish() { p.endAttempt(0, "", "", "", false) }
 
 // immediate answers with an OpenAI-shaped error.
 func (p *egress) immediate(e *apierr.Error) *extprocv3.ProcessingResponse {
@@ -88,6 +92,7 @@ func (p *egress) followFirst(req *extprocv3.ProcessingRequest) *extprocv3.Proces
 		return continueResponseHeaders(&extprocv3.HeaderMutation{})
 	}
 	p.served = m
+	p.workspace = req.GetMetadataContext().GetFilterMetadata()[header.MetadataNamespace].GetFields()[header.WorkspaceKey].GetStringValue()
 	p.attemptAt = time.Now()
 	if ts := req.GetAttributes()[header.ExtProcAttributes].GetFields()[header.RequestTimeAttribute]; ts != nil {
 		if t, err := time.Parse(time.RFC3339Nano, ts.GetStringValue()); err == nil && !t.After(p.attemptAt) {
@@ -154,13 +159,21 @@ func (p *egress) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespons
 	p.attemptAt = time.Now()
 	hs, rm, nb, perr := p.rewriteFor(p.served, b.Body)
 	if perr != nil {
-		p.endAttempt(perr.Status, "", "", perr.Code)
+		p.endAttempt(perr.Status, "", "", perr.Code, false)
 		return p.immediate(perr)
 	}
 	if wc := p.state.workspaceCluster(p.workspace, p.provider); wc != "" {
 		hs = append(hs, setHeader(header.Upstream, wc)) // the workspace's own key
 	} else {
 		rm = append(rm, header.Upstream) // a copy the first attempt's provider needed
+	}
+	if p.planIdx < len(ids)-1 && p.served.FirstByteTimeout > 0 && gjson.GetBytes(b.Body, "stream").Bool() {
+		// A stream that another provider could take over: this router's
+		// per-try timeout fires before the first byte only (Envoy ignores
+		// it once the answer has started), answers 504, and the failover
+		// route's retry moves on. The last attempt keeps attempt_timeout.
+		p.firstByte = p.served.FirstByteTimeout
+		hs = append(hs, setHeader(header.PerTryTimeout, strconv.FormatInt(p.firstByte.Milliseconds(), 10)))
 	}
 	return continueRequestBody(bodyChange(hs, rm, b.Body, nb))
 }
@@ -171,7 +184,7 @@ func (p *egress) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processing
 	}
 	rh := readResponseHeaders(h)
 	code, _ := strconv.Atoi(rh.status)
-	p.endAttempt(code, rh.flags, rh.retryAfter, "")
+	p.endAttempt(code, rh.flags, rh.retryAfter, "", strings.HasPrefix(rh.ctype, "text/event-stream"))
 	resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
 		setHeader(header.Served, strconv.Itoa(p.planIdx))}})
 	p.respStatus = rh.status
@@ -207,8 +220,9 @@ func (p *egress) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespon
 }
 
 // endAttempt records this attempt's outcome once: in the provider's health,
-// the learned latency, and the log the edge reads.
-func (p *egress) endAttempt(status int, flags, ra, code string) {
+// the learned latency, and the log the edge reads. stream: the answer is
+// an event stream (its headers came with its first token).
+func (p *egress) endAttempt(status int, flags, ra, code string, stream bool) {
 	if p.attemptDone || p.served == nil || p.attemptAt.IsZero() {
 		return
 	}
@@ -218,27 +232,47 @@ func (p *egress) endAttempt(status int, flags, ra, code string) {
 	a := attempt{Provider: m.Provider.Name, Model: m.ID, Status: status,
 		LatencyMS: round(float64(elapsed)/float64(time.Millisecond), 1), Outcome: "served"}
 	r := p.state.Router
+	tg := attemptTarget(p.state, m, p.workspace)
 	switch {
 	case status == 0:
 		a.Outcome = "failed"
 		a.Reason = "no response: attempt timed out or was cancelled"
-		if fo := p.state.Failover; fo != nil && elapsed < fo.AttemptTimeout*9/10 {
+		timeout := time.Duration(0)
+		if fo := p.state.Failover; fo != nil {
+			timeout = fo.AttemptTimeout
+		}
+		if p.firstByte > 0 {
+			timeout = p.firstByte
+		}
+		if elapsed < timeout*9/10 {
 			a.Reason = "cancelled before the provider answered"
 			break // the client went away; not the provider's fault
 		}
-		r.Health.Failed(m.Provider.Name, "no response within the attempt timeout", 0)
+		r.Health.Failed(tg, "no response within the attempt timeout", 0)
 	case code != "":
 		a.Outcome, a.Reason = "failed", code
+	case status == 429:
+		// A rate limit: the credential's (and for most providers the
+		// model's), never the provider's as a whole.
+		a.Outcome, a.Reason = "failed", failureReason(status, flags)
+		if r.Health.RateLimited(tg, a.Reason, retryAfter(ra, time.Now())) {
+			p.log.Info("rate limit cooling down", zap.String("provider", m.Provider.Name), zap.String("model", m.ID),
+				zap.Bool("own_key", tg.Workspace != ""), zap.String("reason", a.Reason))
+		}
 	case retryable(status):
 		a.Outcome, a.Reason = "failed", failureReason(status, flags)
-		if r.Health.Failed(m.Provider.Name, a.Reason, retryAfter(ra, time.Now())) {
+		if p.firstByte > 0 && status == 504 && strings.Contains(flags, "UT") {
+			a.Reason = "no first byte within " + p.firstByte.String() + " (" + flags + ")"
+		}
+		if r.Health.Failed(tg, a.Reason, retryAfter(ra, time.Now())) {
 			p.log.Info("provider cooling down", zap.String("provider", m.Provider.Name), zap.String("reason", a.Reason))
 		}
+	case status/100 == 2:
+		r.Health.Succeeded(tg)
+		r.Latency.Observe(m.ID, stream, elapsed)
 	default:
-		r.Health.Succeeded(m.Provider.Name)
-		if status/100 == 2 {
-			r.Latency.Observe(m.ID, elapsed)
-		}
+		// A 4xx other than 429 is about the request (400, 401, 404, 413,
+		// 422…): it neither ends nor adds to the provider's run of failures.
 	}
 	if ce := p.log.Check(zap.DebugLevel, "attempt"); ce != nil { // zap.Any boxes a: only when logged
 		ce.Write(zap.String("decision_id", p.id), zap.Int("index", p.planIdx), zap.Any("attempt", a))

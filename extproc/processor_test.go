@@ -300,7 +300,7 @@ func FuzzEgress(f *testing.F) {
 		rh := &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{
 			Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: ":status", RawValue: []byte(status)}, {Key: "content-type", RawValue: []byte(ctype)}}}}}}
 		check(p.handle(rh))
-		p.endAttempt(0, "", "", "")
+		p.endAttempt(0, "", "", "", false)
 	})
 }
 

@@ -129,6 +129,10 @@ func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 		Header: header.Plan,
 		OnHeaderPresent: &headertometadatav3.Config_KeyValuePair{
 			MetadataNamespace: header.MetadataNamespace, Key: header.PlanKey, Type: headertometadatav3.Config_STRING},
+	}, {
+		Header: header.Workspace,
+		OnHeaderPresent: &headertometadatav3.Config_KeyValuePair{
+			MetadataNamespace: header.MetadataNamespace, Key: header.WorkspaceKey, Type: headertometadatav3.Config_STRING},
 	}}})
 	if err != nil {
 		return nil, err

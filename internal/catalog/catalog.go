@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/stellwerk/stellwerk/internal/classify/task"
 	"github.com/stellwerk/stellwerk/internal/config"
@@ -36,6 +37,9 @@ type Provider struct {
 	// StoredResponses: the provider keeps its Responses API answers, so
 	// previous_response_id works against it (config stored_responses).
 	StoredResponses bool
+	// PerModelLimits: the provider rate-limits each model on its own, so
+	// a 429 cools the model, not the provider (rate_limit_scope).
+	PerModelLimits bool
 
 	// Query is the query string every request carries ("?api-version=…"
 	// from config, or ""); the client's own is never forwarded.
@@ -126,6 +130,11 @@ type Model struct {
 	// Quality maps a task (or "default") to a 0–1 score.
 	Quality   map[string]float64
 	LatencyMS int
+	// FirstByteTimeout bounds an attempt of a streaming request until its
+	// first byte when there is a fallback (the model's first_byte_timeout,
+	// else failover.stream_first_byte_timeout); 0 when that is no shorter
+	// than failover.attempt_timeout.
+	FirstByteTimeout time.Duration
 	// toEUR converts this model's price currency into EUR.
 	toEUR float64
 }
@@ -265,7 +274,17 @@ func New(c *config.Config, env Env) (*Catalog, error) {
 		}
 		m := &Model{ID: mc.ID, Provider: p, ProviderModel: mc.ProviderModel, InputPerMTok: mc.Price.InputPerMTok,
 			OutputPerMTok: mc.Price.OutputPerMTok, Currency: mc.Price.Currency, ContextWindow: mc.ContextWindow,
-			MaxOutputTokens: mc.MaxOutputTokens, AssuranceTier: mc.AssuranceTier, Quality: quality[mc.ID], LatencyMS: mc.LatencyMS, toEUR: 1}
+			MaxOutputTokens: mc.MaxOutputTokens, AssuranceTier: mc.AssuranceTier, Quality: quality[mc.ID], LatencyMS: mc.LatencyMS, toEUR: 1,
+			FirstByteTimeout: mc.FirstByteTimeout}
+		if m.FirstByteTimeout == 0 {
+			m.FirstByteTimeout = c.Failover.StreamFirstByteTimeout
+		}
+		if m.FirstByteTimeout == 0 {
+			m.FirstByteTimeout = config.DefaultStreamFirstByteTimeout
+		}
+		if m.FirstByteTimeout >= c.Failover.AttemptTimeout {
+			m.FirstByteTimeout = 0 // no shorter than attempt_timeout: off
+		}
 		if m.AssuranceTier == 0 {
 			m.AssuranceTier = p.AssuranceTier
 		}
@@ -320,7 +339,8 @@ func newProvider(pc config.Provider, env Env) (*Provider, error) {
 	}
 	p := &Provider{Name: pc.Name, Cluster: ClusterName(pc.Name), Scheme: u.Scheme, Host: u.Hostname(),
 		BasePath: strings.TrimSuffix(u.EscapedPath(), "/"), WireFormat: pc.WireFormat, Region: pc.Region,
-		Residency: pc.Residency, AssuranceTier: pc.AssuranceTier, StoredResponses: pc.StoredResponses, authHeader: pc.Credential.Header}
+		Residency: pc.Residency, AssuranceTier: pc.AssuranceTier, StoredResponses: pc.StoredResponses, authHeader: pc.Credential.Header,
+		PerModelLimits: pc.RateLimitScope != config.RateLimitScopeProvider}
 	p.Port = 80
 	if p.TLS() {
 		p.Port = 443

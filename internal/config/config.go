@@ -65,6 +65,16 @@ type Failover struct {
 	Cooldown               time.Duration `yaml:"cooldown"`
 	// MaxCooldown caps a provider's Retry-After.
 	MaxCooldown time.Duration `yaml:"max_cooldown"`
+	// StreamFirstByteTimeout bounds an attempt of a streaming request
+	// until the provider's first byte when another provider could take
+	// it over (a model's first_byte_timeout overrides it): a stalled
+	// stream fails over after seconds, not after AttemptTimeout. Once the
+	// stream has started it is never cut for being slow. 0:
+	// DefaultStreamFirstByteTimeout, or AttemptTimeout when that is shorter.
+	StreamFirstByteTimeout time.Duration `yaml:"stream_first_byte_timeout,omitempty"`
+	// Reopen is how long traffic takes to come back in full after a
+	// cooldown: a growing share of requests, from 10%, meanwhile.
+	Reopen time.Duration `yaml:"reopen"`
 }
 
 // Auth says whether callers must present a virtual key.
@@ -293,6 +303,10 @@ type Routing struct {
 	// no weights for keep the scorecards and catalog seeds. Relative to the
 	// config file; re-read when the config reloads.
 	QualityPredictor string `yaml:"quality_predictor,omitempty"`
+	// LatencyHalfLife is how fast a model's learned latency fades back
+	// toward its seed while no answer refreshes it, so that a model
+	// measured slow once is tried again (docs/selection.md).
+	LatencyHalfLife time.Duration `yaml:"latency_half_life,omitempty"`
 }
 
 // Provider is an upstream that serves models.
@@ -323,6 +337,11 @@ type Provider struct {
 	// Endpoints are the addresses Envoy connects to, when there are several
 	// (default: base_url's host and port).
 	Endpoints []Endpoint `yaml:"endpoints,omitempty"`
+	// RateLimitScope is what a 429 from this provider cools down: "model"
+	// (the default; OpenAI, Anthropic and most providers limit each model
+	// on its own) or "provider" (one limit for every model). Either way
+	// only for the credential that hit it (docs/failover.md).
+	RateLimitScope string `yaml:"rate_limit_scope,omitempty"`
 }
 
 // Credential says where a provider's key comes from. The key itself is never
@@ -357,6 +376,10 @@ type Model struct {
 	Quality map[string]float64 `yaml:"quality"`
 	// LatencyMS seeds the expected median latency until traffic is observed.
 	LatencyMS int `yaml:"latency_ms"`
+	// FirstByteTimeout overrides failover.stream_first_byte_timeout for
+	// this model (e.g. longer for a reasoning model that thinks before its
+	// first token).
+	FirstByteTimeout time.Duration `yaml:"first_byte_timeout,omitempty"`
 }
 
 // Price is a list price per million tokens.
@@ -368,6 +391,16 @@ type Price struct {
 	Source string `yaml:"source,omitempty"`
 	AsOf   string `yaml:"as_of,omitempty"`
 }
+
+// DefaultStreamFirstByteTimeout is failover.stream_first_byte_timeout when
+// unset.
+const DefaultStreamFirstByteTimeout = 10 * time.Second
+
+// Rate-limit scopes of a provider.
+const (
+	RateLimitScopeModel    = "model"
+	RateLimitScopeProvider = "provider"
+)
 
 // Envoy modes.
 const (
@@ -608,6 +641,12 @@ func (c *Config) ApplyDefaults() {
 	if f.MaxCooldown == 0 {
 		f.MaxCooldown = 5 * time.Minute
 	}
+	if f.Reopen == 0 {
+		f.Reopen = 30 * time.Second
+	}
+	if c.Routing.LatencyHalfLife == 0 {
+		c.Routing.LatencyHalfLife = 5 * time.Minute
+	}
 	if c.Currency.USDToEUR == 0 {
 		c.Currency.USDToEUR = 0.92
 	}
@@ -668,6 +707,7 @@ func (c *Config) ApplyDefaults() {
 		p := &c.Providers[i]
 		def(&p.WireFormat, "openai")
 		def(&p.Credential.Header, "authorization")
+		def(&p.RateLimitScope, RateLimitScopeModel)
 		if p.AssuranceTier == 0 {
 			p.AssuranceTier = 1
 		}
@@ -733,6 +773,15 @@ func (c *Config) Validate() error {
 	if c.Failover.Cooldown < 0 || c.Failover.MaxCooldown < c.Failover.Cooldown {
 		bad("failover.cooldown", "must be between 0 and failover.max_cooldown (%s)", c.Failover.MaxCooldown)
 	}
+	if f := c.Failover; f.StreamFirstByteTimeout != 0 && (f.StreamFirstByteTimeout < 100*time.Millisecond || f.StreamFirstByteTimeout > f.AttemptTimeout) {
+		bad("failover.stream_first_byte_timeout", "must be between 100ms and failover.attempt_timeout (%s), got %s", f.AttemptTimeout, f.StreamFirstByteTimeout)
+	}
+	if c.Failover.Reopen < 0 {
+		bad("failover.reopen", "must not be negative")
+	}
+	if c.Routing.LatencyHalfLife < time.Second {
+		bad("routing.latency_half_life", "must be at least 1s, got %s", c.Routing.LatencyHalfLife)
+	}
 
 	providers := map[string]bool{}
 	wire := map[string]string{}
@@ -748,6 +797,9 @@ func (c *Config) Validate() error {
 		}
 		providers[p.Name] = true
 		wire[p.Name] = p.WireFormat
+		if p.RateLimitScope != RateLimitScopeModel && p.RateLimitScope != RateLimitScopeProvider {
+			bad(f+".rate_limit_scope", "%q is not one of %s, %s", p.RateLimitScope, RateLimitScopeModel, RateLimitScopeProvider)
+		}
 		if err := checkBaseURL(p.BaseURL); err != nil {
 			bad(f+".base_url", "%v", err)
 		}
@@ -834,6 +886,9 @@ func (c *Config) Validate() error {
 		}
 		if m.LatencyMS < 0 {
 			bad(f+".latency_ms", "must not be negative")
+		}
+		if t := m.FirstByteTimeout; t != 0 && (t < 100*time.Millisecond || t > c.Failover.AttemptTimeout) {
+			bad(f+".first_byte_timeout", "must be between 100ms and failover.attempt_timeout (%s), got %s", c.Failover.AttemptTimeout, t)
 		}
 	}
 	errs = append(errs, c.validateLedger(models)...)

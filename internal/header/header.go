@@ -106,6 +106,10 @@ const (
 	// Plan header, for the first attempt's filter, which sees no request
 	// headers.
 	PlanKey = "plan"
+	// WorkspaceKey, in MetadataNamespace, is the egress listener's copy of
+	// the Workspace header, for the same filter: a rate limit on a
+	// workspace's own key cools that key alone.
+	WorkspaceKey = "workspace"
 	// UpstreamFlags is added to Envoy's own error replies: its response flags.
 	UpstreamFlags = "x-stellwerk-upstream-flags"
 )
@@ -136,6 +140,12 @@ func EgressHost(provider string) string { return "envoy://" + EgressListener(pro
 // client's copy, like every x-envoy-* header a client sends, is removed at
 // the edge (Forwarded lists none of them).
 const MaxRetries = "x-envoy-max-retries"
+
+// PerTryTimeout is the Envoy header an egress filter sets on a streaming
+// attempt that has a fallback: the egress router's per-try timeout, which
+// fires only before the answer's first byte (the model's first-byte
+// timeout, docs/failover.md). Envoy's router consumes it.
+const PerTryTimeout = "x-envoy-upstream-rq-per-try-timeout-ms"
 
 // MetadataNamespace is the dynamic-metadata namespace stellwerk writes for
 // access logs.

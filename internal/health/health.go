@@ -1,47 +1,111 @@
-// Package health remembers which providers failed recently, so selection can
-// skip a provider in cooldown instead of sending it traffic it would refuse.
+// Package health remembers which providers, models and credentials failed
+// recently, so selection can skip what is in cooldown instead of sending it
+// traffic it would refuse.
 //
-// A provider enters a cooldown when it says so (Retry-After on a 429 or 503)
-// or after a run of consecutive failures; any success ends the run. The
-// state is this replica's own: each stellwerk replica learns from the
-// attempts it handles (see docs/failover.md).
+// Two kinds of trouble cool down different scopes (docs/failover.md):
+//
+//   - an outage (5xx, connection failure, no answer in time) is the
+//     provider's as a whole: it cools every model of the provider, for every
+//     credential;
+//   - a rate limit (429) is one credential's, and for providers that limit
+//     per model (OpenAI, Anthropic) one model's: it cools that model (or
+//     the provider, when its catalog entry says it limits as a whole) for
+//     that credential only. A workspace that brought its own key hits its
+//     own limits, so its 429s never cool the shared key, nor the shared
+//     key's theirs.
+//
+// A scope enters a cooldown when the provider says so (Retry-After) or after
+// a run of consecutive failures; a success ends the run, and a client's 4xx
+// is neither (callers do not report it). When a cooldown ends, traffic comes
+// back gradually: during Policy.Reopen a growing share of requests is let
+// through (half-open), and a failure meanwhile starts the cooldown again at
+// once.
+//
+// The state is this replica's own: each stellwerk replica learns from the
+// attempts it handles. Reads are lock-free: selection asks about every
+// model of every request.
 package health
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Policy is when a provider cools down.
+// Policy is when a scope cools down and how traffic comes back.
 type Policy struct {
 	FailuresBeforeCooldown int
 	Cooldown               time.Duration
 	MaxCooldown            time.Duration // caps Retry-After
+	// Reopen is how long after a cooldown traffic takes to come back in
+	// full (0: at once).
+	Reopen time.Duration
 }
 
-// Tracker is safe for concurrent use. A nil or zero Tracker never cools
-// down.
+// MinShare is the share of requests a scope gets as its cooldown ends; it
+// grows linearly to all of them over Policy.Reopen.
+const MinShare = 0.1
+
+// DrawRange bounds the draw a request brings to Admits: a request is let
+// through a reopening scope when draw < share·DrawRange.
+const DrawRange = 1 << 16
+
+// Target is what one attempt used: a model of a provider, through a
+// credential.
+type Target struct {
+	Provider string
+	Model    string
+	// Workspace is the workspace whose own key the attempt used; "" for the
+	// shared key.
+	Workspace string
+	// PerModel: the provider keeps its rate limits per model, so a 429
+	// cools the model alone.
+	PerModel bool
+}
+
+// Tracker is safe for concurrent use. A nil Tracker never cools down.
 type Tracker struct {
-	mu        sync.Mutex
-	policy    Policy
-	providers map[string]*provider
-	now       func() time.Time
-	// latest is the end of the last cooldown to end (unix ns): selection
-	// asks about every model of every request, and while no provider
-	// cools down the answer needs no lock.
+	mu     sync.Mutex // writers
+	policy Policy     // under mu
+	provs  atomic.Pointer[map[string]*provider]
+	now    func() time.Time
+	// latest is when the last cooldown or reopening ends (unix ns): while
+	// nothing cools down or reopens, a question needs no map lookup.
 	latest atomic.Int64
+	// publish is told of each cooldown this tracker starts (Share); under mu.
+	publish func(Cooldown)
 }
 
+// provider is one provider's state. It is never removed from the map, and
+// its limits slice is replaced, never modified, so readers need no lock.
 type provider struct {
-	failures int       // consecutive
-	until    time.Time // cooldown end; zero when none
-	reason   string
+	outage window
+	limits atomic.Pointer[[]*limit]
+}
+
+// limit is one rate-limit scope: a model ("" every model) through a
+// credential (workspace "" the shared key).
+type limit struct {
+	model, workspace string
+	w                window
+}
+
+// window is a scope's cooldown and the reopening after it.
+type window struct {
+	until   atomic.Int64 // cooldown end, unix ns; 0 none
+	reopen  atomic.Int64 // end of the reopening after it, unix ns
+	reasonP atomic.Pointer[string]
+
+	failures int // consecutive; under Tracker.mu
 }
 
 // New returns a tracker with policy p.
 func New(p Policy) *Tracker {
-	return &Tracker{policy: p, providers: map[string]*provider{}, now: time.Now}
+	t := &Tracker{policy: p, now: time.Now}
+	m := map[string]*provider{}
+	t.provs.Store(&m)
+	return t
 }
 
 // SetPolicy changes the policy (on reload); cooldowns in force stay.
@@ -54,93 +118,308 @@ func (t *Tracker) SetPolicy(p Policy) {
 	t.mu.Unlock()
 }
 
-// Succeeded records an answer that was not a failure.
-func (t *Tracker) Succeeded(name string) {
+// Quiet reports whether nothing cools down or reopens at now: every
+// target is admitted, and a caller asking about many can skip them all.
+func (t *Tracker) Quiet(now time.Time) bool {
+	return t == nil || now.UnixNano() >= t.latest.Load()
+}
+
+// Admits reports whether a request may be sent to a target at now. draw
+// (0 ≤ draw < DrawRange) is the request's own, fixed per request: while a
+// scope reopens, the requests with the lowest draws get through, a share
+// growing from MinShare to all. Lock-free, no allocation.
+func (t *Tracker) Admits(tg Target, now time.Time, draw uint32) bool {
 	if t == nil {
+		return true
+	}
+	n := now.UnixNano()
+	if n >= t.latest.Load() {
+		return true
+	}
+	pm := t.provs.Load()
+	if pm == nil {
+		return true
+	}
+	p := (*pm)[tg.Provider]
+	if p == nil {
+		return true
+	}
+	if !p.outage.admits(n, draw) {
+		return false
+	}
+	if ls := p.limits.Load(); ls != nil {
+		for _, l := range *ls {
+			if l.workspace == tg.Workspace && (l.model == "" || l.model == tg.Model) && !l.w.admits(n, draw) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (w *window) admits(now int64, draw uint32) bool {
+	until := w.until.Load()
+	if until == 0 {
+		return true
+	}
+	if now < until {
+		return false
+	}
+	end := w.reopen.Load()
+	if now >= end || end <= until {
+		return true
+	}
+	share := MinShare + (1-MinShare)*float64(now-until)/float64(end-until)
+	return float64(draw) < share*DrawRange
+}
+
+// Succeeded records an answer that was not a failure (a 2xx): it ends the
+// provider's run of failures and the target's run of rate limits.
+func (t *Tracker) Succeeded(tg Target) {
+	if t == nil {
+		return
+	}
+	pm := t.provs.Load()
+	if pm == nil {
+		return
+	}
+	p := (*pm)[tg.Provider]
+	if p == nil {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if p := t.providers[name]; p != nil {
-		p.failures = 0
+	p.outage.failures = 0
+	if ls := p.limits.Load(); ls != nil {
+		for _, l := range *ls {
+			if l.workspace == tg.Workspace && (l.model == "" || l.model == tg.Model) {
+				l.w.failures = 0
+			}
+		}
 	}
 }
 
-// Failed records a failed attempt. retryAfter > 0 is the provider's own
-// request to wait, honoured up to MaxCooldown. It reports whether the
-// provider is now cooling down.
-func (t *Tracker) Failed(name, reason string, retryAfter time.Duration) bool {
+// Failed records an outage of the target's provider (a 5xx, a connection
+// failure, no answer in time): it counts for the provider as a whole.
+// retryAfter > 0 is the provider's own request to wait, honoured up to
+// MaxCooldown. It reports whether the provider now cools down.
+func (t *Tracker) Failed(tg Target, reason string, retryAfter time.Duration) bool {
 	if t == nil {
 		return false
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.providers == nil {
+	p := t.providerLocked(tg.Provider)
+	cooling, started := t.failLocked(&p.outage, reason, retryAfter)
+	t.share(started, Cooldown{Provider: tg.Provider}, &p.outage)
+	return cooling
+}
+
+// RateLimited records a 429 on the target: it counts for the target's
+// credential and, when the provider limits per model, its model alone.
+// It reports whether that scope now cools down.
+func (t *Tracker) RateLimited(tg Target, reason string, retryAfter time.Duration) bool {
+	if t == nil {
 		return false
 	}
-	p := t.providers[name]
-	if p == nil {
-		p = &provider{}
-		t.providers[name] = p
+	t.mu.Lock()
+	p := t.providerLocked(tg.Provider)
+	model := ""
+	if tg.PerModel {
+		model = tg.Model
 	}
-	p.failures++
+	l := t.limitLocked(p, model, tg.Workspace)
+	cooling, started := t.failLocked(&l.w, reason, retryAfter)
+	t.share(started, Cooldown{Provider: tg.Provider, RateLimit: true, Model: model, Workspace: tg.Workspace}, &l.w)
+	return cooling
+}
+
+// share unlocks mu and, when this tracker just started a cooldown of w,
+// tells its publisher.
+func (t *Tracker) share(started bool, c Cooldown, w *window) {
+	f := t.publish
+	if started && f != nil {
+		c.Until, c.ReopenedBy, c.Reason = time.Unix(0, w.until.Load()), time.Unix(0, w.reopen.Load()), w.reason()
+	}
+	t.mu.Unlock()
+	if started && f != nil {
+		f(c)
+	}
+}
+
+// limitLocked returns a provider's rate-limit scope, adding it (copy on
+// write).
+func (t *Tracker) limitLocked(p *provider, model, workspace string) *limit {
+	old := p.limits.Load()
+	if old != nil {
+		for _, x := range *old {
+			if x.model == model && x.workspace == workspace {
+				return x
+			}
+		}
+	}
+	l := &limit{model: model, workspace: workspace}
+	now := t.now().UnixNano()
+	var ls []*limit
+	if old != nil {
+		// Scopes that are over and forgotten go as a new one comes.
+		ls = slices.DeleteFunc(slices.Clone(*old), func(x *limit) bool {
+			return x.w.failures == 0 && x.w.reopen.Load() <= now && x.w.until.Load() <= now
+		})
+	}
+	ls = append(ls, l)
+	p.limits.Store(&ls)
+	return l
+}
+
+// providerLocked returns a provider's state, adding it (copy on write).
+func (t *Tracker) providerLocked(name string) *provider {
+	old := *t.provs.Load()
+	if p := old[name]; p != nil {
+		return p
+	}
+	m := make(map[string]*provider, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	p := &provider{}
+	m[name] = p
+	t.provs.Store(&m)
+	return p
+}
+
+// failLocked counts a failure in a window and starts its cooldown when
+// due: at once with a Retry-After, or while it reopens; after
+// FailuresBeforeCooldown in a row otherwise. It reports whether the window
+// cools down, and whether this failure started (or lengthened) it.
+func (t *Tracker) failLocked(w *window, reason string, retryAfter time.Duration) (cooling, started bool) {
+	w.failures++
 	now := t.now()
+	n := now.UnixNano()
+	reopening := w.until.Load() != 0 && n >= w.until.Load() && n < w.reopen.Load()
 	var d time.Duration
 	switch {
 	case retryAfter > 0:
 		d = min(retryAfter, t.policy.MaxCooldown)
 		reason += ", Retry-After " + retryAfter.String()
-	case t.policy.FailuresBeforeCooldown > 0 && p.failures >= t.policy.FailuresBeforeCooldown:
+	case t.policy.FailuresBeforeCooldown > 0 && w.failures >= t.policy.FailuresBeforeCooldown:
 		d = t.policy.Cooldown
+	case reopening:
+		d = t.policy.Cooldown // the provider is not back yet
+		reason += ", again while reopening"
 	}
-	if d > 0 && now.Add(d).After(p.until) {
-		p.until, p.reason = now.Add(d), reason
-		if u := p.until.UnixNano(); u > t.latest.Load() {
-			t.latest.Store(u) // under mu: no lost update
+	if d > 0 && n+int64(d) > w.until.Load() {
+		started = true
+		until := n + int64(d)
+		end := until + int64(t.policy.Reopen)
+		w.reasonP.Store(&reason)
+		// reopen first: a reader that sees the new until sees its end too.
+		w.reopen.Store(end)
+		w.until.Store(until)
+		if end > t.latest.Load() {
+			t.latest.Store(end) // under mu: no lost update
 		}
 	}
-	return p.until.After(now)
+	return w.until.Load() > n, started
 }
 
-// Cooling reports whether a provider is in cooldown now, until when and why.
+// Cooling reports whether a provider is in an outage cooldown now, until
+// when and why (rate-limit scopes: Snapshot).
 func (t *Tracker) Cooling(name string) (until time.Time, reason string, ok bool) {
-	if t == nil || t.now().UnixNano() >= t.latest.Load() {
+	if t == nil {
 		return time.Time{}, "", false
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	p := t.providers[name]
-	if p == nil || !p.until.After(t.now()) {
+	n := t.now().UnixNano()
+	if n >= t.latest.Load() {
 		return time.Time{}, "", false
 	}
-	return p.until, p.reason, true
+	p := (*t.provs.Load())[name]
+	if p == nil {
+		return time.Time{}, "", false
+	}
+	u := p.outage.until.Load()
+	if u <= n {
+		return time.Time{}, "", false
+	}
+	return time.Unix(0, u), p.outage.reason(), true
 }
 
-// Status is one provider's state, for the admin API.
+func (w *window) reason() string {
+	if r := w.reasonP.Load(); r != nil {
+		return *r
+	}
+	return ""
+}
+
+// Scopes of a Status.
+const (
+	ScopeProvider  = "provider"   // an outage: every model, every credential
+	ScopeRateLimit = "rate_limit" // one credential's rate limit (a model's, or every model's)
+)
+
+// Status is one scope's state, for the admin API and metrics.
 type Status struct {
-	Provider            string    `json:"provider"`
+	Provider string `json:"provider"`
+	Scope    string `json:"scope"`
+	// Model is the rate-limited model ("" every model of the provider).
+	Model string `json:"model,omitempty"`
+	// Workspace is set when the credential is the workspace's own key.
+	Workspace           string    `json:"workspace,omitempty"`
 	ConsecutiveFailures int       `json:"consecutive_failures"`
 	CoolingUntil        time.Time `json:"cooling_until,omitzero"`
-	Reason              string    `json:"reason,omitempty"`
+	// ReopenedBy is when traffic is back in full after the cooldown.
+	ReopenedBy time.Time `json:"reopened_by,omitzero"`
+	Reason     string    `json:"reason,omitempty"`
 }
 
-// Snapshot lists providers with failures or a cooldown.
+// Snapshot lists scopes with failures, a cooldown or a reopening, outages
+// first, then by provider.
 func (t *Tracker) Snapshot() []Status {
 	if t == nil {
 		return nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.now()
+	n := t.now().UnixNano()
 	var out []Status
-	for name, p := range t.providers {
-		s := Status{Provider: name, ConsecutiveFailures: p.failures}
-		if p.until.After(now) {
-			s.CoolingUntil, s.Reason = p.until, p.reason
+	add := func(s Status, w *window) {
+		s.ConsecutiveFailures = w.failures
+		if u := w.until.Load(); u > n {
+			s.CoolingUntil, s.Reason = time.Unix(0, u), w.reason()
 		}
-		if s.ConsecutiveFailures > 0 || !s.CoolingUntil.IsZero() {
+		if e := w.reopen.Load(); e > n && e > w.until.Load() {
+			s.ReopenedBy = time.Unix(0, e)
+			if s.Reason == "" {
+				s.Reason = w.reason()
+			}
+		}
+		if s.ConsecutiveFailures > 0 || !s.CoolingUntil.IsZero() || !s.ReopenedBy.IsZero() {
 			out = append(out, s)
 		}
 	}
+	for name, p := range *t.provs.Load() {
+		add(Status{Provider: name, Scope: ScopeProvider}, &p.outage)
+		if ls := p.limits.Load(); ls != nil {
+			for _, l := range *ls {
+				add(Status{Provider: name, Scope: ScopeRateLimit, Model: l.model, Workspace: l.workspace}, &l.w)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Status) int {
+		if a.Scope != b.Scope {
+			if a.Scope == ScopeProvider {
+				return -1
+			}
+			return 1
+		}
+		for _, c := range [][2]string{{a.Provider, b.Provider}, {a.Workspace, b.Workspace}, {a.Model, b.Model}} {
+			if c[0] != c[1] {
+				if c[0] < c[1] {
+					return -1
+				}
+				return 1
+			}
+		}
+		return 0
+	})
 	return out
 }

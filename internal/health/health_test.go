@@ -5,69 +5,254 @@ import (
 	"time"
 )
 
-func TestCooldowns(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	tr := New(Policy{FailuresBeforeCooldown: 3, Cooldown: 30 * time.Second, MaxCooldown: 5 * time.Minute})
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// clock returns a tracker on a test clock and a way to move it.
+func clock(p Policy) (*Tracker, *time.Time) {
+	now := t0
+	tr := New(p)
 	tr.now = func() time.Time { return now }
+	return tr, &now
+}
+
+func TestCooldowns(t *testing.T) {
+	tr, now := clock(Policy{FailuresBeforeCooldown: 3, Cooldown: 30 * time.Second, MaxCooldown: 5 * time.Minute})
+	a := Target{Provider: "a", Model: "a-mini"}
 
 	// A run of failures, broken by a success, does not cool down.
-	tr.Failed("a", "status 503", 0)
-	tr.Failed("a", "status 503", 0)
-	tr.Succeeded("a")
-	if tr.Failed("a", "status 503", 0) {
+	tr.Failed(a, "status 503", 0)
+	tr.Failed(a, "status 503", 0)
+	tr.Succeeded(a)
+	if tr.Failed(a, "status 503", 0) {
 		t.Fatal("cooling after one failure since the last success")
 	}
-	tr.Failed("a", "status 503", 0)
-	if !tr.Failed("a", "status 500", 0) {
+	tr.Failed(a, "status 503", 0)
+	if !tr.Failed(a, "status 500", 0) {
 		t.Fatal("not cooling after 3 consecutive failures")
 	}
 	until, reason, ok := tr.Cooling("a")
 	if !ok || !until.Equal(now.Add(30*time.Second)) || reason != "status 500" {
 		t.Errorf("cooling %v %v %q", ok, until, reason)
 	}
-	now = now.Add(31 * time.Second)
+	if tr.Admits(Target{Provider: "a", Model: "a-large"}, *now, 0) {
+		t.Error("an outage cools every model of the provider")
+	}
+	if tr.Admits(Target{Provider: "a", Model: "a-large", Workspace: "legal"}, *now, 0) {
+		t.Error("an outage cools the provider for a workspace's own key too")
+	}
+	*now = now.Add(31 * time.Second)
 	if _, _, ok := tr.Cooling("a"); ok {
 		t.Error("still cooling after the cooldown")
 	}
 
 	// Retry-After cools down at once, capped by MaxCooldown.
-	if !tr.Failed("b", "rate limited (429)", time.Hour) {
+	b := Target{Provider: "b"}
+	if !tr.Failed(b, "status 503", time.Hour) {
 		t.Fatal("Retry-After did not cool down")
 	}
-	if until, reason, _ := tr.Cooling("b"); !until.Equal(now.Add(5*time.Minute)) || reason != "rate limited (429), Retry-After 1h0m0s" {
+	if until, reason, _ := tr.Cooling("b"); !until.Equal(now.Add(5*time.Minute)) || reason != "status 503, Retry-After 1h0m0s" {
 		t.Errorf("capped cooldown %v %q", until, reason)
 	}
 	// A shorter Retry-After does not shorten a cooldown in force.
-	tr.Failed("b", "rate limited (429)", time.Second)
+	tr.Failed(b, "status 503", time.Second)
 	if until, _, _ := tr.Cooling("b"); !until.Equal(now.Add(5 * time.Minute)) {
 		t.Errorf("cooldown shortened to %v", until)
 	}
-	if got := tr.Snapshot(); len(got) != 2 {
+	if got := tr.Snapshot(); len(got) != 2 || got[0].Provider != "a" || got[1].Provider != "b" || got[1].CoolingUntil.IsZero() {
 		t.Errorf("snapshot %+v", got)
 	}
 	var nilTracker *Tracker
-	if _, _, ok := nilTracker.Cooling("a"); ok {
+	if _, _, ok := nilTracker.Cooling("a"); ok || !nilTracker.Admits(a, *now, 0) {
 		t.Error("a nil tracker cools down")
 	}
 }
 
-// BenchmarkCooling is selection's question, asked once per candidate of
-// every request, while one provider of many cools down.
+// TestRateLimitScopes (issue 19): a 429 cools the model alone at a provider
+// that limits per model, the whole provider at one that limits as a whole,
+// and only ever for the credential that hit the limit: a workspace's own
+// key and the shared key have limits of their own.
+func TestRateLimitScopes(t *testing.T) {
+	tests := map[string]struct {
+		hit        Target
+		cooled     []Target
+		notCooled  []Target
+		statusRows int
+	}{
+		"per model, shared key": {
+			hit:       Target{Provider: "openai", Model: "gpt-4o", PerModel: true},
+			cooled:    []Target{{Provider: "openai", Model: "gpt-4o"}},
+			notCooled: []Target{{Provider: "openai", Model: "gpt-4o-mini"}, {Provider: "openai", Model: "gpt-4o", Workspace: "legal"}, {Provider: "other", Model: "gpt-4o"}},
+		},
+		"per provider, shared key": {
+			hit:       Target{Provider: "mistral", Model: "small"},
+			cooled:    []Target{{Provider: "mistral", Model: "small"}, {Provider: "mistral", Model: "large"}},
+			notCooled: []Target{{Provider: "mistral", Model: "large", Workspace: "legal"}},
+		},
+		"per model, a workspace's own key": {
+			hit:       Target{Provider: "openai", Model: "gpt-4o", Workspace: "legal", PerModel: true},
+			cooled:    []Target{{Provider: "openai", Model: "gpt-4o", Workspace: "legal"}},
+			notCooled: []Target{{Provider: "openai", Model: "gpt-4o"}, {Provider: "openai", Model: "gpt-4o", Workspace: "sales"}, {Provider: "openai", Model: "gpt-4o-mini", Workspace: "legal"}},
+		},
+		"per provider, a workspace's own key": {
+			hit:       Target{Provider: "mistral", Model: "small", Workspace: "legal"},
+			cooled:    []Target{{Provider: "mistral", Model: "large", Workspace: "legal"}},
+			notCooled: []Target{{Provider: "mistral", Model: "small"}, {Provider: "mistral", Model: "small", Workspace: "sales"}},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			tr, now := clock(Policy{FailuresBeforeCooldown: 3, Cooldown: 30 * time.Second, MaxCooldown: 5 * time.Minute})
+			if !tr.RateLimited(tc.hit, "rate limited (429)", 20*time.Second) {
+				t.Fatal("a 429 with Retry-After did not cool down")
+			}
+			for _, c := range tc.cooled {
+				if tr.Admits(c, *now, 0) {
+					t.Errorf("%+v is admitted during the cooldown", c)
+				}
+			}
+			for _, c := range tc.notCooled {
+				if !tr.Admits(c, *now, 0) {
+					t.Errorf("%+v is cooled by another scope's 429", c)
+				}
+			}
+			if _, _, ok := tr.Cooling(tc.hit.Provider); ok {
+				t.Error("a rate limit reads as the provider's outage")
+			}
+			if s := tr.Snapshot(); len(s) != 1 || s[0].Scope != ScopeRateLimit || s[0].Workspace != tc.hit.Workspace || (s[0].Model != "") != tc.hit.PerModel {
+				t.Errorf("snapshot %+v", s)
+			}
+			*now = now.Add(21 * time.Second)
+			for _, c := range tc.cooled {
+				if !tr.Admits(c, *now, 0) {
+					t.Errorf("%+v still cooled after Retry-After", c)
+				}
+			}
+		})
+	}
+}
+
+// TestRateLimitsDoNotCountAsOutages: a tenant's burst of 429s on its own key
+// cools that key, never the provider for everyone else, however long the
+// burst.
+func TestRateLimitsDoNotCountAsOutages(t *testing.T) {
+	tr, now := clock(Policy{FailuresBeforeCooldown: 3, Cooldown: 30 * time.Second, MaxCooldown: 5 * time.Minute})
+	own := Target{Provider: "openai", Model: "gpt-4o", Workspace: "legal", PerModel: true}
+	for range 50 {
+		tr.RateLimited(own, "rate limited (429)", 0)
+	}
+	if tr.Admits(own, *now, 0) {
+		t.Error("50 429s in a row did not cool the workspace's key")
+	}
+	shared := Target{Provider: "openai", Model: "gpt-4o", PerModel: true}
+	if !tr.Admits(shared, *now, 0) || !tr.Admits(Target{Provider: "openai", Model: "gpt-4o", Workspace: "sales"}, *now, 0) {
+		t.Error("one workspace's 429s cooled the provider for others")
+	}
+	// Nor do they add to the outage count: one 503 stays one failure.
+	if tr.Failed(shared, "status 503", 0) {
+		t.Error("429s counted towards the provider's outage")
+	}
+	for _, s := range tr.Snapshot() {
+		if s.Scope == ScopeProvider && s.ConsecutiveFailures != 1 {
+			t.Errorf("outage run %d, want 1", s.ConsecutiveFailures)
+		}
+	}
+}
+
+// TestGradualReopening (issue 19): after a cooldown, a growing share of
+// requests is let through (the lowest draws first), all of them once the
+// reopening is over; a failure while reopening starts the cooldown again.
+func TestGradualReopening(t *testing.T) {
+	tr, now := clock(Policy{FailuresBeforeCooldown: 1, Cooldown: 30 * time.Second, MaxCooldown: 5 * time.Minute, Reopen: time.Minute})
+	a := Target{Provider: "a", Model: "m"}
+	tr.Failed(a, "status 503", 0)
+	share := func() float64 {
+		n := 0
+		for d := uint32(0); d < DrawRange; d += 64 {
+			if tr.Admits(a, *now, d) {
+				n++
+			}
+		}
+		return float64(n) / float64(DrawRange/64)
+	}
+	if s := share(); s != 0 {
+		t.Fatalf("during the cooldown %.2f of requests pass", s)
+	}
+	*now = t0.Add(30 * time.Second) // the cooldown ends
+	first := share()
+	if first < MinShare-0.01 || first > MinShare+0.01 {
+		t.Errorf("as the cooldown ends %.3f pass, want %.2f", first, MinShare)
+	}
+	*now = t0.Add(60 * time.Second) // half-way through the reopening
+	half := share()
+	if half < 0.54 || half > 0.56 {
+		t.Errorf("half-way %.3f pass, want 0.55", half)
+	}
+	if !tr.Admits(a, *now, 0) || tr.Admits(a, *now, DrawRange-1) {
+		t.Error("the lowest draws are not the first let through")
+	}
+	if s := tr.Snapshot(); len(s) != 1 || !s[0].ReopenedBy.Equal(t0.Add(90*time.Second)) {
+		t.Errorf("snapshot while reopening: %+v", s)
+	}
+	*now = t0.Add(90 * time.Second)
+	if s := share(); s != 1 {
+		t.Errorf("after the reopening %.3f pass", s)
+	}
+
+	// A success while reopening keeps it going; a failure cools again at once.
+	tr2, now2 := clock(Policy{FailuresBeforeCooldown: 3, Cooldown: 30 * time.Second, MaxCooldown: 5 * time.Minute, Reopen: time.Minute})
+	tr2.Failed(a, "status 503", 10*time.Second)
+	*now2 = t0.Add(15 * time.Second)
+	tr2.Succeeded(a)
+	if !tr2.Admits(a, *now2, 0) {
+		t.Fatal("a reopening scope turned away its first draws")
+	}
+	if !tr2.Failed(a, "status 503", 0) {
+		t.Fatal("a failure while reopening did not cool down again (3 are needed otherwise)")
+	}
+	if tr2.Admits(a, *now2, 0) {
+		t.Error("admitted after failing while reopening")
+	}
+	if _, reason, _ := tr2.Cooling("a"); reason != "status 503, again while reopening" {
+		t.Errorf("reason %q", reason)
+	}
+}
+
+// BenchmarkAdmits is selection's question, asked once per candidate of
+// every request (≈70), while one provider cools down, another reopens and
+// a workspace's key is rate-limited on one model.
 //
-//	go test -run '^$' -bench Cooling -benchmem ./internal/health/
-func BenchmarkCooling(b *testing.B) {
-	tr := New(Policy{FailuresBeforeCooldown: 1, Cooldown: time.Hour, MaxCooldown: time.Hour})
-	tr.Failed("down", "status 503", 0)
+//	go test -run '^$' -bench Admits -benchmem ./internal/health/
+func BenchmarkAdmits(b *testing.B) {
+	tr := New(Policy{FailuresBeforeCooldown: 1, Cooldown: time.Hour, MaxCooldown: time.Hour, Reopen: time.Hour})
+	tr.Failed(Target{Provider: "down"}, "status 503", 0)
+	tr.RateLimited(Target{Provider: "openai", Model: "gpt-4o", Workspace: "legal", PerModel: true}, "rate limited (429)", 0)
 	names := []string{"openai", "anthropic", "mistral", "down", "gemini", "groq"}
+	now := time.Now()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			_, _, cooling := tr.Cooling(names[i%len(names)])
-			if cooling != (names[i%len(names)] == "down") {
+			n := names[i%len(names)]
+			ok := tr.Admits(Target{Provider: n, Model: "gpt-4o", Workspace: "legal"}, now, uint32(i))
+			if ok != (n != "down" && n != "openai") {
 				b.Fatal("wrong answer")
 			}
 			i++
+		}
+	})
+}
+
+// BenchmarkAdmitsNothingCooling is the common case: every provider healthy.
+func BenchmarkAdmitsNothingCooling(b *testing.B) {
+	tr := New(Policy{FailuresBeforeCooldown: 3, Cooldown: time.Minute, MaxCooldown: time.Hour})
+	tr.Failed(Target{Provider: "openai"}, "status 503", 0) // a failure, no cooldown
+	now := time.Now()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if !tr.Admits(Target{Provider: "openai", Model: "gpt-4o"}, now, 7) {
+				b.Fatal("wrong answer")
+			}
 		}
 	})
 }

@@ -41,6 +41,10 @@ type Behavior struct {
 	Reset          string        `json:"reset,omitempty"` // "", "before", "mid-stream", "truncate"
 	FirstByteDelay time.Duration `json:"first_byte_delay,omitempty"`
 	ChunkDelay     time.Duration `json:"chunk_delay,omitempty"`
+	// OnlyModel, when set, limits the behaviour to requests for that
+	// (provider-side) model name; every other model answers normally, as
+	// a provider that rate-limits per model does.
+	OnlyModel string `json:"only_model,omitempty"`
 }
 
 // Recorded is one request as the provider saw it.
@@ -163,6 +167,9 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.requests = append(p.requests, rec)
 	b := p.behavior
 	p.mu.Unlock()
+	if b.OnlyModel != "" && gjson.GetBytes(body, "model").Str != b.OnlyModel {
+		b = Behavior{}
+	}
 	b = overrideFromHeaders(b, r.Header)
 
 	anthropic := strings.HasSuffix(r.URL.Path, "/messages")

@@ -1,6 +1,9 @@
 // Package observe keeps what live traffic teaches about models: their
 // latency, learned as an exponentially weighted moving average of the time
-// from routing a request to the provider's first response bytes.
+// from routing a request to the provider's first response bytes. Streams
+// and JSON answers are learned apart: a stream's first bytes come with its
+// first token (time to first token), a JSON answer's with the whole
+// completion, and selection compares each kind of request by its own.
 //
 // What was learned fades: between observations a model's learned latency
 // decays toward its catalog seed (half-life HalfLife), so a model measured
@@ -12,6 +15,7 @@ package observe
 import (
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,14 +35,41 @@ type Latency struct {
 	// Now is the clock (nil: time.Now); tests set it.
 	Now func() time.Time
 
-	m sync.Map // model id → *cell
+	m  sync.Map     // model id → *cell
+	hl atomic.Int64 // SetHalfLife's, ns; 0: HalfLife
 }
 
+// SetHalfLife changes the half-life (routing.latency_half_life, on start and
+// reload) while requests read it; what was learned stays.
+func (l *Latency) SetHalfLife(d time.Duration) { l.hl.Store(int64(d)) }
+
+// cell is one model's learned latencies: [0] JSON completions, [1]
+// streams' first token. Selection reads every model's on every request:
+// Get is lock-free, and in steady state writes nothing; Observe (once
+// per answer) replaces the value under mu.
 type cell struct {
-	mu   sync.Mutex
-	ms   float64
-	at   time.Time
-	seed float64 // the seed the last Get or Observe faded toward
+	mu sync.Mutex // Observe
+	s  [2]series
+}
+
+type series struct {
+	v    atomic.Pointer[value] // nil: nothing observed yet
+	seed atomic.Uint64         // float64 bits of the seed the last Get faded toward; noSeed none yet
+}
+
+// value is a series' learned latency as of its last observation.
+type value struct {
+	ms float64
+	at time.Time
+}
+
+var noSeed = math.Float64bits(-1)
+
+func kind(stream bool) int {
+	if stream {
+		return 1
+	}
+	return 0
 }
 
 func (l *Latency) now() time.Time {
@@ -49,42 +80,53 @@ func (l *Latency) now() time.Time {
 }
 
 func (l *Latency) halfLife() time.Duration {
+	if d := l.hl.Load(); d > 0 {
+		return time.Duration(d)
+	}
 	if l.HalfLife > 0 {
 		return l.HalfLife
 	}
 	return DefaultHalfLife
 }
 
-// faded is the cell's value at t, decayed toward seed.
-func (l *Latency) faded(c *cell, seed float64, t time.Time) float64 {
-	age := t.Sub(c.at)
+// faded is the value at t, decayed toward seed.
+func (l *Latency) faded(v *value, seed float64, t time.Time) float64 {
+	age := t.Sub(v.at)
 	if age <= 0 || seed < 0 {
-		return c.ms
+		return v.ms
 	}
-	return seed + (c.ms-seed)*math.Exp2(-float64(age)/float64(l.halfLife()))
+	return seed + (v.ms-seed)*math.Exp2(-float64(age)/float64(l.halfLife()))
 }
 
-// Observe records one response time for a model.
-func (l *Latency) Observe(model string, d time.Duration) {
+// Observe records one response time for a model: the time to a stream's
+// first bytes, or to a JSON answer.
+func (l *Latency) Observe(model string, stream bool, d time.Duration) {
 	ms := float64(d) / float64(time.Millisecond)
 	if ms < 0 || math.IsNaN(ms) {
 		return
 	}
 	t := l.now()
-	v, loaded := l.m.LoadOrStore(model, &cell{ms: ms, at: t, seed: -1})
-	if !loaded {
-		return
+	v, ok := l.m.Load(model)
+	if !ok {
+		nc := &cell{}
+		nc.s[0].seed.Store(noSeed)
+		nc.s[1].seed.Store(noSeed)
+		v, _ = l.m.LoadOrStore(model, nc)
 	}
 	c := v.(*cell)
 	c.mu.Lock()
-	c.ms = alpha*ms + (1-alpha)*l.faded(c, c.seed, t)
-	c.at = t
+	s := &c.s[kind(stream)]
+	if old := s.v.Load(); old != nil {
+		ms = alpha*ms + (1-alpha)*l.faded(old, math.Float64frombits(s.seed.Load()), t)
+	} // else the first observation replaces the seed
+	s.v.Store(&value{ms: ms, at: t})
 	c.mu.Unlock()
 }
 
-// Get returns the learned latency of a model in ms, faded toward seed by
+// Get returns the learned latency of a model in ms for a streaming request
+// (time to first token) or a JSON one (completion), faded toward seed by
 // the time since its last observation, or seed when none was observed yet.
-func (l *Latency) Get(model string, seed int) int {
+func (l *Latency) Get(model string, stream bool, seed int) int {
 	if l == nil {
 		return seed
 	}
@@ -92,10 +134,14 @@ func (l *Latency) Get(model string, seed int) int {
 	if !ok {
 		return seed
 	}
-	c := v.(*cell)
-	c.mu.Lock()
-	c.seed = float64(seed)
-	ms := l.faded(c, float64(seed), l.now())
-	c.mu.Unlock()
-	return int(math.Round(ms))
+	s := &v.(*cell).s[kind(stream)]
+	val := s.v.Load()
+	if val == nil {
+		return seed
+	}
+	ms := float64(seed)
+	if bits := math.Float64bits(ms); s.seed.Load() != bits {
+		s.seed.Store(bits) // the seed changed (a reload): Observe fades toward the new one
+	}
+	return int(math.Round(l.faded(val, ms, l.now())))
 }

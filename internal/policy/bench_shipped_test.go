@@ -48,26 +48,27 @@ func newLiveState(cat *catalog.Catalog, cooling string) *liveState {
 	s := &liveState{lat: &observe.Latency{}, health: health.New(health.Policy{FailuresBeforeCooldown: 3, Cooldown: time.Hour, MaxCooldown: time.Hour}),
 		models: cat.Models()}
 	for i, m := range s.models {
-		s.lat.Observe(m.ID, time.Duration(300+7*i)*time.Millisecond)
+		s.lat.Observe(m.ID, false, time.Duration(300+7*i)*time.Millisecond)
 	}
-	s.health.Failed(cooling, "503", time.Hour)
+	s.health.Failed(health.Target{Provider: cooling}, "503", time.Hour)
 	return s
 }
 
 // step is one response observed between two requests: the latencies move.
 func (s *liveState) step() {
 	m := s.models[s.n%len(s.models)]
-	s.lat.Observe(m.ID, time.Duration(250+s.n%400)*time.Millisecond)
+	s.lat.Observe(m.ID, false, time.Duration(250+s.n%400)*time.Millisecond)
 	s.n++
 }
 
 // candidates builds the candidate list as route.Router.Route does.
 func (s *liveState) candidates(task string, inTok, outTok int) []Candidate {
 	cands := make([]Candidate, len(s.models))
+	now := time.Now()
 	for i, m := range s.models {
 		cands[i] = Candidate{Model: m, EstimatedCostEUR: m.CostEUR(inTok, outTok), Quality: m.QualityFor(task), Healthy: true,
-			LatencyMS: s.lat.Get(m.ID, m.LatencyMS)}
-		if _, _, cooling := s.health.Cooling(m.Provider.Name); cooling {
+			LatencyMS: s.lat.Get(m.ID, false, m.LatencyMS)}
+		if !s.health.Admits(health.Target{Provider: m.Provider.Name, Model: m.ID}, now, 0) {
 			cands[i].Healthy = false
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 )
 
@@ -123,7 +124,7 @@ deny contains "weekend" if {
 		in.Budgets = []ledger.BudgetState{{Name: "ws-day", Scope: ledger.ScopeWorkspace, Subject: "support", Period: ledger.PeriodDay,
 			Limit: ledger.FromEUR(10), Used: ledger.MicroEUR(i * 60_000), Ratio: float64(i) * 0.006, Warn: i >= 133, Exceeded: i >= 167, Downgrade: true}}
 		if i == 100 {
-			st.health.Failed("anthropic", "503", time.Hour)
+			st.health.Failed(health.Target{Provider: "anthropic"}, "503", time.Hour)
 		}
 		st.step()
 		in.Candidates = st.candidates(in.Classification.Task, in.Classification.InputTokens, 512)

@@ -53,10 +53,14 @@ type Inputs struct {
 	RouteVersion int64             `json:"route_version,omitempty"`
 	RouteLimits  map[string]string `json:"route_limits,omitempty"`
 
-	Now          time.Time      `json:"now"`
-	Cooling      []string       `json:"cooling,omitempty"`
-	NoCredential []string       `json:"no_credential,omitempty"`
-	LatencyMS    map[string]int `json:"latency_ms,omitempty"`
+	Now     time.Time `json:"now"`
+	Cooling []string  `json:"cooling,omitempty"`
+	// CoolingModels are models a cooldown of their own kept from the
+	// request (a rate limit per model or per credential), beyond the
+	// providers in Cooling.
+	CoolingModels []string       `json:"cooling_models,omitempty"`
+	NoCredential  []string       `json:"no_credential,omitempty"`
+	LatencyMS     map[string]int `json:"latency_ms,omitempty"`
 	// Quality is what the quality predictor (routing.quality_predictor)
 	// predicted for this prompt, per model it knows; the other models'
 	// quality is the catalog's for the task. A replay has no prompt to

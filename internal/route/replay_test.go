@@ -46,10 +46,13 @@ func explain(res *Result, err error) explained {
 func TestReplayReproduces(t *testing.T) {
 	live, later := routeRouter(t), routeRouter(t)
 	live.Health = health.New(health.Policy{FailuresBeforeCooldown: 1, Cooldown: time.Minute, MaxCooldown: time.Minute})
-	live.Health.Failed("us", "boom", 0)
+	live.Health.Failed(health.Target{Provider: "us"}, "boom", 0)
+	// A 429 cools one model of the other provider (rate limits per model).
+	live.Health.RateLimited(health.Target{Provider: "eu", Model: "small", PerModel: true}, "rate limited (429)", time.Minute)
 	live.Latency = &observe.Latency{}
 	for range 20 {
-		live.Latency.Observe("mid", 40*time.Millisecond)
+		live.Latency.Observe("mid", false, 40*time.Millisecond)
+		live.Latency.Observe("mid", true, 900*time.Millisecond) // streams learn apart
 	}
 	live.Now = func() time.Time { return time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC) }
 	later.Now = func() time.Time { return time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC) }
@@ -121,10 +124,10 @@ func TestReplayReproduces(t *testing.T) {
 func BenchmarkRecordInputs(b *testing.B) {
 	r := routeRouter(b)
 	r.Health = health.New(health.Policy{FailuresBeforeCooldown: 1, Cooldown: time.Hour, MaxCooldown: time.Hour})
-	r.Health.Failed("us", "boom", 0)
+	r.Health.Failed(health.Target{Provider: "us"}, "boom", 0)
 	for range 20 {
-		r.Latency.Observe("mid", 40*time.Millisecond)
-		r.Latency.Observe("big", 900*time.Millisecond)
+		r.Latency.Observe("mid", false, 40*time.Millisecond)
+		r.Latency.Observe("big", false, 900*time.Millisecond)
 	}
 	body := []byte(`{"model":"auto","metadata":{"plan":"paid"},"messages":[{"role":"user","content":"where is my parcel? it was due on monday"}]}`)
 	for _, record := range []bool{false, true} {

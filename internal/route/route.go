@@ -57,6 +57,10 @@ type Router struct {
 	Latency *observe.Latency
 	// Health holds providers' cooldowns; nil means every provider is healthy.
 	Health *health.Tracker
+	// OwnKey reports whether a workspace sends its requests to a provider
+	// with a key of its own (bring your own key): its rate limits are then
+	// its own (nil: no workspace has one).
+	OwnKey func(workspace, provider string) bool
 	// Routes resolves named routes (model: route:<name>); nil when none
 	// are configured.
 	Routes Routes
@@ -256,8 +260,12 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	if r.Predictor != nil && rp == nil { // a replay has no prompt: it reads the recorded predictions
 		predicted = r.predict(chat, &res.Class)
 	}
+	// Cooldowns are read once per candidate: only while something cools
+	// down or reopens does a candidate cost more than one atomic load.
+	quiet := rp == nil && r.Health.Quiet(now)
+	draw := Draw(req.DecisionID)
 	for i, m := range models {
-		lat := r.latency(m, rp)
+		lat := r.latency(m, chat.Stream, rp)
 		q := m.QualityFor(res.Class.Task)
 		switch {
 		case rp != nil:
@@ -274,7 +282,10 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		}
 		cands[i] = policy.Candidate{Model: m, EstimatedCostEUR: m.CostEUR(res.Class.InputTokens, outTokens),
 			Quality: q, Healthy: true, LatencyMS: lat}
-		cooling := r.cooling(m.Provider.Name, rp)
+		cooling, wholeProvider := false, false
+		if !quiet {
+			cooling, wholeProvider = r.cooling(m, req.Principal.Workspace, now, draw, rp)
+		}
 		if cooling && m.ID != chat.Model {
 			// A pinned model is still tried: the caller asked for it.
 			cands[i].Healthy = false
@@ -286,8 +297,13 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 				}
 				rec.LatencyMS[m.ID] = lat
 			}
-			if cooling && !slices.Contains(rec.Cooling, m.Provider.Name) {
-				rec.Cooling = append(rec.Cooling, m.Provider.Name)
+			switch {
+			case cooling && wholeProvider:
+				if !slices.Contains(rec.Cooling, m.Provider.Name) {
+					rec.Cooling = append(rec.Cooling, m.Provider.Name)
+				}
+			case cooling:
+				rec.CoolingModels = append(rec.CoolingModels, m.ID)
 			}
 		}
 	}
@@ -402,24 +418,48 @@ func cannotContinue(m *catalog.Model, chat *request.Chat) string {
 }
 
 // latency is a model's latency as selection weighs it: learned from live
-// traffic, or as a replay recorded it.
-func (r *Router) latency(m *catalog.Model, rp *Inputs) int {
+// traffic (time to first token for a stream, the whole answer otherwise),
+// or as a replay recorded it.
+func (r *Router) latency(m *catalog.Model, stream bool, rp *Inputs) int {
 	if rp != nil {
 		if v, ok := rp.LatencyMS[m.ID]; ok {
 			return v
 		}
 		return m.LatencyMS
 	}
-	return r.Latency.Get(m.ID, m.LatencyMS)
+	return r.Latency.Get(m.ID, stream, m.LatencyMS)
 }
 
-// cooling reports whether a provider is in cooldown, now or as recorded.
-func (r *Router) cooling(provider string, rp *Inputs) bool {
+// cooling reports whether a model may not get the request because of a
+// cooldown (or a reopening that did not let this request's draw through),
+// now or as recorded; wholeProvider when the provider's outage is why.
+func (r *Router) cooling(m *catalog.Model, workspace string, now time.Time, draw uint32, rp *Inputs) (cooling, wholeProvider bool) {
 	if rp != nil {
-		return slices.Contains(rp.Cooling, provider)
+		if slices.Contains(rp.Cooling, m.Provider.Name) {
+			return true, true
+		}
+		return slices.Contains(rp.CoolingModels, m.ID), false
 	}
-	_, _, c := r.Health.Cooling(provider)
-	return c
+	if !r.Health.Admits(health.Target{Provider: m.Provider.Name}, now, draw) {
+		return true, true
+	}
+	tg := health.Target{Provider: m.Provider.Name, Model: m.ID}
+	if workspace != "" && r.OwnKey != nil && r.OwnKey(workspace, m.Provider.Name) {
+		tg.Workspace = workspace
+	}
+	return !r.Health.Admits(tg, now, draw), false
+}
+
+// Draw is a request's draw for reopening providers (health.Admits): fixed
+// by its decision id, so that every replica and a replay agree, spread
+// evenly over [0, health.DrawRange).
+func Draw(decisionID string) uint32 {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(decisionID); i++ {
+		h ^= uint32(decisionID[i])
+		h *= 16777619
+	}
+	return (h ^ h>>16) % health.DrawRange
 }
 
 // credential reports whether stellwerk can authenticate to a provider, now

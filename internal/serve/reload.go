@@ -102,6 +102,12 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 			st.WorkspaceClusters[extproc.WorkspaceProvider{Workspace: wk.Workspace, Provider: p.Name}] = header.WorkspaceCluster(p.Cluster, wk.Workspace)
 		}
 	}
+	if own := st.WorkspaceClusters; len(own) > 0 {
+		router.OwnKey = func(workspace, provider string) bool {
+			_, ok := own[extproc.WorkspaceProvider{Workspace: workspace, Provider: provider}]
+			return ok
+		}
+	}
 	// Requests skip the ledger when neither the config nor their key has
 	// a limit for them to meet.
 	st.Notify = ln.hook
@@ -168,7 +174,7 @@ func recordChange(l *audit.Log, kind, workspace string, c audit.Change) {
 
 func healthPolicy(cfg *config.Config) health.Policy {
 	return health.Policy{FailuresBeforeCooldown: cfg.Failover.FailuresBeforeCooldown,
-		Cooldown: cfg.Failover.Cooldown, MaxCooldown: cfg.Failover.MaxCooldown}
+		Cooldown: cfg.Failover.Cooldown, MaxCooldown: cfg.Failover.MaxCooldown, Reopen: cfg.Failover.Reopen}
 }
 
 // reloader watches the config file and the files it names (catalog,
@@ -303,6 +309,7 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 		r.ln.led.SetLimits(g.limits) // with the state that uses them (a request reserves in one or the other)
 	}
 	r.ln.health.SetPolicy(healthPolicy(cfg))
+	r.ln.lat.SetHalfLife(cfg.Routing.LatencyHalfLife)
 	r.ln.keeper.keepConfig(ctx, g.versions) // before a record can name it
 	r.ep.SetState(g.state)
 	if r.ln.routes != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	grpchealth "google.golang.org/grpc/health"
@@ -189,9 +190,31 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 			}
 		}()
 	}
-	ln := learned{lat: &observe.Latency{}, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw, keeper: kp,
+	lat := &observe.Latency{}
+	lat.SetHalfLife(cfg.Routing.LatencyHalfLife)
+	ln := learned{lat: lat, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw, keeper: kp,
 		audit: alog, auditRefuse: cfg.Audit.OnStoreDown == config.AuditRefuse, routeLimiter: &flow.LedgerLimiter{Ledger: led},
 		routeCounters: &flow.Counters{}, metrics: telemetry.New(), traces: traces, live: &live.Hub{}}
+	if rc := cfg.State.Redis; rc != nil {
+		// Cooldowns are shared with the other replicas through Redis, as
+		// budgets are (docs/failover.md).
+		opts, err := ledger.RedisOptions(rc, ledger.Env{Getenv: env.Getenv, ReadFile: os.ReadFile})
+		if err != nil {
+			return err
+		}
+		hc := redis.NewClient(opts)
+		shareCtx, stopSharing := context.WithCancel(ctx)
+		shared := make(chan struct{})
+		go func() {
+			defer close(shared)
+			health.Share(shareCtx, ln.health, health.NewRedis(hc, rc.Prefix), log.Named("health"))
+		}()
+		defer func() {
+			stopSharing()
+			<-shared
+			hc.Close()
+		}()
+	}
 	wks, err := workspaceKeys(ctx, ks)
 	if err != nil {
 		return err

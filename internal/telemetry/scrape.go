@@ -95,6 +95,9 @@ func Providers(snapshot func() []health.Status, now func() time.Time) prometheus
 	return &funcCollector{descs: []*prometheus.Desc{cooling, failures}, collect: func(ch chan<- prometheus.Metric) {
 		t := now()
 		for _, s := range snapshot() {
+			if s.Scope != "" && s.Scope != health.ScopeProvider {
+				continue // rate limits of one credential: /status lists them
+			}
 			ch <- prometheus.MustNewConstMetric(failures, prometheus.GaugeValue, float64(s.ConsecutiveFailures), s.Provider)
 			if !s.CoolingUntil.IsZero() {
 				ch <- prometheus.MustNewConstMetric(cooling, prometheus.GaugeValue, max(s.CoolingUntil.Sub(t).Seconds(), 0), s.Provider)

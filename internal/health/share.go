@@ -1,0 +1,180 @@
+package health
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Cooldown is one scope's cooldown as replicas share it: when a replica
+// starts one, the others apply it (Share), so a provider that fails for
+// one replica is skipped by all. Runs of failures stay each replica's own.
+type Cooldown struct {
+	Provider string `json:"provider"`
+	// RateLimit: a credential's rate limit (Model "" every model of the
+	// provider; Workspace "" the shared key), not the provider's outage.
+	RateLimit  bool      `json:"rate_limit,omitempty"`
+	Model      string    `json:"model,omitempty"`
+	Workspace  string    `json:"workspace,omitempty"`
+	Until      time.Time `json:"until"`
+	ReopenedBy time.Time `json:"reopened_by"`
+	Reason     string    `json:"reason,omitempty"`
+}
+
+// Backend carries cooldowns between replicas: memory (one process, tests)
+// or Redis (state.redis). Both pass the same conformance tests.
+type Backend interface {
+	// Publish tells every replica (this one included) of a cooldown.
+	Publish(ctx context.Context, c Cooldown) error
+	// Follow calls apply for each cooldown still in force, then for each
+	// one published, until ctx ends or the connection breaks (an error).
+	Follow(ctx context.Context, apply func(Cooldown)) error
+}
+
+// Apply puts a cooldown another replica started into this tracker; one
+// already in force that lasts longer stays.
+func (t *Tracker) Apply(c Cooldown) {
+	if t == nil || c.Provider == "" {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.providerLocked(c.Provider)
+	w := &p.outage
+	if c.RateLimit {
+		w = &t.limitLocked(p, c.Model, c.Workspace).w
+	}
+	until, end := c.Until.UnixNano(), c.ReopenedBy.UnixNano()
+	if until <= w.until.Load() || end < until {
+		return
+	}
+	reason := c.Reason
+	w.reasonP.Store(&reason)
+	w.reopen.Store(end)
+	w.until.Store(until)
+	if end > t.latest.Load() {
+		t.latest.Store(end)
+	}
+}
+
+// SetPublisher has the tracker call f with every cooldown it starts itself
+// (not those it applies). f must not block: it runs on the request path.
+func (t *Tracker) SetPublisher(f func(Cooldown)) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	t.publish = f
+	t.mu.Unlock()
+}
+
+// Share publishes this tracker's cooldowns through b and applies every
+// replica's, until ctx ends. Publishing never holds up a request: a full
+// queue drops the event (the other replicas then learn from their own
+// attempts). A broken connection is retried every second.
+func Share(ctx context.Context, t *Tracker, b Backend, log *zap.Logger) {
+	queue := make(chan Cooldown, 256)
+	t.SetPublisher(func(c Cooldown) {
+		select {
+		case queue <- c:
+		default:
+			log.Warn("cooldown not shared: queue full", zap.String("provider", c.Provider))
+		}
+	})
+	defer t.SetPublisher(nil)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case c := <-queue:
+				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				if err := b.Publish(pctx, c); err != nil && ctx.Err() == nil {
+					log.Warn("sharing a cooldown failed", zap.String("provider", c.Provider), zap.Error(err))
+				}
+				cancel()
+			}
+		}
+	}()
+	for ctx.Err() == nil {
+		if err := b.Follow(ctx, t.Apply); err != nil && ctx.Err() == nil {
+			log.Warn("following shared cooldowns failed; retrying", zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Bus is the memory Backend: the trackers of one process share through it.
+type Bus struct {
+	mu        sync.Mutex
+	now       func() time.Time
+	cooldowns map[Cooldown]struct{} // in force (until their reopening ends)
+	followers map[chan Cooldown]struct{}
+}
+
+var _ Backend = (*Bus)(nil)
+
+// NewBus returns an empty bus.
+func NewBus() *Bus {
+	return &Bus{now: time.Now, cooldowns: map[Cooldown]struct{}{}, followers: map[chan Cooldown]struct{}{}}
+}
+
+// Publish implements Backend.
+func (b *Bus) Publish(_ context.Context, c Cooldown) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	for k := range b.cooldowns {
+		if !k.ReopenedBy.After(now) {
+			delete(b.cooldowns, k)
+		}
+	}
+	b.cooldowns[c] = struct{}{}
+	for f := range b.followers {
+		select {
+		case f <- c:
+		default: // a follower that does not keep up misses it, as with Redis pub/sub
+		}
+	}
+	return nil
+}
+
+// Follow implements Backend.
+func (b *Bus) Follow(ctx context.Context, apply func(Cooldown)) error {
+	f := make(chan Cooldown, 256)
+	b.mu.Lock()
+	b.followers[f] = struct{}{}
+	now := b.now()
+	var current []Cooldown
+	for c := range b.cooldowns {
+		if c.ReopenedBy.After(now) {
+			current = append(current, c)
+		}
+	}
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.followers, f)
+		b.mu.Unlock()
+	}()
+	for _, c := range current {
+		apply(c)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case c := <-f:
+			apply(c)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package health
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/testsrv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testsrv.Main(m)) }
+
+// TestSharedCooldowns is the conformance suite of the backends that share
+// cooldowns between replicas: memory and a real Redis (started by the
+// test; skipped only with STELLWERK_STORE_TESTS=skip).
+func TestSharedCooldowns(t *testing.T) {
+	backends := map[string]func(t *testing.T) Backend{
+		"memory": func(*testing.T) Backend { return NewBus() },
+		"redis": func(t *testing.T) Backend {
+			srv := testsrv.Redis(t)
+			c := redis.NewClient(&redis.Options{Addr: srv.Addr})
+			t.Cleanup(func() { c.Close() })
+			return NewRedis(c, "stellwerk-test-"+strconv.FormatInt(time.Now().UnixNano(), 36)+":")
+		},
+	}
+	for name, open := range backends {
+		t.Run(name, func(t *testing.T) {
+			b := open(t)
+			policy := Policy{FailuresBeforeCooldown: 3, Cooldown: 30 * time.Second, MaxCooldown: time.Minute, Reopen: time.Minute}
+			replica := func() *Tracker {
+				tr := New(policy)
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				go func() { defer close(done); Share(ctx, tr, b, zap.NewNop()) }()
+				t.Cleanup(func() { cancel(); <-done })
+				return tr
+			}
+			a, other := replica(), replica()
+			// Following starts asynchronously: wait until a test cooldown
+			// has travelled before counting on it.
+			until := func(what string, cond func() bool) {
+				t.Helper()
+				deadline := time.Now().Add(10 * time.Second)
+				for !cond() {
+					if time.Now().After(deadline) {
+						t.Fatalf("%s: not within 10s", what)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			probe := Target{Provider: "probe"}
+			until("the first cooldown reaches the other replica", func() bool {
+				a.Failed(probe, "status 503", 20*time.Second)
+				return !other.Admits(probe, time.Now(), 0)
+			})
+
+			// An outage one replica saw: the other skips the provider too.
+			down := Target{Provider: "down", Model: "m1"}
+			a.Failed(down, "status 503", 30*time.Second)
+			until("an outage is shared", func() bool { return !other.Admits(Target{Provider: "down", Model: "m2"}, time.Now(), 0) })
+			if _, reason, ok := other.Cooling("down"); !ok || reason != "status 503, Retry-After 30s" {
+				t.Errorf("the other replica's cooldown: %v %q", ok, reason)
+			}
+
+			// A tenant's rate limit on its own key: shared as that scope only.
+			own := Target{Provider: "openai", Model: "gpt-4o", Workspace: "legal", PerModel: true}
+			a.RateLimited(own, "rate limited (429)", 30*time.Second)
+			until("a rate limit is shared", func() bool { return !other.Admits(own, time.Now(), 0) })
+			for _, tg := range []Target{{Provider: "openai", Model: "gpt-4o"}, {Provider: "openai", Model: "gpt-4o-mini", Workspace: "legal"}} {
+				if !other.Admits(tg, time.Now(), 0) {
+					t.Errorf("%+v cooled by another scope's shared rate limit", tg)
+				}
+			}
+
+			// A replica that starts later gets the cooldowns in force.
+			late := replica()
+			until("a later replica reads the cooldowns in force", func() bool {
+				return !late.Admits(Target{Provider: "down"}, time.Now(), 0) && !late.Admits(own, time.Now(), 0)
+			})
+			// Runs of failures stay each replica's own.
+			a.Failed(Target{Provider: "flaky"}, "status 500", 0)
+			for _, s := range other.Snapshot() {
+				if s.Provider == "flaky" {
+					t.Errorf("a failure without a cooldown was shared: %+v", s)
+				}
+			}
+		})
+	}
+}
