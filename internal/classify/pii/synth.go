@@ -2,7 +2,9 @@ package pii
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 )
 
@@ -426,22 +428,9 @@ func (r *SynthReport) Markdown() string {
 	if len(r.Errors) == 0 {
 		b.WriteString(" none")
 	}
-	for _, k := range sortedKeys(r.Errors) {
+	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
 		fmt.Fprintf(&b, " %s %d;", k, r.Errors[k])
 	}
 	b.WriteString("\n")
 	return b.String()
-}
-
-func sortedKeys(m map[string]int) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	for i := 1; i < len(ks); i++ {
-		for j := i; j > 0 && ks[j] < ks[j-1]; j-- {
-			ks[j], ks[j-1] = ks[j-1], ks[j]
-		}
-	}
-	return ks
 }
