@@ -84,7 +84,14 @@ eval: build ## measure the classifiers on their data sets (results in docs/class
 	$(BIN) eval task
 	$(BIN) eval pii
 	$(BIN) eval injection
+	$(BIN) eval task-varied
+	$(BIN) eval numbers
 	$(GO) test -count=1 -run TestTokenEstimateAccuracy -v ./internal/classify/ | grep '|' 
+
+.PHONY: eval-classify
+eval-classify: build ## task classifier on held-out varied prompts, cards/phones on held-out synthetic data (docs/classify.md)
+	$(BIN) eval task-varied
+	$(BIN) eval numbers
 
 .PHONY: eval-routerbench
 eval-routerbench: build ## replay RouterBench through classify → select: hash split and leave-one-dataset-out (docs/routerbench.md)

@@ -150,6 +150,17 @@ func TestEvalCommand(t *testing.T) {
 	if err != nil || !strings.Contains(out, "macro-F1") {
 		t.Fatalf("eval task: %v\n%s", err, out)
 	}
+	out, _, err = run("eval", "task-varied", "--data", filepath.Join("..", "classify", "task", "testdata", "varied.txt"))
+	if err != nil || !strings.Contains(out, "### held-out split") || !strings.Contains(out, "| roleplay | chat |") {
+		t.Fatalf("eval task-varied: %v\n%s", err, out)
+	}
+	out, _, err = run("eval", "numbers", "--n", "50")
+	if err != nil || !strings.Contains(out, "held-out frames, seed 19: 150 sentences") || !strings.Contains(out, "| credit_card | 50 |") {
+		t.Fatalf("eval numbers: %v\n%s", err, out)
+	}
+	if _, _, err := run("eval", "numbers", "--split", "test"); !errors.Is(err, ErrUsage) {
+		t.Fatalf("eval numbers --split test: %v, want usage error", err)
+	}
 }
 
 func TestExplainCommand(t *testing.T) {

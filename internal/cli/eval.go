@@ -35,6 +35,9 @@ var evaluations = map[string]struct {
 	"task": {filepath.Join("internal", "classify", "task", "testdata", "prompts.jsonl"),
 		func(r io.Reader) (report, error) { return task.Evaluate(r) }, "task classifier on the labelled prompt set",
 		"the repository's own labelled prompts (internal/classify/task/testdata)"},
+	"task-varied": {filepath.Join("internal", "classify", "task", "testdata", "varied.txt"),
+		func(r io.Reader) (report, error) { return task.EvaluateVaried(r) }, "task classifier on the varied prompts (held-out split)",
+		"the repository's own varied prompts (internal/classify/task/testdata/varied.txt)"},
 }
 
 // missingData explains a data set that is not where the command looks:
@@ -55,8 +58,11 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "routerbench" {
 		return runEvalRouterBench(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "numbers" {
+		return runEvalNumbers(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || evaluations[args[0]].run == nil {
-		fmt.Fprintln(stderr, "usage: stellwerk eval pii|injection|task [--data FILE] [--json]  or  stellwerk eval routerbench CSV…")
+		fmt.Fprintln(stderr, "usage: stellwerk eval pii|injection|task|task-varied [--data FILE] [--json]  or  stellwerk eval numbers [--split held-out|dev] [--seed N] [--n N] [--json]  or  stellwerk eval routerbench CSV…")
 		for name, e := range evaluations {
 			fmt.Fprintf(stderr, "  %-10s %s (default data: %s)\n", name, e.what, e.data)
 		}
@@ -82,6 +88,35 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("eval %s: %w", args[0], err)
 	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	fmt.Fprintln(stdout, rep.Markdown())
+	return nil
+}
+
+// runEvalNumbers measures the card and phone detectors on generated sentences:
+// `stellwerk eval numbers [--split held-out|dev] [--seed N] [--n N] [--json]`.
+func runEvalNumbers(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("eval numbers", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	split := fs.String("split", "held-out", "sentence frames: held-out (reported) or dev (used while developing)")
+	seed := fs.Uint64("seed", pii.SynthSeed, "generator seed")
+	n := fs.Int("n", 1000, "sentences of each kind (cards, phones, look-alike negatives)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || *n < 1 || *split != "held-out" && *split != "dev" {
+		if err == nil {
+			fmt.Fprintln(stderr, "usage: stellwerk eval numbers [--split held-out|dev] [--seed N] [--n N (≥ 1)] [--json]")
+		}
+		return ErrUsage
+	}
+	sp := pii.SynthHeldOut
+	if *split == "dev" {
+		sp = pii.SynthDev
+	}
+	rep := pii.EvaluateSynthetic(*seed, sp, *n)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

@@ -342,3 +342,17 @@ func ninoPrefix(a, b byte) bool {
 	}
 	return true
 }
+
+// gtinValid is the GS1 check digit of an EAN-13/GTIN-13 (weights 1 and 3 from
+// the left).
+func gtinValid(d []byte) bool {
+	sum := 0
+	for k, c := range d[:len(d)-1] {
+		w := 1
+		if k%2 == 1 {
+			w = 3
+		}
+		sum += w * int(c-'0')
+	}
+	return int(d[len(d)-1]-'0') == (10-sum%10)%10
+}

@@ -218,7 +218,9 @@ func (d *detector) numberID(p *numParse) (string, bool) {
 			return TypeFRNIR, true
 		}
 	}
-	if p.nd >= 13 && p.nd <= 19 && cardGrouping(p) && cardIIN(dig) && luhn(dig) {
+	// A bare 13-digit run that passes the GTIN check is a product barcode
+	// (EAN-13; German ones start with 40-44, like a 13-digit Visa).
+	if p.nd >= 13 && p.nd <= 19 && cardGrouping(p) && cardIIN(dig) && luhn(dig) && !(p.nd == 13 && p.ng == 1 && gtinValid(dig)) {
 		return TypeCreditCard, true
 	}
 	return "", false
@@ -295,11 +297,13 @@ func (d *detector) phone(p *numParse) int {
 	// A one-digit group is a trunk or country code, never later: "1 2 3 4"
 	// is a list. Next to a dot it is a version or decimal: "10.0.19041.1",
 	// "3.14159".
+	// An international number ("+33.1.23.45.67.89", "0033 6 12 34 56 78")
+	// is neither: after the country code a one-digit area code is common.
 	for k := 1; k < p.ng; k++ {
-		if p.lens[k] == 1 && !(p.plus && k == 1) && p.paren != k && p.paren != k-1 {
+		if p.lens[k] == 1 && !(intl && k == 1) && p.paren != k && p.paren != k-1 {
 			return 0
 		}
-		if p.seps[k] == '.' && (p.lens[k] == 1 || p.lens[k-1] == 1) {
+		if p.seps[k] == '.' && !intl && (p.lens[k] == 1 || p.lens[k-1] == 1) {
 			return 0
 		}
 	}
@@ -312,6 +316,11 @@ func (d *detector) phone(p *numParse) int {
 		}
 	}
 	if p.paren < 0 && p.extEnd == 0 && d.addressNear(p.start, p.end) {
+		return 0
+	}
+	// An identifier, not a phone: "INV-2024-123456", "order no. 4411-2233-9981",
+	// "Rechnung Nr. 2024-123456", a US ZIP+4 code "94105-1234".
+	if d.idBefore(p.start) || p.shape(5, 4) && p.seps[1] == '-' && p.dig[0] != '0' && !d.cue(p.start, end, phoneCue) {
 		return 0
 	}
 	if p.dateLike() || p.ng == 4 && p.sameSep('.') && p.lens[0] <= 3 && p.lens[1] <= 3 && p.lens[2] <= 3 && p.lens[3] <= 3 {
@@ -463,6 +472,36 @@ func isWord(w string, words []string) bool {
 	return false
 }
 
+// idBefore reports a number that names a document or a thing rather than a
+// line: glued to a letter prefix by a dash ("INV-2024-…"), or right after an
+// identifier word ("invoice 2024-…", "order no. …", "Rechnung Nr. …", "ZIP …").
+func (d *detector) idBefore(i int) bool {
+	s := d.s
+	if i >= 2 && s[i-1] == '-' && isLetter(s[i-2]) {
+		return true
+	}
+	for w := 0; w < 2; w++ {
+		for i > 0 && (s[i-1] == ' ' || s[i-1] == ':' || s[i-1] == '#' || s[i-1] == '.') {
+			i--
+		}
+		j := i
+		for j > 0 && isLetter(s[j-1]) && i-j < 16 {
+			j--
+		}
+		if j == i || j > 0 && isLetter(s[j-1]) {
+			return false
+		}
+		if isWord(s[j:i], idCue) {
+			return true
+		}
+		if !isWord(s[j:i], numberWords) {
+			return false
+		}
+		i = j
+	}
+	return false
+}
+
 // Context words, lowercase ASCII, matched as whole words near a weak number.
 var (
 	phoneCue = []string{
@@ -471,6 +510,15 @@ var (
 		"office", "hotline", "helpline", "sms", "whatsapp", "answering",
 	}
 	ssnCue = []string{"ssn", "ssns", "social", "security", "ss"}
+	// idCue words name the number after them as an identifier.
+	idCue = []string{
+		"order", "invoice", "inv", "receipt", "ref", "reference", "ticket", "case", "tracking", "parcel",
+		"shipment", "sku", "ean", "gtin", "isbn", "zip", "plz", "postcode", "membership", "voucher",
+		"rechnung", "bestellung", "bestellnummer", "sendungsnummer", "kundennummer", "commande", "facture",
+		"pedido", "factura", "ordine", "fattura",
+	}
+	// numberWords may stand between an identifier word and its number.
+	numberWords = []string{"no", "nr", "number", "num", "id", "code"}
 )
 
 // Context window sizes in bytes.

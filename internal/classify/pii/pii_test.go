@@ -35,6 +35,28 @@ func TestDetect(t *testing.T) {
 		"email local dot end":     {"a.@example.com", nil},
 		"email leading dots trim": {"...bob@example.com", []found{{TypeEmail, "bob@example.com"}}},
 
+		// separated and international layouts (issue 19; the synthetic set in synth.go measures them)
+		"phone fr intl dots":           {"Tel.: +33.1.23.45.67.89", []found{{TypePhone, "+33.1.23.45.67.89"}}},
+		"phone us intl dots":           {"dial +1.808.828.4252 now", []found{{TypePhone, "+1.808.828.4252"}}},
+		"phone fr 00 one-digit area":   {"reach me on 0033 6 12 34 56 78.", []found{{TypePhone, "0033 6 12 34 56 78"}}},
+		"phone de 00 prefix":           {"0049 30 1234567", []found{{TypePhone, "0049 30 1234567"}}},
+		"phone de intl trunk":          {"+49 (0)30 123456", []found{{TypePhone, "+49 (0)30 123456"}}},
+		"phone jp dashes":              {"+81-3-1234-5678", []found{{TypePhone, "+81-3-1234-5678"}}},
+		"phone uk intl":                {"+44 20 7946 0958", []found{{TypePhone, "+44 20 7946 0958"}}},
+		"phone us intl parens":         {"+1 (555) 123-4567", []found{{TypePhone, "+1 (555) 123-4567"}}},
+		"phone after order hotline":    {"Call our order hotline 030 1234567", []found{{TypePhone, "030 1234567"}}},
+		"invoice with letter prefix":   {"Invoice INV-2024-123456 is overdue.", nil},
+		"invoice word before":          {"Please quote invoice 2024-123456 on the transfer.", nil},
+		"order no before":              {"Your order no. 4411-2233-9981 is ready.", nil},
+		"rechnung nr before":           {"Rechnung Nr. 2024-123456 bezahlt.", nil},
+		"zip plus four":                {"Ship to ZIP 94105-1234.", nil},
+		"zip plus four with phone cue": {"call 94105-1234", []found{{TypePhone, "94105-1234"}}},
+		"ean-13 is not a visa":         {"EAN 4006381333931 out of stock", nil},
+		"visa 13 failing gtin":         {"card 4222222222222", []found{{TypeCreditCard, "4222222222222"}}},
+		"amex 4-6-5 dashes":            {"Amex 3782-822463-10005", []found{{TypeCreditCard, "3782-822463-10005"}}},
+		"visa 4-4-4-4 dashes":          {"pay with 4111-1111-1111-1111", []found{{TypeCreditCard, "4111-1111-1111-1111"}}},
+		"card-shaped luhn failure":     {"Voucher code 4111 1111 1111 1112", nil},
+
 		// phone
 		"phone us parens":        {"Call (555) 123-4567 now", []found{{TypePhone, "(555) 123-4567"}}},
 		"phone us dashes":        {"555-123-4567", []found{{TypePhone, "555-123-4567"}}},

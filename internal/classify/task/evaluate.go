@@ -2,6 +2,7 @@ package task
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,9 @@ type Example struct {
 	System string `json:"system"`
 	Task   string `json:"task"`
 	Source string `json:"source"`
+	// Kind is the finer kind of a varied-set prompt (writing, roleplay, stem, …; KindTask),
+	// empty for the labelled set.
+	Kind string `json:"kind,omitempty"`
 }
 
 // IsTest reports whether an example belongs to the held-out test split. The split is a pure
@@ -72,6 +76,10 @@ type Report struct {
 	Tasks []string    `json:"tasks"`
 	Test  SplitReport `json:"test"`
 	Tune  SplitReport `json:"tune"` // the training split, for reference only
+	// Kinds is the test-split accuracy per kind of prompt (varied set only).
+	Kinds []KindScore `json:"kinds,omitempty"`
+	// testName names the test split in Markdown ("test", "held-out").
+	testName string
 }
 
 // SplitReport holds the figures for one split.
@@ -101,6 +109,10 @@ func Evaluate(r io.Reader) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	return evaluate(exs, "test")
+}
+
+func evaluate(exs []Example, testName string) (*Report, error) {
 	if len(exs) == 0 {
 		return nil, errors.New("evaluate: no examples")
 	}
@@ -114,7 +126,8 @@ func Evaluate(r io.Reader) (*Report, error) {
 			tune[want][got]++
 		}
 	}
-	return &Report{Tasks: append([]string(nil), Tasks...), Test: splitReport(test), Tune: splitReport(tune)}, nil
+	return &Report{Tasks: append([]string(nil), Tasks...), Test: splitReport(test), Tune: splitReport(tune),
+		Kinds: kindScores(exs, true), testName: testName}, nil
 }
 
 func newConfusion() [][]int {
@@ -158,10 +171,10 @@ func splitReport(m [][]int) SplitReport {
 // Markdown renders the report as the tables pasted into docs/classify/task.md.
 func (r *Report) Markdown() string {
 	var b strings.Builder
-	for _, s := range []struct {
+	for si, s := range []struct {
 		name string
 		r    SplitReport
-	}{{"test", r.Test}, {"tune (training split, reference only)", r.Tune}} {
+	}{{cmp.Or(r.testName, "test"), r.Test}, {"tune (training split, reference only)", r.Tune}} {
 		fmt.Fprintf(&b, "### %s split: n=%d, accuracy %.3f, macro-F1 %.3f\n\n", s.name, s.r.N, s.r.Accuracy, s.r.MacroF1)
 		b.WriteString("| task | support | precision | recall | F1 |\n| --- | ---: | ---: | ---: | ---: |\n")
 		for _, c := range s.r.Classes {
@@ -180,6 +193,13 @@ func (r *Report) Markdown() string {
 			b.WriteString("\n")
 		}
 		b.WriteString("\n")
+		if si == 0 && len(r.Kinds) > 0 {
+			b.WriteString("By kind of prompt:\n\n| kind | task | n | correct | accuracy |\n| --- | --- | ---: | ---: | ---: |\n")
+			for _, k := range r.Kinds {
+				fmt.Fprintf(&b, "| %s | %s | %d | %d | %.3f |\n", k.Kind, k.Task, k.N, k.Correct, k.Accuracy)
+			}
+			b.WriteString("\n")
+		}
 	}
 	return b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"go/format"
+	"io"
 	"math"
 	"os"
 	"slices"
@@ -19,9 +20,9 @@ var (
 
 // Training hyper-parameters; chosen by -cv on the tune split, never on the test split.
 const (
-	trainEpochs = 60
+	trainEpochs = 30
 	trainRate   = 0.3
-	trainL2     = 1e-3
+	trainL2     = 1e-4
 	priorL2     = 1e-3
 )
 
@@ -187,57 +188,78 @@ func predict(w []float64, x sparse) int {
 	return best
 }
 
+// tuneSet is the training data: the tune split of the labelled set (testdata/prompts.jsonl)
+// and of the varied set (testdata/varied.txt). The test splits of both are never read here.
 func tuneSet(t *testing.T) ([]sparse, []int) {
 	t.Helper()
-	f, err := os.Open("testdata/prompts.jsonl")
+	xs, ys, _ := tuneSetKinds(t)
+	return xs, ys
+}
+
+// tuneSetKinds is tuneSet, also saying which examples come from the varied set.
+func tuneSetKinds(t *testing.T) (xs []sparse, ys []int, varied []bool) {
+	t.Helper()
+	for _, e := range append(readSet(t, "testdata/prompts.jsonl", ReadExamples), readSet(t, "testdata/varied.txt", ReadVaried)...) {
+		if !e.IsTest() {
+			xs = append(xs, vectorize(e.Text))
+			ys = append(ys, classIndex(e.Task))
+			varied = append(varied, e.Kind != "")
+		}
+	}
+	return xs, ys, varied
+}
+
+func readSet(t *testing.T, path string, read func(io.Reader) ([]Example, error)) []Example {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	exs, err := ReadExamples(f)
+	exs, err := read(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var xs []sparse
-	var ys []int
-	for _, e := range exs {
-		if !e.IsTest() {
-			xs = append(xs, vectorize(e.Text))
-			ys = append(ys, classIndex(e.Task))
-		}
-	}
-	return xs, ys
+	return exs
 }
 
 func TestCrossValidate(t *testing.T) {
 	if !*cv {
 		t.Skip("run with -cv")
 	}
-	xs, ys := tuneSet(t)
+	xs, ys, varied := tuneSetKinds(t)
 	defer func() { usePriors = true }()
 	for _, up := range []bool{false, true} {
 		usePriors = up
 		for _, l2 := range []float64{1e-4, 1e-3} {
 			for _, epochs := range []int{30, 60} {
-				correct := 0
+				correct, correctVaried, nVaried := 0, 0, 0
 				for fold := 0; fold < 5; fold++ {
 					var trX, vaX []sparse
-					var trY, vaY []int
+					var trY, vaY, vaI []int
 					for i := range xs {
 						if i%5 == fold {
-							vaX, vaY = append(vaX, xs[i]), append(vaY, ys[i])
+							vaX, vaY, vaI = append(vaX, xs[i]), append(vaY, ys[i]), append(vaI, i)
 						} else {
 							trX, trY = append(trX, xs[i]), append(trY, ys[i])
 						}
 					}
 					w := train(trX, trY, epochs, trainRate, l2)
-					for i := range vaX {
-						if predict(w, vaX[i]) == vaY[i] {
+					for k := range vaX {
+						ok := predict(w, vaX[k]) == vaY[k]
+						if ok {
 							correct++
+						}
+						if varied[vaI[k]] {
+							nVaried++
+							if ok {
+								correctVaried++
+							}
 						}
 					}
 				}
-				t.Logf("priors=%v l2=%g epochs=%d cv-accuracy=%.3f", up, l2, epochs, float64(correct)/float64(len(xs)))
+				t.Logf("priors=%v l2=%g epochs=%d cv-accuracy=%.3f (varied prompts %.3f)", up, l2, epochs,
+					float64(correct)/float64(len(xs)), float64(correctVaried)/float64(nVaried))
 			}
 		}
 	}

@@ -17,7 +17,10 @@ var keywords = [numGroups]string{
 		funktion programm skript fonction programme fonction función programa funzione codice código
 		write_function python_function write_python write_sql write_script write_code
 		unit_tests segmentation_fault server http https css html git commit github docker container
-		database linux terminal npm numpy pandas react flexbox nginx div`,
+		database linux terminal npm numpy pandas react flexbox nginx div
+		commits squash rebase branch cron crontab workflow deploy deployment chmod permission_denied
+		flask django express postgresql postgres mysql sqlite mongodb redis goroutine goroutines mutex
+		haskell scala perl lua csharp terraform ansible helm yaml_file login_page`,
 	gCodeWord: `def func return import const var let elif println printf console fmt self null nil
 		void static public private struct impl async await lambda println len range append
 		true false none int str bool float usize`,
@@ -35,7 +38,8 @@ var keywords = [numGroups]string{
 		übersetze übersetzen übersetzung übersetzt traduire traduis traduisez traduction
 		traduce traducir traduzca tradúceme traducción traduci tradurre traduzione traduca
 		render_in put_into say_in said_in written_in english_translation
-		how_do_you_say how_would how_say`,
+		how_do_you_say how_would how_say
+		vertaal vertaling traduza traduzir tradução traduz przetłumacz översätt oversæt käännä`,
 	gLanguage: `english german french spanish italian portuguese dutch russian polish czech turkish
 		japanese chinese korean arabic hindi swedish norwegian danish finnish greek latin
 		hebrew vietnamese indonesian persian romanian hungarian ukrainian yoruba swahili
@@ -45,13 +49,15 @@ var keywords = [numGroups]string{
 		inglese tedesco francese spagnolo
 		ins_englische ins_deutsche ins_französische in_english into_english to_english
 		into_german into_french into_spanish into_italian en_anglais en_français al_inglés
-		al_español in_inglese in_italiano`,
+		al_español in_inglese in_italiano
+		duits engels frans inglês alemão`,
 	gSummarize: `summarize summarise summarized summary summaries summarization sum_up recap gist
 		condense condensed shorten abstract tldr tl_dr takeaways key_points main_points
 		boil_down executive_summary in_brief briefly
 		zusammenfassen zusammenfassung fasse kurzfassung
 		résume résumer résumé synthèse resumen resumir resume resúmeme
-		riassumi riassunto riassumere sintetizza sintesi`,
+		riassumi riassunto riassumere sintetizza sintesi
+		synopsis nutshell short_version status_update overview outline`,
 	gExtract: `extract extracting extraction pull_out pull parse parsing find_all list_all get_all
 		identify entities entity named_entities fields field extrahiere extrahieren herausziehen
 		extrais extraire relève extrae extraer extráeme estrai estrarre
@@ -64,10 +70,12 @@ var keywords = [numGroups]string{
 		klassifiziere klassifizieren kategorisiere ordne einordnen
 		classe classer classifie classez catégorise catégoriser
 		clasifica clasificar categoriza etiqueta etiquetar
-		classifica classificare categorizza etichetta`,
+		classifica classificare categorizza etichetta
+		severity priority genre mood emotion clickbait positive_or or_negative or_not assign`,
 	gLabel: `positive negative neutral spam ham toxic sarcastic sincere urgent formal informal
 		positiv negativ neutral positif négatif positivo negativo neutro
-		fake legitimate phishing fact opinion`,
+		fake legitimate phishing fact opinion
+		genuine sarcasm anger joy sadness fear`,
 	gWrite: `write compose draft pen create invent imagine continue
 		schreib schreibe verfasse dichte écris écrire rédige imagine escribe escribir redacta
 		scrivi scrivere componi inventa`,
@@ -76,6 +84,7 @@ var keywords = [numGroups]string{
 		script_scene monologue dialogue rhyme rhymes lullaby rap fiction narrative villanelle
 		toast speech
 		gedicht geschichte märchen kurzgeschichte lied reim
+		slogan slogans tagline taglines backstory caption eulogy invitation werbetext
 		poème histoire conte chanson récit nouvelle
 		poema cuento relato canción historia microrrelato letra
 		poesia racconto filastrocca fiaba canzone storia`,
@@ -85,18 +94,22 @@ var keywords = [numGroups]string{
 		rätsel logik schlussfolgerung
 		énigme logique déduire raisonnement
 		acertijo adivinanza lógica razonamiento
-		indovinello logica ragionamento ragiona`,
+		indovinello logica ragionamento ragiona
+		truth lying liar lies taller shorter older younger`,
 	gQuestion: `what who when where why which how whom whose
 		wer wann wo warum wieso welche welcher wie
 		qu'est quel quelle quels qui quand où pourquoi comment
 		qué quién cuál cuándo dónde por_qué cómo cuántos
-		che cosa chi quale quando dove perché quanti`,
+		che cosa chi quale quando dove perché quanti
+		me_about`,
 	gGreeting: `hi hello hey hiya howdy thanks thank cheers lol haha morning evening night bye
 		hallo servus moin danke tschüss bonjour salut merci bonsoir hola gracias adiós
 		buenos ciao grazie buongiorno buonasera
-		how_are good_morning good_night what's_up do_you are_you have_you your_favorite you_like`,
+		how_are good_morning good_night what's_up do_you are_you have_you your_favorite you_like
+		your_day your_favourite you're`,
 	gRoleplay: `roleplay role_play pretend act_as you_are persona character impersonate
-		play_the take_the_role be_my`,
+		play_the take_the_role be_my
+		you_play play_a in_character rehearse`,
 	gPersonal: `i i'm me my myself mine we our us feel feeling felt sad lonely happy nervous
 		tired bored excited worried stressed ich mir mich mein meine je moi mon ma mes yo mi
 		me estoy io mio mia sono`,

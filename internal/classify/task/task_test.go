@@ -56,7 +56,7 @@ func TestClassifyCue(t *testing.T) {
 	tests := map[string]struct {
 		user, want string
 	}{
-		"fenced code":    {user: "```python\nprint(sum(range(10)))\n```\nWhat is wrong here?", want: "code_block"},
+		"fenced code":    {user: "```\nfor i in range(10):\n    print(i)\n```\nWhy does this not print 10?", want: "code_block"},
 		"translate verb": {user: "Please translate this to Spanish: good luck with the exam", want: "translate_verb"},
 		"empty":          {user: "", want: "empty"},
 	}
