@@ -202,6 +202,17 @@ func TestResponsesStreams(t *testing.T) {
 		t.Fatalf("native stream: %q, usage %+v, end %q", out, p.stream.usage, p.streamEnd)
 	}
 
+	// A native stream that breaks off before response.completed ends with
+	// the error event the SDKs raise, never looking complete.
+	p = responsesEdge(t, responsesState(t))
+	p.handle(bodyMsg(`{"model":"native","input":"hi","stream":true}`))
+	p.handle(respHeadersMsg("200", "text/event-stream"))
+	cut := native[:strings.Index(native, "event: response.completed")]
+	body := p.handle(respBodyMsg(cut, true)).GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+	if !strings.HasPrefix(string(body), cut) || !strings.Contains(string(body), "stream_incomplete") || p.streamEnd != "incomplete" {
+		t.Fatalf("cut native stream: %q, end %q", body, p.streamEnd)
+	}
+
 	anth := "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_7\",\"model\":\"claude-up\",\"usage\":{\"input_tokens\":5,\"output_tokens\":0}}}\n\n" +
 		"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n" +
 		"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hello\"}}\n\n" +
@@ -211,7 +222,7 @@ func TestResponsesStreams(t *testing.T) {
 	p = responsesEdge(t, responsesState(t))
 	p.handle(bodyMsg(`{"model":"sonnet","input":"hi","stream":true}`))
 	p.handle(respHeadersMsg("200", "text/event-stream"))
-	body := p.handle(respBodyMsg(anth, true)).GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+	body = p.handle(respBodyMsg(anth, true)).GetResponseBody().GetResponse().GetBodyMutation().GetBody()
 	var types []string
 	for _, line := range strings.Split(string(body), "\n") {
 		if t, ok := strings.CutPrefix(line, "event: "); ok {
