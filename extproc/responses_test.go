@@ -2,6 +2,8 @@ package extproc
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -9,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/policy"
 )
 
 // responsesState has a chat-only OpenAI-wire model, two native Responses
@@ -256,5 +259,34 @@ func BenchmarkResponsesRequest(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestResponsesPolicyInput: the platform's Rego sees input.request.api
+// "responses" (and the request's metadata) for a Responses request, native
+// or not, and its denial is the client's 403 with the reason.
+func TestResponsesPolicyInput(t *testing.T) {
+	dir := t.TempDir()
+	rule := "package stellwerk\n\ndeny contains \"agents use chat completions here\" if {\n\tinput.request.api == \"responses\"\n\tinput.request.metadata.flow == \"agent\"\n}\n"
+	if err := os.WriteFile(filepath.Join(dir, "apis.rego"), []byte(rule), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st := responsesState(t)
+	pm, err := policy.NewManager(context.Background(), policy.Source{Library: true, Dir: dir}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Router.Policy = pm
+	for model, want := range map[string]int{"native": 403, "chat": 403} {
+		p := responsesEdge(t, st)
+		ir := p.handle(bodyMsg(`{"model":"` + model + `","input":"hi","metadata":{"flow":"agent"}}`)).GetImmediateResponse()
+		if ir == nil || int(ir.GetStatus().GetCode()) != want || !strings.Contains(string(ir.Body), "agents use chat completions here") {
+			t.Errorf("%s: %v", model, ir)
+		}
+	}
+	p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
+	p.handle(headersMsg("POST", "/v1/chat/completions", false))
+	if r := p.handle(bodyMsg(`{"model":"chat","messages":[{"role":"user","content":"hi"}],"metadata":{"flow":"agent"}}`)); r.GetImmediateResponse() != nil {
+		t.Errorf("chat denied too: %v", r.GetImmediateResponse())
 	}
 }
