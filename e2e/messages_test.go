@@ -11,12 +11,14 @@ import (
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
 )
 
 // messagesStack has OpenAI-wire chat models in the US (alpha) and the EU
 // (beta) and an Anthropic-wire one in the EU (claude), in keys mode: sk-app
 // for the default workspace, sk-eu for a workspace pinned to the EU.
-func messagesStack(t *testing.T) *harness.Stack {
+func messagesStack(t *testing.T, mutate func(*config.Config)) *harness.Stack {
 	price := func(in, out float64) config.Price { return config.Price{InputPerMTok: in, OutputPerMTok: out} }
 	return harness.Start(t, harness.Options{
 		Providers: []harness.ProviderSpec{{Name: "alpha", Key: "sk-alpha"}, {Name: "beta", Key: "sk-beta", Residency: "eu"},
@@ -34,6 +36,9 @@ func messagesStack(t *testing.T) *harness.Stack {
 				{ID: "app", SHA256: auth.Hash("sk-app"), Workspace: "default"},
 				{ID: "eu", SHA256: auth.Hash("sk-eu"), Workspace: "eu-team"},
 			}
+			if mutate != nil {
+				mutate(c)
+			}
 		},
 	})
 }
@@ -48,121 +53,41 @@ func messagesStack(t *testing.T) *harness.Stack {
 func TestMessagesAnthropicSDK(t *testing.T) {
 	t.Parallel()
 	py := harness.RequirePythonPackage(t, "anthropic")
-	s := messagesStack(t)
+	s := messagesStack(t, nil)
 	var decisions []string // to replay
-	for _, tc := range []struct {
-		model, provider, upstreamPath, upstreamModel string
-	}{
-		{"claude-model", "claude", "/v1/messages", "claude-upstream"},
-		{"chat-us", "alpha", "/v1/chat/completions", "alpha-chat"},
-	} {
+	for _, tc := range messagesCases {
 		t.Run(tc.provider, func(t *testing.T) {
-			resetAll(s)
-			cmd := exec.Command(py, filepath.Join(harness.Root(), "e2e", "clients", "python", "messages.py"), s.URL, tc.model)
-			out, err := cmd.Output()
-			if err != nil {
-				var stderr string
-				if ee, ok := err.(*exec.ExitError); ok {
-					stderr = string(ee.Stderr)
-				}
-				t.Fatalf("python client failed: %v\n%s\n%s", err, out, stderr)
-			}
-			r := gjson.ParseBytes(out)
-			t.Logf("anthropic %s", r.Get("sdk_version").Str)
-			want := func(path, value string) {
-				t.Helper()
-				if got := r.Get(path); got.String() != value {
-					t.Errorf("%s = %s, want %s", path, got.Raw, value)
-				}
-			}
-			// messages.create: a tool_use block with the schema's required
-			// input, usage, the headers and the routing object.
+			r := checkMessages(t, s, py, tc)
 			decisions = append(decisions, r.Get("tool_use.headers.decision-id").Str, r.Get("eu_stream.headers.decision-id").Str)
-			want("tool_use.type", "message")
-			want("tool_use.stop_reason", "tool_use")
-			want("tool_use.blocks.#(type==\"tool_use\").name", "get_weather")
-			want("tool_use.blocks.#(type==\"tool_use\").input.city", "example")
-			want("tool_use.headers.model", tc.model)
-			want("tool_use.headers.provider", tc.provider)
-			want("tool_use.routing.model", tc.model)
-			if r.Get("tool_use.input_tokens").Int() == 0 || r.Get("tool_use.output_tokens").Int() == 0 ||
-				r.Get("tool_use.routing.cost.amount").Float() == 0 || len(r.Get("tool_use.headers.decision-id").Str) != 32 {
-				t.Errorf("usage, cost or decision id missing: %s", r.Get("tool_use").Raw)
-			}
-			// The tool result back: a text answer.
-			want("answer.stop_reason", "end_turn")
-			if !strings.HasPrefix(r.Get("answer.text").Str, "Hello from "+tc.provider) {
-				t.Errorf("answer %s", r.Get("answer").Raw)
-			}
-			// messages.stream: the text the events carried is the final
-			// message's, with its usage; tool_use rebuilt from the deltas.
-			want("stream.text", "Hello from "+tc.provider+". You said: stream a short answer")
-			want("stream.final_text", r.Get("stream.text").Str)
-			want("stream.stop_reason", "end_turn")
-			want("stream.headers.model", tc.model)
-			if r.Get("stream.output_tokens").Int() == 0 {
-				t.Errorf("stream usage: %s", r.Get("stream").Raw)
-			}
-			want("stream_tool_use.stop_reason", "tool_use")
-			want("stream_tool_use.blocks.#(type==\"tool_use\").input.city", "example")
-			// Refusals, as the SDK raises them.
-			want("secret.raised", "PermissionDeniedError")
-			want("secret.type", "permission_error")
-			want("secret.code", "policy_denied")
-			want("secret_stream.raised", "PermissionDeniedError")
-			want("thinking.raised", "BadRequestError")
-			want("thinking.type", "invalid_request_error")
-			want("bad_key.raised", "AuthenticationError")
-			want("bad_key.type", "authentication_error")
-			want("bearer.stop_reason", "end_turn")
-			want("bearer.headers.model", tc.model)
-			// Residency: the EU workspace's auto requests, plain and streamed.
-			want("eu.headers.model", "chat-eu")
-			want("eu.residency", "eu")
-			want("eu_stream.headers.model", "chat-eu")
-			want("eu_stream.stop_reason", "tool_use")
-
-			// What the provider got: its own path, model name and key, never
-			// the client's key or anthropic headers it did not need.
-			reqs := s.Providers[tc.provider].Requests()
-			if len(reqs) == 0 {
-				t.Fatal("the provider got no request")
-			}
-			for _, rq := range reqs {
-				if !strings.HasSuffix(rq.Path, tc.upstreamPath) || gjson.GetBytes(rq.Body, "model").Str != tc.upstreamModel {
-					t.Errorf("upstream %s with %s", rq.Path, rq.Body)
-				}
-				key := rq.Header.Get("Authorization")
-				if tc.provider == "claude" {
-					key = rq.Header.Get("x-api-key")
-				} else if rq.Header.Get("x-api-key") != "" || rq.Header.Get("anthropic-version") != "" {
-					t.Errorf("an OpenAI-wire provider got Anthropic headers: %v", rq.Header)
-				}
-				if strings.Contains(key, "sk-app") || !strings.Contains(key, "sk-"+tc.provider) {
-					t.Errorf("provider key %q", key)
-				}
-			}
-			if tc.provider == "alpha" {
-				// Translated: tools as functions, the tool result as a tool message.
-				var sawTool bool
-				for _, rq := range reqs {
-					b := gjson.ParseBytes(rq.Body)
-					if b.Get("tools.0.function.name").Str == "get_weather" && b.Get(`messages.#(role=="tool").content`).Str == "sunny, 21 degrees" {
-						sawTool = true
-					}
-					if b.Get("stream").Bool() && !b.Get("stream_options.include_usage").Bool() {
-						t.Errorf("streamed without usage: %s", rq.Body)
-					}
-				}
-				if !sawTool {
-					t.Error("no translated request carried the tool result")
-				}
-			} else if b := gjson.ParseBytes(reqs[0].Body); b.Get("system").Str != "You are brief." || b.Get("tools.0.input_schema").Raw == "" {
-				// Natively: the request as the SDK sent it.
-				t.Errorf("native request %s", reqs[0].Body)
-			}
 		})
 	}
+
+	// Failover: the Anthropic-wire model fails, a pinned request that
+	// allows fallback is served by an OpenAI-wire one, translated — the
+	// edge rewrote the first attempt natively, the egress listener the
+	// second — whole and streamed.
+	resetAll(s)
+	s.Providers["claude"].SetBehavior(mockllm.Behavior{Status: 503})
+	key := map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01"}
+	const fallback = `{"model":"claude-model","max_tokens":50,"policy":{"fallback":true},"messages":[{"role":"user","content":"fail over please"}]`
+	resp, b := post(t, s.URL+"/v1/messages", fallback+`}`, key)
+	if resp.StatusCode != 200 || gjson.GetBytes(b, "type").Str != "message" || resp.Header.Get(header.FallbackFrom) != "claude-model" ||
+		resp.Header.Get(header.Attempts) != "2" || !strings.HasPrefix(gjson.GetBytes(b, "content.0.text").Str, "Hello from alpha") {
+		t.Errorf("failover: %d %v %s", resp.StatusCode, resp.Header, b)
+	}
+	resp, b = post(t, s.URL+"/v1/messages", fallback+`,"stream":true}`, key)
+	if events := string(b); resp.StatusCode != 200 || !strings.Contains(events, "event: message_start\n") ||
+		!strings.Contains(events, `"text":"Hello"`) || !strings.HasSuffix(events, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n") {
+		t.Errorf("failover stream: %d %s", resp.StatusCode, b)
+	}
+	// Every model failing: stellwerk's 503 in Anthropic's shape.
+	s.Providers["alpha"].SetBehavior(mockllm.Behavior{Status: 503})
+	s.Providers["beta"].SetBehavior(mockllm.Behavior{Status: 503})
+	resp, b = post(t, s.URL+"/v1/messages", fallback+`}`, key)
+	if resp.StatusCode != 503 || gjson.GetBytes(b, "type").Str != "error" || gjson.GetBytes(b, "error.code").Str != "no_eligible_model" {
+		t.Errorf("all failed: %d %s", resp.StatusCode, b)
+	}
+	resetAll(s)
 
 	// The audit log's records of Messages API decisions replay to the
 	// same explanation: the API is part of what was recorded.
@@ -172,4 +97,137 @@ func TestMessagesAnthropicSDK(t *testing.T) {
 			t.Errorf("replay %s: exit %d %+v", id, code, out)
 		}
 	}
+}
+
+// messagesCase is a model the Python client pins, its provider, and what
+// that provider must get.
+type messagesCase struct {
+	model, provider, upstreamPath, upstreamModel string
+}
+
+var messagesCases = []messagesCase{
+	{"claude-model", "claude", "/v1/messages", "claude-upstream"},
+	{"chat-us", "alpha", "/v1/chat/completions", "alpha-chat"},
+}
+
+// TestMessagesWithoutFailover is TestMessagesAnthropicSDK with failover
+// off (failover.max_attempts: 1): the edge filter itself sends the
+// request and translates the answer and the stream back.
+func TestMessagesWithoutFailover(t *testing.T) {
+	t.Parallel()
+	py := harness.RequirePythonPackage(t, "anthropic")
+	s := messagesStack(t, func(c *config.Config) { c.Failover.MaxAttempts = 1 })
+	for _, tc := range messagesCases {
+		t.Run(tc.provider, func(t *testing.T) { checkMessages(t, s, py, tc) })
+	}
+}
+
+// checkMessages runs e2e/clients/python/messages.py on one model and
+// checks what the SDK saw and what the provider got.
+func checkMessages(t *testing.T, s *harness.Stack, py string, tc messagesCase) gjson.Result {
+	t.Helper()
+	resetAll(s)
+	cmd := exec.Command(py, filepath.Join(harness.Root(), "e2e", "clients", "python", "messages.py"), s.URL, tc.model)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("python client failed: %v\n%s\n%s", err, out, stderr)
+	}
+	r := gjson.ParseBytes(out)
+	t.Logf("anthropic %s", r.Get("sdk_version").Str)
+	want := func(path, value string) {
+		t.Helper()
+		if got := r.Get(path); got.String() != value {
+			t.Errorf("%s = %s, want %s", path, got.Raw, value)
+		}
+	}
+	// messages.create: a tool_use block with the schema's required
+	// input, usage, the headers and the routing object.
+	want("tool_use.type", "message")
+	want("tool_use.stop_reason", "tool_use")
+	want("tool_use.blocks.#(type==\"tool_use\").name", "get_weather")
+	want("tool_use.blocks.#(type==\"tool_use\").input.city", "example")
+	want("tool_use.headers.model", tc.model)
+	want("tool_use.headers.provider", tc.provider)
+	want("tool_use.routing.model", tc.model)
+	if r.Get("tool_use.input_tokens").Int() == 0 || r.Get("tool_use.output_tokens").Int() == 0 ||
+		r.Get("tool_use.routing.cost.amount").Float() == 0 || len(r.Get("tool_use.headers.decision-id").Str) != 32 {
+		t.Errorf("usage, cost or decision id missing: %s", r.Get("tool_use").Raw)
+	}
+	// The tool result back: a text answer.
+	want("answer.stop_reason", "end_turn")
+	if !strings.HasPrefix(r.Get("answer.text").Str, "Hello from "+tc.provider) {
+		t.Errorf("answer %s", r.Get("answer").Raw)
+	}
+	// messages.stream: the text the events carried is the final
+	// message's, with its usage; tool_use rebuilt from the deltas.
+	want("stream.text", "Hello from "+tc.provider+". You said: stream a short answer")
+	want("stream.final_text", r.Get("stream.text").Str)
+	want("stream.stop_reason", "end_turn")
+	want("stream.headers.model", tc.model)
+	if r.Get("stream.output_tokens").Int() == 0 {
+		t.Errorf("stream usage: %s", r.Get("stream").Raw)
+	}
+	want("stream_tool_use.stop_reason", "tool_use")
+	want("stream_tool_use.blocks.#(type==\"tool_use\").input.city", "example")
+	// Refusals, as the SDK raises them.
+	want("secret.raised", "PermissionDeniedError")
+	want("secret.type", "permission_error")
+	want("secret.code", "policy_denied")
+	want("secret_stream.raised", "PermissionDeniedError")
+	want("thinking.raised", "BadRequestError")
+	want("thinking.type", "invalid_request_error")
+	want("bad_key.raised", "AuthenticationError")
+	want("bad_key.type", "authentication_error")
+	want("bearer.stop_reason", "end_turn")
+	want("bearer.headers.model", tc.model)
+	// Residency: the EU workspace's auto requests, plain and streamed.
+	want("eu.headers.model", "chat-eu")
+	want("eu.residency", "eu")
+	want("eu_stream.headers.model", "chat-eu")
+	want("eu_stream.stop_reason", "tool_use")
+
+	// What the provider got: its own path, model name and key, never
+	// the client's key or anthropic headers it did not need.
+	reqs := s.Providers[tc.provider].Requests()
+	if len(reqs) == 0 {
+		t.Fatal("the provider got no request")
+	}
+	for _, rq := range reqs {
+		if !strings.HasSuffix(rq.Path, tc.upstreamPath) || gjson.GetBytes(rq.Body, "model").Str != tc.upstreamModel {
+			t.Errorf("upstream %s with %s", rq.Path, rq.Body)
+		}
+		key := rq.Header.Get("Authorization")
+		if tc.provider == "claude" {
+			key = rq.Header.Get("x-api-key")
+		} else if rq.Header.Get("x-api-key") != "" || rq.Header.Get("anthropic-version") != "" {
+			t.Errorf("an OpenAI-wire provider got Anthropic headers: %v", rq.Header)
+		}
+		if strings.Contains(key, "sk-app") || !strings.Contains(key, "sk-"+tc.provider) {
+			t.Errorf("provider key %q", key)
+		}
+	}
+	if tc.provider == "alpha" {
+		// Translated: tools as functions, the tool result as a tool message.
+		var sawTool bool
+		for _, rq := range reqs {
+			b := gjson.ParseBytes(rq.Body)
+			if b.Get("tools.0.function.name").Str == "get_weather" && b.Get(`messages.#(role=="tool").content`).Str == "sunny, 21 degrees" {
+				sawTool = true
+			}
+			if b.Get("stream").Bool() && !b.Get("stream_options.include_usage").Bool() {
+				t.Errorf("streamed without usage: %s", rq.Body)
+			}
+		}
+		if !sawTool {
+			t.Error("no translated request carried the tool result")
+		}
+	} else if b := gjson.ParseBytes(reqs[0].Body); b.Get("system").Str != "You are brief." || b.Get("tools.0.input_schema").Raw == "" {
+		// Natively: the request as the SDK sent it.
+		t.Errorf("native request %s", reqs[0].Body)
+	}
+	return r
 }

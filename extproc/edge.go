@@ -557,8 +557,9 @@ func (p *edge) routeDirect(m *catalog.Model, orig, body []byte) *extprocv3.Proce
 
 // routeWithFailover sends the request to the failover cluster with its
 // attempt list. The plan's first model gets the request rewritten here when
-// that is a plain edit of the OpenAI body (its provider speaks OpenAI, has
-// its credential and takes every client header the request kept): its
+// that is a plain edit of the client's body (its provider speaks the
+// client's wire format — OpenAI, or Anthropic for a Messages API request —
+// has its credential and takes every client header the request kept): its
 // egress listener then only follows the answer, which saves that attempt
 // two round trips. Every other attempt is rewritten by its egress listener,
 // from the client's path (header.Rewritten) and the body sent on.
@@ -573,10 +574,16 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 	first := p.plan[0]
 	wc := p.state.workspaceCluster(p.workspace, first.Provider.Name)
 	// A Responses request translated to chat is not rewritten here: a
-	// retry's egress listener must get the Responses request itself; nor
-	// is a Messages request.
-	plain := first.Provider.WireFormat != "anthropic" && p.endpoint != epMessages &&
-		(p.endpoint != epResponses || first.NativeResponses())
+	// retry's egress listener must get the Responses request itself. A
+	// Messages request is, when its provider speaks Anthropic: the rewrite
+	// only renames the model, and a retry's egress listener can rewrite
+	// that body for its own provider.
+	var plain bool
+	if p.endpoint == epMessages {
+		plain = first.Provider.WireFormat == "anthropic"
+	} else {
+		plain = first.Provider.WireFormat != "anthropic" && (p.endpoint != epResponses || first.NativeResponses())
+	}
 	if _, _, ok := first.Provider.Credential(); plain && (ok || wc != "") {
 		if rhs, rm, nb, perr := p.rewriteFor(first, body); perr == nil && len(rm) == 0 {
 			hs = append(hs, rhs...)

@@ -2,10 +2,6 @@ package extproc
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,9 +11,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3conf "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
@@ -74,8 +67,11 @@ type pipeline struct {
 	done bool // an immediate answer went out: the stream is over for Envoy
 
 	held      *extprocv3.ProcessingResponse // the request headers' answer
+	declared  int64                         // the request's content-length, -1 without one
 	reqChunks int
 	reqBody   []byte
+	decided   bool                    // the request body was complete and answered
+	after     *extprocv3.BodyMutation // what a chunk after that gets (cleared when the body changed)
 
 	resp      respMode
 	respLimit int // a held answer larger than this is passed through as is
@@ -93,9 +89,17 @@ func (q *pipeline) step(req *extprocv3.ProcessingRequest, out []*extprocv3.Proce
 		if resp.GetImmediateResponse() != nil || r.RequestHeaders.GetEndOfStream() {
 			return append(out, resp)
 		}
-		q.held = resp
+		q.held, q.declared = resp, declaredLength(r.RequestHeaders)
 		return out
 	case *extprocv3.ProcessingRequest_RequestBody:
+		if q.decided {
+			// The body was complete at its declared length; only Envoy's
+			// end-of-stream message may follow, without data.
+			if len(r.RequestBody.GetBody()) > 0 {
+				return append(out, p.immediate(apierr.BadRequest("invalid_request_body", "", "the request body is longer than its content-length")))
+			}
+			return append(out, bodyAnswer(true, q.after))
+		}
 		if q.held == nil {
 			return append(out, p.immediate(p.unexpected()))
 		}
@@ -104,9 +108,13 @@ func (q *pipeline) step(req *extprocv3.ProcessingRequest, out []*extprocv3.Proce
 		if int64(len(q.reqBody)) > p.state.MaxRequestBytes {
 			return append(out, p.immediate(apierr.TooLarge(p.state.MaxRequestBytes)))
 		}
-		if !r.RequestBody.GetEndOfStream() {
+		// Complete at its end, or as soon as it has its declared length:
+		// Envoy's end-of-stream message comes apart and later, and the
+		// decision need not wait for it.
+		if !r.RequestBody.GetEndOfStream() && (q.declared < 0 || int64(len(q.reqBody)) < q.declared) {
 			return out
 		}
+		q.decided = true
 		resp := p.handle(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
 			RequestBody: &extprocv3.HttpBody{Body: q.reqBody, EndOfStream: true}}})
 		if resp.GetImmediateResponse() != nil {
@@ -210,9 +218,10 @@ func (q *pipeline) release(resp *extprocv3.ProcessingResponse, out []*extprocv3.
 		DynamicMetadata: resp.DynamicMetadata,
 	})
 	bm := cr.GetBodyMutation()
+	q.after = clearedBody(bm)
 	out = append(out, bodyAnswer(true, bm))
 	for range q.reqChunks - 1 {
-		out = append(out, bodyAnswer(true, clearedBody(bm)))
+		out = append(out, bodyAnswer(true, q.after))
 	}
 	q.held, q.reqBody = nil, nil
 	return out
@@ -282,6 +291,18 @@ func (w *uploadWatch) stop() {
 	}
 }
 
+// declaredLength is the request's content-length, or -1 without one.
+func declaredLength(h *extprocv3.HttpHeaders) int64 {
+	for _, hv := range h.GetHeaders().GetHeaders() {
+		if strings.EqualFold(hv.Key, "content-length") {
+			if n, err := strconv.ParseInt(headerValue(hv), 10, 64); err == nil && n >= 0 {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
 // serveEdge answers an edge stream in whichever mode Envoy sends it.
 func serveEdge(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessServer, p *edge) error {
 	var q *pipeline
@@ -290,11 +311,8 @@ func serveEdge(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessSe
 	defer w.stop()
 	first := true
 	for {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
+		req, err := recv(ctx, stream)
+		if req == nil {
 			return err
 		}
 		if first {
@@ -337,13 +355,7 @@ func serveEdge(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessSe
 }
 
 // safeStep is step with a panic turned into a 500 for this request only.
-func (q *pipeline) safeStep(req *extprocv3.ProcessingRequest, out []*extprocv3.ProcessingResponse) (res []*extprocv3.ProcessingResponse) {
-	defer func() {
-		if r := recover(); r != nil {
-			q.p.log.Error("panic while processing request", zap.String("decision_id", q.p.id),
-				zap.String("panic", fmt.Sprint(r)), zap.ByteString("stack", debug.Stack()))
-			res = append(out[:0], q.p.immediate(apierr.Internal()))
-		}
-	}()
-	return q.step(req, out)
+func (q *pipeline) safeStep(req *extprocv3.ProcessingRequest, out []*extprocv3.ProcessingResponse) []*extprocv3.ProcessingResponse {
+	return recovered(&q.p.filter, func() []*extprocv3.ProcessingResponse { return q.step(req, out) },
+		func() []*extprocv3.ProcessingResponse { return append(out[:0], q.p.immediate(apierr.Internal())) })
 }

@@ -28,14 +28,19 @@ func TestPipelineHoldsUntilTheBodyIsIn(t *testing.T) {
 		t.Fatalf("answered the request headers before the body: %v", out)
 	}
 	parts := []string{body[:10], body[10:40], body[40:]}
-	for _, part := range parts {
+	for _, part := range parts[:2] {
 		if out := q.step(chunkMsg(part, false), nil); len(out) != 0 {
 			t.Fatalf("answered a chunk before the end: %v", out)
 		}
 	}
-	out := q.step(chunkMsg("", true), nil)
-	if len(out) != 1+len(parts)+1 {
-		t.Fatalf("%d answers for the headers and %d chunks", len(out), len(parts)+1)
+	// The body is complete at its content-length: decided at once, without
+	// waiting for Envoy's end-of-stream message.
+	out := q.step(chunkMsg(parts[2], false), nil)
+	if len(out) != 1+len(parts) {
+		t.Fatalf("%d answers for the headers and %d chunks", len(out), len(parts))
+	}
+	if end := q.step(chunkMsg("", true), nil); len(end) != 1 || !end[0].GetRequestBody().GetResponse().GetBodyMutation().GetClearBody() {
+		t.Fatalf("end-of-stream message answered with %v", end)
 	}
 	hr := out[0].GetRequestHeaders().GetResponse()
 	if hr == nil || !hr.ClearRouteCache {
@@ -61,6 +66,9 @@ func TestPipelineHoldsUntilTheBodyIsIn(t *testing.T) {
 		t.Errorf("content-length %q for a %d-byte body", hs["content-length"], len(nb))
 	}
 	for i, r := range out[2:] {
+		if r.GetRequestBody() == nil {
+			t.Fatalf("answer %d is not a body chunk's: %v", i+2, r)
+		}
 		if !r.GetRequestBody().GetResponse().GetBodyMutation().GetClearBody() {
 			t.Errorf("chunk %d not cleared: %v", i+1, r)
 		}
@@ -94,6 +102,22 @@ func TestPipelineHoldsUntilTheBodyIsIn(t *testing.T) {
 	}
 	if !out[1].GetResponseBody().GetResponse().GetBodyMutation().GetClearBody() {
 		t.Errorf("second chunk not cleared: %v", out[1])
+	}
+}
+
+// TestPipelineRefusesDataBeyondContentLength: once the body reached its
+// declared length it was decided; more data would reach the provider
+// unread, so the request is refused.
+func TestPipelineRefusesDataBeyondContentLength(t *testing.T) {
+	q := &pipeline{p: newProc(t), respLimit: 1 << 20}
+	body := `{"model":"small","messages":[{"role":"user","content":"hi"}]}`
+	q.step(headersMsg("POST", "/v1/chat/completions", false, "content-length", strconv.Itoa(len(body))), nil)
+	if out := q.step(chunkMsg(body, false), nil); len(out) != 2 {
+		t.Fatalf("%d answers for the headers and one chunk", len(out))
+	}
+	out := q.step(chunkMsg(`,"smuggled":1`, true), nil)
+	if len(out) != 1 || out[0].GetImmediateResponse().GetStatus().GetCode() != 400 {
+		t.Fatalf("data beyond content-length: %v", out)
 	}
 }
 

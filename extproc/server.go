@@ -195,11 +195,8 @@ func egressProvider(ctx context.Context) (provider string, observe bool) {
 func watch(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessServer, f *filter,
 	handle func(*extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse) error {
 	for {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
+		req, err := recv(ctx, stream)
+		if req == nil {
 			return err
 		}
 		safeHandle(f, req, handle, func(*apierr.Error) *extprocv3.ProcessingResponse { return nil })
@@ -219,11 +216,8 @@ func serve(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessServer
 	handle func(*extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse,
 	fail func(*apierr.Error) *extprocv3.ProcessingResponse) error {
 	for {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
+		req, err := recv(ctx, stream)
+		if req == nil {
 			return err
 		}
 		resp := safeHandle(f, req, handle, fail)
@@ -236,17 +230,37 @@ func serve(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessServer
 	}
 }
 
+// recv is the stream's next message; nil when the stream is over, with the
+// error to end it with (nil when Envoy or the client ended it).
+func recv(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessServer) (*extprocv3.ProcessingRequest, error) {
+	req, err := stream.Recv()
+	if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
 // safeHandle turns a panic in request handling into a 500 for this request
 // only; the server and every other stream keep running.
 func safeHandle(f *filter, req *extprocv3.ProcessingRequest,
 	handle func(*extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse,
-	fail func(*apierr.Error) *extprocv3.ProcessingResponse) (resp *extprocv3.ProcessingResponse) {
+	fail func(*apierr.Error) *extprocv3.ProcessingResponse) *extprocv3.ProcessingResponse {
+	return recovered(f, func() *extprocv3.ProcessingResponse { return handle(req) },
+		func() *extprocv3.ProcessingResponse { return fail(apierr.Internal()) })
+}
+
+// recovered is run's result, or, should run panic, the panic logged and
+// fail's result.
+func recovered[T any](f *filter, run func() T, fail func() T) (res T) {
 	defer func() {
 		if r := recover(); r != nil {
 			f.log.Error("panic while processing request", zap.String("decision_id", f.id),
 				zap.String("panic", fmt.Sprint(r)), zap.ByteString("stack", debug.Stack()))
-			resp = fail(apierr.Internal())
+			res = fail()
 		}
 	}()
-	return handle(req)
+	return run()
 }

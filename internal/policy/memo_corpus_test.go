@@ -43,19 +43,22 @@ func corpus(tb testing.TB) []*classify.Result {
 	return out
 }
 
+// shippedLive is the shipped library over the shipped catalog, live
+// latencies and a cooldown, and a plain request of the support workspace.
+func shippedLive(tb testing.TB) (*Engine, *Input, *CatalogTerms, *liveState) {
+	m, err := NewManager(context.Background(), Source{Library: true}, zap.NewNop())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, cat := production(tb)
+	return m.Current(), shippedRequest(c, false), NewCatalogTerms(cat), newLiveState(cat, "openai")
+}
+
 // TestMemoOverACorpus: over hundreds of different prompts the memo's
 // decisions are exactly what an evaluation gives, and (with the injection
 // score rounded to 0.01) most prompts share a decision with an earlier one.
 func TestMemoOverACorpus(t *testing.T) {
-	m, err := NewManager(context.Background(), Source{Library: true}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := m.Current()
-	c, cat := production(t)
-	ct := NewCatalogTerms(cat)
-	st := newLiveState(cat, "openai")
-	in := shippedRequest(c, false)
+	e, in, ct, st := shippedLive(t)
 	for _, cls := range corpus(t) {
 		st.step()
 		in.Classification = cls
@@ -86,15 +89,7 @@ func TestMemoOverACorpus(t *testing.T) {
 // latencies and a cooldown included: memo hits and the evaluations of
 // what it has not seen, in the proportion this stream has them.
 func BenchmarkDecideCorpus(b *testing.B) {
-	m, err := NewManager(context.Background(), Source{Library: true}, zap.NewNop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	e := m.Current()
-	c, cat := production(b)
-	ct := NewCatalogTerms(cat)
-	st := newLiveState(cat, "openai")
-	in := shippedRequest(c, false)
+	e, in, ct, st := shippedLive(b)
 	prompts := corpus(b)
 	b.ReportAllocs()
 	i := 0
