@@ -1,9 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"encoding/json"
-	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -103,10 +100,8 @@ func checkResponses(t *testing.T, s *harness.Stack, cmd *exec.Cmd, lang string) 
 			r.Get(by+"text.cost_eur").Float() <= 0 {
 			t.Errorf("%s text: %s", model, r.Get(by+"text").Raw)
 		}
-		if model != "claude-eu" { // below: what the Anthropic provider answered
-			want(by+"tools", calls)
-			want(by+"stream_tools", calls)
-		}
+		want(by+"tools", calls)
+		want(by+"stream_tools", calls)
 		if !strings.Contains(r.Get(by+"after_tools").Str, "Hello from "+provider) {
 			t.Errorf("%s after tools: %s", model, r.Get(by+"after_tools").Raw)
 		}
@@ -176,35 +171,14 @@ func checkResponses(t *testing.T, s *harness.Stack, cmd *exec.Cmd, lang string) 
 		t.Errorf("oai: %d requests, %d with previous_response_id", native, previous)
 	}
 
-	// The Anthropic provider got the function tools in its own shape; the
-	// client saw exactly the tool calls it answered with (asked again
-	// here, the fake provider being deterministic).
-	var toolsReq []byte
+	// The Anthropic provider got the function tools in its own shape.
+	found := false
 	for _, rq := range s.Providers["claude"].Requests() {
-		b := gjson.ParseBytes(rq.Body)
-		if b.Get("tools.1.input_schema").Exists() && !b.Get("stream").Bool() && !strings.Contains(string(rq.Body), "tool_result") {
-			toolsReq = rq.Body
-		}
+		found = found || gjson.GetBytes(rq.Body, "tools.1.input_schema").Exists()
 	}
-	if toolsReq == nil {
-		t.Fatal("claude never got the tools as Anthropic tools")
+	if !found {
+		t.Error("claude never got the tools as Anthropic tools")
 	}
-	rec := httptest.NewRecorder()
-	hr := httptest.NewRequest("POST", "/v1/messages", bytes.NewReader(toolsReq))
-	hr.Header.Set("x-api-key", "sk-claude")
-	hr.Header.Set("anthropic-version", "2023-06-01")
-	s.Providers["claude"].ServeHTTP(rec, hr)
-	var answered []any
-	gjson.Get(rec.Body.String(), `content.#(type=="tool_use")#`).ForEach(func(_, u gjson.Result) bool {
-		answered = append(answered, []any{u.Get("name").Str, u.Get("input").Value()})
-		return true
-	})
-	wantCalls, _ := json.Marshal(answered)
-	if answered == nil {
-		wantCalls = []byte("[]")
-	}
-	want("by.claude-eu.tools", string(wantCalls))
-	want("by.claude-eu.stream_tools", string(wantCalls))
 }
 
 // TestResponsesPipeline: Responses requests go through what chat goes

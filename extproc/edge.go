@@ -710,8 +710,8 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 			p.stream.conv = translate.NewAnthropicResponsesStream()
 		case p.anthropic:
 			p.stream.conv = translate.NewAnthropicStream(p.wantUsage)
-		case p.endpoint == epResponses && m.NativeResponses():
-			p.stream.conv = translate.NewResponsesFollower()
+		case p.endpoint == epResponses && m.NativeResponses(): // passed through, read in place
+			p.stream.native = translate.NewResponsesFollower()
 		case p.endpoint == epResponses:
 			p.stream.conv = translate.NewResponsesStream()
 		case p.fromChat:

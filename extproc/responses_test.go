@@ -2,6 +2,8 @@ package extproc
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -9,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/policy"
 )
 
 // responsesState has a chat-only OpenAI-wire model, two native Responses
@@ -202,6 +205,17 @@ func TestResponsesStreams(t *testing.T) {
 		t.Fatalf("native stream: %q, usage %+v, end %q", out, p.stream.usage, p.streamEnd)
 	}
 
+	// A native stream that breaks off before response.completed ends with
+	// the error event the SDKs raise, never looking complete.
+	p = responsesEdge(t, responsesState(t))
+	p.handle(bodyMsg(`{"model":"native","input":"hi","stream":true}`))
+	p.handle(respHeadersMsg("200", "text/event-stream"))
+	cut := native[:strings.Index(native, "event: response.completed")]
+	body := p.handle(respBodyMsg(cut, true)).GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+	if !strings.HasPrefix(string(body), cut) || !strings.Contains(string(body), "stream_incomplete") || p.streamEnd != "incomplete" {
+		t.Fatalf("cut native stream: %q, end %q", body, p.streamEnd)
+	}
+
 	anth := "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_7\",\"model\":\"claude-up\",\"usage\":{\"input_tokens\":5,\"output_tokens\":0}}}\n\n" +
 		"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n" +
 		"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hello\"}}\n\n" +
@@ -211,7 +225,7 @@ func TestResponsesStreams(t *testing.T) {
 	p = responsesEdge(t, responsesState(t))
 	p.handle(bodyMsg(`{"model":"sonnet","input":"hi","stream":true}`))
 	p.handle(respHeadersMsg("200", "text/event-stream"))
-	body := p.handle(respBodyMsg(anth, true)).GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+	body = p.handle(respBodyMsg(anth, true)).GetResponseBody().GetResponse().GetBodyMutation().GetBody()
 	var types []string
 	for _, line := range strings.Split(string(body), "\n") {
 		if t, ok := strings.CutPrefix(line, "event: "); ok {
@@ -245,5 +259,34 @@ func BenchmarkResponsesRequest(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestResponsesPolicyInput: the platform's Rego sees input.request.api
+// "responses" (and the request's metadata) for a Responses request, native
+// or not, and its denial is the client's 403 with the reason.
+func TestResponsesPolicyInput(t *testing.T) {
+	dir := t.TempDir()
+	rule := "package stellwerk\n\ndeny contains \"agents use chat completions here\" if {\n\tinput.request.api == \"responses\"\n\tinput.request.metadata.flow == \"agent\"\n}\n"
+	if err := os.WriteFile(filepath.Join(dir, "apis.rego"), []byte(rule), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st := responsesState(t)
+	pm, err := policy.NewManager(context.Background(), policy.Source{Library: true, Dir: dir}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Router.Policy = pm
+	for model, want := range map[string]int{"native": 403, "chat": 403} {
+		p := responsesEdge(t, st)
+		ir := p.handle(bodyMsg(`{"model":"` + model + `","input":"hi","metadata":{"flow":"agent"}}`)).GetImmediateResponse()
+		if ir == nil || int(ir.GetStatus().GetCode()) != want || !strings.Contains(string(ir.Body), "agents use chat completions here") {
+			t.Errorf("%s: %v", model, ir)
+		}
+	}
+	p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
+	p.handle(headersMsg("POST", "/v1/chat/completions", false))
+	if r := p.handle(bodyMsg(`{"model":"chat","messages":[{"role":"user","content":"hi"}],"metadata":{"flow":"agent"}}`)); r.GetImmediateResponse() != nil {
+		t.Errorf("chat denied too: %v", r.GetImmediateResponse())
 	}
 }

@@ -44,6 +44,9 @@ type streamState struct {
 	// usage (a Messages API request served natively, or translated by the
 	// egress listener).
 	messages bool
+	// native reads a native Responses API stream passed through: its text
+	// deltas, and the usage and end of response.completed (nil: not one).
+	native *translate.ResponsesFollower
 	// answer collects the streamed text for an audit record with content
 	// (nil: not kept), up to maxContentBytes.
 	answer *strings.Builder
@@ -134,6 +137,10 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 			st.messagesEvent(ev.Data)
 			continue
 		}
+		if st.native != nil {
+			st.nativeEvent(*ev)
+			continue
+		}
 		if st.openaiEvent(ev.Data) {
 			ev.Raw = nil // the usage-only chunk the client did not ask for
 			changed = true
@@ -220,6 +227,22 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 // messagesEvent reads one Anthropic stream event, in place: its end
 // (message_stop or an error), its usage (message_start's input,
 // message_delta's output) and its streamed text.
+// nativeEvent reads one event of a native Responses API stream in place.
+func (st *streamState) nativeEvent(ev translate.Event) {
+	f := st.native
+	f.Read(ev)
+	if t := f.TextDelta(); t != "" {
+		st.outTokens += classify.EstimateTokens(t)
+		if st.answer != nil && st.answer.Len() < maxContentBytes {
+			st.answer.WriteString(t)
+		}
+	}
+	if pt, ct, ok := f.Usage(); ok && st.usage == nil {
+		st.usage = &usage{PromptTokens: pt, CompletionTokens: ct}
+	}
+	st.sawEnd = st.sawEnd || f.Ended()
+}
+
 func (st *streamState) messagesEvent(data []byte) {
 	if len(data) == 0 || data[0] != '{' || !gjson.ValidBytes(data) {
 		return

@@ -88,3 +88,44 @@ func TestKeyWithNewlineIsMissing(t *testing.T) {
 		t.Fatal("a key that would split a header must not be used")
 	}
 }
+
+// TestResponsesServing: which models serve the Responses API, natively or
+// translated, and which can continue a stored response.
+func TestResponsesServing(t *testing.T) {
+	cat := build(t, `
+routing: {default_model: chat}
+providers:
+  - {name: oai, base_url: "https://api.example.com/v1", residency: us, stored_responses: true}
+  - {name: zdr, base_url: "https://zdr.example.com/v1", residency: eu}
+  - {name: claude, base_url: "https://claude.example.com/v1", residency: eu, wire_format: anthropic}
+models:
+  - {id: chat, provider: oai, context_window: 10}
+  - {id: native, provider: oai, context_window: 10, capabilities: [chat, responses]}
+  - {id: only-responses, provider: oai, context_window: 10, capabilities: [responses, tools]}
+  - {id: native-zdr, provider: zdr, context_window: 10, capabilities: [chat, responses]}
+  - {id: sonnet, provider: claude, context_window: 10}
+  - {id: emb, provider: oai, context_window: 10, capabilities: [embeddings]}
+`, nil, nil)
+	for id, want := range map[string]struct {
+		chat, responses, native, stores bool
+		why                             string
+	}{
+		"chat":           {chat: true, responses: true},
+		"native":         {chat: true, responses: true, native: true, stores: true},
+		"only-responses": {responses: true, native: true, stores: true, why: "does not serve chat"},
+		"native-zdr":     {chat: true, responses: true, native: true},
+		"sonnet":         {chat: true, responses: true},
+		"emb":            {why: "does not serve chat"},
+	} {
+		m, _ := cat.Lookup(id)
+		if m.Serves("chat") != want.chat || m.Serves("responses") != want.responses || m.NativeResponses() != want.native || m.StoresResponses() != want.stores {
+			t.Errorf("%s: chat %v responses %v native %v stores %v; want %+v", id, m.Serves("chat"), m.Serves("responses"), m.NativeResponses(), m.StoresResponses(), want)
+		}
+		if want.why != "" && !strings.Contains(m.CannotServe("chat"), want.why) {
+			t.Errorf("%s: %q", id, m.CannotServe("chat"))
+		}
+		if !want.responses && !strings.Contains(m.CannotServe("responses"), "does not serve responses or chat") {
+			t.Errorf("%s responses: %q", id, m.CannotServe("responses"))
+		}
+	}
+}

@@ -91,6 +91,13 @@ models:
 		"url with credentials": {strings.Replace(minimal, "http://127.0.0.1:8081/v1", "https://user:pw@h/v1", 1),
 			[]string{"providers[0].base_url: ", "must not carry credentials"}},
 		"empty": {"", []string{"empty config"}},
+		"responses on an anthropic-wire model": {`
+routing: {default_model: c}
+providers:
+  - {name: a, base_url: "https://api.anthropic.example/v1", residency: us, wire_format: anthropic, stored_responses: true}
+models:
+  - {id: c, provider: a, context_window: 5, capabilities: [chat, responses]}
+`, []string{"models[0].capabilities[1]: provider a speaks the anthropic wire format, which has no responses endpoint"}},
 		"downgrade settings": {minimal + "workspaces: [{name: w, downgrade_from: half, downgrade_max_price: {input_per_mtok: -1}}]\n",
 			[]string{`workspaces[0].downgrade_from: "half" is not one of exceeded, warn`, "workspaces[0].downgrade_max_price: prices must not be negative"}},
 	}

@@ -40,15 +40,22 @@ func (f *ResponsesFollower) Usage() (promptTokens, completionTokens int, ok bool
 // Event appends ev as it came (completed with its blank line when the
 // stream ended inside it) and reads it.
 func (f *ResponsesFollower) Event(ev Event, dst []byte) []byte {
-	f.text = ""
 	if len(ev.Raw) > 0 {
 		dst = append(dst, ev.Raw...)
 		if n := len(ev.Raw); n < 2 || ev.Raw[n-1] != '\n' || (ev.Raw[n-2] != '\n' && ev.Raw[n-2] != '\r') {
 			dst = append(dst, '\n', '\n')
 		}
 	}
+	f.Read(ev)
+	return dst
+}
+
+// Read reads one event of the stream, in place, without passing it on:
+// its text delta, and the end and usage of a terminal event.
+func (f *ResponsesFollower) Read(ev Event) {
+	f.text = ""
 	if len(ev.Data) == 0 || ev.Data[0] != '{' {
-		return dst
+		return
 	}
 	data := gjson.Parse(unsafe.String(unsafe.SliceData(ev.Data), len(ev.Data)))
 	typ := ev.Name
@@ -68,7 +75,6 @@ func (f *ResponsesFollower) Event(ev Event, dst []byte) []byte {
 	case "error":
 		f.ended = true
 	}
-	return dst
 }
 
 // ResponseUsage reads a Responses API usage object: input_tokens and
