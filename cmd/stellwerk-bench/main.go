@@ -82,6 +82,7 @@ type common struct {
 	transport              string
 	shape                  string
 	ledger                 string
+	maxAttempts            int
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -94,6 +95,7 @@ func (c *common) register(fs *flag.FlagSet) {
 		" (the shipped 71-model catalog, virtual keys, Rego library, failover, learned latencies) or "+bench.ShapeOneModel+" (one model, open auth)")
 	fs.StringVar(&c.ledger, "ledger", bench.LedgerMemory, "where the production shape's budget and rate limit live: "+
 		strings.Join(bench.Ledgers, ", ")+" (redis: a redis-server the bench starts on loopback)")
+	fs.IntVar(&c.maxAttempts, "max-attempts", 0, "run only: the production shape's failover.max_attempts (0: the config's default, 3; 1 takes failover's internal-listener hop out)")
 }
 
 // resolve finds the root, Envoy and (if needStellwerk) stellwerk, reporting
@@ -169,7 +171,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var problems []string
 	o := bench.Options{Duration: *duration, Slice: *slice, Warmup: *warmup, Timeout: *timeout,
 		Target: *target, Model: *model, Headers: headers.m, EnvoyConcurrency: c.concurrency, Transport: c.transport,
-		Shape: c.shape, Ledger: c.ledger, QuietBelow: *quietBelow, QuietWait: *quietWait, Retries: *retries,
+		Shape: c.shape, Ledger: c.ledger, MaxAttempts: c.maxAttempts, QuietBelow: *quietBelow, QuietWait: *quietWait, Retries: *retries,
 		Command: commandLine("run", args), Progress: stderr}
 	var err error
 	if o.Rates, err = parseList(*rates, func(s string) (float64, error) {

@@ -52,6 +52,9 @@ type Options struct {
 	Shape string
 	// Ledger of the production shape's budget and rate limit (StackOptions).
 	Ledger string
+	// MaxAttempts is the production shape's failover.max_attempts
+	// (StackOptions).
+	MaxAttempts int
 	// NoopArgv runs the no-op ext_proc server of the floor target
 	// ("--socket PATH" is appended), e.g. ["stellwerk-bench", "noop-extproc"];
 	// required in stack mode.
@@ -245,7 +248,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, errors.New("bench: Options.NoopArgv is required to measure the floor")
 		}
 		stack, err = StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy, StellwerkArgv: []string{o.Stellwerk, "serve"},
-			EnvoyConcurrency: o.EnvoyConcurrency, Baseline: true, NoopArgv: o.NoopArgv, Shape: o.Shape, Ledger: o.Ledger,
+			EnvoyConcurrency: o.EnvoyConcurrency, Baseline: true, NoopArgv: o.NoopArgv, Shape: o.Shape, Ledger: o.Ledger, MaxAttempts: o.MaxAttempts,
 			Dir: dir, Progress: o.Progress, Transport: o.Transport})
 		if err != nil {
 			return nil, err

@@ -264,7 +264,7 @@ func writeShape(o StackOptions, grpc string, adminPort, listenPort, providerPort
 			return "", nil, nil, err
 		}
 		env = append(env, "STELLWERK_BENCH_KEY="+virtualKey, "STELLWERK_BENCH_KEY_PRIME="+primeKey, "STELLWERK_BENCH_KEY_LEGAL="+legal)
-		return cfgPath, &cat, env, os.WriteFile(cfgPath, []byte(productionConfig(grpc, adminPort, listenPort)+ledgerConfig(o.Ledger, redisAddr)), 0o600)
+		return cfgPath, &cat, env, os.WriteFile(cfgPath, []byte(productionConfig(grpc, adminPort, listenPort)+ledgerConfig(o.Ledger, redisAddr)+failoverConfig(o.MaxAttempts)), 0o600)
 	}
 	return "", nil, nil, fmt.Errorf("shape %q: want one of %s", o.Shape, strings.Join(Shapes, ", "))
 }
@@ -324,4 +324,12 @@ func primeOne(ctx context.Context, s *Stack, model string) string {
 		return fmt.Sprintf("%d: %s", resp.StatusCode, msg)
 	}
 	return resp.Status
+}
+
+// failoverConfig sets failover.max_attempts when n is not 0.
+func failoverConfig(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("failover:\n  max_attempts: %d\n", n)
 }

@@ -59,9 +59,12 @@ type StackOptions struct {
 	// Ledger is where the production shape's budgets and rate limits live:
 	// LedgerMemory (the default), LedgerRedis (a redis-server the bench
 	// starts on loopback) or LedgerNone (no budgets, no rate limits).
-	Ledger   string
-	Dir      string    // for configs and logs
-	Progress io.Writer // one line per step
+	Ledger string
+	// MaxAttempts sets the production shape's failover.max_attempts; 0
+	// keeps the config's default.
+	MaxAttempts int
+	Dir         string    // for configs and logs
+	Progress    io.Writer // one line per step
 }
 
 // Stack is the fake provider, Envoy B with stellwerk and, optionally, Envoy A
