@@ -98,15 +98,17 @@ type edge struct {
 	reshape     bool // a non-JSON error answer becomes an OpenAI-shaped one
 
 	// The audit record's facts that nothing else keeps (audit.go).
-	arrived   time.Time    // when the request headers came (the audit record's time, a route's latency)
-	bodyPhase bool         // a chat request reached the body phase: it gets a record
-	audited   bool         // its record was handed over
-	reqBody   []byte       // the body as received, for the writer to fingerprint
-	charge    meter.Charge // what settle charged
-	charged   bool
-	status    int    // stellwerk's own answer's status (0: the provider's answer went through)
-	errCode   string // and its error code
-	streamEnd string // how a followed stream ended (complete, incomplete, interrupted)
+	// contentLength is the request's declared length, -1 without one.
+	contentLength int64
+	arrived       time.Time    // when the request headers came (the audit record's time, a route's latency)
+	bodyPhase     bool         // a chat request reached the body phase: it gets a record
+	audited       bool         // its record was handed over
+	reqBody       []byte       // the body as received, for the writer to fingerprint
+	charge        meter.Charge // what settle charged
+	charged       bool
+	status        int    // stellwerk's own answer's status (0: the provider's answer went through)
+	errCode       string // and its error code
+	streamEnd     string // how a followed stream ended (complete, incomplete, interrupted)
 	// keepContent: the workspace opted in to content in its audit records
 	// (audit.content); answer is the JSON answer's text then.
 	keepContent bool
@@ -232,7 +234,7 @@ func (p *edge) checkRoute(req *extprocv3.ProcessingRequest) *extprocv3.Processin
 // provider (model listing, unknown paths) and admits chat requests to the
 // body phase.
 func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
-	contentLength := int64(-1)
+	p.contentLength = -1
 	remove := []string{header.Cluster}
 	var credential string
 	for _, hv := range h.GetHeaders().GetHeaders() {
@@ -244,7 +246,7 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 			p.path = headerValue(hv)
 		case k == "content-length":
 			if n, err := strconv.ParseInt(headerValue(hv), 10, 64); err == nil && n >= 0 {
-				contentLength = n
+				p.contentLength = n
 			}
 		case isClientAuth(k):
 			if credential == "" || k == "authorization" {
@@ -342,7 +344,7 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	if h.EndOfStream {
 		return p.immediate(apierr.BadRequest("invalid_request_body", "", "the request body is empty; send a JSON request"))
 	}
-	if contentLength > p.state.MaxRequestBytes {
+	if p.contentLength > p.state.MaxRequestBytes {
 		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
 	}
 	// Clearing the route cache matters when a client sent the routing header:

@@ -67,7 +67,6 @@ type pipeline struct {
 	done bool // an immediate answer went out: the stream is over for Envoy
 
 	held      *extprocv3.ProcessingResponse // the request headers' answer
-	declared  int64                         // the request's content-length, -1 without one
 	reqChunks int
 	reqBody   []byte
 	decided   bool                    // the request body was complete and answered
@@ -89,7 +88,7 @@ func (q *pipeline) step(req *extprocv3.ProcessingRequest, out []*extprocv3.Proce
 		if resp.GetImmediateResponse() != nil || r.RequestHeaders.GetEndOfStream() {
 			return append(out, resp)
 		}
-		q.held, q.declared = resp, declaredLength(r.RequestHeaders)
+		q.held = resp
 		return out
 	case *extprocv3.ProcessingRequest_RequestBody:
 		if q.decided {
@@ -104,14 +103,14 @@ func (q *pipeline) step(req *extprocv3.ProcessingRequest, out []*extprocv3.Proce
 			return append(out, p.immediate(p.unexpected()))
 		}
 		q.reqChunks++
-		q.reqBody = append(q.reqBody, r.RequestBody.GetBody()...)
+		q.reqBody = gather(q.reqBody, r.RequestBody.GetBody())
 		if int64(len(q.reqBody)) > p.state.MaxRequestBytes {
 			return append(out, p.immediate(apierr.TooLarge(p.state.MaxRequestBytes)))
 		}
 		// Complete at its end, or as soon as it has its declared length:
 		// Envoy's end-of-stream message comes apart and later, and the
 		// decision need not wait for it.
-		if !r.RequestBody.GetEndOfStream() && (q.declared < 0 || int64(len(q.reqBody)) < q.declared) {
+		if !r.RequestBody.GetEndOfStream() && (p.contentLength < 0 || int64(len(q.reqBody)) < p.contentLength) {
 			return out
 		}
 		q.decided = true
@@ -150,7 +149,7 @@ func (q *pipeline) step(req *extprocv3.ProcessingRequest, out []*extprocv3.Proce
 			return append(out, resp)
 		case respBuffer:
 			q.respN++
-			q.respBody = append(q.respBody, b.GetBody()...)
+			q.respBody = gather(q.respBody, b.GetBody())
 			if !b.GetEndOfStream() {
 				if len(q.respBody) <= q.respLimit {
 					return out
@@ -227,6 +226,15 @@ func (q *pipeline) release(resp *extprocv3.ProcessingResponse, out []*extprocv3.
 	return out
 }
 
+// gather appends a chunk to what was held; the first chunk is kept as it
+// came (the message is not used again), so a body in one chunk is not copied.
+func gather(held, chunk []byte) []byte {
+	if held == nil {
+		return chunk
+	}
+	return append(held, chunk...)
+}
+
 var clearBody = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_ClearBody{ClearBody: true}}
 
 // clearedBody is the mutation of every chunk after the first: cleared when
@@ -289,18 +297,6 @@ func (w *uploadWatch) stop() {
 	if w.timer != nil {
 		w.timer.Stop()
 	}
-}
-
-// declaredLength is the request's content-length, or -1 without one.
-func declaredLength(h *extprocv3.HttpHeaders) int64 {
-	for _, hv := range h.GetHeaders().GetHeaders() {
-		if strings.EqualFold(hv.Key, "content-length") {
-			if n, err := strconv.ParseInt(headerValue(hv), 10, 64); err == nil && n >= 0 {
-				return n
-			}
-		}
-	}
-	return -1
 }
 
 // serveEdge answers an edge stream in whichever mode Envoy sends it.
