@@ -129,32 +129,39 @@ func (t *Tracker) Quiet(now time.Time) bool {
 // scope reopens, the requests with the lowest draws get through, a share
 // growing from MinShare to all. Lock-free, no allocation.
 func (t *Tracker) Admits(tg Target, now time.Time, draw uint32) bool {
+	blocked, _ := t.Blocked(tg, now, draw)
+	return !blocked
+}
+
+// Blocked is Admits' answer with its reason: outage when the provider's
+// outage (or its reopening) holds the request back, not a rate limit.
+func (t *Tracker) Blocked(tg Target, now time.Time, draw uint32) (blocked, outage bool) {
 	if t == nil {
-		return true
+		return false, false
 	}
 	n := now.UnixNano()
 	if n >= t.latest.Load() {
-		return true
+		return false, false
 	}
 	pm := t.provs.Load()
 	if pm == nil {
-		return true
+		return false, false
 	}
 	p := (*pm)[tg.Provider]
 	if p == nil {
-		return true
+		return false, false
 	}
 	if !p.outage.admits(n, draw) {
-		return false
+		return true, true
 	}
 	if ls := p.limits.Load(); ls != nil {
 		for _, l := range *ls {
 			if l.workspace == tg.Workspace && (l.model == "" || l.model == tg.Model) && !l.w.admits(n, draw) {
-				return false
+				return true, false
 			}
 		}
 	}
-	return true
+	return false, false
 }
 
 func (w *window) admits(now int64, draw uint32) bool {

@@ -440,14 +440,14 @@ func (r *Router) cooling(m *catalog.Model, workspace string, now time.Time, draw
 		}
 		return slices.Contains(rp.CoolingModels, m.ID), false
 	}
-	if !r.Health.Admits(health.Target{Provider: m.Provider.Name}, now, draw) {
-		return true, true
-	}
+	// One look: the provider's outage, then the rate limits of the key this
+	// request would use (a workspace's own key is not held back by the
+	// shared key's 429s).
 	tg := health.Target{Provider: m.Provider.Name, Model: m.ID}
 	if workspace != "" && r.OwnKey != nil && r.OwnKey(workspace, m.Provider.Name) {
 		tg.Workspace = workspace
 	}
-	return !r.Health.Admits(tg, now, draw), false
+	return r.Health.Blocked(tg, now, draw)
 }
 
 // Draw is a request's draw for reopening providers (health.Admits): fixed
