@@ -424,6 +424,11 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		p.chatBody = nb
 		nb, err = providerNeutral(b.Body, chat.Policy.Exists(), false) // the translation keeps policy: it is there iff sent
 	}
+	if err == nil && p.endpoint == epMessages {
+		// The chat translation the decision read is what an OpenAI-wire
+		// provider gets (rewriteMessages), less stellwerk's policy.
+		p.chatBody, err = providerNeutral(body, chat.Policy.Exists(), false)
+	}
 	if err != nil {
 		p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
 		return p.immediate(apierr.Internal())

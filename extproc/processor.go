@@ -42,8 +42,9 @@ type filter struct {
 	seen  *attemptLog // attempts this process's egress streams recorded
 
 	path string // without the query (the client's query is never forwarded)
-	// chatBody is the chat translation of a Responses API request, made
-	// once by the edge for a provider that does not serve it natively.
+	// chatBody is the chat translation of a Responses or Messages API
+	// request, made once by the edge for a provider that does not serve
+	// that API natively.
 	chatBody  []byte
 	workspace string   // the caller's (edge: its principal's; egress: header.Workspace)
 	extra     []string // client headers only some providers get (forward_headers)
@@ -217,11 +218,14 @@ func (p *filter) rewriteMessages(m *catalog.Model, body []byte) (hs []*corev3.He
 			setHeader(":path", prov.UpstreamPath(request.PathChat)+prov.Query),
 			setHeader(":authority", prov.Authority),
 		}
-		tb, err := translate.MessagesToChat(body)
-		if err != nil {
-			return nil, nil, nil, apierr.As(err)
+		nb = p.chatBody // the edge's translation; an egress retry translates its own
+		if nb == nil {
+			tb, err := translate.MessagesToChat(body)
+			if err != nil {
+				return nil, nil, nil, apierr.As(err)
+			}
+			nb = tb
 		}
-		nb = tb
 	}
 	if gjson.GetBytes(nb, "model").Str != m.ProviderModel {
 		var err error
