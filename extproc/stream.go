@@ -31,7 +31,7 @@ type streamState struct {
 	// conv translates the provider's events for the client: Anthropic
 	// events into OpenAI chunks, or chat chunks into the Responses API's
 	// events; nil passes them through.
-	conv streamConverter
+	conv translate.StreamConverter
 	// checkEnd makes a stream that ends without [DONE] or an error event end
 	// with an error event: a provider that broke off must not look like a
 	// complete answer to the client.
@@ -51,20 +51,6 @@ type streamState struct {
 	// (nil: not kept), up to maxContentBytes.
 	answer *strings.Builder
 }
-
-// streamConverter is a stream translation (translate.AnthropicStream,
-// translate.ResponsesStream).
-type streamConverter interface {
-	Event(ev translate.Event, dst []byte) []byte
-	TextDelta() string
-	Ended() bool
-	Usage() (promptTokens, completionTokens int, ok bool)
-}
-
-var (
-	_ streamConverter = (*translate.AnthropicStream)(nil)
-	_ streamConverter = (*translate.ResponsesStream)(nil)
-)
 
 // maxContentBytes bounds the answer text an audit record keeps.
 const maxContentBytes = 256 << 10

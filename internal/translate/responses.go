@@ -10,6 +10,7 @@ package translate
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -252,7 +253,7 @@ func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *
 	i := -1
 	input.ForEach(func(_, it gjson.Result) bool {
 		i++
-		p := "input[" + itoa(i) + "]"
+		p := "input[" + strconv.Itoa(i) + "]"
 		if !it.IsObject() {
 			bad = apierr.BadRequest("invalid_type", p, "%s must be an object", p)
 			return false
@@ -333,7 +334,7 @@ func responsesContent(c gjson.Result, p string, needs *ResponsesNeeds) (json.Raw
 	j := -1
 	c.ForEach(func(_, pt gjson.Result) bool {
 		j++
-		pp := p + "[" + itoa(j) + "]"
+		pp := p + "[" + strconv.Itoa(j) + "]"
 		switch t := pt.Get("type").Str; t {
 		case "input_text", "output_text":
 			parts = append(parts, part{Type: "text", Text: pt.Get("text").Str})
@@ -381,10 +382,10 @@ func responsesTools(v gjson.Result, needs *ResponsesNeeds) ([]chatTool, *apierr.
 	v.ForEach(func(_, t gjson.Result) bool {
 		i++
 		if typ := t.Get("type").Str; typ != "function" {
-			if needs.native("tools[" + itoa(i) + "] of type " + apierr.Truncate(typ, 64)) {
+			if needs.native("tools[" + strconv.Itoa(i) + "] of type " + apierr.Truncate(typ, 64)) {
 				return true // a built-in tool: no text of the caller's to classify
 			}
-			bad = apierr.BadRequest("unsupported_value", "tools["+itoa(i)+"].type",
+			bad = apierr.BadRequest("unsupported_value", "tools["+strconv.Itoa(i)+"].type",
 				"tools of type %q need a provider that serves the Responses API natively; none is configured (function tools are translated)", apierr.Truncate(typ, 64))
 			return false
 		}
@@ -432,11 +433,6 @@ func responsesFormat(f gjson.Result) (json.RawMessage, *apierr.Error) {
 		return b, nil
 	}
 	return nil, apierr.BadRequest("unsupported_value", "text.format.type", "text.format.type must be text, json_object or json_schema")
-}
-
-func itoa(i int) string {
-	b, _ := json.Marshal(i)
-	return string(b)
 }
 
 // ChatToResponse translates a chat.completion answer into a Responses API

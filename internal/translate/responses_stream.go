@@ -39,6 +39,7 @@ type ResponsesStream struct {
 type responsesCall struct {
 	idx            int
 	callID, name   string
+	itemID         string // "fc_" + callID, the output item's id
 	args           strings.Builder
 	closed, opened bool
 }
@@ -48,7 +49,8 @@ func NewResponsesStream() *ResponsesStream {
 	return &ResponsesStream{created: nowUnix(), calls: map[int64]*responsesCall{}}
 }
 
-// TextDelta is the text the last Event streamed, for usage estimates.
+// TextDelta is the text the last Event streamed, for usage estimates. It
+// may point into that event's data: use it before the next Feed.
 func (s *ResponsesStream) TextDelta() string { return s.text }
 
 // Ended reports whether response.completed (or an error) went out.
@@ -103,7 +105,7 @@ func (s *ResponsesStream) Event(ev Event, dst []byte) []byte {
 				"part": map[string]any{"type": "output_text", "text": "", "annotations": []any{}}})
 		}
 		s.msg.WriteString(t.Str)
-		s.text = strings.Clone(t.Str)
+		s.text = t.Str
 		dst = s.delta(dst, "response.output_text.delta", s.msgID(), s.msgIdx, true, t.Str)
 	}
 	delta.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
@@ -111,7 +113,10 @@ func (s *ResponsesStream) Event(ev Event, dst []byte) []byte {
 		c := s.calls[i]
 		if c == nil {
 			dst = s.closeMessage(dst)
-			c = &responsesCall{idx: s.next, callID: tc.Get("id").String(), name: tc.Get("function.name").String()}
+			// Copies: the event's data is the framer's buffer, reused by
+			// the next Feed, and these outlive it.
+			id := strings.Clone(tc.Get("id").String())
+			c = &responsesCall{idx: s.next, callID: id, itemID: "fc_" + id, name: strings.Clone(tc.Get("function.name").String())}
 			s.next++
 			s.calls[i] = c
 			s.order = append(s.order, c)
@@ -119,8 +124,8 @@ func (s *ResponsesStream) Event(ev Event, dst []byte) []byte {
 		}
 		if a := tc.Get("function.arguments").String(); a != "" {
 			c.args.WriteString(a)
-			s.text = strings.Clone(a)
-			dst = s.delta(dst, "response.function_call_arguments.delta", "fc_"+c.callID, c.idx, false, a)
+			s.text = a
+			dst = s.delta(dst, "response.function_call_arguments.delta", c.itemID, c.idx, false, a)
 		}
 		return true
 	})
@@ -138,7 +143,7 @@ func (s *ResponsesStream) msgID() string {
 }
 
 func (s *ResponsesStream) callItem(c *responsesCall, status string) map[string]any {
-	return map[string]any{"type": "function_call", "id": "fc_" + c.callID, "call_id": c.callID, "name": c.name,
+	return map[string]any{"type": "function_call", "id": c.itemID, "call_id": c.callID, "name": c.name,
 		"arguments": c.args.String(), "status": status}
 }
 
@@ -163,7 +168,7 @@ func (s *ResponsesStream) complete(dst []byte) []byte {
 	s.done = true
 	dst = s.closeMessage(dst)
 	for _, c := range s.order {
-		dst = s.emit(dst, "response.function_call_arguments.done", map[string]any{"item_id": "fc_" + c.callID, "output_index": c.idx, "arguments": c.args.String()})
+		dst = s.emit(dst, "response.function_call_arguments.done", map[string]any{"item_id": c.itemID, "output_index": c.idx, "arguments": c.args.String()})
 		item := s.callItem(c, "completed")
 		dst = s.emit(dst, "response.output_item.done", map[string]any{"output_index": c.idx, "item": item})
 		s.outputs = append(s.outputs, item)
