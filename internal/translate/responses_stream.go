@@ -130,7 +130,7 @@ func (s *ResponsesStream) Event(ev Event, dst []byte) []byte {
 		return true
 	})
 	if f := ch.Get("finish_reason"); f.Type == gjson.String {
-		s.finish = f.Str
+		s.finish = strings.Clone(f.Str) // read at the end, after the framer reused this event's bytes
 	}
 	return dst
 }
