@@ -273,11 +273,16 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 				q = v
 			}
 		case predicted != nil:
-			if q = qualityFor(m, res.Class.Task, r.Predictor, predicted); rec != nil && r.Predictor.Index(m.ID) >= 0 {
-				if rec.Quality == nil {
-					rec.Quality = map[string]float64{}
+			// A model the predictor knows gets its prediction (and the
+			// record keeps it); the others keep their scorecard quality.
+			if j := r.Predictor.Index(m.ID); j >= 0 {
+				q = predicted[j]
+				if rec != nil {
+					if rec.Quality == nil {
+						rec.Quality = map[string]float64{}
+					}
+					rec.Quality[m.ID] = q
 				}
-				rec.Quality[m.ID] = q
 			}
 		}
 		cands[i] = policy.Candidate{Model: m, EstimatedCostEUR: m.CostEUR(res.Class.InputTokens, outTokens),
