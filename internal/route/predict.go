@@ -5,7 +5,6 @@ import (
 
 	"github.com/tidwall/gjson"
 
-	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/qpredict"
 	"github.com/stellwerk/stellwerk/internal/request"
@@ -76,15 +75,4 @@ func userContent(raw string) string {
 		return true
 	})
 	return b.String()
-}
-
-// qualityFor is a model's quality for this request: the predictor's when it has weights for
-// the model, the scorecard's for the task otherwise.
-func qualityFor(m *catalog.Model, task string, p *qpredict.Model, predicted []float64) float64 {
-	if p != nil {
-		if i := p.Index(m.ID); i >= 0 {
-			return predicted[i]
-		}
-	}
-	return m.QualityFor(task)
 }

@@ -110,3 +110,14 @@ func TestUserContent(t *testing.T) {
 		}
 	}
 }
+
+// qualityFor is what decide gives a model for this request: the predictor's when it has weights for
+// the model, the scorecard's for the task otherwise.
+func qualityFor(m *catalog.Model, task string, p *qpredict.Model, predicted []float64) float64 {
+	if p != nil {
+		if i := p.Index(m.ID); i >= 0 {
+			return predicted[i]
+		}
+	}
+	return m.QualityFor(task)
+}
