@@ -98,8 +98,7 @@ func (res *Result) ReplayInputs(req *Request) *Inputs {
 	if res.ReqPolicy.Set {
 		in.Policy = reqpolicy.Canonical(res.ReqPolicy)
 	}
-	in.Principal = Principal{Authenticated: p.Authenticated, KeyID: p.KeyID, Workspace: p.Workspace, Team: p.Team, User: p.User,
-		Roles: p.Roles, Models: p.Models, Routes: p.Routes}
+	in.Principal = principalOf(p)
 	in.Classification = withoutPositions(res.Class)
 	if o := res.Route; o != nil {
 		in.RouteVersion = o.Version
@@ -156,8 +155,7 @@ func (r *Router) Replay(ctx context.Context, in *Inputs, current bool) (*Result,
 	}
 	p := in.Principal
 	req := Request{Path: in.Path, Headers: in.Headers, Budgets: in.Budgets, DecisionID: in.DecisionID,
-		Principal: auth.Principal{Authenticated: p.Authenticated, KeyID: p.KeyID, Workspace: p.Workspace, Team: p.Team, User: p.User,
-			Roles: p.Roles, Models: p.Models, Routes: p.Routes}}
+		Principal: p.auth()}
 	var limits []flow.Limit
 	for node, v := range in.RouteLimits {
 		if verdict, ok := flow.ParseVerdict(v); ok {
@@ -169,4 +167,16 @@ func (r *Router) Replay(ctx context.Context, in *Inputs, current bool) (*Result,
 		return res, err
 	}
 	return res, r.decide(ctx, &req, res, in)
+}
+
+// principalOf and auth convert between the principal a decision read and
+// its record, field for field, in one place each way.
+func principalOf(p *auth.Principal) Principal {
+	return Principal{Authenticated: p.Authenticated, KeyID: p.KeyID, Workspace: p.Workspace, Team: p.Team, User: p.User,
+		Roles: p.Roles, Models: p.Models, Routes: p.Routes}
+}
+
+func (p Principal) auth() auth.Principal {
+	return auth.Principal{Authenticated: p.Authenticated, KeyID: p.KeyID, Workspace: p.Workspace, Team: p.Team, User: p.User,
+		Roles: p.Roles, Models: p.Models, Routes: p.Routes}
 }
