@@ -58,20 +58,3 @@ func FuzzAnthropicStream(f *testing.F) {
 		}
 	})
 }
-
-// FuzzAppendJSONString: the hand-written chunk encoder writes strings byte
-// for byte as encoding/json does, so streamed chunks match the goldens.
-func FuzzAppendJSONString(f *testing.F) {
-	for _, s := range []string{"", "plain", "quo\"te\\", "\x00\x1f\b\f\n\r\t\x7f", "<&>", "\u2028\u2029é漢", "\xff\xfe bad", "\xe2\x80"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		want, err := marshal(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := appendJSONString(nil, s); string(got) != string(want) {
-			t.Fatalf("%q: got %s, want %s", s, got, want)
-		}
-	})
-}

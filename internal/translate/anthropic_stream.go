@@ -5,10 +5,11 @@ package translate
 import (
 	"strconv"
 	"strings"
-	"unicode/utf8"
 	"unsafe"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/jsonw"
 )
 
 type oaiChunk struct {
@@ -123,12 +124,12 @@ func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
 		dst = strconv.AppendInt(dst, int64(k), 10)
 		if id := b.Get("id").String(); id != "" {
 			dst = append(dst, `,"id":`...)
-			dst = appendJSONString(dst, id)
+			dst = jsonw.AppendString(dst, id)
 		}
 		dst = append(dst, `,"type":"function","function":{`...)
 		if n := b.Get("name").String(); n != "" {
 			dst = append(dst, `"name":`...)
-			dst = appendJSONString(dst, n)
+			dst = jsonw.AppendString(dst, n)
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `"arguments":""}}]}`...)
@@ -144,7 +145,7 @@ func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
 			s.text = text
 			dst = s.open(dst)
 			dst = append(dst, `{"content":`...)
-			dst = appendJSONString(dst, text)
+			dst = jsonw.AppendString(dst, text)
 			dst = append(dst, '}')
 			return s.close(dst, "")
 		case "input_json_delta":
@@ -157,7 +158,7 @@ func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
 			dst = append(dst, `{"tool_calls":[{"index":`...)
 			dst = strconv.AppendInt(dst, int64(k), 10)
 			dst = append(dst, `,"function":{"arguments":`...)
-			dst = appendJSONString(dst, partial)
+			dst = jsonw.AppendString(dst, partial)
 			dst = append(dst, `}}]}`...)
 			return s.close(dst, "")
 		}
@@ -221,11 +222,11 @@ func (s *AnthropicStream) finish(dst []byte, reason string) []byte {
 func (s *AnthropicStream) open(dst []byte) []byte {
 	if s.head == nil {
 		h := append([]byte(nil), `{"id":`...)
-		h = appendJSONString(h, s.id)
+		h = jsonw.AppendString(h, s.id)
 		h = append(h, `,"object":"chat.completion.chunk","created":`...)
 		h = strconv.AppendInt(h, s.created, 10)
 		h = append(h, `,"model":`...)
-		h = appendJSONString(h, s.model)
+		h = jsonw.AppendString(h, s.model)
 		s.head = append(h, `,"choices":[{"index":0,"delta":`...)
 	}
 	dst = append(dst, framePrefix...)
@@ -239,7 +240,7 @@ func (s *AnthropicStream) close(dst []byte, finish string) []byte {
 	if finish == "" {
 		dst = append(dst, "null"...)
 	} else {
-		dst = appendJSONString(dst, finish)
+		dst = jsonw.AppendString(dst, finish)
 	}
 	dst = append(dst, "}]}"...)
 	return append(dst, frameEnd...)
@@ -249,57 +250,4 @@ func frame(dst, payload []byte) []byte {
 	dst = append(dst, framePrefix...)
 	dst = append(dst, payload...)
 	return append(dst, frameEnd...)
-}
-
-// appendJSONString appends s as a JSON string exactly as encoding/json
-// writes it with HTML escaping off (marshal): control characters escaped,
-// invalid UTF-8 as U+FFFD, U+2028 and U+2029 escaped.
-func appendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if b := s[i]; b < utf8.RuneSelf {
-			if b >= ' ' && b != '"' && b != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '\\', '"':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case c == utf8.RuneError && size == 1:
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-		case c == '\u2028' || c == '\u2029':
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[c&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

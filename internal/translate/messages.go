@@ -17,6 +17,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/jsonw"
 	"github.com/stellwerk/stellwerk/internal/request"
 )
 
@@ -577,7 +578,7 @@ func msgsToolChoice(v gjson.Result) (json.RawMessage, *bool, *apierr.Error) {
 		if n := v.Get("name"); n.Type == gjson.String && n.Str != "" {
 			var buf bytes.Buffer
 			buf.WriteString(`{"type":"function","function":{"name":`)
-			buf.Write(appendJSONString(nil, n.Str))
+			buf.Write(jsonw.AppendString(nil, n.Str))
 			buf.WriteString(`}}`)
 			return buf.Bytes(), parallel, nil
 		}
@@ -589,5 +590,5 @@ func msgsToolChoice(v gjson.Result) (json.RawMessage, *bool, *apierr.Error) {
 // jsonString is s as a JSON string, escaped as marshal escapes it (no
 // HTML escaping, unlike quote's encoding/json).
 func jsonString(s string) json.RawMessage {
-	return appendJSONString(make([]byte, 0, len(s)+2), s)
+	return jsonw.AppendString(make([]byte, 0, len(s)+2), s)
 }

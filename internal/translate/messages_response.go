@@ -10,6 +10,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/jsonw"
 )
 
 // stopReason maps a chat finish_reason to Anthropic's stop_reason.
@@ -45,14 +46,14 @@ func ChatToMessage(chat []byte) ([]byte, error) {
 	msg := ch.Get("message")
 	dst := make([]byte, 0, len(chat)+128)
 	dst = append(dst, `{"id":`...)
-	dst = appendJSONString(dst, messageID(c.Get("id").Str))
+	dst = jsonw.AppendString(dst, messageID(c.Get("id").Str))
 	dst = append(dst, `,"type":"message","role":"assistant","model":`...)
-	dst = appendJSONString(dst, c.Get("model").Str)
+	dst = jsonw.AppendString(dst, c.Get("model").Str)
 	dst = append(dst, `,"content":[`...)
 	n := 0
 	if t := msg.Get("content"); t.Type == gjson.String && t.Str != "" {
 		dst = append(dst, `{"type":"text","text":`...)
-		dst = appendJSONString(dst, t.Str)
+		dst = jsonw.AppendString(dst, t.Str)
 		dst = append(dst, '}')
 		n++
 	}
@@ -63,9 +64,9 @@ func ChatToMessage(chat []byte) ([]byte, error) {
 		}
 		n++
 		dst = append(dst, `{"type":"tool_use","id":`...)
-		dst = appendJSONString(dst, tc.Get("id").Str)
+		dst = jsonw.AppendString(dst, tc.Get("id").Str)
 		dst = append(dst, `,"name":`...)
-		dst = appendJSONString(dst, tc.Get("function.name").Str)
+		dst = jsonw.AppendString(dst, tc.Get("function.name").Str)
 		dst = append(dst, `,"input":`...)
 		dst, bad = appendInput(dst, tc.Get("function.arguments").Str)
 		dst = append(dst, '}')
@@ -75,7 +76,7 @@ func ChatToMessage(chat []byte) ([]byte, error) {
 		return nil, errBadAnswer
 	}
 	dst = append(dst, `],"stop_reason":`...)
-	dst = appendJSONString(dst, stopReason(ch.Get("finish_reason").Str))
+	dst = jsonw.AppendString(dst, stopReason(ch.Get("finish_reason").Str))
 	dst = append(dst, `,"stop_sequence":null,"usage":`...)
 	dst = appendMessagesUsage(dst, c.Get("usage"))
 	return append(dst, '}'), nil
@@ -143,16 +144,16 @@ func anthropicErrorType(status int) string {
 func AnthropicError(e *apierr.Error) []byte {
 	dst := make([]byte, 0, 96+len(e.Message))
 	dst = append(dst, `{"type":"error","error":{"type":`...)
-	dst = appendJSONString(dst, anthropicErrorType(e.Status))
+	dst = jsonw.AppendString(dst, anthropicErrorType(e.Status))
 	dst = append(dst, `,"message":`...)
-	dst = appendJSONString(dst, e.Message)
+	dst = jsonw.AppendString(dst, e.Message)
 	if e.Code != "" {
 		dst = append(dst, `,"code":`...)
-		dst = appendJSONString(dst, e.Code)
+		dst = jsonw.AppendString(dst, e.Code)
 	}
 	if e.Param != "" {
 		dst = append(dst, `,"param":`...)
-		dst = appendJSONString(dst, e.Param)
+		dst = jsonw.AppendString(dst, e.Param)
 	}
 	return append(dst, "}}"...)
 }

@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/jsonw"
 )
 
 // MessagesStream turns a Chat Completions stream (chat.completion.chunk
@@ -98,9 +100,9 @@ func (s *MessagesStream) Event(ev Event, dst []byte) []byte {
 	if !s.started {
 		s.started = true
 		dst = append(dst, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":"...)
-		dst = appendJSONString(dst, messageID(id.Str))
+		dst = jsonw.AppendString(dst, messageID(id.Str))
 		dst = append(dst, `,"type":"message","role":"assistant","model":`...)
-		dst = appendJSONString(dst, model.Str)
+		dst = jsonw.AppendString(dst, model.Str)
 		dst = append(dst, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}`+"\n\n"...)
 	}
 	if usage.IsObject() {
@@ -155,9 +157,9 @@ func (s *MessagesStream) Event(ev Event, dst []byte) []byte {
 			s.calls[i] = s.next
 			dst = s.openBlock(dst)
 			dst = append(dst, `{"type":"tool_use","id":`...)
-			dst = appendJSONString(dst, tc.Get("id").Str)
+			dst = jsonw.AppendString(dst, tc.Get("id").Str)
 			dst = append(dst, `,"name":`...)
-			dst = appendJSONString(dst, tc.Get("function.name").Str)
+			dst = jsonw.AppendString(dst, tc.Get("function.name").Str)
 			dst = append(dst, `,"input":{}}}`+"\n\n"...)
 		}
 		if a := tc.Get("function.arguments").Str; a != "" && s.calls[i] == s.block {
@@ -205,7 +207,7 @@ func (s *MessagesStream) delta(dst []byte, typ, field, v string) []byte {
 	dst = append(dst, `","`...)
 	dst = append(dst, field...)
 	dst = append(dst, `":`...)
-	dst = appendJSONString(dst, v)
+	dst = jsonw.AppendString(dst, v)
 	return append(dst, "}}\n\n"...)
 }
 
@@ -221,7 +223,7 @@ func (s *MessagesStream) stop(dst []byte) []byte {
 	if s.stopReason == "" {
 		s.stopReason = stopReason("")
 	}
-	dst = appendJSONString(dst, s.stopReason)
+	dst = jsonw.AppendString(dst, s.stopReason)
 	dst = append(dst, `,"stop_sequence":null},"usage":`...)
 	dst = appendUsage(dst, s.usage[0]-s.usage[2], s.usage[1], s.usage[2])
 	dst = append(dst, "}\n\n"...)
@@ -232,8 +234,8 @@ func (s *MessagesStream) stop(dst []byte) []byte {
 // SDKs raise mid-stream.
 func AppendMessagesError(dst []byte, typ, msg string) []byte {
 	dst = append(dst, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":"...)
-	dst = appendJSONString(dst, typ)
+	dst = jsonw.AppendString(dst, typ)
 	dst = append(dst, `,"message":`...)
-	dst = appendJSONString(dst, msg)
+	dst = jsonw.AppendString(dst, msg)
 	return append(dst, "}}\n\n"...)
 }

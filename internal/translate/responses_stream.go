@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/jsonw"
 )
 
 // ResponsesStream turns a Chat Completions stream (chat.completion.chunk
@@ -208,9 +210,9 @@ func (s *ResponsesStream) delta(dst []byte, typ, itemID string, idx int, content
 		dst = append(dst, `"content_index":0,`...)
 	}
 	dst = append(dst, `"delta":`...)
-	dst = appendJSONString(dst, delta)
+	dst = jsonw.AppendString(dst, delta)
 	dst = append(dst, `,"item_id":`...)
-	dst = appendJSONString(dst, itemID)
+	dst = jsonw.AppendString(dst, itemID)
 	dst = append(dst, `,"output_index":`...)
 	dst = strconv.AppendInt(dst, int64(idx), 10)
 	dst = append(dst, `,"sequence_number":`...)

@@ -1,0 +1,64 @@
+package jsonw
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"testing"
+)
+
+// encode is encoding/json's bytes for v with HTML escaping off: what the
+// appenders must write.
+func encode(t *testing.T, v any) (string, error) {
+	t.Helper()
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return "", err
+	}
+	return string(bytes.TrimSuffix(b.Bytes(), []byte("\n"))), nil
+}
+
+// FuzzAppendString: strings come out byte for byte as encoding/json writes
+// them (the translated streams' goldens and the audit chain rely on it).
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain", "quo\"te\\", "\x00\x1f\b\f\n\r\t\x7f", "<&>", "\u2028\u2029é漢", "\xff\xfe bad", "\xe2\x80"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, err := encode(t, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendString([]byte("x"), s); string(got) != "x"+want {
+			t.Fatalf("%q: got %s, want %s", s, got[1:], want)
+		}
+	})
+}
+
+// FuzzAppendFloat: numbers too, both formats and the exponent clean-up;
+// NaN and Inf are refused as encoding/json refuses them.
+func FuzzAppendFloat(f *testing.F) {
+	for _, v := range []float64{0, math.Copysign(0, -1), 1, -1, 0.1, 1e-6, 9.99e-7, 1e-7, 1e20, 1e21, -1e21, 123456789.125,
+		0.00024508799999999997, math.MaxFloat64, math.SmallestNonzeroFloat64, math.NaN(), math.Inf(1), math.Inf(-1)} {
+		f.Add(math.Float64bits(v))
+	}
+	f.Fuzz(func(t *testing.T, bits uint64) {
+		v := math.Float64frombits(bits)
+		want, werr := encode(t, v)
+		got, gerr := AppendFloat([]byte("x"), v)
+		if (werr != nil) != (gerr != nil) {
+			t.Fatalf("%v: error %v, encoding/json's %v", v, gerr, werr)
+		}
+		if werr != nil {
+			if string(got) != "x" {
+				t.Fatalf("%v: wrote %q on error", v, got)
+			}
+			return
+		}
+		if string(got) != "x"+want {
+			t.Fatalf("%v: got %s, want %s", v, got[1:], want)
+		}
+	})
+}
