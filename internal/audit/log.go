@@ -1,12 +1,10 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -563,17 +561,4 @@ func (l *Log) retain(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// jsonRecord is a record's encoding: encoding/json of Record (struct
-// fields in declaration order, map keys sorted, no HTML escaping). The
-// bytes are hashed and stored as they are; verification never re-encodes.
-func jsonRecord(r *Record) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(r); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

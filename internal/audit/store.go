@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/stellwerk/stellwerk/internal/store"
 )
@@ -171,7 +172,10 @@ func insertEntries(ctx context.Context, tx *sql.Tx, dialect store.Dialect, es []
 		b.WriteByte(')')
 		var body any
 		if !e.Pruned {
-			body = string(e.Body)
+			// A view, not a copy (a decision's body is ~20 KB): an entry's
+			// body is never written to after it was encoded, and the drivers
+			// copy a bound value before the statement returns.
+			body = unsafe.String(unsafe.SliceData(e.Body), len(e.Body))
 		}
 		args = append(args, e.Writer, int64(e.Seq), TimeUS(e.Time), e.Kind, e.Workspace, e.ID, e.Prev, e.BodySHA256, e.Hash, body)
 	}
