@@ -141,6 +141,15 @@ func (l *attemptLog) take(decisionID string) []attempt {
 	return e
 }
 
+// seen reports whether an attempt of an open entry was recorded.
+func (l *attemptLog) seen(decisionID string, index int) bool {
+	s := l.shard(decisionID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m[decisionID]
+	return ok && index >= 0 && index < len(e) && e[index].Outcome != ""
+}
+
 // Len is the number of open entries.
 func (l *attemptLog) Len() int { return int(l.size.Load()) }
 
@@ -160,14 +169,28 @@ func (p *edge) openAttempts() {
 }
 
 // takeAttempts returns what egress streams here saw of the edge stream's
-// attempts, once, and closes its entry.
-func (p *edge) takeAttempts() []attempt {
+// attempts, once, and closes its entry. When the edge rewrote the first
+// attempt and Envoy moved on from it, its failure comes from Envoy's
+// upstream log (upstreamlog.go), sent when the attempt ended: by the time
+// the last attempt answered it has almost always arrived; it is given up
+// to firstAttemptWait more before the attempt is reported from the plan
+// alone.
+func (p *edge) takeAttempts(attemptCount int) []attempt {
 	if !p.seenOpen {
 		return nil
+	}
+	if p.rewrote && attemptCount > 1 && !p.seen.seen(p.id, 0) {
+		for deadline := time.Now().Add(firstAttemptWait); time.Now().Before(deadline) && !p.seen.seen(p.id, 0); {
+			time.Sleep(time.Millisecond)
+		}
 	}
 	p.seenOpen = false
 	return p.seen.take(p.id)
 }
+
+// firstAttemptWait bounds how long a failed-over answer waits for its first
+// attempt's record from the upstream log.
+const firstAttemptWait = 25 * time.Millisecond
 
 // attemptsFor reports a request's attempts: count is how many Envoy made
 // (x-envoy-attempt-count), served the plan index that answered (-1: none).

@@ -165,7 +165,7 @@ func (p *edge) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingRes
 // client went away, or the provider broke off) still gets its usage
 // recorded, as an estimate.
 func (p *edge) finish() {
-	p.takeAttempts()
+	p.takeAttempts(0)
 	p.finishStream("interrupted")
 	p.endReservation()
 	p.countRoute()
@@ -646,22 +646,14 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 			servedIdx = i
 			p.served = p.plan[i]
 		} else if p.rewrote && rh.served == "" && rh.attemptCount <= 1 && !retryable(code) {
-			servedIdx = 0 // the first attempt's filter only watches: it sets no header
+			// The first attempt, which the edge rewrote: its egress listener
+			// runs no filter, so the answer is recorded here (its failures
+			// come from Envoy's upstream log, upstreamlog.go).
+			servedIdx = 0
+			recordAttempt(&p.filter, 0, p.plan[0], p.workspace, attemptResult{status: code,
+				stream: strings.HasPrefix(ctype, "text/event-stream"), elapsed: time.Since(p.routedAt)})
 		}
-		seen := p.takeAttempts()
-		if p.rewrote && rh.attemptCount > 1 && (len(seen) == 0 || seen[0].Outcome == "") {
-			// The first attempt's filter opens its stream with the answer:
-			// an attempt that timed out left no record. It failed all the
-			// same (Envoy moved on), and its provider's health says so.
-			p.state.Router.Health.Failed(attemptTarget(p.state, p.plan[0], p.workspace), "no response within the attempt timeout", 0)
-		}
-		p.attempts = attemptsFor(p.plan, rh.attemptCount, servedIdx, code, seen)
-		if servedIdx == 0 && p.attempts[0].Status == 0 {
-			// The watching filter's record may come after the answer: what
-			// the edge saw of the attempt is the same.
-			p.attempts[0].Status = code
-			p.attempts[0].LatencyMS = round(float64(time.Since(p.routedAt))/float64(time.Millisecond), 1)
-		}
+		p.attempts = attemptsFor(p.plan, rh.attemptCount, servedIdx, code, p.takeAttempts(rh.attemptCount))
 		if retryable(code) && len(p.attempts) > 0 {
 			last := &p.attempts[len(p.attempts)-1]
 			if last.Status == 0 && rh.flags != "" {

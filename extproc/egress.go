@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/translate"
 )
@@ -45,11 +46,6 @@ func (p *egress) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingR
 	case *extprocv3.ProcessingRequest_RequestBody:
 		return p.requestBody(r.RequestBody)
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
-		if p.served == nil && p.planHeader == "" {
-			if resp := p.followFirst(req); resp != nil {
-				return resp
-			}
-		}
 		return p.responseHeaders(r.ResponseHeaders)
 	case *extprocv3.ProcessingRequest_ResponseBody:
 		return p.responseBody(r.ResponseBody)
@@ -66,40 +62,6 @@ func (p *egress) finish() { p.endAttempt(0, "", "", "", false) }
 // immediate answers with an OpenAI-shaped error.
 func (p *egress) immediate(e *apierr.Error) *extprocv3.ProcessingResponse {
 	return errorResponse(e, p.id, "")
-}
-
-// followFirst takes up the first attempt of a request the edge already
-// rewrote for this provider: the filter saw no request phase, so the plan
-// comes from the dynamic metadata the listener copied it to, and the
-// attempt's start from Envoy's request.time. It answers only when the
-// metadata is unusable.
-func (p *egress) followFirst(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-	plan := req.GetMetadataContext().GetFilterMetadata()[header.MetadataNamespace].GetFields()[header.PlanKey].GetStringValue()
-	if plan == "" {
-		return nil // stellwerk's own early answer: nothing was sent
-	}
-	id, ids, ok := decodePlan(plan)
-	if !ok {
-		p.log.Error("egress answer with a malformed plan", zap.String("provider", p.provider))
-		return p.immediate(apierr.Internal())
-	}
-	p.id, p.planIdx = id, 0
-	m, ok := p.state.Router.Catalog.Lookup(ids[0])
-	if !ok || m.Provider.Name != p.provider {
-		// A reload between the decision and this answer: the answer stays
-		// as it is, unrecorded.
-		p.log.Warn("first attempt's model is not in the catalog", zap.String("decision_id", id), zap.String("provider", p.provider))
-		return continueResponseHeaders(&extprocv3.HeaderMutation{})
-	}
-	p.served = m
-	p.workspace = req.GetMetadataContext().GetFilterMetadata()[header.MetadataNamespace].GetFields()[header.WorkspaceKey].GetStringValue()
-	p.attemptAt = time.Now()
-	if ts := req.GetAttributes()[header.ExtProcAttributes].GetFields()[header.RequestTimeAttribute]; ts != nil {
-		if t, err := time.Parse(time.RFC3339Nano, ts.GetStringValue()); err == nil && !t.After(p.attemptAt) {
-			p.attemptAt = t
-		}
-	}
-	return nil
 }
 
 func (p *egress) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
@@ -227,55 +189,75 @@ func (p *egress) endAttempt(status int, flags, ra, code string, stream bool) {
 		return
 	}
 	p.attemptDone = true
-	m := p.served
-	elapsed := time.Since(p.attemptAt)
-	a := attempt{Provider: m.Provider.Name, Model: m.ID, Status: status,
-		LatencyMS: round(float64(elapsed)/float64(time.Millisecond), 1), Outcome: "served"}
-	r := p.state.Router
-	tg := attemptTarget(p.state, m, p.workspace)
-	switch {
+	recordAttempt(&p.filter, p.planIdx, p.served, p.workspace, attemptResult{status: status, flags: flags, retryAfter: ra,
+		code: code, stream: stream, elapsed: time.Since(p.attemptAt), firstByte: p.firstByte})
+}
+
+// attemptResult is what became of one attempt, as an egress filter, the
+// edge or Envoy's upstream log (upstreamlog.go) saw it.
+type attemptResult struct {
+	status           int // 0: no response
+	flags            string
+	retryAfter, code string
+	stream           bool
+	elapsed          time.Duration
+	firstByte        time.Duration // the attempt's first-byte timeout, if it had one
+}
+
+// recordAttempt records an attempt of decision f.id, plan index idx on
+// model m, in the provider's health (scoped to the workspace's own key
+// when it has one), the learned latency, and the attempt log the edge
+// reads for the routing object.
+func recordAttempt(f *filter, idx int, m *catalog.Model, workspace string, o attemptResult) {
+	a := attempt{Provider: m.Provider.Name, Model: m.ID, Status: o.status,
+		LatencyMS: round(float64(o.elapsed)/float64(time.Millisecond), 1), Outcome: "served"}
+	r := f.state.Router
+	tg := attemptTarget(f.state, m, workspace)
+	switch status := o.status; {
 	case status == 0:
 		a.Outcome = "failed"
 		a.Reason = "no response: attempt timed out or was cancelled"
 		timeout := time.Duration(0)
-		if fo := p.state.Failover; fo != nil {
+		if fo := f.state.Failover; fo != nil {
 			timeout = fo.AttemptTimeout
 		}
-		if p.firstByte > 0 {
-			timeout = p.firstByte
+		if o.firstByte > 0 {
+			timeout = o.firstByte
 		}
-		if elapsed < timeout*9/10 {
+		if strings.Contains(o.flags, "UT") {
+			a.Reason = "provider timeout (" + o.flags + ")"
+		} else if o.elapsed < timeout*9/10 {
 			a.Reason = "cancelled before the provider answered"
 			break // the client went away; not the provider's fault
 		}
 		r.Health.Failed(tg, "no response within the attempt timeout", 0)
-	case code != "":
-		a.Outcome, a.Reason = "failed", code
+	case o.code != "":
+		a.Outcome, a.Reason = "failed", o.code
 	case status == 429:
 		// A rate limit: the credential's (and for most providers the
 		// model's), never the provider's as a whole.
-		a.Outcome, a.Reason = "failed", failureReason(status, flags)
-		if r.Health.RateLimited(tg, a.Reason, retryAfter(ra, time.Now())) {
-			p.log.Info("rate limit cooling down", zap.String("provider", m.Provider.Name), zap.String("model", m.ID),
+		a.Outcome, a.Reason = "failed", failureReason(status, o.flags)
+		if r.Health.RateLimited(tg, a.Reason, retryAfter(o.retryAfter, time.Now())) {
+			f.log.Info("rate limit cooling down", zap.String("provider", m.Provider.Name), zap.String("model", m.ID),
 				zap.Bool("own_key", tg.Workspace != ""), zap.String("reason", a.Reason))
 		}
 	case retryable(status):
-		a.Outcome, a.Reason = "failed", failureReason(status, flags)
-		if p.firstByte > 0 && status == 504 && strings.Contains(flags, "UT") {
-			a.Reason = "no first byte within " + p.firstByte.String() + " (" + flags + ")"
+		a.Outcome, a.Reason = "failed", failureReason(status, o.flags)
+		if o.firstByte > 0 && status == 504 && strings.Contains(o.flags, "UT") {
+			a.Reason = "no first byte within " + o.firstByte.String() + " (" + o.flags + ")"
 		}
-		if r.Health.Failed(tg, a.Reason, retryAfter(ra, time.Now())) {
-			p.log.Info("provider cooling down", zap.String("provider", m.Provider.Name), zap.String("reason", a.Reason))
+		if r.Health.Failed(tg, a.Reason, retryAfter(o.retryAfter, time.Now())) {
+			f.log.Info("provider cooling down", zap.String("provider", m.Provider.Name), zap.String("reason", a.Reason))
 		}
 	case status/100 == 2:
 		r.Health.Succeeded(tg)
-		r.Latency.Observe(m.ID, stream, elapsed)
+		r.Latency.Observe(m.ID, o.stream, o.elapsed)
 	default:
 		// A 4xx other than 429 is about the request (400, 401, 404, 413,
 		// 422…): it neither ends nor adds to the provider's run of failures.
 	}
-	if ce := p.log.Check(zap.DebugLevel, "attempt"); ce != nil { // zap.Any boxes a: only when logged
-		ce.Write(zap.String("decision_id", p.id), zap.Int("index", p.planIdx), zap.Any("attempt", a))
+	if ce := f.log.Check(zap.DebugLevel, "attempt"); ce != nil { // zap.Any boxes a: only when logged
+		ce.Write(zap.String("decision_id", f.id), zap.Int("index", idx), zap.Any("attempt", a))
 	}
-	p.seen.record(p.id, p.planIdx, a)
+	f.seen.record(f.id, idx, a)
 }

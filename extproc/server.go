@@ -164,12 +164,9 @@ func (s *Server) SetState(st *State) { s.state.Store(st) }
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 	ctx := stream.Context()
 	f := filter{state: s.state.Load(), log: s.log, id: s.newID(), seen: &s.attempts}
-	if provider, observe := egressProvider(ctx); provider != "" {
+	if provider := egressProvider(ctx); provider != "" {
 		p := &egress{filter: f, provider: provider}
 		defer p.finish()
-		if observe {
-			return watch(ctx, stream, &p.filter, p.handle)
-		}
 		return serve(ctx, stream, &p.filter,
 			func(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse { return p.handle(req) },
 			func(e *apierr.Error) *extprocv3.ProcessingResponse { return p.immediate(e) })
@@ -179,34 +176,14 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 	return serveEdge(ctx, stream, p)
 }
 
-// egressProvider is the provider an egress listener's stream sends to,
-// and whether the stream only observes (Envoy's observability mode).
-func egressProvider(ctx context.Context) (provider string, observe bool) {
+// egressProvider is the provider an egress listener's stream sends to.
+func egressProvider(ctx context.Context) string {
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get(header.Egress); len(v) == 1 {
-			return v[0], len(md.Get(header.Observe)) == 1
+			return v[0]
 		}
 	}
-	return "", false
-}
-
-// watch handles each message of a stream Envoy does not wait on: answers
-// would be ignored, so none is sent.
-func watch(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessServer, f *filter,
-	handle func(*extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse) error {
-	for {
-		req, err := recv(ctx, stream)
-		if req == nil {
-			return err
-		}
-		safeHandle(f, req, handle, func(*apierr.Error) *extprocv3.ProcessingResponse { return nil })
-		if _, ok := req.Request.(*extprocv3.ProcessingRequest_ResponseHeaders); ok {
-			// The one message this stream gets: end it now, or Envoy keeps it
-			// open for its deferred-close timeout, holding a slot of the
-			// ext_proc cluster for seconds after the request.
-			return nil
-		}
-	}
+	return ""
 }
 
 // serve answers each message of a stream with handle until the stream

@@ -16,10 +16,6 @@ import (
 // ExtProcFilterName is the HTTP filter name of stellwerk in Envoy.
 const ExtProcFilterName = "envoy.filters.http.ext_proc"
 
-// ObserveFilterName is the egress listeners' second ext_proc filter, which
-// only watches the first attempt's answer.
-const ObserveFilterName = "stellwerk.observe"
-
 // extProcConfig is the ext_proc filter: headers and the buffered request body
 // go to stellwerk; response headers too, so every answer carries the
 // decision headers. The response body is not sent by default, so streams
@@ -30,23 +26,17 @@ func extProcConfig(ep ExtProc) *extprocv3.ExternalProcessor {
 		TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ep.Cluster}},
 	}
 	var mo *extprocv3.MetadataOptions
-	var attrs []string
 	if ep.Egress != "" {
-		// One attempt on one provider: the stream says which. The plan
-		// comes as metadata too, for the first attempt's filter, which sees
-		// only the answer; so does when the attempt started.
+		// One attempt on one provider: the stream says which.
 		gs.InitialMetadata = []*corev3.HeaderValue{{Key: header.Egress, Value: ep.Egress}}
-		mo = &extprocv3.MetadataOptions{ForwardingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{header.MetadataNamespace}}}
-		attrs = []string{header.RequestTimeAttribute}
 	} else {
 		// The decision's attempt list, for the failover cluster's balancer.
 		mo = &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{header.MetadataNamespace}}}
 	}
 	c := &extprocv3.ExternalProcessor{
-		MetadataOptions:    mo,
-		ResponseAttributes: attrs,
-		GrpcService:        gs,
-		FailureModeAllow:   false,
+		MetadataOptions:  mo,
+		GrpcService:      gs,
+		FailureModeAllow: false,
 		ProcessingMode: &extprocv3.ProcessingMode{
 			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
 			RequestBodyMode:     extprocv3.ProcessingMode_BUFFERED,
@@ -91,31 +81,6 @@ func pipelinedMode(c *extprocv3.ExternalProcessor) {
 	c.SendBodyWithoutWaitingForHeaderResponse = true
 	c.AllowModeOverride = false
 	c.MaxMessageTimeout = durationpb.New(2 * time.Minute)
-}
-
-// observeConfig is the first attempt's egress filter when the edge already
-// rewrote the request: Envoy sends it the answer's headers and goes on
-// without waiting (observability mode); stellwerk records the attempt.
-func observeConfig(ep ExtProc) *extprocv3.ExternalProcessor {
-	c := extProcConfig(ep) // ep.Egress is set: the classic mode, changed below
-	c.GrpcService.InitialMetadata = append(c.GrpcService.InitialMetadata, &corev3.HeaderValue{Key: header.Observe, Value: "1"})
-	c.ObservabilityMode = true
-	// stellwerk ends the stream after the response headers; should it not,
-	// Envoy gives up on it soon rather than after the 5 s default.
-	c.DeferredCloseTimeout = durationpb.New(time.Second)
-	c.StatPrefix = "observe"
-	c.ProcessingMode = &extprocv3.ProcessingMode{
-		RequestHeaderMode:   extprocv3.ProcessingMode_SKIP,
-		RequestBodyMode:     extprocv3.ProcessingMode_NONE,
-		RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
-		ResponseHeaderMode:  extprocv3.ProcessingMode_SEND,
-		ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
-		ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
-	}
-	c.AllowModeOverride = false
-	c.MutationRules = nil
-	c.AllowContentLengthHeader = false
-	return c
 }
 
 func extProcHTTPFilter(ep ExtProc) (*hcmv3.HttpFilter, error) {

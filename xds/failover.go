@@ -1,13 +1,14 @@
 package xds
 
 import (
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	grpcalsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
-	headertometadatav3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_to_metadata/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	overridehostv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/override_host/v3"
@@ -106,13 +107,13 @@ func failoverCluster(f Failover) (*clusterv3.Cluster, error) {
 	}, nil
 }
 
-// egressListener is one provider's internal listener: the plan header
-// copied into dynamic metadata, stellwerk's ext_proc filter (told which
-// provider it serves through gRPC metadata), then the router to the
-// provider's cluster. The first attempt of a request the client-facing
-// filter already rewrote for this provider (header.Rewritten) has its own
-// route, where that filter is off and a second one, in observability mode,
-// only watches the answer's headers, reading the plan from the metadata.
+// egressListener is one provider's internal listener: stellwerk's ext_proc
+// filter (told which provider it serves through gRPC metadata), then the
+// router to the provider's cluster. The first attempt of a request the
+// client-facing filter already rewrote for this provider (header.Rewritten)
+// has its own route, where that filter is off: the listener only forwards
+// it, and how it went is learned by the client-facing filter and, for a
+// failure, from the client-facing router's upstream log (firstAttemptLog).
 // Every other attempt is rewritten here.
 func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 	ep := ir.ExtProc
@@ -122,22 +123,6 @@ func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 		return nil, err
 	}
 	router, err := toAny(&routerv3.Router{SuppressEnvoyHeaders: true})
-	if err != nil {
-		return nil, err
-	}
-	planMeta, err := toAny(&headertometadatav3.Config{RequestRules: []*headertometadatav3.Config_Rule{{
-		Header: header.Plan,
-		OnHeaderPresent: &headertometadatav3.Config_KeyValuePair{
-			MetadataNamespace: header.MetadataNamespace, Key: header.PlanKey, Type: headertometadatav3.Config_STRING},
-	}, {
-		Header: header.Workspace,
-		OnHeaderPresent: &headertometadatav3.Config_KeyValuePair{
-			MetadataNamespace: header.MetadataNamespace, Key: header.WorkspaceKey, Type: headertometadatav3.Config_STRING},
-	}}})
-	if err != nil {
-		return nil, err
-	}
-	observe, err := toAny(observeConfig(ep))
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +176,6 @@ func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 				Name:                   "attempt" + suffix,
 				Match:                  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, Headers: extra},
 				Action:                 action(byok),
-				TypedPerFilterConfig:   map[string]*anypb.Any{ObserveFilterName: off},
 				RequestHeadersToRemove: strip,
 			})
 	}
@@ -203,9 +187,7 @@ func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 			VirtualHosts: []*routev3.VirtualHost{{Name: e.Provider, Domains: []string{"*"}, Routes: routes}},
 		}},
 		HttpFilters: []*hcmv3.HttpFilter{
-			{Name: "envoy.filters.http.header_to_metadata", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: planMeta}},
 			epf,
-			{Name: ObserveFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: observe}},
 			{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
 		},
 		LocalReplyConfig: lrc,
@@ -241,4 +223,61 @@ func retryPolicy(f Failover) *routev3.RetryPolicy {
 		// Each retry goes to another provider: there is nothing to back off from.
 		RetryBackOff: &routev3.RetryPolicy_RetryBackOff{BaseInterval: durationpb.New(2e6), MaxInterval: durationpb.New(10e6)},
 	}
+}
+
+// firstAttemptLogName is the gRPC access log of first attempts' failures.
+const firstAttemptLogName = "stellwerk_first_attempts"
+
+// firstAttemptFlags are Envoy's response flags of an attempt that got no
+// answer (%RESPONSE_FLAGS%): the log reports such an attempt whatever its
+// status.
+var firstAttemptFlags = []string{"UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "URX", "SI"}
+
+// firstAttemptLog is the client-facing router's upstream log of the first
+// attempts the edge rewrote itself, when they failed (429, 5xx, or no
+// answer): Envoy streams each entry at once over the gRPC access log
+// service to stellwerk, which records the failure in the provider's health
+// and for the routing object (extproc/upstreamlog.go). Such an attempt's
+// egress listener runs no stellwerk filter, so this is how its failures are
+// learned; its answers the client-facing filter reads itself. The filter
+// keeps every other attempt out of the log: those have an egress filter.
+func firstAttemptLog(ep ExtProc) (*accesslogv3.AccessLog, error) {
+	cfg, err := toAny(&grpcalsv3.HttpGrpcAccessLogConfig{
+		CommonConfig: &grpcalsv3.CommonGrpcAccessLogConfig{
+			LogName: firstAttemptLogName,
+			GrpcService: &corev3.GrpcService{
+				TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ep.Cluster}},
+			},
+			TransportApiVersion: corev3.ApiVersion_V3,
+			// No batching: a failure should cool its provider before the
+			// next request is decided.
+			BufferSizeBytes: wrapperspb.UInt32(0),
+		},
+		AdditionalRequestHeadersToLog:  []string{header.Plan, header.Rewritten, header.Workspace, "x-envoy-attempt-count"},
+		AdditionalResponseHeadersToLog: []string{"retry-after", header.UpstreamFlags},
+	})
+	if err != nil {
+		return nil, err
+	}
+	present := func(name string) *accesslogv3.AccessLogFilter {
+		return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_HeaderFilter{HeaderFilter: &accesslogv3.HeaderFilter{
+			Header: &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}}}}
+	}
+	status := func(op accesslogv3.ComparisonFilter_Op, v uint32, key string) *accesslogv3.AccessLogFilter {
+		return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
+			Comparison: &accesslogv3.ComparisonFilter{Op: op, Value: &corev3.RuntimeUInt32{DefaultValue: v, RuntimeKey: "stellwerk.first_attempt_log." + key}}}}}
+	}
+	first := &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_HeaderFilter{HeaderFilter: &accesslogv3.HeaderFilter{
+		Header: &routev3.HeaderMatcher{Name: "x-envoy-attempt-count", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "1"}}}}}}}
+	failed := &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_OrFilter{OrFilter: &accesslogv3.OrFilter{Filters: []*accesslogv3.AccessLogFilter{
+		status(accesslogv3.ComparisonFilter_EQ, 429, "rate_limited"),
+		status(accesslogv3.ComparisonFilter_GE, 500, "server_error"),
+		{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: firstAttemptFlags}}},
+	}}}}
+	return &accesslogv3.AccessLog{
+		Name:       "envoy.access_loggers.http_grpc",
+		Filter:     &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_AndFilter{AndFilter: &accesslogv3.AndFilter{Filters: []*accesslogv3.AccessLogFilter{present(header.Rewritten), first, failed}}}},
+		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: cfg},
+	}, nil
 }

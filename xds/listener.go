@@ -31,7 +31,15 @@ func httpListener(ir IR) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	router, err := toAny(&routerv3.Router{SuppressEnvoyHeaders: true})
+	rc := &routerv3.Router{SuppressEnvoyHeaders: true}
+	if ir.Failover != nil {
+		fl, err := firstAttemptLog(ir.ExtProc)
+		if err != nil {
+			return nil, err
+		}
+		rc.UpstreamLog = []*accesslogv3.AccessLog{fl}
+	}
+	router, err := toAny(rc)
 	if err != nil {
 		return nil, err
 	}

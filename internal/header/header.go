@@ -76,10 +76,6 @@ const (
 	// Egress is gRPC stream metadata (not an HTTP header) on the ext_proc
 	// streams of an egress listener: the provider it sends to.
 	Egress = "x-stellwerk-egress"
-	// Observe is gRPC stream metadata on the first attempt's egress filter
-	// (docs/failover.md): Envoy sends that stream the answer's headers
-	// without waiting (observability mode), so stellwerk only records.
-	Observe = "x-stellwerk-observe"
 )
 
 // DropInRoute is the name of stellwerk's route in an operator's Envoy
@@ -89,9 +85,6 @@ const (
 	DropInRoute        = "stellwerk"
 	RouteNameAttribute = "xds.route_name"
 	ExtProcAttributes  = "envoy.filters.http.ext_proc"
-	// RequestTimeAttribute is when Envoy received the request: for an
-	// egress listener, when the attempt started.
-	RequestTimeAttribute = "request.time"
 )
 
 // Failover wiring, shared by the ext_proc server and the xDS translator
@@ -102,14 +95,6 @@ const (
 	// HostsKey, in MetadataNamespace, is the dynamic metadata the ext_proc
 	// filter writes a request's ordered attempt list to.
 	HostsKey = "hosts"
-	// PlanKey, in MetadataNamespace, is the egress listener's copy of the
-	// Plan header, for the first attempt's filter, which sees no request
-	// headers.
-	PlanKey = "plan"
-	// WorkspaceKey, in MetadataNamespace, is the egress listener's copy of
-	// the Workspace header, for the same filter: a rate limit on a
-	// workspace's own key cools that key alone.
-	WorkspaceKey = "workspace"
 	// UpstreamFlags is added to Envoy's own error replies: its response flags.
 	UpstreamFlags = "x-stellwerk-upstream-flags"
 )

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"net"
 	"net/http"
 	"os"
@@ -274,6 +275,9 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)...)
 	extprocv3.RegisterExternalProcessorServer(gs, ep)
+	// Envoy's upstream log of first attempts that failed (docs/failover.md):
+	// on the same socket, which only Envoy reaches.
+	accesslogv3.RegisterAccessLogServiceServer(gs, ep.UpstreamLog())
 	pub.Register(gs)
 	// grpc.health.v1 for Envoy's active health checks of the ext_proc and
 	// xDS clusters (envoy/bootstrap-mtls.yaml): a replica that stops, or

@@ -1,0 +1,138 @@
+package extproc
+
+import (
+	"io"
+	"testing"
+	"time"
+
+	accesslogdatav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	"github.com/tidwall/gjson"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/health"
+)
+
+// logEntry is an entry of the client-facing router's upstream log, as
+// xds.firstAttemptLog has Envoy send it.
+func logEntry(plan string, attempt string, status uint32, flags *accesslogdatav3.ResponseFlags, respHeaders map[string]string) *accesslogdatav3.HTTPAccessLogEntry {
+	return &accesslogdatav3.HTTPAccessLogEntry{
+		CommonProperties: &accesslogdatav3.AccessLogCommon{StartTime: timestamppb.New(time.Now().Add(-40 * time.Millisecond)),
+			TimeToFirstUpstreamRxByte: durationpb.New(30 * time.Millisecond), ResponseFlags: flags},
+		Request: &accesslogdatav3.HTTPRequestProperties{RequestHeaders: map[string]string{
+			header.Plan: plan, header.Rewritten: "/v1/chat/completions", "x-envoy-attempt-count": attempt}},
+		Response: &accesslogdatav3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(status), ResponseHeaders: respHeaders},
+	}
+}
+
+// logStream is Envoy's end of the access log stream.
+type logStream struct {
+	grpc.ServerStream
+	msgs   []*accesslogv3.StreamAccessLogsMessage
+	closed bool
+}
+
+func (l *logStream) Recv() (*accesslogv3.StreamAccessLogsMessage, error) {
+	if len(l.msgs) == 0 {
+		return nil, io.EOF
+	}
+	m := l.msgs[0]
+	l.msgs = l.msgs[1:]
+	return m, nil
+}
+
+func (l *logStream) SendAndClose(*accesslogv3.StreamAccessLogsResponse) error { l.closed = true; return nil }
+
+func logged(es ...*accesslogdatav3.HTTPAccessLogEntry) *logStream {
+	return &logStream{msgs: []*accesslogv3.StreamAccessLogsMessage{{LogEntries: &accesslogv3.StreamAccessLogsMessage_HttpLogs{
+		HttpLogs: &accesslogv3.StreamAccessLogsMessage_HTTPAccessLogEntries{LogEntry: es}}}}}
+}
+
+// TestFirstAttemptFailureFromUpstreamLog: a first attempt the edge rewrote
+// fails with a 429; Envoy's upstream log reports it, stellwerk cools the
+// model's rate limit for its Retry-After and the routing object lists the
+// attempt with its status. Entries that are not such a failure change
+// nothing.
+func TestFirstAttemptFailureFromUpstreamLog(t *testing.T) {
+	st := failoverState(t)
+	st.Router.Health = health.New(health.Policy{FailuresBeforeCooldown: 3, Cooldown: time.Minute, MaxCooldown: time.Hour})
+	s := New(st, zap.NewNop())
+	e := openStream(s, "")
+	defer e.end()
+	e.do(headersMsg("POST", "/v1/chat/completions", false))
+	hs := setHeaders(e.do(bodyMsg(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`)).GetRequestBody().GetResponse().GetHeaderMutation())
+	plan := hs[header.Plan]
+	if hs[header.Rewritten] == "" || plan == "" {
+		t.Fatalf("edge headers %v", hs)
+	}
+
+	// Not for the log: a later attempt (its egress filter records it), an
+	// answer the edge records, an attempt the edge did not rewrite.
+	ignored := []*accesslogdatav3.HTTPAccessLogEntry{
+		logEntry(plan, "2", 503, nil, nil),
+		logEntry(plan, "1", 200, nil, nil),
+		logEntry(plan, "1", 400, nil, nil),
+		logEntry("garbage", "1", 503, nil, nil),
+	}
+	unrewritten := logEntry(plan, "1", 503, nil, nil)
+	delete(unrewritten.Request.RequestHeaders, header.Rewritten)
+	ignored = append(ignored, unrewritten)
+	for _, en := range ignored {
+		s.firstAttemptFailed(en, time.Now())
+	}
+	if snap := st.Router.Health.Snapshot(); len(snap) != 0 {
+		t.Fatalf("entries outside the log's filter changed health: %+v", snap)
+	}
+
+	ls := logged(logEntry(plan, "1", 429, nil, map[string]string{"retry-after": "120"}))
+	if err := s.UpstreamLog().StreamAccessLogs(ls); err != nil || !ls.closed {
+		t.Fatalf("stream: %v (closed %v)", err, ls.closed)
+	}
+	snap := st.Router.Health.Snapshot()
+	if len(snap) != 1 || snap[0].Provider != "a" || snap[0].Model != "a1" || snap[0].Scope != "rate_limit" ||
+		time.Until(snap[0].CoolingUntil) < 100*time.Second {
+		t.Fatalf("health after the 429: %+v", snap)
+	}
+
+	// The answer came from b, the plan's second model (its egress filter
+	// says so); the routing object has the first attempt from the log.
+	e.do(respHeaders(":status", "200", "content-type", "application/json", "x-envoy-attempt-count", "2", header.Served, "1"))
+	body := e.do(respBody(`{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}`, true)).GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+	a0 := gjson.GetBytes(body, "routing.attempts.0")
+	if a0.Get("status").Int() != 429 || a0.Get("outcome").Str != "failed" || a0.Get("reason").Str != "rate limited (429)" || a0.Get("latency_ms").Float() != 30 {
+		t.Errorf("first attempt %s", a0.Raw)
+	}
+	if m := gjson.GetBytes(body, "routing.attempts.1.model").Str; m != "b1" {
+		t.Errorf("second attempt %s", body)
+	}
+}
+
+// TestFirstAttemptTimeoutFromUpstreamLog: an attempt that got no answer
+// counts against its provider when Envoy says the attempt timed out, and
+// not when the client went away first.
+func TestFirstAttemptTimeoutFromUpstreamLog(t *testing.T) {
+	st := failoverState(t)
+	st.Router.Health = health.New(health.Policy{FailuresBeforeCooldown: 1, Cooldown: time.Minute, MaxCooldown: time.Hour})
+	s := New(st, zap.NewNop())
+	a1, _ := st.Router.Catalog.Lookup("a1")
+	b1, _ := st.Router.Catalog.Lookup("b1")
+	plan := encodePlan("dec-1", []*catalog.Model{a1, b1})
+	s.firstAttemptFailed(logEntry(plan, "1", 0, &accesslogdatav3.ResponseFlags{DownstreamConnectionTermination: true}, nil), time.Now())
+	if snap := st.Router.Health.Snapshot(); len(snap) != 0 {
+		t.Fatalf("a cancelled attempt changed health: %+v", snap)
+	}
+	s.firstAttemptFailed(logEntry(plan, "1", 0, &accesslogdatav3.ResponseFlags{UpstreamRequestTimeout: true}, nil), time.Now())
+	snap := st.Router.Health.Snapshot()
+	if len(snap) != 1 || snap[0].Provider != "a" || snap[0].Scope != "provider" || snap[0].CoolingUntil.IsZero() {
+		t.Fatalf("health after a timed-out attempt: %+v", snap)
+	}
+	if got := responseFlags(&accesslogdatav3.ResponseFlags{UpstreamConnectionFailure: true, UpstreamRetryLimitExceeded: true}); got != "UF,URX" {
+		t.Errorf("flags %q", got)
+	}
+}
