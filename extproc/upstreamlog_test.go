@@ -47,7 +47,10 @@ func (l *logStream) Recv() (*accesslogv3.StreamAccessLogsMessage, error) {
 	return m, nil
 }
 
-func (l *logStream) SendAndClose(*accesslogv3.StreamAccessLogsResponse) error { l.closed = true; return nil }
+func (l *logStream) SendAndClose(*accesslogv3.StreamAccessLogsResponse) error {
+	l.closed = true
+	return nil
+}
 
 func logged(es ...*accesslogdatav3.HTTPAccessLogEntry) *logStream {
 	return &logStream{msgs: []*accesslogv3.StreamAccessLogsMessage{{LogEntries: &accesslogv3.StreamAccessLogsMessage_HttpLogs{
