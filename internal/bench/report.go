@@ -200,13 +200,13 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 		if rt := roundTrips(rep.ExtProcStats); rt.requests > 0 {
 			p("### ext_proc messages per request\n\n")
 			p("From Envoy B's statistics over the whole run (warm-up included), per request that reached stellwerk: "+
-				"**%.2f answered messages** (%.2f on the client-facing filter, %.2f on egress listeners) "+
-				"and %.2f watched without waiting (the first attempt's egress listener, observability mode). The floor answers 1. "+
+				"**%.2f answered messages** (%.2f on the client-facing filter, %.2f on egress listeners); "+
+				"a first attempt the edge rewrote opens no stream on its egress listener (its failures come from Envoy's upstream log). The floor answers 1. "+
 				"In the classic mode each answered message is a round trip Envoy waits for before it sends the next; in the pipelined mode "+
 				"stellwerk serves (docs/envoy.md) Envoy sends each body's chunks without waiting, so a request waits for one answer each way "+
 				"however many chunks it has, and the count grows with the chunks.\n\n",
 				float64(rt.edge+rt.egress)/float64(rt.requests), float64(rt.edge)/float64(rt.requests),
-				float64(rt.egress)/float64(rt.requests), float64(rt.watched)/float64(rt.requests))
+				float64(rt.egress)/float64(rt.requests))
 		}
 		p("### Envoy B's ext_proc statistics at the end of the run\n\n")
 		p("`/stats?filter=ext_proc` on Envoy B's admin port, cumulative over the run including warm-up.\n\n```\n%s\n```\n", strings.Join(rep.ExtProcStats, "\n"))
@@ -241,8 +241,8 @@ func mib(kb int64) float64 { return float64(kb) / 1024 }
 
 // roundTripCounts sums Envoy B's ext_proc counters: requests (the
 // client-facing filter's streams), messages stellwerk answered on that
-// filter and on egress listeners, and messages it only watched.
-type roundTripCounts struct{ requests, edge, egress, watched int64 }
+// filter and on egress listeners.
+type roundTripCounts struct{ requests, edge, egress int64 }
 
 func roundTrips(stats []string) roundTripCounts {
 	var c roundTripCounts
@@ -259,8 +259,6 @@ func roundTrips(stats []string) roundTripCounts {
 			c.edge += n
 		case strings.HasPrefix(k, "http.stellwerk_egress_") && strings.HasSuffix(k, ".ext_proc.stream_msgs_received"):
 			c.egress += n
-		case strings.HasPrefix(k, "http.stellwerk_egress_") && strings.HasSuffix(k, ".ext_proc.observe.stream_msgs_sent"):
-			c.watched += n
 		}
 	}
 	return c
