@@ -430,9 +430,25 @@ func TestStreamFirstByteTimeout(t *testing.T) {
 	e.do(headersMsg("POST", "/v1/chat/completions", false))
 	hs := setHeaders(e.do(bodyMsg(chatBody)).GetRequestBody().GetResponse().GetHeaderMutation())
 	plan := hs[header.Plan]
-	if hs[header.Rewritten] != "" || hs[header.PerTryTimeout] != "" || plan == "" {
+	// The edge rewrites the first attempt and names its first-byte timeout:
+	// the egress listener's route for it applies it (xds.egressListener).
+	if hs[header.Rewritten] == "" || hs[header.FirstByte] != "10000" || hs[header.PerTryTimeout] != "" || plan == "" {
 		t.Fatalf("edge headers for a stream with a fallback: %v", hs)
 	}
+	// That route's timeout fired: the egress router answered 504 (UT), and
+	// the client-facing router's upstream log reports the attempt.
+	en := logEntry(plan, "1", 504, nil, map[string]string{header.UpstreamFlags: "UT"})
+	en.Request.RequestHeaders[header.FirstByte] = "10000"
+	s.firstAttemptFailed(en, time.Now())
+	if ss := st.Router.Health.Snapshot(); len(ss) != 1 || ss[0].Provider != "a" || ss[0].ConsecutiveFailures != 1 {
+		t.Fatalf("health after the first attempt's first-byte timeout: %+v", ss)
+	}
+	id, _, _ := decodePlan(plan)
+	if got := s.attempts.take(id); len(got) != 2 || got[0].Reason != "no first byte within 10s (UT)" || got[0].Status != 504 {
+		t.Fatalf("the first attempt as recorded: %+v", got)
+	}
+	// An attempt an egress filter rewrites (a retry, or a first attempt the
+	// edge could not rewrite) gets its per-try timeout from that filter.
 	for i, tc := range []struct {
 		provider, body, want string
 	}{
@@ -452,8 +468,8 @@ func TestStreamFirstByteTimeout(t *testing.T) {
 		}
 		g.end()
 	}
-	if ss := st.Router.Health.Snapshot(); len(ss) != 1 || ss[0].Provider != "a" || ss[0].ConsecutiveFailures != 1 {
-		t.Errorf("health after a first-byte timeout: %+v", ss)
+	if ss := st.Router.Health.Snapshot(); len(ss) != 1 || ss[0].Provider != "a" || ss[0].ConsecutiveFailures != 2 {
+		t.Errorf("health after two first-byte timeouts: %+v", ss)
 	}
 }
 

@@ -584,22 +584,22 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 	// retry's egress listener must get the Responses request itself. A
 	// Messages request is, when its provider speaks Anthropic: the rewrite
 	// only renames the model, and a retry's egress listener can rewrite
-	// that body for its own provider. A stream with a fallback is
-	// rewritten by its egress filter, which sets the attempt's first-byte
-	// timeout.
+	// that body for its own provider. A stream with a fallback gets its
+	// first-byte timeout from the egress listener's route for it
+	// (header.FirstByte).
 	var plain bool
 	if p.endpoint == epMessages {
 		plain = first.Provider.WireFormat == "anthropic"
 	} else {
 		plain = first.Provider.WireFormat != "anthropic" && (p.endpoint != epResponses || first.NativeResponses())
 	}
-	if len(p.plan) > 1 && first.FirstByteTimeout > 0 && p.result != nil && p.result.Chat.Stream {
-		plain = false
-	}
 	if _, _, ok := first.Provider.Credential(); plain && (ok || wc != "") {
 		if rhs, rm, nb, perr := p.rewriteFor(first, body); perr == nil && len(rm) == 0 {
 			hs = append(hs, rhs...)
 			hs = append(hs, setHeader(header.Rewritten, p.path))
+			if len(p.plan) > 1 && first.FirstByteTimeout > 0 && p.result != nil && p.result.Chat.Stream {
+				hs = append(hs, setHeader(header.FirstByte, strconv.FormatInt(first.FirstByteTimeout.Milliseconds(), 10)))
+			}
 			if wc != "" {
 				hs = append(hs, setHeader(header.Upstream, wc))
 			}

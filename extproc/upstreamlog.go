@@ -3,6 +3,7 @@ package extproc
 import (
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,9 +93,13 @@ func (s *Server) firstAttemptFailed(e *accesslogdatav3.HTTPAccessLogEntry, now t
 	if flags == "" {
 		flags = responseFlags(c.GetResponseFlags())
 	}
+	var firstByte time.Duration
+	if ms, err := strconv.ParseInt(rq[header.FirstByte], 10, 64); err == nil && ms > 0 {
+		firstByte = time.Duration(ms) * time.Millisecond
+	}
 	f := filter{state: st, log: s.log, id: id, seen: &s.attempts}
 	recordAttempt(&f, 0, m, rq[header.Workspace], attemptResult{status: status, flags: flags,
-		retryAfter: rs["retry-after"], elapsed: elapsed})
+		retryAfter: rs["retry-after"], elapsed: elapsed, firstByte: firstByte})
 	if ce := s.log.Check(zap.DebugLevel, "first attempt failed"); ce != nil {
 		ce.Write(zap.String("decision_id", id), zap.Int("status", status), zap.String("flags", flags))
 	}

@@ -1,6 +1,9 @@
 package xds
 
 import (
+	"strconv"
+	"time"
+
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -134,7 +137,7 @@ func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	action := func(byok bool) *routev3.Route_Route {
+	action := func(byok bool, firstByte time.Duration) *routev3.Route_Route {
 		a := &routev3.RouteAction{
 			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: e.Cluster},
 			// The client-facing route's timeouts bound the request.
@@ -143,9 +146,16 @@ func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 		if byok { // the caller's workspace brings its own key: its copy of the cluster
 			a.ClusterSpecifier = &routev3.RouteAction_ClusterHeader{ClusterHeader: header.Upstream}
 		}
+		if firstByte > 0 {
+			// A stream's first attempt with a fallback: Envoy's per-try
+			// timeout, which fires only before the answer starts, is its
+			// first-byte timeout; this router makes no retry (the
+			// client-facing one moves on).
+			a.RetryPolicy = &routev3.RetryPolicy{NumRetries: wrapperspb.UInt32(0), PerTryTimeout: durationpb.New(firstByte)}
+		}
 		return &routev3.Route_Route{Route: a}
 	}
-	strip := []string{header.Cluster, header.Plan, header.Rewritten, header.Upstream, header.Workspace, "x-forwarded-for",
+	strip := []string{header.Cluster, header.Plan, header.Rewritten, header.Upstream, header.Workspace, header.FirstByte, "x-forwarded-for",
 		"x-envoy-external-address", "x-envoy-expected-rq-timeout-ms", "x-envoy-attempt-count"}
 	firstAttempt := []*routev3.HeaderMatcher{
 		{Name: "x-envoy-attempt-count", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
@@ -163,19 +173,32 @@ func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 		if byok {
 			suffix, extra = "_workspace_key", []*routev3.HeaderMatcher{upstream}
 		}
+		for _, fb := range e.FirstByte {
+			ms := strconv.FormatInt(fb.Milliseconds(), 10)
+			match := append(append([]*routev3.HeaderMatcher{}, firstAttempt...), extra...)
+			match = append(match, &routev3.HeaderMatcher{Name: header.FirstByte, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+				StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: ms}}}})
+			routes = append(routes, &routev3.Route{
+				Name:                   "first_attempt_rewritten_first_byte_" + ms + "ms" + suffix,
+				Match:                  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, Headers: match},
+				Action:                 action(byok, fb),
+				TypedPerFilterConfig:   map[string]*anypb.Any{ExtProcFilterName: off},
+				RequestHeadersToRemove: strip,
+			})
+		}
 		routes = append(routes,
 			&routev3.Route{
 				Name: "first_attempt_rewritten" + suffix,
 				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
 					Headers: append(append([]*routev3.HeaderMatcher{}, firstAttempt...), extra...)},
-				Action:                 action(byok),
+				Action:                 action(byok, 0),
 				TypedPerFilterConfig:   map[string]*anypb.Any{ExtProcFilterName: off},
 				RequestHeadersToRemove: strip,
 			},
 			&routev3.Route{
 				Name:                   "attempt" + suffix,
 				Match:                  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, Headers: extra},
-				Action:                 action(byok),
+				Action:                 action(byok, 0),
 				RequestHeadersToRemove: strip,
 			})
 	}
@@ -253,7 +276,7 @@ func firstAttemptLog(ep ExtProc) (*accesslogv3.AccessLog, error) {
 			// next request is decided.
 			BufferSizeBytes: wrapperspb.UInt32(0),
 		},
-		AdditionalRequestHeadersToLog:  []string{header.Plan, header.Rewritten, header.Workspace, "x-envoy-attempt-count"},
+		AdditionalRequestHeadersToLog:  []string{header.Plan, header.Rewritten, header.Workspace, header.FirstByte, "x-envoy-attempt-count"},
 		AdditionalResponseHeadersToLog: []string{"retry-after", header.UpstreamFlags},
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -64,6 +65,10 @@ type Egress struct {
 	Listener string `json:"listener"`
 	Provider string `json:"provider"`
 	Cluster  string `json:"cluster"`
+	// FirstByte are the distinct first-byte timeouts of the provider's
+	// models, shortest first: a route each for a first attempt the
+	// client-facing filter rewrote (header.FirstByte).
+	FirstByte []time.Duration `json:"first_byte,omitempty"`
 }
 
 // WorkspaceKey is a workspace's own key for a provider (bring your own
@@ -192,7 +197,14 @@ func FromConfig(c *config.Config, cat *catalog.Catalog, wks ...WorkspaceKey) (IR
 		f := &Failover{MaxAttempts: c.Failover.MaxAttempts, AttemptTimeout: c.Failover.AttemptTimeout,
 			MaxRequestBytes: c.Envoy.MaxRequestBytes}
 		for _, p := range cat.Providers() {
-			f.Egress = append(f.Egress, Egress{Listener: header.EgressListener(p.Name), Provider: p.Name, Cluster: p.Cluster})
+			e := Egress{Listener: header.EgressListener(p.Name), Provider: p.Name, Cluster: p.Cluster}
+			for _, m := range cat.Models() {
+				if m.Provider == p && m.FirstByteTimeout > 0 && !slices.Contains(e.FirstByte, m.FirstByteTimeout) {
+					e.FirstByte = append(e.FirstByte, m.FirstByteTimeout)
+				}
+			}
+			slices.Sort(e.FirstByte)
+			f.Egress = append(f.Egress, e)
 		}
 		ir.Failover = f
 	}

@@ -132,6 +132,13 @@ const MaxRetries = "x-envoy-max-retries"
 // timeout, docs/failover.md). Envoy's router consumes it.
 const PerTryTimeout = "x-envoy-upstream-rq-per-try-timeout-ms"
 
+// FirstByte is set by the client-facing filter on a streaming request with
+// a fallback whose first attempt it rewrote: the first model's first-byte
+// timeout in milliseconds. The first attempt's egress listener has a route
+// per such timeout of its provider's models, whose per-try timeout it is
+// (docs/failover.md); the listener removes the header.
+const FirstByte = "x-stellwerk-first-byte"
+
 // MetadataNamespace is the dynamic-metadata namespace stellwerk writes for
 // access logs.
 const MetadataNamespace = "stellwerk"
