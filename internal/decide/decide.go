@@ -156,15 +156,26 @@ func (r rejection) format(task string) string {
 	case rejStreaming:
 		return "capability: the request streams"
 	case rejContext:
-		return fmt.Sprintf("context: needs about %d tokens, window is %d", int(r.a), int(r.b))
+		b := make([]byte, 0, 48)
+		b = strconv.AppendInt(append(b, "context: needs about "...), int64(int(r.a)), 10)
+		return string(strconv.AppendInt(append(b, " tokens, window is "...), int64(int(r.b)), 10))
 	case rejCost:
-		return fmt.Sprintf("cost: estimated %.6f EUR exceeds the limit of %.6f EUR", r.a, r.b)
+		b := make([]byte, 0, 64)
+		b = strconv.AppendFloat(append(b, "cost: estimated "...), r.a, 'f', 6, 64)
+		return string(append(strconv.AppendFloat(append(b, " EUR exceeds the limit of "...), r.b, 'f', 6, 64), " EUR"...))
 	case rejLatency:
-		return fmt.Sprintf("latency: %d ms is over the request's sla_ms %d", int(r.a), int(r.b))
+		b := make([]byte, 0, 48)
+		b = strconv.AppendInt(append(b, "latency: "...), int64(int(r.a)), 10)
+		return string(strconv.AppendInt(append(b, " ms is over the request's sla_ms "...), int64(int(r.b)), 10))
 	case rejQuality:
-		return fmt.Sprintf("quality: %.2f for %s is below the floor %.2f", r.a, task, r.b)
+		b := make([]byte, 0, 48+len(task))
+		b = strconv.AppendFloat(append(b, "quality: "...), r.a, 'f', 2, 64)
+		return string(strconv.AppendFloat(append(append(append(b, " for "...), task...), " is below the floor "...), r.b, 'f', 2, 64))
 	case rejRelative:
-		return fmt.Sprintf("quality: %.2f for %s is below %.0f%% of the best eligible model", r.a, task, 100*r.b)
+		b := make([]byte, 0, 64+len(task))
+		b = strconv.AppendFloat(append(b, "quality: "...), r.a, 'f', 2, 64)
+		b = strconv.AppendFloat(append(append(append(b, " for "...), task...), " is below "...), 100*r.b, 'f', 0, 64)
+		return string(append(b, "% of the best eligible model"...))
 	}
 	return ""
 }
