@@ -125,3 +125,28 @@ func BenchmarkGet70(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkCells70 is the same question as selection asks it: through the
+// cells it keeps per catalog model, without a lookup by name.
+//
+//	go test -run '^$' -bench 'Get70|Cells70' -benchmem ./internal/observe/
+func BenchmarkCells70(b *testing.B) {
+	var l Latency
+	cells := make([]*Cell, 70)
+	for i := range cells {
+		id := "model-" + strconv.Itoa(i)
+		l.Observe(id, i%2 == 0, time.Duration(300+i)*time.Millisecond)
+		cells[i] = l.Cell(id)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			now := time.Now()
+			for i, c := range cells {
+				if c.Get(i%2 == 0, 1000, now) < 300 {
+					b.Fatal("wrong answer")
+				}
+			}
+		}
+	})
+}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -54,7 +55,9 @@ type Router struct {
 	Log        *zap.Logger
 	Now        func() time.Time
 	// Latency is learned from live traffic; nil uses the catalog's seeds.
+	// Set it before the first request: the router keeps its models' cells.
 	Latency *observe.Latency
+	cells   atomic.Pointer[[]*observe.Cell]
 	// Health holds providers' cooldowns; nil means every provider is healthy.
 	Health *health.Tracker
 	// OwnKey reports whether a workspace sends its requests to a provider
@@ -264,8 +267,9 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	// down or reopens does a candidate cost more than one atomic load.
 	quiet := rp == nil && r.Health.Quiet(now)
 	draw := Draw(req.DecisionID)
+	cells := r.latencyCells()
 	for i, m := range models {
-		lat := r.latency(m, chat.Stream, rp)
+		lat := r.latency(m, cells, i, chat.Stream, rp, now)
 		q := m.QualityFor(res.Class.Task)
 		switch {
 		case rp != nil:
@@ -425,14 +429,35 @@ func cannotContinue(m *catalog.Model, chat *request.Chat) string {
 // latency is a model's latency as selection weighs it: learned from live
 // traffic (time to first token for a stream, the whole answer otherwise),
 // or as a replay recorded it.
-func (r *Router) latency(m *catalog.Model, stream bool, rp *Inputs) int {
+func (r *Router) latency(m *catalog.Model, cells []*observe.Cell, i int, stream bool, rp *Inputs, now time.Time) int {
 	if rp != nil {
 		if v, ok := rp.LatencyMS[m.ID]; ok {
 			return v
 		}
 		return m.LatencyMS
 	}
-	return r.Latency.Get(m.ID, stream, m.LatencyMS)
+	if i >= len(cells) {
+		return m.LatencyMS
+	}
+	return cells[i].Get(stream, m.LatencyMS, now)
+}
+
+// latencyCells are the learned latencies' cells of the catalog's models,
+// in catalog order, found once per router (nil without learning).
+func (r *Router) latencyCells() []*observe.Cell {
+	if r.Latency == nil {
+		return nil
+	}
+	if c := r.cells.Load(); c != nil {
+		return *c
+	}
+	models := r.Catalog.Models()
+	cs := make([]*observe.Cell, len(models))
+	for i, m := range models {
+		cs[i] = r.Latency.Cell(m.ID)
+	}
+	r.cells.Store(&cs)
+	return cs
 }
 
 // cooling reports whether a model may not get the request because of a
