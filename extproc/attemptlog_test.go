@@ -532,3 +532,53 @@ func TestOwnKeyRateLimitIsTheTenants(t *testing.T) {
 		}
 	}
 }
+
+// TestSingleAttemptGoesStraight: a plan of one attempt (a pinned model)
+// skips the failover cluster and its internal listener: the edge sends it
+// to the provider's cluster, without retries or the failover headers, and
+// records what came back itself: a success's latency, a 429's cooldown
+// and the 503 that names the model and the provider's error.
+func TestSingleAttemptGoesStraight(t *testing.T) {
+	st := failoverState(t)
+	st.Router.Health = health.New(health.Policy{FailuresBeforeCooldown: 3, Cooldown: time.Minute, MaxCooldown: time.Hour})
+	s := New(st, zap.NewNop())
+	a1, _ := st.Router.Catalog.Lookup("a1")
+	send := func() *procStream {
+		e := openStream(s, "")
+		e.do(headersMsg("POST", "/v1/chat/completions", false))
+		r := e.do(bodyMsg(`{"model":"a1","messages":[{"role":"user","content":"hello"}]}`))
+		hs := setHeaders(r.GetRequestBody().GetResponse().GetHeaderMutation())
+		if hs[header.Cluster] != a1.Provider.Cluster || hs[header.MaxRetries] != "0" || hs[header.Plan] != "" || hs[header.Rewritten] != "" ||
+			hs[":authority"] != "a.example.com" || r.DynamicMetadata != nil {
+			t.Fatalf("edge headers for a single attempt: %v (metadata %v)", hs, r.DynamicMetadata)
+		}
+		return e
+	}
+
+	e := send()
+	time.Sleep(20 * time.Millisecond)
+	e.do(respHeaders(":status", "200", "content-type", "application/json", "x-envoy-attempt-count", "1"))
+	body := e.do(respBody(`{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}`, true)).GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+	if a := gjson.GetBytes(body, "routing.attempts.0"); a.Get("status").Int() != 200 || a.Get("outcome").Str != "served" || a.Get("latency_ms").Float() < 15 {
+		t.Errorf("attempt %s", a.Raw)
+	}
+	if ms := st.Router.Latency.Get("a1", false, 0); ms < 15 {
+		t.Errorf("a1's learned latency %d ms", ms)
+	}
+	e.end()
+
+	e = send()
+	defer e.end()
+	r := e.do(respHeaders(":status", "429", "content-type", "application/json", "retry-after", "90", "x-envoy-attempt-count", "1"))
+	if hs := setHeaders(r.GetResponseHeaders().GetResponse().GetHeaderMutation()); hs[":status"] != "503" {
+		t.Errorf("answer headers for a failed single attempt: %v", hs)
+	}
+	body = e.do(respBody(`{"error":{"message":"slow down"}}`, true)).GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+	if code := gjson.GetBytes(body, "error.code").Str; code != "no_eligible_model" || !strings.Contains(string(body), "a1") {
+		t.Errorf("answer %s", body)
+	}
+	snap := st.Router.Health.Snapshot()
+	if len(snap) != 1 || snap[0].Model != "a1" || snap[0].Scope != health.ScopeRateLimit || time.Until(snap[0].CoolingUntil) < 80*time.Second {
+		t.Errorf("health after the 429: %+v", snap)
+	}
+}

@@ -89,7 +89,10 @@ type edge struct {
 	attempts []attempt
 	seenOpen bool // this edge stream's entry in seen is open
 	rewrote  bool // the first attempt's request was rewritten here
-	failed   bool // every attempt failed; the answer becomes stellwerk's error
+	// direct: a plan of one attempt went straight to its provider's
+	// cluster (no internal listener); the edge records the attempt.
+	direct bool
+	failed bool // every attempt failed; the answer becomes stellwerk's error
 
 	// The request's hold on its budgets and rate limits, until settled.
 	reservation *ledger.Reservation
@@ -596,6 +599,20 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 	if _, _, ok := first.Provider.Credential(); plain && (ok || wc != "") {
 		if rhs, rm, nb, perr := p.rewriteFor(first, body); perr == nil && len(rm) == 0 {
 			hs = append(hs, rhs...)
+			if len(p.plan) == 1 {
+				// One attempt (a pinned model, or the only eligible one):
+				// nothing to fail over to, so no failover cluster and no
+				// internal listener, the provider's cluster straight away.
+				// The edge sees the attempt's answer or Envoy's error for it,
+				// and records it (responseHeaders).
+				p.rewrote, p.direct = true, true
+				cluster := first.Provider.Cluster
+				if wc != "" {
+					cluster = wc // the workspace's own key
+				}
+				hs = append(hs, setHeader(header.Cluster, cluster), setHeader(header.MaxRetries, "0"))
+				return continueRequestBody(bodyChange(hs, nil, orig, nb))
+			}
 			hs = append(hs, setHeader(header.Rewritten, p.path))
 			if len(p.plan) > 1 && first.FirstByteTimeout > 0 && p.result != nil && p.result.Chat.Stream {
 				hs = append(hs, setHeader(header.FirstByte, strconv.FormatInt(first.FirstByteTimeout.Milliseconds(), 10)))
@@ -641,6 +658,10 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	code, _ := strconv.Atoi(status)
 	remove := []string{header.Served, header.UpstreamFlags, "x-envoy-attempt-count"}
 	if p.plan != nil {
+		if p.direct {
+			recordAttempt(&p.filter, 0, p.plan[0], p.workspace, attemptResult{status: code, flags: rh.flags, retryAfter: rh.retryAfter,
+				stream: strings.HasPrefix(ctype, "text/event-stream"), elapsed: time.Since(p.routedAt)})
+		}
 		servedIdx := -1 // the plan index that answered, if the answer is not a failure
 		if i, err := strconv.Atoi(rh.served); err == nil && i >= 0 && i < len(p.plan) && !retryable(code) {
 			servedIdx = i
@@ -650,8 +671,10 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 			// runs no filter, so the answer is recorded here (its failures
 			// come from Envoy's upstream log, upstreamlog.go).
 			servedIdx = 0
-			recordAttempt(&p.filter, 0, p.plan[0], p.workspace, attemptResult{status: code,
-				stream: strings.HasPrefix(ctype, "text/event-stream"), elapsed: time.Since(p.routedAt)})
+			if !p.direct {
+				recordAttempt(&p.filter, 0, p.plan[0], p.workspace, attemptResult{status: code,
+					stream: strings.HasPrefix(ctype, "text/event-stream"), elapsed: time.Since(p.routedAt)})
+			}
 		}
 		p.attempts = attemptsFor(p.plan, rh.attemptCount, servedIdx, code, p.takeAttempts(rh.attemptCount))
 		if retryable(code) && len(p.attempts) > 0 {
