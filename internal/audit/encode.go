@@ -1,11 +1,6 @@
 package audit
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"slices"
-
 	"github.com/stellwerk/stellwerk/internal/jsonw"
 )
 
@@ -20,387 +15,216 @@ import (
 
 // jsonRecord is a record's encoding.
 func jsonRecord(r *Record) ([]byte, error) {
-	e := recordEncoder{b: make([]byte, 0, 1024+256*len(r.Candidates))}
+	e := recordEncoder{jsonw.Encoder{B: make([]byte, 0, 4096+256*len(r.Candidates))}}
 	e.record(r)
-	if e.err != nil {
-		return nil, e.err
+	if e.Err != nil {
+		return nil, e.Err
 	}
-	return e.b, nil
+	return e.B, nil
 }
 
-type recordEncoder struct {
-	b    []byte
-	err  error
-	more bool // the object being written has a member: the next one needs a comma
-}
-
-func (e *recordEncoder) open() (outer bool) {
-	e.b = append(e.b, '{')
-	outer, e.more = e.more, false
-	return outer
-}
-
-func (e *recordEncoder) close(outer bool) {
-	e.b = append(e.b, '}')
-	e.more = outer
-}
-
-func (e *recordEncoder) key(k string) {
-	if e.more {
-		e.b = append(e.b, ',')
-	}
-	e.more = true
-	e.b = append(e.b, '"')
-	e.b = append(e.b, k...)
-	e.b = append(e.b, '"', ':')
-}
-
-func (e *recordEncoder) str(k, v string) {
-	e.key(k)
-	e.b = jsonw.AppendString(e.b, v)
-}
-
-func (e *recordEncoder) strOmit(k, v string) {
-	if v != "" {
-		e.str(k, v)
-	}
-}
-
-func (e *recordEncoder) int(k string, v int64) {
-	e.key(k)
-	e.b = jsonw.AppendInt(e.b, v)
-}
-
-func (e *recordEncoder) intOmit(k string, v int64) {
-	if v != 0 {
-		e.int(k, v)
-	}
-}
-
-func (e *recordEncoder) float(k string, v float64) {
-	e.key(k)
-	var err error
-	if e.b, err = jsonw.AppendFloat(e.b, v); err != nil && e.err == nil {
-		e.err = err
-	}
-}
-
-func (e *recordEncoder) floatOmit(k string, v float64) {
-	if v != 0 {
-		e.float(k, v)
-	}
-}
-
-func (e *recordEncoder) boolean(k string, v bool) {
-	e.key(k)
-	if v {
-		e.b = append(e.b, "true"...)
-	} else {
-		e.b = append(e.b, "false"...)
-	}
-}
-
-func (e *recordEncoder) boolOmit(k string, v bool) {
-	if v {
-		e.boolean(k, v)
-	}
-}
-
-// strs writes a string list; nil is null, as encoding/json writes a nil
-// slice member without omitempty.
-func (e *recordEncoder) strs(k string, vs []string) {
-	e.key(k)
-	if vs == nil {
-		e.b = append(e.b, "null"...)
-		return
-	}
-	e.b = append(e.b, '[')
-	for i, v := range vs {
-		if i > 0 {
-			e.b = append(e.b, ',')
-		}
-		e.b = jsonw.AppendString(e.b, v)
-	}
-	e.b = append(e.b, ']')
-}
-
-func (e *recordEncoder) strsOmit(k string, vs []string) {
-	if len(vs) > 0 {
-		e.strs(k, vs)
-	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
-}
-
-func (e *recordEncoder) countsOmit(k string, m map[string]int) {
-	if len(m) == 0 {
-		return
-	}
-	e.key(k)
-	outer := e.open()
-	for _, name := range sortedKeys(m) {
-		e.mapKey(name)
-		e.b = jsonw.AppendInt(e.b, int64(m[name]))
-	}
-	e.close(outer)
-}
-
-// mapKey writes a map's key through the string writer (key writes member
-// names verbatim: they are this file's constants).
-func (e *recordEncoder) mapKey(k string) {
-	if e.more {
-		e.b = append(e.b, ',')
-	}
-	e.more = true
-	e.b = jsonw.AppendString(e.b, k)
-	e.b = append(e.b, ':')
-}
-
-func (e *recordEncoder) stringsMapOmit(k string, m map[string]string) {
-	if len(m) == 0 {
-		return
-	}
-	e.key(k)
-	outer := e.open()
-	for _, name := range sortedKeys(m) {
-		e.mapKey(name)
-		e.b = jsonw.AppendString(e.b, m[name])
-	}
-	e.close(outer)
-}
-
-// value writes what has no appender of its own (the replay inputs, a
-// request policy's canonical JSON) with encoding/json, as the reflection
-// encoder would: compact, no HTML escaping.
-func (e *recordEncoder) value(k string, v any) {
-	e.key(k)
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		if e.err == nil {
-			e.err = err
-		}
-		e.b = append(e.b, "null"...)
-		return
-	}
-	e.b = append(e.b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
-}
-
-var errTimeRange = errors.New("audit: record time outside the years 0 to 9999")
+// recordEncoder writes a record.
+type recordEncoder struct{ jsonw.Encoder }
 
 func (e *recordEncoder) record(r *Record) {
-	outer := e.open()
-	e.int("v", int64(r.V))
-	e.str("kind", r.Kind)
-	e.str("id", r.ID)
-	e.key("time")
-	e.b = append(e.b, '"')
-	var err error
-	if e.b, err = r.Time.AppendText(e.b); err != nil && e.err == nil {
-		e.err = errTimeRange
-	}
-	e.b = append(e.b, '"')
-	e.strOmit("workspace", r.Workspace)
+	outer := e.Open()
+	e.Int("v", int64(r.V))
+	e.Str("kind", r.Kind)
+	e.Str("id", r.ID)
+	e.Time("time", r.Time)
+	e.StrOmit("workspace", r.Workspace)
 	if p := r.Principal; p != nil {
-		e.key("principal")
-		o := e.open()
-		e.strOmit("key_id", p.KeyID)
-		e.strOmit("team", p.Team)
-		e.strOmit("user", p.User)
-		e.boolOmit("anonymous", p.Anonymous)
-		e.close(o)
+		e.Key("principal")
+		o := e.Open()
+		e.StrOmit("key_id", p.KeyID)
+		e.StrOmit("team", p.Team)
+		e.StrOmit("user", p.User)
+		e.BoolOmit("anonymous", p.Anonymous)
+		e.Close(o)
 	}
 	if q := r.Request; q != nil {
-		e.key("request")
-		o := e.open()
-		e.str("fingerprint", q.Fingerprint)
-		e.strOmit("path", q.Path)
-		e.strOmit("model", q.Model)
-		e.boolOmit("stream", q.Stream)
-		e.intOmit("max_tokens", int64(q.MaxTokens))
-		e.intOmit("bytes", int64(q.Bytes))
-		e.close(o)
+		e.Key("request")
+		o := e.Open()
+		e.Str("fingerprint", q.Fingerprint)
+		e.StrOmit("path", q.Path)
+		e.StrOmit("model", q.Model)
+		e.BoolOmit("stream", q.Stream)
+		e.IntOmit("max_tokens", int64(q.MaxTokens))
+		e.IntOmit("bytes", int64(q.Bytes))
+		e.Close(o)
 	}
 	if c := r.Classification; c != nil {
-		e.key("classification")
-		o := e.open()
-		e.strOmit("task", c.Task)
-		e.floatOmit("task_confidence", c.TaskConfidence)
-		e.strOmit("complexity", c.Complexity)
-		e.strOmit("language", c.Language)
-		e.strOmit("sensitivity", c.Sensitivity)
-		e.strOmit("risk", c.Risk)
-		e.countsOmit("pii", c.PII)
-		e.intOmit("secrets", int64(c.Secrets))
-		e.floatOmit("injection_score", c.Injection)
-		e.intOmit("input_tokens", int64(c.InputTokens))
-		e.strOmit("scan", c.Scan)
-		e.strOmit("scan_limit", c.ScanLimit)
-		e.close(o)
+		e.Key("classification")
+		o := e.Open()
+		e.StrOmit("task", c.Task)
+		e.FloatOmit("task_confidence", c.TaskConfidence)
+		e.StrOmit("complexity", c.Complexity)
+		e.StrOmit("language", c.Language)
+		e.StrOmit("sensitivity", c.Sensitivity)
+		e.StrOmit("risk", c.Risk)
+		e.IntMapOmit("pii", c.PII)
+		e.IntOmit("secrets", int64(c.Secrets))
+		e.FloatOmit("injection_score", c.Injection)
+		e.IntOmit("input_tokens", int64(c.InputTokens))
+		e.StrOmit("scan", c.Scan)
+		e.StrOmit("scan_limit", c.ScanLimit)
+		e.Close(o)
 	}
 	if p := r.RequestPolicy; p != nil {
-		e.key("request_policy")
-		o := e.open()
-		e.str("fingerprint", p.Fingerprint)
+		e.Key("request_policy")
+		o := e.Open()
+		e.Str("fingerprint", p.Fingerprint)
 		if len(p.Policy) > 0 {
-			e.value("policy", p.Policy)
+			e.Value("policy", p.Policy)
 		}
-		e.close(o)
+		e.Close(o)
 	}
 	if v := r.Versions; v != (Versions{}) {
-		e.key("versions")
-		o := e.open()
-		e.strOmit("policy", v.Policy)
-		e.strOmit("config", v.Config)
-		e.strOmit("catalog", v.Catalog)
-		e.close(o)
+		e.Key("versions")
+		o := e.Open()
+		e.StrOmit("policy", v.Policy)
+		e.StrOmit("config", v.Config)
+		e.StrOmit("catalog", v.Catalog)
+		e.Close(o)
 	}
-	e.strOmit("constraint", r.Constraint)
-	e.strOmit("objective", r.Objective)
-	e.floatOmit("quality_floor", r.QualityFloor)
-	e.strsOmit("deny", r.Deny)
+	e.StrOmit("constraint", r.Constraint)
+	e.StrOmit("objective", r.Objective)
+	e.FloatOmit("quality_floor", r.QualityFloor)
+	e.StrsOmit("deny", r.Deny)
 	if len(r.Candidates) > 0 {
-		e.key("candidates")
-		e.b = append(e.b, '[')
+		e.Key("candidates")
+		e.B = append(e.B, '[')
 		for i := range r.Candidates {
 			if i > 0 {
-				e.b = append(e.b, ',')
+				e.B = append(e.B, ',')
 			}
 			e.candidate(&r.Candidates[i])
 		}
-		e.b = append(e.b, ']')
+		e.B = append(e.B, ']')
 	}
-	e.strOmit("chosen", r.Chosen)
-	e.strOmit("served", r.Served)
-	e.strOmit("provider", r.Provider)
-	e.strOmit("reason", r.Reason)
-	e.strsOmit("fallbacks", r.Fallbacks)
+	e.StrOmit("chosen", r.Chosen)
+	e.StrOmit("served", r.Served)
+	e.StrOmit("provider", r.Provider)
+	e.StrOmit("reason", r.Reason)
+	e.StrsOmit("fallbacks", r.Fallbacks)
 	if len(r.Attempts) > 0 {
-		e.key("attempts")
-		e.b = append(e.b, '[')
+		e.Key("attempts")
+		e.B = append(e.B, '[')
 		for i, a := range r.Attempts {
 			if i > 0 {
-				e.b = append(e.b, ',')
+				e.B = append(e.B, ',')
 			}
-			o := e.open()
-			e.str("model", a.Model)
-			e.str("provider", a.Provider)
-			e.intOmit("status", int64(a.Status))
-			e.floatOmit("latency_ms", a.LatencyMS)
-			e.str("outcome", a.Outcome)
-			e.strOmit("reason", a.Reason)
-			e.close(o)
+			o := e.Open()
+			e.Str("model", a.Model)
+			e.Str("provider", a.Provider)
+			e.IntOmit("status", int64(a.Status))
+			e.FloatOmit("latency_ms", a.LatencyMS)
+			e.Str("outcome", a.Outcome)
+			e.StrOmit("reason", a.Reason)
+			e.Close(o)
 		}
-		e.b = append(e.b, ']')
+		e.B = append(e.B, ']')
 	}
 	if u := r.Usage; u != nil {
-		e.key("usage")
-		o := e.open()
-		e.int("prompt_tokens", int64(u.PromptTokens))
-		e.int("completion_tokens", int64(u.CompletionTokens))
-		e.boolOmit("estimated", u.Estimated)
-		e.close(o)
+		e.Key("usage")
+		o := e.Open()
+		e.Int("prompt_tokens", int64(u.PromptTokens))
+		e.Int("completion_tokens", int64(u.CompletionTokens))
+		e.BoolOmit("estimated", u.Estimated)
+		e.Close(o)
 	}
 	if c := r.Cost; c != nil {
-		e.key("cost")
-		o := e.open()
-		e.float("eur", c.EUR)
-		e.floatOmit("amount", c.Amount)
-		e.strOmit("currency", c.Currency)
-		e.strOmit("source", c.Source)
-		e.floatOmit("estimated_eur", c.EstimatedEUR)
-		e.strOmit("baseline_model", c.BaselineModel)
-		e.floatOmit("baseline_eur", c.BaselineEUR)
-		e.floatOmit("saving_eur", c.SavingEUR)
-		e.close(o)
+		e.Key("cost")
+		o := e.Open()
+		e.Float("eur", c.EUR)
+		e.FloatOmit("amount", c.Amount)
+		e.StrOmit("currency", c.Currency)
+		e.StrOmit("source", c.Source)
+		e.FloatOmit("estimated_eur", c.EstimatedEUR)
+		e.StrOmit("baseline_model", c.BaselineModel)
+		e.FloatOmit("baseline_eur", c.BaselineEUR)
+		e.FloatOmit("saving_eur", c.SavingEUR)
+		e.Close(o)
 	}
-	e.intOmit("router_overhead_us", r.OverheadUS)
-	e.intOmit("status", int64(r.Status))
-	e.strOmit("error_code", r.ErrorCode)
+	e.IntOmit("router_overhead_us", r.OverheadUS)
+	e.IntOmit("status", int64(r.Status))
+	e.StrOmit("error_code", r.ErrorCode)
 	if rt := r.Route; rt != nil {
-		e.key("route")
-		o := e.open()
-		e.str("name", rt.Name)
-		e.int("version", rt.Version)
-		e.strs("path", rt.Path)
-		e.strOmit("arm", rt.Arm)
+		e.Key("route")
+		o := e.Open()
+		e.Str("name", rt.Name)
+		e.Int("version", rt.Version)
+		e.Strs("path", rt.Path)
+		e.StrOmit("arm", rt.Arm)
 		if len(rt.Limits) > 0 {
-			e.key("limits")
-			e.b = append(e.b, '[')
+			e.Key("limits")
+			e.B = append(e.B, '[')
 			for i, l := range rt.Limits {
 				if i > 0 {
-					e.b = append(e.b, ',')
+					e.B = append(e.B, ',')
 				}
-				lo := e.open()
-				e.str("node", l.Node)
-				e.str("kind", l.Kind)
-				e.str("verdict", l.Verdict)
-				e.boolean("fired", l.Fired)
-				e.floatOmit("ratio", l.Ratio)
-				e.close(lo)
+				lo := e.Open()
+				e.Str("node", l.Node)
+				e.Str("kind", l.Kind)
+				e.Str("verdict", l.Verdict)
+				e.Bool("fired", l.Fired)
+				e.FloatOmit("ratio", l.Ratio)
+				e.Close(lo)
 			}
-			e.b = append(e.b, ']')
+			e.B = append(e.B, ']')
 		}
-		e.close(o)
+		e.Close(o)
 	}
-	e.strsOmit("budgets", r.Budgets)
+	e.StrsOmit("budgets", r.Budgets)
 	if r.Replay != nil {
-		e.value("replay", r.Replay)
+		e.Value("replay", r.Replay)
 	}
 	if c := r.Change; c != nil {
-		e.key("change")
-		o := e.open()
-		e.str("actor", c.Actor)
-		e.str("action", c.Action)
-		e.strOmit("target", c.Target)
-		e.strOmit("before", c.Before)
-		e.strOmit("after", c.After)
-		e.stringsMapOmit("detail", c.Detail)
-		e.close(o)
+		e.Key("change")
+		o := e.Open()
+		e.Str("actor", c.Actor)
+		e.Str("action", c.Action)
+		e.StrOmit("target", c.Target)
+		e.StrOmit("before", c.Before)
+		e.StrOmit("after", c.After)
+		e.StringMapOmit("detail", c.Detail)
+		e.Close(o)
 	}
 	if c := r.Content; c != nil {
-		e.key("content")
-		o := e.open()
+		e.Key("content")
+		o := e.Open()
 		if len(c.Messages) > 0 {
-			e.key("messages")
-			e.b = append(e.b, '[')
+			e.Key("messages")
+			e.B = append(e.B, '[')
 			for i, m := range c.Messages {
 				if i > 0 {
-					e.b = append(e.b, ',')
+					e.B = append(e.B, ',')
 				}
-				mo := e.open()
-				e.str("role", m.Role)
-				e.str("text", m.Text)
-				e.close(mo)
+				mo := e.Open()
+				e.Str("role", m.Role)
+				e.Str("text", m.Text)
+				e.Close(mo)
 			}
-			e.b = append(e.b, ']')
+			e.B = append(e.B, ']')
 		}
-		e.strOmit("answer", c.Answer)
-		e.countsOmit("redacted", c.Redacted)
-		e.close(o)
+		e.StrOmit("answer", c.Answer)
+		e.IntMapOmit("redacted", c.Redacted)
+		e.Close(o)
 	}
-	e.close(outer)
+	e.Close(outer)
 }
 
 func (e *recordEncoder) candidate(c *Candidate) {
-	o := e.open()
-	e.str("model", c.Model)
-	e.strOmit("provider", c.Provider)
-	e.str("verdict", c.Verdict)
-	e.strOmit("reason", c.Reason)
-	e.intOmit("rank", int64(c.Rank))
-	e.floatOmit("score", c.Score)
-	e.floatOmit("estimated_cost_eur", c.EstimatedCostEUR)
-	e.floatOmit("quality", c.Quality)
-	e.intOmit("latency_ms", int64(c.LatencyMS))
-	e.strOmit("residency", c.Residency)
-	e.close(o)
+	o := e.Open()
+	e.Str("model", c.Model)
+	e.StrOmit("provider", c.Provider)
+	e.Str("verdict", c.Verdict)
+	e.StrOmit("reason", c.Reason)
+	e.IntOmit("rank", int64(c.Rank))
+	e.FloatOmit("score", c.Score)
+	e.FloatOmit("estimated_cost_eur", c.EstimatedCostEUR)
+	e.FloatOmit("quality", c.Quality)
+	e.IntOmit("latency_ms", int64(c.LatencyMS))
+	e.StrOmit("residency", c.Residency)
+	e.Close(o)
 }
