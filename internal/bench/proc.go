@@ -119,6 +119,10 @@ func parseStatCPU(b []byte) (float64, error) {
 type memStatus struct {
 	RSSKB  int64 // VmRSS
 	PeakKB int64 // VmHWM, the peak resident set
+	// AnonKB and FileKB split VmRSS: anonymous memory (the heaps: Go's and
+	// SQLite's) and file-backed pages (mostly the binary's own code and
+	// data, resident as they are first used, and reclaimable).
+	AnonKB, FileKB int64
 }
 
 func readMemStatus(pid int) (memStatus, error) {
@@ -131,7 +135,7 @@ func readMemStatus(pid int) (memStatus, error) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := sc.Text()
-		for key, dst := range map[string]*int64{"VmRSS:": &m.RSSKB, "VmHWM:": &m.PeakKB} {
+		for key, dst := range map[string]*int64{"VmRSS:": &m.RSSKB, "VmHWM:": &m.PeakKB, "RssAnon:": &m.AnonKB, "RssFile:": &m.FileKB} {
 			if rest, ok := strings.CutPrefix(line, key); ok {
 				n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 				*dst = n
