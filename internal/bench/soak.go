@@ -48,17 +48,19 @@ type SoakReport struct {
 
 // SoakSample is one look at the processes.
 type SoakSample struct {
-	AtS        float64 `json:"at_s"`
-	RSSKB      int64   `json:"stellwerk_rss_kb"`
-	AnonKB     int64   `json:"stellwerk_rss_anon_kb"`
-	FileKB     int64   `json:"stellwerk_rss_file_kb"`
-	FDs        int     `json:"stellwerk_fds"`
-	Goroutines *int    `json:"stellwerk_goroutines,omitempty"`
-	EnvoyRSSKB int64   `json:"envoy_rss_kb"`
-	OK         int     `json:"ok"`
-	Errors     int     `json:"errors"`
-	P50        float64 `json:"p50_ms"`
-	P99        float64 `json:"p99_ms"`
+	AtS    float64 `json:"at_s"`
+	RSSKB  int64   `json:"stellwerk_rss_kb"`
+	AnonKB int64   `json:"stellwerk_rss_anon_kb"`
+	FileKB int64   `json:"stellwerk_rss_file_kb"`
+	// HeapInuseKB is Go's heap in use (runtime.MemStats.HeapInuse).
+	HeapInuseKB int64   `json:"stellwerk_go_heap_inuse_kb,omitempty"`
+	FDs         int     `json:"stellwerk_fds"`
+	Goroutines  *int    `json:"stellwerk_goroutines,omitempty"`
+	EnvoyRSSKB  int64   `json:"envoy_rss_kb"`
+	OK          int     `json:"ok"`
+	Errors      int     `json:"errors"`
+	P50         float64 `json:"p50_ms"`
+	P99         float64 `json:"p99_ms"`
 }
 
 // Flatness compares the second and the last quarter of a soak.
@@ -109,24 +111,28 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 	rep.Scenario = scenarioName(Scenario{Rate: o.Rate, SizeBytes: o.Size, Stream: o.Stream, ProviderMS: float64(o.Delay) / 1e6}) +
 		fmt.Sprintf(", %s shape, %s, sampled every %s", stack.Shape, o.Duration, o.Interval)
 	rep.Notes = append(rep.Notes, stack.Notes...)
-	goroutines := func() *int { return nil }
+	// Goroutines and the Go heap in use (live objects and their spans,
+	// what a leak grows; the heap's high-water, which Go returns to the
+	// system only slowly, is in the anonymous RSS) come from /debug/vars.
+	goroutines := func() (*int, int64) { return nil, 0 }
 	var vars map[string]any
 	if err := getJSON(ctx, stack.StellwerkAdmin+"/debug/vars", stack.AdminToken, &vars); err != nil {
 		rep.Notes = append(rep.Notes, "goroutines not sampled: stellwerk's admin API has no /debug/vars ("+err.Error()+")")
 	} else if _, ok := vars["goroutines"].(float64); !ok {
 		rep.Notes = append(rep.Notes, "goroutines not sampled: /debug/vars has no \"goroutines\" value")
 	} else {
-		goroutines = func() *int {
-			var v map[string]any
-			if getJSON(ctx, stack.StellwerkAdmin+"/debug/vars", stack.AdminToken, &v) != nil {
-				return nil
+		goroutines = func() (*int, int64) {
+			var v struct {
+				Goroutines *float64 `json:"goroutines"`
+				MemStats   struct {
+					HeapInuse int64
+				} `json:"memstats"`
 			}
-			f, ok := v["goroutines"].(float64)
-			if !ok {
-				return nil
+			if getJSON(ctx, stack.StellwerkAdmin+"/debug/vars", stack.AdminToken, &v) != nil || v.Goroutines == nil {
+				return nil, 0
 			}
-			n := int(f)
-			return &n
+			n := int(*v.Goroutines)
+			return &n, v.MemStats.HeapInuse / 1024
 		}
 	}
 
@@ -168,7 +174,8 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 		window, winErrs = nil, 0
 		mu.Unlock()
 		d := summarize(w)
-		s := SoakSample{AtS: round2(time.Since(began).Seconds()), OK: len(w), Errors: e, P50: d.P50, P99: d.P99, Goroutines: goroutines()}
+		s := SoakSample{AtS: round2(time.Since(began).Seconds()), OK: len(w), Errors: e, P50: d.P50, P99: d.P99}
+		s.Goroutines, s.HeapInuseKB = goroutines()
 		if m, err := readMemStatus(stack.stellwerk.pid()); err == nil {
 			s.RSSKB, s.AnonKB, s.FileKB = m.RSSKB, m.AnonKB, m.FileKB
 		}
@@ -177,8 +184,8 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 		}
 		s.FDs, _ = fdCount(stack.stellwerk.pid())
 		rep.Samples = append(rep.Samples, s)
-		progress(o.Progress, "soak %6.0fs: stellwerk rss %.1f MiB (anonymous %.1f, file %.1f), %d fds, envoy rss %.1f MiB, %d ok, %d errors, p99 %.2f ms",
-			s.AtS, mib(s.RSSKB), mib(s.AnonKB), mib(s.FileKB), s.FDs, mib(s.EnvoyRSSKB), s.OK, s.Errors, s.P99)
+		progress(o.Progress, "soak %6.0fs: stellwerk rss %.1f MiB (anonymous %.1f, file %.1f; Go heap in use %.1f), %d fds, envoy rss %.1f MiB, %d ok, %d errors, p99 %.2f ms",
+			s.AtS, mib(s.RSSKB), mib(s.AnonKB), mib(s.FileKB), mib(s.HeapInuseKB), s.FDs, mib(s.EnvoyRSSKB), s.OK, s.Errors, s.P99)
 	}
 loop:
 	for {
@@ -218,6 +225,7 @@ loop:
 		// A leak grows the heaps; file-backed pages (the binary's code,
 		// first used) grow once and are reclaimable.
 		flatness("stellwerk anonymous RSS (KiB)", pick(func(s SoakSample) (float64, bool) { return float64(s.AnonKB), s.AnonKB > 0 })),
+		flatness("stellwerk Go heap in use (KiB)", pick(func(s SoakSample) (float64, bool) { return float64(s.HeapInuseKB), s.HeapInuseKB > 0 })),
 		flatness("stellwerk open fds", pick(func(s SoakSample) (float64, bool) { return float64(s.FDs), true })),
 		flatness("Envoy RSS (KiB)", pick(func(s SoakSample) (float64, bool) { return float64(s.EnvoyRSSKB), true })),
 	)
