@@ -137,20 +137,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	return ks
 }
 
-// IntMapOmit writes a map of integers, keys sorted; nothing when empty.
-func (e *Encoder) IntMapOmit(k string, m map[string]int) {
-	if len(m) == 0 {
-		return
-	}
-	e.Key(k)
-	outer := e.Open()
-	for _, name := range sortedKeys(m) {
-		e.MapKey(name)
-		e.B = AppendInt(e.B, int64(m[name]))
-	}
-	e.Close(outer)
-}
-
 // MapKey writes a map's key through the string writer (Key writes member
 // names verbatim: they are the caller's constants).
 func (e *Encoder) MapKey(k string) {
@@ -162,8 +148,9 @@ func (e *Encoder) MapKey(k string) {
 	e.B = append(e.B, ':')
 }
 
-// FloatMapOmit writes a map of numbers, keys sorted; nothing when empty.
-func (e *Encoder) FloatMapOmit(k string, m map[string]float64) {
+// mapOmit writes a map member, keys sorted, each value by value;
+// nothing when the map is empty.
+func mapOmit[V any](e *Encoder, k string, m map[string]V, value func(V)) {
 	if len(m) == 0 {
 		return
 	}
@@ -171,26 +158,29 @@ func (e *Encoder) FloatMapOmit(k string, m map[string]float64) {
 	outer := e.Open()
 	for _, name := range sortedKeys(m) {
 		e.MapKey(name)
-		var err error
-		if e.B, err = AppendFloat(e.B, m[name]); err != nil && e.Err == nil {
-			e.Err = err
-		}
+		value(m[name])
 	}
 	e.Close(outer)
 }
 
+// IntMapOmit writes a map of integers, keys sorted; nothing when empty.
+func (e *Encoder) IntMapOmit(k string, m map[string]int) {
+	mapOmit(e, k, m, func(v int) { e.B = AppendInt(e.B, int64(v)) })
+}
+
+// FloatMapOmit writes a map of numbers, keys sorted; nothing when empty.
+func (e *Encoder) FloatMapOmit(k string, m map[string]float64) {
+	mapOmit(e, k, m, func(v float64) {
+		var err error
+		if e.B, err = AppendFloat(e.B, v); err != nil && e.Err == nil {
+			e.Err = err
+		}
+	})
+}
+
 // StringMapOmit writes a map of strings, keys sorted; nothing when empty.
 func (e *Encoder) StringMapOmit(k string, m map[string]string) {
-	if len(m) == 0 {
-		return
-	}
-	e.Key(k)
-	outer := e.Open()
-	for _, name := range sortedKeys(m) {
-		e.MapKey(name)
-		e.B = AppendString(e.B, m[name])
-	}
-	e.Close(outer)
+	mapOmit(e, k, m, func(v string) { e.B = AppendString(e.B, v) })
 }
 
 // ErrTimeRange is Time's error for a year outside 0–9999, which
@@ -207,6 +197,19 @@ func (e *Encoder) Time(k string, t time.Time) {
 		e.Err = ErrTimeRange
 	}
 	e.B = append(e.B, '"')
+}
+
+// Marshal is encoding/json's encoding of v with HTML escaping off, without
+// the encoder's trailing newline: what the appenders reproduce, and what
+// prompt text such as "<b>" keeps readable in.
+func Marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // Appender is a value that writes its own encoding: the bytes encoding/json
@@ -228,15 +231,13 @@ func (e *Encoder) Value(k string, v any) {
 		e.B = b
 		return
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	b, err := Marshal(v)
+	if err != nil {
 		if e.Err == nil {
 			e.Err = err
 		}
 		e.B = append(e.B, "null"...)
 		return
 	}
-	e.B = append(e.B, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+	e.B = append(e.B, b...)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/jsonw"
 )
 
 // AnthropicVersion is sent as the anthropic-version header.
@@ -646,12 +647,4 @@ func jsonInstruction(rf gjson.Result) (string, error) {
 
 // marshal renders v as compact JSON without HTML escaping, so prompt text
 // such as "<b>" stays readable on the wire and in golden files.
-func marshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
+func marshal(v any) ([]byte, error) { return jsonw.Marshal(v) }

@@ -5,24 +5,17 @@
 package jsonwtest
 
 import (
-	"bytes"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"reflect"
 	"time"
+
+	"github.com/stellwerk/stellwerk/internal/jsonw"
 )
 
 // Reflect is encoding/json's encoding of v with HTML escaping off.
-func Reflect(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
+func Reflect(v any) ([]byte, error) { return jsonw.Marshal(v) }
 
 // Strings are the strings Fill draws from: escapes, HTML, non-ASCII,
 // invalid UTF-8.
