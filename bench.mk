@@ -11,7 +11,7 @@
 GO          ?= go
 BIN         ?= bin/stellwerk
 BENCH_BIN   := bin/stellwerk-bench
-SOAK        ?= 10m
+SOAK        ?= 20m
 BENCH_FLAGS ?=
 SOAK_FLAGS  ?=
 PROFILE_FLAGS ?=
@@ -26,7 +26,7 @@ bench: tools build bench-bin ## micro-benchmarks, then stellwerk's added latency
 	STELLWERK_BIN=$(CURDIR)/$(BIN) $(BENCH_BIN) run --json bin/benchmarks.json $(BENCH_FLAGS)
 
 .PHONY: soak
-soak: tools build bench-bin ## steady load on Envoy + stellwerk for SOAK (default 10m): do memory and fds stay flat?
+soak: tools build bench-bin ## steady load on Envoy + stellwerk for SOAK (default 20m, past the ledger's 6 min lease): do memory and fds stay flat?
 	STELLWERK_BIN=$(CURDIR)/$(BIN) $(BENCH_BIN) soak --duration $(SOAK) --json bin/soak.json $(SOAK_FLAGS)
 
 .PHONY: profile
