@@ -264,7 +264,7 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var c common
 	c.register(fs)
 	var o bench.SoakOptions
-	fs.DurationVar(&o.Duration, "duration", 10*time.Minute, "how long to hold the load")
+	fs.DurationVar(&o.Duration, "duration", 20*time.Minute, "how long to hold the load")
 	fs.DurationVar(&o.Interval, "interval", 5*time.Second, "between samples")
 	fs.Float64Var(&o.Rate, "rate", 200, "requests per second")
 	size := fs.String("size", "2KB", "request body size")
