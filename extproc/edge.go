@@ -614,7 +614,7 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 				return continueRequestBody(bodyChange(hs, nil, orig, nb))
 			}
 			hs = append(hs, setHeader(header.Rewritten, p.path))
-			if len(p.plan) > 1 && first.FirstByteTimeout > 0 && p.result != nil && p.result.Chat.Stream {
+			if first.FirstByteTimeout > 0 && p.result != nil && p.result.Chat.Stream { // a fallback follows
 				hs = append(hs, setHeader(header.FirstByte, strconv.FormatInt(first.FirstByteTimeout.Milliseconds(), 10)))
 			}
 			if wc != "" {
@@ -658,7 +658,12 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	code, _ := strconv.Atoi(status)
 	remove := []string{header.Served, header.UpstreamFlags, "x-envoy-attempt-count"}
 	if p.plan != nil {
-		if p.direct {
+		// The first attempt, which the edge rewrote, has no filter on its
+		// way: the edge records its answer here, and its error too when it
+		// went straight to its provider (otherwise Envoy's upstream log
+		// reports the failures, upstreamlog.go).
+		first := p.rewrote && rh.served == "" && rh.attemptCount <= 1
+		if first && (p.direct || !retryable(code)) {
 			recordAttempt(&p.filter, 0, p.plan[0], p.workspace, attemptResult{status: code, flags: rh.flags, retryAfter: rh.retryAfter,
 				stream: strings.HasPrefix(ctype, "text/event-stream"), elapsed: time.Since(p.routedAt)})
 		}
@@ -666,15 +671,8 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		if i, err := strconv.Atoi(rh.served); err == nil && i >= 0 && i < len(p.plan) && !retryable(code) {
 			servedIdx = i
 			p.served = p.plan[i]
-		} else if p.rewrote && rh.served == "" && rh.attemptCount <= 1 && !retryable(code) {
-			// The first attempt, which the edge rewrote: its egress listener
-			// runs no filter, so the answer is recorded here (its failures
-			// come from Envoy's upstream log, upstreamlog.go).
+		} else if first && !retryable(code) {
 			servedIdx = 0
-			if !p.direct {
-				recordAttempt(&p.filter, 0, p.plan[0], p.workspace, attemptResult{status: code,
-					stream: strings.HasPrefix(ctype, "text/event-stream"), elapsed: time.Since(p.routedAt)})
-			}
 		}
 		p.attempts = attemptsFor(p.plan, rh.attemptCount, servedIdx, code, p.takeAttempts(rh.attemptCount))
 		if retryable(code) && len(p.attempts) > 0 {

@@ -35,7 +35,7 @@ type Latency struct {
 	// Now is the clock (nil: time.Now); tests set it.
 	Now func() time.Time
 
-	m  sync.Map     // model id → *cell
+	m  sync.Map     // model id → *Cell
 	hl atomic.Int64 // SetHalfLife's, ns; 0: HalfLife
 }
 
@@ -55,8 +55,6 @@ type Cell struct {
 	mu sync.Mutex // Observe
 	s  [2]series
 }
-
-type cell = Cell
 
 type series struct {
 	v    atomic.Pointer[value] // nil: nothing observed yet
