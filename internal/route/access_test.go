@@ -5,19 +5,13 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/zap"
-
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/auth"
-	"github.com/stellwerk/stellwerk/internal/catalog"
-	"github.com/stellwerk/stellwerk/internal/classify"
-	"github.com/stellwerk/stellwerk/internal/config"
-	"github.com/stellwerk/stellwerk/internal/policy"
 )
 
 func accessRouter(t *testing.T) *Router {
 	t.Helper()
-	c, err := config.Decode(strings.NewReader(`
+	r, _ := libraryRouter(t, `
 routing: {default_model: a1}
 providers:
   - {name: pa, base_url: "http://127.0.0.1:9001/v1", residency: us}
@@ -40,23 +34,8 @@ workspaces:
       - {name: no-pb, deny: [provider:pb]}
       - {name: only-b2, allow: [b2]}
       - {name: open}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := catalog.New(c, catalog.Env{Getenv: func(string) string { return "" }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := classify.New(c.Classify)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pm, err := policy.NewManager(context.Background(), policy.Source{Library: true}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return New(c, cat, cl, pm, zap.NewNop())
+`)
+	return r
 }
 
 // TestVisible checks what each principal may see, and that it is exactly

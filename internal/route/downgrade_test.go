@@ -5,21 +5,15 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/zap"
-
 	"github.com/stellwerk/stellwerk/internal/auth"
-	"github.com/stellwerk/stellwerk/internal/catalog"
-	"github.com/stellwerk/stellwerk/internal/classify"
-	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/ledger"
-	"github.com/stellwerk/stellwerk/internal/policy"
 )
 
 // TestDowngrade: with the shipped library, a team over its downgrade budget
 // is served by a cheaper model, and the reason names the budget; under it,
 // or over a block budget (the ledger's to refuse), nothing changes.
 func TestDowngrade(t *testing.T) {
-	c, err := config.Decode(strings.NewReader(`
+	r, _ := libraryRouter(t, `
 routing: {default_model: small}
 currency: {usd_to_eur: 1}
 providers:
@@ -31,23 +25,7 @@ models:
 workspaces:
   - {name: capped, objective: accuracy, downgrade_max_price: {output_per_mtok: 2}}
   - {name: cheapest, objective: accuracy}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := catalog.New(c, catalog.Env{Getenv: func(string) string { return "" }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := classify.New(c.Classify)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pm, err := policy.NewManager(context.Background(), policy.Source{Library: true}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := New(c, cat, cl, pm, zap.NewNop())
+`)
 	state := func(action string, exceeded bool) []ledger.BudgetState {
 		return []ledger.BudgetState{{Name: "cx-day", Scope: ledger.ScopeTeam, Subject: "x/cx", Period: ledger.PeriodDay,
 			Limit: ledger.FromEUR(1), Used: ledger.FromEUR(1.2), Ratio: 1.2, Warn: true, Exceeded: exceeded, Downgrade: action == "downgrade"}}

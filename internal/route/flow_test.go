@@ -7,16 +7,11 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/zap"
-
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
-	"github.com/stellwerk/stellwerk/internal/classify"
-	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/flowstore"
-	"github.com/stellwerk/stellwerk/internal/policy"
 )
 
 // routeTable is a fixed set of compiled flows, as flowstore.Table serves
@@ -42,7 +37,7 @@ func (rt routeTable) Resolve(name string, version int64) (*flow.Flow, error) {
 // the routes of the test below.
 func routeRouter(t testing.TB) *Router {
 	t.Helper()
-	c, err := config.Decode(strings.NewReader(`
+	r, c := libraryRouter(t, `
 routing: {default_model: small}
 currency: {usd_to_eur: 1}
 providers:
@@ -55,24 +50,8 @@ models:
   - {id: sonnet, provider: us, context_window: 8000, price: {input_per_mtok: 3, output_per_mtok: 15}, quality: {default: 0.95}}
 workspaces:
   - {name: default}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := catalog.New(c, catalog.Env{Getenv: func(string) string { return "" }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := classify.New(c.Classify)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pm, err := policy.NewManager(context.Background(), policy.Source{Library: true}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := New(c, cat, cl, pm, zap.NewNop())
-	env := flow.EnvFor(c, cat)
+`)
+	env := flow.EnvFor(c, r.Catalog)
 	load := func(version int64, doc string) *flow.Flow {
 		f, err := flow.Load("test", []byte(doc), env)
 		if err != nil {

@@ -2,19 +2,12 @@ package route
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/stellwerk/stellwerk/internal/auth"
-	"github.com/stellwerk/stellwerk/internal/catalog"
-	"github.com/stellwerk/stellwerk/internal/classify"
-	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/observe"
-	"github.com/stellwerk/stellwerk/internal/policy"
 )
 
 // latencyRouter has two equal models on two providers: quick (seeded at
@@ -22,8 +15,8 @@ import (
 // state on that clock.
 func latencyRouter(t *testing.T, halfLife time.Duration) (*Router, *time.Time) {
 	t.Helper()
-	c, err := config.Decode(strings.NewReader(`
-routing: {default_model: quick, latency_half_life: ` + halfLife.String() + `}
+	r, c := libraryRouter(t, `
+routing: {default_model: quick, latency_half_life: `+halfLife.String()+`}
 currency: {usd_to_eur: 1}
 failover: {failures_before_cooldown: 1, cooldown: 30s, reopen: 1m}
 providers:
@@ -34,23 +27,7 @@ models:
   - {id: rival, provider: b, context_window: 8000, latency_ms: 400, price: {input_per_mtok: 1, output_per_mtok: 1}, quality: {default: 0.8}}
 workspaces:
   - {name: default}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := catalog.New(c, catalog.Env{Getenv: func(string) string { return "" }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := classify.New(c.Classify)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pm, err := policy.NewManager(context.Background(), policy.Source{Library: true}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := New(c, cat, cl, pm, zap.NewNop())
+`)
 	// The health tracker records on the real clock; the test's starts there.
 	now := time.Now()
 	r.Now = func() time.Time { return now }
