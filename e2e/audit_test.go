@@ -17,6 +17,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/admin"
 	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/audit/audittest"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
 	"github.com/stellwerk/stellwerk/internal/header"
@@ -258,9 +259,8 @@ func TestAuditRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := db.SQL.Exec(`UPDATE audit_entries SET body = REPLACE(body, 'claude-haiku', 'eu-large') WHERE decision_id = $1`, failoverID)
-	if n, _ := res.RowsAffected(); err != nil || n != 1 {
-		t.Fatalf("tamper: %v (%d rows)", err, n)
+	if n := audittest.EditBody(t, db, "claude-haiku", "eu-large", `decision_id = $1`, failoverID); n != 1 {
+		t.Fatalf("tamper: %d records edited", n)
 	}
 	db.Close()
 	rep, code = verifyCLI(t, cfgPath)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stellwerk/stellwerk/internal/audit/audittest"
 	"github.com/stellwerk/stellwerk/internal/store"
 	"github.com/stellwerk/stellwerk/internal/testsrv"
 )
@@ -122,7 +123,9 @@ func TestRetention(t *testing.T) {
 		if res, _ := st.Prune(context.Background(), Retention{Workspaces: map[string]time.Duration{"support": 30 * 24 * time.Hour}}, time.Now()); res.Pruned+res.Compacted != 0 {
 			t.Errorf("second prune %+v", res)
 		}
-		sqlExec(t, db, `UPDATE audit_entries SET body = REPLACE(body, 'legal', 'LEGAL') WHERE writer = $1 AND seq = 22`, w.Writer)
+		if audittest.EditBody(t, db, "legal", "LEGAL", `writer = $1 AND seq = 22`, w.Writer) != 1 {
+			t.Fatal("record 22 not edited")
+		}
 		if rep := mustVerify(t, st, keys, VerifyOptions{}); rep.OK() || rep.Problems[0].Seq != 22 {
 			t.Errorf("tamper after retention: %s", problems(rep))
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stellwerk/stellwerk/internal/audit/audittest"
 	"github.com/stellwerk/stellwerk/internal/store"
 )
 
@@ -46,8 +47,8 @@ func entryAt(t *testing.T, st *Store, writer string, seq uint64) Entry {
 func putEntry(t *testing.T, db *store.DB, e Entry, atSeq uint64) {
 	t.Helper()
 	sqlExec(t, db, `UPDATE audit_entries SET time_us = $1, kind = $2, workspace = $3, decision_id = $4, prev = $5, body_sha256 = $6,
-		hash = $7, body = $8 WHERE writer = $9 AND seq = $10`, TimeUS(e.Time), e.Kind, e.Workspace, e.ID, e.Prev, e.BodySHA256, e.Hash,
-		string(e.Body), e.Writer, int64(atSeq))
+		hash = $7, body = NULL, body_s2 = $8 WHERE writer = $9 AND seq = $10`, TimeUS(e.Time), e.Kind, e.Workspace, e.ID, e.Prev, e.BodySHA256, e.Hash,
+		putBody(e.Body), e.Writer, int64(atSeq))
 }
 
 // TestTamperDetected does each kind of tampering to a real store and
@@ -62,8 +63,21 @@ func TestTamperDetected(t *testing.T) {
 	}
 	cases := map[string]tamper{
 		"body edited": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
-			sqlExec(t, db, `UPDATE audit_entries SET body = REPLACE(body, 'mistral-small', 'gpt-4o') WHERE writer = $1 AND seq = 7`, w)
+			if audittest.EditBody(t, db, "mistral-small", "gpt-4o", `writer = $1 AND seq = 7`, w) != 1 {
+				t.Fatal("record 7 not edited")
+			}
 		}, kind: ProblemModified, seq: 7, detail: "content"},
+		"compressed body damaged": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
+			// Bytes that are no S2 block, and a block that claims a huge size.
+			sqlExec(t, db, `UPDATE audit_entries SET body_s2 = $1 WHERE writer = $2 AND seq = 8`, []byte{0xff, 0xff, 0xff, 0xff, 0x0f, 0x00, 0x01}, w)
+		}, kind: ProblemModified, seq: 8, detail: "content"},
+		"stored as text instead": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
+			// A row in the pre-compression form is read as such: editing it
+			// there is found too.
+			e := entryAt(t, st, w, 9)
+			sqlExec(t, db, `UPDATE audit_entries SET body = $1, body_s2 = NULL WHERE writer = $2 AND seq = 9`,
+				strings.ReplaceAll(string(e.Body), "support", "legal"), w)
+		}, kind: ProblemModified, seq: 9, detail: "content"},
 		"column edited": {do: func(t *testing.T, db *store.DB, st *Store, w string) {
 			sqlExec(t, db, `UPDATE audit_entries SET workspace = 'other' WHERE writer = $1 AND seq = 12`, w)
 		}, kind: ProblemModified, seq: 12, detail: "columns"},
@@ -168,5 +182,59 @@ func TestWholeWriterDeleted(t *testing.T) {
 		if len(rep.Problems) != 1 || rep.Problems[0].Writer != second || rep.Problems[0].Kind != ProblemDeleted {
 			t.Errorf("got:\n%s", problems(rep))
 		}
+	})
+}
+
+// TestTextBodies: rows written before records were stored compressed
+// (schema version 3) keep their text body; they read back the same, verify,
+// and retention removes them like the others.
+func TestTextBodies(t *testing.T) {
+	conform(t, func(t *testing.T, db *store.DB) {
+		st := openStore(t, db)
+		s := testSigner("a")
+		w := writeChain(t, st, s)
+		var want []Entry
+		if err := st.EachEntry(context.Background(), w, 1, 1<<62, func(e *Entry) error { want = append(want, *e); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		var stored int64
+		for _, e := range want[:30] {
+			var n int64
+			if err := db.SQL.QueryRow(`SELECT LENGTH(body_s2) FROM audit_entries WHERE writer = $1 AND seq = $2`, w, int64(e.Seq)).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 || n >= int64(len(e.Body)) {
+				t.Fatalf("seq %d: %d bytes stored for a %d-byte record", e.Seq, n, len(e.Body))
+			}
+			stored += n
+			sqlExec(t, db, `UPDATE audit_entries SET body = $1, body_s2 = NULL WHERE writer = $2 AND seq = $3`, string(e.Body), w, int64(e.Seq))
+		}
+		t.Logf("records 1–30: %d bytes of JSON stored as %d", func() (n int) {
+			for _, e := range want[:30] {
+				n += len(e.Body)
+			}
+			return n
+		}(), stored)
+		keys := []PublicKey{s.Public()}
+		wantOK(t, mustVerify(t, st, keys, VerifyOptions{}))
+		i := 0
+		if err := st.EachEntry(context.Background(), w, 1, 1<<62, func(e *Entry) error {
+			if string(e.Body) != string(want[i].Body) || e.Pruned {
+				t.Errorf("seq %d reads back differently", e.Seq)
+			}
+			i++
+			return nil
+		}); err != nil || i != len(want) {
+			t.Fatalf("%d of %d entries: %v", i, len(want), err)
+		}
+		res, err := st.Prune(context.Background(), Retention{Default: time.Nanosecond}, time.Now().Add(time.Hour))
+		if err != nil || res.Pruned != int64(len(want)) {
+			t.Fatalf("prune: %+v %v, want %d pruned", res, err, len(want))
+		}
+		var left int64
+		if err := db.SQL.QueryRow(`SELECT COUNT(*) FROM audit_entries WHERE body IS NOT NULL OR body_s2 IS NOT NULL`).Scan(&left); err != nil || left != 0 {
+			t.Fatalf("%d bodies left after retention: %v", left, err)
+		}
+		wantOK(t, mustVerify(t, st, keys, VerifyOptions{}))
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/audit/audittest"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/store"
 )
@@ -81,8 +82,8 @@ func TestAuditCLI(t *testing.T) {
 		t.Fatalf("verify --json: %v\n%s", err, out)
 	}
 
-	if _, err := db.SQL.Exec(`UPDATE audit_entries SET body = REPLACE(body, '"m1"', '"m2"') WHERE seq = 4`); err != nil {
-		t.Fatal(err)
+	if audittest.EditBody(t, db, `"m1"`, `"m2"`, `seq = 4`) != 1 {
+		t.Fatal("record 4 not edited")
 	}
 	out, _, err = run("audit", "verify", "--config", cfgPath)
 	if !errors.Is(err, errProblems) || !strings.Contains(out, "PROBLEM "+l.Writer()+" seq 4: modified") {
