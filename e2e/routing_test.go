@@ -101,6 +101,7 @@ func TestRouting(t *testing.T) {
 		if len(resp.Header.Get("x-stellwerk-decision-id")) != 32 {
 			t.Errorf("decision id %q", resp.Header.Get("x-stellwerk-decision-id"))
 		}
+		accessLogPhases(t, s, ro.DecisionID)
 		reqs := alpha.Requests()
 		if len(reqs) != 1 {
 			t.Fatalf("alpha got %d requests", len(reqs))
@@ -469,5 +470,31 @@ func TestLargeRequest(t *testing.T) {
 	}
 	if got.Header.Get("Accept-Encoding") != "" {
 		t.Errorf("accept-encoding reached the provider: %q", got.Header.Get("Accept-Encoding"))
+	}
+}
+
+// accessLogPhases: Envoy's access log line of the request names how long
+// Envoy waited for stellwerk in each ext_proc phase it ran, in µs.
+func accessLogPhases(t *testing.T, s *harness.Stack, decisionID string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, line := range strings.Split(s.Log("envoy"), "\n") {
+			if !strings.Contains(line, decisionID) || !strings.HasPrefix(line, "{") {
+				continue
+			}
+			var l map[string]any
+			mustJSON(t, []byte(line), &l)
+			for _, k := range []string{"ext_proc_request_headers_us", "ext_proc_request_body_us", "ext_proc_response_headers_us", "ext_proc_response_body_us"} {
+				if v, _ := l[k].(string); v == "" || strings.Trim(v, "0123456789") != "" || v == "0" {
+					t.Errorf("access log %s = %v, want µs: %s", k, l[k], line)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no access log line for %s:\n%s", decisionID, s.Log("envoy"))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

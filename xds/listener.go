@@ -198,6 +198,12 @@ func stdoutAccessLog() (*accesslogv3.AccessLog, error) {
 		"model":       "%RESP(" + header.Model + ")%",
 		"bytes_in":    "%BYTES_RECEIVED%",
 		"bytes_out":   "%BYTES_SENT%",
+		// How long Envoy waited for stellwerk in each ext_proc phase, in
+		// µs (the filter's logging info); a body phase sums its messages.
+		"ext_proc_request_headers_us":  "%FILTER_STATE(" + ExtProcFilterName + ":FIELD:request_header_latency_us)%",
+		"ext_proc_request_body_us":     "%FILTER_STATE(" + ExtProcFilterName + ":FIELD:request_body_total_latency_us)%",
+		"ext_proc_response_headers_us": "%FILTER_STATE(" + ExtProcFilterName + ":FIELD:response_header_latency_us)%",
+		"ext_proc_response_body_us":    "%FILTER_STATE(" + ExtProcFilterName + ":FIELD:response_body_total_latency_us)%",
 	} {
 		f[k] = structpb.NewStringValue(v)
 	}

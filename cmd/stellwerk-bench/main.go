@@ -317,6 +317,7 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	size := fs.String("size", "2KB", "request body size")
 	fs.BoolVar(&o.Stream, "stream", false, "streaming requests")
 	fs.DurationVar(&o.Delay, "delay", 0, "fake provider's first-byte delay")
+	fs.BoolVar(&o.Phases, "phases", false, "also write phases.txt: how long Envoy waited for stellwerk in each ext_proc phase (Envoy's access log, on for this run)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}

@@ -1,11 +1,16 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -35,7 +40,12 @@ type ProfileOptions struct {
 	Transport        string // Envoy → stellwerk: unix (default) or mtls
 	Shape            string // of stellwerk's config: ShapeProduction (default) or ShapeOneModel
 	Ledger           string // of the production shape: LedgerMemory (default), LedgerRedis or LedgerNone
-	Progress         io.Writer
+	// Phases turns on Envoy B's access log and writes PhasesFile: how long
+	// Envoy waited for stellwerk in each ext_proc phase of the profiled
+	// requests (the log's own cost is in the profile of Envoy, not of
+	// stellwerk).
+	Phases   bool
+	Progress io.Writer
 }
 
 // Profile files written into ProfileOptions.Out (by package pprofserve).
@@ -43,6 +53,7 @@ const (
 	CPUProfile        = "cpu.pprof"
 	AllocProfile      = "allocs.pprof"
 	AllocStartProfile = "allocs-start.pprof"
+	PhasesFile        = "phases.txt"
 )
 
 // Profile loads stellwerk through Envoy and writes a CPU profile of the
@@ -74,7 +85,8 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 	defer os.RemoveAll(dir)
 	stack, err := StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy,
 		StellwerkArgv:    []string{o.Self, "pprof-serve", "--out", o.Out},
-		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport, Shape: o.Shape, Ledger: o.Ledger})
+		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport, Shape: o.Shape, Ledger: o.Ledger,
+		AccessLog: o.Phases})
 	if err != nil {
 		return err
 	}
@@ -91,6 +103,7 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 	}
 	time.Sleep(100 * time.Millisecond) // let the profile start before the load does
 	var ok, failed atomic.Int64
+	from := time.Now()
 	progress(o.Progress, "profiling %g rps of %s for %s", o.Rate, sizeName(o.Size), o.Duration)
 	attack(ctx, target, o.Rate, o.Duration, body, func(r result) {
 		if r.ok() {
@@ -109,5 +122,74 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 		}
 	}
 	progress(o.Progress, "%d answers, %d failed; profiles in %s", ok.Load(), failed.Load(), o.Out)
+	if o.Phases {
+		time.Sleep(time.Second) // Envoy flushes its access log every 500 ms (startEnvoy)
+		log, err := os.ReadFile(filepath.Join(dir, "envoy-stellwerk.log"))
+		if err != nil {
+			return err
+		}
+		table := phaseTable(log, from)
+		progress(o.Progress, "ext_proc phases (%s):\n%s", filepath.Join(o.Out, PhasesFile), table)
+		return os.WriteFile(filepath.Join(o.Out, PhasesFile), []byte(table), 0o644)
+	}
 	return nil
+}
+
+// phaseFields are the access log's ext_proc timings (xds.stdoutAccessLog).
+var phaseFields = []struct{ key, name string }{
+	{"ext_proc_request_headers_us", "request headers"},
+	{"ext_proc_request_body_us", "request body (all messages)"},
+	{"ext_proc_response_headers_us", "response headers"},
+	{"ext_proc_response_body_us", "response body (all messages)"},
+}
+
+// phaseTable summarises the access log lines of requests that started at
+// or after from: per ext_proc phase, how long Envoy waited for stellwerk
+// (p50, p90, p99 in µs, and in how many requests the phase ran), and the
+// requests' whole duration in Envoy.
+func phaseTable(log []byte, from time.Time) string {
+	vals := make([][]float64, len(phaseFields)+1)
+	n := 0
+	for _, line := range bytes.Split(log, []byte("\n")) {
+		if len(line) == 0 || line[0] != '{' {
+			continue
+		}
+		var l map[string]any
+		if json.Unmarshal(line, &l) != nil {
+			continue
+		}
+		start, _ := l["start"].(string)
+		if t, err := time.Parse(time.RFC3339Nano, start); err != nil || t.Before(from) {
+			continue
+		}
+		n++
+		for i, f := range phaseFields {
+			if s, ok := l[f.key].(string); ok {
+				if v, err := strconv.ParseFloat(s, 64); err == nil {
+					vals[i] = append(vals[i], v)
+				}
+			}
+		}
+		if d, ok := l["duration_ms"].(float64); ok {
+			vals[len(phaseFields)] = append(vals[len(phaseFields)], d*1000)
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d requests; how long Envoy B waited for stellwerk, µs\n", n)
+	fmt.Fprintf(&b, "| phase | requests | p50 | p90 | p99 |\n| --- | --: | --: | --: | --: |\n")
+	for i, f := range phaseFields {
+		writePhase(&b, f.name, vals[i])
+	}
+	writePhase(&b, "whole request in Envoy B (ms resolution)", vals[len(phaseFields)])
+	return b.String()
+}
+
+func writePhase(b *strings.Builder, name string, v []float64) {
+	if len(v) == 0 {
+		fmt.Fprintf(b, "| %s | 0 | | | |\n", name)
+		return
+	}
+	slices.Sort(v)
+	q := func(p float64) float64 { return v[min(len(v)-1, int(p*float64(len(v))))] }
+	fmt.Fprintf(b, "| %s | %d | %.0f | %.0f | %.0f |\n", name, len(v), q(0.5), q(0.9), q(0.99))
 }

@@ -63,8 +63,12 @@ type StackOptions struct {
 	// MaxAttempts sets the production shape's failover.max_attempts; 0
 	// keeps the config's default.
 	MaxAttempts int
-	Dir         string    // for configs and logs
-	Progress    io.Writer // one line per step
+	// AccessLog turns on the access log of Envoy B (envoy.access_log), whose
+	// lines say how long Envoy waited for stellwerk in each ext_proc phase
+	// (a cost the baselines lack: for `profile --phases`, not `run`).
+	AccessLog bool
+	Dir       string    // for configs and logs
+	Progress  io.Writer // one line per step
 }
 
 // Stack is the fake provider, Envoy B with stellwerk and, optionally, Envoy A
@@ -146,6 +150,9 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 		}
 	}
 	cfgPath, cat, env, err := writeShape(o, grpc.config, adminPort, listenB, providerPort, s.redisAddr)
+	if err == nil && o.AccessLog {
+		err = accessLogOn(cfgPath)
+	}
 	if err != nil {
 		pl.Close()
 		return nil, err
@@ -304,7 +311,7 @@ func waitSocket(ctx context.Context, path string, within time.Duration, p *proce
 func startEnvoy(o StackOptions, name, bootstrap string) (*process, error) {
 	return startProcess(name, filepath.Join(o.Dir, name+".log"), os.Environ(), o.Envoy,
 		"-c", bootstrap, "--disable-hot-restart", "--log-level", "warn",
-		"--concurrency", fmt.Sprint(o.EnvoyConcurrency))
+		"--concurrency", fmt.Sprint(o.EnvoyConcurrency), "--file-flush-interval-msec", "500")
 }
 
 // startRedis starts a redis-server on a loopback port, without persistence,
@@ -732,4 +739,17 @@ func extProcStats(ctx context.Context, admin string) []string {
 // mockBehavior makes the fake provider wait delay before its first byte.
 func mockBehavior(delay time.Duration) mockllm.Behavior {
 	return mockllm.Behavior{FirstByteDelay: delay}
+}
+
+// accessLogOn switches on the access log in a config writeShape wrote.
+func accessLogOn(cfgPath string) error {
+	b, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return err
+	}
+	on := bytes.Replace(b, []byte("access_log: false"), []byte("access_log: true"), 1)
+	if bytes.Equal(on, b) {
+		return fmt.Errorf("%s: no access_log setting to switch on", cfgPath)
+	}
+	return os.WriteFile(cfgPath, on, 0o600)
 }

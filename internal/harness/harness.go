@@ -455,8 +455,10 @@ func launch(t testing.TB, o Options, ps *providerSet, se stackEnv) *Stack {
 		o.Bootstrap = filepath.Join("envoy", file)
 	}
 	bootstrap := s.writeBootstrap(o.Bootstrap, envoyAdminPort, listenPort)
+	// The access log is flushed every 200 ms instead of Envoy's 10 s, so a
+	// test finds a request's line soon after its answer.
 	s.startProcess("envoy", os.Environ(), se.envoy, "-c", bootstrap, "--disable-hot-restart",
-		"--log-level", "warn", "--concurrency", "2")
+		"--log-level", "warn", "--concurrency", "2", "--file-flush-interval-msec", "200")
 	want := 200
 	if cfg.Auth.Mode == "keys" {
 		want = 401 // the listener is up and stellwerk answers
