@@ -145,6 +145,12 @@ func (m *Model) QualityFor(task string) float64 {
 	if q, ok := m.Quality[task]; ok {
 		return q
 	}
+	return m.DefaultQuality()
+}
+
+// DefaultQuality is the quality of a task the model's scorecard does not
+// name: its default row, else 0.5.
+func (m *Model) DefaultQuality() float64 {
 	if q, ok := m.Quality["default"]; ok {
 		return q
 	}
@@ -153,7 +159,19 @@ func (m *Model) QualityFor(task string) float64 {
 
 // CostEUR is the list-price cost of a request with these token counts, in EUR.
 func (m *Model) CostEUR(inputTokens, outputTokens int) float64 {
-	return (float64(inputTokens)*m.InputPerMTok + float64(outputTokens)*m.OutputPerMTok) / 1e6 * m.toEUR
+	return m.Price().EUR(inputTokens, outputTokens)
+}
+
+// Price is a model's list price as CostEUR reads it, for callers that keep
+// many side by side.
+type Price struct{ inPerMTok, outPerMTok, toEUR float64 }
+
+// Price is the model's price.
+func (m *Model) Price() Price { return Price{m.InputPerMTok, m.OutputPerMTok, m.toEUR} }
+
+// EUR is the cost of a request with these token counts, in EUR.
+func (p Price) EUR(inputTokens, outputTokens int) float64 {
+	return (float64(inputTokens)*p.inPerMTok + float64(outputTokens)*p.outPerMTok) / 1e6 * p.toEUR
 }
 
 // Catalog is immutable once built; swap a whole new one to change it.

@@ -177,6 +177,21 @@ func BenchmarkEvaluateShipped(b *testing.B) {
 				in.Workspace.Name = name0
 			})
 		}
+		// decide_warm_kept: decide_warm with the workspace's part of the
+		// input kept per config, as the router keeps it.
+		b.Run(name+"/decide_warm_kept", func(b *testing.B) {
+			in.WorkspaceTerm = NewWorkspaceTerm(in.Workspace, in.Team)
+			defer func() { in.WorkspaceTerm = nil }()
+			b.ReportAllocs()
+			for b.Loop() {
+				st.step()
+				in.Candidates = st.candidates(in.Classification.Task, in.Classification.InputTokens, out)
+				in.Now = time.Now()
+				if _, err := e.Decide(context.Background(), in, ct); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 		b.Run(name+"/build", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

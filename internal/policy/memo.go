@@ -217,7 +217,11 @@ func newMemo(root *paths) *memo {
 func (m *memo) key(buf []byte, in *Input, ct *CatalogTerms, parts *inputParts) []byte {
 	buf = binary.AppendUvarint(buf, ct.id)
 	for i, p := range m.parts {
-		if p != nil {
+		switch {
+		case p == nil:
+		case i == workspacePart && in.WorkspaceTerm != nil:
+			buf = append(buf, in.WorkspaceTerm.memoKey(m, p)...)
+		default:
 			buf = encode(buf, p, parts.get(in, i).Value)
 		}
 	}

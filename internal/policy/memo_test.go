@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 )
@@ -148,5 +149,91 @@ deny contains "weekend" if {
 	}
 	if hits < 100 {
 		t.Errorf("%d of 200 requests answered from the memo", hits)
+	}
+}
+
+// TestWorkspaceTermMatches: an input with its workspace part built once
+// (NewWorkspaceTerm, as the router keeps it per config) is the same input
+// and has the same memo key as one that builds it, for every workspace and
+// team of the shipped config, under two policies that read different parts
+// of it (the library, and a policy that reads only its name); the part's key is recomputed when the policy changes.
+func TestWorkspaceTermMatches(t *testing.T) {
+	if partNames[workspacePart] != "workspace" {
+		t.Fatalf("workspacePart is %q", partNames[workspacePart])
+	}
+	dir := t.TempDir()
+	mod := `package stellwerk
+
+# A whole policy of its own that reads only the workspace's name.
+decision := {
+	"deny": [],
+	"exclude": {},
+	"objective": "cost",
+	"quality_floor": floor,
+	"max_cost_eur": 0,
+	"redact": [],
+	"log_level": "info",
+	"tags": {},
+	"residency": "",
+	"downgrade": [],
+}
+
+floor := 0.9 if input.workspace.name == "legal"
+
+else := 0.5
+`
+	if err := os.WriteFile(filepath.Join(dir, "ws.rego"), []byte(mod), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	lib, err := Load(ctx, Source{Library: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nameOnly, err := Load(ctx, Source{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lib.memo == nil || nameOnly.memo == nil || len(nameOnly.memo.root.get("workspace").names) != 1 {
+		t.Fatal("both policies must be memoised, the second reading only the workspace's name")
+	}
+	c, cat := production(t)
+	ct := NewCatalogTerms(cat)
+	checked := 0
+	for _, w := range c.Workspaces {
+		teams := []*config.Team{nil}
+		for i := range w.Teams {
+			teams = append(teams, &w.Teams[i])
+		}
+		for _, team := range teams {
+			wt := NewWorkspaceTerm(w, team)
+			for _, e := range []*Engine{nameOnly, lib, nameOnly} {
+				plain := shippedRequest(c, false)
+				plain.Workspace, plain.Team = w, team
+				plain.Candidates = newLiveState(cat, "openai").candidates("summarization", 500, 512)
+				kept := *plain
+				kept.WorkspaceTerm = wt
+				var p1, p2 inputParts
+				if k1, k2 := e.memo.key(nil, plain, ct, &p1), e.memo.key(nil, &kept, ct, &p2); string(k1) != string(k2) {
+					t.Errorf("%s/%v: memo keys differ", w.Name, team)
+				}
+				v1, r1 := plain.Value(ct)
+				v2, r2 := kept.Value(ct)
+				if v1.Compare(v2) != 0 {
+					t.Errorf("%s/%v: inputs differ", w.Name, team)
+				}
+				r1()
+				r2()
+				d1, err1 := e.Decide(ctx, plain, ct)
+				d2, err2 := e.Decide(ctx, &kept, ct)
+				if err1 != nil || err2 != nil || !reflect.DeepEqual(d1, d2) {
+					t.Errorf("%s/%v: decisions %+v %v, %+v %v", w.Name, team, d1, err1, d2, err2)
+				}
+				checked++
+			}
+		}
+	}
+	if checked < 9 {
+		t.Errorf("only %d workspace and team combinations checked", checked)
 	}
 }

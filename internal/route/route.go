@@ -10,6 +10,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,8 @@ type Router struct {
 	// Set it before the first request: the router keeps its models' cells.
 	Latency *observe.Latency
 	cells   atomic.Pointer[[]*observe.Cell]
+	wsTerms sync.Map // scope → *policy.WorkspaceTerm
+	facts   atomic.Pointer[modelFacts]
 	// Health holds providers' cooldowns; nil means every provider is healthy.
 	Health *health.Tracker
 	// OwnKey reports whether a workspace sends its requests to a provider
@@ -268,9 +271,11 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	quiet := rp == nil && r.Health.Quiet(now)
 	draw := Draw(req.DecisionID)
 	cells := r.latencyCells()
+	facts := r.modelFacts()
+	quality := facts.quality(res.Class.Task)
 	for i, m := range models {
 		lat := r.latency(m, cells, i, chat.Stream, rp, now)
-		q := m.QualityFor(res.Class.Task)
+		q := quality[i]
 		switch {
 		case rp != nil:
 			if v, ok := rp.Quality[m.ID]; ok {
@@ -289,7 +294,7 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 				}
 			}
 		}
-		cands[i] = policy.Candidate{Model: m, EstimatedCostEUR: m.CostEUR(res.Class.InputTokens, outTokens),
+		cands[i] = policy.Candidate{Model: m, EstimatedCostEUR: facts.cost[i].EUR(res.Class.InputTokens, outTokens),
 			Quality: q, Healthy: true, LatencyMS: lat}
 		cooling, wholeProvider := false, false
 		if !quiet {
@@ -320,7 +325,8 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		Request: policy.RequestFacts{Path: req.Path, API: api, Model: chat.Model, Stream: chat.Stream, MaxTokens: chat.MaxTokens,
 			Tools: chat.Tools, ResponseFormat: chat.ResponseFormat, Metadata: chat.Metadata, User: chat.User,
 			Headers: req.Headers, Policy: res.ReqPolicy},
-		Principal: req.Principal, Workspace: ws, Team: team, Classification: &res.Class, Budgets: req.Budgets,
+		Principal: req.Principal, Workspace: ws, Team: team, WorkspaceTerm: r.workspaceTerm(ws, team),
+		Classification: &res.Class, Budgets: req.Budgets,
 		Candidates: cands, Now: now,
 	}
 	if res.Route != nil {
@@ -440,6 +446,62 @@ func (r *Router) latency(m *catalog.Model, cells []*observe.Cell, i int, stream 
 		return m.LatencyMS
 	}
 	return cells[i].Get(stream, m.LatencyMS, now)
+}
+
+// workspaceTerm is the policy input's part for a workspace and team this
+// router resolved, built on first use (the router's config never changes).
+func (r *Router) workspaceTerm(ws config.Workspace, team *config.Team) *policy.WorkspaceTerm {
+	sc := scope{workspace: ws.Name}
+	if team != nil {
+		sc.team = team.Name
+	}
+	if t, ok := r.wsTerms.Load(sc); ok {
+		return t.(*policy.WorkspaceTerm)
+	}
+	t, _ := r.wsTerms.LoadOrStore(sc, policy.NewWorkspaceTerm(ws, team))
+	return t.(*policy.WorkspaceTerm)
+}
+
+// modelFacts are what every decision reads of each catalog model, laid out
+// side by side in catalog order: the loop over 71 candidates used to reach
+// into 71 Model structs and 71 quality maps, which at a hundred requests a
+// second are out of the caches each time (docs/benchmarks.md).
+type modelFacts struct {
+	byTask map[string][]float64 // task → each model's QualityFor(task)
+	other  []float64            // QualityFor of a task no model names
+	cost   []catalog.Price
+}
+
+func (f *modelFacts) quality(task string) []float64 {
+	if q, ok := f.byTask[task]; ok {
+		return q
+	}
+	return f.other
+}
+
+// modelFacts are built once per router (its catalog never changes).
+func (r *Router) modelFacts() *modelFacts {
+	if f := r.facts.Load(); f != nil {
+		return f
+	}
+	models := r.Catalog.Models()
+	f := &modelFacts{byTask: map[string][]float64{}, other: make([]float64, len(models)), cost: make([]catalog.Price, len(models))}
+	for i, m := range models {
+		f.cost[i] = m.Price()
+		f.other[i] = m.DefaultQuality()
+		for task := range m.Quality {
+			if f.byTask[task] == nil {
+				f.byTask[task] = make([]float64, len(models))
+			}
+		}
+	}
+	for task, q := range f.byTask {
+		for i, m := range models {
+			q[i] = m.QualityFor(task)
+		}
+	}
+	r.facts.Store(f)
+	return f
 }
 
 // latencyCells are the learned latencies' cells of the catalog's models,
