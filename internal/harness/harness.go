@@ -466,7 +466,7 @@ func launch(t testing.TB, o Options, ps *providerSet, se stackEnv) *Stack {
 	if o.ReadyStatus != 0 {
 		want = o.ReadyStatus
 	}
-	s.waitHTTP(s.URL+"/v1/models", want, 30*time.Second)
+	s.waitHTTP(s.URL+"/v1/models", want, stackStartTimeout)
 	return s
 }
 
@@ -728,7 +728,7 @@ func (s *Stack) StartEnvoy(name, nodeID string) (url, admin string) {
 	}
 	s.startProcess(name, os.Environ(), bin, "-c", path, "--disable-hot-restart", "--log-level", "warn", "--concurrency", "1")
 	url, admin = fmt.Sprintf("http://127.0.0.1:%d", listen), fmt.Sprintf("http://127.0.0.1:%d", adminPort)
-	s.waitHTTP(url+"/v1/models", 200, 30*time.Second)
+	s.waitHTTP(url+"/v1/models", 200, stackStartTimeout)
 	return url, admin
 }
 
@@ -773,3 +773,8 @@ func RequireNodeClient(t testing.TB) string {
 	}
 	return node
 }
+
+// stackStartTimeout bounds how long a stack may take to answer: 30 s was
+// once not enough for Envoy and stellwerk starting beside a dozen other
+// end-to-end stacks on two busy cores.
+const stackStartTimeout = 60 * time.Second
