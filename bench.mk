@@ -21,9 +21,10 @@ bench-bin:
 	$(GO) build -o $(BENCH_BIN) ./cmd/stellwerk-bench
 
 .PHONY: bench
-bench: tools build bench-bin ## micro-benchmarks, then stellwerk's added latency over plain Envoy (docs/benchmarks.md)
+bench: tools build bench-bin ## micro-benchmarks, stellwerk's added latency over plain Envoy and the floor, then how long Envoy waits in each ext_proc phase (docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/... ./extproc/ ./xds/ ./rego/
 	STELLWERK_BIN=$(CURDIR)/$(BIN) $(BENCH_BIN) run --json bin/benchmarks.json $(BENCH_FLAGS)
+	$(BENCH_BIN) profile --phases --rate 100 --duration 10s --out bin/phases
 
 .PHONY: soak
 soak: tools build bench-bin ## steady load on Envoy + stellwerk for SOAK (default 20m, past the ledger's 6 min lease): do memory and fds stay flat?
