@@ -233,8 +233,41 @@ func resetIn(t time.Time, now time.Time) string {
 // settle records the request's spend row and charges what the served model
 // used (an estimate when the provider said nothing) against its
 // reservation, freeing the rest; once per request.
+//
+// The charge is the request's at once (the routing object and the audit
+// record read it); writing it down — the spend row, and the ledger's
+// settlement, a round trip to Redis in a fleet — waits until the answer
+// that carries it has been sent (afterSend), so the client never waits for
+// it. Until then the reservation still holds the request's worst case, so
+// budgets and rate limits stay exact; a stream that ends first settles in
+// finish.
 func (p *edge) settle(c meter.Charge, st spend.Status) {
 	p.charge, p.charged = c, true // the audit record's usage and cost
+	p.unsettled = &settlement{c, st}
+	if p.ending {
+		p.afterSend()
+	}
+}
+
+// settlement is a charge to write down after the answer went out.
+type settlement struct {
+	c  meter.Charge
+	st spend.Status
+}
+
+// afterSend writes down a charge settle made (serveEdge calls it once the
+// answers to a message are sent; finish calls it too).
+func (p *edge) afterSend() {
+	s := p.unsettled
+	if s == nil {
+		return
+	}
+	p.unsettled = nil
+	p.writeSettlement(s.c, s.st)
+}
+
+// writeSettlement records the spend row and settles the reservation.
+func (p *edge) writeSettlement(c meter.Charge, st spend.Status) {
 	p.record(c, st)
 	r := p.reservation
 	if r == nil {

@@ -98,7 +98,11 @@ type edge struct {
 	reservation *ledger.Reservation
 	reservedEUR ledger.MicroEUR
 	recorded    bool // the request's spend row went to the recorder
-	reshape     bool // a non-JSON error answer becomes an OpenAI-shaped one
+	// unsettled is a charge made (settle) whose spend row and ledger
+	// settlement wait until the answer that shows it has gone (afterSend).
+	unsettled *settlement
+	ending    bool // finish runs: nothing more is sent, settle writes at once
+	reshape   bool // a non-JSON error answer becomes an OpenAI-shaped one
 
 	// The audit record's facts that nothing else keeps (audit.go).
 	// contentLength is the request's declared length, -1 without one.
@@ -168,6 +172,8 @@ func (p *edge) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingRes
 // client went away, or the provider broke off) still gets its usage
 // recorded, as an estimate.
 func (p *edge) finish() {
+	p.afterSend() // an answer whose send failed still settles
+	p.ending = true
 	p.takeAttempts(0)
 	p.finishStream("interrupted")
 	p.endReservation()

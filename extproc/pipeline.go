@@ -347,6 +347,7 @@ func serveEdge(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessSe
 			}
 		}
 		w.mu.Unlock()
+		p.afterSend()
 	}
 }
 

@@ -2,12 +2,15 @@ package extproc
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/ledger"
@@ -188,5 +191,65 @@ func TestSpendNoRowWithoutDecision(t *testing.T) {
 	run(headersMsg("POST", "/v1/chat/completions", false), chat, respHeadersMsg("200", "application/json")) // 429 before it left: none
 	if len(rec.rows) != 1 || rec.rows[0].Status != spend.Failed {
 		t.Errorf("rows %+v, want the one admitted request's", rec.rows)
+	}
+}
+
+// sendSpy is an ext_proc stream that plays messages and calls onSend with
+// each answer as it is sent.
+type sendSpy struct {
+	grpc.ServerStream
+	msgs   []*extprocv3.ProcessingRequest
+	onSend func(*extprocv3.ProcessingResponse)
+}
+
+func (s *sendSpy) Context() context.Context { return context.Background() }
+
+func (s *sendSpy) Recv() (*extprocv3.ProcessingRequest, error) {
+	if len(s.msgs) == 0 {
+		return nil, io.EOF
+	}
+	m := s.msgs[0]
+	s.msgs = s.msgs[1:]
+	return m, nil
+}
+
+func (s *sendSpy) Send(r *extprocv3.ProcessingResponse) error { s.onSend(r); return nil }
+
+// TestSettleAfterTheAnswer: the answer that carries the charge (the JSON
+// body with its routing object) is sent before the spend row is written
+// (and the ledger settled, which is a Redis round trip in a fleet), and
+// the row is written once it has gone, before the stream ends.
+func TestSettleAfterTheAnswer(t *testing.T) {
+	st := testState(t)
+	rows := &rowsRecorder{}
+	st.Spend = rows
+	p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
+	body := `{"model":"small","messages":[{"role":"user","content":"hello there"}]}`
+	rowsWhenAnswered := -1
+	s := &sendSpy{msgs: []*extprocv3.ProcessingRequest{
+		headersMsg("POST", "/v1/chat/completions", false, "x-stellwerk-cluster", "provider_nokey"), bodyMsg(body),
+		respHeadersMsg("200", "application/json"),
+		respBodyMsg(`{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5}}`, true),
+	}}
+	s.onSend = func(r *extprocv3.ProcessingResponse) {
+		if b := r.GetResponseBody().GetResponse().GetBodyMutation().GetBody(); b != nil {
+			if !gjson.GetBytes(b, "routing.cost").Exists() {
+				t.Errorf("the answer has no cost: %s", b)
+			}
+			rowsWhenAnswered = len(rows.rows)
+		}
+	}
+	if err := serveEdge(context.Background(), s, p); err != nil {
+		t.Fatal(err)
+	}
+	if rowsWhenAnswered != 0 {
+		t.Errorf("%d spend rows written before the answer was sent", rowsWhenAnswered)
+	}
+	if len(rows.rows) != 1 || rows.rows[0].TokensOut != 5 {
+		t.Fatalf("after the answer: %+v", rows.rows)
+	}
+	p.finish()
+	if len(rows.rows) != 1 {
+		t.Errorf("finish wrote the row again: %d rows", len(rows.rows))
 	}
 }
