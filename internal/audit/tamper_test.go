@@ -238,3 +238,24 @@ func TestTextBodies(t *testing.T) {
 		wantOK(t, mustVerify(t, st, keys, VerifyOptions{}))
 	})
 }
+
+// TestOldReplicasSeeRecords: during a rolling upgrade a replica from before
+// schema version 3 reads body alone; a compressed record must not look
+// pruned to it (its retention deletes pruned rows below a checkpoint), so
+// every stored record keeps a non-NULL body marker until retention prunes it.
+func TestOldReplicasSeeRecords(t *testing.T) {
+	conform(t, func(t *testing.T, db *store.DB) {
+		st := openStore(t, db)
+		w := writeChain(t, st, testSigner("a"))
+		var looksPruned, total int64
+		if err := db.SQL.QueryRow(`SELECT COUNT(*) FROM audit_entries WHERE writer = $1 AND body IS NULL`, w).Scan(&looksPruned); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SQL.QueryRow(`SELECT COUNT(*) FROM audit_entries WHERE writer = $1`, w).Scan(&total); err != nil {
+			t.Fatal(err)
+		}
+		if total == 0 || looksPruned != 0 {
+			t.Fatalf("%d of %d records look pruned to a replica that reads body alone", looksPruned, total)
+		}
+	})
+}
