@@ -3,17 +3,11 @@ package route
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 
-	"go.uber.org/zap"
-
 	"github.com/stellwerk/stellwerk/internal/auth"
-	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/classify/task"
-	"github.com/stellwerk/stellwerk/internal/config"
-	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/internal/qpredict"
 )
 
@@ -21,7 +15,7 @@ import (
 // same task go to different models — the cheap one where it is predicted to answer well,
 // the strong one where not — which a per-task scorecard cannot do.
 func TestQualityPredictorRoutesPerPrompt(t *testing.T) {
-	c, err := config.Decode(strings.NewReader(`
+	const doc = `
 routing: {default_model: big}
 currency: {usd_to_eur: 1}
 providers:
@@ -31,22 +25,9 @@ models:
   - {id: small, provider: p, context_window: 8000, price: {input_per_mtok: 0.1, output_per_mtok: 0.3}, quality: {default: 0.5}}
 workspaces:
   - {name: default, objective: cost, relative_quality: 0.9}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := catalog.New(c, catalog.Env{Getenv: func(string) string { return "" }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := classify.New(c.Classify)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pm, err := policy.NewManager(context.Background(), policy.Source{Library: true}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+`
+	plain, _ := libraryRouter(t, doc)
+	cl := plain.Classifier
 	var ex []qpredict.Example
 	for i := 0; i < 300; i++ {
 		text, small := fmt.Sprintf("Write a python function that sorts a list, variant %x", i*7919), 1.0
@@ -71,11 +52,10 @@ workspaces:
 		return res.Selection.Model.ID
 	}
 	easy, hard := "Write a python function that sorts a list, variant abc", "Write a python function that proves a lock-free queue correct, variant abc"
-	plain := New(c, cat, cl, pm, zap.NewNop())
 	if a, b := choose(plain, easy), choose(plain, hard); a != "big" || b != "big" {
 		t.Errorf("scorecards only: %s and %s, want big for both (small is below 90%% of big for every prompt)", a, b)
 	}
-	learned := New(c, cat, cl, pm, zap.NewNop())
+	learned, _ := libraryRouter(t, doc)
 	learned.Predictor = qp
 	if a, b := choose(learned, easy), choose(learned, hard); a != "small" || b != "big" {
 		t.Errorf("with the predictor: %s for the easy prompt, %s for the hard one; want small and big", a, b)
