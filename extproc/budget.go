@@ -243,26 +243,27 @@ func resetIn(t time.Time, now time.Time) string {
 // finish.
 func (p *edge) settle(c meter.Charge, st spend.Status) {
 	p.charge, p.charged = c, true // the audit record's usage and cost
-	p.unsettled = &settlement{c, st}
+	p.unsettled = settlement{c: c, st: st, due: true}
 	if p.ending {
 		p.afterSend()
 	}
 }
 
-// settlement is a charge to write down after the answer went out.
+// settlement is a charge to write down after the answer went out (due).
 type settlement struct {
-	c  meter.Charge
-	st spend.Status
+	c   meter.Charge
+	st  spend.Status
+	due bool
 }
 
 // afterSend writes down a charge settle made (serveEdge calls it once the
 // answers to a message are sent; finish calls it too).
 func (p *edge) afterSend() {
 	s := p.unsettled
-	if s == nil {
+	if !s.due {
 		return
 	}
-	p.unsettled = nil
+	p.unsettled = settlement{}
 	p.writeSettlement(s.c, s.st)
 }
 

@@ -100,7 +100,7 @@ type edge struct {
 	recorded    bool // the request's spend row went to the recorder
 	// unsettled is a charge made (settle) whose spend row and ledger
 	// settlement wait until the answer that shows it has gone (afterSend).
-	unsettled *settlement
+	unsettled settlement
 	ending    bool // finish runs: nothing more is sent, settle writes at once
 	reshape   bool // a non-JSON error answer becomes an OpenAI-shaped one
 
