@@ -165,6 +165,19 @@ func TestFailover(t *testing.T) {
 			!strings.Contains(string(pr.Body), `"model":"primary-upstream"`) {
 			t.Errorf("attempt 1: %s %v %s", pr.Path, pr.Header, pr.Body)
 		}
+		// The first attempt went straight to its provider: nothing of the
+		// decision reached it, nor the next provider (but what its own
+		// format needs).
+		for name := range pr.Header {
+			if strings.HasPrefix(strings.ToLower(name), header.Prefix) {
+				t.Errorf("attempt 1 carried %s: %v", name, pr.Header)
+			}
+		}
+		for name := range cr.Header {
+			if strings.HasPrefix(strings.ToLower(name), header.Prefix) {
+				t.Errorf("attempt 2 carried %s: %v", name, cr.Header)
+			}
+		}
 		if cr.Header.Get("x-api-key") != "sk-ant-fake" || cr.Header.Get("Authorization") != "" || !strings.HasSuffix(cr.Path, "/messages") ||
 			!strings.Contains(string(cr.Body), `"model":"claude-haiku-4-5"`) || strings.Contains(string(cr.Body), "stellwerk") {
 			t.Errorf("attempt 2: %s %v %s", cr.Path, cr.Header, cr.Body)
@@ -188,11 +201,20 @@ func TestFailover(t *testing.T) {
 	t.Run("the edge rewrites the first attempt: its egress listener runs no filter", func(t *testing.T) {
 		resetAll(s)
 		before := envoyCounters(t, s, "http.stellwerk_egress_primary.ext_proc.")
+		clusters := envoyCounters(t, s, "cluster.")
 		r := viaPython(t, s, "plain", "")
 		if r.Error != nil || r.Provider != "primary" || r.Attempts != "" {
 			t.Fatalf("SDK saw %+v", r)
 		}
 		after := envoyCounters(t, s, "http.stellwerk_egress_primary.ext_proc.")
+		// A JSON answer: the attempt went from the client-facing router
+		// straight to the provider's cluster (the model's first-attempt
+		// cluster's first member), not through the failover cluster and an
+		// internal listener.
+		prov, fo := "provider_primary.upstream_rq_total", header.FailoverCluster+".upstream_rq_total"
+		if now := envoyCounters(t, s, "cluster."); now[prov]-clusters[prov] != 1 || now[fo] != clusters[fo] {
+			t.Errorf("provider cluster %d → %d, failover cluster %d → %d", clusters[prov], now[prov], clusters[fo], now[fo])
+		}
 		// The first attempt's listener opens no ext_proc stream: the edge
 		// reads the answer (and Envoy's upstream log would report a
 		// failure), where an attempt rewritten there takes three round

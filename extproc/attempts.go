@@ -73,6 +73,30 @@ type attempt struct {
 type attemptLog struct {
 	shards [attemptShards]attemptShard
 	size   atomic.Int64
+	// byRequest names the decision of a request whose first attempt went
+	// straight to its provider, by Envoy's request id: the upstream log's
+	// entry for that attempt carries no plan (upstreamlog.go).
+	byRequest sync.Map
+}
+
+// directFirst is a request whose first attempt went straight to its
+// provider: its decision and that attempt's model.
+type directFirst struct{ decision, model string }
+
+// direct notes a request whose first attempt goes straight to its
+// provider, until directDone.
+func (l *attemptLog) direct(requestID string, d directFirst) { l.byRequest.Store(requestID, d) }
+
+// directDone forgets a request noted by direct.
+func (l *attemptLog) directDone(requestID string) { l.byRequest.Delete(requestID) }
+
+// directRequest is a request noted by direct on this replica.
+func (l *attemptLog) directRequest(requestID string) (directFirst, bool) {
+	v, ok := l.byRequest.Load(requestID)
+	if !ok {
+		return directFirst{}, false
+	}
+	return v.(directFirst), true
 }
 
 const attemptShards = 32

@@ -92,7 +92,10 @@ type edge struct {
 	// direct: a plan of one attempt went straight to its provider's
 	// cluster (no internal listener); the edge records the attempt.
 	direct bool
-	failed bool // every attempt failed; the answer becomes stellwerk's error
+	// directID is Envoy's request id when the first attempt of a plan of
+	// several went straight to its provider (routeFirstDirect).
+	directID string
+	failed   bool // every attempt failed; the answer becomes stellwerk's error
 
 	// The request's hold on its budgets and rate limits, until settled.
 	reservation *ledger.Reservation
@@ -175,6 +178,9 @@ func (p *edge) finish() {
 	p.afterSend() // an answer whose send failed still settles
 	p.ending = true
 	p.takeAttempts(0)
+	if p.directID != "" {
+		p.seen.directDone(p.directID)
+	}
 	p.finishStream("interrupted")
 	p.endReservation()
 	p.countRoute()
@@ -582,10 +588,6 @@ func (p *edge) routeDirect(m *catalog.Model, orig, body []byte) *extprocv3.Proce
 func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extprocv3.ProcessingResponse {
 	p.plan = plan
 	p.openAttempts()
-	hosts := make([]string, len(p.plan))
-	for i, m := range p.plan {
-		hosts[i] = header.EgressHost(m.Provider.Name)
-	}
 	hs := make([]*corev3.HeaderValueOption, 0, 8)
 	first := p.plan[0]
 	wc := p.state.workspaceCluster(p.workspace, first.Provider.Name)
@@ -619,6 +621,10 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 				hs = append(hs, setHeader(header.Cluster, cluster), setHeader(header.MaxRetries, "0"))
 				return continueRequestBody(bodyChange(hs, nil, orig, nb))
 			}
+			body, p.rewrote = nb, true
+			if fc := p.firstCluster(first, wc); fc != "" {
+				return p.routeFirstDirect(fc, hs, orig, body)
+			}
 			hs = append(hs, setHeader(header.Rewritten, p.path))
 			if first.FirstByteTimeout > 0 && p.result != nil && p.result.Chat.Stream { // a fallback follows
 				hs = append(hs, setHeader(header.FirstByte, strconv.FormatInt(first.FirstByteTimeout.Milliseconds(), 10)))
@@ -626,7 +632,6 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 			if wc != "" {
 				hs = append(hs, setHeader(header.Upstream, wc))
 			}
-			body, p.rewrote = nb, true
 		}
 	}
 	if len(p.state.WorkspaceClusters) > 0 {
@@ -641,11 +646,68 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 		// the balancer would have no host, never a provider outside the plan.
 		setHeader(header.MaxRetries, strconv.Itoa(len(p.plan)-1)),
 	)
+	hosts := make([]string, len(p.plan))
+	for i, m := range p.plan {
+		hosts[i] = header.EgressHost(m.Provider.Name)
+	}
 	resp := continueRequestBody(bodyChange(hs, nil, orig, body))
 	resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
 		header.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
 			header.HostsKey: structpb.NewStringValue(strings.Join(hosts, ",")),
 		}}),
+	}}
+	return resp
+}
+
+// firstCluster is the first-attempt cluster of a plan's first model, when
+// its first attempt can go straight to its provider (xds/firstattempt.go):
+// a JSON answer (a stream's first-byte timeout needs the egress listener's
+// route), the provider's shared credential, a cluster Envoy has.
+func (p *edge) firstCluster(first *catalog.Model, wc string) string {
+	f := p.state.Failover
+	if f == nil || len(f.First) == 0 || wc != "" || (p.result != nil && p.result.Chat.Stream) {
+		return ""
+	}
+	return f.First[first.ID]
+}
+
+// routeFirstDirect sends a request the edge rewrote for its plan's first
+// model to that model's first-attempt cluster: the first attempt goes to
+// the provider's own cluster, each retry through the failover cluster to
+// the next egress listener, which gets the plan, the client's path and the
+// workspace from dynamic metadata as headers (the first provider never
+// sees them). The first attempt's failure reaches stellwerk through the
+// client-facing router's upstream log, named by the cluster and the
+// request id (upstreamlog.go).
+func (p *edge) routeFirstDirect(cluster string, hs []*corev3.HeaderValueOption, orig, body []byte) *extprocv3.ProcessingResponse {
+	hs = append(hs, setHeader(header.Cluster, cluster), setHeader(header.MaxRetries, strconv.Itoa(len(p.plan)-1)))
+	md := map[string]*structpb.Value{
+		header.PlanKey:      structpb.NewStringValue(encodePlan(p.id, p.plan)),
+		header.RewrittenKey: structpb.NewStringValue(p.path),
+	}
+	if len(p.state.WorkspaceClusters) > 0 && p.workspace != "" {
+		md[header.WorkspaceKey] = structpb.NewStringValue(p.workspace)
+	}
+	// The n-th attempt's provider, for the n-th failover cluster's subset
+	// balancer (xds/firstattempt.go); every key is there, so the criteria
+	// always match the same selector.
+	n := p.state.Failover.MaxAttempts
+	lb := make(map[string]*structpb.Value, n-1)
+	for i := 2; i <= n; i++ {
+		v := header.NoAttempt
+		if i <= len(p.plan) {
+			v = p.plan[i-1].Provider.Name
+		}
+		lb[header.AttemptKey(i)] = structpb.NewStringValue(v)
+	}
+	if rid := p.headers["x-request-id"]; rid != "" {
+		p.seen.direct(rid, directFirst{decision: p.id, model: p.plan[0].ID})
+		p.directID = rid
+	}
+	resp := continueRequestBody(bodyChange(hs, nil, orig, body))
+	resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
+		header.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: md}),
+		header.LBNamespace:       structpb.NewStructValue(&structpb.Struct{Fields: lb}),
 	}}
 	return resp
 }
@@ -662,7 +724,7 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	rh := readResponseHeaders(h)
 	status, ctype, encoding := rh.status, rh.ctype, rh.encoding
 	code, _ := strconv.Atoi(status)
-	remove := []string{header.Served, header.UpstreamFlags, "x-envoy-attempt-count"}
+	remove := []string{header.Served, header.UpstreamFlags, header.FirstModel, "x-envoy-attempt-count"}
 	if p.plan != nil {
 		// The first attempt, which the edge rewrote, has no filter on its
 		// way: the edge records its answer here, and its error too when it

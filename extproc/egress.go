@@ -204,6 +204,20 @@ type attemptResult struct {
 	firstByte        time.Duration // the attempt's first-byte timeout, if it had one
 }
 
+// connectionFailed reports whether Envoy's response flags say the provider
+// could not be reached: a connection that failed, was terminated or reset,
+// or no host to connect to. (A first attempt that went straight to its
+// provider has no egress listener to turn that into a 503.)
+func connectionFailed(flags string) bool {
+	for f := range strings.SplitSeq(flags, ",") {
+		switch f {
+		case "UF", "UC", "UR", "UH":
+			return true
+		}
+	}
+	return false
+}
+
 // recordAttempt records an attempt of decision f.id, plan index idx on
 // model m, in the provider's health (scoped to the workspace's own key
 // when it has one), the learned latency, and the attempt log the edge
@@ -224,13 +238,17 @@ func recordAttempt(f *filter, idx int, m *catalog.Model, workspace string, o att
 		if o.firstByte > 0 {
 			timeout = o.firstByte
 		}
+		reason := "no response within the attempt timeout"
 		if strings.Contains(o.flags, "UT") {
 			a.Reason = "provider timeout (" + o.flags + ")"
+		} else if connectionFailed(o.flags) {
+			a.Reason = "connection failed (" + o.flags + ")"
+			reason = a.Reason
 		} else if o.elapsed < timeout*9/10 {
 			a.Reason = "cancelled before the provider answered"
 			break // the client went away; not the provider's fault
 		}
-		r.Health.Failed(tg, "no response within the attempt timeout", 0)
+		r.Health.Failed(tg, reason, 0)
 	case o.code != "":
 		a.Outcome, a.Reason = "failed", o.code
 	case status == 429:

@@ -65,23 +65,48 @@ func (u *UpstreamLog) StreamAccessLogs(stream grpc.ClientStreamingServer[accessl
 // should not let them through, and the edge records the others.
 func (s *Server) firstAttemptFailed(e *accesslogdatav3.HTTPAccessLogEntry, now time.Time) {
 	rq := e.GetRequest().GetRequestHeaders()
-	if rq[header.Rewritten] == "" || rq["x-envoy-attempt-count"] != "1" {
+	if rq["x-envoy-attempt-count"] != "1" {
 		return
 	}
 	status := int(e.GetResponse().GetResponseCode().GetValue())
 	if status != 0 && !retryable(status) {
 		return
 	}
-	id, models, ok := decodePlan(rq[header.Plan])
-	if !ok {
-		return
-	}
 	st := s.state.Load()
-	m, ok := st.Router.Catalog.Lookup(models[0])
+	c := e.GetCommonProperties()
+	var id, modelID, workspace string
+	if rq[header.Rewritten] != "" { // through the egress listener: the plan is in the headers
+		var models []string
+		var ok bool
+		if id, models, ok = decodePlan(rq[header.Plan]); !ok {
+			return
+		}
+		modelID, workspace = models[0], rq[header.Workspace]
+	} else { // straight to its provider (routeFirstDirect)
+		// The model: its first-attempt cluster names it in the provider's
+		// answer; the request is known here when its edge stream is in
+		// this process (the decision id only matters for the routing
+		// object, which that stream writes). Without either (no answer,
+		// another replica's request), the failure is the provider's as a
+		// whole, which any of its models names. Such a first attempt used
+		// the provider's shared credential (edge.firstCluster).
+		modelID = e.GetResponse().GetResponseHeaders()[header.FirstModel]
+		if d, ok := s.attempts.directRequest(e.GetRequest().GetRequestId()); ok {
+			id = d.decision
+			if modelID == "" {
+				modelID = d.model
+			}
+		}
+		if modelID == "" {
+			if m := st.Router.Catalog.ModelOfCluster(c.GetUpstreamCluster()); m != nil {
+				modelID = m.ID
+			}
+		}
+	}
+	m, ok := st.Router.Catalog.Lookup(modelID)
 	if !ok {
 		return // a reload between the decision and its attempt
 	}
-	c := e.GetCommonProperties()
 	elapsed := time.Duration(0)
 	if d := c.GetTimeToFirstUpstreamRxByte(); d != nil {
 		elapsed = d.AsDuration()
@@ -98,7 +123,7 @@ func (s *Server) firstAttemptFailed(e *accesslogdatav3.HTTPAccessLogEntry, now t
 		firstByte = time.Duration(ms) * time.Millisecond
 	}
 	f := filter{state: st, log: s.log, id: id, seen: &s.attempts}
-	recordAttempt(&f, 0, m, rq[header.Workspace], attemptResult{status: status, flags: flags,
+	recordAttempt(&f, 0, m, workspace, attemptResult{status: status, flags: flags,
 		retryAfter: rs["retry-after"], elapsed: elapsed, firstByte: firstByte})
 	if ce := s.log.Check(zap.DebugLevel, "first attempt failed"); ce != nil {
 		ce.Write(zap.String("decision_id", id), zap.Int("status", status), zap.String("flags", flags))

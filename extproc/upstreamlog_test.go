@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,5 +138,106 @@ func TestFirstAttemptTimeoutFromUpstreamLog(t *testing.T) {
 	}
 	if got := responseFlags(&accesslogdatav3.ResponseFlags{UpstreamConnectionFailure: true, UpstreamRetryLimitExceeded: true}); got != "UF,URX" {
 		t.Errorf("flags %q", got)
+	}
+}
+
+// directLogEntry is the upstream log's entry of a first attempt that went
+// straight to its provider through a first-attempt cluster: no plan in the
+// request, the model in the answer when there is one.
+func directLogEntry(requestID string, status uint32, respHeaders map[string]string) *accesslogdatav3.HTTPAccessLogEntry {
+	return &accesslogdatav3.HTTPAccessLogEntry{
+		CommonProperties: &accesslogdatav3.AccessLogCommon{StartTime: timestamppb.New(time.Now().Add(-40 * time.Millisecond)),
+			TimeToFirstUpstreamRxByte: durationpb.New(30 * time.Millisecond), UpstreamCluster: "provider_a"},
+		Request:  &accesslogdatav3.HTTPRequestProperties{RequestId: requestID, RequestHeaders: map[string]string{"x-envoy-attempt-count": "1"}},
+		Response: &accesslogdatav3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(status), ResponseHeaders: respHeaders},
+	}
+}
+
+// TestFirstAttemptDirect: a JSON request whose first attempt the edge
+// rewrote goes to its model's first-attempt cluster; the plan, the
+// client's path and each retry's provider travel in dynamic metadata, not
+// in headers the first provider would get. That attempt's 429 comes back
+// through the upstream log, named by the model in the answer and the
+// request id, and lands in the provider's health and the routing object.
+func TestFirstAttemptDirect(t *testing.T) {
+	st := failoverState(t)
+	st.Failover.MaxAttempts = 3
+	st.Failover.First = map[string]string{"a1": "stellwerk_first_a1", "b1": "stellwerk_first_b1"}
+	st.Router.Health = health.New(health.Policy{FailuresBeforeCooldown: 3, Cooldown: time.Minute, MaxCooldown: time.Hour})
+	s := New(st, zap.NewNop())
+	e := openStream(s, "")
+	e.do(headersMsg("POST", "/v1/chat/completions", false, "x-request-id", "rid-1"))
+	resp := e.do(bodyMsg(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`))
+	hs := setHeaders(resp.GetRequestBody().GetResponse().GetHeaderMutation())
+	if hs[header.Cluster] != "stellwerk_first_a1" || hs[header.MaxRetries] != "1" || hs["authorization"] != "" {
+		t.Fatalf("edge headers %v", hs)
+	}
+	for _, h := range []string{header.Plan, header.Rewritten, header.Workspace, header.FirstByte} {
+		if _, ok := hs[h]; ok {
+			t.Errorf("the first provider would get %s: %v", h, hs)
+		}
+	}
+	md := resp.GetDynamicMetadata().GetFields()
+	sw := md[header.MetadataNamespace].GetStructValue().GetFields()
+	id, models, ok := decodePlan(sw[header.PlanKey].GetStringValue())
+	if !ok || len(models) != 2 || models[0] != "a1" || models[1] != "b1" || sw[header.RewrittenKey].GetStringValue() != "/v1/chat/completions" {
+		t.Errorf("stellwerk metadata %v", sw)
+	}
+	lb := md[header.LBNamespace].GetStructValue().GetFields()
+	if len(lb) != 2 || lb[header.AttemptKey(2)].GetStringValue() != "b" || lb[header.AttemptKey(3)].GetStringValue() != header.NoAttempt {
+		t.Errorf("subset criteria %v", lb)
+	}
+
+	// Not this log's: another request's entry without an answer names its
+	// provider only (its failure is the provider's); an answer that is not
+	// a failure changes nothing.
+	s.firstAttemptFailed(directLogEntry("rid-1", 200, map[string]string{header.FirstModel: "a1"}), time.Now())
+	if snap := st.Router.Health.Snapshot(); len(snap) != 0 {
+		t.Fatalf("a 200 changed health: %+v", snap)
+	}
+	s.firstAttemptFailed(directLogEntry("rid-1", 429, map[string]string{header.FirstModel: "a1", "retry-after": "120"}), time.Now())
+	snap := st.Router.Health.Snapshot()
+	if len(snap) != 1 || snap[0].Provider != "a" || snap[0].Model != "a1" || snap[0].Scope != "rate_limit" ||
+		time.Until(snap[0].CoolingUntil) < 100*time.Second {
+		t.Fatalf("health after the 429: %+v", snap)
+	}
+	e.do(respHeaders(":status", "200", "content-type", "application/json", "x-envoy-attempt-count", "2", header.Served, "1"))
+	body := e.do(respBody(`{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}`, true)).GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+	if a0 := gjson.GetBytes(body, "routing.attempts.0"); a0.Get("status").Int() != 429 || a0.Get("model").Str != "a1" || a0.Get("reason").Str != "rate limited (429)" {
+		t.Errorf("first attempt %s (decision %s)", a0.Raw, id)
+	}
+	if _, ok := s.attempts.directRequest("rid-1"); !ok {
+		t.Error("the request is not noted while its stream is open")
+	}
+	e.end()
+	if _, ok := s.attempts.directRequest("rid-1"); ok {
+		t.Error("the request is still noted after its stream")
+	}
+}
+
+// TestFirstAttemptDirectElsewhere: the upstream log's entry of a first
+// attempt whose edge stream another replica holds still reaches the
+// provider's health: by the model in the answer, or, with no answer, as
+// the provider's failure.
+func TestFirstAttemptDirectElsewhere(t *testing.T) {
+	st := failoverState(t)
+	st.Router.Health = health.New(health.Policy{FailuresBeforeCooldown: 1, Cooldown: time.Minute, MaxCooldown: time.Hour})
+	s := New(st, zap.NewNop())
+	// No answer and no flag: the client went away first, not a failure.
+	s.firstAttemptFailed(directLogEntry("elsewhere", 0, nil), time.Now())
+	if snap := st.Router.Health.Snapshot(); len(snap) != 0 {
+		t.Fatalf("a cancelled attempt changed health: %+v", snap)
+	}
+	en := directLogEntry("elsewhere", 0, nil)
+	en.CommonProperties.ResponseFlags = &accesslogdatav3.ResponseFlags{UpstreamConnectionFailure: true}
+	s.firstAttemptFailed(en, time.Now())
+	snap := st.Router.Health.Snapshot()
+	if len(snap) != 1 || snap[0].Provider != "a" || snap[0].Scope == "rate_limit" || !strings.Contains(snap[0].Reason, "UF") {
+		t.Fatalf("health after a connection failure: %+v", snap)
+	}
+	// Another replica's 429: the model in the answer scopes it.
+	s.firstAttemptFailed(directLogEntry("elsewhere", 429, map[string]string{header.FirstModel: "a1"}), time.Now())
+	if snap := st.Router.Health.Snapshot(); len(snap) != 2 || snap[1].Model != "a1" || snap[1].Scope != "rate_limit" {
+		t.Fatalf("health after another replica's 429: %+v", snap)
 	}
 }

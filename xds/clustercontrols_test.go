@@ -152,7 +152,10 @@ func TestClustersExampleTranslates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Clusters) != 4 { // three providers and the failover cluster
+	// Three providers and the failover cluster. Every provider here has
+	// endpoint priorities, active health checks or outlier detection, so
+	// none can be a first-attempt cluster's first priority (steadyFirst).
+	if len(res.Clusters) != 4 || len(ir.Failover.First) != 0 {
 		t.Errorf("%d clusters", len(res.Clusters))
 	}
 }

@@ -30,8 +30,10 @@ func extProcConfig(ep ExtProc) *extprocv3.ExternalProcessor {
 		// One attempt on one provider: the stream says which.
 		gs.InitialMetadata = []*corev3.HeaderValue{{Key: header.Egress, Value: ep.Egress}}
 	} else {
-		// The decision's attempt list, for the failover cluster's balancer.
-		mo = &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{header.MetadataNamespace}}}
+		// The decision's attempt list, for the failover clusters' balancers
+		// (subset criteria in Envoy's own namespace for the first-attempt
+		// clusters').
+		mo = &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{header.MetadataNamespace, header.LBNamespace}}}
 	}
 	c := &extprocv3.ExternalProcessor{
 		MetadataOptions:  mo,

@@ -42,21 +42,7 @@ import (
 
 // failoverCluster is the cluster of egress listeners.
 func failoverCluster(f Failover) (*clusterv3.Cluster, error) {
-	var eps []*endpointv3.LbEndpoint
-	for _, e := range f.Egress {
-		eps = append(eps, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-			Address: &corev3.Address{Address: &corev3.Address_EnvoyInternalAddress{EnvoyInternalAddress: &corev3.EnvoyInternalAddress{
-				AddressNameSpecifier: &corev3.EnvoyInternalAddress_ServerListenerName{ServerListenerName: e.Listener},
-			}}},
-		}}})
-	}
-	raw, err := toAny(&rawv3.RawBuffer{})
-	if err != nil {
-		return nil, err
-	}
-	ts, err := toAny(&internalv3.InternalUpstreamTransport{TransportSocket: &corev3.TransportSocket{
-		Name: "envoy.transport_sockets.raw_buffer", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: raw},
-	}})
+	cl, err := egressCluster(f, header.FailoverCluster, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -89,25 +75,58 @@ func failoverCluster(f Failover) (*clusterv3.Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Retries are how failover works, so the cluster-wide cap on concurrent
-	// retries (3 by default) must not be what limits it.
-	unlimited := wrapperspb.UInt32(1 << 20)
+	cl.LoadBalancingPolicy = &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
+		TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.override_host", TypedConfig: oh},
+	}}}
+	return cl, nil
+}
+
+// egressCluster is a static cluster of the egress listeners, reached over
+// Envoy's internal transport, without a load-balancing policy yet. label,
+// when set, gives each listener's endpoint its subset metadata.
+func egressCluster(f Failover, name string, label func(Egress) *corev3.Metadata) (*clusterv3.Cluster, error) {
+	var eps []*endpointv3.LbEndpoint
+	for _, e := range f.Egress {
+		ep := &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+			Address: &corev3.Address{Address: &corev3.Address_EnvoyInternalAddress{EnvoyInternalAddress: &corev3.EnvoyInternalAddress{
+				AddressNameSpecifier: &corev3.EnvoyInternalAddress_ServerListenerName{ServerListenerName: e.Listener},
+			}}},
+		}}}
+		if label != nil {
+			ep.Metadata = label(e)
+		}
+		eps = append(eps, ep)
+	}
+	raw, err := toAny(&rawv3.RawBuffer{})
+	if err != nil {
+		return nil, err
+	}
+	ts, err := toAny(&internalv3.InternalUpstreamTransport{TransportSocket: &corev3.TransportSocket{
+		Name: "envoy.transport_sockets.raw_buffer", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: raw},
+	}})
+	if err != nil {
+		return nil, err
+	}
 	return &clusterv3.Cluster{
-		Name:                 header.FailoverCluster,
+		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		ConnectTimeout:       durationpb.New(1e9),
-		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: header.FailoverCluster,
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name,
 			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: eps}}},
 		TransportSocket: &corev3.TransportSocket{Name: "envoy.transport_sockets.internal_upstream",
 			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: ts}},
-		LoadBalancingPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
-			TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.override_host", TypedConfig: oh},
-		}}},
-		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
-			MaxConnections: unlimited, MaxPendingRequests: unlimited, MaxRequests: unlimited, MaxRetries: unlimited,
-		}}},
+		CircuitBreakers:               &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{unlimitedThresholds()}},
 		PerConnectionBufferLimitBytes: wrapperspb.UInt32(uint32(f.MaxRequestBytes + bufferSlack)),
 	}, nil
+}
+
+// unlimitedThresholds lift the circuit breakers of the clusters failover
+// retries are counted against: retries are how failover works, so the
+// cluster-wide cap on concurrent retries (3 by default) must not be what
+// limits it.
+func unlimitedThresholds() *clusterv3.CircuitBreakers_Thresholds {
+	unlimited := wrapperspb.UInt32(1 << 20)
+	return &clusterv3.CircuitBreakers_Thresholds{MaxConnections: unlimited, MaxPendingRequests: unlimited, MaxRequests: unlimited, MaxRetries: unlimited}
 }
 
 // egressListener is one provider's internal listener: stellwerk's ext_proc
@@ -215,6 +234,13 @@ func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 		},
 		LocalReplyConfig: lrc,
 	}
+	keys, err := credentialStrip(ir)
+	if err != nil {
+		return nil, err
+	}
+	if keys != nil {
+		hcm.HttpFilters = append([]*hcmv3.HttpFilter{keys}, hcm.HttpFilters...)
+	}
 	hcmAny, err := toAny(hcm)
 	if err != nil {
 		return nil, err
@@ -237,15 +263,20 @@ func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 // response headers within the attempt timeout. The ext_proc filter lowers
 // the number of retries per request (x-envoy-max-retries) to the length of
 // its attempt list.
-func retryPolicy(f Failover) *routev3.RetryPolicy {
+func retryPolicy(f Failover) (*routev3.RetryPolicy, error) {
+	rp, err := retryPriority()
+	if err != nil {
+		return nil, err
+	}
 	return &routev3.RetryPolicy{
+		RetryPriority:        rp,
 		RetryOn:              "5xx,reset,connect-failure,retriable-status-codes",
 		RetriableStatusCodes: []uint32{429},
 		NumRetries:           wrapperspb.UInt32(uint32(f.MaxAttempts - 1)),
 		PerTryTimeout:        durationpb.New(f.AttemptTimeout),
 		// Each retry goes to another provider: there is nothing to back off from.
 		RetryBackOff: &routev3.RetryPolicy_RetryBackOff{BaseInterval: durationpb.New(2e6), MaxInterval: durationpb.New(10e6)},
-	}
+	}, nil
 }
 
 // firstAttemptLogName is the gRPC access log of first attempts' failures.
@@ -277,7 +308,7 @@ func firstAttemptLog(ep ExtProc) (*accesslogv3.AccessLog, error) {
 			BufferSizeBytes: wrapperspb.UInt32(0),
 		},
 		AdditionalRequestHeadersToLog:  []string{header.Plan, header.Rewritten, header.Workspace, header.FirstByte, "x-envoy-attempt-count"},
-		AdditionalResponseHeadersToLog: []string{"retry-after", header.UpstreamFlags},
+		AdditionalResponseHeadersToLog: []string{"retry-after", header.UpstreamFlags, header.FirstModel},
 	})
 	if err != nil {
 		return nil, err
@@ -298,9 +329,19 @@ func firstAttemptLog(ep ExtProc) (*accesslogv3.AccessLog, error) {
 		status(accesslogv3.ComparisonFilter_GE, 500, "server_error"),
 		{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: firstAttemptFlags}}},
 	}}}}
+	// A first attempt the edge rewrote: through its egress listener (the
+	// header present), or straight to its provider (a first-attempt
+	// cluster, firstattempt.go). The filters run in order and stop at the
+	// first false: CEL only for failed first attempts.
+	direct, err := celFilter(`xds.cluster_name.startsWith("` + header.FirstClusterPrefix + `")`)
+	if err != nil {
+		return nil, err
+	}
+	rewritten := &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_OrFilter{OrFilter: &accesslogv3.OrFilter{
+		Filters: []*accesslogv3.AccessLogFilter{present(header.Rewritten), direct}}}}
 	return &accesslogv3.AccessLog{
 		Name:       "envoy.access_loggers.http_grpc",
-		Filter:     &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_AndFilter{AndFilter: &accesslogv3.AndFilter{Filters: []*accesslogv3.AccessLogFilter{present(header.Rewritten), first, failed}}}},
+		Filter:     &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_AndFilter{AndFilter: &accesslogv3.AndFilter{Filters: []*accesslogv3.AccessLogFilter{first, failed, rewritten}}}},
 		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: cfg},
 	}, nil
 }

@@ -57,6 +57,21 @@ type Failover struct {
 	// MaxRequestBytes sizes the buffers a retried request is kept in.
 	MaxRequestBytes int64    `json:"max_request_bytes"`
 	Egress          []Egress `json:"egress"`
+	// First are the models' first-attempt clusters, for JSON requests
+	// whose first attempt the client-facing filter rewrote: that attempt
+	// goes from the client-facing router straight to the provider's
+	// cluster, the retries through the failover cluster (docs/failover.md).
+	First []FirstAttempt `json:"first,omitempty"`
+}
+
+// FirstAttempt is one model's first-attempt cluster.
+type FirstAttempt struct {
+	Name  string `json:"name"`
+	Model string `json:"model"`
+	// Provider is the provider's cluster, where the first attempt goes: its
+	// credential and protocol are the first-attempt cluster's too (an
+	// aggregate cluster's upstream filters are its own, not its members').
+	Provider Cluster `json:"provider"`
 }
 
 // Egress is one provider's internal listener: it runs stellwerk's per-attempt
@@ -206,9 +221,29 @@ func FromConfig(c *config.Config, cat *catalog.Catalog, wks ...WorkspaceKey) (IR
 			slices.Sort(e.FirstByte)
 			f.Egress = append(f.Egress, e)
 		}
+		for _, m := range cat.Models() {
+			i := slices.IndexFunc(ir.Clusters, func(c Cluster) bool { return c.Name == m.Provider.Cluster })
+			if i < 0 || !steadyFirst(ir.Clusters[i]) {
+				continue
+			}
+			f.First = append(f.First, FirstAttempt{Name: header.FirstCluster(m.ID), Model: m.ID, Provider: ir.Clusters[i]})
+		}
 		ir.Failover = f
 	}
 	return ir, ir.Validate()
+}
+
+// steadyFirst reports whether a provider's cluster can be a first-attempt
+// cluster's first priority: one that never hands its load to the next
+// (the retries' failover clusters, whose requests would lack the plan).
+// Endpoints with priorities of their own, active health checks and
+// outlier detection can all leave it without a healthy host; such a
+// provider's first attempts keep the failover cluster.
+func steadyFirst(c Cluster) bool {
+	if c.Controls.HealthCheck != nil || c.Controls.OutlierDetection != nil {
+		return false
+	}
+	return !slices.ContainsFunc(c.endpoints(), func(e Endpoint) bool { return e.Priority != 0 })
 }
 
 // Validate checks the IR on its own, so hand-built IRs in tests get the same

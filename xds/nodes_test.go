@@ -90,7 +90,7 @@ func TestDumpNeverShowsSecrets(t *testing.T) {
 	if strings.Contains(string(b), "sk-golden-test-key") {
 		t.Errorf("the dump shows a provider key")
 	}
-	if len(d.Clusters) != 3 || len(d.Listeners) != 3 || len(d.Routes) != 1 || len(d.Secrets) != 1 || d.Version != p.Version() {
+	if len(d.Clusters) != 7 || len(d.Listeners) != 3 || len(d.Routes) != 1 || len(d.Secrets) != 1 || d.Version != p.Version() {
 		t.Errorf("dump: %d clusters, %d listeners, %d routes, secrets %v, version %q", len(d.Clusters), len(d.Listeners), len(d.Routes), d.Secrets, d.Version)
 	}
 }

@@ -12,14 +12,18 @@ import (
 // routeConfig forwards a request to the cluster named by the routing header
 // that only stellwerk sets. A request that reaches the router without it
 // (which stellwerk never lets happen) gets a 404 rather than a default route.
-func routeConfig(ir IR) *routev3.RouteConfiguration {
+func routeConfig(ir IR) (*routev3.RouteConfiguration, error) {
 	noRoute := apierr.NotFound("unknown_url", "", "no route: the request was not routed by stellwerk")
 	action := &routev3.RouteAction{
 		ClusterSpecifier: &routev3.RouteAction_ClusterHeader{ClusterHeader: header.Cluster},
 		Timeout:          durationpb.New(ir.RequestTimeout),
 	}
 	if ir.Failover != nil {
-		action.RetryPolicy = retryPolicy(*ir.Failover)
+		rp, err := retryPolicy(*ir.Failover)
+		if err != nil {
+			return nil, err
+		}
+		action.RetryPolicy = rp
 	}
 	return &routev3.RouteConfiguration{
 		Name: RouteConfigName,
@@ -59,5 +63,5 @@ func routeConfig(ir IR) *routev3.RouteConfiguration {
 				},
 			},
 		}},
-	}
+	}, nil
 }

@@ -58,12 +58,31 @@ func Translate(ir IR) (Resources, error) {
 			check("listener "+l.Name, l)
 			res.Listeners = append(res.Listeners, l)
 		}
-		if ir.Failover != nil {
-			cl, err := failoverCluster(*ir.Failover)
+		if f := ir.Failover; f != nil {
+			cl, err := failoverCluster(*f)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("cluster %s: %w", header.FailoverCluster, err))
 			} else {
 				check("cluster "+header.FailoverCluster, cl)
+				res.Clusters = append(res.Clusters, cl)
+			}
+			for n := 2; len(f.First) > 0 && n <= f.MaxAttempts; n++ {
+				name := header.FailoverAttempt(n)
+				cl, err := attemptCluster(*f, n)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("cluster %s: %w", name, err))
+					continue
+				}
+				check("cluster "+name, cl)
+				res.Clusters = append(res.Clusters, cl)
+			}
+			for _, fa := range f.First {
+				cl, err := firstAttemptCluster(*f, fa)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("cluster %s: %w", fa.Name, err))
+					continue
+				}
+				check("cluster "+fa.Name, cl)
 				res.Clusters = append(res.Clusters, cl)
 			}
 			for _, e := range ir.Failover.Egress {
@@ -76,9 +95,12 @@ func Translate(ir IR) (Resources, error) {
 				res.Listeners = append(res.Listeners, l)
 			}
 		}
-		rc := routeConfig(ir)
-		check("route configuration "+rc.Name, rc)
-		res.Routes = append(res.Routes, rc)
+		if rc, err := routeConfig(ir); err != nil {
+			errs = append(errs, fmt.Errorf("route configuration: %w", err))
+		} else {
+			check("route configuration "+rc.Name, rc)
+			res.Routes = append(res.Routes, rc)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Resources{}, err

@@ -5,12 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	aggregatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/aggregate/v3"
+	subsetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/subset/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"go.uber.org/zap"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
@@ -19,6 +25,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/header"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -116,9 +123,10 @@ func TestTranslateShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Two providers, the failover cluster; the listener and one egress
-	// listener per provider.
-	if len(res.Clusters) != 3 || len(res.Listeners) != 3 || len(res.Routes) != 1 {
+	// Two providers, the failover cluster, the failover clusters of the
+	// second and third attempts and a first-attempt cluster per model; the
+	// listener and one egress listener per provider.
+	if len(res.Clusters) != 7 || len(res.Listeners) != 3 || len(res.Routes) != 1 {
 		t.Fatalf("resources: %d clusters, %d listeners, %d routes", len(res.Clusters), len(res.Listeners), len(res.Routes))
 	}
 	fo := res.Clusters[2]
@@ -130,7 +138,8 @@ func TestTranslateShape(t *testing.T) {
 		t.Errorf("egress listener: %v", l)
 	}
 	rp := res.Routes[0].GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetRetryPolicy()
-	if rp.GetNumRetries().GetValue() != 2 || rp.GetPerTryTimeout().AsDuration() == 0 {
+	if rp.GetNumRetries().GetValue() != 2 || rp.GetPerTryTimeout().AsDuration() == 0 ||
+		rp.GetRetryPriority().GetName() != "envoy.retry_priorities.previous_priorities" {
 		t.Errorf("retry policy: %v", rp)
 	}
 	tlsCluster, plain := res.Clusters[0], res.Clusters[1]
@@ -142,6 +151,90 @@ func TestTranslateShape(t *testing.T) {
 	}
 	if res.Routes[0].GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetClusterHeader() != "x-stellwerk-cluster" {
 		t.Errorf("route does not use the routing header")
+	}
+}
+
+// TestFirstAttemptClusters: a model's first-attempt cluster puts its
+// provider's cluster first and a failover cluster per retry after it, with
+// upstream filters that inject the provider's credential, give every
+// attempt but the first the plan from dynamic metadata and name the model
+// in the answer; each retry's failover cluster finds the plan's provider
+// for that attempt by subset criteria, and no host for any other value;
+// every egress listener first removes the providers' credential headers.
+func TestFirstAttemptClusters(t *testing.T) {
+	res, err := Translate(testIR(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*clusterv3.Cluster{}
+	for _, c := range res.Clusters {
+		byName[c.GetName()] = c
+	}
+	fc := byName[header.FirstCluster("gpt-4o-mini")]
+	if fc == nil || byName[header.FirstCluster("local")] == nil {
+		t.Fatalf("first-attempt clusters missing: %v", slices.Collect(maps.Keys(byName)))
+	}
+	var agg aggregatev3.ClusterConfig
+	if err := fc.GetClusterType().GetTypedConfig().UnmarshalTo(&agg); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"provider_openai", header.FailoverAttempt(2), header.FailoverAttempt(3)}; !slices.Equal(agg.GetClusters(), want) {
+		t.Errorf("members %v, want %v", agg.GetClusters(), want)
+	}
+	var opts httpv3.HttpProtocolOptions
+	if err := fc.GetTypedExtensionProtocolOptions()[httpProtocolOptionsKey].UnmarshalTo(&opts); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range opts.GetHttpFilters() {
+		names = append(names, f.GetName())
+	}
+	if want := []string{"envoy.filters.http.credential_injector", "stellwerk_retry_headers", "stellwerk_answer_model", "envoy.filters.http.upstream_codec"}; !slices.Equal(names, want) {
+		t.Errorf("upstream filters %v, want %v", names, want)
+	}
+	b, _ := protojson.Marshal(fc)
+	for _, want := range []string{`"exact":"1"`, "notMatcher", "%DYNAMIC_METADATA(stellwerk:plan)%", "%DYNAMIC_METADATA(stellwerk:rewritten)%", "x-stellwerk-first-model"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("first-attempt cluster lacks %s: %s", want, b)
+		}
+	}
+	a3 := byName[header.FailoverAttempt(3)]
+	for _, ep := range a3.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints() {
+		v := ep.GetMetadata().GetFilterMetadata()[header.LBNamespace].GetFields()[header.AttemptKey(3)].GetStringValue()
+		if !strings.HasSuffix(ep.GetEndpoint().GetAddress().GetEnvoyInternalAddress().GetServerListenerName(), "_"+v) {
+			t.Errorf("endpoint %v labelled %q", ep, v)
+		}
+	}
+	var sub subsetv3.Subset
+	if err := a3.GetLoadBalancingPolicy().GetPolicies()[0].GetTypedExtensionConfig().GetTypedConfig().UnmarshalTo(&sub); err != nil {
+		t.Fatal(err)
+	}
+	sel := sub.GetSubsetSelectors()
+	if sub.GetFallbackPolicy() != subsetv3.Subset_NO_FALLBACK || len(sel) != 2 ||
+		!slices.Equal(sel[0].GetKeys(), []string{header.AttemptKey(2), header.AttemptKey(3)}) ||
+		!slices.Equal(sel[0].GetFallbackKeysSubset(), []string{header.AttemptKey(3)}) || !slices.Equal(sel[1].GetKeys(), []string{header.AttemptKey(3)}) {
+		t.Errorf("subset balancer %v", &sub)
+	}
+	// With one retry the criteria hold one key: a selector over it alone
+	// (Envoy refuses a fallback subset equal to its keys).
+	ir2 := testIR(t)
+	ir2.Failover.MaxAttempts = 2
+	a2, err := attemptCluster(*ir2.Failover, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sub2 subsetv3.Subset
+	if err := a2.GetLoadBalancingPolicy().GetPolicies()[0].GetTypedExtensionConfig().GetTypedConfig().UnmarshalTo(&sub2); err != nil {
+		t.Fatal(err)
+	}
+	if sel := sub2.GetSubsetSelectors(); len(sel) != 1 || !slices.Equal(sel[0].GetKeys(), []string{header.AttemptKey(2)}) || len(sel[0].GetFallbackKeysSubset()) != 0 {
+		t.Errorf("one retry: selectors %v", sel)
+	}
+	for _, l := range res.Listeners[1:] {
+		b, _ := protojson.Marshal(l)
+		if !strings.Contains(string(b), `"remove":"authorization"`) {
+			t.Errorf("egress listener %s keeps the credential headers: %s", l.GetName(), b)
+		}
 	}
 }
 
@@ -249,7 +342,9 @@ func TestProviderCredentialIsEnvoys(t *testing.T) {
 			t.Fatal(err)
 		}
 		injects := strings.Contains(string(b), "envoy.filters.http.credential_injector")
-		if want := c.GetName() == "provider_openai"; injects != want {
+		// The provider's cluster, and its model's first-attempt cluster
+		// (an aggregate's upstream filters are its own).
+		if want := c.GetName() == "provider_openai" || c.GetName() == header.FirstCluster("gpt-4o-mini"); injects != want {
 			t.Errorf("cluster %s: credential filter %v, want %v", c.GetName(), injects, want)
 		}
 		if strings.Contains(string(b), "sk-golden-test-key") {

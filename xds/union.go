@@ -14,6 +14,10 @@ func Union(old, next IR) IR {
 	if next.Failover != nil && old.Failover != nil {
 		f := *next.Failover
 		f.Egress = unionBy(next.Failover.Egress, old.Failover.Egress, func(e Egress) string { return e.Listener })
+		f.First = unionBy(next.Failover.First, old.Failover.First, func(fa FirstAttempt) string { return fa.Name })
+		// A request decided before may retry as often as the old config let
+		// it: its first-attempt cluster keeps a failover cluster per retry.
+		f.MaxAttempts = max(f.MaxAttempts, old.Failover.MaxAttempts)
 		u.Failover = &f
 	}
 	return u
@@ -34,16 +38,19 @@ func unionBy[T any](next, old []T, key func(T) string) []T {
 	return out
 }
 
-// Removes reports whether next drops a cluster, secret or egress listener
-// that old has: only then does a reload need its second, removing step.
+// Removes reports whether next drops a cluster, secret, egress listener,
+// first-attempt cluster or retry's failover cluster that old has: only
+// then does a reload need its second, removing step.
 func Removes(old, next IR) bool {
 	u := Union(old, next)
 	n := next
-	egress := func(ir IR) int {
+	egress := func(ir IR) (int, int, int) {
 		if ir.Failover == nil {
-			return 0
+			return 0, 0, 0
 		}
-		return len(ir.Failover.Egress)
+		return len(ir.Failover.Egress), len(ir.Failover.First), ir.Failover.MaxAttempts
 	}
-	return len(u.Clusters) != len(n.Clusters) || len(u.Secrets) != len(n.Secrets) || egress(u) != egress(n)
+	ue, uf, um := egress(u)
+	ne, nf, nm := egress(n)
+	return len(u.Clusters) != len(n.Clusters) || len(u.Secrets) != len(n.Secrets) || ue != ne || uf != nf || um != nm
 }

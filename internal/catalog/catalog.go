@@ -402,6 +402,17 @@ func (c *Catalog) Lookup(id string) (*Model, bool) {
 // Models returns the models sorted by id. The slice must not be modified.
 func (c *Catalog) Models() []*Model { return c.models }
 
+// ModelOfCluster is the first model served by the provider whose Envoy
+// cluster is named cluster, nil if none is.
+func (c *Catalog) ModelOfCluster(cluster string) *Model {
+	for _, m := range c.models {
+		if m.Provider.Cluster == cluster {
+			return m
+		}
+	}
+	return nil
+}
+
 // Providers returns the providers in config order. The slice must not be modified.
 func (c *Catalog) Providers() []*Provider { return c.providers }
 

@@ -4,7 +4,11 @@
 // drift apart.
 package header
 
-import "strings"
+import (
+	"hash/fnv"
+	"strconv"
+	"strings"
+)
 
 const (
 	// Prefix marks every header stellwerk owns. Client-sent copies of any
@@ -97,7 +101,60 @@ const (
 	HostsKey = "hosts"
 	// UpstreamFlags is added to Envoy's own error replies: its response flags.
 	UpstreamFlags = "x-stellwerk-upstream-flags"
+	// PlanKey, RewrittenKey and WorkspaceKey, in MetadataNamespace, carry
+	// what the Plan, Rewritten and Workspace headers carry, for a request
+	// whose first attempt goes straight to its provider (FirstCluster): the
+	// retries' egress listeners get them as headers, that first provider
+	// never does.
+	PlanKey      = "plan"
+	RewrittenKey = "rewritten"
+	WorkspaceKey = "workspace"
+	// FirstModel names the model in the answers of a first-attempt
+	// cluster, for the upstream log; the edge removes it.
+	FirstModel = "x-stellwerk-first-model"
+	// FirstClusterPrefix starts the names of the first-attempt clusters
+	// (FirstCluster).
+	FirstClusterPrefix = "stellwerk_first_"
 )
+
+// LBNamespace is the dynamic-metadata namespace Envoy's router reads
+// subset load-balancing criteria from.
+const LBNamespace = "envoy.lb"
+
+// FailoverAttempt names the failover cluster of a first-attempt cluster's
+// n-th attempt (n from 2): its egress listeners are labelled AttemptKey(n)
+// = provider, and the request's criteria (LBNamespace) name the provider
+// of its n-th attempt.
+func FailoverAttempt(n int) string { return FailoverCluster + "_attempt_" + strconv.Itoa(n) }
+
+// AttemptKey is the subset key of a request's n-th attempt (n from 2).
+func AttemptKey(n int) string { return "stellwerk_attempt_" + strconv.Itoa(n) }
+
+// NoAttempt is the criterion of an attempt beyond the plan: no egress
+// listener has it, so such an attempt finds no host.
+const NoAttempt = "-"
+
+// FirstCluster names a model's first-attempt cluster: an aggregate of the
+// model's provider cluster (the first attempt, which the edge rewrote) and
+// a failover cluster per retry (FailoverAttempt). The name ends in a hash of the model
+// id, so ids that differ only in characters a cluster name avoids do not
+// collide.
+func FirstCluster(modelID string) string {
+	h := fnv.New32a()
+	h.Write([]byte(modelID))
+	b := make([]byte, 0, len(FirstClusterPrefix)+len(modelID)+9)
+	b = append(b, FirstClusterPrefix...)
+	for i := 0; i < len(modelID); i++ {
+		c := modelID[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' {
+			b = append(b, c)
+		} else {
+			b = append(b, '_')
+		}
+	}
+	b = append(b, '_')
+	return string(strconv.AppendUint(b, uint64(h.Sum32()), 16))
+}
 
 // WorkspaceCluster names the copy of a provider's cluster that injects a
 // workspace's own key.

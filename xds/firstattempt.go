@@ -1,0 +1,270 @@
+package xds
+
+import (
+	"slices"
+	"strings"
+
+	xdscorev3 "github.com/cncf/xds/go/xds/core/v3"
+	xdsmatcherv3 "github.com/cncf/xds/go/xds/type/matcher/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	mutationv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	aggregatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/aggregate/v3"
+	matchingv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/matching/v3"
+	compositev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/composite/v3"
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
+	codecv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/upstream_codec/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	roundrobinv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/round_robin/v3"
+	subsetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/subset/v3"
+	previousv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/stellwerk/stellwerk/internal/header"
+)
+
+// The first attempt without the internal listener (docs/failover.md).
+// A JSON request whose first attempt the client-facing filter rewrote goes
+// to its model's first-attempt cluster: an aggregate cluster whose first
+// priority is the provider's own cluster and whose next ones are failover
+// clusters, one per retry (attemptCluster). The route's retry priority
+// (previous_priorities) moves each retry to the next priority, so the
+// first attempt goes from the client-facing router straight to the
+// provider, and the n-th attempt to the egress listener of the plan's n-th
+// provider. That saves the first attempt a second connection manager and
+// router pass.
+//
+// What the retries' egress listeners read from headers (the plan, the
+// client's path, the workspace) travels in dynamic metadata instead: the
+// cluster's upstream filters add it as headers to every attempt but the
+// first, so the first provider never gets them. An aggregate cluster's
+// upstream filters are its own, not its members', so they also inject the
+// provider's credential; the egress listeners remove every provider's
+// credential header on arrival (credentialStrip), so a retry carries no
+// key but the one its own provider's cluster injects.
+
+// firstAttemptCluster is one model's first-attempt cluster.
+func firstAttemptCluster(f Failover, fa FirstAttempt) (*clusterv3.Cluster, error) {
+	members := []string{fa.Provider.Name}
+	for n := 2; n <= f.MaxAttempts; n++ {
+		members = append(members, header.FailoverAttempt(n))
+	}
+	agg, err := toAny(&aggregatev3.ClusterConfig{Clusters: members})
+	if err != nil {
+		return nil, err
+	}
+	// The protocol is the member's (Envoy takes it from the picked host's
+	// cluster); the aggregate must still name one, and one that needs no
+	// ALPN, as it has no transport socket of its own.
+	opts := &httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+		ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
+	}}}
+	var fs []*hcmv3.HttpFilter
+	if c := fa.Provider.Credential; c != nil {
+		cfs, err := upstreamFilters(*c)
+		if err != nil {
+			return nil, err
+		}
+		fs = cfs[:len(cfs)-1] // the credential; the codec ends the chain below
+	}
+	retry, err := retryHeaders()
+	if err != nil {
+		return nil, err
+	}
+	model, err := answerModel(fa.Model)
+	if err != nil {
+		return nil, err
+	}
+	codec, err := toAny(&codecv3.UpstreamCodec{})
+	if err != nil {
+		return nil, err
+	}
+	opts.HttpFilters = append(fs, retry, model, &hcmv3.HttpFilter{Name: "envoy.filters.http.upstream_codec", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: codec}})
+	po, err := toAny(opts)
+	if err != nil {
+		return nil, err
+	}
+	unlimited := unlimitedThresholds()
+	return &clusterv3.Cluster{
+		Name: fa.Name,
+		ClusterDiscoveryType: &clusterv3.Cluster_ClusterType{ClusterType: &clusterv3.Cluster_CustomClusterType{
+			Name: "envoy.clusters.aggregate", TypedConfig: agg,
+		}},
+		ConnectTimeout:                durationpb.New(1e9),
+		LbPolicy:                      clusterv3.Cluster_CLUSTER_PROVIDED,
+		TypedExtensionProtocolOptions: map[string]*anypb.Any{httpProtocolOptionsKey: po},
+		// Retries are counted against the route's cluster, this one.
+		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{unlimited}},
+	}, nil
+}
+
+// attemptCluster is the failover cluster of the n-th attempt (n from 2) of
+// the first-attempt clusters. The override-host balancer cannot serve as a
+// member of an aggregate cluster (Envoy's aggregate balancer does not pass
+// the request's stream info on, where that balancer keeps its place in the
+// list), so the plan's providers travel as subset criteria, which it does
+// pass: the edge names the n-th attempt's provider in
+// LBNamespace/AttemptKey(n) (the NoAttempt value beyond the plan) and each
+// egress listener here is labelled with AttemptKey(n) = its provider. The
+// request's criteria carry a key for every attempt, so the selector over
+// all of them is the one that matches; no listener has them all, and its
+// fallback narrows the criteria to this attempt's key. A value no listener
+// has finds no host: an attempt never reaches a provider the plan does not
+// name.
+func attemptCluster(f Failover, n int) (*clusterv3.Cluster, error) {
+	key := header.AttemptKey(n)
+	cl, err := egressCluster(f, header.FailoverAttempt(n), func(e Egress) *corev3.Metadata {
+		return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+			header.LBNamespace: {Fields: map[string]*structpb.Value{key: structpb.NewStringValue(e.Provider)}},
+		}}
+	})
+	if err != nil {
+		return nil, err
+	}
+	var all []string
+	for i := 2; i <= f.MaxAttempts; i++ {
+		all = append(all, header.AttemptKey(i))
+	}
+	rr, err := toAny(&roundrobinv3.RoundRobin{})
+	if err != nil {
+		return nil, err
+	}
+	selectors := []*subsetv3.Subset_LbSubsetSelector{{Keys: []string{key}}}
+	if len(all) > 1 { // with one retry the criteria are this attempt's key alone
+		selectors = append([]*subsetv3.Subset_LbSubsetSelector{
+			{Keys: all, FallbackPolicy: subsetv3.Subset_LbSubsetSelector_KEYS_SUBSET, FallbackKeysSubset: []string{key}},
+		}, selectors...)
+	}
+	subset, err := toAny(&subsetv3.Subset{
+		FallbackPolicy:  subsetv3.Subset_NO_FALLBACK,
+		SubsetSelectors: selectors,
+		SubsetLbPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
+			TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.round_robin", TypedConfig: rr},
+		}}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	cl.LoadBalancingPolicy = &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
+		TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.subset", TypedConfig: subset},
+	}}}
+	return cl, nil
+}
+
+// answerModel is the upstream filter that names the model in every answer
+// of a first-attempt cluster (header.FirstModel): a provider's 429 or 5xx to
+// a first attempt reaches stellwerk in the upstream log's entry, whose
+// request carries nothing of the decision (upstreamlog.go). The edge
+// removes the header from the client's answer.
+func answerModel(modelID string) (*hcmv3.HttpFilter, error) {
+	hm, err := toAny(&headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{ResponseMutations: []*mutationv3.HeaderMutation{{
+		Action: &mutationv3.HeaderMutation_Append{Append: &corev3.HeaderValueOption{
+			// A literal: the formatter would read a % in a model id.
+			Header:       &corev3.HeaderValue{Key: header.FirstModel, Value: strings.ReplaceAll(modelID, "%", "%%")},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}},
+	}}}})
+	if err != nil {
+		return nil, err
+	}
+	return &hcmv3.HttpFilter{Name: "stellwerk_answer_model", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: hm}}, nil
+}
+
+// retryHeaders is the upstream filter that gives every attempt but the
+// first the plan, the client's path and the workspace from the request's
+// dynamic metadata (an empty value adds no header). Envoy's attempts share
+// one header map, so the headers stay for later attempts; the first never
+// has them.
+func retryHeaders() (*hcmv3.HttpFilter, error) {
+	var ms []*mutationv3.HeaderMutation
+	for _, kv := range [][2]string{{header.Plan, header.PlanKey}, {header.Rewritten, header.RewrittenKey}, {header.Workspace, header.WorkspaceKey}} {
+		ms = append(ms, &mutationv3.HeaderMutation{Action: &mutationv3.HeaderMutation_Append{Append: &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: kv[0], Value: "%DYNAMIC_METADATA(" + header.MetadataNamespace + ":" + kv[1] + ")%"},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}}})
+	}
+	hm, err := toAny(&headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{RequestMutations: ms}})
+	if err != nil {
+		return nil, err
+	}
+	action, err := toAny(&compositev3.ExecuteFilterAction{TypedConfig: &corev3.TypedExtensionConfig{
+		Name: "envoy.filters.http.header_mutation", TypedConfig: hm,
+	}})
+	if err != nil {
+		return nil, err
+	}
+	input, err := toAny(&matcherv3.HttpRequestHeaderMatchInput{HeaderName: "x-envoy-attempt-count"})
+	if err != nil {
+		return nil, err
+	}
+	composite, err := toAny(&compositev3.Composite{})
+	if err != nil {
+		return nil, err
+	}
+	first := &xdsmatcherv3.Matcher_MatcherList_Predicate{MatchType: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate_{
+		SinglePredicate: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate{
+			Input: &xdscorev3.TypedExtensionConfig{Name: "attempt_count", TypedConfig: input},
+			Matcher: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate_ValueMatch{ValueMatch: &xdsmatcherv3.StringMatcher{
+				MatchPattern: &xdsmatcherv3.StringMatcher_Exact{Exact: "1"},
+			}},
+		},
+	}}
+	ewm, err := toAny(&matchingv3.ExtensionWithMatcher{
+		ExtensionConfig: &corev3.TypedExtensionConfig{Name: "stellwerk_retry_headers", TypedConfig: composite},
+		XdsMatcher: &xdsmatcherv3.Matcher{MatcherType: &xdsmatcherv3.Matcher_MatcherList_{MatcherList: &xdsmatcherv3.Matcher_MatcherList{
+			Matchers: []*xdsmatcherv3.Matcher_MatcherList_FieldMatcher{{
+				Predicate: &xdsmatcherv3.Matcher_MatcherList_Predicate{MatchType: &xdsmatcherv3.Matcher_MatcherList_Predicate_NotMatcher{NotMatcher: first}},
+				OnMatch: &xdsmatcherv3.Matcher_OnMatch{OnMatch: &xdsmatcherv3.Matcher_OnMatch_Action{Action: &xdscorev3.TypedExtensionConfig{
+					Name: "add_retry_headers", TypedConfig: action,
+				}}},
+			}},
+		}}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &hcmv3.HttpFilter{Name: "stellwerk_retry_headers", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: ewm}}, nil
+}
+
+// credentialStrip is an egress listener's first filter: it removes every
+// provider's credential header, so a retry of a first attempt that went
+// straight to its provider (whose cluster injected that provider's key)
+// reaches neither stellwerk's filter nor the next provider with it. Nil
+// when no provider has a credential header.
+func credentialStrip(ir IR) (*hcmv3.HttpFilter, error) {
+	var names []string
+	for _, c := range ir.Clusters {
+		if cr := c.Credential; cr != nil && !slices.Contains(names, strings.ToLower(cr.Header)) {
+			names = append(names, strings.ToLower(cr.Header))
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	slices.Sort(names)
+	var ms []*mutationv3.HeaderMutation
+	for _, n := range names {
+		ms = append(ms, &mutationv3.HeaderMutation{Action: &mutationv3.HeaderMutation_Remove{Remove: n}})
+	}
+	hm, err := toAny(&headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{RequestMutations: ms}})
+	if err != nil {
+		return nil, err
+	}
+	return &hcmv3.HttpFilter{Name: "envoy.filters.http.header_mutation", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: hm}}, nil
+}
+
+// retryPriority moves each retry to the next priority of a first-attempt
+// cluster; on the failover cluster (one priority) it changes nothing.
+func retryPriority() (*routev3.RetryPolicy_RetryPriority, error) {
+	a, err := toAny(&previousv3.PreviousPrioritiesConfig{UpdateFrequency: 1})
+	if err != nil {
+		return nil, err
+	}
+	return &routev3.RetryPolicy_RetryPriority{Name: "envoy.retry_priorities.previous_priorities",
+		ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: a}}, nil
+}
