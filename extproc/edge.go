@@ -668,7 +668,7 @@ func (p *edge) firstCluster(first *catalog.Model, wc string) string {
 	if f == nil || len(f.First) == 0 || wc != "" || (p.result != nil && p.result.Chat.Stream) {
 		return ""
 	}
-	return f.First[first.ID]
+	return f.First[first.Provider.Name]
 }
 
 // routeFirstDirect sends a request the edge rewrote for its plan's first
@@ -684,6 +684,7 @@ func (p *edge) routeFirstDirect(cluster string, hs []*corev3.HeaderValueOption, 
 	md := map[string]*structpb.Value{
 		header.PlanKey:      structpb.NewStringValue(encodePlan(p.id, p.plan)),
 		header.RewrittenKey: structpb.NewStringValue(p.path),
+		header.ModelKey:     structpb.NewStringValue(p.plan[0].ID),
 	}
 	if len(p.state.WorkspaceClusters) > 0 && p.workspace != "" {
 		md[header.WorkspaceKey] = structpb.NewStringValue(p.workspace)

@@ -126,9 +126,9 @@ func (st *State) workspaceCluster(workspace, provider string) string {
 type Failover struct {
 	MaxAttempts    int
 	AttemptTimeout time.Duration
-	// First are the models' first-attempt clusters by model id, and
-	// FirstModels the models by cluster name (xds/firstattempt.go).
-	First, FirstModels map[string]string
+	// First are the providers' first-attempt clusters by provider name
+	// (xds/firstattempt.go).
+	First map[string]string
 }
 
 // Server implements Envoy's ExternalProcessor service.

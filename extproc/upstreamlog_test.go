@@ -162,14 +162,14 @@ func directLogEntry(requestID string, status uint32, respHeaders map[string]stri
 func TestFirstAttemptDirect(t *testing.T) {
 	st := failoverState(t)
 	st.Failover.MaxAttempts = 3
-	st.Failover.First = map[string]string{"a1": "stellwerk_first_a1", "b1": "stellwerk_first_b1"}
+	st.Failover.First = map[string]string{"a": "stellwerk_first_a", "b": "stellwerk_first_b"}
 	st.Router.Health = health.New(health.Policy{FailuresBeforeCooldown: 3, Cooldown: time.Minute, MaxCooldown: time.Hour})
 	s := New(st, zap.NewNop())
 	e := openStream(s, "")
 	e.do(headersMsg("POST", "/v1/chat/completions", false, "x-request-id", "rid-1"))
 	resp := e.do(bodyMsg(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`))
 	hs := setHeaders(resp.GetRequestBody().GetResponse().GetHeaderMutation())
-	if hs[header.Cluster] != "stellwerk_first_a1" || hs[header.MaxRetries] != "1" || hs["authorization"] != "" {
+	if hs[header.Cluster] != "stellwerk_first_a" || hs[header.MaxRetries] != "1" || hs["authorization"] != "" {
 		t.Fatalf("edge headers %v", hs)
 	}
 	for _, h := range []string{header.Plan, header.Rewritten, header.Workspace, header.FirstByte} {
@@ -180,7 +180,8 @@ func TestFirstAttemptDirect(t *testing.T) {
 	md := resp.GetDynamicMetadata().GetFields()
 	sw := md[header.MetadataNamespace].GetStructValue().GetFields()
 	id, models, ok := decodePlan(sw[header.PlanKey].GetStringValue())
-	if !ok || len(models) != 2 || models[0] != "a1" || models[1] != "b1" || sw[header.RewrittenKey].GetStringValue() != "/v1/chat/completions" {
+	if !ok || len(models) != 2 || models[0] != "a1" || models[1] != "b1" || sw[header.RewrittenKey].GetStringValue() != "/v1/chat/completions" ||
+		sw[header.ModelKey].GetStringValue() != "a1" {
 		t.Errorf("stellwerk metadata %v", sw)
 	}
 	lb := md[header.LBNamespace].GetStructValue().GetFields()

@@ -30,7 +30,7 @@ import (
 
 // The first attempt without the internal listener (docs/failover.md).
 // A JSON request whose first attempt the client-facing filter rewrote goes
-// to its model's first-attempt cluster: an aggregate cluster whose first
+// to its provider's first-attempt cluster: an aggregate cluster whose first
 // priority is the provider's own cluster and whose next ones are failover
 // clusters, one per retry (attemptCluster). The route's retry priority
 // (previous_priorities) moves each retry to the next priority, so the
@@ -48,9 +48,9 @@ import (
 // credential header on arrival (credentialStrip), so a retry carries no
 // key but the one its own provider's cluster injects.
 
-// firstAttemptCluster is one model's first-attempt cluster.
+// firstAttemptCluster is one provider's first-attempt cluster.
 func firstAttemptCluster(f Failover, fa FirstAttempt) (*clusterv3.Cluster, error) {
-	members := []string{fa.Provider.Name}
+	members := []string{fa.Cluster.Name}
 	for n := 2; n <= f.MaxAttempts; n++ {
 		members = append(members, header.FailoverAttempt(n))
 	}
@@ -65,7 +65,7 @@ func firstAttemptCluster(f Failover, fa FirstAttempt) (*clusterv3.Cluster, error
 		ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
 	}}}
 	var fs []*hcmv3.HttpFilter
-	if c := fa.Provider.Credential; c != nil {
+	if c := fa.Cluster.Credential; c != nil {
 		cfs, err := upstreamFilters(*c)
 		if err != nil {
 			return nil, err
@@ -76,7 +76,7 @@ func firstAttemptCluster(f Failover, fa FirstAttempt) (*clusterv3.Cluster, error
 	if err != nil {
 		return nil, err
 	}
-	model, err := answerModel(fa.Model)
+	model, err := answerModel()
 	if err != nil {
 		return nil, err
 	}
@@ -156,16 +156,16 @@ func attemptCluster(f Failover, n int) (*clusterv3.Cluster, error) {
 	return cl, nil
 }
 
-// answerModel is the upstream filter that names the model in every answer
-// of a first-attempt cluster (header.FirstModel): a provider's 429 or 5xx to
-// a first attempt reaches stellwerk in the upstream log's entry, whose
-// request carries nothing of the decision (upstreamlog.go). The edge
-// removes the header from the client's answer.
-func answerModel(modelID string) (*hcmv3.HttpFilter, error) {
+// answerModel is the upstream filter that names the first attempt's model
+// (dynamic metadata, from the edge) in every answer of a first-attempt
+// cluster (header.FirstModel): a provider's 429 or 5xx to a first attempt
+// reaches stellwerk in the upstream log's entry, whose request carries
+// nothing of the decision (upstreamlog.go). The edge removes the header
+// from the client's answer.
+func answerModel() (*hcmv3.HttpFilter, error) {
 	hm, err := toAny(&headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{ResponseMutations: []*mutationv3.HeaderMutation{{
 		Action: &mutationv3.HeaderMutation_Append{Append: &corev3.HeaderValueOption{
-			// A literal: the formatter would read a % in a model id.
-			Header:       &corev3.HeaderValue{Key: header.FirstModel, Value: strings.ReplaceAll(modelID, "%", "%%")},
+			Header:       &corev3.HeaderValue{Key: header.FirstModel, Value: "%DYNAMIC_METADATA(" + header.MetadataNamespace + ":" + header.ModelKey + ")%"},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		}},
 	}}}})

@@ -57,21 +57,21 @@ type Failover struct {
 	// MaxRequestBytes sizes the buffers a retried request is kept in.
 	MaxRequestBytes int64    `json:"max_request_bytes"`
 	Egress          []Egress `json:"egress"`
-	// First are the models' first-attempt clusters, for JSON requests
+	// First are the providers' first-attempt clusters, for JSON requests
 	// whose first attempt the client-facing filter rewrote: that attempt
 	// goes from the client-facing router straight to the provider's
 	// cluster, the retries through the failover cluster (docs/failover.md).
 	First []FirstAttempt `json:"first,omitempty"`
 }
 
-// FirstAttempt is one model's first-attempt cluster.
+// FirstAttempt is one provider's first-attempt cluster.
 type FirstAttempt struct {
-	Name  string `json:"name"`
-	Model string `json:"model"`
-	// Provider is the provider's cluster, where the first attempt goes: its
-	// credential and protocol are the first-attempt cluster's too (an
-	// aggregate cluster's upstream filters are its own, not its members').
-	Provider Cluster `json:"provider"`
+	Name     string `json:"name"`
+	Provider string `json:"provider"`
+	// Cluster is the provider's cluster, where the first attempt goes: its
+	// credential is the first-attempt cluster's too (an aggregate
+	// cluster's upstream filters are its own, not its members').
+	Cluster Cluster `json:"cluster"`
 }
 
 // Egress is one provider's internal listener: it runs stellwerk's per-attempt
@@ -221,12 +221,12 @@ func FromConfig(c *config.Config, cat *catalog.Catalog, wks ...WorkspaceKey) (IR
 			slices.Sort(e.FirstByte)
 			f.Egress = append(f.Egress, e)
 		}
-		for _, m := range cat.Models() {
-			i := slices.IndexFunc(ir.Clusters, func(c Cluster) bool { return c.Name == m.Provider.Cluster })
+		for _, p := range cat.Providers() {
+			i := slices.IndexFunc(ir.Clusters, func(c Cluster) bool { return c.Name == p.Cluster })
 			if i < 0 || !steadyFirst(ir.Clusters[i]) {
 				continue
 			}
-			f.First = append(f.First, FirstAttempt{Name: header.FirstCluster(m.ID), Model: m.ID, Provider: ir.Clusters[i]})
+			f.First = append(f.First, FirstAttempt{Name: header.FirstCluster(p.Name), Provider: p.Name, Cluster: ir.Clusters[i]})
 		}
 		ir.Failover = f
 	}

@@ -124,7 +124,7 @@ func TestTranslateShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Two providers, the failover cluster, the failover clusters of the
-	// second and third attempts and a first-attempt cluster per model; the
+	// second and third attempts and a first-attempt cluster per provider; the
 	// listener and one egress listener per provider.
 	if len(res.Clusters) != 7 || len(res.Listeners) != 3 || len(res.Routes) != 1 {
 		t.Fatalf("resources: %d clusters, %d listeners, %d routes", len(res.Clusters), len(res.Listeners), len(res.Routes))
@@ -170,8 +170,8 @@ func TestFirstAttemptClusters(t *testing.T) {
 	for _, c := range res.Clusters {
 		byName[c.GetName()] = c
 	}
-	fc := byName[header.FirstCluster("gpt-4o-mini")]
-	if fc == nil || byName[header.FirstCluster("local")] == nil {
+	fc := byName[header.FirstCluster("openai")]
+	if fc == nil || byName[header.FirstCluster("vllm")] == nil {
 		t.Fatalf("first-attempt clusters missing: %v", slices.Collect(maps.Keys(byName)))
 	}
 	var agg aggregatev3.ClusterConfig
@@ -193,7 +193,8 @@ func TestFirstAttemptClusters(t *testing.T) {
 		t.Errorf("upstream filters %v, want %v", names, want)
 	}
 	b, _ := protojson.Marshal(fc)
-	for _, want := range []string{`"exact":"1"`, "notMatcher", "%DYNAMIC_METADATA(stellwerk:plan)%", "%DYNAMIC_METADATA(stellwerk:rewritten)%", "x-stellwerk-first-model"} {
+	for _, want := range []string{`"exact":"1"`, "notMatcher", "%DYNAMIC_METADATA(stellwerk:plan)%", "%DYNAMIC_METADATA(stellwerk:rewritten)%",
+		"x-stellwerk-first-model", "%DYNAMIC_METADATA(stellwerk:model)%"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("first-attempt cluster lacks %s: %s", want, b)
 		}
@@ -344,7 +345,7 @@ func TestProviderCredentialIsEnvoys(t *testing.T) {
 		injects := strings.Contains(string(b), "envoy.filters.http.credential_injector")
 		// The provider's cluster, and its model's first-attempt cluster
 		// (an aggregate's upstream filters are its own).
-		if want := c.GetName() == "provider_openai" || c.GetName() == header.FirstCluster("gpt-4o-mini"); injects != want {
+		if want := c.GetName() == "provider_openai" || c.GetName() == header.FirstCluster("openai"); injects != want {
 			t.Errorf("cluster %s: credential filter %v, want %v", c.GetName(), injects, want)
 		}
 		if strings.Contains(string(b), "sk-golden-test-key") {

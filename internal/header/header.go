@@ -5,7 +5,6 @@
 package header
 
 import (
-	"hash/fnv"
 	"strconv"
 	"strings"
 )
@@ -109,8 +108,10 @@ const (
 	PlanKey      = "plan"
 	RewrittenKey = "rewritten"
 	WorkspaceKey = "workspace"
-	// FirstModel names the model in the answers of a first-attempt
-	// cluster, for the upstream log; the edge removes it.
+	// ModelKey, in MetadataNamespace, is the model of a first attempt that
+	// goes straight to its provider; its first-attempt cluster names it in
+	// the answer as FirstModel, for the upstream log (the edge removes it).
+	ModelKey   = "model"
 	FirstModel = "x-stellwerk-first-model"
 	// FirstClusterPrefix starts the names of the first-attempt clusters
 	// (FirstCluster).
@@ -134,27 +135,10 @@ func AttemptKey(n int) string { return "stellwerk_attempt_" + strconv.Itoa(n) }
 // listener has it, so such an attempt finds no host.
 const NoAttempt = "-"
 
-// FirstCluster names a model's first-attempt cluster: an aggregate of the
-// model's provider cluster (the first attempt, which the edge rewrote) and
-// a failover cluster per retry (FailoverAttempt). The name ends in a hash of the model
-// id, so ids that differ only in characters a cluster name avoids do not
-// collide.
-func FirstCluster(modelID string) string {
-	h := fnv.New32a()
-	h.Write([]byte(modelID))
-	b := make([]byte, 0, len(FirstClusterPrefix)+len(modelID)+9)
-	b = append(b, FirstClusterPrefix...)
-	for i := 0; i < len(modelID); i++ {
-		c := modelID[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' {
-			b = append(b, c)
-		} else {
-			b = append(b, '_')
-		}
-	}
-	b = append(b, '_')
-	return string(strconv.AppendUint(b, uint64(h.Sum32()), 16))
-}
+// FirstCluster names a provider's first-attempt cluster: an aggregate of
+// the provider's cluster (the first attempt, which the edge rewrote) and a
+// failover cluster per retry (FailoverAttempt).
+func FirstCluster(provider string) string { return FirstClusterPrefix + provider }
 
 // WorkspaceCluster names the copy of a provider's cluster that injects a
 // workspace's own key.

@@ -88,9 +88,9 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	if ir.Failover != nil {
 		st.Failover = &extproc.Failover{MaxAttempts: cfg.Failover.MaxAttempts, AttemptTimeout: cfg.Failover.AttemptTimeout}
 		if fs := ir.Failover.First; len(fs) > 0 {
-			st.Failover.First, st.Failover.FirstModels = make(map[string]string, len(fs)), make(map[string]string, len(fs))
+			st.Failover.First = make(map[string]string, len(fs))
 			for _, fa := range fs {
-				st.Failover.First[fa.Model], st.Failover.FirstModels[fa.Name] = fa.Name, fa.Model
+				st.Failover.First[fa.Provider] = fa.Name
 			}
 		}
 	}
