@@ -58,6 +58,25 @@ func logged(es ...*accesslogdatav3.HTTPAccessLogEntry) *logStream {
 		HttpLogs: &accesslogv3.StreamAccessLogsMessage_HTTPAccessLogEntries{LogEntry: es}}}}}
 }
 
+// wantRateLimitedA1 checks that a1's credential cools for the 429's
+// Retry-After (120 s), and nothing else.
+func wantRateLimitedA1(t *testing.T, st *State) {
+	t.Helper()
+	snap := st.Router.Health.Snapshot()
+	if len(snap) != 1 || snap[0].Provider != "a" || snap[0].Model != "a1" || snap[0].Scope != "rate_limit" ||
+		time.Until(snap[0].CoolingUntil) < 100*time.Second {
+		t.Fatalf("health after the 429: %+v", snap)
+	}
+}
+
+// servedByB ends a request of failoverState's plan with b's JSON answer
+// (the second attempt, as its egress filter says) and returns the body the
+// client gets.
+func servedByB(e *procStream) []byte {
+	e.do(respHeaders(":status", "200", "content-type", "application/json", "x-envoy-attempt-count", "2", header.Served, "1"))
+	return e.do(respBody(`{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}`, true)).GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+}
+
 // TestFirstAttemptFailureFromUpstreamLog: a first attempt the edge rewrote
 // fails with a 429; Envoy's upstream log reports it, stellwerk cools the
 // model's rate limit for its Retry-After and the routing object lists the
@@ -98,16 +117,11 @@ func TestFirstAttemptFailureFromUpstreamLog(t *testing.T) {
 	if err := s.UpstreamLog().StreamAccessLogs(ls); err != nil || !ls.closed {
 		t.Fatalf("stream: %v (closed %v)", err, ls.closed)
 	}
-	snap := st.Router.Health.Snapshot()
-	if len(snap) != 1 || snap[0].Provider != "a" || snap[0].Model != "a1" || snap[0].Scope != "rate_limit" ||
-		time.Until(snap[0].CoolingUntil) < 100*time.Second {
-		t.Fatalf("health after the 429: %+v", snap)
-	}
+	wantRateLimitedA1(t, st)
 
 	// The answer came from b, the plan's second model (its egress filter
 	// says so); the routing object has the first attempt from the log.
-	e.do(respHeaders(":status", "200", "content-type", "application/json", "x-envoy-attempt-count", "2", header.Served, "1"))
-	body := e.do(respBody(`{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}`, true)).GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+	body := servedByB(e)
 	a0 := gjson.GetBytes(body, "routing.attempts.0")
 	if a0.Get("status").Int() != 429 || a0.Get("outcome").Str != "failed" || a0.Get("reason").Str != "rate limited (429)" || a0.Get("latency_ms").Float() != 30 {
 		t.Errorf("first attempt %s", a0.Raw)
@@ -197,13 +211,8 @@ func TestFirstAttemptDirect(t *testing.T) {
 		t.Fatalf("a 200 changed health: %+v", snap)
 	}
 	s.firstAttemptFailed(directLogEntry("rid-1", 429, map[string]string{header.FirstModel: "a1", "retry-after": "120"}), time.Now())
-	snap := st.Router.Health.Snapshot()
-	if len(snap) != 1 || snap[0].Provider != "a" || snap[0].Model != "a1" || snap[0].Scope != "rate_limit" ||
-		time.Until(snap[0].CoolingUntil) < 100*time.Second {
-		t.Fatalf("health after the 429: %+v", snap)
-	}
-	e.do(respHeaders(":status", "200", "content-type", "application/json", "x-envoy-attempt-count", "2", header.Served, "1"))
-	body := e.do(respBody(`{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}`, true)).GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+	wantRateLimitedA1(t, st)
+	body := servedByB(e)
 	if a0 := gjson.GetBytes(body, "routing.attempts.0"); a0.Get("status").Int() != 429 || a0.Get("model").Str != "a1" || a0.Get("reason").Str != "rate limited (429)" {
 		t.Errorf("first attempt %s (decision %s)", a0.Raw, id)
 	}

@@ -48,17 +48,7 @@ func failoverCluster(f Failover) (*clusterv3.Cluster, error) {
 	}
 	// No host when the attempt list is used up (or missing): subset load
 	// balancing over a key no endpoint has, without fallback.
-	rr, err := toAny(&roundrobinv3.RoundRobin{})
-	if err != nil {
-		return nil, err
-	}
-	none, err := toAny(&subsetv3.Subset{
-		FallbackPolicy:  subsetv3.Subset_NO_FALLBACK,
-		SubsetSelectors: []*subsetv3.Subset_LbSubsetSelector{{Keys: []string{"stellwerk_never"}}},
-		SubsetLbPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
-			TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.round_robin", TypedConfig: rr},
-		}}},
-	})
+	none, err := subsetPolicy([]*subsetv3.Subset_LbSubsetSelector{{Keys: []string{"stellwerk_never"}}})
 	if err != nil {
 		return nil, err
 	}
@@ -68,9 +58,7 @@ func failoverCluster(f Failover) (*clusterv3.Cluster, error) {
 				Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: header.HostsKey},
 			}}},
 		}},
-		FallbackPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
-			TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.subset", TypedConfig: none},
-		}}},
+		FallbackPolicy: none,
 	})
 	if err != nil {
 		return nil, err
@@ -79,6 +67,28 @@ func failoverCluster(f Failover) (*clusterv3.Cluster, error) {
 		TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.override_host", TypedConfig: oh},
 	}}}
 	return cl, nil
+}
+
+// subsetPolicy balances over the subsets the request's criteria select
+// (round robin inside one), with no host when none matches.
+func subsetPolicy(selectors []*subsetv3.Subset_LbSubsetSelector) (*clusterv3.LoadBalancingPolicy, error) {
+	rr, err := toAny(&roundrobinv3.RoundRobin{})
+	if err != nil {
+		return nil, err
+	}
+	subset, err := toAny(&subsetv3.Subset{
+		FallbackPolicy:  subsetv3.Subset_NO_FALLBACK,
+		SubsetSelectors: selectors,
+		SubsetLbPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
+			TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.round_robin", TypedConfig: rr},
+		}}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
+		TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.subset", TypedConfig: subset},
+	}}}, nil
 }
 
 // egressCluster is a static cluster of the egress listeners, reached over

@@ -16,7 +16,6 @@ import (
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	codecv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/upstream_codec/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	roundrobinv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/round_robin/v3"
 	subsetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/subset/v3"
 	previousv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
@@ -130,30 +129,14 @@ func attemptCluster(f Failover, n int) (*clusterv3.Cluster, error) {
 	for i := 2; i <= f.MaxAttempts; i++ {
 		all = append(all, header.AttemptKey(i))
 	}
-	rr, err := toAny(&roundrobinv3.RoundRobin{})
-	if err != nil {
-		return nil, err
-	}
 	selectors := []*subsetv3.Subset_LbSubsetSelector{{Keys: []string{key}}}
 	if len(all) > 1 { // with one retry the criteria are this attempt's key alone
 		selectors = append([]*subsetv3.Subset_LbSubsetSelector{
 			{Keys: all, FallbackPolicy: subsetv3.Subset_LbSubsetSelector_KEYS_SUBSET, FallbackKeysSubset: []string{key}},
 		}, selectors...)
 	}
-	subset, err := toAny(&subsetv3.Subset{
-		FallbackPolicy:  subsetv3.Subset_NO_FALLBACK,
-		SubsetSelectors: selectors,
-		SubsetLbPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
-			TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.round_robin", TypedConfig: rr},
-		}}},
-	})
-	if err != nil {
-		return nil, err
-	}
-	cl.LoadBalancingPolicy = &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
-		TypedExtensionConfig: &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.subset", TypedConfig: subset},
-	}}}
-	return cl, nil
+	cl.LoadBalancingPolicy, err = subsetPolicy(selectors)
+	return cl, err
 }
 
 // answerModel is the upstream filter that names the first attempt's model
