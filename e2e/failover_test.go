@@ -386,3 +386,39 @@ func envoyCounters(t *testing.T, s *harness.Stack, prefix string) map[string]int
 	}
 	return out
 }
+
+// TestFirstAttemptUnresolved: the first provider's name does not resolve,
+// so its cluster has no host and Envoy's first-attempt cluster hands even
+// the first attempt to the next priority, the second attempt's failover
+// cluster. That attempt's egress listener still gets the plan (the
+// first-attempt cluster adds it for any attempt bound for an internal
+// listener) and rewrites the request for its own provider, which answers;
+// neither the first provider's key nor any x-stellwerk-* header reaches it.
+func TestFirstAttemptUnresolved(t *testing.T) {
+	t.Parallel()
+	s := failoverStackWith(t, func(c *config.Config) {
+		for i := range c.Providers {
+			if c.Providers[i].Name == "primary" {
+				c.Providers[i].BaseURL = "http://primary.invalid:8080/v1"
+			}
+		}
+	})
+	claude := s.Providers["claude"]
+	r := viaPython(t, s, "plain", "")
+	if r.Error != nil || r.Provider != "claude" || !strings.HasPrefix(r.Content, "Hello from claude") {
+		t.Fatalf("SDK saw %+v", r)
+	}
+	if len(claude.Requests()) != 1 {
+		t.Fatalf("claude got %d requests", len(claude.Requests()))
+	}
+	cr := claude.Requests()[0]
+	if cr.Header.Get("x-api-key") != "sk-ant-fake" || cr.Header.Get("Authorization") != "" || !strings.HasSuffix(cr.Path, "/messages") ||
+		!strings.Contains(string(cr.Body), `"model":"claude-haiku-4-5"`) {
+		t.Errorf("claude's request: %s %v %s", cr.Path, cr.Header, cr.Body)
+	}
+	for name := range cr.Header {
+		if strings.HasPrefix(strings.ToLower(name), header.Prefix) {
+			t.Errorf("claude's request carried %s", name)
+		}
+	}
+}

@@ -70,7 +70,7 @@ func (p *egress) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingR
 		switch k := strings.ToLower(hv.Key); k {
 		case ":path":
 			p.path = headerValue(hv)
-		case header.Rewritten:
+		case header.Rewritten, header.ClientPath:
 			rewritten = headerValue(hv)
 		case header.Workspace:
 			p.workspace = headerValue(hv)
@@ -95,7 +95,7 @@ func (p *egress) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingR
 		p.log.Error("egress request without a plan or body", zap.String("provider", p.provider))
 		return p.immediate(apierr.Internal())
 	}
-	return continueRequestHeaders(&extprocv3.HeaderMutation{RemoveHeaders: []string{header.Plan, header.Rewritten, header.Workspace}}, false)
+	return continueRequestHeaders(&extprocv3.HeaderMutation{RemoveHeaders: []string{header.Plan, header.Rewritten, header.ClientPath, header.Workspace}}, false)
 }
 
 func (p *egress) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {

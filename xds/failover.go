@@ -184,7 +184,7 @@ func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 		}
 		return &routev3.Route_Route{Route: a}
 	}
-	strip := []string{header.Cluster, header.Plan, header.Rewritten, header.Upstream, header.Workspace, header.FirstByte, "x-forwarded-for",
+	strip := []string{header.Cluster, header.Plan, header.Rewritten, header.ClientPath, header.Upstream, header.Workspace, header.FirstByte, "x-forwarded-for",
 		"x-envoy-external-address", "x-envoy-expected-rq-timeout-ms", "x-envoy-attempt-count"}
 	firstAttempt := []*routev3.HeaderMatcher{
 		{Name: "x-envoy-attempt-count", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{

@@ -2,10 +2,14 @@ package xds
 
 import (
 	"slices"
+
+	"cel.dev/cel-go/cel"
+	celexpr "cel.dev/expr"
 	"strings"
 
 	xdscorev3 "github.com/cncf/xds/go/xds/core/v3"
 	xdsmatcherv3 "github.com/cncf/xds/go/xds/type/matcher/v3"
+	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	mutationv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -19,7 +23,7 @@ import (
 	subsetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/subset/v3"
 	previousv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -158,14 +162,18 @@ func answerModel() (*hcmv3.HttpFilter, error) {
 	return &hcmv3.HttpFilter{Name: "stellwerk_answer_model", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: hm}}, nil
 }
 
-// retryHeaders is the upstream filter that gives every attempt but the
-// first the plan, the client's path and the workspace from the request's
-// dynamic metadata (an empty value adds no header). Envoy's attempts share
-// one header map, so the headers stay for later attempts; the first never
-// has them.
+// retryHeaders is the upstream filter that gives an attempt bound for an
+// egress listener (the picked host is an internal address) the plan, the
+// client's path and the workspace from the request's dynamic metadata (an
+// empty value adds no header); an attempt bound for the provider never
+// gets them. By the host rather than the attempt count: a provider cluster
+// with no host to offer (its name not resolved yet) hands even the first
+// attempt to the next priority, a failover cluster, whose egress listener
+// needs the plan. Envoy's attempts share one header map, so the headers
+// stay for later attempts, which all go to egress listeners.
 func retryHeaders() (*hcmv3.HttpFilter, error) {
 	var ms []*mutationv3.HeaderMutation
-	for _, kv := range [][2]string{{header.Plan, header.PlanKey}, {header.Rewritten, header.RewrittenKey}, {header.Workspace, header.WorkspaceKey}} {
+	for _, kv := range [][2]string{{header.Plan, header.PlanKey}, {header.ClientPath, header.RewrittenKey}, {header.Workspace, header.WorkspaceKey}} {
 		ms = append(ms, &mutationv3.HeaderMutation{Action: &mutationv3.HeaderMutation_Append{Append: &corev3.HeaderValueOption{
 			Header:       &corev3.HeaderValue{Key: kv[0], Value: "%DYNAMIC_METADATA(" + header.MetadataNamespace + ":" + kv[1] + ")%"},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
@@ -181,27 +189,19 @@ func retryHeaders() (*hcmv3.HttpFilter, error) {
 	if err != nil {
 		return nil, err
 	}
-	input, err := toAny(&matcherv3.HttpRequestHeaderMatchInput{HeaderName: "x-envoy-attempt-count"})
-	if err != nil {
-		return nil, err
-	}
 	composite, err := toAny(&compositev3.Composite{})
 	if err != nil {
 		return nil, err
 	}
-	first := &xdsmatcherv3.Matcher_MatcherList_Predicate{MatchType: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate_{
-		SinglePredicate: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate{
-			Input: &xdscorev3.TypedExtensionConfig{Name: "attempt_count", TypedConfig: input},
-			Matcher: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate_ValueMatch{ValueMatch: &xdsmatcherv3.StringMatcher{
-				MatchPattern: &xdsmatcherv3.StringMatcher_Exact{Exact: "1"},
-			}},
-		},
-	}}
+	egress, err := upstreamIsEgress()
+	if err != nil {
+		return nil, err
+	}
 	ewm, err := toAny(&matchingv3.ExtensionWithMatcher{
 		ExtensionConfig: &corev3.TypedExtensionConfig{Name: "stellwerk_retry_headers", TypedConfig: composite},
 		XdsMatcher: &xdsmatcherv3.Matcher{MatcherType: &xdsmatcherv3.Matcher_MatcherList_{MatcherList: &xdsmatcherv3.Matcher_MatcherList{
 			Matchers: []*xdsmatcherv3.Matcher_MatcherList_FieldMatcher{{
-				Predicate: &xdsmatcherv3.Matcher_MatcherList_Predicate{MatchType: &xdsmatcherv3.Matcher_MatcherList_Predicate_NotMatcher{NotMatcher: first}},
+				Predicate: egress,
 				OnMatch: &xdsmatcherv3.Matcher_OnMatch{OnMatch: &xdsmatcherv3.Matcher_OnMatch_Action{Action: &xdscorev3.TypedExtensionConfig{
 					Name: "add_retry_headers", TypedConfig: action,
 				}}},
@@ -212,6 +212,51 @@ func retryHeaders() (*hcmv3.HttpFilter, error) {
 		return nil, err
 	}
 	return &hcmv3.HttpFilter{Name: "stellwerk_retry_headers", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: ewm}}, nil
+}
+
+// upstreamIsEgress is the predicate "the attempt's host is an egress
+// listener": CEL over Envoy's upstream.address, which for an internal
+// listener is "envoy://<listener>/" (header.EgressHost). Envoy's CEL
+// matcher takes a parsed expression, so it is parsed here, once per
+// snapshot.
+func upstreamIsEgress() (*xdsmatcherv3.Matcher_MatcherList_Predicate, error) {
+	env, err := cel.NewEnv(cel.Variable("upstream", cel.MapType(cel.StringType, cel.DynType)))
+	if err != nil {
+		return nil, err
+	}
+	ast, iss := env.Parse(`upstream.address.startsWith("envoy://")`)
+	if iss.Err() != nil {
+		return nil, iss.Err()
+	}
+	v1, err := cel.AstToParsedExpr(ast)
+	if err != nil {
+		return nil, err
+	}
+	// cel-go speaks the older proto package of the same message.
+	b, err := proto.Marshal(v1)
+	if err != nil {
+		return nil, err
+	}
+	parsed := &celexpr.ParsedExpr{}
+	if err := proto.Unmarshal(b, parsed); err != nil {
+		return nil, err
+	}
+	input, err := toAny(&xdsmatcherv3.HttpAttributesCelMatchInput{})
+	if err != nil {
+		return nil, err
+	}
+	m, err := toAny(&xdsmatcherv3.CelMatcher{ExprMatch: &xdstypev3.CelExpression{CelExprParsed: parsed}})
+	if err != nil {
+		return nil, err
+	}
+	return &xdsmatcherv3.Matcher_MatcherList_Predicate{MatchType: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate_{
+		SinglePredicate: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate{
+			Input: &xdscorev3.TypedExtensionConfig{Name: "envoy.matching.inputs.cel_data_input", TypedConfig: input},
+			Matcher: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate_CustomMatch{CustomMatch: &xdscorev3.TypedExtensionConfig{
+				Name: "envoy.matching.matchers.cel_matcher", TypedConfig: m,
+			}},
+		},
+	}}, nil
 }
 
 // credentialStrip is an egress listener's first filter: it removes every

@@ -50,6 +50,11 @@ const (
 	// listener then only follows the answer (docs/failover.md). Its value is
 	// the client's request path, which a later attempt rewrites from.
 	Rewritten = "x-stellwerk-rewritten"
+	// ClientPath is the client's request path on a retry of a first attempt
+	// that went straight to its provider (xds/firstattempt.go): a header of
+	// its own, so that no egress listener takes such a retry for a first
+	// attempt the edge rewrote for it (its routes match Rewritten).
+	ClientPath = "x-stellwerk-client-path"
 	// Upstream names the provider cluster that carries the caller's
 	// workspace's own key for that provider (bring your own key,
 	// docs/keys.md); an egress listener routes to it instead of the
