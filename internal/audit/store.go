@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -96,6 +97,45 @@ const hasBody = `(body_s2 IS NOT NULL OR body IS NOT NULL)`
 
 // putBody is a record's stored form.
 func putBody(b []byte) []byte { return s2.Encode(nil, b) }
+
+// bodyArenas hold the compressed bodies of one insert: S2 wants room for
+// its worst case (a little more than the record) per record, which was
+// the writer's largest garbage, and the bodies are only read until the
+// insert's statement has run (the drivers copy or send them).
+var bodyArenas = sync.Pool{New: func() any { return new([]byte) }}
+
+// compressInto writes each kept record's stored form into one arena from
+// bodyArenas (grown to the batch's worst case) and returns the forms, nil
+// for pruned rows; release gives the arena back once they are no longer
+// read.
+func compressInto(es []Entry) (bodies [][]byte, release func()) {
+	need := 0
+	for i := range es {
+		if !es[i].Pruned {
+			need += s2.MaxEncodedLen(len(es[i].Body))
+		}
+	}
+	arena := bodyArenas.Get().(*[]byte)
+	if cap(*arena) < need {
+		*arena = make([]byte, 0, need)
+	}
+	a := (*arena)[:0]
+	bodies = make([][]byte, len(es))
+	for i := range es {
+		if es[i].Pruned {
+			continue
+		}
+		room := s2.MaxEncodedLen(len(es[i].Body))
+		if room < 0 { // beyond S2's block limit (never for a record): on its own
+			bodies[i] = putBody(es[i].Body)
+			continue
+		}
+		z := s2.Encode(a[len(a):len(a)+room], es[i].Body)
+		bodies[i] = z
+		a = a[:len(a)+len(z)]
+	}
+	return bodies, func() { bodyArenas.Put(arena) }
+}
 
 // getBody is the record of a row: body_s2 decompressed, else body. A
 // body_s2 that does not decompress within maxBody yields nil, which no
@@ -194,6 +234,8 @@ func insertEntries(ctx context.Context, tx *sql.Tx, dialect store.Dialect, es []
 	b.Grow(64 + len(es)*48)
 	b.WriteString(`INSERT INTO audit_entries (` + entryColumns + `) VALUES `)
 	args := make([]any, 0, len(es)*11)
+	bodies, release := compressInto(es)
+	defer release()
 	for i := range es {
 		e := &es[i]
 		if i > 0 {
@@ -218,7 +260,7 @@ func insertEntries(ctx context.Context, tx *sql.Tx, dialect store.Dialect, es []
 			// version 3 (a rolling upgrade) then sees a record, not a pruned
 			// row its retention could compact away; its verify reports the
 			// record as modified until it is upgraded too (docs/audit.md).
-			text, z = "", putBody(e.Body)
+			text, z = "", bodies[i]
 		}
 		args = append(args, e.Writer, int64(e.Seq), TimeUS(e.Time), e.Kind, e.Workspace, e.ID, e.Prev, e.BodySHA256, e.Hash, text, z)
 	}
