@@ -1,6 +1,8 @@
 package audit
 
 import (
+	"sync"
+
 	"github.com/stellwerk/stellwerk/internal/jsonw"
 )
 
@@ -14,13 +16,46 @@ import (
 // and stored as they are; verification never re-encodes.
 
 // jsonRecord is a record's encoding.
-func jsonRecord(r *Record) ([]byte, error) {
-	e := recordEncoder{jsonw.Encoder{B: make([]byte, 0, 4096+256*len(r.Candidates))}}
+func jsonRecord(r *Record) ([]byte, error) { return encodeRecord(nil, r) }
+
+// encodeRecord is a record's encoding, appended to buf[:0] (grown to a
+// record's usual size when smaller).
+func encodeRecord(buf []byte, r *Record) ([]byte, error) {
+	if need := 4096 + 256*len(r.Candidates); cap(buf) < need {
+		buf = make([]byte, 0, need)
+	}
+	e := recordEncoder{jsonw.Encoder{B: buf[:0]}}
 	e.record(r)
 	if e.Err != nil {
 		return nil, e.Err
 	}
 	return e.B, nil
+}
+
+// recordBufs are the writer's record encodings that have been written: a
+// record's JSON is only needed until its entry is in the store or the
+// spool, and a decision's is ~20 KB.
+var recordBufs sync.Pool
+
+// pooledRecord is a record's encoding in a buffer from recordBufs.
+func pooledRecord(r *Record) ([]byte, error) {
+	var buf []byte
+	if p, ok := recordBufs.Get().(*[]byte); ok {
+		buf = *p
+	}
+	return encodeRecord(buf, r)
+}
+
+// releaseBodies gives the written entries' encodings back to recordBufs
+// and drops them from the entries.
+func releaseBodies(es []Entry) {
+	for i := range es {
+		if b := es[i].Body; cap(b) > 0 && cap(b) <= 1<<20 {
+			b = b[:0]
+			recordBufs.Put(&b)
+		}
+		es[i].Body = nil
+	}
 }
 
 // recordEncoder writes a record.

@@ -410,7 +410,7 @@ func (l *Log) commit(batch []*Record) {
 		if q := r.Request; q != nil && q.Fingerprint == "" && q.Body != nil {
 			q.Fingerprint, q.Body = Fingerprint(q.Body), nil
 		}
-		body, err := jsonRecord(r)
+		body, err := pooledRecord(r)
 		if err != nil {
 			l.failed.Add(1)
 			l.log.Error("audit record cannot be encoded; not written", zap.String("id", r.ID), zap.String("kind", r.Kind), zap.Error(err))
@@ -472,6 +472,7 @@ func (l *Log) flushPending(final bool) {
 		err = l.st.Append(ctx, l.pending[done:done+n], cps)
 		cancel()
 		if err == nil {
+			releaseBodies(l.pending[done : done+n])
 			done += n
 			l.written.Add(int64(n))
 			l.checkpoints.Add(int64(len(cps)))
@@ -514,6 +515,7 @@ func (l *Log) toSpool() {
 	}
 	l.spoolDown.Store(false)
 	l.spooledN.Store(int64(l.spool.count))
+	releaseBodies(l.pending)
 	l.pending, l.pendingCPs = l.pending[:0], l.pendingCPs[:0]
 }
 
