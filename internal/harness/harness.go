@@ -454,11 +454,21 @@ func launch(t testing.TB, o Options, ps *providerSet, se stackEnv) *Stack {
 		file, _ := testcert.Bootstrap(cfg.Server, s.MTLS)
 		o.Bootstrap = filepath.Join("envoy", file)
 	}
-	bootstrap := s.writeBootstrap(o.Bootstrap, envoyAdminPort, listenPort)
-	// The access log is flushed every 200 ms instead of Envoy's 10 s, so a
-	// test finds a request's line soon after its answer.
-	s.startProcess("envoy", os.Environ(), se.envoy, "-c", bootstrap, "--disable-hot-restart",
-		"--log-level", "warn", "--concurrency", "2", "--file-flush-interval-msec", "200")
+	// FreePort's port may be taken by another process (another test
+	// binary's connection) before Envoy binds it: then Envoy exits at once,
+	// and it starts again on another admin port.
+	for try := 1; ; try++ {
+		bootstrap := s.writeBootstrap(o.Bootstrap, envoyAdminPort, listenPort)
+		// The access log is flushed every 200 ms instead of Envoy's 10 s, so a
+		// test finds a request's line soon after its answer.
+		s.startProcess("envoy", os.Environ(), se.envoy, "-c", bootstrap, "--disable-hot-restart",
+			"--log-level", "warn", "--concurrency", "2", "--file-flush-interval-msec", "200")
+		if try == 3 || !s.adminPortTaken("envoy", s.EnvoyAdmin) {
+			break
+		}
+		envoyAdminPort = FreePort(t)
+		s.EnvoyAdmin = fmt.Sprintf("http://127.0.0.1:%d", envoyAdminPort)
+	}
 	want := 200
 	if cfg.Auth.Mode == "keys" {
 		want = 401 // the listener is up and stellwerk answers
@@ -730,6 +740,26 @@ func (s *Stack) StartEnvoy(name, nodeID string) (url, admin string) {
 	url, admin = fmt.Sprintf("http://127.0.0.1:%d", listen), fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	s.waitHTTP(url+"/v1/models", 200, stackStartTimeout)
 	return url, admin
+}
+
+// adminPortTaken waits until the Envoy just started as name answers on
+// its admin URL, and reports whether it exited instead because its admin
+// port was taken.
+func (s *Stack) adminPortTaken(name, admin string) bool {
+	p := s.process(name)
+	deadline := time.Now().Add(stackStartTimeout)
+	for time.Now().Before(deadline) {
+		if strings.Contains(p.buf.String(), "Address already in use") {
+			p.stop()
+			return true
+		}
+		if resp, err := http.Get(admin + "/ready"); err == nil {
+			resp.Body.Close()
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
 }
 
 // process is the latest started process of that name.
