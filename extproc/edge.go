@@ -665,7 +665,7 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 // route), the provider's shared credential, a cluster Envoy has.
 func (p *edge) firstCluster(first *catalog.Model, wc string) string {
 	f := p.state.Failover
-	if f == nil || len(f.First) == 0 || wc != "" || (p.result != nil && p.result.Chat.Stream) {
+	if f == nil || wc != "" || (p.result != nil && p.result.Chat.Stream) {
 		return ""
 	}
 	return f.First[first.Provider.Name]

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"slices"
+	"sync"
 
 	"cel.dev/cel-go/cel"
 	celexpr "cel.dev/expr"
@@ -75,11 +76,11 @@ func firstAttemptCluster(f Failover, fa FirstAttempt) (*clusterv3.Cluster, error
 		}
 		fs = cfs[:len(cfs)-1] // the credential; the codec ends the chain below
 	}
-	retry, err := retryHeaders()
+	retry, err := retryHeadersFilter()
 	if err != nil {
 		return nil, err
 	}
-	model, err := answerModel()
+	model, err := answerModelFilter()
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +143,13 @@ func attemptCluster(f Failover, n int) (*clusterv3.Cluster, error) {
 	cl.LoadBalancingPolicy, err = subsetPolicy(selectors)
 	return cl, err
 }
+
+// The first-attempt clusters' own upstream filters are the same for every
+// provider: built once (the CEL expression is parsed there).
+var (
+	retryHeadersFilter = sync.OnceValues(retryHeaders)
+	answerModelFilter  = sync.OnceValues(answerModel)
+)
 
 // answerModel is the upstream filter that names the first attempt's model
 // (dynamic metadata, from the edge) in every answer of a first-attempt

@@ -133,8 +133,24 @@ const LBNamespace = "envoy.lb"
 // of its n-th attempt.
 func FailoverAttempt(n int) string { return FailoverCluster + "_attempt_" + strconv.Itoa(n) }
 
-// AttemptKey is the subset key of a request's n-th attempt (n from 2).
-func AttemptKey(n int) string { return "stellwerk_attempt_" + strconv.Itoa(n) }
+// AttemptKey is the subset key of a request's n-th attempt (n from 2). The
+// edge names every one per request: those failover.max_attempts allows
+// (at most 10) are made once.
+func AttemptKey(n int) string {
+	if n >= 0 && n < len(attemptKeys) {
+		return attemptKeys[n]
+	}
+	return attemptKey(n)
+}
+
+func attemptKey(n int) string { return "stellwerk_attempt_" + strconv.Itoa(n) }
+
+var attemptKeys = func() (ks [11]string) {
+	for n := range ks {
+		ks[n] = attemptKey(n)
+	}
+	return ks
+}()
 
 // NoAttempt is the criterion of an attempt beyond the plan: no egress
 // listener has it, so such an attempt finds no host.
