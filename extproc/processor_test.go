@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -330,16 +331,51 @@ func BenchmarkChatRequest(b *testing.B) {
 func BenchmarkChatRequestProduction(b *testing.B) {
 	st := productionState(b)
 	st.Spend = &rowsRecorder{}
+	benchmarkChatRequest(b, st, headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-open"))
+}
+
+// BenchmarkChatRequestFailover is BenchmarkChatRequestProduction with
+// failover as standalone mode runs it: the plan through the failover
+// cluster (hop), or the first attempt straight to its provider's
+// first-attempt cluster (first_cluster, routeFirstDirect).
+func BenchmarkChatRequestFailover(b *testing.B) {
+	for _, direct := range []bool{false, true} {
+		name := "hop"
+		if direct {
+			name = "first_cluster"
+		}
+		b.Run(name, func(b *testing.B) {
+			st := productionState(b)
+			st.Spend = &rowsRecorder{}
+			st.Failover = &Failover{MaxAttempts: 3, AttemptTimeout: time.Minute}
+			if direct {
+				st.Failover.First = map[string]string{}
+				for _, pr := range st.Router.Catalog.Providers() {
+					st.Failover.First[pr.Name] = header.FirstCluster(pr.Name)
+				}
+			}
+			// Envoy gives every request an id; the direct first attempt notes it.
+			benchmarkChatRequest(b, st, headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-open", "x-request-id", "bench-request"))
+		})
+	}
+}
+
+func benchmarkChatRequest(b *testing.B, st *State, hm *extprocv3.ProcessingRequest) {
 	body := `{"model":"auto","max_tokens":300,"messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"` +
 		strings.Repeat("Explain the difference between a mutex and a semaphore. ", 30) + `"}]}`
-	hm, bm := headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-open"), bodyMsg(body)
+	bm := bodyMsg(body)
+	var seen attemptLog
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
+		p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef", seen: &seen}, ctx: context.Background()}
 		p.handle(hm)
 		if r := p.handle(bm); r.GetImmediateResponse() != nil {
 			b.Fatalf("refused: %v", r)
+		}
+		p.takeAttempts(0)
+		if p.directID != "" {
+			seen.directDone(p.directID)
 		}
 	}
 }
