@@ -421,4 +421,10 @@ func TestFirstAttemptUnresolved(t *testing.T) {
 			t.Errorf("claude's request carried %s", name)
 		}
 	}
+	// The first-attempt cluster names the model in every answer, for the
+	// upstream log; the client never sees that header.
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, nil)
+	if resp.StatusCode != 200 || resp.Header.Get(header.FirstModel) != "" || resp.Header.Get(header.Model) != "claude-haiku" {
+		t.Errorf("answer %d %v %s", resp.StatusCode, resp.Header, b)
+	}
 }
