@@ -11,6 +11,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/decide"
 	"github.com/stellwerk/stellwerk/internal/live"
 	"github.com/stellwerk/stellwerk/internal/reqpolicy"
 	"github.com/stellwerk/stellwerk/internal/route"
@@ -87,13 +88,8 @@ func (p *edge) auditRecord() *audit.Record {
 		if in := res.ReplayInputs(&route.Request{Path: p.path, Headers: p.headers, Principal: p.principal, DecisionID: p.id}); in != nil {
 			r.Replay = in
 		}
-		if tab := res.Selection.Table(); len(tab) > 0 {
-			r.Candidates = make([]audit.Candidate, len(tab))
-			for i := range tab {
-				v := &tab[i]
-				r.Candidates[i] = audit.Candidate{Model: v.ID, Provider: v.Provider, Verdict: v.Verdict, Reason: v.Reason, Rank: v.Rank, Score: v.Score,
-					EstimatedCostEUR: v.EstimatedCostEUR, Quality: v.Quality, LatencyMS: v.LatencyMS, Residency: v.Residency}
-			}
+		if len(res.Selection.Candidates) > 0 {
+			r.Table = (*candidateTable)(&res.Selection)
 		}
 	}
 	if d := p.decision; d != nil {
@@ -218,4 +214,22 @@ func (p *edge) content() *audit.Content {
 		c.Redacted = nil
 	}
 	return c
+}
+
+// candidateTable is a decision's verdicts as its audit record's candidate
+// table: the writer copies each line and formats each reason into the
+// record's bytes, so the request path does neither. Nothing changes the
+// decision after the record is handed over (a result is never reused).
+type candidateTable decide.Decision
+
+func (t *candidateTable) Len() int { return len(t.Candidates) }
+
+func (t *candidateTable) Candidate(i int) audit.Candidate {
+	v := &t.Candidates[i]
+	return audit.Candidate{Model: v.ID, Provider: v.Provider, Verdict: v.Verdict, Rank: v.Rank, Score: v.Score,
+		EstimatedCostEUR: v.EstimatedCostEUR, Quality: v.Quality, LatencyMS: v.LatencyMS, Residency: v.Residency}
+}
+
+func (t *candidateTable) AppendReason(dst []byte, i int) []byte {
+	return (*decide.Decision)(t).AppendReason(dst, i)
 }

@@ -13,11 +13,12 @@ import (
 
 // BenchmarkAuditRecord is what the edge adds to a request for its audit
 // record: building it from the finished edge (the shipped 71-model
-// catalog, so 71 candidates, their rejection reasons formatted) when the
-// stream ends. The hand-over (Log.Record) is audit's BenchmarkRecord; the
-// writer fingerprints the body and encodes the record off the request path.
-// Each iteration restores the decision's unformatted candidate table, as
-// a fresh request has it (a copy of 71 verdicts, included).
+// catalog, so 71 candidates) when the stream ends. The hand-over
+// (Log.Record) is audit's BenchmarkRecord; the writer fingerprints the
+// body, copies the candidate lines, formats their reasons and encodes the
+// record off the request path. Each iteration restores the decision's
+// unformatted candidate table, as a fresh request has it (a copy of 71
+// verdicts, included), so a build that formats reasons here pays for it.
 func BenchmarkAuditRecord(b *testing.B) {
 	st := productionState(b)
 	st.Spend = &rowsRecorder{}

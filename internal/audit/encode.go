@@ -2,6 +2,7 @@ package audit
 
 import (
 	"sync"
+	"unsafe"
 
 	"github.com/stellwerk/stellwerk/internal/jsonw"
 )
@@ -21,7 +22,11 @@ func jsonRecord(r *Record) ([]byte, error) { return encodeRecord(nil, r) }
 // encodeRecord is a record's encoding, appended to buf[:0] (grown to a
 // record's usual size when smaller).
 func encodeRecord(buf []byte, r *Record) ([]byte, error) {
-	if need := 4096 + 256*len(r.Candidates); cap(buf) < need {
+	n := len(r.Candidates)
+	if n == 0 && r.Table != nil {
+		n = r.Table.Len()
+	}
+	if need := 4096 + 256*n; cap(buf) < need {
 		buf = make([]byte, 0, need)
 	}
 	e := recordEncoder{jsonw.Encoder{B: buf[:0]}}
@@ -126,7 +131,8 @@ func (e *recordEncoder) record(r *Record) {
 	e.StrOmit("objective", r.Objective)
 	e.FloatOmit("quality_floor", r.QualityFloor)
 	e.StrsOmit("deny", r.Deny)
-	if len(r.Candidates) > 0 {
+	switch t := r.Table; {
+	case len(r.Candidates) > 0:
 		e.Key("candidates")
 		e.B = append(e.B, '[')
 		for i := range r.Candidates {
@@ -134,6 +140,23 @@ func (e *recordEncoder) record(r *Record) {
 				e.B = append(e.B, ',')
 			}
 			e.candidate(&r.Candidates[i])
+		}
+		e.B = append(e.B, ']')
+	case t != nil && t.Len() > 0:
+		// The same bytes as the lines CandidateList makes
+		// (TestEncodeTableMatches); the reasons go through one scratch
+		// buffer instead of a string each.
+		e.Key("candidates")
+		e.B = append(e.B, '[')
+		scratch := make([]byte, 0, 128)
+		for i := range t.Len() {
+			if i > 0 {
+				e.B = append(e.B, ',')
+			}
+			c := t.Candidate(i)
+			scratch = t.AppendReason(scratch[:0], i)
+			c.Reason = unsafe.String(unsafe.SliceData(scratch), len(scratch)) // used before scratch changes
+			e.candidate(&c)
 		}
 		e.B = append(e.B, ']')
 	}

@@ -107,3 +107,57 @@ func BenchmarkEncodeDecision(b *testing.B) {
 
 // BenchmarkEncodeNoReplay: the same record without replay inputs.
 func BenchmarkEncodeNoReplay(b *testing.B) { benchmarkEncoders(b, catalogDecision()) }
+
+// lines is a CandidateTable over ready lines, as a router's would be.
+type lines []Candidate
+
+func (l lines) Len() int { return len(l) }
+func (l lines) Candidate(i int) Candidate {
+	c := l[i]
+	c.Reason = ""
+	return c
+}
+func (l lines) AppendReason(dst []byte, i int) []byte { return append(dst, l[i].Reason...) }
+
+// TestEncodeTableMatches: a record whose candidates come as a table is
+// written with the same bytes as the record with those lines in
+// Candidates (and as encoding/json writes that one), reasons that need
+// escaping and reasons longer than the writer's scratch buffer included;
+// CandidateList gives the lines back.
+func TestEncodeTableMatches(t *testing.T) {
+	r := catalogDecision()
+	r.Candidates[3].Reason = `excluded by "residency" <eu> & on_prem` + "\n\u2028"
+	r.Candidates[5].Reason = fmt.Sprint("policy: ", bytes.Repeat([]byte("a long reason "), 40))
+	r.Candidates[6].Reason = ""
+	want, err := reflectRecord(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := *r
+	tab.Candidates, tab.Table = nil, lines(r.Candidates)
+	got, err := jsonRecord(&tab)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("err %v\n got: %s\nwant: %s", err, got, want)
+	}
+	if l := tab.CandidateList(); !reflect.DeepEqual(l, r.Candidates) {
+		t.Fatalf("CandidateList %+v", l)
+	}
+	if l := r.CandidateList(); &l[0] != &r.Candidates[0] {
+		t.Fatal("CandidateList copies Candidates")
+	}
+}
+
+// BenchmarkEncodeTable: BenchmarkEncodeNoReplay's record with its
+// candidates as a table, as the edge hands decisions over: the writer
+// copies each line and appends its reason (here, as a router's table
+// does, from ready lines).
+func BenchmarkEncodeTable(b *testing.B) {
+	r := catalogDecision()
+	r.Candidates, r.Table = nil, lines(r.Candidates)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := jsonRecord(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -143,41 +143,59 @@ func (d *Decision) Table() []Verdict {
 	return d.Candidates
 }
 
+// AppendReason appends the reason of candidate i, as Table would fill it
+// in, to dst. It only reads the decision, so the audit writer can format
+// the reasons into the record's bytes while the request's goroutine still
+// holds the decision, and the request path formats none.
+func (d *Decision) AppendReason(dst []byte, i int) []byte {
+	if r := d.Candidates[i].Reason; r != "" {
+		return append(dst, r...)
+	}
+	if i < len(d.rejections) {
+		return d.rejections[i].appendTo(dst, d.task)
+	}
+	return dst
+}
+
+// fixedReasons are the reasons that name no figure.
+var fixedReasons = [...]string{
+	rejUnhealthy: "provider in cooldown after failures",
+	rejTools:     "capability: the request uses tools",
+	rejJSON:      "capability: the request asks for JSON output",
+	rejVision:    "capability: the request contains images",
+	rejStreaming: "capability: the request streams",
+}
+
 func (r rejection) format(task string) string {
+	if int(r.kind) < len(fixedReasons) {
+		return fixedReasons[r.kind] // "" for rejNone
+	}
+	return string(r.appendTo(make([]byte, 0, 64+len(task)), task))
+}
+
+func (r rejection) appendTo(b []byte, task string) []byte {
+	if int(r.kind) < len(fixedReasons) {
+		return append(b, fixedReasons[r.kind]...)
+	}
 	switch r.kind {
-	case rejUnhealthy:
-		return "provider in cooldown after failures"
-	case rejTools:
-		return "capability: the request uses tools"
-	case rejJSON:
-		return "capability: the request asks for JSON output"
-	case rejVision:
-		return "capability: the request contains images"
-	case rejStreaming:
-		return "capability: the request streams"
 	case rejContext:
-		b := make([]byte, 0, 48)
 		b = strconv.AppendInt(append(b, "context: needs about "...), int64(int(r.a)), 10)
-		return string(strconv.AppendInt(append(b, " tokens, window is "...), int64(int(r.b)), 10))
+		return strconv.AppendInt(append(b, " tokens, window is "...), int64(int(r.b)), 10)
 	case rejCost:
-		b := make([]byte, 0, 64)
 		b = strconv.AppendFloat(append(b, "cost: estimated "...), r.a, 'f', 6, 64)
-		return string(append(strconv.AppendFloat(append(b, " EUR exceeds the limit of "...), r.b, 'f', 6, 64), " EUR"...))
+		return append(strconv.AppendFloat(append(b, " EUR exceeds the limit of "...), r.b, 'f', 6, 64), " EUR"...)
 	case rejLatency:
-		b := make([]byte, 0, 48)
 		b = strconv.AppendInt(append(b, "latency: "...), int64(int(r.a)), 10)
-		return string(strconv.AppendInt(append(b, " ms is over the request's sla_ms "...), int64(int(r.b)), 10))
+		return strconv.AppendInt(append(b, " ms is over the request's sla_ms "...), int64(int(r.b)), 10)
 	case rejQuality:
-		b := make([]byte, 0, 48+len(task))
 		b = strconv.AppendFloat(append(b, "quality: "...), r.a, 'f', 2, 64)
-		return string(strconv.AppendFloat(append(append(append(b, " for "...), task...), " is below the floor "...), r.b, 'f', 2, 64))
+		return strconv.AppendFloat(append(append(append(b, " for "...), task...), " is below the floor "...), r.b, 'f', 2, 64)
 	case rejRelative:
-		b := make([]byte, 0, 64+len(task))
 		b = strconv.AppendFloat(append(b, "quality: "...), r.a, 'f', 2, 64)
 		b = strconv.AppendFloat(append(append(append(b, " for "...), task...), " is below "...), 100*r.b, 'f', 0, 64)
-		return string(append(b, "% of the best eligible model"...))
+		return append(b, "% of the best eligible model"...)
 	}
-	return ""
+	return b
 }
 
 // Decide filters the candidates by what the request needs and picks one.

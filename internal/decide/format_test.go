@@ -42,3 +42,31 @@ func TestRejectionFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendReason: the reason the audit writer appends for a candidate is
+// the one Table fills in, for every kind of rejection, a policy exclusion
+// and an eligible candidate (none), and it leaves the decision unchanged.
+func TestAppendReason(t *testing.T) {
+	d := Decision{task: "code", Candidates: make([]Verdict, 0, rejRelative+2)}
+	for k := uint8(rejNone); k <= rejRelative; k++ {
+		d.Candidates = append(d.Candidates, Verdict{ID: fmt.Sprint("m", k)})
+		d.rejections = append(d.rejections, rejection{kind: k, a: 0.4 + float64(k), b: 0.9})
+	}
+	d.Candidates = append(d.Candidates, Verdict{ID: "policy", Verdict: "excluded", Reason: "not in the eu"})
+	d.rejections = append(d.rejections, rejection{})
+	got := make([]string, len(d.Candidates))
+	for i := range d.Candidates {
+		got[i] = string(d.AppendReason([]byte("x"), i)[1:])
+		if d.Candidates[i].Reason != "" && i != len(d.Candidates)-1 {
+			t.Fatalf("AppendReason filled in line %d", i)
+		}
+	}
+	for i, v := range d.Table() {
+		if got[i] != v.Reason {
+			t.Errorf("line %d: AppendReason %q, Table %q", i, got[i], v.Reason)
+		}
+		if v.Reason == "" && d.rejections[i].kind > rejUnsupported {
+			t.Errorf("line %d (kind %d) has no reason", i, d.rejections[i].kind)
+		}
+	}
+}

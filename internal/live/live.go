@@ -121,5 +121,6 @@ func View(r *audit.Record, latency time.Duration) *Decision {
 		v.Request = &q
 	}
 	v.Replay, v.Content = nil, nil
+	v.Candidates, v.Table = r.CandidateList(), nil
 	return &Decision{Record: &v, LatencyMS: latency.Milliseconds()}
 }
