@@ -334,6 +334,20 @@ func BenchmarkChatRequestProduction(b *testing.B) {
 	benchmarkChatRequest(b, st, headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-open"))
 }
 
+// BenchmarkChatRequestRecorded is BenchmarkChatRequestProduction as the
+// production stack runs it after its priming: an audit log (so the
+// decision keeps its replay inputs) and a learned latency for every
+// catalog model (so every one of them is recorded).
+func BenchmarkChatRequestRecorded(b *testing.B) {
+	st := productionState(b)
+	st.Spend = &rowsRecorder{}
+	st.Audit, _ = testAuditLog(b, false)
+	for i, m := range st.Router.Catalog.Models() {
+		st.Router.Latency.Observe(m.ID, false, time.Duration(40+i)*time.Millisecond)
+	}
+	benchmarkChatRequest(b, st, headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-open"))
+}
+
 // BenchmarkChatRequestFailover is BenchmarkChatRequestProduction with
 // failover as standalone mode runs it: the plan through the failover
 // cluster (hop), or the first attempt straight to its provider's

@@ -10,6 +10,14 @@ import "github.com/stellwerk/stellwerk/internal/jsonw"
 // enough, still go through encoding/json. TestInputsJSON holds the two to
 // the same bytes for randomly filled inputs.
 func (in *Inputs) AppendJSON(dst []byte) ([]byte, error) {
+	return in.appendJSON(dst)
+}
+
+// MarshalJSON is AppendJSON for encoding/json, which cannot see the
+// learned latencies of a live decision (Inputs.live).
+func (in *Inputs) MarshalJSON() ([]byte, error) { return in.appendJSON(nil) }
+
+func (in *Inputs) appendJSON(dst []byte) ([]byte, error) {
 	if in == nil {
 		return append(dst, "null"...), nil
 	}
@@ -51,11 +59,37 @@ func (in *Inputs) AppendJSON(dst []byte) ([]byte, error) {
 	e.StrsOmit("cooling", in.Cooling)
 	e.StrsOmit("cooling_models", in.CoolingModels)
 	e.StrsOmit("no_credential", in.NoCredential)
-	e.IntMapOmit("latency_ms", in.LatencyMS)
+	if in.live.idx != nil {
+		in.live.appendJSON(&e)
+	} else {
+		e.IntMapOmit("latency_ms", in.LatencyMS)
+	}
 	e.FloatMapOmit("quality", in.Quality)
 	if len(in.Budgets) > 0 {
 		e.Value("budgets", in.Budgets)
 	}
 	e.Close(o)
 	return e.B, e.Err
+}
+
+// appendJSON writes the learned latencies as IntMapOmit writes the map a
+// decoded record has: the models whose latency was not their seed, by id;
+// nothing when there are none.
+func (l *liveLatency) appendJSON(e *jsonw.Encoder) {
+	outer, opened := false, false
+	for _, i := range l.idx.sorted {
+		v := l.ms[i]
+		if v < 0 {
+			continue
+		}
+		if !opened {
+			e.Key("latency_ms")
+			outer, opened = e.Open(), true
+		}
+		e.MapKey(l.idx.ids[i])
+		e.B = jsonw.AppendInt(e.B, int64(v))
+	}
+	if opened {
+		e.Close(outer)
+	}
 }

@@ -2,10 +2,12 @@ package route
 
 import (
 	"bytes"
+	"encoding/json"
 	"math/rand/v2"
 	"reflect"
 	"testing"
 
+	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/jsonw/jsonwtest"
 )
 
@@ -18,7 +20,7 @@ func TestInputsJSON(t *testing.T) {
 	for i := 0; i < 3000; i++ {
 		var in Inputs
 		jsonwtest.Fill(rng, reflect.ValueOf(&in).Elem(), 0)
-		want, werr := jsonwtest.Reflect(&in)
+		want, werr := jsonwtest.Reflect((*inputFields)(&in))
 		got, gerr := in.AppendJSON([]byte("x"))
 		if (werr != nil) != (gerr != nil) {
 			t.Fatalf("inputs %d: error %v, encoding/json's %v", i, gerr, werr)
@@ -37,6 +39,52 @@ func TestInputsJSON(t *testing.T) {
 	var nilIn *Inputs
 	if got, _ := nilIn.AppendJSON(nil); string(got) != "null" {
 		t.Errorf("nil inputs: %s", got)
+	}
+}
+
+// inputFields is Inputs without its methods: encoding/json's own encoding
+// of its members, the reference.
+type inputFields Inputs
+
+// TestLiveLatencyJSON: a live decision's learned latencies (catalog order,
+// -1 for a seed) are written as the map a decoded record holds, keys
+// sorted, seeds left out, and nothing at all when every model kept its
+// seed; LatencyOf reads either form, and encoding/json writes the same.
+func TestLiveLatencyJSON(t *testing.T) {
+	var models []*catalog.Model
+	for _, id := range []string{"zeta", "alpha", "mid/\"q\"", "beta", "a"} {
+		models = append(models, &catalog.Model{ID: id})
+	}
+	idx := newCatalogIndex(models)
+	for _, ms := range [][]int32{{5, -1, 0, 120, 7}, {-1, -1, -1, -1, -1}, {1, 2, 3, 4, 5}} {
+		live := &Inputs{V: InputsVersion, DecisionID: "d", live: liveLatency{ms: ms, idx: idx}}
+		decoded := &Inputs{V: InputsVersion, DecisionID: "d"}
+		for i, v := range ms {
+			if v >= 0 {
+				if decoded.LatencyMS == nil {
+					decoded.LatencyMS = map[string]int{}
+				}
+				decoded.LatencyMS[models[i].ID] = int(v)
+			}
+		}
+		want, err := jsonwtest.Reflect((*inputFields)(decoded))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := live.AppendJSON(nil)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%v: err %v\n got: %s\nwant: %s", ms, err, got, want)
+		}
+		if m, err := json.Marshal(live); err != nil || !bytes.Equal(m, want) {
+			t.Fatalf("%v: encoding/json: err %v\n got: %s\nwant: %s", ms, err, m, want)
+		}
+		for i, v := range ms {
+			lv, lok := live.LatencyOf(models[i].ID)
+			dv, dok := decoded.LatencyOf(models[i].ID)
+			if lv != dv || lok != dok || lok != (v >= 0) {
+				t.Errorf("%v: LatencyOf(%s) live %d %v, decoded %d %v", ms, models[i].ID, lv, lok, dv, dok)
+			}
+		}
 	}
 }
 

@@ -113,8 +113,9 @@ func TestStreamsChooseByTimeToFirstToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in := res.Inputs; in.LatencyMS["quick"] != 2000 || in.LatencyMS["rival"] != 150 {
-		t.Errorf("recorded latencies %v, want the streams' (quick 2000, rival 150)", in.LatencyMS)
+	q, _ := res.Inputs.LatencyOf("quick")
+	if r, _ := res.Inputs.LatencyOf("rival"); q != 2000 || r != 150 {
+		t.Errorf("recorded latencies quick %d, rival %d; want the streams' (quick 2000, rival 150)", q, r)
 	}
 }
 

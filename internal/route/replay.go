@@ -3,11 +3,14 @@ package route
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tidwall/gjson"
 
 	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/ledger"
@@ -67,6 +70,51 @@ type Inputs struct {
 	// predict from: it reads these.
 	Quality map[string]float64   `json:"quality,omitempty"`
 	Budgets []ledger.BudgetState `json:"budgets,omitempty"`
+
+	// live is LatencyMS as a live decision keeps it until its record is
+	// written (a map of 71 entries was the largest thing a decision
+	// allocated): AppendJSON writes it as latency_ms, LatencyOf reads it.
+	live liveLatency
+}
+
+// liveLatency is the latency a decision read for each catalog model, in
+// catalog order, -1 where it was the model's seed (which the record leaves
+// out), with the catalog's ids and their sorted order to write it as the
+// map a decoded record has.
+type liveLatency struct {
+	ms  []int32
+	idx *catalogIndex
+}
+
+// catalogIndex is a catalog's model ids in catalog order and that order
+// sorted by id (built once per router).
+type catalogIndex struct {
+	ids    []string
+	sorted []int32
+}
+
+func newCatalogIndex(models []*catalog.Model) *catalogIndex {
+	x := &catalogIndex{ids: make([]string, len(models)), sorted: make([]int32, len(models))}
+	for i, m := range models {
+		x.ids[i], x.sorted[i] = m.ID, int32(i)
+	}
+	slices.SortFunc(x.sorted, func(a, b int32) int { return strings.Compare(x.ids[a], x.ids[b]) })
+	return x
+}
+
+// LatencyOf is the latency the decision read for a model, when it was not
+// the model's seed.
+func (in *Inputs) LatencyOf(id string) (int, bool) {
+	if in.live.idx != nil {
+		for i, mid := range in.live.idx.ids {
+			if mid == id && in.live.ms[i] >= 0 {
+				return int(in.live.ms[i]), true
+			}
+		}
+		return 0, false
+	}
+	v, ok := in.LatencyMS[id]
+	return v, ok
 }
 
 // Principal is the part of auth.Principal a decision reads.

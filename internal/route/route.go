@@ -306,10 +306,13 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		}
 		if rec != nil {
 			if lat != m.LatencyMS {
-				if rec.LatencyMS == nil {
-					rec.LatencyMS = map[string]int{}
+				if rec.live.ms == nil {
+					rec.live = liveLatency{ms: make([]int32, len(models)), idx: facts.index}
+					for j := range rec.live.ms {
+						rec.live.ms[j] = -1
+					}
 				}
-				rec.LatencyMS[m.ID] = lat
+				rec.live.ms[i] = int32(lat)
 			}
 			switch {
 			case cooling && wholeProvider:
@@ -437,7 +440,7 @@ func cannotContinue(m *catalog.Model, chat *request.Chat) string {
 // or as a replay recorded it.
 func (r *Router) latency(m *catalog.Model, cells []*observe.Cell, i int, stream bool, rp *Inputs, now time.Time) int {
 	if rp != nil {
-		if v, ok := rp.LatencyMS[m.ID]; ok {
+		if v, ok := rp.LatencyOf(m.ID); ok {
 			return v
 		}
 		return m.LatencyMS
@@ -470,6 +473,7 @@ type modelFacts struct {
 	byTask map[string][]float64 // task → each model's QualityFor(task)
 	other  []float64            // QualityFor of a task no model names
 	cost   []catalog.Price
+	index  *catalogIndex // the models' ids, for the record's learned latencies
 }
 
 func (f *modelFacts) quality(task string) []float64 {
@@ -485,7 +489,8 @@ func (r *Router) modelFacts() *modelFacts {
 		return f
 	}
 	models := r.Catalog.Models()
-	f := &modelFacts{byTask: map[string][]float64{}, other: make([]float64, len(models)), cost: make([]catalog.Price, len(models))}
+	f := &modelFacts{byTask: map[string][]float64{}, other: make([]float64, len(models)), cost: make([]catalog.Price, len(models)),
+		index: newCatalogIndex(models)}
 	for i, m := range models {
 		f.cost[i] = m.Price()
 		f.other[i] = m.DefaultQuality()
