@@ -16,6 +16,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/decide"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/reqpolicy"
 )
@@ -69,14 +70,11 @@ type RouteFacts struct {
 	Objective string
 }
 
-// Candidate is one catalog model with this request's estimates.
-type Candidate struct {
-	Model            *catalog.Model
-	EstimatedCostEUR float64
-	Quality          float64
-	Healthy          bool
-	LatencyMS        int
-}
+// Candidate is one catalog model with this request's estimates: the
+// request's one candidate table, which the policy reads (model, estimated
+// cost, quality, health, latency) before selection reads it with the
+// policy's exclusions written in.
+type Candidate = decide.Candidate
 
 // CatalogTerms holds each model's request-independent input fields, built
 // once per catalog. Whole candidate sets are pooled per task, with the

@@ -358,25 +358,27 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		return apierr.Forbidden("policy_denied", "", "denied by policy: %s", strings.Join(res.Policy.Deny, "; "))
 	}
 
-	dc := make([]decide.Candidate, len(cands))
+	// The policy read the table; selection reads it with the policy's
+	// exclusions and what stellwerk cannot send written in.
+	dc := cands
 	constraint := ""
-	for i, c := range cands {
-		dc[i] = decide.Candidate{Model: c.Model, EstimatedCostEUR: c.EstimatedCostEUR, Quality: c.Quality,
-			LatencyMS: c.LatencyMS, Healthy: c.Healthy, Excluded: res.Policy.Exclude[c.Model.ID]}
-		if dc[i].Excluded == "" && !keyAllows(req.Principal, c.Model) {
-			dc[i].Excluded = "not in the models of key " + req.Principal.KeyID
+	for i := range dc {
+		c := &dc[i]
+		c.Excluded = res.Policy.Exclude[c.Model.ID]
+		if c.Excluded == "" && !keyAllows(req.Principal, c.Model) {
+			c.Excluded = "not in the models of key " + req.Principal.KeyID
 		}
 		if why := c.Model.CannotServe(api); why != "" {
-			dc[i].Unsupported = why
+			c.Unsupported = why
 		} else if why := cannotContinue(c.Model, chat); why != "" {
-			dc[i].Unsupported = why
+			c.Unsupported = why
 		} else if !c.Model.Supported() {
-			dc[i].Unsupported = "wire format " + c.Model.Provider.WireFormat + " is not supported yet"
+			c.Unsupported = "wire format " + c.Model.Provider.WireFormat + " is not supported yet"
 		} else if !r.credential(c.Model.Provider, rp, rec) && (chat.Model == decide.Auto || chat.Route != "") {
 			// auto and routes never pick a provider stellwerk cannot
 			// authenticate to; a pinned model still gets the explicit 502
 			// naming the provider.
-			dc[i].Unsupported = "provider credential not configured"
+			c.Unsupported = "provider credential not configured"
 		}
 	}
 	if res.Policy.Residency != "" {
