@@ -88,7 +88,7 @@ func (p *edge) auditRecord() *audit.Record {
 		if in := res.ReplayInputs(&route.Request{Path: p.path, Headers: p.headers, Principal: p.principal, DecisionID: p.id}); in != nil {
 			r.Replay = in
 		}
-		if len(res.Selection.Candidates) > 0 {
+		if res.Selection.Len() > 0 {
 			r.Table = (*candidateTable)(&res.Selection)
 		}
 	}
@@ -222,10 +222,10 @@ func (p *edge) content() *audit.Content {
 // decision after the record is handed over (a result is never reused).
 type candidateTable decide.Decision
 
-func (t *candidateTable) Len() int { return len(t.Candidates) }
+func (t *candidateTable) Len() int { return (*decide.Decision)(t).Len() }
 
 func (t *candidateTable) Candidate(i int) audit.Candidate {
-	v := &t.Candidates[i]
+	v := (*decide.Decision)(t).Line(i)
 	return audit.Candidate{Model: v.ID, Provider: v.Provider, Verdict: v.Verdict, Rank: v.Rank, Score: v.Score,
 		EstimatedCostEUR: v.EstimatedCostEUR, Quality: v.Quality, LatencyMS: v.LatencyMS, Residency: v.Residency}
 }

@@ -103,12 +103,33 @@ type Decision struct {
 	// Fallbacks are the next eligible models in order, other providers
 	// first; none when the request may not fail over (Input.NoFallback).
 	Fallbacks []*catalog.Model
-	// Candidates is the verdict on every candidate. Reasons of rejected
-	// candidates are formatted on demand by Table, not on the request path.
-	Candidates []Verdict
-	rejections []rejection
-	task       string
+	// cands is the candidate table selection read (the caller's; nothing
+	// changes it afterwards) and lines each candidate's outcome, in its
+	// order: the verdict table (Len, Line, AppendReason, Table) is made
+	// from both when it is read, not on the request path.
+	cands []Candidate
+	lines []line
+	task  string
 }
+
+// line is one candidate's outcome: its verdict, its place in the ranking
+// (eligible ones), the balanced score, and why a requirement rejected it.
+type line struct {
+	verdict uint8
+	rank    int32
+	score   float64
+	rej     rejection
+}
+
+// Verdicts, as Verdict.Verdict names them.
+const (
+	vEligible = iota
+	vExcluded
+	vRejected
+	vChosen
+)
+
+var verdictNames = [...]string{vEligible: "eligible", vExcluded: "excluded", vRejected: "rejected", vChosen: "chosen"}
 
 // rejection records why a requirement rejected a candidate, unformatted.
 type rejection struct {
@@ -131,28 +152,61 @@ const (
 	rejRelative
 )
 
-// Table returns the verdicts with every reason filled in, for explain,
-// errors and the audit record.
-func (d *Decision) Table() []Verdict {
-	for i := range d.Candidates {
-		v := &d.Candidates[i]
-		if v.Reason == "" && i < len(d.rejections) && d.rejections[i].kind != rejNone {
-			v.Reason = d.rejections[i].format(d.task)
-		}
-	}
-	return d.Candidates
+// Len is the number of candidates the decision weighed.
+func (d *Decision) Len() int { return len(d.lines) }
+
+// Line is candidate i's verdict with its Reason left empty (AppendReason
+// writes it).
+func (d *Decision) Line(i int) Verdict {
+	c, l := &d.cands[i], &d.lines[i]
+	return Verdict{ID: c.Model.ID, Provider: c.Model.Provider.Name, Residency: c.Model.Provider.Residency,
+		Verdict: verdictNames[l.verdict], EstimatedCostEUR: c.EstimatedCostEUR, Quality: c.Quality, LatencyMS: c.LatencyMS,
+		Rank: int(l.rank), Score: l.score}
 }
 
-// AppendReason appends the reason of candidate i, as Table would fill it
-// in, to dst. It only reads the decision, so the audit writer can format
-// the reasons into the record's bytes while the request's goroutine still
-// holds the decision, and the request path formats none.
-func (d *Decision) AppendReason(dst []byte, i int) []byte {
-	if r := d.Candidates[i].Reason; r != "" {
-		return append(dst, r...)
+// Table returns every candidate's verdict with its reason, for explain,
+// errors and tests: a new slice each call.
+func (d *Decision) Table() []Verdict {
+	vs := make([]Verdict, len(d.lines))
+	for i := range vs {
+		vs[i] = d.Line(i)
+		vs[i].Reason = d.reason(i)
 	}
-	if i < len(d.rejections) {
-		return d.rejections[i].appendTo(dst, d.task)
+	return vs
+}
+
+// reason is candidate i's reason: the decision's for the chosen one, the
+// policy's for an excluded one, why stellwerk cannot send it or which
+// requirement rejected it.
+func (d *Decision) reason(i int) string {
+	switch l := &d.lines[i]; l.verdict {
+	case vChosen:
+		return d.Reason
+	case vExcluded:
+		return d.cands[i].Excluded
+	case vRejected:
+		if u := d.cands[i].Unsupported; u != "" {
+			return u
+		}
+		return l.rej.format(d.task)
+	}
+	return ""
+}
+
+// AppendReason appends candidate i's reason, as Table gives it, to dst. It
+// only reads the decision, so the audit writer formats the reasons into
+// the record's bytes and the request path formats none.
+func (d *Decision) AppendReason(dst []byte, i int) []byte {
+	switch l := &d.lines[i]; l.verdict {
+	case vChosen:
+		return append(dst, d.Reason...)
+	case vExcluded:
+		return append(dst, d.cands[i].Excluded...)
+	case vRejected:
+		if u := d.cands[i].Unsupported; u != "" {
+			return append(dst, u...)
+		}
+		return l.rej.appendTo(dst, d.task)
 	}
 	return dst
 }
@@ -200,32 +254,26 @@ func (r rejection) appendTo(b []byte, task string) []byte {
 
 // Decide filters the candidates by what the request needs and picks one.
 func Decide(in Input) (Decision, error) {
-	verdicts := make([]Verdict, len(in.Candidates))
-	rejections := make([]rejection, len(in.Candidates))
+	lines := make([]line, len(in.Candidates))
 	eligible := make([]int, 0, len(in.Candidates))
 	var pinned = -1
 	for i := range in.Candidates {
 		c := &in.Candidates[i]
-		v := Verdict{ID: c.Model.ID, Provider: c.Model.Provider.Name, Residency: c.Model.Provider.Residency,
-			EstimatedCostEUR: c.EstimatedCostEUR, Quality: c.Quality, LatencyMS: c.LatencyMS}
 		switch {
 		case c.Excluded != "":
-			v.Verdict, v.Reason = "excluded", c.Excluded
+			lines[i].verdict = vExcluded
 		case c.Unsupported != "":
-			v.Verdict, v.Reason = "rejected", c.Unsupported
+			lines[i].verdict = vRejected
 		default:
 			if r := in.reject(c); r.kind != rejNone {
-				v.Verdict = "rejected"
-				rejections[i] = r
+				lines[i] = line{verdict: vRejected, rej: r}
 			} else {
-				v.Verdict = "eligible"
-				eligible = append(eligible, i)
+				eligible = append(eligible, i) // vEligible
 			}
 		}
 		if c.Model.ID == in.Asked {
 			pinned = i
 		}
-		verdicts[i] = v
 	}
 	if in.RelativeQuality > 0 && len(eligible) > 0 {
 		best := 0.0
@@ -236,15 +284,14 @@ func Decide(in Input) (Decision, error) {
 		kept := eligible[:0]
 		for _, i := range eligible {
 			if in.Candidates[i].Quality < floor {
-				verdicts[i].Verdict = "rejected"
-				rejections[i] = rejection{kind: rejRelative, a: in.Candidates[i].Quality, b: in.RelativeQuality}
+				lines[i] = line{verdict: vRejected, rej: rejection{kind: rejRelative, a: in.Candidates[i].Quality, b: in.RelativeQuality}}
 				continue
 			}
 			kept = append(kept, i)
 		}
 		eligible = kept
 	}
-	d := Decision{Candidates: verdicts, rejections: rejections, task: in.Task}
+	d := Decision{cands: in.Candidates, lines: lines, task: in.Task}
 
 	var choice int
 	switch {
@@ -252,7 +299,7 @@ func Decide(in Input) (Decision, error) {
 		if len(eligible) == 0 {
 			return d, apierr.Unavailable("no_eligible_model", "no model may serve this request: %s", summarize(d.Table()))
 		}
-		order := in.rank(eligible, verdicts)
+		order := in.rank(eligible, lines)
 		choice = order[0]
 		d.Reason = in.reason(choice, len(eligible), len(in.Candidates))
 		d.Fallbacks = fallbacks(in.Candidates, choice, order[1:])
@@ -262,14 +309,14 @@ func Decide(in Input) (Decision, error) {
 		return d, apierr.NotFound("model_not_found", "model", "the model %q does not exist or is not available to you; available: %s", apierr.Truncate(in.Asked, 128), strings.Join(ids(in.Candidates), ", "))
 	default:
 		choice = pinned
-		switch v := verdicts[pinned]; v.Verdict {
-		case "excluded":
-			return d, apierr.Forbidden("model_not_allowed", "model", "the model %q is not allowed for this request: %s", v.ID, v.Reason)
-		case "rejected":
-			return d, apierr.BadRequest("model_unsuitable", "model", "the model %q cannot serve this request: %s", v.ID, d.Table()[pinned].Reason)
+		switch id := in.Candidates[pinned].Model.ID; lines[pinned].verdict {
+		case vExcluded:
+			return d, apierr.Forbidden("model_not_allowed", "model", "the model %q is not allowed for this request: %s", id, d.reason(pinned))
+		case vRejected:
+			return d, apierr.BadRequest("model_unsuitable", "model", "the model %q cannot serve this request: %s", id, d.reason(pinned))
 		}
 		d.Reason = "pinned by request"
-		order := in.rank(eligible, verdicts)
+		order := in.rank(eligible, lines)
 		d.Fallbacks = fallbacks(in.Candidates, pinned, slices.DeleteFunc(order, func(i int) bool { return i == pinned }))
 	}
 	if in.NoFallback {
@@ -277,8 +324,7 @@ func Decide(in Input) (Decision, error) {
 	}
 	d.Model = in.Candidates[choice].Model
 	d.EstimatedCostEUR = in.Candidates[choice].EstimatedCostEUR
-	verdicts[choice].Verdict = "chosen"
-	verdicts[choice].Reason = d.Reason
+	lines[choice].verdict = vChosen // its reason is d.Reason, whoever sets it last
 	return d, nil
 }
 
@@ -333,7 +379,7 @@ func (in *Input) reject(c *Candidate) rejection {
 // rank orders eligible candidates by the objective; ties break by id so the
 // order is deterministic. It notes each one's rank (and the balanced
 // objective's score) in verdicts.
-func (in *Input) rank(eligible []int, verdicts []Verdict) []int {
+func (in *Input) rank(eligible []int, lines []line) []int {
 	order := slices.Clone(eligible)
 	cs := in.Candidates
 	var maxCost float64
@@ -358,9 +404,9 @@ func (in *Input) rank(eligible []int, verdicts []Verdict) []int {
 	defer func() {
 		isBalanced := in.Objective != "cost" && in.Objective != "latency" && in.Objective != "accuracy"
 		for pos, i := range order {
-			verdicts[i].Rank = pos + 1
+			lines[i].rank = int32(pos + 1)
 			if isBalanced {
-				verdicts[i].Score = math.Round(balanced(&cs[i])*1e6) / 1e6
+				lines[i].score = math.Round(balanced(&cs[i])*1e6) / 1e6
 			}
 		}
 	}()

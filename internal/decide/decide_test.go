@@ -110,15 +110,16 @@ func TestDecide(t *testing.T) {
 					t.Errorf("fallbacks %v, want %s", fb, tc.fallbacks)
 				}
 			}
+			tab := d.Table()
 			for id, want := range tc.verdictFor {
-				for _, v := range d.Candidates {
+				for _, v := range tab {
 					if v.ID == id && v.Verdict != want {
 						t.Errorf("%s: verdict %s (%s), want %s", id, v.Verdict, v.Reason, want)
 					}
 				}
 			}
 			chosen := 0
-			for _, v := range d.Candidates {
+			for _, v := range tab {
 				if v.Verdict == "chosen" {
 					chosen++
 				}

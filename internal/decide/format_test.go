@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/stellwerk/stellwerk/internal/catalog"
 )
 
 // TestRejectionFormat: reasons are written by appends, and must read as
@@ -43,30 +45,56 @@ func TestRejectionFormat(t *testing.T) {
 	}
 }
 
-// TestAppendReason: the reason the audit writer appends for a candidate is
-// the one Table fills in, for every kind of rejection, a policy exclusion
-// and an eligible candidate (none), and it leaves the decision unchanged.
+// TestAppendReason: the reason the audit writer appends for a candidate,
+// and the line Line gives, are Table's, for every kind of rejection, a
+// policy exclusion, a model stellwerk cannot send, an eligible candidate
+// (no reason) and the chosen one (the decision's reason, even when it is
+// set after the decision, as a named route's explanation is).
 func TestAppendReason(t *testing.T) {
-	d := Decision{task: "code", Candidates: make([]Verdict, 0, rejRelative+2)}
+	var d Decision
+	d.task = "code"
 	for k := uint8(rejNone); k <= rejRelative; k++ {
-		d.Candidates = append(d.Candidates, Verdict{ID: fmt.Sprint("m", k)})
-		d.rejections = append(d.rejections, rejection{kind: k, a: 0.4 + float64(k), b: 0.9})
+		m := &catalog.Model{ID: fmt.Sprint("m", k), Provider: &catalog.Provider{Name: "p", Residency: "eu"}}
+		d.cands = append(d.cands, Candidate{Model: m, EstimatedCostEUR: float64(k), Quality: 0.5, LatencyMS: int(k)})
+		l := line{verdict: vRejected, rej: rejection{kind: k, a: 0.4 + float64(k), b: 0.9}}
+		if k == rejNone {
+			l = line{verdict: vEligible, rank: 2, score: 0.25}
+		}
+		d.lines = append(d.lines, l)
 	}
-	d.Candidates = append(d.Candidates, Verdict{ID: "policy", Verdict: "excluded", Reason: "not in the eu"})
-	d.rejections = append(d.rejections, rejection{})
-	got := make([]string, len(d.Candidates))
-	for i := range d.Candidates {
-		got[i] = string(d.AppendReason([]byte("x"), i)[1:])
-		if d.Candidates[i].Reason != "" && i != len(d.Candidates)-1 {
-			t.Fatalf("AppendReason filled in line %d", i)
+	add := func(c Candidate, l line) {
+		c.Model = &catalog.Model{ID: fmt.Sprint("x", len(d.cands)), Provider: &catalog.Provider{Name: "q"}}
+		d.cands, d.lines = append(d.cands, c), append(d.lines, l)
+	}
+	add(Candidate{Excluded: "not in the eu"}, line{verdict: vExcluded})
+	add(Candidate{Unsupported: "provider credential not configured"}, line{verdict: vRejected})
+	add(Candidate{}, line{verdict: vChosen, rank: 1})
+	d.Reason = "route support: set afterwards"
+	tab := d.Table()
+	if len(tab) != d.Len() {
+		t.Fatalf("Table has %d lines, Len %d", len(tab), d.Len())
+	}
+	want := map[int]string{len(tab) - 3: "not in the eu", len(tab) - 2: "provider credential not configured", len(tab) - 1: d.Reason}
+	for i, v := range tab {
+		if got := string(d.AppendReason([]byte("x"), i)[1:]); got != v.Reason {
+			t.Errorf("line %d: AppendReason %q, Table %q", i, got, v.Reason)
+		}
+		if w, ok := want[i]; ok && v.Reason != w {
+			t.Errorf("line %d: reason %q, want %q", i, v.Reason, w)
+		}
+		if i > int(rejUnsupported) && i <= int(rejRelative) && v.Reason == "" {
+			t.Errorf("line %d (rejection kind %d) has no reason", i, i)
+		}
+		l := d.Line(i)
+		l.Reason = v.Reason
+		if l != v {
+			t.Errorf("line %d: Line %+v, Table %+v", i, l, v)
 		}
 	}
-	for i, v := range d.Table() {
-		if got[i] != v.Reason {
-			t.Errorf("line %d: AppendReason %q, Table %q", i, got[i], v.Reason)
-		}
-		if v.Reason == "" && d.rejections[i].kind > rejUnsupported {
-			t.Errorf("line %d (kind %d) has no reason", i, d.rejections[i].kind)
-		}
+	if v := tab[0]; v.Verdict != "eligible" || v.Reason != "" || v.Rank != 2 || v.Score != 0.25 || v.Provider != "p" || v.Residency != "eu" {
+		t.Errorf("eligible line %+v", v)
+	}
+	if v := tab[len(tab)-1]; v.Verdict != "chosen" || v.Rank != 1 {
+		t.Errorf("chosen line %+v", v)
 	}
 }

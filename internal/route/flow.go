@@ -171,8 +171,7 @@ func selectRoute(base decide.Input, o *flow.Outcome, objectiveFree bool) (decide
 			b.WriteString("; ")
 		}
 		b.WriteString(d.Reason)
-		d.Reason = b.String()
-		setChosenReason(&d)
+		d.Reason = b.String() // the chosen verdict's reason too
 		return d, nil
 	}
 	chosen.Fallbacks = nil
@@ -190,18 +189,8 @@ func selectRoute(base decide.Input, o *flow.Outcome, objectiveFree bool) (decide
 		b.WriteString(chosen.Reason)
 		b.WriteString(")")
 	}
-	chosen.Reason = b.String()
-	setChosenReason(&chosen)
+	chosen.Reason = b.String() // the chosen verdict's reason too
 	return chosen, nil
-}
-
-// setChosenReason puts the decision's reason on the chosen verdict.
-func setChosenReason(d *decide.Decision) {
-	for i := range d.Candidates {
-		if d.Candidates[i].Verdict == "chosen" {
-			d.Candidates[i].Reason = d.Reason
-		}
-	}
 }
 
 // narrow marks the candidates an auto target's allow and deny lists leave
