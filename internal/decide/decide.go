@@ -378,7 +378,7 @@ func (in *Input) reject(c *Candidate) rejection {
 
 // rank orders eligible candidates by the objective; ties break by id so the
 // order is deterministic. It notes each one's rank (and the balanced
-// objective's score) in verdicts.
+// objective's score) in its line.
 func (in *Input) rank(eligible []int, lines []line) []int {
 	order := slices.Clone(eligible)
 	cs := in.Candidates
