@@ -189,7 +189,6 @@ type Versions struct {
 	Catalog string `json:"catalog,omitempty"`
 }
 
-// Candidate is one model's line of the decision.
 // CandidateTable is a decision's candidates as its router keeps them. It
 // is only read, by the writer, after the record is handed over; its
 // owner must not change it afterwards.
@@ -215,6 +214,7 @@ func (r *Record) CandidateList() []Candidate {
 	return cs
 }
 
+// Candidate is one model's line of the decision.
 type Candidate struct {
 	Model    string `json:"model"`
 	Provider string `json:"provider,omitempty"`
