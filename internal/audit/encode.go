@@ -125,6 +125,7 @@ func (e *recordEncoder) record(r *Record) {
 		e.StrOmit("policy", v.Policy)
 		e.StrOmit("config", v.Config)
 		e.StrOmit("catalog", v.Catalog)
+		e.StrOmit("predictor", v.Predictor)
 		e.Close(o)
 	}
 	e.StrOmit("constraint", r.Constraint)

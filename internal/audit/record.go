@@ -187,6 +187,10 @@ type Versions struct {
 	Policy  string `json:"policy,omitempty"`
 	Config  string `json:"config,omitempty"`
 	Catalog string `json:"catalog,omitempty"`
+	// Predictor is the quality predictor file in force
+	// (routing.quality_predictor), by content: the config names only its
+	// path, and a retrained file keeps the path.
+	Predictor string `json:"predictor,omitempty"`
 }
 
 // CandidateTable is a decision's candidates as its router keeps them. It

@@ -159,6 +159,9 @@ const (
 	VersionPolicy  = "policy"  // a policy bundle (policy.Engine.Bundle)
 	VersionConfig  = "config"  // the config as GET /config renders it, secrets redacted
 	VersionCatalog = "catalog" // the merged providers and models
+	// VersionPredictor is a quality predictor file as it was read
+	// (routing.quality_predictor).
+	VersionPredictor = "predictor"
 )
 
 // ErrNoVersion: the store keeps no version with that hash.

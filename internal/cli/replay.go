@@ -360,7 +360,13 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 func printReplay(w io.Writer, o *replayed) {
 	fmt.Fprintf(w, "decision    %s at %s\n", o.ID, o.Time.Format(time.RFC3339))
-	fmt.Fprintf(w, "versions    policy %s, config %s, catalog %s\n", o.Versions.Policy, short(o.Versions.Config), short(o.Versions.Catalog))
+	fmt.Fprintf(w, "versions    policy %s, config %s, catalog %s", o.Versions.Policy, short(o.Versions.Config), short(o.Versions.Catalog))
+	if o.Versions.Predictor != "" {
+		// Not needed to replay (the record keeps the predictions), kept
+		// to say which file made them.
+		fmt.Fprintf(w, ", predictor %s", short(o.Versions.Predictor))
+	}
+	fmt.Fprintln(w)
 	if o.NotReplayable != "" {
 		fmt.Fprintf(w, "not replayable: %s\n", o.NotReplayable)
 		return

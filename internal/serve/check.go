@@ -34,7 +34,7 @@ func Check(ctx context.Context, cfg *config.Config, env catalog.Env) (warnings [
 	if _, err := classify.New(cfg.Classify); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := loadPredictor(cfg, env); err != nil {
+	if _, _, err := loadPredictor(cfg, env); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := ledger.LimitsFromConfig(cfg); err != nil {

@@ -1,14 +1,20 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/store"
 )
 
 // TestCheckLoadsQualityPredictor: config check (and so start and reload) refuses a quality
@@ -44,5 +50,61 @@ func TestCheckLoadsQualityPredictor(t *testing.T) {
 		if c.want != "" && !strings.Contains(got, c.want) {
 			t.Errorf("%s: errors %q, want one mentioning %q", name, got, c.want)
 		}
+	}
+}
+
+// TestPredictorVersionKept: a config with a quality predictor names the
+// file in force by its content (the config names only its path), and the
+// keeper stores the file as it was read under that name, so an auditor can
+// see which predictor made a record's predictions; a retrained file is
+// another version; without a predictor there is none.
+func TestPredictorVersionKept(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ast, err := audit.OpenStore(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(filepath.Join("..", "..", "examples", "routerbench.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := catalog.Env{Getenv: func(string) string { return "" }, ReadFile: os.ReadFile}
+	cat, err := catalog.New(cfg, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shipped, err := os.ReadFile(filepath.Join("..", "..", "examples", "routers", "routerbench-hash-fit.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	retrained := append(bytes.TrimRight(slices.Clone(shipped), "\n"), ' ', '\n')
+	k := newKeeper(ast, zap.NewNop())
+	var seen []string
+	for _, file := range [][]byte{shipped, retrained} {
+		vb, err := versionsOf(cfg, cat, file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if vb.Predictor != audit.ContentHash(file) {
+			t.Fatalf("predictor version %q, want the file's content hash %q", vb.Predictor, audit.ContentHash(file))
+		}
+		k.keepConfig(ctx, vb)
+		kind, body, err := ast.Version(ctx, vb.Predictor)
+		if err != nil || kind != audit.VersionPredictor || !bytes.Equal(body, file) {
+			t.Fatalf("kept predictor: kind %q, %d bytes (want %d), err %v", kind, len(body), len(file), err)
+		}
+		seen = append(seen, vb.Predictor)
+	}
+	if seen[0] == seen[1] {
+		t.Error("a retrained file has the same version")
+	}
+	vb, err := versionsOf(cfg, cat, nil)
+	if err != nil || vb.Predictor != "" {
+		t.Errorf("without a predictor: version %q, err %v", vb.Predictor, err)
 	}
 }

@@ -73,7 +73,8 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 		return nil, fmt.Errorf("xds: %w", err)
 	}
 	router := route.New(cfg, cat, cl, ps, log.Named("route"))
-	if router.Predictor, err = loadPredictor(cfg, env); err != nil {
+	var predictor []byte
+	if router.Predictor, predictor, err = loadPredictor(cfg, env); err != nil {
 		return nil, err
 	}
 	// What was learned from traffic survives reloads.
@@ -131,7 +132,7 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 		}
 	}
 	st.Metrics, st.Traces = ln.metrics, ln.traces
-	vb, err := versionsOf(cfg, cat) // for the records and stellwerk_config_info
+	vb, err := versionsOf(cfg, cat, predictor) // for the records and stellwerk_config_info
 	if err != nil {
 		return nil, err
 	}
@@ -326,6 +327,12 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 		if was.Catalog != now.Catalog {
 			ch.Detail = map[string]string{"catalog_before": was.Catalog, "catalog_after": now.Catalog}
 		}
+		if was.Predictor != now.Predictor {
+			if ch.Detail == nil {
+				ch.Detail = map[string]string{}
+			}
+			ch.Detail["predictor_before"], ch.Detail["predictor_after"] = was.Predictor, now.Predictor
+		}
 		recordChange(r.ln.audit, audit.KindConfig, "", ch)
 	}
 	r.cur, r.published = g, published
@@ -434,19 +441,20 @@ func workspaceKeys(ctx context.Context, st *keys.Store) ([]xds.WorkspaceKey, err
 	return out, nil
 }
 
-// loadPredictor reads routing.quality_predictor; nil when none is configured.
-func loadPredictor(cfg *config.Config, env catalog.Env) (*qpredict.Model, error) {
+// loadPredictor reads routing.quality_predictor, and returns the file's
+// bytes for its version; nil when none is configured.
+func loadPredictor(cfg *config.Config, env catalog.Env) (*qpredict.Model, []byte, error) {
 	path := cfg.Routing.QualityPredictor
 	if path == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	b, err := env.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("routing.quality_predictor: %w", err)
+		return nil, nil, fmt.Errorf("routing.quality_predictor: %w", err)
 	}
 	qp, err := qpredict.Read(bytes.NewReader(b))
 	if err != nil {
-		return nil, fmt.Errorf("routing.quality_predictor %s: %w", path, err)
+		return nil, nil, fmt.Errorf("routing.quality_predictor %s: %w", path, err)
 	}
-	return qp, nil
+	return qp, b, nil
 }

@@ -238,8 +238,11 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	}
 	ln.routes = rts
 	g.state.Router.Routes = rts.table // later generations get it from build
-	recordChange(alog, audit.KindConfig, "", audit.Change{Actor: configActor, Action: "load", After: g.state.Versions.Config,
-		Detail: map[string]string{"catalog": g.state.Versions.Catalog}})
+	loaded := map[string]string{"catalog": g.state.Versions.Catalog}
+	if p := g.state.Versions.Predictor; p != "" {
+		loaded["predictor"] = p
+	}
+	recordChange(alog, audit.KindConfig, "", audit.Change{Actor: configActor, Action: "load", After: g.state.Versions.Config, Detail: loaded})
 	for _, m := range g.cat.MissingCredentials() {
 		log.Warn("provider credential not found; requests to it will get 502 until it is set", zap.String("provider", m))
 	}

@@ -15,16 +15,17 @@ import (
 	"github.com/stellwerk/stellwerk/internal/policy"
 )
 
-// versionBodies are the config and the catalog in force as the audit
-// records name them by content: the config as GET /config renders it
-// (secrets redacted), and the merged providers and models with the
-// quality scores they decide with (config.DecodeKept reads both back).
+// versionBodies are the config, the catalog and the quality predictor in
+// force as the audit records name them by content: the config as GET
+// /config renders it (secrets redacted), the merged providers and models
+// with the quality scores they decide with (config.DecodeKept reads both
+// back), and the predictor file as it was read (nil: none).
 type versionBodies struct {
 	audit.Versions
-	config, catalog []byte
+	config, catalog, predictor []byte
 }
 
-func versionsOf(cfg *config.Config, ct *catalog.Catalog) (versionBodies, error) {
+func versionsOf(cfg *config.Config, ct *catalog.Catalog, predictor []byte) (versionBodies, error) {
 	c, err := cfg.YAML()
 	if err != nil {
 		return versionBodies{}, fmt.Errorf("config version: %w", err)
@@ -44,7 +45,11 @@ func versionsOf(cfg *config.Config, ct *catalog.Catalog) (versionBodies, error) 
 	if err != nil {
 		return versionBodies{}, fmt.Errorf("catalog version: %w", err)
 	}
-	return versionBodies{Versions: audit.Versions{Config: audit.ContentHash(c), Catalog: audit.ContentHash(cat)}, config: c, catalog: cat}, nil
+	vb := versionBodies{Versions: audit.Versions{Config: audit.ContentHash(c), Catalog: audit.ContentHash(cat)}, config: c, catalog: cat}
+	if predictor != nil {
+		vb.Predictor, vb.predictor = audit.ContentHash(predictor), predictor
+	}
+	return vb, nil
 }
 
 // keeper keeps every policy, config and catalog version a record can name
@@ -69,13 +74,16 @@ func newKeeper(st *audit.Store, log *zap.Logger) *keeper {
 	return &keeper{st: st, log: log, pending: map[string]keptVersion{}}
 }
 
-// keepConfig keeps a config's and its catalog's versions.
+// keepConfig keeps a config's, its catalog's and its predictor's versions.
 func (k *keeper) keepConfig(ctx context.Context, v versionBodies) {
 	if k == nil {
 		return
 	}
 	k.keep(ctx, audit.VersionConfig, v.Config, v.config)
 	k.keep(ctx, audit.VersionCatalog, v.Catalog, v.catalog)
+	if v.Predictor != "" {
+		k.keep(ctx, audit.VersionPredictor, v.Predictor, v.predictor)
+	}
 }
 
 // keepPolicy keeps a policy version's sources.
