@@ -192,11 +192,25 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 	argv := append(append([]string(nil), o.StellwerkArgv[1:]...), "--config", cfgPath, "--log-level", "warn")
 	env = append(append(os.Environ(), env...), "STELLWERK_BENCH_ADMIN_TOKEN="+s.AdminToken)
 	progress(o.Progress, "starting stellwerk (%s, %s shape)", o.StellwerkArgv[0], o.Shape)
-	if s.stellwerk, err = startProcess("stellwerk", filepath.Join(o.Dir, "stellwerk.log"), env, o.StellwerkArgv[0], argv...); err != nil {
-		return nil, err
-	}
-	if err := waitHTTP(ctx, s.StellwerkAdmin+"/readyz", 200, 30*time.Second, s.stellwerk); err != nil {
-		return nil, err
+	for try := 1; ; try++ {
+		if s.stellwerk, err = startProcess("stellwerk", filepath.Join(o.Dir, "stellwerk.log"), env, o.StellwerkArgv[0], argv...); err != nil {
+			return nil, err
+		}
+		err = waitHTTP(ctx, s.StellwerkAdmin+"/readyz", 200, 30*time.Second, s.stellwerk)
+		if err == nil {
+			break
+		}
+		// The admin port was free when it was picked, but another process
+		// (another test binary) may bind it first: take another one.
+		if try == 3 || !s.stellwerk.exited() || !strings.Contains(s.stellwerk.logTail(4000), "address already in use") {
+			return nil, err
+		}
+		ports, perr := freePorts(1)
+		if perr != nil {
+			return nil, perr
+		}
+		s.StellwerkAdmin = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+		argv = append(argv, "--admin", fmt.Sprintf("127.0.0.1:%d", ports[0])) // the last flag wins
 	}
 	bootB, err := rewriteBootstrap(filepath.Join(o.Root, "envoy", grpc.bootstrap), grpc.replace, adminB, listenB)
 	if err != nil {

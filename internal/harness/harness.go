@@ -443,7 +443,17 @@ func launch(t testing.TB, o Options, ps *providerSet, se stackEnv) *Stack {
 	s.EnvoyAdmin = fmt.Sprintf("http://127.0.0.1:%d", envoyAdminPort)
 
 	s.env, s.bin = env, se.bin
-	s.startProcess("stellwerk", env, se.bin, "serve", "--config", cfgPath, "--log-level", "debug")
+	// As for Envoy below: the admin port may be taken before stellwerk
+	// binds it; then it exits at once, and starts again on another one.
+	for try := 1; ; try++ {
+		s.startProcess("stellwerk", env, se.bin, "serve", "--config", cfgPath, "--log-level", "debug", "--admin", cfg.Server.Admin)
+		if try == 3 || !s.portTaken("stellwerk", s.AdminURL+"/healthz") {
+			break
+		}
+		adminPort = FreePort(t)
+		cfg.Server.Admin = fmt.Sprintf("127.0.0.1:%d", adminPort)
+		s.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	}
 	s.waitHTTP(s.AdminURL+"/readyz", 200, 20*time.Second)
 
 	s.GRPC = cfg.Server.GRPC
@@ -463,7 +473,7 @@ func launch(t testing.TB, o Options, ps *providerSet, se stackEnv) *Stack {
 		// test finds a request's line soon after its answer.
 		s.startProcess("envoy", os.Environ(), se.envoy, "-c", bootstrap, "--disable-hot-restart",
 			"--log-level", "warn", "--concurrency", "2", "--file-flush-interval-msec", "200")
-		if try == 3 || !s.adminPortTaken("envoy", s.EnvoyAdmin) {
+		if try == 3 || !s.portTaken("envoy", s.EnvoyAdmin+"/ready") {
 			break
 		}
 		envoyAdminPort = FreePort(t)
@@ -742,18 +752,18 @@ func (s *Stack) StartEnvoy(name, nodeID string) (url, admin string) {
 	return url, admin
 }
 
-// adminPortTaken waits until the Envoy just started as name answers on
-// its admin URL, and reports whether it exited instead because its admin
-// port was taken.
-func (s *Stack) adminPortTaken(name, admin string) bool {
+// portTaken waits until the process just started as name answers url
+// (any status), and reports whether it exited instead because a port it
+// binds was taken (Envoy and Go both say "address already in use").
+func (s *Stack) portTaken(name, url string) bool {
 	p := s.process(name)
 	deadline := time.Now().Add(stackStartTimeout)
 	for time.Now().Before(deadline) {
-		if strings.Contains(p.buf.String(), "Address already in use") {
+		if strings.Contains(strings.ToLower(p.buf.String()), "address already in use") {
 			p.stop()
 			return true
 		}
-		if resp, err := http.Get(admin + "/ready"); err == nil {
+		if resp, err := http.Get(url); err == nil {
 			resp.Body.Close()
 			return false
 		}
