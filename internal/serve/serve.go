@@ -426,9 +426,10 @@ func (s *status) Metrics() http.Handler { return s.metrics.Handler() }
 func registerScrape(m *telemetry.Metrics, rl *reloader, pm *policy.Manager, sw *spend.Writer, alog *audit.Log) error {
 	cs := append(telemetry.Versions(
 		func() string { return pm.Current().Version },
-		func() (string, string) {
+		func() (string, string, string) {
 			g, _, _ := rl.current()
-			return g.state.Versions.Config, g.state.Versions.Catalog
+			v := g.state.Versions
+			return v.Config, v.Catalog, v.Predictor
 		},
 		func() bool {
 			_, err, _ := rl.current()

@@ -23,7 +23,7 @@ func fullRegistry(t *testing.T) *Metrics {
 	t.Helper()
 	m := New()
 	now := time.Now()
-	cs := append(Versions(func() string { return "p1" }, func() (string, string) { return "c1", "k1" }, func() bool { return false }),
+	cs := append(Versions(func() string { return "p1" }, func() (string, string, string) { return "c1", "k1", "q1" }, func() bool { return false }),
 		Audit(func() audit.Stats { return audit.Stats{Queued: 1, OldestAge: time.Second, Written: 3} }),
 		Spend(func() spend.Stats { return spend.Stats{Written: 2} }),
 		Providers(func() []health.Status {
@@ -161,5 +161,26 @@ stellwerk_provider_cooldown_seconds{provider="a"} 30
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "stellwerk_audit_lag_seconds", "stellwerk_audit_queue_depth",
 		"stellwerk_audit_records_total", "stellwerk_provider_consecutive_failures", "stellwerk_provider_cooldown_seconds"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestConfigInfo: the versions in force come out as labels of one series,
+// the quality predictor's among them, and an empty label without one.
+func TestConfigInfo(t *testing.T) {
+	for _, c := range []struct{ predictor, labels string }{
+		{"sha256:5b8c", `catalog="sha256:k1",config="sha256:c1",predictor="sha256:5b8c"`},
+		{"", `catalog="sha256:k1",config="sha256:c1",predictor=""`},
+	} {
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(Versions(func() string { return "p1" }, func() (string, string, string) { return "sha256:c1", "sha256:k1", c.predictor },
+			func() bool { return false })...)
+		want := `
+# HELP stellwerk_config_info The config, catalog and quality predictor in force, by content hash.
+# TYPE stellwerk_config_info gauge
+stellwerk_config_info{` + c.labels + `} 1
+`
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "stellwerk_config_info"); err != nil {
+			t.Errorf("predictor %q: %v", c.predictor, err)
+		}
 	}
 }

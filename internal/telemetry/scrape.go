@@ -106,16 +106,18 @@ func Providers(snapshot func() []health.Status, now func() time.Time) prometheus
 	}}
 }
 
-// Versions reads what is in force: the policy version, the config and
-// catalog content hashes, and whether the last config change was refused.
-func Versions(policy func() string, config func() (cfg, catalog string), refused func() bool) []prometheus.Collector {
+// Versions reads what is in force: the policy version, the config,
+// catalog and quality predictor content hashes ("" without a predictor),
+// and whether the last config change was refused.
+func Versions(policy func() string, config func() (cfg, catalog, predictor string), refused func() bool) []prometheus.Collector {
 	return []prometheus.Collector{
 		Info("stellwerk_policy_info", "The Rego policy version in force.", []string{"version"},
 			func() []string { return []string{policy()} }),
-		Info("stellwerk_config_info", "The config and catalog in force, by content hash.", []string{"config", "catalog"},
+		Info("stellwerk_config_info", "The config, catalog and quality predictor in force, by content hash.",
+			[]string{"config", "catalog", "predictor"},
 			func() []string {
-				c, cat := config()
-				return []string{c, cat}
+				c, cat, p := config()
+				return []string{c, cat, p}
 			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stellwerk_config_reload_refused",
 			Help: "1 while the last config change was refused (the previous config keeps serving; /status says why)."},
