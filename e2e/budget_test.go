@@ -106,14 +106,9 @@ func TestBudgetExactUnderConcurrency(t *testing.T) {
 	if ok != 7 || refused != 193 || len(p.Requests()) != 7 {
 		t.Fatalf("%d answered, %d refused, provider got %d requests; want 7, 193, 7", ok, refused, len(p.Requests()))
 	}
-	b := adminJSON(t, s, "/admin/budgets?workspace=default&team=a")
-	budgets, _ := b["budgets"].([]any)
-	if len(budgets) != 1 {
-		t.Fatalf("budgets %v", b)
-	}
-	got := budgets[0].(map[string]any)
-	if math.Abs(got["used_eur"].(float64)-spent) > 1e-6 || got["reserved_eur"].(float64) != 0 {
-		t.Errorf("budget shows used %v EUR, reserved %v; the provider's usage costs %v EUR", got["used_eur"], got["reserved_eur"], spent)
+	// Charges are settled just after their answers (docs/budgets.md).
+	if used, reserved := budgetOf(t, s, "workspace=default&team=a", "default-daily"); math.Abs(used-spent) > 1e-6 || reserved != 0 {
+		t.Errorf("budget shows used %v EUR, reserved %v; the provider's usage costs %v EUR", used, reserved, spent)
 	}
 	t.Logf("7 of 200 admitted; spent %.6f EUR of 7.5", spent)
 }

@@ -217,9 +217,8 @@ func TestSpendLedgerThroughEnvoy(t *testing.T) {
 	}
 	// The ledger and the budget agree, and the budget's spend is in the
 	// state store (budget_totals), saved within its flush interval.
-	budget := adminJSON(t, s, "/admin/budgets?workspace=default&team=fin")["budgets"].([]any)[0].(map[string]any)
-	if used := budget["used_eur"].(float64); math.Abs(used-rep.Total.CostEUR) > 1e-9 || budget["reserved_eur"].(float64) != 0 {
-		t.Errorf("the budget shows %v EUR used, the ledger %v EUR", budget, rep.Total.CostEUR)
+	if used, reserved := budgetOf(t, s, "workspace=default&team=fin", "fin-month"); math.Abs(used-rep.Total.CostEUR) > 1e-9 || reserved != 0 {
+		t.Errorf("the budget shows %v EUR used (%v reserved), the ledger %v EUR", used, reserved, rep.Total.CostEUR)
 	}
 	db, err := store.OpenSQLite(context.Background(), filepath.Join(s.Dir, "state"))
 	if err != nil {
