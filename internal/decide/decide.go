@@ -170,45 +170,47 @@ func (d *Decision) Table() []Verdict {
 	vs := make([]Verdict, len(d.lines))
 	for i := range vs {
 		vs[i] = d.Line(i)
-		vs[i].Reason = d.reason(i)
+		vs[i].Reason = d.LineReason(i)
 	}
 	return vs
 }
 
-// reason is candidate i's reason: the decision's for the chosen one, the
-// policy's for an excluded one, why stellwerk cannot send it or which
-// requirement rejected it.
-func (d *Decision) reason(i int) string {
-	switch l := &d.lines[i]; l.verdict {
-	case vChosen:
-		return d.Reason
-	case vExcluded:
-		return d.cands[i].Excluded
-	case vRejected:
-		if u := d.cands[i].Unsupported; u != "" {
-			return u
-		}
-		return l.rej.format(d.task)
+// LineReason is candidate i's reason, as Table gives it.
+func (d *Decision) LineReason(i int) string {
+	s, rej := d.reasonOf(i)
+	if rej != nil {
+		return rej.format(d.task)
 	}
-	return ""
+	return s
 }
 
 // AppendReason appends candidate i's reason, as Table gives it, to dst. It
 // only reads the decision, so the audit writer formats the reasons into
 // the record's bytes and the request path formats none.
 func (d *Decision) AppendReason(dst []byte, i int) []byte {
+	s, rej := d.reasonOf(i)
+	if rej != nil {
+		return rej.appendTo(dst, d.task)
+	}
+	return append(dst, s...)
+}
+
+// reasonOf is candidate i's reason: the decision's for the chosen one, the
+// policy's for an excluded one, why stellwerk cannot send it, or (rej) the
+// requirement that rejected it, still to be formatted.
+func (d *Decision) reasonOf(i int) (s string, rej *rejection) {
 	switch l := &d.lines[i]; l.verdict {
 	case vChosen:
-		return append(dst, d.Reason...)
+		return d.Reason, nil
 	case vExcluded:
-		return append(dst, d.cands[i].Excluded...)
+		return d.cands[i].Excluded, nil
 	case vRejected:
 		if u := d.cands[i].Unsupported; u != "" {
-			return append(dst, u...)
+			return u, nil
 		}
-		return l.rej.appendTo(dst, d.task)
+		return "", &l.rej
 	}
-	return dst
+	return "", nil
 }
 
 // fixedReasons are the reasons that name no figure.
@@ -311,9 +313,9 @@ func Decide(in Input) (Decision, error) {
 		choice = pinned
 		switch id := in.Candidates[pinned].Model.ID; lines[pinned].verdict {
 		case vExcluded:
-			return d, apierr.Forbidden("model_not_allowed", "model", "the model %q is not allowed for this request: %s", id, d.reason(pinned))
+			return d, apierr.Forbidden("model_not_allowed", "model", "the model %q is not allowed for this request: %s", id, d.LineReason(pinned))
 		case vRejected:
-			return d, apierr.BadRequest("model_unsuitable", "model", "the model %q cannot serve this request: %s", id, d.reason(pinned))
+			return d, apierr.BadRequest("model_unsuitable", "model", "the model %q cannot serve this request: %s", id, d.LineReason(pinned))
 		}
 		d.Reason = "pinned by request"
 		order := in.rank(eligible, lines)

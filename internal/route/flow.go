@@ -214,15 +214,14 @@ func skipReason(t *flow.Target, d *decide.Decision, err error) string {
 	if t.IsAuto() {
 		return "auto target " + t.Node + ": no eligible model"
 	}
-	for _, v := range d.Table() {
-		if v.ID != t.Model {
-			continue
-		}
-		switch v.Verdict {
-		case "excluded":
-			return t.Model + " excluded by policy (" + v.Reason + ")"
-		case "rejected":
-			return t.Model + " cannot serve (" + v.Reason + ")"
+	for i := range d.Len() {
+		if v := d.Line(i); v.ID == t.Model {
+			switch v.Verdict {
+			case "excluded":
+				return t.Model + " excluded by policy (" + d.LineReason(i) + ")"
+			case "rejected":
+				return t.Model + " cannot serve (" + d.LineReason(i) + ")"
+			}
 		}
 	}
 	return t.Model + ": " + apierr.As(err).Message

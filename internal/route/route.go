@@ -360,10 +360,9 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 
 	// The policy read the table; selection reads it with the policy's
 	// exclusions and what stellwerk cannot send written in.
-	dc := cands
 	constraint := ""
-	for i := range dc {
-		c := &dc[i]
+	for i := range cands {
+		c := &cands[i]
 		c.Excluded = res.Policy.Exclude[c.Model.ID]
 		if c.Excluded == "" && !keyAllows(req.Principal, c.Model) {
 			c.Excluded = "not in the models of key " + req.Principal.KeyID
@@ -398,7 +397,7 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		}
 	}
 	sel := decide.Input{
-		Asked: chat.Model, Task: res.Class.Task, Candidates: dc,
+		Asked: chat.Model, Task: res.Class.Task, Candidates: cands,
 		Needs: decide.Needs{Tools: chat.Tools, JSONMode: chat.ResponseFormat == "json_object" || chat.ResponseFormat == "json_schema",
 			Vision: chat.Vision, Streaming: chat.Stream, InputTokens: res.Class.InputTokens, OutputTokens: min(outTokens, 1<<20)},
 		Objective: res.Policy.Objective, QualityFloor: res.Policy.QualityFloor, MaxCostEUR: res.Policy.MaxCostEUR,
