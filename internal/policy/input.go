@@ -231,8 +231,12 @@ func eurPerMTok(eur float64) float64 { return math.Round(eur*1e9) / 1e9 }
 // document; candidates come last.
 var partNames = [...]string{"request", "principal", "workspace", "classification", "budget", "budgets", "time"}
 
-// workspacePart is the index of "workspace" in partNames.
-const workspacePart = 2
+// The indexes of parts in partNames that the memo treats apart.
+const (
+	requestPart        = 0
+	workspacePart      = 2
+	classificationPart = 3
+)
 
 // inputParts are an input's request-level parts, built when first needed.
 type inputParts [len(partNames)]*ast.Term
@@ -291,26 +295,57 @@ func (in *Input) value(ct *CatalogTerms, parts *inputParts) (ast.Value, func()) 
 	return ast.NewObject(append(items, item("candidates", cands))...), release
 }
 
+// requestKeys are the members of input.request, in the order the term
+// lists them; requestField builds one, so a memo key builds only what the
+// policy reads (memo.key) and the whole term is made of the same fields.
+var requestKeys = [...]string{"path", "api", "model", "stream", "max_tokens", "tools", "response_format",
+	"metadata", "user", "headers", "policy", "policy_fingerprint", "route"}
+
 func (in *Input) requestTerm() *ast.Term {
-	r := &in.Request
-	items := [][2]*ast.Term{
-		item("path", ast.StringTerm(r.Path)),
-		item("api", ast.StringTerm(r.API)),
-		item("model", ast.StringTerm(r.Model)),
-		item("stream", ast.BooleanTerm(r.Stream)),
-		item("max_tokens", ast.IntNumberTerm(r.MaxTokens)),
-		item("tools", ast.BooleanTerm(r.Tools)),
-		item("response_format", ast.StringTerm(r.ResponseFormat)),
-		item("metadata", stringMapTerm(r.Metadata)),
-		item("user", ast.StringTerm(r.User)),
-		item("headers", stringMapTerm(r.Headers)),
-		item("policy", requestPolicyTerm(r.Policy)),
-		item("policy_fingerprint", ast.StringTerm(r.Policy.Fingerprint)),
-	}
-	if r.Route != nil {
-		items = append(items, item("route", routeTerm(r.Route)))
+	items := make([][2]*ast.Term, 0, len(requestKeys))
+	for _, k := range requestKeys {
+		if t := in.requestField(k); t != nil {
+			items = append(items, item(k, t))
+		}
 	}
 	return obj(items...)
+}
+
+// requestField is the member k of input.request; nil when it is absent
+// (route, when the request named none).
+func (in *Input) requestField(k string) *ast.Term {
+	r := &in.Request
+	switch k {
+	case "path":
+		return ast.StringTerm(r.Path)
+	case "api":
+		return ast.StringTerm(r.API)
+	case "model":
+		return ast.StringTerm(r.Model)
+	case "stream":
+		return ast.BooleanTerm(r.Stream)
+	case "max_tokens":
+		return ast.IntNumberTerm(r.MaxTokens)
+	case "tools":
+		return ast.BooleanTerm(r.Tools)
+	case "response_format":
+		return ast.StringTerm(r.ResponseFormat)
+	case "metadata":
+		return stringMapTerm(r.Metadata)
+	case "user":
+		return ast.StringTerm(r.User)
+	case "headers":
+		return stringMapTerm(r.Headers)
+	case "policy":
+		return requestPolicyTerm(r.Policy)
+	case "policy_fingerprint":
+		return ast.StringTerm(r.Policy.Fingerprint)
+	case "route":
+		if r.Route != nil {
+			return routeTerm(r.Route)
+		}
+	}
+	return nil
 }
 
 // routeTerm is request.route, present only when the request named a route.
@@ -434,46 +469,83 @@ func workspaceTerm(w config.Workspace, t *config.Team) *ast.Term {
 	)
 }
 
+// classificationKeys are the members of input.classification, built one
+// at a time by classificationField (as requestKeys).
+var classificationKeys = [...]string{"task", "task_confidence", "complexity", "language", "pii_types", "pii_counts",
+	"secret_types", "secret_count", "injection", "sensitivity", "sensitivity_rule", "risk", "risk_rule",
+	"input_tokens", "scan", "scan_limit", "terms"}
+
+// unclassified is what the policy sees of a request without a classification.
+var unclassified = &classify.Result{Task: "chat", Complexity: "low", Language: "unknown", Sensitivity: "public", Risk: "low", Scan: classify.ScanComplete}
+
 func classificationTerm(c *classify.Result) *ast.Term {
+	items := make([][2]*ast.Term, len(classificationKeys))
+	for i, k := range classificationKeys {
+		items[i] = item(k, classificationField(c, k))
+	}
+	return obj(items...)
+}
+
+// classificationField is the member k of input.classification.
+func classificationField(c *classify.Result, k string) *ast.Term {
 	if c == nil {
-		c = &classify.Result{Task: "chat", Complexity: "low", Language: "unknown", Sensitivity: "public", Risk: "low", Scan: classify.ScanComplete}
+		c = unclassified
 	}
-	piiTypes := make([]string, 0, len(c.PIICounts))
-	counts := make([][2]*ast.Term, 0, len(c.PIICounts))
-	for t, n := range c.PIICounts {
-		piiTypes = append(piiTypes, t)
-		counts = append(counts, item(t, ast.IntNumberTerm(n)))
+	switch k {
+	case "task":
+		return ast.StringTerm(c.Task)
+	case "task_confidence":
+		return num(c.TaskConfidence)
+	case "complexity":
+		return ast.StringTerm(c.Complexity)
+	case "language":
+		return ast.StringTerm(c.Language)
+	case "pii_types":
+		piiTypes := make([]string, 0, len(c.PIICounts))
+		for t := range c.PIICounts {
+			piiTypes = append(piiTypes, t)
+		}
+		sort.Strings(piiTypes)
+		return stringsTerm(piiTypes)
+	case "pii_counts":
+		counts := make([][2]*ast.Term, 0, len(c.PIICounts))
+		for t, n := range c.PIICounts {
+			counts = append(counts, item(t, ast.IntNumberTerm(n)))
+		}
+		return obj(counts...)
+	case "secret_types":
+		var secretTypes []string
+		for _, s := range c.Secrets {
+			secretTypes = append(secretTypes, s.Type)
+		}
+		sort.Strings(secretTypes)
+		return stringsTerm(compact(secretTypes))
+	case "secret_count":
+		return ast.IntNumberTerm(len(c.Secrets))
+	case "injection":
+		return obj(item("score", num(InjectionScore(c.Injection.Score))), item("detected", ast.BooleanTerm(c.Injection.Detected)))
+	case "sensitivity":
+		return ast.StringTerm(c.Sensitivity)
+	case "sensitivity_rule":
+		return ast.StringTerm(c.SensitivityRule)
+	case "risk":
+		return ast.StringTerm(c.Risk)
+	case "risk_rule":
+		return ast.StringTerm(c.RiskRule)
+	case "input_tokens":
+		return ast.IntNumberTerm(c.InputTokens)
+	case "scan":
+		return ast.StringTerm(c.Scan)
+	case "scan_limit":
+		return ast.StringTerm(c.ScanLimit)
+	case "terms":
+		termCounts := make([][2]*ast.Term, len(c.Terms))
+		for i, t := range c.Terms {
+			termCounts[i] = item(t.Name, obj(item("count", ast.IntNumberTerm(t.Count))))
+		}
+		return obj(termCounts...)
 	}
-	sort.Strings(piiTypes)
-	var secretTypes []string
-	for _, s := range c.Secrets {
-		secretTypes = append(secretTypes, s.Type)
-	}
-	sort.Strings(secretTypes)
-	secretTypes = compact(secretTypes)
-	termCounts := make([][2]*ast.Term, len(c.Terms))
-	for i, t := range c.Terms {
-		termCounts[i] = item(t.Name, obj(item("count", ast.IntNumberTerm(t.Count))))
-	}
-	return obj(
-		item("task", ast.StringTerm(c.Task)),
-		item("task_confidence", num(c.TaskConfidence)),
-		item("complexity", ast.StringTerm(c.Complexity)),
-		item("language", ast.StringTerm(c.Language)),
-		item("pii_types", stringsTerm(piiTypes)),
-		item("pii_counts", obj(counts...)),
-		item("secret_types", stringsTerm(secretTypes)),
-		item("secret_count", ast.IntNumberTerm(len(c.Secrets))),
-		item("injection", obj(item("score", num(InjectionScore(c.Injection.Score))), item("detected", ast.BooleanTerm(c.Injection.Detected)))),
-		item("sensitivity", ast.StringTerm(c.Sensitivity)),
-		item("sensitivity_rule", ast.StringTerm(c.SensitivityRule)),
-		item("risk", ast.StringTerm(c.Risk)),
-		item("risk_rule", ast.StringTerm(c.RiskRule)),
-		item("input_tokens", ast.IntNumberTerm(c.InputTokens)),
-		item("scan", ast.StringTerm(c.Scan)),
-		item("scan_limit", ast.StringTerm(c.ScanLimit)),
-		item("terms", obj(termCounts...)),
-	)
+	return nil
 }
 
 // The workspace's downgrade settings are shared terms in the common cases

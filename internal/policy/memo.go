@@ -221,6 +221,18 @@ func (m *memo) key(buf []byte, in *Input, ct *CatalogTerms, parts *inputParts) [
 		case p == nil:
 		case i == workspacePart && in.WorkspaceTerm != nil:
 			buf = append(buf, in.WorkspaceTerm.memoKey(m, p)...)
+		case !p.all && p.any == nil && parts[i] == nil && builtByField(i):
+			// The members the policy reads, each built on its own: the
+			// same bytes as encode over the whole part (TestMemoKeyByField).
+			buf = append(buf, '{')
+			for _, name := range p.names {
+				if t := partField(in, i, name); t != nil {
+					buf = append(buf, '+')
+					buf = encode(buf, p.keys[name], t.Value)
+				} else {
+					buf = append(buf, '-')
+				}
+			}
 		default:
 			buf = encode(buf, p, parts.get(in, i).Value)
 		}
@@ -237,6 +249,19 @@ func (m *memo) key(buf []byte, in *Input, ct *CatalogTerms, parts *inputParts) [
 		}
 	}
 	return buf
+}
+
+// builtByField says whether part i is built member by member
+// (partField): the request and its classification, which change with every
+// request and of which a policy reads a few members.
+func builtByField(i int) bool { return i == requestPart || i == classificationPart }
+
+// partField is the member name of part i (builtByField), nil when absent.
+func partField(in *Input, i int, name string) *ast.Term {
+	if i == requestPart {
+		return in.requestField(name)
+	}
+	return classificationField(in.Classification, name)
 }
 
 func (m *memo) get(k []byte) *Decision {

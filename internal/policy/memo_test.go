@@ -237,3 +237,64 @@ else := 0.5
 		t.Errorf("only %d workspace and team combinations checked", checked)
 	}
 }
+
+// TestMemoKeyByField: a key that builds only the members the policy reads
+// of the request and its classification is the key of the whole parts,
+// under the library and under a policy that reads other members (headers,
+// the route, PII counts, terms), for varied classifications, with and
+// without a route, and without a classification.
+func TestMemoKeyByField(t *testing.T) {
+	if partNames[requestPart] != "request" || partNames[classificationPart] != "classification" {
+		t.Fatalf("part indexes: %v", partNames)
+	}
+	dir := t.TempDir()
+	mod := `package stellwerk
+
+deny contains "team" if input.request.headers["x-team"] == "blocked"
+
+deny contains "route" if input.request.route.name == "closed"
+
+deny contains "pii" if input.classification.pii_counts[_] > 5
+
+deny contains "term" if input.classification.terms.project_x.count > 0
+`
+	if err := os.WriteFile(filepath.Join(dir, "more.rego"), []byte(mod), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	lib, err := Load(ctx, Source{Library: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, err := Load(ctx, Source{Library: true, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if more.memo == nil || more.memo.parts[requestPart].get("headers") == nil || more.memo.parts[classificationPart].get("pii_counts") == nil {
+		t.Fatal("the second policy must be memoised and read headers and PII counts")
+	}
+	c, cat := production(t)
+	ct := NewCatalogTerms(cat)
+	results := append(corpus(t)[:200], nil)
+	for _, e := range []*Engine{lib, more} {
+		for i, r := range results {
+			in := shippedRequest(c, i%2 == 1)
+			in.Classification = r
+			if i%3 == 0 {
+				in.Request.Headers = map[string]string{"x-team": []string{"blocked", "open"}[i%2]}
+				in.Request.Route = &RouteFacts{Name: []string{"closed", "open"}[i%2], Version: 3, Path: []string{"a"}, Targets: []string{"gpt-4o"}}
+			}
+			var lazy inputParts
+			got := e.memo.key(nil, in, ct, &lazy)
+			if lazy[requestPart] != nil || lazy[classificationPart] != nil {
+				t.Fatal("the key built a whole part")
+			}
+			var whole inputParts
+			whole.get(in, requestPart)
+			whole.get(in, classificationPart)
+			if want := e.memo.key(nil, in, ct, &whole); !slices.Equal(got, want) {
+				t.Fatalf("input %d: key by field %q\nwhole parts %q", i, got, want)
+			}
+		}
+	}
+}
