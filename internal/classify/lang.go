@@ -1,6 +1,7 @@
 package classify
 
 import (
+	"math/bits"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -42,6 +43,53 @@ var langIndex = func() map[string]uint16 {
 	}
 	return m
 }()
+
+// langSlot is one listed word in langTable: its languages, and the share
+// of a word's evidence each of them gets.
+type langSlot struct {
+	word  string
+	set   uint16
+	share float64
+}
+
+const langTableBits = 11 // 2,048 slots for ~330 words: probes are short
+
+// langTable holds langIndex in open addressing, probed with langHash: a
+// prompt's words are looked up one by one, and a map lookup per word was
+// most of DetectLanguage's time (TestLangTable holds it to langIndex).
+var langTable = func() (t [1 << langTableBits]langSlot) {
+	for w, set := range langIndex {
+		i := langHash([]byte(w))
+		for t[i].word != "" {
+			i = (i + 1) & (1<<langTableBits - 1)
+		}
+		t[i] = langSlot{word: w, set: set, share: 1 / float64(popcount(set))}
+	}
+	return t
+}()
+
+// langHash is a langTable index for the word: a rotate and xor per byte
+// (no multiplication chained through the word), then Fibonacci hashing.
+func langHash(w []byte) uint32 {
+	h := uint32(len(w))
+	for _, c := range w {
+		h = bits.RotateLeft32(h, 5) ^ uint32(c)
+	}
+	return (h * 0x9E3779B1) >> (32 - langTableBits)
+}
+
+// langLookup is langIndex[w] as a slot, nil when w is not listed.
+func langLookup(w []byte) *langSlot {
+	for i := langHash(w); ; i = (i + 1) & (1<<langTableBits - 1) {
+		e := &langTable[i]
+		if e.word == "" {
+			return nil
+		}
+		if e.word == string(w) {
+			return e
+		}
+	}
+}
 
 // DetectLanguage returns the language code of text, or LangUnknown.
 func DetectLanguage(text string) string {
@@ -95,11 +143,10 @@ func DetectLanguage(text string) string {
 		if tooLong || bl > maxLangWord {
 			continue
 		}
-		if set, ok := langIndex[string(buf[:bl])]; ok {
-			share := 1 / float64(popcount(set))
+		if e := langLookup(buf[:bl]); e != nil {
 			for li := range score {
-				if set&(1<<li) != 0 {
-					score[li] += share
+				if e.set&(1<<li) != 0 {
+					score[li] += e.share
 				}
 			}
 		}

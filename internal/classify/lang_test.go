@@ -1,8 +1,10 @@
 package classify
 
 import (
+	"os"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 func TestDetectLanguage(t *testing.T) {
@@ -35,5 +37,37 @@ func TestDetectLanguage(t *testing.T) {
 func TestDetectLanguageHostileInput(t *testing.T) {
 	for _, s := range []string{strings.Repeat("a", 1<<20), strings.Repeat("\xff", 1<<16), strings.Repeat("é", 1<<16)} {
 		_ = DetectLanguage(s)
+	}
+}
+
+// TestLangTable: the open-addressed table answers exactly what langIndex
+// does, for every listed word (with its share) and for every word of the
+// task corpus and of the other languages' samples, listed or not.
+func TestLangTable(t *testing.T) {
+	for w, set := range langIndex {
+		e := langLookup([]byte(w))
+		if e == nil || e.set != set || e.share != 1/float64(popcount(set)) {
+			t.Fatalf("%q: slot %+v, want set %b", w, e, set)
+		}
+	}
+	text, err := os.ReadFile("task/testdata/prompts.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	words := strings.FieldsFunc(strings.ToLower(string(text)), func(r rune) bool { return !unicode.IsLetter(r) })
+	words = append(words, "", "x", "thé", "ßß", strings.Repeat("a", maxLangWord), "überhaupt", "zażółć")
+	listed := 0
+	for _, w := range words {
+		set, ok := langIndex[w]
+		e := langLookup([]byte(w))
+		if ok != (e != nil) || (ok && e.set != set) {
+			t.Fatalf("%q: slot %+v, index %b %v", w, e, set, ok)
+		}
+		if ok {
+			listed++
+		}
+	}
+	if len(words) < 10000 || listed < len(words)/10 {
+		t.Fatalf("%d words, %d listed: the corpus is not what the test needs", len(words), listed)
 	}
 }
