@@ -896,7 +896,7 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		}
 	}
 	p.addRouting = false
-	if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
+	if !gjson.ValidBytes(body) || !isObject(body) {
 		return replaceResponseBody(body)
 	}
 	native := p.endpoint == epResponses && p.served.NativeResponses()
@@ -933,7 +933,7 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	if ro == nil {
 		return replaceResponseBody(body)
 	}
-	nb, err := sjson.SetRawBytes(body, "routing", ro)
+	nb, err := withRouting(body, ro)
 	if err != nil {
 		return replaceResponseBody(body)
 	}

@@ -393,3 +393,39 @@ func benchmarkChatRequest(b *testing.B, st *State, hm *extprocv3.ProcessingReque
 		}
 	}
 }
+
+// BenchmarkChatExchangeRecorded is BenchmarkChatRequestRecorded with the
+// answer: the response headers and a JSON answer with its usage, which
+// gets the routing object (usage, cost, saving) and settles the charge.
+func BenchmarkChatExchangeRecorded(b *testing.B) {
+	st := productionState(b)
+	st.Spend = &rowsRecorder{}
+	st.Audit, _ = testAuditLog(b, false)
+	for i, m := range st.Router.Catalog.Models() {
+		st.Router.Latency.Observe(m.ID, false, time.Duration(40+i)*time.Millisecond)
+	}
+	hm := headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-open")
+	body := `{"model":"auto","max_tokens":300,"messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"` +
+		strings.Repeat("Explain the difference between a mutex and a semaphore. ", 30) + `"}]}`
+	bm := bodyMsg(body)
+	rh := respHeadersMsg("200", "application/json")
+	answer := `{"id":"chatcmpl-1","object":"chat.completion","created":1764633600,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"` +
+		strings.Repeat("A mutex guards one owner; a semaphore counts permits. ", 20) + `"},"finish_reason":"stop"}],"usage":{"prompt_tokens":412,"completion_tokens":230,"total_tokens":642}}`
+	ab := respBodyMsg(answer, true)
+	var seen attemptLog
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body) + len(answer)))
+	for b.Loop() {
+		p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef", seen: &seen}, ctx: context.Background()}
+		p.handle(hm)
+		if r := p.handle(bm); r.GetImmediateResponse() != nil {
+			b.Fatalf("refused: %v", r)
+		}
+		p.takeAttempts(0)
+		p.handle(rh)
+		if r := p.handle(ab); len(r.GetResponseBody().GetResponse().GetBodyMutation().GetBody()) == 0 {
+			b.Fatalf("no routing object: %v", r)
+		}
+		p.finish()
+	}
+}

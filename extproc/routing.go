@@ -1,14 +1,15 @@
 package extproc
 
 import (
-	"encoding/json"
 	"math"
 	"strconv"
 	"time"
 
 	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 
 	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/jsonw"
 	"github.com/stellwerk/stellwerk/internal/meter"
 	"github.com/stellwerk/stellwerk/internal/translate"
 )
@@ -124,12 +125,142 @@ func (p *edge) routing(charge *meter.Charge) []byte {
 	if ro.Saving == nil && p.result != nil {
 		ro.Saving = savingOf(meter.Estimated(baseline, d.EstimatedCostEUR, p.result.BaselineCostEUR))
 	}
-	b, err := json.Marshal(ro)
+	b, err := ro.AppendJSON(make([]byte, 0, 1024))
 	if err != nil {
 		return nil
 	}
 	return b
 }
+
+// AppendJSON appends the object as encoding/json writes it with HTML
+// escaping off (TestRoutingObjectJSON), without reflection.
+func (ro *routingObject) AppendJSON(dst []byte) ([]byte, error) {
+	e := jsonw.Encoder{B: dst}
+	outer := e.Open()
+	e.Str("decision_id", ro.DecisionID)
+	e.Str("model", ro.Model)
+	e.Str("provider", ro.Provider)
+	e.Str("provider_model", ro.ProviderModel)
+	e.Str("reason", ro.Reason)
+	e.Str("task", ro.Task)
+	e.Float("task_confidence", ro.TaskConfidence)
+	e.Str("complexity", ro.Complexity)
+	e.Str("language", ro.Language)
+	e.Str("sensitivity", ro.Sensitivity)
+	e.Str("risk", ro.Risk)
+	e.Str("residency", ro.Residency)
+	e.IntMap("pii", ro.PII)
+	e.Int("secrets", int64(ro.Secrets))
+	e.Float("injection_score", ro.Injection)
+	e.Int("input_tokens_estimate", int64(ro.InputTokensEst))
+	e.Str("scan", ro.Scan)
+	e.StrOmit("scan_limit", ro.ScanLimit)
+	if u := ro.Usage; u != nil {
+		e.Key("usage")
+		o := e.Open()
+		e.Int("prompt_tokens", int64(u.PromptTokens))
+		e.Int("completion_tokens", int64(u.CompletionTokens))
+		e.Close(o)
+	}
+	if c := ro.Cost; c != nil {
+		e.Key("cost")
+		o := e.Open()
+		e.Float("amount", c.Amount)
+		e.Str("currency", c.Currency)
+		e.Float("eur", c.EUR)
+		e.Str("source", c.Source)
+		e.Close(o)
+	}
+	if sv := ro.Saving; sv != nil {
+		e.Key("saving")
+		o := e.Open()
+		e.Str("baseline_model", sv.BaselineModel)
+		e.Float("baseline_eur", sv.BaselineEUR)
+		e.Float("eur", sv.EUR)
+		e.Str("source", sv.Source)
+		e.Close(o)
+	}
+	e.Str("policy_version", ro.PolicyVersion)
+	e.StrOmit("policy_fingerprint", ro.PolicyFP)
+	e.Str("workspace", ro.Workspace)
+	e.Str("objective", ro.Objective)
+	e.Int("excluded", int64(ro.Excluded))
+	e.Float("estimated_cost_eur", ro.EstimatedEUR)
+	e.Float("router_overhead_ms", ro.OverheadMS)
+	e.Key("attempts")
+	if ro.Attempts == nil {
+		e.B = append(e.B, "null"...)
+	} else {
+		e.B = append(e.B, '[')
+		for i := range ro.Attempts {
+			a := &ro.Attempts[i]
+			if i > 0 {
+				e.B = append(e.B, ',')
+			}
+			o := e.Open()
+			e.Str("provider", a.Provider)
+			e.Str("model", a.Model)
+			e.IntOmit("status", int64(a.Status))
+			e.FloatOmit("latency_ms", a.LatencyMS)
+			e.Str("outcome", a.Outcome)
+			e.StrOmit("reason", a.Reason)
+			e.Close(o)
+		}
+		e.B = append(e.B, ']')
+	}
+	if r := ro.Route; r != nil {
+		e.Key("route")
+		o := e.Open()
+		e.Str("name", r.Name)
+		e.Int("version", r.Version)
+		e.Str("label", r.Label)
+		e.Strs("path", r.Path)
+		e.StrOmit("arm", r.Arm)
+		e.Close(o)
+	}
+	e.StrOmit("fallback_from", ro.FallbackFrom)
+	e.Close(outer)
+	return e.B, e.Err
+}
+
+// withRouting is the JSON object body with the routing object as its
+// member "routing", the bytes sjson.SetRawBytes makes (TestWithRouting):
+// appended before the closing brace, or, when the body has that member
+// already, put in its place (by sjson).
+func withRouting(body, ro []byte) ([]byte, error) {
+	end := len(body)
+	for end > 0 && isJSONSpace(body[end-1]) {
+		end--
+	}
+	if end == 0 || body[end-1] != '}' || gjson.GetBytes(body, "routing").Exists() {
+		return sjson.SetRawBytes(body, "routing", ro)
+	}
+	last := end - 1 // the closing brace; the member goes right before it, as sjson puts it
+	inner := last
+	for inner > 0 && isJSONSpace(body[inner-1]) {
+		inner--
+	}
+	out := make([]byte, 0, last+len(ro)+12)
+	out = append(out, body[:last]...)
+	if body[inner-1] != '{' {
+		out = append(out, ',')
+	}
+	out = append(out, `"routing":`...)
+	out = append(out, ro...)
+	return append(out, '}'), nil
+}
+
+// isObject says whether valid JSON is an object, without parsing it.
+func isObject(body []byte) bool {
+	for _, c := range body {
+		if !isJSONSpace(c) {
+			return c == '{'
+		}
+	}
+	return false
+}
+
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
 
 // jsonCharge is what a JSON answer's usage costs at the served model's
 // prices; false when the answer reports no usable usage.

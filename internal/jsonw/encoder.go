@@ -163,6 +163,21 @@ func mapOmit[V any](e *Encoder, k string, m map[string]V, value func(V)) {
 	e.Close(outer)
 }
 
+// IntMap writes a map of integers, keys sorted; null when nil.
+func (e *Encoder) IntMap(k string, m map[string]int) {
+	if m == nil {
+		e.Key(k)
+		e.B = append(e.B, "null"...)
+		return
+	}
+	if len(m) == 0 {
+		e.Key(k)
+		e.B = append(e.B, '{', '}')
+		return
+	}
+	e.IntMapOmit(k, m)
+}
+
 // IntMapOmit writes a map of integers, keys sorted; nothing when empty.
 func (e *Encoder) IntMapOmit(k string, m map[string]int) {
 	mapOmit(e, k, m, func(v int) { e.B = AppendInt(e.B, int64(v)) })
