@@ -7,6 +7,11 @@ import (
 	"testing"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/classify/injection"
+	"github.com/stellwerk/stellwerk/internal/classify/pii"
+	"github.com/stellwerk/stellwerk/internal/classify/secrets"
+	"github.com/stellwerk/stellwerk/internal/classify/task"
 )
 
 // benchText builds about n bytes of realistic user text: prose, a code
@@ -109,6 +114,39 @@ func BenchmarkClassifyShapes(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				cl.Classify(req)
+			}
+		})
+	}
+}
+
+// BenchmarkDetectors measures each of the classifier's passes over the
+// same 2 KB of prose on its own: where Classify's time goes.
+func BenchmarkDetectors(b *testing.B) {
+	cl := defaultClassifier(b)
+	text := benchText(2 << 10)
+	msgs := benchRequest(2 << 10)
+	counts := make([]int, len(cl.terms.Names()))
+	var pb [32]pii.Match
+	var sb [8]secrets.Match
+	for _, c := range []struct {
+		name string
+		f    func()
+	}{
+		{"extract", func() { x := extraction{}; x.request(Request{Messages: msgs}) }},
+		{"terms", func() { cl.terms.Count(text, counts) }},
+		{"tokens", func() { EstimateTokens(text) }},
+		{"secrets", func() { secrets.Detect(text, sb[:0]) }},
+		{"pii", func() { pii.Detect(text, pb[:0]) }},
+		{"injection", func() { injection.Score(text) }},
+		{"task", func() { task.Classify("You are a helpful assistant.", text) }},
+		{"language", func() { DetectLanguage(text) }},
+		{"complexity", func() { measureComplexity(text, 500, 2, 0) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			b.ReportAllocs()
+			for b.Loop() {
+				c.f()
 			}
 		})
 	}
