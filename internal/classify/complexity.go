@@ -194,35 +194,59 @@ func isListMarker(s string, i int) bool {
 	return j > i && j+1 < len(s) && (s[j] == '.' || s[j] == ')') && s[j+1] == ' '
 }
 
-// cuesByFirst indexes reasoningCues by their first byte, so one pass over
-// the text tries only the cues that can start at each word.
-var cuesByFirst = func() (idx [256][]uint8) {
+// cuesByFirst indexes reasoningCues by their first byte, with their
+// second and third bytes, so one pass over the text compares a cue only
+// where its first three bytes are.
+var cuesByFirst = func() (idx [256][]cueRef) {
 	for i, c := range reasoningCues {
-		idx[c[0]] = append(idx[c[0]], uint8(i))
+		idx[c[0]] = append(idx[c[0]], cueRef{next: [2]byte{c[1], c[2]}, i: uint8(i)})
 	}
 	return idx
 }()
 
-// countCues counts the distinct reasoning cues that start a word in s.
+// cueRef is a cue in cuesByFirst: its second and third bytes, its index.
+type cueRef struct {
+	next [2]byte
+	i    uint8
+}
+
+// countCues counts the distinct reasoning cues that start a word in s: at
+// the text's start or after any byte that is not an ASCII letter
+// (TestCountCues holds it to that definition, byte by byte).
 func countCues(s string) int {
 	var seen uint64
 	n := 0
-	for i := 0; i < len(s); i++ {
-		if i > 0 && isASCIILetter(s[i-1]) {
-			continue // only at word starts
-		}
+	for i := 0; i+2 < len(s); i++ {
 		c := s[i]
-		if c >= 'A' && c <= 'Z' {
+		letter := isASCIILetter(c)
+		if letter {
 			c |= 0x20
 		}
-		for _, ci := range cuesByFirst[c] {
-			if seen&(1<<ci) == 0 && hasPrefixFold(s[i:], reasoningCues[ci]) {
-				seen |= 1 << ci
-				n++
+		if cands := cuesByFirst[c]; len(cands) > 0 {
+			next := [2]byte{lowerASCII(s[i+1]), lowerASCII(s[i+2])}
+			for _, ref := range cands {
+				if ref.next == next && seen&(1<<ref.i) == 0 && hasPrefixFold(s[i:], reasoningCues[ref.i]) {
+					seen |= 1 << ref.i
+					n++
+				}
 			}
+		}
+		if letter {
+			// The rest of the word, and the byte after it, start none.
+			for i+1 < len(s) && isASCIILetter(s[i+1]) {
+				i++
+			}
+			i++
 		}
 	}
 	return n
+}
+
+func lowerASCII(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c | 0x20
+	}
+	return c
 }
 
 // wordUnits are the nouns that make "N words" a requested output length.
