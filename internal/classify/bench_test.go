@@ -120,35 +120,36 @@ func BenchmarkClassifyShapes(b *testing.B) {
 }
 
 // BenchmarkDetectors measures each of the classifier's passes over the
-// same 2 KB of prose on its own: where Classify's time goes.
+// same prose on its own, 2 KB and 32 KB: where Classify's time goes.
 func BenchmarkDetectors(b *testing.B) {
 	cl := defaultClassifier(b)
-	text := benchText(2 << 10)
-	msgs := benchRequest(2 << 10)
 	counts := make([]int, len(cl.terms.Names()))
 	var pb [32]pii.Match
 	var sb [8]secrets.Match
-	for _, c := range []struct {
-		name string
-		f    func()
-	}{
-		{"extract", func() { x := extraction{}; x.request(Request{Messages: msgs}) }},
-		{"terms", func() { cl.terms.Count(text, counts) }},
-		{"tokens", func() { EstimateTokens(text) }},
-		{"secrets", func() { secrets.Detect(text, sb[:0]) }},
-		{"pii", func() { pii.Detect(text, pb[:0]) }},
-		{"injection", func() { injection.Score(text) }},
-		{"task", func() { task.Classify("You are a helpful assistant.", text) }},
-		{"language", func() { DetectLanguage(text) }},
-		{"complexity", func() { measureComplexity(text, 500, 2, 0) }},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			b.SetBytes(int64(len(text)))
-			b.ReportAllocs()
-			for b.Loop() {
-				c.f()
-			}
-		})
+	for _, size := range []int{2 << 10, 32 << 10} {
+		text, msgs := benchText(size), benchRequest(size)
+		for _, c := range []struct {
+			name string
+			f    func()
+		}{
+			{"extract", func() { x := extraction{}; x.request(Request{Messages: msgs}) }},
+			{"terms", func() { cl.terms.Count(text, counts) }},
+			{"tokens", func() { EstimateTokens(text) }},
+			{"secrets", func() { secrets.Detect(text, sb[:0]) }},
+			{"pii", func() { pii.Detect(text, pb[:0]) }},
+			{"injection", func() { injection.Score(text) }},
+			{"task", func() { task.Classify("You are a helpful assistant.", text) }},
+			{"language", func() { DetectLanguage(text) }},
+			{"complexity", func() { measureComplexity(text, 500, 2, 0) }},
+		} {
+			b.Run(fmt.Sprintf("%s/%dKB", c.name, size>>10), func(b *testing.B) {
+				b.SetBytes(int64(len(text)))
+				b.ReportAllocs()
+				for b.Loop() {
+					c.f()
+				}
+			})
+		}
 	}
 }
 

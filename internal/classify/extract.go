@@ -167,7 +167,7 @@ func (x *extraction) messages(msgs gjson.Result) {
 		// Duplicate members are refused by request parsing, so the first
 		// role is the only one.
 		role := m.Get("role").Str
-		m.ForEach(func(k, v gjson.Result) bool {
+		eachMember(m, func(k, v gjson.Result) bool {
 			switch k.Str {
 			case "role":
 			case "content":
@@ -267,7 +267,7 @@ func (x *extraction) parts(msg int, role, field string, v gjson.Result) {
 		case p.Type == gjson.String: // some clients send bare strings
 			join(p.Str)
 		case p.IsObject():
-			p.ForEach(func(k, pv gjson.Result) bool {
+			eachMember(p, func(k, pv gjson.Result) bool {
 				switch k.Str {
 				case "type":
 				case "text", "refusal":
@@ -314,7 +314,7 @@ func partTexts(p gjson.Result, fn func(key, text string)) {
 	if !p.IsObject() {
 		return
 	}
-	p.ForEach(func(k, pv gjson.Result) bool {
+	eachMember(p, func(k, pv gjson.Result) bool {
 		if (k.Str == "text" || k.Str == "refusal") && pv.Type == gjson.String && pv.Str != "" {
 			fn(k.Str, pv.Str)
 		}
@@ -375,7 +375,7 @@ func (x *extraction) object(msg int, role, field string, v gjson.Result, descend
 		x.value(msg, role, field, "", v)
 		return
 	}
-	v.ForEach(func(k, mv gjson.Result) bool {
+	eachMember(v, func(k, mv gjson.Result) bool {
 		switch {
 		case k.Str == "type":
 		case descend && mv.IsObject() && (k.Str == "function" || k.Str == "custom" || k.Str == "json_schema"):

@@ -1,0 +1,201 @@
+package classify
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/tidwall/gjson"
+)
+
+// eachMember calls fn with each member of the JSON object obj, as
+// obj.ForEach does, but a string value's text is decoded by unescape
+// (escape-free runs copied whole) instead of gjson's byte-by-byte decoding,
+// which was the largest part of reading a long prompt. Other values are
+// gjson's. obj is valid JSON (request parsing checked the body);
+// TestEachMember and FuzzEachMember hold it to ForEach on any valid JSON.
+func eachMember(obj gjson.Result, fn func(key, val gjson.Result) bool) {
+	raw := obj.Raw
+	i := skipSpace(raw, 0)
+	if !obj.IsObject() || i >= len(raw) || raw[i] != '{' {
+		obj.ForEach(fn)
+		return
+	}
+	i++
+	for {
+		i = skipSpace(raw, i)
+		if i >= len(raw) || raw[i] == '}' {
+			return
+		}
+		if raw[i] == ',' {
+			i++
+			continue
+		}
+		if raw[i] != '"' {
+			return
+		}
+		kend := stringEnd(raw, i)
+		if kend < 0 {
+			return
+		}
+		key := stringResult(raw[i:kend])
+		i = skipSpace(raw, kend)
+		if i >= len(raw) || raw[i] != ':' {
+			return
+		}
+		i = skipSpace(raw, i+1)
+		if i >= len(raw) {
+			return
+		}
+		var val gjson.Result
+		if raw[i] == '"' {
+			end := stringEnd(raw, i)
+			if end < 0 {
+				return
+			}
+			val = stringResult(raw[i:end])
+			i = end
+		} else {
+			end := valueEnd(raw, i)
+			if end < 0 {
+				return
+			}
+			val = gjson.Parse(raw[i:end])
+			i = end
+		}
+		if !fn(key, val) {
+			return
+		}
+	}
+}
+
+// valueEnd is the index after the object, array, number or literal that
+// starts at s[i], -1 when an object or array is not closed.
+func valueEnd(s string, i int) int {
+	if s[i] != '{' && s[i] != '[' {
+		j := i
+		for j < len(s) && s[j] != ',' && s[j] != '}' && s[j] != ']' && s[j] > ' ' {
+			j++
+		}
+		return j
+	}
+	depth := 0
+	for j := i; j < len(s); j++ {
+		switch s[j] {
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth--; depth == 0 {
+				return j + 1
+			}
+		case '"':
+			if j = stringEnd(s, j); j < 0 {
+				return -1
+			}
+			j--
+		}
+	}
+	return -1
+}
+
+func skipSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// stringEnd is the index after the closing quote of the string opening at
+// s[i], -1 when it is not closed: the next quote not escaped by an odd run
+// of backslashes.
+func stringEnd(s string, i int) int {
+	for j := i + 1; j < len(s); {
+		k := strings.IndexByte(s[j:], '"')
+		if k < 0 {
+			return -1
+		}
+		j += k
+		n := 0
+		for b := j - 1; b > i && s[b] == '\\'; b-- {
+			n++
+		}
+		if n%2 == 0 {
+			return j + 1
+		}
+		j++
+	}
+	return -1
+}
+
+// stringResult is the gjson string result of a quoted JSON string.
+func stringResult(q string) gjson.Result {
+	body := q[1 : len(q)-1]
+	r := gjson.Result{Type: gjson.String, Raw: q, Str: body}
+	if strings.IndexByte(body, '\\') >= 0 {
+		r.Str = unescape(body)
+	}
+	return r
+}
+
+// unescape decodes a JSON string's escapes exactly as gjson does (a control
+// character, an unknown or cut escape ends the text there; a surrogate
+// pair's second half is taken as it is), copying the runs between escapes
+// whole.
+func unescape(s string) string {
+	b := make([]byte, 0, len(s))
+	run := 0 // start of the bytes not yet copied
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < ' ' {
+			return bytesString(append(b, s[run:i]...))
+		}
+		if c != '\\' {
+			continue
+		}
+		b = append(b, s[run:i]...)
+		if i++; i == len(s) {
+			return bytesString(b)
+		}
+		switch c = s[i]; c {
+		case '\\', '/', '"':
+			b = append(b, c)
+		case 'b':
+			b = append(b, '\b')
+		case 'f':
+			b = append(b, '\f')
+		case 'n':
+			b = append(b, '\n')
+		case 'r':
+			b = append(b, '\r')
+		case 't':
+			b = append(b, '\t')
+		case 'u':
+			if i+5 > len(s) {
+				return bytesString(b)
+			}
+			r := hexRune(s[i+1:])
+			i += 4
+			if utf16.IsSurrogate(r) && i+7 <= len(s) && s[i+1] == '\\' && s[i+2] == 'u' {
+				r = utf16.DecodeRune(r, hexRune(s[i+3:]))
+				i += 6
+			}
+			b = utf8.AppendRune(b, r)
+		default:
+			return bytesString(b)
+		}
+		run = i + 1
+	}
+	return bytesString(append(b, s[run:]...))
+}
+
+// bytesString is b as a string without a copy: b is unescape's own, never
+// written after.
+func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// hexRune reads four hex digits as gjson does (anything else: 0).
+func hexRune(s string) rune {
+	n, _ := strconv.ParseUint(s[:4], 16, 64)
+	return rune(n)
+}
