@@ -339,14 +339,24 @@ func BenchmarkChatRequestProduction(b *testing.B) {
 // decision keeps its replay inputs) and a learned latency for every
 // catalog model (so every one of them is recorded).
 func BenchmarkChatRequestRecorded(b *testing.B) {
+	benchmarkChatRequest(b, recordedState(b), headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-open"))
+}
+
+// recordedState is the production state as the primed bench stack runs
+// it: an audit log, and a learned latency for every catalog model.
+func recordedState(b *testing.B) *State {
 	st := productionState(b)
 	st.Spend = &rowsRecorder{}
 	st.Audit, _ = testAuditLog(b, false)
 	for i, m := range st.Router.Catalog.Models() {
 		st.Router.Latency.Observe(m.ID, false, time.Duration(40+i)*time.Millisecond)
 	}
-	benchmarkChatRequest(b, st, headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-open"))
+	return st
 }
+
+// benchBody is the 2 KB chat request of the edge benchmarks.
+var benchBody = `{"model":"auto","max_tokens":300,"messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"` +
+	strings.Repeat("Explain the difference between a mutex and a semaphore. ", 30) + `"}]}`
 
 // BenchmarkChatRequestFailover is BenchmarkChatRequestProduction with
 // failover as standalone mode runs it: the plan through the failover
@@ -375,38 +385,38 @@ func BenchmarkChatRequestFailover(b *testing.B) {
 }
 
 func benchmarkChatRequest(b *testing.B, st *State, hm *extprocv3.ProcessingRequest) {
-	body := `{"model":"auto","max_tokens":300,"messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"` +
-		strings.Repeat("Explain the difference between a mutex and a semaphore. ", 30) + `"}]}`
+	body := benchBody
 	bm := bodyMsg(body)
 	var seen attemptLog
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef", seen: &seen}, ctx: context.Background()}
-		p.handle(hm)
-		if r := p.handle(bm); r.GetImmediateResponse() != nil {
-			b.Fatalf("refused: %v", r)
-		}
-		p.takeAttempts(0)
+		p := benchRequestPhases(b, st, &seen, hm, bm)
 		if p.directID != "" {
 			seen.directDone(p.directID)
 		}
 	}
 }
 
+// benchRequestPhases runs one request's header and body phases on a new
+// edge and returns it.
+func benchRequestPhases(b *testing.B, st *State, seen *attemptLog, hm, bm *extprocv3.ProcessingRequest) *edge {
+	p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef", seen: seen}, ctx: context.Background()}
+	p.handle(hm)
+	if r := p.handle(bm); r.GetImmediateResponse() != nil {
+		b.Fatalf("refused: %v", r)
+	}
+	p.takeAttempts(0)
+	return p
+}
+
 // BenchmarkChatExchangeRecorded is BenchmarkChatRequestRecorded with the
 // answer: the response headers and a JSON answer with its usage, which
 // gets the routing object (usage, cost, saving) and settles the charge.
 func BenchmarkChatExchangeRecorded(b *testing.B) {
-	st := productionState(b)
-	st.Spend = &rowsRecorder{}
-	st.Audit, _ = testAuditLog(b, false)
-	for i, m := range st.Router.Catalog.Models() {
-		st.Router.Latency.Observe(m.ID, false, time.Duration(40+i)*time.Millisecond)
-	}
+	st := recordedState(b)
 	hm := headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-open")
-	body := `{"model":"auto","max_tokens":300,"messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"` +
-		strings.Repeat("Explain the difference between a mutex and a semaphore. ", 30) + `"}]}`
+	body := benchBody
 	bm := bodyMsg(body)
 	rh := respHeadersMsg("200", "application/json")
 	answer := `{"id":"chatcmpl-1","object":"chat.completion","created":1764633600,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"` +
@@ -416,12 +426,7 @@ func BenchmarkChatExchangeRecorded(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body) + len(answer)))
 	for b.Loop() {
-		p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef", seen: &seen}, ctx: context.Background()}
-		p.handle(hm)
-		if r := p.handle(bm); r.GetImmediateResponse() != nil {
-			b.Fatalf("refused: %v", r)
-		}
-		p.takeAttempts(0)
+		p := benchRequestPhases(b, st, &seen, hm, bm)
 		p.handle(rh)
 		if r := p.handle(ab); len(r.GetResponseBody().GetResponse().GetBodyMutation().GetBody()) == 0 {
 			b.Fatalf("no routing object: %v", r)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
-	"reflect"
 	"testing"
 
 	"github.com/stellwerk/stellwerk/internal/catalog"
@@ -15,24 +14,8 @@ import (
 // bytes, for inputs whose every member is filled at random (a member added
 // later is filled too, and fails the test until the encoder writes it).
 func TestInputsJSON(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 6))
-	failed := 0
-	for i := 0; i < 3000; i++ {
-		var in Inputs
-		jsonwtest.Fill(rng, reflect.ValueOf(&in).Elem(), 0)
-		want, werr := jsonwtest.Reflect((*inputFields)(&in))
-		got, gerr := in.AppendJSON([]byte("x"))
-		if (werr != nil) != (gerr != nil) {
-			t.Fatalf("inputs %d: error %v, encoding/json's %v", i, gerr, werr)
-		}
-		if werr != nil {
-			failed++
-			continue
-		}
-		if !bytes.Equal(got[1:], want) || got[0] != 'x' {
-			t.Fatalf("inputs %d differ\n got: %s\nwant: %s", i, got[1:], want)
-		}
-	}
+	failed := jsonwtest.Matches(t, rand.New(rand.NewPCG(5, 6)), 3000,
+		func(in *Inputs) any { return (*inputFields)(in) }, (*Inputs).AppendJSON)
 	if failed > 750 {
 		t.Errorf("%d of 3000 could not be encoded", failed)
 	}

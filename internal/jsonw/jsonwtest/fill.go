@@ -5,10 +5,12 @@
 package jsonwtest
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"testing"
 	"time"
 
 	"github.com/stellwerk/stellwerk/internal/jsonw"
@@ -16,6 +18,31 @@ import (
 
 // Reflect is encoding/json's encoding of v with HTML escaping off.
 func Reflect(v any) ([]byte, error) { return jsonw.Marshal(v) }
+
+// Matches fills n values of T at random (Fill) and fails tb unless
+// appending each (after a prefix it must keep) writes Reflect(ref(v))'s
+// bytes, and fails exactly where Reflect does. It returns how many of them
+// encoding/json refused (a NaN, a year past 9999).
+func Matches[T any](tb testing.TB, rng *rand.Rand, n int, ref func(*T) any, appendJSON func(*T, []byte) ([]byte, error)) (refused int) {
+	tb.Helper()
+	for i := range n {
+		var v T
+		Fill(rng, reflect.ValueOf(&v).Elem(), 0)
+		want, werr := Reflect(ref(&v))
+		got, gerr := appendJSON(&v, []byte("x"))
+		if (werr != nil) != (gerr != nil) {
+			tb.Fatalf("value %d: error %v, encoding/json's %v", i, gerr, werr)
+		}
+		if werr != nil {
+			refused++
+			continue
+		}
+		if !bytes.Equal(got[1:], want) || got[0] != 'x' {
+			tb.Fatalf("value %d differs\n got: %s\nwant: %s", i, got[1:], want)
+		}
+	}
+	return refused
+}
 
 // Strings are the strings Fill draws from: escapes, HTML, non-ASCII,
 // invalid UTF-8.
