@@ -293,11 +293,7 @@ func hasPrefixFold(s, prefix string) bool {
 		return false
 	}
 	for k := 0; k < len(prefix); k++ {
-		c := s[k]
-		if c >= 'A' && c <= 'Z' {
-			c |= 0x20
-		}
-		if c != prefix[k] {
+		if lowerASCII(s[k]) != prefix[k] {
 			return false
 		}
 	}

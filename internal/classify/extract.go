@@ -427,27 +427,15 @@ func unescapeJSON(raw string) string {
 		}
 		b.WriteString(raw[:q])
 		raw = raw[q:]
-		end, esc := 1, false
-		for end < len(raw) && raw[end] != '"' {
-			if raw[end] == '\\' {
-				esc = true
-				end++
-			}
-			end++
-		}
-		if end >= len(raw) { // unterminated: keep as is
+		end := stringEnd(raw, 0)
+		if end < 0 { // unterminated: keep as is
 			b.WriteString(raw)
 			break
 		}
-		tok := raw[:end+1]
-		raw = raw[end+1:]
-		if !esc {
-			b.WriteString(tok)
-			continue
-		}
 		b.WriteByte('"')
-		b.WriteString(gjson.Parse(tok).Str)
+		b.WriteString(stringResult(raw[:end]).Str)
 		b.WriteByte('"')
+		raw = raw[end:]
 	}
 	return b.String()
 }

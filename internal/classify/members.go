@@ -17,13 +17,12 @@ import (
 // gjson's. obj is valid JSON (request parsing checked the body);
 // TestEachMember and FuzzEachMember hold it to ForEach on any valid JSON.
 func eachMember(obj gjson.Result, fn func(key, val gjson.Result) bool) {
-	raw := obj.Raw
-	i := skipSpace(raw, 0)
-	if !obj.IsObject() || i >= len(raw) || raw[i] != '{' {
+	if !obj.IsObject() {
 		obj.ForEach(fn)
 		return
 	}
-	i++
+	raw := obj.Raw
+	i := 1 // after the '{' an object's Raw starts with
 	for {
 		i = skipSpace(raw, i)
 		if i >= len(raw) || raw[i] == '}' {
