@@ -24,6 +24,10 @@ func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		if i+8 <= len(s) && plain8(s, i) {
+			i += 8
+			continue
+		}
 		if b := s[i]; b < utf8.RuneSelf {
 			if b >= ' ' && b != '"' && b != '\\' {
 				i++
@@ -67,6 +71,23 @@ func AppendString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// plain8 says whether the eight bytes of s from i are all copied as they
+// are: printable ASCII other than '"' and '\\'. It tests them as one word:
+// with no byte below 0x20, equal to '"' or '\\', or from 0x80 on, no
+// subtraction borrows and no lane's top bit survives; with one, that
+// byte's lane keeps its top bit (the standard "has a byte less than n" and
+// "has a zero byte" tests, exact for the word as a whole).
+func plain8(s string, i int) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	_ = s[i+7]
+	x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+	q := x ^ (ones * '"')
+	bs := x ^ (ones * '\\')
+	special := (x-ones*0x20)&^x | (q-ones)&^q | (bs-ones)&^bs | x
+	return special&highs == 0
 }
 
 // AppendFloat appends a float64 as encoding/json writes it: the shortest

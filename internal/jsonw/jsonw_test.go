@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"math/rand/v2"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // encode is encoding/json's bytes for v with HTML escaping off: what the
@@ -61,4 +64,68 @@ func FuzzAppendFloat(f *testing.F) {
 			t.Fatalf("%v: got %s, want %s", v, got[1:], want)
 		}
 	})
+}
+
+// plainByte is plain8's definition for one byte.
+func plainByte(b byte) bool { return b >= ' ' && b < utf8.RuneSelf && b != '"' && b != '\\' }
+
+// TestPlain8: the word test says what the byte-by-byte definition says,
+// for every byte value at every position in a plain word, for every pair
+// of values at two positions, and for random words.
+func TestPlain8(t *testing.T) {
+	check := func(w []byte) {
+		t.Helper()
+		want := true
+		for _, b := range w {
+			want = want && plainByte(b)
+		}
+		if got := plain8(string(w), 0); got != want {
+			t.Fatalf("plain8(%q) = %v, want %v", w, got, want)
+		}
+	}
+	w := []byte("abcdefgh")
+	for pos := range 8 {
+		for v := range 256 {
+			c := append([]byte(nil), w...)
+			c[pos] = byte(v)
+			check(c)
+		}
+	}
+	for v := range 256 {
+		for u := range 256 {
+			c := append([]byte(nil), w...)
+			c[2], c[5] = byte(v), byte(u)
+			check(c)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200000 {
+		c := make([]byte, 8)
+		for i := range c {
+			// mostly printable, some of everything
+			if rng.IntN(4) == 0 {
+				c[i] = byte(rng.IntN(256))
+			} else {
+				c[i] = byte(0x20 + rng.IntN(0x60))
+			}
+		}
+		check(c)
+	}
+}
+
+// BenchmarkAppendString: a model id, a catalog reason and a 2 KB prose
+// string, as the routing object and the audit record write them.
+func BenchmarkAppendString(b *testing.B) {
+	for _, c := range []struct{ name, s string }{{"model", "aleph-alpha/llama-3.1-70b-instruct"},
+		{"reason", "provider credential not configured"},
+		{"prose_2KB", strings.Repeat("Explain the difference between a mutex and a semaphore. ", 36)}} {
+		s := c.s
+		b.Run(c.name, func(b *testing.B) {
+			buf := make([]byte, 0, 4096)
+			b.SetBytes(int64(len(s)))
+			for b.Loop() {
+				buf = AppendString(buf[:0], s)
+			}
+		})
+	}
 }
