@@ -153,6 +153,11 @@ func TestConsole(t *testing.T) {
 		t.Errorf("the live stream shows prompt text:\n%s", card)
 	}
 	run("open the candidates", chromedp.Click(chromedp.CSS(fmt.Sprintf(`article.decision[data-id=%q] summary`, id2))))
+	// The record writes its candidates by columns; the table shows one row
+	// per model, the chosen one marked.
+	if v := text(fmt.Sprintf(`article.decision[data-id=%q] td span.verdict.chosen`, id2)); v != "chosen" {
+		t.Errorf("the candidates table of %s marks no chosen model: %q", id2, v)
+	}
 	shoot(t, ctx, "console-desktop.png", 1280, 900)
 
 	// The try-it panel sends a request through Envoy and shows its decision.

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"sync"
-	"unsafe"
 
 	"github.com/stellwerk/stellwerk/internal/jsonw"
 )
@@ -26,7 +25,7 @@ func encodeRecord(buf []byte, r *Record) ([]byte, error) {
 	if n == 0 && r.Table != nil {
 		n = r.Table.Len()
 	}
-	if need := 4096 + 256*n; cap(buf) < need {
+	if need := 4096 + 128*n; cap(buf) < need {
 		buf = make([]byte, 0, need)
 	}
 	e := recordEncoder{jsonw.Encoder{B: buf[:0]}}
@@ -134,32 +133,17 @@ func (e *recordEncoder) record(r *Record) {
 	e.StrsOmit("deny", r.Deny)
 	switch t := r.Table; {
 	case len(r.Candidates) > 0:
-		e.Key("candidates")
-		e.B = append(e.B, '[')
-		for i := range r.Candidates {
-			if i > 0 {
-				e.B = append(e.B, ',')
-			}
-			e.candidate(&r.Candidates[i])
-		}
-		e.B = append(e.B, ']')
+		e.candidateColumns(r.Candidates)
 	case t != nil && t.Len() > 0:
 		// The same bytes as the lines CandidateList makes
-		// (TestEncodeTableMatches); the reasons go through one scratch
-		// buffer instead of a string each.
-		e.Key("candidates")
-		e.B = append(e.B, '[')
-		scratch := make([]byte, 0, 128)
-		for i := range t.Len() {
-			if i > 0 {
-				e.B = append(e.B, ',')
-			}
-			c := t.Candidate(i)
-			scratch = t.AppendReason(scratch[:0], i)
-			c.Reason = unsafe.String(unsafe.SliceData(scratch), len(scratch)) // used before scratch changes
-			e.candidate(&c)
+		// (TestEncodeTableMatches), their reasons in one buffer.
+		tl, _ := tableScratch.Get().(*tableLines)
+		if tl == nil {
+			tl = new(tableLines)
 		}
-		e.B = append(e.B, ']')
+		e.candidateColumns(tl.fill(t))
+		clear(tl.lines) // the reasons' strings point into tl.reasons
+		tableScratch.Put(tl)
 	}
 	e.StrOmit("chosen", r.Chosen)
 	e.StrOmit("served", r.Served)
@@ -273,17 +257,5 @@ func (e *recordEncoder) record(r *Record) {
 	e.Close(outer)
 }
 
-func (e *recordEncoder) candidate(c *Candidate) {
-	o := e.Open()
-	e.Str("model", c.Model)
-	e.StrOmit("provider", c.Provider)
-	e.Str("verdict", c.Verdict)
-	e.StrOmit("reason", c.Reason)
-	e.IntOmit("rank", int64(c.Rank))
-	e.FloatOmit("score", c.Score)
-	e.FloatOmit("estimated_cost_eur", c.EstimatedCostEUR)
-	e.FloatOmit("quality", c.Quality)
-	e.IntOmit("latency_ms", int64(c.LatencyMS))
-	e.StrOmit("residency", c.Residency)
-	e.Close(o)
-}
+// tableScratch holds the tableLines of records written from a table.
+var tableScratch sync.Pool

@@ -18,7 +18,9 @@ import (
 
 // SchemaVersion is the version of Record's JSON shape. A change that
 // renames or retypes a field bumps it; adding an optional field does not.
-const SchemaVersion = 1
+// Version 2 writes the candidates by columns (Candidates); readers take
+// records of both versions.
+const SchemaVersion = 2
 
 // Kinds of record. A decision is one client request (routed, refused or
 // failed); the others are changes, with Change set.
@@ -65,8 +67,8 @@ type Record struct {
 	Objective    string  `json:"objective,omitempty"`
 	QualityFloor float64 `json:"quality_floor,omitempty"`
 	// Deny is the policy's deny reasons of a refused request.
-	Deny       []string    `json:"deny,omitempty"`
-	Candidates []Candidate `json:"candidates,omitempty"`
+	Deny       []string   `json:"deny,omitempty"`
+	Candidates Candidates `json:"candidates,omitempty"`
 	// Table is the decision's candidate table as the router keeps it, for
 	// a record whose Candidates are empty: the writer encodes it as the
 	// candidates, each reason formatted straight into the record's bytes,
@@ -206,11 +208,11 @@ type CandidateTable interface {
 
 // CandidateList is the record's candidates: Candidates, or its Table's
 // lines with their reasons.
-func (r *Record) CandidateList() []Candidate {
+func (r *Record) CandidateList() Candidates {
 	if len(r.Candidates) > 0 || r.Table == nil || r.Table.Len() == 0 {
 		return r.Candidates
 	}
-	cs := make([]Candidate, r.Table.Len())
+	cs := make(Candidates, r.Table.Len())
 	for i := range cs {
 		cs[i] = r.Table.Candidate(i)
 		cs[i].Reason = string(r.Table.AppendReason(nil, i))

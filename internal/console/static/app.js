@@ -228,15 +228,31 @@ function statusClass(d) {
   return "good";
 }
 
+// candidateLines is a record's candidates as one object per model: the
+// record writes them by columns (schema version 2: {"model":[…],
+// "verdict":[…],…}, a column left out when no line has a value) and wrote
+// them as a list of objects before (version 1).
+function candidateLines(cands) {
+  if (!cands) return [];
+  if (Array.isArray(cands)) return cands;
+  const models = cands.model || [];
+  return models.map((_, i) => {
+    const line = {};
+    for (const [k, col] of Object.entries(cands)) if (Array.isArray(col)) line[k] = col[i];
+    return line;
+  });
+}
+
 // decisionCard shows one decision: the summary line, then the
 // classification and the candidates weighed.
 function decisionCard(d, open) {
   const c = d.classification || {};
+  const cands = candidateLines(d.candidates);
   const pii = Object.entries(c.pii || {}).map(([k, n]) => k + "×" + n).join(", ");
   const served = d.served && d.served !== d.chosen ? d.chosen + " → " + d.served : (d.served || d.chosen || "—");
   const cost = d.cost || {};
   const route = d.route ? d.route.name + "@" + d.route.version + (d.route.arm ? " (" + d.route.arm + ")" : "") : "";
-  const excluded = (d.candidates || []).filter((x) => x.verdict !== "chosen" && x.verdict !== "eligible" && x.verdict !== "fallback");
+  const excluded = cands.filter((x) => x.verdict !== "chosen" && x.verdict !== "eligible" && x.verdict !== "fallback");
   return el("article", { class: "decision " + statusClass(d), "data-id": d.id },
     el("div", { class: "d-head" },
       el("span", { class: "badge " + statusClass(d) }, d.status ? String(d.status) : "—"),
@@ -262,9 +278,9 @@ function decisionCard(d, open) {
       d.objective && fact("objective", d.objective)),
     d.reason && el("p", { class: "d-reason" }, d.reason),
     (d.deny || []).length > 0 && el("p", { class: "error" }, "denied: " + d.deny.join("; ")),
-    (d.candidates || []).length > 0 && el("details", { open: !!open },
-      el("summary", {}, (d.candidates.length) + " candidates weighed" + (excluded.length ? ", " + excluded.length + " excluded" : "")),
-      table(d.candidates, [
+    cands.length > 0 && el("details", { open: !!open },
+      el("summary", {}, cands.length + " candidates weighed" + (excluded.length ? ", " + excluded.length + " excluded" : "")),
+      table(cands, [
         ["model", (x) => x.model],
         ["provider", (x) => x.provider || ""],
         ["verdict", (x) => el("span", { class: "verdict " + x.verdict }, x.verdict)],
