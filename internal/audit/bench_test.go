@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/stellwerk/stellwerk/internal/handoff"
 )
 
 // BenchmarkRecord is what the request path pays: building the record's
@@ -14,12 +16,14 @@ import (
 // the figure is the hand-over alone at any b.N; the writer's own cost is
 // BenchmarkLogThroughput's. p50 and p99 are of single calls.
 func BenchmarkRecord(b *testing.B) {
-	l := &Log{in: make(chan *Record, 1<<16), o: Options{Buffer: 1 << 16}}
+	l := &Log{in: handoff.New[*Record](1<<16, 512), o: Options{Buffer: 1 << 16}}
 	stop := make(chan struct{})
 	go func() {
+		var batch []*Record
 		for {
 			select {
-			case <-l.in:
+			case <-l.in.Wake():
+				batch = l.in.Take(batch[:0], 0)
 			case <-stop:
 				return
 			}

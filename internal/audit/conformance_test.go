@@ -149,6 +149,53 @@ func closeLog(t testing.TB, l *Log) {
 	}
 }
 
+// TestShutdownWhenIdle: a writer that wrote nothing since its last
+// checkpoint — none at all (the opening one), or nothing since an
+// interval checkpoint — still ends its chain with a shutdown checkpoint,
+// which takes the last one's place; the chain verifies as closed, and the
+// replica's next writer links to it.
+func TestShutdownWhenIdle(t *testing.T) {
+	conform(t, func(t *testing.T, db *store.DB) {
+		st := openStore(t, db)
+		s := testSigner("a")
+		o := testOptions(t)
+		empty := openLog(t, st, s, o)
+		closeLog(t, empty)
+
+		o.CheckpointInterval = 10 * time.Millisecond
+		idle := openLog(t, st, s, o)
+		recordN(t, idle, 0, 20)
+		flush(t, idle)
+		deadline := time.Now().Add(30 * time.Second)
+		for idle.Stats().Checkpoints < 2 && time.Now().Before(deadline) { // the interval checkpoint of seq 20
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(30 * time.Millisecond) // idle: the head does not move, no more interval checkpoints
+		closeLog(t, idle)
+
+		next := openLog(t, st, s, o)
+		closeLog(t, next)
+
+		rep := mustVerify(t, st, []PublicKey{s.Public()}, VerifyOptions{})
+		wantOK(t, rep)
+		if len(rep.Writers) != 3 {
+			t.Fatalf("report %+v", rep)
+		}
+		for _, w := range rep.Writers {
+			if !w.Closed || w.Unsigned != 0 {
+				t.Errorf("writer %+v: not closed", w)
+			}
+		}
+		cps, err := st.Checkpoints(context.Background(), idle.Writer())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last := cps[len(cps)-1]; last.Seq != 20 || last.Reason != ReasonShutdown {
+			t.Errorf("the idle writer's last checkpoint: %+v", last)
+		}
+	})
+}
+
 func mustVerify(t *testing.T, st *Store, keys []PublicKey, o VerifyOptions) *Report {
 	t.Helper()
 	rep, err := st.Verify(context.Background(), keys, o)

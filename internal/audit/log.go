@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/handoff"
 )
 
 // Options tune a Log; OptionsFrom reads them from the config.
@@ -98,7 +99,10 @@ type Log struct {
 	writer string
 	now    func() time.Time
 
-	in      chan *Record
+	// in is the records handed over and not yet taken by the writer: a
+	// queue rather than a channel, so a request does not wake the writer
+	// (internal/handoff).
+	in      *handoff.Queue[*Record]
 	flushes chan chan error
 	stop    chan struct{}
 	done    chan struct{}
@@ -141,7 +145,7 @@ func Open(ctx context.Context, st *Store, signer *Signer, o Options, log *zap.Lo
 	binary.BigEndian.PutUint32(boot, uint32(time.Now().Unix()))
 	_, _ = rand.Read(boot[4:])
 	l := &Log{st: st, signer: signer, log: log, o: o, writer: o.Replica + "/" + hex.EncodeToString(boot), now: time.Now,
-		in: make(chan *Record, o.Buffer), flushes: make(chan chan error), stop: make(chan struct{}), done: make(chan struct{}),
+		in: handoff.New[*Record](o.Buffer, o.BatchSize), flushes: make(chan chan error), stop: make(chan struct{}), done: make(chan struct{}),
 		backoff: o.BatchInterval}
 	if o.SpoolDir != "" {
 		// Spools of earlier writers are written whatever the mode is now.
@@ -221,18 +225,16 @@ func (l *Log) Record(r *Record) bool {
 	if r.Time.IsZero() {
 		r.Time = time.Now()
 	}
-	select {
-	case l.in <- r:
+	if l.in.Put(r) {
 		return true
-	default:
-		l.dropped.Add(1)
-		now := time.Now().UnixNano()
-		if last := l.lastDropLog.Load(); now-last > int64(10*time.Second) && l.lastDropLog.CompareAndSwap(last, now) {
-			l.log.Error("audit buffer full: records dropped (the store cannot keep up or is down)",
-				zap.Int64("dropped_total", l.dropped.Load()), zap.Int("buffer", cap(l.in)))
-		}
-		return false
 	}
+	l.dropped.Add(1)
+	now := time.Now().UnixNano()
+	if last := l.lastDropLog.Load(); now-last > int64(10*time.Second) && l.lastDropLog.CompareAndSwap(last, now) {
+		l.log.Error("audit buffer full: records dropped (the store cannot keep up or is down)",
+			zap.Int64("dropped_total", l.dropped.Load()), zap.Int("buffer", l.in.Cap()))
+	}
+	return false
 }
 
 // Healthy reports whether records are reaching the store (or the spool):
@@ -240,7 +242,7 @@ func (l *Log) Record(r *Record) bool {
 // refuse), when the spool cannot be written, or when the buffer is more
 // than 90% full. The edge answers 503 while it is false in refuse mode.
 func (l *Log) Healthy() bool {
-	if len(l.in) > cap(l.in)*9/10 {
+	if l.in.Len() > l.in.Cap()*9/10 {
 		return false
 	}
 	if l.o.Spool {
@@ -270,11 +272,13 @@ type Stats struct {
 
 // Stats reports the log's lag and counters.
 func (l *Log) Stats() Stats {
-	s := Stats{Writer: l.writer, Healthy: l.Healthy(), Queued: len(l.in), Pending: l.pendingN.Load(), Spooled: l.spooledN.Load(),
+	s := Stats{Writer: l.writer, Healthy: l.Healthy(), Queued: l.in.Len(), Pending: l.pendingN.Load(), Spooled: l.spooledN.Load(),
 		Written: l.written.Load(), Dropped: l.dropped.Load(), Failed: l.failed.Load(), Checkpoints: l.checkpoints.Load(),
 		StoreDown: l.storeDown.Load()}
 	if us := l.oldestUS.Load(); us != 0 {
 		s.OldestAge = time.Since(FromUS(us))
+	} else if t := l.in.Since(); !t.IsZero() {
+		s.OldestAge = time.Since(t)
 	}
 	if e := l.lastErr.Load(); e != nil {
 		s.LastError = *e
@@ -328,24 +332,13 @@ func (l *Log) run() {
 	defer cpTick.Stop()
 	batch := make([]*Record, 0, l.o.BatchSize)
 	for {
-		in := l.in
-		if len(l.pending) >= l.o.Buffer { // refusing: the store is down
-			in = nil
-		}
 		select {
-		case r := <-in:
-			batch = append(batch, r)
-			if len(batch) == 1 {
-				l.noteOldest(batch)
-			}
-			if len(batch) >= l.o.BatchSize {
-				l.commit(batch)
-				batch = batch[:0]
-			}
+		case <-l.in.Wake(): // a batch's worth waits: commit it now
+			batch, _ = l.take(batch)
 		case <-tick.C:
-			if len(batch) > 0 || len(l.pending) > 0 || len(l.pendingCPs) > 0 || l.spool.active() {
-				l.commit(batch)
-				batch = batch[:0]
+			var took bool
+			if batch, took = l.take(batch); !took && (len(l.pending) > 0 || len(l.pendingCPs) > 0 || l.spool.active()) {
+				l.commit(nil) // retries what is pending
 			}
 		case <-cpTick.C:
 			l.checkpoint(ReasonInterval)
@@ -372,17 +365,29 @@ func (l *Log) run() {
 	}
 }
 
-// drain takes everything waiting in the buffer.
-func (l *Log) drain(batch []*Record) []*Record {
-	for {
-		select {
-		case r := <-l.in:
-			batch = append(batch, r)
-		default:
-			return batch
+// take commits what waits, a batch at a time, and returns batch emptied
+// and whether it committed any. While the log refuses (the store is down and as many records as the
+// buffer holds are pending), it takes nothing: records wait in the queue
+// until it is full, and Record drops from then on.
+func (l *Log) take(batch []*Record) ([]*Record, bool) {
+	took := false
+	for len(l.pending) < l.o.Buffer {
+		batch = l.in.Take(batch[:0], l.o.BatchSize)
+		if len(batch) == 0 {
+			break
+		}
+		l.commit(batch)
+		clear(batch)
+		took = true
+		if len(batch) < l.o.BatchSize {
+			break
 		}
 	}
+	return batch[:0], took
 }
+
+// drain takes everything waiting in the buffer.
+func (l *Log) drain(batch []*Record) []*Record { return l.in.Take(batch, 0) }
 
 func (l *Log) flushErr() error {
 	if len(l.pending) > 0 {
@@ -391,14 +396,14 @@ func (l *Log) flushErr() error {
 	return nil
 }
 
-func (l *Log) noteOldest(batch []*Record) {
+// noteOldest notes for Stats when the oldest record the writer holds
+// (pending, or in the spool) arrived; Stats falls back on the queue's.
+func (l *Log) noteOldest() {
 	switch {
 	case len(l.pending) > 0:
 		l.oldestUS.Store(TimeUS(l.pending[0].Time))
 	case l.spool.active():
 		l.oldestUS.Store(l.spool.oldestUS)
-	case len(batch) > 0:
-		l.oldestUS.Store(TimeUS(batch[0].Time))
 	default:
 		l.oldestUS.Store(0)
 	}
@@ -424,7 +429,7 @@ func (l *Log) commit(batch []*Record) {
 		l.pending = append(l.pending, e)
 	}
 	l.flushPending(false)
-	l.noteOldest(nil)
+	l.noteOldest()
 }
 
 // checkpoint signs the chain's head, if it moved since the last one (a
@@ -435,6 +440,13 @@ func (l *Log) checkpoint(reason string) {
 	}
 	c := Checkpoint{Writer: l.writer, Seq: l.seq, Hash: l.head, Prev: l.lastCP.Digest,
 		Time: l.now().UTC().Truncate(time.Microsecond), Reason: reason}
+	if l.seq == l.cpSeq {
+		// Nothing was written since the last checkpoint (the opening one, or
+		// an interval's while the log was idle): the shutdown checkpoint takes
+		// its place at the same seq, linked to what it linked to, so the
+		// chain still ends with one (the store replaces the row: Append).
+		c.Prev = l.lastCP.Prev
+	}
 	l.signer.Sign(&c)
 	l.lastCP, l.cpSeq = c, l.seq
 	l.pendingCPs = append(l.pendingCPs, c)

@@ -220,7 +220,7 @@ func (s *Store) Append(ctx context.Context, entries []Entry, cps []Checkpoint) e
 		for i := range cps {
 			c := &cps[i]
 			if _, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoints (writer, seq, hash, prev, time_us, reason, key_id, signature, digest)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (writer, seq) DO NOTHING`, c.Writer, int64(c.Seq), c.Hash, c.Prev, TimeUS(c.Time), c.Reason, c.KeyID,
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (writer, seq) DO `+onCheckpointConflict, c.Writer, int64(c.Seq), c.Hash, c.Prev, TimeUS(c.Time), c.Reason, c.KeyID,
 				base64.StdEncoding.EncodeToString(c.Signature), c.Digest); err != nil {
 				return err
 			}
@@ -228,6 +228,16 @@ func (s *Store) Append(ctx context.Context, entries []Entry, cps []Checkpoint) e
 		return nil
 	})
 }
+
+// onCheckpointConflict is what a checkpoint at a seq that has one does:
+// nothing (a batch written again after a commit whose answer was lost, a
+// spool replayed), except that a shutdown checkpoint replaces the one
+// before it when no record came between them (Log.checkpoint links it to
+// what that one linked to). Checkpoints are the only rows ever replaced;
+// records are only inserted.
+const onCheckpointConflict = `UPDATE SET hash = excluded.hash, prev = excluded.prev, time_us = excluded.time_us, reason = excluded.reason,
+	key_id = excluded.key_id, signature = excluded.signature, digest = excluded.digest
+	WHERE excluded.reason = '` + ReasonShutdown + `' AND audit_checkpoints.reason <> '` + ReasonShutdown + `'`
 
 // insertEntries writes rows with one multi-row INSERT. SQLite gets "?"
 // placeholders: it resolves each "$n" by a linear search over the

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stellwerk/stellwerk/internal/handoff"
 	"github.com/stellwerk/stellwerk/internal/store"
 )
 
@@ -39,7 +40,9 @@ type WriterOptions struct {
 // store is unreachable, the writer holds one batch and retries it every
 // FlushEvery; new rows wait in the buffer until it is full.
 type Writer struct {
-	in    chan Row
+	// in holds the rows Record queued: a queue, not a channel, so a request
+	// does not wake the writer (internal/handoff).
+	in    *handoff.Queue[Row]
 	ins   Inserter
 	o     WriterOptions
 	log   *zap.Logger
@@ -79,7 +82,7 @@ func NewWriter(ins Inserter, o WriterOptions) *Writer {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	w := &Writer{in: make(chan Row, o.Buffer), ins: ins, o: o, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+	w := &Writer{in: handoff.New[Row](o.Buffer, o.BatchRows), ins: ins, o: o, log: log, stop: make(chan struct{}), done: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -94,9 +97,7 @@ func (w *Writer) Record(r Row) {
 	if r.Time.IsZero() {
 		r.Time = time.Now()
 	}
-	select {
-	case w.in <- r:
-	default:
+	if !w.in.Put(r) {
 		w.dropped.Add(1)
 	}
 }
@@ -113,7 +114,7 @@ type Stats struct {
 
 // Stats reports the counters.
 func (w *Writer) Stats() Stats {
-	s := Stats{Written: w.written.Load(), Queued: int64(len(w.in)), Dropped: w.dropped.Load(), Lost: w.lost.Load(),
+	s := Stats{Written: w.written.Load(), Queued: int64(w.in.Len()), Dropped: w.dropped.Load(), Lost: w.lost.Load(),
 		Failures: w.failures.Load()}
 	if e := w.lastErr.Load(); e != nil {
 		s.LastErr = *e
@@ -145,40 +146,34 @@ const dropLogEvery = 10 * time.Second
 func (w *Writer) run() {
 	defer close(w.done)
 	batch := make([]Row, 0, w.o.BatchRows)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	armed, failing := false, false
+	tick := time.NewTicker(w.o.FlushEvery)
+	defer tick.Stop()
+	failing := false
 	var reported int64
 	var reportedAt time.Time
 	for {
-		in := w.in
-		if failing && len(batch) >= w.o.BatchRows {
-			in = nil // hold one batch; the buffer takes the rest
-		}
+		fullOnly := false
 		select {
-		case r := <-in:
-			batch = append(batch, r)
-			if len(batch) < w.o.BatchRows || failing {
-				if !armed {
-					timer.Reset(w.o.FlushEvery)
-					armed = true
-				}
-				continue
-			}
-		case <-timer.C:
-			armed = false
+		case <-w.in.Wake(): // a full batch waits: write full batches now, the rest at the tick
+			fullOnly = true
+		case <-tick.C:
 		case <-w.stop:
 			w.pending = batch
 			return
 		}
-		if len(batch) > 0 {
-			ok := w.flush(batch, &failing)
-			if ok {
-				batch = batch[:0]
-			} else if !armed {
-				timer.Reset(w.o.FlushEvery)
-				armed = true
+		// Write what waits, a batch at a time. While the store is
+		// unreachable the writer holds one batch and retries it; the queue
+		// takes the rest until it is full.
+		for {
+			if fullOnly && len(batch)+w.in.Len() < w.o.BatchRows {
+				break
 			}
+			batch = w.fill(batch)
+			if len(batch) == 0 || !w.flush(batch, &failing) {
+				break
+			}
+			clear(batch)
+			batch = batch[:0]
 		}
 		if d := w.dropped.Load(); d > reported && time.Since(reportedAt) >= dropLogEvery {
 			w.log.Warn("spend ledger buffer full: rows dropped (their requests were served and charged to budgets; only their ledger rows are missing)",
@@ -186,6 +181,14 @@ func (w *Writer) run() {
 			reported, reportedAt = d, time.Now()
 		}
 	}
+}
+
+// fill tops batch up from the queue to BatchRows rows.
+func (w *Writer) fill(batch []Row) []Row {
+	if room := w.o.BatchRows - len(batch); room > 0 {
+		return w.in.Take(batch, room)
+	}
+	return batch
 }
 
 // flush inserts a batch; false keeps it for a retry (the store is
@@ -198,7 +201,7 @@ func (w *Writer) flush(batch []Row, failing *bool) bool {
 	if err == nil {
 		w.written.Add(int64(len(batch)))
 		if *failing {
-			w.log.Info("spend ledger store reachable again; buffered rows are being written", zap.Int("queued", len(w.in)))
+			w.log.Info("spend ledger store reachable again; buffered rows are being written", zap.Int("queued", w.in.Len()))
 			*failing = false
 		}
 		return true
@@ -247,16 +250,11 @@ func (w *Writer) drain(ctx context.Context) error {
 		batch = batch[:0]
 	}
 	for {
-		select {
-		case r := <-w.in:
-			batch = append(batch, r)
-			if len(batch) >= w.o.BatchRows {
-				write()
-			}
-			continue
-		default:
+		batch = w.fill(batch)
+		if len(batch) < w.o.BatchRows {
+			break
 		}
-		break
+		write()
 	}
 	write()
 	if lost > 0 {
