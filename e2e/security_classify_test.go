@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
 )
 
 // The security review of issue 11: classifiers fail closed (finding 2) and
@@ -74,10 +76,22 @@ func assertDenied(t *testing.T, s *harness.Stack, resp *http.Response, b []byte,
 		t.Errorf("the error echoes the secret")
 	}
 	for name, p := range s.Providers {
-		if n := len(p.Requests()); n != 0 {
-			t.Errorf("%s received %d requests", name, n)
+		if rs := p.Requests(); len(rs) != 0 {
+			t.Errorf("%s received %d requests: %s", name, len(rs), describeRecorded(rs))
 		}
 	}
+}
+
+// describeRecorded names what a fake provider received: method, path,
+// when, how much body against its Content-Length, and the request id
+// Envoy gave it, so an unexpected request can be traced in the logs.
+func describeRecorded(rs []mockllm.Recorded) string {
+	var b strings.Builder
+	for _, r := range rs {
+		fmt.Fprintf(&b, "[%s %s at %s, %d of %s body bytes, x-request-id %q, x-stellwerk-decision-id %q] ", r.Method, r.Path,
+			r.At.Format("15:04:05.000000"), r.BodyLength, r.Header.Get("Content-Length"), r.Header.Get("X-Request-Id"), r.Header.Get("X-Stellwerk-Decision-Id"))
+	}
+	return b.String()
 }
 
 // assertEU checks a 200 served by the EU model, the US provider untouched.

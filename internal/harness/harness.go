@@ -16,6 +16,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -251,23 +252,40 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
-// FreePort returns a loopback port that was free a moment ago.
+// FreePort returns a loopback port that was free a moment ago, for a
+// process the test starts to listen on (Envoy's listener, stellwerk's
+// admin port).
+//
+// It is drawn from below the kernel's ephemeral range (ports 10000–32767;
+// Linux hands out 32768–60999 by default), not by binding port 0: a port
+// from the ephemeral range may be taken, before the process binds it, by
+// anything that binds port 0 — another test's fake provider — or by an
+// outgoing connection. Then Envoy's listener could not bind, and the
+// test's requests reached the other test's provider instead: two parallel
+// stacks failed together that way (a provider receiving a request its test
+// never sent, a listener that never answered). Below the ephemeral range
+// only another FreePort can pick the same port; this binary never hands
+// one out twice, and other test binaries draw at random from 22,768.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for range 10000 {
+		port := freePortLow + mrand.IntN(freePortHigh-freePortLow)
+		if _, taken := handedOut.LoadOrStore(port, true); taken {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
-			t.Fatal(err)
+			continue // in use
 		}
-		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
-		// The kernel may hand the same free port out again before the
-		// first taker binds it: never give a port out twice.
-		if _, taken := handedOut.LoadOrStore(port, true); !taken {
-			return port
-		}
+		return port
 	}
+	t.Fatal("no free loopback port between 10000 and 32767")
+	return 0
 }
+
+// FreePort's range: below Linux's default ephemeral ports.
+const freePortLow, freePortHigh = 10000, 32768
 
 // handedOut are the ports FreePort has given this test binary.
 var handedOut sync.Map
