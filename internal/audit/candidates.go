@@ -186,20 +186,22 @@ func (e *recordEncoder) candidateColumns(cs []Candidate) {
 	}
 	e.Key("candidates")
 	o := e.Open()
-	strColumn(e, "model", cs, true, func(c *Candidate) string { return c.Model })
-	strColumn(e, "provider", cs, has.provider, func(c *Candidate) string { return c.Provider })
-	strColumn(e, "verdict", cs, true, func(c *Candidate) string { return c.Verdict })
-	strColumn(e, "reason", cs, has.reason, func(c *Candidate) string { return c.Reason })
-	intColumn(e, "rank", cs, has.rank, func(c *Candidate) int { return c.Rank })
-	floatColumn(e, "score", cs, has.score, func(c *Candidate) float64 { return c.Score })
-	floatColumn(e, "estimated_cost_eur", cs, has.cost, func(c *Candidate) float64 { return c.EstimatedCostEUR })
-	floatColumn(e, "quality", cs, has.quality, func(c *Candidate) float64 { return c.Quality })
-	intColumn(e, "latency_ms", cs, has.latency, func(c *Candidate) int { return c.LatencyMS })
-	strColumn(e, "residency", cs, has.residency, func(c *Candidate) string { return c.Residency })
+	column(e, "model", cs, true, str, func(c *Candidate) string { return c.Model })
+	column(e, "provider", cs, has.provider, str, func(c *Candidate) string { return c.Provider })
+	column(e, "verdict", cs, true, str, func(c *Candidate) string { return c.Verdict })
+	column(e, "reason", cs, has.reason, str, func(c *Candidate) string { return c.Reason })
+	column(e, "rank", cs, has.rank, integer, func(c *Candidate) int { return c.Rank })
+	column(e, "score", cs, has.score, float, func(c *Candidate) float64 { return c.Score })
+	column(e, "estimated_cost_eur", cs, has.cost, float, func(c *Candidate) float64 { return c.EstimatedCostEUR })
+	column(e, "quality", cs, has.quality, float, func(c *Candidate) float64 { return c.Quality })
+	column(e, "latency_ms", cs, has.latency, integer, func(c *Candidate) int { return c.LatencyMS })
+	column(e, "residency", cs, has.residency, str, func(c *Candidate) string { return c.Residency })
 	e.Close(o)
 }
 
-func strColumn(e *recordEncoder, k string, cs []Candidate, write bool, v func(*Candidate) string) {
+// column writes one column, each line's value appended by put, when
+// write (some line has a value).
+func column[T any](e *recordEncoder, k string, cs []Candidate, write bool, put func(*recordEncoder, T), v func(*Candidate) T) {
 	if !write {
 		return
 	}
@@ -209,40 +211,20 @@ func strColumn(e *recordEncoder, k string, cs []Candidate, write bool, v func(*C
 		if i > 0 {
 			e.B = append(e.B, ',')
 		}
-		e.B = jsonw.AppendString(e.B, v(&cs[i]))
+		put(e, v(&cs[i]))
 	}
 	e.B = append(e.B, ']')
 }
 
-func intColumn(e *recordEncoder, k string, cs []Candidate, write bool, v func(*Candidate) int) {
-	if !write {
-		return
-	}
-	e.Key(k)
-	e.B = append(e.B, '[')
-	for i := range cs {
-		if i > 0 {
-			e.B = append(e.B, ',')
-		}
-		e.B = jsonw.AppendInt(e.B, int64(v(&cs[i])))
-	}
-	e.B = append(e.B, ']')
-}
+func str(e *recordEncoder, s string) { e.B = jsonw.AppendString(e.B, s) }
 
-func floatColumn(e *recordEncoder, k string, cs []Candidate, write bool, v func(*Candidate) float64) {
-	if !write {
-		return
+func integer(e *recordEncoder, n int) { e.B = jsonw.AppendInt(e.B, int64(n)) }
+
+// float appends f; a NaN or an infinity sets e.Err, as encoding/json
+// refuses them.
+func float(e *recordEncoder, f float64) {
+	var err error
+	if e.B, err = jsonw.AppendFloat(e.B, f); err != nil && e.Err == nil {
+		e.Err = err
 	}
-	e.Key(k)
-	e.B = append(e.B, '[')
-	for i := range cs {
-		if i > 0 {
-			e.B = append(e.B, ',')
-		}
-		var err error
-		if e.B, err = jsonw.AppendFloat(e.B, v(&cs[i])); err != nil && e.Err == nil {
-			e.Err = err
-		}
-	}
-	e.B = append(e.B, ']')
 }
