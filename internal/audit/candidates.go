@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -85,8 +84,7 @@ var errColumns = errors.New("audit: candidates: columns of different lengths")
 // UnmarshalJSON reads the lines from either form: columns (schema version
 // 2) or a list of objects (version 1).
 func (cs *Candidates) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimLeft(b, " \t\r\n")
-	if len(b) == 0 || b[0] != '{' {
+	if len(b) == 0 || b[0] != '{' { // encoding/json passes the value without the space around it
 		return json.Unmarshal(b, (*[]Candidate)(cs))
 	}
 	var col candidateColumns

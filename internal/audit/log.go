@@ -366,9 +366,10 @@ func (l *Log) run() {
 }
 
 // take commits what waits, a batch at a time, and returns batch emptied
-// and whether it committed any. While the log refuses (the store is down and as many records as the
-// buffer holds are pending), it takes nothing: records wait in the queue
-// until it is full, and Record drops from then on.
+// and whether it committed any. While the log refuses (the store is down
+// and as many records as the buffer holds are pending), it takes nothing:
+// records wait in the queue until it is full, and Record drops from then
+// on.
 func (l *Log) take(batch []*Record) ([]*Record, bool) {
 	took := false
 	for len(l.pending) < l.o.Buffer {

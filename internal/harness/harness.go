@@ -26,6 +26,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -256,20 +257,22 @@ func Binary(t testing.TB) string {
 // process the test starts to listen on (Envoy's listener, stellwerk's
 // admin port).
 //
-// It is drawn from below the kernel's ephemeral range (ports 10000–32767;
-// Linux hands out 32768–60999 by default), not by binding port 0: a port
-// from the ephemeral range may be taken, before the process binds it, by
-// anything that binds port 0 — another test's fake provider — or by an
-// outgoing connection. Then Envoy's listener could not bind, and the
-// test's requests reached the other test's provider instead: two parallel
-// stacks failed together that way (a provider receiving a request its test
-// never sent, a listener that never answered). Below the ephemeral range
-// only another FreePort can pick the same port; this binary never hands
-// one out twice, and other test binaries draw at random from 22,768.
+// It is drawn from below the kernel's ephemeral range (from 10000 up to
+// the first port of net.ipv4.ip_local_port_range, 32768 by default), not
+// by binding port 0: a port from the ephemeral range may be taken, before
+// the process binds it, by anything that binds port 0 — another test's
+// fake provider — or by an outgoing connection. Then Envoy's listener
+// cannot bind, and the test's requests reach the other test's provider
+// instead: the likely cause of two parallel stacks failing together (a
+// provider receiving a request its test never sent, a listener that never
+// answered). Below the ephemeral range only another FreePort can pick the
+// same port; this binary never hands one out twice, and other test
+// binaries draw at random from the same ~22,000.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	high := ephemeralLow()
 	for range 10000 {
-		port := freePortLow + mrand.IntN(freePortHigh-freePortLow)
+		port := freePortLow + mrand.IntN(high-freePortLow)
 		if _, taken := handedOut.LoadOrStore(port, true); taken {
 			continue
 		}
@@ -280,12 +283,31 @@ func FreePort(t testing.TB) int {
 		l.Close()
 		return port
 	}
-	t.Fatal("no free loopback port between 10000 and 32767")
+	t.Fatalf("no free loopback port between %d and %d", freePortLow, high-1)
 	return 0
 }
 
-// FreePort's range: below Linux's default ephemeral ports.
-const freePortLow, freePortHigh = 10000, 32768
+// freePortLow is the lowest port FreePort hands out.
+const freePortLow = 10000
+
+// ephemeralLow is the first port the kernel hands out for port 0 and
+// outgoing connections (Linux's default when it cannot be read, or when
+// it leaves too few ports above freePortLow to draw from).
+var ephemeralLow = sync.OnceValue(func() int {
+	const linuxDefault = 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return linuxDefault
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return linuxDefault
+	}
+	if low, err := strconv.Atoi(f[0]); err == nil && low >= freePortLow+4096 {
+		return low
+	}
+	return linuxDefault
+})
 
 // handedOut are the ports FreePort has given this test binary.
 var handedOut sync.Map
