@@ -40,6 +40,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
+	"github.com/stellwerk/stellwerk/internal/protocodec"
 	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/store"
 	"github.com/stellwerk/stellwerk/internal/telemetry"
@@ -273,7 +274,10 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return fmt.Errorf("server.admin: %w", err)
 	}
 
-	gs := grpc.NewServer(append(grpcOpts,
+	gs := grpc.NewServer(append(append(grpcOpts,
+		// Buffers reused without zeroing them first: gRPC's own clear a
+		// 1 MiB buffer for each message over 32 KiB (internal/protocodec).
+		protocodec.New().ServerOptions()...),
 		grpc.MaxConcurrentStreams(1<<20),
 		// Every request is a new ext_proc stream: a few goroutines kept to
 		// serve them (their stacks already grown) instead of a new one per
