@@ -244,14 +244,18 @@ func referenceDuplicate(body []byte) (key string, found, valid bool) {
 }
 
 func BenchmarkParseChat(b *testing.B) {
-	body := []byte(`{"model":"auto","stream":true,"messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"` +
-		strings.Repeat("Explain the difference between a mutex and a semaphore. ", 30) + `"}]}`)
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := ParseChat(body); err != nil {
-			b.Fatal(err)
-		}
+	for _, n := range []int{30, 580} { // 1.7 KB and 32 KB of prose
+		body := []byte(`{"model":"auto","stream":true,"messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"` +
+			strings.Repeat("Explain the difference between a mutex and a semaphore. ", n) + `"}]}`)
+		b.Run(strconv.Itoa((len(body)+512)>>10)+"KB", func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ParseChat(body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
