@@ -1,6 +1,9 @@
 package classify
 
-import "strings"
+import (
+	"math/bits"
+	"strings"
+)
 
 // Complexity levels.
 const (
@@ -204,6 +207,16 @@ var cuesByFirst = func() (idx [256][]cueRef) {
 	return idx
 }()
 
+// cuePairs has a bit for the first two bytes of every cue, so a word whose
+// start begins no cue costs one test (most words of a text).
+var cuePairs = func() (set [1 << 16 / 64]uint64) {
+	for _, c := range reasoningCues {
+		k := uint16(c[0])<<8 | uint16(c[1])
+		set[k>>6] |= 1 << (k & 63)
+	}
+	return set
+}()
+
 // cueRef is a cue in cuesByFirst: its second and third bytes, its index.
 type cueRef struct {
 	next [2]byte
@@ -222,8 +235,9 @@ func countCues(s string) int {
 		if letter {
 			c |= 0x20
 		}
-		if cands := cuesByFirst[c]; len(cands) > 0 {
+		if k := uint16(c)<<8 | uint16(lowerASCII(s[i+1])); cuePairs[k>>6]&(1<<(k&63)) != 0 {
 			next := [2]byte{lowerASCII(s[i+1]), lowerASCII(s[i+2])}
+			cands := cuesByFirst[c]
 			for _, ref := range cands {
 				if ref.next == next && seen&(1<<ref.i) == 0 && hasPrefixFold(s[i:], reasoningCues[ref.i]) {
 					seen |= 1 << ref.i
@@ -256,10 +270,9 @@ var wordUnits = []string{"words", "word", "wörter", "mots", "palabras", "parole
 // returns the largest N, or 0.
 func requestedWords(s string) int {
 	best := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' || (i > 0 && s[i-1] >= '0' && s[i-1] <= '9') {
-			continue
-		}
+	for i := nextDigit(s, 0); i < len(s); i = nextDigit(s, i) {
+		// i starts a run of digits: the text's start, or after a byte
+		// that is none.
 		n, j := 0, i
 		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
 			if j-i < 6 {
@@ -271,19 +284,46 @@ func requestedWords(s string) int {
 		for k < len(s) && k-j < 2 && (s[k] == ' ' || s[k] == '-') {
 			k++
 		}
-		if k == j || n <= best {
-			i = j - 1
-			continue
-		}
-		for _, w := range wordUnits {
-			if hasPrefixFold(s[k:], w) {
-				best = n
-				break
+		if k > j && n > best {
+			for _, w := range wordUnits {
+				if hasPrefixFold(s[k:], w) {
+					best = n
+					break
+				}
 			}
 		}
-		i = j - 1
+		i = j
 	}
 	return best
+}
+
+// nextDigit returns the index of the first ASCII digit in s from i on, or
+// len(s). Prose has few digits, so it tests eight bytes at a time.
+func nextDigit(s string, i int) int {
+	for ; i+8 <= len(s); i += 8 {
+		if m := digits8(s, i); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] >= '0' && s[i] <= '9' {
+			return i
+		}
+	}
+	return len(s)
+}
+
+// digits8 has the top bit of a byte's lane set where the byte of s at i+lane
+// is an ASCII digit, and no other bit: a byte b below 0x80 is a digit when
+// 127+':'-b and b+127-'/' both reach 0x80 (neither can borrow from or carry
+// into the next lane), and a byte from 0x80 on is cleared by &^ x.
+func digits8(s string, i int) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	_ = s[i+7]
+	x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+	low := x &^ highs
+	return (ones*(127+'9'+1) - low) &^ x & (low + ones*(127-('0'-1))) & highs
 }
 
 // hasPrefixFold reports whether s starts with the lower-case prefix,

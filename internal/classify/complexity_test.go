@@ -56,3 +56,31 @@ func TestComplexityHostileInput(t *testing.T) {
 		measureComplexity(s, 0, 1, 0)
 	}
 }
+
+// TestNextDigit holds the eight-byte search to the byte-by-byte definition:
+// every byte value in every lane, beside bytes on either side of the digit
+// range and from 0x80 on, and at every length of the tail.
+func TestNextDigit(t *testing.T) {
+	slow := func(s string, i int) int {
+		for ; i < len(s); i++ {
+			if s[i] >= '0' && s[i] <= '9' {
+				return i
+			}
+		}
+		return len(s)
+	}
+	for _, fill := range []byte{'a', '/', ':', 0x80, 0xff, 0x7f, ' '} {
+		for b := 0; b < 256; b++ {
+			for lane := range 11 {
+				buf := []byte(strings.Repeat(string(fill), 11))
+				buf[lane] = byte(b)
+				s := string(buf)
+				for from := range 3 {
+					if got, want := nextDigit(s, from), slow(s, from); got != want {
+						t.Fatalf("nextDigit(%q, %d) = %d, want %d", s, from, got, want)
+					}
+				}
+			}
+		}
+	}
+}
