@@ -42,6 +42,17 @@ func EstimateTokens(text string) int {
 			t += costDigitGroup * float64((j-i+2)/3)
 			i = j
 		case isASCIILetter(c):
+			// Most words are ASCII letters only: counted here, without
+			// scanWord's checks for accented letters.
+			j := i + 1
+			for j < n && isASCIILetter(text[j]) {
+				j++
+			}
+			if j == n || text[j] < utf8.RuneSelf {
+				t += wordCost(j - i)
+				i = j
+				break
+			}
 			var letters, accented int
 			i, letters, accented = scanWord(text, i)
 			t += wordCost(letters) + costAccented*float64(accented)
