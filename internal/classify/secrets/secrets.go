@@ -119,14 +119,39 @@ func Detect(text string, dst []Match) []Match {
 		for j < n && identByte[text[j]] {
 			j++
 		}
-		if m, next, ok := atIdent(text, i, j); ok {
-			dst = append(dst, m)
-			i = next
-			continue
+		if maybeAt(text, i, j) {
+			if m, next, ok := atIdent(text, i, j); ok {
+				dst = append(dst, m)
+				i = next
+				continue
+			}
 		}
 		i = j
 	}
 	return dst
+}
+
+// maybeAt says whether a detector of atIdent could match at the identifier
+// s[i:j]: it starts a known token, or a separator follows it (a URL's
+// scheme, name=value, name: value, perhaps after a closing quote and
+// blanks). Most words of a text are neither, and skip atIdent's calls.
+// It may say yes where atIdent finds nothing, never the reverse.
+func maybeAt(s string, i, j int) bool {
+	if tokenFirst(s[i]) {
+		return true
+	}
+	if j >= len(s) {
+		return false
+	}
+	k := j
+	switch s[k] {
+	case ':', '+', '=':
+		return true
+	case '"', '\'':
+		k++
+	}
+	k = skipBlanks(s, k)
+	return k < len(s) && (s[k] == '=' || s[k] == ':')
 }
 
 // atIdent runs every detector whose trigger is the identifier text[i:j].

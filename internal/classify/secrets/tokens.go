@@ -90,6 +90,16 @@ func tokenAt(s string, i int) (typ string, end int, ok bool) {
 	return "", 0, false
 }
 
+// tokenFirst says whether tokenAt has a case for c: the first bytes of
+// the tokens it knows. Keep the two in step.
+func tokenFirst(c byte) bool {
+	switch c {
+	case 'A', 'g', 'x', 's', 'r', 'e', '-':
+		return true
+	}
+	return false
+}
+
 var gitlabPrefixes = []string{"glpat-", "gldt-", "glrt-", "glptt-", "glft-"}
 
 func isOneOf(c byte, set string) bool {
