@@ -129,20 +129,17 @@ func (f *features) extract(text string) {
 			h = fnvOffset
 			for i < n {
 				c = text[i]
-				if alnum[c] {
+				if k := b64Class[c]; k != 0 { // a letter or a digit: also a base64 byte
 					h = (h ^ uint32(lowerTab[c])) * fnvPrime
+					b64++
+					b64Cls |= int(k)
 				} else if c == '\'' && i+1 < n && alnum[text[i+1]] {
-					// don't → dont
+					b64, b64Cls = 0, 0 // don't → dont, and the end of a base64 run
 				} else if c == 0xE2 && i+3 < n && text[i+1] == 0x80 && text[i+2] == 0x99 && alnum[text[i+3]] {
 					i += 2 // don’t → dont
+					b64, b64Cls = 0, 0
 				} else {
 					break
-				}
-				if b64Byte[c] {
-					b64++
-					b64Cls |= int(b64Class[c])
-				} else {
-					b64, b64Cls = 0, 0
 				}
 				i++
 			}
