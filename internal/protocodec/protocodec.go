@@ -14,7 +14,8 @@
 //
 // The codec is the same as gRPC's otherwise: protobuf's Unmarshal copies
 // bytes and strings out of the buffer, which goes back to the pool as soon
-// as the message is decoded.
+// as the message is decoded. The ext_proc answers stellwerk sends are
+// written field by field (response.go).
 package protocodec
 
 import (
@@ -22,6 +23,7 @@ import (
 	"math/bits"
 	"sync"
 
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/experimental"
@@ -92,6 +94,11 @@ func (Codec) Name() string { return "proto" }
 // Marshal encodes v into one buffer from the pool (a small message into a
 // buffer of its own, as gRPC does).
 func (c Codec) Marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(*extprocv3.ProcessingResponse); ok {
+		if s, ok := c.marshalResponse(r); ok {
+			return s, nil
+		}
+	}
 	m := message(v)
 	if m == nil {
 		return nil, fmt.Errorf("protocodec: cannot marshal %T", v)
