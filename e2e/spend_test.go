@@ -120,15 +120,35 @@ func TestSpendLedgerThroughEnvoy(t *testing.T) {
 	if resp.StatusCode != 503 {
 		t.Fatalf("all providers failing: %d %s", resp.StatusCode, b)
 	}
-	// A stream the client abandons after its first event: interrupted,
-	// charged the estimate of what was generated.
+	// A stream the client abandons after its first words: interrupted,
+	// charged the estimate of what was generated. The client reads until
+	// an event carries content (the first event is the role alone), so
+	// stellwerk has followed at least that event: Envoy passes a chunk on
+	// only once stellwerk has answered it.
 	for _, p := range s.Providers {
 		p.SetBehavior(mockllm.Behavior{ChunkDelay: 300 * time.Millisecond})
 	}
 	resp = spendChat(t, s, `{"model":"m2","stream":true,"messages":[{"role":"user","content":"a long story please"}]}`)
-	line, err := bufio.NewReader(resp.Body).ReadString('\n')
-	if resp.StatusCode != 200 || err != nil || !strings.HasPrefix(line, "data: ") {
-		t.Fatalf("abandoned stream: %d %q %v", resp.StatusCode, line, err)
+	if resp.StatusCode != 200 {
+		t.Fatalf("abandoned stream: %d", resp.StatusCode)
+	}
+	br := bufio.NewReader(resp.Body)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("abandoned stream ended before any content: %q %v", line, err)
+		}
+		var c struct {
+			Choices []struct {
+				Delta struct {
+					Content string `json:"content"`
+				} `json:"delta"`
+			} `json:"choices"`
+		}
+		if data, ok := strings.CutPrefix(strings.TrimSpace(line), "data: "); ok &&
+			json.Unmarshal([]byte(data), &c) == nil && len(c.Choices) > 0 && c.Choices[0].Delta.Content != "" {
+			break
+		}
 	}
 	resp.Body.Close()
 
