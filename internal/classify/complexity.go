@@ -236,9 +236,8 @@ func countCues(s string) int {
 			c |= 0x20
 		}
 		if k := uint16(c)<<8 | uint16(lowerASCII(s[i+1])); cuePairs[k>>6]&(1<<(k&63)) != 0 {
-			next := [2]byte{lowerASCII(s[i+1]), lowerASCII(s[i+2])}
-			cands := cuesByFirst[c]
-			for _, ref := range cands {
+			next := [2]byte{byte(k), lowerASCII(s[i+2])}
+			for _, ref := range cuesByFirst[c] {
 				if ref.next == next && seen&(1<<ref.i) == 0 && hasPrefixFold(s[i:], reasoningCues[ref.i]) {
 					seen |= 1 << ref.i
 					n++

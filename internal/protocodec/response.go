@@ -39,7 +39,7 @@ func responseSize(r *extprocv3.ProcessingResponse) (int, bool) {
 		return 0, false
 	}
 	n := 0
-	if num, common := responseCommon(r); num != 0 {
+	if num, _, common := responseAnswer(r); num > 0 {
 		n += sized(num, wrapperSize(common))
 	}
 	if md := r.DynamicMetadata; md != nil {
@@ -56,25 +56,8 @@ func writable(r *extprocv3.ProcessingResponse) bool {
 		r.ServerWindowUpdate != nil || r.RequestDrain || r.RequestDrainRequests || r.RequestDrainResponses || unknown(r) {
 		return false
 	}
-	switch v := r.Response.(type) {
-	case nil:
-	case *extprocv3.ProcessingResponse_RequestHeaders:
-		if h := v.RequestHeaders; h != nil && (unknown(h) || !commonWritable(h.Response)) {
-			return false
-		}
-	case *extprocv3.ProcessingResponse_ResponseHeaders:
-		if h := v.ResponseHeaders; h != nil && (unknown(h) || !commonWritable(h.Response)) {
-			return false
-		}
-	case *extprocv3.ProcessingResponse_RequestBody:
-		if b := v.RequestBody; b != nil && (unknown(b) || !commonWritable(b.Response)) {
-			return false
-		}
-	case *extprocv3.ProcessingResponse_ResponseBody:
-		if b := v.ResponseBody; b != nil && (unknown(b) || !commonWritable(b.Response)) {
-			return false
-		}
-	default:
+	num, answer, common := responseAnswer(r)
+	if num < 0 || answer != nil && (unknown(answer) || !commonWritable(common)) {
 		return false
 	}
 	return r.DynamicMetadata == nil || structWritable(r.DynamicMetadata, 0)
@@ -156,7 +139,7 @@ func appendResponse(b []byte, r *extprocv3.ProcessingResponse, size int) []byte 
 		w.structFields(md)
 		w.closeLen(8, end)
 	}
-	if num, common := responseCommon(r); num != 0 {
+	if num, _, common := responseAnswer(r); num > 0 {
 		end := w.i
 		if common != nil {
 			cend := w.i
@@ -315,8 +298,7 @@ func (w *backwards) structFields(s *structpb.Struct) {
 	}
 	slices.Sort(keys)
 	for _, k := range slices.Backward(keys) {
-		end := w.i
-		vend := w.i
+		end := w.i // the entry's end, and its value's
 		switch v := s.Fields[k].Kind.(type) {
 		case *structpb.Value_StringValue:
 			w.stringField(3, v.StringValue)
@@ -325,27 +307,44 @@ func (w *backwards) structFields(s *structpb.Struct) {
 			w.structFields(v.StructValue)
 			w.closeLen(5, send)
 		}
-		w.closeLen(2, vend)
+		w.closeLen(2, end)
 		w.stringField(1, k)
 		w.closeLen(1, end)
 	}
 }
 
-// responseCommon is the field number of r's headers or body answer and
-// its common response (nil when the answer has none); num is 0 when r has
-// no answer at all.
-func responseCommon(r *extprocv3.ProcessingResponse) (protowire.Number, *extprocv3.CommonResponse) {
+// responseAnswer is the field number of r's headers or body answer, that
+// answer (nil when its member holds none) and its common response (nil
+// when it has none). num is 0 when r has no answer at all, -1 for any
+// other kind of answer, which this file does not write.
+func responseAnswer(r *extprocv3.ProcessingResponse) (num protowire.Number, answer protoMessage, c *extprocv3.CommonResponse) {
 	switch v := r.Response.(type) {
+	case nil:
+		return 0, nil, nil
 	case *extprocv3.ProcessingResponse_RequestHeaders:
-		return 1, v.RequestHeaders.GetResponse()
+		num, c = 1, v.RequestHeaders.GetResponse()
+		if v.RequestHeaders != nil {
+			answer = v.RequestHeaders
+		}
 	case *extprocv3.ProcessingResponse_ResponseHeaders:
-		return 2, v.ResponseHeaders.GetResponse()
+		num, c = 2, v.ResponseHeaders.GetResponse()
+		if v.ResponseHeaders != nil {
+			answer = v.ResponseHeaders
+		}
 	case *extprocv3.ProcessingResponse_RequestBody:
-		return 3, v.RequestBody.GetResponse()
+		num, c = 3, v.RequestBody.GetResponse()
+		if v.RequestBody != nil {
+			answer = v.RequestBody
+		}
 	case *extprocv3.ProcessingResponse_ResponseBody:
-		return 4, v.ResponseBody.GetResponse()
+		num, c = 4, v.ResponseBody.GetResponse()
+		if v.ResponseBody != nil {
+			answer = v.ResponseBody
+		}
+	default:
+		return -1, nil, nil
 	}
-	return 0, nil
+	return num, answer, c
 }
 
 // wrapperSize is the size of a headers or body answer: its one field.
@@ -365,7 +364,7 @@ func commonSize(c *extprocv3.CommonResponse) int {
 		n += sized(2, mutationSize(m))
 	}
 	if m := c.BodyMutation; m != nil {
-		n += bodyField(m)
+		n += sized(3, bodySize(m))
 	}
 	if c.ClearRouteCache {
 		n += varintField(5, 1)
@@ -411,9 +410,6 @@ func headerSize(h *corev3.HeaderValue) int {
 	}
 	return n
 }
-
-// bodyField is the size of the body mutation field (3) of a common response.
-func bodyField(m *extprocv3.BodyMutation) int { return sized(3, bodySize(m)) }
 
 func bodySize(m *extprocv3.BodyMutation) int {
 	switch v := m.Mutation.(type) {
@@ -464,8 +460,11 @@ func boolWire(v bool) uint64 {
 	return 0
 }
 
+// protoMessage is any generated message.
+type protoMessage interface{ ProtoReflect() protoreflect.Message }
+
 // unknown says whether m carries fields its type does not know, which
 // protobuf would write back and this file would not.
-func unknown(m interface{ ProtoReflect() protoreflect.Message }) bool {
+func unknown(m protoMessage) bool {
 	return len(m.ProtoReflect().GetUnknown()) > 0
 }
