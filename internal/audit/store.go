@@ -20,7 +20,8 @@ import (
 // are only ever inserted, except by Prune (retention). Writers never
 // contend: each writes only its own (writer, seq) keys.
 type Store struct {
-	db *store.DB
+	db    *store.DB
+	dicts dicts
 }
 
 // Component names the audit schema in schema_migrations.
@@ -77,6 +78,19 @@ CREATE TABLE audit_versions (
 	{Version: 3, Name: "record bodies stored S2-compressed",
 		SQL:      `ALTER TABLE audit_entries ADD COLUMN body_s2 BLOB`,
 		Postgres: `ALTER TABLE audit_entries ADD COLUMN body_s2 BYTEA`},
+	{Version: 4, Name: "record bodies compressed against a dictionary", SQL: `
+CREATE TABLE audit_dictionaries (
+	id         TEXT   PRIMARY KEY,
+	body       BLOB   NOT NULL,
+	first_seen BIGINT NOT NULL
+);
+ALTER TABLE audit_entries ADD COLUMN body_dict TEXT`, Postgres: `
+CREATE TABLE audit_dictionaries (
+	id         TEXT   PRIMARY KEY,
+	body       BYTEA  NOT NULL,
+	first_seen BIGINT NOT NULL
+);
+ALTER TABLE audit_entries ADD COLUMN body_dict TEXT`},
 }
 
 // A record is stored S2-compressed (github.com/klauspost/compress/s2, block
@@ -105,10 +119,11 @@ func putBody(b []byte) []byte { return s2.Encode(nil, b) }
 var bodyArenas = sync.Pool{New: func() any { return new([]byte) }}
 
 // compressInto writes each kept record's stored form into one arena from
-// bodyArenas (grown to the batch's worst case) and returns the forms, nil
-// for pruned rows; release gives the arena back once they are no longer
-// read.
-func compressInto(es []Entry) (bodies [][]byte, release func()) {
+// bodyArenas (grown to the batch's worst case), compressed against d when
+// d is not nil, and returns the forms, nil for pruned rows, and whether
+// each was compressed against d; release gives the arena back once they
+// are no longer read.
+func compressInto(es []Entry, d *s2.Dict) (bodies [][]byte, withDict []bool, release func()) {
 	need := 0
 	for i := range es {
 		if !es[i].Pruned {
@@ -120,7 +135,7 @@ func compressInto(es []Entry) (bodies [][]byte, release func()) {
 		*arena = make([]byte, 0, need)
 	}
 	a := (*arena)[:0]
-	bodies = make([][]byte, len(es))
+	bodies, withDict = make([][]byte, len(es)), make([]bool, len(es))
 	for i := range es {
 		if es[i].Pruned {
 			continue
@@ -130,28 +145,46 @@ func compressInto(es []Entry) (bodies [][]byte, release func()) {
 			bodies[i] = putBody(es[i].Body)
 			continue
 		}
-		z := s2.Encode(a[len(a):len(a)+room], es[i].Body)
+		var z []byte
+		if d != nil {
+			z, withDict[i] = d.Encode(a[len(a):len(a)+room], es[i].Body), true
+		} else {
+			z = s2.Encode(a[len(a):len(a)+room], es[i].Body)
+		}
 		bodies[i] = z
 		a = a[:len(a)+len(z)]
 	}
-	return bodies, func() { bodyArenas.Put(arena) }
+	return bodies, withDict, func() { bodyArenas.Put(arena) }
 }
 
-// getBody is the record of a row: body_s2 decompressed, else body. A
-// body_s2 that does not decompress within maxBody yields nil, which no
-// body_sha256 matches, so verification reports the record as modified.
-func getBody(text sql.NullString, z []byte) []byte {
+// getBody is the record of a row: body_s2 decompressed (against the
+// dictionary body_dict names, if it names one), else body. A body_s2 that
+// does not decompress within maxBody, or whose dictionary the store does
+// not have, yields nil, which no body_sha256 matches, so verification
+// reports the record as modified. Only a failure to read the dictionary
+// is an error.
+func (s *Store) getBody(ctx context.Context, text sql.NullString, z []byte, dict sql.NullString) ([]byte, error) {
 	if z == nil {
-		return []byte(text.String)
+		return []byte(text.String), nil
 	}
 	if n, err := s2.DecodedLen(z); err != nil || n > maxBody {
-		return nil
+		return nil, nil
 	}
-	b, err := s2.Decode(nil, z)
+	var b []byte
+	var err error
+	if dict.Valid {
+		d, derr := s.dicts.get(ctx, s.db.SQL, dict.String)
+		if derr != nil || d == nil {
+			return nil, derr
+		}
+		b, err = d.Decode(nil, z)
+	} else {
+		b, err = s2.Decode(nil, z)
+	}
 	if err != nil {
-		return nil
+		return nil, nil
 	}
-	return b
+	return b, nil
 }
 
 // Version kinds: what a kept version's body is.
@@ -197,10 +230,13 @@ func OpenStore(ctx context.Context, db *store.DB) (*Store, error) {
 // DB is the state database.
 func (s *Store) DB() *store.DB { return s.db }
 
-const entryColumns = `writer, seq, time_us, kind, workspace, decision_id, prev, body_sha256, hash, body, body_s2`
+const entryColumns = `writer, seq, time_us, kind, workspace, decision_id, prev, body_sha256, hash, body, body_s2, body_dict`
 
-// rowsPerInsert bounds one multi-row INSERT (11 parameters a row, far
-// below both engines' limits).
+// entryParams is the number of entryColumns.
+const entryParams = 12
+
+// rowsPerInsert bounds one multi-row INSERT (entryParams parameters a
+// row, far below both engines' limits).
 const rowsPerInsert = 256
 
 // Append writes entries and checkpoints in one transaction: a batch is
@@ -209,10 +245,19 @@ func (s *Store) Append(ctx context.Context, entries []Entry, cps []Checkpoint) e
 	if len(entries) == 0 && len(cps) == 0 {
 		return nil
 	}
-	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+	dict := s.dicts.forAppend(entries)
+	var dictRow bool
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if dict != nil && s.dicts.needsRow(dict) {
+			dictRow = true
+			if _, err := tx.ExecContext(ctx, `INSERT INTO audit_dictionaries (id, body, first_seen) VALUES ($1, $2, $3)
+				ON CONFLICT (id) DO NOTHING`, dict.id, dict.stored, TimeUS(dict.made)); err != nil {
+				return err
+			}
+		}
 		for len(entries) > 0 {
 			n := min(len(entries), rowsPerInsert)
-			if err := insertEntries(ctx, tx, s.db.Dialect, entries[:n]); err != nil {
+			if err := insertEntries(ctx, tx, s.db.Dialect, entries[:n], dict); err != nil {
 				return err
 			}
 			entries = entries[n:]
@@ -227,6 +272,10 @@ func (s *Store) Append(ctx context.Context, entries []Entry, cps []Checkpoint) e
 		}
 		return nil
 	})
+	if err == nil && dictRow {
+		s.dicts.wrote(dict)
+	}
+	return err
 }
 
 // onCheckpointConflict is what a checkpoint at a seq that has one does:
@@ -242,12 +291,16 @@ const onCheckpointConflict = `UPDATE SET hash = excluded.hash, prev = excluded.p
 // insertEntries writes rows with one multi-row INSERT. SQLite gets "?"
 // placeholders: it resolves each "$n" by a linear search over the
 // statement's names, which made a 256-row insert quadratic.
-func insertEntries(ctx context.Context, tx *sql.Tx, dialect store.Dialect, es []Entry) error {
+func insertEntries(ctx context.Context, tx *sql.Tx, dialect store.Dialect, es []Entry, dict *dictionary) error {
 	var b strings.Builder
 	b.Grow(64 + len(es)*48)
 	b.WriteString(`INSERT INTO audit_entries (` + entryColumns + `) VALUES `)
-	args := make([]any, 0, len(es)*11)
-	bodies, release := compressInto(es)
+	args := make([]any, 0, len(es)*entryParams)
+	var d *s2.Dict
+	if dict != nil {
+		d = dict.d
+	}
+	bodies, withDict, release := compressInto(es, d)
 	defer release()
 	for i := range es {
 		e := &es[i]
@@ -255,7 +308,7 @@ func insertEntries(ctx context.Context, tx *sql.Tx, dialect store.Dialect, es []
 			b.WriteByte(',')
 		}
 		b.WriteByte('(')
-		for j := 1; j <= 11; j++ {
+		for j := 1; j <= entryParams; j++ {
 			if j > 1 {
 				b.WriteByte(',')
 			}
@@ -263,11 +316,14 @@ func insertEntries(ctx context.Context, tx *sql.Tx, dialect store.Dialect, es []
 				b.WriteByte('?')
 			} else {
 				b.WriteByte('$')
-				b.WriteString(strconv.Itoa(i*11 + j))
+				b.WriteString(strconv.Itoa(i*entryParams + j))
 			}
 		}
 		b.WriteByte(')')
-		var text, z any
+		var text, z, dictID any
+		if withDict[i] {
+			dictID = dict.id
+		}
 		if !e.Pruned {
 			// body holds an empty marker: a replica from before schema
 			// version 3 (a rolling upgrade) then sees a record, not a pruned
@@ -275,7 +331,7 @@ func insertEntries(ctx context.Context, tx *sql.Tx, dialect store.Dialect, es []
 			// record as modified until it is upgraded too (docs/audit.md).
 			text, z = "", bodies[i]
 		}
-		args = append(args, e.Writer, int64(e.Seq), TimeUS(e.Time), e.Kind, e.Workspace, e.ID, e.Prev, e.BodySHA256, e.Hash, text, z)
+		args = append(args, e.Writer, int64(e.Seq), TimeUS(e.Time), e.Kind, e.Workspace, e.ID, e.Prev, e.BodySHA256, e.Hash, text, z, dictID)
 	}
 	// A retried batch (its commit's answer lost) finds its rows there.
 	b.WriteString(` ON CONFLICT (writer, seq) DO NOTHING`)
@@ -342,17 +398,23 @@ func (s *Store) Checkpoints(ctx context.Context, writer string) ([]Checkpoint, e
 	return out, store.Classify(rows.Err())
 }
 
-func scanEntry(sc interface{ Scan(...any) error }) (Entry, error) {
+// scanEntry reads a row of entryColumns. A row compressed against a
+// dictionary the store has not read yet reads it (a second connection:
+// rows stays open).
+func (s *Store) scanEntry(ctx context.Context, rows *sql.Rows) (Entry, error) {
 	var e Entry
 	var seq, t int64
-	var body sql.NullString
+	var body, dict sql.NullString
 	var z []byte
-	if err := sc.Scan(&e.Writer, &seq, &t, &e.Kind, &e.Workspace, &e.ID, &e.Prev, &e.BodySHA256, &e.Hash, &body, &z); err != nil {
+	if err := rows.Scan(&e.Writer, &seq, &t, &e.Kind, &e.Workspace, &e.ID, &e.Prev, &e.BodySHA256, &e.Hash, &body, &z, &dict); err != nil {
 		return e, err
 	}
 	e.Seq, e.Time = uint64(seq), FromUS(t)
 	if body.Valid || z != nil {
-		e.Body = getBody(body, z)
+		var err error
+		if e.Body, err = s.getBody(ctx, body, z, dict); err != nil {
+			return e, err
+		}
 	} else {
 		e.Pruned = true
 	}
@@ -414,7 +476,7 @@ func (s *Store) EachEntry(ctx context.Context, writer string, first, last uint64
 		}
 		n := 0
 		for rows.Next() {
-			e, err := scanEntry(rows)
+			e, err := s.scanEntry(ctx, rows)
 			if err != nil {
 				rows.Close()
 				return store.Classify(err)
@@ -497,7 +559,7 @@ func (s *Store) Query(ctx context.Context, f Filter, after *Cursor, limit int) (
 	defer rows.Close()
 	out := make([]Entry, 0, min(limit, 256))
 	for rows.Next() {
-		e, err := scanEntry(rows)
+		e, err := s.scanEntry(ctx, rows)
 		if err != nil {
 			return nil, nil, store.Classify(err)
 		}
@@ -551,14 +613,14 @@ func (s *Store) Prune(ctx context.Context, r Retention, now time.Time) (PruneRes
 	for ws, d := range r.Workspaces {
 		listed = append(listed, ws)
 		if d > 0 {
-			if err := exec(`UPDATE audit_entries SET body = NULL, body_s2 = NULL WHERE `+hasBody+` AND workspace = $1 AND time_us < $2`,
+			if err := exec(`UPDATE audit_entries SET body = NULL, body_s2 = NULL, body_dict = NULL WHERE `+hasBody+` AND workspace = $1 AND time_us < $2`,
 				ws, TimeUS(now.Add(-d))); err != nil {
 				return res, err
 			}
 		}
 	}
 	if r.Default > 0 {
-		q := `UPDATE audit_entries SET body = NULL, body_s2 = NULL WHERE ` + hasBody + ` AND time_us < $1`
+		q := `UPDATE audit_entries SET body = NULL, body_s2 = NULL, body_dict = NULL WHERE ` + hasBody + ` AND time_us < $1`
 		args := []any{TimeUS(now.Add(-r.Default))}
 		if len(listed) > 0 {
 			ph := make([]string, len(listed))

@@ -1,7 +1,8 @@
 // Package audittest edits stored audit records the way an attacker with
 // write access to the state database would, for tests that check that
 // verification finds it: records are stored compressed (audit's putBody),
-// so a text REPLACE in SQL no longer reaches their content.
+// most against a dictionary (body_dict), so a text REPLACE in SQL no
+// longer reaches their content.
 package audittest
 
 import (
@@ -21,7 +22,7 @@ import (
 func EditBody(t testing.TB, db *store.DB, old, new, where string, args ...any) int {
 	t.Helper()
 	ctx := context.Background()
-	rows, err := db.SQL.QueryContext(ctx, `SELECT writer, seq, body, body_s2 FROM audit_entries WHERE `+where, args...)
+	rows, err := db.SQL.QueryContext(ctx, `SELECT writer, seq, body, body_s2, body_dict FROM audit_entries WHERE `+where, args...)
 	if err != nil {
 		t.Fatalf("edit body: %v", err)
 	}
@@ -34,19 +35,28 @@ func EditBody(t testing.TB, db *store.DB, old, new, where string, args ...any) i
 	var edits []row
 	for rows.Next() {
 		var r row
-		var text sql.NullString
+		var text, dictID sql.NullString
 		var z []byte
-		if err := rows.Scan(&r.writer, &r.seq, &text, &z); err != nil {
+		if err := rows.Scan(&r.writer, &r.seq, &text, &z, &dictID); err != nil {
 			t.Fatalf("edit body: %v", err)
 		}
 		switch {
 		case z != nil:
-			b, err := s2.Decode(nil, z)
+			decode, encode := s2.Decode, s2.Encode
+			if dictID.Valid {
+				var stored []byte
+				if err := db.SQL.QueryRowContext(ctx, `SELECT body FROM audit_dictionaries WHERE id = $1`, dictID.String).Scan(&stored); err != nil {
+					t.Fatalf("edit body: dictionary %s: %v", dictID.String, err)
+				}
+				d := s2.NewDict(stored)
+				decode, encode = d.Decode, d.Encode
+			}
+			b, err := decode(nil, z)
 			if err != nil {
 				t.Fatalf("edit body: %v", err)
 			}
 			if e := bytes.ReplaceAll(b, []byte(old), []byte(new)); !bytes.Equal(e, b) {
-				r.col, r.val = "body_s2", s2.Encode(nil, e)
+				r.col, r.val = "body_s2", encode(nil, e)
 				edits = append(edits, r)
 			}
 		case text.Valid:
