@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -125,6 +126,58 @@ func BenchmarkAppendString(b *testing.B) {
 			b.SetBytes(int64(len(s)))
 			for b.Loop() {
 				buf = AppendString(buf[:0], s)
+			}
+		})
+	}
+}
+
+// TestAppendFloatDecimals: every decimal of up to six fractional digits
+// the fast path writes is strconv's shortest form, for runs of every k at
+// each scale, random k/s up to 1e7, and the floats either side of each (which
+// the fast path must leave to strconv).
+func TestAppendFloatDecimals(t *testing.T) {
+	check := func(v float64) {
+		t.Helper()
+		want := string(strconv.AppendFloat(nil, v, 'f', -1, 64))
+		if a := math.Abs(v); a != 0 && (a < 1e-6 || a >= 1e21) {
+			want, _ = encode(t, v)
+		}
+		got, err := AppendFloat([]byte("x"), v)
+		if err != nil || string(got) != "x"+want {
+			t.Fatalf("%v (%#x): got %s, want %s (%v)", v, math.Float64bits(v), got[1:], want, err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	scales := []float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7}
+	for _, s := range scales {
+		for k := range 20000 {
+			for _, v := range []float64{float64(k) / s, -float64(k) / s} {
+				check(v)
+				check(math.Nextafter(v, math.Inf(1)))
+				check(math.Nextafter(v, math.Inf(-1)))
+			}
+		}
+		for range 20000 {
+			v := float64(rng.Uint64N(1e13)) / s
+			check(v)
+			check(math.Nextafter(v, math.Inf(1)))
+			check(math.Nextafter(v, math.Inf(-1)))
+		}
+	}
+	for _, v := range []float64{1e-6, 999999.999999, 1e6, 1e6 - 1, 999999999.999999, 1e9, 1e9 - 1, 0.1 + 0.2, 1.0 / 3, 2.5e-6, 4.5e-7} {
+		check(v)
+	}
+}
+
+func BenchmarkAppendFloat(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		v    float64
+	}{{"quality", 0.85}, {"latency", 412.5}, {"cost", 0.00024508799999999997}, {"confidence", 0.9790363625601135}} {
+		b.Run(c.name, func(b *testing.B) {
+			buf := make([]byte, 0, 32)
+			for b.Loop() {
+				buf, _ = AppendFloat(buf[:0], c.v)
 			}
 		})
 	}
