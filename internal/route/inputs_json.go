@@ -6,9 +6,9 @@ import "github.com/stellwerk/stellwerk/internal/jsonw"
 // the audit record: every decision's record carries them, and
 // encoding/json's reflection over their maps (a learned latency for each of
 // the catalog's models, sorted) was most of what the record's encoding
-// cost. The classification and the budgets, nested types read rarely
-// enough, still go through encoding/json. TestInputsJSON holds the two to
-// the same bytes for randomly filled inputs.
+// cost. The classification writes itself too (classify.Result.AppendJSON);
+// the budgets, rare, still go through encoding/json. TestInputsJSON holds
+// the two to the same bytes for randomly filled inputs.
 func (in *Inputs) AppendJSON(dst []byte) ([]byte, error) {
 	return in.appendJSON(dst)
 }
