@@ -144,6 +144,19 @@ type tableLines struct {
 	lines   []Candidate
 	reasons []byte
 	ends    []int
+	// model, provider, verdict and residency are those columns as the
+	// last table wrote them: a router's tables list the same catalog in
+	// the same order, so they are mostly written again as they were.
+	model, provider, verdict, residency strColumnCache
+}
+
+// strColumnCache is a string column's values and bytes as last written.
+// It may only hold strings that are never changed in place (the catalog's
+// and the verdicts' are ordinary Go strings; the lines' reasons point into
+// a buffer the next table overwrites, and are never cached).
+type strColumnCache struct {
+	vals []string
+	enc  []byte
 }
 
 // fill makes t's lines those of tab; they are valid until the next fill.
@@ -169,7 +182,9 @@ func (t *tableLines) fill(tab CandidateTable) []Candidate {
 
 // candidateColumns writes the "candidates" member by columns: the same
 // bytes as Candidates.MarshalJSON (TestEncodeMatches, TestEncodeTableMatches).
-func (e *recordEncoder) candidateColumns(cs []Candidate) {
+// The lines of a table (tl not nil) write the columns that repeat from
+// the table before as they were (TestEncodeTableCache).
+func (e *recordEncoder) candidateColumns(cs []Candidate, tl *tableLines) {
 	var has struct{ provider, reason, rank, score, cost, quality, latency, residency bool }
 	for i := range cs {
 		c := &cs[i]
@@ -184,16 +199,20 @@ func (e *recordEncoder) candidateColumns(cs []Candidate) {
 	}
 	e.Key("candidates")
 	o := e.Open()
-	column(e, "model", cs, true, str, func(c *Candidate) string { return c.Model })
-	column(e, "provider", cs, has.provider, str, func(c *Candidate) string { return c.Provider })
-	column(e, "verdict", cs, true, str, func(c *Candidate) string { return c.Verdict })
+	var model, provider, verdict, residency *strColumnCache
+	if tl != nil {
+		model, provider, verdict, residency = &tl.model, &tl.provider, &tl.verdict, &tl.residency
+	}
+	strColumn(e, "model", cs, true, model, func(c *Candidate) string { return c.Model })
+	strColumn(e, "provider", cs, has.provider, provider, func(c *Candidate) string { return c.Provider })
+	strColumn(e, "verdict", cs, true, verdict, func(c *Candidate) string { return c.Verdict })
 	column(e, "reason", cs, has.reason, str, func(c *Candidate) string { return c.Reason })
 	column(e, "rank", cs, has.rank, integer, func(c *Candidate) int { return c.Rank })
 	column(e, "score", cs, has.score, float, func(c *Candidate) float64 { return c.Score })
 	column(e, "estimated_cost_eur", cs, has.cost, float, func(c *Candidate) float64 { return c.EstimatedCostEUR })
 	column(e, "quality", cs, has.quality, float, func(c *Candidate) float64 { return c.Quality })
 	column(e, "latency_ms", cs, has.latency, integer, func(c *Candidate) int { return c.LatencyMS })
-	column(e, "residency", cs, has.residency, str, func(c *Candidate) string { return c.Residency })
+	strColumn(e, "residency", cs, has.residency, residency, func(c *Candidate) string { return c.Residency })
 	e.Close(o)
 }
 
@@ -204,6 +223,11 @@ func column[T any](e *recordEncoder, k string, cs []Candidate, write bool, put f
 		return
 	}
 	e.Key(k)
+	list(e, cs, put, v)
+}
+
+// list writes one column's list of values.
+func list[T any](e *recordEncoder, cs []Candidate, put func(*recordEncoder, T), v func(*Candidate) T) {
 	e.B = append(e.B, '[')
 	for i := range cs {
 		if i > 0 {
@@ -212,6 +236,32 @@ func column[T any](e *recordEncoder, k string, cs []Candidate, write bool, put f
 		put(e, v(&cs[i]))
 	}
 	e.B = append(e.B, ']')
+}
+
+// strColumn is column for strings, through c when it is not nil: the
+// bytes c holds when every value is the one c wrote them from, else the
+// column written and kept in c.
+func strColumn(e *recordEncoder, k string, cs []Candidate, write bool, c *strColumnCache, v func(*Candidate) string) {
+	if !write || c == nil {
+		column(e, k, cs, write, str, v)
+		return
+	}
+	same := len(c.vals) == len(cs)
+	for i := 0; same && i < len(cs); i++ {
+		same = c.vals[i] == v(&cs[i])
+	}
+	e.Key(k)
+	if same {
+		e.B = append(e.B, c.enc...)
+		return
+	}
+	start := len(e.B)
+	list(e, cs, str, v)
+	c.enc = append(c.enc[:0], e.B[start:]...)
+	c.vals = c.vals[:0]
+	for i := range cs {
+		c.vals = append(c.vals, v(&cs[i]))
+	}
 }
 
 func str(e *recordEncoder, s string) { e.B = jsonw.AppendString(e.B, s) }

@@ -133,7 +133,7 @@ func (e *recordEncoder) record(r *Record) {
 	e.StrsOmit("deny", r.Deny)
 	switch t := r.Table; {
 	case len(r.Candidates) > 0:
-		e.candidateColumns(r.Candidates)
+		e.candidateColumns(r.Candidates, nil)
 	case t != nil && t.Len() > 0:
 		// The same bytes as the lines CandidateList makes
 		// (TestEncodeTableMatches), their reasons in one buffer.
@@ -141,7 +141,7 @@ func (e *recordEncoder) record(r *Record) {
 		if tl == nil {
 			tl = new(tableLines)
 		}
-		e.candidateColumns(tl.fill(t))
+		e.candidateColumns(tl.fill(t), tl)
 		clear(tl.lines) // the reasons' strings point into tl.reasons
 		tableScratch.Put(tl)
 	}
