@@ -148,6 +148,20 @@ func (e *Encoder) MapKey(k string) {
 	e.B = append(e.B, ':')
 }
 
+// EncodedKey is a member's name as Key and MapKey write it (a JSON string
+// and a colon), for RawKey.
+func EncodedKey(k string) []byte { return append(AppendString(nil, k), ':') }
+
+// RawKey writes a member's name from EncodedKey's bytes: names written
+// again and again are escaped once.
+func (e *Encoder) RawKey(k []byte) {
+	if e.more {
+		e.B = append(e.B, ',')
+	}
+	e.more = true
+	e.B = append(e.B, k...)
+}
+
 // mapOmit writes a map member, keys sorted, each value by value;
 // nothing when the map is empty.
 func mapOmit[V any](e *Encoder, k string, m map[string]V, value func(V)) {

@@ -86,7 +86,7 @@ func (l *liveLatency) appendJSON(e *jsonw.Encoder) {
 			e.Key("latency_ms")
 			outer, opened = e.Open(), true
 		}
-		e.MapKey(l.idx.ids[i])
+		e.RawKey(l.idx.keys[i])
 		e.B = jsonw.AppendInt(e.B, int64(v))
 	}
 	if opened {

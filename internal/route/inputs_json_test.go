@@ -81,10 +81,21 @@ func BenchmarkInputsJSON(b *testing.B) {
 	for i := 0; i < 71; i++ {
 		in.LatencyMS["provider-"+string(rune('a'+i%26))+"/model-"+string(rune('a'+i/26))+"-instruct"] = 20 + i
 	}
+	// live: the learned latencies as a router's decision holds them
+	// (catalog order), as the audit writer encodes them.
+	live := *in
+	var models []*catalog.Model
+	var ms []int32
+	for id, v := range in.LatencyMS {
+		models, ms = append(models, &catalog.Model{ID: id}), append(ms, int32(v))
+	}
+	live.LatencyMS, live.live = nil, liveLatency{ms: ms, idx: newCatalogIndex(models)}
 	for _, enc := range []struct {
 		name string
 		f    func() ([]byte, error)
-	}{{"append", func() ([]byte, error) { return in.AppendJSON(make([]byte, 0, 4096)) }}, {"encoding_json", func() ([]byte, error) { return jsonwtest.Reflect(in) }}} {
+	}{{"append", func() ([]byte, error) { return in.AppendJSON(make([]byte, 0, 4096)) }},
+		{"append_live", func() ([]byte, error) { return live.AppendJSON(make([]byte, 0, 4096)) }},
+		{"encoding_json", func() ([]byte, error) { return jsonwtest.Reflect(in) }}} {
 		b.Run(enc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

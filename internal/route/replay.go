@@ -13,6 +13,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/flow"
+	"github.com/stellwerk/stellwerk/internal/jsonw"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/reqpolicy"
 	"github.com/stellwerk/stellwerk/internal/request"
@@ -91,12 +92,13 @@ type liveLatency struct {
 type catalogIndex struct {
 	ids    []string
 	sorted []int32
+	keys   [][]byte // each id as a JSON member's name (jsonw.EncodedKey)
 }
 
 func newCatalogIndex(models []*catalog.Model) *catalogIndex {
-	x := &catalogIndex{ids: make([]string, len(models)), sorted: make([]int32, len(models))}
+	x := &catalogIndex{ids: make([]string, len(models)), sorted: make([]int32, len(models)), keys: make([][]byte, len(models))}
 	for i, m := range models {
-		x.ids[i], x.sorted[i] = m.ID, int32(i)
+		x.ids[i], x.sorted[i], x.keys[i] = m.ID, int32(i), jsonw.EncodedKey(m.ID)
 	}
 	slices.SortFunc(x.sorted, func(a, b int32) int { return strings.Compare(x.ids[a], x.ids[b]) })
 	return x
