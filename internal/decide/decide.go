@@ -244,14 +244,31 @@ func (r rejection) appendTo(b []byte, task string) []byte {
 		b = strconv.AppendInt(append(b, "latency: "...), int64(int(r.a)), 10)
 		return strconv.AppendInt(append(b, " ms is over the request's sla_ms "...), int64(int(r.b)), 10)
 	case rejQuality:
-		b = strconv.AppendFloat(append(b, "quality: "...), r.a, 'f', 2, 64)
-		return strconv.AppendFloat(append(append(append(b, " for "...), task...), " is below the floor "...), r.b, 'f', 2, 64)
+		b = appendHundredths(append(b, "quality: "...), r.a)
+		return appendHundredths(append(append(append(b, " for "...), task...), " is below the floor "...), r.b)
 	case rejRelative:
-		b = strconv.AppendFloat(append(b, "quality: "...), r.a, 'f', 2, 64)
+		b = appendHundredths(append(b, "quality: "...), r.a)
 		b = strconv.AppendFloat(append(append(append(b, " for "...), task...), " is below "...), 100*r.b, 'f', 0, 64)
 		return append(b, "% of the best eligible model"...)
 	}
 	return b
+}
+
+// appendHundredths appends f as strconv.AppendFloat(b, f, 'f', 2, 64) does
+// (TestRejectionFormat, TestHundredths): most of a decision's reasons are
+// "quality: 0.68 …", and the audit writer formats every one of them. For
+// 0 ≤ f < 1e6, f·100 is within 10⁻⁸ of the exact product, so unless it is
+// that close to a half the nearest integer to it is the exact product's,
+// which is what strconv rounds to; a near-half (0.125, 2.675) goes to
+// strconv, which rounds the exact binary value half to even.
+func appendHundredths(b []byte, f float64) []byte {
+	p := f * 100
+	if !(f >= 0 && f < 1e6) || math.Signbit(f) || math.Abs(p-math.Floor(p)-0.5) < 1e-6 {
+		return strconv.AppendFloat(b, f, 'f', 2, 64)
+	}
+	k := uint64(math.Round(p))
+	b = strconv.AppendUint(b, k/100, 10)
+	return append(b, '.', byte('0'+k/10%10), byte('0'+k%10))
 }
 
 // Decide filters the candidates by what the request needs and picks one.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 
 	"github.com/stellwerk/stellwerk/internal/catalog"
@@ -96,5 +97,46 @@ func TestAppendReason(t *testing.T) {
 	}
 	if v := tab[len(tab)-1]; v.Verdict != "chosen" || v.Rank != 1 {
 		t.Errorf("chosen line %+v", v)
+	}
+}
+
+// TestHundredths: appendHundredths writes what strconv writes with two
+// decimals, for runs of every hundredth and thousandth (the halves among
+// them), random values, and both neighbouring floats of each.
+func TestHundredths(t *testing.T) {
+	check := func(f float64) {
+		t.Helper()
+		want := strconv.AppendFloat(nil, f, 'f', 2, 64)
+		if got := appendHundredths(nil, f); string(got) != string(want) {
+			t.Fatalf("%v (%#x): got %s, want %s", f, math.Float64bits(f), got, want)
+		}
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	var vals []float64
+	for k := range 200000 {
+		vals = append(vals, float64(k)/100, float64(k)/1000, float64(k)/3)
+	}
+	for range 200000 {
+		vals = append(vals, rng.Float64(), rng.Float64()*1e6, -rng.Float64(), rng.Float64()*2e6)
+	}
+	vals = append(vals, 0, math.Copysign(0, -1), 0.125, 2.675, 1.005, 999999.995, 1e6, math.NaN(), math.Inf(1))
+	for _, f := range vals {
+		check(f)
+		check(math.Nextafter(f, math.Inf(1)))
+		check(math.Nextafter(f, math.Inf(-1)))
+	}
+}
+
+func BenchmarkHundredths(b *testing.B) {
+	buf := make([]byte, 0, 32)
+	for _, c := range []struct {
+		name string
+		f    func([]byte, float64) []byte
+	}{{"append", appendHundredths}, {"strconv", func(b []byte, f float64) []byte { return strconv.AppendFloat(b, f, 'f', 2, 64) }}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				buf = c.f(buf[:0], 0.68)
+			}
+		})
 	}
 }
