@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"strconv"
+	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -11,12 +12,21 @@ import (
 	"github.com/stellwerk/stellwerk/internal/header"
 )
 
-// setHeader is a header mutation that replaces any existing value.
+// setHeader is a header mutation that replaces any existing value. The
+// option and its header are one allocation, and the value's bytes are the
+// string's own: an answer is only read (marshalled) once built, and a
+// request sets about sixteen headers.
 func setHeader(name, value string) *corev3.HeaderValueOption {
-	return &corev3.HeaderValueOption{
-		Header:       &corev3.HeaderValue{Key: name, RawValue: []byte(value)},
-		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-	}
+	h := new(headerOption)
+	h.val.Key, h.val.RawValue = name, unsafe.Slice(unsafe.StringData(value), len(value))
+	h.opt.Header, h.opt.AppendAction = &h.val, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+	return &h.opt
+}
+
+// headerOption is setHeader's allocation.
+type headerOption struct {
+	opt corev3.HeaderValueOption
+	val corev3.HeaderValue
 }
 
 // headerValue reads a header Envoy sent, which arrives in raw_value (or

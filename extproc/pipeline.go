@@ -247,14 +247,29 @@ func clearedBody(first *extprocv3.BodyMutation) *extprocv3.BodyMutation {
 }
 
 func bodyAnswer(request bool, bm *extprocv3.BodyMutation) *extprocv3.ProcessingResponse {
-	br := &extprocv3.BodyResponse{}
+	a := new(bodyAnswerAlloc)
 	if bm != nil {
-		br.Response = &extprocv3.CommonResponse{BodyMutation: bm}
+		a.cr.BodyMutation = bm
+		a.br.Response = &a.cr
 	}
 	if request {
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: br}}
+		a.req.RequestBody = &a.br
+		a.pr.Response = &a.req
+	} else {
+		a.resp.ResponseBody = &a.br
+		a.pr.Response = &a.resp
 	}
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: br}}
+	return &a.pr
+}
+
+// bodyAnswerAlloc is bodyAnswer's one allocation (the answer's four
+// messages were four).
+type bodyAnswerAlloc struct {
+	pr   extprocv3.ProcessingResponse
+	req  extprocv3.ProcessingResponse_RequestBody
+	resp extprocv3.ProcessingResponse_ResponseBody
+	br   extprocv3.BodyResponse
+	cr   extprocv3.CommonResponse
 }
 
 // bodyOnly drops header mutations from a streamed chunk's answer: the
