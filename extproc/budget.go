@@ -199,16 +199,20 @@ func windowOf(f *ledger.Refusal) string {
 func rateHeaders(st *ledger.State, now time.Time) []*corev3.HeaderValueOption {
 	var hs []*corev3.HeaderValueOption
 	for _, rl := range [...]struct {
-		kind string
-		s    ledger.RateState
-	}{{"requests", st.Requests}, {"tokens", st.Tokens}} {
+		limit, remaining, reset string
+		s                       ledger.RateState
+	}{{"x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests", st.Requests},
+		{"x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens", st.Tokens}} {
 		if rl.s.Limit <= 0 {
 			continue
 		}
+		if hs == nil {
+			hs = make([]*corev3.HeaderValueOption, 0, 7)
+		}
 		hs = append(hs,
-			setHeader("x-ratelimit-limit-"+rl.kind, strconv.FormatInt(rl.s.Limit, 10)),
-			setHeader("x-ratelimit-remaining-"+rl.kind, strconv.FormatInt(max(rl.s.Remaining, 0), 10)),
-			setHeader("x-ratelimit-reset-"+rl.kind, resetIn(rl.s.Reset, now)))
+			setHeader(rl.limit, strconv.FormatInt(rl.s.Limit, 10)),
+			setHeader(rl.remaining, strconv.FormatInt(max(rl.s.Remaining, 0), 10)),
+			setHeader(rl.reset, resetIn(rl.s.Reset, now)))
 	}
 	if st.Warning {
 		for _, b := range st.Budgets {

@@ -250,9 +250,10 @@ func (p *edge) checkRoute(req *extprocv3.ProcessingRequest) *extprocv3.Processin
 // body phase.
 func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	p.contentLength = -1
-	remove := []string{header.Cluster}
+	hvs := h.GetHeaders().GetHeaders()
+	remove := append(make([]string, 0, 1+len(hvs)), header.Cluster)
 	var credential string
-	for _, hv := range h.GetHeaders().GetHeaders() {
+	for _, hv := range hvs {
 		k := strings.ToLower(hv.Key)
 		switch {
 		case k == ":method":

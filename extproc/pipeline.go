@@ -197,8 +197,9 @@ func (q *pipeline) release(resp *extprocv3.ProcessingResponse, out []*extprocv3.
 	if bm := cr.GetBodyMutation(); bm != nil {
 		n = len(bm.GetBody())
 	}
-	var set []*corev3.HeaderValueOption
-	for _, h := range cr.GetHeaderMutation().GetSetHeaders() {
+	src := cr.GetHeaderMutation().GetSetHeaders()
+	set := make([]*corev3.HeaderValueOption, 0, len(src)+1)
+	for _, h := range src {
 		if h.GetHeader().GetKey() != "content-length" {
 			set = append(set, h)
 		}
@@ -206,16 +207,21 @@ func (q *pipeline) release(resp *extprocv3.ProcessingResponse, out []*extprocv3.
 	merged.SetHeaders = append(set, setHeader("content-length", strconv.Itoa(n)))
 	// A header the decision sets is not removed too, whichever order Envoy
 	// applies the two lists in.
-	for _, k := range append(hm.GetRemoveHeaders(), cr.GetHeaderMutation().GetRemoveHeaders()...) {
-		if !slices.ContainsFunc(merged.SetHeaders, func(h *corev3.HeaderValueOption) bool { return strings.EqualFold(h.GetHeader().GetKey(), k) }) {
-			merged.RemoveHeaders = append(merged.RemoveHeaders, k)
+	held, decided := hm.GetRemoveHeaders(), cr.GetHeaderMutation().GetRemoveHeaders()
+	merged.RemoveHeaders = make([]string, 0, len(held)+len(decided))
+	for _, list := range [2][]string{held, decided} {
+		for _, k := range list {
+			if !slices.ContainsFunc(merged.SetHeaders, func(h *corev3.HeaderValueOption) bool { return strings.EqualFold(h.GetHeader().GetKey(), k) }) {
+				merged.RemoveHeaders = append(merged.RemoveHeaders, k)
+			}
 		}
 	}
-	out = append(out, &extprocv3.ProcessingResponse{
-		Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{
-			Response: &extprocv3.CommonResponse{HeaderMutation: merged, ClearRouteCache: true}}},
-		DynamicMetadata: resp.DynamicMetadata,
-	})
+	a := new(headersAnswerAlloc)
+	a.cr.HeaderMutation, a.cr.ClearRouteCache = merged, true
+	a.hr.Response = &a.cr
+	a.req.RequestHeaders = &a.hr
+	a.pr.Response, a.pr.DynamicMetadata = &a.req, resp.DynamicMetadata
+	out = append(out, &a.pr)
 	bm := cr.GetBodyMutation()
 	q.after = clearedBody(bm)
 	out = append(out, bodyAnswer(true, bm))
@@ -260,6 +266,14 @@ func bodyAnswer(request bool, bm *extprocv3.BodyMutation) *extprocv3.ProcessingR
 		a.pr.Response = &a.resp
 	}
 	return &a.pr
+}
+
+// headersAnswerAlloc is the released headers' answer in one allocation.
+type headersAnswerAlloc struct {
+	pr  extprocv3.ProcessingResponse
+	req extprocv3.ProcessingResponse_RequestHeaders
+	hr  extprocv3.HeadersResponse
+	cr  extprocv3.CommonResponse
 }
 
 // bodyAnswerAlloc is bodyAnswer's one allocation (the answer's four
