@@ -60,10 +60,14 @@ func BenchmarkRecord(b *testing.B) {
 // a record takes in the store after compression.
 func BenchmarkStoreAppend(b *testing.B) {
 	for _, be := range backends() {
-		for _, cands := range []int{8, 71} {
-			b.Run(fmt.Sprintf("%s/candidates=%d", be.name, cands), func(b *testing.B) {
+		for _, c := range []struct{ cands, batch int }{{8, 512}, {71, 512}, {71, 25}} {
+			name := fmt.Sprintf("%s/candidates=%d", be.name, c.cands)
+			if c.batch != 512 { // the writer's batch at 500 requests/s (50 ms)
+				name += fmt.Sprintf("/batch=%d", c.batch)
+			}
+			cands, batch := c.cands, c.batch
+			b.Run(name, func(b *testing.B) {
 				st := openStore(b, be.open(b))
-				const batch = 512
 				prev, seq := "", uint64(0)
 				es := make([]Entry, batch)
 				var json, stored int

@@ -22,6 +22,9 @@ import (
 type Store struct {
 	db    *store.DB
 	dicts dicts
+
+	mu      sync.Mutex
+	inserts map[int]*sql.Stmt // by rows, up to maxInsertRows
 }
 
 // Component names the audit schema in schema_migrations.
@@ -235,10 +238,6 @@ const entryColumns = `writer, seq, time_us, kind, workspace, decision_id, prev, 
 // entryParams is the number of entryColumns.
 const entryParams = 12
 
-// rowsPerInsert bounds one multi-row INSERT (entryParams parameters a
-// row, far below both engines' limits).
-const rowsPerInsert = 256
-
 // Append writes entries and checkpoints in one transaction: a batch is
 // committed whole or not at all.
 func (s *Store) Append(ctx context.Context, entries []Entry, cps []Checkpoint) error {
@@ -256,8 +255,8 @@ func (s *Store) Append(ctx context.Context, entries []Entry, cps []Checkpoint) e
 			}
 		}
 		for len(entries) > 0 {
-			n := min(len(entries), rowsPerInsert)
-			if err := insertEntries(ctx, tx, s.db.Dialect, entries[:n], dict); err != nil {
+			n := min(len(entries), maxInsertRows)
+			if err := s.insertEntries(ctx, tx, entries[:n], dict); err != nil {
 				return err
 			}
 			entries = entries[n:]
@@ -288,22 +287,23 @@ const onCheckpointConflict = `UPDATE SET hash = excluded.hash, prev = excluded.p
 	key_id = excluded.key_id, signature = excluded.signature, digest = excluded.digest
 	WHERE excluded.reason = '` + ReasonShutdown + `' AND audit_checkpoints.reason <> '` + ReasonShutdown + `'`
 
-// insertEntries writes rows with one multi-row INSERT. SQLite gets "?"
-// placeholders: it resolves each "$n" by a linear search over the
-// statement's names, which made a 256-row insert quadratic.
-func insertEntries(ctx context.Context, tx *sql.Tx, dialect store.Dialect, es []Entry, dict *dictionary) error {
+// maxInsertRows bounds one multi-row INSERT: a batch is written in
+// statements of at most this many rows. The statement for each row count
+// is prepared once per store: one of a batch's own size was parsed and
+// compiled again for every batch (~120 µs for the writer's usual 25 rows
+// on SQLite, several times that on a loaded host; docs/benchmarks.md), and
+// cutting batches into a few fixed sizes instead cost as many more
+// executions (round trips, on PostgreSQL).
+const maxInsertRows = 64
+
+// insertSQL is the INSERT of n rows. SQLite gets "?" placeholders: it
+// resolves each "$n" by a linear search over the statement's names, which
+// made a large insert quadratic. A retried batch (its commit's answer
+// lost) finds its rows there.
+func insertSQL(dialect store.Dialect, n int) string {
 	var b strings.Builder
-	b.Grow(64 + len(es)*48)
 	b.WriteString(`INSERT INTO audit_entries (` + entryColumns + `) VALUES `)
-	args := make([]any, 0, len(es)*entryParams)
-	var d *s2.Dict
-	if dict != nil {
-		d = dict.d
-	}
-	bodies, withDict, release := compressInto(es, d)
-	defer release()
-	for i := range es {
-		e := &es[i]
+	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -320,6 +320,46 @@ func insertEntries(ctx context.Context, tx *sql.Tx, dialect store.Dialect, es []
 			}
 		}
 		b.WriteByte(')')
+	}
+	b.WriteString(` ON CONFLICT (writer, seq) DO NOTHING`)
+	return b.String()
+}
+
+// insertStmt is the store's prepared insert of n rows (1 ≤ n ≤
+// maxInsertRows).
+func (s *Store) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.inserts[n]; st != nil {
+		return st, nil
+	}
+	st, err := s.db.SQL.PrepareContext(ctx, insertSQL(s.db.Dialect, n))
+	if err != nil {
+		return nil, err
+	}
+	if s.inserts == nil {
+		s.inserts = make(map[int]*sql.Stmt)
+	}
+	s.inserts[n] = st
+	return st, nil
+}
+
+// insertEntries writes rows with the prepared insert of their number
+// (at most maxInsertRows).
+func (s *Store) insertEntries(ctx context.Context, tx *sql.Tx, es []Entry, dict *dictionary) error {
+	stmt, err := s.insertStmt(ctx, len(es))
+	if err != nil {
+		return err
+	}
+	args := make([]any, 0, len(es)*entryParams)
+	var d *s2.Dict
+	if dict != nil {
+		d = dict.d
+	}
+	bodies, withDict, release := compressInto(es, d)
+	defer release()
+	for i := range es {
+		e := &es[i]
 		var text, z, dictID any
 		if withDict[i] {
 			dictID = dict.id
@@ -333,9 +373,7 @@ func insertEntries(ctx context.Context, tx *sql.Tx, dialect store.Dialect, es []
 		}
 		args = append(args, e.Writer, int64(e.Seq), TimeUS(e.Time), e.Kind, e.Workspace, e.ID, e.Prev, e.BodySHA256, e.Hash, text, z, dictID)
 	}
-	// A retried batch (its commit's answer lost) finds its rows there.
-	b.WriteString(` ON CONFLICT (writer, seq) DO NOTHING`)
-	_, err := tx.ExecContext(ctx, b.String(), args...)
+	_, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
 	return err
 }
 
