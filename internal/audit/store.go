@@ -23,8 +23,7 @@ type Store struct {
 	db    *store.DB
 	dicts dicts
 
-	mu      sync.Mutex
-	inserts map[int]*sql.Stmt // by rows, up to maxInsertRows
+	inserts *store.Prepared
 }
 
 // Component names the audit schema in schema_migrations.
@@ -227,7 +226,8 @@ func OpenStore(ctx context.Context, db *store.DB) (*Store, error) {
 	if err := db.Migrate(ctx, Component, Migrations); err != nil {
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	d := db.Dialect
+	return &Store{db: db, inserts: store.NewPrepared(db.SQL, maxInsertRows, func(n int) string { return insertSQL(d, n) })}, nil
 }
 
 // DB is the state database.
@@ -288,12 +288,8 @@ const onCheckpointConflict = `UPDATE SET hash = excluded.hash, prev = excluded.p
 	WHERE excluded.reason = '` + ReasonShutdown + `' AND audit_checkpoints.reason <> '` + ReasonShutdown + `'`
 
 // maxInsertRows bounds one multi-row INSERT: a batch is written in
-// statements of at most this many rows. The statement for each row count
-// is prepared once per store: one of a batch's own size was parsed and
-// compiled again for every batch (~120 µs for the writer's usual 25 rows
-// on SQLite, several times that on a loaded host; docs/benchmarks.md), and
-// cutting batches into a few fixed sizes instead cost as many more
-// executions (round trips, on PostgreSQL).
+// statements of at most this many rows, each prepared once per store
+// (store.Prepared).
 const maxInsertRows = 64
 
 // insertSQL is the INSERT of n rows. SQLite gets "?" placeholders: it
@@ -325,32 +321,9 @@ func insertSQL(dialect store.Dialect, n int) string {
 	return b.String()
 }
 
-// insertStmt is the store's prepared insert of n rows (1 ≤ n ≤
-// maxInsertRows).
-func (s *Store) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if st := s.inserts[n]; st != nil {
-		return st, nil
-	}
-	st, err := s.db.SQL.PrepareContext(ctx, insertSQL(s.db.Dialect, n))
-	if err != nil {
-		return nil, err
-	}
-	if s.inserts == nil {
-		s.inserts = make(map[int]*sql.Stmt)
-	}
-	s.inserts[n] = st
-	return st, nil
-}
-
 // insertEntries writes rows with the prepared insert of their number
 // (at most maxInsertRows).
 func (s *Store) insertEntries(ctx context.Context, tx *sql.Tx, es []Entry, dict *dictionary) error {
-	stmt, err := s.insertStmt(ctx, len(es))
-	if err != nil {
-		return err
-	}
 	args := make([]any, 0, len(es)*entryParams)
 	var d *s2.Dict
 	if dict != nil {
@@ -373,7 +346,7 @@ func (s *Store) insertEntries(ctx context.Context, tx *sql.Tx, es []Entry, dict 
 		}
 		args = append(args, e.Writer, int64(e.Seq), TimeUS(e.Time), e.Kind, e.Workspace, e.ID, e.Prev, e.BodySHA256, e.Hash, text, z, dictID)
 	}
-	_, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
+	_, err := s.inserts.Exec(ctx, tx, len(es), args...)
 	return err
 }
 

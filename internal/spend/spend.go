@@ -110,7 +110,8 @@ CREATE TABLE budget_totals (
 
 // Store is the spend ledger in a state database.
 type Store struct {
-	db *store.DB
+	db      *store.DB
+	inserts *store.Prepared
 }
 
 // Open migrates the spend ledger's tables in db and returns the store.
@@ -118,7 +119,8 @@ func Open(ctx context.Context, db *store.DB) (*Store, error) {
 	if err := db.Migrate(ctx, Component, Migrations); err != nil {
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	d := db.Dialect
+	return &Store{db: db, inserts: store.NewPrepared(db.SQL, maxInsertRows, func(n int) string { return insertSQL(d, n) })}, nil
 }
 
 // DB is the database the store lives in.
@@ -131,8 +133,9 @@ const rowColumns = "decision_id, ts, key_id, user_name, team, workspace, route, 
 const colsPerRow = 15
 
 // maxInsertRows bounds one INSERT statement (15 parameters a row stays far
-// below SQLite's and PostgreSQL's limits).
-const maxInsertRows = 500
+// below SQLite's and PostgreSQL's limits); each row count's statement is
+// prepared once per store (store.Prepared).
+const maxInsertRows = 64
 
 // Insert writes rows in one transaction; a row whose decision id is already
 // there is skipped. It returns how many rows were new. Errors of the
@@ -157,7 +160,7 @@ func (s *Store) Insert(ctx context.Context, rows []Row) (int, error) {
 				args = append(args, r.DecisionID, r.Time.UnixMilli(), r.KeyID, r.User, r.Team, r.Workspace, r.Route,
 					r.Model, r.Provider, r.TokensIn, r.TokensOut, r.TokensCached, int64(r.Cost), est, string(r.Status))
 			}
-			res, err := tx.ExecContext(ctx, insertSQL(s.db.Dialect, len(chunk)), args...)
+			res, err := s.inserts.Exec(ctx, tx, len(chunk), args...)
 			if err != nil {
 				return err
 			}

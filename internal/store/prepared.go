@@ -1,0 +1,49 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+)
+
+// Prepared keeps a multi-row statement prepared once per row count. A
+// writer that built a statement of each batch's own size had SQLite parse
+// and compile it again for every batch (~120 µs for 25 audit rows, when
+// quiet); with one statement per size the parse is paid once, and a batch
+// is still one execution (one round trip on PostgreSQL), which cutting it
+// into a few fixed sizes was not (docs/benchmarks.md).
+type Prepared struct {
+	db    *sql.DB
+	build func(rows int) string // the statement for rows rows
+	max   int
+
+	mu    sync.Mutex
+	stmts map[int]*sql.Stmt
+}
+
+// NewPrepared keeps the statements build makes, for 1 to max rows.
+func NewPrepared(db *sql.DB, max int, build func(rows int) string) *Prepared {
+	return &Prepared{db: db, build: build, max: max, stmts: make(map[int]*sql.Stmt)}
+}
+
+// Max is the largest row count a statement takes: callers cut longer
+// batches into statements of at most Max rows.
+func (p *Prepared) Max() int { return p.max }
+
+// Exec runs the statement for rows rows (1 ≤ rows ≤ Max) in tx. The
+// statement is prepared on first use; database/sql prepares it again on
+// each connection it meets and reuses it there.
+func (p *Prepared) Exec(ctx context.Context, tx *sql.Tx, rows int, args ...any) (sql.Result, error) {
+	p.mu.Lock()
+	st := p.stmts[rows]
+	if st == nil {
+		var err error
+		if st, err = p.db.PrepareContext(ctx, p.build(rows)); err != nil {
+			p.mu.Unlock()
+			return nil, err
+		}
+		p.stmts[rows] = st
+	}
+	p.mu.Unlock()
+	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+}
