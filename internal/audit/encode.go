@@ -151,12 +151,8 @@ func (e *recordEncoder) record(r *Record) {
 	e.StrOmit("reason", r.Reason)
 	e.StrsOmit("fallbacks", r.Fallbacks)
 	if len(r.Attempts) > 0 {
-		e.Key("attempts")
-		e.B = append(e.B, '[')
-		for i, a := range r.Attempts {
-			if i > 0 {
-				e.B = append(e.B, ',')
-			}
+		e.List("attempts", len(r.Attempts), false, func(i int) {
+			a := &r.Attempts[i]
 			o := e.Open()
 			e.Str("model", a.Model)
 			e.Str("provider", a.Provider)
@@ -165,8 +161,7 @@ func (e *recordEncoder) record(r *Record) {
 			e.Str("outcome", a.Outcome)
 			e.StrOmit("reason", a.Reason)
 			e.Close(o)
-		}
-		e.B = append(e.B, ']')
+		})
 	}
 	if u := r.Usage; u != nil {
 		e.Key("usage")
@@ -200,12 +195,8 @@ func (e *recordEncoder) record(r *Record) {
 		e.Strs("path", rt.Path)
 		e.StrOmit("arm", rt.Arm)
 		if len(rt.Limits) > 0 {
-			e.Key("limits")
-			e.B = append(e.B, '[')
-			for i, l := range rt.Limits {
-				if i > 0 {
-					e.B = append(e.B, ',')
-				}
+			e.List("limits", len(rt.Limits), false, func(i int) {
+				l := &rt.Limits[i]
 				lo := e.Open()
 				e.Str("node", l.Node)
 				e.Str("kind", l.Kind)
@@ -213,8 +204,7 @@ func (e *recordEncoder) record(r *Record) {
 				e.Bool("fired", l.Fired)
 				e.FloatOmit("ratio", l.Ratio)
 				e.Close(lo)
-			}
-			e.B = append(e.B, ']')
+			})
 		}
 		e.Close(o)
 	}
@@ -237,18 +227,13 @@ func (e *recordEncoder) record(r *Record) {
 		e.Key("content")
 		o := e.Open()
 		if len(c.Messages) > 0 {
-			e.Key("messages")
-			e.B = append(e.B, '[')
-			for i, m := range c.Messages {
-				if i > 0 {
-					e.B = append(e.B, ',')
-				}
+			e.List("messages", len(c.Messages), false, func(i int) {
+				m := &c.Messages[i]
 				mo := e.Open()
 				e.Str("role", m.Role)
 				e.Str("text", m.Text)
 				e.Close(mo)
-			}
-			e.B = append(e.B, ']')
+			})
 		}
 		e.StrOmit("answer", c.Answer)
 		e.IntMapOmit("redacted", c.Redacted)

@@ -41,22 +41,13 @@ func (r *Result) AppendJSON(dst []byte) ([]byte, error) {
 	e.StrOmit("rule", in.Rule)
 	e.Int("message", int64(in.Message))
 	e.Close(io)
-	e.Key("terms")
-	if r.Terms == nil {
-		e.B = append(e.B, "null"...)
-	} else {
-		e.B = append(e.B, '[')
-		for i, t := range r.Terms {
-			if i > 0 {
-				e.B = append(e.B, ',')
-			}
-			to := e.Open()
-			e.Str("name", t.Name)
-			e.Int("count", int64(t.Count))
-			e.Close(to)
-		}
-		e.B = append(e.B, ']')
-	}
+	e.List("terms", len(r.Terms), r.Terms == nil, func(i int) {
+		t := &r.Terms[i]
+		to := e.Open()
+		e.Str("name", t.Name)
+		e.Int("count", int64(t.Count))
+		e.Close(to)
+	})
 	e.Str("sensitivity", r.Sensitivity)
 	e.Str("sensitivity_rule", r.SensitivityRule)
 	e.Str("risk", r.Risk)
@@ -70,16 +61,8 @@ func (r *Result) AppendJSON(dst []byte) ([]byte, error) {
 
 // findings writes a list of findings (null when nil).
 func findings(e *jsonw.Encoder, k string, fs []Finding) {
-	e.Key(k)
-	if fs == nil {
-		e.B = append(e.B, "null"...)
-		return
-	}
-	e.B = append(e.B, '[')
-	for i, f := range fs {
-		if i > 0 {
-			e.B = append(e.B, ',')
-		}
+	e.List(k, len(fs), fs == nil, func(i int) {
+		f := &fs[i]
 		o := e.Open()
 		e.Str("type", f.Type)
 		e.Int("message", int64(f.Message))
@@ -87,6 +70,5 @@ func findings(e *jsonw.Encoder, k string, fs []Finding) {
 		e.Int("start", int64(f.Start))
 		e.Int("end", int64(f.End))
 		e.Close(o)
-	}
-	e.B = append(e.B, ']')
+	})
 }

@@ -106,17 +106,24 @@ func (e *Encoder) BoolOmit(k string, v bool) {
 // Strs writes a string list; nil is null, as encoding/json writes a nil
 // slice member without omitempty.
 func (e *Encoder) Strs(k string, vs []string) {
+	e.List(k, len(vs), vs == nil, func(i int) { e.B = AppendString(e.B, vs[i]) })
+}
+
+// List writes a list member of n elements, element i by item(i) (an
+// object's members with Open and Close); null when isNil (a nil slice), as
+// encoding/json writes a nil slice member without omitempty.
+func (e *Encoder) List(k string, n int, isNil bool, item func(i int)) {
 	e.Key(k)
-	if vs == nil {
+	if isNil {
 		e.B = append(e.B, "null"...)
 		return
 	}
 	e.B = append(e.B, '[')
-	for i, v := range vs {
+	for i := range n {
 		if i > 0 {
 			e.B = append(e.B, ',')
 		}
-		e.B = AppendString(e.B, v)
+		item(i)
 	}
 	e.B = append(e.B, ']')
 }
