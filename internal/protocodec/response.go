@@ -322,29 +322,34 @@ func responseAnswer(r *extprocv3.ProcessingResponse) (num protowire.Number, answ
 	case nil:
 		return 0, nil, nil
 	case *extprocv3.ProcessingResponse_RequestHeaders:
-		num, c = 1, v.RequestHeaders.GetResponse()
-		if v.RequestHeaders != nil {
-			answer = v.RequestHeaders
-		}
+		answer, c = answerOf(v.RequestHeaders)
+		return 1, answer, c
 	case *extprocv3.ProcessingResponse_ResponseHeaders:
-		num, c = 2, v.ResponseHeaders.GetResponse()
-		if v.ResponseHeaders != nil {
-			answer = v.ResponseHeaders
-		}
+		answer, c = answerOf(v.ResponseHeaders)
+		return 2, answer, c
 	case *extprocv3.ProcessingResponse_RequestBody:
-		num, c = 3, v.RequestBody.GetResponse()
-		if v.RequestBody != nil {
-			answer = v.RequestBody
-		}
+		answer, c = answerOf(v.RequestBody)
+		return 3, answer, c
 	case *extprocv3.ProcessingResponse_ResponseBody:
-		num, c = 4, v.ResponseBody.GetResponse()
-		if v.ResponseBody != nil {
-			answer = v.ResponseBody
-		}
+		answer, c = answerOf(v.ResponseBody)
+		return 4, answer, c
 	default:
 		return -1, nil, nil
 	}
-	return num, answer, c
+}
+
+// answerOf is a headers or body answer as responseAnswer gives it: nil
+// for a nil message (not a nil pointer in an interface), and its common
+// response.
+func answerOf[M interface {
+	*extprocv3.HeadersResponse | *extprocv3.BodyResponse
+	protoMessage
+	GetResponse() *extprocv3.CommonResponse
+}](m M) (protoMessage, *extprocv3.CommonResponse) {
+	if m == nil {
+		return nil, nil
+	}
+	return m, m.GetResponse()
 }
 
 // wrapperSize is the size of a headers or body answer: its one field.
