@@ -140,7 +140,7 @@ func (ds *dicts) needsRow(d *dictionary) bool {
 	return !d.written
 }
 
-// written notes that a committed transaction holds d's row.
+// wrote notes that a committed transaction holds d's row.
 func (ds *dicts) wrote(d *dictionary) {
 	ds.mu.Lock()
 	d.written = true

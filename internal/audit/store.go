@@ -255,7 +255,7 @@ func (s *Store) Append(ctx context.Context, entries []Entry, cps []Checkpoint) e
 			}
 		}
 		for len(entries) > 0 {
-			n := min(len(entries), maxInsertRows)
+			n := min(len(entries), s.inserts.Max())
 			if err := s.insertEntries(ctx, tx, entries[:n], dict); err != nil {
 				return err
 			}
@@ -322,7 +322,7 @@ func insertSQL(dialect store.Dialect, n int) string {
 }
 
 // insertEntries writes rows with the prepared insert of their number
-// (at most maxInsertRows).
+// (at most s.inserts.Max()).
 func (s *Store) insertEntries(ctx context.Context, tx *sql.Tx, es []Entry, dict *dictionary) error {
 	args := make([]any, 0, len(es)*entryParams)
 	var d *s2.Dict

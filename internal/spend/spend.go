@@ -147,9 +147,10 @@ func (s *Store) Insert(ctx context.Context, rows []Row) (int, error) {
 	added := 0
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		added = 0
-		args := make([]any, 0, min(len(rows), maxInsertRows)*colsPerRow)
-		for start := 0; start < len(rows); start += maxInsertRows {
-			chunk := rows[start:min(start+maxInsertRows, len(rows))]
+		most := s.inserts.Max()
+		args := make([]any, 0, min(len(rows), most)*colsPerRow)
+		for start := 0; start < len(rows); start += most {
+			chunk := rows[start:min(start+most, len(rows))]
 			args = args[:0]
 			for i := range chunk {
 				r := &chunk[i]
