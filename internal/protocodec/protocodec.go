@@ -132,6 +132,9 @@ func (c Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	buf := data.MaterializeToBuffer(c.pool)
 	defer buf.Free()
+	if r, ok := v.(*extprocv3.ProcessingRequest); ok {
+		return unmarshalRequest(buf.ReadOnlyData(), r)
+	}
 	return proto.Unmarshal(buf.ReadOnlyData(), m)
 }
 
