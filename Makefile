@@ -74,6 +74,7 @@ fuzz: ## fuzz every parser of untrusted input (FUZZTIME=30s each)
 	$(GO) test -run '^$$' -fuzz '^FuzzAppendString$$' -fuzztime $${FUZZTIME:-30s} ./internal/jsonw/
 	$(GO) test -run '^$$' -fuzz '^FuzzAppendFloat$$' -fuzztime $${FUZZTIME:-30s} ./internal/jsonw/
 	$(GO) test -run '^$$' -fuzz '^FuzzResponse$$' -fuzztime $${FUZZTIME:-30s} ./internal/protocodec/
+	$(GO) test -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $${FUZZTIME:-30s} ./internal/protocodec/
 	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/
 	$(GO) test -run '^$$' -fuzz '^FuzzUnescapeJSON$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/
 	$(GO) test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/
