@@ -652,11 +652,12 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 		hosts[i] = header.EgressHost(m.Provider.Name)
 	}
 	resp := continueRequestBody(bodyChange(hs, nil, orig, body))
-	resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
-		header.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
-			header.HostsKey: structpb.NewStringValue(strings.Join(hosts, ",")),
-		}}),
-	}}
+	md := new(metadataValues)
+	resp.DynamicMetadata = md.object(map[string]*structpb.Value{
+		header.MetadataNamespace: md.nest(map[string]*structpb.Value{
+			header.HostsKey: md.str(strings.Join(hosts, ",")),
+		}),
+	})
 	return resp
 }
 
@@ -682,13 +683,14 @@ func (p *edge) firstCluster(first *catalog.Model, wc string) string {
 // request id (upstreamlog.go).
 func (p *edge) routeFirstDirect(cluster string, hs []*corev3.HeaderValueOption, orig, body []byte) *extprocv3.ProcessingResponse {
 	hs = append(hs, setHeader(header.Cluster, cluster), setHeader(header.MaxRetries, strconv.Itoa(len(p.plan)-1)))
+	vals := new(metadataValues)
 	md := map[string]*structpb.Value{
-		header.PlanKey:      structpb.NewStringValue(encodePlan(p.id, p.plan)),
-		header.RewrittenKey: structpb.NewStringValue(p.path),
-		header.ModelKey:     structpb.NewStringValue(p.plan[0].ID),
+		header.PlanKey:      vals.str(encodePlan(p.id, p.plan)),
+		header.RewrittenKey: vals.str(p.path),
+		header.ModelKey:     vals.str(p.plan[0].ID),
 	}
 	if len(p.state.WorkspaceClusters) > 0 && p.workspace != "" {
-		md[header.WorkspaceKey] = structpb.NewStringValue(p.workspace)
+		md[header.WorkspaceKey] = vals.str(p.workspace)
 	}
 	// The n-th attempt's provider, for the n-th failover cluster's subset
 	// balancer (xds/firstattempt.go); every key is there, so the criteria
@@ -700,17 +702,17 @@ func (p *edge) routeFirstDirect(cluster string, hs []*corev3.HeaderValueOption, 
 		if i <= len(p.plan) {
 			v = p.plan[i-1].Provider.Name
 		}
-		lb[header.AttemptKey(i)] = structpb.NewStringValue(v)
+		lb[header.AttemptKey(i)] = vals.str(v)
 	}
 	if rid := p.headers["x-request-id"]; rid != "" {
 		p.seen.direct(rid, directFirst{decision: p.id, model: p.plan[0].ID})
 		p.directID = rid
 	}
 	resp := continueRequestBody(bodyChange(hs, nil, orig, body))
-	resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
-		header.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: md}),
-		header.LBNamespace:       structpb.NewStructValue(&structpb.Struct{Fields: lb}),
-	}}
+	resp.DynamicMetadata = vals.object(map[string]*structpb.Value{
+		header.MetadataNamespace: vals.nest(md),
+		header.LBNamespace:       vals.nest(lb),
+	})
 	return resp
 }
 

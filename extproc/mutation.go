@@ -7,6 +7,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/header"
@@ -27,6 +28,65 @@ func setHeader(name, value string) *corev3.HeaderValueOption {
 type headerOption struct {
 	opt corev3.HeaderValueOption
 	val corev3.HeaderValue
+}
+
+// metadataValues hands out the dynamic metadata of one answer from one
+// allocation: a routed request's plan, path, model and per-attempt
+// providers are about a dozen Values and Structs, one or two allocations
+// each when made one by one. Past its arrays (a failover longer than the
+// default) it allocates as structpb does.
+type metadataValues struct {
+	vals    [8]structpb.Value
+	strs    [6]structpb.Value_StringValue
+	nested  [2]structpb.Value_StructValue
+	structs [3]structpb.Struct
+	nv, ns  int
+	nn, nst int
+}
+
+func (b *metadataValues) value() *structpb.Value {
+	if b.nv == len(b.vals) {
+		return new(structpb.Value)
+	}
+	b.nv++
+	return &b.vals[b.nv-1]
+}
+
+// str is structpb.NewStringValue(v).
+func (b *metadataValues) str(v string) *structpb.Value {
+	val := b.value()
+	if b.ns == len(b.strs) {
+		val.Kind = &structpb.Value_StringValue{StringValue: v}
+		return val
+	}
+	k := &b.strs[b.ns]
+	b.ns++
+	k.StringValue, val.Kind = v, k
+	return val
+}
+
+// object is &structpb.Struct{Fields: fields}.
+func (b *metadataValues) object(fields map[string]*structpb.Value) *structpb.Struct {
+	if b.nst == len(b.structs) {
+		return &structpb.Struct{Fields: fields}
+	}
+	st := &b.structs[b.nst]
+	b.nst++
+	st.Fields = fields
+	return st
+}
+
+// nest is structpb.NewStructValue(b.object(fields)).
+func (b *metadataValues) nest(fields map[string]*structpb.Value) *structpb.Value {
+	val, st := b.value(), b.object(fields)
+	if b.nn == len(b.nested) {
+		val.Kind = &structpb.Value_StructValue{StructValue: st}
+		return val
+	}
+	k := &b.nested[b.nn]
+	b.nn++
+	k.StructValue, val.Kind = st, k
+	return val
 }
 
 // headerValue reads a header Envoy sent, which arrives in raw_value (or
