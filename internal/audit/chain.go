@@ -54,7 +54,9 @@ func FromUS(us int64) time.Time { return time.UnixMicro(us).UTC() }
 // hexSum is the lower-case hex SHA-256 of b.
 func hexSum(b []byte) string {
 	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
+	var h [2 * sha256.Size]byte // on the stack: one allocation, the string's
+	hex.Encode(h[:], s[:])
+	return string(h[:])
 }
 
 // ComputeLeaf is the entry's leaf hash from its columns and body hash.

@@ -307,7 +307,10 @@ func Fingerprint(body []byte) string { return ContentHash(body) }
 // ContentHash names a version by its content: "sha256:<hex>".
 func ContentHash(b []byte) string {
 	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
+	var h [len("sha256:") + 2*sha256.Size]byte // on the stack: one allocation, the string's
+	copy(h[:], "sha256:")
+	hex.Encode(h[len("sha256:"):], sum[:])
+	return string(h[:])
 }
 
 // RouteChange is the change record of a route version stored or made live
