@@ -16,7 +16,7 @@ func NewDecisionID() string {
 	binary.BigEndian.PutUint64(ts[:], uint64(time.Now().UnixMilli()))
 	copy(b[:6], ts[2:])
 	_, _ = rand.Read(b[6:]) // crypto/rand never fails on supported platforms
-	var h [32]byte // on the stack: one allocation, the string's
+	var h [32]byte          // on the stack: one allocation, the string's
 	hex.Encode(h[:], b[:])
 	return string(h[:])
 }
