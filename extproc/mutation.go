@@ -98,28 +98,52 @@ func headerValue(h *corev3.HeaderValue) string {
 	return h.Value
 }
 
+// The continue answers below are each one allocation: the response, its
+// oneof wrapper and its messages in one block (an answer is built, sent and
+// dropped; nothing keeps a part of it).
+
 func continueRequestHeaders(m *extprocv3.HeaderMutation, clearRoute bool) *extprocv3.ProcessingResponse {
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
-		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: m, ClearRouteCache: clearRoute}},
-	}}
+	b := new(struct {
+		r extprocv3.ProcessingResponse
+		w extprocv3.ProcessingResponse_RequestHeaders
+		h extprocv3.HeadersResponse
+		c extprocv3.CommonResponse
+	})
+	b.c.HeaderMutation, b.c.ClearRouteCache = m, clearRoute
+	b.h.Response, b.w.RequestHeaders, b.r.Response = &b.c, &b.h, &b.w
+	return &b.r
 }
 
 func continueRequestBody(cr *extprocv3.CommonResponse) *extprocv3.ProcessingResponse {
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{
-		RequestBody: &extprocv3.BodyResponse{Response: cr},
-	}}
+	b := new(struct {
+		r extprocv3.ProcessingResponse
+		w extprocv3.ProcessingResponse_RequestBody
+		a extprocv3.BodyResponse
+	})
+	b.a.Response, b.w.RequestBody, b.r.Response = cr, &b.a, &b.w
+	return &b.r
 }
 
 func continueResponseHeaders(m *extprocv3.HeaderMutation) *extprocv3.ProcessingResponse {
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
-		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: m}},
-	}}
+	b := new(struct {
+		r extprocv3.ProcessingResponse
+		w extprocv3.ProcessingResponse_ResponseHeaders
+		h extprocv3.HeadersResponse
+		c extprocv3.CommonResponse
+	})
+	b.c.HeaderMutation = m
+	b.h.Response, b.w.ResponseHeaders, b.r.Response = &b.c, &b.h, &b.w
+	return &b.r
 }
 
 func continueResponseBody() *extprocv3.ProcessingResponse {
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
-		ResponseBody: &extprocv3.BodyResponse{},
-	}}
+	b := new(struct {
+		r extprocv3.ProcessingResponse
+		w extprocv3.ProcessingResponse_ResponseBody
+		a extprocv3.BodyResponse
+	})
+	b.w.ResponseBody, b.r.Response = &b.a, &b.w
+	return &b.r
 }
 
 // immediateJSON answers the client directly; nothing goes upstream.
