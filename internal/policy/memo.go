@@ -305,16 +305,7 @@ func encode(buf []byte, p *paths, v ast.Value) []byte {
 	case ast.Object:
 		buf = append(buf, '{')
 		if p.any != nil {
-			buf = binary.AppendUvarint(buf, uint64(x.Len()))
-			x.Foreach(func(k, e *ast.Term) {
-				buf = encodeAll(buf, k.Value)
-				c := p.any
-				if s, ok := k.Value.(ast.String); ok && p.keys[string(s)] != nil {
-					c = p.keys[string(s)]
-				}
-				buf = encode(buf, c, e.Value)
-			})
-			return buf
+			return encodeEachMember(buf, p, x)
 		}
 		for i, k := range p.terms {
 			if e := x.Get(k); e != nil {
@@ -339,6 +330,33 @@ func encode(buf []byte, p *paths, v ast.Value) []byte {
 	return encodeAll(buf, v) // sets and scalars: all of it
 }
 
+// encodeEachMember and encodeAllMembers are encode's and encodeAll's
+// objects: ast.Object is walked with a closure, whose buffer Go moves to
+// the heap in the function that declares it, so that function is not the
+// one every scalar of a key goes through (two allocations an object, not
+// one a value).
+func encodeEachMember(buf []byte, p *paths, x ast.Object) []byte {
+	buf = binary.AppendUvarint(buf, uint64(x.Len()))
+	x.Foreach(func(k, e *ast.Term) {
+		buf = encodeAll(buf, k.Value)
+		c := p.any
+		if s, ok := k.Value.(ast.String); ok && p.keys[string(s)] != nil {
+			c = p.keys[string(s)]
+		}
+		buf = encode(buf, c, e.Value)
+	})
+	return buf
+}
+
+func encodeAllMembers(buf []byte, x ast.Object) []byte {
+	buf = binary.AppendUvarint(buf, uint64(x.Len()))
+	x.Foreach(func(k, e *ast.Term) {
+		buf = encodeAll(buf, k.Value)
+		buf = encodeAll(buf, e.Value)
+	})
+	return buf
+}
+
 func encodeAll(buf []byte, v ast.Value) []byte {
 	switch x := v.(type) {
 	case ast.String:
@@ -354,13 +372,7 @@ func encodeAll(buf []byte, v ast.Value) []byte {
 	case ast.Null:
 		return append(buf, '0')
 	case ast.Object:
-		buf = append(buf, 'O')
-		buf = binary.AppendUvarint(buf, uint64(x.Len()))
-		x.Foreach(func(k, e *ast.Term) {
-			buf = encodeAll(buf, k.Value)
-			buf = encodeAll(buf, e.Value)
-		})
-		return buf
+		return encodeAllMembers(append(buf, 'O'), x)
 	case *ast.Array:
 		buf = append(buf, 'A')
 		buf = binary.AppendUvarint(buf, uint64(x.Len()))
