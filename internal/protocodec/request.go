@@ -16,10 +16,11 @@ import (
 // every header's HeaderValue, its key and its value separately (about a
 // hundred allocations a request, a quarter of stellwerk's;
 // docs/benchmarks.md, "Envoy's messages read by hand"). A headers message
-// becomes four allocations: the message's structs in one block, the
-// HeaderValues in one slab, the pointers to them, and one copy of the
-// header map's bytes that every key and value is a view of. A body chunk
-// becomes two: its structs and its bytes.
+// becomes four allocations: the message's structs in one block (with the
+// empty metadata context Envoy sends on every message), the HeaderValues
+// in one slab, the pointers to them, and one copy of the header map's
+// bytes that every key and value is a view of. A body chunk becomes two:
+// its structs and its bytes.
 //
 // Only the shape Envoy sends is read here: each field at most once where a
 // repeat would make protobuf merge, no unknown field, no deprecated
@@ -48,6 +49,8 @@ func unmarshalRequest(b []byte, m *extprocv3.ProcessingRequest) error {
 // view of b when they come as one run, else a copy.
 func decodeRequest(b []byte, m *extprocv3.ProcessingRequest) (rest []byte, ok bool) {
 	oneof, config := false, false
+	var spare *corev3.Metadata // the phase block's, for an empty context
+	emptyContext := false
 	restStart, restEnd, restCopied := -1, -1, false
 	for off := 0; off < len(b); {
 		num, typ, n := protowire.ConsumeTag(b[off:])
@@ -82,7 +85,7 @@ func decodeRequest(b []byte, m *extprocv3.ProcessingRequest) (rest []byte, ok bo
 				return nil, false // protobuf merges a repeated oneof member
 			}
 			oneof = true
-			if !decodePhase(num, v, m) {
+			if spare = decodePhase(num, v, m); spare == nil {
 				return nil, false
 			}
 		case 11:
@@ -97,9 +100,7 @@ func decodeRequest(b []byte, m *extprocv3.ProcessingRequest) (rest []byte, ok bo
 			m.ProtocolConfig = pc
 		case 8, 9:
 			if num == 8 && len(v) == 0 { // Envoy sends an empty metadata context on every message
-				if m.MetadataContext == nil {
-					m.MetadataContext = new(corev3.Metadata)
-				}
+				emptyContext = true
 				continue
 			}
 			switch {
@@ -118,57 +119,72 @@ func decodeRequest(b []byte, m *extprocv3.ProcessingRequest) (rest []byte, ok bo
 			return nil, false
 		}
 	}
+	if emptyContext { // whichever came first, the phase or the context
+		m.MetadataContext = spare
+		if spare == nil {
+			m.MetadataContext = new(corev3.Metadata)
+		}
+	}
 	if restStart >= 0 && !restCopied {
 		rest = b[restStart:restEnd]
 	}
 	return rest, true
 }
 
-// decodePhase sets m's oneof to the phase field num carries.
-func decodePhase(num protowire.Number, v []byte, m *extprocv3.ProcessingRequest) bool {
+// decodePhase sets m's oneof to the phase field num carries, and returns
+// an empty Metadata allocated with it (Envoy sends an empty metadata
+// context after the phase); nil when v is not of the shape read here.
+func decodePhase(num protowire.Number, v []byte, m *extprocv3.ProcessingRequest) *corev3.Metadata {
 	switch num {
 	case 2:
 		blk := new(struct {
-			w extprocv3.ProcessingRequest_RequestHeaders
-			h extprocv3.HttpHeaders
+			w  extprocv3.ProcessingRequest_RequestHeaders
+			h  extprocv3.HttpHeaders
+			md corev3.Metadata
 		})
 		if !decodeHeaders(v, &blk.h) {
-			return false
+			return nil
 		}
 		blk.w.RequestHeaders = &blk.h
 		m.Request = &blk.w
+		return &blk.md
 	case 3:
 		blk := new(struct {
-			w extprocv3.ProcessingRequest_ResponseHeaders
-			h extprocv3.HttpHeaders
+			w  extprocv3.ProcessingRequest_ResponseHeaders
+			h  extprocv3.HttpHeaders
+			md corev3.Metadata
 		})
 		if !decodeHeaders(v, &blk.h) {
-			return false
+			return nil
 		}
 		blk.w.ResponseHeaders = &blk.h
 		m.Request = &blk.w
+		return &blk.md
 	case 4:
 		blk := new(struct {
-			w extprocv3.ProcessingRequest_RequestBody
-			b extprocv3.HttpBody
+			w  extprocv3.ProcessingRequest_RequestBody
+			b  extprocv3.HttpBody
+			md corev3.Metadata
 		})
 		if !decodeBody(v, &blk.b) {
-			return false
+			return nil
 		}
 		blk.w.RequestBody = &blk.b
 		m.Request = &blk.w
-	case 5:
+		return &blk.md
+	default: // 5
 		blk := new(struct {
-			w extprocv3.ProcessingRequest_ResponseBody
-			b extprocv3.HttpBody
+			w  extprocv3.ProcessingRequest_ResponseBody
+			b  extprocv3.HttpBody
+			md corev3.Metadata
 		})
 		if !decodeBody(v, &blk.b) {
-			return false
+			return nil
 		}
 		blk.w.ResponseBody = &blk.b
 		m.Request = &blk.w
+		return &blk.md
 	}
-	return true
 }
 
 // decodeHeaders reads an HttpHeaders: its header map (field 1) and
