@@ -133,58 +133,41 @@ func decodeRequest(b []byte, m *extprocv3.ProcessingRequest) (rest []byte, ok bo
 
 // decodePhase sets m's oneof to the phase field num carries, and returns
 // an empty Metadata allocated with it (Envoy sends an empty metadata
-// context after the phase); nil when v is not of the shape read here.
+// context with every phase); nil when v is not of the shape read here.
 func decodePhase(num protowire.Number, v []byte, m *extprocv3.ProcessingRequest) *corev3.Metadata {
 	switch num {
 	case 2:
-		blk := new(struct {
-			w  extprocv3.ProcessingRequest_RequestHeaders
-			h  extprocv3.HttpHeaders
-			md corev3.Metadata
+		return decodeBlock(v, decodeHeaders, func(w *extprocv3.ProcessingRequest_RequestHeaders, h *extprocv3.HttpHeaders) {
+			w.RequestHeaders, m.Request = h, w
 		})
-		if !decodeHeaders(v, &blk.h) {
-			return nil
-		}
-		blk.w.RequestHeaders = &blk.h
-		m.Request = &blk.w
-		return &blk.md
 	case 3:
-		blk := new(struct {
-			w  extprocv3.ProcessingRequest_ResponseHeaders
-			h  extprocv3.HttpHeaders
-			md corev3.Metadata
+		return decodeBlock(v, decodeHeaders, func(w *extprocv3.ProcessingRequest_ResponseHeaders, h *extprocv3.HttpHeaders) {
+			w.ResponseHeaders, m.Request = h, w
 		})
-		if !decodeHeaders(v, &blk.h) {
-			return nil
-		}
-		blk.w.ResponseHeaders = &blk.h
-		m.Request = &blk.w
-		return &blk.md
 	case 4:
-		blk := new(struct {
-			w  extprocv3.ProcessingRequest_RequestBody
-			b  extprocv3.HttpBody
-			md corev3.Metadata
+		return decodeBlock(v, decodeBody, func(w *extprocv3.ProcessingRequest_RequestBody, b *extprocv3.HttpBody) {
+			w.RequestBody, m.Request = b, w
 		})
-		if !decodeBody(v, &blk.b) {
-			return nil
-		}
-		blk.w.RequestBody = &blk.b
-		m.Request = &blk.w
-		return &blk.md
 	default: // 5
-		blk := new(struct {
-			w  extprocv3.ProcessingRequest_ResponseBody
-			b  extprocv3.HttpBody
-			md corev3.Metadata
+		return decodeBlock(v, decodeBody, func(w *extprocv3.ProcessingRequest_ResponseBody, b *extprocv3.HttpBody) {
+			w.ResponseBody, m.Request = b, w
 		})
-		if !decodeBody(v, &blk.b) {
-			return nil
-		}
-		blk.w.ResponseBody = &blk.b
-		m.Request = &blk.w
-		return &blk.md
 	}
+}
+
+// decodeBlock decodes a phase's message into a block that also holds its
+// oneof wrapper and a spare Metadata, and links wrapper and message.
+func decodeBlock[W, M any](v []byte, decode func([]byte, *M) bool, link func(*W, *M)) *corev3.Metadata {
+	blk := new(struct {
+		w  W
+		m  M
+		md corev3.Metadata
+	})
+	if !decode(v, &blk.m) {
+		return nil
+	}
+	link(&blk.w, &blk.m)
+	return &blk.md
 }
 
 // decodeHeaders reads an HttpHeaders: its header map (field 1) and

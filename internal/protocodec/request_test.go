@@ -182,19 +182,10 @@ func TestRequestDecodeOddWire(t *testing.T) {
 	}
 	for name, wire := range cases {
 		t.Run(name, func(t *testing.T) {
-			want := &extprocv3.ProcessingRequest{}
-			wantErr := proto.Unmarshal(wire, want)
-			got := &extprocv3.ProcessingRequest{}
-			err := New().Unmarshal(frames(wire), got)
-			if (err != nil) != (wantErr != nil) {
-				t.Fatalf("error %v, protobuf's %v", err, wantErr)
-			}
-			if err == nil && !proto.Equal(got, want) {
-				t.Fatalf("decoded\n%v\nprotobuf\n%v", got, want)
-			}
-			if want.GetRequestHeaders() != nil {
+			got, want := sameAsProtobuf(t, wire)
+			if gs := got.GetRequestHeaders().GetHeaders().GetHeaders(); proto.Equal(got, want) {
 				for i, h := range want.GetRequestHeaders().GetHeaders().GetHeaders() {
-					g := got.GetRequestHeaders().GetHeaders().GetHeaders()[i]
+					g := gs[i]
 					if (h.RawValue == nil) != (g.RawValue == nil) {
 						t.Fatalf("header %d: raw value %q, protobuf's %q", i, g.RawValue, h.RawValue)
 					}
@@ -240,18 +231,24 @@ func FuzzRequest(f *testing.F) {
 		f.Add(marshal(f, tc.msg()))
 	}
 	f.Add([]byte{0x12, 0x05, 0x0a, 0x03, 0x0a, 0x01, 0xff})
-	f.Fuzz(func(t *testing.T, wire []byte) {
-		want := &extprocv3.ProcessingRequest{}
-		wantErr := proto.Unmarshal(wire, want)
-		got := &extprocv3.ProcessingRequest{}
-		err := New().Unmarshal(frames(wire), got)
-		if (err != nil) != (wantErr != nil) {
-			t.Fatalf("error %v, protobuf's %v", err, wantErr)
-		}
-		if err == nil && !proto.Equal(got, want) {
-			t.Fatalf("decoded\n%v\nprotobuf\n%v", got, want)
-		}
-	})
+	f.Fuzz(func(t *testing.T, wire []byte) { sameAsProtobuf(t, wire) })
+}
+
+// sameAsProtobuf decodes wire with the codec and with protobuf, and fails
+// unless both fail or both give the same message.
+func sameAsProtobuf(t *testing.T, wire []byte) (got, want *extprocv3.ProcessingRequest) {
+	t.Helper()
+	want = &extprocv3.ProcessingRequest{}
+	wantErr := proto.Unmarshal(wire, want)
+	got = &extprocv3.ProcessingRequest{}
+	err := New().Unmarshal(frames(wire), got)
+	if (err != nil) != (wantErr != nil) {
+		t.Fatalf("error %v, protobuf's %v", err, wantErr)
+	}
+	if err == nil && !proto.Equal(got, want) {
+		t.Fatalf("decoded\n%v\nprotobuf\n%v", got, want)
+	}
+	return got, want
 }
 
 func BenchmarkUnmarshalRequest(b *testing.B) {
