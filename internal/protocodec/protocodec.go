@@ -12,10 +12,11 @@
 // message's frames into one buffer, proto marshals into one), so the
 // clearing protects nothing here; the tiers are every power of two.
 //
-// The codec is the same as gRPC's otherwise: protobuf's Unmarshal copies
-// bytes and strings out of the buffer, which goes back to the pool as soon
-// as the message is decoded. The ext_proc answers stellwerk sends are
-// written field by field (response.go).
+// The codec is the same as gRPC's otherwise: a decoded message owns copies
+// of its bytes and strings, and the buffer goes back to the pool as soon as
+// the message is decoded. The ext_proc messages Envoy sends are read field
+// by field (request.go), the answers stellwerk sends written field by field
+// (response.go); anything else goes through protobuf.
 package protocodec
 
 import (
