@@ -136,15 +136,7 @@ func continueResponseHeaders(m *extprocv3.HeaderMutation) *extprocv3.ProcessingR
 	return &b.r
 }
 
-func continueResponseBody() *extprocv3.ProcessingResponse {
-	b := new(struct {
-		r extprocv3.ProcessingResponse
-		w extprocv3.ProcessingResponse_ResponseBody
-		a extprocv3.BodyResponse
-	})
-	b.w.ResponseBody, b.r.Response = &b.a, &b.w
-	return &b.r
-}
+func continueResponseBody() *extprocv3.ProcessingResponse { return bodyAnswer(false, nil) }
 
 // immediateJSON answers the client directly; nothing goes upstream.
 func immediateJSON(status int, body []byte, decisionID string, extra ...*corev3.HeaderValueOption) *extprocv3.ProcessingResponse {

@@ -216,12 +216,9 @@ func (q *pipeline) release(resp *extprocv3.ProcessingResponse, out []*extprocv3.
 			}
 		}
 	}
-	a := new(headersAnswerAlloc)
-	a.cr.HeaderMutation, a.cr.ClearRouteCache = merged, true
-	a.hr.Response = &a.cr
-	a.req.RequestHeaders = &a.hr
-	a.pr.Response, a.pr.DynamicMetadata = &a.req, resp.DynamicMetadata
-	out = append(out, &a.pr)
+	answer := continueRequestHeaders(merged, true)
+	answer.DynamicMetadata = resp.DynamicMetadata
+	out = append(out, answer)
 	bm := cr.GetBodyMutation()
 	q.after = clearedBody(bm)
 	out = append(out, bodyAnswer(true, bm))
@@ -266,14 +263,6 @@ func bodyAnswer(request bool, bm *extprocv3.BodyMutation) *extprocv3.ProcessingR
 		a.pr.Response = &a.resp
 	}
 	return &a.pr
-}
-
-// headersAnswerAlloc is the released headers' answer in one allocation.
-type headersAnswerAlloc struct {
-	pr  extprocv3.ProcessingResponse
-	req extprocv3.ProcessingResponse_RequestHeaders
-	hr  extprocv3.HeadersResponse
-	cr  extprocv3.CommonResponse
 }
 
 // bodyAnswerAlloc is bodyAnswer's one allocation (the answer's four

@@ -45,13 +45,12 @@ func unmarshalRequest(b []byte, m *extprocv3.ProcessingRequest) error {
 }
 
 // decodeRequest fills m from b when b has the shape above. rest is the
-// encoding of fields 8 and 9, in their order, for protobuf to merge: a
-// view of b when they come as one run, else a copy.
+// encoding of fields 8 and 9 (but an empty context), in their order, for
+// protobuf to merge; only the drop-in's first message has any.
 func decodeRequest(b []byte, m *extprocv3.ProcessingRequest) (rest []byte, ok bool) {
 	oneof, config := false, false
 	var spare *corev3.Metadata // the phase block's, for an empty context
 	emptyContext := false
-	restStart, restEnd, restCopied := -1, -1, false
 	for off := 0; off < len(b); {
 		num, typ, n := protowire.ConsumeTag(b[off:])
 		if n < 0 {
@@ -103,18 +102,7 @@ func decodeRequest(b []byte, m *extprocv3.ProcessingRequest) (rest []byte, ok bo
 				emptyContext = true
 				continue
 			}
-			switch {
-			case restStart < 0:
-				restStart, restEnd = start, off
-			case !restCopied && restEnd == start:
-				restEnd = off
-			default:
-				if !restCopied {
-					rest = append([]byte(nil), b[restStart:restEnd]...)
-					restCopied = true
-				}
-				rest = append(rest, b[start:off]...)
-			}
+			rest = append(rest, b[start:off]...)
 		default:
 			return nil, false
 		}
@@ -124,9 +112,6 @@ func decodeRequest(b []byte, m *extprocv3.ProcessingRequest) (rest []byte, ok bo
 		if spare == nil {
 			m.MetadataContext = new(corev3.Metadata)
 		}
-	}
-	if restStart >= 0 && !restCopied {
-		rest = b[restStart:restEnd]
 	}
 	return rest, true
 }
