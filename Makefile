@@ -88,6 +88,7 @@ eval: build ## measure the classifiers on their data sets (results in docs/class
 	$(BIN) eval task
 	$(BIN) eval pii
 	$(BIN) eval injection
+	$(BIN) eval injection-documents "$$($(GO) env GOROOT)/doc/go_spec.html" docs/*.md docs/*/*.md README.md
 	$(BIN) eval task-varied
 	$(BIN) eval numbers
 	$(GO) test -count=1 -run TestTokenEstimateAccuracy -v ./internal/classify/ | grep '|' 

@@ -61,8 +61,11 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "numbers" {
 		return runEvalNumbers(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "injection-documents" {
+		return runEvalInjectionDocuments(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || evaluations[args[0]].run == nil {
-		fmt.Fprintln(stderr, "usage: stellwerk eval pii|injection|task|task-varied [--data FILE] [--json]  or  stellwerk eval numbers [--split held-out|dev] [--seed N] [--n N] [--json]  or  stellwerk eval routerbench CSV…")
+		fmt.Fprintln(stderr, "usage: stellwerk eval pii|injection|task|task-varied [--data FILE] [--json]  or  stellwerk eval numbers [--split held-out|dev] [--seed N] [--n N] [--json]  or  stellwerk eval injection-documents [--chunk BYTES] [--json] FILE…  or  stellwerk eval routerbench CSV…")
 		for name, e := range evaluations {
 			fmt.Fprintf(stderr, "  %-10s %s (default data: %s)\n", name, e.what, e.data)
 		}
@@ -88,6 +91,38 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("eval %s: %w", args[0], err)
 	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	fmt.Fprintln(stdout, rep.Markdown())
+	return nil
+}
+
+// runEvalInjectionDocuments measures the prompt-injection signal's false
+// positives on benign documents: `stellwerk eval injection-documents
+// [--chunk BYTES] [--json] FILE…`.
+func runEvalInjectionDocuments(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("eval injection-documents", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	chunk := fs.Int("chunk", 2000, "bytes per piece: what one request pastes")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil || fs.NArg() == 0 || *chunk < 100 {
+		if err == nil {
+			fmt.Fprintln(stderr, "usage: stellwerk eval injection-documents [--chunk BYTES (≥ 100)] [--json] FILE…  (benign documents: every flagged piece is a false positive)")
+		}
+		return ErrUsage
+	}
+	var names, texts []string
+	for _, path := range fs.Args() {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("eval injection-documents: %w", err)
+		}
+		names, texts = append(names, filepath.Base(path)), append(texts, string(b))
+	}
+	rep := injection.EvaluateDocuments(names, texts, *chunk)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

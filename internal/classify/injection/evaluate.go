@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // Labels in the evaluation CSV (columns prompt,type).
@@ -182,6 +183,93 @@ func (r *Report) Markdown() string {
 	for k := range r.Test.Curve {
 		t, a := r.Test.Curve[k], r.All.Curve[k]
 		fmt.Fprintf(&b, "| %.1f | %.3f | %.3f | %.3f | %.3f |\n", t.Threshold, t.Recall, t.FPR, a.Recall, a.FPR)
+	}
+	return b.String()
+}
+
+// DocumentsReport is EvaluateDocuments' result: how often benign
+// documents, cut into pieces of one request's size, are taken for an
+// attack.
+type DocumentsReport struct {
+	Threshold float64        `json:"threshold"`
+	Chunk     int            `json:"chunk_bytes"`
+	Documents []DocumentRate `json:"documents"`
+	All       DocumentRate   `json:"all"`
+}
+
+// DocumentRate is one document's (or all documents') false positives.
+type DocumentRate struct {
+	Name    string  `json:"name"`
+	Chunks  int     `json:"chunks"`
+	Flagged int     `json:"flagged"` // score >= Threshold
+	FPR     float64 `json:"fpr"`
+	// Near counts the chunks within 0.1 below the threshold: how much
+	// room there is.
+	Near int `json:"near"`
+}
+
+// EvaluateDocuments scores texts known to be benign (reference manuals,
+// licences, your own documents), cut into pieces of about chunk bytes at
+// line or word boundaries, as a request pasting them would be scored.
+// Every flagged piece is a false positive.
+func EvaluateDocuments(names, texts []string, chunk int) *DocumentsReport {
+	r := &DocumentsReport{Threshold: Threshold, Chunk: chunk, All: DocumentRate{Name: "all"}}
+	for k, text := range texts {
+		d := DocumentRate{Name: names[k]}
+		for _, piece := range chunks(text, chunk) {
+			s := Score(piece).Score
+			d.Chunks++
+			switch {
+			case s >= Threshold:
+				d.Flagged++
+			case s >= Threshold-0.1:
+				d.Near++
+			}
+		}
+		d.FPR = ratio(d.Flagged, d.Chunks)
+		r.All.Chunks += d.Chunks
+		r.All.Flagged += d.Flagged
+		r.All.Near += d.Near
+		r.Documents = append(r.Documents, d)
+	}
+	r.All.FPR = ratio(r.All.Flagged, r.All.Chunks)
+	return r
+}
+
+// chunks cuts text into pieces of about size bytes, each ending at a line
+// break or a space where there is one in its last quarter, never inside a
+// UTF-8 sequence; a last piece under a quarter of size joins the one
+// before.
+func chunks(text string, size int) []string {
+	var out []string
+	for len(text) > 0 {
+		if len(text) <= size+size/4 {
+			out = append(out, text)
+			break
+		}
+		cut := size
+		if i := strings.LastIndexByte(text[size*3/4:size], '\n'); i >= 0 {
+			cut = size*3/4 + i + 1
+		} else if i := strings.LastIndexByte(text[size*3/4:size], ' '); i >= 0 {
+			cut = size*3/4 + i + 1
+		}
+		for cut < len(text) && !utf8.RuneStart(text[cut]) {
+			cut++
+		}
+		out = append(out, text[:cut])
+		text = text[cut:]
+	}
+	return out
+}
+
+// Markdown renders the report as the table in docs/classify/injection.md.
+func (r *DocumentsReport) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Threshold %.2f, pieces of about %d bytes\n\n", r.Threshold, r.Chunk)
+	b.WriteString("| document | pieces | flagged | false-positive rate | within 0.1 below |\n")
+	b.WriteString("|---|---:|---:|---:|---:|\n")
+	for _, d := range append(r.Documents, r.All) {
+		fmt.Fprintf(&b, "| %s | %d | %d | %.3f | %d |\n", d.Name, d.Chunks, d.Flagged, d.FPR, d.Near)
 	}
 	return b.String()
 }

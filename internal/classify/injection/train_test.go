@@ -2,13 +2,16 @@ package injection
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"go/format"
 	"math"
 	"math/bits"
+	"math/rand/v2"
 	"os"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -16,6 +19,32 @@ var update = flag.Bool("update", false, "retrain on the tune split and rewrite w
 
 // dataPath is the labelled data set, relative to this package.
 const dataPath = "../../../../shared/data/injection/jailbreak_train_balanced.csv"
+
+// benignPath are benign documents trained on besides dataPath (see
+// benignDocuments).
+const benignPath = "testdata/benign.jsonl"
+
+// benignDocuments are passages of technical prose, every one benign:
+// sections of the Python language and library reference (PSF licence,
+// testdata/LICENSE.python), 200 bytes to 3 KB each. The labelled data's
+// benign prompts are everyday chat; without documents a word model reads
+// the vocabulary of reference and legal text — must, shall, rules,
+// instructions, respond — as an attack's.
+func benignDocuments() ([]labelled, error) {
+	b, err := os.ReadFile(benignPath)
+	if err != nil {
+		return nil, err
+	}
+	var out []labelled
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		var d struct{ Text string }
+		if err := json.Unmarshal(line, &d); err != nil {
+			return nil, err
+		}
+		out = append(out, labelled{d.Text, false})
+	}
+	return out, nil
+}
 
 // Training settings. The operating point is chosen on out-of-fold scores
 // of the tune split, never on the test split.
@@ -121,21 +150,77 @@ type oof struct {
 	pos bool
 }
 
-func crossValidate(exs []example, l2 float64) []oof {
+// crossValidate scores each fold's rows, and the composites made of them
+// (composites), with a model trained on the other folds' rows and their
+// composites: no text of a scored example was seen in training.
+func crossValidate(rows []labelled, l2 float64) []oof {
 	var out []oof
 	for f := 0; f < cvFolds; f++ {
-		var tr, te []example
-		for k, ex := range exs {
+		var tr, te []labelled
+		for k, r := range rows {
 			if k%cvFolds == f {
-				te = append(te, ex)
+				te = append(te, r)
 			} else {
-				tr = append(tr, ex)
+				tr = append(tr, r)
 			}
 		}
-		m := train(tr, l2)
-		for _, ex := range te {
+		m := train(examples(tr), l2)
+		for _, ex := range examples(te) {
 			out = append(out, oof{m.z(ex), ex.y == 1})
 		}
+	}
+	return out
+}
+
+// examples are rows and their composites as training examples.
+func examples(rows []labelled) []example {
+	var exs []example
+	for _, r := range append(rows, composites(rows)...) {
+		exs = append(exs, exampleOf(r.prompt, r.positive))
+	}
+	return exs
+}
+
+// composites are longer texts made of rows, so that length alone says
+// nothing: in the labelled data a jailbreak is seven times as long as a
+// benign prompt at the median (1,553 against 220 bytes), and a word model
+// trained on it alone learns that a long text is an attack — a third of
+// the 2 KB chunks of Python's and Go's reference manuals scored above the
+// threshold. For every benign row, the row followed by other benign rows
+// until it is as long as a jailbreak drawn at random (a request that
+// pastes documents after its question); for every other jailbreak, benign
+// rows with the jailbreak between them (an attack inside a document). The
+// same rows give the same composites.
+func composites(rows []labelled) []labelled {
+	var benign, attack []string
+	for _, r := range rows {
+		if r.positive {
+			attack = append(attack, r.prompt)
+		} else {
+			benign = append(benign, r.prompt)
+		}
+	}
+	if len(benign) < 2 || len(attack) == 0 {
+		return nil
+	}
+	rng := rand.New(rand.NewPCG(uint64(len(rows)), 19))
+	var out []labelled
+	for _, b := range benign {
+		want := len(attack[rng.IntN(len(attack))])
+		var sb strings.Builder
+		sb.WriteString(b)
+		for sb.Len() < want {
+			sb.WriteString("\n\n")
+			sb.WriteString(benign[rng.IntN(len(benign))])
+		}
+		out = append(out, labelled{sb.String(), false})
+	}
+	for k, a := range attack {
+		if k%2 == 1 {
+			continue
+		}
+		text := benign[rng.IntN(len(benign))] + "\n\n" + a + "\n\n" + benign[rng.IntN(len(benign))]
+		out = append(out, labelled{text, true})
 	}
 	return out
 }
@@ -185,18 +270,24 @@ func TestGenerateWeights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var exs []example
+	var tune []labelled
 	for _, r := range rows {
 		if InTestSplit(r.prompt) {
 			continue // never train on the test split
 		}
-		exs = append(exs, exampleOf(r.prompt, r.positive))
+		tune = append(tune, r)
 	}
-	t.Logf("tune split: %d rows", len(exs))
+	docs, err := benignDocuments()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tune = append(tune, docs...)
+	exs := examples(tune)
+	t.Logf("tune split: %d rows, %d examples with their composites", len(tune), len(exs))
 
 	bestL2, bestRecall, bestCut := 0.0, -1.0, 0.0
 	for _, l2 := range l2Grid {
-		cut, rec, fpr := operatingPoint(crossValidate(exs, l2))
+		cut, rec, fpr := operatingPoint(crossValidate(tune, l2))
 		t.Logf("l2=%g: out-of-fold recall %.3f at FPR %.3f (cut %.3f)", l2, rec, fpr, cut)
 		if rec > bestRecall {
 			bestL2, bestRecall, bestCut = l2, rec, cut
@@ -210,7 +301,9 @@ func TestGenerateWeights(t *testing.T) {
 
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "// Code generated by TestGenerateWeights; DO NOT EDIT.\n")
-	fmt.Fprintf(&b, "// Trained on the tune split (%d rows) of jailbreak_train_balanced.csv,\n", len(exs))
+	fmt.Fprintf(&b, "// Trained on the tune split (%d rows) of jailbreak_train_balanced.csv, %d\n", len(tune)-len(docs), len(docs))
+	fmt.Fprintf(&b, "// benign documents (%s) and\n", benignPath)
+	fmt.Fprintf(&b, "// %d longer texts composed of them (composites),\n", len(exs)-len(tune))
 	fmt.Fprintf(&b, "// l2=%g, out-of-fold recall %.3f at a target FPR of %.2f.\n\n", bestL2, bestRecall, targetFPR)
 	fmt.Fprintf(&b, "package injection\n\nconst bias = float32(%.4f)\n\n", m.b)
 	fmt.Fprintf(&b, "var hashWeights = [numBuckets]float32{")
