@@ -277,3 +277,27 @@ func waitPolicy(t *testing.T, s *harness.Stack, ok func(policyStatus) bool) poli
 	t.Fatalf("policy status never matched: %+v", st)
 	return st
 }
+
+// TestPastedDocumentsAreNotTakenForInjection: a request that asks about a
+// pasted reference text is answered, under the default injection: deny.
+// The three pieces of the Go specification (e2e/testdata, the Go
+// distribution's licence beside them) scored 0.81, 0.86 and 0.85 with the
+// injection model before it was trained on benign documents
+// (docs/classify/injection.md, "Benign documents"): each was refused with
+// 403 policy_denied.
+func TestPastedDocumentsAreNotTakenForInjection(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join("testdata", "go-spec-pieces.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := threeRegions(t, nil)
+	for i, piece := range strings.Split(string(b), "\f\n") {
+		body, _ := json.Marshal(map[string]any{"model": "auto", "messages": []map[string]string{
+			{"role": "user", "content": "Summarise this part of the Go specification in two sentences:\n\n" + piece}}})
+		resp, out := post(t, s.URL+"/v1/chat/completions", string(body), nil)
+		if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") == "" {
+			t.Errorf("piece %d: status %d, model %q: %s", i, resp.StatusCode, resp.Header.Get("x-stellwerk-model"), out)
+		}
+	}
+}
