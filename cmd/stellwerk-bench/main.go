@@ -83,6 +83,7 @@ type common struct {
 	shape                  string
 	ledger                 string
 	maxAttempts            int
+	prompts                string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -95,6 +96,9 @@ func (c *common) register(fs *flag.FlagSet) {
 		" (the shipped 71-model catalog, virtual keys, Rego library, failover, learned latencies) or "+bench.ShapeOneModel+" (one model, open auth)")
 	fs.StringVar(&c.ledger, "ledger", bench.LedgerMemory, "where the production shape's budget and rate limit live: "+
 		strings.Join(bench.Ledgers, ", ")+" (redis: a redis-server the bench starts on loopback)")
+	fs.StringVar(&c.prompts, "prompts", bench.PromptsVaried, "what the requests ask: "+bench.PromptsVaried+
+		" (the task classifier's corpus of 728 prompts in turn, each filled to the size: every request classified and routed anew) or "+
+		bench.PromptsSame+" (one prompt, every request alike, as the figures before 2026-12-03)")
 	fs.IntVar(&c.maxAttempts, "max-attempts", 0, "run only: the production shape's failover.max_attempts (0: the config's default, 3; 1 takes failover's internal-listener hop out)")
 }
 
@@ -134,6 +138,9 @@ func (c *common) resolve(needStellwerk bool) []string {
 	}
 	if !slices.Contains(bench.Shapes, c.shape) {
 		problems = append(problems, "-shape must be one of "+strings.Join(bench.Shapes, ", "))
+	}
+	if c.prompts != bench.PromptsSame && c.prompts != bench.PromptsVaried {
+		problems = append(problems, "-prompts must be "+bench.PromptsSame+" or "+bench.PromptsVaried)
 	}
 	if !slices.Contains(bench.Ledgers, c.ledger) {
 		problems = append(problems, "-ledger must be one of "+strings.Join(bench.Ledgers, ", "))
@@ -234,7 +241,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
 		return errUsage
 	}
-	o.Root, o.Envoy, o.Stellwerk, o.NoopArgv = c.root, c.envoy, c.stellwerk, []string{self, "noop-extproc"}
+	o.Root, o.Envoy, o.Stellwerk, o.NoopArgv, o.Prompts = c.root, c.envoy, c.stellwerk, []string{self, "noop-extproc"}, c.prompts
 	if *mdOut == "" && *target == "" {
 		*mdOut = filepath.Join(c.root, "docs", "benchmarks.md")
 	}
@@ -292,7 +299,7 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
 		return errUsage
 	}
-	o.Root, o.Envoy, o.Stellwerk, o.EnvoyConcurrency, o.Transport, o.Shape, o.Ledger = c.root, c.envoy, c.stellwerk, c.concurrency, c.transport, c.shape, c.ledger
+	o.Root, o.Envoy, o.Stellwerk, o.EnvoyConcurrency, o.Transport, o.Shape, o.Ledger, o.Prompts = c.root, c.envoy, c.stellwerk, c.concurrency, c.transport, c.shape, c.ledger, c.prompts
 	o.Command, o.Progress = commandLine("soak", args), stderr
 	rep, err := bench.Soak(ctx, o)
 	if rep != nil {
@@ -343,7 +350,7 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
 		return errUsage
 	}
-	o.Root, o.Envoy, o.Self, o.EnvoyConcurrency, o.Transport, o.Shape, o.Ledger, o.Progress = c.root, c.envoy, self, c.concurrency, c.transport, c.shape, c.ledger, stderr
+	o.Root, o.Envoy, o.Self, o.EnvoyConcurrency, o.Transport, o.Shape, o.Ledger, o.Prompts, o.Progress = c.root, c.envoy, self, c.concurrency, c.transport, c.shape, c.ledger, c.prompts, stderr
 	if o.Out, err = filepath.Abs(o.Out); err != nil {
 		return err
 	}

@@ -72,6 +72,9 @@ type Options struct {
 	Target  string
 	Model   string            // default "auto"
 	Headers map[string]string // sent with every request to Target
+	// Prompts is what the requests ask: PromptsSame (default here) or
+	// PromptsVaried (LoadPrompts, from Root; stellwerk-bench's default).
+	Prompts string
 
 	Command  string    // the command line, for the report
 	Progress io.Writer // progress lines; nil for none
@@ -110,6 +113,9 @@ func (o *Options) defaults() {
 	}
 	if o.Model == "" {
 		o.Model = "auto"
+	}
+	if o.Prompts == "" {
+		o.Prompts = PromptsSame
 	}
 	if o.EnvoyConcurrency <= 0 {
 		o.EnvoyConcurrency = 2
@@ -151,9 +157,10 @@ type Settings struct {
 	Target           string   `json:"target,omitempty"`
 	Model            string   `json:"model"`
 	Endpoints        []string `json:"endpoints,omitempty"`
-	Shape            string   `json:"shape,omitempty"`  // of stellwerk's config: production or one-model
-	Ledger           string   `json:"ledger,omitempty"` // of the production shape: memory, redis or none
-	Models           int      `json:"models,omitempty"` // in stellwerk's catalog
+	Prompts          string   `json:"prompts,omitempty"` // same or varied (Options.Prompts)
+	Shape            string   `json:"shape,omitempty"`   // of stellwerk's config: production or one-model
+	Ledger           string   `json:"ledger,omitempty"`  // of the production shape: memory, redis or none
+	Models           int      `json:"models,omitempty"`  // in stellwerk's catalog
 	DurationS        float64  `json:"duration_s_per_target"`
 	SliceS           float64  `json:"slice_s"`
 	WarmupS          float64  `json:"warmup_s"`
@@ -228,9 +235,13 @@ type TargetResult struct {
 // Run measures every scenario and returns the report.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	o.defaults()
+	prompts, err := LoadPrompts(o.Root, o.Prompts)
+	if err != nil {
+		return nil, err
+	}
 	rep := &Report{Started: time.Now().UTC(), Command: o.Command, Machine: machine(),
 		Versions: Versions{Go: runtime.Version()},
-		Settings: Settings{Target: o.Target, Model: o.Model, Endpoints: o.Endpoints, DurationS: o.Duration.Seconds(),
+		Settings: Settings{Target: o.Target, Model: o.Model, Endpoints: o.Endpoints, Prompts: o.Prompts, DurationS: o.Duration.Seconds(),
 			SliceS: o.Slice.Seconds(), WarmupS: o.Warmup.Seconds(), QuietBelow: o.QuietBelow, QuietWaitS: o.QuietWait.Seconds(), Retries: o.Retries}}
 
 	var targets []*Target
@@ -294,7 +305,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 						var err error
 						for attempt := 1; ; attempt++ {
 							waitQuiet(ctx, o, stack)
-							sc, err = runScenario(ctx, o, stack, targets, ep, rate, size, stream, delay)
+							sc, err = runScenario(ctx, o, stack, targets, ep, ep.request(prompts, size, stream, o.Model), rate, size, stream, delay)
 							sc.Attempts = attempt
 							if err != nil || o.QuietBelow <= 0 || sc.OtherCores < o.QuietBelow || attempt > o.Retries {
 								break
@@ -332,8 +343,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 // A F B, B F A, F B A, A B F, B A F, F A B — every order once in six rounds,
 // so no target always goes first or always follows the same one; with two
 // it is A B, B A, B A, A B as before.
-func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target, ep Endpoint, rate float64, size int, stream bool, delay time.Duration) (Scenario, error) {
-	body := ep.request(size, stream, o.Model)
+func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target, ep Endpoint, body request, rate float64, size int, stream bool, delay time.Duration) (Scenario, error) {
 	sc := Scenario{Endpoint: ep.Name, Rate: rate, SizeBytes: size, Stream: stream, ProviderMS: float64(delay) / 1e6}
 	if delay < 0 {
 		sc.ProviderMS = -1

@@ -1,7 +1,10 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -126,7 +129,7 @@ func TestAttackIsOpenLoop(t *testing.T) {
 
 	var mu sync.Mutex
 	var lat []time.Duration
-	sent, window := attack(context.Background(), tg, 200, time.Second, request{path: "/v1/chat/completions", body: []byte(`{}`)}, func(r result) {
+	sent, window := attack(context.Background(), tg, 200, time.Second, request{path: "/v1/chat/completions", bodies: [][]byte{[]byte(`{}`)}}, func(r result) {
 		mu.Lock()
 		defer mu.Unlock()
 		if r.ok() {
@@ -183,12 +186,16 @@ func TestSummarize(t *testing.T) {
 }
 
 func TestBodySize(t *testing.T) {
+	odd := Prompt{System: "Answer as \"Ada\".", Text: "Translate:\n\tdas ist \\ gut"}
 	for _, ep := range Endpoints {
 		for _, size := range []int{2 << 10, 32 << 10} {
 			for _, stream := range []bool{false, true} {
-				b := ep.Body(size, stream, "auto")
+				b := ep.Body(samePrompt, size, stream, "auto")
 				if len(b) != size || !gjson.ValidBytes(b) {
 					t.Errorf("%s size %d stream %v: got %d bytes, valid JSON %v", ep.Name, size, stream, len(b), gjson.ValidBytes(b))
+				}
+				if b := ep.Body(odd, size, stream, "auto"); len(b) != size || !gjson.ValidBytes(b) || !strings.Contains(gjson.ParseBytes(b).String(), "das ist") {
+					t.Errorf("%s size %d stream %v, a prompt with quotes and escapes: got %d bytes, valid JSON %v: %.200s", ep.Name, size, stream, len(b), gjson.ValidBytes(b), b)
 				}
 				if want := stream && ep.StreamEnd != ""; gjson.GetBytes(b, "stream").Bool() != want {
 					t.Errorf("%s size %d: stream field is not %v", ep.Name, size, want)
@@ -211,7 +218,8 @@ func TestEndpointsAgainstTheFakeProvider(t *testing.T) {
 			if stream && ep.StreamEnd == "" {
 				continue
 			}
-			if r := tg.do(context.Background(), time.Now(), ep.request(2048, stream, "m")); !r.ok() || r.Status != 200 {
+			rq := ep.request(nil, 2048, stream, "m")
+			if r := tg.do(context.Background(), time.Now(), rq, rq.body(0)); !r.ok() || r.Status != 200 {
 				t.Errorf("%s stream %v: %+v", ep.Name, stream, r)
 			}
 		}
@@ -219,11 +227,78 @@ func TestEndpointsAgainstTheFakeProvider(t *testing.T) {
 	// A stream cut short is an error, whatever the API.
 	for _, name := range []string{"chat", "responses", "messages"} {
 		ep, _ := EndpointNamed(name)
-		rq := ep.request(2048, true, "m")
+		rq := ep.request(nil, 2048, true, "m")
 		rq.headers = map[string]string{"x-mock-reset": "truncate"}
-		if r := tg.do(context.Background(), time.Now(), rq); r.ok() {
+		if r := tg.do(context.Background(), time.Now(), rq, rq.body(0)); r.ok() {
 			t.Errorf("%s: a truncated stream counted as an answer", name)
 		}
+	}
+}
+
+// TestVariedPrompts: the varied load is the corpus, in one order every
+// time, each prompt's text where the endpoint's user text starts, with its
+// system prompt.
+func TestVariedPrompts(t *testing.T) {
+	ps, err := LoadPrompts("../..", PromptsVaried)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := LoadPrompts("../..", PromptsVaried)
+	if len(ps) != 728 || !slices.Equal(ps, again) {
+		t.Fatalf("got %d prompts, the same order twice: %v", len(ps), slices.Equal(ps, again))
+	}
+	if same, err := LoadPrompts("../..", PromptsSame); err != nil || same != nil {
+		t.Fatalf("same: %v, %v", same, err)
+	}
+	if _, err := LoadPrompts("../..", "random"); err == nil {
+		t.Fatal("an unknown prompt set was accepted")
+	}
+	rq := chatRequest(ps, 2048, false, "auto")
+	seen := map[string]bool{}
+	for i, p := range ps {
+		b := rq.body(i)
+		if !gjson.ValidBytes(b) || len(b) < 2048 {
+			t.Fatalf("prompt %d: %d bytes, valid JSON %v", i, len(b), gjson.ValidBytes(b))
+		}
+		if got := gjson.GetBytes(b, "messages.1.content").String(); !strings.HasPrefix(got, p.Text+"\n\nNotes: ") {
+			t.Fatalf("prompt %d: the user's text starts %.80q, want %.80q", i, got, p.Text)
+		}
+		if got := gjson.GetBytes(b, "messages.0.content").String(); got != p.System || got == "" {
+			t.Fatalf("prompt %d: system %q, want %q", i, got, p.System)
+		}
+		seen[string(b)] = true
+	}
+	if len(seen) < 700 {
+		t.Errorf("%d different bodies of %d prompts", len(seen), len(ps))
+	}
+	if !bytes.Equal(rq.body(len(ps)), rq.body(0)) {
+		t.Error("the bodies do not start over after the last")
+	}
+}
+
+// TestAttackGoesThroughTheBodies: a target's requests take the bodies in
+// turn, carrying on from one call of attack to the next.
+func TestAttackGoesThroughTheBodies(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got[string(b)]++
+		mu.Unlock()
+		w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	tg := newTarget("t", srv.URL, nil, 5*time.Second)
+	defer tg.close()
+	rq := request{path: "/", bodies: [][]byte{[]byte(`"a"`), []byte(`"b"`), []byte(`"c"`)}}
+	for range 2 {
+		if sent, _ := attack(context.Background(), tg, 50, 100*time.Millisecond, rq, func(result) {}); sent != 5 {
+			t.Fatalf("sent %d, want 5", sent)
+		}
+	}
+	if want := map[string]int{`"a"`: 4, `"b"`: 3, `"c"`: 3}; !maps.Equal(got, want) {
+		t.Errorf("bodies sent %v, want %v", got, want)
 	}
 }
 

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 )
@@ -12,9 +13,10 @@ import (
 type Endpoint struct {
 	Name string
 	Path string // under the target's base URL, e.g. /v1/chat/completions
-	// Body is a request of about size bytes of plain prose (no personal
-	// data or secrets, which would change the route rather than measure it).
-	Body func(size int, stream bool, model string) []byte
+	// Body is a request asking p, filled to about size bytes with plain
+	// prose (no personal data or secrets, which would change the route
+	// rather than measure it).
+	Body func(p Prompt, size int, stream bool, model string) []byte
 	// StreamEnd is what the last bytes of a complete stream contain; ""
 	// for an API that does not stream (its stream scenarios are skipped).
 	StreamEnd string
@@ -53,23 +55,37 @@ func EndpointNamed(name string) (Endpoint, bool) {
 	return Endpoints[i], true
 }
 
-// request is one kind of request the load repeats.
+// request is one kind of request the load sends: the same path and
+// headers, its bodies in turn (one, or one per prompt).
 type request struct {
 	path    string
-	body    []byte
+	bodies  [][]byte
 	stream  bool
 	end     []byte // what ends a complete stream
 	headers map[string]string
 	keyIn   string // Endpoint.KeyHeader
 }
 
-func (e Endpoint) request(size int, stream bool, model string) request {
-	return request{path: e.Path, body: e.Body(size, stream, model), stream: stream, end: []byte(e.StreamEnd), headers: e.Headers, keyIn: e.KeyHeader}
+// request is the endpoint's request for each of prompts (none: the
+// same prompt every time).
+func (e Endpoint) request(prompts []Prompt, size int, stream bool, model string) request {
+	if len(prompts) == 0 {
+		prompts = []Prompt{samePrompt}
+	}
+	rq := request{path: e.Path, stream: stream, end: []byte(e.StreamEnd), headers: e.Headers, keyIn: e.KeyHeader}
+	for _, p := range prompts {
+		rq.bodies = append(rq.bodies, e.Body(p, size, stream, model))
+	}
+	return rq
 }
 
-// chatRequest is the default load: a chat request (chatBody).
-func chatRequest(size int, stream bool, model string) request {
-	return Endpoints[0].request(size, stream, model)
+// body is the i-th request's body.
+func (rq request) body(i int) []byte { return rq.bodies[i%len(rq.bodies)] }
+
+// chatRequest is the default load: a chat request (chatBody) for each of
+// prompts.
+func chatRequest(prompts []Prompt, size int, stream bool, model string) request {
+	return Endpoints[0].request(prompts, size, stream, model)
 }
 
 var notes = []string{
@@ -97,49 +113,69 @@ func prose(head, tail string, size int) []byte {
 	return []byte(b.String())
 }
 
-// chatBody is a chat request of about size bytes: a short system prompt and
-// a user message of plain prose.
-func chatBody(size int, stream bool, model string) []byte {
+// str is s as the inside of a JSON string.
+func str(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b[1 : len(b)-1])
+}
+
+// ask is p's instruction as the start of a JSON string's inside, followed
+// by the notes it is about.
+func ask(p Prompt) string {
+	if p == samePrompt {
+		return str(p.Text)
+	}
+	return str(p.Text + "\n\nNotes: ")
+}
+
+// chatBody is a chat request of about size bytes: a system prompt and a
+// user message, the prompt's instruction and then plain prose.
+func chatBody(p Prompt, size int, stream bool, model string) []byte {
 	head := `{"model":"` + model + `",`
 	if stream {
 		head += `"stream":true,"stream_options":{"include_usage":true},`
 	}
-	head += `"messages":[{"role":"system","content":"You are a concise assistant for an operations team."},{"role":"user","content":"Summarise the following notes in three bullet points. `
+	head += `"messages":[{"role":"system","content":"` + str(p.System) + `"},{"role":"user","content":"` + ask(p)
 	return prose(head, `"}]}`, size)
 }
 
 // responsesBody is chatBody's request in the Responses API: instructions
 // and one input text.
-func responsesBody(size int, stream bool, model string) []byte {
+func responsesBody(p Prompt, size int, stream bool, model string) []byte {
 	head := `{"model":"` + model + `",`
 	if stream {
 		head += `"stream":true,`
 	}
-	head += `"instructions":"You are a concise assistant for an operations team.","input":"Summarise the following notes in three bullet points. `
+	head += `"instructions":"` + str(p.System) + `","input":"` + ask(p)
 	return prose(head, `"}`, size)
 }
 
-// embeddingsBody embeds the notes, one input string.
-func embeddingsBody(size int, _ bool, model string) []byte {
-	return prose(`{"model":"`+model+`","input":"`, `"}`, size)
+// embeddingsBody embeds the notes, one input string (the prompt's
+// instruction first, when it is not the default's).
+func embeddingsBody(p Prompt, size int, _ bool, model string) []byte {
+	head := `{"model":"` + model + `","input":"`
+	if p != samePrompt {
+		head += ask(p)
+	}
+	return prose(head, `"}`, size)
 }
 
 // completionsBody is a legacy completions prompt of the notes.
-func completionsBody(size int, stream bool, model string) []byte {
+func completionsBody(p Prompt, size int, stream bool, model string) []byte {
 	head := `{"model":"` + model + `",`
 	if stream {
 		head += `"stream":true,"stream_options":{"include_usage":true},`
 	}
-	head += `"max_tokens":64,"prompt":"Summarise the following notes in three bullet points. `
+	head += `"max_tokens":64,"prompt":"` + ask(p)
 	return prose(head, `"}`, size)
 }
 
 // messagesBody is chatBody's request in Anthropic's Messages API.
-func messagesBody(size int, stream bool, model string) []byte {
+func messagesBody(p Prompt, size int, stream bool, model string) []byte {
 	head := `{"model":"` + model + `","max_tokens":64,`
 	if stream {
 		head += `"stream":true,`
 	}
-	head += `"system":"You are a concise assistant for an operations team.","messages":[{"role":"user","content":"Summarise the following notes in three bullet points. `
+	head += `"system":"` + str(p.System) + `","messages":[{"role":"user","content":"` + ask(p)
 	return prose(head, `"}]}`, size)
 }

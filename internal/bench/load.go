@@ -22,6 +22,7 @@ type Target struct {
 	Timeout time.Duration // per request
 
 	client *http.Client
+	sent   int // requests sent so far: the next one's body (request.body)
 }
 
 func newTarget(name, url string, headers map[string]string, timeout time.Duration) *Target {
@@ -55,7 +56,8 @@ func (r result) ok() bool { return r.Err == "" }
 // attack sends requests to t at a constant rate for dur, each one at its
 // scheduled time regardless of how many are still in flight (open loop), and
 // waits for all of them. It returns how many were sent and how long sending
-// took.
+// took. Each target goes through rq's bodies in the same order, across its
+// calls of attack; one target is attacked by one call at a time.
 func attack(ctx context.Context, t *Target, rate float64, dur time.Duration, rq request, record func(result)) (int, time.Duration) {
 	n := int(math.Round(rate * dur.Seconds()))
 	if n < 1 {
@@ -82,10 +84,12 @@ loop:
 			break
 		}
 		sent++
+		body := rq.body(t.sent)
+		t.sent++
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			record(t.do(ctx, due, rq))
+			record(t.do(ctx, due, rq, body))
 		}()
 	}
 	window := time.Since(start)
@@ -95,12 +99,12 @@ loop:
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// do sends one request and reads the whole answer.
-func (t *Target) do(ctx context.Context, due time.Time, rq request) result {
+// do sends one request of rq with body and reads the whole answer.
+func (t *Target) do(ctx context.Context, due time.Time, rq request, body []byte) result {
 	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
 	stream := rq.stream
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL+rq.path, bytes.NewReader(rq.body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL+rq.path, bytes.NewReader(body))
 	if err != nil {
 		return result{Err: err.Error()}
 	}

@@ -35,6 +35,7 @@ type ProfileOptions struct {
 	Size     int           // default 2048
 	Stream   bool
 	Delay    time.Duration
+	Prompts  string // PromptsSame (default here) or PromptsVaried (stellwerk-bench's)
 
 	EnvoyConcurrency int
 	Transport        string // Envoy → stellwerk: unix (default) or mtls
@@ -72,6 +73,10 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 	if o.Size <= 0 {
 		o.Size = 2 << 10
 	}
+	prompts, err := LoadPrompts(o.Root, o.Prompts)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return err
 	}
@@ -94,7 +99,7 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 	stack.Provider.SetBehavior(mockBehavior(o.Delay))
 	target := newTarget("stellwerk", stack.StellwerkURL, stack.StellwerkHeaders, 10*time.Second)
 	defer target.close()
-	body := chatRequest(o.Size, o.Stream, "auto")
+	body := chatRequest(prompts, o.Size, o.Stream, "auto")
 
 	progress(o.Progress, "warming up for %s", o.Warmup)
 	attack(ctx, target, o.Rate, o.Warmup, body, func(result) {})

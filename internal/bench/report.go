@@ -74,6 +74,12 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 	if len(s.Endpoints) > 1 || len(s.Endpoints) == 1 && s.Endpoints[0] != Endpoints[0].Name {
 		p("; endpoints %s (a row each)", strings.Join(s.Endpoints, ", "))
 	}
+	switch s.Prompts {
+	case PromptsVaried:
+		p("; prompts varied (the task corpus's %s, in turn, each filled to the size with prose)", "`"+PromptsFile+"`")
+	case PromptsSame:
+		p("; the same prompt in every request")
+	}
 	if s.EnvoyConcurrency > 0 {
 		p("; every Envoy `--concurrency %d`", s.EnvoyConcurrency)
 	}

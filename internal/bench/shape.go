@@ -292,8 +292,9 @@ func prime(ctx context.Context, s *Stack, cat *shipped) (failedPinned []string, 
 		}
 	}
 	const primeAuto = 20
+	rq := chatRequest(nil, 2048, false, "auto")
 	for range primeAuto {
-		if r := t.do(ctx, time.Now(), chatRequest(2048, false, "auto")); !r.ok() {
+		if r := t.do(ctx, time.Now(), rq, rq.body(0)); !r.ok() {
 			return failedPinned, fmt.Errorf("priming stellwerk with model auto: %s", r.Err)
 		}
 	}
@@ -305,7 +306,7 @@ func prime(ctx context.Context, s *Stack, cat *shipped) (failedPinned []string, 
 func primeOne(ctx context.Context, s *Stack, model string) string {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.StellwerkURL+"/v1/chat/completions", bytes.NewReader(chatBody(1024, false, model)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.StellwerkURL+"/v1/chat/completions", bytes.NewReader(chatBody(samePrompt, 1024, false, model)))
 	if err != nil {
 		return err.Error()
 	}

@@ -21,6 +21,7 @@ type SoakOptions struct {
 	Size     int           // default 2048
 	Stream   bool
 	Delay    time.Duration // provider first-byte delay
+	Prompts  string        // PromptsSame (default here) or PromptsVaried (stellwerk-bench's)
 	Timeout  time.Duration // per request; default 10s
 
 	EnvoyConcurrency int
@@ -92,6 +93,10 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
 	}
+	prompts, err := LoadPrompts(o.Root, o.Prompts)
+	if err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "stellwerk-soak-")
 	if err != nil {
 		return nil, err
@@ -109,7 +114,7 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 		Versions: Versions{Go: runtime.Version(), Envoy: envoyVersion(o.Envoy)}}
 	rep.Versions.Stellwerk, rep.Versions.StellwerkGo = stellwerkVersion(ctx, stack.StellwerkAdmin, stack.AdminToken)
 	rep.Scenario = scenarioName(Scenario{Rate: o.Rate, SizeBytes: o.Size, Stream: o.Stream, ProviderMS: float64(o.Delay) / 1e6}) +
-		fmt.Sprintf(", %s shape, %s, sampled every %s", stack.Shape, o.Duration, o.Interval)
+		fmt.Sprintf(", %s shape, %s prompts, %s, sampled every %s", stack.Shape, promptsName(o.Prompts), o.Duration, o.Interval)
 	rep.Notes = append(rep.Notes, stack.Notes...)
 	// Goroutines and the Go heap in use (live objects and their spans,
 	// what a leak grows; the heap's high-water, which Go returns to the
@@ -138,7 +143,7 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 
 	target := newTarget("stellwerk", stack.StellwerkURL, stack.StellwerkHeaders, o.Timeout)
 	defer target.close()
-	body := chatRequest(o.Size, o.Stream, "auto")
+	body := chatRequest(prompts, o.Size, o.Stream, "auto")
 	attack(ctx, target, o.Rate, 2*time.Second, body, func(result) {}) // warm-up
 
 	var (
