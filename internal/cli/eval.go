@@ -19,6 +19,17 @@ import (
 // report is what every evaluation returns.
 type report interface{ Markdown() string }
 
+// writeEval writes rep as its Markdown tables, or as indented JSON.
+func writeEval(w io.Writer, rep report, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	_, err := fmt.Fprintln(w, rep.Markdown())
+	return err
+}
+
 // evaluations maps `stellwerk eval NAME` to its default data set and runner.
 var evaluations = map[string]struct {
 	data   string
@@ -91,13 +102,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("eval %s: %w", args[0], err)
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
-	}
-	fmt.Fprintln(stdout, rep.Markdown())
-	return nil
+	return writeEval(stdout, rep, *asJSON)
 }
 
 // runEvalInjectionDocuments measures the prompt-injection signal's false
@@ -123,13 +128,7 @@ func runEvalInjectionDocuments(args []string, stdout, stderr io.Writer) error {
 		names, texts = append(names, filepath.Base(path)), append(texts, string(b))
 	}
 	rep := injection.EvaluateDocuments(names, texts, *chunk)
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
-	}
-	fmt.Fprintln(stdout, rep.Markdown())
-	return nil
+	return writeEval(stdout, rep, *asJSON)
 }
 
 // runEvalNumbers measures the card and phone detectors on generated sentences:
@@ -152,11 +151,5 @@ func runEvalNumbers(args []string, stdout, stderr io.Writer) error {
 		sp = pii.SynthDev
 	}
 	rep := pii.EvaluateSynthetic(*seed, sp, *n)
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
-	}
-	fmt.Fprintln(stdout, rep.Markdown())
-	return nil
+	return writeEval(stdout, rep, *asJSON)
 }

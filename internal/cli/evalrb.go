@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -219,13 +218,7 @@ func runEvalRouterBench(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
-	}
-	fmt.Fprintln(stdout, rep.Markdown())
-	return nil
+	return writeEval(stdout, rep, *asJSON)
 }
 
 // runEvalsImport validates scorecards against a config's catalog and merges
