@@ -391,6 +391,10 @@ var (
 		"changeme", "change_me", "change-me", "dummy", "sample", "<", ">",
 		"${", "{{", "todo", "_here", "-here", "insert", "replace",
 		"0000000", "1234567", "abcdef",
+		// Stand-ins that say so, as quickstarts write them: a local
+		// gateway's api_key="unused-for-now" (stellwerk's own README),
+		// "not-a-real-token".
+		"unused", "not-a-real", "not_a_real",
 	}
 )
 

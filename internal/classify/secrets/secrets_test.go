@@ -199,7 +199,8 @@ func TestDetect(t *testing.T) {
 			text: "set OPENAI_API_KEY=sk-... or sk-proj-... and AKIA... then ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx and xoxb-your-token-here",
 		},
 		"placeholders": {
-			text: "password=<password>\npassword: ********\ntoken=${GITHUB_TOKEN}\npassword = changeme\napi_key: xxx\npassword=\nsecret: YOUR_SECRET_HERE\n\"password\": \"string\"\ntoken: {{ .Values.token }}",
+			text: "password=<password>\npassword: ********\ntoken=${GITHUB_TOKEN}\npassword = changeme\napi_key: xxx\npassword=\nsecret: YOUR_SECRET_HERE\n\"password\": \"string\"\ntoken: {{ .Values.token }}" +
+				"\nclient = OpenAI(base_url=\"http://127.0.0.1:10000/v1\", api_key=\"unused-for-now\")\napi_key = \"unused-by-the-local-mock\"\ntoken: not-a-real-token-1234",
 		},
 		"code that is not a literal": {
 			text: "token = tokenizer.encode(text)\nmax_tokens=1024\npassword = os.environ[\"DB_PASSWORD\"]\nif password == \"\": pass\nself.token = token\nPWD=/home/user",
