@@ -44,47 +44,32 @@ type metadataValues struct {
 	nn, nst int
 }
 
-func (b *metadataValues) value() *structpb.Value {
-	if b.nv == len(b.vals) {
-		return new(structpb.Value)
+// next hands out slab[*n] and counts it, or a new T once the slab is used up.
+func next[T any](slab []T, n *int) *T {
+	if *n == len(slab) {
+		return new(T)
 	}
-	b.nv++
-	return &b.vals[b.nv-1]
+	*n++
+	return &slab[*n-1]
 }
 
 // str is structpb.NewStringValue(v).
 func (b *metadataValues) str(v string) *structpb.Value {
-	val := b.value()
-	if b.ns == len(b.strs) {
-		val.Kind = &structpb.Value_StringValue{StringValue: v}
-		return val
-	}
-	k := &b.strs[b.ns]
-	b.ns++
+	val, k := next(b.vals[:], &b.nv), next(b.strs[:], &b.ns)
 	k.StringValue, val.Kind = v, k
 	return val
 }
 
 // object is &structpb.Struct{Fields: fields}.
 func (b *metadataValues) object(fields map[string]*structpb.Value) *structpb.Struct {
-	if b.nst == len(b.structs) {
-		return &structpb.Struct{Fields: fields}
-	}
-	st := &b.structs[b.nst]
-	b.nst++
+	st := next(b.structs[:], &b.nst)
 	st.Fields = fields
 	return st
 }
 
 // nest is structpb.NewStructValue(b.object(fields)).
 func (b *metadataValues) nest(fields map[string]*structpb.Value) *structpb.Value {
-	val, st := b.value(), b.object(fields)
-	if b.nn == len(b.nested) {
-		val.Kind = &structpb.Value_StructValue{StructValue: st}
-		return val
-	}
-	k := &b.nested[b.nn]
-	b.nn++
+	val, st, k := next(b.vals[:], &b.nv), b.object(fields), next(b.nested[:], &b.nn)
 	k.StructValue, val.Kind = st, k
 	return val
 }
