@@ -29,6 +29,31 @@ func TestReferenceManualIsNotAnAttack(t *testing.T) {
 	}
 }
 
+// TestEverydayRequestsAreNotAttacks: what users send — questions,
+// writing, role-play, chat, code, translation, benchmark questions; the
+// test split of the task classifier's corpora, never trained on — is
+// rarely taken for an attack. Each flagged one would be refused under the
+// default injection: deny. The model before these requests and the
+// manuals' pieces were trained on flagged 6 of 344 (1.7 %); what is left
+// is role-play that says "stay in character", as a DAN prompt does.
+func TestEverydayRequestsAreNotAttacks(t *testing.T) {
+	requests, err := everydayRequests(true)
+	if err != nil {
+		t.Skipf("the task corpora are not here: %v", err)
+	}
+	flagged := 0
+	for _, r := range requests {
+		if s := Score(r.prompt); s.Detected {
+			flagged++
+			t.Logf("flagged: %.2f %s %.80q", s.Score, s.Rule, r.prompt)
+		}
+	}
+	t.Logf("%d of %d everyday requests flagged", flagged, len(requests))
+	if len(requests) < 300 || float64(flagged) > 0.015*float64(len(requests)) {
+		t.Errorf("%d of %d everyday requests flagged; want at most 1.5%%", flagged, len(requests))
+	}
+}
+
 // TestChunks: the pieces are the text, in order, each about the size
 // asked for and cut at a line or a word, never inside a UTF-8 sequence.
 func TestChunks(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"go/format"
+	"io"
 	"math"
 	"math/bits"
 	"math/rand/v2"
@@ -13,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/stellwerk/stellwerk/internal/classify/task"
 )
 
 var update = flag.Bool("update", false, "retrain on the tune split and rewrite weights_gen.go")
@@ -30,20 +33,76 @@ const benignPath = "testdata/benign.jsonl"
 // benign prompts are everyday chat; without documents a word model reads
 // the vocabulary of reference and legal text — must, shall, rules,
 // instructions, respond — as an attack's.
-func benignDocuments() ([]labelled, error) {
+func benignDocuments() ([]row, error) {
 	b, err := os.ReadFile(benignPath)
 	if err != nil {
 		return nil, err
 	}
-	var out []labelled
+	var out []row
 	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
 		var d struct{ Text string }
 		if err := json.Unmarshal(line, &d); err != nil {
 			return nil, err
 		}
-		out = append(out, labelled{d.Text, false})
+		out = append(out, row{labelled{d.Text, false}, kindDocument})
 	}
 	return out, nil
+}
+
+// kind says where a training text comes from. The operating point holds
+// the out-of-fold false-positive rate of each kind of benign text to the
+// target on its own: pooled, the many documents, most of them far below
+// the cut, would let it flag more of the labelled data's everyday prompts.
+type kind uint8
+
+const (
+	kindPrompt    kind = iota // a row of the labelled data
+	kindRequest               // an everyday request (everydayRequests)
+	kindDocument              // a benign document (benignDocuments)
+	kindComposite             // a text composed of rows (composites)
+	numKinds
+)
+
+var kindNames = [numKinds]string{"prompts", "requests", "documents", "composites"}
+
+// everydayRequests are the task classifier's corpora — hand-written
+// requests of every kind (questions, writing, role-play, chat, code,
+// translation; testdata/varied.txt and the authored rows of prompts.jsonl)
+// and RouterBench's benchmark questions — every one benign: its tune split
+// (test false) to train on, or its test split to measure on. The labelled
+// data's benign prompts are mostly persona set-ups; these are what users
+// send, in the first person ("how do I …", "I feel like …") that the
+// attacks are written in too. Rows taken from llm-warden, the labelled
+// data's own source, are left out, so that no text is in both.
+func everydayRequests(test bool) ([]row, error) {
+	var all []task.Example
+	for _, set := range []struct {
+		path string
+		read func(io.Reader) ([]task.Example, error)
+	}{{"../task/testdata/prompts.jsonl", task.ReadExamples}, {"../task/testdata/varied.txt", task.ReadVaried}} {
+		f, err := os.Open(set.path)
+		if err != nil {
+			return nil, err
+		}
+		es, err := set.read(f)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, es...)
+	}
+	var out []row
+	for _, e := range all {
+		if e.IsTest() == test && !strings.HasPrefix(e.Source, "llm-warden") {
+			out = append(out, row{labelled{e.Text, false}, kindRequest})
+		}
+	}
+	return out, nil
+}
+
+type row struct {
+	labelled
+	kind kind
 }
 
 // Training settings. The operating point is chosen on out-of-fold scores
@@ -62,6 +121,7 @@ type example struct {
 	idx   []int32 // active feature indices: buckets, then numBuckets+cue
 	scale float64 // value of each bucket feature: 1/sqrt(active buckets)
 	y     float64
+	kind  kind
 }
 
 func exampleOf(text string, positive bool) example {
@@ -146,17 +206,18 @@ func train(exs []example, l2 float64) *model {
 }
 
 type oof struct {
-	z   float64
-	pos bool
+	z    float64
+	pos  bool
+	kind kind
 }
 
 // crossValidate scores each fold's rows, and the composites made of them
 // (composites), with a model trained on the other folds' rows and their
 // composites: no text of a scored example was seen in training.
-func crossValidate(rows []labelled, l2 float64) []oof {
+func crossValidate(rows []row, l2 float64) []oof {
 	var out []oof
 	for f := 0; f < cvFolds; f++ {
-		var tr, te []labelled
+		var tr, te []row
 		for k, r := range rows {
 			if k%cvFolds == f {
 				te = append(te, r)
@@ -166,17 +227,26 @@ func crossValidate(rows []labelled, l2 float64) []oof {
 		}
 		m := train(examples(tr), l2)
 		for _, ex := range examples(te) {
-			out = append(out, oof{m.z(ex), ex.y == 1})
+			out = append(out, oof{m.z(ex), ex.y == 1, ex.kind})
 		}
 	}
 	return out
 }
 
 // examples are rows and their composites as training examples.
-func examples(rows []labelled) []example {
+func examples(rows []row) []example {
 	var exs []example
-	for _, r := range append(rows, composites(rows)...) {
-		exs = append(exs, exampleOf(r.prompt, r.positive))
+	texts := make([]labelled, len(rows))
+	for k, r := range rows {
+		texts[k] = r.labelled
+		ex := exampleOf(r.prompt, r.positive)
+		ex.kind = r.kind
+		exs = append(exs, ex)
+	}
+	for _, r := range composites(texts) {
+		ex := exampleOf(r.prompt, r.positive)
+		ex.kind = kindComposite
+		exs = append(exs, ex)
 	}
 	return exs
 }
@@ -226,31 +296,44 @@ func composites(rows []labelled) []labelled {
 }
 
 // operatingPoint returns the highest-recall logit cut whose false-positive
-// rate on the out-of-fold scores is at most targetFPR.
-func operatingPoint(sc []oof) (cut, recall, fpr float64) {
-	var neg []float64
+// rate on the out-of-fold scores is at most targetFPR for every kind of
+// benign text, and that rate per kind.
+func operatingPoint(sc []oof) (cut, recall float64, fpr [numKinds]float64) {
+	var neg [numKinds][]float64
 	pos := 0
 	for _, s := range sc {
 		if s.pos {
 			pos++
 		} else {
-			neg = append(neg, s.z)
+			neg[s.kind] = append(neg[s.kind], s.z)
 		}
 	}
-	sort.Float64s(neg)
-	allowed := int(math.Floor(targetFPR * float64(len(neg))))
-	cut = neg[len(neg)-1-allowed] + 1e-6
-	tp, fp := 0, 0
+	cut = math.Inf(-1)
+	for _, n := range neg {
+		if len(n) == 0 {
+			continue
+		}
+		sort.Float64s(n)
+		allowed := int(math.Floor(targetFPR * float64(len(n))))
+		cut = max(cut, n[len(n)-1-allowed]+1e-6)
+	}
+	tp := 0
+	var fp [numKinds]int
 	for _, s := range sc {
 		if s.z >= cut {
 			if s.pos {
 				tp++
 			} else {
-				fp++
+				fp[s.kind]++
 			}
 		}
 	}
-	return cut, float64(tp) / float64(pos), float64(fp) / float64(len(neg))
+	for k := range fpr {
+		if len(neg[k]) > 0 {
+			fpr[k] = float64(fp[k]) / float64(len(neg[k]))
+		}
+	}
+	return cut, float64(tp) / float64(pos), fpr
 }
 
 // TestGenerateWeights retrains the model on the tune split and rewrites
@@ -270,25 +353,31 @@ func TestGenerateWeights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tune []labelled
+	var tune []row
 	for _, r := range rows {
 		if InTestSplit(r.prompt) {
 			continue // never train on the test split
 		}
-		tune = append(tune, r)
+		tune = append(tune, row{r, kindPrompt})
+	}
+	labelledRows := len(tune)
+	requests, err := everydayRequests(false)
+	if err != nil {
+		t.Fatal(err)
 	}
 	docs, err := benignDocuments()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tune = append(tune, docs...)
+	tune = append(append(tune, requests...), docs...)
 	exs := examples(tune)
 	t.Logf("tune split: %d rows, %d examples with their composites", len(tune), len(exs))
 
 	bestL2, bestRecall, bestCut := 0.0, -1.0, 0.0
 	for _, l2 := range l2Grid {
 		cut, rec, fpr := operatingPoint(crossValidate(tune, l2))
-		t.Logf("l2=%g: out-of-fold recall %.3f at FPR %.3f (cut %.3f)", l2, rec, fpr, cut)
+		t.Logf("l2=%g: out-of-fold recall %.3f at FPR %.3f, %.3f, %.3f, %.3f on %s (cut %.3f)",
+			l2, rec, fpr[0], fpr[1], fpr[2], fpr[3], strings.Join(kindNames[:], ", "), cut)
 		if rec > bestRecall {
 			bestL2, bestRecall, bestCut = l2, rec, cut
 		}
@@ -301,10 +390,11 @@ func TestGenerateWeights(t *testing.T) {
 
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "// Code generated by TestGenerateWeights; DO NOT EDIT.\n")
-	fmt.Fprintf(&b, "// Trained on the tune split (%d rows) of jailbreak_train_balanced.csv, %d\n", len(tune)-len(docs), len(docs))
-	fmt.Fprintf(&b, "// benign documents (%s) and\n", benignPath)
+	fmt.Fprintf(&b, "// Trained on the tune split (%d rows) of jailbreak_train_balanced.csv,\n", labelledRows)
+	fmt.Fprintf(&b, "// %d everyday requests (the task classifier's corpora, tune split),\n", len(requests))
+	fmt.Fprintf(&b, "// %d benign documents (%s) and\n", len(docs), benignPath)
 	fmt.Fprintf(&b, "// %d longer texts composed of them (composites),\n", len(exs)-len(tune))
-	fmt.Fprintf(&b, "// l2=%g, out-of-fold recall %.3f at a target FPR of %.2f.\n\n", bestL2, bestRecall, targetFPR)
+	fmt.Fprintf(&b, "// l2=%g, out-of-fold recall %.3f at a target FPR of %.2f on each of %s.\n\n", bestL2, bestRecall, targetFPR, strings.Join(kindNames[:], ", "))
 	fmt.Fprintf(&b, "package injection\n\nconst bias = float32(%.4f)\n\n", m.b)
 	fmt.Fprintf(&b, "var hashWeights = [numBuckets]float32{")
 	for i := 0; i < numBuckets; i++ {
