@@ -370,11 +370,41 @@ func strongValue(v string, quoted bool) bool {
 			return false // a call or an index: code, not a literal
 		}
 	}
+	if namesCredential(v) {
+		return false // secret = hs.masterSecret: code that copies one
+	}
 	letters := set&(classLower|classUpper) != 0
 	if !(letters && set&classDigit != 0) && !(len(v) >= 12 && popcount4(set) >= 3) {
 		return false
 	}
 	return !placeholder(v)
+}
+
+// namesCredential reports whether v is a member access that ends in a
+// credential's name — hs.masterSecret, process.env.GITHUB_TOKEN,
+// cfg.APIKey: code that reads a credential from somewhere else, not the
+// credential. Each part is an identifier and there are at least two, so a
+// password with dots (Winter.Is.Coming24, a.b.c1) is not taken for one
+// unless its last part is itself a credential's name.
+func namesCredential(v string) bool {
+	parts, start := 1, 0
+	for k := 0; k <= len(v); k++ {
+		if k < len(v) && v[k] != '.' {
+			c := v[k]
+			if !(c == '_' || 'a' <= lower(c) && lower(c) <= 'z' || k > start && '0' <= c && c <= '9') {
+				return false
+			}
+			continue
+		}
+		if k == start {
+			return false // an empty part: "a..b", ".a", "a."
+		}
+		if k < len(v) {
+			parts++
+		}
+		start = k + 1
+	}
+	return parts >= 2 && keywordOf(v[strings.LastIndexByte(v, '.')+1:]) != kwNone
 }
 
 // Placeholders seen in docs, tutorials and redacted logs.

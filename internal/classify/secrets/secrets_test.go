@@ -2,6 +2,9 @@ package secrets
 
 import (
 	"encoding/base64"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -164,6 +167,14 @@ func TestDetect(t *testing.T) {
 				{TypePasswordAssignment, "fake0key0value9"},
 			},
 		},
+		"passwords with dots": {
+			text: "DB_PASSWORD=Winter.Is.Coming24\nsecret = corp.vault.fake7x\napi_key=app.v2.hunter2fake",
+			want: []found{
+				{TypePasswordAssignment, "Winter.Is.Coming24"},
+				{TypePasswordAssignment, "corp.vault.fake7x"},
+				{TypePasswordAssignment, "app.v2.hunter2fake"},
+			},
+		},
 		"password in prose": {
 			text: "My password is set, password: fake4ever2024. Can you check it?",
 			want: []found{{TypePasswordAssignment, "fake4ever2024"}},
@@ -204,6 +215,10 @@ func TestDetect(t *testing.T) {
 		},
 		"code that is not a literal": {
 			text: "token = tokenizer.encode(text)\nmax_tokens=1024\npassword = os.environ[\"DB_PASSWORD\"]\nif password == \"\": pass\nself.token = token\nPWD=/home/user",
+		},
+		"code that copies a credential from another name": {
+			text: "earlySecret := hs.earlySecret\nsession.secret = hs.masterSecret\n\textMasterSecret:  c.extMasterSecret,\n" +
+				"const token = process.env.GITHUB_TOKEN;\napi_key = settings.OPENAI_API_KEY\napiKey: cfg.APIKey",
 		},
 		"prose after colon": {
 			text: "Password: The one you chose at sign-up. Token: expired yesterday.",
@@ -278,5 +293,31 @@ func TestDetectDoesNotAllocate(t *testing.T) {
 	}
 	if len(dst) != 60 {
 		t.Errorf("found %d secrets, want 60", len(dst))
+	}
+}
+
+// TestSourceCodeIsNotACredential: Go's TLS implementation, pasted into a
+// request, holds no credential: its assignments copy secrets between
+// variables (session.secret = hs.masterSecret). Before member accesses
+// ending in a credential's name were told apart, eight of them were
+// reported as password_assignment.
+func TestSourceCodeIsNotACredential(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(runtime.GOROOT(), "src", "crypto", "tls", "*.go"))
+	n := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue // test files hold real test keys and passwords
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		for _, m := range Detect(string(b), nil) {
+			t.Errorf("%s: %s %q", filepath.Base(f), m.Type, b[m.Start:m.End])
+		}
+	}
+	if n < 10 {
+		t.Skipf("Go's crypto/tls source is not here (%d files)", n)
 	}
 }
