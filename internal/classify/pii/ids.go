@@ -1,5 +1,7 @@
 package pii
 
+import "net/netip"
+
 // Detectors for values that start at a word: IP addresses, email, IBAN and
 // the national ids. Each returns the end of what it recorded, or 0.
 
@@ -19,8 +21,66 @@ func (d *detector) ipv4(i int) int {
 	if pos < len(s) && (isAlnum(s[pos]) || s[pos] == '_' || s[pos] == '@') || pos+1 < len(s) && (s[pos] == '.' || s[pos] == '-') && isAlnum(s[pos+1]) {
 		return 0
 	}
-	d.add(Match{TypeIPAddress, i, pos})
+	if !noOnesAddress(s[i:pos]) && !numbersSection(s, i) {
+		d.add(Match{TypeIPAddress, i, pos})
+	}
 	return pos
+}
+
+// sectionWords are the words after which four dotted numbers are a
+// section of a document ("Section 8.1.2.2", "sec 5.1.1.5", "§ 4.1.2.7"),
+// not an address.
+var sectionWords = [...]string{"section", "sections", "sec", "sect", "chapter", "clause", "paragraph", "step", "version", "release", "figure", "table", "appendix", "\u00a7"}
+
+// numbersSection reports whether the dotted quad at i follows one of
+// sectionWords, across at most one space, tab or no-break space.
+func numbersSection(s string, i int) bool {
+	b := i
+	switch {
+	case b >= 2 && s[b-2] == 0xc2 && s[b-1] == 0xa0: // U+00A0
+		b -= 2
+	case b >= 1 && (s[b-1] == ' ' || s[b-1] == '\t'):
+		b--
+	}
+	for _, w := range sectionWords {
+		if k := b - len(w); k >= 0 && hasPrefixFold(s, k, w) && (k == 0 || !isAlnum(s[k-1])) {
+			return true
+		}
+	}
+	return false
+}
+
+// documentation are the address ranges set aside for examples (RFC 5737,
+// RFC 3849).
+var documentation = [...]netip.Prefix{
+	netip.MustParsePrefix("192.0.2.0/24"),
+	netip.MustParsePrefix("198.51.100.0/24"),
+	netip.MustParsePrefix("203.0.113.0/24"),
+	netip.MustParsePrefix("2001:db8::/32"),
+}
+
+// noOnesAddress reports whether the address v belongs to no one: loopback
+// (127.0.0.1, ::1), unspecified (0.0.0.0), link-local (169.254.169.254,
+// fe80::1), multicast, the broadcast address or a documentation range. They
+// fill pasted configs, logs and code, and say nothing about a person, so
+// they are not personal data; the scanner still consumes them, so their
+// digits are not read as anything else.
+func noOnesAddress(v string) bool {
+	a, err := netip.ParseAddr(v)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	if a.IsLoopback() || a.IsUnspecified() || a.IsLinkLocalUnicast() || a.IsMulticast() ||
+		a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return true
+	}
+	for _, p := range documentation {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 func isHex(c byte) bool { return class[c]&cAlnum != 0 && class[c]&cNonHex == 0 }
@@ -92,7 +152,9 @@ func (d *detector) ipv6(i int) int {
 	if pos < n && (isAlnum(s[pos]) || s[pos] == ':' || s[pos] == '_') {
 		return 0
 	}
-	d.add(Match{TypeIPAddress, i, pos})
+	if !noOnesAddress(s[i:pos]) {
+		d.add(Match{TypeIPAddress, i, pos})
+	}
 	return pos
 }
 
