@@ -269,6 +269,14 @@ func (d *detector) phone(p *numParse) int {
 	switch {
 	case p.plus && (nd < 7 || nd > 15):
 		return 0
+	case p.plus && p.dig[0] == '0':
+		return 0 // no country code starts with 0: "+0000 2010", "+0.000000000"
+	case p.ng == 2 && p.seps[1] == '.' && p.paren < 0:
+		return 0 // a decimal, signed or not: "25565.855387", "+3.140000"
+	case allZero(p.dig[:nd]):
+		return 0 // a hex dump's "00 00 00 00", a zero-padded counter
+	case d.utcOffset(p.start):
+		return 0 // "15:04:05 -0700 2006"
 	case intl && nd > 17:
 		return 0
 	case !intl && (nd < 6 || nd > 12):
@@ -329,6 +337,12 @@ func (d *detector) phone(p *numParse) int {
 	if p.ng == 2 && p.lens[0] == 4 && p.lens[1] == 4 && isYear(p.group(0)) && isYear(p.group(1)) {
 		return 0
 	}
+	// A range, "bytes 1000-2000", "1970-2369", unless a phone word is near:
+	// two dashed groups, the first no longer and smaller than the second.
+	if p.ng == 2 && p.seps[1] == '-' && p.dig[0] != '0' && p.lens[0] <= p.lens[1] && p.lens[1] <= 9 &&
+		p.group(0) < p.group(1) && !d.cue(p.start, end, phoneCue) {
+		return 0
+	}
 	strong := false
 	switch {
 	case p.extEnd > 0:
@@ -348,6 +362,36 @@ func (d *detector) phone(p *numParse) int {
 
 func isYear(v int) bool { return v >= 1900 && v <= 2099 }
 
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != '0' {
+			return false
+		}
+	}
+	return true
+}
+
+// utcOffset reports whether the number at i is a time's UTC offset: a time
+// ("15:04:05", "21:00:57.012"), a space, then '+' or '-' and the number.
+func (d *detector) utcOffset(i int) bool {
+	s := d.s
+	b := i
+	if s[b] != '+' {
+		if b == 0 || s[b-1] != '-' && s[b-1] != '+' {
+			return false
+		}
+		b--
+	}
+	if b < 6 || s[b-1] != ' ' {
+		return false
+	}
+	k := b - 1
+	for k > 0 && b-1-k < 16 && (isDigit(s[k-1]) || s[k-1] == '.') {
+		k--
+	}
+	return k < b-1 && k >= 3 && s[k-1] == ':' && isDigit(s[k-2]) && isDigit(s[k-3])
+}
+
 // dateLike reports whether the first three groups read as a date:
 // 2024-03-17, 17.03.2024, 3/17/2024.
 func (p *numParse) dateLike() bool {
@@ -357,6 +401,8 @@ func (p *numParse) dateLike() bool {
 	a, b, c := p.group(0), p.group(1), p.group(2)
 	l0, l1, l2 := p.lens[0], p.lens[1], p.lens[2]
 	switch {
+	case l0 == 4 && l1 == 2 && l2 == 2 && p.seps[1] == '-':
+		return b >= 1 && b <= 12 && c >= 1 && c <= 31 // ISO 8601, any year: "0001-01-01", "2107-12-31"
 	case l0 == 4 && l1 <= 2 && l2 <= 2:
 		return isYear(a) && b >= 1 && b <= 12 && c >= 1 && c <= 31
 	case l0 <= 2 && l1 <= 2 && l2 == 4:
@@ -378,10 +424,12 @@ func (p *numParse) thousands() bool {
 	return true
 }
 
-// smallPairs reports a list of two-digit numbers ("12 15 18 20") rather than
-// a national number, which starts with a 0 trunk prefix or is longer.
+// smallPairs reports a list of two-digit numbers ("12 15 18 20", "10 11 12
+// 13 14") rather than a national number written in pairs, which starts with
+// a 0 trunk prefix ("06 12 34 56 78") or, without one, has at most 8 digits
+// and is then only read as a phone next to a phone word.
 func (p *numParse) smallPairs() bool {
-	if p.nd > 8 || p.dig[0] == '0' {
+	if p.dig[0] == '0' {
 		return false
 	}
 	for k := 0; k < p.ng; k++ {

@@ -97,6 +97,17 @@ func TestDetect(t *testing.T) {
 		"phone house number":     {"call a taxi to 14 3684 Court Street", nil},
 		"phone thousands no cue": {"population 73 448 266 people", nil},
 		"phone thousands cue":    {"You can call 73 448 266", []found{{TypePhone, "73 448 266"}}},
+		// Numbers in code, logs and query plans (found by scanning the Go
+		// sources and the Python and PostgreSQL manuals).
+		"phone two-group decimal":    {"total_exec_time | 25565.855387 rows, cost=0.00..213744.00", nil},
+		"phone signed decimal":       {"show it always '+3.140000; -3.140000' and m=+0.123456789", nil},
+		"phone utc offset":           {"Mon Jan 02 15:04:05 -0700 2006 and Thu Feb 04 21:00:57.012 +1130 2010", nil},
+		"phone iso date any year":    {"newer than 2107-12-31, from DATE '0001-01-01 AD'", nil},
+		"phone range":                {"bytes 1000-2000 and Range: bytes=100-10000, years 1970-2369", nil},
+		"phone long small pairs":     {"count(10) --> 10 11 12 13 14 ...", nil},
+		"phone hex dump":             {"| 2a 00 00 00 00 00 00 00 |", nil},
+		"phone range shape with cue": {"call 2123-4567 today", []found{{TypePhone, "2123-4567"}}},
+		"phone plus unbroken":        {"+4930123456 is my number", []found{{TypePhone, "+4930123456"}}},
 
 		// iban
 		"iban plain":         {"IBAN DE89370400440532013000.", []found{{TypeIBAN, "DE89370400440532013000"}}},
