@@ -265,7 +265,10 @@ func (d *detector) phone(p *numParse) int {
 		return 0
 	}
 	nd := p.nd
-	intl := p.plus || nd >= 10 && p.dig[0] == '0' && p.dig[1] == '0'
+	// "00" opens an international number when it comes with the country
+	// code ("0049 30 …", "001-748-…") or alone in one run, not at the start
+	// of a longer group ("00112233 44556677" is a hex dump).
+	intl := p.plus || nd >= 10 && p.dig[0] == '0' && p.dig[1] == '0' && (p.ng == 1 || p.lens[0] <= 5)
 	switch {
 	case p.plus && (nd < 7 || nd > 15):
 		return 0
@@ -275,6 +278,8 @@ func (d *detector) phone(p *numParse) int {
 		return 0 // a decimal, signed or not: "25565.855387", "+3.140000"
 	case allZero(p.dig[:nd]):
 		return 0 // a hex dump's "00 00 00 00", a zero-padded counter
+	case nd >= 8 && allBinary(p.dig[:nd]):
+		return 0 // bits: "0x80 // 1000 0000"
 	case d.utcOffset(p.start):
 		return 0 // "15:04:05 -0700 2006"
 	case intl && nd > 17:
@@ -361,6 +366,15 @@ func (d *detector) phone(p *numParse) int {
 }
 
 func isYear(v int) bool { return v >= 1900 && v <= 2099 }
+
+func allBinary(b []byte) bool {
+	for _, c := range b {
+		if c != '0' && c != '1' {
+			return false
+		}
+	}
+	return true
+}
 
 func allZero(b []byte) bool {
 	for _, c := range b {
