@@ -29,7 +29,7 @@ Usage:
   stellwerk mock-provider [flags]      run a fake OpenAI-compatible provider
   stellwerk config check [FILE]        validate a config file and exit
   stellwerk classify [--json] [FILE]   classify a chat request (--jsonl: one per stdin line)
-  stellwerk eval pii|injection|task    measure a classifier on its data set
+  stellwerk eval pii|injection|task|task-varied|numbers   measure a classifier on its data set
   stellwerk eval injection-documents FILE…   false positives of the injection signal on benign documents
   stellwerk eval routerbench CSV…      replay RouterBench through classify → select (cost/quality curve)
   stellwerk evals import --into F CSV  validate scorecards against the catalog and merge them
