@@ -31,6 +31,7 @@ Usage:
   stellwerk classify [--json] [FILE]   classify a chat request (--jsonl: one per stdin line)
   stellwerk eval pii|injection|task|task-varied|numbers   measure a classifier on its data set
   stellwerk eval injection-documents FILE…   false positives of the injection signal on benign documents
+  stellwerk eval documents FILE…       what the injection, secret and personal-data detectors find in pieces of documents
   stellwerk eval routerbench CSV…      replay RouterBench through classify → select (cost/quality curve)
   stellwerk evals import --into F CSV  validate scorecards against the catalog and merge them
   stellwerk router train --out F CSV…  fit a per-prompt quality predictor on graded prompts (routing.quality_predictor)

@@ -175,6 +175,17 @@ func TestEvalCommand(t *testing.T) {
 	if _, _, err := run("eval", "injection-documents"); !errors.Is(err, ErrUsage) {
 		t.Fatalf("eval injection-documents without files: %v, want usage error", err)
 	}
+	// The same pieces through every detector, a config with a password and
+	// a public address added as a second file.
+	conf := filepath.Join(t.TempDir(), "app.env")
+	if err := os.WriteFile(conf, []byte("LISTEN=127.0.0.1:8080\nUPSTREAM=81.2.69.160\nDB_PASSWORD=hunter2fake9\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run("eval", "documents", doc, conf)
+	if err != nil || !strings.Contains(out, "| notes.txt | 3 | 1 | 0 | 0 |") || !strings.Contains(out, "| app.env | 1 | 0 | 1 | 1 |") ||
+		!strings.Contains(out, "Findings by type: ip_address 1 password_assignment 1") {
+		t.Fatalf("eval documents: %v\n%s", err, out)
+	}
 }
 
 func TestExplainCommand(t *testing.T) {

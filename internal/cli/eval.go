@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/classify/injection"
 	"github.com/stellwerk/stellwerk/internal/classify/pii"
 	"github.com/stellwerk/stellwerk/internal/classify/task"
@@ -72,11 +73,11 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "numbers" {
 		return runEvalNumbers(args[1:], stdout, stderr)
 	}
-	if len(args) > 0 && args[0] == "injection-documents" {
-		return runEvalInjectionDocuments(args[1:], stdout, stderr)
+	if len(args) > 0 && (args[0] == "injection-documents" || args[0] == "documents") {
+		return runEvalDocuments(args[0], args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || evaluations[args[0]].run == nil {
-		fmt.Fprintln(stderr, "usage: stellwerk eval pii|injection|task|task-varied [--data FILE] [--json]  or  stellwerk eval numbers [--split held-out|dev] [--seed N] [--n N] [--json]  or  stellwerk eval injection-documents [--chunk BYTES] [--json] FILE…  or  stellwerk eval routerbench CSV…")
+		fmt.Fprintln(stderr, "usage: stellwerk eval pii|injection|task|task-varied [--data FILE] [--json]  or  stellwerk eval numbers [--split held-out|dev] [--seed N] [--n N] [--json]  or  stellwerk eval documents|injection-documents [--chunk BYTES] [--json] FILE…  or  stellwerk eval routerbench CSV…")
 		for name, e := range evaluations {
 			fmt.Fprintf(stderr, "  %-10s %s (default data: %s)\n", name, e.what, e.data)
 		}
@@ -105,17 +106,20 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	return writeEval(stdout, rep, *asJSON)
 }
 
-// runEvalInjectionDocuments measures the prompt-injection signal's false
-// positives on benign documents: `stellwerk eval injection-documents
-// [--chunk BYTES] [--json] FILE…`.
-func runEvalInjectionDocuments(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("eval injection-documents", flag.ContinueOnError)
+// runEvalDocuments runs the detectors over pieces of documents: `stellwerk
+// eval documents [--chunk BYTES] [--json] FILE…` reports what the injection,
+// secret and personal-data detectors find in each piece (what a request
+// pasting it would be refused or pinned for); `eval injection-documents`
+// reports the injection signal's false positives alone, with how many
+// pieces came within 0.1 of its threshold.
+func runEvalDocuments(name string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("eval "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	chunk := fs.Int("chunk", 2000, "bytes per piece: what one request pastes")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil || fs.NArg() == 0 || *chunk < 100 {
 		if err == nil {
-			fmt.Fprintln(stderr, "usage: stellwerk eval injection-documents [--chunk BYTES (≥ 100)] [--json] FILE…  (benign documents: every flagged piece is a false positive)")
+			fmt.Fprintf(stderr, "usage: stellwerk eval %s [--chunk BYTES (≥ 100)] [--json] FILE…  (for text known to hold no attack, credential or personal data, every finding is a false one)\n", name)
 		}
 		return ErrUsage
 	}
@@ -123,12 +127,14 @@ func runEvalInjectionDocuments(args []string, stdout, stderr io.Writer) error {
 	for _, path := range fs.Args() {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return fmt.Errorf("eval injection-documents: %w", err)
+			return fmt.Errorf("eval %s: %w", name, err)
 		}
 		names, texts = append(names, filepath.Base(path)), append(texts, string(b))
 	}
-	rep := injection.EvaluateDocuments(names, texts, *chunk)
-	return writeEval(stdout, rep, *asJSON)
+	if name == "documents" {
+		return writeEval(stdout, classify.EvaluateDocuments(names, texts, *chunk), *asJSON)
+	}
+	return writeEval(stdout, injection.EvaluateDocuments(names, texts, *chunk), *asJSON)
 }
 
 // runEvalNumbers measures the card and phone detectors on generated sentences:

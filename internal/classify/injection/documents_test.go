@@ -58,7 +58,7 @@ func TestEverydayRequestsAreNotAttacks(t *testing.T) {
 // asked for and cut at a line or a word, never inside a UTF-8 sequence.
 func TestChunks(t *testing.T) {
 	text := strings.Repeat("Grüße aus der Prüfung, 世界 — line\n", 300) + strings.Repeat("x", 5000)
-	ps := chunks(text, 500)
+	ps := Chunks(text, 500)
 	if strings.Join(ps, "") != text {
 		t.Fatal("the pieces are not the text")
 	}
@@ -73,7 +73,7 @@ func TestChunks(t *testing.T) {
 			t.Errorf("piece %d does not end at a line: %q", i, p[len(p)-10:])
 		}
 	}
-	if got := chunks("short", 500); !slices.Equal(got, []string{"short"}) {
+	if got := Chunks("short", 500); !slices.Equal(got, []string{"short"}) {
 		t.Errorf("a short text: %q", got)
 	}
 }

@@ -216,7 +216,7 @@ func EvaluateDocuments(names, texts []string, chunk int) *DocumentsReport {
 	r := &DocumentsReport{Threshold: Threshold, Chunk: chunk, All: DocumentRate{Name: "all"}}
 	for k, text := range texts {
 		d := DocumentRate{Name: names[k]}
-		for _, piece := range chunks(text, chunk) {
+		for _, piece := range Chunks(text, chunk) {
 			s := Score(piece).Score
 			d.Chunks++
 			switch {
@@ -236,11 +236,11 @@ func EvaluateDocuments(names, texts []string, chunk int) *DocumentsReport {
 	return r
 }
 
-// chunks cuts text into pieces of about size bytes, each ending at a line
+// Chunks cuts text into pieces of about size bytes, each ending at a line
 // break or a space where there is one in its last quarter, never inside a
 // UTF-8 sequence; a last piece under a quarter of size joins the one
 // before.
-func chunks(text string, size int) []string {
+func Chunks(text string, size int) []string {
 	var out []string
 	for len(text) > 0 {
 		if len(text) <= size+size/4 {
