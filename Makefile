@@ -90,6 +90,7 @@ eval: build ## measure the classifiers on their data sets (results in docs/class
 	$(BIN) eval injection
 	$(BIN) eval injection-documents "$$($(GO) env GOROOT)/doc/go_spec.html" $(wildcard $(addprefix /usr/share/common-licenses/,GPL-3 LGPL-3 MPL-2.0 GFDL-1.3))
 	$(BIN) eval injection-documents docs/*.md docs/*/*.md README.md
+	$(BIN) eval documents docs/*.md docs/*/*.md README.md
 	$(BIN) eval task-varied
 	$(BIN) eval numbers
 	$(GO) test -count=1 -run TestTokenEstimateAccuracy -v ./internal/classify/ | grep '|' 
