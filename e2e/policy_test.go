@@ -301,3 +301,50 @@ func TestPastedDocumentsAreNotTakenForInjection(t *testing.T) {
 		}
 	}
 }
+
+// TestCodeAndLogsAreNotPersonalData: a pasted config that binds 127.0.0.1,
+// a query plan's costs, a Go time layout and Go's TLS code hold no personal
+// data and no credential, so they are routed like any prompt; before the
+// detectors told such text apart (docs/classify.md, "Ordinary text taken for
+// something else") the first three were confidential and kept to the EU
+// provider, the last refused as holding a password. A public address still
+// keeps its request off the US provider.
+func TestCodeAndLogsAreNotPersonalData(t *testing.T) {
+	t.Parallel()
+	s := threeRegions(t, nil)
+	type routing struct {
+		Sensitivity string
+		PII         map[string]int `json:"pii"`
+		Secrets     int
+	}
+	ask := func(text string) (string, routing) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]any{"model": "auto", "messages": []map[string]string{{"role": "user", "content": text}}})
+		resp, b := post(t, s.URL+"/v1/chat/completions", string(body), nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%.40q: status %d: %s", text, resp.StatusCode, b)
+		}
+		var out struct {
+			Routing routing `json:"routing"`
+		}
+		mustJSON(t, b, &out)
+		return resp.Header.Get("x-stellwerk-provider"), out.Routing
+	}
+	plain, _ := ask("Say hello.")
+	for name, text := range map[string]string{
+		"loopback config": "Why does my server refuse connections from other machines?\n\nserver:\n  listen: 127.0.0.1:8080\n  metrics: 0.0.0.0:9090\n",
+		"query plan": "Why is this slow?\n\nSeq Scan on tbloom  (cost=0.00..213744.00 rows=250 width=24) (actual time=0.023..1512.877 rows=2 loops=1)\n" +
+			"Planning Time: 0.095 ms\nExecution Time: 1512.909 ms",
+		"go time layout": `What does this layout mean? time.Parse(time.RubyDate, "Mon Jan 02 15:04:05 -0700 2006")`,
+		"tls code":       "Explain this Go code:\n\n\tsession.secret = hs.masterSecret\n\tc.extMasterSecret = hs.session.extMasterSecret\n\tearlySecret := hs.earlySecret",
+	} {
+		provider, r := ask(text)
+		if provider != plain || len(r.PII) != 0 || r.Secrets != 0 || r.Sensitivity == "confidential" || r.Sensitivity == "restricted" {
+			t.Errorf("%s: provider %q (a plain prompt: %q), routing %+v", name, provider, plain, r)
+		}
+	}
+	provider, r := ask("Who owns 81.2.69.160, the address that keeps hitting our login page?")
+	if provider == "usa" || r.PII["ip_address"] != 1 || r.Sensitivity != "confidential" {
+		t.Errorf("a public address: provider %q, routing %+v", provider, r)
+	}
+}
