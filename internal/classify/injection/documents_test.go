@@ -1,6 +1,8 @@
 package injection
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -82,12 +84,10 @@ func TestChunks(t *testing.T) {
 // jailbreaks, so length says nothing, and the same rows make the same
 // composites.
 func TestCompositesHideLength(t *testing.T) {
-	f, err := os.Open(dataPath)
-	if err != nil {
+	rows, err := labelledRows()
+	if errors.Is(err, fs.ErrNotExist) {
 		t.Skipf("labelled data not here: %v", err)
 	}
-	defer f.Close()
-	rows, err := readCSV(f)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,16 @@ var update = flag.Bool("update", false, "retrain on the tune split and rewrite w
 // dataPath is the labelled data set, relative to this package.
 const dataPath = "../../../../shared/data/injection/jailbreak_train_balanced.csv"
 
+// labelledRows reads the labelled data set at dataPath.
+func labelledRows() ([]labelled, error) {
+	f, err := os.Open(dataPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readCSV(f)
+}
+
 // benignPath are benign documents trained on besides dataPath (see
 // benignDocuments).
 const benignPath = "testdata/benign.jsonl"
@@ -344,14 +354,9 @@ func TestGenerateWeights(t *testing.T) {
 	if !*update {
 		t.Skip("run with -update to retrain")
 	}
-	fh, err := os.Open(dataPath)
+	rows, err := labelledRows()
 	if err != nil {
-		t.Fatalf("open data: %v", err)
-	}
-	defer fh.Close()
-	rows, err := readCSV(fh)
-	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("labelled data: %v", err)
 	}
 	var tune []row
 	for _, r := range rows {

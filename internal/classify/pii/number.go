@@ -272,20 +272,20 @@ func (d *detector) phone(p *numParse) int {
 	switch {
 	case p.plus && (nd < 7 || nd > 15):
 		return 0
-	case p.plus && p.dig[0] == '0':
-		return 0 // no country code starts with 0: "+0000 2010", "+0.000000000"
-	case p.ng == 2 && p.seps[1] == '.' && p.paren < 0:
-		return 0 // a decimal, signed or not: "25565.855387", "+3.140000"
-	case allZero(p.dig[:nd]):
-		return 0 // a hex dump's "00 00 00 00", a zero-padded counter
-	case nd >= 8 && allBinary(p.dig[:nd]):
-		return 0 // bits: "0x80 // 1000 0000"
-	case d.utcOffset(p.start):
-		return 0 // "15:04:05 -0700 2006"
 	case intl && nd > 17:
 		return 0
 	case !intl && (nd < 6 || nd > 12):
 		return 0
+	case p.plus && p.dig[0] == '0':
+		return 0 // no country code starts with 0: "+0000 2010", "+0.000000000"
+	case p.ng == 2 && p.seps[1] == '.' && p.paren < 0:
+		return 0 // a decimal, signed or not: "25565.855387", "+3.140000"
+	case digitsUpTo(p.dig[:nd], '0'):
+		return 0 // a hex dump's "00 00 00 00", a zero-padded counter
+	case nd >= 8 && digitsUpTo(p.dig[:nd], '1'):
+		return 0 // bits: "0x80 // 1000 0000"
+	case d.utcOffset(p.start):
+		return 0 // "15:04:05 -0700 2006"
 	}
 	// Separators: a date's '/' only after a leading-zero area code
 	// ("030/1234567"), at most two kinds in one number.
@@ -367,18 +367,11 @@ func (d *detector) phone(p *numParse) int {
 
 func isYear(v int) bool { return v >= 1900 && v <= 2099 }
 
-func allBinary(b []byte) bool {
+// digitsUpTo reports whether every digit in b is at most hi: all zeros
+// ('0'), or bits ('1').
+func digitsUpTo(b []byte, hi byte) bool {
 	for _, c := range b {
-		if c != '0' && c != '1' {
-			return false
-		}
-	}
-	return true
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != '0' {
+		if c > hi {
 			return false
 		}
 	}
