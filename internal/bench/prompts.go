@@ -1,12 +1,12 @@
 package bench
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+
+	"github.com/stellwerk/stellwerk/internal/classify/task"
 )
 
 // Prompt is what a request asks before the notes that fill it to its
@@ -52,14 +52,12 @@ func LoadPrompts(root, mode string) ([]Prompt, error) {
 		return nil, fmt.Errorf("prompts: %w", err)
 	}
 	defer f.Close()
+	examples, err := task.ReadExamples(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", PromptsFile, err)
+	}
 	var out []Prompt
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		var e struct{ Text, System string }
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", PromptsFile, n, err)
-		}
+	for _, e := range examples {
 		if e.Text == "" {
 			continue
 		}
@@ -67,9 +65,6 @@ func LoadPrompts(root, mode string) ([]Prompt, error) {
 			e.System = samePrompt.System
 		}
 		out = append(out, Prompt{System: e.System, Text: e.Text})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("prompts: %w", err)
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("prompts: %s has none", PromptsFile)
