@@ -1,11 +1,16 @@
 package extproc
 
 import (
+	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
 	"github.com/stellwerk/stellwerk/internal/bench"
+	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/config"
 )
 
 // BenchmarkChatRequestCorpus is BenchmarkChatRequestRecorded over varied
@@ -35,6 +40,62 @@ func BenchmarkChatRequestCorpus(b *testing.B) {
 	b.SetBytes(int64(size / len(msgs)))
 	i := 0
 	for b.Loop() {
+		p := benchRequestPhases(b, st, &seen, hm, msgs[i%len(msgs)])
+		if p.directID != "" {
+			seen.directDone(p.directID)
+		}
+		i++
+	}
+}
+
+// BenchmarkChatRequestConversation is BenchmarkChatRequestRecorded over
+// conversations, turn after turn: 40 conversations of 10 user prompts from
+// the corpus (each with 600 bytes of notes) and 9 answers of 900 bytes
+// between them; request k resends the k-1 turns before it (0.8–14 KB).
+// The classifier finds what the key sent in earlier turns in its memo
+// (internal/classify/memo.go); each pass over the 760 requests starts
+// with a new one, so nothing comes from an earlier pass.
+func BenchmarkChatRequestConversation(b *testing.B) {
+	prompts, err := bench.LoadPrompts("..", bench.PromptsVaried)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := config.Load("../examples/production.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.ApplyDefaults()
+	notes := strings.Repeat("The routing layer moved most traffic to the cheaper model during the night shift. ", 12)
+	var msgs []*extprocv3.ProcessingRequest
+	size := 0
+	for conv := range 40 {
+		turns := []map[string]string{{"role": "system", "content": prompts[conv*10].System}}
+		for t := range 10 {
+			p := prompts[(conv*10+t)%len(prompts)]
+			if t > 0 {
+				turns = append(turns, map[string]string{"role": "assistant",
+					"content": fmt.Sprintf("Answer %d of conversation %d. %s", t, conv, notes[:900])})
+			}
+			turns = append(turns, map[string]string{"role": "user", "content": p.Text + "\n\nNotes: " + notes[:600]})
+			body, _ := json.Marshal(map[string]any{"model": "auto", "max_tokens": 300, "messages": turns})
+			msgs = append(msgs, bodyMsg(string(body)))
+			size += len(body)
+		}
+	}
+	st := recordedState(b)
+	hm := headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-open")
+	var seen attemptLog
+	b.ReportAllocs()
+	b.SetBytes(int64(size / len(msgs)))
+	i := 0
+	for b.Loop() {
+		if i%len(msgs) == 0 {
+			b.StopTimer()
+			if st.Router.Classifier, err = classify.New(c.Classify); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
 		p := benchRequestPhases(b, st, &seen, hm, msgs[i%len(msgs)])
 		if p.directID != "" {
 			seen.directDone(p.directID)

@@ -86,6 +86,7 @@ type Injection struct {
 type Classifier struct {
 	rules *Rules
 	terms *terms.Matcher // nil without classify.terms
+	memo  *segmentMemo
 }
 
 // New compiles the classification config.
@@ -102,7 +103,7 @@ func New(c config.Classify) (*Classifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Classifier{rules: rules, terms: m}, nil
+	return &Classifier{rules: rules, terms: m, memo: newSegmentMemo()}, nil
 }
 
 // Request is what the classifier reads from a parsed chat request: every
@@ -120,6 +121,10 @@ type Request struct {
 	// completions suffix. Each string is read as a user turn of its own.
 	Input, Suffix gjson.Result
 	InputField    string
+	// Scope is who sent the request (the virtual key): texts it sent
+	// before are looked up in the classifier's memo instead of scanned
+	// again, and never another scope's (memo.go).
+	Scope string
 }
 
 // per-message framing tokens in OpenAI's chat format, and the reply primer.
@@ -139,22 +144,52 @@ func (c *Classifier) Classify(req Request) Result {
 	var piiBuf [32]pii.Match
 	var secBuf [8]secrets.Match
 	lastUser, userTokens := -1, 0
-	var termCounts []int
+	var termCounts, segTerms []int
 	if names := c.terms.Names(); len(names) > 0 {
-		termCounts = make([]int, len(names))
+		termCounts, segTerms = make([]int, len(names)), make([]int, len(names))
 	}
 	for i := range segs {
 		s := &segs[i]
-		c.terms.Count(s.Text, termCounts)
-		tok := EstimateTokens(s.Text)
+		scored := scoresInjection(s)
+		// What the per-segment detectors find, or found when this caller
+		// sent the same text before (memo.go): the history of a
+		// conversation, tool definitions. The newest message is new by
+		// nature and always scanned (and remembered for the next turn).
+		// Separate variables, not a segmentFacts: the buffers behind them
+		// stay on the stack.
+		var (
+			tok   int
+			segT  []int
+			sec   []secrets.Match
+			found []pii.Match
+			inj   injection.Result
+		)
+		if known, key := c.lookup(req.Scope, s.Text, scored, s.Message != x.turns-1); known != nil {
+			tok, segT, sec, found, inj = known.tokens, known.terms, known.secrets, known.pii, known.inj
+		} else {
+			tok = EstimateTokens(s.Text)
+			if segTerms != nil {
+				clear(segTerms)
+				c.terms.Count(s.Text, segTerms)
+				segT = segTerms
+			}
+			sec = secrets.Detect(s.Text, secBuf[:0])
+			found = pii.Detect(s.Text, piiBuf[:0])
+			if scored {
+				inj = injection.Score(s.Text)
+			}
+			c.remember(key, s.Text, tok, segT, sec, found, inj, scored)
+		}
+		for j, n := range segT {
+			termCounts[j] += n
+		}
 		r.InputTokens += tok
 		var parts []PartSpan
-		sec := secrets.Detect(s.Text, secBuf[:0])
 		for _, m := range sec {
 			field, start, end := s.locate(m.Start, m.End, &parts)
 			r.Secrets = append(r.Secrets, Finding{Type: m.Type, Message: s.Message, Field: field, Start: start, End: end})
 		}
-		for _, m := range pii.Detect(s.Text, piiBuf[:0]) {
+		for _, m := range found {
 			// A credential is reported once, as a secret: the password
 			// in "user:pw@host" is not an e-mail address.
 			if overlapsSecret(sec, m.Start, m.End) {
@@ -165,10 +200,8 @@ func (c *Classifier) Classify(req Request) Result {
 			r.PIICounts[m.Type]++
 			f.pii |= piiBit(m.Type)
 		}
-		if scoresInjection(s) {
-			if inj := injection.Score(s.Text); inj.Score > r.Injection.Score {
-				r.Injection = Injection{Score: inj.Score, Detected: inj.Detected, Rule: inj.Rule, Message: s.Message}
-			}
+		if scored && inj.Score > r.Injection.Score {
+			r.Injection = Injection{Score: inj.Score, Detected: inj.Detected, Rule: inj.Rule, Message: s.Message}
 		}
 		if s.Role == "user" && s.isContent() {
 			if s.Message != lastUser {

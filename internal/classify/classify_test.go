@@ -3,6 +3,7 @@ package classify
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -226,13 +227,21 @@ func FuzzClassify(f *testing.F) {
 	f.Add(`{"messages":[{"role":"assistant","tool_calls":[{"function":{"arguments":"\u0000\uffff"}}]}]}`)
 	f.Add(`{"messages":[[[[[[[[]]]]]]]]}`)
 	f.Add(`{"messages":[{"role":"user","content":[{"type":"text","text":"AKIAIOSF"},{"type":"text","text":"ODNN7EXAMPLE"}]}],"tools":[{"type":"function","function":{"name":"x","description":"mail jo@example.org","parameters":{"type":"object","properties":{"k":{"description":"\u0041KIAIOSFODNN7EXAMPLE"}}}}}]}`)
+	f.Add(conversationBody(memoTurns(), 7)) // texts long enough for the memo
 	cl := defaultClassifier(f)
+	plain := defaultClassifier(f)
+	plain.memo = nil
 	f.Fuzz(func(t *testing.T, body string) {
 		if !gjson.Valid(body) {
 			return
 		}
 		req := bodyRequest(gjson.Parse(body))
 		r := cl.Classify(req)
+		// The second time, every text but the newest message's comes
+		// from the memo: it must change nothing (memo.go).
+		if again, want := cl.Classify(req), plain.Classify(req); !reflect.DeepEqual(again, want) || !reflect.DeepEqual(r, want) {
+			t.Fatalf("with the memo\n%+v\nand again\n%+v\nwithout\n%+v", r, again, want)
+		}
 		segs, limit := Segments(req, nil)
 		if len(segs) > MaxSegments {
 			t.Fatalf("%d segments", len(segs))
