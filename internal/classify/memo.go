@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/stellwerk/stellwerk/internal/classify/injection"
@@ -46,6 +47,15 @@ const (
 	memoMinBytes   = 256
 	memoGeneration = 4096
 )
+
+// memoLooked and memoFound count, over the process's life and every
+// classifier, the texts looked up in a memo and those found (MemoStats).
+var memoLooked, memoFound atomic.Uint64
+
+// MemoStats returns how many texts the classifiers looked up in their memo
+// and how many they found there, since the process started: the share of
+// request text that was not scanned again (/metrics).
+func MemoStats() (looked, found uint64) { return memoLooked.Load(), memoFound.Load() }
 
 // segmentFacts is what the per-segment detectors found in one text.
 type segmentFacts struct {
@@ -134,7 +144,11 @@ func (c *Classifier) lookup(scope, text string, inj, resent bool) (*segmentFacts
 	if !resent {
 		return nil, k
 	}
+	memoLooked.Add(1)
 	f := c.memo.get(k)
+	if f != nil {
+		memoFound.Add(1)
+	}
 	if f != nil && inj && !f.injDone {
 		g := *f
 		g.inj, g.injDone = injection.Score(text), true

@@ -29,6 +29,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/feedback"
 	"github.com/stellwerk/stellwerk/internal/flow"
@@ -446,7 +447,8 @@ func registerScrape(m *telemetry.Metrics, rl *reloader, pm *policy.Manager, sw *
 			return err != ""
 		}),
 		telemetry.Spend(sw.Stats), telemetry.Providers(rl.ln.health.Snapshot, time.Now),
-		telemetry.Routes(rl.ln.routeCounters.Snapshot, rl.ln.routes.table.Live))
+		telemetry.Routes(rl.ln.routeCounters.Snapshot, rl.ln.routes.table.Live),
+		telemetry.ClassifyMemo(classify.MemoStats))
 	if alog != nil {
 		cs = append(cs, telemetry.Audit(alog.Stats))
 	}

@@ -131,3 +131,18 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
+
+// ClassifyMemo reads the classifier's memo counters (classify.MemoStats):
+// texts of earlier turns and tool definitions looked up instead of
+// scanned, and how many were found.
+func ClassifyMemo(stats func() (looked, found uint64)) prometheus.Collector {
+	looked := prometheus.NewDesc("stellwerk_classify_memo_lookups_total",
+		"Texts a request resent (earlier turns, tool definitions, system prompts of 256 bytes or more) that the classifier looked up in its memo of what the same key sent before.", nil, nil)
+	found := prometheus.NewDesc("stellwerk_classify_memo_found_total",
+		"Looked-up texts the memo held: their findings were reused instead of scanning them again.", nil, nil)
+	return &funcCollector{descs: []*prometheus.Desc{looked, found}, collect: func(ch chan<- prometheus.Metric) {
+		l, f := stats()
+		ch <- prometheus.MustNewConstMetric(looked, prometheus.CounterValue, float64(l))
+		ch <- prometheus.MustNewConstMetric(found, prometheus.CounterValue, float64(f))
+	}}
+}
