@@ -97,7 +97,8 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.ledger, "ledger", bench.LedgerMemory, "where the production shape's budget and rate limit live: "+
 		strings.Join(bench.Ledgers, ", ")+" (redis: a redis-server the bench starts on loopback)")
 	fs.StringVar(&c.prompts, "prompts", bench.PromptsVaried, "what the requests ask: "+bench.PromptsVaried+
-		" (the task classifier's corpus of 728 prompts in turn, each filled to the size: every request classified and routed anew) or "+
+		" (the task classifier's corpus of 728 prompts in turn, each filled to the size: every request classified and routed anew), "+
+		bench.PromptsConversation+" (the same prompts as conversations of 8 turns, each request resending the turns before it on top of the size; chat only) or "+
 		bench.PromptsSame+" (one prompt, every request alike, as the figures before 2026-12-03)")
 	fs.IntVar(&c.maxAttempts, "max-attempts", 0, "run only: the production shape's failover.max_attempts (0: the config's default, 3; 1 takes failover's internal-listener hop out)")
 }
@@ -139,8 +140,8 @@ func (c *common) resolve(needStellwerk bool) []string {
 	if !slices.Contains(bench.Shapes, c.shape) {
 		problems = append(problems, "-shape must be one of "+strings.Join(bench.Shapes, ", "))
 	}
-	if c.prompts != bench.PromptsSame && c.prompts != bench.PromptsVaried {
-		problems = append(problems, "-prompts must be "+bench.PromptsSame+" or "+bench.PromptsVaried)
+	if !slices.Contains(bench.PromptSets, c.prompts) {
+		problems = append(problems, "-prompts must be one of "+strings.Join(bench.PromptSets, ", "))
 	}
 	if !slices.Contains(bench.Ledgers, c.ledger) {
 		problems = append(problems, "-ledger must be one of "+strings.Join(bench.Ledgers, ", "))

@@ -239,6 +239,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.Prompts == PromptsConversation && slices.ContainsFunc(o.Endpoints, func(e string) bool { return e != Endpoints[0].Name }) {
+		return nil, fmt.Errorf("prompts %s: only the %s endpoint sends conversations", PromptsConversation, Endpoints[0].Name)
+	}
 	rep := &Report{Started: time.Now().UTC(), Command: o.Command, Machine: machine(),
 		Versions: Versions{Go: runtime.Version()},
 		Settings: Settings{Target: o.Target, Model: o.Model, Endpoints: o.Endpoints, Prompts: o.Prompts, DurationS: o.Duration.Seconds(),

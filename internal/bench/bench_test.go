@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -244,8 +245,8 @@ func TestVariedPrompts(t *testing.T) {
 		t.Fatal(err)
 	}
 	again, _ := LoadPrompts("../..", PromptsVaried)
-	if len(ps) != 728 || !slices.Equal(ps, again) {
-		t.Fatalf("got %d prompts, the same order twice: %v", len(ps), slices.Equal(ps, again))
+	if len(ps) != 728 || !reflect.DeepEqual(ps, again) {
+		t.Fatalf("got %d prompts, the same order twice: %v", len(ps), reflect.DeepEqual(ps, again))
 	}
 	if same, err := LoadPrompts("../..", PromptsSame); err != nil || same != nil {
 		t.Fatalf("same: %v, %v", same, err)
@@ -273,6 +274,40 @@ func TestVariedPrompts(t *testing.T) {
 	}
 	if !bytes.Equal(rq.body(len(ps)), rq.body(0)) {
 		t.Error("the bodies do not start over after the last")
+	}
+}
+
+// TestConversationPrompts: the conversation load is the varied load's
+// prompts in the same order, eight user turns to a conversation, each
+// request resending the turns before it (the user's texts as they were
+// sent, a short answer after each) on top of its size.
+func TestConversationPrompts(t *testing.T) {
+	varied, _ := LoadPrompts("../..", PromptsVaried)
+	ps, err := LoadPrompts("../..", PromptsConversation)
+	if err != nil || len(ps) != len(varied) {
+		t.Fatalf("%d prompts, %v", len(ps), err)
+	}
+	rq := chatRequest(ps, 2048, false, "auto")
+	for i, p := range ps {
+		k := i % ConversationTurns
+		if p.Text != varied[i].Text || p.System != varied[i-k].System || len(p.History) != 2*k {
+			t.Fatalf("prompt %d: turn %d with %d earlier messages, system %q", i, k+1, len(p.History), p.System)
+		}
+		b := rq.body(i)
+		msgs := gjson.GetBytes(b, "messages").Array()
+		if !gjson.ValidBytes(b) || len(msgs) != 2+2*k || len(b) < 2048+k*800 {
+			t.Fatalf("prompt %d: %d bytes, %d messages", i, len(b), len(msgs))
+		}
+		for j := range k {
+			user, answer := msgs[1+2*j], msgs[2+2*j]
+			if user.Get("role").String() != "user" || !strings.HasPrefix(user.Get("content").String(), varied[i-k+j].Text+"\n\nNotes: ") ||
+				len(user.Get("content").String()) < 600 || answer.Get("role").String() != "assistant" || len(answer.Get("content").String()) >= 256 {
+				t.Fatalf("prompt %d, turn %d: %s / %s", i, j+1, user.Raw, answer.Raw)
+			}
+		}
+		if got := msgs[len(msgs)-1].Get("content").String(); !strings.HasPrefix(got, p.Text+"\n\nNotes: ") {
+			t.Fatalf("prompt %d: the newest turn starts %.80q", i, got)
+		}
 	}
 }
 

@@ -119,10 +119,15 @@ func str(s string) string {
 	return string(b[1 : len(b)-1])
 }
 
+// isSame reports whether p is the "same" load's one prompt.
+func isSame(p Prompt) bool {
+	return p.System == samePrompt.System && p.Text == samePrompt.Text && p.History == nil
+}
+
 // ask is p's instruction as the start of a JSON string's inside, followed
 // by the notes it is about.
 func ask(p Prompt) string {
-	if p == samePrompt {
+	if isSame(p) {
 		return str(p.Text)
 	}
 	return str(p.Text + "\n\nNotes: ")
@@ -135,8 +140,14 @@ func chatBody(p Prompt, size int, stream bool, model string) []byte {
 	if stream {
 		head += `"stream":true,"stream_options":{"include_usage":true},`
 	}
-	head += `"messages":[{"role":"system","content":"` + str(p.System) + `"},{"role":"user","content":"` + ask(p)
-	return prose(head, `"}]}`, size)
+	// A conversation's earlier turns come on top of the size, which is
+	// the request's without them.
+	var history strings.Builder
+	for _, t := range p.History {
+		history.WriteString(`{"role":"` + t.Role + `","content":"` + str(t.Text) + `"},`)
+	}
+	head += `"messages":[{"role":"system","content":"` + str(p.System) + `"},` + history.String() + `{"role":"user","content":"` + ask(p)
+	return prose(head, `"}]}`, size+history.Len())
 }
 
 // responsesBody is chatBody's request in the Responses API: instructions
@@ -154,7 +165,7 @@ func responsesBody(p Prompt, size int, stream bool, model string) []byte {
 // instruction first, when it is not the default's).
 func embeddingsBody(p Prompt, size int, _ bool, model string) []byte {
 	head := `{"model":"` + model + `","input":"`
-	if p != samePrompt {
+	if !isSame(p) {
 		head += ask(p)
 	}
 	return prose(head, `"}`, size)

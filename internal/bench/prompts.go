@@ -11,8 +11,14 @@ import (
 
 // Prompt is what a request asks before the notes that fill it to its
 // size: a system prompt (the Responses API's instructions) and the user's
-// instruction.
-type Prompt struct{ System, Text string }
+// instruction; in a conversation, the turns before it.
+type Prompt struct {
+	System, Text string
+	History      []Turn // earlier turns, user and assistant in turn (PromptsConversation)
+}
+
+// Turn is one earlier message of a conversation.
+type Turn struct{ Role, Text string }
 
 // samePrompt is the one prompt of the "same" load.
 var samePrompt = Prompt{System: "You are a concise assistant for an operations team.",
@@ -31,7 +37,23 @@ const (
 	// each request is classified anew, its task chooses among the models,
 	// and the policy memo meets what it has not seen, as in production.
 	PromptsVaried = "varied"
+	// PromptsConversation sends the same corpus as conversations of
+	// ConversationTurns user turns: the request of turn k resends the k-1
+	// turns before it (each its prompt with notes up to 600 bytes, and an
+	// answer of about 200 bytes after it) and ends with its own prompt
+	// filled to the request's size. The classifier finds the resent user
+	// turns in its memo (internal/classify/memo.go); the answers are
+	// shorter than what the memo keeps, so nothing is found that the
+	// client did not send before as its newest message. Chat only.
+	PromptsConversation = "conversation"
 )
+
+// ConversationTurns is the number of user turns of a conversation of
+// PromptsConversation.
+const ConversationTurns = 8
+
+// PromptSets are the values of --prompts.
+var PromptSets = []string{PromptsSame, PromptsVaried, PromptsConversation}
 
 // PromptsFile is the corpus PromptsVaried reads, under the repository
 // root: one JSON object per line with "text" and "system".
@@ -43,9 +65,9 @@ func LoadPrompts(root, mode string) ([]Prompt, error) {
 	switch mode {
 	case "", PromptsSame:
 		return nil, nil
-	case PromptsVaried:
+	case PromptsVaried, PromptsConversation:
 	default:
-		return nil, fmt.Errorf("prompts %q: want %s or %s", mode, PromptsSame, PromptsVaried)
+		return nil, fmt.Errorf("prompts %q: want %s, %s or %s", mode, PromptsSame, PromptsVaried, PromptsConversation)
 	}
 	f, err := os.Open(filepath.Join(root, PromptsFile))
 	if err != nil {
@@ -72,7 +94,28 @@ func LoadPrompts(root, mode string) ([]Prompt, error) {
 	// The corpus is grouped by source: shuffle it (always alike, so every
 	// run and every target sends the same sequence).
 	rand.New(rand.NewPCG(12, 3)).Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	if mode == PromptsConversation {
+		out = conversations(out)
+	}
 	return out, nil
+}
+
+// conversations groups prompts into conversations of ConversationTurns
+// user turns (a shorter last one), each turn keeping the ones before it;
+// a conversation's system prompt is its first prompt's.
+func conversations(prompts []Prompt) []Prompt {
+	out := make([]Prompt, 0, len(prompts))
+	for start := 0; start < len(prompts); start += ConversationTurns {
+		group := prompts[start:min(start+ConversationTurns, len(prompts))]
+		var history []Turn
+		for k, p := range group {
+			out = append(out, Prompt{System: group[0].System, Text: p.Text, History: history})
+			user := string(prose(p.Text+"\n\nNotes: ", "", 600))
+			answer := string(prose(fmt.Sprintf("Answer %d of conversation %d. ", k+1, start/ConversationTurns+1), "", 200))
+			history = append(history[:len(history):len(history)], Turn{"user", user}, Turn{"assistant", answer})
+		}
+	}
+	return out
 }
 
 // promptsName is mode as reports name it.
