@@ -229,6 +229,46 @@ func conversationRequests(conversations, turns int) []gjson.Result {
 	return out
 }
 
+// BenchmarkClassifyAppPrompt is an application's request: the same 3 KB
+// system prompt every time and a new 500-byte user message. With the memo
+// the system prompt's findings and the task model's reading of it are
+// looked up; no_memo reads it every time (as before the memo). Each user
+// message is new: the benchmark cycles through 1,000 of them, a new
+// caller on each pass.
+func BenchmarkClassifyAppPrompt(b *testing.B) {
+	system := strings.Repeat("You are the support assistant of an online shop. Answer in the customer's language, cite the order number, never promise refunds. ", 24)[:3<<10]
+	var reqs []gjson.Result
+	for i := range 1000 {
+		body, _ := json.Marshal(map[string]any{"model": "auto", "messages": []map[string]string{
+			{"role": "system", "content": system},
+			{"role": "user", "content": fmt.Sprintf("Question %d. ", i) + benchText(500)},
+		}})
+		reqs = append(reqs, gjson.GetBytes(body, "messages"))
+	}
+	for _, memo := range []bool{true, false} {
+		name := "memo"
+		if !memo {
+			name = "no_memo"
+		}
+		b.Run(name, func(b *testing.B) {
+			cl := defaultClassifier(b)
+			if !memo {
+				cl.memo = nil
+			}
+			b.SetBytes(int64(len(reqs[0].Raw)))
+			b.ReportAllocs()
+			i, scope := 0, ""
+			for b.Loop() {
+				if i%len(reqs) == 0 {
+					scope = fmt.Sprint("pass-", i/len(reqs))
+				}
+				cl.Classify(Request{Messages: reqs[i%len(reqs)], Scope: scope})
+				i++
+			}
+		})
+	}
+}
+
 // BenchmarkClassifyConversation classifies 50 conversations of 20 turns,
 // each turn resending the ones before (1.4–16 KB, 8.6 KB on average), in
 // order: memo is the classifier as it runs, no_memo scans every text

@@ -226,7 +226,8 @@ func (c *Classifier) Classify(req Request) Result {
 	// Task, language and complexity read the latest user turn, with the
 	// system prompt as a weaker hint for the task.
 	system, user := joinText(segs, -1, "system", "developer"), joinText(segs, lastUser, "user")
-	t := task.Classify(system, user)
+	sys := c.readSystem(req.Scope, system)
+	t := task.ClassifyRead(&sys, user)
 	r.Task, r.TaskConfidence, r.TaskCue = t.Task, t.Confidence, t.Cue
 	r.Language = DetectLanguage(user)
 	sig := measureComplexity(user, userTokens, turns, req.MaxTokens)

@@ -10,6 +10,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/classify/injection"
 	"github.com/stellwerk/stellwerk/internal/classify/pii"
 	"github.com/stellwerk/stellwerk/internal/classify/secrets"
+	"github.com/stellwerk/stellwerk/internal/classify/task"
 )
 
 // A conversation resends its history with every turn, and an agent its
@@ -68,6 +69,9 @@ type segmentFacts struct {
 	// not).
 	inj     injection.Result
 	injDone bool
+	// system is the text read as a system prompt (an entry of kindSystem,
+	// which has nothing else).
+	system *task.System
 }
 
 type memoKey [sha256.Size]byte
@@ -82,13 +86,22 @@ func newSegmentMemo() *segmentMemo {
 	return &segmentMemo{cur: make(map[memoKey]*segmentFacts, memoGeneration)}
 }
 
-// memoKeyOf is the digest of the scope and the text: SHA-256 of the
-// scope's length, the scope and the text's own SHA-256, so that no scope
-// and text pair reads as another and the text is hashed in place.
-func memoKeyOf(scope, text string) memoKey {
+// What a memo entry holds: a segment's findings, or a system prompt as the
+// task model reads it. The kind is part of the key.
+const (
+	kindSegment byte = iota
+	kindSystem
+)
+
+// memoKeyOf is the digest of the kind, the scope and the text: SHA-256 of
+// the kind, the scope's length, the scope and the text's own SHA-256, so
+// that no kind, scope and text read as others and the text is hashed in
+// place.
+func memoKeyOf(kind byte, scope, text string) memoKey {
 	inner := sha256.Sum256(unsafe.Slice(unsafe.StringData(text), len(text)))
-	var buf [4 + 64 + sha256.Size]byte
-	b := binary.BigEndian.AppendUint32(buf[:0], uint32(len(scope)))
+	var buf [1 + 4 + 64 + sha256.Size]byte
+	b := append(buf[:0], kind)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(scope)))
 	b = append(b, scope...)
 	b = append(b, inner[:]...)
 	return memoKey(sha256.Sum256(b))
@@ -140,7 +153,7 @@ func (c *Classifier) lookup(scope, text string, inj, resent bool) (*segmentFacts
 	if c.memo == nil || len(text) < memoMinBytes {
 		return nil, k
 	}
-	k = memoKeyOf(scope, text)
+	k = memoKeyOf(kindSegment, scope, text)
 	if !resent {
 		return nil, k
 	}
@@ -180,4 +193,22 @@ func (c *Classifier) remember(k memoKey, text string, tokens int, terms []int, s
 		copy(g.pii, found)
 	}
 	c.memo.put(k, g)
+}
+
+// readSystem is the system prompt as the task model reads it (its first
+// 4 KB's features): from the memo when the scope sent the same prompt
+// before, as an application does with every request.
+func (c *Classifier) readSystem(scope, system string) task.System {
+	if c.memo == nil || len(system) < memoMinBytes {
+		return task.ReadSystem(system)
+	}
+	k := memoKeyOf(kindSystem, scope, system)
+	memoLooked.Add(1)
+	if f := c.memo.get(k); f != nil && f.system != nil {
+		memoFound.Add(1)
+		return *f.system
+	}
+	sys := task.ReadSystem(system)
+	c.memo.put(k, &segmentFacts{system: &sys})
+	return sys
 }

@@ -115,12 +115,13 @@ func TestMemoIsPerScope(t *testing.T) {
 	hits = c.memo.hits
 	classifyBody(c, body, "ws\x00key-a")
 	// Looked up and found: the six earlier turns, the two tool
-	// descriptions and the system prompt; not the newest turn, nor the
-	// short texts (tool names, schemas).
-	if got, want := c.memo.hits-hits, uint64(len(texts)-1+2+1); got != want {
+	// descriptions and the system prompt, once for its findings and once
+	// as the task model reads it; not the newest turn, nor the short texts
+	// (tool names, schemas).
+	if got, want := c.memo.hits-hits, uint64(len(texts)-1+2+2); got != want {
 		t.Fatalf("key a's second request: %d texts from the memo, want %d", got, want)
 	}
-	if memoKeyOf("ab", "c") == memoKeyOf("a", "bc") {
+	if memoKeyOf(kindSegment, "ab", "c") == memoKeyOf(kindSegment, "a", "bc") || memoKeyOf(kindSegment, "a", "b") == memoKeyOf(kindSystem, "a", "b") {
 		t.Fatal("scope and text are not kept apart")
 	}
 }
@@ -129,10 +130,10 @@ func TestMemoIsPerScope(t *testing.T) {
 // what is looked up stays.
 func TestMemoIsBounded(t *testing.T) {
 	m := newSegmentMemo()
-	keep := memoKeyOf("s", "kept")
+	keep := memoKeyOf(kindSegment, "s", "kept")
 	m.put(keep, &segmentFacts{tokens: 1})
 	for i := range 5 * memoGeneration {
-		m.put(memoKeyOf("s", fmt.Sprint(i)), &segmentFacts{})
+		m.put(memoKeyOf(kindSegment, "s", fmt.Sprint(i)), &segmentFacts{})
 		if i%1000 == 0 && m.get(keep) == nil {
 			t.Fatalf("the text in use was dropped after %d others", i)
 		}
@@ -140,7 +141,7 @@ func TestMemoIsBounded(t *testing.T) {
 	if n := m.len(); n > 2*memoGeneration {
 		t.Fatalf("%d texts remembered, at most %d", n, 2*memoGeneration)
 	}
-	if m.get(memoKeyOf("s", "0")) != nil {
+	if m.get(memoKeyOf(kindSegment, "s", "0")) != nil {
 		t.Fatal("the oldest text is still there")
 	}
 }

@@ -51,9 +51,32 @@ const systemWeight = 0.3
 // possibly empty, and counts as weaker evidence. Texts longer than 20 KB are analysed by
 // their first 16 KB and last 4 KB (instructions sit at either end of pasted material).
 func Classify(system, user string) Result {
+	sys := ReadSystem(system)
+	return ClassifyRead(&sys, user)
+}
+
+// System is a system prompt as Classify reads it: the features of its first 4 KB. An
+// application sends the same system prompt with every request; the classifier keeps this
+// for it (internal/classify/memo.go) and passes it to ClassifyRead instead of the text.
+type System struct {
+	f       features
+	present bool // the system prompt is not empty
+}
+
+// ReadSystem reads a system prompt, possibly empty.
+func ReadSystem(system string) System {
+	s := System{present: system != ""}
+	if s.present {
+		s.f.extract(system, systemHead, 0)
+	}
+	return s
+}
+
+// ClassifyRead is Classify with the system prompt already read: the same result.
+func ClassifyRead(sys *System, user string) Result {
 	var uf features
 	uf.extract(user, userHead, userTail)
-	if uf.words == 0 && uf.cueSum() == 0 && system == "" {
+	if uf.words == 0 && uf.cueSum() == 0 && !sys.present {
 		return Result{Task: Chat, Confidence: 1.0 / numClasses, Cue: "empty"}
 	}
 	var logits [numClasses]float64
@@ -65,14 +88,12 @@ func Classify(system, user string) Result {
 		scale = 0 // no user evidence: let the system prompt decide at full weight
 	}
 	uf.addLogits(&logits, scale)
-	var sf features
-	if system != "" {
-		sf.extract(system, systemHead, 0)
+	if sys.present {
 		sw := systemWeight
 		if scale == 0 {
 			sw = 1
 		}
-		sf.addLogits(&logits, sw)
+		sys.f.addLogits(&logits, sw)
 	}
 
 	best := 0
@@ -89,10 +110,9 @@ func Classify(system, user string) Result {
 	if math.IsNaN(conf) {
 		conf = 0
 	}
-	return Result{Task: Tasks[best], Confidence: conf, Cue: strongestCue(&uf, &sf, scale, best)}
+	return Result{Task: Tasks[best], Confidence: conf, Cue: strongestCue(&uf, &sys.f, scale, best)}
 }
 
-// strongestCue names the hand-written cue that pushed hardest toward class c.
 func strongestCue(uf, sf *features, scale float64, c int) string {
 	bestK, bestV := -1, 0.25 // below this a cue did not matter; the n-grams decided
 	for k := 0; k < numCues; k++ {
