@@ -13,13 +13,15 @@ import (
 	"github.com/stellwerk/stellwerk/internal/classify/task"
 )
 
-// A conversation resends its history with every turn, and an agent its
-// tool definitions with every call: without a memo, turn n of a chat
-// scans every earlier turn again, so a conversation's classification costs
-// the square of its length. The segment memo keeps what the per-segment
-// detectors found in a text (its tokens, secrets, personal data, term
-// counts and injection score) under the SHA-256 of the caller's scope and
-// the text, so a text seen before is looked up instead of scanned.
+// A conversation resends its history with every turn, an agent its tool
+// definitions with every call, an application its system prompt with
+// every request: without a memo, turn n of a chat scans every earlier turn
+// again, so a conversation's classification costs the square of its
+// length. The memo keeps what the per-segment detectors found in a text
+// (its tokens, secrets, personal data, term counts and injection score),
+// and a system prompt as the task model reads it, under the SHA-256 of the
+// caller's scope and the text, so a text seen before is looked up instead
+// of scanned.
 //
 // What it keeps and why it is safe:
 //   - Never the text: a key is a SHA-256 digest, a value is positions and
