@@ -41,10 +41,12 @@ const (
 	// ConversationTurns user turns: the request of turn k resends the k-1
 	// turns before it (each its prompt with notes up to 600 bytes, and an
 	// answer of about 200 bytes after it) and ends with its own prompt
-	// filled to the request's size. The classifier finds the resent user
-	// turns in its memo (internal/classify/memo.go); the answers are
-	// shorter than what the memo keeps, so nothing is found that the
-	// client did not send before as its newest message. Chat only.
+	// filled to the request's size. A resent user turn is shorter than
+	// when it was the newest (600 bytes, not the size), so the classifier
+	// scans it on its first resend and finds it in its memo from the
+	// second (internal/classify/memo.go): less than a client that resends
+	// its turns as sent gets. The answers are shorter than the memo keeps.
+	// Chat only.
 	PromptsConversation = "conversation"
 )
 
