@@ -337,6 +337,11 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if o.Duration <= 0 || o.Rate <= 0 {
 		problems = append(problems, "-duration and -rate must be positive")
 	}
+	if c.stellwerk != "" {
+		// The profiled stellwerk is this binary's own pprof-serve: another
+		// binary would be ignored, and its profile taken for this one's.
+		problems = append(problems, "-stellwerk: profile serves stellwerk from this binary (build it from the code to profile)")
+	}
 	if fs.NArg() > 0 {
 		problems = append(problems, "unexpected arguments: "+strings.Join(fs.Args(), " "))
 	}

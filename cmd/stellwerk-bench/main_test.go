@@ -22,6 +22,16 @@ func TestRunReportsEveryFlagProblem(t *testing.T) {
 	}
 }
 
+// TestProfileRefusesAnotherStellwerk: profile serves stellwerk from its
+// own binary, so a -stellwerk it would ignore is refused.
+func TestProfileRefusesAnotherStellwerk(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"profile", "--stellwerk", "/tmp/other-stellwerk"}, &stdout, &stderr)
+	if !errors.Is(err, errUsage) || !strings.Contains(stderr.String(), "-stellwerk: profile serves stellwerk from this binary") {
+		t.Fatalf("got %v:\n%s", err, stderr.String())
+	}
+}
+
 func TestUnknownCommand(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if err := run(context.Background(), []string{"sprint"}, &stdout, &stderr); !errors.Is(err, errUsage) {
