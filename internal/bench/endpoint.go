@@ -2,8 +2,11 @@ package bench
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/tidwall/gjson"
 )
 
 // Endpoint is an API the load can be sent to: where, a request body of
@@ -121,7 +124,7 @@ func str(s string) string {
 
 // isSame reports whether p is the "same" load's one prompt.
 func isSame(p Prompt) bool {
-	return p.System == samePrompt.System && p.Text == samePrompt.Text && p.History == nil
+	return p.System == samePrompt.System && p.Text == samePrompt.Text && p.Earlier == nil
 }
 
 // ask is p's instruction as the start of a JSON string's inside, followed
@@ -141,10 +144,13 @@ func chatBody(p Prompt, size int, stream bool, model string) []byte {
 		head += `"stream":true,"stream_options":{"include_usage":true},`
 	}
 	// A conversation's earlier turns come on top of the size, which is
-	// the request's without them.
+	// the request's without them: each user turn as it was sent when it
+	// was the newest, an answer after it.
 	var history strings.Builder
-	for _, t := range p.History {
-		history.WriteString(`{"role":"` + t.Role + `","content":"` + str(t.Text) + `"},`)
+	for j, e := range p.Earlier {
+		sent := gjson.GetBytes(chatBody(e, size, stream, model), "messages.1.content").String()
+		history.WriteString(`{"role":"user","content":"` + str(sent) + `"},{"role":"assistant","content":"` +
+			str(string(prose(fmt.Sprintf("Answer %d. ", j+1), "", 200))) + `"},`)
 	}
 	head += `"messages":[{"role":"system","content":"` + str(p.System) + `"},` + history.String() + `{"role":"user","content":"` + ask(p)
 	return prose(head, `"}]}`, size+history.Len())

@@ -11,14 +11,14 @@ import (
 
 // Prompt is what a request asks before the notes that fill it to its
 // size: a system prompt (the Responses API's instructions) and the user's
-// instruction; in a conversation, the turns before it.
+// instruction; in a conversation, the user's earlier prompts.
 type Prompt struct {
 	System, Text string
-	History      []Turn // earlier turns, user and assistant in turn (PromptsConversation)
+	// Earlier are the conversation's earlier user prompts
+	// (PromptsConversation): each is resent as it was sent, its answer
+	// after it.
+	Earlier []Prompt
 }
-
-// Turn is one earlier message of a conversation.
-type Turn struct{ Role, Text string }
 
 // samePrompt is the one prompt of the "same" load.
 var samePrompt = Prompt{System: "You are a concise assistant for an operations team.",
@@ -39,14 +39,11 @@ const (
 	PromptsVaried = "varied"
 	// PromptsConversation sends the same corpus as conversations of
 	// ConversationTurns user turns: the request of turn k resends the k-1
-	// turns before it (each its prompt with notes up to 600 bytes, and an
-	// answer of about 200 bytes after it) and ends with its own prompt
-	// filled to the request's size. A resent user turn is shorter than
-	// when it was the newest (600 bytes, not the size), so the classifier
-	// scans it on its first resend and finds it in its memo from the
-	// second (internal/classify/memo.go): less than a client that resends
-	// its turns as sent gets. The answers are shorter than the memo keeps.
-	// Chat only.
+	// turns before it as they were sent (each its prompt filled to the
+	// request's size, and an answer of about 200 bytes after it, shorter
+	// than the classifier's memo keeps) and ends with its own prompt
+	// filled to the size. The classifier finds the resent user turns in
+	// its memo (internal/classify/memo.go). Chat only.
 	PromptsConversation = "conversation"
 )
 
@@ -103,18 +100,18 @@ func LoadPrompts(root, mode string) ([]Prompt, error) {
 }
 
 // conversations groups prompts into conversations of ConversationTurns
-// user turns (a shorter last one), each turn keeping the ones before it;
-// a conversation's system prompt is its first prompt's.
+// user turns (a shorter last one), each turn with the ones before it; a
+// conversation's system prompt is its first prompt's.
 func conversations(prompts []Prompt) []Prompt {
 	out := make([]Prompt, 0, len(prompts))
 	for start := 0; start < len(prompts); start += ConversationTurns {
 		group := prompts[start:min(start+ConversationTurns, len(prompts))]
-		var history []Turn
 		for k, p := range group {
-			out = append(out, Prompt{System: group[0].System, Text: p.Text, History: history})
-			user := string(prose(p.Text+"\n\nNotes: ", "", 600))
-			answer := string(prose(fmt.Sprintf("Answer %d of conversation %d. ", k+1, start/ConversationTurns+1), "", 200))
-			history = append(history[:len(history):len(history)], Turn{"user", user}, Turn{"assistant", answer})
+			earlier := make([]Prompt, k)
+			for j, e := range group[:k] {
+				earlier[j] = Prompt{System: group[0].System, Text: e.Text}
+			}
+			out = append(out, Prompt{System: group[0].System, Text: p.Text, Earlier: earlier})
 		}
 	}
 	return out

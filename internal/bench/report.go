@@ -78,7 +78,7 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 	case PromptsVaried:
 		p("; prompts varied (the task corpus's %s, in turn, each filled to the size with prose)", "`"+PromptsFile+"`")
 	case PromptsConversation:
-		p("; prompts as conversations (the task corpus's %s in turn, %d user turns to a conversation: each request resends the turns before it, each with notes to 600 bytes and a 200-byte answer, on top of its own prompt filled to the size)", "`"+PromptsFile+"`", ConversationTurns)
+		p("; prompts as conversations (the task corpus's %s in turn, %d user turns to a conversation: each request resends the turns before it as they were sent, each with a 200-byte answer, on top of its own prompt filled to the size)", "`"+PromptsFile+"`", ConversationTurns)
 	case PromptsSame:
 		p("; the same prompt in every request")
 	}
