@@ -9,6 +9,8 @@
 package classify
 
 import (
+	"sync"
+
 	"github.com/tidwall/gjson"
 
 	"github.com/stellwerk/stellwerk/internal/classify/injection"
@@ -133,6 +135,8 @@ const (
 	tokensReply      = 3
 )
 
+var piiBufs = sync.Pool{New: func() any { return new([32]pii.Match) }}
+
 // Classify scores one request.
 func (c *Classifier) Classify(req Request) Result {
 	x := extraction{segs: make([]Segment, 0, 8)}
@@ -141,7 +145,12 @@ func (c *Classifier) Classify(req Request) Result {
 
 	r := Result{PII: []Finding{}, Secrets: []Finding{}, PIICounts: map[string]int{}, Injection: Injection{Message: -1}, Scan: ScanComplete}
 	var f facts
-	var piiBuf [32]pii.Match
+	// The PII detector's appends make escape analysis move its buffer to
+	// the heap; a pooled one costs no allocation per request. Nothing
+	// keeps a slice of it past this call (findings are copied out, the
+	// memo copies what it keeps).
+	piiBuf := piiBufs.Get().(*[32]pii.Match)
+	defer piiBufs.Put(piiBuf)
 	var secBuf [8]secrets.Match
 	lastUser, userTokens := -1, 0
 	var termCounts, segTerms []int
