@@ -283,7 +283,7 @@ func benchmarkMemo(b *testing.B, reqs []gjson.Result) {
 				if i%len(reqs) == 0 {
 					scope = fmt.Sprint("pass-", i/len(reqs))
 				}
-				cl.Classify(Request{Messages: reqs[i%len(reqs)], Scope: scope})
+				cl.Classify(Request{Messages: reqs[i%len(reqs)], Key: scope})
 				i++
 			}
 		})

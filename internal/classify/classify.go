@@ -123,10 +123,11 @@ type Request struct {
 	// completions suffix. Each string is read as a user turn of its own.
 	Input, Suffix gjson.Result
 	InputField    string
-	// Scope is who sent the request (the virtual key): texts it sent
-	// before are looked up in the classifier's memo instead of scanned
-	// again, and never another scope's (memo.go).
-	Scope string
+	// Workspace and Key are who sent the request (the virtual key and
+	// its workspace; both empty without auth): texts it sent before are
+	// looked up in the classifier's memo instead of scanned again, and
+	// never another key's (memo.go).
+	Workspace, Key string
 }
 
 // per-message framing tokens in OpenAI's chat format, and the reply primer.
@@ -134,6 +135,10 @@ const (
 	tokensPerMessage = 3
 	tokensReply      = 3
 )
+
+// systemRoles are the roles of the application's messages: the system
+// prompt the task model reads as a hint.
+var systemRoles = []string{"system", "developer"}
 
 var piiBufs = sync.Pool{New: func() any { return new([32]pii.Match) }}
 
@@ -153,6 +158,7 @@ func (c *Classifier) Classify(req Request) Result {
 	defer piiBufs.Put(piiBuf)
 	var secBuf [8]secrets.Match
 	lastUser, userTokens := -1, 0
+	systemSegs, systemKey := 0, memoKey{} // the system prompt's segments, the last one's memo key
 	var termCounts, segTerms []int
 	if names := c.terms.Names(); len(names) > 0 {
 		termCounts, segTerms = make([]int, len(names)), make([]int, len(names))
@@ -173,7 +179,11 @@ func (c *Classifier) Classify(req Request) Result {
 			found []pii.Match
 			inj   injection.Result
 		)
-		if known, key := c.lookup(req.Scope, s.Text, scored, s.Message != x.turns-1); known != nil {
+		known, key := c.lookup(&req, s.Text, scored, s.Message != x.turns-1)
+		if s.isContent() && hasRole(s.Role, systemRoles) {
+			systemSegs, systemKey = systemSegs+1, key
+		}
+		if known != nil {
 			tok, segT, sec, found, inj = known.tokens, known.terms, known.secrets, known.pii, known.inj
 		} else {
 			tok = EstimateTokens(s.Text)
@@ -234,8 +244,13 @@ func (c *Classifier) Classify(req Request) Result {
 
 	// Task, language and complexity read the latest user turn, with the
 	// system prompt as a weaker hint for the task.
-	system, user := joinText(segs, -1, "system", "developer"), joinText(segs, lastUser, "user")
-	sys := c.readSystem(req.Scope, system)
+	system, user := joinText(segs, -1, systemRoles...), joinText(segs, lastUser, "user")
+	var sys task.System
+	if systemSegs == 1 {
+		sys = c.readSystem(&req, system, &systemKey) // the segment's key: its text is not hashed again
+	} else {
+		sys = c.readSystem(&req, system, nil)
+	}
 	t := task.ClassifyRead(&sys, user)
 	r.Task, r.TaskConfidence, r.TaskCue = t.Task, t.Confidence, t.Cue
 	r.Language = DetectLanguage(user)

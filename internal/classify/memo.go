@@ -28,7 +28,7 @@ import (
 //     counts, as the Result's findings are. A collision would hand one
 //     text another's findings (a secret read as clean), so the digest is
 //     cryptographic.
-//   - Scoped per caller (Request.Scope, the virtual key): whether a text
+//   - Scoped per caller (Request.Workspace and Key): whether a text
 //     was seen is a timing signal, a hit costs microseconds where a scan
 //     costs tens of them, and one key must not learn what another sent.
 //   - Only texts of memoMinBytes or more: below that the scan costs about
@@ -95,18 +95,31 @@ const (
 	kindSystem
 )
 
-// memoKeyOf is the digest of the kind, the scope and the text: SHA-256 of
-// the kind, the scope's length, the scope and the text's own SHA-256, so
-// that no kind, scope and text read as others and the text is hashed in
-// place.
-func memoKeyOf(kind byte, scope, text string) memoKey {
+// memoKeyOf is the digest of the kind, the caller and the text: SHA-256
+// of the kind, the workspace and key each after its length, and the
+// text's own SHA-256, so that no kind, caller and text read as others and
+// the text is hashed in place.
+func memoKeyOf(kind byte, workspace, key, text string) memoKey {
 	inner := sha256.Sum256(unsafe.Slice(unsafe.StringData(text), len(text)))
-	var buf [1 + 4 + 64 + sha256.Size]byte
+	var buf [1 + 4 + 32 + 4 + 32 + sha256.Size]byte
 	b := append(buf[:0], kind)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(scope)))
-	b = append(b, scope...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(workspace)))
+	b = append(b, workspace...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(key)))
+	b = append(b, key...)
 	b = append(b, inner[:]...)
 	return memoKey(sha256.Sum256(b))
+}
+
+// systemKeyOf is the key of a system prompt that is one segment, derived
+// from that segment's key (which names the kind, the caller and the text)
+// so that the text is hashed once per request. Its input, the kind and
+// 32 bytes, is shorter than any memoKeyOf input.
+func systemKeyOf(segment memoKey) memoKey {
+	var b [1 + sha256.Size]byte
+	b[0] = kindSystem
+	copy(b[1:], segment[:])
+	return memoKey(sha256.Sum256(b[:]))
 }
 
 func (m *segmentMemo) get(k memoKey) *segmentFacts {
@@ -145,17 +158,17 @@ func (m *segmentMemo) len() int {
 	return len(m.cur) + len(m.old)
 }
 
-// lookup returns what the memo holds for the scope's text (read only), nil
+// lookup returns what the memo holds for the caller's text (read only), nil
 // when the text is too short to be remembered, was not seen or (resent
 // false) is not looked for; k is its key for remember. inj asks for the
 // injection score: a remembered text that was never scored is scored now,
 // and remembered so.
-func (c *Classifier) lookup(scope, text string, inj, resent bool) (*segmentFacts, memoKey) {
+func (c *Classifier) lookup(req *Request, text string, inj, resent bool) (*segmentFacts, memoKey) {
 	var k memoKey
 	if c.memo == nil || len(text) < memoMinBytes {
 		return nil, k
 	}
-	k = memoKeyOf(kindSegment, scope, text)
+	k = memoKeyOf(kindSegment, req.Workspace, req.Key, text)
 	if !resent {
 		return nil, k
 	}
@@ -198,13 +211,19 @@ func (c *Classifier) remember(k memoKey, text string, tokens int, terms []int, s
 }
 
 // readSystem is the system prompt as the task model reads it (its first
-// 4 KB's features): from the memo when the scope sent the same prompt
-// before, as an application does with every request.
-func (c *Classifier) readSystem(scope, system string) task.System {
+// 4 KB's features): from the memo when the caller sent the same prompt
+// before, as an application does with every request. segment is the memo
+// key of the prompt's one segment, nil when it joins several.
+func (c *Classifier) readSystem(req *Request, system string, segment *memoKey) task.System {
 	if c.memo == nil || len(system) < memoMinBytes {
 		return task.ReadSystem(system)
 	}
-	k := memoKeyOf(kindSystem, scope, system)
+	var k memoKey
+	if segment != nil {
+		k = systemKeyOf(*segment)
+	} else {
+		k = memoKeyOf(kindSystem, req.Workspace, req.Key, system)
+	}
 	memoLooked.Add(1)
 	if f := c.memo.get(k); f != nil && f.system != nil {
 		memoFound.Add(1)

@@ -53,9 +53,9 @@ func conversationBody(texts []string, n int) string {
 	return string(b)
 }
 
-func classifyBody(c *Classifier, body, scope string) Result {
+func classifyBody(c *Classifier, body, key string) Result {
 	req := bodyRequest(gjson.Parse(body))
-	req.Scope = scope
+	req.Workspace, req.Key = "ws", key
 	return c.Classify(req)
 }
 
@@ -76,7 +76,7 @@ func TestMemoChangesNothing(t *testing.T) {
 	for round := range 2 { // the second round finds every text
 		for n := 1; n <= len(texts); n++ {
 			body := conversationBody(texts, n)
-			got, want := classifyBody(with, body, "ws\x00key-a"), classifyBody(without, body, "ws\x00key-a")
+			got, want := classifyBody(with, body, "key-a"), classifyBody(without, body, "key-a")
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("round %d, turn %d: with the memo\n%+v\nwithout\n%+v", round, n, got, want)
 			}
@@ -99,21 +99,21 @@ func TestMemoIsPerScope(t *testing.T) {
 	// Within one request a text may repeat (the user quotes the
 	// assistant): what a fresh memo answers for one request.
 	fresh := defaultClassifier(t)
-	classifyBody(fresh, body, "ws\x00key-b")
+	classifyBody(fresh, body, "key-b")
 	within := fresh.memo.hits
 	if within != 1 {
 		t.Fatalf("%d texts repeated within the request, want 1", within)
 	}
 
 	c := defaultClassifier(t)
-	classifyBody(c, body, "ws\x00key-a")
+	classifyBody(c, body, "key-a")
 	hits := c.memo.hits
-	classifyBody(c, body, "ws\x00key-b")
+	classifyBody(c, body, "key-b")
 	if got := c.memo.hits - hits; got != within {
 		t.Fatalf("key b got %d texts from the memo, %d of them from what key a sent", got, got-within)
 	}
 	hits = c.memo.hits
-	classifyBody(c, body, "ws\x00key-a")
+	classifyBody(c, body, "key-a")
 	// Looked up and found: the six earlier turns, the two tool
 	// descriptions and the system prompt, once for its findings and once
 	// as the task model reads it; not the newest turn, nor the short texts
@@ -121,7 +121,9 @@ func TestMemoIsPerScope(t *testing.T) {
 	if got, want := c.memo.hits-hits, uint64(len(texts)-1+2+2); got != want {
 		t.Fatalf("key a's second request: %d texts from the memo, want %d", got, want)
 	}
-	if memoKeyOf(kindSegment, "ab", "c") == memoKeyOf(kindSegment, "a", "bc") || memoKeyOf(kindSegment, "a", "b") == memoKeyOf(kindSystem, "a", "b") {
+	if memoKeyOf(kindSegment, "", "ab", "c") == memoKeyOf(kindSegment, "", "a", "bc") ||
+		memoKeyOf(kindSegment, "ab", "c", "t") == memoKeyOf(kindSegment, "a", "bc", "t") ||
+		memoKeyOf(kindSegment, "", "a", "b") == memoKeyOf(kindSystem, "", "a", "b") {
 		t.Fatal("scope and text are not kept apart")
 	}
 }
@@ -130,10 +132,10 @@ func TestMemoIsPerScope(t *testing.T) {
 // what is looked up stays.
 func TestMemoIsBounded(t *testing.T) {
 	m := newSegmentMemo()
-	keep := memoKeyOf(kindSegment, "s", "kept")
+	keep := memoKeyOf(kindSegment, "", "s", "kept")
 	m.put(keep, &segmentFacts{tokens: 1})
 	for i := range 5 * memoGeneration {
-		m.put(memoKeyOf(kindSegment, "s", fmt.Sprint(i)), &segmentFacts{})
+		m.put(memoKeyOf(kindSegment, "", "s", fmt.Sprint(i)), &segmentFacts{})
 		if i%1000 == 0 && m.get(keep) == nil {
 			t.Fatalf("the text in use was dropped after %d others", i)
 		}
@@ -141,7 +143,7 @@ func TestMemoIsBounded(t *testing.T) {
 	if n := m.len(); n > 2*memoGeneration {
 		t.Fatalf("%d texts remembered, at most %d", n, 2*memoGeneration)
 	}
-	if m.get(memoKeyOf(kindSegment, "s", "0")) != nil {
+	if m.get(memoKeyOf(kindSegment, "", "s", "0")) != nil {
 		t.Fatal("the oldest text is still there")
 	}
 }

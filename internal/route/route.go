@@ -155,16 +155,6 @@ func ClassifyRequest(chat request.Chat) classify.Request {
 	return r
 }
 
-// classifyScope is the caller whose earlier texts the classifier may look
-// up: the virtual key (in its workspace). Without auth every caller is
-// anonymous and shares one scope; the key is what separates tenants.
-func classifyScope(p auth.Principal) string {
-	if !p.Authenticated {
-		return ""
-	}
-	return p.Workspace + "\x00" + p.KeyID
-}
-
 // Route decides one request. Errors are *apierr.Error; the Result is
 // returned alongside whenever it explains the error (a denial, an excluded
 // pinned model), so explain can show the trace.
@@ -201,7 +191,12 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 		return res, err
 	}
 	cr := ClassifyRequest(res.Chat)
-	cr.Scope = classifyScope(req.Principal)
+	// The caller whose earlier texts the classifier may look up: the
+	// virtual key in its workspace. Without auth every caller is
+	// anonymous and shares one scope; the key is what separates tenants.
+	if p := req.Principal; p.Authenticated {
+		cr.Workspace, cr.Key = p.Workspace, p.KeyID
+	}
 	res.Class = r.Classifier.Classify(cr)
 	return res, r.decide(ctx, &req, res, nil)
 }

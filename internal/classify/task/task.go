@@ -113,6 +113,7 @@ func ClassifyRead(sys *System, user string) Result {
 	return Result{Task: Tasks[best], Confidence: conf, Cue: strongestCue(&uf, &sys.f, scale, best)}
 }
 
+// strongestCue names the hand-written cue that pushed hardest toward class c.
 func strongestCue(uf, sf *features, scale float64, c int) string {
 	bestK, bestV := -1, 0.25 // below this a cue did not matter; the n-grams decided
 	for k := 0; k < numCues; k++ {
