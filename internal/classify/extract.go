@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/jsonscan"
 )
 
 // Segment is one piece of text a request carries: a message's content (its
@@ -427,7 +429,7 @@ func unescapeJSON(raw string) string {
 		}
 		b.WriteString(raw[:q])
 		raw = raw[q:]
-		end := stringEnd(raw, 0)
+		end := jsonscan.StringEnd(raw, 0)
 		if end < 0 { // unterminated: keep as is
 			b.WriteString(raw)
 			break

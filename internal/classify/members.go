@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/jsonscan"
 )
 
 // eachMember calls fn with each member of the JSON object obj, as
@@ -24,7 +26,7 @@ func eachMember(obj gjson.Result, fn func(key, val gjson.Result) bool) {
 	raw := obj.Raw
 	i := 1 // after the '{' an object's Raw starts with
 	for {
-		i = skipSpace(raw, i)
+		i = jsonscan.SkipSpace(raw, i)
 		if i >= len(raw) || raw[i] == '}' {
 			return
 		}
@@ -35,29 +37,29 @@ func eachMember(obj gjson.Result, fn func(key, val gjson.Result) bool) {
 		if raw[i] != '"' {
 			return
 		}
-		kend := stringEnd(raw, i)
+		kend := jsonscan.StringEnd(raw, i)
 		if kend < 0 {
 			return
 		}
 		key := stringResult(raw[i:kend])
-		i = skipSpace(raw, kend)
+		i = jsonscan.SkipSpace(raw, kend)
 		if i >= len(raw) || raw[i] != ':' {
 			return
 		}
-		i = skipSpace(raw, i+1)
+		i = jsonscan.SkipSpace(raw, i+1)
 		if i >= len(raw) {
 			return
 		}
 		var val gjson.Result
 		if raw[i] == '"' {
-			end := stringEnd(raw, i)
+			end := jsonscan.StringEnd(raw, i)
 			if end < 0 {
 				return
 			}
 			val = stringResult(raw[i:end])
 			i = end
 		} else {
-			end := valueEnd(raw, i)
+			end := jsonscan.ValueEnd(raw, i)
 			if end < 0 {
 				return
 			}
@@ -68,64 +70,6 @@ func eachMember(obj gjson.Result, fn func(key, val gjson.Result) bool) {
 			return
 		}
 	}
-}
-
-// valueEnd is the index after the object, array, number or literal that
-// starts at s[i], -1 when an object or array is not closed.
-func valueEnd(s string, i int) int {
-	if s[i] != '{' && s[i] != '[' {
-		j := i
-		for j < len(s) && s[j] != ',' && s[j] != '}' && s[j] != ']' && s[j] > ' ' {
-			j++
-		}
-		return j
-	}
-	depth := 0
-	for j := i; j < len(s); j++ {
-		switch s[j] {
-		case '{', '[':
-			depth++
-		case '}', ']':
-			if depth--; depth == 0 {
-				return j + 1
-			}
-		case '"':
-			if j = stringEnd(s, j); j < 0 {
-				return -1
-			}
-			j--
-		}
-	}
-	return -1
-}
-
-func skipSpace(s string, i int) int {
-	for i < len(s) && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t') {
-		i++
-	}
-	return i
-}
-
-// stringEnd is the index after the closing quote of the string opening at
-// s[i], -1 when it is not closed: the next quote not escaped by an odd run
-// of backslashes.
-func stringEnd(s string, i int) int {
-	for j := i + 1; j < len(s); {
-		k := strings.IndexByte(s[j:], '"')
-		if k < 0 {
-			return -1
-		}
-		j += k
-		n := 0
-		for b := j - 1; b > i && s[b] == '\\'; b-- {
-			n++
-		}
-		if n%2 == 0 {
-			return j + 1
-		}
-		j++
-	}
-	return -1
 }
 
 // stringResult is the gjson string result of a quoted JSON string.

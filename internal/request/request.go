@@ -12,6 +12,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/jsonscan"
 )
 
 // Chat is what the router needs from a request of any endpoint (API says
@@ -140,8 +141,11 @@ func ParseChat(body []byte) (Chat, error) {
 			bad = apierr.BadRequest("invalid_value", "messages", "messages[%d].role must be a non-empty string", c.Messages)
 			return false
 		}
-		if content := m.Get("content"); !c.Vision && content.IsArray() {
-			content.ForEach(func(_, part gjson.Result) bool {
+		// The content's raw text, not m.Get's copy of it: only an array
+		// of parts is read here, and decoding a long prompt's escapes
+		// was half of parsing it.
+		if content, ok := jsonscan.Member(m.Raw, "content"); ok && !c.Vision && content[0] == '[' {
+			gjson.Parse(content).ForEach(func(_, part gjson.Result) bool {
 				if t := part.Get("type").Str; t == "image_url" || t == "input_image" {
 					c.Vision = true
 				}

@@ -243,20 +243,32 @@ func referenceDuplicate(body []byte) (key string, found, valid bool) {
 	}
 }
 
+// BenchmarkParseChat parses a chat request of 1.7 KB and 32 KB of prose,
+// without escapes and, as real prompts are, with a line break (\n) and a
+// quotation (\") in every line.
 func BenchmarkParseChat(b *testing.B) {
-	for _, n := range []int{30, 580} { // 1.7 KB and 32 KB of prose
-		body := []byte(`{"model":"auto","stream":true,"messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"` +
-			strings.Repeat("Explain the difference between a mutex and a semaphore. ", n) + `"}]}`)
-		b.Run(strconv.Itoa((len(body)+512)>>10)+"KB", func(b *testing.B) {
-			b.SetBytes(int64(len(body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := ParseChat(body); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+	for _, prose := range []struct{ name, line string }{
+		{"", "Explain the difference between a mutex and a semaphore. "},
+		{"/escaped", `Explain the \"difference\" between a mutex and a semaphore.\n`},
+	} {
+		for _, n := range []int{30, 580} {
+			body := []byte(`{"model":"auto","stream":true,"messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"` +
+				strings.Repeat(prose.line, n) + `"}]}`)
+			benchmarkParseChat(b, strconv.Itoa((len(body)+512)>>10)+"KB"+prose.name, body)
+		}
 	}
+}
+
+func benchmarkParseChat(b *testing.B, name string, body []byte) {
+	b.Run(name, func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := ParseChat(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 func TestRouteModel(t *testing.T) {
@@ -289,6 +301,27 @@ func TestRouteModel(t *testing.T) {
 		_, err := ParseChat(body(model))
 		if e := apierr.As(err); err == nil || e.Status != 400 || e.Code != "invalid_route" || e.Param != "model" {
 			t.Errorf("%s: %v, want 400 invalid_route", model, err)
+		}
+	}
+}
+
+// TestVision: a request is vision when any message's content is an array of
+// parts with an image; a string content, however it is written, is not.
+func TestVision(t *testing.T) {
+	for body, want := range map[string]bool{
+		`{"model":"auto","messages":[{"role":"user","content":"an image_url \"type\": [\"image_url\"]\n"}]}`:                                false,
+		`{"model":"auto","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}`:                                             false,
+		`{"model":"auto","messages":[{"role":"user","content":[{"type":"text","text":"]"},{"type":"image_url","image_url":{"url":"x"}}]}]}`: true,
+		`{"model":"auto","messages":[{"role":"system","content":"be brief"},{"content":[{"type":"input_image"}],"role":"user"}]}`:           true,
+		`{"model":"auto","messages":[{"role":"user","c\u006fntent":[{"type":"image_url"}]}]}`:                                               true,
+		`{"model":"auto","messages":[{"role":"user","name":{"content":[{"type":"image_url"}]},"content":"x"}]}`:                             false,
+	} {
+		c, err := ParseChat([]byte(body))
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if c.Vision != want {
+			t.Errorf("%s: vision %v, want %v", body, c.Vision, want)
 		}
 	}
 }

@@ -1,0 +1,128 @@
+// Package jsonscan walks the raw text of JSON that is already known to be
+// valid (request parsing checked it) without decoding it: where a value
+// ends, and where an object's member is. Decoding a long string (a 32 KB
+// prompt with a line break in every line) costs a copy and a pass over it;
+// these functions only find the closing quote.
+package jsonscan
+
+import (
+	"strings"
+
+	"github.com/tidwall/gjson"
+)
+
+// SkipSpace is the index of the first byte at or after s[i] that is not
+// JSON whitespace.
+func SkipSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// StringEnd is the index after the closing quote of the string opening at
+// s[i], -1 when it is not closed: the next quote not escaped by an odd run
+// of backslashes.
+func StringEnd(s string, i int) int {
+	for j := i + 1; j < len(s); {
+		k := strings.IndexByte(s[j:], '"')
+		if k < 0 {
+			return -1
+		}
+		j += k
+		n := 0
+		for b := j - 1; b > i && s[b] == '\\'; b-- {
+			n++
+		}
+		if n%2 == 0 {
+			return j + 1
+		}
+		j++
+	}
+	return -1
+}
+
+// ValueEnd is the index after the object, array, number or literal that
+// starts at s[i], -1 when an object or array is not closed.
+func ValueEnd(s string, i int) int {
+	if s[i] != '{' && s[i] != '[' {
+		j := i
+		for j < len(s) && s[j] != ',' && s[j] != '}' && s[j] != ']' && s[j] > ' ' {
+			j++
+		}
+		return j
+	}
+	depth := 0
+	for j := i; j < len(s); j++ {
+		switch s[j] {
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth--; depth == 0 {
+				return j + 1
+			}
+		case '"':
+			if j = StringEnd(s, j); j < 0 {
+				return -1
+			}
+			j--
+		}
+	}
+	return -1
+}
+
+// Member is the raw text of the first member named key of the object obj
+// (the text of a valid JSON object, as gjson.Result.Raw), found
+// without decoding any value — what obj.Get(key).Raw is, without the copy
+// gjson makes of a string value that has escapes. A key written with
+// escapes is compared decoded. ok is false when obj is not an object or has
+// no such member.
+func Member(obj, key string) (raw string, ok bool) {
+	i := SkipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return "", false
+	}
+	i++
+	for {
+		i = SkipSpace(obj, i)
+		if i >= len(obj) || obj[i] == '}' {
+			return "", false
+		}
+		if obj[i] == ',' {
+			i++
+			continue
+		}
+		if obj[i] != '"' {
+			return "", false
+		}
+		kend := StringEnd(obj, i)
+		if kend < 0 {
+			return "", false
+		}
+		k := obj[i+1 : kend-1]
+		match := k == key
+		if !match && strings.IndexByte(k, '\\') >= 0 {
+			match = gjson.Parse(obj[i:kend]).Str == key
+		}
+		i = SkipSpace(obj, kend)
+		if i >= len(obj) || obj[i] != ':' {
+			return "", false
+		}
+		if i = SkipSpace(obj, i+1); i >= len(obj) {
+			return "", false
+		}
+		end := -1
+		if obj[i] == '"' {
+			end = StringEnd(obj, i)
+		} else {
+			end = ValueEnd(obj, i)
+		}
+		if end < 0 {
+			return "", false
+		}
+		if match {
+			return obj[i:end], true
+		}
+		i = end
+	}
+}
