@@ -205,17 +205,47 @@ func keywordOf(id string) keywordKind {
 }
 
 func suffixFold(id, suf string) bool {
+	_, ok := trimSuffixFold(id, suf)
+	return ok
+}
+
+// trimSuffixFold is id without suf, matched as suffixFold matches it; ok
+// is false when id does not end with suf.
+func trimSuffixFold(id, suf string) (string, bool) {
 	k := len(id) - 1
 	for m := len(suf) - 1; m >= 0; m-- {
 		for k >= 0 && (id[k] == '_' || id[k] == '-' || id[k] == '.') {
 			k--
 		}
 		if k < 0 || lower(id[k]) != suf[m] {
-			return false
+			return "", false
 		}
 		k--
 	}
-	return true
+	return id[:k+1], true
+}
+
+// secretObjectKinds are the words that, before "secret", make a name the
+// name of a secret object rather than of a secret: Kubernetes charts and
+// operators write existingSecret: postgres-auth-v2, passwordSecret:
+// db-credentials-v2, tlsSecret: ingress-tls-2024 — the Secret resource that
+// holds the credential, by its name. clientSecret, jwtSecret or
+// tokenSecret (OAuth 1's token secret) still name the credential itself.
+var secretObjectKinds = []string{"existing", "password", "passwd", "credentials", "credential", "tls", "cert", "certificate", "pull"}
+
+// namesSecretObject reports whether the assignment name id is a secret
+// object's name (see secretObjectKinds).
+func namesSecretObject(id string) bool {
+	rest, ok := trimSuffixFold(id, "secret")
+	if !ok || rest == "" {
+		return false
+	}
+	for _, w := range secretObjectKinds {
+		if suffixFold(rest, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // assignmentAt matches NAME = value, NAME: value, "NAME": "value" and
@@ -233,7 +263,7 @@ func assignmentAt(s string, i, j int) (Match, int, bool) {
 		return Match{}, 0, false
 	}
 	kind := keywordOf(s[i:j])
-	if kind == kwNone {
+	if kind == kwNone || kind == kwGeneric && namesSecretObject(s[i:j]) {
 		return Match{}, 0, false
 	}
 	switch {

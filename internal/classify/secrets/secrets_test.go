@@ -167,6 +167,21 @@ func TestDetect(t *testing.T) {
 				{TypePasswordAssignment, "fake0key0value9"},
 			},
 		},
+		// A Kubernetes Secret is named, not quoted: existingSecret,
+		// passwordSecret and tlsSecret hold the resource's name. A secret
+		// named by what it is for (clientSecret, jwt_secret, tokenSecret)
+		// is still one.
+		"names of secret objects": {
+			text: "auth:\n  existingSecret: postgres-auth-v2\n  passwordSecret: db-credentials-v2\ntls:\n  - tlsSecret: ingress-tls-2024\n" +
+				"imagePullSecret: regcred2x\nexisting_password_secret: pg-admin-v3\n" +
+				"clientSecret: fake9client8secret7\njwt_secret: s3cr3tJwtFake1\noauth_token_secret = fakeTok3nSecr3t\nsecret: my-app-secret-v3\n",
+			want: []found{
+				{TypePasswordAssignment, "fake9client8secret7"},
+				{TypePasswordAssignment, "s3cr3tJwtFake1"},
+				{TypePasswordAssignment, "fakeTok3nSecr3t"},
+				{TypePasswordAssignment, "my-app-secret-v3"},
+			},
+		},
 		"passwords with dots": {
 			text: "DB_PASSWORD=Winter.Is.Coming24\nsecret = corp.vault.fake7x\napi_key=app.v2.hunter2fake",
 			want: []found{
