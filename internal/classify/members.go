@@ -23,53 +23,12 @@ func eachMember(obj gjson.Result, fn func(key, val gjson.Result) bool) {
 		obj.ForEach(fn)
 		return
 	}
-	raw := obj.Raw
-	i := 1 // after the '{' an object's Raw starts with
-	for {
-		i = jsonscan.SkipSpace(raw, i)
-		if i >= len(raw) || raw[i] == '}' {
-			return
+	jsonscan.Members(obj.Raw, func(key, val string) bool {
+		if val[0] == '"' {
+			return fn(stringResult(key), stringResult(val))
 		}
-		if raw[i] == ',' {
-			i++
-			continue
-		}
-		if raw[i] != '"' {
-			return
-		}
-		kend := jsonscan.StringEnd(raw, i)
-		if kend < 0 {
-			return
-		}
-		key := stringResult(raw[i:kend])
-		i = jsonscan.SkipSpace(raw, kend)
-		if i >= len(raw) || raw[i] != ':' {
-			return
-		}
-		i = jsonscan.SkipSpace(raw, i+1)
-		if i >= len(raw) {
-			return
-		}
-		var val gjson.Result
-		if raw[i] == '"' {
-			end := jsonscan.StringEnd(raw, i)
-			if end < 0 {
-				return
-			}
-			val = stringResult(raw[i:end])
-			i = end
-		} else {
-			end := jsonscan.ValueEnd(raw, i)
-			if end < 0 {
-				return
-			}
-			val = gjson.Parse(raw[i:end])
-			i = end
-		}
-		if !fn(key, val) {
-			return
-		}
-	}
+		return fn(stringResult(key), gjson.Parse(val))
+	})
 }
 
 // stringResult is the gjson string result of a quoted JSON string.

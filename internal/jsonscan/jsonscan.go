@@ -71,45 +71,39 @@ func ValueEnd(s string, i int) int {
 	return -1
 }
 
-// Member is the raw text of the first member named key of the object obj
-// (the text of a valid JSON object, as gjson.Result.Raw), found
-// without decoding any value — what obj.Get(key).Raw is, without the copy
-// gjson makes of a string value that has escapes. A key written with
-// escapes is compared decoded. ok is false when obj is not an object or has
-// no such member.
-func Member(obj, key string) (raw string, ok bool) {
+// Members calls fn with the raw text of each member of the object obj
+// (the text of a valid JSON object, as gjson.Result.Raw): the key with its
+// quotes, and the value as written. Nothing is decoded. It stops when fn
+// returns false, and at the first byte that cannot continue an object.
+func Members(obj string, fn func(key, val string) bool) {
 	i := SkipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
-		return "", false
+		return
 	}
 	i++
 	for {
 		i = SkipSpace(obj, i)
 		if i >= len(obj) || obj[i] == '}' {
-			return "", false
+			return
 		}
 		if obj[i] == ',' {
 			i++
 			continue
 		}
 		if obj[i] != '"' {
-			return "", false
+			return
 		}
 		kend := StringEnd(obj, i)
 		if kend < 0 {
-			return "", false
+			return
 		}
-		k := obj[i+1 : kend-1]
-		match := k == key
-		if !match && strings.IndexByte(k, '\\') >= 0 {
-			match = gjson.Parse(obj[i:kend]).Str == key
-		}
+		key := obj[i:kend]
 		i = SkipSpace(obj, kend)
 		if i >= len(obj) || obj[i] != ':' {
-			return "", false
+			return
 		}
 		if i = SkipSpace(obj, i+1); i >= len(obj) {
-			return "", false
+			return
 		}
 		end := -1
 		if obj[i] == '"' {
@@ -117,12 +111,26 @@ func Member(obj, key string) (raw string, ok bool) {
 		} else {
 			end = ValueEnd(obj, i)
 		}
-		if end < 0 {
-			return "", false
-		}
-		if match {
-			return obj[i:end], true
+		if end < 0 || !fn(key, obj[i:end]) {
+			return
 		}
 		i = end
 	}
+}
+
+// Member is the raw text of the first member named key of the object obj,
+// found without decoding any value — what obj.Get(key).Raw is, without the
+// copy gjson makes of a string value that has escapes. A key written with
+// escapes is compared decoded. ok is false when obj is not an object or has
+// no such member.
+func Member(obj, key string) (raw string, ok bool) {
+	Members(obj, func(k, v string) bool {
+		name := k[1 : len(k)-1]
+		if name == key || strings.IndexByte(name, '\\') >= 0 && gjson.Parse(k).Str == key {
+			raw, ok = v, true
+			return false
+		}
+		return true
+	})
+	return raw, ok
 }
