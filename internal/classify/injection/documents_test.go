@@ -43,17 +43,40 @@ func TestEverydayRequestsAreNotAttacks(t *testing.T) {
 	if err != nil {
 		t.Skipf("the task corpora are not here: %v", err)
 	}
+	flagged := countFlagged(t, requests, "everyday requests")
+	if len(requests) < 300 || float64(flagged) > 0.015*float64(len(requests)) {
+		t.Errorf("%d of %d everyday requests flagged; want at most 1.5%%", flagged, len(requests))
+	}
+}
+
+// TestInstructionsAreNotAttacks: the test split of the benign requests
+// written with words the labelled data shows only in attacks ("from now on,
+// answer in JSON", "act as a Linux terminal", "how do I enable developer
+// mode on Android") — the rows the model never trained on. Before they were
+// trained on (2026-12-04), 5 of these 24 were flagged (22 of all 80);
+// after, 2 (docs/classify/injection.md).
+func TestInstructionsAreNotAttacks(t *testing.T) {
+	requests, err := instructionRequests(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flagged := countFlagged(t, requests, "benign instructions"); len(requests) < 20 || flagged > 2 {
+		t.Errorf("%d of %d benign instructions flagged; want at most 2", flagged, len(requests))
+	}
+}
+
+// countFlagged scores rows, every one benign, and logs the ones flagged.
+func countFlagged(t *testing.T, rows []row, what string) int {
+	t.Helper()
 	flagged := 0
-	for _, r := range requests {
+	for _, r := range rows {
 		if s := Score(r.prompt); s.Detected {
 			flagged++
 			t.Logf("flagged: %.2f %s %.80q", s.Score, s.Rule, r.prompt)
 		}
 	}
-	t.Logf("%d of %d everyday requests flagged", flagged, len(requests))
-	if len(requests) < 300 || float64(flagged) > 0.015*float64(len(requests)) {
-		t.Errorf("%d of %d everyday requests flagged; want at most 1.5%%", flagged, len(requests))
-	}
+	t.Logf("%d of %d %s flagged", flagged, len(rows), what)
+	return flagged
 }
 
 // TestChunks: the pieces are the text, in order, each about the size
