@@ -236,8 +236,9 @@ func TestSecurityDuplicateKeysAreRejected(t *testing.T) {
 
 // TestOrdinaryRequestsAreNotRefused: requests that use an attack's or a
 // credential's words in ordinary ways pass through the stack under the
-// default injection: deny and secrets: deny (until 2026-12-04 a chart's existingSecret, "from now on, answer in JSON" and "developer
-// mode" were refused with 403), while the real thing next to them still is.
+// default injection: deny and secrets: deny (until 2026-12-04 a chart's
+// existingSecret, "from now on, answer in JSON" and "developer mode" were
+// refused with 403), while the real thing next to them still is.
 func TestOrdinaryRequestsAreNotRefused(t *testing.T) {
 	t.Parallel()
 	s := securityStack(t)
