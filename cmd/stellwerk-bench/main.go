@@ -83,6 +83,7 @@ type common struct {
 	shape                  string
 	ledger                 string
 	maxAttempts            int
+	floor                  string
 	prompts                string
 }
 
@@ -101,6 +102,9 @@ func (c *common) register(fs *flag.FlagSet) {
 		bench.PromptsConversation+" (the same prompts as conversations of 8 turns, each request resending the turns before it on top of the size; chat only) or "+
 		bench.PromptsSame+" (one prompt, every request alike, as the figures before 2026-12-03)")
 	fs.IntVar(&c.maxAttempts, "max-attempts", 0, "run only: the production shape's failover.max_attempts (0: the config's default, 3; 1 takes failover's internal-listener hop out)")
+	fs.StringVar(&c.floor, "floor", bench.FloorOne, "run only: the floor's ext_proc mode: "+bench.FloorOne+
+		" (the request body alone, one round trip: the floor issue 12 measures against) or "+bench.FloorPipelined+
+		" (every phase of stellwerk's client-facing filter in its pipelined mode, answered with CONTINUE: what those messages cost by themselves)")
 }
 
 // resolve finds the root, Envoy and (if needStellwerk) stellwerk, reporting
@@ -179,7 +183,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var problems []string
 	o := bench.Options{Duration: *duration, Slice: *slice, Warmup: *warmup, Timeout: *timeout,
 		Target: *target, Model: *model, Headers: headers.m, EnvoyConcurrency: c.concurrency, Transport: c.transport,
-		Shape: c.shape, Ledger: c.ledger, MaxAttempts: c.maxAttempts, QuietBelow: *quietBelow, QuietWait: *quietWait, Retries: *retries,
+		Shape: c.shape, Ledger: c.ledger, MaxAttempts: c.maxAttempts, FloorMode: c.floor, QuietBelow: *quietBelow, QuietWait: *quietWait, Retries: *retries,
 		Command: commandLine("run", args), Progress: stderr}
 	var err error
 	if o.Rates, err = parseList(*rates, func(s string) (float64, error) {
@@ -224,6 +228,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *duration <= 0 || *slice <= 0 || *slice > *duration {
 		problems = append(problems, "-duration and -slice must be positive, the slice no longer than the duration")
+	}
+	if !slices.Contains(bench.FloorModes, c.floor) {
+		problems = append(problems, "-floor must be one of "+strings.Join(bench.FloorModes, ", "))
 	}
 	if *target != "" && !strings.HasPrefix(*target, "http://") && !strings.HasPrefix(*target, "https://") {
 		problems = append(problems, "-target: want an http:// or https:// URL")

@@ -11,11 +11,11 @@ import (
 func TestRunReportsEveryFlagProblem(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	err := run(context.Background(), []string{"run", "--rates", "100,-5", "--sizes", "2KB,tiny", "--modes", "json,ws",
-		"--delays", "50ms,soon", "--slice", "5s", "--duration", "1s", "--target", "ftp://x"}, &stdout, &stderr)
+		"--delays", "50ms,soon", "--slice", "5s", "--duration", "1s", "--target", "ftp://x", "--floor", "twice"}, &stdout, &stderr)
 	if !errors.Is(err, errUsage) {
 		t.Fatalf("got %v, want a usage error", err)
 	}
-	for _, want := range []string{"-rates", "-sizes", "-modes", "-delays", "-slice", "-target"} {
+	for _, want := range []string{"-rates", "-sizes", "-modes", "-delays", "-slice", "-target", "-floor"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr does not mention %s:\n%s", want, stderr.String())
 		}

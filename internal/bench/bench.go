@@ -55,6 +55,9 @@ type Options struct {
 	// MaxAttempts is the production shape's failover.max_attempts
 	// (StackOptions).
 	MaxAttempts int
+	// FloorMode is Envoy F's processing mode (StackOptions): FloorOne
+	// (the default) or FloorPipelined.
+	FloorMode string
 	// NoopArgv runs the no-op ext_proc server of the floor target
 	// ("--socket PATH" is appended), e.g. ["stellwerk-bench", "noop-extproc"];
 	// required in stack mode.
@@ -165,7 +168,8 @@ type Settings struct {
 	SliceS           float64  `json:"slice_s"`
 	WarmupS          float64  `json:"warmup_s"`
 	EnvoyConcurrency int      `json:"envoy_concurrency,omitempty"`
-	Transport        string   `json:"transport,omitempty"` // Envoy → stellwerk: unix or mtls
+	Transport        string   `json:"transport,omitempty"`  // Envoy → stellwerk: unix or mtls
+	FloorMode        string   `json:"floor_mode,omitempty"` // Envoy F's processing mode: one or pipelined
 	QuietBelow       float64  `json:"quiet_below_cores,omitempty"`
 	QuietWaitS       float64  `json:"quiet_wait_s,omitempty"`
 	Retries          int      `json:"retries,omitempty"`
@@ -263,13 +267,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		stack, err = StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy, StellwerkArgv: []string{o.Stellwerk, "serve"},
 			EnvoyConcurrency: o.EnvoyConcurrency, Baseline: true, NoopArgv: o.NoopArgv, Shape: o.Shape, Ledger: o.Ledger, MaxAttempts: o.MaxAttempts,
-			Dir: dir, Progress: o.Progress, Transport: o.Transport})
+			FloorMode: o.FloorMode, Dir: dir, Progress: o.Progress, Transport: o.Transport})
 		if err != nil {
 			return nil, err
 		}
 		defer stack.Close()
 		rep.Settings.EnvoyConcurrency = o.EnvoyConcurrency
 		rep.Settings.Transport = cmpOr(o.Transport, "unix")
+		rep.Settings.FloorMode = cmpOr(o.FloorMode, FloorOne)
 		rep.Settings.Shape, rep.Settings.Models = stack.Shape, stack.Models
 		if stack.Shape == ShapeProduction {
 			rep.Settings.Ledger = cmpOr(o.Ledger, LedgerMemory)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"reflect"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
+	"gopkg.in/yaml.v3"
 
 	"github.com/stellwerk/stellwerk/internal/bench/noopextproc"
 	"github.com/stellwerk/stellwerk/internal/mockllm"
@@ -519,4 +521,52 @@ func TestRoundTrips(t *testing.T) {
 	if got != (roundTripCounts{requests: 10, edge: 40, egress: 3}) {
 		t.Errorf("%+v", got)
 	}
+}
+
+// TestFloorModes: the floor's two processing modes give Envoy F the phases
+// they name (checked by Envoy itself when it is installed: --mode
+// validate), and an unknown mode is refused before anything starts.
+func TestFloorModes(t *testing.T) {
+	envoy, envoyErr := FindEnvoy(mustRoot(t))
+	for _, c := range []struct {
+		mode string
+		want []string
+	}{
+		{FloorOne, []string{"request_header_mode: SKIP", "request_body_mode: BUFFERED", "response_header_mode: SKIP", "response_body_mode: NONE"}},
+		{FloorPipelined, []string{"request_header_mode: SEND", "request_body_mode: STREAMED", "response_header_mode: SEND",
+			"response_body_mode: STREAMED", "send_body_without_waiting_for_header_response: true"}},
+	} {
+		boot := directBootstrap(9901, 10000, 10001, "/tmp/noop.sock", c.mode)
+		for _, w := range c.want {
+			if !strings.Contains(boot, w) {
+				t.Errorf("%s: the floor's bootstrap lacks %q:\n%s", c.mode, w, boot)
+			}
+		}
+		var v map[string]any
+		if err := yaml.Unmarshal([]byte(boot), &v); err != nil {
+			t.Errorf("%s: bootstrap is not YAML: %v", c.mode, err)
+		}
+		if envoyErr != nil {
+			continue
+		}
+		path := filepath.Join(t.TempDir(), "floor.yaml")
+		if err := os.WriteFile(path, []byte(boot), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(envoy, "--mode", "validate", "-c", path).CombinedOutput(); err != nil {
+			t.Errorf("%s: Envoy refuses the floor's bootstrap: %v\n%s", c.mode, err, out)
+		}
+	}
+	if _, err := StartStack(context.Background(), StackOptions{FloorMode: "twice"}); err == nil || !strings.Contains(err.Error(), "floor mode") {
+		t.Errorf("StartStack with floor mode twice: %v, want it refused", err)
+	}
+}
+
+func mustRoot(t *testing.T) string {
+	t.Helper()
+	root, err := FindRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
 }

@@ -104,7 +104,7 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 	floor := stack && rep.Scenarios[0].Floor != nil
 	if floor {
 		p("### Added latency, p50 / p99, ms\n\n")
-		p("*Plain Envoy* is Envoy A (direct route); *the floor* is Envoy F, the same route through a no-op ext_proc server in the one-round-trip mode. ")
+		p("*Plain Envoy* is Envoy A (direct route); *the floor* is Envoy F, the same route through a no-op ext_proc server %s. ", floorModeText(rep.Settings.FloorMode))
 		p("What stellwerk adds above the floor is stellwerk's own cost; the floor above plain Envoy is the ext_proc mechanism's.\n\n")
 		p("| scenario | measured to | stellwerk above plain Envoy | stellwerk above the floor | the floor above plain Envoy |\n|---|---|--:|--:|--:|\n")
 		for _, sc := range rep.Scenarios {
@@ -209,12 +209,12 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 			p("### ext_proc messages per request\n\n")
 			p("From Envoy B's statistics over the whole run (warm-up included), per request that reached stellwerk: "+
 				"**%.2f answered messages** (%.2f on the client-facing filter, %.2f on egress listeners); "+
-				"a first attempt the edge rewrote opens no stream on its egress listener (its failures come from Envoy's upstream log). The floor answers 1. "+
+				"a first attempt the edge rewrote opens no stream on its egress listener (its failures come from Envoy's upstream log). %s "+
 				"In the classic mode each answered message is a round trip Envoy waits for before it sends the next; in the pipelined mode "+
 				"stellwerk serves (docs/envoy.md) Envoy sends each body's chunks without waiting, so a request waits for one answer each way "+
 				"however many chunks it has, and the count grows with the chunks.\n\n",
 				float64(rt.edge+rt.egress)/float64(rt.requests), float64(rt.edge)/float64(rt.requests),
-				float64(rt.egress)/float64(rt.requests))
+				float64(rt.egress)/float64(rt.requests), floorAnswersText(rep.Settings.FloorMode))
 		}
 		p("### Envoy B's ext_proc statistics at the end of the run\n\n")
 		p("`/stats?filter=ext_proc` on Envoy B's admin port, cumulative over the run including warm-up.\n\n```\n%s\n```\n", strings.Join(rep.ExtProcStats, "\n"))
@@ -270,4 +270,21 @@ func roundTrips(stats []string) roundTripCounts {
 		}
 	}
 	return c
+}
+
+// floorModeText says how Envoy F calls the no-op server (Options.FloorMode).
+func floorModeText(mode string) string {
+	if mode == FloorPipelined {
+		return "in the pipelined mode of stellwerk's client-facing filter (request and response headers sent, both bodies streamed, " +
+			"the body sent without waiting for the headers' answer; `--floor pipelined`): every message stellwerk answers, answered with CONTINUE"
+	}
+	return "in the one-round-trip mode"
+}
+
+// floorAnswersText is what the floor answers per request.
+func floorAnswersText(mode string) string {
+	if mode == FloorPipelined {
+		return "The floor (`--floor pipelined`) answers the same phases' messages, each with CONTINUE."
+	}
+	return "The floor answers 1."
 }

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,6 +64,12 @@ type StackOptions struct {
 	// MaxAttempts sets the production shape's failover.max_attempts; 0
 	// keeps the config's default.
 	MaxAttempts int
+	// FloorMode is the processing mode of Envoy F's ext_proc filter:
+	// FloorOne (the default: the request body alone, one round trip, the
+	// floor issue 12 measures against) or FloorPipelined (every phase
+	// stellwerk's client-facing filter has, in its pipelined mode: what
+	// those messages cost by themselves, with nothing done for them).
+	FloorMode string
 	// AccessLog turns on the access log of Envoy B (envoy.access_log), whose
 	// lines say how long Envoy waited for stellwerk in each ext_proc phase
 	// (a cost the baselines lack: for `profile --phases`, not `run`).
@@ -70,6 +77,15 @@ type StackOptions struct {
 	Dir       string    // for configs and logs
 	Progress  io.Writer // one line per step
 }
+
+// Envoy F's processing modes (StackOptions.FloorMode).
+const (
+	FloorOne       = "one"
+	FloorPipelined = "pipelined"
+)
+
+// FloorModes lists the floor's modes, the default first.
+var FloorModes = []string{FloorOne, FloorPipelined}
 
 // Stack is the fake provider, Envoy B with stellwerk and, optionally, Envoy A
 // and the floor (Envoy F with the no-op ext_proc server).
@@ -116,6 +132,9 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 	}()
 	if o.EnvoyConcurrency <= 0 {
 		o.EnvoyConcurrency = 2
+	}
+	if o.FloorMode = cmpOr(o.FloorMode, FloorOne); !slices.Contains(FloorModes, o.FloorMode) {
+		return nil, fmt.Errorf("bench: floor mode %q, want one of %s", o.FloorMode, strings.Join(FloorModes, ", "))
 	}
 
 	// The fake provider runs in this process. It records every request, so a
@@ -243,7 +262,7 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 		s.BaselineURL = fmt.Sprintf("http://127.0.0.1:%d", listenA)
 		s.BaselineAdmin = fmt.Sprintf("http://127.0.0.1:%d", adminA)
 		bootAPath := filepath.Join(o.Dir, "envoy-direct.yaml")
-		if err := os.WriteFile(bootAPath, []byte(directBootstrap(adminA, listenA, providerPort, "")), 0o600); err != nil {
+		if err := os.WriteFile(bootAPath, []byte(directBootstrap(adminA, listenA, providerPort, "", "")), 0o600); err != nil {
 			return nil, err
 		}
 		progress(o.Progress, "starting Envoy A (baseline, direct route)")
@@ -272,7 +291,7 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 		s.FloorURL = fmt.Sprintf("http://127.0.0.1:%d", listenF)
 		s.FloorAdmin = fmt.Sprintf("http://127.0.0.1:%d", adminF)
 		bootFPath := filepath.Join(o.Dir, "envoy-floor.yaml")
-		if err := os.WriteFile(bootFPath, []byte(directBootstrap(adminF, listenF, providerPort, sock)), 0o600); err != nil {
+		if err := os.WriteFile(bootFPath, []byte(directBootstrap(adminF, listenF, providerPort, sock, o.FloorMode)), 0o600); err != nil {
 			return nil, err
 		}
 		progress(o.Progress, "starting Envoy F (the floor: direct route through the no-op ext_proc server)")
@@ -481,20 +500,29 @@ policy:
 // same listener with an ext_proc filter in front of the router, reaching the
 // no-op server on that Unix socket with the cluster settings of
 // envoy/bootstrap.yaml, in the one-round-trip mode (request body BUFFERED,
-// every other phase skipped) and stellwerk's message timeout and failure mode.
-func directBootstrap(adminPort, listenPort, providerPort int, noopSocket string) string {
+// every other phase skipped; floorMode FloorPipelined: the phases and mode
+// of stellwerk's client-facing filter, xds/extproc_filter.go) and
+// stellwerk's message timeout and failure mode.
+func directBootstrap(adminPort, listenPort, providerPort int, noopSocket, floorMode string) string {
 	name, filter, cluster := "direct", "", ""
 	if noopSocket != "" {
 		name = "floor"
+		mode := `
+              processing_mode: {request_header_mode: SKIP, request_body_mode: BUFFERED, request_trailer_mode: SKIP,
+                                response_header_mode: SKIP, response_body_mode: NONE, response_trailer_mode: SKIP}`
+		if floorMode == FloorPipelined {
+			mode = `
+              processing_mode: {request_header_mode: SEND, request_body_mode: STREAMED, request_trailer_mode: SKIP,
+                                response_header_mode: SEND, response_body_mode: STREAMED, response_trailer_mode: SKIP}
+              send_body_without_waiting_for_header_response: true`
+		}
 		filter = `
           - name: envoy.filters.http.ext_proc
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
               grpc_service: {envoy_grpc: {cluster_name: noop_extproc}}
               failure_mode_allow: false
-              message_timeout: 2s
-              processing_mode: {request_header_mode: SKIP, request_body_mode: BUFFERED, request_trailer_mode: SKIP,
-                                response_header_mode: SKIP, response_body_mode: NONE, response_trailer_mode: SKIP}`
+              message_timeout: 2s` + mode
 		cluster = fmt.Sprintf(`
   - name: noop_extproc
     type: STATIC
