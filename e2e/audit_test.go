@@ -104,6 +104,11 @@ func TestAuditRecords(t *testing.T) {
 		t.Fatalf("%d decision records, want %d (one per request)", len(page.Records), len(wants))
 	}
 	var failoverID string
+	seeds := map[string]int{}
+	for _, m := range s.Config.Models {
+		seeds[m.ID] = m.LatencyMS
+	}
+	learnedInTable := 0 // records whose table holds a learned latency their replay inputs leave to it
 	for _, v := range page.Records {
 		w, ok := wants[v.ID]
 		if !ok {
@@ -113,6 +118,23 @@ func TestAuditRecords(t *testing.T) {
 		delete(wants, v.ID)
 		var rec audit.Record
 		mustJSON(t, v.Record, &rec)
+		var replay struct {
+			LatencyMS   map[string]int `json:"latency_ms"`
+			LatencyFrom string         `json:"latency_from"`
+		}
+		if rp, ok := rec.Replay.(map[string]any); ok {
+			b, _ := json.Marshal(rp)
+			mustJSON(t, b, &replay)
+		}
+		if len(rec.Candidates) > 0 && rec.Replay != nil && (replay.LatencyFrom != "candidates" || replay.LatencyMS != nil) {
+			t.Errorf("%s: a record with its candidate table repeats its latencies in the replay inputs: %+v", v.ID, replay)
+		}
+		for _, c := range rec.Candidates {
+			if replay.LatencyFrom != "" && c.LatencyMS != seeds[c.Model] {
+				learnedInTable++
+				break
+			}
+		}
 		if rec.Status != w.status || rec.ErrorCode != w.code || rec.Served != w.served || len(rec.Attempts) != w.attempts {
 			t.Errorf("%s: status %d %q served %q attempts %+v; want %+v", v.ID, rec.Status, rec.ErrorCode, rec.Served, rec.Attempts, w)
 		}
@@ -140,6 +162,9 @@ func TestAuditRecords(t *testing.T) {
 	}
 	if len(wants) != 0 {
 		t.Errorf("requests without a record: %v", wants)
+	}
+	if learnedInTable == 0 {
+		t.Error("no record leaves a learned latency to its candidate table: the replays below would not read one back")
 	}
 	pk := adminJSON(t, s, "/audit/pubkey")
 	if pk["key_id"] == "" || pk["algorithm"] != "ed25519" {

@@ -85,11 +85,17 @@ func (p *edge) auditRecord() *audit.Record {
 					Fired: l.Fired, Ratio: l.Ratio})
 			}
 		}
-		if in := res.ReplayInputs(&route.Request{Path: p.path, Headers: p.headers, Principal: p.principal, DecisionID: p.id}); in != nil {
-			r.Replay = in
-		}
+		in := res.ReplayInputs(&route.Request{Path: p.path, Headers: p.headers, Principal: p.principal, DecisionID: p.id})
 		if res.Selection.Len() > 0 {
 			r.Table = (*candidateTable)(&res.Selection)
+			if in != nil {
+				// The table's latency_ms column has every model's latency:
+				// the replay inputs need not repeat the learned ones.
+				in.InLatencyTable()
+			}
+		}
+		if in != nil {
+			r.Replay = in
 		}
 	}
 	if d := p.decision; d != nil {

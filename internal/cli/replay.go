@@ -237,6 +237,36 @@ type replayed struct {
 	NotReplayable string `json:"not_replayable,omitempty"`
 }
 
+// latencies reads the learned latencies back from the record's candidate
+// table when its inputs left them there (route.Inputs.LatencyFrom): a
+// model's is learned when it is not its seed in the catalog the record
+// names or, when that catalog cannot be loaded (a replay with today's
+// versions only), in today's.
+func (rp *replayer) latencies(in *route.Inputs, r *audit.Record) error {
+	if in.LatencyFrom == "" {
+		return nil
+	}
+	k := rp.recorded(r.Versions)
+	if k.err != nil || k.r == nil {
+		k = rp.today()
+	}
+	seed := func(string) (int, bool) { return 0, false }
+	if k.err == nil && k.r != nil {
+		seed = func(id string) (int, bool) {
+			m, ok := k.r.Catalog.Lookup(id)
+			if !ok {
+				return 0, false
+			}
+			return m.LatencyMS, true
+		}
+	}
+	ids, ms := make([]string, len(r.Candidates)), make([]int, len(r.Candidates))
+	for i := range r.Candidates {
+		ids[i], ms[i] = r.Candidates[i].Model, r.Candidates[i].LatencyMS
+	}
+	return in.LatencyFromTable(ids, ms, seed)
+}
+
 // replayRecord decides one record again: with its versions unless only
 // today's are asked for, and with today's when current.
 func (rp *replayer) replayRecord(e *audit.Entry, recorded, current bool) replayed {
@@ -260,6 +290,10 @@ func (rp *replayer) replayRecord(e *audit.Entry, recorded, current bool) replaye
 	var in route.Inputs
 	if err := json.Unmarshal(r.Replay, &in); err != nil {
 		out.NotReplayable = "the replay inputs do not decode: " + err.Error()
+		return out
+	}
+	if err := rp.latencies(&in, &r.Record); err != nil {
+		out.NotReplayable = err.Error()
 		return out
 	}
 	if recorded {

@@ -64,6 +64,7 @@ func (in *Inputs) appendJSON(dst []byte) ([]byte, error) {
 	} else {
 		e.IntMapOmit("latency_ms", in.LatencyMS)
 	}
+	e.StrOmit("latency_from", in.LatencyFrom)
 	e.FloatMapOmit("quality", in.Quality)
 	if len(in.Budgets) > 0 {
 		e.Value("budgets", in.Budgets)

@@ -90,11 +90,16 @@ func BenchmarkInputsJSON(b *testing.B) {
 		models, ms = append(models, &catalog.Model{ID: id}), append(ms, int32(v))
 	}
 	live.LatencyMS, live.live = nil, liveLatency{ms: ms, idx: newCatalogIndex(models)}
+	// table: the same decision with a candidate table in its record, which
+	// carries the latencies (InLatencyTable), as the edge writes it now.
+	table := live
+	table.InLatencyTable()
 	for _, enc := range []struct {
 		name string
 		f    func() ([]byte, error)
 	}{{"append", func() ([]byte, error) { return in.AppendJSON(make([]byte, 0, 4096)) }},
 		{"append_live", func() ([]byte, error) { return live.AppendJSON(make([]byte, 0, 4096)) }},
+		{"append_latency_in_table", func() ([]byte, error) { return table.AppendJSON(make([]byte, 0, 4096)) }},
 		{"encoding_json", func() ([]byte, error) { return jsonwtest.Reflect(in) }}} {
 		b.Run(enc.name, func(b *testing.B) {
 			b.ReportAllocs()

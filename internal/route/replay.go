@@ -2,6 +2,7 @@ package route
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -19,8 +20,14 @@ import (
 	"github.com/stellwerk/stellwerk/internal/request"
 )
 
-// InputsVersion is the shape of Inputs; Replay refuses another.
-const InputsVersion = 1
+// InputsVersion is the shape of Inputs a decision records; Replay reads it
+// and every version before it. Version 2 added LatencyFrom: the learned
+// latencies may be left to the record's candidate table.
+const InputsVersion = 2
+
+// LatencyFromCandidates is LatencyFrom when the record's candidate table
+// carries the latencies (its latency_ms column, one per model).
+const LatencyFromCandidates = "candidates"
 
 // Inputs are everything a decision read, as the audit record keeps it
 // (never the prompt): the request's routing facts, the principal, the
@@ -62,9 +69,17 @@ type Inputs struct {
 	// CoolingModels are models a cooldown of their own kept from the
 	// request (a rate limit per model or per credential), beyond the
 	// providers in Cooling.
-	CoolingModels []string       `json:"cooling_models,omitempty"`
-	NoCredential  []string       `json:"no_credential,omitempty"`
-	LatencyMS     map[string]int `json:"latency_ms,omitempty"`
+	CoolingModels []string `json:"cooling_models,omitempty"`
+	NoCredential  []string `json:"no_credential,omitempty"`
+	// LatencyMS are the learned latencies the decision read: the models
+	// whose latency was not their catalog seed. Empty when LatencyFrom
+	// names where they are instead.
+	LatencyMS map[string]int `json:"latency_ms,omitempty"`
+	// LatencyFrom is LatencyFromCandidates when the record leaves the
+	// latencies to its candidate table, which has every model's
+	// (InLatencyTable): the same numbers twice were a fifth of a stored
+	// record. A replay reads them back with LatencyFromTable first.
+	LatencyFrom string `json:"latency_from,omitempty"`
 	// Quality is what the quality predictor (routing.quality_predictor)
 	// predicted for this prompt, per model it knows; the other models'
 	// quality is the catalog's for the task. A replay has no prompt to
@@ -102,6 +117,45 @@ func newCatalogIndex(models []*catalog.Model) *catalogIndex {
 	}
 	slices.SortFunc(x.sorted, func(a, b int32) int { return strings.Compare(x.ids[a], x.ids[b]) })
 	return x
+}
+
+// InLatencyTable leaves the latencies to the record's candidate table: the
+// edge calls it when the record it writes carries the decision's table,
+// whose latency_ms column holds the latency each model was weighed with,
+// learned or seed.
+func (in *Inputs) InLatencyTable() {
+	in.live, in.LatencyMS, in.LatencyFrom = liveLatency{}, nil, LatencyFromCandidates
+}
+
+// LatencyFromTable reads the learned latencies back from the record's
+// candidate table (ids and their latency_ms, in the table's order), for a
+// replay of inputs that left them there: the models whose latency is not
+// their seed in the catalog the record names (seed; nil takes every
+// latency as learned). Inputs that keep their latencies are left as they
+// are.
+func (in *Inputs) LatencyFromTable(ids []string, ms []int, seed func(id string) (int, bool)) error {
+	switch in.LatencyFrom {
+	case "":
+		return nil
+	case LatencyFromCandidates:
+	default:
+		return fmt.Errorf("replay inputs take their latencies from %q, which this stellwerk does not know", in.LatencyFrom)
+	}
+	if len(ids) == 0 || len(ids) != len(ms) {
+		return errors.New("replay inputs take their latencies from the record's candidate table, and the record has none")
+	}
+	in.LatencyMS = nil
+	for i, id := range ids {
+		if s, ok := seed(id); ok && s == ms[i] {
+			continue
+		}
+		if in.LatencyMS == nil {
+			in.LatencyMS = make(map[string]int, len(ids))
+		}
+		in.LatencyMS[id] = ms[i]
+	}
+	in.LatencyFrom = ""
+	return nil
 }
 
 // LatencyOf is the latency the decision read for a model, when it was not
@@ -184,8 +238,11 @@ func withoutPositions(c classify.Result) classify.Result {
 // today's router it shows what would be decided now (current: a named
 // route then runs its live version rather than the recorded one).
 func (r *Router) Replay(ctx context.Context, in *Inputs, current bool) (*Result, error) {
-	if in.V != InputsVersion {
-		return nil, fmt.Errorf("replay inputs of version %d; this stellwerk reads version %d", in.V, InputsVersion)
+	if in.V < 1 || in.V > InputsVersion {
+		return nil, fmt.Errorf("replay inputs of version %d; this stellwerk reads versions 1 to %d", in.V, InputsVersion)
+	}
+	if in.LatencyFrom != "" {
+		return nil, errors.New("replay inputs that leave their latencies to the record's candidate table: read them back first (Inputs.LatencyFromTable)")
 	}
 	chat := request.Chat{Model: in.Model, Stream: in.Stream, Messages: in.Messages, MaxTokens: in.MaxTokens, Choices: in.Choices, Tools: in.Tools,
 		ResponseFormat: in.ResponseFormat, Vision: in.Vision, User: in.User, Metadata: in.Metadata, NativeOnly: in.NativeOnly, Stored: in.Stored}

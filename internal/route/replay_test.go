@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,5 +150,98 @@ func BenchmarkRecordInputs(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestLatencyLeftToTheTable: a record whose candidate table carries every
+// model's latency leaves the learned ones out of its replay inputs
+// (latency_from: candidates); the replay reads them back from the table,
+// against the recorded catalog's seeds, and decides as the request was
+// decided. Until they are read back, Replay refuses the inputs. Inputs of
+// version 1, which keep their latencies, still replay.
+func TestLatencyLeftToTheTable(t *testing.T) {
+	live, now := latencyRouter(t, time.Hour)
+	for range 5 {
+		live.Latency.Observe("quick", false, 900*time.Millisecond) // slower than rival's seed: latency picks rival
+	}
+	later, _ := latencyRouter(t, time.Hour)
+	later.Now = func() time.Time { return now.Add(24 * time.Hour) }
+	req := Request{Path: "/v1/chat/completions", DecisionID: "d-lat", Record: true, Principal: auth.Principal{Workspace: "default"},
+		Body: []byte(`{"model":"auto","policy":{"optimize":"latency"},"messages":[{"role":"user","content":"hello"}]}`)}
+	res, err := live.Route(context.Background(), req)
+	if err != nil || res.Selection.Model.ID != "rival" {
+		t.Fatalf("live: %v %v, want rival", res.Selection.Model, err)
+	}
+	want := explain(res, nil)
+	var ids []string
+	var ms []int
+	for _, v := range res.Selection.Table() {
+		ids, ms = append(ids, v.ID), append(ms, v.LatencyMS)
+	}
+	in := res.ReplayInputs(&req)
+	if l, ok := in.LatencyOf("quick"); !ok || l < 800 {
+		t.Fatalf("the live decision read quick at %d %v", l, ok)
+	}
+	in.InLatencyTable()
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(b); !strings.Contains(got, `"latency_from":"candidates"`) || strings.Contains(got, `"latency_ms"`) || !strings.Contains(got, `"v":2`) {
+		t.Fatalf("inputs that leave their latencies to the table: %s", got)
+	}
+
+	decode := func() *Inputs {
+		var back Inputs
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		return &back
+	}
+	if _, err := later.Replay(context.Background(), decode(), false); err == nil || !strings.Contains(err.Error(), "LatencyFromTable") {
+		t.Fatalf("replay before the latencies were read back: %v, want it refused", err)
+	}
+	seed := func(id string) (int, bool) {
+		m, ok := later.Catalog.Lookup(id)
+		if !ok {
+			return 0, false
+		}
+		return m.LatencyMS, true
+	}
+	back := decode()
+	if err := back.LatencyFromTable(ids, ms, seed); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.LatencyMS) != 1 || back.LatencyMS["quick"] != ms[slices.Index(ids, "quick")] || back.LatencyFrom != "" {
+		t.Fatalf("read back: %v from %q; want quick's learned latency alone", back.LatencyMS, back.LatencyFrom)
+	}
+	res2, err := later.Replay(context.Background(), back, false)
+	if got := explain(res2, err); !reflect.DeepEqual(got, want) {
+		t.Fatalf("replay differs:\n%+v\nwant\n%+v", got, want)
+	}
+	// Without the recorded seeds every latency counts as learned: the
+	// same decision.
+	back = decode()
+	if err := back.LatencyFromTable(ids, ms, func(string) (int, bool) { return 0, false }); err != nil || len(back.LatencyMS) != 2 {
+		t.Fatalf("without seeds: %v %v", back.LatencyMS, err)
+	}
+	if res3, err := later.Replay(context.Background(), back, false); !reflect.DeepEqual(explain(res3, err), want) {
+		t.Fatalf("replay without seeds differs: %+v", explain(res3, err))
+	}
+	if err := decode().LatencyFromTable(nil, nil, seed); err == nil {
+		t.Error("latencies read back from a record without a candidate table: no error")
+	}
+	odd := decode()
+	odd.LatencyFrom = "elsewhere"
+	if err := odd.LatencyFromTable(ids, ms, seed); err == nil {
+		t.Error("latencies from an unknown place: no error")
+	}
+
+	// Version 1: the learned latencies in latency_ms, as records before
+	// version 2 keep them.
+	v1 := decode()
+	v1.V, v1.LatencyFrom, v1.LatencyMS = 1, "", map[string]int{"quick": ms[slices.Index(ids, "quick")]}
+	if got := explain(later.Replay(context.Background(), v1, false)); !reflect.DeepEqual(got, want) {
+		t.Fatalf("version 1 replay differs: %+v", got)
 	}
 }
