@@ -205,6 +205,14 @@ type Scenario struct {
 	EnvoyACPUPer1k    float64 `json:"envoy_baseline_cpu_s_per_1k,omitempty"`
 	EnvoyFCPUPer1k    float64 `json:"envoy_floor_cpu_s_per_1k,omitempty"`
 	NoopCPUPer1k      float64 `json:"noop_extproc_cpu_s_per_1k,omitempty"`
+	// StellwerkDecideUS and StellwerkOverheadUS are stellwerk's own time per
+	// request in this scenario, mean µs, from its
+	// stellwerk_router_overhead_seconds metric: the decision (parse,
+	// classify, policy, select) and every request phase until the request
+	// was decided (authentication, budgets, the rewrite included). 0 when
+	// the metric could not be read.
+	StellwerkDecideUS   float64 `json:"stellwerk_decide_us_mean,omitempty"`
+	StellwerkOverheadUS float64 `json:"stellwerk_overhead_us_mean,omitempty"`
 	// StellwerkRSSKB is stellwerk's resident set at the end of the scenario;
 	// StellwerkPeakRSSKB its peak since it started.
 	StellwerkRSSKB     int64 `json:"stellwerk_rss_kb,omitempty"`
@@ -380,6 +388,7 @@ func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target
 		accs[i] = &acc{errs: map[string]int{}}
 	}
 	cpu0 := stack.cpu()
+	ov0 := stack.routerOverhead(ctx)
 	meter := stack.loadMeter()
 	meter.start()
 	slicesPerTarget := int((o.Duration + o.Slice - 1) / o.Slice)
@@ -413,6 +422,7 @@ func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target
 		}
 	}
 	cpu1 := stack.cpu()
+	ov1 := stack.routerOverhead(ctx)
 	sc.OtherCores = meter.otherCores()
 
 	results := make([]TargetResult, len(targets))
@@ -457,6 +467,7 @@ func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target
 	sc.EnvoyACPUPer1k = per1k(cpu1.envoyA-cpu0.envoyA, base.Sent)
 	sc.EnvoyFCPUPer1k = per1k(cpu1.envoyF-cpu0.envoyF, floor.Sent)
 	sc.NoopCPUPer1k = per1k(cpu1.noop-cpu0.noop, floor.Sent)
+	sc.StellwerkDecideUS, sc.StellwerkOverheadUS = ov1.meanUS("decide", ov0), ov1.meanUS("total", ov0)
 	if m, err := readMemStatus(stack.stellwerk.pid()); err == nil {
 		sc.StellwerkRSSKB, sc.StellwerkPeakRSSKB = m.RSSKB, m.PeakKB
 	}

@@ -96,12 +96,15 @@ func TestBenchSmoke(t *testing.T) {
 	if sc.NoopCPUPer1k <= 0 || sc.EnvoyFCPUPer1k <= 0 || sc.StellwerkCPUPer1k <= 0 {
 		t.Errorf("CPU per 1k: no-op %v, Envoy F %v, stellwerk %v; want each measured", sc.NoopCPUPer1k, sc.EnvoyFCPUPer1k, sc.StellwerkCPUPer1k)
 	}
+	if sc.StellwerkDecideUS <= 0 || sc.StellwerkOverheadUS < sc.StellwerkDecideUS {
+		t.Errorf("stellwerk's own time: decision %v µs, request side %v µs; want both read, the second the larger", sc.StellwerkDecideUS, sc.StellwerkOverheadUS)
+	}
 	if len(sc.Stellwerk.Routes) == 0 || sc.Baseline.Routes != nil || sc.Floor.Routes != nil {
 		t.Errorf("routes: stellwerk %v, baseline %v, floor %v; want stellwerk's choices only", sc.Stellwerk.Routes, sc.Baseline.Routes, sc.Floor.Routes)
 	}
 	var md strings.Builder
 	WriteMarkdown(&md, rep)
-	for _, want := range []string{sc.Name, "stellwerk above the floor", "no-op server", "production shape"} {
+	for _, want := range []string{sc.Name, "stellwerk above the floor", "no-op server", "production shape", "stellwerk's own time per request"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown report does not say %q:\n%s", want, md.String())
 		}
@@ -569,4 +572,33 @@ func mustRoot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return root
+}
+
+// TestParseOverhead reads stellwerk's router overhead histogram from
+// Prometheus text and takes the mean of a stage between two readings.
+func TestParseOverhead(t *testing.T) {
+	reading := func(sum, count string) overheadSums {
+		return parseOverhead(`# HELP stellwerk_router_overhead_seconds stellwerk's own time
+# TYPE stellwerk_router_overhead_seconds histogram
+stellwerk_router_overhead_seconds_bucket{stage="decide",le="0.0001"} 5
+stellwerk_router_overhead_seconds_sum{stage="decide"} ` + sum + `
+stellwerk_router_overhead_seconds_count{stage="decide"} ` + count + `
+stellwerk_router_overhead_seconds_sum{stage="total"} 9
+stellwerk_router_overhead_seconds_count{stage="total"} 3
+stellwerk_requests_total{workspace="default"} 7
+`)
+	}
+	before, after := reading("0.5", "1000"), reading("0.8", "2000")
+	if got := after.meanUS("decide", before); got != 300 {
+		t.Errorf("decision mean %v µs, want 300", got)
+	}
+	if got := after.meanUS("total", before); got != 0 {
+		t.Errorf("no request counted in between: %v, want 0", got)
+	}
+	if got := after.meanUS("reserve", before); got != 0 {
+		t.Errorf("a stage without readings: %v", got)
+	}
+	if got := after.meanUS("decide", nil); got != 0 {
+		t.Errorf("without a first reading: %v", got)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -179,6 +180,25 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 				sc.StellwerkCPUPer1k+sc.EnvoyBCPUPer1k-sc.NoopCPUPer1k-sc.EnvoyFCPUPer1k, mib(sc.StellwerkRSSKB), mib(sc.StellwerkPeakRSSKB))
 		}
 		p("\n")
+		if slices.ContainsFunc(rep.Scenarios, func(sc Scenario) bool { return sc.StellwerkOverheadUS > 0 }) {
+			p("### stellwerk's own time per request\n\n")
+			p("From stellwerk's `stellwerk_router_overhead_seconds` (admin `/metrics`), read before and after each scenario: ")
+			p("the decision (parse, classify, policy, select) and all of stellwerk's request-side work until the request was decided ")
+			p("(authentication, budgets, the rewrite included), mean per request. It is part of stellwerk's latency above the floor; ")
+			p("the rest is its answers, the response side (usage, cost, the routing object) and the messages' transport.\n\n")
+			p("| scenario | decision, µs | request side, µs | stellwerk above the floor, p50 ms |\n|---|--:|--:|--:|\n")
+			for _, sc := range rep.Scenarios {
+				over := "–"
+				if sc.AddedOverFloor != nil {
+					over = sgn(sc.AddedOverFloor.P50)
+					if sc.Stream && sc.AddedOverFloorTTFB != nil {
+						over = sgn(sc.AddedOverFloorTTFB.P50) + " (first byte)"
+					}
+				}
+				p("| %s | %.0f | %.0f | %s |\n", sc.Name, sc.StellwerkDecideUS, sc.StellwerkOverheadUS, over)
+			}
+			p("\n")
+		}
 		routes := map[string]int{}
 		for _, sc := range rep.Scenarios {
 			for r, n := range sc.Stellwerk.Routes {

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -779,4 +780,77 @@ func extProcStats(ctx context.Context, admin string) []string {
 // mockBehavior makes the fake provider wait delay before its first byte.
 func mockBehavior(delay time.Duration) mockllm.Behavior {
 	return mockllm.Behavior{FirstByteDelay: delay}
+}
+
+// overheadSums are stellwerk's stellwerk_router_overhead_seconds sums and
+// counts by stage, as its admin /metrics has them at one moment.
+type overheadSums map[string]struct{ sum, count float64 }
+
+// routerOverhead reads stellwerk's own time per request, by stage, from
+// its admin /metrics (Prometheus text); nil without a stack or when it
+// cannot be read.
+func (s *Stack) routerOverhead(ctx context.Context) overheadSums {
+	if s == nil || s.StellwerkAdmin == "" {
+		return nil
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.StellwerkAdmin+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+s.AdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return nil
+	}
+	return parseOverhead(string(b))
+}
+
+// parseOverhead finds the stellwerk_router_overhead_seconds sums and
+// counts in Prometheus text.
+func parseOverhead(text string) overheadSums {
+	out := overheadSums{}
+	for _, line := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(line, "stellwerk_router_overhead_seconds_")
+		if !ok {
+			continue
+		}
+		kind, rest, ok := strings.Cut(rest, `{stage="`)
+		if !ok || (kind != "sum" && kind != "count") {
+			continue
+		}
+		stage, rest, ok := strings.Cut(rest, `"}`)
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err != nil {
+			continue
+		}
+		e := out[stage]
+		if kind == "sum" {
+			e.sum = v
+		} else {
+			e.count = v
+		}
+		out[stage] = e
+	}
+	return out
+}
+
+// meanUS is a stage's mean time per request since before, in µs (0 when
+// either reading is missing or no request was counted).
+func (o overheadSums) meanUS(stage string, before overheadSums) float64 {
+	if o == nil || before == nil {
+		return 0
+	}
+	a, b := o[stage], before[stage]
+	if n := a.count - b.count; n > 0 {
+		return round2((a.sum - b.sum) / n * 1e6)
+	}
+	return 0
 }
