@@ -133,10 +133,10 @@ func (p *edge) auditRecord() *audit.Record {
 	if p.charged {
 		c := &p.charge
 		r.Usage = &audit.Usage{PromptTokens: c.Usage.PromptTokens, CompletionTokens: c.Usage.CompletionTokens, Estimated: c.Usage.Estimated}
-		r.Cost = &audit.Cost{EUR: c.EUR, Amount: c.Amount, Currency: c.Currency, Source: c.Source,
-			BaselineModel: c.Baseline, BaselineEUR: c.BaselineEUR, SavingEUR: c.SavingEUR}
+		r.Cost = &audit.Cost{EUR: audit.Money(c.EUR), Amount: audit.Money(c.Amount), Currency: c.Currency, Source: c.Source,
+			BaselineModel: c.Baseline, BaselineEUR: audit.Money(c.BaselineEUR), SavingEUR: audit.Money(c.SavingEUR)}
 		if p.decision != nil {
-			r.Cost.EstimatedEUR = p.decision.EstimatedCostEUR
+			r.Cost.EstimatedEUR = audit.Money(p.decision.EstimatedCostEUR)
 		}
 	}
 	if p.keepContent {

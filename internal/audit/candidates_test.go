@@ -84,12 +84,17 @@ func TestCandidatesRoundTrip(t *testing.T) {
 
 // viaObjects is what lines read back as when written as version 1 wrote
 // them (a list of objects, by encoding/json): invalid UTF-8 becomes
-// U+FFFD and an omitted -0 comes back as 0, in both versions alike. No
+// U+FFFD and an omitted -0 comes back as 0, in both versions alike, and
+// an estimated cost comes back as Money (ten significant digits). No
 // lines read back as none.
 func viaObjects(t *testing.T, cs Candidates) Candidates {
 	t.Helper()
 	if len(cs) == 0 {
 		return nil
+	}
+	cs = append(Candidates(nil), cs...)
+	for i := range cs {
+		cs[i].EstimatedCostEUR = Money(cs[i].EstimatedCostEUR)
 	}
 	b, err := json.Marshal([]Candidate(cs))
 	if err != nil {

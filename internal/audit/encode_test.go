@@ -2,8 +2,11 @@ package audit
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"strconv"
 	"reflect"
 	"strings"
 	"testing"
@@ -218,5 +221,49 @@ func TestEncodeTableCache(t *testing.T) {
 	}
 	if hits < 3 { // steps 1, 5 (providers) and 7 at least
 		t.Errorf("the cache was used %d times", hits)
+	}
+}
+
+// TestMoney: amounts keep ten significant digits and lose float64's
+// noise, at every scale a cost can have; what cannot be rounded passes.
+func TestMoney(t *testing.T) {
+	for _, c := range []struct {
+		in   float64
+		want string
+	}{
+		{0.0011282879999999999, "0.001128288"},
+		{0.00021491200000000002, "0.000214912"},
+		{0.0046901600000000005, "0.00469016"},
+		{0.1 + 0.2, "0.3"},
+		{7.157600000000001e-06, "0.0000071576"},
+		{1.2345678912345e-09, "1.234567891e-9"},
+		{-0.0011282879999999999, "-0.001128288"},
+		{12345.678912345, "12345.67891"},
+		{3e25, "3e+25"},
+		{1.234567891234e-30, "1.234567891e-30"},
+		{0, "0"},
+	} {
+		b, err := json.Marshal(Money(c.in))
+		if err != nil || string(b) != c.want && fmt.Sprint(Money(c.in)) != c.want {
+			t.Errorf("Money(%v) = %s (%v), want %s", c.in, b, err, c.want)
+		}
+	}
+	for _, f := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		if g := Money(f); !(g == f || math.IsNaN(g) && math.IsNaN(f)) {
+			t.Errorf("Money(%v) = %v", f, g)
+		}
+	}
+	// Every value prints in at most ten significant digits.
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 100000 {
+		f := math.Exp(rng.Float64()*60-45) * (rng.Float64()*2 - 1)
+		s := strconv.FormatFloat(Money(f), 'e', -1, 64)
+		mant := strings.TrimLeft(strings.SplitN(s, "e", 2)[0], "-")
+		if digits := len(strings.ReplaceAll(mant, ".", "")); digits > 10 {
+			t.Fatalf("Money(%v) = %s: %d digits", f, s, digits)
+		}
+		if d := math.Abs(Money(f)-f) / math.Abs(f); d > 5e-10 {
+			t.Fatalf("Money(%v) = %v: off by %g", f, Money(f), d)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"math"
 	"strconv"
 	"time"
 )
@@ -256,7 +257,36 @@ type Usage struct {
 	Estimated        bool `json:"estimated,omitempty"`
 }
 
-// Cost is what the request cost and saved, in EUR.
+// Money is an amount as a record keeps it: rounded to ten significant
+// digits. Costs are products and sums of prices and token counts in
+// float64, whose shortest decimal form ends in noise
+// (0.0011282879999999999); a record is read by people and exported, and
+// ten digits are far below a cent of any request. A replay compares
+// candidates' costs through the same rounding (Candidates.MarshalJSON),
+// so records written before it replay as they did. NaN, infinities and
+// zero are returned as they are.
+func Money(f float64) float64 {
+	if f == 0 || math.IsNaN(f) || math.IsInf(f, 0) {
+		return f
+	}
+	// Scaled to a ten-digit integer and back: a power of ten up to 1e22
+	// is exact in float64, and the division rounds correctly to the
+	// double nearest the ten-digit decimal, which is what prints.
+	if e := 9 - int(math.Floor(math.Log10(math.Abs(f)))); e >= 0 && e <= 22 {
+		p := math.Pow10(e)
+		return math.Round(f*p) / p
+	} else if e < 0 && e >= -22 {
+		p := math.Pow10(-e)
+		return math.Round(f/p) * p
+	}
+	r, err := strconv.ParseFloat(strconv.FormatFloat(f, 'g', 10, 64), 64)
+	if err != nil {
+		return f
+	}
+	return r
+}
+
+// Cost is what the request cost and saved, in EUR (each amount Money).
 type Cost struct {
 	EUR float64 `json:"eur"`
 	// Amount and Currency are in the model's price currency.
