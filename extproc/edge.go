@@ -418,6 +418,8 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	if res != nil {
 		p.result = res
 		p.class = res.Class
+		t := &res.Timing
+		p.stages.Parse, p.stages.Classify, p.stages.Policy, p.stages.Select = t.Parse, t.Classify, t.Policy, t.Select
 	}
 	if err != nil {
 		if res != nil && res.PolicyVersion != "" {

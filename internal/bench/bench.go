@@ -213,6 +213,12 @@ type Scenario struct {
 	// the metric could not be read.
 	StellwerkDecideUS   float64 `json:"stellwerk_decide_us_mean,omitempty"`
 	StellwerkOverheadUS float64 `json:"stellwerk_overhead_us_mean,omitempty"`
+	// The decision's stages, mean µs (the metric's parse, classify,
+	// policy and select).
+	StellwerkParseUS    float64 `json:"stellwerk_parse_us_mean,omitempty"`
+	StellwerkClassifyUS float64 `json:"stellwerk_classify_us_mean,omitempty"`
+	StellwerkPolicyUS   float64 `json:"stellwerk_policy_us_mean,omitempty"`
+	StellwerkSelectUS   float64 `json:"stellwerk_select_us_mean,omitempty"`
 	// StellwerkRSSKB is stellwerk's resident set at the end of the scenario;
 	// StellwerkPeakRSSKB its peak since it started.
 	StellwerkRSSKB     int64 `json:"stellwerk_rss_kb,omitempty"`
@@ -468,6 +474,8 @@ func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target
 	sc.EnvoyFCPUPer1k = per1k(cpu1.envoyF-cpu0.envoyF, floor.Sent)
 	sc.NoopCPUPer1k = per1k(cpu1.noop-cpu0.noop, floor.Sent)
 	sc.StellwerkDecideUS, sc.StellwerkOverheadUS = ov1.meanUS("decide", ov0), ov1.meanUS("total", ov0)
+	sc.StellwerkParseUS, sc.StellwerkClassifyUS = ov1.meanUS("parse", ov0), ov1.meanUS("classify", ov0)
+	sc.StellwerkPolicyUS, sc.StellwerkSelectUS = ov1.meanUS("policy", ov0), ov1.meanUS("select", ov0)
 	if m, err := readMemStatus(stack.stellwerk.pid()); err == nil {
 		sc.StellwerkRSSKB, sc.StellwerkPeakRSSKB = m.RSSKB, m.PeakKB
 	}

@@ -96,6 +96,10 @@ func TestBenchSmoke(t *testing.T) {
 	if sc.NoopCPUPer1k <= 0 || sc.EnvoyFCPUPer1k <= 0 || sc.StellwerkCPUPer1k <= 0 {
 		t.Errorf("CPU per 1k: no-op %v, Envoy F %v, stellwerk %v; want each measured", sc.NoopCPUPer1k, sc.EnvoyFCPUPer1k, sc.StellwerkCPUPer1k)
 	}
+	if sc.StellwerkClassifyUS <= 0 || sc.StellwerkPolicyUS <= 0 || sc.StellwerkParseUS <= 0 || sc.StellwerkSelectUS <= 0 {
+		t.Errorf("the decision's stages: parse %v, classify %v, policy %v, select %v µs; want each read", sc.StellwerkParseUS,
+			sc.StellwerkClassifyUS, sc.StellwerkPolicyUS, sc.StellwerkSelectUS)
+	}
 	if sc.StellwerkDecideUS <= 0 || sc.StellwerkOverheadUS < sc.StellwerkDecideUS {
 		t.Errorf("stellwerk's own time: decision %v µs, request side %v µs; want both read, the second the larger", sc.StellwerkDecideUS, sc.StellwerkOverheadUS)
 	}

@@ -245,3 +245,24 @@ func TestLatencyLeftToTheTable(t *testing.T) {
 		t.Fatalf("version 1 replay differs: %+v", got)
 	}
 }
+
+// TestTimingStages: a decision says how long each of its stages took, and
+// together they are not longer than the call.
+func TestTimingStages(t *testing.T) {
+	r := routeRouter(t)
+	req := Request{Path: "/v1/chat/completions", DecisionID: "d-t", Principal: auth.Principal{Workspace: "default"},
+		Body: []byte(`{"model":"auto","messages":[{"role":"user","content":"write a haiku about trains"}]}`)}
+	start := time.Now()
+	res, err := r.Route(context.Background(), req)
+	wall := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := res.Timing
+	if tm.Parse <= 0 || tm.Classify <= 0 || tm.Policy <= 0 || tm.Select <= 0 {
+		t.Fatalf("stages %+v: want each measured", tm)
+	}
+	if sum := tm.Parse + tm.Classify + tm.Policy + tm.Select; sum > wall {
+		t.Fatalf("stages %+v sum to %v, longer than the call (%v)", tm, sum, wall)
+	}
+}

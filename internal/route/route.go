@@ -117,6 +117,9 @@ type Request struct {
 
 // Result is a decision and everything that explains it.
 type Result struct {
+	// Timing is how long each stage of Route took (for the router's
+	// overhead metric, by stage).
+	Timing        Timing
 	Chat          request.Chat
 	ReqPolicy     reqpolicy.Policy
 	Class         classify.Result
@@ -159,12 +162,14 @@ func ClassifyRequest(chat request.Chat) classify.Request {
 // returned alongside whenever it explains the error (a denial, an excluded
 // pinned model), so explain can show the trace.
 func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
+	start := time.Now()
 	chat, err := request.Parse(request.APIOf(req.Path), req.Body)
 	if err != nil {
 		return nil, err
 	}
 	chat.NativeOnly, chat.Stored = req.Needs.Native, req.Needs.Stored
 	res := &Result{Chat: chat, Workspace: req.Principal.Workspace}
+	defer func() { res.Timing.Parse = res.Timing.since(start) }()
 
 	switch {
 	case chat.Policy.Exists() && req.HeaderPolicy != "":
@@ -197,8 +202,28 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 	if p := req.Principal; p.Authenticated {
 		cr.Workspace, cr.Key = p.Workspace, p.KeyID
 	}
+	classified := time.Now()
 	res.Class = r.Classifier.Classify(cr)
-	return res, r.decide(ctx, &req, res, nil)
+	decided := time.Now()
+	res.Timing.Classify = decided.Sub(classified)
+	err = r.decide(ctx, &req, res, nil)
+	res.Timing.Select = time.Since(decided) - res.Timing.Policy
+	return res, err
+}
+
+// Timing is how long a decision's stages took. Parse is everything Route
+// does besides the other three (the body parsed, the per-request policy
+// and metadata read, the caller admitted); Policy builds the candidates
+// and the policy input and evaluates the policy (or finds its decision in
+// the memo); Select is the rest of the decision: a named route's flow,
+// the exclusions written in, selection.
+type Timing struct {
+	Parse, Classify, Policy, Select time.Duration
+}
+
+// since is the time since start not spent in the other stages.
+func (t *Timing) since(start time.Time) time.Duration {
+	return time.Since(start) - t.Classify - t.Policy - t.Select
 }
 
 // admit refuses what the caller may not ask for: policy lists naming what
@@ -246,6 +271,7 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 			return err
 		}
 	}
+	policyStart := time.Now() // a named route's flow counts as selection (Timing)
 
 	ws, team := r.resolve(req.Principal)
 	api := chat.API
@@ -349,6 +375,7 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	res.PolicyVersion = eng.Version
 	var err error
 	res.Policy, err = eng.Decide(ctx, in, r.Terms)
+	res.Timing.Policy = time.Since(policyStart)
 	if err != nil {
 		if r.Log != nil {
 			r.Log.Error("policy evaluation failed", zap.String("policy_version", eng.Version), zap.Error(err))

@@ -65,7 +65,7 @@ type Metrics struct {
 	rejectionC cache[rejectionKey, prometheus.Counter]
 }
 
-var stageNames = [...]string{"authenticate", "decide", "reserve", "total"}
+var stageNames = [...]string{"authenticate", "decide", "reserve", "total", "parse", "classify", "policy", "select"}
 
 // New returns the metrics on a registry of their own, with Go runtime and
 // process figures beside them.

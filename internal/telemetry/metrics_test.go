@@ -50,7 +50,8 @@ func TestSeriesAfterRequests(t *testing.T) {
 	served := Request{Workspace: "support", RequestModel: "auto", Model: "gpt-mini", Provider: "openai", Status: 200,
 		Answered: true, Metered: true, InputTokens: 120, OutputTokens: 30, CostEUR: 0.002, BaselineEUR: 0.01,
 		Duration: 300 * time.Millisecond, TTFT: 80 * time.Millisecond}
-	served.Overhead = Overhead{Authenticate: 10 * time.Microsecond, Decide: 200 * time.Microsecond, Total: 250 * time.Microsecond}
+	served.Overhead = Overhead{Authenticate: 10 * time.Microsecond, Decide: 200 * time.Microsecond, Total: 250 * time.Microsecond,
+		Parse: 20 * time.Microsecond, Classify: 100 * time.Microsecond, Policy: 60 * time.Microsecond, Select: 20 * time.Microsecond}
 	for range 3 {
 		m.Finish(&served)
 	}
@@ -88,8 +89,12 @@ func TestSeriesAfterRequests(t *testing.T) {
 		`stellwerk_requests_total{error_code=invalid_api_key,model=,provider=,status_class=4xx,workspace=}`,
 		`stellwerk_requests_total{error_code=policy_denied,model=,provider=,status_class=4xx,workspace=support}`,
 		`stellwerk_router_overhead_seconds{stage=authenticate}`,
+		`stellwerk_router_overhead_seconds{stage=classify}`,
 		`stellwerk_router_overhead_seconds{stage=decide}`,
+		`stellwerk_router_overhead_seconds{stage=parse}`,
+		`stellwerk_router_overhead_seconds{stage=policy}`,
 		`stellwerk_router_overhead_seconds{stage=reserve}`,
+		`stellwerk_router_overhead_seconds{stage=select}`,
 		`stellwerk_router_overhead_seconds{stage=total}`,
 	}
 	if diff := cmp.Diff(want, listSeries(t, m)); diff != "" {
@@ -106,6 +111,9 @@ func TestSeriesAfterRequests(t *testing.T) {
 	h := histogram(t, m, "gen_ai_client_token_usage", "gen_ai_token_type", "input")
 	if h.GetSampleCount() != 3 || h.GetSampleSum() != 360 {
 		t.Fatalf("input tokens: count %d sum %v", h.GetSampleCount(), h.GetSampleSum())
+	}
+	if h := histogram(t, m, "stellwerk_router_overhead_seconds", "stage", "classify"); h.GetSampleCount() != 3 || h.GetSampleSum() < 0.000299 || h.GetSampleSum() > 0.000301 {
+		t.Fatalf("classify stage: count %d sum %v", h.GetSampleCount(), h.GetSampleSum())
 	}
 	if h := histogram(t, m, "stellwerk_router_overhead_seconds", "stage", "reserve"); h.GetSampleCount() != 0 {
 		t.Fatalf("a stage that did not run is not observed: %d", h.GetSampleCount())

@@ -53,6 +53,10 @@ type Overhead struct {
 	Decide       time.Duration // parse, classify, policy, select
 	Reserve      time.Duration // budgets and rate limits
 	Total        time.Duration // every request phase until the request was decided
+	// The parts of Decide (route.Timing): the body parsed and the caller
+	// admitted; the classifier; the candidates, the policy input and the
+	// policy; a named route's flow and selection.
+	Parse, Classify, Policy, Select time.Duration
 }
 
 // seriesKey is one combination of the per-request labels.
@@ -97,7 +101,8 @@ func (m *Metrics) Finish(r *Request) {
 	}
 	s := m.series.get(k)
 	s.requests.Inc()
-	for i, d := range [...]time.Duration{r.Overhead.Authenticate, r.Overhead.Decide, r.Overhead.Reserve, r.Overhead.Total} {
+	for i, d := range [...]time.Duration{r.Overhead.Authenticate, r.Overhead.Decide, r.Overhead.Reserve, r.Overhead.Total,
+		r.Overhead.Parse, r.Overhead.Classify, r.Overhead.Policy, r.Overhead.Select} {
 		if d > 0 {
 			m.overhead[i].Observe(d.Seconds())
 		}
