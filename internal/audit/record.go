@@ -261,10 +261,11 @@ type Usage struct {
 // digits. Costs are products and sums of prices and token counts in
 // float64, whose shortest decimal form ends in noise
 // (0.0011282879999999999); a record is read by people and exported, and
-// ten digits are far below a cent of any request. A replay compares
-// candidates' costs through the same rounding (Candidates.MarshalJSON),
-// so records written before it replay as they did. NaN, infinities and
-// zero are returned as they are.
+// ten digits are far below a cent of any request. Candidates.MarshalJSON
+// writes the candidates' costs through it too, and a replay compares
+// recorded and replayed costs after it (internal/cli), so records written
+// before it replay as they did. NaN, infinities and zero are returned as
+// they are.
 func Money(f float64) float64 {
 	if f == 0 || math.IsNaN(f) || math.IsInf(f, 0) {
 		return f

@@ -61,7 +61,7 @@ type replayExplanation struct {
 // one without was refused by the decision, with its error code.
 func fromRecord(r *audit.Record) replayExplanation {
 	e := replayExplanation{Chosen: r.Chosen, Reason: r.Reason, Fallbacks: r.Fallbacks, Objective: r.Objective,
-		QualityFloor: r.QualityFloor, Constraint: r.Constraint, Deny: r.Deny, Candidates: r.Candidates}
+		QualityFloor: r.QualityFloor, Constraint: r.Constraint, Deny: r.Deny, Candidates: asRecorded(r.Candidates)}
 	if r.Chosen == "" {
 		e.Error = r.ErrorCode
 	}
@@ -89,6 +89,7 @@ func fromReplay(res *route.Result, err error, cfg *config.Config) replayExplanat
 		e.Candidates = append(e.Candidates, audit.Candidate{Model: v.ID, Provider: v.Provider, Verdict: v.Verdict, Reason: v.Reason, Rank: v.Rank, Score: v.Score,
 			EstimatedCostEUR: v.EstimatedCostEUR, Quality: v.Quality, LatencyMS: v.LatencyMS, Residency: v.Residency})
 	}
+	e.Candidates = asRecorded(e.Candidates)
 	if err != nil {
 		e.Error = apierr.As(err).Code
 		return e
@@ -103,6 +104,23 @@ func fromReplay(res *route.Result, err error, cfg *config.Config) replayExplanat
 		e.Fallbacks = append(e.Fallbacks, m.ID)
 	}
 	return e
+}
+
+// asRecorded is candidate lines with their amounts as a record keeps them
+// (audit.Money): a record written since amounts are rounded holds the
+// rounded cost, one written before the float itself, a replay the float
+// again; compared this way, each side reads the same. A copy: the
+// record's own lines are not changed.
+func asRecorded(cs []audit.Candidate) []audit.Candidate {
+	if cs == nil {
+		return nil
+	}
+	out := make([]audit.Candidate, len(cs))
+	for i, c := range cs {
+		c.EstimatedCostEUR = audit.Money(c.EstimatedCostEUR)
+		out[i] = c
+	}
+	return out
 }
 
 func routeLine(name string, version int64, path []string, arm string) string {
