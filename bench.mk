@@ -5,6 +5,7 @@
 #
 #   make bench BENCH_FLAGS='--rates 100,500,1000,2000 --duration 10s'
 #   make bench BENCH_FLAGS='--target http://127.0.0.1:8080 --model gpt-4o-mini'
+#   make bench BENCH_FLAGS='--floor pipelined'   # a floor answering every message stellwerk answers
 #   make soak SOAK=30m SOAK_FLAGS='--rate 500'
 #   make profile PROFILE_FLAGS='--size 32KB --stream'
 

@@ -94,7 +94,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.concurrency, "envoy-concurrency", 2, "--concurrency of each Envoy")
 	fs.StringVar(&c.transport, "grpc-transport", "unix", "how Envoy reaches stellwerk: unix (socket) or mtls (TCP with mutual TLS)")
 	fs.StringVar(&c.shape, "shape", bench.ShapeProduction, "stellwerk's config: "+bench.ShapeProduction+
-		" (the shipped 71-model catalog, virtual keys, Rego library, failover, learned latencies) or "+bench.ShapeOneModel+" (one model, open auth)")
+		" (the shipped 76-model catalog, virtual keys, Rego library, failover, learned latencies) or "+bench.ShapeOneModel+" (one model, open auth)")
 	fs.StringVar(&c.ledger, "ledger", bench.LedgerMemory, "where the production shape's budget and rate limit live: "+
 		strings.Join(bench.Ledgers, ", ")+" (redis: a redis-server the bench starts on loopback)")
 	fs.StringVar(&c.prompts, "prompts", bench.PromptsVaried, "what the requests ask: "+bench.PromptsVaried+
