@@ -118,14 +118,14 @@ func TestAuditRecords(t *testing.T) {
 		delete(wants, v.ID)
 		var rec audit.Record
 		mustJSON(t, v.Record, &rec)
-		var replay struct {
-			LatencyMS   map[string]int `json:"latency_ms"`
-			LatencyFrom string         `json:"latency_from"`
+		var withReplay struct {
+			Replay struct {
+				LatencyMS   map[string]int `json:"latency_ms"`
+				LatencyFrom string         `json:"latency_from"`
+			} `json:"replay"`
 		}
-		if rp, ok := rec.Replay.(map[string]any); ok {
-			b, _ := json.Marshal(rp)
-			mustJSON(t, b, &replay)
-		}
+		mustJSON(t, v.Record, &withReplay)
+		replay := withReplay.Replay
 		if len(rec.Candidates) > 0 && rec.Replay != nil && (replay.LatencyFrom != "candidates" || replay.LatencyMS != nil) {
 			t.Errorf("%s: a record with its candidate table repeats its latencies in the replay inputs: %+v", v.ID, replay)
 		}

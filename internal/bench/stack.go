@@ -16,10 +16,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 
 	"github.com/stellwerk/stellwerk/internal/config"
@@ -746,17 +747,26 @@ func stellwerkVersion(ctx context.Context, admin, token string) (version, goVers
 
 // getJSON fetches a JSON document from stellwerk's admin API.
 func getJSON(ctx context.Context, url, token string, v any) error {
+	b, err := getBody(ctx, url, token)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// getBody GETs url with an admin token and returns the body of a 200.
+func getBody(ctx context.Context, url, token string) ([]byte, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	return io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 }
 
 // extProcStats is Envoy's admin /stats?filter=ext_proc, one stat a line.
@@ -793,51 +803,30 @@ func (s *Stack) routerOverhead(ctx context.Context) overheadSums {
 	if s == nil || s.StellwerkAdmin == "" {
 		return nil
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.StellwerkAdmin+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+s.AdminToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	b, err := getBody(ctx, s.StellwerkAdmin+"/metrics", s.AdminToken)
 	if err != nil {
 		return nil
 	}
 	return parseOverhead(string(b))
 }
 
-// parseOverhead finds the stellwerk_router_overhead_seconds sums and
-// counts in Prometheus text.
+// parseOverhead reads the stellwerk_router_overhead_seconds histogram's
+// sums and counts from Prometheus text.
 func parseOverhead(text string) overheadSums {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(strings.NewReader(text))
+	mf := mfs["stellwerk_router_overhead_seconds"]
+	if err != nil || mf == nil {
+		return nil
+	}
 	out := overheadSums{}
-	for _, line := range strings.Split(text, "\n") {
-		rest, ok := strings.CutPrefix(line, "stellwerk_router_overhead_seconds_")
-		if !ok {
-			continue
+	for _, m := range mf.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "stage" {
+				h := m.GetHistogram()
+				out[l.GetValue()] = struct{ sum, count float64 }{h.GetSampleSum(), float64(h.GetSampleCount())}
+			}
 		}
-		kind, rest, ok := strings.Cut(rest, `{stage="`)
-		if !ok || (kind != "sum" && kind != "count") {
-			continue
-		}
-		stage, rest, ok := strings.Cut(rest, `"}`)
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-		if err != nil {
-			continue
-		}
-		e := out[stage]
-		if kind == "sum" {
-			e.sum = v
-		} else {
-			e.count = v
-		}
-		out[stage] = e
 	}
 	return out
 }
