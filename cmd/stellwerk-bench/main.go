@@ -84,6 +84,7 @@ type common struct {
 	ledger                 string
 	maxAttempts            int
 	floor                  string
+	floorTransport         string
 	prompts                string
 }
 
@@ -105,6 +106,8 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.floor, "floor", bench.FloorOne, "run only: the floor's ext_proc mode: "+bench.FloorOne+
 		" (the request body alone, one round trip: the floor issue 12 measures against) or "+bench.FloorPipelined+
 		" (every phase of stellwerk's client-facing filter in its pipelined mode, answered with CONTINUE: what those messages cost by themselves)")
+	fs.StringVar(&c.floorTransport, "floor-transport", noopextproc.TransportGRPC, "run only: the floor's no-op server: "+noopextproc.TransportGRPC+
+		" (grpc-go's server, as stellwerk's) or "+noopextproc.TransportFrames+" (the same answers as HTTP/2 frames written directly: what grpc-go's machinery costs)")
 }
 
 // resolve finds the root, Envoy and (if needStellwerk) stellwerk, reporting
@@ -183,7 +186,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var problems []string
 	o := bench.Options{Duration: *duration, Slice: *slice, Warmup: *warmup, Timeout: *timeout,
 		Target: *target, Model: *model, Headers: headers.m, EnvoyConcurrency: c.concurrency, Transport: c.transport,
-		Shape: c.shape, Ledger: c.ledger, MaxAttempts: c.maxAttempts, FloorMode: c.floor, QuietBelow: *quietBelow, QuietWait: *quietWait, Retries: *retries,
+		Shape: c.shape, Ledger: c.ledger, MaxAttempts: c.maxAttempts, FloorMode: c.floor, FloorTransport: c.floorTransport, QuietBelow: *quietBelow, QuietWait: *quietWait, Retries: *retries,
 		Command: commandLine("run", args), Progress: stderr}
 	var err error
 	if o.Rates, err = parseList(*rates, func(s string) (float64, error) {
@@ -232,6 +235,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !slices.Contains(bench.FloorModes, c.floor) {
 		problems = append(problems, "-floor must be one of "+strings.Join(bench.FloorModes, ", "))
 	}
+	if !slices.Contains(noopextproc.Transports, c.floorTransport) {
+		problems = append(problems, "-floor-transport must be one of "+strings.Join(noopextproc.Transports, ", "))
+	}
 	if *target != "" && !strings.HasPrefix(*target, "http://") && !strings.HasPrefix(*target, "https://") {
 		problems = append(problems, "-target: want an http:// or https:// URL")
 	}
@@ -249,7 +255,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
 		return errUsage
 	}
-	o.Root, o.Envoy, o.Stellwerk, o.NoopArgv, o.Prompts = c.root, c.envoy, c.stellwerk, []string{self, "noop-extproc"}, c.prompts
+	o.Root, o.Envoy, o.Stellwerk, o.NoopArgv, o.Prompts = c.root, c.envoy, c.stellwerk, []string{self, "noop-extproc", "--transport", c.floorTransport}, c.prompts
 	if *mdOut == "" && *target == "" {
 		*mdOut = filepath.Join(c.root, "docs", "benchmarks.md")
 	}

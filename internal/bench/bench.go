@@ -58,6 +58,9 @@ type Options struct {
 	// FloorMode is Envoy F's processing mode (StackOptions): FloorOne
 	// (the default) or FloorPipelined.
 	FloorMode string
+	// FloorTransport is the no-op server's transport, as NoopArgv passes it
+	// (noopextproc.Transports; "" is grpc), for the report.
+	FloorTransport string
 	// NoopArgv runs the no-op ext_proc server of the floor target
 	// ("--socket PATH" is appended), e.g. ["stellwerk-bench", "noop-extproc"];
 	// required in stack mode.
@@ -168,8 +171,9 @@ type Settings struct {
 	SliceS           float64  `json:"slice_s"`
 	WarmupS          float64  `json:"warmup_s"`
 	EnvoyConcurrency int      `json:"envoy_concurrency,omitempty"`
-	Transport        string   `json:"transport,omitempty"`  // Envoy → stellwerk: unix or mtls
-	FloorMode        string   `json:"floor_mode,omitempty"` // Envoy F's processing mode: one or pipelined
+	Transport        string   `json:"transport,omitempty"`       // Envoy → stellwerk: unix or mtls
+	FloorMode        string   `json:"floor_mode,omitempty"`      // Envoy F's processing mode: one or pipelined
+	FloorTransport   string   `json:"floor_transport,omitempty"` // the no-op server's: grpc or frames
 	QuietBelow       float64  `json:"quiet_below_cores,omitempty"`
 	QuietWaitS       float64  `json:"quiet_wait_s,omitempty"`
 	Retries          int      `json:"retries,omitempty"`
@@ -289,6 +293,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Settings.EnvoyConcurrency = o.EnvoyConcurrency
 		rep.Settings.Transport = cmpOr(o.Transport, "unix")
 		rep.Settings.FloorMode = cmpOr(o.FloorMode, FloorOne)
+		rep.Settings.FloorTransport = cmpOr(o.FloorTransport, "grpc")
 		rep.Settings.Shape, rep.Settings.Models = stack.Shape, stack.Models
 		if stack.Shape == ShapeProduction {
 			rep.Settings.Ledger = cmpOr(o.Ledger, LedgerMemory)

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -604,5 +605,67 @@ stellwerk_requests_total{workspace="default"} 7
 	}
 	if got := after.meanUS("decide", nil); got != 0 {
 		t.Errorf("without a first reading: %v", got)
+	}
+}
+
+// TestFramesFloorThroughEnvoy: a real Envoy in the pipelined floor mode
+// through the frames transport of the no-op server (`--floor-transport
+// frames`) passes every request to the provider and its answer back
+// unchanged: JSON of the bench's size, a body larger than Envoy's HTTP/2
+// frames and the server's receive window, and a stream.
+func TestFramesFloorThroughEnvoy(t *testing.T) {
+	root, err := FindRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	envoy, err := FindEnvoy(root)
+	if err != nil {
+		if os.Getenv("STELLWERK_E2E") == "require" {
+			t.Fatalf("envoy: %v (STELLWERK_E2E=require; run `make tools`)", err)
+		}
+		t.Skipf("envoy not available: %v (run `make tools`)", err)
+	}
+	bin := os.Getenv("STELLWERK_BIN")
+	if bin == "" {
+		if bin, err = FindStellwerkBuild(root, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	stack, err := StartStack(ctx, StackOptions{Root: root, Envoy: envoy, StellwerkArgv: []string{bin, "serve"}, Shape: ShapeOneModel,
+		NoopArgv: []string{os.Args[0], "noop-extproc", "--transport", noopextproc.TransportFrames}, FloorMode: FloorPipelined, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stack.Close()
+	for _, c := range []struct {
+		size   int
+		stream bool
+	}{{2 << 10, false}, {2 << 10, true}, {6 << 20, false}, {32 << 10, true}} {
+		for range 5 {
+			body := fmt.Sprintf(`{"model":"gpt-4o-mini","stream":%t,"messages":[{"role":"user","content":%q}]}`, c.stream, strings.Repeat("a", c.size))
+			req, _ := http.NewRequestWithContext(ctx, "POST", stack.FloorURL+"/v1/chat/completions", strings.NewReader(body))
+			for k, v := range stack.DirectHeaders {
+				req.Header.Set(k, v)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%d bytes, stream %t: %d %s %v", c.size, c.stream, resp.StatusCode, got, err)
+			}
+			want := `"object":"chat.completion"`
+			if c.stream {
+				want = "data: [DONE]"
+			}
+			if !strings.Contains(string(got), want) {
+				t.Fatalf("%d bytes, stream %t: the answer lacks %s: %.300s", c.size, c.stream, want, got)
+			}
+		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/stellwerk/stellwerk/internal/bench/noopextproc"
 )
 
 // generatedMarker separates the hand-written head of docs/benchmarks.md,
@@ -105,7 +107,8 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 	floor := stack && rep.Scenarios[0].Floor != nil
 	if floor {
 		p("### Added latency, p50 / p99, ms\n\n")
-		p("*Plain Envoy* is Envoy A (direct route); *the floor* is Envoy F, the same route through a no-op ext_proc server %s. ", floorModeText(rep.Settings.FloorMode))
+		p("*Plain Envoy* is Envoy A (direct route); *the floor* is Envoy F, the same route through a no-op ext_proc server%s %s. ",
+			floorTransportText(rep.Settings.FloorTransport), floorModeText(rep.Settings.FloorMode))
 		p("What stellwerk adds above the floor is stellwerk's own cost; the floor above plain Envoy is the ext_proc mechanism's.\n\n")
 		p("| scenario | measured to | stellwerk above plain Envoy | stellwerk above the floor | the floor above plain Envoy |\n|---|---|--:|--:|--:|\n")
 		for _, sc := range rep.Scenarios {
@@ -301,6 +304,15 @@ func floorModeText(mode string) string {
 			"the body sent without waiting for the headers' answer; `--floor pipelined`): every message stellwerk answers, answered with CONTINUE"
 	}
 	return "in the one-round-trip mode"
+}
+
+// floorTransportText says which no-op server the floor ran, when it is not
+// the default grpc-go one.
+func floorTransportText(transport string) string {
+	if transport == noopextproc.TransportFrames {
+		return " (its answers written as HTTP/2 frames directly, without grpc-go's server: `--floor-transport frames`)"
+	}
+	return ""
 }
 
 // floorAnswersText is what the floor answers per request.

@@ -13,6 +13,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
+	"strings"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
@@ -24,19 +26,36 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("noop-extproc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	socket := fs.String("socket", "", "Unix socket to listen on (replaced if it exists)")
+	transport := fs.String("transport", TransportGRPC, "the server: "+TransportGRPC+" (grpc-go, as stellwerk's) or "+TransportFrames+
+		" (the same answers over HTTP/2 frames read and written directly: frames.go)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *socket == "" || fs.NArg() > 0 {
 		return errors.New("noop-extproc: want --socket PATH and no arguments")
 	}
+	if !slices.Contains(Transports, *transport) {
+		return fmt.Errorf("noop-extproc: --transport %q, want one of %s", *transport, strings.Join(Transports, ", "))
+	}
 	_ = os.Remove(*socket)
 	l, err := net.Listen("unix", *socket)
 	if err != nil {
 		return fmt.Errorf("noop-extproc: %w", err)
 	}
+	if *transport == TransportFrames {
+		return ServeFrames(ctx, l)
+	}
 	return Serve(ctx, l)
 }
+
+// The no-op server's transports (Run's --transport).
+const (
+	TransportGRPC   = "grpc"
+	TransportFrames = "frames"
+)
+
+// Transports lists them, the default first.
+var Transports = []string{TransportGRPC, TransportFrames}
 
 // Serve answers ext_proc streams on l until ctx ends. The gRPC server takes
 // the same stream and message-size limits as stellwerk's (internal/serve), so

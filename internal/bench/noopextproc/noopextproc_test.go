@@ -16,6 +16,15 @@ import (
 // TestContinueToEveryMessage: each phase Envoy may send gets its own kind
 // of answer (Envoy rejects a mismatched one), with no mutation and CONTINUE.
 func TestContinueToEveryMessage(t *testing.T) {
+	for name, serve := range transports {
+		t.Run(name, func(t *testing.T) { testContinueToEveryMessage(t, serve) })
+	}
+}
+
+// transports are the servers Run's --transport chooses.
+var transports = map[string]func(context.Context, net.Listener) error{TransportGRPC: Serve, TransportFrames: ServeFrames}
+
+func testContinueToEveryMessage(t *testing.T, serve func(context.Context, net.Listener) error) {
 	sock := filepath.Join(t.TempDir(), "n.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
@@ -24,7 +33,7 @@ func TestContinueToEveryMessage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	served := make(chan error, 1)
-	go func() { served <- Serve(ctx, l) }()
+	go func() { served <- serve(ctx, l) }()
 
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
