@@ -11,11 +11,9 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3conf "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
-	"github.com/stellwerk/stellwerk/internal/grpcframes"
 )
 
 // The edge in Envoy's pipelined mode (docs/benchmarks.md, issue 12).
@@ -319,23 +317,12 @@ func (w *uploadWatch) stop() {
 	}
 }
 
-// corker is the stream's way to send several answers in one write, nil
-// when its server has none (grpc-go's, which writes from a goroutine of
-// its own).
-func corker(stream extprocv3.ExternalProcessor_ProcessServer) grpcframes.Corker {
-	if g, ok := stream.(*grpc.GenericServerStream[extprocv3.ProcessingRequest, extprocv3.ProcessingResponse]); ok {
-		return grpcframes.Corked(g.ServerStream)
-	}
-	return nil
-}
-
 // serveEdge answers an edge stream in whichever mode Envoy sends it.
 func serveEdge(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessServer, p *edge) error {
 	var q *pipeline
 	var out []*extprocv3.ProcessingResponse
 	w := &uploadWatch{stream: stream}
 	defer w.stop()
-	ck := corker(stream)
 	first := true
 	for {
 		req, err := recv(ctx, stream)
@@ -358,40 +345,26 @@ func serveEdge(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessSe
 			out = q.safeStep(req, out[:0])
 		}
 		w.mu.Lock()
-		// Several answers leave in one write (grpcframes); uncorked below,
-		// still under w.mu, which the timer's send also takes.
-		corked := len(out) > 1 && ck != nil
-		if corked {
-			ck.Cork()
-		}
 		if q != nil && q.held != nil && !w.holding {
 			w.hold(p.state.messageTimeout() / 2)
 		}
 		if q != nil && q.held == nil {
 			w.holding = false
 		}
-		var sendErr error
 		for _, resp := range out {
 			if resp.GetImmediateResponse() != nil && q != nil {
 				q.done = true
 				w.holding = false
 			}
-			if sendErr = stream.Send(resp); sendErr != nil {
-				break
-			}
-		}
-		if corked {
-			if err := ck.Uncork(); sendErr == nil {
-				sendErr = err
+			if err := stream.Send(resp); err != nil {
+				w.mu.Unlock()
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
 			}
 		}
 		w.mu.Unlock()
-		if sendErr != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return sendErr
-		}
 		p.afterSend()
 	}
 }

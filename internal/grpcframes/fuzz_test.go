@@ -36,7 +36,6 @@ func FuzzConn(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 4, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s := New(Options{Codec: protocodec.New(), MaxRecvMsgSize: 1 << 16})
-		defer s.Stop()
 		extprocv3.RegisterExternalProcessorServer(s, &echo{})
 		server, client := net.Pipe()
 		c := newConn(s, server)

@@ -31,7 +31,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,13 +70,6 @@ type Server struct {
 	o       Options
 	methods map[string]*method
 
-	// work hands a stream to an idle worker (spawn): goroutines whose
-	// stacks have grown to what the handlers need, as grpc-go's
-	// NumStreamWorkers, instead of a new one growing its stack per stream.
-	work     chan func()
-	workers  sync.WaitGroup
-	stopWork sync.Once
-
 	mu       sync.Mutex
 	lis      map[net.Listener]struct{}
 	conns    map[*conn]struct{}
@@ -116,33 +108,7 @@ func New(o Options) *Server {
 		o.TLS = o.TLS.Clone()
 		o.TLS.NextProtos = []string{"h2"}
 	}
-	s := &Server{o: o, methods: map[string]*method{}, lis: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{},
-		work: make(chan func())}
-	for range 4 * runtime.GOMAXPROCS(0) {
-		s.workers.Add(1)
-		go func() {
-			defer s.workers.Done()
-			for f := range s.work {
-				f()
-			}
-		}()
-	}
-	return s
-}
-
-// spawn runs f on an idle worker, or on a goroutine of its own when all
-// are busy.
-func (s *Server) spawn(f func()) {
-	select {
-	case s.work <- f:
-	default:
-		go f()
-	}
-}
-
-// endWork stops the workers once no connection is left to give them work.
-func (s *Server) endWork() {
-	s.stopWork.Do(func() { close(s.work) })
+	return &Server{o: o, methods: map[string]*method{}, lis: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
 }
 
 // RegisterService registers a service's methods; call it before Serve.
@@ -221,7 +187,6 @@ func (s *Server) GracefulStop() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
-	s.endWork()
 }
 
 // Stop closes every listener and connection; the streams' contexts end.
@@ -236,7 +201,6 @@ func (s *Server) Stop() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
-	s.endWork()
 }
 
 // conn is one HTTP/2 connection. Its reader goroutine (serve) reads every
@@ -492,7 +456,7 @@ func (c *conn) headers(f *http2.MetaHeadersFrame) error {
 	st := &stream{c: c, id: f.StreamID, method: path, ctx: ctx, cancel: cancel, win: c.initWin,
 		wake: make(chan struct{}, 1), halfClosed: f.StreamEnded()}
 	c.streams[f.StreamID] = st
-	c.s.spawn(func() { st.run(m) })
+	go st.run(m)
 	return nil
 }
 

@@ -38,7 +38,6 @@ type stream struct {
 	reset      bool     // RST_STREAM, or the connection ended
 	failed     error    // what the peer sent cannot be read: the stream ends with it
 	headerSent bool
-	corked     bool // SendMsg leaves its flush to Uncork
 	done       bool // trailers sent
 	header     metadata.MD
 	trailer    metadata.MD
@@ -266,53 +265,6 @@ func (st *stream) SendMsg(m any) error {
 		c.connWin -= k
 		st.win -= k
 		msg = msg[k:]
-	}
-	if st.corked {
-		return nil
-	}
-	if err := c.bw.Flush(); err != nil {
-		c.nc.Close()
-		return status.Error(codes.Unavailable, err.Error())
-	}
-	return nil
-}
-
-// Corker is what a handler finds behind its grpc.ServerStream on this
-// server (Corked): the messages it sends between Cork and Uncork leave in
-// one write instead of one each, as a handler that answers several of
-// Envoy's messages at once does.
-type Corker interface {
-	Cork()
-	Uncork() error
-}
-
-var _ Corker = (*stream)(nil)
-
-// Corked is the Corker behind ss: ss itself, or the stream inside the
-// generated wrapper a handler gets (grpc.GenericServerStream's
-// ServerStream); nil when it is not this server's (grpc-go's).
-func Corked(ss grpc.ServerStream) Corker {
-	if s, ok := ss.(*stream); ok {
-		return s
-	}
-	return nil
-}
-
-// Cork holds SendMsg's flushes until Uncork.
-func (st *stream) Cork() {
-	st.c.mu.Lock()
-	st.corked = true
-	st.c.mu.Unlock()
-}
-
-// Uncork writes what Cork held.
-func (st *stream) Uncork() error {
-	c := st.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st.corked = false
-	if c.closed || c.bw.Buffered() == 0 {
-		return nil
 	}
 	if err := c.bw.Flush(); err != nil {
 		c.nc.Close()
