@@ -63,7 +63,6 @@ fuzz: ## fuzz every parser of untrusted input (FUZZTIME=30s each)
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $${FUZZTIME:-30s} ./internal/flow/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-30s} ./internal/reqpolicy/
 	$(GO) test -run '^$$' -fuzz '^FuzzVerifyExport$$' -fuzztime $${FUZZTIME:-30s} ./internal/audit/
-	$(GO) test -run '^$$' -fuzz '^FuzzConn$$' -fuzztime $${FUZZTIME:-30s} ./internal/grpcframes/
 	$(GO) test -run '^$$' -fuzz '^FuzzCandidates$$' -fuzztime $${FUZZTIME:-30s} ./internal/audit/
 	$(GO) test -run '^$$' -fuzz '^FuzzToAnthropicRequest$$' -fuzztime $${FUZZTIME:-30s} ./internal/translate/
 	$(GO) test -run '^$$' -fuzz '^FuzzProcessor$$' -fuzztime $${FUZZTIME:-30s} ./extproc/

@@ -70,7 +70,7 @@ func NewPublisher(ctx context.Context, log *zap.Logger) *Publisher {
 }
 
 // Register adds the ADS service to a gRPC server.
-func (p *Publisher) Register(s grpc.ServiceRegistrar) {
+func (p *Publisher) Register(s *grpc.Server) {
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s, p.server)
 }
 

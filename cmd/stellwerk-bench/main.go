@@ -21,7 +21,6 @@ import (
 	"github.com/stellwerk/stellwerk/internal/bench"
 	"github.com/stellwerk/stellwerk/internal/bench/noopextproc"
 	"github.com/stellwerk/stellwerk/internal/bench/pprofserve"
-	"github.com/stellwerk/stellwerk/internal/config"
 )
 
 const usage = `stellwerk-bench — what stellwerk adds on top of plain Envoy
@@ -81,7 +80,6 @@ type common struct {
 	root, envoy, stellwerk string
 	concurrency            int
 	transport              string
-	grpcServer             string
 	shape                  string
 	ledger                 string
 	maxAttempts            int
@@ -96,8 +94,6 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.stellwerk, "stellwerk", "", "stellwerk binary (default: $STELLWERK_BIN, bin/stellwerk, else built)")
 	fs.IntVar(&c.concurrency, "envoy-concurrency", 2, "--concurrency of each Envoy")
 	fs.StringVar(&c.transport, "grpc-transport", "unix", "how Envoy reaches stellwerk: unix (socket) or mtls (TCP with mutual TLS)")
-	fs.StringVar(&c.grpcServer, "grpc-server", config.GRPCServerFrames, "stellwerk's server.grpc_server: "+config.GRPCServerFrames+
-		" (the default) or "+config.GRPCServerGo)
 	fs.StringVar(&c.shape, "shape", bench.ShapeProduction, "stellwerk's config: "+bench.ShapeProduction+
 		" (the shipped 76-model catalog, virtual keys, Rego library, failover, learned latencies) or "+bench.ShapeOneModel+" (one model, open auth)")
 	fs.StringVar(&c.ledger, "ledger", bench.LedgerMemory, "where the production shape's budget and rate limit live: "+
@@ -145,9 +141,6 @@ func (c *common) resolve(needStellwerk bool) []string {
 	if c.concurrency < 1 {
 		problems = append(problems, "-envoy-concurrency must be at least 1")
 	}
-	if c.grpcServer != config.GRPCServerFrames && c.grpcServer != config.GRPCServerGo {
-		problems = append(problems, "-grpc-server must be "+config.GRPCServerFrames+" or "+config.GRPCServerGo)
-	}
 	if c.transport != "unix" && c.transport != "mtls" {
 		problems = append(problems, "-grpc-transport must be unix or mtls")
 	}
@@ -192,7 +185,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	var problems []string
 	o := bench.Options{Duration: *duration, Slice: *slice, Warmup: *warmup, Timeout: *timeout,
-		Target: *target, Model: *model, Headers: headers.m, EnvoyConcurrency: c.concurrency, Transport: c.transport, GRPCServer: c.grpcServer,
+		Target: *target, Model: *model, Headers: headers.m, EnvoyConcurrency: c.concurrency, Transport: c.transport,
 		Shape: c.shape, Ledger: c.ledger, MaxAttempts: c.maxAttempts, FloorMode: c.floor, FloorTransport: c.floorTransport, QuietBelow: *quietBelow, QuietWait: *quietWait, Retries: *retries,
 		Command: commandLine("run", args), Progress: stderr}
 	var err error
@@ -321,7 +314,6 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return errUsage
 	}
 	o.Root, o.Envoy, o.Stellwerk, o.EnvoyConcurrency, o.Transport, o.Shape, o.Ledger, o.Prompts = c.root, c.envoy, c.stellwerk, c.concurrency, c.transport, c.shape, c.ledger, c.prompts
-	o.GRPCServer = c.grpcServer
 	o.Command, o.Progress = commandLine("soak", args), stderr
 	rep, err := bench.Soak(ctx, o)
 	if rep != nil {
@@ -378,7 +370,6 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return errUsage
 	}
 	o.Root, o.Envoy, o.Self, o.EnvoyConcurrency, o.Transport, o.Shape, o.Ledger, o.Prompts, o.Progress = c.root, c.envoy, self, c.concurrency, c.transport, c.shape, c.ledger, c.prompts, stderr
-	o.GRPCServer = c.grpcServer
 	if o.Out, err = filepath.Abs(o.Out); err != nil {
 		return err
 	}

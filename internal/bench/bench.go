@@ -58,8 +58,6 @@ type Options struct {
 	// FloorMode is Envoy F's processing mode (StackOptions): FloorOne
 	// (the default) or FloorPipelined.
 	FloorMode string
-	// GRPCServer is stellwerk's server.grpc_server (StackOptions).
-	GRPCServer string
 	// FloorTransport is the no-op server's transport, as NoopArgv passes it
 	// (noopextproc.Transports; "" is grpc), for the report.
 	FloorTransport string
@@ -176,7 +174,6 @@ type Settings struct {
 	Transport        string   `json:"transport,omitempty"`       // Envoy → stellwerk: unix or mtls
 	FloorMode        string   `json:"floor_mode,omitempty"`      // Envoy F's processing mode: one or pipelined
 	FloorTransport   string   `json:"floor_transport,omitempty"` // the no-op server's: grpc or frames
-	GRPCServer       string   `json:"grpc_server,omitempty"`     // stellwerk's server.grpc_server: frames or grpc-go
 	QuietBelow       float64  `json:"quiet_below_cores,omitempty"`
 	QuietWaitS       float64  `json:"quiet_wait_s,omitempty"`
 	Retries          int      `json:"retries,omitempty"`
@@ -288,7 +285,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		stack, err = StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy, StellwerkArgv: []string{o.Stellwerk, "serve"},
 			EnvoyConcurrency: o.EnvoyConcurrency, Baseline: true, NoopArgv: o.NoopArgv, Shape: o.Shape, Ledger: o.Ledger, MaxAttempts: o.MaxAttempts,
-			FloorMode: o.FloorMode, Dir: dir, Progress: o.Progress, Transport: o.Transport, GRPCServer: o.GRPCServer})
+			FloorMode: o.FloorMode, Dir: dir, Progress: o.Progress, Transport: o.Transport})
 		if err != nil {
 			return nil, err
 		}
@@ -297,7 +294,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Settings.Transport = cmpOr(o.Transport, "unix")
 		rep.Settings.FloorMode = cmpOr(o.FloorMode, FloorOne)
 		rep.Settings.FloorTransport = cmpOr(o.FloorTransport, "grpc")
-		rep.Settings.GRPCServer = cmpOr(o.GRPCServer, "frames")
 		rep.Settings.Shape, rep.Settings.Models = stack.Shape, stack.Models
 		if stack.Shape == ShapeProduction {
 			rep.Settings.Ledger = cmpOr(o.Ledger, LedgerMemory)

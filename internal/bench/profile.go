@@ -39,7 +39,6 @@ type ProfileOptions struct {
 
 	EnvoyConcurrency int
 	Transport        string // Envoy → stellwerk: unix (default) or mtls
-	GRPCServer       string // stellwerk's server.grpc_server ("": frames)
 	Shape            string // of stellwerk's config: ShapeProduction (default) or ShapeOneModel
 	Ledger           string // of the production shape: LedgerMemory (default), LedgerRedis or LedgerNone
 	// Phases turns on Envoy B's access log and writes PhasesFile: how long
@@ -91,7 +90,7 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 	defer os.RemoveAll(dir)
 	stack, err := StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy,
 		StellwerkArgv:    []string{o.Self, "pprof-serve", "--out", o.Out},
-		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport, GRPCServer: o.GRPCServer, Shape: o.Shape, Ledger: o.Ledger,
+		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport, Shape: o.Shape, Ledger: o.Ledger,
 		AccessLog: o.Phases})
 	if err != nil {
 		return err

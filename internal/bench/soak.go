@@ -26,7 +26,6 @@ type SoakOptions struct {
 
 	EnvoyConcurrency int
 	Transport        string // Envoy → stellwerk: unix (default) or mtls
-	GRPCServer       string // stellwerk's server.grpc_server ("": frames)
 	Shape            string // of stellwerk's config: ShapeProduction (default) or ShapeOneModel
 	Ledger           string // of the production shape: LedgerMemory (default), LedgerRedis or LedgerNone
 	Command          string
@@ -104,7 +103,7 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 	}
 	defer os.RemoveAll(dir)
 	stack, err := StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy, StellwerkArgv: []string{o.Stellwerk, "serve"},
-		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport, GRPCServer: o.GRPCServer, Shape: o.Shape, Ledger: o.Ledger})
+		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport, Shape: o.Shape, Ledger: o.Ledger})
 	if err != nil {
 		return nil, err
 	}

@@ -59,9 +59,6 @@ type StackOptions struct {
 	// TLS, envoy/bootstrap-mtls.yaml and throwaway certificates). Envoy F
 	// always reaches the no-op server over a Unix socket.
 	Transport string
-	// GRPCServer is stellwerk's server.grpc_server ("": its default,
-	// frames; or grpc-go).
-	GRPCServer string
 	// Ledger is where the production shape's budgets and rate limits live:
 	// LedgerMemory (the default), LedgerRedis (a redis-server the bench
 	// starts on loopback) or LedgerNone (no budgets, no rate limits).
@@ -437,14 +434,10 @@ func (s *Stack) grpcTransport(o StackOptions, grpcPort int) (transport, error) {
 	default:
 		return transport{}, fmt.Errorf("transport %q: want unix or mtls", o.Transport)
 	}
-	if o.GRPCServer != "" && o.GRPCServer != config.GRPCServerFrames && o.GRPCServer != config.GRPCServerGo {
-		return transport{}, fmt.Errorf("gRPC server %q: want %s or %s", o.GRPCServer, config.GRPCServerFrames, config.GRPCServerGo)
-	}
 	yml, err := yaml.Marshal(struct {
-		GRPC       string          `yaml:"grpc"`
-		GRPCTLS    *config.GRPCTLS `yaml:"grpc_tls,omitempty"`
-		GRPCServer string          `yaml:"grpc_server,omitempty"`
-	}{srv.GRPC, srv.GRPCTLS, o.GRPCServer})
+		GRPC    string          `yaml:"grpc"`
+		GRPCTLS *config.GRPCTLS `yaml:"grpc_tls,omitempty"`
+	}{srv.GRPC, srv.GRPCTLS})
 	if err != nil {
 		return transport{}, err
 	}

@@ -235,10 +235,6 @@ type Server struct {
 	GRPC string `yaml:"grpc"`
 	// GRPCTLS is the mutual-TLS set-up of a TCP gRPC address.
 	GRPCTLS *GRPCTLS `yaml:"grpc_tls,omitempty"`
-	// GRPCServer is what serves the gRPC port: GRPCServerFrames (the
-	// default: internal/grpcframes, HTTP/2 frames read and written by
-	// stellwerk) or GRPCServerGo (grpc-go's server, as before 2026-12-04).
-	GRPCServer string `yaml:"grpc_server,omitempty"`
 	// Admin serves health, readiness, version and the loaded config.
 	Admin string `yaml:"admin"`
 }
@@ -254,12 +250,6 @@ type GRPCTLS struct {
 	// client certificate must carry one of.
 	ClientNames []string `yaml:"client_names,omitempty"`
 }
-
-// The gRPC servers server.grpc_server chooses between.
-const (
-	GRPCServerFrames = "frames"
-	GRPCServerGo     = "grpc-go"
-)
 
 // UnixSocketPrefix marks a server.grpc that is a Unix socket path.
 const UnixSocketPrefix = "unix://"
@@ -977,9 +967,6 @@ func (s Server) validateGRPC() []error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
-	}
-	if s.GRPCServer != "" && s.GRPCServer != GRPCServerFrames && s.GRPCServer != GRPCServerGo {
-		bad("server.grpc_server", "%q: want %s (the default) or %s", s.GRPCServer, GRPCServerFrames, GRPCServerGo)
 	}
 	if path, ok := s.GRPCSocket(); ok {
 		switch {

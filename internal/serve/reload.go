@@ -379,7 +379,7 @@ func removalGrace(cfg *config.Config) time.Duration {
 func restartOnly(old, cfg *config.Config) error {
 	switch {
 	case !reflect.DeepEqual(old.Server, cfg.Server): // grpc_tls is a pointer: compare what it holds
-		return fmt.Errorf("server settings changed (addresses, grpc_tls, grpc_server): restart stellwerk to apply them")
+		return fmt.Errorf("server addresses changed: restart stellwerk to apply them")
 	case old.Policy.Dir != cfg.Policy.Dir || *old.Policy.Library != *cfg.Policy.Library:
 		return fmt.Errorf("policy source changed: restart stellwerk to apply it")
 	case cfg.Envoy.MaxRequestBytes > old.Envoy.MaxRequestBytes:

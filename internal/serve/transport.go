@@ -9,18 +9,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"time"
 
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/stellwerk/stellwerk/internal/config"
-	"github.com/stellwerk/stellwerk/internal/grpcframes"
-	"github.com/stellwerk/stellwerk/internal/protocodec"
 )
 
 // socketMode lets the owner and its group connect: run Envoy as the same
@@ -28,9 +22,9 @@ import (
 const socketMode = 0o660
 
 // listenGRPC opens the gRPC port the only way Envoy may reach it: a Unix
-// socket, or TCP with mutual TLS (docs/security.md), whose TLS set-up it
-// returns. config.Validate has refused everything else already.
-func listenGRPC(s config.Server) (net.Listener, *tls.Config, error) {
+// socket, or TCP with mutual TLS (docs/security.md). config.Validate has
+// refused everything else already.
+func listenGRPC(s config.Server) (net.Listener, []grpc.ServerOption, error) {
 	if path, ok := s.GRPCSocket(); ok {
 		ln, err := listenUnix(path)
 		return ln, nil, err
@@ -46,50 +40,7 @@ func listenGRPC(s config.Server) (net.Listener, *tls.Config, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return ln, tc, nil
-}
-
-// grpcServer is what serves the gRPC port: a *grpcframes.Server or a
-// *grpc.Server (server.grpc_server).
-type grpcServer interface {
-	grpc.ServiceRegistrar
-	Serve(net.Listener) error
-	GracefulStop()
-	Stop()
-}
-
-// newGRPCServer is the server server.grpc_server names, with TLS when tc is
-// set and messages up to maxRecv bytes.
-func newGRPCServer(s config.Server, tc *tls.Config, maxRecv int, log *zap.Logger) grpcServer {
-	codec := protocodec.New()
-	if s.GRPCServer != config.GRPCServerGo {
-		return grpcframes.New(grpcframes.Options{TLS: tc, MaxRecvMsgSize: maxRecv, MaxConcurrentStreams: 1 << 20,
-			InitialWindowSize: 4 << 20, InitialConnWindowSize: 16 << 20, Codec: codec, Log: log})
-	}
-	var opts []grpc.ServerOption
-	if tc != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
-	}
-	return grpc.NewServer(append(append(opts,
-		// Buffers reused without zeroing them first: gRPC's own clear a
-		// 1 MiB buffer for each message over 32 KiB (internal/protocodec).
-		codec.ServerOptions()...),
-		grpc.MaxConcurrentStreams(1<<20),
-		// Every request is a new ext_proc stream: a few goroutines kept to
-		// serve them (their stacks already grown) instead of a new one per
-		// stream; when all are busy (long streams, ADS, the access log)
-		// gRPC starts one as before. Measured: docs/benchmarks.md, "Less
-		// garbage per request". (grpc-go marks the option experimental.)
-		grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))),
-		grpc.MaxRecvMsgSize(maxRecv),
-		// Fixed flow-control windows: with the defaults gRPC estimates
-		// the link's bandwidth with a PING per burst of data, which on
-		// small, frequent ext_proc messages is a frame and a wake-up each
-		// way (for Envoy too) that routing does not need.
-		grpc.InitialWindowSize(4<<20),
-		grpc.InitialConnWindowSize(16<<20),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	)...)
+	return ln, []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tc))}, nil
 }
 
 // listenUnix binds the socket, replacing a stale one left by a process that

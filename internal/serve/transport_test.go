@@ -12,7 +12,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -24,14 +23,14 @@ import (
 
 // transportPair serves the no-op ext_proc server the way listenGRPC serves stellwerk and returns
 // a client connection that dials it as Envoy would.
-func transportPair(t testing.TB, kind, server string) *grpc.ClientConn {
+func transportPair(t testing.TB, kind string) *grpc.ClientConn {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "sw-tr-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	srv := config.Server{GRPCServer: server}
+	var srv config.Server
 	var dial []grpc.DialOption
 	target := ""
 	switch kind {
@@ -56,11 +55,11 @@ func transportPair(t testing.TB, kind, server string) *grpc.ClientConn {
 		dial = append(dial, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
 			Certificates: []tls.Certificate{cert}, RootCAs: roots, ServerName: "stellwerk.internal"})))
 	}
-	ln, tc, err := listenGRPC(srv)
+	ln, opts, err := listenGRPC(srv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := newGRPCServer(srv, tc, 1<<20, zap.NewNop())
+	gs := grpc.NewServer(opts...)
 	noopextproc.Register(gs)
 	go gs.Serve(ln)
 	t.Cleanup(gs.Stop)
@@ -98,15 +97,13 @@ func oneRequest(c extprocv3.ExternalProcessorClient, body []byte) error {
 }
 
 func TestTransportsServeExtProc(t *testing.T) {
-	for _, server := range []string{config.GRPCServerFrames, config.GRPCServerGo} {
-		for _, kind := range []string{"unix", "mtls"} {
-			t.Run(server+"/"+kind, func(t *testing.T) {
-				c := extprocv3.NewExternalProcessorClient(transportPair(t, kind, server))
-				if err := oneRequest(c, []byte(`{"model":"auto"}`)); err != nil {
-					t.Fatal(err)
-				}
-			})
-		}
+	for _, kind := range []string{"unix", "mtls"} {
+		t.Run(kind, func(t *testing.T) {
+			c := extprocv3.NewExternalProcessorClient(transportPair(t, kind))
+			if err := oneRequest(c, []byte(`{"model":"auto"}`)); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 
@@ -151,28 +148,26 @@ func TestPlainTCPAndStaleFilesAreRefused(t *testing.T) {
 }
 
 // BenchmarkExtProcTransport is one request's two ext_proc round trips (2 KB
-// body) over each transport Envoy may use, served by each gRPC server: what
-// the transport adds per request, without Envoy or stellwerk's decision.
+// body) over each transport Envoy may use: what the transport adds per
+// request, without Envoy or stellwerk's decision.
 //
 //	go test -run '^$' -bench ExtProcTransport -benchmem ./internal/serve/
 func BenchmarkExtProcTransport(b *testing.B) {
 	body := []byte(strings.Repeat("x", 2048))
-	for _, server := range []string{config.GRPCServerFrames, config.GRPCServerGo} {
-		for _, kind := range []string{"unix", "mtls"} {
-			b.Run(server+"/"+kind, func(b *testing.B) {
-				c := extprocv3.NewExternalProcessorClient(transportPair(b, kind, server))
-				if err := oneRequest(c, body); err != nil { // connect (and handshake) once, as Envoy does
+	for _, kind := range []string{"unix", "mtls"} {
+		b.Run(kind, func(b *testing.B) {
+			c := extprocv3.NewExternalProcessorClient(transportPair(b, kind))
+			if err := oneRequest(c, body); err != nil { // connect (and handshake) once, as Envoy does
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if err := oneRequest(c, body); err != nil {
 					b.Fatal(err)
 				}
-				b.ReportAllocs()
-				b.ResetTimer()
-				for range b.N {
-					if err := oneRequest(c, body); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-		}
+			}
+		})
 	}
 }
 

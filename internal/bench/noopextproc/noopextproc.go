@@ -80,7 +80,7 @@ func Serve(ctx context.Context, l net.Listener) error {
 
 // Register adds the no-op ext_proc service to a gRPC server (tests measure
 // a transport with it: what is timed is then the transport alone).
-func Register(gs grpc.ServiceRegistrar) { extprocv3.RegisterExternalProcessorServer(gs, server{}) }
+func Register(gs *grpc.Server) { extprocv3.RegisterExternalProcessorServer(gs, server{}) }
 
 type server struct {
 	extprocv3.UnimplementedExternalProcessorServer
