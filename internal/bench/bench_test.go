@@ -49,24 +49,7 @@ func TestMain(m *testing.M) {
 // was measured without errors and that stellwerk routed to a catalog model
 // with the virtual key, never a latency.
 func TestBenchSmoke(t *testing.T) {
-	root, err := FindRoot(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	envoy, err := FindEnvoy(root)
-	if err != nil {
-		if os.Getenv("STELLWERK_E2E") == "require" {
-			t.Fatalf("envoy: %v (STELLWERK_E2E=require; run `make tools`)", err)
-		}
-		t.Skipf("envoy not available: %v (run `make tools`)", err)
-	}
-	bin := os.Getenv("STELLWERK_BIN")
-	if bin == "" { // build from this tree: bin/stellwerk may be stale
-		bin, err = FindStellwerkBuild(root, t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	root, envoy, bin := stackBinaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	rep, err := Run(ctx, Options{Root: root, Envoy: envoy, Stellwerk: bin, NoopArgv: []string{os.Args[0], "noop-extproc"},
@@ -379,23 +362,7 @@ func TestParseStatCPU(t *testing.T) {
 // TestStackAdminAPI: the stack's admin token reads what the soak samples
 // (goroutines on /debug/vars), and the admin API refuses a request without it.
 func TestStackAdminAPI(t *testing.T) {
-	root, err := FindRoot(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	envoy, err := FindEnvoy(root)
-	if err != nil {
-		if os.Getenv("STELLWERK_E2E") == "require" {
-			t.Fatalf("envoy: %v (STELLWERK_E2E=require; run `make tools`)", err)
-		}
-		t.Skipf("envoy not available: %v (run `make tools`)", err)
-	}
-	bin := os.Getenv("STELLWERK_BIN")
-	if bin == "" {
-		if bin, err = FindStellwerkBuild(root, t.TempDir()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	root, envoy, bin := stackBinaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
 	stack, err := StartStack(ctx, StackOptions{Root: root, Envoy: envoy, StellwerkArgv: []string{bin, "serve"}, Shape: ShapeOneModel, Dir: t.TempDir()})
@@ -614,23 +581,7 @@ stellwerk_requests_total{workspace="default"} 7
 // unchanged: JSON of the bench's size, a body larger than Envoy's HTTP/2
 // frames and the server's receive window, and a stream.
 func TestFramesFloorThroughEnvoy(t *testing.T) {
-	root, err := FindRoot(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	envoy, err := FindEnvoy(root)
-	if err != nil {
-		if os.Getenv("STELLWERK_E2E") == "require" {
-			t.Fatalf("envoy: %v (STELLWERK_E2E=require; run `make tools`)", err)
-		}
-		t.Skipf("envoy not available: %v (run `make tools`)", err)
-	}
-	bin := os.Getenv("STELLWERK_BIN")
-	if bin == "" {
-		if bin, err = FindStellwerkBuild(root, t.TempDir()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	root, envoy, bin := stackBinaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	stack, err := StartStack(ctx, StackOptions{Root: root, Envoy: envoy, StellwerkArgv: []string{bin, "serve"}, Shape: ShapeOneModel,
@@ -668,4 +619,29 @@ func TestFramesFloorThroughEnvoy(t *testing.T) {
 			}
 		}
 	}
+}
+
+// stackBinaries finds the repository root, Envoy (skipping the test without
+// it, unless STELLWERK_E2E=require) and a stellwerk binary: $STELLWERK_BIN,
+// else one built from this tree.
+func stackBinaries(t *testing.T) (root, envoy, bin string) {
+	t.Helper()
+	root, err := FindRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	envoy, err = FindEnvoy(root)
+	if err != nil {
+		if os.Getenv("STELLWERK_E2E") == "require" {
+			t.Fatalf("envoy: %v (STELLWERK_E2E=require; run `make tools`)", err)
+		}
+		t.Skipf("envoy not available: %v (run `make tools`)", err)
+	}
+	bin = os.Getenv("STELLWERK_BIN")
+	if bin == "" { // build from this tree: bin/stellwerk may be stale
+		if bin, err = FindStellwerkBuild(root, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root, envoy, bin
 }
