@@ -255,7 +255,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
 		return errUsage
 	}
-	o.Root, o.Envoy, o.Stellwerk, o.NoopArgv, o.Prompts = c.root, c.envoy, c.stellwerk, []string{self, "noop-extproc", "--transport", c.floorTransport}, c.prompts
+	o.Root, o.Envoy, o.Stellwerk, o.NoopArgv, o.Prompts = c.root, c.envoy, c.stellwerk, []string{self, "noop-extproc"}, c.prompts
 	if *mdOut == "" && *target == "" {
 		*mdOut = filepath.Join(c.root, "docs", "benchmarks.md")
 	}

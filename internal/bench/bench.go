@@ -24,6 +24,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/stellwerk/stellwerk/internal/bench/noopextproc"
 )
 
 // Options shape one run; the zero value of a field means its default.
@@ -58,8 +60,8 @@ type Options struct {
 	// FloorMode is Envoy F's processing mode (StackOptions): FloorOne
 	// (the default) or FloorPipelined.
 	FloorMode string
-	// FloorTransport is the no-op server's transport, as NoopArgv passes it
-	// (noopextproc.Transports; "" is grpc), for the report.
+	// FloorTransport is the no-op server's transport (noopextproc.Transports;
+	// "" is grpc): Run adds it to NoopArgv, and the report names it.
 	FloorTransport string
 	// NoopArgv runs the no-op ext_proc server of the floor target
 	// ("--socket PATH" is appended), e.g. ["stellwerk-bench", "noop-extproc"];
@@ -283,8 +285,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if len(o.NoopArgv) == 0 {
 			return nil, errors.New("bench: Options.NoopArgv is required to measure the floor")
 		}
+		floorTransport := cmpOr(o.FloorTransport, noopextproc.TransportGRPC)
+		noopArgv := append(slices.Clone(o.NoopArgv), "--transport", floorTransport)
 		stack, err = StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy, StellwerkArgv: []string{o.Stellwerk, "serve"},
-			EnvoyConcurrency: o.EnvoyConcurrency, Baseline: true, NoopArgv: o.NoopArgv, Shape: o.Shape, Ledger: o.Ledger, MaxAttempts: o.MaxAttempts,
+			EnvoyConcurrency: o.EnvoyConcurrency, Baseline: true, NoopArgv: noopArgv, Shape: o.Shape, Ledger: o.Ledger, MaxAttempts: o.MaxAttempts,
 			FloorMode: o.FloorMode, Dir: dir, Progress: o.Progress, Transport: o.Transport})
 		if err != nil {
 			return nil, err
@@ -293,7 +297,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Settings.EnvoyConcurrency = o.EnvoyConcurrency
 		rep.Settings.Transport = cmpOr(o.Transport, "unix")
 		rep.Settings.FloorMode = cmpOr(o.FloorMode, FloorOne)
-		rep.Settings.FloorTransport = cmpOr(o.FloorTransport, "grpc")
+		rep.Settings.FloorTransport = floorTransport
 		rep.Settings.Shape, rep.Settings.Models = stack.Shape, stack.Models
 		if stack.Shape == ShapeProduction {
 			rep.Settings.Ledger = cmpOr(o.Ledger, LedgerMemory)
