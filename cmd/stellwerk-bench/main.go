@@ -107,7 +107,8 @@ func (c *common) register(fs *flag.FlagSet) {
 		" (the request body alone, one round trip: the floor issue 12 measures against) or "+bench.FloorPipelined+
 		" (every phase of stellwerk's client-facing filter in its pipelined mode, answered with CONTINUE: what those messages cost by themselves)")
 	fs.StringVar(&c.floorTransport, "floor-transport", noopextproc.TransportGRPC, "run only: the floor's no-op server: "+noopextproc.TransportGRPC+
-		" (grpc-go's server, as stellwerk's) or "+noopextproc.TransportFrames+" (the same answers as HTTP/2 frames written directly: what grpc-go's machinery costs)")
+		" (grpc-go's server, as stellwerk's), "+noopextproc.TransportFrames+" (the same answers as HTTP/2 frames written directly: what grpc-go's machinery costs) or "+
+		noopextproc.TransportInline+" (frames answered by the connection's reader: what the hand-offs between goroutines cost)")
 }
 
 // resolve finds the root, Envoy and (if needStellwerk) stellwerk, reporting

@@ -576,16 +576,22 @@ stellwerk_requests_total{workspace="default"} 7
 }
 
 // TestFramesFloorThroughEnvoy: a real Envoy in the pipelined floor mode
-// through the frames transport of the no-op server (`--floor-transport
-// frames`) passes every request to the provider and its answer back
+// through the frames transports of the no-op server (`--floor-transport
+// frames|inline`) passes every request to the provider and its answer back
 // unchanged: JSON of the bench's size, a body larger than Envoy's HTTP/2
 // frames and the server's receive window, and a stream.
 func TestFramesFloorThroughEnvoy(t *testing.T) {
+	for _, transport := range []string{noopextproc.TransportFrames, noopextproc.TransportInline} {
+		t.Run(transport, func(t *testing.T) { testFramesFloorThroughEnvoy(t, transport) })
+	}
+}
+
+func testFramesFloorThroughEnvoy(t *testing.T, transport string) {
 	root, envoy, bin := stackBinaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	stack, err := StartStack(ctx, StackOptions{Root: root, Envoy: envoy, StellwerkArgv: []string{bin, "serve"}, Shape: ShapeOneModel,
-		NoopArgv: []string{os.Args[0], "noop-extproc", "--transport", noopextproc.TransportFrames}, FloorMode: FloorPipelined, Dir: t.TempDir()})
+		NoopArgv: []string{os.Args[0], "noop-extproc", "--transport", transport}, FloorMode: FloorPipelined, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

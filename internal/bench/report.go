@@ -309,8 +309,11 @@ func floorModeText(mode string) string {
 // floorTransportText says which no-op server the floor ran, when it is not
 // the default grpc-go one.
 func floorTransportText(transport string) string {
-	if transport == noopextproc.TransportFrames {
+	switch transport {
+	case noopextproc.TransportFrames:
 		return " (its answers written as HTTP/2 frames directly, without grpc-go's server: `--floor-transport frames`)"
+	case noopextproc.TransportInline:
+		return " (its answers written as HTTP/2 frames by the connection's reader itself, no message changing goroutine: `--floor-transport inline`)"
 	}
 	return ""
 }

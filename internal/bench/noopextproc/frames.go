@@ -27,12 +27,19 @@ import (
 // stream's goroutine, which writes its answer straight to the connection
 // (under a lock) and flushes. Like grpc-go, a slow stream delays no other.
 //
+// ServeInline goes one step further: the reader goroutine answers each
+// message itself, buffering its answers until it has read everything the
+// connection delivered, then writes them in one go. No message or answer
+// changes goroutine, so the mechanism's cost has no hand-off in it; a slow
+// stream would delay every other stream of its connection, which a no-op
+// never is (docs/benchmarks.md, "Answers written by the reader").
+//
 // It implements what Envoy and grpc-go clients use of HTTP/2 for one
 // bidirectional method: SETTINGS, PING, WINDOW_UPDATE and both directions'
 // flow control, HEADERS (HPACK, CONTINUATION), DATA carrying length-prefixed
 // gRPC messages across frame boundaries, RST_STREAM and GOAWAY. It does not
 // compress, and answers other methods with UNIMPLEMENTED. It is a bench
-// tool behind `noop-extproc --transport frames`, not stellwerk's server.
+// tool behind `noop-extproc --transport frames|inline`, not stellwerk's server.
 
 // processPath is the one method served.
 const processPath = "/envoy.service.ext_proc.v3.ExternalProcessor/Process"
@@ -63,8 +70,14 @@ var framedAnswers = func() (a [8][]byte) {
 }()
 
 // ServeFrames answers ext_proc streams on l over the frames transport until
-// ctx ends.
-func ServeFrames(ctx context.Context, l net.Listener) error {
+// ctx ends, each stream on a goroutine of its own.
+func ServeFrames(ctx context.Context, l net.Listener) error { return serveFrames(ctx, l, false) }
+
+// ServeInline answers ext_proc streams on l over the frames transport until
+// ctx ends, every message answered by its connection's reader.
+func ServeInline(ctx context.Context, l net.Listener) error { return serveFrames(ctx, l, true) }
+
+func serveFrames(ctx context.Context, l net.Listener, inline bool) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	conns := map[net.Conn]struct{}{}
@@ -92,7 +105,7 @@ func ServeFrames(ctx context.Context, l net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			serveConn(nc)
+			serveConn(nc, inline)
 			mu.Lock()
 			delete(conns, nc)
 			mu.Unlock()
@@ -104,8 +117,9 @@ func ServeFrames(ctx context.Context, l net.Listener) error {
 // side and each stream's unparsed bytes; everything written, the send
 // windows and the stream table are under mu.
 type fconn struct {
-	nc net.Conn
-	fr *http2.Framer
+	nc     net.Conn
+	fr     *http2.Framer
+	inline bool // the reader answers (ServeInline)
 
 	mu       sync.Mutex
 	sendable *sync.Cond // a send window grew, or the connection ended
@@ -134,10 +148,11 @@ type fstream struct {
 	reset      bool // RST_STREAM, or the connection ended
 	wake       chan struct{}
 	headerSent bool
+	out        [][]byte // inline: answers not yet written, waiting for send window
 }
 
-func serveConn(nc net.Conn) {
-	c := &fconn{nc: nc, bw: bufio.NewWriterSize(nc, 32<<10), maxFrame: 16 << 10, initWin: 65535, connWin: 65535,
+func serveConn(nc net.Conn, inline bool) {
+	c := &fconn{nc: nc, bw: bufio.NewWriterSize(nc, 32<<10), inline: inline, maxFrame: 16 << 10, initWin: 65535, connWin: 65535,
 		streams: map[uint32]*fstream{}}
 	c.sendable = sync.NewCond(&c.mu)
 	c.enc = hpack.NewEncoder(&c.hbuf)
@@ -166,6 +181,14 @@ func serveConn(nc net.Conn) {
 		var f http2.Frame
 		if f, err = c.fr.ReadFrame(); err == nil {
 			err = c.handle(f)
+		}
+		if c.inline && err == nil && br.Buffered() == 0 {
+			// Everything the connection delivered is answered: one write.
+			c.mu.Lock()
+			if c.bw.Buffered() > 0 {
+				err = c.bw.Flush()
+			}
+			c.mu.Unlock()
 		}
 	}
 }
@@ -217,6 +240,9 @@ func (c *fconn) handle(f http2.Frame) error {
 			return err
 		}
 		c.sendable.Broadcast()
+		if err := c.drainAll(); err != nil {
+			return err
+		}
 		return c.flushAfter(c.fr.WriteSettingsAck())
 	case *http2.PingFrame:
 		if f.IsAck() {
@@ -233,7 +259,9 @@ func (c *fconn) handle(f http2.Frame) error {
 			s.win += int64(f.Increment)
 		}
 		c.sendable.Broadcast()
+		err := c.drainAll()
 		c.mu.Unlock()
+		return err
 	case *http2.MetaHeadersFrame:
 		return c.open(f)
 	case *http2.DataFrame:
@@ -268,6 +296,9 @@ func (c *fconn) open(f *http2.MetaHeadersFrame) error {
 	if s, ok := c.streams[f.StreamID]; ok { // trailers: they only end the client's side
 		if f.StreamEnded() {
 			s.halfClosed = true
+			if c.inline {
+				return c.drain(s)
+			}
 			s.signal()
 		}
 		return nil
@@ -277,6 +308,9 @@ func (c *fconn) open(f *http2.MetaHeadersFrame) error {
 	}
 	s := &fstream{id: f.StreamID, win: c.initWin, wake: make(chan struct{}, 1), halfClosed: f.StreamEnded()}
 	c.streams[f.StreamID] = s
+	if c.inline {
+		return c.drain(s) // ended already: its trailers
+	}
 	if s.halfClosed {
 		s.signal()
 	}
@@ -304,7 +338,7 @@ func (c *fconn) data(f *http2.DataFrame) error {
 		err = c.fr.WriteWindowUpdate(s.id, s.unacked)
 		s.unacked = 0
 	}
-	if err == nil && c.bw.Buffered() > 0 {
+	if err == nil && c.bw.Buffered() > 0 && !c.inline { // inline: written with the answers
 		err = c.bw.Flush()
 	}
 	s.partial = append(s.partial, f.Data()...)
@@ -325,8 +359,70 @@ func (c *fconn) data(f *http2.DataFrame) error {
 	if f.StreamEnded() {
 		s.halfClosed = true
 	}
+	if c.inline {
+		for _, msg := range s.queue {
+			if a := framedAnswers[phaseOf(msg)]; a != nil {
+				s.out = append(s.out, a)
+			}
+		}
+		s.queue = s.queue[:0]
+		if err == nil {
+			err = c.drain(s)
+		}
+		return err
+	}
 	s.signal()
 	return err
+}
+
+// drain writes what stream s's window allows of its pending answers, and
+// its trailers once the client has ended its side and nothing is left
+// (inline); the reader flushes. Under c.mu.
+func (c *fconn) drain(s *fstream) error {
+	for len(s.out) > 0 && !s.reset {
+		a := s.out[0]
+		if !s.headerSent {
+			s.headerSent = true
+			if err := c.responseHeaders(s.id); err != nil {
+				return err
+			}
+		}
+		for len(a) > 0 && c.connWin > 0 && s.win > 0 {
+			n := min(int64(len(a)), c.connWin, s.win, int64(c.maxFrame))
+			if err := c.fr.WriteData(s.id, false, a[:n]); err != nil {
+				return err
+			}
+			c.connWin -= n
+			s.win -= n
+			a = a[n:]
+		}
+		if len(a) > 0 { // out of window: the rest when the peer gives some back
+			s.out[0] = a
+			return nil
+		}
+		s.out = s.out[1:]
+	}
+	if s.halfClosed && !s.reset && len(s.out) == 0 {
+		delete(c.streams, s.id)
+		s.reset = true // ended: nothing more is written on it
+		return c.trailers(s.id, "0", !s.headerSent)
+	}
+	return nil
+}
+
+// drainAll drains every stream that waits for send window (inline).
+func (c *fconn) drainAll() error {
+	if !c.inline {
+		return nil
+	}
+	for _, s := range c.streams {
+		if len(s.out) > 0 {
+			if err := c.drain(s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // run answers a stream's messages in order, then ends it when the client
@@ -365,10 +461,7 @@ func (c *fconn) run(s *fstream) {
 func (c *fconn) answer(s *fstream, a []byte) error {
 	if !s.headerSent {
 		s.headerSent = true
-		c.hbuf.Reset()
-		_ = c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
-		_ = c.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
-		if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: s.id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true}); err != nil {
+		if err := c.responseHeaders(s.id); err != nil {
 			return err
 		}
 	}
@@ -394,6 +487,14 @@ func (c *fconn) answer(s *fstream, a []byte) error {
 		a = a[n:]
 	}
 	return c.bw.Flush()
+}
+
+// responseHeaders starts the answer on stream id. Under c.mu.
+func (c *fconn) responseHeaders(id uint32) error {
+	c.hbuf.Reset()
+	_ = c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+	_ = c.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
+	return c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true})
 }
 
 // trailers ends stream id with grpc-status; trailersOnly when no answer

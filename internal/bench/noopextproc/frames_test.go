@@ -22,9 +22,19 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// framesClient starts ServeFrames on a socket and returns a grpc-go client
-// of it: a real gRPC stack on the other side, as Envoy's is.
-func framesClient(t *testing.T) (*grpc.ClientConn, context.Context) {
+// frameServers are the frames transport's two ways of answering.
+var frameServers = map[string]func(context.Context, net.Listener) error{TransportFrames: ServeFrames, TransportInline: ServeInline}
+
+// eachFrameServer runs test against each of frameServers.
+func eachFrameServer(t *testing.T, test func(t *testing.T, serve func(context.Context, net.Listener) error)) {
+	for name, serve := range frameServers {
+		t.Run(name, func(t *testing.T) { test(t, serve) })
+	}
+}
+
+// framesClient starts serve on a socket and returns a grpc-go client of
+// it: a real gRPC stack on the other side, as Envoy's is.
+func framesClient(t *testing.T, serve func(context.Context, net.Listener) error, opts ...grpc.DialOption) (*grpc.ClientConn, context.Context) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "f.sock")
 	l, err := net.Listen("unix", sock)
@@ -33,8 +43,8 @@ func framesClient(t *testing.T) (*grpc.ClientConn, context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	served := make(chan error, 1)
-	go func() { served <- ServeFrames(ctx, l) }()
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	go func() { served <- serve(ctx, l) }()
+	conn, err := grpc.NewClient("unix://"+sock, append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +52,7 @@ func framesClient(t *testing.T) (*grpc.ClientConn, context.Context) {
 		conn.Close()
 		cancel()
 		if err := <-served; err != nil {
-			t.Errorf("ServeFrames: %v", err)
+			t.Errorf("serving: %v", err)
 		}
 	})
 	return conn, ctx
@@ -51,8 +61,10 @@ func framesClient(t *testing.T) (*grpc.ClientConn, context.Context) {
 // TestFramesManyStreams: concurrent streams on one connection, each with
 // bodies larger than a frame and, together, than both receive windows:
 // every message is answered, in order, and every stream ends with OK.
-func TestFramesManyStreams(t *testing.T) {
-	conn, ctx := framesClient(t)
+func TestFramesManyStreams(t *testing.T) { eachFrameServer(t, testFramesManyStreams) }
+
+func testFramesManyStreams(t *testing.T, serve func(context.Context, net.Listener) error) {
+	conn, ctx := framesClient(t, serve)
 	client := extprocv3.NewExternalProcessorClient(conn)
 	big := bytes.Repeat([]byte("x"), 3<<20) // several frames; 40 of them pass the connection's window many times over
 	var wg sync.WaitGroup
@@ -116,8 +128,10 @@ func exchange(ctx context.Context, client extprocv3.ExternalProcessorClient, i i
 
 // TestFramesOtherMethods: a method other than Process is UNIMPLEMENTED, and
 // the connection goes on serving Process.
-func TestFramesOtherMethods(t *testing.T) {
-	conn, ctx := framesClient(t)
+func TestFramesOtherMethods(t *testing.T) { eachFrameServer(t, testFramesOtherMethods) }
+
+func testFramesOtherMethods(t *testing.T, serve func(context.Context, net.Listener) error) {
+	conn, ctx := framesClient(t, serve)
 	_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 	if status.Code(err) != codes.Unimplemented {
 		t.Fatalf("health check: %v, want Unimplemented", err)
@@ -130,8 +144,10 @@ func TestFramesOtherMethods(t *testing.T) {
 // TestFramesCancelledStream: a stream the client cancels mid-way (Envoy
 // resets the streams of requests whose clients went away) does not disturb
 // the streams after it.
-func TestFramesCancelledStream(t *testing.T) {
-	conn, ctx := framesClient(t)
+func TestFramesCancelledStream(t *testing.T) { eachFrameServer(t, testFramesCancelledStream) }
+
+func testFramesCancelledStream(t *testing.T, serve func(context.Context, net.Listener) error) {
+	conn, ctx := framesClient(t, serve)
 	client := extprocv3.NewExternalProcessorClient(conn)
 	for i := range 20 {
 		sctx, cancel := context.WithCancel(ctx)
@@ -151,6 +167,42 @@ func TestFramesCancelledStream(t *testing.T) {
 	}
 	if err := exchange(ctx, client, 1, bytes.Repeat([]byte("y"), 100<<10)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFramesSendWindow: a client that reads no answer until it has sent
+// thousands of messages exhausts the server's send window (64 KiB, no
+// bandwidth probing); the answers wait for it, none is lost or reordered,
+// and the stream ends with OK once the client reads them.
+func TestFramesSendWindow(t *testing.T) { eachFrameServer(t, testFramesSendWindow) }
+
+func testFramesSendWindow(t *testing.T, serve func(context.Context, net.Listener) error) {
+	conn, ctx := framesClient(t, serve, grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	stream, err := extprocv3.NewExternalProcessorClient(conn).Process(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 12000 // answers of 7 framed bytes: past 64 KiB
+	chunk := &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{ResponseBody: &extprocv3.HttpBody{Body: []byte("data: {}\n\n")}}}
+	for range n {
+		if err := stream.Send(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		got, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		if !proto.Equal(got, continueResponseBody) {
+			t.Fatalf("answer %d: %v", i, got)
+		}
+	}
+	if got, err := stream.Recv(); !errors.Is(err, io.EOF) {
+		t.Fatalf("stream ended with %v, %v; want OK", got, err)
 	}
 }
 

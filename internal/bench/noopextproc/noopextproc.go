@@ -27,8 +27,9 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("noop-extproc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	socket := fs.String("socket", "", "Unix socket to listen on (replaced if it exists)")
-	transport := fs.String("transport", TransportGRPC, "the server: "+TransportGRPC+" (grpc-go, as stellwerk's) or "+TransportFrames+
-		" (the same answers over HTTP/2 frames read and written directly: frames.go)")
+	transport := fs.String("transport", TransportGRPC, "the server: "+TransportGRPC+" (grpc-go, as stellwerk's), "+TransportFrames+
+		" (the same answers over HTTP/2 frames read and written directly, a goroutine per stream: frames.go) or "+TransportInline+
+		" (frames, every message answered by the connection's reader: no hand-off)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -43,8 +44,11 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("noop-extproc: %w", err)
 	}
-	if *transport == TransportFrames {
+	switch *transport {
+	case TransportFrames:
 		return ServeFrames(ctx, l)
+	case TransportInline:
+		return ServeInline(ctx, l)
 	}
 	return Serve(ctx, l)
 }
@@ -53,10 +57,11 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 const (
 	TransportGRPC   = "grpc"
 	TransportFrames = "frames"
+	TransportInline = "inline"
 )
 
 // Transports lists them, the default first.
-var Transports = []string{TransportGRPC, TransportFrames}
+var Transports = []string{TransportGRPC, TransportFrames, TransportInline}
 
 // Serve answers ext_proc streams on l until ctx ends. The gRPC server has
 // the settings of stellwerk's grpc-go server (internal/serve): its stream

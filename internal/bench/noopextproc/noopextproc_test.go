@@ -22,7 +22,7 @@ func TestContinueToEveryMessage(t *testing.T) {
 }
 
 // transports are the servers Run's --transport chooses.
-var transports = map[string]func(context.Context, net.Listener) error{TransportGRPC: Serve, TransportFrames: ServeFrames}
+var transports = map[string]func(context.Context, net.Listener) error{TransportGRPC: Serve, TransportFrames: ServeFrames, TransportInline: ServeInline}
 
 func testContinueToEveryMessage(t *testing.T, serve func(context.Context, net.Listener) error) {
 	sock := filepath.Join(t.TempDir(), "n.sock")
