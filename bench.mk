@@ -7,6 +7,7 @@
 #   make bench BENCH_FLAGS='--target http://127.0.0.1:8080 --model gpt-4o-mini'
 #   make bench BENCH_FLAGS='--floor pipelined'   # a floor answering every message stellwerk answers
 #   make bench BENCH_FLAGS='--floor pipelined --floor-transport frames'   # its answers as HTTP/2 frames, no grpc-go
+#   make bench BENCH_FLAGS='--floor pipelined --floor-transport inline'   # the same, answered by the connection's reader
 #   make soak SOAK=30m SOAK_FLAGS='--rate 500'
 #   make profile PROFILE_FLAGS='--size 32KB --stream'
 
