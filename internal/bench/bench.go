@@ -175,7 +175,7 @@ type Settings struct {
 	EnvoyConcurrency int      `json:"envoy_concurrency,omitempty"`
 	Transport        string   `json:"transport,omitempty"`       // Envoy → stellwerk: unix or mtls
 	FloorMode        string   `json:"floor_mode,omitempty"`      // Envoy F's processing mode: one or pipelined
-	FloorTransport   string   `json:"floor_transport,omitempty"` // the no-op server's: grpc or frames
+	FloorTransport   string   `json:"floor_transport,omitempty"` // the no-op server's: grpc, frames or inline
 	QuietBelow       float64  `json:"quiet_below_cores,omitempty"`
 	QuietWaitS       float64  `json:"quiet_wait_s,omitempty"`
 	Retries          int      `json:"retries,omitempty"`

@@ -142,10 +142,10 @@ type fstream struct {
 	unacked uint32 // the reader's: received, not yet given back
 
 	// under c.mu
-	win        int64 // what the stream may still send
-	queue      [][]byte
-	halfClosed bool // the client sent END_STREAM
-	reset      bool // RST_STREAM, or the connection ended
+	win        int64    // what the stream may still send
+	queue      [][]byte // messages for the stream's goroutine (not inline)
+	halfClosed bool     // the client sent END_STREAM
+	reset      bool     // RST_STREAM, or the connection ended
 	wake       chan struct{}
 	headerSent bool
 	out        [][]byte // inline: answers not yet written, waiting for send window
@@ -289,7 +289,8 @@ func (c *fconn) flushAfter(err error) error {
 	return c.bw.Flush()
 }
 
-// open starts a stream: its goroutine answers what the reader queues.
+// open starts a stream: its goroutine answers what the reader queues, or
+// (inline) the reader answers it in data.
 func (c *fconn) open(f *http2.MetaHeadersFrame) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -350,7 +351,11 @@ func (c *fconn) data(f *http2.DataFrame) error {
 		if len(s.partial) < 5+int(l) {
 			break
 		}
-		s.queue = append(s.queue, s.partial[5:5+l:5+l])
+		if msg := s.partial[5 : 5+l : 5+l]; !c.inline {
+			s.queue = append(s.queue, msg)
+		} else if a := framedAnswers[phaseOf(msg)]; a != nil {
+			s.out = append(s.out, a)
+		}
 		s.partial = s.partial[5+l:]
 	}
 	if len(s.partial) == 0 {
@@ -360,12 +365,6 @@ func (c *fconn) data(f *http2.DataFrame) error {
 		s.halfClosed = true
 	}
 	if c.inline {
-		for _, msg := range s.queue {
-			if a := framedAnswers[phaseOf(msg)]; a != nil {
-				s.out = append(s.out, a)
-			}
-		}
-		s.queue = s.queue[:0]
 		if err == nil {
 			err = c.drain(s)
 		}
@@ -380,21 +379,9 @@ func (c *fconn) data(f *http2.DataFrame) error {
 // (inline); the reader flushes. Under c.mu.
 func (c *fconn) drain(s *fstream) error {
 	for len(s.out) > 0 && !s.reset {
-		a := s.out[0]
-		if !s.headerSent {
-			s.headerSent = true
-			if err := c.responseHeaders(s.id); err != nil {
-				return err
-			}
-		}
-		for len(a) > 0 && c.connWin > 0 && s.win > 0 {
-			n := min(int64(len(a)), c.connWin, s.win, int64(c.maxFrame))
-			if err := c.fr.WriteData(s.id, false, a[:n]); err != nil {
-				return err
-			}
-			c.connWin -= n
-			s.win -= n
-			a = a[n:]
+		a, err := c.send(s, s.out[0])
+		if err != nil {
+			return err
 		}
 		if len(a) > 0 { // out of window: the rest when the peer gives some back
 			s.out[0] = a
@@ -459,12 +446,6 @@ func (c *fconn) run(s *fstream) {
 // answer writes one framed answer on s, waiting for send window, and
 // flushes it; under c.mu.
 func (c *fconn) answer(s *fstream, a []byte) error {
-	if !s.headerSent {
-		s.headerSent = true
-		if err := c.responseHeaders(s.id); err != nil {
-			return err
-		}
-	}
 	for len(a) > 0 {
 		for (c.connWin <= 0 || s.win <= 0) && !c.closed && !s.reset {
 			if c.bw.Buffered() > 0 { // what waits may be what the peer needs to answer
@@ -477,24 +458,41 @@ func (c *fconn) answer(s *fstream, a []byte) error {
 		if c.closed || s.reset {
 			return nil
 		}
-		n := int64(len(a))
-		n = min(n, c.connWin, s.win, int64(c.maxFrame))
-		if err := c.fr.WriteData(s.id, false, a[:n]); err != nil {
+		var err error
+		if a, err = c.send(s, a); err != nil {
 			return err
+		}
+	}
+	return c.bw.Flush()
+}
+
+// send writes the response headers if s has none yet, then as much of a
+// as the send windows allow, and returns the rest. Under c.mu.
+func (c *fconn) send(s *fstream, a []byte) ([]byte, error) {
+	if !s.headerSent {
+		s.headerSent = true
+		c.hbuf.Reset()
+		c.responseFields()
+		if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: s.id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true}); err != nil {
+			return a, err
+		}
+	}
+	for len(a) > 0 && c.connWin > 0 && s.win > 0 {
+		n := min(int64(len(a)), c.connWin, s.win, int64(c.maxFrame))
+		if err := c.fr.WriteData(s.id, false, a[:n]); err != nil {
+			return a, err
 		}
 		c.connWin -= n
 		s.win -= n
 		a = a[n:]
 	}
-	return c.bw.Flush()
+	return a, nil
 }
 
-// responseHeaders starts the answer on stream id. Under c.mu.
-func (c *fconn) responseHeaders(id uint32) error {
-	c.hbuf.Reset()
+// responseFields adds a gRPC response's first header fields to c.hbuf.
+func (c *fconn) responseFields() {
 	_ = c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
 	_ = c.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
-	return c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true})
 }
 
 // trailers ends stream id with grpc-status; trailersOnly when no answer
@@ -502,8 +500,7 @@ func (c *fconn) responseHeaders(id uint32) error {
 func (c *fconn) trailers(id uint32, status string, trailersOnly bool) error {
 	c.hbuf.Reset()
 	if trailersOnly {
-		_ = c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
-		_ = c.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
+		c.responseFields()
 	}
 	_ = c.enc.WriteField(hpack.HeaderField{Name: "grpc-status", Value: status})
 	return c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true, EndStream: true})

@@ -22,13 +22,11 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// frameServers are the frames transport's two ways of answering.
-var frameServers = map[string]func(context.Context, net.Listener) error{TransportFrames: ServeFrames, TransportInline: ServeInline}
-
-// eachFrameServer runs test against each of frameServers.
+// eachFrameServer runs test against each of the frames transport's two
+// ways of answering.
 func eachFrameServer(t *testing.T, test func(t *testing.T, serve func(context.Context, net.Listener) error)) {
-	for name, serve := range frameServers {
-		t.Run(name, func(t *testing.T) { test(t, serve) })
+	for _, name := range []string{TransportFrames, TransportInline} {
+		t.Run(name, func(t *testing.T) { test(t, servers[name]) })
 	}
 }
 

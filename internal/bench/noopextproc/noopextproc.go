@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"slices"
 	"strings"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -36,7 +35,8 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 	if *socket == "" || fs.NArg() > 0 {
 		return errors.New("noop-extproc: want --socket PATH and no arguments")
 	}
-	if !slices.Contains(Transports, *transport) {
+	serve := servers[*transport]
+	if serve == nil {
 		return fmt.Errorf("noop-extproc: --transport %q, want one of %s", *transport, strings.Join(Transports, ", "))
 	}
 	_ = os.Remove(*socket)
@@ -44,13 +44,7 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("noop-extproc: %w", err)
 	}
-	switch *transport {
-	case TransportFrames:
-		return ServeFrames(ctx, l)
-	case TransportInline:
-		return ServeInline(ctx, l)
-	}
-	return Serve(ctx, l)
+	return serve(ctx, l)
 }
 
 // The no-op server's transports (Run's --transport).
@@ -62,6 +56,9 @@ const (
 
 // Transports lists them, the default first.
 var Transports = []string{TransportGRPC, TransportFrames, TransportInline}
+
+// servers are the servers of Transports.
+var servers = map[string]func(context.Context, net.Listener) error{TransportGRPC: Serve, TransportFrames: ServeFrames, TransportInline: ServeInline}
 
 // Serve answers ext_proc streams on l until ctx ends. The gRPC server has
 // the settings of stellwerk's grpc-go server (internal/serve): its stream

@@ -16,13 +16,10 @@ import (
 // TestContinueToEveryMessage: each phase Envoy may send gets its own kind
 // of answer (Envoy rejects a mismatched one), with no mutation and CONTINUE.
 func TestContinueToEveryMessage(t *testing.T) {
-	for name, serve := range transports {
-		t.Run(name, func(t *testing.T) { testContinueToEveryMessage(t, serve) })
+	for _, name := range Transports {
+		t.Run(name, func(t *testing.T) { testContinueToEveryMessage(t, servers[name]) })
 	}
 }
-
-// transports are the servers Run's --transport chooses.
-var transports = map[string]func(context.Context, net.Listener) error{TransportGRPC: Serve, TransportFrames: ServeFrames, TransportInline: ServeInline}
 
 func testContinueToEveryMessage(t *testing.T, serve func(context.Context, net.Listener) error) {
 	sock := filepath.Join(t.TempDir(), "n.sock")
