@@ -2,6 +2,7 @@ package evalrb
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -153,5 +154,44 @@ func TestBestMixAtCost(t *testing.T) {
 	}
 	if name, _ := bestMixAtCost(singles, 0.5); name != "" {
 		t.Errorf("below every model's cost: %q, want none", name)
+	}
+}
+
+func TestDatasetBound(t *testing.T) {
+	models := []string{"cheap", "strong"}
+	row := func(ds string, cheap, strong float64) Prompt {
+		return Prompt{Dataset: ds, Score: map[string]float64{"cheap": cheap, "strong": strong}, Cost: map[string]float64{"cheap": 1, "strong": 10}}
+	}
+	// On "easy" the cheap model is as good as the strong one; on "hard" only the strong one
+	// answers, on half the rows.
+	ps := []Prompt{row("easy", 1, 1), row("easy", 1, 1), row("hard", 0, 1), row("hard", 0, 0)}
+	for _, c := range []struct {
+		cost, quality float64
+	}{
+		{4, 0.5},    // everything to the cheap model
+		{13, 0.625}, // half of "hard" (the 18 USD to move it all, bought with 9) to the strong model
+		{22, 0.75},  // "hard" to the strong model, "easy" stays cheap: nothing left to gain
+		{40, 0.75},  // more money buys nothing
+		{2, 0.5},    // below the cheapest routing: it is reported at its own cost
+	} {
+		p := datasetBound(ps, models, c.cost)
+		if math.Abs(p.Quality-c.quality) > 1e-9 || p.Cost > max(c.cost, 4) {
+			t.Errorf("bound at %.0f USD: %+v, want quality %.3f", c.cost, p, c.quality)
+		}
+	}
+}
+
+func TestAUC(t *testing.T) {
+	scores := []float64{0.9, 0.8, 0.7, 0.6, 0.5, 0.5}
+	grades := []float64{1, 1, 0, 1, 0, 1}
+	idx := []int{0, 1, 2, 3, 4, 5}
+	// Positives 0.9, 0.8, 0.6, 0.5 against negatives 0.7, 0.5: pairs won 2+2+1+0, tied 0+0+0+1
+	// (0.5 against 0.5), lost 0+0+1+1 → (5 + 0.5) / 8.
+	a, ok := auc(idx, func(i int) (float64, float64) { return scores[i], grades[i] })
+	if !ok || math.Abs(a-5.5/8) > 1e-12 {
+		t.Errorf("auc %.4f (%v), want %.4f", a, ok, 5.5/8)
+	}
+	if _, ok := auc(idx[:2], func(i int) (float64, float64) { return scores[i], grades[i] }); ok {
+		t.Error("auc of positives only: want not defined")
 	}
 }

@@ -50,6 +50,12 @@ type RouterResult struct {
 	// not beat it has learned nothing a coin could not do.
 	BestMix      string `json:"best_mix_at_cost,omitempty"`
 	BestMixPoint Point  `json:"best_mix_point"`
+	// DatasetBound is datasetBound at the chosen point's cost, when the evaluation rows come
+	// from more than one dataset: what knowing each prompt's dataset, and nothing else about
+	// it, could reach at that cost.
+	DatasetBound *Point `json:"dataset_bound_at_cost,omitempty"`
+	// Ranking is rankingAUC of the router's predictions on the evaluation rows, per dataset.
+	Ranking map[string]float64 `json:"ranking_auc,omitempty"`
 }
 
 // FoldResult is the evaluation of one fold.
@@ -61,7 +67,10 @@ type FoldResult struct {
 	Tasks     map[string]int   `json:"eval_tasks"`
 	Baselines map[string]Point `json:"baselines"` // gpt4, cheapest, oracle
 	Singles   map[string]Point `json:"singles"`   // every model alone
-	Routers   []RouterResult   `json:"routers"`
+	// DatasetBound is datasetBound at each of BoundShares of GPT-4's cost, when the
+	// evaluation rows come from more than one dataset.
+	DatasetBound []Point        `json:"dataset_bound,omitempty"`
+	Routers      []RouterResult `json:"routers"`
 }
 
 // Report is the evaluation's result.
@@ -142,6 +151,13 @@ func (e *evaluator) fold(f Fold, trainers []Trainer) (*FoldResult, error) {
 		}
 		return best
 	}, 0)
+	if len(fr.Datasets) > 1 {
+		for _, share := range BoundShares {
+			b := datasetBound(f.Eval, e.models, share*fr.Singles[GPT4].Cost)
+			b.Floor = share
+			fr.DatasetBound = append(fr.DatasetBound, b)
+		}
+	}
 	for _, t := range trainers {
 		rr, err := e.router(f, t, fr.Singles)
 		if err != nil {
@@ -186,7 +202,20 @@ func (e *evaluator) router(f Fold, t Trainer, singles map[string]Point) (*Router
 	rr.Chosen = e.routeAll(f.Eval, pred, floor, rr.Choices)
 	rr.BestSingle, rr.BestSinglePoint = bestSingleAtCost(singles, rr.Chosen.Cost)
 	rr.BestMix, rr.BestMixPoint = bestMixAtCost(singles, rr.Chosen.Cost)
+	if datasets(f.Eval) > 1 {
+		b := datasetBound(f.Eval, e.models, rr.Chosen.Cost)
+		rr.DatasetBound = &b
+	}
+	rr.Ranking = rankingAUC(f.Eval, e.models, pred)
 	return rr, nil
+}
+
+func datasets(ps []Prompt) int {
+	seen := map[string]bool{}
+	for i := range ps {
+		seen[ps[i].Dataset] = true
+	}
+	return len(seen)
 }
 
 func bestSingleAtCost(singles map[string]Point, cost float64) (string, Point) {
@@ -430,6 +459,12 @@ func (r *Report) Markdown() string {
 			if rr.BestMix != "" {
 				row("best random mix of two models at that cost: "+rr.BestMix, "", rr.BestMixPoint)
 			}
+			if rr.DatasetBound != nil {
+				row("bound for routing by dataset at that cost", "", *rr.DatasetBound)
+			}
+		}
+		for _, p := range f.DatasetBound {
+			row(fmt.Sprintf("bound for routing by dataset at %.0f%% of GPT-4's cost", 100*p.Floor), "", p)
 		}
 		for _, rr := range f.Routers {
 			for _, p := range rr.Curve {
@@ -438,10 +473,26 @@ func (r *Report) Markdown() string {
 		}
 		for _, rr := range f.Routers {
 			fmt.Fprintf(&b, "\n%s: floor %s; routes to %v.", rr.Name, rr.FloorFrom, sortedCounts(rr.Choices))
+			if len(rr.Ranking) > 0 {
+				fmt.Fprintf(&b, " Ranks the prompts within a dataset with a ROC area (mean over models) of %s.", sortedFloats(rr.Ranking))
+			}
 		}
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+func sortedFloats(m map[string]float64) string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	var parts []string
+	for _, k := range ks {
+		parts = append(parts, fmt.Sprintf("%s %.2f", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func sortedCounts(m map[string]int) string {

@@ -26,6 +26,7 @@ func (r *Report) SVG(w io.Writer, fold int) error {
 		all = append(all, rr.Chosen)
 		all = append(all, rr.Curve...)
 	}
+	all = append(all, f.DatasetBound...)
 	for _, p := range all {
 		maxCost = max(maxCost, p.Cost)
 		minQ, maxQ = min(minQ, p.Quality), max(maxQ, p.Quality)
@@ -71,6 +72,17 @@ func (r *Report) SVG(w io.Writer, fold int) error {
 		pr(`<rect x="%.1f" y="%.1f" width="10" height="10" fill="%s" stroke="black"/>`+"\n", x(rr.Chosen.Cost)-5, y(rr.Chosen.Quality)-5, col)
 		pr(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"/><text x="%.1f" y="%.1f">%s: floor %.2f, %.3f, $%.2f</text>`+"\n",
 			W-mr+10, mt+20+18*float64(i), W-mr+30, mt+20+18*float64(i), col, W-mr+34, mt+24+18*float64(i), rr.Name, rr.Chosen.Floor, rr.Chosen.Quality, rr.Chosen.Cost)
+	}
+	if len(f.DatasetBound) > 0 {
+		const col = "#888"
+		pr(`<polyline fill="none" stroke="%s" stroke-width="2" stroke-dasharray="6 4" points="`, col)
+		for _, p := range f.DatasetBound {
+			pr("%.1f,%.1f ", x(p.Cost), y(p.Quality))
+		}
+		pr(`"/>` + "\n")
+		i := float64(len(f.Routers))
+		pr(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2" stroke-dasharray="6 4"/><text x="%.1f" y="%.1f">bound for routing by dataset</text>`+"\n",
+			W-mr+10, mt+20+18*i, W-mr+30, mt+20+18*i, col, W-mr+34, mt+24+18*i)
 	}
 	for _, k := range []string{"gpt4", "cheapest", "oracle"} {
 		p := f.Baselines[k]
