@@ -102,7 +102,7 @@ eval-classify: build ## task classifier on held-out varied prompts, cards/phones
 
 .PHONY: eval-routerbench
 eval-routerbench: build ## replay RouterBench through classify → select: hash split and leave-one-dataset-out (docs/routerbench.md)
-	$(BIN) eval routerbench --config examples/routerbench.yaml --relative --split hash \
+	$(BIN) eval routerbench --config examples/routerbench.yaml --relative --split hash --signal-at 0.3 \
 	  --scorecard-out examples/evals/routerbench.csv --svg docs/routerbench.svg ../shared/data/routerbench/*.csv
 	$(BIN) eval routerbench --config examples/routerbench.yaml --relative --split lodo ../shared/data/routerbench/*.csv
 	$(BIN) eval routerbench --config examples/routerbench.yaml --split hash ../shared/data/routerbench/*.csv

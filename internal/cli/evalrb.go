@@ -44,10 +44,11 @@ func runEvalRouterBench(args []string, stdout, stderr io.Writer) error {
 	routers := fs.String("routers", "task,learned", "routers fitted per fold: task (per-task scorecard), learned (per-prompt quality predictor)")
 	scorecard := fs.String("scorecard", "", "evaluate this scorecard (CSV) as the config's catalog reads it, fitting nothing")
 	routerFile := fs.String("router", "", "evaluate this quality predictor (stellwerk router train), fitting nothing")
+	signalAt := fs.Float64("signal-at", 0, "also report synthetic routers that read part of each prompt's grade: how much per-prompt knowledge reaches what quality at this share of GPT-4's cost (hash split)")
 	floor := fs.Float64("floor", -1, "operating point of --scorecard/--router (default: the config's default workspace relative_quality, or quality_floor)")
 	usage := func() error {
 		fmt.Fprintln(stderr, "usage: stellwerk eval routerbench [--config FILE] [--split hash|lodo|all] [--relative] [--target SHARE] [--routers task,learned] "+
-			"[--scorecard FILE] [--router FILE] [--floor F] [--json] [--svg FILE] [--scorecard-out FILE] CSV…")
+			"[--scorecard FILE] [--router FILE] [--floor F] [--signal-at SHARE] [--json] [--svg FILE] [--scorecard-out FILE] CSV…")
 		return ErrUsage
 	}
 	if err := fs.Parse(args); err != nil || fs.NArg() == 0 {
@@ -149,7 +150,10 @@ func runEvalRouterBench(args []string, stdout, stderr io.Writer) error {
 		}
 		ms = append(ms, m)
 	}
-	opt := evalrb.Options{Floors: fl, Relative: *relative, Target: *target, Floor: *floor}
+	if *signalAt < 0 || *signalAt > 1 {
+		return fmt.Errorf("--signal-at %g: want a share of GPT-4's cost between 0 and 1", *signalAt)
+	}
+	opt := evalrb.Options{Floors: fl, Relative: *relative, Target: *target, Floor: *floor, SignalAt: *signalAt}
 	if opt.Floor < 0 {
 		ws := cfg.Workspaces[0]
 		for _, w := range cfg.Workspaces {

@@ -1,6 +1,7 @@
 package evalrb
 
 import (
+	"math/rand/v2"
 	"slices"
 	"sort"
 )
@@ -149,4 +150,81 @@ func auc(idx []int, at func(int) (score, grade float64)) (float64, bool) {
 		a = b
 	}
 	return (rankSum - float64(npos*(npos+1))/2) / float64(npos*nneg), true
+}
+
+// SignalPoint is one synthetic router of signalCurve.
+type SignalPoint struct {
+	// Share is how much of each prompt's own grade the synthetic predictions carry.
+	Share float64 `json:"share"`
+	// Ranking is their rankingAUC, averaged over datasets.
+	Ranking float64 `json:"ranking_auc"`
+	// Best is the best point of their floor sweep that costs no more than the budget.
+	Best Point `json:"best"`
+}
+
+// signalNoise is the spread of the synthetic predictions' noise.
+const signalNoise = 0.3
+
+// signalCurve answers "how much would a router have to know about single prompts to reach
+// a quality at this cost?" with synthetic routers that read the evaluation grades: for each
+// share w, every model's prediction for a prompt is its mean grade on the prompt's dataset
+// (what the bound for routing by dataset knows) moved by w toward the prompt's own grade,
+// plus Gaussian noise (σ 0.3, fixed seeds, three draws averaged). Each is routed like a
+// real router over the floors, and the best point costing at most budget is kept. Not a
+// router — it reads the answers — but it puts a number on the per-prompt knowledge a goal
+// needs, in the same unit as rankingAUC.
+func (e *evaluator) signalCurve(ps []Prompt, budget float64, shares []float64) []SignalPoint {
+	prior := map[string][]float64{}
+	n := map[string]float64{}
+	for i := range ps {
+		d := ps[i].Dataset
+		if prior[d] == nil {
+			prior[d] = make([]float64, len(e.models))
+		}
+		for j, m := range e.models {
+			prior[d][j] += ps[i].Score[m]
+		}
+		n[d]++
+	}
+	for d := range prior {
+		for j := range prior[d] {
+			prior[d][j] /= n[d]
+		}
+	}
+	const draws = 3
+	var out []SignalPoint
+	for _, w := range shares {
+		sp := SignalPoint{Share: w}
+		for s := uint64(1); s <= draws; s++ {
+			rng := rand.New(rand.NewPCG(s, 0x5ce11))
+			pred := make([][]float64, len(ps))
+			for i := range ps {
+				pred[i] = make([]float64, len(e.models))
+				for j, m := range e.models {
+					pr := prior[ps[i].Dataset][j]
+					pred[i][j] = pr + w*(ps[i].Score[m]-pr) + signalNoise*rng.NormFloat64()
+				}
+			}
+			var auc float64
+			r := rankingAUC(ps, e.models, pred)
+			for _, a := range r {
+				auc += a / float64(len(r))
+			}
+			best := Point{Quality: -1}
+			for _, fl := range e.opt.Floors {
+				if p := e.routeAll(ps, pred, fl, nil); p.Cost <= budget && p.Quality > best.Quality {
+					best = p
+				}
+			}
+			if best.Quality < 0 {
+				best = Point{Prompts: len(ps)} // no floor stays within the budget
+			}
+			sp.Ranking += auc / draws
+			sp.Best.Quality += best.Quality / draws
+			sp.Best.Cost += best.Cost / draws
+			sp.Best.Prompts = len(ps)
+		}
+		out = append(out, sp)
+	}
+	return out
 }

@@ -195,3 +195,44 @@ func TestAUC(t *testing.T) {
 		t.Error("auc of positives only: want not defined")
 	}
 }
+
+func TestSignalCurve(t *testing.T) {
+	// Two datasets on which the cheap model answers half the prompts: knowing nothing of
+	// single prompts ranks them at chance; knowing half of each grade ranks them well and,
+	// within the budget, routes better.
+	dir := t.TempDir()
+	ps, models, err := Read(writeCSV(t, dir, "alpha", 200, ""), writeCSV(t, dir, "beta", 200, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	classified(ps)
+	const at = 0.6
+	rep, err := Evaluate([]Fold{HashSplit(ps)}, nil, models, testCatalog(t),
+		Options{Floors: []float64{0, 0.5, 0.7, 0.8, 0.9, 0.95, 1}, Relative: true, Target: 0.95, SignalAt: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := rep.Folds[0]
+	if len(f.Signal) != len(SignalShares) || f.SignalAt != at {
+		t.Fatalf("signal %+v at %v: want %d points at %v", f.Signal, f.SignalAt, len(SignalShares), at)
+	}
+	first, last := f.Signal[0], f.Signal[len(f.Signal)-1]
+	if first.Ranking < 0.4 || first.Ranking > 0.6 {
+		t.Errorf("share 0 ranks with ROC area %.2f: want chance", first.Ranking)
+	}
+	if last.Ranking < 0.85 {
+		t.Errorf("share %.2f ranks with ROC area %.2f: want well above chance", last.Share, last.Ranking)
+	}
+	if last.Best.Quality <= first.Best.Quality {
+		t.Errorf("quality %.3f with share %.2f, %.3f with none: knowing the grades must help", last.Best.Quality, last.Share, first.Best.Quality)
+	}
+	budget := at * f.Singles[GPT4].Cost
+	for _, s := range f.Signal {
+		if s.Best.Cost > budget+1e-9 {
+			t.Errorf("share %.2f: cost %.4f over the budget %.4f", s.Share, s.Best.Cost, budget)
+		}
+	}
+	if !strings.Contains(rep.Markdown(), "| share of the grade |") {
+		t.Error("the report leaves the synthetic routers out")
+	}
+}

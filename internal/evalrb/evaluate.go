@@ -29,7 +29,13 @@ type Options struct {
 	Target float64
 	// Floor is the operating point of a given (not fitted) router.
 	Floor float64
+	// SignalAt, when above 0, adds signalCurve at this share of GPT-4's cost to folds whose
+	// evaluation rows come from more than one dataset.
+	SignalAt float64
 }
+
+// SignalShares are the shares of signalCurve.
+var SignalShares = []float64{0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5}
 
 // RouterResult is one router on one fold.
 type RouterResult struct {
@@ -69,8 +75,11 @@ type FoldResult struct {
 	Singles   map[string]Point `json:"singles"`   // every model alone
 	// DatasetBound is datasetBound at each of BoundShares of GPT-4's cost, when the
 	// evaluation rows come from more than one dataset.
-	DatasetBound []Point        `json:"dataset_bound,omitempty"`
-	Routers      []RouterResult `json:"routers"`
+	DatasetBound []Point `json:"dataset_bound,omitempty"`
+	// Signal is signalCurve at Options.SignalAt of GPT-4's cost (SignalAt echoes it).
+	Signal   []SignalPoint  `json:"signal,omitempty"`
+	SignalAt float64        `json:"signal_at,omitempty"`
+	Routers  []RouterResult `json:"routers"`
 }
 
 // Report is the evaluation's result.
@@ -156,6 +165,10 @@ func (e *evaluator) fold(f Fold, trainers []Trainer) (*FoldResult, error) {
 			b := datasetBound(f.Eval, e.models, share*fr.Singles[GPT4].Cost)
 			b.Floor = share
 			fr.DatasetBound = append(fr.DatasetBound, b)
+		}
+		if e.opt.SignalAt > 0 {
+			fr.SignalAt = e.opt.SignalAt
+			fr.Signal = e.signalCurve(f.Eval, e.opt.SignalAt*fr.Singles[GPT4].Cost, SignalShares)
 		}
 	}
 	for _, t := range trainers {
@@ -469,6 +482,13 @@ func (r *Report) Markdown() string {
 		for _, rr := range f.Routers {
 			for _, p := range rr.Curve {
 				row(rr.Name+", curve", fmt.Sprintf("%.2f", p.Floor), p)
+			}
+		}
+		if len(f.Signal) > 0 {
+			fmt.Fprintf(&b, "\nSynthetic routers that read part of each prompt's grade (signalCurve: the dataset's mean grade moved by *share* toward the prompt's own, plus noise σ %.1f), best point at ≤ %.0f%% of GPT-4's cost:\n\n", signalNoise, 100*f.SignalAt)
+			fmt.Fprintf(&b, "| share of the grade | ROC area within a dataset | quality | cost (USD) | quality vs GPT-4 | cost vs GPT-4 |\n|---:|---:|---:|---:|---:|---:|\n")
+			for _, s := range f.Signal {
+				fmt.Fprintf(&b, "| %.2f | %.2f | %.3f | %.3f | %.1f%% | %.1f%% |\n", s.Share, s.Ranking, s.Best.Quality, s.Best.Cost, 100*s.Best.Quality/g.Quality, 100*s.Best.Cost/g.Cost)
 			}
 		}
 		for _, rr := range f.Routers {
