@@ -3,6 +3,8 @@ package evalrb
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -502,28 +504,17 @@ func (r *Report) Markdown() string {
 	return b.String()
 }
 
-func sortedFloats(m map[string]float64) string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	var parts []string
-	for _, k := range ks {
-		parts = append(parts, fmt.Sprintf("%s %.2f", k, m[k]))
+// sortedFloats lists m by key: "a 0.52, b 0.50".
+func sortedFloats(m map[string]float64) string { return joinSorted(m, "%s %.2f") }
+
+// sortedCounts lists m by key in parentheses: "(a 3, b 1)".
+func sortedCounts(m map[string]int) string { return "(" + joinSorted(m, "%s %d") + ")" }
+
+func joinSorted[V any](m map[string]V, format string) string {
+	ks := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(ks))
+	for i, k := range ks {
+		parts[i] = fmt.Sprintf(format, k, m[k])
 	}
 	return strings.Join(parts, ", ")
-}
-
-func sortedCounts(m map[string]int) string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	var parts []string
-	for _, k := range ks {
-		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
-	}
-	return "(" + strings.Join(parts, ", ") + ")"
 }
