@@ -80,7 +80,16 @@ func OpenSQLite(ctx context.Context, dir string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
+	fi, err := f.Stat()
 	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	if fi.Size() == 0 {
+		if err := createSQLite(ctx, path, sqlitePageSize); err != nil {
+			return nil, fmt.Errorf("state %s: %w", path, err)
+		}
+	}
 	// WAL lets the CLI write while a server reads; busy_timeout waits for a
 	// writer instead of failing; immediate transactions take the write lock
 	// at BEGIN, so two writers never deadlock upgrading a read lock.
@@ -100,6 +109,28 @@ func OpenSQLite(ctx context.Context, dir string) (*DB, error) {
 		_ = os.Chmod(path+suffix, 0o600)
 	}
 	return &DB{SQL: db, Dialect: SQLite, Dir: dir}, nil
+}
+
+// sqlitePageSize is the page size of a new SQLite state file. An audit
+// record of a decision on the shipped catalog is stored in ~2.1 KB
+// (compressed), so SQLite's default 4 KB page held one record and was 40 %
+// empty; 8 KB pages hold three (docs/audit.md). A file keeps the page size
+// it was created with: in WAL mode SQLite cannot change it.
+var sqlitePageSize = 8192
+
+// createSQLite gives a new, empty SQLite file its page size and WAL mode.
+// The page size must be set before the first page is written, and the
+// driver applies a DSN's journal_mode before its other pragmas, so this is
+// one connection of its own, before the store's.
+func createSQLite(ctx context.Context, path string, pageSize int) error {
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	_, err = db.ExecContext(ctx, fmt.Sprintf("PRAGMA page_size = %d; PRAGMA journal_mode = WAL", pageSize))
+	return err
 }
 
 // OpenPostgres connects to PostgreSQL. The DSN is never part of an error.

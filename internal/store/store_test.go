@@ -122,6 +122,64 @@ func TestSQLiteFileModes(t *testing.T) {
 	}
 }
 
+func TestSQLitePageSize(t *testing.T) {
+	ctx := context.Background()
+	pragmas := func(t *testing.T, db *DB) (int, string) {
+		t.Helper()
+		var size int
+		var mode string
+		if err := db.SQL.QueryRowContext(ctx, "PRAGMA page_size").Scan(&size); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SQL.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		return size, mode
+	}
+	t.Run("new file", func(t *testing.T) {
+		db, err := OpenSQLite(ctx, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if size, mode := pragmas(t, db); size != sqlitePageSize || mode != "wal" {
+			t.Errorf("page size %d, journal %q: want %d and wal", size, mode, sqlitePageSize)
+		}
+		if err := db.Migrate(ctx, "test", testMigrations); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("existing file keeps its pages", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, SQLiteFile), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := createSQLite(ctx, filepath.Join(dir, SQLiteFile), 4096); err != nil { // as files were made before
+			t.Fatal(err)
+		}
+		old, err := OpenSQLite(ctx, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := old.Migrate(ctx, "test", testMigrations); err != nil {
+			t.Fatal(err)
+		}
+		old.Close()
+		db, err := OpenSQLite(ctx, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if size, mode := pragmas(t, db); size != 4096 || mode != "wal" {
+			t.Errorf("page size %d, journal %q: want the file's 4096 and wal", size, mode)
+		}
+		var n int
+		if err := db.SQL.QueryRowContext(ctx, "SELECT count(*) FROM things").Scan(&n); err != nil {
+			t.Errorf("the file's tables after reopening: %v", err)
+		}
+	})
+}
+
 func TestOpenPostgresErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
