@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -103,14 +104,35 @@ func BenchmarkStoreAppend(b *testing.B) {
 // wideDecision is decision(i) with n candidate lines, the ones past the
 // eighth written as the shipped catalog's are in production: rejected or
 // excluded with a reason, an estimated cost, quality, latency, residency.
+// As in production, the numbers change from request to request — the
+// estimated costs with the request's tokens, the learned latencies, the
+// eligible lines' ranks and scores — so a record compresses about as a
+// real one does (~2 KB against the store's dictionary, where records whose
+// numbers repeat took ~0.4 KB; BenchmarkStoreAppendExport has real ones).
 func wideDecision(i, n int) *Record {
 	r := decision(i, "support")
 	reasons := []string{"provider credential not configured", "residency: workspace legal requires eu, model is us",
 		"context window 8192 tokens is smaller than the request's 9120", "quality 0.52 below the floor 0.70 for summarize"}
 	for j := len(r.Candidates); j < n; j++ {
-		r.Candidates = append(r.Candidates, Candidate{Model: fmt.Sprintf("vendor-%d/model-%d-instruct", j%9, j), Provider: fmt.Sprintf("vendor-%d", j%9),
-			Verdict: []string{"rejected", "excluded"}[j%2], Reason: reasons[j%len(reasons)], EstimatedCostEUR: 0.000117392 * float64(j+1) / 7,
-			Quality: 0.2 + float64(j%40)/57, LatencyMS: 300 + 37*j, Residency: []string{"us", "eu", "onprem"}[j%3]})
+		c := Candidate{Model: fmt.Sprintf("vendor-%d/model-%d-instruct", j%9, j), Provider: fmt.Sprintf("vendor-%d", j%9),
+			Verdict: "eligible", EstimatedCostEUR: 0.000117392 * float64(j+1) / 7,
+			Quality: 0.2 + float64(j%40)/57, LatencyMS: 300 + 37*j, Residency: []string{"us", "eu", "onprem"}[j%3]}
+		if j%5 == 0 { // about as many lines as on the shipped catalog are rejected
+			c.Verdict, c.Reason = []string{"rejected", "excluded"}[j%2], reasons[j%len(reasons)]
+		}
+		r.Candidates = append(r.Candidates, c)
+	}
+	rng := rand.New(rand.NewPCG(uint64(i), 71))
+	tokens := 50 + rng.Float64()*2000
+	rank := rng.Perm(len(r.Candidates))
+	for j := range r.Candidates {
+		c := &r.Candidates[j]
+		c.EstimatedCostEUR = Money(c.EstimatedCostEUR * tokens / 231)
+		c.LatencyMS += rng.IntN(40)
+		if c.Verdict == "eligible" || c.Verdict == "chosen" {
+			c.Rank = rank[j] + 1
+			c.Score = float64(rng.IntN(1_000_000)) / 1_000_000
+		}
 	}
 	return r
 }
