@@ -19,18 +19,14 @@ var BoundShares = []float64{0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1}
 // prompts, one below it cannot claim to have.
 func datasetBound(ps []Prompt, models []string, cost float64) Point {
 	type pt struct{ c, q float64 } // summed over the dataset's rows
+	names, totals := datasetTotals(ps, models)
 	byDS := map[string][]pt{}
-	var names []string
-	for i := range ps {
-		d := ps[i].Dataset
-		if byDS[d] == nil {
-			byDS[d] = make([]pt, len(models))
-			names = append(names, d)
+	for _, d := range names {
+		pts := make([]pt, len(models))
+		for j := range pts {
+			pts[j] = pt{totals[d].cost[j], totals[d].score[j]}
 		}
-		for j, m := range models {
-			byDS[d][j].c += ps[i].Cost[m]
-			byDS[d][j].q += ps[i].Score[m]
-		}
+		byDS[d] = pts
 	}
 	type seg struct{ dc, dq float64 }
 	var segs []seg
@@ -81,6 +77,33 @@ func datasetBound(ps []Prompt, models []string, cost float64) Point {
 		c = cost
 	}
 	return Point{Prompts: len(ps), Quality: q / float64(max(len(ps), 1)), Cost: c}
+}
+
+// dsTotals are one dataset's rows summed per model (indexed like the models).
+type dsTotals struct {
+	n           float64
+	score, cost []float64
+}
+
+// datasetTotals sums the rows per dataset, and lists the datasets in the order of their first row.
+func datasetTotals(ps []Prompt, models []string) ([]string, map[string]*dsTotals) {
+	var names []string
+	totals := map[string]*dsTotals{}
+	for i := range ps {
+		d := ps[i].Dataset
+		t := totals[d]
+		if t == nil {
+			t = &dsTotals{score: make([]float64, len(models)), cost: make([]float64, len(models))}
+			totals[d] = t
+			names = append(names, d)
+		}
+		t.n++
+		for j, m := range models {
+			t.score[j] += ps[i].Score[m]
+			t.cost[j] += ps[i].Cost[m]
+		}
+	}
+	return names, totals
 }
 
 // rankingAUC says how well a router's predictions order the prompts within each dataset:
@@ -174,21 +197,13 @@ const signalNoise = 0.3
 // router — it reads the answers — but it puts a number on the per-prompt knowledge a goal
 // needs, in the same unit as rankingAUC.
 func (e *evaluator) signalCurve(ps []Prompt, budget float64, shares []float64) []SignalPoint {
+	// A model's prior on a dataset is its mean grade there.
+	_, totals := datasetTotals(ps, e.models)
 	prior := map[string][]float64{}
-	n := map[string]float64{}
-	for i := range ps {
-		d := ps[i].Dataset
-		if prior[d] == nil {
-			prior[d] = make([]float64, len(e.models))
-		}
-		for j, m := range e.models {
-			prior[d][j] += ps[i].Score[m]
-		}
-		n[d]++
-	}
-	for d := range prior {
+	for d, t := range totals {
+		prior[d] = make([]float64, len(e.models))
 		for j := range prior[d] {
-			prior[d][j] /= n[d]
+			prior[d][j] = t.score[j] / t.n
 		}
 	}
 	const draws = 3

@@ -174,7 +174,7 @@ func (e *evaluator) fold(f Fold, trainers []Trainer) (*FoldResult, error) {
 		}
 	}
 	for _, t := range trainers {
-		rr, err := e.router(f, t, fr.Singles)
+		rr, err := e.router(f, t, fr.Singles, len(fr.Datasets) > 1)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", t.Name, err)
 		}
@@ -183,7 +183,9 @@ func (e *evaluator) fold(f Fold, trainers []Trainer) (*FoldResult, error) {
 	return fr, nil
 }
 
-func (e *evaluator) router(f Fold, t Trainer, singles map[string]Point) (*RouterResult, error) {
+// router fits (or takes) and measures one router on a fold; manyDatasets: the evaluation rows
+// come from more than one dataset, so the bound for routing by dataset says something.
+func (e *evaluator) router(f Fold, t Trainer, singles map[string]Point, manyDatasets bool) (*RouterResult, error) {
 	rr := &RouterResult{Name: t.Name}
 	var r Router
 	floor := e.opt.Floor
@@ -217,20 +219,12 @@ func (e *evaluator) router(f Fold, t Trainer, singles map[string]Point) (*Router
 	rr.Chosen = e.routeAll(f.Eval, pred, floor, rr.Choices)
 	rr.BestSingle, rr.BestSinglePoint = bestSingleAtCost(singles, rr.Chosen.Cost)
 	rr.BestMix, rr.BestMixPoint = bestMixAtCost(singles, rr.Chosen.Cost)
-	if datasets(f.Eval) > 1 {
+	if manyDatasets {
 		b := datasetBound(f.Eval, e.models, rr.Chosen.Cost)
 		rr.DatasetBound = &b
 	}
 	rr.Ranking = rankingAUC(f.Eval, e.models, pred)
 	return rr, nil
-}
-
-func datasets(ps []Prompt) int {
-	seen := map[string]bool{}
-	for i := range ps {
-		seen[ps[i].Dataset] = true
-	}
-	return len(seen)
 }
 
 func bestSingleAtCost(singles map[string]Point, cost float64) (string, Point) {
