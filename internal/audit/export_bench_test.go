@@ -3,7 +3,6 @@ package audit
 import (
 	"bufio"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -81,14 +80,9 @@ func appendExport(b *testing.B, records []Entry, pageSize int) (float64, float64
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	pre, err := sql.Open("sqlite", "file:"+file)
-	if err != nil {
+	if err := store.CreateSQLite(context.Background(), file, pageSize); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := pre.Exec(fmt.Sprintf("PRAGMA page_size = %d; PRAGMA journal_mode = WAL", pageSize)); err != nil {
-		b.Fatal(err)
-	}
-	pre.Close()
 	db, err := store.OpenSQLite(context.Background(), dir) // a non-empty file keeps its pages
 	if err != nil {
 		b.Fatal(err)

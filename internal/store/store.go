@@ -86,7 +86,7 @@ func OpenSQLite(ctx context.Context, dir string) (*DB, error) {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	if fi.Size() == 0 {
-		if err := createSQLite(ctx, path, sqlitePageSize); err != nil {
+		if err := CreateSQLite(ctx, path, sqlitePageSize); err != nil {
 			return nil, fmt.Errorf("state %s: %w", path, err)
 		}
 	}
@@ -118,11 +118,12 @@ func OpenSQLite(ctx context.Context, dir string) (*DB, error) {
 // it was created with: in WAL mode SQLite cannot change it.
 var sqlitePageSize = 8192
 
-// createSQLite gives a new, empty SQLite file its page size and WAL mode.
+// CreateSQLite gives a new, empty SQLite file its page size and WAL mode
+// (OpenSQLite does, with sqlitePageSize; benchmarks compare sizes with it).
 // The page size must be set before the first page is written, and the
 // driver applies a DSN's journal_mode before its other pragmas, so this is
 // one connection of its own, before the store's.
-func createSQLite(ctx context.Context, path string, pageSize int) error {
+func CreateSQLite(ctx context.Context, path string, pageSize int) error {
 	db, err := sql.Open("sqlite", "file:"+path)
 	if err != nil {
 		return err

@@ -154,7 +154,7 @@ func TestSQLitePageSize(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, SQLiteFile), nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := createSQLite(ctx, filepath.Join(dir, SQLiteFile), 4096); err != nil { // as files were made before
+		if err := CreateSQLite(ctx, filepath.Join(dir, SQLiteFile), 4096); err != nil { // as files were made before
 			t.Fatal(err)
 		}
 		old, err := OpenSQLite(ctx, dir)
