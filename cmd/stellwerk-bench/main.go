@@ -21,6 +21,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/bench"
 	"github.com/stellwerk/stellwerk/internal/bench/noopextproc"
 	"github.com/stellwerk/stellwerk/internal/bench/pprofserve"
+	"github.com/stellwerk/stellwerk/internal/sysmon"
 )
 
 const usage = `stellwerk-bench — what stellwerk adds on top of plain Envoy
@@ -39,6 +40,9 @@ Run "stellwerk-bench <command> -h" for the flags of a command.
 var errUsage = errors.New("usage error")
 
 func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "noop-extproc" || os.Args[1] == "pprof-serve") {
+		sysmon.Reexec() // the servers run as stellwerk serve does
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {

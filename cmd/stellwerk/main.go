@@ -10,9 +10,13 @@ import (
 	"syscall"
 
 	"github.com/stellwerk/stellwerk/internal/cli"
+	"github.com/stellwerk/stellwerk/internal/sysmon"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "serve" {
+		sysmon.Reexec() // before anything else: the runtime reads GODEBUG once
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := cli.Run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {

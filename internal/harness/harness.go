@@ -583,7 +583,7 @@ func (s *Stack) startProcess(name string, env []string, bin string, args ...stri
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 	}
-	s.logBufs = append(s.logBufs, namedBuf{name: name, buf: buf, stop: stop, kill: kill, env: env, bin: bin, args: args})
+	s.logBufs = append(s.logBufs, namedBuf{name: name, buf: buf, stop: stop, kill: kill, env: env, bin: bin, args: args, pid: cmd.Process.Pid})
 	s.t.Cleanup(stop)
 }
 
@@ -730,6 +730,7 @@ type namedBuf struct {
 	env  []string
 	bin  string
 	args []string
+	pid  int
 }
 
 // RestartProcess starts a stopped process again with the command that
@@ -738,6 +739,9 @@ func (s *Stack) RestartProcess(name string) {
 	p := s.process(name)
 	s.startProcess(name, p.env, p.bin, p.args...)
 }
+
+// PID is the process ID of the process name started last.
+func (s *Stack) PID(name string) int { return s.process(name).pid }
 
 // Stop ends one process of the stack (stellwerk or envoy) and waits for it.
 func (s *Stack) Stop(name string) { s.process(name).stop() }

@@ -1,0 +1,85 @@
+// Package sysmon keeps the Go runtime's monitor thread from sleeping
+// deeply between requests, the largest cost a request-at-a-time server
+// pays the runtime on a small host (docs/deploy.md#the-go-runtimes-monitor-thread).
+//
+// sysmon, the runtime's monitor thread, sleeps on a note once every P is
+// idle — between two requests at a few hundred per second. The first
+// goroutine that then enters a system call (a request's first read) wakes
+// it, and a wake-up from a system call resets its period to 20 µs: it
+// polls fifty times a millisecond until the process is idle again, and
+// sleeps deeply once more. That is a thread wake-up and about nine
+// nanosleeps per request, each a VM exit on a virtual machine: ≈ 0.1
+// CPU-ms per request of stellwerk's ≈ 0.7 at 500 requests/s (perf,
+// docs/benchmarks.md). With GODEBUG's schedtrace set, sysmon never sleeps
+// deeply; it backs off to one poll every 10 ms, as it does under
+// continuous load anyway, and a request costs it nothing.
+//
+// schedtrace is read once, from the environment, when the runtime starts,
+// so a server that wants it re-executes itself (Reexec) before it does
+// anything else. Its period is the largest the runtime accepts, so the
+// trace it exists for is printed at most once every 24.8 days (a line
+// "SCHED …" on standard error; at start only on a host up for longer).
+package sysmon
+
+import (
+	"os"
+	"strings"
+	"syscall"
+)
+
+// Setting is the GODEBUG setting: schedtrace at its largest period, in
+// milliseconds (an int32 in the runtime).
+const Setting = "schedtrace=2147483647"
+
+// Env is environ with Setting added to GODEBUG, and true; or environ
+// unchanged, and false, when GODEBUG already names schedtrace — set by
+// the operator (schedtrace=0 keeps the runtime's default) or by a
+// re-execution before.
+func Env(environ []string) ([]string, bool) {
+	out := make([]string, 0, len(environ)+1)
+	found := false
+	for _, kv := range environ {
+		v, ok := strings.CutPrefix(kv, "GODEBUG=")
+		if !ok {
+			out = append(out, kv)
+			continue
+		}
+		for s := range strings.SplitSeq(v, ",") {
+			if k, _, _ := strings.Cut(s, "="); strings.TrimSpace(k) == "schedtrace" {
+				return environ, false
+			}
+		}
+		if !found && v != "" {
+			kv += ","
+		}
+		if !found {
+			kv += Setting
+			found = true
+		}
+		out = append(out, kv)
+	}
+	if !found {
+		out = append(out, "GODEBUG="+Setting)
+	}
+	return out, true
+}
+
+// Reexec replaces the process with itself, the same arguments and Env's
+// environment, when Env adds the setting. It returns only when it does
+// not: the setting is there already, or the executable cannot be found or
+// executed (the process then runs with the runtime's default).
+func Reexec() {
+	env, add := Env(os.Environ())
+	if !add {
+		return
+	}
+	// The running file itself, even if its path was replaced or removed
+	// since it started; elsewhere than Linux, its path.
+	exe := "/proc/self/exe"
+	if _, err := os.Stat(exe); err != nil {
+		if exe, err = os.Executable(); err != nil {
+			return
+		}
+	}
+	_ = syscall.Exec(exe, os.Args, env)
+}
