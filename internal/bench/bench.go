@@ -211,6 +211,12 @@ type Scenario struct {
 	EnvoyACPUPer1k    float64 `json:"envoy_baseline_cpu_s_per_1k,omitempty"`
 	EnvoyFCPUPer1k    float64 `json:"envoy_floor_cpu_s_per_1k,omitempty"`
 	NoopCPUPer1k      float64 `json:"noop_extproc_cpu_s_per_1k,omitempty"`
+	// StellwerkSwitches and NoopSwitches are context switches per request
+	// of stellwerk and of the no-op server (all their threads, from /proc):
+	// how often the process goes idle and is woken, the Go runtime's largest
+	// cost per request on a small host (docs/benchmarks.md).
+	StellwerkSwitches float64 `json:"stellwerk_context_switches_per_request,omitempty"`
+	NoopSwitches      float64 `json:"noop_extproc_context_switches_per_request,omitempty"`
 	// StellwerkDecideUS and StellwerkOverheadUS are stellwerk's own time per
 	// request in this scenario, mean µs, from its
 	// stellwerk_router_overhead_seconds metric: the decision (parse,
@@ -482,6 +488,14 @@ func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target
 	sc.EnvoyACPUPer1k = per1k(cpu1.envoyA-cpu0.envoyA, base.Sent)
 	sc.EnvoyFCPUPer1k = per1k(cpu1.envoyF-cpu0.envoyF, floor.Sent)
 	sc.NoopCPUPer1k = per1k(cpu1.noop-cpu0.noop, floor.Sent)
+	perRequest := func(n int64, sent int) float64 {
+		if sent == 0 {
+			return 0
+		}
+		return round2(float64(n) / float64(sent))
+	}
+	sc.StellwerkSwitches = perRequest(cpu1.stellwerkCS-cpu0.stellwerkCS, sw.Sent)
+	sc.NoopSwitches = perRequest(cpu1.noopCS-cpu0.noopCS, floor.Sent)
 	sc.StellwerkDecideUS, sc.StellwerkOverheadUS = ov1.meanUS("decide", ov0), ov1.meanUS("total", ov0)
 	sc.StellwerkParseUS, sc.StellwerkClassifyUS = ov1.meanUS("parse", ov0), ov1.meanUS("classify", ov0)
 	sc.StellwerkPolicyUS, sc.StellwerkSelectUS = ov1.meanUS("policy", ov0), ov1.meanUS("select", ov0)
@@ -538,7 +552,11 @@ func (s *Stack) loadMeter() *loadMeter {
 	}}
 }
 
-type cpuTimes struct{ stellwerk, envoyB, envoyA, envoyF, noop float64 }
+type cpuTimes struct {
+	stellwerk, envoyB, envoyA, envoyF, noop float64
+	// Context switches of stellwerk and of the no-op server so far.
+	stellwerkCS, noopCS int64
+}
 
 func (s *Stack) cpu() cpuTimes {
 	if s == nil {
@@ -551,7 +569,15 @@ func (s *Stack) cpu() cpuTimes {
 		v, _ := cpuSeconds(p.pid())
 		return v
 	}
-	return cpuTimes{stellwerk: get(s.stellwerk), envoyB: get(s.envoyB), envoyA: get(s.envoyA), envoyF: get(s.envoyF), noop: get(s.noop)}
+	cs := func(p *process) int64 {
+		if p == nil {
+			return 0
+		}
+		v, _ := contextSwitches(p.pid())
+		return v
+	}
+	return cpuTimes{stellwerk: get(s.stellwerk), envoyB: get(s.envoyB), envoyA: get(s.envoyA), envoyF: get(s.envoyF), noop: get(s.noop),
+		stellwerkCS: cs(s.stellwerk), noopCS: cs(s.noop)}
 }
 
 func scenarioName(sc Scenario) string {

@@ -80,6 +80,9 @@ func TestBenchSmoke(t *testing.T) {
 	if sc.NoopCPUPer1k <= 0 || sc.EnvoyFCPUPer1k <= 0 || sc.StellwerkCPUPer1k <= 0 {
 		t.Errorf("CPU per 1k: no-op %v, Envoy F %v, stellwerk %v; want each measured", sc.NoopCPUPer1k, sc.EnvoyFCPUPer1k, sc.StellwerkCPUPer1k)
 	}
+	if sc.StellwerkSwitches <= 0 || sc.NoopSwitches <= 0 {
+		t.Errorf("context switches per request: stellwerk %v, no-op %v; want both counted", sc.StellwerkSwitches, sc.NoopSwitches)
+	}
 	if sc.StellwerkClassifyUS <= 0 || sc.StellwerkPolicyUS <= 0 || sc.StellwerkParseUS <= 0 || sc.StellwerkSelectUS <= 0 {
 		t.Errorf("the decision's stages: parse %v, classify %v, policy %v, select %v µs; want each read", sc.StellwerkParseUS,
 			sc.StellwerkClassifyUS, sc.StellwerkPolicyUS, sc.StellwerkSelectUS)
@@ -356,6 +359,25 @@ func TestParseStatCPU(t *testing.T) {
 	got, err := parseStatCPU(line)
 	if err != nil || got != 4.0 {
 		t.Errorf("got %v, %v; want 4 s (250 + 150 ticks)", got, err)
+	}
+}
+
+func TestContextSwitches(t *testing.T) {
+	status := []byte("Name:\tstellwerk\nState:\tS (sleeping)\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n")
+	if got := parseCtxtSwitches(status); got != 127 {
+		t.Errorf("parseCtxtSwitches = %d, want 127", got)
+	}
+	// This process: every thread's switches, at least the main thread's.
+	n, err := contextSwitches(os.Getpid())
+	if err != nil || n <= 0 {
+		t.Fatalf("contextSwitches(self) = %d, %v", n, err)
+	}
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if main := parseCtxtSwitches(b); n < main {
+		t.Errorf("all threads' switches %d < the main thread's %d", n, main)
 	}
 }
 

@@ -115,6 +115,42 @@ func parseStatCPU(b []byte) (float64, error) {
 	return float64(ut+st) / clockTicks, nil
 }
 
+// contextSwitches is how often the process's threads have gone off a CPU
+// so far, voluntarily (a thread parking: a Go runtime with nothing to do)
+// or not: the sum of voluntary_ctxt_switches and nonvoluntary_ctxt_switches
+// over /proc/<pid>/task. A thread that exits takes its count with it; the
+// Go runtime keeps its threads.
+func contextSwitches(pid int) (int64, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/status")
+		if err != nil {
+			continue // the thread has just exited
+		}
+		n += parseCtxtSwitches(b)
+	}
+	return n, nil
+}
+
+// parseCtxtSwitches adds up a /proc status file's context switch counts.
+func parseCtxtSwitches(b []byte) int64 {
+	var n int64
+	for line := range strings.SplitSeq(string(b), "\n") {
+		for _, key := range []string{"voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"} {
+			if rest, ok := strings.CutPrefix(line, key); ok {
+				v, _ := strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
+				n += v
+			}
+		}
+	}
+	return n
+}
+
 // memStatus is what /proc/<pid>/status says about memory, in KiB.
 type memStatus struct {
 	RSSKB  int64 // VmRSS

@@ -174,13 +174,16 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 		p("\nCPU is user + system seconds per 1,000 requests (from `/proc/<pid>/stat`), per process: stellwerk and Envoy B in front of it, ")
 		p("the no-op ext_proc server and Envoy F in front of it (the floor), Envoy A (plain). ")
 		p("*Above the floor* is stellwerk + Envoy B minus no-op + Envoy F. ")
-		p("RSS is stellwerk's resident set after the scenario, and its peak so far (`VmHWM`).\n\n")
-		p("| scenario | stellwerk | Envoy B | no-op server | Envoy F | Envoy A | above the floor | stellwerk RSS MiB (peak) |\n")
-		p("|---|--:|--:|--:|--:|--:|--:|--:|\n")
+		p("RSS is stellwerk's resident set after the scenario, and its peak so far (`VmHWM`). ")
+		p("*Switches* are the context switches per request of stellwerk and of the no-op server, all threads (`/proc/<pid>/task/*/status`): ")
+		p("how often the process went idle and was woken.\n\n")
+		p("| scenario | stellwerk | Envoy B | no-op server | Envoy F | Envoy A | above the floor | stellwerk RSS MiB (peak) | switches: stellwerk (no-op) |\n")
+		p("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		for _, sc := range rep.Scenarios {
-			p("| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %+.3f | %.1f (%.1f) |\n", sc.Name, sc.StellwerkCPUPer1k, sc.EnvoyBCPUPer1k,
+			p("| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %+.3f | %.1f (%.1f) | %.1f (%.1f) |\n", sc.Name, sc.StellwerkCPUPer1k, sc.EnvoyBCPUPer1k,
 				sc.NoopCPUPer1k, sc.EnvoyFCPUPer1k, sc.EnvoyACPUPer1k,
-				sc.StellwerkCPUPer1k+sc.EnvoyBCPUPer1k-sc.NoopCPUPer1k-sc.EnvoyFCPUPer1k, mib(sc.StellwerkRSSKB), mib(sc.StellwerkPeakRSSKB))
+				sc.StellwerkCPUPer1k+sc.EnvoyBCPUPer1k-sc.NoopCPUPer1k-sc.EnvoyFCPUPer1k, mib(sc.StellwerkRSSKB), mib(sc.StellwerkPeakRSSKB),
+				sc.StellwerkSwitches, sc.NoopSwitches)
 		}
 		p("\n")
 		if slices.ContainsFunc(rep.Scenarios, func(sc Scenario) bool { return sc.StellwerkOverheadUS > 0 }) {
