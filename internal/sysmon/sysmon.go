@@ -1,13 +1,13 @@
 // Package sysmon keeps the Go runtime's monitor thread from sleeping
 // deeply between requests, the largest cost a request-at-a-time server
-// pays the runtime on a small host (docs/deploy.md#the-go-runtimes-monitor-thread).
+// pays the runtime on a small host (docs/deploy.md, docs/benchmarks.md).
 //
 // sysmon, the runtime's monitor thread, sleeps on a note once every P is
 // idle — between two requests at a few hundred per second. The first
 // goroutine that then enters a system call (a request's first read) wakes
 // it, and a wake-up from a system call resets its period to 20 µs: it
 // polls fifty times a millisecond until the process is idle again, and
-// sleeps deeply once more. That is a thread wake-up and about nine
+// sleeps deeply once more. That is a thread wake-up and six to nine
 // nanosleeps per request, each a VM exit on a virtual machine: ≈ 0.1
 // CPU-ms per request of stellwerk's ≈ 0.7 at 500 requests/s (perf,
 // docs/benchmarks.md). With GODEBUG's schedtrace set, sysmon never sleeps
@@ -49,12 +49,11 @@ func Env(environ []string) ([]string, bool) {
 				return environ, false
 			}
 		}
-		if !found && v != "" {
-			kv += ","
-		}
 		if !found {
-			kv += Setting
-			found = true
+			if v != "" {
+				kv += ","
+			}
+			kv, found = kv+Setting, true
 		}
 		out = append(out, kv)
 	}
