@@ -10,6 +10,7 @@
 #   make bench BENCH_FLAGS='--floor pipelined --floor-transport inline'   # the same, answered by the connection's reader
 #   make soak SOAK=30m SOAK_FLAGS='--rate 500'
 #   make profile PROFILE_FLAGS='--size 32KB --stream'
+#   make profile PROFILE_FLAGS='--trace 3s'           # also an execution trace: who waited to run, and why
 
 GO          ?= go
 BIN         ?= bin/stellwerk

@@ -344,6 +344,7 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.BoolVar(&o.Stream, "stream", false, "streaming requests")
 	fs.DurationVar(&o.Delay, "delay", 0, "fake provider's first-byte delay")
 	fs.BoolVar(&o.Phases, "phases", false, "also write phases.txt: how long Envoy waited for stellwerk in each ext_proc phase (Envoy's access log, on for this run)")
+	fs.DurationVar(&o.Trace, "trace", 0, "also write trace.out: an execution trace of the load's first moments, e.g. 3s (go tool trace -pprof=sched)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -354,6 +355,9 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if o.Duration <= 0 || o.Rate <= 0 {
 		problems = append(problems, "-duration and -rate must be positive")
+	}
+	if o.Trace < 0 {
+		problems = append(problems, "-trace must not be negative")
 	}
 	if c.stellwerk != "" {
 		// The profiled stellwerk is this binary's own pprof-serve: another
@@ -384,6 +388,11 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintf(stdout, "go tool pprof -top %s\n", filepath.Join(o.Out, bench.CPUProfile))
 	fmt.Fprintf(stdout, "go tool pprof -top -sample_index=alloc_space -base %s %s\n",
 		filepath.Join(o.Out, bench.AllocStartProfile), filepath.Join(o.Out, bench.AllocProfile))
+	if o.Trace > 0 {
+		// Where goroutines waited to run, by the stack that made them ready.
+		fmt.Fprintf(stdout, "go tool trace -pprof=sched %s > %s && go tool pprof -top %s\n",
+			filepath.Join(o.Out, bench.TraceFile), filepath.Join(o.Out, "sched.pprof"), filepath.Join(o.Out, "sched.pprof"))
+	}
 	return nil
 }
 

@@ -45,7 +45,11 @@ type ProfileOptions struct {
 	// Envoy waited for stellwerk in each ext_proc phase of the profiled
 	// requests (the log's own cost is in the profile of Envoy, not of
 	// stellwerk).
-	Phases   bool
+	Phases bool
+	// Trace, when positive, also writes TraceFile: an execution trace of
+	// the profiled load's first Trace (which goroutine waited to run, for
+	// how long, and who readied it).
+	Trace    time.Duration
 	Progress io.Writer
 }
 
@@ -55,6 +59,7 @@ const (
 	AllocProfile      = "allocs.pprof"
 	AllocStartProfile = "allocs-start.pprof"
 	PhasesFile        = "phases.txt"
+	TraceFile         = "trace.out"
 )
 
 // Profile loads stellwerk through Envoy and writes a CPU profile of the
@@ -80,8 +85,16 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return err
 	}
-	for _, f := range []string{CPUProfile, AllocProfile, AllocStartProfile} {
+	files := []string{CPUProfile, AllocProfile, AllocStartProfile}
+	if o.Trace > 0 {
+		files = append(files, TraceFile)
+	}
+	for _, f := range []string{CPUProfile, AllocProfile, AllocStartProfile, TraceFile} {
 		_ = os.Remove(filepath.Join(o.Out, f))
+	}
+	argv := []string{o.Self, "pprof-serve", "--out", o.Out}
+	if o.Trace > 0 {
+		argv = append(argv, "--trace", o.Trace.String())
 	}
 	dir, err := os.MkdirTemp("", "stellwerk-profile-")
 	if err != nil {
@@ -89,7 +102,7 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 	}
 	defer os.RemoveAll(dir)
 	stack, err := StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy,
-		StellwerkArgv:    []string{o.Self, "pprof-serve", "--out", o.Out},
+		StellwerkArgv:    argv,
 		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport, Shape: o.Shape, Ledger: o.Ledger,
 		AccessLog: o.Phases})
 	if err != nil {
@@ -121,7 +134,7 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 		return err
 	}
 	stack.stellwerk.stop(30 * time.Second) // writes the profiles on its way out
-	for _, f := range []string{CPUProfile, AllocProfile, AllocStartProfile} {
+	for _, f := range files {
 		if _, err := os.Stat(filepath.Join(o.Out, f)); err != nil {
 			return fmt.Errorf("profile %s not written: %w\n%s", f, err, stack.Logs())
 		}
