@@ -11,6 +11,7 @@
 #   make soak SOAK=30m SOAK_FLAGS='--rate 500'
 #   make profile PROFILE_FLAGS='--size 32KB --stream'
 #   make profile PROFILE_FLAGS='--trace 3s'           # also an execution trace: who waited to run, and why
+#   bin/stellwerk-bench trace --requests 1500 bin/profile/trace.out   # that trace summarised again
 
 GO          ?= go
 BIN         ?= bin/stellwerk

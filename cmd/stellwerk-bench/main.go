@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -21,6 +22,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/bench"
 	"github.com/stellwerk/stellwerk/internal/bench/noopextproc"
 	"github.com/stellwerk/stellwerk/internal/bench/pprofserve"
+	"github.com/stellwerk/stellwerk/internal/bench/tracesum"
 	"github.com/stellwerk/stellwerk/internal/sysmon"
 )
 
@@ -31,6 +33,8 @@ Usage:
                                   and Envoy + stellwerk; tables to docs/benchmarks.md
   stellwerk-bench soak [flags]    steady load on Envoy + stellwerk; is memory, fds (and goroutines) flat?
   stellwerk-bench profile [flags] CPU and allocation profiles of stellwerk under load
+  stellwerk-bench trace [flags] FILE
+                                  an execution trace (profile --trace) summarised: hand-offs between goroutines
   stellwerk-bench noop-extproc --socket PATH
                                   the floor's ext_proc server: CONTINUE to every message (started by run)
 
@@ -66,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runSoak(ctx, args, stdout, stderr)
 	case "profile":
 		return runProfile(ctx, args, stdout, stderr)
+	case "trace":
+		return runTrace(args, stdout, stderr)
 	case "pprof-serve": // started by profile, not by people
 		return pprofserve.Run(ctx, args, stderr)
 	case "noop-extproc":
@@ -389,11 +395,42 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintf(stdout, "go tool pprof -top -sample_index=alloc_space -base %s %s\n",
 		filepath.Join(o.Out, bench.AllocStartProfile), filepath.Join(o.Out, bench.AllocProfile))
 	if o.Trace > 0 {
+		// The trace starts with the profiled load, at its rate.
+		requests := o.Rate * min(o.Trace, o.Duration).Seconds()
+		fmt.Fprintf(stdout, "stellwerk-bench trace --requests %.0f %s\n\n", requests, filepath.Join(o.Out, bench.TraceFile))
+		if err := runTrace([]string{"--requests", fmt.Sprint(requests), filepath.Join(o.Out, bench.TraceFile)}, stdout, stderr); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout)
 		// Where goroutines waited to run, by the stack that made them ready.
 		fmt.Fprintf(stdout, "go tool trace -pprof=sched %s > %s && go tool pprof -top %s\n",
 			filepath.Join(o.Out, bench.TraceFile), filepath.Join(o.Out, "sched.pprof"), filepath.Join(o.Out, "sched.pprof"))
 	}
 	return nil
+}
+
+func runTrace(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	requests := fs.Float64("requests", 0, "requests the trace covers: figures per request (default: per second)")
+	rows := fs.Int("rows", 15, "rows of each table")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() != 1 || *requests < 0 || *rows <= 0 {
+		fmt.Fprintln(stderr, "usage: stellwerk-bench trace [--requests N] [--rows N] FILE (an execution trace, e.g. bin/profile/trace.out)")
+		return errUsage
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	s, err := tracesum.Read(bufio.NewReader(f))
+	if err != nil {
+		return fmt.Errorf("%s: %w", fs.Arg(0), err)
+	}
+	return s.Write(stdout, *requests, *rows)
 }
 
 func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
