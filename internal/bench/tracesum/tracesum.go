@@ -49,6 +49,7 @@ type Time struct {
 type Wait struct {
 	Goroutine      string
 	N              int
+	Total          time.Duration
 	P50, P99, P999 time.Duration
 	Over300us      int
 }
@@ -173,6 +174,7 @@ func Read(r io.Reader) (*Summary, error) {
 		slices.Sort(ds)
 		w := Wait{Goroutine: g, N: len(ds), P50: quantile(ds, 0.5), P99: quantile(ds, 0.99), P999: quantile(ds, 0.999)}
 		for _, d := range ds {
+			w.Total += d
 			if d > 300*time.Microsecond {
 				w.Over300us++
 			}
@@ -295,12 +297,12 @@ func (s *Summary) Write(w io.Writer, requests float64, rows int) error {
 		return err
 	}
 
-	fmt.Fprintln(w, "\nready to running, µs")
+	fmt.Fprintf(w, "\nready to running: waits, their sum in µs per %s, quantiles in µs\n", unit)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "waits\tp50\tp99\tp99.9\t>300µs\tgoroutine\t")
+	fmt.Fprintln(tw, "waits\tsum\tp50\tp99\tp99.9\t>300µs\tgoroutine\t")
 	us := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Microsecond)) }
 	for _, x := range s.Waits[:min(rows, len(s.Waits))] {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t\n", x.N, us(x.P50), us(x.P99), us(x.P999), x.Over300us, x.Goroutine)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t\n", x.N, us(time.Duration(float64(x.Total)/per)), us(x.P50), us(x.P99), us(x.P999), x.Over300us, x.Goroutine)
 	}
 	return tw.Flush()
 }
