@@ -398,7 +398,7 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		// The trace starts with the profiled load, at its rate.
 		requests := o.Rate * min(o.Trace, o.Duration).Seconds()
 		fmt.Fprintf(stdout, "stellwerk-bench trace --requests %.0f %s\n\n", requests, filepath.Join(o.Out, bench.TraceFile))
-		if err := runTrace([]string{"--requests", fmt.Sprint(requests), filepath.Join(o.Out, bench.TraceFile)}, stdout, stderr); err != nil {
+		if err := printTrace(stdout, filepath.Join(o.Out, bench.TraceFile), requests, 15); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout)
@@ -421,16 +421,22 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "usage: stellwerk-bench trace [--requests N] [--rows N] FILE (an execution trace, e.g. bin/profile/trace.out)")
 		return errUsage
 	}
-	f, err := os.Open(fs.Arg(0))
+	return printTrace(stdout, fs.Arg(0), *requests, *rows)
+}
+
+// printTrace writes the summary of the execution trace at path: per
+// request when requests > 0, the top rows of each table.
+func printTrace(stdout io.Writer, path string, requests float64, rows int) error {
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	s, err := tracesum.Read(bufio.NewReader(f))
 	if err != nil {
-		return fmt.Errorf("%s: %w", fs.Arg(0), err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	return s.Write(stdout, *requests, *rows)
+	return s.Write(stdout, requests, rows)
 }
 
 func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {

@@ -85,12 +85,14 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return err
 	}
-	files := []string{CPUProfile, AllocProfile, AllocStartProfile}
-	if o.Trace > 0 {
-		files = append(files, TraceFile)
-	}
-	for _, f := range []string{CPUProfile, AllocProfile, AllocStartProfile, TraceFile} {
+	// Every file a profile may write; an earlier run's must not pass for
+	// this one's.
+	files := []string{CPUProfile, AllocProfile, AllocStartProfile, TraceFile}
+	for _, f := range files {
 		_ = os.Remove(filepath.Join(o.Out, f))
+	}
+	if o.Trace <= 0 {
+		files = files[:len(files)-1]
 	}
 	argv := []string{o.Self, "pprof-serve", "--out", o.Out}
 	if o.Trace > 0 {
