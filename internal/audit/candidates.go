@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"unsafe"
 
 	"github.com/stellwerk/stellwerk/internal/jsonw"
@@ -206,10 +208,10 @@ func (e *recordEncoder) candidateColumns(cs []Candidate, tl *tableLines) {
 	strColumn(e, "model", cs, true, model, func(c *Candidate) string { return c.Model })
 	strColumn(e, "provider", cs, has.provider, provider, func(c *Candidate) string { return c.Provider })
 	strColumn(e, "verdict", cs, true, verdict, func(c *Candidate) string { return c.Verdict })
-	column(e, "reason", cs, has.reason, str, func(c *Candidate) string { return c.Reason })
+	strColumn(e, "reason", cs, has.reason, nil, func(c *Candidate) string { return c.Reason })
 	column(e, "rank", cs, has.rank, integer, func(c *Candidate) int { return c.Rank })
 	column(e, "score", cs, has.score, float, func(c *Candidate) float64 { return c.Score })
-	column(e, "estimated_cost_eur", cs, has.cost, float, func(c *Candidate) float64 { return Money(c.EstimatedCostEUR) })
+	column(e, "estimated_cost_eur", cs, has.cost, money, func(c *Candidate) float64 { return c.EstimatedCostEUR })
 	column(e, "quality", cs, has.quality, float, func(c *Candidate) float64 { return c.Quality })
 	column(e, "latency_ms", cs, has.latency, integer, func(c *Candidate) int { return c.LatencyMS })
 	strColumn(e, "residency", cs, has.residency, residency, func(c *Candidate) string { return c.Residency })
@@ -242,8 +244,12 @@ func list[T any](e *recordEncoder, cs []Candidate, put func(*recordEncoder, T), 
 // bytes c holds when every value is the one c wrote them from, else the
 // column written and kept in c.
 func strColumn(e *recordEncoder, k string, cs []Candidate, write bool, c *strColumnCache, v func(*Candidate) string) {
-	if !write || c == nil {
-		column(e, k, cs, write, str, v)
+	if !write {
+		return
+	}
+	if c == nil {
+		e.Key(k)
+		strList(e, cs, v)
 		return
 	}
 	same := len(c.vals) == len(cs)
@@ -256,7 +262,7 @@ func strColumn(e *recordEncoder, k string, cs []Candidate, write bool, c *strCol
 		return
 	}
 	start := len(e.B)
-	list(e, cs, str, v)
+	strList(e, cs, v)
 	c.enc = append(c.enc[:0], e.B[start:]...)
 	c.vals = c.vals[:0]
 	for i := range cs {
@@ -264,7 +270,98 @@ func strColumn(e *recordEncoder, k string, cs []Candidate, write bool, c *strCol
 	}
 }
 
+// strList is list for strings: a value equal to the line before's is
+// copied from that line's bytes, not escaped again (a reason or a provider
+// repeats down a column: "residency: workspace legal requires eu, model
+// is us" for most of the shipped catalog).
+func strList(e *recordEncoder, cs []Candidate, v func(*Candidate) string) {
+	e.B = append(e.B, '[')
+	var prev string
+	ps, pe := 0, 0
+	for i := range cs {
+		if i > 0 {
+			e.B = append(e.B, ',')
+		}
+		s := v(&cs[i])
+		if i > 0 && s == prev {
+			e.B = append(e.B, e.B[ps:pe]...)
+			continue
+		}
+		ps = len(e.B)
+		e.B = jsonw.AppendString(e.B, s)
+		prev, pe = s, len(e.B)
+	}
+	e.B = append(e.B, ']')
+}
+
 func str(e *recordEncoder, s string) { e.B = jsonw.AppendString(e.B, s) }
+
+// money appends Money(f) as float would (TestMoneyMatches,
+// FuzzMoney), without strconv's search for the shortest digits, which
+// a cost's ten significant digits make the slow case: the double nearest
+// a decimal of at most fifteen significant digits reads back as no other
+// such decimal, so the shortest digits of Money's result are Money's
+// integer k itself, placed at its exponent, trailing zeros dropped. What
+// float writes in exponent form (below 1e-6) or Money rounds without a
+// scale of ten it can hold exactly goes the long way.
+func money(e *recordEncoder, f float64) {
+	a := math.Abs(f)
+	if !(a >= 1e-6 && a < 1e9) {
+		float(e, Money(f))
+		return
+	}
+	x := moneyScale(a)
+	if x < 0 || x > 15 {
+		float(e, Money(f))
+		return
+	}
+	p := math.Pow10(x)
+	k := math.Round(f * p)
+	if math.Abs(k/p) < 1e-6 {
+		float(e, Money(f))
+		return
+	}
+	if k < 0 {
+		e.B = append(e.B, '-')
+		k = -k
+	}
+	n, pow := uint64(k), pow10u[x]
+	e.B = strconv.AppendUint(e.B, n/pow, 10)
+	frac := n % pow
+	if frac == 0 {
+		return
+	}
+	for frac%10 == 0 {
+		frac /= 10
+		pow /= 10
+	}
+	e.B = append(e.B, '.')
+	for p := pow / 10; p > frac; p /= 10 {
+		e.B = append(e.B, '0')
+	}
+	e.B = strconv.AppendUint(e.B, frac, 10)
+}
+
+// moneyScale is Money's scale for a in [1e-6, 1e9): 9 − ⌊log₁₀ a⌋, the
+// power of ten below a found in a table. Within 10⁻¹² of a power, where
+// the last bit of math.Log10 decides which side a is on, it is computed
+// as Money computes it; elsewhere ⌊log₁₀ a⌋ is more than 4·10⁻¹³ from an
+// integer, hundreds of times math.Log10's error.
+func moneyScale(a float64) int {
+	n := 0 // pow10f[n] ≤ a < pow10f[n+1]
+	for n < len(pow10f)-2 && a >= pow10f[n+1] {
+		n++
+	}
+	if a < pow10f[n]*(1+1e-12) || a > pow10f[n+1]*(1-1e-12) {
+		return 9 - int(math.Floor(math.Log10(a)))
+	}
+	return 9 - (n - 6)
+}
+
+// pow10f are the powers of ten from 1e-6 to 1e9.
+var pow10f = [...]float64{1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9}
+
+var pow10u = [...]uint64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
 
 func integer(e *recordEncoder, n int) { e.B = jsonw.AppendInt(e.B, int64(n)) }
 

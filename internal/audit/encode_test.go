@@ -267,3 +267,114 @@ func TestMoney(t *testing.T) {
 		}
 	}
 }
+
+// TestMoneyMatches: money writes the bytes float writes for Money's
+// result — costs as the router makes them (a price per million tokens
+// times a token count), every magnitude around Money's scales and the
+// exponent form's edge, and the values next to powers of ten, where
+// rounding carries into another digit.
+func TestMoneyMatches(t *testing.T) {
+	vals := []float64{0, 1, -1, 1e-6, 9.9999999999e-7, 1e-6 * (1 - 1e-12), 0.1 + 0.2, 0.0011282879999999999,
+		7.157600000000001e-06, 6.2192e-06, 999999999.99999, 123456789.987, 1e9, 1e-7, 0.00045548096}
+	for p := -9; p <= 10; p++ {
+		x := math.Pow10(p)
+		vals = append(vals, x, -x, math.Nextafter(x, 0), math.Nextafter(x, 2*x), x*0.99999999995, x*0.999999999949, x*(1-1e-11))
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 200000 {
+		vals = append(vals, math.Exp(rng.Float64()*40-20)*(rng.Float64()*2-1))
+		// input tokens × a price per million, plus output tokens × another
+		in, out := float64(rng.IntN(200000)), float64(rng.IntN(8000))
+		pin, pout := float64(rng.IntN(60000))/1000, float64(rng.IntN(120000))/1000
+		vals = append(vals, (in*pin+out*pout)/1e6, (in*pin+out*pout)/1e6*0.92)
+	}
+	for _, f := range vals {
+		if got, want := moneyBytes(f), floatBytes(Money(f)); got != want {
+			t.Fatalf("money(%v) = %s, float(Money) = %s", f, got, want)
+		}
+	}
+}
+
+func FuzzMoney(f *testing.F) {
+	for _, v := range []float64{0.0011282879999999999, 1e-6, 999999999.5, -3.25, 0.00045548096} {
+		f.Add(v)
+	}
+	f.Fuzz(func(t *testing.T, v float64) {
+		if got, want := moneyBytes(v), floatBytes(Money(v)); got != want {
+			t.Fatalf("money(%v) = %s, float(Money) = %s", v, got, want)
+		}
+	})
+}
+
+func moneyBytes(f float64) string {
+	var e recordEncoder
+	money(&e, f)
+	if e.Err != nil {
+		return "error: " + e.Err.Error()
+	}
+	return string(e.B)
+}
+
+func floatBytes(f float64) string {
+	var e recordEncoder
+	float(&e, f)
+	if e.Err != nil {
+		return "error: " + e.Err.Error()
+	}
+	return string(e.B)
+}
+
+// BenchmarkCostColumn is the cost column of a record on the shipped
+// catalog's scale: 71 costs as the router makes them.
+func BenchmarkCostColumn(b *testing.B) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	costs := make([]float64, 71)
+	for i := range costs {
+		costs[i] = (412*float64(rng.IntN(60000))/1000 + 300*float64(rng.IntN(120000))/1000) / 1e6
+	}
+	for _, c := range []struct {
+		name string
+		put  func(*recordEncoder, float64)
+	}{{"money", money}, {"float_of_Money", func(e *recordEncoder, f float64) { float(e, Money(f)) }}} {
+		b.Run(c.name, func(b *testing.B) {
+			var e recordEncoder
+			for b.Loop() {
+				e.B = e.B[:0]
+				for _, f := range costs {
+					c.put(&e, f)
+				}
+			}
+		})
+	}
+}
+
+// TestMoneyScale: the table's scale is Money's, on both sides of every
+// power of ten the table holds and between them.
+func TestMoneyScale(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	check := func(a float64) {
+		if a < 1e-6 || a >= 1e9 {
+			return
+		}
+		if got, want := moneyScale(a), 9-int(math.Floor(math.Log10(a))); got != want {
+			t.Fatalf("moneyScale(%v) = %d, Money's scale %d", a, got, want)
+		}
+	}
+	for _, p := range pow10f {
+		x := p
+		for range 64 {
+			check(x)
+			x = math.Nextafter(x, 0)
+		}
+		x = p
+		for range 64 {
+			check(x)
+			x = math.Nextafter(x, math.Inf(1))
+		}
+		check(p * (1 + 1e-12))
+		check(p * (1 - 1e-12))
+	}
+	for range 1000000 {
+		check(math.Exp(rng.Float64()*37 - 14))
+	}
+}
