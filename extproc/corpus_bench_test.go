@@ -20,20 +20,27 @@ import (
 // by prose up to 2 KB. Every request is classified anew and routed by its
 // own task; the policy memo meets each classification outcome once and
 // answers it from then on, as in a long-running server.
-func BenchmarkChatRequestCorpus(b *testing.B) {
+func BenchmarkChatRequestCorpus(b *testing.B) { benchmarkCorpus(b, 2048) }
+
+// BenchmarkChatRequestCorpusLarge is BenchmarkChatRequestCorpus with each
+// prompt filled to 32 KB, the bench's large size, where the classifiers'
+// passes over the text and the JSON's are most of a request's work.
+func BenchmarkChatRequestCorpusLarge(b *testing.B) { benchmarkCorpus(b, 32768) }
+
+func benchmarkCorpus(b *testing.B, size int) {
 	prompts, err := bench.LoadPrompts("..", bench.PromptsVaried)
 	if err != nil {
 		b.Fatal(err)
 	}
 	chat, _ := bench.EndpointNamed("chat")
 	msgs := make([]*extprocv3.ProcessingRequest, len(prompts))
-	size := 0
+	total := 0
 	for i, p := range prompts {
-		body := string(chat.Body(p, 2048, false, "auto"))
+		body := string(chat.Body(p, size, false, "auto"))
 		msgs[i] = bodyMsg(body)
-		size += len(body)
+		total += len(body)
 	}
-	benchmarkBodies(b, recordedState(b), msgs, size, nil)
+	benchmarkBodies(b, recordedState(b), msgs, total, nil)
 }
 
 // BenchmarkChatRequestConversation is BenchmarkChatRequestRecorded over
