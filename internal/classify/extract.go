@@ -156,7 +156,7 @@ func (x *extraction) add(s Segment) {
 }
 
 func (x *extraction) messages(msgs gjson.Result) {
-	msgs.ForEach(func(_, m gjson.Result) bool {
+	eachElement(msgs, func(m gjson.Result) bool {
 		idx := x.turns
 		x.turns++
 		if x.limit != "" { // keep counting turns for the token estimate
@@ -176,7 +176,7 @@ func (x *extraction) messages(msgs gjson.Result) {
 				x.content(idx, role, "content", v)
 			case "tool_calls":
 				i := -1
-				v.ForEach(func(_, call gjson.Result) bool {
+				eachElement(v, func(call gjson.Result) bool {
 					i++
 					x.object(idx, role, "tool_calls["+strconv.Itoa(i)+"]", call, true)
 					return x.limit == ""
@@ -205,7 +205,7 @@ func (x *extraction) input(v gjson.Result, field string) {
 		return
 	}
 	i := -1
-	v.ForEach(func(_, e gjson.Result) bool {
+	eachElement(v, func(e gjson.Result) bool {
 		i++
 		x.turns++
 		switch {
@@ -260,7 +260,7 @@ func (x *extraction) parts(msg int, role, field string, v gjson.Result) {
 		n++
 	}
 	i := -1
-	v.ForEach(func(_, p gjson.Result) bool {
+	eachElement(v, func(p gjson.Result) bool {
 		i++
 		if !x.piece() {
 			return false
@@ -334,13 +334,13 @@ func (s *Segment) Parts() []PartSpan {
 	}
 	content := gjson.Parse(s.content)
 	count := 0
-	content.ForEach(func(_, p gjson.Result) bool {
+	eachElement(content, func(p gjson.Result) bool {
 		partTexts(p, func(string, string) { count++ })
 		return true
 	})
 	spans := make([]PartSpan, 0, count)
 	n, i := 0, -1
-	content.ForEach(func(_, p gjson.Result) bool {
+	eachElement(content, func(p gjson.Result) bool {
 		i++
 		partTexts(p, func(key, text string) {
 			spans = append(spans, PartSpan{Index: i, Key: key, Start: n})
@@ -362,7 +362,7 @@ func partField(field string, i int, key string) string {
 // list reads an array of tool definitions.
 func (x *extraction) list(v gjson.Result, field string) {
 	i := -1
-	v.ForEach(func(_, t gjson.Result) bool {
+	eachElement(v, func(t gjson.Result) bool {
 		i++
 		x.object(-1, "", field+"["+strconv.Itoa(i)+"]", t, true)
 		return x.limit == ""

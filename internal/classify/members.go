@@ -31,6 +31,25 @@ func eachMember(obj gjson.Result, fn func(key, val gjson.Result) bool) {
 	})
 }
 
+// eachElement calls fn with each element of the JSON array arr, as
+// arr.ForEach does with its values, the array's text walked once with the
+// closing quotes of strings found by IndexByte (jsonscan) instead of
+// gjson's byte-by-byte skipping, and strings decoded as eachMember does.
+// Anything but an array goes to ForEach. TestEachElement and
+// FuzzEachElement hold it to ForEach on any valid JSON.
+func eachElement(arr gjson.Result, fn func(val gjson.Result) bool) {
+	if !arr.IsArray() {
+		arr.ForEach(func(_, v gjson.Result) bool { return fn(v) })
+		return
+	}
+	jsonscan.Elements(arr.Raw, func(val string) bool {
+		if val[0] == '"' {
+			return fn(stringResult(val))
+		}
+		return fn(gjson.Parse(val))
+	})
+}
+
 // stringResult is the gjson string result of a quoted JSON string.
 func stringResult(q string) gjson.Result {
 	body := q[1 : len(q)-1]

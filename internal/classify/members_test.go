@@ -85,6 +85,92 @@ func TestEachMember(t *testing.T) {
 	}
 }
 
+// elements lists what an iteration over an array yields: each value's
+// type, raw text, string and number.
+func elements(each func(func(v gjson.Result) bool)) string {
+	var b strings.Builder
+	each(func(v gjson.Result) bool {
+		fmt.Fprintf(&b, "%d %q %q %v\n", v.Type, v.Raw, v.Str, v.Num)
+		return true
+	})
+	return b.String()
+}
+
+func checkElements(t *testing.T, doc string) {
+	t.Helper()
+	if !gjson.Valid(doc) {
+		return
+	}
+	arr := gjson.Parse(doc)
+	want := elements(func(fn func(v gjson.Result) bool) {
+		arr.ForEach(func(_, v gjson.Result) bool { return fn(v) })
+	})
+	got := elements(func(fn func(v gjson.Result) bool) { eachElement(arr, fn) })
+	if got != want {
+		t.Fatalf("%q:\n got %s\nwant %s", doc, got, want)
+	}
+}
+
+// TestEachElement: eachElement yields what gjson's ForEach yields as
+// values — types, raw text, decoded strings, numbers — for arrays of every
+// kind of value, strings with escapes and brackets, nested arrays and
+// objects, white space everywhere, non-arrays, and random mixes; and it
+// stops when fn says so.
+func TestEachElement(t *testing.T) {
+	for _, doc := range []string{
+		`[]`, ` [ ] `, `["a"]`, "[ \"a\" ,\n\t1 , true,false,null , -0.5e-3 ]",
+		`[{"role":"user","content":"a\nb \"q\" ]"},{"role":"assistant","content":[{"type":"text","text":"x]"}]}]`,
+		`["\u00e9\ud83d\ude00","\ud83d","\\","\/"]`, `[[1,[2,"]"]],{"a":"}"}]`,
+		`{"a":1}`, `"str"`, `12`, `null`,
+	} {
+		checkElements(t, doc)
+	}
+	pieces := []string{`a`, ` `, `\n`, `\"`, `\\`, `\u00e9`, `\ud83d\ude00`, `\ud83d`, `é`, `}`, `]`, `[`, `,`}
+	rng := rand.New(rand.NewPCG(5, 6))
+	str := func() string {
+		var b strings.Builder
+		for range rng.IntN(8) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		return `"` + b.String() + `"`
+	}
+	for range 20000 {
+		var b strings.Builder
+		b.WriteString("[")
+		for j := range rng.IntN(6) {
+			if j > 0 {
+				b.WriteString(" , "[rng.IntN(2):])
+			}
+			switch rng.IntN(5) {
+			case 0:
+				b.WriteString(str())
+			case 1:
+				b.WriteString(`{"role":` + str() + `,"content":[` + str() + `]}`)
+			case 2:
+				b.WriteString(`[` + str() + `,-0.5,null]`)
+			case 3:
+				b.WriteString("true")
+			default:
+				b.WriteString("123")
+			}
+		}
+		b.WriteString("]")
+		checkElements(t, b.String())
+	}
+	n := 0
+	eachElement(gjson.Parse(`[1,2,3]`), func(gjson.Result) bool { n++; return n < 2 })
+	if n != 2 {
+		t.Fatalf("eachElement went on after false: %d calls", n)
+	}
+}
+
+// FuzzEachElement: on any valid JSON, eachElement yields what ForEach does.
+func FuzzEachElement(f *testing.F) {
+	f.Add(`[{"role":"user","content":"a\nb"}]`)
+	f.Add(`["]",[1,{"a":"]"}],"\ud83d\ude00",-0,true]`)
+	f.Fuzz(func(t *testing.T, doc string) { checkElements(t, doc) })
+}
+
 // FuzzEachMember: on any valid JSON, eachMember yields what ForEach does.
 func FuzzEachMember(f *testing.F) {
 	f.Add(`{"role":"user","content":"a\nb"}`)

@@ -118,6 +118,62 @@ func Members(obj string, fn func(key, val string) bool) {
 	}
 }
 
+// Elements calls fn with the raw text of each element of the array arr
+// (the text of a valid JSON array), as written. Nothing is decoded. It
+// stops when fn returns false, and at the first byte that cannot continue
+// an array.
+func Elements(arr string, fn func(val string) bool) {
+	i := SkipSpace(arr, 0)
+	if i >= len(arr) || arr[i] != '[' {
+		return
+	}
+	i++
+	for {
+		i = SkipSpace(arr, i)
+		if i >= len(arr) || arr[i] == ']' {
+			return
+		}
+		if arr[i] == ',' {
+			i++
+			continue
+		}
+		end := -1
+		if arr[i] == '"' {
+			end = StringEnd(arr, i)
+		} else {
+			end = ValueEnd(arr, i)
+		}
+		if end <= i || !fn(arr[i:end]) {
+			return
+		}
+		i = end
+	}
+}
+
+// ForEach is v.ForEach — each member of an object, each element of an
+// array, as gjson reads them (an element's key its index, a Number) —
+// with each value's end found by Members or Elements: a long string is
+// skipped with IndexByte, not byte by byte, and the object or array's
+// text is walked once where gjson's ForEach walks a value once to find
+// its end and the caller again to read it. Strings are decoded as gjson
+// decodes them. v is valid JSON (request parsing checked the body);
+// TestForEach and FuzzForEach hold it to gjson's ForEach. Anything but an
+// object or array goes to v.ForEach.
+func ForEach(v gjson.Result, fn func(key, val gjson.Result) bool) {
+	switch {
+	case v.IsObject():
+		Members(v.Raw, func(k, val string) bool { return fn(gjson.Parse(k), gjson.Parse(val)) })
+	case v.IsArray():
+		key := gjson.Result{Type: gjson.Number, Num: -1}
+		Elements(v.Raw, func(val string) bool {
+			key.Num++
+			return fn(key, gjson.Parse(val))
+		})
+	default:
+		v.ForEach(fn)
+	}
+}
+
 // Member is the raw text of the first member named key of the object obj,
 // found without decoding any value — what obj.Get(key).Raw is, without the
 // copy gjson makes of a string value that has escapes. A key written with

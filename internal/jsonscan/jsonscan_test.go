@@ -1,6 +1,9 @@
 package jsonscan
 
 import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/tidwall/gjson"
@@ -53,6 +56,116 @@ func TestMember(t *testing.T) {
 			t.Errorf("Member(%q) = %q, want not found", notObject, got)
 		}
 	}
+}
+
+// TestElements: Elements yields the raw text gjson reads for each element
+// of an array, in order, stops when told to, and yields nothing for what
+// is not an array.
+func TestElements(t *testing.T) {
+	arr := ` [ "a\"]" , {"content":"]}","n":[1,2]},[["x"]], -1.5e3,true ,null,"\\",{} ] `
+	var want, got []string
+	gjson.Parse(arr).ForEach(func(_, v gjson.Result) bool { want = append(want, v.Raw); return true })
+	Elements(arr, func(v string) bool { got = append(got, v); return true })
+	if len(got) != 8 || strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("Elements = %q, gjson %q", got, want)
+	}
+	n := 0
+	Elements(`[1,2,3]`, func(string) bool { n++; return false })
+	if n != 1 {
+		t.Fatalf("Elements went on after false: %d calls", n)
+	}
+	for _, notArray := range []string{``, ` `, `{}`, `"[1]"`, `12`} {
+		Elements(notArray, func(v string) bool { t.Fatalf("Elements(%q) yielded %q", notArray, v); return true })
+	}
+}
+
+// iteration lists what a ForEach yields: each key's and value's type,
+// raw text, string and number.
+func iteration(each func(func(k, v gjson.Result) bool)) string {
+	var b strings.Builder
+	each(func(k, v gjson.Result) bool {
+		fmt.Fprintf(&b, "%d %q %q %v | %d %q %q %v\n", k.Type, k.Raw, k.Str, k.Num, v.Type, v.Raw, v.Str, v.Num)
+		return true
+	})
+	return b.String()
+}
+
+func checkForEach(t *testing.T, doc string) {
+	t.Helper()
+	if !gjson.Valid(doc) {
+		return
+	}
+	v := gjson.Parse(doc)
+	if got, want := iteration(func(fn func(k, v gjson.Result) bool) { ForEach(v, fn) }), iteration(v.ForEach); got != want {
+		t.Fatalf("%q:\n got %s\nwant %s", doc, got, want)
+	}
+}
+
+// TestForEach: ForEach yields what gjson's ForEach yields — keys (decoded,
+// or an element's index), types, raw text, decoded strings, numbers — for
+// objects and arrays of every kind of value, escapes in keys and strings,
+// brackets inside strings, nesting, white space, scalars, and random mixes.
+func TestForEach(t *testing.T) {
+	for _, doc := range []string{
+		`{}`, `[]`, ` { "a" : "b" , "c":[1,"]"] } `, "[ \"x\" ,\n\t-1.5e3 , true,false,null,{\"k\":\"}\"} ]",
+		`{"mod\u0065l":"gpt","messages":[{"role":"user","content":"a\nb \"q\""}],"n":2,"stream":true,"user":"\ud83d\ude00"}`,
+		`"str"`, `12`, `null`, `true`,
+	} {
+		checkForEach(t, doc)
+	}
+	pieces := []string{`a`, ` `, `\n`, `\"`, `\\`, `\u00e9`, `\ud83d\ude00`, `\ud83d`, `é`, `}`, `]`, `[`, `{`, `,`, `:`}
+	rng := rand.New(rand.NewPCG(7, 8))
+	str := func() string {
+		var b strings.Builder
+		for range rng.IntN(6) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		return `"` + b.String() + `"`
+	}
+	value := func() string {
+		switch rng.IntN(5) {
+		case 0:
+			return str()
+		case 1:
+			return `{` + str() + `:[` + str() + `,1]}`
+		case 2:
+			return `[` + str() + `,-0.5,null]`
+		case 3:
+			return "false"
+		}
+		return "42"
+	}
+	for range 20000 {
+		var b strings.Builder
+		obj := rng.IntN(2) == 0
+		if obj {
+			b.WriteString("{")
+		} else {
+			b.WriteString("[")
+		}
+		for j := range rng.IntN(5) {
+			if j > 0 {
+				b.WriteString(" ,"[rng.IntN(2):])
+			}
+			if obj {
+				b.WriteString(str() + " : ")
+			}
+			b.WriteString(value())
+		}
+		if obj {
+			b.WriteString("}")
+		} else {
+			b.WriteString("]")
+		}
+		checkForEach(t, b.String())
+	}
+}
+
+// FuzzForEach holds ForEach to gjson's on any valid JSON.
+func FuzzForEach(f *testing.F) {
+	f.Add(`{"model":"auto","messages":[{"role":"user","content":"a\nb"}],"metadata":{"k":"v"}}`)
+	f.Add(`["]",[1,{"a":"]"}],"\ud83d\ude00",-0,true]`)
+	f.Fuzz(func(t *testing.T, doc string) { checkForEach(t, doc) })
 }
 
 // FuzzMember holds Member to gjson's reading of any valid JSON object.

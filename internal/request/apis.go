@@ -4,6 +4,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/jsonscan"
 )
 
 // The endpoints stellwerk routes, as the policy input names them
@@ -81,7 +82,7 @@ func ParseEmbeddings(body []byte) (Chat, error) {
 	}
 	c := Chat{API: APIEmbeddings, Choices: 1}
 	var model, input, format, dims gjson.Result
-	root.ForEach(func(k, v gjson.Result) bool {
+	jsonscan.ForEach(root, func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "model":
 			model = v
@@ -128,7 +129,7 @@ func ParseCompletions(body []byte) (Chat, error) {
 	}
 	c := Chat{API: APICompletions, Choices: 1}
 	var model, prompt, stream, maxTokens, n gjson.Result
-	root.ForEach(func(k, v gjson.Result) bool {
+	jsonscan.ForEach(root, func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "model":
 			model = v
@@ -204,7 +205,7 @@ func checkInput(v gjson.Result, name string) *apierr.Error {
 	}
 	var bad *apierr.Error
 	i, kind := 0, gjson.Null // kind: String, Number, or JSON for arrays
-	v.ForEach(func(_, e gjson.Result) bool {
+	jsonscan.ForEach(v, func(_, e gjson.Result) bool {
 		k := e.Type
 		if e.IsObject() {
 			k = gjson.Null // no valid element is null: refused below
@@ -222,7 +223,7 @@ func checkInput(v gjson.Result, name string) *apierr.Error {
 			}
 		case k == gjson.JSON:
 			j := 0
-			e.ForEach(func(_, t gjson.Result) bool {
+			jsonscan.ForEach(e, func(_, t gjson.Result) bool {
 				if !tokenID(t) {
 					bad = apierr.BadRequest("invalid_value", name, "%s[%d][%d] must be a token id (a non-negative integer)", name, i, j)
 					return false

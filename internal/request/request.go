@@ -73,7 +73,7 @@ func ParseChat(body []byte) (Chat, error) {
 	}
 	c := Chat{API: APIChat}
 	var model, messages, stream, maxTokens, maxCompletion, policy gjson.Result
-	root.ForEach(func(k, v gjson.Result) bool {
+	jsonscan.ForEach(root, func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "model":
 			model = v
@@ -108,7 +108,7 @@ func ParseChat(body []byte) (Chat, error) {
 				c.User = v.Str
 			}
 		case "metadata":
-			v.ForEach(func(mk, mv gjson.Result) bool {
+			jsonscan.ForEach(v, func(mk, mv gjson.Result) bool {
 				if mv.Type == gjson.String && len(mk.Str) <= 64 && len(mv.Str) <= 512 {
 					if c.Metadata == nil {
 						c.Metadata = map[string]string{}
@@ -132,7 +132,7 @@ func ParseChat(body []byte) (Chat, error) {
 		return Chat{}, apierr.BadRequest("invalid_type", "messages", "messages must be an array")
 	}
 	var bad *apierr.Error
-	messages.ForEach(func(_, m gjson.Result) bool {
+	jsonscan.ForEach(messages, func(_, m gjson.Result) bool {
 		if !m.IsObject() {
 			bad = apierr.BadRequest("invalid_type", "messages", "messages[%d] must be an object", c.Messages)
 			return false
@@ -145,7 +145,7 @@ func ParseChat(body []byte) (Chat, error) {
 		// of parts is read here, and decoding a long prompt's escapes
 		// was half of parsing it.
 		if content, ok := jsonscan.Member(m.Raw, "content"); ok && !c.Vision && content[0] == '[' {
-			gjson.Parse(content).ForEach(func(_, part gjson.Result) bool {
+			jsonscan.ForEach(gjson.Parse(content), func(_, part gjson.Result) bool {
 				if t := part.Get("type").Str; t == "image_url" || t == "input_image" {
 					c.Vision = true
 				}
