@@ -318,17 +318,11 @@ func nextDigit(s string, i int) int {
 // into the next lane), and a byte from 0x80 on is cleared by &^ x.
 func digits8(s string, i int) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	x := load8(s, i)
+	_ = s[i+7]
+	x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
 	low := x &^ highs
 	return (ones*(127+'9'+1) - low) &^ x & (low + ones*(127-('0'-1))) & highs
-}
-
-// load8 is the eight bytes of s from i as a word, the first in the low
-// byte.
-func load8(s string, i int) uint64 {
-	_ = s[i+7]
-	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
 }
 
 // hasPrefixFold reports whether s starts with the lower-case prefix,

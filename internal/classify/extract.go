@@ -156,7 +156,7 @@ func (x *extraction) add(s Segment) {
 }
 
 func (x *extraction) messages(msgs gjson.Result) {
-	eachElement(msgs, func(m gjson.Result) bool {
+	jsonscan.ForEach(msgs, func(_, m gjson.Result) bool {
 		idx := x.turns
 		x.turns++
 		if x.limit != "" { // keep counting turns for the token estimate
@@ -169,14 +169,14 @@ func (x *extraction) messages(msgs gjson.Result) {
 		// Duplicate members are refused by request parsing, so the first
 		// role is the only one.
 		role := m.Get("role").Str
-		eachMember(m, func(k, v gjson.Result) bool {
+		jsonscan.ForEach(m, func(k, v gjson.Result) bool {
 			switch k.Str {
 			case "role":
 			case "content":
 				x.content(idx, role, "content", v)
 			case "tool_calls":
 				i := -1
-				eachElement(v, func(call gjson.Result) bool {
+				jsonscan.ForEach(v, func(_, call gjson.Result) bool {
 					i++
 					x.object(idx, role, "tool_calls["+strconv.Itoa(i)+"]", call, true)
 					return x.limit == ""
@@ -205,7 +205,7 @@ func (x *extraction) input(v gjson.Result, field string) {
 		return
 	}
 	i := -1
-	eachElement(v, func(e gjson.Result) bool {
+	jsonscan.ForEach(v, func(_, e gjson.Result) bool {
 		i++
 		x.turns++
 		switch {
@@ -260,7 +260,7 @@ func (x *extraction) parts(msg int, role, field string, v gjson.Result) {
 		n++
 	}
 	i := -1
-	eachElement(v, func(p gjson.Result) bool {
+	jsonscan.ForEach(v, func(_, p gjson.Result) bool {
 		i++
 		if !x.piece() {
 			return false
@@ -269,7 +269,7 @@ func (x *extraction) parts(msg int, role, field string, v gjson.Result) {
 		case p.Type == gjson.String: // some clients send bare strings
 			join(p.Str)
 		case p.IsObject():
-			eachMember(p, func(k, pv gjson.Result) bool {
+			jsonscan.ForEach(p, func(k, pv gjson.Result) bool {
 				switch k.Str {
 				case "type":
 				case "text", "refusal":
@@ -316,7 +316,7 @@ func partTexts(p gjson.Result, fn func(key, text string)) {
 	if !p.IsObject() {
 		return
 	}
-	eachMember(p, func(k, pv gjson.Result) bool {
+	jsonscan.ForEach(p, func(k, pv gjson.Result) bool {
 		if (k.Str == "text" || k.Str == "refusal") && pv.Type == gjson.String && pv.Str != "" {
 			fn(k.Str, pv.Str)
 		}
@@ -334,13 +334,13 @@ func (s *Segment) Parts() []PartSpan {
 	}
 	content := gjson.Parse(s.content)
 	count := 0
-	eachElement(content, func(p gjson.Result) bool {
+	jsonscan.ForEach(content, func(_, p gjson.Result) bool {
 		partTexts(p, func(string, string) { count++ })
 		return true
 	})
 	spans := make([]PartSpan, 0, count)
 	n, i := 0, -1
-	eachElement(content, func(p gjson.Result) bool {
+	jsonscan.ForEach(content, func(_, p gjson.Result) bool {
 		i++
 		partTexts(p, func(key, text string) {
 			spans = append(spans, PartSpan{Index: i, Key: key, Start: n})
@@ -362,7 +362,7 @@ func partField(field string, i int, key string) string {
 // list reads an array of tool definitions.
 func (x *extraction) list(v gjson.Result, field string) {
 	i := -1
-	eachElement(v, func(t gjson.Result) bool {
+	jsonscan.ForEach(v, func(_, t gjson.Result) bool {
 		i++
 		x.object(-1, "", field+"["+strconv.Itoa(i)+"]", t, true)
 		return x.limit == ""
@@ -377,7 +377,7 @@ func (x *extraction) object(msg int, role, field string, v gjson.Result, descend
 		x.value(msg, role, field, "", v)
 		return
 	}
-	eachMember(v, func(k, mv gjson.Result) bool {
+	jsonscan.ForEach(v, func(k, mv gjson.Result) bool {
 		switch {
 		case k.Str == "type":
 		case descend && mv.IsObject() && (k.Str == "function" || k.Str == "custom" || k.Str == "json_schema"):
@@ -435,7 +435,7 @@ func unescapeJSON(raw string) string {
 			break
 		}
 		b.WriteByte('"')
-		b.WriteString(stringResult(raw[:end]).Str)
+		b.WriteString(jsonscan.String(raw[:end]).Str)
 		b.WriteByte('"')
 		raw = raw[end:]
 	}

@@ -1,8 +1,10 @@
 // Package jsonscan walks the raw text of JSON that is already known to be
-// valid (request parsing checked it) without decoding it: where a value
-// ends, and where an object's member is. Decoding a long string (a 32 KB
-// prompt with a line break in every line) costs a copy and a pass over it;
-// these functions only find the closing quote.
+// valid (request parsing checked it): where a value ends, and where an
+// object's member or an array's element is, found without decoding
+// anything (a closing quote by IndexByte). ForEach and String read values
+// as gjson does on top of that, decoding a string's escapes in runs
+// (a 32 KB prompt with a line break in every line costs one copy, not a
+// byte-by-byte pass).
 package jsonscan
 
 import (
@@ -155,23 +157,32 @@ func Elements(arr string, fn func(val string) bool) {
 // with each value's end found by Members or Elements: a long string is
 // skipped with IndexByte, not byte by byte, and the object or array's
 // text is walked once where gjson's ForEach walks a value once to find
-// its end and the caller again to read it. Strings are decoded as gjson
-// decodes them. v is valid JSON (request parsing checked the body);
-// TestForEach and FuzzForEach hold it to gjson's ForEach. Anything but an
-// object or array goes to v.ForEach.
+// its end and the caller again to read it. Strings are decoded by String
+// (escape-free runs copied whole, where gjson decodes byte by byte),
+// exactly as gjson decodes them. v is valid JSON (request parsing checked
+// the body); TestForEach and FuzzForEach hold it to gjson's ForEach.
+// Anything but an object or array goes to v.ForEach.
 func ForEach(v gjson.Result, fn func(key, val gjson.Result) bool) {
 	switch {
 	case v.IsObject():
-		Members(v.Raw, func(k, val string) bool { return fn(gjson.Parse(k), gjson.Parse(val)) })
+		Members(v.Raw, func(k, val string) bool { return fn(String(k), value(val)) })
 	case v.IsArray():
 		key := gjson.Result{Type: gjson.Number, Num: -1}
 		Elements(v.Raw, func(val string) bool {
 			key.Num++
-			return fn(key, gjson.Parse(val))
+			return fn(key, value(val))
 		})
 	default:
 		v.ForEach(fn)
 	}
+}
+
+// value is gjson's reading of the raw JSON value raw.
+func value(raw string) gjson.Result {
+	if raw[0] == '"' {
+		return String(raw)
+	}
+	return gjson.Parse(raw)
 }
 
 // Member is the raw text of the first member named key of the object obj,

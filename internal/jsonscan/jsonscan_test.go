@@ -161,10 +161,117 @@ func TestForEach(t *testing.T) {
 	}
 }
 
+// TestForEachMembers: ForEach yields what gjson's ForEach yields — keys,
+// types, raw values and decoded strings — for objects with every kind of
+// value, escapes of every kind (surrogate pairs, lone and broken ones),
+// nested objects with strings holding brackets and quotes, white space
+// everywhere, non-objects, and random mixes of those pieces.
+func TestForEachMembers(t *testing.T) {
+	for _, doc := range []string{
+		`{}`, ` { } `, `{"a":"b"}`, "{ \"a\" :\n\t\"b\" , \"c\":1 }",
+		`{"role":"user","content":"line\nbreak \"quoted\" back\\slash \/ \b\f\r\t tab"}`,
+		`{"e":"\u00e9\u4e2d\ud83d\ude00 pair","lone":"\ud83d alone","bad":"\ud83d\u0041","low":"\ude00"}`,
+		`{"k\"ey":"v","k\\":"\\","\u0041":"A"}`,
+		`{"n":-1.5e3,"t":true,"f":false,"z":null,"o":{"x":"}]","y":[1,{"z":"\"}"}]},"a":[]}`,
+		`{"content":[{"type":"text","text":"part \"one\""},{"type":"text","text":"two\n"}]}`,
+		`[1,2]`, `"str"`, `12`, `null`,
+	} {
+		checkForEach(t, doc)
+	}
+	pieces := []string{`a`, ` `, `\n`, `\"`, `\\`, `\/`, `\u00e9`, `\ud83d\ude00`, `\ud83d`, `\u0000`, `\t`, `é`, `}`, `]`, `{`, `,`, `:`}
+	rng := rand.New(rand.NewPCG(3, 4))
+	str := func() string {
+		var b strings.Builder
+		for range rng.IntN(8) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		return `"` + b.String() + `"`
+	}
+	for range 20000 {
+		var b strings.Builder
+		b.WriteString("{")
+		for j := range rng.IntN(5) {
+			if j > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString(str() + ":")
+			switch rng.IntN(4) {
+			case 0:
+				b.WriteString(str())
+			case 1:
+				b.WriteString(`{"x":` + str() + `,"y":[` + str() + `]}`)
+			case 2:
+				b.WriteString(`[` + str() + `,-0.5,null]`)
+			default:
+				b.WriteString("123")
+			}
+		}
+		b.WriteString("}")
+		checkForEach(t, b.String())
+	}
+}
+
+// TestForEachElements: ForEach yields what gjson's ForEach yields for
+// arrays — types, raw text, decoded strings, numbers — for arrays of every
+// kind of value, strings with escapes and brackets, nested arrays and
+// objects, white space everywhere, non-arrays, and random mixes; and it
+// stops when fn says so.
+func TestForEachElements(t *testing.T) {
+	for _, doc := range []string{
+		`[]`, ` [ ] `, `["a"]`, "[ \"a\" ,\n\t1 , true,false,null , -0.5e-3 ]",
+		`[{"role":"user","content":"a\nb \"q\" ]"},{"role":"assistant","content":[{"type":"text","text":"x]"}]}]`,
+		`["\u00e9\ud83d\ude00","\ud83d","\\","\/"]`, `[[1,[2,"]"]],{"a":"}"}]`,
+		`{"a":1}`, `"str"`, `12`, `null`,
+	} {
+		checkForEach(t, doc)
+	}
+	pieces := []string{`a`, ` `, `\n`, `\"`, `\\`, `\u00e9`, `\ud83d\ude00`, `\ud83d`, `é`, `}`, `]`, `[`, `,`}
+	rng := rand.New(rand.NewPCG(5, 6))
+	str := func() string {
+		var b strings.Builder
+		for range rng.IntN(8) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		return `"` + b.String() + `"`
+	}
+	for range 20000 {
+		var b strings.Builder
+		b.WriteString("[")
+		for j := range rng.IntN(6) {
+			if j > 0 {
+				b.WriteString(" , "[rng.IntN(2):])
+			}
+			switch rng.IntN(5) {
+			case 0:
+				b.WriteString(str())
+			case 1:
+				b.WriteString(`{"role":` + str() + `,"content":[` + str() + `]}`)
+			case 2:
+				b.WriteString(`[` + str() + `,-0.5,null]`)
+			case 3:
+				b.WriteString("true")
+			default:
+				b.WriteString("123")
+			}
+		}
+		b.WriteString("]")
+		checkForEach(t, b.String())
+	}
+	n := 0
+	ForEach(gjson.Parse(`[1,2,3]`), func(_, _ gjson.Result) bool { n++; return n < 2 })
+	if n != 2 {
+		t.Fatalf("ForEach went on after false: %d calls", n)
+	}
+}
+
 // FuzzForEach holds ForEach to gjson's on any valid JSON.
 func FuzzForEach(f *testing.F) {
 	f.Add(`{"model":"auto","messages":[{"role":"user","content":"a\nb"}],"metadata":{"k":"v"}}`)
 	f.Add(`["]",[1,{"a":"]"}],"\ud83d\ude00",-0,true]`)
+	f.Add(`[{"role":"user","content":"a\nb"}]`)
+	f.Add(`{"role":"user","content":"a\nb"}`)
+	f.Add(`{"a":{"b":"}"},"c":[1,"]"],"d":"\ud83d\ude00"}`)
+	f.Add(`{"x":"\ud800\u0041","y":-0}`)
 	f.Fuzz(func(t *testing.T, doc string) { checkForEach(t, doc) })
 }
 

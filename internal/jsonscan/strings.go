@@ -1,4 +1,4 @@
-package classify
+package jsonscan
 
 import (
 	"strconv"
@@ -8,50 +8,11 @@ import (
 	"unsafe"
 
 	"github.com/tidwall/gjson"
-
-	"github.com/stellwerk/stellwerk/internal/jsonscan"
 )
 
-// eachMember calls fn with each member of the JSON object obj, as
-// obj.ForEach does, but a string value's text is decoded by unescape
-// (escape-free runs copied whole) instead of gjson's byte-by-byte decoding,
-// which was the largest part of reading a long prompt. Other values are
-// gjson's. obj is valid JSON (request parsing checked the body);
-// TestEachMember and FuzzEachMember hold it to ForEach on any valid JSON.
-func eachMember(obj gjson.Result, fn func(key, val gjson.Result) bool) {
-	if !obj.IsObject() {
-		obj.ForEach(fn)
-		return
-	}
-	jsonscan.Members(obj.Raw, func(key, val string) bool {
-		if val[0] == '"' {
-			return fn(stringResult(key), stringResult(val))
-		}
-		return fn(stringResult(key), gjson.Parse(val))
-	})
-}
-
-// eachElement calls fn with each element of the JSON array arr, as
-// arr.ForEach does with its values, the array's text walked once with the
-// closing quotes of strings found by IndexByte (jsonscan) instead of
-// gjson's byte-by-byte skipping, and strings decoded as eachMember does.
-// Anything but an array goes to ForEach. TestEachElement and
-// FuzzEachElement hold it to ForEach on any valid JSON.
-func eachElement(arr gjson.Result, fn func(val gjson.Result) bool) {
-	if !arr.IsArray() {
-		arr.ForEach(func(_, v gjson.Result) bool { return fn(v) })
-		return
-	}
-	jsonscan.Elements(arr.Raw, func(val string) bool {
-		if val[0] == '"' {
-			return fn(stringResult(val))
-		}
-		return fn(gjson.Parse(val))
-	})
-}
-
-// stringResult is the gjson string result of a quoted JSON string.
-func stringResult(q string) gjson.Result {
+// String is gjson's reading of the quoted JSON string q (its Raw), its
+// text decoded by unescape when it has escapes.
+func String(q string) gjson.Result {
 	body := q[1 : len(q)-1]
 	r := gjson.Result{Type: gjson.String, Raw: q, Str: body}
 	if strings.IndexByte(body, '\\') >= 0 {
@@ -124,7 +85,9 @@ func unescape(s string) string {
 // whole: a lane's top bit survives only when some byte matches).
 func clean8(s string, i int) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	x := load8(s, i)
+	_ = s[i+7]
+	x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
 	bs := x ^ (ones * '\\')
 	return ((x-ones*0x20)&^x|(bs-ones)&^bs)&highs == 0
 }
