@@ -12,6 +12,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/mockllm"
 )
 
@@ -96,6 +97,55 @@ func TestStreamFirstByteTimeout(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "primary" || len(claude.Requests()) != 0 {
 		t.Errorf("a slow JSON answer: status %d provider %q, claude got %d requests: %s", resp.StatusCode,
 			resp.Header.Get("x-stellwerk-provider"), len(claude.Requests()), b)
+	}
+}
+
+// TestStreamFirstByteTimeoutOff: with the first-byte timeout off
+// (stream_first_byte_timeout equal to attempt_timeout), a stream's first
+// attempt goes straight to its provider, as a JSON request's does, not
+// through the failover cluster and an internal listener (docs/failover.md),
+// and fails over as before: a 503 is retried on the plan's next provider,
+// and a slow start is waited for within attempt_timeout.
+func TestStreamFirstByteTimeoutOff(t *testing.T) {
+	t.Parallel()
+	s := failoverStackWith(t, func(c *config.Config) {
+		c.Failover.AttemptTimeout = 20 * time.Second
+		c.Failover.StreamFirstByteTimeout = 20 * time.Second
+	})
+	primary, claude := s.Providers["primary"], s.Providers["claude"]
+	stream := `{"model":"auto","stream":true,"messages":[{"role":"user","content":"hello there"}]}`
+	done := func(data []string) bool { return len(data) > 1 && data[len(data)-1] == "[DONE]" }
+
+	prov, fo := "provider_primary.upstream_rq_total", header.FailoverCluster+".upstream_rq_total"
+	before := envoyCounters(t, s, "cluster.")
+	resp, data := streamReq(t, s, stream, nil)
+	if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "primary" || !done(data) {
+		t.Fatalf("stream: status %d provider %q: %q", resp.StatusCode, resp.Header.Get("x-stellwerk-provider"), data)
+	}
+	if now := envoyCounters(t, s, "cluster."); now[prov]-before[prov] != 1 || now[fo] != before[fo] {
+		t.Errorf("provider cluster %d → %d, failover cluster %d → %d: want the provider's cluster straight away",
+			before[prov], now[prov], before[fo], now[fo])
+	}
+	if rs := primary.Requests(); len(rs) != 1 || rs[0].Header.Get(header.Plan) != "" || rs[0].Header.Get(header.FirstByte) != "" {
+		t.Errorf("the provider got %d requests, the first with headers %v", len(rs), rs[0].Header)
+	}
+
+	resetAll(s)
+	primary.SetBehavior(mockllm.Behavior{Status: 503})
+	resp, data = streamReq(t, s, stream, nil)
+	if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "claude" || resp.Header.Get("x-stellwerk-attempts") != "2" || !done(data) {
+		t.Fatalf("primary 503: status %d provider %q attempts %q: %q", resp.StatusCode, resp.Header.Get("x-stellwerk-provider"),
+			resp.Header.Get("x-stellwerk-attempts"), data)
+	}
+	if cr := claude.Requests(); len(cr) != 1 || cr[0].Header.Get(header.Plan) != "" {
+		t.Errorf("the fallback got %d requests", len(cr))
+	}
+
+	resetAll(s)
+	primary.SetBehavior(mockllm.Behavior{FirstByteDelay: 2 * time.Second})
+	resp, data = streamReq(t, s, stream, nil)
+	if resp.Header.Get("x-stellwerk-provider") != "primary" || !done(data) || len(claude.Requests()) != 0 {
+		t.Errorf("a slow start: provider %q, claude got %d requests: %q", resp.Header.Get("x-stellwerk-provider"), len(claude.Requests()), data)
 	}
 }
 

@@ -598,8 +598,8 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 	// retry's egress listener must get the Responses request itself. A
 	// Messages request is, when its provider speaks Anthropic: the rewrite
 	// only renames the model, and a retry's egress listener can rewrite
-	// that body for its own provider. A stream with a fallback gets its
-	// first-byte timeout from the egress listener's route for it
+	// that body for its own provider. A stream whose first model has a
+	// first-byte timeout gets it from the egress listener's route for it
 	// (header.FirstByte).
 	var plain bool
 	if p.endpoint == epMessages {
@@ -665,11 +665,16 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 
 // firstCluster is the first-attempt cluster of a plan's first model, when
 // its first attempt can go straight to its provider (xds/firstattempt.go):
-// a JSON answer (a stream's first-byte timeout needs the egress listener's
-// route), the provider's shared credential, a cluster Envoy has.
+// the provider's shared credential, a cluster Envoy has, and no first-byte
+// timeout to keep. A stream's first-byte timeout needs the egress
+// listener's route: Envoy's router has one per-try timeout for all of a
+// request's attempts, so the client-facing router cannot give the first
+// attempt a shorter one than the last (docs/failover.md). A stream whose
+// first model has it off waits for its first byte as long as a JSON
+// answer does, so it goes straight too.
 func (p *edge) firstCluster(first *catalog.Model, wc string) string {
 	f := p.state.Failover
-	if f == nil || wc != "" || (p.result != nil && p.result.Chat.Stream) {
+	if f == nil || wc != "" || (p.result != nil && p.result.Chat.Stream && first.FirstByteTimeout > 0) {
 		return ""
 	}
 	return f.First[first.Provider.Name]

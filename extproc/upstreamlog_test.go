@@ -225,6 +225,34 @@ func TestFirstAttemptDirect(t *testing.T) {
 	}
 }
 
+// TestFirstAttemptDirectStream: a stream's first attempt goes to its
+// model's first-attempt cluster only when that model has no first-byte
+// timeout; with one, the stream keeps the failover cluster, whose egress
+// listener's route applies it (header.FirstByte).
+func TestFirstAttemptDirectStream(t *testing.T) {
+	for _, fb := range []time.Duration{0, 10 * time.Second} {
+		st := failoverState(t)
+		st.Failover.First = map[string]string{"a": "stellwerk_first_a", "b": "stellwerk_first_b"}
+		for _, m := range st.Router.Catalog.Models() {
+			m.FirstByteTimeout = fb
+		}
+		e := openStream(New(st, zap.NewNop()), "")
+		e.do(headersMsg("POST", "/v1/chat/completions", false, "x-request-id", "rid-s"))
+		resp := e.do(bodyMsg(`{"model":"auto","stream":true,"messages":[{"role":"user","content":"hello"}]}`))
+		hs := setHeaders(resp.GetRequestBody().GetResponse().GetHeaderMutation())
+		sw := resp.GetDynamicMetadata().GetFields()[header.MetadataNamespace].GetStructValue().GetFields()
+		if fb == 0 {
+			if hs[header.Cluster] != "stellwerk_first_a" || hs[header.MaxRetries] != "1" || hs[header.FirstByte] != "" ||
+				hs[header.Plan] != "" || sw[header.PlanKey].GetStringValue() == "" {
+				t.Errorf("no first-byte timeout: edge headers %v, metadata %v", hs, sw)
+			}
+		} else if hs[header.Cluster] != header.FailoverCluster || hs[header.FirstByte] != "10000" || hs[header.Plan] == "" {
+			t.Errorf("first-byte timeout %s: edge headers %v", fb, hs)
+		}
+		e.end()
+	}
+}
+
 // TestFirstAttemptDirectElsewhere: the upstream log's entry of a first
 // attempt whose edge stream another replica holds still reaches the
 // provider's health: by the model in the answer, or, with no answer, as
