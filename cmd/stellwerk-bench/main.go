@@ -93,6 +93,7 @@ type common struct {
 	shape                  string
 	ledger                 string
 	maxAttempts            int
+	firstByteTimeout       time.Duration
 	floor                  string
 	floorTransport         string
 	prompts                string
@@ -112,6 +113,7 @@ func (c *common) register(fs *flag.FlagSet) {
 		" (the task classifier's corpus of 728 prompts in turn, each filled to the size: every request classified and routed anew), "+
 		bench.PromptsConversation+" (the same prompts as conversations of 8 turns, each request resending the turns before it on top of the size; chat only) or "+
 		bench.PromptsSame+" (one prompt, every request alike, as the figures before 2026-12-03)")
+	fs.DurationVar(&c.firstByteTimeout, "stream-first-byte-timeout", 0, "run only: the production shape's failover.stream_first_byte_timeout (0: the config's default, 10s; 60s, the attempt timeout, turns it off, so a stream's first attempt goes straight to its provider)")
 	fs.IntVar(&c.maxAttempts, "max-attempts", 0, "run only: the production shape's failover.max_attempts (0: the config's default, 3; 1 takes failover's internal-listener hop out)")
 	fs.StringVar(&c.floor, "floor", bench.FloorOne, "run only: the floor's ext_proc mode: "+bench.FloorOne+
 		" (the request body alone, one round trip: the floor issue 12 measures against) or "+bench.FloorPipelined+
@@ -197,7 +199,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var problems []string
 	o := bench.Options{Duration: *duration, Slice: *slice, Warmup: *warmup, Timeout: *timeout,
 		Target: *target, Model: *model, Headers: headers.m, EnvoyConcurrency: c.concurrency, Transport: c.transport,
-		Shape: c.shape, Ledger: c.ledger, MaxAttempts: c.maxAttempts, FloorMode: c.floor, FloorTransport: c.floorTransport, QuietBelow: *quietBelow, QuietWait: *quietWait, Retries: *retries,
+		Shape: c.shape, Ledger: c.ledger, MaxAttempts: c.maxAttempts, FirstByteTimeout: c.firstByteTimeout, FloorMode: c.floor, FloorTransport: c.floorTransport, QuietBelow: *quietBelow, QuietWait: *quietWait, Retries: *retries,
 		Command: commandLine("run", args), Progress: stderr}
 	var err error
 	if o.Rates, err = parseList(*rates, func(s string) (float64, error) {

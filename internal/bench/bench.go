@@ -57,6 +57,9 @@ type Options struct {
 	// MaxAttempts is the production shape's failover.max_attempts
 	// (StackOptions).
 	MaxAttempts int
+	// FirstByteTimeout is the production shape's
+	// failover.stream_first_byte_timeout (StackOptions).
+	FirstByteTimeout time.Duration
 	// FloorMode is Envoy F's processing mode (StackOptions): FloorOne
 	// (the default) or FloorPipelined.
 	FloorMode string
@@ -294,7 +297,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		floorTransport := cmpOr(o.FloorTransport, noopextproc.TransportGRPC)
 		noopArgv := append(slices.Clone(o.NoopArgv), "--transport", floorTransport)
 		stack, err = StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy, StellwerkArgv: []string{o.Stellwerk, "serve"},
-			EnvoyConcurrency: o.EnvoyConcurrency, Baseline: true, NoopArgv: noopArgv, Shape: o.Shape, Ledger: o.Ledger, MaxAttempts: o.MaxAttempts,
+			EnvoyConcurrency: o.EnvoyConcurrency, Baseline: true, NoopArgv: noopArgv, Shape: o.Shape, Ledger: o.Ledger, MaxAttempts: o.MaxAttempts, FirstByteTimeout: o.FirstByteTimeout,
 			FloorMode: o.FloorMode, Dir: dir, Progress: o.Progress, Transport: o.Transport})
 		if err != nil {
 			return nil, err

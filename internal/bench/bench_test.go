@@ -673,3 +673,30 @@ func stackBinaries(t *testing.T) (root, envoy, bin string) {
 	}
 	return root, envoy, bin
 }
+
+// TestFailoverConfig: the production shape's failover settings are written
+// only where a flag set them, under the config's own keys.
+func TestFailoverConfig(t *testing.T) {
+	if s := failoverConfig(0, 0); s != "" {
+		t.Errorf("nothing set: %q", s)
+	}
+	var c struct {
+		Failover struct {
+			MaxAttempts            int    `yaml:"max_attempts"`
+			StreamFirstByteTimeout string `yaml:"stream_first_byte_timeout"`
+		} `yaml:"failover"`
+	}
+	if err := yaml.Unmarshal([]byte(failoverConfig(1, time.Minute)), &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Failover.MaxAttempts != 1 || c.Failover.StreamFirstByteTimeout != "1m0s" {
+		t.Errorf("both set: %+v", c.Failover)
+	}
+	c.Failover.MaxAttempts = 0
+	if err := yaml.Unmarshal([]byte(failoverConfig(0, 2*time.Second)), &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Failover.MaxAttempts != 0 || c.Failover.StreamFirstByteTimeout != "2s" {
+		t.Errorf("the timeout alone: %+v", c.Failover)
+	}
+}

@@ -264,7 +264,7 @@ func writeShape(o StackOptions, grpc string, adminPort, listenPort, providerPort
 			return "", nil, nil, err
 		}
 		env = append(env, "STELLWERK_BENCH_KEY="+virtualKey, "STELLWERK_BENCH_KEY_PRIME="+primeKey, "STELLWERK_BENCH_KEY_LEGAL="+legal)
-		return cfgPath, &cat, env, os.WriteFile(cfgPath, []byte(productionConfig(grpc, adminPort, listenPort, o.AccessLog)+ledgerConfig(o.Ledger, redisAddr)+failoverConfig(o.MaxAttempts)), 0o600)
+		return cfgPath, &cat, env, os.WriteFile(cfgPath, []byte(productionConfig(grpc, adminPort, listenPort, o.AccessLog)+ledgerConfig(o.Ledger, redisAddr)+failoverConfig(o.MaxAttempts, o.FirstByteTimeout)), 0o600)
 	}
 	return "", nil, nil, fmt.Errorf("shape %q: want one of %s", o.Shape, strings.Join(Shapes, ", "))
 }
@@ -327,10 +327,18 @@ func primeOne(ctx context.Context, s *Stack, model string) string {
 	return resp.Status
 }
 
-// failoverConfig sets failover.max_attempts when n is not 0.
-func failoverConfig(n int) string {
-	if n == 0 {
+// failoverConfig sets failover.max_attempts and
+// failover.stream_first_byte_timeout where they are not 0.
+func failoverConfig(n int, firstByte time.Duration) string {
+	var b strings.Builder
+	if n != 0 {
+		fmt.Fprintf(&b, "  max_attempts: %d\n", n)
+	}
+	if firstByte != 0 {
+		fmt.Fprintf(&b, "  stream_first_byte_timeout: %s\n", firstByte)
+	}
+	if b.Len() == 0 {
 		return ""
 	}
-	return fmt.Sprintf("failover:\n  max_attempts: %d\n", n)
+	return "failover:\n" + b.String()
 }

@@ -66,6 +66,11 @@ type StackOptions struct {
 	// MaxAttempts sets the production shape's failover.max_attempts; 0
 	// keeps the config's default.
 	MaxAttempts int
+	// FirstByteTimeout sets the production shape's
+	// failover.stream_first_byte_timeout; 0 keeps the config's default,
+	// and the attempt timeout (60s) turns it off, which lets a stream's
+	// first attempt go straight to its provider (docs/failover.md).
+	FirstByteTimeout time.Duration
 	// FloorMode is the processing mode of Envoy F's ext_proc filter:
 	// FloorOne (the default: the request body alone, one round trip, the
 	// floor issue 12 measures against) or FloorPipelined (every phase
