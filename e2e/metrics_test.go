@@ -125,6 +125,13 @@ func TestMetricsAfterEveryKind(t *testing.T) {
 	for _, w := range wrong {
 		t.Error(w)
 	}
+	// The policy's decision memo: the first decision is evaluated, and
+	// every decision is counted once, evaluated or answered from the memo
+	// (the two auto requests, the pinned stream and the denied one at least).
+	hits, misses := promSample(mfs, "stellwerk_policy_memo_hits_total", ""), promSample(mfs, "stellwerk_policy_memo_misses_total", "")
+	if misses < 1 || hits+misses < 4 {
+		t.Errorf("policy memo: %v hits, %v misses", hits, misses)
+	}
 	for _, secret := range []string{"sk-app-secret", "sk-capped", "sk-primary", "jane@example.com", "AKIA", "hello there", `key="app"`} {
 		if strings.Contains(text, secret) {
 			t.Errorf("the metrics hold %q", secret)

@@ -234,6 +234,11 @@ type Scenario struct {
 	StellwerkClassifyUS float64 `json:"stellwerk_classify_us_mean,omitempty"`
 	StellwerkPolicyUS   float64 `json:"stellwerk_policy_us_mean,omitempty"`
 	StellwerkSelectUS   float64 `json:"stellwerk_select_us_mean,omitempty"`
+	// StellwerkPolicyMemoPct is the share of the scenario's decisions the
+	// policy's memo answered without an evaluation, per cent
+	// (stellwerk_policy_memo_hits_total and _misses_total); -1 when
+	// unknown.
+	StellwerkPolicyMemoPct float64 `json:"stellwerk_policy_memo_pct"`
 	// StellwerkRSSKB is stellwerk's resident set at the end of the scenario;
 	// StellwerkPeakRSSKB its peak since it started.
 	StellwerkRSSKB     int64 `json:"stellwerk_rss_kb,omitempty"`
@@ -502,6 +507,7 @@ func runScenario(ctx context.Context, o Options, stack *Stack, targets []*Target
 	sc.StellwerkDecideUS, sc.StellwerkOverheadUS = ov1.meanUS("decide", ov0), ov1.meanUS("total", ov0)
 	sc.StellwerkParseUS, sc.StellwerkClassifyUS = ov1.meanUS("parse", ov0), ov1.meanUS("classify", ov0)
 	sc.StellwerkPolicyUS, sc.StellwerkSelectUS = ov1.meanUS("policy", ov0), ov1.meanUS("select", ov0)
+	sc.StellwerkPolicyMemoPct = ov1.memoPct(ov0)
 	if m, err := readMemStatus(stack.stellwerk.pid()); err == nil {
 		sc.StellwerkRSSKB, sc.StellwerkPeakRSSKB = m.RSSKB, m.PeakKB
 	}

@@ -571,7 +571,11 @@ func mustRoot(t *testing.T) string {
 // TestParseOverhead reads stellwerk's router overhead histogram from
 // Prometheus text and takes the mean of a stage between two readings.
 func TestParseOverhead(t *testing.T) {
-	reading := func(sum, count string) overheadSums {
+	reading := func(sum, count string, memo ...string) overheadSums {
+		hits, misses := count, "100"
+		if len(memo) == 2 {
+			hits, misses = memo[0], memo[1]
+		}
 		return parseOverhead(`# HELP stellwerk_router_overhead_seconds stellwerk's own time
 # TYPE stellwerk_router_overhead_seconds histogram
 stellwerk_router_overhead_seconds_bucket{stage="decide",le="0.0001"} 5
@@ -580,9 +584,26 @@ stellwerk_router_overhead_seconds_count{stage="decide"} ` + count + `
 stellwerk_router_overhead_seconds_sum{stage="total"} 9
 stellwerk_router_overhead_seconds_count{stage="total"} 3
 stellwerk_requests_total{workspace="default"} 7
+# TYPE stellwerk_policy_memo_hits_total counter
+stellwerk_policy_memo_hits_total ` + hits + `
+# TYPE stellwerk_policy_memo_misses_total counter
+stellwerk_policy_memo_misses_total ` + misses + `
 `)
 	}
 	before, after := reading("0.5", "1000"), reading("0.8", "2000")
+	// 1,000 decisions in between, all from the memo; then 300 of 400.
+	if got := after.memoPct(before); got != 100 {
+		t.Errorf("memo share %v%%, want 100", got)
+	}
+	if got := reading("0.9", "2100", "2300", "200").memoPct(after); got != 75 {
+		t.Errorf("memo share %v%%, want 75", got)
+	}
+	if got := after.memoPct(nil); got != -1 {
+		t.Errorf("without a first reading: %v", got)
+	}
+	if got := before.memoPct(after); got != -1 {
+		t.Errorf("the policy reloaded in between: %v", got)
+	}
 	if got := after.meanUS("decide", before); got != 300 {
 		t.Errorf("decision mean %v µs, want 300", got)
 	}

@@ -190,10 +190,10 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 			p("### stellwerk's own time per request\n\n")
 			p("From stellwerk's `stellwerk_router_overhead_seconds` (admin `/metrics`), read before and after each scenario: ")
 			p("the decision and its stages (parse: the body parsed and the caller admitted; classify; policy: the candidates, the policy input, ")
-			p("the policy or its memo; select: a named route's flow and selection), and all of stellwerk's request-side work until the request was decided ")
+			p("the policy or its memo, and the share of decisions its memo answered; select: a named route's flow and selection), and all of stellwerk's request-side work until the request was decided ")
 			p("(authentication, budgets, the rewrite included), mean per request. It is part of stellwerk's latency above the floor; ")
 			p("the rest is its answers, the response side (usage, cost, the routing object) and the messages' transport.\n\n")
-			p("| scenario | parse, µs | classify, µs | policy, µs | select, µs | decision, µs | request side, µs | stellwerk above the floor, p50 ms |\n|---|--:|--:|--:|--:|--:|--:|--:|\n")
+			p("| scenario | parse, µs | classify, µs | policy, µs | policy memo, %% | select, µs | decision, µs | request side, µs | stellwerk above the floor, p50 ms |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 			for _, sc := range rep.Scenarios {
 				over := "–"
 				if sc.AddedOverFloor != nil {
@@ -202,8 +202,12 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 						over = sgn(sc.AddedOverFloorTTFB.P50) + " (first byte)"
 					}
 				}
-				p("| %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %s |\n", sc.Name, sc.StellwerkParseUS, sc.StellwerkClassifyUS,
-					sc.StellwerkPolicyUS, sc.StellwerkSelectUS, sc.StellwerkDecideUS, sc.StellwerkOverheadUS, over)
+				memo := "–"
+				if sc.StellwerkPolicyMemoPct >= 0 {
+					memo = fmt.Sprintf("%.0f", sc.StellwerkPolicyMemoPct)
+				}
+				p("| %s | %.0f | %.0f | %.0f | %s | %.0f | %.0f | %.0f | %s |\n", sc.Name, sc.StellwerkParseUS, sc.StellwerkClassifyUS,
+					sc.StellwerkPolicyUS, memo, sc.StellwerkSelectUS, sc.StellwerkDecideUS, sc.StellwerkOverheadUS, over)
 			}
 			p("\n")
 		}

@@ -798,7 +798,8 @@ func mockBehavior(delay time.Duration) mockllm.Behavior {
 }
 
 // overheadSums are stellwerk's stellwerk_router_overhead_seconds sums and
-// counts by stage, as its admin /metrics has them at one moment.
+// counts by stage, as its admin /metrics has them at one moment, and under
+// memoHits and memoMisses (in sum) its policy memo's counters.
 type overheadSums map[string]struct{ sum, count float64 }
 
 // routerOverhead reads stellwerk's own time per request, by stage, from
@@ -816,7 +817,7 @@ func (s *Stack) routerOverhead(ctx context.Context) overheadSums {
 }
 
 // parseOverhead reads the stellwerk_router_overhead_seconds histogram's
-// sums and counts from Prometheus text.
+// sums and counts, and the policy memo's counters, from Prometheus text.
 func parseOverhead(text string) overheadSums {
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	mfs, err := p.TextToMetricFamilies(strings.NewReader(text))
@@ -825,6 +826,12 @@ func parseOverhead(text string) overheadSums {
 		return nil
 	}
 	out := overheadSums{}
+	for key, name := range map[string]string{memoHits: "stellwerk_policy_memo_hits_total", memoMisses: "stellwerk_policy_memo_misses_total"} {
+		if c := mfs[name]; c != nil && len(c.GetMetric()) == 1 {
+			m := c.GetMetric()[0]
+			out[key] = struct{ sum, count float64 }{m.GetCounter().GetValue() + m.GetUntyped().GetValue(), 0}
+		}
+	}
 	for _, m := range mf.GetMetric() {
 		for _, l := range m.GetLabel() {
 			if l.GetName() == "stage" {
@@ -834,6 +841,30 @@ func parseOverhead(text string) overheadSums {
 		}
 	}
 	return out
+}
+
+// The keys of the policy memo's counters in overheadSums.
+const (
+	memoHits   = "policy_memo_hits"
+	memoMisses = "policy_memo_misses"
+)
+
+// memoPct is the share of the policy's decisions since before that its
+// memo answered, in per cent; -1 when either reading lacks the counters,
+// none was decided, or the policy was reloaded in between.
+func (o overheadSums) memoPct(before overheadSums) float64 {
+	h1, ok1 := o[memoHits]
+	m1, ok2 := o[memoMisses]
+	h0, ok3 := before[memoHits]
+	m0, ok4 := before[memoMisses]
+	if !ok1 || !ok2 || !ok3 || !ok4 || h1.sum < h0.sum || m1.sum < m0.sum {
+		return -1
+	}
+	h, m := h1.sum-h0.sum, m1.sum-m0.sum
+	if h+m == 0 {
+		return -1
+	}
+	return round2(h / (h + m) * 100)
 }
 
 // meanUS is a stage's mean time per request since before, in µs (0 when

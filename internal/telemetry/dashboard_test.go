@@ -133,6 +133,7 @@ func TestScrapeFigures(t *testing.T) {
 		Providers(func() []health.Status {
 			return []health.Status{{Provider: "a", ConsecutiveFailures: 3, CoolingUntil: now.Add(30 * time.Second)}, {Provider: "b", ConsecutiveFailures: 1}}
 		}, func() time.Time { return now }),
+		PolicyMemo(func() (uint64, uint64) { return 695, 33 }),
 	}
 	want := `
 # HELP stellwerk_audit_lag_seconds How long the oldest audit record the writer holds has waited (0 when it holds none).
@@ -155,11 +156,18 @@ stellwerk_provider_consecutive_failures{provider="b"} 1
 # HELP stellwerk_provider_cooldown_seconds Time left in a provider's cooldown on this replica (selection skips it meanwhile).
 # TYPE stellwerk_provider_cooldown_seconds gauge
 stellwerk_provider_cooldown_seconds{provider="a"} 30
+# HELP stellwerk_policy_memo_hits_total Requests the policy in force decided from its memo: the same values at every input path its modules read as a request decided before. Counts from the policy's load.
+# TYPE stellwerk_policy_memo_hits_total counter
+stellwerk_policy_memo_hits_total 695
+# HELP stellwerk_policy_memo_misses_total Requests the policy in force had to evaluate: new values at a path its modules read. Counts from the policy's load; both stay 0 for a policy the memo cannot serve.
+# TYPE stellwerk_policy_memo_misses_total counter
+stellwerk_policy_memo_misses_total 33
 `
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(cs...)
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "stellwerk_audit_lag_seconds", "stellwerk_audit_queue_depth",
-		"stellwerk_audit_records_total", "stellwerk_provider_consecutive_failures", "stellwerk_provider_cooldown_seconds"); err != nil {
+		"stellwerk_audit_records_total", "stellwerk_provider_consecutive_failures", "stellwerk_provider_cooldown_seconds",
+		"stellwerk_policy_memo_hits_total", "stellwerk_policy_memo_misses_total"); err != nil {
 		t.Error(err)
 	}
 }

@@ -132,6 +132,22 @@ func b2f(b bool) float64 {
 	return 0
 }
 
+// PolicyMemo reads the decision memo's counters of the policy in force
+// (policy.Engine.MemoStats): requests it answered without an evaluation,
+// and those it had to evaluate. They count from the policy's load, so a
+// reload starts them again (a counter reset to Prometheus).
+func PolicyMemo(stats func() (hits, misses uint64)) prometheus.Collector {
+	hits := prometheus.NewDesc("stellwerk_policy_memo_hits_total",
+		"Requests the policy in force decided from its memo: the same values at every input path its modules read as a request decided before. Counts from the policy's load.", nil, nil)
+	misses := prometheus.NewDesc("stellwerk_policy_memo_misses_total",
+		"Requests the policy in force had to evaluate: new values at a path its modules read. Counts from the policy's load; both stay 0 for a policy the memo cannot serve.", nil, nil)
+	return &funcCollector{descs: []*prometheus.Desc{hits, misses}, collect: func(ch chan<- prometheus.Metric) {
+		h, m := stats()
+		ch <- prometheus.MustNewConstMetric(hits, prometheus.CounterValue, float64(h))
+		ch <- prometheus.MustNewConstMetric(misses, prometheus.CounterValue, float64(m))
+	}}
+}
+
 // ClassifyMemo reads the classifier's memo counters (classify.MemoStats):
 // texts of earlier turns and tool definitions looked up instead of
 // scanned, and how many were found.
