@@ -571,7 +571,7 @@ func mustRoot(t *testing.T) string {
 // TestParseOverhead reads stellwerk's router overhead histogram from
 // Prometheus text and takes the mean of a stage between two readings.
 func TestParseOverhead(t *testing.T) {
-	reading := func(sum, count string, memo ...string) overheadSums {
+	reading := func(sum, count string, memo ...string) *overheadSums {
 		hits, misses := count, "100"
 		if len(memo) == 2 {
 			hits, misses = memo[0], memo[1]

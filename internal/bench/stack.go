@@ -798,14 +798,19 @@ func mockBehavior(delay time.Duration) mockllm.Behavior {
 }
 
 // overheadSums are stellwerk's stellwerk_router_overhead_seconds sums and
-// counts by stage, as its admin /metrics has them at one moment, and under
-// memoHits and memoMisses (in sum) its policy memo's counters.
-type overheadSums map[string]struct{ sum, count float64 }
+// counts by stage, and its policy memo's counters, as its admin /metrics
+// has them at one moment.
+type overheadSums struct {
+	stages map[string]struct{ sum, count float64 }
+	// memo says whether the memo's counters were there: hits, misses.
+	memo         bool
+	hits, misses float64
+}
 
 // routerOverhead reads stellwerk's own time per request, by stage, from
 // its admin /metrics (Prometheus text); nil without a stack or when it
 // cannot be read.
-func (s *Stack) routerOverhead(ctx context.Context) overheadSums {
+func (s *Stack) routerOverhead(ctx context.Context) *overheadSums {
 	if s == nil || s.StellwerkAdmin == "" {
 		return nil
 	}
@@ -818,49 +823,38 @@ func (s *Stack) routerOverhead(ctx context.Context) overheadSums {
 
 // parseOverhead reads the stellwerk_router_overhead_seconds histogram's
 // sums and counts, and the policy memo's counters, from Prometheus text.
-func parseOverhead(text string) overheadSums {
+func parseOverhead(text string) *overheadSums {
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	mfs, err := p.TextToMetricFamilies(strings.NewReader(text))
 	mf := mfs["stellwerk_router_overhead_seconds"]
 	if err != nil || mf == nil {
 		return nil
 	}
-	out := overheadSums{}
-	for key, name := range map[string]string{memoHits: "stellwerk_policy_memo_hits_total", memoMisses: "stellwerk_policy_memo_misses_total"} {
-		if c := mfs[name]; c != nil && len(c.GetMetric()) == 1 {
-			m := c.GetMetric()[0]
-			out[key] = struct{ sum, count float64 }{m.GetCounter().GetValue() + m.GetUntyped().GetValue(), 0}
-		}
-	}
+	out := &overheadSums{stages: map[string]struct{ sum, count float64 }{}}
 	for _, m := range mf.GetMetric() {
 		for _, l := range m.GetLabel() {
 			if l.GetName() == "stage" {
 				h := m.GetHistogram()
-				out[l.GetValue()] = struct{ sum, count float64 }{h.GetSampleSum(), float64(h.GetSampleCount())}
+				out.stages[l.GetValue()] = struct{ sum, count float64 }{h.GetSampleSum(), float64(h.GetSampleCount())}
 			}
 		}
+	}
+	hits, misses := mfs["stellwerk_policy_memo_hits_total"], mfs["stellwerk_policy_memo_misses_total"]
+	if len(hits.GetMetric()) == 1 && len(misses.GetMetric()) == 1 {
+		out.memo = true
+		out.hits, out.misses = hits.GetMetric()[0].GetCounter().GetValue(), misses.GetMetric()[0].GetCounter().GetValue()
 	}
 	return out
 }
 
-// The keys of the policy memo's counters in overheadSums.
-const (
-	memoHits   = "policy_memo_hits"
-	memoMisses = "policy_memo_misses"
-)
-
 // memoPct is the share of the policy's decisions since before that its
 // memo answered, in per cent; -1 when either reading lacks the counters,
 // none was decided, or the policy was reloaded in between.
-func (o overheadSums) memoPct(before overheadSums) float64 {
-	h1, ok1 := o[memoHits]
-	m1, ok2 := o[memoMisses]
-	h0, ok3 := before[memoHits]
-	m0, ok4 := before[memoMisses]
-	if !ok1 || !ok2 || !ok3 || !ok4 || h1.sum < h0.sum || m1.sum < m0.sum {
+func (o *overheadSums) memoPct(before *overheadSums) float64 {
+	if o == nil || before == nil || !o.memo || !before.memo || o.hits < before.hits || o.misses < before.misses {
 		return -1
 	}
-	h, m := h1.sum-h0.sum, m1.sum-m0.sum
+	h, m := o.hits-before.hits, o.misses-before.misses
 	if h+m == 0 {
 		return -1
 	}
@@ -869,11 +863,11 @@ func (o overheadSums) memoPct(before overheadSums) float64 {
 
 // meanUS is a stage's mean time per request since before, in µs (0 when
 // either reading is missing or no request was counted).
-func (o overheadSums) meanUS(stage string, before overheadSums) float64 {
+func (o *overheadSums) meanUS(stage string, before *overheadSums) float64 {
 	if o == nil || before == nil {
 		return 0
 	}
-	a, b := o[stage], before[stage]
+	a, b := o.stages[stage], before.stages[stage]
 	if n := a.count - b.count; n > 0 {
 		return round2((a.sum - b.sum) / n * 1e6)
 	}

@@ -141,11 +141,7 @@ func PolicyMemo(stats func() (hits, misses uint64)) prometheus.Collector {
 		"Requests the policy in force decided from its memo: the same values at every input path its modules read as a request decided before. Counts from the policy's load.", nil, nil)
 	misses := prometheus.NewDesc("stellwerk_policy_memo_misses_total",
 		"Requests the policy in force had to evaluate: new values at a path its modules read. Counts from the policy's load; both stay 0 for a policy the memo cannot serve.", nil, nil)
-	return &funcCollector{descs: []*prometheus.Desc{hits, misses}, collect: func(ch chan<- prometheus.Metric) {
-		h, m := stats()
-		ch <- prometheus.MustNewConstMetric(hits, prometheus.CounterValue, float64(h))
-		ch <- prometheus.MustNewConstMetric(misses, prometheus.CounterValue, float64(m))
-	}}
+	return counterPair(hits, misses, stats)
 }
 
 // ClassifyMemo reads the classifier's memo counters (classify.MemoStats):
@@ -156,9 +152,14 @@ func ClassifyMemo(stats func() (looked, found uint64)) prometheus.Collector {
 		"Texts a request resent (earlier turns, tool definitions, system prompts of 256 bytes or more) that the classifier looked up in its memo of what the same key sent before.", nil, nil)
 	found := prometheus.NewDesc("stellwerk_classify_memo_found_total",
 		"Looked-up texts the memo held: their findings were reused instead of scanning them again.", nil, nil)
-	return &funcCollector{descs: []*prometheus.Desc{looked, found}, collect: func(ch chan<- prometheus.Metric) {
-		l, f := stats()
-		ch <- prometheus.MustNewConstMetric(looked, prometheus.CounterValue, float64(l))
-		ch <- prometheus.MustNewConstMetric(found, prometheus.CounterValue, float64(f))
+	return counterPair(looked, found, stats)
+}
+
+// counterPair is two counters read together at scrape time.
+func counterPair(a, b *prometheus.Desc, stats func() (uint64, uint64)) prometheus.Collector {
+	return &funcCollector{descs: []*prometheus.Desc{a, b}, collect: func(ch chan<- prometheus.Metric) {
+		x, y := stats()
+		ch <- prometheus.MustNewConstMetric(a, prometheus.CounterValue, float64(x))
+		ch <- prometheus.MustNewConstMetric(b, prometheus.CounterValue, float64(y))
 	}}
 }
