@@ -120,6 +120,7 @@ CREATE INDEX route_deploys_route ON route_deploys (route, seq)`},
 type Store struct {
 	db  *store.DB
 	now func() time.Time
+	gen *store.Stmt // Generation's query, run by every poll
 }
 
 // Open migrates the routes schema and returns the store.
@@ -127,7 +128,7 @@ func Open(ctx context.Context, db *store.DB) (*Store, error) {
 	if err := db.Migrate(ctx, Component, Migrations); err != nil {
 		return nil, err
 	}
-	return &Store{db: db, now: time.Now}, nil
+	return &Store{db: db, now: time.Now, gen: store.NewStmt(db.SQL, `SELECT gen FROM routes_generation WHERE id = 1`)}, nil
 }
 
 func bump(ctx context.Context, tx *sql.Tx) (int64, error) {
@@ -139,7 +140,7 @@ func bump(ctx context.Context, tx *sql.Tx) (int64, error) {
 // Generation is the store's change counter.
 func (s *Store) Generation(ctx context.Context) (int64, error) {
 	var gen int64
-	err := s.db.SQL.QueryRowContext(ctx, `SELECT gen FROM routes_generation WHERE id = 1`).Scan(&gen)
+	err := s.gen.QueryRow(ctx, nil, &gen)
 	return gen, store.Classify(err)
 }
 

@@ -185,6 +185,7 @@ type Store struct {
 	hasher *Hasher
 	ring   *Keyring // nil: provider keys are unavailable
 	now    func() time.Time
+	gen    *store.Stmt // Generation's query, run by every poll
 }
 
 // Component names the keys schema in schema_migrations.
@@ -242,7 +243,8 @@ func Open(ctx context.Context, db *store.DB, hasher *Hasher, ring *Keyring) (*St
 	if err := db.Migrate(ctx, Component, Migrations); err != nil {
 		return nil, err
 	}
-	return &Store{db: db, hasher: hasher, ring: ring, now: time.Now}, nil
+	return &Store{db: db, hasher: hasher, ring: ring, now: time.Now,
+		gen: store.NewStmt(db.SQL, `SELECT gen FROM keys_generation WHERE id = 1`)}, nil
 }
 
 // DB is the state database the store writes to.
@@ -502,7 +504,7 @@ func (s *Store) Revoke(ctx context.Context, id, by string) (Key, error) {
 // Generation is the store's change counter.
 func (s *Store) Generation(ctx context.Context) (int64, error) {
 	var gen int64
-	err := s.db.SQL.QueryRowContext(ctx, `SELECT gen FROM keys_generation WHERE id = 1`).Scan(&gen)
+	err := s.gen.QueryRow(ctx, nil, &gen)
 	return gen, store.Classify(err)
 }
 

@@ -47,3 +47,37 @@ func (p *Prepared) Exec(ctx context.Context, tx *sql.Tx, rows int, args ...any) 
 	p.mu.Unlock()
 	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 }
+
+// Stmt is one statement prepared on first use. The polls every replica
+// runs every state.refresh_interval (a key table's and the route table's
+// generation, four times a second by default) had SQLite parse their
+// query again each time: a third of what an idle server spent on its
+// store (docs/benchmarks.md). A statement that cannot be prepared (the
+// database down) is tried again on the next call.
+type Stmt struct {
+	db   *sql.DB
+	text string
+
+	mu sync.Mutex
+	st *sql.Stmt
+}
+
+// NewStmt keeps text, to be prepared on db when first run.
+func NewStmt(db *sql.DB, text string) *Stmt { return &Stmt{db: db, text: text} }
+
+// QueryRow runs the statement and scans its one row into dest: as
+// QueryRowContext(...).Scan(dest...), sql.ErrNoRows included.
+func (s *Stmt) QueryRow(ctx context.Context, args []any, dest ...any) error {
+	s.mu.Lock()
+	st := s.st
+	if st == nil {
+		var err error
+		if st, err = s.db.PrepareContext(ctx, s.text); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		s.st = st
+	}
+	s.mu.Unlock()
+	return st.QueryRowContext(ctx, args...).Scan(dest...)
+}

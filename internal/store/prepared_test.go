@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -54,6 +55,41 @@ func TestPrepared(t *testing.T) {
 			}
 			if built[3] != 1 || built[1] != 1 || built[4] != 1 || p.Max() != 4 {
 				t.Errorf("statements built %v", built)
+			}
+		})
+	}
+}
+
+// TestStmt: a statement prepared once and run again on both engines,
+// with its arguments; a statement that cannot be prepared yet (its table
+// not there) fails, and is prepared when it can be; no row is
+// sql.ErrNoRows, as from QueryRowContext.
+func TestStmt(t *testing.T) {
+	for dialect, db := range backends(t) {
+		t.Run(string(dialect), func(t *testing.T) {
+			ctx := context.Background()
+			s := NewStmt(db.SQL, `SELECT n FROM rows_s WHERE id = $1`)
+			var n int64
+			if err := s.QueryRow(ctx, []any{"a"}, &n); err == nil {
+				t.Fatal("a query of a missing table ran")
+			}
+			if _, err := db.SQL.ExecContext(ctx, `CREATE TABLE rows_s (id TEXT PRIMARY KEY, n BIGINT NOT NULL)`); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.QueryRow(ctx, []any{"a"}, &n); !errors.Is(err, sql.ErrNoRows) {
+				t.Fatalf("no row: %v, want sql.ErrNoRows", err)
+			}
+			prepared := s.st
+			for i := range int64(3) {
+				if _, err := db.SQL.ExecContext(ctx, `INSERT INTO rows_s (id, n) VALUES ($1, $2)`, fmt.Sprint(i), 10*i); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.QueryRow(ctx, []any{fmt.Sprint(i)}, &n); err != nil || n != 10*i {
+					t.Fatalf("row %d: %d, %v", i, n, err)
+				}
+			}
+			if prepared == nil || s.st != prepared {
+				t.Error("the statement was prepared again")
 			}
 		})
 	}
