@@ -284,3 +284,49 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestWriterSleepsWhenIdle: with nothing handed over for a while the
+// writer stops its batch timer, and the next record still reaches the
+// store by itself (no Flush); while records wait for a store that is down
+// it keeps retrying instead, so they are written once the store is back
+// without another record to wake it.
+func TestWriterSleepsWhenIdle(t *testing.T) {
+	t.Run("idle", func(t *testing.T) {
+		st := openStore(t, backends()[0].open(t))
+		o := testOptions(t)
+		o.idleAfter = 30 * time.Millisecond
+		l := openLog(t, st, testSigner("a"), o)
+		for round := range 3 {
+			recordN(t, l, round, 1)
+			waitFor(t, 10*time.Second, "the record written", func() bool { return l.Stats().Written == int64(round+1) })
+			waitFor(t, 10*time.Second, "the writer asleep", l.in.Asleep)
+		}
+		closeLog(t, l)
+	})
+	t.Run("store down", func(t *testing.T) {
+		pg := testsrv.StartPostgres(t)
+		db, err := store.OpenPostgres(context.Background(), pg.NewDatabase(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		st := openStore(t, db)
+		o := testOptions(t)
+		o.idleAfter, o.StoreTimeout = 30*time.Millisecond, 500*time.Millisecond
+		l := openLog(t, st, testSigner("a"), o)
+		recordN(t, l, 0, 5)
+		flush(t, l)
+		pg.Stop()
+		recordN(t, l, 5, 5)
+		waitFor(t, 10*time.Second, "the log to notice", func() bool { return l.Stats().StoreDown })
+		time.Sleep(10 * o.idleAfter) // long past idleAfter: a sleeping writer would not retry
+		if l.in.Asleep() {
+			t.Error("the writer sleeps with records waiting for the store")
+		}
+		if err := pg.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, "the waiting records written", func() bool { s := l.Stats(); return s.Written == 10 && !s.StoreDown })
+		closeLog(t, l)
+	})
+}

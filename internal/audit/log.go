@@ -37,6 +37,9 @@ type Options struct {
 	RetentionInterval time.Duration
 	// StoreTimeout bounds one commit (default 5s).
 	StoreTimeout time.Duration
+	// idleAfter is how long the batch timer runs with nothing to do
+	// before it stops (default idleAfter; tests shorten it).
+	idleAfter time.Duration
 }
 
 // OptionsFrom reads the audit section (defaults applied); stateDir is
@@ -57,6 +60,9 @@ func (o *Options) defaults() {
 	}
 	if o.BatchInterval <= 0 {
 		o.BatchInterval = config.DefaultAuditBatchInterval
+	}
+	if o.idleAfter <= 0 {
+		o.idleAfter = idleAfter
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = config.DefaultAuditBatchSize
@@ -331,14 +337,34 @@ func (l *Log) run() {
 	cpTick := time.NewTicker(l.o.CheckpointInterval)
 	defer cpTick.Stop()
 	batch := make([]*Record, 0, l.o.BatchSize)
+	// The batch timer stops once nothing was handed over or left to retry
+	// for idleAfter, and starts again with the next record: an idle
+	// server does not wake twenty times a second to find the buffer
+	// empty. A record still waits at most an interval.
+	quietTicks, asleep := 0, false
+	idleTicks := max(1, int(l.o.idleAfter/l.o.BatchInterval))
 	for {
 		select {
 		case <-l.in.Wake(): // a batch's worth waits: commit it now
-			batch, _ = l.take(batch)
+			var took bool
+			if batch, took = l.take(batch); took {
+				quietTicks = 0
+			}
+		case <-l.in.Arrived():
+			if asleep {
+				asleep, quietTicks = false, 0
+				tick.Reset(l.o.BatchInterval)
+			}
 		case <-tick.C:
 			var took bool
-			if batch, took = l.take(batch); !took && (len(l.pending) > 0 || len(l.pendingCPs) > 0 || l.spool.active()) {
+			if batch, took = l.take(batch); !took && l.retrying() {
 				l.commit(nil) // retries what is pending
+			}
+			if quietTicks++; took || l.retrying() {
+				quietTicks = 0
+			} else if quietTicks >= idleTicks && l.in.Sleep() {
+				tick.Stop()
+				asleep = true
 			}
 		case <-cpTick.C:
 			l.checkpoint(ReasonInterval)
@@ -362,7 +388,21 @@ func (l *Log) run() {
 			l.spool.close()
 			return
 		}
+		if asleep && l.retrying() { // a checkpoint the store did not take
+			asleep, quietTicks = false, 0
+			tick.Reset(l.o.BatchInterval)
+		}
 	}
+}
+
+// idleAfter is how long the writer's batch timer runs with nothing to do
+// before it stops.
+const idleAfter = time.Second
+
+// retrying says whether sealed records or checkpoints wait for the store,
+// or the spool for its replay: the batch timer retries them.
+func (l *Log) retrying() bool {
+	return len(l.pending) > 0 || len(l.pendingCPs) > 0 || l.spool.active()
 }
 
 // take commits what waits, a batch at a time, and returns batch emptied

@@ -8,6 +8,9 @@
 // one value and park again until its batch interval. A Queue is a slice
 // under a mutex: Put appends and returns, and the writer takes what has
 // gathered when its timer fires, or when Wake says a full batch waits.
+// A writer that found nothing for a while may stop its timer and Sleep:
+// the next Put then signals Arrived, once, so an idle server does not wake
+// twenty times a second to find its queue empty.
 // BenchmarkPaced (docs/benchmarks.md) measures the difference in CPU per
 // value at request-like spacing.
 package handoff
@@ -28,6 +31,10 @@ type Queue[T any] struct {
 	limit  int
 	wakeAt int
 	wake   chan struct{}
+	// asleep: the consumer stopped its timer (Sleep) and waits for
+	// arrived, which the next Put signals.
+	asleep  bool
+	arrived chan struct{}
 }
 
 // New is a queue that holds at most limit values and signals Wake when
@@ -39,7 +46,7 @@ func New[T any](limit, wakeAt int) *Queue[T] {
 	if wakeAt <= 0 || wakeAt > limit {
 		wakeAt = limit
 	}
-	return &Queue[T]{limit: limit, wakeAt: wakeAt, wake: make(chan struct{}, 1)}
+	return &Queue[T]{limit: limit, wakeAt: wakeAt, wake: make(chan struct{}, 1), arrived: make(chan struct{}, 1)}
 }
 
 // Put queues v; false when limit values already wait (v is not queued).
@@ -56,7 +63,15 @@ func (q *Queue[T]) Put(v T) bool {
 	q.items = append(q.items, v)
 	n++
 	q.n.Store(int64(n))
+	woke := q.asleep
+	q.asleep = false
 	q.mu.Unlock()
+	if woke {
+		select {
+		case q.arrived <- struct{}{}:
+		default:
+		}
+	}
 	if n == q.wakeAt {
 		select {
 		case q.wake <- struct{}{}:
@@ -64,6 +79,30 @@ func (q *Queue[T]) Put(v T) bool {
 		}
 	}
 	return true
+}
+
+// Sleep tells the queue its consumer stopped its timer: the next Put
+// signals Arrived. It refuses (false) when values wait already, which the
+// consumer must then take as it would have on its timer.
+func (q *Queue[T]) Sleep() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) > 0 {
+		return false
+	}
+	q.asleep = true
+	return true
+}
+
+// Arrived is signalled by the first Put after Sleep.
+func (q *Queue[T]) Arrived() <-chan struct{} { return q.arrived }
+
+// Asleep says whether the consumer sleeps: it called Sleep and nothing
+// was put since.
+func (q *Queue[T]) Asleep() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.asleep
 }
 
 // Take appends up to max waiting values (all of them when max ≤ 0) to

@@ -184,3 +184,38 @@ func BenchmarkPaced(b *testing.B) {
 		pace(b, func(v int) { q.Put(v) })
 	})
 }
+
+// TestSleep: Sleep is refused while values wait; after it, the first Put
+// signals Arrived once (the next ones do not) and the queue is awake
+// again.
+func TestSleep(t *testing.T) {
+	q := New[int](4, 4)
+	arrived := func() bool {
+		select {
+		case <-q.Arrived():
+			return true
+		default:
+			return false
+		}
+	}
+	q.Put(1)
+	if q.Sleep() || q.Asleep() {
+		t.Fatal("slept with a value waiting")
+	}
+	q.Put(2)
+	if arrived() {
+		t.Fatal("Arrived without Sleep")
+	}
+	q.Take(nil, 0)
+	if !q.Sleep() || !q.Asleep() {
+		t.Fatal("an empty queue refused Sleep")
+	}
+	q.Put(3)
+	q.Put(4)
+	if !arrived() || arrived() {
+		t.Fatal("Arrived not signalled exactly once")
+	}
+	if q.Asleep() {
+		t.Fatal("still asleep after a Put")
+	}
+}
