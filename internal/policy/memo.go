@@ -4,10 +4,13 @@ import (
 	"encoding/binary"
 	"math"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/stellwerk/stellwerk/internal/classify"
 )
 
 // A decision is a pure function of the input, the modules and the
@@ -226,6 +229,12 @@ func (m *memo) key(buf []byte, in *Input, ct *CatalogTerms, parts *inputParts) [
 			// same bytes as encode over the whole part (TestMemoKeyByField).
 			buf = append(buf, '{')
 			for _, name := range p.names {
+				if i == classificationPart {
+					var ok bool
+					if buf, ok = appendClassificationField(buf, p.keys[name], in.Classification, name); ok {
+						continue
+					}
+				}
 				if t := partField(in, i, name); t != nil {
 					buf = append(buf, '+')
 					buf = encode(buf, p.keys[name], t.Value)
@@ -262,6 +271,100 @@ func partField(in *Input, i int, name string) *ast.Term {
 		return in.requestField(name)
 	}
 	return classificationField(in.Classification, name)
+}
+
+// appendClassificationField appends what the key holds for the member
+// name of input.classification read through p ('+' and encode(buf, p,
+// value)), for the members made of scalars and lists of strings, without
+// building their terms: a request's key built a dozen terms for them, each
+// an allocation or two (TestClassificationFieldBytes compares the bytes
+// with the terms'). ok is false for the other members (PII and term
+// counts, the injection object read whole).
+func appendClassificationField(buf []byte, p *paths, c *classify.Result, name string) (_ []byte, ok bool) {
+	if c == nil {
+		c = unclassified
+	}
+	switch name {
+	case "task":
+		return appendString(append(buf, '+'), c.Task), true
+	case "task_confidence":
+		return appendFloat(append(buf, '+'), c.TaskConfidence), true
+	case "complexity":
+		return appendString(append(buf, '+'), c.Complexity), true
+	case "language":
+		return appendString(append(buf, '+'), c.Language), true
+	case "sensitivity":
+		return appendString(append(buf, '+'), c.Sensitivity), true
+	case "sensitivity_rule":
+		return appendString(append(buf, '+'), c.SensitivityRule), true
+	case "risk":
+		return appendString(append(buf, '+'), c.Risk), true
+	case "risk_rule":
+		return appendString(append(buf, '+'), c.RiskRule), true
+	case "scan":
+		return appendString(append(buf, '+'), c.Scan), true
+	case "scan_limit":
+		return appendString(append(buf, '+'), c.ScanLimit), true
+	case "input_tokens":
+		return appendInt(append(buf, '+'), c.InputTokens), true
+	case "secret_count":
+		return appendInt(append(buf, '+'), len(c.Secrets)), true
+	case "secret_types", "pii_types":
+		if len(c.Secrets) > 0 || len(c.PIICounts) > 0 {
+			return buf, false // findings to sort: the term path (rare)
+		}
+		return appendEmptyList(append(buf, '+'), p), true
+	case "injection":
+		if p.all || p.any != nil {
+			return buf, false
+		}
+		buf = append(buf, '+', '{')
+		for _, k := range p.names {
+			switch k {
+			case "score":
+				buf = appendFloat(append(buf, '+'), InjectionScore(c.Injection.Score))
+			case "detected":
+				buf = append(buf, '+', 'b', b2c(c.Injection.Detected))
+			default:
+				buf = append(buf, '-')
+			}
+		}
+		return buf, true
+	}
+	return buf, false
+}
+
+// appendString, appendFloat and appendInt append encodeAll's bytes of
+// ast.String(s), num(f) and ast.IntNumberTerm(n).
+func appendString(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(append(buf, 's'), uint64(len(s)))
+	return append(buf, s...)
+}
+
+func appendFloat(buf []byte, f float64) []byte {
+	var b [32]byte
+	return appendNumber(buf, strconv.AppendFloat(b[:0], f, 'g', -1, 64))
+}
+
+func appendInt(buf []byte, n int) []byte {
+	var b [24]byte
+	return appendNumber(buf, strconv.AppendInt(b[:0], int64(n), 10))
+}
+
+func appendNumber(buf, digits []byte) []byte {
+	buf = binary.AppendUvarint(append(buf, 'n'), uint64(len(digits)))
+	return append(buf, digits...)
+}
+
+// appendEmptyList appends encode(p, v)'s bytes of an empty array v.
+func appendEmptyList(buf []byte, p *paths) []byte {
+	switch {
+	case p.all:
+		return append(buf, 'A', 0)
+	case p.any != nil:
+		return append(buf, '[', 0)
+	}
+	return append(buf, '[')
 }
 
 func (m *memo) get(k []byte) *Decision {

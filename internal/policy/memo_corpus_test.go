@@ -90,6 +90,7 @@ func TestMemoOverACorpus(t *testing.T) {
 // what it has not seen, in the proportion this stream has them.
 func BenchmarkDecideCorpus(b *testing.B) {
 	e, in, ct, st := shippedLive(b)
+	in.WorkspaceTerm = NewWorkspaceTerm(in.Workspace, in.Team) // the router keeps one per workspace
 	prompts := corpus(b)
 	b.ReportAllocs()
 	i := 0

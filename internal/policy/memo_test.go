@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/ledger"
@@ -296,5 +298,56 @@ deny contains "term" if input.classification.terms.project_x.count > 0
 				t.Fatalf("input %d: key by field %q\nwhole parts %q", i, got, want)
 			}
 		}
+	}
+}
+
+// TestClassificationFieldBytes: every member of input.classification the
+// key writes without building its term writes the bytes the term's
+// encoding does, through every shape of path (read whole, by a variable,
+// by names, a leaf), for results with and without findings, unusual
+// numbers and strings.
+func TestClassificationFieldBytes(t *testing.T) {
+	named := func(names ...string) *paths {
+		p := &paths{}
+		for _, n := range names {
+			p.child(n)
+		}
+		p.finish()
+		return p
+	}
+	shapes := map[string]*paths{
+		"whole": {all: true}, "leaf": named(), "any": {any: &paths{all: true}},
+		"score": named("score"), "detected": named("detected"), "both": named("score", "detected", "unknown"),
+	}
+	results := []*classify.Result{nil, unclassified,
+		{Task: "code", TaskConfidence: 0.8125, Complexity: "high", Language: "de", Sensitivity: "confidential", SensitivityRule: "r",
+			Risk: "high", RiskRule: "injection ≥ 0.5", Scan: classify.ScanComplete, InputTokens: 1234567,
+			Injection: classify.Injection{Score: 0.456, Detected: true}},
+		{Task: `"quoted"\n`, TaskConfidence: 1e21, InputTokens: -1, Injection: classify.Injection{Score: 1e-7}, ScanLimit: "64KB"},
+		{TaskConfidence: math.NaN(), Injection: classify.Injection{Score: math.Inf(1)}},
+		{TaskConfidence: -0.0, Secrets: []classify.Finding{{Type: "aws"}, {Type: "aws"}, {Type: "github"}},
+			PIICounts: map[string]int{"email": 2, "iban": 1}},
+	}
+	direct := 0
+	for _, name := range classificationKeys {
+		for shape, p := range shapes {
+			for i, c := range results {
+				got, ok := appendClassificationField([]byte("prefix"), p, c, name)
+				if !ok {
+					if string(got) != "prefix" {
+						t.Fatalf("%s/%s/%d: declined but wrote %q", name, shape, i, got)
+					}
+					continue
+				}
+				direct++
+				want := encode(append([]byte("prefix"), '+'), p, classificationField(c, name).Value)
+				if !slices.Equal(got, want) {
+					t.Errorf("%s through %s, result %d:\n got %q\nwant %q", name, shape, i, got, want)
+				}
+			}
+		}
+	}
+	if direct < 300 {
+		t.Errorf("only %d members written directly", direct)
 	}
 }
