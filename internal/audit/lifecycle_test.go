@@ -145,13 +145,7 @@ func TestStoreDown(t *testing.T) {
 	for _, spool := range []bool{false, true} {
 		name := map[bool]string{false: "refuse", true: "spool"}[spool]
 		t.Run(name, func(t *testing.T) {
-			pg := testsrv.StartPostgres(t)
-			db, err := store.OpenPostgres(context.Background(), pg.NewDatabase(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			st := openStore(t, db)
+			pg, st := stoppableStore(t)
 			s := testSigner("a")
 			o := testOptions(t)
 			o.Spool, o.StoreTimeout = spool, 500*time.Millisecond
@@ -162,7 +156,7 @@ func TestStoreDown(t *testing.T) {
 			recordN(t, l, 50, 50)
 			waitFor(t, 10*time.Second, "the log to notice", func() bool { return l.Stats().StoreDown })
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err = l.Flush(ctx)
+			err := l.Flush(ctx)
 			cancel()
 			st1 := l.Stats()
 			if spool {
@@ -274,6 +268,19 @@ func TestBufferFull(t *testing.T) {
 	_ = tx.Rollback()
 }
 
+// stoppableStore is a store on a PostgreSQL server of the test's own,
+// which the test may stop and start again.
+func stoppableStore(t *testing.T) (*testsrv.Postgres, *Store) {
+	t.Helper()
+	pg := testsrv.StartPostgres(t)
+	db, err := store.OpenPostgres(context.Background(), pg.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return pg, openStore(t, db)
+}
+
 func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -304,13 +311,7 @@ func TestWriterSleepsWhenIdle(t *testing.T) {
 		closeLog(t, l)
 	})
 	t.Run("store down", func(t *testing.T) {
-		pg := testsrv.StartPostgres(t)
-		db, err := store.OpenPostgres(context.Background(), pg.NewDatabase(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		st := openStore(t, db)
+		pg, st := stoppableStore(t)
 		o := testOptions(t)
 		o.idleAfter, o.StoreTimeout = 30*time.Millisecond, 500*time.Millisecond
 		l := openLog(t, st, testSigner("a"), o)
