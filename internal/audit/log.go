@@ -343,6 +343,10 @@ func (l *Log) run() {
 	// empty. A record still waits at most an interval.
 	quietTicks, asleep := 0, false
 	idleTicks := max(1, int(l.o.idleAfter/l.o.BatchInterval))
+	wake := func() {
+		asleep, quietTicks = false, 0
+		tick.Reset(l.o.BatchInterval)
+	}
 	for {
 		select {
 		case <-l.in.Wake(): // a batch's worth waits: commit it now
@@ -352,17 +356,18 @@ func (l *Log) run() {
 			}
 		case <-l.in.Arrived():
 			if asleep {
-				asleep, quietTicks = false, 0
-				tick.Reset(l.o.BatchInterval)
+				wake()
 			}
 		case <-tick.C:
 			var took bool
 			if batch, took = l.take(batch); !took && l.retrying() {
 				l.commit(nil) // retries what is pending
 			}
-			if quietTicks++; took || l.retrying() {
+			quietTicks++
+			switch {
+			case took || l.retrying():
 				quietTicks = 0
-			} else if quietTicks >= idleTicks && l.in.Sleep() {
+			case quietTicks >= idleTicks && l.in.Sleep():
 				tick.Stop()
 				asleep = true
 			}
@@ -389,8 +394,7 @@ func (l *Log) run() {
 			return
 		}
 		if asleep && l.retrying() { // a checkpoint the store did not take
-			asleep, quietTicks = false, 0
-			tick.Reset(l.o.BatchInterval)
+			wake()
 		}
 	}
 }

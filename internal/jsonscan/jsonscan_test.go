@@ -180,13 +180,7 @@ func TestForEachMembers(t *testing.T) {
 	}
 	pieces := []string{`a`, ` `, `\n`, `\"`, `\\`, `\/`, `\u00e9`, `\ud83d\ude00`, `\ud83d`, `\u0000`, `\t`, `é`, `}`, `]`, `{`, `,`, `:`}
 	rng := rand.New(rand.NewPCG(3, 4))
-	str := func() string {
-		var b strings.Builder
-		for range rng.IntN(8) {
-			b.WriteString(pieces[rng.IntN(len(pieces))])
-		}
-		return `"` + b.String() + `"`
-	}
+	str := func() string { return randomString(rng, pieces) }
 	for range 20000 {
 		var b strings.Builder
 		b.WriteString("{")
@@ -227,13 +221,7 @@ func TestForEachElements(t *testing.T) {
 	}
 	pieces := []string{`a`, ` `, `\n`, `\"`, `\\`, `\u00e9`, `\ud83d\ude00`, `\ud83d`, `é`, `}`, `]`, `[`, `,`}
 	rng := rand.New(rand.NewPCG(5, 6))
-	str := func() string {
-		var b strings.Builder
-		for range rng.IntN(8) {
-			b.WriteString(pieces[rng.IntN(len(pieces))])
-		}
-		return `"` + b.String() + `"`
-	}
+	str := func() string { return randomString(rng, pieces) }
 	for range 20000 {
 		var b strings.Builder
 		b.WriteString("[")
@@ -292,4 +280,14 @@ func FuzzMember(f *testing.F) {
 			t.Fatalf("Member(%q, %q) = %q, %v; gjson reads %q, %v", obj, key, got, ok, want, wantOK)
 		}
 	})
+}
+
+// randomString is a JSON string literal of up to seven pieces drawn from
+// pieces (escapes, brackets, multi-byte text).
+func randomString(rng *rand.Rand, pieces []string) string {
+	var b strings.Builder
+	for range rng.IntN(8) {
+		b.WriteString(pieces[rng.IntN(len(pieces))])
+	}
+	return `"` + b.String() + `"`
 }

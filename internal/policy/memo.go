@@ -275,11 +275,12 @@ func partField(in *Input, i int, name string) *ast.Term {
 
 // appendClassificationField appends what the key holds for the member
 // name of input.classification read through p ('+' and encode(buf, p,
-// value)), for the members made of scalars and lists of strings, without
-// building their terms: a request's key built a dozen terms for them, each
-// an allocation or two (TestClassificationFieldBytes compares the bytes
-// with the terms'). ok is false for the other members (PII and term
-// counts, the injection object read whole).
+// value)), for the members made of scalars, the injection object read by
+// its members and the type lists while they are empty, without building
+// their terms: a request's key built a dozen terms for them, each an
+// allocation or two (TestClassificationFieldBytes compares the bytes with
+// the terms'). ok is false for the others (PII and term counts, findings
+// to sort, the injection object read whole) and nothing is appended.
 func appendClassificationField(buf []byte, p *paths, c *classify.Result, name string) (_ []byte, ok bool) {
 	if c == nil {
 		c = unclassified

@@ -18,12 +18,12 @@ type Prepared struct {
 	max   int
 
 	mu    sync.Mutex
-	stmts map[int]*sql.Stmt
+	stmts map[int]*Stmt
 }
 
 // NewPrepared keeps the statements build makes, for 1 to max rows.
 func NewPrepared(db *sql.DB, max int, build func(rows int) string) *Prepared {
-	return &Prepared{db: db, build: build, max: max, stmts: make(map[int]*sql.Stmt)}
+	return &Prepared{db: db, build: build, max: max, stmts: make(map[int]*Stmt)}
 }
 
 // Max is the largest row count a statement takes: callers cut longer
@@ -35,16 +35,16 @@ func (p *Prepared) Max() int { return p.max }
 // each connection it meets and reuses it there.
 func (p *Prepared) Exec(ctx context.Context, tx *sql.Tx, rows int, args ...any) (sql.Result, error) {
 	p.mu.Lock()
-	st := p.stmts[rows]
-	if st == nil {
-		var err error
-		if st, err = p.db.PrepareContext(ctx, p.build(rows)); err != nil {
-			p.mu.Unlock()
-			return nil, err
-		}
-		p.stmts[rows] = st
+	s := p.stmts[rows]
+	if s == nil {
+		s = NewStmt(p.db, p.build(rows))
+		p.stmts[rows] = s
 	}
 	p.mu.Unlock()
+	st, err := s.prepared(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 }
 
@@ -68,16 +68,23 @@ func NewStmt(db *sql.DB, text string) *Stmt { return &Stmt{db: db, text: text} }
 // QueryRow runs the statement and scans its one row into dest: as
 // QueryRowContext(...).Scan(dest...), sql.ErrNoRows included.
 func (s *Stmt) QueryRow(ctx context.Context, args []any, dest ...any) error {
+	st, err := s.prepared(ctx)
+	if err != nil {
+		return err
+	}
+	return st.QueryRowContext(ctx, args...).Scan(dest...)
+}
+
+// prepared is the statement, prepared now if it was not yet.
+func (s *Stmt) prepared(ctx context.Context) (*sql.Stmt, error) {
 	s.mu.Lock()
-	st := s.st
-	if st == nil {
-		var err error
-		if st, err = s.db.PrepareContext(ctx, s.text); err != nil {
-			s.mu.Unlock()
-			return err
+	defer s.mu.Unlock()
+	if s.st == nil {
+		st, err := s.db.PrepareContext(ctx, s.text)
+		if err != nil {
+			return nil, err
 		}
 		s.st = st
 	}
-	s.mu.Unlock()
-	return st.QueryRowContext(ctx, args...).Scan(dest...)
+	return s.st, nil
 }
