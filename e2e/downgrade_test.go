@@ -65,10 +65,19 @@ func TestBudgetDowngrade(t *testing.T) {
 	}
 
 	// Downgrade: big until the budget is used up, then small, never a 429.
-	downgrade := func(secret, budget string) float64 {
+	// A budget is in force from used + reserved ≥ limit, and an answer's
+	// charge is settled just after the answer is sent (docs/budgets.md):
+	// each request waits until the one before is settled, so the budget it
+	// meets holds exactly the costs the answers reported.
+	downgrade := func(secret, query, budget string) float64 {
 		t.Helper()
 		used, downgraded := 0.0, 0
 		for i := range 6 {
+			if i > 0 {
+				if got, reserved := budgetOf(t, s, query, budget); math.Abs(got-used) > 1e-6 || reserved != 0 {
+					t.Fatalf("%s before request %d at %.6f EUR, %.6f reserved; want %.6f EUR", budget, i, got, reserved, used)
+				}
+			}
 			resp, b := post(t, s.URL+"/v1/chat/completions", body, map[string]string{"Authorization": "Bearer " + secret})
 			if resp.StatusCode != 200 {
 				t.Fatalf("%s request %d: %d %s", budget, i, resp.StatusCode, b)
@@ -100,9 +109,7 @@ func TestBudgetDowngrade(t *testing.T) {
 		t.Logf("%s: %d of 6 requests downgraded to small after %.2f EUR", budget, downgraded, used)
 		return used
 	}
-	used := downgrade("sk-saver", "saver-day")
-	// An answer's charge is settled just after the answer is sent
-	// (docs/budgets.md): read the budget once nothing is reserved.
+	used := downgrade("sk-saver", "workspace=saver", "saver-day")
 	if got, reserved := budgetOf(t, s, "workspace=saver", "saver-day"); math.Abs(got-used) > 1e-6 || reserved != 0 {
 		t.Errorf("saver-day at %.6f EUR, %.6f reserved; want %.6f EUR", got, reserved, used)
 	}
@@ -137,5 +144,5 @@ func TestBudgetDowngrade(t *testing.T) {
 			t.Fatalf("the created key is still refused: %s", b)
 		}
 	}
-	downgrade(created.Secret, "key.thrifty.day")
+	downgrade(created.Secret, "key=thrifty&workspace=thrifty", "key.thrifty.day")
 }
