@@ -91,10 +91,10 @@ func TestEmbeddingsAndCompletionsAreRouted(t *testing.T) {
 				return
 			}
 			hs := setHeaders(r.GetRequestBody().GetResponse().GetHeaderMutation())
-			if p.decision == nil || p.decision.Model.ID != tc.model || hs[":path"] != tc.upstreamPath {
-				t.Fatalf("routed to %v at %q, want %s at %s (%v)", p.decision, hs[":path"], tc.model, tc.upstreamPath, r)
+			if p.selection == nil || p.selection.Model.ID != tc.model || hs[":path"] != tc.upstreamPath {
+				t.Fatalf("routed to %v at %q, want %s at %s (%v)", p.selection, hs[":path"], tc.model, tc.upstreamPath, r)
 			}
-			tab := p.decision.Table()
+			tab := p.selection.Table()
 			for id, why := range tc.rejected {
 				found := false
 				for _, v := range tab {
@@ -117,7 +117,7 @@ func TestEmbeddingsUsageIsCharged(t *testing.T) {
 	p := &edge{filter: filter{state: apisState(t), log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
 	p.handle(headersMsg("POST", "/v1/embeddings", false))
 	p.handle(bodyMsg(`{"model":"auto","input":"hello"}`))
-	p.served = p.decision.Model
+	p.served = p.selection.Model
 	c, ok := p.jsonCharge([]byte(`{"object":"list","data":[],"usage":{"prompt_tokens":1000000,"total_tokens":1000000}}`))
 	if !ok || c.Usage.PromptTokens != 1000000 || c.Amount != 0.02 {
 		t.Fatalf("charge %+v %v, want 0.02 USD for a million input tokens", c, ok)
@@ -201,10 +201,10 @@ func TestMessagesAPI(t *testing.T) {
 		cr := r.GetRequestBody().GetResponse()
 		hs := setHeaders(cr.GetHeaderMutation())
 		nb := cr.GetBodyMutation().GetBody()
-		if p.decision == nil || p.decision.Model.ID != "sonnet" || hs[":path"] != "/v1/messages" || hs["anthropic-version"] == "" ||
+		if p.selection == nil || p.selection.Model.ID != "sonnet" || hs[":path"] != "/v1/messages" || hs["anthropic-version"] == "" ||
 			gjson.GetBytes(nb, "model").Str != "sonnet" || gjson.GetBytes(nb, "system").Str != "be brief" || gjson.GetBytes(nb, "top_k").Int() != 5 ||
 			gjson.GetBytes(nb, "policy").Exists() || gjson.GetBytes(nb, "stream_options").Exists() {
-			t.Fatalf("routed %v to %q with %s", p.decision, hs[":path"], nb)
+			t.Fatalf("routed %v to %q with %s", p.selection, hs[":path"], nb)
 		}
 		if p.result.Chat.API != "messages" {
 			t.Errorf("api %q", p.result.Chat.API)
@@ -224,9 +224,9 @@ func TestMessagesAPI(t *testing.T) {
 		cr := r.GetRequestBody().GetResponse()
 		hs := setHeaders(cr.GetHeaderMutation())
 		nb := cr.GetBodyMutation().GetBody()
-		if p.decision == nil || hs[":path"] != "/v1/chat/completions" || gjson.GetBytes(nb, "messages.0.content").Str != "hi" ||
+		if p.selection == nil || hs[":path"] != "/v1/chat/completions" || gjson.GetBytes(nb, "messages.0.content").Str != "hi" ||
 			gjson.GetBytes(nb, "tools.0.function.name").Str != "f" || gjson.GetBytes(nb, "max_tokens").Exists() {
-			t.Fatalf("routed %v to %q with %s", p.decision, hs[":path"], nb)
+			t.Fatalf("routed %v to %q with %s", p.selection, hs[":path"], nb)
 		}
 		p.handle(respHeadersMsg("200", "application/json"))
 		out := p.handle(respBodyMsg(`{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"chat","choices":[{"index":0,"finish_reason":"tool_calls","message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]}}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}`, true))

@@ -98,7 +98,7 @@ func (p *edge) auditRecord() *audit.Record {
 			r.Replay = in
 		}
 	}
-	if d := p.decision; d != nil {
+	if d := p.selection; d != nil {
 		r.Chosen = d.Model.ID
 		r.Reason = d.Reason // the decision's; attempts and served show a failover
 		fbs := d.Fallbacks
@@ -112,7 +112,7 @@ func (p *edge) auditRecord() *audit.Record {
 			}
 		}
 	}
-	if m := p.served; m != nil && p.decision != nil && !p.routedAt.IsZero() { // it left for a provider
+	if m := p.served; m != nil && p.selection != nil && !p.routedAt.IsZero() { // it left for a provider
 		r.Served, r.Provider = m.ID, m.Provider.Name
 	}
 	code, _ := strconv.Atoi(p.respStatus)
@@ -135,8 +135,8 @@ func (p *edge) auditRecord() *audit.Record {
 		r.Usage = &audit.Usage{PromptTokens: c.Usage.PromptTokens, CompletionTokens: c.Usage.CompletionTokens, Estimated: c.Usage.Estimated}
 		r.Cost = &audit.Cost{EUR: audit.Money(c.EUR), Amount: audit.Money(c.Amount), Currency: c.Currency, Source: c.Source,
 			BaselineModel: c.Baseline, BaselineEUR: audit.Money(c.BaselineEUR), SavingEUR: audit.Money(c.SavingEUR)}
-		if p.decision != nil {
-			r.Cost.EstimatedEUR = audit.Money(p.decision.EstimatedCostEUR)
+		if p.selection != nil {
+			r.Cost.EstimatedEUR = audit.Money(p.selection.EstimatedCostEUR)
 		}
 	}
 	if p.keepContent {
@@ -226,16 +226,16 @@ func (p *edge) content() *audit.Content {
 // table: the writer copies each line and formats each reason into the
 // record's bytes, so the request path does neither. Nothing changes the
 // decision after the record is handed over (a result is never reused).
-type candidateTable decide.Decision
+type candidateTable decide.Selection
 
-func (t *candidateTable) Len() int { return (*decide.Decision)(t).Len() }
+func (t *candidateTable) Len() int { return (*decide.Selection)(t).Len() }
 
 func (t *candidateTable) Candidate(i int) audit.Candidate {
-	v := (*decide.Decision)(t).Line(i)
+	v := (*decide.Selection)(t).Line(i)
 	return audit.Candidate{Model: v.ID, Provider: v.Provider, Verdict: v.Verdict, Rank: v.Rank, Score: v.Score,
 		EstimatedCostEUR: v.EstimatedCostEUR, Quality: v.Quality, LatencyMS: v.LatencyMS, Residency: v.Residency}
 }
 
 func (t *candidateTable) AppendReason(dst []byte, i int) []byte {
-	return (*decide.Decision)(t).AppendReason(dst, i)
+	return (*decide.Selection)(t).AppendReason(dst, i)
 }

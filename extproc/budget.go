@@ -355,7 +355,7 @@ func (p *edge) release() {
 // settle charged (the same rounding), on the model that answered or was
 // tried last.
 func (p *edge) record(c meter.Charge, st spend.Status) {
-	if p.recorded || p.decision == nil || p.served == nil {
+	if p.recorded || p.selection == nil || p.served == nil {
 		return
 	}
 	p.recorded = true

@@ -69,9 +69,9 @@ type edge struct {
 	method   string
 	endpoint endpoint
 
-	decision *decide.Decision // set once the body phase routed the request
-	class    classify.Result  // the request's classification, with the decision
-	result   *route.Result    // the whole decision, for the routing object
+	selection *decide.Selection // set once the body phase routed the request
+	class     classify.Result   // the request's classification, with the decision
+	result    *route.Result     // the whole decision, for the routing object
 
 	overhead   time.Duration      // time spent deciding, across the request phases
 	stages     telemetry.Overhead // parts of it, for the metrics (metrics.go)
@@ -138,7 +138,7 @@ func isClientAuth(k string) bool { return k == "authorization" || k == "api-key"
 // handle answers one message of the edge's stream. The request phases,
 // and every phase until the request is decided, count as router overhead.
 func (p *edge) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-	if _, ok := req.Request.(*extprocv3.ProcessingRequest_RequestHeaders); ok || p.decision == nil {
+	if _, ok := req.Request.(*extprocv3.ProcessingRequest_RequestHeaders); ok || p.selection == nil {
 		start := time.Now()
 		defer func() {
 			d := time.Since(start)
@@ -431,7 +431,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	d := res.Selection
 	chat := res.Chat
 	m := d.Model
-	p.decision, p.served = &d, m
+	p.selection, p.served = &d, m
 	p.wantUsage = chat.IncludeUsage
 	// A Messages request's usage comes in its events; the chat request an
 	// OpenAI-wire provider gets asks for it (MessagesToChat).
@@ -728,7 +728,7 @@ func (p *edge) routeFirstDirect(cluster string, hs []*corev3.HeaderValueOption, 
 // can go into it. Streams (SSE) are never buffered.
 func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	hs := []*corev3.HeaderValueOption{setHeader(header.DecisionID, p.id)}
-	d := p.decision
+	d := p.selection
 	if d == nil {
 		return continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})
 	}

@@ -27,7 +27,7 @@ func (p *edge) observe() {
 		if res := p.result; res != nil {
 			d.PolicyVersion, d.Stream = res.PolicyVersion, res.Chat.Stream
 		}
-		if p.decision != nil {
+		if p.selection != nil {
 			d.Reason = p.reason()
 		}
 		tr.Record(&r, &d)
@@ -65,7 +65,7 @@ func (p *edge) outcomeFacts() telemetry.Request {
 	if p.bodyPhase {
 		r.Overhead.Total = p.overhead
 	}
-	if s := p.served; s != nil && p.decision != nil && !p.routedAt.IsZero() { // it left for a provider
+	if s := p.served; s != nil && p.selection != nil && !p.routedAt.IsZero() { // it left for a provider
 		r.Model, r.Provider, r.RequestModel = s.ID, s.Provider.Name, p.requestModel()
 		r.Answered = p.respStatus != ""
 		if p.stream != nil && !p.firstChunk.IsZero() && !p.arrived.IsZero() {
@@ -102,7 +102,7 @@ func (p *edge) observeAttempts(m *telemetry.Metrics) {
 			a := &p.attempts[i]
 			m.Attempt(a.Provider, a.Model, a.Outcome)
 		}
-	case p.served != nil && p.decision != nil && !p.routedAt.IsZero():
+	case p.served != nil && p.selection != nil && !p.routedAt.IsZero():
 		out := "served"
 		if code, _ := strconv.Atoi(p.respStatus); code == 0 || code >= 400 {
 			out = "failed"

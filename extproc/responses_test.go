@@ -80,7 +80,7 @@ func TestResponsesRouting(t *testing.T) {
 			p := responsesEdge(t, responsesState(t))
 			r := p.handle(bodyMsg(strings.Replace(req, "%s", tc.model, 1)))
 			cr := r.GetRequestBody().GetResponse()
-			if cr == nil || p.decision == nil {
+			if cr == nil || p.selection == nil {
 				t.Fatalf("not routed: %v", r)
 			}
 			hs := setHeaders(cr.GetHeaderMutation())
@@ -134,10 +134,10 @@ func TestResponsesStored(t *testing.T) {
 				return
 			}
 			nb := r.GetRequestBody().GetResponse().GetBodyMutation().GetBody()
-			if p.decision == nil || p.decision.Model.ID != tc.served || gjson.GetBytes(nb, "previous_response_id").Str != "resp_123" {
-				t.Fatalf("routed %v with %s", p.decision, nb)
+			if p.selection == nil || p.selection.Model.ID != tc.served || gjson.GetBytes(nb, "previous_response_id").Str != "resp_123" {
+				t.Fatalf("routed %v with %s", p.selection, nb)
 			}
-			for _, v := range p.decision.Table() {
+			for _, v := range p.selection.Table() {
 				if v.ID == "chat" && (v.Verdict != "rejected" || !strings.Contains(v.Reason, "previous_response_id")) {
 					t.Errorf("chat: %s %s", v.Verdict, v.Reason)
 				}
@@ -160,10 +160,10 @@ func TestResponsesStored(t *testing.T) {
 func TestResponsesNativeOnly(t *testing.T) {
 	p := responsesEdge(t, responsesState(t))
 	r := p.handle(bodyMsg(`{"model":"auto","input":"find it","tools":[{"type":"web_search"}]}`))
-	if p.decision == nil || !p.decision.Model.NativeResponses() {
-		t.Fatalf("routed %v: %v", p.decision, r)
+	if p.selection == nil || !p.selection.Model.NativeResponses() {
+		t.Fatalf("routed %v: %v", p.selection, r)
 	}
-	for _, v := range p.decision.Table() {
+	for _, v := range p.selection.Table() {
 		if (v.ID == "chat" || v.ID == "sonnet") && !strings.Contains(v.Reason, "cannot carry tools[0] of type web_search") {
 			t.Errorf("%s: %s %s", v.ID, v.Verdict, v.Reason)
 		}

@@ -91,7 +91,7 @@ type saving struct {
 // routing builds the object for a JSON answer; charge is what the answer's
 // usage cost (nil: it reported none).
 func (p *edge) routing(charge *meter.Charge) []byte {
-	d := p.decision
+	d := p.selection
 	m := p.served
 	c := &p.class
 	ro := routingObject{
@@ -317,10 +317,10 @@ func savingOf(c meter.Charge) *saving {
 
 // reason is the decision's reason, and whether a fallback served it.
 func (p *edge) reason() string {
-	if p.served != p.decision.Model && len(p.attempts) > 1 {
-		return p.decision.Reason + "; served by fallback after " + strconv.Itoa(len(p.attempts)-1) + " failed attempt(s)"
+	if p.served != p.selection.Model && len(p.attempts) > 1 {
+		return p.selection.Reason + "; served by fallback after " + strconv.Itoa(len(p.attempts)-1) + " failed attempt(s)"
 	}
-	return p.decision.Reason
+	return p.selection.Reason
 }
 
 func round(x float64, places int) float64 {

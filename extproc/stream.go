@@ -313,7 +313,7 @@ func streamChunk(out []byte) *extprocv3.ProcessingResponse {
 // produced text).
 func (p *edge) finishStream(how string) {
 	st := p.stream
-	if st == nil || st.finished || p.decision == nil {
+	if st == nil || st.finished || p.selection == nil {
 		return
 	}
 	st.finished = true

@@ -95,8 +95,10 @@ type Verdict struct {
 	Score float64 `json:"score,omitempty"`
 }
 
-// Decision is the outcome for one request.
-type Decision struct {
+// Selection is what selection chose for one request (Decide): the model,
+// its fallbacks and the verdict of every candidate. The policy's own
+// outcome is policy.Decision; the whole pipeline's is route.Result.
+type Selection struct {
 	Model            *catalog.Model
 	Reason           string
 	EstimatedCostEUR float64
@@ -153,11 +155,11 @@ const (
 )
 
 // Len is the number of candidates the decision weighed.
-func (d *Decision) Len() int { return len(d.lines) }
+func (d *Selection) Len() int { return len(d.lines) }
 
 // Line is candidate i's verdict with its Reason left empty (AppendReason
 // writes it).
-func (d *Decision) Line(i int) Verdict {
+func (d *Selection) Line(i int) Verdict {
 	c, l := &d.cands[i], &d.lines[i]
 	return Verdict{ID: c.Model.ID, Provider: c.Model.Provider.Name, Residency: c.Model.Provider.Residency,
 		Verdict: verdictNames[l.verdict], EstimatedCostEUR: c.EstimatedCostEUR, Quality: c.Quality, LatencyMS: c.LatencyMS,
@@ -166,7 +168,7 @@ func (d *Decision) Line(i int) Verdict {
 
 // Table returns every candidate's verdict with its reason, for explain,
 // errors and tests: a new slice each call.
-func (d *Decision) Table() []Verdict {
+func (d *Selection) Table() []Verdict {
 	vs := make([]Verdict, len(d.lines))
 	for i := range vs {
 		vs[i] = d.Line(i)
@@ -176,7 +178,7 @@ func (d *Decision) Table() []Verdict {
 }
 
 // LineReason is candidate i's reason, as Table gives it.
-func (d *Decision) LineReason(i int) string {
+func (d *Selection) LineReason(i int) string {
 	s, rej := d.reasonOf(i)
 	if rej != nil {
 		return rej.format(d.task)
@@ -187,7 +189,7 @@ func (d *Decision) LineReason(i int) string {
 // AppendReason appends candidate i's reason, as Table gives it, to dst. It
 // only reads the decision, so the audit writer formats the reasons into
 // the record's bytes and the request path formats none.
-func (d *Decision) AppendReason(dst []byte, i int) []byte {
+func (d *Selection) AppendReason(dst []byte, i int) []byte {
 	s, rej := d.reasonOf(i)
 	if rej != nil {
 		return rej.appendTo(dst, d.task)
@@ -198,7 +200,7 @@ func (d *Decision) AppendReason(dst []byte, i int) []byte {
 // reasonOf is candidate i's reason: the decision's for the chosen one, the
 // policy's for an excluded one, why stellwerk cannot send it, or (rej) the
 // requirement that rejected it, still to be formatted.
-func (d *Decision) reasonOf(i int) (s string, rej *rejection) {
+func (d *Selection) reasonOf(i int) (s string, rej *rejection) {
 	switch l := &d.lines[i]; l.verdict {
 	case vChosen:
 		return d.Reason, nil
@@ -272,7 +274,7 @@ func appendHundredths(b []byte, f float64) []byte {
 }
 
 // Decide filters the candidates by what the request needs and picks one.
-func Decide(in Input) (Decision, error) {
+func Decide(in Input) (Selection, error) {
 	lines := make([]line, len(in.Candidates))
 	eligible := make([]int, 0, len(in.Candidates))
 	var pinned = -1
@@ -310,7 +312,7 @@ func Decide(in Input) (Decision, error) {
 		}
 		eligible = kept
 	}
-	d := Decision{cands: in.Candidates, lines: lines, task: in.Task}
+	d := Selection{cands: in.Candidates, lines: lines, task: in.Task}
 
 	var choice int
 	switch {
@@ -350,7 +352,7 @@ func Decide(in Input) (Decision, error) {
 // Plan is the request's attempt list for failover: the chosen model, then
 // the best fallback of each other provider (a provider that just failed is
 // the wrong place to retry), at most maxAttempts long.
-func (d *Decision) Plan(maxAttempts int) []*catalog.Model {
+func (d *Selection) Plan(maxAttempts int) []*catalog.Model {
 	if d.Model == nil {
 		return nil
 	}

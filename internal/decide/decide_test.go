@@ -146,7 +146,7 @@ func TestDecideIsDeterministic(t *testing.T) {
 func TestPlanOneModelPerProvider(t *testing.T) {
 	pa, pb, pc := &catalog.Provider{Name: "a"}, &catalog.Provider{Name: "b"}, &catalog.Provider{Name: "c"}
 	m := func(id string, p *catalog.Provider) *catalog.Model { return &catalog.Model{ID: id, Provider: p} }
-	d := &Decision{Model: m("a1", pa), Fallbacks: []*catalog.Model{m("b1", pb), m("b2", pb), m("a2", pa), m("c1", pc)}}
+	d := &Selection{Model: m("a1", pa), Fallbacks: []*catalog.Model{m("b1", pb), m("b2", pb), m("a2", pa), m("c1", pc)}}
 	var ids []string
 	for _, x := range d.Plan(3) {
 		ids = append(ids, x.ID)
@@ -157,7 +157,7 @@ func TestPlanOneModelPerProvider(t *testing.T) {
 	if got := d.Plan(1); len(got) != 1 || got[0].ID != "a1" {
 		t.Errorf("max_attempts 1 gave %v", got)
 	}
-	if (&Decision{}).Plan(3) != nil {
+	if (&Selection{}).Plan(3) != nil {
 		t.Error("a refused decision has a plan")
 	}
 }

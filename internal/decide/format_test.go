@@ -52,7 +52,7 @@ func TestRejectionFormat(t *testing.T) {
 // (no reason) and the chosen one (the decision's reason, even when it is
 // set after the decision, as a named route's explanation is).
 func TestAppendReason(t *testing.T) {
-	var d Decision
+	var d Selection
 	d.task = "code"
 	for k := uint8(rejNone); k <= rejRelative; k++ {
 		m := &catalog.Model{ID: fmt.Sprint("m", k), Provider: &catalog.Provider{Name: "p", Residency: "eu"}}

@@ -114,9 +114,9 @@ func routeFacts(o *flow.Outcome) *policy.RouteFacts {
 // policy set another). When
 // no target can serve, ordinary auto selection among the allowed
 // candidates serves, and the reason says why.
-func selectRoute(base decide.Input, o *flow.Outcome, objectiveFree bool) (decide.Decision, error) {
+func selectRoute(base decide.Input, o *flow.Outcome, objectiveFree bool) (decide.Selection, error) {
 	var (
-		chosen  decide.Decision
+		chosen  decide.Selection
 		found   bool
 		skipped []string
 		rest    []*catalog.Model
@@ -210,7 +210,7 @@ func narrow(cands []decide.Candidate, t *flow.Target, o *flow.Outcome) []decide.
 
 // skipReason says why a target could not serve: "sonnet excluded by
 // policy (eu residency)".
-func skipReason(t *flow.Target, d *decide.Decision, err error) string {
+func skipReason(t *flow.Target, d *decide.Selection, err error) string {
 	if t.IsAuto() {
 		return "auto target " + t.Node + ": no eligible model"
 	}

@@ -126,7 +126,7 @@ type Result struct {
 	Workspace     string
 	PolicyVersion string
 	Policy        policy.Decision
-	Selection     decide.Decision
+	Selection     decide.Selection
 	// BaselineCostEUR is the estimated cost on the catalog's baseline model.
 	BaselineCostEUR float64
 	// Baseline is the catalog's baseline model when it serves the
