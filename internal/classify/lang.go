@@ -44,49 +44,81 @@ var langIndex = func() map[string]uint16 {
 	return m
 }()
 
-// langSlot is one listed word in langTable: its languages, and the share
-// of a word's evidence each of them gets.
-type langSlot struct {
-	word  string
-	set   uint16
-	share float64
-}
+// langTable holds langIndex in open addressing: a prompt's words are
+// looked up one by one, and a map lookup per word was most of
+// DetectLanguage's time (TestLangTable holds it to langIndex). A slot is
+// a word packed into two words (langWord): 16 KB of slots, where the
+// table of strings, sets and shares it replaced took 64 KB and did not
+// stay in a core's first-level cache between two words. A word's
+// languages are in langSets, read only when the word is listed.
+const langTableBits = 10 // 1,024 slots for ~330 words: probes are short
 
-const langTableBits = 11 // 2,048 slots for ~330 words: probes are short
+var (
+	langTable [1 << langTableBits]langWord
+	langSets  [1 << langTableBits]uint8
+)
 
-// langTable holds langIndex in open addressing, probed with langHash: a
-// prompt's words are looked up one by one, and a map lookup per word was
-// most of DetectLanguage's time (TestLangTable holds it to langIndex).
-var langTable = func() (t [1 << langTableBits]langSlot) {
-	for w, set := range langIndex {
-		i := langHash([]byte(w))
-		for t[i].word != "" {
-			i = (i + 1) & (1<<langTableBits - 1)
-		}
-		t[i] = langSlot{word: w, set: set, share: 1 / float64(popcount(set))}
+// langWord is a lower-cased word of at most maxLangWord bytes, its bytes
+// in order from the low end of lo and then hi, the rest zero. UTF-8 has
+// no zero byte in a letter, so the two words tell every listed word from
+// every other (and the zero value is an empty slot).
+type langWord struct{ lo, hi uint64 }
+
+// langShare is the share of a word's evidence each of its languages gets,
+// by how many languages list it.
+var langShare = func() (s [9]float64) {
+	for n := 1; n < len(s); n++ {
+		s[n] = 1 / float64(n)
 	}
-	return t
+	return s
 }()
 
-// langHash is a langTable index for the word: a rotate and xor per byte
-// (no multiplication chained through the word), then Fibonacci hashing.
-func langHash(w []byte) uint32 {
-	h := uint32(len(w))
-	for _, c := range w {
-		h = bits.RotateLeft32(h, 5) ^ uint32(c)
+func init() {
+	for w, set := range langIndex {
+		k, ok := packLangWord([]byte(w))
+		if !ok {
+			panic("classify: listed word longer than maxLangWord: " + w)
+		}
+		i := k.slot()
+		for langTable[i] != (langWord{}) {
+			i = (i + 1) & (1<<langTableBits - 1)
+		}
+		langTable[i], langSets[i] = k, uint8(set)
 	}
-	return (h * 0x9E3779B1) >> (32 - langTableBits)
 }
 
-// langLookup is langIndex[w] as a slot, nil when w is not listed.
-func langLookup(w []byte) *langSlot {
-	for i := langHash(w); ; i = (i + 1) & (1<<langTableBits - 1) {
-		e := &langTable[i]
-		if e.word == "" {
-			return nil
+// packLangWord is w as a langWord; ok is false when it is longer than
+// maxLangWord bytes.
+func packLangWord(w []byte) (k langWord, ok bool) {
+	if len(w) > maxLangWord {
+		return k, false
+	}
+	for i, c := range w {
+		if i < 8 {
+			k.lo |= uint64(c) << (8 * i)
+		} else {
+			k.hi |= uint64(c) << (8 * (i - 8))
 		}
-		if e.word == string(w) {
-			return e
+	}
+	return k, true
+}
+
+// slot is the word's first slot in langTable: two multiplications, where
+// a hash over its bytes one by one was a chain of dependent operations.
+func (k langWord) slot() uint32 {
+	h := k.lo*0x9E3779B97F4A7C15 ^ k.hi*0xC2B2AE3D27D4EB4F
+	return uint32(h >> (64 - langTableBits))
+}
+
+// langLookup is langIndex of the word as a set of languages (bit i:
+// Languages[i]), 0 when it is not listed.
+func langLookup(k langWord) uint8 {
+	for i := k.slot(); ; i = (i + 1) & (1<<langTableBits - 1) {
+		switch langTable[i] {
+		case k:
+			return langSets[i]
+		case langWord{}:
+			return 0
 		}
 	}
 }
@@ -97,7 +129,6 @@ func DetectLanguage(text string) string {
 		text = text[:langSample]
 	}
 	var score [8]float64
-	var buf [32]byte
 	i, n := 0, len(text)
 	for i < n {
 		// Skip to the next letter; ASCII without decoding.
@@ -111,20 +142,17 @@ func DetectLanguage(text string) string {
 			i += size
 			continue
 		}
-		// One word, lower-cased into buf without allocating.
-		bl, tooLong := 0, false
+		// One word, lower-cased and packed as it is read (langWord).
+		var k langWord
+		bl := 0 // the word's length in bytes, counted past maxLangWord
 		for i < n {
 			c := text[i]
 			if c < utf8.RuneSelf {
 				if !isASCIILetter(c) {
 					break
 				}
-				if bl < len(buf) {
-					buf[bl] = c | 0x20
-					bl++
-				} else {
-					tooLong = true
-				}
+				k.add(bl, c|0x20)
+				bl++
 				i++
 				continue
 			}
@@ -133,20 +161,21 @@ func DetectLanguage(text string) string {
 				break
 			}
 			scriptHint(r, &score)
-			if bl+utf8.UTFMax <= len(buf) {
-				bl += utf8.EncodeRune(buf[bl:], unicode.ToLower(r))
-			} else {
-				tooLong = true
+			var enc [utf8.UTFMax]byte
+			for _, b := range enc[:utf8.EncodeRune(enc[:], unicode.ToLower(r))] {
+				k.add(bl, b)
+				bl++
 			}
 			i += size
 		}
-		if tooLong || bl > maxLangWord {
+		if bl > maxLangWord {
 			continue
 		}
-		if e := langLookup(buf[:bl]); e != nil {
+		if set := langLookup(k); set != 0 {
+			share := langShare[bits.OnesCount8(set)]
 			for li := range score {
-				if e.set&(1<<li) != 0 {
-					score[li] += e.share
+				if set&(1<<li) != 0 {
+					score[li] += share
 				}
 			}
 		}
@@ -163,6 +192,17 @@ func DetectLanguage(text string) string {
 		return LangUnknown
 	}
 	return Languages[best]
+}
+
+// add puts the word's byte at i (from 0) in place; bytes past maxLangWord
+// are not kept (the word is not looked up).
+func (k *langWord) add(i int, c byte) {
+	switch {
+	case i < 8:
+		k.lo |= uint64(c) << (8 * i)
+	case i < maxLangWord:
+		k.hi |= uint64(c) << (8 * (i - 8))
+	}
 }
 
 // scriptHint adds evidence from letters only some of the languages use.
@@ -184,12 +224,4 @@ func scriptHint(r rune, score *[8]float64) {
 	case 'œ', 'ê', 'û', 'î':
 		score[2] += 0.3
 	}
-}
-
-func popcount(x uint16) int {
-	c := 0
-	for ; x != 0; x &= x - 1 {
-		c++
-	}
-	return c
 }

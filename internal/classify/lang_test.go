@@ -41,13 +41,27 @@ func TestDetectLanguageHostileInput(t *testing.T) {
 }
 
 // TestLangTable: the open-addressed table answers exactly what langIndex
-// does, for every listed word (with its share) and for every word of the
-// task corpus and of the other languages' samples, listed or not.
+// does, for every listed word and for every word of the task corpus and of
+// the other languages' samples, listed or not, packed byte by byte as
+// DetectLanguage packs them.
 func TestLangTable(t *testing.T) {
+	lookup := func(w string) uint8 {
+		k, ok := packLangWord([]byte(w))
+		var added langWord
+		for i := range len(w) {
+			added.add(i, w[i])
+		}
+		if added != k && ok {
+			t.Fatalf("%q packed as %x, added as %x", w, k, added)
+		}
+		if !ok {
+			return 0
+		}
+		return langLookup(k)
+	}
 	for w, set := range langIndex {
-		e := langLookup([]byte(w))
-		if e == nil || e.set != set || e.share != 1/float64(popcount(set)) {
-			t.Fatalf("%q: slot %+v, want set %b", w, e, set)
+		if got := lookup(w); got == 0 || uint16(got) != set {
+			t.Fatalf("%q: set %b, want %b", w, got, set)
 		}
 	}
 	text, err := os.ReadFile("task/testdata/prompts.jsonl")
@@ -59,9 +73,8 @@ func TestLangTable(t *testing.T) {
 	listed := 0
 	for _, w := range words {
 		set, ok := langIndex[w]
-		e := langLookup([]byte(w))
-		if ok != (e != nil) || (ok && e.set != set) {
-			t.Fatalf("%q: slot %+v, index %b %v", w, e, set, ok)
+		if got := lookup(w); ok != (got != 0) || uint16(got) != set {
+			t.Fatalf("%q: set %b, index %b %v", w, got, set, ok)
 		}
 		if ok {
 			listed++
