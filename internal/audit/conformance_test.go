@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -305,5 +306,53 @@ func TestVersionsKept(t *testing.T) {
 		if _, _, err := st.Version(ctx, ContentHash([]byte("other"))); !errors.Is(err, ErrNoVersion) {
 			t.Fatalf("unknown hash: %v", err)
 		}
+	})
+}
+
+// TestAppendAgain: a batch written again — its commit went through but its
+// answer was lost, and the writer retries it with the records that came
+// since — keeps each record once, as does a record repeated within one
+// batch. (On SQLite the insert is OR FAIL, so it keeps no statement
+// journal: a statement that fails ends its transaction anyway, store.Tx.)
+func TestAppendAgain(t *testing.T) {
+	conform(t, func(t *testing.T, db *store.DB) {
+		st := openStore(t, db)
+		ctx := context.Background()
+		es := make([]Entry, 6)
+		prev := ""
+		for i := range es {
+			body, err := jsonRecord(wideDecision(i, 8))
+			if err != nil {
+				t.Fatal(err)
+			}
+			es[i] = Entry{Writer: "again/1", Seq: uint64(i + 1), Time: time.Now().UTC().Truncate(time.Microsecond), Kind: KindDecision,
+				Workspace: "support", ID: fmt.Sprint("d", i), Body: body}
+			es[i].seal(prev)
+			prev = es[i].Hash
+		}
+		var got []uint64
+		count := func() []uint64 {
+			got = got[:0]
+			if err := st.EachEntry(ctx, "again/1", 1, 100, func(e *Entry) error { got = append(got, e.Seq); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}
+		if err := st.Append(ctx, es[:3], nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Append(ctx, es[:5], nil); err != nil {
+			t.Fatalf("the batch again, with two more: %v", err)
+		}
+		if n := count(); !slices.Equal(n, []uint64{1, 2, 3, 4, 5}) {
+			t.Fatalf("rows %v, want 1–5", n)
+		}
+		if err := st.Append(ctx, []Entry{es[5], es[5]}, nil); err != nil {
+			t.Fatalf("a record twice in one batch: %v", err)
+		}
+		if n := count(); !slices.Equal(n, []uint64{1, 2, 3, 4, 5, 6}) {
+			t.Fatalf("rows %v, want 1–6", n)
+		}
+		wantOK(t, mustVerify(t, st, nil, VerifyOptions{}))
 	})
 }

@@ -298,7 +298,7 @@ const maxInsertRows = 64
 // lost) finds its rows there.
 func insertSQL(dialect store.Dialect, n int) string {
 	var b strings.Builder
-	b.WriteString(`INSERT INTO audit_entries (` + entryColumns + `) VALUES `)
+	b.WriteString(dialect.Insert() + `audit_entries (` + entryColumns + `) VALUES `)
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')

@@ -185,7 +185,7 @@ func (s *Store) Insert(ctx context.Context, rows []Row) (int, error) {
 func insertSQL(d store.Dialect, n int) string {
 	var b strings.Builder
 	b.Grow(len(rowColumns) + 100 + n*colsPerRow*6)
-	b.WriteString("INSERT INTO spend_requests (" + rowColumns + ") VALUES ")
+	b.WriteString(d.Insert() + "spend_requests (" + rowColumns + ") VALUES ")
 	p := 1
 	for i := 0; i < n; i++ {
 		if i > 0 {
