@@ -41,11 +41,11 @@ const (
 // and might abort keeps a statement journal, a copy of every page it
 // changes, so that it alone can be undone while its transaction goes on.
 // Nothing here goes on after a failed statement (Tx rolls the whole
-// transaction back), so the copy was work for nothing — about a tenth of
-// the audit writer's store time (docs/benchmarks.md). OR FAIL keeps the
-// rows before a failing one instead of undoing them, which the rollback
-// then does; an ON CONFLICT … DO NOTHING clause still applies to its
-// constraint. PostgreSQL keeps no such journal.
+// transaction back), so the copy was work for nothing: about a seventh of
+// the audit store's time in the bench's stack (docs/benchmarks.md). OR
+// FAIL keeps the rows before a failing one instead of undoing them, which
+// the rollback then does; an ON CONFLICT … DO NOTHING clause still
+// applies to its constraint. PostgreSQL keeps no such journal.
 func (d Dialect) Insert() string {
 	if d == SQLite {
 		return "INSERT OR FAIL INTO "
