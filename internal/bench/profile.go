@@ -125,6 +125,7 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 	var ok, failed atomic.Int64
 	from := time.Now()
 	progress(o.Progress, "profiling %g rps of %s for %s", o.Rate, sizeName(o.Size), o.Duration)
+	cpu0, cpuErr0 := cpuSeconds(stack.stellwerk.pid())
 	attack(ctx, target, o.Rate, o.Duration, body, func(r result) {
 		if r.ok() {
 			ok.Add(1)
@@ -132,6 +133,7 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 			failed.Add(1)
 		}
 	})
+	cpu1, cpuErr1 := cpuSeconds(stack.stellwerk.pid())
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -142,6 +144,14 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 		}
 	}
 	progress(o.Progress, "%d answers, %d failed; profiles in %s", ok.Load(), failed.Load(), o.Out)
+	if cpuErr0 == nil && cpuErr1 == nil && ok.Load() > 0 {
+		// What the kernel counted, to hold the profile's "Total samples"
+		// against: one profile at 100 requests/s held 0.85 CPU-ms a request
+		// where the bench counts 1.3–1.5, and put the decision at a tenth
+		// of what perf counts (docs/benchmarks.md, 2026-12-06).
+		progress(o.Progress, "the server used %.2f CPU-s during the load (%.2f CPU-ms per answer, /proc); the CPU profile's \"Total samples\" should come close, "+
+			"and where it does not its split is not to be trusted (perf record -g -p PID counts every thread)", cpu1-cpu0, (cpu1-cpu0)*1000/float64(ok.Load()))
+	}
 	if o.Phases {
 		time.Sleep(time.Second) // Envoy flushes its access log every 500 ms (startEnvoy)
 		log, err := os.ReadFile(filepath.Join(dir, "envoy-stellwerk.log"))
