@@ -20,9 +20,9 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/health"
-	"github.com/stellwerk/stellwerk/internal/route"
 )
 
 // failoverState: two providers, so every plan is "a1" then "b1".
@@ -502,7 +502,7 @@ func TestOwnKeyRateLimitIsTheTenants(t *testing.T) {
 		t.Fatalf("after three 429s on legal's own key: %+v", ss)
 	}
 	decide := func(ws string) string {
-		res, err := st.Router.Route(context.Background(), route.Request{Path: "/v1/chat/completions", DecisionID: "x",
+		res, err := st.Router.Route(context.Background(), decision.Request{Path: "/v1/chat/completions", DecisionID: "x",
 			Body: []byte(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`), Principal: auth.Principal{Workspace: ws}})
 		if err != nil {
 			t.Fatal(err)

@@ -12,9 +12,9 @@ import (
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/decide"
+	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/live"
 	"github.com/stellwerk/stellwerk/internal/reqpolicy"
-	"github.com/stellwerk/stellwerk/internal/route"
 )
 
 // auditUnavailable is the answer to a chat request while the audit log
@@ -85,7 +85,7 @@ func (p *edge) auditRecord() *audit.Record {
 					Fired: l.Fired, Ratio: l.Ratio})
 			}
 		}
-		in := res.ReplayInputs(&route.Request{Path: p.path, Headers: p.headers, Principal: p.principal, DecisionID: p.id})
+		in := res.ReplayInputs(&decision.Request{Path: p.path, Headers: p.headers, Principal: p.principal, DecisionID: p.id})
 		if res.Selection.Len() > 0 {
 			r.Table = (*candidateTable)(&res.Selection)
 			if in != nil {

@@ -22,12 +22,12 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/decide"
+	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/meter"
 	"github.com/stellwerk/stellwerk/internal/request"
-	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/telemetry"
 	"github.com/stellwerk/stellwerk/internal/translate"
@@ -71,7 +71,7 @@ type edge struct {
 
 	selection *decide.Selection // set once the body phase routed the request
 	class     classify.Result   // the request's classification, with the decision
-	result    *route.Result     // the whole decision, for the routing object
+	result    *decision.Result  // the whole decision, for the routing object
 
 	overhead   time.Duration      // time spent deciding, across the request phases
 	stages     telemetry.Overhead // parts of it, for the metrics (metrics.go)
@@ -410,7 +410,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	}
 	p.keepContent = p.state.Audit != nil && p.state.AuditContent[p.principal.Workspace]
 	start := time.Now()
-	res, err := p.state.Router.Route(p.ctx, route.Request{Path: p.path, Body: body, Principal: p.principal,
+	res, err := p.state.Router.Route(p.ctx, decision.Request{Path: p.path, Body: body, Principal: p.principal,
 		HeaderPolicy: p.headerPolicy, Headers: p.headers, Budgets: p.policyBudgets(),
 		DecisionID: p.id, MetadataHeader: p.metadataHdr, PeekBudgets: p.peekBudgets, Limiter: p.state.RouteLimiter,
 		Record: p.state.Audit != nil, Needs: needs})
@@ -508,7 +508,7 @@ func outputLimit(c *request.Chat) int {
 	case request.APICompletions:
 		n := c.MaxTokens
 		if n == 0 {
-			n = route.DefaultCompletionTokens
+			n = decision.DefaultCompletionTokens
 		}
 		return n * max(c.Choices, 1)
 	}

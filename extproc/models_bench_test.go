@@ -11,7 +11,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
-	"github.com/stellwerk/stellwerk/internal/route"
+	"github.com/stellwerk/stellwerk/internal/decision"
 )
 
 // BenchmarkModels is GET /v1/models and /v1/models/{id} through the
@@ -79,7 +79,7 @@ func BenchmarkNewStateWorkspaces(b *testing.B) {
 	keys := auth.New(c, func(string) string { return "" })
 	b.ReportAllocs()
 	for b.Loop() {
-		st := NewState(route.New(c, cat, cl, nil, zap.NewNop()), keys, c.Envoy.MaxRequestBytes)
+		st := NewState(decision.New(c, cat, cl, nil, zap.NewNop()), keys, c.Envoy.MaxRequestBytes)
 		if len(st.modelsJSON) < 50 { // equal sets share an answer
 			b.Fatalf("%d sets", len(st.modelsJSON))
 		}

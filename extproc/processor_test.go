@@ -18,9 +18,9 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/policy"
-	"github.com/stellwerk/stellwerk/internal/route"
 )
 
 func testState(t testing.TB) *State {
@@ -63,7 +63,7 @@ func stateFor(tb testing.TB, c *config.Config, getenv func(string) string) *Stat
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return NewState(route.New(c, cat, cl, pm, zap.NewNop()), auth.New(c, func(string) string { return "" }), c.Envoy.MaxRequestBytes)
+	return NewState(decision.New(c, cat, cl, pm, zap.NewNop()), auth.New(c, func(string) string { return "" }), c.Envoy.MaxRequestBytes)
 }
 
 func headersMsg(method, path string, endOfStream bool, extra ...string) *extprocv3.ProcessingRequest {

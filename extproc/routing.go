@@ -299,7 +299,7 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 }
 
 // baseline is the model savings are measured against: the catalog's
-// baseline, when it serves the request's API (route.Result.Baseline).
+// baseline, when it serves the request's API (decision.Result.Baseline).
 func (p *edge) baseline() *catalog.Model {
 	if p.result != nil {
 		return p.result.Baseline

@@ -24,12 +24,12 @@ import (
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/live"
 	"github.com/stellwerk/stellwerk/internal/notify"
-	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/telemetry"
 )
@@ -37,7 +37,7 @@ import (
 // State is everything a request needs that can change on reload. It is
 // swapped as a whole.
 type State struct {
-	Router          *route.Router
+	Router          *decision.Router
 	Keys            *auth.Keys
 	MaxRequestBytes int64
 	// MessageTimeout is Envoy's ext_proc message timeout (envoy.extproc_timeout):
@@ -97,7 +97,7 @@ type State struct {
 	// Versions are the content hashes of the config and catalog this state
 	// was built from, for the records.
 	Versions   audit.Versions
-	modelsJSON map[*route.Visible][]byte // the /v1/models answer per visible set
+	modelsJSON map[*decision.Visible][]byte // the /v1/models answer per visible set
 	// forwardable are the client headers some provider's forward_headers
 	// lists; every other header outside header.Forwarded is removed at the edge.
 	forwardable []string

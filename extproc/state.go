@@ -7,16 +7,16 @@ import (
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/decide"
+	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/request"
-	"github.com/stellwerk/stellwerk/internal/route"
 )
 
 // NewState builds the per-config state, precomputing what every request of
 // that config would otherwise rebuild: the /v1/models answer of each
 // distinct set of models callers may see (workspaces and teams without
 // access lists share one).
-func NewState(r *route.Router, keys *auth.Keys, maxRequestBytes int64) *State {
-	st := &State{Router: r, Keys: keys, MaxRequestBytes: maxRequestBytes, modelsJSON: map[*route.Visible][]byte{}}
+func NewState(r *decision.Router, keys *auth.Keys, maxRequestBytes int64) *State {
+	st := &State{Router: r, Keys: keys, MaxRequestBytes: maxRequestBytes, modelsJSON: map[*decision.Visible][]byte{}}
 	for _, v := range r.VisibleSets() {
 		st.modelsJSON[v] = modelsList(v.Models())
 	}
@@ -75,7 +75,7 @@ func (st *State) modelsFor(p auth.Principal) []byte {
 	if len(p.Models) > 0 { // a store key narrowed to some models: rendered per request, as rare as such keys
 		var ms []*catalog.Model
 		for _, m := range v.Models() {
-			if route.KeyAllows(p, m) {
+			if decision.KeyAllows(p, m) {
 				ms = append(ms, m)
 			}
 		}
@@ -84,7 +84,7 @@ func (st *State) modelsFor(p auth.Principal) []byte {
 	if b, ok := st.modelsJSON[v]; ok {
 		return b
 	}
-	return modelsList(v.Models()) // a router not built by route.New
+	return modelsList(v.Models()) // a router not built by decision.New
 }
 
 // modelJSON renders one entry for GET /v1/models/{id}; a model the
@@ -95,7 +95,7 @@ func (st *State) modelJSON(p auth.Principal, id string) ([]byte, bool) {
 		e = modelEntry{ID: decide.Auto, Object: "model", OwnedBy: "stellwerk"}
 	} else {
 		m, ok := st.Router.Catalog.Lookup(id)
-		if !ok || !st.Router.Visible(p).Has(id) || !route.KeyAllows(p, m) {
+		if !ok || !st.Router.Visible(p).Has(id) || !decision.KeyAllows(p, m) {
 			return nil, false
 		}
 		e = modelEntry{ID: m.ID, Object: "model", OwnedBy: m.Provider.Name, ContextWindow: m.ContextWindow, Residency: m.Provider.Residency,

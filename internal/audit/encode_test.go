@@ -100,7 +100,7 @@ func benchmarkEncoders(b *testing.B, r *Record) {
 
 // BenchmarkEncodeDecision: a decision record on the shipped catalog's
 // scale with replay inputs, as a generic map of 71 learned latencies (the
-// record's route.Inputs write themselves: BenchmarkInputsJSON).
+// record's decision.Inputs write themselves: BenchmarkInputsJSON).
 func BenchmarkEncodeDecision(b *testing.B) {
 	r := catalogDecision()
 	lat := map[string]int{}

@@ -98,7 +98,7 @@ type Record struct {
 	// Budgets names the budgets that applied (downgrade or block).
 	Budgets []string `json:"budgets,omitempty"`
 
-	// Replay is everything the decision read (route.Inputs: the request's
+	// Replay is everything the decision read (decision.Inputs: the request's
 	// routing facts, the principal, the classification, the time and the
 	// live state it weighed), for `stellwerk replay`; nil when the request
 	// was refused before it was classified.

@@ -14,8 +14,8 @@ import (
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/request"
-	"github.com/stellwerk/stellwerk/internal/route"
 )
 
 // runClassify prints the classification of chat requests without sending
@@ -101,7 +101,7 @@ func classifyBody(cl *classify.Classifier, body []byte) (classify.Result, error)
 		}
 		return classify.Result{}, err
 	}
-	return cl.Classify(route.ClassifyRequest(chat)), nil
+	return cl.Classify(decision.ClassifyRequest(chat)), nil
 }
 
 func printClassification(w io.Writer, r classify.Result) {

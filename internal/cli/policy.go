@@ -17,12 +17,12 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/flowstore"
 	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/internal/qpredict"
 	"github.com/stellwerk/stellwerk/internal/request"
-	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/store"
 )
 
@@ -207,10 +207,10 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			return fmt.Errorf("routing.quality_predictor: %w", err)
 		}
 	}
-	decideWith := func(cat *catalog.Catalog) (*route.Result, error) {
-		r := route.New(cfg, cat, cl, pm, nil)
+	decideWith := func(cat *catalog.Catalog) (*decision.Result, error) {
+		r := decision.New(cfg, cat, cl, pm, nil)
 		r.Routes, r.Predictor = routes, predictor
-		return r.Route(ctx, route.Request{Path: "/v1/chat/completions", Body: body, Principal: principal, HeaderPolicy: *headerPolicy,
+		return r.Route(ctx, decision.Request{Path: "/v1/chat/completions", Body: body, Principal: principal, HeaderPolicy: *headerPolicy,
 			MetadataHeader: *metadata, DecisionID: "explain"})
 	}
 	res, rerr := decideWith(cat)
@@ -375,7 +375,7 @@ func printExplanation(w io.Writer, ex *explanation) {
 // explainRoutes is where explain resolves a route the request names: the
 // draft FILE when given (for its route; others from the store), else the
 // state store the config names. Nil when the request names no route.
-func explainRoutes(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, body []byte, draft string) (route.Routes, error) {
+func explainRoutes(ctx context.Context, cfg *config.Config, cat *catalog.Catalog, body []byte, draft string) (decision.Routes, error) {
 	chat, err := request.ParseChat(body)
 	if err != nil || chat.Route == "" {
 		if draft != "" {

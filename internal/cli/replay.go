@@ -20,11 +20,11 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/flowstore"
 	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/internal/qpredict"
-	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/store"
 )
 
@@ -73,7 +73,7 @@ func fromRecord(r *audit.Record) replayExplanation {
 
 // fromReplay is a replay's decision, as the edge would have recorded it:
 // the failover order is the attempt plan when the config fails over.
-func fromReplay(res *route.Result, err error, cfg *config.Config) replayExplanation {
+func fromReplay(res *decision.Result, err error, cfg *config.Config) replayExplanation {
 	e := replayExplanation{}
 	if res == nil {
 		e.Error = apierr.As(err).Code
@@ -144,7 +144,7 @@ type replayer struct {
 
 type keptRouter struct {
 	cfg *config.Config
-	r   *route.Router
+	r   *decision.Router
 	err error
 }
 
@@ -213,8 +213,8 @@ func (rp *replayer) today() *keptRouter {
 	return k
 }
 
-func (rp *replayer) router(cfg *config.Config, ps route.PolicySource) (*route.Router, error) {
-	// Credentials are as recorded (route.Inputs.NoCredential): none is read.
+func (rp *replayer) router(cfg *config.Config, ps decision.PolicySource) (*decision.Router, error) {
+	// Credentials are as recorded (decision.Inputs.NoCredential): none is read.
 	cat, err := catalog.New(cfg, catalog.Env{Getenv: func(string) string { return "" }, ReadFile: func(string) ([]byte, error) { return nil, os.ErrNotExist }})
 	if err != nil {
 		return nil, err
@@ -223,7 +223,7 @@ func (rp *replayer) router(cfg *config.Config, ps route.PolicySource) (*route.Ro
 	if err != nil {
 		return nil, err
 	}
-	r := route.New(cfg, cat, cl, ps, nil)
+	r := decision.New(cfg, cat, cl, ps, nil)
 	// The quality predictor is the file as it is now: the audit record does not keep it
 	// (docs/routerbench.md), so a retrained one can change a replayed decision.
 	if path := cfg.Routing.QualityPredictor; path != "" {
@@ -256,11 +256,11 @@ type replayed struct {
 }
 
 // latencies reads the learned latencies back from the record's candidate
-// table when its inputs left them there (route.Inputs.LatencyFrom): a
+// table when its inputs left them there (decision.Inputs.LatencyFrom): a
 // model's is learned when it is not its seed in the catalog the record
 // names or, when that catalog cannot be loaded (a replay with today's
 // versions only), in today's.
-func (rp *replayer) latencies(in *route.Inputs, r *audit.Record) error {
+func (rp *replayer) latencies(in *decision.Inputs, r *audit.Record) error {
 	if in.LatencyFrom == "" {
 		return nil
 	}
@@ -305,7 +305,7 @@ func (rp *replayer) replayRecord(e *audit.Entry, recorded, current bool) replaye
 		}
 		return out
 	}
-	var in route.Inputs
+	var in decision.Inputs
 	if err := json.Unmarshal(r.Replay, &in); err != nil {
 		out.NotReplayable = "the replay inputs do not decode: " + err.Error()
 		return out

@@ -17,10 +17,10 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/flowstore"
 	"github.com/stellwerk/stellwerk/internal/request"
-	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/store"
 )
 
@@ -331,7 +331,7 @@ func (r *routesCLI) test(ctx context.Context, s, samplesFile string) error {
 	if err != nil {
 		return err
 	}
-	classifier := func(c request.Chat) classify.Result { return cl.Classify(route.ClassifyRequest(c)) }
+	classifier := func(c request.Chat) classify.Result { return cl.Classify(decision.ClassifyRequest(c)) }
 	results := make([]flow.SampleResult, len(samples))
 	failed := 0
 	for i := range samples {

@@ -97,7 +97,7 @@ type Verdict struct {
 
 // Selection is what selection chose for one request (Decide): the model,
 // its fallbacks and the verdict of every candidate. The policy's own
-// outcome is policy.Decision; the whole pipeline's is route.Result.
+// outcome is policy.Decision; the whole pipeline's is decision.Result.
 type Selection struct {
 	Model            *catalog.Model
 	Reason           string

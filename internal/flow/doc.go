@@ -6,9 +6,9 @@
 // microseconds, deterministically given its inputs, so an audit record can
 // be replayed.
 //
-// The package is called flow, not route: internal/route is the decision
-// pipeline (classify → policy → select). Users say "route"; in code a
-// route's compiled document is a *Flow. docs/routes.md is the reference.
+// Users say "route"; in code a route's compiled document is a *Flow, and
+// internal/decision is the decision pipeline (classify → policy → select)
+// that runs one. docs/routes.md is the reference.
 package flow
 
 import (

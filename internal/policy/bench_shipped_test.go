@@ -61,7 +61,7 @@ func (s *liveState) step() {
 	s.n++
 }
 
-// candidates builds the candidate list as route.Router.Route does.
+// candidates builds the candidate list as decision.Router.Route does.
 func (s *liveState) candidates(task string, inTok, outTok int) []Candidate {
 	cands := make([]Candidate, len(s.models))
 	now := time.Now()

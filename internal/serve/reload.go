@@ -21,6 +21,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/health"
@@ -30,7 +31,6 @@ import (
 	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/qpredict"
-	"github.com/stellwerk/stellwerk/internal/route"
 	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/telemetry"
 	"github.com/stellwerk/stellwerk/xds"
@@ -50,7 +50,7 @@ type generation struct {
 
 // build compiles a config into a generation. It does no I/O beyond reading
 // the files the config names, and changes nothing that is serving.
-func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learned, keySrc auth.Source, wks []xds.WorkspaceKey,
+func build(cfg *config.Config, env catalog.Env, ps decision.PolicySource, ln learned, keySrc auth.Source, wks []xds.WorkspaceKey,
 	log *zap.Logger) (*generation, error) {
 	cat, err := catalog.New(cfg, env)
 	if err != nil {
@@ -72,7 +72,7 @@ func build(cfg *config.Config, env catalog.Env, ps route.PolicySource, ln learne
 	if _, err := xds.Translate(ir); err != nil {
 		return nil, fmt.Errorf("xds: %w", err)
 	}
-	router := route.New(cfg, cat, cl, ps, log.Named("route"))
+	router := decision.New(cfg, cat, cl, ps, log.Named("route"))
 	var predictor []byte
 	if router.Predictor, predictor, err = loadPredictor(cfg, env); err != nil {
 		return nil, err
@@ -190,7 +190,7 @@ func healthPolicy(cfg *config.Config) health.Policy {
 type reloader struct {
 	o    Options
 	env  catalog.Env
-	ps   route.PolicySource
+	ps   decision.PolicySource
 	ln   learned
 	keys auth.Source // the key store's table: one for the process, shared by every generation
 	// store holds the workspaces' own provider keys, re-read when the

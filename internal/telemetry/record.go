@@ -53,7 +53,7 @@ type Overhead struct {
 	Decide       time.Duration // parse, classify, policy, select
 	Reserve      time.Duration // budgets and rate limits
 	Total        time.Duration // every request phase until the request was decided
-	// The parts of Decide (route.Timing): the body parsed and the caller
+	// The parts of Decide (decision.Timing): the body parsed and the caller
 	// admitted; the classifier; the candidates, the policy input and the
 	// policy; a named route's flow and selection.
 	Parse, Classify, Policy, Select time.Duration

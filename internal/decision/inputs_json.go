@@ -1,4 +1,4 @@
-package route
+package decision
 
 import "github.com/stellwerk/stellwerk/internal/jsonw"
 

@@ -1,9 +1,9 @@
-// Package route is stellwerk's decision core as one pipeline: parse the
+// Package decision is stellwerk's decision core as one pipeline: parse the
 // chat request, validate the per-request policy, classify, evaluate the
 // Rego policy over every candidate, and select a model. It takes plain Go
 // values and returns plain Go values: ext_proc calls it for live traffic,
 // `stellwerk explain` for a dry run, and tests without Envoy.
-package route
+package decision
 
 import (
 	"context"
