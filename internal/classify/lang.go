@@ -87,18 +87,14 @@ func init() {
 	}
 }
 
-// packLangWord is w as a langWord; ok is false when it is longer than
-// maxLangWord bytes.
+// packLangWord is w as a langWord, packed as DetectLanguage packs a word
+// it reads (add); ok is false when it is longer than maxLangWord bytes.
 func packLangWord(w []byte) (k langWord, ok bool) {
 	if len(w) > maxLangWord {
 		return k, false
 	}
 	for i, c := range w {
-		if i < 8 {
-			k.lo |= uint64(c) << (8 * i)
-		} else {
-			k.hi |= uint64(c) << (8 * (i - 8))
-		}
+		k.add(i, c)
 	}
 	return k, true
 }
