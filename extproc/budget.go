@@ -82,10 +82,10 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, maxTokens int)
 		if !f.Reset.IsZero() {
 			when = "it resets at " + f.Reset.UTC().Format(time.RFC3339)
 		}
-		e = apierr.TooManyRequests("budget_exceeded", retry, "the %s budget %q (%s) is used up; %s",
+		e = apierr.Exhausted("budget_exceeded", retry, "the %s budget %q (%s) is used up; %s",
 			f.Scope, f.Name, ledger.MicroEUR(f.Limit).String(), when)
 	default:
-		e = apierr.TooManyRequests("rate_limit_exceeded", retry, "rate limit %q reached: %d %s per %s for this %s",
+		e = apierr.Exhausted("rate_limit_exceeded", retry, "rate limit %q reached: %d %s per %s for this %s",
 			f.Name, f.Limit, f.Kind, windowOf(f), f.Scope)
 	}
 	p.state.Metrics.Rejected(pr.Workspace, f.Kind.String(), f.Scope.String())

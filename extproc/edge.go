@@ -206,14 +206,14 @@ func (p *edge) countRoute() {
 // immediate answers with an OpenAI-shaped error, naming the policy version
 // that decided when there is one.
 func (p *edge) immediate(e *apierr.Error) *extprocv3.ProcessingResponse {
-	p.status, p.errCode = e.Status, e.Code
+	p.status, p.errCode = apierr.HTTPStatus(e), e.Code
 	pv := ""
 	if p.result != nil {
 		pv = p.result.PolicyVersion
 	}
 	var resp *extprocv3.ProcessingResponse
 	if p.anthropicErrors {
-		resp = immediateJSON(e.Status, translate.AnthropicError(e), p.id, errorHeaders(e, pv)...)
+		resp = immediateJSON(apierr.HTTPStatus(e), translate.AnthropicError(e), p.id, errorHeaders(e, pv)...)
 	} else {
 		resp = errorResponse(e, p.id, pv)
 	}
@@ -312,7 +312,7 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 		(len(p.path) == len(request.PathMessages) || p.path[len(request.PathMessages)] == '/')
 	principal, err := p.state.Keys.Authenticate(credential)
 	if err != nil {
-		return p.immediate(apierr.Unauthorized("a valid stellwerk API key is required (Authorization: Bearer <key>, or x-api-key)"))
+		return p.immediate(apierr.Unauthenticated("a valid stellwerk API key is required (Authorization: Bearer <key>, or x-api-key)"))
 	}
 	p.principal = principal
 	p.workspace = principal.Workspace
@@ -340,7 +340,7 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	switch p.endpoint {
 	case epModels, epModel:
 		if p.method != "GET" && p.method != "HEAD" {
-			return p.immediate(apierr.MethodNotAllowed("%s is not allowed on %s; use GET", apierr.Truncate(p.method, 16), p.path))
+			return p.immediate(apierr.WrongMethod("%s is not allowed on %s; use GET", apierr.Truncate(p.method, 16), p.path))
 		}
 		if p.endpoint == epModels {
 			return immediateJSON(200, p.state.modelsFor(p.principal), p.id)
@@ -355,10 +355,10 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 
 	// Chat completions, embeddings, completions.
 	if p.method != "POST" {
-		return p.immediate(apierr.MethodNotAllowed("%s is not allowed on %s; use POST", apierr.Truncate(p.method, 16), p.path))
+		return p.immediate(apierr.WrongMethod("%s is not allowed on %s; use POST", apierr.Truncate(p.method, 16), p.path))
 	}
 	if h.EndOfStream {
-		return p.immediate(apierr.BadRequest("invalid_request_body", "", "the request body is empty; send a JSON request"))
+		return p.immediate(apierr.Invalid("invalid_request_body", "", "the request body is empty; send a JSON request"))
 	}
 	if p.contentLength > p.state.MaxRequestBytes {
 		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
@@ -424,7 +424,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	if err != nil {
 		if res != nil && res.PolicyVersion != "" {
 			p.log.Info("refused", zap.String("decision_id", p.id), zap.String("policy_version", res.PolicyVersion),
-				zap.String("workspace", res.Workspace), zap.Int("status", apierr.As(err).Status), zap.String("code", apierr.As(err).Code))
+				zap.String("workspace", res.Workspace), zap.Int("status", apierr.HTTPStatus(apierr.As(err))), zap.String("code", apierr.As(err).Code))
 		}
 		return p.immediate(apierr.As(err))
 	}
@@ -887,7 +887,7 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		p.reshape = false
 		code, _ := strconv.Atoi(p.respStatus)
 		e := apierr.ProviderError(code)
-		p.status, p.errCode = e.Status, e.Code
+		p.status, p.errCode = apierr.HTTPStatus(e), e.Code
 		return replaceResponseBody(p.errorJSON(e))
 	}
 	if p.failed && b.EndOfStream {
@@ -936,7 +936,7 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		rb, err := translate.ChatToResponse(body)
 		if err != nil {
 			p.log.Warn("chat answer not translatable to a response", zap.String("decision_id", p.id), zap.Error(err))
-			return replaceResponseBody(apierr.BadGateway("provider_bad_response", "the provider's answer could not be translated").JSON())
+			return replaceResponseBody(apierr.Upstream("provider_bad_response", "the provider's answer could not be translated").JSON())
 		}
 		body = rb
 	}

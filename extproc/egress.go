@@ -121,7 +121,7 @@ func (p *egress) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespons
 	p.attemptAt = time.Now()
 	hs, rm, nb, perr := p.rewriteFor(p.served, b.Body)
 	if perr != nil {
-		p.endAttempt(perr.Status, "", "", perr.Code, false)
+		p.endAttempt(apierr.HTTPStatus(perr), "", "", perr.Code, false)
 		return p.immediate(perr)
 	}
 	if wc := p.state.workspaceCluster(p.workspace, p.provider); wc != "" {

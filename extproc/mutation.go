@@ -142,7 +142,7 @@ func immediateJSON(status int, body []byte, decisionID string, extra ...*corev3.
 // errorResponse answers with an OpenAI-shaped error, naming the policy
 // version that decided when there is one.
 func errorResponse(e *apierr.Error, decisionID, policyVersion string) *extprocv3.ProcessingResponse {
-	return immediateJSON(e.Status, e.JSON(), decisionID, errorHeaders(e, policyVersion)...)
+	return immediateJSON(apierr.HTTPStatus(e), e.JSON(), decisionID, errorHeaders(e, policyVersion)...)
 }
 
 // errorHeaders are an error answer's headers besides its content type and

@@ -95,7 +95,7 @@ func (q *pipeline) step(req *extprocv3.ProcessingRequest, out []*extprocv3.Proce
 			// The body was complete at its declared length; only Envoy's
 			// end-of-stream message may follow, without data.
 			if len(r.RequestBody.GetBody()) > 0 {
-				return append(out, p.immediate(apierr.BadRequest("invalid_request_body", "", "the request body is longer than its content-length")))
+				return append(out, p.immediate(apierr.Invalid("invalid_request_body", "", "the request body is longer than its content-length")))
 			}
 			return append(out, bodyAnswer(true, q.after))
 		}

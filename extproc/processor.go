@@ -92,7 +92,7 @@ func (p *filter) toMessages(body []byte) []byte {
 		tb, err := translate.ChatToMessage(body)
 		if err != nil {
 			p.log.Warn("chat answer not translatable to a message", zap.String("decision_id", p.id), zap.Error(err))
-			tb = translate.AnthropicError(apierr.BadGateway("provider_bad_response", "the provider's answer could not be translated"))
+			tb = translate.AnthropicError(apierr.Upstream("provider_bad_response", "the provider's answer could not be translated"))
 		}
 		return tb
 	}
@@ -107,7 +107,7 @@ func (p *filter) fromAnthropic(body []byte) []byte {
 		tb, err := translate.FromAnthropicResponse(body)
 		if err != nil {
 			p.log.Warn("anthropic answer not translatable", zap.String("decision_id", p.id), zap.Error(err))
-			tb = apierr.BadGateway("provider_bad_response", "the provider's answer could not be translated").JSON()
+			tb = apierr.Upstream("provider_bad_response", "the provider's answer could not be translated").JSON()
 		}
 		return tb
 	}
@@ -138,7 +138,7 @@ func (p *filter) rewriteFor(m *catalog.Model, body []byte) (hs []*corev3.HeaderV
 	if _, _, ok := prov.Credential(); !ok && p.state.workspaceCluster(p.workspace, prov.Name) == "" {
 		p.log.Warn("provider credential missing", zap.String("decision_id", p.id),
 			zap.String("provider", prov.Name), zap.String("expected_in", prov.CredentialSource()))
-		return nil, nil, nil, apierr.BadGateway("provider_credential_missing",
+		return nil, nil, nil, apierr.Upstream("provider_credential_missing",
 			"provider %q has no credential configured; the request was not sent (operators: see the stellwerk log)", prov.Name)
 	}
 	if p.path == request.PathMessages {

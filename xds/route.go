@@ -53,7 +53,7 @@ func routeConfig(ir IR) (*routev3.RouteConfiguration, error) {
 					Name:  "unrouted",
 					Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 					Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
-						Status: uint32(noRoute.Status),
+						Status: uint32(apierr.HTTPStatus(noRoute)),
 						Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: noRoute.JSON()}},
 					}},
 					ResponseHeadersToAdd: []*corev3.HeaderValueOption{{

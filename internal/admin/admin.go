@@ -152,7 +152,7 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	guarded("GET /config", configReaders, func(w http.ResponseWriter, _ *http.Request) {
 		b, err := s.ConfigYAML()
 		if err != nil {
-			writeError(w, &apierr.Error{Status: http.StatusInternalServerError, Type: "server_error", Code: "internal_error",
+			writeError(w, &apierr.Error{Kind: apierr.KindInternal, Type: "server_error", Code: "internal_error",
 				Message: "cannot render the config"})
 			return
 		}
@@ -186,7 +186,7 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 			d, err := xs.XDSDump()
 			if err != nil {
 				log.Error("xds dump failed", zap.Error(err))
-				writeError(w, &apierr.Error{Status: http.StatusInternalServerError, Type: "server_error", Code: "internal_error",
+				writeError(w, &apierr.Error{Kind: apierr.KindInternal, Type: "server_error", Code: "internal_error",
 					Message: "cannot render the xDS snapshot"})
 				return
 			}
@@ -245,13 +245,13 @@ func guard(s Status, log *zap.Logger, roles []string, h http.HandlerFunc) http.H
 			log.Info("admin request refused", zap.Int("status", http.StatusUnauthorized), zap.String("path", r.URL.Path),
 				zap.String("remote", r.RemoteAddr))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="stellwerk-admin"`)
-			writeError(w, &apierr.Error{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "invalid_admin_token", Message: msg})
+			writeError(w, &apierr.Error{Kind: apierr.KindUnauthenticated, Type: "authentication_error", Code: "invalid_admin_token", Message: msg})
 			return
 		}
 		if !slices.Contains(roles, c.Role) {
 			log.Info("admin request refused", zap.Int("status", http.StatusForbidden), zap.String("path", r.URL.Path),
 				zap.String("remote", r.RemoteAddr), zap.String("token_id", c.TokenID), zap.String("role", c.Role))
-			writeError(w, apierr.Forbidden("insufficient_role", "", "role %s may not read %s; it needs one of: %s",
+			writeError(w, apierr.Denied("insufficient_role", "", "role %s may not read %s; it needs one of: %s",
 				c.Role, apierr.Truncate(r.URL.Path, 128), strings.Join(roles, ", ")))
 			return
 		}
@@ -278,6 +278,6 @@ func writeError(w http.ResponseWriter, e *apierr.Error) {
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
-	w.WriteHeader(e.Status)
+	w.WriteHeader(apierr.HTTPStatus(e))
 	_, _ = w.Write(e.JSON())
 }

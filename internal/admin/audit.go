@@ -130,20 +130,20 @@ func auditQuery(r *http.Request) (audit.Filter, *audit.Cursor, int, *apierr.Erro
 		if v := q.Get(p.name); v != "" {
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
-				return f, nil, 0, apierr.BadRequest("invalid_parameter", p.name, "%s must be an RFC 3339 time", p.name)
+				return f, nil, 0, apierr.Invalid("invalid_parameter", p.name, "%s must be an RFC 3339 time", p.name)
 			}
 			*p.into = t
 		}
 	}
 	f.Workspace, f.ID, f.Kind, f.Writer = q.Get("workspace"), q.Get("decision_id"), q.Get("kind"), q.Get("writer")
 	if f.Kind != "" && !slices.Contains(audit.Kinds, f.Kind) {
-		return f, nil, 0, apierr.BadRequest("invalid_parameter", "kind", "kind must be one of %s", strings.Join(audit.Kinds, ", "))
+		return f, nil, 0, apierr.Invalid("invalid_parameter", "kind", "kind must be one of %s", strings.Join(audit.Kinds, ", "))
 	}
 	limit := defaultAuditLimit
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxAuditLimit {
-			return f, nil, 0, apierr.BadRequest("invalid_parameter", "limit", "limit must be between 1 and %d", maxAuditLimit)
+			return f, nil, 0, apierr.Invalid("invalid_parameter", "limit", "limit must be between 1 and %d", maxAuditLimit)
 		}
 		limit = n
 	}
@@ -151,7 +151,7 @@ func auditQuery(r *http.Request) (audit.Filter, *audit.Cursor, int, *apierr.Erro
 	if v := q.Get("cursor"); v != "" {
 		c, err := audit.ParseCursor(v)
 		if err != nil {
-			return f, nil, 0, apierr.BadRequest("invalid_parameter", "cursor", "cursor is not one this API returned")
+			return f, nil, 0, apierr.Invalid("invalid_parameter", "cursor", "cursor is not one this API returned")
 		}
 		after = &c
 	}

@@ -42,12 +42,12 @@ func registerFeedback(guarded func(string, []string, http.HandlerFunc), fs Feedb
 			return
 		}
 		if req.DecisionID == "" || req.Model == "" || req.Good == nil {
-			writeError(w, apierr.BadRequest("invalid_feedback", "", "decision_id, model and good are required"))
+			writeError(w, apierr.Invalid("invalid_feedback", "", "decision_id, model and good are required"))
 			return
 		}
 		e, err := st.Record(r.Context(), feedback.Entry{DecisionID: req.DecisionID, Model: req.Model, Good: *req.Good, Prompt: req.Prompt, By: by(r)})
 		if errors.Is(err, feedback.ErrInvalid) {
-			writeError(w, apierr.BadRequest("invalid_feedback", "", "%s", err.Error()))
+			writeError(w, apierr.Invalid("invalid_feedback", "", "%s", err.Error()))
 			return
 		}
 		if err != nil {

@@ -121,7 +121,7 @@ func (h *keysAPI) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := keys.Filter{Workspace: q.Get("workspace"), Team: q.Get("team"), User: q.Get("user"), Status: q.Get("status")}
 	if f.Status != "" && !slices.Contains([]string{keys.StatusActive, keys.StatusExpired, keys.StatusRevoked}, f.Status) {
-		writeError(w, apierr.BadRequest("invalid_filter", "status", "status must be active, expired or revoked"))
+		writeError(w, apierr.Invalid("invalid_filter", "status", "status must be active, expired or revoked"))
 		return
 	}
 	ks, err := s.List(r.Context(), f)
@@ -333,10 +333,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) bo
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxAdminBody+1))
 	switch {
 	case err != nil:
-		writeError(w, apierr.BadRequest("invalid_request_body", "", "cannot read the request body"))
+		writeError(w, apierr.Invalid("invalid_request_body", "", "cannot read the request body"))
 		return false
 	case len(body) > maxAdminBody:
-		writeError(w, &apierr.Error{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error", Code: "request_too_large",
+		writeError(w, &apierr.Error{Kind: apierr.KindTooLarge, Type: "invalid_request_error", Code: "request_too_large",
 			Message: fmt.Sprintf("request body exceeds the limit of %d bytes", maxAdminBody)})
 		return false
 	case len(strings.TrimSpace(string(body))) == 0 && optional:
@@ -360,7 +360,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) bo
 			param = "expires_at"
 			msg = "expires_at must be an RFC 3339 time, e.g. 2026-12-31T23:59:59Z"
 		}
-		writeError(w, apierr.BadRequest("invalid_request_body", param, "%s", msg))
+		writeError(w, apierr.Invalid("invalid_request_body", param, "%s", msg))
 		return false
 	}
 	return true
@@ -369,8 +369,8 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) bo
 // fail answers an error of the key store in the OpenAI error shape.
 func (h *keysAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, KeyError(err))
-	if e := KeyError(err); e.Status >= 500 {
-		h.log.Warn("key store request failed", zap.String("path", r.URL.Path), zap.Int("status", e.Status), zap.Error(err))
+	if e := KeyError(err); apierr.ServerSide(e) {
+		h.log.Warn("key store request failed", zap.String("path", r.URL.Path), zap.Int("status", apierr.HTTPStatus(e)), zap.Error(err))
 	}
 }
 
@@ -380,15 +380,13 @@ func KeyError(err error) *apierr.Error {
 	var inv *keys.InvalidError
 	switch {
 	case errors.As(err, &inv):
-		return apierr.BadRequest("invalid_key_spec", inv.Field, "%s", inv.Error())
+		return apierr.Invalid("invalid_key_spec", inv.Field, "%s", inv.Error())
 	case errors.Is(err, keys.ErrNotFound):
 		return apierr.NotFound("key_not_found", "id", "no key with this id")
 	case errors.Is(err, keys.ErrExists):
-		return &apierr.Error{Status: http.StatusConflict, Type: "invalid_request_error", Code: "key_exists", Param: "id",
-			Message: "a key with this id exists"}
+		return apierr.Conflict("key_exists", "id", "a key with this id exists")
 	case errors.Is(err, keys.ErrRevoked):
-		return &apierr.Error{Status: http.StatusConflict, Type: "invalid_request_error", Code: "key_revoked", Param: "id",
-			Message: "the key is revoked; create a new one"}
+		return apierr.Conflict("key_revoked", "id", "the key is revoked; create a new one")
 	case errors.Is(err, keys.ErrNoProviderKey):
 		return apierr.NotFound("provider_key_not_found", "", "this workspace has no key for this provider")
 	case errors.Is(err, keys.ErrNoMasterKey):

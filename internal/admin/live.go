@@ -130,7 +130,7 @@ func tryRequest(ls LiveService, log *zap.Logger) http.HandlerFunc {
 				writeError(w, apierr.TooLarge(maxTryBytes))
 				return
 			}
-			writeError(w, apierr.BadRequest("invalid_body", "", "cannot read the request body"))
+			writeError(w, apierr.Invalid("invalid_body", "", "cannot read the request body"))
 			return
 		}
 		url := "http://" + dialable(ls.EnvoyListener()) + "/v1/chat/completions"
@@ -146,7 +146,7 @@ func tryRequest(ls LiveService, log *zap.Logger) http.HandlerFunc {
 		resp, err := client.Do(req)
 		if err != nil {
 			log.Warn("try-it request could not reach Envoy's listener", zap.String("listener", ls.EnvoyListener()), zap.Error(err))
-			writeError(w, apierr.BadGateway("envoy_unreachable", "Envoy's listener (envoy.listener) cannot be reached from stellwerk"))
+			writeError(w, apierr.Upstream("envoy_unreachable", "Envoy's listener (envoy.listener) cannot be reached from stellwerk"))
 			return
 		}
 		defer resp.Body.Close()

@@ -76,14 +76,14 @@ func registerProviders(guarded func(string, []string, http.HandlerFunc), ps Prov
 	guarded("PUT /admin/providers/{name}", clusterWriters, func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxClusterBody+1))
 		if err != nil || len(body) > maxClusterBody {
-			writeError(w, apierr.BadRequest("invalid_body", "", "the body must be a cluster block of at most %d bytes", maxClusterBody))
+			writeError(w, apierr.Invalid("invalid_body", "", "the body must be a cluster block of at most %d bytes", maxClusterBody))
 			return
 		}
 		var ov config.ClusterSettings
 		dec := yaml.NewDecoder(bytes.NewReader(body))
 		dec.KnownFields(true)
 		if err := dec.Decode(&ov); err != nil && !errors.Is(err, io.EOF) {
-			writeError(w, apierr.BadRequest("invalid_cluster", "", "cluster settings: %s", apierr.Truncate(err.Error(), 512)))
+			writeError(w, apierr.Invalid("invalid_cluster", "", "cluster settings: %s", apierr.Truncate(err.Error(), 512)))
 			return
 		}
 		actor := "unknown"
@@ -106,9 +106,9 @@ func writeProviderError(w http.ResponseWriter, err error) {
 	case errors.Is(err, ErrUnknownProvider):
 		writeError(w, apierr.NotFound("unknown_provider", "", "%s", apierr.Truncate(err.Error(), 256)))
 	case errors.Is(err, ErrInvalidCluster):
-		writeError(w, apierr.BadRequest("invalid_cluster", "", "%s", apierr.Truncate(err.Error(), 2048)))
+		writeError(w, apierr.Invalid("invalid_cluster", "", "%s", apierr.Truncate(err.Error(), 2048)))
 	default:
-		writeError(w, &apierr.Error{Status: http.StatusInternalServerError, Type: "server_error", Code: "internal_error",
+		writeError(w, &apierr.Error{Kind: apierr.KindInternal, Type: "server_error", Code: "internal_error",
 			Message: "cannot change the provider's cluster"})
 	}
 }

@@ -153,7 +153,7 @@ func (h *routesAPI) version(w http.ResponseWriter, r *http.Request) {
 	if p := r.PathValue("version"); p != "live" {
 		var err error
 		if n, err = strconv.ParseInt(p, 10, 64); err != nil || n < 1 {
-			writeError(w, apierr.BadRequest("invalid_version", "version", "a version is a number from 1, or live"))
+			writeError(w, apierr.Invalid("invalid_version", "version", "a version is a number from 1, or live"))
 			return
 		}
 	}
@@ -175,7 +175,7 @@ func (h *routesAPI) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if strings.TrimSpace(req.Document) == "" {
-		writeError(w, apierr.BadRequest("invalid_route", "document", "document is required: the route's YAML or JSON text"))
+		writeError(w, apierr.Invalid("invalid_route", "document", "document is required: the route's YAML or JSON text"))
 		return
 	}
 	f, err := flow.Load("document", []byte(req.Document), h.rs.RouteEnv())
@@ -231,7 +231,7 @@ func (h *routesAPI) switchTo(w http.ResponseWriter, r *http.Request, rollback bo
 	}
 	ctx, name, who := r.Context(), r.PathValue("name"), by(r)
 	if !rollback && req.Version < 1 {
-		writeError(w, apierr.BadRequest("invalid_version", "version", "version is required: the version to deploy"))
+		writeError(w, apierr.Invalid("invalid_version", "version", "version is required: the version to deploy"))
 		return
 	}
 	// A version must load under the config in force before it goes live.
@@ -266,8 +266,8 @@ func (h *routesAPI) switchTo(w http.ResponseWriter, r *http.Request, rollback bo
 func (h *routesAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e := RouteError(err)
 	writeError(w, e)
-	if e.Status >= 500 {
-		h.log.Warn("route store request failed", zap.String("path", r.URL.Path), zap.Int("status", e.Status), zap.Error(err))
+	if apierr.ServerSide(e) {
+		h.log.Warn("route store request failed", zap.String("path", r.URL.Path), zap.Int("status", apierr.HTTPStatus(e)), zap.Error(err))
 	}
 }
 
@@ -279,7 +279,7 @@ func RouteLoadError(err error) *apierr.Error {
 	for _, e := range errs {
 		msgs = append(msgs, e.Error())
 	}
-	return apierr.BadRequest("invalid_route", "document", "%s", apierr.Truncate(strings.Join(msgs, "\n"), 4096))
+	return apierr.Invalid("invalid_route", "document", "%s", apierr.Truncate(strings.Join(msgs, "\n"), 4096))
 }
 
 // RouteError maps a route store error to the answer a caller sees.
@@ -290,11 +290,9 @@ func RouteError(err error) *apierr.Error {
 	case errors.Is(err, flowstore.ErrNoVersion):
 		return apierr.NotFound("route_version_not_found", "version", "the route has no such version")
 	case errors.Is(err, flowstore.ErrNotDeployed):
-		return &apierr.Error{Status: http.StatusConflict, Type: "invalid_request_error", Code: "route_not_deployed",
-			Message: "the route has no live version; deploy one"}
+		return apierr.Conflict("route_not_deployed", "", "the route has no live version; deploy one")
 	case errors.Is(err, flowstore.ErrNoEarlier):
-		return &apierr.Error{Status: http.StatusConflict, Type: "invalid_request_error", Code: "no_earlier_version", Param: "version",
-			Message: apierr.Truncate(err.Error(), 256)}
+		return apierr.Conflict("no_earlier_version", "version", "%s", apierr.Truncate(err.Error(), 256))
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		e := apierr.Unavailable("route_store_unavailable", "the route store is unavailable; nothing was changed, try again")
 		e.RetryAfter = 1

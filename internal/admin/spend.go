@@ -117,8 +117,8 @@ func (h *spendAPI) report(w http.ResponseWriter, r *http.Request) {
 	rep, err := s.Query(ctx, q)
 	if err != nil {
 		e := SpendError(err)
-		if e.Status >= 500 {
-			h.log.Warn("spend report failed", zap.Int("status", e.Status), zap.Error(err))
+		if apierr.ServerSide(e) {
+			h.log.Warn("spend report failed", zap.Int("status", apierr.HTTPStatus(e)), zap.Error(err))
 		}
 		writeError(w, e)
 		return
@@ -143,7 +143,7 @@ func SpendQueryError(err error) *apierr.Error {
 		return apierr.Internal()
 	}
 	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
-	return apierr.BadRequest("invalid_spend_query", inv.Field, "%s", msg)
+	return apierr.Invalid("invalid_spend_query", inv.Field, "%s", msg)
 }
 
 // SpendError maps a spend ledger error to the answer a caller sees; a

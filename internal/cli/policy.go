@@ -235,7 +235,7 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 	if rerr != nil {
 		e := apierr.As(rerr)
-		ex.Error = &apiError{Status: e.Status, Code: e.Code, Message: e.Message}
+		ex.Error = &apiError{Status: apierr.HTTPStatus(e), Code: e.Code, Message: e.Message}
 	}
 	sel := res.Selection
 	if sel.Model != nil && rerr == nil {
@@ -279,7 +279,7 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			h := &hypothesis{}
 			if res2, err2 := decideWith(keyed); err2 != nil {
 				e := apierr.As(err2)
-				h.Error = &apiError{Status: e.Status, Code: e.Code, Message: e.Message}
+				h.Error = &apiError{Status: apierr.HTTPStatus(e), Code: e.Code, Message: e.Message}
 			} else if m := res2.Selection.Model; m != nil {
 				h.Chosen, h.Reason = &chosen{ID: m.ID, Provider: m.Provider.Name, Residency: m.Provider.Residency}, res2.Selection.Reason
 			}

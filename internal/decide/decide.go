@@ -332,9 +332,9 @@ func Decide(in Input) (Selection, error) {
 		choice = pinned
 		switch id := in.Candidates[pinned].Model.ID; lines[pinned].verdict {
 		case vExcluded:
-			return d, apierr.Forbidden("model_not_allowed", "model", "the model %q is not allowed for this request: %s", id, d.LineReason(pinned))
+			return d, apierr.Denied("model_not_allowed", "model", "the model %q is not allowed for this request: %s", id, d.LineReason(pinned))
 		case vRejected:
-			return d, apierr.BadRequest("model_unsuitable", "model", "the model %q cannot serve this request: %s", id, d.LineReason(pinned))
+			return d, apierr.Invalid("model_unsuitable", "model", "the model %q cannot serve this request: %s", id, d.LineReason(pinned))
 		}
 		d.Reason = "pinned by request"
 		order := in.rank(eligible, lines)

@@ -90,7 +90,7 @@ func TestDecide(t *testing.T) {
 			d, err := Decide(in)
 			if tc.status != 0 {
 				e, ok := err.(*apierr.Error)
-				if !ok || e.Status != tc.status || e.Code != tc.code || !strings.Contains(e.Message, tc.reasonHas) {
+				if !ok || apierr.HTTPStatus(e) != tc.status || e.Code != tc.code || !strings.Contains(e.Message, tc.reasonHas) {
 					t.Fatalf("got %v", err)
 				}
 				return

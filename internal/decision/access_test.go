@@ -115,8 +115,8 @@ func TestInvisibleModelIsNotFound(t *testing.T) {
 				return
 			}
 			e := apierr.As(err)
-			if e.Status != tc.status || e.Code != tc.code || !strings.HasSuffix(e.Message, tc.list) {
-				t.Fatalf("got %d %s %q, want %d %s …%s", e.Status, e.Code, e.Message, tc.status, tc.code, tc.list)
+			if apierr.HTTPStatus(e) != tc.status || e.Code != tc.code || !strings.HasSuffix(e.Message, tc.list) {
+				t.Fatalf("got %d %s %q, want %d %s …%s", apierr.HTTPStatus(e), e.Code, e.Message, tc.status, tc.code, tc.list)
 			}
 			want := `the model "` + tc.model + `" does not exist or is not available to you; ` + tc.list
 			if e.Message != want {
@@ -186,8 +186,8 @@ func TestPolicyListsNameUsableModels(t *testing.T) {
 				return
 			}
 			e := apierr.As(err)
-			if e.Status != 400 || e.Code != "invalid_policy" || e.Param != tc.param || !strings.Contains(e.Message, tc.says) {
-				t.Fatalf("got %d %s %s %q", e.Status, e.Code, e.Param, e.Message)
+			if e.Kind != apierr.KindInvalid || e.Code != "invalid_policy" || e.Param != tc.param || !strings.Contains(e.Message, tc.says) {
+				t.Fatalf("got %d %s %s %q", apierr.HTTPStatus(e), e.Code, e.Param, e.Message)
 			}
 		})
 	}

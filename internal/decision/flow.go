@@ -43,7 +43,7 @@ func (r *Router) runFlow(ctx context.Context, req *Request, res *Result, now tim
 	o := f.Evaluate(ctx, in)
 	res.Route = o
 	if o.End != nil {
-		return &apierr.Error{Status: o.End.Status, Type: endType(o.End.Status), Code: "route_ended", Message: o.End.Message}
+		return &apierr.Error{Kind: endKind(o.End.Status), Type: endType(o.End.Status), Code: "route_ended", Message: o.End.Message}
 	}
 	return nil
 }
@@ -78,6 +78,22 @@ func keyAllowsRoute(p auth.Principal, name string) bool {
 }
 
 // endType is the OpenAI error type for an end node's status.
+// endKind is what a route's end node says, from the status its author
+// wrote (one of flow.EndStatuses); the edge turns it back into that status.
+func endKind(status int) apierr.Kind {
+	switch status {
+	case 403:
+		return apierr.KindDenied
+	case 404:
+		return apierr.KindNotFound
+	case 429:
+		return apierr.KindExhausted
+	case 503:
+		return apierr.KindUnavailable
+	}
+	return apierr.KindInvalid
+}
+
 func endType(status int) string {
 	switch status {
 	case 403:

@@ -162,7 +162,7 @@ func TestRouteRefusals(t *testing.T) {
 			_, err := r.Route(context.Background(), Request{Path: "/v1/chat/completions", Principal: tc.principal, MetadataHeader: tc.header,
 				Body: []byte(`{"model":"` + tc.model + `",` + tc.extra + `"messages":[{"role":"user","content":"hi"}]}`)})
 			e := apierr.As(err)
-			if err == nil || e.Status != tc.status || e.Code != tc.code {
+			if err == nil || apierr.HTTPStatus(e) != tc.status || e.Code != tc.code {
 				t.Fatalf("got %v, want %d %s", err, tc.status, tc.code)
 			}
 		})

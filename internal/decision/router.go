@@ -173,7 +173,7 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 
 	switch {
 	case chat.Policy.Exists() && req.HeaderPolicy != "":
-		return res, apierr.BadRequest("invalid_policy", "policy", "send the per-request policy in the body or in the x-stellwerk-policy header, not both")
+		return res, apierr.Invalid("invalid_policy", "policy", "send the per-request policy in the body or in the x-stellwerk-policy header, not both")
 	case chat.Policy.Exists():
 		res.ReqPolicy, err = reqpolicy.FromBody(chat.Policy)
 	case req.HeaderPolicy != "":
@@ -184,11 +184,11 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 	}
 	if req.MetadataHeader != "" {
 		if chat.Metadata != nil {
-			return res, apierr.BadRequest("invalid_metadata", "metadata", "send metadata in the body or in the x-stellwerk-metadata header, not both")
+			return res, apierr.Invalid("invalid_metadata", "metadata", "send metadata in the body or in the x-stellwerk-metadata header, not both")
 		}
 		md, err := flow.ParseMetadataHeader(req.MetadataHeader)
 		if err != nil {
-			return res, apierr.BadRequest("invalid_metadata", "metadata", "%s", err.Error())
+			return res, apierr.Invalid("invalid_metadata", "metadata", "%s", err.Error())
 		}
 		res.Chat.Metadata = md
 	}
@@ -385,11 +385,11 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		if errors.As(err, &se) {
 			detail = "returned a decision of the wrong shape"
 		}
-		return &apierr.Error{Status: 500, Type: "server_error", Code: "policy_error",
+		return &apierr.Error{Kind: apierr.KindInternal, Type: "server_error", Code: "policy_error",
 			Message: "the routing policy (version " + eng.Version + ") " + detail + "; the request was not sent (operators: see the stellwerk log)"}
 	}
 	if len(res.Policy.Deny) > 0 {
-		return apierr.Forbidden("policy_denied", "", "denied by policy: %s", strings.Join(res.Policy.Deny, "; "))
+		return apierr.Denied("policy_denied", "", "denied by policy: %s", strings.Join(res.Policy.Deny, "; "))
 	}
 
 	// The policy read the table; selection reads it with the policy's
@@ -644,12 +644,12 @@ func (r *Router) checkPolicyLists(p auth.Principal, rp reqpolicy.Policy) error {
 		for _, id := range l.ids {
 			if name, ok := strings.CutPrefix(id, "provider:"); ok {
 				if !slices.ContainsFunc(r.Catalog.Providers(), func(pr *catalog.Provider) bool { return pr.Name == name }) {
-					return apierr.BadRequest("invalid_policy", "policy."+l.field, "policy.%s: unknown provider %q", l.field, apierr.Truncate(name, 64))
+					return apierr.Invalid("invalid_policy", "policy."+l.field, "policy.%s: unknown provider %q", l.field, apierr.Truncate(name, 64))
 				}
 				continue
 			}
 			if !vis.Has(id) || !r.keyAllowsID(p, id) {
-				return apierr.BadRequest("invalid_policy", "policy."+l.field,
+				return apierr.Invalid("invalid_policy", "policy."+l.field,
 					"policy.%s: unknown model %q (not in the catalog, or not available to you); see GET /v1/models", l.field, apierr.Truncate(id, 64))
 			}
 		}

@@ -59,7 +59,7 @@ func FromBody(v gjson.Result) (Policy, error) {
 // FromHeader parses the x-stellwerk-policy header value.
 func FromHeader(h string) (Policy, error) {
 	if !gjson.Valid(h) {
-		return Policy{}, apierr.BadRequest("invalid_policy", "x-stellwerk-policy", "the x-stellwerk-policy header is not valid JSON")
+		return Policy{}, apierr.Invalid("invalid_policy", "x-stellwerk-policy", "the x-stellwerk-policy header is not valid JSON")
 	}
 	return parse(gjson.Parse(h), "x-stellwerk-policy")
 }
@@ -169,7 +169,7 @@ func bad(where, field, format string, args ...any) error {
 	if len(param) > 80 {
 		param = param[:80] + "…"
 	}
-	e := apierr.BadRequest("invalid_policy", param, format, args...)
+	e := apierr.Invalid("invalid_policy", param, format, args...)
 	e.Message = param + ": " + e.Message
 	return e
 }

@@ -55,7 +55,7 @@ func TestRejects(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			_, err := FromBody(gjson.Parse(tc.body))
 			e, ok := err.(*apierr.Error)
-			if !ok || e.Status != 400 || e.Param != tc.param || !strings.Contains(e.Message, tc.mention) || !strings.HasPrefix(e.Message, tc.param) {
+			if !ok || e.Kind != apierr.KindInvalid || e.Param != tc.param || !strings.Contains(e.Message, tc.mention) || !strings.HasPrefix(e.Message, tc.param) {
 				t.Fatalf("got %#v", err)
 			}
 		})
@@ -75,7 +75,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		p, err := FromHeader(s)
 		if err != nil {
-			if e, ok := err.(*apierr.Error); !ok || e.Status != 400 {
+			if e, ok := err.(*apierr.Error); !ok || e.Kind != apierr.KindInvalid {
 				t.Fatalf("bad error %#v", err)
 			}
 			return

@@ -111,7 +111,7 @@ func ParseEmbeddings(body []byte) (Chat, error) {
 	switch {
 	case format.Type == gjson.Null:
 	case format.Type != gjson.String || (format.Str != "float" && format.Str != "base64"):
-		return Chat{}, apierr.BadRequest("invalid_value", "encoding_format", "encoding_format must be \"float\" or \"base64\"")
+		return Chat{}, apierr.Invalid("invalid_value", "encoding_format", "encoding_format must be \"float\" or \"base64\"")
 	}
 	if err := positiveInt(dims, "dimensions", MaxDimensions); err != nil {
 		return Chat{}, err
@@ -164,14 +164,14 @@ func ParseCompletions(body []byte) (Chat, error) {
 	switch {
 	case c.Suffix.Type == gjson.Null:
 	case c.Suffix.Type != gjson.String:
-		return Chat{}, apierr.BadRequest("invalid_type", "suffix", "suffix must be a string")
+		return Chat{}, apierr.Invalid("invalid_type", "suffix", "suffix must be a string")
 	}
 	switch stream.Type {
 	case gjson.Null:
 	case gjson.True, gjson.False:
 		c.Stream = stream.Bool()
 	default:
-		return Chat{}, apierr.BadRequest("invalid_type", "stream", "stream must be a boolean")
+		return Chat{}, apierr.Invalid("invalid_type", "stream", "stream must be a boolean")
 	}
 	if err := positiveInt(maxTokens, "max_tokens", 1e9); err != nil {
 		return Chat{}, err
@@ -194,14 +194,14 @@ func checkInput(v gjson.Result, name string) *apierr.Error {
 	const forms = "a string, an array of strings, an array of token ids or an array of token id arrays"
 	switch {
 	case !v.Exists():
-		return apierr.BadRequest("missing_"+name, name, "you must provide an %s parameter (%s)", name, forms)
+		return apierr.Invalid("missing_"+name, name, "you must provide an %s parameter (%s)", name, forms)
 	case v.Type == gjson.String:
 		if v.Str == "" {
-			return apierr.BadRequest("invalid_value", name, "%s must not be empty", name)
+			return apierr.Invalid("invalid_value", name, "%s must not be empty", name)
 		}
 		return nil
 	case !v.IsArray():
-		return apierr.BadRequest("invalid_type", name, "%s must be %s", name, forms)
+		return apierr.Invalid("invalid_type", name, "%s must be %s", name, forms)
 	}
 	var bad *apierr.Error
 	i, kind := 0, gjson.Null // kind: String, Number, or JSON for arrays
@@ -212,37 +212,37 @@ func checkInput(v gjson.Result, name string) *apierr.Error {
 		}
 		switch {
 		case i > 0 && k != kind:
-			bad = apierr.BadRequest("invalid_type", name, "%s[%d]: every element of %s must be of one kind (%s)", name, i, name, forms)
+			bad = apierr.Invalid("invalid_type", name, "%s[%d]: every element of %s must be of one kind (%s)", name, i, name, forms)
 		case k == gjson.String:
 			if e.Str == "" {
-				bad = apierr.BadRequest("invalid_value", name, "%s[%d] must not be empty", name, i)
+				bad = apierr.Invalid("invalid_value", name, "%s[%d] must not be empty", name, i)
 			}
 		case k == gjson.Number:
 			if !tokenID(e) {
-				bad = apierr.BadRequest("invalid_value", name, "%s[%d] must be a token id (a non-negative integer)", name, i)
+				bad = apierr.Invalid("invalid_value", name, "%s[%d] must be a token id (a non-negative integer)", name, i)
 			}
 		case k == gjson.JSON:
 			j := 0
 			jsonscan.ForEach(e, func(_, t gjson.Result) bool {
 				if !tokenID(t) {
-					bad = apierr.BadRequest("invalid_value", name, "%s[%d][%d] must be a token id (a non-negative integer)", name, i, j)
+					bad = apierr.Invalid("invalid_value", name, "%s[%d][%d] must be a token id (a non-negative integer)", name, i, j)
 					return false
 				}
 				j++
 				return true
 			})
 			if bad == nil && j == 0 {
-				bad = apierr.BadRequest("invalid_value", name, "%s[%d] must not be empty", name, i)
+				bad = apierr.Invalid("invalid_value", name, "%s[%d] must not be empty", name, i)
 			}
 		default:
-			bad = apierr.BadRequest("invalid_type", name, "%s[%d] must be a string, a token id or an array of token ids", name, i)
+			bad = apierr.Invalid("invalid_type", name, "%s[%d] must be a string, a token id or an array of token ids", name, i)
 		}
 		kind = k
 		i++
 		return bad == nil
 	})
 	if bad == nil && i == 0 {
-		bad = apierr.BadRequest("invalid_value", name, "%s must not be empty", name)
+		bad = apierr.Invalid("invalid_value", name, "%s must not be empty", name)
 	}
 	return bad
 }
@@ -257,7 +257,7 @@ func positiveInt(v gjson.Result, name string, max float64) *apierr.Error {
 		return nil
 	}
 	if v.Type != gjson.Number || v.Num != float64(int64(v.Num)) || v.Num < 1 || v.Num > max {
-		return apierr.BadRequest("invalid_value", name, "%s must be a positive integer (at most %d)", name, int64(max))
+		return apierr.Invalid("invalid_value", name, "%s must be a positive integer (at most %d)", name, int64(max))
 	}
 	return nil
 }

@@ -92,7 +92,7 @@ func checkParse(t *testing.T, err error, code, param string) {
 		return
 	}
 	e, ok := err.(*apierr.Error)
-	if !ok || e.Status != 400 || e.Code != code || e.Param != param {
+	if !ok || e.Kind != apierr.KindInvalid || e.Code != code || e.Param != param {
 		t.Fatalf("error %#v, want 400 %s (param %q)", err, code, param)
 	}
 }
@@ -105,7 +105,7 @@ func fuzzAPI(f *testing.F, parse func([]byte) (Chat, error), seeds []string) {
 		c, err := parse(body)
 		if err != nil {
 			e, ok := err.(*apierr.Error)
-			if !ok || e.Status != 400 || e.Code == "" || len(e.JSON()) == 0 {
+			if !ok || e.Kind != apierr.KindInvalid || e.Code == "" || len(e.JSON()) == 0 {
 				t.Fatalf("bad error %#v", err)
 			}
 			return

@@ -126,19 +126,19 @@ func ParseChat(body []byte) (Chat, error) {
 	}
 
 	if !messages.Exists() {
-		return Chat{}, apierr.BadRequest("missing_messages", "messages", "you must provide a messages parameter")
+		return Chat{}, apierr.Invalid("missing_messages", "messages", "you must provide a messages parameter")
 	}
 	if !messages.IsArray() {
-		return Chat{}, apierr.BadRequest("invalid_type", "messages", "messages must be an array")
+		return Chat{}, apierr.Invalid("invalid_type", "messages", "messages must be an array")
 	}
 	var bad *apierr.Error
 	jsonscan.ForEach(messages, func(_, m gjson.Result) bool {
 		if !m.IsObject() {
-			bad = apierr.BadRequest("invalid_type", "messages", "messages[%d] must be an object", c.Messages)
+			bad = apierr.Invalid("invalid_type", "messages", "messages[%d] must be an object", c.Messages)
 			return false
 		}
 		if role := m.Get("role"); role.Type != gjson.String || role.Str == "" {
-			bad = apierr.BadRequest("invalid_value", "messages", "messages[%d].role must be a non-empty string", c.Messages)
+			bad = apierr.Invalid("invalid_value", "messages", "messages[%d].role must be a non-empty string", c.Messages)
 			return false
 		}
 		// The content's raw text, not m.Get's copy of it: only an array
@@ -159,7 +159,7 @@ func ParseChat(body []byte) (Chat, error) {
 		return Chat{}, bad
 	}
 	if c.Messages == 0 {
-		return Chat{}, apierr.BadRequest("empty_messages", "messages", "messages must contain at least one message")
+		return Chat{}, apierr.Invalid("empty_messages", "messages", "messages must contain at least one message")
 	}
 
 	switch stream.Type {
@@ -168,7 +168,7 @@ func ParseChat(body []byte) (Chat, error) {
 	case gjson.True, gjson.False:
 		c.Stream = stream.Bool()
 	default:
-		return Chat{}, apierr.BadRequest("invalid_type", "stream", "stream must be a boolean")
+		return Chat{}, apierr.Invalid("invalid_type", "stream", "stream must be a boolean")
 	}
 	for _, mt := range []struct {
 		name string
@@ -177,7 +177,7 @@ func ParseChat(body []byte) (Chat, error) {
 		switch {
 		case mt.v.Type == gjson.Null:
 		case mt.v.Type != gjson.Number || mt.v.Num != float64(int64(mt.v.Num)) || mt.v.Num < 1 || mt.v.Num > 1e9:
-			return Chat{}, apierr.BadRequest("invalid_value", mt.name, "%s must be a positive integer", mt.name)
+			return Chat{}, apierr.Invalid("invalid_value", mt.name, "%s must be a positive integer", mt.name)
 		case c.MaxTokens == 0:
 			c.MaxTokens = int(mt.v.Num)
 		}
@@ -200,14 +200,14 @@ func CheckBody(body []byte, what string) error {
 // too deep, each key once. what names the request in the empty-body error.
 func parseRoot(body []byte, what string) (gjson.Result, error) {
 	if len(body) == 0 {
-		return gjson.Result{}, apierr.BadRequest("invalid_request_body", "", "the request body is empty; send a JSON %s request", what)
+		return gjson.Result{}, apierr.Invalid("invalid_request_body", "", "the request body is empty; send a JSON %s request", what)
 	}
 	deep, dup := scanStructure(body)
 	if deep {
-		return gjson.Result{}, apierr.BadRequest("invalid_request_body", "", "the request body is nested more than %d levels deep", MaxDepth)
+		return gjson.Result{}, apierr.Invalid("invalid_request_body", "", "the request body is nested more than %d levels deep", MaxDepth)
 	}
 	if !gjson.ValidBytes(body) {
-		return gjson.Result{}, apierr.BadRequest("invalid_json", "", "the request body is not valid JSON")
+		return gjson.Result{}, apierr.Invalid("invalid_json", "", "the request body is not valid JSON")
 	}
 	if dup != nil {
 		// A provider that reads the last copy (most JSON parsers) would
@@ -216,7 +216,7 @@ func parseRoot(body []byte, what string) (gjson.Result, error) {
 		if dup.in != "" {
 			where = dup.in
 		}
-		return gjson.Result{}, apierr.BadRequest("duplicate_field", dup.param(), "duplicate key %q in %s; send each key once",
+		return gjson.Result{}, apierr.Invalid("duplicate_field", dup.param(), "duplicate key %q in %s; send each key once",
 			apierr.Truncate(dup.key, 64), apierr.Truncate(where, 200))
 	}
 	// The parsed values are views of body, not a copy of it (32 KB of a
@@ -224,7 +224,7 @@ func parseRoot(body []byte, what string) (gjson.Result, error) {
 	// the audit record keeps the same bytes for replay.
 	root := gjson.Parse(unsafe.String(unsafe.SliceData(body), len(body)))
 	if !root.IsObject() {
-		return gjson.Result{}, apierr.BadRequest("invalid_request_body", "", "the request body must be a JSON object")
+		return gjson.Result{}, apierr.Invalid("invalid_request_body", "", "the request body must be a JSON object")
 	}
 	return root, nil
 }
@@ -233,11 +233,11 @@ func parseRoot(body []byte, what string) (gjson.Result, error) {
 func (c *Chat) setModel(model gjson.Result) *apierr.Error {
 	switch {
 	case !model.Exists():
-		return apierr.BadRequest("missing_model", "model", "you must provide a model parameter (a catalog model id or \"auto\")")
+		return apierr.Invalid("missing_model", "model", "you must provide a model parameter (a catalog model id or \"auto\")")
 	case model.Type != gjson.String:
-		return apierr.BadRequest("invalid_type", "model", "model must be a string")
+		return apierr.Invalid("invalid_type", "model", "model must be a string")
 	case model.Str == "":
-		return apierr.BadRequest("missing_model", "model", "model must not be empty")
+		return apierr.Invalid("missing_model", "model", "model must not be empty")
 	}
 	c.Model = model.Str
 	if rest, ok := strings.CutPrefix(c.Model, RoutePrefix); ok {
@@ -447,7 +447,7 @@ func RouteOf(model string) (name string, version int64, ok bool) {
 func parseRoute(s string) (string, int64, *apierr.Error) {
 	name, ver, pinned := strings.Cut(s, "@")
 	bad := func() (string, int64, *apierr.Error) {
-		return "", 0, apierr.BadRequest("invalid_route", "model",
+		return "", 0, apierr.Invalid("invalid_route", "model",
 			"model %q is not a route reference; use route:<name> or route:<name>@<version>", apierr.Truncate(RoutePrefix+s, 128))
 	}
 	if name == "" || len(name) > 63 {

@@ -69,8 +69,8 @@ func TestParseChat(t *testing.T) {
 			if !ok {
 				t.Fatalf("want *apierr.Error, got %v", err)
 			}
-			if e.Status != 400 || e.Code != tc.code || e.Param != tc.param {
-				t.Errorf("got %d %s param=%q (%s), want 400 %s param=%q", e.Status, e.Code, e.Param, e.Message, tc.code, tc.param)
+			if e.Kind != apierr.KindInvalid || e.Code != tc.code || e.Param != tc.param {
+				t.Errorf("got %d %s param=%q (%s), want 400 %s param=%q", apierr.HTTPStatus(e), e.Code, e.Param, e.Message, tc.code, tc.param)
 			}
 		})
 	}
@@ -106,8 +106,8 @@ func TestDuplicateKeysAreRefused(t *testing.T) {
 			if !ok {
 				t.Fatalf("want *apierr.Error, got %v", err)
 			}
-			if e.Status != 400 || e.Type != "invalid_request_error" || e.Code != "duplicate_field" || e.Param != tc.param || !strings.Contains(e.Message, tc.message) {
-				t.Errorf("got %d %s %s param=%q %q, want 400 duplicate_field param=%q %q", e.Status, e.Type, e.Code, e.Param, e.Message, tc.param, tc.message)
+			if e.Kind != apierr.KindInvalid || e.Type != "invalid_request_error" || e.Code != "duplicate_field" || e.Param != tc.param || !strings.Contains(e.Message, tc.message) {
+				t.Errorf("got %d %s %s param=%q %q, want 400 duplicate_field param=%q %q", apierr.HTTPStatus(e), e.Type, e.Code, e.Param, e.Message, tc.param, tc.message)
 			}
 		})
 	}
@@ -168,7 +168,7 @@ func FuzzParseChat(f *testing.F) {
 		dup, found, valid := referenceDuplicate(body)
 		if err != nil {
 			e, ok := err.(*apierr.Error)
-			if !ok || e.Status != 400 || e.Code == "" || len(e.JSON()) == 0 {
+			if !ok || e.Kind != apierr.KindInvalid || e.Code == "" || len(e.JSON()) == 0 {
 				t.Fatalf("bad error %#v", err)
 			}
 			if e.Code == "duplicate_field" && valid && !found {
@@ -299,7 +299,7 @@ func TestRouteModel(t *testing.T) {
 	for _, model := range []string{"route:", "route:Support", "route:-x", "route:x@", "route:x@0", "route:x@07", "route:x@+7",
 		"route:x@v", "route:x@7@8", "route:x y", "route:" + strings.Repeat("a", 64), "route:x@1234567890123456789"} {
 		_, err := ParseChat(body(model))
-		if e := apierr.As(err); err == nil || e.Status != 400 || e.Code != "invalid_route" || e.Param != "model" {
+		if e := apierr.As(err); err == nil || e.Kind != apierr.KindInvalid || e.Code != "invalid_route" || e.Param != "model" {
 			t.Errorf("%s: %v, want 400 invalid_route", model, err)
 		}
 	}

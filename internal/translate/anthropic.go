@@ -103,11 +103,11 @@ var anthImageTypes = [...]string{"image/jpeg", "image/png", "image/gif", "image/
 // (docs/wire-formats.md lists them).
 func ToAnthropicRequest(openaiBody []byte, providerModel string) ([]byte, error) {
 	if !gjson.ValidBytes(openaiBody) {
-		return nil, apierr.BadRequest("invalid_json", "", "the request body is not valid JSON")
+		return nil, apierr.Invalid("invalid_json", "", "the request body is not valid JSON")
 	}
 	root := gjson.ParseBytes(openaiBody)
 	if !root.IsObject() {
-		return nil, apierr.BadRequest("invalid_request_body", "", "the request body must be a JSON object")
+		return nil, apierr.Invalid("invalid_request_body", "", "the request body must be a JSON object")
 	}
 	out := anthRequest{Model: providerModel, MaxTokens: defaultMaxTokens}
 	var system []string
@@ -116,21 +116,21 @@ func ToAnthropicRequest(openaiBody []byte, providerModel string) ([]byte, error)
 	// Rejections first: they do not depend on anything else.
 	if n := root.Get("n"); n.Exists() && n.Type != gjson.Null {
 		if n.Type != gjson.Number || n.Num != 1 {
-			return nil, apierr.BadRequest("unsupported_parameter", "n", "n must be 1 for Anthropic models: they return one choice per request")
+			return nil, apierr.Invalid("unsupported_parameter", "n", "n must be 1 for Anthropic models: they return one choice per request")
 		}
 	}
 	if lp := root.Get("logprobs"); lp.Type == gjson.True {
-		return nil, apierr.BadRequest("unsupported_parameter", "logprobs", "logprobs is not available for Anthropic models")
+		return nil, apierr.Invalid("unsupported_parameter", "logprobs", "logprobs is not available for Anthropic models")
 	}
 	for _, legacy := range [...]string{"functions", "function_call"} {
 		if v := root.Get(legacy); v.Exists() && v.Type != gjson.Null {
-			return nil, apierr.BadRequest("unsupported_parameter", legacy, "%s is deprecated and not translated for Anthropic models; use tools and tool_choice", legacy)
+			return nil, apierr.Invalid("unsupported_parameter", legacy, "%s is deprecated and not translated for Anthropic models; use tools and tool_choice", legacy)
 		}
 	}
 
 	msgs := root.Get("messages")
 	if !msgs.IsArray() {
-		return nil, apierr.BadRequest("invalid_type", "messages", "messages must be an array")
+		return nil, apierr.Invalid("invalid_type", "messages", "messages must be an array")
 	}
 	if out.Messages, system, err = convertMessages(msgs); err != nil {
 		return nil, err
@@ -159,7 +159,7 @@ func ToAnthropicRequest(openaiBody []byte, providerModel string) ([]byte, error)
 		out.Stream = true
 	case gjson.False, gjson.Null:
 	default:
-		return nil, apierr.BadRequest("invalid_type", "stream", "stream must be a boolean")
+		return nil, apierr.Invalid("invalid_type", "stream", "stream must be a boolean")
 	}
 	switch u := root.Get("user"); u.Type {
 	case gjson.String:
@@ -168,7 +168,7 @@ func ToAnthropicRequest(openaiBody []byte, providerModel string) ([]byte, error)
 		}
 	case gjson.Null:
 	default:
-		return nil, apierr.BadRequest("invalid_type", "user", "user must be a string")
+		return nil, apierr.Invalid("invalid_type", "user", "user must be a string")
 	}
 	if out.Tools, err = convertTools(root.Get("tools")); err != nil {
 		return nil, err
@@ -191,7 +191,7 @@ func ToAnthropicRequest(openaiBody []byte, providerModel string) ([]byte, error)
 	b, err := marshal(out)
 	if err != nil {
 		// Only a pathological body (nesting encoding/json refuses) gets here.
-		return nil, apierr.BadRequest("invalid_request_body", "", "the request body cannot be expressed as an Anthropic request")
+		return nil, apierr.Invalid("invalid_request_body", "", "the request body cannot be expressed as an Anthropic request")
 	}
 	return b, nil
 }
@@ -217,7 +217,7 @@ func convertMessages(msgs gjson.Result) ([]anthMessage, []string, error) {
 		i++
 		p := "messages[" + strconv.Itoa(i) + "]"
 		if !m.IsObject() {
-			err = apierr.BadRequest("invalid_type", p, "%s must be an object", p)
+			err = apierr.Invalid("invalid_type", p, "%s must be an object", p)
 			return false
 		}
 		role := m.Get("role")
@@ -252,10 +252,10 @@ func convertMessages(msgs gjson.Result) ([]anthMessage, []string, error) {
 			}
 			add("user", []anthBlock{block})
 		case "function":
-			err = apierr.BadRequest("unsupported_parameter", p+".role", "%s.role \"function\" is deprecated and not translated for Anthropic models; use tool messages", p)
+			err = apierr.Invalid("unsupported_parameter", p+".role", "%s.role \"function\" is deprecated and not translated for Anthropic models; use tool messages", p)
 			return false
 		default:
-			err = apierr.BadRequest("invalid_value", p+".role", "%s.role must be one of system, developer, user, assistant or tool", p)
+			err = apierr.Invalid("invalid_value", p+".role", "%s.role must be one of system, developer, user, assistant or tool", p)
 			return false
 		}
 		return true
@@ -264,7 +264,7 @@ func convertMessages(msgs gjson.Result) ([]anthMessage, []string, error) {
 		return nil, nil, err
 	}
 	if len(out) == 0 {
-		return nil, nil, apierr.BadRequest("empty_messages", "messages", "messages must contain at least one user or assistant message with content; Anthropic models do not accept a system prompt alone")
+		return nil, nil, apierr.Invalid("empty_messages", "messages", "messages must contain at least one user or assistant message with content; Anthropic models do not accept a system prompt alone")
 	}
 	return out, system, nil
 }
@@ -286,7 +286,7 @@ func textParts(c gjson.Result, p string) ([]string, error) {
 			j++
 			pp := p + "[" + strconv.Itoa(j) + "]"
 			if part.Get("type").String() != "text" || part.Get("text").Type != gjson.String {
-				err = apierr.BadRequest("invalid_value", pp, "%s must be a text part ({\"type\":\"text\",\"text\":…})", pp)
+				err = apierr.Invalid("invalid_value", pp, "%s must be a text part ({\"type\":\"text\",\"text\":…})", pp)
 				return false
 			}
 			if t := part.Get("text").Str; strings.TrimSpace(t) != "" {
@@ -298,7 +298,7 @@ func textParts(c gjson.Result, p string) ([]string, error) {
 	case c.Type == gjson.Null:
 		return nil, nil
 	}
-	return nil, apierr.BadRequest("invalid_type", p, "%s must be a string or an array of content parts", p)
+	return nil, apierr.Invalid("invalid_type", p, "%s must be a string or an array of content parts", p)
 }
 
 // contentBlocks converts user or assistant content. Anthropic rejects blank
@@ -314,7 +314,7 @@ func contentBlocks(c gjson.Result, p string, images bool) ([]anthBlock, error) {
 	case c.Type == gjson.Null:
 		return nil, nil
 	default:
-		return nil, apierr.BadRequest("invalid_type", p, "%s must be a string or an array of content parts", p)
+		return nil, apierr.Invalid("invalid_type", p, "%s must be a string or an array of content parts", p)
 	}
 	var out []anthBlock
 	var err error
@@ -323,14 +323,14 @@ func contentBlocks(c gjson.Result, p string, images bool) ([]anthBlock, error) {
 		j++
 		pp := p + "[" + strconv.Itoa(j) + "]"
 		if !part.IsObject() {
-			err = apierr.BadRequest("invalid_type", pp, "%s must be an object", pp)
+			err = apierr.Invalid("invalid_type", pp, "%s must be an object", pp)
 			return false
 		}
 		switch typ := part.Get("type").String(); typ {
 		case "text", "refusal": // an assistant's earlier refusal is plain text to Anthropic
 			t := part.Get(typ)
 			if t.Type != gjson.String {
-				err = apierr.BadRequest("invalid_type", pp+"."+typ, "%s.%s must be a string", pp, typ)
+				err = apierr.Invalid("invalid_type", pp+"."+typ, "%s.%s must be a string", pp, typ)
 				return false
 			}
 			if strings.TrimSpace(t.Str) != "" {
@@ -338,7 +338,7 @@ func contentBlocks(c gjson.Result, p string, images bool) ([]anthBlock, error) {
 			}
 		case "image_url":
 			if !images {
-				err = apierr.BadRequest("invalid_value", pp, "%s: only user messages may carry images", pp)
+				err = apierr.Invalid("invalid_value", pp, "%s: only user messages may carry images", pp)
 				return false
 			}
 			var src *anthSource
@@ -347,7 +347,7 @@ func contentBlocks(c gjson.Result, p string, images bool) ([]anthBlock, error) {
 			}
 			out = append(out, anthBlock{Type: "image", Source: src})
 		default:
-			err = apierr.BadRequest("unsupported_content", pp+".type", "%s.type %q is not translated for Anthropic models; use text or image_url parts", pp, typ)
+			err = apierr.Invalid("unsupported_content", pp+".type", "%s.type %q is not translated for Anthropic models; use text or image_url parts", pp, typ)
 			return false
 		}
 		return true
@@ -364,7 +364,7 @@ func imageSource(iu gjson.Result, p string) (*anthSource, error) {
 		p += ".url"
 	}
 	if u.Type != gjson.String || u.Str == "" {
-		return nil, apierr.BadRequest("invalid_value", p, "%s must be a non-empty URL string", p)
+		return nil, apierr.Invalid("invalid_value", p, "%s must be a non-empty URL string", p)
 	}
 	url := u.Str
 	switch {
@@ -372,7 +372,7 @@ func imageSource(iu gjson.Result, p string) (*anthSource, error) {
 		meta, data, ok := strings.Cut(url[len("data:"):], ",")
 		mediaType, isB64 := strings.CutSuffix(meta, ";base64")
 		if !ok || !isB64 {
-			return nil, apierr.BadRequest("invalid_value", p, "%s must be a base64 data URL (data:image/png;base64,…) or an http(s) URL", p)
+			return nil, apierr.Invalid("invalid_value", p, "%s must be a base64 data URL (data:image/png;base64,…) or an http(s) URL", p)
 		}
 		mediaType = strings.ToLower(mediaType)
 		for _, t := range anthImageTypes {
@@ -380,11 +380,11 @@ func imageSource(iu gjson.Result, p string) (*anthSource, error) {
 				return &anthSource{Type: "base64", MediaType: mediaType, Data: data}, nil
 			}
 		}
-		return nil, apierr.BadRequest("unsupported_content", p, "%s: image type %q is not supported by Anthropic models; use image/jpeg, image/png, image/gif or image/webp", p, mediaType)
+		return nil, apierr.Invalid("unsupported_content", p, "%s: image type %q is not supported by Anthropic models; use image/jpeg, image/png, image/gif or image/webp", p, mediaType)
 	case hasPrefixFold(url, "https://"), hasPrefixFold(url, "http://"):
 		return &anthSource{Type: "url", URL: url}, nil
 	}
-	return nil, apierr.BadRequest("invalid_value", p, "%s must be a base64 data URL (data:image/png;base64,…) or an http(s) URL", p)
+	return nil, apierr.Invalid("invalid_value", p, "%s must be a base64 data URL (data:image/png;base64,…) or an http(s) URL", p)
 }
 
 func hasPrefixFold(s, prefix string) bool {
@@ -397,7 +397,7 @@ func toolUses(calls gjson.Result, p string) ([]anthBlock, error) {
 		return nil, nil
 	}
 	if !calls.IsArray() {
-		return nil, apierr.BadRequest("invalid_type", p, "%s must be an array", p)
+		return nil, apierr.Invalid("invalid_type", p, "%s must be an array", p)
 	}
 	var out []anthBlock
 	var err error
@@ -406,16 +406,16 @@ func toolUses(calls gjson.Result, p string) ([]anthBlock, error) {
 		j++
 		pp := p + "[" + strconv.Itoa(j) + "]"
 		if typ := call.Get("type"); typ.Exists() && typ.String() != "function" {
-			err = apierr.BadRequest("unsupported_content", pp+".type", "%s.type must be \"function\"", pp)
+			err = apierr.Invalid("unsupported_content", pp+".type", "%s.type must be \"function\"", pp)
 			return false
 		}
 		id, name := call.Get("id"), call.Get("function.name")
 		if id.Type != gjson.String || id.Str == "" {
-			err = apierr.BadRequest("invalid_value", pp+".id", "%s.id must be a non-empty string", pp)
+			err = apierr.Invalid("invalid_value", pp+".id", "%s.id must be a non-empty string", pp)
 			return false
 		}
 		if name.Type != gjson.String || name.Str == "" {
-			err = apierr.BadRequest("invalid_value", pp+".function.name", "%s.function.name must be a non-empty string", pp)
+			err = apierr.Invalid("invalid_value", pp+".function.name", "%s.function.name must be a non-empty string", pp)
 			return false
 		}
 		var input json.RawMessage
@@ -435,17 +435,17 @@ func toolArguments(a gjson.Result, p string) (json.RawMessage, error) {
 		return json.RawMessage("{}"), nil
 	}
 	if a.Type != gjson.String {
-		return nil, apierr.BadRequest("invalid_type", p, "%s must be a string holding a JSON object", p)
+		return nil, apierr.Invalid("invalid_type", p, "%s must be a string holding a JSON object", p)
 	}
 	s := strings.TrimSpace(a.Str)
 	if s == "" {
 		return json.RawMessage("{}"), nil
 	}
 	if !gjson.Valid(s) {
-		return nil, apierr.BadRequest("invalid_value", p, "%s is not valid JSON; Anthropic needs the tool input as a JSON object", p)
+		return nil, apierr.Invalid("invalid_value", p, "%s is not valid JSON; Anthropic needs the tool input as a JSON object", p)
 	}
 	if !gjson.Parse(s).IsObject() {
-		return nil, apierr.BadRequest("invalid_value", p, "%s must be a JSON object; Anthropic needs the tool input as a JSON object", p)
+		return nil, apierr.Invalid("invalid_value", p, "%s must be a JSON object; Anthropic needs the tool input as a JSON object", p)
 	}
 	return json.RawMessage(s), nil
 }
@@ -454,7 +454,7 @@ func toolArguments(a gjson.Result, p string) (json.RawMessage, error) {
 func toolResult(m gjson.Result, p string) (anthBlock, error) {
 	id := m.Get("tool_call_id")
 	if id.Type != gjson.String || id.Str == "" {
-		return anthBlock{}, apierr.BadRequest("invalid_value", p+".tool_call_id", "%s.tool_call_id must be a non-empty string", p)
+		return anthBlock{}, apierr.Invalid("invalid_value", p+".tool_call_id", "%s.tool_call_id must be a non-empty string", p)
 	}
 	b := anthBlock{Type: "tool_result", ToolUseID: id.Str}
 	c := m.Get("content")
@@ -484,7 +484,7 @@ func convertTools(tools gjson.Result) ([]anthTool, error) {
 		return nil, nil
 	}
 	if !tools.IsArray() {
-		return nil, apierr.BadRequest("invalid_type", "tools", "tools must be an array")
+		return nil, apierr.Invalid("invalid_type", "tools", "tools must be an array")
 	}
 	var out []anthTool
 	var err error
@@ -493,18 +493,18 @@ func convertTools(tools gjson.Result) ([]anthTool, error) {
 		j++
 		p := "tools[" + strconv.Itoa(j) + "]"
 		if t.Get("type").String() != "function" {
-			err = apierr.BadRequest("unsupported_content", p+".type", "%s.type must be \"function\"; other tool types are not translated for Anthropic models", p)
+			err = apierr.Invalid("unsupported_content", p+".type", "%s.type must be \"function\"; other tool types are not translated for Anthropic models", p)
 			return false
 		}
 		fn := t.Get("function")
 		name := fn.Get("name")
 		if name.Type != gjson.String || name.Str == "" {
-			err = apierr.BadRequest("invalid_value", p+".function.name", "%s.function.name must be a non-empty string", p)
+			err = apierr.Invalid("invalid_value", p+".function.name", "%s.function.name must be a non-empty string", p)
 			return false
 		}
 		desc := fn.Get("description")
 		if desc.Exists() && desc.Type != gjson.String && desc.Type != gjson.Null {
-			err = apierr.BadRequest("invalid_type", p+".function.description", "%s.function.description must be a string", p)
+			err = apierr.Invalid("invalid_type", p+".function.description", "%s.function.description must be a string", p)
 			return false
 		}
 		schema := json.RawMessage(`{"type":"object","properties":{}}`)
@@ -512,7 +512,7 @@ func convertTools(tools gjson.Result) ([]anthTool, error) {
 		case params.IsObject():
 			schema = json.RawMessage(params.Raw)
 		case params.Exists() && params.Type != gjson.Null:
-			err = apierr.BadRequest("invalid_type", p+".function.parameters", "%s.function.parameters must be a JSON Schema object", p)
+			err = apierr.Invalid("invalid_type", p+".function.parameters", "%s.function.parameters must be a JSON Schema object", p)
 			return false
 		}
 		out = append(out, anthTool{Name: name.Str, Description: desc.String(), InputSchema: schema})
@@ -538,11 +538,11 @@ func convertToolChoice(tc gjson.Result) (*anthToolChoice, error) {
 	case tc.IsObject() && tc.Get("type").String() == "function":
 		name := tc.Get("function.name")
 		if name.Type != gjson.String || name.Str == "" {
-			return nil, apierr.BadRequest("invalid_value", "tool_choice.function.name", "tool_choice.function.name must be a non-empty string")
+			return nil, apierr.Invalid("invalid_value", "tool_choice.function.name", "tool_choice.function.name must be a non-empty string")
 		}
 		return &anthToolChoice{Type: "tool", Name: name.Str}, nil
 	}
-	return nil, apierr.BadRequest("invalid_value", "tool_choice", "tool_choice must be \"auto\", \"required\", \"none\" or {\"type\":\"function\",\"function\":{\"name\":…}}")
+	return nil, apierr.Invalid("invalid_value", "tool_choice", "tool_choice must be \"auto\", \"required\", \"none\" or {\"type\":\"function\",\"function\":{\"name\":…}}")
 }
 
 // maxTokens prefers max_completion_tokens over the deprecated max_tokens.
@@ -553,7 +553,7 @@ func maxTokens(root gjson.Result) (int64, error) {
 			continue
 		}
 		if v.Type != gjson.Number || v.Num != float64(int64(v.Num)) || v.Num < 1 || v.Num > maxTokensLimit {
-			return 0, apierr.BadRequest("invalid_value", name, "%s must be a positive integer", name)
+			return 0, apierr.Invalid("invalid_value", name, "%s must be a positive integer", name)
 		}
 		return int64(v.Num), nil
 	}
@@ -566,7 +566,7 @@ func number(v gjson.Result, name string, lo, hi float64) (*float64, error) {
 		return nil, nil
 	}
 	if v.Type != gjson.Number || v.Num < lo || v.Num > hi {
-		return nil, apierr.BadRequest("invalid_value", name, "%s must be a number between %g and %g", name, lo, hi)
+		return nil, apierr.Invalid("invalid_value", name, "%s must be a number between %g and %g", name, lo, hi)
 	}
 	f := v.Num
 	return &f, nil
@@ -600,7 +600,7 @@ func stopSequences(v gjson.Result) ([]string, error) {
 			return out, nil
 		}
 	}
-	return nil, apierr.BadRequest("invalid_type", "stop", "stop must be a string or an array of strings")
+	return nil, apierr.Invalid("invalid_type", "stop", "stop must be a string or an array of strings")
 }
 
 // jsonInstruction returns the system instruction standing in for
@@ -610,7 +610,7 @@ func jsonInstruction(rf gjson.Result) (string, error) {
 		return "", nil
 	}
 	if !rf.IsObject() {
-		return "", apierr.BadRequest("invalid_type", "response_format", "response_format must be an object")
+		return "", apierr.Invalid("invalid_type", "response_format", "response_format must be an object")
 	}
 	switch rf.Get("type").String() {
 	case "text":
@@ -621,7 +621,7 @@ func jsonInstruction(rf gjson.Result) (string, error) {
 		js := rf.Get("json_schema")
 		schema := js.Get("schema")
 		if !schema.IsObject() {
-			return "", apierr.BadRequest("invalid_value", "response_format.json_schema.schema", "response_format.json_schema.schema must be a JSON Schema object")
+			return "", apierr.Invalid("invalid_value", "response_format.json_schema.schema", "response_format.json_schema.schema must be a JSON Schema object")
 		}
 		var b strings.Builder
 		b.WriteString(jsonSchemaInstruction)
@@ -642,7 +642,7 @@ func jsonInstruction(rf gjson.Result) (string, error) {
 		b.Write(compact.Bytes())
 		return b.String(), nil
 	}
-	return "", apierr.BadRequest("invalid_value", "response_format.type", "response_format.type must be text, json_object or json_schema")
+	return "", apierr.Invalid("invalid_value", "response_format.type", "response_format.type must be text, json_object or json_schema")
 }
 
 // marshal renders v as compact JSON without HTML escaping, so prompt text

@@ -33,7 +33,7 @@ func FuzzToAnthropicRequest(f *testing.F) {
 		out, err := ToAnthropicRequest(body, testModel)
 		if err != nil {
 			var ae *apierr.Error
-			if !errors.As(err, &ae) || ae.Status != 400 || ae.Message == "" {
+			if !errors.As(err, &ae) || ae.Kind != apierr.KindInvalid || ae.Message == "" {
 				t.Fatalf("error %v is not an *apierr.Error 400 with a message", err)
 			}
 			if out != nil {

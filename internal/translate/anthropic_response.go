@@ -111,11 +111,11 @@ func (a anthUsage) openai() *oaiUsage {
 // are dropped.
 func FromAnthropicResponse(body []byte) ([]byte, error) {
 	if !gjson.ValidBytes(body) {
-		return nil, apierr.BadGateway("invalid_upstream_response", "the Anthropic response is not valid JSON")
+		return nil, apierr.Upstream("invalid_upstream_response", "the Anthropic response is not valid JSON")
 	}
 	root := gjson.ParseBytes(body)
 	if !root.IsObject() || root.Get("type").String() == "error" {
-		return nil, apierr.BadGateway("invalid_upstream_response", "the Anthropic response is not a message")
+		return nil, apierr.Upstream("invalid_upstream_response", "the Anthropic response is not a message")
 	}
 	msg := oaiMessage{Role: "assistant"}
 	var text strings.Builder
@@ -153,7 +153,7 @@ func FromAnthropicResponse(body []byte) ([]byte, error) {
 	}
 	b, err := marshal(out)
 	if err != nil {
-		return nil, apierr.BadGateway("invalid_upstream_response", "the Anthropic response could not be translated")
+		return nil, apierr.Upstream("invalid_upstream_response", "the Anthropic response could not be translated")
 	}
 	return b, nil
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,7 +85,7 @@ func TestToAnthropicRequestGolden(t *testing.T) {
 			okPath, errPath := base+".anthropic.json", base+".error.json"
 			if err != nil {
 				var ae *apierr.Error
-				if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest {
+				if !errors.As(err, &ae) || ae.Kind != apierr.KindInvalid {
 					t.Fatalf("error %v is not an *apierr.Error 400", err)
 				}
 				if ae.Param == "" {
@@ -246,8 +245,8 @@ func TestToAnthropicRequestRejects(t *testing.T) {
 			if !errors.As(err, &ae) {
 				t.Fatalf("got %s, %v; want an *apierr.Error", out, err)
 			}
-			if ae.Status != http.StatusBadRequest || ae.Param != tc.param {
-				t.Errorf("got %d param %q (%s); want 400 param %q", ae.Status, ae.Param, ae.Message, tc.param)
+			if ae.Kind != apierr.KindInvalid || ae.Param != tc.param {
+				t.Errorf("got %d param %q (%s); want 400 param %q", apierr.HTTPStatus(ae), ae.Param, ae.Message, tc.param)
 			}
 		})
 	}
@@ -302,7 +301,7 @@ func TestFromAnthropicResponseInvalid(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			_, err := FromAnthropicResponse([]byte(body))
 			var ae *apierr.Error
-			if !errors.As(err, &ae) || ae.Status != http.StatusBadGateway {
+			if !errors.As(err, &ae) || ae.Kind != apierr.KindUpstream {
 				t.Errorf("got %v, want an *apierr.Error 502", err)
 			}
 		})

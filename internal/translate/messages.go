@@ -85,7 +85,7 @@ func MessagesToChat(body []byte) ([]byte, error) {
 			// A sampling hint chat has no field for: an Anthropic-wire
 			// provider gets it, an OpenAI-wire one samples without it.
 			if v.Type != gjson.Null && (v.Type != gjson.Number || v.Num < 0 || v.Num != float64(int64(v.Num))) {
-				bad = apierr.BadRequest("invalid_value", "top_k", "top_k must be a non-negative integer")
+				bad = apierr.Invalid("invalid_value", "top_k", "top_k must be a non-negative integer")
 			}
 		case "metadata":
 			req.User, bad = msgsMetadata(v)
@@ -97,15 +97,15 @@ func MessagesToChat(body []byte) ([]byte, error) {
 				req.Stream, req.StreamOptions = true, json.RawMessage(`{"include_usage":true}`)
 			case gjson.False, gjson.Null:
 			default:
-				bad = apierr.BadRequest("invalid_type", "stream", "stream must be a boolean")
+				bad = apierr.Invalid("invalid_type", "stream", "stream must be a boolean")
 			}
 		default:
 			if why, ok := messagesRefused[k.Str]; ok {
 				if v.Type != gjson.Null {
-					bad = apierr.BadRequest("unsupported_parameter", k.Str, "%s", why)
+					bad = apierr.Invalid("unsupported_parameter", k.Str, "%s", why)
 				}
 			} else {
-				bad = apierr.BadRequest("unsupported_parameter", apierr.Truncate(k.Str, 64),
+				bad = apierr.Invalid("unsupported_parameter", apierr.Truncate(k.Str, 64),
 					"%s is not supported on /v1/messages by stellwerk (docs/api.md)", apierr.Truncate(k.Str, 64))
 			}
 		}
@@ -116,16 +116,16 @@ func MessagesToChat(body []byte) ([]byte, error) {
 	}
 	switch {
 	case !model.Exists() || model.Type == gjson.Null:
-		return nil, apierr.BadRequest("missing_model", "model", "you must provide a model parameter")
+		return nil, apierr.Invalid("missing_model", "model", "you must provide a model parameter")
 	case model.Type != gjson.String:
-		return nil, apierr.BadRequest("invalid_type", "model", "model must be a string")
+		return nil, apierr.Invalid("invalid_type", "model", "model must be a string")
 	}
 	req.Model = model.Str
 	switch {
 	case !maxTokens.Exists() || maxTokens.Type == gjson.Null:
-		return nil, apierr.BadRequest("missing_max_tokens", "max_tokens", "max_tokens is required on /v1/messages")
+		return nil, apierr.Invalid("missing_max_tokens", "max_tokens", "max_tokens is required on /v1/messages")
 	case maxTokens.Type != gjson.Number || maxTokens.Num != float64(int64(maxTokens.Num)) || maxTokens.Num < 1 || maxTokens.Num > maxTokensLimit:
-		return nil, apierr.BadRequest("invalid_value", "max_tokens", "max_tokens must be a positive integer")
+		return nil, apierr.Invalid("invalid_value", "max_tokens", "max_tokens must be a positive integer")
 	}
 	req.MaxTokens = int64(maxTokens.Num)
 	if sys, err := msgsSystem(system); err != nil {
@@ -150,7 +150,7 @@ func MessagesToChat(body []byte) ([]byte, error) {
 		if len(req.Tools) == 0 {
 			req.ParallelToolCalls = nil // chat refuses it without tools
 			if tc := string(req.ToolChoice); tc != `"none"` && tc != `"auto"` {
-				return nil, apierr.BadRequest("invalid_value", "tool_choice", "tool_choice %s needs tools", apierr.Truncate(toolChoice.Get("type").Str, 32))
+				return nil, apierr.Invalid("invalid_value", "tool_choice", "tool_choice %s needs tools", apierr.Truncate(toolChoice.Get("type").Str, 32))
 			}
 			req.ToolChoice = nil
 		}
@@ -164,7 +164,7 @@ func msgsNumber(v gjson.Result, name string, lo, hi float64) (*float64, *apierr.
 		return nil, nil
 	}
 	if v.Type != gjson.Number || v.Num < lo || v.Num > hi {
-		return nil, apierr.BadRequest("invalid_value", name, "%s must be a number between %g and %g", name, lo, hi)
+		return nil, apierr.Invalid("invalid_value", name, "%s must be a number between %g and %g", name, lo, hi)
 	}
 	f := v.Num
 	return &f, nil
@@ -175,13 +175,13 @@ func msgsStop(v gjson.Result) ([]string, *apierr.Error) {
 		return nil, nil
 	}
 	if !v.IsArray() {
-		return nil, apierr.BadRequest("invalid_type", "stop_sequences", "stop_sequences must be an array of strings")
+		return nil, apierr.Invalid("invalid_type", "stop_sequences", "stop_sequences must be an array of strings")
 	}
 	var out []string
 	var bad *apierr.Error
 	v.ForEach(func(_, s gjson.Result) bool {
 		if s.Type != gjson.String || s.Str == "" {
-			bad = apierr.BadRequest("invalid_value", "stop_sequences", "stop_sequences[%d] must be a non-empty string", len(out))
+			bad = apierr.Invalid("invalid_value", "stop_sequences", "stop_sequences[%d] must be a non-empty string", len(out))
 			return false
 		}
 		out = append(out, s.Str)
@@ -197,18 +197,18 @@ func msgsMetadata(v gjson.Result) (string, *apierr.Error) {
 		return "", nil
 	}
 	if !v.IsObject() {
-		return "", apierr.BadRequest("invalid_type", "metadata", "metadata must be an object")
+		return "", apierr.Invalid("invalid_type", "metadata", "metadata must be an object")
 	}
 	var user string
 	var bad *apierr.Error
 	v.ForEach(func(k, u gjson.Result) bool {
 		switch {
 		case k.Str != "user_id":
-			bad = apierr.BadRequest("unsupported_parameter", "metadata", "metadata.%s is not supported (only user_id is)", apierr.Truncate(k.Str, 64))
+			bad = apierr.Invalid("unsupported_parameter", "metadata", "metadata.%s is not supported (only user_id is)", apierr.Truncate(k.Str, 64))
 		case u.Type == gjson.String:
 			user = u.Str
 		case u.Type != gjson.Null:
-			bad = apierr.BadRequest("invalid_type", "metadata.user_id", "metadata.user_id must be a string")
+			bad = apierr.Invalid("invalid_type", "metadata.user_id", "metadata.user_id must be a string")
 		}
 		return bad == nil
 	})
@@ -227,7 +227,7 @@ func msgsSystem(v gjson.Result) (json.RawMessage, *apierr.Error) {
 		}
 		return json.RawMessage(v.Raw), nil
 	case !v.IsArray():
-		return nil, apierr.BadRequest("invalid_type", "system", "system must be a string or an array of text blocks")
+		return nil, apierr.Invalid("invalid_type", "system", "system must be a string or an array of text blocks")
 	}
 	var parts []string
 	var bad *apierr.Error
@@ -236,7 +236,7 @@ func msgsSystem(v gjson.Result) (json.RawMessage, *apierr.Error) {
 		i++
 		p := "system[" + strconv.Itoa(i) + "]"
 		if b.Get("type").Str != "text" || b.Get("text").Type != gjson.String {
-			bad = apierr.BadRequest("invalid_value", p, "%s must be a text block {\"type\":\"text\",\"text\":…}", p)
+			bad = apierr.Invalid("invalid_value", p, "%s must be a text block {\"type\":\"text\",\"text\":…}", p)
 			return false
 		}
 		bad = msgsBlockKeys(b, p, "type", "text", "cache_control", "citations")
@@ -259,7 +259,7 @@ func msgsBlockKeys(b gjson.Result, p string, known ...string) *apierr.Error {
 				return true
 			}
 		}
-		bad = apierr.BadRequest("unsupported_parameter", p+"."+apierr.Truncate(k.Str, 64), "%s.%s is not supported on /v1/messages by stellwerk", p, apierr.Truncate(k.Str, 64))
+		bad = apierr.Invalid("unsupported_parameter", p+"."+apierr.Truncate(k.Str, 64), "%s.%s is not supported on /v1/messages by stellwerk", p, apierr.Truncate(k.Str, 64))
 		return false
 	})
 	return bad
@@ -283,9 +283,9 @@ type chatImageURL struct {
 func msgsMessages(v gjson.Result) ([]chatMessage, *apierr.Error) {
 	switch {
 	case !v.Exists() || v.Type == gjson.Null:
-		return nil, apierr.BadRequest("missing_messages", "messages", "you must provide a messages parameter")
+		return nil, apierr.Invalid("missing_messages", "messages", "you must provide a messages parameter")
 	case !v.IsArray():
-		return nil, apierr.BadRequest("invalid_type", "messages", "messages must be an array")
+		return nil, apierr.Invalid("invalid_type", "messages", "messages must be an array")
 	}
 	var out []chatMessage
 	var bad *apierr.Error
@@ -294,7 +294,7 @@ func msgsMessages(v gjson.Result) ([]chatMessage, *apierr.Error) {
 		i++
 		p := "messages[" + strconv.Itoa(i) + "]"
 		if !m.IsObject() {
-			bad = apierr.BadRequest("invalid_type", p, "%s must be an object", p)
+			bad = apierr.Invalid("invalid_type", p, "%s must be an object", p)
 			return false
 		}
 		if bad = msgsBlockKeys(m, p, "role", "content"); bad != nil {
@@ -302,7 +302,7 @@ func msgsMessages(v gjson.Result) ([]chatMessage, *apierr.Error) {
 		}
 		role := m.Get("role")
 		if role.Str != "user" && role.Str != "assistant" {
-			bad = apierr.BadRequest("invalid_value", p+".role", "%s.role must be user or assistant", p)
+			bad = apierr.Invalid("invalid_value", p+".role", "%s.role must be user or assistant", p)
 			return false
 		}
 		c := m.Get("content")
@@ -311,7 +311,7 @@ func msgsMessages(v gjson.Result) ([]chatMessage, *apierr.Error) {
 			out = append(out, chatMessage{Role: role.Str, Content: json.RawMessage(c.Raw)})
 			return true
 		case !c.IsArray():
-			bad = apierr.BadRequest("invalid_type", p+".content", "%s.content must be a string or an array of content blocks", p)
+			bad = apierr.Invalid("invalid_type", p+".content", "%s.content must be a string or an array of content blocks", p)
 			return false
 		}
 		out, bad = msgsBlocks(out, role.Str, c, p+".content")
@@ -321,7 +321,7 @@ func msgsMessages(v gjson.Result) ([]chatMessage, *apierr.Error) {
 		return nil, bad
 	}
 	if len(out) == 0 {
-		return nil, apierr.BadRequest("empty_messages", "messages", "messages must contain at least one message")
+		return nil, apierr.Invalid("empty_messages", "messages", "messages must contain at least one message")
 	}
 	return out, nil
 }
@@ -336,7 +336,7 @@ func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string) ([]cha
 		j++
 		bp := p + "[" + strconv.Itoa(j) + "]"
 		if !b.IsObject() {
-			bad = apierr.BadRequest("invalid_type", bp, "%s must be a content block", bp)
+			bad = apierr.Invalid("invalid_type", bp, "%s must be a content block", bp)
 			return false
 		}
 		switch t := b.Get("type").Str; {
@@ -346,7 +346,7 @@ func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string) ([]cha
 			}
 			text := b.Get("text")
 			if text.Type != gjson.String {
-				bad = apierr.BadRequest("invalid_type", bp+".text", "%s.text must be a string", bp)
+				bad = apierr.Invalid("invalid_type", bp+".text", "%s.text must be a string", bp)
 				return false
 			}
 			parts = append(parts, chatPart{Type: "text", Text: &text.Str})
@@ -365,7 +365,7 @@ func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string) ([]cha
 			}
 			id, name, input := b.Get("id"), b.Get("name"), b.Get("input")
 			if id.Type != gjson.String || id.Str == "" || name.Type != gjson.String || name.Str == "" || !input.IsObject() {
-				bad = apierr.BadRequest("invalid_value", bp, "%s: a tool_use block needs id and name (strings) and input (an object)", bp)
+				bad = apierr.Invalid("invalid_value", bp, "%s: a tool_use block needs id and name (strings) and input (an object)", bp)
 				return false
 			}
 			calls = append(calls, chatToolCall{ID: id.Str, Type: "function", Function: chatFunction{Name: name.Str, Arguments: compactJSON(input)}})
@@ -383,7 +383,7 @@ func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string) ([]cha
 			}
 			out = append(out, tm)
 		default:
-			bad = apierr.BadRequest("unsupported_value", bp+".type",
+			bad = apierr.Invalid("unsupported_value", bp+".type",
 				"content blocks of type %q are not supported in %s messages on /v1/messages by stellwerk (text, image, tool_use, tool_result are)", apierr.Truncate(t, 64), role)
 			return false
 		}
@@ -402,7 +402,7 @@ func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string) ([]cha
 	case len(parts) > 0:
 		out = append(out, chatMessage{Role: role, Content: partsContent(parts)})
 	case j < 0:
-		return nil, apierr.BadRequest("invalid_value", p, "%s must not be empty", p)
+		return nil, apierr.Invalid("invalid_value", p, "%s must not be empty", p)
 	}
 	return out, nil
 }
@@ -447,16 +447,16 @@ func msgsImage(src gjson.Result, p string) (string, *apierr.Error) {
 			ok = ok || mt.Str == t
 		}
 		if !ok || data.Type != gjson.String || data.Str == "" {
-			return "", apierr.BadRequest("invalid_value", p, "%s: a base64 image needs media_type (image/jpeg, image/png, image/gif or image/webp) and data", p)
+			return "", apierr.Invalid("invalid_value", p, "%s: a base64 image needs media_type (image/jpeg, image/png, image/gif or image/webp) and data", p)
 		}
 		return "data:" + mt.Str + ";base64," + data.Str, nil
 	case "url":
 		if u := src.Get("url"); u.Type == gjson.String && (strings.HasPrefix(u.Str, "https://") || strings.HasPrefix(u.Str, "http://")) {
 			return u.Str, nil
 		}
-		return "", apierr.BadRequest("invalid_value", p+".url", "%s.url must be an http(s) URL", p)
+		return "", apierr.Invalid("invalid_value", p+".url", "%s.url must be an http(s) URL", p)
 	}
-	return "", apierr.BadRequest("unsupported_value", p+".type", "%s.type must be base64 or url (files are not supported)", p)
+	return "", apierr.Invalid("unsupported_value", p+".type", "%s.type must be base64 or url (files are not supported)", p)
 }
 
 // msgsToolResult is a tool_result block as a tool message: its content
@@ -465,7 +465,7 @@ func msgsImage(src gjson.Result, p string) (string, *apierr.Error) {
 func msgsToolResult(b gjson.Result, p string) (chatMessage, *apierr.Error) {
 	id := b.Get("tool_use_id")
 	if id.Type != gjson.String || id.Str == "" {
-		return chatMessage{}, apierr.BadRequest("invalid_value", p+".tool_use_id", "%s.tool_use_id must be a non-empty string", p)
+		return chatMessage{}, apierr.Invalid("invalid_value", p+".tool_use_id", "%s.tool_use_id must be a non-empty string", p)
 	}
 	var text string
 	switch c := b.Get("content"); {
@@ -479,7 +479,7 @@ func msgsToolResult(b gjson.Result, p string) (chatMessage, *apierr.Error) {
 		c.ForEach(func(_, blk gjson.Result) bool {
 			k++
 			if blk.Get("type").Str != "text" || blk.Get("text").Type != gjson.String {
-				bad = apierr.BadRequest("unsupported_value", p+".content["+strconv.Itoa(k)+"]",
+				bad = apierr.Invalid("unsupported_value", p+".content["+strconv.Itoa(k)+"]",
 					"%s.content[%d]: tool results are translated as text; only text blocks are supported", p, k)
 				return false
 			}
@@ -491,14 +491,14 @@ func msgsToolResult(b gjson.Result, p string) (chatMessage, *apierr.Error) {
 		}
 		text = strings.Join(parts, "\n\n")
 	default:
-		return chatMessage{}, apierr.BadRequest("invalid_type", p+".content", "%s.content must be a string or an array of text blocks", p)
+		return chatMessage{}, apierr.Invalid("invalid_type", p+".content", "%s.content must be a string or an array of text blocks", p)
 	}
 	switch e := b.Get("is_error"); e.Type {
 	case gjson.True:
 		text = "Error: " + text
 	case gjson.False, gjson.Null:
 	default:
-		return chatMessage{}, apierr.BadRequest("invalid_type", p+".is_error", "%s.is_error must be a boolean", p)
+		return chatMessage{}, apierr.Invalid("invalid_type", p+".is_error", "%s.is_error must be a boolean", p)
 	}
 	return chatMessage{Role: "tool", ToolCallID: id.Str, Content: jsonString(text)}, nil
 }
@@ -508,7 +508,7 @@ func msgsToolResult(b gjson.Result, p string) (chatMessage, *apierr.Error) {
 // chat counterpart.
 func msgsTools(v gjson.Result) ([]chatTool, *apierr.Error) {
 	if !v.IsArray() {
-		return nil, apierr.BadRequest("invalid_type", "tools", "tools must be an array")
+		return nil, apierr.Invalid("invalid_type", "tools", "tools must be an array")
 	}
 	type fn struct {
 		Name        string          `json:"name"`
@@ -522,7 +522,7 @@ func msgsTools(v gjson.Result) ([]chatTool, *apierr.Error) {
 		i++
 		p := "tools[" + strconv.Itoa(i) + "]"
 		if typ := t.Get("type"); typ.Exists() && typ.Type != gjson.Null && typ.Str != "custom" {
-			bad = apierr.BadRequest("unsupported_value", p+".type",
+			bad = apierr.Invalid("unsupported_value", p+".type",
 				"tools of type %q (Anthropic's server and built-in tools) are not supported by stellwerk; custom tools with input_schema are", apierr.Truncate(typ.Str, 64))
 			return false
 		}
@@ -531,15 +531,15 @@ func msgsTools(v gjson.Result) ([]chatTool, *apierr.Error) {
 		}
 		name, desc, schema := t.Get("name"), t.Get("description"), t.Get("input_schema")
 		if name.Type != gjson.String || name.Str == "" {
-			bad = apierr.BadRequest("invalid_value", p+".name", "%s.name must be a non-empty string", p)
+			bad = apierr.Invalid("invalid_value", p+".name", "%s.name must be a non-empty string", p)
 			return false
 		}
 		if desc.Exists() && desc.Type != gjson.String {
-			bad = apierr.BadRequest("invalid_type", p+".description", "%s.description must be a string", p)
+			bad = apierr.Invalid("invalid_type", p+".description", "%s.description must be a string", p)
 			return false
 		}
 		if !schema.IsObject() {
-			bad = apierr.BadRequest("invalid_value", p+".input_schema", "%s.input_schema must be a JSON Schema object", p)
+			bad = apierr.Invalid("invalid_value", p+".input_schema", "%s.input_schema must be a JSON Schema object", p)
 			return false
 		}
 		b, _ := marshal(fn{Name: name.Str, Description: desc.Str, Parameters: json.RawMessage(compactJSON(schema))})
@@ -553,7 +553,7 @@ func msgsTools(v gjson.Result) ([]chatTool, *apierr.Error) {
 // as parallel_tool_calls: false.
 func msgsToolChoice(v gjson.Result) (json.RawMessage, *bool, *apierr.Error) {
 	if !v.IsObject() {
-		return nil, nil, apierr.BadRequest("invalid_type", "tool_choice", "tool_choice must be an object with a type")
+		return nil, nil, apierr.Invalid("invalid_type", "tool_choice", "tool_choice must be an object with a type")
 	}
 	if bad := msgsBlockKeys(v, "tool_choice", "type", "name", "disable_parallel_tool_use"); bad != nil {
 		return nil, nil, bad
@@ -565,7 +565,7 @@ func msgsToolChoice(v gjson.Result) (json.RawMessage, *bool, *apierr.Error) {
 		parallel = &f
 	case gjson.False, gjson.Null:
 	default:
-		return nil, nil, apierr.BadRequest("invalid_type", "tool_choice.disable_parallel_tool_use", "tool_choice.disable_parallel_tool_use must be a boolean")
+		return nil, nil, apierr.Invalid("invalid_type", "tool_choice.disable_parallel_tool_use", "tool_choice.disable_parallel_tool_use must be a boolean")
 	}
 	switch v.Get("type").Str {
 	case "auto":
@@ -582,9 +582,9 @@ func msgsToolChoice(v gjson.Result) (json.RawMessage, *bool, *apierr.Error) {
 			buf.WriteString(`}}`)
 			return buf.Bytes(), parallel, nil
 		}
-		return nil, nil, apierr.BadRequest("invalid_value", "tool_choice.name", "tool_choice of type tool needs a name")
+		return nil, nil, apierr.Invalid("invalid_value", "tool_choice.name", "tool_choice of type tool needs a name")
 	}
-	return nil, nil, apierr.BadRequest("invalid_value", "tool_choice.type", "tool_choice.type must be auto, any, tool or none")
+	return nil, nil, apierr.Invalid("invalid_value", "tool_choice.type", "tool_choice.type must be auto, any, tool or none")
 }
 
 // jsonString is s as a JSON string, escaped as marshal escapes it (no

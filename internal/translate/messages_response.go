@@ -113,9 +113,31 @@ func appendUsage(dst []byte, input, output, cacheRead int64) []byte {
 	return append(dst, '}')
 }
 
-// anthropicErrorType is the Anthropic error type of an HTTP status, as
-// Anthropic's API answers it (docs.anthropic.com, errors).
-func anthropicErrorType(status int) string {
+// anthropicErrorType is the Anthropic error type for what went wrong, the
+// one Anthropic's API answers with the same status (docs.anthropic.com,
+// errors); a provider's refusal keeps the type of the provider's status.
+func anthropicErrorType(e *apierr.Error) string {
+	switch e.Kind {
+	case apierr.KindInvalid, apierr.KindWrongMethod:
+		return "invalid_request_error"
+	case apierr.KindUnauthenticated:
+		return "authentication_error"
+	case apierr.KindDenied:
+		return "permission_error"
+	case apierr.KindNotFound:
+		return "not_found_error"
+	case apierr.KindTooLarge:
+		return "request_too_large"
+	case apierr.KindExhausted:
+		return "rate_limit_error"
+	case apierr.KindProvider:
+		return anthropicStatusType(e.ProviderStatus)
+	}
+	return "api_error"
+}
+
+// anthropicStatusType is the Anthropic error type of a provider's HTTP status.
+func anthropicStatusType(status int) string {
 	switch {
 	case status == 400 || status == 405 || status == 422:
 		return "invalid_request_error"
@@ -144,7 +166,7 @@ func anthropicErrorType(status int) string {
 func AnthropicError(e *apierr.Error) []byte {
 	dst := make([]byte, 0, 96+len(e.Message))
 	dst = append(dst, `{"type":"error","error":{"type":`...)
-	dst = jsonw.AppendString(dst, anthropicErrorType(e.Status))
+	dst = jsonw.AppendString(dst, anthropicErrorType(e))
 	dst = append(dst, `,"message":`...)
 	dst = jsonw.AppendString(dst, e.Message)
 	if e.Code != "" {
@@ -162,7 +184,7 @@ func AnthropicError(e *apierr.Error) []byte {
 // status into Anthropic's shape, keeping the message and code. A body that
 // is not an OpenAI error becomes a generic one of the status.
 func ChatErrorToAnthropic(status int, body []byte) []byte {
-	e := &apierr.Error{Status: status, Message: "the provider returned an error", Code: "upstream_error"}
+	e := &apierr.Error{Kind: apierr.KindProvider, ProviderStatus: status, Message: "the provider returned an error", Code: "upstream_error"}
 	if gjson.ValidBytes(body) {
 		inner := gjson.GetBytes(body, "error")
 		if m := inner.Get("message"); m.Type == gjson.String && m.Str != "" {

@@ -2,7 +2,6 @@ package translate
 
 import (
 	"errors"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,7 +41,7 @@ func TestMessagesToChatGolden(t *testing.T) {
 			okPath, errPath := base+".openai.json", base+".error.json"
 			if err != nil {
 				var ae *apierr.Error
-				if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest {
+				if !errors.As(err, &ae) || ae.Kind != apierr.KindInvalid {
 					t.Fatalf("error %v is not an *apierr.Error 400", err)
 				}
 				if ae.Param == "" {
@@ -194,7 +193,7 @@ func FuzzMessagesToChat(f *testing.F) {
 		out, err := MessagesToChat(in)
 		if err != nil {
 			var ae *apierr.Error
-			if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest {
+			if !errors.As(err, &ae) || ae.Kind != apierr.KindInvalid {
 				t.Fatalf("error %v is not a 400", err)
 			}
 			return

@@ -123,11 +123,11 @@ func (n *ResponsesNeeds) native(what string) bool {
 
 func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 	if !gjson.ValidBytes(body) {
-		return nil, apierr.BadRequest("invalid_json", "", "the request body is not valid JSON")
+		return nil, apierr.Invalid("invalid_json", "", "the request body is not valid JSON")
 	}
 	root := gjson.ParseBytes(body)
 	if !root.IsObject() {
-		return nil, apierr.BadRequest("invalid_request_body", "", "the request body must be a JSON object")
+		return nil, apierr.Invalid("invalid_request_body", "", "the request body must be a JSON object")
 	}
 	var req chatRequest
 	var input, instructions gjson.Result
@@ -138,7 +138,7 @@ func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 		switch k.Str {
 		case "model":
 			if v.Type != gjson.String {
-				bad = apierr.BadRequest("invalid_type", "model", "model must be a string")
+				bad = apierr.Invalid("invalid_type", "model", "model must be a string")
 			}
 			req.Model = v.Str
 		case "input":
@@ -180,7 +180,7 @@ func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 				req.Stream, req.StreamOptions = true, json.RawMessage(`{"include_usage":true}`)
 			case gjson.False, gjson.Null:
 			default:
-				bad = apierr.BadRequest("invalid_type", "stream", "stream must be a boolean")
+				bad = apierr.Invalid("invalid_type", "stream", "stream must be a boolean")
 			}
 		default:
 			if why, ok := responsesRefused[k.Str]; ok {
@@ -192,13 +192,13 @@ func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 					unread = append(unread, unreadText(v))
 					return true
 				}
-				bad = apierr.BadRequest("unsupported_parameter", k.Str, "%s", why)
+				bad = apierr.Invalid("unsupported_parameter", k.Str, "%s", why)
 			} else if !responsesIgnored[k.Str] {
 				if needs.native(k.Str) {
 					unread = append(unread, unreadText(v))
 					return true
 				}
-				bad = apierr.BadRequest("unsupported_parameter", k.Str,
+				bad = apierr.Invalid("unsupported_parameter", k.Str,
 					"%s is not supported on /v1/responses by stellwerk (it translates to chat completions; docs/api.md)", apierr.Truncate(k.Str, 64))
 			}
 		}
@@ -209,7 +209,7 @@ func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 	}
 	if instructions.Exists() && instructions.Type != gjson.Null {
 		if instructions.Type != gjson.String {
-			return nil, apierr.BadRequest("invalid_type", "instructions", "instructions must be a string")
+			return nil, apierr.Invalid("invalid_type", "instructions", "instructions must be a string")
 		}
 		req.Messages = append(req.Messages, chatMessage{Role: "system", Content: quote(instructions.Str)})
 	}
@@ -242,11 +242,11 @@ func quote(s string) json.RawMessage {
 func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *apierr.Error) {
 	switch {
 	case !input.Exists() || input.Type == gjson.Null:
-		return nil, apierr.BadRequest("missing_input", "input", "you must provide an input parameter")
+		return nil, apierr.Invalid("missing_input", "input", "you must provide an input parameter")
 	case input.Type == gjson.String:
 		return []chatMessage{{Role: "user", Content: quote(input.Str)}}, nil
 	case !input.IsArray():
-		return nil, apierr.BadRequest("invalid_type", "input", "input must be a string or an array of items")
+		return nil, apierr.Invalid("invalid_type", "input", "input must be a string or an array of items")
 	}
 	var msgs []chatMessage
 	var bad *apierr.Error
@@ -255,7 +255,7 @@ func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *
 		i++
 		p := "input[" + strconv.Itoa(i) + "]"
 		if !it.IsObject() {
-			bad = apierr.BadRequest("invalid_type", p, "%s must be an object", p)
+			bad = apierr.Invalid("invalid_type", p, "%s must be an object", p)
 			return false
 		}
 		switch t := it.Get("type").Str; t {
@@ -264,7 +264,7 @@ func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *
 			switch role {
 			case "user", "assistant", "system", "developer":
 			default:
-				bad = apierr.BadRequest("invalid_value", p+".role", "%s.role must be user, assistant, system or developer", p)
+				bad = apierr.Invalid("invalid_value", p+".role", "%s.role must be user, assistant, system or developer", p)
 				return false
 			}
 			content, err := responsesContent(it.Get("content"), p+".content", needs)
@@ -276,7 +276,7 @@ func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *
 		case "function_call":
 			name, args, id := it.Get("name"), it.Get("arguments"), it.Get("call_id")
 			if name.Type != gjson.String || id.Type != gjson.String || args.Type != gjson.String {
-				bad = apierr.BadRequest("invalid_value", p, "%s: a function_call needs call_id, name and arguments (strings)", p)
+				bad = apierr.Invalid("invalid_value", p, "%s: a function_call needs call_id, name and arguments (strings)", p)
 				return false
 			}
 			call := chatToolCall{ID: id.Str, Type: "function", Function: chatFunction{Name: name.Str, Arguments: args.Str}}
@@ -288,7 +288,7 @@ func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *
 		case "function_call_output":
 			id, out := it.Get("call_id"), it.Get("output")
 			if id.Type != gjson.String || out.Type != gjson.String {
-				bad = apierr.BadRequest("invalid_value", p, "%s: a function_call_output needs call_id and output (strings)", p)
+				bad = apierr.Invalid("invalid_value", p, "%s: a function_call_output needs call_id and output (strings)", p)
 				return false
 			}
 			msgs = append(msgs, chatMessage{Role: "tool", ToolCallID: id.Str, Content: quote(out.Str)})
@@ -297,7 +297,7 @@ func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *
 				msgs = append(msgs, unreadText(it))
 				return true
 			}
-			bad = apierr.BadRequest("unsupported_value", p+".type",
+			bad = apierr.Invalid("unsupported_value", p+".type",
 				"input items of type %q are not supported on /v1/responses by stellwerk (message, function_call, function_call_output are)", apierr.Truncate(t, 64))
 			return false
 		}
@@ -307,7 +307,7 @@ func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *
 		return nil, bad
 	}
 	if len(msgs) == 0 {
-		return nil, apierr.BadRequest("invalid_value", "input", "input must not be empty")
+		return nil, apierr.Invalid("invalid_value", "input", "input must not be empty")
 	}
 	return msgs, nil
 }
@@ -319,7 +319,7 @@ func responsesContent(c gjson.Result, p string, needs *ResponsesNeeds) (json.Raw
 		return json.RawMessage(c.Raw), nil
 	}
 	if !c.IsArray() {
-		return nil, apierr.BadRequest("invalid_type", p, "%s must be a string or an array of parts", p)
+		return nil, apierr.Invalid("invalid_type", p, "%s must be a string or an array of parts", p)
 	}
 	type part struct {
 		Type     string `json:"type"`
@@ -344,7 +344,7 @@ func responsesContent(c gjson.Result, p string, needs *ResponsesNeeds) (json.Raw
 				if needs.native(pp + " (image by file_id)") {
 					return true
 				}
-				bad = apierr.BadRequest("unsupported_value", pp, "%s: images by file_id are not supported; send image_url", pp)
+				bad = apierr.Invalid("unsupported_value", pp, "%s: images by file_id are not supported; send image_url", pp)
 				return false
 			}
 			im := part{Type: "image_url"}
@@ -358,7 +358,7 @@ func responsesContent(c gjson.Result, p string, needs *ResponsesNeeds) (json.Raw
 				parts = append(parts, part{Type: "text", Text: pt.Raw})
 				return true
 			}
-			bad = apierr.BadRequest("unsupported_value", pp+".type", "content parts of type %q are not supported on /v1/responses by stellwerk", apierr.Truncate(t, 64))
+			bad = apierr.Invalid("unsupported_value", pp+".type", "content parts of type %q are not supported on /v1/responses by stellwerk", apierr.Truncate(t, 64))
 			return false
 		}
 		return true
@@ -374,7 +374,7 @@ func responsesContent(c gjson.Result, p string, needs *ResponsesNeeds) (json.Raw
 // search, file search, computer use, …) need a native provider.
 func responsesTools(v gjson.Result, needs *ResponsesNeeds) ([]chatTool, *apierr.Error) {
 	if !v.IsArray() {
-		return nil, apierr.BadRequest("invalid_type", "tools", "tools must be an array")
+		return nil, apierr.Invalid("invalid_type", "tools", "tools must be an array")
 	}
 	var out []chatTool
 	var bad *apierr.Error
@@ -385,7 +385,7 @@ func responsesTools(v gjson.Result, needs *ResponsesNeeds) ([]chatTool, *apierr.
 			if needs.native("tools[" + strconv.Itoa(i) + "] of type " + apierr.Truncate(typ, 64)) {
 				return true // a built-in tool: no text of the caller's to classify
 			}
-			bad = apierr.BadRequest("unsupported_value", "tools["+strconv.Itoa(i)+"].type",
+			bad = apierr.Invalid("unsupported_value", "tools["+strconv.Itoa(i)+"].type",
 				"tools of type %q need a provider that serves the Responses API natively; none is configured (function tools are translated)", apierr.Truncate(typ, 64))
 			return false
 		}
@@ -411,7 +411,7 @@ func responsesToolChoice(v gjson.Result) (json.RawMessage, *apierr.Error) {
 		b, _ := json.Marshal(map[string]any{"type": "function", "function": map[string]string{"name": v.Get("name").Str}})
 		return b, nil
 	}
-	return nil, apierr.BadRequest("unsupported_value", "tool_choice", "tool_choice must be auto, none, required or a function")
+	return nil, apierr.Invalid("unsupported_value", "tool_choice", "tool_choice must be auto, none, required or a function")
 }
 
 // responsesFormat is text.format as chat's response_format.
@@ -432,7 +432,7 @@ func responsesFormat(f gjson.Result) (json.RawMessage, *apierr.Error) {
 		b, _ := json.Marshal(map[string]any{"type": "json_schema", "json_schema": js})
 		return b, nil
 	}
-	return nil, apierr.BadRequest("unsupported_value", "text.format.type", "text.format.type must be text, json_object or json_schema")
+	return nil, apierr.Invalid("unsupported_value", "text.format.type", "text.format.type must be text, json_object or json_schema")
 }
 
 // ChatToResponse translates a chat.completion answer into a Responses API

@@ -2,7 +2,6 @@ package translate
 
 import (
 	"errors"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,7 +49,7 @@ func TestResponsesRequestGolden(t *testing.T) {
 			errPath := base + ".error.json"
 			if err != nil {
 				var ae *apierr.Error
-				if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || ae.Param == "" || aerr == nil {
+				if !errors.As(err, &ae) || ae.Kind != apierr.KindInvalid || ae.Param == "" || aerr == nil {
 					t.Fatalf("error %v is not an *apierr.Error 400 naming the member (anthropic: %v)", err, aerr)
 				}
 				checkGolden(t, errPath, indent(t, ae.JSON()))
@@ -192,7 +191,7 @@ func FuzzResponsesToAnthropic(f *testing.F) {
 		out, err := ResponsesToAnthropic(body, testModel)
 		if err != nil {
 			var ae *apierr.Error
-			if !errors.As(err, &ae) || ae.Status != 400 {
+			if !errors.As(err, &ae) || ae.Kind != apierr.KindInvalid {
 				t.Fatalf("error %v is not an *apierr.Error 400", err)
 			}
 			return

@@ -47,7 +47,7 @@ func TestResponsesToChat(t *testing.T) {
 			got, err := ResponsesToChat([]byte(tc.in))
 			if tc.code != "" {
 				e, ok := err.(*apierr.Error)
-				if !ok || e.Status != 400 || e.Code != tc.code {
+				if !ok || e.Kind != apierr.KindInvalid || e.Code != tc.code {
 					t.Fatalf("got %s, %v; want 400 %s", got, err, tc.code)
 				}
 				return
@@ -97,7 +97,7 @@ func FuzzResponsesToChat(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		out, err := ResponsesToChat(body)
 		if err != nil {
-			if e, ok := err.(*apierr.Error); !ok || e.Status != 400 || e.Code == "" {
+			if e, ok := err.(*apierr.Error); !ok || e.Kind != apierr.KindInvalid || e.Code == "" {
 				t.Fatalf("bad error %#v", err)
 			}
 			return
