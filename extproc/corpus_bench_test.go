@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
 	"github.com/stellwerk/stellwerk/internal/bench"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/telemetry"
 )
 
 // BenchmarkChatRequestCorpus is BenchmarkChatRequestRecorded over varied
@@ -91,6 +93,7 @@ func BenchmarkChatRequestConversation(b *testing.B) {
 func benchmarkBodies(b *testing.B, st *State, msgs []*extprocv3.ProcessingRequest, size int, pass func()) {
 	hm := headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-open")
 	var seen attemptLog
+	var stages telemetry.Overhead // summed, reported per request as the live metric splits it
 	b.ReportAllocs()
 	b.SetBytes(int64(size / len(msgs)))
 	i := 0
@@ -104,6 +107,15 @@ func benchmarkBodies(b *testing.B, st *State, msgs []*extprocv3.ProcessingReques
 		if p.directID != "" {
 			seen.directDone(p.directID)
 		}
+		stages.Parse += p.stages.Parse
+		stages.Classify += p.stages.Classify
+		stages.Policy += p.stages.Policy
+		stages.Select += p.stages.Select
 		i++
 	}
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(max(i, 1)) }
+	b.ReportMetric(per(stages.Parse), "parse-µs/op")
+	b.ReportMetric(per(stages.Classify), "classify-µs/op")
+	b.ReportMetric(per(stages.Policy), "policy-µs/op")
+	b.ReportMetric(per(stages.Select), "select-µs/op")
 }
