@@ -607,7 +607,7 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 	} else {
 		plain = first.Provider.WireFormat != "anthropic" && (p.endpoint != epResponses || first.NativeResponses())
 	}
-	if _, _, ok := first.Provider.Credential(); plain && (ok || wc != "") {
+	if plain && (first.Provider.HasCredential() || wc != "") {
 		if rhs, rm, nb, perr := p.rewriteFor(first, body); perr == nil && len(rm) == 0 {
 			hs = append(hs, rhs...)
 			if len(p.plan) == 1 {

@@ -135,7 +135,7 @@ func (p *filter) rewriteFor(m *catalog.Model, body []byte) (hs []*corev3.HeaderV
 	// The key itself is Envoy's to add (the provider cluster's credential
 	// filter, or that of the copy with the workspace's own key); stellwerk
 	// only refuses to send a request that would go out without one.
-	if _, _, ok := prov.Credential(); !ok && p.state.workspaceCluster(p.workspace, prov.Name) == "" {
+	if !prov.HasCredential() && p.state.workspaceCluster(p.workspace, prov.Name) == "" {
 		p.log.Warn("provider credential missing", zap.String("decision_id", p.id),
 			zap.String("provider", prov.Name), zap.String("expected_in", prov.CredentialSource()))
 		return nil, nil, nil, apierr.Upstream("provider_credential_missing",

@@ -76,6 +76,11 @@ func (p *Provider) Credential() (name, value string, ok bool) {
 	return p.authHeader, p.credential, true
 }
 
+// HasCredential reports whether requests to the provider can be
+// authenticated: Credential's ok, without building the header's value.
+// The decision asks it for every candidate of every request.
+func (p *Provider) HasCredential() bool { return p.credSource == "" || p.credential != "" }
+
 // FormatCredential is the header and value Envoy sends for key, a key of
 // this provider (a workspace's own key included): the provider's
 // credential header, as a bearer token when that is Authorization.
@@ -243,8 +248,15 @@ func (m *Model) CannotServe(api string) string {
 	case api != "chat" && api != "" && m.Provider.WireFormat != "openai":
 		return "wire format " + m.Provider.WireFormat + " has no " + api + " endpoint"
 	}
-	if api == "" {
-		api = "chat"
+	// The reasons a selection writes for every model that cannot serve a
+	// request are constants, not built per request.
+	switch api {
+	case "", "chat":
+		return "does not serve chat (capabilities)"
+	case "embeddings":
+		return "does not serve embeddings (capabilities)"
+	case "completions":
+		return "does not serve completions (capabilities)"
 	}
 	return "does not serve " + api + " (capabilities)"
 }
@@ -430,7 +442,7 @@ func (c *Catalog) IDs() []string {
 func (c *Catalog) MissingCredentials() []string {
 	var out []string
 	for _, p := range c.providers {
-		if _, _, ok := p.Credential(); !ok {
+		if !p.HasCredential() {
 			out = append(out, p.Name+" ("+p.credSource+")")
 		}
 	}

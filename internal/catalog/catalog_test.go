@@ -70,6 +70,9 @@ func TestProviders(t *testing.T) {
 		if n != want.credName || v != want.credValue || ok != want.credOK {
 			t.Errorf("%s: credential (%q, %q, %v)", p.Name, n, v, ok)
 		}
+		if p.HasCredential() != ok {
+			t.Errorf("%s: HasCredential %v, Credential's ok %v", p.Name, p.HasCredential(), ok)
+		}
 	}
 	if got := cat.MissingCredentials(); len(got) != 1 || got[0] != "anthropicish (environment variable KEY_MISSING)" {
 		t.Errorf("missing: %v", got)
@@ -84,7 +87,7 @@ func TestProviders(t *testing.T) {
 
 func TestKeyWithNewlineIsMissing(t *testing.T) {
 	cat := build(t, cfg, map[string]string{"KEY_A": "sk-a\r\nx-injected: 1"}, nil)
-	if _, _, ok := cat.Providers()[0].Credential(); ok {
+	if _, _, ok := cat.Providers()[0].Credential(); ok || cat.Providers()[0].HasCredential() {
 		t.Fatal("a key that would split a header must not be used")
 	}
 }
@@ -127,5 +130,32 @@ models:
 		if !want.responses && !strings.Contains(m.CannotServe("responses"), "does not serve responses or chat") {
 			t.Errorf("%s responses: %q", id, m.CannotServe("responses"))
 		}
+	}
+	// What selection writes for a model that cannot serve a request, per
+	// API; the reasons for chat, embeddings and completions cost nothing to
+	// write, as selection writes them for every such model of every request.
+	chat, _ := cat.Lookup("chat")
+	emb, _ := cat.Lookup("emb")
+	sonnet, _ := cat.Lookup("sonnet")
+	for _, tc := range []struct {
+		m        *Model
+		api, why string
+	}{
+		{emb, "", "does not serve chat (capabilities)"},
+		{emb, "chat", "does not serve chat (capabilities)"},
+		{emb, "completions", "does not serve completions (capabilities)"},
+		{emb, "messages", "does not serve chat (capabilities), which the Messages API needs"},
+		{chat, "embeddings", "does not serve embeddings (capabilities)"},
+		{emb, "rerank", "does not serve rerank (capabilities)"},
+		{sonnet, "embeddings", "wire format anthropic has no embeddings endpoint"},
+		{emb, "embeddings", ""},
+	} {
+		if got := tc.m.CannotServe(tc.api); got != tc.why {
+			t.Errorf("%s for %q: %q, want %q", tc.m.ID, tc.api, got, tc.why)
+		}
+	}
+	var why, why2 string
+	if n := testing.AllocsPerRun(100, func() { why, why2 = emb.CannotServe("chat"), chat.CannotServe("embeddings") }); n != 0 {
+		t.Errorf("CannotServe allocates %.0f times (%s; %s)", n, why, why2)
 	}
 }

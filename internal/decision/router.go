@@ -600,7 +600,7 @@ func (r *Router) credential(p *catalog.Provider, rp *Inputs, rec *Inputs) bool {
 	if rp != nil {
 		return !slices.Contains(rp.NoCredential, p.Name)
 	}
-	_, _, ok := p.Credential()
+	ok := p.HasCredential()
 	if !ok && rec != nil && !slices.Contains(rec.NoCredential, p.Name) {
 		rec.NoCredential = append(rec.NoCredential, p.Name)
 	}
