@@ -22,7 +22,7 @@ import (
 //
 //   - when it answered (any status but 429 and 5xx), the edge reads that in
 //     the response headers it gets anyway, with Envoy's attempt count 1, and
-//     records it (edge.go);
+//     records it (answer.go);
 //   - when it failed, the client-facing router's upstream log, filtered to
 //     exactly those attempts (xds.firstAttemptLog), reports it here over
 //     Envoy's gRPC access log service, on the connection Envoy already

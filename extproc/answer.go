@@ -1,0 +1,250 @@
+// The provider's answer: the status and headers the caller is told about,
+// and the JSON body the routing object goes into.
+
+package extproc
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3conf "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/tidwall/gjson"
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/meter"
+	"github.com/stellwerk/stellwerk/internal/spend"
+	"github.com/stellwerk/stellwerk/internal/translate"
+)
+
+// responseHeaders tells the caller what stellwerk decided, and asks Envoy
+// for the body of a successful, unencoded JSON answer so the routing object
+// can go into it. Streams (SSE) are never buffered.
+func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	hs := []*corev3.HeaderValueOption{setHeader(header.DecisionID, p.id)}
+	d := p.selection
+	if d == nil {
+		return continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})
+	}
+	rh := readResponseHeaders(h)
+	status, ctype, encoding := rh.status, rh.ctype, rh.encoding
+	code, _ := strconv.Atoi(status)
+	remove := []string{header.Served, header.UpstreamFlags, header.FirstModel, "x-envoy-attempt-count"}
+	if p.plan != nil {
+		// The first attempt, which the edge rewrote, has no filter on its
+		// way: the edge records its answer here, and its error too when it
+		// went straight to its provider (otherwise Envoy's upstream log
+		// reports the failures, upstreamlog.go).
+		first := p.rewrote && rh.served == "" && rh.attemptCount <= 1
+		if first && (p.direct || !retryable(code)) {
+			recordAttempt(&p.filter, 0, p.plan[0], p.workspace, attemptResult{status: code, flags: rh.flags, retryAfter: rh.retryAfter,
+				stream: strings.HasPrefix(ctype, "text/event-stream"), elapsed: time.Since(p.routedAt)})
+		}
+		servedIdx := -1 // the plan index that answered, if the answer is not a failure
+		if i, err := strconv.Atoi(rh.served); err == nil && i >= 0 && i < len(p.plan) && !retryable(code) {
+			servedIdx = i
+			p.served = p.plan[i]
+		} else if first && !retryable(code) {
+			servedIdx = 0
+		}
+		p.attempts = attemptsFor(p.plan, rh.attemptCount, servedIdx, code, p.takeAttempts(rh.attemptCount))
+		if retryable(code) && len(p.attempts) > 0 {
+			last := &p.attempts[len(p.attempts)-1]
+			if last.Status == 0 && rh.flags != "" {
+				last.Reason = failureReason(code, rh.flags)
+			}
+			p.served = p.plan[len(p.attempts)-1]
+			if h.EndOfStream {
+				return p.immediate(p.allAttemptsFailed(nil))
+			}
+			// Read the last provider's error (the egress filter made it
+			// OpenAI-shaped) to quote it in stellwerk's answer.
+			p.failed = true
+			hs = append(hs, setHeader(":status", "503"), setHeader("content-type", "application/json"),
+				setHeader(header.Model, p.served.ID), setHeader(header.Provider, p.served.Provider.Name),
+				setHeader(header.Attempts, strconv.Itoa(len(p.attempts))))
+			resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs, RemoveHeaders: append(remove, "content-encoding")})
+			resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
+			return resp
+		}
+	}
+	m := p.served
+	hs = append(hs,
+		setHeader(header.Model, m.ID),
+		setHeader(header.Provider, m.Provider.Name),
+		setHeader(header.Reason, p.reason()),
+		setHeader(header.PolicyVersion, p.result.PolicyVersion),
+	)
+	if o := p.result.Route; o != nil {
+		hs = append(hs, setHeader(header.Route, o.Label()))
+	}
+	if m != d.Model {
+		hs = append(hs, setHeader(header.FallbackFrom, d.Model.ID))
+	}
+	if len(p.attempts) > 1 {
+		hs = append(hs, setHeader(header.Attempts, strconv.Itoa(len(p.attempts))))
+		// The decision record of a failover: every attempt, then who served.
+		p.log.Info("failed over", zap.String("decision_id", p.id), zap.String("served_by", m.ID), zap.Any("attempts", p.attempts))
+	}
+	if r := p.reservation; r != nil {
+		hs = append(hs, rateHeaders(&r.State, time.Now())...)
+	}
+	resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs, RemoveHeaders: remove})
+	p.respStatus = status
+	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "text/event-stream") && !h.EndOfStream &&
+		(encoding == "" || encoding == "identity") {
+		// Follow the stream (event by event, never buffered whole) for its usage.
+		p.stream = &streamState{hideUsage: !p.wantUsage, checkEnd: true}
+		if p.keepContent {
+			p.stream.answer = &strings.Builder{}
+		}
+		switch {
+		case p.endpoint == epResponses && p.anthropic: // Anthropic events → chat chunks → Responses events
+			p.stream.conv = translate.NewAnthropicResponsesStream()
+		case p.anthropic:
+			p.stream.conv = translate.NewAnthropicStream(p.wantUsage)
+		case p.endpoint == epResponses && m.NativeResponses(): // passed through, read in place
+			p.stream.native = translate.NewResponsesFollower()
+		case p.endpoint == epResponses:
+			p.stream.conv = translate.NewResponsesStream()
+		case p.fromChat:
+			p.stream.conv = translate.NewMessagesStream()
+		case p.endpoint == epMessages: // Anthropic's events, natively or from the egress listener's translation
+			p.stream.messages = true
+		}
+		if p.endpoint == epMessages {
+			p.stream.endEvent = incompleteMessagesEvent
+		}
+		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_STREAMED}
+	}
+	if (p.anthropic || p.fromChat) && strings.HasPrefix(ctype, "application/json") && !h.EndOfStream &&
+		(encoding == "" || encoding == "identity") {
+		// Answers and errors both come back in Anthropic's shape: translate.
+		p.translate = true
+		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
+	}
+	if p.plan == nil && code >= 400 && !strings.HasPrefix(ctype, "application/json") && !strings.HasPrefix(ctype, "text/event-stream") {
+		// Envoy's own text replies (provider unreachable, no cluster) and
+		// providers' non-JSON errors get the OpenAI error shape; with
+		// failover the egress listener's local reply config does this.
+		if h.EndOfStream {
+			return p.immediate(apierr.ProviderError(code))
+		}
+		p.reshape = true
+		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
+		resp.GetResponseHeaders().GetResponse().GetHeaderMutation().SetHeaders = append(hs, setHeader("content-type", "application/json"))
+		resp.GetResponseHeaders().GetResponse().GetHeaderMutation().RemoveHeaders = append(remove, "content-encoding")
+		return resp
+	}
+	if p.plan == nil && len(status) == 3 && status[0] == '2' && !p.routedAt.IsZero() {
+		// Time to the provider's first bytes: what the latency objective
+		// and sla_ms compare (streams: first chunk; JSON: the whole answer).
+		// With failover, each egress attempt measures its own provider.
+		p.state.Router.Latency.Observe(m.ID, strings.HasPrefix(ctype, "text/event-stream"), time.Since(p.routedAt))
+	}
+	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "application/json") &&
+		(encoding == "" || encoding == "identity") && !h.EndOfStream {
+		p.addRouting = true
+		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
+	}
+	return resp
+}
+
+// allAttemptsFailed is the answer when every provider of the plan failed
+// before its answer started: which were tried, why, and that no other model
+// was allowed. A request never reaches a model outside its decision.
+// providerErr is the last provider's answer, quoted when it is an error.
+func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
+	if msg := gjson.GetBytes(providerErr, "error.message"); msg.Type == gjson.String && msg.Str != "" && len(p.attempts) > 0 {
+		last := &p.attempts[len(p.attempts)-1]
+		last.Reason += ": " + apierr.Truncate(msg.Str, 200)
+	}
+	excluded := ""
+	if r := p.result; r != nil && len(r.Policy.Exclude) > 0 {
+		excluded = fmt.Sprintf("; %d other models are excluded by policy", len(r.Policy.Exclude))
+		if c := r.Constraint; c != "" {
+			excluded += " (" + c + ")"
+		}
+	}
+	p.log.Warn("all attempts failed", zap.String("decision_id", p.id), zap.Any("attempts", p.attempts))
+	p.status, p.errCode = 503, "no_eligible_model"
+	return apierr.Unavailable("no_eligible_model", "every model this request may use failed: %s%s", summarizeAttempts(p.attempts), excluded)
+}
+
+// responseBody adds the routing object to a complete JSON object. A body
+// larger than Envoy's buffer arrives partial and is passed through as is.
+func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if p.stream != nil {
+		return p.streamBody(b)
+	}
+	if p.reshape { // the first (usually only) chunk: an error page fits Envoy's buffer
+		p.reshape = false
+		code, _ := strconv.Atoi(p.respStatus)
+		e := apierr.ProviderError(code)
+		p.status, p.errCode = apierr.HTTPStatus(e), e.Code
+		return replaceResponseBody(p.errorJSON(e))
+	}
+	if p.failed && b.EndOfStream {
+		p.failed = false
+		return replaceResponseBody(p.errorJSON(p.allAttemptsFailed(b.Body)))
+	}
+	if (!p.addRouting && !p.translate) || !b.EndOfStream {
+		return continueResponseBody()
+	}
+	body := b.Body
+	if p.translate {
+		p.translate = false
+		body = p.translateAnswer(body)
+		if !p.addRouting {
+			return replaceResponseBody(body)
+		}
+	}
+	p.addRouting = false
+	if !gjson.ValidBytes(body) || !isObject(body) {
+		return replaceResponseBody(body)
+	}
+	native := p.endpoint == epResponses && p.served.NativeResponses()
+	if p.keepContent {
+		switch {
+		case native:
+			p.answer = gjson.GetBytes(body, `output.#(type=="message").content.0.text`).String()
+		case p.endpoint == epCompletions:
+			p.answer = gjson.GetBytes(body, "choices.0.text").String()
+		case p.endpoint == epMessages:
+			p.answer = gjson.GetBytes(body, `content.#(type=="text").text`).String()
+		default:
+			p.answer = gjson.GetBytes(body, "choices.0.message.content").String()
+		}
+	}
+	// One read of the usage: the charge settled, recorded and shown.
+	c, charged := p.jsonCharge(body)
+	if charged && (p.reservation != nil || p.state.readsUsage()) {
+		p.settle(c, spend.Served)
+	}
+	var cp *meter.Charge
+	if charged {
+		cp = &c
+	}
+	ro := p.routing(cp)
+	if p.endpoint == epResponses && !native {
+		rb, err := translate.ChatToResponse(body)
+		if err != nil {
+			p.log.Warn("chat answer not translatable to a response", zap.String("decision_id", p.id), zap.Error(err))
+			return replaceResponseBody(apierr.Upstream("provider_bad_response", "the provider's answer could not be translated").JSON())
+		}
+		body = rb
+	}
+	if ro == nil {
+		return replaceResponseBody(body)
+	}
+	nb, err := withRouting(body, ro)
+	if err != nil {
+		return replaceResponseBody(body)
+	}
+	return replaceResponseBody(nb)
+}
