@@ -356,14 +356,13 @@ func (d *Selection) Plan(maxAttempts int) []*catalog.Model {
 	if d.Model == nil {
 		return nil
 	}
-	plan := []*catalog.Model{d.Model}
-	seen := map[string]bool{d.Model.Provider.Name: true}
+	plan := make([]*catalog.Model, 1, max(maxAttempts, 1))
+	plan[0] = d.Model
 	for _, m := range d.Fallbacks {
 		if len(plan) >= maxAttempts {
 			break
 		}
-		if !seen[m.Provider.Name] {
-			seen[m.Provider.Name] = true
+		if !slices.ContainsFunc(plan, func(p *catalog.Model) bool { return p.Provider.Name == m.Provider.Name }) {
 			plan = append(plan, m)
 		}
 	}
