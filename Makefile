@@ -2,7 +2,7 @@
 #
 # Versions are pinned in one place each: Envoy and the Python SDK in
 # tools/requirements.txt, the npm SDK in e2e/clients/node/package.json,
-# Go modules in go.mod.
+# Go modules in go.mod, staticcheck (make lint) below.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -13,6 +13,7 @@ PYTHON  := $(VENV)/bin/python
 NODE_DIR := e2e/clients/node
 BIN     := bin/stellwerk
 GO      ?= go
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: help
 help: ## list the targets
@@ -117,10 +118,13 @@ testdata: tools build ## regenerate golden files and envoy/existing-envoy.yaml (
 	$(GO) test ./xds/ ./internal/translate/ -update
 	STELLWERK_E2E=require STELLWERK_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -run '^TestExistingEnvoy$$' ./e2e/ -update
 
+# staticcheck's default checks; a deliberate exception is a //lint:ignore
+# beside the line, with its reason.
 .PHONY: lint
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet and staticcheck (fetched through the Go module proxy)
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 .PHONY: compose-check
 compose-check: ## validate compose/docker-compose.yaml (needs Debian's docker-compose)

@@ -54,7 +54,6 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 		in, out       int64
 		cost          ledger.MicroEUR // -1: the worst case of max_tokens
 		estimated     bool
-		budgetsToo    bool
 		skipRowChecks bool
 		cached        int64
 	}

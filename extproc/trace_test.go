@@ -65,7 +65,7 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 		"gen_ai.usage.input_tokens": "1000", "gen_ai.usage.output_tokens": "500", "http.response.status_code": "200",
 		"stellwerk.workspace": "default", "stellwerk.cost_eur": "0.007", "stellwerk.attempts": "1",
 	} {
-		if got := attrs[k].Emit(); got != want {
+		if got := attrs[k].String(); got != want {
 			t.Errorf("%s = %q, want %q", k, got, want)
 		}
 	}
@@ -83,8 +83,8 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 		if kv.Key == "error.type" {
 			code = kv.Value.AsString()
 		}
-		if strings.Contains(kv.Value.Emit(), "AKIA") || strings.Contains(kv.Value.Emit(), "jane@") {
-			t.Errorf("the span holds the prompt: %s=%s", kv.Key, kv.Value.Emit())
+		if strings.Contains(kv.Value.String(), "AKIA") || strings.Contains(kv.Value.String(), "jane@") {
+			t.Errorf("the span holds the prompt: %s=%s", kv.Key, kv.Value.String())
 		}
 	}
 	if code != "policy_denied" {

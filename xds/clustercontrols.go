@@ -77,6 +77,7 @@ func http2Options(h *config.HTTP2Settings) *corev3.Http2ProtocolOptions {
 func applyControls(cl *clusterv3.Cluster, opts *httpv3.HttpProtocolOptions, c Cluster) {
 	ctl := c.Controls
 	if ctl.DNSRefreshRate > 0 && !c.StaticIP {
+		//lint:ignore SA1019 Envoy 1.40 still reads it for STRICT_DNS and LOGICAL_DNS clusters; its successor needs the cluster as a DNS extension
 		cl.DnsRefreshRate = durationpb.New(ctl.DNSRefreshRate)
 	}
 	common := &corev3.HttpProtocolOptions{

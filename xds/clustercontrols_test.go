@@ -122,6 +122,7 @@ func TestClusterControlsShape(t *testing.T) {
 		hc[0].GetHealthyThreshold().GetValue() != 1 || hc[0].GetHttpHealthCheck().GetHost() != "vllm.internal" {
 		t.Errorf("health check: %v", hc)
 	}
+	//lint:ignore SA1019 the field applyControls sets
 	if onprem.GetType().String() != "STRICT_DNS" || onprem.GetDnsRefreshRate().AsDuration().String() != "15s" || onprem.GetHealthChecks() != nil {
 		t.Errorf("onprem: two named endpoints want strict DNS: %v", onprem.GetType())
 	}

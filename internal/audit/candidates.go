@@ -294,8 +294,6 @@ func strList(e *recordEncoder, cs []Candidate, v func(*Candidate) string) {
 	e.B = append(e.B, ']')
 }
 
-func str(e *recordEncoder, s string) { e.B = jsonw.AppendString(e.B, s) }
-
 // money appends Money(f) as float would (TestMoneyMatches,
 // FuzzMoney), without strconv's search for the shortest digits, which
 // a cost's ten significant digits make the slow case: the double nearest

@@ -117,6 +117,7 @@ func TestAttackIsOpenLoop(t *testing.T) {
 			time.AfterFunc(300*time.Millisecond, stall.Unlock)
 		})
 		stall.Lock()
+		//lint:ignore SA2001 taking the lock is the wait for the stall to end
 		stall.Unlock()
 		w.Write([]byte(`{}`))
 	}))

@@ -371,7 +371,9 @@ func TestSyncDir(t *testing.T) {
 		// Reverting the file to v1's text deploys v1 again, no new version.
 		write("support.yaml", doc("support", "gpt-4o"))
 		write("other.yaml", doc("other", "gpt-4o"))
-		res, _ = SyncDir(ctx, s, dir, env, false)
+		if _, err := SyncDir(ctx, s, dir, env, false); err != nil {
+			t.Fatalf("revert: %v", err)
+		}
 		if r, _ := s.Route(ctx, "support"); r.Live != 1 || r.Latest != 2 {
 			t.Errorf("revert: %+v", r)
 		}

@@ -153,7 +153,7 @@ func runTests(ctx context.Context, f files) ([]TestResult, error) {
 		}
 	}
 	ch, err := tester.NewRunner().SetCompiler(ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1)).
-		SetTimeout(30*time.Second).Run(ctx, parsed)
+		SetTimeout(30*time.Second).SetModules(parsed).RunTests(ctx, nil)
 	if err != nil {
 		return nil, err
 	}

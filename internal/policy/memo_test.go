@@ -325,7 +325,7 @@ func TestClassificationFieldBytes(t *testing.T) {
 			Injection: classify.Injection{Score: 0.456, Detected: true}},
 		{Task: `"quoted"\n`, TaskConfidence: 1e21, InputTokens: -1, Injection: classify.Injection{Score: 1e-7}, ScanLimit: "64KB"},
 		{TaskConfidence: math.NaN(), Injection: classify.Injection{Score: math.Inf(1)}},
-		{TaskConfidence: -0.0, Secrets: []classify.Finding{{Type: "aws"}, {Type: "aws"}, {Type: "github"}},
+		{TaskConfidence: math.Copysign(0, -1), Secrets: []classify.Finding{{Type: "aws"}, {Type: "aws"}, {Type: "github"}},
 			PIICounts: map[string]int{"email": 2, "iban": 1}},
 	}
 	direct := 0

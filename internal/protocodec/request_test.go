@@ -100,6 +100,7 @@ var requests = map[string]struct {
 	}, byProtobuf},
 	"deprecated headers attributes": {func() *extprocv3.ProcessingRequest {
 		m := headersMessage(false, envoyRequestHeaders(), false)
+		//lint:ignore SA1019 Envoy may still send it: the reader must hand such a message to protobuf
 		m.GetRequestHeaders().Attributes = map[string]*structpb.Struct{"a": {}}
 		return m
 	}, byProtobuf},

@@ -53,6 +53,7 @@ func responseSize(r *extprocv3.ProcessingResponse) (int, bool) {
 // append functions below need not check again.
 func writable(r *extprocv3.ProcessingResponse) bool {
 	if r.TypedDynamicMetadata != nil || r.ModeOverride != nil || r.OverrideMessageTimeout != nil ||
+		//lint:ignore SA1019 a deprecated field set is one this file does not write: protobuf gets the answer
 		r.ServerWindowUpdate != nil || r.RequestDrain || r.RequestDrainRequests || r.RequestDrainResponses || unknown(r) {
 		return false
 	}
@@ -75,6 +76,7 @@ func commonWritable(c *extprocv3.CommonResponse) bool {
 			return false
 		}
 		for _, o := range m.SetHeaders {
+			//lint:ignore SA1019 a deprecated field set is one this file does not write: protobuf gets the answer
 			if o == nil || o.Append != nil || unknown(o) {
 				return false // protobuf refuses a nil element
 			}

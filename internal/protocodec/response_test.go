@@ -135,6 +135,7 @@ func TestResponseFallback(t *testing.T) {
 	withNumber := routedAnswer([]byte("{}"))
 	withNumber.DynamicMetadata.Fields["n"] = structpb.NewNumberValue(1)
 	withAppend := routedAnswer([]byte("{}"))
+	//lint:ignore SA1019 the deprecated field is the case under test
 	withAppend.GetRequestBody().Response.HeaderMutation.SetHeaders[0].Append = wrapperspb.Bool(true)
 	withTrailers := routedAnswer([]byte("{}"))
 	withTrailers.GetRequestBody().Response.Trailers = &corev3.HeaderMap{}
@@ -178,7 +179,7 @@ func TestResponseFallback(t *testing.T) {
 }
 
 // protowireField is one varint field of the number, as unknown bytes.
-func protowireField(num byte) []byte { return []byte{num<<3 | 0, 1} }
+func protowireField(num byte) []byte { return []byte{num << 3, 1} } // wire type 0: a varint
 
 // TestResponseFieldsKnown: every field of the messages response.go writes
 // is one it writes or one it sends to protobuf. A field go-control-plane

@@ -39,11 +39,10 @@ type ResponsesStream struct {
 }
 
 type responsesCall struct {
-	idx            int
-	callID, name   string
-	itemID         string // "fc_" + callID, the output item's id
-	args           strings.Builder
-	closed, opened bool
+	idx          int
+	callID, name string
+	itemID       string // "fc_" + callID, the output item's id
+	args         strings.Builder
 }
 
 // NewResponsesStream starts a conversion.

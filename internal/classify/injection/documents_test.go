@@ -20,6 +20,7 @@ import (
 // documents and length-matched composites, 44 of its 149 pieces scored
 // above the threshold (docs/classify/injection.md, "Benign documents").
 func TestReferenceManualIsNotAnAttack(t *testing.T) {
+	//lint:ignore SA1019 a test runs from the toolchain that built it, whose sources are the corpus
 	spec := filepath.Join(runtime.GOROOT(), "doc", "go_spec.html")
 	b, err := os.ReadFile(spec)
 	if err != nil {

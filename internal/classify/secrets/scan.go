@@ -66,17 +66,6 @@ func equalFold(a, b string) bool {
 	return true
 }
 
-// containsFold reports whether s contains sub, ASCII case-insensitively.
-// Callers pass bounded strings only.
-func containsFold(s, sub string) bool {
-	for k := 0; k+len(sub) <= len(s); k++ {
-		if equalFold(s[k:k+len(sub)], sub) {
-			return true
-		}
-	}
-	return false
-}
-
 const (
 	classLower = 1 << iota
 	classUpper

@@ -296,7 +296,6 @@ func (s *scanner) scan(t string) (digits, quotes int) {
 			s.h = h
 			s.inWord, s.digit, s.c3 = true, false, false
 			s.operand(false)
-			c = t[i]
 		case bDigit:
 			digits++
 			if !s.digit {
