@@ -48,9 +48,10 @@ run: $(VENV)/.stamp build ## run Envoy + stellwerk + two fake providers on 127.0
 # is missing, as the store tests install redis-server and PostgreSQL
 # (internal/testsrv).
 .PHONY: test
-test: tools build ## run every test (with -race): unit, golden, fuzz seeds, end-to-end through a real Envoy and the official SDKs
+test: tools build ## run the linters, then every test (with -race): unit, golden, fuzz seeds, end-to-end through a real Envoy and the official SDKs
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) run $(STATICCHECK) ./...
 	STELLWERK_E2E=require STELLWERK_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 ./...
 
 .PHONY: e2e
