@@ -191,7 +191,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var headers headerFlag
 	fs.Var(&headers, "header", `header sent to -target, "Name: value" (repeatable)`)
 	jsonOut := fs.String("json", "", "write the full report as JSON to this file")
-	mdOut := fs.String("md", "", "write the tables into this Markdown file (default docs/benchmarks.md, none with -target)")
+	mdOut := fs.String("md", "", "write the tables into this Markdown file (default docs/benchmarks.md, none with -target; \"none\": no file, for comparison runs)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -269,7 +269,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errUsage
 	}
 	o.Root, o.Envoy, o.Stellwerk, o.NoopArgv, o.Prompts = c.root, c.envoy, c.stellwerk, []string{self, "noop-extproc"}, c.prompts
-	if *mdOut == "" && *target == "" {
+	switch {
+	case *mdOut == "none":
+		*mdOut = ""
+	case *mdOut == "" && *target == "":
 		*mdOut = filepath.Join(c.root, "docs", "benchmarks.md")
 	}
 
