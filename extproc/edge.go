@@ -204,12 +204,7 @@ func (p *edge) immediate(e *apierr.Error) *extprocv3.ProcessingResponse {
 	if p.result != nil {
 		pv = p.result.PolicyVersion
 	}
-	var resp *extprocv3.ProcessingResponse
-	if p.anthropicErrors {
-		resp = immediateJSON(apierr.HTTPStatus(e), translate.AnthropicError(e), p.id, errorHeaders(e, pv)...)
-	} else {
-		resp = errorResponse(e, p.id, pv)
-	}
+	resp := immediateJSON(p.status, p.errorJSON(e), p.id, errorHeaders(e, pv)...)
 	if p.result != nil && p.result.Route != nil {
 		m := resp.GetImmediateResponse().Headers
 		m.SetHeaders = append(m.SetHeaders, setHeader(header.Route, p.result.Route.Label()))
@@ -415,11 +410,12 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		p.stages.Parse, p.stages.Classify, p.stages.Policy, p.stages.Select = t.Parse, t.Classify, t.Policy, t.Select
 	}
 	if err != nil {
+		e := apierr.As(err)
 		if res != nil && res.PolicyVersion != "" {
 			p.log.Info("refused", zap.String("decision_id", p.id), zap.String("policy_version", res.PolicyVersion),
-				zap.String("workspace", res.Workspace), zap.Int("status", apierr.HTTPStatus(apierr.As(err))), zap.String("code", apierr.As(err).Code))
+				zap.String("workspace", res.Workspace), zap.Int("status", apierr.HTTPStatus(e)), zap.String("code", e.Code))
 		}
-		return p.immediate(apierr.As(err))
+		return p.immediate(e)
 	}
 	d := res.Selection
 	chat := res.Chat

@@ -352,7 +352,8 @@ func appendInt(buf []byte, n int) []byte {
 	return appendNumber(buf, strconv.AppendInt(b[:0], int64(n), 10))
 }
 
-func appendNumber(buf, digits []byte) []byte {
+// appendNumber is encodeAll's encoding of a number by its digits.
+func appendNumber[D ~string | ~[]byte](buf []byte, digits D) []byte {
 	buf = binary.AppendUvarint(append(buf, 'n'), uint64(len(digits)))
 	return append(buf, digits...)
 }
@@ -464,13 +465,9 @@ func encodeAllMembers(buf []byte, x ast.Object) []byte {
 func encodeAll(buf []byte, v ast.Value) []byte {
 	switch x := v.(type) {
 	case ast.String:
-		buf = append(buf, 's')
-		buf = binary.AppendUvarint(buf, uint64(len(x)))
-		return append(buf, x...)
+		return appendString(buf, string(x))
 	case ast.Number:
-		buf = append(buf, 'n')
-		buf = binary.AppendUvarint(buf, uint64(len(x)))
-		return append(buf, x...)
+		return appendNumber(buf, x)
 	case ast.Boolean:
 		return append(buf, 'b', b2c(bool(x)))
 	case ast.Null:
