@@ -116,7 +116,7 @@ func waitRoute(t *testing.T, s *harness.Stack, model, want string) {
 // customers to one model and free ones to another by the app's metadata
 // (body or header); a model the policy excludes is never sent, the route's
 // fallback serves and the reason says so; the route and its path are on
-// the answer.
+// the answer, and the route on its spend rows.
 func TestRoutesPythonSDK(t *testing.T) {
 	t.Parallel()
 	py := harness.RequirePython(t)
@@ -183,7 +183,27 @@ func TestRoutesPythonSDK(t *testing.T) {
 			t.Errorf("the US provider got the EU-only request")
 		}
 	}
-	t.Logf("paid → %s, free → %s, EU-only paid → %s (%s)", got.Paid.Model, got.Free.Model, got.PaidEUOnly.Model, got.PaidEUOnly.Reason)
+	// FinOps sees the route's spend: every served request that named it
+	// (the four above and waitRoute's) is on a spend row with its name.
+	var spent struct {
+		Data []struct {
+			Route    string `json:"route"`
+			Requests int64  `json:"requests"`
+		} `json:"data"`
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mustJSON(t, adminBody(t, s, "/admin/spend?since=1h&group_by=route"), &spent)
+		if len(spent.Data) == 1 && spent.Data[0].Route == "support" && spent.Data[0].Requests >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spend by route: %+v, want every request on route support", spent.Data)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("paid → %s, free → %s, EU-only paid → %s (%s); spend by route %+v", got.Paid.Model, got.Free.Model,
+		got.PaidEUOnly.Model, got.PaidEUOnly.Reason, spent.Data)
 }
 
 // TestRoutesSplitAndLimit (issue 15): a 10/90 split over 1,000 requests

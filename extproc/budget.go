@@ -368,8 +368,12 @@ func (p *edge) record(c meter.Charge, st spend.Status) {
 		at = time.Now()
 	}
 	pr, m := &p.principal, p.served
+	route := ""
+	if p.result != nil {
+		route = p.result.Chat.Route // the name: its versions are one route to FinOps
+	}
 	rec.Record(spend.Row{Time: at, DecisionID: p.id, KeyID: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace,
-		Model: m.ID, Provider: m.Provider.Name, TokensIn: int64(c.Usage.PromptTokens), TokensOut: int64(c.Usage.CompletionTokens),
+		Route: route, Model: m.ID, Provider: m.Provider.Name, TokensIn: int64(c.Usage.PromptTokens), TokensOut: int64(c.Usage.CompletionTokens),
 		TokensCached: int64(c.Usage.CachedTokens),
 		Cost:         ledger.FromEUR(c.EUR), Estimated: c.Usage.Estimated, Status: st})
 }

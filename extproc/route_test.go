@@ -26,8 +26,8 @@ func (o oneRoute) Resolve(name string, _ int64) (*flow.Flow, error) {
 
 // TestRouteAnswer: a request naming a route gets the route on its answer
 // (header and routing object), in its audit record with the path and the
-// split arm, and in the route's counters; an end node's refusal names the
-// route too.
+// split arm, in the route's counters and on its spend row (the name,
+// grouped by FinOps per route); an end node's refusal names the route too.
 func TestRouteAnswer(t *testing.T) {
 	c, err := config.Decode(strings.NewReader(`
 routing: {default_model: a}
@@ -58,6 +58,8 @@ nodes:
 	st.RouteCounters = &flow.Counters{}
 	l, _ := testAuditLog(t, true)
 	st.Audit = l
+	spent := &rowsRecorder{}
+	st.Spend = spent
 
 	p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "dec-route"}, ctx: context.Background()}
 	p.handle(headersMsg("POST", "/v1/chat/completions", false))
@@ -93,6 +95,9 @@ nodes:
 	}
 	if rr := recs["dec-shut"]; len(rr) != 1 || rr[0].Route == nil || rr[0].ErrorCode != "route_ended" || rr[0].Status != 503 {
 		t.Errorf("audit record of the refused request: %+v", rr)
+	}
+	if len(spent.rows) != 1 || spent.rows[0].Route != "support" || spent.rows[0].DecisionID != "dec-route" || spent.rows[0].Model != "b" {
+		t.Errorf("spend rows (one, for the routed request, with its route): %+v", spent.rows)
 	}
 	rows := st.RouteCounters.Snapshot()
 	if len(rows) != 2 || rows[0].Arm != "" || rows[0].Errors != 1 || rows[1].Arm != "ab/only" || rows[1].Requests != 1 || rows[1].Errors != 0 || rows[1].Cost == 0 {
