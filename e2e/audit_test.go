@@ -351,3 +351,36 @@ func verifyCLI(t *testing.T, cfgPath string) (*audit.Report, int) {
 	}
 	return &rep, code
 }
+
+// TestReplayRefusedBeforePolicy: a request refused before the policy ran
+// (a route that does not exist) is on the record without a policy
+// version, so its recorded decision cannot be replayed; replay says so in
+// those words, and --with-current still decides it with today's policy
+// and config beside the record, as the what-if over a period did when it
+// offered the record as an example.
+func TestReplayRefusedBeforePolicy(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, routeOptions())
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"route:nope","messages":[{"role":"user","content":"hi"}]}`, nil)
+	id := resp.Header.Get(header.DecisionID)
+	if resp.StatusCode != 404 || id == "" {
+		t.Fatalf("route:nope: %d %s", resp.StatusCode, b)
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(auditPage(t, s, "kind=decision&decision_id="+id).Records) == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no record of %s", id)
+		}
+	}
+	cfgPath := filepath.Join(s.Dir, "stellwerk.yaml")
+	out, code := replayCLI(t, cfgPath, id, "--with-current")
+	var cur struct{ Error string }
+	if code != 1 || !strings.Contains(out.NotReplayable, "no policy version: the request was refused before the policy ran") ||
+		json.Unmarshal(out.Current, &cur) != nil || cur.Error != "route_not_found" {
+		t.Errorf("replay --with-current: exit %d, not replayable %q, today %s", code, out.NotReplayable, out.Current)
+	}
+	text, _ := exec.Command(harness.Binary(t), "replay", id, "--config", cfgPath, "--with-current").Output()
+	t.Logf("stellwerk replay %s --with-current:\n%s", id, text)
+	if !strings.Contains(string(text), "today       refused: route_not_found") {
+		t.Errorf("the text has no line for today's decision")
+	}
+}

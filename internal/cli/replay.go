@@ -160,12 +160,15 @@ func (rp *replayer) recorded(v audit.Versions) *keptRouter {
 	}
 	k := &keptRouter{}
 	rp.kept[v] = k
-	body := func(hash string) []byte {
+	body := func(kind, hash string) []byte {
 		if k.err != nil {
 			return nil
 		}
 		if hash == "" {
-			k.err = fmt.Errorf("the record names no version")
+			k.err = fmt.Errorf("the record names no %s version", kind)
+			if kind == "policy" {
+				k.err = fmt.Errorf("the record names no policy version: the request was refused before the policy ran")
+			}
 			return nil
 		}
 		_, b, err := rp.st.Version(rp.ctx, hash)
@@ -178,7 +181,7 @@ func (rp *replayer) recorded(v audit.Versions) *keptRouter {
 		}
 		return b
 	}
-	cfgYAML, catYAML, bundle := body(v.Config), body(v.Catalog), body(v.Policy)
+	cfgYAML, catYAML, bundle := body("config", v.Config), body("catalog", v.Catalog), body("policy", v.Policy)
 	if k.err != nil {
 		return k
 	}
@@ -315,16 +318,20 @@ func (rp *replayer) replayRecord(e *audit.Entry, recorded, current bool) replaye
 		return out
 	}
 	if recorded {
-		k := rp.recorded(r.Versions)
-		if k.err != nil {
+		// When its versions cannot be loaded, today's decision is still
+		// shown beside the record (the what-if's examples are chosen by it).
+		if k := rp.recorded(r.Versions); k.err != nil {
 			out.NotReplayable = "the versions it names cannot be loaded: " + k.err.Error()
-			return out
+			if !current {
+				return out
+			}
+		} else {
+			res, err := k.r.Replay(rp.ctx, &in, false)
+			out.Replayed = fromReplay(res, err, k.cfg)
+			a, _ := json.Marshal(out.Recorded)
+			b, _ := json.Marshal(out.Replayed)
+			out.Identical = bytes.Equal(a, b)
 		}
-		res, err := k.r.Replay(rp.ctx, &in, false)
-		out.Replayed = fromReplay(res, err, k.cfg)
-		a, _ := json.Marshal(out.Recorded)
-		b, _ := json.Marshal(out.Replayed)
-		out.Identical = bytes.Equal(a, b)
 	}
 	if current {
 		k := rp.today()
@@ -412,7 +419,11 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 func printReplay(w io.Writer, o *replayed) {
 	fmt.Fprintf(w, "decision    %s at %s\n", o.ID, o.Time.Format(time.RFC3339))
-	fmt.Fprintf(w, "versions    policy %s, config %s, catalog %s", o.Versions.Policy, short(o.Versions.Config), short(o.Versions.Catalog))
+	pol := o.Versions.Policy
+	if pol == "" {
+		pol = "none"
+	}
+	fmt.Fprintf(w, "versions    policy %s, config %s, catalog %s", pol, short(o.Versions.Config), short(o.Versions.Catalog))
 	if o.Versions.Predictor != "" {
 		// Not needed to replay (the record keeps the predictions), kept
 		// to say which file made them.
@@ -421,21 +432,28 @@ func printReplay(w io.Writer, o *replayed) {
 	fmt.Fprintln(w)
 	if o.NotReplayable != "" {
 		fmt.Fprintf(w, "not replayable: %s\n", o.NotReplayable)
-		return
-	}
-	fmt.Fprintln(w, "recorded    "+summary(&o.Recorded))
-	fmt.Fprintln(w, "replayed    "+summary(&o.Replayed))
-	if o.Identical {
-		fmt.Fprintln(w, "            identical: the same explanation, byte for byte")
+		if o.Current == nil {
+			return
+		}
+		fmt.Fprintln(w, "recorded    "+summary(&o.Recorded))
 	} else {
-		fmt.Fprintln(w, "            DIFFERS:")
-		diffLines(w, "recorded", "replayed", &o.Recorded, &o.Replayed)
+		fmt.Fprintln(w, "recorded    "+summary(&o.Recorded))
+		fmt.Fprintln(w, "replayed    "+summary(&o.Replayed))
+		if o.Identical {
+			fmt.Fprintln(w, "            identical: the same explanation, byte for byte")
+		} else {
+			fmt.Fprintln(w, "            DIFFERS:")
+			diffLines(w, "recorded", "replayed", &o.Recorded, &o.Replayed)
+		}
 	}
 	if o.Current != nil {
 		fmt.Fprintln(w, "today       "+summary(o.Current))
-		if o.CurrentChanged {
+		switch {
+		case o.CurrentChanged:
 			fmt.Fprintln(w, "            today's policy and config decide differently:")
-		} else {
+		case o.Current.Error != "":
+			fmt.Fprintln(w, "            refused the same way today; what else differs:")
+		default:
 			fmt.Fprintln(w, "            the same model today; what else differs:")
 		}
 		diffLines(w, "recorded", "today", &o.Recorded, o.Current)
