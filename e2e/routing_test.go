@@ -260,6 +260,7 @@ func TestRouting(t *testing.T) {
 			mention            string
 		}{
 			"malformed JSON":     {"POST", "/v1/chat/completions", `{"model":`, nil, 400, "invalid_json", "not valid JSON"},
+			"not UTF-8":          {"POST", "/v1/chat/completions", "{\"model\":\"auto\",\"messages\":[{\"role\":\"user\",\"content\":\"Gr\xfc\xdfe\"}]}", nil, 400, "invalid_json", "UTF-8"},
 			"missing messages":   {"POST", "/v1/chat/completions", `{"model":"auto"}`, nil, 400, "missing_messages", "messages"},
 			"empty messages":     {"POST", "/v1/chat/completions", `{"model":"auto","messages":[]}`, nil, 400, "empty_messages", "messages"},
 			"messages not array": {"POST", "/v1/chat/completions", `{"model":"auto","messages":"hi"}`, nil, 400, "invalid_type", "array"},

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/tidwall/gjson"
@@ -208,6 +209,13 @@ func parseRoot(body []byte, what string) (gjson.Result, error) {
 	}
 	if !gjson.ValidBytes(body) {
 		return gjson.Result{}, apierr.Invalid("invalid_json", "", "the request body is not valid JSON")
+	}
+	// JSON between systems is UTF-8 (RFC 8259). Bytes that are not would
+	// be read one way here and another by a provider's parser (Go's and
+	// JavaScript's turn each into U+FFFD, so two keys that differ only
+	// there become one key twice): refuse them as every provider does.
+	if !utf8.Valid(body) {
+		return gjson.Result{}, apierr.Invalid("invalid_json", "", "the request body is not valid UTF-8; JSON must be sent as UTF-8")
 	}
 	if dup != nil {
 		// A provider that reads the last copy (most JSON parsers) would

@@ -61,6 +61,10 @@ func TestParseChat(t *testing.T) {
 		"max tokens zero":    {`{"model":"m","max_completion_tokens":0,"messages":[{"role":"user"}]}`, "invalid_value", "max_completion_tokens"},
 		"nested too deep":    {`{"model":"m","messages":[{"role":"user","content":` + strings.Repeat("[", 200) + strings.Repeat("]", 200) + `}]}`, "invalid_request_body", ""},
 		"trailing garbage":   {`{"model":"m","messages":[{"role":"user"}]} x`, "invalid_json", ""},
+		// Keys that differ only in bytes that are not UTF-8 are one key
+		// twice to a parser that replaces them (Go's, JavaScript's).
+		"not utf-8 keys": {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"\x8ea\":0,\"\x83a\":0}", "invalid_json", ""},
+		"latin-1 text":   {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"Gr\xfc\xdfe\"}]}", "invalid_json", ""},
 	}
 	for name, tc := range bad {
 		t.Run(name, func(t *testing.T) {
@@ -245,11 +249,13 @@ func referenceDuplicate(body []byte) (key string, found, valid bool) {
 
 // BenchmarkParseChat parses a chat request of 1.7 KB and 32 KB of prose,
 // without escapes and, as real prompts are, with a line break (\n) and a
-// quotation (\") in every line.
+// quotation (\") in every line; and German prose, a letter outside ASCII
+// every twenty bytes or so (what checking UTF-8 costs beyond ASCII).
 func BenchmarkParseChat(b *testing.B) {
 	for _, prose := range []struct{ name, line string }{
 		{"", "Explain the difference between a mutex and a semaphore. "},
 		{"/escaped", `Explain the \"difference\" between a mutex and a semaphore.\n`},
+		{"/german", "Erklären Sie den Unterschied zwischen Mutex und Semaphor. "},
 	} {
 		for _, n := range []int{30, 580} {
 			body := []byte(`{"model":"auto","stream":true,"messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"` +
