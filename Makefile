@@ -59,31 +59,8 @@ e2e: tools build ## run only the end-to-end tests
 	STELLWERK_E2E=require STELLWERK_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v ./e2e/
 
 .PHONY: fuzz
-fuzz: ## fuzz every parser of untrusted input (FUZZTIME=30s each)
-	$(GO) test -run '^$$' -fuzz '^FuzzParseChat$$' -fuzztime $${FUZZTIME:-30s} ./internal/request/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseSecret$$' -fuzztime $${FUZZTIME:-30s} ./internal/keys/
-	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $${FUZZTIME:-30s} ./internal/flow/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-30s} ./internal/reqpolicy/
-	$(GO) test -run '^$$' -fuzz '^FuzzVerifyExport$$' -fuzztime $${FUZZTIME:-30s} ./internal/audit/
-	$(GO) test -run '^$$' -fuzz '^FuzzCandidates$$' -fuzztime $${FUZZTIME:-30s} ./internal/audit/
-	$(GO) test -run '^$$' -fuzz '^FuzzToAnthropicRequest$$' -fuzztime $${FUZZTIME:-30s} ./internal/translate/
-	$(GO) test -run '^$$' -fuzz '^FuzzProcessor$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
-	$(GO) test -run '^$$' -fuzz '^FuzzEgress$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
-	$(GO) test -run '^$$' -fuzz '^FuzzRetryAfter$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
-	$(GO) test -run '^$$' -fuzz '^FuzzStreamSplit$$' -fuzztime $${FUZZTIME:-30s} ./extproc/
-	$(GO) test -run '^$$' -fuzz '^FuzzFramer$$' -fuzztime $${FUZZTIME:-30s} ./internal/translate/
-	$(GO) test -run '^$$' -fuzz '^FuzzAnthropicStream$$' -fuzztime $${FUZZTIME:-30s} ./internal/translate/
-	$(GO) test -run '^$$' -fuzz '^FuzzAppendString$$' -fuzztime $${FUZZTIME:-30s} ./internal/jsonw/
-	$(GO) test -run '^$$' -fuzz '^FuzzAppendFloat$$' -fuzztime $${FUZZTIME:-30s} ./internal/jsonw/
-	$(GO) test -run '^$$' -fuzz '^FuzzResponse$$' -fuzztime $${FUZZTIME:-30s} ./internal/protocodec/
-	$(GO) test -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $${FUZZTIME:-30s} ./internal/protocodec/
-	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/
-	$(GO) test -run '^$$' -fuzz '^FuzzUnescapeJSON$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/
-	$(GO) test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/
-	$(GO) test -run '^$$' -fuzz '^FuzzDetect$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/pii/
-	$(GO) test -run '^$$' -fuzz '^FuzzDetect$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/secrets/
-	$(GO) test -run '^$$' -fuzz '^FuzzScore$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/injection/
-	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $${FUZZTIME:-30s} ./internal/classify/task/
+fuzz: ## fuzz every fuzz target, each for FUZZTIME (default 30s); FUZZ=name runs those matching (scripts/fuzz.sh -l lists them)
+	GO=$(GO) scripts/fuzz.sh $(FUZZ)
 
 .PHONY: eval
 eval: build ## measure the classifiers on their data sets (results in docs/classify.md)
