@@ -103,7 +103,7 @@ cat <<MSG
 
     curl -s -H "Authorization: Bearer $STELLWERK_ADMIN_TOKEN" http://127.0.0.1:9180/status
 
-  See why without sending anything:  bin/stellwerk explain --config $CONFIG request.json
+  See why without sending anything:  bin/stellwerk explain --config $CONFIG examples/requests/eu-cost.json
 
   or with the official OpenAI Python SDK (installed in $PYTHON):
 
