@@ -251,8 +251,12 @@ func guard(s Status, log *zap.Logger, roles []string, h http.HandlerFunc) http.H
 		if !slices.Contains(roles, c.Role) {
 			log.Info("admin request refused", zap.Int("status", http.StatusForbidden), zap.String("path", r.URL.Path),
 				zap.String("remote", r.RemoteAddr), zap.String("token_id", c.TokenID), zap.String("role", c.Role))
-			writeError(w, apierr.Denied("insufficient_role", "", "role %s may not read %s; it needs one of: %s",
-				c.Role, apierr.Truncate(r.URL.Path, 128), strings.Join(roles, ", ")))
+			verb := "read"
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				verb = "change" // POST, DELETE: the write endpoints
+			}
+			writeError(w, apierr.Denied("insufficient_role", "", "role %s may not %s %s; it needs one of: %s",
+				c.Role, verb, apierr.Truncate(r.URL.Path, 128), strings.Join(roles, ", ")))
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))

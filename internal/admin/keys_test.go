@@ -169,6 +169,17 @@ func TestKeysAPI(t *testing.T) {
 		})
 	}
 
+	// The refusal says what the role may not do to the path.
+	for method, want := range map[string]string{"POST": "role viewer may not change /admin/keys;", "GET": "role viewer may not read /config;"} {
+		path := "/admin/keys"
+		if method == "GET" {
+			path = "/config"
+		}
+		if rec := do(t, h, method, path, config.RoleViewer, `{"workspace":"legal"}`); !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("%s %s as viewer: %d %s, want %q", method, path, rec.Code, rec.Body, want)
+		}
+	}
+
 	// Rotate: a new secret, shown once; revoke; a revoked key does not rotate.
 	rec = do(t, h, "POST", "/admin/keys/bot/rotate", config.RoleAdmin, `{"grace":"10m"}`)
 	var rotated KeyWithSecret
