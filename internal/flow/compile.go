@@ -228,6 +228,10 @@ type compiler struct {
 	env    *Env
 	errs   []*Error
 	index  map[string]int
+	// unlinked is set when an edge, the start or a node id could not be
+	// resolved: reachability is then unknown, and graph is not run (its
+	// "no path reaches" would only repeat the edge's error).
+	unlinked bool
 }
 
 func (c *compiler) fail(node, field, path string, format string, args ...any) {
@@ -250,6 +254,7 @@ func Compile(source string, doc *Doc, env *Env) (*Flow, error) {
 	for i, n := range doc.Nodes {
 		if j, dup := c.index[n.ID]; dup {
 			c.fail(n.ID, "id", fmt.Sprintf("nodes[%d].id", i), "node id %q is also nodes[%d]", n.ID, j)
+			c.unlinked = true
 			continue
 		}
 		c.index[n.ID] = i
@@ -264,10 +269,13 @@ func Compile(source string, doc *Doc, env *Env) (*Flow, error) {
 				f.start = j
 			} else {
 				c.fail("", "start", "start", "no node %q", doc.Start)
+				c.unlinked = true
 			}
 		}
 	}
-	if len(c.errs) == 0 {
+	// Cycles and unreachable nodes are reported beside every other
+	// problem (a CEL error, an unknown model), unless an edge is unresolved.
+	if !c.unlinked {
 		c.graph(f)
 	}
 	if len(c.errs) > 0 {
@@ -280,11 +288,13 @@ func Compile(source string, doc *Doc, env *Env) (*Flow, error) {
 func (c *compiler) ref(id, node, field, path string) int {
 	if id == "" {
 		c.fail(node, field, path, "required: a node id")
+		c.unlinked = true
 		return -1
 	}
 	j, ok := c.index[id]
 	if !ok {
 		c.fail(node, field, path, "no node %q", id)
+		c.unlinked = true
 		return -1
 	}
 	return j
