@@ -82,6 +82,21 @@ func SpendParams(q url.Values) (spend.Params, string, error) {
 	return p, format, errors.Join(errs...)
 }
 
+// sortedJoin joins the errors of several errors.Join results, in the
+// order of their messages; nil when there are none.
+func sortedJoin(errs ...error) error {
+	var all []error
+	for _, err := range errs {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			all = append(all, j.Unwrap()...)
+		} else if err != nil {
+			all = append(all, err)
+		}
+	}
+	slices.SortFunc(all, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errors.Join(all...)
+}
+
 // wantsCSV: the first of text/csv and application/json the Accept header
 // names wins; JSON when it names neither.
 func wantsCSV(accept string) bool {
@@ -103,12 +118,11 @@ func (h *spendAPI) report(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apierr.Unavailable("spend_store_unavailable", "this server keeps no spend ledger"))
 		return
 	}
-	p, format, err := SpendParams(r.URL.Query())
-	var q spend.Query
-	if err == nil {
-		q, err = p.Resolve(time.Now(), h.ss.Config().Budgets.TimeZone)
-	}
-	if err != nil {
+	p, format, perr := SpendParams(r.URL.Query())
+	// The values are checked even when a parameter is unknown: every
+	// problem is reported at once (docs/budgets.md).
+	q, err := p.Resolve(time.Now(), h.ss.Config().Budgets.TimeZone)
+	if err = sortedJoin(perr, err); err != nil {
 		writeError(w, SpendQueryError(err))
 		return
 	}

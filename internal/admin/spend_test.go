@@ -150,6 +150,13 @@ func TestSpendAPI(t *testing.T) {
 			t.Errorf("%s: %d %s param %q, want 400 invalid_spend_query %q", query, status, code, p, param)
 		}
 	}
+	// Every problem at once, an unknown parameter beside bad values.
+	rec = do(t, h, "GET", "/admin/spend?since=yesterday&bogus=1&tz=Mars/Olympus", config.RoleViewer, "")
+	for _, want := range []string{"bogus: unknown parameter", "since:", "tz:"} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("%d %s lacks %q", rec.Code, rec.Body, want)
+		}
+	}
 }
 
 // TestSpendAPIStoreDown: with PostgreSQL stopped, a report is 503 with
