@@ -286,6 +286,10 @@ func TestKeyOwnLimits(t *testing.T) {
 	if used, reserved := budgetOf(t, s, "key=metered&workspace=default", "key.metered.month"); used <= 0 || reserved != 0 {
 		t.Errorf("the key's own budget is not charged: %.6f EUR used, %.6f reserved", used, reserved)
 	}
+	// The subject is named as the query names it.
+	if sub := string(adminBody(t, s, "/admin/budgets?key=metered&workspace=default")); !strings.Contains(sub, `"subject":{"key":"metered","workspace":"default"}`) {
+		t.Errorf("GET /admin/budgets: %s", sub)
+	}
 }
 
 // TestBudgetWebhook (issue 13): the budget webhook hears, once each and

@@ -615,12 +615,18 @@ func (s *status) Budgets(r *http.Request) (any, error) {
 		Remaining int64     `json:"remaining"`
 		Resets    time.Time `json:"resets_at"`
 	}
+	type subject struct { // the query's, named as its parameters are
+		Key       string `json:"key,omitempty"`
+		User      string `json:"user,omitempty"`
+		Team      string `json:"team,omitempty"`
+		Workspace string `json:"workspace,omitempty"`
+	}
 	out := struct {
-		Subject  ledger.Subject `json:"subject"`
-		Budgets  []budget       `json:"budgets"`
-		Requests *rate          `json:"requests,omitempty"`
-		Tokens   *rate          `json:"tokens,omitempty"`
-	}{Subject: sub, Budgets: []budget{}}
+		Subject  subject  `json:"subject"`
+		Budgets  []budget `json:"budgets"`
+		Requests *rate    `json:"requests,omitempty"`
+		Tokens   *rate    `json:"tokens,omitempty"`
+	}{Subject: subject(sub), Budgets: []budget{}}
 	warnAt := map[string]float64{} // by rule name: the configured rules and the key's own
 	for _, ls := range []*ledger.Limits{s.led.Limits(), req.Extra} {
 		if ls != nil {
