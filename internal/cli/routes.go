@@ -357,7 +357,7 @@ func (r *routesCLI) test(ctx context.Context, s, samplesFile string) error {
 			}
 			fmt.Fprintf(r.stdout, "     path: %s\n     outcome: %s\n", res.Outcome.Explain(), describe(res.Outcome))
 			for _, m := range res.Mismatch {
-				fmt.Fprintf(r.stdout, "     expected: %s\n", m)
+				fmt.Fprintf(r.stdout, "     mismatch: %s\n", m) // "model X, expected Y"
 			}
 		}
 		fmt.Fprintf(r.stdout, "%s: %d passed, %d failed\n", label, len(results)-failed, failed)

@@ -48,7 +48,7 @@ nodes:
 	// A failing expectation fails the command.
 	write(samples, `[{"name": "wrong", "body": {"model": "route:support", "messages": [{"role": "user", "content": "hi"}]}, "expect": {"model": "m1"}}]`)
 	out, _, err = run("routes", "test", file, "--samples", samples, "--config", cfg)
-	if err == nil || !strings.Contains(out, `expected: model "auto", expected "m1"`) {
+	if err == nil || !strings.Contains(out, `mismatch: model "auto", expected "m1"`) {
 		t.Fatalf("failing test: %v\n%s", err, out)
 	}
 
