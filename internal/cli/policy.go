@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"go.uber.org/zap"
@@ -163,9 +165,10 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	headerPolicy := fs.String("policy", "", "per-request policy as sent in the x-stellwerk-policy header")
 	metadata := fs.String("metadata", "", "request metadata as sent in the x-stellwerk-metadata header")
 	draft := fs.String("route", "", "a route FILE (a draft) to use for the route the request names, instead of the store's")
+	stateDir := fs.String("state-dir", "", "directory of the embedded store whose routes a route:<name> request uses, overrides state.dir (as for serve)")
 	pos, err := parseAnywhere(fs, args)
 	if err != nil || len(pos) > 1 {
-		fmt.Fprintln(stderr, "usage: stellwerk explain [--json] [--config FILE] [--key KEY] [--policy JSON] [--metadata JSON] [--route FILE] [REQUEST.json|-]")
+		fmt.Fprintln(stderr, "usage: stellwerk explain [--json] [--config FILE] [--state-dir DIR] [--key KEY] [--policy JSON] [--metadata JSON] [--route FILE] [REQUEST.json|-]")
 		return ErrUsage
 	}
 	var body []byte
@@ -177,7 +180,7 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := loadConfig(*cfgPath, *stateDir)
 	if err != nil {
 		return err
 	}
@@ -397,6 +400,13 @@ func explainRoutes(ctx context.Context, cfg *config.Config, cat *catalog.Catalog
 			return draftRoute{d}, nil
 		}
 	}
+	if cfg.State.Postgres == nil {
+		// explain writes nothing: an embedded store that does not exist
+		// holds no route, and is not created to find that out.
+		if _, err := os.Stat(filepath.Join(cfg.State.Dir, store.SQLiteFile)); errors.Is(err, fs.ErrNotExist) {
+			return noRoutes{}, nil
+		}
+	}
 	db, err := store.Open(ctx, cfg.State, os.Getenv)
 	if err != nil {
 		return nil, fmt.Errorf("routes: %w", err)
@@ -413,6 +423,13 @@ func explainRoutes(ctx context.Context, cfg *config.Config, cat *catalog.Catalog
 	// The table is complete in memory: the store may close. A pinned
 	// version compiles on first use, from the document the table holds.
 	return t, nil
+}
+
+// noRoutes is the routes of a store that does not exist.
+type noRoutes struct{}
+
+func (noRoutes) Resolve(name string, _ int64) (*flow.Flow, error) {
+	return nil, &flowstore.ResolveError{Route: name, Err: flowstore.ErrNoRoute}
 }
 
 // draftRoute serves a route file as every version of its route.

@@ -119,3 +119,34 @@ func mustReadFile(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestExplainRoutesOfAStore: explain decides a route:<name> request with
+// the routes of the store --state-dir (or the config's state.dir) names,
+// and writes nothing: where no store exists, no route does, and no store
+// is created to find that out.
+func TestExplainRoutesOfAStore(t *testing.T) {
+	cfg, stateDir := keysConfig(t)
+	req := filepath.Join(t.TempDir(), "req.json")
+	if err := os.WriteFile(req, []byte(`{"model":"route:support","messages":[{"role":"user","content":"hi"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run("explain", "--config", cfg, req)
+	if err != nil || !strings.Contains(out, "404 route_not_found") {
+		t.Fatalf("no store: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(stateDir); !os.IsNotExist(err) {
+		t.Fatalf("explain created the state directory %s (%v)", stateDir, err)
+	}
+	file := filepath.Join(t.TempDir(), "support.yaml")
+	if err := os.WriteFile(file, []byte("route: support\nnodes:\n  - {id: only, model: m1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := t.TempDir()
+	if out, stderr, err := run("routes", "deploy", file, "--config", cfg, "--state-dir", elsewhere); err != nil {
+		t.Fatalf("deploy: %v %s %s", err, stderr, out)
+	}
+	out, _, err = run("explain", "--config", cfg, "--state-dir", elsewhere, req)
+	if err != nil || !strings.Contains(out, "support@1") {
+		t.Fatalf("explain --state-dir: %v\n%s", err, out)
+	}
+}
