@@ -185,7 +185,16 @@ func runConfigCheck(ctx context.Context, args []string, stdout io.Writer) error 
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
-		return err
+		// Every problem of the file on a line of its own, as serve.Check's.
+		lines := []error{err}
+		var joined interface{ Unwrap() []error }
+		if errors.As(err, &joined) {
+			lines = joined.Unwrap()
+		}
+		for _, p := range lines {
+			fmt.Fprintf(stdout, "error: %v\n", p)
+		}
+		return fmt.Errorf("%s: %d problem(s): %w", path, len(lines), ErrConfigProblems)
 	}
 	warnings, problems := serve.Check(ctx, cfg, catalog.OSEnv)
 	for _, p := range problems {

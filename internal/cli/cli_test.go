@@ -55,9 +55,18 @@ workspaces: [{name: default}]
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	_ = os.WriteFile(bad, []byte("providers: []\nmodels: []\nbogus: 1\n"), 0o600)
-	_, _, err = run("config", "check", bad)
-	if err == nil || !strings.Contains(err.Error(), `unknown field "bogus"`) {
-		t.Fatalf("bad config: %v", err)
+	out, _, err = run("config", "check", bad)
+	if !errors.Is(err, ErrConfigProblems) || !strings.Contains(out, "error: ") || !strings.Contains(out, `unknown field "bogus"`) {
+		t.Fatalf("bad config: %v\n%s", err, out)
+	}
+	// Several problems: one error line each.
+	_ = os.WriteFile(bad, []byte(`routing: {default_model: nope}
+providers: [{name: p, base_url: "ftp://x", residency: mars}]
+models: [{id: m, provider: q, context_window: 0}]
+`), 0o600)
+	out, _, err = run("config", "check", bad)
+	if n := strings.Count(out, "error: "); !errors.Is(err, ErrConfigProblems) || n < 3 {
+		t.Fatalf("%d error lines, want one per problem (at least 3): %v\n%s", n, err, out)
 	}
 }
 
