@@ -370,3 +370,27 @@ func TestBudgetWebhook(t *testing.T) {
 		t.Errorf("/config shows the webhook's token or secret file")
 	}
 }
+
+// TestBudgetCountsChoices: a chat request for n choices is held n answers'
+// worst case, as the provider bills every choice. At 0.1 EUR a token and
+// 10 tokens a choice, 8 choices (8 EUR) do not fit the 7.5 EUR budget and
+// never reach the provider; 7 do.
+func TestBudgetCountsChoices(t *testing.T) {
+	t.Parallel()
+	s := budgetStack(t)
+	p := s.Providers["p"]
+	ask := func(n int) (*http.Response, []byte) {
+		return post(t, s.URL+"/v1/chat/completions", `{"model":"auto","max_tokens":10,"n":`+strconv.Itoa(n)+
+			`,"messages":[{"role":"user","content":"hi"}]}`, map[string]string{"Authorization": "Bearer sk-team-a"})
+	}
+	resp, b := ask(8)
+	if e := decodeError(t, b).Error; resp.StatusCode != 429 || e.Code != "budget_exceeded" || len(p.Requests()) != 0 {
+		t.Fatalf("8 choices: %d %s; the provider got %d requests", resp.StatusCode, b, len(p.Requests()))
+	}
+	if resp, b := ask(7); resp.StatusCode != 200 || len(p.Requests()) != 1 {
+		t.Fatalf("7 choices: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := ask(129); resp.StatusCode != 400 || decodeError(t, b).Error.Code != "invalid_value" || !strings.Contains(string(b), `"param":"n"`) {
+		t.Fatalf("n past 128: %d %s", resp.StatusCode, b)
+	}
+}

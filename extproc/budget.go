@@ -45,8 +45,8 @@ func outputBound(m *catalog.Model, maxTokens int) int {
 // a failover never spends more than was held. It answers the request
 // itself when a limit refuses it (429) or the state store cannot say (503,
 // unless the failure mode lets it through).
-func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, maxTokens int) *extprocv3.ProcessingResponse {
-	worst, tokens := worstCase(p.class.InputTokens, plan, maxTokens)
+func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *extprocv3.ProcessingResponse {
+	worst, tokens := worstCase(p.class.InputTokens, plan, o)
 	pr := p.principal
 	r, err := led.Reserve(p.ctx, &ledger.Request{ID: p.id, Model: plan[0].ID, Cost: worst, Tokens: tokens,
 		Subject: ledger.Subject{Key: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace},
@@ -99,12 +99,12 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, maxTokens int)
 }
 
 // worstCase is the most a request can cost and the most tokens it can
-// use on any model of its plan.
-func worstCase(in int, plan []*catalog.Model, maxTokens int) (ledger.MicroEUR, int64) {
+// use on any model of its plan: every choice may write the model's bound.
+func worstCase(in int, plan []*catalog.Model, o output) (ledger.MicroEUR, int64) {
 	var worst ledger.MicroEUR
 	var tokens int64
 	for _, m := range plan {
-		out := outputBound(m, maxTokens)
+		out := outputBound(m, o.perChoice) * o.choices
 		worst = max(worst, ledger.CeilEUR(m.CostEUR(in, out)))
 		tokens = max(tokens, int64(in+out))
 	}

@@ -490,19 +490,24 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 // worst case reads it: -1 for none at all (embeddings), 0 when unset (the
 // model's own limit), and the legacy completions' default of 16 tokens,
 // per choice.
-func outputLimit(c *request.Chat) int {
+func outputLimit(c *request.Chat) output {
 	switch c.API {
 	case request.APIEmbeddings:
-		return -1
+		return output{perChoice: -1, choices: 1}
 	case request.APICompletions:
 		n := c.MaxTokens
 		if n == 0 {
 			n = decision.DefaultCompletionTokens
 		}
-		return n * max(c.Choices, 1)
+		return output{perChoice: n, choices: max(c.Choices, 1)}
 	}
-	return c.MaxTokens
+	return output{perChoice: c.MaxTokens, choices: max(c.Choices, 1)}
 }
+
+// output is what a request asks a model to write: up to perChoice tokens
+// (0: the model's own limit, -1: nothing, an embedding) for each of its
+// choices (n), each billed.
+type output struct{ perChoice, choices int }
 
 // modelIDs logs a plan as its model ids, without building a slice of them.
 type modelIDs []*catalog.Model

@@ -252,3 +252,51 @@ func TestSettleAfterTheAnswer(t *testing.T) {
 		t.Errorf("finish wrote the row again: %d rows", len(rows.rows))
 	}
 }
+
+// TestWorstCaseCountsChoices: a request for n choices may be billed n
+// answers, so the budgets hold n times the per-choice bound, the bound
+// clamped to the model's own limit before it is multiplied (a completions
+// request for 10 × 1,000 tokens on a model that writes 4,096 at most may
+// write 10,000).
+func TestWorstCaseCountsChoices(t *testing.T) {
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: m}
+currency: {usd_to_eur: 1}
+providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {env: P_KEY}}]
+models: [{id: m, provider: p, context_window: 100000, max_output_tokens: 4096, price: {input_per_mtok: 0, output_per_mtok: 10},
+  capabilities: [chat, completions, streaming]}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stateFor(t, c, func(string) string { return "sk-p" })
+	held := func(path, body string) ledger.MicroEUR {
+		t.Helper()
+		s := st
+		s.Spend, s.Ledger, s.Limited = &rowsRecorder{}, testLedger(t), true
+		p := &edge{filter: filter{state: s, log: zap.NewNop(), id: "decision-n"}, ctx: context.Background()}
+		p.handle(headersMsg("POST", path, false))
+		if r := p.handle(bodyMsg(body)); r.GetImmediateResponse() != nil {
+			t.Fatalf("%s refused: %s", body, r.GetImmediateResponse().Body)
+		}
+		return p.reservedEUR
+	}
+	const msgs = `"messages":[{"role":"user","content":"hello"}]`
+	for name, tc := range map[string]struct {
+		path, body string
+		out        int // output tokens held, at 10 EUR per million
+	}{
+		"chat, one choice":        {"/v1/chat/completions", `{"model":"m","max_tokens":1000,` + msgs + `}`, 1000},
+		"chat, five choices":      {"/v1/chat/completions", `{"model":"m","max_tokens":1000,"n":5,` + msgs + `}`, 5000},
+		"chat, five, no bound":    {"/v1/chat/completions", `{"model":"m","n":5,` + msgs + `}`, 5 * 4096},
+		"completions, ten":        {"/v1/completions", `{"model":"m","max_tokens":1000,"n":10,"prompt":"hello"}`, 10000},
+		"completions, past bound": {"/v1/completions", `{"model":"m","max_tokens":5000,"n":2,"prompt":"hello"}`, 2 * 4096},
+	} {
+		t.Run(name, func(t *testing.T) {
+			want := ledger.CeilEUR(float64(tc.out) * 10 / 1e6)
+			if got := held(tc.path, tc.body); got != want {
+				t.Errorf("held %d µEUR, want %d (%d output tokens)", got, want, tc.out)
+			}
+		})
+	}
+}

@@ -57,7 +57,7 @@ type Chat struct {
 	// input or the completions prompt (a string or an array of them, or
 	// token ids); Suffix the completions suffix. Zero for chat.
 	Input, Suffix gjson.Result
-	// Choices is n (completions; chat's n is the provider's), 1 when unset.
+	// Choices is n: the choices asked for, each billed (0 or 1 when unset).
 	Choices int
 	// For the Responses API: NativeOnly names what only a provider that
 	// serves it natively can take ("" for none); Stored is a request that
@@ -73,11 +73,13 @@ func ParseChat(body []byte) (Chat, error) {
 		return Chat{}, err
 	}
 	c := Chat{API: APIChat}
-	var model, messages, stream, maxTokens, maxCompletion, policy gjson.Result
+	var model, messages, stream, maxTokens, maxCompletion, policy, n gjson.Result
 	jsonscan.ForEach(root, func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "model":
 			model = v
+		case "n":
+			n = v
 		case "messages":
 			messages = v
 		case "stream":
@@ -182,6 +184,14 @@ func ParseChat(body []byte) (Chat, error) {
 		case c.MaxTokens == 0:
 			c.MaxTokens = int(mt.v.Num)
 		}
+	}
+	// n choices are each billed: the budgets' worst case and the cost
+	// estimate count them (OpenAI allows 1 to 128).
+	if err := positiveInt(n, "n", 128); err != nil {
+		return Chat{}, err
+	}
+	if n.Type == gjson.Number {
+		c.Choices = int(n.Num)
 	}
 	c.MessageList = messages
 	c.Policy = policy

@@ -24,6 +24,7 @@ func TestParseChat(t *testing.T) {
 		"deep but allowed": {`{"model":"m","messages":[{"role":"user","content":"` + strings.Repeat("[{", 100) + `"}],"tools":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, Chat{Model: "m", Messages: 1}},
 		"extra fields":     {`{"model":"m","temperature":0.2,"tools":[],"messages":[{"role":"tool","content":"r","tool_call_id":"1"}]}`, Chat{Model: "m", Messages: 1}},
 		"whitespace":       {" \n{ \"model\" : \"m\" , \"messages\" : [ { \"role\" : \"user\" } ] }\n", Chat{Model: "m", Messages: 1}},
+		"n":                {`{"model":"m","n":3,"messages":[{"role":"user"}]}`, Chat{Model: "m", Messages: 1, Choices: 3}},
 	}
 	for name, tc := range ok {
 		t.Run(name, func(t *testing.T) {
@@ -31,7 +32,8 @@ func TestParseChat(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.Model != tc.want.Model || got.Stream != tc.want.Stream || got.Messages != tc.want.Messages || got.MaxTokens != tc.want.MaxTokens {
+			if got.Model != tc.want.Model || got.Stream != tc.want.Stream || got.Messages != tc.want.Messages || got.MaxTokens != tc.want.MaxTokens ||
+				got.Choices != tc.want.Choices {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 		})
@@ -61,6 +63,9 @@ func TestParseChat(t *testing.T) {
 		"max tokens zero":    {`{"model":"m","max_completion_tokens":0,"messages":[{"role":"user"}]}`, "invalid_value", "max_completion_tokens"},
 		"nested too deep":    {`{"model":"m","messages":[{"role":"user","content":` + strings.Repeat("[", 200) + strings.Repeat("]", 200) + `}]}`, "invalid_request_body", ""},
 		"trailing garbage":   {`{"model":"m","messages":[{"role":"user"}]} x`, "invalid_json", ""},
+		"n zero":             {`{"model":"m","n":0,"messages":[{"role":"user"}]}`, "invalid_value", "n"},
+		"n past 128":         {`{"model":"m","n":129,"messages":[{"role":"user"}]}`, "invalid_value", "n"},
+		"n fraction":         {`{"model":"m","n":2.5,"messages":[{"role":"user"}]}`, "invalid_value", "n"},
 		// Keys that differ only in bytes that are not UTF-8 are one key
 		// twice to a parser that replaces them (Go's, JavaScript's).
 		"not utf-8 keys": {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"\x8ea\":0,\"\x83a\":0}", "invalid_json", ""},
