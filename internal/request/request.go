@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 	"unsafe"
 
@@ -293,6 +294,11 @@ type frame struct {
 	set       map[string]bool // obj: its keys, once it has many
 	index     int             // array: index of the current element
 	key       keyRef          // obj: the current key
+	// fold: obj is the request, a message or a content part, whose keys
+	// are compared as Go's encoding/json matches struct fields — without
+	// regard to case ("Messages" is "messages" to a provider written in
+	// Go, which reads the last one) — rather than byte for byte.
+	fold bool
 }
 
 // keyRef is a key in the body: body[start:end] between the quotes, or its
@@ -310,9 +316,10 @@ const linearKeys = 16
 // scanStructure reads body once, skipping string contents, and reports
 // whether it nests deeper than MaxDepth and the first key that appears
 // twice in one object, anywhere (decoded, so "r\u006fle" and "role" are the
-// same key). It runs before the body is known to be valid JSON: on invalid
-// input it stays linear and never panics, and its duplicate is then
-// ignored.
+// same key; in the request, its messages and their content parts, keys
+// that differ only in case too: foldsKeys). It runs before the body is
+// known to be valid JSON: on invalid input it stays linear and never
+// panics, and its duplicate is then ignored.
 func scanStructure(body []byte) (deep bool, dup *dupKey) {
 	var stackBuf [32]frame
 	var keyBuf [64]keyRef
@@ -343,13 +350,14 @@ func scanStructure(body []byte) (deep bool, dup *dupKey) {
 			}
 			keys = append(keys, k)
 			if top.set != nil {
-				top.set[k.text(body)] = true
+				top.set[top.setKey(body, k)] = true
 			}
 		case '{', '[':
 			if len(stack) >= MaxDepth {
 				return true, nil
 			}
-			stack = append(stack, frame{obj: body[i] == '{', expectKey: body[i] == '{', keys: len(keys)})
+			obj := body[i] == '{'
+			stack = append(stack, frame{obj: obj, expectKey: obj, keys: len(keys), fold: obj && foldsKeys(body, stack)})
 		case '}', ']':
 			if len(stack) > 0 {
 				keys = keys[:stack[len(stack)-1].keys]
@@ -408,11 +416,16 @@ func seenKey(body []byte, top *frame, keys []keyRef, k keyRef) bool {
 	own := keys[top.keys:]
 	if top.set == nil && len(own) < linearKeys {
 		for _, o := range own {
-			if o.esc || k.esc {
+			switch {
+			case top.fold:
+				if strings.EqualFold(o.text(body), k.text(body)) {
+					return true
+				}
+			case o.esc || k.esc:
 				if o.text(body) == k.text(body) {
 					return true
 				}
-			} else if bytes.Equal(body[o.start:o.end], body[k.start:k.end]) {
+			case bytes.Equal(body[o.start:o.end], body[k.start:k.end]):
 				return true
 			}
 		}
@@ -421,10 +434,60 @@ func seenKey(body []byte, top *frame, keys []keyRef, k keyRef) bool {
 	if top.set == nil {
 		top.set = make(map[string]bool, 2*len(own))
 		for _, o := range own {
-			top.set[o.text(body)] = true
+			top.set[top.setKey(body, o)] = true
 		}
 	}
-	return top.set[k.text(body)]
+	return top.set[top.setKey(body, k)]
+}
+
+// setKey is k as the object's key set holds it: folded when the object's
+// keys are compared without regard to case.
+func (f *frame) setKey(body []byte, k keyRef) string {
+	if f.fold {
+		return foldKey(k.text(body))
+	}
+	return k.text(body)
+}
+
+// foldKey maps every letter to the smallest of its case variants
+// (unicode.SimpleFold's orbit), so two keys strings.EqualFold holds equal
+// map to one string: "Messages", "MESSAGES" and "meſſages" (ſ is s to
+// Go's encoding/json) all to "MESSAGES".
+func foldKey(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		m := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			m = min(m, f)
+		}
+		b.WriteRune(m)
+	}
+	return b.String()
+}
+
+// foldsKeys says whether the object opening on top of stack is one whose
+// keys a provider's parser may match without regard to case: the request
+// itself, a message (messages[i] of chat, input[i] of the Responses API)
+// or a message's content part. Free-form objects (metadata, a tool's JSON
+// schema) keep their keys byte for byte, as maps do in every parser.
+func foldsKeys(body []byte, stack []frame) bool {
+	switch len(stack) {
+	case 0:
+		return true
+	case 2, 4:
+		if !stack[0].obj || stack[1].obj {
+			return false
+		}
+		if list := stack[0].key.text(body); list != "messages" && list != "input" {
+			return false
+		}
+		if len(stack) == 2 {
+			return true
+		}
+		return stack[2].obj && !stack[3].obj && stack[2].key.text(body) == "content"
+	}
+	return false
 }
 
 // pathOf renders the path of the innermost open object: messages[0].content[1].

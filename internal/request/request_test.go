@@ -25,6 +25,10 @@ func TestParseChat(t *testing.T) {
 		"extra fields":     {`{"model":"m","temperature":0.2,"tools":[],"messages":[{"role":"tool","content":"r","tool_call_id":"1"}]}`, Chat{Model: "m", Messages: 1}},
 		"whitespace":       {" \n{ \"model\" : \"m\" , \"messages\" : [ { \"role\" : \"user\" } ] }\n", Chat{Model: "m", Messages: 1}},
 		"n":                {`{"model":"m","n":3,"messages":[{"role":"user"}]}`, Chat{Model: "m", Messages: 1, Choices: 3}},
+		// Maps keep their keys as sent: only struct-like objects fold.
+		"metadata keys in two cases": {`{"model":"m","metadata":{"a":"1","A":"2"},"messages":[{"role":"user"}]}`, Chat{Model: "m", Messages: 1}},
+		"schema properties in two cases": {`{"model":"m","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"id":{},"ID":{}}}}}],"messages":[{"role":"user"}]}`,
+			Chat{Model: "m", Messages: 1}},
 	}
 	for name, tc := range ok {
 		t.Run(name, func(t *testing.T) {
@@ -64,8 +68,15 @@ func TestParseChat(t *testing.T) {
 		"nested too deep":    {`{"model":"m","messages":[{"role":"user","content":` + strings.Repeat("[", 200) + strings.Repeat("]", 200) + `}]}`, "invalid_request_body", ""},
 		"trailing garbage":   {`{"model":"m","messages":[{"role":"user"}]} x`, "invalid_json", ""},
 		"n zero":             {`{"model":"m","n":0,"messages":[{"role":"user"}]}`, "invalid_value", "n"},
-		"n past 128":         {`{"model":"m","n":129,"messages":[{"role":"user"}]}`, "invalid_value", "n"},
-		"n fraction":         {`{"model":"m","n":2.5,"messages":[{"role":"user"}]}`, "invalid_value", "n"},
+		// Go's encoding/json matches keys to fields without regard to case
+		// and keeps the last: a provider written in Go would read these.
+		"messages in another case": {`{"model":"m","messages":[{"role":"user","content":"hi"}],"Messages":[{"role":"user","content":"AKIA"}]}`, "duplicate_field", "Messages"},
+		"role in another case":     {`{"model":"m","messages":[{"role":"assistant","ROLE":"user","content":"x"}]}`, "duplicate_field", "messages[0].ROLE"},
+		"text in another case":     {`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"hi","Text":"x"}]}]}`, "duplicate_field", "messages[0].content[0].Text"},
+		"long s":                   {`{"model":"m","messages":[{"role":"user"}],"meſſages":[{"role":"user"}]}`, "duplicate_field", "meſſages"},
+		"many keys, another case":  {`{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":16,"k17":17,"k18":18,"k19":19,"model":"m","messages":[{"role":"user"}],"MODEL":"x"}`, "duplicate_field", "MODEL"},
+		"n past 128":               {`{"model":"m","n":129,"messages":[{"role":"user"}]}`, "invalid_value", "n"},
+		"n fraction":               {`{"model":"m","n":2.5,"messages":[{"role":"user"}]}`, "invalid_value", "n"},
 		// Keys that differ only in bytes that are not UTF-8 are one key
 		// twice to a parser that replaces them (Go's, JavaScript's).
 		"not utf-8 keys": {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"\x8ea\":0,\"\x83a\":0}", "invalid_json", ""},
