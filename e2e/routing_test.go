@@ -259,7 +259,9 @@ func TestRouting(t *testing.T) {
 			code               string
 			mention            string
 		}{
-			"malformed JSON":     {"POST", "/v1/chat/completions", `{"model":`, nil, 400, "invalid_json", "not valid JSON"},
+			"malformed JSON": {"POST", "/v1/chat/completions", `{"model":`, nil, 400, "invalid_json", "not valid JSON"},
+			"gzip body": {"POST", "/v1/chat/completions", "\x1f\x8b\x08\x00\x00\x00\x00\x00", map[string]string{"Content-Encoding": "gzip"},
+				400, "unsupported_content_encoding", "content-encoding: gzip"},
 			"not UTF-8":          {"POST", "/v1/chat/completions", "{\"model\":\"auto\",\"messages\":[{\"role\":\"user\",\"content\":\"Gr\xfc\xdfe\"}]}", nil, 400, "invalid_json", "UTF-8"},
 			"missing messages":   {"POST", "/v1/chat/completions", `{"model":"auto"}`, nil, 400, "missing_messages", "messages"},
 			"empty messages":     {"POST", "/v1/chat/completions", `{"model":"auto","messages":[]}`, nil, 400, "empty_messages", "messages"},
@@ -286,6 +288,9 @@ func TestRouting(t *testing.T) {
 				}
 				req, _ := http.NewRequest(tc.method, s.URL+tc.path, body)
 				req.Header.Set("Content-Type", "application/json")
+				if ce := tc.headers["Content-Encoding"]; ce != "" {
+					req.Header.Set("Content-Encoding", ce)
+				}
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Fatal(err)

@@ -103,6 +103,7 @@ type edge struct {
 	// The audit record's facts that nothing else keeps (audit.go).
 	// contentLength is the request's declared length, -1 without one.
 	contentLength int64
+	encoded       string // the request body's content-encoding, when not identity
 	arrived       time.Time    // when the request headers came (the audit record's time, a route's latency)
 	bodyPhase     bool         // a chat request reached the body phase: it gets a record
 	audited       bool         // its record was handed over
@@ -252,6 +253,10 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 			if n, err := strconv.ParseInt(headerValue(hv), 10, 64); err == nil && n >= 0 {
 				p.contentLength = n
 			}
+		case k == "content-encoding":
+			if v := headerValue(hv); v != "" && !strings.EqualFold(v, "identity") {
+				p.encoded = v
+			}
 		case isClientAuth(k):
 			if credential == "" || k == "authorization" {
 				credential = headerValue(hv)
@@ -347,6 +352,12 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	}
 	if h.EndOfStream {
 		return p.immediate(apierr.Invalid("invalid_request_body", "", "the request body is empty; send a JSON request"))
+	}
+	// A compressed body cannot be classified as sent: refused by name
+	// rather than as JSON it is not.
+	if p.encoded != "" {
+		return p.immediate(apierr.Invalid("unsupported_content_encoding", "",
+			"request bodies must not be compressed (content-encoding: %s); send the JSON uncompressed", apierr.Truncate(p.encoded, 32)))
 	}
 	if p.contentLength > p.state.MaxRequestBytes {
 		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
