@@ -104,7 +104,7 @@ func MessagesToChat(body []byte) ([]byte, error) {
 				if v.Type != gjson.Null {
 					bad = apierr.Invalid("unsupported_parameter", k.Str, "%s", why)
 				}
-			} else {
+			} else if v.Type != gjson.Null { // a null member says nothing: nothing is dropped
 				bad = apierr.Invalid("unsupported_parameter", apierr.Truncate(k.Str, 64),
 					"%s is not supported on /v1/messages by stellwerk (docs/api.md)", apierr.Truncate(k.Str, 64))
 			}
@@ -250,10 +250,15 @@ func msgsSystem(v gjson.Result) (json.RawMessage, *apierr.Error) {
 }
 
 // msgsBlockKeys refuses a block member the translation would drop
-// without saying so.
+// without saying so. A null member is no value to drop: Anthropic's SDKs
+// write their optional fields as null when a client resends a block it
+// received (model_dump), such as tool_use's caller.
 func msgsBlockKeys(b gjson.Result, p string, known ...string) *apierr.Error {
 	var bad *apierr.Error
-	b.ForEach(func(k, _ gjson.Result) bool {
+	b.ForEach(func(k, v gjson.Result) bool {
+		if v.Type == gjson.Null {
+			return true
+		}
 		for _, n := range known {
 			if k.Str == n {
 				return true
