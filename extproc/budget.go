@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
@@ -287,7 +288,7 @@ func (p *edge) writeSettlement(c meter.Charge, st spend.Status) {
 			// Admitted unchecked (failure mode open): nothing is held, no
 			// lease will charge it. Say what went uncounted.
 			p.log.Error("state store unreachable: the spend of a request admitted unchecked is not recorded",
-				zap.String("decision_id", p.id), zap.Float64("cost_eur", c.EUR), zap.Error(err))
+				zap.String("decision_id", p.id), zap.Float64("cost_eur", audit.Money(c.EUR)), zap.Error(err))
 			return
 		}
 		// The lease charges the reserved amount when it expires: spend is

@@ -10,6 +10,7 @@ import (
 	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
 
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/meter"
 	"github.com/stellwerk/stellwerk/internal/spend"
@@ -328,7 +329,7 @@ func (p *edge) finishStream(how string) {
 	c := meter.Meter(m, p.baseline(), u)
 	p.log.Info("stream finished", zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("end", how),
 		zap.Int("prompt_tokens", u.PromptTokens), zap.Int("completion_tokens", u.CompletionTokens),
-		zap.Bool("usage_estimated", u.Estimated), zap.Float64("cost_eur", c.EUR))
+		zap.Bool("usage_estimated", u.Estimated), zap.Float64("cost_eur", audit.Money(c.EUR))) // as the record has it
 	status := spend.Served
 	if how != "complete" { // the client went away, or the provider broke off
 		status = spend.Interrupted
