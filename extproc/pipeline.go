@@ -285,9 +285,10 @@ func bodyOnly(resp *extprocv3.ProcessingResponse) {
 
 // uploadWatch extends the message timeout of held request headers whose
 // body is slow to arrive. Envoy's timer for the headers' answer runs while
-// the client uploads; a body still incomplete after half of it gets the
-// longer uploadGrace, so a slow upload is not cut at the message timeout,
-// while a request whose body arrives at once costs nothing extra.
+// the client uploads, and restarts with every body chunk Envoy passes on;
+// when half of it passes without the body's end, the pending message gets
+// the longer uploadGrace, so a slow upload is not cut at the message
+// timeout, while a request whose body arrives at once costs nothing extra.
 type uploadWatch struct {
 	mu      sync.Mutex // serialises sends: the timer's and the stream loop's
 	stream  extprocv3.ExternalProcessor_ProcessServer
@@ -295,10 +296,14 @@ type uploadWatch struct {
 	timer   *time.Timer
 }
 
+// hold starts the watch, or restarts it: a message came while the
+// headers' answer was held, and Envoy restarted its timer for it.
 func (w *uploadWatch) hold(after time.Duration) {
 	w.holding = true
 	if w.timer == nil {
 		w.timer = time.AfterFunc(after, w.extend)
+	} else {
+		w.timer.Reset(after)
 	}
 }
 
@@ -345,7 +350,7 @@ func serveEdge(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessSe
 			out = q.safeStep(req, out[:0])
 		}
 		w.mu.Lock()
-		if q != nil && q.held != nil && !w.holding {
+		if q != nil && q.held != nil {
 			w.hold(p.state.messageTimeout() / 2)
 		}
 		if q != nil && q.held == nil {
