@@ -103,7 +103,7 @@ type edge struct {
 	// The audit record's facts that nothing else keeps (audit.go).
 	// contentLength is the request's declared length, -1 without one.
 	contentLength int64
-	encoded       string // the request body's content-encoding, when not identity
+	encoded       string       // the request body's content-encoding, when not identity
 	arrived       time.Time    // when the request headers came (the audit record's time, a route's latency)
 	bodyPhase     bool         // a chat request reached the body phase: it gets a record
 	audited       bool         // its record was handed over
