@@ -161,3 +161,38 @@ func get(t *testing.T, s *harness.Stack, path, key string) (int, []byte) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
 }
+
+// TestRevokedKeyBesideAnotherCredential: in open mode a revoked key is
+// refused even when the request also carries another credential header:
+// stellwerk read only the first and let the caller in as the anonymous
+// principal (a probe of make run); two headers naming different keys are
+// now a 401 whichever is valid.
+func TestRevokedKeyBesideAnotherCredential(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{})
+	resp, b := adminDo(t, s, "POST", "/admin/keys", `{"id":"gone","workspace":"default"}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("create: %d %s", resp.StatusCode, b)
+	}
+	var created struct{ Secret string }
+	mustJSON(t, b, &created)
+	if resp, b := adminDo(t, s, "POST", "/admin/keys/gone/revoke", ""); resp.StatusCode != 200 {
+		t.Fatalf("revoke: %d %s", resp.StatusCode, b)
+	}
+	const chat = `{"model":"auto","messages":[{"role":"user","content":"hello"}]}`
+	alone := map[string]string{"Authorization": "Bearer " + created.Secret}
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, _ := post(t, s.URL+"/v1/chat/completions", chat, alone); resp.StatusCode == 401 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the revoked key alone is still %d", resp.StatusCode)
+		}
+	}
+	resp, b = post(t, s.URL+"/v1/chat/completions", chat, map[string]string{"Authorization": "Bearer garbage", "x-api-key": created.Secret})
+	if resp.StatusCode != 401 || decodeError(t, b).Error.Code != "invalid_api_key" {
+		t.Fatalf("a revoked key beside a garbage bearer: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := post(t, s.URL+"/v1/chat/completions", chat, map[string]string{"Authorization": "Bearer anything"}); resp.StatusCode != 200 {
+		t.Fatalf("open mode, one unknown credential: %d %s", resp.StatusCode, b)
+	}
+}

@@ -129,6 +129,19 @@ var _ phases = (*edge)(nil)
 // provider needs a key.
 func isClientAuth(k string) bool { return k == "authorization" || k == "api-key" || k == "x-api-key" }
 
+// credentialToken is the key a credential header carries: its value, the
+// scheme of an authorization header ("Bearer ") dropped.
+func credentialToken(v string) string {
+	v = strings.TrimSpace(v)
+	switch {
+	case strings.EqualFold(v, "bearer"):
+		return ""
+	case len(v) >= 7 && strings.EqualFold(v[:7], "bearer "):
+		return strings.TrimSpace(v[7:])
+	}
+	return v
+}
+
 // handle answers one message of the edge's stream. The request phases,
 // and every phase until the request is decided, count as router overhead.
 func (p *edge) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
@@ -242,6 +255,7 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	hvs := h.GetHeaders().GetHeaders()
 	remove := append(make([]string, 0, 1+len(hvs)), header.Cluster)
 	var credential string
+	ambiguous := false // two credential headers that name different keys
 	for _, hv := range hvs {
 		k := strings.ToLower(hv.Key)
 		switch {
@@ -258,8 +272,15 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 				p.encoded = v
 			}
 		case isClientAuth(k):
+			v := headerValue(hv)
+			if credentialToken(v) == "" {
+				break // an empty header, or a scheme without a key, says nothing
+			}
+			if credential != "" && credentialToken(v) != credentialToken(credential) {
+				ambiguous = true
+			}
 			if credential == "" || k == "authorization" {
-				credential = headerValue(hv)
+				credential = v
 			}
 		case (k == "traceparent" || k == "tracestate") && p.state.Traces != nil:
 			if k == "traceparent" {
@@ -303,6 +324,12 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	// and an unserved /v1/messages/… (count_tokens, batches) too.
 	p.anthropicErrors = strings.HasPrefix(p.path, request.PathMessages) &&
 		(len(p.path) == len(request.PathMessages) || p.path[len(request.PathMessages)] == '/')
+	if ambiguous {
+		// Reading one and dropping the other could turn a revoked or
+		// stricter key into another principal (the anonymous one, in open
+		// mode): refused, whichever is valid.
+		return p.immediate(apierr.Unauthenticated("the request sends different keys in authorization, x-api-key or api-key; send one"))
+	}
 	principal, err := p.state.Keys.Authenticate(credential)
 	if err != nil {
 		return p.immediate(apierr.Unauthenticated("a valid stellwerk API key is required (Authorization: Bearer <key>, or x-api-key)"))

@@ -108,3 +108,41 @@ func TestModelsPerKey(t *testing.T) {
 		t.Errorf("team key sees %d", n)
 	}
 }
+
+// TestOneCredential: a request whose credential headers name different
+// keys is refused (401), whatever the auth mode: reading one and dropping
+// the other turned a revoked key, or a stricter workspace's, into the
+// anonymous principal in open mode. Headers that name the same key, or
+// carry none, are one credential.
+func TestOneCredential(t *testing.T) {
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: m}
+providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu}]
+models: [{id: m, provider: p, context_window: 8000}]
+workspaces: [{name: default}, {name: legal}]
+keys: [{id: legal-bot, sha256: ` + auth.Hash("sk-legal") + `, workspace: legal}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stateFor(t, c, func(string) string { return "" })
+	for name, tc := range map[string]struct {
+		headers []string
+		status  int
+	}{
+		"x-api-key alone":             {[]string{"x-api-key", "sk-legal"}, 200},
+		"garbage bearer and the key":  {[]string{"authorization", "Bearer garbage", "x-api-key", "sk-legal"}, 401},
+		"basic and the key":           {[]string{"authorization", "Basic Zm9vOmJhcg==", "api-key", "sk-legal"}, 401},
+		"two authorization headers":   {[]string{"authorization", "Bearer sk-legal", "authorization", "Bearer other"}, 401},
+		"the same key twice":          {[]string{"authorization", "Bearer sk-legal", "x-api-key", "sk-legal"}, 200},
+		"an empty bearer and the key": {[]string{"authorization", "Bearer ", "x-api-key", "sk-legal"}, 200},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "id"}, ctx: context.Background()}
+			r := p.handle(headersMsg("GET", "/v1/models", true, tc.headers...)).GetImmediateResponse()
+			if r == nil || int(r.Status.Code) != tc.status {
+				t.Fatalf("%v: %v, want %d", tc.headers, r, tc.status)
+			}
+		})
+	}
+}
