@@ -1,14 +1,12 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net/http"
 
 	"go.uber.org/zap"
-	"gopkg.in/yaml.v3"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/config"
@@ -79,10 +77,8 @@ func registerProviders(guarded func(string, []string, http.HandlerFunc), ps Prov
 			writeError(w, apierr.Invalid("invalid_body", "", "the body must be a cluster block of at most %d bytes", maxClusterBody))
 			return
 		}
-		var ov config.ClusterSettings
-		dec := yaml.NewDecoder(bytes.NewReader(body))
-		dec.KnownFields(true)
-		if err := dec.Decode(&ov); err != nil && !errors.Is(err, io.EOF) {
+		ov, err := config.DecodeClusterSettings(body)
+		if err != nil {
 			writeError(w, apierr.Invalid("invalid_cluster", "", "cluster settings: %s", apierr.Truncate(err.Error(), 512)))
 			return
 		}

@@ -582,16 +582,64 @@ func decode(r io.Reader, base string) (*Config, error) {
 }
 
 // cleanYAMLError turns yaml.v3's "field x not found in type config.Provider"
-// into wording an operator understands.
+// and "cannot unmarshal !!str `x` into time.Duration" into wording an
+// operator understands, without Go's type names.
 func cleanYAMLError(err error) error {
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n")
+	msg = strings.TrimPrefix(msg, "yaml: ")
 	msg = regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`).ReplaceAllString(msg, "unknown field \"$1\" in $2")
+	msg = unmarshalRE.ReplaceAllStringFunc(msg, func(m string) string {
+		p := unmarshalRE.FindStringSubmatch(m)
+		kind := yamlKinds[p[1]]
+		if kind == "" {
+			kind = "a value"
+		}
+		return fmt.Sprintf("%s (%s) where %s belongs", kind, p[2], goTypeWords(p[3]))
+	})
 	lines := strings.Split(msg, "\n")
 	for i := range lines {
 		lines[i] = strings.TrimSpace(lines[i])
 	}
 	return errors.New(strings.Join(lines, "; "))
+}
+
+var unmarshalRE = regexp.MustCompile("cannot unmarshal !!(\\w+) (`[^`]*`) into (\\S+)")
+
+var yamlKinds = map[string]string{"str": "a string", "int": "a number", "float": "a number", "bool": "true or false",
+	"seq": "a list", "map": "a mapping", "null": "null", "binary": "binary data", "timestamp": "a time"}
+
+// goTypeWords says what a Go type of the config is in an operator's words.
+func goTypeWords(t string) string {
+	switch t {
+	case "time.Duration":
+		return "a duration (5s, 250ms)"
+	case "int", "int64", "int32", "uint32", "uint64":
+		return "a whole number"
+	case "float64":
+		return "a number"
+	case "bool":
+		return "true or false"
+	case "string":
+		return "a string"
+	}
+	if strings.HasPrefix(t, "[]") || strings.HasPrefix(t, "map[") {
+		return "a " + map[bool]string{true: "list", false: "mapping"}[strings.HasPrefix(t, "[]")]
+	}
+	return "a mapping of " + t[strings.LastIndexByte(t, '.')+1:] // config.ClusterSettings: a block of the file
+}
+
+// DecodeClusterSettings reads a provider's cluster block as the config
+// file writes it (YAML or JSON); unknown fields are refused, and errors
+// name fields and kinds, not Go types.
+func DecodeClusterSettings(b []byte) (ClusterSettings, error) {
+	var cs ClusterSettings
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cs); err != nil && !errors.Is(err, io.EOF) {
+		return ClusterSettings{}, cleanYAMLError(err)
+	}
+	return cs, nil
 }
 
 // DefaultGRPC is where Envoy on the same host reaches stellwerk.
