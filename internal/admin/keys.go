@@ -178,10 +178,14 @@ func (h *keysAPI) create(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, KeyWithSecret{Key: View(k, time.Now()), Secret: secret})
 }
 
-// Resolve turns expires_in into expires_at.
+// Resolve turns expires_in into expires_at; a key that would be expired
+// when made is refused, as a negative expires_in is.
 func (c CreateKeyRequest) Resolve(now time.Time) (keys.Spec, error) {
 	spec := c.Spec
 	if c.ExpiresIn == "" {
+		if !spec.ExpiresAt.IsZero() && !spec.ExpiresAt.After(now) {
+			return spec, &keys.InvalidError{Field: "expires_at", Msg: "must be in the future"}
+		}
 		return spec, nil
 	}
 	if !spec.ExpiresAt.IsZero() {

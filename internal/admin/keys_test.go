@@ -147,6 +147,7 @@ func TestKeysAPI(t *testing.T) {
 		"unknown team":         {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"legal","team":"nope"}`, 400, "invalid_key_spec", "team"},
 		"unknown model":        {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"legal","models":["gpt-9"]}`, 400, "invalid_key_spec", "models[0]"},
 		"bad expires_in":       {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"legal","expires_in":"-1h"}`, 400, "invalid_key_spec", "expires_in"},
+		"expires_at past":      {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"legal","expires_at":"2001-01-01T00:00:00Z"}`, 400, "invalid_key_spec", "expires_at"},
 		"duplicate":            {"POST", "/admin/keys", config.RoleAdmin, `{"id":"bot","workspace":"legal"}`, 409, "key_exists", "id"},
 		"show unknown":         {"GET", "/admin/keys/nope", config.RoleViewer, ``, 404, "key_not_found", "id"},
 		"revoke unknown":       {"POST", "/admin/keys/nope/revoke", config.RoleAdmin, ``, 404, "key_not_found", "id"},
