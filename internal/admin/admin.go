@@ -233,10 +233,17 @@ func guard(s Status, log *zap.Logger, roles []string, h http.HandlerFunc) http.H
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tokens := s.Tokens()
 		cred := r.Header.Get("Authorization")
+		several := len(r.Header.Values("Authorization")) > 1
+		if several {
+			cred = "" // two tokens: which one speaks? neither
+		}
 		c, ok := tokens.Authenticate(cred)
 		if !ok {
 			msg := "the admin API needs Authorization: Bearer <admin token>"
-			if cred != "" {
+			switch {
+			case several:
+				msg = "the request sends several Authorization headers; send one"
+			case cred != "":
 				msg = "the admin token is not valid"
 			}
 			if tokens.Len() == 0 {

@@ -18,6 +18,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/keys"
+	"github.com/stellwerk/stellwerk/internal/request"
 	"github.com/stellwerk/stellwerk/internal/store"
 )
 
@@ -346,6 +347,15 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) bo
 	case len(strings.TrimSpace(string(body))) == 0 && optional:
 		return true
 	}
+	// A key twice (or in two cases: Go's decoder below matches fields
+	// without regard to case and keeps the last) would be read one way
+	// here and may be shown another: refused as on the request path.
+	if err := request.CheckBody(body, "admin"); err != nil {
+		if e := apierr.As(err); e != nil && e.Code == "duplicate_field" {
+			writeError(w, e)
+			return false
+		}
+	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -353,9 +363,11 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) bo
 		var ute *json.UnmarshalTypeError
 		param := ""
 		switch {
-		case errors.As(err, &ute):
+		case errors.As(err, &ute) && ute.Field != "":
 			param = strings.TrimPrefix(ute.Field, "Spec.") // the embedded spec's fields are top-level
 			msg = fmt.Sprintf("%s has the wrong type", param)
+		case errors.As(err, &ute):
+			msg = "the request body must be a JSON object"
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 			param = field

@@ -148,6 +148,9 @@ func TestKeysAPI(t *testing.T) {
 		"unknown model":        {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"legal","models":["gpt-9"]}`, 400, "invalid_key_spec", "models[0]"},
 		"bad expires_in":       {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"legal","expires_in":"-1h"}`, 400, "invalid_key_spec", "expires_in"},
 		"expires_at past":      {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"legal","expires_at":"2001-01-01T00:00:00Z"}`, 400, "invalid_key_spec", "expires_at"},
+		"workspace twice":      {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"default","workspace":"legal"}`, 400, "duplicate_field", "workspace"},
+		"workspace, two cases": {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"default","Workspace":"legal"}`, 400, "duplicate_field", "Workspace"},
+		"not an object":        {"POST", "/admin/keys", config.RoleAdmin, `[]`, 400, "invalid_request_body", ""},
 		"duplicate":            {"POST", "/admin/keys", config.RoleAdmin, `{"id":"bot","workspace":"legal"}`, 409, "key_exists", "id"},
 		"show unknown":         {"GET", "/admin/keys/nope", config.RoleViewer, ``, 404, "key_not_found", "id"},
 		"revoke unknown":       {"POST", "/admin/keys/nope/revoke", config.RoleAdmin, ``, 404, "key_not_found", "id"},
@@ -168,6 +171,16 @@ func TestKeysAPI(t *testing.T) {
 				t.Errorf("got %d %s param %q, want %d %s param %q: %s", status, code, param, tc.status, tc.code, tc.param, rec.Body)
 			}
 		})
+	}
+
+	// Two Authorization headers: neither speaks, whichever is valid.
+	req := httptest.NewRequest("GET", "/admin/keys", nil)
+	req.Header.Add("Authorization", "Bearer "+roleTokens[config.RoleViewer])
+	req.Header.Add("Authorization", "Bearer "+roleTokens[config.RoleAdmin])
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if st, code, _ := openAIError(t, rec); st != 401 || code != "invalid_admin_token" || !strings.Contains(rec.Body.String(), "several Authorization headers") {
+		t.Errorf("two tokens: %d %s", rec.Code, rec.Body)
 	}
 
 	// The refusal says what the role may not do to the path.
