@@ -118,8 +118,9 @@ func registerAudit(guarded func(string, []string, http.HandlerFunc), as AuditSer
 	})
 }
 
-// auditQuery reads /admin/audit's parameters: from, to (RFC 3339),
-// workspace, decision_id, kind, writer, limit, cursor.
+// auditQuery reads /admin/audit's parameters: from, to (RFC 3339, or a
+// date: midnight UTC, as stellwerk audit export reads them), workspace,
+// decision_id, kind, writer, limit, cursor.
 func auditQuery(r *http.Request) (audit.Filter, *audit.Cursor, int, *apierr.Error) {
 	q := r.URL.Query()
 	var f audit.Filter
@@ -130,10 +131,15 @@ func auditQuery(r *http.Request) (audit.Filter, *audit.Cursor, int, *apierr.Erro
 		if v := q.Get(p.name); v != "" {
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
-				return f, nil, 0, apierr.Invalid("invalid_parameter", p.name, "%s must be an RFC 3339 time", p.name)
+				if t, err = time.Parse(time.DateOnly, v); err != nil {
+					return f, nil, 0, apierr.Invalid("invalid_parameter", p.name, "%s must be an RFC 3339 time or a date (2006-01-02)", p.name)
+				}
 			}
 			*p.into = t
 		}
+	}
+	if !f.From.IsZero() && !f.To.IsZero() && !f.To.After(f.From) {
+		return f, nil, 0, apierr.Invalid("invalid_parameter", "to", "to must be after from")
 	}
 	f.Workspace, f.ID, f.Kind, f.Writer = q.Get("workspace"), q.Get("decision_id"), q.Get("kind"), q.Get("writer")
 	if f.Kind != "" && !slices.Contains(audit.Kinds, f.Kind) {

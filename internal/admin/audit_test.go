@@ -121,7 +121,13 @@ func TestAuditAPI(t *testing.T) {
 	if p := page("from=" + time.Now().Add(time.Hour).Format(time.RFC3339)); len(p.Records) != 0 {
 		t.Errorf("future range: %d", len(p.Records))
 	}
-	for _, q := range []string{"kind=bogus", "limit=0", "limit=1001", "from=yesterday", "cursor=bm90LWEtY3Vyc29y"} {
+	// A date is midnight UTC, as the CLI reads it; the records are today's.
+	tomorrow := time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly)
+	if p := page("from=2020-01-01&to=" + tomorrow + "&limit=1000"); len(p.Records) == 0 {
+		t.Errorf("a range of dates found nothing")
+	}
+	for _, q := range []string{"kind=bogus", "limit=0", "limit=1001", "from=yesterday", "cursor=bm90LWEtY3Vyc29y",
+		"from=2026-12-06&to=2026-12-05", "from=2026-12-06&to=2026-12-06"} {
 		if rec := get(t, h, "/admin/audit?"+q, bearer(config.RoleAdmin)); rec.Code != http.StatusBadRequest {
 			t.Errorf("%s: %d", q, rec.Code)
 		}
