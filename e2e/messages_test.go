@@ -231,3 +231,32 @@ func checkMessages(t *testing.T, s *harness.Stack, py string, tc messagesCase) g
 	}
 	return r
 }
+
+// TestMessagesEnvoyRepliesInAnthropicShape: what Envoy answers itself on
+// /v1/messages — a body over the limit, stellwerk unreachable — comes in
+// Anthropic's error shape, which the anthropic SDKs read; on the chat path
+// the same replies stay in OpenAI's.
+func TestMessagesEnvoyRepliesInAnthropicShape(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{Mutate: func(c *config.Config) { c.Envoy.MaxRequestBytes = 64 << 10 }})
+	big := `{"model":"auto","max_tokens":10,"messages":[{"role":"user","content":"` + strings.Repeat("a", 70<<10) + `"}]}`
+	check := func(path, wantType, wantCode string, status int) {
+		t.Helper()
+		resp, b := post(t, s.URL+path, big, map[string]string{"anthropic-version": "2023-06-01"})
+		var e struct {
+			Type  string `json:"type"`
+			Error struct{ Type, Code, Message string }
+		}
+		mustJSON(t, b, &e)
+		anthropic := path == "/v1/messages"
+		if resp.StatusCode != status || e.Error.Code != wantCode || e.Error.Type != wantType || (e.Type == "error") != anthropic {
+			t.Errorf("%s: %d %s", path, resp.StatusCode, b)
+		}
+	}
+	check("/v1/messages", "request_too_large", "request_too_large", 413)
+	check("/v1/chat/completions", "invalid_request_error", "request_too_large", 413)
+	s.Stop("stellwerk")
+	big = `{"model":"auto","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`
+	check("/v1/messages", "api_error", "router_unavailable", 503)
+	check("/v1/chat/completions", "server_error", "router_unavailable", 503)
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/request"
 )
 
 // bufferSlack lets a body slightly over the configured limit reach stellwerk,
@@ -112,27 +113,58 @@ func localReplyConfig(maxBytes int64) (*hcmv3.LocalReplyConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{
-		{
-			Filter:             extProcDown,
-			StatusCode:         wrapperspb.UInt32(503),
-			BodyFormatOverride: errorFormat("the LLM router is unavailable; the request was not sent to any provider", "server_error", "router_unavailable"),
-		},
-		{
-			Filter:             statusFilter(413),
-			BodyFormatOverride: errorFormat(tooLarge.Message, tooLarge.Type, tooLarge.Code),
-		},
-		{
-			Filter:             and(flagFilter("UT"), notOurs),
-			BodyFormatOverride: errorFormat("the provider did not answer in time", "server_error", "provider_timeout"),
-			HeadersToAdd:       []*corev3.HeaderValueOption{flagsHeader()},
-		},
-		{
-			Filter:             and(flagFilter("UF", "UH", "URX", "UO", "UC", "UR", "UPE", "NC"), notOurs),
-			BodyFormatOverride: errorFormat("the provider could not be reached (%RESPONSE_FLAGS%)", "server_error", "provider_unavailable"),
-			HeadersToAdd:       []*corev3.HeaderValueOption{flagsHeader()},
-		},
-	}}, nil
+	// Anthropic's SDKs on /v1/messages read errors in Anthropic's shape,
+	// Envoy's own replies too: each reply below comes first in that shape
+	// there (the first mapper that matches answers).
+	messages, err := celFilter("request.path.startsWith('" + request.PathMessages + "')")
+	if err != nil {
+		return nil, err
+	}
+	type reply struct {
+		filter                          *accesslogv3.AccessLogFilter
+		status                          uint32 // 0: Envoy's own
+		message, typ, code, anthropicTy string
+		flags                           bool // tell stellwerk why Envoy answered for the provider
+	}
+	replies := []reply{
+		{extProcDown, 503, "the LLM router is unavailable; the request was not sent to any provider", "server_error", "router_unavailable", "api_error", false},
+		{statusFilter(413), 0, tooLarge.Message, tooLarge.Type, tooLarge.Code, "request_too_large", false},
+		{and(flagFilter("UT"), notOurs), 0, "the provider did not answer in time", "server_error", "provider_timeout", "timeout_error", true},
+		{and(flagFilter("UF", "UH", "URX", "UO", "UC", "UR", "UPE", "NC"), notOurs), 0, "the provider could not be reached (%RESPONSE_FLAGS%)",
+			"server_error", "provider_unavailable", "api_error", true},
+	}
+	var mappers []*hcmv3.ResponseMapper
+	for _, anthropic := range []bool{true, false} {
+		for _, r := range replies {
+			m := &hcmv3.ResponseMapper{Filter: r.filter, BodyFormatOverride: errorFormat(r.message, r.typ, r.code)}
+			if anthropic {
+				m.Filter, m.BodyFormatOverride = and(messages, r.filter), anthropicErrorFormat(r.message, r.anthropicTy, r.code)
+			}
+			if r.status != 0 {
+				m.StatusCode = wrapperspb.UInt32(r.status)
+			}
+			if r.flags {
+				m.HeadersToAdd = []*corev3.HeaderValueOption{flagsHeader()}
+			}
+			mappers = append(mappers, m)
+		}
+	}
+	return &hcmv3.LocalReplyConfig{Mappers: mappers}, nil
+}
+
+// anthropicErrorFormat is errorFormat in Anthropic's shape
+// ({"type":"error","error":{"type","message"}}, stellwerk's code beside).
+func anthropicErrorFormat(message, typ, code string) *corev3.SubstitutionFormatString {
+	return &corev3.SubstitutionFormatString{
+		Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: &structpb.Struct{Fields: map[string]*structpb.Value{
+			"type": structpb.NewStringValue("error"),
+			"error": structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+				"type":    structpb.NewStringValue(typ),
+				"message": structpb.NewStringValue(message),
+				"code":    structpb.NewStringValue(code),
+			}}),
+		}}},
+	}
 }
 
 // flagsHeader tells stellwerk why Envoy answered for the provider.
