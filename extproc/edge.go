@@ -254,8 +254,8 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	p.contentLength = -1
 	hvs := h.GetHeaders().GetHeaders()
 	remove := append(make([]string, 0, 1+len(hvs)), header.Cluster)
-	var credential string
-	ambiguous := false // two credential headers that name different keys
+	var credential, token string // the credential header read, and the key it names
+	ambiguous := false           // two credential headers that name different keys
 	for _, hv := range hvs {
 		k := strings.ToLower(hv.Key)
 		switch {
@@ -273,14 +273,13 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 			}
 		case isClientAuth(k):
 			v := headerValue(hv)
-			if credentialToken(v) == "" {
+			t := credentialToken(v)
+			if t == "" {
 				break // an empty header, or a scheme without a key, says nothing
 			}
-			if credential != "" && credentialToken(v) != credentialToken(credential) {
-				ambiguous = true
-			}
+			ambiguous = ambiguous || (token != "" && t != token)
 			if credential == "" || k == "authorization" {
-				credential = v
+				credential, token = v, t
 			}
 		case (k == "traceparent" || k == "tracestate") && p.state.Traces != nil:
 			if k == "traceparent" {

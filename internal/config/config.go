@@ -623,8 +623,11 @@ func goTypeWords(t string) string {
 	case "string":
 		return "a string"
 	}
-	if strings.HasPrefix(t, "[]") || strings.HasPrefix(t, "map[") {
-		return "a " + map[bool]string{true: "list", false: "mapping"}[strings.HasPrefix(t, "[]")]
+	switch {
+	case strings.HasPrefix(t, "[]"):
+		return "a list"
+	case strings.HasPrefix(t, "map["):
+		return "a mapping"
 	}
 	return "a mapping of " + t[strings.LastIndexByte(t, '.')+1:] // config.ClusterSettings: a block of the file
 }
