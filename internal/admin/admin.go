@@ -220,11 +220,35 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	mux.Handle("GET /console", http.RedirectHandler("/console/", http.StatusMovedPermanently))
 	// Anything else is a 404, but only to a caller with a token: probing
 	// without one learns nothing.
+	// A path served under other methods is a 405 naming them.
 	guarded("/", readers, func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowedMethods(mux, r); allow != "" {
+			w.Header().Set("Allow", allow)
+			writeError(w, apierr.WrongMethod("%s is not allowed on %s; use %s",
+				apierr.Truncate(r.Method, 16), apierr.Truncate(r.URL.Path, 128), allow))
+			return
+		}
 		writeError(w, apierr.NotFound("unknown_url", "", "unknown admin URL: %s %s",
 			apierr.Truncate(r.Method, 16), apierr.Truncate(r.URL.Path, 128)))
 	})
 	return mux
+}
+
+// allowedMethods lists the methods mux serves r's path under, comma
+// separated, or "" when it serves the path under none ("/" is the
+// catch-all, not a route).
+func allowedMethods(mux *http.ServeMux, r *http.Request) string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host}
+		if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	return strings.Join(allow, ", ")
 }
 
 // guard admits a request whose bearer token has one of roles: 401 without a

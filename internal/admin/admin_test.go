@@ -210,3 +210,42 @@ func TestTokensMissing(t *testing.T) {
 		t.Errorf("auditor: %+v %v", c, ok)
 	}
 }
+
+// A path served under other methods answers 405 with Allow naming them; one
+// served under none stays a 404; neither tells a caller without a token.
+func TestWrongMethod(t *testing.T) {
+	h := Handler(&fakeStatus{tokens: testTokens()}, zap.NewNop())
+	send := func(method, path, authorization string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, nil)
+		if authorization != "" {
+			req.Header.Set("Authorization", authorization)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	admin := "Bearer " + roleTokens[config.RoleAdmin]
+	cases := []struct {
+		method, path, authorization string
+		status                      int
+		allow, code                 string
+	}{
+		{http.MethodPost, "/status", admin, 405, "GET, HEAD", "method_not_allowed"},
+		{http.MethodDelete, "/version", admin, 405, "GET, HEAD", "method_not_allowed"},
+		{http.MethodPost, "/status", "", 401, "", "invalid_admin_token"},
+		{http.MethodPost, "/nothing-here", admin, 404, "", "unknown_url"},
+		{http.MethodGet, "/nothing-here", admin, 404, "", "unknown_url"},
+	}
+	for _, tc := range cases {
+		rec := send(tc.method, tc.path, tc.authorization)
+		var e struct{ Error struct{ Message, Code string } }
+		if rec.Code != tc.status || rec.Header().Get("Allow") != tc.allow ||
+			json.Unmarshal(rec.Body.Bytes(), &e) != nil || e.Error.Code != tc.code {
+			t.Errorf("%s %s: %d Allow %q %s; want %d Allow %q code %s",
+				tc.method, tc.path, rec.Code, rec.Header().Get("Allow"), rec.Body, tc.status, tc.allow, tc.code)
+		}
+		if tc.status == 405 && !strings.Contains(e.Error.Message, "use GET, HEAD") {
+			t.Errorf("%s %s: the message does not name the methods: %s", tc.method, tc.path, e.Error.Message)
+		}
+	}
+}

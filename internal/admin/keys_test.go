@@ -273,3 +273,17 @@ func TestKeysAPIStoreDown(t *testing.T) {
 		}
 	}
 }
+
+func TestKeysWrongMethod(t *testing.T) {
+	h, _, _ := keyHandler(t)
+	for path, allow := range map[string]string{
+		"/admin/keys":              "GET, HEAD, POST",
+		"/admin/keys/key_1":        "GET, HEAD",
+		"/admin/keys/key_1/revoke": "POST",
+	} {
+		rec := do(t, h, http.MethodPatch, path, config.RoleAdmin, "")
+		if status, code, _ := openAIError(t, rec); status != 405 || code != "method_not_allowed" || rec.Header().Get("Allow") != allow {
+			t.Errorf("PATCH %s: %d %s Allow %q, want 405 Allow %q", path, status, code, rec.Header().Get("Allow"), allow)
+		}
+	}
+}
