@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"runtime"
 	"slices"
 	"strconv"
@@ -288,6 +289,14 @@ func guard(s Status, log *zap.Logger, roles []string, h http.HandlerFunc) http.H
 			}
 			writeError(w, apierr.Denied("insufficient_role", "", "role %s may not %s %s; it needs one of: %s",
 				c.Role, verb, apierr.Truncate(r.URL.Path, 128), strings.Join(roles, ", ")))
+			return
+		}
+		// Go's query parser drops a pair it cannot read (one with a ';')
+		// without a word: a filter would be ignored and the answer wider
+		// than asked.
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			writeError(w, apierr.Invalid("invalid_query", "", "the query string cannot be read: %s; separate parameters with & and escape ; as %%3B",
+				apierr.Truncate(err.Error(), 128)))
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
