@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -57,11 +58,15 @@ func load(ctx context.Context, f files) (*Engine, error) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	c := ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1)
+	c := newCompiler()
 	if c.Compile(parsed); c.Failed() {
 		return nil, fmt.Errorf("compile: %w", c.Errors)
 	}
-	pq, err := rego.New(rego.Query(Query), rego.SetRegoVersion(ast.RegoV1), rego.Compiler(c)).PrepareForEval(ctx)
+	if err := ineffective(c.Modules); err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	pq, err := rego.New(rego.Query(Query), rego.SetRegoVersion(ast.RegoV1), rego.Compiler(c),
+		rego.StrictBuiltinErrors(true)).PrepareForEval(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
@@ -69,7 +74,7 @@ func load(ctx context.Context, f files) (*Engine, error) {
 	if root, ok := analyze(c.Modules); ok {
 		e.memo = newMemo(root)
 	}
-	if _, err := e.Eval(ctx, SampleInput()); err != nil {
+	if _, err := e.evalAt(ctx, SampleInput(), time.Unix(0, 0)); err != nil {
 		return nil, fmt.Errorf("policy %s rejected: %w", e.Version, err)
 	}
 	return e, nil
@@ -92,7 +97,7 @@ func (e *Engine) Decide(ctx context.Context, in *Input, ct *CatalogTerms) (Decis
 		e.memo.misses.Add(1)
 	}
 	v, release := in.value(ct, &parts)
-	d, err := e.Eval(ctx, v)
+	d, err := e.evalAt(ctx, v, in.Now)
 	release()
 	if err == nil && key != nil {
 		e.memo.put(key, &d)
@@ -110,9 +115,21 @@ func (e *Engine) MemoStats() (hits, misses uint64) {
 	return e.memo.hits.Load(), e.memo.misses.Load()
 }
 
-// Eval evaluates the decision for one input.
+// Eval evaluates the decision for one input, at the time of day it is.
 func (e *Engine) Eval(ctx context.Context, input ast.Value) (Decision, error) {
-	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(input))
+	return e.evalAt(ctx, input, time.Time{})
+}
+
+// evalAt evaluates the decision for one input as at now (the zero time:
+// as at the time of day it is). A request's now is the one its input
+// carries, so time.now_ns() in a policy reads the request's time, and a
+// replay months later reads it again.
+func (e *Engine) evalAt(ctx context.Context, input ast.Value, now time.Time) (Decision, error) {
+	opts := []rego.EvalOption{rego.EvalParsedInput(input)}
+	if !now.IsZero() {
+		opts = append(opts, rego.EvalTime(now))
+	}
+	rs, err := e.query.Eval(ctx, opts...)
 	if err != nil {
 		return Decision{}, fmt.Errorf("evaluation: %w", err)
 	}
@@ -120,6 +137,65 @@ func (e *Engine) Eval(ctx context.Context, input ast.Value) (Decision, error) {
 		return Decision{}, ErrNoDecision
 	}
 	return decode(rs[0].Expressions[0].Value)
+}
+
+// computed are the decision's fields the library computes and no rule of a
+// platform's module can set (docs/policy-library.md): a rule of the same
+// name in package stellwerk would be a rule of its own that nothing reads.
+var computed = map[string]string{
+	"objective":     "the workspace's objective or the request's optimize",
+	"quality_floor": "the workspace's quality_floor or the request's min_quality",
+	"max_cost_eur":  "the workspace's max_cost_eur or the request's max_cost",
+	"log_level":     "log_levels contains level",
+	"residency":     "the workspace's residency rules, or excluded",
+	"redact":        "the classifier's redaction settings",
+	"downgrade":     "the budgets' on_exceed: downgrade",
+}
+
+// ineffective refuses a platform module's rule, next to the library, that
+// would set a decision field the library computes: it would have no effect,
+// which the author would not find out.
+func ineffective(modules map[string]*ast.Module) error {
+	var lib bool
+	for name := range modules {
+		lib = lib || strings.HasPrefix(name, "library/")
+	}
+	if !lib {
+		return nil
+	}
+	var errs ast.Errors
+	for name, m := range modules {
+		if strings.HasPrefix(name, "library/") || m.Package.Path.String() != "data.stellwerk" {
+			continue
+		}
+		for _, r := range m.Rules {
+			head := r.Head.Ref()[0].String()
+			if how, ok := computed[head]; ok {
+				errs = append(errs, ast.NewError(ast.CompileErr, r.Location,
+					"%s has no effect: the library computes the decision's %s; set it with %s (docs/policy-library.md)", head, head, how))
+			}
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Location.String() < errs[j].Location.String() })
+	return errs
+}
+
+// unsafeBuiltins are the built-ins a policy may not call: a decision is
+// made from its input alone, so it can be replayed and memoised, and a
+// policy neither waits on the network in the request path nor reads the
+// process's environment, where provider keys live (opa.runtime).
+var unsafeBuiltins = map[string]struct{}{
+	ast.HTTPSend.Name:        {},
+	ast.NetLookupIPAddr.Name: {},
+	ast.OPARuntime.Name:      {},
+}
+
+// newCompiler compiles Rego v1 without the unsafe built-ins.
+func newCompiler() *ast.Compiler {
+	return ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1).WithUnsafeBuiltins(unsafeBuiltins)
 }
 
 // TestResult is one Rego test's outcome.
@@ -131,34 +207,88 @@ type TestResult struct {
 }
 
 // RunTests runs every *_test.rego of a source against its modules with
-// OPA's tester (Rego v1).
+// OPA's tester (Rego v1), after the checks a load makes (compile, the
+// decision's shape), so a policy that passes its tests also loads.
 func RunTests(ctx context.Context, src Source) ([]TestResult, error) {
 	f, err := src.collect()
 	if err != nil {
 		return nil, err
 	}
+	if _, err := load(ctx, f); err != nil {
+		return nil, err
+	}
 	return runTests(ctx, f)
 }
 
+// runTests runs the library's tests against the library alone (they pin
+// its exact decisions, which an organisation's own rules change on
+// purpose) and the policy dir's tests against everything that is loaded.
+// The dir's tests may call the library's fixtures (helpers_test.rego);
+// the library's test_ rules and its example modules in package stellwerk
+// are not part of their run.
 func runTests(ctx context.Context, f files) ([]TestResult, error) {
-	parsed := map[string]*ast.Module{}
+	lib, dir := map[string]*ast.Module{}, map[string]*ast.Module{}
 	popts := ast.ParserOptions{RegoVersion: ast.RegoV1}
+	dirTests := false
 	for _, set := range []map[string]string{f.modules, f.tests} {
 		for name, src := range set {
 			m, err := ast.ParseModuleWithOpts(name, src, popts)
 			if err != nil {
 				return nil, err
 			}
-			parsed[name] = m
+			fromLib := strings.HasPrefix(name, "library/")
+			_, isTest := f.tests[name]
+			switch {
+			case !fromLib:
+				dir[name] = m
+				dirTests = dirTests || isTest
+			case !isTest:
+				lib[name], dir[name] = m, m
+			default:
+				lib[name] = m
+				if m.Package.Path.String() != "data.stellwerk" {
+					dir[name] = fixtures(m)
+				}
+			}
 		}
 	}
-	ch, err := tester.NewRunner().SetCompiler(ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1)).
-		SetTimeout(30*time.Second).SetModules(parsed).RunTests(ctx, nil)
-	if err != nil {
-		return nil, err
+	var runs []map[string]*ast.Module
+	for name := range f.tests {
+		if strings.HasPrefix(name, "library/") {
+			runs = append(runs, lib)
+			break
+		}
 	}
+	if dirTests {
+		runs = append(runs, dir)
+	}
+	var results []*tester.Result
+	for _, mods := range runs {
+		ch, err := tester.NewRunner().SetCompiler(newCompiler()).RaiseBuiltinErrors(true).
+			SetTimeout(30*time.Second).SetModules(mods).RunTests(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		for r := range ch {
+			results = append(results, r)
+		}
+	}
+	return testResults(results), nil
+}
+
+// fixtures is a library test module without its test_ rules: the functions
+// and inputs a policy's own tests may build on.
+func fixtures(m *ast.Module) *ast.Module {
+	c := m.Copy()
+	c.Rules = slices.DeleteFunc(c.Rules, func(r *ast.Rule) bool {
+		return strings.HasPrefix(r.Head.Ref()[0].String(), "test_")
+	})
+	return c
+}
+
+func testResults(rs []*tester.Result) []TestResult {
 	var out []TestResult
-	for r := range ch {
+	for _, r := range rs {
 		tr := TestResult{Name: strings.TrimPrefix(r.Package, "data.") + "." + r.Name, Passed: !r.Fail && r.Error == nil}
 		if r.Location != nil {
 			tr.File = r.Location.File
@@ -171,5 +301,5 @@ func runTests(ctx context.Context, f files) ([]TestResult, error) {
 		out = append(out, tr)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,5 +43,47 @@ func TestManagerReload(t *testing.T) {
 	changed, err := m.Reload(ctx)
 	if !changed || err != nil || m.Current().Version == v1 || m.Status().LastError != "" {
 		t.Fatalf("fixed: changed=%v err=%v status=%+v", changed, err, m.Status())
+	}
+}
+
+// A policy dir reached through symbolic links (git-sync's current -> rev)
+// is read in full: the root's link and a linked directory inside it; a
+// link back up is read once, not in a loop.
+func TestDirThroughLinks(t *testing.T) {
+	base := t.TempDir()
+	rev := filepath.Join(base, "rev1")
+	shared := filepath.Join(base, "shared")
+	for _, d := range []string{rev, shared} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(path, src string) {
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(rev, "block.rego"), "package stellwerk\n\ndeny contains \"mallory\" if input.request.user == \"mallory\"\n")
+	write(filepath.Join(shared, "eve.rego"), "package stellwerk\n\ndeny contains \"eve\" if input.request.user == \"eve\"\n")
+	for link, target := range map[string]string{
+		filepath.Join(base, "current"): rev,
+		filepath.Join(rev, "shared"):   shared,
+		filepath.Join(shared, "up"):    rev,
+	} {
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := Source{Dir: filepath.Join(base, "current")}.collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for n := range f.modules {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	if want := []string{"dir/block.rego", "dir/shared/eve.rego"}; !slices.Equal(names, want) {
+		t.Fatalf("modules %v, want %v", names, want)
 	}
 }

@@ -54,40 +54,7 @@ func (s Source) collect() (files, error) {
 		}
 	}
 	if s.Dir != "" {
-		err := filepath.WalkDir(s.Dir, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.IsDir() {
-				if path != s.Dir && strings.HasPrefix(d.Name(), ".") {
-					return fs.SkipDir // e.g. Kubernetes ConfigMap ..data staging dirs
-				}
-				return nil
-			}
-			if !strings.HasSuffix(path, ".rego") {
-				return nil
-			}
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			if info.Size() > maxModuleBytes {
-				return fmt.Errorf("%s: larger than %d bytes", path, maxModuleBytes)
-			}
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(s.Dir, path)
-			name := "dir/" + filepath.ToSlash(rel)
-			if strings.HasSuffix(path, "_test.rego") {
-				f.tests[name] = string(b)
-			} else {
-				f.modules[name] = string(b)
-			}
-			return nil
-		})
-		if err != nil {
+		if err := readDir(s.Dir, "dir", f, map[string]bool{}); err != nil {
 			return f, fmt.Errorf("policy dir: %w", err)
 		}
 	}
@@ -96,6 +63,62 @@ func (s Source) collect() (files, error) {
 	}
 	f.version = versionOf(f.modules, f.tests)
 	return f, nil
+}
+
+// readDir reads the *.rego files under root into f, named prefix/ and
+// their path below root. It follows symbolic links, the root's and its
+// directories' (git-sync's `current -> rev`, a link swapped to deploy), each
+// real directory once (seen), so a link cannot loop; a directory whose name
+// starts with a dot is skipped, as are a Kubernetes ConfigMap's ..data
+// staging directories (its files are linked at the top).
+func readDir(root, prefix string, f files, seen map[string]bool) error {
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return err
+	}
+	if seen[real] {
+		return nil
+	}
+	seen[real] = true
+	return filepath.WalkDir(real, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(real, path)
+		name := prefix + "/" + filepath.ToSlash(rel)
+		if d.IsDir() {
+			if path != real && (strings.HasPrefix(d.Name(), ".") || seen[path]) {
+				return fs.SkipDir // read through a link already
+			}
+			seen[path] = true
+			return nil
+		}
+		if d.Type()&fs.ModeSymlink != 0 && !strings.HasPrefix(d.Name(), ".") {
+			if info, err := os.Stat(path); err == nil && info.IsDir() {
+				return readDir(path, name, f, seen)
+			}
+		}
+		if !strings.HasSuffix(path, ".rego") {
+			return nil
+		}
+		info, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		if info.Size() > maxModuleBytes {
+			return fmt.Errorf("%s: larger than %d bytes", filepath.Join(root, rel), maxModuleBytes)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if strings.HasSuffix(path, "_test.rego") {
+			f.tests[name] = string(b)
+		} else {
+			f.modules[name] = string(b)
+		}
+		return nil
+	})
 }
 
 func versionOf(sets ...map[string]string) string {

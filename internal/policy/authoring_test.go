@@ -1,0 +1,213 @@
+package policy
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/classify"
+)
+
+// policyDir writes modules (file name → source) into a new directory.
+func policyDir(t *testing.T, modules map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, src := range modules {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// sampleRequest is SampleInput's request by user at now, with metadata.
+func sampleRequest(user string, metadata map[string]string, now time.Time) (*Input, *CatalogTerms) {
+	cat := sampleCatalog()
+	in := &Input{
+		Request:        RequestFacts{Path: "/v1/chat/completions", API: "chat", Model: "auto", User: user, Metadata: metadata, Headers: map[string]string{}},
+		Principal:      auth.Principal{Workspace: auth.DefaultWorkspace, Roles: []string{}},
+		Workspace:      defaultWorkspace(),
+		Classification: &classify.Result{Task: "chat", Complexity: "low", Language: "en", Sensitivity: "public", Risk: "low", PIICounts: map[string]int{}, Scan: classify.ScanComplete},
+		Now:            now,
+	}
+	for _, m := range cat.Models() {
+		in.Candidates = append(in.Candidates, Candidate{Model: m, Quality: 0.5, Healthy: true, LatencyMS: m.LatencyMS})
+	}
+	return in, NewCatalogTerms(cat)
+}
+
+// A built-in that fails in a rule fails the decision (a 500, never a silent
+// allow): the rule is not quietly undefined.
+func TestBuiltinErrorFailsClosed(t *testing.T) {
+	ctx := context.Background()
+	dir := policyDir(t, map[string]string{"cap.rego": `package stellwerk
+
+deny contains "over the cost centre's cap" if {
+	cap := to_number(input.request.metadata.max_eur)
+	some c in input.candidates
+	c.estimated_cost_eur > cap
+}
+`})
+	e, err := Load(ctx, Source{Library: true, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, ct := sampleRequest("", map[string]string{"max_eur": "-1"}, time.Unix(0, 0))
+	if d, err := e.Decide(ctx, in, ct); err != nil || len(d.Deny) != 1 {
+		t.Fatalf("a number: %+v %v, want the deny", d.Deny, err)
+	}
+	in, ct = sampleRequest("", map[string]string{"max_eur": "abc"}, time.Unix(0, 0))
+	if d, err := e.Decide(ctx, in, ct); err == nil || !strings.Contains(err.Error(), "to_number") {
+		t.Fatalf("not a number: %+v %v, want an evaluation error", d, err)
+	}
+}
+
+// A policy may not call the network or read the process's environment:
+// a compile error naming the built-in, in serve, config check and policy
+// test alike.
+func TestUnsafeBuiltinsRefused(t *testing.T) {
+	for name, call := range map[string]string{
+		"http.send":          `http.send({"method": "GET", "url": "http://127.0.0.1:1/"}).status_code == 200`,
+		"net.lookup_ip_addr": `count(net.lookup_ip_addr("example.com")) > 0`,
+		"opa.runtime":        `opa.runtime().env.OPENAI_API_KEY != ""`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := policyDir(t, map[string]string{"net.rego": "package stellwerk\n\ndeny contains \"x\" if " + call + "\n"})
+			_, err := Load(context.Background(), Source{Library: true, Dir: dir})
+			if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "net.rego:3") {
+				t.Fatalf("%v, want a compile error naming %s at net.rego:3", err, name)
+			}
+			if _, err := RunTests(context.Background(), Source{Library: true, Dir: dir}); err == nil {
+				t.Fatal("policy test ran it")
+			}
+		})
+	}
+}
+
+// time.now_ns() reads the request's time, so a replay decides as the
+// request was decided.
+func TestNowIsTheRequestsTime(t *testing.T) {
+	ctx := context.Background()
+	freeze := time.Date(2026, 12, 24, 12, 0, 0, 0, time.UTC)
+	dir := policyDir(t, map[string]string{"freeze.rego": `package stellwerk
+
+deny contains "change freeze" if {
+	time.now_ns() >= ` + strconv.FormatInt(freeze.UnixNano(), 10) + `
+}
+`})
+	e, err := Load(ctx, Source{Library: true, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		at   time.Time
+		deny int
+	}{{freeze.Add(-time.Hour), 0}, {freeze.Add(time.Hour), 1}, {freeze.Add(-time.Minute), 0}} {
+		in, ct := sampleRequest("", map[string]string{}, tc.at)
+		if d, err := e.Decide(ctx, in, ct); err != nil || len(d.Deny) != tc.deny {
+			t.Errorf("at %s: deny %v (%v), want %d reasons", tc.at, d.Deny, err, tc.deny)
+		}
+	}
+}
+
+// An organisation-wide rule (no global models, for everyone) changes
+// decisions the library's tests pin; those tests still check the library
+// alone, the dir's tests check everything loaded, and may use the
+// library's fixtures.
+func TestOrganisationRuleKeepsLibraryTests(t *testing.T) {
+	ctx := context.Background()
+	dir := policyDir(t, map[string]string{
+		"noglobal.rego": `package stellwerk
+
+excluded contains [c.id, "platform: no global models"] if {
+	some c in input.candidates
+	c.residency == "global"
+}
+`,
+		"noglobal_test.rego": `package stellwerk_test
+
+import data.stellwerk
+
+test_global_excluded if {
+	d := stellwerk.decision with input as base
+	d.exclude.claude == "platform: no global models"
+}
+
+test_eu_kept if {
+	d := stellwerk.decision with input as base
+	not d.exclude["mistral-large"]
+}
+`,
+	})
+	results, err := RunTests(ctx, Source{Library: true, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine, lib int
+	for _, r := range results {
+		if !r.Passed {
+			t.Errorf("%s (%s): %s", r.Name, r.File, r.Error)
+		}
+		if strings.HasPrefix(r.File, "dir/") {
+			mine++
+		} else {
+			lib++
+		}
+	}
+	if mine != 2 || lib < 50 {
+		t.Errorf("%d tests of the dir, %d of the library; want 2 and all of the library's", mine, lib)
+	}
+	if _, err := NewManager(ctx, Source{Library: true, Dir: dir}, zap.NewNop()); err != nil {
+		t.Fatalf("serve refuses it: %v", err)
+	}
+	// The dir's own test still gates: a wrong expectation is refused.
+	dir = policyDir(t, map[string]string{
+		"noglobal_test.rego": `package stellwerk_test
+
+import data.stellwerk
+
+test_wrong if {
+	d := stellwerk.decision with input as base
+	d.exclude.claude == "platform: no global models"
+}
+`})
+	if _, err := NewManager(ctx, Source{Library: true, Dir: dir}, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "test_wrong") {
+		t.Fatalf("%v, want the dir's failing test", err)
+	}
+}
+
+// policy test refuses what serve would: a decision of the wrong shape.
+func TestPolicyTestChecksTheShape(t *testing.T) {
+	dir := policyDir(t, map[string]string{"shape.rego": "package stellwerk\n\ntags[\"priority\"] := 1 if input.principal.workspace == \"default\"\n"})
+	if _, err := RunTests(context.Background(), Source{Library: true, Dir: dir}); err == nil || !strings.Contains(err.Error(), "must be a string") {
+		t.Fatalf("%v, want the shape error", err)
+	}
+}
+
+// A rule named after a decision field the library computes would have no
+// effect: refused with file:line and where the value is set instead.
+func TestComputedFieldRuleRefused(t *testing.T) {
+	dir := policyDir(t, map[string]string{"cheap.rego": "package stellwerk\n\nobjective := \"cost\" if input.classification.complexity == \"low\"\n\nmax_cost_eur := 0.01\n"})
+	_, err := Load(context.Background(), Source{Library: true, Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "cheap.rego:3") || !strings.Contains(err.Error(), "objective has no effect") ||
+		!strings.Contains(err.Error(), "cheap.rego:5") || !strings.Contains(err.Error(), "request's max_cost") {
+		t.Fatalf("%v", err)
+	}
+	// Without the library the names are the module's own.
+	dir = policyDir(t, map[string]string{"own.rego": `package stellwerk
+
+objective := "cost"
+
+decision := {"deny": [], "exclude": {}, "objective": objective, "quality_floor": 0, "max_cost_eur": null, "redact": [], "log_level": "", "tags": {}}
+`})
+	if _, err := Load(context.Background(), Source{Dir: dir}); err != nil {
+		t.Fatalf("without the library: %v", err)
+	}
+}
