@@ -631,3 +631,35 @@ func TestRouterTrainReadsTheFeedbackStore(t *testing.T) {
 		t.Errorf("router train --feedback-store: %v\n%s", err, stdout)
 	}
 }
+
+// A policy that fails to evaluate: explain answers 500 policy_error as serve
+// does and prints on stderr what serve would log, with the file and line.
+func TestExplainShowsThePolicyError(t *testing.T) {
+	t.Setenv("MOCK_US_API_KEY", "sk-us")
+	t.Setenv("MOCK_EU_API_KEY", "sk-eu")
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policies")
+	if err := os.Mkdir(pol, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conflict := "package stellwerk\n\ntags[\"owner\"] := \"platform\" if input.request.user == \"x\"\n\ntags[\"owner\"] := \"legal\" if input.request.user == \"x\"\n"
+	if err := os.WriteFile(filepath.Join(pol, "conflict.rego"), []byte(conflict), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "stellwerk.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "stellwerk.yaml")
+	b = []byte(strings.Replace(string(b), "  # dir: ./policies", "  dir: "+pol+" #", 1))
+	if err := os.WriteFile(cfg, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := runIn(`{"model":"auto","user":"x","messages":[{"role":"user","content":"hi"}]}`, "explain", "--config", cfg)
+	if err != nil || !strings.Contains(out, "500 policy_error") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(errOut, "conflict.rego:") || !strings.Contains(errOut, "eval_conflict_error") {
+		t.Errorf("stderr does not say what failed:\n%s", errOut)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/auth"
@@ -210,8 +211,11 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			return fmt.Errorf("routing.quality_predictor: %w", err)
 		}
 	}
+	// What serve would log for the operator (a policy's evaluation error)
+	// goes to stderr: the answer shown only says to look there.
+	errLog := newLogger(stderr, zapcore.ErrorLevel, "console")
 	decideWith := func(cat *catalog.Catalog) (*decision.Result, error) {
-		r := decision.New(cfg, cat, cl, pm, nil)
+		r := decision.New(cfg, cat, cl, pm, errLog)
 		r.Routes, r.Predictor = routes, predictor
 		return r.Route(ctx, decision.Request{Path: "/v1/chat/completions", Body: body, Principal: principal, HeaderPolicy: *headerPolicy,
 			MetadataHeader: *metadata, DecisionID: "explain"})
