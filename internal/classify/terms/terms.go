@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"sync"
 )
@@ -124,6 +125,11 @@ func New(lists []List) (*Matcher, error) {
 			}
 			if re.MatchString("") {
 				bad(i, "pattern %q matches the empty text", p)
+				continue
+			}
+			if lit, ok := unfoldedLiteral(p); ok {
+				bad(i, "pattern %q: %q never appears in the text it matches, which is folded (lower case, no accents, one space for white space); write %q",
+					p, lit, Fold(lit))
 				continue
 			}
 			m.patterns = append(m.patterns, pattern{list: i, re: re})
@@ -250,6 +256,36 @@ func (m *Matcher) Names() []string {
 		return nil
 	}
 	return m.names
+}
+
+// unfoldedLiteral returns a literal of pattern p that folding changes
+// ("ZPH", "café", "\t"): p can never match where it must.
+func unfoldedLiteral(p string) (string, bool) {
+	re, err := syntax.Parse(p, syntax.Perl)
+	if err != nil {
+		return "", false // regexp.Compile has said so
+	}
+	var walk func(re *syntax.Regexp) (string, bool)
+	walk = func(re *syntax.Regexp) (string, bool) {
+		if re.Op == syntax.OpLiteral {
+			lit := string(re.Rune)
+			if re.Flags&syntax.FoldCase != 0 {
+				lit = strings.ToLower(lit) // (?i): either case is matched
+			}
+			for _, r := range lit {
+				if c := string(r); Fold(c) != c {
+					return string(re.Rune), true
+				}
+			}
+		}
+		for _, sub := range re.Sub {
+			if lit, ok := walk(sub); ok {
+				return lit, true
+			}
+		}
+		return "", false
+	}
+	return walk(re)
 }
 
 // Count adds to counts[i] the occurrences of list i's terms and patterns

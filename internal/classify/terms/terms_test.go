@@ -76,3 +76,32 @@ func TestCountAcrossTheMiddle(t *testing.T) {
 		}
 	}
 }
+
+// A pattern is matched against folded text, so a literal folding changes
+// can never match: refused with the folded spelling; (?i) and character
+// classes are left to the author.
+func TestPatternsMustBeFolded(t *testing.T) {
+	for p, want := range map[string]string{
+		`ZPH-\d{4}`:  `write "zph-"`,
+		`café-\d+`:   `write "cafe-"`,
+		`tab\there`:  `write "tab here"`,
+		`straße \d+`: `write "strasse "`,
+	} {
+		_, err := New([]List{{Name: "l", Patterns: []string{p}}})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", p, err, want)
+		}
+	}
+	for _, p := range []string{`zph-\d{4}`, `(?i)ZPH-\d{4}`, `[A-Za-z]+-\d+`, `\bproject [a-z]+\b`, `\D\S\W-x`} {
+		m, err := New([]List{{Name: "l", Patterns: []string{p}}})
+		if err != nil {
+			t.Errorf("%s: %v", p, err)
+			continue
+		}
+		counts := make([]int, 1)
+		m.Count("ZPH-1234 and Project Zephyr", counts)
+		if p == `zph-\d{4}` && counts[0] != 1 {
+			t.Errorf("%s: %d matches", p, counts[0])
+		}
+	}
+}
