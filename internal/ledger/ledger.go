@@ -220,6 +220,7 @@ type Ledger struct {
 	failOpenB bool
 	failOpenR bool
 	log       *zap.Logger
+	orphans   orphans
 }
 
 // New makes a Ledger.
@@ -250,7 +251,10 @@ func (l *Ledger) SetLimits(lim *Limits) { l.limits.Store(lim) }
 func (l *Ledger) Limits() *Limits { return l.limits.Load() }
 
 // Close stops the backend (the memory backend saves its spend).
-func (l *Ledger) Close(ctx context.Context) error { return l.backend.close(ctx) }
+func (l *Ledger) Close(ctx context.Context) error {
+	l.orphans.stop()
+	return l.backend.close(ctx)
+}
 
 // Reserve checks req against every applicable budget and rate limit and,
 // if all hold, holds its cost and tokens and counts the request, atomically
@@ -272,6 +276,9 @@ func (l *Ledger) Reserve(ctx context.Context, req *Request) (*Reservation, error
 	}
 	st, err := l.backend.reserve(ctx, &p)
 	if err != nil {
+		// The store may have made the reservation and the answer been
+		// lost: it is given back once the store answers again.
+		l.orphans.add(l, r.ID)
 		return l.unavailable(ctx, r, p.counters, "reserve", err)
 	}
 	switch st {

@@ -121,3 +121,59 @@ func TestRedisLostRecord(t *testing.T) {
 		t.Fatalf("budget %+v, want 1.5 EUR charged once", g)
 	}
 }
+
+// TestRedisStallHoldsNothing: Redis stalls longer than the client's timeout
+// (a fork, an fsync, a slow script) while a Reserve is in it. The script
+// still runs, and go-redis sends it again. Whatever the caller was told —
+// admitted (the retry answered), or unavailable (both timed out) — once it
+// releases what it was given nothing is held and nothing charged: the
+// retry is the same reservation, and one the caller never got is given
+// back when Redis answers again.
+func TestRedisStallHoldsNothing(t *testing.T) {
+	srv := testsrv.Redis(t)
+	opts, err := RedisOptions(&config.Redis{Address: srv.Addr, Timeout: 150 * time.Millisecond}, Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	staller := redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: 10 * time.Second})
+	t.Cleanup(func() { client.Close(); staller.Close() })
+	lim := limits(t, time.UTC, []BudgetRule{{Name: "g", Scope: ScopeGlobal, Limit: eur(10), Period: PeriodDay}}, nil)
+	for _, stall := range []int{250, 1000} {
+		t.Run(fmt.Sprint(stall, "ms"), func(t *testing.T) {
+			l := New(NewRedis(client, fmt.Sprintf("{stall%d}:", stall)), lim, Options{})
+			t.Cleanup(func() { l.Close(context.Background()) })
+			reserve(t, l, "warm", 0, 0) // the script is loaded: EVALSHA from here on
+			stalled := make(chan error, 1)
+			go func() {
+				stalled <- staller.Eval(context.Background(),
+					`local t0 = redis.call('TIME') repeat local t = redis.call('TIME') until (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) >= tonumber(ARGV[1]) * 1000 return 1`,
+					nil, stall).Err()
+			}()
+			time.Sleep(30 * time.Millisecond) // the busy script has started
+			r, err := l.Reserve(context.Background(), &Request{ID: "req-1", Subject: alice, Model: "m1", Cost: eur(3)})
+			if err := <-stalled; err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case err == nil && r.Allowed:
+				if err := l.Release(context.Background(), r); err != nil {
+					t.Fatal(err)
+				}
+			case errors.Is(err, ErrUnavailable):
+			default:
+				t.Fatalf("reserve: %+v %v", r, err)
+			}
+			var b BudgetState
+			for range 100 {
+				if b = budget(t, peek(t, l), "g"); b.Reserved == 0 {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if b.Reserved != 0 || b.Used != 0 || l.orphans.pending() != 0 {
+				t.Fatalf("after a reserve the caller released or never got: reserved %v used %v, %d waiting", b.Reserved, b.Used, l.orphans.pending())
+			}
+		})
+	}
+}

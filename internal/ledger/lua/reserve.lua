@@ -6,12 +6,23 @@
 -- is changed: every one is applied, or none.
 -- Returns {status, {used, held, ...}}: status ok (values after),
 -- refused (values before), dup (id in use), gone (move: not held).
+-- The same call again (a client's retry after a timeout, when the first
+-- one ran: the same id and lease end) answers ok with the values now, and
+-- holds nothing more.
 sweep()
 local id = ARGV[4]
 local r = P .. 'r:' .. id
 local st = redis.call('HGET', r, 's')
 local old = {}
 if ARGV[6] == 'n' then
+  if st == 'r' and redis.call('HGET', r, 'e') == ARGV[5] then
+    local vals = {}
+    for i = 1, #KEYS do
+      local uh = redis.call('HMGET', KEYS[i], 'u', 'h')
+      vals[2 * i - 1], vals[2 * i] = tonumber(uh[1]) or 0, tonumber(uh[2]) or 0
+    end
+    return {'ok', vals}
+  end
   if st then return {'dup', {}} end
 else
   if st ~= 'r' then return {'gone', {}} end
