@@ -195,4 +195,17 @@ func TestRevokedKeyBesideAnotherCredential(t *testing.T) {
 	if resp, b := post(t, s.URL+"/v1/chat/completions", chat, map[string]string{"Authorization": "Bearer anything"}); resp.StatusCode != 200 {
 		t.Fatalf("open mode, one unknown credential: %d %s", resp.StatusCode, b)
 	}
+	// A store key cut short when pasted is meant as one: refused, not
+	// the anonymous principal (found through the console's try-it).
+	resp, b = adminDo(t, s, "POST", "/admin/keys", `{"id":"cut","workspace":"default"}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("create: %d %s", resp.StatusCode, b)
+	}
+	mustJSON(t, b, &created)
+	for _, cut := range []string{created.Secret[:len(created.Secret)-1], "sk-sw-bogus"} {
+		resp, b := post(t, s.URL+"/v1/chat/completions", chat, map[string]string{"Authorization": "Bearer " + cut})
+		if resp.StatusCode != 401 || decodeError(t, b).Error.Code != "invalid_api_key" {
+			t.Fatalf("open mode, a store key cut short: %d %s", resp.StatusCode, b)
+		}
+	}
 }

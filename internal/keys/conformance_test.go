@@ -259,9 +259,16 @@ func TestTableLookup(t *testing.T) {
 			}
 		}
 		// Not the store's shape: not ours to judge.
-		for _, other := range []string{"", "sk-other", strings.ToUpper(secret), secret + "x"} {
+		for _, other := range []string{"", "sk-other", strings.ToUpper(secret), "sk-s"} {
 			if _, ok, err := tb.Lookup(other); ok || err != nil {
 				t.Errorf("%q matched: %v", other, err)
+			}
+		}
+		// Meant as a store key and not one (cut short when pasted, an extra
+		// character, mistyped): refused, never anonymous.
+		for _, cut := range []string{secret[:len(secret)-1], secret + "x", "sk-sw-bogus", "Bearer sk-sw-", secret[:20] + "!" + secret[21:]} {
+			if _, ok, err := tb.Lookup(cut); !ok || !errors.Is(err, ErrMalformed) {
+				t.Errorf("%q: %v %v, want refused as malformed", cut, ok, err)
 			}
 		}
 		// The store's shape but no such key: refused.

@@ -44,10 +44,7 @@ func newSecret() string {
 // exactly a store key's shape, so unrelated tokens never reach the hash.
 // It runs on untrusted input for every request and allocates nothing.
 func ParseSecret(credential string) (secret string, ok bool) {
-	s := trimBlank(credential)
-	if len(s) > 7 && strings.EqualFold(s[:7], "bearer ") {
-		s = trimBlank(s[7:])
-	}
+	s := trimBearer(credential)
 	if len(s) != secretLen || s[:len(SecretPrefix)] != SecretPrefix {
 		return "", false
 	}
@@ -58,6 +55,15 @@ func ParseSecret(credential string) (secret string, ok bool) {
 		}
 	}
 	return s, true
+}
+
+// trimBearer is the token of an Authorization value or a bare key.
+func trimBearer(credential string) string {
+	s := trimBlank(credential)
+	if len(s) > 7 && strings.EqualFold(s[:7], "bearer ") {
+		s = trimBlank(s[7:])
+	}
+	return s
 }
 
 func trimBlank(s string) string {

@@ -82,6 +82,9 @@ var (
 	ErrExpired  = errors.New("the key has expired")
 	// ErrUnknown is a token of the store's shape that no key has (any more).
 	ErrUnknown = errors.New("unknown key")
+	// ErrMalformed is a token that starts as the store's keys do and is not
+	// one: a key cut short when pasted, or mistyped.
+	ErrMalformed = errors.New("not a whole stellwerk key")
 )
 
 // InvalidError is a spec that cannot be stored; Field names what is wrong.

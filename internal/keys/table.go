@@ -3,6 +3,7 @@ package keys
 import (
 	"context"
 	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,11 @@ var _ auth.Source = (*Table)(nil)
 func (t *Table) Lookup(token string) (auth.Principal, bool, error) {
 	secret, ok := ParseSecret(token)
 	if !ok {
+		if strings.HasPrefix(trimBearer(token), SecretPrefix) {
+			// A store key cut short or mistyped: meant as one, so refused,
+			// never the anonymous principal.
+			return auth.Principal{}, true, ErrMalformed
+		}
 		return auth.Principal{}, false, nil
 	}
 	d := t.hasher.Sum(secret)
