@@ -428,3 +428,41 @@ func TestFirstAttemptUnresolved(t *testing.T) {
 		t.Errorf("answer %d %v %s", resp.StatusCode, resp.Header, b)
 	}
 }
+
+// TestProviderRefusesCredential: a provider's 401 or 403 is about
+// stellwerk's credential for it (a client's key never reaches a provider):
+// the request fails over, and the client is never told its own key is
+// wrong, nor shown the provider's words, which name part of the key.
+func TestProviderRefusesCredential(t *testing.T) {
+	t.Parallel()
+	s := failoverStack(t, 1000)
+	primary, claude, eu := s.Providers["primary"], s.Providers["claude"], s.Providers["eu"]
+	for _, status := range []int{401, 403} {
+		resetAll(s)
+		primary.SetBehavior(mockllm.Behavior{Status: status})
+		r := viaPython(t, s, "plain", "")
+		if r.Error != nil || r.Provider != "claude" || r.Attempts != "2" || r.Routing == nil ||
+			r.Routing.Attempts[0].Status != status || !strings.Contains(r.Routing.Attempts[0].Reason, "refused stellwerk's credential") {
+			t.Fatalf("%d: SDK saw %+v", status, r)
+		}
+	}
+	resetAll(s)
+	for _, p := range []*harness.Provider{primary, claude, eu} {
+		p.SetBehavior(mockllm.Behavior{Status: 401})
+	}
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, nil)
+	e := decodeError(t, b)
+	if resp.StatusCode != 503 || e.Error.Code != "no_eligible_model" || !strings.Contains(e.Error.Message, "refused stellwerk's credential (401)") ||
+		strings.Contains(string(b), "****") || strings.Contains(string(b), "Incorrect API key") {
+		t.Fatalf("every provider refused: %d %s", resp.StatusCode, b)
+	}
+
+	// Without failover the provider's answer does not reach the client either.
+	s = failoverStackWith(t, func(c *config.Config) { c.Failover.MaxAttempts = 1 })
+	s.Providers["primary"].SetBehavior(mockllm.Behavior{Status: 401})
+	resp, b = post(t, s.URL+"/v1/chat/completions", `{"model":"primary-mini","messages":[{"role":"user","content":"hi"}]}`, nil)
+	e = decodeError(t, b)
+	if resp.StatusCode != 502 || e.Error.Code != "provider_credential_refused" || strings.Contains(string(b), "****") {
+		t.Fatalf("no failover: %d %s", resp.StatusCode, b)
+	}
+}

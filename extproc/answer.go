@@ -74,6 +74,16 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		}
 	}
 	m := p.served
+	if p.plan == nil && credentialRefused(code) {
+		// Without failover: the provider's answer is not the client's to
+		// see (its 401 would tell the client its own key is wrong, and its
+		// text may name part of stellwerk's).
+		p.log.Error("the provider refused stellwerk's credential", zap.String("decision_id", p.id),
+			zap.String("provider", m.Provider.Name), zap.Int("status", code))
+		return p.immediate(apierr.Upstream("provider_credential_refused",
+			"the provider %s refused the gateway's credential for it (%d); the request was not served (operators: see the stellwerk log)",
+			m.Provider.Name, code))
+	}
 	hs = append(hs,
 		setHeader(header.Model, m.ID),
 		setHeader(header.Provider, m.Provider.Name),
@@ -160,7 +170,10 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 // was allowed. A request never reaches a model outside its decision.
 // providerErr is the last provider's answer, quoted when it is an error.
 func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
-	if msg := gjson.GetBytes(providerErr, "error.message"); msg.Type == gjson.String && msg.Str != "" && len(p.attempts) > 0 {
+	// A provider's words on a refused credential are not quoted: they may
+	// name part of the key ("Incorrect API key provided: sk-proj-****abcd").
+	if msg := gjson.GetBytes(providerErr, "error.message"); msg.Type == gjson.String && msg.Str != "" && len(p.attempts) > 0 &&
+		!credentialRefused(p.attempts[len(p.attempts)-1].Status) {
 		last := &p.attempts[len(p.attempts)-1]
 		last.Reason += ": " + apierr.Truncate(msg.Str, 200)
 	}

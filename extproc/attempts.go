@@ -268,6 +268,8 @@ func failureReason(status int, flags string) string {
 		return "provider unreachable (" + flags + ")"
 	case status == 429:
 		return "rate limited (429)"
+	case status == 401 || status == 403:
+		return "the provider refused stellwerk's credential (" + strconv.Itoa(status) + ")"
 	default:
 		return "status " + strconv.Itoa(status)
 	}
@@ -302,5 +304,11 @@ func attemptTarget(st *State, m *catalog.Model, workspace string) health.Target 
 	return tg
 }
 
-// retryable is what Envoy's retry policy resends (xds.retryPolicy).
-func retryable(status int) bool { return status == 429 || status >= 500 }
+// retryable is what Envoy's retry policy resends (xds.retryPolicy). A
+// provider's 401 or 403 is about stellwerk's credential for it (the
+// client's key never reaches a provider): the provider's failure, not the
+// request's.
+func retryable(status int) bool { return status == 429 || status >= 500 || credentialRefused(status) }
+
+// credentialRefused: the provider refused the credential stellwerk sent.
+func credentialRefused(status int) bool { return status == 401 || status == 403 }

@@ -281,7 +281,7 @@ func retryPolicy(f Failover) (*routev3.RetryPolicy, error) {
 	return &routev3.RetryPolicy{
 		RetryPriority:        rp,
 		RetryOn:              "5xx,reset,connect-failure,retriable-status-codes",
-		RetriableStatusCodes: []uint32{429},
+		RetriableStatusCodes: []uint32{429, 401, 403}, // 401, 403: stellwerk's credential, not the client's
 		NumRetries:           wrapperspb.UInt32(uint32(f.MaxAttempts - 1)),
 		PerTryTimeout:        durationpb.New(f.AttemptTimeout),
 		// Each retry goes to another provider: there is nothing to back off from.
@@ -336,6 +336,8 @@ func firstAttemptLog(ep ExtProc) (*accesslogv3.AccessLog, error) {
 			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "1"}}}}}}}
 	failed := &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_OrFilter{OrFilter: &accesslogv3.OrFilter{Filters: []*accesslogv3.AccessLogFilter{
 		status(accesslogv3.ComparisonFilter_EQ, 429, "rate_limited"),
+		status(accesslogv3.ComparisonFilter_EQ, 401, "credential_refused"),
+		status(accesslogv3.ComparisonFilter_EQ, 403, "credential_forbidden"),
 		status(accesslogv3.ComparisonFilter_GE, 500, "server_error"),
 		{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: firstAttemptFlags}}},
 	}}}}

@@ -755,6 +755,9 @@ func (c *Config) ApplyDefaults() {
 	for i := range c.Providers {
 		p := &c.Providers[i]
 		def(&p.WireFormat, "openai")
+		if p.WireFormat == "anthropic" {
+			def(&p.Credential.Header, "x-api-key") // Anthropic's API reads its key there
+		}
 		def(&p.Credential.Header, "authorization")
 		def(&p.RateLimitScope, RateLimitScopeModel)
 		if p.AssuranceTier == 0 {

@@ -135,3 +135,15 @@ func unwrapAll(err error) error {
 		err = u.Unwrap()
 	}
 }
+
+// An Anthropic-wire provider gets its key in x-api-key unless it says
+// otherwise: in authorization every request was a 401 (found probing).
+func TestAnthropicCredentialHeaderDefault(t *testing.T) {
+	c := &Config{Providers: []Provider{{Name: "a", WireFormat: "anthropic"}, {Name: "b", WireFormat: "anthropic", Credential: Credential{Header: "authorization"}}, {Name: "o"}}}
+	c.ApplyDefaults()
+	for i, want := range []string{"x-api-key", "authorization", "authorization"} {
+		if got := c.Providers[i].Credential.Header; got != want {
+			t.Errorf("%s: %q, want %q", c.Providers[i].Name, got, want)
+		}
+	}
+}

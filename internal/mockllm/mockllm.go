@@ -198,14 +198,21 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p.APIKey != "" && r.Header.Get("Authorization") != "Bearer "+p.APIKey && !p.accepts(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")) {
-		writeError(w, http.StatusUnauthorized, "invalid_request_error", "Incorrect API key provided.")
+		writeError(w, http.StatusUnauthorized, "invalid_request_error", "Incorrect API key provided: "+
+			maskKey(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))+".")
 		return
 	}
 	if b.Status >= 400 {
 		if b.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(b.RetryAfter))
 		}
-		writeError(w, b.Status, errorType(b.Status), fmt.Sprintf("%s: injected failure %d", p.Name, b.Status))
+		msg := fmt.Sprintf("%s: injected failure %d", p.Name, b.Status)
+		if b.Status == http.StatusUnauthorized && !anthropic {
+			// As OpenAI words it, with part of the key it was sent.
+			msg = "Incorrect API key provided: " + maskKey(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")) +
+				". You can find your API key at https://platform.openai.com/account/api-keys."
+		}
+		writeError(w, b.Status, errorType(b.Status), msg)
 		return
 	}
 	if !gjson.ValidBytes(body) {
@@ -448,6 +455,14 @@ func resetConnection(w http.ResponseWriter) {
 		_ = tc.SetLinger(0) // RST rather than FIN
 	}
 	conn.Close()
+}
+
+// maskKey shows a key as OpenAI's 401 does: its start and its last four.
+func maskKey(k string) string {
+	if len(k) < 12 {
+		return "****"
+	}
+	return k[:8] + "****" + k[len(k)-4:]
 }
 
 func errorType(status int) string {
