@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -262,6 +263,18 @@ func TestConsole(t *testing.T) {
 		chromedp.WaitNotVisible(chromedp.ID("key-create-box")),
 		chromedp.WaitNotVisible(chromedp.CSS(`#tabs button[data-tab="try"]`)),
 	)
+	// The admin's new key and the try-it key did not stay in the tab for
+	// the next user.
+	type leftBehind struct {
+		Page   bool    `json:"page"`
+		TryKey *string `json:"tryKey"`
+		Input  string  `json:"input"`
+	}
+	left, err := chromedp.Run(ctx, chromedp.Evaluate[leftBehind](`({page: document.documentElement.innerHTML.includes(`+strconv.Quote(secret)+`),
+		tryKey: sessionStorage.getItem("stellwerk.tryKey"), input: document.getElementById("try-key").value})`))
+	if err != nil || left.Page || left.TryKey != nil || left.Input != "" {
+		t.Errorf("after signing out, the next user's tab still holds the key: %+v %v", left, err)
+	}
 
 	if log := s.Log("stellwerk") + s.Log("envoy"); strings.Contains(log, s.AdminToken) || strings.Contains(log, viewer) || strings.Contains(log, secret[10:]) {
 		t.Error("a log shows the admin token or the key's secret")

@@ -40,7 +40,6 @@ type Publisher struct {
 	mu      sync.Mutex // serialises Publish
 	version atomic.Value
 	streams atomic.Int64
-	nack    atomic.Value // last rejection Envoy reported, "" when none
 	// salt keys the hash of secrets in the snapshot version, which the
 	// admin API shows: no one can test a guessed key against it.
 	salt []byte
@@ -65,7 +64,6 @@ func NewPublisher(ctx context.Context, log *zap.Logger) *Publisher {
 	p.cache = cachev3.NewSnapshotCache(true, sameForAll{}, zapAdapter{log.Sugar()})
 	p.server = serverv3.NewServer(ctx, p.cache, p.callbacks(), sotwv3.WithOrderedADS())
 	p.version.Store("")
-	p.nack.Store("")
 	return p
 }
 
@@ -177,8 +175,9 @@ func (p *Publisher) WaitApplied(ctx context.Context, version string, timeout tim
 		if p.applied(version) {
 			return true
 		}
-		// An Envoy that refused it will not apply it: stop waiting.
-		if time.Now().After(deadline) || ctx.Err() != nil || p.rejected(version) {
+		// An Envoy that refused it will not apply it, and none connected
+		// will not either: stop waiting.
+		if time.Now().After(deadline) || ctx.Err() != nil || p.rejected(version) || p.Streams() == 0 {
 			return false
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -199,9 +198,14 @@ func (p *Publisher) rejected(version string) bool {
 	return false
 }
 
+// applied: every connected Envoy accepted version for every type it
+// subscribes to; false when none is connected (nothing applied it).
 func (p *Publisher) applied(version string) bool {
 	p.ackMu.Lock()
 	defer p.ackMu.Unlock()
+	if len(p.acked) == 0 {
+		return false
+	}
 	for _, types := range p.acked {
 		for _, v := range types {
 			if v != version {
@@ -212,9 +216,27 @@ func (p *Publisher) applied(version string) bool {
 	return true
 }
 
-// LastRejection is the last error detail Envoy sent when it rejected a
-// snapshot, or "" if the last update was accepted.
-func (p *Publisher) LastRejection() string { return p.nack.Load().(string) }
+// LastRejection is the error of the latest refusal still standing: a
+// resource type of a connected Envoy that refused a version and has not
+// accepted a later one. "" when there is none. (One value for all types
+// let the other types' acceptance of the same version hide a refused
+// cluster.)
+func (p *Publisher) LastRejection() string {
+	p.ackMu.Lock()
+	defer p.ackMu.Unlock()
+	var last *Rejection
+	for _, n := range p.nodes {
+		for _, t := range n.types {
+			if r := t.rejection; r != nil && (last == nil || r.At.After(last.At)) {
+				last = r
+			}
+		}
+	}
+	if last == nil {
+		return ""
+	}
+	return last.Error
+}
 
 func (p *Publisher) callbacks() serverv3.CallbackFuncs {
 	return serverv3.CallbackFuncs{
@@ -247,7 +269,6 @@ func (p *Publisher) callbacks() serverv3.CallbackFuncs {
 			}
 			p.ackMu.Unlock()
 			if d := r.GetErrorDetail(); d != nil {
-				p.nack.Store(d.GetMessage())
 				// Said once per rejected version, however often Envoy
 				// repeats it.
 				if fresh {
@@ -263,8 +284,6 @@ func (p *Publisher) callbacks() serverv3.CallbackFuncs {
 				if rej != nil && rej.Version != "" && rej.Version == p.Version() {
 					r.VersionInfo = rej.Version
 				}
-			} else if r.GetVersionInfo() != "" && r.GetVersionInfo() == p.Version() {
-				p.nack.Store("")
 			}
 			return nil
 		},

@@ -376,8 +376,8 @@ func TestWaitApplied(t *testing.T) {
 	p := NewPublisher(context.Background(), zap.NewNop())
 	cb := p.callbacks()
 	ctx := context.Background()
-	if !p.WaitApplied(ctx, "v2", 0) {
-		t.Fatal("no Envoy connected: nothing to wait for")
+	if p.WaitApplied(ctx, "v2", time.Minute) {
+		t.Fatal("no Envoy connected: nothing applied it")
 	}
 	_ = cb.StreamOpenFunc(ctx, 1, "")
 	req := func(typ, version string, nack bool) {
@@ -403,8 +403,43 @@ func TestWaitApplied(t *testing.T) {
 		t.Error("not applied after both types accepted v2")
 	}
 	cb.StreamClosedFunc(1, nil)
-	if !p.WaitApplied(ctx, "v3", 0) {
-		t.Error("a closed stream still waited for")
+	if p.WaitApplied(ctx, "v3", time.Minute) {
+		t.Error("applied with no Envoy connected")
+	}
+}
+
+// TestLastRejectionStands: a refused cluster update stays the last
+// rejection while the other types accept the same version, until the
+// clusters accept a later one.
+func TestLastRejectionStands(t *testing.T) {
+	p := NewPublisher(context.Background(), zap.NewNop())
+	cb := p.callbacks()
+	ctx := context.Background()
+	_ = cb.StreamOpenFunc(ctx, 1, "")
+	const cds, rds = "type.googleapis.com/envoy.config.cluster.v3.Cluster", "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	send := func(typ, version, nonce string) {
+		cb.StreamResponseFunc(ctx, 1, nil, &discoveryv3.DiscoveryResponse{TypeUrl: typ, VersionInfo: version, Nonce: nonce})
+	}
+	answer := func(typ, version, nonce, refusal string) {
+		r := &discoveryv3.DiscoveryRequest{TypeUrl: typ, VersionInfo: version, ResponseNonce: nonce}
+		if refusal != "" {
+			r.ErrorDetail = &statuspb.Status{Message: refusal}
+		}
+		_ = cb.StreamRequestFunc(1, r)
+	}
+	send(cds, "v1", "1")
+	answer(cds, "v1", "1", "")
+	send(cds, "v2", "2")
+	answer(cds, "v1", "2", "bad CA bundle")
+	send(rds, "v2", "3")
+	answer(rds, "v2", "3", "")
+	if got := p.LastRejection(); got != "bad CA bundle" {
+		t.Fatalf("after the routes accepted v2: %q, want the clusters' refusal", got)
+	}
+	send(cds, "v3", "4")
+	answer(cds, "v3", "4", "")
+	if got := p.LastRejection(); got != "" {
+		t.Fatalf("after the clusters accepted v3: %q", got)
 	}
 }
 

@@ -43,10 +43,11 @@ type ProviderCluster struct {
 	Endpoints       []config.Endpoint       `json:"endpoints,omitempty"`
 	Override        *config.ClusterSettings `json:"override,omitempty"`
 	SnapshotVersion string                  `json:"snapshot_version"`
-	// Applied (in a PUT's answer) is whether every connected Envoy
-	// accepted the change within a few seconds; if not, /status shows per
-	// node what it refused, and it keeps serving its last good version.
-	Applied bool `json:"applied"`
+	// Applied (in a PUT's answer only) is whether every connected Envoy
+	// accepted the change within a few seconds: false when one refused it
+	// (/status shows per node what, and it keeps serving its last good
+	// version), or when no Envoy is connected.
+	Applied *bool `json:"applied,omitempty"`
 }
 
 // clusterWriters may change a provider's cluster controls live.

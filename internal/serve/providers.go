@@ -86,7 +86,7 @@ func (s *status) SetProviderCluster(ctx context.Context, name string, ov config.
 	recordChange(r.ln.audit, audit.KindConfig, "", audit.Change{Actor: "admin:" + actor, Action: "provider_cluster",
 		Detail: map[string]string{"provider": name}})
 	v, err := r.providerView(name)
-	v.Applied = applied
+	v.Applied = &applied
 	return v, err
 }
 

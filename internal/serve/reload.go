@@ -308,9 +308,11 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 	}
 	// Route by the new config only once Envoy has what it needs for it
 	// (a new provider's cluster, egress listener and key).
+	waitStart := time.Now()
 	if applied = r.pub.WaitApplied(ctx, version, envoyApplyTimeout); !applied {
-		r.log.Warn("Envoy has not applied the new configuration yet; routing by it anyway",
-			zap.String("snapshot_version", version), zap.Duration("waited", envoyApplyTimeout))
+		r.log.Warn("Envoy has not applied the new configuration (refused, not connected, or not yet); routing by it anyway",
+			zap.String("snapshot_version", version), zap.Duration("waited", time.Since(waitStart)),
+			zap.Int64("envoys_connected", r.pub.Streams()), zap.String("refusal", r.pub.LastRejection()))
 	}
 	if r.ln.led != nil {
 		r.ln.led.SetLimits(g.limits) // with the state that uses them (a request reserves in one or the other)

@@ -114,7 +114,16 @@ async function signIn(t) {
 
 function signOut(msg) {
   sessionStorage.removeItem(TOKEN);
+  sessionStorage.removeItem(TRYKEY);
   stopStream();
+  // Nothing the last user saw stays in the tab for the next one: a new
+  // key's secret, the try-it key and answer, the decisions, every panel.
+  for (const id of ["key-secret", "keys-out", "try-result", "try-decision", "live-list", "spend-out", "budgets-out",
+    "routes-out", "route-detail", "providers-out", "policy-out"]) put($(id));
+  $("try-key").value = "";
+  decisions.clear();
+  seen = 0;
+  $("live-count").textContent = "waiting for requests…";
   $("app").hidden = true;
   $("top-right").hidden = true;
   $("login").hidden = false;
@@ -538,8 +547,13 @@ async function loadProviders() {
     el("h3", {}, "Envoy"),
     kv({ xds_snapshot: r.body.snapshot_version, connected_envoys: r.body.envoy_streams, last_rejection: r.body.last_rejection || "none" }),
     Array.isArray(r.body.envoy_nodes) && r.body.envoy_nodes.length > 0 &&
-      table(r.body.envoy_nodes, Object.keys(r.body.envoy_nodes[0]).filter((k) => typeof r.body.envoy_nodes[0][k] !== "object")
-        .map((k) => [k.replaceAll("_", " "), (x) => String(x[k] ?? "")])));
+      table(r.body.envoy_nodes, [
+        ["node", (n) => n.node + " (stream " + n.stream + ")"],
+        ["accepted", (n) => n.acked_version ? "all types: " + n.acked_version :
+          Object.entries(n.types || {}).sort().map(([t, v]) => t + " " + (v.acked || "none") + (v.sent && v.sent !== v.acked ? " (sent " + v.sent + ")" : "")).join(", ")],
+        ["refused", (n) => (n.rejections || []).length === 0 ? "nothing" :
+          el("span", { class: "error" }, n.rejections.map((x) => x.type + " " + x.version + ": " + x.error).join("; "))],
+      ]));
 }
 
 /* ---------- policy ---------- */
