@@ -153,6 +153,17 @@ func CreateSQLite(ctx context.Context, path string, pageSize int) error {
 
 // OpenPostgres connects to PostgreSQL. The DSN is never part of an error.
 func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
+	if u, ok := strings.CutPrefix(dsn, "postgres://"); ok || strings.HasPrefix(dsn, "postgresql://") {
+		if !ok {
+			u = strings.TrimPrefix(dsn, "postgresql://")
+		}
+		authority, _, _ := strings.Cut(u, "/")
+		if strings.Count(authority, "@") > 1 {
+			// The password would be read as part of the host name, and
+			// the error that names the host would show it.
+			return nil, errors.New("state.postgres: the DSN's user name or password has an @ that is not escaped: write it as %40")
+		}
+	}
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		return nil, errors.New("state.postgres: the DSN does not parse") // the DSN may carry a password
@@ -195,8 +206,11 @@ func Classify(err error) error {
 	switch {
 	case errors.As(err, &pe):
 		// 08: connection exception; 57P: operator intervention (shutdown);
-		// 53: insufficient resources.
-		if strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P") || strings.HasPrefix(pe.Code, "53") {
+		// 53: insufficient resources; 25006: a read-only transaction (a
+		// primary demoted in a failover, before the address moves); 40001,
+		// 40P01: serialization failure, deadlock (try again).
+		if strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P") || strings.HasPrefix(pe.Code, "53") ||
+			pe.Code == "25006" || pe.Code == "40001" || pe.Code == "40P01" {
 			return fmt.Errorf("%w: %s", ErrUnavailable, pe.Message)
 		}
 		return err

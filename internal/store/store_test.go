@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -190,6 +191,15 @@ func TestOpenPostgresErrors(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("err %v", err)
 	}
+	// An @ in the password not written as %40: said so, and no part of the
+	// password shows (pgx read its tail as the host name, and the lookup
+	// error named it).
+	for _, dsn := range []string{"postgres://u:Sec@retTail99@127.0.0.1:1/db?sslmode=disable", "postgresql://u@x:pw@127.0.0.1:1/db"} {
+		_, err = Open(ctx, config.State{Postgres: &config.StatePostgres{DSNEnv: "DSN"}}, func(string) string { return dsn })
+		if err == nil || !strings.Contains(err.Error(), "%40") || strings.Contains(err.Error(), "retTail99") || strings.Contains(err.Error(), "pw") {
+			t.Errorf("%s: %v", dsn, err)
+		}
+	}
 	_, err = Open(ctx, config.State{Postgres: &config.StatePostgres{DSNEnv: "UNSET"}}, func(string) string { return "" })
 	if err == nil || !strings.Contains(err.Error(), "UNSET is not set") {
 		t.Errorf("err %v", err)
@@ -197,5 +207,27 @@ func TestOpenPostgresErrors(t *testing.T) {
 	_, err = Open(ctx, config.State{Postgres: &config.StatePostgres{DSNFile: "/nonexistent/dsn"}}, os.Getenv)
 	if err == nil || !strings.Contains(err.Error(), "cannot read /nonexistent/dsn") {
 		t.Errorf("err %v", err)
+	}
+}
+
+// TestReadOnlyIsUnavailable: a PostgreSQL that refuses writes for now (a
+// primary demoted in a failover, before its address moves) is unavailable,
+// so the writers keep their rows and try again, rather than an error that
+// drops them.
+func TestReadOnlyIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	pg := backends(t)[Postgres]
+	if _, err := pg.SQL.ExecContext(ctx, "CREATE TABLE ro (n BIGINT)"); err != nil {
+		t.Fatal(err)
+	}
+	err := pg.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "SET TRANSACTION READ ONLY"); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "INSERT INTO ro VALUES (1)")
+		return err
+	})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a write refused as read-only: %v, want ErrUnavailable", err)
 	}
 }
