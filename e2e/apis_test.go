@@ -193,3 +193,25 @@ func TestAPIsFailover(t *testing.T) {
 		t.Errorf("beta received %v", got)
 	}
 }
+
+// TestModelIDWithSlash: the SDKs escape a model id as a path segment
+// (groq/llama-3.3-70b is groq%2Fllama-3.3-70b); retrieving one through
+// Envoy finds it. 29 of the shipped catalog's ids have a slash.
+func TestModelIDWithSlash(t *testing.T) {
+	t.Parallel()
+	py := harness.RequirePython(t)
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "acme", Key: "sk-acme"}},
+		Models:    []config.Model{{ID: "acme/slash-model", Provider: "acme", ProviderModel: "slash", ContextWindow: 8192}},
+	})
+	out, err := exec.Command(py, "-c", `import openai, sys
+c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="sk-client-key", max_retries=0)
+print(c.models.retrieve("acme/slash-model").id)
+try:
+    c.models.retrieve("acme/none")
+except openai.NotFoundError as e:
+    print(e.code)`, s.URL).CombinedOutput()
+	if err != nil || string(out) != "acme/slash-model\nmodel_not_found\n" {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}

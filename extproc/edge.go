@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"context"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -364,10 +365,16 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 		if p.endpoint == epModels {
 			return immediateJSON(200, p.state.modelsFor(p.principal), p.id)
 		}
-		body, ok := p.state.modelJSON(p.principal, strings.TrimPrefix(p.path, "/v1/models/"))
+		// The SDKs escape the id as a path segment: groq/llama-3 arrives as
+		// groq%2Fllama-3.
+		id := strings.TrimPrefix(p.path, "/v1/models/")
+		if u, err := url.PathUnescape(id); err == nil {
+			id = u
+		}
+		body, ok := p.state.modelJSON(p.principal, id)
 		if !ok {
 			return p.immediate(apierr.NotFound("model_not_found", "model", "the model %q does not exist or is not available to you",
-				apierr.Truncate(strings.TrimPrefix(p.path, "/v1/models/"), 128)))
+				apierr.Truncate(id, 128)))
 		}
 		return immediateJSON(200, body, p.id)
 	}

@@ -54,6 +54,10 @@ func TestModelsPerKey(t *testing.T) {
 		"narrow key, chat unknown": {"narrow", "POST", "/v1/chat/completions", `{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}`, 404,
 			`the model "gpt-9" does not exist or is not available to you; available: gpt-4o-mini, mistral-small, auto`},
 		"team key, provider denied": {"team", "GET", "/v1/models/deepseek-chat", "", 404, `the model "deepseek-chat" does not exist or is not available to you`},
+		// The SDKs escape the id as a path segment.
+		"an id with a slash, escaped": {"open", "GET", "/v1/models/groq%2Fllama-3.3-70b", "", 200, "groq/llama-3.3-70b"},
+		"an id with a slash":          {"open", "GET", "/v1/models/groq/llama-3.3-70b", "", 200, "groq/llama-3.3-70b"},
+		"escaped, unknown":            {"open", "GET", "/v1/models/groq%2Fnone", "", 404, `the model "groq/none" does not exist or is not available to you`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
