@@ -466,3 +466,37 @@ func TestProviderRefusesCredential(t *testing.T) {
 		t.Fatalf("no failover: %d %s", resp.StatusCode, b)
 	}
 }
+
+// TestFinalRefusalsAreNotRetried: a 5xx that the same request meets again
+// (no model may serve it: a context no window holds) says x-should-retry:
+// false, and the openai SDK, with its default two retries, sends it once;
+// a failure that may pass (every provider failed) is retried as before.
+func TestFinalRefusalsAreNotRetried(t *testing.T) {
+	t.Parallel()
+	py := harness.RequirePython(t)
+	s := failoverStack(t, 1000)
+	script := `import openai, sys
+sent = []
+c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="sk-client-key",
+    http_client=openai.DefaultHttpxClient(event_hooks={"request": [lambda r: sent.append(1)]}))
+try:
+    c.chat.completions.create(model="auto", max_tokens=int(sys.argv[2]), messages=[{"role": "user", "content": "hi"}])
+except openai.APIStatusError as e:
+    print(e.status_code, e.code, len(sent))`
+	run := func(maxTokens string) string {
+		out, err := exec.Command(py, "-c", script, s.URL, maxTokens).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := run("1000000"); got != "503 no_eligible_model 1" {
+		t.Errorf("a context no model holds: %q, want one request", got)
+	}
+	for _, p := range []*harness.Provider{s.Providers["primary"], s.Providers["claude"], s.Providers["eu"]} {
+		p.SetBehavior(mockllm.Behavior{Status: 503})
+	}
+	if got := run("100"); got != "503 no_eligible_model 3" {
+		t.Errorf("every provider failing: %q, want the SDK's two retries", got)
+	}
+}

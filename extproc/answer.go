@@ -80,9 +80,11 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		// text may name part of stellwerk's).
 		p.log.Error("the provider refused stellwerk's credential", zap.String("decision_id", p.id),
 			zap.String("provider", m.Provider.Name), zap.Int("status", code))
-		return p.immediate(apierr.Upstream("provider_credential_refused",
+		e := apierr.Upstream("provider_credential_refused",
 			"the provider %s refused the gateway's credential for it (%d); the request was not served (operators: see the stellwerk log)",
-			m.Provider.Name, code))
+			m.Provider.Name, code)
+		e.Final = true
+		return p.immediate(e)
 	}
 	hs = append(hs,
 		setHeader(header.Model, m.ID),

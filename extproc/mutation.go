@@ -155,5 +155,8 @@ func errorHeaders(e *apierr.Error, policyVersion string) []*corev3.HeaderValueOp
 	if e.RetryAfter > 0 {
 		extra = append(extra, setHeader("retry-after", strconv.Itoa(e.RetryAfter)))
 	}
+	if e.Final {
+		extra = append(extra, setHeader("x-should-retry", "false"))
+	}
 	return extra
 }

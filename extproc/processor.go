@@ -138,8 +138,10 @@ func (p *filter) rewriteFor(m *catalog.Model, body []byte) (hs []*corev3.HeaderV
 	if !prov.HasCredential() && p.state.workspaceCluster(p.workspace, prov.Name) == "" {
 		p.log.Warn("provider credential missing", zap.String("decision_id", p.id),
 			zap.String("provider", prov.Name), zap.String("expected_in", prov.CredentialSource()))
-		return nil, nil, nil, apierr.Upstream("provider_credential_missing",
+		e := apierr.Upstream("provider_credential_missing",
 			"provider %q has no credential configured; the request was not sent (operators: see the stellwerk log)", prov.Name)
+		e.Final = true
+		return nil, nil, nil, e
 	}
 	if p.path == request.PathMessages {
 		return p.rewriteMessages(m, body)

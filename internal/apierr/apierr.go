@@ -44,6 +44,11 @@ type Error struct {
 	// ProviderStatus is the HTTP status a provider answered, for KindProvider:
 	// the caller gets the provider's status, reshaped.
 	ProviderStatus int
+	// Final marks a server-side refusal the same request meets again (no
+	// model can serve it, the policy fails, a credential is missing): the
+	// edge sends x-should-retry: false, which the OpenAI and Anthropic SDKs
+	// read before retrying a 5xx.
+	Final bool
 }
 
 func (e *Error) Error() string { return e.Message }

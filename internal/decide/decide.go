@@ -318,7 +318,11 @@ func Decide(in Input) (Selection, error) {
 	switch {
 	case in.Asked == Auto:
 		if len(eligible) == 0 {
-			return d, apierr.Unavailable("no_eligible_model", "no model may serve this request: %s", summarize(d.Table()))
+			e := apierr.Unavailable("no_eligible_model", "no model may serve this request: %s", summarize(d.Table()))
+			// Only a provider's health changes by itself in the seconds
+			// an SDK waits to retry.
+			e.Final = !slices.ContainsFunc(lines, func(l line) bool { return l.verdict == vRejected && l.rej.kind == rejUnhealthy })
+			return d, e
 		}
 		order := in.rank(eligible, lines)
 		choice = order[0]

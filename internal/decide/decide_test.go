@@ -190,3 +190,21 @@ func TestFallbackAllowed(t *testing.T) {
 		t.Errorf("NoFallback: %v %v fallbacks %v plan %v", d.Model, err, d.Fallbacks, d.Plan(3))
 	}
 }
+
+// A request no model may serve meets the same refusal when it is sent
+// again (Final: the edge tells the SDKs not to retry), unless a provider's
+// health is part of why: a cooldown ends by itself.
+func TestNothingEligibleIsFinal(t *testing.T) {
+	cat := testCatalog(t)
+	in := Input{Asked: "auto", QualityFloor: 0.99, Task: "code", Candidates: candidates(cat, nil)}
+	_, err := Decide(in)
+	if e, ok := err.(*apierr.Error); !ok || !e.Final {
+		t.Fatalf("quality floor: %v, want a final refusal", err)
+	}
+	in.Candidates = candidates(cat, nil)
+	in.Candidates[3].Healthy = false // its provider cooling down
+	_, err = Decide(in)
+	if e, ok := err.(*apierr.Error); !ok || e.Code != "no_eligible_model" || e.Final {
+		t.Fatalf("a cooling provider among the reasons: %+v, want a retryable refusal", err)
+	}
+}

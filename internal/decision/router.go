@@ -385,7 +385,7 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		if errors.As(err, &se) {
 			detail = "returned a decision of the wrong shape"
 		}
-		return &apierr.Error{Kind: apierr.KindInternal, Type: "server_error", Code: "policy_error",
+		return &apierr.Error{Kind: apierr.KindInternal, Type: "server_error", Code: "policy_error", Final: true,
 			Message: "the routing policy (version " + eng.Version + ") " + detail + "; the request was not sent (operators: see the stellwerk log)"}
 	}
 	if len(res.Policy.Deny) > 0 {
