@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
 )
@@ -58,6 +60,24 @@ func TestAnthropicWireFormat(t *testing.T) {
 	mustJSON(t, rq.Body, &sent)
 	if sent.Model != "claude-sonnet-4-5" || sent.System == nil || sent.MaxTokens != 300 {
 		t.Errorf("translated request %s", rq.Body)
+	}
+
+	// One tool call at a time, on chat and on the Responses API: Anthropic's
+	// tool choice says it (found with the SDKs: it was dropped, and an agent
+	// that handles one call at a time got several).
+	for path, body := range map[string]string{
+		"/v1/chat/completions": `{"model":"claude-sonnet","parallel_tool_calls":false,"messages":[{"role":"user","content":"weather?"}],
+			"tools":[{"type":"function","function":{"name":"a"}},{"type":"function","function":{"name":"b"}}]}`,
+		"/v1/responses": `{"model":"claude-sonnet","parallel_tool_calls":false,"input":"weather?",
+			"tools":[{"type":"function","name":"a"},{"type":"function","name":"b"}]}`,
+	} {
+		if resp, b := post(t, s.URL+path, body, nil); resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, b)
+		}
+		reqs := p.Requests()
+		if got := gjson.GetBytes(reqs[len(reqs)-1].Body, "tool_choice").Raw; got != `{"type":"auto","disable_parallel_tool_use":true}` {
+			t.Errorf("%s: tool_choice as sent %s", path, got)
+		}
 	}
 
 	// Streaming: OpenAI chunks, usage recorded, no usage chunk unless asked.

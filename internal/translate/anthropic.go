@@ -91,6 +91,8 @@ type anthTool struct {
 type anthToolChoice struct {
 	Type string `json:"type"`
 	Name string `json:"name,omitempty"`
+	// DisableParallelToolUse is parallel_tool_calls: false.
+	DisableParallelToolUse bool `json:"disable_parallel_tool_use,omitempty"`
 }
 
 // anthImageTypes are the media types Anthropic accepts for base64 images.
@@ -178,6 +180,12 @@ func ToAnthropicRequest(openaiBody []byte, providerModel string) ([]byte, error)
 	}
 	if len(out.Tools) == 0 {
 		out.ToolChoice = nil // Anthropic rejects a choice among no tools
+	} else if ptc := root.Get("parallel_tool_calls"); ptc.Type == gjson.False {
+		// One tool call at a time: Anthropic says it in the tool choice.
+		if out.ToolChoice == nil {
+			out.ToolChoice = &anthToolChoice{Type: "auto"}
+		}
+		out.ToolChoice.DisableParallelToolUse = out.ToolChoice.Type != "none"
 	}
 	instruction, err := jsonInstruction(root.Get("response_format"))
 	if err != nil {
