@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+
 	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
 
@@ -288,5 +290,32 @@ func TestResponsesPolicyInput(t *testing.T) {
 	p.handle(headersMsg("POST", "/v1/chat/completions", false))
 	if r := p.handle(bodyMsg(`{"model":"chat","messages":[{"role":"user","content":"hi"}],"metadata":{"flow":"agent"}}`)); r.GetImmediateResponse() != nil {
 		t.Errorf("chat denied too: %v", r.GetImmediateResponse())
+	}
+}
+
+// TestAnthropicRefusalsAreRejections: what the translation to Anthropic
+// refuses (n > 1, logprobs, the deprecated functions) rejects an
+// Anthropic-wire model at decision time, with the reason, instead of a 400
+// blaming the request once such a model is chosen (found with the SDKs: a
+// valid request failed only while the OpenAI provider cooled down).
+func TestAnthropicRefusalsAreRejections(t *testing.T) {
+	for _, extra := range []string{`"n":2`, `"logprobs":true`, `"functions":[{"name":"f"}]`} {
+		chat := func(model, policy string) *extprocv3.ImmediateResponse {
+			p := &edge{filter: filter{state: responsesState(t), log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
+			p.handle(headersMsg("POST", "/v1/chat/completions", false))
+			return p.handle(bodyMsg(`{"model":"` + model + `",` + extra + `,"messages":[{"role":"user","content":"hi"}]` + policy + `}`)).GetImmediateResponse()
+		}
+		ir := chat("auto", `,"policy":{"allow":["sonnet"]}`)
+		if ir == nil || ir.GetStatus().GetCode() != 503 || gjson.GetBytes(ir.Body, "error.code").Str != "no_eligible_model" ||
+			!strings.Contains(gjson.GetBytes(ir.Body, "error.message").Str, "Anthropic") {
+			t.Errorf("%s, only sonnet allowed: %v", extra, ir)
+		}
+		ir = chat("sonnet", "")
+		if ir == nil || ir.GetStatus().GetCode() != 400 || gjson.GetBytes(ir.Body, "error.code").Str != "model_unsuitable" {
+			t.Errorf("%s, sonnet pinned: %v", extra, ir)
+		}
+		if ir := chat("auto", `,"policy":{"allow":["sonnet","chat"]}`); ir != nil {
+			t.Errorf("%s, sonnet or chat: %v, want routed to chat", extra, ir)
+		}
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/reqpolicy"
 	"github.com/stellwerk/stellwerk/internal/request"
 	"github.com/stellwerk/stellwerk/internal/translate"
+	"github.com/tidwall/gjson"
 )
 
 // DefaultOutputTokens is the answer length assumed for cost estimates when
@@ -456,6 +457,19 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 // response needs a provider that keeps them; one with a member chat has no
 // field for needs the Responses API itself.
 func cannotContinue(m *catalog.Model, chat *request.Chat) string {
+	if m.Provider.WireFormat == "anthropic" && chat.API == request.APIChat {
+		// What the translation to Anthropic's Messages API refuses
+		// (translate.ToAnthropicRequest): such a model is not a candidate,
+		// rather than a 400 blaming the request when it is chosen.
+		switch {
+		case chat.Choices > 1:
+			return "n > 1: Anthropic models return one choice per request"
+		case chat.Logprobs:
+			return "logprobs: not available from Anthropic models"
+		case chat.FunctionList.Exists() && chat.FunctionList.Type != gjson.Null:
+			return "the deprecated functions: not translated for Anthropic models (use tools)"
+		}
+	}
 	switch {
 	case chat.API != request.APIResponses:
 		return ""

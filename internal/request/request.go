@@ -60,6 +60,8 @@ type Chat struct {
 	Input, Suffix gjson.Result
 	// Choices is n: the choices asked for, each billed (0 or 1 when unset).
 	Choices int
+	// Logprobs is logprobs: true (chat).
+	Logprobs bool
 	// For the Responses API: NativeOnly names what only a provider that
 	// serves it natively can take ("" for none); Stored is a request that
 	// continues a stored response (previous_response_id, conversation).
@@ -100,6 +102,8 @@ func ParseChat(body []byte) (Chat, error) {
 			}
 		case "prediction":
 			c.Prediction = v
+		case "logprobs":
+			c.Logprobs = v.Type == gjson.True
 		case "stream_options":
 			c.IncludeUsage = v.Get("include_usage").Type == gjson.True
 		case "response_format":
