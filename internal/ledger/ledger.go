@@ -71,7 +71,9 @@ type BudgetState struct {
 	// requests in flight, this one included once it is reserved.
 	Used     MicroEUR
 	Reserved MicroEUR
-	// Ratio is (Used+Reserved)/Limit.
+	// Ratio is (Used+Reserved)/Limit, without this request's own hold once
+	// it is reserved: how used the budget is as the request found it (the
+	// warning, the gauge). Whether the request fits counts its hold.
 	Ratio float64
 	// Warn is set from WarnAt of the budget; Exceeded once Ratio reaches 1.
 	Warn      bool
