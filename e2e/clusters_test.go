@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
 	"github.com/stellwerk/stellwerk/internal/mockllm"
+	"github.com/tidwall/gjson"
 )
 
 // envoyGet returns the body of an Envoy admin URL.
@@ -220,6 +222,37 @@ outlier_detection: {consecutive_5xx: 9, interval: 3s, base_ejection_time: 7s, ma
 	}
 	if after := envoyUptime(t, s); after < before {
 		t.Errorf("Envoy restarted: uptime %ds, then %ds", before, after)
+	}
+
+	// What GET shows goes back in a PUT: durations as the config writes
+	// them (they were nanoseconds, which a PUT refused).
+	_, got := adminGet(t, s, "/admin/providers/alpha", operator)
+	override := gjson.GetBytes(got, "override").Raw
+	if !strings.Contains(override, `"interval":"3s"`) {
+		t.Errorf("GET: %s", got)
+	}
+	if code, body := adminPut(t, s, "/admin/providers/alpha", operator, override); code != http.StatusOK {
+		t.Errorf("PUT of what GET showed: %d %s", code, body)
+	}
+
+	// A provider removed from the file takes its override with it: added
+	// again under the same name, it does not inherit an old tuning.
+	without := cfg
+	without.Providers = slices.DeleteFunc(slices.Clone(cfg.Providers), func(p config.Provider) bool { return p.Name == "alpha" })
+	without.Models = slices.DeleteFunc(slices.Clone(cfg.Models), func(m config.Model) bool { return m.Provider == "alpha" })
+	without.Routing.DefaultModel = without.Models[0].ID
+	s.WriteConfig(&without)
+	waitFor(t, "alpha to be gone", func() bool {
+		resp, _ := adminGet(t, s, "/admin/providers/alpha", operator)
+		return resp.StatusCode == http.StatusNotFound
+	})
+	s.WriteConfig(&cfg)
+	waitFor(t, "alpha to be back", func() bool {
+		resp, _ := adminGet(t, s, "/admin/providers/alpha", operator)
+		return resp.StatusCode == http.StatusOK
+	})
+	if _, got := adminGet(t, s, "/admin/providers/alpha", operator); gjson.GetBytes(got, "override").Exists() {
+		t.Errorf("alpha came back with its old override: %s", got)
 	}
 }
 

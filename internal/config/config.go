@@ -5,6 +5,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -643,6 +644,36 @@ func DecodeClusterSettings(b []byte) (ClusterSettings, error) {
 		return ClusterSettings{}, cleanYAMLError(err)
 	}
 	return cs, nil
+}
+
+// MarshalJSON writes the settings as the config file and a PUT body spell
+// them, durations as "5s" (encoding/json wrote nanoseconds, which a PUT of
+// the same document then refused). The admin API's answers use it; never
+// on the request path.
+func (c ClusterSettings) MarshalJSON() ([]byte, error) {
+	y, err := yaml.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	var v map[string]any
+	if err := yaml.Unmarshal(y, &v); err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return []byte("{}"), nil
+	}
+	return json.Marshal(v)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes (and a PUT body): the
+// config's spelling, unknown fields refused.
+func (c *ClusterSettings) UnmarshalJSON(b []byte) error {
+	cs, err := DecodeClusterSettings(b)
+	if err != nil {
+		return err
+	}
+	*c = cs
+	return nil
 }
 
 // DefaultGRPC is where Envoy on the same host reaches stellwerk.

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -145,5 +147,27 @@ func TestAnthropicCredentialHeaderDefault(t *testing.T) {
 		if got := c.Providers[i].Credential.Header; got != want {
 			t.Errorf("%s: %q, want %q", c.Providers[i].Name, got, want)
 		}
+	}
+}
+
+// A provider's cluster settings as the admin API writes them go back in a
+// PUT unchanged: durations as "5s", not nanoseconds.
+func TestClusterSettingsJSONRoundTrip(t *testing.T) {
+	cs := ClusterSettings{ConnectTimeout: 5 * time.Second, PerTryTimeout: 1500 * time.Millisecond,
+		CircuitBreakers:  &CircuitBreakers{MaxRequests: 77},
+		OutlierDetection: &OutlierDetection{Interval: 10 * time.Second, Consecutive5xx: 3}}
+	b, err := json.Marshal(cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"connect_timeout":"5s"`) || !strings.Contains(string(b), `"per_try_timeout":"1.5s"`) {
+		t.Errorf("durations: %s", b)
+	}
+	back, err := DecodeClusterSettings(b)
+	if err != nil || !reflect.DeepEqual(back, cs) {
+		t.Fatalf("%s decoded to %+v, %v", b, back, err)
+	}
+	if b, _ := json.Marshal(ClusterSettings{}); string(b) != "{}" {
+		t.Errorf("empty: %s", b)
 	}
 }

@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -264,7 +266,7 @@ func (r *reloader) reload(ctx context.Context) {
 		err = restartOnly(r.cur.cfg, cfg)
 	}
 	if err == nil {
-		_, err = r.apply(ctx, cfg, r.overrides, configActor)
+		_, err = r.apply(ctx, cfg, keptOverrides(cfg, r.overrides, r.log), configActor)
 	}
 	if err != nil {
 		r.err = err.Error()
@@ -274,6 +276,30 @@ func (r *reloader) reload(ctx context.Context) {
 		return
 	}
 	r.err = ""
+}
+
+// keptOverrides are the admin API's cluster overrides of the providers cfg
+// still has: a provider removed from the file takes its override with it,
+// so a provider added later under the same name does not inherit an old
+// tuning (and the override can no longer be cleared: PUT answers 404 for a
+// provider the file lacks).
+func keptOverrides(cfg *config.Config, overrides map[string]config.ClusterSettings, log *zap.Logger) map[string]config.ClusterSettings {
+	var dropped []string
+	for name := range overrides {
+		if !slices.ContainsFunc(cfg.Providers, func(p config.Provider) bool { return p.Name == name }) {
+			dropped = append(dropped, name)
+		}
+	}
+	if len(dropped) == 0 {
+		return overrides
+	}
+	kept := maps.Clone(overrides)
+	for _, name := range dropped {
+		delete(kept, name)
+	}
+	slices.Sort(dropped)
+	log.Info("cluster overrides of providers removed from the config dropped", zap.Strings("providers", dropped))
+	return kept
 }
 
 // apply makes base, with the admin API's cluster overrides laid over it,
