@@ -215,3 +215,30 @@ except openai.NotFoundError as e:
 		t.Fatalf("%v\n%s", err, out)
 	}
 }
+
+// TestEmbeddingsTokenIDs: token ids cannot be scanned for credentials; the
+// default workspace (secrets: deny) refuses them, saying to send the text
+// (LangChain's OpenAIEmbeddings sends token ids by default).
+func TestEmbeddingsTokenIDs(t *testing.T) {
+	t.Parallel()
+	py := harness.RequirePython(t)
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "acme", Key: "sk-acme"}},
+		Models: []config.Model{{ID: "chat", Provider: "acme", ContextWindow: 8192},
+			{ID: "emb", Provider: "acme", ContextWindow: 8191, Capabilities: []string{"embeddings"}}},
+		DefaultModel: "chat",
+	})
+	out, err := exec.Command(py, "-c", `import openai, sys
+c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="sk-client-key", max_retries=0)
+print(len(c.embeddings.create(model="emb", input=["some text"]).data))
+try:
+    c.embeddings.create(model="emb", input=[[1, 2, 3]])
+except openai.PermissionDeniedError as e:
+    print(e.message)`, s.URL).CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "1\n") || !strings.Contains(string(out), "send the text instead") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if n := len(s.Providers["acme"].Requests()); n != 1 {
+		t.Errorf("the provider got %d requests, want the text's only", n)
+	}
+}

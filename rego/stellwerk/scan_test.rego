@@ -51,6 +51,11 @@ test_scan_truncated_denied_by_default_secrets_setting if {
 	d.deny == {"secrets: the request was not fully scanned for credentials (segments limit reached); send less text or fewer parts and retry"}
 }
 
+test_token_ids_say_to_send_text if {
+	d := decide(object.union(truncated, {"classification": {"scan_limit": "token_ids"}}))
+	d.deny == {"secrets: token ids cannot be scanned for credentials; send the text instead (LangChain's OpenAIEmbeddings: check_embedding_ctx_length=False)"}
+}
+
 test_scan_truncated_with_secrets_found_names_them_once if {
 	d := decide(object.union(truncated, secrets))
 	d.deny == {"secrets: the prompt contains credentials (aws_access_key, openai_key); remove them and retry"}

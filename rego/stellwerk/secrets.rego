@@ -23,12 +23,18 @@ deny contains msg if {
 	msg := sprintf("secrets: the prompt contains credentials (%s); remove them and retry", [concat(", ", types)])
 }
 
-deny contains msg if {
+deny contains _unscanned_message if {
 	not _secrets_found
 	_scan_truncated
 	_secrets_mode == "deny"
-	msg := sprintf("secrets: the request was not fully scanned for credentials (%s limit reached); send less text or fewer parts and retry", [_scan_limit])
 }
+
+# _unscanned_message says what to send instead: less text, or text rather
+# than token ids (which no detector reads; LangChain's OpenAIEmbeddings
+# sends them by default).
+_unscanned_message := "secrets: token ids cannot be scanned for credentials; send the text instead (LangChain's OpenAIEmbeddings: check_embedding_ctx_length=False)" if {
+	_scan_limit == "token_ids"
+} else := sprintf("secrets: the request was not fully scanned for credentials (%s limit reached); send less text or fewer parts and retry", [_scan_limit])
 
 _secrets_exclude := {id: _secrets_reason |
 	_secrets_possible
