@@ -319,3 +319,23 @@ func TestAnthropicRefusalsAreRejections(t *testing.T) {
 		}
 	}
 }
+
+// TestResponsesToolOutputParts: a tool's output as parts (the SDK's types
+// allow it) goes anywhere as text, and to a native provider only when it
+// holds an image; it was a 400 even for a native provider.
+func TestResponsesToolOutputParts(t *testing.T) {
+	const call = `{"type":"function_call","call_id":"c1","name":"w","arguments":"{}"}`
+	for name, tc := range map[string]struct {
+		output string
+		native bool
+	}{
+		"text":  {`[{"type":"input_text","text":"sunny"}]`, false},
+		"image": {`[{"type":"input_image","image_url":"https://x/y.png"}]`, true},
+	} {
+		p := responsesEdge(t, responsesState(t))
+		r := p.handle(bodyMsg(`{"model":"auto","input":[` + call + `,{"type":"function_call_output","call_id":"c1","output":` + tc.output + `}]}`))
+		if p.selection == nil || (tc.native && !p.selection.Model.NativeResponses()) {
+			t.Fatalf("%s: routed %v: %v", name, p.selection, r)
+		}
+	}
+}

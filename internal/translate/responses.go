@@ -280,18 +280,31 @@ func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *
 				return false
 			}
 			call := chatToolCall{ID: id.Str, Type: "function", Function: chatFunction{Name: name.Str, Arguments: args.Str}}
-			if n := len(msgs); n > 0 && msgs[n-1].Role == "assistant" && len(msgs[n-1].ToolCalls) > 0 {
+			// The model's text and the calls after it are one assistant
+			// turn (stellwerk's own answers have that shape): two
+			// assistant messages in a row break chat templates that
+			// require turns to alternate.
+			if n := len(msgs); n > 0 && msgs[n-1].Role == "assistant" {
 				msgs[n-1].ToolCalls = append(msgs[n-1].ToolCalls, call)
 			} else {
 				msgs = append(msgs, chatMessage{Role: "assistant", Content: json.RawMessage("null"), ToolCalls: []chatToolCall{call}})
 			}
 		case "function_call_output":
 			id, out := it.Get("call_id"), it.Get("output")
-			if id.Type != gjson.String || out.Type != gjson.String {
-				bad = apierr.Invalid("invalid_value", p, "%s: a function_call_output needs call_id and output (strings)", p)
+			if id.Type != gjson.String || (out.Type != gjson.String && !out.IsArray()) {
+				bad = apierr.Invalid("invalid_value", p, "%s: a function_call_output needs call_id (a string) and output (a string or an array of parts)", p)
 				return false
 			}
-			msgs = append(msgs, chatMessage{Role: "tool", ToolCallID: id.Str, Content: quote(out.Str)})
+			text := out.Str
+			if out.IsArray() {
+				var other string
+				if text, other = outputText(out); other != "" && !needs.native(p+".output with a part of type "+other) {
+					bad = apierr.Invalid("unsupported_value", p+".output",
+						"%s.output: parts of type %q need a provider that serves the Responses API natively (text parts are translated)", p, other)
+					return false
+				}
+			}
+			msgs = append(msgs, chatMessage{Role: "tool", ToolCallID: id.Str, Content: quote(text)})
 		default:
 			if needs.native(p + ".type " + apierr.Truncate(t, 64)) {
 				msgs = append(msgs, unreadText(it))
@@ -310,6 +323,30 @@ func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *
 		return nil, apierr.Invalid("invalid_value", "input", "input must not be empty")
 	}
 	return msgs, nil
+}
+
+// outputText is a function_call_output's output parts as the text of a chat
+// tool message: its input_text (output_text) parts, one per line. other
+// names the first part of another type (an image, a file), which chat's
+// tool messages cannot carry; its JSON is in text too, for the classifier.
+func outputText(parts gjson.Result) (text, other string) {
+	var b strings.Builder
+	parts.ForEach(func(_, pt gjson.Result) bool {
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		switch t := pt.Get("type").Str; t {
+		case "input_text", "output_text":
+			b.WriteString(pt.Get("text").Str)
+		default:
+			if other == "" {
+				other = apierr.Truncate(t, 64)
+			}
+			b.WriteString(pt.Raw)
+		}
+		return true
+	})
+	return b.String(), other
 }
 
 // responsesContent is a message's content as chat's: a string as is; parts

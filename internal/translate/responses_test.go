@@ -28,6 +28,26 @@ func TestResponsesToChat(t *testing.T) {
 				`{"role":"tool","content":"sunny","tool_call_id":"c1"}],` +
 				`"tools":[{"type":"function","function":{"name":"w","parameters":{"type":"object"}}}],"tool_choice":{"function":{"name":"w"},"type":"function"},"parallel_tool_calls":true}`,
 		},
+		// The model's text and its call are one assistant turn (found with
+		// the SDKs: two assistant messages in a row).
+		"text then a call": {
+			in: `{"model":"m","input":[{"role":"user","content":"weather?"},{"type":"message","role":"assistant","content":[{"type":"output_text","text":"Let me check."}]},` +
+				`{"type":"function_call","call_id":"c1","name":"w","arguments":"{}"},{"type":"function_call_output","call_id":"c1","output":"sunny"}]}`,
+			want: `{"model":"m","messages":[{"role":"user","content":"weather?"},` +
+				`{"role":"assistant","content":[{"type":"text","text":"Let me check."}],"tool_calls":[{"id":"c1","type":"function","function":{"name":"w","arguments":"{}"}}]},` +
+				`{"role":"tool","content":"sunny","tool_call_id":"c1"}]}`,
+		},
+		// A tool's output as parts, which the SDK's types allow: text is
+		// translated; an image needs a native provider.
+		"output as text parts": {
+			in: `{"model":"m","input":[{"type":"function_call","call_id":"c1","name":"w","arguments":"{}"},` +
+				`{"type":"function_call_output","call_id":"c1","output":[{"type":"input_text","text":"sunny"},{"type":"input_text","text":"12 C"}]}]}`,
+			want: `{"model":"m","messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"w","arguments":"{}"}}]},` +
+				`{"role":"tool","content":"sunny\n12 C","tool_call_id":"c1"}]}`,
+		},
+		"output with an image": {in: `{"model":"m","input":[{"type":"function_call","call_id":"c1","name":"w","arguments":"{}"},` +
+			`{"type":"function_call_output","call_id":"c1","output":[{"type":"input_image","image_url":"https://x/y.png"}]}]}`, code: "unsupported_value"},
+		"output not a string or parts": {in: `{"model":"m","input":[{"type":"function_call_output","call_id":"c1","output":{"a":1}}]}`, code: "invalid_value"},
 		"json schema": {
 			in:   `{"model":"m","input":"x","text":{"format":{"type":"json_schema","name":"r","schema":{"type":"object"},"strict":true}},"policy":{"residency":"eu"}}`,
 			want: `{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"json_schema":{"name":"r","schema":{"type":"object"},"strict":true},"type":"json_schema"},"policy":{"residency":"eu"}}`,
