@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -60,6 +61,13 @@ func load(ctx context.Context, f files) (*Engine, error) {
 	sort.Strings(names)
 	c := newCompiler()
 	if c.Compile(parsed); c.Failed() {
+		for _, e := range c.Errors {
+			if name, ok := strings.CutPrefix(e.Message, "undefined function "); ok {
+				if _, unsafe := unsafeBuiltins[name]; unsafe {
+					e.Message += ": a policy may not call it (docs/policy.md, what a policy may call)"
+				}
+			}
+		}
 		return nil, fmt.Errorf("compile: %w", c.Errors)
 	}
 	if err := ineffective(c.Modules); err != nil {
@@ -193,9 +201,20 @@ var unsafeBuiltins = map[string]struct{}{
 	ast.OPARuntime.Name:      {},
 }
 
+// capabilities are this OPA's, less the unsafe built-ins: a policy that
+// calls one does not compile ("undefined function http.send").
+var capabilities = sync.OnceValue(func() *ast.Capabilities {
+	c := ast.CapabilitiesForThisVersion()
+	c.Builtins = slices.DeleteFunc(slices.Clone(c.Builtins), func(b *ast.Builtin) bool {
+		_, unsafe := unsafeBuiltins[b.Name]
+		return unsafe
+	})
+	return c
+})
+
 // newCompiler compiles Rego v1 without the unsafe built-ins.
 func newCompiler() *ast.Compiler {
-	return ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1).WithUnsafeBuiltins(unsafeBuiltins)
+	return ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1).WithCapabilities(capabilities())
 }
 
 // TestResult is one Rego test's outcome.
