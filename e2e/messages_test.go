@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tidwall/gjson"
 
@@ -259,4 +260,34 @@ func TestMessagesEnvoyRepliesInAnthropicShape(t *testing.T) {
 	big = `{"model":"auto","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`
 	check("/v1/messages", "api_error", "router_unavailable", 503)
 	check("/v1/chat/completions", "server_error", "router_unavailable", 503)
+}
+
+// TestRouterKilledMidAnswer: stellwerk killed while a provider answers: the
+// client is not told the request was never sent (it may have been
+// processed and billed; found by a helper killing a replica); a request
+// after the kill is.
+func TestRouterKilledMidAnswer(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{})
+	s.Providers["alpha"].SetBehavior(mockllm.Behavior{FirstByteDelay: 3 * time.Second})
+	type answer struct {
+		status int
+		body   []byte
+	}
+	done := make(chan answer, 1)
+	go func() {
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[{"role":"user","content":"hi"}]}`, nil)
+		done <- answer{resp.StatusCode, b}
+	}()
+	waitFor(t, "the provider to get the request", func() bool { return len(s.Providers["alpha"].Requests()) == 1 })
+	s.Kill("stellwerk")
+	a := <-done
+	e := decodeError(t, a.body)
+	if a.status != 503 || e.Error.Code != "router_unavailable" || !strings.Contains(e.Error.Message, "after the request was sent to a provider") {
+		t.Errorf("in flight: %d %s", a.status, a.body)
+	}
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[{"role":"user","content":"hi"}]}`, nil)
+	if e := decodeError(t, b); resp.StatusCode != 503 || !strings.Contains(e.Error.Message, "not sent to any provider") {
+		t.Errorf("after the kill: %d %s", resp.StatusCode, b)
+	}
 }

@@ -107,6 +107,14 @@ func localReplyConfig(maxBytes int64) (*hcmv3.LocalReplyConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	// When the router went away after the request left (a replica killed
+	// while its provider answered), the client must not be told it was
+	// never sent: it may have been processed and billed. An upstream host
+	// was chosen then; before, the attribute is absent and the filter false.
+	sent, err := celFilter("upstream.address != ''")
+	if err != nil {
+		return nil, err
+	}
 	// stellwerk's own answers (details "stellwerk") keep their bodies, even
 	// on a stream whose earlier attempts left response flags behind.
 	notOurs, err := celFilter("response.code_details != 'stellwerk'")
@@ -127,6 +135,8 @@ func localReplyConfig(maxBytes int64) (*hcmv3.LocalReplyConfig, error) {
 		flags                           bool // tell stellwerk why Envoy answered for the provider
 	}
 	replies := []reply{
+		{and(extProcDown, sent), 503, "the LLM router became unavailable after the request was sent to a provider; it may have been processed there",
+			"server_error", "router_unavailable", "api_error", false},
 		{extProcDown, 503, "the LLM router is unavailable; the request was not sent to any provider", "server_error", "router_unavailable", "api_error", false},
 		{statusFilter(413), 0, tooLarge.Message, tooLarge.Type, tooLarge.Code, "request_too_large", false},
 		{and(flagFilter("UT"), notOurs), 0, "the provider did not answer in time", "server_error", "provider_timeout", "timeout_error", true},
