@@ -587,6 +587,17 @@ func TestReplicasRedisDown(t *testing.T) {
 				} else {
 					resp.Body.Close()
 				}
+				// The operator sees it without reading the log: /status and
+				// the metrics say the store is down, and what went unchecked.
+				bs, _ := adminJSON(t, s, "/status")["budget_store"].(map[string]any)
+				unchecked := map[string]float64{"closed": 1, "open": 2}[mode] // the rate-limited request, and in open mode the budgeted one
+				if bs["backend"] != "redis" || bs["reachable"] != false || bs["last_failure_at"] == nil || bs["admitted_unchecked"] != unchecked {
+					t.Errorf("replica %c: /status budget_store %v", 'a'+i, bs)
+				}
+				if m := string(adminBody(t, s, "/metrics")); !strings.Contains(m, "\nstellwerk_budget_store_up 0\n") ||
+					!strings.Contains(m, fmt.Sprintf("\nstellwerk_budget_admitted_unchecked_total %v\n", unchecked)) {
+					t.Errorf("replica %c: the metrics do not say the budget store is down", 'a'+i)
+				}
 			}
 		})
 	}

@@ -127,6 +127,11 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 		if ss, ok := s.(interface{ SpendStatus() any }); ok {
 			out["spend_ledger"] = ss.SpendStatus()
 		}
+		if bs, ok := s.(interface{ BudgetStoreStatus() any }); ok {
+			if v := bs.BudgetStoreStatus(); v != nil {
+				out["budget_store"] = v
+			}
+		}
 		if as, ok := s.(interface{ AuditStatus() any }); ok {
 			out["audit"] = as.AuditStatus()
 		}

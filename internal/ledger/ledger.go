@@ -16,6 +16,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -223,6 +224,59 @@ type Ledger struct {
 	failOpenR bool
 	log       *zap.Logger
 	orphans   orphans
+	// down is set by a request's reserve or settle the store failed, and
+	// cleared by one it answered; failedAt is the last failure (unix ms);
+	// unchecked counts requests admitted without a check (failure mode
+	// open). Health reads them.
+	down      atomic.Bool
+	failedAt  atomic.Int64
+	unchecked atomic.Uint64
+}
+
+// Health is how the budget store stands, as requests found it: /status
+// and the metrics show it (a Redis that is down or refuses stellwerk's
+// password is otherwise only in the log).
+type Health struct {
+	Backend string `json:"backend"` // memory or redis
+	// Reachable is false from a request the store did not answer until
+	// one it does.
+	Reachable     bool       `json:"reachable"`
+	LastFailureAt *time.Time `json:"last_failure_at,omitempty"`
+	// AdmittedUnchecked counts requests let through without a check while
+	// it was unreachable (on_unavailable: open).
+	AdmittedUnchecked uint64 `json:"admitted_unchecked"`
+	// ToGiveBack are reservations whose reserve failed in transit, waiting
+	// for the store to answer so they can be released.
+	ToGiveBack int `json:"reservations_to_give_back"`
+}
+
+// Health reports how the store stands.
+func (l *Ledger) Health() Health {
+	h := Health{Backend: "redis", Reachable: !l.down.Load(), AdmittedUnchecked: l.unchecked.Load(), ToGiveBack: l.orphans.pending()}
+	if _, ok := l.backend.(*memory); ok {
+		h.Backend = "memory"
+	}
+	if ms := l.failedAt.Load(); ms != 0 {
+		t := time.UnixMilli(ms).UTC()
+		h.LastFailureAt = &t
+	}
+	return h
+}
+
+// answered records whether the store answered a request's operation; an
+// operation its caller gave up on (ctx) says nothing about the store.
+func (l *Ledger) answered(ctx context.Context, err error) {
+	if err != nil && ctx.Err() != nil {
+		return
+	}
+	if err == nil {
+		if l.down.Load() {
+			l.down.Store(false)
+		}
+		return
+	}
+	l.down.Store(true)
+	l.failedAt.Store(time.Now().UnixMilli())
 }
 
 // New makes a Ledger.
@@ -277,10 +331,14 @@ func (l *Ledger) Reserve(ctx context.Context, req *Request) (*Reservation, error
 		return r, nil // nothing applies: nothing to hold, Settle is a no-op
 	}
 	st, err := l.backend.reserve(ctx, &p)
+	l.answered(ctx, err)
 	if err != nil {
 		// The store may have made the reservation and the answer been
-		// lost: it is given back once the store answers again.
-		l.orphans.add(l, r.ID)
+		// lost: it is given back once the store answers again. Not when
+		// the connection was never made (Redis down): nothing was sent.
+		if oe := (*net.OpError)(nil); !errors.As(err, &oe) || oe.Op != "dial" {
+			l.orphans.add(l, r.ID)
+		}
 		return l.unavailable(ctx, r, p.counters, "reserve", err)
 	}
 	switch st {
@@ -315,6 +373,7 @@ func (l *Ledger) unavailable(ctx context.Context, r *Reservation, cs []counter, 
 	if (hasBudget && !l.failOpenB) || (hasRate && !l.failOpenR) {
 		return nil, ue
 	}
+	l.unchecked.Add(1)
 	l.log.Warn("state store unavailable: request admitted unchecked (failure mode open)", zap.Error(err))
 	r.Allowed, r.Unenforced, r.counters = true, true, cs
 	return r, nil
@@ -360,6 +419,7 @@ func (l *Ledger) finish(ctx context.Context, r *Reservation, u Usage, release bo
 		return Settlement{Unmatched: true}, nil
 	}
 	st, err := l.backend.settle(ctx, r.ID, now, l.retention.Milliseconds(), int64(u.Cost), u.Tokens, release)
+	l.answered(ctx, err)
 	if err != nil {
 		return Settlement{}, &UnavailableError{Op: op, Err: err}
 	}

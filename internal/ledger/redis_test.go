@@ -177,3 +177,36 @@ func TestRedisStallHoldsNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestHealth: the store's health as requests find it: reachable until one
+// fails, then down with the time of that failure and the requests admitted
+// unchecked.
+func TestHealth(t *testing.T) {
+	srv := testsrv.Redis(t)
+	opts, err := RedisOptions(&config.Redis{Address: srv.Addr, Timeout: 200 * time.Millisecond}, Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { client.Close() })
+	rateOnly := limits(t, time.UTC, nil, []RateRule{{Name: "rpm", Scope: ScopeKey, RequestsPerMinute: 100}})
+	l := New(NewRedis(client, "{health}:"), rateOnly, Options{FailOpenRateLimits: true})
+	reserve(t, l, "a", 0, 0)
+	if h := l.Health(); h.Backend != "redis" || !h.Reachable || h.LastFailureAt != nil || h.AdmittedUnchecked != 0 {
+		t.Fatalf("up: %+v", h)
+	}
+	srv.Stop()
+	if r := reserve(t, l, "b", 0, 0); !r.Unenforced {
+		t.Fatalf("down: %+v", r)
+	}
+	if h := l.Health(); h.Reachable || h.LastFailureAt == nil || h.AdmittedUnchecked != 1 {
+		t.Fatalf("down: %+v", h)
+	}
+	mem, err := NewMemory(context.Background(), MemoryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := New(mem, rateOnly, Options{}).Health(); h.Backend != "memory" || !h.Reachable {
+		t.Errorf("memory: %+v", h)
+	}
+}

@@ -453,6 +453,12 @@ func registerScrape(m *telemetry.Metrics, rl *reloader, pm *policy.Manager, sw *
 	if alog != nil {
 		cs = append(cs, telemetry.Audit(alog.Stats))
 	}
+	if led := rl.ln.led; led != nil {
+		cs = append(cs, telemetry.BudgetStore(func() (bool, uint64) {
+			h := led.Health()
+			return h.Reachable, h.AdmittedUnchecked
+		})...)
+	}
 	return m.Register(cs...)
 }
 
@@ -500,6 +506,15 @@ func (s *status) Spend() *spend.Store { return s.spend }
 // SpendStatus is the spend ledger's part of /status: its writer's counters.
 func (s *status) SpendStatus() any {
 	return map[string]any{"backend": s.spend.DB().Dialect, "writer": s.spendW.Stats()}
+}
+
+// BudgetStoreStatus is the budget store's part of /status; nil without
+// budgets or rate limits.
+func (s *status) BudgetStoreStatus() any {
+	if s.led == nil {
+		return nil
+	}
+	return s.led.Health()
 }
 
 func (s *status) Keys() *keys.Store { return s.keys }

@@ -125,6 +125,20 @@ func Versions(policy func() string, config func() (cfg, catalog, predictor strin
 	}
 }
 
+// BudgetStore reads the budget store's health as requests found it
+// (ledger.Ledger.Health): whether it answered the last request that used
+// it, and how many were admitted without a check while it did not.
+func BudgetStore(health func() (reachable bool, unchecked uint64)) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stellwerk_budget_store_up",
+			Help: "1 while the budget store (memory or Redis) answered the last request that used it."},
+			func() float64 { ok, _ := health(); return b2f(ok) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "stellwerk_budget_admitted_unchecked_total",
+			Help: "Requests admitted without a budget or rate-limit check because the budget store was unreachable (state.redis.on_unavailable: open)."},
+			func() float64 { _, n := health(); return float64(n) }),
+	}
+}
+
 func b2f(b bool) float64 {
 	if b {
 		return 1
