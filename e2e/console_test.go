@@ -40,6 +40,10 @@ func TestConsole(t *testing.T) {
 			c.Admin.Tokens = append(c.Admin.Tokens, config.AdminToken{ID: "dash", Role: config.RoleViewer, SHA256: auth.Hash(viewer)})
 			c.Budgets.Limits = []config.BudgetRule{{Name: "default-daily", Scope: "workspace", Subject: "default",
 				AmountEUR: 5, Period: "day", WarnAt: 0.5}}
+			// A provider whose key is not set where stellwerk runs.
+			c.Providers = append(c.Providers, config.Provider{Name: "keyless", BaseURL: "http://127.0.0.1:1/v1", Residency: "us",
+				Credential: config.Credential{Env: "STELLWERK_TEST_KEY_NOT_SET"}})
+			c.Models = append(c.Models, config.Model{ID: "keyless-model", Provider: "keyless", ContextWindow: 8000})
 		},
 	})
 
@@ -219,6 +223,8 @@ func TestConsole(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#tabs button[data-tab="providers"]`)),
 		waitText(`tr[data-provider="alpha"]`, "healthy"),
 		waitText(`tr[data-provider="beta"]`, "healthy"),
+		// Not "healthy": every request to it is refused (found by a helper).
+		waitText(`tr[data-provider="keyless"]`, "no credential configured"),
 	)
 
 	// Revoke the key in the console: the next request with it is refused.

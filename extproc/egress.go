@@ -250,7 +250,9 @@ func recordAttempt(f *filter, idx int, m *catalog.Model, workspace string, o att
 		}
 		r.Health.Failed(tg, reason, 0)
 	case o.code != "":
-		a.Outcome, a.Reason = "failed", o.code
+		// stellwerk refused to send it (no credential, a model a reload
+		// removed): a setup error, not the provider's failure.
+		a.Outcome, a.Reason = "not_sent", o.code
 	case status == 429:
 		// A rate limit: the credential's (and for most providers the
 		// model's), never the provider's as a whole.

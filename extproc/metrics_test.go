@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/telemetry"
 )
@@ -97,6 +98,32 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 	}
 }
 
+// A provider whose key is not configured gets nothing: its 502 is a setup
+// error, not a failed attempt on the provider (found by a helper: the
+// dashboard showed an outage).
+func TestMetricsCredentialMissing(t *testing.T) {
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: m}
+providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {env: P_KEY}}]
+models: [{id: m, provider: p, context_window: 8000}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stateFor(t, c, func(string) string { return "" })
+	st.Metrics = telemetry.New()
+	p := &edge{filter: filter{state: st, log: zap.NewNop(), id: NewDecisionID()}, ctx: context.Background()}
+	p.handle(headersMsg("POST", "/v1/chat/completions", false))
+	ir := p.handle(bodyMsg(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`)).GetImmediateResponse()
+	p.finish()
+	if ir == nil || ir.GetStatus().GetCode() != 502 {
+		t.Fatalf("%v", ir)
+	}
+	if got := sample(t, st.Metrics.Gatherer(), "stellwerk_provider_attempts_total", "model=m,outcome=failed,provider=p"); got != -1 {
+		t.Errorf("a request never sent counted as a failed attempt: %v", got)
+	}
+}
+
 // sample is a counter's value or a histogram's count; -1 when the series
 // does not exist.
 func sample(t *testing.T, g prometheus.Gatherer, name, want string) float64 {
@@ -132,4 +159,31 @@ func labels(m *dto.Metric) string {
 		parts[i] = l.GetName() + "=" + l.GetValue()
 	}
 	return strings.Join(parts, ",")
+}
+
+// An attempt stellwerk did not send (its provider's key is not configured)
+// is not_sent, not failed: a setup error, not an outage (found by a helper:
+// the dashboard showed one).
+func TestAttemptNotSent(t *testing.T) {
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: m}
+providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {env: P_KEY}}]
+models: [{id: m, provider: p, context_window: 8000}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stateFor(t, c, func(string) string { return "" })
+	seen := &attemptLog{}
+	seen.open("d1", 1)
+	g := &egress{filter: filter{state: st, log: zap.NewNop(), id: "id", seen: seen}, provider: "p"}
+	plan := encodePlan("d1", st.Router.Catalog.Models()[:1])
+	g.handle(headersMsg("POST", "/v1/chat/completions", false, header.Plan, plan))
+	ir := g.handle(bodyMsg(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`)).GetImmediateResponse()
+	if ir == nil || ir.GetStatus().GetCode() != 502 {
+		t.Fatalf("%v", ir)
+	}
+	if as := seen.take("d1"); len(as) != 1 || as[0].Outcome != "not_sent" || as[0].Reason != "provider_credential_missing" {
+		t.Errorf("attempts %+v", as)
+	}
 }

@@ -43,6 +43,11 @@ type ProviderCluster struct {
 	Endpoints       []config.Endpoint       `json:"endpoints,omitempty"`
 	Override        *config.ClusterSettings `json:"override,omitempty"`
 	SnapshotVersion string                  `json:"snapshot_version"`
+	// Credential says whether stellwerk has the provider's key (never
+	// the key): configured, missing (its variable or file is empty: every
+	// request to it is refused, 502 provider_credential_missing, and auto
+	// skips it), or none (the provider needs none).
+	Credential string `json:"credential"`
 	// Applied (in a PUT's answer only) is whether every connected Envoy
 	// accepted the change within a few seconds: false when one refused it
 	// (/status shows per node what, and it keeps serving its last good

@@ -99,7 +99,16 @@ func (r *reloader) providerView(name string) (admin.ProviderCluster, error) {
 	}
 	p := cfg.Providers[i]
 	v := admin.ProviderCluster{Provider: name, Cluster: cfg.EffectiveCluster(p), Endpoints: p.Endpoints,
-		SnapshotVersion: r.pub.Version()}
+		SnapshotVersion: r.pub.Version(), Credential: "none"}
+	for _, cp := range r.cur.cat.Providers() {
+		switch {
+		case cp.Name != name || cp.CredentialSource() == "":
+		case cp.HasCredential():
+			v.Credential = "configured"
+		default:
+			v.Credential = "missing"
+		}
+	}
 	if ov, ok := r.overrides[name]; ok {
 		v.Override = &ov
 	}

@@ -535,7 +535,9 @@ async function loadProviders() {
     el("p", { class: "muted" }, "Health is what stellwerk saw of each provider's answers: consecutive failures, and a cooldown after repeated ones, during which requests go to the next allowed model."),
     table(names.map((n) => ({ name: n, h: health.get(n) || {}, c: clusters.get(n) || {} })), [
       ["provider", (p) => el("strong", {}, p.name)],
-      ["health", (p) => p.h.cooling_until && new Date(p.h.cooling_until) > now ?
+      ["health", (p) => p.c.credential === "missing" ?
+        el("span", { class: "verdict excluded" }, "no credential configured: requests to it are refused") :
+        p.h.cooling_until && new Date(p.h.cooling_until) > now ?
         el("span", { class: "verdict excluded" }, "cooling down until " + when(p.h.cooling_until)) :
         p.h.consecutive_failures ? el("span", { class: "verdict warn" }, "serving, " + p.h.consecutive_failures + " recent failure(s)") :
           el("span", { class: "verdict eligible" }, "healthy")],
