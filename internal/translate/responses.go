@@ -157,6 +157,11 @@ func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 		case "text":
 			req.ResponseFormat, bad = responsesFormat(v.Get("format"))
 		case "max_output_tokens":
+			// Checked here, under the client's name for it: chat's check
+			// would name max_completion_tokens, which it never sent.
+			if v.Type != gjson.Null && (v.Type != gjson.Number || v.Num < 1 || v.Num != float64(int64(v.Num))) {
+				bad = apierr.Invalid("invalid_value", "max_output_tokens", "max_output_tokens must be a positive integer")
+			}
 			req.MaxTokens = raw
 		case "temperature":
 			req.Temperature = raw

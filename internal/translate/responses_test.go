@@ -62,6 +62,8 @@ func TestResponsesToChat(t *testing.T) {
 		"reasoning item":    {in: `{"model":"m","input":[{"type":"reasoning","summary":[]}]}`, code: "unsupported_value"},
 		"bad role":          {in: `{"model":"m","input":[{"role":"tool","content":"x"}]}`, code: "invalid_value"},
 		"not json":          {in: `{"model":`, code: "invalid_json"},
+		"max output zero":   {in: `{"model":"m","input":"x","max_output_tokens":0}`, code: "invalid_value"},
+		"max output string": {in: `{"model":"m","input":"x","max_output_tokens":"5"}`, code: "invalid_value"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got, err := ResponsesToChat([]byte(tc.in))
