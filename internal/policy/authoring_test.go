@@ -211,3 +211,23 @@ decision := {"deny": [], "exclude": {}, "objective": objective, "quality_floor":
 		t.Fatalf("without the library: %v", err)
 	}
 }
+
+// An OPA bundle's data file in the policy dir is not read: said so, where
+// the author looks (policy test, config check, serve's log).
+func TestDataFilesWarned(t *testing.T) {
+	dir := policyDir(t, map[string]string{"block.rego": "package stellwerk\n\ndeny contains \"blocked\" if input.request.user in data.acme.blocked\n"})
+	if err := os.Mkdir(filepath.Join(dir, "acme"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "acme", "data.json"), []byte(`{"blocked":["mallory"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Load(context.Background(), Source{Library: true, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := Unreachable(Source{Library: true, Dir: dir})
+	if err != nil || len(w) != 1 || len(e.Warnings) != 1 || !strings.Contains(w[0], "dir/acme/data.json: data files are not read") {
+		t.Fatalf("warnings %q %q (%v)", e.Warnings, w, err)
+	}
+}

@@ -78,7 +78,7 @@ func load(ctx context.Context, f files) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
-	e := &Engine{query: pq, Version: f.version, Modules: names, LoadedAt: time.Now(), files: f, Warnings: unreachable(c.Modules)}
+	e := &Engine{query: pq, Version: f.version, Modules: names, LoadedAt: time.Now(), files: f, Warnings: f.warnings(c.Modules)}
 	if root, ok := analyze(c.Modules); ok {
 		e.memo = newMemo(root)
 	}

@@ -86,5 +86,15 @@ func Unreachable(src Source) ([]string, error) {
 	if c.Compile(parsed); c.Failed() {
 		return nil, fmt.Errorf("compile: %w", c.Errors)
 	}
-	return unreachable(c.Modules), nil
+	return f.warnings(c.Modules), nil
+}
+
+// warnings are a load's: the modules that cannot contribute, and the data
+// files that are not read.
+func (f files) warnings(modules map[string]*ast.Module) []string {
+	w := unreachable(modules)
+	for _, d := range f.data {
+		w = append(w, d+": data files are not read (stellwerk loads *.rego only); write the data as a rule, e.g. blocked_users := {\"mallory\"} in a module")
+	}
+	return w
 }

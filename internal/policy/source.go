@@ -28,6 +28,9 @@ type files struct {
 	modules map[string]string
 	tests   map[string]string
 	version string
+	// data are OPA bundle data files found in the dir (data.json,
+	// data.yaml), which stellwerk does not read: warned about.
+	data []string
 }
 
 // maxModuleBytes bounds one file read from the bundle directory.
@@ -54,7 +57,7 @@ func (s Source) collect() (files, error) {
 		}
 	}
 	if s.Dir != "" {
-		if err := readDir(s.Dir, "dir", f, map[string]bool{}); err != nil {
+		if err := readDir(s.Dir, "dir", &f, map[string]bool{}); err != nil {
 			return f, fmt.Errorf("policy dir: %w", err)
 		}
 	}
@@ -71,7 +74,7 @@ func (s Source) collect() (files, error) {
 // real directory once (seen), so a link cannot loop; a directory whose name
 // starts with a dot is skipped, as are a Kubernetes ConfigMap's ..data
 // staging directories (its files are linked at the top).
-func readDir(root, prefix string, f files, seen map[string]bool) error {
+func readDir(root, prefix string, f *files, seen map[string]bool) error {
 	real, err := filepath.EvalSymlinks(root)
 	if err != nil {
 		return err
@@ -99,6 +102,10 @@ func readDir(root, prefix string, f files, seen map[string]bool) error {
 			}
 		}
 		if !strings.HasSuffix(path, ".rego") {
+			switch d.Name() {
+			case "data.json", "data.yaml", "data.yml":
+				f.data = append(f.data, name)
+			}
 			return nil
 		}
 		info, err := os.Stat(path)
