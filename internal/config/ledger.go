@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // budgets' time zones resolve on hosts and images without /usr/share/zoneinfo
@@ -338,12 +339,18 @@ func checkRedisAddress(addr string) error {
 	if addr == "" {
 		return fmt.Errorf("required (host:port)")
 	}
-	if strings.Contains(addr, "@") || strings.Contains(addr, "://") {
+	if strings.Contains(addr, "@") {
 		return fmt.Errorf("must be host:port; the password goes in password_env or password_file, never here")
+	}
+	if strings.Contains(addr, "://") {
+		return fmt.Errorf("must be host:port, not a URL: TLS is tls: true, the database is db, the password password_env or password_file")
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || host == "" || port == "" {
 		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: the port must be a number from 1 to 65535 (the database is db, not a path)", addr)
 	}
 	return nil
 }

@@ -37,6 +37,8 @@ func TestLedgerValidation(t *testing.T) {
 		"redis":                 {ledgerBase + "state: {redis: {address: redis.internal:6379, password_env: REDIS_PASSWORD}}\n", ""},
 		"redis inline password": {ledgerBase + "state: {redis: {address: redis:6379, password: hunter2}}\n", `unknown field "password" in Redis`},
 		"redis URL":             {ledgerBase + "state: {redis: {address: \"redis://:hunter2@redis:6379\"}}\n", "state.redis.address: must be host:port; the password goes in password_env or password_file"},
+		"redis TLS URL":         {ledgerBase + "state: {redis: {address: \"rediss://redis:6379\"}}\n", "state.redis.address: must be host:port, not a URL: TLS is tls: true"},
+		"redis database path":   {ledgerBase + "state: {redis: {address: \"redis:6379/0\"}}\n", "the database is db, not a path"},
 		"redis no address":      {ledgerBase + "state: {redis: {db: 1}}\n", "state.redis.address: required"},
 		"redis both passwords":  {ledgerBase + "state: {redis: {address: r:6379, password_env: A, password_file: /run/p}}\n", "state.redis: set password_env or password_file, not both"},
 		"redis bad mode":        {ledgerBase + "state: {redis: {address: r:6379, on_unavailable: {budgets: maybe}}}\n", `state.redis.on_unavailable.budgets: "maybe" is not one of closed, open`},

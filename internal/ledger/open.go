@@ -72,6 +72,9 @@ func RedisOptions(rc *config.Redis, env Env) (*redis.Options, error) {
 			return nil, fmt.Errorf("state.redis.password_file: %w", err)
 		}
 		o.Password = strings.TrimSpace(string(p))
+		if o.Password == "" {
+			return nil, fmt.Errorf("state.redis.password_file: the file is empty")
+		}
 	}
 	if rc.TLS {
 		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -208,5 +209,18 @@ func TestHealth(t *testing.T) {
 	}
 	if h := New(mem, rateOnly, Options{}).Health(); h.Backend != "memory" || !h.Reachable {
 		t.Errorf("memory: %+v", h)
+	}
+}
+
+// An empty password file is refused at start, as an empty password_env is:
+// it was taken as no password, and every request met NOAUTH.
+func TestRedisPasswordFileEmpty(t *testing.T) {
+	env := Env{Getenv: func(string) string { return "" }, ReadFile: func(string) ([]byte, error) { return []byte(" \n"), nil }}
+	if _, err := RedisOptions(&config.Redis{Address: "r:6379", PasswordFile: "/run/secrets/redis"}, env); err == nil ||
+		!strings.Contains(err.Error(), "state.redis.password_file: the file is empty") {
+		t.Fatalf("%v", err)
+	}
+	if _, err := RedisOptions(&config.Redis{Address: "r:6379", PasswordEnv: "REDIS_PASSWORD"}, env); err == nil {
+		t.Fatal("an empty variable accepted")
 	}
 }
