@@ -379,6 +379,11 @@ func (c *Config) clusterErrors() []error {
 		if p.Cluster != nil && p.Cluster.TLS != nil && strings.HasPrefix(p.BaseURL, "http://") {
 			errs = append(errs, fmt.Errorf("%s.cluster.tls: set for a plain http base_url", f))
 		}
+		// Likewise the HTTP/2 settings: a provider that speaks HTTP/1.1
+		// would take them and do nothing with them.
+		if p.Cluster != nil && p.Cluster.HTTP2 != nil && strings.HasPrefix(p.BaseURL, "http://") && eff.Protocol != "http2" {
+			errs = append(errs, fmt.Errorf("%s.cluster.http2: set for a provider that speaks HTTP/1.1 (a plain http base_url); set protocol: http2 for HTTP/2 in plain text", f))
+		}
 	}
 	return errs
 }

@@ -73,6 +73,7 @@ func TestClusterValidationNamesTheField(t *testing.T) {
 		"protocol":          {`protocol: http3`, `providers[0].cluster.protocol: "http3" is not one of`},
 		"auto on http":      {`protocol: auto`, "providers[0].cluster.protocol: auto needs an https base_url"},
 		"tls on http":       {`tls: {min_version: "1.3"}`, "providers[0].cluster.tls: set for a plain http base_url"},
+		"http2 on http1":    {`http2: {max_concurrent_streams: 10}`, "providers[0].cluster.http2: set for a provider that speaks HTTP/1.1"},
 		"unknown field":     {`outlier_detection: {consecutive_500: 3}`, `unknown field "consecutive_500"`},
 		"keepalive seconds": {`tcp_keepalive: {time: 1500ms}`, "providers[0].cluster.tcp_keepalive.time: must be whole seconds"},
 		"window":            {`http2: {initial_stream_window_size: 10}`, "providers[0].cluster.http2.initial_stream_window_size: must be between 65535"},
