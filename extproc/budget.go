@@ -158,7 +158,7 @@ func (p *edge) tellBudgets(st *ledger.State) {
 			if !p.state.Notify.Tell(ev) {
 				continue
 			}
-		} else if !p.state.told.first(ev) {
+		} else if !p.told.first(ev) {
 			continue
 		}
 		p.log.Warn(kind, zap.String("budget", b.Name), zap.String("subject", b.Subject), zap.Float64("ratio", b.Ratio),
@@ -174,6 +174,9 @@ type toldOnce struct {
 }
 
 func (t *toldOnce) first(ev notify.Event) bool {
+	if t == nil {
+		return true
+	}
 	key := ev.Kind + "\x00" + ev.Budget + "\x00" + ev.Subject
 	t.mu.Lock()
 	defer t.mu.Unlock()

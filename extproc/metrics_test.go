@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/header"
@@ -185,5 +187,42 @@ models: [{id: m, provider: p, context_window: 8000}]
 	}
 	if as := seen.take("d1"); len(as) != 1 || as[0].Outcome != "not_sent" || as[0].Reason != "provider_credential_missing" {
 		t.Errorf("attempts %+v", as)
+	}
+}
+
+// A budget's warning is logged once per period by this process, whatever
+// config reloads come between (each reload makes a new State; found by a
+// helper: the line came again after a reload).
+func TestBudgetWarningLoggedOncePerPeriod(t *testing.T) {
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: m}
+providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu}]
+models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 1000, output_per_mtok: 1000}}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := ledger.NewMemory(context.Background(), ledger.MemoryOptions{})
+	lim, err := ledger.NewLimits(nil, []ledger.BudgetRule{{Name: "day", Scope: ledger.ScopeWorkspace, Limit: ledger.FromEUR(100),
+		Period: ledger.PeriodDay, WarnAt: 0.000001}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	led := ledger.New(b, lim, ledger.Options{})
+	defer led.Close(context.Background())
+	core, logs := observer.New(zapcore.WarnLevel)
+	told := &toldOnce{}
+	for range 3 {
+		st := stateFor(t, c, func(string) string { return "" }) // a new State, as a reload makes
+		st.Ledger, st.Limited = led, true
+		p := &edge{filter: filter{state: st, log: zap.New(core), id: NewDecisionID(), told: told}, ctx: context.Background()}
+		p.handle(headersMsg("POST", "/v1/chat/completions", false))
+		p.handle(bodyMsg(`{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`))
+		p.handle(respHeadersMsg("200", "application/json"))
+		p.handle(respBodyMsg(`{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":10}}`, true))
+		p.finish()
+	}
+	if n := logs.FilterMessage("budget_warning").Len(); n != 1 {
+		t.Errorf("budget_warning logged %d times over three requests and two reloads, want once", n)
 	}
 }

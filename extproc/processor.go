@@ -40,6 +40,7 @@ type filter struct {
 	log   *zap.Logger
 	id    string
 	seen  *attemptLog // attempts this process's egress streams recorded
+	told  *toldOnce   // budget events this process logged (nil: each is logged)
 
 	path string // without the query (the client's query is never forwarded)
 	// chatBody is the chat translation of a Responses or Messages API

@@ -64,7 +64,6 @@ type State struct {
 	// WorkspaceClusters are the provider clusters that carry a workspace's
 	// own key (bring your own key), by workspace and provider name.
 	WorkspaceClusters map[WorkspaceProvider]string
-	told              toldOnce // budget events logged without a webhook
 	// keyLimits caches each store key's compiled limits (by key id; the
 	// entry is replaced when the key's record changes).
 	keyLimits sync.Map
@@ -140,6 +139,9 @@ type Server struct {
 	// attempts is what egress streams saw, for the edge stream of the same
 	// request (both usually run in this process).
 	attempts attemptLog
+	// told are the budget events this process logged without a webhook:
+	// once per budget and period, whatever config reloads come between.
+	told toldOnce
 }
 
 var _ extprocv3.ExternalProcessorServer = (*Server)(nil)
@@ -166,7 +168,7 @@ func (s *Server) SetState(st *State) { s.state.Store(st) }
 // egress filter.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 	ctx := stream.Context()
-	f := filter{state: s.state.Load(), log: s.log, id: s.newID(), seen: &s.attempts}
+	f := filter{state: s.state.Load(), log: s.log, id: s.newID(), seen: &s.attempts, told: &s.told}
 	if provider := egressProvider(ctx); provider != "" {
 		p := &egress{filter: f, provider: provider}
 		defer p.finish()
