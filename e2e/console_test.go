@@ -15,6 +15,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
 	"github.com/stellwerk/stellwerk/internal/testsrv"
 )
 
@@ -256,10 +257,42 @@ func TestConsole(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("app")),
 	)
 
+	// An answer that comes after the user signed out is not shown to the
+	// next one (found with Chromium: it was written into the panel).
+	resp, b := adminDo(t, s, "POST", "/admin/keys", `{"id":"slow-try","workspace":"default"}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("create: %d %s", resp.StatusCode, b)
+	}
+	var slow struct{ Secret string }
+	mustJSON(t, b, &slow)
+	waitFor(t, "the new key to be known", func() bool { // the key store refreshes every 250ms
+		resp, _ := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`,
+			map[string]string{"Authorization": "Bearer " + slow.Secret})
+		return resp.StatusCode == 200
+	})
+	for _, p := range s.Providers {
+		p.SetBehavior(mockllm.Behavior{FirstByteDelay: 1500 * time.Millisecond})
+	}
+	run("sign out while an answer is on its way",
+		chromedp.SetValue(chromedp.ID("try-key"), slow.Secret),
+		chromedp.SetValue(chromedp.ID("try-message"), "a prompt the next user must not see"),
+		chromedp.Click(chromedp.ID("try-send")),
+		waitText("#try-result", "sending"),
+		chromedp.Click(chromedp.ID("logout")),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.Sleep(2500*time.Millisecond), // the answer has come meanwhile
+	)
+	for _, p := range s.Providers {
+		p.SetBehavior(mockllm.Behavior{})
+	}
+	stale, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("try-result").textContent + "|" + document.getElementById("try-message").value`))
+	if err != nil || strings.Contains(stale, "200") || strings.Contains(stale, "must not see") {
+		t.Errorf("after signing out, the tab shows the last user's try-it: %q %v", stale, err)
+	}
+
 	// A viewer sees the keys but is offered neither their changes nor the
 	// try-it panel.
-	run("sign in as a viewer",
-		chromedp.Click(chromedp.ID("logout")),
+	run("sign in as a viewer", // signed out above
 		chromedp.WaitVisible(chromedp.ID("token")),
 		chromedp.SendKeys(chromedp.ID("token"), viewer),
 		chromedp.Click(chromedp.ID("login-btn")),

@@ -5,6 +5,7 @@ package extproc
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -68,6 +69,9 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 			hs = append(hs, setHeader(":status", "503"), setHeader("content-type", "application/json"),
 				setHeader(header.Model, p.served.ID), setHeader(header.Provider, p.served.Provider.Name),
 				setHeader(header.Attempts, strconv.Itoa(len(p.attempts))))
+			if p.attemptsFinal() {
+				hs = append(hs, setHeader("x-should-retry", "false"))
+			}
 			resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs, RemoveHeaders: append(remove, "content-encoding")})
 			resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
 			return resp
@@ -167,6 +171,15 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	return resp
 }
 
+// attemptsFinal: every attempt failed in a way sending the request again
+// repeats (a credential the provider refused, one never sent for want of a
+// credential), so the SDKs are told not to retry.
+func (p *edge) attemptsFinal() bool {
+	return len(p.attempts) > 0 && !slices.ContainsFunc(p.attempts, func(a attempt) bool {
+		return !credentialRefused(a.Status) && a.Outcome != "not_sent"
+	})
+}
+
 // allAttemptsFailed is the answer when every provider of the plan failed
 // before its answer started: which were tried, why, and that no other model
 // was allowed. A request never reaches a model outside its decision.
@@ -188,7 +201,9 @@ func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
 	}
 	p.log.Warn("all attempts failed", zap.String("decision_id", p.id), zap.Any("attempts", p.attempts))
 	p.status, p.errCode = 503, "no_eligible_model"
-	return apierr.Unavailable("no_eligible_model", "every model this request may use failed: %s%s", summarizeAttempts(p.attempts), excluded)
+	e := apierr.Unavailable("no_eligible_model", "every model this request may use failed: %s%s", summarizeAttempts(p.attempts), excluded)
+	e.Final = p.attemptsFinal()
+	return e
 }
 
 // responseBody adds the routing object to a complete JSON object. A body

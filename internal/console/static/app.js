@@ -31,11 +31,17 @@ function token() { return sessionStorage.getItem(TOKEN) || ""; }
 
 // api calls the admin API; it returns {status, body} with body parsed as
 // JSON when it is JSON. A 401 signs the user out.
+// session counts sign-outs: an answer that arrives after one belongs to
+// the user who left, and is dropped (its caller never resumes).
+let session = 0;
+
 async function api(method, path, body, headers) {
+  const mine = session;
   const h = Object.assign({ "Authorization": "Bearer " + token() }, headers || {});
   if (body !== undefined) h["Content-Type"] = "application/json";
   const resp = await fetch(path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
   const text = await resp.text();
+  if (mine !== session) return new Promise(() => {});
   let data = text;
   try { data = JSON.parse(text); } catch (_) { /* not JSON */ }
   // A 401 from /admin/try may be the virtual key's (Envoy's answer): only
@@ -113,6 +119,7 @@ async function signIn(t) {
 }
 
 function signOut(msg) {
+  session++;
   sessionStorage.removeItem(TOKEN);
   sessionStorage.removeItem(TRYKEY);
   stopStream();
@@ -120,8 +127,11 @@ function signOut(msg) {
   // key's secret, the try-it key and answer, the decisions, every panel.
   for (const id of ["key-secret", "keys-out", "try-result", "try-decision", "live-list", "spend-out", "budgets-out",
     "routes-out", "route-detail", "providers-out", "policy-out"]) put($(id));
+  for (const f of ["try-form", "key-create", "spend-form", "budgets-form"]) $(f).reset(); // the prompt, a key's id, …
   $("try-key").value = "";
+  $("try-send").disabled = false;
   decisions.clear();
+  waiting.clear();
   seen = 0;
   $("live-count").textContent = "waiting for requests…";
   $("app").hidden = true;
