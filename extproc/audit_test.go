@@ -222,15 +222,7 @@ func TestAuditRefuse(t *testing.T) {
 // of personal data replaced by a typed placeholder; other workspaces get
 // no content.
 func TestAuditContent(t *testing.T) {
-	c, err := config.Decode(strings.NewReader(`
-routing: {default_model: m}
-providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {env: P_KEY}}]
-models: [{id: m, provider: p, context_window: 8000}]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := stateFor(t, c, func(string) string { return "sk-p" })
+	st := oneProvider(t, "sk-p")
 	l, _ := testAuditLog(t, true)
 	st.Audit, st.AuditContent = l, map[string]bool{"default": true}
 	const chat = `{"model":"auto","messages":[{"role":"system","content":"be brief"},` +

@@ -100,10 +100,10 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 	}
 }
 
-// A provider whose key is not configured gets nothing: its 502 is a setup
-// error, not a failed attempt on the provider (found by a helper: the
-// dashboard showed an outage).
-func TestMetricsCredentialMissing(t *testing.T) {
+// oneProvider is a State with provider p (its key in P_KEY: key) and its
+// model m.
+func oneProvider(t *testing.T, key string) *State {
+	t.Helper()
 	c, err := config.Decode(strings.NewReader(`
 routing: {default_model: m}
 providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {env: P_KEY}}]
@@ -112,7 +112,14 @@ models: [{id: m, provider: p, context_window: 8000}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := stateFor(t, c, func(string) string { return "" })
+	return stateFor(t, c, func(string) string { return key })
+}
+
+// A provider whose key is not configured gets nothing: its 502 is a setup
+// error, not a failed attempt on the provider (found by a helper: the
+// dashboard showed an outage).
+func TestMetricsCredentialMissing(t *testing.T) {
+	st := oneProvider(t, "")
 	st.Metrics = telemetry.New()
 	p := &edge{filter: filter{state: st, log: zap.NewNop(), id: NewDecisionID()}, ctx: context.Background()}
 	p.handle(headersMsg("POST", "/v1/chat/completions", false))
@@ -167,15 +174,7 @@ func labels(m *dto.Metric) string {
 // is not_sent, not failed: a setup error, not an outage (found by a helper:
 // the dashboard showed one).
 func TestAttemptNotSent(t *testing.T) {
-	c, err := config.Decode(strings.NewReader(`
-routing: {default_model: m}
-providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {env: P_KEY}}]
-models: [{id: m, provider: p, context_window: 8000}]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := stateFor(t, c, func(string) string { return "" })
+	st := oneProvider(t, "")
 	seen := &attemptLog{}
 	seen.open("d1", 1)
 	g := &egress{filter: filter{state: st, log: zap.NewNop(), id: "id", seen: seen}, provider: "p"}
