@@ -392,7 +392,7 @@ func TestSyncRace(t *testing.T) {
 		var wg sync.WaitGroup
 		for _, s := range stores {
 			wg.Go(func() {
-				if _, _, err := s.SyncFile(ctx, f, "routes/support.yaml", true); err != nil {
+				if _, _, _, err := s.SyncFile(ctx, f, "routes/support.yaml", time.Time{}, true); err != nil {
 					t.Error(err)
 				}
 			})
@@ -402,6 +402,41 @@ func TestSyncRace(t *testing.T) {
 		h, _ := stores[0].History(ctx, "support")
 		if r.Latest != 1 || r.Live != 1 || len(h) != 1 {
 			t.Errorf("route %+v, %d deploys", r, len(h))
+		}
+	})
+}
+
+// A replica restarted with an older copy of a route file (its ConfigMap not
+// caught up) does not roll the fleet back to the version that copy holds;
+// reverting the file on purpose (a newer file) does (found by a helper:
+// live went back to 1 fleet-wide).
+func TestSyncStaleCopy(t *testing.T) {
+	conform(t, func(t *testing.T, open func() *Store) {
+		ctx := context.Background()
+		a, b := open(), open()
+		v1, v2 := mustFlow(t, doc("support", "gpt-4o")), mustFlow(t, doc("support", "claude-sonnet"))
+		now := time.Now()
+		sync := func(s *Store, f *flow.Flow, modified time.Time) (changed, stale bool) {
+			t.Helper()
+			_, changed, stale, err := s.SyncFile(ctx, f, "routes/support.yaml", modified, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return changed, stale
+		}
+		sync(a, v1, now.Add(-2*time.Hour))
+		sync(a, v2, now.Add(-time.Hour)) // the file's new content: v2 live
+		if changed, stale := sync(b, v1, now.Add(-2*time.Hour)); changed || !stale {
+			t.Errorf("the old copy: changed %v, stale %v", changed, stale)
+		}
+		if r, _ := b.Route(ctx, "support"); r.Live != 2 {
+			t.Fatalf("an old copy rolled the route back: live %d", r.Live)
+		}
+		if changed, stale := sync(b, v1, now.Add(time.Minute)); !changed || stale {
+			t.Errorf("the file reverted: changed %v, stale %v", changed, stale)
+		}
+		if r, _ := b.Route(ctx, "support"); r.Live != 1 {
+			t.Fatalf("a revert of the file did not deploy: live %d", r.Live)
 		}
 	})
 }

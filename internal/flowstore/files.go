@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/stellwerk/stellwerk/internal/flow"
 )
@@ -20,6 +21,8 @@ type File struct {
 	Flow       *flow.Flow
 	// Err is why the file does not load (then Flow is nil).
 	Err error
+	// Modified is the file's modification time (through links).
+	Modified time.Time
 }
 
 // ReadDir loads every *.yaml and *.yml file of dir against env. A file's
@@ -46,6 +49,9 @@ func ReadDir(dir string, env *flow.Env) ([]File, error) {
 		if err == nil {
 			f.Flow, err = flow.Load(path, data, env)
 		}
+		if info, serr := os.Stat(path); serr == nil {
+			f.Modified = info.ModTime()
+		}
 		stem := strings.TrimSuffix(e.Name(), ext)
 		switch {
 		case err != nil:
@@ -71,9 +77,12 @@ type Synced struct {
 	Version int64  `json:"version,omitempty"`
 	// Changed: the file's content was new and became (or found) a version;
 	// Deployed: it was also made live.
-	Changed  bool   `json:"changed"`
-	Deployed bool   `json:"deployed"`
-	Error    string `json:"error,omitempty"`
+	Changed  bool `json:"changed"`
+	Deployed bool `json:"deployed"`
+	// Stale: the file is an older copy of a version already synced from a
+	// newer one (another replica's); nothing changed.
+	Stale bool   `json:"stale,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // Action is what syncing the file did to its route, for the audit record:
@@ -108,11 +117,11 @@ func SyncDir(ctx context.Context, st *Store, dir string, env *flow.Env, deploy b
 			continue
 		}
 		s.Route = f.Flow.Name
-		v, changed, err := st.SyncFile(ctx, f.Flow, "routes/"+f.Name, deploy)
+		v, changed, stale, err := st.SyncFile(ctx, f.Flow, "routes/"+f.Name, f.Modified, deploy)
 		if err != nil {
 			return out, err
 		}
-		s.Version, s.Changed, s.Deployed = v.Version, changed, changed && deploy
+		s.Version, s.Changed, s.Deployed, s.Stale = v.Version, changed, changed && deploy, stale
 		out = append(out, s)
 	}
 	return out, nil

@@ -427,7 +427,14 @@ func (s *Store) History(ctx context.Context, route string) ([]Deploy, error) {
 // by hash or created) and, with deploy, the live one. A rollback made
 // through the API therefore holds until the file changes again. Replicas
 // syncing the same file at once produce one version and one deploy.
-func (s *Store) SyncFile(ctx context.Context, f *flow.Flow, source string, deploy bool) (v Version, changed bool, err error) {
+//
+// modified is the file's modification time (zero: unknown). A file whose
+// content is already a version, and which is older than the version last
+// synced from the file, is a replica's old copy (a pod restarted before its
+// ConfigMap caught up), not a change: it is left alone (stale), where it
+// rolled the whole fleet back. Reverting the file on purpose gives it a
+// new modification time, and deploys.
+func (s *Store) SyncFile(ctx context.Context, f *flow.Flow, source string, modified time.Time, deploy bool) (v Version, changed, stale bool, err error) {
 	hash := f.Hash
 	if hash == "" {
 		hash = flow.Hash(f.Source)
@@ -449,6 +456,9 @@ func (s *Store) SyncFile(ctx context.Context, f *flow.Flow, source string, deplo
 		if err := tx.QueryRowContext(ctx, `SELECT file_hash FROM routes WHERE name = $1`, f.Name).Scan(&fileHash); err == nil && fileHash == hash {
 			return nil
 		}
+		if stale, err = s.staleCopy(ctx, tx, f.Name, hash, fileHash, modified); err != nil || stale {
+			return err
+		}
 		v, _, err = s.create(ctx, tx, gen, f, source, "from "+source, "file:"+source)
 		if err != nil {
 			return err
@@ -465,7 +475,31 @@ func (s *Store) SyncFile(ctx context.Context, f *flow.Flow, source string, deplo
 		}
 		return nil
 	})
-	return v, changed, err
+	return v, changed, stale, err
+}
+
+// staleCopy: a file of content hash, modified then, is older than the
+// version of content fileHash last synced from the file, and its content
+// is a version already.
+func (s *Store) staleCopy(ctx context.Context, tx *sql.Tx, route, hash, fileHash string, modified time.Time) (bool, error) {
+	if modified.IsZero() || fileHash == "" {
+		return false, nil
+	}
+	var synced int64
+	switch err := tx.QueryRowContext(ctx, `SELECT created_at FROM route_versions WHERE route = $1 AND hash = $2`, route, fileHash).Scan(&synced); {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	if !modified.Before(fromMS(synced)) {
+		return false, nil
+	}
+	var known int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM route_versions WHERE route = $1 AND hash = $2`, route, hash).Scan(&known); err != nil {
+		return false, err
+	}
+	return known > 0, nil
 }
 
 // liveRow is what the table reads of every route.

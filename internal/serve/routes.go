@@ -96,6 +96,9 @@ func (r *routes) sync(ctx context.Context) {
 			r.log.Error("route file does not load; its route keeps its live version", zap.String("file", s.File), zap.String("error", s.Error))
 		case s.Deployed:
 			r.log.Info("route file deployed", zap.String("file", s.File), zap.String("route", s.Route), zap.Int64("version", s.Version))
+		case s.Stale:
+			r.log.Warn("route file is older than the version another replica synced from a newer copy; not deployed (this replica's copy has not caught up)",
+				zap.String("file", s.File), zap.String("route", s.Route))
 		}
 		if a := s.Action(); a != "" {
 			recordChange(r.alog, audit.KindRoute, "", audit.RouteChange(routesActor, audit.RouteSwitch{Route: s.Route, Action: a, To: s.Version}))
