@@ -29,6 +29,9 @@ type ResponsesStream struct {
 
 	msg     *strings.Builder // the open message item's text, nil when none
 	msgIdx  int
+	msgPart string                   // its content part's type: output_text or refusal
+	msgItem string                   // its id: msgID for the first message item
+	msgs    int                      // message items opened
 	calls   map[int64]*responsesCall // by the chat tool call's index
 	order   []*responsesCall
 	outputs []any // finished items, in output order
@@ -97,17 +100,19 @@ func (s *ResponsesStream) Event(ev Event, dst []byte) []byte {
 	}
 	delta := ch.Get("delta")
 	if t := delta.Get("content"); t.Type == gjson.String && t.Str != "" {
-		if s.msg == nil {
-			s.msg, s.msgIdx = &strings.Builder{}, s.next
-			s.next++
-			dst = s.emit(dst, "response.output_item.added", map[string]any{"output_index": s.msgIdx,
-				"item": map[string]any{"type": "message", "id": s.msgID(), "status": "in_progress", "role": "assistant", "content": []any{}}})
-			dst = s.emit(dst, "response.content_part.added", map[string]any{"item_id": s.msgID(), "output_index": s.msgIdx, "content_index": 0,
-				"part": map[string]any{"type": "output_text", "text": "", "annotations": []any{}}})
-		}
+		dst = s.openMessage(dst, "output_text")
 		s.msg.WriteString(t.Str)
 		s.text = t.Str
-		dst = s.delta(dst, "response.output_text.delta", s.msgID(), s.msgIdx, true, t.Str)
+		dst = s.delta(dst, "response.output_text.delta", s.msgItem, s.msgIdx, true, t.Str)
+	}
+	// A refusal (structured outputs the model declines) is a message of
+	// its own part type, as the JSON answer has it; it was dropped, and the
+	// stream looked like an empty answer.
+	if t := delta.Get("refusal"); t.Type == gjson.String && t.Str != "" {
+		dst = s.openMessage(dst, "refusal")
+		s.msg.WriteString(t.Str)
+		s.text = t.Str
+		dst = s.delta(dst, "response.refusal.delta", s.msgItem, s.msgIdx, true, t.Str)
 	}
 	delta.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
 		i := tc.Get("index").Int()
@@ -148,6 +153,30 @@ func (s *ResponsesStream) callItem(c *responsesCall, status string) map[string]a
 		"arguments": c.args.String(), "status": status}
 }
 
+// openMessage opens a message item whose content part is of type part,
+// unless one is open: another part type closes it first.
+func (s *ResponsesStream) openMessage(dst []byte, part string) []byte {
+	if s.msg != nil && s.msgPart == part {
+		return dst
+	}
+	dst = s.closeMessage(dst)
+	s.msg, s.msgIdx, s.msgPart = &strings.Builder{}, s.next, part
+	s.next++
+	s.msgItem = s.msgID()
+	if s.msgs > 0 {
+		s.msgItem += "_" + strconv.Itoa(s.msgIdx)
+	}
+	s.msgs++
+	empty := map[string]any{"type": "output_text", "text": "", "annotations": []any{}}
+	if part == "refusal" {
+		empty = map[string]any{"type": "refusal", "refusal": ""}
+	}
+	dst = s.emit(dst, "response.output_item.added", map[string]any{"output_index": s.msgIdx,
+		"item": map[string]any{"type": "message", "id": s.msgItem, "status": "in_progress", "role": "assistant", "content": []any{}}})
+	return s.emit(dst, "response.content_part.added", map[string]any{"item_id": s.msgItem, "output_index": s.msgIdx, "content_index": 0,
+		"part": empty})
+}
+
 // closeMessage ends the open message item, if any.
 func (s *ResponsesStream) closeMessage(dst []byte) []byte {
 	if s.msg == nil {
@@ -155,9 +184,14 @@ func (s *ResponsesStream) closeMessage(dst []byte) []byte {
 	}
 	text := s.msg.String()
 	part := map[string]any{"type": "output_text", "text": text, "annotations": []any{}}
-	dst = s.emit(dst, "response.output_text.done", map[string]any{"item_id": s.msgID(), "output_index": s.msgIdx, "content_index": 0, "text": text})
-	dst = s.emit(dst, "response.content_part.done", map[string]any{"item_id": s.msgID(), "output_index": s.msgIdx, "content_index": 0, "part": part})
-	item := map[string]any{"type": "message", "id": s.msgID(), "status": "completed", "role": "assistant", "content": []any{part}}
+	if s.msgPart == "refusal" {
+		part = map[string]any{"type": "refusal", "refusal": text}
+		dst = s.emit(dst, "response.refusal.done", map[string]any{"item_id": s.msgItem, "output_index": s.msgIdx, "content_index": 0, "refusal": text})
+	} else {
+		dst = s.emit(dst, "response.output_text.done", map[string]any{"item_id": s.msgItem, "output_index": s.msgIdx, "content_index": 0, "text": text})
+	}
+	dst = s.emit(dst, "response.content_part.done", map[string]any{"item_id": s.msgItem, "output_index": s.msgIdx, "content_index": 0, "part": part})
+	item := map[string]any{"type": "message", "id": s.msgItem, "status": "completed", "role": "assistant", "content": []any{part}}
 	dst = s.emit(dst, "response.output_item.done", map[string]any{"output_index": s.msgIdx, "item": item})
 	s.outputs = append(s.outputs, item)
 	s.msg = nil

@@ -177,6 +177,16 @@ func TestResponsesStream(t *testing.T) {
 				"response.output_item.done", "response.completed"},
 			final: `[{"content":[{"annotations":[],"text":"Hello","type":"output_text"}],"id":"msg_9","role":"assistant","status":"completed","type":"message"}]`,
 		},
+		// A structured output the model declines: the refusal streams as
+		// the JSON answer has it (it was dropped: an empty answer).
+		"refusal": {
+			events: []string{chunk(`{"role":"assistant","content":null,"refusal":""}`, ""), chunk(`{"refusal":"I can't"}`, ""),
+				chunk(`{"refusal":" help."}`, ""), chunk(`{}`, "stop"), usage, "[DONE]"},
+			types: []string{"response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+				"response.refusal.delta", "response.refusal.delta", "response.refusal.done", "response.content_part.done",
+				"response.output_item.done", "response.completed"},
+			final: `[{"content":[{"refusal":"I can't help.","type":"refusal"}],"id":"msg_9","role":"assistant","status":"completed","type":"message"}]`,
+		},
 		"parallel calls": {
 			events: []string{
 				chunk(`{"role":"assistant","content":null}`, ""),
