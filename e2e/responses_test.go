@@ -100,6 +100,11 @@ func checkResponses(t *testing.T, s *harness.Stack, cmd *exec.Cmd, lang string) 
 			r.Get(by+"text.cost_eur").Float() <= 0 {
 			t.Errorf("%s text: %s", model, r.Get(by+"text").Raw)
 		}
+		if model != "gpt-native" { // a translated answer repeats the request, as OpenAI's does (the native one is the provider's)
+			want(by+"text.metadata", `{"ticket":"T-1"}`)
+			want(by+"text.instructions", "be brief")
+			want(by+"stream.metadata", `{"ticket":"T-2"}`)
+		}
 		want(by+"tools", calls)
 		want(by+"stream_tools", calls)
 		if !strings.Contains(r.Get(by+"after_tools").Str, "Hello from "+provider) {

@@ -121,13 +121,13 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		}
 		switch {
 		case p.endpoint == epResponses && p.anthropic: // Anthropic events → chat chunks → Responses events
-			p.stream.conv = translate.NewAnthropicResponsesStream()
+			p.stream.conv = translate.NewAnthropicResponsesStream(translate.ResponsesEcho(p.reqBody))
 		case p.anthropic:
 			p.stream.conv = translate.NewAnthropicStream(p.wantUsage)
 		case p.endpoint == epResponses && m.NativeResponses(): // passed through, read in place
 			p.stream.native = translate.NewResponsesFollower()
 		case p.endpoint == epResponses:
-			p.stream.conv = translate.NewResponsesStream()
+			p.stream.conv = translate.NewResponsesStream().WithEcho(translate.ResponsesEcho(p.reqBody))
 		case p.fromChat:
 			p.stream.conv = translate.NewMessagesStream()
 		case p.endpoint == epMessages: // Anthropic's events, natively or from the egress listener's translation
@@ -262,7 +262,7 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	}
 	ro := p.routing(cp)
 	if p.endpoint == epResponses && !native {
-		rb, err := translate.ChatToResponse(body)
+		rb, err := translate.ChatToResponse(body, translate.ResponsesEcho(p.reqBody))
 		if err != nil {
 			p.log.Warn("chat answer not translatable to a response", zap.String("decision_id", p.id), zap.Error(err))
 			return replaceResponseBody(apierr.Upstream("provider_bad_response", "the provider's answer could not be translated").JSON())

@@ -477,11 +477,65 @@ func responsesFormat(f gjson.Result) (json.RawMessage, *apierr.Error) {
 	return nil, apierr.Invalid("unsupported_value", "text.format.type", "text.format.type must be text, json_object or json_schema")
 }
 
+// echoed are the members a response object repeats of its request, with
+// OpenAI's default for a request that did not send one ("" for none: the
+// member is left out then). store is always false: stellwerk keeps nothing.
+var echoed = [...]struct{ name, def string }{
+	{"instructions", "null"}, {"metadata", "{}"}, {"parallel_tool_calls", "true"}, {"temperature", "1"}, {"top_p", "1"},
+	{"tool_choice", `"auto"`}, {"tools", "[]"}, {"max_output_tokens", "null"}, {"text", `{"format":{"type":"text"}}`},
+	{"truncation", `"disabled"`}, {"user", "null"}, {"reasoning", ""}, {"service_tier", ""}, {"previous_response_id", "null"},
+}
+
+// ResponsesEcho is what a response object repeats of the request that
+// asked for it, as OpenAI's does: the settings it sent, OpenAI's defaults
+// for those it did not, store false (resp.metadata was None through the
+// SDK). It is a fragment of JSON members ("instructions":…,"metadata":…)
+// to splice into the object, the request's values as they are (the
+// request was validated).
+func ResponsesEcho(req []byte) []byte {
+	var got [len(echoed)]string
+	gjson.ParseBytes(req).ForEach(func(k, v gjson.Result) bool {
+		for i := range echoed {
+			if echoed[i].name == k.Str && echoed[i].name != "previous_response_id" && got[i] == "" {
+				got[i] = v.Raw
+			}
+		}
+		return true
+	})
+	out := make([]byte, 0, 256)
+	for i, e := range echoed {
+		v := got[i]
+		if v == "" {
+			v = e.def
+		}
+		if v == "" {
+			continue
+		}
+		out = append(out, '"')
+		out = append(out, e.name...)
+		out = append(out, `":`...)
+		out = append(out, v...)
+		out = append(out, ',')
+	}
+	return append(out, `"store":false`...)
+}
+
+// spliceEcho adds the members of echo (ResponsesEcho) to the JSON object b.
+func spliceEcho(b, echo []byte) []byte {
+	if len(echo) == 0 || len(b) < 2 || b[len(b)-1] != '}' {
+		return b
+	}
+	b = append(b[:len(b)-1], ',')
+	b = append(b, echo...)
+	return append(b, '}')
+}
+
 // ChatToResponse translates a chat.completion answer into a Responses API
 // response object: the first choice's text as an output message, its tool
-// calls as function_call items, usage renamed. A finish by length is
-// status incomplete (max_output_tokens).
-func ChatToResponse(chat []byte) ([]byte, error) {
+// calls as function_call items, usage renamed, and what echo repeats of
+// the request (ResponsesEcho; nil: nothing). A finish by length is status
+// incomplete (max_output_tokens).
+func ChatToResponse(chat []byte, echo []byte) ([]byte, error) {
 	c := gjson.ParseBytes(chat)
 	if !c.IsObject() || !c.Get("choices").IsArray() {
 		return nil, errBadAnswer
@@ -520,5 +574,9 @@ func ChatToResponse(chat []byte) ([]byte, error) {
 			"input_tokens_details":  map[string]int64{"cached_tokens": u.Get("prompt_tokens_details.cached_tokens").Int()},
 			"output_tokens_details": map[string]int64{"reasoning_tokens": u.Get("completion_tokens_details.reasoning_tokens").Int()}}
 	}
-	return json.Marshal(resp)
+	b, err := json.Marshal(resp)
+	if err != nil {
+		return nil, err
+	}
+	return spliceEcho(b, echo), nil
 }

@@ -79,7 +79,7 @@ func TestResponsesAnswerGolden(t *testing.T) {
 	for path, in := range globGolden(t, filepath.Join(goldenDir, "response", "*.openai.json")) {
 		name := strings.TrimSuffix(filepath.Base(path), ".openai.json")
 		t.Run("chat/"+name, func(t *testing.T) {
-			out, err := ChatToResponse(in)
+			out, err := ChatToResponse(in, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -151,7 +151,7 @@ func TestResponsesStreamGolden(t *testing.T) {
 		}
 		name := strings.TrimSuffix(filepath.Base(path), ".sse")
 		t.Run("anthropic/"+name, func(t *testing.T) {
-			s := NewAnthropicResponsesStream()
+			s := NewAnthropicResponsesStream(nil)
 			out := runConv(in, s)
 			checkResponsesEvents(t, out)
 			checkGolden(t, filepath.Join(responsesDir, "from_anthropic", name+".sse"), out)
@@ -233,7 +233,7 @@ func FuzzAnthropicResponsesStream(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out := runConv(in, NewAnthropicResponsesStream())
+		out := runConv(in, NewAnthropicResponsesStream(nil))
 		var fr Framer
 		for i, ev := range fr.Flush(fr.Feed(out, nil)) {
 			d := gjson.ParseBytes(ev.Data)
@@ -324,7 +324,7 @@ func BenchmarkResponsesTranslations(b *testing.B) {
 		}
 	})
 	b.Run("stream from anthropic", func(b *testing.B) {
-		stream(b, []byte(anth.String()), func() StreamConverter { return NewAnthropicResponsesStream() })
+		stream(b, []byte(anth.String()), func() StreamConverter { return NewAnthropicResponsesStream(nil) })
 	})
 	b.Run("native stream followed", func(b *testing.B) {
 		stream(b, []byte(native.String()), func() StreamConverter { return NewResponsesFollower() })

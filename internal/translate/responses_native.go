@@ -161,12 +161,12 @@ func AnthropicToResponse(body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ChatToResponse(chat)
+	return ChatToResponse(chat, nil)
 }
 
 // NewAnthropicResponsesStream translates Anthropic's streaming events into
 // the Responses API's typed events, through chat chunks (with their usage
 // chunk, which the Responses events carry in response.completed).
-func NewAnthropicResponsesStream() *Chain {
-	return NewChain(NewAnthropicStream(true), NewResponsesStream())
+func NewAnthropicResponsesStream(echo []byte) *Chain {
+	return NewChain(NewAnthropicStream(true), NewResponsesStream().WithEcho(echo))
 }

@@ -39,6 +39,7 @@ type ResponsesStream struct {
 	finish  string
 	usage   [3]int64 // input, output, cached
 	usageOK bool
+	echo    []byte // what the response object repeats of the request (ResponsesEcho)
 }
 
 type responsesCall struct {
@@ -51,6 +52,14 @@ type responsesCall struct {
 // NewResponsesStream starts a conversion.
 func NewResponsesStream() *ResponsesStream {
 	return &ResponsesStream{created: nowUnix(), calls: map[int64]*responsesCall{}}
+}
+
+// WithEcho has the response objects of the stream (response.created,
+// response.completed) repeat what echo holds of the request
+// (ResponsesEcho).
+func (s *ResponsesStream) WithEcho(echo []byte) *ResponsesStream {
+	s.echo = echo
+	return s
 }
 
 // TextDelta is the text the last Event streamed, for usage estimates. It
@@ -87,8 +96,8 @@ func (s *ResponsesStream) Event(ev Event, dst []byte) []byte {
 		if c := data.Get("created"); c.Exists() {
 			s.created = c.Int()
 		}
-		dst = s.emit(dst, "response.created", map[string]any{"response": s.response("in_progress", []any{}, nil)})
-		dst = s.emit(dst, "response.in_progress", map[string]any{"response": s.response("in_progress", []any{}, nil)})
+		dst = s.emit(dst, "response.created", map[string]any{"response": s.object(s.response("in_progress", []any{}, nil))})
+		dst = s.emit(dst, "response.in_progress", map[string]any{"response": s.object(s.response("in_progress", []any{}, nil))})
 	}
 	if u := data.Get("usage"); u.IsObject() {
 		s.usage = [3]int64{u.Get("prompt_tokens").Int(), u.Get("completion_tokens").Int(), u.Get("prompt_tokens_details.cached_tokens").Int()}
@@ -225,12 +234,19 @@ func (s *ResponsesStream) complete(dst []byte) []byte {
 	if status == "incomplete" {
 		name = "response.incomplete"
 	}
-	return s.emit(dst, name, map[string]any{"response": r})
+	return s.emit(dst, name, map[string]any{"response": s.object(r)})
 }
 
 func (s *ResponsesStream) response(status string, output []any, incomplete any) map[string]any {
 	return map[string]any{"id": s.id, "object": "response", "created_at": s.created, "status": status, "model": s.model,
 		"output": output, "error": nil, "incomplete_details": incomplete}
+}
+
+// object is a response object as the events carry it, with what it
+// repeats of the request.
+func (s *ResponsesStream) object(r map[string]any) json.RawMessage {
+	b, _ := json.Marshal(r) // strings, numbers and maps of them
+	return spliceEcho(b, s.echo)
 }
 
 // delta appends a delta event, the stream's most frequent, built by

@@ -82,14 +82,20 @@ func TestResponsesToChat(t *testing.T) {
 }
 
 func TestChatToResponse(t *testing.T) {
-	got, err := ChatToResponse([]byte(`{"id":"chatcmpl-abc","object":"chat.completion","created":1700000000,"model":"gpt-x",` +
-		`"choices":[{"index":0,"finish_reason":"tool_calls","message":{"role":"assistant","content":"checking","tool_calls":[{"id":"call_1","type":"function","function":{"name":"w","arguments":"{\"city\":\"Paris\"}"}}]}}],` +
-		`"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}`))
+	got, err := ChatToResponse([]byte(`{"id":"chatcmpl-abc","object":"chat.completion","created":1700000000,"model":"gpt-x",`+
+		`"choices":[{"index":0,"finish_reason":"tool_calls","message":{"role":"assistant","content":"checking","tool_calls":[{"id":"call_1","type":"function","function":{"name":"w","arguments":"{\"city\":\"Paris\"}"}}]}}],`+
+		`"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}`),
+		ResponsesEcho([]byte(`{"model":"auto","input":"x","instructions":"be brief","metadata":{"ticket":"T-1"},"temperature":0.2,"store":true,"policy":{"optimize":"cost"}}`)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := gjson.ParseBytes(got)
 	for path, want := range map[string]string{
+		// What the response repeats of its request (resp.metadata was None
+		// through the SDK), OpenAI's defaults for what it did not send;
+		// nothing is stored, and stellwerk's policy is not repeated.
+		"instructions": "be brief", "metadata.ticket": "T-1", "temperature": "0.2", "top_p": "1", "tools": "[]",
+		"tool_choice": "auto", "parallel_tool_calls": "true", "text.format.type": "text", "store": "false", "policy": "",
 		"id": "resp_abc", "object": "response", "status": "completed", "model": "gpt-x", "created_at": "1700000000",
 		"output.0.type": "message", "output.0.content.0.type": "output_text", "output.0.content.0.text": "checking",
 		"output.1.type": "function_call", "output.1.call_id": "call_1", "output.1.name": "w", "output.1.arguments": `{"city":"Paris"}`,
@@ -99,11 +105,11 @@ func TestChatToResponse(t *testing.T) {
 			t.Errorf("%s = %q, want %q", path, g, want)
 		}
 	}
-	got, _ = ChatToResponse([]byte(`{"id":"x","choices":[{"finish_reason":"length","message":{"content":"trunc"}}]}`))
+	got, _ = ChatToResponse([]byte(`{"id":"x","choices":[{"finish_reason":"length","message":{"content":"trunc"}}]}`), nil)
 	if gjson.GetBytes(got, "status").Str != "incomplete" || gjson.GetBytes(got, "incomplete_details.reason").Str != "max_output_tokens" {
 		t.Errorf("length: %s", got)
 	}
-	if _, err := ChatToResponse([]byte(`{"error":{}}`)); err == nil {
+	if _, err := ChatToResponse([]byte(`{"error":{}}`), nil); err == nil {
 		t.Error("an answer without choices translated")
 	}
 }
@@ -147,7 +153,16 @@ func BenchmarkResponses(b *testing.B) {
 	b.Run("answer", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := ChatToResponse(answer); err != nil {
+			if _, err := ChatToResponse(answer, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// What repeating the request in the answer adds (ResponsesEcho).
+	b.Run("answer_echo", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := ChatToResponse(answer, ResponsesEcho(req)); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -251,4 +266,29 @@ func FuzzResponsesStream(f *testing.F) {
 			t.Fatal("not ended after [DONE]")
 		}
 	})
+}
+
+// The stream's response objects repeat the request as the JSON answer does.
+func TestResponsesStreamEcho(t *testing.T) {
+	s := NewResponsesStream().WithEcho(ResponsesEcho([]byte(`{"input":"x","metadata":{"ticket":"T-1"},"instructions":"be brief"}`)))
+	var out []byte
+	for _, e := range []string{`{"id":"chatcmpl-9","model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}`, "[DONE]"} {
+		out = s.Event(Event{Data: []byte(e)}, out)
+	}
+	var created, completed gjson.Result
+	for _, line := range strings.Split(string(out), "\n") {
+		if d, ok := strings.CutPrefix(line, "data: "); ok {
+			switch r := gjson.Parse(d); r.Get("type").Str {
+			case "response.created":
+				created = r.Get("response")
+			case "response.completed":
+				completed = r.Get("response")
+			}
+		}
+	}
+	for _, r := range []gjson.Result{created, completed} {
+		if r.Get("metadata.ticket").Str != "T-1" || r.Get("instructions").Str != "be brief" || r.Get("store").Raw != "false" {
+			t.Errorf("response object %s", r.Raw)
+		}
+	}
 }

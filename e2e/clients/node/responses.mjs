@@ -33,11 +33,11 @@ const schema = { type: "json_schema", name: "city", strict: true,
 
 for (const model of ["gpt-native", "chat-us", "claude-eu"]) {
   const r = {};
-  let { data: resp, response } = await client.responses.create({ model, instructions: "be brief", input: "hello responses" }).withResponse();
+  let { data: resp, response } = await client.responses.create({ model, instructions: "be brief", input: "hello responses", metadata: { ticket: "T-1" } }).withResponse();
   const routing = resp.routing ?? {};
   r.text = { output_text: resp.output_text, input_tokens: resp.usage.input_tokens, output_tokens: resp.usage.output_tokens,
     headers: headers(response), routing_model: routing.model ?? null, routing_prompt_tokens: routing.usage?.prompt_tokens ?? null,
-    cost_eur: routing.cost?.eur ?? null };
+    cost_eur: routing.cost?.eur ?? null, metadata: resp.metadata ?? null, instructions: resp.instructions ?? null };
   resp = await client.responses.create({ model, input: "Weather and time in Paris?", tools });
   const fcs = resp.output.filter((o) => o.type === "function_call");
   r.tools = fcs.map((o) => [o.name, JSON.parse(o.arguments)]);
@@ -47,11 +47,12 @@ for (const model of ["gpt-native", "chat-us", "claude-eu"]) {
   if (model !== "claude-eu") {
     r.json = JSON.parse((await client.responses.create({ model, input: "I live in Lyon.", text: { format: schema } })).output_text);
   }
-  let stream = client.responses.stream({ model, instructions: "be brief", input: "stream responses" });
+  let stream = client.responses.stream({ model, instructions: "be brief", input: "stream responses", metadata: { ticket: "T-2" } });
   const types = [];
   for await (const event of stream) if (!types.includes(event.type)) types.push(event.type);
   let final = await stream.finalResponse();
-  r.stream = { types, output_text: final.output_text, status: final.status, output_tokens: final.usage?.output_tokens ?? null };
+  r.stream = { types, output_text: final.output_text, status: final.status, output_tokens: final.usage?.output_tokens ?? null,
+    metadata: final.metadata ?? null };
   stream = client.responses.stream({ model, input: "Weather and time in Paris?", tools });
   final = await stream.finalResponse();
   r.stream_tools = final.output.filter((o) => o.type === "function_call").map((o) => [o.name, JSON.parse(o.arguments)]);

@@ -41,12 +41,12 @@ schema = {"type": "json_schema", "name": "city", "strict": True,
 
 for model in ("gpt-native", "chat-us", "claude-eu"):
     r = {}
-    raw = client.responses.with_raw_response.create(model=model, instructions="be brief", input="hello responses")
+    raw = client.responses.with_raw_response.create(model=model, instructions="be brief", input="hello responses", metadata={"ticket": "T-1"})
     resp = raw.parse()
     routing = (resp.model_extra or {}).get("routing") or {}
     r["text"] = {"output_text": resp.output_text, "input_tokens": resp.usage.input_tokens, "output_tokens": resp.usage.output_tokens,
                  "headers": headers(raw), "routing_model": routing.get("model"), "routing_prompt_tokens": (routing.get("usage") or {}).get("prompt_tokens"),
-                 "cost_eur": (routing.get("cost") or {}).get("eur")}
+                 "cost_eur": (routing.get("cost") or {}).get("eur"), "metadata": resp.metadata, "instructions": resp.instructions}
     resp = client.responses.create(model=model, input="Weather and time in Paris?", tools=tools)
     fcs = [o for o in resp.output if o.type == "function_call"]
     r["tools"] = [(o.name, json.loads(o.arguments)) for o in fcs]
@@ -55,14 +55,14 @@ for model in ("gpt-native", "chat-us", "claude-eu"):
     r["after_tools"] = client.responses.create(model=model, input=follow, tools=tools).output_text
     if model != "claude-eu":  # Anthropic has no JSON mode: the catalog says so and the request is refused
         r["json"] = json.loads(client.responses.create(model=model, input="I live in Lyon.", text={"format": schema}).output_text)
-    with client.responses.stream(model=model, instructions="be brief", input="stream responses") as stream:
+    with client.responses.stream(model=model, instructions="be brief", input="stream responses", metadata={"ticket": "T-2"}) as stream:
         types = []
         for event in stream:
             if event.type not in types:
                 types.append(event.type)
         final = stream.get_final_response()
     r["stream"] = {"types": types, "output_text": final.output_text, "status": final.status,
-                   "output_tokens": final.usage.output_tokens if final.usage else None}
+                   "output_tokens": final.usage.output_tokens if final.usage else None, "metadata": final.metadata}
     with client.responses.stream(model=model, input="Weather and time in Paris?", tools=tools) as stream:
         for _ in stream:
             pass
