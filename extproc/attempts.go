@@ -268,7 +268,7 @@ func failureReason(status int, flags string) string {
 		return "provider unreachable (" + flags + ")"
 	case status == 429:
 		return "rate limited (429)"
-	case status == 401 || status == 403:
+	case credentialRefused(status):
 		return "the provider refused stellwerk's credential (" + strconv.Itoa(status) + ")"
 	default:
 		return "status " + strconv.Itoa(status)

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
@@ -31,7 +32,6 @@ import (
 	"github.com/stellwerk/stellwerk/internal/reqpolicy"
 	"github.com/stellwerk/stellwerk/internal/request"
 	"github.com/stellwerk/stellwerk/internal/translate"
-	"github.com/tidwall/gjson"
 )
 
 // DefaultOutputTokens is the answer length assumed for cost estimates when

@@ -248,7 +248,7 @@ func RunTests(ctx context.Context, src Source) ([]TestResult, error) {
 func runTests(ctx context.Context, f files) ([]TestResult, error) {
 	lib, dir := map[string]*ast.Module{}, map[string]*ast.Module{}
 	popts := ast.ParserOptions{RegoVersion: ast.RegoV1}
-	dirTests := false
+	var libTests, dirTests bool
 	for _, set := range []map[string]string{f.modules, f.tests} {
 		for name, src := range set {
 			m, err := ast.ParseModuleWithOpts(name, src, popts)
@@ -264,7 +264,7 @@ func runTests(ctx context.Context, f files) ([]TestResult, error) {
 			case !isTest:
 				lib[name], dir[name] = m, m
 			default:
-				lib[name] = m
+				lib[name], libTests = m, true
 				if m.Package.Path.String() != "data.stellwerk" {
 					dir[name] = fixtures(m)
 				}
@@ -272,11 +272,8 @@ func runTests(ctx context.Context, f files) ([]TestResult, error) {
 		}
 	}
 	var runs []map[string]*ast.Module
-	for name := range f.tests {
-		if strings.HasPrefix(name, "library/") {
-			runs = append(runs, lib)
-			break
-		}
+	if libTests {
+		runs = append(runs, lib)
 	}
 	if dirTests {
 		runs = append(runs, dir)

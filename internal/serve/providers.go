@@ -101,12 +101,11 @@ func (r *reloader) providerView(name string) (admin.ProviderCluster, error) {
 	v := admin.ProviderCluster{Provider: name, Cluster: cfg.EffectiveCluster(p), Endpoints: p.Endpoints,
 		SnapshotVersion: r.pub.Version(), Credential: "none"}
 	for _, cp := range r.cur.cat.Providers() {
-		switch {
-		case cp.Name != name || cp.CredentialSource() == "":
-		case cp.HasCredential():
-			v.Credential = "configured"
-		default:
+		if cp.Name == name && cp.CredentialSource() != "" {
 			v.Credential = "missing"
+			if cp.HasCredential() {
+				v.Credential = "configured"
+			}
 		}
 	}
 	if ov, ok := r.overrides[name]; ok {

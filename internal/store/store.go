@@ -153,12 +153,9 @@ func CreateSQLite(ctx context.Context, path string, pageSize int) error {
 
 // OpenPostgres connects to PostgreSQL. The DSN is never part of an error.
 func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
-	if u, ok := strings.CutPrefix(dsn, "postgres://"); ok || strings.HasPrefix(dsn, "postgresql://") {
-		if !ok {
-			u = strings.TrimPrefix(dsn, "postgresql://")
-		}
-		authority, _, _ := strings.Cut(u, "/")
-		if strings.Count(authority, "@") > 1 {
+	for _, scheme := range []string{"postgres://", "postgresql://"} {
+		rest, ok := strings.CutPrefix(dsn, scheme)
+		if authority, _, _ := strings.Cut(rest, "/"); ok && strings.Count(authority, "@") > 1 {
 			// The password would be read as part of the host name, and
 			// the error that names the host would show it.
 			return nil, errors.New("state.postgres: the DSN's user name or password has an @ that is not escaped: write it as %40")
