@@ -174,6 +174,10 @@ func checkMessages(t *testing.T, s *harness.Stack, py string, tc messagesCase) g
 	}
 	want("stream_tool_use.stop_reason", "tool_use")
 	want("stream_tool_use.blocks.#(type==\"tool_use\").input.city", "example")
+	want("stream_parallel.stop_reason", "tool_use")
+	want("stream_parallel.blocks.#(type==\"tool_use\")#.name", `["get_weather","get_time"]`)
+	want("stream_parallel.blocks.#(name==\"get_weather\").input.city", "example")
+	want("stream_parallel.blocks.#(name==\"get_time\").input.tz", "example")
 	// Refusals, as the SDK raises them.
 	want("secret.raised", "PermissionDeniedError")
 	want("secret.type", "permission_error")

@@ -308,6 +308,29 @@ func (p *Provider) toolCallAnswer(w http.ResponseWriter, r *http.Request, b Beha
 			if !sw.send(chunk(c, map[string]any{"role": "assistant", "content": nil}, nil)) {
 				return
 			}
+			if r.Header.Get("x-mock-interleave") != "" && len(calls) > 1 {
+				// A provider that interleaves its parallel calls: every
+				// call begins, then each sends half its arguments in turn.
+				if !sw.interleave(r, b.ChunkDelay, len(calls), func(i, part int) map[string]any {
+					f := map[string]any{"arguments": ""}
+					tc := map[string]any{"index": i, "function": f}
+					a := calls[i].Arguments
+					switch part {
+					case 0:
+						tc["id"], tc["type"], f["name"] = calls[i].ID, "function", calls[i].Name
+					case 1:
+						f["arguments"] = a[:len(a)/2]
+					case 2:
+						f["arguments"] = a[len(a)/2:]
+					}
+					return chunk(c, map[string]any{"tool_calls": []any{tc}}, nil)
+				}) {
+					return
+				}
+				sent += 2 * len(calls)
+				sw.send(chunk(c, map[string]any{}, "tool_calls"))
+				continue
+			}
 			for i, call := range calls {
 				if (c > 0 || i > 0) && !sw.pause(r, b.ChunkDelay) {
 					return
@@ -403,6 +426,23 @@ func (s *sse) send(v any) bool {
 	}
 	if s.fl != nil {
 		s.fl.Flush()
+	}
+	return true
+}
+
+// interleave sends chunk(i, part) for parts 0, 1, 2 of each of n calls,
+// part by part: every call's part 0, then every call's part 1, …; false
+// when the client went away.
+func (s *sse) interleave(r *http.Request, d time.Duration, n int, chunk func(i, part int) map[string]any) bool {
+	for part := range 3 {
+		for i := range n {
+			if (part > 0 || i > 0) && !s.pause(r, d) {
+				return false
+			}
+			if !s.send(chunk(i, part)) {
+				return false
+			}
+		}
 	}
 	return true
 }

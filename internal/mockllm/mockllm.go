@@ -16,6 +16,7 @@
 //	                                (Anthropic: after the first content_block_delta, without message_stop)
 //	x-mock-first-byte-delay: 2s     wait before the first byte
 //	x-mock-chunk-delay: 50ms        wait between streamed chunks
+//	x-mock-interleave: 1            stream parallel tool calls interleaved (chat)
 package mockllm
 
 import (
@@ -135,7 +136,7 @@ func (p *Provider) Reset() {
 // tests. stellwerk forwards none of them unless a provider's
 // forward_headers lists them (the harness does).
 var ControlHeaders = []string{"x-mock-status", "x-mock-retry-after", "x-mock-reset", "x-mock-no-usage",
-	"x-mock-chunk-delay", "x-mock-first-byte-delay"}
+	"x-mock-chunk-delay", "x-mock-first-byte-delay", "x-mock-interleave"}
 
 func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {

@@ -5,6 +5,7 @@ package translate
 
 import (
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"github.com/tidwall/gjson"
@@ -19,18 +20,94 @@ import (
 // then message_delta with the stop_reason and usage, and message_stop.
 // Only the first choice is read (Anthropic has no n). Events are built by
 // appends; no map per event. Not safe for concurrent use.
+//
+// Anthropic streams one block at a time, and a tool call's arguments must
+// all be in its block; a chat stream may interleave parallel calls (more
+// arguments for call 0 after call 1 began). So a call's block stays open
+// until its arguments are a whole JSON value; what arrives for another
+// block meanwhile (text, a later call) is held back in order and streamed
+// once the call is whole, or at the end. A provider that streams its
+// calls one after another, as OpenAI does, is streamed as it comes.
 type MessagesStream struct {
 	started bool
 	done    bool
 	text    string // the text the last event streamed
 
-	block      int      // the open content block's index, -1 when none
-	next       int      // the next content block's index
-	textOpen   bool     // the open block is a text block
-	calls      []int    // content block index per chat tool-call index
-	stopReason string   // the stop_reason the finish_reason maps to, "" until one came
-	usage      [3]int64 // prompt, completion, cached
+	block      int           // the open content block's index, -1 when none
+	next       int           // the next content block's index
+	textOpen   bool          // the open block is a text block
+	call       *messagesCall // the open block's call, nil when it is not a call
+	calls      []*messagesCall
+	held       []heldBlock // blocks that wait for the open call to be whole, in order
+	stopReason string      // the stop_reason the finish_reason maps to, "" until one came
+	usage      [3]int64    // prompt, completion, cached
 	usageOK    bool
+}
+
+// messagesCall is one chat tool call (by its index) of the stream.
+type messagesCall struct {
+	id, name string // copies when held: the event's bytes are the framer's
+	args     []byte // the arguments while the call is held
+	whole    jsonEnd
+	state    uint8 // callHeld, callOpen or callClosed
+}
+
+const (
+	callHeld = iota
+	callOpen
+	callClosed
+)
+
+// heldBlock is text (call nil) or a call held back.
+type heldBlock struct {
+	call *messagesCall
+	text []byte
+}
+
+// jsonEnd follows a JSON value fed in pieces, in one pass over each piece,
+// and tells when an object or array has ended.
+type jsonEnd struct {
+	depth        int32
+	started, end bool
+	str, esc     bool
+	scalar       bool // the value is not an object or array: whole only at the stream's end
+}
+
+func (j *jsonEnd) feed(s string) {
+	if j.end || j.scalar {
+		return
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case j.str:
+			switch {
+			case j.esc:
+				j.esc = false
+			case c == '\\':
+				j.esc = true
+			case c == '"':
+				j.str = false
+			}
+		case c == '"':
+			j.str = true
+		case c == '{' || c == '[':
+			j.started = true
+			j.depth++
+		case c == '}' || c == ']':
+			j.depth--
+			if j.depth <= 0 && j.started {
+				j.end = true
+				return
+			}
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		default:
+			if !j.started {
+				j.scalar = true
+				return
+			}
+		}
+	}
 }
 
 // NewMessagesStream starts a conversion.
@@ -135,14 +212,21 @@ func (s *MessagesStream) Event(ev Event, dst []byte) []byte {
 		return dst
 	}
 	if t := delta.Get("content"); t.Type == gjson.String && t.Str != "" {
-		if !s.textOpen {
-			dst = s.closeBlock(dst)
-			dst = s.openBlock(dst)
-			s.textOpen = true
-			dst = append(dst, `{"type":"text","text":""}}`+"\n\n"...)
-		}
 		s.text = t.Str
-		dst = s.delta(dst, "text_delta", "text", t.Str)
+		switch {
+		case s.textOpen:
+		case s.callWhole() && len(s.held) == 0:
+			dst = s.openText(s.closeBlock(dst))
+		default: // after the held blocks
+			if n := len(s.held); n > 0 && s.held[n-1].call == nil {
+				s.held[n-1].text = append(s.held[n-1].text, t.Str...)
+			} else {
+				s.held = append(s.held, heldBlock{text: []byte(t.Str)})
+			}
+		}
+		if s.textOpen {
+			dst = s.delta(dst, "text_delta", "text", t.Str)
+		}
 	}
 	delta.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
 		i := int(tc.Get("index").Int())
@@ -150,31 +234,85 @@ func (s *MessagesStream) Event(ev Event, dst []byte) []byte {
 			return true // no provider numbers calls so; ignore rather than grow
 		}
 		for len(s.calls) <= i {
-			s.calls = append(s.calls, -1)
+			s.calls = append(s.calls, nil)
 		}
-		if s.calls[i] < 0 {
-			dst = s.closeBlock(dst)
-			s.calls[i] = s.next
-			dst = s.openBlock(dst)
-			dst = append(dst, `{"type":"tool_use","id":`...)
-			dst = jsonw.AppendString(dst, tc.Get("id").Str)
-			dst = append(dst, `,"name":`...)
-			dst = jsonw.AppendString(dst, tc.Get("function.name").Str)
-			dst = append(dst, `,"input":{}}}`+"\n\n"...)
+		c := s.calls[i]
+		if c == nil {
+			c = &messagesCall{}
+			s.calls[i] = c
+			if s.callWhole() && len(s.held) == 0 {
+				dst = s.openCall(s.closeBlock(dst), c, tc.Get("id").Str, tc.Get("function.name").Str)
+			} else {
+				c.id, c.name = strings.Clone(tc.Get("id").Str), strings.Clone(tc.Get("function.name").Str)
+				s.held = append(s.held, heldBlock{call: c})
+			}
 		}
-		if a := tc.Get("function.arguments").Str; a != "" && s.calls[i] == s.block {
-			// Anthropic streams one block at a time: arguments of a call
-			// whose block closed (interleaved parallel calls) are dropped
-			// rather than sent into another block.
+		if a := tc.Get("function.arguments").Str; a != "" {
 			s.text = a
-			dst = s.delta(dst, "input_json_delta", "partial_json", a)
+			switch c.state {
+			case callOpen:
+				c.whole.feed(a)
+				dst = s.delta(dst, "input_json_delta", "partial_json", a)
+			case callHeld:
+				c.whole.feed(a)
+				c.args = append(c.args, a...)
+			}
+			// A closed call's arguments were a whole JSON value: more
+			// would only make them invalid, and are dropped.
 		}
 		return true
 	})
 	if finish.Type == gjson.String {
 		s.stopReason = stopReason(finish.Str) // a constant: finish.Str points into the event
 	}
+	return s.release(dst, false)
+}
+
+// callWhole reports whether the open block may close: it is not a call,
+// or the call's arguments are a whole JSON value.
+func (s *MessagesStream) callWhole() bool { return s.call == nil || s.call.whole.end }
+
+// release streams the held blocks while the open call is whole, or all of
+// them at the end. A held call opens with its arguments so far in one
+// delta and, if they are not yet whole, stays open for the rest.
+func (s *MessagesStream) release(dst []byte, end bool) []byte {
+	for len(s.held) > 0 && (end || s.callWhole()) {
+		h := s.held[0]
+		s.held = s.held[1:]
+		dst = s.closeBlock(dst)
+		if h.call == nil {
+			dst = s.openText(dst)
+			dst = s.delta(dst, "text_delta", "text", unsafe.String(unsafe.SliceData(h.text), len(h.text)))
+			continue
+		}
+		dst = s.openCall(dst, h.call, h.call.id, h.call.name)
+		if len(h.call.args) > 0 {
+			dst = s.delta(dst, "input_json_delta", "partial_json", unsafe.String(unsafe.SliceData(h.call.args), len(h.call.args)))
+			h.call.args = nil
+		}
+	}
+	if len(s.held) == 0 {
+		s.held = nil
+	}
 	return dst
+}
+
+// openText opens a text block.
+func (s *MessagesStream) openText(dst []byte) []byte {
+	dst = s.openBlock(dst)
+	s.textOpen = true
+	return append(dst, `{"type":"text","text":""}}`+"\n\n"...)
+}
+
+// openCall opens call c's tool_use block.
+func (s *MessagesStream) openCall(dst []byte, c *messagesCall, id, name string) []byte {
+	dst = s.openBlock(dst)
+	s.call, c.state = c, callOpen
+	dst = append(dst, `{"type":"tool_use","id":`...)
+	dst = jsonw.AppendString(dst, id)
+	dst = append(dst, `,"name":`...)
+	dst = jsonw.AppendString(dst, name)
+	return append(dst, `,"input":{}}}`+"\n\n"...)
 }
 
 // openBlock appends a content_block_start event up to its content_block
@@ -194,7 +332,10 @@ func (s *MessagesStream) closeBlock(dst []byte) []byte {
 	}
 	dst = append(dst, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":"...)
 	dst = strconv.AppendInt(dst, int64(s.block), 10)
-	s.block, s.textOpen = -1, false
+	if s.call != nil {
+		s.call.state = callClosed
+	}
+	s.block, s.textOpen, s.call = -1, false, nil
 	return append(dst, "}\n\n"...)
 }
 
@@ -218,7 +359,7 @@ func (s *MessagesStream) stop(dst []byte) []byte {
 	if !s.started {
 		return AppendMessagesError(dst, "api_error", "the provider's stream ended without an answer")
 	}
-	dst = s.closeBlock(dst)
+	dst = s.closeBlock(s.release(dst, true))
 	dst = append(dst, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"...)
 	if s.stopReason == "" {
 		s.stopReason = stopReason("")

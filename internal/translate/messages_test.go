@@ -1,9 +1,12 @@
 package translate
 
 import (
+	"encoding/json"
 	"errors"
+	"math/rand"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -237,7 +240,7 @@ func BenchmarkMessages(b *testing.B) {
 		}
 		return buf
 	}
-	req, answer, stream := read("request/tools.anthropic.json"), read("response/tool_calls.openai.json"), read("stream/text.sse")
+	req, answer := read("request/tools.anthropic.json"), read("response/tool_calls.openai.json")
 	b.Run("request", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(req)))
@@ -256,17 +259,143 @@ func BenchmarkMessages(b *testing.B) {
 			}
 		}
 	})
-	var f Framer
-	events := f.Flush(f.Feed(stream, nil))
-	b.Run("stream", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(int64(len(stream)))
-		out := make([]byte, 0, 4096)
-		for b.Loop() {
-			s := NewMessagesStream()
-			out = out[:0]
-			for _, ev := range events {
-				out = s.Event(ev, out)
+	for name, file := range map[string]string{"stream": "text", "stream_tools": "tool_calls", "stream_interleaved": "interleaved"} {
+		stream := read("stream/" + file + ".sse")
+		var f Framer
+		events := f.Flush(f.Feed(stream, nil))
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(stream)))
+			out := make([]byte, 0, 4096)
+			for b.Loop() {
+				s := NewMessagesStream()
+				out = out[:0]
+				for _, ev := range events {
+					out = s.Event(ev, out)
+				}
+			}
+		})
+	}
+}
+
+// TestMessagesStreamInterleavedCalls: a chat stream that interleaves its
+// parallel tool calls, their arguments cut anywhere (inside strings, next
+// to escapes and braces), and text between them, becomes a valid Anthropic
+// stream whose tool_use blocks carry every call's arguments whole, and
+// whose text is all the text; nothing is dropped.
+func TestMessagesStreamInterleavedCalls(t *testing.T) {
+	args := []string{
+		`{"city":"Oslo","note":"a \"quoted\" {brace} [x]"}`,
+		`{"list":[1,2,{"deep":["}"]}],"esc":"\\"}`,
+		`{}`,
+	}
+	for seed := int64(1); seed <= 300; seed++ {
+		rng := rand.New(rand.NewSource(seed))
+		type piece struct {
+			call int // -1 for text
+			s    string
+		}
+		queues := make([][]piece, len(args)+1)
+		for i, a := range args {
+			for len(a) > 0 {
+				n := 1 + rng.Intn(len(a))
+				queues[i] = append(queues[i], piece{i, a[:n]})
+				a = a[n:]
+			}
+		}
+		text := []string{"Checking ", "all ", "three.", " Done."}
+		for _, s := range text {
+			queues[len(args)] = append(queues[len(args)], piece{-1, s})
+		}
+		var in strings.Builder
+		started := make([]bool, len(args))
+		for {
+			var live []int
+			for i, q := range queues {
+				if len(q) > 0 {
+					live = append(live, i)
+				}
+			}
+			if len(live) == 0 {
+				break
+			}
+			q := live[rng.Intn(len(live))]
+			p := queues[q][0]
+			queues[q] = queues[q][1:]
+			var delta map[string]any
+			if p.call < 0 {
+				delta = map[string]any{"content": p.s}
+			} else {
+				c := map[string]any{"index": p.call, "function": map[string]any{"arguments": p.s}}
+				if !started[p.call] {
+					started[p.call] = true
+					c["id"], c["type"] = "call_"+strconv.Itoa(p.call), "function"
+					c["function"].(map[string]any)["name"] = "f" + strconv.Itoa(p.call)
+				}
+				delta = map[string]any{"tool_calls": []any{c}}
+			}
+			b, _ := json.Marshal(map[string]any{"id": "c", "model": "m", "choices": []any{map[string]any{"index": 0, "delta": delta}}})
+			in.WriteString("data: " + string(b) + "\n\n")
+		}
+		in.WriteString(`data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}` + "\n\ndata: [DONE]\n\n")
+
+		s, out := runMessagesStream([]byte(in.String()))
+		if err := checkMessagesEvents(out); err != nil || !s.Ended() {
+			t.Fatalf("seed %d: %v (ended %v)\n%s", seed, err, s.Ended(), out)
+		}
+		var f Framer
+		inputs := map[int64]*strings.Builder{}
+		ids := map[int64]string{}
+		var gotText strings.Builder
+		for _, ev := range f.Flush(f.Feed(out, nil)) {
+			d := gjson.ParseBytes(ev.Data)
+			switch ev.Name {
+			case "content_block_start":
+				if d.Get("content_block.type").Str == "tool_use" {
+					ids[d.Get("index").Int()] = d.Get("content_block.id").Str
+					inputs[d.Get("index").Int()] = &strings.Builder{}
+				}
+			case "content_block_delta":
+				if b := inputs[d.Get("index").Int()]; b != nil {
+					b.WriteString(d.Get("delta.partial_json").Str)
+				} else {
+					gotText.WriteString(d.Get("delta.text").Str)
+				}
+			}
+		}
+		if len(ids) != len(args) {
+			t.Fatalf("seed %d: %d tool_use blocks, want %d\n%s", seed, len(ids), len(args), out)
+		}
+		for idx, id := range ids {
+			want := args[int(id[len(id)-1]-'0')]
+			if got := inputs[idx].String(); got != want {
+				t.Fatalf("seed %d: %s has %s, want %s\n%s", seed, id, got, want, out)
+			}
+		}
+		if gotText.String() != strings.Join(text, "") {
+			t.Fatalf("seed %d: text %q\n%s", seed, gotText.String(), out)
+		}
+	}
+}
+
+// FuzzJSONEnd: fed a JSON object or array in two pieces, jsonEnd tells it
+// has ended at its last byte and not before.
+func FuzzJSONEnd(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":"}"}`, `[1,{"b":["\\\"]"]}]`, ` {"x":"\u007d"} `, `{"a":{"b":{}}}`} {
+		f.Add(s, 1)
+	}
+	f.Fuzz(func(t *testing.T, s string, cut int) {
+		v := strings.TrimSpace(s)
+		if !gjson.Valid(v) || v == "" || (v[0] != '{' && v[0] != '[') {
+			return
+		}
+		for end := 1; end <= len(v); end++ {
+			var j jsonEnd
+			k := min(max(cut, 0), end)
+			j.feed(v[:k])
+			j.feed(v[k:end])
+			if j.end != (end == len(v)) {
+				t.Fatalf("%q cut at %d, fed %d bytes: end %v", v, k, end, j.end)
 			}
 		}
 	})

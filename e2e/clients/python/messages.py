@@ -74,6 +74,16 @@ with client.messages.stream(model=model, max_tokens=200, tools=TOOLS, messages=a
     final = stream.get_final_message()
     out["stream_tool_use"] = {"stop_reason": final.stop_reason, "blocks": blocks(final)}
 
+# Parallel tool calls streamed, from a provider that interleaves them
+# (more arguments for the first call after the second began): every
+# tool_use block has its whole input.
+TIME = {"name": "get_time", "description": "The time in a zone",
+        "input_schema": {"type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]}}
+with client.messages.stream(model=model, max_tokens=200, tools=TOOLS + [TIME], messages=ask,
+                            extra_headers={"x-mock-interleave": "1"}) as stream:
+    final = stream.get_final_message()
+    out["stream_parallel"] = {"stop_reason": final.stop_reason, "blocks": blocks(final)}
+
 # The policy denies a secret, in the Anthropic error shape the SDK reads.
 out["secret"] = refused(lambda: client.messages.create(
     model=model, max_tokens=50, messages=[{"role": "user", "content": "why does S3 refuse " + SECRET}]))
