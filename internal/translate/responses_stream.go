@@ -34,7 +34,7 @@ type ResponsesStream struct {
 	msgs    int                      // message items opened
 	calls   map[int64]*responsesCall // by the chat tool call's index
 	order   []*responsesCall
-	outputs []any // finished items, in output order
+	outputs []any // finished items, by output index (text after a call closes before it)
 	next    int   // the next output index
 	finish  string
 	usage   [3]int64 // input, output, cached
@@ -202,9 +202,17 @@ func (s *ResponsesStream) closeMessage(dst []byte) []byte {
 	dst = s.emit(dst, "response.content_part.done", map[string]any{"item_id": s.msgItem, "output_index": s.msgIdx, "content_index": 0, "part": part})
 	item := map[string]any{"type": "message", "id": s.msgItem, "status": "completed", "role": "assistant", "content": []any{part}}
 	dst = s.emit(dst, "response.output_item.done", map[string]any{"output_index": s.msgIdx, "item": item})
-	s.outputs = append(s.outputs, item)
+	s.output(s.msgIdx, item)
 	s.msg = nil
 	return dst
+}
+
+// output keeps a finished item at its output index.
+func (s *ResponsesStream) output(idx int, item any) {
+	for len(s.outputs) <= idx {
+		s.outputs = append(s.outputs, nil)
+	}
+	s.outputs[idx] = item
 }
 
 // complete closes every open item and sends response.completed.
@@ -215,7 +223,7 @@ func (s *ResponsesStream) complete(dst []byte) []byte {
 		dst = s.emit(dst, "response.function_call_arguments.done", map[string]any{"item_id": c.itemID, "output_index": c.idx, "arguments": c.args.String()})
 		item := s.callItem(c, "completed")
 		dst = s.emit(dst, "response.output_item.done", map[string]any{"output_index": c.idx, "item": item})
-		s.outputs = append(s.outputs, item)
+		s.output(c.idx, item)
 	}
 	status, incomplete := "completed", any(nil)
 	if s.finish == "length" {

@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -290,5 +292,42 @@ func TestResponsesStreamEcho(t *testing.T) {
 		if r.Get("metadata.ticket").Str != "T-1" || r.Get("instructions").Str != "be brief" || r.Get("store").Raw != "false" {
 			t.Errorf("response object %s", r.Raw)
 		}
+	}
+}
+
+// TestResponsesStreamInterleavedCalls: parallel tool calls a chat stream
+// interleaves, with text before and after them, keep their whole
+// arguments, and the completed response lists its items at the output
+// indexes the stream announced them with (the text after the calls last).
+func TestResponsesStreamInterleavedCalls(t *testing.T) {
+	in, err := os.ReadFile(filepath.Join(messagesDir, "stream", "interleaved.sse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := runConv(in, NewResponsesStream())
+	checkResponsesEvents(t, out)
+	var f Framer
+	added := map[int64]string{}
+	var output gjson.Result
+	for _, ev := range f.Flush(f.Feed(out, nil)) {
+		d := gjson.ParseBytes(ev.Data)
+		switch ev.Name {
+		case "response.output_item.added":
+			added[d.Get("output_index").Int()] = d.Get("item.id").Str
+		case "response.completed":
+			output = d.Get("response.output")
+		}
+	}
+	items := output.Array()
+	if len(items) != 4 || len(added) != 4 {
+		t.Fatalf("%d items, %d added:\n%s", len(items), len(added), out)
+	}
+	for i, it := range items {
+		if it.Get("id").Str != added[int64(i)] {
+			t.Errorf("output[%d] is %s, announced at that index: %s", i, it.Get("id").Str, added[int64(i)])
+		}
+	}
+	if a, b := items[1].Get("arguments").Str, items[2].Get("arguments").Str; a != `{"city":"Oslo"}` || b != `{"tz":"CET"}` || items[3].Get("content.0.text").Str != " Done." {
+		t.Errorf("items: %s", output.Raw)
 	}
 }
