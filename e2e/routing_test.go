@@ -313,6 +313,9 @@ func TestRouting(t *testing.T) {
 				if len(gamma.Requests()) != 0 {
 					t.Errorf("a rejected request reached a provider")
 				}
+				if m := resp.Header.Get("x-stellwerk-model"); m != "" {
+					t.Errorf("x-stellwerk-model %q on a request no model served", m)
+				}
 			})
 		}
 	})

@@ -67,8 +67,16 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 			// OpenAI-shaped) to quote it in stellwerk's answer.
 			p.failed = true
 			hs = append(hs, setHeader(":status", "503"), setHeader("content-type", "application/json"),
-				setHeader(header.Model, p.served.ID), setHeader(header.Provider, p.served.Provider.Name),
 				setHeader(header.Attempts, strconv.Itoa(len(p.attempts))))
+			// The model named is the last the request was sent to; an
+			// attempt stellwerk did not send (no credential) names none.
+			for i := len(p.attempts) - 1; i >= 0; i-- {
+				if p.attempts[i].Outcome != "not_sent" {
+					m := p.plan[i]
+					hs = append(hs, setHeader(header.Model, m.ID), setHeader(header.Provider, m.Provider.Name))
+					break
+				}
+			}
 			if p.attemptsFinal() {
 				hs = append(hs, setHeader("x-should-retry", "false"))
 			}
