@@ -241,8 +241,9 @@ func (d *detector) email(at int) int {
 }
 
 // iban matches an IBAN at the run s[i:j]: written as one run, or in groups
-// of up to four separated by single spaces. The length must be the
-// country's and the mod-97 check must hold.
+// of up to four separated by single spaces (any numSep space, a tab) or
+// hyphens. The length must be the country's and the mod-97 check must
+// hold.
 func (d *detector) iban(i, j int) int {
 	s := d.s
 	if leftGlued(s, i) {
@@ -260,16 +261,23 @@ func (d *detector) iban(i, j int) int {
 		copy(v[:], s[i:j])
 	case l == 4:
 		copy(v[:], s[i:j])
-		for l < want && end+1 < len(s) && s[end] == ' ' && isAlnum(s[end+1]) {
-			q := end + 1
+		for l < want && end < len(s) {
+			c, w := numSep(s, end)
+			if s[end] == '\t' {
+				c, w = ' ', 1
+			}
+			if c != ' ' && c != '-' || end+w >= len(s) || !isAlnum(s[end+w]) {
+				break
+			}
+			q := end + w
 			for q < len(s) && isAlnum(s[q]) {
 				q++
 			}
-			if q-end-1 > 4 || l+q-end-1 > want {
+			if q-end-w > 4 || l+q-end-w > want {
 				break
 			}
-			copy(v[l:], s[end+1:q])
-			l += q - end - 1
+			copy(v[l:], s[end+w:q])
+			l += q - end - w
 			end = q
 		}
 		if l != want {
@@ -434,7 +442,7 @@ func (d *detector) nirGrouped(i int) int {
 	if i+21 > n || leftGlued(s, i) {
 		return 0
 	}
-	sep := s[i+1]
+	sep, _ := numSep(s, i+1)
 	if sep != ' ' && sep != '.' {
 		return 0
 	}
@@ -443,8 +451,8 @@ func (d *detector) nirGrouped(i int) int {
 	pos := i + 1
 	k := 1
 	for _, l := range [...]int{2, 2, 2, 3, 3, 2} {
-		if pos < n && s[pos] == sep {
-			pos++
+		if c, w := numSep(s, min(pos, n-1)); pos < n && w > 0 && c == sep {
+			pos += w
 		} else if l != 2 || k != 13 {
 			return 0
 		}

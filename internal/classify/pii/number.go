@@ -20,7 +20,33 @@ type numParse struct {
 	extEnd     int // end of an extension ("x1234", "ext. 12"), 0 if none
 }
 
-func isNumSep(c byte) bool { return c == ' ' || c == '-' || c == '.' || c == '/' }
+// numSep reads a separator between digit groups at s[i]: ' ', '-', '.'
+// and '/' as they are, and the Unicode spaces and hyphens formatting puts
+// between groups — a no-break or narrow no-break space (French and German
+// numbers, bank statements), a thin or figure space, a non-breaking hyphen,
+// an en dash or a minus sign — as ' ' and '-'. It returns the separator and
+// its width in bytes; width 0 when none starts at i.
+func numSep(s string, i int) (sep byte, width int) {
+	switch c := s[i]; c {
+	case ' ', '-', '.', '/':
+		return c, 1
+	case 0xC2: // U+00A0
+		if i+1 < len(s) && s[i+1] == 0xA0 {
+			return ' ', 2
+		}
+	case 0xE2:
+		if i+2 >= len(s) {
+			break
+		}
+		switch b := s[i+2]; {
+		case s[i+1] == 0x80 && (b <= 0x8A || b == 0xAF): // U+2000–U+200A, U+202F
+			return ' ', 3
+		case s[i+1] == 0x80 && 0x90 <= b && b <= 0x93, s[i+1] == 0x88 && b == 0x92: // U+2010–U+2013, U+2212
+			return '-', 3
+		}
+	}
+	return 0, 0
+}
 
 // group returns the value of group k (at most 9 digits are meaningful).
 func (p *numParse) group(k int) int {
@@ -72,8 +98,14 @@ func (d *detector) number(i int) int {
 		for q < n && isDigit(s[q]) && q-i < 6 {
 			q++
 		}
-		if q-i < 6 && (q+1 >= n || !isNumSep(s[q]) || !isDigit(s[q+1]) && s[q+1] != '(') {
-			return 0
+		if q-i < 6 {
+			w := 0
+			if q < n {
+				_, w = numSep(s, q)
+			}
+			if w == 0 || q+w >= n || !isDigit(s[q+w]) && s[q+w] != '(' {
+				return 0
+			}
 		}
 	}
 	p := numParse{start: i, paren: -1}
@@ -93,8 +125,9 @@ func (d *detector) number(i int) int {
 				q++
 			}
 			// An area code opens the number, or follows a country code
-			// ("+31(0)20") or a trunk prefix ("8 (812) 123-45-67").
-			if q == pos+1 || q >= n || s[q] != ')' || !(p.ng == 0 || p.ng == 1 && (p.plus || p.lens[0] <= 2)) {
+			// ("+31(0)20") or a trunk prefix ("8 (812) 123-45-67"), and
+			// digits follow it: a number does not end in one.
+			if q == pos+1 || q >= n || s[q] != ')' || !(p.ng == 0 || p.ng == 1 && (p.plus || p.lens[0] <= 2)) || !digitsFollow(s, q+1) {
 				break
 			}
 			start, l, paren, pos = pos+1, q-pos-1, true, q+1
@@ -118,10 +151,12 @@ func (d *detector) number(i int) int {
 		copy(p.dig[p.nd:], s[start:start+l])
 		p.nd += l
 		p.end = pos
-		if pos+1 < n && isNumSep(s[pos]) && (isDigit(s[pos+1]) || s[pos+1] == '(') {
-			sep = s[pos]
-			pos++
-			continue
+		if pos < n {
+			if c, w := numSep(s, pos); w > 0 && pos+w < n && (isDigit(s[pos+w]) || s[pos+w] == '(') {
+				sep = c
+				pos += w
+				continue
+			}
 		}
 		if pos < n && (paren && isDigit(s[pos]) || p.plus && p.ng == 1 && s[pos] == '(') {
 			sep = 0
@@ -155,11 +190,29 @@ func (d *detector) number(i int) int {
 	return 0
 }
 
+// digitsFollow reports whether a digit, or a separator and a digit, is at k.
+func digitsFollow(s string, k int) bool {
+	if k >= len(s) {
+		return false
+	}
+	if isDigit(s[k]) {
+		return true
+	}
+	_, w := numSep(s, k)
+	return w > 0 && k+w < len(s) && isDigit(s[k+w])
+}
+
 // skipNumber returns the end of the digits-and-separators run at i, so an
 // over-long number is skipped in one step.
 func skipNumber(s string, i int) int {
-	for i < len(s) && (isDigit(s[i]) || isNumSep(s[i]) || s[i] == '(' || s[i] == ')') {
-		i++
+	for i < len(s) {
+		if isDigit(s[i]) || s[i] == '(' || s[i] == ')' {
+			i++
+		} else if _, w := numSep(s, i); w > 0 {
+			i += w
+		} else {
+			break
+		}
 	}
 	return i
 }
