@@ -48,7 +48,11 @@ func TestResidencyIsAHardConstraint(t *testing.T) {
 	}{
 		"iban and residency eu in the body": {body: `{"model":"auto","policy":{"residency":"eu","optimize":"accuracy"},"messages":[{"role":"user","content":"` + iban + `"}]}`},
 		"iban alone (restricted data)":      {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":"` + iban + `"}]}`},
-		"residency eu in the header":        {body: `{"model":"auto","messages":[{"role":"user","content":"Say hello."}]}`, header: map[string]string{"x-stellwerk-policy": `{"residency":"eu","optimize":"accuracy"}`}},
+		// Grouped with no-break spaces, as French and German text and bank
+		// statements have it: this one reached the US provider.
+		"iban with no-break spaces":        {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":"Bitte überweisen an FR76\u00a03000\u00a06000\u00a00112\u00a03456\u00a07890\u00a0189"}]}`},
+		"card with narrow no-break spaces": {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":"Carte 4111 1111 1111 1111, merci"}]}`},
+		"residency eu in the header":       {body: `{"model":"auto","messages":[{"role":"user","content":"Say hello."}]}`, header: map[string]string{"x-stellwerk-policy": `{"residency":"eu","optimize":"accuracy"}`}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			usa.Reset()
