@@ -230,6 +230,14 @@ func TestResponsesPipeline(t *testing.T) {
 	send(`{"model":"chat-us","input":"x","previous_response_id":"resp_1"}`, 400)
 	send(`{"model":"claude-eu","input":"write a long story"}`, 429)
 	send(`{"model":"auto","input":"my key is AKIAIOSFODNN7EXAMPLE"}`, 403)
+	// A built-in tool's members are the caller's text too: an MCP server's
+	// header with a key was not classified, and reached the provider.
+	send(`{"model":"auto","input":"hi","tools":[{"type":"mcp","server_label":"x","server_url":"https://mcp.example","headers":{"Authorization":"Bearer AKIAIOSFODNN7EXAMPLE"}}]}`, 403)
+	// An IBAN in one is restricted data: only the US provider serves
+	// built-in tools here.
+	if b := send(`{"model":"auto","input":"hi","tools":[{"type":"web_search","user_location":{"type":"approximate","city":"DE89 3704 0044 0532 0130 00"}}]}`, 503); !strings.Contains(gjson.GetBytes(b, "error.message").Str, "restricted data requires eu") {
+		t.Errorf("an IBAN in a built-in tool: %s", b)
+	}
 
 	var page admin.AuditPage
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {

@@ -146,7 +146,7 @@ func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 		case "instructions":
 			instructions = v
 		case "tools":
-			req.Tools, bad = responsesTools(v, needs)
+			req.Tools, bad = responsesTools(v, needs, &unread)
 		case "tool_choice":
 			req.ToolChoice, bad = responsesToolChoice(v)
 			if bad != nil && needs.native("tool_choice") { // a built-in tool's
@@ -413,8 +413,10 @@ func responsesContent(c gjson.Result, p string, needs *ResponsesNeeds) (json.Raw
 }
 
 // responsesTools are function tools as chat's; built-in tools (web
-// search, file search, computer use, …) need a native provider.
-func responsesTools(v gjson.Result, needs *ResponsesNeeds) ([]chatTool, *apierr.Error) {
+// search, file search, computer use, MCP, …) need a native provider, and
+// their JSON is added to unread for the classifiers: it carries the
+// caller's text (an MCP server's headers, a location, a description).
+func responsesTools(v gjson.Result, needs *ResponsesNeeds, unread *[]chatMessage) ([]chatTool, *apierr.Error) {
 	if !v.IsArray() {
 		return nil, apierr.Invalid("invalid_type", "tools", "tools must be an array")
 	}
@@ -425,7 +427,8 @@ func responsesTools(v gjson.Result, needs *ResponsesNeeds) ([]chatTool, *apierr.
 		i++
 		if typ := t.Get("type").Str; typ != "function" {
 			if needs.native("tools[" + strconv.Itoa(i) + "] of type " + apierr.Truncate(typ, 64)) {
-				return true // a built-in tool: no text of the caller's to classify
+				*unread = append(*unread, unreadText(t))
+				return true
 			}
 			bad = apierr.Invalid("unsupported_value", "tools["+strconv.Itoa(i)+"].type",
 				"tools of type %q need a provider that serves the Responses API natively; none is configured (function tools are translated)", apierr.Truncate(typ, 64))
