@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -293,5 +294,50 @@ func TestRouterKilledMidAnswer(t *testing.T) {
 	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[{"role":"user","content":"hi"}]}`, nil)
 	if e := decodeError(t, b); resp.StatusCode != 503 || !strings.Contains(e.Error.Message, "not sent to any provider") {
 		t.Errorf("after the kill: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestMessagesWithoutUsage: a chat model that reports no usage serves a
+// Messages API request — the edge translating it (no failover) and the
+// egress listener (failover). The answer carries a usage object the SDKs
+// read, and the spend ledger charges the request's worst case, estimated:
+// the translation's zeros had made it free, and a block budget never
+// filled.
+func TestMessagesWithoutUsage(t *testing.T) {
+	t.Parallel()
+	for name, attempts := range map[string]int{"edge": 1, "egress": 0} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := messagesStack(t, func(c *config.Config) {
+				if attempts > 0 {
+					c.Failover.MaxAttempts = attempts
+				}
+			})
+			start := time.Now().Add(-time.Minute).UTC()
+			resp, b := post(t, s.URL+"/v1/messages", `{"model":"chat-us","max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}`,
+				map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01", "x-mock-no-usage": "1"})
+			if resp.StatusCode != 200 || gjson.GetBytes(b, "type").Str != "message" || !gjson.GetBytes(b, "usage.input_tokens").Exists() {
+				t.Fatalf("%d %s", resp.StatusCode, b)
+			}
+			rangeQ := "since=" + start.Format(time.RFC3339) + "&until=" + time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+			var total gjson.Result
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				get, err := s.AdminGet("/admin/spend?" + rangeQ)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(get.Body)
+				get.Body.Close()
+				total = gjson.GetBytes(body, "total")
+				if total.Get("requests").Int() > 0 || time.Now().After(deadline) {
+					break
+				}
+			}
+			// chat-us: 1 and 2 USD per million tokens; the worst case is
+			// max_tokens' 1,000 output tokens at least (1,840 µEUR).
+			if total.Get("requests").Int() != 1 || total.Get("estimated").Int() != 1 || total.Get("cost_micro_eur").Int() < 1840 {
+				t.Errorf("spend %s: want the worst case, estimated", total.Raw)
+			}
+		})
 	}
 }

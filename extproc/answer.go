@@ -14,6 +14,7 @@ import (
 	extprocv3conf "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
@@ -261,6 +262,14 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	}
 	// One read of the usage: the charge settled, recorded and shown.
 	c, charged := p.jsonCharge(body)
+	if p.endpoint == epMessages && !gjson.GetBytes(body, "usage").Exists() {
+		// A provider that reported none (a chat model's answer translated):
+		// the request's end charges the worst case; the SDKs read a usage
+		// object.
+		if nb, err := sjson.SetRawBytes(body, "usage", []byte(`{"input_tokens":0,"output_tokens":0}`)); err == nil {
+			body = nb
+		}
+	}
 	if charged && (p.reservation != nil || p.state.readsUsage()) {
 		p.settle(c, spend.Served)
 	}

@@ -17,6 +17,7 @@
 //	x-mock-first-byte-delay: 2s     wait before the first byte
 //	x-mock-chunk-delay: 50ms        wait between streamed chunks
 //	x-mock-interleave: 1            stream parallel tool calls interleaved (chat)
+//	x-mock-no-usage: 1              no usage: in a chat answer, nor in a stream that asked for it
 package mockllm
 
 import (
@@ -270,12 +271,16 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"message": map[string]any{"role": "assistant", "content": strings.Join(reply, ""), "refusal": nil},
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	answer := map[string]any{
 		"id": id, "object": "chat.completion", "created": created, "model": model,
 		"system_fingerprint": "fp_" + p.Name,
 		"choices":            choices,
 		"usage":              usage,
-	})
+	}
+	if r.Header.Get("x-mock-no-usage") != "" {
+		delete(answer, "usage") // a provider (a local server) that reports none
+	}
+	writeJSON(w, http.StatusOK, answer)
 }
 
 // created is fixed so replies are byte-for-byte reproducible.

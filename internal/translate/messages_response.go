@@ -36,7 +36,10 @@ func messageID(chatID string) string {
 // tool_use block (its arguments parsed: input is an object), finish_reason
 // as stop_reason, usage as input_tokens/output_tokens (cached prompt
 // tokens as cache_read_input_tokens, not counted in input_tokens, as
-// Anthropic reports them).
+// Anthropic reports them). A refusal (structured outputs the model
+// declines) is a text block and stop_reason refusal, as Anthropic reports
+// one. An answer without usage has none: the edge charges what it cannot
+// read at the request's worst case, and zero would read as free.
 func ChatToMessage(chat []byte) ([]byte, error) {
 	c := gjson.ParseBytes(chat)
 	if !gjson.ValidBytes(chat) || !c.IsObject() || !c.Get("choices").IsArray() {
@@ -54,6 +57,16 @@ func ChatToMessage(chat []byte) ([]byte, error) {
 	if t := msg.Get("content"); t.Type == gjson.String && t.Str != "" {
 		dst = append(dst, `{"type":"text","text":`...)
 		dst = jsonw.AppendString(dst, t.Str)
+		dst = append(dst, '}')
+		n++
+	}
+	refusal := msg.Get("refusal")
+	if refusal.Type == gjson.String && refusal.Str != "" {
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"type":"text","text":`...)
+		dst = jsonw.AppendString(dst, refusal.Str)
 		dst = append(dst, '}')
 		n++
 	}
@@ -76,9 +89,16 @@ func ChatToMessage(chat []byte) ([]byte, error) {
 		return nil, errBadAnswer
 	}
 	dst = append(dst, `],"stop_reason":`...)
-	dst = jsonw.AppendString(dst, stopReason(ch.Get("finish_reason").Str))
-	dst = append(dst, `,"stop_sequence":null,"usage":`...)
-	dst = appendMessagesUsage(dst, c.Get("usage"))
+	if refusal.Type == gjson.String && refusal.Str != "" {
+		dst = jsonw.AppendString(dst, "refusal")
+	} else {
+		dst = jsonw.AppendString(dst, stopReason(ch.Get("finish_reason").Str))
+	}
+	dst = append(dst, `,"stop_sequence":null`...)
+	if u := c.Get("usage"); u.IsObject() {
+		dst = append(dst, `,"usage":`...)
+		dst = appendMessagesUsage(dst, u)
+	}
 	return append(dst, '}'), nil
 }
 

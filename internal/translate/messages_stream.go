@@ -42,6 +42,7 @@ type MessagesStream struct {
 	stopReason string      // the stop_reason the finish_reason maps to, "" until one came
 	usage      [3]int64    // prompt, completion, cached
 	usageOK    bool
+	refused    bool // the chat stream sent a refusal
 }
 
 // messagesCall is one chat tool call (by its index) of the stream.
@@ -211,7 +212,12 @@ func (s *MessagesStream) Event(ev Event, dst []byte) []byte {
 	if !ch.IsObject() || index.Int() != 0 {
 		return dst
 	}
-	if t := delta.Get("content"); t.Type == gjson.String && t.Str != "" {
+	t := delta.Get("content")
+	if r := delta.Get("refusal"); r.Type == gjson.String && r.Str != "" {
+		// A refusal streams as text, and the message stops as refused.
+		t, s.refused = r, true
+	}
+	if t.Type == gjson.String && t.Str != "" {
 		s.text = t.Str
 		switch {
 		case s.textOpen:
@@ -361,7 +367,9 @@ func (s *MessagesStream) stop(dst []byte) []byte {
 	}
 	dst = s.closeBlock(s.release(dst, true))
 	dst = append(dst, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"...)
-	if s.stopReason == "" {
+	if s.refused {
+		s.stopReason = "refusal"
+	} else if s.stopReason == "" {
 		s.stopReason = stopReason("")
 	}
 	dst = jsonw.AppendString(dst, s.stopReason)
