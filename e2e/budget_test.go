@@ -394,3 +394,36 @@ func TestBudgetCountsChoices(t *testing.T) {
 		t.Fatalf("n past 128: %d %s", resp.StatusCode, b)
 	}
 }
+
+// TestBudgetCountsImages: each image a request sends is held at the most
+// it can cost (the model's image_tokens) before the request leaves, so a
+// request whose images cannot fit the budget is refused and never reaches
+// the provider.
+func TestBudgetCountsImages(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "p", Key: "sk-p"}},
+		// 1 EUR per 1,000 input tokens, 1,000 tokens an image: 1 EUR each.
+		Models: []config.Model{{ID: "v1", Provider: "p", ProviderModel: "v1-upstream", ContextWindow: 100000, ImageTokens: 1000,
+			MaxOutputTokens: 10, Capabilities: []string{"chat", "vision"}, Price: config.Price{InputPerMTok: 1000, OutputPerMTok: 0}}},
+		Mutate: func(c *config.Config) {
+			c.Currency.USDToEUR = 1
+			c.Budgets.Limits = []config.BudgetRule{{Name: "daily", Scope: "global", AmountEUR: 10, Period: "day"}}
+		},
+	})
+	p := s.Providers["p"]
+	ask := func(images int) (*http.Response, []byte) {
+		parts := `{"type":"text","text":"describe"}`
+		for range images {
+			parts += `,{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo="}}`
+		}
+		return post(t, s.URL+"/v1/chat/completions", `{"model":"v1","messages":[{"role":"user","content":[`+parts+`]}]}`, nil)
+	}
+	resp, b := ask(11)
+	if e := decodeError(t, b).Error; resp.StatusCode != 429 || e.Code != "budget_exceeded" || len(p.Requests()) != 0 {
+		t.Fatalf("11 images: %d %s; the provider got %d requests", resp.StatusCode, b, len(p.Requests()))
+	}
+	if resp, b := ask(8); resp.StatusCode != 200 || len(p.Requests()) != 1 {
+		t.Fatalf("8 images: %d %s", resp.StatusCode, b)
+	}
+}

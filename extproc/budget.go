@@ -100,12 +100,14 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *ext
 }
 
 // worstCase is the most a request can cost and the most tokens it can
-// use on any model of its plan: every choice may write the model's bound.
+// use on any model of its plan: every choice may write the model's bound,
+// and every image may cost the model's bound for one.
 func worstCase(in int, plan []*catalog.Model, o output) (ledger.MicroEUR, int64) {
 	var worst ledger.MicroEUR
 	var tokens int64
 	for _, m := range plan {
 		out := outputBound(m, o.perChoice) * o.choices
+		in := in + o.images*m.ImageTokens
 		worst = max(worst, ledger.CeilEUR(m.CostEUR(in, out)))
 		tokens = max(tokens, int64(in+out))
 	}

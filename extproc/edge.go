@@ -545,13 +545,14 @@ func outputLimit(c *request.Chat) output {
 		}
 		return output{perChoice: n, choices: max(c.Choices, 1)}
 	}
-	return output{perChoice: c.MaxTokens, choices: max(c.Choices, 1)}
+	return output{perChoice: c.MaxTokens, choices: max(c.Choices, 1), images: c.Images}
 }
 
 // output is what a request asks a model to write: up to perChoice tokens
 // (0: the model's own limit, -1: nothing, an embedding) for each of its
-// choices (n), each billed.
-type output struct{ perChoice, choices int }
+// choices (n), each billed; and the images it sends, which the prompt's
+// token estimate does not count.
+type output struct{ perChoice, choices, images int }
 
 // modelIDs logs a plan as its model ids, without building a slice of them.
 type modelIDs []*catalog.Model

@@ -300,3 +300,54 @@ models: [{id: m, provider: p, context_window: 100000, max_output_tokens: 4096, p
 		})
 	}
 }
+
+// TestWorstCaseCountsImages: each image a request sends holds the most one
+// image can cost on the model (image_tokens), whatever the API it came in
+// by: the prompt's token estimate reads text only, and a block budget
+// admitted requests the provider then billed many times over (found by a
+// helper: ten images a request, 95× a budget).
+func TestWorstCaseCountsImages(t *testing.T) {
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: m}
+currency: {usd_to_eur: 1}
+providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {env: P_KEY}}]
+models: [{id: m, provider: p, context_window: 100000, max_output_tokens: 4096, image_tokens: 1000,
+  price: {input_per_mtok: 10, output_per_mtok: 0}, capabilities: [chat, vision, streaming]}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stateFor(t, c, func(string) string { return "sk-p" })
+	held := func(path, body string) ledger.MicroEUR {
+		t.Helper()
+		s := st
+		s.Spend, s.Ledger, s.Limited = &rowsRecorder{}, testLedger(t), true
+		p := &edge{filter: filter{state: s, log: zap.NewNop(), id: "decision-i"}, ctx: context.Background()}
+		p.handle(headersMsg("POST", path, false))
+		if r := p.handle(bodyMsg(body)); r.GetImmediateResponse() != nil {
+			t.Fatalf("%s refused: %s", body, r.GetImmediateResponse().Body)
+		}
+		return p.reservedEUR
+	}
+	const img = `{"type":"image_url","image_url":{"url":"https://example.com/a.png"}}`
+	text := held("/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"what is this"}]}]}`)
+	for name, tc := range map[string]struct {
+		path, body string
+		images     int
+	}{
+		"chat, three in one message": {"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"what is this"},` +
+			img + `,` + img + `,` + img + `]}]}`, 3},
+		"chat, over two messages": {"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"what is this"},` + img +
+			`]},{"role":"user","content":[` + img + `]}]}`, 2},
+		"responses": {"/v1/responses", `{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"what is this"},` +
+			`{"type":"input_image","image_url":"https://example.com/a.png"},{"type":"input_image","image_url":"https://example.com/b.png"}]}]}`, 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			// 1,000 tokens an image at 10 EUR per million: 10,000 µEUR each.
+			got := held(tc.path, tc.body)
+			if diff := got - text; diff < ledger.MicroEUR(tc.images*10000) || diff > ledger.MicroEUR(tc.images*10000+1000) {
+				t.Errorf("held %d µEUR, %d without images: want %d more", got, text, tc.images*10000)
+			}
+		})
+	}
+}

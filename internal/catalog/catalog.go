@@ -121,11 +121,14 @@ type Model struct {
 	Currency        string
 	ContextWindow   int
 	MaxOutputTokens int
-	AssuranceTier   int
-	Tools           bool
-	Vision          bool
-	JSONMode        bool
-	Streaming       bool
+	// ImageTokens bounds one image's input tokens (image_tokens, or
+	// config.DefaultImageTokens), for the budgets' worst case.
+	ImageTokens   int
+	AssuranceTier int
+	Tools         bool
+	Vision        bool
+	JSONMode      bool
+	Streaming     bool
 	// Chat, Embeddings and Completions are the endpoints it serves.
 	Chat, Embeddings, Completions bool
 	// Responses: its provider serves the Responses API natively for it
@@ -305,7 +308,10 @@ func New(c *config.Config, env Env) (*Catalog, error) {
 		m := &Model{ID: mc.ID, Provider: p, ProviderModel: mc.ProviderModel, InputPerMTok: mc.Price.InputPerMTok,
 			OutputPerMTok: mc.Price.OutputPerMTok, Currency: mc.Price.Currency, ContextWindow: mc.ContextWindow,
 			MaxOutputTokens: mc.MaxOutputTokens, AssuranceTier: mc.AssuranceTier, Quality: quality[mc.ID], LatencyMS: mc.LatencyMS, toEUR: 1,
-			FirstByteTimeout: mc.FirstByteTimeout}
+			FirstByteTimeout: mc.FirstByteTimeout, ImageTokens: mc.ImageTokens}
+		if m.ImageTokens == 0 {
+			m.ImageTokens = config.DefaultImageTokens
+		}
 		if m.FirstByteTimeout == 0 {
 			m.FirstByteTimeout = c.Failover.StreamFirstByteTimeout
 		}

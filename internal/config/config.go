@@ -365,6 +365,9 @@ type Model struct {
 	MaxOutputTokens int `yaml:"max_output_tokens"`
 	// AssuranceTier overrides the provider's tier (0: the provider's).
 	AssuranceTier int `yaml:"assurance_tier"`
+	// ImageTokens is the most input tokens one image can cost on a vision
+	// model, for the budgets' worst case (0: DefaultImageTokens).
+	ImageTokens int `yaml:"image_tokens,omitempty"`
 	// Capabilities the model has: tools, vision, json_mode, streaming, and
 	// the endpoints it serves: chat, responses (the provider speaks the
 	// Responses API natively; without it Responses requests are translated
@@ -380,6 +383,13 @@ type Model struct {
 	// first token).
 	FirstByteTimeout time.Duration `yaml:"first_byte_timeout,omitempty"`
 }
+
+// DefaultImageTokens bounds one image's input tokens where a model does
+// not say: Anthropic's models count at most about 1,600, OpenAI's tiled
+// ones 1,445 and its patch-based ones 2,642 (o4-mini), Gemini's 258 per
+// tile. A model that counts images many times over (gpt-4o-mini, whose
+// image tokens are priced down instead) sets image_tokens itself.
+const DefaultImageTokens = 2700
 
 // Price is a list price per million tokens.
 type Price struct {

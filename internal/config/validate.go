@@ -155,6 +155,9 @@ func (c *Config) Validate() error {
 		if m.MaxOutputTokens < 0 {
 			bad(f+".max_output_tokens", "must not be negative")
 		}
+		if m.ImageTokens < 0 {
+			bad(f+".image_tokens", "must not be negative")
+		}
 		if m.AssuranceTier < 0 || m.AssuranceTier > 3 {
 			bad(f+".assurance_tier", "must be 1, 2 or 3")
 		}

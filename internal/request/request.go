@@ -44,8 +44,10 @@ type Chat struct {
 	ToolList, FunctionList, ResponseFormatObj, Prediction gjson.Result
 	// ResponseFormat is response_format.type ("" when unset).
 	ResponseFormat string
-	// Vision is true when a message carries an image part.
+	// Vision is true when a message carries an image part; Images counts
+	// them, for the budgets' worst case.
 	Vision bool
+	Images int
 	// User is the OpenAI `user` field; Metadata the `metadata` object's
 	// string values.
 	User     string
@@ -152,12 +154,13 @@ func ParseChat(body []byte) (Chat, error) {
 		// The content's raw text, not m.Get's copy of it: only an array
 		// of parts is read here, and decoding a long prompt's escapes
 		// was half of parsing it.
-		if content, ok := jsonscan.Member(m.Raw, "content"); ok && !c.Vision && content[0] == '[' {
+		if content, ok := jsonscan.Member(m.Raw, "content"); ok && content[0] == '[' {
 			jsonscan.ForEach(gjson.Parse(content), func(_, part gjson.Result) bool {
 				if t := part.Get("type").Str; t == "image_url" || t == "input_image" {
 					c.Vision = true
+					c.Images++
 				}
-				return !c.Vision
+				return true
 			})
 		}
 		c.Messages++
