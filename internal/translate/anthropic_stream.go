@@ -68,6 +68,10 @@ type AnthropicStream struct {
 	// index: OpenAI counts tool calls, Anthropic counts all blocks.
 	tools    map[int64]int
 	nextTool int
+	// noArgs[k] holds while tool call k has streamed no arguments: its
+	// block's end then sends "{}", as the JSON answer has it (a tool
+	// without parameters gets no input_json_delta, or an empty one).
+	noArgs   []bool
 	finished bool   // a finish_reason chunk went out
 	done     bool   // [DONE] or an error frame went out; ignore the rest
 	text     string // the text the last event streamed
@@ -119,6 +123,7 @@ func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
 		k := s.nextTool
 		s.nextTool++
 		s.tools[data.Get("index").Int()] = k
+		s.noArgs = append(s.noArgs, true)
 		dst = s.open(dst)
 		dst = append(dst, `{"tool_calls":[{"index":`...)
 		dst = strconv.AppendInt(dst, int64(k), 10)
@@ -154,6 +159,7 @@ func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
 			if !ok || partial == "" {
 				return dst
 			}
+			s.noArgs[k] = false
 			dst = s.open(dst)
 			dst = append(dst, `{"tool_calls":[{"index":`...)
 			dst = strconv.AppendInt(dst, int64(k), 10)
@@ -163,6 +169,17 @@ func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
 			return s.close(dst, "")
 		}
 		return dst // thinking, signature and citations deltas are dropped
+	case "content_block_stop":
+		k, ok := s.tools[data.Get("index").Int()]
+		if !ok || !s.noArgs[k] {
+			return dst
+		}
+		s.noArgs[k] = false
+		dst = s.open(dst)
+		dst = append(dst, `{"tool_calls":[{"index":`...)
+		dst = strconv.AppendInt(dst, int64(k), 10)
+		dst = append(dst, `,"function":{"arguments":"{}"}}]}`...)
+		return s.close(dst, "")
 	case "message_delta":
 		if u := data.Get("usage"); u.IsObject() {
 			s.usage.read(u)
@@ -188,7 +205,7 @@ func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
 		s.done = true
 		return frame(dst, FromAnthropicError(ev.Data))
 	}
-	return dst // ping, content_block_stop, and event types added later
+	return dst // ping, and event types added later
 }
 
 // TextDelta is the text the last Event streamed to the client ("" if none),
