@@ -536,8 +536,8 @@ func spliceEcho(b, echo []byte) []byte {
 // ChatToResponse translates a chat.completion answer into a Responses API
 // response object: the first choice's text as an output message, its tool
 // calls as function_call items, usage renamed, and what echo repeats of
-// the request (ResponsesEcho; nil: nothing). A finish by length is status
-// incomplete (max_output_tokens).
+// the request (ResponsesEcho; nil: nothing). A finish by length or a
+// content filter is status incomplete (incompleteFor).
 func ChatToResponse(chat []byte, echo []byte) ([]byte, error) {
 	c := gjson.ParseBytes(chat)
 	if !c.IsObject() || !c.Get("choices").IsArray() {
@@ -563,10 +563,7 @@ func ChatToResponse(chat []byte, echo []byte) ([]byte, error) {
 	if output == nil {
 		output = []any{}
 	}
-	status, incomplete := "completed", any(nil)
-	if ch.Get("finish_reason").Str == "length" {
-		status, incomplete = "incomplete", map[string]string{"reason": "max_output_tokens"}
-	}
+	status, incomplete := incompleteFor(ch.Get("finish_reason").Str)
 	resp := map[string]any{
 		"id": "resp_" + id, "object": "response", "created_at": c.Get("created").Int(), "status": status,
 		"model": c.Get("model").Str, "output": output, "error": nil, "incomplete_details": incomplete,
@@ -582,4 +579,17 @@ func ChatToResponse(chat []byte, echo []byte) ([]byte, error) {
 		return nil, err
 	}
 	return spliceEcho(b, echo), nil
+}
+
+// incompleteFor is a response's status and incomplete_details for a chat
+// finish_reason: a length cut is max_output_tokens, a content filter's
+// stop content_filter, as OpenAI reports them.
+func incompleteFor(finish string) (string, any) {
+	switch finish {
+	case "length":
+		return "incomplete", map[string]string{"reason": "max_output_tokens"}
+	case "content_filter":
+		return "incomplete", map[string]string{"reason": "content_filter"}
+	}
+	return "completed", nil
 }

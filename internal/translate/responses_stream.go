@@ -225,10 +225,7 @@ func (s *ResponsesStream) complete(dst []byte) []byte {
 		dst = s.emit(dst, "response.output_item.done", map[string]any{"output_index": c.idx, "item": item})
 		s.output(c.idx, item)
 	}
-	status, incomplete := "completed", any(nil)
-	if s.finish == "length" {
-		status, incomplete = "incomplete", map[string]string{"reason": "max_output_tokens"}
-	}
+	status, incomplete := incompleteFor(s.finish)
 	out := s.outputs
 	if out == nil {
 		out = []any{}
