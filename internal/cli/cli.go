@@ -114,10 +114,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runXDS(ctx, args[1:], stdout, stderr)
 	case "config":
 		if len(args) < 2 || args[1] != "check" {
-			fmt.Fprint(stderr, "usage: stellwerk config check [FILE]\n")
+			fmt.Fprint(stderr, "usage: stellwerk config check [--config FILE | FILE]\n")
 			return ErrUsage
 		}
-		return runConfigCheck(ctx, args[2:], stdout)
+		return runConfigCheck(ctx, args[2:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "stellwerk", version.String())
 		return nil
@@ -178,10 +178,18 @@ var ErrConfigProblems = errors.New("serve would refuse this config")
 // runConfigCheck runs serve's start-up checks (serve.Check: policy compile
 // and tests included), lists every problem, then the warnings about what
 // is missing but not fatal.
-func runConfigCheck(ctx context.Context, args []string, stdout io.Writer) error {
-	path := defaultConfigPath()
-	if len(args) > 0 {
-		path = args[0]
+func runConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", defaultConfigPath(), "config file (env STELLWERK_CONFIG), as the other commands take it; or FILE")
+	pos, err := parseAnywhere(fs, args)
+	if err != nil || len(pos) > 1 {
+		fmt.Fprintln(stderr, "usage: stellwerk config check [--config FILE | FILE]")
+		return ErrUsage
+	}
+	path := *cfgPath
+	if len(pos) == 1 {
+		path = pos[0]
 	}
 	cfg, err := config.Load(path)
 	if err != nil {

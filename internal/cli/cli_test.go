@@ -36,6 +36,11 @@ func TestConfigCheck(t *testing.T) {
 	if err != nil || !strings.Contains(out, "ok (3 providers, 3 models, default mock-gpt)") {
 		t.Fatalf("example: %v %s", err, out)
 	}
+	// --config, as every other command takes the file (a helper's first try).
+	if out, _, err := run("config", "check", "--config", filepath.Join("..", "..", "examples", "stellwerk.yaml")); err != nil ||
+		!strings.Contains(out, "ok (3 providers, 3 models, default mock-gpt)") {
+		t.Fatalf("--config: %v %s", err, out)
+	}
 	if os.Getenv("STELLWERK_ADMIN_TOKEN") == "" && !strings.Contains(out, "warning: admin token demo (environment variable STELLWERK_ADMIN_TOKEN) is not set") {
 		t.Errorf("an unset admin token is not reported: %s", out)
 	}
