@@ -123,6 +123,11 @@ type Request struct {
 	// completions suffix. Each string is read as a user turn of its own.
 	Input, Suffix gjson.Result
 	InputField    string
+	// User, Metadata and Stop are the user, metadata and stop members:
+	// not prompt text, but the provider gets them (and keeps metadata),
+	// so personal data or a secret in them counts. They are left out of
+	// the token estimate.
+	User, Metadata, Stop gjson.Result
 	// Workspace and Key are who sent the request (the virtual key and
 	// its workspace; both empty without auth): texts it sent before are
 	// looked up in the classifier's memo instead of scanned again, and
@@ -202,7 +207,9 @@ func (c *Classifier) Classify(req Request) Result {
 		for j, n := range segT {
 			termCounts[j] += n
 		}
-		r.InputTokens += tok
+		if !s.param {
+			r.InputTokens += tok
+		}
 		var parts []PartSpan
 		for _, m := range sec {
 			field, start, end := s.locate(m.Start, m.End, &parts)
@@ -281,7 +288,7 @@ func (c *Classifier) Classify(req Request) Result {
 // descriptions score 0.3–0.4, which would raise every tool request to
 // medium risk.
 func scoresInjection(s *Segment) bool {
-	if s.Message < 0 {
+	if s.Message < 0 || s.param {
 		return false
 	}
 	switch s.Role {

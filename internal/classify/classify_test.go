@@ -32,7 +32,8 @@ func request(t testing.TB, body string) Request {
 
 func bodyRequest(root gjson.Result) Request {
 	return Request{Messages: root.Get("messages"), Tools: root.Get("tools"), Functions: root.Get("functions"),
-		ResponseFormat: root.Get("response_format"), Prediction: root.Get("prediction")}
+		ResponseFormat: root.Get("response_format"), Prediction: root.Get("prediction"),
+		User: root.Get("user"), Metadata: root.Get("metadata"), Stop: root.Get("stop")}
 }
 
 func TestSegmentsReadEveryText(t *testing.T) {
@@ -61,6 +62,12 @@ func TestSegmentsReadEveryText(t *testing.T) {
 		"response_format and prediction": {`{"messages":[],"response_format":{"type":"json_schema","json_schema":{"name":"answer","description":"the answer","schema":{"type":"object"}}},"prediction":{"type":"content","content":[{"type":"text","text":"predicted"}]}}`,
 			[]string{"-1||response_format.json_schema.name|answer", "-1||response_format.json_schema.description|the answer",
 				`-1||response_format.json_schema.schema|{"type":"object"}`, "-1||prediction.content|predicted"}},
+		// The provider gets these too (found by a helper: an IBAN in
+		// metadata, an e-mail in user, a link's query reached a US model).
+		"user, metadata, stop and an image link": {`{"messages":[{"role":"user","content":[{"type":"text","text":"look"},{"type":"image_url","image_url":{"url":"https://x.example/a.png?iban=DE89"}}]}],` +
+			`"user":"anna@example.com","metadata":{"customer":"IBAN DE89","n":"1","x":2},"stop":["END","STOP"]}`,
+			[]string{"0|user|content[1].image_url.url|https://x.example/a.png?iban=DE89", "0|user|content|look",
+				"-1||user|anna@example.com", "-1||metadata.customer|IBAN DE89", "-1||metadata.n|1", `-1||stop|["END","STOP"]`}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -28,6 +28,9 @@ type Segment struct {
 	// prompt marks an embeddings input's or completions prompt's string,
 	// which is read as a user turn's content.
 	prompt bool
+	// param marks a request parameter's text (user, metadata, stop): read
+	// for personal data and secrets, not counted as prompt tokens.
+	param bool
 }
 
 // Field locates the text: inside a message relative to it (content,
@@ -123,6 +126,30 @@ func (x *extraction) request(req Request) {
 	}
 	if x.limit == "" && req.Prediction.Exists() {
 		x.object(-1, "", "prediction", req.Prediction, false)
+	}
+	// Parameters the provider gets beside the prompt.
+	if x.limit == "" && req.User.Exists() {
+		x.param(-1, "", "user", "", req.User)
+	}
+	if x.limit == "" && req.Metadata.IsObject() {
+		jsonscan.ForEach(req.Metadata, func(k, v gjson.Result) bool {
+			x.param(-1, "", "metadata", k.Str, v)
+			return x.limit == ""
+		})
+	}
+	if x.limit == "" && req.Stop.Exists() {
+		x.param(-1, "", "stop", "", req.Stop)
+	}
+}
+
+// param reads a value as value does, as a parameter's text: searched for
+// personal data and secrets, neither counted as prompt tokens nor scored
+// for injection, nor read by the task model.
+func (x *extraction) param(msg int, role, field, key string, v gjson.Result) {
+	n := len(x.segs)
+	x.value(msg, role, field, key, v)
+	for i := n; i < len(x.segs); i++ {
+		x.segs[i].param = true
 	}
 }
 
@@ -278,9 +305,16 @@ func (x *extraction) parts(msg int, role, field string, v gjson.Result) {
 						return true
 					}
 					x.value(msg, role, partField(field, i, k.Str), "", pv)
-				case "image_url", "input_audio", "video_url":
-					// media payloads (data URLs, base64) are not text, and
-					// an image URL is fetched, not read
+				case "image_url":
+					// A data URL is media, not text; a link is sent as it
+					// is, and a query string can carry personal data.
+					if u := pv.Get("url"); u.Type == gjson.String && !strings.HasPrefix(u.Str, "data:") {
+						x.param(msg, role, partField(field, i, "image_url.url"), "", u)
+					} else if pv.Type == gjson.String && !strings.HasPrefix(pv.Str, "data:") {
+						x.param(msg, role, partField(field, i, "image_url"), "", pv)
+					}
+				case "input_audio", "video_url":
+					// media payloads (base64) are not text
 				case "file":
 					if name := pv.Get("filename"); name.Type == gjson.String {
 						x.value(msg, role, partField(field, i, "file.filename"), "", name)

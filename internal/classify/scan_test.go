@@ -123,6 +123,11 @@ func TestSecretsOutsideMessageContentAreFound(t *testing.T) {
 			0, "content[0].source"},
 		"prediction": {`{"messages":[` + user + `],"prediction":{"type":"content","content":"` + awsKey + `"}}`,
 			-1, "prediction.content"},
+		"user":     {`{"messages":[` + user + `],"user":"` + awsKey + `"}`, -1, "user"},
+		"metadata": {`{"messages":[` + user + `],"metadata":{"note":"` + awsKey + `"}}`, -1, "metadata.note"},
+		"stop":     {`{"messages":[` + user + `],"stop":"` + awsKey + `"}`, -1, "stop"},
+		"image link": {`{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/y.png?k=` + awsKey + `"}}]}]}`,
+			0, "content[0].image_url.url"},
 		"split across two text parts": {`{"messages":[{"role":"user","content":[{"type":"text","text":"AKIAIOSF"},{"type":"text","text":"ODNN7EXAMPLE"}]}]}`,
 			0, "content"},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -198,6 +199,7 @@ func (res *Result) ReplayInputs(req *Request) *Inputs {
 	in.V, in.DecisionID, in.Path = InputsVersion, req.DecisionID, req.Path
 	in.Model, in.Stream, in.MaxTokens, in.Messages, in.Choices = c.Model, c.Stream, c.MaxTokens, c.Messages, c.Choices
 	in.Tools, in.ResponseFormat, in.Vision, in.User, in.Metadata, in.Headers = c.Tools, c.ResponseFormat, c.Vision, c.User, c.Metadata, req.Headers
+	in.User, in.Metadata = withoutFindings(res.Class, in.User, in.Metadata)
 	in.NativeOnly, in.Stored = c.NativeOnly, c.Stored
 	if res.ReqPolicy.Set {
 		in.Policy = reqpolicy.Canonical(res.ReqPolicy)
@@ -216,6 +218,35 @@ func (res *Result) ReplayInputs(req *Request) *Inputs {
 		}
 	}
 	return in
+}
+
+// withoutFindings is user and metadata with the secrets and personal data
+// the classifier found in them redacted, as the audit log keeps them
+// (classify.Redact: [SECRET:aws_access_key], [EMAIL]). Values nothing was
+// found in are kept as they are, and the map is copied only when one
+// changes, so a request without findings there costs a loop over its
+// findings.
+func withoutFindings(c classify.Result, user string, md map[string]string) (string, map[string]string) {
+	var copied bool
+	redact := func(fs []classify.Finding) {
+		for _, f := range fs {
+			if f.Message >= 0 {
+				continue
+			}
+			switch key, ok := strings.CutPrefix(f.Field, "metadata."); {
+			case f.Field == "user":
+				user = classify.Redact(user, nil)
+			case ok && md[key] != "":
+				if !copied {
+					md, copied = maps.Clone(md), true
+				}
+				md[key] = classify.Redact(md[key], nil)
+			}
+		}
+	}
+	redact(c.Secrets)
+	redact(c.PII)
+	return user, md
 }
 
 // withoutPositions keeps a classification's finding types (what the policy

@@ -34,6 +34,9 @@ type Chat struct {
 	Messages     int // number of messages
 	// MessageList is the messages array, for the classifier to read in place.
 	MessageList gjson.Result
+	// UserRaw, MetadataObj and StopList are the user, metadata and stop
+	// members as sent, for the classifier: the provider gets them too.
+	UserRaw, MetadataObj, StopList gjson.Result
 	// MaxTokens is max_completion_tokens or max_tokens, 0 when unset.
 	MaxTokens int
 	// Tools is true when the request offers tools (or legacy functions).
@@ -113,11 +116,15 @@ func ParseChat(body []byte) (Chat, error) {
 			if t := v.Get("type"); t.Type == gjson.String {
 				c.ResponseFormat = t.Str
 			}
+		case "stop":
+			c.StopList = v
 		case "user":
+			c.UserRaw = v
 			if v.Type == gjson.String && len(v.Str) <= 256 {
 				c.User = v.Str
 			}
 		case "metadata":
+			c.MetadataObj = v
 			jsonscan.ForEach(v, func(mk, mv gjson.Result) bool {
 				if mv.Type == gjson.String && len(mk.Str) <= 64 && len(mv.Str) <= 512 {
 					if c.Metadata == nil {
