@@ -112,10 +112,13 @@ func (p *edge) auditRecord() *audit.Record {
 			}
 		}
 	}
-	if m := p.served; m != nil && p.selection != nil && !p.routedAt.IsZero() { // it left for a provider
+	code, _ := strconv.Atoi(p.respStatus)
+	if m := p.served; m != nil && p.selection != nil && !p.routedAt.IsZero() && code < 400 {
+		// It left for a provider, which answered it or was working on it
+		// when the client went away (the prompt is charged to it); after
+		// an error the attempts say who was tried.
 		r.Served, r.Provider = m.ID, m.Provider.Name
 	}
-	code, _ := strconv.Atoi(p.respStatus)
 	switch {
 	case len(p.attempts) > 0:
 		r.Attempts = make([]audit.Attempt, len(p.attempts))

@@ -110,7 +110,7 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 			want: want{status: 200, code: "stream_interrupted", served: "m", attempts: 1, out: 1, estimated: true}},
 		"provider error": {body: chat, msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("500", "application/json"),
 			respBodyMsg(`{"error":{"message":"boom"}}`, true)},
-			want: want{status: 500, served: "m", attempts: 1}},
+			want: want{status: 500, attempts: 1}}, // the attempt names m; nothing was served
 		"client gone": {body: chat, want: want{code: "client_closed", served: "m", attempts: 1, estimated: true}},
 		"bad request": {body: `{"model":`, want: want{status: 400, code: "invalid_json"}},
 		"unknown url": {path: "/v1/nothing", want: want{noRecord: true}},
