@@ -427,3 +427,39 @@ func TestBudgetCountsImages(t *testing.T) {
 		t.Fatalf("8 images: %d %s", resp.StatusCode, b)
 	}
 }
+
+// TestBudgetRefusalInFlight: a request refused only because requests in
+// flight hold the budget is told so, with a Retry-After of seconds, not
+// the period's end (the SDKs give up on waits past a minute, so they did
+// not retry at all), and fits once the holder settles.
+func TestBudgetRefusalInFlight(t *testing.T) {
+	t.Parallel()
+	s := budgetStack(t)
+	p := s.Providers["p"]
+	// 0.1 EUR an output token: 50 tokens hold 5 of the budget's 7.5 EUR.
+	ask := func() (*http.Response, []byte) {
+		return post(t, s.URL+"/v1/chat/completions", `{"model":"auto","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}`,
+			map[string]string{"Authorization": "Bearer sk-team-a"})
+	}
+	p.SetBehavior(mockllm.Behavior{FirstByteDelay: 1500 * time.Millisecond})
+	done := make(chan int)
+	go func() {
+		resp, _ := ask()
+		done <- resp.StatusCode
+	}()
+	for deadline := time.Now().Add(5 * time.Second); len(p.Requests()) == 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, b := ask()
+	e := decodeError(t, b).Error
+	if resp.StatusCode != 429 || e.Code != "budget_exceeded" || resp.Header.Get("Retry-After") != "2" || !strings.Contains(e.Message, "held by requests in flight") {
+		t.Fatalf("while the first is in flight: %d Retry-After %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), b)
+	}
+	if code := <-done; code != 200 {
+		t.Fatalf("the first: %d", code)
+	}
+	p.SetBehavior(mockllm.Behavior{})
+	if resp, b := ask(); resp.StatusCode != 200 {
+		t.Fatalf("after it settled: %d %s", resp.StatusCode, b)
+	}
+}

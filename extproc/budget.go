@@ -83,8 +83,22 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *ext
 		if !f.Reset.IsZero() {
 			when = "it resets at " + f.Reset.UTC().Format(time.RFC3339)
 		}
-		e = apierr.Exhausted("budget_exceeded", retry, "the %s budget %q (%s) is used up; %s",
-			f.Scope, f.Name, ledger.MicroEUR(f.Limit).String(), when)
+		limit := ledger.MicroEUR(f.Limit).String()
+		switch {
+		case f.InFlight():
+			// Only requests in flight hold it: it fits once they settle,
+			// in seconds, not at the period's end.
+			retry = inFlightRetry
+			e = apierr.Exhausted("budget_exceeded", retry,
+				"the %s budget %q (%s) has %s held by requests in flight; this request's worst case (%s) fits once they finish: retry in a few seconds",
+				f.Scope, f.Name, limit, ledger.MicroEUR(f.Held).String(), ledger.MicroEUR(f.Amount).String())
+		case f.Used < f.Limit:
+			e = apierr.Exhausted("budget_exceeded", retry,
+				"the %s budget %q (%s) has %s left, less than this request's worst case (%s: its input and its max_tokens at the dearest model it may go to); ask for fewer tokens, or wait: %s",
+				f.Scope, f.Name, limit, ledger.MicroEUR(f.Limit-f.Used).String(), ledger.MicroEUR(f.Amount).String(), when)
+		default:
+			e = apierr.Exhausted("budget_exceeded", retry, "the %s budget %q (%s) is used up; %s", f.Scope, f.Name, limit, when)
+		}
 	default:
 		e = apierr.Exhausted("rate_limit_exceeded", retry, "rate limit %q reached: %d %s per %s for this %s",
 			f.Name, f.Limit, f.Kind, windowOf(f), f.Scope)
@@ -98,6 +112,11 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *ext
 	}
 	return resp
 }
+
+// inFlightRetry is the Retry-After, in seconds, of a budget refusal that
+// only requests in flight cause: they settle within seconds, and the SDKs
+// retry after it (they give up on waits past a minute).
+const inFlightRetry = 2
 
 // worstCase is the most a request can cost and the most tokens it can
 // use on any model of its plan: every choice may write the model's bound,

@@ -279,6 +279,25 @@ var conformance = map[string]func(t *testing.T, k backendKind){
 		}
 	},
 
+	"a refusal says whether holds in flight or spend refused it": func(t *testing.T, k backendKind) {
+		clk := newClock(midMinute)
+		lim := limits(t, time.UTC, []BudgetRule{{Name: "ws", Scope: ScopeWorkspace, Limit: eur(10), Period: PeriodDay}}, nil)
+		l := New(k.new(t), lim, Options{Now: clk.Now})
+		held := reserve(t, l, "held", eur(6), 0) // in flight
+		r := reserve(t, l, "waits", eur(5), 0)
+		if f := r.Refusal; r.Allowed || f == nil || !f.InFlight() || f.Used != 0 || f.Held != int64(eur(6)) || f.Amount != int64(eur(5)) {
+			t.Fatalf("refusal %+v, want one in flight: used 0, held 6, amount 5 EUR", f)
+		}
+		settle(t, l, held, eur(7), 0)
+		r = reserve(t, l, "too large", eur(5), 0)
+		if f := r.Refusal; r.Allowed || f == nil || f.InFlight() || f.Used != int64(eur(7)) || f.Held != 0 {
+			t.Fatalf("refusal %+v, want one by spend: used 7 EUR, nothing held", f)
+		}
+		if r := reserve(t, l, "fits", eur(3), 0); !r.Allowed {
+			t.Fatalf("3 EUR of the 3 left refused: %+v", r.Refusal)
+		}
+	},
+
 	"settle is idempotent": func(t *testing.T, k backendKind) {
 		clk := newClock(midMinute)
 		lim := limits(t, time.UTC, []BudgetRule{{Name: "g", Scope: ScopeGlobal, Limit: eur(100), Period: PeriodTotal}}, nil)

@@ -130,6 +130,17 @@ type Refusal struct {
 	// least one second (zero for a total budget).
 	Reset      time.Time
 	RetryAfter time.Duration
+	// Used, Held and Amount are, for a budget, its settled spend, what
+	// requests in flight hold on it, and this request's worst case (micro-
+	// EUR): with Used+Amount within Limit, only the holds refused it, and
+	// it fits once they settle (InFlight).
+	Used, Held, Amount int64
+}
+
+// InFlight reports whether a budget refused the request only for what
+// requests in flight hold: the spend alone leaves room for its worst case.
+func (r *Refusal) InFlight() bool {
+	return r.Kind == RefusedBudget && r.Held > 0 && r.Used+r.Amount <= r.Limit
 }
 
 // State is the budgets and rate limits a request meets.

@@ -249,7 +249,8 @@ func (l *Ledger) state(cs []counter, now time.Time, pre bool) State {
 		}
 	}
 	if refused != nil {
-		rf := &Refusal{Name: refused.key.rule, Scope: refused.scope, Subject: refused.key.subject(), Limit: refused.limit}
+		rf := &Refusal{Name: refused.key.rule, Scope: refused.scope, Subject: refused.key.subject(), Limit: refused.limit,
+			Used: refused.used, Held: refused.held, Amount: refused.amount}
 		switch refused.key.kind {
 		case kindMoney:
 			rf.Kind = RefusedBudget
