@@ -164,7 +164,10 @@ func (p *edge) tellBudgets(st *ledger.State) {
 	for i := range st.Budgets {
 		b := &st.Budgets[i]
 		kind := ""
-		refused := st.Refusal != nil && st.Refusal.Kind == ledger.RefusedBudget && st.Refusal.Name == b.Name && st.Refusal.Subject == b.Subject
+		// Refused for what requests in flight hold is not exhausted: it
+		// fits once they settle.
+		refused := st.Refusal != nil && st.Refusal.Kind == ledger.RefusedBudget && st.Refusal.Name == b.Name && st.Refusal.Subject == b.Subject &&
+			!st.Refusal.InFlight()
 		switch {
 		case b.Exceeded || refused: // used up, or too little left for a request's worst case
 			kind = "budget_exhausted"
