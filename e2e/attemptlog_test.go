@@ -39,6 +39,7 @@ type clientCall struct {
 type callResult struct {
 	status   int
 	attempts string
+	decision string
 	body     string
 	err      error
 }
@@ -59,7 +60,7 @@ func (c clientCall) do(s *harness.Stack) callResult {
 		return callResult{err: err}
 	}
 	defer resp.Body.Close()
-	r := callResult{status: resp.StatusCode, attempts: resp.Header.Get("x-stellwerk-attempts")}
+	r := callResult{status: resp.StatusCode, attempts: resp.Header.Get("x-stellwerk-attempts"), decision: resp.Header.Get("x-stellwerk-decision-id")}
 	if c.readEvents > 0 {
 		br := bufio.NewReader(resp.Body)
 		for seen := 0; seen < c.readEvents; {

@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
@@ -90,6 +94,65 @@ func TestSecurityTruncatedStreamEndsWithError(t *testing.T) {
 			if r.Error == nil || r.Error.Class != "APIError" || !strings.Contains(r.Error.Message, "ended before the answer was complete") ||
 				!strings.HasPrefix(r.Content, "Hello") {
 				t.Errorf("openai SDK on a truncated Anthropic stream: %+v", r)
+			}
+		})
+	}
+}
+
+// TestStreamProviderErrorIsInterrupted: a provider that ends a stream with
+// its error event after the answer began, in either wire format, with or
+// without failover: the client gets that error once (no second one of
+// stellwerk's), and the spend ledger and the audit record call it
+// interrupted (stream_failed), charged what was streamed; it was recorded
+// served (found by a helper).
+func TestStreamProviderErrorIsInterrupted(t *testing.T) {
+	t.Parallel()
+	for _, failover := range []bool{false, true} {
+		mode := map[bool]string{false: "failover off", true: "failover on"}[failover]
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			s := truncationStack(t, failover)
+			start := time.Now().Add(-time.Minute).UTC()
+			ids := map[string]bool{}
+			for _, model := range []string{"gpt-fast", "claude-haiku"} {
+				body := `{"model":"` + model + `","stream":true,"messages":[{"role":"user","content":"one two three four"}]}`
+				r := clientCall{body: body, hdr: map[string]string{"x-mock-reset": "error"}}.do(s)
+				if r.err != nil || r.status != 200 || strings.Count(r.body, `"error"`) != 1 || strings.Contains(r.body, "stream_incomplete") ||
+					strings.Contains(r.body, "[DONE]") || !strings.Contains(r.body, "Hello") {
+					t.Fatalf("%s: %d %v %q", model, r.status, r.err, r.body)
+				}
+				ids[r.decision] = true
+			}
+			rangeQ := "since=" + start.Format(time.RFC3339) + "&until=" + time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+			var rows gjson.Result
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				get, err := s.AdminGet("/admin/spend?group_by=status,model&" + rangeQ)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(get.Body)
+				get.Body.Close()
+				rows = gjson.GetBytes(b, "data")
+				if gjson.GetBytes(b, "total.requests").Int() >= 2 || time.Now().After(deadline) {
+					break
+				}
+			}
+			if n := len(rows.Array()); n != 2 {
+				t.Fatalf("spend rows %s", rows.Raw)
+			}
+			for _, g := range rows.Array() {
+				if g.Get("status").Str != "interrupted" || g.Get("cost_micro_eur").Int() <= 0 || g.Get("tokens_out").Int() < 1 {
+					t.Errorf("spend %s: want interrupted, charged what was streamed", g.Raw)
+				}
+			}
+			for id := range ids {
+				page := auditPage(t, s, "kind=decision&decision_id="+id)
+				for deadline := time.Now().Add(10 * time.Second); len(page.Records) == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+					page = auditPage(t, s, "kind=decision&decision_id="+id)
+				}
+				if len(page.Records) != 1 || gjson.GetBytes(page.Records[0].Record, "error_code").Str != "stream_failed" {
+					t.Errorf("record of %s: %+v", id, page.Records)
+				}
 			}
 		})
 	}

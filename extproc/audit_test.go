@@ -108,6 +108,12 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 			want: want{status: 200, served: "m", attempts: 1, in: 40, out: 3}},
 		"stream cut": {body: chat, msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "text/event-stream"), respBodyMsg(oaiChunk, false)},
 			want: want{status: 200, code: "stream_interrupted", served: "m", attempts: 1, out: 1, estimated: true}},
+		// The provider's error event after the answer began: the client
+		// got it; the request is not served but failed mid-stream (it was
+		// recorded served, found by a helper).
+		"stream failed": {body: chat, msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "text/event-stream"),
+			respBodyMsg(oaiChunk+`data: {"error":{"message":"overloaded","type":"server_error"}}`+"\n\n", true)},
+			want: want{status: 200, code: "stream_failed", served: "m", attempts: 1, out: 1, estimated: true}},
 		"provider error": {body: chat, msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("500", "application/json"),
 			respBodyMsg(`{"error":{"message":"boom"}}`, true)},
 			want: want{status: 500, attempts: 1}}, // the attempt names m; nothing was served

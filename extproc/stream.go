@@ -38,6 +38,9 @@ type streamState struct {
 	// complete answer to the client.
 	checkEnd bool
 	sawEnd   bool
+	// failed: the provider ended the stream with an error event, after
+	// the answer had started: interrupted, not served.
+	failed bool
 	// endEvent is what a stream that broke off ends with (nil:
 	// incompleteEvent, the OpenAI SDKs' error).
 	endEvent []byte
@@ -93,6 +96,7 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 	if st.conv != nil {
 		out := make([]byte, 0, 2*len(b.Body)) // OpenAI chunks repeat id and model: larger than the events
 		for i := range st.events {
+			st.failed = st.failed || providerError(&st.events[i])
 			out = st.conv.Event(st.events[i], out)
 			if st.answer != nil && st.answer.Len() < maxContentBytes {
 				st.answer.WriteString(st.conv.TextDelta())
@@ -187,7 +191,7 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 		return true
 	})
 	if errv.Exists() {
-		st.sawEnd = true
+		st.sawEnd, st.failed = true, true
 	}
 	if u.IsObject() {
 		pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
@@ -228,6 +232,20 @@ func (st *streamState) nativeEvent(ev translate.Event) {
 		st.usage = &usage{PromptTokens: pt, CompletionTokens: ct}
 	}
 	st.sawEnd = st.sawEnd || f.Ended()
+	st.failed = st.failed || providerError(&ev)
+}
+
+// providerError reports whether a provider's event is its error: an
+// Anthropic or Responses error event, a failed response, an OpenAI chunk
+// that is an error object.
+func providerError(ev *translate.Event) bool {
+	switch ev.Name {
+	case "error", "response.failed":
+		return true
+	case "":
+		return len(ev.Data) > 9 && bytes.HasPrefix(ev.Data, []byte(`{"error"`)) && gjson.GetBytes(ev.Data, "error").IsObject()
+	}
+	return false
 }
 
 func (st *streamState) messagesEvent(data []byte) {
@@ -268,8 +286,10 @@ func (st *streamState) messagesEvent(data []byte) {
 				st.answer.WriteString(t.Str)
 			}
 		}
-	case "message_stop", "error":
+	case "message_stop":
 		st.sawEnd = true
+	case "error":
+		st.sawEnd, st.failed = true, true
 	}
 }
 
@@ -278,6 +298,9 @@ func (st *streamState) messagesEvent(data []byte) {
 // broke off never looks like a complete answer, whatever its wire format.
 // (An egress stream leaves that to the edge, which sees every answer.)
 func (st *streamState) end(out []byte) ([]byte, string) {
+	if st.failed {
+		return out, "failed" // the client got the provider's error event
+	}
 	if st.checkEnd && !st.sawEnd {
 		if st.endEvent != nil {
 			return append(out, st.endEvent...), "incomplete"
@@ -320,10 +343,20 @@ func (p *edge) finishStream(how string) {
 	st.finished = true
 	p.streamEnd = how
 	var u meter.Usage
-	if st.usage == nil || (st.usage.CompletionTokens == 0 && st.outTokens > 0) {
-		u = meter.Usage{PromptTokens: p.class.InputTokens, CompletionTokens: st.outTokens, Estimated: true}
-	} else {
-		u = meter.Usage{PromptTokens: st.usage.PromptTokens, CompletionTokens: st.usage.CompletionTokens, CachedTokens: st.cached}
+	switch pu := st.usage; {
+	case pu != nil && how == "complete" && !(pu.CompletionTokens == 0 && st.outTokens > 0),
+		pu != nil && how != "complete" && pu.CompletionTokens >= st.outTokens:
+		u = meter.Usage{PromptTokens: pu.PromptTokens, CompletionTokens: pu.CompletionTokens, CachedTokens: st.cached}
+	default:
+		// What was streamed, counted here: the provider's count is
+		// missing, or (a stream cut short) not final — Anthropic's
+		// message_start says 1 output token. Its prompt count, when it
+		// sent one, is better than the estimate.
+		pt := p.class.InputTokens
+		if pu != nil && pu.PromptTokens > 0 {
+			pt = pu.PromptTokens
+		}
+		u = meter.Usage{PromptTokens: pt, CompletionTokens: st.outTokens, Estimated: true}
 	}
 	m := p.served
 	c := meter.Meter(m, p.baseline(), u)

@@ -136,6 +136,10 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 		if i == 0 && b.Reset == "truncate" {
 			return // a clean end of the response, without message_delta or message_stop
 		}
+		if i == 0 && b.Reset == "error" {
+			send("error", map[string]any{"type": "error", "error": map[string]any{"type": "overloaded_error", "message": "Overloaded"}})
+			return
+		}
 	}
 	send("content_block_stop", map[string]any{"type": "content_block_stop", "index": 0})
 	send("message_delta", map[string]any{"type": "message_delta", "delta": map[string]any{"stop_reason": "end_turn", "stop_sequence": nil},

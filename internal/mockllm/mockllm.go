@@ -14,6 +14,7 @@
 //	x-mock-reset: before|mid-stream close the connection without an answer, or after the first chunk
 //	x-mock-reset: truncate          end a stream cleanly after the first chunk, without [DONE]
 //	                                (Anthropic: after the first content_block_delta, without message_stop)
+//	x-mock-reset: error             end a stream after the first chunk with the provider's error event
 //	x-mock-first-byte-delay: 2s     wait before the first byte
 //	x-mock-chunk-delay: 50ms        wait between streamed chunks
 //	x-mock-interleave: 1            stream parallel tool calls interleaved (chat)
@@ -40,7 +41,7 @@ import (
 type Behavior struct {
 	Status         int           `json:"status,omitempty"`
 	RetryAfter     int           `json:"retry_after,omitempty"`
-	Reset          string        `json:"reset,omitempty"` // "", "before", "mid-stream", "truncate"
+	Reset          string        `json:"reset,omitempty"` // "", "before", "mid-stream", "truncate", "error"
 	FirstByteDelay time.Duration `json:"first_byte_delay,omitempty"`
 	ChunkDelay     time.Duration `json:"chunk_delay,omitempty"`
 	// OnlyModel, when set, limits the behaviour to requests for that
@@ -339,6 +340,10 @@ func (p *Provider) stream(w http.ResponseWriter, r *http.Request, b Behavior, id
 		}
 		if i == 0 && b.Reset == "truncate" {
 			return // a clean end of the response, without finish or [DONE]
+		}
+		if i == 0 && b.Reset == "error" {
+			send(map[string]any{"error": map[string]any{"message": "The server is overloaded", "type": "server_error", "param": nil, "code": nil}})
+			return
 		}
 	}
 	if !send(chunk(map[string]any{}, "stop")) {
