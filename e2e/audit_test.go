@@ -225,6 +225,15 @@ func TestAuditRecords(t *testing.T) {
 	if w := rep.Writers; len(w) != 1 || !w[0].Closed {
 		t.Errorf("writers %+v: want one, closed by its shutdown checkpoint", w)
 	}
+	// What an auditor keeps outside the store: each writer's latest
+	// checkpoint.
+	witness := filepath.Join(t.TempDir(), "witness.jsonl")
+	if out, err := exec.Command(harness.Binary(t), "audit", "witness", "--config", cfgPath, "--out", witness).CombinedOutput(); err != nil {
+		t.Fatalf("audit witness: %v %s", err, out)
+	}
+	if rep, code := verifyCLI(t, cfgPath, "--witness", witness); code != 0 || !rep.OK() {
+		t.Fatalf("verify --witness: exit %d %+v", code, rep.Problems)
+	}
 
 	// Every decision replays to the same explanation with the versions
 	// it was decided with, though the config has changed since; today's
@@ -293,6 +302,24 @@ func TestAuditRecords(t *testing.T) {
 	if code != 1 || len(rep.Problems) != 1 || rep.Problems[0].Kind != "modified" {
 		t.Fatalf("verify after tampering: exit %d %+v", code, rep.Problems)
 	}
+
+	// The shutdown checkpoint deleted: the chain looks like a crashed
+	// writer's, its tail unsigned; the witness still knows it was signed.
+	db, err = store.OpenSQLite(context.Background(), filepath.Join(s.Dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SQL.ExecContext(context.Background(), `DELETE FROM audit_checkpoints WHERE reason = 'shutdown'`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	rep, code = verifyCLI(t, cfgPath, "--witness", witness)
+	missing := slices.ContainsFunc(rep.Problems, func(p audit.Problem) bool {
+		return p.Kind == audit.ProblemDeleted && strings.Contains(p.Detail, "which the witness holds, is missing")
+	})
+	if code != 1 || !missing {
+		t.Fatalf("verify --witness after the shutdown checkpoint went: exit %d %+v", code, rep.Problems)
+	}
 }
 
 // auditPage is one page of GET /admin/audit.
@@ -337,9 +364,9 @@ func replayCLI(t *testing.T, cfgPath, id string, flags ...string) (replayed, int
 }
 
 // verifyCLI runs stellwerk audit verify --json on a stack's store.
-func verifyCLI(t *testing.T, cfgPath string) (*audit.Report, int) {
+func verifyCLI(t *testing.T, cfgPath string, flags ...string) (*audit.Report, int) {
 	t.Helper()
-	out, err := exec.Command(harness.Binary(t), "audit", "verify", "--config", cfgPath, "--json").Output()
+	out, err := exec.Command(harness.Binary(t), append([]string{"audit", "verify", "--config", cfgPath, "--json"}, flags...)...).Output()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()

@@ -259,3 +259,71 @@ func TestOldReplicasSeeRecords(t *testing.T) {
 		}
 	})
 }
+
+// TestSignedTailMadeUnsigned: a closed writer's checkpoints after seq 20
+// deleted and its records after that rewritten with recomputed hashes look
+// like a crashed writer's unsigned tail (found by a helper: verify said ok,
+// exit 0). A witness kept outside the store (audit witness, an export)
+// finds it whatever the times; without one, an unsigned tail that spans far
+// longer than the checkpoint interval does.
+func TestSignedTailMadeUnsigned(t *testing.T) {
+	conform(t, func(t *testing.T, db *store.DB) {
+		st := openStore(t, db)
+		sqlExec(t, db, `DELETE FROM audit_entries`)
+		sqlExec(t, db, `DELETE FROM audit_checkpoints`)
+		s := testSigner("a")
+		w := writeChain(t, st, s)
+		keys := []PublicKey{s.Public()}
+		cps, err := st.Checkpoints(context.Background(), w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		witness := []Checkpoint{cps[len(cps)-1]} // the shutdown checkpoint, as audit witness prints it
+		var firstCP uint64
+		for _, c := range cps {
+			if c.Seq > 0 && firstCP == 0 {
+				firstCP = c.Seq
+			}
+		}
+		if firstCP == 0 || firstCP >= 40 {
+			t.Fatalf("no interval checkpoint inside the chain: %+v", cps)
+		}
+		// The forger: the checkpoints after the first interval one go, the
+		// records after it are rewritten, minutes apart as a day's traffic.
+		sqlExec(t, db, `DELETE FROM audit_checkpoints WHERE writer = $1 AND seq > $2`, w, int64(firstCP))
+		prev := entryAt(t, st, w, firstCP).Hash
+		base := entryAt(t, st, w, firstCP).Time
+		for seq := firstCP + 1; seq <= 40; seq++ {
+			e := entryAt(t, st, w, seq)
+			e.Body = []byte(strings.ReplaceAll(string(e.Body), `"cost"`, `"kost"`))
+			e.Time = base.Add(time.Duration(seq-firstCP) * 2 * time.Minute)
+			e.seal(prev)
+			putEntry(t, db, e, seq)
+			prev = e.Hash
+		}
+		if rep := mustVerify(t, st, keys, VerifyOptions{}); !rep.OK() {
+			t.Fatalf("without a witness or the interval this is what a crash leaves: %s", problems(rep))
+		}
+		has := func(rep *Report, kind, detail string) bool {
+			for _, p := range rep.Problems {
+				if p.Kind == kind && p.Writer == w && strings.Contains(p.Detail, detail) {
+					return true
+				}
+			}
+			return false
+		}
+		rep := mustVerify(t, st, keys, VerifyOptions{Witness: witness})
+		if !has(rep, ProblemDeleted, "which the witness holds, is missing") || !has(rep, ProblemCheckpoint, "differs from what the writer signed") {
+			t.Errorf("with the witness: %s", problems(rep))
+		}
+		rep = mustVerify(t, st, keys, VerifyOptions{CheckpointInterval: time.Minute})
+		if !has(rep, ProblemDeleted, "the checkpoints that signed them are missing") {
+			t.Errorf("with the interval: %s", problems(rep))
+		}
+		// A witness signed by a key not trusted proves nothing.
+		rep = mustVerify(t, st, []PublicKey{testSigner("other").Public(), s.Public()}, VerifyOptions{Witness: []Checkpoint{{Writer: w, Seq: 40, KeyID: "nope"}}})
+		if !has(rep, ProblemSignature, "proves nothing") {
+			t.Errorf("an unsigned witness: %s", problems(rep))
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strconv"
 	"time"
 )
 
@@ -86,6 +87,10 @@ type Verifier struct {
 	// modified one, over the whole verification (a hostile file cannot
 	// make it slow).
 	searches int
+	// interval is the writers' checkpoint_interval (0: not known): an
+	// unsigned tail whose records span much longer than it lacks a
+	// checkpoint the writer wrote.
+	interval time.Duration
 }
 
 type writerState struct {
@@ -94,7 +99,11 @@ type writerState struct {
 	lastSeq  uint64
 	lastHash string
 	lastOK   bool // the last entry's own hash verified
-	atSeq    map[uint64]*Checkpoint
+	// lastCP is the seq of the writer's last checkpoint; tailFirst and
+	// tailLast the earliest and latest times of the records after it.
+	lastCP              uint64
+	tailFirst, tailLast time.Time
+	atSeq               map[uint64]*Checkpoint
 	hashAt   map[uint64]string // entry hashes at checkpoint seqs
 	moves    []move
 }
@@ -127,6 +136,7 @@ func (v *Verifier) start(writer string) {
 	sort.SliceStable(cps, func(i, j int) bool { return cps[i].Seq < cps[j].Seq })
 	for i := range cps {
 		ws.atSeq[cps[i].Seq] = &cps[i]
+		ws.lastCP = max(ws.lastCP, cps[i].Seq)
 	}
 	v.w = ws
 }
@@ -195,6 +205,14 @@ func (v *Verifier) Add(e *Entry) {
 	}
 	if _, ok := w.atSeq[e.Seq]; ok {
 		w.hashAt[e.Seq] = e.Hash
+	}
+	if e.Seq > w.lastCP && !e.LinkOnly && !e.Time.IsZero() {
+		if w.tailFirst.IsZero() || e.Time.Before(w.tailFirst) {
+			w.tailFirst = e.Time
+		}
+		if e.Time.After(w.tailLast) {
+			w.tailLast = e.Time
+		}
 	}
 	w.lastSeq, w.lastHash, w.lastOK = e.Seq, e.Hash, selfOK
 	r.LastSeq = e.Seq
@@ -318,6 +336,15 @@ func (v *Verifier) checkCheckpoints(w *writerState) {
 	} else if w.started {
 		w.rep.Unsigned = w.rep.Records + w.rep.Links
 	}
+	// A writer signs what it chained within checkpoint_interval, running
+	// or stopping. Unsigned records whose times span well past that were
+	// signed, and their checkpoints removed: a closed chain made to look
+	// like a crashed one, its tail then rewritable.
+	if span := w.tailLast.Sub(w.tailFirst); v.interval > 0 && w.rep.Unsigned > 0 && span > 2*v.interval+time.Minute {
+		v.problem(writer, w.rep.SignedThrough+1, w.rep.LastSeq, ProblemDeleted,
+			"%d unsigned record(s) span %s, while the writer signs its chain every %s: the checkpoints that signed them are missing "+
+				"(or the writer was stopped, or the clock jumped, that long)", w.rep.Unsigned, span.Round(time.Second), v.interval)
+	}
 }
 
 func (v *Verifier) knownDigest(d string) bool {
@@ -365,6 +392,13 @@ func (v *Verifier) Finish() *Report {
 type VerifyOptions struct {
 	From, To time.Time
 	Writer   string
+	// CheckpointInterval is audit.checkpoint_interval (0: the unsigned
+	// tails' span is not checked).
+	CheckpointInterval time.Duration
+	// Witness are checkpoints kept outside the store (an earlier export,
+	// `audit witness`): each must still be there, signing the same chain.
+	// Only checkpoints the trusted keys signed count.
+	Witness []Checkpoint
 }
 
 // Verify checks the store's chains: with no options every writer from its
@@ -373,10 +407,12 @@ type VerifyOptions struct {
 // around it.
 func (s *Store) Verify(ctx context.Context, keys []PublicKey, o VerifyOptions) (*Report, error) {
 	v := NewVerifier(keys)
+	v.interval = o.CheckpointInterval
 	all, err := s.Checkpoints(ctx, o.Writer)
 	if err != nil {
 		return nil, err
 	}
+	all = v.witnessed(all, o.Witness, o.Writer)
 	byWriter := map[string][]Checkpoint{}
 	for _, c := range all {
 		byWriter[c.Writer] = append(byWriter[c.Writer], c)
@@ -407,6 +443,38 @@ func (s *Store) Verify(ctx context.Context, keys []PublicKey, o VerifyOptions) (
 		}
 	}
 	return v.Finish(), nil
+}
+
+// witnessed checks checkpoints kept outside the store against the store's
+// and returns the store's with those it lacks added, so the chain is
+// checked against them as against its own: a rewritten tail whose
+// checkpoints were deleted no longer matches the witness's.
+func (v *Verifier) witnessed(store, witness []Checkpoint, writer string) []Checkpoint {
+	have := map[string]*Checkpoint{}
+	for i := range store {
+		have[store[i].Writer+"\x00"+strconv.FormatUint(store[i].Seq, 10)] = &store[i]
+	}
+	for _, c := range witness {
+		if writer != "" && c.Writer != writer {
+			continue
+		}
+		key, known := v.keys[c.KeyID]
+		if !known || !ed25519.Verify(key, c.Message(), c.Signature) {
+			v.problem(c.Writer, c.Seq, 0, ProblemSignature, "the witness's checkpoint at seq %d is not signed by a trusted key: it proves nothing", c.Seq)
+			continue
+		}
+		s := have[c.Writer+"\x00"+strconv.FormatUint(c.Seq, 10)]
+		switch {
+		case s == nil:
+			v.problem(c.Writer, c.Seq, 0, ProblemDeleted, "checkpoint %s at seq %d, which the witness holds, is missing from the store", short(c.Digest), c.Seq)
+			store = append(store, c)
+		case s.Hash != c.Hash:
+			v.problem(c.Writer, c.Seq, 0, ProblemCheckpoint, "the store's checkpoint at seq %d signs another chain than the witness's", c.Seq)
+		}
+		// The same seq and hash: the store's may be a shutdown checkpoint
+		// that took an idle interval checkpoint's place, as it may.
+	}
+	return store
 }
 
 // VerifyExport checks an export file (JSON lines or CSV) offline.

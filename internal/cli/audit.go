@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,19 +12,25 @@ import (
 	"time"
 
 	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/store"
 )
 
 const auditUsage = `usage:
-  stellwerk audit verify [--from T] [--to T] [--writer W] [--pubkey FILE]…   check the store's chains and checkpoints
+  stellwerk audit verify [--from T] [--to T] [--writer W] [--pubkey FILE]… [--witness FILE]
+                                                                              check the store's chains and checkpoints
   stellwerk audit verify --file EXPORT --pubkey FILE                          check an export offline (no config, no store)
+  stellwerk audit witness [--out FILE]                                        print each writer's latest checkpoint, to keep
+                                                                              where the database's administrators cannot write
   stellwerk audit export --from T --to T [--workspace W] [--writer W] [--format jsonl|csv] [--out FILE]
   stellwerk audit pubkey                                                      print the signing key's public half (PEM)
   stellwerk audit prune                                                       apply audit.retention now
 T is an RFC 3339 time or a date (2006-01-02, UTC). Without --pubkey, verify trusts the public half of
 the configured signing key (audit.signing_key, or the one generated into state.dir). Every verb but
 verify --file takes --config FILE (env STELLWERK_CONFIG) and --state-dir DIR. verify exits 1 when it
-finds a problem and prints each with its writer and seq.
+finds a problem and prints each with its writer and seq. --witness FILE (a witness file or an earlier
+export) makes every signed checkpoint in it count: missing from the store, or signing another chain,
+is a problem.
 `
 
 // runAudit is `stellwerk audit …`.
@@ -37,7 +44,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", defaultConfigPath(), "config file (env STELLWERK_CONFIG)")
 	stateDir := fs.String("state-dir", "", "directory of the embedded store, overrides state.dir (as for serve)")
-	var from, to, writer, workspace, file, format, outPath string
+	var from, to, writer, workspace, file, format, outPath, witness string
 	var pubkeys multiFlag
 	asJSON := false
 	switch verb {
@@ -48,6 +55,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.StringVar(&file, "file", "", "verify an export file (JSONL or CSV) instead of the store")
 		fs.Var(&pubkeys, "pubkey", "trusted public key file (PEM or base64; repeatable)")
 		fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+		fs.StringVar(&witness, "witness", "", "checkpoints kept outside the store (audit witness, or an export): each must still be there")
+	case "witness":
+		fs.StringVar(&outPath, "out", "", "write to this file (default stdout)")
 	case "export":
 		fs.StringVar(&from, "from", "", "records from this time (required)")
 		fs.StringVar(&to, "to", "", "records before this time (required)")
@@ -92,6 +102,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		if file != "" && len(pubkeys) == 0 {
 			problems = append(problems, "--file needs --pubkey: an export is verified against a key you trust, not one it carries")
+		}
+		if file != "" && witness != "" {
+			problems = append(problems, "--witness applies to the store: an export carries its own checkpoints")
 		}
 	}
 	if len(problems) > 0 {
@@ -155,11 +168,54 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			keys = []audit.PublicKey{k}
 		}
-		rep, err := st.Verify(ctx, keys, audit.VerifyOptions{From: fromT, To: toT, Writer: writer})
+		interval := cfg.Audit.CheckpointInterval
+		if interval == 0 {
+			interval = config.DefaultAuditCheckpointInterval
+		}
+		o := audit.VerifyOptions{From: fromT, To: toT, Writer: writer, CheckpointInterval: interval}
+		if witness != "" {
+			if o.Witness, err = readWitness(witness); err != nil {
+				return err
+			}
+		}
+		rep, err := st.Verify(ctx, keys, o)
 		if err != nil {
 			return err
 		}
 		return printReport(rep, asJSON, stdout)
+	case "witness":
+		cps, err := st.Checkpoints(ctx, "")
+		if err != nil {
+			return err
+		}
+		latest := map[string]audit.Checkpoint{}
+		var writers []string
+		for _, c := range cps {
+			if _, ok := latest[c.Writer]; !ok {
+				writers = append(writers, c.Writer)
+			}
+			if c.Seq >= latest[c.Writer].Seq {
+				latest[c.Writer] = c
+			}
+		}
+		w := stdout
+		if outPath != "" {
+			f, err := os.OpenFile(outPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			w = f
+		}
+		enc := json.NewEncoder(w) // JSON lines, as an export's
+		for _, wr := range writers {
+			c := latest[wr]
+			if err := enc.Encode(audit.CheckpointLine(&c)); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(stderr, "%d writer(s); keep this where the database's administrators cannot write, and verify with: stellwerk audit verify --witness FILE\n", len(writers))
+		return nil
 	case "export":
 		w := stdout
 		if outPath != "" {
@@ -186,6 +242,34 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 	return nil
+}
+
+// readWitness reads the checkpoint lines of a witness file or an export.
+func readWitness(path string) ([]audit.Checkpoint, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--witness: %w", err)
+	}
+	defer f.Close()
+	lines, err := audit.ReadLines(f)
+	if err != nil {
+		return nil, fmt.Errorf("--witness %s: %w", path, err)
+	}
+	var cps []audit.Checkpoint
+	for i := range lines {
+		if lines[i].Type != audit.LineCheckpoint {
+			continue
+		}
+		c, err := lines[i].Checkpoint()
+		if err != nil {
+			return nil, fmt.Errorf("--witness %s: %w", path, err)
+		}
+		cps = append(cps, c)
+	}
+	if len(cps) == 0 {
+		return nil, fmt.Errorf("--witness %s: no checkpoint in it", path)
+	}
+	return cps, nil
 }
 
 // errProblems is verify's failure: the report says what.
