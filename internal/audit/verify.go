@@ -104,8 +104,8 @@ type writerState struct {
 	lastCP              uint64
 	tailFirst, tailLast time.Time
 	atSeq               map[uint64]*Checkpoint
-	hashAt   map[uint64]string // entry hashes at checkpoint seqs
-	moves    []move
+	hashAt              map[uint64]string // entry hashes at checkpoint seqs
+	moves               []move
 }
 
 type move struct{ stored, written uint64 }
