@@ -70,9 +70,19 @@ func TestAuditRecords(t *testing.T) {
 		t.Fatalf("failover: %+v", r)
 	}
 	wants[r.Decision] = want{status: 200, served: "claude-haiku", attempts: 2, charged: true}
+	// Every attempt fails: stellwerk's 503 names no model as served (it
+	// named the last one tried, found by a helper); the attempts do.
+	for _, name := range []string{"claude", "eu"} {
+		s.Providers[name].SetBehavior(mockllm.Behavior{Status: 503})
+	}
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","max_tokens":100,"messages":[{"role":"user","content":"hello"}]}`, nil)
+	if resp.StatusCode != 503 || resp.Header.Get(header.DecisionID) == "" {
+		t.Fatalf("every attempt failed: %d %s", resp.StatusCode, b)
+	}
+	wants[resp.Header.Get(header.DecisionID)] = want{status: 503, code: "no_eligible_model", attempts: 3}
 	resetAll(s)
 
-	resp, b := post(t, s.URL+"/v1/chat/completions",
+	resp, b = post(t, s.URL+"/v1/chat/completions",
 		`{"model":"auto","messages":[{"role":"user","content":"my key is AKIAIOSFODNN7EXAMPLE, why does S3 refuse it?"}]}`, nil)
 	if resp.StatusCode != 403 || resp.Header.Get(header.DecisionID) == "" {
 		t.Fatalf("policy: %d %s", resp.StatusCode, b)

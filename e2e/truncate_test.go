@@ -157,3 +157,26 @@ func TestStreamProviderErrorIsInterrupted(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamWithContentLength: a provider that sends its stream whole with
+// a Content-Length (found by a helper: a local server did): the translated
+// stream is longer or shorter than that, so the length goes; it cut the
+// Responses API's events before response.completed.
+func TestStreamWithContentLength(t *testing.T) {
+	t.Parallel()
+	for _, failover := range []bool{false, true} {
+		t.Run(map[bool]string{false: "failover off", true: "failover on"}[failover], func(t *testing.T) {
+			t.Parallel()
+			s := truncationStack(t, failover)
+			hdr := map[string]string{"x-mock-content-length": "1"}
+			resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"claude-haiku","stream":true,"messages":[{"role":"user","content":"one two"}]}`, hdr)
+			if resp.StatusCode != 200 || !strings.HasSuffix(string(b), "data: [DONE]\n\n") {
+				t.Errorf("chat: %d %q", resp.StatusCode, b)
+			}
+			resp, b = post(t, s.URL+"/v1/responses", `{"model":"claude-haiku","stream":true,"input":"one two"}`, hdr)
+			if resp.StatusCode != 200 || !strings.Contains(string(b), "event: response.completed") {
+				t.Errorf("responses: %d %q", resp.StatusCode, b)
+			}
+		})
+	}
+}

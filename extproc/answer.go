@@ -125,6 +125,10 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		(encoding == "" || encoding == "identity") {
 		// Follow the stream (event by event, never buffered whole) for its usage.
 		p.stream = &streamState{hideUsage: !p.wantUsage, checkEnd: true}
+		// Its events may change (translated, a usage chunk dropped, an end
+		// added): a provider's content-length would cut it.
+		mut := resp.GetResponseHeaders().GetResponse().GetHeaderMutation()
+		mut.RemoveHeaders = append(mut.RemoveHeaders, "content-length")
 		if p.keepContent {
 			p.stream.answer = &strings.Builder{}
 		}

@@ -112,7 +112,10 @@ func (p *edge) auditRecord() *audit.Record {
 			}
 		}
 	}
-	code, _ := strconv.Atoi(p.respStatus)
+	code := p.status // stellwerk's own answer (every attempt failed: 503), else the provider's
+	if code == 0 {
+		code, _ = strconv.Atoi(p.respStatus)
+	}
 	if m := p.served; m != nil && p.selection != nil && !p.routedAt.IsZero() && code < 400 {
 		// It left for a provider, which answered it or was working on it
 		// when the client went away (the prompt is charged to it); after

@@ -151,6 +151,11 @@ func (p *egress) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processing
 		setHeader(header.Served, strconv.Itoa(p.planIdx))}})
 	p.respStatus = rh.status
 	plain := !h.EndOfStream && (rh.encoding == "" || rh.encoding == "identity")
+	if (p.anthropic || p.fromChat) && plain && code/100 == 2 && strings.HasPrefix(rh.ctype, "text/event-stream") {
+		// Translated event by event: a provider's content-length would cut it.
+		mut := resp.GetResponseHeaders().GetResponse().GetHeaderMutation()
+		mut.RemoveHeaders = append(mut.RemoveHeaders, "content-length")
+	}
 	switch {
 	case p.anthropic && plain && code/100 == 2 && strings.HasPrefix(rh.ctype, "text/event-stream"):
 		// The edge follows the translated stream for usage: always emit it.

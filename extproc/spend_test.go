@@ -81,6 +81,12 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 			rows: 1, want: want{status: spend.Served, in: 40, out: 3, cost: 110}},
 		"stream cut": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "text/event-stream"), respBodyMsg(oaiChunk, false)},
 			rows: 1, want: want{status: spend.Interrupted, out: 1, estimated: true, skipRowChecks: true}},
+		// The SDKs hang up once they read [DONE], ahead of the provider's
+		// end of stream: a complete answer, not an interrupted one.
+		"stream read to [DONE], then the client hung up": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "text/event-stream"),
+			respBodyMsg(oaiChunk, false),
+			respBodyMsg(`data: {"choices":[],"usage":{"prompt_tokens":40,"completion_tokens":3}}`+"\n\ndata: [DONE]\n\n", false)},
+			rows: 1, want: want{status: spend.Served, in: 40, out: 3, cost: 110}},
 		"stream ended by the provider's error": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "text/event-stream"),
 			respBodyMsg(oaiChunk+`data: {"error":{"message":"overloaded","type":"server_error"}}`+"\n\n", true)},
 			rows: 1, want: want{status: spend.Interrupted, out: 1, estimated: true, skipRowChecks: true}},

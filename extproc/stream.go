@@ -106,8 +106,8 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 		if pt, ct, ok := st.conv.Usage(); ok {
 			st.usage = &usage{PromptTokens: pt, CompletionTokens: ct}
 		}
+		st.sawEnd = st.sawEnd || st.conv.Ended()
 		if b.EndOfStream {
-			st.sawEnd = st.conv.Ended()
 			out, end = st.end(out)
 		}
 		return streamChunk(out), end
@@ -341,6 +341,15 @@ func (p *edge) finishStream(how string) {
 		return
 	}
 	st.finished = true
+	if how == "interrupted" && st.sawEnd {
+		// The stream had ended ([DONE], message_stop, a converter's
+		// end) before the client hung up, as the SDKs do once they read
+		// it, ahead of the provider's end of stream.
+		how = "complete"
+		if st.failed {
+			how = "failed"
+		}
+	}
 	p.streamEnd = how
 	var u meter.Usage
 	switch pu := st.usage; {

@@ -128,6 +128,9 @@ type Request struct {
 	// so personal data or a secret in them counts. They are left out of
 	// the token estimate.
 	User, Metadata, Stop gjson.Result
+	// SafetyID and CacheKey are safety_identifier and prompt_cache_key,
+	// read as User is (OpenAI's successors to user).
+	SafetyID, CacheKey gjson.Result
 	// Workspace and Key are who sent the request (the virtual key and
 	// its workspace; both empty without auth): texts it sent before are
 	// looked up in the classifier's memo instead of scanned again, and

@@ -33,7 +33,8 @@ func request(t testing.TB, body string) Request {
 func bodyRequest(root gjson.Result) Request {
 	return Request{Messages: root.Get("messages"), Tools: root.Get("tools"), Functions: root.Get("functions"),
 		ResponseFormat: root.Get("response_format"), Prediction: root.Get("prediction"),
-		User: root.Get("user"), Metadata: root.Get("metadata"), Stop: root.Get("stop")}
+		User: root.Get("user"), Metadata: root.Get("metadata"), Stop: root.Get("stop"),
+		SafetyID: root.Get("safety_identifier"), CacheKey: root.Get("prompt_cache_key")}
 }
 
 func TestSegmentsReadEveryText(t *testing.T) {

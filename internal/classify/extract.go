@@ -140,6 +140,12 @@ func (x *extraction) request(req Request) {
 	if x.limit == "" && req.Stop.Exists() {
 		x.param(-1, "", "stop", "", req.Stop)
 	}
+	if x.limit == "" && req.SafetyID.Exists() {
+		x.param(-1, "", "safety_identifier", "", req.SafetyID)
+	}
+	if x.limit == "" && req.CacheKey.Exists() {
+		x.param(-1, "", "prompt_cache_key", "", req.CacheKey)
+	}
 }
 
 // param reads a value as value does, as a parameter's text: searched for

@@ -149,7 +149,8 @@ type Result struct {
 func ClassifyRequest(chat request.Chat) classify.Request {
 	r := classify.Request{Messages: chat.MessageList, Tools: chat.ToolList, Functions: chat.FunctionList,
 		ResponseFormat: chat.ResponseFormatObj, Prediction: chat.Prediction, MaxTokens: chat.MaxTokens,
-		Input: chat.Input, Suffix: chat.Suffix, User: chat.UserRaw, Metadata: chat.MetadataObj, Stop: chat.StopList}
+		Input: chat.Input, Suffix: chat.Suffix, User: chat.UserRaw, Metadata: chat.MetadataObj, Stop: chat.StopList,
+		SafetyID: chat.SafetyID, CacheKey: chat.CacheKey}
 	switch chat.API {
 	case request.APIEmbeddings:
 		r.InputField = "input"

@@ -1,9 +1,11 @@
 package mockllm
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -96,6 +98,14 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 	}
 	sent := 0
 	defer func() { p.generated(rec, inTokens, toks[:sent]) }()
+	if r.Header.Get("x-mock-content-length") != "" {
+		// A provider that sends its whole stream at once, with a
+		// Content-Length: rendered into a buffer first.
+		var buf bytes.Buffer
+		rw := &bufferedSSE{ResponseWriter: w, buf: &buf}
+		defer rw.finish()
+		w = rw
+	}
 	fl, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
@@ -237,4 +247,21 @@ func (p *Provider) toolUseAnswer(w http.ResponseWriter, req gjson.Result, id, mo
 
 func writeAnthropicError(w http.ResponseWriter, status int, typ, msg string) {
 	writeJSON(w, status, map[string]any{"type": "error", "error": map[string]any{"type": typ, "message": msg}})
+}
+
+// bufferedSSE holds a stream's events and writes them at the end with a
+// Content-Length (x-mock-content-length). It does not flush.
+type bufferedSSE struct {
+	http.ResponseWriter
+	buf    *bytes.Buffer
+	status int
+}
+
+func (b *bufferedSSE) WriteHeader(code int)        { b.status = code }
+func (b *bufferedSSE) Write(p []byte) (int, error) { return b.buf.Write(p) }
+
+func (b *bufferedSSE) finish() {
+	b.ResponseWriter.Header().Set("Content-Length", strconv.Itoa(b.buf.Len()))
+	b.ResponseWriter.WriteHeader(max(b.status, http.StatusOK))
+	_, _ = b.ResponseWriter.Write(b.buf.Bytes())
 }

@@ -19,6 +19,7 @@
 //	x-mock-chunk-delay: 50ms        wait between streamed chunks
 //	x-mock-interleave: 1            stream parallel tool calls interleaved (chat)
 //	x-mock-no-usage: 1              no usage: in a chat answer, nor in a stream that asked for it
+//	x-mock-content-length: 1        an Anthropic stream sent whole, with a Content-Length
 package mockllm
 
 import (
@@ -138,7 +139,7 @@ func (p *Provider) Reset() {
 // tests. stellwerk forwards none of them unless a provider's
 // forward_headers lists them (the harness does).
 var ControlHeaders = []string{"x-mock-status", "x-mock-retry-after", "x-mock-reset", "x-mock-no-usage",
-	"x-mock-chunk-delay", "x-mock-first-byte-delay", "x-mock-interleave"}
+	"x-mock-chunk-delay", "x-mock-first-byte-delay", "x-mock-interleave", "x-mock-content-length"}
 
 func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {

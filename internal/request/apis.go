@@ -95,6 +95,7 @@ func ParseEmbeddings(body []byte) (Chat, error) {
 		case "policy":
 			c.Policy = v
 		case "user":
+			c.UserRaw = v
 			if v.Type == gjson.String && len(v.Str) <= 256 {
 				c.User = v.Str
 			}
@@ -147,7 +148,10 @@ func ParseCompletions(body []byte) (Chat, error) {
 			n = v
 		case "policy":
 			c.Policy = v
+		case "stop":
+			c.StopList = v
 		case "user":
+			c.UserRaw = v
 			if v.Type == gjson.String && len(v.Str) <= 256 {
 				c.User = v.Str
 			}

@@ -155,3 +155,22 @@ func BenchmarkParseAPIs(b *testing.B) {
 		})
 	}
 }
+
+// TestParametersForTheClassifier: user (and a completion's stop) are kept
+// as sent on every API, for the classifier: an embeddings or completions
+// request's user went unread to the provider and the audit record (found
+// by a helper).
+func TestParametersForTheClassifier(t *testing.T) {
+	e, err := ParseEmbeddings([]byte(`{"model":"auto","input":"x","user":"jane@example.com"}`))
+	if err != nil || e.UserRaw.Str != "jane@example.com" {
+		t.Errorf("embeddings: %v %q", err, e.UserRaw.Raw)
+	}
+	c, err := ParseCompletions([]byte(`{"model":"auto","prompt":"x","user":"u","stop":["IBAN"]}`))
+	if err != nil || c.UserRaw.Str != "u" || c.StopList.Raw != `["IBAN"]` {
+		t.Errorf("completions: %v %q %q", err, c.UserRaw.Raw, c.StopList.Raw)
+	}
+	ch, err := Parse(APIChat, []byte(`{"model":"auto","messages":[{"role":"user","content":"x"}],"safety_identifier":"s","prompt_cache_key":"k"}`))
+	if err != nil || ch.SafetyID.Str != "s" || ch.CacheKey.Str != "k" {
+		t.Errorf("chat: %v %q %q", err, ch.SafetyID.Raw, ch.CacheKey.Raw)
+	}
+}

@@ -34,9 +34,10 @@ type Chat struct {
 	Messages     int // number of messages
 	// MessageList is the messages array, for the classifier to read in place.
 	MessageList gjson.Result
-	// UserRaw, MetadataObj and StopList are the user, metadata and stop
-	// members as sent, for the classifier: the provider gets them too.
-	UserRaw, MetadataObj, StopList gjson.Result
+	// UserRaw, MetadataObj, StopList, SafetyID and CacheKey are the user,
+	// metadata, stop, safety_identifier and prompt_cache_key members as
+	// sent, for the classifier: the provider gets them too.
+	UserRaw, MetadataObj, StopList, SafetyID, CacheKey gjson.Result
 	// MaxTokens is max_completion_tokens or max_tokens, 0 when unset.
 	MaxTokens int
 	// Tools is true when the request offers tools (or legacy functions).
@@ -118,6 +119,10 @@ func ParseChat(body []byte) (Chat, error) {
 			}
 		case "stop":
 			c.StopList = v
+		case "safety_identifier":
+			c.SafetyID = v
+		case "prompt_cache_key":
+			c.CacheKey = v
 		case "user":
 			c.UserRaw = v
 			if v.Type == gjson.String && len(v.Str) <= 256 {

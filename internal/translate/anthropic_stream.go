@@ -194,18 +194,30 @@ func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
 			dst = s.finish(dst, "stop") // a stream must end with a finish_reason
 		}
 		if s.includeUsage {
-			u := s.usage.openai()
-			if b, err := marshal(oaiChunk{ID: s.id, Object: "chat.completion.chunk", Created: s.created, Model: s.model, Choices: []oaiChunkChoice{}, Usage: u}); err == nil {
-				dst = frame(dst, b)
-			}
+			dst = s.usageChunk(dst)
 		}
 		s.done = true
 		return append(dst, frameDone...)
 	case "error":
 		s.done = true
+		if s.includeUsage && s.usageSeen {
+			// What the provider counted so far (message_start's input): a
+			// stream cut by its error is charged that prompt, not an
+			// estimate, also past the egress listener.
+			dst = s.usageChunk(dst)
+		}
 		return frame(dst, FromAnthropicError(ev.Data))
 	}
 	return dst // ping, and event types added later
+}
+
+// usageChunk appends the usage-only chunk (choices []) with the usage so far.
+func (s *AnthropicStream) usageChunk(dst []byte) []byte {
+	u := s.usage.openai()
+	if b, err := marshal(oaiChunk{ID: s.id, Object: "chat.completion.chunk", Created: s.created, Model: s.model, Choices: []oaiChunkChoice{}, Usage: u}); err == nil {
+		dst = frame(dst, b)
+	}
+	return dst
 }
 
 // TextDelta is the text the last Event streamed to the client ("" if none),
