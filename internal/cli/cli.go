@@ -183,8 +183,10 @@ func runConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", defaultConfigPath(), "config file (env STELLWERK_CONFIG), as the other commands take it; or FILE")
 	pos, err := parseAnywhere(fs, args)
-	if err != nil || len(pos) > 1 {
-		fmt.Fprintln(stderr, "usage: stellwerk config check [--config FILE | FILE]")
+	both := false
+	fs.Visit(func(f *flag.Flag) { both = both || f.Name == "config" && len(pos) > 0 })
+	if err != nil || len(pos) > 1 || both {
+		fmt.Fprintln(stderr, "usage: stellwerk config check [--config FILE | FILE] (one file)")
 		return ErrUsage
 	}
 	path := *cfgPath

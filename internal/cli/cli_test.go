@@ -41,6 +41,9 @@ func TestConfigCheck(t *testing.T) {
 		!strings.Contains(out, "ok (3 providers, 3 models, default mock-gpt)") {
 		t.Fatalf("--config: %v %s", err, out)
 	}
+	if _, _, err := run("config", "check", "--config", "a.yaml", "b.yaml"); !errors.Is(err, ErrUsage) {
+		t.Errorf("two files: %v, want a usage error (one was checked, silently)", err)
+	}
 	if os.Getenv("STELLWERK_ADMIN_TOKEN") == "" && !strings.Contains(out, "warning: admin token demo (environment variable STELLWERK_ADMIN_TOKEN) is not set") {
 		t.Errorf("an unset admin token is not reported: %s", out)
 	}
