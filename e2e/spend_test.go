@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
@@ -261,5 +263,54 @@ func TestSpendLedgerThroughEnvoy(t *testing.T) {
 	out, err := cli.CombinedOutput()
 	if err != nil || string(out) != string(csvBody) {
 		t.Errorf("stellwerk spend: %v\n%s\nthe API said:\n%s", err, out, csvBody)
+	}
+}
+
+// TestCachedPromptPricing: prompt tokens the provider read from its cache
+// are charged at the catalog's cached input price (OpenAI's cached input,
+// Anthropic's cache reads), for an OpenAI-wire and an Anthropic-wire
+// model; they were charged at the full input price (found by a helper).
+func TestCachedPromptPricing(t *testing.T) {
+	t.Parallel()
+	price := config.Price{InputPerMTok: 1000, CachedInputPerMTok: 100} // 1,000 µEUR a token, 100 cached
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "openai", Key: "sk-openai"}, {Name: "claude", Key: "sk-ant", WireFormat: "anthropic"}},
+		Models: []config.Model{
+			{ID: "gpt-c", Provider: "openai", ProviderModel: "gpt-upstream", ContextWindow: 128000, Price: price},
+			{ID: "claude-c", Provider: "claude", ProviderModel: "claude-upstream", ContextWindow: 128000, Price: price},
+		},
+		Mutate: func(c *config.Config) { c.Currency.USDToEUR = 1 },
+	})
+	start := time.Now().Add(-time.Minute).UTC()
+	prompt := strings.Repeat("word ", 1200)
+	for _, model := range []string{"gpt-c", "claude-c"} {
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"`+model+`","max_tokens":50,"messages":[{"role":"user","content":"`+prompt+`"}]}`,
+			map[string]string{"x-mock-cached": "900"})
+		if resp.StatusCode != 200 || gjson.GetBytes(b, "usage.prompt_tokens_details.cached_tokens").Int() != 900 {
+			t.Fatalf("%s: %d %s", model, resp.StatusCode, b)
+		}
+	}
+	rangeQ := "since=" + start.Format(time.RFC3339) + "&until=" + time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	var rows []gjson.Result
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		get, err := s.AdminGet("/admin/spend?group_by=model&" + rangeQ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(get.Body)
+		get.Body.Close()
+		rows = gjson.GetBytes(b, "data").Array()
+		if len(rows) >= 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(rows) != 2 {
+		t.Fatalf("spend rows %v", rows)
+	}
+	for _, g := range rows {
+		in, cached, out := g.Get("tokens_in").Int(), g.Get("tokens_cached").Int(), g.Get("tokens_out").Int()
+		if want := (in-900)*1000 + 900*100; cached != 900 || out == 0 || g.Get("cost_micro_eur").Int() != want || g.Get("estimated").Int() != 0 {
+			t.Errorf("%s: %s; want 900 cached, %d µEUR", g.Get("model").Str, g.Raw, want)
+		}
 	}
 }

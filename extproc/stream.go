@@ -105,6 +105,7 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 		}
 		if pt, ct, ok := st.conv.Usage(); ok {
 			st.usage = &usage{PromptTokens: pt, CompletionTokens: ct}
+			st.cached = st.conv.Cached()
 		}
 		st.sawEnd = st.sawEnd || st.conv.Ended()
 		if b.EndOfStream {
@@ -230,6 +231,7 @@ func (st *streamState) nativeEvent(ev translate.Event) {
 	}
 	if pt, ct, ok := f.Usage(); ok && st.usage == nil {
 		st.usage = &usage{PromptTokens: pt, CompletionTokens: ct}
+		st.cached = f.Cached()
 	}
 	st.sawEnd = st.sawEnd || f.Ended()
 	st.failed = st.failed || providerError(&ev)

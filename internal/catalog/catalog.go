@@ -113,14 +113,17 @@ func (p *Provider) UpstreamPath(clientPath string) string {
 
 // Model is a compiled catalog model.
 type Model struct {
-	ID              string
-	Provider        *Provider
-	ProviderModel   string
-	InputPerMTok    float64
-	OutputPerMTok   float64
-	Currency        string
-	ContextWindow   int
-	MaxOutputTokens int
+	ID            string
+	Provider      *Provider
+	ProviderModel string
+	InputPerMTok  float64
+	OutputPerMTok float64
+	// CachedInputPerMTok is a cached prompt token's price (the input
+	// price when the catalog gives none).
+	CachedInputPerMTok float64
+	Currency           string
+	ContextWindow      int
+	MaxOutputTokens    int
 	// ImageTokens bounds one image's input tokens (image_tokens, or
 	// config.DefaultImageTokens), for the budgets' worst case.
 	ImageTokens   int
@@ -168,6 +171,18 @@ func (m *Model) DefaultQuality() float64 {
 // CostEUR is the list-price cost of a request with these token counts, in EUR.
 func (m *Model) CostEUR(inputTokens, outputTokens int) float64 {
 	return m.Price().EUR(inputTokens, outputTokens)
+}
+
+// Amount is what usage costs in the model's price currency, cached of the
+// input tokens at the cached input price.
+func (m *Model) Amount(inputTokens, cached, outputTokens int) float64 {
+	cached = min(max(cached, 0), inputTokens)
+	return (float64(inputTokens-cached)*m.InputPerMTok + float64(cached)*m.CachedInputPerMTok + float64(outputTokens)*m.OutputPerMTok) / 1e6
+}
+
+// UsageEUR is Amount in EUR.
+func (m *Model) UsageEUR(inputTokens, cached, outputTokens int) float64 {
+	return m.Amount(inputTokens, cached, outputTokens) * m.toEUR
 }
 
 // Price is a model's list price as CostEUR reads it, for callers that keep
@@ -308,7 +323,10 @@ func New(c *config.Config, env Env) (*Catalog, error) {
 		m := &Model{ID: mc.ID, Provider: p, ProviderModel: mc.ProviderModel, InputPerMTok: mc.Price.InputPerMTok,
 			OutputPerMTok: mc.Price.OutputPerMTok, Currency: mc.Price.Currency, ContextWindow: mc.ContextWindow,
 			MaxOutputTokens: mc.MaxOutputTokens, AssuranceTier: mc.AssuranceTier, Quality: quality[mc.ID], LatencyMS: mc.LatencyMS, toEUR: 1,
-			FirstByteTimeout: mc.FirstByteTimeout, ImageTokens: mc.ImageTokens}
+			FirstByteTimeout: mc.FirstByteTimeout, ImageTokens: mc.ImageTokens, CachedInputPerMTok: mc.Price.CachedInputPerMTok}
+		if m.CachedInputPerMTok == 0 {
+			m.CachedInputPerMTok = m.InputPerMTok
+		}
 		if m.ImageTokens == 0 {
 			m.ImageTokens = config.DefaultImageTokens
 		}

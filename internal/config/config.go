@@ -395,6 +395,10 @@ const DefaultImageTokens = 2700
 type Price struct {
 	InputPerMTok  float64 `yaml:"input_per_mtok"`
 	OutputPerMTok float64 `yaml:"output_per_mtok"`
+	// CachedInputPerMTok is what a prompt token the provider served from
+	// its cache costs (OpenAI's cached input, Anthropic's cache reads);
+	// 0: the input price.
+	CachedInputPerMTok float64 `yaml:"cached_input_per_mtok,omitempty"`
 	Currency      string  `yaml:"currency"`
 	// Source and AsOf record where a list price comes from and when.
 	Source string `yaml:"source,omitempty"`

@@ -143,8 +143,11 @@ func (c *Config) Validate() error {
 		if strings.ContainsAny(m.ProviderModel, "\"\\\x00\r\n") || m.ProviderModel == "" {
 			bad(f+".provider_model", "%q is not a valid model name", m.ProviderModel)
 		}
-		if m.Price.InputPerMTok < 0 || m.Price.OutputPerMTok < 0 {
+		if m.Price.InputPerMTok < 0 || m.Price.OutputPerMTok < 0 || m.Price.CachedInputPerMTok < 0 {
 			bad(f+".price", "prices must not be negative")
+		}
+		if m.Price.CachedInputPerMTok > m.Price.InputPerMTok {
+			bad(f+".price.cached_input_per_mtok", "must not be above input_per_mtok: a cache read is never dearer than the input")
 		}
 		if !slices.Contains(Currencies, m.Price.Currency) {
 			bad(f+".price.currency", "%q is not one of %s", m.Price.Currency, strings.Join(Currencies, ", "))

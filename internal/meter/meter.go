@@ -21,8 +21,8 @@ type Usage struct {
 	PromptTokens     int
 	CompletionTokens int
 	// CachedTokens are the prompt tokens the provider served from its
-	// cache (OpenAI's prompt_tokens_details.cached_tokens), for the record;
-	// the cost uses the list input price.
+	// cache (OpenAI's prompt_tokens_details.cached_tokens, Anthropic's
+	// cache_read_input_tokens): priced at the model's cached input price.
 	CachedTokens int
 	// Estimated is set when the counts are stellwerk's estimate.
 	Estimated bool
@@ -47,13 +47,13 @@ type Charge struct {
 // Meter prices usage on the model that served it and on the baseline.
 func Meter(served, baseline *catalog.Model, u Usage) Charge {
 	c := Charge{Usage: u, Currency: served.Currency, Source: ProviderUsage,
-		Amount: (float64(u.PromptTokens)*served.InputPerMTok + float64(u.CompletionTokens)*served.OutputPerMTok) / 1e6,
-		EUR:    served.CostEUR(u.PromptTokens, u.CompletionTokens)}
+		Amount: served.Amount(u.PromptTokens, u.CachedTokens, u.CompletionTokens),
+		EUR:    served.UsageEUR(u.PromptTokens, u.CachedTokens, u.CompletionTokens)}
 	if u.Estimated {
 		c.Source = Estimate
 	}
 	if baseline != nil {
-		c.Baseline, c.BaselineEUR = baseline.ID, baseline.CostEUR(u.PromptTokens, u.CompletionTokens)
+		c.Baseline, c.BaselineEUR = baseline.ID, baseline.UsageEUR(u.PromptTokens, u.CachedTokens, u.CompletionTokens)
 		c.SavingEUR = c.BaselineEUR - c.EUR
 	}
 	return c

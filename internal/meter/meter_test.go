@@ -16,7 +16,7 @@ routing: {default_model: small, baseline_model: big}
 currency: {usd_to_eur: 0.5}
 providers: [{name: p, base_url: "http://127.0.0.1:9/v1", residency: us}]
 models:
-  - {id: small, provider: p, context_window: 8000, price: {input_per_mtok: 1, output_per_mtok: 2}}
+  - {id: small, provider: p, context_window: 8000, price: {input_per_mtok: 1, output_per_mtok: 2, cached_input_per_mtok: 0.1}}
   - {id: big, provider: p, context_window: 8000, price: {input_per_mtok: 10, output_per_mtok: 30}}
 `))
 	if err != nil {
@@ -42,6 +42,11 @@ func TestMeter(t *testing.T) {
 		"estimated":         {Usage{PromptTokens: 1000, CompletionTokens: 500, Estimated: true}, baseline, 0.002, 0.001, 0.0125, 0.0115, Estimate},
 		"no baseline":       {Usage{PromptTokens: 1000}, nil, 0.001, 0.0005, 0, 0, ProviderUsage},
 		"served is dearest": {Usage{PromptTokens: 0, CompletionTokens: 0}, baseline, 0, 0, 0, 0, ProviderUsage},
+		// 800 of 1,000 prompt tokens from the cache: small charges them
+		// at 0.1 per million, big (no cached price) at its input price.
+		// They were charged at the input price (found by a helper).
+		"cached prompt": {Usage{PromptTokens: 1000, CompletionTokens: 500, CachedTokens: 800}, baseline,
+			(200*1 + 800*0.1 + 500*2) / 1e6, (200*1 + 800*0.1 + 500*2) / 1e6 * 0.5, 0.0125, 0.0125 - (200*1+800*0.1+500*2)/1e6*0.5, ProviderUsage},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := Meter(served, tc.base, tc.u)

@@ -92,7 +92,7 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 			"id": id, "type": "message", "role": "assistant", "model": model,
 			"content":     []any{map[string]any{"type": "text", "text": strings.Join(toks, "")}},
 			"stop_reason": "end_turn", "stop_sequence": nil,
-			"usage": map[string]any{"input_tokens": inTokens, "output_tokens": len(toks)},
+			"usage": anthropicUsage(r, inTokens, len(toks)),
 		})
 		return
 	}
@@ -264,4 +264,15 @@ func (b *bufferedSSE) finish() {
 	b.ResponseWriter.Header().Set("Content-Length", strconv.Itoa(b.buf.Len()))
 	b.ResponseWriter.WriteHeader(max(b.status, http.StatusOK))
 	_, _ = b.ResponseWriter.Write(b.buf.Bytes())
+}
+
+// anthropicUsage is a message's usage; with x-mock-cached, that many of the
+// prompt tokens are cache reads (outside input_tokens, as Anthropic counts).
+func anthropicUsage(r *http.Request, in, out int) map[string]any {
+	u := map[string]any{"input_tokens": in, "output_tokens": out}
+	if n, _ := strconv.Atoi(r.Header.Get("x-mock-cached")); n > 0 {
+		n = min(n, in)
+		u["input_tokens"], u["cache_read_input_tokens"] = in-n, n
+	}
+	return u
 }

@@ -20,6 +20,7 @@
 //	x-mock-interleave: 1            stream parallel tool calls interleaved (chat)
 //	x-mock-no-usage: 1              no usage: in a chat answer, nor in a stream that asked for it
 //	x-mock-content-length: 1        an Anthropic stream sent whole, with a Content-Length
+//	x-mock-cached: 900              that many prompt tokens read from the cache (JSON answers: chat, Anthropic)
 package mockllm
 
 import (
@@ -139,7 +140,7 @@ func (p *Provider) Reset() {
 // tests. stellwerk forwards none of them unless a provider's
 // forward_headers lists them (the harness does).
 var ControlHeaders = []string{"x-mock-status", "x-mock-retry-after", "x-mock-reset", "x-mock-no-usage",
-	"x-mock-chunk-delay", "x-mock-first-byte-delay", "x-mock-interleave", "x-mock-content-length"}
+	"x-mock-chunk-delay", "x-mock-first-byte-delay", "x-mock-interleave", "x-mock-content-length", "x-mock-cached"}
 
 func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
@@ -281,6 +282,10 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Header.Get("x-mock-no-usage") != "" {
 		delete(answer, "usage") // a provider (a local server) that reports none
+	} else if n, _ := strconv.Atoi(r.Header.Get("x-mock-cached")); n > 0 {
+		// That many of the prompt tokens came from the provider's cache.
+		answer["usage"] = map[string]any{"prompt_tokens": usage.PromptTokens, "completion_tokens": usage.CompletionTokens,
+			"total_tokens": usage.TotalTokens, "prompt_tokens_details": map[string]any{"cached_tokens": min(n, usage.PromptTokens)}}
 	}
 	writeJSON(w, http.StatusOK, answer)
 }

@@ -236,6 +236,9 @@ func (s *AnthropicStream) Usage() (promptTokens, completionTokens int, ok bool) 
 	return s.usage.prompt(), s.usage.output, s.usageSeen
 }
 
+// Cached is the cache reads among the prompt tokens.
+func (s *AnthropicStream) Cached() int { return s.usage.cacheRead }
+
 func (s *AnthropicStream) finish(dst []byte, reason string) []byte {
 	if s.finished {
 		return dst

@@ -129,6 +129,9 @@ func (s *MessagesStream) Usage() (promptTokens, completionTokens int, ok bool) {
 	return int(s.usage[0]), int(s.usage[1]), s.usageOK
 }
 
+// Cached is the chat usage's cached prompt tokens.
+func (s *MessagesStream) Cached() int { return int(s.usage[2]) }
+
 // Event consumes one chat SSE event and appends zero or more Anthropic
 // events to dst. ev.Data is read in place.
 func (s *MessagesStream) Event(ev Event, dst []byte) []byte {

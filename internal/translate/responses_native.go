@@ -18,7 +18,7 @@ import (
 type ResponsesFollower struct {
 	text    string
 	ended   bool
-	usage   [2]int
+	usage   [3]int // input, output, cached
 	usageOK bool
 }
 
@@ -36,6 +36,9 @@ func (f *ResponsesFollower) Ended() bool { return f.ended }
 func (f *ResponsesFollower) Usage() (promptTokens, completionTokens int, ok bool) {
 	return f.usage[0], f.usage[1], f.usageOK
 }
+
+// Cached is the usage's cached input tokens.
+func (f *ResponsesFollower) Cached() int { return f.usage[2] }
 
 // Event appends ev as it came (completed with its blank line when the
 // stream ended inside it) and reads it.
@@ -69,8 +72,10 @@ func (f *ResponsesFollower) Read(ev Event) {
 		}
 	case "response.completed", "response.incomplete", "response.failed":
 		f.ended = true
-		if in, out, ok := ResponseUsage(data.Get("response.usage")); ok {
-			f.usage, f.usageOK = [2]int{in, out}, true
+		if u := data.Get("response.usage"); u.IsObject() {
+			if in, out, ok := ResponseUsage(u); ok {
+				f.usage, f.usageOK = [3]int{in, out, int(u.Get("input_tokens_details.cached_tokens").Int())}, true
+			}
 		}
 	case "error":
 		f.ended = true
@@ -94,6 +99,9 @@ type StreamConverter interface {
 	TextDelta() string
 	Ended() bool
 	Usage() (promptTokens, completionTokens int, ok bool)
+	// Cached is how many of the prompt tokens Usage reports the provider
+	// served from its cache (0 when it said none).
+	Cached() int
 }
 
 var (
@@ -129,6 +137,14 @@ func (c *Chain) Usage() (int, int, bool) {
 		return pt, ct, ok
 	}
 	return c.first.Usage()
+}
+
+// Cached is the cached prompt tokens of the usage Usage reports.
+func (c *Chain) Cached() int {
+	if _, _, ok := c.second.Usage(); ok {
+		return c.second.Cached()
+	}
+	return c.first.Cached()
 }
 
 // Event feeds ev through both translations.

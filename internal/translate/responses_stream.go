@@ -74,6 +74,9 @@ func (s *ResponsesStream) Usage() (promptTokens, completionTokens int, ok bool) 
 	return int(s.usage[0]), int(s.usage[1]), s.usageOK
 }
 
+// Cached is the chat usage's cached prompt tokens.
+func (s *ResponsesStream) Cached() int { return int(s.usage[2]) }
+
 // Event consumes one chat SSE event and appends zero or more Responses
 // events to dst.
 func (s *ResponsesStream) Event(ev Event, dst []byte) []byte {
