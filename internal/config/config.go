@@ -399,7 +399,7 @@ type Price struct {
 	// its cache costs (OpenAI's cached input, Anthropic's cache reads);
 	// 0: the input price.
 	CachedInputPerMTok float64 `yaml:"cached_input_per_mtok,omitempty"`
-	Currency      string  `yaml:"currency"`
+	Currency           string  `yaml:"currency"`
 	// Source and AsOf record where a list price comes from and when.
 	Source string `yaml:"source,omitempty"`
 	AsOf   string `yaml:"as_of,omitempty"`
