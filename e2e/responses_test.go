@@ -233,6 +233,9 @@ func TestResponsesPipeline(t *testing.T) {
 	// A built-in tool's members are the caller's text too: an MCP server's
 	// header with a key was not classified, and reached the provider.
 	send(`{"model":"auto","input":"hi","tools":[{"type":"mcp","server_label":"x","server_url":"https://mcp.example","headers":{"Authorization":"Bearer AKIAIOSFODNN7EXAMPLE"}}]}`, 403)
+	// As are safety_identifier and prompt_cache_key, which a native provider
+	// gets as sent.
+	send(`{"model":"auto","input":"hi","safety_identifier":"AKIAIOSFODNN7EXAMPLE"}`, 403)
 	// An IBAN in one is restricted data: only the US provider serves
 	// built-in tools here.
 	if b := send(`{"model":"auto","input":"hi","tools":[{"type":"web_search","user_location":{"type":"approximate","city":"DE89 3704 0044 0532 0130 00"}}]}`, 503); !strings.Contains(gjson.GetBytes(b, "error.message").Str, "restricted data requires eu") {

@@ -41,7 +41,7 @@ Usage:
   stellwerk keys create|list|show|rotate|revoke …   manage the key store's virtual keys (docs/keys.md)
   stellwerk keys provider set|list|delete …         a workspace's own provider keys (encrypted)
   stellwerk keys rotate-master         re-encrypt provider keys under the first master key
-  stellwerk audit verify|export|pubkey|prune …      the tamper-evident audit log (docs/audit.md)
+  stellwerk audit verify|export|witness|pubkey|prune …      the tamper-evident audit log (docs/audit.md)
   stellwerk replay DECISION_ID [--with-current]     decide a recorded request again (docs/audit.md)
   stellwerk replay --from T --to T [--workspace W]  what today's policy would decide differently
   stellwerk spend [--since T] [--until T] [--group-by key,model,day] [--format table|json|csv]

@@ -94,6 +94,8 @@ func ParseEmbeddings(body []byte) (Chat, error) {
 			dims = v
 		case "policy":
 			c.Policy = v
+		case "metadata":
+			c.MetadataObj = v // not OpenAI's here, but the provider gets it
 		case "user":
 			c.UserRaw = v
 			if v.Type == gjson.String && len(v.Str) <= 256 {
@@ -150,6 +152,8 @@ func ParseCompletions(body []byte) (Chat, error) {
 			c.Policy = v
 		case "stop":
 			c.StopList = v
+		case "metadata":
+			c.MetadataObj = v // not OpenAI's here, but the provider gets it
 		case "user":
 			c.UserRaw = v
 			if v.Type == gjson.String && len(v.Str) <= 256 {

@@ -161,9 +161,9 @@ func BenchmarkParseAPIs(b *testing.B) {
 // request's user went unread to the provider and the audit record (found
 // by a helper).
 func TestParametersForTheClassifier(t *testing.T) {
-	e, err := ParseEmbeddings([]byte(`{"model":"auto","input":"x","user":"jane@example.com"}`))
-	if err != nil || e.UserRaw.Str != "jane@example.com" {
-		t.Errorf("embeddings: %v %q", err, e.UserRaw.Raw)
+	e, err := ParseEmbeddings([]byte(`{"model":"auto","input":"x","user":"jane@example.com","metadata":{"k":"v"}}`))
+	if err != nil || e.UserRaw.Str != "jane@example.com" || e.MetadataObj.Get("k").Str != "v" {
+		t.Errorf("embeddings: %v %q %q", err, e.UserRaw.Raw, e.MetadataObj.Raw)
 	}
 	c, err := ParseCompletions([]byte(`{"model":"auto","prompt":"x","user":"u","stop":["IBAN"]}`))
 	if err != nil || c.UserRaw.Str != "u" || c.StopList.Raw != `["IBAN"]` {

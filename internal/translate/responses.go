@@ -72,8 +72,7 @@ var responsesRefused = map[string]string{
 }
 
 // responsesIgnored are members with no effect on a single stateless answer.
-var responsesIgnored = map[string]bool{"store": true, "include": true, "truncation": true, "safety_identifier": true,
-	"prompt_cache_key": true}
+var responsesIgnored = map[string]bool{"store": true, "include": true, "truncation": true}
 
 // errBadAnswer: a provider's 2xx answer is not a chat completion.
 var errBadAnswer = errors.New("the provider's answer is not a chat completion")
@@ -177,6 +176,12 @@ func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 			req.User = raw
 		case "service_tier":
 			req.ServiceTier = raw
+		case "safety_identifier", "prompt_cache_key":
+			// No effect on a translated answer (dropped there), but a native
+			// provider gets them: the decision's copy reads them.
+			if needs != nil && v.Type == gjson.String && v.Str != "" {
+				unread = append(unread, unreadText(v))
+			}
 		case "policy":
 			req.Policy = raw
 		case "stream":

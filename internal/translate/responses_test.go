@@ -331,3 +331,19 @@ func TestResponsesStreamInterleavedCalls(t *testing.T) {
 		t.Errorf("items: %s", output.Raw)
 	}
 }
+
+// TestResponsesIdentifiersClassified: safety_identifier and
+// prompt_cache_key reach a native provider as sent, so the decision's chat
+// copy carries them for the classifiers (a helper found an e-mail in one
+// served by a US model); a translating provider's copy drops them.
+func TestResponsesIdentifiersClassified(t *testing.T) {
+	body := []byte(`{"model":"m","input":"hi","safety_identifier":"jane@example.com","prompt_cache_key":"DE89370400440532013000"}`)
+	dec, _, err := ResponsesForDecision(body)
+	if err != nil || !strings.Contains(string(dec), "jane@example.com") || !strings.Contains(string(dec), "DE89370400440532013000") {
+		t.Errorf("decision copy: %v %s", err, dec)
+	}
+	sent, err := ResponsesToChat(body)
+	if err != nil || strings.Contains(string(sent), "jane@example.com") || strings.Contains(string(sent), "DE89") {
+		t.Errorf("translated: %v %s", err, sent)
+	}
+}
