@@ -463,3 +463,24 @@ func TestBudgetRefusalInFlight(t *testing.T) {
 		t.Fatalf("after it settled: %d %s", resp.StatusCode, b)
 	}
 }
+
+// TestTotalBudgetNotRetried: a total budget never resets, so its refusal
+// says x-should-retry: false (there is no Retry-After); the Python SDK
+// sent it three times (found by a helper).
+func TestTotalBudgetNotRetried(t *testing.T) {
+	t.Parallel()
+	opts := budgetOptions()
+	mutate := opts.Mutate
+	opts.Mutate = func(c *config.Config) {
+		mutate(c)
+		c.Budgets.Limits = []config.BudgetRule{{Name: "pilot", Scope: "workspace", Subject: "default", AmountEUR: 1, Period: "total"}}
+	}
+	s := harness.Start(t, opts)
+	// 0.1 EUR an output token: 50 tokens need 5 EUR of the 1.
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}`,
+		map[string]string{"Authorization": "Bearer sk-team-a"})
+	if e := decodeError(t, b).Error; resp.StatusCode != 429 || e.Code != "budget_exceeded" || resp.Header.Get("x-should-retry") != "false" ||
+		resp.Header.Get("Retry-After") != "" {
+		t.Fatalf("%d x-should-retry %q Retry-After %q %s", resp.StatusCode, resp.Header.Get("x-should-retry"), resp.Header.Get("Retry-After"), b)
+	}
+}

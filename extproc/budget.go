@@ -99,6 +99,9 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *ext
 		default:
 			e = apierr.Exhausted("budget_exceeded", retry, "the %s budget %q (%s) is used up; %s", f.Scope, f.Name, limit, when)
 		}
+		// A total budget never resets: the same request meets the same
+		// answer, and the SDKs (no Retry-After) would send it again.
+		e.Final = !f.InFlight() && f.Reset.IsZero()
 	default:
 		e = apierr.Exhausted("rate_limit_exceeded", retry, "rate limit %q reached: %d %s per %s for this %s",
 			f.Name, f.Limit, f.Kind, windowOf(f), f.Scope)

@@ -338,7 +338,11 @@ func TestAppendAgain(t *testing.T) {
 			}
 			return got
 		}
-		if err := st.Append(ctx, es[:3], nil); err != nil {
+		// A writer opens with a checkpoint at seq 0, as Open writes it.
+		s := testSigner("a")
+		open := Checkpoint{Writer: "again/1", Seq: 0, Time: time.Now().UTC().Truncate(time.Microsecond), Reason: ReasonOpen}
+		s.Sign(&open)
+		if err := st.Append(ctx, es[:3], []Checkpoint{open}); err != nil {
 			t.Fatal(err)
 		}
 		if err := st.Append(ctx, es[:5], nil); err != nil {
@@ -353,6 +357,6 @@ func TestAppendAgain(t *testing.T) {
 		if n := count(); !slices.Equal(n, []uint64{1, 2, 3, 4, 5, 6}) {
 			t.Fatalf("rows %v, want 1–6", n)
 		}
-		wantOK(t, mustVerify(t, st, nil, VerifyOptions{}))
+		wantOK(t, mustVerify(t, st, []PublicKey{s.Public()}, VerifyOptions{}))
 	})
 }

@@ -87,10 +87,11 @@ type Verifier struct {
 	// modified one, over the whole verification (a hostile file cannot
 	// make it slow).
 	searches int
-	// interval is the writers' checkpoint_interval (0: not known): an
-	// unsigned tail whose records span much longer than it lacks a
-	// checkpoint the writer wrote.
-	interval time.Duration
+	// interval is the writers' checkpoint_interval (0: not known), and
+	// maxRequest the longest a request can take from its arrival (its
+	// record's time) to its record: an unsigned tail whose records span
+	// longer than both lacks a checkpoint the writer wrote.
+	interval, maxRequest time.Duration
 }
 
 type writerState struct {
@@ -337,14 +338,29 @@ func (v *Verifier) checkCheckpoints(w *writerState) {
 		w.rep.Unsigned = w.rep.Records + w.rep.Links
 	}
 	// A writer signs what it chained within checkpoint_interval, running
-	// or stopping. Unsigned records whose times span well past that were
-	// signed, and their checkpoints removed: a closed chain made to look
-	// like a crashed one, its tail then rewritable.
-	if span := w.tailLast.Sub(w.tailFirst); v.interval > 0 && w.rep.Unsigned > 0 && span > 2*v.interval+time.Minute {
+	// or stopping, so an unsigned tail was chained within one interval. A
+	// record's time is its request's arrival, up to a request's length
+	// before it was chained. Unsigned records whose times span more than
+	// both were signed, and their checkpoints removed: a closed chain made
+	// to look like a crashed one, its tail then rewritable.
+	if span := w.tailLast.Sub(w.tailFirst); v.interval > 0 && w.rep.Unsigned > 0 && span > v.unsignedSpan() {
 		v.problem(writer, w.rep.SignedThrough+1, w.rep.LastSeq, ProblemDeleted,
-			"%d unsigned record(s) span %s, while the writer signs its chain every %s: the checkpoints that signed them are missing "+
-				"(or the writer was stopped, or the clock jumped, that long)", w.rep.Unsigned, span.Round(time.Second), v.interval)
+			"%d unsigned record(s) span %s, while the writer signs its chain every %s and a request lasts at most %s: the checkpoints that signed them are missing "+
+				"(or the writer was stopped, or the clock jumped, that long)", w.rep.Unsigned, span.Round(time.Second), v.interval, v.maxRequest)
 	}
+	// Every writer opens with a checkpoint at seq 0 before its first
+	// record: a chain verified from its start without one lost it, and the
+	// previous writer's end it named with it.
+	if v.full && w.started && w.rep.FirstSeq == 1 && (len(cps) == 0 || cps[0].Seq != 0) {
+		v.problem(writer, 0, 0, ProblemDeleted, "the writer's opening checkpoint (seq 0) is missing: it signed where the replica's previous writer ended")
+	}
+}
+
+// unsignedSpan is the longest the record times of an unsigned tail can
+// span: chained within one checkpoint interval (twice it, for the ticks),
+// each record up to a request's length after its time, and a minute.
+func (v *Verifier) unsignedSpan() time.Duration {
+	return 2*v.interval + v.maxRequest + time.Minute
 }
 
 func (v *Verifier) knownDigest(d string) bool {
@@ -393,8 +409,9 @@ type VerifyOptions struct {
 	From, To time.Time
 	Writer   string
 	// CheckpointInterval is audit.checkpoint_interval (0: the unsigned
-	// tails' span is not checked).
-	CheckpointInterval time.Duration
+	// tails' span is not checked), MaxRequest envoy.request_timeout (a
+	// request's record comes up to that long after its time).
+	CheckpointInterval, MaxRequest time.Duration
 	// Witness are checkpoints kept outside the store (an earlier export,
 	// `audit witness`): each must still be there, signing the same chain.
 	// Only checkpoints the trusted keys signed count.
@@ -407,7 +424,7 @@ type VerifyOptions struct {
 // around it.
 func (s *Store) Verify(ctx context.Context, keys []PublicKey, o VerifyOptions) (*Report, error) {
 	v := NewVerifier(keys)
-	v.interval = o.CheckpointInterval
+	v.interval, v.maxRequest = o.CheckpointInterval, o.MaxRequest
 	all, err := s.Checkpoints(ctx, o.Writer)
 	if err != nil {
 		return nil, err

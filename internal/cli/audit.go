@@ -172,7 +172,8 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if interval == 0 {
 			interval = config.DefaultAuditCheckpointInterval
 		}
-		o := audit.VerifyOptions{From: fromT, To: toT, Writer: writer, CheckpointInterval: interval}
+		o := audit.VerifyOptions{From: fromT, To: toT, Writer: writer, CheckpointInterval: interval,
+			MaxRequest: cfg.Envoy.RequestTimeout + time.Minute} // slow uploads, the edge's end
 		if witness != "" {
 			if o.Witness, err = readWitness(witness); err != nil {
 				return err
