@@ -286,17 +286,7 @@ models: [{id: m, provider: p, context_window: 100000, max_output_tokens: 4096, p
 		t.Fatal(err)
 	}
 	st := stateFor(t, c, func(string) string { return "sk-p" })
-	held := func(path, body string) ledger.MicroEUR {
-		t.Helper()
-		s := st
-		s.Spend, s.Ledger, s.Limited = &rowsRecorder{}, testLedger(t), true
-		p := &edge{filter: filter{state: s, log: zap.NewNop(), id: "decision-n"}, ctx: context.Background()}
-		p.handle(headersMsg("POST", path, false))
-		if r := p.handle(bodyMsg(body)); r.GetImmediateResponse() != nil {
-			t.Fatalf("%s refused: %s", body, r.GetImmediateResponse().Body)
-		}
-		return p.reservedEUR
-	}
+	held := func(path, body string) ledger.MicroEUR { t.Helper(); return reserved(t, st, path, body) }
 	const msgs = `"messages":[{"role":"user","content":"hello"}]`
 	for name, tc := range map[string]struct {
 		path, body string
@@ -334,17 +324,7 @@ models: [{id: m, provider: p, context_window: 100000, max_output_tokens: 4096, i
 		t.Fatal(err)
 	}
 	st := stateFor(t, c, func(string) string { return "sk-p" })
-	held := func(path, body string) ledger.MicroEUR {
-		t.Helper()
-		s := st
-		s.Spend, s.Ledger, s.Limited = &rowsRecorder{}, testLedger(t), true
-		p := &edge{filter: filter{state: s, log: zap.NewNop(), id: "decision-i"}, ctx: context.Background()}
-		p.handle(headersMsg("POST", path, false))
-		if r := p.handle(bodyMsg(body)); r.GetImmediateResponse() != nil {
-			t.Fatalf("%s refused: %s", body, r.GetImmediateResponse().Body)
-		}
-		return p.reservedEUR
-	}
+	held := func(path, body string) ledger.MicroEUR { t.Helper(); return reserved(t, st, path, body) }
 	const img = `{"type":"image_url","image_url":{"url":"https://example.com/a.png"}}`
 	text := held("/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"what is this"}]}]}`)
 	for name, tc := range map[string]struct {
@@ -366,4 +346,17 @@ models: [{id: m, provider: p, context_window: 100000, max_output_tokens: 4096, i
 			}
 		})
 	}
+}
+
+// reserved is the worst case a request to path with body holds, st given
+// a fresh ledger that limits it.
+func reserved(t *testing.T, st *State, path, body string) ledger.MicroEUR {
+	t.Helper()
+	st.Spend, st.Ledger, st.Limited = &rowsRecorder{}, testLedger(t), true
+	p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "decision-held"}, ctx: context.Background()}
+	p.handle(headersMsg("POST", path, false))
+	if r := p.handle(bodyMsg(body)); r.GetImmediateResponse() != nil {
+		t.Fatalf("%s refused: %s", body, r.GetImmediateResponse().Body)
+	}
+	return p.reservedEUR
 }

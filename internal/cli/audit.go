@@ -199,15 +199,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				latest[c.Writer] = c
 			}
 		}
-		w := stdout
-		if outPath != "" {
-			f, err := os.OpenFile(outPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			w = f
+		w, closeOut, err := outputTo(outPath, stdout)
+		if err != nil {
+			return err
 		}
+		defer closeOut()
 		enc := json.NewEncoder(w) // JSON lines, as an export's
 		for _, wr := range writers {
 			c := latest[wr]
@@ -218,15 +214,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "%d writer(s); keep this where the database's administrators cannot write, and verify with: stellwerk audit verify --witness FILE\n", len(writers))
 		return nil
 	case "export":
-		w := stdout
-		if outPath != "" {
-			f, err := os.OpenFile(outPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			w = f
+		w, closeOut, err := outputTo(outPath, stdout)
+		if err != nil {
+			return err
 		}
+		defer closeOut()
 		n, err := st.Export(ctx, audit.ExportFilter{From: fromT, To: toT, Workspace: workspace, Writer: writer}, format, w)
 		if err != nil {
 			return err
@@ -243,6 +235,19 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 	return nil
+}
+
+// outputTo is the file at path (created 0600, truncated) or stdout when
+// path is "", and what closes it.
+func outputTo(path string, stdout io.Writer) (io.Writer, func(), error) {
+	if path == "" {
+		return stdout, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
 }
 
 // readWitness reads the checkpoint lines of a witness file or an export.
