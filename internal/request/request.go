@@ -254,6 +254,11 @@ func parseRoot(body []byte, what string) (gjson.Result, error) {
 		if dup.in != "" {
 			where = dup.in
 		}
+		if dup.casing {
+			return gjson.Result{}, apierr.Invalid("invalid_key", dup.param(),
+				"key %q in %s is not spelled in lower case ASCII, as every parameter is; a provider may read it as %q, which stellwerk would not have checked",
+				apierr.Truncate(dup.key, 64), apierr.Truncate(where, 200), apierr.Truncate(strings.ToLower(dup.key), 64))
+		}
 		return gjson.Result{}, apierr.Invalid("duplicate_field", dup.param(), "duplicate key %q in %s; send each key once",
 			apierr.Truncate(dup.key, 64), apierr.Truncate(where, 200))
 	}
@@ -291,10 +296,26 @@ func (c *Chat) setModel(model gjson.Result) *apierr.Error {
 // far below it; a body of millions of brackets would otherwise cost seconds.
 const MaxDepth = 128
 
-// dupKey is the first key found twice in one object.
+// dupKey is the first key found twice in one object, or (casing) spelled
+// with capitals or other than ASCII where a provider may match keys
+// without regard to case.
 type dupKey struct {
-	key string // decoded
-	in  string // path of the object: messages[0].content[1]; "" for the body
+	key    string // decoded
+	in     string // path of the object: messages[0].content[1]; "" for the body
+	casing bool
+}
+
+// lowerASCII reports whether k has no capital and no byte past ASCII:
+// the only spelling of an OpenAI or Anthropic parameter, and one no
+// provider's case-insensitive match makes another key of.
+func lowerASCII(body []byte, k keyRef) bool {
+	s := k.text(body)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x80 || 'A' <= c && c <= 'Z' {
+			return false
+		}
+	}
+	return true
 }
 
 // param is the key's path, the OpenAI error's param.
@@ -364,6 +385,14 @@ func scanStructure(body []byte) (deep bool, dup *dupKey) {
 			top.key = k
 			if seenKey(body, top, keys, k) {
 				dup = &dupKey{key: k.text(body)}
+				dup.in = pathOf(body, stack)
+				continue
+			}
+			if top.fold && !lowerASCII(body, k) {
+				// Alone, "Tools" is no key stellwerk reads, and the tools a
+				// provider in Go reads (found by a helper: a secret and an
+				// injection in them passed unclassified).
+				dup = &dupKey{key: k.text(body), casing: true}
 				dup.in = pathOf(body, stack)
 				continue
 			}

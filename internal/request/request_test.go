@@ -75,8 +75,16 @@ func TestParseChat(t *testing.T) {
 		"text in another case":     {`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"hi","Text":"x"}]}]}`, "duplicate_field", "messages[0].content[0].Text"},
 		"long s":                   {`{"model":"m","messages":[{"role":"user"}],"meſſages":[{"role":"user"}]}`, "duplicate_field", "meſſages"},
 		"many keys, another case":  {`{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":16,"k17":17,"k18":18,"k19":19,"model":"m","messages":[{"role":"user"}],"MODEL":"x"}`, "duplicate_field", "MODEL"},
-		"n past 128":               {`{"model":"m","n":129,"messages":[{"role":"user"}]}`, "invalid_value", "n"},
-		"n fraction":               {`{"model":"m","n":2.5,"messages":[{"role":"user"}]}`, "invalid_value", "n"},
+		// Alone, such a key is no parameter stellwerk reads and one a
+		// provider in Go does (found by a helper: "Tools" with a secret
+		// and an injection passed unclassified).
+		"tools capitalised":     {`{"model":"m","messages":[{"role":"user","content":"hi"}],"Tools":[]}`, "invalid_key", "Tools"},
+		"tools in capitals":     {`{"model":"m","messages":[{"role":"user","content":"hi"}],"TOOLS":[]}`, "invalid_key", "TOOLS"},
+		"tools with a long s":   {`{"model":"m","messages":[{"role":"user","content":"hi"}],"toolſ":[]}`, "invalid_key", "toolſ"},
+		"content capitalised":   {`{"model":"m","messages":[{"role":"user","Content":"AKIA"}]}`, "invalid_key", "messages[0].Content"},
+		"part text capitalised": {`{"model":"m","messages":[{"role":"user","content":[{"type":"text","Text":"x"}]}]}`, "invalid_key", "messages[0].content[0].Text"},
+		"n past 128":            {`{"model":"m","n":129,"messages":[{"role":"user"}]}`, "invalid_value", "n"},
+		"n fraction":            {`{"model":"m","n":2.5,"messages":[{"role":"user"}]}`, "invalid_value", "n"},
 		// Keys that differ only in bytes that are not UTF-8 are one key
 		// twice to a parser that replaces them (Go's, JavaScript's).
 		"not utf-8 keys": {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"\x8ea\":0,\"\x83a\":0}", "invalid_json", ""},
