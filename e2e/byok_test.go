@@ -114,3 +114,57 @@ func TestWorkspaceOwnProviderKey(t *testing.T) {
 		t.Errorf("stellwerk's log shows a workspace key")
 	}
 }
+
+// TestOwnKeyRefusedCoolsItAlone: a workspace's own key the provider
+// refuses (revoked at the provider) cools that key, not the provider:
+// every other workspace keeps it through the shared key. One tenant could
+// take the provider from all by sending requests (found by a helper).
+func TestOwnKeyRefusedCoolsItAlone(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	master := filepath.Join(dir, "master.key")
+	if err := os.WriteFile(master, []byte(strings.Repeat("cd", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := failoverStackWith(t, func(c *config.Config) {
+		c.Failover.FailuresBeforeCooldown = 2
+		c.Auth.Mode = "keys"
+		c.Workspaces = append(c.Workspaces, config.Workspace{Name: "legal", Objective: "cost"})
+		c.Keys = []config.Key{
+			{ID: "legal-bot", SHA256: auth.Hash("sk-legal-client"), Workspace: "legal"},
+			{ID: "dev", SHA256: auth.Hash("sk-dev-client"), Workspace: "default"},
+		}
+		c.State.MasterKeys = []config.MasterKey{{ID: "m1", File: master}}
+	})
+	primary := s.Providers["primary"]
+	if resp, b := adminDo(t, s, "PUT", "/admin/provider-keys/legal/primary", `{"secret":"sk-legal-revoked"}`); resp.StatusCode/100 != 2 {
+		t.Fatalf("PUT: %d %s", resp.StatusCode, b)
+	}
+	chat := func(key string) (*http.Response, []byte) {
+		return post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hello"}]}`,
+			map[string]string{"Authorization": "Bearer " + key})
+	}
+	// Until the stored key is in use, legal's requests still succeed.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resetAll(s)
+		chat("sk-legal-client")
+		if rs := primary.Requests(); len(rs) > 0 && rs[0].Header.Get("Authorization") == "Bearer sk-legal-revoked" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the workspace's key never reached the provider")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for range 4 { // past failures_before_cooldown: legal's key cools
+		chat("sk-legal-client")
+	}
+	resetAll(s)
+	if resp, b := chat("sk-dev-client"); resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != "primary-mini" {
+		t.Errorf("another workspace after legal's key was refused: %d %s %s", resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b)
+	}
+	if resp, _ := chat("sk-legal-client"); resp.Header.Get("x-stellwerk-model") == "primary-mini" {
+		t.Errorf("legal still goes to primary-mini with a refused key")
+	}
+}

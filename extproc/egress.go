@@ -266,6 +266,18 @@ func recordAttempt(f *filter, idx int, m *catalog.Model, workspace string, o att
 			f.log.Info("rate limit cooling down", zap.String("provider", m.Provider.Name), zap.String("model", m.ID),
 				zap.Bool("own_key", tg.Workspace != ""), zap.String("reason", a.Reason))
 		}
+	case credentialRefused(status):
+		// The credential's failure, not the provider's: a workspace's own
+		// key the provider refuses cools that key alone, the shared key
+		// every caller of it (one tenant's revoked key cooled the provider
+		// for all, found by a helper).
+		a.Outcome, a.Reason = "failed", failureReason(status, o.flags)
+		cred := tg
+		cred.PerModel = false
+		if r.Health.RateLimited(cred, a.Reason, 0) {
+			f.log.Info("credential refused: cooling it down", zap.String("provider", m.Provider.Name),
+				zap.Bool("own_key", tg.Workspace != ""), zap.String("reason", a.Reason))
+		}
 	case retryable(status):
 		a.Outcome, a.Reason = "failed", failureReason(status, o.flags)
 		if o.firstByte > 0 && status == 504 && strings.Contains(o.flags, "UT") {
