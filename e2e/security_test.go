@@ -294,3 +294,49 @@ print("ok")`, s.URL, trace)
 		}
 	}
 }
+
+// TestProviderEchoesCredential: a provider (or a gateway before it) that
+// echoes what it was sent, names the account it bills and sets cookies:
+// the client gets none of it — not in a header, not in the error of a
+// failed attempt stellwerk quotes — and neither do stellwerk's log and the
+// audit record (found by a helper attacking the trust boundaries).
+func TestProviderEchoesCredential(t *testing.T) {
+	t.Parallel()
+	s := failoverStackWith(t, func(c *config.Config) {})
+	const secret = "sk-primary" // the harness's key for primary
+	hdr := map[string]string{"x-mock-echo-auth": "1"}
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"primary-mini","messages":[{"role":"user","content":"hi"}]}`, hdr)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+	for k, vs := range resp.Header {
+		for _, v := range vs {
+			if strings.Contains(v, secret) || strings.EqualFold(k, "Openai-Organization") || strings.EqualFold(k, "Set-Cookie") {
+				t.Errorf("the client got %s: %s", k, v)
+			}
+		}
+	}
+	// Every attempt fails, the last provider's words quoted in the 503.
+	hdr["x-mock-status"] = "500"
+	resp, b = post(t, s.URL+"/v1/chat/completions", `{"model":"primary-mini","messages":[{"role":"user","content":"hi"}]}`, hdr)
+	if resp.StatusCode != 503 || strings.Contains(string(b), secret) || !strings.Contains(string(b), "[credential]") {
+		t.Errorf("503: %d %s", resp.StatusCode, b)
+	}
+	for k, vs := range resp.Header {
+		for _, v := range vs {
+			if strings.Contains(v, secret) {
+				t.Errorf("the 503 has %s: %s", k, v)
+			}
+		}
+	}
+	// A provider's own error passes on, without the credential it echoes.
+	hdr["x-mock-status"] = "400"
+	resp, b = post(t, s.URL+"/v1/chat/completions", `{"model":"primary-mini","messages":[{"role":"user","content":"hi"}]}`, hdr)
+	if resp.StatusCode != 400 || strings.Contains(string(b), secret) || !strings.Contains(string(b), "injected failure 400") {
+		t.Errorf("400: %d %s", resp.StatusCode, b)
+	}
+	s.Stop("stellwerk")
+	if strings.Contains(s.Log("stellwerk"), secret) {
+		t.Error("stellwerk's log has the credential")
+	}
+}

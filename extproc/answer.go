@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3conf "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -18,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/meter"
 	"github.com/stellwerk/stellwerk/internal/spend"
@@ -37,6 +39,7 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	status, ctype, encoding := rh.status, rh.ctype, rh.encoding
 	code, _ := strconv.Atoi(status)
 	remove := []string{header.Served, header.UpstreamFlags, header.FirstModel, "x-envoy-attempt-count"}
+	remove = p.providerHeaders(h, remove)
 	if p.plan != nil {
 		// The first attempt, which the edge rewrote, has no filter on its
 		// way: the edge records its answer here, and its error too when it
@@ -170,6 +173,13 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		resp.GetResponseHeaders().GetResponse().GetHeaderMutation().RemoveHeaders = append(remove, "content-encoding")
 		return resp
 	}
+	if code >= 400 && strings.HasPrefix(ctype, "application/json") && !h.EndOfStream && !p.failed &&
+		(encoding == "" || encoding == "identity") {
+		// A provider's JSON error passes on (its words are the client's
+		// to read), but never with a credential it echoes: read it whole.
+		p.scrubError = true
+		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
+	}
 	if p.plan == nil && len(status) == 3 && status[0] == '2' && !p.routedAt.IsZero() {
 		// Time to the provider's first bytes: what the latency objective
 		// and sla_ms compare (streams: first chunk; JSON: the whole answer).
@@ -203,7 +213,13 @@ func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
 	if msg := gjson.GetBytes(providerErr, "error.message"); msg.Type == gjson.String && msg.Str != "" && len(p.attempts) > 0 &&
 		!credentialRefused(p.attempts[len(p.attempts)-1].Status) {
 		last := &p.attempts[len(p.attempts)-1]
-		last.Reason += ": " + apierr.Truncate(msg.Str, 200)
+		text := msg.Str
+		// A provider (or a gateway before it) may echo what it was sent:
+		// never stellwerk's credential, nor a key of a known shape.
+		for _, m := range p.plan {
+			text = m.Provider.Scrub(text)
+		}
+		last.Reason += ": " + apierr.Truncate(classify.Redact(text, nil), 200)
 	}
 	excluded := ""
 	if r := p.result; r != nil && len(r.Policy.Exclude) > 0 {
@@ -235,6 +251,21 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	if p.failed && b.EndOfStream {
 		p.failed = false
 		return replaceResponseBody(p.errorJSON(p.allAttemptsFailed(b.Body)))
+	}
+	if p.scrubError && b.EndOfStream {
+		p.scrubError = false
+		body, changed := b.Body, false
+		if p.translate { // an Anthropic error in the OpenAI shape, or the reverse
+			p.translate, changed = false, true
+			body = p.translateAnswer(body)
+		}
+		if nb, ok := p.scrub(body); ok {
+			body, changed = nb, true
+		}
+		if changed {
+			return replaceResponseBody(body)
+		}
+		return continueResponseBody()
 	}
 	if (!p.addRouting && !p.translate) || !b.EndOfStream {
 		return continueResponseBody()
@@ -298,4 +329,53 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		return replaceResponseBody(body)
 	}
 	return replaceResponseBody(nb)
+}
+
+// providerHeaders appends to remove the provider's response headers a
+// client must not get: the account stellwerk uses (OpenAI's organization
+// and project, Anthropic's organization id), cookies for the provider's
+// domain, and any whose value holds the credential stellwerk sent to a
+// provider of the plan (a gateway that echoes it; found by a helper).
+func (p *edge) providerHeaders(h *extprocv3.HttpHeaders, remove []string) []string {
+	for _, hv := range h.GetHeaders().GetHeaders() {
+		switch strings.ToLower(hv.Key) {
+		case "set-cookie", "openai-organization", "openai-project", "anthropic-organization-id":
+			remove = append(remove, hv.Key)
+			continue
+		}
+		v := headerValue(hv)
+		if len(v) < 8 {
+			continue
+		}
+		if m := p.served; m != nil && m.Provider.Holds(v) {
+			remove = append(remove, hv.Key)
+			continue
+		}
+		for _, m := range p.plan {
+			if m.Provider.Holds(v) {
+				remove = append(remove, hv.Key)
+				break
+			}
+		}
+	}
+	return remove
+}
+
+// scrub replaces the credential of any provider of the plan (or the one
+// served) in a provider's body; ok when it held one.
+func (p *edge) scrub(body []byte) ([]byte, bool) {
+	s := unsafe.String(unsafe.SliceData(body), len(body))
+	out, found := s, false
+	if m := p.served; m != nil && m.Provider.Holds(out) {
+		out, found = m.Provider.Scrub(out), true
+	}
+	for _, m := range p.plan {
+		if m.Provider.Holds(out) {
+			out, found = m.Provider.Scrub(out), true
+		}
+	}
+	if !found {
+		return body, false
+	}
+	return []byte(out), true
 }

@@ -90,6 +90,9 @@ type edge struct {
 	// several went straight to its provider (routeFirstDirect).
 	directID string
 	failed   bool // every attempt failed; the answer becomes stellwerk's error
+	// scrubError: a provider's JSON error, read whole to take out a
+	// credential it echoes.
+	scrubError bool
 
 	// The request's hold on its budgets and rate limits, until settled.
 	reservation *ledger.Reservation

@@ -76,6 +76,20 @@ func (p *Provider) Credential() (name, value string, ok bool) {
 	return p.authHeader, p.credential, true
 }
 
+// Holds reports whether s contains the provider's credential (a provider
+// or a gateway before it that echoes what it was sent).
+func (p *Provider) Holds(s string) bool {
+	return len(p.credential) >= 8 && strings.Contains(s, p.credential)
+}
+
+// Scrub replaces the provider's credential in s.
+func (p *Provider) Scrub(s string) string {
+	if !p.Holds(s) {
+		return s
+	}
+	return strings.ReplaceAll(s, p.credential, "[credential]")
+}
+
 // HasCredential reports whether requests to the provider can be
 // authenticated: Credential's ok, without building the header's value.
 // The decision asks it for every candidate of every request.

@@ -21,6 +21,7 @@
 //	x-mock-no-usage: 1              no usage: in a chat answer, nor in a stream that asked for it
 //	x-mock-content-length: 1        an Anthropic stream sent whole, with a Content-Length
 //	x-mock-cached: 900              that many prompt tokens read from the cache (JSON answers: chat, Anthropic)
+//	x-mock-echo-auth: 1             echo the Authorization it got (a header, an injected error's text), name an account, set a cookie
 package mockllm
 
 import (
@@ -140,7 +141,7 @@ func (p *Provider) Reset() {
 // tests. stellwerk forwards none of them unless a provider's
 // forward_headers lists them (the harness does).
 var ControlHeaders = []string{"x-mock-status", "x-mock-retry-after", "x-mock-reset", "x-mock-no-usage",
-	"x-mock-chunk-delay", "x-mock-first-byte-delay", "x-mock-interleave", "x-mock-content-length", "x-mock-cached"}
+	"x-mock-chunk-delay", "x-mock-first-byte-delay", "x-mock-interleave", "x-mock-content-length", "x-mock-cached", "x-mock-echo-auth"}
 
 func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
@@ -177,6 +178,14 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	b = overrideFromHeaders(b, r.Header)
 
+	echo := r.Header.Get("x-mock-echo-auth") != ""
+	if echo {
+		// A provider, or a gateway before it, that echoes what it was
+		// sent, and names the account it bills.
+		w.Header().Set("X-Echo-Auth", r.Header.Get("Authorization"))
+		w.Header().Set("Openai-Organization", "org-mock-account")
+		w.Header().Set("Set-Cookie", "__provider_session=abc; Path=/")
+	}
 	anthropic := strings.HasSuffix(r.URL.Path, "/messages")
 	api := apiOf(r.URL.Path)
 	if !anthropic && api == "" {
@@ -216,6 +225,9 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// As OpenAI words it, with part of the key it was sent.
 			msg = "Incorrect API key provided: " + maskKey(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")) +
 				". You can find your API key at https://platform.openai.com/account/api-keys."
+		}
+		if echo {
+			msg += "; you sent " + r.Header.Get("Authorization")
 		}
 		writeError(w, b.Status, errorType(b.Status), msg)
 		return
