@@ -52,12 +52,13 @@ func TestResidencyIsAHardConstraint(t *testing.T) {
 		// statements have it: this one reached the US provider.
 		"iban with no-break spaces": {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":"Bitte überweisen an FR76\u00a03000\u00a06000\u00a00112\u00a03456\u00a07890\u00a0189"}]}`},
 		// The provider gets metadata, user and a link too.
-		"iban in metadata":                 {body: `{"model":"auto","policy":{"optimize":"accuracy"},"metadata":{"customer":"IBAN DE89 3704 0044 0532 0130 00"},"messages":[{"role":"user","content":"Say hello."}]}`},
-		"e-mail in user":                   {body: `{"model":"auto","policy":{"optimize":"accuracy"},"user":"anna.schmidt@example.de","messages":[{"role":"user","content":"Say hello."}]}`},
-		"e-mail in safety_identifier":      {body: `{"model":"auto","policy":{"optimize":"accuracy"},"safety_identifier":"anna.schmidt@example.de","messages":[{"role":"user","content":"Say hello."}]}`},
-		"iban in an image link":            {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"describe"},{"type":"image_url","image_url":{"url":"https://img.example/x.png?acct=DE89370400440532013000"}}]}]}`},
-		"card with narrow no-break spaces": {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":"Carte 4111 1111 1111 1111, merci"}]}`},
-		"residency eu in the header":       {body: `{"model":"auto","messages":[{"role":"user","content":"Say hello."}]}`, header: map[string]string{"x-stellwerk-policy": `{"residency":"eu","optimize":"accuracy"}`}},
+		"iban in metadata":                          {body: `{"model":"auto","policy":{"optimize":"accuracy"},"metadata":{"customer":"IBAN DE89 3704 0044 0532 0130 00"},"messages":[{"role":"user","content":"Say hello."}]}`},
+		"e-mail in user":                            {body: `{"model":"auto","policy":{"optimize":"accuracy"},"user":"anna.schmidt@example.de","messages":[{"role":"user","content":"Say hello."}]}`},
+		"e-mail in safety_identifier":               {body: `{"model":"auto","policy":{"optimize":"accuracy"},"safety_identifier":"anna.schmidt@example.de","messages":[{"role":"user","content":"Say hello."}]}`},
+		"iban in a member stellwerk has no use for": {body: `{"model":"auto","policy":{"optimize":"accuracy"},"chat_template_kwargs":{"account":"DE89370400440532013000"},"messages":[{"role":"user","content":"Say hello."}]}`},
+		"iban in an image link":                     {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"describe"},{"type":"image_url","image_url":{"url":"https://img.example/x.png?acct=DE89370400440532013000"}}]}]}`},
+		"card with narrow no-break spaces":          {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":"Carte 4111 1111 1111 1111, merci"}]}`},
+		"residency eu in the header":                {body: `{"model":"auto","messages":[{"role":"user","content":"Say hello."}]}`, header: map[string]string{"x-stellwerk-policy": `{"residency":"eu","optimize":"accuracy"}`}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			usa.Reset()

@@ -131,11 +131,20 @@ type Request struct {
 	// SafetyID and CacheKey are safety_identifier and prompt_cache_key,
 	// read as User is (OpenAI's successors to user).
 	SafetyID, CacheKey gjson.Result
+	// Others are the request's members classify reads nothing else of
+	// (request.Chat.Others), read as parameters, by their key.
+	Others []Param
 	// Workspace and Key are who sent the request (the virtual key and
 	// its workspace; both empty without auth): texts it sent before are
 	// looked up in the classifier's memo instead of scanned again, and
 	// never another key's (memo.go).
 	Workspace, Key string
+}
+
+// Param is one member of a request, by its key.
+type Param struct {
+	Key   string
+	Value gjson.Result
 }
 
 // per-message framing tokens in OpenAI's chat format, and the reply primer.

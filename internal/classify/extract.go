@@ -146,6 +146,12 @@ func (x *extraction) request(req Request) {
 	if x.limit == "" && req.CacheKey.Exists() {
 		x.param(-1, "", "prompt_cache_key", "", req.CacheKey)
 	}
+	for _, o := range req.Others {
+		if x.limit != "" {
+			break
+		}
+		x.param(-1, "", o.Key, "", o.Value)
+	}
 }
 
 // param reads a value as value does, as a parameter's text: searched for

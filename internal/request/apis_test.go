@@ -169,8 +169,14 @@ func TestParametersForTheClassifier(t *testing.T) {
 	if err != nil || c.UserRaw.Str != "u" || c.StopList.Raw != `["IBAN"]` {
 		t.Errorf("completions: %v %q %q", err, c.UserRaw.Raw, c.StopList.Raw)
 	}
-	ch, err := Parse(APIChat, []byte(`{"model":"auto","messages":[{"role":"user","content":"x"}],"safety_identifier":"s","prompt_cache_key":"k"}`))
+	ch, err := Parse(APIChat, []byte(`{"model":"auto","messages":[{"role":"user","content":"x"}],"safety_identifier":"s","prompt_cache_key":"k",`+
+		`"temperature":0.2,"chat_template_kwargs":{"note":"n"},"system":"be brief"}`))
 	if err != nil || ch.SafetyID.Str != "s" || ch.CacheKey.Str != "k" {
 		t.Errorf("chat: %v %q %q", err, ch.SafetyID.Raw, ch.CacheKey.Raw)
+	}
+	// Members stellwerk has no use for but a provider may read (vLLM's
+	// chat_template_kwargs), text only: a number carries none.
+	if len(ch.Others) != 2 || ch.Others[0].Key != "chat_template_kwargs" || ch.Others[1].Value.Str != "be brief" {
+		t.Errorf("others: %+v", ch.Others)
 	}
 }

@@ -38,6 +38,10 @@ type Chat struct {
 	// metadata, stop, safety_identifier and prompt_cache_key members as
 	// sent, for the classifier: the provider gets them too.
 	UserRaw, MetadataObj, StopList, SafetyID, CacheKey gjson.Result
+	// Others are the chat request's other members with text (strings,
+	// objects, arrays), which a provider may read: classified as
+	// parameters. Nil for most requests.
+	Others []Member
 	// MaxTokens is max_completion_tokens or max_tokens, 0 when unset.
 	MaxTokens int
 	// Tools is true when the request offers tools (or legacy functions).
@@ -73,6 +77,12 @@ type Chat struct {
 	// continues a stored response (previous_response_id, conversation).
 	NativeOnly string
 	Stored     bool
+}
+
+// Member is a top-level member of a request, by its key.
+type Member struct {
+	Key   string
+	Value gjson.Result
 }
 
 // ParseChat validates body and extracts the routing facts.
@@ -139,6 +149,13 @@ func ParseChat(body []byte) (Chat, error) {
 				}
 				return len(c.Metadata) < 16
 			})
+		default:
+			// A member stellwerk has no use for, but a provider may read
+			// (vLLM's chat_template_kwargs, a system member, web_search_
+			// options): its text is classified as a parameter's.
+			if v.Type == gjson.String || v.IsObject() || v.IsArray() {
+				c.Others = append(c.Others, Member{Key: k.Str, Value: v})
+			}
 		}
 		return true
 	})
