@@ -11,6 +11,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/harness"
 	"github.com/stellwerk/stellwerk/internal/mockllm"
 )
 
@@ -22,20 +23,7 @@ import (
 // answer, the config dump or stellwerk's log.
 func TestWorkspaceOwnProviderKey(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	master := filepath.Join(dir, "master.key")
-	if err := os.WriteFile(master, []byte(strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := failoverStackWith(t, func(c *config.Config) {
-		c.Auth.Mode = "keys"
-		c.Workspaces = append(c.Workspaces, config.Workspace{Name: "legal", Objective: "cost"})
-		c.Keys = []config.Key{
-			{ID: "legal-bot", SHA256: auth.Hash("sk-legal-client"), Workspace: "legal"},
-			{ID: "dev", SHA256: auth.Hash("sk-dev-client"), Workspace: "default"},
-		}
-		c.State.MasterKeys = []config.MasterKey{{ID: "m1", File: master}}
-	})
+	s := legalStack(t, nil)
 	primary, claude := s.Providers["primary"], s.Providers["claude"]
 	const ownOpenAI, ownAnthropic = "sk-legal-own-openai-key", "sk-ant-legal-own-key"
 	primary.AlsoAccept(ownOpenAI)
@@ -121,21 +109,7 @@ func TestWorkspaceOwnProviderKey(t *testing.T) {
 // take the provider from all by sending requests (found by a helper).
 func TestOwnKeyRefusedCoolsItAlone(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	master := filepath.Join(dir, "master.key")
-	if err := os.WriteFile(master, []byte(strings.Repeat("cd", 32)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := failoverStackWith(t, func(c *config.Config) {
-		c.Failover.FailuresBeforeCooldown = 2
-		c.Auth.Mode = "keys"
-		c.Workspaces = append(c.Workspaces, config.Workspace{Name: "legal", Objective: "cost"})
-		c.Keys = []config.Key{
-			{ID: "legal-bot", SHA256: auth.Hash("sk-legal-client"), Workspace: "legal"},
-			{ID: "dev", SHA256: auth.Hash("sk-dev-client"), Workspace: "default"},
-		}
-		c.State.MasterKeys = []config.MasterKey{{ID: "m1", File: master}}
-	})
+	s := legalStack(t, func(c *config.Config) { c.Failover.FailuresBeforeCooldown = 2 })
 	primary := s.Providers["primary"]
 	if resp, b := adminDo(t, s, "PUT", "/admin/provider-keys/legal/primary", `{"secret":"sk-legal-revoked"}`); resp.StatusCode/100 != 2 {
 		t.Fatalf("PUT: %d %s", resp.StatusCode, b)
@@ -167,4 +141,26 @@ func TestOwnKeyRefusedCoolsItAlone(t *testing.T) {
 	if resp, _ := chat("sk-legal-client"); resp.Header.Get("x-stellwerk-model") == "primary-mini" {
 		t.Errorf("legal still goes to primary-mini with a refused key")
 	}
+}
+
+// legalStack is failoverStackWith in keys mode: workspace legal (key
+// sk-legal-client) and default (sk-dev-client), and a master key for the
+// workspaces' own provider keys; mutate (may be nil) changes the rest.
+func legalStack(t *testing.T, mutate func(*config.Config)) *harness.Stack {
+	master := filepath.Join(t.TempDir(), "master.key")
+	if err := os.WriteFile(master, []byte(strings.Repeat("cd", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return failoverStackWith(t, func(c *config.Config) {
+		c.Auth.Mode = "keys"
+		c.Workspaces = append(c.Workspaces, config.Workspace{Name: "legal", Objective: "cost"})
+		c.Keys = []config.Key{
+			{ID: "legal-bot", SHA256: auth.Hash("sk-legal-client"), Workspace: "legal"},
+			{ID: "dev", SHA256: auth.Hash("sk-dev-client"), Workspace: "default"},
+		}
+		c.State.MasterKeys = []config.MasterKey{{ID: "m1", File: master}}
+		if mutate != nil {
+			mutate(c)
+		}
+	})
 }

@@ -2,14 +2,11 @@ package e2e
 
 import (
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
 	"github.com/stellwerk/stellwerk/internal/header"
@@ -279,20 +276,7 @@ func TestReplicasShareCooldowns(t *testing.T) {
 // provider.
 func TestOwnKeyRateLimitCoolsOnlyThatTenant(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	master := filepath.Join(dir, "master.key")
-	if err := os.WriteFile(master, []byte(strings.Repeat("cd", 32)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := failoverStackWith(t, func(c *config.Config) {
-		c.Auth.Mode = "keys"
-		c.Workspaces = append(c.Workspaces, config.Workspace{Name: "legal", Objective: "cost"})
-		c.Keys = []config.Key{
-			{ID: "legal-bot", SHA256: auth.Hash("sk-legal-client"), Workspace: "legal"},
-			{ID: "dev", SHA256: auth.Hash("sk-dev-client"), Workspace: "default"},
-		}
-		c.State.MasterKeys = []config.MasterKey{{ID: "m1", File: master}}
-	})
+	s := legalStack(t, nil)
 	primary, claude := s.Providers["primary"], s.Providers["claude"]
 	const own = "sk-legal-own-openai-key"
 	primary.AlsoAccept(own)
