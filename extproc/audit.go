@@ -58,7 +58,7 @@ func (p *edge) auditRecord() *audit.Record {
 	pr := &p.principal
 	r := &audit.Record{Kind: audit.KindDecision, ID: p.id, Time: p.arrived, Workspace: pr.Workspace,
 		Principal: &audit.Principal{KeyID: pr.KeyID, Team: pr.Team, User: pr.User, Anonymous: !pr.Authenticated},
-		Request:   &audit.Request{Body: p.reqBody, Path: p.path, Bytes: len(p.reqBody)},
+		Request:   &audit.Request{Body: p.reqBody, Path: p.path, Bytes: max(len(p.reqBody), int(p.contentLength))},
 		Versions:  p.state.Versions, OverheadUS: p.overhead.Microseconds()}
 	if res := p.result; res != nil {
 		if res.Workspace != "" {

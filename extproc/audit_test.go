@@ -96,6 +96,7 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 	}
 	for name, tc := range map[string]struct {
 		path, body string
+		headers    []string
 		msgs       []*extprocv3.ProcessingRequest
 		want       want
 	}{
@@ -119,8 +120,12 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 			want: want{status: 500, attempts: 1}}, // the attempt names m; nothing was served
 		"client gone": {body: chat, want: want{code: "client_closed", served: "m", attempts: 1, estimated: true}},
 		"bad request": {body: `{"model":`, want: want{status: 400, code: "invalid_json"}},
-		"unknown url": {path: "/v1/nothing", want: want{noRecord: true}},
-		"models list": {path: "/v1/models", want: want{noRecord: true}},
+		// Refused from its headers: a record all the same (a 413 had none,
+		// found by a helper).
+		"too large, from its content-length": {headers: []string{"content-length", "99999999"}, want: want{status: 413, code: "request_too_large"}},
+		"compressed":                         {headers: []string{"content-encoding", "gzip"}, want: want{status: 400, code: "unsupported_content_encoding"}},
+		"unknown url":                        {path: "/v1/nothing", want: want{noRecord: true}},
+		"models list":                        {path: "/v1/models", want: want{noRecord: true}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			id := "dec-" + strings.ReplaceAll(name, " ", "-")
@@ -131,7 +136,7 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 			} else {
 				method = "GET"
 			}
-			if r := p.handle(headersMsg(method, path, false)); r.GetImmediateResponse() == nil {
+			if r := p.handle(headersMsg(method, path, false, tc.headers...)); r.GetImmediateResponse() == nil {
 				p.handle(bodyMsg(tc.body))
 			}
 			for _, m := range tc.msgs {
@@ -155,7 +160,11 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 				t.Errorf("status %d %q served %q attempts %d; want %d %q %q %d", r.Status, r.ErrorCode, r.Served, len(r.Attempts),
 					w.status, w.code, w.served, w.attempts)
 			}
-			if r.Time.IsZero() || r.Request == nil || r.Request.Fingerprint != audit.Fingerprint([]byte(tc.body)) ||
+			fp := audit.Fingerprint([]byte(tc.body))
+			if tc.headers != nil {
+				fp = "" // refused before any body was read
+			}
+			if r.Time.IsZero() || r.Request == nil || r.Request.Fingerprint != fp ||
 				r.Versions.Config != st.Versions.Config || r.Principal == nil {
 				t.Errorf("record %+v", r)
 			}

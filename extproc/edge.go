@@ -109,7 +109,7 @@ type edge struct {
 	contentLength int64
 	encoded       string       // the request body's content-encoding, when not identity
 	arrived       time.Time    // when the request headers came (the audit record's time, a route's latency)
-	bodyPhase     bool         // a chat request reached the body phase: it gets a record
+	bodyPhase     bool         // a chat request reached the body phase, or was refused from its headers: it gets a record
 	audited       bool         // its record was handed over
 	reqBody       []byte       // the body as received, for the writer to fingerprint
 	charge        meter.Charge // what settle charged
@@ -386,16 +386,21 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	if p.method != "POST" {
 		return p.immediate(apierr.WrongMethod("%s is not allowed on %s; use POST", apierr.Truncate(p.method, 16), p.path))
 	}
+	// Refused from its headers, a request still gets its record, as one
+	// refused from its body does: what was known (no record had a 413).
 	if h.EndOfStream {
+		p.bodyPhase = true
 		return p.immediate(apierr.Invalid("invalid_request_body", "", "the request body is empty; send a JSON request"))
 	}
 	// A compressed body cannot be classified as sent: refused by name
 	// rather than as JSON it is not.
 	if p.encoded != "" {
+		p.bodyPhase = true
 		return p.immediate(apierr.Invalid("unsupported_content_encoding", "",
 			"request bodies must not be compressed (content-encoding: %s); send the JSON uncompressed", apierr.Truncate(p.encoded, 32)))
 	}
 	if p.contentLength > p.state.MaxRequestBytes {
+		p.bodyPhase = true
 		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
 	}
 	// Clearing the route cache matters when a client sent the routing header:
