@@ -63,6 +63,9 @@ func TestSegmentsReadEveryText(t *testing.T) {
 		"response_format and prediction": {`{"messages":[],"response_format":{"type":"json_schema","json_schema":{"name":"answer","description":"the answer","schema":{"type":"object"}}},"prediction":{"type":"content","content":[{"type":"text","text":"predicted"}]}}`,
 			[]string{"-1||response_format.json_schema.name|answer", "-1||response_format.json_schema.description|the answer",
 				`-1||response_format.json_schema.schema|{"type":"object"}`, "-1||prediction.content|predicted"}},
+		// A text file sent inline is read (a PDF is not: above).
+		"inline text file": {`{"messages":[{"role":"user","content":[{"type":"file","file":{"filename":"c.csv","file_data":"data:text/csv;base64,bmFtZSxpYmFuCkFubmEsREU4OTM3MDQwMDQ0MDUzMjAxMzAwMAo="}}]}]}`,
+			[]string{"0|user|content[0].file.filename|c.csv", `0|user|content[0].file.file_data|name,iban\nAnna,DE89370400440532013000\n`}},
 		// The provider gets these too (found by a helper: an IBAN in
 		// metadata, an e-mail in user, a link's query reached a US model).
 		"user, metadata, stop and an image link": {`{"messages":[{"role":"user","content":[{"type":"text","text":"look"},{"type":"image_url","image_url":{"url":"https://x.example/a.png?iban=DE89"}}]}],` +

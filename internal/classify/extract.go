@@ -7,6 +7,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/stellwerk/stellwerk/internal/dataurl"
 	"github.com/stellwerk/stellwerk/internal/jsonscan"
 )
 
@@ -330,6 +331,13 @@ func (x *extraction) parts(msg int, role, field string, v gjson.Result) {
 				case "file":
 					if name := pv.Get("filename"); name.Type == gjson.String {
 						x.value(msg, role, partField(field, i, "file.filename"), "", name)
+					}
+					// A text file sent inline is text the model reads (a CSV
+					// of customers): decoded, as much as the scan may read.
+					if d := pv.Get("file_data"); d.Type == gjson.String {
+						if text, ok := dataurl.Text(d.Str, MaxScanBytes-x.bytes); ok && x.piece() {
+							x.add(Segment{Message: msg, Role: role, field: partField(field, i, "file.file_data"), Text: text})
+						}
 					}
 				default:
 					x.value(msg, role, partField(field, i, k.Str), "", pv)

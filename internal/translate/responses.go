@@ -16,6 +16,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/dataurl"
 )
 
 // chatRequest is the Chat Completions request a Responses request becomes,
@@ -403,6 +404,10 @@ func responsesContent(c gjson.Result, p string, needs *ResponsesNeeds) (json.Raw
 		default:
 			if needs.native(pp + ".type " + apierr.Truncate(t, 64)) {
 				parts = append(parts, part{Type: "text", Text: pt.Raw})
+				// A text file inline (input_file's file_data) is read too.
+				if text, ok := dataurl.Text(pt.Get("file_data").Str, 16<<20); ok {
+					parts = append(parts, part{Type: "text", Text: text})
+				}
 				return true
 			}
 			bad = apierr.Invalid("unsupported_value", pp+".type", "content parts of type %q are not supported on /v1/responses by stellwerk", apierr.Truncate(t, 64))

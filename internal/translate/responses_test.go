@@ -332,6 +332,19 @@ func TestResponsesStreamInterleavedCalls(t *testing.T) {
 	}
 }
 
+// TestResponsesInlineTextFile: an input_file whose file_data is a text file
+// (a native provider reads it) is decoded into the decision's copy, so its
+// personal data is found (a helper's residency probe: a base64 CSV went to
+// a US model).
+func TestResponsesInlineTextFile(t *testing.T) {
+	body := []byte(`{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"sum it up"},` +
+		`{"type":"input_file","filename":"c.csv","file_data":"data:text/csv;base64,bmFtZSxpYmFuCkFubmEsREU4OTM3MDQwMDQ0MDUzMjAxMzAwMAo="}]}]}`)
+	dec, needs, err := ResponsesForDecision(body)
+	if err != nil || needs.Native == "" || !strings.Contains(string(dec), "DE89370400440532013000") {
+		t.Errorf("decision copy: %v %+v %s", err, needs, dec)
+	}
+}
+
 // TestResponsesIdentifiersClassified: safety_identifier and
 // prompt_cache_key reach a native provider as sent, so the decision's chat
 // copy carries them for the classifiers (a helper found an e-mail in one
