@@ -213,12 +213,9 @@ func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
 	if msg := gjson.GetBytes(providerErr, "error.message"); msg.Type == gjson.String && msg.Str != "" && len(p.attempts) > 0 &&
 		!credentialRefused(p.attempts[len(p.attempts)-1].Status) {
 		last := &p.attempts[len(p.attempts)-1]
-		text := msg.Str
 		// A provider (or a gateway before it) may echo what it was sent:
 		// never stellwerk's credential, nor a key of a known shape.
-		for _, m := range p.plan {
-			text = m.Provider.Scrub(text)
-		}
+		text, _ := p.scrubText(msg.Str)
 		last.Reason += ": " + apierr.Truncate(classify.Redact(text, nil), 200)
 	}
 	excluded := ""
@@ -297,7 +294,7 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	}
 	// One read of the usage: the charge settled, recorded and shown.
 	c, charged := p.jsonCharge(body)
-	if p.endpoint == epMessages && !gjson.GetBytes(body, "usage").Exists() {
+	if p.endpoint == epMessages && !charged && !gjson.GetBytes(body, "usage").Exists() {
 		// A provider that reported none (a chat model's answer translated):
 		// the request's end charges the worst case; the SDKs read a usage
 		// object.
@@ -343,38 +340,37 @@ func (p *edge) providerHeaders(h *extprocv3.HttpHeaders, remove []string) []stri
 			remove = append(remove, hv.Key)
 			continue
 		}
-		v := headerValue(hv)
-		if len(v) < 8 {
-			continue
+		v := hv.Value
+		if len(hv.RawValue) > 0 { // a view: nothing of it is kept
+			v = unsafe.String(unsafe.SliceData(hv.RawValue), len(hv.RawValue))
 		}
-		if m := p.served; m != nil && m.Provider.Holds(v) {
+		if _, held := p.scrubText(v); held {
 			remove = append(remove, hv.Key)
-			continue
-		}
-		for _, m := range p.plan {
-			if m.Provider.Holds(v) {
-				remove = append(remove, hv.Key)
-				break
-			}
 		}
 	}
 	return remove
 }
 
-// scrub replaces the credential of any provider of the plan (or the one
-// served) in a provider's body; ok when it held one.
-func (p *edge) scrub(body []byte) ([]byte, bool) {
-	s := unsafe.String(unsafe.SliceData(body), len(body))
-	out, found := s, false
+// scrubText replaces in s the credential of each provider the request may
+// have been sent to (the one served, those of its plan); held reports that
+// s had one.
+func (p *edge) scrubText(s string) (out string, held bool) {
+	out = s
 	if m := p.served; m != nil && m.Provider.Holds(out) {
-		out, found = m.Provider.Scrub(out), true
+		out, held = m.Provider.Scrub(out), true
 	}
 	for _, m := range p.plan {
 		if m.Provider.Holds(out) {
-			out, found = m.Provider.Scrub(out), true
+			out, held = m.Provider.Scrub(out), true
 		}
 	}
-	if !found {
+	return out, held
+}
+
+// scrub is scrubText on a provider's body.
+func (p *edge) scrub(body []byte) ([]byte, bool) {
+	out, held := p.scrubText(unsafe.String(unsafe.SliceData(body), len(body)))
+	if !held {
 		return body, false
 	}
 	return []byte(out), true

@@ -386,22 +386,23 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	if p.method != "POST" {
 		return p.immediate(apierr.WrongMethod("%s is not allowed on %s; use POST", apierr.Truncate(p.method, 16), p.path))
 	}
-	// Refused from its headers, a request still gets its record, as one
-	// refused from its body does: what was known (no record had a 413).
-	if h.EndOfStream {
-		p.bodyPhase = true
-		return p.immediate(apierr.Invalid("invalid_request_body", "", "the request body is empty; send a JSON request"))
+	var refused *apierr.Error
+	switch {
+	case h.EndOfStream:
+		refused = apierr.Invalid("invalid_request_body", "", "the request body is empty; send a JSON request")
+	case p.encoded != "":
+		// A compressed body cannot be classified as sent: refused by name
+		// rather than as JSON it is not.
+		refused = apierr.Invalid("unsupported_content_encoding", "",
+			"request bodies must not be compressed (content-encoding: %s); send the JSON uncompressed", apierr.Truncate(p.encoded, 32))
+	case p.contentLength > p.state.MaxRequestBytes:
+		refused = apierr.TooLarge(p.state.MaxRequestBytes)
 	}
-	// A compressed body cannot be classified as sent: refused by name
-	// rather than as JSON it is not.
-	if p.encoded != "" {
+	if refused != nil {
+		// Refused from its headers, a request still gets its record, as one
+		// refused from its body does: what was known (no record had a 413).
 		p.bodyPhase = true
-		return p.immediate(apierr.Invalid("unsupported_content_encoding", "",
-			"request bodies must not be compressed (content-encoding: %s); send the JSON uncompressed", apierr.Truncate(p.encoded, 32)))
-	}
-	if p.contentLength > p.state.MaxRequestBytes {
-		p.bodyPhase = true
-		return p.immediate(apierr.TooLarge(p.state.MaxRequestBytes))
+		return p.immediate(refused)
 	}
 	// Clearing the route cache matters when a client sent the routing header:
 	// Envoy may have matched a route on it before this filter ran.

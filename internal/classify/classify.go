@@ -19,6 +19,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/classify/task"
 	"github.com/stellwerk/stellwerk/internal/classify/terms"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/jsonscan"
 )
 
 // Result is the classification of one request: part of the policy input,
@@ -133,18 +134,12 @@ type Request struct {
 	SafetyID, CacheKey gjson.Result
 	// Others are the request's members classify reads nothing else of
 	// (request.Chat.Others), read as parameters, by their key.
-	Others []Param
+	Others []jsonscan.KeyValue
 	// Workspace and Key are who sent the request (the virtual key and
 	// its workspace; both empty without auth): texts it sent before are
 	// looked up in the classifier's memo instead of scanned again, and
 	// never another key's (memo.go).
 	Workspace, Key string
-}
-
-// Param is one member of a request, by its key.
-type Param struct {
-	Key   string
-	Value gjson.Result
 }
 
 // per-message framing tokens in OpenAI's chat format, and the reply primer.

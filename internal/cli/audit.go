@@ -189,29 +189,23 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		latest := map[string]audit.Checkpoint{}
-		var writers []string
-		for _, c := range cps {
-			if _, ok := latest[c.Writer]; !ok {
-				writers = append(writers, c.Writer)
-			}
-			if c.Seq >= latest[c.Writer].Seq {
-				latest[c.Writer] = c
-			}
-		}
 		w, closeOut, err := outputTo(outPath, stdout)
 		if err != nil {
 			return err
 		}
 		defer closeOut()
 		enc := json.NewEncoder(w) // JSON lines, as an export's
-		for _, wr := range writers {
-			c := latest[wr]
-			if err := enc.Encode(audit.CheckpointLine(&c)); err != nil {
+		writers := 0
+		for i := range cps { // by writer, then seq: each writer's last
+			if i+1 < len(cps) && cps[i+1].Writer == cps[i].Writer {
+				continue
+			}
+			writers++
+			if err := enc.Encode(audit.CheckpointLine(&cps[i])); err != nil {
 				return err
 			}
 		}
-		fmt.Fprintf(stderr, "%d writer(s); keep this where the database's administrators cannot write, and verify with: stellwerk audit verify --witness FILE\n", len(writers))
+		fmt.Fprintf(stderr, "%d writer(s); keep this where the database's administrators cannot write, and verify with: stellwerk audit verify --witness FILE\n", writers)
 		return nil
 	case "export":
 		w, closeOut, err := outputTo(outPath, stdout)

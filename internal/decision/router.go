@@ -150,10 +150,7 @@ func ClassifyRequest(chat request.Chat) classify.Request {
 	r := classify.Request{Messages: chat.MessageList, Tools: chat.ToolList, Functions: chat.FunctionList,
 		ResponseFormat: chat.ResponseFormatObj, Prediction: chat.Prediction, MaxTokens: chat.MaxTokens,
 		Input: chat.Input, Suffix: chat.Suffix, User: chat.UserRaw, Metadata: chat.MetadataObj, Stop: chat.StopList,
-		SafetyID: chat.SafetyID, CacheKey: chat.CacheKey}
-	for _, o := range chat.Others {
-		r.Others = append(r.Others, classify.Param{Key: o.Key, Value: o.Value})
-	}
+		SafetyID: chat.SafetyID, CacheKey: chat.CacheKey, Others: chat.Others}
 	switch chat.API {
 	case request.APIEmbeddings:
 		r.InputField = "input"

@@ -201,3 +201,9 @@ func Member(obj, key string) (raw string, ok bool) {
 	})
 	return raw, ok
 }
+
+// KeyValue is one member of an object, by its key.
+type KeyValue struct {
+	Key   string
+	Value gjson.Result
+}

@@ -41,7 +41,7 @@ type Chat struct {
 	// Others are the chat request's other members with text (strings,
 	// objects, arrays), which a provider may read: classified as
 	// parameters. Nil for most requests.
-	Others []Member
+	Others []jsonscan.KeyValue
 	// MaxTokens is max_completion_tokens or max_tokens, 0 when unset.
 	MaxTokens int
 	// Tools is true when the request offers tools (or legacy functions).
@@ -77,12 +77,6 @@ type Chat struct {
 	// continues a stored response (previous_response_id, conversation).
 	NativeOnly string
 	Stored     bool
-}
-
-// Member is a top-level member of a request, by its key.
-type Member struct {
-	Key   string
-	Value gjson.Result
 }
 
 // ParseChat validates body and extracts the routing facts.
@@ -154,7 +148,7 @@ func ParseChat(body []byte) (Chat, error) {
 			// (vLLM's chat_template_kwargs, a system member, web_search_
 			// options): its text is classified as a parameter's.
 			if v.Type == gjson.String || v.IsObject() || v.IsArray() {
-				c.Others = append(c.Others, Member{Key: k.Str, Value: v})
+				c.Others = append(c.Others, jsonscan.KeyValue{Key: k.Str, Value: v})
 			}
 		}
 		return true
