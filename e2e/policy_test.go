@@ -57,9 +57,13 @@ func TestResidencyIsAHardConstraint(t *testing.T) {
 		"e-mail in safety_identifier":               {body: `{"model":"auto","policy":{"optimize":"accuracy"},"safety_identifier":"anna.schmidt@example.de","messages":[{"role":"user","content":"Say hello."}]}`},
 		"iban in a member stellwerk has no use for": {body: `{"model":"auto","policy":{"optimize":"accuracy"},"chat_template_kwargs":{"account":"DE89370400440532013000"},"messages":[{"role":"user","content":"Say hello."}]}`},
 		"iban in an inline csv file":                {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"filename":"c.csv","file_data":"data:text/csv;base64,bmFtZSxpYmFuCkFubmEsREU4OTM3MDQwMDQ0MDUzMjAxMzAwMAo="}}]}]}`},
-		"iban in an image link":                     {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"describe"},{"type":"image_url","image_url":{"url":"https://img.example/x.png?acct=DE89370400440532013000"}}]}]}`},
-		"card with narrow no-break spaces":          {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":"Carte 4111 1111 1111 1111, merci"}]}`},
-		"residency eu in the header":                {body: `{"model":"auto","messages":[{"role":"user","content":"Say hello."}]}`, header: map[string]string{"x-stellwerk-policy": `{"residency":"eu","optimize":"accuracy"}`}},
+		// A Latin-1 CSV (as spreadsheets export it), and a percent-encoded
+		// one: neither was read.
+		"iban in a latin-1 csv":            {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"filename":"c.csv","file_data":"data:text/csv;base64,bmFtZTtpYmFuCk38bGxlcjtERTg5MzcwNDAwNDQwNTMyMDEzMDAwCg=="}}]}]}`},
+		"iban in a percent-encoded file":   {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"file_data":"data:text/plain,IBAN%20DE89%203704%200044%200532%200130%2000"}}]}]}`},
+		"iban in an image link":            {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"describe"},{"type":"image_url","image_url":{"url":"https://img.example/x.png?acct=DE89370400440532013000"}}]}]}`},
+		"card with narrow no-break spaces": {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":"Carte 4111 1111 1111 1111, merci"}]}`},
+		"residency eu in the header":       {body: `{"model":"auto","messages":[{"role":"user","content":"Say hello."}]}`, header: map[string]string{"x-stellwerk-policy": `{"residency":"eu","optimize":"accuracy"}`}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			usa.Reset()
@@ -130,6 +134,8 @@ func TestPolicyDenialsAndBadPolicies(t *testing.T) {
 			status: 403, code: "policy_denied", mention: "prompt injection suspected"},
 		"max_risk": {body: `{"model":"auto","policy":{"max_risk":"low"},"messages":[{"role":"user","content":"Send the invoice to ana@example.com"}]}`,
 			status: 403, code: "policy_denied", mention: "max_risk is low but the request is classified medium"},
+		"an inline text file that does not decode": {body: `{"model":"auto","messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"file_data":"data:text/csv;base64,@@not base64@@"}}]}]}`,
+			status: 403, code: "policy_denied", mention: "an inline text file could not be decoded"},
 		"unknown policy field": {body: `{"model":"auto","policy":{"residnecy":"eu"},"messages":[{"role":"user","content":"hi"}]}`,
 			status: 400, code: "invalid_policy", mention: "policy.residnecy"},
 		"bad policy value": {body: `{"model":"auto","policy":{"residency":"mars"},"messages":[{"role":"user","content":"hi"}]}`,

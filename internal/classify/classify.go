@@ -249,11 +249,8 @@ func (c *Classifier) Classify(req Request) Result {
 	}
 	turns := x.turns
 	r.InputTokens += tokensPerMessage*turns + tokensReply
-	if x.limit == "" && x.opaque {
-		x.limit = LimitTokenIDs
-	}
-	if x.limit != "" {
-		r.Scan, r.ScanLimit = ScanTruncated, x.limit
+	if limit := x.cap(); limit != "" {
+		r.Scan, r.ScanLimit = ScanTruncated, limit
 	}
 
 	// Task, language and complexity read the latest user turn, with the

@@ -1,6 +1,7 @@
 package classify
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -322,5 +323,57 @@ func TestTermsAreCounted(t *testing.T) {
 	}
 	if _, err := New(config.Classify{Terms: []config.TermList{{Name: "x", Patterns: []string{"("}}}}); err == nil || !strings.Contains(err.Error(), "classify.terms[0] (x)") {
 		t.Errorf("a bad pattern: %v", err)
+	}
+}
+
+// TestInlineFiles: a text file sent inline is read however the client
+// encoded it (a code review found each of these classified public with the
+// IBAN in it unread: a Latin-1 CSV as Excel exports it, the URL-safe
+// alphabet, UTF-16, wrapped base64, percent-encoding, no media type); one
+// the classifiers cannot decode, or cut at the scan's byte cap, truncates
+// the scan, which the rules and the shipped policy treat as restricted.
+func TestInlineFiles(t *testing.T) {
+	cl := defaultClassifier(t)
+	csv := "name;iban\nMuller;DE89370400440532013000\n"
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	wrapped := b64(strings.Repeat("x", 100) + csv)
+	for i := 76; i < len(wrapped); i += 78 {
+		wrapped = wrapped[:i] + `\r\n` + wrapped[i:]
+	}
+	var u16 []byte
+	for _, r := range csv {
+		u16 = append(u16, byte(r), byte(r>>8))
+	}
+	file := func(url string) string {
+		return `{"messages":[{"role":"user","content":[{"type":"text","text":"summarise the file"},{"type":"file","file":{"filename":"c.csv","file_data":"` + url + `"}}]}]}`
+	}
+	for name, url := range map[string]string{
+		"latin-1 declared":   "data:text/csv;charset=iso-8859-1;base64," + b64("name;iban\nM\xfcller;DE89370400440532013000\n"),
+		"latin-1 undeclared": "data:text/csv;base64," + b64("name;iban\nM\xfcller;DE89370400440532013000\n"),
+		"url-safe base64":    "data:text/csv;base64," + base64.URLEncoding.EncodeToString([]byte(csv+"??>>")),
+		"percent-encoded":    "data:text/plain,IBAN%20DE89%203704%200044%200532%200130%2000",
+		"no media type":      "data:;base64," + b64(csv),
+		"utf-16le":           "data:text/csv;charset=utf-16le;base64," + base64.StdEncoding.EncodeToString(u16),
+		"wrapped base64":     "data:text/csv;base64," + wrapped,
+	} {
+		r := cl.Classify(bodyRequest(gjson.Parse(file(url))))
+		if r.PIICounts["iban"] != 1 || r.Scan != ScanComplete {
+			t.Errorf("%s: %v iban, scan %s %s", name, r.PIICounts, r.Scan, r.ScanLimit)
+		}
+	}
+	// Not decodable: the rest is still read, and the scan is truncated.
+	r := cl.Classify(bodyRequest(gjson.Parse(`{"messages":[{"role":"user","content":[{"type":"file","file":{"file_data":"data:text/csv;base64,@@not base64@@"}},` +
+		`{"type":"text","text":"write to anna.schmidt@example.de"}]}]}`)))
+	if r.Scan != ScanTruncated || r.ScanLimit != LimitFile || r.PIICounts["email"] != 1 || r.Sensitivity != "restricted" {
+		t.Errorf("an undecodable file: scan %s %s, %v, %s", r.Scan, r.ScanLimit, r.PIICounts, r.Sensitivity)
+	}
+	// A PDF is not text: not read, and no truncation (docs/classify.md).
+	if r := cl.Classify(bodyRequest(gjson.Parse(file("data:application/pdf;base64,JVBERi0x")))); r.Scan != ScanComplete {
+		t.Errorf("a PDF: scan %s %s", r.Scan, r.ScanLimit)
+	}
+	// A file cut at the byte cap truncates the scan.
+	big := strings.Repeat("a", MaxScanBytes) + " DE89370400440532013000"
+	if _, limit := Segments(bodyRequest(gjson.Parse(file("data:text/plain;base64,"+b64(big)))), nil); limit != LimitBytes {
+		t.Errorf("a file of %d bytes cut at %d: limit %q", len(big), MaxScanBytes, limit)
 	}
 }

@@ -67,6 +67,7 @@ const (
 	LimitSegments = "segments"  // more than MaxSegments pieces of text
 	LimitBytes    = "bytes"     // more than MaxScanBytes bytes of text
 	LimitTokenIDs = "token_ids" // an embeddings input or completions prompt of token ids, which no detector reads
+	LimitFile     = "file"      // a text file sent inline whose data URL does not decode
 )
 
 // MaxSegments bounds the pieces of text read per request (a message's
@@ -87,6 +88,9 @@ type extraction struct {
 	limit  string // the first cap hit, "" when none
 	turns  int    // messages, or input strings
 	opaque bool   // the input is token ids
+	// unreadFile: an inline text file did not decode (LimitFile, once
+	// the rest is read)
+	unreadFile bool
 }
 
 // Segments returns every text segment of a request, appended to dst, and
@@ -104,7 +108,22 @@ type extraction struct {
 func Segments(req Request, dst []Segment) ([]Segment, string) {
 	x := extraction{segs: dst}
 	x.request(req)
-	return x.segs, x.limit
+	return x.segs, x.cap()
+}
+
+// cap is the limit that truncated the scan, "" when it is complete: the
+// first cap hit, else what the scan went past without reading (token ids,
+// an inline file that did not decode).
+func (x *extraction) cap() string {
+	switch {
+	case x.limit != "":
+		return x.limit
+	case x.opaque:
+		return LimitTokenIDs
+	case x.unreadFile:
+		return LimitFile
+	}
+	return ""
 }
 
 func (x *extraction) request(req Request) {
@@ -177,6 +196,26 @@ func (x *extraction) piece() bool {
 	}
 	x.pieces++
 	return true
+}
+
+// file reads a text file sent inline as a data URL, as much as the byte
+// budget allows. One the classifiers cannot decode (a text type whose
+// payload is not base64) is text the model may read and they have not:
+// the scan is truncated (LimitFile; the rest is still read), as it is for
+// a file cut at the cap.
+func (x *extraction) file(msg int, role, field, url string) {
+	text, st := dataurl.Text(url, MaxScanBytes-x.bytes)
+	switch st {
+	case dataurl.Unreadable:
+		x.unreadFile = true
+	case dataurl.Read, dataurl.Cut:
+		if x.piece() {
+			x.add(Segment{Message: msg, Role: role, field: field, Text: text})
+			if st == dataurl.Cut {
+				x.limit = LimitBytes
+			}
+		}
+	}
 }
 
 // add appends a segment, cut to what is left of the byte budget.
@@ -335,9 +374,7 @@ func (x *extraction) parts(msg int, role, field string, v gjson.Result) {
 					// A text file sent inline is text the model reads (a CSV
 					// of customers): decoded, as much as the scan may read.
 					if d := pv.Get("file_data"); d.Type == gjson.String {
-						if text, ok := dataurl.Text(d.Str, MaxScanBytes-x.bytes); ok && x.piece() {
-							x.add(Segment{Message: msg, Role: role, field: partField(field, i, "file.file_data"), Text: text})
-						}
+						x.file(msg, role, partField(field, i, "file.file_data"), d.Str)
 					}
 				default:
 					x.value(msg, role, partField(field, i, k.Str), "", pv)

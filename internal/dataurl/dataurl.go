@@ -7,53 +7,218 @@ import (
 	"encoding/base64"
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/text/encoding/unicode"
+)
+
+// Status says what Text could read of a URL.
+type Status uint8
+
+const (
+	// NotText: not a data URL, or one of a media type that is not text
+	// (a PDF, an image): there is no text to read.
+	NotText Status = iota
+	// Read: the whole text.
+	Read
+	// Cut: the text's first limit bytes; more follows.
+	Cut
+	// Unreadable: a text media type whose payload does not decode (bad
+	// base64, no payload). The model may read what the classifiers cannot,
+	// so a caller treats it as text it has not read.
+	Unreadable
 )
 
 // Text is the text of a data URL whose media type is text (text/*, JSON,
-// XML, YAML, CSV), base64-encoded or not, at most max bytes of it; false
-// for any other URL, another media type (a PDF, an image), a payload that
-// does not decode or is not UTF-8. A payload larger than max is cut at
-// max bytes (whole runes).
-func Text(s string, max int) (string, bool) {
-	rest, ok := strings.CutPrefix(s, "data:")
-	if !ok {
-		return "", false
+// XML, YAML, CSV, or none, which RFC 2397 reads as text/plain), as UTF-8,
+// at most limit bytes of it (whole runes).
+//
+// The payload is base64 (standard or URL alphabet, padded or not, wrapped
+// in lines or not) or percent-encoded. Its bytes are read as the charset
+// says: UTF-16 (named, or by its byte-order mark), else UTF-8 when they are
+// valid UTF-8, else Windows-1252, a superset of Latin-1 (what spreadsheets
+// export in Western Europe). Bytes of another 8-bit charset come out as
+// Windows-1252 letters; digits, '@' and ASCII letters, what the detectors
+// read, are the same in all of them.
+func Text(s string, limit int) (string, Status) {
+	if len(s) < 5 || !strings.EqualFold(s[:5], "data:") {
+		return "", NotText
 	}
-	meta, payload, ok := strings.Cut(rest, ",")
-	if !ok {
-		return "", false
+	meta, payload, found := strings.Cut(s[5:], ",")
+	params := strings.Split(meta, ";")
+	mediaType := strings.ToLower(strings.TrimSpace(params[0]))
+	if mediaType == "" {
+		mediaType = "text/plain"
 	}
-	mediaType, params, _ := strings.Cut(meta, ";")
-	if !isText(strings.ToLower(strings.TrimSpace(mediaType))) {
-		return "", false
+	if !isText(mediaType) {
+		return "", NotText
 	}
-	var out string
-	if strings.HasSuffix(strings.ToLower(params), "base64") {
-		// Decode at most what max needs: 3 bytes per 4 characters.
-		if n := (max/3 + 1) * 4; len(payload) > n {
-			payload = payload[:n]
+	if !found {
+		return "", Unreadable
+	}
+	limit = max(limit, 0)
+	b64, charset := false, ""
+	for _, p := range params[1:] {
+		p = strings.TrimSpace(p)
+		if strings.EqualFold(p, "base64") {
+			b64 = true
+		} else if k, v, ok := strings.Cut(p, "="); ok && strings.EqualFold(strings.TrimSpace(k), "charset") {
+			charset = strings.ToLower(strings.Trim(strings.TrimSpace(v), `"`))
 		}
-		b, err := base64.StdEncoding.DecodeString(payload)
+	}
+	utf16 := strings.HasPrefix(charset, "utf-16") || strings.HasPrefix(charset, "utf16")
+	// Bytes of payload enough for limit bytes of UTF-8 text: one per byte in
+	// an 8-bit charset or UTF-8, two per byte of ASCII in UTF-16; and a
+	// rune more to see whether anything follows.
+	need := limit + 4
+	if utf16 {
+		need = 2*limit + 4
+	}
+	var raw []byte
+	var more bool
+	if b64 {
+		var ok bool
+		if raw, more, ok = decodeBase64(payload, need); !ok {
+			return "", Unreadable
+		}
+	} else {
+		raw, more = unescape(payload, need)
+	}
+	if !utf16 && len(raw) >= 2 && (raw[0] == 0xff && raw[1] == 0xfe || raw[0] == 0xfe && raw[1] == 0xff) {
+		utf16 = true
+	}
+	var text string
+	switch {
+	case utf16:
+		order := unicode.LittleEndian
+		if charset == "utf-16be" || charset == "utf16be" {
+			order = unicode.BigEndian
+		}
+		if len(raw)%2 == 1 { // cut inside a code unit
+			raw = raw[:len(raw)-1]
+		}
+		b, err := unicode.UTF16(order, unicode.UseBOM).NewDecoder().Bytes(raw)
 		if err != nil {
-			b, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(payload, "="))
-			if err != nil {
-				return "", false
+			return "", Unreadable
+		}
+		text = string(b)
+	default:
+		valid := utf8.Valid(raw)
+		if !valid && more { // the payload was cut inside a rune
+			if n := lastRuneStart(raw); n >= 0 && utf8.Valid(raw[:n]) {
+				raw, valid = raw[:n], true
 			}
 		}
-		out = string(b)
-	} else {
-		out = payload // percent-encoding left as it is: the detectors read it
-	}
-	if len(out) > max {
-		out = out[:max]
-		for len(out) > 0 && !utf8.ValidString(out) {
-			out = out[:len(out)-1]
+		if valid && !latin(charset) {
+			text = string(raw)
+		} else {
+			b, err := charmap.Windows1252.NewDecoder().Bytes(raw)
+			if err != nil {
+				return "", Unreadable
+			}
+			text = string(b)
 		}
 	}
-	if !utf8.ValidString(out) {
-		return "", false
+	if len(text) > limit {
+		text, more = text[:limit], true
+		for len(text) > 0 && !utf8.ValidString(text) {
+			text = text[:len(text)-1]
+		}
 	}
-	return out, true
+	if more {
+		return text, Cut
+	}
+	return text, Read
+}
+
+// latin tells the 8-bit Western charsets read as Windows-1252 even when
+// their bytes happen to be valid UTF-8.
+func latin(charset string) bool {
+	switch charset {
+	case "iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "iso-8859-15", "latin9", "windows-1252", "cp1252", "us-ascii", "ascii":
+		return true
+	}
+	return false
+}
+
+// decodeBase64 decodes up to need bytes of a base64 payload, skipping
+// white space (wrapped lines), in either alphabet, with or without padding;
+// more is true when the payload goes on past what was decoded.
+func decodeBase64(payload string, need int) (raw []byte, more, ok bool) {
+	chars := (need/3 + 1) * 4
+	clean := make([]byte, 0, min(len(payload), chars))
+	i := 0
+	for ; i < len(payload) && len(clean) < chars; i++ {
+		switch c := payload[i]; c {
+		case ' ', '\t', '\r', '\n':
+		default:
+			clean = append(clean, c)
+		}
+	}
+	for ; i < len(payload); i++ { // anything but white space and padding left?
+		if c := payload[i]; c != ' ' && c != '\t' && c != '\r' && c != '\n' && c != '=' {
+			more = true
+			break
+		}
+	}
+	for len(clean) > 0 && clean[len(clean)-1] == '=' {
+		clean = clean[:len(clean)-1]
+	}
+	enc := base64.RawStdEncoding
+	for _, c := range clean {
+		if c == '-' || c == '_' {
+			enc = base64.RawURLEncoding
+			break
+		}
+	}
+	raw = make([]byte, enc.DecodedLen(len(clean)))
+	n, err := enc.Decode(raw, clean)
+	if err != nil {
+		return nil, false, false
+	}
+	return raw[:n], more, true
+}
+
+// unescape percent-decodes up to need bytes of a payload (RFC 2397: the
+// URL's own encoding); a '%' not followed by two hex digits stays as it is.
+func unescape(payload string, need int) (raw []byte, more bool) {
+	raw = make([]byte, 0, min(len(payload), need))
+	i := 0
+	for ; i < len(payload) && len(raw) < need; i++ {
+		c := payload[i]
+		if c == '%' && i+2 < len(payload) {
+			if h, l := unhex(payload[i+1]), unhex(payload[i+2]); h >= 0 && l >= 0 {
+				raw = append(raw, byte(h<<4|l))
+				i += 2
+				continue
+			}
+		}
+		raw = append(raw, c)
+	}
+	return raw, i < len(payload)
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	case 'A' <= c && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// lastRuneStart is the index of the last byte that may start a rune, -1
+// when there is none in the last four bytes.
+func lastRuneStart(b []byte) int {
+	for i := len(b) - 1; i >= 0 && i >= len(b)-4; i-- {
+		if utf8.RuneStart(b[i]) {
+			return i
+		}
+	}
+	return -1
 }
 
 func isText(t string) bool {

@@ -270,15 +270,21 @@ func msgsBlockKeys(b gjson.Result, p string, known ...string) *apierr.Error {
 	return bad
 }
 
-// chatPart is a chat content part: text or an image.
+// chatPart is a chat content part: text, an image or a file.
 type chatPart struct {
 	Type     string        `json:"type"`
 	Text     *string       `json:"text,omitempty"`
 	ImageURL *chatImageURL `json:"image_url,omitempty"`
+	File     *chatFile     `json:"file,omitempty"`
 }
 
 type chatImageURL struct {
-	URL string `json:"url"`
+	URL    string `json:"url"`
+	Detail string `json:"detail,omitempty"`
+}
+
+type chatFile struct {
+	FileData string `json:"file_data"`
 }
 
 // msgsMessages turns the messages into chat messages: a user message's

@@ -14,9 +14,9 @@ import (
 	"strings"
 
 	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
-	"github.com/stellwerk/stellwerk/internal/dataurl"
 )
 
 // chatRequest is the Chat Completions request a Responses request becomes,
@@ -360,6 +360,22 @@ func outputText(parts gjson.Result) (text, other string) {
 	return b.String(), other
 }
 
+// appendUnreadPart appends a part only a native provider reads, for the
+// classifiers of the decision copy: its JSON as text, and a text file
+// sent inline (input_file's file_data) as chat's file part, which they
+// decode as they do a chat request's (or mark the scan truncated when
+// they cannot).
+func appendUnreadPart(parts []chatPart, pt gjson.Result) []chatPart {
+	raw := pt.Raw
+	if d := pt.Get("file_data"); d.Type == gjson.String {
+		if r, err := sjson.Delete(raw, "file_data"); err == nil {
+			raw = r // read once, decoded, not also as base64 text
+		}
+		parts = append(parts, chatPart{Type: "file", File: &chatFile{FileData: d.Str}})
+	}
+	return append(parts, chatPart{Type: "text", Text: &raw})
+}
+
 // responsesContent is a message's content as chat's: a string as is; parts
 // input_text/output_text → text, input_image → image_url.
 func responsesContent(c gjson.Result, p string, needs *ResponsesNeeds) (json.RawMessage, *apierr.Error) {
@@ -369,15 +385,7 @@ func responsesContent(c gjson.Result, p string, needs *ResponsesNeeds) (json.Raw
 	if !c.IsArray() {
 		return nil, apierr.Invalid("invalid_type", p, "%s must be a string or an array of parts", p)
 	}
-	type part struct {
-		Type     string `json:"type"`
-		Text     string `json:"text,omitempty"`
-		ImageURL *struct {
-			URL    string `json:"url"`
-			Detail string `json:"detail,omitempty"`
-		} `json:"image_url,omitempty"`
-	}
-	var parts []part
+	var parts []chatPart
 	var bad *apierr.Error
 	j := -1
 	c.ForEach(func(_, pt gjson.Result) bool {
@@ -385,29 +393,24 @@ func responsesContent(c gjson.Result, p string, needs *ResponsesNeeds) (json.Raw
 		pp := p + "[" + strconv.Itoa(j) + "]"
 		switch t := pt.Get("type").Str; t {
 		case "input_text", "output_text":
-			parts = append(parts, part{Type: "text", Text: pt.Get("text").Str})
+			text := pt.Get("text").Str
+			parts = append(parts, chatPart{Type: "text", Text: &text})
 		case "input_image":
 			u := pt.Get("image_url")
 			if u.Type != gjson.String {
 				if needs.native(pp + " (image by file_id)") {
+					// The decision copy counts it (vision, an image's
+					// tokens in the worst case); no provider gets the copy.
+					parts = append(parts, chatPart{Type: "input_image"})
 					return true
 				}
 				bad = apierr.Invalid("unsupported_value", pp, "%s: images by file_id are not supported; send image_url", pp)
 				return false
 			}
-			im := part{Type: "image_url"}
-			im.ImageURL = &struct {
-				URL    string `json:"url"`
-				Detail string `json:"detail,omitempty"`
-			}{URL: u.Str, Detail: pt.Get("detail").Str}
-			parts = append(parts, im)
+			parts = append(parts, chatPart{Type: "image_url", ImageURL: &chatImageURL{URL: u.Str, Detail: pt.Get("detail").Str}})
 		default:
 			if needs.native(pp + ".type " + apierr.Truncate(t, 64)) {
-				parts = append(parts, part{Type: "text", Text: pt.Raw})
-				// A text file inline (input_file's file_data) is read too.
-				if text, ok := dataurl.Text(pt.Get("file_data").Str, 16<<20); ok {
-					parts = append(parts, part{Type: "text", Text: text})
-				}
+				parts = appendUnreadPart(parts, pt)
 				return true
 			}
 			bad = apierr.Invalid("unsupported_value", pp+".type", "content parts of type %q are not supported on /v1/responses by stellwerk", apierr.Truncate(t, 64))

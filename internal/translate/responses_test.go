@@ -9,6 +9,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/request"
 )
 
 func TestResponsesToChat(t *testing.T) {
@@ -333,15 +334,37 @@ func TestResponsesStreamInterleavedCalls(t *testing.T) {
 }
 
 // TestResponsesInlineTextFile: an input_file whose file_data is a text file
-// (a native provider reads it) is decoded into the decision's copy, so its
-// personal data is found (a helper's residency probe: a base64 CSV went to
-// a US model).
+// (a native provider reads it) is in the decision's copy as chat's file
+// part, which the classifiers decode (or find they cannot: a truncated
+// scan), so its personal data is found (a helper's residency probe: a
+// base64 CSV went to a US model); the rest of the part is read as text,
+// without the payload a second time.
 func TestResponsesInlineTextFile(t *testing.T) {
+	const url = "data:text/csv;base64,bmFtZSxpYmFuCkFubmEsREU4OTM3MDQwMDQ0MDUzMjAxMzAwMAo="
 	body := []byte(`{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"sum it up"},` +
-		`{"type":"input_file","filename":"c.csv","file_data":"data:text/csv;base64,bmFtZSxpYmFuCkFubmEsREU4OTM3MDQwMDQ0MDUzMjAxMzAwMAo="}]}]}`)
+		`{"type":"input_file","filename":"c.csv","file_data":"` + url + `"}]}]}`)
 	dec, needs, err := ResponsesForDecision(body)
-	if err != nil || needs.Native == "" || !strings.Contains(string(dec), "DE89370400440532013000") {
+	parts := gjson.GetBytes(dec, "messages.0.content")
+	if err != nil || needs.Native == "" || parts.Get("1.type").Str != "file" || parts.Get("1.file.file_data").Str != url ||
+		parts.Get("2.text").Str != `{"type":"input_file","filename":"c.csv"}` {
 		t.Errorf("decision copy: %v %+v %s", err, needs, dec)
+	}
+}
+
+// TestResponsesImagesByFileID: an image sent by file_id (a native provider
+// reads it) is an image of the decision's copy: it needs a vision model and
+// its tokens are held in the worst case (the code review: two images by
+// file_id were held as none).
+func TestResponsesImagesByFileID(t *testing.T) {
+	body := []byte(`{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"compare"},` +
+		`{"type":"input_image","file_id":"file-1"},{"type":"input_image","file_id":"file-2"}]}]}`)
+	dec, needs, err := ResponsesForDecision(body)
+	if err != nil || needs.Native == "" {
+		t.Fatalf("%v %+v", err, needs)
+	}
+	c, perr := request.ParseChat(dec)
+	if perr != nil || c.Images != 2 || !c.Vision {
+		t.Errorf("decision copy %s: %v, %d images", dec, perr, c.Images)
 	}
 }
 

@@ -56,6 +56,11 @@ test_token_ids_say_to_send_text if {
 	d.deny == {"secrets: token ids cannot be scanned for credentials; send the text instead (LangChain's OpenAIEmbeddings: check_embedding_ctx_length=False)"}
 }
 
+test_undecodable_file_says_what_to_send if {
+	d := decide(object.union(truncated, {"classification": {"scan_limit": "file"}}))
+	d.deny == {"secrets: an inline text file could not be decoded to scan it for credentials; send its data URL as base64 or percent-encoded text"}
+}
+
 test_scan_truncated_with_secrets_found_names_them_once if {
 	d := decide(object.union(truncated, secrets))
 	d.deny == {"secrets: the prompt contains credentials (aws_access_key, openai_key); remove them and retry"}

@@ -29,11 +29,13 @@ deny contains _unscanned_message if {
 	_secrets_mode == "deny"
 }
 
-# _unscanned_message says what to send instead: less text, or text rather
+# _unscanned_message says what to send instead: less text, text rather
 # than token ids (which no detector reads; LangChain's OpenAIEmbeddings
-# sends them by default).
+# sends them by default), or a file whose data URL decodes.
 _unscanned_message := "secrets: token ids cannot be scanned for credentials; send the text instead (LangChain's OpenAIEmbeddings: check_embedding_ctx_length=False)" if {
 	_scan_limit == "token_ids"
+} else := "secrets: an inline text file could not be decoded to scan it for credentials; send its data URL as base64 or percent-encoded text" if {
+	_scan_limit == "file"
 } else := sprintf("secrets: the request was not fully scanned for credentials (%s limit reached); send less text or fewer parts and retry", [_scan_limit])
 
 _secrets_exclude := {id: _secrets_reason |
