@@ -270,12 +270,14 @@ func TestRouting(t *testing.T) {
 			"empty messages":             {"POST", "/v1/chat/completions", `{"model":"auto","messages":[]}`, nil, 400, "empty_messages", "messages"},
 			"messages not array":         {"POST", "/v1/chat/completions", `{"model":"auto","messages":"hi"}`, nil, 400, "invalid_type", "array"},
 			"missing model":              {"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}]}`, nil, 400, "missing_model", "model"},
-			"empty body":                 {"POST", "/v1/chat/completions", ``, nil, 400, "invalid_request_body", "empty"},
-			"unknown model":              {"POST", "/v1/chat/completions", `{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}`, nil, 404, "model_not_found", "alpha-small, beta-large, gamma-any, auto"},
-			"too large":                  {"POST", "/v1/chat/completions", big, nil, 413, "request_too_large", "65536"},
-			"too large, chunked":         {"POST", "/v1/chat/completions", big, map[string]string{"Transfer-Encoding": "chunked"}, 413, "request_too_large", "65536"},
-			"unknown path":               {"POST", "/v1/embeddingz", `{}`, nil, 404, "unknown_url", "/v1/embeddingz"},
-			"wrong method":               {"GET", "/v1/chat/completions", ``, nil, 405, "method_not_allowed", "POST"},
+			// stellwerk sets include_usage on a stream: an array here was a 500.
+			"stream_options not an object": {"POST", "/v1/chat/completions", `{"model":"auto","stream":true,"stream_options":[],"messages":[{"role":"user","content":"x"}]}`, nil, 400, "invalid_type", "stream_options must be an object"},
+			"empty body":                   {"POST", "/v1/chat/completions", ``, nil, 400, "invalid_request_body", "empty"},
+			"unknown model":                {"POST", "/v1/chat/completions", `{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}`, nil, 404, "model_not_found", "alpha-small, beta-large, gamma-any, auto"},
+			"too large":                    {"POST", "/v1/chat/completions", big, nil, 413, "request_too_large", "65536"},
+			"too large, chunked":           {"POST", "/v1/chat/completions", big, map[string]string{"Transfer-Encoding": "chunked"}, 413, "request_too_large", "65536"},
+			"unknown path":                 {"POST", "/v1/embeddingz", `{}`, nil, 404, "unknown_url", "/v1/embeddingz"},
+			"wrong method":                 {"GET", "/v1/chat/completions", ``, nil, 405, "method_not_allowed", "POST"},
 			// A pinned model is not failed over unasked (issue 18): the
 			// error names the provider, as the README says.
 			"missing credential": {"POST", "/v1/chat/completions", `{"model":"gamma-any","messages":[{"role":"user","content":"x"}]}`,

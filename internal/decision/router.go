@@ -173,10 +173,11 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 	res := &Result{Chat: chat, Workspace: req.Principal.Workspace}
 	defer func() { res.Timing.Parse = res.Timing.since(start) }()
 
+	bodyPolicy := chat.Policy.Exists() && chat.Policy.Type != gjson.Null // null is absent
 	switch {
-	case chat.Policy.Exists() && req.HeaderPolicy != "":
+	case bodyPolicy && req.HeaderPolicy != "":
 		return res, apierr.Invalid("invalid_policy", "policy", "send the per-request policy in the body or in the x-stellwerk-policy header, not both")
-	case chat.Policy.Exists():
+	case bodyPolicy:
 		res.ReqPolicy, err = reqpolicy.FromBody(chat.Policy)
 	case req.HeaderPolicy != "":
 		res.ReqPolicy, err = reqpolicy.FromHeader(req.HeaderPolicy)

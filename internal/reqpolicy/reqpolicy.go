@@ -48,9 +48,9 @@ var (
 // maxListLen bounds allow/deny lists.
 const maxListLen = 256
 
-// FromBody parses the body's policy member (absent → zero Policy).
+// FromBody parses the body's policy member (absent or null → zero Policy).
 func FromBody(v gjson.Result) (Policy, error) {
-	if !v.Exists() {
+	if !v.Exists() || v.Type == gjson.Null {
 		return Policy{}, nil
 	}
 	return parse(v, "policy")

@@ -29,6 +29,10 @@ func TestParse(t *testing.T) {
 	if none, _ := FromBody(gjson.Result{}); none.Set || none.Fingerprint != "" {
 		t.Errorf("absent policy: %+v", none)
 	}
+	// null is absent, as for every other member (a 400 before).
+	if null, err := FromBody(gjson.Parse(`null`)); err != nil || null.Set {
+		t.Errorf("null policy: %+v %v", null, err)
+	}
 	if empty, _ := FromBody(gjson.Parse(`{}`)); !empty.Set || empty.Fingerprint == "" {
 		t.Errorf("empty policy: %+v", empty)
 	}

@@ -131,7 +131,7 @@ func ParseCompletions(body []byte) (Chat, error) {
 		return Chat{}, err
 	}
 	c := Chat{API: APICompletions, Choices: 1}
-	var model, prompt, stream, maxTokens, n gjson.Result
+	var model, prompt, stream, streamOptions, maxTokens, n gjson.Result
 	jsonscan.ForEach(root, func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "model":
@@ -144,6 +144,7 @@ func ParseCompletions(body []byte) (Chat, error) {
 			stream = v
 		case "stream_options":
 			c.IncludeUsage = v.Get("include_usage").Type == gjson.True
+			streamOptions = v
 		case "max_tokens":
 			maxTokens = v
 		case "n":
@@ -180,6 +181,9 @@ func ParseCompletions(body []byte) (Chat, error) {
 		c.Stream = stream.Bool()
 	default:
 		return Chat{}, apierr.Invalid("invalid_type", "stream", "stream must be a boolean")
+	}
+	if err := checkStreamOptions(streamOptions); err != nil {
+		return Chat{}, err
 	}
 	if err := positiveInt(maxTokens, "max_tokens", 1e9); err != nil {
 		return Chat{}, err
@@ -260,6 +264,23 @@ func tokenID(t gjson.Result) bool {
 }
 
 // positiveInt checks an optional integer member in [1, max].
+// checkStreamOptions checks stream_options: an object (or null), whose
+// include_usage is a boolean when set. stellwerk sets include_usage on
+// every stream it meters, so anything else would be rewritten, not passed
+// on (OpenAI refuses it too).
+func checkStreamOptions(v gjson.Result) *apierr.Error {
+	switch {
+	case v.Type == gjson.Null:
+	case !v.IsObject():
+		return apierr.Invalid("invalid_type", "stream_options", "stream_options must be an object")
+	default:
+		if u := v.Get("include_usage"); u.Exists() && u.Type != gjson.Null && u.Type != gjson.True && u.Type != gjson.False {
+			return apierr.Invalid("invalid_type", "stream_options.include_usage", "stream_options.include_usage must be a boolean")
+		}
+	}
+	return nil
+}
+
 func positiveInt(v gjson.Result, name string, max float64) *apierr.Error {
 	if v.Type == gjson.Null {
 		return nil

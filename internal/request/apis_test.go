@@ -54,15 +54,16 @@ func TestParseCompletions(t *testing.T) {
 		stream    bool
 		n, max    int
 	}{
-		"string":       {body: `{"model":"auto","prompt":"Say this is a test","max_tokens":7}`, n: 1, max: 7},
-		"stream n":     {body: `{"model":"auto","prompt":["a","b"],"stream":true,"n":2,"suffix":"end"}`, stream: true, n: 2},
-		"no prompt":    {body: `{"model":"auto"}`, code: "missing_prompt", prm: "prompt"},
-		"bad prompt":   {body: `{"model":"auto","prompt":3}`, code: "invalid_type", prm: "prompt"},
-		"bad suffix":   {body: `{"model":"auto","prompt":"x","suffix":1}`, code: "invalid_type", prm: "suffix"},
-		"bad stream":   {body: `{"model":"auto","prompt":"x","stream":"yes"}`, code: "invalid_type", prm: "stream"},
-		"bad n":        {body: `{"model":"auto","prompt":"x","n":0}`, code: "invalid_value", prm: "n"},
-		"bad max":      {body: `{"model":"auto","prompt":"x","max_tokens":1.5}`, code: "invalid_value", prm: "max_tokens"},
-		"model number": {body: `{"model":1,"prompt":"x"}`, code: "invalid_type", prm: "model"},
+		"string":             {body: `{"model":"auto","prompt":"Say this is a test","max_tokens":7}`, n: 1, max: 7},
+		"stream n":           {body: `{"model":"auto","prompt":["a","b"],"stream":true,"n":2,"suffix":"end"}`, stream: true, n: 2},
+		"no prompt":          {body: `{"model":"auto"}`, code: "missing_prompt", prm: "prompt"},
+		"bad prompt":         {body: `{"model":"auto","prompt":3}`, code: "invalid_type", prm: "prompt"},
+		"bad suffix":         {body: `{"model":"auto","prompt":"x","suffix":1}`, code: "invalid_type", prm: "suffix"},
+		"bad stream":         {body: `{"model":"auto","prompt":"x","stream":"yes"}`, code: "invalid_type", prm: "stream"},
+		"bad stream_options": {body: `{"model":"auto","prompt":"x","stream":true,"stream_options":[1]}`, code: "invalid_type", prm: "stream_options"},
+		"bad n":              {body: `{"model":"auto","prompt":"x","n":0}`, code: "invalid_value", prm: "n"},
+		"bad max":            {body: `{"model":"auto","prompt":"x","max_tokens":1.5}`, code: "invalid_value", prm: "max_tokens"},
+		"model number":       {body: `{"model":1,"prompt":"x"}`, code: "invalid_type", prm: "model"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, err := ParseCompletions([]byte(tc.body))

@@ -86,7 +86,7 @@ func ParseChat(body []byte) (Chat, error) {
 		return Chat{}, err
 	}
 	c := Chat{API: APIChat}
-	var model, messages, stream, maxTokens, maxCompletion, policy, n gjson.Result
+	var model, messages, stream, streamOptions, maxTokens, maxCompletion, policy, n gjson.Result
 	jsonscan.ForEach(root, func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "model":
@@ -116,6 +116,7 @@ func ParseChat(body []byte) (Chat, error) {
 			c.Logprobs = v.Type == gjson.True
 		case "stream_options":
 			c.IncludeUsage = v.Get("include_usage").Type == gjson.True
+			streamOptions = v
 		case "response_format":
 			c.ResponseFormatObj = v
 			if t := v.Get("type"); t.Type == gjson.String {
@@ -171,7 +172,8 @@ func ParseChat(body []byte) (Chat, error) {
 			return false
 		}
 		if role := m.Get("role"); role.Type != gjson.String || role.Str == "" {
-			bad = apierr.Invalid("invalid_value", "messages", "messages[%d].role must be a non-empty string", c.Messages)
+			p := "messages[" + strconv.Itoa(c.Messages) + "].role"
+			bad = apierr.Invalid("invalid_value", p, "%s must be a non-empty string", p)
 			return false
 		}
 		// The content's raw text, not m.Get's copy of it: only an array
@@ -204,15 +206,17 @@ func ParseChat(body []byte) (Chat, error) {
 	default:
 		return Chat{}, apierr.Invalid("invalid_type", "stream", "stream must be a boolean")
 	}
+	if err := checkStreamOptions(streamOptions); err != nil {
+		return Chat{}, err
+	}
 	for _, mt := range []struct {
 		name string
 		v    gjson.Result
 	}{{"max_completion_tokens", maxCompletion}, {"max_tokens", maxTokens}} {
-		switch {
-		case mt.v.Type == gjson.Null:
-		case mt.v.Type != gjson.Number || mt.v.Num != float64(int64(mt.v.Num)) || mt.v.Num < 1 || mt.v.Num > 1e9:
-			return Chat{}, apierr.Invalid("invalid_value", mt.name, "%s must be a positive integer", mt.name)
-		case c.MaxTokens == 0:
+		if err := positiveInt(mt.v, mt.name, 1e9); err != nil {
+			return Chat{}, err
+		}
+		if mt.v.Type == gjson.Number && c.MaxTokens == 0 {
 			c.MaxTokens = int(mt.v.Num)
 		}
 	}

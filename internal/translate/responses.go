@@ -73,7 +73,9 @@ var responsesRefused = map[string]string{
 }
 
 // responsesIgnored are members with no effect on a single stateless answer.
-var responsesIgnored = map[string]bool{"store": true, "include": true, "truncation": true}
+// stream_options has include_obfuscation alone, which a translated
+// stream has no use for.
+var responsesIgnored = map[string]bool{"store": true, "include": true, "truncation": true, "stream_options": true}
 
 // errBadAnswer: a provider's 2xx answer is not a chat completion.
 var errBadAnswer = errors.New("the provider's answer is not a chat completion")
@@ -134,6 +136,9 @@ func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 	var bad *apierr.Error
 	var unread []chatMessage // text of what only a native provider takes, for the classifiers
 	root.ForEach(func(k, v gjson.Result) bool {
+		if v.Type == gjson.Null && k.Str != "model" {
+			return true // null is absent, as OpenAI reads it
+		}
 		raw := json.RawMessage(v.Raw)
 		switch k.Str {
 		case "model":

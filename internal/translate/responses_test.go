@@ -383,3 +383,24 @@ func TestResponsesIdentifiersClassified(t *testing.T) {
 		t.Errorf("translated: %v %s", err, sent)
 	}
 }
+
+// TestResponsesNullIsAbsent: a member sent as null is absent, as OpenAI
+// reads it (tools: null was a 400, tool_choice: null and others needed a
+// native provider: a 503 without one); stream_options is ignored in a
+// translation (include_obfuscation is all it holds).
+func TestResponsesNullIsAbsent(t *testing.T) {
+	for _, member := range []string{"tools", "tool_choice", "stream_options", "top_logprobs", "max_tool_calls", "text", "reasoning",
+		"instructions", "metadata", "policy", "previous_response_id", "temperature", "max_output_tokens", "parallel_tool_calls"} {
+		body := []byte(`{"model":"m","input":"hi","` + member + `":null}`)
+		out, needs, err := ResponsesForDecision(body)
+		if err != nil || needs.Native != "" || strings.Contains(string(out), member) {
+			t.Errorf("%s: null: %v, needs %+v, %s", member, err, needs, out)
+		}
+	}
+	if _, needs, err := ResponsesForDecision([]byte(`{"model":"m","input":"hi","stream":true,"stream_options":{"include_obfuscation":false}}`)); err != nil || needs.Native != "" {
+		t.Errorf("stream_options: %v, needs %+v", err, needs)
+	}
+	if _, err := ResponsesToChat([]byte(`{"model":null,"input":"hi"}`)); err == nil {
+		t.Errorf("model null accepted")
+	}
+}
