@@ -366,6 +366,16 @@ func TestCooldown(t *testing.T) {
 	if resp.StatusCode != 503 || len(claude.Requests()) != 1 {
 		t.Errorf("pinned model in cooldown: status %d, %d requests: %s", resp.StatusCode, len(claude.Requests()), b)
 	}
+	// With every provider cooling down, the 503 says when the first one
+	// takes requests again: the SDKs wait that long instead of retrying
+	// within a second into the same cooldowns (a helper's finding).
+	s.Providers["eu"].SetBehavior(mockllm.Behavior{Status: 429, RetryAfter: 30})
+	post(t, s.URL+"/v1/chat/completions", chat, nil) // eu asks for a pause
+	resp, b = post(t, s.URL+"/v1/chat/completions", chat, nil)
+	ra, _ := strconv.Atoi(resp.Header.Get("retry-after"))
+	if e := decodeError(t, b); resp.StatusCode != 503 || e.Error.Code != "no_eligible_model" || ra < 1 || ra > 60 || resp.Header.Get("x-should-retry") != "" {
+		t.Errorf("every provider cooling: status %d, retry-after %q, %v: %s", resp.StatusCode, resp.Header.Get("retry-after"), resp.Header, b)
+	}
 }
 
 // envoyCounters reads Envoy's counters under prefix, by their name after it.

@@ -451,7 +451,31 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		return err
 	}
 	res.Selection, err = decide.Decide(sel)
+	if e, ok := err.(*apierr.Error); ok && !e.Final && rp == nil {
+		// Nothing eligible while providers cool down: Retry-After says
+		// when the first of them takes requests again, so that an SDK's
+		// retry (it honours the header) does not come back too soon.
+		e.RetryAfter = r.reopensIn(cands, req.Principal.Workspace, now)
+	}
 	return err
+}
+
+// reopensIn is the seconds until the first candidate held back by a
+// cooldown takes requests again (at least 1; 0 when none is held back).
+func (r *Router) reopensIn(cands []policy.Candidate, workspace string, now time.Time) int {
+	var first time.Time
+	for i := range cands {
+		if cands[i].Healthy {
+			continue
+		}
+		if at := r.Health.Reopens(r.target(cands[i].Model, workspace), now); !at.IsZero() && (first.IsZero() || at.Before(first)) {
+			first = at
+		}
+	}
+	if first.IsZero() {
+		return 0
+	}
+	return max(1, int((first.Sub(now)+time.Second-1)/time.Second))
 }
 
 // cannotContinue says why a model cannot take a Responses request that
@@ -589,13 +613,18 @@ func (r *Router) cooling(m *catalog.Model, workspace string, now time.Time, draw
 		return slices.Contains(rp.CoolingModels, m.ID), false
 	}
 	// One look: the provider's outage, then the rate limits of the key this
-	// request would use (a workspace's own key is not held back by the
-	// shared key's 429s).
+	// request would use.
+	return r.Health.Blocked(r.target(m, workspace), now, draw)
+}
+
+// target is the health scope a request of a workspace sends a model to: a
+// workspace's own key is not held back by the shared key's 429s.
+func (r *Router) target(m *catalog.Model, workspace string) health.Target {
 	tg := health.Target{Provider: m.Provider.Name, Model: m.ID}
 	if workspace != "" && r.OwnKey != nil && r.OwnKey(workspace, m.Provider.Name) {
 		tg.Workspace = workspace
 	}
-	return r.Health.Blocked(tg, now, draw)
+	return tg
 }
 
 // Draw is a request's draw for reopening providers (health.Admits): fixed

@@ -4,12 +4,16 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/policy"
 )
 
@@ -77,5 +81,31 @@ func TestModelFacts(t *testing.T) {
 				t.Errorf("%s %v: %v EUR, want %v", m.ID, n, got, want)
 			}
 		}
+	}
+}
+
+// TestNothingEligibleWhileCooling: when the providers' cooldowns leave no
+// model eligible, the 503 says when the first of them takes requests again
+// (Retry-After); without it the SDKs retried within a second and gave up
+// (a helper's finding). A replay reads no live health and says nothing.
+func TestNothingEligibleWhileCooling(t *testing.T) {
+	r := routeRouter(t)
+	r.Health = health.New(health.Policy{FailuresBeforeCooldown: 1, Cooldown: 20 * time.Second, MaxCooldown: time.Minute, Reopen: 10 * time.Second})
+	r.Health.Failed(health.Target{Provider: "eu"}, "boom", 0)
+	r.Health.Failed(health.Target{Provider: "us"}, "boom", 40*time.Second)
+	body := []byte(`{"model":"auto","messages":[{"role":"user","content":"where is my parcel?"}]}`)
+	_, err := r.Route(context.Background(), Request{Body: body, DecisionID: "d", Principal: auth.Principal{Workspace: "default"}})
+	e, ok := err.(*apierr.Error)
+	if !ok || e.Code != "no_eligible_model" || e.Final || e.RetryAfter < 15 || e.RetryAfter > 20 {
+		t.Fatalf("%#v", err)
+	}
+	// Past eu's cooldown it reopens (a share of requests gets through),
+	// and then it is open.
+	eu := []policy.Candidate{{Model: r.Catalog.Models()[0]}}
+	if got := r.reopensIn(eu, "default", time.Now().Add(21*time.Second)); got != 1 {
+		t.Errorf("while eu reopens: retry after %d s", got)
+	}
+	if got := r.reopensIn(eu, "default", time.Now().Add(time.Hour)); got != 0 {
+		t.Errorf("eu long open: retry after %d s", got)
 	}
 }

@@ -164,6 +164,42 @@ func (t *Tracker) Blocked(tg Target, now time.Time, draw uint32) (blocked, outag
 	return false, false
 }
 
+// Reopens is when a target Blocked at now starts to take requests again:
+// the end of the cooldowns that hold it back, or now itself while it is
+// reopening (a share of requests gets through); zero when none holds it.
+func (t *Tracker) Reopens(tg Target, now time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	n := now.UnixNano()
+	pm := t.provs.Load()
+	if pm == nil || n >= t.latest.Load() {
+		return time.Time{}
+	}
+	p := (*pm)[tg.Provider]
+	if p == nil {
+		return time.Time{}
+	}
+	var at int64
+	hold := func(w *window) {
+		if u := w.until.Load(); u != 0 && n < max(u, w.reopen.Load()) {
+			at = max(at, u, n)
+		}
+	}
+	hold(&p.outage)
+	if ls := p.limits.Load(); ls != nil {
+		for _, l := range *ls {
+			if l.workspace == tg.Workspace && (l.model == "" || l.model == tg.Model) {
+				hold(&l.w)
+			}
+		}
+	}
+	if at == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, at)
+}
+
 func (w *window) admits(now int64, draw uint32) bool {
 	until := w.until.Load()
 	if until == 0 {
