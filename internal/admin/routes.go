@@ -106,6 +106,9 @@ func (h *routesAPI) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rs, err := s.Routes(r.Context())
+	if err == nil {
+		err = s.CheckLoads(r.Context(), h.rs.RouteEnv(), rs)
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -122,6 +125,11 @@ func (h *routesAPI) show(w http.ResponseWriter, r *http.Request) {
 	rt, err := s.Route(ctx, name)
 	var vs []flowstore.Version
 	var ds []flowstore.Deploy
+	if err == nil {
+		one := []flowstore.Route{rt}
+		err = s.CheckLoads(ctx, h.rs.RouteEnv(), one)
+		rt = one[0]
+	}
 	if err == nil {
 		vs, err = s.Versions(ctx, name)
 	}
@@ -233,6 +241,15 @@ func (h *routesAPI) switchTo(w http.ResponseWriter, r *http.Request, rollback bo
 	if !rollback && req.Version < 1 {
 		writeError(w, apierr.Invalid("invalid_version", "version", "version is required: the version to deploy"))
 		return
+	}
+	if rollback && req.Version == 0 {
+		// The version before the live one: it must load as well.
+		to, err := s.RollbackTarget(ctx, name)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		req.Version = to
 	}
 	// A version must load under the config in force before it goes live.
 	if req.Version > 0 {

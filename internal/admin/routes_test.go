@@ -17,12 +17,17 @@ import (
 
 type routeStatus struct {
 	fakeStatus
-	rs *flowstore.Store
+	rs     *flowstore.Store
+	models []string // the config's models; nil: gpt-4o, gpt-4o-mini
 }
 
 func (r *routeStatus) Routes() *flowstore.Store { return r.rs }
 func (r *routeStatus) RouteEnv() *flow.Env {
-	return &flow.Env{Models: []string{"gpt-4o", "gpt-4o-mini"}, Providers: []string{"openai"}, Budgets: []string{}}
+	models := r.models
+	if models == nil {
+		models = []string{"gpt-4o", "gpt-4o-mini"}
+	}
+	return &flow.Env{Models: models, Providers: []string{"openai"}, Budgets: []string{}}
 }
 
 func routeDoc(model string) string {
@@ -40,7 +45,8 @@ func TestRoutesAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := Handler(&routeStatus{fakeStatus: fakeStatus{tokens: testTokens()}, rs: rs}, zap.NewNop())
+	st := &routeStatus{fakeStatus: fakeStatus{tokens: testTokens()}, rs: rs}
+	h := Handler(st, zap.NewNop())
 
 	// A viewer reads but may not write; an operator writes.
 	if rec := do(t, h, "POST", "/admin/routes", config.RoleViewer, routeDoc("gpt-4o")); rec.Code != 403 {
@@ -110,6 +116,27 @@ func TestRoutesAPI(t *testing.T) {
 	}
 	if rec := do(t, h, "GET", "/admin/routes", "", ""); rec.Code != 401 {
 		t.Fatalf("no token: %d", rec.Code)
+	}
+	// The config no longer has v1's model: a rollback to it is refused as
+	// a deploy of it is, and v2 stays live (it answered 200 and the
+	// replicas went on serving v2, a helper's finding).
+	st.models = []string{"gpt-4o-mini"}
+	for _, body := range []string{"", `{"version":1}`} {
+		rec := do(t, h, "POST", "/admin/routes/support/rollback", config.RoleOperator, body)
+		if code, _, _ := openAIError(t, rec); code != 400 || !strings.Contains(rec.Body.String(), `unknown model \"gpt-4o\"`) {
+			t.Errorf("rollback %q to a version that does not load: %d %s", body, rec.Code, rec.Body)
+		}
+	}
+	if v, err := rs.Get(context.Background(), "support", 0); err != nil || v.Version != 2 {
+		t.Errorf("live after refused rollbacks: %+v %v", v, err)
+	}
+	// The list and the route show the version that no longer loads (a
+	// request pinning it gets 503; only the log said why).
+	for _, path := range []string{"/admin/routes", "/admin/routes/support"} {
+		rec := do(t, h, "GET", path, config.RoleViewer, "")
+		if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"broken":[{"version":1,"error":"support@1:4:12: route support, node m: model: unknown model \"gpt-4o\"`) {
+			t.Errorf("%s: %d %s", path, rec.Code, rec.Body)
+		}
 	}
 }
 

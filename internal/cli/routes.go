@@ -220,6 +220,9 @@ func (r *routesCLI) list(ctx context.Context) error {
 		return err
 	}
 	rs, err := st.Routes(ctx)
+	if err == nil {
+		err = st.CheckLoads(ctx, r.env, rs)
+	}
 	if err != nil {
 		return r.fail(err)
 	}
@@ -257,6 +260,15 @@ func (r *routesCLI) list(ctx context.Context) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, x := range rs {
+		for _, b := range x.Broken {
+			what := "pinned requests to it get 503 route_unavailable"
+			if b.Live {
+				what = "it is LIVE: a running replica keeps the flow it last compiled, one that starts has none and answers 503 route_unavailable, until a version that loads is deployed"
+			}
+			fmt.Fprintf(r.stdout, "%s@%d does not load under this config (%s):\n%s\n", x.Name, b.Version, what, b.Error)
+		}
 	}
 	for _, f := range files {
 		if f.Err != nil {
@@ -486,10 +498,17 @@ func (r *routesCLI) rollback(ctx context.Context, name string, to int64) error {
 	if err != nil {
 		return err
 	}
-	if to > 0 {
-		if _, _, _, err := r.load(ctx, fmt.Sprintf("%s@%d", name, to)); err != nil {
-			return err
+	if to == 0 { // the version before the live one
+		if to, err = st.RollbackTarget(ctx, name); err != nil {
+			if errors.Is(err, flowstore.ErrNoEarlier) {
+				return fmt.Errorf("routes: %v", err)
+			}
+			return r.fail(err)
 		}
+	}
+	// It must load under the config in force, as a deploy's.
+	if _, _, _, err := r.load(ctx, fmt.Sprintf("%s@%d", name, to)); err != nil {
+		return err
 	}
 	d, err := st.Rollback(ctx, name, to, cliUser())
 	if err != nil {

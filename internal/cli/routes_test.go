@@ -109,6 +109,12 @@ nodes:
 	if _, _, err := run("routes", "frobnicate"); err == nil {
 		t.Error("unknown verb accepted")
 	}
+	// The config loses m1: list names every version that no longer loads.
+	write(cfg, strings.ReplaceAll(mustReadFile(t, cfg), "m1", "m0"))
+	out, _, err = run("routes", "list", "--config", cfg)
+	if err != nil || !strings.Contains(out, `support@1 does not load under this config (`) || !strings.Contains(out, `unknown model "m1"`) {
+		t.Errorf("list with broken versions: %v\n%s", err, out)
+	}
 }
 
 func mustReadFile(t *testing.T, path string) string {

@@ -12,6 +12,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/stellwerk/stellwerk/internal/flow"
@@ -45,6 +46,42 @@ type Route struct {
 	Versions   int       `json:"version_count"`
 	DeployedAt time.Time `json:"deployed_at,omitzero"`
 	DeployedBy string    `json:"deployed_by,omitempty"`
+	// Broken lists the versions that do not load under the config in
+	// force (a model or budget they name is gone), with why: requests that
+	// pin one, or all of them when it is the live one, get 503
+	// route_unavailable. Set by CheckLoads.
+	Broken []BrokenVersion `json:"broken,omitempty"`
+}
+
+// BrokenVersion is a version that does not load, and why.
+type BrokenVersion struct {
+	Version int64  `json:"version"`
+	Live    bool   `json:"live,omitempty"`
+	Error   string `json:"error"`
+}
+
+// CheckLoads compiles every version of the routes under env and notes
+// those that do not load in each route's Broken (the request path's table
+// keeps serving the live version it last compiled, and says so only in
+// its log).
+func (s *Store) CheckLoads(ctx context.Context, env *flow.Env, routes []Route) error {
+	for i := range routes {
+		r := &routes[i]
+		r.Broken = nil
+		for v := int64(1); v <= r.Latest; v++ {
+			doc, err := s.Get(ctx, r.Name, v)
+			if errors.Is(err, ErrNoVersion) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := flow.Load(r.Name+"@"+strconv.FormatInt(v, 10), []byte(doc.Document), env); err != nil {
+				r.Broken = append(r.Broken, BrokenVersion{Version: v, Live: v == r.Live, Error: err.Error()})
+			}
+		}
+	}
+	return nil
 }
 
 // Deploy is one switch of a route's live version.
@@ -332,6 +369,35 @@ func (s *Store) Rollback(ctx context.Context, route string, to int64, by string)
 	return s.switchTo(ctx, route, to, by, "rollback")
 }
 
+// RollbackTarget is the version Rollback goes to when given none: the
+// newest older than the live one (ErrNotDeployed, ErrNoEarlier when there
+// is none). A caller checks that it loads before rolling back to it.
+func (s *Store) RollbackTarget(ctx context.Context, route string) (int64, error) {
+	r, err := s.Route(ctx, route)
+	if err != nil {
+		return 0, err
+	}
+	if r.Live == 0 {
+		return 0, ErrNotDeployed
+	}
+	return previous(ctx, s.db.SQL, route, r.Live)
+}
+
+// previous is the newest version of a route older than live.
+func previous(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, route string, live int64) (int64, error) {
+	var version int64
+	if err := q.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM route_versions WHERE route = $1 AND version < $2`,
+		route, live).Scan(&version); err != nil {
+		return 0, store.Classify(err)
+	}
+	if version == 0 {
+		return 0, ErrNoEarlier
+	}
+	return version, nil
+}
+
 func (s *Store) switchTo(ctx context.Context, route string, version int64, by, action string) (Deploy, error) {
 	d := Deploy{Route: route, By: by, Action: action, To: version}
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
@@ -364,13 +430,9 @@ func (s *Store) switchTx(ctx context.Context, tx *sql.Tx, gen int64, route strin
 			return d, ErrNotDeployed
 		}
 		if version == 0 {
-			err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM route_versions WHERE route = $1 AND version < $2`,
-				route, live).Scan(&version)
-			if err != nil {
+			var err error
+			if version, err = previous(ctx, tx, route, live); err != nil {
 				return d, err
-			}
-			if version == 0 {
-				return d, ErrNoEarlier
 			}
 		} else if version >= live {
 			return d, fmt.Errorf("%w: %d is not before the live version %d (deploy it instead)", ErrNoEarlier, version, live)
