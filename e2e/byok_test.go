@@ -78,6 +78,26 @@ func TestWorkspaceOwnProviderKey(t *testing.T) {
 		}
 	}
 
+	// A provider (or a gateway before it) that echoes the workspace's own
+	// key: not in a header, not in the 503 quoting its error (a code
+	// review found both; the edge knew only the catalog's credentials).
+	primary.SetBehavior(mockllm.Behavior{})
+	for _, status := range []string{"", "500"} {
+		hdr := map[string]string{"Authorization": "Bearer sk-legal-client", "x-mock-echo-auth": "1"}
+		if status != "" {
+			hdr["x-mock-status"] = status
+		}
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"primary-mini","messages":[{"role":"user","content":"hello"}]}`, hdr)
+		if strings.Contains(string(b), ownOpenAI) || (status != "" && !strings.Contains(string(b), "you sent Bearer [credential]")) {
+			t.Errorf("echo, status %q: %d %s", status, resp.StatusCode, b)
+		}
+		for k, vs := range resp.Header {
+			if strings.Contains(strings.Join(vs, " "), ownOpenAI) {
+				t.Errorf("echo, status %q: header %s shows the workspace's key", status, k)
+			}
+		}
+	}
+
 	// Nowhere to be read back.
 	for _, path := range []string{"/admin/provider-keys", "/config", "/status"} {
 		r, err := s.AdminGet(path)

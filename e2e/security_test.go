@@ -335,6 +335,14 @@ func TestProviderEchoesCredential(t *testing.T) {
 	if resp.StatusCode != 400 || strings.Contains(string(b), secret) || !strings.Contains(string(b), "injected failure 400") {
 		t.Errorf("400: %d %s", resp.StatusCode, b)
 	}
+	// So does its error event in a stream (a code review's finding: it
+	// reached the client as sent).
+	delete(hdr, "x-mock-status")
+	hdr["x-mock-reset"] = "error"
+	resp, b = post(t, s.URL+"/v1/chat/completions", `{"model":"primary-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`, hdr)
+	if resp.StatusCode != 200 || strings.Contains(string(b), secret) || !strings.Contains(string(b), "The server is overloaded; you sent Bearer [credential]") {
+		t.Errorf("stream error event: %d %s", resp.StatusCode, b)
+	}
 	s.Stop("stellwerk")
 	if strings.Contains(s.Log("stellwerk"), secret) {
 		t.Error("stellwerk's log has the credential")

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/meter"
@@ -127,7 +128,7 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "text/event-stream") && !h.EndOfStream &&
 		(encoding == "" || encoding == "identity") {
 		// Follow the stream (event by event, never buffered whole) for its usage.
-		p.stream = &streamState{hideUsage: !p.wantUsage, checkEnd: true}
+		p.stream = &streamState{hideUsage: !p.wantUsage, checkEnd: true, scrub: p.scrubText}
 		// Its events may change (translated, a usage chunk dropped, an end
 		// added): a provider's content-length would cut it.
 		mut := resp.GetResponseHeaders().GetResponse().GetHeaderMutation()
@@ -249,8 +250,12 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		p.failed = false
 		return replaceResponseBody(p.errorJSON(p.allAttemptsFailed(b.Body)))
 	}
-	if p.scrubError && b.EndOfStream {
-		p.scrubError = false
+	if p.scrubError {
+		// A JSON error larger than Envoy's buffer comes in parts (the
+		// first without end of stream): each is scrubbed, none can be
+		// translated.
+		p.scrubError = !b.EndOfStream
+		p.translate = p.translate && b.EndOfStream // false from a first part on
 		body, changed := b.Body, false
 		if p.translate { // an Anthropic error in the OpenAI shape, or the reverse
 			p.translate, changed = false, true
@@ -356,13 +361,22 @@ func (p *edge) providerHeaders(h *extprocv3.HttpHeaders, remove []string) []stri
 // s had one.
 func (p *edge) scrubText(s string) (out string, held bool) {
 	out = s
-	if m := p.served; m != nil && m.Provider.Holds(out) {
-		out, held = m.Provider.Scrub(out), true
-	}
-	for _, m := range p.plan {
+	scrub := func(m *catalog.Model) {
 		if m.Provider.Holds(out) {
 			out, held = m.Provider.Scrub(out), true
 		}
+		// The workspace's own key for the provider, when it brings one.
+		if len(p.state.WorkspaceKeys) > 0 && p.workspace != "" {
+			if k := p.state.WorkspaceKeys[WorkspaceProvider{p.workspace, m.Provider.Name}]; len(k) >= 8 && strings.Contains(out, k) {
+				out, held = strings.ReplaceAll(out, k, "[credential]"), true
+			}
+		}
+	}
+	if p.served != nil {
+		scrub(p.served)
+	}
+	for _, m := range p.plan {
+		scrub(m)
 	}
 	return out, held
 }

@@ -64,6 +64,10 @@ type State struct {
 	// WorkspaceClusters are the provider clusters that carry a workspace's
 	// own key (bring your own key), by workspace and provider name.
 	WorkspaceClusters map[WorkspaceProvider]string
+	// WorkspaceKeys are those keys themselves (Envoy's copies of the
+	// clusters inject them; the control plane holds them for its SDS
+	// secrets), here only to take them out of what a provider echoes.
+	WorkspaceKeys map[WorkspaceProvider]string
 	// keyLimits caches each store key's compiled limits (by key id; the
 	// entry is replaced when the key's record changes).
 	keyLimits sync.Map

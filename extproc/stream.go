@@ -54,6 +54,9 @@ type streamState struct {
 	// answer collects the streamed text for an audit record with content
 	// (nil: not kept), up to maxContentBytes.
 	answer *strings.Builder
+	// scrub takes a credential stellwerk sent out of a provider's error
+	// event (edge.scrubText; nil: none to take out).
+	scrub func(string) (string, bool)
 }
 
 // maxContentBytes bounds the answer text an audit record keeps.
@@ -93,6 +96,13 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 		st.events = st.framer.Flush(st.events)
 	}
 	changed := held || st.framer.Pending() > 0 // part of this chunk is held back
+	if st.scrub != nil {
+		for i := range st.events {
+			if ev := &st.events[i]; providerError(ev) && st.scrubEvent(ev) {
+				changed = true
+			}
+		}
+	}
 	if st.conv != nil {
 		out := make([]byte, 0, 2*len(b.Body)) // OpenAI chunks repeat id and model: larger than the events
 		for i := range st.events {
@@ -159,6 +169,19 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 		return continueResponseBody(), end
 	}
 	return streamChunk(out), end
+}
+
+// scrubEvent takes the credential stellwerk sent out of an event (a
+// provider, or a gateway before it, that echoes its request in an error);
+// whole events only: the framer holds an event until its blank line.
+func (st *streamState) scrubEvent(ev *translate.Event) bool {
+	raw, held := st.scrub(string(ev.Raw))
+	if !held {
+		return false
+	}
+	data, _ := st.scrub(string(ev.Data))
+	ev.Raw, ev.Data = []byte(raw), []byte(data)
+	return true
 }
 
 // openaiEvent reads one OpenAI stream event: its end ([DONE] or an error),

@@ -21,7 +21,7 @@
 //	x-mock-no-usage: 1              no usage: in a chat answer, nor in a stream that asked for it
 //	x-mock-content-length: 1        an Anthropic stream sent whole, with a Content-Length
 //	x-mock-cached: 900              that many prompt tokens read from the cache (JSON answers: chat, Anthropic)
-//	x-mock-echo-auth: 1             echo the Authorization it got (a header, an injected error's text), name an account, set a cookie
+//	x-mock-echo-auth: 1             echo the Authorization it got (a header, an injected error's text, a stream's error event), name an account, set a cookie
 package mockllm
 
 import (
@@ -360,7 +360,11 @@ func (p *Provider) stream(w http.ResponseWriter, r *http.Request, b Behavior, id
 			return // a clean end of the response, without finish or [DONE]
 		}
 		if i == 0 && b.Reset == "error" {
-			send(map[string]any{"error": map[string]any{"message": "The server is overloaded", "type": "server_error", "param": nil, "code": nil}})
+			msg := "The server is overloaded"
+			if r.Header.Get("x-mock-echo-auth") != "" {
+				msg += "; you sent " + r.Header.Get("Authorization")
+			}
+			send(map[string]any{"error": map[string]any{"message": msg, "type": "server_error", "param": nil, "code": nil}})
 			return
 		}
 	}

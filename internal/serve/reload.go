@@ -108,7 +108,11 @@ func build(cfg *config.Config, env catalog.Env, ps decision.PolicySource, ln lea
 			if st.WorkspaceClusters == nil {
 				st.WorkspaceClusters = map[extproc.WorkspaceProvider]string{}
 			}
-			st.WorkspaceClusters[extproc.WorkspaceProvider{Workspace: wk.Workspace, Provider: p.Name}] = header.WorkspaceCluster(p.Cluster, wk.Workspace)
+			if st.WorkspaceKeys == nil {
+				st.WorkspaceKeys = map[extproc.WorkspaceProvider]string{}
+			}
+			wp := extproc.WorkspaceProvider{Workspace: wk.Workspace, Provider: p.Name}
+			st.WorkspaceClusters[wp], st.WorkspaceKeys[wp] = header.WorkspaceCluster(p.Cluster, wk.Workspace), wk.Key
 		}
 	}
 	if own := st.WorkspaceClusters; len(own) > 0 {
