@@ -47,16 +47,19 @@ func TestAuditRecords(t *testing.T) {
 		served   string
 		attempts int
 		charged  bool
+		minTook  int64 // ms
 	}
 	wants := map[string]want{}
 	const capped = `{"max_tokens":100}`
 
 	resetAll(s)
+	primary.SetBehavior(mockllm.Behavior{FirstByteDelay: 300 * time.Millisecond})
 	r := viaPython(t, s, "plain", capped)
 	if r.Error != nil || r.Decision == "" {
 		t.Fatalf("json: %+v", r)
 	}
-	wants[r.Decision] = want{status: 200, served: "primary-mini", attempts: 1, charged: true}
+	primary.SetBehavior(mockllm.Behavior{})
+	wants[r.Decision] = want{status: 200, served: "primary-mini", attempts: 1, charged: true, minTook: 300}
 
 	r = viaPython(t, s, "stream", capped)
 	if r.Error != nil || r.Decision == "" {
@@ -145,6 +148,10 @@ func TestAuditRecords(t *testing.T) {
 				learnedInTable++
 				break
 			}
+		}
+		// took_ms is the whole request, the provider's time and stellwerk's.
+		if rec.TookMS < w.minTook || rec.TookMS*1000+1000 < rec.OverheadUS {
+			t.Errorf("%s: took %d ms (at least %d), router overhead %d µs", v.ID, rec.TookMS, w.minTook, rec.OverheadUS)
 		}
 		if rec.Status != w.status || rec.ErrorCode != w.code || rec.Served != w.served || len(rec.Attempts) != w.attempts {
 			t.Errorf("%s: status %d %q served %q attempts %+v; want %+v", v.ID, rec.Status, rec.ErrorCode, rec.Served, rec.Attempts, w)

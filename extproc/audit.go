@@ -44,8 +44,10 @@ func (p *edge) audit() {
 	}
 	p.audited = true
 	r := p.auditRecord()
+	took := time.Since(p.arrived)
+	r.TookMS = took.Milliseconds()
 	if watching { // before the hand-over: the writer owns r after it
-		hub.Publish(live.View(r, time.Since(p.arrived)))
+		hub.Publish(live.View(r, took))
 	}
 	if l != nil {
 		l.Record(r)

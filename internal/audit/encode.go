@@ -185,6 +185,7 @@ func (e *recordEncoder) record(r *Record) {
 		e.Close(o)
 	}
 	e.IntOmit("router_overhead_us", r.OverheadUS)
+	e.IntOmit("took_ms", r.TookMS)
 	e.IntOmit("status", int64(r.Status))
 	e.StrOmit("error_code", r.ErrorCode)
 	if rt := r.Route; rt != nil {

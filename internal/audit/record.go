@@ -88,6 +88,10 @@ type Record struct {
 	Cost      *Cost     `json:"cost,omitempty"`
 	// OverheadUS is the router's own time on the request, in microseconds.
 	OverheadUS int64 `json:"router_overhead_us,omitempty"`
+	// TookMS is the request's time from its arrival (Time) to this record,
+	// in milliseconds: a slow upload or a long stream is chained that long
+	// after its Time (audit verify reads it).
+	TookMS int64 `json:"took_ms,omitempty"`
 	// Status is the HTTP status the client got; ErrorCode the OpenAI error
 	// code when it was an error (policy_denied, budget_exceeded, …).
 	Status    int    `json:"status,omitempty"`

@@ -339,3 +339,35 @@ func TestSignedTailMadeUnsigned(t *testing.T) {
 		}
 	})
 }
+
+// TestSlowRequestNotTampering: a running writer chains a request whose
+// headers came 20 minutes before its record (a body uploaded slowly: no
+// timeout bounds that) beside one of now. The unsigned tail spans 20
+// minutes by the records' times, and verify took its missing checkpoints
+// for deleted ones (a code review's finding); the record's took_ms says
+// when it was chained.
+func TestSlowRequestNotTampering(t *testing.T) {
+	conform(t, func(t *testing.T, db *store.DB) {
+		st := openStore(t, db)
+		sqlExec(t, db, `DELETE FROM audit_entries`)
+		sqlExec(t, db, `DELETE FROM audit_checkpoints`)
+		s := testSigner("a")
+		o := testOptions(t)
+		o.CheckpointInterval = time.Hour // no checkpoint signs the tail yet
+		l := openLog(t, st, s, o)
+		slow := decision(1, "ws")
+		slow.Time = time.Now().Add(-20 * time.Minute)
+		slow.TookMS = (20 * time.Minute).Milliseconds()
+		l.Record(slow)
+		now := decision(2, "ws")
+		now.Time = time.Now()
+		l.Record(now)
+		if err := l.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		opts := VerifyOptions{CheckpointInterval: 30 * time.Second, MaxRequest: 2 * time.Minute}
+		if rep := mustVerify(t, st, []PublicKey{s.Public()}, opts); !rep.OK() {
+			t.Errorf("a running writer's slow request reported as tampering:\n%s", problems(rep))
+		}
+	})
+}

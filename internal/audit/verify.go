@@ -1,6 +1,8 @@
 package audit
 
 import (
+	"github.com/tidwall/gjson"
+
 	"context"
 	"crypto/ed25519"
 	"fmt"
@@ -208,11 +210,19 @@ func (v *Verifier) Add(e *Entry) {
 		w.hashAt[e.Seq] = e.Hash
 	}
 	if e.Seq > w.lastCP && !e.LinkOnly && !e.Time.IsZero() {
-		if w.tailFirst.IsZero() || e.Time.Before(w.tailFirst) {
-			w.tailFirst = e.Time
+		// When the record was chained, as near as it says: its request's
+		// arrival plus how long the request took (a slow upload is
+		// chained long after its arrival; records before took_ms: the
+		// arrival, and the span allows a request's length).
+		at := e.Time
+		if took := gjson.GetBytes(e.Body, "took_ms"); took.Type == gjson.Number && took.Num > 0 {
+			at = at.Add(time.Duration(took.Int()) * time.Millisecond)
 		}
-		if e.Time.After(w.tailLast) {
-			w.tailLast = e.Time
+		if w.tailFirst.IsZero() || at.Before(w.tailFirst) {
+			w.tailFirst = at
+		}
+		if at.After(w.tailLast) {
+			w.tailLast = at
 		}
 	}
 	w.lastSeq, w.lastHash, w.lastOK = e.Seq, e.Hash, selfOK
@@ -339,10 +349,11 @@ func (v *Verifier) checkCheckpoints(w *writerState) {
 	}
 	// A writer signs what it chained within checkpoint_interval, running
 	// or stopping, so an unsigned tail was chained within one interval. A
-	// record's time is its request's arrival, up to a request's length
-	// before it was chained. Unsigned records whose times span more than
-	// both were signed, and their checkpoints removed: a closed chain made
-	// to look like a crashed one, its tail then rewritable.
+	// record was chained when its request ended (its time and took_ms; a
+	// record without took_ms up to a request's length after its time).
+	// Unsigned records whose ends span more than both were signed, and
+	// their checkpoints removed: a closed chain made to look like a crashed
+	// one, its tail then rewritable.
 	if span := w.tailLast.Sub(w.tailFirst); v.interval > 0 && w.rep.Unsigned > 0 && span > v.unsignedSpan() {
 		v.problem(writer, w.rep.SignedThrough+1, w.rep.LastSeq, ProblemDeleted,
 			"%d unsigned record(s) span %s, while the writer signs its chain every %s and a request lasts at most %s: the checkpoints that signed them are missing "+
