@@ -151,13 +151,13 @@ func (e *Engine) evalAt(ctx context.Context, input ast.Value, now time.Time) (De
 // platform's module can set (docs/policy-library.md): a rule of the same
 // name in package stellwerk would be a rule of its own that nothing reads.
 var computed = map[string]string{
-	"objective":     "the workspace's objective or the request's optimize",
-	"quality_floor": "the workspace's quality_floor or the request's min_quality",
-	"max_cost_eur":  "the workspace's max_cost_eur or the request's max_cost",
-	"log_level":     "log_levels contains level",
-	"residency":     "the workspace's residency rules, or excluded",
-	"redact":        "the classifier's redaction settings",
-	"downgrade":     "the budgets' on_exceed: downgrade",
+	"objective":     "set it with the workspace's objective or the request's optimize",
+	"quality_floor": "set it with the workspace's quality_floor or the request's min_quality",
+	"max_cost_eur":  "set it with the workspace's max_cost_eur or the request's max_cost",
+	"log_level":     "set it with log_levels contains level",
+	"residency":     "set it with the workspace's residency rules, or excluded",
+	"redact":        "it is reserved and not enforced yet",
+	"downgrade":     "set it with a budget's action: downgrade (budgets.limits in the config)",
 }
 
 // ineffective refuses a platform module's rule, next to the library, that
@@ -180,7 +180,7 @@ func ineffective(modules map[string]*ast.Module) error {
 			head := r.Head.Ref()[0].String()
 			if how, ok := computed[head]; ok {
 				errs = append(errs, ast.NewError(ast.CompileErr, r.Location,
-					"%s has no effect: the library computes the decision's %s; set it with %s (docs/policy-library.md)", head, head, how))
+					"%s has no effect: the library computes the decision's %s; %s (docs/policy-library.md)", head, head, how))
 			}
 		}
 	}

@@ -108,13 +108,32 @@ func (m *Manager) Reload(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	m.err = ""
+	before := platformModules(m.Current().Modules)
 	m.cur.Store(e)
 	if m.onChange != nil {
 		m.onChange(e, nil)
 	}
 	m.log.Info("policy reloaded", zap.String("version", e.Version), zap.Int("modules", len(e.Modules)))
+	if after := platformModules(e.Modules); before > 0 && after == 0 {
+		// An emptied policy.dir loads (the library alone is a policy),
+		// but every rule of the platform team's went with it.
+		m.log.Warn("policy reloaded without any of policy.dir's modules: only the shipped library decides now",
+			zap.String("version", e.Version), zap.Int("modules_before", before))
+	}
 	m.warn(e)
 	return true, nil
+}
+
+// platformModules counts the modules of policy.dir among a policy's
+// (those not the shipped library's).
+func platformModules(names []string) int {
+	n := 0
+	for _, name := range names {
+		if !strings.HasPrefix(name, "library/") {
+			n++
+		}
+	}
+	return n
 }
 
 func (m *Manager) warn(e *Engine) {

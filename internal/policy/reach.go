@@ -2,7 +2,9 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -92,9 +94,77 @@ func Unreachable(src Source) ([]string, error) {
 // warnings are a load's: the modules that cannot contribute, and the data
 // files that are not read.
 func (f files) warnings(modules map[string]*ast.Module) []string {
-	w := unreachable(modules)
+	w := append(unreachable(modules), unread(modules)...)
 	for _, d := range f.data {
 		w = append(w, d+": data files are not read (stellwerk loads *.rego only); write the data as a rule, e.g. blocked_users := {\"mallory\"} in a module")
 	}
 	return w
+}
+
+// extensionPoints are the rules of package stellwerk the library reads
+// from a platform's modules (docs/policy-library.md).
+var extensionPoints = []string{"deny", "excluded", "tags", "log_levels"}
+
+// unread names the rules of policy.dir's modules in package stellwerk that
+// no rule reads and that are none of the extension points: a typo (denny,
+// log_level) loads, compiles and silently has no effect.
+func unread(mods map[string]*ast.Module) []string {
+	read := map[string]bool{"decision": true} // the query
+	for _, m := range mods {
+		for _, rule := range m.Rules {
+			ast.WalkRefs(rule, func(r ast.Ref) bool {
+				if len(r) > 2 && r.HasPrefix(decisionPackage) {
+					if s, ok := r[2].Value.(ast.String); ok {
+						read[string(s)] = true
+					}
+				}
+				return false
+			})
+		}
+	}
+	var out []string
+	for name, m := range mods {
+		if strings.HasPrefix(name, "library/") || !m.Package.Path.Equal(decisionPackage) {
+			continue
+		}
+		seen := map[string]bool{}
+		for _, rule := range m.Rules {
+			head := rule.Head.Ref()[0].String()
+			if seen[head] || read[head] || slices.Contains(extensionPoints, head) || strings.HasPrefix(head, "test_") {
+				continue
+			}
+			seen[head] = true
+			hint := ""
+			for _, ep := range extensionPoints {
+				if editDistance(head, ep) <= 2 {
+					hint = "; did you mean " + ep + "?"
+				}
+			}
+			out = append(out, fmt.Sprintf("%s: rule %s is read by no rule and is none of the extension points (%s): it has no effect%s",
+				rule.Location, head, strings.Join(extensionPoints, ", "), hint))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// editDistance is the Levenshtein distance of two short names.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }

@@ -57,3 +57,45 @@ func TestUnreachableModules(t *testing.T) {
 		t.Errorf("the shipped library alone: %v", w)
 	}
 }
+
+// TestUnreadRules: a rule of a platform module in package stellwerk that
+// no rule reads and that is no extension point loads with no effect (a
+// helper's typos, denny and log_level, passed policy test and config
+// check in silence); the warning suggests the extension point it is near.
+// Helpers the module reads, and the extension points, are not warned
+// about. Emptying policy.dir is logged as a warning.
+func TestUnreadRules(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, src string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("team.rego", "package stellwerk\n\ndenny contains \"no\" if input.request.user == \"x\"\n\n"+
+		"log_levels contains \"warn\" if _vip\n\n_vip if input.request.user == \"boss\"\n\ntagz[\"team\"] := \"cx\"\n")
+	core, logs := observer.New(zapcore.WarnLevel)
+	m, err := NewManager(context.Background(), Source{Library: true, Dir: dir}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(m.Current().Warnings, "\n")
+	for _, want := range []string{"dir/team.rego:3: rule denny is read by no rule", "it has no effect; did you mean deny?",
+		"dir/team.rego:9: rule tagz is read by no rule", "did you mean tags?"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warnings lack %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "rule _vip") || strings.Contains(got, "rule log_levels") || strings.Contains(got, "library/") {
+		t.Errorf("warned about what is read:\n%s", got)
+	}
+	// policy.dir emptied: it loads, with a warning.
+	if err := os.Remove(filepath.Join(dir, "team.rego")); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := m.Reload(context.Background()); !ok || err != nil {
+		t.Fatalf("reload: %v %v", ok, err)
+	}
+	if logs.FilterMessage("policy reloaded without any of policy.dir's modules: only the shipped library decides now").Len() != 1 {
+		t.Errorf("no warning when policy.dir was emptied: %v", logs.All())
+	}
+}
