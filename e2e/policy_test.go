@@ -365,3 +365,35 @@ func TestCodeAndLogsAreNotPersonalData(t *testing.T) {
 		t.Errorf("a public address: provider %q, routing %+v", provider, r)
 	}
 }
+
+// TestSlowPolicyIsCut: a policy that takes longer than
+// envoy.extproc_timeout to decide fails the request (closed) instead of
+// holding it: the grace stellwerk asks of Envoy is for a body still being
+// uploaded, and it was also asked while the decision ran (a helper's slow
+// rule answered 200 after 8.75 s with a 2 s timeout). A request the rule
+// does not slow is answered as before.
+func TestSlowPolicyIsCut(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	rule := "package stellwerk\n\ndeny contains \"never\" if {\n\tinput.request.metadata.slow == \"1\"\n\tcount([x | some x in numbers.range(1, 4000000); x % 7 == 0]) < 0\n}\n"
+	if err := os.WriteFile(filepath.Join(dir, "slow.rego"), []byte(rule), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := threeRegions(t, func(c *config.Config) {
+		c.Policy.Dir = dir
+		c.Envoy.ExtProcTimeout = 300 * time.Millisecond
+	})
+	chat := s.URL + "/v1/chat/completions"
+	resp, b := post(t, chat, `{"model":"auto","metadata":{"slow":"1"},"messages":[{"role":"user","content":"hi"}]}`, nil)
+	if resp.StatusCode != 503 || !strings.Contains(string(b), "router_unavailable") {
+		t.Errorf("a decision slower than the message timeout: %d %s", resp.StatusCode, b)
+	}
+	for name, p := range s.Providers {
+		if n := len(p.Requests()); n != 0 {
+			t.Errorf("%s received %d requests", name, n)
+		}
+	}
+	if resp, b := post(t, chat, `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, nil); resp.StatusCode != 200 {
+		t.Errorf("a quick decision: %d %s", resp.StatusCode, b)
+	}
+}

@@ -341,6 +341,15 @@ func serveEdge(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessSe
 				q = &pipeline{p: p, respLimit: limit}
 			}
 		}
+		if q != nil {
+			// Envoy restarted its timer for this message: no grace while
+			// it is handled. Handling the body's end is the decision,
+			// which Envoy's message timeout bounds (envoy.extproc_timeout);
+			// the grace is for uploads only (a slow policy was given 60 s).
+			w.mu.Lock()
+			w.holding = false
+			w.mu.Unlock()
+		}
 		if q == nil {
 			out = append(out[:0], safeHandle(&p.filter, req, p.handle, p.immediate))
 		} else {
