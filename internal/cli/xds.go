@@ -3,9 +3,11 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"sort"
@@ -17,7 +19,7 @@ import (
 	"github.com/stellwerk/stellwerk/xds"
 )
 
-const xdsUsage = `usage: stellwerk xds dump [--admin URL] [--token-env NAME] [--json]
+const xdsUsage = `usage: stellwerk xds dump [--admin URL|HOST:PORT] [--config FILE] [--token-env NAME] [--json]
 
 Prints what each Envoy connected to a running stellwerk was sent, accepted
 and refused (with Envoy's error), from its admin API (GET /admin/xds; an
@@ -39,7 +41,8 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprint(stderr, xdsUsage)
 		fs.PrintDefaults()
 	}
-	adminURL := fs.String("admin", "http://"+defaultAdmin(), "stellwerk's admin API (default: server.admin of $STELLWERK_CONFIG or ./stellwerk.yaml)")
+	adminURL := fs.String("admin", "", "stellwerk's admin API, a URL or HOST:PORT as server.admin has it (default: server.admin of --config)")
+	cfgPath := fs.String("config", defaultConfigPath(), "config file whose server.admin to ask (env STELLWERK_CONFIG)")
 	tokenEnv := fs.String("token-env", adminTokenEnv, "environment variable holding the admin token")
 	asJSON := fs.Bool("json", false, "print the whole dump as JSON, resources included")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -49,13 +52,23 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintf(stderr, "unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
 		return ErrUsage
 	}
+	base := *adminURL
+	if base == "" {
+		var err error
+		if base, err = configAdmin(*cfgPath); err != nil {
+			return fmt.Errorf("xds dump: %w", err)
+		}
+	}
+	if !strings.Contains(base, "://") {
+		base = "http://" + base // server.admin's form
+	}
 	token := strings.TrimSpace(os.Getenv(*tokenEnv))
 	if token == "" {
 		return fmt.Errorf("xds dump: set %s to an admin token (auditor, operator or admin)", *tokenEnv)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(*adminURL, "/")+"/admin/xds", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/admin/xds", nil)
 	if err != nil {
 		return fmt.Errorf("xds dump: %w", err)
 	}
@@ -121,9 +134,15 @@ func printDump(w io.Writer, d xds.Dump) error {
 }
 
 // defaultAdmin is server.admin of the default config file, or the default.
-func defaultAdmin() string {
-	if c, err := config.Load(defaultConfigPath()); err == nil {
-		return c.Server.Admin
+// configAdmin is server.admin of the config at cfgPath; the default
+// address when there is no such file.
+func configAdmin(cfgPath string) (string, error) {
+	c, err := config.Load(cfgPath)
+	switch {
+	case err == nil:
+		return c.Server.Admin, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return "127.0.0.1:9180", nil
 	}
-	return "127.0.0.1:9180"
+	return "", err
 }

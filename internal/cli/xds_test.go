@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +39,20 @@ func TestXDSDump(t *testing.T) {
 		"edge-b  2       cluster  v2    v1     REJECTED v2 at 1970-01-01T00:00:00Z: bad cluster"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	// HOST:PORT as server.admin has it (a URL was required), and the
+	// config's server.admin through --config.
+	host := strings.TrimPrefix(srv.URL, "http://")
+	cfg := filepath.Join(t.TempDir(), "stellwerk.yaml")
+	if err := os.WriteFile(cfg, []byte("server: {admin: \""+host+"\"}\nrouting: {default_model: m}\nproviders: [{name: p, base_url: \"http://127.0.0.1:1/v1\", residency: eu}]\nmodels: [{id: m, provider: p, context_window: 1000}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"--admin", host}, {"--config", cfg}} {
+		out.Reset()
+		if err := Run(context.Background(), append([]string{"xds", "dump", "--token-env", "XDS_TEST_TOKEN"}, args...), nil, &out, &errb); err != nil ||
+			!strings.Contains(out.String(), "snapshot v2:") {
+			t.Errorf("%v: %v %s", args, err, errb.String())
 		}
 	}
 	t.Setenv("XDS_TEST_TOKEN", "wrong")
