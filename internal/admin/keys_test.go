@@ -150,18 +150,23 @@ func TestKeysAPI(t *testing.T) {
 		"expires_at past":      {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"legal","expires_at":"2001-01-01T00:00:00Z"}`, 400, "invalid_key_spec", "expires_at"},
 		"workspace twice":      {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"default","workspace":"legal"}`, 400, "duplicate_field", "workspace"},
 		"workspace, two cases": {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"default","Workspace":"legal"}`, 400, "duplicate_field", "Workspace"},
-		"not an object":        {"POST", "/admin/keys", config.RoleAdmin, `[]`, 400, "invalid_request_body", ""},
-		"duplicate":            {"POST", "/admin/keys", config.RoleAdmin, `{"id":"bot","workspace":"legal"}`, 409, "key_exists", "id"},
-		"show unknown":         {"GET", "/admin/keys/nope", config.RoleViewer, ``, 404, "key_not_found", "id"},
-		"revoke unknown":       {"POST", "/admin/keys/nope/revoke", config.RoleAdmin, ``, 404, "key_not_found", "id"},
-		"bad grace":            {"POST", "/admin/keys/bot/rotate", config.RoleAdmin, `{"grace":"forever"}`, 400, "invalid_key_spec", "grace"},
-		"grace too long":       {"POST", "/admin/keys/bot/rotate", config.RoleAdmin, `{"grace":"1000h"}`, 400, "invalid_key_spec", "grace"},
-		"bad status filter":    {"GET", "/admin/keys?status=zombie", config.RoleViewer, ``, 400, "invalid_filter", "status"},
-		"too large":            {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"` + strings.Repeat("a", 70000) + `"}`, 413, "request_too_large", ""},
-		"provider key, viewer": {"PUT", "/admin/provider-keys/legal/openai", config.RoleViewer, `{"secret":"x"}`, 403, "insufficient_role", ""},
-		"provider unknown":     {"PUT", "/admin/provider-keys/legal/nope", config.RoleAdmin, `{"secret":"x"}`, 400, "invalid_key_spec", "provider"},
-		"provider empty":       {"PUT", "/admin/provider-keys/legal/openai", config.RoleAdmin, `{"secret":" "}`, 400, "invalid_key_spec", "secret"},
-		"delete absent":        {"DELETE", "/admin/provider-keys/default/openai", config.RoleAdmin, ``, 404, "provider_key_not_found", ""},
+		// The capitalised one first: it was taken for a casing problem
+		// alone, which the admin API lets Go's decoder read (the last
+		// value won, a code review's finding).
+		"workspace, two cases, capital first": {"POST", "/admin/keys", config.RoleAdmin, `{"Workspace":"legal","workspace":"default"}`, 400, "duplicate_field", "workspace"},
+		"two cases after another key":         {"POST", "/admin/keys", config.RoleAdmin, `{"Team":"","workspace":"legal","workspace":"default"}`, 400, "duplicate_field", "workspace"},
+		"not an object":                       {"POST", "/admin/keys", config.RoleAdmin, `[]`, 400, "invalid_request_body", ""},
+		"duplicate":                           {"POST", "/admin/keys", config.RoleAdmin, `{"id":"bot","workspace":"legal"}`, 409, "key_exists", "id"},
+		"show unknown":                        {"GET", "/admin/keys/nope", config.RoleViewer, ``, 404, "key_not_found", "id"},
+		"revoke unknown":                      {"POST", "/admin/keys/nope/revoke", config.RoleAdmin, ``, 404, "key_not_found", "id"},
+		"bad grace":                           {"POST", "/admin/keys/bot/rotate", config.RoleAdmin, `{"grace":"forever"}`, 400, "invalid_key_spec", "grace"},
+		"grace too long":                      {"POST", "/admin/keys/bot/rotate", config.RoleAdmin, `{"grace":"1000h"}`, 400, "invalid_key_spec", "grace"},
+		"bad status filter":                   {"GET", "/admin/keys?status=zombie", config.RoleViewer, ``, 400, "invalid_filter", "status"},
+		"too large":                           {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"` + strings.Repeat("a", 70000) + `"}`, 413, "request_too_large", ""},
+		"provider key, viewer":                {"PUT", "/admin/provider-keys/legal/openai", config.RoleViewer, `{"secret":"x"}`, 403, "insufficient_role", ""},
+		"provider unknown":                    {"PUT", "/admin/provider-keys/legal/nope", config.RoleAdmin, `{"secret":"x"}`, 400, "invalid_key_spec", "provider"},
+		"provider empty":                      {"PUT", "/admin/provider-keys/legal/openai", config.RoleAdmin, `{"secret":" "}`, 400, "invalid_key_spec", "secret"},
+		"delete absent":                       {"DELETE", "/admin/provider-keys/default/openai", config.RoleAdmin, ``, 404, "provider_key_not_found", ""},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

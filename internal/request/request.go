@@ -385,8 +385,8 @@ func scanStructure(body []byte) (deep bool, dup *dupKey) {
 			start := i + 1
 			end, esc := skipString(body, start)
 			i = end
-			if dup != nil || len(stack) == 0 {
-				continue
+			if (dup != nil && !dup.casing) || len(stack) == 0 {
+				continue // the first duplicate, or a casing problem until one
 			}
 			top := &stack[len(stack)-1]
 			if !top.obj || !top.expectKey {
@@ -403,13 +403,14 @@ func scanStructure(body []byte) (deep bool, dup *dupKey) {
 				dup.in = pathOf(body, stack)
 				continue
 			}
-			if top.fold && !lowerASCII(body, k) {
+			if top.fold && !lowerASCII(body, k) && dup == nil {
 				// Alone, "Tools" is no key stellwerk reads, and the tools a
 				// provider in Go reads (found by a helper: a secret and an
-				// injection in them passed unclassified).
+				// injection in them passed unclassified). It is kept among
+				// the keys: the same key in another case after it is a
+				// duplicate, which the admin API refuses as well.
 				dup = &dupKey{key: k.text(body), casing: true}
 				dup.in = pathOf(body, stack)
-				continue
 			}
 			keys = append(keys, k)
 			if top.set != nil {
