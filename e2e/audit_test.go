@@ -79,8 +79,8 @@ func TestAuditRecords(t *testing.T) {
 		s.Providers[name].SetBehavior(mockllm.Behavior{Status: 503})
 	}
 	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","max_tokens":100,"messages":[{"role":"user","content":"hello"}]}`, nil)
-	if resp.StatusCode != 503 || resp.Header.Get(header.DecisionID) == "" {
-		t.Fatalf("every attempt failed: %d %s", resp.StatusCode, b)
+	if resp.StatusCode != 503 || resp.Header.Get(header.DecisionID) == "" || resp.Header.Get(header.PolicyVersion) == "" {
+		t.Fatalf("every attempt failed: %d %v %s", resp.StatusCode, resp.Header, b)
 	}
 	wants[resp.Header.Get(header.DecisionID)] = want{status: 503, code: "no_eligible_model", attempts: 3}
 	resetAll(s)

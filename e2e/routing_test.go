@@ -270,6 +270,10 @@ func TestRouting(t *testing.T) {
 			"empty messages":             {"POST", "/v1/chat/completions", `{"model":"auto","messages":[]}`, nil, 400, "empty_messages", "messages"},
 			"messages not array":         {"POST", "/v1/chat/completions", `{"model":"auto","messages":"hi"}`, nil, 400, "invalid_type", "array"},
 			"missing model":              {"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}]}`, nil, 400, "missing_model", "model"},
+			// Longer than every model's window: the client's error, as OpenAI
+			// says it (auto answered 503, which the SDKs blame on the server).
+			"too long for every model": {"POST", "/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"` + strings.Repeat("lorem ipsum dolor sit amet ", 1800) + `"}]}`,
+				nil, 400, "context_length_exceeded", "more than the largest context window of any model (8000 tokens)"},
 			// stellwerk sets include_usage on a stream: an array here was a 500.
 			"stream_options not an object": {"POST", "/v1/chat/completions", `{"model":"auto","stream":true,"stream_options":[],"messages":[{"role":"user","content":"x"}]}`, nil, 400, "invalid_type", "stream_options must be an object"},
 			"empty body":                   {"POST", "/v1/chat/completions", ``, nil, 400, "invalid_request_body", "empty"},

@@ -72,7 +72,7 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 			// OpenAI-shaped) to quote it in stellwerk's answer.
 			p.failed = true
 			hs = append(hs, setHeader(":status", "503"), setHeader("content-type", "application/json"),
-				setHeader(header.Attempts, strconv.Itoa(len(p.attempts))))
+				setHeader(header.Attempts, strconv.Itoa(len(p.attempts))), setHeader(header.PolicyVersion, p.result.PolicyVersion))
 			// The model named is the last the request was sent to; an
 			// attempt stellwerk did not send (no credential) names none.
 			for i := len(p.attempts) - 1; i >= 0; i-- {

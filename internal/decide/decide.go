@@ -318,6 +318,9 @@ func Decide(in Input) (Selection, error) {
 	switch {
 	case in.Asked == Auto:
 		if len(eligible) == 0 {
+			if e := in.tooLongForAll(); e != nil {
+				return d, e
+			}
 			e := apierr.Unavailable("no_eligible_model", "no model may serve this request: %s", summarize(d.Table()))
 			// Only a provider's health changes by itself in the seconds
 			// an SDK waits to retry.
@@ -509,6 +512,25 @@ func (in *Input) reason(choice, eligible, total int) string {
 	b = strconv.AppendInt(append(b, " ("...), int64(eligible), 10)
 	b = strconv.AppendInt(append(b, " of "...), int64(total), 10)
 	return string(append(b, " models eligible)"...))
+}
+
+// tooLongForAll is the client's error when the request fits the context
+// window of no model at all, whatever the policy (OpenAI's 400, not a 503
+// the SDKs raise as the server's fault); nil when one would take it.
+func (in *Input) tooLongForAll() *apierr.Error {
+	n := &in.Needs
+	largest := 0
+	for i := range in.Candidates {
+		largest = max(largest, in.Candidates[i].Model.ContextWindow)
+	}
+	if len(in.Candidates) == 0 || n.InputTokens+n.OutputTokens <= largest {
+		return nil
+	}
+	e := apierr.Invalid("context_length_exceeded", "messages",
+		"this request needs about %d tokens (%d of input, estimated, and %d of output), more than the largest context window of any model (%d tokens); send less, or a lower max_tokens",
+		n.InputTokens+n.OutputTokens, n.InputTokens, n.OutputTokens, largest)
+	e.Final = true
+	return e
 }
 
 // fallbacks lists the remaining candidates in rank order, models of other

@@ -208,3 +208,29 @@ func TestNothingEligibleIsFinal(t *testing.T) {
 		t.Fatalf("a cooling provider among the reasons: %+v, want a retryable refusal", err)
 	}
 }
+
+// TestTooLongForEveryModel: a request that fits no model's context window
+// at all is the client's 400 context_length_exceeded, as OpenAI answers
+// (auto answered 503 no_eligible_model, which the SDKs raise as the
+// server's fault; a helper's finding). One that fits a model the policy
+// excludes is still the 503 naming why.
+func TestTooLongForEveryModel(t *testing.T) {
+	cat := testCatalog(t)
+	largest := 0
+	for _, m := range cat.Models() {
+		largest = max(largest, m.ContextWindow)
+	}
+	in := Input{Asked: "auto", Task: "chat", Candidates: candidates(cat, nil), Needs: Needs{InputTokens: largest, OutputTokens: 100}}
+	_, err := Decide(in)
+	if e, ok := err.(*apierr.Error); !ok || e.Code != "context_length_exceeded" || apierr.HTTPStatus(e) != 400 || e.Param != "messages" {
+		t.Fatalf("too long for every model: %#v", err)
+	}
+	excluded := map[string]string{}
+	for _, m := range cat.Models() {
+		excluded[m.ID] = "policy says no"
+	}
+	in = Input{Asked: "auto", Task: "chat", Candidates: candidates(cat, excluded), Needs: Needs{InputTokens: 10, OutputTokens: 100}}
+	if _, err := Decide(in); err == nil || err.(*apierr.Error).Code != "no_eligible_model" {
+		t.Fatalf("excluded by policy: %v", err)
+	}
+}
