@@ -253,10 +253,15 @@ func TestPolicyTestAndKeysCommands(t *testing.T) {
 		t.Fatalf("library tests: %v %s", err, out)
 	}
 	dir := t.TempDir()
-	_ = os.WriteFile(filepath.Join(dir, "x_test.rego"), []byte("package stellwerk_test\n\ntest_fails if { 1 == 2 }\n"), 0o600)
+	_ = os.WriteFile(filepath.Join(dir, "x_test.rego"), []byte("package stellwerk_test\n\ntest_fails if { print(\"two is\", 2); 1 == 2 }\n"), 0o600)
 	out, _, err = run("policy", "test", dir)
 	if !errors.Is(err, ErrTestsFailed) || !strings.Contains(out, "FAIL stellwerk_test.test_fails") || !strings.Contains(out, ", 1 failed") {
 		t.Fatalf("failing test: %v %s", err, out)
+	}
+	// What a test print()s is shown under its failure (it was dropped: a
+	// helper writing policies had no way to debug one).
+	if !strings.Contains(out, "FAIL stellwerk_test.test_fails (dir/x_test.rego): failed\n    two is 2\n") {
+		t.Errorf("print output: %s", out)
 	}
 	out, _, err = run("keys", "hash", "sk-abc")
 	if err != nil || strings.TrimSpace(out) != auth.Hash("sk-abc") || len(strings.TrimSpace(out)) != 64 {

@@ -61,11 +61,20 @@ func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	failed := 0
 	for _, r := range results {
-		if !r.Passed {
+		switch {
+		case !r.Passed:
 			failed++
 			fmt.Fprintf(stdout, "FAIL %s (%s): %s\n", r.Name, r.File, r.Error)
-		} else if *verbose {
+		case *verbose:
 			fmt.Fprintf(stdout, "PASS %s\n", r.Name)
+		default:
+			continue
+		}
+		// What the test print()ed: under a failure, or with -v.
+		for _, line := range strings.Split(strings.TrimRight(r.Output, "\n"), "\n") {
+			if line != "" {
+				fmt.Fprintf(stdout, "    %s\n", line)
+			}
 		}
 	}
 	fmt.Fprintf(stdout, "%d passed, %d failed\n", len(results)-failed, failed)

@@ -223,6 +223,8 @@ type TestResult struct {
 	File   string
 	Passed bool
 	Error  string
+	// Output is what the test's evaluation print()ed.
+	Output string
 }
 
 // RunTests runs every *_test.rego of a source against its modules with
@@ -280,7 +282,9 @@ func runTests(ctx context.Context, f files) ([]TestResult, error) {
 	}
 	var results []*tester.Result
 	for _, mods := range runs {
-		ch, err := tester.NewRunner().SetCompiler(newCompiler()).RaiseBuiltinErrors(true).
+		// print() in a module or a test is its author's debugging aid:
+		// kept for the tests (Output), erased from the policy that serves.
+		ch, err := tester.NewRunner().SetCompiler(newCompiler().WithEnablePrintStatements(true)).RaiseBuiltinErrors(true).
 			SetTimeout(30*time.Second).SetModules(mods).RunTests(ctx, nil)
 		if err != nil {
 			return nil, err
@@ -305,7 +309,7 @@ func fixtures(m *ast.Module) *ast.Module {
 func testResults(rs []*tester.Result) []TestResult {
 	var out []TestResult
 	for _, r := range rs {
-		tr := TestResult{Name: strings.TrimPrefix(r.Package, "data.") + "." + r.Name, Passed: !r.Fail && r.Error == nil}
+		tr := TestResult{Name: strings.TrimPrefix(r.Package, "data.") + "." + r.Name, Passed: !r.Fail && r.Error == nil, Output: string(r.Output)}
 		if r.Location != nil {
 			tr.File = r.Location.File
 		}
