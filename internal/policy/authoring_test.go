@@ -231,3 +231,22 @@ func TestDataFilesWarned(t *testing.T) {
 		t.Fatalf("warnings %q %q (%v)", e.Warnings, w, err)
 	}
 }
+
+// TestShapeErrorNamesTheAuthorsRule: an extension point of the wrong shape
+// fails to compile in the library's code that reads it; the error names
+// the author's rule, its line and the shape it must hold (it named only
+// library/stellwerk/decision.rego, a helper's finding).
+func TestShapeErrorNamesTheAuthorsRule(t *testing.T) {
+	for name, rule := range map[string]string{
+		"bare ids":        `excluded contains "gpt-4o-mini" if true`,
+		"reason not text": "excluded contains [c.id, 7] if {\n\tsome c in input.candidates\n}",
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := policyDir(t, map[string]string{"team.rego": "package stellwerk\n\n" + rule + "\n"})
+			_, err := Load(context.Background(), Source{Library: true, Dir: dir})
+			if err == nil || !strings.Contains(err.Error(), "excluded at dir/team.rego:3 must hold [model id, reason] pairs of two strings") {
+				t.Fatalf("%v", err)
+			}
+		})
+	}
+}

@@ -67,6 +67,9 @@ func load(ctx context.Context, f files) (*Engine, error) {
 					e.Message += ": a policy may not call it (docs/policy.md, what a policy may call)"
 				}
 			}
+			if e.Location != nil && strings.HasPrefix(e.Location.File, "library/") {
+				e.Message += shapeHint(parsed)
+			}
 		}
 		return nil, fmt.Errorf("compile: %w", c.Errors)
 	}
@@ -189,6 +192,39 @@ func ineffective(modules map[string]*ast.Module) error {
 	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Location.String() < errs[j].Location.String() })
 	return errs
+}
+
+// extensionShapes are what the library expects each extension point of a
+// platform module to hold (docs/policy-library.md).
+var extensionShapes = map[string]string{
+	"deny":       "strings (the reasons)",
+	"excluded":   `[model id, reason] pairs of two strings, e.g. ["gpt-4o", "no US models for legal"]`,
+	"tags":       "string keys and values (tags[key] := value)",
+	"log_levels": `"debug", "info" or "warn"`,
+}
+
+// shapeHint points a type error the library's reading of an extension
+// point raised at the platform's rules that feed it: the error's file is
+// the library's, the mistake is the author's (a helper was told
+// decision.rego:61 for its excluded of bare ids).
+func shapeHint(mods map[string]*ast.Module) string {
+	var hints []string
+	for name, m := range mods {
+		if strings.HasPrefix(name, "library/") || !m.Package.Path.Equal(decisionPackage) {
+			continue
+		}
+		for _, r := range m.Rules {
+			head := r.Head.Ref()[0].String()
+			if shape, ok := extensionShapes[head]; ok {
+				hints = append(hints, fmt.Sprintf("%s at %s must hold %s", head, r.Location, shape))
+			}
+		}
+	}
+	if len(hints) == 0 {
+		return ""
+	}
+	sort.Strings(hints)
+	return "\n\tthe library reads your rules here; check their shape: " + strings.Join(hints, "; ")
 }
 
 // unsafeBuiltins are the built-ins a policy may not call: a decision is
