@@ -408,7 +408,7 @@ func (d *detector) phone(p *numParse) int {
 	case p.paren == 0:
 		strong = nd >= 8
 	case p.ng >= 2 && nd >= 8:
-		strong = !p.thousands() && !p.smallPairs()
+		strong = !p.thousands() && !p.thousandsRange() && !p.smallPairs()
 	}
 	if !strong {
 		if p.ng == 1 && nd < 7 || !d.cue(p.start, end, phoneCue) {
@@ -480,6 +480,42 @@ func (p *numParse) thousands() bool {
 		if p.lens[k] != 3 {
 			return false
 		}
+	}
+	return true
+}
+
+// thousandsRange reports a range of two amounts ("250 000–300 000",
+// "1.200.000-1.500.000"): two thousands layouts joined by one dash, each of
+// at least two groups and neither starting with 0 (a trunk prefix).
+func (p *numParse) thousandsRange() bool {
+	dash := 0
+	for k := 1; k < p.ng; k++ {
+		if p.seps[k] == '-' {
+			if dash != 0 {
+				return false
+			}
+			dash = k
+		}
+	}
+	if dash < 2 || p.ng-dash < 2 {
+		return false
+	}
+	sep := p.seps[1]
+	if sep != ' ' && sep != '.' {
+		return false
+	}
+	off := 0
+	for k := 0; k < p.ng; k++ {
+		first := k == 0 || k == dash
+		switch {
+		case k > 0 && k != dash && p.seps[k] != sep:
+			return false
+		case first && (p.lens[k] > 3 || p.dig[off] == '0'):
+			return false
+		case !first && p.lens[k] != 3:
+			return false
+		}
+		off += int(p.lens[k])
 	}
 	return true
 }

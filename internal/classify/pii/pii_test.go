@@ -100,6 +100,13 @@ func TestDetect(t *testing.T) {
 		"phone house number":     {"call a taxi to 14 3684 Court Street", nil},
 		"phone thousands no cue": {"population 73 448 266 people", nil},
 		"phone thousands cue":    {"You can call 73 448 266", []found{{TypePhone, "73 448 266"}}},
+		// A range of amounts as typeset French and German has it (no-break
+		// spaces, an en dash) is no phone (a code review found 312 of 500
+		// flagged); one with a phone word near still is.
+		"range nbsp en dash":   {"Auflage 250\u00a0000\u2013300\u00a0000 Exemplare", nil},
+		"range nnbsp en dash":  {"entre 1\u202f200\u202f000\u20131\u202f500\u202f000 habitants", nil},
+		"range dots hyphen":    {"Bereich 1.200.000-1.500.000 Euro", nil},
+		"range with phone cue": {"Tel. 250 000-300 000", []found{{TypePhone, "250 000-300 000"}}},
 		// Numbers in code, logs and query plans (found by scanning the Go
 		// sources and the Python and PostgreSQL manuals).
 		"phone two-group decimal":    {"total_exec_time | 25565.855387 rows, cost=0.00..213744.00", nil},
