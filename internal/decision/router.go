@@ -448,9 +448,9 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		ro := in.Request.Route.Objective
 		free := res.ReqPolicy.Optimize == "" && len(res.Policy.Downgrade) == 0 && (ro == "" || res.Policy.Objective == ro)
 		res.Selection, err = selectRoute(sel, res.Route, free)
-		return err
+	} else {
+		res.Selection, err = decide.Decide(sel)
 	}
-	res.Selection, err = decide.Decide(sel)
 	if e, ok := err.(*apierr.Error); ok && !e.Final && rp == nil {
 		// Nothing eligible while providers cool down: Retry-After says
 		// when the first of them takes requests again, so that an SDK's

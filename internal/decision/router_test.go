@@ -99,6 +99,13 @@ func TestNothingEligibleWhileCooling(t *testing.T) {
 	if !ok || e.Code != "no_eligible_model" || e.Final || e.RetryAfter < 15 || e.RetryAfter > 20 {
 		t.Fatalf("%#v", err)
 	}
+	// A route's request too (its targets were chosen apart: a helper found
+	// no Retry-After on them).
+	routed := []byte(`{"model":"route:support","metadata":{"plan":"paid"},"messages":[{"role":"user","content":"where is my parcel?"}]}`)
+	_, err = r.Route(context.Background(), Request{Body: routed, DecisionID: "d", Principal: auth.Principal{Workspace: "default"}})
+	if e, ok := err.(*apierr.Error); !ok || e.Final || e.RetryAfter < 15 || e.RetryAfter > 20 {
+		t.Fatalf("a route: %#v", err)
+	}
 	// Past eu's cooldown it reopens (a share of requests gets through),
 	// and then it is open.
 	eu := []policy.Candidate{{Model: r.Catalog.Models()[0]}}
