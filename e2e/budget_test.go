@@ -300,6 +300,7 @@ func TestBudgetWebhook(t *testing.T) {
 	type heard struct {
 		Kind, Budget string
 		Ratio        float64
+		Used         float64 `json:"used_eur"`
 		signed       bool
 	}
 	var mu sync.Mutex
@@ -327,11 +328,22 @@ func TestBudgetWebhook(t *testing.T) {
 		c.Budgets.Webhook = &config.BudgetWebhook{URL: hook.URL + "/hooks/T0KEN", SecretFile: secretFile}
 	}
 	s := harness.Start(t, o)
+	// Seven at once, held up by the provider: their holds (1 EUR each, 7 of
+	// 7.5) are no spend, and warn of nothing (they did, with 0 EUR spent,
+	// and used up the period's one warning: a helper's finding).
+	s.Providers["p"].SetBehavior(mockllm.Behavior{FirstByteDelay: 400 * time.Millisecond})
+	codes, _, hdrs := fire(t, s, "sk-team-a", 7)
+	s.Providers["p"].SetBehavior(mockllm.Behavior{})
+	for i := range codes {
+		if codes[i] != 200 || hdrs[i].Get("x-stellwerk-budget-warning") != "" {
+			t.Fatalf("the burst: %d, warning %q", codes[i], hdrs[i].Get("x-stellwerk-budget-warning"))
+		}
+	}
 	// 7.5 EUR, each answer ~0.7 EUR, each reservation 1 EUR: the warning
-	// (80 %) comes around the ninth request, refusals around the eleventh.
+	// (80 %) comes two or three requests on, refusals around the eleventh.
 	warned := false
 	refused := 0
-	for i := 0; i < 14; i++ {
+	for i := 0; i < 7; i++ {
 		codes, _, hdrs := fire(t, s, "sk-team-a", 1)
 		if codes[0] == 200 && strings.HasPrefix(hdrs[0].Get("x-stellwerk-budget-warning"), "default-daily; used=") {
 			warned = true
@@ -357,7 +369,8 @@ func TestBudgetWebhook(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if len(events) != 2 || events[0].Kind != "budget_warning" || events[1].Kind != "budget_exhausted" ||
-		events[0].Budget != "default-daily" || !events[0].signed || !events[1].signed {
+		events[0].Budget != "default-daily" || !events[0].signed || !events[1].signed ||
+		events[0].Used < 0.8*7.5 || math.Abs(events[0].Ratio-events[0].Used/7.5) > 1e-9 {
 		t.Errorf("the webhook heard %+v", events)
 	}
 	cfgResp, err := s.AdminGet("/config")

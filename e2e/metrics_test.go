@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -137,8 +138,9 @@ func TestMetricsAfterEveryKind(t *testing.T) {
 			t.Errorf("the metrics hold %q", secret)
 		}
 	}
-	// What the provider reported, at the catalog's prices: the cost counter
-	// sums exactly the JSON answers' and the stream's usage.
+	// What the provider reported, at the catalog's prices, each request in
+	// whole micro-euros as the ledger settles it: the cost counter sums
+	// exactly what the spend ledger holds.
 	var want float64
 	for _, name := range []string{"primary", "backup"} {
 		m := s.Config.Models[0]
@@ -147,7 +149,8 @@ func TestMetricsAfterEveryKind(t *testing.T) {
 		}
 		for _, rec := range s.Providers[name].Requests() {
 			if rec.Usage != nil {
-				want += (float64(rec.Usage.PromptTokens)*m.Price.InputPerMTok + float64(rec.Usage.CompletionTokens)*m.Price.OutputPerMTok) / 1e6
+				eur := (float64(rec.Usage.PromptTokens)*m.Price.InputPerMTok + float64(rec.Usage.CompletionTokens)*m.Price.OutputPerMTok) / 1e6
+				want += math.Round(eur*1e6) / 1e6
 			}
 		}
 	}

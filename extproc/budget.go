@@ -172,15 +172,15 @@ func (p *edge) tellBudgets(st *ledger.State) {
 		refused := st.Refusal != nil && st.Refusal.Kind == ledger.RefusedBudget && st.Refusal.Name == b.Name && st.Refusal.Subject == b.Subject &&
 			!st.Refusal.InFlight()
 		switch {
-		case b.Exceeded || refused: // used up, or too little left for a request's worst case
+		case b.Spent >= 1 || refused: // used up, or too little left for a request's worst case
 			kind = "budget_exhausted"
-		case b.Warn:
+		case b.SpentWarn:
 			kind = "budget_warning"
 		default:
 			continue
 		}
 		ev := notify.Event{Kind: kind, Budget: b.Name, Scope: b.Scope.String(), Subject: b.Subject, Period: b.Period.String(),
-			Ratio: b.Ratio, Limit: b.Limit.EUR(), Used: b.Used.EUR(), Resets: b.Reset, At: now}
+			Ratio: b.Spent, Limit: b.Limit.EUR(), Used: b.Used.EUR(), Resets: b.Reset, At: now}
 		if p.state.Notify != nil {
 			if !p.state.Notify.Tell(ev) {
 				continue
@@ -188,7 +188,7 @@ func (p *edge) tellBudgets(st *ledger.State) {
 		} else if !p.told.first(ev) {
 			continue
 		}
-		p.log.Warn(kind, zap.String("budget", b.Name), zap.String("subject", b.Subject), zap.Float64("ratio", b.Ratio),
+		p.log.Warn(kind, zap.String("budget", b.Name), zap.String("subject", b.Subject), zap.Float64("ratio", b.Spent),
 			zap.String("decision_id", p.id))
 	}
 }
@@ -245,12 +245,10 @@ func rateHeaders(st *ledger.State, now time.Time) []*corev3.HeaderValueOption {
 			setHeader(rl.remaining, strconv.FormatInt(max(rl.s.Remaining, 0), 10)),
 			setHeader(rl.reset, resetIn(rl.s.Reset, now)))
 	}
-	if st.Warning {
-		for _, b := range st.Budgets {
-			if b.Warn {
-				hs = append(hs, setHeader(header.BudgetWarning, b.Name+"; used="+strconv.FormatFloat(b.Ratio, 'f', 2, 64)))
-				break
-			}
+	for _, b := range st.Budgets {
+		if b.SpentWarn {
+			hs = append(hs, setHeader(header.BudgetWarning, b.Name+"; used="+strconv.FormatFloat(b.Spent, 'f', 2, 64)))
+			break
 		}
 	}
 	return hs

@@ -495,6 +495,11 @@ var conformance = map[string]func(t *testing.T, k backendKind){
 		if b := budget(t, r.State, "soft"); !r.Allowed || !r.Warning || b.Exceeded || b.Reserved != eur(1.35) {
 			t.Fatalf("at 85%%: allowed %v warning %v %+v", r.Allowed, r.Warning, b)
 		}
+		// Nothing is spent yet: what the warning header, the notifications
+		// and the gauge say (holds are worst cases, not spend).
+		if b := budget(t, r.State, "soft"); b.Spent != 0 || b.SpentWarn {
+			t.Fatalf("with nothing settled: %+v", b)
+		}
 		r = reserve(t, l, "d", eur(0.1), 0)
 		b := budget(t, r.State, "soft")
 		if !r.Allowed || !b.Exceeded || !b.Downgrade || b.Ratio < 1.3 || b.Subject != "acme/alice" {

@@ -77,8 +77,18 @@ type BudgetState struct {
 	// warning, the gauge). Whether the request fits counts its hold.
 	Ratio float64
 	// Warn is set from WarnAt of the budget; Exceeded once Ratio reaches 1.
-	Warn      bool
-	Exceeded  bool
+	// Both count what requests in flight hold, as the policy reads them:
+	// a downgrade starts before a burst's spend has settled.
+	Warn     bool
+	Exceeded bool
+	// Spent is Used/Limit, settled spend alone, and SpentWarn whether it is
+	// past WarnAt: what the warning header, the notifications and the
+	// gauge say. What requests in flight hold is their worst case, often a
+	// hundred times their cost: counted there, it warned of a budget
+	// nothing had been spent from and used up the period's one warning (a
+	// helper's finding).
+	Spent     float64
+	SpentWarn bool
 	Downgrade bool
 	// Reset is when the period ends (zero for a total budget).
 	Reset time.Time

@@ -237,6 +237,10 @@ func (l *Ledger) state(cs []counter, now time.Time, pre bool) State {
 			}
 			b.Warn = b.Ratio >= c.warnAt
 			b.Exceeded = b.Ratio >= 1
+			if c.limit > 0 {
+				b.Spent = float64(c.used) / float64(c.limit)
+			}
+			b.SpentWarn = b.Spent >= c.warnAt
 			if c.end != 0 {
 				b.Reset = time.UnixMilli(c.end)
 			}
