@@ -369,6 +369,15 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 	}
 	r.cur, r.published = g, published
 	r.base, r.overrides = base, overrides
+	if m := r.ln.metrics; m != nil {
+		// A budget the config no longer has exports no gauge: its last
+		// ratio kept an "exceeded" alert firing (a helper's finding).
+		budgets := map[string]bool{}
+		for _, b := range cfg.Budgets.Limits {
+			budgets[b.Name] = true
+		}
+		m.KeepBudgets(budgets)
+	}
 	if xds.Removes(published, g.ir) {
 		grace := removalGrace(cfg)
 		r.log.Info("removed providers stay in Envoy until requests decided before this reload are done",

@@ -212,3 +212,35 @@ func TestFinishConcurrent(t *testing.T) {
 		t.Fatalf("%v requests counted, want %d", total, 8*500)
 	}
 }
+
+// TestKeepBudgets: a reload that removes a budget removes its gauge (its
+// last ratio kept an alert firing); the others stay.
+func TestKeepBudgets(t *testing.T) {
+	m := New()
+	m.BudgetRatio("gone", "team", "fin/a", 1.008)
+	m.BudgetRatio("kept", "workspace", "fin", 0.4)
+	m.KeepBudgets(map[string]bool{"kept": true})
+	mfs, err := m.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, mf := range mfs {
+		if mf.GetName() == "stellwerk_budget_used_ratio" {
+			for _, s := range mf.Metric {
+				for _, l := range s.Label {
+					if l.GetName() == "budget" {
+						names = append(names, l.GetValue())
+					}
+				}
+			}
+		}
+	}
+	if len(names) != 1 || names[0] != "kept" {
+		t.Errorf("budget gauges after the reload: %v", names)
+	}
+	m.BudgetRatio("gone", "team", "fin/a", 0.1) // back in a later config
+	if mfs, _ := m.Gatherer().Gather(); len(mfs) == 0 {
+		t.Error("nothing gathered")
+	}
+}

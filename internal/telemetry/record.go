@@ -203,6 +203,30 @@ func (m *Metrics) BudgetRatio(name, scope, subject string, ratio float64) {
 	m.budgetC.get(budgetKey{name, scope, subject}).Set(ratio)
 }
 
+// KeepBudgets removes the gauges of budgets not named in keep (a reload
+// removed them from the config).
+func (m *Metrics) KeepBudgets(keep map[string]bool) {
+	if m == nil {
+		return
+	}
+	c := &m.budgetC
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old == nil {
+		return
+	}
+	n := make(map[budgetKey]prometheus.Gauge, len(*old))
+	for k, g := range *old {
+		if keep[k.name] {
+			n[k] = g
+		} else {
+			m.budget.DeleteLabelValues(k.name, k.scope, k.subject)
+		}
+	}
+	c.m.Store(&n)
+}
+
 type rejectionKey struct{ workspace, kind, scope string }
 
 // Rejected records a request a limit refused: kind is budget, requests or
