@@ -54,8 +54,10 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	base := *adminURL
 	if base == "" {
+		explicit := false // --config given: its file must be there
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
 		var err error
-		if base, err = configAdmin(*cfgPath); err != nil {
+		if base, err = configAdmin(*cfgPath, explicit || os.Getenv("STELLWERK_CONFIG") != ""); err != nil {
 			return fmt.Errorf("xds dump: %w", err)
 		}
 	}
@@ -135,13 +137,13 @@ func printDump(w io.Writer, d xds.Dump) error {
 
 // defaultAdmin is server.admin of the default config file, or the default.
 // configAdmin is server.admin of the config at cfgPath; the default
-// address when there is no such file.
-func configAdmin(cfgPath string) (string, error) {
+// address when there is no such file and none was named.
+func configAdmin(cfgPath string, named bool) (string, error) {
 	c, err := config.Load(cfgPath)
 	switch {
 	case err == nil:
 		return c.Server.Admin, nil
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist) && !named:
 		return "127.0.0.1:9180", nil
 	}
 	return "", err

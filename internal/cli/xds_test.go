@@ -55,6 +55,12 @@ func TestXDSDump(t *testing.T) {
 			t.Errorf("%v: %v %s", args, err, errb.String())
 		}
 	}
+	// A config named that is not there is said, not replaced by the
+	// default address.
+	if err := Run(context.Background(), []string{"xds", "dump", "--token-env", "XDS_TEST_TOKEN", "--config", cfg + ".missing"}, nil, &out, &errb); err == nil ||
+		!strings.Contains(err.Error(), "missing") {
+		t.Errorf("a missing --config: %v", err)
+	}
 	t.Setenv("XDS_TEST_TOKEN", "wrong")
 	if err := Run(context.Background(), []string{"xds", "dump", "--admin", srv.URL, "--token-env", "XDS_TEST_TOKEN"}, nil, &out, &errb); err == nil ||
 		!strings.Contains(err.Error(), "401") {

@@ -34,7 +34,7 @@ const (
 // at most limit bytes of it (whole runes).
 //
 // The payload is base64 (standard or URL alphabet, padded or not, wrapped
-// in lines or not) or percent-encoded. Its bytes are read as the charset
+// in lines or not, percent-escapes in it read first) or percent-encoded. Its bytes are read as the charset
 // says: UTF-16 (named, or by its byte-order mark), else UTF-8 when they are
 // valid UTF-8, else Windows-1252, a superset of Latin-1 (what spreadsheets
 // export in Western Europe). Bytes of another 8-bit charset come out as
@@ -77,6 +77,12 @@ func Text(s string, limit int) (string, Status) {
 	var raw []byte
 	var more bool
 	if b64 {
+		if strings.IndexByte(payload, '%') >= 0 {
+			// The URL's own escapes first, then base64 (WHATWG's data:
+			// URL reading: "…%3D" is padding).
+			p, _ := unescape(payload, len(payload))
+			payload = string(p)
+		}
 		var ok bool
 		if raw, more, ok = decodeBase64(payload, need); !ok {
 			return "", Unreadable

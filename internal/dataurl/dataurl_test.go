@@ -45,6 +45,7 @@ func TestText(t *testing.T) {
 		"unpadded":                      {"data:text/plain;base64," + base64.RawStdEncoding.EncodeToString([]byte("hi!!")), "hi!!", Read},
 		"url alphabet":                  {"data:text/plain;base64," + base64.URLEncoding.EncodeToString([]byte("a>>?b~~")), "a>>?b~~", Read},
 		"wrapped lines":                 {"data:text/csv;base64," + strings.Join(lines, "\r\n"), strings.Repeat(csv, 4), Read},
+		"escaped padding":               {"data:text/plain;base64,aGk%3D", "hi", Read},
 		"no media type":                 {"data:;base64," + b64, csv, Read},
 		"no media type, only a charset": {"data:;charset=utf-8,hello", "hello", Read},
 		"percent-encoded":               {"data:text/plain,anna.schmidt%40example.de%2C%20DE89%203704", "anna.schmidt@example.de, DE89 3704", Read},

@@ -39,8 +39,12 @@ type Needs struct {
 
 // Input is everything selection reads.
 type Input struct {
-	Asked        string // the request's model field
-	Task         string
+	Asked string // the request's model field
+	Task  string
+	// Params name the request's input and its output bound as the client
+	// sent them, for its errors: messages and max_tokens (the default),
+	// input and max_output_tokens (Responses), prompt (completions).
+	Params       [2]string
 	Candidates   []Candidate
 	Needs        Needs
 	Objective    string  // cost, latency, accuracy, balanced
@@ -526,9 +530,13 @@ func (in *Input) tooLongForAll() *apierr.Error {
 	if len(in.Candidates) == 0 || n.InputTokens+n.OutputTokens <= largest {
 		return nil
 	}
-	e := apierr.Invalid("context_length_exceeded", "messages",
-		"this request needs about %d tokens (%d of input, estimated, and %d of output), more than the largest context window of any model (%d tokens); send less, or a lower max_tokens",
-		n.InputTokens+n.OutputTokens, n.InputTokens, n.OutputTokens, largest)
+	input, output := in.Params[0], in.Params[1]
+	if input == "" {
+		input, output = "messages", "max_tokens"
+	}
+	e := apierr.Invalid("context_length_exceeded", input,
+		"this request needs about %d tokens (%d of input, estimated, and %d of output), more than the largest context window of any model (%d tokens); send less, or a lower %s",
+		n.InputTokens+n.OutputTokens, n.InputTokens, n.OutputTokens, largest, output)
 	e.Final = true
 	return e
 }

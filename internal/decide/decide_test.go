@@ -225,6 +225,11 @@ func TestTooLongForEveryModel(t *testing.T) {
 	if e, ok := err.(*apierr.Error); !ok || e.Code != "context_length_exceeded" || apierr.HTTPStatus(e) != 400 || e.Param != "messages" {
 		t.Fatalf("too long for every model: %#v", err)
 	}
+	// In the client's own names: a Responses request's.
+	in.Params = [2]string{"input", "max_output_tokens"}
+	if _, err := Decide(in); err.(*apierr.Error).Param != "input" || !strings.Contains(err.Error(), "a lower max_output_tokens") {
+		t.Fatalf("a Responses request: %#v", err)
+	}
 	excluded := map[string]string{}
 	for _, m := range cat.Models() {
 		excluded[m.ID] = "policy says no"

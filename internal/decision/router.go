@@ -434,7 +434,7 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		}
 	}
 	sel := decide.Input{
-		Asked: chat.Model, Task: res.Class.Task, Candidates: cands,
+		Asked: chat.Model, Task: res.Class.Task, Candidates: cands, Params: paramNames(api),
 		Needs: decide.Needs{Tools: chat.Tools, JSONMode: chat.ResponseFormat == "json_object" || chat.ResponseFormat == "json_schema",
 			Vision: chat.Vision, Streaming: chat.Stream, InputTokens: res.Class.InputTokens, OutputTokens: min(outTokens, 1<<20)},
 		Objective: res.Policy.Objective, QualityFloor: res.Policy.QualityFloor, MaxCostEUR: res.Policy.MaxCostEUR,
@@ -458,6 +458,20 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		e.RetryAfter = r.reopensIn(cands, req.Principal.Workspace, now)
 	}
 	return err
+}
+
+// paramNames are the request's input and output-bound members, as the
+// client of an API named them.
+func paramNames(api string) [2]string {
+	switch api {
+	case request.APIResponses:
+		return [2]string{"input", "max_output_tokens"}
+	case request.APICompletions:
+		return [2]string{"prompt", "max_tokens"}
+	case request.APIEmbeddings:
+		return [2]string{"input", "max_tokens"}
+	}
+	return [2]string{"messages", "max_tokens"}
 }
 
 // reopensIn is the seconds until the first candidate held back by a
