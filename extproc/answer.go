@@ -128,7 +128,7 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "text/event-stream") && !h.EndOfStream &&
 		(encoding == "" || encoding == "identity") {
 		// Follow the stream (event by event, never buffered whole) for its usage.
-		p.stream = &streamState{hideUsage: !p.wantUsage, checkEnd: true, scrub: p.scrubText}
+		p.stream = &streamState{hideUsage: !p.wantUsage, checkEnd: true, scrub: p}
 		// Its events may change (translated, a usage chunk dropped, an end
 		// added): a provider's content-length would cut it.
 		mut := resp.GetResponseHeaders().GetResponse().GetHeaderMutation()

@@ -55,8 +55,13 @@ type streamState struct {
 	// (nil: not kept), up to maxContentBytes.
 	answer *strings.Builder
 	// scrub takes a credential stellwerk sent out of a provider's error
-	// event (edge.scrubText; nil: none to take out).
-	scrub func(string) (string, bool)
+	// event (the edge; nil: none to take out).
+	scrub scrubber
+}
+
+// scrubber replaces in s the credentials a request was sent with (edge).
+type scrubber interface {
+	scrubText(s string) (string, bool)
 }
 
 // maxContentBytes bounds the answer text an audit record keeps.
@@ -175,11 +180,11 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 // provider, or a gateway before it, that echoes its request in an error);
 // whole events only: the framer holds an event until its blank line.
 func (st *streamState) scrubEvent(ev *translate.Event) bool {
-	raw, held := st.scrub(string(ev.Raw))
+	raw, held := st.scrub.scrubText(string(ev.Raw))
 	if !held {
 		return false
 	}
-	data, _ := st.scrub(string(ev.Data))
+	data, _ := st.scrub.scrubText(string(ev.Data))
 	ev.Raw, ev.Data = []byte(raw), []byte(data)
 	return true
 }
