@@ -478,9 +478,11 @@ func TestProviderRefusesCredential(t *testing.T) {
 }
 
 // TestFinalRefusalsAreNotRetried: a 5xx that the same request meets again
-// (no model may serve it: a context no window holds) says x-should-retry:
-// false, and the openai SDK, with its default two retries, sends it once;
-// a failure that may pass (every provider failed) is retried as before.
+// (no model may serve it: the policy allows only on-prem models, and there
+// are none) says x-should-retry: false, and the openai SDK, with its default
+// two retries, sends it once; a failure that may pass (every provider
+// failed) is retried as before. A context no window holds is the client's
+// 400, sent once too.
 func TestFinalRefusalsAreNotRetried(t *testing.T) {
 	t.Parallel()
 	py := harness.RequirePython(t)
@@ -490,23 +492,27 @@ sent = []
 c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="sk-client-key",
     http_client=openai.DefaultHttpxClient(event_hooks={"request": [lambda r: sent.append(1)]}))
 try:
-    c.chat.completions.create(model="auto", max_tokens=int(sys.argv[2]), messages=[{"role": "user", "content": "hi"}])
+    c.chat.completions.create(model="auto", max_tokens=int(sys.argv[2]), messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-stellwerk-policy": sys.argv[3]} if sys.argv[3] else None)
 except openai.APIStatusError as e:
     print(e.status_code, e.code, len(sent))`
-	run := func(maxTokens string) string {
-		out, err := exec.Command(py, "-c", script, s.URL, maxTokens).CombinedOutput()
+	run := func(maxTokens, policy string) string {
+		out, err := exec.Command(py, "-c", script, s.URL, maxTokens, policy).CombinedOutput()
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
 		return strings.TrimSpace(string(out))
 	}
-	if got := run("1000000"); got != "503 no_eligible_model 1" {
+	if got := run("100", `{"residency":"on_prem"}`); got != "503 no_eligible_model 1" {
+		t.Errorf("no model the policy allows: %q, want one request", got)
+	}
+	if got := run("1000000", ""); got != "400 context_length_exceeded 1" {
 		t.Errorf("a context no model holds: %q, want one request", got)
 	}
 	for _, p := range []*harness.Provider{s.Providers["primary"], s.Providers["claude"], s.Providers["eu"]} {
 		p.SetBehavior(mockllm.Behavior{Status: 503})
 	}
-	if got := run("100"); got != "503 no_eligible_model 3" {
+	if got := run("100", ""); got != "503 no_eligible_model 3" {
 		t.Errorf("every provider failing: %q, want the SDK's two retries", got)
 	}
 }
