@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"go.uber.org/zap"
@@ -103,6 +104,7 @@ type explanation struct {
 	QualityFloor  float64           `json:"quality_floor"`
 	MaxCostEUR    *float64          `json:"max_cost_eur"`
 	Tags          map[string]string `json:"tags,omitempty"`
+	LogLevel      string            `json:"log_level,omitempty"`
 	Workspace     string            `json:"workspace"`
 	RequestPolicy string            `json:"request_policy_fingerprint,omitempty"`
 	Input         inputSummary      `json:"input"`
@@ -234,7 +236,7 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return fmt.Errorf("invalid request: %s", apierr.As(rerr).Message)
 	}
 	ex := explanation{Deny: res.Policy.Deny, PolicyVersion: res.PolicyVersion, Objective: res.Policy.Objective,
-		QualityFloor: res.Policy.QualityFloor, MaxCostEUR: res.Policy.MaxCostEUR, Tags: res.Policy.Tags,
+		QualityFloor: res.Policy.QualityFloor, MaxCostEUR: res.Policy.MaxCostEUR, Tags: res.Policy.Tags, LogLevel: res.Policy.LogLevel,
 		Workspace: res.Workspace, RequestPolicy: res.ReqPolicy.Fingerprint, Fallbacks: []string{}, Attempts: []string{}, Candidates: []candidateLine{},
 		Input: inputSummary{Model: res.Chat.Model, Task: res.Class.Task, Complexity: res.Class.Complexity, Language: res.Class.Language,
 			Sensitivity: res.Class.Sensitivity, Risk: res.Class.Risk, PII: res.Class.PIICounts, Secrets: len(res.Class.Secrets),
@@ -350,6 +352,21 @@ func printExplanation(w io.Writer, ex *explanation) {
 		fmt.Fprintf(w, " max_cost=%.4f EUR", *ex.MaxCostEUR)
 	}
 	fmt.Fprintln(w)
+	if len(ex.Tags) > 0 || ex.LogLevel != "" {
+		keys := make([]string, 0, len(ex.Tags))
+		for k := range ex.Tags {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		fmt.Fprint(w, "tags       ")
+		for _, k := range keys {
+			fmt.Fprintf(w, " %s=%s", k, ex.Tags[k])
+		}
+		if ex.LogLevel != "" {
+			fmt.Fprintf(w, " log_level=%s", ex.LogLevel)
+		}
+		fmt.Fprintln(w)
+	}
 	if ex.Route != nil {
 		fmt.Fprintf(w, "route       %s\n", ex.Route.Explain())
 	}
@@ -358,7 +375,7 @@ func printExplanation(w io.Writer, ex *explanation) {
 	}
 	fmt.Fprintln(w, "\ncandidates")
 	for _, c := range ex.Candidates {
-		fmt.Fprintf(w, "  %-9s %-24s %-10s %-8s %s\n", c.Verdict, c.ID, c.Provider, c.Residency, c.Reason)
+		fmt.Fprintf(w, "  %-13s %-24s %-10s %-8s %s\n", c.Verdict, c.ID, c.Provider, c.Residency, c.Reason) // "not evaluated" fits
 	}
 	fmt.Fprintln(w)
 	switch {
