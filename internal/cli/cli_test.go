@@ -676,3 +676,37 @@ func TestExplainShowsThePolicyError(t *testing.T) {
 		t.Errorf("stderr does not say what failed:\n%s", errOut)
 	}
 }
+
+// TestExplainShowsTags: the decision's tags and log level, which a
+// platform's rules set, are in explain's output (they were only in the
+// served decision; a helper writing policies could not see them).
+func TestExplainShowsTags(t *testing.T) {
+	t.Setenv("MOCK_US_API_KEY", "sk-us")
+	t.Setenv("MOCK_EU_API_KEY", "sk-eu")
+	dir := t.TempDir()
+	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "stellwerk.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "stellwerk.yaml")
+	src := strings.Replace(string(b), "  # dir: ./policies ", "  dir: ./policies   ", 1)
+	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "policies"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	rule := "package stellwerk\n\ntags[\"cost_center\"] := \"cx-42\"\n\nlog_levels contains \"warn\" if true\n"
+	if err := os.WriteFile(filepath.Join(dir, "policies", "team.rego"), []byte(rule), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	req := `{"model":"auto","messages":[{"role":"user","content":"hello"}]}`
+	out, _, err := runIn(req, "explain", "--config", cfg)
+	if err != nil || !strings.Contains(out, "tags        cost_center=cx-42 log_level=warn") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	out, _, err = runIn(req, "explain", "--config", cfg, "--json")
+	if err != nil || !strings.Contains(out, `"cost_center": "cx-42"`) || !strings.Contains(out, `"log_level": "warn"`) {
+		t.Fatalf("--json: %v\n%s", err, out)
+	}
+}
