@@ -22,6 +22,7 @@ type Manager struct {
 	cur  atomic.Pointer[Engine]
 	mu   sync.Mutex // guards the fields below and serialises reloads
 	seen string     // version of the files last tried
+	data string     // the data files seen last, which do not change the version
 	err  string     // why the last tried version was refused
 	at   time.Time  // when it was tried
 	// onChange is told of every policy put in force (OnChange).
@@ -50,7 +51,7 @@ func NewManager(ctx context.Context, src Source, log *zap.Logger) (*Manager, err
 		return nil, err
 	}
 	m.cur.Store(e)
-	m.seen = f.version
+	m.seen, m.data = f.version, strings.Join(f.data, "\x00")
 	m.log.Info("policy loaded", zap.String("version", e.Version), zap.Int("modules", len(e.Modules)))
 	m.warn(e)
 	return m, nil
@@ -94,8 +95,17 @@ func (m *Manager) Reload(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	if f.version == m.seen {
+		if data := strings.Join(f.data, "\x00"); data != m.data {
+			// A data file added beside an unchanged policy changes no
+			// version: said now, not at the next .rego change.
+			m.data = data
+			for _, w := range f.warnings(nil) {
+				m.log.Warn("policy module has no effect", zap.String("version", m.Current().Version), zap.String("warning", w))
+			}
+		}
 		return false, nil
 	}
+	m.data = strings.Join(f.data, "\x00")
 	m.seen, m.at = f.version, time.Now()
 	e, err := m.check(ctx, f)
 	if err != nil {

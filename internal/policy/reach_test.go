@@ -99,3 +99,30 @@ func TestUnreadRules(t *testing.T) {
 		t.Errorf("no warning when policy.dir was emptied: %v", logs.All())
 	}
 }
+
+// TestDataFileWarnedAtOnce: a data.json put beside an unchanged policy
+// (its version hashes the .rego files only) is warned about at the next
+// reload check, not at the next .rego change (a helper's finding).
+func TestDataFileWarnedAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "team.rego"), []byte("package stellwerk\n\ndeny contains \"no\" if input.request.user == \"x\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.WarnLevel)
+	m, err := NewManager(context.Background(), Source{Library: true, Dir: dir}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "data.json"), []byte(`{"blocked":["mallory"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // said once
+		if changed, err := m.Reload(context.Background()); changed || err != nil {
+			t.Fatalf("reload: %v %v", changed, err)
+		}
+	}
+	if n := logs.FilterMessage("policy module has no effect").FilterField(zap.String("warning",
+		"dir/data.json: data files are not read (stellwerk loads *.rego only); write the data as a rule, e.g. blocked_users := {\"mallory\"} in a module")).Len(); n != 1 {
+		t.Errorf("data file warnings: %d, logs %v", n, logs.All())
+	}
+}
