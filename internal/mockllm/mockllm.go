@@ -6,8 +6,11 @@
 // streaming events), answers deterministically, can be slow or
 // fail on demand, and records every request it receives.
 //
-// Failures are injected per request with headers (they pass through Envoy and
-// stellwerk untouched) or for the whole server with SetBehavior:
+// Failures are injected per request with headers (they reach the mock only
+// when the provider's forward_headers lists them, as the test harness's
+// providers do: stellwerk passes a provider an allow-list of client headers;
+// under make run add them to examples/stellwerk.yaml), for the whole server
+// with SetBehavior, or with POST /_mock/behavior:
 //
 //	x-mock-status: 503              answer with this status and an OpenAI error
 //	x-mock-retry-after: 7           with Retry-After on that error
