@@ -59,8 +59,11 @@ func TestResidencyIsAHardConstraint(t *testing.T) {
 		"iban in an inline csv file":                {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"filename":"c.csv","file_data":"data:text/csv;base64,bmFtZSxpYmFuCkFubmEsREU4OTM3MDQwMDQ0MDUzMjAxMzAwMAo="}}]}]}`},
 		// A Latin-1 CSV (as spreadsheets export it), and a percent-encoded
 		// one: neither was read.
-		"iban in a latin-1 csv":            {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"filename":"c.csv","file_data":"data:text/csv;base64,bmFtZTtpYmFuCk38bGxlcjtERTg5MzcwNDAwNDQwNTMyMDEzMDAwCg=="}}]}]}`},
-		"iban in a percent-encoded file":   {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"file_data":"data:text/plain,IBAN%20DE89%203704%200044%200532%200130%2000"}}]}]}`},
+		"iban in a latin-1 csv":          {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"filename":"c.csv","file_data":"data:text/csv;base64,bmFtZTtpYmFuCk38bGxlcjtERTg5MzcwNDAwNDQwNTMyMDEzMDAwCg=="}}]}]}`},
+		"iban in a percent-encoded file": {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"file_data":"data:text/plain,IBAN%20DE89%203704%200044%200532%200130%2000"}}]}]}`},
+		// A label a browser reads (WHATWG's "unicode" is UTF-16LE): it was
+		// read as UTF-8, letters between NULs, the IBAN missed.
+		"iban in a file labelled unicode":  {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"file_data":"data:text/csv;charset=unicode;base64,bgBhAG0AZQAsAGkAYgBhAG4ACgBBAG4AbgBhACwARABFADgAOQAzADcAMAA0ADAAMAA0ADQAMAA1ADMAMgAwADEAMwAwADAAMAAKAA=="}}]}]}`},
 		"iban in an image link":            {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"describe"},{"type":"image_url","image_url":{"url":"https://img.example/x.png?acct=DE89370400440532013000"}}]}]}`},
 		"card with narrow no-break spaces": {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":"Carte 4111 1111 1111 1111, merci"}]}`},
 		"residency eu in the header":       {body: `{"model":"auto","messages":[{"role":"user","content":"Say hello."}]}`, header: map[string]string{"x-stellwerk-policy": `{"residency":"eu","optimize":"accuracy"}`}},
@@ -134,6 +137,8 @@ func TestPolicyDenialsAndBadPolicies(t *testing.T) {
 			status: 403, code: "policy_denied", mention: "prompt injection suspected"},
 		"max_risk": {body: `{"model":"auto","policy":{"max_risk":"low"},"messages":[{"role":"user","content":"Send the invoice to ana@example.com"}]}`,
 			status: 403, code: "policy_denied", mention: "max_risk is low but the request is classified medium"},
+		"an inline file in a charset no browser knows": {body: `{"model":"auto","messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"file_data":"data:text/csv;charset=utf-16-be;base64,bgBhAG0AZQAsAGkAYgBhAG4ACgBBAG4AbgBhACwARABFADgAOQAzADcAMAA0ADAAMAA0ADQAMAA1ADMAMgAwADEAMwAwADAAMAAKAA=="}}]}]}`,
+			status: 403, code: "policy_denied", mention: "an inline text file could not be decoded"},
 		"an inline text file that does not decode": {body: `{"model":"auto","messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"file_data":"data:text/csv;base64,@@not base64@@"}}]}]}`,
 			status: 403, code: "policy_denied", mention: "an inline text file could not be decoded"},
 		"unknown policy field": {body: `{"model":"auto","policy":{"residnecy":"eu"},"messages":[{"role":"user","content":"hi"}]}`,

@@ -4,12 +4,16 @@
 package dataurl
 
 import (
+	"bytes"
 	"encoding/base64"
 	"strings"
 	"unicode/utf8"
 
+	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/text/encoding/htmlindex"
 	"golang.org/x/text/encoding/unicode"
+	"golang.org/x/text/encoding/unicode/utf32"
 )
 
 // Status says what Text could read of a URL.
@@ -34,12 +38,12 @@ const (
 // at most limit bytes of it (whole runes).
 //
 // The payload is base64 (standard or URL alphabet, padded or not, wrapped
-// in lines or not, percent-escapes in it read first) or percent-encoded. Its bytes are read as the charset
-// says: UTF-16 (named, or by its byte-order mark), else UTF-8 when they are
-// valid UTF-8, else Windows-1252, a superset of Latin-1 (what spreadsheets
-// export in Western Europe). Bytes of another 8-bit charset come out as
-// Windows-1252 letters; digits, '@' and ASCII letters, what the detectors
-// read, are the same in all of them.
+// in lines or not, percent-escapes in it read first) or percent-encoded.
+// Its bytes are read as a browser reads them (decode): a byte-order mark,
+// else the charset label, else UTF-8 or, when they are not valid UTF-8,
+// Windows-1252, a superset of Latin-1 (what spreadsheets export in Western
+// Europe). A label no browser knows, and text that is mostly NUL bytes,
+// are Unreadable: a provider may read what the classifiers cannot.
 func Text(s string, limit int) (string, Status) {
 	if len(s) < 5 || !strings.EqualFold(s[:5], "data:") {
 		return "", NotText
@@ -66,14 +70,10 @@ func Text(s string, limit int) (string, Status) {
 			charset = strings.ToLower(strings.Trim(strings.TrimSpace(v), `"`))
 		}
 	}
-	utf16 := strings.HasPrefix(charset, "utf-16") || strings.HasPrefix(charset, "utf16")
-	// Bytes of payload enough for limit bytes of UTF-8 text: one per byte in
-	// an 8-bit charset or UTF-8, two per byte of ASCII in UTF-16; and a
-	// rune more to see whether anything follows.
-	need := limit + 4
-	if utf16 {
-		need = 2*limit + 4
-	}
+	// Bytes of payload enough for limit bytes of UTF-8 text (up to four
+	// per character in UTF-32, two in UTF-16, one otherwise), and a
+	// character more to see whether anything follows.
+	need := 4*limit + 8
 	var raw []byte
 	var more bool
 	if b64 {
@@ -90,40 +90,14 @@ func Text(s string, limit int) (string, Status) {
 	} else {
 		raw, more = unescape(payload, need)
 	}
-	if !utf16 && len(raw) >= 2 && (raw[0] == 0xff && raw[1] == 0xfe || raw[0] == 0xfe && raw[1] == 0xff) {
-		utf16 = true
+	text, ok := decode(raw, charset, more)
+	if !ok {
+		return "", Unreadable
 	}
-	var text string
-	switch {
-	case utf16:
-		order := unicode.LittleEndian
-		if charset == "utf-16be" || charset == "utf16be" {
-			order = unicode.BigEndian
-		}
-		if len(raw)%2 == 1 { // cut inside a code unit
-			raw = raw[:len(raw)-1]
-		}
-		b, err := unicode.UTF16(order, unicode.UseBOM).NewDecoder().Bytes(raw)
-		if err != nil {
-			return "", Unreadable
-		}
-		text = string(b)
-	default:
-		valid := utf8.Valid(raw)
-		if !valid && more { // the payload was cut inside a rune
-			if n := lastRuneStart(raw); n >= 0 && utf8.Valid(raw[:n]) {
-				raw, valid = raw[:n], true
-			}
-		}
-		if valid && !latin(charset) {
-			text = string(raw)
-		} else {
-			b, err := charmap.Windows1252.NewDecoder().Bytes(raw)
-			if err != nil {
-				return "", Unreadable
-			}
-			text = string(b)
-		}
+	// Text is not NUL bytes: UTF-16 or UTF-32 under a label this did not
+	// know would read as letters between NULs, which no detector matches.
+	if nul := strings.Count(text, "\x00"); nul > 0 && nul*100 >= len(text) {
+		return "", Unreadable
 	}
 	if len(text) > limit {
 		text, more = text[:limit], true
@@ -137,14 +111,56 @@ func Text(s string, limit int) (string, Status) {
 	return text, Read
 }
 
-// latin tells the 8-bit Western charsets read as Windows-1252 even when
-// their bytes happen to be valid UTF-8.
-func latin(charset string) bool {
-	switch charset {
-	case "iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "iso-8859-15", "latin9", "windows-1252", "cp1252", "us-ascii", "ascii":
-		return true
+// decode reads raw in its charset as WHATWG's decoder does: a byte-order
+// mark first (UTF-8, UTF-16, and UTF-32, which WHATWG leaves out), else the
+// label (any of WHATWG's names), else UTF-8 when the bytes are valid UTF-8
+// and Windows-1252 when not. A label it does not know (shift_jis is known;
+// utf-7, EBCDIC, utf-16-be are not) is no text it can read: false, as for
+// WHATWG's replacement encodings.
+// A code unit cut in two at the end of a cut payload decodes as U+FFFD.
+func decode(raw []byte, charset string, cut bool) (string, bool) {
+	var enc encoding.Encoding
+	switch {
+	case bytes.HasPrefix(raw, []byte{0, 0, 0xfe, 0xff}):
+		enc = utf32.UTF32(utf32.BigEndian, utf32.UseBOM)
+	case bytes.HasPrefix(raw, []byte{0xff, 0xfe, 0, 0}):
+		enc = utf32.UTF32(utf32.LittleEndian, utf32.UseBOM)
+	case bytes.HasPrefix(raw, []byte{0xfe, 0xff}):
+		enc = unicode.UTF16(unicode.BigEndian, unicode.UseBOM)
+	case bytes.HasPrefix(raw, []byte{0xff, 0xfe}):
+		enc = unicode.UTF16(unicode.LittleEndian, unicode.UseBOM)
+	case bytes.HasPrefix(raw, []byte{0xef, 0xbb, 0xbf}):
+		raw = raw[3:]
+	case charset == "utf-32" || charset == "utf-32le":
+		enc = utf32.UTF32(utf32.LittleEndian, utf32.IgnoreBOM)
+	case charset == "utf-32be":
+		enc = utf32.UTF32(utf32.BigEndian, utf32.IgnoreBOM)
+	case charset != "":
+		e, err := htmlindex.Get(charset)
+		if err != nil || e == encoding.Replacement {
+			return "", false
+		}
+		if n, _ := htmlindex.Name(e); n != "utf-8" {
+			enc = e
+		}
 	}
-	return false
+	if enc == nil { // UTF-8, or Windows-1252 bytes
+		valid := utf8.Valid(raw)
+		if !valid && cut { // the payload was cut inside a rune
+			if n := lastRuneStart(raw); n >= 0 && utf8.Valid(raw[:n]) {
+				raw, valid = raw[:n], true
+			}
+		}
+		if valid {
+			return string(raw), true
+		}
+		enc = charmap.Windows1252
+	}
+	b, err := enc.NewDecoder().Bytes(raw)
+	if err != nil {
+		return "", false
+	}
+	return string(b), true
 }
 
 // decodeBase64 decodes up to need bytes of a base64 payload, skipping

@@ -33,10 +33,39 @@ func TestText(t *testing.T) {
 		lines, wrapped = append(lines, wrapped[:76]), wrapped[76:]
 	}
 	lines = append(lines, wrapped)
+	u32 := func(s string, big, bom bool) []byte {
+		var b []byte
+		rs := []rune(s)
+		if bom {
+			rs = append([]rune{0xfeff}, rs...)
+		}
+		for _, r := range rs {
+			if big {
+				b = append(b, byte(r>>24), byte(r>>16), byte(r>>8), byte(r))
+			} else {
+				b = append(b, byte(r), byte(r>>8), byte(r>>16), byte(r>>24))
+			}
+		}
+		return b
+	}
+	enc := base64.StdEncoding.EncodeToString
 	for name, tc := range map[string]struct {
 		in, want string
 		st       Status
 	}{
+		// Labels as browsers know them, else unreadable (an attacker's
+		// pass: each of these was read as UTF-8 or Latin-1 and its IBAN
+		// missed, the scan complete).
+		"whatwg unicode label":          {"data:text/csv;charset=unicode;base64," + enc(u16(csv, false, false)), csv, Read},
+		"utf-16-be, no such label":      {"data:text/csv;charset=utf-16-be;base64," + enc(u16(csv, false, true)), "", Unreadable},
+		"utf-32 by its mark":            {"data:text/csv;base64," + enc(u32(csv, false, true)), csv, Read},
+		"utf-32be by its mark":          {"data:text/csv;base64," + enc(u32(csv, true, true)), csv, Read},
+		"utf-32 label":                  {"data:text/csv;charset=utf-32;base64," + enc(u32(csv, false, false)), csv, Read},
+		"shift_jis":                     {"data:text/plain;charset=shift_jis;base64," + enc([]byte{0x93, 0xfa, 0x96, 0x7b, '1', '2'}), "日本12", Read},
+		"ebcdic":                        {"data:text/csv;charset=cp037;base64," + enc([]byte{0xc4, 0xc5, 0xf8, 0xf9}), "", Unreadable},
+		"utf-7":                         {"data:text/plain;charset=utf-7,+AEQ-E89", "", Unreadable},
+		"mostly NUL":                    {"data:text/csv;base64," + enc(u16(csv, false, false)), "", Unreadable},
+		"utf-8 mark":                    {"data:text/plain;base64," + enc([]byte("\xef\xbb\xbfhello")), "hello", Read},
 		"base64 csv":                    {"data:text/csv;base64," + b64, csv, Read},
 		"plain text":                    {"data:text/plain,hello", "hello", Read},
 		"scheme in capitals":            {"DATA:text/plain,hello", "hello", Read},
