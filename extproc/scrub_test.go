@@ -15,7 +15,7 @@ const echoedKey = "sk-p-0123456789abcdefSECRET"
 
 // echoEdge is an edge that decided a request for provider p, whose
 // credential is echoedKey.
-func echoEdge(t *testing.T, stream bool) *edge {
+func echoEdge(t testing.TB, stream bool) *edge {
 	t.Helper()
 	c, err := config.Decode(strings.NewReader(`
 routing: {default_model: m}
@@ -61,6 +61,22 @@ func TestScrubEchoes(t *testing.T) {
 		t.Errorf("stream: %s", got)
 	}
 
+	// Error events of other shapes, and an echo in content: every event is
+	// looked at (an attacker's pass found a leading space or a "type"
+	// member first passed the credential).
+	for _, ev := range []string{
+		`data: { "error": {"message":"you sent Bearer ` + echoedKey + `"}}`,
+		`data: {"type":"error","error":{"message":"you sent Bearer ` + echoedKey + `"}}`,
+		`data: {"choices":[{"index":0,"delta":{"content":"your key is ` + echoedKey + `"}}]}`,
+	} {
+		p := echoEdge(t, true)
+		p.handle(respHeadersMsg("200", "text/event-stream"))
+		chunk := ev + "\n\n"
+		if got := clientGets(chunk, p.handle(respBodyMsg(chunk, true))); strings.Contains(got, echoedKey) || !strings.Contains(got, "[credential]") {
+			t.Errorf("event %s: %s", ev, got)
+		}
+	}
+
 	p = echoEdge(t, false)
 	p.handle(respHeadersMsg("400", "application/json"))
 	body := `{"error":{"message":"you sent Bearer ` + echoedKey + ` and ` + strings.Repeat("x", 2<<20) + `, ` + echoedKey + `"}}`
@@ -72,5 +88,21 @@ func TestScrubEchoes(t *testing.T) {
 		if got := clientGets(part.s, p.handle(respBodyMsg(part.s, part.eos))); strings.Contains(got, echoedKey) || !strings.Contains(got, "[credential]") {
 			t.Errorf("part of %d bytes (end %v) has the credential", len(part.s), part.eos)
 		}
+	}
+}
+
+// BenchmarkStreamBodyScrubbed is BenchmarkStreamBody's openai chunk (16
+// events) through an edge that decided the request, as served: every event
+// searched for the provider's credential.
+func BenchmarkStreamBodyScrubbed(b *testing.B) {
+	p := echoEdge(b, true)
+	p.handle(respHeadersMsg("200", "text/event-stream"))
+	chunk := strings.Repeat(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hello wor"},"finish_reason":null}]}`+"\n\n", 16)
+	msg := &extprocv3.HttpBody{Body: []byte(chunk)}
+	p.stream.hideUsage = true
+	b.SetBytes(int64(len(chunk)))
+	b.ReportAllocs()
+	for b.Loop() {
+		p.streamBody(msg)
 	}
 }

@@ -103,7 +103,7 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 	changed := held || st.framer.Pending() > 0 // part of this chunk is held back
 	if st.scrub != nil {
 		for i := range st.events {
-			if ev := &st.events[i]; providerError(ev) && st.scrubEvent(ev) {
+			if st.scrubEvent(&st.events[i]) {
 				changed = true
 			}
 		}
@@ -177,14 +177,22 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 }
 
 // scrubEvent takes the credential stellwerk sent out of an event (a
-// provider, or a gateway before it, that echoes its request in an error);
-// whole events only: the framer holds an event until its blank line.
+// provider, or a gateway before it, that echoes its request in an error of
+// whatever shape, or in its content); whole events only: the framer holds
+// an event until its blank line. Every event is looked at, in place: a
+// search for each credential of the plan, no copy unless one is there.
 func (st *streamState) scrubEvent(ev *translate.Event) bool {
-	raw, held := st.scrub.scrubText(string(ev.Raw))
+	if len(ev.Raw) == 0 {
+		return false
+	}
+	raw, held := st.scrub.scrubText(unsafe.String(&ev.Raw[0], len(ev.Raw)))
 	if !held {
 		return false
 	}
-	data, _ := st.scrub.scrubText(string(ev.Data))
+	data := ""
+	if len(ev.Data) > 0 {
+		data, _ = st.scrub.scrubText(unsafe.String(&ev.Data[0], len(ev.Data)))
+	}
 	ev.Raw, ev.Data = []byte(raw), []byte(data)
 	return true
 }
