@@ -161,10 +161,13 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		p.translate = true
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
 	}
-	if p.plan == nil && code >= 400 && !strings.HasPrefix(ctype, "application/json") && !strings.HasPrefix(ctype, "text/event-stream") {
+	compressed := encoding != "" && encoding != "identity"
+	if p.plan == nil && code >= 400 && (compressed || !strings.HasPrefix(ctype, "application/json") && !strings.HasPrefix(ctype, "text/event-stream")) {
 		// Envoy's own text replies (provider unreachable, no cluster) and
 		// providers' non-JSON errors get the OpenAI error shape; with
-		// failover the egress listener's local reply config does this.
+		// failover the egress listener's local reply config does this. A
+		// compressed error is replaced too: stellwerk cannot read it for
+		// a credential it echoes (an attacker's pass).
 		if h.EndOfStream {
 			return p.immediate(apierr.ProviderError(code))
 		}

@@ -2,9 +2,11 @@ package extproc
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/zap"
 
@@ -88,6 +90,26 @@ func TestScrubEchoes(t *testing.T) {
 		if got := clientGets(part.s, p.handle(respBodyMsg(part.s, part.eos))); strings.Contains(got, echoedKey) || !strings.Contains(got, "[credential]") {
 			t.Errorf("part of %d bytes (end %v) has the credential", len(part.s), part.eos)
 		}
+	}
+}
+
+// TestCompressedErrorReplaced: a provider's compressed error cannot be
+// read for a credential it echoes: without failover it is replaced by
+// stellwerk's own error of the same status (an attacker's pass got a gzip
+// 500 echoing the key through).
+func TestCompressedErrorReplaced(t *testing.T) {
+	p := echoEdge(t, false)
+	msg := respHeadersMsg("500", "application/json")
+	h := msg.GetResponseHeaders().Headers
+	h.Headers = append(h.Headers, &corev3.HeaderValue{Key: "content-encoding", RawValue: []byte("gzip")})
+	r := p.handle(msg)
+	if rm := r.GetResponseHeaders().GetResponse().GetHeaderMutation().GetRemoveHeaders(); !slices.Contains(rm, "content-encoding") {
+		t.Fatalf("content-encoding kept: %v", r)
+	}
+	gz := "\x1f\x8b\x08\x00compressed bytes with " + echoedKey
+	got := clientGets(gz, p.handle(respBodyMsg(gz, true)))
+	if strings.Contains(got, echoedKey) || !strings.Contains(got, `"code":"provider_error"`) {
+		t.Errorf("the client gets %q", got)
 	}
 }
 
