@@ -532,14 +532,14 @@ func foldKey(s string) string {
 
 // foldsKeys says whether the object opening on top of stack is one whose
 // keys a provider's parser may match without regard to case: the request
-// itself, a message (messages[i] of chat, input[i] of the Responses API)
-// or a message's content part. Free-form objects (metadata, a tool's JSON
+// itself, a message (messages[i] of chat, input[i] of the Responses API),
+// a message's content part, or a part's file, image or audio object. Free-form objects (metadata, a tool's JSON
 // schema) keep their keys byte for byte, as maps do in every parser.
 func foldsKeys(body []byte, stack []frame) bool {
 	switch len(stack) {
 	case 0:
 		return true
-	case 2, 4:
+	case 2, 4, 5:
 		if !stack[0].obj || stack[1].obj {
 			return false
 		}
@@ -549,7 +549,19 @@ func foldsKeys(body []byte, stack []frame) bool {
 		if len(stack) == 2 {
 			return true
 		}
-		return stack[2].obj && !stack[3].obj && stack[2].key.text(body) == "content"
+		if !stack[2].obj || stack[3].obj || stack[2].key.text(body) != "content" {
+			return false
+		}
+		if len(stack) == 4 {
+			return true
+		}
+		// A part's file, image or audio object: "File_Data" beside
+		// "file_data" was read by a provider in Go and by no classifier
+		// (an attacker's pass).
+		switch stack[4].key.text(body) {
+		case "file", "image_url", "input_audio", "video_url":
+			return stack[4].obj
+		}
 	}
 	return false
 }

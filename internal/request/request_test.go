@@ -57,7 +57,11 @@ func TestParseChat(t *testing.T) {
 		"messages object":    {`{"model":"m","messages":{}}`, "invalid_type", "messages"},
 		"messages empty":     {`{"model":"m","messages":[]}`, "empty_messages", "messages"},
 		"message not object": {`{"model":"m","messages":["hi"]}`, "invalid_type", "messages"},
-		"message no role":    {`{"model":"m","messages":[{"role":"user","content":"a"},{"content":"x"}]}`, "invalid_value", "messages[1].role"},
+		// A part's file object is read by a provider's parser as the part
+		// is: "File_Data" was a second file no classifier read.
+		"file data in two cases": {`{"model":"m","messages":[{"role":"user","content":[{"type":"file","file":{"file_data":"data:text/plain,hi","File_Data":"data:text/plain,x"}}]}]}`, "duplicate_field", "messages[0].content[0].file.File_Data"},
+		"file data capitalised":  {`{"model":"m","messages":[{"role":"user","content":[{"type":"file","file":{"File_Data":"data:text/plain,x"}}]}]}`, "invalid_key", "messages[0].content[0].file.File_Data"},
+		"message no role":        {`{"model":"m","messages":[{"role":"user","content":"a"},{"content":"x"}]}`, "invalid_value", "messages[1].role"},
 		// stellwerk sets include_usage on every stream: an array was a 500
 		// (the rewrite failed), a string was rewritten into an object.
 		"stream_options an array":            {`{"model":"m","stream":true,"stream_options":[],"messages":[{"role":"user"}]}`, "invalid_type", "stream_options"},
