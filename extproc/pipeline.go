@@ -294,6 +294,9 @@ type uploadWatch struct {
 	stream  extprocv3.ExternalProcessor_ProcessServer
 	holding bool
 	timer   *time.Timer
+	// until is when extensions stop (the stream's start plus the upload
+	// limit): a body still arriving then is cut by Envoy's timeout.
+	until time.Time
 }
 
 // hold starts the watch, or restarts it: a message came while the
@@ -310,7 +313,7 @@ func (w *uploadWatch) hold(after time.Duration) {
 func (w *uploadWatch) extend() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.holding {
+	if w.holding && time.Now().Before(w.until) {
 		// An error means the stream is over: nothing is waiting any more.
 		_ = w.stream.Send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(uploadGrace)})
 	}
@@ -326,7 +329,7 @@ func (w *uploadWatch) stop() {
 func serveEdge(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessServer, p *edge) error {
 	var q *pipeline
 	var out []*extprocv3.ProcessingResponse
-	w := &uploadWatch{stream: stream}
+	w := &uploadWatch{stream: stream, until: time.Now().Add(p.state.uploadLimit())}
 	defer w.stop()
 	first := true
 	for {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -126,5 +127,25 @@ func BenchmarkStreamBodyScrubbed(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		p.streamBody(msg)
+	}
+}
+
+// TestUploadGraceEnds: a body still arriving after the upload limit gets no
+// more grace, so Envoy's message timeout ends it; before, every chunk
+// earned another 60 s and a client trickling one every 40 s held a request
+// open without end (an attacker's pass).
+func TestUploadGraceEnds(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := &procStream{ctx: ctx, cancel: cancel, out: make(chan *extprocv3.ProcessingResponse, 4)}
+	w := &uploadWatch{stream: s, holding: true, until: time.Now().Add(time.Hour)}
+	w.extend()
+	if r := <-s.out; r.GetOverrideMessageTimeout().AsDuration() != uploadGrace {
+		t.Fatalf("within the limit: %v", r)
+	}
+	w.until = time.Now().Add(-time.Second)
+	w.extend()
+	if len(s.out) != 0 {
+		t.Errorf("past the limit the grace was asked for again")
 	}
 }

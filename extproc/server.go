@@ -44,6 +44,11 @@ type State struct {
 	// the pipelined mode extends it for a request whose body is slow to
 	// arrive (extproc/pipeline.go). Zero: the default, 2 s.
 	MessageTimeout time.Duration
+	// UploadLimit bounds those extensions (envoy.request_timeout): a body
+	// still arriving after it gets none, and Envoy's message timeout ends
+	// the request (zero: 5 min). A client trickling a chunk every 40 s held
+	// a request open without end (an attacker's pass).
+	UploadLimit time.Duration
 	// Failover is set when requests go through the failover cluster
 	// (standalone mode); nil sends each request to its provider's cluster.
 	Failover *Failover
@@ -155,6 +160,14 @@ func (st *State) messageTimeout() time.Duration {
 		return st.MessageTimeout
 	}
 	return 2 * time.Second
+}
+
+// uploadLimit is UploadLimit or its default.
+func (st *State) uploadLimit() time.Duration {
+	if st.UploadLimit > 0 {
+		return st.UploadLimit
+	}
+	return 5 * time.Minute
 }
 
 // New returns a server serving st until SetState swaps it.

@@ -85,7 +85,7 @@ func build(cfg *config.Config, env catalog.Env, ps decision.PolicySource, ln lea
 		router.Routes = ln.routes.table
 	}
 	st := extproc.NewState(router, keys, cfg.Envoy.MaxRequestBytes)
-	st.MessageTimeout = cfg.Envoy.ExtProcTimeout
+	st.MessageTimeout, st.UploadLimit = cfg.Envoy.ExtProcTimeout, cfg.Envoy.RequestTimeout
 	st.RouteLimiter, st.RouteCounters = ln.routeLimiter, ln.routeCounters
 	st.Live = ln.live
 	if ir.Failover != nil {
