@@ -135,3 +135,22 @@ func headingAnchors(text string) map[string]bool {
 	}
 	return out
 }
+
+// TestDropInPrintedInFull: docs/envoy.md says it prints envoy/drop-in.yaml
+// in full, and operators copy it from there: the printed block is the file
+// (it had lost the ext_proc cluster's circuit breakers, which cap an Envoy
+// at 1,024 requests in flight; a helper found it).
+func TestDropInPrintedInFull(t *testing.T) {
+	root := filepath.Join("..", "..")
+	file, err := os.ReadFile(filepath.Join(root, "envoy", "drop-in.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "envoy.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "```yaml\n"+string(file)+"```") {
+		t.Error("docs/envoy.md does not print envoy/drop-in.yaml as it is")
+	}
+}
