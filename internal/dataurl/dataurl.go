@@ -28,8 +28,9 @@ const (
 	// Cut: the text's first limit bytes; more follows.
 	Cut
 	// Unreadable: a text media type whose payload does not decode (bad
-	// base64, no payload). The model may read what the classifiers cannot,
-	// so a caller treats it as text it has not read.
+	// base64, no payload, a charset no browser knows, mostly NUL bytes).
+	// The model may read what the classifiers cannot, so a caller treats
+	// it as text it has not read.
 	Unreadable
 )
 
