@@ -365,13 +365,14 @@ func (p *edge) providerHeaders(h *extprocv3.HttpHeaders, remove []string) []stri
 func (p *edge) scrubText(s string) (out string, held bool) {
 	out = s
 	scrub := func(m *catalog.Model) {
-		if m.Provider.Holds(out) {
-			out, held = m.Provider.Scrub(out), true
+		var h bool
+		if out, h = m.Provider.Scrub(out); h {
+			held = true
 		}
 		// The workspace's own key for the provider, when it brings one.
 		if len(p.state.WorkspaceKeys) > 0 && p.workspace != "" {
-			if k := p.state.WorkspaceKeys[WorkspaceProvider{p.workspace, m.Provider.Name}]; len(k) >= 8 && strings.Contains(out, k) {
-				out, held = strings.ReplaceAll(out, k, "[credential]"), true
+			if out, h = catalog.ScrubSecret(out, p.state.WorkspaceKeys[WorkspaceProvider{p.workspace, m.Provider.Name}]); h {
+				held = true
 			}
 		}
 	}

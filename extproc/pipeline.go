@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -292,7 +293,7 @@ func bodyOnly(resp *extprocv3.ProcessingResponse) {
 type uploadWatch struct {
 	mu      sync.Mutex // serialises sends: the timer's and the stream loop's
 	stream  extprocv3.ExternalProcessor_ProcessServer
-	holding bool
+	holding atomic.Bool // the headers' answer is held: extend may send
 	timer   *time.Timer
 	// until is when extensions stop (the stream's start plus the upload
 	// limit): a body still arriving then is cut by Envoy's timeout.
@@ -302,7 +303,7 @@ type uploadWatch struct {
 // hold starts the watch, or restarts it: a message came while the
 // headers' answer was held, and Envoy restarted its timer for it.
 func (w *uploadWatch) hold(after time.Duration) {
-	w.holding = true
+	w.holding.Store(true)
 	if w.timer == nil {
 		w.timer = time.AfterFunc(after, w.extend)
 	} else {
@@ -313,7 +314,7 @@ func (w *uploadWatch) hold(after time.Duration) {
 func (w *uploadWatch) extend() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.holding && time.Now().Before(w.until) {
+	if w.holding.Load() && time.Now().Before(w.until) {
 		// An error means the stream is over: nothing is waiting any more.
 		_ = w.stream.Send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(uploadGrace)})
 	}
@@ -349,9 +350,7 @@ func serveEdge(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessSe
 			// it is handled. Handling the body's end is the decision,
 			// which Envoy's message timeout bounds (envoy.extproc_timeout);
 			// the grace is for uploads only (a slow policy was given 60 s).
-			w.mu.Lock()
-			w.holding = false
-			w.mu.Unlock()
+			w.holding.Store(false)
 		}
 		if q == nil {
 			out = append(out[:0], safeHandle(&p.filter, req, p.handle, p.immediate))
@@ -366,12 +365,12 @@ func serveEdge(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessSe
 			w.hold(p.state.messageTimeout() / 2)
 		}
 		if q != nil && q.held == nil {
-			w.holding = false
+			w.holding.Store(false)
 		}
 		for _, resp := range out {
 			if resp.GetImmediateResponse() != nil && q != nil {
 				q.done = true
-				w.holding = false
+				w.holding.Store(false)
 			}
 			if err := stream.Send(resp); err != nil {
 				w.mu.Unlock()

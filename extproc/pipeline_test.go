@@ -210,3 +210,5 @@ func FuzzPipeline(f *testing.F) {
 		}
 	})
 }
+
+// TestUploadGraceEnds: a body still arriving after the upload limit gets no

@@ -130,7 +130,6 @@ func BenchmarkStreamBodyScrubbed(b *testing.B) {
 	}
 }
 
-// TestUploadGraceEnds: a body still arriving after the upload limit gets no
 // more grace, so Envoy's message timeout ends it; before, every chunk
 // earned another 60 s and a client trickling one every 40 s held a request
 // open without end (an attacker's pass).
@@ -138,7 +137,8 @@ func TestUploadGraceEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s := &procStream{ctx: ctx, cancel: cancel, out: make(chan *extprocv3.ProcessingResponse, 4)}
-	w := &uploadWatch{stream: s, holding: true, until: time.Now().Add(time.Hour)}
+	w := &uploadWatch{stream: s, until: time.Now().Add(time.Hour)}
+	w.holding.Store(true)
 	w.extend()
 	if r := <-s.out; r.GetOverrideMessageTimeout().AsDuration() != uploadGrace {
 		t.Fatalf("within the limit: %v", r)

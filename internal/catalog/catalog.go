@@ -76,18 +76,19 @@ func (p *Provider) Credential() (name, value string, ok bool) {
 	return p.authHeader, p.credential, true
 }
 
-// Holds reports whether s contains the provider's credential (a provider
-// or a gateway before it that echoes what it was sent).
-func (p *Provider) Holds(s string) bool {
-	return len(p.credential) >= 8 && strings.Contains(s, p.credential)
+// Scrub replaces the provider's credential in s (a provider, or a gateway
+// before it, that echoes what it was sent); held reports that s had it.
+func (p *Provider) Scrub(s string) (out string, held bool) {
+	return ScrubSecret(s, p.credential)
 }
 
-// Scrub replaces the provider's credential in s.
-func (p *Provider) Scrub(s string) string {
-	if !p.Holds(s) {
-		return s
+// ScrubSecret replaces secret in s with [credential]; held reports that s
+// had it. A secret shorter than 8 bytes is no credential to look for.
+func ScrubSecret(s, secret string) (out string, held bool) {
+	if len(secret) < 8 || !strings.Contains(s, secret) {
+		return s, false
 	}
-	return strings.ReplaceAll(s, p.credential, "[credential]")
+	return strings.ReplaceAll(s, secret, "[credential]"), true
 }
 
 // HasCredential reports whether requests to the provider can be

@@ -8,10 +8,12 @@
 package flowstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -65,20 +67,23 @@ type BrokenVersion struct {
 // keeps serving the live version it last compiled, and says so only in
 // its log).
 func (s *Store) CheckLoads(ctx context.Context, env *flow.Env, routes []Route) error {
+	_, vs, err := s.snapshot(ctx, 0) // every version with its document, in one query
+	if err != nil {
+		return err
+	}
+	at := make(map[string]*Route, len(routes))
 	for i := range routes {
-		r := &routes[i]
-		r.Broken = nil
-		for v := int64(1); v <= r.Latest; v++ {
-			doc, err := s.Get(ctx, r.Name, v)
-			if errors.Is(err, ErrNoVersion) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if _, err := flow.Load(r.Name+"@"+strconv.FormatInt(v, 10), []byte(doc.Document), env); err != nil {
-				r.Broken = append(r.Broken, BrokenVersion{Version: v, Live: v == r.Live, Error: err.Error()})
-			}
+		routes[i].Broken = nil
+		at[routes[i].Name] = &routes[i]
+	}
+	slices.SortFunc(vs, func(a, b Version) int { return cmp.Compare(a.Version, b.Version) })
+	for _, v := range vs {
+		r := at[v.Route]
+		if r == nil {
+			continue
+		}
+		if _, err := flow.Load(v.Route+"@"+strconv.FormatInt(v.Version, 10), []byte(v.Document), env); err != nil {
+			r.Broken = append(r.Broken, BrokenVersion{Version: v.Version, Live: v.Version == r.Live, Error: err.Error()})
 		}
 	}
 	return nil

@@ -140,14 +140,7 @@ func (t *Tracker) Blocked(tg Target, now time.Time, draw uint32) (blocked, outag
 		return false, false
 	}
 	n := now.UnixNano()
-	if n >= t.latest.Load() {
-		return false, false
-	}
-	pm := t.provs.Load()
-	if pm == nil {
-		return false, false
-	}
-	p := (*pm)[tg.Provider]
+	p := t.holder(tg, n)
 	if p == nil {
 		return false, false
 	}
@@ -156,7 +149,7 @@ func (t *Tracker) Blocked(tg Target, now time.Time, draw uint32) (blocked, outag
 	}
 	if ls := p.limits.Load(); ls != nil {
 		for _, l := range *ls {
-			if l.workspace == tg.Workspace && (l.model == "" || l.model == tg.Model) && !l.w.admits(n, draw) {
+			if l.applies(tg) && !l.w.admits(n, draw) {
 				return true, false
 			}
 		}
@@ -164,19 +157,30 @@ func (t *Tracker) Blocked(tg Target, now time.Time, draw uint32) (blocked, outag
 	return false, false
 }
 
+// holder is tg's provider when something may hold tg back at n (unix ns):
+// nil when nothing cools down or reopens, or the provider never failed.
+func (t *Tracker) holder(tg Target, n int64) *provider {
+	if t == nil || n >= t.latest.Load() {
+		return nil
+	}
+	if pm := t.provs.Load(); pm != nil {
+		return (*pm)[tg.Provider]
+	}
+	return nil
+}
+
+// applies reports whether a rate-limit scope holds a target: its
+// credential's, for its model or every model.
+func (l *limit) applies(tg Target) bool {
+	return l.workspace == tg.Workspace && (l.model == "" || l.model == tg.Model)
+}
+
 // Reopens is when a target Blocked at now starts to take requests again:
 // the end of the cooldowns that hold it back, or now itself while it is
 // reopening (a share of requests gets through); zero when none holds it.
 func (t *Tracker) Reopens(tg Target, now time.Time) time.Time {
-	if t == nil {
-		return time.Time{}
-	}
 	n := now.UnixNano()
-	pm := t.provs.Load()
-	if pm == nil || n >= t.latest.Load() {
-		return time.Time{}
-	}
-	p := (*pm)[tg.Provider]
+	p := t.holder(tg, n)
 	if p == nil {
 		return time.Time{}
 	}
@@ -189,7 +193,7 @@ func (t *Tracker) Reopens(tg Target, now time.Time) time.Time {
 	hold(&p.outage)
 	if ls := p.limits.Load(); ls != nil {
 		for _, l := range *ls {
-			if l.workspace == tg.Workspace && (l.model == "" || l.model == tg.Model) {
+			if l.applies(tg) {
 				hold(&l.w)
 			}
 		}
@@ -235,7 +239,7 @@ func (t *Tracker) Succeeded(tg Target) {
 	p.outage.failures = 0
 	if ls := p.limits.Load(); ls != nil {
 		for _, l := range *ls {
-			if l.workspace == tg.Workspace && (l.model == "" || l.model == tg.Model) {
+			if l.applies(tg) {
 				l.w.failures = 0
 			}
 		}

@@ -175,18 +175,12 @@ func ineffective(modules map[string]*ast.Module) error {
 		return nil
 	}
 	var errs ast.Errors
-	for name, m := range modules {
-		if strings.HasPrefix(name, "library/") || m.Package.Path.String() != "data.stellwerk" {
-			continue
+	platformRules(modules, func(r *ast.Rule, head string) {
+		if how, ok := computed[head]; ok {
+			errs = append(errs, ast.NewError(ast.CompileErr, r.Location,
+				"%s has no effect: the library computes the decision's %s; %s (docs/policy-library.md)", head, head, how))
 		}
-		for _, r := range m.Rules {
-			head := r.Head.Ref()[0].String()
-			if how, ok := computed[head]; ok {
-				errs = append(errs, ast.NewError(ast.CompileErr, r.Location,
-					"%s has no effect: the library computes the decision's %s; %s (docs/policy-library.md)", head, head, how))
-			}
-		}
-	}
+	})
 	if len(errs) == 0 {
 		return nil
 	}
@@ -194,13 +188,38 @@ func ineffective(modules map[string]*ast.Module) error {
 	return errs
 }
 
-// extensionShapes are what the library expects each extension point of a
-// platform module to hold (docs/policy-library.md).
-var extensionShapes = map[string]string{
-	"deny":       "strings (the reasons)",
-	"excluded":   `[model id, reason] pairs of two strings, e.g. ["gpt-4o", "no US models for legal"]`,
-	"tags":       "string keys and values (tags[key] := value)",
-	"log_levels": `"debug", "info" or "warn"`,
+// extensionPoints are the rules of package stellwerk the library reads
+// from a platform's modules, and what each must hold
+// (docs/policy-library.md).
+var extensionPoints = []struct{ name, shape string }{
+	{"deny", "strings (the reasons)"},
+	{"excluded", `[model id, reason] pairs of two strings, e.g. ["gpt-4o", "no US models for legal"]`},
+	{"tags", "string keys and values (tags[key] := value)"},
+	{"log_levels", `"debug", "info" or "warn"`},
+}
+
+// extensionShape is what an extension point must hold; false for a name
+// that is none.
+func extensionShape(name string) (string, bool) {
+	for _, ep := range extensionPoints {
+		if ep.name == name {
+			return ep.shape, true
+		}
+	}
+	return "", false
+}
+
+// platformRules calls fn with each rule of a platform's module (not the
+// library's) in package stellwerk, and the name its head defines.
+func platformRules(mods map[string]*ast.Module, fn func(r *ast.Rule, head string)) {
+	for name, m := range mods {
+		if strings.HasPrefix(name, "library/") || !m.Package.Path.Equal(decisionPackage) {
+			continue
+		}
+		for _, r := range m.Rules {
+			fn(r, r.Head.Ref()[0].String())
+		}
+	}
 }
 
 // shapeHint points a type error the library's reading of an extension
@@ -209,17 +228,11 @@ var extensionShapes = map[string]string{
 // decision.rego:61 for its excluded of bare ids).
 func shapeHint(mods map[string]*ast.Module) string {
 	var hints []string
-	for name, m := range mods {
-		if strings.HasPrefix(name, "library/") || !m.Package.Path.Equal(decisionPackage) {
-			continue
+	platformRules(mods, func(r *ast.Rule, head string) {
+		if shape, ok := extensionShape(head); ok {
+			hints = append(hints, fmt.Sprintf("%s at %s must hold %s", head, r.Location, shape))
 		}
-		for _, r := range m.Rules {
-			head := r.Head.Ref()[0].String()
-			if shape, ok := extensionShapes[head]; ok {
-				hints = append(hints, fmt.Sprintf("%s at %s must hold %s", head, r.Location, shape))
-			}
-		}
-	}
+	})
 	if len(hints) == 0 {
 		return ""
 	}

@@ -53,7 +53,7 @@ func NewManager(ctx context.Context, src Source, log *zap.Logger) (*Manager, err
 	m.cur.Store(e)
 	m.seen, m.data = f.version, strings.Join(f.data, "\x00")
 	m.log.Info("policy loaded", zap.String("version", e.Version), zap.Int("modules", len(e.Modules)))
-	m.warn(e)
+	m.warn(e.Version, e.Warnings)
 	return m, nil
 }
 
@@ -99,9 +99,7 @@ func (m *Manager) Reload(ctx context.Context) (bool, error) {
 			// A data file added beside an unchanged policy changes no
 			// version: said now, not at the next .rego change.
 			m.data = data
-			for _, w := range f.warnings(nil) {
-				m.log.Warn("policy module has no effect", zap.String("version", m.Current().Version), zap.String("warning", w))
-			}
+			m.warn(m.Current().Version, f.warnings(nil))
 		}
 		return false, nil
 	}
@@ -130,7 +128,7 @@ func (m *Manager) Reload(ctx context.Context) (bool, error) {
 		m.log.Warn("policy reloaded without any of policy.dir's modules: only the shipped library decides now",
 			zap.String("version", e.Version), zap.Int("modules_before", before))
 	}
-	m.warn(e)
+	m.warn(e.Version, e.Warnings)
 	return true, nil
 }
 
@@ -146,9 +144,9 @@ func platformModules(names []string) int {
 	return n
 }
 
-func (m *Manager) warn(e *Engine) {
-	for _, w := range e.Warnings {
-		m.log.Warn("policy module has no effect", zap.String("version", e.Version), zap.String("warning", w))
+func (m *Manager) warn(version string, warnings []string) {
+	for _, w := range warnings {
+		m.log.Warn("policy module has no effect", zap.String("version", version), zap.String("warning", w))
 	}
 }
 

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 
@@ -101,10 +100,6 @@ func (f files) warnings(modules map[string]*ast.Module) []string {
 	return w
 }
 
-// extensionPoints are the rules of package stellwerk the library reads
-// from a platform's modules (docs/policy-library.md).
-var extensionPoints = []string{"deny", "excluded", "tags", "log_levels"}
-
 // unread names the rules of policy.dir's modules in package stellwerk that
 // no rule reads and that are none of the extension points: a typo (denny,
 // log_level) loads, compiles and silently has no effect.
@@ -122,28 +117,27 @@ func unread(mods map[string]*ast.Module) []string {
 			})
 		}
 	}
-	var out []string
-	for name, m := range mods {
-		if strings.HasPrefix(name, "library/") || !m.Package.Path.Equal(decisionPackage) {
-			continue
-		}
-		seen := map[string]bool{}
-		for _, rule := range m.Rules {
-			head := rule.Head.Ref()[0].String()
-			if seen[head] || read[head] || slices.Contains(extensionPoints, head) || strings.HasPrefix(head, "test_") {
-				continue
-			}
-			seen[head] = true
-			hint := ""
-			for _, ep := range extensionPoints {
-				if editDistance(head, ep) <= 2 {
-					hint = "; did you mean " + ep + "?"
-				}
-			}
-			out = append(out, fmt.Sprintf("%s: rule %s is read by no rule and is none of the extension points (%s): it has no effect%s",
-				rule.Location, head, strings.Join(extensionPoints, ", "), hint))
-		}
+	names := make([]string, len(extensionPoints))
+	for i, ep := range extensionPoints {
+		names[i] = ep.name
 	}
+	var out []string
+	seen := map[string]bool{} // per file and rule name
+	platformRules(mods, func(rule *ast.Rule, head string) {
+		key := rule.Location.File + "\x00" + head
+		if _, ext := extensionShape(head); ext || seen[key] || read[head] || strings.HasPrefix(head, "test_") {
+			return
+		}
+		seen[key] = true
+		hint := ""
+		for _, ep := range names {
+			if editDistance(head, ep) <= 2 {
+				hint = "; did you mean " + ep + "?"
+			}
+		}
+		out = append(out, fmt.Sprintf("%s: rule %s is read by no rule and is none of the extension points (%s): it has no effect%s",
+			rule.Location, head, strings.Join(names, ", "), hint))
+	})
 	sort.Strings(out)
 	return out
 }

@@ -143,7 +143,6 @@ func ParseCompletions(body []byte) (Chat, error) {
 		case "stream":
 			stream = v
 		case "stream_options":
-			c.IncludeUsage = v.Get("include_usage").Type == gjson.True
 			streamOptions = v
 		case "max_tokens":
 			maxTokens = v
@@ -182,9 +181,11 @@ func ParseCompletions(body []byte) (Chat, error) {
 	default:
 		return Chat{}, apierr.Invalid("invalid_type", "stream", "stream must be a boolean")
 	}
-	if err := checkStreamOptions(streamOptions); err != nil {
-		return Chat{}, err
+	usage, uerr := includeUsage(streamOptions)
+	if uerr != nil {
+		return Chat{}, uerr
 	}
+	c.IncludeUsage = usage
 	if err := positiveInt(maxTokens, "max_tokens", 1e9); err != nil {
 		return Chat{}, err
 	}
@@ -264,21 +265,22 @@ func tokenID(t gjson.Result) bool {
 }
 
 // positiveInt checks an optional integer member in [1, max].
-// checkStreamOptions checks stream_options: an object (or null), whose
+// includeUsage reads stream_options: an object (or null), whose
 // include_usage is a boolean when set. stellwerk sets include_usage on
 // every stream it meters, so anything else would be rewritten, not passed
 // on (OpenAI refuses it too).
-func checkStreamOptions(v gjson.Result) *apierr.Error {
+func includeUsage(v gjson.Result) (bool, *apierr.Error) {
 	switch {
 	case v.Type == gjson.Null:
+		return false, nil
 	case !v.IsObject():
-		return apierr.Invalid("invalid_type", "stream_options", "stream_options must be an object")
-	default:
-		if u := v.Get("include_usage"); u.Exists() && u.Type != gjson.Null && u.Type != gjson.True && u.Type != gjson.False {
-			return apierr.Invalid("invalid_type", "stream_options.include_usage", "stream_options.include_usage must be a boolean")
-		}
+		return false, apierr.Invalid("invalid_type", "stream_options", "stream_options must be an object")
 	}
-	return nil
+	switch u := v.Get("include_usage"); u.Type {
+	case gjson.True, gjson.False, gjson.Null:
+		return u.Type == gjson.True, nil
+	}
+	return false, apierr.Invalid("invalid_type", "stream_options.include_usage", "stream_options.include_usage must be a boolean")
 }
 
 func positiveInt(v gjson.Result, name string, max float64) *apierr.Error {

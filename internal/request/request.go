@@ -115,7 +115,6 @@ func ParseChat(body []byte) (Chat, error) {
 		case "logprobs":
 			c.Logprobs = v.Type == gjson.True
 		case "stream_options":
-			c.IncludeUsage = v.Get("include_usage").Type == gjson.True
 			streamOptions = v
 		case "response_format":
 			c.ResponseFormatObj = v
@@ -206,9 +205,11 @@ func ParseChat(body []byte) (Chat, error) {
 	default:
 		return Chat{}, apierr.Invalid("invalid_type", "stream", "stream must be a boolean")
 	}
-	if err := checkStreamOptions(streamOptions); err != nil {
-		return Chat{}, err
+	usage, uerr := includeUsage(streamOptions)
+	if uerr != nil {
+		return Chat{}, uerr
 	}
+	c.IncludeUsage = usage
 	for _, mt := range []struct {
 		name string
 		v    gjson.Result
