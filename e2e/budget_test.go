@@ -367,11 +367,24 @@ func TestBudgetWebhook(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // a duplicate would have come by now
 	mu.Lock()
-	defer mu.Unlock()
 	if len(events) != 2 || events[0].Kind != "budget_warning" || events[1].Kind != "budget_exhausted" ||
 		events[0].Budget != "default-daily" || !events[0].signed || !events[1].signed ||
 		events[0].Used < 0.8*7.5 || math.Abs(events[0].Ratio-events[0].Used/7.5) > 1e-9 {
 		t.Errorf("the webhook heard %+v", events)
+	}
+	mu.Unlock()
+	// A restart keeps what was told (the state store), so the budget
+	// still used up tells nobody again.
+	s.Stop("stellwerk")
+	s.Restart()
+	if codes, _, _ := fire(t, s, "sk-team-a", 1); codes[0] != 429 {
+		t.Fatalf("after the restart: %d, want the budget still used up", codes[0])
+	}
+	time.Sleep(time.Second) // a second telling would have come by now
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) != 2 {
+		t.Errorf("after a restart the webhook heard %+v", events[2:])
 	}
 	cfgResp, err := s.AdminGet("/config")
 	if err != nil {

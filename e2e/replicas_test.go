@@ -9,7 +9,10 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,6 +111,49 @@ func TestReplicasBudgetExact(t *testing.T) {
 		}
 	}
 	t.Logf("7 of 200 admitted (%d through replica a, %d through b); spent %.6f EUR of 7.5, as both replicas show", perReplica[0], perReplica[1], spent)
+}
+
+// TestReplicasTellOnce: two replicas on one Redis tell a budget's warning
+// and its exhaustion once between them, however the requests that cross
+// the thresholds are spread.
+func TestReplicasTellOnce(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var kinds []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev struct{ Kind, Replica string }
+		b, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(b, &ev)
+		mu.Lock()
+		kinds = append(kinds, ev.Kind)
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	o := budgetOptions()
+	mutate := o.Mutate
+	o.Mutate = func(c *config.Config) {
+		mutate(c)
+		c.Budgets.Webhook = &config.BudgetWebhook{URL: hook.URL}
+	}
+	f := harness.StartFleet(t, 2, o)
+	// Each replica in turn, one request at a time: past 80 % of 7.5 EUR
+	// both see the warning, past the limit both refuse.
+	refused := 0
+	for i := 0; i < 16 && refused < 4; i++ {
+		if codes, _, _ := fire(t, f.Replicas[i%2], "sk-team-a", 1); codes[0] == 429 {
+			refused++
+		}
+	}
+	if refused < 4 {
+		t.Fatalf("the budget was not used up: %d refused", refused)
+	}
+	time.Sleep(time.Second) // the posts of both replicas have come by now
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(kinds)
+	if !slices.Equal(kinds, []string{"budget_exhausted", "budget_warning"}) {
+		t.Errorf("the webhook heard %q; want each event once from the fleet", kinds)
+	}
 }
 
 // TestReplicasRateLimitExact (issue 13): a 100-per-minute limit under 300

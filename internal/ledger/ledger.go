@@ -333,6 +333,24 @@ func (l *Ledger) Close(ctx context.Context) error {
 	return l.backend.close(ctx)
 }
 
+// ErrNotShared is Claim's answer on a backend without state shared
+// between replicas (memory).
+var ErrNotShared = errors.New("ledger: the memory backend shares no state")
+
+// Claim marks key (a budget event's identity) as told until until (zero:
+// for good) and reports whether this call was the first to mark it. On
+// Redis the mark is shared by every replica on it, so a fleet tells an
+// event once; the memory backend answers ErrNotShared.
+func (l *Ledger) Claim(ctx context.Context, key string, until time.Time) (bool, error) {
+	r, ok := l.backend.(interface {
+		claim(context.Context, string, time.Time) (bool, error)
+	})
+	if !ok {
+		return false, ErrNotShared
+	}
+	return r.claim(ctx, key, until)
+}
+
 // Reserve checks req against every applicable budget and rate limit and,
 // if all hold, holds its cost and tokens and counts the request, atomically
 // in one step. A refusal is not an error: Allowed is false and Refusal says

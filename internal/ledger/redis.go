@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -46,6 +47,27 @@ func NewRedis(c redis.UniversalClient, prefix string) Backend {
 }
 
 var _ Backend = (*redisBackend)(nil)
+
+// claim sets <prefix>n:<key> unless it is set, expiring at until (zero:
+// never): SET NX, so of replicas claiming at once one gets true.
+func (b *redisBackend) claim(ctx context.Context, key string, until time.Time) (bool, error) {
+	args := redis.SetArgs{Mode: "NX"}
+	if !until.IsZero() {
+		if !until.After(time.Now()) {
+			return true, nil // the period ended already: nothing to share
+		}
+		args.ExpireAt = until
+	}
+	err := b.c.SetArgs(ctx, b.prefix+"n:"+key, "1", args).Err()
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, redis.Nil):
+		return false, nil
+	default:
+		return false, &UnavailableError{Op: "claim", Err: err}
+	}
+}
 
 // key renders a counter's Redis key: <prefix>c:<kind><period>:<rule>:<subject>:<start>.
 func (b *redisBackend) key(k *counterKey) string {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,10 +35,22 @@ type Event struct {
 	Used    float64   `json:"used_eur"`
 	Resets  time.Time `json:"resets_at,omitzero"`
 	At      time.Time `json:"at"`
-	// Replica says which stellwerk saw it (each replica tells once per
-	// budget, subject, kind and period).
+	// Replica says which stellwerk told it (of the replicas sharing
+	// Claims, the first to see it).
 	Replica string `json:"replica,omitempty"`
 }
+
+// Claims remembers which events were told beyond this process: Redis
+// (ledger.Ledger) for a fleet, the state store (spend.Notices) otherwise.
+// Claim marks key until until (zero: for good) and reports whether this
+// call was the first to mark it.
+type Claims interface {
+	Claim(ctx context.Context, key string, until time.Time) (bool, error)
+}
+
+// claimTimeout bounds one Claim; an event whose claim fails is posted (a
+// receiver may get it twice, but does not miss it).
+const claimTimeout = 2 * time.Second
 
 // Webhook posts events to one URL.
 type Webhook struct {
@@ -46,6 +59,7 @@ type Webhook struct {
 	client  *http.Client
 	log     *zap.Logger
 	replica string
+	claims  Claims // nil: this process alone decides what was told
 	queue   chan Event
 	dropped atomic.Int64
 
@@ -57,18 +71,21 @@ type Webhook struct {
 // queueSize bounds the events waiting to be posted.
 const queueSize = 256
 
-// New starts a webhook poster; Close stops it. secret may be empty.
-func New(url string, secret []byte, replica string, log *zap.Logger) *Webhook {
-	w := &Webhook{url: url, secret: secret, replica: replica, log: log,
+// New starts a webhook poster; Close stops it. secret may be empty;
+// claims, when set, makes an event told once across the processes that
+// share it and across restarts.
+func New(url string, secret []byte, replica string, claims Claims, log *zap.Logger) *Webhook {
+	w := &Webhook{url: url, secret: secret, replica: replica, claims: claims, log: log,
 		client: &http.Client{Timeout: 5 * time.Second},
 		queue:  make(chan Event, queueSize), sent: map[string]time.Time{}, done: make(chan struct{})}
 	go w.run()
 	return w
 }
 
-// Tell queues ev unless this replica already told it for the budget's
+// Tell queues ev unless this process already told it for the budget's
 // current period (until resets; a total budget is told once), and reports
-// whether it is new. It never blocks.
+// whether it is new here. It never blocks: the poster asks Claims whether
+// another replica, or this one before a restart, told it already.
 func (w *Webhook) Tell(ev Event) bool {
 	if w == nil {
 		return false
@@ -117,8 +134,31 @@ func (w *Webhook) Close() {
 func (w *Webhook) run() {
 	defer close(w.done)
 	for ev := range w.queue {
-		w.post(ev)
+		if w.first(ev) {
+			w.post(ev)
+		}
 	}
+}
+
+// first asks Claims whether ev is told here first; without Claims, or when
+// they cannot answer, it is.
+func (w *Webhook) first(ev Event) bool {
+	if w.claims == nil {
+		return true
+	}
+	key := ev.Kind + "/" + ev.Budget + "/" + ev.Subject
+	if !ev.Resets.IsZero() {
+		key += "/" + strconv.FormatInt(ev.Resets.UnixMilli(), 10)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+	first, err := w.claims.Claim(ctx, key, ev.Resets)
+	cancel()
+	if err != nil {
+		w.log.Warn("budget webhook: cannot tell whether the event was told already; posting it", zap.String("budget", ev.Budget),
+			zap.String("kind", ev.Kind), zap.Error(err))
+		return true
+	}
+	return first
 }
 
 func (w *Webhook) post(ev Event) {

@@ -36,7 +36,7 @@ func TestTellOncePerPeriodSigned(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	w := New(srv.URL+"/hook?token=abc", []byte("s3cret"), "r1", zap.NewNop())
+	w := New(srv.URL+"/hook?token=abc", []byte("s3cret"), "r1", nil, zap.NewNop())
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	reset := now.Add(14 * time.Hour)
 	ev := Event{Kind: "budget_warning", Budget: "team-day", Subject: "acme/ml", Period: "day", Ratio: 0.81, At: now, Resets: reset}
@@ -60,7 +60,7 @@ func TestFullQueueDrops(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block }))
 	defer srv.Close()
 	defer close(block)
-	w := New(srv.URL, nil, "", zap.NewNop())
+	w := New(srv.URL, nil, "", nil, zap.NewNop())
 	// The webhook never answers: a Tell that waited for room would never
 	// return.
 	done := make(chan struct{})

@@ -47,8 +47,10 @@ func Check(ctx context.Context, cfg *config.Config, env catalog.Env) (warnings [
 			errs = append(errs, fmt.Errorf("xds: %w", err))
 		}
 	}
-	if _, err := budgetWebhook(cfg, env, zap.NewNop()); err != nil {
+	if hook, err := budgetWebhook(cfg, env, nil, zap.NewNop()); err != nil {
 		errs = append(errs, err)
+	} else {
+		hook.Close()
 	}
 	if _, err := keys.LoadKeyring(cfg.State.MasterKeys, env.Getenv); err != nil {
 		errs = append(errs, err)

@@ -160,7 +160,13 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 			}
 		}()
 	}
-	hook, err := budgetWebhook(cfg, env, log.Named("budgets"))
+	// Which budget events were told: in Redis for a fleet, else in the
+	// state store, so neither a second replica nor a restart tells one again.
+	var told notify.Claims = sp.Notices()
+	if cfg.State.Redis != nil {
+		told = led
+	}
+	hook, err := budgetWebhook(cfg, env, told, log.Named("budgets"))
 	if err != nil {
 		return err
 	}
@@ -351,7 +357,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 
 // budgetWebhook starts the poster of budget events, nil when none is
 // configured.
-func budgetWebhook(cfg *config.Config, env catalog.Env, log *zap.Logger) (*notify.Webhook, error) {
+func budgetWebhook(cfg *config.Config, env catalog.Env, claims notify.Claims, log *zap.Logger) (*notify.Webhook, error) {
 	wh := cfg.Budgets.Webhook
 	if wh == nil {
 		return nil, nil
@@ -371,7 +377,7 @@ func budgetWebhook(cfg *config.Config, env catalog.Env, log *zap.Logger) (*notif
 		secret = bytes.TrimSpace(b)
 	}
 	replica, _ := os.Hostname()
-	return notify.New(wh.URL, secret, replica, log), nil
+	return notify.New(wh.URL, secret, replica, claims, log), nil
 }
 
 // policyActor changes the policy: whoever can write its directory.

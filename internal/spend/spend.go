@@ -106,6 +106,11 @@ CREATE TABLE budget_totals (
 	used_micro_eur BIGINT NOT NULL,
 	PRIMARY KEY (budget, period, subject, start_ms)
 );`},
+	{Version: 2, Name: "budget notices told", SQL: `
+CREATE TABLE budget_notices (
+	notice   TEXT   NOT NULL PRIMARY KEY,
+	until_ms BIGINT NOT NULL
+);`},
 }
 
 // Store is the spend ledger in a state database.
