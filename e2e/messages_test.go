@@ -124,6 +124,59 @@ func TestMessagesWithoutFailover(t *testing.T) {
 	}
 }
 
+// TestMessagesReadsWhatTranslationDrops: what an Anthropic-wire provider
+// gets as sent and the chat translation has no field for (citations,
+// cache_control) is classified too; a translating provider never gets
+// the decision copy's unread member; a member of a tool result's text
+// block that would be dropped is refused.
+func TestMessagesReadsWhatTranslationDrops(t *testing.T) {
+	t.Parallel()
+	s := messagesStack(t, nil)
+	send := func(body string, status int) []byte {
+		t.Helper()
+		resp, b := post(t, s.URL+"/v1/messages", body, map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01"})
+		if resp.StatusCode != status {
+			t.Fatalf("%s: %d %s", body, resp.StatusCode, b)
+		}
+		return b
+	}
+	cited := `{"type":"text","text":"ok","citations":[{"type":"char_location","cited_text":"%s","document_index":0,"start_char_index":0,"end_char_index":2}]}`
+	// A secret in a citation, to the Anthropic-wire model that gets it.
+	b := send(`{"model":"claude-model","max_tokens":50,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":[`+
+		strings.Replace(cited, "%s", "AKIAIOSFODNN7EXAMPLE", 1)+`]},{"role":"user","content":"go on"}]}`, 403)
+	if gjson.GetBytes(b, "error.type").Str != "permission_error" {
+		t.Errorf("a secret in a citation: %s", b)
+	}
+	// An IBAN in a system block's citation, or an address in cache_control's
+	// ttl, is restricted: no US model (the EU ones lack the assurance
+	// tier it needs).
+	resp, b := post(t, s.URL+"/v1/messages", `{"model":"auto","max_tokens":50,"system":[`+strings.Replace(cited, "%s", "DE89 3704 0044 0532 0130 00", 1)+
+		`],"messages":[{"role":"user","content":[{"type":"text","text":"hi","cache_control":{"type":"ephemeral","ttl":"jan.kowalski@example.de"}}]}]}`,
+		map[string]string{"Authorization": "Bearer sk-app"})
+	if resp.StatusCode != 503 || !strings.Contains(gjson.GetBytes(b, "error.message").Str, "restricted data requires eu") {
+		t.Errorf("restricted data in a citation: %d %s", resp.StatusCode, b)
+	}
+	// Translated for an OpenAI-wire model: the provider gets chat, without
+	// what the classifiers read of the blocks.
+	send(`{"model":"chat-us","max_tokens":50,"tools":[{"name":"t","input_schema":{"type":"object"},"cache_control":{"type":"ephemeral"}}],`+
+		`"messages":[{"role":"user","content":[{"type":"text","text":"hi","cache_control":{"type":"ephemeral"}}]}]}`, 200)
+	for name, p := range s.Providers {
+		for _, rq := range p.Requests() {
+			if strings.Contains(string(rq.Body), "x_stellwerk_unread") {
+				t.Errorf("%s got the decision copy's unread member: %s", name, rq.Body)
+			}
+		}
+	}
+	if n := len(s.Providers["alpha"].Requests()); n != 1 {
+		t.Errorf("chat-us got %d requests, want 1", n)
+	}
+	b = send(`{"model":"chat-us","max_tokens":50,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"c1","name":"t","input":{}}]},`+
+		`{"role":"user","content":[{"type":"tool_result","tool_use_id":"c1","content":[{"type":"text","text":"r","x":"AKIAIOSFODNN7EXAMPLE"}]}]}]}`, 400)
+	if p := gjson.GetBytes(b, "error.message").Str; !strings.Contains(p, "messages[1].content[0].content[0].x") {
+		t.Errorf("an unknown member of a tool result's text block: %s", b)
+	}
+}
+
 // checkMessages runs e2e/clients/python/messages.py on one model and
 // checks what the SDK saw and what the provider got.
 func checkMessages(t *testing.T, s *harness.Stack, py string, tc messagesCase) gjson.Result {

@@ -242,6 +242,34 @@ func TestResponsesPipeline(t *testing.T) {
 		t.Errorf("an IBAN in a built-in tool: %s", b)
 	}
 
+	// What a native provider gets as sent and the chat translation has no
+	// field for is read too: include, reasoning.summary, an output_text
+	// part's annotations, an item's id (a helper's finding: each reached
+	// the US native model).
+	send(`{"model":"auto","input":"hi","include":["AKIAIOSFODNN7EXAMPLE"]}`, 403)
+	send(`{"model":"auto","input":"hi","reasoning":{"summary":"AKIAIOSFODNN7EXAMPLE"}}`, 403)
+	send(`{"model":"auto","input":[{"role":"assistant","content":[{"type":"output_text","text":"ok","annotations":[{"type":"url_citation","url":"https://x.example/?k=AKIAIOSFODNN7EXAMPLE"}]}]},{"role":"user","content":"and?"}]}`, 403)
+	resetAll(s)
+	// An IBAN in an item's id is restricted data: no US model (and the EU
+	// ones lack the assurance tier it needs).
+	if b := send(`{"model":"auto","max_output_tokens":100,"input":[{"type":"message","id":"DE89 3704 0044 0532 0130 00","role":"user","content":"hi"}]}`, 503); !strings.Contains(gjson.GetBytes(b, "error.message").Str, "restricted data requires eu") {
+		t.Errorf("an IBAN in an item's id: %s", b)
+	}
+	send(`{"model":"chat-us","input":[{"type":"message","id":"msg_1","status":"completed","role":"user","content":"hi"}]}`, 200)
+	for name, p := range s.Providers {
+		for _, rq := range p.Requests() {
+			if strings.Contains(string(rq.Body), "DE89") {
+				t.Errorf("an IBAN in an item's id reached %s: %s", name, rq.Body)
+			}
+			if strings.Contains(string(rq.Body), "x_stellwerk_unread") {
+				t.Errorf("%s got the decision copy's unread member: %s", name, rq.Body)
+			}
+		}
+	}
+	if n := len(s.Providers["alpha"].Requests()); n != 1 {
+		t.Errorf("chat-us got %d requests, want the pinned one", n)
+	}
+
 	var page admin.AuditPage
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		page = auditPage(t, s, "kind=decision&limit=1000")
@@ -270,7 +298,7 @@ func TestResponsesPipeline(t *testing.T) {
 	text, _ := scrape(t, s)
 	for _, line := range []string{
 		`stellwerk_requests_total{error_code="",model="gpt-native",provider="oai",status_class="2xx",workspace="default"} 2`,
-		`stellwerk_requests_total{error_code="",model="chat-us",provider="alpha",status_class="2xx",workspace="default"} 1`,
+		`stellwerk_requests_total{error_code="",model="chat-us",provider="alpha",status_class="2xx",workspace="default"} 2`,
 		`stellwerk_requests_total{error_code="",model="claude-eu",provider="claude",status_class="2xx",workspace="default"} 1`,
 	} {
 		if !strings.Contains(text, line) {

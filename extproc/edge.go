@@ -9,6 +9,7 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/tidwall/sjson"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -433,14 +434,15 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		body, needs = tb, nn
 	}
 	send := body // what goes on to the provider (rewritten per provider)
+	unread := needs.Unread
 	if p.endpoint == epMessages {
 		// Classified and decided as chat completions; the provider gets
 		// the Messages request, natively or translated (rewriteFor).
-		tb, err := translate.MessagesToChat(body)
+		tb, ur, err := translate.MessagesForDecision(body)
 		if err != nil {
 			return p.immediate(apierr.As(err))
 		}
-		body = tb
+		body, unread = tb, ur
 	}
 	if p.state.auditRefuses() {
 		p.log.Warn("audit log unavailable: request refused (audit.on_store_down: refuse)", zap.String("decision_id", p.id))
@@ -488,6 +490,11 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		// The chat translation the decision read is what an OpenAI-wire
 		// provider gets (rewriteMessages), less stellwerk's policy.
 		p.chatBody, err = providerNeutral(body, chat.Policy.Exists(), false)
+	}
+	if err == nil && unread {
+		// What the classifiers read of the request as sent is no part of
+		// its translation.
+		p.chatBody, err = sjson.DeleteBytes(p.chatBody, translate.UnreadMember)
 	}
 	if err != nil {
 		p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))

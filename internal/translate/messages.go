@@ -37,6 +37,7 @@ type msgsChat struct {
 	Policy            json.RawMessage `json:"policy,omitempty"`
 	Stream            bool            `json:"stream,omitempty"`
 	StreamOptions     json.RawMessage `json:"stream_options,omitempty"`
+	Unread            json.RawMessage `json:"x_stellwerk_unread,omitempty"` // UnreadMember, the decision copy's alone
 }
 
 // messagesRefused are Messages members chat completions cannot carry and
@@ -54,6 +55,21 @@ var messagesRefused = map[string]string{
 // param naming the member); the edge renders them in Anthropic's error
 // shape.
 func MessagesToChat(body []byte) ([]byte, error) {
+	return messagesToChat(body, nil)
+}
+
+// MessagesForDecision is MessagesToChat for the decision: the copy also
+// carries, in UnreadMember, what an Anthropic-wire provider gets as sent
+// and the translation has no field for (cache_control, citations), so the
+// classifiers read it; unread says it is there, for the edge to delete it
+// from the translation it sends on.
+func MessagesForDecision(body []byte) (chat []byte, unread bool, err error) {
+	var u untranslated
+	chat, err = messagesToChat(body, &u)
+	return chat, err == nil && len(u.raw) > 0, err
+}
+
+func messagesToChat(body []byte, u *untranslated) ([]byte, error) {
 	root, err := request.Root(body, "messages")
 	if err != nil {
 		return nil, err
@@ -128,18 +144,18 @@ func MessagesToChat(body []byte) ([]byte, error) {
 		return nil, apierr.Invalid("invalid_value", "max_tokens", "max_tokens must be a positive integer")
 	}
 	req.MaxTokens = int64(maxTokens.Num)
-	if sys, err := msgsSystem(system); err != nil {
+	if sys, err := msgsSystem(system, u); err != nil {
 		return nil, err
 	} else if sys != nil {
 		req.Messages = append(req.Messages, chatMessage{Role: "system", Content: sys})
 	}
-	msgs, err2 := msgsMessages(messages)
+	msgs, err2 := msgsMessages(messages, u)
 	if err2 != nil {
 		return nil, err2
 	}
 	req.Messages = append(req.Messages, msgs...)
 	if tools.Exists() && tools.Type != gjson.Null {
-		if req.Tools, bad = msgsTools(tools); bad != nil {
+		if req.Tools, bad = msgsTools(tools, u); bad != nil {
 			return nil, bad
 		}
 	}
@@ -155,6 +171,7 @@ func MessagesToChat(body []byte) ([]byte, error) {
 			req.ToolChoice = nil
 		}
 	}
+	req.Unread = u.member()
 	return marshal(req)
 }
 
@@ -217,7 +234,7 @@ func msgsMetadata(v gjson.Result) (string, *apierr.Error) {
 
 // msgsSystem is the system prompt (a string or text blocks) as one
 // system message's content; nil when there is none.
-func msgsSystem(v gjson.Result) (json.RawMessage, *apierr.Error) {
+func msgsSystem(v gjson.Result, u *untranslated) (json.RawMessage, *apierr.Error) {
 	switch {
 	case !v.Exists() || v.Type == gjson.Null:
 		return nil, nil
@@ -240,6 +257,7 @@ func msgsSystem(v gjson.Result) (json.RawMessage, *apierr.Error) {
 			return false
 		}
 		bad = msgsBlockKeys(b, p, "type", "text", "cache_control", "citations")
+		u.rest(b, "type", "text")
 		parts = append(parts, b.Get("text").Str)
 		return bad == nil
 	})
@@ -291,7 +309,7 @@ type chatFile struct {
 // tool_result blocks become tool messages (before its other blocks, which
 // stay a user message), an assistant message's tool_use blocks its
 // tool_calls.
-func msgsMessages(v gjson.Result) ([]chatMessage, *apierr.Error) {
+func msgsMessages(v gjson.Result, u *untranslated) ([]chatMessage, *apierr.Error) {
 	switch {
 	case !v.Exists() || v.Type == gjson.Null:
 		return nil, apierr.Invalid("missing_messages", "messages", "you must provide a messages parameter")
@@ -325,7 +343,7 @@ func msgsMessages(v gjson.Result) ([]chatMessage, *apierr.Error) {
 			bad = apierr.Invalid("invalid_type", p+".content", "%s.content must be a string or an array of content blocks", p)
 			return false
 		}
-		out, bad = msgsBlocks(out, role.Str, c, p+".content")
+		out, bad = msgsBlocks(out, role.Str, c, p+".content", u)
 		return bad == nil
 	})
 	if bad != nil {
@@ -338,7 +356,7 @@ func msgsMessages(v gjson.Result) ([]chatMessage, *apierr.Error) {
 }
 
 // msgsBlocks appends the chat messages of one message's content blocks.
-func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string) ([]chatMessage, *apierr.Error) {
+func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string, u *untranslated) ([]chatMessage, *apierr.Error) {
 	var parts []chatPart
 	var calls []chatToolCall
 	var bad *apierr.Error
@@ -360,11 +378,13 @@ func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string) ([]cha
 				bad = apierr.Invalid("invalid_type", bp+".text", "%s.text must be a string", bp)
 				return false
 			}
+			u.rest(b, "type", "text")
 			parts = append(parts, chatPart{Type: "text", Text: &text.Str})
 		case t == "image" && role == "user":
 			if bad = msgsBlockKeys(b, bp, "type", "source", "cache_control"); bad != nil {
 				return false
 			}
+			u.rest(b, "type", "source")
 			var u string
 			if u, bad = msgsImage(b.Get("source"), bp+".source"); bad != nil {
 				return false
@@ -374,6 +394,7 @@ func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string) ([]cha
 			if bad = msgsBlockKeys(b, bp, "type", "id", "name", "input", "cache_control"); bad != nil {
 				return false
 			}
+			u.rest(b, "type", "id", "name", "input")
 			id, name, input := b.Get("id"), b.Get("name"), b.Get("input")
 			if id.Type != gjson.String || id.Str == "" || name.Type != gjson.String || name.Str == "" || !input.IsObject() {
 				bad = apierr.Invalid("invalid_value", bp, "%s: a tool_use block needs id and name (strings) and input (an object)", bp)
@@ -384,8 +405,9 @@ func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string) ([]cha
 			if bad = msgsBlockKeys(b, bp, "type", "tool_use_id", "content", "is_error", "cache_control"); bad != nil {
 				return false
 			}
+			u.rest(b, "type", "tool_use_id", "content", "is_error")
 			var tm chatMessage
-			if tm, bad = msgsToolResult(b, bp); bad != nil {
+			if tm, bad = msgsToolResult(b, bp, u); bad != nil {
 				return false
 			}
 			if len(parts) > 0 { // text before a tool result keeps its place
@@ -473,7 +495,7 @@ func msgsImage(src gjson.Result, p string) (string, *apierr.Error) {
 // msgsToolResult is a tool_result block as a tool message: its content
 // a string or text blocks (joined). is_error has no chat field: the text
 // says so.
-func msgsToolResult(b gjson.Result, p string) (chatMessage, *apierr.Error) {
+func msgsToolResult(b gjson.Result, p string, u *untranslated) (chatMessage, *apierr.Error) {
 	id := b.Get("tool_use_id")
 	if id.Type != gjson.String || id.Str == "" {
 		return chatMessage{}, apierr.Invalid("invalid_value", p+".tool_use_id", "%s.tool_use_id must be a non-empty string", p)
@@ -489,11 +511,17 @@ func msgsToolResult(b gjson.Result, p string) (chatMessage, *apierr.Error) {
 		k := -1
 		c.ForEach(func(_, blk gjson.Result) bool {
 			k++
+			bp := p + ".content[" + strconv.Itoa(k) + "]"
 			if blk.Get("type").Str != "text" || blk.Get("text").Type != gjson.String {
-				bad = apierr.Invalid("unsupported_value", p+".content["+strconv.Itoa(k)+"]",
-					"%s.content[%d]: tool results are translated as text; only text blocks are supported", p, k)
+				bad = apierr.Invalid("unsupported_value", bp, "%s: tool results are translated as text; only text blocks are supported", bp)
 				return false
 			}
+			// A member of a text block the translation would drop is
+			// refused, as in a message's blocks.
+			if bad = msgsBlockKeys(blk, bp, "type", "text", "cache_control", "citations"); bad != nil {
+				return false
+			}
+			u.rest(blk, "type", "text")
 			parts = append(parts, blk.Get("text").Str)
 			return true
 		})
@@ -517,7 +545,7 @@ func msgsToolResult(b gjson.Result, p string) (chatMessage, *apierr.Error) {
 // msgsTools are custom (client) tools as chat's functions; Anthropic's
 // server and built-in tools (web search, bash, text editor, …) have no
 // chat counterpart.
-func msgsTools(v gjson.Result) ([]chatTool, *apierr.Error) {
+func msgsTools(v gjson.Result, u *untranslated) ([]chatTool, *apierr.Error) {
 	if !v.IsArray() {
 		return nil, apierr.Invalid("invalid_type", "tools", "tools must be an array")
 	}
@@ -540,6 +568,7 @@ func msgsTools(v gjson.Result) ([]chatTool, *apierr.Error) {
 		if bad = msgsBlockKeys(t, p, "type", "name", "description", "input_schema", "cache_control"); bad != nil {
 			return false
 		}
+		u.rest(t, "type", "name", "description", "input_schema")
 		name, desc, schema := t.Get("name"), t.Get("description"), t.Get("input_schema")
 		if name.Type != gjson.String || name.Str == "" {
 			bad = apierr.Invalid("invalid_value", p+".name", "%s.name must be a non-empty string", p)

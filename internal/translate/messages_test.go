@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 )
@@ -194,6 +195,10 @@ func FuzzMessagesToChat(f *testing.F) {
 	addGoldenSeeds(f, filepath.Join("..", "messages", "request", "*.anthropic.json"), func(b []byte) { f.Add(b) })
 	f.Fuzz(func(t *testing.T, in []byte) {
 		out, err := MessagesToChat(in)
+		dec, unread, derr := MessagesForDecision(in)
+		if (err == nil) != (derr == nil) || (err == nil && string(withoutUnread(t, dec, unread)) != string(out)) {
+			t.Fatalf("translation %s %v; decision copy %s %v", out, err, dec, derr)
+		}
 		if err != nil {
 			var ae *apierr.Error
 			if !errors.As(err, &ae) || ae.Kind != apierr.KindInvalid {
@@ -399,4 +404,75 @@ func FuzzJSONEnd(f *testing.F) {
 			}
 		}
 	})
+}
+
+// withoutUnread is a decision copy less its UnreadMember, which it must
+// hold exactly when unread says so.
+func withoutUnread(t *testing.T, dec []byte, unread bool) []byte {
+	t.Helper()
+	if dec == nil {
+		return nil
+	}
+	if gjson.GetBytes(dec, UnreadMember).Exists() != unread {
+		t.Fatalf("unread %v for %s", unread, dec)
+	}
+	if !unread {
+		return dec
+	}
+	out, err := sjson.DeleteBytes(dec, UnreadMember)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestDecisionCopyReadsWhatTranslationDrops: what a provider taking the
+// request as sent gets and the chat translation has no field for is in
+// the decision copy's UnreadMember (a helper's findings, each of which had
+// reached a US model unread), and in no provider's translation.
+func TestDecisionCopyReadsWhatTranslationDrops(t *testing.T) {
+	const key = "AKIAIOSFODNN7EXAMPLE"
+	for _, body := range []string{
+		`{"model":"m","input":"hi","include":["` + key + `"]}`,
+		`{"model":"m","input":"hi","truncation":"` + key + `"}`,
+		`{"model":"m","input":"hi","stream_options":{"x":"` + key + `"}}`,
+		`{"model":"m","input":"hi","reasoning":{"effort":"low","summary":"` + key + `"}}`,
+		`{"model":"m","input":"hi","text":{"verbosity":"` + key + `"}}`,
+		`{"model":"m","input":"hi","tools":[{"type":"function","name":"f","parameters":{}}],"tool_choice":{"type":"allowed_tools","mode":"auto","tools":[{"type":"function","name":"` + key + `"}]}}`,
+		`{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"hi","x":"` + key + `"}]}]}`,
+		`{"model":"m","input":[{"role":"assistant","content":[{"type":"output_text","text":"ok","annotations":[{"type":"url_citation","url":"https://x.example/` + key + `"}]}]},{"role":"user","content":"go"}]}`,
+		`{"model":"m","input":[{"type":"message","id":"` + key + `","role":"user","content":"hi"}]}`,
+		`{"model":"m","input":[{"type":"message","status":"` + key + `","role":"user","content":"hi"}]}`,
+		`{"model":"m","input":[{"type":"function_call","id":"` + key + `","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"r"}]}`,
+		`{"model":"m","input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","id":"` + key + `","call_id":"c","output":[{"type":"input_text","text":"r","x":"` + key + `"}]}]}`,
+	} {
+		dec, needs, err := ResponsesForDecision([]byte(body))
+		if err != nil || !needs.Unread || !strings.Contains(gjson.GetBytes(dec, UnreadMember).Raw, key) {
+			t.Errorf("%s: the decision copy %s (%+v, %v) does not read the key", body, dec, needs, err)
+		}
+		if out, err := ResponsesToChat([]byte(body)); err == nil && strings.Contains(string(out), UnreadMember) {
+			t.Errorf("%s: the translation carries %s", body, out)
+		}
+	}
+	for _, body := range []string{
+		`{"model":"m","max_tokens":5,"messages":[{"role":"assistant","content":[{"type":"text","text":"ok","citations":[{"type":"char_location","cited_text":"` + key + `"}]}]},{"role":"user","content":"go"}]}`,
+		`{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"text","text":"hi","cache_control":{"type":"ephemeral","ttl":"` + key + `"}}]}]}`,
+		`{"model":"m","max_tokens":5,"system":[{"type":"text","text":"s","citations":[{"cited_text":"` + key + `"}]}],"messages":[{"role":"user","content":"hi"}]}`,
+		`{"model":"m","max_tokens":5,"tools":[{"name":"t","input_schema":{"type":"object"},"cache_control":{"type":"` + key + `"}}],"messages":[{"role":"user","content":"hi"}]}`,
+		`{"model":"m","max_tokens":5,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"c","name":"t","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"c","content":[{"type":"text","text":"r","citations":[{"cited_text":"` + key + `"}]}]}]}]}`,
+	} {
+		dec, unread, err := MessagesForDecision([]byte(body))
+		if err != nil || !unread || !strings.Contains(gjson.GetBytes(dec, UnreadMember).Raw, key) {
+			t.Errorf("%s: the decision copy %s (%v) does not read the key", body, dec, err)
+		}
+		if out, err := MessagesToChat([]byte(body)); err != nil || strings.Contains(string(out), UnreadMember) {
+			t.Errorf("%s: the translation %s %v", body, out, err)
+		}
+	}
+	// A member of a tool result's text block that the translation would
+	// drop is refused, as everywhere else in a message's blocks.
+	_, err := MessagesToChat([]byte(`{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"c","content":[{"type":"text","text":"r","x":"` + key + `"}]}]}]}`))
+	if err == nil || !strings.Contains(err.Error(), "content[0].content[0].x") {
+		t.Errorf("an unknown member of a tool result's text block: %v", err)
+	}
 }

@@ -38,6 +38,7 @@ type chatRequest struct {
 	Policy            json.RawMessage `json:"policy,omitempty"`
 	Stream            bool            `json:"stream,omitempty"`
 	StreamOptions     json.RawMessage `json:"stream_options,omitempty"`
+	Unread            json.RawMessage `json:"x_stellwerk_unread,omitempty"` // UnreadMember, the decision copy's alone
 }
 
 type chatMessage struct {
@@ -90,6 +91,10 @@ type ResponsesNeeds struct {
 	// (previous_response_id, conversation): only a native provider that
 	// keeps its responses can answer it.
 	Stored bool
+	// Unread: the decision copy carries UnreadMember, which the edge
+	// deletes from the translation it sends on.
+	Unread bool
+	u      *untranslated
 }
 
 // ResponsesToChat translates a Responses API request into a Chat Completions
@@ -106,9 +111,19 @@ func ResponsesToChat(body []byte) ([]byte, error) {
 // text), so the classifiers see everything the model will. Errors are
 // *apierr.Error for requests no provider could take.
 func ResponsesForDecision(body []byte) ([]byte, ResponsesNeeds, error) {
-	var needs ResponsesNeeds
+	needs := ResponsesNeeds{u: &untranslated{}}
 	b, err := responsesToChat(body, &needs)
+	needs.u = nil
 	return b, needs, err
+}
+
+// keep is the decision copy's unread text, nil for a provider's
+// translation.
+func (n *ResponsesNeeds) keep() *untranslated {
+	if n == nil {
+		return nil
+	}
+	return n.u
 }
 
 // native records, in lenient mode, that what names needs a native
@@ -153,6 +168,9 @@ func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 		case "tools":
 			req.Tools, bad = responsesTools(v, needs, &unread)
 		case "tool_choice":
+			if v.IsObject() { // allowed_tools, a built-in or an MCP tool's names
+				needs.keep().add(v)
+			}
 			req.ToolChoice, bad = responsesToolChoice(v)
 			if bad != nil && needs.native("tool_choice") { // a built-in tool's
 				req.ToolChoice, bad = nil, nil
@@ -160,6 +178,7 @@ func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 		case "parallel_tool_calls":
 			req.ParallelToolCalls = raw
 		case "text":
+			needs.keep().rest(v, "format") // verbosity
 			req.ResponseFormat, bad = responsesFormat(v.Get("format"))
 		case "max_output_tokens":
 			// Checked here, under the client's name for it: chat's check
@@ -173,6 +192,7 @@ func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 		case "top_p":
 			req.TopP = raw
 		case "reasoning":
+			needs.keep().rest(v, "effort") // summary, …
 			if e := v.Get("effort"); e.Exists() {
 				req.ReasoningEffort = json.RawMessage(e.Raw)
 			}
@@ -209,7 +229,9 @@ func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 					return true
 				}
 				bad = apierr.Invalid("unsupported_parameter", k.Str, "%s", why)
-			} else if !responsesIgnored[k.Str] {
+			} else if responsesIgnored[k.Str] {
+				needs.keep().add(v) // a native provider gets include, truncation, stream_options
+			} else {
 				if needs.native(k.Str) {
 					unread = append(unread, unreadText(v))
 					return true
@@ -235,6 +257,9 @@ func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 	}
 	req.Messages = append(req.Messages, msgs...)
 	req.Messages = append(req.Messages, unread...)
+	if req.Unread = needs.keep().member(); req.Unread != nil {
+		needs.Unread = true
+	}
 	return json.Marshal(req)
 }
 
@@ -283,6 +308,7 @@ func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *
 				bad = apierr.Invalid("invalid_value", p+".role", "%s.role must be user, assistant, system or developer", p)
 				return false
 			}
+			needs.keep().rest(it, "type", "role", "content") // id, status
 			content, err := responsesContent(it.Get("content"), p+".content", needs)
 			if err != nil {
 				bad = err
@@ -295,6 +321,7 @@ func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *
 				bad = apierr.Invalid("invalid_value", p, "%s: a function_call needs call_id, name and arguments (strings)", p)
 				return false
 			}
+			needs.keep().rest(it, "type", "name", "arguments", "call_id")
 			call := chatToolCall{ID: id.Str, Type: "function", Function: chatFunction{Name: name.Str, Arguments: args.Str}}
 			// The model's text and the calls after it are one assistant
 			// turn (stellwerk's own answers have that shape): two
@@ -311,10 +338,11 @@ func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *
 				bad = apierr.Invalid("invalid_value", p, "%s: a function_call_output needs call_id (a string) and output (a string or an array of parts)", p)
 				return false
 			}
+			needs.keep().rest(it, "type", "call_id", "output")
 			text := out.Str
 			if out.IsArray() {
 				var other string
-				if text, other = outputText(out); other != "" && !needs.native(p+".output with a part of type "+other) {
+				if text, other = outputText(out, needs.keep()); other != "" && !needs.native(p+".output with a part of type "+other) {
 					bad = apierr.Invalid("unsupported_value", p+".output",
 						"%s.output: parts of type %q need a provider that serves the Responses API natively (text parts are translated)", p, other)
 					return false
@@ -345,7 +373,7 @@ func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *
 // tool message: its input_text (output_text) parts, one per line. other
 // names the first part of another type (an image, a file), which chat's
 // tool messages cannot carry; its JSON is in text too, for the classifier.
-func outputText(parts gjson.Result) (text, other string) {
+func outputText(parts gjson.Result, u *untranslated) (text, other string) {
 	var b strings.Builder
 	parts.ForEach(func(_, pt gjson.Result) bool {
 		if b.Len() > 0 {
@@ -353,6 +381,7 @@ func outputText(parts gjson.Result) (text, other string) {
 		}
 		switch t := pt.Get("type").Str; t {
 		case "input_text", "output_text":
+			u.rest(pt, "type", "text") // annotations, …
 			b.WriteString(pt.Get("text").Str)
 		default:
 			if other == "" {
@@ -398,6 +427,7 @@ func responsesContent(c gjson.Result, p string, needs *ResponsesNeeds) (json.Raw
 		pp := p + "[" + strconv.Itoa(j) + "]"
 		switch t := pt.Get("type").Str; t {
 		case "input_text", "output_text":
+			needs.keep().rest(pt, "type", "text") // annotations, logprobs, …
 			text := pt.Get("text").Str
 			parts = append(parts, chatPart{Type: "text", Text: &text})
 		case "input_image":
@@ -412,6 +442,7 @@ func responsesContent(c gjson.Result, p string, needs *ResponsesNeeds) (json.Raw
 				bad = apierr.Invalid("unsupported_value", pp, "%s: images by file_id are not supported; send image_url", pp)
 				return false
 			}
+			needs.keep().rest(pt, "type", "image_url", "detail") // a file_id beside the link
 			parts = append(parts, chatPart{Type: "image_url", ImageURL: &chatImageURL{URL: u.Str, Detail: pt.Get("detail").Str}})
 		default:
 			if needs.native(pp + ".type " + apierr.Truncate(t, 64)) {
