@@ -242,3 +242,66 @@ except openai.PermissionDeniedError as e:
 		t.Errorf("the provider got %d requests, want the text's only", n)
 	}
 }
+
+// TestEveryEndpointReadsOtherMembers: a member stellwerk has no use for
+// is passed on to the provider on every endpoint, so it is classified on
+// every endpoint (a helper's finding: embeddings and completions passed
+// them on unread, as every endpoint did stream_options' other members).
+func TestEveryEndpointReadsOtherMembers(t *testing.T) {
+	t.Parallel()
+	s := apisStack(t)
+	for _, c := range []struct{ path, body string }{
+		{"/v1/embeddings", `{"model":"auto","input":"hi","extra":{"a":"AKIAIOSFODNN7EXAMPLE"}}`},
+		{"/v1/completions", `{"model":"auto","prompt":"hi","foo":"AKIAIOSFODNN7EXAMPLE"}`},
+		{"/v1/completions", `{"model":"auto","prompt":"hi","stream":true,"stream_options":{"include_usage":true,"x":"AKIAIOSFODNN7EXAMPLE"}}`},
+		{"/v1/chat/completions", `{"model":"auto","stream":true,"stream_options":{"include_usage":true,"x":"AKIAIOSFODNN7EXAMPLE"},"messages":[{"role":"user","content":"hi"}]}`},
+	} {
+		resp, b := post(t, s.URL+c.path, c.body, nil)
+		if resp.StatusCode != 403 || gjson.GetBytes(b, "error.code").Str != "policy_denied" {
+			t.Errorf("%s %s: %d %s", c.path, c.body, resp.StatusCode, b)
+		}
+	}
+	// An IBAN in one is restricted data: no US model (and the EU one lacks
+	// the assurance tier it needs).
+	resp, b := post(t, s.URL+"/v1/completions", `{"model":"auto","prompt":"hi","logit_bias":{"DE89 3704 0044 0532 0130 00":1}}`, nil)
+	if resp.StatusCode != 503 || !strings.Contains(gjson.GetBytes(b, "error.message").Str, "restricted data requires eu") {
+		t.Errorf("an IBAN in logit_bias: %d %s", resp.StatusCode, b)
+	}
+	for name, p := range s.Providers {
+		for _, rq := range p.Requests() {
+			if strings.Contains(string(rq.Body), "AKIAIOSFODNN7EXAMPLE") || (name == "alpha" && strings.Contains(string(rq.Body), "DE89")) {
+				t.Errorf("%s received %s", name, rq.Body)
+			}
+		}
+	}
+}
+
+// TestCompletionsWorstCasePerPrompt: a legacy completions request is held
+// the worst case of every completion it can be billed: n (or best_of) for
+// each prompt of an array (a helper's finding: ten prompts were estimated
+// as one).
+func TestCompletionsWorstCasePerPrompt(t *testing.T) {
+	t.Parallel()
+	s := apisStack(t)
+	estimate := func(prompt string, extra string) float64 {
+		t.Helper()
+		resp, b := post(t, s.URL+"/v1/completions", `{"model":"instruct-us","max_tokens":1000,"n":2,"prompt":`+prompt+extra+`}`, nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", prompt, resp.StatusCode, b)
+		}
+		return gjson.GetBytes(b, "routing.estimated_cost_eur").Float()
+	}
+	one := estimate(`"x"`, "")
+	ten := estimate(`["x","x","x","x","x","x","x","x","x","x"]`, "")
+	best := estimate(`"x"`, `,"best_of":6`)
+	// The output dominates: 2,000 tokens for one prompt, 20,000 for ten,
+	// 6,000 for best_of 6.
+	if ten < 9*one || best < 2.9*one {
+		t.Errorf("estimates: one prompt %v EUR, ten %v, best_of 6 %v", one, ten, best)
+	}
+	// Each completion is one answer in the 4,096-token window: eight of
+	// 1,000 tokens fit (they were once added up and refused).
+	if resp, b := post(t, s.URL+"/v1/completions", `{"model":"instruct-us","max_tokens":1000,"n":8,"prompt":"x"}`, nil); resp.StatusCode != 200 {
+		t.Errorf("n 8 of 1,000 tokens in a 4,096-token window: %d %s", resp.StatusCode, b)
+	}
+}

@@ -34,7 +34,9 @@ type Candidate struct {
 // Needs are what the request requires of a model.
 type Needs struct {
 	Tools, JSONMode, Vision, Streaming bool
-	InputTokens, OutputTokens          int
+	// InputTokens and OutputTokens are what one answer needs of the
+	// context window: the prompt and one choice's output.
+	InputTokens, OutputTokens int
 }
 
 // Input is everything selection reads.

@@ -293,6 +293,9 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	case outTokens == 0:
 		outTokens = DefaultOutputTokens
 	}
+	// Each choice is one answer in the model's context window; the cost
+	// and the budget's worst case are all of them.
+	perChoice := outTokens
 	if chat.Choices > 1 {
 		outTokens *= chat.Choices
 	}
@@ -436,7 +439,7 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	sel := decide.Input{
 		Asked: chat.Model, Task: res.Class.Task, Candidates: cands, Params: paramNames(api),
 		Needs: decide.Needs{Tools: chat.Tools, JSONMode: chat.ResponseFormat == "json_object" || chat.ResponseFormat == "json_schema",
-			Vision: chat.Vision, Streaming: chat.Stream, InputTokens: res.Class.InputTokens, OutputTokens: min(outTokens, 1<<20)},
+			Vision: chat.Vision, Streaming: chat.Stream, InputTokens: res.Class.InputTokens, OutputTokens: min(perChoice, 1<<20)},
 		Objective: res.Policy.Objective, QualityFloor: res.Policy.QualityFloor, MaxCostEUR: res.Policy.MaxCostEUR,
 		SLAMS: res.ReqPolicy.SLAMS, Default: def, Constraint: constraint, RelativeQuality: ws.RelativeQuality,
 		NoFallback: !decide.FallbackAllowed(chat.Model, res.ReqPolicy.Fallback, ws.PinnedFallback),

@@ -101,6 +101,8 @@ func ParseEmbeddings(body []byte) (Chat, error) {
 			if v.Type == gjson.String && len(v.Str) <= 256 {
 				c.User = v.Str
 			}
+		default:
+			c.other(k, v) // passed on as chat's are, so classified as chat's are
 		}
 		return true
 	})
@@ -131,7 +133,7 @@ func ParseCompletions(body []byte) (Chat, error) {
 		return Chat{}, err
 	}
 	c := Chat{API: APICompletions, Choices: 1}
-	var model, prompt, stream, streamOptions, maxTokens, n gjson.Result
+	var model, prompt, stream, streamOptions, maxTokens, n, bestOf gjson.Result
 	jsonscan.ForEach(root, func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "model":
@@ -144,10 +146,13 @@ func ParseCompletions(body []byte) (Chat, error) {
 			stream = v
 		case "stream_options":
 			streamOptions = v
+			c.otherText(k, v)
 		case "max_tokens":
 			maxTokens = v
 		case "n":
 			n = v
+		case "best_of":
+			bestOf = v
 		case "policy":
 			c.Policy = v
 		case "stop":
@@ -159,6 +164,8 @@ func ParseCompletions(body []byte) (Chat, error) {
 			if v.Type == gjson.String && len(v.Str) <= 256 {
 				c.User = v.Str
 			}
+		default:
+			c.other(k, v) // logit_bias, echo, … as chat's
 		}
 		return true
 	})
@@ -193,10 +200,32 @@ func ParseCompletions(body []byte) (Chat, error) {
 	if err := positiveInt(n, "n", 128); err != nil {
 		return Chat{}, err
 	}
-	if n.Type == gjson.Number {
-		c.Choices = int(n.Num)
+	if err := positiveInt(bestOf, "best_of", 20); err != nil {
+		return Chat{}, err
 	}
+	// Each prompt of an array gets n completions, and best_of are made
+	// (and billed) to return n: the worst case is every one of them.
+	c.Choices = max(int(n.Num), int(bestOf.Num), 1) * prompts(prompt)
 	return c, nil
+}
+
+// prompts is how many prompts a validated prompt holds: an array of
+// strings or of token id arrays is one each, a string or one token id
+// array is one.
+func prompts(p gjson.Result) int {
+	if !p.IsArray() {
+		return 1
+	}
+	n, one := 0, false
+	jsonscan.ForEach(p, func(_, e gjson.Result) bool {
+		one = e.Type == gjson.Number
+		n++
+		return !one
+	})
+	if one || n == 0 {
+		return 1
+	}
+	return n
 }
 
 // checkInput checks an embeddings input or a completions prompt: a

@@ -54,8 +54,13 @@ func TestParseCompletions(t *testing.T) {
 		stream    bool
 		n, max    int
 	}{
-		"string":             {body: `{"model":"auto","prompt":"Say this is a test","max_tokens":7}`, n: 1, max: 7},
-		"stream n":           {body: `{"model":"auto","prompt":["a","b"],"stream":true,"n":2,"suffix":"end"}`, stream: true, n: 2},
+		"string": {body: `{"model":"auto","prompt":"Say this is a test","max_tokens":7}`, n: 1, max: 7},
+		// Two prompts, two completions each: four billed.
+		"stream n":           {body: `{"model":"auto","prompt":["a","b"],"stream":true,"n":2,"suffix":"end"}`, stream: true, n: 4},
+		"best_of":            {body: `{"model":"auto","prompt":"x","n":2,"best_of":5}`, n: 5},
+		"token id prompt":    {body: `{"model":"auto","prompt":[1,2,3],"n":3}`, n: 3},
+		"token id prompts":   {body: `{"model":"auto","prompt":[[1],[2]]}`, n: 2},
+		"bad best_of":        {body: `{"model":"auto","prompt":"x","best_of":21}`, code: "invalid_value", prm: "best_of"},
 		"no prompt":          {body: `{"model":"auto"}`, code: "missing_prompt", prm: "prompt"},
 		"bad prompt":         {body: `{"model":"auto","prompt":3}`, code: "invalid_type", prm: "prompt"},
 		"bad suffix":         {body: `{"model":"auto","prompt":"x","suffix":1}`, code: "invalid_type", prm: "suffix"},
@@ -179,5 +184,35 @@ func TestParametersForTheClassifier(t *testing.T) {
 	// chat_template_kwargs), text only: a number carries none.
 	if len(ch.Others) != 2 || ch.Others[0].Key != "chat_template_kwargs" || ch.Others[1].Value.Str != "be brief" {
 		t.Errorf("others: %+v", ch.Others)
+	}
+}
+
+// TestOtherMembersKept: a member with text that stellwerk has no use for
+// is kept for the classifier on every endpoint, and stream_options when a
+// member beside include_usage has text.
+func TestOtherMembersKept(t *testing.T) {
+	keys := func(c Chat) string {
+		var ks []string
+		for _, o := range c.Others {
+			ks = append(ks, o.Key)
+		}
+		return strings.Join(ks, ",")
+	}
+	for _, tc := range []struct {
+		parse func([]byte) (Chat, error)
+		body  string
+		want  string
+	}{
+		{ParseEmbeddings, `{"model":"m","input":"hi","extra":{"a":"x"},"dimensions":8,"flag":true}`, "extra"},
+		{ParseCompletions, `{"model":"m","prompt":"hi","logit_bias":{"1":2},"echo":true,"foo":"x"}`, "logit_bias,foo"},
+		{ParseCompletions, `{"model":"m","prompt":"hi","stream":true,"stream_options":{"include_usage":true}}`, ""},
+		{ParseCompletions, `{"model":"m","prompt":"hi","stream":true,"stream_options":{"include_usage":true,"x":"y"}}`, "stream_options"},
+		{ParseChat, `{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true,"include_obfuscation":false}}`, ""},
+		{ParseChat, `{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"x":["y"]}}`, "stream_options"},
+	} {
+		c, err := tc.parse([]byte(tc.body))
+		if err != nil || keys(c) != tc.want {
+			t.Errorf("%s: kept %q (%v), want %q", tc.body, keys(c), err, tc.want)
+		}
 	}
 }

@@ -68,7 +68,9 @@ type Chat struct {
 	// input or the completions prompt (a string or an array of them, or
 	// token ids); Suffix the completions suffix. Zero for chat.
 	Input, Suffix gjson.Result
-	// Choices is n: the choices asked for, each billed (0 or 1 when unset).
+	// Choices is n: the choices asked for, each billed (0 or 1 when unset);
+	// for legacy completions, n or best_of, whichever is more, for each
+	// prompt of an array.
 	Choices int
 	// Logprobs is logprobs: true (chat).
 	Logprobs bool
@@ -116,6 +118,7 @@ func ParseChat(body []byte) (Chat, error) {
 			c.Logprobs = v.Type == gjson.True
 		case "stream_options":
 			streamOptions = v
+			c.otherText(k, v) // a provider gets the members beside include_usage
 		case "response_format":
 			c.ResponseFormatObj = v
 			if t := v.Get("type"); t.Type == gjson.String {
@@ -147,9 +150,7 @@ func ParseChat(body []byte) (Chat, error) {
 			// A member stellwerk has no use for, but a provider may read
 			// (vLLM's chat_template_kwargs, a system member, web_search_
 			// options): its text is classified as a parameter's.
-			if v.Type == gjson.String || v.IsObject() || v.IsArray() {
-				c.Others = append(c.Others, jsonscan.KeyValue{Key: k.Str, Value: v})
-			}
+			c.other(k, v)
 		}
 		return true
 	})
@@ -289,6 +290,31 @@ func parseRoot(body []byte, what string) (gjson.Result, error) {
 }
 
 // setModel checks the model member and reads a named route from it.
+// other keeps member k for the classifier when it has text (a string, an
+// object, an array): Others.
+func (c *Chat) other(k, v gjson.Result) {
+	if v.Type == gjson.String || v.IsObject() || v.IsArray() {
+		c.Others = append(c.Others, jsonscan.KeyValue{Key: k.Str, Value: v})
+	}
+}
+
+// otherText keeps an object whose members a provider reads beside the one
+// stellwerk reads (stream_options beside include_usage) when one of them
+// has text: Others.
+func (c *Chat) otherText(k, v gjson.Result) {
+	if !v.IsObject() {
+		return
+	}
+	text := false
+	jsonscan.ForEach(v, func(_, m gjson.Result) bool {
+		text = m.Type == gjson.String || m.IsObject() || m.IsArray()
+		return !text
+	})
+	if text {
+		c.Others = append(c.Others, jsonscan.KeyValue{Key: k.Str, Value: v})
+	}
+}
+
 func (c *Chat) setModel(model gjson.Result) *apierr.Error {
 	switch {
 	case !model.Exists():
