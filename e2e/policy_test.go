@@ -63,10 +63,13 @@ func TestResidencyIsAHardConstraint(t *testing.T) {
 		"iban in a percent-encoded file": {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"file_data":"data:text/plain,IBAN%20DE89%203704%200044%200532%200130%2000"}}]}]}`},
 		// A label a browser reads (WHATWG's "unicode" is UTF-16LE): it was
 		// read as UTF-8, letters between NULs, the IBAN missed.
-		"iban in a file labelled unicode":  {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"file_data":"data:text/csv;charset=unicode;base64,bgBhAG0AZQAsAGkAYgBhAG4ACgBBAG4AbgBhACwARABFADgAOQAzADcAMAA0ADAAMAA0ADQAMAA1ADMAMgAwADEAMwAwADAAMAAKAA=="}}]}]}`},
-		"iban in an image link":            {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"describe"},{"type":"image_url","image_url":{"url":"https://img.example/x.png?acct=DE89370400440532013000"}}]}]}`},
-		"card with narrow no-break spaces": {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":"Carte 4111 1111 1111 1111, merci"}]}`},
-		"residency eu in the header":       {body: `{"model":"auto","messages":[{"role":"user","content":"Say hello."}]}`, header: map[string]string{"x-stellwerk-policy": `{"residency":"eu","optimize":"accuracy"}`}},
+		"iban in a file labelled unicode": {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"file_data":"data:text/csv;charset=unicode;base64,bgBhAG0AZQAsAGkAYgBhAG4ACgBBAG4AbgBhACwARABFADgAOQAzADcAMAA0ADAAMAA0ADQAMAA1ADMAMgAwADEAMwAwADAAMAAKAA=="}}]}]}`},
+		"iban in an image link":           {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"describe"},{"type":"image_url","image_url":{"url":"https://img.example/x.png?acct=DE89370400440532013000"}}]}]}`},
+		// A query writes an address's @ as %40: this one reached the US
+		// provider.
+		"e-mail in a percent-encoded image link": {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"describe"},{"type":"image_url","image_url":{"url":"https://img.example/x.png?m=anna.schmidt%40example.de"}}]}]}`},
+		"card with narrow no-break spaces":       {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":"Carte 4111 1111 1111 1111, merci"}]}`},
+		"residency eu in the header":             {body: `{"model":"auto","messages":[{"role":"user","content":"Say hello."}]}`, header: map[string]string{"x-stellwerk-policy": `{"residency":"eu","optimize":"accuracy"}`}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			usa.Reset()

@@ -1,6 +1,7 @@
 package classify
 
 import (
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -185,6 +186,19 @@ func (x *extraction) param(msg int, role, field, key string, v gjson.Result) {
 	}
 }
 
+// link reads a link the provider gets as a parameter, and once more
+// percent-decoded when it is percent-encoded: a query string writes an
+// address's @ as %40.
+func (x *extraction) link(msg int, role, field string, u gjson.Result) {
+	x.param(msg, role, field, "", u)
+	if strings.IndexByte(u.Str, '%') < 0 || x.limit != "" {
+		return
+	}
+	if d, err := url.QueryUnescape(u.Str); err == nil && d != u.Str {
+		x.param(msg, role, field, "", gjson.Result{Type: gjson.String, Str: d})
+	}
+}
+
 // piece accounts for one more piece of text, false when the cap is hit.
 func (x *extraction) piece() bool {
 	if x.limit != "" {
@@ -361,9 +375,9 @@ func (x *extraction) parts(msg int, role, field string, v gjson.Result) {
 					// A data URL is media, not text; a link is sent as it
 					// is, and a query string can carry personal data.
 					if u := pv.Get("url"); u.Type == gjson.String && !strings.HasPrefix(u.Str, "data:") {
-						x.param(msg, role, partField(field, i, "image_url.url"), "", u)
+						x.link(msg, role, partField(field, i, "image_url.url"), u)
 					} else if pv.Type == gjson.String && !strings.HasPrefix(pv.Str, "data:") {
-						x.param(msg, role, partField(field, i, "image_url"), "", pv)
+						x.link(msg, role, partField(field, i, "image_url"), pv)
 					}
 				case "input_audio", "video_url":
 					// media payloads (base64) are not text
