@@ -206,6 +206,7 @@ func (c *Classifier) Classify(req Request) Result {
 			}
 			sec = secrets.Detect(s.Text, secBuf[:0])
 			found = pii.Detect(s.Text, piiBuf[:0])
+			sec, found = detectPlain(s.Text, sec, found) // values hidden by invisible or full-width characters
 			if scored {
 				inj = injection.Score(s.Text)
 			}
