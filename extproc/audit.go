@@ -76,7 +76,8 @@ func (p *edge) auditRecord() *audit.Record {
 			c := &res.Class
 			r.Classification = &audit.Classification{Task: c.Task, TaskConfidence: round(c.TaskConfidence, 3), Complexity: c.Complexity,
 				Language: c.Language, Sensitivity: c.Sensitivity, Risk: c.Risk, PII: c.PIICounts, Secrets: len(c.Secrets),
-				Injection: round(c.Injection.Score, 3), InputTokens: c.InputTokens, Scan: c.Scan, ScanLimit: c.ScanLimit}
+				Injection: round(c.Injection.Score, 3), InputTokens: c.InputTokens, Scan: c.Scan, ScanLimit: c.ScanLimit,
+				Unread: c.Unread}
 			r.Constraint, r.Objective, r.QualityFloor, r.Deny = res.Constraint, res.Policy.Objective, res.Policy.QualityFloor, res.Policy.Deny
 			r.Budgets = res.Policy.Downgrade
 		}

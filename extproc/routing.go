@@ -36,18 +36,21 @@ type routingObject struct {
 	InputTokensEst int            `json:"input_tokens_estimate"`
 	// Scan is "complete", or "truncated" when a classifier cap stopped the
 	// scan (ScanLimit names it) and the request was treated as restricted.
-	Scan          string  `json:"scan"`
-	ScanLimit     string  `json:"scan_limit,omitempty"`
-	Usage         *usage  `json:"usage,omitempty"`
-	Cost          *cost   `json:"cost,omitempty"`
-	Saving        *saving `json:"saving,omitempty"`
-	PolicyVersion string  `json:"policy_version"`
-	PolicyFP      string  `json:"policy_fingerprint,omitempty"`
-	Workspace     string  `json:"workspace"`
-	Objective     string  `json:"objective"`
-	Excluded      int     `json:"excluded"`
-	EstimatedEUR  float64 `json:"estimated_cost_eur"`
-	OverheadMS    float64 `json:"router_overhead_ms"`
+	Scan      string `json:"scan"`
+	ScanLimit string `json:"scan_limit,omitempty"`
+	// Unread counts the parts no detector reads, by kind (omitted when
+	// there are none).
+	Unread        map[string]int `json:"unread,omitempty"`
+	Usage         *usage         `json:"usage,omitempty"`
+	Cost          *cost          `json:"cost,omitempty"`
+	Saving        *saving        `json:"saving,omitempty"`
+	PolicyVersion string         `json:"policy_version"`
+	PolicyFP      string         `json:"policy_fingerprint,omitempty"`
+	Workspace     string         `json:"workspace"`
+	Objective     string         `json:"objective"`
+	Excluded      int            `json:"excluded"`
+	EstimatedEUR  float64        `json:"estimated_cost_eur"`
+	OverheadMS    float64        `json:"router_overhead_ms"`
 	// Attempts lists each provider the request was sent to, in order; the
 	// last one served it (with failover, earlier ones failed).
 	Attempts []attempt `json:"attempts"`
@@ -99,7 +102,7 @@ func (p *edge) routing(charge *meter.Charge) []byte {
 		Task: c.Task, TaskConfidence: round(c.TaskConfidence, 3), Complexity: c.Complexity, Language: c.Language,
 		Sensitivity: c.Sensitivity, Risk: c.Risk, Residency: m.Provider.Residency,
 		PII: c.PIICounts, Secrets: len(c.Secrets), Injection: round(c.Injection.Score, 3), InputTokensEst: c.InputTokens,
-		Scan: c.Scan, ScanLimit: c.ScanLimit,
+		Scan: c.Scan, ScanLimit: c.ScanLimit, Unread: c.Unread,
 		OverheadMS: round(float64(p.overhead)/float64(time.Millisecond), 3), Attempts: p.attempts,
 	}
 	if ro.Attempts == nil { // no failover: one attempt, and it answered
@@ -155,6 +158,7 @@ func (ro *routingObject) AppendJSON(dst []byte) ([]byte, error) {
 	e.Int("input_tokens_estimate", int64(ro.InputTokensEst))
 	e.Str("scan", ro.Scan)
 	e.StrOmit("scan_limit", ro.ScanLimit)
+	e.IntMapOmit("unread", ro.Unread)
 	if u := ro.Usage; u != nil {
 		e.Key("usage")
 		o := e.Open()

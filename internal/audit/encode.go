@@ -107,6 +107,7 @@ func (e *recordEncoder) record(r *Record) {
 		e.IntOmit("input_tokens", int64(c.InputTokens))
 		e.StrOmit("scan", c.Scan)
 		e.StrOmit("scan_limit", c.ScanLimit)
+		e.IntMapOmit("unread", c.Unread)
 		e.Close(o)
 	}
 	if p := r.RequestPolicy; p != nil {

@@ -178,6 +178,8 @@ type Classification struct {
 	// Scan is complete or truncated (ScanLimit names the cap).
 	Scan      string `json:"scan,omitempty"`
 	ScanLimit string `json:"scan_limit,omitempty"`
+	// Unread counts the parts no detector reads, by kind.
+	Unread map[string]int `json:"unread,omitempty"`
 }
 
 // RequestPolicy is the validated per-request policy and its fingerprint.

@@ -57,7 +57,22 @@ type Result struct {
 	// findings then cover only part of the request.
 	Scan      string `json:"scan"`
 	ScanLimit string `json:"scan_limit,omitempty"`
+	// Unread counts the parts the provider gets and no detector reads, by
+	// kind (UnreadKinds): an image (inline or linked; a link's text is
+	// read, its picture is not), audio, video, a file that is not text (a
+	// PDF) or is sent by id. Nil when there are none.
+	Unread map[string]int `json:"unread,omitempty"`
 }
+
+// UnreadKinds are the kinds of Result.Unread, in index order.
+var UnreadKinds = [...]string{"image", "audio", "video", "file"}
+
+const (
+	unreadImage = iota
+	unreadAudio
+	unreadVideo
+	unreadFile
+)
 
 // Finding locates one item of personal data or one secret: the message it
 // is in (-1 outside messages), the field (relative to the message, or from
@@ -252,6 +267,14 @@ func (c *Classifier) Classify(req Request) Result {
 	r.InputTokens += tokensPerMessage*turns + tokensReply
 	if limit := x.cap(); limit != "" {
 		r.Scan, r.ScanLimit = ScanTruncated, limit
+	}
+	for k, n := range x.media {
+		if n > 0 {
+			if r.Unread == nil {
+				r.Unread = map[string]int{}
+			}
+			r.Unread[UnreadKinds[k]] = n
+		}
 	}
 
 	// Task, language and complexity read the latest user turn, with the

@@ -92,6 +92,8 @@ type extraction struct {
 	// unreadFile: an inline text file did not decode (LimitFile, once
 	// the rest is read)
 	unreadFile bool
+	// media counts the parts no detector reads, by kind (Result.Unread).
+	media [len(UnreadKinds)]int
 }
 
 // Segments returns every text segment of a request, appended to dst, and
@@ -220,6 +222,8 @@ func (x *extraction) piece() bool {
 func (x *extraction) file(msg int, role, field, url string) {
 	text, st := dataurl.Text(url, MaxScanBytes-x.bytes)
 	switch st {
+	case dataurl.NotText: // a PDF, an image: its content is not read
+		x.media[unreadFile]++
 	case dataurl.Unreadable:
 		x.unreadFile = true
 	case dataurl.Read, dataurl.Cut:
@@ -365,6 +369,9 @@ func (x *extraction) parts(msg int, role, field string, v gjson.Result) {
 			jsonscan.ForEach(p, func(k, pv gjson.Result) bool {
 				switch k.Str {
 				case "type":
+					if pv.Str == "input_image" { // a Responses image by file_id (translate)
+						x.media[unreadImage]++
+					}
 				case "text", "refusal":
 					if pv.Type == gjson.String {
 						join(pv.Str) // as partTexts reads it
@@ -373,14 +380,18 @@ func (x *extraction) parts(msg int, role, field string, v gjson.Result) {
 					x.value(msg, role, partField(field, i, k.Str), "", pv)
 				case "image_url":
 					// A data URL is media, not text; a link is sent as it
-					// is, and a query string can carry personal data.
+					// is, and a query string can carry personal data. The
+					// image itself is not read.
+					x.media[unreadImage]++
 					if u := pv.Get("url"); u.Type == gjson.String && !strings.HasPrefix(u.Str, "data:") {
 						x.link(msg, role, partField(field, i, "image_url.url"), u)
 					} else if pv.Type == gjson.String && !strings.HasPrefix(pv.Str, "data:") {
 						x.link(msg, role, partField(field, i, "image_url"), pv)
 					}
-				case "input_audio", "video_url":
-					// media payloads (base64) are not text
+				case "input_audio":
+					x.media[unreadAudio]++ // media payloads (base64) are not text
+				case "video_url":
+					x.media[unreadVideo]++
 				case "file":
 					if name := pv.Get("filename"); name.Type == gjson.String {
 						x.value(msg, role, partField(field, i, "file.filename"), "", name)
@@ -389,6 +400,8 @@ func (x *extraction) parts(msg int, role, field string, v gjson.Result) {
 					// of customers): decoded, as much as the scan may read.
 					if d := pv.Get("file_data"); d.Type == gjson.String {
 						x.file(msg, role, partField(field, i, "file.file_data"), d.Str)
+					} else {
+						x.media[unreadFile]++ // by file_id: the provider reads it, stellwerk cannot
 					}
 				default:
 					x.value(msg, role, partField(field, i, k.Str), "", pv)

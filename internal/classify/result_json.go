@@ -55,6 +55,7 @@ func (r *Result) AppendJSON(dst []byte) ([]byte, error) {
 	e.Int("input_tokens", int64(r.InputTokens))
 	e.Str("scan", r.Scan)
 	e.StrOmit("scan_limit", r.ScanLimit)
+	e.IntMapOmit("unread", r.Unread)
 	e.Close(o)
 	return e.B, e.Err
 }

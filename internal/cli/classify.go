@@ -132,6 +132,9 @@ func printClassification(w io.Writer, r classify.Result) {
 	row("sensitivity", "%s (rule %s)", r.Sensitivity, r.SensitivityRule)
 	row("risk", "%s (rule %s)", r.Risk, r.RiskRule)
 	row("scan", "%s", scanLine(r.Scan, r.ScanLimit))
+	if len(r.Unread) > 0 {
+		row("unread", "%v (parts no detector reads)", r.Unread)
+	}
 	if len(r.Terms) > 0 {
 		row("terms", "%s", termsLine(r.Terms))
 	}

@@ -161,6 +161,7 @@ type inputSummary struct {
 	InputTokens    int            `json:"input_tokens"`
 	Scan           string         `json:"scan"`
 	ScanLimit      string         `json:"scan_limit,omitempty"`
+	Unread         map[string]int `json:"unread,omitempty"`
 	// Terms are the classify.terms counts, as Rego reads them
 	// (input.classification.terms.<name>.count).
 	Terms map[string]int `json:"terms,omitempty"`
@@ -240,7 +241,8 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		Workspace: res.Workspace, RequestPolicy: res.ReqPolicy.Fingerprint, Fallbacks: []string{}, Attempts: []string{}, Candidates: []candidateLine{},
 		Input: inputSummary{Model: res.Chat.Model, Task: res.Class.Task, Complexity: res.Class.Complexity, Language: res.Class.Language,
 			Sensitivity: res.Class.Sensitivity, Risk: res.Class.Risk, PII: res.Class.PIICounts, Secrets: len(res.Class.Secrets),
-			InjectionScore: res.Class.Injection.Score, InputTokens: res.Class.InputTokens, Scan: res.Class.Scan, ScanLimit: res.Class.ScanLimit}}
+			InjectionScore: res.Class.Injection.Score, InputTokens: res.Class.InputTokens, Scan: res.Class.Scan, ScanLimit: res.Class.ScanLimit,
+			Unread: res.Class.Unread}}
 	if ex.Deny == nil {
 		ex.Deny = []string{}
 	}
@@ -338,6 +340,9 @@ func printExplanation(w io.Writer, ex *explanation) {
 	fmt.Fprintf(w, "findings    sensitivity=%s risk=%s pii=%v secrets=%d injection=%.2f scan=%s", in.Sensitivity, in.Risk, in.PII, in.Secrets, in.InjectionScore, in.Scan)
 	if in.ScanLimit != "" {
 		fmt.Fprintf(w, " (%s limit: text was not read)", in.ScanLimit)
+	}
+	if len(in.Unread) > 0 {
+		fmt.Fprintf(w, " unread=%v", in.Unread)
 	}
 	fmt.Fprintln(w)
 	if len(in.Terms) > 0 {

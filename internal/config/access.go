@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -41,6 +42,9 @@ func (c *Config) validateAccess(models map[string]bool) []error {
 		workspaces[w.Name] = teams
 		oneOf(f+".residency", w.Residency, ResidencyRequirements)
 		oneOf(f+".sensitive_residency", w.SensitiveResidency, ResidencyRequirements)
+		for j, k := range w.UnreadSensitive {
+			oneOf(f+".unread_sensitive["+strconv.Itoa(j)+"]", k, UnreadKinds)
+		}
 		oneOf(f+".objective", w.Objective, Objectives)
 		oneOf(f+".secrets", w.Secrets, SecretsActions)
 		oneOf(f+".injection", w.Injection, InjectionActions)

@@ -100,9 +100,14 @@ type Key struct {
 // Workspace holds the platform's settings for a group of callers; the
 // policy reads them from its input (docs/policy.md).
 type Workspace struct {
-	Name               string         `yaml:"name" json:"name"`
-	Residency          string         `yaml:"residency" json:"residency"`
-	SensitiveResidency string         `yaml:"sensitive_residency" json:"sensitive_residency"`
+	Name               string `yaml:"name" json:"name"`
+	Residency          string `yaml:"residency" json:"residency"`
+	SensitiveResidency string `yaml:"sensitive_residency" json:"sensitive_residency"`
+	// UnreadSensitive are the kinds of content no detector reads (an
+	// image, audio, video, a file that is not text or is sent by id) whose
+	// presence makes a request sensitive data for the shipped policy, as a
+	// truncated scan does: file, audio and video unless set ([] for none).
+	UnreadSensitive    []string       `yaml:"unread_sensitive" json:"unread_sensitive"`
 	Objective          string         `yaml:"objective" json:"objective"`
 	QualityFloor       float64        `yaml:"quality_floor" json:"quality_floor"`
 	RelativeQuality    float64        `yaml:"relative_quality" json:"relative_quality"`
@@ -436,10 +441,12 @@ var (
 	ResidencyRequirements = []string{"any", "eu", "on_prem"}
 	Objectives            = []string{"cost", "latency", "accuracy", "balanced"}
 	SecretsActions        = []string{"deny", "on_prem_only", "allow"}
-	InjectionActions      = []string{"deny", "restrict", "flag"}
-	DowngradeFroms        = []string{"exceeded", "warn"}
-	RiskLevels            = []string{"low", "medium", "high"}
-	Currencies            = []string{"USD", "EUR"}
+	// UnreadKinds are the kinds of classify.Result.Unread.
+	UnreadKinds      = []string{"image", "audio", "video", "file"}
+	InjectionActions = []string{"deny", "restrict", "flag"}
+	DowngradeFroms   = []string{"exceeded", "warn"}
+	RiskLevels       = []string{"low", "medium", "high"}
+	Currencies       = []string{"USD", "EUR"}
 )
 
 // Load reads, decodes, defaults and validates a config file.
@@ -761,6 +768,9 @@ func (c *Config) ApplyDefaults() {
 		w := &c.Workspaces[i]
 		def(&w.Residency, "any")
 		def(&w.SensitiveResidency, "eu")
+		if w.UnreadSensitive == nil {
+			w.UnreadSensitive = []string{"file", "audio", "video"}
+		}
 		def(&w.Objective, "balanced")
 		def(&w.Secrets, "deny")
 		def(&w.Injection, "deny")

@@ -452,6 +452,7 @@ func workspaceTerm(w config.Workspace, t *config.Team) *ast.Term {
 		item("name", ast.StringTerm(w.Name)),
 		item("residency", ast.StringTerm(w.Residency)),
 		item("sensitive_residency", ast.StringTerm(w.SensitiveResidency)),
+		item("unread_sensitive", stringsTerm(w.UnreadSensitive)),
 		item("objective", ast.StringTerm(w.Objective)),
 		item("quality_floor", num(w.QualityFloor)),
 		item("max_cost_eur", num(w.MaxCostEUR)),
@@ -473,7 +474,7 @@ func workspaceTerm(w config.Workspace, t *config.Team) *ast.Term {
 // at a time by classificationField (as requestKeys).
 var classificationKeys = [...]string{"task", "task_confidence", "complexity", "language", "pii_types", "pii_counts",
 	"secret_types", "secret_count", "injection", "sensitivity", "sensitivity_rule", "risk", "risk_rule",
-	"input_tokens", "scan", "scan_limit", "terms"}
+	"input_tokens", "scan", "scan_limit", "terms", "unread"}
 
 // unclassified is what the policy sees of a request without a classification.
 var unclassified = &classify.Result{Task: "chat", Complexity: "low", Language: "unknown", Sensitivity: "public", Risk: "low", Scan: classify.ScanComplete}
@@ -538,6 +539,11 @@ func classificationField(c *classify.Result, k string) *ast.Term {
 		return ast.StringTerm(c.Scan)
 	case "scan_limit":
 		return ast.StringTerm(c.ScanLimit)
+	case "unread":
+		if len(c.Unread) == 0 {
+			return noUnread
+		}
+		return unreadTerm(c.Unread)
 	case "terms":
 		termCounts := make([][2]*ast.Term, len(c.Terms))
 		for i, t := range c.Terms {
@@ -546,6 +552,19 @@ func classificationField(c *classify.Result, k string) *ast.Term {
 		return obj(termCounts...)
 	}
 	return nil
+}
+
+// noUnread is input.classification.unread of a request that sends nothing
+// the detectors cannot read (most): every kind 0, one shared term.
+var noUnread = unreadTerm(nil)
+
+// unreadTerm is input.classification.unread: every kind with its count.
+func unreadTerm(m map[string]int) *ast.Term {
+	items := make([][2]*ast.Term, len(classify.UnreadKinds))
+	for i, k := range classify.UnreadKinds {
+		items[i] = item(k, ast.IntNumberTerm(m[k]))
+	}
+	return obj(items...)
 }
 
 // The workspace's downgrade settings are shared terms in the common cases

@@ -302,7 +302,10 @@ type chatImageURL struct {
 }
 
 type chatFile struct {
-	FileData string `json:"file_data"`
+	FileData string `json:"file_data,omitempty"`
+	// FileID is a Responses input_file's file_id, in a decision copy only:
+	// the classifiers count a file they cannot read.
+	FileID string `json:"file_id,omitempty"`
 }
 
 // msgsMessages turns the messages into chat messages: a user message's

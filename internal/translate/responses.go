@@ -406,6 +406,10 @@ func appendUnreadPart(parts []chatPart, pt gjson.Result) []chatPart {
 			raw = r // read once, decoded, not also as base64 text
 		}
 		parts = append(parts, chatPart{Type: "file", File: &chatFile{FileData: d.Str}})
+	} else if pt.Get("type").Str == "input_file" {
+		// By file_id or file_url: the provider reads it, the classifiers
+		// cannot, and count it (classify.Result.Unread).
+		parts = append(parts, chatPart{Type: "file", File: &chatFile{FileID: pt.Get("file_id").Str}})
 	}
 	return append(parts, chatPart{Type: "text", Text: &raw})
 }

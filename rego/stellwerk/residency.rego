@@ -35,6 +35,25 @@ _sensitive_data if input.classification.sensitivity == "confidential"
 
 _sensitive_data if _scan_truncated
 
+# Content no detector reads — a PDF, audio, video, by default; images too
+# when the workspace's unread_sensitive names them — counts as sensitive
+# data: the provider reads it, the classifiers could not.
+_sensitive_data if _unread_sensitive
+
+_unread_sensitive if count(_unread_named) > 0
+
+# _unread_named are the kinds of unread content the workspace counts as
+# sensitive that the request sends.
+_unread_named contains kind if {
+	some kind in _unread_sensitive_kinds
+	input.classification.unread[kind] > 0
+}
+
+_unread_sensitive_kinds := k if {
+	k := input.workspace.unread_sensitive
+	is_array(k)
+} else := ["file", "audio", "video"]
+
 _sensitive_residency := l if {
 	_sensitive_data
 	l := {"any": "any", "eu": "eu", "on_prem": "on_prem", "": "eu", null: "eu"}[input.workspace.sensitive_residency]
@@ -70,11 +89,16 @@ else := "request policy" if _required_residency[1] == "request"
 
 else := concat(" ", ["workspace", _ws_name])
 
-# _data_source names sensitive data by its level; a truncated scan of data
-# classified below confidential is named as such.
+# _data_source names sensitive data by its level; a truncated scan, or
+# content no detector reads, of data classified below confidential is
+# named as such.
 _data_source := concat(" ", [input.classification.sensitivity, "data"]) if {
 	input.classification.sensitivity in {"restricted", "confidential"}
-} else := "data not fully scanned"
+} else := "data not fully scanned" if _scan_truncated
+
+else := concat("", ["unread ", concat(", ", sort(_unread_named)), " content"])
+
+tags["unread"] := concat(",", sort(_unread_named)) if _unread_sensitive
 
 _residency_exclude := {id: reason |
 	level := _required_residency[0]

@@ -121,3 +121,33 @@ test_residency_decision_names_the_requirement if {
 	decide({}).residency == ""
 	decide(object.union(confidential, {"workspace": {"sensitive_residency": "any"}})).residency == ""
 }
+
+# Content no detector reads: a PDF, audio and video are sensitive data by
+# default (the provider reads them, the classifiers could not); an image is
+# not, unless the workspace names it.
+test_residency_unread_file_is_sensitive if {
+	d := decide({"classification": {"unread": {"image": 0, "audio": 0, "video": 0, "file": 1}}})
+	d.exclude["gpt-4o"] == "residency: unread file content requires eu, model is us"
+	d.exclude.claude == "residency: unread file content requires eu, model is global"
+	not d.exclude["mistral-large"]
+	d.tags.unread == "file"
+}
+
+test_residency_unread_image_is_not_by_default if {
+	d := decide({"classification": {"unread": {"image": 2, "audio": 0, "video": 0, "file": 0}}})
+	d.exclude == {}
+	not d.tags.unread
+}
+
+test_residency_unread_kinds_the_workspace_names if {
+	inp := {"classification": {"unread": {"image": 1, "audio": 1, "video": 0, "file": 0}}, "workspace": {"unread_sensitive": ["image"]}}
+	d := decide(inp)
+	d.exclude["gpt-4o"] == "residency: unread image content requires eu, model is us"
+	d.tags.unread == "image"
+	decide(object.union(inp, {"workspace": {"unread_sensitive": []}})).exclude == {}
+}
+
+test_residency_unread_with_sensitive_data_names_the_data if {
+	d := decide(object.union(confidential, {"classification": {"unread": {"image": 0, "audio": 1, "video": 0, "file": 0}}}))
+	d.exclude["gpt-4o"] == "residency: confidential data requires eu, model is us"
+}
