@@ -41,6 +41,21 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	code, _ := strconv.Atoi(status)
 	remove := []string{header.Served, header.UpstreamFlags, header.FirstModel, "x-envoy-attempt-count"}
 	remove = p.providerHeaders(h, remove)
+	if rh.retryAfter != "" && code >= 400 {
+		// The provider's Retry-After as stellwerk's cooldown reads it:
+		// whole seconds, at most failover.max_cooldown; one that does not
+		// parse is dropped (a helper's finding: "abc", "-5" and 999999
+		// reached the client as sent).
+		d := retryAfter(rh.retryAfter, time.Now())
+		if c := p.state.Router.Health.MaxCooldown(); c > 0 {
+			d = min(d, c)
+		}
+		if d > 0 {
+			hs = append(hs, setHeader("retry-after", strconv.Itoa(int((d+time.Second-1)/time.Second))))
+		} else {
+			remove = append(remove, "retry-after")
+		}
+	}
 	if p.plan != nil {
 		// The first attempt, which the edge rewrote, has no filter on its
 		// way: the edge records its answer here, and its error too when it

@@ -264,6 +264,8 @@ func failureReason(status int, flags string) string {
 			return "provider timeout (" + flags + ")"
 		case strings.Contains(flags, "UF"), strings.Contains(flags, "UH"):
 			return "connection failed (" + flags + ")"
+		case strings.Contains(flags, "UO"):
+			return "the provider's circuit breaker is full (" + flags + "): cluster.circuit_breakers"
 		}
 		return "provider unreachable (" + flags + ")"
 	case status == 429:

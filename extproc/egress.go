@@ -278,6 +278,13 @@ func recordAttempt(f *filter, idx int, m *catalog.Model, workspace string, o att
 			f.log.Info("credential refused: cooling it down", zap.String("provider", m.Provider.Name),
 				zap.Bool("own_key", tg.Workspace != ""), zap.String("reason", a.Reason))
 		}
+	case strings.Contains(o.flags, "UO"):
+		// Envoy's circuit breaker for the provider's cluster is full: a
+		// limit of this deployment's, not the provider failing. It moves
+		// the request on and neither cools the provider nor adds to its
+		// run of failures (a helper's finding: one burst over max_requests
+		// took a healthy provider out of routing for every caller).
+		a.Outcome, a.Reason = "failed", failureReason(status, o.flags)
 	case retryable(status):
 		a.Outcome, a.Reason = "failed", failureReason(status, o.flags)
 		if o.firstByte > 0 && status == 504 && strings.Contains(o.flags, "UT") {

@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -277,5 +278,53 @@ func TestFirstAttemptDirectElsewhere(t *testing.T) {
 	s.firstAttemptFailed(directLogEntry("elsewhere", 429, map[string]string{header.FirstModel: "a1"}), time.Now())
 	if snap := st.Router.Health.Snapshot(); len(snap) != 2 || snap[1].Model != "a1" || snap[1].Scope != "rate_limit" {
 		t.Fatalf("health after another replica's 429: %+v", snap)
+	}
+}
+
+// TestCircuitBreakerOverflowCoolsNothing: an attempt Envoy's circuit
+// breaker refused (UO) is this deployment's limit, not the provider's
+// failure: it cools nothing, however many there are, and its reason says
+// what it was; a provider's own 503 still counts.
+func TestCircuitBreakerOverflowCoolsNothing(t *testing.T) {
+	st := failoverState(t)
+	st.Router.Health = health.New(health.Policy{FailuresBeforeCooldown: 2, Cooldown: time.Minute, MaxCooldown: time.Hour})
+	m, _ := st.Router.Catalog.Lookup("a1")
+	f := &filter{state: st, log: zap.NewNop(), id: "d1", seen: &attemptLog{}}
+	for range 5 {
+		recordAttempt(f, 0, m, "", attemptResult{status: 503, flags: "UO"})
+	}
+	if snap := st.Router.Health.Snapshot(); len(snap) != 0 {
+		t.Fatalf("a full circuit breaker cooled the provider: %+v", snap)
+	}
+	if r := failureReason(503, "UO"); !strings.Contains(r, "circuit breaker") {
+		t.Errorf("reason %q", r)
+	}
+	for range 2 {
+		recordAttempt(f, 0, m, "", attemptResult{status: 503})
+	}
+	if snap := st.Router.Health.Snapshot(); len(snap) == 0 {
+		t.Fatal("the provider's own 503s cooled nothing")
+	}
+}
+
+// TestProviderRetryAfterCapped: a provider's Retry-After reaches the client
+// as stellwerk's cooldown reads it — whole seconds, at most max_cooldown —
+// and one that does not parse not at all (a helper's finding: "abc", "-5"
+// and 999999 went to the client as sent).
+func TestProviderRetryAfterCapped(t *testing.T) {
+	for sent, want := range map[string]string{"999999": "3600", "abc": "", "-5": "", "120": "120"} {
+		st := failoverState(t)
+		st.Router.Health = health.New(health.Policy{FailuresBeforeCooldown: 3, Cooldown: time.Minute, MaxCooldown: time.Hour})
+		s := New(st, zap.NewNop())
+		e := openStream(s, "")
+		e.do(headersMsg("POST", "/v1/chat/completions", false))
+		e.do(bodyMsg(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`))
+		m := e.do(respHeaders(":status", "429", "content-type", "application/json", "x-envoy-attempt-count", "2", "retry-after", sent)).
+			GetResponseHeaders().GetResponse().GetHeaderMutation()
+		got, removed := setHeaders(m)["retry-after"], slices.Contains(m.GetRemoveHeaders(), "retry-after")
+		if got != want || (want == "") != removed {
+			t.Errorf("Retry-After %q: set %q, removed %v; want %q", sent, got, removed, want)
+		}
+		e.end()
 	}
 }

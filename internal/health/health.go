@@ -118,6 +118,17 @@ func (t *Tracker) SetPolicy(p Policy) {
 	t.mu.Unlock()
 }
 
+// MaxCooldown is the longest a cooldown lasts (the policy's cap on a
+// provider's Retry-After); 0 for a nil tracker or no cap.
+func (t *Tracker) MaxCooldown() time.Duration {
+	if t == nil {
+		return 0
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.policy.MaxCooldown
+}
+
 // Quiet reports whether nothing cools down or reopens at now: every
 // target is admitted, and a caller asking about many can skip them all.
 func (t *Tracker) Quiet(now time.Time) bool {
