@@ -224,3 +224,29 @@ func TestRedisPasswordFileEmpty(t *testing.T) {
 		t.Fatal("an empty variable accepted")
 	}
 }
+
+// TestRedisHeldReservationOutlivesQuiet: a held reservation has no expiry
+// of its own, so one whose replica died is still there for the first
+// sweep after its lease however long nothing ran, and is charged then (a
+// helper's finding: after a quiet spell its record had expired, the sweep
+// found nothing, and the hold stayed on a total budget for good).
+func TestRedisHeldReservationOutlivesQuiet(t *testing.T) {
+	srv := testsrv.Redis(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	clk := newClock(midMinute)
+	lim := limits(t, time.UTC, []BudgetRule{{Name: "g", Scope: ScopeGlobal, Limit: eur(10), Period: PeriodTotal}}, nil)
+	l := New(NewRedis(client, "{quiet}:"), lim, Options{Now: clk.Now, Lease: 5 * time.Second})
+	reserve(t, l, "orphan", eur(2), 0) // its replica dies: never settled
+	ctx := context.Background()
+	if ttl, err := client.PTTL(ctx, "{quiet}:r:orphan").Result(); err != nil || ttl != -1 {
+		t.Fatalf("a held reservation expires by itself (PTTL %v, %v)", ttl, err)
+	}
+	clk.Add(time.Hour) // nothing ran meanwhile
+	if g := budget(t, peek(t, l), "g"); g.Used != eur(2) || g.Reserved != 0 {
+		t.Fatalf("after the quiet hour: budget %+v, want the 2 EUR hold charged", g)
+	}
+	if ttl, _ := client.PTTL(ctx, "{quiet}:r:orphan").Result(); ttl <= 0 {
+		t.Errorf("the swept record does not expire (PTTL %v)", ttl)
+	}
+}

@@ -59,7 +59,10 @@ for i = 1, n do
   end
   if fresh[i] and exp ~= '0' then redis.call('PEXPIRE', KEYS[i], exp) end
 end
+-- A held reservation does not expire: only a settle, a release or the
+-- sweep of its lease ends it (and gives it RET to live). With a TTL of its
+-- own, one whose replica died outlived it whenever no ledger script ran in
+-- that time, and its holds stayed on the counters for good.
 redis.call('HSET', r, 's', 'r', 'h', table.concat(hs), 'e', ARGV[5])
-redis.call('PEXPIRE', r, tonumber(ARGV[5]) - tonumber(ARGV[2]) + RET)
 redis.call('ZADD', LEASES, ARGV[5], id)
 return {'ok', vals}
