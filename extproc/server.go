@@ -148,6 +148,8 @@ type Server struct {
 	// attempts is what egress streams saw, for the edge stream of the same
 	// request (both usually run in this process).
 	attempts attemptLog
+	// active counts the ext_proc streams in progress (Drain).
+	active atomic.Int64
 	// told are the budget events this process logged without a webhook:
 	// once per budget and period, whatever config reloads come between.
 	told toldOnce
@@ -184,6 +186,8 @@ func (s *Server) SetState(st *State) { s.state.Store(st) }
 // or, for a stream whose gRPC metadata names a provider, as that provider's
 // egress filter.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
+	s.active.Add(1)
+	defer s.active.Add(-1)
 	ctx := stream.Context()
 	f := filter{state: s.state.Load(), log: s.log, id: s.newID(), seen: &s.attempts, told: &s.told}
 	if provider := egressProvider(ctx); provider != "" {
@@ -262,4 +266,21 @@ func recovered[T any](f *filter, run func() T, fail func() T) (res T) {
 		}
 	}()
 	return run()
+}
+
+// Drain waits until no ext_proc stream is in progress, polling, and
+// reports whether that happened before ctx ended. Shutdown calls it once
+// the gRPC server refuses new streams: a request in flight, a stream of
+// many minutes included, is finished rather than cut.
+func (s *Server) Drain(ctx context.Context) bool {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for s.active.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }

@@ -342,18 +342,34 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	}
 	log.Info("stellwerk stopping")
 	hc.Shutdown() // NOT_SERVING: Envoy's health checks move traffic to other replicas
+	if grpcLis.Addr().Network() == "tcp" {
+		// A fleet's Envoy checks every second (envoy/bootstrap-mtls.yaml):
+		// until it has seen NOT_SERVING, it still sends requests here, and
+		// they are served rather than refused (a helper's finding: each
+		// rolling restart failed one request).
+		time.Sleep(healthCheckGrace)
+	}
 	shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
 	_ = hs.Shutdown(shutCtx)
-	stopped := make(chan struct{})
-	go func() { gs.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-shutCtx.Done():
-		gs.Stop() // xDS streams never end on their own
+	// No new streams from here (GOAWAY); those in flight finish, a stream
+	// of many minutes included, for at most envoy.request_timeout, the
+	// longest a request may last. xDS streams never end on their own: they
+	// are cut once the requests are done.
+	go gs.GracefulStop()
+	drainCtx, drained := context.WithTimeout(context.Background(), cfg.Envoy.RequestTimeout)
+	defer drained()
+	if !ep.Drain(drainCtx) {
+		log.Warn("requests still in flight at envoy.request_timeout; cutting them")
 	}
+	gs.Stop()
 	return runErr
 }
+
+// healthCheckGrace is how long a stopping replica on TCP keeps taking
+// requests after it reports NOT_SERVING: a little over the interval of the
+// health check in envoy/bootstrap-mtls.yaml (1 s).
+const healthCheckGrace = 1500 * time.Millisecond
 
 // budgetWebhook starts the poster of budget events, nil when none is
 // configured.
