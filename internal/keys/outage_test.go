@@ -82,10 +82,14 @@ func TestPostgresDown(t *testing.T) {
 		_, _, err := tb.Lookup(live)
 		return errors.Is(err, ErrRevoked)
 	})
-	if ok, _ := tb.Healthy(); !ok {
-		t.Errorf("not healthy after recovery")
-	}
-	if logs.FilterMessage("key store reachable again").Len() != 1 {
-		t.Errorf("recovery not logged")
+	// The refresh shows the keys first, then marks the table healthy and
+	// logs it: wait for those too (on a loaded machine the refresh can be
+	// paused between the two; a helper saw it once in 31 runs).
+	waitFor(t, 5*time.Second, "healthy after recovery", func() bool {
+		ok, _ := tb.Healthy()
+		return ok && logs.FilterMessage("key store reachable again").Len() > 0
+	})
+	if n := logs.FilterMessage("key store reachable again").Len(); n != 1 {
+		t.Errorf("recovery logged %d times, want once", n)
 	}
 }
