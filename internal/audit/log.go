@@ -108,7 +108,10 @@ type Log struct {
 	// in is the records handed over and not yet taken by the writer: a
 	// queue rather than a channel, so a request does not wake the writer
 	// (internal/handoff).
-	in      *handoff.Queue[*Record]
+	in *handoff.Queue[*Record]
+	// bodies is the bytes of request bodies queued in `in` for the writer
+	// to hash: at most maxQueuedBodies (Record).
+	bodies  atomic.Int64
 	flushes chan chan error
 	stop    chan struct{}
 	done    chan struct{}
@@ -231,9 +234,22 @@ func (l *Log) Record(r *Record) bool {
 	if r.Time.IsZero() {
 		r.Time = time.Now()
 	}
+	held := 0
+	if q := r.Request; q != nil && q.Fingerprint == "" && q.Body != nil {
+		// The writer hashes bodies off the request path, while the bytes
+		// they hold stay bounded: past maxQueuedBodies (the store down, a
+		// burst of large bodies) the request hashes its own. Otherwise a
+		// queue of refused 8 MiB requests held gigabytes (a helper's
+		// finding).
+		if held = len(q.Body); l.bodies.Add(int64(held)) > maxQueuedBodies {
+			l.bodies.Add(-int64(held))
+			q.Fingerprint, q.Body, held = Fingerprint(q.Body), nil, 0
+		}
+	}
 	if l.in.Put(r) {
 		return true
 	}
+	l.bodies.Add(-int64(held))
 	l.dropped.Add(1)
 	now := time.Now().UnixNano()
 	if last := l.lastDropLog.Load(); now-last > int64(10*time.Second) && l.lastDropLog.CompareAndSwap(last, now) {
@@ -399,6 +415,10 @@ func (l *Log) run() {
 	}
 }
 
+// maxQueuedBodies bounds the request bodies waiting in the queue to be
+// hashed by the writer (Record).
+const maxQueuedBodies = 64 << 20
+
 // idleAfter is how long the writer's batch timer runs with nothing to do
 // before it stops.
 const idleAfter = time.Second
@@ -458,6 +478,7 @@ func (l *Log) noteOldest() {
 func (l *Log) commit(batch []*Record) {
 	for _, r := range batch {
 		if q := r.Request; q != nil && q.Fingerprint == "" && q.Body != nil {
+			l.bodies.Add(-int64(len(q.Body)))
 			q.Fingerprint, q.Body = Fingerprint(q.Body), nil
 		}
 		body, err := pooledRecord(r)
