@@ -84,8 +84,14 @@ type attemptLog struct {
 type directFirst struct{ decision, model string }
 
 // direct notes a request whose first attempt goes straight to its
-// provider, until directDone.
-func (l *attemptLog) direct(requestID string, d directFirst) { l.byRequest.Store(requestID, d) }
+// provider, until directDone, and reports whether it did: a request id
+// another request in flight has already (an operator's Envoy that keeps
+// the client's x-request-id) is left to that one, and this request's
+// first attempt is then reported as its provider's, not its own.
+func (l *attemptLog) direct(requestID string, d directFirst) bool {
+	_, taken := l.byRequest.LoadOrStore(requestID, d)
+	return !taken
+}
 
 // directDone forgets a request noted by direct.
 func (l *attemptLog) directDone(requestID string) { l.byRequest.Delete(requestID) }

@@ -320,10 +320,17 @@ func (w *uploadWatch) extend() {
 	}
 }
 
+// stop ends the watch as the stream handler returns: an extend already
+// running finishes its send first, and none sends after (grpc-go forbids a
+// Send once the handler has returned; a helper's finding: a client that
+// abandoned a slow upload left holding set).
 func (w *uploadWatch) stop() {
 	if w.timer != nil {
 		w.timer.Stop()
 	}
+	w.mu.Lock()
+	w.holding.Store(false)
+	w.mu.Unlock()
 }
 
 // serveEdge answers an edge stream in whichever mode Envoy sends it.

@@ -178,8 +178,7 @@ func (p *edge) routeFirstDirect(cluster string, hs []*corev3.HeaderValueOption, 
 		}
 		lb[header.AttemptKey(i)] = vals.str(v)
 	}
-	if rid := p.headers["x-request-id"]; rid != "" {
-		p.seen.direct(rid, directFirst{decision: p.id, model: p.plan[0].ID})
+	if rid := p.headers["x-request-id"]; rid != "" && p.seen.direct(rid, directFirst{decision: p.id, model: p.plan[0].ID}) {
 		p.directID = rid
 	}
 	resp := continueRequestBody(bodyChange(hs, nil, orig, body))

@@ -62,7 +62,13 @@ func httpListener(ir IR) (*listenerv3.Listener, error) {
 		NormalizePath:    wrapperspb.Bool(true),
 		MergeSlashes:     true,
 		UseRemoteAddress: wrapperspb.Bool(true),
-		LocalReplyConfig: lrc,
+		// No client is internal, whatever its address: Envoy strips the
+		// x-envoy-* controls every client sends and makes every request
+		// its own x-request-id, which the edge keys a direct first
+		// attempt by (attemptLog.direct). Said explicitly, not left to
+		// the Envoy version's default.
+		InternalAddressConfig: &hcmv3.HttpConnectionManager_InternalAddressConfig{},
+		LocalReplyConfig:      lrc,
 	}
 	if l.AccessLog {
 		al, err := stdoutAccessLog()
