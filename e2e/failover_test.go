@@ -516,3 +516,19 @@ except openai.APIStatusError as e:
 		t.Errorf("every provider failing: %q, want the SDK's two retries", got)
 	}
 }
+
+// TestBrokenSuccessIsAnError: a provider's 200 whose JSON body does not
+// parse, or is empty, reaches the client as stellwerk's 502, which the SDKs
+// raise as an APIError, instead of a success they cannot decode (a
+// helper's finding).
+func TestBrokenSuccessIsAnError(t *testing.T) {
+	t.Parallel()
+	s := failoverStackWith(t, func(*config.Config) {})
+	for _, mode := range []string{"garbage", "empty"} {
+		s.Providers["primary"].SetBehavior(mockllm.Behavior{Reset: mode})
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"primary-mini","messages":[{"role":"user","content":"x"}]}`, nil)
+		if e := decodeError(t, b); resp.StatusCode != 502 || e.Error.Code != "provider_bad_response" || resp.Header.Get("content-type") != "application/json" {
+			t.Errorf("%s: %d %v %s", mode, resp.StatusCode, resp.Header, b)
+		}
+	}
+}

@@ -205,6 +205,11 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		// With failover, each egress attempt measures its own provider.
 		p.state.Router.Latency.Observe(m.ID, strings.HasPrefix(ctype, "text/event-stream"), time.Since(p.routedAt))
 	}
+	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "application/json") && h.EndOfStream && !p.failed {
+		// A success with no answer at all: the SDKs fail to decode it, and
+		// would count it a success (a helper's finding).
+		return p.immediate(p.noAnswer("an empty body"))
+	}
 	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "application/json") &&
 		(encoding == "" || encoding == "identity") && !h.EndOfStream {
 		p.addRouting = true
@@ -288,6 +293,9 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		return continueResponseBody()
 	}
 	if (!p.addRouting && !p.translate) || !b.EndOfStream {
+		if p.addRouting && !b.EndOfStream {
+			p.partial = true // larger than Envoy's buffer: passed on in parts
+		}
 		return continueResponseBody()
 	}
 	body := b.Body
@@ -299,8 +307,14 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		}
 	}
 	p.addRouting = false
+	if p.partial {
+		return replaceResponseBody(body) // the rest of an answer too large to read whole
+	}
 	if !gjson.ValidBytes(body) || !isObject(body) {
-		return replaceResponseBody(body)
+		// A success whose body is not the JSON object it claims to be: the
+		// SDKs fail to decode it and would count it a success (a helper's
+		// finding). stellwerk's 502 says what happened.
+		return p.immediate(p.noAnswer("a body that is not a JSON object")) // Envoy holds the headers of a body it read whole
 	}
 	native := p.endpoint == epResponses && p.served.NativeResponses()
 	if p.keepContent {
@@ -407,4 +421,13 @@ func (p *edge) scrub(body []byte) ([]byte, bool) {
 		return body, false
 	}
 	return []byte(out), true
+}
+
+// noAnswer is the error for a provider's 2xx answer that is none: what
+// says how it failed.
+func (p *edge) noAnswer(what string) *apierr.Error {
+	m := p.served
+	p.log.Warn("the provider's success was no answer", zap.String("decision_id", p.id), zap.String("model", m.ID),
+		zap.String("provider", m.Provider.Name), zap.String("body", what))
+	return apierr.Upstream("provider_bad_response", "the provider %s answered with success but %s; the request was not served", m.Provider.Name, what)
 }

@@ -75,6 +75,7 @@ type edge struct {
 	// request's span is its child.
 	traceParent, traceState string
 	addRouting              bool      // the response is JSON the routing object goes into
+	partial                 bool      // a JSON answer too large for Envoy's buffer passed on in parts
 	routedAt                time.Time // when the request left for the provider
 	wantUsage               bool      // the client asked for the stream's usage chunk
 

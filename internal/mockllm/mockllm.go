@@ -45,9 +45,12 @@ import (
 
 // Behavior is the server-wide default for every request; headers override it.
 type Behavior struct {
-	Status         int           `json:"status,omitempty"`
-	RetryAfter     int           `json:"retry_after,omitempty"`
-	Reset          string        `json:"reset,omitempty"` // "", "before", "mid-stream", "truncate", "error"
+	Status     int `json:"status,omitempty"`
+	RetryAfter int `json:"retry_after,omitempty"`
+	// Reset: "", "before", "mid-stream", "truncate", "error"; "garbage"
+	// and "empty" answer a 200 application/json whose body is not JSON, or
+	// is empty, as a broken gateway before a provider does.
+	Reset          string        `json:"reset,omitempty"`
 	FirstByteDelay time.Duration `json:"first_byte_delay,omitempty"`
 	ChunkDelay     time.Duration `json:"chunk_delay,omitempty"`
 	// OnlyModel, when set, limits the behaviour to requests for that
@@ -217,6 +220,15 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.APIKey != "" && r.Header.Get("Authorization") != "Bearer "+p.APIKey && !p.accepts(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")) {
 		writeError(w, http.StatusUnauthorized, "invalid_request_error", "Incorrect API key provided: "+
 			maskKey(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))+".")
+		return
+	}
+	switch b.Reset {
+	case "garbage", "empty":
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		if b.Reset == "garbage" {
+			_, _ = io.WriteString(w, "<html>this is not json {{{")
+		}
 		return
 	}
 	if b.Status >= 400 {
