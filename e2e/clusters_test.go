@@ -395,6 +395,17 @@ func TestEnvoyRejectionPerNode(t *testing.T) {
 	if got := strings.Count(s.Log("stellwerk"), "envoy rejected configuration"); got != 1 {
 		t.Errorf("the rejection was logged %d times, want once", got)
 	}
+	// An on-call alerting from Prometheus sees it too (a helper's finding:
+	// only /status and the log did).
+	if resp, err := s.AdminGet("/metrics"); err != nil {
+		t.Error(err)
+	} else {
+		text, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(text), "\nstellwerk_envoy_config_rejected 1\n") {
+			t.Errorf("/metrics lacks stellwerk_envoy_config_rejected 1")
+		}
+	}
 	// stellwerk xds dump says the same.
 	dump := exec.Command(harness.Binary(t), "xds", "dump", "--admin", s.AdminURL)
 	dump.Env = append(os.Environ(), "STELLWERK_ADMIN_TOKEN="+s.AdminToken)

@@ -471,7 +471,8 @@ func registerScrape(m *telemetry.Metrics, rl *reloader, pm *policy.Manager, sw *
 		telemetry.Spend(sw.Stats), telemetry.Providers(rl.ln.health.Snapshot, time.Now),
 		telemetry.Routes(rl.ln.routeCounters.Snapshot, rl.ln.routes.table.Live),
 		telemetry.ClassifyMemo(classify.MemoStats),
-		telemetry.PolicyMemo(func() (uint64, uint64) { return pm.Current().MemoStats() }))
+		telemetry.PolicyMemo(func() (uint64, uint64) { return pm.Current().MemoStats() }),
+		telemetry.EnvoyRejected(func() bool { return rl.pub.LastRejection() != "" }))
 	if alog != nil {
 		cs = append(cs, telemetry.Audit(alog.Stats))
 	}

@@ -125,6 +125,15 @@ func Versions(policy func() string, config func() (cfg, catalog, predictor strin
 	}
 }
 
+// EnvoyRejected reads whether a connected Envoy refused the latest
+// configuration pushed to it (xds.Publisher.LastRejection): it then runs
+// an older one, and /status says why.
+func EnvoyRejected(rejected func() bool) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stellwerk_envoy_config_rejected",
+		Help: "1 while a connected Envoy has refused the configuration stellwerk pushed it and accepted none since (it runs an older one; /status says why)."},
+		func() float64 { return b2f(rejected()) })
+}
+
 // BudgetStore reads the budget store's health as requests found it
 // (ledger.Ledger.Health): whether it answered the last request that used
 // it, and how many were admitted without a check while it did not.
