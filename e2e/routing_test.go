@@ -283,9 +283,10 @@ func TestRouting(t *testing.T) {
 			"unknown path":                 {"POST", "/v1/embeddingz", `{}`, nil, 404, "unknown_url", "/v1/embeddingz"},
 			"wrong method":                 {"GET", "/v1/chat/completions", ``, nil, 405, "method_not_allowed", "POST"},
 			// A pinned model is not failed over unasked (issue 18): the
-			// error names the provider, as the README says.
+			// error names the provider, as the README says, and is the 502
+			// failover.md documents (it was a 503 no_eligible_model).
 			"missing credential": {"POST", "/v1/chat/completions", `{"model":"gamma-any","messages":[{"role":"user","content":"x"}]}`,
-				nil, 503, "no_eligible_model", "gamma-any at gamma (provider_credential_missing: provider \"gamma\" has no credential"},
+				nil, 502, "provider_credential_missing", "no credential is configured for provider gamma"},
 			"unknown model detail": {"GET", "/v1/models/nope", ``, nil, 404, "model_not_found", "nope"},
 		}
 		for name, tc := range cases {

@@ -86,7 +86,11 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 			// Read the last provider's error (the egress filter made it
 			// OpenAI-shaped) to quote it in stellwerk's answer.
 			p.failed = true
-			hs = append(hs, setHeader(":status", "503"), setHeader("content-type", "application/json"),
+			st := "503"
+			if p.credentialsMissing() {
+				st = "502"
+			}
+			hs = append(hs, setHeader(":status", st), setHeader("content-type", "application/json"),
 				setHeader(header.Attempts, strconv.Itoa(len(p.attempts))), setHeader(header.PolicyVersion, p.result.PolicyVersion))
 			// The model named is the last the request was sent to; an
 			// attempt stellwerk did not send (no credential) names none.
@@ -218,6 +222,11 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	return resp
 }
 
+// credentialsMissing: no attempt was sent, for want of a credential.
+func (p *edge) credentialsMissing() bool {
+	return len(p.attempts) > 0 && !slices.ContainsFunc(p.attempts, func(a attempt) bool { return a.Outcome != "not_sent" })
+}
+
 // attemptsFinal: every attempt failed in a way sending the request again
 // repeats (a credential the provider refused, one never sent for want of a
 // credential), so the SDKs are told not to retry.
@@ -250,6 +259,21 @@ func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
 		}
 	}
 	p.log.Warn("all attempts failed", zap.String("decision_id", p.id), zap.Any("attempts", p.attempts))
+	if p.credentialsMissing() {
+		// Nothing was sent: a setup error, named as without failover (a
+		// pinned model's provider without a key; a helper's finding).
+		names := make([]string, 0, len(p.attempts))
+		for _, a := range p.attempts {
+			if !slices.Contains(names, a.Provider) {
+				names = append(names, a.Provider)
+			}
+		}
+		e := apierr.Upstream("provider_credential_missing",
+			"no credential is configured for provider %s; the request was not sent (operators: see the stellwerk log)", strings.Join(names, ", "))
+		e.Final = true
+		p.status, p.errCode = apierr.HTTPStatus(e), e.Code
+		return e
+	}
 	p.status, p.errCode = 503, "no_eligible_model"
 	e := apierr.Unavailable("no_eligible_model", "every model this request may use failed: %s%s", summarizeAttempts(p.attempts), excluded)
 	e.Final = p.attemptsFinal()
