@@ -43,7 +43,7 @@ type msgsChat struct {
 // messagesRefused are Messages members chat completions cannot carry and
 // stellwerk does not emulate: refused, never dropped.
 var messagesRefused = map[string]string{
-	"thinking":           "extended thinking (thinking) is not supported on /v1/messages by stellwerk: it cannot be translated for OpenAI-wire models",
+	"thinking":           "extended thinking (thinking) is not supported on /v1/messages by stellwerk, whichever provider would serve it (a failover may go to an OpenAI-wire model, which cannot take it)",
 	"container":          "containers (container) are not supported on /v1/messages by stellwerk",
 	"mcp_servers":        "MCP servers (mcp_servers) are not supported on /v1/messages by stellwerk",
 	"context_management": "context_management is not supported on /v1/messages by stellwerk",
