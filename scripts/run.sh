@@ -119,7 +119,8 @@ for chunk in client.chat.completions.create(model="mock-eu-large", stream=True,
 print()
 PY
 
-  Models: auto, mock-gpt (mock-us), mock-eu-large (mock-eu), gpt-4o-mini (needs OPENAI_API_KEY).
+  Models: auto, mock-gpt (mock-us), mock-eu-large (mock-eu), gpt-4o-mini (needs OPENAI_API_KEY)
+  in $CONFIG; for embeddings mock-embed and mock-embed-eu, for legacy completions mock-instruct.
   Press Ctrl-C to stop.
 
 MSG
