@@ -310,6 +310,8 @@ func appendClassificationField(buf []byte, p *paths, c *classify.Result, name st
 		return appendInt(append(buf, '+'), c.InputTokens), true
 	case "secret_count":
 		return appendInt(append(buf, '+'), len(c.Secrets)), true
+	case "unread":
+		return appendUnread(append(buf, '+'), p, c.Unread), true
 	case "secret_types", "pii_types":
 		if len(c.Secrets) > 0 || len(c.PIICounts) > 0 {
 			return buf, false // findings to sort: the term path (rare)
@@ -333,6 +335,42 @@ func appendClassificationField(buf []byte, p *paths, c *classify.Result, name st
 		return buf, true
 	}
 	return buf, false
+}
+
+// sortedUnreadKinds are classify.UnreadKinds in the order an ast.Object
+// keeps its keys.
+var sortedUnreadKinds = func() []string {
+	k := slices.Clone(classify.UnreadKinds[:])
+	slices.Sort(k)
+	return k
+}()
+
+// appendUnread appends encode(p, unreadTerm(m))'s bytes without building
+// the term (every request has one; building it cost two allocations).
+func appendUnread(buf []byte, p *paths, m map[string]int) []byte {
+	switch {
+	case p.all:
+		buf = binary.AppendUvarint(append(buf, 'O'), uint64(len(sortedUnreadKinds)))
+		for _, k := range sortedUnreadKinds {
+			buf = appendInt(appendString(buf, k), m[k])
+		}
+		return buf
+	case p.any != nil:
+		buf = binary.AppendUvarint(append(buf, '{'), uint64(len(sortedUnreadKinds)))
+		for _, k := range sortedUnreadKinds {
+			buf = appendInt(appendString(buf, k), m[k]) // a number encodes whole through any path
+		}
+		return buf
+	}
+	buf = append(buf, '{')
+	for _, name := range p.names {
+		if slices.Contains(sortedUnreadKinds, name) {
+			buf = appendInt(append(buf, '+'), m[name])
+		} else {
+			buf = append(buf, '-')
+		}
+	}
+	return buf
 }
 
 // appendString, appendFloat and appendInt append encodeAll's bytes of

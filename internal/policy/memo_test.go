@@ -318,6 +318,7 @@ func TestClassificationFieldBytes(t *testing.T) {
 	shapes := map[string]*paths{
 		"whole": {all: true}, "leaf": named(), "any": {any: &paths{all: true}},
 		"score": named("score"), "detected": named("detected"), "both": named("score", "detected", "unknown"),
+		"kinds": named("file", "image", "unknown"), "kind any": {any: &paths{}},
 	}
 	results := []*classify.Result{nil, unclassified,
 		{Task: "code", TaskConfidence: 0.8125, Complexity: "high", Language: "de", Sensitivity: "confidential", SensitivityRule: "r",
@@ -327,6 +328,7 @@ func TestClassificationFieldBytes(t *testing.T) {
 		{TaskConfidence: math.NaN(), Injection: classify.Injection{Score: math.Inf(1)}},
 		{TaskConfidence: math.Copysign(0, -1), Secrets: []classify.Finding{{Type: "aws"}, {Type: "aws"}, {Type: "github"}},
 			PIICounts: map[string]int{"email": 2, "iban": 1}},
+		{Unread: map[string]int{"file": 2, "image": 1}},
 	}
 	direct := 0
 	for _, name := range classificationKeys {

@@ -40,7 +40,11 @@ _sensitive_data if _scan_truncated
 # data: the provider reads it, the classifiers could not.
 _sensitive_data if _unread_sensitive
 
-_unread_sensitive if count(_unread_named) > 0
+# Decided without building the set of kinds: most requests send none.
+_unread_sensitive if {
+	some kind in _unread_sensitive_kinds
+	input.classification.unread[kind] > 0
+}
 
 # _unread_named are the kinds of unread content the workspace counts as
 # sensitive that the request sends.
