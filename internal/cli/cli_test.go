@@ -33,12 +33,12 @@ func runIn(stdin string, args ...string) (string, string, error) {
 
 func TestConfigCheck(t *testing.T) {
 	out, _, err := run("config", "check", filepath.Join("..", "..", "examples", "stellwerk.yaml"))
-	if err != nil || !strings.Contains(out, "ok (3 providers, 3 models, default mock-gpt)") {
+	if err != nil || !strings.Contains(out, "ok (3 providers, 6 models, default mock-gpt)") {
 		t.Fatalf("example: %v %s", err, out)
 	}
 	// --config, as every other command takes the file (a helper's first try).
 	if out, _, err := run("config", "check", "--config", filepath.Join("..", "..", "examples", "stellwerk.yaml")); err != nil ||
-		!strings.Contains(out, "ok (3 providers, 3 models, default mock-gpt)") {
+		!strings.Contains(out, "ok (3 providers, 6 models, default mock-gpt)") {
 		t.Fatalf("--config: %v %s", err, out)
 	}
 	if _, _, err := run("config", "check", "--config", "a.yaml", "b.yaml"); !errors.Is(err, ErrUsage) {
