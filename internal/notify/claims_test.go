@@ -38,32 +38,25 @@ func claimsBackends(t *testing.T) map[string]func() notify.Claims {
 		t.Cleanup(func() { c.Close() })
 		return ledger.New(ledger.NewRedis(c, "{t}:"), nil, ledger.Options{})
 	}
+	// The state store's table, on a new connection to the database each time.
+	onStore := func(open func() (*store.DB, error)) func() notify.Claims {
+		return func() notify.Claims {
+			db, err := open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			s, err := spend.Open(ctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s.Notices()
+		}
+	}
 	path := filepath.Join(t.TempDir(), "state")
-	out["sqlite"] = func() notify.Claims {
-		db, err := store.OpenSQLite(ctx, path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		s, err := spend.Open(ctx, db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s.Notices()
-	}
+	out["sqlite"] = onStore(func() (*store.DB, error) { return store.OpenSQLite(ctx, path) })
 	dsn := testsrv.PostgresDSN(t)
-	out["postgres"] = func() notify.Claims {
-		db, err := store.OpenPostgres(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		s, err := spend.Open(ctx, db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s.Notices()
-	}
+	out["postgres"] = onStore(func() (*store.DB, error) { return store.OpenPostgres(ctx, dsn) })
 	return out
 }
 
