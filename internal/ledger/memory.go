@@ -19,7 +19,13 @@ type memory struct {
 	counters map[counterKey]*mcounter
 	res      map[string]*mres
 	leases   leaseHeap
-	nextGC   int64
+	// finished are reservations that ended, in the order they did (their
+	// deadlines in order: now + the fixed retention), and expiring the
+	// counters with an end, soonest first: sweep forgets a few of them in
+	// every operation rather than walking every map once a minute under
+	// the lock (a helper measured a 24 ms pause at 360,000 entries).
+	finished fifo
+	expiring expiryHeap
 	dirty    bool // budget counters changed since the last save
 
 	persister Persister
@@ -86,6 +92,7 @@ func NewMemory(ctx context.Context, o MemoryOptions) (Backend, error) {
 		c.used += int64(t.Used)
 		if !t.Expires.IsZero() {
 			c.expireAt = t.Expires.UnixMilli()
+			heap.Push(&m.expiring, expiry{key: k, at: c.expireAt})
 		}
 	}
 	if o.FlushInterval <= 0 {
@@ -137,6 +144,9 @@ func (m *memory) reserve(_ context.Context, p *plan) (status, error) {
 		if mc == nil {
 			mc = &mcounter{}
 			m.counters[c.key] = mc
+		}
+		if mc.expireAt != c.expireAt && c.expireAt != 0 {
+			heap.Push(&m.expiring, expiry{key: c.key, at: c.expireAt})
 		}
 		mc.expireAt = c.expireAt
 		if c.key.kind == kindRequests {
@@ -213,6 +223,7 @@ func (m *memory) settle(_ context.Context, id string, now, retention, money, tok
 	if release {
 		r.state = 'l'
 	}
+	m.finished.push(finished{id: id, deadline: r.deadline})
 	return st, nil
 }
 
@@ -229,6 +240,9 @@ func (m *memory) charge(_ context.Context, id string, now, retention int64, cs [
 		if mc == nil {
 			mc = &mcounter{expireAt: c.expireAt}
 			m.counters[c.key] = mc
+			if c.expireAt != 0 {
+				heap.Push(&m.expiring, expiry{key: c.key, at: c.expireAt})
+			}
 		}
 		switch c.key.kind {
 		case kindMoney:
@@ -241,6 +255,7 @@ func (m *memory) charge(_ context.Context, id string, now, retention int64, cs [
 		}
 	}
 	m.res[id] = &mres{id: id, state: 's', deadline: now + retention, index: -1}
+	m.finished.push(finished{id: id, deadline: now + retention})
 	return nil
 }
 
@@ -259,8 +274,9 @@ func (m *memory) peek(_ context.Context, p *plan) error {
 }
 
 // sweep expires leases past their end into charges at the reserved amount
-// and, once a minute, forgets finished reservations and counters past
-// their retention. It runs inside every operation: no background owner.
+// and forgets finished reservations and counters past their retention, at
+// most gcBatch of each per call. It runs inside every operation: no
+// background owner.
 func (m *memory) sweep(now, retention int64) {
 	for len(m.leases) > 0 && m.leases[0].deadline <= now {
 		r := heap.Pop(&m.leases).(*mres)
@@ -275,22 +291,87 @@ func (m *memory) sweep(now, retention int64) {
 		}
 		r.state = 'x'
 		r.deadline = now + retention // a late settle still corrects it
+		m.finished.push(finished{id: r.id, deadline: r.deadline})
 	}
-	if now < m.nextGC {
-		return
-	}
-	m.nextGC = now + time.Minute.Milliseconds()
-	for id, r := range m.res {
-		if r.state != 'r' && r.deadline <= now {
-			delete(m.res, id)
+	for n := 0; n < gcBatch; n++ {
+		f, ok := m.finished.popDue(now)
+		if !ok {
+			break
+		}
+		// One settled late after it expired ends again, later: that entry
+		// forgets it.
+		if r := m.res[f.id]; r != nil && r.state != 'r' && r.deadline <= now {
+			delete(m.res, f.id)
 		}
 	}
-	for k, c := range m.counters {
-		if c.expireAt != 0 && c.expireAt <= now {
-			delete(m.counters, k)
-			m.dirty = m.dirty || k.kind == kindMoney
+	for n := 0; n < gcBatch && len(m.expiring) > 0 && m.expiring[0].at <= now; n++ {
+		e := heap.Pop(&m.expiring).(expiry)
+		if c := m.counters[e.key]; c != nil && c.expireAt != 0 && c.expireAt <= now {
+			delete(m.counters, e.key)
+			m.dirty = m.dirty || e.key.kind == kindMoney
 		}
 	}
+}
+
+// gcBatch bounds what one operation's sweep forgets of each kind: more
+// than an operation adds, so the backlog of a quiet spell drains too.
+const gcBatch = 64
+
+// finished is a reservation that ended, to forget after deadline.
+type finished struct {
+	id       string
+	deadline int64
+}
+
+// fifo is a queue of finished reservations in chunks of fifoChunk, so
+// neither a push nor a pop ever copies the queue.
+type fifo struct {
+	chunks [][]finished
+	head   int // the next to pop in chunks[0]
+}
+
+const fifoChunk = 1024
+
+func (q *fifo) push(f finished) {
+	if n := len(q.chunks); n == 0 || len(q.chunks[n-1]) == fifoChunk {
+		q.chunks = append(q.chunks, make([]finished, 0, fifoChunk))
+	}
+	last := &q.chunks[len(q.chunks)-1]
+	*last = append(*last, f)
+}
+
+// popDue pops the oldest entry if its deadline has come.
+func (q *fifo) popDue(now int64) (finished, bool) {
+	if len(q.chunks) == 0 || q.head >= len(q.chunks[0]) || q.chunks[0][q.head].deadline > now {
+		return finished{}, false
+	}
+	f := q.chunks[0][q.head]
+	q.chunks[0][q.head] = finished{}
+	q.head++
+	if q.head == fifoChunk { // a full chunk, drained
+		q.chunks[0] = nil
+		q.chunks, q.head = q.chunks[1:], 0
+	}
+	return f, true
+}
+
+// expiry is a counter's end, for expiring.
+type expiry struct {
+	key counterKey
+	at  int64
+}
+
+type expiryHeap []expiry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiry)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // totals snapshots budget spend for the Persister. Money held by requests

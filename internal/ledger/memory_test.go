@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -88,5 +89,38 @@ func TestMemoryForgetsOldWindows(t *testing.T) {
 	defer m.mu.Unlock()
 	if len(m.counters) != 0 || len(m.res) != 0 {
 		t.Fatalf("%d counters and %d reservations kept after 3 days", len(m.counters), len(m.res))
+	}
+}
+
+// TestMemoryForgetsInSteps: finished reservations and ended counters are
+// forgotten a batch per operation, in the order they ended, so a backlog
+// drains over a few operations and no operation walks every map.
+func TestMemoryForgetsInSteps(t *testing.T) {
+	clk := newClock(midMinute)
+	b, _ := NewMemory(context.Background(), MemoryOptions{})
+	m := b.(*memory)
+	l := New(b, limits(t, nil, nil, []RateRule{{Name: "rpm", Scope: ScopeKey, RequestsPerMinute: 10000}}), Options{Now: clk.Now, Lease: time.Minute})
+	const n = 3*gcBatch + 10
+	for i := range n {
+		settle(t, l, reserve(t, l, fmt.Sprint("r", i), 0, 0), 0, 0)
+	}
+	kept := func() (int, int) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return len(m.res), len(m.counters)
+	}
+	if res, _ := kept(); res != n {
+		t.Fatalf("%d reservations kept, want %d", res, n)
+	}
+	clk.Add(time.Hour)
+	peek(t, l)
+	if res, counters := kept(); res != n-gcBatch || counters != 0 {
+		t.Fatalf("after one operation: %d reservations, %d counters kept; want %d and 0", res, counters, n-gcBatch)
+	}
+	for range 3 {
+		peek(t, l)
+	}
+	if res, _ := kept(); res != 0 {
+		t.Fatalf("%d reservations kept after the backlog drained", res)
 	}
 }
