@@ -97,7 +97,9 @@ type window struct {
 	reopen  atomic.Int64 // end of the reopening after it, unix ns
 	reasonP atomic.Pointer[string]
 
-	failures int // consecutive; under Tracker.mu
+	// failures are consecutive; changed under Tracker.mu, read without
+	// it by Succeeded, which then has nothing to end (most answers).
+	failures atomic.Int32
 }
 
 // New returns a tracker with policy p.
@@ -245,13 +247,23 @@ func (t *Tracker) Succeeded(tg Target) {
 	if p == nil {
 		return
 	}
+	ls := p.limits.Load()
+	running := p.outage.failures.Load() != 0
+	if ls != nil {
+		for _, l := range *ls {
+			running = running || (l.applies(tg) && l.w.failures.Load() != 0)
+		}
+	}
+	if !running {
+		return // no run of failures to end: no lock on the answer's path
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	p.outage.failures = 0
+	p.outage.failures.Store(0)
 	if ls := p.limits.Load(); ls != nil {
 		for _, l := range *ls {
 			if l.applies(tg) {
-				l.w.failures = 0
+				l.w.failures.Store(0)
 			}
 		}
 	}
@@ -321,7 +333,7 @@ func (t *Tracker) limitLocked(p *provider, model, workspace string) *limit {
 	if old != nil {
 		// Scopes that are over and forgotten go as a new one comes.
 		ls = slices.DeleteFunc(slices.Clone(*old), func(x *limit) bool {
-			return x.w.failures == 0 && x.w.reopen.Load() <= now && x.w.until.Load() <= now
+			return x.w.failures.Load() == 0 && x.w.reopen.Load() <= now && x.w.until.Load() <= now
 		})
 	}
 	ls = append(ls, l)
@@ -350,7 +362,7 @@ func (t *Tracker) providerLocked(name string) *provider {
 // FailuresBeforeCooldown in a row otherwise. It reports whether the window
 // cools down, and whether this failure started (or lengthened) it.
 func (t *Tracker) failLocked(w *window, reason string, retryAfter time.Duration) (cooling, started bool) {
-	w.failures++
+	w.failures.Add(1)
 	now := t.now()
 	n := now.UnixNano()
 	reopening := w.until.Load() != 0 && n >= w.until.Load() && n < w.reopen.Load()
@@ -359,7 +371,7 @@ func (t *Tracker) failLocked(w *window, reason string, retryAfter time.Duration)
 	case retryAfter > 0:
 		d = min(retryAfter, t.policy.MaxCooldown)
 		reason += ", Retry-After " + retryAfter.String()
-	case t.policy.FailuresBeforeCooldown > 0 && w.failures >= t.policy.FailuresBeforeCooldown:
+	case t.policy.FailuresBeforeCooldown > 0 && int(w.failures.Load()) >= t.policy.FailuresBeforeCooldown:
 		d = t.policy.Cooldown
 	case reopening:
 		d = t.policy.Cooldown // the provider is not back yet
@@ -440,7 +452,7 @@ func (t *Tracker) Snapshot() []Status {
 	n := t.now().UnixNano()
 	var out []Status
 	add := func(s Status, w *window) {
-		s.ConsecutiveFailures = w.failures
+		s.ConsecutiveFailures = int(w.failures.Load())
 		if u := w.until.Load(); u > n {
 			s.CoolingUntil, s.Reason = time.Unix(0, u), w.reason()
 		}
