@@ -342,6 +342,26 @@ func (t *Tracker) limitLocked(p *provider, model, workspace string) *limit {
 }
 
 // providerLocked returns a provider's state, adding it (copy on write).
+// Forget drops the providers keep does not name (a reload removed them):
+// their cooldowns and runs of failures, and so their metric series.
+func (t *Tracker) Forget(keep func(provider string) bool) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := *t.provs.Load()
+	m := make(map[string]*provider, len(old))
+	for k, v := range old {
+		if keep(k) {
+			m[k] = v
+		}
+	}
+	if len(m) != len(old) {
+		t.provs.Store(&m)
+	}
+}
+
 func (t *Tracker) providerLocked(name string) *provider {
 	old := *t.provs.Load()
 	if p := old[name]; p != nil {

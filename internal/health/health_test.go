@@ -256,3 +256,16 @@ func BenchmarkAdmitsNothingCooling(b *testing.B) {
 		}
 	})
 }
+
+// TestForget: a provider a reload removed is forgotten, with its cooldown;
+// the others keep theirs.
+func TestForget(t *testing.T) {
+	tr := New(Policy{FailuresBeforeCooldown: 1, Cooldown: time.Minute, MaxCooldown: time.Hour})
+	tr.Failed(Target{Provider: "gone"}, "x", 0)
+	tr.Failed(Target{Provider: "kept"}, "x", 0)
+	tr.Forget(func(p string) bool { return p == "kept" })
+	snap := tr.Snapshot()
+	if len(snap) != 1 || snap[0].Provider != "kept" {
+		t.Fatalf("after forgetting: %+v", snap)
+	}
+}

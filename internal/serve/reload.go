@@ -348,6 +348,9 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 		r.ln.led.SetLimits(g.limits) // with the state that uses them (a request reserves in one or the other)
 	}
 	r.ln.health.SetPolicy(healthPolicy(cfg))
+	r.ln.health.Forget(func(name string) bool {
+		return slices.ContainsFunc(g.cat.Providers(), func(p *catalog.Provider) bool { return p.Name == name })
+	})
 	r.ln.lat.SetHalfLife(cfg.Routing.LatencyHalfLife)
 	r.ln.keeper.keepConfig(ctx, g.versions) // before a record can name it
 	r.ep.SetState(g.state)
