@@ -280,10 +280,10 @@ func recordAttempt(f *filter, idx int, m *catalog.Model, workspace string, o att
 		}
 	case strings.Contains(o.flags, "UO"):
 		// Envoy's circuit breaker for the provider's cluster is full: a
-		// limit of this deployment's, not the provider failing. It moves
-		// the request on and neither cools the provider nor adds to its
-		// run of failures (a helper's finding: one burst over max_requests
-		// took a healthy provider out of routing for every caller).
+		// limit of this deployment's, not the provider failing. It neither
+		// cools the provider nor adds to its run of failures (a helper's
+		// finding: one burst over max_requests took a healthy provider out
+		// of routing for every caller). Envoy does not retry an overflow.
 		a.Outcome, a.Reason = "failed", failureReason(status, o.flags)
 	case retryable(status):
 		a.Outcome, a.Reason = "failed", failureReason(status, o.flags)

@@ -41,8 +41,8 @@ type ClusterSettings struct {
 }
 
 // CircuitBreakers cap what Envoy sends one provider at once (Envoy's
-// default priority thresholds); beyond them a request fails fast with 503
-// and stellwerk's failover moves it on.
+// default priority thresholds); beyond them a request fails fast with 503,
+// which Envoy does not retry (no failover), and the provider is not cooled.
 type CircuitBreakers struct {
 	MaxConnections     uint32 `yaml:"max_connections,omitempty" json:"max_connections,omitempty"`
 	MaxPendingRequests uint32 `yaml:"max_pending_requests,omitempty" json:"max_pending_requests,omitempty"`
