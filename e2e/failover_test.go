@@ -10,8 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -529,6 +531,59 @@ func TestBrokenSuccessIsAnError(t *testing.T) {
 		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"primary-mini","messages":[{"role":"user","content":"x"}]}`, nil)
 		if e := decodeError(t, b); resp.StatusCode != 502 || e.Error.Code != "provider_bad_response" || resp.Header.Get("content-type") != "application/json" {
 			t.Errorf("%s: %d %v %s", mode, resp.StatusCode, resp.Header, b)
+		}
+	}
+}
+
+// TestCircuitBreakerOverflowThroughEnvoy: requests over a provider's
+// circuit breaker (max_requests) get Envoy's 503 (UO), which is not
+// retried, and the provider stays in routing: a limit of this
+// deployment's is not the provider failing (a helper's finding: one burst
+// cooled a healthy provider for every caller).
+func TestCircuitBreakerOverflowThroughEnvoy(t *testing.T) {
+	t.Parallel()
+	s := failoverStackWith(t, func(c *config.Config) {
+		c.Failover.FailuresBeforeCooldown = 1
+		for i := range c.Providers {
+			if c.Providers[i].Name == "primary" {
+				c.Providers[i].Cluster = &config.ClusterSettings{CircuitBreakers: &config.CircuitBreakers{MaxRequests: 2}}
+			}
+		}
+	})
+	primary := s.Providers["primary"]
+	primary.SetBehavior(mockllm.Behavior{FirstByteDelay: 800 * time.Millisecond})
+	chat := `{"model":"auto","messages":[{"role":"user","content":"x"}]}`
+	var wg sync.WaitGroup
+	codes := make([]int, 6)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Pinned: the one attempt goes straight to the provider, and
+			// the edge records its answer (the helper's case).
+			resp, _ := post(t, s.URL+"/v1/chat/completions", `{"model":"primary-mini","messages":[{"role":"user","content":"x"}]}`, nil)
+			codes[i] = resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	if !slices.Contains(codes, 503) || !slices.Contains(codes, 200) {
+		t.Fatalf("six requests over max_requests 2: %v", codes)
+	}
+	if n := envoyCounters(t, s, "cluster.provider_primary.")["upstream_rq_active_overflow"]; n == 0 {
+		t.Fatalf("no overflow counted by Envoy (%v)", codes)
+	}
+	primary.SetBehavior(mockllm.Behavior{})
+	// Envoy's upstream log reports the overflows a moment later: for two
+	// seconds after the burst, every request still goes to primary.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, b := post(t, s.URL+"/v1/chat/completions", chat, nil)
+		if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "primary" {
+			t.Fatalf("after the burst: %d %q %s", resp.StatusCode, resp.Header.Get("x-stellwerk-provider"), b)
+		}
+	}
+	if st := adminJSON(t, s, "/status"); st["providers"] != nil {
+		if ps, _ := st["providers"].([]any); len(ps) > 0 {
+			t.Errorf("the breaker's overflow cooled: %v", ps)
 		}
 	}
 }
