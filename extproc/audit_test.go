@@ -14,7 +14,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/audit"
-	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/store"
 )
 
@@ -71,16 +70,7 @@ func recordsOf(t *testing.T, l *audit.Log) map[string][]audit.Record {
 // phase leaves exactly one record when its stream ends, with what the
 // client got; requests answered from their headers leave none.
 func TestAuditRecordPerRequest(t *testing.T) {
-	c, err := config.Decode(strings.NewReader(`
-routing: {default_model: m}
-currency: {usd_to_eur: 1}
-providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {env: P_KEY}}]
-models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, output_per_mtok: 10}}]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := stateFor(t, c, func(string) string { return "sk-p" })
+	st := pricedProvider(t, "sk-p")
 	l, _ := testAuditLog(t, true)
 	st.Audit = l
 	st.Versions = audit.Versions{Config: audit.ContentHash([]byte("config")), Catalog: audit.ContentHash([]byte("catalog"))}

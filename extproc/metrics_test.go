@@ -22,16 +22,7 @@ import (
 // dashboard reads, with what the client got, and nothing a client sent
 // becomes a label.
 func TestMetricsPerRequest(t *testing.T) {
-	c, err := config.Decode(strings.NewReader(`
-routing: {default_model: m}
-currency: {usd_to_eur: 1}
-providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {env: P_KEY}}]
-models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, output_per_mtok: 10}}]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := stateFor(t, c, func(string) string { return "sk-p" })
+	st := pricedProvider(t, "sk-p")
 	st.Metrics = telemetry.New()
 	run := func(msgs ...*extprocv3.ProcessingRequest) {
 		p := &edge{filter: filter{state: st, log: zap.NewNop(), id: NewDecisionID()}, ctx: context.Background()}
@@ -98,6 +89,22 @@ models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, o
 			}
 		}
 	}
+}
+
+// pricedProvider is oneProvider with m priced (2 and 10 USD per million
+// tokens, one USD a euro).
+func pricedProvider(tb testing.TB, key string) *State {
+	tb.Helper()
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: m}
+currency: {usd_to_eur: 1}
+providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {env: P_KEY}}]
+models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, output_per_mtok: 10}}]
+`))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return stateFor(tb, c, func(string) string { return key })
 }
 
 // oneProvider is a State with provider p (its key in P_KEY: key) and its

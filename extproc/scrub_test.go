@@ -10,8 +10,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/zap"
-
-	"github.com/stellwerk/stellwerk/internal/config"
 )
 
 const echoedKey = "sk-p-0123456789abcdefSECRET"
@@ -20,16 +18,7 @@ const echoedKey = "sk-p-0123456789abcdefSECRET"
 // credential is echoedKey.
 func echoEdge(t testing.TB, stream bool) *edge {
 	t.Helper()
-	c, err := config.Decode(strings.NewReader(`
-routing: {default_model: m}
-currency: {usd_to_eur: 1}
-providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {env: P_KEY}}]
-models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, output_per_mtok: 10}}]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := stateFor(t, c, func(string) string { return echoedKey })
+	st := pricedProvider(t, echoedKey)
 	p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "decision-1"}, ctx: context.Background()}
 	p.handle(headersMsg("POST", "/v1/chat/completions", false))
 	body := `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`

@@ -38,16 +38,7 @@ func respBodyMsg(body string, eos bool) *extprocv3.ProcessingRequest {
 // spend row when its stream ends, with or without budgets, whatever became
 // of it; requests that were never decided leave none.
 func TestSpendRowPerRequest(t *testing.T) {
-	c, err := config.Decode(strings.NewReader(`
-routing: {default_model: m}
-currency: {usd_to_eur: 1}
-providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {env: P_KEY}}]
-models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, output_per_mtok: 10}}]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := stateFor(t, c, func(string) string { return "sk-p" })
+	st := pricedProvider(t, "sk-p")
 	const chat = `{"model":"auto","max_tokens":100,"messages":[{"role":"user","content":"hello there"}]}`
 	type want struct {
 		status        spend.Status

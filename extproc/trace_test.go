@@ -12,7 +12,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/zap"
 
-	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/telemetry"
 )
 
@@ -20,16 +19,7 @@ import (
 // of the client's W3C trace context, with the GenAI attributes and the
 // decision, and nothing of the key or the prompt; a refusal is a span too.
 func TestSpanPerRequest(t *testing.T) {
-	c, err := config.Decode(strings.NewReader(`
-routing: {default_model: m}
-currency: {usd_to_eur: 1}
-providers: [{name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {env: P_KEY}}]
-models: [{id: m, provider: p, context_window: 8000, price: {input_per_mtok: 2, output_per_mtok: 10}}]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := stateFor(t, c, func(string) string { return "sk-p" })
+	st := pricedProvider(t, "sk-p")
 	rec := tracetest.NewSpanRecorder()
 	st.Traces = telemetry.NewTracing(rec, resource.Empty())
 	run := func(msgs ...*extprocv3.ProcessingRequest) {
