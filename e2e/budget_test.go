@@ -250,6 +250,14 @@ func TestKeyOwnLimits(t *testing.T) {
 	if rest := time.Minute - time.Duration(time.Now().Second())*time.Second; rest < 15*time.Second {
 		time.Sleep(rest + time.Second)
 	}
+	// A budget below the ledger's micro-euro would be no budget at all: it
+	// is refused when the key is stored, not dropped with the key's other
+	// limits on every request.
+	if resp, b := adminDo(t, s, "POST", "/admin/keys",
+		`{"id":"tiny","workspace":"default","limits":{"budgets":[{"amount_eur":0.0000004,"period":"month"}],"rate_limit":{"requests_per_minute":1}}}`); resp.StatusCode != 400 ||
+		!strings.Contains(string(b), "limits.budgets[0].amount_eur") {
+		t.Errorf("a key with a budget under a micro-euro: %d %s", resp.StatusCode, b)
+	}
 	resp, b := adminDo(t, s, "POST", "/admin/keys",
 		`{"id":"metered","workspace":"default","limits":{"budgets":[{"amount_eur":100,"period":"month"}],"rate_limit":{"requests_per_minute":2}}}`)
 	if resp.StatusCode != 201 {

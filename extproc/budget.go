@@ -49,9 +49,20 @@ func outputBound(m *catalog.Model, maxTokens int) int {
 func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *extprocv3.ProcessingResponse {
 	worst, tokens := worstCase(p.class.InputTokens, plan, o)
 	pr := p.principal
+	extra, err := p.state.limitsOf(&pr, led)
+	if err != nil {
+		// Fail closed: admitting the request would spend past limits
+		// its key was given.
+		p.log.Error("the key's own limits cannot be enforced; request refused", zap.String("decision_id", p.id),
+			zap.String("key_id", pr.KeyID), zap.Error(err))
+		e := apierr.Internal()
+		e.Code, e.Final = "key_limits_invalid", true
+		e.Message = "this key's budgets or rate limits cannot be enforced, so the request was not sent; an administrator must replace the key (see the stellwerk log)"
+		return p.immediate(e)
+	}
 	r, err := led.Reserve(p.ctx, &ledger.Request{ID: p.id, Model: plan[0].ID, Cost: worst, Tokens: tokens,
 		Subject: ledger.Subject{Key: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace},
-		Extra:   p.state.limitsOf(&pr, led)})
+		Extra:   extra})
 	if err != nil {
 		if errors.Is(err, ledger.ErrUnavailable) {
 			p.log.Error("budgets and rate limits cannot be checked; request refused", zap.String("decision_id", p.id), zap.Error(err))
@@ -140,23 +151,24 @@ func worstCase(in int, plan []*catalog.Model, o output) (ledger.MicroEUR, int64)
 type keyLimitsEntry struct {
 	src *config.Limits
 	lim *ledger.Limits
+	err error
 }
 
 // limitsOf is the principal's own limits (a store key's budgets and rate
 // limits), compiled once per version of its record; nil when it has none.
-func (st *State) limitsOf(pr *auth.Principal, led *ledger.Ledger) *ledger.Limits {
+// A record that does not compile (the store validates limits as the ledger
+// does, so only a record written by an older version or by hand) is an
+// error: the key's limits would otherwise silently stop holding.
+func (st *State) limitsOf(pr *auth.Principal, led *ledger.Ledger) (*ledger.Limits, error) {
 	if pr.Limits == nil || pr.KeyID == "" {
-		return nil
+		return nil, nil
 	}
 	if e, ok := st.keyLimits.Load(pr.KeyID); ok && e.(keyLimitsEntry).src == pr.Limits {
-		return e.(keyLimitsEntry).lim
+		return e.(keyLimitsEntry).lim, e.(keyLimitsEntry).err
 	}
 	lim, err := ledger.KeyLimitsFromConfig(pr.KeyID, pr.Limits, led.Limits().Location())
-	if err != nil {
-		lim = nil // validated when the key was stored; a bad record limits nothing rather than failing every request
-	}
-	st.keyLimits.Store(pr.KeyID, keyLimitsEntry{src: pr.Limits, lim: lim})
-	return lim
+	st.keyLimits.Store(pr.KeyID, keyLimitsEntry{src: pr.Limits, lim: lim, err: err})
+	return lim, err
 }
 
 // tellBudgets logs, and tells the webhook, once per budget and period on

@@ -23,8 +23,9 @@ func (p *edge) policyBudgets() []ledger.BudgetState {
 		return nil
 	}
 	pr := &p.principal
+	extra, _ := p.state.limitsOf(pr, led) // a record that does not compile is refused at the reservation
 	req := ledger.Request{Subject: ledger.Subject{Key: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace},
-		Extra: p.state.limitsOf(pr, led)}
+		Extra: extra}
 	if !led.Downgrades(&req) {
 		return nil
 	}
@@ -39,8 +40,9 @@ func (p *edge) peekBudgets(context.Context) []ledger.BudgetState {
 		return nil
 	}
 	pr := &p.principal
+	extra, _ := p.state.limitsOf(pr, led) // refused at the reservation when it does not compile
 	req := ledger.Request{Subject: ledger.Subject{Key: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace},
-		Extra: p.state.limitsOf(pr, led)}
+		Extra: extra}
 	return p.peek(led, &req)
 }
 

@@ -139,6 +139,10 @@ var (
 // in Redis's Lua numbers (doubles: integers up to 2^53).
 const MaxBudgetEUR = 1e9
 
+// MinBudgetEUR is the smallest budget: the ledger counts whole micro-EUR,
+// and a smaller amount would round to no budget at all.
+const MinBudgetEUR = 1e-6
+
 // envRE is an environment variable name.
 var envRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -232,8 +236,8 @@ func (c *Config) validateLedger(models map[string]bool) []error {
 				bad(f+".subject", "%s", msg)
 			}
 		}
-		if l.AmountEUR <= 0 || l.AmountEUR > MaxBudgetEUR {
-			bad(f+".amount_eur", "must be positive and at most %.0f, got %v", float64(MaxBudgetEUR), l.AmountEUR)
+		if !(l.AmountEUR >= MinBudgetEUR) || l.AmountEUR > MaxBudgetEUR {
+			bad(f+".amount_eur", "must be at least %g and at most %.0f, got %v", MinBudgetEUR, float64(MaxBudgetEUR), l.AmountEUR)
 		}
 		oneOf(f+".period", l.Period, budgetPeriods)
 		oneOf(f+".action", l.Action, budgetActions)

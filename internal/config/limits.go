@@ -46,8 +46,8 @@ func (l Limits) Check(prefix string) []error {
 	}
 	for i, b := range l.Budgets {
 		f := fmt.Sprintf("%s.budgets[%d]", prefix, i)
-		if !(b.AmountEUR > 0) || b.AmountEUR > 1e12 {
-			bad(f+".amount_eur", "must be a positive amount")
+		if !(b.AmountEUR >= MinBudgetEUR) || b.AmountEUR > MaxBudgetEUR {
+			bad(f+".amount_eur", "must be at least %g and at most %.0f, got %v", MinBudgetEUR, float64(MaxBudgetEUR), b.AmountEUR)
 		}
 		if !slices.Contains(budgetPeriods, b.Period) {
 			bad(f+".period", "%q is not one of %s", b.Period, strings.Join(budgetPeriods, ", "))
@@ -55,8 +55,8 @@ func (l Limits) Check(prefix string) []error {
 		if b.Action != "" && !slices.Contains(budgetActions, b.Action) {
 			bad(f+".action", "%q is not one of %s", b.Action, strings.Join(budgetActions, ", "))
 		}
-		if b.WarnAt < 0 || b.WarnAt >= 1 {
-			bad(f+".warn_at", "must be a fraction below 1 (0: 0.8)")
+		if !(b.WarnAt >= 0 && b.WarnAt <= 1) {
+			bad(f+".warn_at", "must be within [0, 1] (0: 0.8), got %v", b.WarnAt)
 		}
 	}
 	r := l.RateLimit

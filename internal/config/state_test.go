@@ -57,17 +57,23 @@ func TestStateErrors(t *testing.T) {
 }
 
 func TestLimitsCheck(t *testing.T) {
-	l := Limits{Budgets: []Budget{{AmountEUR: 0, Period: "year", Action: "shout", WarnAt: 1}}, RateLimit: RateLimit{TokensPerDay: -1}}
+	l := Limits{Budgets: []Budget{{AmountEUR: 0, Period: "year", Action: "shout", WarnAt: 1.5}, {AmountEUR: 4e-7, Period: "day", WarnAt: 1}},
+		RateLimit: RateLimit{TokensPerDay: -1}}
 	errs := l.Check("x")
 	var all []string
 	for _, e := range errs {
 		all = append(all, e.Error())
 	}
 	got := strings.Join(all, "\n")
-	for _, want := range []string{"x.budgets[0].amount_eur", "x.budgets[0].period", "x.budgets[0].action", "x.budgets[0].warn_at", "x.rate_limit.tokens_per_day"} {
+	for _, want := range []string{"x.budgets[0].amount_eur", "x.budgets[0].period", "x.budgets[0].action", "x.budgets[0].warn_at", "x.rate_limit.tokens_per_day",
+		// Below a micro-euro the ledger would hold no budget at all.
+		"x.budgets[1].amount_eur: must be at least 1e-06"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("%s not reported:\n%s", want, got)
 		}
+	}
+	if strings.Contains(got, "budgets[1].warn_at") {
+		t.Errorf("warn_at 1 (warn when used up) refused:\n%s", got)
 	}
 	if !(Limits{}).IsZero() || (Limits{RateLimit: RateLimit{RequestsPerMinute: 1}}).IsZero() {
 		t.Error("IsZero")
