@@ -427,6 +427,90 @@ func TestEnvoyRejectionPerNode(t *testing.T) {
 	}
 }
 
+// TestRefusedClusterKeepsCredentialsFlowing (a helper's finding): a new
+// provider whose cluster Envoy refuses never has its credential asked for.
+// That must not hold back every other credential: a provider added after
+// it gets its key, and a rotated key reaches Envoy. (The ADS cache
+// answered a secret request only when it named every secret, so nothing
+// was delivered until stellwerk restarted.)
+// Both modes: the helper met it in drop-in mode (clusters).
+func TestRefusedClusterKeepsCredentialsFlowing(t *testing.T) {
+	t.Parallel()
+	t.Run("standalone", func(t *testing.T) {
+		t.Parallel()
+		credentialsFlow(t, harness.Start(t, harness.Options{}))
+	})
+	t.Run("clusters", func(t *testing.T) {
+		t.Parallel()
+		s, _ := existingEnvoy(t, true, nil)
+		credentialsFlow(t, s)
+	})
+}
+
+func credentialsFlow(t *testing.T, s *harness.Stack) {
+	cfg := *s.Config
+	refused := s.AddProvider("onprem", "sk-onprem", "on_prem")
+	refused.BaseURL = "https://llm.onprem.invalid:9443/v1"
+	refused.Cluster = &config.ClusterSettings{TLS: &config.ClusterTLS{CABundle: "/nonexistent/corp-ca.pem"}}
+	cfg.Providers = append(cfg.Providers, refused)
+	cfg.Models = append(cfg.Models, config.Model{ID: "onprem-model", Provider: "onprem", ProviderModel: "o", ContextWindow: 8000})
+	s.WriteConfig(&cfg)
+	waitFor(t, "Envoy's refusal in /status", func() bool {
+		nodes, _ := adminJSON(t, s, "/status")["envoy_nodes"].([]any)
+		return len(nodes) == 1 && nodes[0].(map[string]any)["rejections"] != nil
+	})
+
+	gamma := s.AddProvider("gamma", "sk-gamma", "eu")
+	cfg.Providers = append(cfg.Providers, gamma)
+	cfg.Models = append(cfg.Models, config.Model{ID: "gamma-model", Provider: "gamma", ProviderModel: "g", ContextWindow: 8000})
+	s.WriteConfig(&cfg)
+	var last string
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last answer: %s", last)
+		}
+	})
+	ok := func(want int) bool {
+		resp, err := http.Post(s.URL+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"gamma-model","messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil { // Envoy restarting
+			last = err.Error()
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		last = fmt.Sprintf("%d %s", resp.StatusCode, b)
+		return resp.StatusCode == want
+	}
+	waitFor(t, "the provider added after the refused one to answer", func() bool { return ok(200) })
+	if got := s.Providers["gamma"].Requests()[0].Header.Get("Authorization"); got != "Bearer sk-gamma" {
+		t.Errorf("gamma got credential %q", got)
+	}
+	// A rotated key reaches Envoy: the mock refuses the old one (401).
+	if err := os.WriteFile(gamma.Credential.File, []byte("sk-gamma-2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the rotated key to be sent", func() bool {
+		ok(0)
+		rs := s.Providers["gamma"].Requests()
+		return rs[len(rs)-1].Header.Get("Authorization") == "Bearer sk-gamma-2"
+	})
+	if err := os.WriteFile(gamma.Credential.File, []byte("sk-gamma"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the key rotated back to be sent", func() bool { return ok(200) })
+	// An Envoy that restarts meanwhile gets every credential it asks for at
+	// once: no wait for its initial fetch timeout (15 s), with the provider
+	// answering 401 after it.
+	s.Stop("envoy")
+	s.RestartProcess("envoy")
+	start := time.Now()
+	waitFor(t, "the restarted Envoy to serve gamma", func() bool { return ok(200) })
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the restarted Envoy served gamma after %s", took.Round(time.Second))
+	}
+}
+
 // TestPerTryTimeout (issue 17): a provider's per_try_timeout ends an
 // upstream stream that runs longer, streaming or not; a quicker answer is
 // untouched.

@@ -114,8 +114,10 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		// Without failover: the provider's answer is not the client's to
 		// see (its 401 would tell the client its own key is wrong, and its
 		// text may name part of stellwerk's).
-		p.log.Error("the provider refused stellwerk's credential", zap.String("decision_id", p.id),
-			zap.String("provider", m.Provider.Name), zap.Int("status", code))
+		// Envoy answers the same when it has no credential to inject (its
+		// secret never arrived): the log names both causes.
+		p.log.Error("the provider refused stellwerk's credential, or Envoy had none to send (stellwerk xds dump shows whether its secret is current)",
+			zap.String("decision_id", p.id), zap.String("provider", m.Provider.Name), zap.Int("status", code))
 		e := apierr.Upstream("provider_credential_refused",
 			"the provider %s refused the gateway's credential for it (%d); the request was not served (operators: see the stellwerk log)",
 			m.Provider.Name, code)

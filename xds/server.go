@@ -34,7 +34,16 @@ func (sameForAll) ID(*corev3.Node) string { return snapshotKey }
 // Publisher is the single writer of the snapshot cache and the ADS server
 // Envoy connects to.
 type Publisher struct {
-	cache   cachev3.SnapshotCache
+	// cache holds clusters, listeners and routes: in ADS mode, answered in
+	// Envoy's order (clusters before what references them) and only for
+	// requests naming every resource of their type.
+	cache cachev3.SnapshotCache
+	// secrets holds the provider credentials, outside ADS mode: a secret
+	// request is answered for the names it asks. In ADS mode a request had
+	// to name every secret in the snapshot, and Envoy never asks for the
+	// secret of a cluster it refused, so one refused cluster held back every
+	// credential (a new provider's, a rotated key) until stellwerk restarted.
+	secrets cachev3.SnapshotCache
 	server  serverv3.Server
 	log     *zap.Logger
 	mu      sync.Mutex // serialises Publish
@@ -62,9 +71,23 @@ func NewPublisher(ctx context.Context, log *zap.Logger) *Publisher {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
 	p.cache = cachev3.NewSnapshotCache(true, sameForAll{}, zapAdapter{log.Sugar()})
-	p.server = serverv3.NewServer(ctx, p.cache, p.callbacks(), sotwv3.WithOrderedADS())
+	p.secrets = cachev3.NewSnapshotCache(false, sameForAll{}, zapAdapter{log.Sugar()})
+	mux := &cachev3.MuxCache{
+		Classify:      func(r *cachev3.Request) string { return cacheFor(r.GetTypeUrl()) },
+		ClassifyDelta: func(r *cachev3.DeltaRequest) string { return cacheFor(r.GetTypeUrl()) },
+		Caches:        map[string]cachev3.Cache{"ads": p.cache, "secrets": p.secrets},
+	}
+	p.server = serverv3.NewServer(ctx, mux, p.callbacks(), sotwv3.WithOrderedADS())
 	p.version.Store("")
 	return p
+}
+
+// cacheFor names the cache that answers a resource type.
+func cacheFor(typeURL string) string {
+	if typeURL == resource.SecretType {
+		return "secrets"
+	}
+	return "ads"
 }
 
 // Register adds the ADS service to a gRPC server.
@@ -89,13 +112,21 @@ func (p *Publisher) Publish(ctx context.Context, ir IR) (string, error) {
 		resource.ClusterType:  toResources(res.Clusters),
 		resource.ListenerType: toResources(res.Listeners),
 		resource.RouteType:    toResources(res.Routes),
-		resource.SecretType:   toResources(res.Secrets),
 	})
 	if err != nil {
 		return "", err
 	}
 	if err := snap.Consistent(); err != nil {
 		return "", fmt.Errorf("inconsistent snapshot: %w", err)
+	}
+	secrets, err := cachev3.NewSnapshot(version, map[resource.Type][]types.Resource{resource.SecretType: toResources(res.Secrets)})
+	if err != nil {
+		return "", err
+	}
+	// Secrets first: a new cluster's credential is there when Envoy,
+	// having taken the cluster, asks for it.
+	if err := p.secrets.SetSnapshot(ctx, snapshotKey, secrets); err != nil {
+		return "", err
 	}
 	if err := p.cache.SetSnapshot(ctx, snapshotKey, snap); err != nil {
 		return "", err
