@@ -453,6 +453,7 @@ func (p *edge) scrub(body []byte) ([]byte, bool) {
 // says how it failed.
 func (p *edge) noAnswer(what string) *apierr.Error {
 	m := p.served
+	p.broken = true // not served: charged nothing, as a provider's error is
 	p.log.Warn("the provider's success was no answer", zap.String("decision_id", p.id), zap.String("model", m.ID),
 		zap.String("provider", m.Provider.Name), zap.String("body", what))
 	return apierr.Upstream("provider_bad_response", "the provider %s answered with success but %s; the request was not served", m.Provider.Name, what)

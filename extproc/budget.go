@@ -72,7 +72,7 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *ext
 		p.log.Error("reservation failed", zap.String("decision_id", p.id), zap.Error(err))
 		return p.immediate(apierr.Internal())
 	}
-	p.reservation, p.reservedEUR = r, worst
+	p.reservation = r
 	observeBudgets(p.state.Metrics, &r.State)
 	if r.Warning || !r.Allowed {
 		p.tellBudgets(&r.State)
@@ -344,22 +344,27 @@ const settleTimeout = 2 * time.Second
 
 // endReservation settles what the answer left open when the request's
 // stream ends: an answer that started (2xx) but whose usage stellwerk never
-// read is charged at the reserved worst case, never zero (interrupted if
-// its body never came); otherwise no provider answered and nothing is
-// charged (failed, or interrupted when the stream ended before any answer:
-// the client went away). A request that never left (refused by a limit)
-// has no row.
+// read is charged at the served model's worst case, never zero
+// (interrupted if its body never came); otherwise no provider answered and
+// nothing is charged (failed, or interrupted when the stream ended before
+// any answer: the client went away), and neither is a 2xx that was no
+// answer (the client got 502). A request that never left (refused by a
+// limit) has no row.
 func (p *edge) endReservation() {
 	if p.reservation == nil && (p.recorded || p.routedAt.IsZero() || !p.state.readsUsage()) {
 		return
 	}
-	if len(p.respStatus) == 3 && p.respStatus[0] == '2' {
-		p.log.Warn("answer's usage unknown; charged at the reserved worst case", zap.String("decision_id", p.id))
+	if len(p.respStatus) == 3 && p.respStatus[0] == '2' && !p.broken && p.served != nil {
+		// The served model's, not the plan's: the dearest fallback's
+		// worst case is up to fifty times more than the answer could cost
+		// (a helper's finding).
+		worst, _ := worstCase(p.class.InputTokens, []*catalog.Model{p.served}, p.out)
+		p.log.Warn("answer's usage unknown; charged at the served model's worst case", zap.String("decision_id", p.id))
 		st := spend.Served
 		if p.addRouting { // the JSON body was awaited and never came
 			st = spend.Interrupted
 		}
-		p.settle(meter.Charge{EUR: p.reservedEUR.EUR(), Usage: meter.Usage{PromptTokens: p.class.InputTokens, Estimated: true}}, st)
+		p.settle(meter.Charge{EUR: worst.EUR(), Usage: meter.Usage{PromptTokens: p.class.InputTokens, Estimated: true}}, st)
 		return
 	}
 	if p.respStatus == "" && len(p.attempts) == 0 && !p.routedAt.IsZero() && p.served != nil {

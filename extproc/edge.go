@@ -98,7 +98,12 @@ type edge struct {
 
 	// The request's hold on its budgets and rate limits, until settled.
 	reservation *ledger.Reservation
-	reservedEUR ledger.MicroEUR
+	// out is the most the request asks each model to write (its worst
+	// case, for a charge without usage).
+	out output
+	// broken: the provider's 2xx was no answer (empty, not a JSON
+	// object); the client got 502 and nothing is charged.
+	broken bool
 	recorded    bool // the request's spend row went to the recorder
 	// unsettled is a charge made (settle) whose spend row and ledger
 	// settlement wait until the answer that shows it has gone (afterSend).
@@ -505,15 +510,14 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	if fo := p.state.Failover; fo != nil {
 		plan = d.Plan(fo.MaxAttempts)
 	}
+	p.out = outputLimit(&chat)
 	if led := p.state.Ledger; led != nil && (p.state.Limited || p.principal.Limits != nil) {
 		start := time.Now()
-		resp := p.reserve(led, plan, outputLimit(&chat))
+		resp := p.reserve(led, plan, p.out)
 		p.stages.Reserve = time.Since(start)
 		if resp != nil {
 			return resp
 		}
-	} else if p.state.readsUsage() {
-		p.reservedEUR, _ = worstCase(p.class.InputTokens, plan, outputLimit(&chat)) // the spend row's estimate if no usage comes
 	}
 	var resp *extprocv3.ProcessingResponse
 	if p.state.Failover != nil {

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
+	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/spend"
@@ -61,6 +62,12 @@ func TestSpendRowPerRequest(t *testing.T) {
 		"json without usage": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json"),
 			respBodyMsg(`{"choices":[]}`, true)},
 			rows: 1, want: want{status: spend.Served, cost: -1, estimated: true}},
+		// A 2xx that was no answer: the client got 502, as for an error,
+		// and the SDKs send it again; nothing is charged (a helper's
+		// finding: each try was charged the worst case).
+		"json not an object": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json"),
+			respBodyMsg(`garbage`, true)},
+			rows: 1, want: want{status: spend.Failed}},
 		"provider error": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("500", "application/json"),
 			respBodyMsg(`{"error":{"message":"boom"}}`, true)},
 			rows: 1, want: want{status: spend.Failed}},
@@ -135,7 +142,7 @@ func TestSpendRowPerRequest(t *testing.T) {
 				}
 				cost := w.cost
 				if cost == -1 {
-					cost = p.reservedEUR
+					cost, _ = worstCase(p.class.InputTokens, []*catalog.Model{p.served}, p.out)
 					if cost <= 0 {
 						t.Fatalf("no worst case computed")
 					}
@@ -154,6 +161,34 @@ func TestSpendRowPerRequest(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestNoUsageChargedAtTheServedModel: an answer without usage is charged
+// the worst case of the model that served it, not of the dearest model the
+// request might have failed over to (a helper's finding: 50 times more).
+func TestNoUsageChargedAtTheServedModel(t *testing.T) {
+	st := failoverState(t)
+	rec := &rowsRecorder{}
+	st.Spend, st.Ledger, st.Limited = rec, testLedger(t), true
+	e := openStream(New(st, zap.NewNop()), "")
+	e.do(headersMsg("POST", "/v1/chat/completions", false))
+	e.do(bodyMsg(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`))
+	e.do(respHeaders(":status", "200", "content-type", "application/json", "x-envoy-attempt-count", "1"))
+	e.do(respBody(`{"choices":[]}`, true))
+	e.end()
+	if len(rec.rows) != 1 || rec.rows[0].Model != "a1" {
+		t.Fatalf("rows %+v, want one, served by a1", rec.rows)
+	}
+	// The plan is a1 then b1, at twice a1's prices.
+	r := rec.rows[0]
+	out := output{perChoice: 0, choices: 1}
+	a1, _ := st.Router.Catalog.Lookup("a1")
+	b1, _ := st.Router.Catalog.Lookup("b1")
+	wantA1, _ := worstCase(int(r.TokensIn), []*catalog.Model{a1}, out)
+	planWorst, _ := worstCase(int(r.TokensIn), []*catalog.Model{a1, b1}, out)
+	if r.Cost != wantA1 || !r.Estimated || r.Status != spend.Served || wantA1 >= planWorst {
+		t.Errorf("charged %d µEUR (%s), want a1's worst case %d, under the plan's %d", r.Cost, r.Status, wantA1, planWorst)
 	}
 }
 
@@ -370,5 +405,9 @@ func reserved(t *testing.T, st *State, path, body string) ledger.MicroEUR {
 	if r := p.handle(bodyMsg(body)); r.GetImmediateResponse() != nil {
 		t.Fatalf("%s refused: %s", body, r.GetImmediateResponse().Body)
 	}
-	return p.reservedEUR
+	bs, err := st.Ledger.Peek(context.Background(), &ledger.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bs.Budgets[0].Reserved
 }
