@@ -103,8 +103,8 @@ type edge struct {
 	out output
 	// broken: the provider's 2xx was no answer (empty, not a JSON
 	// object); the client got 502 and nothing is charged.
-	broken bool
-	recorded    bool // the request's spend row went to the recorder
+	broken   bool
+	recorded bool // the request's spend row went to the recorder
 	// unsettled is a charge made (settle) whose spend row and ledger
 	// settlement wait until the answer that shows it has gone (afterSend).
 	unsettled settlement
