@@ -151,7 +151,7 @@ func decide(t *testing.T, pq rego.PreparedEvalQuery, input map[string]any) map[s
 func checkShape(t *testing.T, d map[string]any) {
 	t.Helper()
 	keys := slices.Sorted(maps.Keys(d))
-	want := []string{"deny", "downgrade", "exclude", "log_level", "max_cost_eur", "objective", "quality_floor", "redact", "residency", "tags"}
+	want := []string{"deny", "downgrade", "exclude", "log_level", "malformed_excluded", "max_cost_eur", "objective", "quality_floor", "redact", "residency", "tags"}
 	if !slices.Equal(keys, want) {
 		t.Fatalf("decision keys %v, want %v", keys, want)
 	}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -183,6 +184,26 @@ test_wrong if {
 	}
 }
 
+// A rule with the name of one of the library's own (an internal "_" rule,
+// or decision) would become part of it: refused with file:line, in serve
+// and in policy test. A helper's _allow_loosening, true for a ticket
+// prefix the client chose, loosened a workspace's EU residency.
+func TestLibraryRuleNameRefused(t *testing.T) {
+	dir := policyDir(t, map[string]string{"ticket.rego": "package stellwerk\n\n_allow_loosening if startswith(input.request.metadata.ticket, \"SANDBOX-\")\n"})
+	_, err := Load(context.Background(), Source{Library: true, Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "ticket.rego:3") || !strings.Contains(err.Error(), "_allow_loosening is the library's own rule") {
+		t.Fatalf("%v", err)
+	}
+	if _, err := RunTests(context.Background(), Source{Library: true, Dir: dir}); err == nil || !strings.Contains(err.Error(), "_allow_loosening is the library's own rule") {
+		t.Fatalf("policy test: %v", err)
+	}
+	// The extension points are the author's to extend.
+	dir = policyDir(t, map[string]string{"ok.rego": "package stellwerk\n\ndeny contains \"no\" if input.request.metadata.ticket == \"X\"\n\n_mine if true\n"})
+	if _, err := Load(context.Background(), Source{Library: true, Dir: dir}); err != nil {
+		t.Fatalf("an extension point and a helper of the author's own: %v", err)
+	}
+}
+
 // policy test refuses what serve would: a decision of the wrong shape.
 func TestPolicyTestChecksTheShape(t *testing.T) {
 	dir := policyDir(t, map[string]string{"shape.rego": "package stellwerk\n\ntags[\"priority\"] := 1 if input.principal.workspace == \"default\"\n"})
@@ -248,5 +269,50 @@ func TestShapeErrorNamesTheAuthorsRule(t *testing.T) {
 				t.Fatalf("%v", err)
 			}
 		})
+	}
+}
+
+// TestExcludedFailsClosed (a helper's findings): an entry of excluded that
+// is not a pair fails the decision (policy_error) even beside a well-typed
+// rule, which stops OPA's type check from refusing it at load; and an
+// exclusion with an empty reason still excludes. Both had left the model
+// eligible.
+func TestExcludedFailsClosed(t *testing.T) {
+	dir := policyDir(t, map[string]string{
+		"good.rego": "package stellwerk\n\nexcluded contains [\"sample-eu\", \"finance: no eu\"] if input.workspace.name == \"finance\"\n",
+		"bad.rego":  "package stellwerk\n\nexcluded contains \"sample-us\" if input.request.metadata.ticket == \"S-9\"\n",
+		"empty.rego": "package stellwerk\n\nexcluded contains [c.id, object.get(input.request.metadata, \"why\", \"\")] if {\n" +
+			"\tinput.request.metadata.ticket == \"E-1\"\n\tsome c in input.candidates\n}\n",
+	})
+	e, err := Load(context.Background(), Source{Library: true, Dir: dir})
+	if err != nil {
+		t.Fatalf("nothing fires on the sample input, so it loads: %v", err)
+	}
+	eval := func(ticket string) (Decision, error) {
+		cat := sampleCatalog()
+		in := &Input{
+			Request:        RequestFacts{Path: "/v1/chat/completions", API: "chat", Model: "auto", Metadata: map[string]string{"ticket": ticket}, Headers: map[string]string{}},
+			Principal:      auth.Principal{Workspace: auth.DefaultWorkspace, Roles: []string{}},
+			Workspace:      defaultWorkspace(),
+			Classification: &classify.Result{Task: "chat", Complexity: "low", Language: "en", Sensitivity: "public", Risk: "low", PIICounts: map[string]int{}, Scan: classify.ScanComplete},
+			Now:            time.Unix(0, 0),
+		}
+		for _, m := range cat.Models() {
+			in.Candidates = append(in.Candidates, Candidate{Model: m, Quality: 0.5, Healthy: true, LatencyMS: m.LatencyMS})
+		}
+		v, release := in.Value(NewCatalogTerms(cat))
+		defer release()
+		return e.Eval(context.Background(), v)
+	}
+	var shape *ShapeError
+	if _, err := eval("S-9"); !errors.As(err, &shape) || !strings.Contains(err.Error(), `these are not: ["sample-us"]`) {
+		t.Errorf("a bare id beside a well-typed rule: %v", err)
+	}
+	d, err := eval("E-1")
+	if err != nil || d.Exclude["sample-us"] != NoReason || d.Exclude["sample-eu"] != NoReason {
+		t.Errorf("empty reasons: %v %v", d.Exclude, err)
+	}
+	if d, err := eval("T-1"); err != nil || len(d.Exclude) != 0 {
+		t.Errorf("neither fires: %v %v", d.Exclude, err)
 	}
 }

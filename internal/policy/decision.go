@@ -33,9 +33,12 @@ var (
 	logLevels    = []string{"", "debug", "info", "warn"}
 	decisionKeys = []string{"deny", "exclude", "objective", "quality_floor", "max_cost_eur", "redact", "log_level", "tags"}
 	// optionalKeys may be left out of a decision.
-	optionalKeys = []string{"residency", "downgrade"}
+	optionalKeys = []string{"residency", "downgrade", "malformed_excluded"}
 	residencies  = []string{"", "any", "eu", "on_prem"}
 )
+
+// NoReason is the reason of an exclusion whose rule gave an empty one.
+const NoReason = "excluded by a policy rule that gave no reason"
 
 // ShapeError says what is wrong with a decision.
 type ShapeError struct{ Problem string }
@@ -70,6 +73,19 @@ func decode(v any) (Decision, error) {
 	}
 	if d.Exclude, err = stringMap(obj["exclude"], "exclude"); err != nil {
 		return d, err
+	}
+	for id, reason := range d.Exclude {
+		if reason == "" {
+			// An exclusion is one whatever its reason: an empty one had
+			// left the model eligible (a helper's finding).
+			d.Exclude[id] = NoReason
+		}
+	}
+	if v, present := obj["malformed_excluded"]; present {
+		if bad, ok := v.([]any); !ok || len(bad) > 0 {
+			b, _ := json.Marshal(v)
+			return d, &ShapeError{fmt.Sprintf("excluded must hold [model id, reason] pairs of two strings; these are not: %s", b)}
+		}
 	}
 	if d.Tags, err = stringMap(obj["tags"], "tags"); err != nil {
 		return d, err

@@ -164,8 +164,10 @@ var computed = map[string]string{
 }
 
 // ineffective refuses a platform module's rule, next to the library, that
-// would set a decision field the library computes: it would have no effect,
-// which the author would not find out.
+// would set a decision field the library computes (it would have no
+// effect, which the author would not find out), or that has the name of a
+// rule of the library other than an extension point (it would become part
+// of that rule, which the author would not find out either).
 func ineffective(modules map[string]*ast.Module) error {
 	var lib bool
 	for name := range modules {
@@ -174,11 +176,28 @@ func ineffective(modules map[string]*ast.Module) error {
 	if !lib {
 		return nil
 	}
+	// The library's own rule names: a platform rule of the same name in
+	// package stellwerk would silently become part of the library's rule
+	// (a helper's _allow_loosening keyed on a client's metadata loosened a
+	// workspace's residency).
+	library := map[string]bool{}
+	for name, m := range modules {
+		if strings.HasPrefix(name, "library/") && !strings.HasSuffix(name, "_test.rego") && m.Package.Path.Equal(decisionPackage) {
+			for _, r := range m.Rules {
+				library[r.Head.Ref()[0].String()] = true
+			}
+		}
+	}
 	var errs ast.Errors
 	platformRules(modules, func(r *ast.Rule, head string) {
-		if how, ok := computed[head]; ok {
+		_, extension := extensionShape(head)
+		switch how, ok := computed[head]; {
+		case ok:
 			errs = append(errs, ast.NewError(ast.CompileErr, r.Location,
 				"%s has no effect: the library computes the decision's %s; %s (docs/policy-library.md)", head, head, how))
+		case library[head] && !extension:
+			errs = append(errs, ast.NewError(ast.CompileErr, r.Location,
+				"%s is the library's own rule: a rule of that name here would change it; name yours differently (the extension points are deny, excluded, tags and log_levels; docs/policy-library.md)", head))
 		}
 	})
 	if len(errs) == 0 {

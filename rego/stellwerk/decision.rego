@@ -28,6 +28,7 @@ decision := {
 	"tags": tags,
 	"residency": _decision_residency,
 	"downgrade": _downgrade_budgets,
+	"malformed_excluded": _malformed_excluded,
 }
 
 # _decision_residency is the residency requirement when it excluded a
@@ -58,8 +59,26 @@ exclude := object.union_n([
 # so that two modules excluding the same model never conflict.
 _custom_exclude := {id: concat("; ", reasons) |
 	some pair in data.stellwerk.excluded
+	_excluded_pair(pair)
 	id := pair[0]
-	reasons := {r | some p in data.stellwerk.excluded; p[0] == id; r := p[1]}
+	reasons := {r | some p in data.stellwerk.excluded; _excluded_pair(p); p[0] == id; r := p[1]}
+}
+
+_excluded_pair(p) if {
+	is_array(p)
+	count(p) == 2
+	is_string(p[0])
+	is_string(p[1])
+}
+
+# _malformed_excluded is every entry of excluded that is not a [model id,
+# reason] pair of strings. The decision carries them, and stellwerk refuses
+# a decision that has any (policy_error): the model the author meant to
+# exclude would otherwise stay eligible. OPA's type check catches most
+# such entries at load, but not once another rule of excluded is well typed.
+_malformed_excluded contains p if {
+	some p in data.stellwerk.excluded
+	not _excluded_pair(p)
 }
 
 # _log_level is the most severe level any rule asked for; "" when none did

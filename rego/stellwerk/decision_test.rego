@@ -4,7 +4,7 @@ import data.stellwerk
 
 test_decision_has_exactly_the_contract_keys if {
 	d := decide(restricted)
-	object.keys(d) == {"deny", "exclude", "objective", "quality_floor", "max_cost_eur", "redact", "log_level", "tags", "residency", "downgrade"}
+	object.keys(d) == {"deny", "exclude", "objective", "quality_floor", "max_cost_eur", "redact", "log_level", "tags", "residency", "downgrade", "malformed_excluded"}
 	is_set(d.deny)
 	is_object(d.exclude)
 	is_array(d.redact)
@@ -12,6 +12,7 @@ test_decision_has_exactly_the_contract_keys if {
 	is_object(d.tags)
 	is_string(d.residency)
 	is_array(d.downgrade)
+	d.malformed_excluded == set()
 }
 
 test_decision_with_an_empty_input if {

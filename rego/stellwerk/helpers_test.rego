@@ -64,5 +64,6 @@ test_base_decision_is_empty if {
 		"tags": {},
 		"residency": "",
 		"downgrade": [],
+		"malformed_excluded": set(),
 	}
 }
