@@ -53,9 +53,13 @@ type Router struct {
 	Terms      *policy.CatalogTerms
 	Classifier *classify.Classifier
 	Policy     PolicySource
-	Workspaces map[string]config.Workspace
-	Log        *zap.Logger
-	Now        func() time.Time
+	// PolicyTimeout bounds one evaluation (half of envoy.extproc_timeout):
+	// a policy that runs longer is stellwerk's 500 policy_error, which the
+	// audit record says too, not Envoy's 503 when the message times out.
+	PolicyTimeout time.Duration
+	Workspaces    map[string]config.Workspace
+	Log           *zap.Logger
+	Now           func() time.Time
 	// Latency is learned from live traffic; nil uses the catalog's seeds.
 	// Set it before the first request: the router keeps its models' cells.
 	Latency *observe.Latency
@@ -85,7 +89,7 @@ func New(cfg *config.Config, cat *catalog.Catalog, cl *classify.Classifier, ps P
 		ws[w.Name] = w
 	}
 	return &Router{Catalog: cat, Terms: policy.NewCatalogTerms(cat), Classifier: cl, Policy: ps, Workspaces: ws, Log: log, Now: time.Now,
-		Latency: &observe.Latency{}, visible: newVisibility(cat, ws)}
+		Latency: &observe.Latency{}, visible: newVisibility(cat, ws), PolicyTimeout: cfg.Envoy.ExtProcTimeout / 2}
 }
 
 // Request is one request as the edge saw it.
@@ -380,7 +384,7 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	eng := r.Policy.Current()
 	res.PolicyVersion = eng.Version
 	var err error
-	res.Policy, err = eng.Decide(ctx, in, r.Terms)
+	res.Policy, err = eng.DecideWithin(ctx, in, r.Terms, r.PolicyTimeout)
 	res.Timing.Policy = time.Since(policyStart)
 	if err != nil {
 		if r.Log != nil {
@@ -388,8 +392,11 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		}
 		var se *policy.ShapeError
 		detail := "evaluation failed"
-		if errors.As(err, &se) {
+		switch {
+		case errors.As(err, &se):
 			detail = "returned a decision of the wrong shape"
+		case errors.Is(err, policy.ErrTimeout):
+			detail = "took longer than " + r.PolicyTimeout.String() + " to decide"
 		}
 		return &apierr.Error{Kind: apierr.KindInternal, Type: "server_error", Code: "policy_error", Final: true,
 			Message: "the routing policy (version " + eng.Version + ") " + detail + "; the request was not sent (operators: see the stellwerk log)"}

@@ -85,11 +85,21 @@ func load(ctx context.Context, f files) (*Engine, error) {
 	if root, ok := analyze(c.Modules); ok {
 		e.memo = newMemo(root)
 	}
-	if _, err := e.evalAt(ctx, SampleInput(), time.Unix(0, 0)); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, sampleTimeout)
+	defer cancel()
+	if _, err := e.evalAt(sctx, SampleInput(), time.Unix(0, 0)); err != nil {
+		if ctx.Err() == nil && sctx.Err() != nil {
+			return nil, fmt.Errorf("policy %s rejected: its decision for the sample input took longer than %s, and a request's must fit in envoy.extproc_timeout", e.Version, sampleTimeout)
+		}
 		return nil, fmt.Errorf("policy %s rejected: %w", e.Version, err)
 	}
 	return e, nil
 }
+
+// sampleTimeout bounds the decision for the sample input at load: a rule
+// that runs away (a helper's nested numbers.range) had hung the reload,
+// and policy test, for good.
+var sampleTimeout = 5 * time.Second // a variable for the tests
 
 // Decide is Eval for a request's input, built here from in and ct. A
 // request the policy cannot tell apart from one decided before (the same
@@ -97,6 +107,15 @@ func load(ctx context.Context, f files) (*Engine, error) {
 // decision without an evaluation. The decision is shared: read it, never
 // change it.
 func (e *Engine) Decide(ctx context.Context, in *Input, ct *CatalogTerms) (Decision, error) {
+	return e.DecideWithin(ctx, in, ct, 0)
+}
+
+// ErrTimeout: the evaluation took longer than DecideWithin allowed.
+var ErrTimeout = errors.New("the evaluation took longer than allowed")
+
+// DecideWithin is Decide with the evaluation bounded by timeout (0: by ctx
+// alone). A decision the memo holds takes no time and sets no timer.
+func (e *Engine) DecideWithin(ctx context.Context, in *Input, ct *CatalogTerms, timeout time.Duration) (Decision, error) {
 	var parts inputParts
 	var key []byte
 	if e.memo != nil && ct.whole(in.Candidates) {
@@ -108,8 +127,17 @@ func (e *Engine) Decide(ctx context.Context, in *Input, ct *CatalogTerms) (Decis
 		e.memo.misses.Add(1)
 	}
 	v, release := in.value(ct, &parts)
-	d, err := e.evalAt(ctx, v, in.Now)
+	ectx := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ectx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	d, err := e.evalAt(ectx, v, in.Now)
 	release()
+	if err != nil && ctx.Err() == nil && ectx.Err() != nil {
+		err = fmt.Errorf("%w (%s)", ErrTimeout, timeout)
+	}
 	if err == nil && key != nil {
 		e.memo.put(key, &d)
 	}

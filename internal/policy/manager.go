@@ -20,11 +20,15 @@ type Manager struct {
 	src  Source
 	log  *zap.Logger
 	cur  atomic.Pointer[Engine]
-	mu   sync.Mutex // guards the fields below and serialises reloads
-	seen string     // version of the files last tried
-	data string     // the data files seen last, which do not change the version
-	err  string     // why the last tried version was refused
-	at   time.Time  // when it was tried
+	// reload serialises reloads and the onChange calls. A reload checks a
+	// policy without holding mu: an expensive one (a rule that runs for
+	// minutes on the sample input) had held up /policy with it.
+	reload sync.Mutex
+	mu     sync.Mutex // guards the fields below; written under reload too
+	seen   string     // version of the files last tried
+	data   string     // the data files seen last, which do not change the version
+	err    string     // why the last tried version was refused
+	at     time.Time  // when it was tried
 	// onChange is told of every policy put in force (OnChange).
 	onChange func(e *Engine, refused error)
 }
@@ -33,8 +37,8 @@ type Manager struct {
 // version put in force, or refused (e nil, refused set), by a reload, one
 // call at a time: the audit log keeps each version and records the change.
 func (m *Manager) OnChange(fn func(e *Engine, refused error)) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.reload.Lock()
+	defer m.reload.Unlock()
 	m.onChange = fn
 	fn(m.Current(), nil)
 }
@@ -87,27 +91,42 @@ func (m *Manager) check(ctx context.Context, f files) (*Engine, error) {
 // Reload checks the source once and swaps in a changed, valid policy. It
 // reports whether the policy in force changed.
 func (m *Manager) Reload(ctx context.Context) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.reload.Lock()
+	defer m.reload.Unlock()
 	f, err := m.src.collect()
 	if err != nil {
+		m.mu.Lock()
 		m.err, m.at = err.Error(), time.Now()
+		m.mu.Unlock()
 		return false, err
 	}
+	data := strings.Join(f.data, "\x00")
 	if f.version == m.seen {
-		if data := strings.Join(f.data, "\x00"); data != m.data {
+		if data != m.data {
 			// A data file added beside an unchanged policy changes no
 			// version: said now, not at the next .rego change.
+			m.mu.Lock()
 			m.data = data
+			m.mu.Unlock()
 			m.warn(m.Current().Version, f.warnings(nil))
 		}
 		return false, nil
 	}
-	m.data = strings.Join(f.data, "\x00")
-	m.seen, m.at = f.version, time.Now()
 	e, err := m.check(ctx, f)
+	if err != nil && ctx.Err() != nil {
+		// Stopping: the evaluation was cut short, which says nothing of
+		// the policy (it had been recorded as refused).
+		return false, ctx.Err()
+	}
+	m.mu.Lock()
+	m.data, m.seen, m.at = data, f.version, time.Now()
 	if err != nil {
 		m.err = err.Error()
+	} else {
+		m.err = ""
+	}
+	m.mu.Unlock()
+	if err != nil {
 		m.log.Error("policy change refused; keeping the last good policy", zap.String("refused_version", f.version),
 			zap.String("version", m.Current().Version), zap.Error(err))
 		if m.onChange != nil {
@@ -115,7 +134,6 @@ func (m *Manager) Reload(ctx context.Context) (bool, error) {
 		}
 		return false, err
 	}
-	m.err = ""
 	before := platformModules(m.Current().Modules)
 	m.cur.Store(e)
 	if m.onChange != nil {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -85,5 +86,65 @@ func TestDirThroughLinks(t *testing.T) {
 	slices.Sort(names)
 	if want := []string{"dir/block.rego", "dir/shared/eve.rego"}; !slices.Equal(names, want) {
 		t.Fatalf("modules %v, want %v", names, want)
+	}
+}
+
+// TestRunawayPolicyRefused (a helper's finding): a rule that runs away on
+// the sample input had hung the reload for good, /policy with it (the
+// status waited on the reload's lock), and a later fix of the file was
+// never read. The sample's decision is bounded; the status answers while
+// a reload checks; the fix loads; a reload cut short by stopping records
+// no refusal.
+func TestRunawayPolicyRefused(t *testing.T) {
+	defer func(d time.Duration) { sampleTimeout = d }(sampleTimeout)
+	sampleTimeout = 300 * time.Millisecond
+	ctx := context.Background()
+	dir := t.TempDir()
+	write := func(name, src string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.rego", "package stellwerk\n\ndeny contains \"one\" if input.request.user == \"x\"\n")
+	m, err := NewManager(ctx, Source{Library: true, Dir: dir}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refusals int
+	m.OnChange(func(e *Engine, refused error) {
+		if refused != nil {
+			refusals++
+		}
+	})
+	v1 := m.Current().Version
+	write("slow.rego", "package stellwerk\n\ndeny contains \"never\" if {\n\tsome i in numbers.range(1, 100000)\n\tsome j in numbers.range(1, 100000)\n\ti * j == -1\n}\n")
+	done := make(chan error, 1)
+	go func() { _, err := m.Reload(ctx); done <- err }()
+	status := make(chan Status, 1)
+	go func() { time.Sleep(50 * time.Millisecond); status <- m.Status() }()
+	select {
+	case <-status:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the status waited on the reload")
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "took longer than 300ms") || m.Current().Version != v1 || refusals != 1 {
+			t.Fatalf("runaway policy: %v (refusals %d)", err, refusals)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the reload never ended")
+	}
+	os.Remove(filepath.Join(dir, "slow.rego"))
+	write("a.rego", "package stellwerk\n\ndeny contains \"two\" if input.request.user == \"x\"\n")
+	if changed, err := m.Reload(ctx); !changed || err != nil {
+		t.Fatalf("the fix: %v %v", changed, err)
+	}
+	// Stopping mid-check is no verdict on the policy.
+	write("slow.rego", "package stellwerk\n\ndeny contains \"never\" if {\n\tsome i in numbers.range(1, 100000)\n\tsome j in numbers.range(1, 100000)\n\ti * j == -2\n}\n")
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := m.Reload(cctx); err == nil || refusals != 1 || m.Status().LastError != "" {
+		t.Errorf("a reload cut short: %v, %d refusals, status %+v", err, refusals, m.Status())
 	}
 }
