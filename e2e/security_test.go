@@ -255,7 +255,7 @@ import sys, openai
 c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="client-key", max_retries=0,
     organization="org-attacker", project="proj-attacker",
     default_headers={"cookie": "session=secret", "anthropic-beta": "x", "openai-beta": "assistants=v2",
-                     "traceparent": sys.argv[2], "x-client-secret": "do-not-forward"},
+                     "traceparent": sys.argv[2], "x-client-secret": "do-not-forward", "x-request-id": "client-chosen"},
     default_query={"api-version": "1999-01-01", "debug": "1"})
 for model in ("alpha-model", "beta-model"):
     c.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
@@ -292,6 +292,36 @@ print("ok")`, s.URL, trace)
 		if r.Header.Get("Authorization") != "Bearer "+s.Providers[name].Key {
 			t.Errorf("%s: authorization %q", name, r.Header.Get("Authorization"))
 		}
+		// Envoy gives every request its own id, whatever the client
+		// sent: the edge keys a request's first attempt by it, and two
+		// clients sending the same one had their attempts mixed up (a
+		// helper's finding; loopback clients counted as internal).
+		if id := r.Header.Get("X-Request-Id"); id == "" || id == "client-chosen" {
+			t.Errorf("%s: x-request-id %q, want Envoy's own", name, id)
+		}
+	}
+}
+
+// TestClientIsNeverInternal: a client on loopback or a private network
+// is not one of Envoy's internal ones, so every request gets Envoy's own
+// x-request-id, and the x-envoy-* controls it sends do not apply (a 1 ms
+// upstream timeout here). The listener's internal_address_config was
+// empty, which Envoy 1.40 still reads as RFC 1918 and loopback being
+// internal: a helper saw the client's x-request-id reach the provider, and
+// concurrent requests sending the same one had their attempts mixed up.
+// The id part fails with the build before.
+func TestClientIsNeverInternal(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{})
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[{"role":"user","content":"hi"}]}`,
+		map[string]string{"x-envoy-upstream-rq-timeout-ms": "1", "x-envoy-upstream-rq-per-try-timeout-ms": "1",
+			"x-mock-first-byte-delay": "100ms", "x-request-id": "client-chosen"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("a client's x-envoy-* timeout applied: %d %s", resp.StatusCode, b)
+	}
+	reqs := s.Providers["alpha"].Requests()
+	if id := reqs[len(reqs)-1].Header.Get("X-Request-Id"); id == "" || id == "client-chosen" {
+		t.Errorf("x-request-id %q at the provider, want Envoy's own", id)
 	}
 }
 

@@ -65,10 +65,13 @@ func httpListener(ir IR) (*listenerv3.Listener, error) {
 		// No client is internal, whatever its address: Envoy strips the
 		// x-envoy-* controls every client sends and makes every request
 		// its own x-request-id, which the edge keys a direct first
-		// attempt by (attemptLog.direct). Said explicitly, not left to
-		// the Envoy version's default.
-		InternalAddressConfig: &hcmv3.HttpConnectionManager_InternalAddressConfig{},
-		LocalReplyConfig:      lrc,
+		// attempt by (attemptLog.direct). An empty config is not enough:
+		// Envoy 1.40 still reads it as RFC 1918 and loopback being
+		// internal. The one range is TEST-NET-1's 192.0.2.1 (RFC 5737),
+		// which no client has.
+		InternalAddressConfig: &hcmv3.HttpConnectionManager_InternalAddressConfig{
+			CidrRanges: []*corev3.CidrRange{{AddressPrefix: "192.0.2.1", PrefixLen: wrapperspb.UInt32(32)}}},
+		LocalReplyConfig: lrc,
 	}
 	if l.AccessLog {
 		al, err := stdoutAccessLog()
