@@ -86,12 +86,20 @@ func Load(o Options) (*config.Config, error) {
 	return cfg, nil
 }
 
+// afterLoad is a test's hook between reading the config and serving it.
+var afterLoad = func() {}
+
 // Run serves until ctx is cancelled.
 func Run(ctx context.Context, o Options, log *zap.Logger) error {
+	// The file as it was before it was read: an edit that lands while
+	// stellwerk starts is loaded by the first check, not taken for what
+	// was loaded (a helper's edit 50 ms after the start was never applied).
+	file := (&reloader{o: o}).fingerprint(nil)
 	cfg, err := Load(o)
 	if err != nil {
 		return err
 	}
+	afterLoad()
 	env := o.Env
 	if env.Getenv == nil {
 		env = catalog.OSEnv
@@ -265,6 +273,9 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	rl := &reloader{o: o, env: env, ps: pm, ln: ln, keys: table, store: ks, keyGen: table.Generation, gen: keyGen,
 		log: log.Named("config"), pub: pub, ep: ep, cur: g, published: g.ir, base: cfg}
 	rl.seen = rl.fingerprint(cfg)
+	if rl.fingerprint(nil) != file {
+		rl.seen = "" // changed since it was read
+	}
 	go rl.watch(ctx, configReloadInterval)
 	if err := registerScrape(ln.metrics, rl, pm, sw, alog); err != nil {
 		return fmt.Errorf("metrics: %w", err)
