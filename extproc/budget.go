@@ -103,6 +103,11 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *ext
 			e = apierr.Exhausted("budget_exceeded", retry,
 				"the %s budget %q (%s) has %s held by requests in flight; this request's worst case (%s) fits once they finish: retry in a few seconds",
 				f.Scope, f.Name, limit, ledger.MicroEUR(f.Held).String(), ledger.MicroEUR(f.Amount).String())
+		case f.Amount > f.Limit:
+			// Larger than the whole budget: no wait makes it fit.
+			e = apierr.Exhausted("budget_exceeded", 0,
+				"this request's worst case (%s: its input and its max_tokens at the dearest model it may go to) is more than the whole %s budget %q (%s); ask for fewer tokens (max_tokens)",
+				ledger.MicroEUR(f.Amount).String(), f.Scope, f.Name, limit)
 		case f.Used < f.Limit:
 			e = apierr.Exhausted("budget_exceeded", retry,
 				"the %s budget %q (%s) has %s left, less than this request's worst case (%s: its input and its max_tokens at the dearest model it may go to); ask for fewer tokens, or wait: %s",
@@ -110,9 +115,22 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *ext
 		default:
 			e = apierr.Exhausted("budget_exceeded", retry, "the %s budget %q (%s) is used up; %s", f.Scope, f.Name, limit, when)
 		}
-		// A total budget never resets: the same request meets the same
-		// answer, and the SDKs (no Retry-After) would send it again.
-		e.Final = !f.InFlight() && f.Reset.IsZero()
+		// A total budget never resets, and a request larger than the
+		// budget never fits: the same request meets the same answer, and
+		// the SDKs would send it again.
+		e.Final = !f.InFlight() && (f.Reset.IsZero() || f.Amount > f.Limit)
+	case ledger.RefusedTokens:
+		if tokens > f.Limit {
+			// Larger than the whole limit: retrying after the reset meets
+			// the same answer (a helper's n: 100 waited and retried for
+			// good).
+			e = apierr.Exhausted("rate_limit_exceeded", 0,
+				"this request needs up to %d tokens (its input and max_tokens for each choice), more than rate limit %q allows in a whole %s (%d) for this %s; ask for fewer tokens (max_tokens, n)",
+				tokens, f.Name, windowOf(f), f.Limit, f.Scope)
+			e.Final = true
+			break
+		}
+		fallthrough
 	default:
 		e = apierr.Exhausted("rate_limit_exceeded", retry, "rate limit %q reached: %d %s per %s for this %s",
 			f.Name, f.Limit, f.Kind, windowOf(f), f.Scope)

@@ -235,6 +235,46 @@ func TestSpendNoRowWithoutDecision(t *testing.T) {
 	}
 }
 
+// TestLargerThanTheLimitIsFinal (a helper's finding): a request larger
+// than a whole token limit, or than a whole budget, never fits however
+// long it waits; its 429 says so, with x-should-retry: false and no
+// Retry-After (the SDKs waited and sent it again, to the same answer).
+func TestLargerThanTheLimitIsFinal(t *testing.T) {
+	for name, tc := range map[string]struct {
+		budgets []ledger.BudgetRule
+		rates   []ledger.RateRule
+		code    string
+		says    string
+	}{
+		"tokens": {rates: []ledger.RateRule{{Name: "tpm", Scope: ledger.ScopeWorkspace, TokensPerMinute: 1000}},
+			code: "rate_limit_exceeded", says: `more than rate limit "tpm" allows in a whole minute (1000)`},
+		"budget": {budgets: []ledger.BudgetRule{{Name: "tiny", Scope: ledger.ScopeGlobal, Limit: 100, Period: ledger.PeriodDay}},
+			code: "budget_exceeded", says: `is more than the whole global budget "tiny"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := pricedProvider(t, "sk-p")
+			b, err := ledger.NewMemory(context.Background(), ledger.MemoryOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			lim, err := ledger.NewLimits(nil, tc.budgets, tc.rates)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Ledger, s.Limited = ledger.New(b, lim, ledger.Options{}), true
+			defer s.Ledger.Close(context.Background())
+			p := &edge{filter: filter{state: s, log: zap.NewNop(), id: "d"}, ctx: context.Background()}
+			p.handle(headersMsg("POST", "/v1/chat/completions", false))
+			r := p.handle(bodyMsg(`{"model":"auto","max_tokens":5000,"messages":[{"role":"user","content":"hello"}]}`)).GetImmediateResponse()
+			hs := setHeaders(r.GetHeaders())
+			if r == nil || r.Status.GetCode() != 429 || gjson.GetBytes(r.Body, "error.code").String() != tc.code ||
+				!strings.Contains(gjson.GetBytes(r.Body, "error.message").String(), tc.says) || hs["x-should-retry"] != "false" || hs["retry-after"] != "" {
+				t.Fatalf("want a final 429 %s: %v %s", tc.code, hs, r.GetBody())
+			}
+		})
+	}
+}
+
 // TestKeyLimitsThatDoNotCompileRefuse: a store key whose own limits the
 // ledger cannot hold (a record the store's checks did not write) is
 // refused, final, instead of being admitted with no limits at all.
