@@ -87,6 +87,12 @@ func (p Params) Resolve(now time.Time, defaultTZ string) (Query, error) {
 			q.GroupBy = append(q.GroupBy, d)
 		}
 	}
+	// Team and user names are a workspace's own: two workspaces' "ml"
+	// teams are two teams, so they are grouped with their workspace (a
+	// helper's report had summed them as one).
+	if i := slices.IndexFunc(q.GroupBy, func(d Dim) bool { return d == DimTeam || d == DimUser }); i >= 0 && !slices.Contains(q.GroupBy, DimWorkspace) {
+		q.GroupBy = slices.Insert(q.GroupBy, i, DimWorkspace)
+	}
 	for d, v := range p.Filter {
 		if !slices.Contains(FilterDims, d) {
 			bad(string(d), "cannot filter on this; filter on any of %s", dimList(FilterDims))
@@ -96,6 +102,13 @@ func (p Params) Resolve(now time.Time, defaultTZ string) (Query, error) {
 			q.Filter = map[Dim]string{}
 		}
 		q.Filter[d] = v
+	}
+	// team=acme/ml names the team as budgets do: workspace acme's ml.
+	if ws, team, ok := strings.Cut(q.Filter[DimTeam], "/"); ok {
+		if w, set := q.Filter[DimWorkspace]; set && w != ws {
+			bad("team", "%q is in workspace %q, not %q", q.Filter[DimTeam], ws, w)
+		}
+		q.Filter[DimWorkspace], q.Filter[DimTeam] = ws, team
 	}
 	if len(errs) > 0 {
 		return Query{}, errors.Join(errs...)

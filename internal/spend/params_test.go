@@ -27,6 +27,9 @@ func TestResolve(t *testing.T) {
 		"durations":                  {Params{Since: "7d", Until: "36h"}, "", now.Add(-7 * 24 * time.Hour), now.Add(-36 * time.Hour), nil, time.UTC},
 		"rfc3339 and now":            {Params{Since: "2025-06-15T10:00:00+02:00", Until: "now"}, "", time.Date(2025, 6, 15, 8, 0, 0, 0, time.UTC), now, nil, time.UTC},
 		"since before until default": {Params{Until: "2025-06-10"}, "", time.Date(2025, 5, 11, 0, 0, 0, 0, time.UTC), time.Date(2025, 6, 10, 0, 0, 0, 0, time.UTC), nil, time.UTC},
+		// Teams and users are per workspace (a helper's report summed
+		// two workspaces' "ml" teams).
+		"team with its workspace": {Params{GroupBy: "day,team,user"}, "", now.Add(-30 * 24 * time.Hour), now, []Dim{DimDay, DimWorkspace, DimTeam, DimUser}, time.UTC},
 	} {
 		t.Run(name, func(t *testing.T) {
 			q, err := tc.p.Resolve(now, tc.tz)
@@ -117,5 +120,16 @@ func TestDecimalEUR(t *testing.T) {
 		if got := DecimalEUR(m); got != want {
 			t.Errorf("%d: %s, want %s", m, got, want)
 		}
+	}
+}
+
+// TestTeamFilterNamesItsWorkspace: team=acme/ml is workspace acme's ml.
+func TestTeamFilterNamesItsWorkspace(t *testing.T) {
+	q, err := Params{Filter: map[Dim]string{DimTeam: "acme/ml"}}.Resolve(time.Now(), "")
+	if err != nil || q.Filter[DimWorkspace] != "acme" || q.Filter[DimTeam] != "ml" {
+		t.Errorf("%v %v", q.Filter, err)
+	}
+	if _, err := (Params{Filter: map[Dim]string{DimTeam: "acme/ml", DimWorkspace: "legal"}}).Resolve(time.Now(), ""); err == nil {
+		t.Error("a team of another workspace than the one named")
 	}
 }

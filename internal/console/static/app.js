@@ -368,7 +368,9 @@ async function loadSpend(ev) {
   const groups = r.body.data || [];
   if (groups.length === 0) { put(out, el("p", { class: "muted" }, "No spend in this period.")); return; }
   const days = [...new Set(groups.map((g) => g.day))].sort();
-  const names = [...new Set(groups.map((g) => g[by] || "(none)"))].sort();
+  // Teams and users are per workspace: "acme/ml" and "legal/ml" are two.
+  const label = (g) => (by === "team" || by === "user") && g[by] ? g.workspace + "/" + g[by] : (g[by] || "(none)");
+  const names = [...new Set(groups.map(label))].sort();
   const color = (n) => "c" + (names.indexOf(n) % 8);
   const perDay = days.map((day) => groups.filter((g) => g.day === day));
   const max = Math.max(...perDay.map((gs) => gs.reduce((s, g) => s + g.cost_eur, 0)), 1e-9);
@@ -378,14 +380,14 @@ async function loadSpend(ev) {
     return el("div", { class: "bar-row" },
       el("span", { class: "bar-label" }, day),
       el("span", { class: "bar" }, gs.map((g) => el("span", {
-        class: "seg " + color(g[by] || "(none)"), style: { width: (100 * g.cost_eur / max).toFixed(2) + "%" },
-        title: (g[by] || "(none)") + ": " + eur(g.cost_eur) + ", " + g.requests + " requests",
+        class: "seg " + color(label(g)), style: { width: (100 * g.cost_eur / max).toFixed(2) + "%" },
+        title: label(g) + ": " + eur(g.cost_eur) + ", " + g.requests + " requests",
       }))),
       el("span", { class: "bar-total" }, eur(total)));
   }));
   const legend = el("div", { class: "legend" }, names.map((n) => el("span", {}, el("i", { class: "seg " + color(n) }), n)));
   const totals = names.map((n) => {
-    const gs = groups.filter((g) => (g[by] || "(none)") === n);
+    const gs = groups.filter((g) => label(g) === n);
     return { name: n, requests: gs.reduce((s, g) => s + g.requests, 0), cost: gs.reduce((s, g) => s + g.cost_eur, 0),
       tin: gs.reduce((s, g) => s + g.tokens_in, 0), tout: gs.reduce((s, g) => s + g.tokens_out, 0) };
   });
