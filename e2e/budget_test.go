@@ -298,6 +298,16 @@ func TestKeyOwnLimits(t *testing.T) {
 	if sub := string(adminBody(t, s, "/admin/budgets?key=metered&workspace=default")); !strings.Contains(sub, `"subject":{"key":"metered","workspace":"default"}`) {
 		t.Errorf("GET /admin/budgets: %s", sub)
 	}
+	// The key alone: the budgets it meets, its workspace's among them (a
+	// helper's ?key=… had listed only the key's own).
+	if sub := string(adminBody(t, s, "/admin/budgets?key=metered")); !strings.Contains(sub, `"subject":{"key":"metered","workspace":"default"}`) ||
+		!strings.Contains(sub, `"name":"default-daily"`) || !strings.Contains(sub, `"name":"key.metered.month"`) {
+		t.Errorf("GET /admin/budgets?key=metered: %s", sub)
+	}
+	// A team without its workspace names nothing: said, not an empty list.
+	if resp, b := adminDo(t, s, "GET", "/admin/budgets?team=ml", ""); resp.StatusCode != 400 || !strings.Contains(string(b), "name the workspace too") {
+		t.Errorf("GET /admin/budgets?team=ml: %d %s", resp.StatusCode, b)
+	}
 }
 
 // TestBudgetWebhook (issue 13): the budget webhook hears, once each and

@@ -8,6 +8,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -148,7 +149,12 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	// team asking what it has left.
 	guarded("GET /admin/budgets", readers, func(w http.ResponseWriter, r *http.Request) {
 		v, err := s.Budgets(r)
-		if err != nil {
+		var ae *apierr.Error
+		switch {
+		case errors.As(err, &ae):
+			writeError(w, ae) // the query's mistake, or a key whose limits cannot be read
+			return
+		case err != nil:
 			log.Warn("budget state unavailable", zap.Error(err))
 			writeError(w, apierr.Unavailable("budget_store_unavailable", "the budgets' state store cannot be reached"))
 			return

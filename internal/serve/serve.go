@@ -4,6 +4,7 @@ package serve
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -631,10 +632,29 @@ func (s *status) SnapshotVersion() string { return s.pub.Version() }
 func (s *status) Budgets(r *http.Request) (any, error) {
 	q := r.URL.Query()
 	sub := ledger.Subject{Key: q.Get("key"), User: q.Get("user"), Team: q.Get("team"), Workspace: q.Get("workspace")}
+	if sub.Team != "" && sub.Workspace == "" && sub.Key == "" {
+		// Teams are a workspace's own: with no workspace no team budget
+		// applies, and the answer had been an empty list.
+		return nil, apierr.Invalid("invalid_value", "team", "a team is a workspace's own: name the workspace too (workspace=…&team=…)")
+	}
 	req := &ledger.Request{Subject: sub, Model: q.Get("model")}
-	if sub.Key != "" && s.keys != nil { // a store key's own limits too
-		if k, err := s.keys.Get(r.Context(), sub.Key); err == nil && !k.Limits.IsZero() {
-			if kl, err := ledger.KeyLimitsFromConfig(k.ID, &k.Limits, s.led.Limits().Location()); err == nil {
+	if sub.Key != "" && s.keys != nil {
+		if k, err := s.keys.Get(r.Context(), sub.Key); err == nil {
+			// The budgets the key meets: its workspace's, team's and
+			// user's unless the query names others (a helper's ?key=…
+			// had listed only the key's own, not the team budget that
+			// refused it), and its own limits.
+			sub.Workspace = cmp.Or(sub.Workspace, k.Workspace)
+			sub.Team = cmp.Or(sub.Team, k.Team)
+			sub.User = cmp.Or(sub.User, k.User)
+			req.Subject = sub
+			if !k.Limits.IsZero() {
+				kl, err := ledger.KeyLimitsFromConfig(k.ID, &k.Limits, s.led.Limits().Location())
+				if err != nil {
+					e := apierr.Internal()
+					e.Code, e.Message = "key_limits_invalid", "this key's own limits cannot be enforced (its requests are refused); replace the key"
+					return nil, e
+				}
 				req.Extra = kl
 			}
 		}
@@ -664,7 +684,7 @@ func (s *status) Budgets(r *http.Request) (any, error) {
 		Remaining int64     `json:"remaining"`
 		Resets    time.Time `json:"resets_at"`
 	}
-	type subject struct { // the query's, named as its parameters are
+	type subject struct { // the query's, with a store key's workspace, team and user filled in
 		Key       string `json:"key,omitempty"`
 		User      string `json:"user,omitempty"`
 		Team      string `json:"team,omitempty"`

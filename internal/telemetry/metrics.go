@@ -131,7 +131,7 @@ func New() *Metrics {
 	})
 	m.budget = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "stellwerk_budget_used_ratio",
-		Help: "Spent and reserved over the limit of a budget, as the last request that met it saw it (global, workspace and team budgets; per-key and per-user budgets are in /admin/budgets).",
+		Help: "Settled spend over the limit of a budget (not what requests in flight hold), as the last request that met it saw it (global, workspace and team budgets; per-key and per-user budgets are in /admin/budgets).",
 	}, []string{"budget", "scope", "subject"})
 	m.rejections = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stellwerk_limit_rejections_total",

@@ -418,7 +418,9 @@ async function loadBudgets(ev) {
           el("span", { class: "meter " + (x.exceeded ? "bad" : x.warn ? "warn" : "good") },
             el("span", { class: "fill", style: { width: Math.min(100, 100 * x.ratio).toFixed(1) + "%" } }),
             x.warn_at && el("span", { class: "mark", style: { left: (100 * x.warn_at).toFixed(1) + "%" }, title: "warn threshold" })),
-          eur(x.used_eur) + " of " + eur(x.limit_eur) + " (" + (100 * x.ratio).toFixed(1) + "%)")],
+          // The percentage beside the amounts is the amounts' own; the
+          // meter (ratio) counts what is reserved too.
+          eur(x.used_eur) + " of " + eur(x.limit_eur) + " (" + (100 * x.used_eur / x.limit_eur).toFixed(1) + "%)")],
         ["reserved", (x) => eur(x.reserved_eur)],
         ["warn at", (x) => x.warn_at ? (100 * x.warn_at).toFixed(0) + "%" : "–"],
         ["when exceeded", (x) => x.action === "downgrade" ? "downgrade" : "refuse (429)"],
