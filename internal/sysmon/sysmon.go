@@ -72,11 +72,15 @@ func Reexec() {
 	if !add {
 		return
 	}
-	// The running file itself, even if its path was replaced or removed
-	// since it started; elsewhere than Linux, its path.
-	exe := "/proc/self/exe"
-	if _, err := os.Stat(exe); err != nil {
-		if exe, err = os.Executable(); err != nil {
+	// The running file's path, so that the process keeps its name
+	// (/proc/self/exe made it "exe", which pgrep -x stellwerk and ps -C
+	// missed, a helper's finding); the file itself through /proc when the
+	// path is gone (removed since it started, which Linux marks
+	// " (deleted)").
+	exe, err := os.Executable()
+	if _, serr := os.Stat(exe); err != nil || serr != nil || strings.HasSuffix(exe, " (deleted)") {
+		exe = "/proc/self/exe"
+		if _, err := os.Stat(exe); err != nil {
 			return
 		}
 	}
