@@ -2,6 +2,7 @@ package serve
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stellwerk/stellwerk/internal/config"
 )
@@ -30,5 +31,25 @@ func TestWithOverrides(t *testing.T) {
 	}
 	if withOverrides(base, nil) != base {
 		t.Errorf("no override should give the file's config itself")
+	}
+}
+
+// TestRemovalGrace: a removed provider's cluster outlives a reload by the
+// attempts a request decided before it may still start; in clusters mode
+// there is one, which starts at once.
+func TestRemovalGrace(t *testing.T) {
+	c := &config.Config{}
+	c.ApplyDefaults()
+	c.Failover.MaxAttempts, c.Failover.AttemptTimeout = 3, 2*time.Minute
+	if g := removalGrace(c); g != 5*time.Minute {
+		t.Errorf("standalone, 3 attempts of 2 min (capped): %s", g)
+	}
+	c.Failover.AttemptTimeout = 10 * time.Second
+	if g := removalGrace(c); g != 35*time.Second {
+		t.Errorf("standalone, 3 attempts of 10 s: %s", g)
+	}
+	c.Envoy.Mode = config.ModeClusters
+	if g := removalGrace(c); g != 5*time.Second {
+		t.Errorf("clusters mode: %s", g)
 	}
 }

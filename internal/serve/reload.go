@@ -384,7 +384,7 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 	if xds.Removes(published, g.ir) {
 		grace := removalGrace(cfg)
 		r.log.Info("removed providers stay in Envoy until requests decided before this reload are done",
-			zap.Duration("grace", grace))
+			zap.String("grace", grace.String()))
 		time.AfterFunc(grace, func() { r.removeStale(ctx, g) })
 	}
 	r.log.Info("config reloaded", zap.Int("models", len(g.cat.Models())), zap.Int("providers", len(g.cat.Providers())),
@@ -410,10 +410,13 @@ func (r *reloader) removeStale(ctx context.Context, g *generation) {
 
 // removalGrace is how long a removed provider's cluster outlives a reload:
 // the longest a request decided before it can still be starting attempts
-// (every attempt's timeout, and a margin), between 5 s and 5 min.
+// (every attempt's timeout, and a margin), between 5 s and 5 min. In
+// clusters mode a request makes one attempt, which starts at once: the
+// margin alone (it had kept a removed cluster, and Envoy's refusal of it,
+// for 185 s).
 func removalGrace(cfg *config.Config) time.Duration {
 	g := 5 * time.Second
-	if n := cfg.Failover.MaxAttempts; n > 1 {
+	if n := cfg.Failover.MaxAttempts; n > 1 && cfg.Envoy.Mode != config.ModeClusters {
 		g += time.Duration(n) * cfg.Failover.AttemptTimeout
 	}
 	return min(g, 5*time.Minute)
