@@ -266,3 +266,29 @@ func TestTimingStages(t *testing.T) {
 		t.Fatalf("stages %+v sum to %v, longer than the call (%v)", tm, sum, wall)
 	}
 }
+
+// TestDeniedRecordKnowsCredentials (a helper's finding): a request the
+// policy refused had been recorded without which providers stellwerk has
+// no credential for (they are read after the policy), so a what-if replay
+// under a policy that lets it through chose a model stellwerk could never
+// have sent it to. They are recorded on a refusal too.
+func TestDeniedRecordKnowsCredentials(t *testing.T) {
+	r, _ := libraryRouter(t, `
+routing: {default_model: keyless}
+providers:
+  - {name: eu, base_url: "http://127.0.0.1:9001/v1", residency: eu}
+  - {name: us, base_url: "http://127.0.0.1:9002/v1", residency: us, credential: {env: US_KEY_UNSET}}
+models:
+  - {id: keyless, provider: eu, context_window: 8000, price: {input_per_mtok: 1, output_per_mtok: 1}}
+  - {id: cheap-us, provider: us, context_window: 8000, price: {input_per_mtok: 0.1, output_per_mtok: 0.1}}
+`)
+	req := Request{Path: "/v1/chat/completions", Principal: auth.Principal{Workspace: "default"}, DecisionID: "d", Record: true,
+		Body: []byte(`{"model":"auto","messages":[{"role":"user","content":"my key is AKIAIOSFODNN7EXAMPLE"}]}`)}
+	res, err := r.Route(context.Background(), req)
+	if apierr.As(err).Code != "policy_denied" {
+		t.Fatalf("want the library's secrets denial: %v", err)
+	}
+	if in := res.ReplayInputs(&req); in == nil || !slices.Equal(in.NoCredential, []string{"us"}) {
+		t.Fatalf("recorded credentials: %+v", in)
+	}
+}

@@ -386,6 +386,15 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	var err error
 	res.Policy, err = eng.DecideWithin(ctx, in, r.Terms, r.PolicyTimeout)
 	res.Timing.Policy = time.Since(policyStart)
+	if (err != nil || len(res.Policy.Deny) > 0) && rec != nil && rp == nil {
+		// Refused before the candidates' credentials are read: recorded
+		// anyway, so that a what-if replay of this request under another
+		// policy knows which providers stellwerk could not have sent it
+		// to (a helper's replay predicted a model with no credential).
+		for i := range cands {
+			r.credential(cands[i].Model.Provider, nil, rec)
+		}
+	}
 	if err != nil {
 		if r.Log != nil {
 			r.Log.Error("policy evaluation failed", zap.String("policy_version", eng.Version), zap.Error(err))
