@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -414,5 +415,16 @@ func TestSlowPolicyIsCut(t *testing.T) {
 	}
 	if resp, b := post(t, chat, `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, nil); resp.StatusCode != 200 {
 		t.Errorf("a quick decision: %d %s", resp.StatusCode, b)
+	}
+	// On-call sees it where it looks: /policy and the metrics (a helper
+	// found a policy failing a workspace's every request with neither
+	// saying anything).
+	pol := adminJSON(t, s, "/policy")
+	last, _ := pol["last_evaluation_error"].(map[string]any)
+	if pol["evaluation_errors"] != 1.0 || last == nil || !strings.Contains(fmt.Sprint(last["error"]), "took longer than") {
+		t.Errorf("GET /policy: %v", pol)
+	}
+	if m := string(adminBody(t, s, "/metrics")); !strings.Contains(m, "\nstellwerk_policy_errors_total 1\n") {
+		t.Errorf("/metrics lacks stellwerk_policy_errors_total 1")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -30,7 +31,22 @@ type Engine struct {
 	// Warnings name the modules that cannot contribute to the decision
 	// (unreachable); logged at load, printed by policy test and config check.
 	Warnings []string
+	// failures counts the requests whose evaluation failed since the
+	// policy was loaded (500 policy_error); lastFailure is the latest's.
+	failures    atomic.Uint64
+	lastFailure atomic.Pointer[Failure]
 }
+
+// Failure is an evaluation that failed on a request: when, and why (as
+// logged; the admin API's /policy shows it).
+type Failure struct {
+	At    time.Time `json:"at"`
+	Error string    `json:"error"`
+}
+
+// Failures is how many requests the policy failed to decide since it was
+// loaded, and the latest failure (nil when none).
+func (e *Engine) Failures() (uint64, *Failure) { return e.failures.Load(), e.lastFailure.Load() }
 
 // ErrNoDecision means the modules do not define data.stellwerk.decision.
 var ErrNoDecision = errors.New("the policy defines no data.stellwerk.decision")
@@ -137,6 +153,17 @@ func (e *Engine) DecideWithin(ctx context.Context, in *Input, ct *CatalogTerms, 
 	release()
 	if err != nil && ctx.Err() == nil && ectx.Err() != nil {
 		err = fmt.Errorf("%w (%s)", ErrTimeout, timeout)
+	}
+	if err != nil && ctx.Err() == nil {
+		// Counted where on-call looks (/policy, the metrics): the load's
+		// checks evaluate one sample input, and an error that depends on
+		// a workspace's requests passes them (a helper's finding).
+		e.failures.Add(1)
+		msg := err.Error()
+		if len(msg) > 512 {
+			msg = msg[:512]
+		}
+		e.lastFailure.Store(&Failure{At: time.Now(), Error: msg})
 	}
 	if err == nil && key != nil {
 		e.memo.put(key, &d)

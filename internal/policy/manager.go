@@ -17,9 +17,9 @@ import (
 // well-shaped decision; otherwise the last good policy stays and the error
 // is kept for the admin API and logged.
 type Manager struct {
-	src  Source
-	log  *zap.Logger
-	cur  atomic.Pointer[Engine]
+	src Source
+	log *zap.Logger
+	cur atomic.Pointer[Engine]
 	// reload serialises reloads and the onChange calls. A reload checks a
 	// policy without holding mu: an expensive one (a rule that runs for
 	// minutes on the sample input) had held up /policy with it.
@@ -195,6 +195,11 @@ type Status struct {
 	LastError    string    `json:"last_error,omitempty"`
 	LastCheckAt  time.Time `json:"last_check_at,omitzero"` // no check yet: absent, not year 1
 	RefusedFiles string    `json:"refused_version,omitempty"`
+	// EvaluationErrors counts the requests the policy in force failed to
+	// decide (500 policy_error) since it was loaded; LastEvaluationError
+	// is the latest.
+	EvaluationErrors    uint64   `json:"evaluation_errors"`
+	LastEvaluationError *Failure `json:"last_evaluation_error,omitempty"`
 }
 
 // Status reports the policy in force and the last refused change.
@@ -207,6 +212,7 @@ func (m *Manager) Status() Status {
 	if m.err != "" {
 		s.RefusedFiles = m.seen
 	}
+	s.EvaluationErrors, s.LastEvaluationError = e.Failures()
 	return s
 }
 

@@ -484,6 +484,7 @@ func registerScrape(m *telemetry.Metrics, rl *reloader, pm *policy.Manager, sw *
 		telemetry.Routes(rl.ln.routeCounters.Snapshot, rl.ln.routes.table.Live),
 		telemetry.ClassifyMemo(classify.MemoStats),
 		telemetry.PolicyMemo(func() (uint64, uint64) { return pm.Current().MemoStats() }),
+		telemetry.PolicyErrors(func() uint64 { n, _ := pm.Current().Failures(); return n }),
 		telemetry.EnvoyRejected(func() bool { return rl.pub.LastRejection() != "" }))
 	if alog != nil {
 		cs = append(cs, telemetry.Audit(alog.Stats))

@@ -167,6 +167,16 @@ func PolicyMemo(stats func() (hits, misses uint64)) prometheus.Collector {
 	return counterPair(hits, misses, stats)
 }
 
+// PolicyErrors reads how many requests the policy in force failed to
+// decide (policy.Engine.Failures), from its load.
+func PolicyErrors(failures func() uint64) prometheus.Collector {
+	d := prometheus.NewDesc("stellwerk_policy_errors_total",
+		"Requests the policy in force failed to decide (500 policy_error: an evaluation error, a decision of the wrong shape, or too slow). Counts from the policy's load.", nil, nil)
+	return &funcCollector{descs: []*prometheus.Desc{d}, collect: func(ch chan<- prometheus.Metric) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(failures()))
+	}}
+}
+
 // ClassifyMemo reads the classifier's memo counters (classify.MemoStats):
 // texts of earlier turns and tool definitions looked up instead of
 // scanned, and how many were found.
