@@ -662,9 +662,51 @@ func DecodeClusterSettings(b []byte) (ClusterSettings, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cs); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			// yaml.v3 names a line, and a PUT body is one line: name the
+			// field (a helper's -1 for max_requests said only "line 1").
+			var root yaml.Node
+			if yaml.Unmarshal(b, &root) == nil && len(root.Content) == 1 {
+				if path := errorPath(root.Content[0], func(n *yaml.Node) error { return n.Decode(&ClusterSettings{}) }); path != "" {
+					return ClusterSettings{}, fmt.Errorf("%s: %w", path, cleanYAMLError(err))
+				}
+			}
+		}
 		return ClusterSettings{}, cleanYAMLError(err)
 	}
 	return cs, nil
+}
+
+// errorPath is the dotted path of the field a decoding error is about:
+// the deepest one whose value, alone in a document of its own, still fails
+// to decode ("" when no single field does).
+func errorPath(doc *yaml.Node, decode func(*yaml.Node) error) string {
+	var walk func(n *yaml.Node, wrap func(*yaml.Node) *yaml.Node, path string) string
+	walk = func(n *yaml.Node, wrap func(*yaml.Node) *yaml.Node, path string) string {
+		if n.Kind != yaml.MappingNode {
+			return ""
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			one := func(x *yaml.Node) *yaml.Node {
+				return wrap(&yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Content: []*yaml.Node{k, x}})
+			}
+			if decode(one(v)) == nil {
+				continue
+			}
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			if deeper := walk(v, one, p); deeper != "" {
+				return deeper
+			}
+			return p
+		}
+		return ""
+	}
+	return walk(doc, func(n *yaml.Node) *yaml.Node { return n }, "")
 }
 
 // MarshalJSON writes the settings as the config file and a PUT body spell

@@ -171,3 +171,22 @@ func TestClusterSettingsJSONRoundTrip(t *testing.T) {
 		t.Errorf("empty: %s", b)
 	}
 }
+
+// TestClusterSettingsErrorsNameTheField: a PUT body is one line, so the
+// line yaml.v3 names says nothing; the error names the field (a helper's
+// max_requests: -1 and connect_timeout: 5).
+func TestClusterSettingsErrorsNameTheField(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"circuit_breakers":{"max_requests":-1}}`:      "circuit_breakers.max_requests: ",
+		`{"connect_timeout":5}`:                         "connect_timeout: ",
+		`{"connect_timeout":"2s","per_try_timeout":[]}`: "per_try_timeout: ",
+	} {
+		_, err := DecodeClusterSettings([]byte(body))
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s: %v, want it to start %q", body, err, want)
+		}
+	}
+	if _, err := DecodeClusterSettings([]byte(`{"nope":1}`)); err == nil || !strings.Contains(err.Error(), `unknown field "nope"`) {
+		t.Errorf("unknown field: %v", err)
+	}
+}
