@@ -283,7 +283,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	}
 	cat := g.cat
 
-	grpcLis, grpcOpts, err := listenGRPC(cfg.Server)
+	grpcLis, grpcOpts, err := listenGRPC(cfg.Server, log)
 	if err != nil {
 		return fmt.Errorf("server.grpc: %w", err)
 	}

@@ -10,6 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -24,7 +28,7 @@ const socketMode = 0o660
 // listenGRPC opens the gRPC port the only way Envoy may reach it: a Unix
 // socket, or TCP with mutual TLS (docs/security.md). config.Validate has
 // refused everything else already.
-func listenGRPC(s config.Server) (net.Listener, []grpc.ServerOption, error) {
+func listenGRPC(s config.Server, log *zap.Logger) (net.Listener, []grpc.ServerOption, error) {
 	if path, ok := s.GRPCSocket(); ok {
 		ln, err := listenUnix(path)
 		return ln, nil, err
@@ -40,7 +44,39 @@ func listenGRPC(s config.Server) (net.Listener, []grpc.ServerOption, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return ln, []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tc))}, nil
+	return ln, []grpc.ServerOption{grpc.Creds(&loggedRefusals{TransportCredentials: credentials.NewTLS(tc), log: log})}, nil
+}
+
+// loggedRefusals logs the clients the gRPC port's TLS refuses (no client
+// certificate, another CA's, a name not in client_names): a mis-issued
+// certificate of Envoy's had been silent on stellwerk's side (a helper's
+// finding). At most one line every refusalLogEvery, with the count since
+// the last, so a scanner cannot flood the log.
+type loggedRefusals struct {
+	credentials.TransportCredentials
+	log     *zap.Logger
+	last    atomic.Int64 // unix nanoseconds of the last line
+	refused atomic.Int64 // since the last line
+}
+
+const refusalLogEvery = 10 * time.Second
+
+func (c *loggedRefusals) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	nc, info, err := c.TransportCredentials.ServerHandshake(conn)
+	if err != nil {
+		n := c.refused.Add(1)
+		now, last := time.Now().UnixNano(), c.last.Load()
+		if now-last >= int64(refusalLogEvery) && c.last.CompareAndSwap(last, now) {
+			c.refused.Add(-n)
+			c.log.Warn("refused a client on the gRPC port: its TLS handshake failed (only Envoy's certificate is admitted, docs/security.md)",
+				zap.String("remote", conn.RemoteAddr().String()), zap.Int64("refused", n), zap.Error(err))
+		}
+	}
+	return nc, info, err
+}
+
+func (c *loggedRefusals) Clone() credentials.TransportCredentials {
+	return &loggedRefusals{TransportCredentials: c.TransportCredentials.Clone(), log: c.log}
 }
 
 // listenUnix binds the socket, replacing a stale one left by a process that

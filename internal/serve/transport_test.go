@@ -9,9 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -55,7 +58,7 @@ func transportPair(t testing.TB, kind string) *grpc.ClientConn {
 		dial = append(dial, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
 			Certificates: []tls.Certificate{cert}, RootCAs: roots, ServerName: "stellwerk.internal"})))
 	}
-	ln, opts, err := listenGRPC(srv)
+	ln, opts, err := listenGRPC(srv, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,14 +120,14 @@ func TestPlainTCPAndStaleFilesAreRefused(t *testing.T) {
 		"plain tcp":         {GRPC: "127.0.0.1:0"},
 		"a file, no socket": {GRPC: config.UnixSocketPrefix + notSocket},
 	} {
-		if ln, _, err := listenGRPC(s); err == nil {
+		if ln, _, err := listenGRPC(s, zap.NewNop()); err == nil {
 			ln.Close()
 			t.Errorf("%s: listened", name)
 		}
 	}
 	// A live socket is another stellwerk's: refused. A stale one is replaced.
 	sock := filepath.Join(dir, "grpc.sock")
-	ln, _, err := listenGRPC(config.Server{GRPC: config.UnixSocketPrefix + sock})
+	ln, _, err := listenGRPC(config.Server{GRPC: config.UnixSocketPrefix + sock}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +135,7 @@ func TestPlainTCPAndStaleFilesAreRefused(t *testing.T) {
 	if fi.Mode().Perm() != socketMode {
 		t.Errorf("socket mode %v", fi.Mode().Perm())
 	}
-	if ln2, _, err := listenGRPC(config.Server{GRPC: config.UnixSocketPrefix + sock}); err == nil || !strings.Contains(err.Error(), "in use") {
+	if ln2, _, err := listenGRPC(config.Server{GRPC: config.UnixSocketPrefix + sock}, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "in use") {
 		if ln2 != nil {
 			ln2.Close()
 		}
@@ -140,7 +143,7 @@ func TestPlainTCPAndStaleFilesAreRefused(t *testing.T) {
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close() // leaves the file behind, as a crash would
-	ln, _, err = listenGRPC(config.Server{GRPC: config.UnixSocketPrefix + sock})
+	ln, _, err = listenGRPC(config.Server{GRPC: config.UnixSocketPrefix + sock}, zap.NewNop())
 	if err != nil {
 		t.Fatalf("stale socket not replaced: %v", err)
 	}
@@ -188,5 +191,46 @@ func TestReloadKeepsMTLS(t *testing.T) {
 	changed.Server.GRPCTLS.ClientNames = []string{"other"}
 	if err := restartOnly(load(), changed); err == nil {
 		t.Error("a changed grpc_tls needs a restart")
+	}
+}
+
+// TestRefusedTLSClientIsLogged: a client the gRPC port's mutual TLS
+// refuses (here: no client certificate) leaves a line in the log, once per
+// interval, with its address (it had left nothing, a helper's finding).
+func TestRefusedTLSClientIsLogged(t *testing.T) {
+	dir := t.TempDir()
+	f, err := testcert.Write(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.WarnLevel)
+	ln, opts, err := listenGRPC(config.Server{GRPC: "127.0.0.1:0",
+		GRPCTLS: &config.GRPCTLS{Cert: f.ServerCert, Key: f.ServerKey, ClientCA: f.CA}}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(opts...)
+	noopextproc.Register(gs)
+	go gs.Serve(ln)
+	defer gs.Stop()
+	pem, _ := os.ReadFile(f.CA)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	for range 3 {
+		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "stellwerk.internal", NextProtos: []string{"h2"}})
+		if err == nil {
+			_, err = c.Read(make([]byte, 1)) // TLS 1.3: the server's refusal arrives after the client's handshake
+			c.Close()
+		}
+		if err == nil {
+			t.Fatal("a client without a certificate was admitted")
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for logs.FilterMessageSnippet("refused a client on the gRPC port").Len() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := logs.FilterMessageSnippet("refused a client on the gRPC port").Len(); n != 1 {
+		t.Fatalf("%d log lines for three refusals in one interval, want 1: %v", n, logs.All())
 	}
 }
