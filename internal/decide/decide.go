@@ -347,6 +347,18 @@ func Decide(in Input) (Selection, error) {
 		case vExcluded:
 			return d, apierr.Denied("model_not_allowed", "model", "the model %q is not allowed for this request: %s", id, d.LineReason(pinned))
 		case vRejected:
+			if lines[pinned].rej.kind == rejContext {
+				// OpenAI's code for it, as for auto: a client checking
+				// e.code == "context_length_exceeded" meets it on a pinned
+				// model too (a helper's finding).
+				input := in.Params[0]
+				if input == "" {
+					input = "messages"
+				}
+				e := apierr.Invalid("context_length_exceeded", input, "the model %q cannot serve this request: %s", id, d.LineReason(pinned))
+				e.Final = true
+				return d, e
+			}
 			return d, apierr.Invalid("model_unsuitable", "model", "the model %q cannot serve this request: %s", id, d.LineReason(pinned))
 		}
 		d.Reason = "pinned by request"

@@ -74,9 +74,12 @@ func TestDecide(t *testing.T) {
 		"pinned excluded": {in: Input{Asked: "best", Candidates: nil}, status: 403, code: "model_not_allowed",
 			reasonHas: "residency: restricted data requires eu"},
 		"pinned unsuitable": {in: Input{Asked: "cheap", Needs: Needs{Tools: true}}, status: 400, code: "model_unsuitable"},
-		"unknown":           {in: Input{Asked: "gpt-9"}, status: 404, code: "model_not_found", reasonHas: "also-eu, best, cheap, mid, auto"},
-		"route":             {in: Input{Asked: "route:support"}, status: 404, code: "route_not_found"},
-		"nothing eligible":  {in: Input{Asked: "auto", QualityFloor: 0.99}, status: 503, code: "no_eligible_model", reasonHas: "quality"},
+		// OpenAI's code, as for auto (a helper's code checked it).
+		"pinned, context window too small": {in: Input{Asked: "cheap", Needs: Needs{InputTokens: 20000, OutputTokens: 512}}, status: 400,
+			code: "context_length_exceeded", reasonHas: "context: needs about"},
+		"unknown":          {in: Input{Asked: "gpt-9"}, status: 404, code: "model_not_found", reasonHas: "also-eu, best, cheap, mid, auto"},
+		"route":            {in: Input{Asked: "route:support"}, status: 404, code: "route_not_found"},
+		"nothing eligible": {in: Input{Asked: "auto", QualityFloor: 0.99}, status: 503, code: "no_eligible_model", reasonHas: "quality"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
