@@ -289,18 +289,7 @@ func TestExcludedFailsClosed(t *testing.T) {
 		t.Fatalf("nothing fires on the sample input, so it loads: %v", err)
 	}
 	eval := func(ticket string) (Decision, error) {
-		cat := sampleCatalog()
-		in := &Input{
-			Request:        RequestFacts{Path: "/v1/chat/completions", API: "chat", Model: "auto", Metadata: map[string]string{"ticket": ticket}, Headers: map[string]string{}},
-			Principal:      auth.Principal{Workspace: auth.DefaultWorkspace, Roles: []string{}},
-			Workspace:      defaultWorkspace(),
-			Classification: &classify.Result{Task: "chat", Complexity: "low", Language: "en", Sensitivity: "public", Risk: "low", PIICounts: map[string]int{}, Scan: classify.ScanComplete},
-			Now:            time.Unix(0, 0),
-		}
-		for _, m := range cat.Models() {
-			in.Candidates = append(in.Candidates, Candidate{Model: m, Quality: 0.5, Healthy: true, LatencyMS: m.LatencyMS})
-		}
-		v, release := in.Value(NewCatalogTerms(cat))
+		v, release := sampleInput(map[string]string{"ticket": ticket})
 		defer release()
 		return e.Eval(context.Background(), v)
 	}

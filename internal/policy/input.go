@@ -731,9 +731,16 @@ func compact(s []string) []string {
 // SampleInput is a small, complete input used to check a policy's decision
 // shape at load time.
 func SampleInput() ast.Value {
+	v, _ := sampleInput(map[string]string{}) // not released: the sample is kept
+	return v
+}
+
+// sampleInput is the sample with the request's metadata, and the function
+// that releases its pooled parts.
+func sampleInput(metadata map[string]string) (ast.Value, func()) {
 	cat := sampleCatalog()
 	in := &Input{
-		Request:        RequestFacts{Path: "/v1/chat/completions", API: "chat", Model: "auto", Metadata: map[string]string{}, Headers: map[string]string{}},
+		Request:        RequestFacts{Path: "/v1/chat/completions", API: "chat", Model: "auto", Metadata: metadata, Headers: map[string]string{}},
 		Principal:      auth.Principal{Workspace: auth.DefaultWorkspace, Roles: []string{}},
 		Workspace:      defaultWorkspace(),
 		Classification: &classify.Result{Task: "chat", Complexity: "low", Language: "en", Sensitivity: "public", Risk: "low", PIICounts: map[string]int{}, Scan: classify.ScanComplete},
@@ -742,8 +749,7 @@ func SampleInput() ast.Value {
 	for _, m := range cat.Models() {
 		in.Candidates = append(in.Candidates, Candidate{Model: m, Quality: 0.5, Healthy: true, LatencyMS: m.LatencyMS})
 	}
-	v, _ := in.Value(NewCatalogTerms(cat)) // not released: the sample is kept
-	return v
+	return in.Value(NewCatalogTerms(cat))
 }
 
 func defaultWorkspace() config.Workspace {

@@ -12,19 +12,31 @@ import (
 	"go.uber.org/zap"
 )
 
-func TestManagerReload(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	write := func(name, src string) {
+// writer writes policy files into a new directory.
+func writer(t *testing.T) (dir string, write func(name, src string)) {
+	dir = t.TempDir()
+	return dir, func(name, src string) {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// startManager loads a policy dir of one module, a.rego, and returns the
+// manager and a writer for the dir.
+func startManager(t *testing.T) (m *Manager, dir string, write func(name, src string)) {
+	dir, write = writer(t)
 	write("a.rego", "package stellwerk\n\ndeny contains \"one\" if input.request.user == \"x\"\n")
-	m, err := NewManager(ctx, Source{Library: true, Dir: dir}, zap.NewNop())
+	m, err := NewManager(context.Background(), Source{Library: true, Dir: dir}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m, dir, write
+}
+
+func TestManagerReload(t *testing.T) {
+	ctx := context.Background()
+	m, dir, write := startManager(t)
 	v1 := m.Current().Version
 	if changed, err := m.Reload(ctx); changed || err != nil {
 		t.Fatalf("unchanged files reloaded: %v %v", changed, err)
@@ -99,17 +111,7 @@ func TestRunawayPolicyRefused(t *testing.T) {
 	defer func(d time.Duration) { sampleTimeout = d }(sampleTimeout)
 	sampleTimeout = 300 * time.Millisecond
 	ctx := context.Background()
-	dir := t.TempDir()
-	write := func(name, src string) {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("a.rego", "package stellwerk\n\ndeny contains \"one\" if input.request.user == \"x\"\n")
-	m, err := NewManager(ctx, Source{Library: true, Dir: dir}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, dir, write := startManager(t)
 	var refusals int
 	m.OnChange(func(e *Engine, refused error) {
 		if refused != nil {
