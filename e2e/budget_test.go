@@ -289,6 +289,21 @@ func TestKeyOwnLimits(t *testing.T) {
 	if len(codes) != 3 {
 		t.Fatalf("the key never worked: %v", codes)
 	}
+	// Raised live, without a new key (a helper's finding: only create,
+	// rotate and revoke existed): the requests already made still count,
+	// so with 5 a minute the fourth passes at once.
+	if resp, b := adminDo(t, s, "PUT", "/admin/keys/metered/limits",
+		`{"budgets":[{"amount_eur":100,"period":"month"}],"rate_limit":{"requests_per_minute":5}}`); resp.StatusCode != 200 {
+		t.Fatalf("PUT limits: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := adminDo(t, s, "PUT", "/admin/keys/metered/limits", `{"rate_limit":{"requests_per_minute":-1}}`); resp.StatusCode != 400 ||
+		!strings.Contains(string(b), "limits.rate_limit.requests_per_minute") {
+		t.Errorf("PUT bad limits: %d %s", resp.StatusCode, b)
+	}
+	waitFor(t, "the raised limit to apply", func() bool {
+		c, _, hdrs := fire(t, s, created.Secret, 1)
+		return c[0] == 200 && hdrs[0].Get("x-ratelimit-limit-requests") == "5"
+	})
 	// Read once the answers' charges are settled (just after each answer
 	// is sent, docs/budgets.md).
 	if used, reserved := budgetOf(t, s, "key=metered&workspace=default", "key.metered.month"); used <= 0 || reserved != 0 {

@@ -80,6 +80,7 @@ func registerKeys(mux *http.ServeMux, guarded func(string, []string, http.Handle
 	guarded("GET /admin/keys/{id}", readers, h.show)
 	guarded("POST /admin/keys/{id}/rotate", keyWriters, h.rotate)
 	guarded("POST /admin/keys/{id}/revoke", keyWriters, h.revoke)
+	guarded("PUT /admin/keys/{id}/limits", keyWriters, h.setLimits)
 	guarded("GET /admin/provider-keys", readers, h.listProvider)
 	guarded("PUT /admin/provider-keys/{workspace}/{provider}", keyWriters, h.setProvider)
 	guarded("DELETE /admin/provider-keys/{workspace}/{provider}", keyWriters, h.deleteProvider)
@@ -227,6 +228,30 @@ func (h *keysAPI) rotate(w http.ResponseWriter, r *http.Request) {
 	h.changed(r, audit.KindKey, k.Workspace, "rotate", k.ID, map[string]string{"grace": grace.String()})
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, KeyWithSecret{Key: View(k, time.Now()), Secret: secret})
+}
+
+// setLimits replaces a key's own budgets and rate limits: PUT
+// /admin/keys/{id}/limits with {"budgets": [...], "rate_limit": {...}}
+// ({} removes them). A FinOps team raises a key's cap without a new key
+// and a new secret (a helper's finding).
+func (h *keysAPI) setLimits(w http.ResponseWriter, r *http.Request) {
+	s := h.store(w)
+	if s == nil {
+		return
+	}
+	var l config.Limits
+	if !decodeBody(w, r, &l, false) {
+		return
+	}
+	k, err := s.SetLimits(r.Context(), r.PathValue("id"), l, by(r))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	detail, _ := json.Marshal(k.Limits)
+	h.log.Info("virtual key's limits set", zap.String("key_id", k.ID), zap.String("by", by(r)))
+	h.changed(r, audit.KindKey, k.Workspace, "limits", k.ID, map[string]string{"limits": string(detail)})
+	writeJSON(w, http.StatusOK, View(k, time.Now()))
 }
 
 func (h *keysAPI) revoke(w http.ResponseWriter, r *http.Request) {

@@ -29,6 +29,8 @@ const keysUsage = `usage:
   stellwerk keys show ID
   stellwerk keys rotate ID [--grace 1h]           a new secret (printed once); the old one stops (after the grace)
   stellwerk keys revoke ID                        refused by every replica within a second
+  stellwerk keys limits ID [--budget EUR:PERIOD[:ACTION]]... [--rpm N] [--tpm N] [--rpd N] [--tpd N]
+                                                  replace the key's own budgets and rate limits (none given: remove them)
   stellwerk keys provider set WORKSPACE PROVIDER  store the workspace's own provider key, read from stdin
   stellwerk keys provider list [--workspace W]
   stellwerk keys provider delete WORKSPACE PROVIDER
@@ -87,6 +89,12 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fs.StringVar(&filter.Status, "status", "", "only active, expired or revoked keys")
 	case "rotate":
 		fs.DurationVar(&grace, "grace", 0, "keep the old secret working this long (at most 168h)")
+	case "limits":
+		fs.Var(&budgets, "budget", "budget EUR:PERIOD[:ACTION], e.g. 50:month or 5:day:downgrade (repeatable)")
+		fs.Int64Var(&spec.Limits.RateLimit.RequestsPerMinute, "rpm", 0, "requests per minute")
+		fs.Int64Var(&spec.Limits.RateLimit.TokensPerMinute, "tpm", 0, "tokens per minute")
+		fs.Int64Var(&spec.Limits.RateLimit.RequestsPerDay, "rpd", 0, "requests per day")
+		fs.Int64Var(&spec.Limits.RateLimit.TokensPerDay, "tpd", 0, "tokens per day")
 	case "provider list":
 		fs.StringVar(&filter.Workspace, "workspace", "", "only this workspace")
 	case "show", "revoke", "provider set", "provider delete", "rotate-master":
@@ -98,7 +106,7 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err != nil {
 		return ErrUsage
 	}
-	want := map[string]int{"show": 1, "rotate": 1, "revoke": 1, "provider set": 2, "provider delete": 2}[verb]
+	want := map[string]int{"show": 1, "rotate": 1, "revoke": 1, "limits": 1, "provider set": 2, "provider delete": 2}[verb]
 	if len(pos) != want {
 		fmt.Fprintf(stderr, "keys %s takes %d argument(s), got %d\n\n%s", verb, want, len(pos), keysUsage)
 		return ErrUsage
@@ -106,15 +114,20 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 
 	// Flags are checked together before anything is opened.
 	var problems []string
+	for _, b := range budgets { // create and limits
+		bd, err := parseBudget(b)
+		if err != nil {
+			problems = append(problems, err.Error())
+		}
+		spec.Limits.Budgets = append(spec.Limits.Budgets, bd)
+	}
+	if verb == "limits" {
+		if errs := spec.Limits.Check("limits"); len(errs) > 0 {
+			problems = append(problems, errs[0].Error())
+		}
+	}
 	if verb == "create" {
 		spec.Models, spec.Routes = splitList(models), splitList(routes)
-		for _, b := range budgets {
-			bd, err := parseBudget(b)
-			if err != nil {
-				problems = append(problems, err.Error())
-			}
-			spec.Limits.Budgets = append(spec.Limits.Budgets, bd)
-		}
 		for _, m := range meta {
 			k, v, ok := strings.Cut(m, "=")
 			if !ok {
@@ -179,6 +192,15 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		k.changed(ctx, audit.KindKey, key.Workspace, "rotate", key.ID, map[string]string{"grace": grace.String()})
 		return k.printSecret(key, secret, "rotated")
+	case "limits":
+		key, err := ks.SetLimits(ctx, pos[0], spec.Limits, k.by)
+		if err != nil {
+			return k.fail(err)
+		}
+		detail, _ := json.Marshal(key.Limits)
+		k.changed(ctx, audit.KindKey, key.Workspace, "limits", key.ID, map[string]string{"limits": string(detail)})
+		fmt.Fprintf(stderr, "key %s's limits set; every replica applies them within a second\n", key.ID)
+		return k.printKey(key)
 	case "revoke":
 		key, err := ks.Revoke(ctx, pos[0], k.by)
 		if err != nil {

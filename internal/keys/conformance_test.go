@@ -368,6 +368,46 @@ func TestCrossReplicaRevocation(t *testing.T) {
 	})
 }
 
+// TestSetLimitsAcrossReplicas: a key's own limits replaced on one replica
+// reach the other's table within a second; bad limits, an unknown key and
+// a revoked one are refused.
+func TestSetLimitsAcrossReplicas(t *testing.T) {
+	conform(t, func(t *testing.T, open func(*testing.T, *Keyring) *Store) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		a, b := open(t, nil), open(t, nil)
+		tb := NewTable(b, zap.NewNop())
+		mustRefresh(t, tb)
+		go tb.Run(ctx, config.DefaultRefreshInterval)
+		_, secret, err := a.Create(ctx, Spec{ID: "capped", Workspace: "w", Limits: config.Limits{RateLimit: config.RateLimit{RequestsPerMinute: 2}}}, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		raised := config.Limits{Budgets: []config.Budget{{AmountEUR: 5, Period: "day"}}, RateLimit: config.RateLimit{RequestsPerMinute: 20}}
+		k, err := a.SetLimits(ctx, "capped", raised, "x")
+		if err != nil || k.Limits.RateLimit.RequestsPerMinute != 20 || len(k.Limits.Budgets) != 1 {
+			t.Fatalf("set: %+v %v", k.Limits, err)
+		}
+		waitFor(t, time.Second, "the other replica to see the new limits", func() bool {
+			p, ok, err := tb.Lookup(secret)
+			return ok && err == nil && p.Limits != nil && p.Limits.RateLimit.RequestsPerMinute == 20
+		})
+		var inv *InvalidError
+		if _, err := a.SetLimits(ctx, "capped", config.Limits{Budgets: []config.Budget{{AmountEUR: 4e-7, Period: "day"}}}, "x"); !errors.As(err, &inv) || inv.Field != "limits.budgets[0].amount_eur" {
+			t.Errorf("a budget under a micro-euro: %v", err)
+		}
+		if _, err := a.SetLimits(ctx, "nope", raised, "x"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("unknown key: %v", err)
+		}
+		if _, err := a.Revoke(ctx, "capped", "x"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.SetLimits(ctx, "capped", raised, "x"); !errors.Is(err, ErrRevoked) {
+			t.Errorf("revoked key: %v", err)
+		}
+	})
+}
+
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)

@@ -476,6 +476,42 @@ func (s *Store) Rotate(ctx context.Context, id string, grace time.Duration, by s
 	return k, secret, err
 }
 
+// SetLimits replaces a key's own budgets and rate limits (every replica
+// applies them within a second). What the key has spent and the requests
+// in its windows stay counted: raising a budget lets it spend the
+// difference now. A revoked key cannot be changed.
+func (s *Store) SetLimits(ctx context.Context, id string, l config.Limits, by string) (Key, error) {
+	if errs := l.Check("limits"); len(errs) > 0 {
+		f, msg, _ := strings.Cut(errs[0].Error(), ": ")
+		return Key{}, &InvalidError{Field: f, Msg: msg}
+	}
+	limits, err := json.Marshal(l)
+	if err != nil {
+		return Key{}, err
+	}
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		gen, err := bump(ctx, tx)
+		if err != nil {
+			return err
+		}
+		var revoked int64
+		switch err := tx.QueryRowContext(ctx, `SELECT revoked_at FROM virtual_keys WHERE id = $1`, id).Scan(&revoked); {
+		case errors.Is(err, sql.ErrNoRows):
+			return ErrNotFound
+		case err != nil:
+			return err
+		case revoked != 0:
+			return ErrRevoked
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE virtual_keys SET limits = $1, seq = $2 WHERE id = $3`, string(limits), gen, id)
+		return err
+	})
+	if err != nil {
+		return Key{}, err
+	}
+	return s.Get(ctx, id)
+}
+
 // Revoke ends a key for good (every replica refuses it within a second).
 // Revoking a revoked key changes nothing.
 func (s *Store) Revoke(ctx context.Context, id, by string) (Key, error) {
