@@ -305,3 +305,49 @@ func TestExcludedFailsClosed(t *testing.T) {
 		t.Errorf("neither fires: %v %v", d.Exclude, err)
 	}
 }
+
+// TestUnknownInputPathsWarned (a helper's finding): a misspelled input
+// path loads and reads as undefined, so its deny never fires, or a negated
+// one refuses everything. Each is warned with its line and the path meant;
+// paths the input has (open maps such as metadata included) are not.
+func TestUnknownInputPathsWarned(t *testing.T) {
+	dir := policyDir(t, map[string]string{"team.rego": `package stellwerk
+
+deny contains "no ticket" if not input.request.metdata.ticket
+
+deny contains "iban" if "iban" in input.classification.pii_type
+
+deny contains "ok" if {
+	input.request.metadata.anything == "x"
+	input.request.headers["x-client-app"] == "y"
+	input.workspace.team.name == "cx"
+	input.request.route.targets[0] == "m"
+	input.request.policy.min_quality > 0.5
+	input.classification.pii_counts.iban > 0
+	some c in input.candidates
+	c.residency == "us"
+	input.candidates[0].price_eur.input_per_mtok > 1
+	input.budgets[_].exceeded
+}
+
+deny contains "price" if input.candidates[0].price_eur.input > 1
+`})
+	e, err := Load(context.Background(), Source{Library: true, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(e.Warnings, "\n")
+	for _, want := range []string{
+		"dir/team.rego:3: input.request.metdata is not in the input (docs/policy.md): Rego reads it as undefined, so a rule on it never applies (and a negated one always does); did you mean input.request.metadata?",
+		"dir/team.rego:5: input.classification.pii_type is not in the input",
+		"did you mean input.classification.pii_types?",
+		"dir/team.rego:20: input.candidates[_].price_eur.input is not in the input",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+	if n := strings.Count(got, "is not in the input"); n != 3 {
+		t.Errorf("%d paths warned, want 3:\n%s", n, got)
+	}
+}

@@ -93,7 +93,7 @@ func Unreachable(src Source) ([]string, error) {
 // warnings are a load's: the modules that cannot contribute, and the data
 // files that are not read.
 func (f files) warnings(modules map[string]*ast.Module) []string {
-	w := append(unreachable(modules), unread(modules)...)
+	w := append(append(unreachable(modules), unread(modules)...), unknownInputs(modules)...)
 	for _, d := range f.data {
 		w = append(w, d+": data files are not read (stellwerk loads *.rego only); write the data as a rule, e.g. blocked_users := {\"mallory\"} in a module")
 	}
