@@ -284,14 +284,14 @@ func TestKeyLimitsThatDoNotCompileRefuse(t *testing.T) {
 	p := &edge{filter: filter{state: s, log: zap.NewNop(), id: "d"}, ctx: context.Background()}
 	p.handle(headersMsg("POST", "/v1/chat/completions", false))
 	p.principal.KeyID = "tiny"
-	p.principal.Limits = &config.Limits{Budgets: []config.Budget{{AmountEUR: 100, Period: "day"}, {AmountEUR: 4e-7, Period: "month"}},
+	p.principal.Limits = &config.Limits{Budgets: []config.Budget{{AmountEUR: 100, Period: "day"}, {AmountEUR: 5, Period: "fortnight"}},
 		RateLimit: config.RateLimit{RequestsPerMinute: 1}}
 	r := p.handle(bodyMsg(`{"model":"auto","max_tokens":10,"messages":[{"role":"user","content":"hello"}]}`)).GetImmediateResponse()
 	if r == nil || r.Status.GetCode() != 500 || gjson.GetBytes(r.Body, "error.code").String() != "key_limits_invalid" ||
 		setHeaders(r.Headers)["x-should-retry"] != "false" {
 		t.Fatalf("want 500 key_limits_invalid, final: %v", r)
 	}
-	if strings.Contains(string(r.Body), "4e-07") || strings.Contains(string(r.Body), "tiny") {
+	if strings.Contains(string(r.Body), "fortnight") || strings.Contains(string(r.Body), "tiny") {
 		t.Errorf("the answer names the record's details: %s", r.Body)
 	}
 }

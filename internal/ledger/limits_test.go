@@ -56,8 +56,13 @@ func TestMoney(t *testing.T) {
 	if got := CeilEUR(1.5); got != 1_500_000 {
 		t.Errorf("CeilEUR(1.5) = %d", got)
 	}
-	if FromEUR(-1) != 0 || CeilEUR(-1) != 0 {
-		t.Error("negative amounts are not 0")
+	if FromEUR(-1) != 0 || CeilEUR(-1) != 0 || FromEUR(0) != 0 {
+		t.Error("negative and zero amounts are not 0")
+	}
+	// A charge is never rounded to nothing: an embedding at 0.09 µEUR was
+	// free (a helper's finding).
+	if got := FromEUR(9e-8); got != 1 {
+		t.Errorf("FromEUR of 0.09 µEUR = %d, want 1", got)
 	}
 	var sum MicroEUR
 	for range 1_000_000 {

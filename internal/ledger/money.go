@@ -11,12 +11,15 @@ import (
 type MicroEUR int64
 
 // FromEUR converts a cost in EUR (meter.Charge.EUR, catalog.Model.CostEUR)
-// to the nearest micro-euro. Negative and NaN amounts are 0.
+// to the nearest micro-euro, and a positive amount under half of one to
+// one: a charge is never rounded to nothing (a helper's embeddings at 0.09
+// µEUR each were free in the ledger, the budgets and the metrics).
+// Negative and NaN amounts are 0.
 func FromEUR(eur float64) MicroEUR {
 	if !(eur > 0) {
 		return 0
 	}
-	return MicroEUR(math.Round(eur * 1e6))
+	return max(1, MicroEUR(math.Round(eur*1e6)))
 }
 
 // CeilEUR converts a worst-case estimate, rounding up so that a
