@@ -532,6 +532,14 @@ func TestBrokenSuccessIsAnError(t *testing.T) {
 		if e := decodeError(t, b); resp.StatusCode != 502 || e.Error.Code != "provider_bad_response" || resp.Header.Get("content-type") != "application/json" {
 			t.Errorf("%s: %d %v %s", mode, resp.StatusCode, resp.Header, b)
 		}
+		// Translated for the Messages API (a helper's finding: a 200
+		// carrying an error object, which the anthropic SDK returned as
+		// a message, charged as served).
+		resp, b = post(t, s.URL+"/v1/messages", `{"model":"primary-mini","max_tokens":50,"messages":[{"role":"user","content":"x"}]}`,
+			map[string]string{"anthropic-version": "2023-06-01"})
+		if resp.StatusCode != 502 || !strings.Contains(string(b), `"type":"error"`) || !strings.Contains(string(b), "provider_bad_response") {
+			t.Errorf("%s, Messages API: %d %s", mode, resp.StatusCode, b)
+		}
 	}
 }
 

@@ -308,7 +308,7 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		body, changed := b.Body, false
 		if p.translate { // an Anthropic error in the OpenAI shape, or the reverse
 			p.translate, changed = false, true
-			body = p.translateAnswer(body)
+			body, _ = p.translateAnswer(body) // an error: never "no answer"
 		}
 		if nb, ok := p.scrub(body); ok {
 			body, changed = nb, true
@@ -327,7 +327,10 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	body := b.Body
 	if p.translate {
 		p.translate = false
-		body = p.translateAnswer(body)
+		var noAnswer string
+		if body, noAnswer = p.translateAnswer(body); noAnswer != "" && !p.partial {
+			return p.immediate(p.noAnswer(noAnswer)) // Envoy holds the headers of a body it read whole
+		}
 		if !p.addRouting {
 			return replaceResponseBody(body)
 		}

@@ -183,7 +183,14 @@ func (p *egress) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespon
 		return continueResponseBody()
 	}
 	p.translate = false
-	return replaceResponseBody(p.translateAnswer(b.Body))
+	body, noAnswer := p.translateAnswer(b.Body)
+	if noAnswer != "" {
+		// The edge answers 502 for a success that is no answer, and
+		// charges nothing: an answer this attempt cannot translate reaches
+		// it as an empty one.
+		body = []byte{}
+	}
+	return replaceResponseBody(body)
 }
 
 // endAttempt records this attempt's outcome once: in the provider's health,

@@ -79,7 +79,13 @@ func (p *filter) unexpected() *apierr.Error {
 // translateAnswer translates a JSON answer, or error, back to the
 // client's API: Anthropic's to a chat request, chat's to a Messages
 // request.
-func (p *filter) translateAnswer(body []byte) []byte {
+func (p *filter) translateAnswer(body []byte) (out []byte, noAnswer string) {
+	if len(p.respStatus) == 3 && p.respStatus[0] == '2' && (!gjson.ValidBytes(body) || !isObject(body)) {
+		// A success that is no answer: left as it is, for the edge to
+		// answer 502 (translated, it had become a 200 carrying an error
+		// object, charged as served; a helper's finding).
+		return body, "a body that is not a JSON object"
+	}
 	if p.fromChat {
 		return p.toMessages(body)
 	}
@@ -88,31 +94,31 @@ func (p *filter) translateAnswer(body []byte) []byte {
 
 // toMessages translates a chat.completion answer, or an OpenAI error, to
 // Anthropic's shape.
-func (p *filter) toMessages(body []byte) []byte {
+func (p *filter) toMessages(body []byte) ([]byte, string) {
 	if len(p.respStatus) == 3 && p.respStatus[0] == '2' {
 		tb, err := translate.ChatToMessage(body)
 		if err != nil {
 			p.log.Warn("chat answer not translatable to a message", zap.String("decision_id", p.id), zap.Error(err))
-			tb = translate.AnthropicError(apierr.Upstream("provider_bad_response", "the provider's answer could not be translated"))
+			return body, "an answer that could not be translated"
 		}
-		return tb
+		return tb, ""
 	}
 	code, _ := strconv.Atoi(p.respStatus)
-	return translate.ChatErrorToAnthropic(code, body)
+	return translate.ChatErrorToAnthropic(code, body), ""
 }
 
 // fromAnthropic translates an Anthropic JSON answer, or error, back to the
 // OpenAI shape.
-func (p *filter) fromAnthropic(body []byte) []byte {
+func (p *filter) fromAnthropic(body []byte) ([]byte, string) {
 	if len(p.respStatus) == 3 && p.respStatus[0] == '2' {
 		tb, err := translate.FromAnthropicResponse(body)
 		if err != nil {
 			p.log.Warn("anthropic answer not translatable", zap.String("decision_id", p.id), zap.Error(err))
-			tb = apierr.Upstream("provider_bad_response", "the provider's answer could not be translated").JSON()
+			return body, "an answer that could not be translated"
 		}
-		return tb
+		return tb, ""
 	}
-	return translate.FromAnthropicError(body)
+	return translate.FromAnthropicError(body), ""
 }
 
 // bodyChange is the request mutation: headers, and the body with its exact

@@ -192,6 +192,45 @@ func TestNoUsageChargedAtTheServedModel(t *testing.T) {
 	}
 }
 
+// TestTranslatedNoAnswerIsNotServed (a helper's finding): a provider's
+// garbage 200, on a request whose answer is translated between wire
+// formats, had become a 200 carrying an error object (the SDKs returned it
+// as an answer) and was charged as served. It is the 502 plain chat gives,
+// in the client's API's error shape, at no cost.
+func TestTranslatedNoAnswerIsNotServed(t *testing.T) {
+	for name, tc := range map[string]struct{ path, body, answer, shape string }{
+		"chat to an Anthropic model, garbage": {"/v1/chat/completions", `{"model":"sonnet","messages":[{"role":"user","content":"hi"}]}`,
+			`<html>oops</html>`, "error.code"},
+		"chat to an Anthropic model, an error event with 200": {"/v1/chat/completions", `{"model":"sonnet","messages":[{"role":"user","content":"hi"}]}`,
+			`{"type":"error","error":{"type":"overloaded_error","message":"busy"}}`, "error.code"},
+		"messages to a chat model": {"/v1/messages", `{"model":"chat","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`,
+			`garbage`, "error.type"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := apisState(t)
+			rec := &rowsRecorder{}
+			st.Spend = rec
+			p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "d"}, ctx: context.Background()}
+			p.handle(headersMsg("POST", tc.path, false, "anthropic-version", "2023-06-01"))
+			if r := p.handle(bodyMsg(tc.body)); r.GetImmediateResponse() != nil {
+				t.Fatalf("refused: %s", r.GetImmediateResponse().Body)
+			}
+			p.handle(respHeadersMsg("200", "application/json"))
+			r := p.handle(respBodyMsg(tc.answer, true)).GetImmediateResponse()
+			if r == nil || r.Status.GetCode() != 502 || !strings.Contains(string(r.Body), "provider_bad_response") {
+				t.Fatalf("want 502 provider_bad_response: %v", r)
+			}
+			if gjson.GetBytes(r.Body, tc.shape).String() == "" {
+				t.Errorf("not in the client's error shape (%s): %s", tc.shape, r.Body)
+			}
+			p.finish()
+			if len(rec.rows) != 1 || rec.rows[0].Status != spend.Failed || rec.rows[0].Cost != 0 {
+				t.Errorf("rows %+v, want one failed at no cost", rec.rows)
+			}
+		})
+	}
+}
+
 // testLedger has one global daily budget of 100 EUR.
 func testLedger(t *testing.T) *ledger.Ledger {
 	t.Helper()
