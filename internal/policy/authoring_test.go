@@ -351,3 +351,24 @@ deny contains "price" if input.candidates[0].price_eur.input > 1
 		t.Errorf("%d paths warned, want 3:\n%s", n, got)
 	}
 }
+
+// TestFailureSummaryQuotesNoValue: the latest evaluation failure, which
+// /policy shows to every admin role, names the error's kind and place but
+// not its message, which quotes the client's values (the verification
+// helper saw an email and an IBAN there).
+func TestFailureSummaryQuotesNoValue(t *testing.T) {
+	dir := policyDir(t, map[string]string{"team.rego": "package stellwerk\n\ndeny contains \"big\" if to_number(input.request.metadata.ticket) > 9000\n"})
+	e, err := Load(context.Background(), Source{Library: true, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, ct := sampleFacts(map[string]string{"ticket": "anna.schmidt@example.com DE89370400440532013000"})
+	if _, err := e.Decide(context.Background(), in, ct); err == nil || !strings.Contains(err.Error(), "anna.schmidt") {
+		t.Fatalf("the evaluation's own error (for the log): %v", err)
+	}
+	n, last := e.Failures()
+	if n != 1 || last == nil || strings.Contains(last.Error, "anna") || strings.Contains(last.Error, "DE89") ||
+		!strings.Contains(last.Error, "eval_builtin_error at dir/team.rego:3") {
+		t.Errorf("%d failures, the latest %+v", n, last)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/open-policy-agent/opa/v1/tester"
 )
 
@@ -42,6 +43,29 @@ type Engine struct {
 type Failure struct {
 	At    time.Time `json:"at"`
 	Error string    `json:"error"`
+}
+
+// failureSummary says what kind of failure err is and where, without its
+// message: OPA's messages quote the values a rule was given (a client's
+// metadata, a tag), and /policy is open to every admin role, the metrics
+// scraper's viewer token included (the verification helper saw an email
+// and an IBAN there). The log has the whole message.
+func failureSummary(err error) string {
+	var te *topdown.Error
+	var se *ShapeError
+	switch {
+	case errors.As(err, &te):
+		at := ""
+		if te.Location != nil {
+			at = " at " + te.Location.String()
+		}
+		return "evaluation error " + te.Code + at + " (the log has the message)"
+	case errors.As(err, &se):
+		return "a decision of the wrong shape (the log says which part)"
+	case errors.Is(err, ErrTimeout), errors.Is(err, ErrNoDecision):
+		return err.Error()
+	}
+	return "the evaluation failed (the log has the message)"
 }
 
 // Failures is how many requests the policy failed to decide since it was
@@ -159,11 +183,7 @@ func (e *Engine) DecideWithin(ctx context.Context, in *Input, ct *CatalogTerms, 
 		// checks evaluate one sample input, and an error that depends on
 		// a workspace's requests passes them (a helper's finding).
 		e.failures.Add(1)
-		msg := err.Error()
-		if len(msg) > 512 {
-			msg = msg[:512]
-		}
-		e.lastFailure.Store(&Failure{At: time.Now(), Error: msg})
+		e.lastFailure.Store(&Failure{At: time.Now(), Error: failureSummary(err)})
 	}
 	if err == nil && key != nil {
 		e.memo.put(key, &d)

@@ -738,6 +738,12 @@ func SampleInput() ast.Value {
 // sampleInput is the sample with the request's metadata, and the function
 // that releases its pooled parts.
 func sampleInput(metadata map[string]string) (ast.Value, func()) {
+	in, ct := sampleFacts(metadata)
+	return in.Value(ct)
+}
+
+// sampleFacts is the sample input's facts and catalog terms.
+func sampleFacts(metadata map[string]string) (*Input, *CatalogTerms) {
 	cat := sampleCatalog()
 	in := &Input{
 		Request:        RequestFacts{Path: "/v1/chat/completions", API: "chat", Model: "auto", Metadata: metadata, Headers: map[string]string{}},
@@ -749,7 +755,7 @@ func sampleInput(metadata map[string]string) (ast.Value, func()) {
 	for _, m := range cat.Models() {
 		in.Candidates = append(in.Candidates, Candidate{Model: m, Quality: 0.5, Healthy: true, LatencyMS: m.LatencyMS})
 	}
-	return in.Value(NewCatalogTerms(cat))
+	return in, NewCatalogTerms(cat)
 }
 
 func defaultWorkspace() config.Workspace {
