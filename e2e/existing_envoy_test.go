@@ -142,7 +142,7 @@ func TestExistingEnvoy(t *testing.T) {
 	alpha, beta := s.Providers["alpha"], s.Providers["beta"]
 
 	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"beta-model","messages":[{"role":"user","content":"via the mesh"}]}`,
-		map[string]string{"x-stellwerk-cluster": "provider_alpha"})
+		map[string]string{"x-stellwerk-cluster": "provider_alpha", "x-request-id": "client-chosen"})
 	if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "beta" {
 		t.Fatalf("status %d provider %q: %s", resp.StatusCode, resp.Header.Get("x-stellwerk-provider"), b)
 	}
@@ -151,6 +151,11 @@ func TestExistingEnvoy(t *testing.T) {
 	}
 	if got := beta.Requests()[0].Header.Get("Authorization"); got != "Bearer "+beta.Key {
 		t.Errorf("credential %q", got)
+	}
+	// The operator's connection manager as docs/envoy.md asks: no client
+	// is internal, so Envoy gives the request its own id.
+	if id := beta.Requests()[0].Header.Get("X-Request-Id"); id == "" || id == "client-chosen" {
+		t.Errorf("x-request-id %q at the provider, want Envoy's own", id)
 	}
 
 	// The existing route is served as before, stellwerk is not consulted, and
