@@ -261,7 +261,7 @@ func (c *Config) validateLedger(models map[string]bool) []error {
 			"requests_per_day": l.RequestsPerDay, "tokens_per_day": l.TokensPerDay}
 		set := false
 		for field, v := range counts {
-			if v < 0 || v > 1e15 {
+			if v < 0 || v > MaxRateLimit {
 				bad(f+"."+field, "must be between 0 (no limit) and 10^15")
 			}
 			set = set || v > 0

@@ -38,6 +38,10 @@ type RateLimit struct {
 // IsZero reports whether nothing is limited.
 func (l Limits) IsZero() bool { return len(l.Budgets) == 0 && l.RateLimit == RateLimit{} }
 
+// MaxRateLimit bounds a rate limit's count, as configured rate limits
+// are: counters stay exact in Redis's Lua numbers.
+const MaxRateLimit = 1e15
+
 // Check returns every problem of l, each naming its field under prefix.
 func (l Limits) Check(prefix string) []error {
 	var errs []error
@@ -62,8 +66,8 @@ func (l Limits) Check(prefix string) []error {
 	r := l.RateLimit
 	for name, v := range map[string]int64{"requests_per_minute": r.RequestsPerMinute, "tokens_per_minute": r.TokensPerMinute,
 		"requests_per_day": r.RequestsPerDay, "tokens_per_day": r.TokensPerDay} {
-		if v < 0 {
-			bad(prefix+".rate_limit."+name, "must not be negative (0: no limit)")
+		if v < 0 || v > MaxRateLimit {
+			bad(prefix+".rate_limit."+name, "must be between 0 (no limit) and 10^15")
 		}
 	}
 	return errs

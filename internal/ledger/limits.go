@@ -248,6 +248,12 @@ func LimitsFromConfig(c *config.Config) (*Limits, error) {
 // store's record) in the configured time zone (loc; nil: UTC). Budgets are
 // named by their period ("day", …), the rate limit "rate".
 func KeyLimitsFromConfig(keyID string, l *config.Limits, loc *time.Location) (*Limits, error) {
+	// The store checks a key's limits so; a record written otherwise
+	// (by hand, by an older version) is refused, not read loosely
+	// (an action "nope" as block, warn_at 3 as the default).
+	if errs := l.Check("limits"); len(errs) > 0 {
+		return nil, fmt.Errorf("key %s: %w", keyID, errs[0])
+	}
 	var budgets []BudgetRule
 	for i, b := range l.Budgets {
 		period, err := ParsePeriod(b.Period)

@@ -144,3 +144,23 @@ func TestDowngrades(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyLimitsRecordIsChecked: a key's limits are read as the store
+// checks them; a record written otherwise does not compile (the edge then
+// refuses the key's requests) instead of being read loosely.
+func TestKeyLimitsRecordIsChecked(t *testing.T) {
+	for name, l := range map[string]config.Limits{
+		"unknown action":  {Budgets: []config.Budget{{AmountEUR: 5, Period: "day", Action: "nope"}}},
+		"warn_at above 1": {Budgets: []config.Budget{{AmountEUR: 5, Period: "day", WarnAt: 3}}},
+		"huge rate limit": {RateLimit: config.RateLimit{TokensPerMinute: 9223372036854775807}},
+		"unknown period":  {Budgets: []config.Budget{{AmountEUR: 5, Period: "fortnight"}}},
+	} {
+		if _, err := KeyLimitsFromConfig("k", &l, nil); err == nil {
+			t.Errorf("%s: compiled", name)
+		}
+	}
+	if _, err := KeyLimitsFromConfig("k", &config.Limits{Budgets: []config.Budget{{AmountEUR: 5, Period: "day", Action: "downgrade", WarnAt: 1}},
+		RateLimit: config.RateLimit{RequestsPerMinute: 60}}, nil); err != nil {
+		t.Errorf("valid limits: %v", err)
+	}
+}
