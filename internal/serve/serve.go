@@ -92,10 +92,13 @@ var afterLoad = func() {}
 
 // Run serves until ctx is cancelled.
 func Run(ctx context.Context, o Options, log *zap.Logger) error {
-	// The file as it was before it was read: an edit that lands while
-	// stellwerk starts is loaded by the first check, not taken for what
-	// was loaded (a helper's edit 50 ms after the start was never applied).
-	file := (&reloader{o: o}).fingerprint(nil)
+	// The files as they were before they were read (the config and every
+	// file it names, read once more for their names): an edit that lands
+	// while stellwerk starts is loaded by the first check, not taken for
+	// what was loaded (a helper's edit 50 ms after the start was never
+	// applied; the verification helper's catalog edit neither).
+	named, _ := config.Load(o.ConfigPath)
+	files := (&reloader{o: o}).fingerprint(named)
 	cfg, err := Load(o)
 	if err != nil {
 		return err
@@ -273,10 +276,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	ep := extproc.New(g.state, log)
 	rl := &reloader{o: o, env: env, ps: pm, ln: ln, keys: table, store: ks, keyGen: table.Generation, gen: keyGen,
 		log: log.Named("config"), pub: pub, ep: ep, cur: g, published: g.ir, base: cfg}
-	rl.seen = rl.fingerprint(cfg)
-	if rl.fingerprint(nil) != file {
-		rl.seen = "" // changed since it was read
-	}
+	rl.seen = files // a change since then reloads at the first check
 	go rl.watch(ctx, configReloadInterval)
 	if err := registerScrape(ln.metrics, rl, pm, sw, alog); err != nil {
 		return fmt.Errorf("metrics: %w", err)
