@@ -33,7 +33,9 @@ models:
 		edit     func(dir string) error
 		reloaded bool
 	}{
-		"the config file": {edit: func(dir string) error { return os.WriteFile(filepath.Join(dir, "stellwerk.yaml"), config("two"), 0o600) }, reloaded: true},
+		"the config file": {edit: func(dir string) error {
+			return os.WriteFile(filepath.Join(dir, "stellwerk.yaml"), config("two"), 0o600)
+		}, reloaded: true},
 		"a file it names": {edit: func(dir string) error { return os.WriteFile(filepath.Join(dir, "cat.yaml"), catalog("v2"), 0o600) }, reloaded: true},
 		"nothing":         {edit: func(string) error { return nil }},
 	} {
