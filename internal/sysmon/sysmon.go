@@ -23,6 +23,7 @@ package sysmon
 
 import (
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 )
@@ -77,7 +78,13 @@ func Reexec() {
 	// missed, a helper's finding); the file itself through /proc when the
 	// path is gone (removed since it started, which Linux marks
 	// " (deleted)").
-	exe, err := os.Executable()
+	// The path it was started by, a symbolic link included (os.Executable
+	// resolves links, and a link named stellwerk to a versioned file gave
+	// the process the file's name).
+	exe, err := exec.LookPath(os.Args[0])
+	if err != nil {
+		exe, err = os.Executable()
+	}
 	if _, serr := os.Stat(exe); err != nil || serr != nil || strings.HasSuffix(exe, " (deleted)") {
 		exe = "/proc/self/exe"
 		if _, err := os.Stat(exe); err != nil {
