@@ -224,3 +224,35 @@ func TestAuthMerge(t *testing.T) {
 		}
 	}
 }
+
+// TestLostHashKeyRefused (the upgrade helper's restore): a state dir whose
+// database holds keys but whose generated hash.key is gone is refused,
+// instead of a new hash key making every key unknown without a word.
+func TestLostHashKeyRefused(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st := config.State{Dir: dir}
+	ks, db, err := OpenConfigured(ctx, st, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ks.Create(ctx, Spec{ID: "kept", Workspace: "w"}, "x"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if err := os.Remove(filepath.Join(dir, HashKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := OpenConfigured(ctx, st, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "holds 1 virtual keys but") {
+		t.Fatalf("a store with keys and no hash key: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, HashKeyFile)); err == nil {
+		t.Error("a new hash key was generated anyway")
+	}
+	// A new state dir still gets its key.
+	if _, db, err := OpenConfigured(ctx, config.State{Dir: t.TempDir()}, func(string) string { return "" }); err != nil {
+		t.Fatalf("a new store: %v", err)
+	} else {
+		db.Close()
+	}
+}
