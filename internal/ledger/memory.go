@@ -154,6 +154,10 @@ func (m *memory) reserve(_ context.Context, p *plan) (status, error) {
 		} else {
 			mc.held += c.amount
 			holds = append(holds, hold{key: c.key, amount: c.amount})
+			// Saved as spent at the next flush (totals): a hold had been
+			// saved only once something else changed, so a crash with
+			// nothing settling lost it (the upgrade helper's streams).
+			m.dirty = m.dirty || c.key.kind == kindMoney
 		}
 		c.used, c.held = mc.used, mc.held
 	}

@@ -75,6 +75,32 @@ func TestMemoryFlushes(t *testing.T) {
 	}
 }
 
+// TestMemoryFlushesHolds (the upgrade helper's crash): a request in
+// flight holds money that is saved as spent at the next flush, even when
+// nothing settles meanwhile; a crash had lost it.
+func TestMemoryFlushesHolds(t *testing.T) {
+	ctx := context.Background()
+	p := &MemoryPersister{}
+	b, err := NewMemory(ctx, MemoryOptions{Persister: p, FlushInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(b, limits(t, nil, []BudgetRule{{Name: "g", Scope: ScopeGlobal, Limit: eur(10), Period: PeriodDay}}, nil), Options{})
+	defer l.Close(ctx)
+	reserve(t, l, "streaming", eur(0.318), 0) // never settles before the crash
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ts, _ := p.Load(ctx)
+		if len(ts) == 1 && ts[0].Used == eur(0.318) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hold was not flushed after 5s: %+v", ts)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestMemoryForgetsOldWindows: counters of past windows and finished
 // reservations do not pile up.
 func TestMemoryForgetsOldWindows(t *testing.T) {
