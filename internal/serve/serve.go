@@ -341,6 +341,11 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		}
 		errc <- nil
 	}()
+	if applied := db.Migrated(); len(applied) > 0 {
+		// Said once: an older stellwerk refuses the database from now on.
+		log.Warn("state schema migrated; an older stellwerk now refuses this database (back it up before an upgrade: docs/deploy.md)",
+			zap.Strings("migrations", applied))
+	}
 	log.Info("stellwerk serving", zap.String("grpc", grpcLis.Addr().String()), zap.String("admin", adminLis.Addr().String()),
 		zap.String("envoy_listener", cfg.Envoy.Listener), zap.Int("models", len(cat.Models())), zap.Int("providers", len(cat.Providers())))
 	if o.Ready != nil {

@@ -43,6 +43,7 @@ func (db *DB) Migrate(ctx context.Context, component string, ms []Migration) err
 	if _, err := db.SQL.ExecContext(ctx, migrationsTable); err != nil {
 		return fmt.Errorf("store: %w", Classify(err))
 	}
+	existed := -1 // the component's version before this call; -1 until read
 	for _, m := range ms {
 		err := db.Tx(ctx, func(tx *sql.Tx) error {
 			if db.Dialect == Postgres {
@@ -56,6 +57,9 @@ func (db *DB) Migrate(ctx context.Context, component string, ms []Migration) err
 			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE component = $1`,
 				component).Scan(&latest); err != nil {
 				return err
+			}
+			if existed < 0 {
+				existed = latest
 			}
 			if latest > len(ms) {
 				return fmt.Errorf("the %s schema is at version %d but this stellwerk knows only %d: upgrade stellwerk", component, latest, len(ms))
@@ -74,6 +78,11 @@ func (db *DB) Migrate(ctx context.Context, component string, ms []Migration) err
 			}
 			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (component, version, name, applied_at) VALUES ($1, $2, $3, $4)`,
 				component, m.Version, m.Name, time.Now().UnixMilli())
+			if err == nil && existed > 0 {
+				db.mu.Lock()
+				db.migrated = append(db.migrated, fmt.Sprintf("%s %d (%s)", component, m.Version, m.Name))
+				db.mu.Unlock()
+			}
 			return err
 		})
 		if err != nil {

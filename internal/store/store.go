@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -59,6 +60,19 @@ type DB struct {
 	Dialect Dialect
 	// Dir is the state directory (SQLite), "" with PostgreSQL.
 	Dir string
+
+	mu       sync.Mutex
+	migrated []string // migrations this process ran on existing tables, "component N (name)"
+}
+
+// Migrated names the schema migrations this process ran on a component
+// that had tables already, in order, so that serve can say what an
+// upgrade changed (after which an older stellwerk refuses the database).
+// Creating a new component's tables is not among them.
+func (db *DB) Migrated() []string {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return append([]string(nil), db.migrated...)
 }
 
 // ErrUnavailable marks an operation that failed because the database could

@@ -51,11 +51,19 @@ func TestMigrate(t *testing.T) {
 			if _, err := db.SQL.ExecContext(ctx, `INSERT INTO things (id, n) VALUES ($1, $2)`, "a", 1); err != nil {
 				t.Fatal(err)
 			}
+			if m := db.Migrated(); len(m) != 0 {
+				t.Errorf("creating tables counted as a migration: %v", m)
+			}
 			// Twice: the second run applies only the new step.
 			for range 2 {
 				if err := db.Migrate(ctx, "test", testMigrations); err != nil {
 					t.Fatal(err)
 				}
+			}
+			// What serve logs after an upgrade (silent before, the
+			// upgrade helper's finding).
+			if m := db.Migrated(); len(m) != 1 || !strings.HasPrefix(m[0], "test 2 (") {
+				t.Errorf("migrated %v, want the one step on existing tables", m)
 			}
 			var note string
 			if err := db.SQL.QueryRowContext(ctx, `SELECT note FROM things WHERE id = $1`, "a").Scan(&note); err != nil {
