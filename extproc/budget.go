@@ -106,7 +106,7 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *ext
 		case f.Amount > f.Limit:
 			// Larger than the whole budget: no wait makes it fit.
 			e = apierr.Exhausted("budget_exceeded", 0,
-				"this request's worst case (%s: its input and its max_tokens at the dearest model it may go to) is more than the whole %s budget %q (%s); ask for fewer tokens (max_tokens)",
+				"this request's worst case (%s: its input and its max_tokens at the dearest model it may go to) is more than the whole %s budget %q (%s); ask for fewer tokens (a lower max_tokens or max_output_tokens, or fewer choices n)",
 				ledger.MicroEUR(f.Amount).String(), f.Scope, f.Name, limit)
 		case f.Used < f.Limit:
 			e = apierr.Exhausted("budget_exceeded", retry,

@@ -123,7 +123,8 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	if verb == "limits" {
 		if errs := spec.Limits.Check("limits"); len(errs) > 0 {
-			problems = append(problems, errs[0].Error())
+			f, msg, _ := strings.Cut(errs[0].Error(), ": ")
+			problems = append(problems, cliField(f)+": "+msg)
 		}
 	}
 	if verb == "create" {
@@ -367,9 +368,30 @@ func (k *keysCLI) fail(err error) error {
 func cliProblem(err error) string {
 	var inv *keys.InvalidError
 	if errors.As(err, &inv) {
-		return "--" + strings.ReplaceAll(inv.Field, "_", "-") + ": " + inv.Msg
+		return cliField(inv.Field) + ": " + inv.Msg
 	}
 	return err.Error()
+}
+
+// cliField names the flag that sets a key's field: limits.budgets[0].x is
+// the first --budget (#1), limits.rate_limit.requests_per_minute is --rpm.
+func cliField(field string) string {
+	if i, ok := strings.CutPrefix(field, "limits.budgets["); ok {
+		n, _, _ := strings.Cut(i, "]")
+		k, _ := strconv.Atoi(n)
+		return fmt.Sprintf("--budget #%d", k+1)
+	}
+	switch field {
+	case "limits.rate_limit.requests_per_minute":
+		return "--rpm"
+	case "limits.rate_limit.tokens_per_minute":
+		return "--tpm"
+	case "limits.rate_limit.requests_per_day":
+		return "--rpd"
+	case "limits.rate_limit.tokens_per_day":
+		return "--tpd"
+	}
+	return "--" + strings.ReplaceAll(field, "_", "-")
 }
 
 func dash(s string) string {
