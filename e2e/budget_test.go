@@ -319,6 +319,12 @@ func TestKeyOwnLimits(t *testing.T) {
 		!strings.Contains(sub, `"name":"default-daily"`) || !strings.Contains(sub, `"name":"key.metered.month"`) {
 		t.Errorf("GET /admin/budgets?key=metered: %s", sub)
 	}
+	// Names that do not exist are said so, not answered with an empty list.
+	for q, code := range map[string]string{"key=nope": "key_not_found", "workspace=nope": "workspace_not_found"} {
+		if resp, b := adminDo(t, s, "GET", "/admin/budgets?"+q, ""); resp.StatusCode != 404 || !strings.Contains(string(b), code) {
+			t.Errorf("GET /admin/budgets?%s: %d %s", q, resp.StatusCode, b)
+		}
+	}
 	// A team without its workspace names nothing: said, not an empty list.
 	if resp, b := adminDo(t, s, "GET", "/admin/budgets?team=ml", ""); resp.StatusCode != 400 || !strings.Contains(string(b), "name the workspace too") {
 		t.Errorf("GET /admin/budgets?team=ml: %d %s", resp.StatusCode, b)

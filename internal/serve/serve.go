@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -638,22 +639,52 @@ func (s *status) SnapshotVersion() string { return s.pub.Version() }
 func (s *status) Budgets(r *http.Request) (any, error) {
 	q := r.URL.Query()
 	sub := ledger.Subject{Key: q.Get("key"), User: q.Get("user"), Team: q.Get("team"), Workspace: q.Get("workspace")}
+	if ws, team, ok := strings.Cut(sub.Team, "/"); ok { // team=acme/ml, as budgets and /admin/spend name it
+		if sub.Workspace != "" && sub.Workspace != ws {
+			return nil, apierr.Invalid("invalid_value", "team", "team %q is in workspace %q, not %q", sub.Team, ws, sub.Workspace)
+		}
+		sub.Workspace, sub.Team = ws, team
+	}
 	if sub.Team != "" && sub.Workspace == "" && sub.Key == "" {
 		// Teams are a workspace's own: with no workspace no team budget
 		// applies, and the answer had been an empty list.
-		return nil, apierr.Invalid("invalid_value", "team", "a team is a workspace's own: name the workspace too (workspace=…&team=…)")
+		return nil, apierr.Invalid("invalid_value", "team", "a team is a workspace's own: name the workspace too (workspace=…&team=…, or team=workspace/team)")
+	}
+	g, _, _ := s.rl.current()
+	if sub.Workspace != "" && !slices.ContainsFunc(g.cfg.Workspaces, func(w config.Workspace) bool { return w.Name == sub.Workspace }) {
+		return nil, apierr.NotFound("workspace_not_found", "workspace", "no workspace %q in the config", apierr.Truncate(sub.Workspace, 64))
+	}
+	// The budgets a key meets: its workspace's, team's and user's (a
+	// helper's ?key=… had listed only the key's own, not the team budget
+	// that refused it), unless the query names another workspace, and its
+	// own limits. A store key or one of the config's.
+	fill := func(ws, team, user string) {
+		if sub.Workspace != "" && sub.Workspace != ws {
+			return // another workspace: its team and user are not the key's
+		}
+		sub.Workspace, sub.Team, sub.User = ws, cmp.Or(sub.Team, team), cmp.Or(sub.User, user)
 	}
 	req := &ledger.Request{Subject: sub, Model: q.Get("model")}
-	if sub.Key != "" && s.keys != nil {
-		if k, err := s.keys.Get(r.Context(), sub.Key); err == nil {
-			// The budgets the key meets: its workspace's, team's and
-			// user's unless the query names others (a helper's ?key=…
-			// had listed only the key's own, not the team budget that
-			// refused it), and its own limits.
-			sub.Workspace = cmp.Or(sub.Workspace, k.Workspace)
-			sub.Team = cmp.Or(sub.Team, k.Team)
-			sub.User = cmp.Or(sub.User, k.User)
-			req.Subject = sub
+	if sub.Key != "" {
+		i := slices.IndexFunc(g.cfg.Keys, func(k config.Key) bool { return k.ID == sub.Key })
+		var k keys.Key
+		var err error = keys.ErrNotFound
+		if s.keys != nil {
+			k, err = s.keys.Get(r.Context(), sub.Key)
+		}
+		switch {
+		case err == nil:
+			fill(k.Workspace, k.Team, k.User)
+		case i >= 0:
+			ck := g.cfg.Keys[i]
+			fill(ck.Workspace, ck.Team, ck.User)
+		case errors.Is(err, keys.ErrNotFound):
+			return nil, apierr.NotFound("key_not_found", "key", "no key with this id")
+		default:
+			return nil, err
+		}
+		req.Subject = sub
+		if err == nil {
 			if !k.Limits.IsZero() {
 				kl, err := ledger.KeyLimitsFromConfig(k.ID, &k.Limits, s.led.Limits().Location())
 				if err != nil {
