@@ -150,6 +150,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "key id %s\n", k.ID)
 		return nil
 	}
+	if err := storeExists(cfg.State); err != nil {
+		return err
+	}
 	db, err := store.Open(ctx, cfg.State, os.Getenv)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"go.uber.org/zap"
@@ -19,6 +20,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/serve"
+	"github.com/stellwerk/stellwerk/internal/store"
 	"github.com/stellwerk/stellwerk/internal/version"
 )
 
@@ -66,6 +68,20 @@ func loadConfig(path, stateDir string) (*config.Config, error) {
 		cfg.State.Dir = stateDir
 	}
 	return cfg, nil
+}
+
+// storeExists refuses a command that reads state from an embedded store
+// that is not there: opening it would create an empty one and report
+// nothing (a helper's --state-dir typo listed no keys and exited 0).
+func storeExists(st config.State) error {
+	if st.Postgres != nil {
+		return nil
+	}
+	path := filepath.Join(st.Dir, store.SQLiteFile)
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("no state store at %s (check --state-dir or state.dir)", path)
+	}
+	return nil
 }
 
 // ErrUsage marks a command-line mistake (exit status 2).

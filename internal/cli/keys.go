@@ -169,6 +169,11 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return ErrUsage
 		}
 	}
+	if verb != "create" && verb != "provider set" { // the verbs that may start a new store
+		if err := storeExists(cfg.State); err != nil {
+			return err
+		}
+	}
 	ks, db, err := keys.OpenConfigured(ctx, cfg.State, os.Getenv)
 	if err != nil {
 		return err

@@ -368,6 +368,9 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	if err := storeExists(cfg.State); err != nil {
+		return err
+	}
 	db, err := store.Open(ctx, cfg.State, os.Getenv)
 	if err != nil {
 		return err

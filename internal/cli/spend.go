@@ -80,6 +80,9 @@ func runSpend(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
 		return ErrUsage
 	}
+	if err := storeExists(cfg.State); err != nil {
+		return fmt.Errorf("spend: %w", err)
+	}
 	db, err := store.Open(ctx, cfg.State, os.Getenv)
 	if err != nil {
 		return fmt.Errorf("spend: %w", err)
