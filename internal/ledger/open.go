@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -36,7 +37,13 @@ func Open(ctx context.Context, c *config.Config, env Env, persister Persister, l
 			return nil, err
 		}
 		client := redis.NewClient(opts)
-		b = &closingRedis{redisBackend: redisBackend{c: client, prefix: rc.Prefix}, client: client}
+		cr := &closingRedis{redisBackend: redisBackend{c: client, prefix: rc.Prefix}, client: client,
+			stop: make(chan struct{}), stopped: make(chan struct{})}
+		go func() {
+			defer close(cr.stopped)
+			cr.watchState(cr.stop, stateCheckInterval, log)
+		}()
+		b = cr
 		o.FailOpenBudgets = rc.OnUnavailable.Budgets == "open"
 		o.FailOpenRateLimits = rc.OnUnavailable.RateLimits == "open"
 	} else {
@@ -82,10 +89,55 @@ func RedisOptions(rc *config.Redis, env Env) (*redis.Options, error) {
 	return o, nil
 }
 
-// closingRedis is the Redis backend that owns its client.
+// closingRedis is the Redis backend that owns its client, and watches
+// that Redis keeps stellwerk's state.
 type closingRedis struct {
 	redisBackend
-	client *redis.Client
+	client        *redis.Client
+	stop, stopped chan struct{}
 }
 
-func (b *closingRedis) close(context.Context) error { return b.client.Close() }
+func (b *closingRedis) close(context.Context) error {
+	close(b.stop)
+	<-b.stopped
+	return b.client.Close()
+}
+
+// stateCheckInterval is how often a replica checks that Redis still holds
+// stellwerk's state marker: one round trip, off the request path.
+const stateCheckInterval = 10 * time.Second
+
+// watchState keeps a marker key in Redis and says when it is gone: Redis
+// restarted without persistence, flushed or evicted its keys, and every
+// budget's period silently restarted from zero (the upgrade helper found
+// nothing said so). One replica of a fleet finds it gone and says so.
+func (b *redisBackend) watchState(stop <-chan struct{}, every time.Duration, log *zap.Logger) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	key := b.prefix + "state"
+	check := func(first bool) {
+		ctx, cancel := context.WithTimeout(context.Background(), every)
+		defer cancel()
+		created, err := b.c.SetNX(ctx, key, time.Now().UTC().Format(time.RFC3339), 0).Result()
+		switch {
+		case err != nil: // Redis down: the requests' refusals and warnings say it
+		case created && first:
+			log.Info("Redis held no stellwerk state: budgets and rate limits start from zero (a new deployment, or a Redis that lost its data)")
+		case created:
+			log.Error("Redis lost stellwerk's state (restarted without persistence, flushed or evicted): every budget's period restarted from zero; " +
+				"the spend ledger still has every charge (docs/budgets.md, failure behaviour)")
+		}
+	}
+	check(true)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			check(false)
+		}
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/testsrv"
@@ -248,5 +250,41 @@ func TestRedisHeldReservationOutlivesQuiet(t *testing.T) {
 	}
 	if ttl, _ := client.PTTL(ctx, "{quiet}:r:orphan").Result(); ttl <= 0 {
 		t.Errorf("the swept record does not expire (PTTL %v)", ttl)
+	}
+}
+
+// TestRedisLostStateIsSaid (the upgrade helper's finding): a Redis that
+// loses stellwerk's keys (restarted without persistence, flushed) had
+// reset every budget's period without a word. The marker a replica keeps
+// there is found gone, and said so once.
+func TestRedisLostStateIsSaid(t *testing.T) {
+	srv := testsrv.Redis(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	core, logs := observer.New(zap.InfoLevel)
+	b := &redisBackend{c: client, prefix: "{lost}:"}
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() { defer close(stopped); b.watchState(stop, 20*time.Millisecond, zap.New(core)) }()
+	defer func() { close(stop); <-stopped }()
+	wait := func(what string, n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); logs.FilterMessageSnippet(what).Len() < n; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the log: %v", what, logs.All())
+			}
+		}
+	}
+	wait("Redis held no stellwerk state", 1)
+	time.Sleep(100 * time.Millisecond) // checks that find the marker say nothing
+	if n := logs.FilterMessageSnippet("Redis lost stellwerk's state").Len(); n != 0 {
+		t.Fatalf("%d losses reported with the state there", n)
+	}
+	if err := client.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	wait("Redis lost stellwerk's state", 1)
+	time.Sleep(100 * time.Millisecond)
+	if n := logs.FilterMessageSnippet("Redis lost stellwerk's state").Len(); n != 1 {
+		t.Errorf("the loss reported %d times, want once", n)
 	}
 }
