@@ -342,12 +342,7 @@ func TestTableLookup(t *testing.T) {
 // within a second.
 func TestCrossReplicaRevocation(t *testing.T) {
 	conform(t, func(t *testing.T, open func(*testing.T, *Keyring) *Store) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		a, b := open(t, nil), open(t, nil)
-		tb := NewTable(b, zap.NewNop())
-		mustRefresh(t, tb)
-		go tb.Run(ctx, config.DefaultRefreshInterval)
+		ctx, a, tb := twoReplicas(t, open)
 		_, secret, err := a.Create(ctx, Spec{ID: "shared", Workspace: "w"}, "x")
 		if err != nil {
 			t.Fatal(err)
@@ -373,12 +368,7 @@ func TestCrossReplicaRevocation(t *testing.T) {
 // a revoked one are refused.
 func TestSetLimitsAcrossReplicas(t *testing.T) {
 	conform(t, func(t *testing.T, open func(*testing.T, *Keyring) *Store) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		a, b := open(t, nil), open(t, nil)
-		tb := NewTable(b, zap.NewNop())
-		mustRefresh(t, tb)
-		go tb.Run(ctx, config.DefaultRefreshInterval)
+		ctx, a, tb := twoReplicas(t, open)
 		_, secret, err := a.Create(ctx, Spec{ID: "capped", Workspace: "w", Limits: config.Limits{RateLimit: config.RateLimit{RequestsPerMinute: 2}}}, "x")
 		if err != nil {
 			t.Fatal(err)
@@ -406,6 +396,18 @@ func TestSetLimitsAcrossReplicas(t *testing.T) {
 			t.Errorf("revoked key: %v", err)
 		}
 	})
+}
+
+// twoReplicas opens two stores on one database, as two replicas, and a
+// table following the second; they stop with the test.
+func twoReplicas(t *testing.T, open func(*testing.T, *Keyring) *Store) (context.Context, *Store, *Table) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	a, b := open(t, nil), open(t, nil)
+	tb := NewTable(b, zap.NewNop())
+	mustRefresh(t, tb)
+	go tb.Run(ctx, config.DefaultRefreshInterval)
+	return ctx, a, tb
 }
 
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {

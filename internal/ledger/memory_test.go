@@ -51,53 +51,39 @@ func TestMemorySpendSurvivesRestart(t *testing.T) {
 	}
 }
 
-// TestMemoryFlushes: spend is saved in the background, not only at Close.
+// TestMemoryFlushes: spend is saved in the background, not only at Close,
+// and so is money held by a request in flight, even when nothing settles
+// meanwhile (the upgrade helper's crash had lost such a stream's hold).
 func TestMemoryFlushes(t *testing.T) {
-	ctx := context.Background()
-	p := &MemoryPersister{}
-	b, err := NewMemory(ctx, MemoryOptions{Persister: p, FlushInterval: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := New(b, limits(t, nil, []BudgetRule{{Name: "g", Scope: ScopeGlobal, Limit: eur(10), Period: PeriodDay}}, nil), Options{})
-	defer l.Close(ctx)
-	settle(t, l, reserve(t, l, "a", eur(1), 0), eur(1), 0)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ts, _ := p.Load(ctx)
-		if len(ts) == 1 && ts[0].Used == eur(1) && ts[0].Budget == "g" && ts[0].Period == "day" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not flushed after 5s: %+v", ts)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// TestMemoryFlushesHolds (the upgrade helper's crash): a request in
-// flight holds money that is saved as spent at the next flush, even when
-// nothing settles meanwhile; a crash had lost it.
-func TestMemoryFlushesHolds(t *testing.T) {
-	ctx := context.Background()
-	p := &MemoryPersister{}
-	b, err := NewMemory(ctx, MemoryOptions{Persister: p, FlushInterval: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := New(b, limits(t, nil, []BudgetRule{{Name: "g", Scope: ScopeGlobal, Limit: eur(10), Period: PeriodDay}}, nil), Options{})
-	defer l.Close(ctx)
-	reserve(t, l, "streaming", eur(0.318), 0) // never settles before the crash
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ts, _ := p.Load(ctx)
-		if len(ts) == 1 && ts[0].Used == eur(0.318) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the hold was not flushed after 5s: %+v", ts)
-		}
-		time.Sleep(10 * time.Millisecond)
+	for name, tc := range map[string]struct {
+		run  func(t *testing.T, l *Ledger)
+		want MicroEUR
+	}{
+		"settled":           {run: func(t *testing.T, l *Ledger) { settle(t, l, reserve(t, l, "a", eur(1), 0), eur(1), 0) }, want: eur(1)},
+		"held, not settled": {run: func(t *testing.T, l *Ledger) { reserve(t, l, "streaming", eur(0.318), 0) }, want: eur(0.318)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			p := &MemoryPersister{}
+			b, err := NewMemory(ctx, MemoryOptions{Persister: p, FlushInterval: 10 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := New(b, limits(t, nil, []BudgetRule{{Name: "g", Scope: ScopeGlobal, Limit: eur(10), Period: PeriodDay}}, nil), Options{})
+			defer l.Close(ctx)
+			tc.run(t, l)
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				ts, _ := p.Load(ctx)
+				if len(ts) == 1 && ts[0].Used == tc.want && ts[0].Budget == "g" && ts[0].Period == "day" {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("not flushed after 5s: %+v", ts)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
 	}
 }
 
