@@ -5,12 +5,10 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/stellwerk/stellwerk/internal/auth"
-	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/reqpolicy"
@@ -20,27 +18,16 @@ import (
 // named route, budgets, a team, a per-request policy with every field):
 // the paths a policy can read. Built once, for the load's check.
 var inputSchema = sync.OnceValue(func() ast.Value {
-	ws := defaultWorkspace()
+	in, ct := sampleFacts(map[string]string{})
 	q := 0.5
 	yes := true
-	in := &Input{
-		Request: RequestFacts{Path: "/v1/chat/completions", API: "chat", Model: "auto", Metadata: map[string]string{}, Headers: map[string]string{},
-			Policy: reqpolicy.Policy{Set: true, Optimize: "cost", Residency: "eu", MaxRisk: "low", MaxCost: 1, SLAMS: 1, MinQuality: &q,
-				Allow: []string{"m"}, Deny: []string{"m"}, Fallback: &yes, Fingerprint: "0"},
-			Route: &RouteFacts{Name: "r", Version: 1, Path: []string{"n"}, Targets: []string{"m"}, Objective: "cost"}},
-		Principal: auth.Principal{Authenticated: true, KeyID: "k", Workspace: ws.Name, Team: "t", User: "u", Roles: []string{"r"}},
-		Workspace: ws,
-		Team:      &config.Team{Name: "t", Allow: []string{}, Deny: []string{}},
-		Classification: &classify.Result{Task: "chat", Complexity: "low", Language: "en", Sensitivity: "public", Risk: "low",
-			PIICounts: map[string]int{}, Scan: classify.ScanComplete},
-		Budgets: []ledger.BudgetState{{Name: "b", Scope: ledger.ScopeWorkspace, Subject: ws.Name, Period: ledger.PeriodDay, Limit: 1}},
-		Now:     time.Unix(0, 0),
-	}
-	cat := sampleCatalog()
-	for _, m := range cat.Models() {
-		in.Candidates = append(in.Candidates, Candidate{Model: m, Quality: 0.5, Healthy: true, LatencyMS: m.LatencyMS})
-	}
-	v, _ := in.Value(NewCatalogTerms(cat)) // kept
+	in.Request.Policy = reqpolicy.Policy{Set: true, Optimize: "cost", Residency: "eu", MaxRisk: "low", MaxCost: 1, SLAMS: 1, MinQuality: &q,
+		Allow: []string{"m"}, Deny: []string{"m"}, Fallback: &yes, Fingerprint: "0"}
+	in.Request.Route = &RouteFacts{Name: "r", Version: 1, Path: []string{"n"}, Targets: []string{"m"}, Objective: "cost"}
+	in.Principal = auth.Principal{Authenticated: true, KeyID: "k", Workspace: in.Workspace.Name, Team: "t", User: "u", Roles: []string{"r"}}
+	in.Team = &config.Team{Name: "t", Allow: []string{}, Deny: []string{}}
+	in.Budgets = []ledger.BudgetState{{Name: "b", Scope: ledger.ScopeWorkspace, Subject: in.Workspace.Name, Period: ledger.PeriodDay, Limit: 1}}
+	v, _ := in.Value(ct) // kept
 	return v
 })
 

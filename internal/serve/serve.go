@@ -684,16 +684,14 @@ func (s *status) Budgets(r *http.Request) (any, error) {
 			return nil, err
 		}
 		req.Subject = sub
-		if err == nil {
-			if !k.Limits.IsZero() {
-				kl, err := ledger.KeyLimitsFromConfig(k.ID, &k.Limits, s.led.Limits().Location())
-				if err != nil {
-					e := apierr.Internal()
-					e.Code, e.Message = "key_limits_invalid", "this key's own limits cannot be enforced (its requests are refused); replace the key"
-					return nil, e
-				}
-				req.Extra = kl
+		if err == nil && !k.Limits.IsZero() { // a store key's own limits
+			kl, err := ledger.KeyLimitsFromConfig(k.ID, &k.Limits, s.led.Limits().Location())
+			if err != nil {
+				e := apierr.Internal()
+				e.Code, e.Message = "key_limits_invalid", "this key's own limits cannot be enforced (its requests are refused); replace the key"
+				return nil, e
 			}
+			req.Extra = kl
 		}
 	}
 	st, err := s.led.Peek(r.Context(), req)
