@@ -167,6 +167,11 @@ func TestKeysAPI(t *testing.T) {
 		"provider unknown":                    {"PUT", "/admin/provider-keys/legal/nope", config.RoleAdmin, `{"secret":"x"}`, 400, "invalid_key_spec", "provider"},
 		"provider empty":                      {"PUT", "/admin/provider-keys/legal/openai", config.RoleAdmin, `{"secret":" "}`, 400, "invalid_key_spec", "secret"},
 		"delete absent":                       {"DELETE", "/admin/provider-keys/default/openai", config.RoleAdmin, ``, 404, "provider_key_not_found", ""},
+		"operator sets limits":                {"PUT", "/admin/keys/bot/limits", config.RoleOperator, `{}`, 403, "insufficient_role", ""},
+		"limits not JSON":                     {"PUT", "/admin/keys/bot/limits", config.RoleAdmin, `{"budgets":[`, 400, "invalid_request_body", ""},
+		"limits unknown field":                {"PUT", "/admin/keys/bot/limits", config.RoleAdmin, `{"budget":[]}`, 400, "invalid_request_body", "budget"},
+		"limits under a micro-euro":           {"PUT", "/admin/keys/bot/limits", config.RoleAdmin, `{"budgets":[{"amount_eur":1e-7,"period":"day"}]}`, 400, "invalid_key_spec", "limits.budgets[0].amount_eur"},
+		"limits of an unknown key":            {"PUT", "/admin/keys/nope/limits", config.RoleAdmin, `{}`, 404, "key_not_found", "id"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -265,6 +270,7 @@ func TestKeysAPIStoreDown(t *testing.T) {
 		{"POST", "/admin/keys", `{"workspace":"legal"}`},
 		{"POST", "/admin/keys/k/revoke", ""},
 		{"POST", "/admin/keys/k/rotate", ""},
+		{"PUT", "/admin/keys/k/limits", `{"rate_limit":{"requests_per_minute":5}}`},
 		{"GET", "/admin/keys", ""},
 		{"PUT", "/admin/provider-keys/legal/openai", `{"secret":"x"}`},
 	} {
