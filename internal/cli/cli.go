@@ -46,6 +46,7 @@ Usage:
   stellwerk audit verify|export|witness|pubkey|prune …      the tamper-evident audit log (docs/audit.md)
   stellwerk replay DECISION_ID [--with-current]     decide a recorded request again (docs/audit.md)
   stellwerk replay --from T --to T [--workspace W]  what today's policy would decide differently
+  stellwerk state copy --from OLD.yaml [--config NEW.yaml]   move one host's SQLite state into PostgreSQL (docs/deploy.md)
   stellwerk spend [--since T] [--until T] [--group-by key,model,day] [--format table|json|csv]
                                        the spend ledger, summed and grouped (docs/budgets.md)
   stellwerk routes list|show|diff|test|create|deploy|rollback|sync …
@@ -122,6 +123,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runAudit(ctx, args[1:], stdout, stderr)
 	case "spend":
 		return runSpend(ctx, args[1:], stdout, stderr)
+	case "state":
+		return runState(ctx, args[1:], stdout, stderr)
 	case "routes":
 		return runRoutes(ctx, args[1:], stdout, stderr)
 	case "evals":
