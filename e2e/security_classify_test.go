@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/mockllm"
 )
 
@@ -275,5 +277,95 @@ func TestOrdinaryRequestsAreNotRefused(t *testing.T) {
 			resp, b := post(t, s.URL+"/v1/chat/completions", chat(c.text), lockedKey)
 			assertDenied(t, s, resp, b, c.mention)
 		})
+	}
+}
+
+// TestSecurityTextBesideTheBodyIsCaught (the security probe of
+// 2026-12-07): text a provider gets or the audit log keeps outside the
+// body's values used to skip classification: a metadata key's name, an
+// extra member's name, the x-stellwerk-metadata header, and the client
+// headers providers get (idempotency keys, user-agent). Each is read now:
+// a secret is denied, personal data keeps the request in the EU, and the
+// audit record keeps the names redacted. The x-stellwerk-policy header sent
+// twice is refused (the last used to win).
+func TestSecurityTextBesideTheBodyIsCaught(t *testing.T) {
+	t.Parallel()
+	s := securityStack(t)
+	hello := `"messages":[{"role":"user","content":"Hello there"}]`
+	with := func(base map[string]string, extra ...string) map[string]string {
+		h := map[string]string{}
+		for k, v := range base {
+			h[k] = v
+		}
+		for i := 0; i+1 < len(extra); i += 2 {
+			h[extra[i]] = extra[i+1]
+		}
+		return h
+	}
+	for name, c := range map[string]struct {
+		body    string
+		headers map[string]string
+	}{
+		"metadata key name":   {`{"model":"auto",` + hello + `,"metadata":{"key ` + awsKey + `":"x"}}`, lockedKey},
+		"extra member's name": {`{"model":"auto",` + hello + `,"xoxb-123456789012-1234567890123-abcdefghijklmnopqrstuvwx":1}`, lockedKey},
+		"metadata header":     {`{"model":"auto",` + hello + `}`, with(lockedKey, "x-stellwerk-metadata", `{"k":"`+awsKey+`"}`)},
+		"idempotency key":     {`{"model":"auto",` + hello + `}`, with(lockedKey, "idempotency-key", "key "+awsKey)},
+		"user-agent":          {`{"model":"auto",` + hello + `}`, with(lockedKey, "user-agent", "bot/1.0 "+awsKey)},
+	} {
+		t.Run("secret in "+name, func(t *testing.T) {
+			resetProviders(s)
+			resp, b := post(t, s.URL+"/v1/chat/completions", c.body, c.headers)
+			assertDenied(t, s, resp, b, "secrets: the prompt contains credentials")
+		})
+	}
+
+	iban := "DE89 3704 0044 0532 0130 00"
+	for name, c := range map[string]struct {
+		body    string
+		headers map[string]string
+	}{
+		"metadata key name": {`{"model":"auto",` + hello + `,"metadata":{"` + iban + `":"x"}}`, euDataKey},
+		"idempotency key":   {`{"model":"auto",` + hello + `}`, with(euDataKey, "idempotency-key", iban)},
+		"tracestate":        {`{"model":"auto",` + hello + `}`, with(euDataKey, "tracestate", "v="+iban)},
+	} {
+		t.Run("personal data in "+name, func(t *testing.T) {
+			resetProviders(s)
+			resp, b := post(t, s.URL+"/v1/chat/completions", c.body, c.headers)
+			assertEU(t, s, resp, b)
+			if name != "metadata key name" {
+				return
+			}
+			id := resp.Header.Get(header.DecisionID)
+			var rec []byte
+			waitFor(t, "the audit record", func() bool {
+				page := auditPage(t, s, "kind=decision&decision_id="+id)
+				if len(page.Records) == 0 {
+					return false
+				}
+				rec = page.Records[0].Record
+				return true
+			})
+			if strings.Contains(string(rec), "DE89") || !strings.Contains(string(rec), `"metadata":{"[IBAN]":"x"}`) {
+				t.Errorf("the record keeps the name: %.2000s", rec)
+			}
+		})
+	}
+
+	req, err := http.NewRequest("POST", s.URL+"/v1/chat/completions", strings.NewReader(`{"model":"auto",`+hello+`}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer sk-eu-data")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Add("x-stellwerk-policy", `{"residency":"eu"}`)
+	req.Header.Add("x-stellwerk-policy", `{}`)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if e := decodeError(t, b); resp.StatusCode != 400 || e.Error.Code != "invalid_policy" || !strings.Contains(e.Error.Message, "more than once") {
+		t.Fatalf("x-stellwerk-policy twice: %d %s", resp.StatusCode, b)
 	}
 }

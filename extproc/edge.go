@@ -9,6 +9,7 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -21,6 +22,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/jsonscan"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/meter"
 	"github.com/stellwerk/stellwerk/internal/request"
@@ -60,6 +62,10 @@ type edge struct {
 	headerPolicy string            // x-stellwerk-policy as sent
 	metadataHdr  string            // x-stellwerk-metadata as sent
 	headers      map[string]string // client headers the policy may read
+	// sent are the client headers with text a provider gets (classified
+	// with the body), in sentBuf for the usual few.
+	sent    []jsonscan.KeyValue
+	sentBuf [3]jsonscan.KeyValue
 
 	method   string
 	endpoint endpoint
@@ -267,6 +273,8 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	remove := append(make([]string, 0, 1+len(hvs)), header.Cluster)
 	var credential, token string // the credential header read, and the key it names
 	ambiguous := false           // two credential headers that name different keys
+	policies, metadatas := 0, 0  // x-stellwerk-policy and -metadata headers sent
+	p.sent = p.sentBuf[:0]
 	for _, hv := range hvs {
 		k := strings.ToLower(hv.Key)
 		switch {
@@ -307,8 +315,10 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 			switch k {
 			case header.Policy:
 				p.headerPolicy = headerValue(hv)
+				policies++
 			case header.Metadata:
 				p.metadataHdr = headerValue(hv)
+				metadatas++
 			}
 			if k != header.Cluster {
 				remove = append(remove, k)
@@ -322,9 +332,12 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 		if k != "" && k[0] != ':' && !header.Forwarded(k) {
 			if slices.Contains(p.state.forwardable, k) {
 				p.extra = append(p.extra, k) // some provider gets it; the rewrite decides
+				p.sent = append(p.sent, jsonscan.KeyValue{Key: k, Value: gjson.Result{Type: gjson.String, Str: headerValue(hv)}})
 			} else {
 				remove = append(remove, k)
 			}
+		} else if header.FreeText(k) {
+			p.sent = append(p.sent, jsonscan.KeyValue{Key: k, Value: gjson.Result{Type: gjson.String, Str: headerValue(hv)}})
 		}
 	}
 	if i := strings.IndexByte(p.path, '?'); i >= 0 {
@@ -334,6 +347,15 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	// and an unserved /v1/messages/… (count_tokens, batches) too.
 	p.anthropicErrors = strings.HasPrefix(p.path, request.PathMessages) &&
 		(len(p.path) == len(request.PathMessages) || p.path[len(request.PathMessages)] == '/')
+	if policies > 1 || metadatas > 1 {
+		// The last would win: a policy a gateway in front adds could be
+		// undone by the client's own.
+		name, param := header.Policy, "policy"
+		if metadatas > 1 {
+			name, param = header.Metadata, "metadata"
+		}
+		return p.immediate(apierr.Invalid("invalid_"+param, param, "the request sends %s more than once; send it once", name))
+	}
 	if ambiguous {
 		// Reading one and dropping the other could turn a revoked or
 		// stricter key into another principal (the anonymous one, in open
@@ -461,7 +483,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	start := time.Now()
 	res, err := p.state.Router.Route(p.ctx, decision.Request{Path: p.path, Body: body, Principal: p.principal,
 		HeaderPolicy: p.headerPolicy, Headers: p.headers, Budgets: p.policyBudgets(),
-		DecisionID: p.id, MetadataHeader: p.metadataHdr, PeekBudgets: p.peekBudgets, Limiter: p.state.RouteLimiter,
+		DecisionID: p.id, MetadataHeader: p.metadataHdr, Sent: p.sent, PeekBudgets: p.peekBudgets, Limiter: p.state.RouteLimiter,
 		Record: p.state.Audit != nil, Needs: needs})
 	p.stages.Decide = time.Since(start)
 	if res != nil {

@@ -150,6 +150,10 @@ type Request struct {
 	// Others are the request's members classify reads nothing else of
 	// (request.Chat.Others), read as parameters, by their key.
 	Others []jsonscan.KeyValue
+	// Headers are the client's headers a provider gets beside the body
+	// (user-agent, tracestate, idempotency keys, a provider's
+	// forward_headers), read as parameters, by their lower-case name.
+	Headers []jsonscan.KeyValue
 	// Workspace and Key are who sent the request (the virtual key and
 	// its workspace; both empty without auth): texts it sent before are
 	// looked up in the classifier's memo instead of scanned again, and

@@ -73,6 +73,15 @@ func TestSegmentsReadEveryText(t *testing.T) {
 			`"user":"anna@example.com","metadata":{"customer":"IBAN DE89","n":"1","x":2},"stop":["END","STOP"]}`,
 			[]string{"0|user|content[1].image_url.url|https://x.example/a.png?iban=DE89", "0|user|content|look",
 				"-1||user|anna@example.com", "-1||metadata.customer|IBAN DE89", "-1||metadata.n|1", `-1||stop|["END","STOP"]`}},
+		// Names the client chose are read where they carry more than a
+		// parameter's letters, placed at their object, never by the name
+		// itself (a finding's place must not repeat a secret). Found by
+		// the security probe of 2026-12-07: a secret as a metadata key
+		// passed secrets: deny.
+		"names with text": {`{"messages":[{"role":"user","content":[{"type":"text","text":"hi","ref DE89":1}],"anna@example.com":1}],` +
+			`"tools":[{"type":"function","function":{"name":"f","AKIA1":1}}],"metadata":{"IBAN DE89":"x","plain_name":"y"}}`,
+			[]string{"0|user|content[0]|ref DE89", "0|user|content|hi", "0|user||anna@example.com", "-1||tools[0].function.name|f", "-1||tools[0].function|AKIA1",
+				"-1||metadata|IBAN DE89", "-1||metadata.IBAN DE89|x", "-1||metadata.plain_name|y"}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -156,6 +156,7 @@ func (x *extraction) request(req Request) {
 	}
 	if x.limit == "" && req.Metadata.IsObject() {
 		jsonscan.ForEach(req.Metadata, func(k, v gjson.Result) bool {
+			x.name(-1, "", "metadata", k.Str)
 			x.param(-1, "", "metadata", k.Str, v)
 			return x.limit == ""
 		})
@@ -173,8 +174,43 @@ func (x *extraction) request(req Request) {
 		if x.limit != "" {
 			break
 		}
+		x.name(-1, "", "", o.Key)
 		x.param(-1, "", o.Key, "", o.Value)
 	}
+	for _, h := range req.Headers {
+		if x.limit != "" {
+			break
+		}
+		x.param(-1, "", "headers", h.Key, h.Value)
+	}
+}
+
+// name reads a member's name the client chose (a metadata key, an extra
+// parameter's name) as a parameter's text: the provider gets it as it
+// gets the value, and an IBAN or a token in it is no less sent. Names
+// spelled like parameters (lower-case letters and underscores) carry
+// neither and are skipped, so a request pays nothing for its usual
+// members. The segment's field is the object's, never the name: a
+// finding's place must not repeat the secret.
+func (x *extraction) name(msg int, role, field, k string) {
+	if plainName(k) || !x.piece() {
+		return
+	}
+	x.add(Segment{Message: msg, Role: role, field: field, Text: k, param: true})
+}
+
+// plainName reports a name of lower-case letters and underscores, at most
+// 40 bytes: one no detector can match.
+func plainName(k string) bool {
+	if len(k) > 40 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; (c < 'a' || c > 'z') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // param reads a value as value does, as a parameter's text: searched for
@@ -281,6 +317,7 @@ func (x *extraction) messages(msgs gjson.Result) {
 			case "function_call":
 				x.object(idx, role, "function_call", v, false)
 			default:
+				x.name(idx, role, "", k.Str)
 				x.value(idx, role, k.Str, "", v)
 			}
 			return x.limit == ""
@@ -404,6 +441,7 @@ func (x *extraction) parts(msg int, role, field string, v gjson.Result) {
 						x.media[unreadFile]++ // by file_id: the provider reads it, stellwerk cannot
 					}
 				default:
+					x.name(msg, role, partField(field, i, ""), k.Str)
 					x.value(msg, role, partField(field, i, k.Str), "", pv)
 				}
 				return x.limit == ""
@@ -503,6 +541,7 @@ func (x *extraction) object(msg int, role, field string, v gjson.Result, descend
 		case k.Str == "content":
 			x.content(msg, role, field+".content", mv)
 		default:
+			x.name(msg, role, field, k.Str)
 			x.value(msg, role, field, k.Str, mv)
 		}
 		return x.limit == ""

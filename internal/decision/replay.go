@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -199,7 +200,7 @@ func (res *Result) ReplayInputs(req *Request) *Inputs {
 	in.V, in.DecisionID, in.Path = InputsVersion, req.DecisionID, req.Path
 	in.Model, in.Stream, in.MaxTokens, in.Messages, in.Choices = c.Model, c.Stream, c.MaxTokens, c.Messages, c.Choices
 	in.Tools, in.ResponseFormat, in.Vision, in.User, in.Metadata, in.Headers = c.Tools, c.ResponseFormat, c.Vision, c.User, c.Metadata, req.Headers
-	in.User, in.Metadata = withoutFindings(res.Class, in.User, in.Metadata)
+	in.User, in.Metadata, in.Headers = withoutFindings(res.Class, in.User, in.Metadata, in.Headers)
 	in.NativeOnly, in.Stored = c.NativeOnly, c.Stored
 	if res.ReqPolicy.Set {
 		in.Policy = reqpolicy.Canonical(res.ReqPolicy)
@@ -220,33 +221,54 @@ func (res *Result) ReplayInputs(req *Request) *Inputs {
 	return in
 }
 
-// withoutFindings is user and metadata with the secrets and personal data
-// the classifier found in them redacted, as the audit log keeps them
-// (classify.Redact: [SECRET:aws_access_key], [EMAIL]). Values nothing was
-// found in are kept as they are, and the map is copied only when one
-// changes, so a request without findings there costs a loop over its
-// findings.
-func withoutFindings(c classify.Result, user string, md map[string]string) (string, map[string]string) {
-	var copied bool
+// withoutFindings is user, metadata and the client's headers with the
+// secrets and personal data the classifier found in them redacted, as the
+// audit log keeps them (classify.Redact: [SECRET:aws_access_key],
+// [EMAIL]); a finding in a metadata key's name redacts the names. Values
+// nothing was found in are kept as they are, and a map is copied only when
+// one of its values changes, so a request without findings there costs a
+// loop over its findings.
+func withoutFindings(c classify.Result, user string, md, hdrs map[string]string) (string, map[string]string, map[string]string) {
+	var mdCopied, hdrsCopied, names bool
 	redact := func(fs []classify.Finding) {
 		for _, f := range fs {
 			if f.Message >= 0 {
 				continue
 			}
-			switch key, ok := strings.CutPrefix(f.Field, "metadata."); {
+			key, inMD := strings.CutPrefix(f.Field, "metadata.")
+			name, inHdrs := strings.CutPrefix(f.Field, "headers.")
+			switch {
 			case f.Field == "user":
 				user = classify.Redact(user, nil)
-			case ok && md[key] != "":
-				if !copied {
-					md, copied = maps.Clone(md), true
+			case f.Field == "metadata": // in a key's name
+				names = true
+			case inMD && md[key] != "":
+				if !mdCopied {
+					md, mdCopied = maps.Clone(md), true
 				}
 				md[key] = classify.Redact(md[key], nil)
+			case inHdrs && hdrs[name] != "":
+				if !hdrsCopied {
+					hdrs, hdrsCopied = maps.Clone(hdrs), true
+				}
+				hdrs[name] = classify.Redact(hdrs[name], nil)
 			}
 		}
 	}
 	redact(c.Secrets)
 	redact(c.PII)
-	return user, md
+	if names {
+		named := make(map[string]string, len(md))
+		for k, v := range md {
+			r := classify.Redact(k, nil)
+			for n := 2; r != k && named[r] != ""; n++ { // two names redacted alike keep both values
+				r = classify.Redact(k, nil) + " #" + strconv.Itoa(n)
+			}
+			named[r] = v
+		}
+		md = named
+	}
+	return user, md, hdrs
 }
 
 // withoutPositions keeps a classification's finding types (what the policy

@@ -3,6 +3,7 @@ package decision
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/translate"
@@ -290,5 +292,32 @@ models:
 	}
 	if in := res.ReplayInputs(&req); in == nil || !slices.Equal(in.NoCredential, []string{"us"}) {
 		t.Fatalf("recorded credentials: %+v", in)
+	}
+}
+
+// TestWithoutFindings: what the audit record keeps of user, metadata and
+// the client's headers: values a finding was in redacted, a finding in a
+// metadata key's name redacts the names (two alike keep both values), and
+// maps without findings are the caller's own.
+func TestWithoutFindings(t *testing.T) {
+	iban := "DE89 3704 0044 0532 0130 00"
+	md := map[string]string{"ref " + iban: "a", "ticket": "mail anna.schmidt@example.de", "DE44 5001 0517 5407 3249 31": "b"}
+	hdrs := map[string]string{"user-agent": "bot " + iban, "x-client-app": "app"}
+	c := classify.Result{PII: []classify.Finding{
+		{Type: "iban", Message: -1, Field: "metadata"},
+		{Type: "email", Message: -1, Field: "metadata.ticket"},
+		{Type: "iban", Message: -1, Field: "headers.user-agent"},
+		{Type: "email", Message: 0, Field: "content"},
+	}}
+	user, gotMD, gotHdrs := withoutFindings(c, "u1", md, hdrs)
+	want := map[string]string{"ref [IBAN]": "a", "ticket": "mail [EMAIL]", "[IBAN]": "b"}
+	if user != "u1" || !maps.Equal(gotMD, want) {
+		t.Errorf("metadata %q, want %q", gotMD, want)
+	}
+	if gotHdrs["user-agent"] != "bot [IBAN]" || gotHdrs["x-client-app"] != "app" || hdrs["user-agent"] != "bot "+iban {
+		t.Errorf("headers %q (the caller's %q)", gotHdrs, hdrs)
+	}
+	if _, m, h := withoutFindings(classify.Result{}, "", md, hdrs); !maps.Equal(m, md) || !maps.Equal(h, hdrs) {
+		t.Error("no findings changed the maps")
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/decide"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/health"
+	"github.com/stellwerk/stellwerk/internal/jsonscan"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
@@ -99,6 +100,9 @@ type Request struct {
 	Principal    auth.Principal
 	HeaderPolicy string            // x-stellwerk-policy, "" when absent
 	Headers      map[string]string // selected client headers for the policy input
+	// Sent are the client headers with text a provider gets beside the
+	// body (classify.Request.Headers): classified as the body is.
+	Sent []jsonscan.KeyValue
 	// Budgets is the principal's budget state for the policy input
 	// (ledger.State.Budgets from Peek), nil when the edge did not read it.
 	Budgets []ledger.BudgetState
@@ -203,6 +207,10 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 		return res, err
 	}
 	cr := ClassifyRequest(res.Chat)
+	if req.MetadataHeader != "" { // read as the body's: the policy and the audit record see the same
+		cr.Metadata = gjson.Parse(req.MetadataHeader)
+	}
+	cr.Headers = req.Sent
 	// The caller whose earlier texts the classifier may look up: the
 	// virtual key in its workspace. Without auth every caller is
 	// anonymous and shares one scope; the key is what separates tenants.

@@ -212,6 +212,17 @@ func IsInternal(name string) bool {
 	return len(name) >= len(Prefix) && strings.EqualFold(name[:len(Prefix)], Prefix)
 }
 
+// FreeText reports whether a header Forwarded lets through carries text a
+// client writes freely (classified with the body: an IBAN in an
+// idempotency key reaches the provider as surely as one in a message).
+func FreeText(name string) bool {
+	switch name {
+	case "user-agent", "tracestate", "idempotency-key", "x-idempotency-key":
+		return true
+	}
+	return false
+}
+
 // Forwarded reports whether a client request header may reach every
 // provider: what the HTTP exchange itself needs, request ids, W3C trace
 // context and idempotency keys. Any other client header is removed before a
