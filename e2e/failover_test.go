@@ -526,7 +526,9 @@ except openai.APIStatusError as e:
 func TestBrokenSuccessIsAnError(t *testing.T) {
 	t.Parallel()
 	s := failoverStackWith(t, func(*config.Config) {})
-	for _, mode := range []string{"garbage", "empty"} {
+	// "html": a gateway's page labelled text/html reached the client as a
+	// 200, which the SDKs returned as a string, charged (the chaos probe).
+	for _, mode := range []string{"garbage", "empty", "html"} {
 		s.Providers["primary"].SetBehavior(mockllm.Behavior{Reset: mode})
 		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"primary-mini","messages":[{"role":"user","content":"x"}]}`, nil)
 		if e := decodeError(t, b); resp.StatusCode != 502 || e.Error.Code != "provider_bad_response" || resp.Header.Get("content-type") != "application/json" {
@@ -540,6 +542,14 @@ func TestBrokenSuccessIsAnError(t *testing.T) {
 		if resp.StatusCode != 502 || !strings.Contains(string(b), `"type":"error"`) || !strings.Contains(string(b), "provider_bad_response") {
 			t.Errorf("%s, Messages API: %d %s", mode, resp.StatusCode, b)
 		}
+		s.Providers["primary"].SetBehavior(mockllm.Behavior{})
+		// From an Anthropic-wire provider, translated.
+		s.Providers["claude"].SetBehavior(mockllm.Behavior{Reset: mode})
+		resp, b = post(t, s.URL+"/v1/chat/completions", `{"model":"claude-haiku","messages":[{"role":"user","content":"x"}]}`, nil)
+		if e := decodeError(t, b); resp.StatusCode != 502 || e.Error.Code != "provider_bad_response" {
+			t.Errorf("%s, Anthropic provider: %d %s", mode, resp.StatusCode, b)
+		}
+		s.Providers["claude"].SetBehavior(mockllm.Behavior{})
 	}
 }
 

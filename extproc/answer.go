@@ -38,6 +38,9 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	}
 	rh := readResponseHeaders(h)
 	status, ctype, encoding := rh.status, rh.ctype, rh.encoding
+	if rh.relabeled {
+		hs = append(hs, setHeader("content-type", "application/json"))
+	}
 	code, _ := strconv.Atoi(status)
 	remove := []string{header.Served, header.UpstreamFlags, header.FirstModel, "x-envoy-attempt-count"}
 	remove = p.providerHeaders(h, remove)

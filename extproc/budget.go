@@ -165,6 +165,30 @@ func worstCase(in int, plan []*catalog.Model, o output) (ledger.MicroEUR, int64)
 	return worst, tokens
 }
 
+// plausibleUsage reports whether the usage a provider reported can be its
+// answer to a request of bodyLen bytes on m: no count negative (a count too
+// large for an int wraps to one), the cached tokens within the prompt, the
+// prompt within twice m's context window or twice the body (a batch of
+// embeddings inputs is more than one window; a token is at least a byte,
+// images count their tokens, and a provider's own preamble, such as
+// Anthropic's for tools, is within the slack), the output within twice what
+// the request lets m write (tokenizers and reasoning counts differ a little
+// from the catalog's bounds). Counts beyond are a broken or hostile
+// provider: one answer would use up every budget it meets, or a wrapped
+// count make it free and break the spend report's sums (the chaos probe's
+// 10^12 and 2^63−1). Such an answer is charged as one without usage.
+func plausibleUsage(u meter.Usage, m *catalog.Model, bodyLen int, o output) bool {
+	if u.PromptTokens < 0 || u.CompletionTokens < 0 || u.CachedTokens < 0 || u.CachedTokens > u.PromptTokens {
+		return false
+	}
+	maxIn := max(2*m.ContextWindow, 2*(bodyLen+o.images*m.ImageTokens)+usageSlack)
+	maxOut := 2*outputBound(m, o.perChoice)*max(o.choices, 1) + usageSlack
+	return u.PromptTokens <= maxIn && u.CompletionTokens <= maxOut
+}
+
+// usageSlack is the tokens plausibleUsage allows beyond its bounds.
+const usageSlack = 4096
+
 // keyLimitsEntry is one key's compiled limits and the record they came from.
 type keyLimitsEntry struct {
 	src *config.Limits

@@ -149,6 +149,10 @@ func (p *egress) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processing
 	p.endAttempt(code, rh.flags, rh.retryAfter, "", strings.HasPrefix(rh.ctype, "text/event-stream"))
 	resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
 		setHeader(header.Served, strconv.Itoa(p.planIdx))}})
+	if rh.relabeled { // as the edge reads it (readResponseHeaders)
+		mut := resp.GetResponseHeaders().GetResponse().GetHeaderMutation()
+		mut.SetHeaders = append(mut.SetHeaders, setHeader("content-type", "application/json"))
+	}
 	p.respStatus = rh.status
 	plain := !h.EndOfStream && (rh.encoding == "" || rh.encoding == "identity")
 	if (p.anthropic || p.fromChat) && plain && code/100 == 2 && strings.HasPrefix(rh.ctype, "text/event-stream") {

@@ -263,6 +263,10 @@ type responseMeta struct {
 	retryAfter              string
 	attemptCount            int    // x-envoy-attempt-count
 	served                  string // x-stellwerk-served
+	// relabeled: a success that said it was neither JSON nor an event
+	// stream, read as JSON (ctype is application/json; the answer's
+	// content-type is set to it).
+	relabeled bool
 }
 
 func readResponseHeaders(h *extprocv3.HttpHeaders) responseMeta {
@@ -284,6 +288,15 @@ func readResponseHeaders(h *extprocv3.HttpHeaders) responseMeta {
 		case header.Served:
 			m.served = headerValue(hv)
 		}
+	}
+	if len(m.status) == 3 && m.status[0] == '2' && (m.encoding == "" || m.encoding == "identity") &&
+		!strings.HasPrefix(m.ctype, "application/json") && !strings.HasPrefix(m.ctype, "text/event-stream") {
+		// Every API stellwerk serves answers JSON or an event stream. A
+		// success labelled otherwise (a gateway's HTML page, an answer
+		// labelled text/plain) is read as JSON: an object is the answer,
+		// anything else is provider_bad_response, never a success the
+		// SDKs hand on as a string (the chaos probe's finding).
+		m.ctype, m.relabeled = "application/json", true
 	}
 	return m
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
+	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/jsonw"
@@ -267,39 +268,60 @@ func isObject(body []byte) bool {
 func isJSONSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
 
 // jsonCharge is what a JSON answer's usage costs at the served model's
-// prices; false when the answer reports no usable usage.
+// prices; false when the answer reports no usable usage (none, or counts
+// that cannot be its answer: plausibleUsage).
 func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 	u := gjson.GetBytes(body, "usage")
 	if !u.IsObject() {
 		return meter.Charge{}, false
 	}
-	if p.endpoint == epMessages { // Anthropic's usage: cache reads and writes apart from input_tokens
+	var used meter.Usage
+	switch {
+	case p.endpoint == epMessages: // Anthropic's usage: cache reads and writes apart from input_tokens
 		in, out := u.Get("input_tokens"), u.Get("output_tokens")
-		if in.Type != gjson.Number || out.Type != gjson.Number || in.Num < 0 || out.Num < 0 {
+		if in.Type != gjson.Number || out.Type != gjson.Number {
 			return meter.Charge{}, false
 		}
 		cached := int(u.Get("cache_read_input_tokens").Num)
-		return meter.Meter(p.served, p.baseline(), meter.Usage{PromptTokens: int(in.Num) + cached + int(u.Get("cache_creation_input_tokens").Num),
-			CompletionTokens: int(out.Num), CachedTokens: cached}), true
-	}
-	if p.endpoint == epResponses && p.served.NativeResponses() {
+		used = meter.Usage{PromptTokens: int(in.Num) + cached + int(u.Get("cache_creation_input_tokens").Num),
+			CompletionTokens: int(out.Num), CachedTokens: cached}
+		if in.Num < 0 || cached < 0 {
+			used.PromptTokens = -1
+		}
+	case p.endpoint == epResponses && p.served.NativeResponses():
 		// A native Responses answer: input_tokens, output_tokens.
 		in, out, ok := translate.ResponseUsage(u)
 		if !ok {
 			return meter.Charge{}, false
 		}
-		return meter.Meter(p.served, p.baseline(), meter.Usage{PromptTokens: in, CompletionTokens: out,
-			CachedTokens: int(u.Get("input_tokens_details.cached_tokens").Num)}), true
+		used = meter.Usage{PromptTokens: in, CompletionTokens: out, CachedTokens: int(u.Get("input_tokens_details.cached_tokens").Num)}
+	default:
+		pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
+		if !ct.Exists() && p.endpoint == epEmbeddings {
+			ct = gjson.Result{Type: gjson.Number} // embeddings' usage has no completion tokens
+		}
+		if pt.Type != gjson.Number || ct.Type != gjson.Number {
+			return meter.Charge{}, false
+		}
+		used = meter.Usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num),
+			CachedTokens: int(u.Get("prompt_tokens_details.cached_tokens").Num)}
 	}
-	pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
-	if !ct.Exists() && p.endpoint == epEmbeddings {
-		ct = gjson.Result{Type: gjson.Number} // embeddings' usage has no completion tokens
-	}
-	if pt.Type != gjson.Number || ct.Type != gjson.Number || pt.Num < 0 || ct.Num < 0 {
+	if !p.plausible(used) {
 		return meter.Charge{}, false
 	}
-	return meter.Meter(p.served, p.baseline(), meter.Usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num),
-		CachedTokens: int(u.Get("prompt_tokens_details.cached_tokens").Num)}), true
+	return meter.Meter(p.served, p.baseline(), used), true
+}
+
+// plausible checks a provider's usage for the served model (plausibleUsage)
+// and logs one that is not.
+func (p *edge) plausible(u meter.Usage) bool {
+	if plausibleUsage(u, p.served, len(p.reqBody), p.out) {
+		return true
+	}
+	p.log.Warn("the provider reported usage this answer cannot have; charged as an answer without usage",
+		zap.String("decision_id", p.id), zap.String("model", p.served.ID), zap.Int("prompt_tokens", u.PromptTokens),
+		zap.Int("completion_tokens", u.CompletionTokens), zap.Int("cached_tokens", u.CachedTokens))
+	return false
 }
 
 // baseline is the model savings are measured against: the catalog's

@@ -68,6 +68,29 @@ func TestSpendRowPerRequest(t *testing.T) {
 		"json not an object": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json"),
 			respBodyMsg(`garbage`, true)},
 			rows: 1, want: want{status: spend.Failed}},
+		// Usage the answer cannot have (max_tokens 100, an 8,000-token
+		// window): charged as an answer without usage, never what it says
+		// (the chaos probe's 10^12 tokens used up every budget; 2^63-1
+		// wrapped to a negative count, free and breaking the report).
+		"json usage beyond the request": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json"),
+			respBodyMsg(`{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":1000000000000}}`, true)},
+			rows: 1, want: want{status: spend.Served, cost: -1, estimated: true}},
+		"json usage too large for a count": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json"),
+			respBodyMsg(`{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":9223372036854775807}}`, true)},
+			rows: 1, want: want{status: spend.Served, cost: -1, estimated: true}},
+		"json cached beyond the prompt": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json"),
+			respBodyMsg(`{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":900}}}`, true)},
+			rows: 1, want: want{status: spend.Served, cost: -1, estimated: true}},
+		// Streamed, such counts were charged as they came (a negative one
+		// made the request free): what was streamed is counted instead.
+		"stream with negative usage": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "text/event-stream"),
+			respBodyMsg(oaiChunk, false),
+			respBodyMsg(`data: {"choices":[],"usage":{"prompt_tokens":-1000000000,"completion_tokens":-5}}`+"\n\ndata: [DONE]\n\n", true)},
+			rows: 1, want: want{status: spend.Served, out: 1, estimated: true, skipRowChecks: true}},
+		"stream with usage beyond the request": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "text/event-stream"),
+			respBodyMsg(oaiChunk, false),
+			respBodyMsg(`data: {"choices":[],"usage":{"prompt_tokens":40,"completion_tokens":1000000000000}}`+"\n\ndata: [DONE]\n\n", true)},
+			rows: 1, want: want{status: spend.Served, out: 1, estimated: true, skipRowChecks: true}},
 		"provider error": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("500", "application/json"),
 			respBodyMsg(`{"error":{"message":"boom"}}`, true)},
 			rows: 1, want: want{status: spend.Failed}},

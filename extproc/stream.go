@@ -389,6 +389,9 @@ func (p *edge) finishStream(how string) {
 		}
 	}
 	p.streamEnd = how
+	if st.usage != nil && !p.plausible(meter.Usage{PromptTokens: st.usage.PromptTokens, CompletionTokens: st.usage.CompletionTokens, CachedTokens: st.cached}) {
+		st.usage, st.cached = nil, 0 // what was streamed is counted instead
+	}
 	var u meter.Usage
 	switch pu := st.usage; {
 	case pu != nil && how == "complete" && !(pu.CompletionTokens == 0 && st.outTokens > 0),

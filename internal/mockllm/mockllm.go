@@ -49,7 +49,8 @@ type Behavior struct {
 	RetryAfter int `json:"retry_after,omitempty"`
 	// Reset: "", "before", "mid-stream", "truncate", "error"; "garbage"
 	// and "empty" answer a 200 application/json whose body is not JSON, or
-	// is empty, as a broken gateway before a provider does.
+	// is empty, as a broken gateway before a provider does; "html" a 200
+	// text/html page.
 	Reset          string        `json:"reset,omitempty"`
 	FirstByteDelay time.Duration `json:"first_byte_delay,omitempty"`
 	ChunkDelay     time.Duration `json:"chunk_delay,omitempty"`
@@ -213,6 +214,18 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resetConnection(w)
 		return
 	}
+	switch b.Reset {
+	case "garbage", "empty", "html": // what a broken gateway answers, whatever the API
+		w.Header().Set("Content-Type", "application/json")
+		if b.Reset == "html" {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		}
+		w.WriteHeader(http.StatusOK)
+		if b.Reset != "empty" {
+			_, _ = io.WriteString(w, "<html>this is not json {{{")
+		}
+		return
+	}
 	if anthropic {
 		p.messages(w, r, b, body, rec)
 		return
@@ -220,15 +233,6 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.APIKey != "" && r.Header.Get("Authorization") != "Bearer "+p.APIKey && !p.accepts(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")) {
 		writeError(w, http.StatusUnauthorized, "invalid_request_error", "Incorrect API key provided: "+
 			maskKey(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))+".")
-		return
-	}
-	switch b.Reset {
-	case "garbage", "empty":
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		if b.Reset == "garbage" {
-			_, _ = io.WriteString(w, "<html>this is not json {{{")
-		}
 		return
 	}
 	if b.Status >= 400 {
