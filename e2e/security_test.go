@@ -378,3 +378,27 @@ func TestProviderEchoesCredential(t *testing.T) {
 		t.Error("stellwerk's log has the credential")
 	}
 }
+
+// TestAccessLogHasNoQuery: Envoy's access log names a request's path
+// without its query string, where a client may have put its key
+// (?api-key=…, as Azure and Gemini clients do): a refused request's line
+// used to carry the key whole (the security probe of 2026-12-07).
+func TestAccessLogHasNoQuery(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{Mutate: func(c *config.Config) { c.Auth.Mode = "keys" }, ReadyStatus: 401})
+	const key = "sk-sw-QueryKeyNeverLogged0123456789abcdefghij"
+	resp, b := post(t, s.URL+"/v1/chat/completions?api-key="+key, `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, nil)
+	if resp.StatusCode != 401 {
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	id := resp.Header.Get(header.DecisionID)
+	waitFor(t, "the access log line", func() bool { return strings.Contains(s.Log("envoy"), id) })
+	for _, line := range strings.Split(s.Log("envoy"), "\n") {
+		if strings.Contains(line, id) && !strings.Contains(line, `"path":"/v1/chat/completions"`) {
+			t.Errorf("access log line: %s", line)
+		}
+	}
+	if strings.Contains(s.Log("envoy"), "QueryKeyNeverLogged") {
+		t.Error("the key is in Envoy's log")
+	}
+}

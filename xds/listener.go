@@ -240,7 +240,7 @@ func stdoutAccessLog() (*accesslogv3.AccessLog, error) {
 	for k, v := range map[string]string{
 		"start":       "%START_TIME%",
 		"method":      "%REQ(:METHOD)%",
-		"path":        "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+		"path":        "%PATH(NQ:ORIG_OR_PATH)%", // without the query: a client may put its key there
 		"status":      "%RESPONSE_CODE%",
 		"flags":       "%RESPONSE_FLAGS%",
 		"duration_ms": "%DURATION%",
