@@ -65,16 +65,10 @@ func TestKeyStoreLifecycle(t *testing.T) {
 		return post(t, s.URL+"/v1/chat/completions", `{"model":"`+model+`","messages":[{"role":"user","content":"hello"}]}`, auth)
 	}
 
-	// The store's table is refreshed every 250ms: the new key is usable
-	// within a second, from the server that created it and any other.
-	deadline := time.Now().Add(time.Second)
-	for {
-		resp, b = chat("auto")
-		if resp.StatusCode == 200 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// The replica that created it answers once its table holds it: the
+	// key is usable at once there (the fleet probe's 401 for 0.2 s), on
+	// other replicas within state.refresh_interval.
+	resp, b = chat("auto")
 	if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != "alpha-model" {
 		t.Fatalf("new key: %d %s %s", resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b)
 	}
@@ -103,22 +97,9 @@ func TestKeyStoreLifecycle(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(b), `"status":"revoked"`) {
 		t.Fatalf("revoke: %d %s", resp.StatusCode, b)
 	}
-	revokedAt := time.Now()
-	for {
-		resp, b = chat("auto")
-		if resp.StatusCode == 401 {
-			break
-		}
-		if resp.StatusCode != 200 {
-			t.Fatalf("during revocation: %d %s", resp.StatusCode, b)
-		}
-		if time.Since(revokedAt) > time.Second {
-			t.Fatalf("the revoked key still works %s after its revocation", time.Since(revokedAt))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Logf("refused %s after the revocation", time.Since(revokedAt).Round(time.Millisecond))
-	if e := decodeError(t, b); e.Error.Code != "invalid_api_key" {
+	// Refused by this replica as soon as the revocation is answered.
+	resp, b = chat("auto")
+	if e := decodeError(t, b); resp.StatusCode != 401 || e.Error.Code != "invalid_api_key" {
 		t.Errorf("refusal: %s", b)
 	}
 	calls := len(s.Providers["alpha"].Requests())

@@ -28,6 +28,10 @@ import (
 type KeyService interface {
 	Keys() *keys.Store
 	Config() *config.Config
+	// KeysChanged reads the key store again into the replica's table, so
+	// that a change answered by this replica holds on it when the answer
+	// is sent (other replicas follow within state.refresh_interval).
+	KeysChanged(ctx context.Context) error
 }
 
 // keyWriters may create, rotate and revoke keys and set provider keys.
@@ -35,6 +39,14 @@ var keyWriters = []string{config.RoleAdmin}
 
 // maxAdminBody bounds a request body of the admin API.
 const maxAdminBody = 64 << 10
+
+// refresh brings this replica's key table up to a change just written;
+// one that fails is logged (the table's own refresh retries it).
+func (h *keysAPI) refresh(r *http.Request) {
+	if err := h.ks.KeysChanged(r.Context()); err != nil {
+		h.log.Warn("the key table was not refreshed after a change; it will be within state.refresh_interval", zap.Error(err))
+	}
+}
 
 // KeyView is a key as the admin API and the CLI show it: the record and its
 // status, never a secret.
@@ -176,6 +188,7 @@ func (h *keysAPI) create(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log.Info("virtual key created", zap.String("key_id", k.ID), zap.String("workspace", k.Workspace), zap.String("by", k.CreatedBy))
 	h.changed(r, audit.KindKey, k.Workspace, "create", k.ID, nil)
+	h.refresh(r)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, KeyWithSecret{Key: View(k, time.Now()), Secret: secret})
 }
@@ -226,6 +239,7 @@ func (h *keysAPI) rotate(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log.Info("virtual key rotated", zap.String("key_id", k.ID), zap.Duration("grace", grace), zap.String("by", k.RotatedBy))
 	h.changed(r, audit.KindKey, k.Workspace, "rotate", k.ID, map[string]string{"grace": grace.String()})
+	h.refresh(r)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, KeyWithSecret{Key: View(k, time.Now()), Secret: secret})
 }
@@ -251,6 +265,7 @@ func (h *keysAPI) setLimits(w http.ResponseWriter, r *http.Request) {
 	detail, _ := json.Marshal(k.Limits)
 	h.log.Info("virtual key's limits set", zap.String("key_id", k.ID), zap.String("by", by(r)))
 	h.changed(r, audit.KindKey, k.Workspace, "limits", k.ID, map[string]string{"limits": string(detail)})
+	h.refresh(r)
 	writeJSON(w, http.StatusOK, View(k, time.Now()))
 }
 
@@ -266,6 +281,7 @@ func (h *keysAPI) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log.Info("virtual key revoked", zap.String("key_id", k.ID), zap.String("by", k.RevokedBy))
 	h.changed(r, audit.KindKey, k.Workspace, "revoke", k.ID, nil)
+	h.refresh(r)
 	writeJSON(w, http.StatusOK, View(k, time.Now()))
 }
 

@@ -29,10 +29,13 @@ type keyStatus struct {
 	fakeStatus
 	ks  *keys.Store
 	cfg *config.Config
+	// refreshed counts KeysChanged calls: one per change answered.
+	refreshed int
 }
 
-func (k *keyStatus) Keys() *keys.Store      { return k.ks }
-func (k *keyStatus) Config() *config.Config { return k.cfg }
+func (k *keyStatus) Keys() *keys.Store                 { return k.ks }
+func (k *keyStatus) KeysChanged(context.Context) error { k.refreshed++; return nil }
+func (k *keyStatus) Config() *config.Config            { return k.cfg }
 
 func keyTestConfig() *config.Config {
 	return &config.Config{

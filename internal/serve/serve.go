@@ -561,6 +561,9 @@ func (s *status) BudgetStoreStatus() any {
 
 func (s *status) Keys() *keys.Store { return s.keys }
 
+// KeysChanged refreshes the key table after a change this replica made.
+func (s *status) KeysChanged(ctx context.Context) error { return s.table.Refresh(ctx) }
+
 // KeyStoreStatus is the key store's part of /status: whether the last
 // refresh reached it, and what the table holds.
 func (s *status) KeyStoreStatus() any {
