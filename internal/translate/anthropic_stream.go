@@ -97,10 +97,20 @@ func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
 	}
 	// A view of the data, not a copy: gjson.GetBytes would copy every
 	// result, gjson.ParseBytes the whole event.
-	data := gjson.Parse(unsafe.String(unsafe.SliceData(ev.Data), len(ev.Data)))
-	name := ev.Name
+	text := unsafe.String(unsafe.SliceData(ev.Data), len(ev.Data))
+	if len(text) == 0 || text[0] != '{' || !gjson.Valid(text) {
+		// Not one event's JSON: events run together without the blank
+		// line between them read as one whose data is several objects,
+		// named by the last event line (message_stop) — an empty answer
+		// that looked complete (the chaos probe). Skipped, the stream
+		// ends without its end and is incomplete.
+		return dst
+	}
+	data := gjson.Parse(text)
+	// The data's type names the event (Anthropic sends both, alike).
+	name := data.Get("type").String()
 	if name == "" {
-		name = data.Get("type").String()
+		name = ev.Name
 	}
 	switch name {
 	case "message_start":

@@ -364,3 +364,25 @@ data: [DONE]
 		t.Errorf("got\n%s\nwant\n%s", out, want)
 	}
 }
+
+// TestAnthropicStreamRunTogether: events without the blank line between
+// them frame as one event whose data is several objects, named by the last
+// event line (message_stop). It used to end the translated stream as an
+// empty, complete answer, charged nothing (the chaos probe); it is
+// skipped, and the stream stays unfinished, so the edge ends it as
+// incomplete.
+func TestAnthropicStreamRunTogether(t *testing.T) {
+	in := "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n" +
+		"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n" +
+		"event: message_stop\ndata: {\"type\":\"message_stop\"}\n"
+	var f Framer
+	events := f.Flush(f.Feed([]byte(in), nil))
+	s := NewAnthropicStream(false)
+	var out []byte
+	for _, ev := range events {
+		out = s.Event(ev, out)
+	}
+	if s.Ended() || len(out) != 0 {
+		t.Errorf("ended %v, wrote %q", s.Ended(), out)
+	}
+}
