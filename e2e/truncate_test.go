@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -153,6 +154,22 @@ func TestStreamProviderErrorIsInterrupted(t *testing.T) {
 				if len(page.Records) != 1 || gjson.GetBytes(page.Records[0].Record, "error_code").Str != "stream_failed" {
 					t.Errorf("record of %s: %+v", id, page.Records)
 				}
+				// The attempt failed, though no other provider could take
+				// the started answer over (the chaos probe: "served").
+				if a := gjson.GetBytes(page.Records[0].Record, "attempts|@reverse|0"); len(page.Records) == 1 &&
+					(a.Get("outcome").Str != "failed" || !strings.Contains(a.Get("reason").Str, "error event")) {
+					t.Errorf("record of %s: last attempt %s", id, a.Raw)
+				}
+			}
+			// And counts against the provider's health: failures in a row
+			// cool it down, as failures before the first byte do.
+			for range 2 {
+				clientCall{body: `{"model":"gpt-fast","stream":true,"messages":[{"role":"user","content":"one"}]}`,
+					hdr: map[string]string{"x-mock-reset": "error"}}.do(s)
+			}
+			st := adminJSON(t, s, "/status")
+			if !strings.Contains(fmt.Sprint(st["providers"]), "error event after the stream started") {
+				t.Errorf("/status providers after three broken streams: %v", st["providers"])
 			}
 		})
 	}

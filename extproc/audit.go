@@ -133,11 +133,14 @@ func (p *edge) auditRecord() *audit.Record {
 			r.Attempts[i] = audit.Attempt{Model: a.Model, Provider: a.Provider, Status: a.Status, LatencyMS: a.LatencyMS, Outcome: a.Outcome, Reason: a.Reason}
 		}
 	case !p.routedAt.IsZero() && p.served != nil: // no failover: the one provider it went to
-		out := "served"
-		if code == 0 || code >= 400 {
-			out = "failed"
+		a := audit.Attempt{Model: p.served.ID, Provider: p.served.Provider.Name, Status: code, Outcome: "served"}
+		if code == 0 || code >= 400 || p.streamBroken {
+			a.Outcome = "failed"
 		}
-		r.Attempts = []audit.Attempt{{Model: p.served.ID, Provider: p.served.Provider.Name, Status: code, Outcome: out}}
+		if p.streamBroken {
+			a.Reason = p.streamBrokeBy
+		}
+		r.Attempts = []audit.Attempt{a}
 	}
 	if p.charged {
 		c := &p.charge

@@ -305,7 +305,11 @@ func recordAttempt(f *filter, idx int, m *catalog.Model, workspace string, o att
 			f.log.Info("provider cooling down", zap.String("provider", m.Provider.Name), zap.String("reason", a.Reason))
 		}
 	case status/100 == 2:
-		r.Health.Succeeded(tg)
+		if !o.stream {
+			// A stream succeeds when it ends well: the edge, which follows
+			// it to its end, says so (streamHealth).
+			r.Health.Succeeded(tg)
+		}
 		r.Latency.Observe(m.ID, o.stream, o.elapsed)
 	default:
 		// A 4xx other than 429 is about the request (400, 401, 404, 413,

@@ -107,7 +107,7 @@ func (p *edge) observeAttempts(m *telemetry.Metrics) {
 		}
 	case p.served != nil && p.selection != nil && !p.routedAt.IsZero():
 		out := "served"
-		if code, _ := strconv.Atoi(p.respStatus); code == 0 || code >= 400 {
+		if code, _ := strconv.Atoi(p.respStatus); code == 0 || code >= 400 || p.streamBroken {
 			out = "failed"
 		}
 		m.Attempt(p.served.Provider.Name, p.served.ID, out)

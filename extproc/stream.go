@@ -370,6 +370,36 @@ func streamChunk(out []byte) *extprocv3.ProcessingResponse {
 	}}
 }
 
+// streamHealth tells the served provider's health how its stream ended:
+// one its provider broke off after it started (its error event, an end
+// without the stream's end) is a failure of the provider's, as one before
+// the first byte is, though no other provider can take the answer over
+// (the chaos probe: five streams in a row ending in "overloaded" left the
+// provider healthy and each attempt "served"); a stream that ended well,
+// or that the client left, is its success.
+func (p *edge) streamHealth(how string) {
+	m := p.served
+	if m == nil || p.routedAt.IsZero() {
+		return
+	}
+	tg := attemptTarget(p.state, m, p.workspace)
+	if how != "failed" && how != "incomplete" {
+		p.state.Router.Health.Succeeded(tg)
+		return
+	}
+	reason := "the provider's error event after the stream started"
+	if how == "incomplete" {
+		reason = "the stream ended without its end"
+	}
+	if p.state.Router.Health.Failed(tg, reason, 0) {
+		p.log.Info("provider cooling down", zap.String("provider", m.Provider.Name), zap.String("reason", reason))
+	}
+	if n := len(p.attempts); n > 0 && p.attempts[n-1].Outcome == "served" {
+		p.attempts[n-1].Outcome, p.attempts[n-1].Reason = "failed", reason
+	}
+	p.streamBroken, p.streamBrokeBy = true, reason
+}
+
 // finishStream records the usage of a streamed answer once: the provider's
 // if it sent one, an estimate otherwise (never zero for an answer that
 // produced text).
@@ -389,6 +419,7 @@ func (p *edge) finishStream(how string) {
 		}
 	}
 	p.streamEnd = how
+	p.streamHealth(how)
 	if st.usage != nil && !p.plausible(meter.Usage{PromptTokens: st.usage.PromptTokens, CompletionTokens: st.usage.CompletionTokens, CachedTokens: st.cached}) {
 		st.usage, st.cached = nil, 0 // what was streamed is counted instead
 	}
