@@ -39,8 +39,16 @@ async function api(method, path, body, headers) {
   const mine = session;
   const h = Object.assign({ "Authorization": "Bearer " + token() }, headers || {});
   if (body !== undefined) h["Content-Type"] = "application/json";
-  const resp = await fetch(path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
-  const text = await resp.text();
+  let resp, text;
+  try {
+    resp = await fetch(path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
+    text = await resp.text();
+  } catch (_) {
+    // The server did not answer (stopped, restarting, the network): every
+    // caller shows this as it shows an error answer, instead of waiting.
+    if (mine !== session) return new Promise(() => {});
+    return { status: 0, body: { error: { code: "unreachable", message: "the admin API did not answer; is stellwerk running? Try again." } }, headers: new Headers() };
+  }
   if (mine !== session) return new Promise(() => {});
   let data = text;
   try { data = JSON.parse(text); } catch (_) { /* not JSON */ }
@@ -95,6 +103,11 @@ function kv(obj) {
 /* ---------- sign in ---------- */
 
 async function signIn(t) {
+  if (!/^[\x21-\x7e]+$/.test(t)) {
+    // A header carries nothing else: fetch would refuse it without a word.
+    $("login-error").textContent = "An admin token is printable ASCII, without spaces: check what was pasted.";
+    return;
+  }
   sessionStorage.setItem(TOKEN, t);
   const r = await api("GET", "/status");
   if (r.status !== 200) {
@@ -211,6 +224,20 @@ function stopStream() {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// A tab in the background gives its stream up: a browser keeps six
+// connections to one server, and each signed-in tab's stream held one, so
+// six tabs left no connection for any panel, in any of them (the console
+// probe). It comes back when the tab is shown again.
+document.addEventListener("visibilitychange", () => {
+  if (!token() || $("app").hidden) return;
+  if (document.hidden) {
+    stopStream();
+    setStreamState("off", "paused while the tab is in the background");
+  } else if (!streamAbort) {
+    startStream();
+  }
+});
 
 function onEvent(block) {
   let event = "message", data = "";
@@ -352,8 +379,11 @@ async function sendTry(ev) {
   if (!id) return;
   const render = (d) => put(dec, el("h3", {}, "Its decision"), decisionCard(d, true));
   if (decisions.has(id)) { render(decisions.get(id)); return; }
+  const none = el("p", { class: "muted" }, "No decision: a request refused before it was decided (its key, its URL) has none.");
+  if (r.status === 401) { put(dec, none); return; }
   put(dec, el("p", { class: "muted" }, "waiting for the decision on the live stream…"));
   waiting.set(id, render);
+  setTimeout(() => { if (waiting.get(id) === render) { waiting.delete(id); put(dec, none); } }, 10000);
 }
 
 /* ---------- spend ---------- */
@@ -533,12 +563,33 @@ async function showRoute(name) {
 
 /* ---------- providers ---------- */
 
+// scopeState is one health scope's line: whose it is (the provider, a
+// model's rate limit, a workspace's own key) and its state.
+function scopeState(h, now) {
+  let who = h.scope === "rate_limit" ? "rate limit" + (h.model ? " of " + h.model : "") : "provider";
+  if (h.workspace) who += " (workspace " + h.workspace + "'s key)";
+  if (h.cooling_until && new Date(h.cooling_until) > now) {
+    return el("span", { class: "verdict excluded" }, who + ": cooling down until " + when(h.cooling_until));
+  }
+  if (h.reopened_by && new Date(h.reopened_by) > now) {
+    return el("span", { class: "verdict warn" }, who + ": reopening, in full by " + when(h.reopened_by));
+  }
+  return el("span", { class: "verdict warn" }, who + ": serving, " + (h.consecutive_failures || 0) + " recent failure(s)");
+}
+
 async function loadProviders() {
   const out = $("providers-out");
   put(out, loading());
   const [r, l] = await Promise.all([api("GET", "/status"), api("GET", "/admin/providers")]);
   if (r.status !== 200) { put(out, errorBox(r)); return; }
-  const health = new Map((r.body.providers || []).map((p) => [p.provider, p]));
+  // /status has one entry per scope: the provider's outage, each
+  // credential's rate limit (a model's, a workspace's own key). All are
+  // shown; the worst decides the verdict.
+  const health = new Map();
+  for (const p of r.body.providers || []) {
+    if (!health.has(p.provider)) health.set(p.provider, []);
+    health.get(p.provider).push(p);
+  }
   // Every configured provider when the server lists them; else only those
   // /status knows about (recent failures or a cooldown).
   const names = l.status === 200 ? (l.body.data || []).map((p) => p.provider) : [...health.keys()];
@@ -547,15 +598,13 @@ async function loadProviders() {
   const secs = (ns) => ns ? (ns / 1e9) + " s" : "default";
   put(out, 
     el("p", { class: "muted" }, "Health is what stellwerk saw of each provider's answers: consecutive failures, and a cooldown after repeated ones, during which requests go to the next allowed model."),
-    table(names.map((n) => ({ name: n, h: health.get(n) || {}, c: clusters.get(n) || {} })), [
+    table(names.map((n) => ({ name: n, hs: health.get(n) || [], c: clusters.get(n) || {} })), [
       ["provider", (p) => el("strong", {}, p.name)],
       ["health", (p) => p.c.credential === "missing" ?
         el("span", { class: "verdict excluded" }, "no credential configured: requests to it are refused") :
-        p.h.cooling_until && new Date(p.h.cooling_until) > now ?
-        el("span", { class: "verdict excluded" }, "cooling down until " + when(p.h.cooling_until)) :
-        p.h.consecutive_failures ? el("span", { class: "verdict warn" }, "serving, " + p.h.consecutive_failures + " recent failure(s)") :
-          el("span", { class: "verdict eligible" }, "healthy")],
-      ["last failure", (p) => p.h.reason || ""],
+        p.hs.length === 0 ? el("span", { class: "verdict eligible" }, "healthy") :
+        el("div", {}, p.hs.map((h) => el("div", {}, scopeState(h, now))))],
+      ["last failure", (p) => p.hs.map((h) => h.reason).filter(Boolean).join("; ")],
       ["endpoints", (p) => (p.c.endpoints || []).map((e) => e.address).join(", ") || "base URL"],
       ["per-try timeout", (p) => p.c.cluster ? secs(p.c.cluster.per_try_timeout) : ""],
       ["live override", (p) => p.c.override ? "yes" : "no"],
