@@ -74,6 +74,7 @@ cat <<MSG
   stellwerk is running.
 
     OpenAI API (Envoy)   http://$LISTEN/v1
+    console              http://127.0.0.1:9180/console/   (sign in with the admin token)
     stellwerk admin      http://127.0.0.1:9180/status   (also /version /policy /config /metrics /debug/vars)
     admin token          $STELLWERK_ADMIN_TOKEN   (role admin; /healthz and /readyz need none)
     metrics token        $STELLWERK_METRICS_TOKEN   (role viewer, for a Prometheus scraping /metrics)
@@ -104,6 +105,11 @@ cat <<MSG
     curl -s -H "Authorization: Bearer $STELLWERK_ADMIN_TOKEN" http://127.0.0.1:9180/status
 
   See why without sending anything:  bin/stellwerk explain --config $CONFIG examples/requests/eu-cost.json
+
+  The CLI on this stack's state (keys, spend, audit, replay, routes) takes the same flags as serve:
+
+    bin/stellwerk keys create --config $CONFIG --state-dir $LOGS/state --workspace legal
+    bin/stellwerk spend --config $CONFIG --state-dir $LOGS/state --since 1d --group-by model
 
   or with the official OpenAI Python SDK (installed in $PYTHON):
 

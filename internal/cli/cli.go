@@ -40,7 +40,7 @@ Usage:
   stellwerk explain [--json] FILE      print the full decision for a request without sending it
   stellwerk policy test [DIR]          run the Rego policy tests (shipped library + DIR)
   stellwerk keys hash [KEY]            print the sha256 of a virtual key for the config
-  stellwerk keys create|list|show|rotate|revoke …   manage the key store's virtual keys (docs/keys.md)
+  stellwerk keys create|list|show|rotate|revoke|limits …   manage the key store's virtual keys (docs/keys.md)
   stellwerk keys provider set|list|delete …         a workspace's own provider keys (encrypted)
   stellwerk keys rotate-master         re-encrypt provider keys under the first master key
   stellwerk audit verify|export|witness|pubkey|prune …      the tamper-evident audit log (docs/audit.md)
