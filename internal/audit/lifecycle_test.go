@@ -331,3 +331,60 @@ func TestWriterSleepsWhenIdle(t *testing.T) {
 		closeLog(t, l)
 	})
 }
+
+// TestCollisionIsSaid: a row someone put at the writer's next place (with
+// its chain recomputed, as the audit probe did) keeps that place, and the
+// genuine record is not in the store; the writer now says so — counted in
+// its stats, logged — where it used to drop it without a word. The same
+// batch written again (a commit whose answer was lost) is no collision.
+func TestCollisionIsSaid(t *testing.T) {
+	conform(t, func(t *testing.T, db *store.DB) {
+		st := openStore(t, db)
+		l := openLog(t, st, testSigner("a"), testOptions(t))
+		recordN(t, l, 0, 3)
+		flush(t, l)
+		ctx := context.Background()
+		var w string
+		if err := db.SQL.QueryRowContext(ctx, `SELECT writer FROM audit_entries LIMIT 1`).Scan(&w); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.SQL.ExecContext(ctx, `INSERT INTO audit_entries (writer, seq, time_us, kind, workspace, decision_id, prev, body_sha256, hash)
+			VALUES ($1, 4, 0, 'decision', 'legal', 'forged', 'x', 'y', 'forged-hash')`, w); err != nil {
+			t.Fatal(err)
+		}
+		recordN(t, l, 3, 2)
+		flush(t, l)
+		if n, first := st.Collisions(); n != 1 || first != "writer "+w+" seq 4" {
+			t.Fatalf("collisions %d at %q", n, first)
+		}
+		if s := l.Stats(); s.Collisions != 1 {
+			t.Errorf("stats %+v", s)
+		}
+		// Written again, the last batch finds its own rows: nothing new.
+		var es []Entry
+		rows, err := db.SQL.QueryContext(ctx, `SELECT seq, hash FROM audit_entries WHERE writer = $1 AND seq = 5`, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var e Entry
+			var seq int64
+			if err := rows.Scan(&seq, &e.Hash); err != nil {
+				t.Fatal(err)
+			}
+			e.Writer, e.Seq, e.Kind, e.Workspace, e.ID, e.Pruned = w, uint64(seq), "decision", "legal", "again", true
+			es = append(es, e)
+		}
+		rows.Close()
+		if len(es) != 1 {
+			t.Fatalf("seq 5: %d rows", len(es))
+		}
+		if err := st.Append(ctx, es, nil); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := st.Collisions(); n != 1 {
+			t.Errorf("a batch written again counted: %d", n)
+		}
+		closeLog(t, l)
+	})
+}

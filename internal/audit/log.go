@@ -136,6 +136,8 @@ type Log struct {
 	spool      *spool
 	retry      time.Time // no store attempt before this while it is down
 	backoff    time.Duration
+	// collisionsSeen is the store's Collisions count already logged.
+	collisionsSeen int64
 }
 
 // ErrClosed is returned by Flush on a closed log.
@@ -290,6 +292,10 @@ type Stats struct {
 	Checkpoints int64         `json:"checkpoints"`
 	StoreDown   bool          `json:"store_down"`
 	LastError   string        `json:"last_error,omitempty"`
+	// Collisions are records whose place in the store held another record
+	// (someone wrote into the chain), and where the first was.
+	Collisions     int64  `json:"collisions,omitempty"`
+	FirstCollision string `json:"first_collision,omitempty"`
 }
 
 // Stats reports the log's lag and counters.
@@ -297,6 +303,7 @@ func (l *Log) Stats() Stats {
 	s := Stats{Writer: l.writer, Healthy: l.Healthy(), Queued: l.in.Len(), Pending: l.pendingN.Load(), Spooled: l.spooledN.Load(),
 		Written: l.written.Load(), Dropped: l.dropped.Load(), Failed: l.failed.Load(), Checkpoints: l.checkpoints.Load(),
 		StoreDown: l.storeDown.Load()}
+	s.Collisions, s.FirstCollision = l.st.Collisions()
 	if us := l.oldestUS.Load(); us != 0 {
 		s.OldestAge = time.Since(FromUS(us))
 	} else if t := l.in.Since(); !t.IsZero() {
@@ -549,6 +556,12 @@ func (l *Log) flushPending(final bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), l.o.StoreTimeout)
 		err = l.st.Append(ctx, l.pending[done:done+n], cps)
 		cancel()
+		if c, first := l.st.Collisions(); c > l.collisionsSeen {
+			l.log.Error("audit store already held other records where this writer's went: someone wrote into its chain; "+
+				"these records are not in the store, and stellwerk audit verify reports the place",
+				zap.Int64("records", c-l.collisionsSeen), zap.String("first", first))
+			l.collisionsSeen = c
+		}
 		if err == nil {
 			releaseBodies(l.pending[done : done+n])
 			done += n

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -24,6 +25,23 @@ type Store struct {
 	dicts dicts
 
 	inserts *store.Prepared
+	// collided counts records whose place (writer, seq) held another
+	// record already, firstCollision names the first: someone wrote into
+	// this writer's chain (Collisions).
+	collided       atomic.Int64
+	firstCollision atomic.Pointer[string]
+}
+
+// Collisions is how many records found another record at their place
+// (writer, seq), which the insert keeps (records are never replaced), and
+// where the first was. A batch written again finds its own rows there,
+// which is no collision.
+func (s *Store) Collisions() (int64, string) {
+	first := ""
+	if p := s.firstCollision.Load(); p != nil {
+		first = *p
+	}
+	return s.collided.Load(), first
 }
 
 // Component names the audit schema in schema_migrations.
@@ -346,8 +364,57 @@ func (s *Store) insertEntries(ctx context.Context, tx *sql.Tx, es []Entry, dict 
 		}
 		args = append(args, e.Writer, int64(e.Seq), TimeUS(e.Time), e.Kind, e.Workspace, e.ID, e.Prev, e.BodySHA256, e.Hash, text, z, dictID)
 	}
-	_, err := s.inserts.Exec(ctx, tx, len(es), args...)
-	return err
+	res, err := s.inserts.Exec(ctx, tx, len(es), args...)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err == nil && n < int64(len(es)) {
+		return s.checkCollisions(ctx, tx, es)
+	}
+	return nil
+}
+
+// checkCollisions compares the rows an insert did not write (their place
+// was taken) with what is there: the same hash is a batch written again;
+// another is a record someone else put at this writer's next place (the
+// audit probe inserted one with a recomputed chain, and the genuine record
+// was dropped without a word).
+func (s *Store) checkCollisions(ctx context.Context, tx *sql.Tx, es []Entry) error {
+	for i := 0; i < len(es); {
+		j := i
+		for j < len(es) && es[j].Writer == es[i].Writer {
+			j++
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT seq, hash FROM audit_entries WHERE writer = $1 AND seq >= $2 AND seq <= $3`,
+			es[i].Writer, int64(es[i].Seq), int64(es[j-1].Seq))
+		if err != nil {
+			return err
+		}
+		there := map[uint64]string{}
+		for rows.Next() {
+			var seq int64
+			var h string
+			if err := rows.Scan(&seq, &h); err != nil {
+				rows.Close()
+				return err
+			}
+			there[uint64(seq)] = h
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for k := i; k < j; k++ {
+			if h, ok := there[es[k].Seq]; ok && h != es[k].Hash {
+				if s.collided.Add(1) == 1 || s.firstCollision.Load() == nil {
+					where := fmt.Sprintf("writer %s seq %d", es[k].Writer, es[k].Seq)
+					s.firstCollision.CompareAndSwap(nil, &where)
+				}
+			}
+		}
+		i = j
+	}
+	return nil
 }
 
 // RegisterKey notes a signing key's public half (informational: Verify
