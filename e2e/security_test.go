@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -400,5 +402,46 @@ func TestAccessLogHasNoQuery(t *testing.T) {
 	}
 	if strings.Contains(s.Log("envoy"), "QueryKeyNeverLogged") {
 		t.Error("the key is in Envoy's log")
+	}
+}
+
+// TestEnvoyRepliesAreJSON: what Envoy refuses on its own before any
+// filter (a request without Host, a path that does not normalise, an
+// upgrade) is answered in the OpenAI error shape; it used to come with an
+// empty body (the security probe of 2026-12-07).
+func TestEnvoyRepliesAreJSON(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{})
+	for name, c := range map[string]struct {
+		req    string
+		status int
+		detail string
+	}{
+		"no host":     {"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 400, "missing_host_header"},
+		"nul in path": {"POST /v1/chat%00/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 400, "path_normalization_failed"},
+		"upgrade":     {"GET /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", 403, "upgrade_failed"},
+	} {
+		c := c
+		t.Run(name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.WriteString(conn, c.req); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if e := decodeError(t, b); resp.StatusCode != c.status || resp.Header.Get("content-type") != "application/json" ||
+				e.Error.Code != "invalid_http_request" || !strings.Contains(e.Error.Message, c.detail) {
+				t.Errorf("%d %q %s", resp.StatusCode, resp.Header.Get("content-type"), b)
+			}
+		})
 	}
 }

@@ -168,7 +168,33 @@ func localReplyConfig(maxBytes int64) (*hcmv3.LocalReplyConfig, error) {
 			mappers = append(mappers, m)
 		}
 	}
+	// Anything else Envoy answers itself (a request that is not valid
+	// HTTP, one without a Host, an upgrade, headers too large) gets the
+	// OpenAI shape too: it used to come without a body, or with none at
+	// all (the security probe).
+	for _, r := range []struct {
+		filter    *accesslogv3.AccessLogFilter
+		typ, code string
+	}{
+		{and(notOurs, statusRange(400, 499)), "invalid_request_error", "invalid_http_request"},
+		{and(notOurs, statusRange(500, 599)), "server_error", "gateway_error"},
+	} {
+		mappers = append(mappers, &hcmv3.ResponseMapper{Filter: r.filter,
+			BodyFormatOverride: errorFormat("the gateway refused the request (%RESPONSE_CODE% %RESPONSE_CODE_DETAILS%)", r.typ, r.code)})
+	}
 	return &hcmv3.LocalReplyConfig{Mappers: mappers}, nil
+}
+
+// statusRange matches a response status from lo to hi.
+func statusRange(lo, hi uint32) *accesslogv3.AccessLogFilter {
+	cmp := func(op accesslogv3.ComparisonFilter_Op, v uint32) *accesslogv3.AccessLogFilter {
+		return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
+			Comparison: &accesslogv3.ComparisonFilter{Op: op, Value: &corev3.RuntimeUInt32{
+				DefaultValue: v, RuntimeKey: fmt.Sprintf("stellwerk.local_reply.status_%d", v),
+			}},
+		}}}
+	}
+	return and(cmp(accesslogv3.ComparisonFilter_GE, lo), cmp(accesslogv3.ComparisonFilter_LE, hi))
 }
 
 // anthropicErrorFormat is errorFormat in Anthropic's shape
