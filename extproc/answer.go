@@ -21,6 +21,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/meter"
 	"github.com/stellwerk/stellwerk/internal/spend"
@@ -227,6 +228,23 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	return resp
 }
 
+// visibleExclusions counts the models the policy excluded that the caller
+// may see: those it may not are not counted to it (the security probe).
+func (p *edge) visibleExclusions() int {
+	r := p.result
+	if r == nil || len(r.Policy.Exclude) == 0 {
+		return 0
+	}
+	vis := p.state.Router.Visible(p.principal)
+	n := 0
+	for id := range r.Policy.Exclude {
+		if m, ok := p.state.Router.Catalog.Lookup(id); ok && vis.Has(id) && decision.KeyAllows(p.principal, m) {
+			n++
+		}
+	}
+	return n
+}
+
 // credentialsMissing: no attempt was sent, for want of a credential.
 func (p *edge) credentialsMissing() bool {
 	return len(p.attempts) > 0 && !slices.ContainsFunc(p.attempts, func(a attempt) bool { return a.Outcome != "not_sent" })
@@ -257,8 +275,9 @@ func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
 		last.Reason += ": " + apierr.Truncate(classify.Redact(text, nil), 200)
 	}
 	excluded := ""
-	if r := p.result; r != nil && len(r.Policy.Exclude) > 0 {
-		excluded = fmt.Sprintf("; %d other models are excluded by policy", len(r.Policy.Exclude))
+	if n := p.visibleExclusions(); n > 0 {
+		r := p.result
+		excluded = fmt.Sprintf("; %d other models are excluded by policy", n)
 		if c := r.Constraint; c != "" {
 			excluded += " (" + c + ")"
 		}

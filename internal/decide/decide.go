@@ -571,6 +571,23 @@ func fallbacks(cs []Candidate, chosen int, rest []int) []*catalog.Model {
 }
 
 // summarize groups the reasons models were not eligible, most common first.
+// Summary is summarize over the candidates shown keeps: why no model may
+// serve the request, in the words a caller may read. None shown says so.
+func (d *Selection) Summary(shown func(*catalog.Model) bool) string {
+	vs := make([]Verdict, 0, len(d.lines))
+	for i := range d.lines {
+		if shown(d.cands[i].Model) {
+			v := d.Line(i)
+			v.Reason = d.LineReason(i)
+			vs = append(vs, v)
+		}
+	}
+	if len(vs) == 0 {
+		return "none of the models available to you"
+	}
+	return summarize(vs)
+}
+
 func summarize(vs []Verdict) string {
 	count := map[string]int{}
 	for _, v := range vs {

@@ -175,9 +175,16 @@ func TestPolicyListsNameUsableModels(t *testing.T) {
 		"usable model":            {`{"allow":["a1"]}`, "", ""},
 		"known provider":          {`{"deny":["provider:pb"]}`, "", ""},
 		"usable model, by header": {`{"allow":["b1"]}`, "", ""},
+		// A provider none of whose models the caller may use reads like
+		// an unknown one (the security probe told them apart).
+		"hidden provider": {`{"deny":["provider:pa"]}`, "policy.deny", `unknown provider "pa"`},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := r.Route(context.Background(), Request{Path: "/v1/chat/completions", Principal: auth.Principal{Workspace: "narrow"},
+			p := auth.Principal{Workspace: "narrow"}
+			if name == "hidden provider" {
+				p = auth.Principal{Workspace: "eu"}
+			}
+			_, err := r.Route(context.Background(), Request{Path: "/v1/chat/completions", Principal: p,
 				Body: []byte(`{"model":"auto","policy":` + tc.policy + `,"messages":[{"role":"user","content":"hi"}]}`)})
 			if tc.param == "" {
 				if e := apierr.As(err); err != nil && e.Code == "invalid_policy" {
@@ -190,5 +197,20 @@ func TestPolicyListsNameUsableModels(t *testing.T) {
 				t.Fatalf("got %d %s %s %q", apierr.HTTPStatus(e), e.Code, e.Param, e.Message)
 			}
 		})
+	}
+}
+
+// TestNoEligibleNamesOnlyVisibleModels: why no model may serve a request
+// is told without the models the caller may not see (their count and
+// reasons told the security probe how many were hidden, and by what).
+func TestNoEligibleNamesOnlyVisibleModels(t *testing.T) {
+	r := accessRouter(t)
+	p := auth.Principal{Workspace: "eu", KeyID: "k", Models: []string{"b1"}}
+	_, err := r.Route(context.Background(), Request{Path: "/v1/chat/completions", Principal: p,
+		Body: []byte(`{"model":"auto","policy":{"deny":["b1"]},"messages":[{"role":"user","content":"hi"}]}`)})
+	e := apierr.As(err)
+	if e.Code != "no_eligible_model" || !strings.Contains(e.Message, "(1)") || strings.Contains(e.Message, "key k") ||
+		strings.Contains(e.Message, "access") || strings.Contains(e.Message, "(3)") {
+		t.Fatalf("%s: %q", e.Code, e.Message)
 	}
 }

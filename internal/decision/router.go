@@ -478,6 +478,16 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	} else {
 		res.Selection, err = decide.Decide(sel)
 	}
+	if e, ok := err.(*apierr.Error); ok && e.Code == "no_eligible_model" && res.Selection.Len() > 0 {
+		// The client is told why no model may serve it without the models
+		// it may not see: their count and their reasons read like more
+		// models than the caller has (the security probe counted the
+		// hidden ones and the workspace's deny list).
+		vis := r.Visible(req.Principal)
+		e.Message = "no model may serve this request: " + res.Selection.Summary(func(m *catalog.Model) bool {
+			return vis.Has(m.ID) && keyAllows(req.Principal, m)
+		})
+	}
 	if e, ok := err.(*apierr.Error); ok && !e.Final && rp == nil {
 		// Nothing eligible while providers cool down: Retry-After says
 		// when the first of them takes requests again, so that an SDK's
@@ -729,8 +739,14 @@ func (r *Router) checkPolicyLists(p auth.Principal, rp reqpolicy.Policy) error {
 	}{{"allow", rp.Allow}, {"deny", rp.Deny}} {
 		for _, id := range l.ids {
 			if name, ok := strings.CutPrefix(id, "provider:"); ok {
-				if !slices.ContainsFunc(r.Catalog.Providers(), func(pr *catalog.Provider) bool { return pr.Name == name }) {
-					return apierr.Invalid("invalid_policy", "policy."+l.field, "policy.%s: unknown provider %q", l.field, apierr.Truncate(name, 64))
+				// A provider none of whose models the caller may use reads
+				// like one that does not exist (the security probe told
+				// them apart: 200 against 400).
+				if !slices.ContainsFunc(r.Catalog.Models(), func(m *catalog.Model) bool {
+					return m.Provider.Name == name && vis.Has(m.ID) && r.keyAllowsID(p, m.ID)
+				}) {
+					return apierr.Invalid("invalid_policy", "policy."+l.field,
+						"policy.%s: unknown provider %q (not in the catalog, or none of its models is available to you); see GET /v1/models", l.field, apierr.Truncate(name, 64))
 				}
 				continue
 			}
