@@ -197,3 +197,30 @@ func TestStreamWithContentLength(t *testing.T) {
 		})
 	}
 }
+
+// TestAnswerTooLargeToTranslate: an Anthropic answer larger than the
+// buffer Envoy gives the edge (envoy.max_request_bytes and a margin)
+// cannot be translated: Envoy has sent its headers on before stellwerk
+// sees the body, so it passes untranslated — a limit of Envoy's, which
+// wire-formats.md names — and stellwerk's log says so, naming the setting
+// to raise (the chaos probe saw it silently). One that fits is translated.
+func TestAnswerTooLargeToTranslate(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "claude", Key: "sk-ant-fake", WireFormat: "anthropic"}},
+		Models:    []config.Model{{ID: "claude-haiku", Provider: "claude", ProviderModel: "claude-haiku-4-5", ContextWindow: 200000}},
+		Mutate: func(c *config.Config) {
+			c.Envoy.MaxRequestBytes = 16 << 10
+			c.Failover.MaxAttempts = 1
+		},
+	})
+	chat := `{"model":"claude-haiku","messages":[{"role":"user","content":"hi"}]}`
+	resp, b := post(t, s.URL+"/v1/chat/completions", chat, map[string]string{"x-mock-answer-bytes": "2000"})
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"choices"`) {
+		t.Fatalf("fits: %d %.300s", resp.StatusCode, b)
+	}
+	post(t, s.URL+"/v1/chat/completions", chat, map[string]string{"x-mock-answer-bytes": "400000"})
+	waitFor(t, "the log line", func() bool {
+		return strings.Contains(s.Log("stellwerk"), "larger than Envoy's buffer and passes on untranslated; raise envoy.max_request_bytes")
+	})
+}

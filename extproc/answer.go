@@ -340,6 +340,15 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		}
 		return continueResponseBody()
 	}
+	if p.translate && !b.EndOfStream {
+		// Larger than Envoy's buffer: its headers are on their way, and
+		// what Envoy passes on is the provider's own API (the chaos
+		// probe's SDKs read an Anthropic message as a completion without
+		// choices). Only the operator can fix it: say so.
+		p.translate = false
+		p.log.Error("an answer to translate is larger than Envoy's buffer and passes on untranslated; raise envoy.max_request_bytes or have the client stream",
+			zap.String("decision_id", p.id), zap.String("model", p.served.ID), zap.Int64("max_request_bytes", p.state.MaxRequestBytes))
+	}
 	if (!p.addRouting && !p.translate) || !b.EndOfStream {
 		if p.addRouting && !b.EndOfStream {
 			p.partial = true // larger than Envoy's buffer: passed on in parts

@@ -183,6 +183,11 @@ func (p *egress) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespon
 		resp, _ := p.stream.follow(b) // the edge records how it ended
 		return resp
 	}
+	if p.translate && !b.EndOfStream {
+		p.translate = false // as at the edge: passed on untranslated, and said
+		p.log.Error("an answer to translate is larger than Envoy's buffer and passes on untranslated; raise envoy.max_request_bytes or have the client stream",
+			zap.String("decision_id", p.id), zap.String("model", p.served.ID), zap.Int64("max_request_bytes", p.state.MaxRequestBytes))
+	}
 	if !p.translate || !b.EndOfStream {
 		return continueResponseBody()
 	}

@@ -86,6 +86,11 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 		return
 	}
 
+	if n, _ := strconv.Atoi(r.Header.Get("x-mock-answer-bytes")); n > 0 {
+		for size := len(strings.Join(toks, "")); size < n; size += len(" padding") {
+			toks = append(toks, " padding") // an answer of at least n bytes
+		}
+	}
 	if !req.Get("stream").Bool() {
 		p.generated(rec, inTokens, toks)
 		writeJSON(w, http.StatusOK, map[string]any{

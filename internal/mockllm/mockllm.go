@@ -24,6 +24,7 @@
 //	x-mock-no-usage: 1              no usage: in a chat answer, nor in a stream that asked for it
 //	x-mock-content-length: 1        an Anthropic stream sent whole, with a Content-Length
 //	x-mock-cached: 900              that many prompt tokens read from the cache (JSON answers: chat, Anthropic)
+//	x-mock-answer-bytes: 300000     an answer of at least that many bytes of text (Anthropic)
 //	x-mock-echo-auth: 1             echo the Authorization it got (a header, an injected error's text, a stream's error event), name an account, set a cookie
 package mockllm
 
@@ -148,7 +149,7 @@ func (p *Provider) Reset() {
 // tests. stellwerk forwards none of them unless a provider's
 // forward_headers lists them (the harness does).
 var ControlHeaders = []string{"x-mock-status", "x-mock-retry-after", "x-mock-reset", "x-mock-no-usage",
-	"x-mock-chunk-delay", "x-mock-first-byte-delay", "x-mock-interleave", "x-mock-content-length", "x-mock-cached", "x-mock-echo-auth"}
+	"x-mock-chunk-delay", "x-mock-first-byte-delay", "x-mock-interleave", "x-mock-content-length", "x-mock-cached", "x-mock-echo-auth", "x-mock-answer-bytes"}
 
 func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
