@@ -9,7 +9,6 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -22,7 +21,6 @@ import (
 	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/header"
-	"github.com/stellwerk/stellwerk/internal/jsonscan"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/meter"
 	"github.com/stellwerk/stellwerk/internal/request"
@@ -64,8 +62,8 @@ type edge struct {
 	headers      map[string]string // client headers the policy may read
 	// sent are the client headers with text a provider gets (classified
 	// with the body), in sentBuf for the usual few.
-	sent    []jsonscan.KeyValue
-	sentBuf [3]jsonscan.KeyValue
+	sent    []classify.Header
+	sentBuf [3]classify.Header
 
 	method   string
 	endpoint endpoint
@@ -279,6 +277,7 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	p.sent = p.sentBuf[:0]
 	for _, hv := range hvs {
 		k := strings.ToLower(hv.Key)
+		val := "" // the header's value, when a case below read it
 		switch {
 		case k == ":method":
 			p.method = headerValue(hv)
@@ -312,7 +311,8 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 			if p.headers == nil {
 				p.headers = map[string]string{}
 			}
-			p.headers[k] = apierr.Truncate(headerValue(hv), 256)
+			val = headerValue(hv)
+			p.headers[k] = apierr.Truncate(val, 256)
 		case header.IsInternal(k):
 			switch k {
 			case header.Policy:
@@ -334,12 +334,15 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 		if k != "" && k[0] != ':' && !header.Forwarded(k) {
 			if slices.Contains(p.state.forwardable, k) {
 				p.extra = append(p.extra, k) // some provider gets it; the rewrite decides
-				p.sent = append(p.sent, jsonscan.KeyValue{Key: k, Value: gjson.Result{Type: gjson.String, Str: headerValue(hv)}})
+				p.sent = append(p.sent, classify.Header{Name: k, Value: headerValue(hv)})
 			} else {
 				remove = append(remove, k)
 			}
 		} else if header.FreeText(k) {
-			p.sent = append(p.sent, jsonscan.KeyValue{Key: k, Value: gjson.Result{Type: gjson.String, Str: headerValue(hv)}})
+			if val == "" {
+				val = headerValue(hv)
+			}
+			p.sent = append(p.sent, classify.Header{Name: k, Value: val})
 		}
 	}
 	if i := strings.IndexByte(p.path, '?'); i >= 0 {

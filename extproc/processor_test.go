@@ -331,15 +331,19 @@ func BenchmarkChatRequest(b *testing.B) {
 func BenchmarkChatRequestProduction(b *testing.B) {
 	st := productionState(b)
 	st.Spend = &rowsRecorder{}
-	benchmarkChatRequest(b, st, headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-open"))
+	benchmarkChatRequest(b, st, headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-open", "user-agent", sdkUserAgent))
 }
+
+// sdkUserAgent is what the OpenAI Python SDK sends: each request's
+// user-agent is classified (a provider gets it), as in production.
+const sdkUserAgent = "OpenAI/Python 1.54.3"
 
 // BenchmarkChatRequestRecorded is BenchmarkChatRequestProduction as the
 // production stack runs it after its priming: an audit log (so the
 // decision keeps its replay inputs) and a learned latency for every
 // catalog model (so every one of them is recorded).
 func BenchmarkChatRequestRecorded(b *testing.B) {
-	benchmarkChatRequest(b, recordedState(b), headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-open"))
+	benchmarkChatRequest(b, recordedState(b), headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-open", "user-agent", sdkUserAgent))
 }
 
 // recordedState is the production state as the primed bench stack runs

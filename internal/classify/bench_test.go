@@ -58,6 +58,17 @@ func BenchmarkClassify(b *testing.B) {
 			}
 		})
 	}
+	// The same 2 KB with the user-agent an OpenAI SDK sends, which a
+	// provider gets and is read as a parameter.
+	b.Run("chat_2KB_user_agent", func(b *testing.B) {
+		msgs := benchRequest(2 << 10)
+		hs := []Header{{Name: "user-agent", Value: "OpenAI/Python 1.54.3"}}
+		b.SetBytes(2 << 10)
+		b.ReportAllocs()
+		for b.Loop() {
+			cl.Classify(Request{Messages: msgs, Headers: hs})
+		}
+	})
 }
 
 // toolRequest is an agent turn: a system prompt, 20 tool definitions with

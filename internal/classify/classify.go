@@ -153,13 +153,16 @@ type Request struct {
 	// Headers are the client's headers a provider gets beside the body
 	// (user-agent, tracestate, idempotency keys, a provider's
 	// forward_headers), read as parameters, by their lower-case name.
-	Headers []jsonscan.KeyValue
+	Headers []Header
 	// Workspace and Key are who sent the request (the virtual key and
 	// its workspace; both empty without auth): texts it sent before are
 	// looked up in the classifier's memo instead of scanned again, and
 	// never another key's (memo.go).
 	Workspace, Key string
 }
+
+// Header is a client header, by its lower-case name.
+type Header struct{ Name, Value string }
 
 // per-message framing tokens in OpenAI's chat format, and the reply primer.
 const (

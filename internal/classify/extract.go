@@ -181,7 +181,7 @@ func (x *extraction) request(req Request) {
 		if x.limit != "" {
 			break
 		}
-		x.param(-1, "", "headers", h.Key, h.Value)
+		x.param(-1, "", "headers", h.Name, gjson.Result{Type: gjson.String, Str: h.Value})
 	}
 }
 

@@ -25,7 +25,6 @@ import (
 	"github.com/stellwerk/stellwerk/internal/decide"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/health"
-	"github.com/stellwerk/stellwerk/internal/jsonscan"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/observe"
 	"github.com/stellwerk/stellwerk/internal/policy"
@@ -102,7 +101,7 @@ type Request struct {
 	Headers      map[string]string // selected client headers for the policy input
 	// Sent are the client headers with text a provider gets beside the
 	// body (classify.Request.Headers): classified as the body is.
-	Sent []jsonscan.KeyValue
+	Sent []classify.Header
 	// Budgets is the principal's budget state for the policy input
 	// (ledger.State.Budgets from Peek), nil when the edge did not read it.
 	Budgets []ledger.BudgetState
