@@ -664,3 +664,57 @@ func adminBody(t *testing.T, s *harness.Stack, path string) []byte {
 	}
 	return b
 }
+
+// TestFleetDriftIsSaid: two replicas on one Redis with one config agree;
+// once one of them reloads a config whose team budget is ten times the
+// other's (the fleet probe overspent a shared budget by 40 % this way,
+// unseen), both name the other in /status and the differing-replicas gauge,
+// and the log says it; put back, they agree again.
+func TestFleetDriftIsSaid(t *testing.T) {
+	t.Parallel()
+	f := harness.StartFleet(t, 2, budgetOptions())
+	type fleetStatus struct {
+		Fingerprint string
+		Replicas    int
+		Differ      []string
+	}
+	status := func(s *harness.Stack) fleetStatus {
+		var out struct{ Fleet fleetStatus }
+		b, _ := json.Marshal(adminJSON(t, s, "/status"))
+		mustJSON(t, b, &out)
+		return out.Fleet
+	}
+	agree := func(want bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+			a, b := status(f.Replicas[0]), status(f.Replicas[1])
+			same := a.Fingerprint == b.Fingerprint
+			if a.Replicas == 2 && b.Replicas == 2 && same == want && (len(a.Differ) == 0) == want && (len(b.Differ) == 0) == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("agree=%v: replica a %+v, replica b %+v", want, a, b)
+			}
+		}
+	}
+	agree(true)
+	a := f.Replicas[0]
+	drifted := *a.Config
+	drifted.Budgets.Limits = []config.BudgetRule{{Name: "default-daily", Scope: "workspace", Subject: "default", AmountEUR: 75, Period: "day"}}
+	a.WriteConfig(&drifted)
+	agree(false)
+	if !strings.Contains(f.Replicas[1].Log("stellwerk"), "replicas of this fleet decide by different configs") {
+		t.Error("replica b's log does not say the fleet drifted")
+	}
+	if r, err := f.Replicas[1].AdminGet("/metrics"); err != nil {
+		t.Error(err)
+	} else {
+		m, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		if !strings.Contains(string(m), "stellwerk_fleet_replicas_differing 1") {
+			t.Errorf("replica b's gauge:\n%s", grepLines(string(m), "stellwerk_fleet"))
+		}
+	}
+	a.WriteConfig(a.Config)
+	agree(true)
+}

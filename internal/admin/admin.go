@@ -136,6 +136,9 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 		if as, ok := s.(interface{ AuditStatus() any }); ok {
 			out["audit"] = as.AuditStatus()
 		}
+		if fs, ok := s.(interface{ FleetStatus() any }); ok {
+			out["fleet"] = fs.FleetStatus()
+		}
 		if cerr != "" {
 			out["config_error"] = cerr
 			out["config_error_at"] = cat

@@ -254,6 +254,21 @@ type Ledger struct {
 	unchecked atomic.Uint64
 }
 
+// ShareFingerprint publishes this replica's config fingerprint in the
+// shared store (Redis) and returns the other replicas' that are at most
+// fresh old, by replica: replicas that decide by different configs charge
+// different prices against one budget (the fleet probe overspent a team's
+// budget by 40 % with two).
+func (l *Ledger) ShareFingerprint(ctx context.Context, replica, fp string, fresh time.Duration) (map[string]string, error) {
+	s, ok := l.backend.(interface {
+		shareFingerprint(ctx context.Context, replica, fp string, fresh time.Duration) (map[string]string, error)
+	})
+	if !ok {
+		return nil, ErrNotShared
+	}
+	return s.shareFingerprint(ctx, replica, fp, fresh)
+}
+
 // Health is how the budget store stands, as requests found it: /status
 // and the metrics show it (a Redis that is down or refuses stellwerk's
 // password is otherwise only in the log).
@@ -333,8 +348,8 @@ func (l *Ledger) Close(ctx context.Context) error {
 	return l.backend.close(ctx)
 }
 
-// ErrNotShared is Claim's answer on a backend without state shared
-// between replicas (memory).
+// ErrNotShared is Claim's and ShareFingerprint's answer on a backend
+// without state shared between replicas (memory).
 var ErrNotShared = errors.New("ledger: the memory backend shares no state")
 
 // Claim marks key (a budget event's identity) as told until until (zero:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -101,6 +102,40 @@ func (b *closingRedis) close(context.Context) error {
 	close(b.stop)
 	<-b.stopped
 	return b.client.Close()
+}
+
+// shareFingerprint writes this replica's config fingerprint into the
+// fleet's hash in Redis and reads the others' (one round trip): those
+// written within fresh, by replica. Stale ones (a replica gone) are removed.
+func (b *redisBackend) shareFingerprint(ctx context.Context, replica, fp string, fresh time.Duration) (map[string]string, error) {
+	key := b.prefix + "fleet"
+	now := time.Now()
+	var all *redis.MapStringStringCmd
+	if _, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, replica, fp+" "+strconv.FormatInt(now.Unix(), 10))
+		all = p.HGetAll(ctx, key)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	others := map[string]string{}
+	var stale []string
+	for r, v := range all.Val() {
+		if r == replica {
+			continue
+		}
+		f, ts, ok := strings.Cut(v, " ")
+		sec, err := strconv.ParseInt(ts, 10, 64)
+		if !ok || err != nil || now.Sub(time.Unix(sec, 0)) > fresh {
+			stale = append(stale, r)
+			continue
+		}
+		others[r] = f
+	}
+	if len(stale) > 0 {
+		b.c.HDel(ctx, key, stale...) // best effort: the next replica to look removes them too
+	}
+	return others, nil
 }
 
 // stateCheckInterval is how often a replica checks that Redis still holds

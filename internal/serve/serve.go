@@ -279,7 +279,14 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		log: log.Named("config"), pub: pub, ep: ep, cur: g, published: g.ir, base: cfg}
 	rl.seen = files // a change since then reloads at the first check
 	go rl.watch(ctx, configReloadInterval)
-	if err := registerScrape(ln.metrics, rl, pm, sw, alog); err != nil {
+	fleet := &fleetWatch{replica: fleetReplica(cfg), fp: func() string {
+		g, _, _ := rl.current()
+		return fleetFingerprint(g.cfg, g.state.Versions.Catalog, pm.Current().Version)
+	}}
+	if led != nil && cfg.State.Redis != nil {
+		go fleet.run(ctx, led, log.Named("fleet"))
+	}
+	if err := registerScrape(ln.metrics, rl, pm, sw, alog, fleet); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	cat := g.cat
@@ -326,7 +333,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	healthpb.RegisterHealthServer(gs, hc)
 
 	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table, spend: sp, spendW: sw, audit: alog,
-		routes: rts, routeCounters: ln.routeCounters, metrics: ln.metrics, live: ln.live, feedback: fb}
+		routes: rts, routeCounters: ln.routeCounters, metrics: ln.metrics, live: ln.live, feedback: fb, fleet: fleet}
 	st.Tokens() // warns now about tokens that cannot be loaded
 	// Requests take ctx as their base, so the console's open decision
 	// streams end when the server stops instead of holding its shutdown.
@@ -440,7 +447,12 @@ type status struct {
 	routeCounters *flow.Counters
 	live          *live.Hub
 	feedback      *feedback.Store
+	fleet         *fleetWatch
 }
+
+// FleetStatus is /status's "fleet": this replica's config fingerprint and
+// the replicas that decide by another.
+func (s *status) FleetStatus() any { return s.fleet.Status() }
 
 var (
 	_ admin.RouteService    = (*status)(nil)
@@ -474,7 +486,7 @@ func (s *status) Metrics() http.Handler { return s.metrics.Handler() }
 
 // registerScrape adds what a scrape reads of the running server: the
 // writers' queues, provider health, and the versions in force.
-func registerScrape(m *telemetry.Metrics, rl *reloader, pm *policy.Manager, sw *spend.Writer, alog *audit.Log) error {
+func registerScrape(m *telemetry.Metrics, rl *reloader, pm *policy.Manager, sw *spend.Writer, alog *audit.Log, fleet *fleetWatch) error {
 	cs := append(telemetry.Versions(
 		func() string { return pm.Current().Version },
 		func() (string, string, string) {
@@ -495,6 +507,10 @@ func registerScrape(m *telemetry.Metrics, rl *reloader, pm *policy.Manager, sw *
 	if alog != nil {
 		cs = append(cs, telemetry.Audit(alog.Stats))
 	}
+	cs = append(cs, telemetry.Fleet(func() (int, int) {
+		s := fleet.Status()
+		return s.Replicas, len(s.Differ)
+	})...)
 	if led := rl.ln.led; led != nil {
 		cs = append(cs, telemetry.BudgetStore(func() (bool, uint64) {
 			h := led.Health()

@@ -106,6 +106,20 @@ func Providers(snapshot func() []health.Status, now func() time.Time) prometheus
 	}}
 }
 
+// Fleet reads how many replicas a shared budget store shows, this one
+// included (0 without one), and how many of them decide by another config
+// or policy than this one (docs/deploy.md).
+func Fleet(read func() (replicas, differing int)) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stellwerk_fleet_replicas",
+			Help: "Replicas seen in the shared budget store within the last 35 s, this one included (0 without Redis)."},
+			func() float64 { n, _ := read(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stellwerk_fleet_replicas_differing",
+			Help: "Replicas whose config or policy differs from this one's in what decides requests (prices, budgets, workspaces, policy): deploy one config to all."},
+			func() float64 { _, d := read(); return float64(d) }),
+	}
+}
+
 // Versions reads what is in force: the policy version, the config,
 // catalog and quality predictor content hashes ("" without a predictor),
 // and whether the last config change was refused.
