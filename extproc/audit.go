@@ -169,6 +169,13 @@ func (p *edge) outcome() (status int, code string) {
 		if p.stream != nil && p.stream.finished && p.streamEnd != "" && p.streamEnd != "complete" {
 			code = streamEndCode(p.streamEnd)
 		}
+		if p.addRouting && p.ending {
+			// A JSON answer whose body never came whole (the provider broke
+			// off after its headers, or the client left): the client got
+			// no answer, and the record must not read as one (the chaos
+			// probe found a 2xx without a code).
+			code = "answer_incomplete"
+		}
 		return status, code
 	}
 	return 0, "client_closed"

@@ -513,3 +513,28 @@ func reserved(t *testing.T, st *State, path, body string) ledger.MicroEUR {
 	}
 	return bs.Budgets[0].Reserved
 }
+
+// TestJSONAnswerCutIsNoSuccess: a JSON answer whose body never came whole
+// (the provider broke off after its headers) reads as answer_incomplete in
+// the record and the metrics, not as a clean 2xx (the chaos probe).
+func TestJSONAnswerCutIsNoSuccess(t *testing.T) {
+	st := pricedProvider(t, "sk-p")
+	st.Spend = &rowsRecorder{}
+	p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "decision-1"}, ctx: context.Background()}
+	p.handle(headersMsg("POST", "/v1/chat/completions", false))
+	p.handle(bodyMsg(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`))
+	p.handle(respHeadersMsg("200", "application/json"))
+	p.finish()
+	if status, code := p.outcome(); status != 200 || code != "answer_incomplete" {
+		t.Errorf("outcome %d %q", status, code)
+	}
+	q := &edge{filter: filter{state: st, log: zap.NewNop(), id: "decision-2"}, ctx: context.Background()}
+	q.handle(headersMsg("POST", "/v1/chat/completions", false))
+	q.handle(bodyMsg(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`))
+	q.handle(respHeadersMsg("200", "application/json"))
+	q.handle(respBodyMsg(`{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5}}`, true))
+	q.finish()
+	if status, code := q.outcome(); status != 200 || code != "" {
+		t.Errorf("a whole answer: outcome %d %q", status, code)
+	}
+}
