@@ -331,22 +331,25 @@ func TestRouterKilledMidAnswer(t *testing.T) {
 	type answer struct {
 		status int
 		body   []byte
+		retry  string
 	}
 	done := make(chan answer, 1)
 	go func() {
 		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[{"role":"user","content":"hi"}]}`, nil)
-		done <- answer{resp.StatusCode, b}
+		done <- answer{resp.StatusCode, b, resp.Header.Get("x-should-retry")}
 	}()
 	waitFor(t, "the provider to get the request", func() bool { return len(s.Providers["alpha"].Requests()) == 1 })
 	s.Kill("stellwerk")
 	a := <-done
 	e := decodeError(t, a.body)
-	if a.status != 503 || e.Error.Code != "router_unavailable" || !strings.Contains(e.Error.Message, "after the request was sent to a provider") {
-		t.Errorf("in flight: %d %s", a.status, a.body)
+	// Not to be sent again by the SDKs: it may have been processed (the
+	// fleet probe saw them retry it).
+	if a.status != 503 || e.Error.Code != "router_unavailable" || !strings.Contains(e.Error.Message, "after the request was sent to a provider") || a.retry != "false" {
+		t.Errorf("in flight: %d x-should-retry %q %s", a.status, a.retry, a.body)
 	}
 	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[{"role":"user","content":"hi"}]}`, nil)
-	if e := decodeError(t, b); resp.StatusCode != 503 || !strings.Contains(e.Error.Message, "not sent to any provider") {
-		t.Errorf("after the kill: %d %s", resp.StatusCode, b)
+	if e := decodeError(t, b); resp.StatusCode != 503 || !strings.Contains(e.Error.Message, "not sent to any provider") || resp.Header.Get("x-should-retry") != "" {
+		t.Errorf("after the kill: %d x-should-retry %q %s", resp.StatusCode, resp.Header.Get("x-should-retry"), b)
 	}
 }
 
