@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -265,4 +266,25 @@ func TestWriterIntoStore(t *testing.T) {
 			t.Errorf("total %+v, want %+v", r.Total, want)
 		}
 	})
+}
+
+// TestWriterQueuedCountsHeldBatch: while the store is down, the rows the
+// writer holds for its retry are queued too (the fleet probe's /status
+// said 0–11 while half a minute of rows waited).
+func TestWriterQueuedCountsHeldBatch(t *testing.T) {
+	var up atomic.Bool
+	f := &fakeInserter{fail: func(int) error {
+		if !up.Load() {
+			return store.ErrUnavailable
+		}
+		return nil
+	}}
+	w := NewWriter(f, WriterOptions{BatchRows: 8, FlushEvery: 5 * time.Millisecond})
+	recordN(w, 6)
+	waitFor(t, "the held batch counted", func() bool { return w.Stats().Queued == 6 && w.Stats().Failures > 0 })
+	up.Store(true)
+	waitFor(t, "written", func() bool { return w.Stats().Written == 6 && w.Stats().Queued == 0 })
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }
