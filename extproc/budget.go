@@ -12,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
-	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
@@ -65,7 +64,9 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *ext
 		Extra:   extra})
 	if err != nil {
 		if errors.Is(err, ledger.ErrUnavailable) {
-			p.log.Error("budgets and rate limits cannot be checked; request refused", zap.String("decision_id", p.id), zap.Error(err))
+			if ok, n := p.state.storeDown.refused.Allow(); ok {
+				p.log.Error("budgets and rate limits cannot be checked; requests refused", zap.String("decision_id", p.id), zap.Int64("requests", n), zap.Error(err))
+			}
 			return p.immediate(apierr.Unavailable("budget_store_unavailable",
 				"budgets and rate limits cannot be checked right now (their state store is unreachable); the request was not sent"))
 		}
@@ -79,8 +80,10 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *ext
 	}
 	if r.Allowed {
 		if r.Unenforced {
-			p.log.Warn("state store unreachable: request admitted without budget or rate-limit checks (failure mode open)",
-				zap.String("decision_id", p.id))
+			if ok, n := p.state.storeDown.unchecked.Allow(); ok {
+				p.log.Warn("state store unreachable: requests admitted without budget or rate-limit checks (failure mode open)",
+					zap.String("decision_id", p.id), zap.Int64("requests", n))
+			}
 		}
 		return nil
 	}
@@ -369,14 +372,18 @@ func (p *edge) writeSettlement(c meter.Charge, st spend.Status) {
 		if r.Unenforced {
 			// Admitted unchecked (failure mode open): nothing is held, no
 			// lease will charge it. Say what went uncounted.
-			p.log.Error("state store unreachable: the spend of a request admitted unchecked is not recorded",
-				zap.String("decision_id", p.id), zap.Float64("cost_eur", audit.Money(c.EUR)), zap.Error(err))
+			if ok, n := p.state.storeDown.unrecorded.Allow(); ok {
+				p.log.Warn("state store unreachable: requests admitted unchecked are not counted against their budgets and rate limits (their spend ledger rows are written)",
+					zap.String("decision_id", p.id), zap.Int64("requests", n), zap.Error(err))
+			}
 			return
 		}
 		// The lease charges the reserved amount when it expires: spend is
 		// never under-counted, and may be over-counted by this request.
-		p.log.Warn("settling the request's spend failed; its reservation will be charged when its lease expires",
-			zap.String("decision_id", p.id), zap.Error(err))
+		if ok, n := p.state.storeDown.settle.Allow(); ok {
+			p.log.Warn("settling requests' spend failed; their reservations are charged when their leases expire, unless the store lost them",
+				zap.String("decision_id", p.id), zap.Int64("requests", n), zap.Error(err))
+		}
 	}
 }
 
@@ -434,8 +441,10 @@ func (p *edge) release() {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), settleTimeout)
 	defer cancel()
 	if err := p.state.Ledger.Release(ctx, r); err != nil {
-		p.log.Warn("releasing the request's reservation failed; it will be charged when its lease expires",
-			zap.String("decision_id", p.id), zap.Error(err))
+		if ok, n := p.state.storeDown.release.Allow(); ok {
+			p.log.Warn("releasing requests' reservations failed; they are charged when their leases expire, unless the store lost them",
+				zap.String("decision_id", p.id), zap.Int64("requests", n), zap.Error(err))
+		}
 	}
 }
 

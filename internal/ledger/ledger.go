@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/logevery"
 )
 
 // Subject is who a request is for: the principal's key, user, team and
@@ -252,6 +254,8 @@ type Ledger struct {
 	down      atomic.Bool
 	failedAt  atomic.Int64
 	unchecked atomic.Uint64
+	// uncheckedLog says an outage's unchecked admissions once an interval.
+	uncheckedLog logevery.Limiter
 }
 
 // ShareFingerprint publishes this replica's config fingerprint in the
@@ -428,7 +432,9 @@ func (l *Ledger) unavailable(ctx context.Context, r *Reservation, cs []counter, 
 		return nil, ue
 	}
 	l.unchecked.Add(1)
-	l.log.Warn("state store unavailable: request admitted unchecked (failure mode open)", zap.Error(err))
+	if ok, n := l.uncheckedLog.Allow(); ok {
+		l.log.Warn("state store unavailable: requests admitted unchecked (failure mode open)", zap.Int64("requests", n), zap.Error(err))
+	}
 	r.Allowed, r.Unenforced, r.counters = true, true, cs
 	return r, nil
 }

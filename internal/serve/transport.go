@@ -10,8 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync/atomic"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -19,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/logevery"
 )
 
 // socketMode lets the owner and its group connect: run Envoy as the same
@@ -54,20 +53,14 @@ func listenGRPC(s config.Server, log *zap.Logger) (net.Listener, []grpc.ServerOp
 // the last, so a scanner cannot flood the log.
 type loggedRefusals struct {
 	credentials.TransportCredentials
-	log     *zap.Logger
-	last    atomic.Int64 // unix nanoseconds of the last line
-	refused atomic.Int64 // since the last line
+	log   *zap.Logger
+	every logevery.Limiter
 }
-
-const refusalLogEvery = 10 * time.Second
 
 func (c *loggedRefusals) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	nc, info, err := c.TransportCredentials.ServerHandshake(conn)
 	if err != nil {
-		n := c.refused.Add(1)
-		now, last := time.Now().UnixNano(), c.last.Load()
-		if now-last >= int64(refusalLogEvery) && c.last.CompareAndSwap(last, now) {
-			c.refused.Add(-n)
+		if ok, n := c.every.Allow(); ok {
 			c.log.Warn("refused a client on the gRPC port: its TLS handshake failed (only Envoy's certificate is admitted, docs/security.md)",
 				zap.String("remote", conn.RemoteAddr().String()), zap.Int64("refused", n), zap.Error(err))
 		}
