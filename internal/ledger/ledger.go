@@ -288,6 +288,9 @@ type Health struct {
 	// ToGiveBack are reservations whose reserve failed in transit, waiting
 	// for the store to answer so they can be released.
 	ToGiveBack int `json:"reservations_to_give_back"`
+	// StateLostAt is when this replica last found that Redis had lost
+	// stellwerk's state: every budget's period restarted from zero.
+	StateLostAt *time.Time `json:"state_lost_at,omitempty"`
 }
 
 // Health reports how the store stands.
@@ -299,6 +302,12 @@ func (l *Ledger) Health() Health {
 	if ms := l.failedAt.Load(); ms != 0 {
 		t := time.UnixMilli(ms).UTC()
 		h.LastFailureAt = &t
+	}
+	if r, ok := l.backend.(*closingRedis); ok {
+		if ms := r.lostAt.Load(); ms != 0 {
+			t := time.UnixMilli(ms).UTC()
+			h.StateLostAt = &t
+		}
 	}
 	return h
 }

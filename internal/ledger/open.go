@@ -151,18 +151,33 @@ func (b *redisBackend) watchState(stop <-chan struct{}, every time.Duration, log
 		log = zap.NewNop()
 	}
 	key := b.prefix + "state"
+	seen := "" // the marker's value as this replica last read it: when it was made
 	check := func(first bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), every)
 		defer cancel()
-		created, err := b.c.SetNX(ctx, key, time.Now().UTC().Format(time.RFC3339), 0).Result()
+		var setnx *redis.BoolCmd
+		var get *redis.StringCmd
+		_, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			setnx = p.SetNX(ctx, key, time.Now().UTC().Format(time.RFC3339Nano), 0)
+			get = p.Get(ctx, key)
+			return nil
+		})
+		if err != nil {
+			return // Redis down: the requests' refusals and warnings say it
+		}
+		created, made := setnx.Val(), get.Val()
 		switch {
-		case err != nil: // Redis down: the requests' refusals and warnings say it
 		case created && first:
 			log.Info("Redis held no stellwerk state: budgets and rate limits start from zero (a new deployment, or a Redis that lost its data)")
-		case created:
-			log.Error("Redis lost stellwerk's state (restarted without persistence, flushed or evicted): every budget's period restarted from zero; " +
-				"the spend ledger still has every charge (docs/budgets.md, failure behaviour)")
+		case created || (seen != "" && made != seen):
+			// Made anew: by this replica, or by another since this one
+			// last looked (the fleet probe: only the replica that made
+			// it said so).
+			b.lostAt.Store(time.Now().UnixMilli())
+			log.Error("Redis lost stellwerk's state (restarted without persistence, flushed or evicted): every budget's period restarted from zero; "+
+				"the spend ledger still has every charge (docs/budgets.md, failure behaviour)", zap.String("state_made", made))
 		}
+		seen = made
 	}
 	check(true)
 	t := time.NewTicker(every)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -37,6 +38,9 @@ var (
 type redisBackend struct {
 	c      redis.UniversalClient
 	prefix string
+	// lostAt is when this replica found Redis had lost stellwerk's state
+	// (unix ms, 0: never): Health shows it.
+	lostAt atomic.Int64
 }
 
 // NewRedis makes the Redis backend on a client the caller owns (and

@@ -255,36 +255,55 @@ func TestRedisHeldReservationOutlivesQuiet(t *testing.T) {
 
 // TestRedisLostStateIsSaid (the upgrade helper's finding): a Redis that
 // loses stellwerk's keys (restarted without persistence, flushed) had
-// reset every budget's period without a word. The marker a replica keeps
-// there is found gone, and said so once.
+// reset every budget's period without a word. The marker the replicas keep
+// there is found gone, and said so once by each of them: the one that
+// makes it anew, and the other, which finds it made at another time (the
+// fleet probe: only one replica said so).
 func TestRedisLostStateIsSaid(t *testing.T) {
 	srv := testsrv.Redis(t)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { client.Close() })
-	core, logs := observer.New(zap.InfoLevel)
-	b := &redisBackend{c: client, prefix: "{lost}:"}
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	go func() { defer close(stopped); b.watchState(stop, 20*time.Millisecond, zap.New(core)) }()
-	defer func() { close(stop); <-stopped }()
-	wait := func(what string, n int) {
+	type replica struct {
+		b    *redisBackend
+		logs *observer.ObservedLogs
+	}
+	var rs []replica
+	for range 2 {
+		core, logs := observer.New(zap.InfoLevel)
+		b := &redisBackend{c: client, prefix: "{lost}:"}
+		stop, stopped := make(chan struct{}), make(chan struct{})
+		go func() { defer close(stopped); b.watchState(stop, 20*time.Millisecond, zap.New(core)) }()
+		defer func() { close(stop); <-stopped }()
+		rs = append(rs, replica{b, logs})
+	}
+	wait := func(r replica, what string, n int) {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); logs.FilterMessageSnippet(what).Len() < n; time.Sleep(10 * time.Millisecond) {
+		for deadline := time.Now().Add(5 * time.Second); r.logs.FilterMessageSnippet(what).Len() < n; time.Sleep(10 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Fatalf("no %q in the log: %v", what, logs.All())
+				t.Fatalf("no %q in the log: %v", what, r.logs.All())
 			}
 		}
 	}
-	wait("Redis held no stellwerk state", 1)
+	for deadline := time.Now().Add(5 * time.Second); rs[0].logs.FilterMessageSnippet("Redis held no stellwerk state").Len()+
+		rs[1].logs.FilterMessageSnippet("Redis held no stellwerk state").Len() != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the new state not said once: %v %v", rs[0].logs.All(), rs[1].logs.All())
+		}
+	}
 	time.Sleep(100 * time.Millisecond) // checks that find the marker say nothing
-	if n := logs.FilterMessageSnippet("Redis lost stellwerk's state").Len(); n != 0 {
-		t.Fatalf("%d losses reported with the state there", n)
+	for i, r := range rs {
+		if n := r.logs.FilterMessageSnippet("Redis lost stellwerk's state").Len(); n != 0 {
+			t.Fatalf("replica %d: %d losses reported with the state there", i, n)
+		}
 	}
 	if err := client.FlushAll(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	wait("Redis lost stellwerk's state", 1)
-	time.Sleep(100 * time.Millisecond)
-	if n := logs.FilterMessageSnippet("Redis lost stellwerk's state").Len(); n != 1 {
-		t.Errorf("the loss reported %d times, want once", n)
+	for i, r := range rs {
+		wait(r, "Redis lost stellwerk's state", 1)
+		time.Sleep(100 * time.Millisecond)
+		if n := r.logs.FilterMessageSnippet("Redis lost stellwerk's state").Len(); n != 1 || r.b.lostAt.Load() == 0 {
+			t.Errorf("replica %d: the loss reported %d times, want once (lost at %d)", i, n, r.b.lostAt.Load())
+		}
 	}
 }
