@@ -88,9 +88,18 @@ func registerProviders(guarded func(string, []string, http.HandlerFunc), ps Prov
 			writeError(w, apierr.Invalid("invalid_cluster", "", "cluster settings: %s", apierr.Truncate(err.Error(), 512)))
 			return
 		}
-		actor := "unknown"
+		actor, role := "unknown", ""
 		if c, ok := CallerFrom(r.Context()); ok {
-			actor = c.TokenID
+			actor, role = c.TokenID, c.Role
+		}
+		if t := ov.TLS; t != nil && role != config.RoleAdmin && (t.SNI != "" || t.CABundle != "" || t.ClientCertificate != "" || t.ClientKey != "") {
+			// Whom Envoy trusts with the provider's key is a credential's
+			// matter: an operator who could name another CA or server name
+			// could, with a place on the network, read the key (the
+			// security probe). min_version stays an operator's.
+			writeError(w, apierr.Denied("insufficient_role", "tls",
+				"tls.sni, tls.ca_bundle and tls.client_certificate/client_key decide whom the provider's key is sent to: role %s may not change them; it needs admin", role))
+			return
 		}
 		v, err := ps.SetProviderCluster(r.Context(), r.PathValue("name"), ov, actor)
 		if err != nil {

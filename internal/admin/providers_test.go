@@ -114,4 +114,23 @@ func TestProviderClusterAPI(t *testing.T) {
 	if ps.override.CircuitBreakers.MaxRequests != 7 {
 		t.Errorf("a refused change replaced the override: %+v", ps.override)
 	}
+
+	// Whom the provider's key is sent to is the admin's: an operator may
+	// not name another CA, server name or client certificate (the security
+	// probe), but may set the minimum TLS version.
+	for _, tls := range []string{`{"sni":"evil.example"}`, `{"ca_bundle":"/tmp/ca.pem"}`, `{"client_certificate":"/a","client_key":"/b"}`} {
+		rec := do(t, h, http.MethodPut, "/admin/providers/vllm", config.RoleOperator, `{"tls":`+tls+`}`)
+		if status, code, _ := openAIError(t, rec); status != 403 || code != "insufficient_role" {
+			t.Errorf("operator tls %s: %d %s", tls, status, rec.Body)
+		}
+	}
+	if ps.override.TLS != nil {
+		t.Fatalf("a refused TLS change landed: %+v", ps.override.TLS)
+	}
+	if rec := do(t, h, http.MethodPut, "/admin/providers/vllm", config.RoleOperator, `{"tls":{"min_version":"1.3"}}`); rec.Code != 200 {
+		t.Errorf("operator tls min_version: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do(t, h, http.MethodPut, "/admin/providers/vllm", config.RoleAdmin, `{"tls":{"sni":"llm.internal"}}`); rec.Code != 200 {
+		t.Errorf("admin tls sni: %d %s", rec.Code, rec.Body)
+	}
 }
