@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"reflect"
 	"slices"
 	"strings"
@@ -265,6 +266,11 @@ func TestAuditRecords(t *testing.T) {
 	t.Logf("stellwerk replay %s --with-current:\n%s", failoverID, text)
 	if err != nil || !strings.Contains(string(text), "identical: the same explanation, byte for byte") {
 		t.Errorf("replay text: %v", err)
+	}
+	// What became of it is said beside the decision (the audit probe read
+	// only the chosen model of a request another model served).
+	if !regexp.MustCompile(`outcome     200, served by \S+ after 2 attempts`).Match(text) {
+		t.Errorf("replay text names no outcome")
 	}
 	out, err := exec.Command(harness.Binary(t), "replay", "--config", cfgPath, "--from", "2026-01-01", "--to", "2100-01-01", "--json").Output()
 	var im struct{ Decisions, Replayed, NotReplayable int }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -242,11 +243,24 @@ func (rp *replayer) router(cfg *config.Config, ps decision.PolicySource) (*decis
 	return r, nil
 }
 
+// replayOutcome is what became of the recorded request, as the record
+// says: facts a replay does not decide again, shown beside it so that a
+// decision that was refused, failed over or cut reads as such (the audit
+// probe read only "recorded us-small … identical" for a budget refusal).
+type replayOutcome struct {
+	Status    int     `json:"status,omitempty"`
+	ErrorCode string  `json:"error_code,omitempty"`
+	Served    string  `json:"served,omitempty"`
+	Attempts  int     `json:"attempts,omitempty"`
+	CostEUR   float64 `json:"cost_eur,omitempty"`
+}
+
 // replayed is one record decided again.
 type replayed struct {
 	ID       string            `json:"id"`
 	Time     time.Time         `json:"time"`
 	Versions audit.Versions    `json:"versions"`
+	Outcome  replayOutcome     `json:"outcome"`
 	Recorded replayExplanation `json:"recorded"`
 	Replayed replayExplanation `json:"replayed"`
 	// Identical: the replay's explanation is byte for byte the recorded one.
@@ -301,6 +315,10 @@ func (rp *replayer) replayRecord(e *audit.Entry, recorded, current bool) replaye
 		return out
 	}
 	out.Versions, out.Recorded = r.Versions, fromRecord(&r.Record)
+	out.Outcome = replayOutcome{Status: r.Status, ErrorCode: r.ErrorCode, Served: r.Served, Attempts: len(r.Attempts)}
+	if r.Cost != nil {
+		out.Outcome.CostEUR = r.Cost.EUR
+	}
 	if len(r.Replay) == 0 {
 		out.NotReplayable = "the request was refused before it was classified (" + r.ErrorCode + "): there is no decision to replay"
 		if r.Status == 0 && r.ErrorCode == "" {
@@ -420,6 +438,31 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
+// outcomeText is a record's outcome on one line: "200, served by m after
+// 2 attempts, €0.000041", "429 budget_exceeded".
+func outcomeText(o *replayOutcome) string {
+	var b strings.Builder
+	switch {
+	case o.Status == 0:
+		b.WriteString("no answer (the client left first)")
+	default:
+		b.WriteString(strconv.Itoa(o.Status))
+	}
+	if o.ErrorCode != "" && o.Status != 0 {
+		b.WriteString(" " + o.ErrorCode)
+	}
+	if o.Served != "" {
+		b.WriteString(", served by " + o.Served)
+		if o.Attempts > 1 {
+			fmt.Fprintf(&b, " after %d attempts", o.Attempts)
+		}
+	}
+	if o.CostEUR != 0 {
+		fmt.Fprintf(&b, ", €%.6f", o.CostEUR)
+	}
+	return b.String()
+}
+
 func printReplay(w io.Writer, o *replayed) {
 	fmt.Fprintf(w, "decision    %s at %s\n", o.ID, o.Time.Format(time.RFC3339))
 	pol := o.Versions.Policy
@@ -433,6 +476,7 @@ func printReplay(w io.Writer, o *replayed) {
 		fmt.Fprintf(w, ", predictor %s", short(o.Versions.Predictor))
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintln(w, "outcome     "+outcomeText(&o.Outcome))
 	if o.NotReplayable != "" {
 		fmt.Fprintf(w, "not replayable: %s\n", o.NotReplayable)
 		if o.Current == nil {
