@@ -68,7 +68,7 @@ func (p *edge) auditRecord() *audit.Record {
 		}
 		chat := &res.Chat
 		r.Request.Model, r.Request.Stream, r.Request.MaxTokens = chat.Model, chat.Stream, chat.MaxTokens
-		r.Versions.Policy = res.PolicyVersion
+		r.Versions.Policy, r.Versions.PolicySHA256 = res.PolicyVersion, res.PolicyDigest
 		if rp := &res.ReqPolicy; rp.Set {
 			r.RequestPolicy = &audit.RequestPolicy{Fingerprint: rp.Fingerprint, Policy: json.RawMessage(reqpolicy.Canonical(*rp))}
 		}

@@ -126,6 +126,7 @@ func (e *recordEncoder) record(r *Record) {
 		e.StrOmit("config", v.Config)
 		e.StrOmit("catalog", v.Catalog)
 		e.StrOmit("predictor", v.Predictor)
+		e.StrOmit("policy_sha256", v.PolicySHA256)
 		e.Close(o)
 	}
 	e.StrOmit("constraint", r.Constraint)

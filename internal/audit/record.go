@@ -200,6 +200,10 @@ type Versions struct {
 	// (routing.quality_predictor), by content: the config names only its
 	// path, and a retrained file keeps the path.
 	Predictor string `json:"predictor,omitempty"`
+	// PolicySHA256 is the policy's whole digest (hex), of which Policy is
+	// the first 12 digits; replay checks the kept sources against it.
+	// Absent in records written before 2026-12-07.
+	PolicySHA256 string `json:"policy_sha256,omitempty"`
 }
 
 // CandidateTable is a decision's candidates as its router keeps them. It

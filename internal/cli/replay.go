@@ -194,6 +194,10 @@ func (rp *replayer) recorded(v audit.Versions) *keptRouter {
 		k.err = err
 		return k
 	}
+	if v.PolicySHA256 != "" && eng.Digest != v.PolicySHA256 {
+		k.err = fmt.Errorf("kept policy version %s does not hash to the record's policy_sha256 (its sources are %s): the store was changed", v.Policy, eng.Digest)
+		return k
+	}
 	k.r, k.err = rp.router(k.cfg, fixedPolicy{eng})
 	return k
 }

@@ -12,11 +12,14 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"gopkg.in/yaml.v3"
 
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/flowstore"
 	"github.com/stellwerk/stellwerk/internal/keys"
 	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/store"
 	"github.com/stellwerk/stellwerk/internal/testsrv"
@@ -251,5 +254,73 @@ func TestSeededTables(t *testing.T) {
 	}
 	if fmt.Sprint(seeded) != fmt.Sprint(seededTables) {
 		t.Fatalf("tables with rows in a new store: %v, state copy replaces %v", seeded, seededTables)
+	}
+}
+
+// TestReplayChecksPolicyDigest: a record names its policy by the whole
+// digest of its sources too; replay refuses kept sources that do not hash
+// to it (48 bits of the short version can be matched by other sources, the
+// audit probe's point), and loads the ones that do.
+func TestReplayChecksPolicyDigest(t *testing.T) {
+	ctx := context.Background()
+	cfgPath, _ := keysConfig(t)
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(ctx, cfg.State, os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st, err := audit.OpenStore(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fst, err := flowstore.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgYAML, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	catYAML, err := yaml.Marshal(struct {
+		Providers []config.Provider `yaml:"providers"`
+		Models    []config.Model    `yaml:"models"`
+	}{cfg.Providers, cfg.Models})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := policy.Load(ctx, policy.Source{Library: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := eng.Bundle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := audit.Versions{Policy: eng.Version, Config: audit.ContentHash(cfgYAML), Catalog: audit.ContentHash(catYAML), PolicySHA256: eng.Digest}
+	for _, put := range []struct {
+		kind, hash string
+		body       []byte
+	}{{"config", v.Config, cfgYAML}, {"catalog", v.Catalog, catYAML}, {"policy", v.Policy, bundle}} {
+		if err := st.PutVersion(ctx, put.kind, put.hash, put.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rp := &replayer{ctx: ctx, st: st, routes: fst, cfgPath: cfgPath, kept: map[audit.Versions]*keptRouter{}}
+	if k := rp.recorded(v); k.err != nil || len(eng.Digest) != 64 || eng.Digest[:12] != eng.Version {
+		t.Fatalf("the kept versions: %v (digest %q, version %q)", k.err, eng.Digest, eng.Version)
+	}
+	other := v
+	other.PolicySHA256 = strings.Repeat("0", 64)
+	if k := rp.recorded(other); k.err == nil || !strings.Contains(k.err.Error(), "does not hash to the record's policy_sha256") {
+		t.Fatalf("sources another digest names: %v", k.err)
+	}
+	older := v
+	older.PolicySHA256 = "" // a record from before the digest was kept
+	if k := rp.recorded(older); k.err != nil {
+		t.Fatalf("a record without the digest: %v", k.err)
 	}
 }

@@ -133,6 +133,7 @@ type Result struct {
 	Class         classify.Result
 	Workspace     string
 	PolicyVersion string
+	PolicyDigest  string // the policy's whole SHA-256, for the record
 	Policy        policy.Decision
 	Selection     decide.Selection
 	// BaselineCostEUR is the estimated cost on the catalog's baseline model.
@@ -389,7 +390,7 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		rec.Budgets = req.Budgets
 	}
 	eng := r.Policy.Current()
-	res.PolicyVersion = eng.Version
+	res.PolicyVersion, res.PolicyDigest = eng.Version, eng.Digest
 	var err error
 	res.Policy, err = eng.DecideWithin(ctx, in, r.Terms, r.PolicyTimeout)
 	res.Timing.Policy = time.Since(policyStart)

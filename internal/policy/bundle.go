@@ -33,7 +33,8 @@ func LoadBundle(ctx context.Context, b []byte) (*Engine, error) {
 	if f.tests == nil {
 		f.tests = map[string]string{}
 	}
-	if f.version = versionOf(f.modules, f.tests); f.version != bd.Version {
+	f.digest = digestOf(f.modules, f.tests)
+	if f.version = f.digest[:12]; f.version != bd.Version {
 		return nil, fmt.Errorf("policy bundle: its sources are version %s, not %s", f.version, bd.Version)
 	}
 	return load(ctx, f)

@@ -23,9 +23,14 @@ const Query = "data.stellwerk.decision"
 // Engine is one compiled, checked policy version. It is immutable and safe
 // for concurrent use.
 type Engine struct {
-	query    rego.PreparedEvalQuery
-	memo     *memo // nil when decisions cannot be memoised
-	Version  string
+	query   rego.PreparedEvalQuery
+	memo    *memo // nil when decisions cannot be memoised
+	Version string
+	// Digest is the sources' whole SHA-256 (hex), of which Version is the
+	// first 12 digits: records keep it, so that a kept policy cannot be
+	// replaced by other sources sharing the short version (the audit
+	// probe: 48 bits can be matched).
+	Digest   string
 	Modules  []string
 	LoadedAt time.Time
 	files    files // the sources it was compiled from, for Bundle
@@ -121,7 +126,7 @@ func load(ctx context.Context, f files) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
-	e := &Engine{query: pq, Version: f.version, Modules: names, LoadedAt: time.Now(), files: f, Warnings: f.warnings(c.Modules)}
+	e := &Engine{query: pq, Version: f.version, Digest: f.digest, Modules: names, LoadedAt: time.Now(), files: f, Warnings: f.warnings(c.Modules)}
 	if root, ok := analyze(c.Modules); ok {
 		e.memo = newMemo(root)
 	}

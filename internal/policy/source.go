@@ -28,6 +28,9 @@ type files struct {
 	modules map[string]string
 	tests   map[string]string
 	version string
+	// digest is the sources' whole SHA-256 (hex); version is its first 12
+	// digits.
+	digest string
 	// data are OPA bundle data files found in the dir (data.json,
 	// data.yaml), which stellwerk does not read: warned about.
 	data []string
@@ -64,7 +67,8 @@ func (s Source) collect() (files, error) {
 	if len(f.modules) == 0 {
 		return f, fmt.Errorf("no policy modules (library disabled and %q has no *.rego files)", s.Dir)
 	}
-	f.version = versionOf(f.modules, f.tests)
+	f.digest = digestOf(f.modules, f.tests)
+	f.version = f.digest[:12]
 	return f, nil
 }
 
@@ -128,7 +132,7 @@ func readDir(root, prefix string, f *files, seen map[string]bool) error {
 	})
 }
 
-func versionOf(sets ...map[string]string) string {
+func digestOf(sets ...map[string]string) string {
 	h := sha256.New()
 	for _, set := range sets {
 		names := make([]string, 0, len(set))
@@ -140,5 +144,5 @@ func versionOf(sets ...map[string]string) string {
 			fmt.Fprintf(h, "%s\x00%d\x00%s\x00", n, len(set[n]), set[n])
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))[:12]
+	return hex.EncodeToString(h.Sum(nil))
 }
