@@ -553,6 +553,29 @@ func TestBrokenSuccessIsAnError(t *testing.T) {
 	}
 }
 
+// TestProxyErrorPageIsShaped: a proxy's HTML error page (400, not
+// retried) from either wire format reaches the client in the error shape
+// of its API, its text not passed on; with failover on it came verbatim
+// (the chaos probe).
+func TestProxyErrorPageIsShaped(t *testing.T) {
+	t.Parallel()
+	s := failoverStackWith(t, func(*config.Config) {})
+	for _, c := range []struct{ provider, model string }{{"primary", "primary-mini"}, {"claude", "claude-haiku"}} {
+		s.Providers[c.provider].SetBehavior(mockllm.Behavior{Reset: "html", Status: 400})
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"`+c.model+`","messages":[{"role":"user","content":"x"}]}`, nil)
+		if e := decodeError(t, b); resp.StatusCode != 400 || e.Error.Code != "provider_error" || strings.Contains(string(b), "<html>") ||
+			resp.Header.Get("content-type") != "application/json" {
+			t.Errorf("%s, chat: %d %q %s", c.provider, resp.StatusCode, resp.Header.Get("content-type"), b)
+		}
+		resp, b = post(t, s.URL+"/v1/messages", `{"model":"`+c.model+`","max_tokens":50,"messages":[{"role":"user","content":"x"}]}`,
+			map[string]string{"anthropic-version": "2023-06-01"})
+		if resp.StatusCode != 400 || !strings.Contains(string(b), `"type":"error"`) || strings.Contains(string(b), "<html>") {
+			t.Errorf("%s, Messages API: %d %s", c.provider, resp.StatusCode, b)
+		}
+		s.Providers[c.provider].SetBehavior(mockllm.Behavior{})
+	}
+}
+
 // TestCircuitBreakerOverflowThroughEnvoy: requests over a provider's
 // circuit breaker (max_requests) get Envoy's 503 (UO), which is not
 // retried, and the provider stays in routing: a limit of this

@@ -187,12 +187,14 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
 	}
 	compressed := encoding != "" && encoding != "identity"
-	if p.plan == nil && code >= 400 && (compressed || !strings.HasPrefix(ctype, "application/json") && !strings.HasPrefix(ctype, "text/event-stream")) {
+	if code >= 400 && (compressed || !strings.HasPrefix(ctype, "application/json") && !strings.HasPrefix(ctype, "text/event-stream")) {
 		// Envoy's own text replies (provider unreachable, no cluster) and
-		// providers' non-JSON errors get the OpenAI error shape; with
-		// failover the egress listener's local reply config does this. A
-		// compressed error is replaced too: stellwerk cannot read it for
-		// a credential it echoes (an attacker's pass).
+		// providers' non-JSON errors (a proxy's HTML page) get the OpenAI
+		// error shape, or Anthropic's on /v1/messages; with failover the
+		// egress listener's local reply config shapes Envoy's own, and a
+		// provider's that is not retried reaches here (it passed verbatim:
+		// the chaos probe). A compressed error is replaced too: stellwerk
+		// cannot read it for a credential it echoes (an attacker's pass).
 		if h.EndOfStream {
 			return p.immediate(apierr.ProviderError(code))
 		}

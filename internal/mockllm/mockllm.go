@@ -51,7 +51,7 @@ type Behavior struct {
 	// Reset: "", "before", "mid-stream", "truncate", "error"; "garbage"
 	// and "empty" answer a 200 application/json whose body is not JSON, or
 	// is empty, as a broken gateway before a provider does; "html" a 200
-	// text/html page.
+	// text/html page (with Status, a proxy's error page of that status).
 	Reset          string        `json:"reset,omitempty"`
 	FirstByteDelay time.Duration `json:"first_byte_delay,omitempty"`
 	ChunkDelay     time.Duration `json:"chunk_delay,omitempty"`
@@ -218,10 +218,14 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch b.Reset {
 	case "garbage", "empty", "html": // what a broken gateway answers, whatever the API
 		w.Header().Set("Content-Type", "application/json")
+		status := http.StatusOK
 		if b.Reset == "html" {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			if b.Status >= 400 { // a proxy's error page
+				status = b.Status
+			}
 		}
-		w.WriteHeader(http.StatusOK)
+		w.WriteHeader(status)
 		if b.Reset != "empty" {
 			_, _ = io.WriteString(w, "<html>this is not json {{{")
 		}
