@@ -325,9 +325,12 @@ func TestKeyOwnLimits(t *testing.T) {
 			t.Errorf("GET /admin/budgets?%s: %d %s", q, resp.StatusCode, b)
 		}
 	}
-	// A team without its workspace names nothing: said, not an empty list.
-	if resp, b := adminDo(t, s, "GET", "/admin/budgets?team=ml", ""); resp.StatusCode != 400 || !strings.Contains(string(b), "name the workspace too") {
-		t.Errorf("GET /admin/budgets?team=ml: %d %s", resp.StatusCode, b)
+	// A team or a user without its workspace names nothing: said, not an
+	// empty list (the console probe found the user's "no budget applies").
+	for _, q := range []string{"team=ml", "user=u1"} {
+		if resp, b := adminDo(t, s, "GET", "/admin/budgets?"+q, ""); resp.StatusCode != 400 || !strings.Contains(string(b), "name the workspace too") {
+			t.Errorf("GET /admin/budgets?%s: %d %s", q, resp.StatusCode, b)
+		}
 	}
 }
 

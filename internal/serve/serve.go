@@ -664,10 +664,20 @@ func (s *status) Budgets(r *http.Request) (any, error) {
 		}
 		sub.Workspace, sub.Team = ws, team
 	}
+	if ws, user, ok := strings.Cut(sub.User, "/"); ok { // user=acme/ana, as budgets name it
+		if sub.Workspace != "" && sub.Workspace != ws {
+			return nil, apierr.Invalid("invalid_value", "user", "user %q is in workspace %q, not %q", sub.User, ws, sub.Workspace)
+		}
+		sub.Workspace, sub.User = ws, user
+	}
 	if sub.Team != "" && sub.Workspace == "" && sub.Key == "" {
 		// Teams are a workspace's own: with no workspace no team budget
 		// applies, and the answer had been an empty list.
 		return nil, apierr.Invalid("invalid_value", "team", "a team is a workspace's own: name the workspace too (workspace=…&team=…, or team=workspace/team)")
+	}
+	if sub.User != "" && sub.Workspace == "" && sub.Key == "" {
+		// So are users (the console probe: "no budget applies").
+		return nil, apierr.Invalid("invalid_value", "user", "a user is a workspace's own: name the workspace too (workspace=…&user=…, or user=workspace/user)")
 	}
 	g, _, _ := s.rl.current()
 	if sub.Workspace != "" && !slices.ContainsFunc(g.cfg.Workspaces, func(w config.Workspace) bool { return w.Name == sub.Workspace }) {
