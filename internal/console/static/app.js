@@ -289,13 +289,23 @@ function candidateLines(cands) {
   });
 }
 
+// saving says what a request saved against the baseline model, or what it
+// cost more ("€-0.000090 vs m" read as a typo).
+function saving(v, baseline) {
+  if (v < 0) return eur(-v) + " more than " + baseline;
+  return eur(v) + " less than " + baseline;
+}
+
 // decisionCard shows one decision: the summary line, then the
 // classification and the candidates weighed.
 function decisionCard(d, open) {
   const c = d.classification || {};
   const cands = candidateLines(d.candidates);
   const pii = Object.entries(c.pii || {}).map(([k, n]) => k + "×" + n).join(", ");
-  const served = d.served && d.served !== d.chosen ? d.chosen + " → " + d.served : (d.served || d.chosen || "—");
+  // A request refused before a model was chosen names the model it asked
+  // for (the console probe saw only "—").
+  const asked = d.request && d.request.model ? "asked for " + d.request.model : "—";
+  const served = d.served && d.served !== d.chosen ? d.chosen + " → " + d.served : (d.served || d.chosen || asked);
   const cost = d.cost || {};
   const route = d.route ? d.route.name + "@" + d.route.version + (d.route.arm ? " (" + d.route.arm + ")" : "") : "";
   const excluded = cands.filter((x) => x.verdict !== "chosen" && x.verdict !== "eligible" && x.verdict !== "fallback");
@@ -309,7 +319,7 @@ function decisionCard(d, open) {
     el("div", { class: "d-facts" },
       fact("workspace", d.workspace || "—"),
       fact("cost", eur(cost.eur)),
-      fact("saving", cost.baseline_model ? eur(cost.saving_eur || 0) + " vs " + cost.baseline_model : "–"),
+      fact("saving", cost.baseline_model ? saving(cost.saving_eur || 0, cost.baseline_model) : "–"),
       fact("latency", d.latency_ms + " ms"),
       fact("router", ((d.router_overhead_us || 0) / 1000).toFixed(2) + " ms"),
       route && fact("route", route),
