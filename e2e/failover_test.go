@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
 	"github.com/stellwerk/stellwerk/internal/header"
@@ -566,6 +568,20 @@ func TestProxyErrorPageIsShaped(t *testing.T) {
 		if e := decodeError(t, b); resp.StatusCode != 400 || e.Error.Code != "provider_error" || strings.Contains(string(b), "<html>") ||
 			resp.Header.Get("content-type") != "application/json" {
 			t.Errorf("%s, chat: %d %q %s", c.provider, resp.StatusCode, resp.Header.Get("content-type"), b)
+		}
+		// Nothing was served: the record says the provider rejected it
+		// (it said "served" for a 400, the chaos probe).
+		id := resp.Header.Get(header.DecisionID)
+		var rec []byte
+		waitFor(t, "the record", func() bool {
+			page := auditPage(t, s, "kind=decision&decision_id="+id)
+			if len(page.Records) == 1 {
+				rec = page.Records[0].Record
+			}
+			return rec != nil
+		})
+		if o := gjson.GetBytes(rec, "attempts.0.outcome").Str; o != "rejected" {
+			t.Errorf("%s: attempt %s", c.provider, gjson.GetBytes(rec, "attempts").Raw)
 		}
 		resp, b = post(t, s.URL+"/v1/messages", `{"model":"`+c.model+`","max_tokens":50,"messages":[{"role":"user","content":"x"}]}`,
 			map[string]string{"anthropic-version": "2023-06-01"})

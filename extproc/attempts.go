@@ -242,7 +242,14 @@ func attemptsFor(plan []*catalog.Model, count, served, status int, seen []attemp
 			}
 		}
 		a.Model = plan[i].ID
-		if i == served {
+		if i == served && status >= 400 {
+			// Its answer went to the client, a 4xx about the request:
+			// nothing was served (recordAttempt names it alike).
+			a.Outcome, a.Status = "rejected", status
+			if a.Reason == "" {
+				a.Reason = "status " + strconv.Itoa(status)
+			}
+		} else if i == served {
 			a.Outcome, a.Reason = "served", ""
 		} else if a.Outcome == "" || a.Outcome == "served" {
 			a.Outcome = "failed"

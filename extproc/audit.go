@@ -133,10 +133,7 @@ func (p *edge) auditRecord() *audit.Record {
 			r.Attempts[i] = audit.Attempt{Model: a.Model, Provider: a.Provider, Status: a.Status, LatencyMS: a.LatencyMS, Outcome: a.Outcome, Reason: a.Reason}
 		}
 	case !p.routedAt.IsZero() && p.served != nil: // no failover: the one provider it went to
-		a := audit.Attempt{Model: p.served.ID, Provider: p.served.Provider.Name, Status: code, Outcome: "served"}
-		if code == 0 || code >= 400 || p.streamBroken {
-			a.Outcome = "failed"
-		}
+		a := audit.Attempt{Model: p.served.ID, Provider: p.served.Provider.Name, Status: code, Outcome: attemptOutcome(code, p.streamBroken)}
 		if p.streamBroken {
 			a.Reason = p.streamBrokeBy
 		}

@@ -317,8 +317,11 @@ func recordAttempt(f *filter, idx int, m *catalog.Model, workspace string, o att
 		}
 		r.Latency.Observe(m.ID, o.stream, o.elapsed)
 	default:
-		// A 4xx other than 429 is about the request (400, 401, 404, 413,
-		// 422…): it neither ends nor adds to the provider's run of failures.
+		// A 4xx other than 429 is about the request (400, 404, 413,
+		// 422…): it neither ends nor adds to the provider's run of
+		// failures. Nothing was served: rejected, apart from an outage's
+		// failed (the chaos probe read "served" for a 400).
+		a.Outcome, a.Reason = "rejected", failureReason(status, o.flags)
 	}
 	if ce := f.log.Check(zap.DebugLevel, "attempt"); ce != nil { // zap.Any boxes a: only when logged
 		ce.Write(zap.String("decision_id", f.id), zap.Int("index", idx), zap.Any("attempt", a))

@@ -96,6 +96,20 @@ func (p *edge) requestModel() string {
 	return "other"
 }
 
+// attemptOutcome names the one attempt of a request without failover by
+// the provider's status, as recordAttempt names a plan's: served, failed
+// (an outage, a rate limit, a refused credential, a stream it broke off)
+// or rejected (a 4xx about the request).
+func attemptOutcome(code int, streamBroken bool) string {
+	switch {
+	case code == 0 || code == 429 || code >= 500 || credentialRefused(code) || streamBroken:
+		return "failed"
+	case code >= 400:
+		return "rejected"
+	}
+	return "served"
+}
+
 // observeAttempts records the request's attempts on providers: the
 // failover plan's as reported, or the one provider it went to.
 func (p *edge) observeAttempts(m *telemetry.Metrics) {
@@ -106,11 +120,8 @@ func (p *edge) observeAttempts(m *telemetry.Metrics) {
 			m.Attempt(a.Provider, a.Model, a.Outcome)
 		}
 	case p.served != nil && p.selection != nil && !p.routedAt.IsZero():
-		out := "served"
-		if code, _ := strconv.Atoi(p.respStatus); code == 0 || code >= 400 || p.streamBroken {
-			out = "failed"
-		}
-		m.Attempt(p.served.Provider.Name, p.served.ID, out)
+		code, _ := strconv.Atoi(p.respStatus)
+		m.Attempt(p.served.Provider.Name, p.served.ID, attemptOutcome(code, p.streamBroken))
 	}
 }
 
