@@ -90,12 +90,20 @@ function table(rows, cols, rowAttrs) {
 }
 
 // kv renders an object's members as a definition list.
+// An object inside is a list of its own; a duration in nanoseconds
+// (…_ns) reads in ms or s, a time (…_at, last_…) in local time (the
+// console probe read the audit writer as a JSON blob).
 function kv(obj) {
   const dl = el("dl", { class: "kv" });
   for (const [k, v] of Object.entries(obj || {})) {
     if (v === undefined || v === null || v === "") continue;
-    dl.append(el("dt", {}, k.replaceAll("_", " ")),
-      el("dd", {}, typeof v === "object" ? JSON.stringify(v) : String(v)));
+    let shown;
+    if (typeof v === "object" && !Array.isArray(v)) shown = kv(v);
+    else if (Array.isArray(v)) shown = v.map((x) => typeof x === "object" ? JSON.stringify(x) : String(x)).join(", ") || "none";
+    else if (k.endsWith("_ns") && typeof v === "number") shown = v >= 1e9 ? (v / 1e9).toFixed(1) + " s" : (v / 1e6).toFixed(1) + " ms";
+    else if ((k.endsWith("_at") || k.startsWith("last_")) && typeof v === "string" && !isNaN(Date.parse(v))) shown = when(v);
+    else shown = String(v);
+    dl.append(el("dt", {}, k.replace(/_ns$/, "").replaceAll("_", " ")), el("dd", {}, shown));
   }
   return dl;
 }
