@@ -494,6 +494,7 @@ async function loadKeys() {
     ["models", (k) => (k.models || []).join(", ") || "all"],
     ["status", (k) => el("span", { class: "verdict " + k.status }, k.status)],
     ["created", (k) => when(k.created_at)],
+    ["expires", (k) => k.expires_at ? when(k.expires_at) : "never"],
     ["", (k) => k.status === "active" && document.body.dataset.role === "admin" ? revokeButton(k.id) : ""],
   ], (k) => ({ "data-key-id": k.id })));
 }
