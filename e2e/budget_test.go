@@ -520,7 +520,8 @@ func TestBudgetRefusalInFlight(t *testing.T) {
 	}
 	resp, b := ask()
 	e := decodeError(t, b).Error
-	if resp.StatusCode != 429 || e.Code != "budget_exceeded" || resp.Header.Get("Retry-After") != "2" || !strings.Contains(e.Message, "held by requests in flight") {
+	if resp.StatusCode != 429 || e.Code != "budget_exceeded" || resp.Header.Get("Retry-After") != "2" || !strings.Contains(e.Message, "held by requests in flight") ||
+		!strings.Contains(e.Message, "charged when its lease ends, within") {
 		t.Fatalf("while the first is in flight: %d Retry-After %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), b)
 	}
 	if code := <-done; code != 200 {

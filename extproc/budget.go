@@ -103,9 +103,12 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *ext
 			// Only requests in flight hold it: it fits once they settle,
 			// in seconds, not at the period's end.
 			retry = inFlightRetry
+			// Holds of a replica that stopped stay until their lease ends
+			// (the fleet probe waited minutes on "a few seconds"): said.
 			e = apierr.Exhausted("budget_exceeded", retry,
-				"the %s budget %q (%s) has %s held by requests in flight; this request's worst case (%s) fits once they finish: retry in a few seconds",
-				f.Scope, f.Name, limit, ledger.MicroEUR(f.Held).String(), ledger.MicroEUR(f.Amount).String())
+				"the %s budget %q (%s) has %s held by requests in flight; this request's worst case (%s) fits once they finish: retry in a few seconds "+
+					"(what a replica that stopped held is charged when its lease ends, within %s)",
+				f.Scope, f.Name, limit, ledger.MicroEUR(f.Held).String(), ledger.MicroEUR(f.Amount).String(), p.state.Ledger.Lease().Round(time.Second))
 		case f.Amount > f.Limit:
 			// Larger than the whole budget: no wait makes it fit.
 			e = apierr.Exhausted("budget_exceeded", 0,

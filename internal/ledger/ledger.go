@@ -355,6 +355,9 @@ func (l *Ledger) SetLimits(lim *Limits) { l.limits.Store(lim) }
 // Limits returns the limits in force.
 func (l *Ledger) Limits() *Limits { return l.limits.Load() }
 
+// Lease is how long a reservation holds before it expires into a charge.
+func (l *Ledger) Lease() time.Duration { return l.lease }
+
 // Close stops the backend (the memory backend saves its spend).
 func (l *Ledger) Close(ctx context.Context) error {
 	l.orphans.stop()
