@@ -161,8 +161,12 @@ func TestStreamProviderErrorIsInterrupted(t *testing.T) {
 					t.Errorf("record of %s: last attempt %s", id, a.Raw)
 				}
 			}
-			// And counts against the provider's health: failures in a row
-			// cool it down, as failures before the first byte do.
+			// And, with failover on, counts against the provider's health:
+			// failures in a row cool it down, as failures before the first
+			// byte do.
+			if !failover {
+				return
+			}
 			for range 2 {
 				clientCall{body: `{"model":"gpt-fast","stream":true,"messages":[{"role":"user","content":"one"}]}`,
 					hdr: map[string]string{"x-mock-reset": "error"}}.do(s)

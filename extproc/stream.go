@@ -370,28 +370,33 @@ func streamChunk(out []byte) *extprocv3.ProcessingResponse {
 	}}
 }
 
-// streamHealth tells the served provider's health how its stream ended:
-// one its provider broke off after it started (its error event, an end
-// without the stream's end) is a failure of the provider's, as one before
-// the first byte is, though no other provider can take the answer over
-// (the chaos probe: five streams in a row ending in "overloaded" left the
-// provider healthy and each attempt "served"); a stream that ended well,
-// or that the client left, is its success.
+// streamHealth tells the served provider's health how its stream ended,
+// with failover on (without it no attempt counts toward health, as in
+// recordAttempt): one its provider broke off after it started (its error
+// event, an end without the stream's end) is a failure of the provider's,
+// as one before the first byte is, though no other provider can take the
+// answer over (the chaos probe: five streams in a row ending in
+// "overloaded" left the provider healthy and each attempt "served"); a
+// stream that ended well, or that the client left, is its success. Such a
+// stream's attempt is failed in the record either way.
 func (p *edge) streamHealth(how string) {
 	m := p.served
 	if m == nil || p.routedAt.IsZero() {
 		return
 	}
+	broken := how == "failed" || how == "incomplete"
 	tg := attemptTarget(p.state, m, p.workspace)
-	if how != "failed" && how != "incomplete" {
-		p.state.Router.Health.Succeeded(tg)
+	if !broken {
+		if p.plan != nil {
+			p.state.Router.Health.Succeeded(tg)
+		}
 		return
 	}
 	reason := "the provider's error event after the stream started"
 	if how == "incomplete" {
 		reason = "the stream ended without its end"
 	}
-	if p.state.Router.Health.Failed(tg, reason, 0) {
+	if p.plan != nil && p.state.Router.Health.Failed(tg, reason, 0) {
 		p.log.Info("provider cooling down", zap.String("provider", m.Provider.Name), zap.String("reason", reason))
 	}
 	if n := len(p.attempts); n > 0 && p.attempts[n-1].Outcome == "served" {
