@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/logevery"
 )
 
 // Cooldown is one scope's cooldown as replicas share it: when a replica
@@ -73,7 +75,9 @@ func (t *Tracker) SetPublisher(f func(Cooldown)) {
 // Share publishes this tracker's cooldowns through b and applies every
 // replica's, until ctx ends. Publishing never holds up a request: a full
 // queue drops the event (the other replicas then learn from their own
-// attempts). A broken connection is retried every second.
+// attempts). A cooldown whose publishing failed is published again every
+// second until it is, or its reopening has ended. A broken connection is
+// retried every second.
 func Share(ctx context.Context, t *Tracker, b Backend, log *zap.Logger) {
 	queue := make(chan Cooldown, 256)
 	t.SetPublisher(func(c Cooldown) {
@@ -89,16 +93,52 @@ func Share(ctx context.Context, t *Tracker, b Backend, log *zap.Logger) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		// Cooldowns whose publishing failed (Redis unreachable), by their
+		// target, the latest kept: published when Redis answers again, as
+		// long as they are still in force (the fleet probe found them
+		// dropped, each replica then cooling on its own).
+		type target struct {
+			provider, model, workspace string
+			rateLimit                  bool
+		}
+		pending := map[target]Cooldown{}
+		var failures logevery.Limiter
+		publish := func(c Cooldown) bool {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			err := b.Publish(pctx, c)
+			if err != nil && ctx.Err() == nil {
+				if ok, n := failures.Allow(); ok {
+					log.Warn("sharing a cooldown failed; retried every second while it is in force", zap.String("provider", c.Provider),
+						zap.Int64("failures", n), zap.Error(err))
+				}
+			}
+			return err == nil
+		}
+		retry := time.NewTicker(time.Second)
+		defer retry.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case c := <-queue:
-				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				if err := b.Publish(pctx, c); err != nil && ctx.Err() == nil {
-					log.Warn("sharing a cooldown failed", zap.String("provider", c.Provider), zap.Error(err))
+				k := target{c.Provider, c.Model, c.Workspace, c.RateLimit}
+				if !publish(c) {
+					pending[k] = c
+				} else {
+					delete(pending, k)
 				}
-				cancel()
+			case <-retry.C:
+				for k, c := range pending {
+					if end := c.ReopenedBy; !time.Now().Before(end) && !time.Now().Before(c.Until) {
+						delete(pending, k) // over: nothing to share
+						continue
+					}
+					if !publish(c) {
+						break // still down: the next tick tries again
+					}
+					delete(pending, k)
+				}
 			}
 		}
 	}()

@@ -2,8 +2,10 @@ package health
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,5 +92,55 @@ func TestSharedCooldowns(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// flakyBus is a Bus whose publishing fails while down is set, as Redis
+// does while it is unreachable.
+type flakyBus struct {
+	*Bus
+	down atomic.Bool
+}
+
+func (f *flakyBus) Publish(ctx context.Context, c Cooldown) error {
+	if f.down.Load() {
+		return errors.New("connection refused")
+	}
+	return f.Bus.Publish(ctx, c)
+}
+
+// TestCooldownSharedWhenBack: a cooldown started while the shared store
+// does not answer is published once it does, while it is in force (the
+// fleet probe found it dropped: each replica then cooled on its own).
+func TestCooldownSharedWhenBack(t *testing.T) {
+	b := &flakyBus{Bus: NewBus()}
+	b.down.Store(true)
+	policy := Policy{FailuresBeforeCooldown: 3, Cooldown: 30 * time.Second, MaxCooldown: time.Minute, Reopen: time.Minute}
+	var trackers []*Tracker
+	for range 2 {
+		tr := New(policy)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); Share(ctx, tr, b, zap.NewNop()) }()
+		t.Cleanup(func() { cancel(); <-done })
+		trackers = append(trackers, tr)
+	}
+	a, other := trackers[0], trackers[1]
+	for set := false; !set; time.Sleep(5 * time.Millisecond) { // Share sets its publisher as it starts
+		a.mu.Lock()
+		set = a.publish != nil
+		a.mu.Unlock()
+	}
+	down := Target{Provider: "down"}
+	a.Failed(down, "status 503", 30*time.Second)
+	time.Sleep(1500 * time.Millisecond) // a retry or two while the store is down
+	if !other.Admits(down, time.Now(), 0) {
+		t.Fatal("shared while the store was down")
+	}
+	b.down.Store(false)
+	for deadline := time.Now().Add(5 * time.Second); other.Admits(down, time.Now(), 0); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the cooldown was not shared once the store answered")
+		}
 	}
 }
