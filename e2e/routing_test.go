@@ -245,8 +245,15 @@ func TestRouting(t *testing.T) {
 		for _, m := range list.Data {
 			ids = append(ids, m.ID)
 		}
-		if got, want := strings.Join(ids, ","), "auto,alpha-small,beta-large,gamma-any"; list.Object != "list" || got != want {
+		// gamma's credential is missing here: its model is not listed, nor
+		// found by id (pinned, it answers 502 provider_credential_missing).
+		if got, want := strings.Join(ids, ","), "auto,alpha-small,beta-large"; list.Object != "list" || got != want {
 			t.Errorf("models %q (object %q), want %q", got, list.Object, want)
+		}
+		if r, err := http.Get(s.URL + "/v1/models/gamma-any"); err != nil || r.StatusCode != 404 {
+			t.Errorf("GET /v1/models/gamma-any: %v %v", r, err)
+		} else {
+			r.Body.Close()
 		}
 	})
 

@@ -3,6 +3,7 @@ package extproc
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,6 +17,12 @@ import (
 // with one key per kind of access list: none, a workspace allow list of two
 // models, and a team that denies a provider.
 func productionState(tb testing.TB) *State {
+	tb.Helper()
+	return productionStateEnv(tb, func(string) string { return "" })
+}
+
+// productionStateEnv is productionState with the credentials getenv gives.
+func productionStateEnv(tb testing.TB, getenv func(string) string) *State {
 	tb.Helper()
 	c, err := config.Load("../examples/production.yaml")
 	if err != nil {
@@ -31,14 +38,14 @@ func productionState(tb testing.TB) *State {
 	if err := c.Validate(); err != nil {
 		tb.Fatal(err)
 	}
-	return stateFor(tb, c, func(string) string { return "" })
+	return stateFor(tb, c, getenv)
 }
 
 // TestModelsPerKey: /v1/models, /v1/models/{id} and a chat request's
 // model_not_found show a key only the models its access lists allow, and a
 // model it may not use looks exactly like one that does not exist.
 func TestModelsPerKey(t *testing.T) {
-	st := productionState(t)
+	st := productionStateEnv(t, func(string) string { return "sk-test" }) // every provider's credential configured
 	cases := map[string]struct {
 		key, method, path, body string
 		status                  int
@@ -110,6 +117,59 @@ func TestModelsPerKey(t *testing.T) {
 	}
 	if n := count("team"); n >= count("open") || n < 2 {
 		t.Errorf("team key sees %d", n)
+	}
+}
+
+// TestModelsNeedACredential: a model whose provider has no credential
+// configured here is not listed, and not found by id (pinned, it answers
+// 502 provider_credential_missing); SDK model pickers offered it. A
+// workspace's own key for the provider lists its models for that
+// workspace.
+func TestModelsNeedACredential(t *testing.T) {
+	st := productionStateEnv(t, func(name string) string {
+		if name == "OPENAI_API_KEY" {
+			return "sk-test"
+		}
+		return ""
+	})
+	list := func(key string) string {
+		p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "id"}, ctx: context.Background()}
+		var l struct {
+			Data []struct {
+				OwnedBy string `json:"owned_by"`
+			}
+		}
+		_ = json.Unmarshal(p.handle(headersMsg("GET", "/v1/models", true, "authorization", "Bearer sk-"+key)).GetImmediateResponse().Body, &l)
+		var owners []string
+		for _, d := range l.Data {
+			if !slices.Contains(owners, d.OwnedBy) {
+				owners = append(owners, d.OwnedBy)
+			}
+		}
+		slices.Sort(owners)
+		return strings.Join(owners, " ")
+	}
+	// openai's key is configured, self-hosted providers need none; the
+	// rest have none here.
+	if got := list("open"); got != "ollama openai stellwerk vllm-llama vllm-mistral vllm-qwen" {
+		t.Errorf("providers listed: %s", got)
+	}
+	get := func(id string) int32 {
+		p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "id"}, ctx: context.Background()}
+		return int32(p.handle(headersMsg("GET", "/v1/models/"+id, true, "authorization", "Bearer sk-open")).GetImmediateResponse().GetStatus().GetCode())
+	}
+	if got := get("gpt-4o-mini"); got != 200 {
+		t.Errorf("gpt-4o-mini: %d", got)
+	}
+	if got := get("mistral-small"); got != 404 {
+		t.Errorf("mistral-small, no credential: %d, want 404", got)
+	}
+	st.WorkspaceClusters = map[WorkspaceProvider]string{{Workspace: "default", Provider: "mistral"}: "provider_mistral_default"}
+	if got := list("open"); got != "mistral ollama openai stellwerk vllm-llama vllm-mistral vllm-qwen" {
+		t.Errorf("with the workspace's own mistral key: %s", got)
+	}
+	if got := get("mistral-small"); got != 200 {
+		t.Errorf("mistral-small with the workspace's own key: %d", got)
 	}
 }
 

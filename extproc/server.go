@@ -107,6 +107,9 @@ type State struct {
 	// was built from, for the records.
 	Versions   audit.Versions
 	modelsJSON map[*decision.Visible][]byte // the /v1/models answer per visible set
+	// uncredentialed are the providers whose credential is not configured
+	// (their models are left out of /v1/models).
+	uncredentialed []string
 	// forwardable are the client headers some provider's forward_headers
 	// lists; every other header outside header.Forwarded is removed at the edge.
 	forwardable []string

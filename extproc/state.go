@@ -17,8 +17,13 @@ import (
 // access lists share one).
 func NewState(r *decision.Router, keys *auth.Keys, maxRequestBytes int64) *State {
 	st := &State{Router: r, Keys: keys, MaxRequestBytes: maxRequestBytes, modelsJSON: map[*decision.Visible][]byte{}}
+	for _, prov := range r.Catalog.Providers() {
+		if !prov.HasCredential() {
+			st.uncredentialed = append(st.uncredentialed, prov.Name)
+		}
+	}
 	for _, v := range r.VisibleSets() {
-		st.modelsJSON[v] = modelsList(v.Models())
+		st.modelsJSON[v] = modelsList(st.listed(v.Models(), ""))
 	}
 	for _, prov := range r.Catalog.Providers() {
 		for _, h := range prov.ForwardHeaders() {
@@ -68,23 +73,60 @@ func modelsList(models []*catalog.Model) []byte {
 	return b
 }
 
+// sendable reports whether stellwerk can send to m for workspace ws: its
+// provider's credential is configured (or it needs none), or the workspace
+// brings its own key for it.
+func (st *State) sendable(m *catalog.Model, ws string) bool {
+	return m.Provider.HasCredential() || st.workspaceCluster(ws, m.Provider.Name) != ""
+}
+
+// listed keeps the models stellwerk can send to for workspace ws: one
+// without a credential answers 502 provider_credential_missing when it is
+// pinned, and listing it had SDK model pickers offer it.
+func (st *State) listed(ms []*catalog.Model, ws string) []*catalog.Model {
+	if len(st.uncredentialed) == 0 {
+		return ms
+	}
+	out := make([]*catalog.Model, 0, len(ms))
+	for _, m := range ms {
+		if st.sendable(m, ws) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// ownKeyFor reports whether workspace ws brings its own key for a provider
+// without a configured credential: its models list differs from its
+// visible set's.
+func (st *State) ownKeyFor(ws string) bool {
+	for _, name := range st.uncredentialed {
+		if st.workspaceCluster(ws, name) != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // modelsFor is the /v1/models answer for a principal: only the models its
-// access lists let it use.
+// access lists let it use, and stellwerk can send to.
 func (st *State) modelsFor(p auth.Principal) []byte {
 	v := st.Router.Visible(p)
-	if len(p.Models) > 0 { // a store key narrowed to some models: rendered per request, as rare as such keys
+	if len(p.Models) > 0 || st.ownKeyFor(p.Workspace) {
+		// A store key narrowed to some models, a workspace's own key for a
+		// provider without one: rendered per request, as rare as they are.
 		var ms []*catalog.Model
 		for _, m := range v.Models() {
 			if decision.KeyAllows(p, m) {
 				ms = append(ms, m)
 			}
 		}
-		return modelsList(ms)
+		return modelsList(st.listed(ms, p.Workspace))
 	}
 	if b, ok := st.modelsJSON[v]; ok {
 		return b
 	}
-	return modelsList(v.Models()) // a router not built by decision.New
+	return modelsList(st.listed(v.Models(), "")) // a router not built by decision.New
 }
 
 // modelJSON renders one entry for GET /v1/models/{id}; a model the
@@ -95,7 +137,7 @@ func (st *State) modelJSON(p auth.Principal, id string) ([]byte, bool) {
 		e = modelEntry{ID: decide.Auto, Object: "model", OwnedBy: "stellwerk"}
 	} else {
 		m, ok := st.Router.Catalog.Lookup(id)
-		if !ok || !st.Router.Visible(p).Has(id) || !decision.KeyAllows(p, m) {
+		if !ok || !st.Router.Visible(p).Has(id) || !decision.KeyAllows(p, m) || !st.sendable(m, p.Workspace) {
 			return nil, false
 		}
 		e = modelEntry{ID: m.ID, Object: "model", OwnedBy: m.Provider.Name, ContextWindow: m.ContextWindow, Residency: m.Provider.Residency,
