@@ -133,10 +133,8 @@ func (p *edge) auditRecord() *audit.Record {
 			r.Attempts[i] = audit.Attempt{Model: a.Model, Provider: a.Provider, Status: a.Status, LatencyMS: a.LatencyMS, Outcome: a.Outcome, Reason: a.Reason}
 		}
 	case !p.routedAt.IsZero() && p.served != nil: // no failover: the one provider it went to
-		a := audit.Attempt{Model: p.served.ID, Provider: p.served.Provider.Name, Status: code, Outcome: attemptOutcome(code, p.streamBroken)}
-		if p.streamBroken {
-			a.Reason = p.streamBrokeBy
-		}
+		a := audit.Attempt{Model: p.served.ID, Provider: p.served.Provider.Name, Status: code,
+			Outcome: attemptOutcome(code, p.streamBroken != ""), Reason: p.streamBroken}
 		r.Attempts = []audit.Attempt{a}
 	}
 	if p.charged {

@@ -128,8 +128,7 @@ type edge struct {
 	status        int    // stellwerk's own answer's status (0: the provider's answer went through)
 	errCode       string // and its error code
 	streamEnd     string // how a followed stream ended (complete, incomplete, interrupted)
-	streamBroken  bool   // its provider broke it off after it started (streamHealth)
-	streamBrokeBy string // how, for the record
+	streamBroken  string // how its provider broke it off after it started, "" when it did not (streamHealth)
 	// keepContent: the workspace opted in to content in its audit records
 	// (audit.content); answer is the JSON answer's text then.
 	keepContent bool

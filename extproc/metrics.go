@@ -121,7 +121,7 @@ func (p *edge) observeAttempts(m *telemetry.Metrics) {
 		}
 	case p.served != nil && p.selection != nil && !p.routedAt.IsZero():
 		code, _ := strconv.Atoi(p.respStatus)
-		m.Attempt(p.served.Provider.Name, p.served.ID, attemptOutcome(code, p.streamBroken))
+		m.Attempt(p.served.Provider.Name, p.served.ID, attemptOutcome(code, p.streamBroken != ""))
 	}
 }
 

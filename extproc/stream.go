@@ -402,7 +402,7 @@ func (p *edge) streamHealth(how string) {
 	if n := len(p.attempts); n > 0 && p.attempts[n-1].Outcome == "served" {
 		p.attempts[n-1].Outcome, p.attempts[n-1].Reason = "failed", reason
 	}
-	p.streamBroken, p.streamBrokeBy = true, reason
+	p.streamBroken = reason
 }
 
 // finishStream records the usage of a streamed answer once: the provider's

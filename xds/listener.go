@@ -194,14 +194,7 @@ func localReplyConfig(maxBytes int64) (*hcmv3.LocalReplyConfig, error) {
 
 // statusRange matches a response status from lo to hi.
 func statusRange(lo, hi uint32) *accesslogv3.AccessLogFilter {
-	cmp := func(op accesslogv3.ComparisonFilter_Op, v uint32) *accesslogv3.AccessLogFilter {
-		return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
-			Comparison: &accesslogv3.ComparisonFilter{Op: op, Value: &corev3.RuntimeUInt32{
-				DefaultValue: v, RuntimeKey: fmt.Sprintf("stellwerk.local_reply.status_%d", v),
-			}},
-		}}}
-	}
-	return and(cmp(accesslogv3.ComparisonFilter_GE, lo), cmp(accesslogv3.ComparisonFilter_LE, hi))
+	return and(statusCompare(accesslogv3.ComparisonFilter_GE, lo), statusCompare(accesslogv3.ComparisonFilter_LE, hi))
 }
 
 // anthropicErrorFormat is errorFormat in Anthropic's shape
@@ -240,8 +233,13 @@ func and(fs ...*accesslogv3.AccessLogFilter) *accesslogv3.AccessLogFilter {
 }
 
 func statusFilter(code uint32) *accesslogv3.AccessLogFilter {
+	return statusCompare(accesslogv3.ComparisonFilter_EQ, code)
+}
+
+// statusCompare matches a response status compared to code by op.
+func statusCompare(op accesslogv3.ComparisonFilter_Op, code uint32) *accesslogv3.AccessLogFilter {
 	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
-		Comparison: &accesslogv3.ComparisonFilter{Op: accesslogv3.ComparisonFilter_EQ, Value: &corev3.RuntimeUInt32{
+		Comparison: &accesslogv3.ComparisonFilter{Op: op, Value: &corev3.RuntimeUInt32{
 			DefaultValue: code, RuntimeKey: fmt.Sprintf("stellwerk.local_reply.status_%d", code),
 		}},
 	}}}

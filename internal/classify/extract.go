@@ -193,24 +193,10 @@ func (x *extraction) request(req Request) {
 // members. The segment's field is the object's, never the name: a
 // finding's place must not repeat the secret.
 func (x *extraction) name(msg int, role, field, k string) {
-	if plainName(k) || !x.piece() {
+	if jsonscan.PlainName(k) || !x.piece() {
 		return
 	}
 	x.add(Segment{Message: msg, Role: role, field: field, Text: k, param: true})
-}
-
-// plainName reports a name of lower-case letters and underscores, at most
-// 40 bytes: one no detector can match.
-func plainName(k string) bool {
-	if len(k) > 40 {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		if c := k[i]; (c < 'a' || c > 'z') && c != '_' {
-			return false
-		}
-	}
-	return true
 }
 
 // param reads a value as value does, as a parameter's text: searched for

@@ -260,9 +260,10 @@ func withoutFindings(c classify.Result, user string, md, hdrs map[string]string)
 	if names {
 		named := make(map[string]string, len(md))
 		for k, v := range md {
-			r := classify.Redact(k, nil)
+			base := classify.Redact(k, nil)
+			r := base
 			for n := 2; r != k && named[r] != ""; n++ { // two names redacted alike keep both values
-				r = classify.Redact(k, nil) + " #" + strconv.Itoa(n)
+				r = base + " #" + strconv.Itoa(n)
 			}
 			named[r] = v
 		}

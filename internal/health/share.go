@@ -130,7 +130,7 @@ func Share(ctx context.Context, t *Tracker, b Backend, log *zap.Logger) {
 				}
 			case <-retry.C:
 				for k, c := range pending {
-					if end := c.ReopenedBy; !time.Now().Before(end) && !time.Now().Before(c.Until) {
+					if now := time.Now(); !now.Before(c.ReopenedBy) && !now.Before(c.Until) {
 						delete(pending, k) // over: nothing to share
 						continue
 					}

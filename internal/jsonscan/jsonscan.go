@@ -207,3 +207,19 @@ type KeyValue struct {
 	Key   string
 	Value gjson.Result
 }
+
+// PlainName reports a member name of lower-case letters and underscores,
+// at most 40 bytes, as every parameter's is: one no detector of personal
+// data or secrets can match. Request parsing keeps the other names for the
+// classifier, which reads them.
+func PlainName(k string) bool {
+	if len(k) > 40 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; (c < 'a' || c > 'z') && c != '_' {
+			return false
+		}
+	}
+	return true
+}

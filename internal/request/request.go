@@ -292,15 +292,12 @@ func parseRoot(body []byte, what string) (gjson.Result, error) {
 // setModel checks the model member and reads a named route from it.
 // other keeps member k for the classifier when it has text (a string, an
 // object, an array), or when its name is more than lower-case letters and
-// underscores (a name the provider gets too): Others.
+// underscores (jsonscan.PlainName: a name the provider gets too): Others.
 func (c *Chat) other(k, v gjson.Result) {
-	if v.Type == gjson.String || v.IsObject() || v.IsArray() || strings.IndexFunc(k.Str, notNameRune) >= 0 {
+	if v.Type == gjson.String || v.IsObject() || v.IsArray() || !jsonscan.PlainName(k.Str) {
 		c.Others = append(c.Others, jsonscan.KeyValue{Key: k.Str, Value: v})
 	}
 }
-
-// notNameRune is a rune beside lower-case letters and underscores.
-func notNameRune(r rune) bool { return (r < 'a' || r > 'z') && r != '_' }
 
 // otherText keeps an object whose members a provider reads beside the one
 // stellwerk reads (stream_options beside include_usage) when one of them

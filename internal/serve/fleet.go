@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"os"
 	"slices"
 	"strings"
@@ -118,12 +117,8 @@ func (w *fleetWatch) check(ctx context.Context, led *ledger.Ledger, log *zap.Log
 	c, cancel := context.WithTimeout(ctx, fleetCheckInterval)
 	others, err := led.ShareFingerprint(c, w.replica, fp, fleetFresh)
 	cancel()
-	if errors.Is(err, ledger.ErrNotShared) {
-		w.state.Store(&FleetStatus{Fingerprint: fp, Differ: []string{}, CheckedAt: time.Now().UTC()})
-		return
-	}
 	if err != nil {
-		return
+		return // Redis down, or not there (run is started only with it)
 	}
 	differ := []string{}
 	for r, o := range others {

@@ -40,8 +40,6 @@ type CopyOptions struct {
 	// counter): the destination's rows are replaced by the source's
 	// instead of making it count as not empty.
 	Seeded map[string]bool
-	// Progress, if set, is told each table's row count once it is copied.
-	Progress func(table string, rows int64)
 }
 
 // CopyTable is one table's rows as Copy moved them.
@@ -125,9 +123,6 @@ func Copy(ctx context.Context, src, dst *DB, opts CopyOptions) ([]CopyTable, err
 				return fmt.Errorf("table %s: %w", t, err)
 			}
 			out = append(out, CopyTable{Name: t, Rows: n})
-			if opts.Progress != nil {
-				opts.Progress(t, n)
-			}
 		}
 		return nil
 	})
