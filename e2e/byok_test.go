@@ -184,3 +184,75 @@ func legalStack(t *testing.T, mutate func(*config.Config)) *harness.Stack {
 		}
 	})
 }
+
+// TestOwnKeyWhereNoSharedKeyIs: a provider without a shared credential is
+// served to a workspace that brings its own key for it, by auto as by a
+// pinned model, and to no one else. auto had ignored the workspace's key
+// (only the shared credential counted), while /v1/models listed the
+// provider's models for it.
+func TestOwnKeyWhereNoSharedKeyIs(t *testing.T) {
+	t.Parallel()
+	master := filepath.Join(t.TempDir(), "master.key")
+	if err := os.WriteFile(master, []byte(strings.Repeat("ef", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{
+			{Name: "shared", Key: "sk-shared"},
+			{Name: "bring", Key: "sk-bring-own", WithholdKey: true},
+		},
+		Models: []config.Model{
+			{ID: "shared-model", Provider: "shared", ContextWindow: 128000, Price: config.Price{InputPerMTok: 5, OutputPerMTok: 10}},
+			{ID: "bring-cheap", Provider: "bring", ContextWindow: 128000, Price: config.Price{InputPerMTok: 0.1, OutputPerMTok: 0.2}},
+		},
+		Mutate: func(c *config.Config) {
+			c.Auth.Mode = "keys"
+			c.Routing.DefaultModel = "shared-model"
+			c.Workspaces = append(c.Workspaces, config.Workspace{Name: "default", Objective: "cost"}, config.Workspace{Name: "legal", Objective: "cost"})
+			c.Keys = []config.Key{
+				{ID: "legal-bot", SHA256: auth.Hash("sk-legal-client"), Workspace: "legal"},
+				{ID: "dev", SHA256: auth.Hash("sk-dev-client"), Workspace: "default"},
+			}
+			c.State.MasterKeys = []config.MasterKey{{ID: "m1", File: master}}
+		},
+	})
+	chat := func(key, model string) (*http.Response, []byte) {
+		return post(t, s.URL+"/v1/chat/completions", `{"model":"`+model+`","messages":[{"role":"user","content":"hello"}]}`,
+			map[string]string{"Authorization": "Bearer " + key})
+	}
+	if resp, b := chat("sk-legal-client", "auto"); resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != "shared-model" {
+		t.Fatalf("legal before its key: %d %s %s", resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b)
+	}
+	if resp, b := adminDo(t, s, "PUT", "/admin/provider-keys/legal/bring", `{"secret":"sk-bring-own"}`); resp.StatusCode/100 != 2 {
+		t.Fatalf("PUT: %d %s", resp.StatusCode, b)
+	}
+	// The stored key reaches Envoy within a few seconds.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, b := chat("sk-legal-client", "auto")
+		if resp.StatusCode == 200 && resp.Header.Get("x-stellwerk-model") == "bring-cheap" {
+			break
+		}
+		if resp.StatusCode != 200 || time.Now().After(deadline) {
+			t.Fatalf("legal's auto with its own key: %d %s %s", resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if rs := s.Providers["bring"].Requests(); len(rs) == 0 || rs[len(rs)-1].Header.Get("Authorization") != "Bearer sk-bring-own" {
+		t.Errorf("the provider did not get legal's key")
+	}
+	if resp, b := chat("sk-legal-client", "bring-cheap"); resp.StatusCode != 200 {
+		t.Errorf("legal pinned: %d %s", resp.StatusCode, b)
+	}
+	// Everyone else: auto goes to the shared provider, and the model is
+	// neither offered nor sendable.
+	if resp, b := chat("sk-dev-client", "auto"); resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != "shared-model" {
+		t.Errorf("default's auto: %d %s %s", resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b)
+	}
+	if resp, b := chat("sk-dev-client", "bring-cheap"); resp.StatusCode != 502 || !strings.Contains(string(b), "provider_credential_missing") {
+		t.Errorf("default pinned to bring-cheap: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := chat("sk-dev-client", "gpt-9"); resp.StatusCode != 404 || strings.Contains(string(b), "bring-cheap") {
+		t.Errorf("an unknown model's list of what is available: %d %s", resp.StatusCode, b)
+	}
+}

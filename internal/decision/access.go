@@ -29,11 +29,12 @@ func (v *Visible) Models() []*catalog.Model { return v.models }
 func (v *Visible) Has(id string) bool { return v.ids[id] }
 
 // notFound is the model_not_found answer for a model outside v.
-// A store key's own model list narrows what it lists.
-func (v *Visible) notFound(asked string, p auth.Principal) error {
+// A store key's own model list narrows what it lists, and so do the
+// providers stellwerk cannot send to (sendable).
+func (v *Visible) notFound(asked string, p auth.Principal, sendable func(*catalog.Provider) bool) error {
 	cands := make([]decide.Candidate, 0, len(v.models))
 	for _, m := range v.models {
-		if keyAllows(p, m) {
+		if keyAllows(p, m) && sendable(m.Provider) {
 			cands = append(cands, decide.Candidate{Model: m})
 		}
 	}

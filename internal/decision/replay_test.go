@@ -321,3 +321,49 @@ func TestWithoutFindings(t *testing.T) {
 		t.Error("no findings changed the maps")
 	}
 }
+
+// TestNothingGoesWhereNoCredentialIs: a provider stellwerk has no
+// credential for gets nothing — not a pinned model's fallback, not a place
+// in model_not_found's list of what is available — unless the workspace
+// brings its own key for it, which auto then uses (a workspace's own key
+// had been ignored by auto, while /v1/models listed its models). The
+// pinned model itself keeps the explicit 502 (answered at the edge).
+func TestNothingGoesWhereNoCredentialIs(t *testing.T) {
+	r, _ := libraryRouter(t, `
+routing: {default_model: keyless}
+providers:
+  - {name: eu, base_url: "http://127.0.0.1:9001/v1", residency: eu}
+  - {name: us, base_url: "http://127.0.0.1:9002/v1", residency: us, credential: {env: US_KEY_UNSET}}
+models:
+  - {id: keyless, provider: eu, context_window: 8000, price: {input_per_mtok: 1, output_per_mtok: 1}}
+  - {id: cheap-us, provider: us, context_window: 8000, price: {input_per_mtok: 0.1, output_per_mtok: 0.1}}
+workspaces:
+  - {name: default, pinned_fallback: true}
+  - {name: byok}
+`)
+	route := func(ws, model string) (*Result, error) {
+		return r.Route(context.Background(), Request{Path: "/v1/chat/completions", Principal: auth.Principal{Workspace: ws}, DecisionID: "d",
+			Body: []byte(`{"model":"` + model + `","messages":[{"role":"user","content":"hello"}]}`)})
+	}
+	res, err := route("default", "keyless")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fb := res.Selection.Fallbacks; len(fb) != 0 {
+		t.Errorf("pinned keyless falls back to %s, which has no credential", fb[0].ID)
+	}
+	_, err = route("default", "gpt-9")
+	if e := apierr.As(err); e.Code != "model_not_found" || strings.Contains(e.Message, "cheap-us") || !strings.Contains(e.Message, "keyless") {
+		t.Errorf("unknown model: %v", err)
+	}
+	if res, err = route("default", "cheap-us"); err != nil || res.Selection.Model.ID != "cheap-us" {
+		t.Errorf("pinned cheap-us is decided (the edge answers 502): %v", err)
+	}
+	if res, err = route("byok", "auto"); err != nil || res.Selection.Model.ID != "keyless" {
+		t.Fatalf("auto without the workspace's key: %v", err)
+	}
+	r.OwnKey = func(ws, p string) bool { return ws == "byok" && p == "us" }
+	if res, err = route("byok", "auto"); err != nil || res.Selection.Model.ID != "cheap-us" {
+		t.Errorf("auto with the workspace's own us key: %v, want the cheaper cheap-us", err)
+	}
+}

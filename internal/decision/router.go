@@ -256,7 +256,9 @@ func (r *Router) admit(req *Request, res *Result) error {
 		}
 	case chat.Model != decide.Auto:
 		if vis := r.Visible(req.Principal); !vis.Has(chat.Model) || !r.keyAllowsID(req.Principal, chat.Model) {
-			return vis.notFound(chat.Model, req.Principal)
+			return vis.notFound(chat.Model, req.Principal, func(p *catalog.Provider) bool {
+				return r.credential(p, req.Principal.Workspace, nil, nil)
+			})
 		}
 	}
 	return nil
@@ -400,7 +402,7 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		// policy knows which providers stellwerk could not have sent it
 		// to (a helper's replay predicted a model with no credential).
 		for i := range cands {
-			r.credential(cands[i].Model.Provider, nil, rec)
+			r.credential(cands[i].Model.Provider, res.Workspace, nil, rec)
 		}
 	}
 	if err != nil {
@@ -437,10 +439,11 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 			c.Unsupported = why
 		} else if !c.Model.Supported() {
 			c.Unsupported = "wire format " + c.Model.Provider.WireFormat + " is not supported yet"
-		} else if !r.credential(c.Model.Provider, rp, rec) && (chat.Model == decide.Auto || chat.Route != "") {
-			// auto and routes never pick a provider stellwerk cannot
-			// authenticate to; a pinned model still gets the explicit 502
-			// naming the provider.
+		} else if !r.credential(c.Model.Provider, res.Workspace, rp, rec) && c.Model.ID != chat.Model {
+			// Nothing is sent to a provider stellwerk cannot authenticate
+			// to: not by auto or a route, not as a pinned model's
+			// fallback, not offered as available. The pinned model itself
+			// still gets the explicit 502 naming the provider.
 			c.Unsupported = "provider credential not configured"
 		}
 	}
@@ -690,13 +693,14 @@ func Draw(decisionID string) uint32 {
 	return (h ^ h>>16) % health.DrawRange
 }
 
-// credential reports whether stellwerk can authenticate to a provider, now
-// or as recorded; rec keeps the providers it cannot.
-func (r *Router) credential(p *catalog.Provider, rp *Inputs, rec *Inputs) bool {
+// credential reports whether stellwerk can authenticate to a provider for a
+// workspace (its own key counts), now or as recorded; rec keeps the
+// providers it cannot.
+func (r *Router) credential(p *catalog.Provider, workspace string, rp *Inputs, rec *Inputs) bool {
 	if rp != nil {
 		return !slices.Contains(rp.NoCredential, p.Name)
 	}
-	ok := p.HasCredential()
+	ok := p.HasCredential() || (workspace != "" && r.OwnKey != nil && r.OwnKey(workspace, p.Name))
 	if !ok && rec != nil && !slices.Contains(rec.NoCredential, p.Name) {
 		rec.NoCredential = append(rec.NoCredential, p.Name)
 	}
