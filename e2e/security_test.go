@@ -341,6 +341,20 @@ func TestProviderEchoesCredential(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, b)
 	}
+	// Nor in a successful answer's content, JSON or streamed, OpenAI's
+	// wire or Anthropic's (a JSON answer's was passed on: the notes of
+	// 2026-12-06).
+	if strings.Contains(string(b), secret) || !strings.Contains(string(b), "You sent Bearer [credential]") {
+		t.Errorf("the answer: %s", b)
+	}
+	for _, body := range []string{`{"model":"primary-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`,
+		`{"model":"claude-haiku","messages":[{"role":"user","content":"hi"}]}`,
+		`{"model":"claude-haiku","stream":true,"messages":[{"role":"user","content":"hi"}]}`} {
+		resp, b := post(t, s.URL+"/v1/chat/completions", body, hdr)
+		if resp.StatusCode != 200 || strings.Contains(string(b), secret) || strings.Contains(string(b), "sk-ant-fake") || !strings.Contains(string(b), "[credential]") {
+			t.Errorf("%s: %d %s", body, resp.StatusCode, b)
+		}
+	}
 	for k, vs := range resp.Header {
 		for _, v := range vs {
 			if strings.Contains(v, secret) || strings.EqualFold(k, "Openai-Organization") || strings.EqualFold(k, "Set-Cookie") {

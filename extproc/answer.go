@@ -354,10 +354,13 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	if (!p.addRouting && !p.translate) || !b.EndOfStream {
 		if p.addRouting && !b.EndOfStream {
 			p.partial = true // larger than Envoy's buffer: passed on in parts
+			if nb, held := p.scrubAnswer(b.Body); held {
+				return replaceResponseBody(nb)
+			}
 		}
 		return continueResponseBody()
 	}
-	body := b.Body
+	body, _ := p.scrubAnswer(b.Body)
 	if p.translate {
 		p.translate = false
 		var noAnswer string
@@ -483,6 +486,19 @@ func (p *edge) scrub(body []byte) ([]byte, bool) {
 		return body, false
 	}
 	return []byte(out), true
+}
+
+// scrubAnswer is scrub on a success, or a part of one larger than Envoy's
+// buffer: a provider, or a gateway before it, that echoes its credential
+// in the answer's content (a credential split across two parts is not
+// found).
+func (p *edge) scrubAnswer(body []byte) ([]byte, bool) {
+	nb, held := p.scrub(body)
+	if held {
+		p.log.Warn("the provider's answer held the credential stellwerk sent it; replaced with [credential]",
+			zap.String("decision_id", p.id), zap.String("provider", p.served.Provider.Name))
+	}
+	return nb, held
 }
 
 // noAnswer is the error for a provider's 2xx answer that is none: what

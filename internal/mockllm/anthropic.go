@@ -75,6 +75,9 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 		}
 		toks = append(toks, w)
 	}
+	if r.Header.Get("x-mock-echo-auth") != "" {
+		toks = append(toks, " You sent "+r.Header.Get("x-api-key"))
+	}
 	inTokens := 0
 	req.Get("messages").ForEach(func(_, m gjson.Result) bool {
 		inTokens += 4 + (len(m.Get("content").Raw)+3)/4

@@ -25,7 +25,7 @@
 //	x-mock-content-length: 1        an Anthropic stream sent whole, with a Content-Length
 //	x-mock-cached: 900              that many prompt tokens read from the cache (JSON answers: chat, Anthropic)
 //	x-mock-answer-bytes: 300000     an answer of at least that many bytes of text (Anthropic)
-//	x-mock-echo-auth: 1             echo the Authorization it got (a header, an injected error's text, a stream's error event), name an account, set a cookie
+//	x-mock-echo-auth: 1             echo the Authorization it got (a header, an injected error's text, a stream's error event, a chat answer's content), name an account, set a cookie
 package mockllm
 
 import (
@@ -281,6 +281,9 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rf := req.Get("response_format"); rf.IsObject() && rf.Get("type").Str != "text" {
 		// JSON mode: the answer is one JSON text.
 		reply = []string{jsonText(rf.Get("type").Str, rf.Get("json_schema.schema"), strings.Join(reply, ""))}
+	}
+	if echo {
+		reply = append(reply, " You sent "+r.Header.Get("Authorization")) // in the answer's content too
 	}
 	n := choicesOf(req)
 	if calls := toolCalls(req, shortHash(body)); len(calls) > 0 {
