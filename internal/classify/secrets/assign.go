@@ -248,6 +248,29 @@ func namesSecretObject(id string) bool {
 	return false
 }
 
+// tokenKinds are the words that, before "token", make a name the name of a
+// token that grants nothing: pagination cursors (next_page_token),
+// anti-forgery and cache tokens (csrf_token, etagToken), .NET's
+// CancellationToken, idempotency and sync tokens. accessToken, authToken,
+// refreshToken or githubToken still name a credential.
+var tokenKinds = []string{"page", "pagination", "continuation", "cursor", "resume", "csrf", "xsrf", "etag",
+	"sync", "cancellation", "cancel", "idempotency"}
+
+// namesHarmlessToken reports whether the assignment name id names a token
+// that grants nothing (see tokenKinds).
+func namesHarmlessToken(id string) bool {
+	rest, ok := trimSuffixFold(id, "token")
+	if !ok || rest == "" {
+		return false
+	}
+	for _, w := range tokenKinds {
+		if suffixFold(rest, w) {
+			return true
+		}
+	}
+	return false
+}
+
 // assignmentAt matches NAME = value, NAME: value, "NAME": "value" and
 // NAME := value where NAME is a credential name; text[i:j] is NAME.
 func assignmentAt(s string, i, j int) (Match, int, bool) {
@@ -263,7 +286,8 @@ func assignmentAt(s string, i, j int) (Match, int, bool) {
 		return Match{}, 0, false
 	}
 	kind := keywordOf(s[i:j])
-	if kind == kwNone || kind == kwGeneric && namesSecretObject(s[i:j]) {
+	if kind == kwNone || kind == kwGeneric && (namesSecretObject(s[i:j]) || namesHarmlessToken(s[i:j])) ||
+		i > 0 && s[i-1] == ':' { // a segment of an ARN or a URN (arn:aws:secretsmanager:…:secret:Name), not a name
 		return Match{}, 0, false
 	}
 	switch {
@@ -387,6 +411,12 @@ func strongValue(v string, quoted bool) bool {
 	if set == classDigit || run == len(v) {
 		return false
 	}
+	if set&(classLower|classUpper) == 0 && popcount4(set) < 3 {
+		return false // digits and dots or dashes: an OID, a version, a date
+	}
+	if len(v) > 4 && equalFold(v[:4], "urn:") {
+		return false // a URN names something; it grants nothing
+	}
 	if quoted {
 		for k := 0; k < len(v); k++ {
 			if v[k] == ' ' || v[k] == '\t' {
@@ -396,12 +426,16 @@ func strongValue(v string, quoted bool) bool {
 		return (popcount4(set) >= 2 || len(v) >= 10) && !placeholder(v)
 	}
 	for k := 0; k < len(v); k++ {
-		if v[k] == '(' || v[k] == '[' {
-			return false // a call or an index: code, not a literal
+		if v[k] == '(' || v[k] == '[' || v[k] == '{' {
+			return false // a call, an index or a composite literal: code, not a literal
 		}
 	}
-	if namesCredential(v) {
-		return false // secret = hs.masterSecret: code that copies one
+	if parts, last := memberPath(v); parts >= 2 && keywordOf(last) != kwNone || parts >= 1 && !hasDigit(v) {
+		// secret = hs.masterSecret, password = opt.Password, AccessKey:
+		// result.RoleCredentials.AccessKeyId, FxToken = __ccgo_fp_xToken:
+		// code that copies a value from another name. A password with
+		// dots and digits (Winter.Is.Coming24) is still one.
+		return false
 	}
 	letters := set&(classLower|classUpper) != 0
 	if !(letters && set&classDigit != 0) && !(len(v) >= 12 && popcount4(set) >= 3) {
@@ -410,31 +444,29 @@ func strongValue(v string, quoted bool) bool {
 	return !placeholder(v)
 }
 
-// namesCredential reports whether v is a member access that ends in a
-// credential's name — hs.masterSecret, process.env.GITHUB_TOKEN,
-// cfg.APIKey: code that reads a credential from somewhere else, not the
-// credential. Each part is an identifier and there are at least two, so a
-// password with dots (Winter.Is.Coming24, a.b.c1) is not taken for one
-// unless its last part is itself a credential's name.
-func namesCredential(v string) bool {
+// memberPath reads v as a member access, identifiers joined by dots
+// (hs.masterSecret, process.env.GITHUB_TOKEN, opt.Username): how many parts
+// it has and the last one; parts is 0 when v is not one ("a..b", ".a", a
+// part starting with a digit).
+func memberPath(v string) (parts int, last string) {
 	parts, start := 1, 0
 	for k := 0; k <= len(v); k++ {
 		if k < len(v) && v[k] != '.' {
 			c := v[k]
 			if !(c == '_' || 'a' <= lower(c) && lower(c) <= 'z' || k > start && '0' <= c && c <= '9') {
-				return false
+				return 0, ""
 			}
 			continue
 		}
 		if k == start {
-			return false // an empty part: "a..b", ".a", "a."
+			return 0, "" // an empty part
 		}
 		if k < len(v) {
 			parts++
 		}
 		start = k + 1
 	}
-	return parts >= 2 && keywordOf(v[strings.LastIndexByte(v, '.')+1:]) != kwNone
+	return parts, v[strings.LastIndexByte(v, '.')+1:]
 }
 
 // Placeholders seen in docs, tutorials and redacted logs.

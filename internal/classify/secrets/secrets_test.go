@@ -235,6 +235,25 @@ func TestDetect(t *testing.T) {
 			text: "earlySecret := hs.earlySecret\nsession.secret = hs.masterSecret\n\textMasterSecret:  c.extMasterSecret,\n" +
 				"const token = process.env.GITHUB_TOKEN;\napi_key = settings.OPENAI_API_KEY\napiKey: cfg.APIKey",
 		},
+		// Code the routing-quality probe found refused (2026-12-07): a
+		// composite literal, member accesses without digits, tokens that
+		// grant nothing.
+		"code that builds or reads a value": {
+			text: "refreshedToken := refreshTokenResponse{}\nusername, password = opt.Username, opt.Password\n" +
+				"AccessKey: result.RoleCredentials.AccessKeyId,\n" +
+				"next_page_token = \"CiAKGjBpNDd2Nm5vbmU5ZnB0\"\ncsrf_token: 8f14e45fceea167a5a36dedd4bea2543\n" +
+				"const etagToken = \"d41d8cd98f00b204e9800998ecf8427e\"\nvar cancellationToken = cts.Token7x\n" +
+				"FxToken = __ccgo_fp_xToken\nconst szOID_USER_PASSWORD = \"2.5.4.35\"\nszOID_RSA_challengePwd = \"1.2.840.113549.1.9.7\"\n" +
+				"arn:aws:secretsmanager:us-east-1:123456789012:secret:SecretName-6RandomCharacters\nToken: `urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6`\n",
+		},
+		"tokens that do grant": {
+			text: "accessToken := \"fakeAcc3ssT0kenValue\"\nrefresh_token = \"fakeR3freshT0kenValue\"\npage_secret = \"fakePag3Secr3tValue\"",
+			want: []found{
+				{TypePasswordAssignment, "fakeAcc3ssT0kenValue"},
+				{TypePasswordAssignment, "fakeR3freshT0kenValue"},
+				{TypePasswordAssignment, "fakePag3Secr3tValue"},
+			},
+		},
 		"prose after colon": {
 			text: "Password: The one you chose at sign-up. Token: expired yesterday.",
 		},
