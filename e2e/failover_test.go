@@ -644,3 +644,53 @@ func TestCircuitBreakerOverflowThroughEnvoy(t *testing.T) {
 		}
 	}
 }
+
+// TestOnlyAttemptIsNotCut: a request with one attempt — a pinned model, a
+// JSON answer or a translated one — is not cut at failover.attempt_timeout:
+// with nothing to fail over to it waits for the answer, up to
+// envoy.request_timeout. A long generation was answered 503 after the
+// attempt timeout, which the SDKs sent twice more (the SDK probe of
+// 2026-12-07). With a fallback the attempt timeout still moves on.
+func TestOnlyAttemptIsNotCut(t *testing.T) {
+	t.Parallel()
+	s := failoverStackWith(t, func(c *config.Config) {}) // attempt_timeout 1s
+	slow := map[string]string{"x-mock-first-byte-delay": "1500ms"}
+	for _, model := range []string{"primary-mini", "claude-haiku"} {
+		for _, stream := range []string{"false", "true"} {
+			resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"`+model+`","stream":`+stream+`,"messages":[{"role":"user","content":"hi"}]}`, slow)
+			if resp.StatusCode != 200 || !strings.Contains(string(b), "Hello") || resp.Header.Get("x-stellwerk-model") != model {
+				t.Errorf("%s, stream %s: %d %s %.300s", model, stream, resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b)
+			}
+		}
+	}
+	// auto has fallbacks: the slow first attempt is left after a second.
+	resetAll(s)
+	s.Providers["primary"].SetBehavior(mockllm.Behavior{FirstByteDelay: 1500 * time.Millisecond})
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, nil)
+	if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") == "primary" {
+		t.Errorf("auto with a slow first provider: %d %s %.300s", resp.StatusCode, resp.Header.Get("x-stellwerk-provider"), b)
+	}
+}
+
+// TestRateLimitedEverywhereIs429: when every provider a request was sent to
+// answered 429, the client gets a 429 (the SDKs' RateLimitError) with the
+// provider's Retry-After, not a 503: a pinned model's rate limit reached
+// apps as a server error (the SDK probe of 2026-12-07). One provider
+// failing otherwise keeps the 503.
+func TestRateLimitedEverywhereIs429(t *testing.T) {
+	t.Parallel()
+	s := failoverStackWith(t, func(c *config.Config) {})
+	for _, model := range []string{"primary-mini", "claude-haiku"} {
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`,
+			map[string]string{"x-mock-status": "429", "x-mock-retry-after": "7"})
+		e := decodeError(t, b)
+		if resp.StatusCode != 429 || e.Error.Type != "rate_limit_error" || e.Error.Code != "provider_rate_limited" || resp.Header.Get("retry-after") != "7" {
+			t.Errorf("%s rate limited: %d retry-after %q %s", model, resp.StatusCode, resp.Header.Get("retry-after"), b)
+		}
+	}
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"eu-large","messages":[{"role":"user","content":"hi"}]}`,
+		map[string]string{"x-mock-status": "500"})
+	if resp.StatusCode != 503 {
+		t.Errorf("a provider's 500: %d %s", resp.StatusCode, b)
+	}
+}

@@ -5,6 +5,7 @@ package extproc
 
 import (
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -93,6 +94,8 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 			st := "503"
 			if p.credentialsMissing() {
 				st = "502"
+			} else if p.allRateLimited() {
+				st = "429"
 			}
 			hs = append(hs, setHeader(":status", st), setHeader("content-type", "application/json"),
 				setHeader(header.Attempts, strconv.Itoa(len(p.attempts))), setHeader(header.PolicyVersion, p.result.PolicyVersion))
@@ -252,6 +255,21 @@ func (p *edge) credentialsMissing() bool {
 	return len(p.attempts) > 0 && !slices.ContainsFunc(p.attempts, func(a attempt) bool { return a.Outcome != "not_sent" })
 }
 
+// allRateLimited: every attempt sent was answered 429.
+func (p *edge) allRateLimited() bool {
+	sent := 0
+	for _, a := range p.attempts {
+		if a.Outcome == "not_sent" {
+			continue
+		}
+		if a.Status != http.StatusTooManyRequests {
+			return false
+		}
+		sent++
+	}
+	return sent > 0
+}
+
 // attemptsFinal: every attempt failed in a way sending the request again
 // repeats (a credential the provider refused, one never sent for want of a
 // credential), so the SDKs are told not to retry.
@@ -297,6 +315,15 @@ func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
 		e := apierr.Upstream("provider_credential_missing",
 			"no credential is configured for provider %s; the request was not sent (operators: see the stellwerk log)", strings.Join(names, ", "))
 		e.Final = true
+		p.status, p.errCode = apierr.HTTPStatus(e), e.Code
+		return e
+	}
+	if p.allRateLimited() {
+		// Every provider tried said 429: the SDKs' RateLimitError, with
+		// the provider's Retry-After, rather than a server error (the SDK
+		// probe: a pinned model's 429 reached apps as a 503).
+		e := apierr.ProviderError(http.StatusTooManyRequests)
+		e.Message = fmt.Sprintf("every model this request may use is rate limiting requests: %s%s", summarizeAttempts(p.attempts), excluded)
 		p.status, p.errCode = apierr.HTTPStatus(e), e.Code
 		return e
 	}

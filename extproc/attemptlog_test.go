@@ -549,7 +549,7 @@ func TestSingleAttemptGoesStraight(t *testing.T) {
 		r := e.do(bodyMsg(`{"model":"a1","messages":[{"role":"user","content":"hello"}]}`))
 		hs := setHeaders(r.GetRequestBody().GetResponse().GetHeaderMutation())
 		if hs[header.Cluster] != a1.Provider.Cluster || hs[header.MaxRetries] != "0" || hs[header.Plan] != "" || hs[header.Rewritten] != "" ||
-			hs[":authority"] != "a.example.com" || r.DynamicMetadata != nil {
+			hs[":authority"] != "a.example.com" || r.DynamicMetadata != nil || hs[header.PerTryTimeout] != "86400000" {
 			t.Fatalf("edge headers for a single attempt: %v (metadata %v)", hs, r.DynamicMetadata)
 		}
 		return e
@@ -570,11 +570,12 @@ func TestSingleAttemptGoesStraight(t *testing.T) {
 	e = send()
 	defer e.end()
 	r := e.do(respHeaders(":status", "429", "content-type", "application/json", "retry-after", "90", "x-envoy-attempt-count", "1"))
-	if hs := setHeaders(r.GetResponseHeaders().GetResponse().GetHeaderMutation()); hs[":status"] != "503" {
-		t.Errorf("answer headers for a failed single attempt: %v", hs)
+	if hs := setHeaders(r.GetResponseHeaders().GetResponse().GetHeaderMutation()); hs[":status"] != "429" {
+		t.Errorf("answer headers for a rate-limited single attempt: %v", hs)
 	}
 	body = e.do(respBody(`{"error":{"message":"slow down"}}`, true)).GetResponseBody().GetResponse().GetBodyMutation().GetBody()
-	if code := gjson.GetBytes(body, "error.code").Str; code != "no_eligible_model" || !strings.Contains(string(body), "a1") {
+	if code := gjson.GetBytes(body, "error.code").Str; code != "provider_rate_limited" || gjson.GetBytes(body, "error.type").Str != "rate_limit_error" ||
+		!strings.Contains(string(body), "a1") {
 		t.Errorf("answer %s", body)
 	}
 	snap := st.Router.Health.Snapshot()

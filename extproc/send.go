@@ -7,6 +7,7 @@ package extproc
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -88,7 +89,7 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 				if wc != "" {
 					cluster = wc // the workspace's own key
 				}
-				hs = append(hs, setHeader(header.Cluster, cluster), setHeader(header.MaxRetries, "0"))
+				hs = append(hs, setHeader(header.Cluster, cluster), setHeader(header.MaxRetries, "0"), onlyAttempt)
 				return continueRequestBody(bodyChange(hs, nil, orig, nb))
 			}
 			body, p.rewrote = nb, true
@@ -108,6 +109,9 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 		// A retry's egress listener picks the workspace's own key for its
 		// provider.
 		hs = append(hs, setHeader(header.Workspace, p.workspace))
+	}
+	if len(p.plan) == 1 {
+		hs = append(hs, onlyAttempt)
 	}
 	hs = append(hs,
 		setHeader(header.Cluster, header.FailoverCluster),
@@ -129,6 +133,15 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 	})
 	return resp
 }
+
+// onlyAttempt lifts the failover route's per-try timeout
+// (failover.attempt_timeout) from a request whose plan has one attempt: with
+// nothing to fail over to, a late answer beats none, and the request's own
+// timeout (envoy.request_timeout) bounds it. A long generation (a
+// reasoning model's minutes) was cut at the attempt timeout and answered
+// 503, which the SDKs sent twice more (the SDK probe). Envoy's router
+// disables a per-try timeout at least as long as the route's timeout.
+var onlyAttempt = setHeader(header.PerTryTimeout, strconv.FormatInt((24*time.Hour).Milliseconds(), 10))
 
 // firstCluster is the first-attempt cluster of a plan's first model, when
 // its first attempt can go straight to its provider (xds/firstattempt.go):

@@ -26,6 +26,9 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 		return
 	}
 	if b.Status >= 400 {
+		if b.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(b.RetryAfter))
+		}
 		typ := "api_error"
 		if b.Status == http.StatusTooManyRequests {
 			typ = "rate_limit_error"
