@@ -397,3 +397,41 @@ func TestMessagesWithoutUsage(t *testing.T) {
 		})
 	}
 }
+
+// TestOutputLimitNamedForTheProvider: a request's output limit reaches each
+// OpenAI-wire provider under the name it reads (providers[].max_tokens_param)
+// — from a chat request as the client named it, and from a Messages or
+// Responses request translated to chat. Every translated request carried
+// max_completion_tokens, which Mistral refuses with a 422 (the SDK probe of
+// 2026-12-07).
+func TestOutputLimitNamedForTheProvider(t *testing.T) {
+	t.Parallel()
+	s := messagesStack(t, func(c *config.Config) {
+		c.Providers[0].MaxTokensParam = "max_completion_tokens" // alpha reads OpenAI's name; beta the default for other hosts
+	})
+	for _, tc := range []struct{ path, body, provider, want string }{
+		{"/v1/messages", `{"model":"chat-eu","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}`, "beta", "max_tokens"},
+		{"/v1/chat/completions", `{"model":"chat-eu","max_completion_tokens":40,"messages":[{"role":"user","content":"hi"}]}`, "beta", "max_tokens"},
+		{"/v1/responses", `{"model":"chat-eu","max_output_tokens":20,"input":"hi"}`, "beta", "max_tokens"},
+		{"/v1/chat/completions", `{"model":"chat-us","max_tokens":30,"messages":[{"role":"user","content":"hi"}]}`, "alpha", "max_completion_tokens"},
+	} {
+		resetProviders(s)
+		resp, b := post(t, s.URL+tc.path, tc.body, map[string]string{"Authorization": "Bearer sk-app"})
+		rs := s.Providers[tc.provider].Requests()
+		if resp.StatusCode != 200 || len(rs) != 1 {
+			t.Errorf("%s %s: %d, %d requests: %.300s", tc.path, tc.body, resp.StatusCode, len(rs), b)
+			continue
+		}
+		var limit int64
+		for _, name := range []string{"max_tokens", "max_completion_tokens", "max_output_tokens"} {
+			limit += gjson.Get(tc.body, name).Int()
+		}
+		other := "max_tokens"
+		if tc.want == other {
+			other = "max_completion_tokens"
+		}
+		if got := gjson.GetBytes(rs[0].Body, tc.want).Int(); got != limit || gjson.GetBytes(rs[0].Body, other).Exists() {
+			t.Errorf("%s %s: %s got %s", tc.path, tc.body, tc.provider, rs[0].Body)
+		}
+	}
+}

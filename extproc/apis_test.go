@@ -8,6 +8,7 @@ import (
 	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
 
+	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/telemetry"
 )
@@ -225,7 +226,8 @@ func TestMessagesAPI(t *testing.T) {
 		hs := setHeaders(cr.GetHeaderMutation())
 		nb := cr.GetBodyMutation().GetBody()
 		if p.selection == nil || hs[":path"] != "/v1/chat/completions" || gjson.GetBytes(nb, "messages.0.content").Str != "hi" ||
-			gjson.GetBytes(nb, "tools.0.function.name").Str != "f" || gjson.GetBytes(nb, "max_tokens").Exists() {
+			gjson.GetBytes(nb, "tools.0.function.name").Str != "f" || gjson.GetBytes(nb, "max_tokens").Int() != 100 ||
+			gjson.GetBytes(nb, "max_completion_tokens").Exists() { // the name a provider other than OpenAI reads
 			t.Fatalf("routed %v to %q with %s", p.selection, hs[":path"], nb)
 		}
 		p.handle(respHeadersMsg("200", "application/json"))
@@ -298,5 +300,23 @@ func TestMessagesAPI(t *testing.T) {
 				t.Fatalf("want %d %s/%s, got %v", tc.status, tc.typ, tc.code, ir)
 			}
 		})
+	}
+}
+
+// TestOutputLimitFor: a request's output limit goes out under the name its
+// provider reads (the SDK probe: Mistral refuses max_completion_tokens).
+func TestOutputLimitFor(t *testing.T) {
+	for _, tc := range []struct{ param, body, want string }{
+		{"max_tokens", `{"model":"m","max_completion_tokens":50}`, `{"model":"m","max_tokens":50}`},
+		{"max_completion_tokens", `{"model":"m","max_tokens":50,"stream":true}`, `{"model":"m","stream":true,"max_completion_tokens":50}`},
+		{"max_tokens", `{"model":"m","max_tokens":50}`, `{"model":"m","max_tokens":50}`},
+		{"max_tokens", `{"model":"m","max_tokens":50,"max_completion_tokens":60}`, `{"model":"m","max_tokens":50,"max_completion_tokens":60}`},
+		{"", `{"model":"m","max_completion_tokens":50}`, `{"model":"m","max_completion_tokens":50}`},
+		{"max_tokens", `{"model":"m"}`, `{"model":"m"}`},
+	} {
+		got, err := outputLimitFor(&catalog.Provider{MaxTokensParam: tc.param}, []byte(tc.body))
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%s %s: %s %v, want %s", tc.param, tc.body, got, err, tc.want)
+		}
 	}
 }

@@ -192,15 +192,40 @@ func (p *filter) rewriteFor(m *catalog.Model, body []byte) (hs []*corev3.HeaderV
 		}
 		return hs, remove, nb, nil
 	}
-	if gjson.GetBytes(body, "model").Str == m.ProviderModel {
-		return hs, remove, body, nil
+	nb, err := outputLimitFor(prov, body)
+	if err == nil && gjson.GetBytes(nb, "model").Str != m.ProviderModel {
+		nb, err = sjson.SetBytes(nb, "model", m.ProviderModel)
 	}
-	nb, err := sjson.SetBytes(body, "model", m.ProviderModel)
 	if err != nil {
 		p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
 		return nil, nil, nil, apierr.Internal()
 	}
 	return hs, remove, nb, nil
+}
+
+// outputLimitFor renames a chat request's output limit to the name its
+// provider reads (providers[].max_tokens_param): Mistral refuses
+// max_completion_tokens with a 422, OpenAI's reasoning models max_tokens,
+// and auto sends a request to either (the SDK probe: every Messages and
+// Responses request translated to chat carried max_completion_tokens). A
+// request that names both keeps them. body itself when nothing changes.
+func outputLimitFor(prov *catalog.Provider, body []byte) ([]byte, error) {
+	want, other := prov.MaxTokensParam, "max_tokens"
+	switch want {
+	case "":
+		return body, nil
+	case "max_tokens":
+		other = "max_completion_tokens"
+	}
+	v := gjson.GetBytes(body, other)
+	if !v.Exists() || gjson.GetBytes(body, want).Exists() {
+		return body, nil
+	}
+	nb, err := sjson.DeleteBytes(body, other)
+	if err != nil {
+		return nil, err
+	}
+	return sjson.SetRawBytes(nb, want, []byte(v.Raw))
 }
 
 // rewriteMessages rewrites a Messages API request for one model's
@@ -236,8 +261,14 @@ func (p *filter) rewriteMessages(m *catalog.Model, body []byte) (hs []*corev3.He
 			nb = tb
 		}
 	}
+	var err error
+	if p.fromChat {
+		if nb, err = outputLimitFor(prov, nb); err != nil {
+			p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
+			return nil, nil, nil, apierr.Internal()
+		}
+	}
 	if gjson.GetBytes(nb, "model").Str != m.ProviderModel {
-		var err error
 		if nb, err = sjson.SetBytes(nb, "model", m.ProviderModel); err != nil {
 			p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
 			return nil, nil, nil, apierr.Internal()

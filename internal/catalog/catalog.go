@@ -40,6 +40,9 @@ type Provider struct {
 	// PerModelLimits: the provider rate-limits each model on its own, so
 	// a 429 cools the model, not the provider (rate_limit_scope).
 	PerModelLimits bool
+	// MaxTokensParam is the name an OpenAI-wire provider reads a request's
+	// output limit under (max_tokens_param; "" for other wire formats).
+	MaxTokensParam string
 
 	// Query is the query string every request carries ("?api-version=…"
 	// from config, or ""); the client's own is never forwarded.
@@ -409,7 +412,7 @@ func newProvider(pc config.Provider, env Env) (*Provider, error) {
 	p := &Provider{Name: pc.Name, Cluster: ClusterName(pc.Name), Scheme: u.Scheme, Host: u.Hostname(),
 		BasePath: strings.TrimSuffix(u.EscapedPath(), "/"), WireFormat: pc.WireFormat, Region: pc.Region,
 		Residency: pc.Residency, AssuranceTier: pc.AssuranceTier, StoredResponses: pc.StoredResponses, authHeader: pc.Credential.Header,
-		PerModelLimits: pc.RateLimitScope != config.RateLimitScopeProvider}
+		PerModelLimits: pc.RateLimitScope != config.RateLimitScopeProvider, MaxTokensParam: pc.MaxTokensParam}
 	p.Port = 80
 	if p.TLS() {
 		p.Port = 443

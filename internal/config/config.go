@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -346,6 +347,29 @@ type Provider struct {
 	// on its own) or "provider" (one limit for every model). Either way
 	// only for the credential that hit it (docs/failover.md).
 	RateLimitScope string `yaml:"rate_limit_scope,omitempty"`
+	// MaxTokensParam is the name an OpenAI-wire provider reads the output
+	// limit under: "max_completion_tokens" (OpenAI's, which its reasoning
+	// models require) or "max_tokens" (most others; Mistral refuses the
+	// other with a 422). A request's limit is renamed to it on the way
+	// out. Default: max_completion_tokens for api.openai.com and Azure
+	// OpenAI, max_tokens for every other provider.
+	MaxTokensParam string `yaml:"max_tokens_param,omitempty"`
+}
+
+// MaxTokensParams are the names providers read a request's output limit
+// under (providers[].max_tokens_param).
+var MaxTokensParams = []string{"max_tokens", "max_completion_tokens"}
+
+// defaultMaxTokensParam: OpenAI's own API (and Azure's) takes
+// max_completion_tokens, which its reasoning models require; most other
+// OpenAI-compatible APIs know only max_tokens.
+func defaultMaxTokensParam(baseURL string) string {
+	if u, err := url.Parse(baseURL); err == nil {
+		if h := strings.ToLower(u.Hostname()); h == "api.openai.com" || strings.HasSuffix(h, ".openai.azure.com") {
+			return "max_completion_tokens"
+		}
+	}
+	return "max_tokens"
 }
 
 // Credential says where a provider's key comes from. The key itself is never
@@ -857,6 +881,9 @@ func (c *Config) ApplyDefaults() {
 		}
 		def(&p.Credential.Header, "authorization")
 		def(&p.RateLimitScope, RateLimitScopeModel)
+		if p.WireFormat == "openai" {
+			def(&p.MaxTokensParam, defaultMaxTokensParam(p.BaseURL))
+		}
 		if p.AssuranceTier == 0 {
 			p.AssuranceTier = 1
 		}

@@ -87,6 +87,9 @@ func (c *Config) Validate() error {
 		if p.RateLimitScope != RateLimitScopeModel && p.RateLimitScope != RateLimitScopeProvider {
 			bad(f+".rate_limit_scope", "%q is not one of %s, %s", p.RateLimitScope, RateLimitScopeModel, RateLimitScopeProvider)
 		}
+		if p.MaxTokensParam != "" && !slices.Contains(MaxTokensParams, p.MaxTokensParam) {
+			bad(f+".max_tokens_param", "%q is not one of %s", p.MaxTokensParam, strings.Join(MaxTokensParams, ", "))
+		}
 		if err := checkBaseURL(p.BaseURL); err != nil {
 			bad(f+".base_url", "%v", err)
 		}
