@@ -259,6 +259,40 @@ var conformance = map[string]func(t *testing.T, k backendKind){
 		}
 	},
 
+	// A budget for each user (or team) caps a key without one as its own
+	// user: such keys were skipped, uncapped (the FinOps probe). Two such
+	// keys have a budget each; a named user's is apart from both.
+	"each user's budget caps a key without a user": func(t *testing.T, k backendKind) {
+		lim := limits(t, time.UTC, []BudgetRule{
+			{Name: "each-user", Scope: ScopeUser, Limit: eur(1), Period: PeriodDay},
+			{Name: "each-team", Scope: ScopeTeam, Limit: eur(5), Period: PeriodDay},
+		}, nil)
+		l := New(k.new(t), lim, Options{Now: newClock(midMinute).Now})
+		send := func(id string, sub Subject, cost float64) *Reservation {
+			r, err := l.Reserve(context.Background(), &Request{ID: id, Subject: sub, Cost: eur(cost)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		k1, k2 := Subject{Key: "k1", Workspace: "acme"}, Subject{Key: "k2", Workspace: "acme"}
+		if r := send("a", k1, 0.8); !r.Allowed || len(r.State.Budgets) != 2 || budget(t, r.State, "each-user").Subject != "key:k1" {
+			t.Fatalf("k1: %+v", r)
+		}
+		if r := send("b", k1, 0.3); r.Allowed || r.Refusal.Name != "each-user" || r.Refusal.Subject != "key:k1" {
+			t.Fatalf("k1 over its user budget: allowed %v %+v", r.Allowed, r.Refusal)
+		}
+		if r := send("c", k2, 0.8); !r.Allowed {
+			t.Fatalf("k2 has a budget of its own: %+v", r.Refusal)
+		}
+		if r := send("d", Subject{Key: "k3", Workspace: "acme", User: "k1", Team: "k1"}, 0.8); !r.Allowed || budget(t, r.State, "each-user").Subject != "acme/k1" {
+			t.Fatalf("a user named like a key: %+v", r)
+		}
+		if r := send("e", Subject{Workspace: "acme"}, 0.8); !r.Allowed || len(r.State.Budgets) != 0 {
+			t.Fatalf("an anonymous caller: %+v", r)
+		}
+	},
+
 	"settle charges the actual amount, above or below the reservation": func(t *testing.T, k backendKind) {
 		clk := newClock(midMinute)
 		lim := limits(t, time.UTC, []BudgetRule{{Name: "ws", Scope: ScopeWorkspace, Limit: eur(100), Period: PeriodMonth}},

@@ -127,13 +127,14 @@ func TestDowngrades(t *testing.T) {
 		req  Request
 		want bool
 	}{
-		"team's downgrade budget":         {lim, Request{Subject: Subject{Workspace: "acme", Team: "ml"}}, true},
-		"another team: block budget only": {lim, Request{Subject: Subject{Workspace: "acme", Team: "ops"}}, false},
-		"each user's downgrade budget":    {lim, Request{Subject: Subject{Workspace: "beta", User: "bob"}}, true},
-		"no user, no team":                {lim, Request{Subject: Subject{Workspace: "acme", Key: "k1"}}, false},
-		"block budgets only":              {blockOnly, Request{Subject: Subject{Workspace: "acme", Team: "ml"}}, false},
-		"the key's own downgrade budget":  {blockOnly, Request{Subject: Subject{Key: "k1"}, Extra: keyOwn}, true},
-		"nothing configured":              {limits(t, time.UTC, nil, nil), Request{Subject: Subject{Key: "k1", Workspace: "acme"}}, false},
+		"team's downgrade budget":          {lim, Request{Subject: Subject{Workspace: "acme", Team: "ml"}}, true},
+		"another team: block budget only":  {lim, Request{Subject: Subject{Workspace: "acme", Team: "ops"}}, false},
+		"each user's downgrade budget":     {lim, Request{Subject: Subject{Workspace: "beta", User: "bob"}}, true},
+		"no user: the key is its own user": {lim, Request{Subject: Subject{Workspace: "acme", Key: "k1"}}, true},
+		"anonymous":                        {lim, Request{Subject: Subject{Workspace: "acme"}}, false},
+		"block budgets only":               {blockOnly, Request{Subject: Subject{Workspace: "acme", Team: "ml"}}, false},
+		"the key's own downgrade budget":   {blockOnly, Request{Subject: Subject{Key: "k1"}, Extra: keyOwn}, true},
+		"nothing configured":               {limits(t, time.UTC, nil, nil), Request{Subject: Subject{Key: "k1", Workspace: "acme"}}, false},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -25,10 +25,14 @@ type counterKey struct {
 	start  int64  // window start, Unix ms; 0 for total
 }
 
-// subject renders the counter's subject as configs and answers write it.
+// subject renders the counter's subject as configs and answers write it;
+// a key standing in for a user or a team it has none of is "key:<id>".
 func (k *counterKey) subject() string {
-	if k.s2 == "" {
+	switch {
+	case k.s2 == "":
 		return k.s1
+	case k.s1 == "":
+		return "key:" + k.s2
 	}
 	return k.s1 + "/" + k.s2
 }
@@ -113,15 +117,24 @@ func (w *windows) get(p Period) (int64, int64) {
 }
 
 // subjectOf is the request's subject for a scope; ok is false when the
-// request has none (an anonymous caller has no key).
+// request has none (an anonymous caller has no key). A key without a user
+// (or a team) is its own user (team): ("", key). A budget for each user
+// skipped such keys, uncapped (the FinOps probe); no configured subject is
+// ever ("", …), so a named budget never matches one.
 func subjectOf(s Scope, sub *Subject, model string) (s1, s2 string, ok bool) {
 	switch s {
 	case ScopeKey:
 		return sub.Key, "", sub.Key != ""
 	case ScopeUser:
-		return sub.Workspace, sub.User, sub.User != ""
+		if sub.User == "" {
+			return "", sub.Key, sub.Key != ""
+		}
+		return sub.Workspace, sub.User, true
 	case ScopeTeam:
-		return sub.Workspace, sub.Team, sub.Team != ""
+		if sub.Team == "" {
+			return "", sub.Key, sub.Key != ""
+		}
+		return sub.Workspace, sub.Team, true
 	case ScopeWorkspace:
 		return sub.Workspace, "", sub.Workspace != ""
 	case ScopeGlobal:
