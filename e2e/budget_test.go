@@ -553,3 +553,43 @@ func TestTotalBudgetNotRetried(t *testing.T) {
 		t.Fatalf("%d x-should-retry %q Retry-After %q %s", resp.StatusCode, resp.Header.Get("x-should-retry"), resp.Header.Get("Retry-After"), b)
 	}
 }
+
+// TestEachUserBudgetCapsAKeyWithoutAUser: a budget for each user caps a
+// key that has no user as its own user (subject key:<id>), through Envoy
+// and in /admin/budgets: such keys were skipped, uncapped (the FinOps probe
+// of 2026-12-07).
+func TestEachUserBudgetCapsAKeyWithoutAUser(t *testing.T) {
+	t.Parallel()
+	o := budgetOptions()
+	mutate := o.Mutate
+	o.Mutate = func(c *config.Config) {
+		mutate(c)
+		c.Budgets.Limits = append(c.Budgets.Limits, config.BudgetRule{Name: "each-user-day", Scope: "user", AmountEUR: 2.5, Period: "day"})
+	}
+	s := harness.Start(t, o)
+	// 1 EUR worst case each, charged at the usage: a few fit in 2.5 EUR.
+	var codes []int
+	for len(codes) < 8 && (len(codes) == 0 || codes[len(codes)-1] == 200) {
+		c, b, _ := fire(t, s, "sk-team-a", 1)
+		codes = append(codes, c[0])
+		if c[0] != 200 && !strings.Contains(string(b[0]), "each-user-day") {
+			t.Errorf("refused by another budget: %s", b[0])
+		}
+	}
+	if last := codes[len(codes)-1]; len(codes) < 3 || last != 429 {
+		t.Errorf("statuses %v, want 200s, then 429 from each-user-day", codes)
+	}
+	if used, _ := budgetOf(t, s, "key=team-a", "each-user-day"); used > 2.5 || used < 1.5 {
+		t.Errorf("each-user-day used %.2f EUR", used)
+	}
+	b := adminJSON(t, s, "/admin/budgets?key=team-a")
+	found := false
+	for _, x := range b["budgets"].([]any) {
+		if m := x.(map[string]any); m["name"] == "each-user-day" && m["subject"] == "key:team-a" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("/admin/budgets?key=team-a: %v", b)
+	}
+}
