@@ -69,7 +69,6 @@ type chatTool struct {
 var responsesRefused = map[string]string{
 	"previous_response_id": "stored responses (previous_response_id) need a provider that serves the Responses API natively; none is configured, send the whole conversation in input",
 	"conversation":         "conversations need a provider that serves the Responses API natively; none is configured, send the whole conversation in input",
-	"background":           "background responses are not supported",
 	"prompt":               "prompt templates need a provider that serves the Responses API natively; none is configured",
 }
 
@@ -217,6 +216,19 @@ func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 			case gjson.False, gjson.Null:
 			default:
 				bad = apierr.Invalid("invalid_type", "stream", "stream must be a boolean")
+			}
+		case "background":
+			// A background response is fetched later (GET
+			// /v1/responses/{id}), which stellwerk does not route: the
+			// job would run, be billed and never be collected (the SDK
+			// probe). Refused for every model; false passes.
+			switch v.Type {
+			case gjson.False, gjson.Null:
+			case gjson.True:
+				bad = apierr.Invalid("unsupported_parameter", "background",
+					"background responses are not supported: stellwerk does not route GET /v1/responses/{id}, so the result could not be fetched; send the request without background (stream it for a long answer)")
+			default:
+				bad = apierr.Invalid("invalid_type", "background", "background must be a boolean")
 			}
 		default:
 			if why, ok := responsesRefused[k.Str]; ok {
