@@ -118,6 +118,42 @@ deny contains "change freeze" if {
 	}
 }
 
+// TestNowInTestsIsTheInputsTime: under policy test the library's decide()
+// decides at the input's time, as serve does; time.now_ns() read the wall
+// clock, so a test of a time rule passed or failed by the hour (the
+// policy-author probe).
+func TestNowInTestsIsTheInputsTime(t *testing.T) {
+	dir := policyDir(t, map[string]string{
+		"now.rego": "package stellwerk\n\ntags[\"now\"] := sprintf(\"%d\", [time.now_ns()])\n",
+		"now_test.rego": `package stellwerk_test
+
+test_now_is_the_input_time if {
+	d := decide({"time": {"unix": 1795000000, "rfc3339": "2026-11-18T07:06:40Z", "weekday": "Wednesday", "hour": 7}})
+	d.tags.now == "1795000000000000000"
+}
+
+test_now_without_a_time_is_the_clock if {
+	to_number(decide({}).tags.now) > 1795000000000000000
+}
+`})
+	results, err := RunTests(context.Background(), Source{Library: true, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range results {
+		if strings.HasPrefix(r.File, "dir/") {
+			n++
+			if !r.Passed {
+				t.Errorf("%s: %s", r.Name, r.Error)
+			}
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d tests of the dir ran, want 2", n)
+	}
+}
+
 // An organisation-wide rule (no global models, for everyone) changes
 // decisions the library's tests pin; those tests still check the library
 // alone, the dir's tests check everything loaded, and may use the
