@@ -407,7 +407,8 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	}
 	if err != nil {
 		if r.Log != nil {
-			r.Log.Error("policy evaluation failed", zap.String("policy_version", eng.Version), zap.Error(err))
+			r.Log.Error("policy evaluation failed", zap.String("decision_id", req.DecisionID), zap.String("workspace", res.Workspace),
+				zap.String("policy_version", eng.Version), zap.Error(err))
 		}
 		var se *policy.ShapeError
 		detail := "evaluation failed"

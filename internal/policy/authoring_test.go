@@ -318,7 +318,8 @@ func TestExcludedFailsClosed(t *testing.T) {
 		"good.rego": "package stellwerk\n\nexcluded contains [\"sample-eu\", \"finance: no eu\"] if input.workspace.name == \"finance\"\n",
 		"bad.rego":  "package stellwerk\n\nexcluded contains \"sample-us\" if input.request.metadata.ticket == \"S-9\"\n",
 		"empty.rego": "package stellwerk\n\nexcluded contains [c.id, object.get(input.request.metadata, \"why\", \"\")] if {\n" +
-			"\tinput.request.metadata.ticket == \"E-1\"\n\tsome c in input.candidates\n}\n",
+			"\tinput.request.metadata.ticket == \"E-1\"\n\tsome c in input.candidates\n}\n" +
+			"deny contains object.get(input.request.metadata, \"why\", \"\") if input.request.metadata.ticket == \"D-1\"\n",
 	})
 	e, err := Load(context.Background(), Source{Library: true, Dir: dir})
 	if err != nil {
@@ -339,6 +340,11 @@ func TestExcludedFailsClosed(t *testing.T) {
 	}
 	if d, err := eval("T-1"); err != nil || len(d.Exclude) != 0 {
 		t.Errorf("neither fires: %v %v", d.Exclude, err)
+	}
+	// A denial with an empty reason says so (the client read "denied by
+	// policy: ", the policy-author probe).
+	if d, err := eval("D-1"); err != nil || len(d.Deny) != 1 || d.Deny[0] != NoDenyReason {
+		t.Errorf("an empty deny reason: %q %v", d.Deny, err)
 	}
 }
 

@@ -40,6 +40,9 @@ var (
 // NoReason is the reason of an exclusion whose rule gave an empty one.
 const NoReason = "excluded by a policy rule that gave no reason"
 
+// NoDenyReason is the reason of a denial whose rule gave an empty one.
+const NoDenyReason = "a policy rule that gave no reason"
+
 // ShapeError says what is wrong with a decision.
 type ShapeError struct{ Problem string }
 
@@ -67,7 +70,13 @@ func decode(v any) (Decision, error) {
 	if d.Deny, err = stringList(obj["deny"], "deny"); err != nil {
 		return d, err
 	}
+	for i, reason := range d.Deny {
+		if reason == "" {
+			d.Deny[i] = NoDenyReason // the client read "denied by policy: " (the policy-author probe)
+		}
+	}
 	sort.Strings(d.Deny)
+	d.Deny = slices.Compact(d.Deny)
 	if d.Redact, err = stringList(obj["redact"], "redact"); err != nil {
 		return d, err
 	}

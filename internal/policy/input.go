@@ -464,6 +464,7 @@ func workspaceTerm(w config.Workspace, t *config.Team) *ast.Term {
 		item("allow", stringsTerm(w.Allow)),
 		item("deny", stringsTerm(w.Deny)),
 		item("allow_loosening", ast.BooleanTerm(w.AllowLoosening)),
+		item("pinned_fallback", ast.BooleanTerm(w.PinnedFallback)),
 		[2]*ast.Term{keyDowngradeFrom, downgradeFromTerm(w.DowngradeFrom)},
 		[2]*ast.Term{keyDowngradeMaxPrice, downgradePriceTerm(w.DowngradeMaxPrice)},
 		item("team", team),

@@ -27,8 +27,10 @@ type Manager struct {
 	mu     sync.Mutex // guards the fields below; written under reload too
 	seen   string     // version of the files last tried
 	data   string     // the data files seen last, which do not change the version
-	err    string     // why the last tried version was refused
+	err    string     // why the last tried version was refused, or the files could not be read
 	at     time.Time  // when it was tried
+	// unread: the last reload could not read the files (err says why).
+	unread bool
 	// onChange is told of every policy put in force (OnChange).
 	onChange func(e *Engine, refused error)
 }
@@ -96,9 +98,26 @@ func (m *Manager) Reload(ctx context.Context) (bool, error) {
 	f, err := m.src.collect()
 	if err != nil {
 		m.mu.Lock()
-		m.err, m.at = err.Error(), time.Now()
+		changed := !m.unread || m.err != err.Error()
+		m.err, m.at, m.unread = err.Error(), time.Now(), true
 		m.mu.Unlock()
+		if changed {
+			// Said once per cause, not every second: an unmounted
+			// ConfigMap had been in /policy only (the policy-author probe).
+			m.log.Error("policy files cannot be read; keeping the last good policy", zap.String("version", m.Current().Version), zap.Error(err))
+		}
 		return false, err
+	}
+	m.mu.Lock()
+	if m.unread {
+		m.unread = false
+		if f.version == m.seen {
+			m.err = "" // the same files as before, readable again
+		}
+		m.mu.Unlock()
+		m.log.Info("policy files readable again", zap.String("version", f.version))
+	} else {
+		m.mu.Unlock()
 	}
 	data := strings.Join(f.data, "\x00")
 	if f.version == m.seen {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // writer writes policy files into a new directory.
@@ -148,5 +149,38 @@ func TestRunawayPolicyRefused(t *testing.T) {
 	defer cancel()
 	if _, err := m.Reload(cctx); err == nil || refusals != 1 || m.Status().LastError != "" {
 		t.Errorf("a reload cut short: %v, %d refusals, status %+v", err, refusals, m.Status())
+	}
+}
+
+// TestUnreadableDirIsLogged: a policy dir that vanishes (an unmounted
+// ConfigMap) is logged once, not every reload, the last good policy kept;
+// back with the same files, /policy's error clears (the policy-author
+// probe: only /policy said so).
+func TestUnreadableDirIsLogged(t *testing.T) {
+	ctx := context.Background()
+	dir, write := writer(t)
+	write("a.rego", "package stellwerk\n\ndeny contains \"one\" if input.request.user == \"x\"\n")
+	core, logs := observer.New(zap.InfoLevel)
+	m, err := NewManager(ctx, Source{Library: true, Dir: dir}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := m.Current().Version
+	if err := os.Rename(dir, dir+".bak"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := m.Reload(ctx); err == nil {
+			t.Fatal("a missing dir read")
+		}
+	}
+	if n := logs.FilterMessage("policy files cannot be read; keeping the last good policy").Len(); n != 1 || m.Current().Version != v1 || m.Status().LastError == "" {
+		t.Fatalf("%d log lines, version %s, status %+v", n, m.Current().Version, m.Status())
+	}
+	if err := os.Rename(dir+".bak", dir); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := m.Reload(ctx); changed || err != nil || m.Status().LastError != "" || logs.FilterMessage("policy files readable again").Len() != 1 {
+		t.Fatalf("back: changed=%v err=%v status=%+v", changed, err, m.Status())
 	}
 }
