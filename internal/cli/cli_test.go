@@ -260,7 +260,7 @@ func TestPolicyTestAndKeysCommands(t *testing.T) {
 	}
 	// What a test print()s is shown under its failure (it was dropped: a
 	// helper writing policies had no way to debug one).
-	if !strings.Contains(out, "FAIL stellwerk_test.test_fails (dir/x_test.rego): failed\n    two is 2\n") {
+	if !strings.Contains(out, "FAIL stellwerk_test.test_fails ("+filepath.Join(dir, "x_test.rego")+":3): failed\n    two is 2\n") {
 		t.Errorf("print output: %s", out)
 	}
 	out, _, err = run("keys", "hash", "sk-abc")

@@ -65,7 +65,13 @@ func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer)
 		switch {
 		case !r.Passed:
 			failed++
-			fmt.Fprintf(stdout, "FAIL %s (%s): %s\n", r.Name, r.File, r.Error)
+			// The file as the author named it, and the test's line, as
+			// opa test prints them (the policy-author probe).
+			file := r.File
+			if rest, ok := strings.CutPrefix(file, "dir/"); ok && dir != "" {
+				file = filepath.Join(dir, rest)
+			}
+			fmt.Fprintf(stdout, "FAIL %s (%s:%d): %s\n", r.Name, file, r.Line, r.Error)
 		case *verbose:
 			fmt.Fprintf(stdout, "PASS %s\n", r.Name)
 		default:

@@ -368,7 +368,8 @@ func newCompiler() *ast.Compiler {
 // TestResult is one Rego test's outcome.
 type TestResult struct {
 	Name   string // package.test_name
-	File   string
+	File   string // dir/… (the policy dir's) or library/…
+	Line   int    // of the test rule in File
 	Passed bool
 	Error  string
 	// Output is what the test's evaluation print()ed.
@@ -459,7 +460,7 @@ func testResults(rs []*tester.Result) []TestResult {
 	for _, r := range rs {
 		tr := TestResult{Name: strings.TrimPrefix(r.Package, "data.") + "." + r.Name, Passed: !r.Fail && r.Error == nil, Output: string(r.Output)}
 		if r.Location != nil {
-			tr.File = r.Location.File
+			tr.File, tr.Line = r.Location.File, r.Location.Row
 		}
 		if r.Error != nil {
 			tr.Error = r.Error.Error()
