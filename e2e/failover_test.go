@@ -693,4 +693,14 @@ func TestRateLimitedEverywhereIs429(t *testing.T) {
 	if resp.StatusCode != 503 {
 		t.Errorf("a provider's 500: %d %s", resp.StatusCode, b)
 	}
+	// x-request-id, which the SDKs show as the request's id, is the
+	// decision's — on an answer, stellwerk's own refusal, an error — unless
+	// the provider sent its own (the SDK probe: none came back).
+	for _, body := range []string{`{"model":"eu-large","messages":[{"role":"user","content":"hi"}]}`, `{"model":"gpt-9","messages":[]}`,
+		`{"model":"eu-large","stream":true,"messages":[{"role":"user","content":"hi"}]}`} {
+		resp, b := post(t, s.URL+"/v1/chat/completions", body, nil)
+		if id := resp.Header.Get("x-request-id"); id == "" || id != resp.Header.Get("x-stellwerk-decision-id") || len(resp.Header.Values("x-request-id")) != 1 {
+			t.Errorf("%s: %d x-request-id %q: %.200s", body, resp.StatusCode, resp.Header.Values("x-request-id"), b)
+		}
+	}
 }

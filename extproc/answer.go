@@ -33,7 +33,10 @@ import (
 // for the body of a successful, unencoded JSON answer so the routing object
 // can go into it. Streams (SSE) are never buffered.
 func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
-	hs := []*corev3.HeaderValueOption{setHeader(header.DecisionID, p.id)}
+	// x-request-id: the provider's own when it sends one (its support
+	// knows it), the decision's otherwise; the SDKs show it as the
+	// request's id, and none came back (the SDK probe).
+	hs := []*corev3.HeaderValueOption{setHeader(header.DecisionID, p.id), addHeader(header.RequestID, p.id)}
 	d := p.selection
 	if d == nil {
 		return continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})

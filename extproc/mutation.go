@@ -24,6 +24,13 @@ func setHeader(name, value string) *corev3.HeaderValueOption {
 	return &h.opt
 }
 
+// addHeader adds a header the response does not have already.
+func addHeader(name, value string) *corev3.HeaderValueOption {
+	o := setHeader(name, value)
+	o.AppendAction = corev3.HeaderValueOption_ADD_IF_ABSENT
+	return o
+}
+
 // headerOption is setHeader's allocation.
 type headerOption struct {
 	opt corev3.HeaderValueOption
@@ -128,6 +135,7 @@ func immediateJSON(status int, body []byte, decisionID string, extra ...*corev3.
 	hs := append([]*corev3.HeaderValueOption{
 		setHeader("content-type", "application/json"),
 		setHeader(header.DecisionID, decisionID),
+		setHeader(header.RequestID, decisionID),
 	}, extra...)
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocv3.ImmediateResponse{

@@ -21,9 +21,12 @@ const (
 	// DecisionID, Model, Provider and Reason are returned to the caller on
 	// every response.
 	DecisionID = "x-stellwerk-decision-id"
-	Model      = "x-stellwerk-model"
-	Provider   = "x-stellwerk-provider"
-	Reason     = "x-stellwerk-reason"
+	// RequestID is the id the OpenAI and Anthropic SDKs show for a request
+	// (request_id): the decision's, unless the provider sent its own.
+	RequestID = "x-request-id"
+	Model     = "x-stellwerk-model"
+	Provider  = "x-stellwerk-provider"
+	Reason    = "x-stellwerk-reason"
 	// PolicyVersion is the content hash of the policy that decided.
 	PolicyVersion = "x-stellwerk-policy-version"
 
