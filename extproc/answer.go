@@ -255,7 +255,7 @@ func (p *edge) visibleExclusions() int {
 
 // credentialsMissing: no attempt was sent, for want of a credential.
 func (p *edge) credentialsMissing() bool {
-	return len(p.attempts) > 0 && !slices.ContainsFunc(p.attempts, func(a attempt) bool { return a.Outcome != "not_sent" })
+	return len(p.attempts) > 0 && !slices.ContainsFunc(p.attempts, func(a attempt) bool { return a.Outcome != "not_sent" || a.unsentForNoCluster() })
 }
 
 // allRateLimited: every attempt sent was answered 429.
@@ -278,7 +278,7 @@ func (p *edge) allRateLimited() bool {
 // credential), so the SDKs are told not to retry.
 func (p *edge) attemptsFinal() bool {
 	return len(p.attempts) > 0 && !slices.ContainsFunc(p.attempts, func(a attempt) bool {
-		return !credentialRefused(a.Status) && a.Outcome != "not_sent"
+		return !credentialRefused(a.Status) && (a.Outcome != "not_sent" || a.unsentForNoCluster())
 	})
 }
 

@@ -583,3 +583,30 @@ func TestSingleAttemptGoesStraight(t *testing.T) {
 		t.Errorf("health after the 429: %+v", snap)
 	}
 }
+
+// TestNoClusterIsNotTheProviders: Envoy answering for a provider it has no
+// cluster for (flag NC: its configuration from stellwerk has not arrived,
+// an Envoy that started first) is no failure of the provider: nothing was
+// sent, nothing cools, and the client may retry (the SRE probe: healthy
+// providers were blamed and cooled during an Envoy's cold start).
+func TestNoClusterIsNotTheProviders(t *testing.T) {
+	st := failoverState(t)
+	st.Router.Health = health.New(health.Policy{FailuresBeforeCooldown: 1, Cooldown: time.Minute, MaxCooldown: time.Hour})
+	s := New(st, zap.NewNop())
+	e := openStream(s, "")
+	defer e.end()
+	e.do(headersMsg("POST", "/v1/chat/completions", false))
+	e.do(bodyMsg(`{"model":"a1","messages":[{"role":"user","content":"hello"}]}`))
+	r := e.do(respHeaders(":status", "503", "content-type", "application/json", header.UpstreamFlags, "NC", "x-envoy-attempt-count", "1"))
+	hs := setHeaders(r.GetResponseHeaders().GetResponse().GetHeaderMutation())
+	if hs[":status"] != "503" || hs["x-should-retry"] != "" {
+		t.Errorf("answer headers: %v", hs)
+	}
+	body := e.do(respBody(`{"error":{"message":"the provider could not be reached (NC)"}}`, true)).GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+	if a := gjson.GetBytes(body, "error.message").Str; !strings.Contains(a, "Envoy has no cluster for the provider") {
+		t.Errorf("answer %s", body)
+	}
+	if snap := st.Router.Health.Snapshot(); len(snap) != 0 {
+		t.Errorf("health after NC: %+v", snap)
+	}
+}

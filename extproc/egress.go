@@ -239,6 +239,15 @@ func connectionFailed(flags string) bool {
 	return false
 }
 
+// noCluster is the reason of an attempt Envoy had no cluster for (flag NC).
+const noCluster = "Envoy has no cluster for the provider (NC): the gateway's configuration has not reached it"
+
+// unsentForNoCluster: Envoy had no cluster for the attempt's provider (its
+// reason may carry the words of Envoy's reply after it).
+func (a *attempt) unsentForNoCluster() bool {
+	return a.Outcome == "not_sent" && strings.HasPrefix(a.Reason, noCluster)
+}
+
 // recordAttempt records an attempt of decision f.id, plan index idx on
 // model m, in the provider's health (scoped to the workspace's own key
 // when it has one), the learned latency, and the attempt log the edge
@@ -294,6 +303,12 @@ func recordAttempt(f *filter, idx int, m *catalog.Model, workspace string, o att
 			f.log.Info("credential refused: cooling it down", zap.String("provider", m.Provider.Name),
 				zap.Bool("own_key", tg.Workspace != ""), zap.String("reason", a.Reason))
 		}
+	case strings.Contains(o.flags, "NC"):
+		// Envoy has no cluster for the provider: its configuration from
+		// stellwerk has not arrived (an Envoy that started first, the SRE
+		// probe) or a reload removed it. Nothing was sent; not the
+		// provider's failure (it had cooled healthy providers).
+		a.Outcome, a.Reason = "not_sent", noCluster
 	case strings.Contains(o.flags, "UO"):
 		// Envoy's circuit breaker for the provider's cluster is full: a
 		// limit of this deployment's, not the provider failing. It neither
