@@ -357,16 +357,44 @@ func TestActiveHealthCheck(t *testing.T) {
 
 // TestEnvoyRejectionPerNode (issue 17): a cluster change Envoy refuses (a
 // CA bundle it cannot read) shows in /status under the Envoy's node id with
-// Envoy's error, is logged once, the PUT says it was not applied, and Envoy
-// keeps serving its last good version.
+// Envoy's error, is logged once, and Envoy keeps serving its last good
+// version. A file reload's refused change stands (the file says so); a
+// PUT's is taken back and answered 400: kept, an Envoy that restarted got
+// the refused cluster and had none for the provider (the SRE probe).
 func TestEnvoyRejectionPerNode(t *testing.T) {
 	t.Parallel()
 	s := harness.Start(t, harness.Options{Providers: []harness.ProviderSpec{{Name: "alpha", Key: "sk-alpha", TLS: true}}})
 	good := s.Config.Envoy.CABundle
+	before := adminJSON(t, s, "/status")["snapshot_version"]
 	code, body := adminPut(t, s, "/admin/providers/alpha", s.AdminToken, `tls: {ca_bundle: /nonexistent/stellwerk-ca.pem}`)
-	if code != http.StatusOK || !strings.Contains(body, `"applied":false`) {
+	if code != http.StatusBadRequest || !strings.Contains(body, "invalid_cluster") || !strings.Contains(body, "Envoy refused them") ||
+		!strings.Contains(body, "/nonexistent/stellwerk-ca.pem") {
 		t.Fatalf("PUT of a cluster Envoy refuses: %d %s", code, body)
 	}
+	now := adminJSON(t, s, "/status")
+	if nodes, _ := now["envoy_nodes"].([]any); now["snapshot_version"] != before || len(nodes) != 1 || nodes[0].(map[string]any)["rejections"] != nil {
+		t.Errorf("after the refused PUT, taken back: %v (before: %v)", now, before)
+	}
+	if got := adminJSON(t, s, "/admin/providers/alpha"); got["override"] != nil {
+		t.Errorf("the refused override is kept: %v", got)
+	}
+	// An Envoy that restarts now gets the provider's good cluster.
+	s.Stop("envoy")
+	s.RestartProcess("envoy")
+	waitFor(t, "the restarted Envoy serving", func() bool {
+		resp, err := http.Post(s.URL+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"alpha-model","messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	// A file reload with it: refused by Envoy, and it stands.
+	cfg := *s.Config
+	cfg.Providers = slices.Clone(cfg.Providers)
+	cfg.Providers[0].Cluster = &config.ClusterSettings{TLS: &config.ClusterTLS{CABundle: "/nonexistent/stellwerk-ca.pem"}}
+	s.WriteConfig(&cfg)
 	type rejection struct {
 		Node, Type, Version, Error string
 	}
@@ -392,8 +420,8 @@ func TestEnvoyRejectionPerNode(t *testing.T) {
 		!strings.Contains(n.Rejections[0].Error, "/nonexistent/stellwerk-ca.pem") || n.AckedVersion == st.SnapshotVersion {
 		t.Errorf("node status %+v (snapshot %s)", n, st.SnapshotVersion)
 	}
-	if got := strings.Count(s.Log("stellwerk"), "envoy rejected configuration"); got != 1 {
-		t.Errorf("the rejection was logged %d times, want once", got)
+	if got := strings.Count(s.Log("stellwerk"), "envoy rejected configuration"); got != 2 {
+		t.Errorf("the two refusals were logged %d times, want once each", got)
 	}
 	// An on-call alerting from Prometheus sees it too (a helper's finding:
 	// only /status and the log did).
@@ -418,9 +446,15 @@ func TestEnvoyRejectionPerNode(t *testing.T) {
 		t.Fatalf("after the rejection: %d %s", resp.StatusCode, b)
 	}
 	// Fixed: accepted, and the rejection is gone.
+	cfg.Providers[0].Cluster = nil
+	s.WriteConfig(&cfg)
+	waitFor(t, "the fixed config in force", func() bool {
+		nodes, _ := adminJSON(t, s, "/status")["envoy_nodes"].([]any)
+		return len(nodes) == 1 && nodes[0].(map[string]any)["rejections"] == nil
+	})
 	code, body = adminPut(t, s, "/admin/providers/alpha", s.AdminToken, `tls: {ca_bundle: `+good+`, min_version: "1.2"}`)
 	if code != http.StatusOK || !strings.Contains(body, `"applied":true`) {
-		t.Fatalf("PUT of the fix: %d %s", code, body)
+		t.Fatalf("PUT of a good change: %d %s", code, body)
 	}
 	if nodes := adminJSON(t, s, "/status")["envoy_nodes"].([]any); nodes[0].(map[string]any)["rejections"] != nil {
 		t.Errorf("the rejection outlived the fix: %v", nodes)

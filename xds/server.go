@@ -133,6 +133,18 @@ func (p *Publisher) Publish(ctx context.Context, ir IR) (string, error) {
 	}
 	p.version.Store(version)
 	p.published.Store(&res)
+	// A refusal no longer stands where Envoy already has what is published
+	// now: a refused change taken back (SetProviderCluster) republishes
+	// the version Envoy kept, which it is not sent again to accept.
+	p.ackMu.Lock()
+	for _, n := range p.nodes {
+		for _, t := range n.types {
+			if t.rejection != nil && t.acked == version {
+				t.rejection = nil
+			}
+		}
+	}
+	p.ackMu.Unlock()
 	p.log.Info("published snapshot", zap.String("version", version), zap.Int("clusters", len(res.Clusters)))
 	return version, nil
 }
@@ -216,17 +228,21 @@ func (p *Publisher) WaitApplied(ctx context.Context, version string, timeout tim
 }
 
 // rejected reports whether a connected Envoy refused version.
-func (p *Publisher) rejected(version string) bool {
+func (p *Publisher) rejected(version string) bool { return p.Refusal(version) != "" }
+
+// Refusal is the error of a connected Envoy that refused version, "" when
+// none did.
+func (p *Publisher) Refusal(version string) string {
 	p.ackMu.Lock()
 	defer p.ackMu.Unlock()
 	for _, n := range p.nodes {
 		for _, t := range n.types {
 			if t.rejection != nil && t.rejection.Version == version {
-				return true
+				return t.rejection.Error
 			}
 		}
 	}
-	return false
+	return ""
 }
 
 // applied: every connected Envoy accepted version for every type it

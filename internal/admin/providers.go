@@ -49,9 +49,9 @@ type ProviderCluster struct {
 	// skips it), or none (the provider needs none).
 	Credential string `json:"credential"`
 	// Applied (in a PUT's answer only) is whether every connected Envoy
-	// accepted the change within a few seconds: false when one refused it
-	// (/status shows per node what, and it keeps serving its last good
-	// version), or when no Envoy is connected.
+	// accepted the change within a few seconds: false when no Envoy is
+	// connected or none answered in time. A change an Envoy refused is
+	// taken back and answered with an error instead.
 	Applied *bool `json:"applied,omitempty"`
 }
 

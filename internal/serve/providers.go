@@ -6,7 +6,10 @@ import (
 	"maps"
 	"slices"
 
+	"go.uber.org/zap"
+
 	"github.com/stellwerk/stellwerk/internal/admin"
+	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/config"
 )
@@ -79,9 +82,22 @@ func (s *status) SetProviderCluster(ctx context.Context, name string, ov config.
 	}
 	// Requests still decided under the old state may be in flight; apply
 	// keeps every cluster Envoy needs for them (make before break).
+	prev := r.overrides
 	applied, err := r.apply(ctx, r.base, next, "admin:"+actor)
 	if err != nil {
 		return admin.ProviderCluster{}, fmt.Errorf("%w: %w", admin.ErrInvalidCluster, err)
+	}
+	if why := r.pub.Refusal(r.pub.Version()); !applied && why != "" {
+		// An Envoy refused it: not kept. Kept, every Envoy that (re)starts
+		// got it, refused it and had no cluster for the provider at all,
+		// while the others served the last version they took (the SRE
+		// probe). The earlier settings go back to every Envoy.
+		if _, rerr := r.apply(ctx, r.base, prev, "admin:"+actor); rerr != nil {
+			r.log.Error("the refused cluster settings could not be taken back", zap.String("provider", name), zap.Error(rerr))
+		}
+		r.log.Warn("Envoy refused a provider's cluster settings; the earlier ones are back in force", zap.String("provider", name),
+			zap.String("token_id", actor), zap.String("refusal", why))
+		return admin.ProviderCluster{}, fmt.Errorf("%w: Envoy refused them, the earlier settings stay in force: %s", admin.ErrInvalidCluster, apierr.Truncate(why, 1024))
 	}
 	recordChange(r.ln.audit, audit.KindConfig, "", audit.Change{Actor: "admin:" + actor, Action: "provider_cluster",
 		Detail: map[string]string{"provider": name}})
