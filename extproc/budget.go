@@ -74,7 +74,7 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *ext
 		return p.immediate(apierr.Internal())
 	}
 	p.reservation = r
-	observeBudgets(p.state.Metrics, &r.State)
+	ObserveBudgets(p.state.Metrics, &r.State)
 	if r.Warning || !r.Allowed {
 		p.tellBudgets(&r.State)
 	}

@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/stellwerk/stellwerk/internal/classify"
@@ -139,10 +140,13 @@ func observeClass(m *telemetry.Metrics, c *classify.Result) {
 	m.InjectionScore(c.Injection.Score)
 }
 
-// observeBudgets records how used the budgets a reservation met are: those
-// of one workspace, one team, or everyone (the config bounds them; a key's
-// or user's budgets would be a series per key or user).
-func observeBudgets(m *telemetry.Metrics, st *ledger.State) {
+// ObserveBudgets records how used the budgets of st are: those of one
+// workspace, one team, or everyone (the config bounds them; a key's or
+// user's budgets would be a series per key or user, and so would a team
+// budget a key without a team meets as its own, subject key:<id>). A
+// reservation reports those it met; serve reads them from the store every
+// few seconds too.
+func ObserveBudgets(m *telemetry.Metrics, st *ledger.State) {
 	if m == nil {
 		return
 	}
@@ -150,7 +154,9 @@ func observeBudgets(m *telemetry.Metrics, st *ledger.State) {
 		b := &st.Budgets[i]
 		switch b.Scope {
 		case ledger.ScopeGlobal, ledger.ScopeWorkspace, ledger.ScopeTeam:
-			m.BudgetRatio(b.Name, b.Scope.String(), b.Subject, b.Spent)
+			if !strings.HasPrefix(b.Subject, "key:") {
+				m.BudgetRatio(b.Name, b.Scope.String(), b.Subject, b.Spent)
+			}
 		}
 	}
 }

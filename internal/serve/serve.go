@@ -286,6 +286,9 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	if led != nil && cfg.State.Redis != nil {
 		go fleet.run(ctx, led, log.Named("fleet"))
 	}
+	if led != nil && ln.metrics != nil {
+		go watchBudgetGauges(ctx, led, ln.metrics, func() *config.Config { g, _, _ := rl.current(); return g.cfg })
+	}
 	if err := registerScrape(ln.metrics, rl, pm, sw, alog, fleet); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
@@ -503,7 +506,8 @@ func registerScrape(m *telemetry.Metrics, rl *reloader, pm *policy.Manager, sw *
 		telemetry.ClassifyMemo(classify.MemoStats),
 		telemetry.PolicyMemo(func() (uint64, uint64) { return pm.Current().MemoStats() }),
 		telemetry.PolicyErrors(func() uint64 { n, _ := pm.Current().Failures(); return n }),
-		telemetry.EnvoyRejected(func() bool { return rl.pub.LastRejection() != "" }))
+		telemetry.EnvoyRejected(func() bool { return rl.pub.LastRejection() != "" }),
+		telemetry.EnvoyStreams(rl.pub.Streams))
 	if alog != nil {
 		cs = append(cs, telemetry.Audit(alog.Stats))
 	}

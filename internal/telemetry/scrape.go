@@ -148,6 +148,15 @@ func EnvoyRejected(rejected func() bool) prometheus.Collector {
 		func() float64 { return b2f(rejected()) })
 }
 
+// EnvoyStreams counts the Envoys connected to stellwerk's xDS server: 0
+// while an Envoy that started first waits for its clusters (the SRE probe
+// could not alert on it).
+func EnvoyStreams(streams func() int64) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stellwerk_envoy_streams",
+		Help: "Envoys connected to stellwerk's xDS server (open ADS streams); Envoy answers 503 for providers it has no cluster for until it is connected."},
+		func() float64 { return float64(streams()) })
+}
+
 // BudgetStore reads the budget store's health as requests found it
 // (ledger.Ledger.Health): whether it answered the last request that used
 // it, and how many were admitted without a check while it did not.

@@ -1,0 +1,58 @@
+package serve
+
+import (
+	"context"
+	"time"
+
+	"github.com/stellwerk/stellwerk/extproc"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/telemetry"
+)
+
+// budgetGaugeInterval is how often stellwerk_budget_used_ratio is read from
+// the budget store, besides at every reservation.
+const budgetGaugeInterval = 10 * time.Second
+
+// watchBudgetGauges keeps the budget gauges current without traffic: a
+// budget crossed by its last requests showed the ratio before them, and a
+// day's budget showed yesterday's after it reset, until the next request
+// (the FinOps probe: an alert on the gauge missed both).
+func watchBudgetGauges(ctx context.Context, led *ledger.Ledger, m *telemetry.Metrics, cfg func() *config.Config) {
+	t := time.NewTicker(budgetGaugeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			refreshBudgetGauges(ctx, led, m, cfg())
+		}
+	}
+}
+
+// refreshBudgetGauges reads every budget a gauge shows — everyone's, each
+// workspace's and each team's — as the next request would find it. A store
+// that does not answer leaves the gauges as they are
+// (stellwerk_budget_store_up says so).
+func refreshBudgetGauges(ctx context.Context, led *ledger.Ledger, m *telemetry.Metrics, cfg *config.Config) {
+	if len(cfg.Budgets.Limits) == 0 {
+		return
+	}
+	subjects := []ledger.Subject{{}} // everyone's
+	for _, w := range cfg.Workspaces {
+		subjects = append(subjects, ledger.Subject{Workspace: w.Name})
+		for _, tm := range w.Teams {
+			subjects = append(subjects, ledger.Subject{Workspace: w.Name, Team: tm.Name})
+		}
+	}
+	for _, sub := range subjects {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := led.Peek(pctx, &ledger.Request{Subject: sub})
+		cancel()
+		if err != nil {
+			return
+		}
+		extproc.ObserveBudgets(m, &st)
+	}
+}
