@@ -383,6 +383,9 @@ func imageSource(iu gjson.Result, p string) (*anthSource, error) {
 			return nil, apierr.Invalid("invalid_value", p, "%s must be a base64 data URL (data:image/png;base64,…) or an http(s) URL", p)
 		}
 		mediaType = strings.ToLower(mediaType)
+		if mediaType == "image/jpg" {
+			mediaType = "image/jpeg" // OpenAI takes the common misspelling; Anthropic only the registered type (the SDK probe)
+		}
 		for _, t := range anthImageTypes {
 			if t == mediaType {
 				return &anthSource{Type: "base64", MediaType: mediaType, Data: data}, nil

@@ -281,6 +281,7 @@ func TestToAnthropicRequestFields(t *testing.T) {
 		"user":                    {`{` + user + `,"user":"u1"}`, "metadata", `{"user_id":"u1"}`},
 		"name dropped":            {`{"messages":[{"role":"user","name":"bob","content":"hi"}]}`, "messages.0", `{"role":"user","content":[{"type":"text","text":"hi"}]}`},
 		"uppercase data url":      {`{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:IMAGE/JPEG;base64,AAAA"}}]}]}`, "messages.0.content.0.source", `{"type":"base64","media_type":"image/jpeg","data":"AAAA"}`},
+		"image/jpg data url":      {`{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/jpg;base64,AAAA"}}]}]}`, "messages.0.content.0.source", `{"type":"base64","media_type":"image/jpeg","data":"AAAA"}`},
 		"system joined":           {`{"messages":[{"role":"system","content":"a"},{"role":"user","content":"hi"},{"role":"developer","content":"b"}]}`, "system", `"a\n\nb"`},
 		"assistant first kept":    {`{"messages":[{"role":"assistant","content":"hello"},{"role":"user","content":"hi"}]}`, "messages.0.role", `"assistant"`},
 		"users merged":            {`{"messages":[{"role":"user","content":"a"},{"role":"user","content":"b"}]}`, "messages.#", `1`},
