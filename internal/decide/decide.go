@@ -351,11 +351,8 @@ func Decide(in Input) (Selection, error) {
 				// OpenAI's code for it, as for auto: a client checking
 				// e.code == "context_length_exceeded" meets it on a pinned
 				// model too (a helper's finding).
-				input := in.Params[0]
-				if input == "" {
-					input = "messages"
-				}
-				e := apierr.Invalid("context_length_exceeded", input, "the model %q cannot serve this request: %s", id, d.LineReason(pinned))
+				e := apierr.Invalid("context_length_exceeded", in.contextParam(in.Candidates[pinned].Model.ContextWindow),
+					"the model %q cannot serve this request: %s", id, d.LineReason(pinned))
 				e.Final = true
 				return d, e
 			}
@@ -544,15 +541,32 @@ func (in *Input) tooLongForAll() *apierr.Error {
 	if len(in.Candidates) == 0 || n.InputTokens+n.OutputTokens <= largest {
 		return nil
 	}
-	input, output := in.Params[0], in.Params[1]
-	if input == "" {
-		input, output = "messages", "max_tokens"
-	}
-	e := apierr.Invalid("context_length_exceeded", input,
+	_, output := in.paramNames()
+	e := apierr.Invalid("context_length_exceeded", in.contextParam(largest),
 		"this request needs about %d tokens (%d of input, estimated, and %d of output), more than the largest context window of any model (%d tokens); send less, or a lower %s",
 		n.InputTokens+n.OutputTokens, n.InputTokens, n.OutputTokens, largest, output)
 	e.Final = true
 	return e
+}
+
+// paramNames are the request's input and output-bound parameters as the
+// client named them (messages and max_tokens by default).
+func (in *Input) paramNames() (input, output string) {
+	if in.Params[0] == "" {
+		return "messages", "max_tokens"
+	}
+	return in.Params[0], in.Params[1]
+}
+
+// contextParam is the parameter a request too long for a context window of
+// window tokens names: its output bound when its input alone fits (OpenAI
+// names max_tokens then; the SDK probe got messages for a 2-token prompt).
+func (in *Input) contextParam(window int) string {
+	input, output := in.paramNames()
+	if in.Needs.InputTokens < window { // room for some output: a lower bound would fit
+		return output
+	}
+	return input
 }
 
 // fallbacks lists the remaining candidates in rank order, models of other

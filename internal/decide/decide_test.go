@@ -242,3 +242,27 @@ func TestTooLongForEveryModel(t *testing.T) {
 		t.Fatalf("excluded by policy: %v", err)
 	}
 }
+
+// TestContextErrorNamesTheBound: a request whose input fits the window but
+// whose output bound does not names max_tokens (as OpenAI does), one whose
+// input does not names messages (the SDK probe got messages for a
+// 2-token prompt with max_tokens 200000).
+func TestContextErrorNamesTheBound(t *testing.T) {
+	m := &catalog.Model{ID: "m", ContextWindow: 8000, Provider: &catalog.Provider{Name: "p"}}
+	for _, tc := range []struct {
+		in, out   int
+		asked     string
+		wantParam string
+	}{
+		{2, 200000, "m", "max_tokens"},
+		{9000, 10, "m", "messages"},
+		{2, 200000, Auto, "max_tokens"},
+		{9000, 10, Auto, "messages"},
+	} {
+		_, err := Decide(Input{Asked: tc.asked, Candidates: []Candidate{{Model: m, Healthy: true}},
+			Needs: Needs{InputTokens: tc.in, OutputTokens: tc.out}})
+		if e, ok := err.(*apierr.Error); !ok || e.Code != "context_length_exceeded" || e.Param != tc.wantParam {
+			t.Errorf("%+v: %v", tc, err)
+		}
+	}
+}
