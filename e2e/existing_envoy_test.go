@@ -331,3 +331,28 @@ func TestSeveralEnvoys(t *testing.T) {
 	}
 	t.Logf("two Envoys (existing-envoy, edge-2) on one stellwerk; edge-2 restarted after a change and acked %s", v2)
 }
+
+// TestDropInWithStandaloneIsSaid: stellwerk left in envoy.mode standalone
+// behind the drop-in pieces says so in its log: the Envoy takes its
+// clusters and no listeners, and every auto request would fail over to
+// listeners it never asked for (the SRE probe: nothing said so).
+func TestDropInWithStandaloneIsSaid(t *testing.T) {
+	t.Parallel()
+	s, _ := existingEnvoy(t, true, func(c *config.Config) { c.Envoy.Mode = config.ModeStandalone })
+	waitFor(t, "the log's warning", func() bool {
+		return strings.Contains(s.Log("stellwerk"), "an Envoy takes stellwerk's clusters but no listeners")
+	})
+	if n := strings.Count(s.Log("stellwerk"), "an Envoy takes stellwerk's clusters but no listeners"); n != 1 {
+		t.Errorf("said %d times, want once", n)
+	}
+	// A standalone Envoy of a standalone stellwerk: nothing to say.
+	st := harness.Start(t, harness.Options{})
+	time.Sleep(3 * envoyModeCheck)
+	if strings.Contains(st.Log("stellwerk"), "but no listeners") {
+		t.Errorf("a standalone stack warned")
+	}
+}
+
+// envoyModeCheck is how often stellwerk compares connected Envoys with
+// envoy.mode (internal/serve: envoyModeInterval).
+const envoyModeCheck = 2 * time.Second

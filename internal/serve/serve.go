@@ -286,6 +286,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	if led != nil && cfg.State.Redis != nil {
 		go fleet.run(ctx, led, log.Named("fleet"))
 	}
+	go watchEnvoyModes(ctx, pub, func() string { g, _, _ := rl.current(); return g.cfg.Envoy.Mode }, log.Named("xds"))
 	if led != nil && ln.metrics != nil {
 		go watchBudgetGauges(ctx, led, ln.metrics, func() *config.Config { g, _, _ := rl.current(); return g.cfg })
 	}
