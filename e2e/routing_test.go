@@ -284,11 +284,12 @@ func TestRouting(t *testing.T) {
 			// stellwerk sets include_usage on a stream: an array here was a 500.
 			"stream_options not an object": {"POST", "/v1/chat/completions", `{"model":"auto","stream":true,"stream_options":[],"messages":[{"role":"user","content":"x"}]}`, nil, 400, "invalid_type", "stream_options must be an object"},
 			"empty body":                   {"POST", "/v1/chat/completions", ``, nil, 400, "invalid_request_body", "empty"},
-			"unknown model":                {"POST", "/v1/chat/completions", `{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}`, nil, 404, "model_not_found", "alpha-small, beta-large, gamma-any, auto"},
-			"too large":                    {"POST", "/v1/chat/completions", big, nil, 413, "request_too_large", "65536"},
-			"too large, chunked":           {"POST", "/v1/chat/completions", big, map[string]string{"Transfer-Encoding": "chunked"}, 413, "request_too_large", "65536"},
-			"unknown path":                 {"POST", "/v1/embeddingz", `{}`, nil, 404, "unknown_url", "/v1/embeddingz"},
-			"wrong method":                 {"GET", "/v1/chat/completions", ``, nil, 405, "method_not_allowed", "POST"},
+			// gamma has no credential here: not offered (as /v1/models).
+			"unknown model":      {"POST", "/v1/chat/completions", `{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}`, nil, 404, "model_not_found", "available: alpha-small, beta-large, auto"},
+			"too large":          {"POST", "/v1/chat/completions", big, nil, 413, "request_too_large", "65536"},
+			"too large, chunked": {"POST", "/v1/chat/completions", big, map[string]string{"Transfer-Encoding": "chunked"}, 413, "request_too_large", "65536"},
+			"unknown path":       {"POST", "/v1/embeddingz", `{}`, nil, 404, "unknown_url", "/v1/embeddingz"},
+			"wrong method":       {"GET", "/v1/chat/completions", ``, nil, 405, "method_not_allowed", "POST"},
 			// A pinned model is not failed over unasked (issue 18): the
 			// error names the provider, as the README says, and is the 502
 			// failover.md documents (it was a 503 no_eligible_model).
