@@ -308,11 +308,13 @@ func TestMessagesAPI(t *testing.T) {
 func TestOutputLimitFor(t *testing.T) {
 	for _, tc := range []struct{ param, body, want string }{
 		{"max_tokens", `{"model":"m","max_completion_tokens":50}`, `{"model":"m","max_tokens":50}`},
-		{"max_completion_tokens", `{"model":"m","max_tokens":50,"stream":true}`, `{"model":"m","stream":true,"max_completion_tokens":50}`},
+		{"max_completion_tokens", `{"model":"m","max_tokens":50,"stream":true}`, `{"model":"m","max_completion_tokens":50,"stream":true}`},
 		{"max_tokens", `{"model":"m","max_tokens":50}`, `{"model":"m","max_tokens":50}`},
 		{"max_tokens", `{"model":"m","max_tokens":50,"max_completion_tokens":60}`, `{"model":"m","max_tokens":50,"max_completion_tokens":60}`},
 		{"", `{"model":"m","max_completion_tokens":50}`, `{"model":"m","max_completion_tokens":50}`},
 		{"max_tokens", `{"model":"m"}`, `{"model":"m"}`},
+		{"max_tokens", "{\"model\":\"m\", \"max_completion_tokens\" :\n 50}", "{\"model\":\"m\", \"max_tokens\" :\n 50}"},
+		{"max_tokens", `{"model":"m","max_completion\u005ftokens":50}`, `{"model":"m","max_tokens":50}`},
 	} {
 		got, err := outputLimitFor(&catalog.Provider{MaxTokensParam: tc.param}, []byte(tc.body))
 		if err != nil || string(got) != tc.want {

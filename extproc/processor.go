@@ -221,7 +221,23 @@ func outputLimitFor(prov *catalog.Provider, body []byte) ([]byte, error) {
 	if !v.Exists() || gjson.GetBytes(body, want).Exists() {
 		return body, nil
 	}
-	nb, err := sjson.DeleteBytes(body, other)
+	// The member's name is renamed where it stands, in one copy: the
+	// quoted name ends before the value's colon.
+	j := v.Index - 1
+	for j > 0 && (body[j] == ' ' || body[j] == '\t' || body[j] == '\n' || body[j] == '\r') {
+		j--
+	}
+	if j > 0 && body[j] == ':' {
+		j--
+		for j > 0 && (body[j] == ' ' || body[j] == '\t' || body[j] == '\n' || body[j] == '\r') {
+			j--
+		}
+		if k := j - len(other); k > 0 && body[j] == '"' && body[k-1] == '"' && string(body[k:j]) == other {
+			nb := make([]byte, 0, len(body)+len(want)-len(other))
+			return append(append(append(nb, body[:k]...), want...), body[j:]...), nil
+		}
+	}
+	nb, err := sjson.DeleteBytes(body, other) // a name written with escapes
 	if err != nil {
 		return nil, err
 	}
