@@ -46,8 +46,13 @@ type Input struct {
 	// Params name the request's input and its output bound as the client
 	// sent them, for its errors: messages and max_tokens (the default),
 	// input and max_output_tokens (Responses), prompt (completions).
-	Params       [2]string
-	Candidates   []Candidate
+	Params     [2]string
+	Candidates []Candidate
+	// Hidden is how many candidates the caller may not see (its access
+	// lists, its key's models): the reason's count of models leaves them
+	// out, as /v1/models does (the policy-author probe read "1 of 6
+	// models eligible" with 2 models listed).
+	Hidden       int
 	Needs        Needs
 	Objective    string  // cost, latency, accuracy, balanced
 	QualityFloor float64 // from the policy decision
@@ -335,7 +340,7 @@ func Decide(in Input) (Selection, error) {
 		}
 		order := in.rank(eligible, lines)
 		choice = order[0]
-		d.Reason = in.reason(choice, len(eligible), len(in.Candidates))
+		d.Reason = in.reason(choice, len(eligible), len(in.Candidates)-in.Hidden)
 		d.Fallbacks = fallbacks(in.Candidates, choice, order[1:])
 	case strings.HasPrefix(in.Asked, "route:"):
 		return d, apierr.NotFound("route_not_found", "model", "named routes are not configured; use \"auto\" or a model id")

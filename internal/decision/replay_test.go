@@ -367,3 +367,34 @@ workspaces:
 		t.Errorf("auto with the workspace's own us key: %v, want the cheaper cheap-us", err)
 	}
 }
+
+// TestReasonCountsVisibleModels: the reason's count of models is of those
+// the caller may see, as /v1/models lists them: "1 of 6 models eligible"
+// told a key with two listed models of the others (the policy-author
+// probe).
+func TestReasonCountsVisibleModels(t *testing.T) {
+	r, _ := libraryRouter(t, `
+routing: {default_model: a}
+providers:
+  - {name: p, base_url: "http://127.0.0.1:9001/v1", residency: us}
+models:
+  - {id: a, provider: p, context_window: 8000, price: {input_per_mtok: 1, output_per_mtok: 1}}
+  - {id: b, provider: p, context_window: 8000, price: {input_per_mtok: 2, output_per_mtok: 2}}
+  - {id: c, provider: p, context_window: 8000, price: {input_per_mtok: 3, output_per_mtok: 3}}
+workspaces:
+  - {name: open, objective: cost}
+  - {name: finance, objective: cost, allow: [a, b]}
+`)
+	for ws, want := range map[string]string{"open": "(3 of 3 models eligible)", "finance": "(2 of 2 models eligible)"} {
+		res, err := r.Route(context.Background(), Request{Path: "/v1/chat/completions", Principal: auth.Principal{Workspace: ws}, DecisionID: "d",
+			Body: []byte(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`)})
+		if err != nil || !strings.Contains(res.Selection.Reason, want) {
+			t.Errorf("%s: %v %q, want %s", ws, err, res.Selection.Reason, want)
+		}
+	}
+	res, err := r.Route(context.Background(), Request{Path: "/v1/chat/completions", Principal: auth.Principal{Workspace: "open", Models: []string{"c"}}, DecisionID: "d",
+		Body: []byte(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`)})
+	if err != nil || !strings.Contains(res.Selection.Reason, "(1 of 1 models eligible)") {
+		t.Errorf("a key limited to c: %v %q", err, res.Selection.Reason)
+	}
+}

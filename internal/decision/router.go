@@ -472,6 +472,13 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		SLAMS: res.ReqPolicy.SLAMS, Default: def, Constraint: constraint, RelativeQuality: ws.RelativeQuality,
 		NoFallback: !decide.FallbackAllowed(chat.Model, res.ReqPolicy.Fallback, ws.PinnedFallback),
 	}
+	if vis := r.Visible(req.Principal); len(vis.Models()) < len(r.Catalog.Models()) || len(req.Principal.Models) > 0 {
+		for i := range cands { // only for a caller with access lists or a key's models
+			if m := cands[i].Model; !vis.Has(m.ID) || !keyAllows(req.Principal, m) {
+				sel.Hidden++
+			}
+		}
+	}
 	if res.Route != nil {
 		// The route's targets apply their objective unless the request or
 		// the policy set another (the policy input carried the first auto
