@@ -371,3 +371,22 @@ func TestSecurityTextBesideTheBodyIsCaught(t *testing.T) {
 		t.Fatalf("x-stellwerk-policy twice: %d %s", resp.StatusCode, b)
 	}
 }
+
+// TestNamedNationalIDsStayInTheEU: a Dutch BSN and a Polish PESEL, named
+// beside the number, are restricted data: the request stays in the EU (a
+// routing-quality probe's "Mijn BSN is 111222333" went to a US model).
+func TestNamedNationalIDsStayInTheEU(t *testing.T) {
+	t.Parallel()
+	s := securityStack(t)
+	for name, text := range map[string]string{
+		"bsn":   "Mijn BSN is 111222333, kun je dit formulier invullen?",
+		"pesel": "Mój PESEL to 44051401359, proszę wypełnić wniosek.",
+	} {
+		t.Run(name, func(t *testing.T) {
+			resetProviders(s)
+			b, _ := json.Marshal(map[string]any{"model": "auto", "messages": []map[string]string{{"role": "user", "content": text}}})
+			resp, body := post(t, s.URL+"/v1/chat/completions", string(b), euDataKey)
+			assertEU(t, s, resp, body)
+		})
+	}
+}

@@ -216,7 +216,7 @@ var (
 		{Name: "secrets_in_prompt", Level: "restricted", If: Condition{Secrets: true}},
 		{Name: "scan_truncated", Level: "restricted", If: Condition{ScanTruncated: true}},
 		{Name: "financial_or_national_id", Level: "restricted", If: Condition{PII: []string{
-			"credit_card", "iban", "us_ssn", "it_codice_fiscale", "es_dni", "fr_nir", "de_tax_id", "uk_nino"}}},
+			"credit_card", "iban", "us_ssn", "it_codice_fiscale", "es_dni", "fr_nir", "de_tax_id", "uk_nino", "nl_bsn", "pl_pesel"}}},
 		{Name: "personal_data", Level: "confidential", If: Condition{PII: []string{"any"}}},
 		{Name: "source_code", Level: "internal", If: Condition{Tasks: []string{"code"}}},
 		{Name: "large_document", Level: "internal", If: Condition{InputTokensAtLeast: 2000}},

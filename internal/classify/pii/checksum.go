@@ -356,3 +356,39 @@ func gtinValid(d []byte) bool {
 	}
 	return int(d[len(d)-1]-'0') == (10-sum%10)%10
 }
+
+// bsnValid checks a Dutch BSN's 11-proof: 9·d1 + 8·d2 + … + 2·d8 − d9 is a
+// multiple of 11 (and not all zeros).
+func bsnValid(d []byte) bool {
+	if len(d) != 9 {
+		return false
+	}
+	sum, zero := 0, true
+	for k := 0; k < 8; k++ {
+		sum += int(d[k]-'0') * (9 - k)
+		zero = zero && d[k] == '0'
+	}
+	sum -= int(d[8] - '0')
+	return !zero && sum%11 == 0
+}
+
+// peselValid checks a PESEL: its check digit (weights 1 3 7 9 1 3 7 9 1 3)
+// and that its first six digits are a birth date (YYMMDD, the month
+// carrying the century: +80 for 1800–1899, +0, +20, +40, +60 up to 2299).
+func peselValid(d []byte) bool {
+	if len(d) != 11 {
+		return false
+	}
+	w := [10]int{1, 3, 7, 9, 1, 3, 7, 9, 1, 3}
+	sum := 0
+	for k := 0; k < 10; k++ {
+		sum += int(d[k]-'0') * w[k]
+	}
+	if (10-sum%10)%10 != int(d[10]-'0') {
+		return false
+	}
+	month := int(d[2]-'0')*10 + int(d[3]-'0')
+	day := int(d[4]-'0')*10 + int(d[5]-'0')
+	month %= 20
+	return month >= 1 && month <= 12 && day >= 1 && day <= 31
+}

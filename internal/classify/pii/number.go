@@ -260,11 +260,21 @@ func (d *detector) numberID(p *numParse) (string, bool) {
 		if (p.shape(3, 2, 4) && p.sameSep(' ') || p.ng == 1 && d.cue(p.start, p.end, ssnCue)) && ssnValid(dig) && !d.addressNear(p.start, p.end) {
 			return TypeUSSSN, true
 		}
+		// A Dutch BSN passes the 11-proof, as one nine-digit number in
+		// eleven does: named ("BSN", "burgerservicenummer") beside it.
+		if (p.ng == 1 || p.shape(4, 2, 3) && p.sameSep('.')) && d.cue(p.start, p.end, bsnCue) && bsnValid(dig) {
+			return TypeNLBSN, true
+		}
 	case 11:
 		if p.ng == 1 || p.shape(2, 3, 3, 3) && p.sameSep(' ') {
 			if deTaxIDValid(dig) {
 				return TypeDETaxID, true
 			}
+		}
+		// A PESEL's check digit passes for one number in ten: named, and
+		// its first six digits a birth date.
+		if p.ng == 1 && d.cue(p.start, p.end, peselCue) && peselValid(dig) {
+			return TypePLPESEL, true
 		}
 	case 15:
 		if (p.ng == 1 || p.shape(1, 2, 2, 2, 3, 3, 2) && (p.sameSep(' ') || p.sameSep('.'))) && nirValid(dig) {
@@ -654,6 +664,9 @@ var (
 		"office", "hotline", "helpline", "sms", "whatsapp", "answering",
 	}
 	ssnCue = []string{"ssn", "ssns", "social", "security", "ss"}
+	// bsnCue and peselCue name a Dutch BSN and a Polish PESEL.
+	bsnCue   = []string{"bsn", "burgerservicenummer", "sofinummer", "sofi"}
+	peselCue = []string{"pesel"}
 	// idCue words name the number after them as an identifier.
 	idCue = []string{
 		"order", "invoice", "inv", "receipt", "ref", "reference", "ticket", "case", "tracking", "parcel",

@@ -32,6 +32,8 @@ const (
 	TypeFRNIR           = "fr_nir"            // French social security number, mod-97 key validated
 	TypeDETaxID         = "de_tax_id"         // German Steuer-IdNr, ISO 7064 mod 11,10 validated
 	TypeUKNINO          = "uk_nino"           // UK National Insurance number
+	TypeNLBSN           = "nl_bsn"            // Dutch citizen service number (BSN), 11-proof validated, named
+	TypePLPESEL         = "pl_pesel"          // Polish PESEL, check digit and birth date validated, named
 )
 
 // Types lists every type Detect can report, in a stable order.
@@ -47,13 +49,15 @@ var Types = []string{
 	TypeFRNIR,
 	TypeDETaxID,
 	TypeUKNINO,
+	TypeNLBSN,
+	TypePLPESEL,
 }
 
 // rank orders types when two findings overlap: a checksum-validated finding
 // beats a structural one, which beats a phone number (the weakest evidence).
 func rank(t string) int {
 	switch t {
-	case TypeIBAN, TypeCreditCard, TypeITCodiceFiscale, TypeESDNI, TypeFRNIR, TypeDETaxID:
+	case TypeIBAN, TypeCreditCard, TypeITCodiceFiscale, TypeESDNI, TypeFRNIR, TypeDETaxID, TypeNLBSN, TypePLPESEL:
 		return 4
 	case TypeEmail, TypeIPAddress:
 		return 3

@@ -38,6 +38,16 @@ func TestDetect(t *testing.T) {
 		"email local dot end":     {"a.@example.com", nil},
 		"email leading dots trim": {"...bob@example.com", []found{{TypeEmail, "bob@example.com"}}},
 
+		// Dutch BSN and Polish PESEL, named (a routing-quality probe, 2026-12-07)
+		"nl bsn named":        {"Mijn BSN is 111222333.", []found{{TypeNLBSN, "111222333"}}},
+		"nl bsn dotted":       {"burgerservicenummer 1112.22.333", []found{{TypeNLBSN, "1112.22.333"}}},
+		"nl bsn bad 11-proof": {"Mijn BSN is 111222334.", nil},
+		"nl bsn unnamed":      {"order 111222333 shipped", nil},
+		"pl pesel named":      {"Mój PESEL to 44051401359.", []found{{TypePLPESEL, "44051401359"}}},
+		"pl pesel bad check":  {"PESEL 44051401358", nil},
+		"pl pesel bad date":   {"PESEL 44150001358", nil},
+		"pl pesel 2000s":      {"numer PESEL: 02270803624", []found{{TypePLPESEL, "02270803624"}}},
+
 		// separated and international layouts (issue 19; the synthetic set in synth.go measures them)
 		"phone fr intl dots":           {"Tel.: +33.1.23.45.67.89", []found{{TypePhone, "+33.1.23.45.67.89"}}},
 		"phone us intl dots":           {"dial +1.808.828.4252 now", []found{{TypePhone, "+1.808.828.4252"}}},

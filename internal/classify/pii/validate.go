@@ -47,6 +47,10 @@ func valid(t, v string) bool {
 		return nirValid(b)
 	case TypeDETaxID:
 		return allDigits(b) && deTaxIDValid(b)
+	case TypeNLBSN:
+		return len(b) == 9 && allDigits(b) && bsnValid(b)
+	case TypePLPESEL:
+		return len(b) == 11 && allDigits(b) && peselValid(b)
 	case TypeUKNINO:
 		return len(b) == 9 && ninoPrefix(b[0], b[1]) && allDigits(b[2:8]) && b[8] >= 'A' && b[8] <= 'D'
 	}
