@@ -19,14 +19,19 @@ const budgetGaugeInterval = 10 * time.Second
 // day's budget showed yesterday's after it reset, until the next request
 // (the FinOps probe: an alert on the gauge missed both).
 func watchBudgetGauges(ctx context.Context, led *ledger.Ledger, m *telemetry.Metrics, cfg func() *config.Config) {
-	t := time.NewTicker(budgetGaugeInterval)
+	every(ctx, budgetGaugeInterval, func() { refreshBudgetGauges(ctx, led, m, cfg()) })
+}
+
+// every calls fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			refreshBudgetGauges(ctx, led, m, cfg())
+			fn()
 		}
 	}
 }

@@ -21,16 +21,9 @@ const envoyModeInterval = 2 * time.Second
 // request fails over to egress listeners it never asked for, blaming
 // healthy providers (the SRE probe: nothing said so).
 func watchEnvoyModes(ctx context.Context, pub *xds.Publisher, mode func() string, log *zap.Logger) {
-	t := time.NewTicker(envoyModeInterval)
-	defer t.Stop()
 	warned := map[string]bool{}
 	seen := map[string]bool{} // streams seen at the tick before: connected a while
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, envoyModeInterval, func() {
 		now := map[string]bool{}
 		for _, n := range pub.Nodes() {
 			id := n.Node + "/" + strconv.FormatInt(n.Stream, 10)
@@ -49,7 +42,7 @@ func watchEnvoyModes(ctx context.Context, pub *xds.Publisher, mode func() string
 				delete(warned, id)
 			}
 		}
-	}
+	})
 }
 
 // modeMismatch says why a standalone stellwerk cannot serve through an

@@ -97,16 +97,7 @@ func (w *fleetWatch) Status() FleetStatus {
 // run compares every fleetCheckInterval until ctx ends.
 func (w *fleetWatch) run(ctx context.Context, led *ledger.Ledger, log *zap.Logger) {
 	w.check(ctx, led, log)
-	t := time.NewTicker(fleetCheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			w.check(ctx, led, log)
-		}
-	}
+	every(ctx, fleetCheckInterval, func() { w.check(ctx, led, log) })
 }
 
 // check shares this replica's fingerprint and compares it with the

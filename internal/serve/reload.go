@@ -443,18 +443,11 @@ func restartOnly(old, cfg *config.Config) error {
 	return nil
 }
 
-func (r *reloader) watch(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			r.reload(ctx)
-			r.ln.keeper.retry(ctx)
-		}
-	}
+func (r *reloader) watch(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, func() {
+		r.reload(ctx)
+		r.ln.keeper.retry(ctx)
+	})
 }
 
 func (r *reloader) current() (*generation, string, time.Time) {

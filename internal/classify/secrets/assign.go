@@ -235,12 +235,16 @@ var secretObjectKinds = []string{"existing", "password", "passwd", "credentials"
 
 // namesSecretObject reports whether the assignment name id is a secret
 // object's name (see secretObjectKinds).
-func namesSecretObject(id string) bool {
-	rest, ok := trimSuffixFold(id, "secret")
+func namesSecretObject(id string) bool { return kindBefore(id, "secret", secretObjectKinds) }
+
+// kindBefore reports whether id ends in word with one of kinds before it
+// (passwordSecret, next_page_token), ignoring case and separators.
+func kindBefore(id, word string, kinds []string) bool {
+	rest, ok := trimSuffixFold(id, word)
 	if !ok || rest == "" {
 		return false
 	}
-	for _, w := range secretObjectKinds {
+	for _, w := range kinds {
 		if suffixFold(rest, w) {
 			return true
 		}
@@ -258,18 +262,7 @@ var tokenKinds = []string{"page", "pagination", "continuation", "cursor", "resum
 
 // namesHarmlessToken reports whether the assignment name id names a token
 // that grants nothing (see tokenKinds).
-func namesHarmlessToken(id string) bool {
-	rest, ok := trimSuffixFold(id, "token")
-	if !ok || rest == "" {
-		return false
-	}
-	for _, w := range tokenKinds {
-		if suffixFold(rest, w) {
-			return true
-		}
-	}
-	return false
-}
+func namesHarmlessToken(id string) bool { return kindBefore(id, "token", tokenKinds) }
 
 // assignmentAt matches NAME = value, NAME: value, "NAME": "value" and
 // NAME := value where NAME is a credential name; text[i:j] is NAME.
