@@ -295,6 +295,9 @@ func cardGrouping(p *numParse) bool {
 	if p.ng == 1 {
 		return true
 	}
+	if p.sameSep('.') { // 4532.0151.1283.0366, as some statements print it (a routing-quality probe)
+		return p.shape(4, 4, 4, 4)
+	}
 	if !p.sameSep(' ') && !p.sameSep('-') {
 		return false
 	}

@@ -38,6 +38,10 @@ func TestDetect(t *testing.T) {
 		"email local dot end":     {"a.@example.com", nil},
 		"email leading dots trim": {"...bob@example.com", []found{{TypeEmail, "bob@example.com"}}},
 
+		// a card with dots (a routing-quality probe, 2026-12-07); a dotted number that fails Luhn is none
+		"card dotted":      {"card 4532.0151.1283.0366 exp 12/27", []found{{TypeCreditCard, "4532.0151.1283.0366"}}},
+		"card dotted luhn": {"ref 4532.0151.1283.0367", nil},
+
 		// Dutch BSN and Polish PESEL, named (a routing-quality probe, 2026-12-07)
 		"nl bsn named":        {"Mijn BSN is 111222333.", []found{{TypeNLBSN, "111222333"}}},
 		"nl bsn dotted":       {"burgerservicenummer 1112.22.333", []found{{TypeNLBSN, "1112.22.333"}}},
