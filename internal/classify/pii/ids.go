@@ -190,7 +190,12 @@ func isLocalByte(c byte) bool {
 // most 64 bytes that does not start or end with a dot, two or more domain
 // labels of letters, digits and inner hyphens, and an alphabetic top-level
 // domain of two or more letters. Trailing punctuation is not part of it.
-func (d *detector) email(at int) int {
+func (d *detector) email(at int) int { return d.emailAt(at, at+1) }
+
+// emailAt is email around an at sign that ends before domain: '@', or a
+// URL-encoded "%40" (a link's ?e=anna.schmidt%40example.com, which a
+// routing-quality probe sent to a US model).
+func (d *detector) emailAt(at, domain int) int {
 	s := d.s
 	n := len(s)
 	b := at
@@ -206,7 +211,7 @@ func (d *detector) email(at int) int {
 	if b == at || s[at-1] == '.' {
 		return 0
 	}
-	pos := at + 1
+	pos := domain
 	labels := 0
 	tldStart, tldEnd := 0, 0
 	for pos < n && pos-at <= 254 {
@@ -225,7 +230,7 @@ func (d *detector) email(at int) int {
 		}
 		break
 	}
-	if labels < 2 || tldEnd-tldStart < 2 || tldEnd-at > 254 {
+	if labels < 2 || tldEnd-tldStart < 2 || tldEnd-domain > 253 {
 		return 0
 	}
 	for k := tldStart; k < tldEnd; k++ {

@@ -164,6 +164,10 @@ func (d *detector) scan() {
 			switch c {
 			case '@':
 				e = d.email(i)
+			case '%':
+				if i+2 < n && s[i+1] == '4' && s[i+2] == '0' {
+					e = d.emailAt(i, i+3)
+				}
 			case '+', '(':
 				if i+1 < n && isDigit(s[i+1]) && (i == 0 || !isAlnum(s[i-1])) {
 					e = d.number(i)

@@ -37,6 +37,8 @@ func TestDetect(t *testing.T) {
 		"email handle":            {"ping @alice on slack", nil},
 		"email local dot end":     {"a.@example.com", nil},
 		"email leading dots trim": {"...bob@example.com", []found{{TypeEmail, "bob@example.com"}}},
+		"email url-encoded":       {"open https://x.example/?e=anna.schmidt%40gmail.com now", []found{{TypeEmail, "anna.schmidt%40gmail.com"}}},
+		"percent 40 no email":     {"rose by 100%40 times", nil},
 
 		// a card with dots (a routing-quality probe, 2026-12-07); a dotted number that fails Luhn is none
 		"card dotted":      {"card 4532.0151.1283.0366 exp 12/27", []found{{TypeCreditCard, "4532.0151.1283.0366"}}},
