@@ -394,6 +394,21 @@ deny contains "price" if input.candidates[0].price_eur.input > 1
 	}
 }
 
+// TestUnknownLogLevelWarned: log_levels contains a level the decision does
+// not know is warned about at load (it had no effect, silently: the
+// policy-author probe); known levels are not.
+func TestUnknownLogLevelWarned(t *testing.T) {
+	dir := policyDir(t, map[string]string{"ops.rego": "package stellwerk\n\nlog_levels contains \"warning\" if input.workspace.name == \"ops\"\n\nlog_levels contains \"warn\" if input.workspace.name == \"fin\"\n"})
+	e, err := Load(context.Background(), Source{Library: true, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(e.Warnings, "\n")
+	if !strings.Contains(got, `dir/ops.rego:3: log_levels contains "warning", which is none of debug, info, warn: it has no effect`) || strings.Contains(got, `"warn",`) {
+		t.Errorf("warnings:\n%s", got)
+	}
+}
+
 // TestFailureSummaryQuotesNoValue: the latest evaluation failure, which
 // /policy shows to every admin role, names the error's kind and place but
 // not its message, which quotes the client's values (the verification

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -93,7 +94,7 @@ func Unreachable(src Source) ([]string, error) {
 // warnings are a load's: the modules that cannot contribute, and the data
 // files that are not read.
 func (f files) warnings(modules map[string]*ast.Module) []string {
-	w := append(append(unreachable(modules), unread(modules)...), unknownInputs(modules)...)
+	w := append(append(append(unreachable(modules), unread(modules)...), unknownInputs(modules)...), unknownLogLevels(modules)...)
 	for _, d := range f.data {
 		w = append(w, d+": data files are not read (stellwerk loads *.rego only); write the data as a rule, e.g. blocked_users := {\"mallory\"} in a module")
 	}
@@ -137,6 +138,25 @@ func unread(mods map[string]*ast.Module) []string {
 		}
 		out = append(out, fmt.Sprintf("%s: rule %s is read by no rule and is none of the extension points (%s): it has no effect%s",
 			rule.Location, head, strings.Join(names, ", "), hint))
+	})
+	sort.Strings(out)
+	return out
+}
+
+// unknownLogLevels names the log_levels a platform rule adds that the
+// decision does not know (warning, trace): the decision's log level ignores
+// them, so the rule has no effect (the policy-author probe: nothing said so,
+// while denny got "did you mean deny?").
+func unknownLogLevels(mods map[string]*ast.Module) []string {
+	var out []string
+	platformRules(mods, func(rule *ast.Rule, head string) {
+		if head != "log_levels" || rule.Head.Key == nil {
+			return
+		}
+		if s, ok := rule.Head.Key.Value.(ast.String); ok && !slices.Contains(logLevels[1:], string(s)) {
+			out = append(out, fmt.Sprintf("%s: log_levels contains %q, which is none of %s: it has no effect",
+				rule.Location, string(s), strings.Join(logLevels[1:], ", ")))
+		}
 	})
 	sort.Strings(out)
 	return out
