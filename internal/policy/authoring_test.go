@@ -240,9 +240,11 @@ func TestLibraryRuleNameRefused(t *testing.T) {
 	}
 }
 
-// policy test refuses what serve would: a decision of the wrong shape.
+// policy test refuses what serve would: a decision of the wrong shape (a
+// computed value; a constant one is refused at compile,
+// TestConstantOfTheWrongTypeRefused).
 func TestPolicyTestChecksTheShape(t *testing.T) {
-	dir := policyDir(t, map[string]string{"shape.rego": "package stellwerk\n\ntags[\"priority\"] := 1 if input.principal.workspace == \"default\"\n"})
+	dir := policyDir(t, map[string]string{"shape.rego": "package stellwerk\n\ntags[\"priority\"] := count(input.candidates) if input.principal.workspace == \"default\"\n"})
 	if _, err := RunTests(context.Background(), Source{Library: true, Dir: dir}); err == nil || !strings.Contains(err.Error(), "must be a string") {
 		t.Fatalf("%v, want the shape error", err)
 	}
@@ -427,5 +429,29 @@ func TestFailureSummaryQuotesNoValue(t *testing.T) {
 	if n != 1 || last == nil || strings.Contains(last.Error, "anna") || strings.Contains(last.Error, "DE89") ||
 		!strings.Contains(last.Error, "eval_builtin_error at dir/team.rego:3") {
 		t.Errorf("%d failures, the latest %+v", n, last)
+	}
+}
+
+// TestConstantOfTheWrongTypeRefused: an extension point's rule that gives a
+// constant the library cannot read — deny contains 42, a tag's value 5 —
+// is refused at load with its file and line; it passed every check and
+// failed each request it fired on (the policy-author probe). Computed
+// values are the shape check's, at decision time.
+func TestConstantOfTheWrongTypeRefused(t *testing.T) {
+	for name, c := range map[string]struct{ rule, want string }{
+		"deny":       {`deny contains 42 if input.workspace.name == "finance"`, "dir/team.rego:3: rego_compile_error: deny must hold strings (the reasons); this rule gives 42"},
+		"log_levels": {`log_levels contains true if input.workspace.name == "finance"`, "log_levels must hold"},
+		"tags":       {`tags["cost_center"] := 5 if input.workspace.name == "finance"`, "tags must hold string keys and values (tags[key] := value); this rule gives 5"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := policyDir(t, map[string]string{"team.rego": "package stellwerk\n\n" + c.rule + "\n"})
+			if _, err := Load(context.Background(), Source{Library: true, Dir: dir}); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("%v, want %q", err, c.want)
+			}
+		})
+	}
+	dir := policyDir(t, map[string]string{"team.rego": "package stellwerk\n\ndeny contains msg if {\n\tinput.workspace.name == \"finance\"\n\tmsg := sprintf(\"no %s\", [input.workspace.name])\n}\n\ntags[\"team\"] := input.workspace.name\n"})
+	if _, err := Load(context.Background(), Source{Library: true, Dir: dir}); err != nil {
+		t.Fatalf("computed values refused: %v", err)
 	}
 }

@@ -278,6 +278,12 @@ func ineffective(modules map[string]*ast.Module) error {
 		case library[head] && !extension:
 			errs = append(errs, ast.NewError(ast.CompileErr, r.Location,
 				"%s is the library's own rule: a rule of that name here would change it; name yours differently (the extension points are deny, excluded, tags and log_levels; docs/policy-library.md)", head))
+		case extension && constantNotString(r, head):
+			// deny contains 42 passed every check (OPA's type check, the
+			// sample input) and failed each request it fired on with a
+			// policy_error (the policy-author probe).
+			shape, _ := extensionShape(head)
+			errs = append(errs, ast.NewError(ast.CompileErr, r.Location, "%s must hold %s; this rule gives %s", head, shape, constantTerm(r)))
 		}
 	})
 	if len(errs) == 0 {
@@ -285,6 +291,37 @@ func ineffective(modules map[string]*ast.Module) error {
 	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Location.String() < errs[j].Location.String() })
 	return errs
+}
+
+// constantNotString reports whether an extension point's rule gives a
+// constant that is not a string where the library reads one: deny's and
+// log_levels' element, a tag's value.
+func constantNotString(r *ast.Rule, head string) bool {
+	t := constantOf(r, head)
+	if t == nil {
+		return false
+	}
+	_, isString := t.Value.(ast.String)
+	return !isString && ast.IsConstant(t.Value)
+}
+
+// constantOf is the term an extension point's rule gives that the library
+// reads as a string: deny's and log_levels' element, a tag's value.
+func constantOf(r *ast.Rule, head string) *ast.Term {
+	switch head {
+	case "deny", "log_levels":
+		return r.Head.Key
+	case "tags":
+		return r.Head.Value
+	}
+	return nil
+}
+
+func constantTerm(r *ast.Rule) string {
+	if t := constantOf(r, r.Head.Ref()[0].String()); t != nil {
+		return t.String()
+	}
+	return ""
 }
 
 // extensionPoints are the rules of package stellwerk the library reads
