@@ -267,6 +267,17 @@ func isObject(body []byte) bool {
 
 func isJSONSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
 
+// cachedTokens reads the prompt tokens an OpenAI-wire provider read from
+// its cache: OpenAI's prompt_tokens_details.cached_tokens, or DeepSeek's
+// prompt_cache_hit_tokens (its cache hits were charged at the full input
+// price).
+func cachedTokens(u gjson.Result) int {
+	if c := u.Get("prompt_tokens_details.cached_tokens"); c.Exists() {
+		return int(c.Num)
+	}
+	return int(u.Get("prompt_cache_hit_tokens").Num)
+}
+
 // jsonCharge is what a JSON answer's usage costs at the served model's
 // prices; false when the answer reports no usable usage (none, or counts
 // that cannot be its answer: plausibleUsage).
@@ -303,8 +314,7 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 		if pt.Type != gjson.Number || ct.Type != gjson.Number {
 			return meter.Charge{}, false
 		}
-		used = meter.Usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num),
-			CachedTokens: int(u.Get("prompt_tokens_details.cached_tokens").Num)}
+		used = meter.Usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num), CachedTokens: cachedTokens(u)}
 	}
 	if !p.plausible(used) {
 		return meter.Charge{}, false

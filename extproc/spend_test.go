@@ -57,6 +57,11 @@ func TestSpendRowPerRequest(t *testing.T) {
 		"json served": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json"),
 			respBodyMsg(`{"choices":[],"usage":{"prompt_tokens":1000,"completion_tokens":500,"prompt_tokens_details":{"cached_tokens":600}}}`, true)},
 			rows: 1, want: want{status: spend.Served, in: 1000, out: 500, cached: 600, cost: 7000}},
+		// DeepSeek's own field for its cache hits (they were charged at
+		// the input price).
+		"json served, deepseek's cache hits": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json"),
+			respBodyMsg(`{"choices":[],"usage":{"prompt_tokens":1000,"completion_tokens":500,"prompt_cache_hit_tokens":600,"prompt_cache_miss_tokens":400}}`, true)},
+			rows: 1, want: want{status: spend.Served, in: 1000, out: 500, cached: 600, cost: 7000}},
 		"json body never came": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json")},
 			rows: 1, want: want{status: spend.Interrupted, cost: -1, estimated: true}},
 		"json without usage": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json"),

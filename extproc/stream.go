@@ -234,7 +234,7 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 		pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
 		if pt.Type == gjson.Number && ct.Type == gjson.Number {
 			st.usage = &usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num)}
-			st.cached = int(u.Get("prompt_tokens_details.cached_tokens").Num)
+			st.cached = cachedTokens(u)
 		}
 		// no choices: absent, null or [] (as gjson's Array() counts them)
 		drop = st.hideUsage && (choices.Type == gjson.Null || choices.IsArray() && !choices.Get("0").Exists())
