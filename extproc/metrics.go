@@ -154,7 +154,7 @@ func ObserveBudgets(m *telemetry.Metrics, st *ledger.State) {
 		b := &st.Budgets[i]
 		switch b.Scope {
 		case ledger.ScopeGlobal, ledger.ScopeWorkspace, ledger.ScopeTeam:
-			if !strings.HasPrefix(b.Subject, "key:") {
+			if !strings.HasPrefix(b.Subject, ledger.KeySubject) {
 				m.BudgetRatio(b.Name, b.Scope.String(), b.Subject, b.Spent)
 			}
 		}

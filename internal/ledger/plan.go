@@ -25,6 +25,10 @@ type counterKey struct {
 	start  int64  // window start, Unix ms; 0 for total
 }
 
+// KeySubject starts the subject of a budget of each user (or team) that a
+// key without one meets as its own: key:<id>.
+const KeySubject = "key:"
+
 // subject renders the counter's subject as configs and answers write it;
 // a key standing in for a user or a team it has none of is "key:<id>".
 func (k *counterKey) subject() string {
@@ -32,7 +36,7 @@ func (k *counterKey) subject() string {
 	case k.s2 == "":
 		return k.s1
 	case k.s1 == "":
-		return "key:" + k.s2
+		return KeySubject + k.s2
 	}
 	return k.s1 + "/" + k.s2
 }

@@ -278,12 +278,16 @@ func ineffective(modules map[string]*ast.Module) error {
 		case library[head] && !extension:
 			errs = append(errs, ast.NewError(ast.CompileErr, r.Location,
 				"%s is the library's own rule: a rule of that name here would change it; name yours differently (the extension points are deny, excluded, tags and log_levels; docs/policy-library.md)", head))
-		case extension && constantNotString(r, head):
+		case extension:
 			// deny contains 42 passed every check (OPA's type check, the
 			// sample input) and failed each request it fired on with a
 			// policy_error (the policy-author probe).
-			shape, _ := extensionShape(head)
-			errs = append(errs, ast.NewError(ast.CompileErr, r.Location, "%s must hold %s; this rule gives %s", head, shape, constantTerm(r)))
+			if t := readAsString(r, head); t != nil && ast.IsConstant(t.Value) {
+				if _, ok := t.Value.(ast.String); !ok {
+					shape, _ := extensionShape(head)
+					errs = append(errs, ast.NewError(ast.CompileErr, r.Location, "%s must hold %s; this rule gives %s", head, shape, t))
+				}
+			}
 		}
 	})
 	if len(errs) == 0 {
@@ -293,21 +297,10 @@ func ineffective(modules map[string]*ast.Module) error {
 	return errs
 }
 
-// constantNotString reports whether an extension point's rule gives a
-// constant that is not a string where the library reads one: deny's and
-// log_levels' element, a tag's value.
-func constantNotString(r *ast.Rule, head string) bool {
-	t := constantOf(r, head)
-	if t == nil {
-		return false
-	}
-	_, isString := t.Value.(ast.String)
-	return !isString && ast.IsConstant(t.Value)
-}
-
-// constantOf is the term an extension point's rule gives that the library
-// reads as a string: deny's and log_levels' element, a tag's value.
-func constantOf(r *ast.Rule, head string) *ast.Term {
+// readAsString is the term of an extension point's rule that the library
+// reads as a string: deny's and log_levels' element, a tag's value (nil
+// for excluded, whose pairs the library checks itself).
+func readAsString(r *ast.Rule, head string) *ast.Term {
 	switch head {
 	case "deny", "log_levels":
 		return r.Head.Key
@@ -315,13 +308,6 @@ func constantOf(r *ast.Rule, head string) *ast.Term {
 		return r.Head.Value
 	}
 	return nil
-}
-
-func constantTerm(r *ast.Rule) string {
-	if t := constantOf(r, r.Head.Ref()[0].String()); t != nil {
-		return t.String()
-	}
-	return ""
 }
 
 // extensionPoints are the rules of package stellwerk the library reads
