@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/stellwerk/stellwerk/internal/catalog"
 )
 
@@ -22,4 +24,25 @@ func BenchmarkOutputLimitFor(b *testing.B) {
 			}
 		})
 	}
+}
+
+// FuzzOutputLimitFor: any body, valid JSON or not, is renamed without a
+// panic, and valid JSON stays valid with the limit under the provider's name.
+func FuzzOutputLimitFor(f *testing.F) {
+	for _, s := range []string{`{"model":"m","max_tokens":5}`, `{"max_completion_tokens" : 7,"x":1}`, `{"a":{"max_tokens":1}}`,
+		`{"max_completion\u005ftokens":3}`, `{"max_tokens":1,"max_completion_tokens":2}`, `"max_tokens":`, `{}`} {
+		f.Add([]byte(s))
+	}
+	ps := []*catalog.Provider{{MaxTokensParam: "max_tokens"}, {MaxTokensParam: "max_completion_tokens"}}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, p := range ps {
+			out, err := outputLimitFor(p, body)
+			if err != nil || !gjson.ValidBytes(body) {
+				continue
+			}
+			if !gjson.ValidBytes(out) {
+				t.Fatalf("%s → %s: not JSON", body, out)
+			}
+		}
+	})
 }
