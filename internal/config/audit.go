@@ -175,7 +175,7 @@ func (c *Config) validateAudit() []error {
 	}
 	checkRetention := func(field string, d time.Duration) {
 		if d != 0 && d < MinAuditRetention {
-			bad(field, "%s is shorter than the minimum %s (0 keeps records forever)", d, MinAuditRetention)
+			bad(field, "%s is shorter than the minimum %s (0s keeps records forever)", d, MinAuditRetention)
 		}
 	}
 	checkRetention("audit.retention.default", a.Retention.Default)

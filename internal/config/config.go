@@ -558,6 +558,11 @@ func (c *Config) resolvePaths(base string) {
 	if c.Budgets.Webhook != nil {
 		abs(&c.Budgets.Webhook.SecretFile)
 	}
+	if t := c.Server.GRPCTLS; t != nil {
+		abs(&t.Cert)
+		abs(&t.Key)
+		abs(&t.ClientCA)
+	}
 }
 
 // Decode parses a config document, rejecting unknown fields, applies defaults

@@ -60,6 +60,13 @@ func Check(ctx context.Context, cfg *config.Config, env catalog.Env) (warnings [
 			errs = append(errs, err)
 		}
 	}
+	if t := cfg.Server.GRPCTLS; t != nil {
+		// serve loads them before it listens; a path that is wrong fails
+		// the start (the docs probe: check said ok, serve exited).
+		if _, err := serverTLS(*t); err != nil {
+			errs = append(errs, fmt.Errorf("server.grpc: %w", err))
+		}
+	}
 	if a := cfg.Audit; a.IsEnabled() && a.SigningKey.IsSet() {
 		if _, err := audit.LoadPublic(a, cfg.State.Dir, env.Getenv); err != nil {
 			errs = append(errs, err)

@@ -15,6 +15,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/store"
+	"github.com/stellwerk/stellwerk/internal/testcert"
 )
 
 // TestCheckLoadsQualityPredictor: config check (and so start and reload) refuses a quality
@@ -106,5 +107,54 @@ func TestPredictorVersionKept(t *testing.T) {
 	vb, err := versionsOf(cfg, cat, nil)
 	if err != nil || vb.Predictor != "" {
 		t.Errorf("without a predictor: version %q, err %v", vb.Predictor, err)
+	}
+}
+
+// TestCheckLoadsGRPCTLS: config check loads the gRPC listener's
+// certificate, key and client CA as serve does — a config naming files
+// that do not exist passed check and failed serve (the docs probe) — and
+// relative paths are the config file's, as every other path is.
+func TestCheckLoadsGRPCTLS(t *testing.T) {
+	env := catalog.Env{Getenv: func(string) string { return "" }, ReadFile: os.ReadFile}
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "tls"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	files, err := testcert.Write(filepath.Join(dir, "tls"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.ReadFile(filepath.Join("..", "..", "examples", "stellwerk.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		tls  string
+		want string
+	}{
+		"relative, present": {"{cert: tls/" + filepath.Base(files.ServerCert) + ", key: tls/" + filepath.Base(files.ServerKey) + ", client_ca: tls/" + filepath.Base(files.CA) + "}", ""},
+		"missing":           {"{cert: /nonexistent/server.crt, key: /nonexistent/server.key, client_ca: /nonexistent/ca.crt}", "server.grpc: grpc_tls: server certificate"},
+	} {
+		cfgText := strings.Replace(string(base), "grpc: unix:///run/stellwerk/grpc.sock", "grpc: 127.0.0.1:1\n  grpc_tls: "+c.tls, 1)
+		path := filepath.Join(dir, "stellwerk.yaml")
+		if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		_, errs := Check(context.Background(), cfg, env)
+		var msgs []string
+		for _, e := range errs {
+			msgs = append(msgs, e.Error())
+		}
+		got := strings.Join(msgs, "; ")
+		if c.want == "" && got != "" {
+			t.Errorf("%s: %s", name, got)
+		}
+		if c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("%s: errors %q, want one with %q", name, got, c.want)
+		}
 	}
 }
