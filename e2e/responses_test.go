@@ -261,6 +261,16 @@ func TestResponsesPipeline(t *testing.T) {
 		t.Errorf("an IBAN in an item's id: %s", b)
 	}
 	send(`{"model":"chat-us","input":[{"type":"message","id":"msg_1","status":"completed","role":"user","content":"hi"}]}`, 200)
+	// A file sent inline wherever a native provider reads one is decoded
+	// and classified as a file in input is: in a prompt template's
+	// variables, in a function call's output parts (the red-team probe:
+	// both reached the US native model unread).
+	const keyFile, ibanFile = "data:text/plain;base64,a2V5IEFLSUFJT1NGT0ROTjdFWEFNUExF", "data:text/csv;base64,bmFtZSxpYmFuCkFubmEsREU4OSAzNzA0IDAwNDQgMDUzMiAwMTMwIDAwCg=="
+	send(`{"model":"auto","input":"summarise {{x}}","prompt":{"id":"pmpt_1","variables":{"x":{"type":"input_file","filename":"a.txt","file_data":"`+keyFile+`"}}}}`, 403)
+	if b := send(`{"model":"auto","max_output_tokens":100,"input":"summarise {{x}}","prompt":{"id":"pmpt_1","variables":{"x":{"type":"input_file","filename":"c.csv","file_data":"`+ibanFile+`"}}}}`, 503); !strings.Contains(gjson.GetBytes(b, "error.message").Str, "restricted data requires eu") {
+		t.Errorf("an IBAN in a prompt variable's file: %s", b)
+	}
+	send(`{"model":"auto","input":[{"type":"function_call","call_id":"c1","name":"read","arguments":"{}"},{"type":"function_call_output","call_id":"c1","output":[{"type":"input_file","filename":"a.txt","file_data":"`+keyFile+`"}]}]}`, 403)
 	for name, p := range s.Providers {
 		for _, rq := range p.Requests() {
 			if strings.Contains(string(rq.Body), "DE89") {

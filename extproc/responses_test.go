@@ -30,7 +30,7 @@ providers:
   - {name: claude, base_url: "https://claude.example.com/v1", residency: eu, wire_format: anthropic}
 models:
   - {id: chat, provider: us, context_window: 8000, price: {input_per_mtok: 1, output_per_mtok: 1}}
-  - {id: native, provider: openai, provider_model: gpt-up, context_window: 8000, capabilities: [chat, responses, tools, json_mode, streaming], price: {input_per_mtok: 2, output_per_mtok: 2}}
+  - {id: native, provider: openai, provider_model: gpt-up, context_window: 8000, capabilities: [chat, responses, tools, json_mode, streaming, vision], price: {input_per_mtok: 2, output_per_mtok: 2}}
   - {id: native-eu, provider: azure, provider_model: gpt-eu, context_window: 8000, capabilities: [chat, responses, tools, json_mode, streaming], price: {input_per_mtok: 3, output_per_mtok: 3}}
   - {id: sonnet, provider: claude, provider_model: claude-up, context_window: 200000, price: {input_per_mtok: 3, output_per_mtok: 15}}
 `))
@@ -330,6 +330,7 @@ func TestResponsesToolOutputParts(t *testing.T) {
 		native bool
 	}{
 		"text":  {`[{"type":"input_text","text":"sunny"}]`, false},
+		// An image is an image wherever it is: the model needs vision.
 		"image": {`[{"type":"input_image","image_url":"https://x/y.png"}]`, true},
 	} {
 		p := responsesEdge(t, responsesState(t))

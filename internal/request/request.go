@@ -250,12 +250,19 @@ func parseRoot(body []byte, what string) (gjson.Result, error) {
 	if len(body) == 0 {
 		return gjson.Result{}, apierr.Invalid("invalid_request_body", "", "the request body is empty; send a JSON %s request", what)
 	}
-	deep, dup := scanStructure(body)
+	deep, dup, lone := scanStructure(body)
 	if deep {
 		return gjson.Result{}, apierr.Invalid("invalid_request_body", "", "the request body is nested more than %d levels deep", MaxDepth)
 	}
 	if !gjson.ValidBytes(body) {
 		return gjson.Result{}, apierr.Invalid("invalid_json", "", "the request body is not valid JSON")
+	}
+	// An escaped surrogate without its pair is no character at all, and
+	// each parser reads it its own way: gjson drops the character after
+	// it, Go's, Python's and JavaScript's keep it — "AKIA\ud800\u0055…"
+	// was classified without the U a provider read (the red-team probe).
+	if lone {
+		return gjson.Result{}, apierr.Invalid("invalid_json", "", "the request body has a \\u escape of a lone surrogate (a \\uD800–\\uDFFF without its pair), which is no character; send the text as UTF-8")
 	}
 	// JSON between systems is UTF-8 (RFC 8259). Bytes that are not would
 	// be read one way here and another by a provider's parser (Go's and
@@ -403,7 +410,7 @@ const linearKeys = 16
 // that differ only in case too: foldsKeys). It runs before the body is
 // known to be valid JSON: on invalid input it stays linear and never
 // panics, and its duplicate is then ignored.
-func scanStructure(body []byte) (deep bool, dup *dupKey) {
+func scanStructure(body []byte) (deep bool, dup *dupKey, lone bool) {
 	var stackBuf [32]frame
 	var keyBuf [64]keyRef
 	stack, keys := stackBuf[:0], keyBuf[:0]
@@ -413,6 +420,9 @@ func scanStructure(body []byte) (deep bool, dup *dupKey) {
 			start := i + 1
 			end, esc := skipString(body, start)
 			i = end
+			if esc && !lone {
+				lone = loneSurrogate(body[start:min(end, len(body))])
+			}
 			if (dup != nil && !dup.casing) || len(stack) == 0 {
 				continue // the first duplicate, or a casing problem until one
 			}
@@ -446,7 +456,7 @@ func scanStructure(body []byte) (deep bool, dup *dupKey) {
 			}
 		case '{', '[':
 			if len(stack) >= MaxDepth {
-				return true, nil
+				return true, nil, lone
 			}
 			obj := body[i] == '{'
 			stack = append(stack, frame{obj: obj, expectKey: obj, keys: len(keys), fold: obj && foldsKeys(body, stack)})
@@ -466,7 +476,61 @@ func scanStructure(body []byte) (deep bool, dup *dupKey) {
 			}
 		}
 	}
-	return false, dup
+	return false, dup, lone
+}
+
+// loneSurrogate reports whether a string's text (between its quotes) has a
+// \u escape of a surrogate that is not a high one followed by an escaped
+// low one.
+func loneSurrogate(s []byte) bool {
+	for i := 0; i < len(s)-1; i++ {
+		if s[i] != '\\' {
+			continue
+		}
+		i++ // the escaped character: \\ is one, and hides the next byte
+		if s[i] != 'u' {
+			continue
+		}
+		r, ok := hex4(s, i+1)
+		if !ok {
+			continue // not valid JSON: gjson.ValidBytes says so
+		}
+		i += 4
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true
+		case r >= 0xD800 && r <= 0xDBFF:
+			if i+2 >= len(s) || s[i+1] != '\\' || s[i+2] != 'u' {
+				return true
+			}
+			if lo, ok := hex4(s, i+3); !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return true
+			}
+			i += 6
+		}
+	}
+	return false
+}
+
+// hex4 reads four hex digits at s[i:].
+func hex4(s []byte, i int) (rune, bool) {
+	if i+4 > len(s) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range s[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }
 
 // skipString returns the index of the quote closing the string that starts

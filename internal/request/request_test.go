@@ -99,6 +99,14 @@ func TestParseChat(t *testing.T) {
 		// twice to a parser that replaces them (Go's, JavaScript's).
 		"not utf-8 keys": {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"\x8ea\":0,\"\x83a\":0}", "invalid_json", ""},
 		"latin-1 text":   {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"Gr\xfc\xdfe\"}]}", "invalid_json", ""},
+		// gjson drops the character after a lone surrogate's escape, the
+		// providers' parsers keep it: the classifier read "AKIA…" short
+		// of the U a provider got (the red-team probe).
+		"lone high surrogate":     {`{"model":"m","messages":[{"role":"user","content":"key AKIAQWERTY\ud800\u0055IOPASDFGH"}]}`, "invalid_json", ""},
+		"lone low surrogate":      {`{"model":"m","messages":[{"role":"user","content":"a\udc00b"}]}`, "invalid_json", ""},
+		"high surrogate at end":   {`{"model":"m","messages":[{"role":"user","content":"a\ud83d"}]}`, "invalid_json", ""},
+		"two high surrogates":     {`{"model":"m","messages":[{"role":"user","content":"A\ud83d\ud83dB"}]}`, "invalid_json", ""},
+		"lone surrogate in a key": {`{"model":"m","messages":[{"role":"user"}],"x\udfff":1}`, "invalid_json", ""},
 	}
 	for name, tc := range bad {
 		t.Run(name, func(t *testing.T) {
@@ -362,6 +370,16 @@ func TestVision(t *testing.T) {
 		}
 		if c.Vision != want {
 			t.Errorf("%s: vision %v, want %v", body, c.Vision, want)
+		}
+	}
+}
+
+// TestSurrogatePairsPass: a pair of escaped surrogates is a character
+// (an emoji), and an escaped backslash before a u is no escape at all.
+func TestSurrogatePairsPass(t *testing.T) {
+	for _, content := range []string{`smile \ud83d\ude00 please`, `\uD83D\uDE00`, `a\\ud800 is text`, `\u00e9t\u00e9`, `\\\ud83d\ude00`} {
+		if _, err := ParseChat([]byte(`{"model":"m","messages":[{"role":"user","content":"` + content + `"}]}`)); err != nil {
+			t.Errorf("%s: %v", content, err)
 		}
 	}
 }

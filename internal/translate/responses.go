@@ -8,13 +8,13 @@ package translate
 // docs/api.md#the-responses-api holds the mapping; keep the two in step.
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
 
 	"github.com/tidwall/gjson"
-	"github.com/tidwall/sjson"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 )
@@ -276,12 +276,85 @@ func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 }
 
 // unreadText is a member chat cannot carry as a user message of its JSON
-// text, so that it is classified all the same; nil when it holds no text.
+// text, so that it is classified all the same. The files and images in it,
+// wherever they are (a prompt's variables, a tool output's parts, a
+// built-in tool's file_ids), become the parts the classifiers read in a
+// chat request: a file sent inline is decoded (and not also read as base64
+// text), one by reference counted as a file they cannot read, an image
+// counted — a file in a prompt's variables reached a US model unread (the
+// red-team probe).
 func unreadText(v gjson.Result) chatMessage {
 	if v.Type == gjson.String {
 		return chatMessage{Role: "user", Content: quote(v.Str)}
 	}
-	return chatMessage{Role: "user", Content: quote(v.Raw)}
+	var parts []chatPart
+	var b strings.Builder
+	unreadWalk(v, &b, &parts)
+	text := b.String()
+	if len(parts) == 0 {
+		return chatMessage{Role: "user", Content: quote(text)}
+	}
+	c, _ := json.Marshal(append(parts, chatPart{Type: "text", Text: &text}))
+	return chatMessage{Role: "user", Content: c}
+}
+
+// unreadWalk writes v's JSON to b, each inline file's and image's data
+// left out, and appends the parts those and the files by reference are.
+func unreadWalk(v gjson.Result, b *strings.Builder, parts *[]chatPart) {
+	switch {
+	case v.IsObject():
+		typ := v.Get("type").Str
+		switch {
+		case typ == "input_image":
+			if u := v.Get("image_url"); u.Type == gjson.String {
+				*parts = append(*parts, chatPart{Type: "image_url", ImageURL: &chatImageURL{URL: u.Str}})
+			} else {
+				*parts = append(*parts, chatPart{Type: "input_image"})
+			}
+		case typ == "input_file" && v.Get("file_data").Type != gjson.String:
+			*parts = append(*parts, chatPart{Type: "file", File: &chatFile{FileID: cmp.Or(v.Get("file_id").Str, "file_url")}})
+		}
+		b.WriteByte('{')
+		n := 0
+		v.ForEach(func(k, m gjson.Result) bool {
+			key := strings.ToLower(k.Str)
+			switch {
+			case key == "file_data" && m.Type == gjson.String:
+				*parts = append(*parts, chatPart{Type: "file", File: &chatFile{FileData: m.Str}})
+				return true // decoded there, not read again as base64
+			case key == "image_url" && m.Type == gjson.String && strings.HasPrefix(m.Str, "data:"):
+				return true // counted above; base64 is no text
+			case (key == "file_ids" || key == "vector_store_ids") && m.IsArray():
+				m.ForEach(func(_, id gjson.Result) bool {
+					*parts = append(*parts, chatPart{Type: "file", File: &chatFile{FileID: cmp.Or(id.Str, "file")}})
+					return true
+				})
+			}
+			if n > 0 {
+				b.WriteByte(',')
+			}
+			n++
+			b.WriteString(k.Raw)
+			b.WriteByte(':')
+			unreadWalk(m, b, parts)
+			return true
+		})
+		b.WriteByte('}')
+	case v.IsArray():
+		b.WriteByte('[')
+		n := 0
+		v.ForEach(func(_, m gjson.Result) bool {
+			if n > 0 {
+				b.WriteByte(',')
+			}
+			n++
+			unreadWalk(m, b, parts)
+			return true
+		})
+		b.WriteByte(']')
+	default:
+		b.WriteString(v.Raw)
+	}
 }
 
 func quote(s string) json.RawMessage {
@@ -301,7 +374,7 @@ func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *
 	case !input.IsArray():
 		return nil, apierr.Invalid("invalid_type", "input", "input must be a string or an array of items")
 	}
-	var msgs []chatMessage
+	var msgs, tail []chatMessage // tail: what only a native provider reads, after the conversation
 	var bad *apierr.Error
 	i := -1
 	input.ForEach(func(_, it gjson.Result) bool {
@@ -353,11 +426,18 @@ func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *
 			needs.keep().rest(it, "type", "call_id", "output")
 			text := out.Str
 			if out.IsArray() {
-				var other string
-				if text, other = outputText(out, needs.keep()); other != "" && !needs.native(p+".output with a part of type "+other) {
-					bad = apierr.Invalid("unsupported_value", p+".output",
-						"%s.output: parts of type %q need a provider that serves the Responses API natively (text parts are translated)", p, other)
-					return false
+				var others []gjson.Result
+				text, others = outputText(out, needs.keep())
+				if len(others) > 0 {
+					other := apierr.Truncate(others[0].Get("type").Str, 64)
+					if !needs.native(p + ".output with a part of type " + other) {
+						bad = apierr.Invalid("unsupported_value", p+".output",
+							"%s.output: parts of type %q need a provider that serves the Responses API natively (text parts are translated)", p, other)
+						return false
+					}
+					for _, o := range others {
+						tail = append(tail, unreadText(o)) // a file decoded, an image counted
+					}
 				}
 			}
 			msgs = append(msgs, chatMessage{Role: "tool", ToolCallID: id.Str, Content: quote(text)})
@@ -378,52 +458,39 @@ func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *
 	if len(msgs) == 0 {
 		return nil, apierr.Invalid("invalid_value", "input", "input must not be empty")
 	}
-	return msgs, nil
+	return append(msgs, tail...), nil
 }
 
 // outputText is a function_call_output's output parts as the text of a chat
-// tool message: its input_text (output_text) parts, one per line. other
-// names the first part of another type (an image, a file), which chat's
-// tool messages cannot carry; its JSON is in text too, for the classifier.
-func outputText(parts gjson.Result, u *untranslated) (text, other string) {
+// tool message: its input_text (output_text) parts, one per line. others
+// are the parts of other types (an image, a file), which chat's tool
+// messages cannot carry: a decision copy has them read as unreadText.
+func outputText(parts gjson.Result, u *untranslated) (text string, others []gjson.Result) {
 	var b strings.Builder
 	parts.ForEach(func(_, pt gjson.Result) bool {
-		if b.Len() > 0 {
-			b.WriteByte('\n')
-		}
-		switch t := pt.Get("type").Str; t {
+		switch pt.Get("type").Str {
 		case "input_text", "output_text":
+			if b.Len() > 0 {
+				b.WriteByte('\n')
+			}
 			u.rest(pt, "type", "text") // annotations, …
 			b.WriteString(pt.Get("text").Str)
 		default:
-			if other == "" {
-				other = apierr.Truncate(t, 64)
-			}
-			b.WriteString(pt.Raw)
+			others = append(others, pt)
 		}
 		return true
 	})
-	return b.String(), other
+	return b.String(), others
 }
 
 // appendUnreadPart appends a part only a native provider reads, for the
-// classifiers of the decision copy: its JSON as text, and a text file
-// sent inline (input_file's file_data) as chat's file part, which they
-// decode as they do a chat request's (or mark the scan truncated when
-// they cannot).
+// classifiers of the decision copy: its JSON as text, and the files and
+// images in it as the parts they read (unreadText).
 func appendUnreadPart(parts []chatPart, pt gjson.Result) []chatPart {
-	raw := pt.Raw
-	if d := pt.Get("file_data"); d.Type == gjson.String {
-		if r, err := sjson.Delete(raw, "file_data"); err == nil {
-			raw = r // read once, decoded, not also as base64 text
-		}
-		parts = append(parts, chatPart{Type: "file", File: &chatFile{FileData: d.Str}})
-	} else if pt.Get("type").Str == "input_file" {
-		// By file_id or file_url: the provider reads it, the classifiers
-		// cannot, and count it (classify.Result.Unread).
-		parts = append(parts, chatPart{Type: "file", File: &chatFile{FileID: pt.Get("file_id").Str}})
-	}
-	return append(parts, chatPart{Type: "text", Text: &raw})
+	var b strings.Builder
+	unreadWalk(pt, &b, &parts)
+	text := b.String()
+	return append(parts, chatPart{Type: "text", Text: &text})
 }
 
 // responsesContent is a message's content as chat's: a string as is; parts
