@@ -329,7 +329,7 @@ func TestResponsesToolOutputParts(t *testing.T) {
 		output string
 		native bool
 	}{
-		"text":  {`[{"type":"input_text","text":"sunny"}]`, false},
+		"text": {`[{"type":"input_text","text":"sunny"}]`, false},
 		// An image is an image wherever it is: the model needs vision.
 		"image": {`[{"type":"input_image","image_url":"https://x/y.png"}]`, true},
 	} {
