@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -254,5 +256,33 @@ func TestOwnKeyWhereNoSharedKeyIs(t *testing.T) {
 	}
 	if resp, b := chat("sk-dev-client", "gpt-9"); resp.StatusCode != 404 || strings.Contains(string(b), "bring-cheap") {
 		t.Errorf("an unknown model's list of what is available: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestOwnKeyWithoutItsMasterKey: a stellwerk whose state.master_keys lacks
+// the key a workspace's provider key is stored under (a replica not yet
+// restarted with the new list when rotate-master ran) does not start, and
+// says which master key it needs. It started silently and its Envoy sent
+// the workspace's requests with the shared credential (the operator
+// probe).
+func TestOwnKeyWithoutItsMasterKey(t *testing.T) {
+	t.Parallel()
+	s := legalStack(t, nil)
+	if resp, b := adminDo(t, s, "PUT", "/admin/provider-keys/legal/primary", `{"secret":"sk-legal-own"}`); resp.StatusCode/100 != 2 {
+		t.Fatalf("PUT: %d %s", resp.StatusCode, b)
+	}
+	s.Stop("stellwerk")
+	other := filepath.Join(t.TempDir(), "other.key")
+	if err := os.WriteFile(other, []byte(strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := *s.Config
+	cfg.State.MasterKeys = []config.MasterKey{{ID: "m2", File: other}}
+	s.WriteConfig(&cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, harness.Binary(t), "serve", "--config", filepath.Join(s.Dir, "stellwerk.yaml")).CombinedOutput()
+	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), `master key "m1"`) || strings.Contains(string(out), "sk-legal-own") {
+		t.Fatalf("serve without the record's master key: %v (timed out: %v)\n%s", err, ctx.Err() != nil, out)
 	}
 }

@@ -446,7 +446,7 @@ func KeyError(err error) *apierr.Error {
 		return apierr.Conflict("key_revoked", "id", "the key is revoked; create a new one")
 	case errors.Is(err, keys.ErrNoProviderKey):
 		return apierr.NotFound("provider_key_not_found", "", "this workspace has no key for this provider")
-	case errors.Is(err, keys.ErrNoMasterKey):
+	case errors.Is(err, keys.ErrNoMasterKey), errors.Is(err, keys.ErrMasterKeyMissing):
 		return apierr.Unavailable("master_key_unavailable", "provider keys need state.master_keys (docs/keys.md); "+
 			"a record may also name a master key that is no longer configured")
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):

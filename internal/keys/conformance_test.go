@@ -493,8 +493,9 @@ func TestProviderKeys(t *testing.T) {
 			t.Errorf("decrypted %v", got)
 		}
 
-		// A second replica without master keys cannot read them.
-		if err := open(t, nil).EachProviderSecret(ctx, func(ProviderSecret) error { return nil }); !errors.Is(err, ErrNoMasterKey) {
+		// A second replica without master keys cannot read them, and
+		// says so: its Envoy would send the shared credential instead.
+		if err := open(t, nil).EachProviderSecret(ctx, func(ProviderSecret) error { return nil }); !errors.Is(err, ErrMasterKeyMissing) {
 			t.Errorf("no keyring: %v", err)
 		}
 		// Rotation: mk2 first, mk1 kept to read; rotate-master moves all.
@@ -513,7 +514,7 @@ func TestProviderKeys(t *testing.T) {
 		if got := secrets(t, s3); got["legal/openai"] != "sk-openai-legal-v2" {
 			t.Errorf("after rotation: %v", got)
 		}
-		if err := s.EachProviderSecret(ctx, func(ProviderSecret) error { return nil }); !errors.Is(err, ErrNoMasterKey) ||
+		if err := s.EachProviderSecret(ctx, func(ProviderSecret) error { return nil }); !errors.Is(err, ErrMasterKeyMissing) ||
 			!strings.Contains(err.Error(), "mk2") {
 			t.Errorf("old ring after rotation: %v", err)
 		}

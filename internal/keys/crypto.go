@@ -23,9 +23,17 @@ type Keyring struct {
 	aeads   map[string]cipher.AEAD
 }
 
-// ErrNoMasterKey means provider keys cannot be stored or read: no
-// state.master_keys is configured, or not the one a record names.
+// ErrNoMasterKey means provider keys cannot be stored: no
+// state.master_keys is configured.
 var ErrNoMasterKey = errors.New("no master key for provider keys (state.master_keys)")
+
+// ErrMasterKeyMissing means stored provider keys cannot be read: a record
+// names a master key that is not configured (a replica not yet restarted
+// with the new list before rotate-master), or none is configured at all.
+// Reading them fails as a whole: the workspaces' keys in force stay (a
+// reload is refused), and a start fails — never the shared credential in
+// their place (the operator probe: a replica did that silently).
+var ErrMasterKeyMissing = errors.New("stored provider keys need a master key that is not configured (state.master_keys)")
 
 // NewKeyring builds a keyring from (id, 32-byte key) pairs, the first
 // current.
@@ -107,7 +115,7 @@ func (r *Keyring) seal(plaintext, aad []byte) (keyID string, nonce, ct []byte) {
 func (r *Keyring) open(keyID string, nonce, ct, aad []byte) ([]byte, error) {
 	aead, ok := r.aeads[keyID]
 	if !ok {
-		return nil, fmt.Errorf("%w: a record is encrypted under master key %q, which is not configured", ErrNoMasterKey, keyID)
+		return nil, fmt.Errorf("%w: a record is encrypted under master key %q", ErrMasterKeyMissing, keyID)
 	}
 	if len(nonce) != aead.NonceSize() {
 		return nil, errors.New("provider key record is damaged (nonce)")

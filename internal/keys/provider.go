@@ -115,9 +115,6 @@ type ProviderSecret struct {
 // Table.Generation changes. A record that does not decrypt stops the walk
 // with an error naming the workspace and provider, never the secret.
 func (s *Store) EachProviderSecret(ctx context.Context, fn func(ProviderSecret) error) error {
-	if s.ring == nil {
-		return ErrNoMasterKey
-	}
 	type rec struct{ ws, prov, keyID, nonce, ct string }
 	rows, err := s.db.SQL.QueryContext(ctx, `SELECT workspace, provider, master_key_id, nonce, ciphertext FROM provider_keys ORDER BY workspace, provider`)
 	if err != nil {
@@ -135,6 +132,9 @@ func (s *Store) EachProviderSecret(ctx context.Context, fn func(ProviderSecret) 
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return store.Classify(err)
+	}
+	if s.ring == nil && len(recs) > 0 {
+		return fmt.Errorf("%w: %d are stored and state.master_keys is empty", ErrMasterKeyMissing, len(recs))
 	}
 	for _, r := range recs {
 		pt, err := s.decrypt(r.ws, r.prov, r.keyID, r.nonce, r.ct)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -461,8 +460,9 @@ func (r *reloader) current() (*generation, string, time.Time) {
 const envoyApplyTimeout = 5 * time.Second
 
 // workspaceKeys reads the workspaces' own provider keys (bring your own
-// key) for the control plane, the one place they are decrypted. No master
-// key configured: none can be stored, so there are none.
+// key) for the control plane, the one place they are decrypted. One that
+// cannot be read fails them all (keys.ErrMasterKeyMissing): a start fails,
+// a reload is refused and the keys in force stay.
 func workspaceKeys(ctx context.Context, st *keys.Store) ([]xds.WorkspaceKey, error) {
 	if st == nil {
 		return nil, nil
@@ -472,9 +472,6 @@ func workspaceKeys(ctx context.Context, st *keys.Store) ([]xds.WorkspaceKey, err
 		out = append(out, xds.WorkspaceKey{Workspace: ps.Workspace, Provider: ps.Provider, Key: string(ps.Secret)})
 		return nil
 	})
-	if errors.Is(err, keys.ErrNoMasterKey) {
-		return nil, nil
-	}
 	if err != nil {
 		return nil, fmt.Errorf("workspace provider keys: %w", err)
 	}
