@@ -182,13 +182,17 @@ func worstCase(in int, plan []*catalog.Model, o output) (ledger.MicroEUR, int64)
 // from the catalog's bounds). Counts beyond are a broken or hostile
 // provider: one answer would use up every budget it meets, or a wrapped
 // count make it free and break the spend report's sums (the chaos probe's
-// 10^12 and 2^63−1). Such an answer is charged as one without usage.
+// 10^12 and 2^63−1). Such an answer is charged as one without usage. The
+// output's bound is the model's, not the limit the request sent: a client
+// chooses that one, and a provider that wrote past it (one that reads
+// another name for it, or none) bills what it wrote — an answer charged
+// at the request's 1-token limit was nearly free (the red-team probe).
 func plausibleUsage(u meter.Usage, m *catalog.Model, bodyLen int, o output) bool {
 	if u.PromptTokens < 0 || u.CompletionTokens < 0 || u.CachedTokens < 0 || u.CachedTokens > u.PromptTokens {
 		return false
 	}
 	maxIn := max(2*m.ContextWindow, 2*(bodyLen+o.images*m.ImageTokens)+usageSlack)
-	maxOut := 2*outputBound(m, o.perChoice)*max(o.choices, 1) + usageSlack
+	maxOut := 2*outputBound(m, min(o.perChoice, 0))*max(o.choices, 1) + usageSlack
 	return u.PromptTokens <= maxIn && u.CompletionTokens <= maxOut
 }
 

@@ -80,6 +80,14 @@ func TestSpendRowPerRequest(t *testing.T) {
 		"json usage beyond the request": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json"),
 			respBodyMsg(`{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":1000000000000}}`, true)},
 			rows: 1, want: want{status: spend.Served, cost: -1, estimated: true}},
+		// Past the request's max_tokens but within what the model can
+		// write: the provider wrote it (it read another limit, or none)
+		// and bills it. Charged at the 100-token worst case, a client
+		// sending max_tokens and max_completion_tokens paid for one token
+		// of 8,000 (the red-team probe).
+		"json output past max_tokens, within the model's": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json"),
+			respBodyMsg(`{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5000}}`, true)},
+			rows: 1, want: want{status: spend.Served, in: 10, out: 5000, cost: 50020}},
 		"json usage too large for a count": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json"),
 			respBodyMsg(`{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":9223372036854775807}}`, true)},
 			rows: 1, want: want{status: spend.Served, cost: -1, estimated: true}},

@@ -222,6 +222,13 @@ func ParseChat(body []byte) (Chat, error) {
 			c.MaxTokens = int(mt.v.Num)
 		}
 	}
+	if maxTokens.Type == gjson.Number && maxCompletion.Type == gjson.Number && maxTokens.Num != maxCompletion.Num {
+		// One limit under two names: a provider reads one of them, and
+		// which is its own. The budgets held the smaller while a provider
+		// reading the other wrote the larger (the red-team probe).
+		return Chat{}, apierr.Invalid("invalid_value", "max_tokens",
+			"max_tokens (%d) and max_completion_tokens (%d) are one limit under two names; send one of them", int64(maxTokens.Num), int64(maxCompletion.Num))
+	}
 	// n choices are each billed: the budgets' worst case and the cost
 	// estimate count them (OpenAI allows 1 to 128).
 	if err := positiveInt(n, "n", 128); err != nil {

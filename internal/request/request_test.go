@@ -15,16 +15,17 @@ func TestParseChat(t *testing.T) {
 		body string
 		want Chat
 	}{
-		"minimal":          {`{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, Chat{Model: "auto", Messages: 1}},
-		"stream":           {`{"model":"m","stream":true,"messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"hi"}]}]}`, Chat{Model: "m", Stream: true, Messages: 2}},
-		"stream null":      {`{"model":"m","stream":null,"messages":[{"role":"user","content":"x"}]}`, Chat{Model: "m", Messages: 1}},
-		"unicode model":    {`{"model":"mod\u00e8le","messages":[{"role":"user","content":"x"}]}`, Chat{Model: "modèle", Messages: 1}},
-		"max tokens":       {`{"model":"m","max_tokens":256,"messages":[{"role":"user"}]}`, Chat{Model: "m", Messages: 1, MaxTokens: 256}},
-		"max completion":   {`{"model":"m","max_completion_tokens":99,"max_tokens":5,"messages":[{"role":"user"}]}`, Chat{Model: "m", Messages: 1, MaxTokens: 99}},
-		"deep but allowed": {`{"model":"m","messages":[{"role":"user","content":"` + strings.Repeat("[{", 100) + `"}],"tools":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, Chat{Model: "m", Messages: 1}},
-		"extra fields":     {`{"model":"m","temperature":0.2,"tools":[],"messages":[{"role":"tool","content":"r","tool_call_id":"1"}]}`, Chat{Model: "m", Messages: 1}},
-		"whitespace":       {" \n{ \"model\" : \"m\" , \"messages\" : [ { \"role\" : \"user\" } ] }\n", Chat{Model: "m", Messages: 1}},
-		"n":                {`{"model":"m","n":3,"messages":[{"role":"user"}]}`, Chat{Model: "m", Messages: 1, Choices: 3}},
+		"minimal":           {`{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, Chat{Model: "auto", Messages: 1}},
+		"stream":            {`{"model":"m","stream":true,"messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"hi"}]}]}`, Chat{Model: "m", Stream: true, Messages: 2}},
+		"stream null":       {`{"model":"m","stream":null,"messages":[{"role":"user","content":"x"}]}`, Chat{Model: "m", Messages: 1}},
+		"unicode model":     {`{"model":"mod\u00e8le","messages":[{"role":"user","content":"x"}]}`, Chat{Model: "modèle", Messages: 1}},
+		"max tokens":        {`{"model":"m","max_tokens":256,"messages":[{"role":"user"}]}`, Chat{Model: "m", Messages: 1, MaxTokens: 256}},
+		"max completion":    {`{"model":"m","max_completion_tokens":99,"messages":[{"role":"user"}]}`, Chat{Model: "m", Messages: 1, MaxTokens: 99}},
+		"both names, equal": {`{"model":"m","max_completion_tokens":99,"max_tokens":99,"messages":[{"role":"user"}]}`, Chat{Model: "m", Messages: 1, MaxTokens: 99}},
+		"deep but allowed":  {`{"model":"m","messages":[{"role":"user","content":"` + strings.Repeat("[{", 100) + `"}],"tools":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, Chat{Model: "m", Messages: 1}},
+		"extra fields":      {`{"model":"m","temperature":0.2,"tools":[],"messages":[{"role":"tool","content":"r","tool_call_id":"1"}]}`, Chat{Model: "m", Messages: 1}},
+		"whitespace":        {" \n{ \"model\" : \"m\" , \"messages\" : [ { \"role\" : \"user\" } ] }\n", Chat{Model: "m", Messages: 1}},
+		"n":                 {`{"model":"m","n":3,"messages":[{"role":"user"}]}`, Chat{Model: "m", Messages: 1, Choices: 3}},
 		// Maps keep their keys as sent: only struct-like objects fold.
 		"metadata keys in two cases": {`{"model":"m","metadata":{"a":"1","A":"2"},"messages":[{"role":"user"}]}`, Chat{Model: "m", Messages: 1}},
 		"schema properties in two cases": {`{"model":"m","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"id":{},"ID":{}}}}}],"messages":[{"role":"user"}]}`,
@@ -78,6 +79,9 @@ func TestParseChat(t *testing.T) {
 		"nested too deep":                    {`{"model":"m","messages":[{"role":"user","content":` + strings.Repeat("[", 200) + strings.Repeat("]", 200) + `}]}`, "invalid_request_body", ""},
 		"trailing garbage":                   {`{"model":"m","messages":[{"role":"user"}]} x`, "invalid_json", ""},
 		"n zero":                             {`{"model":"m","n":0,"messages":[{"role":"user"}]}`, "invalid_value", "n"},
+		// A provider reads one name: the budgets held the other's limit
+		// (the red-team probe: a 1-token limit, an 8,000-token answer).
+		"two limits": {`{"model":"m","max_completion_tokens":1,"max_tokens":8000,"messages":[{"role":"user"}]}`, "invalid_value", "max_tokens"},
 		// Go's encoding/json matches keys to fields without regard to case
 		// and keeps the last: a provider written in Go would read these.
 		"messages in another case": {`{"model":"m","messages":[{"role":"user","content":"hi"}],"Messages":[{"role":"user","content":"AKIA"}]}`, "duplicate_field", "Messages"},
