@@ -205,8 +205,19 @@ func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return Classify(tx.Commit())
 }
 
-// Classify wraps an error that means "the database is not there" with
-// ErrUnavailable; others pass unchanged.
+// SQLite's primary result codes that mean "not now" (sqlite.org/rescode.html).
+const (
+	sqliteBusy     = 5
+	sqliteLocked   = 6
+	sqliteReadOnly = 8
+	sqliteIOErr    = 10
+	sqliteFull     = 13
+	sqliteCantOpen = 14
+)
+
+// Classify wraps an error that means "the database is not there" (or
+// cannot take a write now: a full disk) with ErrUnavailable; others pass
+// unchanged.
 func Classify(err error) error {
 	if err == nil || errors.Is(err, ErrUnavailable) {
 		return err
@@ -229,6 +240,16 @@ func Classify(err error) error {
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, sql.ErrConnDone),
 		errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	var le interface{ Code() int } // modernc.org/sqlite's *sqlite.Error
+	if errors.As(err, &le) {
+		// The primary result code (the low byte of an extended one): BUSY,
+		// LOCKED, READONLY, IOERR, FULL (a full disk) and CANTOPEN pass;
+		// the data is kept and written when they do.
+		switch le.Code() & 0xff {
+		case sqliteBusy, sqliteLocked, sqliteReadOnly, sqliteIOErr, sqliteFull, sqliteCantOpen:
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
 	}
 	msg := err.Error()
 	for _, s := range []string{"database is locked", "SQLITE_BUSY", "unexpected EOF", "conn closed", "connection refused", "broken pipe"} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -237,5 +238,50 @@ func TestReadOnlyIsUnavailable(t *testing.T) {
 	})
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("a write refused as read-only: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestSQLiteFullIsUnavailable: SQLite that cannot write for now (a full
+// disk, here a database at its page limit; a read-only file; an I/O
+// error) is unavailable too, as PostgreSQL's insufficient resources are:
+// the spend ledger's writer dropped its rows for good on a full disk (the
+// operator probe: 31 rows lost, none back when the disk had room again).
+func TestSQLiteFullIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	db, err := OpenSQLite(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.SQL.ExecContext(ctx, "CREATE TABLE big (b BLOB)"); err != nil {
+		t.Fatal(err)
+	}
+	var pages int64
+	if err := db.SQL.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SQL.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages+2)); err != nil {
+		t.Fatal(err)
+	}
+	err = db.Tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO big VALUES (zeroblob(1000000))")
+		return err
+	})
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "full") {
+		t.Errorf("a write to a full database: %v, want ErrUnavailable", err)
+	}
+	// A mistake of the statement's is not the store's absence.
+	if err := db.Tx(ctx, func(tx *sql.Tx) error { _, err := tx.ExecContext(ctx, "SELECT * FROM nowhere"); return err }); err == nil || errors.Is(err, ErrUnavailable) {
+		t.Errorf("a bad statement: %v", err)
+	}
+	if _, err := db.SQL.ExecContext(ctx, "PRAGMA query_only = 1"); err != nil {
+		t.Fatal(err)
+	}
+	err = db.Tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO big VALUES (x'00')")
+		return err
+	})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("a write to a read-only database: %v, want ErrUnavailable", err)
 	}
 }
