@@ -398,6 +398,51 @@ func TestMessagesWithoutUsage(t *testing.T) {
 	}
 }
 
+// TestMessagesCutToolCall: an OpenAI-wire model's tool call cut off at
+// max_tokens (its arguments end mid-JSON), asked for on /v1/messages, is a
+// tool_use with an empty input and stop_reason max_tokens, charged at the
+// provider's usage — on the edge's translation and an egress attempt's.
+// It was 502 "answered with success but an empty body", charged nothing
+// (the agent probe: an agent writing a file with too small a max_tokens).
+func TestMessagesCutToolCall(t *testing.T) {
+	t.Parallel()
+	for name, attempts := range map[string]int{"edge": 1, "egress": 0} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := messagesStack(t, func(c *config.Config) {
+				if attempts > 0 {
+					c.Failover.MaxAttempts = attempts
+				}
+			})
+			start := time.Now().Add(-time.Minute).UTC()
+			resp, b := post(t, s.URL+"/v1/messages", `{"model":"chat-us","max_tokens":20,"messages":[{"role":"user","content":"write a.go"}],`+
+				`"tools":[{"name":"Write","input_schema":{"type":"object","properties":{"path":{"type":"string"},"content":{"type":"string"}}}}]}`,
+				map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01", "x-mock-cut-tool-call": "1"})
+			if resp.StatusCode != 200 || gjson.GetBytes(b, "stop_reason").Str != "max_tokens" || gjson.GetBytes(b, "content.0.type").Str != "tool_use" ||
+				gjson.GetBytes(b, "content.0.input").Raw != "{}" {
+				t.Fatalf("%d %s", resp.StatusCode, b)
+			}
+			rangeQ := "since=" + start.Format(time.RFC3339) + "&until=" + time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+			var total gjson.Result
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				get, err := s.AdminGet("/admin/spend?" + rangeQ)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(get.Body)
+				get.Body.Close()
+				total = gjson.GetBytes(body, "total")
+				if total.Get("requests").Int() > 0 || time.Now().After(deadline) {
+					break
+				}
+			}
+			if total.Get("requests").Int() != 1 || total.Get("estimated").Int() != 0 || total.Get("tokens_out").Int() == 0 {
+				t.Errorf("spend %s: want the provider's usage", total.Raw)
+			}
+		})
+	}
+}
+
 // TestOutputLimitNamedForTheProvider: a request's output limit reaches each
 // OpenAI-wire provider under the name it reads (providers[].max_tokens_param)
 // — from a chat request as the client named it, and from a Messages or

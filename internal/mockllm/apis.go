@@ -356,13 +356,21 @@ func (p *Provider) toolCallAnswer(w http.ResponseWriter, r *http.Request, b Beha
 		return
 	}
 	p.generated(rec, usage.PromptTokens, repeat(out, n))
+	finish, cut := "tool_calls", r.Header.Get("x-mock-cut-tool-call") != ""
+	if cut {
+		finish = "length" // the output limit ended the arguments mid-JSON
+	}
 	tcs := make([]any, len(calls))
 	for i, c := range calls {
-		tcs[i] = map[string]any{"id": c.ID, "type": "function", "function": map[string]any{"name": c.Name, "arguments": c.Arguments}}
+		args := c.Arguments
+		if cut {
+			args = args[:len(args)/2]
+		}
+		tcs[i] = map[string]any{"id": c.ID, "type": "function", "function": map[string]any{"name": c.Name, "arguments": args}}
 	}
 	choices := make([]any, n)
 	for i := range choices {
-		choices[i] = map[string]any{"index": i, "finish_reason": "tool_calls", "logprobs": nil,
+		choices[i] = map[string]any{"index": i, "finish_reason": finish, "logprobs": nil,
 			"message": map[string]any{"role": "assistant", "content": nil, "refusal": nil, "tool_calls": tcs}}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "chat.completion", "created": created, "model": model,

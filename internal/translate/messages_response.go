@@ -71,6 +71,13 @@ func ChatToMessage(chat []byte) ([]byte, error) {
 		n++
 	}
 	var bad bool
+	// Cut off at the output limit, a call's arguments end mid-JSON (an
+	// agent writing a file with too small a max_tokens): the block is kept
+	// with an empty input, and stop_reason max_tokens says it was cut, as
+	// Anthropic's answer does. It was a 502, and the answer the provider
+	// billed was charged nothing (the agent probe). Arguments that are no
+	// object in a finished answer are a broken provider's.
+	cut := ch.Get("finish_reason").Str == "length"
 	msg.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
 		if n > 0 {
 			dst = append(dst, ',')
@@ -81,7 +88,10 @@ func ChatToMessage(chat []byte) ([]byte, error) {
 		dst = append(dst, `,"name":`...)
 		dst = jsonw.AppendString(dst, tc.Get("function.name").Str)
 		dst = append(dst, `,"input":`...)
-		dst, bad = appendInput(dst, tc.Get("function.arguments").Str)
+		mark := len(dst)
+		if dst, bad = appendInput(dst, tc.Get("function.arguments").Str); bad && cut {
+			dst, bad = append(dst[:mark], "{}"...), false
+		}
 		dst = append(dst, '}')
 		return !bad
 	})

@@ -179,6 +179,25 @@ func TestChatToMessageRefusesBadArguments(t *testing.T) {
 	}
 }
 
+// TestChatToMessageCutToolCall: a tool call cut off at max_tokens (its
+// arguments end mid-JSON) is a tool_use with an empty input and
+// stop_reason max_tokens, with the answer's usage — it was no answer at
+// all, a 502 charged nothing (the agent probe).
+func TestChatToMessageCutToolCall(t *testing.T) {
+	in := `{"id":"chatcmpl-1","model":"m","choices":[{"finish_reason":"length","message":{"role":"assistant","content":null,"tool_calls":[` +
+		`{"id":"call_1","type":"function","function":{"name":"Write","arguments":"{\"path\":\"a.go\",\"content\":\"package ma"}}]}}],` +
+		`"usage":{"prompt_tokens":40,"completion_tokens":20}}`
+	out, err := ChatToMessage([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := gjson.ParseBytes(out)
+	if m.Get("stop_reason").Str != "max_tokens" || m.Get("content.0.type").Str != "tool_use" || m.Get("content.0.name").Str != "Write" ||
+		m.Get("content.0.input").Raw != "{}" || m.Get("usage.output_tokens").Int() != 20 {
+		t.Errorf("got %s", out)
+	}
+}
+
 func TestChatErrorToAnthropic(t *testing.T) {
 	got := ChatErrorToAnthropic(429, []byte(`{"error":{"message":"slow down","type":"rate_limit_error","code":"rate_limited","param":null}}`))
 	want := `{"type":"error","error":{"type":"rate_limit_error","message":"slow down","code":"rate_limited"}}`
