@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/config"
@@ -100,5 +102,45 @@ func TestStateCopyToPostgres(t *testing.T) {
 	spendAfter := cli("spend", "--config", newPath, "--group-by", "key,model", "--format", "csv")
 	if spendAfter == spendBefore || !strings.Contains(spendAfter, "grow,") {
 		t.Fatalf("spend on PostgreSQL:\n%s\nbefore:\n%s", spendAfter, spendBefore)
+	}
+}
+
+// TestStateDirIsOneServers: a second stellwerk on a serving one's state.dir
+// is refused before it opens anything, and so is a copy of that state into
+// PostgreSQL. Two servers on one directory each enforced the in-memory
+// budgets alone (43 % past a budget) and the last to save the totals
+// erased the other's; a copy under traffic left the last rows behind (the
+// operator probe).
+func TestStateDirIsOneServers(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{})
+	bin := harness.Binary(t)
+	path := filepath.Join(s.Dir, "stellwerk.yaml")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "serve", "--config", path, "--admin", "127.0.0.1:0",
+		"--grpc", "unix://"+filepath.Join(s.Dir, "second.sock")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "in use by another stellwerk (pid ") {
+		t.Fatalf("a second serve on the state.dir: %v\n%s", err, out)
+	}
+
+	dsnFile := filepath.Join(s.Dir, "pg.dsn")
+	if err := os.WriteFile(dsnFile, []byte("postgres://nobody@127.0.0.1:1/none"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := *s.Config
+	cfg.State.Postgres = &config.StatePostgres{DSNFile: dsnFile}
+	cfg.State.HashKey = config.SecretSource{File: filepath.Join(s.Dir, config.DefaultStateDir, keys.HashKeyFile)}
+	fleet := filepath.Join(s.Dir, "fleet.yaml")
+	if yb, err := yaml.Marshal(&cfg); err != nil || os.WriteFile(fleet, yb, 0o600) != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(bin, "state", "copy", "--from", path, "--config", fleet).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "refused, nothing copied") || !strings.Contains(string(out), "in use by another stellwerk") {
+		t.Fatalf("a copy of a serving state: %v\n%s", err, out)
+	}
+	// The first one serves on.
+	if resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, nil); resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, b)
 	}
 }

@@ -89,6 +89,13 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := storeExists(src.State); err != nil {
 		return fmt.Errorf("--from: %w", err)
 	}
+	// What a server still running on it wrote after the copy would be
+	// left behind (the operator probe copied under traffic, unwarned).
+	release, err := store.LockDir(src.State.Dir)
+	if err != nil {
+		return fmt.Errorf("refused, nothing copied: %w", err)
+	}
+	defer release()
 	if err := spoolEmpty(src); err != nil {
 		return err
 	}

@@ -117,6 +117,15 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return fmt.Errorf("policy: %w", err)
 	}
 	go pm.Watch(ctx, cfg.Policy.ReloadInterval)
+	if cfg.State.Postgres == nil {
+		// The embedded store is one server's: a second one on the same
+		// directory is refused before it opens (or migrates) anything.
+		release, err := store.LockDir(cfg.State.Dir)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	ks, db, err := keys.OpenConfigured(ctx, cfg.State, env.Getenv)
 	if err != nil {
 		return fmt.Errorf("key store: %w", err)

@@ -285,3 +285,22 @@ func TestSQLiteFullIsUnavailable(t *testing.T) {
 		t.Errorf("a write to a read-only database: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestLockDir: one process holds state.dir; a second lock is refused,
+// naming the holder, until the first is released.
+func TestLockDir(t *testing.T) {
+	dir := t.TempDir()
+	release, err := LockDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LockDir(dir); !errors.Is(err, ErrDirInUse) || !strings.Contains(err.Error(), "pid ") {
+		t.Errorf("a second lock: %v, want ErrDirInUse naming the pid", err)
+	}
+	release()
+	again, err := LockDir(dir)
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	again()
+}
