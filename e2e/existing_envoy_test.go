@@ -184,6 +184,21 @@ func TestExistingEnvoy(t *testing.T) {
 	if r.StatusCode != 200 || !strings.Contains(string(body), `"beta-model"`) {
 		t.Errorf("models via existing Envoy: %d %s", r.StatusCode, body)
 	}
+
+	// An LLM path in another case or with an escaped slash, which a
+	// backend that decodes it reads as /v1/…, is stellwerk's unknown URL:
+	// it reached the catch-all's backend with the client's key and body
+	// unchecked (the red-team probe).
+	before := hits.Load()
+	for _, path := range []string{"/V1/chat/completions", "/v1%2Fchat/completions", "/v1%2fchat%2fcompletions", "/V1%2Fchat/completions"} {
+		resp, b := post(t, s.URL+path, `{"model":"auto","messages":[{"role":"user","content":"my key AKIAIOSFODNN7EXAMPLE"}]}`, nil)
+		if resp.StatusCode != 404 || !strings.Contains(string(b), "unknown_url") {
+			t.Errorf("%s: %d %s", path, resp.StatusCode, b)
+		}
+	}
+	if n := hits.Load() - before; n != 0 {
+		t.Errorf("the existing backend got %d LLM requests", n)
+	}
 }
 
 // TestSecurityDropInFailsClosed: before, following docs/envoy.md literally

@@ -250,13 +250,59 @@ func (p *edge) errorJSON(e *apierr.Error) []byte {
 	return e.JSON()
 }
 
+// endpointOf is the endpoint a path (without its query) names, epUnknown
+// for none.
+func endpointOf(path string) endpoint {
+	switch {
+	case path == request.PathChat:
+		return epChat
+	case path == request.PathEmbeddings:
+		return epEmbeddings
+	case path == request.PathCompletions:
+		return epCompletions
+	case path == request.PathResponses:
+		return epResponses
+	case path == request.PathMessages:
+		return epMessages
+	case path == "/v1/models":
+		return epModels
+	case strings.HasPrefix(path, "/v1/models/") && len(path) > len("/v1/models/"):
+		return epModel
+	}
+	return epUnknown
+}
+
+func unknownURL(method, path string) *apierr.Error {
+	return apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/embeddings and /v1/completions and GET /v1/models (docs/api.md)",
+		apierr.Truncate(method, 16), apierr.Truncate(path, 200))
+}
+
 // checkRoute fails closed when an LLM request in an operator's Envoy matched
 // another route than stellwerk's: after stellwerk's answer it would leave
-// for that route's backend. The client learns nothing of the routes.
+// for that route's backend. The client learns nothing of the routes. A
+// path stellwerk serves is the operator's mistake (logged); another one
+// the filter runs on (/V1/…, /v1%2F…: its matcher takes any case and an
+// escaped slash, which a backend may decode) is an unknown URL, as it is
+// on stellwerk's own route.
 func (p *edge) checkRoute(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 	name := req.GetAttributes()[header.ExtProcAttributes].GetFields()[header.RouteNameAttribute].GetStringValue()
 	if name == header.DropInRoute {
 		return nil
+	}
+	var method, path string
+	for _, hv := range req.GetRequestHeaders().GetHeaders().GetHeaders() {
+		switch hv.Key {
+		case ":method":
+			method = headerValue(hv)
+		case ":path":
+			path = headerValue(hv)
+		}
+	}
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if endpointOf(path) == epUnknown {
+		return p.immediate(unknownURL(method, path))
 	}
 	p.log.Error("request matched another route than stellwerk's; refused (put the stellwerk route first and keep request_attributes: [xds.route_name], docs/envoy.md)",
 		zap.String("decision_id", p.id), zap.String("route", apierr.Truncate(name, 128)))
@@ -373,24 +419,8 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	p.principal = principal
 	p.workspace = principal.Workspace
 
-	switch {
-	case p.path == request.PathChat:
-		p.endpoint = epChat
-	case p.path == request.PathEmbeddings:
-		p.endpoint = epEmbeddings
-	case p.path == request.PathCompletions:
-		p.endpoint = epCompletions
-	case p.path == request.PathResponses:
-		p.endpoint = epResponses
-	case p.path == request.PathMessages:
-		p.endpoint = epMessages
-	case p.path == "/v1/models":
-		p.endpoint = epModels
-	case strings.HasPrefix(p.path, "/v1/models/") && len(p.path) > len("/v1/models/"):
-		p.endpoint = epModel
-	default:
-		return p.immediate(apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/embeddings and /v1/completions and GET /v1/models (docs/api.md)",
-			apierr.Truncate(p.method, 16), apierr.Truncate(p.path, 200)))
+	if p.endpoint = endpointOf(p.path); p.endpoint == epUnknown {
+		return p.immediate(unknownURL(p.method, p.path))
 	}
 
 	switch p.endpoint {
