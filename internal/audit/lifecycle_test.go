@@ -108,9 +108,21 @@ func TestRetention(t *testing.T) {
 			t.Errorf("prune %+v, want 30 pruned, 20 or 21 compacted", res)
 		}
 		keys := []PublicKey{s.Public()}
-		rep := mustVerify(t, st, keys, VerifyOptions{})
+		kept := &Retention{Workspaces: map[string]time.Duration{"support": 30 * 24 * time.Hour}}
+		rep := mustVerify(t, st, keys, VerifyOptions{Retention: kept, Now: time.Now()})
 		wantOK(t, rep)
 		w := rep.Writers[0]
+		// Against a retention that keeps them longer (or forever), the
+		// same removals are deletions: a body blanked by hand and a chain
+		// cut at a checkpoint look like retention's work only to a
+		// verifier that does not know the retention (the compliance probe).
+		longer := &Retention{Workspaces: map[string]time.Duration{"support": 60 * 24 * time.Hour}}
+		if rep := mustVerify(t, st, keys, VerifyOptions{Retention: longer, Now: time.Now()}); !strings.Contains(problems(rep), "its body was removed, and retention (1440h0m0s for workspace \"support\")") {
+			t.Errorf("pruned before a 60-day retention: %s", problems(rep))
+		}
+		if rep := mustVerify(t, st, keys, VerifyOptions{Retention: &Retention{}, Now: time.Now()}); !strings.Contains(problems(rep), "retention keeps every record forever") {
+			t.Errorf("a chain's start removed under keep-forever: %s", problems(rep))
+		}
 		if uc := uint64(c); w.FirstSeq != uc+1 || w.AnchoredAt != uc || int64(w.Pruned) != 30-c || int64(w.Records) != 60-c {
 			t.Errorf("after retention: %+v", w)
 		}

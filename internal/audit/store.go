@@ -661,6 +661,40 @@ type Retention struct {
 	Workspaces map[string]time.Duration
 }
 
+// For is how long a workspace's records are kept (0: forever).
+func (r *Retention) For(workspace string) time.Duration {
+	if d, ok := r.Workspaces[workspace]; ok {
+		return d
+	}
+	return r.Default
+}
+
+// Shortest is the shortest time any records are kept (0: all forever).
+func (r *Retention) Shortest() time.Duration {
+	short := r.Default
+	for _, d := range r.Workspaces {
+		if d > 0 && (short == 0 || d < short) {
+			short = d
+		}
+	}
+	return short
+}
+
+func keepWords(d time.Duration) string {
+	if d == 0 {
+		return "keep forever"
+	}
+	return d.String()
+}
+
+// keepUntil is when a record of time t may go.
+func keepUntil(t time.Time, keep time.Duration) string {
+	if keep == 0 {
+		return "forever"
+	}
+	return t.Add(keep).UTC().Format(time.RFC3339)
+}
+
 // PruneResult is what one Prune removed.
 type PruneResult struct {
 	// Pruned records lost their body (their chain fields stay).

@@ -94,6 +94,10 @@ type Verifier struct {
 	// record's time) to its record: an unsigned tail whose records span
 	// longer than both lacks a checkpoint the writer wrote.
 	interval, maxRequest time.Duration
+	// retention, when set, is what may have removed bodies and chain
+	// prefixes by now: anything else removed them.
+	retention *Retention
+	now       time.Time
 }
 
 type writerState struct {
@@ -161,6 +165,15 @@ func (v *Verifier) Add(e *Entry) {
 	case e.Pruned:
 		r.Pruned++
 		r.Records++
+		if v.retention != nil {
+			// A body blanked by hand looks pruned: only one retention could
+			// have removed by now is (the compliance probe: seq 10 of a
+			// keep-forever log blanked, and verify said ok).
+			if keep := v.retention.For(e.Workspace); keep == 0 || e.Time.After(v.now.Add(-keep)) {
+				v.problem(e.Writer, e.Seq, 0, ProblemDeleted, "its body was removed, and retention (%s for workspace %q) would keep it until %s",
+					keepWords(keep), e.Workspace, keepUntil(e.Time, keep))
+			}
+		}
 	default:
 		r.Records++
 		v.report.Records++
@@ -190,6 +203,14 @@ func (v *Verifier) Add(e *Entry) {
 			}
 		} else if c := w.atSeq[e.Seq-1]; c != nil && c.Hash == e.Prev {
 			r.AnchoredAt = c.Seq
+			if v.retention != nil && v.retention.Shortest() == 0 {
+				// Retention that keeps every record forever removes no
+				// chain's start (the compliance probe deleted the first 38
+				// records of a keep-forever log up to a checkpoint). With a
+				// retention, how old the removed records were is not known:
+				// the checkpoint may be signed long after them.
+				v.problem(e.Writer, 1, c.Seq, ProblemDeleted, "records before seq %d were removed, and retention keeps every record forever", e.Seq)
+			}
 		} else {
 			v.problem(e.Writer, 1, e.Seq-1, ProblemDeleted, "records before seq %d are missing and no checkpoint anchors the chain's start there", e.Seq)
 		}
@@ -427,6 +448,10 @@ type VerifyOptions struct {
 	// `audit witness`): each must still be there, signing the same chain.
 	// Only checkpoints the trusted keys signed count.
 	Witness []Checkpoint
+	// Retention, when set, is audit.retention: a body or a chain's start
+	// removed before it allows, at Now, is reported as deleted.
+	Retention *Retention
+	Now       time.Time
 }
 
 // Verify checks the store's chains: with no options every writer from its
@@ -436,6 +461,7 @@ type VerifyOptions struct {
 func (s *Store) Verify(ctx context.Context, keys []PublicKey, o VerifyOptions) (*Report, error) {
 	v := NewVerifier(keys)
 	v.interval, v.maxRequest = o.CheckpointInterval, o.MaxRequest
+	v.retention, v.now = o.Retention, o.Now
 	all, err := s.Checkpoints(ctx, o.Writer)
 	if err != nil {
 		return nil, err

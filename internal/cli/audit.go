@@ -17,7 +17,7 @@ import (
 )
 
 const auditUsage = `usage:
-  stellwerk audit verify [--from T] [--to T] [--writer W] [--pubkey FILE]… [--witness FILE]
+  stellwerk audit verify [--from T] [--to T] [--writer W] [--pubkey FILE]… [--witness FILE] [--any-retention]
                                                                               check the store's chains and checkpoints
   stellwerk audit verify --file EXPORT --pubkey FILE                          check an export offline (no config, no store)
   stellwerk audit witness [--out FILE]                                        print each writer's latest checkpoint, to keep
@@ -30,7 +30,8 @@ the configured signing key (audit.signing_key, or the one generated into state.d
 verify --file takes --config FILE (env STELLWERK_CONFIG) and --state-dir DIR. verify exits 1 when it
 finds a problem and prints each with its writer and seq. --witness FILE (a witness file or an earlier
 export) makes every signed checkpoint in it count: missing from the store, or signing another chain,
-is a problem.
+is a problem. A record's body, or a chain's start, removed before the config's audit.retention
+allows is a problem too; --any-retention accepts any removal (the retention was shorter once).
 `
 
 // runAudit is `stellwerk audit …`.
@@ -46,7 +47,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	stateDir := fs.String("state-dir", "", "directory of the embedded store, overrides state.dir (as for serve)")
 	var from, to, writer, workspace, file, format, outPath, witness string
 	var pubkeys multiFlag
-	asJSON := false
+	asJSON, anyRetention := false, false
 	switch verb {
 	case "verify":
 		fs.StringVar(&from, "from", "", "only records from this time (RFC 3339 or date)")
@@ -56,6 +57,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.Var(&pubkeys, "pubkey", "trusted public key file (PEM or base64; repeatable)")
 		fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 		fs.StringVar(&witness, "witness", "", "checkpoints kept outside the store (audit witness, or an export): each must still be there")
+		fs.BoolVar(&anyRetention, "any-retention", false, "accept bodies and chain starts removed before audit.retention allows (it was shorter once)")
 	case "witness":
 		fs.StringVar(&outPath, "out", "", "write to this file (default stdout)")
 	case "export":
@@ -177,6 +179,10 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		o := audit.VerifyOptions{From: fromT, To: toT, Writer: writer, CheckpointInterval: interval,
 			MaxRequest: cfg.Envoy.RequestTimeout + time.Minute} // slow uploads, the edge's end
+		if !anyRetention {
+			r := cfg.Audit.Retention
+			o.Retention, o.Now = &audit.Retention{Default: r.Default, Workspaces: r.Workspaces}, time.Now()
+		}
 		if witness != "" {
 			if o.Witness, err = readWitness(witness); err != nil {
 				return err
