@@ -33,6 +33,10 @@ type Entry struct {
 	// Body is the record's JSON; nil when retention removed it (Pruned).
 	Body   []byte
 	Pruned bool
+	// NoDict names the dictionary the body is compressed against when the
+	// store does not have it (Body is nil): verification says so rather
+	// than that the record was edited.
+	NoDict string
 	// Leaf is set instead of the columns and body for an entry an export
 	// shows only as a link (LinkOnly).
 	Leaf     string

@@ -493,6 +493,11 @@ func (s *Store) scanEntry(ctx context.Context, rows *sql.Rows) (Entry, error) {
 		if e.Body, err = s.getBody(ctx, body, z, dict); err != nil {
 			return e, err
 		}
+		if e.Body == nil && z != nil && dict.Valid {
+			if d, _ := s.dicts.get(ctx, s.db.SQL, dict.String); d == nil {
+				e.NoDict = dict.String
+			}
+		}
 	} else {
 		e.Pruned = true
 	}

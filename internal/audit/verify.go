@@ -179,7 +179,12 @@ func (v *Verifier) Add(e *Entry) {
 		v.report.Records++
 	}
 	bodyOK := e.LinkOnly || e.Pruned || hexSum(e.Body) == e.BodySHA256
-	if !bodyOK {
+	switch {
+	case !bodyOK && e.NoDict != "":
+		// Every record compressed against it reads so (the compliance
+		// probe's deleted dictionary read as 50 edited records).
+		v.problem(e.Writer, e.Seq, 0, ProblemModified, "its body is compressed against dictionary %s, which the store lacks or holds altered (audit_dictionaries): the record itself may be intact", short(e.NoDict))
+	case !bodyOK:
 		v.problem(e.Writer, e.Seq, 0, ProblemModified, "the record's content does not match its body_sha256 (it was edited)")
 	}
 	selfOK := e.ComputeHash() == e.Hash

@@ -319,7 +319,7 @@ func (rp *replayer) replayRecord(e *audit.Entry, recorded, current bool) replaye
 		return out
 	}
 	out.Versions, out.Recorded = r.Versions, fromRecord(&r.Record)
-	out.Outcome = replayOutcome{Status: r.Status, ErrorCode: r.ErrorCode, Served: r.Served, Attempts: len(r.Attempts)}
+	out.Outcome = replayOutcome{Status: r.Status, ErrorCode: r.ErrorCode, Served: servedBy(&r.Record), Attempts: len(r.Attempts)}
 	if r.Cost != nil {
 		out.Outcome.CostEUR = r.Cost.EUR
 	}
@@ -440,6 +440,22 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("the replay of %s differs from the record", out.ID)
 	}
 	return nil
+}
+
+// servedBy is the model that served the record's request, "" for none. A
+// record written before 2026-12-03 (6a6069c) named the last model tried
+// after every attempt failed; its attempts say none served (the compliance
+// probe read "503 no_eligible_model, served by …").
+func servedBy(r *audit.Record) string {
+	if r.Status/100 == 2 || len(r.Attempts) == 0 {
+		return r.Served
+	}
+	for _, a := range r.Attempts {
+		if a.Outcome == "served" {
+			return r.Served
+		}
+	}
+	return ""
 }
 
 // outcomeText is a record's outcome on one line: "200, served by m after
