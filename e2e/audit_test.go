@@ -475,3 +475,39 @@ func TestAuditRedactsParameters(t *testing.T) {
 		t.Errorf("replay: exit %d %+v", code, out)
 	}
 }
+
+// TestLostSigningKeyRefusesStart: a state restored without its audit
+// signing key does not start with a new key in silence — every old
+// checkpoint would then fail verify as bad_signature (the operator
+// probe). It names the key the log holds and what to do; the key restored,
+// it starts, and the log verifies.
+func TestLostSigningKeyRefusesStart(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{})
+	s.Stop("stellwerk")
+	keyFile := filepath.Join(s.Dir, config.DefaultStateDir, audit.KeyFile)
+	kept, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, harness.Binary(t), "serve", "--config", filepath.Join(s.Dir, "stellwerk.yaml")).CombinedOutput()
+	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "state.dir has no "+audit.KeyFile) || !strings.Contains(string(out), "restore it") {
+		t.Fatalf("serve without the signing key: %v (timed out: %v)\n%s", err, ctx.Err() != nil, out)
+	}
+	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
+		t.Fatalf("a key was generated all the same: %v", err)
+	}
+	if err := os.WriteFile(keyFile, kept, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.Restart()
+	s.Stop("stellwerk")
+	if out, err := exec.Command(harness.Binary(t), "audit", "verify", "--config", filepath.Join(s.Dir, "stellwerk.yaml")).CombinedOutput(); err != nil {
+		t.Fatalf("verify after the key came back: %v\n%s", err, out)
+	}
+}

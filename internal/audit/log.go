@@ -54,6 +54,15 @@ func OptionsFrom(a config.Audit, stateDir string) Options {
 	return o
 }
 
+// ReplicaName is the replica name a config's writers take: audit.writer,
+// or the host's name.
+func ReplicaName(a config.Audit) string {
+	if a.Writer != "" {
+		return a.Writer
+	}
+	return hostReplica()
+}
+
 func (o *Options) defaults() {
 	if o.Replica == "" {
 		o.Replica = hostReplica()

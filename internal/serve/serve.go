@@ -643,6 +643,23 @@ func openAudit(ctx context.Context, cfg *config.Config, db *store.DB, env catalo
 	if err != nil {
 		return nil, fmt.Errorf("audit store: %w", err)
 	}
+	if !cfg.Audit.SigningKey.IsSet() {
+		if _, err := audit.LoadPublic(cfg.Audit, cfg.State.Dir, env.Getenv); errors.Is(err, audit.ErrNoKey) {
+			// A key would be generated. Where this replica signed before,
+			// its key went missing (a restore without it): a new one would
+			// make every old checkpoint fail verify as bad_signature, and
+			// was made with only the usual warning (the operator probe).
+			prev, ok, err := ast.LastCheckpoint(ctx, audit.ReplicaName(cfg.Audit))
+			if err != nil {
+				return nil, fmt.Errorf("audit store: %w", err)
+			}
+			if ok {
+				return nil, fmt.Errorf("audit signing key: the audit log holds checkpoints this replica (%s) signed with key %s, and state.dir has no %s; "+
+					"restore it from the backup, or set audit.signing_key to sign with a new key from now on (docs/audit.md#rotating-the-signing-key)",
+					audit.ReplicaName(cfg.Audit), prev.KeyID, audit.KeyFile)
+			}
+		}
+	}
 	signer, generated, err := audit.LoadSigner(cfg.Audit, cfg.State.Dir, env.Getenv)
 	if err != nil {
 		return nil, fmt.Errorf("audit signing key: %w", err)
