@@ -643,12 +643,14 @@ func openAudit(ctx context.Context, cfg *config.Config, db *store.DB, env catalo
 	if err != nil {
 		return nil, fmt.Errorf("audit store: %w", err)
 	}
-	if !cfg.Audit.SigningKey.IsSet() {
+	if !cfg.Audit.SigningKey.IsSet() && cfg.State.Postgres == nil {
 		if _, err := audit.LoadPublic(cfg.Audit, cfg.State.Dir, env.Getenv); errors.Is(err, audit.ErrNoKey) {
-			// A key would be generated. Where this replica signed before,
-			// its key went missing (a restore without it): a new one would
-			// make every old checkpoint fail verify as bad_signature, and
-			// was made with only the usual warning (the operator probe).
+			// A key would be generated into the directory the store is in.
+			// Where this replica signed before, its key went missing (a
+			// restore without it): a new one would make every old
+			// checkpoint fail verify as bad_signature, and was made with
+			// only the usual warning (the operator probe). (On PostgreSQL
+			// a new replica's empty state.dir is no restore.)
 			prev, ok, err := ast.LastCheckpoint(ctx, audit.ReplicaName(cfg.Audit))
 			if err != nil {
 				return nil, fmt.Errorf("audit store: %w", err)
