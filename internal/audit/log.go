@@ -196,6 +196,10 @@ func Open(ctx context.Context, st *Store, signer *Signer, o Options, log *zap.Lo
 	open := Checkpoint{Writer: l.writer, Time: l.now().UTC().Truncate(time.Microsecond), Reason: ReasonOpen}
 	if ok {
 		open.Prev = prev.Digest
+		if prev.Reason != ReasonShutdown && open.Time.Sub(prev.Time) < 2*o.CheckpointInterval+time.Minute {
+			log.Warn("the replica's previous audit writer did not shut down and signed recently: another process may write as this replica (give each its own audit.writer), or it crashed",
+				zap.String("replica", o.Replica), zap.String("previous_writer", prev.Writer), zap.Time("its_last_checkpoint", prev.Time))
+		}
 	}
 	signer.Sign(&open)
 	if err := st.Append(ctx, nil, []Checkpoint{open}); err != nil {

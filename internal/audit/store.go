@@ -299,11 +299,16 @@ func (s *Store) Append(ctx context.Context, entries []Entry, cps []Checkpoint) e
 // nothing (a batch written again after a commit whose answer was lost, a
 // spool replayed), except that a shutdown checkpoint replaces the one
 // before it when no record came between them (Log.checkpoint links it to
-// what that one linked to). Checkpoints are the only rows ever replaced;
-// records are only inserted.
+// what that one linked to), unless another writer's opening checkpoint
+// links to it: a second process with the same audit.writer opened after it
+// (an overlapping restart), and replacing it broke that link — verify
+// reported the whole writer's log deleted (the compliance probe). Then
+// the chain ends with the interval checkpoint. Checkpoints are the only
+// rows ever replaced; records are only inserted.
 const onCheckpointConflict = `UPDATE SET hash = excluded.hash, prev = excluded.prev, time_us = excluded.time_us, reason = excluded.reason,
 	key_id = excluded.key_id, signature = excluded.signature, digest = excluded.digest
-	WHERE excluded.reason = '` + ReasonShutdown + `' AND audit_checkpoints.reason <> '` + ReasonShutdown + `'`
+	WHERE excluded.reason = '` + ReasonShutdown + `' AND audit_checkpoints.reason <> '` + ReasonShutdown + `'
+	AND NOT EXISTS (SELECT 1 FROM audit_checkpoints o WHERE o.prev = audit_checkpoints.digest AND o.writer <> audit_checkpoints.writer)`
 
 // maxInsertRows bounds one multi-row INSERT: a batch is written in
 // statements of at most this many rows, each prepared once per store

@@ -371,3 +371,30 @@ func TestSlowRequestNotTampering(t *testing.T) {
 		}
 	})
 }
+
+// TestOverlappingWritersOfOneName: a second process with the same
+// audit.writer opened while the first idled after an interval checkpoint
+// (an overlapping restart, one config for two replicas); the first's
+// shutdown checkpoint would take that checkpoint's place, which the
+// second's opening checkpoint names. Verify reported the first writer's
+// log deleted, and nothing was (the compliance probe). The interval
+// checkpoint stays; both chains verify.
+func TestOverlappingWritersOfOneName(t *testing.T) {
+	conform(t, func(t *testing.T, db *store.DB) {
+		st := openStore(t, db)
+		s := testSigner("a")
+		o := testOptions(t)
+		o.CheckpointInterval = 10 * time.Millisecond
+		a := openLog(t, st, s, o)
+		recordN(t, a, 0, 5)
+		flush(t, a)
+		time.Sleep(60 * time.Millisecond) // a signs an interval checkpoint, then idles
+		b := openLog(t, st, s, o)         // links to a's interval checkpoint
+		closeLog(t, a)
+		recordN(t, b, 5, 5)
+		closeLog(t, b)
+		if rep := mustVerify(t, st, []PublicKey{s.Public()}, VerifyOptions{}); !rep.OK() {
+			t.Errorf("overlapping writers of one name:\n%s", problems(rep))
+		}
+	})
+}
