@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -170,9 +171,13 @@ func TestMessagesReadsWhatTranslationDrops(t *testing.T) {
 	if n := len(s.Providers["alpha"].Requests()); n != 1 {
 		t.Errorf("chat-us got %d requests, want 1", n)
 	}
+	// A member the translation has no field for: read (a secret in it is
+	// found), and only an Anthropic-wire model may take it.
+	send(`{"model":"chat-us","max_tokens":50,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"c1","name":"t","input":{}}]},`+
+		`{"role":"user","content":[{"type":"tool_result","tool_use_id":"c1","content":[{"type":"text","text":"r","x":"AKIAIOSFODNN7EXAMPLE"}]}]}]}`, 403)
 	b = send(`{"model":"chat-us","max_tokens":50,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"c1","name":"t","input":{}}]},`+
-		`{"role":"user","content":[{"type":"tool_result","tool_use_id":"c1","content":[{"type":"text","text":"r","x":"AKIAIOSFODNN7EXAMPLE"}]}]}]}`, 400)
-	if p := gjson.GetBytes(b, "error.message").Str; !strings.Contains(p, "messages[1].content[0].content[0].x") {
+		`{"role":"user","content":[{"type":"tool_result","tool_use_id":"c1","content":[{"type":"text","text":"r","x":"y"}]}]}]}`, 400)
+	if p := gjson.GetBytes(b, "error.message").Str; gjson.GetBytes(b, "error.code").Str != "model_unsuitable" || !strings.Contains(p, "messages[1].content[0].content[0].x") {
 		t.Errorf("an unknown member of a tool result's text block: %s", b)
 	}
 }
@@ -237,8 +242,13 @@ func checkMessages(t *testing.T, s *harness.Stack, py string, tc messagesCase) g
 	want("secret.type", "permission_error")
 	want("secret.code", "policy_denied")
 	want("secret_stream.raised", "PermissionDeniedError")
-	want("thinking.raised", "BadRequestError")
-	want("thinking.type", "invalid_request_error")
+	if tc.provider == "claude" { // an Anthropic-wire model takes it as sent
+		want("thinking.raised", "")
+	} else {
+		want("thinking.raised", "BadRequestError")
+		want("thinking.type", "invalid_request_error")
+		want("thinking.code", "model_unsuitable")
+	}
 	want("bad_key.raised", "AuthenticationError")
 	want("bad_key.type", "authentication_error")
 	want("bearer.stop_reason", "end_turn")
@@ -395,6 +405,64 @@ func TestMessagesWithoutUsage(t *testing.T) {
 				t.Errorf("spend %s: want the worst case, estimated", total.Raw)
 			}
 		})
+	}
+}
+
+// TestMessagesNativeFeatures: what only an Anthropic-wire provider can take
+// — extended thinking (and its blocks in the history), an image or a PDF
+// in a tool result, a document block, output_config — reaches one as sent,
+// classified: a coding agent with thinking on, or reading a screenshot,
+// got 400 whatever model it named (the agent probe). auto chooses among
+// Anthropic-wire models only; a pinned OpenAI-wire model is unsuitable,
+// saying why; a secret in the thinking text or a document is found.
+func TestMessagesNativeFeatures(t *testing.T) {
+	t.Parallel()
+	s := messagesStack(t, nil)
+	send := func(body string, status int) (*http.Response, []byte) {
+		t.Helper()
+		resp, b := post(t, s.URL+"/v1/messages", body, map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01"})
+		if resp.StatusCode != status {
+			t.Fatalf("%s: %d %s", body, resp.StatusCode, b)
+		}
+		return resp, b
+	}
+	const png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+	thinking := `{"model":"MODEL","max_tokens":3000,"thinking":{"type":"enabled","budget_tokens":2000},"messages":[` +
+		`{"role":"user","content":"read the screenshot"},` +
+		`{"role":"assistant","content":[{"type":"thinking","thinking":"THOUGHT","signature":"c2ln"},{"type":"tool_use","id":"t1","name":"Read","input":{"path":"a.png"}}]},` +
+		`{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"` + png + `"}}]}]}]}`
+	body := func(model, thought string) string {
+		return strings.Replace(strings.Replace(thinking, "MODEL", model, 1), "THOUGHT", thought, 1)
+	}
+	for _, model := range []string{"claude-model", "auto"} {
+		resp, b := send(body(model, "the user wants the file read"), 200)
+		if resp.Header.Get("x-stellwerk-model") != "claude-model" || gjson.GetBytes(b, "type").Str != "message" {
+			t.Errorf("%s: served by %q: %s", model, resp.Header.Get("x-stellwerk-model"), b)
+		}
+	}
+	got := s.Providers["claude"].Requests()
+	if len(got) != 2 || gjson.GetBytes(got[0].Body, "thinking.budget_tokens").Int() != 2000 ||
+		gjson.GetBytes(got[0].Body, "messages.1.content.0.signature").Str != "c2ln" ||
+		gjson.GetBytes(got[0].Body, "messages.2.content.0.content.0.type").Str != "image" {
+		t.Fatalf("the Anthropic-wire provider got %d requests: %s", len(got), got[0].Body)
+	}
+	_, b := send(body("chat-us", "fine"), 400)
+	if gjson.GetBytes(b, "error.code").Str != "model_unsuitable" || !strings.Contains(gjson.GetBytes(b, "error.message").Str, "cannot carry thinking") {
+		t.Errorf("thinking on an OpenAI-wire model: %s", b)
+	}
+	// Read for the classifiers: the thinking text, a document's text.
+	send(body("auto", "the key is AKIAIOSFODNN7EXAMPLE"), 403)
+	send(`{"model":"auto","max_tokens":100,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"my key AKIAIOSFODNN7EXAMPLE"}},{"type":"text","text":"summarise"}]}]}`, 403)
+	// Off, thinking asks for nothing: any model may serve it.
+	if resp, b := send(`{"model":"chat-us","max_tokens":100,"thinking":{"type":"disabled"},"messages":[{"role":"user","content":"hi"}]}`, 200); resp.Header.Get("x-stellwerk-model") != "chat-us" {
+		t.Errorf("thinking disabled: %s", b)
+	}
+	// A member no API has is still refused, whatever the model.
+	if _, b := send(`{"model":"claude-model","max_tokens":100,"temprature":0.5,"messages":[{"role":"user","content":"hi"}]}`, 400); gjson.GetBytes(b, "error.param").Str != "temprature" {
+		t.Errorf("a typo: %s", b)
+	}
+	if n := len(s.Providers["alpha"].Requests()) + len(s.Providers["beta"].Requests()); n != 1 {
+		t.Errorf("the OpenAI-wire providers got %d requests, want the one without thinking", n)
 	}
 }
 

@@ -499,12 +499,13 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	unread := needs.Unread
 	if p.endpoint == epMessages {
 		// Classified and decided as chat completions; the provider gets
-		// the Messages request, natively or translated (rewriteFor).
-		tb, ur, err := translate.MessagesForDecision(body)
+		// the Messages request, natively or translated (rewriteFor). What
+		// only an Anthropic-wire provider can take keeps it to those.
+		tb, ur, native, err := translate.MessagesForDecision(body)
 		if err != nil {
 			return p.immediate(apierr.As(err))
 		}
-		body, unread = tb, ur
+		body, unread, needs.Native = tb, ur, native
 	}
 	if p.state.auditRefuses() {
 		p.log.Warn("audit log unavailable: request refused (audit.on_store_down: refuse)", zap.String("decision_id", p.id))

@@ -559,6 +559,8 @@ func cannotContinue(m *catalog.Model, chat *request.Chat) string {
 		}
 	}
 	switch {
+	case chat.API == request.APIMessages && chat.NativeOnly != "" && m.Provider.WireFormat != "anthropic":
+		return "the Messages API is translated to chat for this model, which cannot carry " + chat.NativeOnly
 	case chat.API != request.APIResponses:
 		return ""
 	case chat.Stored && !m.StoresResponses():

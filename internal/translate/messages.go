@@ -10,6 +10,7 @@ package translate
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -41,13 +42,20 @@ type msgsChat struct {
 }
 
 // messagesRefused are Messages members chat completions cannot carry and
-// stellwerk does not emulate: refused, never dropped.
+// stellwerk does not emulate: a translation refuses them, never drops
+// them; a decision copy reads them and sends the request to Anthropic-wire
+// models only (MessagesForDecision). A member named nowhere (a typo) is
+// refused either way.
 var messagesRefused = map[string]string{
-	"thinking":           "extended thinking (thinking) is not supported on /v1/messages by stellwerk, whichever provider would serve it (a failover may go to an OpenAI-wire model, which cannot take it)",
+	"thinking":           "extended thinking (thinking) needs an Anthropic-wire model; this one is translated to chat completions",
 	"container":          "containers (container) are not supported on /v1/messages by stellwerk",
 	"mcp_servers":        "MCP servers (mcp_servers) are not supported on /v1/messages by stellwerk",
 	"context_management": "context_management is not supported on /v1/messages by stellwerk",
 	"service_tier":       "service_tier is not supported on /v1/messages by stellwerk",
+	"output_config":      "output_config (structured outputs, effort) needs an Anthropic-wire model; this one is translated to chat completions",
+	"output_format":      "output_format needs an Anthropic-wire model; this one is translated to chat completions",
+	"cache_control":      "a top-level cache_control needs an Anthropic-wire model; this one is translated to chat completions",
+	"inference_geo":      "inference_geo needs an Anthropic-wire model; this one is translated to chat completions",
 }
 
 // MessagesToChat validates an Anthropic Messages request and translates
@@ -63,10 +71,18 @@ func MessagesToChat(body []byte) ([]byte, error) {
 // and the translation has no field for (cache_control, citations), so the
 // classifiers read it; unread says it is there, for the edge to delete it
 // from the translation it sends on.
-func MessagesForDecision(body []byte) (chat []byte, unread bool, err error) {
+//
+// What only an Anthropic-wire provider can take (extended thinking,
+// documents, images in tool results, server tools, members the
+// translation has no field for) is read for the classifiers here, and
+// native names the first of it: such a request goes to Anthropic-wire
+// models only (a translating provider would lose it), where a coding
+// agent's thinking or screenshot was a 400 whatever model it named (the
+// agent probe).
+func MessagesForDecision(body []byte) (chat []byte, unread bool, native string, err error) {
 	var u untranslated
 	chat, err = messagesToChat(body, &u)
-	return chat, err == nil && len(u.raw) > 0, err
+	return chat, err == nil && len(u.raw) > 0, u.native, err
 }
 
 func messagesToChat(body []byte, u *untranslated) ([]byte, error) {
@@ -104,7 +120,7 @@ func messagesToChat(body []byte, u *untranslated) ([]byte, error) {
 				bad = apierr.Invalid("invalid_value", "top_k", "top_k must be a non-negative integer")
 			}
 		case "metadata":
-			req.User, bad = msgsMetadata(v)
+			req.User, bad = msgsMetadata(v, u)
 		case "policy":
 			req.Policy = json.RawMessage(v.Raw)
 		case "stream":
@@ -115,12 +131,27 @@ func messagesToChat(body []byte, u *untranslated) ([]byte, error) {
 			default:
 				bad = apierr.Invalid("invalid_type", "stream", "stream must be a boolean")
 			}
+		case "thinking":
+			// Disabled thinking asks for nothing: any model can take it.
+			if v.Type == gjson.Null || (v.IsObject() && v.Get("type").Str == "disabled") {
+				break
+			}
+			if u.nativeOnly("thinking") {
+				u.add(v)
+				break
+			}
+			bad = apierr.Invalid("unsupported_parameter", k.Str, "%s", messagesRefused[k.Str])
 		default:
+			if v.Type == gjson.Null { // a null member says nothing: nothing is dropped
+				break
+			}
 			if why, ok := messagesRefused[k.Str]; ok {
-				if v.Type != gjson.Null {
-					bad = apierr.Invalid("unsupported_parameter", k.Str, "%s", why)
+				if u.nativeOnly(k.Str) {
+					u.add(v) // its text is classified; the member goes as sent
+					break
 				}
-			} else if v.Type != gjson.Null { // a null member says nothing: nothing is dropped
+				bad = apierr.Invalid("unsupported_parameter", k.Str, "%s", why)
+			} else {
 				bad = apierr.Invalid("unsupported_parameter", apierr.Truncate(k.Str, 64),
 					"%s is not supported on /v1/messages by stellwerk (docs/api.md)", apierr.Truncate(k.Str, 64))
 			}
@@ -209,7 +240,7 @@ func msgsStop(v gjson.Result) ([]string, *apierr.Error) {
 
 // msgsMetadata reads metadata, whose one member Anthropic defines is
 // user_id: chat's user.
-func msgsMetadata(v gjson.Result) (string, *apierr.Error) {
+func msgsMetadata(v gjson.Result, u *untranslated) (string, *apierr.Error) {
 	if v.Type == gjson.Null {
 		return "", nil
 	}
@@ -218,13 +249,15 @@ func msgsMetadata(v gjson.Result) (string, *apierr.Error) {
 	}
 	var user string
 	var bad *apierr.Error
-	v.ForEach(func(k, u gjson.Result) bool {
+	v.ForEach(func(k, val gjson.Result) bool {
 		switch {
+		case k.Str != "user_id" && u.nativeOnly("metadata."+apierr.Truncate(k.Str, 64)):
+			u.raw = append(u.raw, json.RawMessage(k.Raw), json.RawMessage(val.Raw)) // classified, sent as is
 		case k.Str != "user_id":
 			bad = apierr.Invalid("unsupported_parameter", "metadata", "metadata.%s is not supported (only user_id is)", apierr.Truncate(k.Str, 64))
-		case u.Type == gjson.String:
-			user = u.Str
-		case u.Type != gjson.Null:
+		case val.Type == gjson.String:
+			user = val.Str
+		case val.Type != gjson.Null:
 			bad = apierr.Invalid("invalid_type", "metadata.user_id", "metadata.user_id must be a string")
 		}
 		return bad == nil
@@ -256,7 +289,7 @@ func msgsSystem(v gjson.Result, u *untranslated) (json.RawMessage, *apierr.Error
 			bad = apierr.Invalid("invalid_value", p, "%s must be a text block {\"type\":\"text\",\"text\":…}", p)
 			return false
 		}
-		bad = msgsBlockKeys(b, p, "type", "text", "cache_control", "citations")
+		bad = msgsBlockKeys(b, p, u, "type", "text", "cache_control", "citations")
 		u.rest(b, "type", "text")
 		parts = append(parts, b.Get("text").Str)
 		return bad == nil
@@ -271,7 +304,7 @@ func msgsSystem(v gjson.Result, u *untranslated) (json.RawMessage, *apierr.Error
 // without saying so. A null member is no value to drop: Anthropic's SDKs
 // write their optional fields as null when a client resends a block it
 // received (model_dump), such as tool_use's caller.
-func msgsBlockKeys(b gjson.Result, p string, known ...string) *apierr.Error {
+func msgsBlockKeys(b gjson.Result, p string, u *untranslated, known ...string) *apierr.Error {
 	var bad *apierr.Error
 	b.ForEach(func(k, v gjson.Result) bool {
 		if v.Type == gjson.Null {
@@ -281,6 +314,9 @@ func msgsBlockKeys(b gjson.Result, p string, known ...string) *apierr.Error {
 			if k.Str == n {
 				return true
 			}
+		}
+		if u.nativeOnly(p + "." + apierr.Truncate(k.Str, 64)) {
+			return true // the caller's u.rest reads it
 		}
 		bad = apierr.Invalid("unsupported_parameter", p+"."+apierr.Truncate(k.Str, 64), "%s.%s is not supported on /v1/messages by stellwerk", p, apierr.Truncate(k.Str, 64))
 		return false
@@ -329,7 +365,7 @@ func msgsMessages(v gjson.Result, u *untranslated) ([]chatMessage, *apierr.Error
 			bad = apierr.Invalid("invalid_type", p, "%s must be an object", p)
 			return false
 		}
-		if bad = msgsBlockKeys(m, p, "role", "content"); bad != nil {
+		if bad = msgsBlockKeys(m, p, u, "role", "content"); bad != nil {
 			return false
 		}
 		role := m.Get("role")
@@ -373,7 +409,7 @@ func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string, u *unt
 		}
 		switch t := b.Get("type").Str; {
 		case t == "text":
-			if bad = msgsBlockKeys(b, bp, "type", "text", "cache_control", "citations"); bad != nil {
+			if bad = msgsBlockKeys(b, bp, u, "type", "text", "cache_control", "citations"); bad != nil {
 				return false
 			}
 			text := b.Get("text")
@@ -384,7 +420,7 @@ func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string, u *unt
 			u.rest(b, "type", "text")
 			parts = append(parts, chatPart{Type: "text", Text: &text.Str})
 		case t == "image" && role == "user":
-			if bad = msgsBlockKeys(b, bp, "type", "source", "cache_control"); bad != nil {
+			if bad = msgsBlockKeys(b, bp, u, "type", "source", "cache_control"); bad != nil {
 				return false
 			}
 			u.rest(b, "type", "source")
@@ -394,7 +430,7 @@ func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string, u *unt
 			}
 			parts = append(parts, chatPart{Type: "image_url", ImageURL: &chatImageURL{URL: u}})
 		case t == "tool_use" && role == "assistant":
-			if bad = msgsBlockKeys(b, bp, "type", "id", "name", "input", "cache_control"); bad != nil {
+			if bad = msgsBlockKeys(b, bp, u, "type", "id", "name", "input", "cache_control"); bad != nil {
 				return false
 			}
 			u.rest(b, "type", "id", "name", "input")
@@ -405,12 +441,13 @@ func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string, u *unt
 			}
 			calls = append(calls, chatToolCall{ID: id.Str, Type: "function", Function: chatFunction{Name: name.Str, Arguments: compactJSON(input)}})
 		case t == "tool_result" && role == "user":
-			if bad = msgsBlockKeys(b, bp, "type", "tool_use_id", "content", "is_error", "cache_control"); bad != nil {
+			if bad = msgsBlockKeys(b, bp, u, "type", "tool_use_id", "content", "is_error", "cache_control"); bad != nil {
 				return false
 			}
 			u.rest(b, "type", "tool_use_id", "content", "is_error")
 			var tm chatMessage
-			if tm, bad = msgsToolResult(b, bp, u); bad != nil {
+			var media []chatPart
+			if tm, media, bad = msgsToolResult(b, bp, u); bad != nil {
 				return false
 			}
 			if len(parts) > 0 { // text before a tool result keeps its place
@@ -418,7 +455,12 @@ func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string, u *unt
 				parts = nil
 			}
 			out = append(out, tm)
+			parts = append(parts, media...) // a decision copy's images and documents of the result
 		default:
+			if u.nativeOnly(bp + ".type " + apierr.Truncate(t, 64)) {
+				parts = nativeParts(parts, b)
+				return true
+			}
 			bad = apierr.Invalid("unsupported_value", bp+".type",
 				"content blocks of type %q are not supported in %s messages on /v1/messages by stellwerk (text, image, tool_use, tool_result are)", apierr.Truncate(t, 64), role)
 			return false
@@ -497,12 +539,14 @@ func msgsImage(src gjson.Result, p string) (string, *apierr.Error) {
 
 // msgsToolResult is a tool_result block as a tool message: its content
 // a string or text blocks (joined). is_error has no chat field: the text
-// says so.
-func msgsToolResult(b gjson.Result, p string, u *untranslated) (chatMessage, *apierr.Error) {
+// says so. A decision copy takes its other blocks (an image, a document:
+// an agent's screenshot or PDF) as media, the parts the classifiers read.
+func msgsToolResult(b gjson.Result, p string, u *untranslated) (chatMessage, []chatPart, *apierr.Error) {
 	id := b.Get("tool_use_id")
 	if id.Type != gjson.String || id.Str == "" {
-		return chatMessage{}, apierr.Invalid("invalid_value", p+".tool_use_id", "%s.tool_use_id must be a non-empty string", p)
+		return chatMessage{}, nil, apierr.Invalid("invalid_value", p+".tool_use_id", "%s.tool_use_id must be a non-empty string", p)
 	}
+	var media []chatPart
 	var text string
 	switch c := b.Get("content"); {
 	case !c.Exists() || c.Type == gjson.Null:
@@ -516,12 +560,16 @@ func msgsToolResult(b gjson.Result, p string, u *untranslated) (chatMessage, *ap
 			k++
 			bp := p + ".content[" + strconv.Itoa(k) + "]"
 			if blk.Get("type").Str != "text" || blk.Get("text").Type != gjson.String {
+				if blk.IsObject() && u.nativeOnly(bp+".type "+apierr.Truncate(blk.Get("type").Str, 64)) {
+					media = nativeParts(media, blk)
+					return true
+				}
 				bad = apierr.Invalid("unsupported_value", bp, "%s: tool results are translated as text; only text blocks are supported", bp)
 				return false
 			}
 			// A member of a text block the translation would drop is
 			// refused, as in a message's blocks.
-			if bad = msgsBlockKeys(blk, bp, "type", "text", "cache_control", "citations"); bad != nil {
+			if bad = msgsBlockKeys(blk, bp, u, "type", "text", "cache_control", "citations"); bad != nil {
 				return false
 			}
 			u.rest(blk, "type", "text")
@@ -529,20 +577,76 @@ func msgsToolResult(b gjson.Result, p string, u *untranslated) (chatMessage, *ap
 			return true
 		})
 		if bad != nil {
-			return chatMessage{}, bad
+			return chatMessage{}, nil, bad
 		}
 		text = strings.Join(parts, "\n\n")
 	default:
-		return chatMessage{}, apierr.Invalid("invalid_type", p+".content", "%s.content must be a string or an array of text blocks", p)
+		return chatMessage{}, nil, apierr.Invalid("invalid_type", p+".content", "%s.content must be a string or an array of text blocks", p)
 	}
 	switch e := b.Get("is_error"); e.Type {
 	case gjson.True:
 		text = "Error: " + text
 	case gjson.False, gjson.Null:
 	default:
-		return chatMessage{}, apierr.Invalid("invalid_type", p+".is_error", "%s.is_error must be a boolean", p)
+		return chatMessage{}, nil, apierr.Invalid("invalid_type", p+".is_error", "%s.is_error must be a boolean", p)
 	}
-	return chatMessage{Role: "tool", ToolCallID: id.Str, Content: jsonString(text)}, nil
+	return chatMessage{Role: "tool", ToolCallID: id.Str, Content: jsonString(text)}, media, nil
+}
+
+// nativeParts appends what an Anthropic block the translation has no
+// form for holds, as the parts the classifiers read: a thinking block's
+// text (not its signature), a document's text or file (base64 decoded as
+// a chat file part: a PDF counts as a file they cannot read), an image,
+// a search result's text; any other block's JSON as text, with the files
+// and images in it (unreadText's walk). A redacted_thinking block is the
+// provider's own ciphertext: nothing to read.
+func nativeParts(parts []chatPart, b gjson.Result) []chatPart {
+	text := func(s string) {
+		if s != "" {
+			parts = append(parts, chatPart{Type: "text", Text: &s})
+		}
+	}
+	switch b.Get("type").Str {
+	case "redacted_thinking":
+	case "thinking":
+		text(b.Get("thinking").Str)
+	case "image":
+		if url, bad := msgsImage(b.Get("source"), ""); bad == nil {
+			parts = append(parts, chatPart{Type: "image_url", ImageURL: &chatImageURL{URL: url}})
+		} else {
+			parts = append(parts, chatPart{Type: "input_image"}) // by file id: an image all the same
+		}
+	case "document":
+		text(b.Get("title").Str)
+		text(b.Get("context").Str)
+		src := b.Get("source")
+		switch src.Get("type").Str {
+		case "base64":
+			parts = append(parts, chatPart{Type: "file", File: &chatFile{FileData: "data:" + src.Get("media_type").Str + ";base64," + src.Get("data").Str}})
+		case "text":
+			text(src.Get("data").Str)
+		case "content":
+			src.Get("content").ForEach(func(_, blk gjson.Result) bool {
+				parts = nativeParts(parts, blk)
+				return true
+			})
+		default: // url, file: the provider fetches it, the classifiers cannot
+			text(src.Get("url").Str)
+			parts = append(parts, chatPart{Type: "file", File: &chatFile{FileID: cmp.Or(src.Get("file_id").Str, "document")}})
+		}
+	case "search_result":
+		text(b.Get("title").Str)
+		text(b.Get("source").Str)
+		b.Get("content").ForEach(func(_, blk gjson.Result) bool {
+			parts = nativeParts(parts, blk)
+			return true
+		})
+	case "text":
+		text(b.Get("text").Str)
+	default:
+		parts = appendUnreadPart(parts, b)
+	}
+	return parts
 }
 
 // msgsTools are custom (client) tools as chat's functions; Anthropic's
@@ -564,11 +668,15 @@ func msgsTools(v gjson.Result, u *untranslated) ([]chatTool, *apierr.Error) {
 		i++
 		p := "tools[" + strconv.Itoa(i) + "]"
 		if typ := t.Get("type"); typ.Exists() && typ.Type != gjson.Null && typ.Str != "custom" {
+			if u.nativeOnly(p + " of type " + apierr.Truncate(typ.Str, 64)) {
+				u.add(t) // a server tool's settings are the caller's text too
+				return true
+			}
 			bad = apierr.Invalid("unsupported_value", p+".type",
 				"tools of type %q (Anthropic's server and built-in tools) are not supported by stellwerk; custom tools with input_schema are", apierr.Truncate(typ.Str, 64))
 			return false
 		}
-		if bad = msgsBlockKeys(t, p, "type", "name", "description", "input_schema", "cache_control"); bad != nil {
+		if bad = msgsBlockKeys(t, p, u, "type", "name", "description", "input_schema", "cache_control"); bad != nil {
 			return false
 		}
 		u.rest(t, "type", "name", "description", "input_schema")
@@ -598,7 +706,7 @@ func msgsToolChoice(v gjson.Result) (json.RawMessage, *bool, *apierr.Error) {
 	if !v.IsObject() {
 		return nil, nil, apierr.Invalid("invalid_type", "tool_choice", "tool_choice must be an object with a type")
 	}
-	if bad := msgsBlockKeys(v, "tool_choice", "type", "name", "disable_parallel_tool_use"); bad != nil {
+	if bad := msgsBlockKeys(v, "tool_choice", nil, "type", "name", "disable_parallel_tool_use"); bad != nil {
 		return nil, nil, bad
 	}
 	var parallel *bool

@@ -214,9 +214,13 @@ func FuzzMessagesToChat(f *testing.F) {
 	addGoldenSeeds(f, filepath.Join("..", "messages", "request", "*.anthropic.json"), func(b []byte) { f.Add(b) })
 	f.Fuzz(func(t *testing.T, in []byte) {
 		out, err := MessagesToChat(in)
-		dec, unread, derr := MessagesForDecision(in)
-		if (err == nil) != (derr == nil) || (err == nil && string(withoutUnread(t, dec, unread)) != string(out)) {
-			t.Fatalf("translation %s %v; decision copy %s %v", out, err, dec, derr)
+		dec, unread, native, derr := MessagesForDecision(in)
+		// The decision copy takes what the translation does, and what only
+		// an Anthropic-wire provider can (native names it), which the
+		// translation refuses.
+		if (err == nil && (derr != nil || native != "")) || (err != nil && derr == nil && native == "") ||
+			(err == nil && string(withoutUnread(t, dec, unread)) != string(out)) {
+			t.Fatalf("translation %s %v; decision copy %s %v (native %q)", out, err, dec, derr, native)
 		}
 		if err != nil {
 			var ae *apierr.Error
@@ -480,7 +484,7 @@ func TestDecisionCopyReadsWhatTranslationDrops(t *testing.T) {
 		`{"model":"m","max_tokens":5,"tools":[{"name":"t","input_schema":{"type":"object"},"cache_control":{"type":"` + key + `"}}],"messages":[{"role":"user","content":"hi"}]}`,
 		`{"model":"m","max_tokens":5,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"c","name":"t","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"c","content":[{"type":"text","text":"r","citations":[{"cited_text":"` + key + `"}]}]}]}]}`,
 	} {
-		dec, unread, err := MessagesForDecision([]byte(body))
+		dec, unread, _, err := MessagesForDecision([]byte(body))
 		if err != nil || !unread || !strings.Contains(gjson.GetBytes(dec, UnreadMember).Raw, key) {
 			t.Errorf("%s: the decision copy %s (%v) does not read the key", body, dec, err)
 		}

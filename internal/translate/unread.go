@@ -20,7 +20,26 @@ const UnreadMember = "x_stellwerk_unread"
 
 // untranslated gathers a decision copy's UnreadMember. A nil *untranslated is a
 // provider's translation: it gathers nothing.
-type untranslated struct{ raw []json.RawMessage }
+type untranslated struct {
+	raw []json.RawMessage
+	// native names the first member or block of a Messages request only a
+	// provider reading it as sent (Anthropic's wire) can take: thinking,
+	// documents, an image in a tool result, a server tool, … ("" for none).
+	native string
+}
+
+// nativeOnly records, for a decision copy, that what needs a provider
+// that reads the request as sent; false for a provider's translation (u
+// nil): refuse.
+func (u *untranslated) nativeOnly(what string) bool {
+	if u == nil {
+		return false
+	}
+	if u.native == "" {
+		u.native = what
+	}
+	return true
+}
 
 // add keeps v unless it is absent, null, or carries no text (a number or
 // a flag).

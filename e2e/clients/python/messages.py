@@ -89,7 +89,8 @@ out["secret"] = refused(lambda: client.messages.create(
     model=model, max_tokens=50, messages=[{"role": "user", "content": "why does S3 refuse " + SECRET}]))
 out["secret_stream"] = refused(lambda: client.messages.stream(
     model=model, max_tokens=50, messages=[{"role": "user", "content": SECRET}]).__enter__())
-# A refused parameter, and a key stellwerk does not know.
+# Extended thinking: an Anthropic-wire model's, refused for another; and a
+# key stellwerk does not know.
 out["thinking"] = refused(lambda: client.messages.create(
     model=model, max_tokens=2000, thinking={"type": "enabled", "budget_tokens": 1024}, messages=ask))
 out["bad_key"] = refused(lambda: anthropic.Anthropic(base_url=base_url, api_key="sk-wrong", max_retries=0).messages.create(
