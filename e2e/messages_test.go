@@ -252,6 +252,10 @@ func checkMessages(t *testing.T, s *harness.Stack, py string, tc messagesCase) g
 	want("bad_key.raised", "AuthenticationError")
 	want("bad_key.type", "authentication_error")
 	want("bearer.stop_reason", "end_turn")
+	// The SDK's request id (Anthropic's request-id header): it was None.
+	if r.Get("bearer.request_id").Str == "" {
+		t.Errorf("no request id for the anthropic SDK: %s", r.Get("bearer").Raw)
+	}
 	want("bearer.headers.model", tc.model)
 	// Residency: the EU workspace's auto requests, plain and streamed.
 	want("eu.headers.model", "chat-eu")

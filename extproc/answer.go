@@ -37,6 +37,12 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	// knows it), the decision's otherwise; the SDKs show it as the
 	// request's id, and none came back (the SDK probe).
 	hs := []*corev3.HeaderValueOption{setHeader(header.DecisionID, p.id), addHeader(header.RequestID, p.id)}
+	if p.anthropicErrors {
+		// The anthropic SDKs read request-id (Anthropic's own header):
+		// their _request_id and APIStatusError.request_id were None (the
+		// agent probe). An Anthropic-wire provider's own passes on.
+		hs = append(hs, addHeader(header.AnthropicRequestID, p.id))
+	}
 	d := p.selection
 	if d == nil {
 		return continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})

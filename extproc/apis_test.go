@@ -256,7 +256,7 @@ func TestMessagesAPI(t *testing.T) {
 			"data: [DONE]\n\n", true))
 		body := string(out.GetResponseBody().GetResponse().GetBodyMutation().GetBody())
 		for _, want := range []string{"event: message_start\n", `"delta":{"type":"text_delta","text":"hel"}`, `"stop_reason":"end_turn"`,
-			`"usage":{"input_tokens":7,"output_tokens":2}`, "event: message_stop\n"} {
+			`"usage":{"input_tokens":7,"output_tokens":2,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}`, "event: message_stop\n"} {
 			if !strings.Contains(body, want) {
 				t.Errorf("stream lacks %s:\n%s", want, body)
 			}

@@ -234,7 +234,11 @@ func (p *edge) immediate(e *apierr.Error) *extprocv3.ProcessingResponse {
 	if p.result != nil {
 		pv = p.result.PolicyVersion
 	}
-	resp := immediateJSON(p.status, p.errorJSON(e), p.id, errorHeaders(e, pv)...)
+	hs := errorHeaders(e, pv)
+	if p.anthropicErrors {
+		hs = append(hs, setHeader(header.AnthropicRequestID, p.id))
+	}
+	resp := immediateJSON(p.status, p.errorJSON(e), p.id, hs...)
 	if p.result != nil && p.result.Route != nil {
 		m := resp.GetImmediateResponse().Headers
 		m.SetHeaders = append(m.SetHeaders, setHeader(header.Route, p.result.Route.Label()))

@@ -24,6 +24,9 @@ const (
 	// RequestID is the id the OpenAI and Anthropic SDKs show for a request
 	// (request_id): the decision's, unless the provider sent its own.
 	RequestID = "x-request-id"
+	// AnthropicRequestID is Anthropic's name for it, which the anthropic
+	// SDKs read; answers on /v1/messages carry it too.
+	AnthropicRequestID = "request-id"
 	Model     = "x-stellwerk-model"
 	Provider  = "x-stellwerk-provider"
 	Reason    = "x-stellwerk-reason"

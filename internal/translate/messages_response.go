@@ -131,15 +131,15 @@ func appendMessagesUsage(dst []byte, u gjson.Result) []byte {
 	return appendUsage(dst, prompt-cached, out, cached)
 }
 
+// appendUsage appends usage in Anthropic's shape, with both cache counts
+// as Anthropic always sends them (a chat answer writes no cache entries).
 func appendUsage(dst []byte, input, output, cacheRead int64) []byte {
 	dst = append(dst, `{"input_tokens":`...)
 	dst = strconv.AppendInt(dst, input, 10)
 	dst = append(dst, `,"output_tokens":`...)
 	dst = strconv.AppendInt(dst, output, 10)
-	if cacheRead > 0 {
-		dst = append(dst, `,"cache_read_input_tokens":`...)
-		dst = strconv.AppendInt(dst, cacheRead, 10)
-	}
+	dst = append(dst, `,"cache_creation_input_tokens":0,"cache_read_input_tokens":`...)
+	dst = strconv.AppendInt(dst, cacheRead, 10)
 	return append(dst, '}')
 }
 

@@ -184,7 +184,7 @@ func (s *MessagesStream) Event(ev Event, dst []byte) []byte {
 		dst = jsonw.AppendString(dst, messageID(id.Str))
 		dst = append(dst, `,"type":"message","role":"assistant","model":`...)
 		dst = jsonw.AppendString(dst, model.Str)
-		dst = append(dst, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}`+"\n\n"...)
+		dst = append(dst, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}}}`+"\n\n"...)
 	}
 	if usage.IsObject() {
 		s.usage = [3]int64{usage.Get("prompt_tokens").Int(), usage.Get("completion_tokens").Int(), usage.Get("prompt_tokens_details.cached_tokens").Int()}

@@ -154,7 +154,7 @@ func TestMessagesStreamUsage(t *testing.T) {
 		t.Errorf("usage %d/%d %v, ended %v", pt, ct, ok, s.Ended())
 	}
 	// Anthropic counts cached tokens apart from input_tokens.
-	if !strings.Contains(string(out), `"usage":{"input_tokens":40,"output_tokens":20,"cache_read_input_tokens":10}`) {
+	if !strings.Contains(string(out), `"usage":{"input_tokens":40,"output_tokens":20,"cache_creation_input_tokens":0,"cache_read_input_tokens":10}`) {
 		t.Errorf("message_delta usage: %s", out)
 	}
 	tr, err := os.ReadFile(filepath.Join(messagesDir, "stream", "truncated.sse"))

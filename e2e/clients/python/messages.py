@@ -98,7 +98,7 @@ out["bad_key"] = refused(lambda: anthropic.Anthropic(base_url=base_url, api_key=
 # The same key as a bearer token (auth_token) works too.
 bearer = anthropic.Anthropic(base_url=base_url, auth_token="sk-app", api_key=None, max_retries=0)
 raw = bearer.messages.with_raw_response.create(model=model, max_tokens=50, messages=[{"role": "user", "content": "hi"}])
-out["bearer"] = {"stop_reason": raw.parse().stop_reason, "headers": headers(raw.headers)}
+out["bearer"] = {"stop_reason": raw.parse().stop_reason, "headers": headers(raw.headers), "request_id": raw.parse()._request_id}
 
 # Residency: the EU workspace's key gets an EU model for model auto.
 eu = anthropic.Anthropic(base_url=base_url, api_key="sk-eu", max_retries=0)
