@@ -27,9 +27,9 @@ const (
 	// AnthropicRequestID is Anthropic's name for it, which the anthropic
 	// SDKs read; answers on /v1/messages carry it too.
 	AnthropicRequestID = "request-id"
-	Model     = "x-stellwerk-model"
-	Provider  = "x-stellwerk-provider"
-	Reason    = "x-stellwerk-reason"
+	Model              = "x-stellwerk-model"
+	Provider           = "x-stellwerk-provider"
+	Reason             = "x-stellwerk-reason"
 	// PolicyVersion is the content hash of the policy that decided.
 	PolicyVersion = "x-stellwerk-policy-version"
 
