@@ -138,6 +138,22 @@ func (b *redisBackend) shareFingerprint(ctx context.Context, replica, fp string,
 	return others, nil
 }
 
+// hasCounters reports whether Redis holds any of stellwerk's counters:
+// one SCAN step at a time, at start only.
+func (b *redisBackend) hasCounters(ctx context.Context) bool {
+	var cursor uint64
+	for range 100 { // at most 100 steps of 1,000 keys
+		keys, next, err := b.c.Scan(ctx, cursor, b.prefix+"c:*", 1000).Result()
+		if err != nil || len(keys) > 0 {
+			return len(keys) > 0
+		}
+		if cursor = next; cursor == 0 {
+			return false
+		}
+	}
+	return false
+}
+
 // stateCheckInterval is how often a replica checks that Redis still holds
 // stellwerk's state marker: one round trip, off the request path.
 const stateCheckInterval = 10 * time.Second
@@ -167,6 +183,11 @@ func (b *redisBackend) watchState(stop <-chan struct{}, every time.Duration, log
 		}
 		created, made := setnx.Val(), get.Val()
 		switch {
+		case created && first && b.hasCounters(ctx):
+			// A Redis an older stellwerk (without the marker) kept: the
+			// counters are there; it said "start from zero" on every
+			// upgrade (the operator probe).
+			log.Info("Redis holds budget and rate-limit counters without stellwerk's state marker (written by an older version): they are kept, and the marker is set now")
 		case created && first:
 			log.Info("Redis held no stellwerk state: budgets and rate limits start from zero (a new deployment, or a Redis that lost its data)")
 		case created || (seen != "" && made != seen):

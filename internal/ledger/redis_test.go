@@ -307,3 +307,29 @@ func TestRedisLostStateIsSaid(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisOfAnOlderVersion: a Redis whose counters an older stellwerk
+// (without the state marker) wrote is said to be kept, not to start from
+// zero (the operator probe read "start from zero" on an upgrade with the
+// counters intact).
+func TestRedisOfAnOlderVersion(t *testing.T) {
+	srv := testsrv.Redis(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	if err := client.HSet(context.Background(), "{older}:c:bmonth:ml:team/acme:1764547200", "u", 5520).Err(); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	b := &redisBackend{c: client, prefix: "{older}:"}
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() { defer close(stopped); b.watchState(stop, time.Hour, zap.New(core)) }()
+	defer func() { close(stop); <-stopped }()
+	for deadline := time.Now().Add(5 * time.Second); logs.Len() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("nothing said")
+		}
+	}
+	if logs.FilterMessageSnippet("they are kept").Len() != 1 || logs.FilterMessageSnippet("start from zero").Len() != 0 {
+		t.Errorf("said: %v", logs.All())
+	}
+}
