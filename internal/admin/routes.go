@@ -22,6 +22,11 @@ import (
 type RouteService interface {
 	Routes() *flowstore.Store
 	RouteEnv() *flow.Env
+	// RoutesChanged reads the route store again into the replica's
+	// table, so that a deploy answered here is what this replica routes
+	// by next (the next request got 404 route_not_found for ~0.3 s: the
+	// operator probe).
+	RoutesChanged(ctx context.Context) error
 }
 
 // routeWriters may create route versions, deploy and roll back.
@@ -209,6 +214,7 @@ func (h *routesAPI) create(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Deployed, out.Version.Live = &d, true
 		h.changed(r, audit.RouteSwitch{Route: d.Route, Action: d.Action, From: d.From, To: d.To})
+		h.refresh(r)
 	}
 	h.log.Info("route version stored", zap.String("route", v.Route), zap.Int64("version", v.Version), zap.Bool("created", created),
 		zap.Bool("deployed", req.Deploy), zap.String("by", who))
@@ -277,7 +283,16 @@ func (h *routesAPI) switchTo(w http.ResponseWriter, r *http.Request, rollback bo
 	h.log.Info("route deployed", zap.String("route", name), zap.String("action", d.Action), zap.Int64("from", d.From),
 		zap.Int64("to", d.To), zap.String("by", who))
 	h.changed(r, audit.RouteSwitch{Route: d.Route, Action: d.Action, From: d.From, To: d.To})
+	h.refresh(r)
 	writeJSON(w, http.StatusOK, d)
+}
+
+// refresh brings this replica's route table up to a deploy just written;
+// one that fails is logged (the table's own refresh retries it).
+func (h *routesAPI) refresh(r *http.Request) {
+	if err := h.rs.RoutesChanged(r.Context()); err != nil {
+		h.log.Warn("the route table was not refreshed after a deploy; it will be within state.refresh_interval", zap.Error(err))
+	}
 }
 
 func (h *routesAPI) fail(w http.ResponseWriter, r *http.Request, err error) {

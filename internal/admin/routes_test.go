@@ -162,3 +162,5 @@ func TestRoutesAPIStoreDown(t *testing.T) {
 		}
 	}
 }
+
+func (r *routeStatus) RoutesChanged(context.Context) error { return nil }

@@ -484,6 +484,8 @@ func (s *status) Feedback() *feedback.Store { return s.feedback }
 // Routes is the route store.
 func (s *status) Routes() *flowstore.Store { return s.routes.st }
 
+func (s *status) RoutesChanged(ctx context.Context) error { return s.routes.table.Refresh(ctx) }
+
 // RouteEnv is what route documents compile against: the config in force.
 func (s *status) RouteEnv() *flow.Env {
 	s.routes.mu.Lock()
