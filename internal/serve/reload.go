@@ -266,7 +266,12 @@ func (r *reloader) reload(ctx context.Context) {
 	cfg, err := Load(r.o)
 	if err == nil {
 		r.seen = r.fingerprint(cfg) // include newly named files
-		err = restartOnly(r.cur.cfg, cfg)
+		if err = restartOnly(r.cur.cfg, cfg); err != nil {
+			// The whole file waits for the restart, its other edits too (the
+			// operator probe's price change beside a server one was not
+			// applied, and nothing said so).
+			err = fmt.Errorf("%w; none of the file's other changes is applied until then", err)
+		}
 	}
 	if err == nil {
 		_, err = r.apply(ctx, cfg, keptOverrides(cfg, r.overrides, r.log), configActor)

@@ -93,6 +93,15 @@ var afterLoad = func() {}
 
 // Run serves until ctx is cancelled.
 func Run(ctx context.Context, o Options, log *zap.Logger) error {
+	// Said once the deferred closes (the spend writer, the audit log, the
+	// stores) have run, after a shutdown: the operator probe's log ended
+	// at "stellwerk stopping".
+	stopped := false
+	defer func() {
+		if stopped {
+			log.Info("stellwerk stopped")
+		}
+	}()
 	// The files as they were before they were read (the config and every
 	// file it names, read once more for their names): an edit that lands
 	// while stellwerk starts is loaded by the first check, not taken for
@@ -399,8 +408,11 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	defer drained()
 	if !ep.Drain(drainCtx) {
 		log.Warn("requests still in flight at envoy.request_timeout; cutting them")
+	} else {
+		log.Info("requests in flight finished; writing the last spend rows and the audit log's shutdown checkpoint")
 	}
 	gs.Stop()
+	stopped = true
 	return runErr
 }
 
