@@ -389,20 +389,7 @@ func TestMessagesWithoutUsage(t *testing.T) {
 			if resp.StatusCode != 200 || gjson.GetBytes(b, "type").Str != "message" || !gjson.GetBytes(b, "usage.input_tokens").Exists() {
 				t.Fatalf("%d %s", resp.StatusCode, b)
 			}
-			rangeQ := "since=" + start.Format(time.RFC3339) + "&until=" + time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
-			var total gjson.Result
-			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-				get, err := s.AdminGet("/admin/spend?" + rangeQ)
-				if err != nil {
-					t.Fatal(err)
-				}
-				body, _ := io.ReadAll(get.Body)
-				get.Body.Close()
-				total = gjson.GetBytes(body, "total")
-				if total.Get("requests").Int() > 0 || time.Now().After(deadline) {
-					break
-				}
-			}
+			total := spendSince(t, s, start)
 			// chat-us: 1 and 2 USD per million tokens; the worst case is
 			// max_tokens' 1,000 output tokens at least (1,840 µEUR).
 			if total.Get("requests").Int() != 1 || total.Get("estimated").Int() != 1 || total.Get("cost_micro_eur").Int() < 1840 {
@@ -494,24 +481,30 @@ func TestMessagesCutToolCall(t *testing.T) {
 				gjson.GetBytes(b, "content.0.input").Raw != "{}" {
 				t.Fatalf("%d %s", resp.StatusCode, b)
 			}
-			rangeQ := "since=" + start.Format(time.RFC3339) + "&until=" + time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
-			var total gjson.Result
-			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-				get, err := s.AdminGet("/admin/spend?" + rangeQ)
-				if err != nil {
-					t.Fatal(err)
-				}
-				body, _ := io.ReadAll(get.Body)
-				get.Body.Close()
-				total = gjson.GetBytes(body, "total")
-				if total.Get("requests").Int() > 0 || time.Now().After(deadline) {
-					break
-				}
-			}
+			total := spendSince(t, s, start)
 			if total.Get("requests").Int() != 1 || total.Get("estimated").Int() != 0 || total.Get("tokens_out").Int() == 0 {
 				t.Errorf("spend %s: want the provider's usage", total.Raw)
 			}
 		})
+	}
+}
+
+// spendSince is GET /admin/spend's total from since on, once the spend
+// ledger has a row (it is written within a second), or after 10 s.
+func spendSince(t *testing.T, s *harness.Stack, since time.Time) gjson.Result {
+	t.Helper()
+	rangeQ := "since=" + since.Format(time.RFC3339) + "&until=" + time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		get, err := s.AdminGet("/admin/spend?" + rangeQ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(get.Body)
+		get.Body.Close()
+		total := gjson.GetBytes(body, "total")
+		if total.Get("requests").Int() > 0 || time.Now().After(deadline) {
+			return total
+		}
 	}
 }
 
