@@ -421,15 +421,13 @@ func scanStructure(body []byte) (deep bool, dup *dupKey, lone bool) {
 	var stackBuf [32]frame
 	var keyBuf [64]keyRef
 	stack, keys := stackBuf[:0], keyBuf[:0]
+	lone = loneSurrogate(body)
 	for i := 0; i < len(body); i++ {
 		switch body[i] {
 		case '"':
 			start := i + 1
 			end, esc := skipString(body, start)
 			i = end
-			if esc && !lone {
-				lone = loneSurrogate(body[start:min(end, len(body))])
-			}
 			if (dup != nil && !dup.casing) || len(stack) == 0 {
 				continue // the first duplicate, or a casing problem until one
 			}
@@ -486,37 +484,44 @@ func scanStructure(body []byte) (deep bool, dup *dupKey, lone bool) {
 	return false, dup, lone
 }
 
-// loneSurrogate reports whether a string's text (between its quotes) has a
-// \u escape of a surrogate that is not a high one followed by an escaped
-// low one.
-func loneSurrogate(s []byte) bool {
-	for i := 0; i < len(s)-1; i++ {
-		if s[i] != '\\' {
+// loneSurrogate reports whether a body has a \u escape of a surrogate
+// that is not a high one followed by an escaped low one. A backslash in
+// valid JSON is in a string and starts an escape of two bytes (six for
+// \u): read from the start, pair by pair, the body's backslashes tell
+// themselves apart from escaped ones; one IndexByte per escape.
+func loneSurrogate(body []byte) bool {
+	for i := 0; ; {
+		j := bytes.IndexByte(body[i:], '\\')
+		if j < 0 {
+			return false
+		}
+		j += i
+		if j+1 >= len(body) {
+			return false
+		}
+		if body[j+1] != 'u' {
+			i = j + 2 // \n, \", \\: the escaped byte is no backslash of its own
 			continue
 		}
-		i++ // the escaped character: \\ is one, and hides the next byte
-		if s[i] != 'u' {
-			continue
-		}
-		r, ok := hex4(s, i+1)
+		r, ok := hex4(body, j+2)
 		if !ok {
-			continue // not valid JSON: gjson.ValidBytes says so
+			i = j + 2 // not valid JSON: gjson.ValidBytes refuses it
+			continue
 		}
-		i += 4
+		i = j + 6
 		switch {
 		case r >= 0xDC00 && r <= 0xDFFF:
 			return true
 		case r >= 0xD800 && r <= 0xDBFF:
-			if i+2 >= len(s) || s[i+1] != '\\' || s[i+2] != 'u' {
+			if i+1 >= len(body) || body[i] != '\\' || body[i+1] != 'u' {
 				return true
 			}
-			if lo, ok := hex4(s, i+3); !ok || lo < 0xDC00 || lo > 0xDFFF {
+			if lo, ok := hex4(body, i+2); !ok || lo < 0xDC00 || lo > 0xDFFF {
 				return true
 			}
 			i += 6
 		}
 	}
-	return false
 }
 
 // hex4 reads four hex digits at s[i:].
