@@ -143,6 +143,19 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		cancel() // stop the table's refresh before its database closes
 		db.Close()
 	}()
+	// Said once, as soon as the start gets past opening its stores, or as
+	// it fails: an older stellwerk refuses the database from now on (a
+	// start that failed later migrated and said nothing: the operator
+	// probe).
+	migrationSaid := false
+	sayMigrated := func() {
+		if applied := db.Migrated(); len(applied) > 0 && !migrationSaid {
+			migrationSaid = true
+			log.Warn("state schema migrated; an older stellwerk now refuses this database (back it up before an upgrade: docs/deploy.md)",
+				zap.Strings("migrations", applied))
+		}
+	}
+	defer sayMigrated()
 	table := keys.NewTable(ks, log.Named("keys"))
 	if err := table.Refresh(ctx); err != nil {
 		return fmt.Errorf("key store: %w", err)
@@ -371,11 +384,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		}
 		errc <- nil
 	}()
-	if applied := db.Migrated(); len(applied) > 0 {
-		// Said once: an older stellwerk refuses the database from now on.
-		log.Warn("state schema migrated; an older stellwerk now refuses this database (back it up before an upgrade: docs/deploy.md)",
-			zap.Strings("migrations", applied))
-	}
+	sayMigrated()
 	log.Info("stellwerk serving", zap.String("grpc", grpcLis.Addr().String()), zap.String("admin", adminLis.Addr().String()),
 		zap.String("envoy_listener", cfg.Envoy.Listener), zap.Int("models", len(cat.Models())), zap.Int("providers", len(cat.Providers())))
 	if o.Ready != nil {

@@ -10,6 +10,9 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/stellwerk/stellwerk/internal/spend"
+	"github.com/stellwerk/stellwerk/internal/store"
 )
 
 // TestEditDuringStartIsLoaded (a helper's finding): an edit that lands
@@ -73,5 +76,48 @@ models:
 				t.Fatalf("reloaded %v, want %v; log: %v", got, tc.reloaded, logs.All())
 			}
 		})
+	}
+}
+
+// TestFailedStartSaysItMigrated: a start that migrates the state's schema
+// and then fails (its gRPC socket held by another process) says it
+// migrated — an older stellwerk refuses the database from then on, and
+// the warning came only once both listeners were up (the operator probe).
+func TestFailedStartSaysItMigrated(t *testing.T) {
+	dir, err := os.MkdirTemp("", "sw-mig-") // short: it holds the socket
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg := []byte("routing: {default_model: one}\nproviders: [{name: p, base_url: \"http://127.0.0.1:1/v1\", residency: eu}]\n" +
+		"models: [{id: one, provider: p, context_window: 8000}]\n")
+	if err := os.WriteFile(filepath.Join(dir, "stellwerk.yaml"), cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The state as an older stellwerk left it: the spend ledger at its
+	// first schema version.
+	db, err := store.OpenSQLite(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Migrate(context.Background(), spend.Component, spend.Migrations[:1]); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	// A socket another process listens on.
+	sock := filepath.Join(dir, "g.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	core, logs := observer.New(zap.InfoLevel)
+	err = Run(context.Background(), Options{ConfigPath: filepath.Join(dir, "stellwerk.yaml"), GRPC: "unix://" + sock,
+		Admin: "127.0.0.1:0", Listen: "127.0.0.1:0", StateDir: dir}, zap.New(core))
+	if err == nil {
+		t.Fatal("the start did not fail")
+	}
+	if logs.FilterMessageSnippet("state schema migrated").Len() != 1 {
+		t.Errorf("start failed with %v, and the migration was not said: %v", err, logs.All())
 	}
 }
