@@ -34,7 +34,7 @@ func FuzzVerifyExport(f *testing.F) {
 		[]byte("link,w,2,,,,,,,l,h,,,,,,")), []byte("\n")))))
 	keys := []PublicKey{s.Public()}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		rep, err := VerifyExport(bytes.NewReader(b), keys)
+		rep, err := VerifyExport(bytes.NewReader(b), keys, nil)
 		if err == nil && rep == nil {
 			t.Fatal("no report and no error")
 		}

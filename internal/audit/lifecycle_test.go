@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/stellwerk/stellwerk/internal/audit/audittest"
 	"github.com/stellwerk/stellwerk/internal/store"
 	"github.com/stellwerk/stellwerk/internal/testsrv"
@@ -41,7 +43,7 @@ func TestExportVerifiesOffline(t *testing.T) {
 			if err != nil || n != 15 {
 				t.Fatalf("%s export: %d records, %v", format, n, err)
 			}
-			rep, err := VerifyExport(bytes.NewReader(buf.Bytes()), keys)
+			rep, err := VerifyExport(bytes.NewReader(buf.Bytes()), keys, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -53,7 +55,7 @@ func TestExportVerifiesOffline(t *testing.T) {
 				t.Errorf("%s: another workspace's record is in the export", format)
 			}
 			tampered := strings.Replace(buf.String(), `eu residency`, `us residency`, 1)
-			rep, err = VerifyExport(strings.NewReader(tampered), keys)
+			rep, err = VerifyExport(strings.NewReader(tampered), keys, nil)
 			if err != nil || rep.OK() || rep.Problems[0].Kind != ProblemModified {
 				t.Errorf("%s: tampered export: %v %+v", format, err, rep)
 			}
@@ -63,7 +65,7 @@ func TestExportVerifiesOffline(t *testing.T) {
 		if _, err := st.Export(context.Background(), ExportFilter{}, "jsonl", &all); err != nil {
 			t.Fatal(err)
 		}
-		rep, err := VerifyExport(&all, keys)
+		rep, err := VerifyExport(&all, keys, nil)
 		if err != nil || !rep.OK() || rep.Records != 90 || !rep.Writers[0].Closed {
 			t.Errorf("whole export: %v %+v", err, rep)
 		}
@@ -398,5 +400,62 @@ func TestCollisionIsSaid(t *testing.T) {
 			t.Errorf("a batch written again counted: %d", n)
 		}
 		closeLog(t, l)
+	})
+}
+
+// TestExportAgainstWitness: an export verifies against a witness of the
+// same moment — an export cut after an earlier checkpoint verified by
+// itself (its writer open), and the auditor had to compare by hand (the
+// compliance probe). Cut, it is truncated; whole, it is ok; a witness
+// checkpoint the export's chain does not match is a mismatch.
+func TestExportAgainstWitness(t *testing.T) {
+	conform(t, func(t *testing.T, db *store.DB) {
+		st := openStore(t, db)
+		s := testSigner("a")
+		o := testOptions(t)
+		o.CheckpointInterval = 10 * time.Millisecond
+		l := openLog(t, st, s, o)
+		recordN(t, l, 0, 20)
+		flush(t, l)
+		time.Sleep(30 * time.Millisecond) // an interval checkpoint
+		recordN(t, l, 20, 20)
+		closeLog(t, l)
+		cps, err := st.Checkpoints(context.Background(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		witness := cps[len(cps)-1:] // the writer's last: the shutdown checkpoint
+		keys := []PublicKey{s.Public()}
+		var whole bytes.Buffer
+		if _, err := st.Export(context.Background(), ExportFilter{}, "jsonl", &whole); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := VerifyExport(bytes.NewReader(whole.Bytes()), keys, witness)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantOK(t, rep)
+		// Cut after the interval checkpoint at seq 20: its lines past it go.
+		var cut strings.Builder
+		for _, line := range strings.SplitAfter(whole.String(), "\n") {
+			if gjson.Get(line, "seq").Int() <= 20 {
+				cut.WriteString(line)
+			}
+		}
+		if rep, err := VerifyExport(strings.NewReader(cut.String()), keys, nil); err != nil || !rep.OK() {
+			t.Fatalf("the cut export by itself: %v %s", err, problems(rep))
+		}
+		rep, err = VerifyExport(strings.NewReader(cut.String()), keys, witness)
+		if err != nil || rep.OK() || rep.Problems[0].Kind != ProblemTruncated {
+			t.Errorf("the cut export against the witness: %v %s", err, problems(rep))
+		}
+		// A witness that signs another chain at a seq the export holds.
+		forged := witness[0]
+		forged.Hash = strings.Repeat("0", len(forged.Hash))
+		s.Sign(&forged)
+		rep, err = VerifyExport(bytes.NewReader(whole.Bytes()), keys, []Checkpoint{forged})
+		if err != nil || !strings.Contains(problems(rep), "signs another chain") {
+			t.Errorf("a mismatched witness: %v %s", err, problems(rep))
+		}
 	})
 }

@@ -19,7 +19,7 @@ import (
 const auditUsage = `usage:
   stellwerk audit verify [--from T] [--to T] [--writer W] [--pubkey FILE]… [--witness FILE] [--any-retention]
                                                                               check the store's chains and checkpoints
-  stellwerk audit verify --file EXPORT --pubkey FILE                          check an export offline (no config, no store)
+  stellwerk audit verify --file EXPORT --pubkey FILE [--witness FILE]        check an export offline (no config, no store)
   stellwerk audit witness [--out FILE]                                        print each writer's latest checkpoint, to keep
                                                                               where the database's administrators cannot write
   stellwerk audit export --from T --to T [--workspace W] [--writer W] [--format jsonl|csv] [--out FILE]
@@ -105,9 +105,6 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if file != "" && len(pubkeys) == 0 {
 			problems = append(problems, "--file needs --pubkey: an export is verified against a key you trust, not one it carries")
 		}
-		if file != "" && witness != "" {
-			problems = append(problems, "--witness applies to the store: an export carries its own checkpoints")
-		}
 	}
 	if len(problems) > 0 {
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
@@ -132,7 +129,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		defer f.Close()
-		rep, err := audit.VerifyExport(f, keys)
+		var wit []audit.Checkpoint
+		if witness != "" {
+			if wit, err = readWitness(witness); err != nil {
+				return err
+			}
+		}
+		rep, err := audit.VerifyExport(f, keys, wit)
 		if err != nil {
 			return err
 		}
