@@ -444,6 +444,7 @@ func TestMessagesNativeFeatures(t *testing.T) {
 	// Read for the classifiers: the thinking text, a document's text.
 	send(body("auto", "the key is AKIAIOSFODNN7EXAMPLE"), 403)
 	send(`{"model":"auto","max_tokens":100,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"my key AKIAIOSFODNN7EXAMPLE"}},{"type":"text","text":"summarise"}]}]}`, 403)
+	send(`{"model":"claude-model","max_tokens":100,"messages":[{"role":"user","content":"hi","x_note":"AKIAIOSFODNN7EXAMPLE"}]}`, 403)
 	// Off, thinking asks for nothing: any model may serve it.
 	if resp, b := send(`{"model":"chat-us","max_tokens":100,"thinking":{"type":"disabled"},"messages":[{"role":"user","content":"hi"}]}`, 200); resp.Header.Get("x-stellwerk-model") != "chat-us" {
 		t.Errorf("thinking disabled: %s", b)

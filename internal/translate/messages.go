@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -368,6 +369,7 @@ func msgsMessages(v gjson.Result, u *untranslated) ([]chatMessage, *apierr.Error
 		if bad = msgsBlockKeys(m, p, u, "role", "content"); bad != nil {
 			return false
 		}
+		u.rest(m, "role", "content") // what only an Anthropic-wire provider takes, read
 		role := m.Get("role")
 		if role.Str != "user" && role.Str != "assistant" {
 			bad = apierr.Invalid("invalid_value", p+".role", "%s.role must be user or assistant", p)
@@ -606,16 +608,35 @@ func nativeParts(parts []chatPart, b gjson.Result) []chatPart {
 			parts = append(parts, chatPart{Type: "text", Text: &s})
 		}
 	}
+	// others reads the block's other members as text (and the files and
+	// images in them as parts): a member the cases below do not name
+	// reaches the provider too.
+	others := func(read ...string) {
+		var sb strings.Builder
+		b.ForEach(func(k, v gjson.Result) bool {
+			if v.Type != gjson.Null && !slices.Contains(read, k.Str) {
+				sb.WriteString(k.Raw)
+				sb.WriteByte(':')
+				unreadWalk(v, &sb, &parts)
+				sb.WriteByte(' ')
+			}
+			return true
+		})
+		text(sb.String())
+	}
 	switch b.Get("type").Str {
 	case "redacted_thinking":
+		others("type", "data")
 	case "thinking":
 		text(b.Get("thinking").Str)
+		others("type", "thinking", "signature")
 	case "image":
 		if url, bad := msgsImage(b.Get("source"), ""); bad == nil {
 			parts = append(parts, chatPart{Type: "image_url", ImageURL: &chatImageURL{URL: url}})
 		} else {
 			parts = append(parts, chatPart{Type: "input_image"}) // by file id: an image all the same
 		}
+		others("type", "source")
 	case "document":
 		text(b.Get("title").Str)
 		text(b.Get("context").Str)
@@ -634,6 +655,7 @@ func nativeParts(parts []chatPart, b gjson.Result) []chatPart {
 			text(src.Get("url").Str)
 			parts = append(parts, chatPart{Type: "file", File: &chatFile{FileID: cmp.Or(src.Get("file_id").Str, "document")}})
 		}
+		others("type", "title", "context", "source")
 	case "search_result":
 		text(b.Get("title").Str)
 		text(b.Get("source").Str)
@@ -641,8 +663,10 @@ func nativeParts(parts []chatPart, b gjson.Result) []chatPart {
 			parts = nativeParts(parts, blk)
 			return true
 		})
+		others("type", "title", "source", "content")
 	case "text":
 		text(b.Get("text").Str)
+		others("type", "text")
 	default:
 		parts = appendUnreadPart(parts, b)
 	}

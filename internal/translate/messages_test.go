@@ -499,3 +499,31 @@ func TestDecisionCopyReadsWhatTranslationDrops(t *testing.T) {
 		t.Errorf("an unknown member of a tool result's text block: %v", err)
 	}
 }
+
+// TestMessagesNativeReadForTheClassifiers: what only an Anthropic-wire
+// provider takes is in the decision copy, for the classifiers, and native
+// names the first of it; the translation refuses it. Every member counts:
+// one the handling of its block does not name (a message's own, a
+// document's) reaches the provider too.
+func TestMessagesNativeReadForTheClassifiers(t *testing.T) {
+	const secret = "AKIAIOSFODNN7EXAMPLE"
+	msg := func(content string) string {
+		return `{"model":"m","max_tokens":10,"messages":[{"role":"user","content":` + content + `}]}`
+	}
+	for name, c := range map[string]struct{ body, native, want string }{
+		"thinking":               {`{"model":"m","max_tokens":10,"thinking":{"type":"enabled","budget_tokens":1024},"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":[{"type":"thinking","thinking":"` + secret + `","signature":"c2ln"}]},{"role":"user","content":"go"}]}`, "thinking", secret},
+		"a message's own member": {`{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"hi","x_note":"` + secret + `"}]}`, "messages[0].x_note", secret},
+		"a document's text":      {msg(`[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"` + secret + `"}}]`), "messages[0].content[0].type document", secret},
+		"a document's member":    {msg(`[{"type":"document","source":{"type":"url","url":"https://x.example/a.pdf"},"note":"` + secret + `"}]`), "messages[0].content[0].type document", secret},
+		"a PDF":                  {msg(`[{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0="}}]`), "messages[0].content[0].type document", `"file_data":"data:application/pdf;base64,JVBERi0="`},
+		"an image in a result":   {`{"model":"m","max_tokens":10,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"r","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"image","source":{"type":"url","url":"https://x.example/s.png?u=` + secret + `"}}]}]}]}`, "messages[1].content[0].content[0].type image", secret},
+	} {
+		dec, _, native, err := MessagesForDecision([]byte(c.body))
+		if err != nil || native != c.native || !strings.Contains(string(dec), c.want) {
+			t.Errorf("%s: native %q, %v\n%s", name, native, err, dec)
+		}
+		if _, err := MessagesToChat([]byte(c.body)); err == nil {
+			t.Errorf("%s: translated for a provider that would lose it", name)
+		}
+	}
+}
