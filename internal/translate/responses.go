@@ -696,6 +696,12 @@ func ChatToResponse(chat []byte, echo []byte) ([]byte, error) {
 		output = []any{}
 	}
 	status, incomplete := incompleteFor(ch.Get("finish_reason").Str)
+	if status == "incomplete" && len(output) > 0 {
+		// The item the limit cut is incomplete too, as OpenAI marks it: a
+		// function call's arguments cut mid-JSON read "completed" (the
+		// agent probe).
+		output[len(output)-1].(map[string]any)["status"] = "incomplete"
+	}
 	resp := map[string]any{
 		"id": "resp_" + id, "object": "response", "created_at": c.Get("created").Int(), "status": status,
 		"model": c.Get("model").Str, "output": output, "error": nil, "incomplete_details": incomplete,

@@ -203,7 +203,11 @@ func (s *ResponsesStream) closeMessage(dst []byte) []byte {
 		dst = s.emit(dst, "response.output_text.done", map[string]any{"item_id": s.msgItem, "output_index": s.msgIdx, "content_index": 0, "text": text})
 	}
 	dst = s.emit(dst, "response.content_part.done", map[string]any{"item_id": s.msgItem, "output_index": s.msgIdx, "content_index": 0, "part": part})
-	item := map[string]any{"type": "message", "id": s.msgItem, "status": "completed", "role": "assistant", "content": []any{part}}
+	status := "completed"
+	if s.done && len(s.order) == 0 {
+		status, _ = incompleteFor(s.finish) // the last item: cut with the response
+	}
+	item := map[string]any{"type": "message", "id": s.msgItem, "status": status, "role": "assistant", "content": []any{part}}
 	dst = s.emit(dst, "response.output_item.done", map[string]any{"output_index": s.msgIdx, "item": item})
 	s.output(s.msgIdx, item)
 	s.msg = nil
@@ -221,14 +225,18 @@ func (s *ResponsesStream) output(idx int, item any) {
 // complete closes every open item and sends response.completed.
 func (s *ResponsesStream) complete(dst []byte) []byte {
 	s.done = true
+	status, incomplete := incompleteFor(s.finish)
 	dst = s.closeMessage(dst)
-	for _, c := range s.order {
+	for i, c := range s.order {
 		dst = s.emit(dst, "response.function_call_arguments.done", map[string]any{"item_id": c.itemID, "output_index": c.idx, "arguments": c.args.String()})
-		item := s.callItem(c, "completed")
+		st := "completed"
+		if i == len(s.order)-1 {
+			st = status // the last item is cut with the response (a call's arguments mid-JSON)
+		}
+		item := s.callItem(c, st)
 		dst = s.emit(dst, "response.output_item.done", map[string]any{"output_index": c.idx, "item": item})
 		s.output(c.idx, item)
 	}
-	status, incomplete := incompleteFor(s.finish)
 	out := s.outputs
 	if out == nil {
 		out = []any{}
