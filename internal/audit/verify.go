@@ -591,7 +591,7 @@ func (v *Verifier) exportWitnessed(entries []Entry, witness []Checkpoint) {
 	}
 	type span struct {
 		last  uint64
-		hashe map[uint64]string
+		hashes map[uint64]string
 	}
 	spans := map[string]*span{}
 	var first time.Time
@@ -599,11 +599,11 @@ func (v *Verifier) exportWitnessed(entries []Entry, witness []Checkpoint) {
 		e := &entries[i]
 		sp := spans[e.Writer]
 		if sp == nil {
-			sp = &span{hashe: map[uint64]string{}}
+			sp = &span{hashes: map[uint64]string{}}
 			spans[e.Writer] = sp
 		}
 		sp.last = max(sp.last, e.Seq)
-		sp.hashe[e.Seq] = e.Hash
+		sp.hashes[e.Seq] = e.Hash
 		if !e.LinkOnly && (first.IsZero() || e.Time.Before(first)) {
 			first = e.Time
 		}
@@ -621,7 +621,7 @@ func (v *Verifier) exportWitnessed(entries []Entry, witness []Checkpoint) {
 		case sp == nil:
 		case c.Seq > sp.last:
 			v.problem(c.Writer, sp.last+1, c.Seq, ProblemTruncated, "the export ends at seq %d; the witness holds checkpoint %s at seq %d", sp.last, short(c.Digest), c.Seq)
-		case sp.hashe[c.Seq] != "" && sp.hashe[c.Seq] != c.Hash:
+		case sp.hashes[c.Seq] != "" && sp.hashes[c.Seq] != c.Hash:
 			v.problem(c.Writer, c.Seq, 0, ProblemCheckpoint, "the witness's checkpoint at seq %d signs another chain than the export's", c.Seq)
 		}
 	}
