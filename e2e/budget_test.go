@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -591,5 +592,49 @@ func TestEachUserBudgetCapsAKeyWithoutAUser(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("/admin/budgets?key=team-a: %v", b)
+	}
+}
+
+// TestBudgetAddedMidPeriodIsSeeded: a budget added to the config in the
+// middle of its period starts from what its subject spent in the period
+// (the spend ledger has it), not from zero: the team's new day budget
+// shows the spend the workspace's budget counted live, and caps what is
+// left (the FinOps probe: a budget added mid-month ignored the month's
+// spend so far).
+func TestBudgetAddedMidPeriodIsSeeded(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, budgetOptions())
+	for range 3 {
+		if c, b, _ := fire(t, s, "sk-team-a", 1); c[0] != 200 {
+			t.Fatalf("%d %s", c[0], b[0])
+		}
+	}
+	spent, _ := budgetOf(t, s, "key=team-a", "default-daily")
+	if spent <= 0 {
+		t.Fatalf("nothing spent: %.2f", spent)
+	}
+	cfg := *s.Config
+	cfg.Budgets.Limits = append(slices.Clone(cfg.Budgets.Limits),
+		config.BudgetRule{Name: "team-a-day", Scope: "team", Subject: "default/a", AmountEUR: spent + 0.5, Period: "day"})
+	s.WriteConfig(&cfg)
+	var used float64
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		b := adminJSON(t, s, "/admin/budgets?key=team-a")
+		for _, x := range b["budgets"].([]any) {
+			if m := x.(map[string]any); m["name"] == "team-a-day" {
+				used = m["used_eur"].(float64)
+			}
+		}
+		if used > 0 {
+			break
+		}
+	}
+	if math.Abs(used-spent) > 1e-6 {
+		t.Fatalf("team-a-day used %.6f EUR after the reload, want the %.6f the team spent today", used, spent)
+	}
+	// 0.5 EUR left: a request whose worst case is 1 EUR does not fit.
+	c, b, _ := fire(t, s, "sk-team-a", 1)
+	if c[0] != 429 || !strings.Contains(string(b[0]), "team-a-day") {
+		t.Errorf("after the seed: %d %s", c[0], b[0])
 	}
 }

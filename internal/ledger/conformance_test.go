@@ -171,6 +171,62 @@ func concurrently(t *testing.T, n int, attempt func(i int) (*Reservation, error)
 }
 
 var conformance = map[string]func(t *testing.T, k backendKind){
+	// A budget added mid-period starts from what its subjects spent in
+	// the period (the spend ledger's sums), once across two replicas; a
+	// counter that counted the requests itself is not raised again.
+	"a budget added mid-period is seeded from what was spent": func(t *testing.T, k backendKind) {
+		clk := newClock(midMinute)
+		lim := limits(t, time.UTC, []BudgetRule{
+			{Name: "team-month", Scope: ScopeTeam, Subject: "acme/ml", Limit: eur(10), Period: PeriodMonth},
+			{Name: "each-user-day", Scope: ScopeUser, Limit: eur(5), Period: PeriodDay},
+			{Name: "ws-total", Scope: ScopeWorkspace, Limit: eur(100), Period: PeriodTotal},
+		}, nil)
+		b1, b2 := k.pair(t)
+		l1, l2 := New(b1, lim, Options{Now: clk.Now}), New(b2, lim, Options{Now: clk.Now})
+		bob := Subject{Key: "k2", User: "bob", Team: "ml", Workspace: "acme"}
+		keyOnly := Subject{Key: "k3", Workspace: "acme"} // a key without a user: its own "user"
+		spent := []Spent{{alice, eur(4)}, {bob, eur(5)}, {keyOnly, eur(1)}, {Subject{Key: "k9", Team: "ops", Workspace: "acme"}, eur(2)}}
+		if start, ok := l1.PeriodStart("team-month", clk.Now()); !ok || !start.Equal(time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)) {
+			t.Fatalf("period start %v %v", start, ok)
+		}
+		ctx := context.Background()
+		for _, l := range []*Ledger{l1, l2} { // two replicas seed the same: once
+			for _, rule := range []string{"team-month", "each-user-day", "ws-total"} {
+				if _, _, err := l.Seed(ctx, rule, spent, clk.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		st := peek(t, l1)
+		if b := budget(t, st, "team-month"); b.Used != eur(9) { // alice and bob, not ops
+			t.Errorf("team-month used %s, want 9", b.Used)
+		}
+		if b := budget(t, st, "each-user-day"); b.Used != eur(4) || b.Subject != "acme/alice" {
+			t.Errorf("alice's day %+v", b)
+		}
+		if b := budget(t, st, "ws-total"); b.Used != eur(12) {
+			t.Errorf("workspace total used %s, want 12", b.Used)
+		}
+		if s, err := l1.Peek(ctx, &Request{Subject: keyOnly}); err != nil || budget(t, s, "each-user-day").Used != eur(1) {
+			t.Errorf("the key without a user: %v %+v", err, s.Budgets)
+		}
+		// The seeded money holds: 1.01 EUR more does not fit alice's team.
+		if r := reserve(t, l1, "over", eur(1.01), 0); r.Allowed || r.Refusal.Name != "team-month" {
+			t.Errorf("over the seeded team budget: %+v", r)
+		}
+		// A request settled since (counted by the counter) is not seeded
+		// again: the ledger's sums then include it.
+		r := reserve(t, l1, "later", eur(0.5), 0)
+		settle(t, l1, r, eur(0.5), 0)
+		spent[0].Cost += eur(0.5)
+		if n, total, err := l2.Seed(ctx, "team-month", spent, clk.Now()); err != nil || n != 0 || total != 0 {
+			t.Errorf("seeded again: %d counters, %s, %v", n, total, err)
+		}
+		if b := budget(t, peek(t, l1), "team-month"); b.Used != eur(9.5) {
+			t.Errorf("team-month used %s, want 9.5", b.Used)
+		}
+	},
+
 	"budget admits exactly N of 200 concurrent reservations": func(t *testing.T, k backendKind) {
 		clk := newClock(midMinute)
 		lim := limits(t, time.UTC, []BudgetRule{{Name: "team-day", Scope: ScopeTeam, Subject: "acme/ml", Limit: eur(10), Period: PeriodDay}}, nil)

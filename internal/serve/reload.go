@@ -154,6 +154,9 @@ type learned struct {
 	led    *ledger.Ledger
 	hook   *notify.Webhook // budget events (nil: no webhook)
 	spend  spend.Recorder  // nil: no ledger rows
+	// spendStore is the spend ledger's store, which budgets are seeded
+	// from (seedBudgets).
+	spendStore *spend.Store
 	// audit takes the decision records (nil: audit.enabled is false);
 	// auditRefuse is its on_store_down mode as opened (a restart changes it).
 	audit       *audit.Log
@@ -350,6 +353,9 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 	}
 	if r.ln.led != nil {
 		r.ln.led.SetLimits(g.limits) // with the state that uses them (a request reserves in one or the other)
+		if !reflect.DeepEqual(r.cur.cfg.Budgets, cfg.Budgets) {
+			go seedBudgets(context.WithoutCancel(ctx), r.ln.led, r.ln.spendStore, r.log.Named("ledger"))
+		}
 	}
 	r.ln.health.SetPolicy(healthPolicy(cfg))
 	r.ln.health.Forget(func(name string) bool {

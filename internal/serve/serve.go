@@ -246,7 +246,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	}
 	lat := &observe.Latency{}
 	lat.SetHalfLife(cfg.Routing.LatencyHalfLife)
-	ln := learned{lat: lat, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw, keeper: kp,
+	ln := learned{lat: lat, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw, spendStore: sp, keeper: kp,
 		audit: alog, auditRefuse: cfg.Audit.OnStoreDown == config.AuditRefuse, routeLimiter: &flow.LedgerLimiter{Ledger: led},
 		routeCounters: &flow.Counters{}, metrics: telemetry.New(), traces: traces, live: &live.Hub{}}
 	if rc := cfg.State.Redis; rc != nil {
@@ -321,6 +321,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	if led != nil && ln.metrics != nil {
 		go watchBudgetGauges(ctx, led, ln.metrics, func() *config.Config { g, _, _ := rl.current(); return g.cfg })
 	}
+	go seedBudgets(ctx, led, sp, log.Named("ledger")) // what was spent before a budget counted it
 	if err := registerScrape(ln.metrics, rl, pm, sw, alog, fleet); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
