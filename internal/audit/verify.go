@@ -590,7 +590,7 @@ func (v *Verifier) exportWitnessed(entries []Entry, witness []Checkpoint) {
 		return
 	}
 	type span struct {
-		last  uint64
+		last   uint64
 		hashes map[uint64]string
 	}
 	spans := map[string]*span{}
