@@ -445,6 +445,9 @@ func TestMessagesNativeFeatures(t *testing.T) {
 	send(body("auto", "the key is AKIAIOSFODNN7EXAMPLE"), 403)
 	send(`{"model":"auto","max_tokens":100,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"my key AKIAIOSFODNN7EXAMPLE"}},{"type":"text","text":"summarise"}]}]}`, 403)
 	send(`{"model":"claude-model","max_tokens":100,"messages":[{"role":"user","content":"hi","x_note":"AKIAIOSFODNN7EXAMPLE"}]}`, 403)
+	// A server tool's fetched document in the history (the red-team
+	// probe's second round: it reached the provider unread).
+	send(`{"model":"claude-model","max_tokens":100,"messages":[{"role":"user","content":"fetch"},{"role":"assistant","content":[{"type":"web_fetch_tool_result","tool_use_id":"s","content":{"type":"web_fetch_result","url":"https://x.example/a","content":{"type":"document","source":{"type":"base64","media_type":"text/plain","data":"QUtJQUlPU0ZPRE5ON0VYQU1QTEU="}}}}]},{"role":"user","content":"summarise"}]}`, 403)
 	// Off, thinking asks for nothing: any model may serve it.
 	if resp, b := send(`{"model":"chat-us","max_tokens":100,"thinking":{"type":"disabled"},"messages":[{"role":"user","content":"hi"}]}`, 200); resp.Header.Get("x-stellwerk-model") != "chat-us" {
 		t.Errorf("thinking disabled: %s", b)

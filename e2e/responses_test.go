@@ -271,6 +271,7 @@ func TestResponsesPipeline(t *testing.T) {
 		t.Errorf("an IBAN in a prompt variable's file: %s", b)
 	}
 	send(`{"model":"auto","input":[{"type":"function_call","call_id":"c1","name":"read","arguments":"{}"},{"type":"function_call_output","call_id":"c1","output":[{"type":"input_file","filename":"a.txt","file_data":"`+keyFile+`"}]}]}`, 403)
+	send(`{"model":"auto","input":[{"role":"user","content":[{"type":"input_text","text":"hi"},{"type":"input_image","file_id":"file-1","note":"AKIAIOSFODNN7EXAMPLE"}]}]}`, 403)
 	for name, p := range s.Providers {
 		for _, rq := range p.Requests() {
 			if strings.Contains(string(rq.Body), "DE89") {

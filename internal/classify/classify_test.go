@@ -67,6 +67,10 @@ func TestSegmentsReadEveryText(t *testing.T) {
 		// A text file sent inline is read (a PDF is not: above).
 		"inline text file": {`{"messages":[{"role":"user","content":[{"type":"file","file":{"filename":"c.csv","file_data":"data:text/csv;base64,bmFtZSxpYmFuCkFubmEsREU4OTM3MDQwMDQ0MDUzMjAxMzAwMAo="}}]}]}`,
 			[]string{"0|user|content[0].file.filename|c.csv", `0|user|content[0].file.file_data|name,iban\nAnna,DE89370400440532013000\n`}},
+		// An image_url whose data URL holds text is a file, read (the
+		// red-team probe hid a key in one).
+		"an image_url of text": {`{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:text/plain,key AKIA"}}]}]}`,
+			[]string{"0|user|content[0].image_url|key AKIA"}},
 		// The provider gets these too (found by a helper: an IBAN in
 		// metadata, an e-mail in user, a link's query reached a US model).
 		"user, metadata, stop and an image link": {`{"messages":[{"role":"user","content":[{"type":"text","text":"look"},{"type":"image_url","image_url":{"url":"https://x.example/a.png?iban=DE89"}}]}],` +

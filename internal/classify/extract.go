@@ -404,7 +404,17 @@ func (x *extraction) parts(msg int, role, field string, v gjson.Result) {
 				case "image_url":
 					// A data URL is media, not text; a link is sent as it
 					// is, and a query string can carry personal data. The
-					// image itself is not read.
+					// image itself is not read. A data URL that holds no
+					// image (data:text/plain,…) is a file, read as one (the
+					// red-team probe hid a key in one).
+					url := pv.Get("url")
+					if url.Type != gjson.String {
+						url = pv
+					}
+					if rest, ok := strings.CutPrefix(url.Str, "data:"); ok && url.Type == gjson.String && !strings.HasPrefix(strings.ToLower(rest), "image/") {
+						x.file(msg, role, partField(field, i, "image_url"), url.Str)
+						break
+					}
 					x.media[unreadImage]++
 					if u := pv.Get("url"); u.Type == gjson.String && !strings.HasPrefix(u.Str, "data:") {
 						x.link(msg, role, partField(field, i, "image_url.url"), u)

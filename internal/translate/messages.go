@@ -45,8 +45,10 @@ type msgsChat struct {
 // messagesRefused are Messages members chat completions cannot carry and
 // stellwerk does not emulate: a translation refuses them, never drops
 // them; a decision copy reads them and sends the request to Anthropic-wire
-// models only (MessagesForDecision). A member named nowhere (a typo) is
-// refused either way.
+// models only (MessagesForDecision). A top-level member named nowhere (a
+// typo) is refused either way; one below the top level (in a block) is
+// read and sent as is to an Anthropic-wire model, which refuses what it
+// does not know.
 var messagesRefused = map[string]string{
 	"thinking":           "extended thinking (thinking) needs an Anthropic-wire model; this one is translated to chat completions",
 	"container":          "containers (container) are not supported on /v1/messages by stellwerk",
@@ -133,8 +135,10 @@ func messagesToChat(body []byte, u *untranslated) ([]byte, error) {
 				bad = apierr.Invalid("invalid_type", "stream", "stream must be a boolean")
 			}
 		case "thinking":
-			// Disabled thinking asks for nothing: any model can take it.
+			// Disabled thinking asks for nothing: any model can take it,
+			// and a provider reading it as sent gets what else it holds.
 			if v.Type == gjson.Null || (v.IsObject() && v.Get("type").Str == "disabled") {
+				u.rest(v, "type")
 				break
 			}
 			if u.nativeOnly("thinking") {
@@ -426,6 +430,7 @@ func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string, u *unt
 				return false
 			}
 			u.rest(b, "type", "source")
+			u.rest(b.Get("source"), "type", "media_type", "data", "url") // what else the source carries
 			var u string
 			if u, bad = msgsImage(b.Get("source"), bp+".source"); bad != nil {
 				return false
@@ -561,7 +566,11 @@ func msgsToolResult(b gjson.Result, p string, u *untranslated) (chatMessage, []c
 		c.ForEach(func(_, blk gjson.Result) bool {
 			k++
 			bp := p + ".content[" + strconv.Itoa(k) + "]"
-			if blk.Get("type").Str != "text" || blk.Get("text").Type != gjson.String {
+			if blk.Get("type").Str == "text" && blk.Get("text").Type != gjson.String {
+				bad = apierr.Invalid("invalid_type", bp+".text", "%s.text must be a string", bp)
+				return false
+			}
+			if blk.Get("type").Str != "text" {
 				if blk.IsObject() && u.nativeOnly(bp+".type "+apierr.Truncate(blk.Get("type").Str, 64)) {
 					media = nativeParts(media, blk)
 					return true
@@ -603,17 +612,28 @@ func msgsToolResult(b gjson.Result, p string, u *untranslated) (chatMessage, []c
 // and images in it (unreadText's walk). A redacted_thinking block is the
 // provider's own ciphertext: nothing to read.
 func nativeParts(parts []chatPart, b gjson.Result) []chatPart {
-	text := func(s string) {
+	// text reads a member that should hold text; one that holds another
+	// value is read as its JSON (the provider gets it as sent).
+	text := func(v gjson.Result) {
+		var s string
+		switch {
+		case v.Type == gjson.String:
+			s = v.Str
+		case v.Exists() && v.Type != gjson.Null:
+			var sb strings.Builder
+			unreadWalk(v, &sb, &parts)
+			s = sb.String()
+		}
 		if s != "" {
 			parts = append(parts, chatPart{Type: "text", Text: &s})
 		}
 	}
-	// others reads the block's other members as text (and the files and
+	// others reads obj's members but read (as text, with the files and
 	// images in them as parts): a member the cases below do not name
 	// reaches the provider too.
-	others := func(read ...string) {
+	others := func(obj gjson.Result, read ...string) {
 		var sb strings.Builder
-		b.ForEach(func(k, v gjson.Result) bool {
+		obj.ForEach(func(k, v gjson.Result) bool {
 			if v.Type != gjson.Null && !slices.Contains(read, k.Str) {
 				sb.WriteString(k.Raw)
 				sb.WriteByte(':')
@@ -622,51 +642,67 @@ func nativeParts(parts []chatPart, b gjson.Result) []chatPart {
 			}
 			return true
 		})
-		text(sb.String())
+		if sb.Len() > 0 {
+			s := sb.String()
+			parts = append(parts, chatPart{Type: "text", Text: &s})
+		}
 	}
+	src := b.Get("source")
 	switch b.Get("type").Str {
 	case "redacted_thinking":
-		others("type", "data")
+		others(b, "type", "data")
 	case "thinking":
-		text(b.Get("thinking").Str)
-		others("type", "thinking", "signature")
+		text(b.Get("thinking"))
+		others(b, "type", "thinking", "signature")
 	case "image":
-		if url, bad := msgsImage(b.Get("source"), ""); bad == nil {
+		if url, bad := msgsImage(src, ""); bad == nil {
 			parts = append(parts, chatPart{Type: "image_url", ImageURL: &chatImageURL{URL: url}})
+			others(src, "type", "media_type", "data", "url")
 		} else {
 			parts = append(parts, chatPart{Type: "input_image"}) // by file id: an image all the same
+			others(src)                                          // whatever the source is, read
 		}
-		others("type", "source")
+		others(b, "type", "source")
 	case "document":
-		text(b.Get("title").Str)
-		text(b.Get("context").Str)
-		src := b.Get("source")
+		text(b.Get("title"))
+		text(b.Get("context"))
 		switch src.Get("type").Str {
 		case "base64":
 			parts = append(parts, chatPart{Type: "file", File: &chatFile{FileData: "data:" + src.Get("media_type").Str + ";base64," + src.Get("data").Str}})
+			others(src, "type", "media_type", "data")
 		case "text":
-			text(src.Get("data").Str)
+			text(src.Get("data"))
+			others(src, "type", "media_type", "data")
 		case "content":
-			src.Get("content").ForEach(func(_, blk gjson.Result) bool {
+			if c := src.Get("content"); c.IsArray() {
+				c.ForEach(func(_, blk gjson.Result) bool {
+					parts = nativeParts(parts, blk)
+					return true
+				})
+			} else {
+				text(c)
+			}
+			others(src, "type", "content")
+		default: // url, file: the provider fetches it, the classifiers cannot
+			parts = append(parts, chatPart{Type: "file", File: &chatFile{FileID: cmp.Or(src.Get("file_id").Str, "document")}})
+			others(src, "type", "file_id")
+		}
+		others(b, "type", "title", "context", "source")
+	case "search_result":
+		text(b.Get("title"))
+		text(b.Get("source"))
+		if c := b.Get("content"); c.IsArray() {
+			c.ForEach(func(_, blk gjson.Result) bool {
 				parts = nativeParts(parts, blk)
 				return true
 			})
-		default: // url, file: the provider fetches it, the classifiers cannot
-			text(src.Get("url").Str)
-			parts = append(parts, chatPart{Type: "file", File: &chatFile{FileID: cmp.Or(src.Get("file_id").Str, "document")}})
+		} else {
+			text(c)
 		}
-		others("type", "title", "context", "source")
-	case "search_result":
-		text(b.Get("title").Str)
-		text(b.Get("source").Str)
-		b.Get("content").ForEach(func(_, blk gjson.Result) bool {
-			parts = nativeParts(parts, blk)
-			return true
-		})
-		others("type", "title", "source", "content")
+		others(b, "type", "title", "source", "content")
 	case "text":
-		text(b.Get("text").Str)
-		others("type", "text")
+		text(b.Get("text"))
+		others(b, "type", "text")
 	default:
 		parts = appendUnreadPart(parts, b)
 	}

@@ -516,14 +516,22 @@ func TestMessagesNativeReadForTheClassifiers(t *testing.T) {
 		"a document's text":      {msg(`[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"` + secret + `"}}]`), "messages[0].content[0].type document", secret},
 		"a document's member":    {msg(`[{"type":"document","source":{"type":"url","url":"https://x.example/a.pdf"},"note":"` + secret + `"}]`), "messages[0].content[0].type document", secret},
 		"a PDF":                  {msg(`[{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0="}}]`), "messages[0].content[0].type document", `"file_data":"data:application/pdf;base64,JVBERi0="`},
-		"an image in a result":   {`{"model":"m","max_tokens":10,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"r","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"image","source":{"type":"url","url":"https://x.example/s.png?u=` + secret + `"}}]}]}]}`, "messages[1].content[0].content[0].type image", secret},
+		// The red-team probe's second round (h96).
+		"a document in a server tool's result": {`{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"fetch"},{"role":"assistant","content":[{"type":"web_fetch_tool_result","tool_use_id":"s","content":{"type":"web_fetch_result","url":"https://x.example/a","content":{"type":"document","source":{"type":"base64","media_type":"text/plain","data":"QUtJQUlPU0ZPRE5ON0VYQU1QTEU="}}}}]},{"role":"user","content":"go"}]}`,
+			"messages[1].content[0].type web_fetch_tool_result", `"file_data":"data:text/plain;base64,QUtJQUlPU0ZPRE5ON0VYQU1QTEU="`},
+		"a container upload":          {msg(`[{"type":"text","text":"analyse"},{"type":"container_upload","file_id":"file_011"}]`), "messages[0].content[1].type container_upload", `"file_id":"file_011"`},
+		"disabled thinking's note":    {`{"model":"m","max_tokens":10,"thinking":{"type":"disabled","note":"` + secret + `"},"messages":[{"role":"user","content":"hi"}]}`, "", secret},
+		"an image source's note":      {msg(`[{"type":"image","source":{"type":"url","url":"https://x.example/a.png","note":"` + secret + `"}}]`), "", secret},
+		"a document's title object":   {msg(`[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"x"},"title":{"t":"` + secret + `"}}]`), "messages[0].content[0].type document", secret},
+		"an image of text in history": {`{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":[{"type":"image","source":{"type":"text","media_type":"text/plain","data":"` + secret + `"}}]},{"role":"user","content":"go"}]}`, "messages[1].content[0].type image", secret},
+		"an image in a result":        {`{"model":"m","max_tokens":10,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"r","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"image","source":{"type":"url","url":"https://x.example/s.png?u=` + secret + `"}}]}]}]}`, "messages[1].content[0].content[0].type image", secret},
 	} {
 		dec, _, native, err := MessagesForDecision([]byte(c.body))
 		if err != nil || native != c.native || !strings.Contains(string(dec), c.want) {
 			t.Errorf("%s: native %q, %v\n%s", name, native, err, dec)
 		}
-		if _, err := MessagesToChat([]byte(c.body)); err == nil {
-			t.Errorf("%s: translated for a provider that would lose it", name)
+		if _, err := MessagesToChat([]byte(c.body)); (err == nil) != (c.native == "") {
+			t.Errorf("%s: translation %v, native %q", name, err, c.native)
 		}
 	}
 }

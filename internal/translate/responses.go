@@ -178,6 +178,9 @@ func responsesToChat(body []byte, needs *ResponsesNeeds) ([]byte, error) {
 			req.ParallelToolCalls = raw
 		case "text":
 			needs.keep().rest(v, "format") // verbosity
+			if f := v.Get("format"); f.Get("type").Str != "json_schema" {
+				needs.keep().rest(f, "type") // what text and json_object formats carry beside their type
+			}
 			req.ResponseFormat, bad = responsesFormat(v.Get("format"))
 		case "max_output_tokens":
 			// Checked here, under the client's name for it: chat's check
@@ -299,20 +302,39 @@ func unreadText(v gjson.Result) chatMessage {
 }
 
 // unreadWalk writes v's JSON to b, each inline file's and image's data
-// left out, and appends the parts those and the files by reference are.
+// left out, and appends the parts those and the files by reference are:
+// a file_data or an Anthropic base64 source decoded (a text one read as
+// text, a PDF counted), an image anywhere (input_image, an image_url, a
+// screenshot, a base64 image/* source) counted as an image, a file_id,
+// file_ids or vector_store_ids counted as files the classifiers cannot
+// read, and an Anthropic image or document block read as nativeParts
+// reads it.
 func unreadWalk(v gjson.Result, b *strings.Builder, parts *[]chatPart) {
 	switch {
 	case v.IsObject():
 		typ := v.Get("type").Str
+		if (typ == "image" || typ == "document") && v.Get("source").IsObject() {
+			*parts = nativeParts(*parts, v)
+			return
+		}
+		image := typ == "input_image" || typ == "image"
 		switch {
 		case typ == "input_image":
 			if u := v.Get("image_url"); u.Type == gjson.String {
-				*parts = append(*parts, chatPart{Type: "image_url", ImageURL: &chatImageURL{URL: u.Str}})
+				*parts = append(*parts, imagePart(u.Str))
 			} else {
 				*parts = append(*parts, chatPart{Type: "input_image"})
 			}
 		case typ == "input_file" && v.Get("file_data").Type != gjson.String:
 			*parts = append(*parts, chatPart{Type: "file", File: &chatFile{FileID: cmp.Or(v.Get("file_id").Str, "file_url")}})
+		case typ == "base64" && v.Get("data").Type == gjson.String:
+			// An Anthropic source outside the blocks nativeParts knows.
+			url := "data:" + v.Get("media_type").Str + ";base64," + v.Get("data").Str
+			if strings.HasPrefix(v.Get("media_type").Str, "image/") {
+				*parts = append(*parts, chatPart{Type: "image_url", ImageURL: &chatImageURL{URL: url}})
+			} else {
+				*parts = append(*parts, chatPart{Type: "file", File: &chatFile{FileData: url}})
+			}
 		}
 		b.WriteByte('{')
 		n := 0
@@ -322,8 +344,22 @@ func unreadWalk(v gjson.Result, b *strings.Builder, parts *[]chatPart) {
 			case key == "file_data" && m.Type == gjson.String:
 				*parts = append(*parts, chatPart{Type: "file", File: &chatFile{FileData: m.Str}})
 				return true // decoded there, not read again as base64
+			case key == "data" && typ == "base64" && m.Type == gjson.String:
+				return true // the source's data: a part above
+			case key == "image_url" && !image:
+				// A screenshot, an image in a prompt's variables: an image.
+				if m.Type == gjson.String {
+					*parts = append(*parts, imagePart(m.Str))
+				} else {
+					*parts = append(*parts, chatPart{Type: "input_image"})
+				}
+				if m.Type == gjson.String && strings.HasPrefix(m.Str, "data:") {
+					return true
+				}
 			case key == "image_url" && m.Type == gjson.String && strings.HasPrefix(m.Str, "data:"):
 				return true // counted above; base64 is no text
+			case key == "file_id" && m.Type == gjson.String && !image && typ != "input_file":
+				*parts = append(*parts, chatPart{Type: "file", File: &chatFile{FileID: cmp.Or(m.Str, "file")}})
 			case (key == "file_ids" || key == "vector_store_ids") && m.IsArray():
 				m.ForEach(func(_, id gjson.Result) bool {
 					*parts = append(*parts, chatPart{Type: "file", File: &chatFile{FileID: cmp.Or(id.Str, "file")}})
@@ -355,6 +391,15 @@ func unreadWalk(v gjson.Result, b *strings.Builder, parts *[]chatPart) {
 	default:
 		b.WriteString(v.Raw)
 	}
+}
+
+// imagePart is an image by its URL, for the classifiers: a data: URL that
+// holds no image (data:text/plain,…) is a file they decode and read.
+func imagePart(url string) chatPart {
+	if rest, ok := strings.CutPrefix(url, "data:"); ok && !strings.HasPrefix(strings.ToLower(rest), "image/") {
+		return chatPart{Type: "file", File: &chatFile{FileData: url}}
+	}
+	return chatPart{Type: "image_url", ImageURL: &chatImageURL{URL: url}}
 }
 
 func quote(s string) json.RawMessage {
@@ -468,14 +513,14 @@ func responsesInput(input gjson.Result, needs *ResponsesNeeds) ([]chatMessage, *
 func outputText(parts gjson.Result, u *untranslated) (text string, others []gjson.Result) {
 	var b strings.Builder
 	parts.ForEach(func(_, pt gjson.Result) bool {
-		switch pt.Get("type").Str {
-		case "input_text", "output_text":
+		switch t := pt.Get("text"); {
+		case (pt.Get("type").Str == "input_text" || pt.Get("type").Str == "output_text") && t.Type == gjson.String:
 			if b.Len() > 0 {
 				b.WriteByte('\n')
 			}
 			u.rest(pt, "type", "text") // annotations, …
-			b.WriteString(pt.Get("text").Str)
-		default:
+			b.WriteString(t.Str)
+		default: // another type, or a text that is no string: read whole
 			others = append(others, pt)
 		}
 		return true
@@ -510,12 +555,17 @@ func responsesContent(c gjson.Result, p string, needs *ResponsesNeeds) (json.Raw
 		pp := p + "[" + strconv.Itoa(j) + "]"
 		switch t := pt.Get("type").Str; t {
 		case "input_text", "output_text":
+			if pt.Get("text").Type != gjson.String {
+				bad = apierr.Invalid("invalid_type", pp+".text", "%s.text must be a string", pp)
+				return false
+			}
 			needs.keep().rest(pt, "type", "text") // annotations, logprobs, …
 			text := pt.Get("text").Str
 			parts = append(parts, chatPart{Type: "text", Text: &text})
 		case "input_image":
 			u := pt.Get("image_url")
 			if u.Type != gjson.String {
+				needs.keep().rest(pt, "type", "detail") // a file_id, an image_url object, whatever else it carries
 				if needs.native(pp + " (image by file_id)") {
 					// The decision copy counts it (vision, an image's
 					// tokens in the worst case); no provider gets the copy.

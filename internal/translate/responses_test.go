@@ -404,3 +404,28 @@ func TestResponsesNullIsAbsent(t *testing.T) {
 		t.Errorf("model null accepted")
 	}
 }
+
+// TestResponsesReadEverywhere: what a native Responses provider gets as
+// sent is in the decision copy wherever it is (the red-team probe's second
+// round): an input_image's other members, a text format's, a screenshot
+// (an image), an image_url that holds text (a file, decoded), a text that
+// is no string.
+func TestResponsesReadEverywhere(t *testing.T) {
+	const secret = "AKIAIOSFODNN7EXAMPLE"
+	for name, c := range map[string]struct{ body, want string }{
+		"an image by file id, with a note": {`{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"hi"},{"type":"input_image","file_id":"file-1","note":"` + secret + `"}]}]}`, secret},
+		"a text format's note":             {`{"model":"m","input":"hi","text":{"format":{"type":"text","note":"` + secret + `"}}}`, secret},
+		"a screenshot":                     {`{"model":"m","input":[{"type":"computer_call_output","call_id":"c1","output":{"type":"computer_screenshot","image_url":"data:image/png;base64,iVBOR"}}]}`, `"type":"image_url"`},
+		"an image_url of text":             {`{"model":"m","input":"x","prompt":{"id":"p","variables":{"x":{"image_url":"data:text/plain,` + secret + `"}}}}`, `"file_data":"data:text/plain,` + secret + `"`},
+		"an output text that is no string": {`{"model":"m","input":[{"type":"function_call","call_id":"c1","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c1","output":[{"type":"input_text","text":["` + secret + `"]}]}]}`, secret},
+	} {
+		dec, _, err := ResponsesForDecision([]byte(c.body))
+		if err != nil || !strings.Contains(string(dec), c.want) {
+			t.Errorf("%s: %v\n%s", name, err, dec)
+		}
+	}
+	// An input text that is no string is refused: no provider reads one.
+	if _, _, err := ResponsesForDecision([]byte(`{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":{"t":"x"}}]}]}`)); err == nil {
+		t.Error("an input_text whose text is an object was taken")
+	}
+}
