@@ -375,28 +375,20 @@ func TestRouterKilledMidAnswer(t *testing.T) {
 // filled.
 func TestMessagesWithoutUsage(t *testing.T) {
 	t.Parallel()
-	for name, attempts := range map[string]int{"edge": 1, "egress": 0} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			s := messagesStack(t, func(c *config.Config) {
-				if attempts > 0 {
-					c.Failover.MaxAttempts = attempts
-				}
-			})
-			start := time.Now().Add(-time.Minute).UTC()
-			resp, b := post(t, s.URL+"/v1/messages", `{"model":"chat-us","max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}`,
-				map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01", "x-mock-no-usage": "1"})
-			if resp.StatusCode != 200 || gjson.GetBytes(b, "type").Str != "message" || !gjson.GetBytes(b, "usage.input_tokens").Exists() {
-				t.Fatalf("%d %s", resp.StatusCode, b)
-			}
-			total := spendSince(t, s, start)
-			// chat-us: 1 and 2 USD per million tokens; the worst case is
-			// max_tokens' 1,000 output tokens at least (1,840 µEUR).
-			if total.Get("requests").Int() != 1 || total.Get("estimated").Int() != 1 || total.Get("cost_micro_eur").Int() < 1840 {
-				t.Errorf("spend %s: want the worst case, estimated", total.Raw)
-			}
-		})
-	}
+	onEdgeAndEgress(t, func(t *testing.T, s *harness.Stack) {
+		start := time.Now().Add(-time.Minute).UTC()
+		resp, b := post(t, s.URL+"/v1/messages", `{"model":"chat-us","max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}`,
+			map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01", "x-mock-no-usage": "1"})
+		if resp.StatusCode != 200 || gjson.GetBytes(b, "type").Str != "message" || !gjson.GetBytes(b, "usage.input_tokens").Exists() {
+			t.Fatalf("%d %s", resp.StatusCode, b)
+		}
+		total := spendSince(t, s, start)
+		// chat-us: 1 and 2 USD per million tokens; the worst case is
+		// max_tokens' 1,000 output tokens at least (1,840 µEUR).
+		if total.Get("requests").Int() != 1 || total.Get("estimated").Int() != 1 || total.Get("cost_micro_eur").Int() < 1840 {
+			t.Errorf("spend %s: want the worst case, estimated", total.Raw)
+		}
+	})
 }
 
 // TestMessagesNativeFeatures: what only an Anthropic-wire provider can take
@@ -469,26 +461,34 @@ func TestMessagesNativeFeatures(t *testing.T) {
 // (the agent probe: an agent writing a file with too small a max_tokens).
 func TestMessagesCutToolCall(t *testing.T) {
 	t.Parallel()
+	onEdgeAndEgress(t, func(t *testing.T, s *harness.Stack) {
+		start := time.Now().Add(-time.Minute).UTC()
+		resp, b := post(t, s.URL+"/v1/messages", `{"model":"chat-us","max_tokens":20,"messages":[{"role":"user","content":"write a.go"}],`+
+			`"tools":[{"name":"Write","input_schema":{"type":"object","properties":{"path":{"type":"string"},"content":{"type":"string"}}}}]}`,
+			map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01", "x-mock-cut-tool-call": "1"})
+		if resp.StatusCode != 200 || gjson.GetBytes(b, "stop_reason").Str != "max_tokens" || gjson.GetBytes(b, "content.0.type").Str != "tool_use" ||
+			gjson.GetBytes(b, "content.0.input").Raw != "{}" {
+			t.Fatalf("%d %s", resp.StatusCode, b)
+		}
+		total := spendSince(t, s, start)
+		if total.Get("requests").Int() != 1 || total.Get("estimated").Int() != 0 || total.Get("tokens_out").Int() == 0 {
+			t.Errorf("spend %s: want the provider's usage", total.Raw)
+		}
+	})
+}
+
+// onEdgeAndEgress runs f in parallel on a Messages stack where the edge
+// filter itself sends and translates (failover off) and on one where an
+// egress attempt does (failover on).
+func onEdgeAndEgress(t *testing.T, f func(t *testing.T, s *harness.Stack)) {
 	for name, attempts := range map[string]int{"edge": 1, "egress": 0} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			s := messagesStack(t, func(c *config.Config) {
+			f(t, messagesStack(t, func(c *config.Config) {
 				if attempts > 0 {
 					c.Failover.MaxAttempts = attempts
 				}
-			})
-			start := time.Now().Add(-time.Minute).UTC()
-			resp, b := post(t, s.URL+"/v1/messages", `{"model":"chat-us","max_tokens":20,"messages":[{"role":"user","content":"write a.go"}],`+
-				`"tools":[{"name":"Write","input_schema":{"type":"object","properties":{"path":{"type":"string"},"content":{"type":"string"}}}}]}`,
-				map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01", "x-mock-cut-tool-call": "1"})
-			if resp.StatusCode != 200 || gjson.GetBytes(b, "stop_reason").Str != "max_tokens" || gjson.GetBytes(b, "content.0.type").Str != "tool_use" ||
-				gjson.GetBytes(b, "content.0.input").Raw != "{}" {
-				t.Fatalf("%d %s", resp.StatusCode, b)
-			}
-			total := spendSince(t, s, start)
-			if total.Get("requests").Int() != 1 || total.Get("estimated").Int() != 0 || total.Get("tokens_out").Int() == 0 {
-				t.Errorf("spend %s: want the provider's usage", total.Raw)
-			}
+			}))
 		})
 	}
 }
