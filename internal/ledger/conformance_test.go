@@ -225,6 +225,36 @@ var conformance = map[string]func(t *testing.T, k backendKind){
 		if b := budget(t, peek(t, l1), "team-month"); b.Used != eur(9.5) {
 			t.Errorf("team-month used %s, want 9.5", b.Used)
 		}
+		// What a counter still lacks later (spend another replica made
+		// before it had the budget) is seeded then: a second seed of the
+		// same period raised nothing before (the seeding probe).
+		spent[1].Cost += eur(0.25)
+		if n, total, err := l2.Seed(ctx, "team-month", spent, clk.Now()); err != nil || n != 1 || total != eur(0.25) {
+			t.Errorf("a later shortfall: %d counters, %s, %v", n, total, err)
+		}
+		if b := budget(t, peek(t, l1), "team-month"); b.Used != eur(9.75) {
+			t.Errorf("team-month used %s, want 9.75", b.Used)
+		}
+	},
+
+	// A seed that expires a lease keeps the reservation's record: its late
+	// settle corrects the worst case charged at the expiry instead of
+	// adding the usage on top (the seeding probe: 20 EUR too much).
+	"a seed keeps what an expired lease's settle needs": func(t *testing.T, k backendKind) {
+		clk := newClock(midMinute)
+		lim := limits(t, time.UTC, []BudgetRule{{Name: "team-day", Scope: ScopeTeam, Subject: "acme/ml", Limit: eur(10), Period: PeriodDay}}, nil)
+		l := New(k.new(t), lim, Options{Now: clk.Now, Lease: time.Minute})
+		r := reserve(t, l, "slow", eur(2), 0)
+		clk.Add(61 * time.Second) // the lease ended
+		if _, _, err := l.Seed(context.Background(), "team-day", []Spent{{alice, eur(1)}}, clk.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if s := settle(t, l, r, eur(0.5), 0); s.Unmatched {
+			t.Errorf("the late settle found no record: %+v", s)
+		}
+		if b := budget(t, peek(t, l), "team-day"); b.Used != eur(0.5) && b.Used != eur(1) {
+			t.Errorf("team-day used %s, want the usage (0.5), or the seed (1) had it come first", b.Used)
+		}
 	},
 
 	"budget admits exactly N of 200 concurrent reservations": func(t *testing.T, k backendKind) {

@@ -231,6 +231,27 @@ func (m *memory) settle(_ context.Context, id string, now, retention, money, tok
 	return st, nil
 }
 
+func (m *memory) raise(_ context.Context, now, retention int64, c counter, to int64) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweep(now, retention)
+	mc := m.counters[c.key]
+	if mc == nil {
+		mc = &mcounter{expireAt: c.expireAt}
+		m.counters[c.key] = mc
+		if c.expireAt != 0 {
+			heap.Push(&m.expiring, expiry{key: c.key, at: c.expireAt})
+		}
+	}
+	if mc.used >= to {
+		return 0, nil
+	}
+	d := to - mc.used
+	mc.used = to
+	m.dirty = true
+	return d, nil
+}
+
 func (m *memory) charge(_ context.Context, id string, now, retention int64, cs []counter, money, tokens int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

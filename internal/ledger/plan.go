@@ -93,6 +93,9 @@ type Backend interface {
 	charge(ctx context.Context, id string, now, retention int64, cs []counter, money, tokens int64) error
 	// peek reads the counters (after expiring leases past their end).
 	peek(ctx context.Context, p *plan) error
+	// raise lifts counter c's used to at least to (a money counter, seeded
+	// from the spend ledger) and returns what it added; idempotent.
+	raise(ctx context.Context, now, retention int64, c counter, to int64) (int64, error)
 	close(ctx context.Context) error
 }
 

@@ -21,6 +21,8 @@ var (
 	luaSettle string
 	//go:embed lua/charge.lua
 	luaCharge string
+	//go:embed lua/raise.lua
+	luaRaise string
 	//go:embed lua/peek.lua
 	luaPeek string
 
@@ -28,6 +30,7 @@ var (
 	scriptSettle  = redis.NewScript(luaCommon + luaSettle)
 	scriptCharge  = redis.NewScript(luaCommon + luaCharge)
 	scriptPeek    = redis.NewScript(luaCommon + luaPeek)
+	scriptRaise   = redis.NewScript(luaCommon + luaRaise)
 )
 
 // redisBackend keeps counters in Redis: every operation is one script, so
@@ -212,6 +215,11 @@ func (b *redisBackend) charge(ctx context.Context, id string, now, retention int
 		args = append(args, amount, ttl(c.expireAt, now))
 	}
 	return scriptCharge.Run(ctx, b.c, keys, args...).Err()
+}
+
+func (b *redisBackend) raise(ctx context.Context, now, retention int64, c counter, to int64) (int64, error) {
+	args := append(b.common("", now, retention, 2), to, ttl(c.expireAt, now))
+	return scriptRaise.Run(ctx, b.c, []string{b.key(&c.key)}, args...).Int64()
 }
 
 func (b *redisBackend) peek(ctx context.Context, p *plan) error {

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"strconv"
 	"time"
 )
 
@@ -35,12 +34,12 @@ func (l *Ledger) PeriodStart(name string, now time.Time) (time.Time, bool) {
 // PeriodStart, per subject; several may meet one counter, a workspace's
 // keys). A budget added in the middle of its period, or renamed, or kept
 // in a Redis that lost its data, started from zero though the money was
-// spent (the FinOps probe). Only what a counter lacks is charged: one that
-// counted the requests itself holds at least what the spend ledger has
-// (it is charged at settle, the ledger's row a moment later). The charge
-// is once per rule, subject and period in a fleet (the backend's charge
-// id), and a later seed finds nothing lacking. It returns the counters
-// raised and by how much in all.
+// spent (the FinOps probe). A counter is raised to the sum, never past it
+// (the backend's raise, atomic): one that counted the requests itself
+// holds at least what the spend ledger has (it is charged at settle, the
+// ledger's row a moment later) and is left alone, and seeding again, from
+// this replica or another, adds only what is still lacking. It returns the
+// counters raised and by how much in all.
 func (l *Ledger) Seed(ctx context.Context, name string, spent []Spent, now time.Time) (int, MicroEUR, error) {
 	lim := l.limits.Load()
 	var b *BudgetRule
@@ -74,20 +73,18 @@ func (l *Ledger) Seed(ctx context.Context, name string, spent []Spent, now time.
 		if end != 0 {
 			c.expireAt = end + moneyRetention.Milliseconds()
 		}
-		p := &plan{now: now.UnixMilli(), counters: []counter{c}}
-		if err := l.backend.peek(ctx, p); err != nil {
+		// The retention of finished reservations, as every operation
+		// passes it: leases the raise expires are remembered, so a slow
+		// request's settle corrects its charge instead of adding to it
+		// (the seeding probe).
+		added, err := l.backend.raise(ctx, now.UnixMilli(), l.retention.Milliseconds(), c, sums[k])
+		if err != nil {
 			return raised, total, err
 		}
-		lack := sums[k] - p.counters[0].used
-		if lack <= 0 {
-			continue
+		if added > 0 {
+			raised++
+			total += MicroEUR(added)
 		}
-		id := "seed:" + b.Name + ":" + k.subject() + ":" + strconv.FormatInt(start, 10)
-		if err := l.backend.charge(ctx, id, now.UnixMilli(), max(l.retention, time.Duration(end-now.UnixMilli())*time.Millisecond).Milliseconds(), []counter{c}, lack, 0); err != nil {
-			return raised, total, err
-		}
-		raised++
-		total += MicroEUR(lack)
 	}
 	return raised, total, nil
 }

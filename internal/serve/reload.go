@@ -354,7 +354,18 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 	if r.ln.led != nil {
 		r.ln.led.SetLimits(g.limits) // with the state that uses them (a request reserves in one or the other)
 		if !reflect.DeepEqual(r.cur.cfg.Budgets, cfg.Budgets) {
-			go seedBudgets(context.WithoutCancel(ctx), r.ln.led, r.ln.spendStore, r.log.Named("ledger"))
+			go func() {
+				seedBudgets(ctx, r.ln.led, r.ln.spendStore, r.log.Named("ledger"))
+				// Requests in flight at the swap settle on the old limits'
+				// counters, and their rows come up to a second after they
+				// end: once they are done, what they spent is seeded too
+				// (the seeding probe found a rename under traffic short).
+				select {
+				case <-time.After(cfg.Envoy.RequestTimeout + 2*time.Second):
+					seedBudgets(ctx, r.ln.led, r.ln.spendStore, r.log.Named("ledger"))
+				case <-ctx.Done():
+				}
+			}()
 		}
 	}
 	r.ln.health.SetPolicy(healthPolicy(cfg))
@@ -447,6 +458,10 @@ func restartOnly(old, cfg *config.Config) error {
 	case !reflect.DeepEqual(old.Audit, cfg.Audit):
 		// The log, its signing key, spool and modes are opened at start.
 		return fmt.Errorf("audit changed: restart stellwerk to apply it")
+	case old.Budgets.Lease != cfg.Budgets.Lease:
+		// The ledger holds it from its start (the seeding probe's reload
+		// to 2s was ignored, unsaid).
+		return fmt.Errorf("budgets.lease changed: restart stellwerk to apply it")
 	case !reflect.DeepEqual(old.State, cfg.State):
 		return fmt.Errorf("state (key store, Redis, spend file, hash or master keys) changed: restart stellwerk to apply it")
 	}
