@@ -196,7 +196,10 @@ func (b *redisBackend) watchState(stop <-chan struct{}, every time.Duration, log
 			// it said so).
 			b.lostAt.Store(time.Now().UnixMilli())
 			log.Error("Redis lost stellwerk's state (restarted without persistence, flushed or evicted): every budget's period restarted from zero; "+
-				"the spend ledger still has every charge (docs/budgets.md, failure behaviour)", zap.String("state_made", made))
+				"the spend ledger still has every charge, and the budgets are raised to it again (docs/budgets.md, failure behaviour)", zap.String("state_made", made))
+			if f := b.onLost.Load(); f != nil {
+				go (*f)()
+			}
 		}
 		seen = made
 	}

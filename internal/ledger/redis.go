@@ -44,6 +44,9 @@ type redisBackend struct {
 	// lostAt is when this replica found Redis had lost stellwerk's state
 	// (unix ms, 0: never): Health shows it.
 	lostAt atomic.Int64
+	// onLost, when set, is called (on its own goroutine) each time this
+	// replica finds the state lost: the budgets are seeded again then.
+	onLost atomic.Pointer[func()]
 }
 
 // NewRedis makes the Redis backend on a client the caller owns (and

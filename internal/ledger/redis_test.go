@@ -268,9 +268,12 @@ func TestRedisLostStateIsSaid(t *testing.T) {
 		logs *observer.ObservedLogs
 	}
 	var rs []replica
+	lost := make(chan struct{}, 4)
 	for range 2 {
 		core, logs := observer.New(zap.InfoLevel)
 		b := &redisBackend{c: client, prefix: "{lost}:"}
+		seed := func() { lost <- struct{}{} } // the budgets are seeded again (serve)
+		b.onLost.Store(&seed)
 		stop, stopped := make(chan struct{}), make(chan struct{})
 		go func() { defer close(stopped); b.watchState(stop, 20*time.Millisecond, zap.New(core)) }()
 		defer func() { close(stop); <-stopped }()
@@ -304,6 +307,13 @@ func TestRedisLostStateIsSaid(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		if n := r.logs.FilterMessageSnippet("Redis lost stellwerk's state").Len(); n != 1 || r.b.lostAt.Load() == 0 {
 			t.Errorf("replica %d: the loss reported %d times, want once (lost at %d)", i, n, r.b.lostAt.Load())
+		}
+	}
+	for i := range rs {
+		select {
+		case <-lost:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("replica %d's hook was not called on the loss", i)
 		}
 	}
 }

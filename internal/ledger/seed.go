@@ -13,6 +13,22 @@ type Spent struct {
 	Cost    MicroEUR
 }
 
+// OnStateLost has f called each time a Redis ledger finds Redis lost its
+// data (watchState; within 10 s): the budgets are seeded again then, not
+// only at the next start. The memory backend never calls it.
+func (l *Ledger) OnStateLost(f func()) {
+	var rb *redisBackend
+	switch b := l.backend.(type) {
+	case *redisBackend:
+		rb = b
+	case *closingRedis:
+		rb = &b.redisBackend
+	}
+	if rb != nil {
+		rb.onLost.Store(&f)
+	}
+}
+
 // PeriodStart is when the period of budget rule name that now falls in
 // began (zero for a total budget); false for no such budget.
 func (l *Ledger) PeriodStart(name string, now time.Time) (time.Time, bool) {

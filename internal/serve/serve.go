@@ -322,6 +322,9 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		go watchBudgetGauges(ctx, led, ln.metrics, func() *config.Config { g, _, _ := rl.current(); return g.cfg })
 	}
 	go seedBudgets(ctx, led, sp, log.Named("ledger")) // what was spent before a budget counted it
+	if led != nil {
+		led.OnStateLost(func() { seedBudgets(ctx, led, sp, log.Named("ledger")) })
+	}
 	if err := registerScrape(ln.metrics, rl, pm, sw, alog, fleet); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
