@@ -175,7 +175,7 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		}
 		switch {
 		case p.endpoint == epResponses && p.anthropic: // Anthropic events → chat chunks → Responses events
-			p.stream.conv = translate.NewAnthropicResponsesStream(translate.ResponsesEcho(p.reqBody))
+			p.stream.conv = translate.NewAnthropicResponsesStream(translate.ResponsesEcho(p.reqBody, "reasoning"))
 		case p.anthropic:
 			p.stream.conv = translate.NewAnthropicStream(p.wantUsage)
 		case p.endpoint == epResponses && m.NativeResponses(): // passed through, read in place
@@ -449,7 +449,11 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	}
 	ro := p.routing(cp)
 	if p.endpoint == epResponses && !native {
-		rb, err := translate.ChatToResponse(body, translate.ResponsesEcho(p.reqBody))
+		var dropped []string
+		if p.served != nil && p.served.Provider.WireFormat == "anthropic" {
+			dropped = []string{"reasoning"} // not given to the model: not echoed as if applied
+		}
+		rb, err := translate.ChatToResponse(body, translate.ResponsesEcho(p.reqBody, dropped...))
 		if err != nil {
 			p.log.Warn("chat answer not translatable to a response", zap.String("decision_id", p.id), zap.Error(err))
 			return replaceResponseBody(apierr.Upstream("provider_bad_response", "the provider's answer could not be translated").JSON())

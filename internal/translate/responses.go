@@ -11,6 +11,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -676,10 +677,15 @@ var echoed = [...]struct{ name, def string }{
 // for those it did not, store false (resp.metadata was None through the
 // SDK). It is a fragment of JSON members ("instructions":…,"metadata":…)
 // to splice into the object, the request's values as they are (the
-// request was validated).
-func ResponsesEcho(req []byte) []byte {
+// request was validated). dropped names members the serving model was not
+// given (reasoning for an Anthropic model, which the translation drops):
+// they are left out rather than echoed as if applied (the agent probe).
+func ResponsesEcho(req []byte, dropped ...string) []byte {
 	var got [len(echoed)]string
 	gjson.ParseBytes(req).ForEach(func(k, v gjson.Result) bool {
+		if slices.Contains(dropped, k.Str) {
+			return true
+		}
 		for i := range echoed {
 			if echoed[i].name == k.Str && echoed[i].name != "previous_response_id" && got[i] == "" {
 				got[i] = v.Raw

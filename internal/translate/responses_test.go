@@ -429,3 +429,16 @@ func TestResponsesReadEverywhere(t *testing.T) {
 		t.Error("an input_text whose text is an object was taken")
 	}
 }
+
+// TestResponsesEchoLeavesOutWhatWasDropped: a response served by a model
+// that was not given reasoning (an Anthropic one: the translation drops
+// it) does not echo the request's reasoning as if it had been applied.
+func TestResponsesEchoLeavesOutWhatWasDropped(t *testing.T) {
+	req := []byte(`{"model":"auto","input":"x","reasoning":{"effort":"high"}}`)
+	if e := string(ResponsesEcho(req)); !strings.Contains(e, `"reasoning":{"effort":"high"}`) {
+		t.Errorf("echo: %s", e)
+	}
+	if e := string(ResponsesEcho(req, "reasoning")); strings.Contains(e, "reasoning") {
+		t.Errorf("echo for an Anthropic model: %s", e)
+	}
+}
