@@ -231,10 +231,9 @@ func (m *memory) settle(_ context.Context, id string, now, retention, money, tok
 	return st, nil
 }
 
-func (m *memory) raise(_ context.Context, now, retention int64, c counter, to int64) (int64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.sweep(now, retention)
+// counterOf is c's counter, made (and set to expire) if it has none yet.
+// The caller holds m.mu.
+func (m *memory) counterOf(c *counter) *mcounter {
 	mc := m.counters[c.key]
 	if mc == nil {
 		mc = &mcounter{expireAt: c.expireAt}
@@ -243,6 +242,14 @@ func (m *memory) raise(_ context.Context, now, retention int64, c counter, to in
 			heap.Push(&m.expiring, expiry{key: c.key, at: c.expireAt})
 		}
 	}
+	return mc
+}
+
+func (m *memory) raise(_ context.Context, now, retention int64, c counter, to int64) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweep(now, retention)
+	mc := m.counterOf(&c)
 	if mc.used >= to {
 		return 0, nil
 	}
@@ -261,14 +268,7 @@ func (m *memory) charge(_ context.Context, id string, now, retention int64, cs [
 	}
 	for i := range cs {
 		c := &cs[i]
-		mc := m.counters[c.key]
-		if mc == nil {
-			mc = &mcounter{expireAt: c.expireAt}
-			m.counters[c.key] = mc
-			if c.expireAt != 0 {
-				heap.Push(&m.expiring, expiry{key: c.key, at: c.expireAt})
-			}
-		}
+		mc := m.counterOf(c)
 		switch c.key.kind {
 		case kindMoney:
 			mc.used += money
