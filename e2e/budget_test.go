@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -635,6 +636,71 @@ func TestBudgetAddedMidPeriodIsSeeded(t *testing.T) {
 	// 0.5 EUR left: a request whose worst case is 1 EUR does not fit.
 	c, b, _ := fire(t, s, "sk-team-a", 1)
 	if c[0] != 429 || !strings.Contains(string(b[0]), "team-a-day") {
+		t.Errorf("after the seed: %d %s", c[0], b[0])
+	}
+}
+
+// A budget added to a key's own limits mid-period starts from what the key
+// spent in the period (the spend ledger's sum), as a config budget does: it
+// started from zero (a FinOps probe's key spent 2,565 µEUR on a day it was
+// then given 1,000).
+func TestKeyBudgetAddedMidPeriodIsSeeded(t *testing.T) {
+	t.Parallel()
+	s := budgetStack(t)
+	resp, b := adminDo(t, s, "POST", "/admin/keys", `{"id":"grown","workspace":"default","limits":{"budgets":[{"amount_eur":100,"period":"month"}]}}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("create: %d %s", resp.StatusCode, b)
+	}
+	var created struct{ Secret string }
+	mustJSON(t, b, &created)
+	served := 0
+	for deadline := time.Now().Add(5 * time.Second); served < 3 && time.Now().Before(deadline); {
+		c, body, _ := fire(t, s, created.Secret, 1)
+		switch c[0] {
+		case 401: // the key table refreshes within half a second
+			time.Sleep(100 * time.Millisecond)
+		case 200:
+			served++
+		default:
+			t.Fatalf("%d %s", c[0], body[0])
+		}
+	}
+	if served != 3 {
+		t.Fatalf("the key never worked")
+	}
+	var sums struct {
+		Total struct {
+			Requests int64
+			CostEUR  float64 `json:"cost_eur"`
+		} `json:"total"`
+	}
+	for deadline := time.Now().Add(5 * time.Second); sums.Total.Requests < 3 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		mustJSON(t, adminBody(t, s, "/admin/spend?key=grown"), &sums)
+	}
+	if sums.Total.Requests != 3 || sums.Total.CostEUR <= 0 {
+		t.Fatalf("the spend ledger has %+v", sums.Total)
+	}
+	spent := sums.Total.CostEUR
+	if resp, b := adminDo(t, s, "PUT", "/admin/keys/grown/limits",
+		fmt.Sprintf(`{"budgets":[{"amount_eur":100,"period":"month"},{"amount_eur":%g,"period":"day"}]}`, spent+0.5)); resp.StatusCode != 200 {
+		t.Fatalf("PUT limits: %d %s", resp.StatusCode, b)
+	}
+	var used float64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for _, x := range adminJSON(t, s, "/admin/budgets?key=grown")["budgets"].([]any) {
+			if m := x.(map[string]any); m["name"] == "key.grown.day" {
+				used = m["used_eur"].(float64)
+			}
+		}
+		if used > 0 {
+			break
+		}
+	}
+	if math.Abs(used-spent) > 1e-6 {
+		t.Fatalf("key.grown.day used %.6f EUR after the change, want the %.6f the key spent today", used, spent)
+	}
+	// 0.5 EUR left: a request whose worst case is 1 EUR does not fit.
+	if c, b, _ := fire(t, s, created.Secret, 1); c[0] != 429 || !strings.Contains(string(b[0]), "key.grown.day") {
 		t.Errorf("after the seed: %d %s", c[0], b[0])
 	}
 }

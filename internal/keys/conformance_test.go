@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/store"
 	"github.com/stellwerk/stellwerk/internal/testsrv"
@@ -232,6 +233,52 @@ func dumpContains(t *testing.T, s *Store, needle string) bool {
 		rows.Close()
 	}
 	return false
+}
+
+// OnLimits is told of keys whose own limits a refresh changed (their
+// budgets are seeded then), not of new keys, rotations or revocations.
+func TestTableOnLimits(t *testing.T) {
+	conform(t, func(t *testing.T, open func(*testing.T, *Keyring) *Store) {
+		ctx := context.Background()
+		s := open(t, nil)
+		tb := NewTable(s, zap.NewNop())
+		var told [][]string
+		tb.OnLimits(func(ps []auth.Principal) {
+			var ids []string
+			for _, p := range ps {
+				ids = append(ids, p.KeyID+":"+p.Limits.Budgets[0].Period)
+			}
+			told = append(told, ids)
+		})
+		day := config.Limits{Budgets: []config.Budget{{AmountEUR: 1, Period: "day"}}}
+		for _, id := range []string{"a", "b"} {
+			if _, _, err := s.Create(ctx, Spec{ID: id, Workspace: "w", Limits: day}, "x"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustRefresh(t, tb)
+		week := config.Limits{Budgets: []config.Budget{{AmountEUR: 1, Period: "week"}}}
+		if _, err := s.SetLimits(ctx, "b", week, "x"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Rotate(ctx, "a", 0, "x"); err != nil {
+			t.Fatal(err)
+		}
+		mustRefresh(t, tb)
+		if _, err := s.SetLimits(ctx, "a", day, "x"); err != nil { // the same limits again
+			t.Fatal(err)
+		}
+		if _, err := s.Revoke(ctx, "b", "x"); err != nil {
+			t.Fatal(err)
+		}
+		mustRefresh(t, tb)
+		if want := [][]string{{"b:week"}}; !reflect.DeepEqual(told, want) {
+			t.Errorf("told %v, want %v", told, want)
+		}
+		if ps := tb.WithLimits(); len(ps) != 1 || ps[0].KeyID != "a" {
+			t.Errorf("keys with limits: %+v", ps)
+		}
+	})
 }
 
 func TestTableLookup(t *testing.T) {

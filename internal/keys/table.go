@@ -3,6 +3,7 @@ package keys
 import (
 	"context"
 	"maps"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,9 @@ type Table struct {
 
 	mu    sync.Mutex // one refresh at a time
 	reach store.Reach
+	// onLimits, if set, is told of keys whose own limits a refresh
+	// changed (OnLimits).
+	onLimits atomic.Pointer[func([]auth.Principal)]
 }
 
 type snapshot struct {
@@ -103,6 +107,24 @@ func (t *Table) Generation() int64 { return t.snap.Load().gen }
 // last successful one was.
 func (t *Table) Healthy() (bool, time.Time) { return t.reach.Healthy() }
 
+// WithLimits returns the principals of the keys with limits of their own,
+// revoked ones left out.
+func (t *Table) WithLimits() []auth.Principal {
+	var out []auth.Principal
+	for _, e := range t.snap.Load().byID {
+		if e.p.Limits != nil && !e.revoked {
+			out = append(out, e.p)
+		}
+	}
+	return out
+}
+
+// OnLimits has f told, after each refresh that loaded them, of the keys
+// whose own limits changed (a key's limits replaced; not new keys, nor
+// the first load): a budget added to a key mid-period is seeded from
+// what the key spent in it. f must not block the refresh for long.
+func (t *Table) OnLimits(f func([]auth.Principal)) { t.onLimits.Store(&f) }
+
 // Refresh loads what changed since the table's generation.
 func (t *Table) Refresh(ctx context.Context) error {
 	t.mu.Lock()
@@ -136,6 +158,7 @@ func (t *Table) refresh(ctx context.Context) error {
 	} else {
 		next.byDigest, next.byID = maps.Clone(cur.byDigest), maps.Clone(cur.byID)
 	}
+	var changed []auth.Principal
 	for _, r := range rows {
 		if old := next.byID[r.ID]; old != nil {
 			delete(next.byDigest, old.digest)
@@ -144,6 +167,9 @@ func (t *Table) refresh(ctx context.Context) error {
 			}
 		}
 		e := newEntry(r)
+		if old := next.byID[r.ID]; old != nil && e.p.Limits != nil && !e.revoked && !reflect.DeepEqual(old.p.Limits, e.p.Limits) {
+			changed = append(changed, e.p)
+		}
 		next.byID[r.ID] = e
 		next.byDigest[e.digest] = e
 		if e.hasPrev {
@@ -152,6 +178,9 @@ func (t *Table) refresh(ctx context.Context) error {
 		next.gen = max(next.gen, r.seq)
 	}
 	t.snap.Store(next)
+	if f := t.onLimits.Load(); f != nil && len(changed) > 0 {
+		(*f)(changed)
+	}
 	return nil
 }
 

@@ -186,13 +186,13 @@ var conformance = map[string]func(t *testing.T, k backendKind){
 		bob := Subject{Key: "k2", User: "bob", Team: "ml", Workspace: "acme"}
 		keyOnly := Subject{Key: "k3", Workspace: "acme"} // a key without a user: its own "user"
 		spent := []Spent{{alice, eur(4)}, {bob, eur(5)}, {keyOnly, eur(1)}, {Subject{Key: "k9", Team: "ops", Workspace: "acme"}, eur(2)}}
-		if start, ok := l1.PeriodStart("team-month", clk.Now()); !ok || !start.Equal(time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)) {
+		if start, ok := lim.PeriodStart("team-month", clk.Now()); !ok || !start.Equal(time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)) {
 			t.Fatalf("period start %v %v", start, ok)
 		}
 		ctx := context.Background()
 		for _, l := range []*Ledger{l1, l2} { // two replicas seed the same: once
 			for _, rule := range []string{"team-month", "each-user-day", "ws-total"} {
-				if _, _, err := l.Seed(ctx, rule, spent, clk.Now()); err != nil {
+				if _, _, err := l.Seed(ctx, lim, rule, spent, clk.Now()); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -219,7 +219,7 @@ var conformance = map[string]func(t *testing.T, k backendKind){
 		r := reserve(t, l1, "later", eur(0.5), 0)
 		settle(t, l1, r, eur(0.5), 0)
 		spent[0].Cost += eur(0.5)
-		if n, total, err := l2.Seed(ctx, "team-month", spent, clk.Now()); err != nil || n != 0 || total != 0 {
+		if n, total, err := l2.Seed(ctx, lim, "team-month", spent, clk.Now()); err != nil || n != 0 || total != 0 {
 			t.Errorf("seeded again: %d counters, %s, %v", n, total, err)
 		}
 		if b := budget(t, peek(t, l1), "team-month"); b.Used != eur(9.5) {
@@ -229,7 +229,7 @@ var conformance = map[string]func(t *testing.T, k backendKind){
 		// before it had the budget) is seeded then: a second seed of the
 		// same period raised nothing before (the seeding probe).
 		spent[1].Cost += eur(0.25)
-		if n, total, err := l2.Seed(ctx, "team-month", spent, clk.Now()); err != nil || n != 1 || total != eur(0.25) {
+		if n, total, err := l2.Seed(ctx, lim, "team-month", spent, clk.Now()); err != nil || n != 1 || total != eur(0.25) {
 			t.Errorf("a later shortfall: %d counters, %s, %v", n, total, err)
 		}
 		if b := budget(t, peek(t, l1), "team-month"); b.Used != eur(9.75) {
@@ -246,7 +246,7 @@ var conformance = map[string]func(t *testing.T, k backendKind){
 		l := New(k.new(t), lim, Options{Now: clk.Now, Lease: time.Minute})
 		r := reserve(t, l, "slow", eur(2), 0)
 		clk.Add(61 * time.Second) // the lease ended
-		if _, _, err := l.Seed(context.Background(), "team-day", []Spent{{alice, eur(1)}}, clk.Now()); err != nil {
+		if _, _, err := l.Seed(context.Background(), lim, "team-day", []Spent{{alice, eur(1)}}, clk.Now()); err != nil {
 			t.Fatal(err)
 		}
 		if s := settle(t, l, r, eur(0.5), 0); s.Unmatched {
@@ -628,6 +628,39 @@ var conformance = map[string]func(t *testing.T, k backendKind){
 		// The week started on Monday 10 March.
 		if !b.Reset.Equal(time.Date(2025, 3, 17, 0, 0, 0, 0, time.UTC)) {
 			t.Fatalf("week resets %s", b.Reset)
+		}
+	},
+
+	// A key's own budget is seeded from what that key spent, not what
+	// its workspace's other keys did: after a restart of a memory ledger,
+	// or a budget added to the key, it started from zero (a key given
+	// 1 EUR a day after spending 2.5 that day could spend 1 more).
+	"a key's own budget is seeded from what the key spent": func(t *testing.T, k backendKind) {
+		clk := newClock(midMinute)
+		b1, b2 := k.pair(t)
+		l1 := New(b1, limits(t, time.UTC, nil, nil), Options{Now: clk.Now})
+		l2 := New(b2, limits(t, time.UTC, nil, nil), Options{Now: clk.Now})
+		extra, err := NewKeyLimits("k1", []BudgetRule{{Name: "day", Limit: eur(3), Period: PeriodDay}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spent := []Spent{{alice, eur(2.5)}, {Subject{Key: "k9", User: "alice", Team: "ml", Workspace: "acme"}, eur(7)}}
+		ctx := context.Background()
+		for _, l := range []*Ledger{l1, l2} { // two replicas: once
+			if _, _, err := l.Seed(ctx, extra, "key.k1.day", spent, clk.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st, err := l1.Peek(ctx, &Request{Subject: alice, Extra: extra})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := budget(t, st, "key.k1.day"); b.Used != eur(2.5) {
+			t.Errorf("the key's day used %s, want the 2.5 it spent (not k9's 7)", b.Used)
+		}
+		r, err := l2.Reserve(ctx, &Request{ID: "over", Subject: alice, Cost: eur(0.6), Extra: extra})
+		if err != nil || r.Allowed || r.Refusal.Name != "key.k1.day" {
+			t.Errorf("0.6 EUR over the seeded 2.5 of 3: %v %+v", err, r)
 		}
 	},
 

@@ -31,33 +31,33 @@ func (l *Ledger) OnStateLost(f func()) {
 
 // PeriodStart is when the period of budget rule name that now falls in
 // began (zero for a total budget); false for no such budget.
-func (l *Ledger) PeriodStart(name string, now time.Time) (time.Time, bool) {
-	lim := l.limits.Load()
-	for i := range lim.budgets {
-		if b := &lim.budgets[i]; b.Name == name {
+func (l *Limits) PeriodStart(name string, now time.Time) (time.Time, bool) {
+	for i := range l.budgets {
+		if b := &l.budgets[i]; b.Name == name {
 			if b.Period == PeriodTotal {
 				return time.Time{}, true
 			}
-			start, _ := b.Period.Bounds(now, lim.loc)
+			start, _ := b.Period.Bounds(now, l.loc)
 			return start, true
 		}
 	}
 	return time.Time{}, false
 }
 
-// Seed raises budget rule name's counters for the period now falls in to
-// what their subjects spent in it (spent: the spend ledger's sums since
-// PeriodStart, per subject; several may meet one counter, a workspace's
-// keys). A budget added in the middle of its period, or renamed, or kept
-// in a Redis that lost its data, started from zero though the money was
-// spent (the FinOps probe). A counter is raised to the sum, never past it
+// Seed raises the counters of lim's budget rule name (lim: the configured
+// limits, Limits, or a key's own, KeyLimitsFromConfig) for the period now
+// falls in to what their subjects spent in it (spent: the spend ledger's
+// sums since PeriodStart, per subject; several may meet one counter, a
+// workspace's keys). A budget added in the middle of its period, or
+// renamed, or kept in a Redis that lost its data, or in the memory of a
+// replica that restarted, started from zero though the money was spent
+// (the FinOps probe). A counter is raised to the sum, never past it
 // (the backend's raise, atomic): one that counted the requests itself
 // holds at least what the spend ledger has (it is charged at settle, the
 // ledger's row a moment later) and is left alone, and seeding again, from
 // this replica or another, adds only what is still lacking. It returns the
 // counters raised and by how much in all.
-func (l *Ledger) Seed(ctx context.Context, name string, spent []Spent, now time.Time) (int, MicroEUR, error) {
-	lim := l.limits.Load()
+func (l *Ledger) Seed(ctx context.Context, lim *Limits, name string, spent []Spent, now time.Time) (int, MicroEUR, error) {
 	var b *BudgetRule
 	for i := range lim.budgets {
 		if lim.budgets[i].Name == name {

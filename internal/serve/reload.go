@@ -154,9 +154,8 @@ type learned struct {
 	led    *ledger.Ledger
 	hook   *notify.Webhook // budget events (nil: no webhook)
 	spend  spend.Recorder  // nil: no ledger rows
-	// spendStore is the spend ledger's store, which budgets are seeded
-	// from (seedBudgets).
-	spendStore *spend.Store
+	// seed raises budgets to what the spend ledger has for them.
+	seed *seeder
 	// audit takes the decision records (nil: audit.enabled is false);
 	// auditRefuse is its on_store_down mode as opened (a restart changes it).
 	audit       *audit.Log
@@ -354,18 +353,7 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 	if r.ln.led != nil {
 		r.ln.led.SetLimits(g.limits) // with the state that uses them (a request reserves in one or the other)
 		if !reflect.DeepEqual(r.cur.cfg.Budgets, cfg.Budgets) {
-			go func() {
-				seedBudgets(ctx, r.ln.led, r.ln.spendStore, r.log.Named("ledger"))
-				// Requests in flight at the swap settle on the old limits'
-				// counters, and their rows come up to a second after they
-				// end: once they are done, what they spent is seeded too
-				// (the seeding probe found a rename under traffic short).
-				select {
-				case <-time.After(cfg.Envoy.RequestTimeout + 2*time.Second):
-					seedBudgets(ctx, r.ln.led, r.ln.spendStore, r.log.Named("ledger"))
-				case <-ctx.Done():
-				}
-			}()
+			go twice(ctx, cfg.Envoy.RequestTimeout+2*time.Second, r.ln.seed.all)
 		}
 	}
 	r.ln.health.SetPolicy(healthPolicy(cfg))

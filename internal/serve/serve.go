@@ -30,6 +30,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/admin"
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
@@ -246,9 +247,10 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	}
 	lat := &observe.Latency{}
 	lat.SetHalfLife(cfg.Routing.LatencyHalfLife)
-	ln := learned{lat: lat, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw, spendStore: sp, keeper: kp,
+	ln := learned{lat: lat, health: health.New(healthPolicy(cfg)), led: led, hook: hook, spend: sw, keeper: kp,
 		audit: alog, auditRefuse: cfg.Audit.OnStoreDown == config.AuditRefuse, routeLimiter: &flow.LedgerLimiter{Ledger: led},
-		routeCounters: &flow.Counters{}, metrics: telemetry.New(), traces: traces, live: &live.Hub{}}
+		routeCounters: &flow.Counters{}, metrics: telemetry.New(), traces: traces, live: &live.Hub{},
+		seed: &seeder{led: led, sp: sp, table: table, log: log.Named("ledger")}}
 	if rc := cfg.State.Redis; rc != nil {
 		// Cooldowns are shared with the other replicas through Redis, as
 		// budgets are (docs/failover.md).
@@ -321,9 +323,14 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	if led != nil && ln.metrics != nil {
 		go watchBudgetGauges(ctx, led, ln.metrics, func() *config.Config { g, _, _ := rl.current(); return g.cfg })
 	}
-	go seedBudgets(ctx, led, sp, log.Named("ledger")) // what was spent before a budget counted it
+	// What was spent before a budget counted it.
+	go ln.seed.all(ctx)
 	if led != nil {
-		led.OnStateLost(func() { seedBudgets(ctx, led, sp, log.Named("ledger")) })
+		led.OnStateLost(func() { ln.seed.all(ctx) })
+		table.OnLimits(func(ps []auth.Principal) {
+			g, _, _ := rl.current()
+			go twice(ctx, g.cfg.Envoy.RequestTimeout+2*time.Second, func(ctx context.Context) { ln.seed.keys(ctx, ps) })
+		})
 	}
 	if err := registerScrape(ln.metrics, rl, pm, sw, alog, fleet); err != nil {
 		return fmt.Errorf("metrics: %w", err)
