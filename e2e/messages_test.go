@@ -263,6 +263,19 @@ func checkMessages(t *testing.T, s *harness.Stack, py string, tc messagesCase) g
 	want("eu_stream.headers.model", "chat-eu")
 	want("eu_stream.stop_reason", "tool_use")
 
+	// count_tokens: answered by stellwerk (no provider got one: the
+	// paths below), more for the longer request, the same on the beta
+	// path; refusals in Anthropic's shape. It was 404.
+	if small, big := r.Get("count.small").Int(), r.Get("count.big").Int(); small <= 0 || big <= small+50 ||
+		r.Get("count.beta").Int() != big || r.Get("count.request_id").Str == "" {
+		t.Errorf("count_tokens: %s", r.Get("count").Raw)
+	}
+	t.Logf("count_tokens %s", r.Get("count").Raw)
+	want("count_unknown_model.raised", "NotFoundError")
+	want("count_unknown_model.code", "model_not_found")
+	want("count_typo.raised", "BadRequestError")
+	want("count_bad_key.raised", "AuthenticationError")
+
 	// What the provider got: its own path, model name and key, never
 	// the client's key or anthropic headers it did not need.
 	reqs := s.Providers[tc.provider].Requests()

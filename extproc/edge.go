@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"slices"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -17,6 +19,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/decide"
 	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/flow"
@@ -40,6 +43,7 @@ const (
 	epMessages
 	epModels
 	epModel
+	epCountTokens // /v1/messages/count_tokens: answered by stellwerk, no provider
 )
 
 // routed reports whether requests of the endpoint are decided and sent to
@@ -268,6 +272,8 @@ func endpointOf(path string) endpoint {
 		return epResponses
 	case path == request.PathMessages:
 		return epMessages
+	case path == request.PathCountTokens:
+		return epCountTokens
 	case path == "/v1/models":
 		return epModels
 	case strings.HasPrefix(path, "/v1/models/") && len(path) > len("/v1/models/"):
@@ -277,7 +283,7 @@ func endpointOf(path string) endpoint {
 }
 
 func unknownURL(method, path string) *apierr.Error {
-	return apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/embeddings and /v1/completions and GET /v1/models (docs/api.md)",
+	return apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/messages/count_tokens, /v1/embeddings and /v1/completions and GET /v1/models (docs/api.md)",
 		apierr.Truncate(method, 16), apierr.Truncate(path, 200))
 }
 
@@ -479,6 +485,9 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 // requestBody parses the chat request once, decides, and rewrites the
 // request for the chosen provider.
 func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if p.endpoint == epCountTokens {
+		return p.countTokens(b.Body)
+	}
 	if !p.endpoint.routed() {
 		return continueRequestBody(nil)
 	}
@@ -610,6 +619,41 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 			tagsField(res.Policy.Tags))
 	}
 	return resp
+}
+
+// countTokens answers /v1/messages/count_tokens itself, as Anthropic's API
+// does, with stellwerk's estimate of the request's input tokens: the
+// prompt's as the budgets read it, and each image at the named model's
+// image_tokens bound (the default bound for auto or a route). Coding
+// agents (Claude Code) ask it every turn to manage their context window,
+// and got 404. Nothing goes to a provider, nothing is charged or counted
+// against a rate limit, and no decision is made, so none is recorded.
+func (p *edge) countTokens(body []byte) *extprocv3.ProcessingResponse {
+	if err := request.CheckBody(body, "messages"); err != nil {
+		return p.immediate(apierr.As(err))
+	}
+	chat, err := translate.MessagesCountForDecision(body)
+	if err != nil {
+		return p.immediate(apierr.As(err))
+	}
+	model := gjson.GetBytes(chat, "model").Str
+	perImage := config.DefaultImageTokens
+	if model != decide.Auto && !strings.HasPrefix(model, request.RoutePrefix) {
+		m, ok := p.state.usable(p.principal, model)
+		if !ok {
+			return p.immediate(apierr.NotFound("model_not_found", "model", "the model %q does not exist or is not available to you",
+				apierr.Truncate(model, 128)))
+		}
+		perImage = m.ImageTokens
+	}
+	tokens, images, err := p.state.Router.CountTokens(request.APIMessages, chat, p.principal)
+	if err != nil {
+		return p.immediate(apierr.As(err))
+	}
+	// Like a model listing, a count is not a request the metrics count
+	// (an agent asks one each turn); a refused one is.
+	return immediateJSON(200, fmt.Appendf(nil, `{"input_tokens":%d}`, tokens+images*perImage), p.id,
+		setHeader(header.AnthropicRequestID, p.id))
 }
 
 // outputLimit is the most output a request asks for, as the budget's

@@ -55,6 +55,8 @@ func (p *edge) outcomeFacts() telemetry.Request {
 		r.Operation = "embeddings"
 	case epCompletions:
 		r.Operation = "text_completion"
+	case epCountTokens:
+		r.Operation = "count_tokens"
 	}
 	r.Status, r.ErrorCode = p.outcome()
 	if !p.arrived.IsZero() {

@@ -129,6 +129,16 @@ func (st *State) modelsFor(p auth.Principal) []byte {
 	return modelsList(st.listed(v.Models(), "")) // a router not built by decision.New
 }
 
+// usable is catalog model id if the principal may use it and stellwerk can
+// send to it.
+func (st *State) usable(p auth.Principal, id string) (*catalog.Model, bool) {
+	m, ok := st.Router.Catalog.Lookup(id)
+	if !ok || !st.Router.Visible(p).Has(id) || !decision.KeyAllows(p, m) || !st.sendable(m, p.Workspace) {
+		return nil, false
+	}
+	return m, true
+}
+
 // modelJSON renders one entry for GET /v1/models/{id}; a model the
 // principal may not use is not found, like one that does not exist.
 func (st *State) modelJSON(p auth.Principal, id string) ([]byte, bool) {
@@ -136,8 +146,8 @@ func (st *State) modelJSON(p auth.Principal, id string) ([]byte, bool) {
 	if id == decide.Auto {
 		e = modelEntry{ID: decide.Auto, Object: "model", OwnedBy: "stellwerk"}
 	} else {
-		m, ok := st.Router.Catalog.Lookup(id)
-		if !ok || !st.Router.Visible(p).Has(id) || !decision.KeyAllows(p, m) || !st.sendable(m, p.Workspace) {
+		m, ok := st.usable(p, id)
+		if !ok {
 			return nil, false
 		}
 		e = modelEntry{ID: m.ID, Object: "model", OwnedBy: m.Provider.Name, ContextWindow: m.ContextWindow, Residency: m.Provider.Residency,

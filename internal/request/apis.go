@@ -29,6 +29,9 @@ const (
 	PathCompletions = "/v1/completions"
 	PathResponses   = "/v1/responses"
 	PathMessages    = "/v1/messages"
+	// PathCountTokens counts a Messages request's input tokens: stellwerk
+	// answers it, no provider.
+	PathCountTokens = "/v1/messages/count_tokens"
 )
 
 // APIOf is the endpoint a client path asks for, "" for one stellwerk does

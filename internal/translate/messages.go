@@ -88,6 +88,14 @@ func MessagesForDecision(body []byte) (chat []byte, unread bool, native string, 
 	return chat, err == nil && len(u.raw) > 0, u.native, err
 }
 
+// MessagesCountForDecision is MessagesForDecision for a token count
+// (/v1/messages/count_tokens): the same request, whose max_tokens is not
+// asked for. The copy is only classified; nothing is sent.
+func MessagesCountForDecision(body []byte) ([]byte, error) {
+	u := untranslated{count: true}
+	return messagesToChat(body, &u)
+}
+
 func messagesToChat(body []byte, u *untranslated) ([]byte, error) {
 	root, err := request.Root(body, "messages")
 	if err != nil {
@@ -174,6 +182,8 @@ func messagesToChat(body []byte, u *untranslated) ([]byte, error) {
 	}
 	req.Model = model.Str
 	switch {
+	case (!maxTokens.Exists() || maxTokens.Type == gjson.Null) && u != nil && u.count:
+		maxTokens = gjson.Result{Type: gjson.Number, Num: 1} // a count writes nothing
 	case !maxTokens.Exists() || maxTokens.Type == gjson.Null:
 		return nil, apierr.Invalid("missing_max_tokens", "max_tokens", "max_tokens is required on /v1/messages")
 	case maxTokens.Type != gjson.Number || maxTokens.Num != float64(int64(maxTokens.Num)) || maxTokens.Num < 1 || maxTokens.Num > maxTokensLimit:

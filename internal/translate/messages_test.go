@@ -535,3 +535,22 @@ func TestMessagesNativeReadForTheClassifiers(t *testing.T) {
 		}
 	}
 }
+
+// A token count's copy needs no max_tokens (count_tokens takes none); a
+// message's still does, and a count still refuses what a message would.
+func TestMessagesCountForDecision(t *testing.T) {
+	const req = `{"model":"m","system":"be brief","tools":[{"name":"t","input_schema":{"type":"object"}}],"messages":[{"role":"user","content":"hi"}]}`
+	chat, err := MessagesCountForDecision([]byte(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := gjson.ParseBytes(chat); c.Get("messages.#").Int() != 2 || c.Get("tools.0.function.name").Str != "t" || c.Get("max_completion_tokens").Int() != 1 {
+		t.Errorf("count copy %s", chat)
+	}
+	if _, _, _, err := MessagesForDecision([]byte(req)); apierr.As(err).Code != "missing_max_tokens" {
+		t.Errorf("a message without max_tokens: %v", err)
+	}
+	if _, err := MessagesCountForDecision([]byte(`{"model":"m","systme":"x","messages":[{"role":"user","content":"hi"}]}`)); apierr.As(err).Code != "unsupported_parameter" {
+		t.Errorf("a typo counted: %v", err)
+	}
+}

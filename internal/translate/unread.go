@@ -26,6 +26,9 @@ type untranslated struct {
 	// provider reading it as sent (Anthropic's wire) can take: thinking,
 	// documents, an image in a tool result, a server tool, … ("" for none).
 	native string
+	// count is a token count's copy (MessagesCountForDecision): no
+	// max_tokens needed.
+	count bool
 }
 
 // nativeOnly records, for a decision copy, that what needs a provider

@@ -1,6 +1,6 @@
 """The Anthropic Messages API with the official anthropic Python SDK, through
 Envoy and stellwerk: messages.create and messages.stream, with tools, on a
-pinned model.
+pinned model; messages.count_tokens.
 
 Usage: messages.py BASE_URL MODEL. Only base_url changes compared with
 talking to Anthropic directly; the stellwerk key goes in x-api-key as the SDK
@@ -107,5 +107,17 @@ out["eu"] = {"headers": headers(raw.headers), "residency": (raw.http_response.js
 with eu.messages.stream(model="auto", max_tokens=50, tools=TOOLS, messages=ask) as stream:
     final = stream.get_final_message()
     out["eu_stream"] = {"headers": headers(stream.response.headers), "stop_reason": final.stop_reason}
+
+# messages.count_tokens (Claude Code asks it every turn): stellwerk's own
+# estimate, no provider asked; the beta path (?beta=true) too.
+small = client.messages.count_tokens(model=model, messages=[{"role": "user", "content": "hi"}])
+raw = client.messages.with_raw_response.count_tokens(model=model, system="You are brief.", tools=TOOLS, messages=followup)
+beta = client.beta.messages.count_tokens(model=model, system="You are brief.", tools=TOOLS, messages=followup)
+out["count"] = {"small": small.input_tokens, "big": raw.parse().input_tokens, "beta": beta.input_tokens,
+                "request_id": raw.parse()._request_id}
+out["count_unknown_model"] = refused(lambda: client.messages.count_tokens(model="no-such-model", messages=ask))
+out["count_typo"] = refused(lambda: client.messages.count_tokens(model=model, messages=ask, extra_body={"systme": "x"}))
+out["count_bad_key"] = refused(lambda: anthropic.Anthropic(base_url=base_url, api_key="sk-wrong", max_retries=0).messages.count_tokens(
+    model=model, messages=ask))
 
 print(json.dumps(out))
