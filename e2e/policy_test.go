@@ -261,6 +261,11 @@ func TestPolicyHotReload(t *testing.T) {
 	if status.Version != v1 || !strings.Contains(status.LastError, "broken.rego") {
 		t.Fatalf("after a broken module: %+v", status)
 	}
+	// The metrics say so (only the log and /policy did: the observability
+	// probe could not alert on it).
+	if m := string(adminBody(t, s, "/metrics")); !strings.Contains(m, "\nstellwerk_policy_reload_refused 1\n") {
+		t.Errorf("the metrics do not say the policy change was refused")
+	}
 	if resp, _ := post(t, chat, tickets, nil); resp.StatusCode != 403 || resp.Header.Get("x-stellwerk-policy-version") != v1 {
 		t.Fatalf("the last good policy stopped serving: %d %s", resp.StatusCode, resp.Header.Get("x-stellwerk-policy-version"))
 	}
@@ -279,6 +284,9 @@ func TestPolicyHotReload(t *testing.T) {
 	}
 	write("blocklist.rego", "package stellwerk\n\ndeny contains \"tickets are closed\" if input.request.metadata.system == \"tickets\"\n")
 	status = waitPolicy(t, s, func(st policyStatus) bool { return st.Version != v1 && st.LastError == "" })
+	if m := string(adminBody(t, s, "/metrics")); !strings.Contains(m, "\nstellwerk_policy_reload_refused 0\n") {
+		t.Errorf("the metrics still say a policy change was refused")
+	}
 	resp, b = post(t, chat, tickets, nil)
 	if resp.StatusCode != 403 || !strings.Contains(string(b), "tickets are closed") || resp.Header.Get("x-stellwerk-policy-version") != status.Version {
 		t.Fatalf("after the fix: %d %s %s (status %+v)", resp.StatusCode, resp.Header.Get("x-stellwerk-policy-version"), b, status)

@@ -644,6 +644,14 @@ func TestReplicasRedisDown(t *testing.T) {
 					!strings.Contains(m, fmt.Sprintf("\nstellwerk_budget_admitted_unchecked_total %v\n", unchecked)) {
 					t.Errorf("replica %c: the metrics do not say the budget store is down", 'a'+i)
 				}
+				// Every line is JSON: go-redis's own (a dial that failed)
+				// went to stderr as plain text (the observability probe).
+				for _, line := range strings.Split(s.Log("stellwerk"), "\n") {
+					if line != "" && !json.Valid([]byte(line)) {
+						t.Errorf("replica %c logs a line that is not JSON: %q", 'a'+i, line)
+						break
+					}
+				}
 			}
 		})
 	}

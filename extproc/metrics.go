@@ -82,6 +82,13 @@ func (p *edge) outcomeFacts() telemetry.Request {
 		// the counter sums to what /admin/spend shows (unrounded, it was 5 %
 		// off on a cheap model's requests, a helper's finding).
 		r.CostEUR, r.BaselineEUR = ledger.FromEUR(c.EUR).EUR(), ledger.FromEUR(c.BaselineEUR).EUR()
+		if c.Baseline == "" {
+			// No saving claimed (an embedding: no chat baseline embeds; a
+			// catalog without a baseline): the baseline is what it cost, so
+			// baseline − cost counts none rather than a loss of the whole
+			// cost (the observability probe's dashboard).
+			r.BaselineEUR = r.CostEUR
+		}
 	}
 	return r
 }

@@ -81,6 +81,13 @@ func TestMetricsPerRequest(t *testing.T) {
 		// worst case (14 tokens in, max_tokens out) for the one without usage.
 		t.Errorf("cost %v, want 0.008138", got)
 	}
+	// No baseline in this catalog: no saving claimed, and none lost (the
+	// baseline counter was 0, so baseline − cost showed the whole cost as
+	// a loss: the observability probe's embeddings).
+	if b, c := sample(t, g, "stellwerk_baseline_cost_eur_total", "model=m,provider=p,workspace=default"),
+		sample(t, g, "stellwerk_cost_eur_total", "model=m,provider=p,workspace=default"); b != c {
+		t.Errorf("baseline %v, cost %v: want equal without a baseline", b, c)
+	}
 	mfs, _ := g.Gather()
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {

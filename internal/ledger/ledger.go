@@ -345,6 +345,13 @@ func New(b Backend, lim *Limits, o Options) *Ledger {
 	l := &Ledger{backend: b, lease: o.Lease, retention: max(time.Minute, o.Lease), now: o.Now,
 		failOpenB: o.FailOpenBudgets, failOpenR: o.FailOpenRateLimits, log: o.Logger.Named("ledger")}
 	l.limits.Store(lim)
+	if rb := redisOf(b); rb != nil {
+		// Redis's health as the state check finds it, every 10 s: with
+		// no traffic, stellwerk_budget_store_up stayed 1 after Redis went
+		// down and 0 after it came back (the observability probe).
+		f := func(err error) { l.answered(context.Background(), err) }
+		rb.onCheck.Store(&f)
+	}
 	return l
 }
 

@@ -37,6 +37,9 @@ func Open(ctx context.Context, c *config.Config, env Env, persister Persister, l
 		if err != nil {
 			return nil, err
 		}
+		if log != nil {
+			redis.SetLogger(redisLogger{log.Named("redis")})
+		}
 		client := redis.NewClient(opts)
 		cr := &closingRedis{redisBackend: redisBackend{c: client, prefix: rc.Prefix}, client: client,
 			stop: make(chan struct{}), stopped: make(chan struct{})}
@@ -178,6 +181,9 @@ func (b *redisBackend) watchState(stop <-chan struct{}, every time.Duration, log
 			get = p.Get(ctx, key)
 			return nil
 		})
+		if f := b.onCheck.Load(); f != nil {
+			(*f)(err)
+		}
 		if err != nil {
 			return // Redis down: the requests' refusals and warnings say it
 		}
@@ -213,5 +219,18 @@ func (b *redisBackend) watchState(stop <-chan struct{}, every time.Duration, log
 		case <-t.C:
 			check(false)
 		}
+	}
+}
+
+// redisLogger writes go-redis's own lines (a dial that failed, a pool
+// error) to stellwerk's log at debug level, as JSON like every other line:
+// they went to stderr as plain text, 20 in 15 s of an outage, and broke the
+// log shipper's parser (the observability probe). stellwerk's own
+// warnings say when Redis is down.
+type redisLogger struct{ log *zap.Logger }
+
+func (r redisLogger) Printf(_ context.Context, format string, v ...any) {
+	if ce := r.log.Check(zap.DebugLevel, "redis client"); ce != nil {
+		ce.Write(zap.String("detail", fmt.Sprintf(format, v...)))
 	}
 }

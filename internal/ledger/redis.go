@@ -47,6 +47,9 @@ type redisBackend struct {
 	// onLost, when set, is called (on its own goroutine) each time this
 	// replica finds the state lost: the budgets are seeded again then.
 	onLost atomic.Pointer[func()]
+	// onCheck, when set, is told whether each state check reached Redis:
+	// the ledger's health follows Redis without traffic too.
+	onCheck atomic.Pointer[func(error)]
 }
 
 // NewRedis makes the Redis backend on a client the caller owns (and

@@ -343,3 +343,37 @@ func TestRedisOfAnOlderVersion(t *testing.T) {
 		t.Errorf("said: %v", logs.All())
 	}
 }
+
+// The state check tells the ledger's health whether Redis answered: with
+// no traffic, stellwerk_budget_store_up stayed 1 after Redis went down and
+// 0 after it came back (the observability probe).
+func TestStateCheckSetsHealth(t *testing.T) {
+	srv := testsrv.Redis(t)
+	up := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	t.Cleanup(func() { up.Close(); down.Close() })
+	for _, tc := range []struct {
+		name   string
+		c      *redis.Client
+		before bool
+	}{{"found down", down, true}, {"found back", up, false}} {
+		b := &redisBackend{c: tc.c, prefix: "{health}:"}
+		l := New(b, nil, Options{})
+		if !tc.before {
+			l.answered(context.Background(), errors.New("a request found it down"))
+		}
+		if l.Health().Reachable != tc.before {
+			t.Fatalf("%s: reachable %v before the check", tc.name, !tc.before)
+		}
+		stop, stopped := make(chan struct{}), make(chan struct{})
+		go func() { defer close(stopped); b.watchState(stop, 20*time.Millisecond, nil) }()
+		for deadline := time.Now().Add(5 * time.Second); l.Health().Reachable == tc.before; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Errorf("%s: reachable still %v", tc.name, tc.before)
+				break
+			}
+		}
+		close(stop)
+		<-stopped
+	}
+}

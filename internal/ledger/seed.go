@@ -17,16 +17,20 @@ type Spent struct {
 // data (watchState; within 10 s): the budgets are seeded again then, not
 // only at the next start. The memory backend never calls it.
 func (l *Ledger) OnStateLost(f func()) {
-	var rb *redisBackend
-	switch b := l.backend.(type) {
-	case *redisBackend:
-		rb = b
-	case *closingRedis:
-		rb = &b.redisBackend
-	}
-	if rb != nil {
+	if rb := redisOf(l.backend); rb != nil {
 		rb.onLost.Store(&f)
 	}
+}
+
+// redisOf is b's Redis backend, nil for another.
+func redisOf(b Backend) *redisBackend {
+	switch b := b.(type) {
+	case *redisBackend:
+		return b
+	case *closingRedis:
+		return &b.redisBackend
+	}
+	return nil
 }
 
 // PeriodStart is when the period of budget rule name that now falls in

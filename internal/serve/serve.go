@@ -550,6 +550,7 @@ func registerScrape(m *telemetry.Metrics, rl *reloader, pm *policy.Manager, sw *
 		telemetry.ClassifyMemo(classify.MemoStats),
 		telemetry.PolicyMemo(func() (uint64, uint64) { return pm.Current().MemoStats() }),
 		telemetry.PolicyErrors(func() uint64 { n, _ := pm.Current().Failures(); return n }),
+		telemetry.PolicyRefused(func() bool { return pm.Status().LastError != "" }),
 		telemetry.EnvoyRejected(func() bool { return rl.pub.LastRejection() != "" }),
 		telemetry.EnvoyStreams(rl.pub.Streams))
 	if alog != nil {

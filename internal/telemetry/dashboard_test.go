@@ -128,7 +128,8 @@ func TestScrapeFigures(t *testing.T) {
 	now := time.Now()
 	cs := []prometheus.Collector{
 		Audit(func() audit.Stats {
-			return audit.Stats{Queued: 4, Pending: 2, OldestAge: 1500 * time.Millisecond, Written: 10, Dropped: 1, Healthy: true}
+			// The store down, the spool keeping the records.
+			return audit.Stats{Queued: 4, Pending: 2, Spooled: 3, OldestAge: 1500 * time.Millisecond, Written: 10, Dropped: 1, Healthy: true, StoreDown: true}
 		}),
 		Providers(func() []health.Status {
 			return []health.Status{{Provider: "a", ConsecutiveFailures: 3, CoolingUntil: now.Add(30 * time.Second)}, {Provider: "b", ConsecutiveFailures: 1}}
@@ -136,6 +137,12 @@ func TestScrapeFigures(t *testing.T) {
 		PolicyMemo(func() (uint64, uint64) { return 695, 33 }),
 	}
 	want := `
+# HELP stellwerk_audit_healthy 1 while the audit log keeps records: its store takes them, or, while the store is down, its spool file does.
+# TYPE stellwerk_audit_healthy gauge
+stellwerk_audit_healthy 1
+# HELP stellwerk_audit_store_up 1 while the audit log's store (SQLite or PostgreSQL) takes records; 0 while they wait in the spool or the buffer.
+# TYPE stellwerk_audit_store_up gauge
+stellwerk_audit_store_up 0
 # HELP stellwerk_audit_lag_seconds How long the oldest audit record the writer holds has waited (0 when it holds none).
 # TYPE stellwerk_audit_lag_seconds gauge
 stellwerk_audit_lag_seconds 1.5
@@ -143,7 +150,7 @@ stellwerk_audit_lag_seconds 1.5
 # TYPE stellwerk_audit_queue_depth gauge
 stellwerk_audit_queue_depth{state="pending"} 2
 stellwerk_audit_queue_depth{state="queued"} 4
-stellwerk_audit_queue_depth{state="spooled"} 0
+stellwerk_audit_queue_depth{state="spooled"} 3
 # HELP stellwerk_audit_records_total Audit records by what became of them: written, dropped (buffer full), failed.
 # TYPE stellwerk_audit_records_total counter
 stellwerk_audit_records_total{result="dropped"} 1
@@ -165,7 +172,7 @@ stellwerk_policy_memo_misses_total 33
 `
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(cs...)
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "stellwerk_audit_lag_seconds", "stellwerk_audit_queue_depth",
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "stellwerk_audit_healthy", "stellwerk_audit_store_up", "stellwerk_audit_lag_seconds", "stellwerk_audit_queue_depth",
 		"stellwerk_audit_records_total", "stellwerk_provider_consecutive_failures", "stellwerk_provider_cooldown_seconds",
 		"stellwerk_policy_memo_hits_total", "stellwerk_policy_memo_misses_total"); err != nil {
 		t.Error(err)

@@ -27,10 +27,13 @@ import (
 )
 
 // Buckets: the OTel GenAI conventions' advice for each metric (tokens up
-// to 4M, beyond any context window offered today).
+// to 4M, beyond any context window offered today), durations with two
+// more doublings: the advice ends at 81.92 s, and a request may run for
+// envoy.request_timeout (5 min by default), so a long generation's
+// quantiles stopped at 81.92 (the observability probe).
 var (
 	tokenBuckets    = []float64{1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304}
-	durationBuckets = []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92}
+	durationBuckets = []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92, 163.84, 327.68}
 	ttftBuckets     = []float64{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
 	// overheadBuckets: the router's own time, from microseconds (a cached
 	// decision) to the tens of milliseconds a remote budget store can take.

@@ -58,15 +58,17 @@ func (f *funcCollector) Collect(ch chan<- prometheus.Metric) { f.collect(ch) }
 func Audit(stats func() audit.Stats) prometheus.Collector {
 	queued := prometheus.NewDesc("stellwerk_audit_queue_depth", "Audit records waiting to be written: in the buffer (queued), sealed but not committed (pending), in the spool file (spooled).", []string{"state"}, nil)
 	lag := prometheus.NewDesc("stellwerk_audit_lag_seconds", "How long the oldest audit record the writer holds has waited (0 when it holds none).", nil, nil)
-	healthy := prometheus.NewDesc("stellwerk_audit_healthy", "1 while the audit log's store takes records.", nil, nil)
+	healthy := prometheus.NewDesc("stellwerk_audit_healthy", "1 while the audit log keeps records: its store takes them, or, while the store is down, its spool file does.", nil, nil)
+	storeUp := prometheus.NewDesc("stellwerk_audit_store_up", "1 while the audit log's store (SQLite or PostgreSQL) takes records; 0 while they wait in the spool or the buffer.", nil, nil)
 	records := prometheus.NewDesc("stellwerk_audit_records_total", "Audit records by what became of them: written, dropped (buffer full), failed.", []string{"result"}, nil)
-	return &funcCollector{descs: []*prometheus.Desc{queued, lag, healthy, records}, collect: func(ch chan<- prometheus.Metric) {
+	return &funcCollector{descs: []*prometheus.Desc{queued, lag, healthy, storeUp, records}, collect: func(ch chan<- prometheus.Metric) {
 		s := stats()
 		ch <- prometheus.MustNewConstMetric(queued, prometheus.GaugeValue, float64(s.Queued), "queued")
 		ch <- prometheus.MustNewConstMetric(queued, prometheus.GaugeValue, float64(s.Pending), "pending")
 		ch <- prometheus.MustNewConstMetric(queued, prometheus.GaugeValue, float64(s.Spooled), "spooled")
 		ch <- prometheus.MustNewConstMetric(lag, prometheus.GaugeValue, s.OldestAge.Seconds())
 		ch <- prometheus.MustNewConstMetric(healthy, prometheus.GaugeValue, b2f(s.Healthy))
+		ch <- prometheus.MustNewConstMetric(storeUp, prometheus.GaugeValue, b2f(!s.StoreDown))
 		ch <- prometheus.MustNewConstMetric(records, prometheus.CounterValue, float64(s.Written), "written")
 		ch <- prometheus.MustNewConstMetric(records, prometheus.CounterValue, float64(s.Dropped), "dropped")
 		ch <- prometheus.MustNewConstMetric(records, prometheus.CounterValue, float64(s.Failed), "failed")
@@ -137,6 +139,16 @@ func Versions(policy func() string, config func() (cfg, catalog, predictor strin
 			Help: "1 while the last config change was refused (the previous config keeps serving; /status says why)."},
 			func() float64 { return b2f(refused()) }),
 	}
+}
+
+// PolicyRefused reads whether the last change to the policy's files was
+// refused (policy.Manager.Status): the last good policy keeps deciding,
+// and GET /policy says why (the observability probe found no metric
+// saying so).
+func PolicyRefused(refused func() bool) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stellwerk_policy_reload_refused",
+		Help: "1 while the last change to the policy's files was refused (the last good policy keeps deciding; GET /policy says why)."},
+		func() float64 { return b2f(refused()) })
 }
 
 // EnvoyRejected reads whether a connected Envoy refused the latest
