@@ -28,7 +28,10 @@ func fullRegistry(t *testing.T) *Metrics {
 		Spend(func() spend.Stats { return spend.Stats{Written: 2} }),
 		Providers(func() []health.Status {
 			return []health.Status{{Provider: "openai", ConsecutiveFailures: 2, CoolingUntil: now.Add(time.Minute)}}
-		}, func() time.Time { return now }))
+		}, func() time.Time { return now }),
+		PolicyRefused(func() bool { return false }), EnvoyRejected(func() bool { return false }), EnvoyStreams(func() int64 { return 1 }))
+	cs = append(cs, BudgetStore(func() (bool, uint64) { return true, 0 })...)
+	cs = append(cs, Fleet(func() (int, int) { return 2, 0 })...)
 	if err := m.Register(cs...); err != nil {
 		t.Fatal(err)
 	}
