@@ -240,13 +240,13 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 		drop = st.hideUsage && (choices.Type == gjson.Null || choices.IsArray() && !choices.Get("0").Exists())
 	}
 	c := choices.Get("0.delta.content")
-	if c.Type != gjson.String {
+	if c.Type != gjson.String && !c.IsArray() {
 		c = choices.Get("0.text") // a legacy completions stream
 	}
-	if c.Type == gjson.String {
-		st.outTokens += classify.EstimateTokens(c.Str)
+	if text := translate.AnswerText(c); text != "" { // a string, or parts (magistral)
+		st.outTokens += classify.EstimateTokens(text)
 		if st.answer != nil && st.answer.Len() < maxContentBytes {
-			st.answer.WriteString(c.Str)
+			st.answer.WriteString(text)
 		}
 	}
 	return drop

@@ -54,9 +54,9 @@ func ChatToMessage(chat []byte) ([]byte, error) {
 	dst = jsonw.AppendString(dst, c.Get("model").Str)
 	dst = append(dst, `,"content":[`...)
 	n := 0
-	if t := msg.Get("content"); t.Type == gjson.String && t.Str != "" {
+	if t := AnswerText(msg.Get("content")); t != "" {
 		dst = append(dst, `{"type":"text","text":`...)
-		dst = jsonw.AppendString(dst, t.Str)
+		dst = jsonw.AppendString(dst, t)
 		dst = append(dst, '}')
 		n++
 	}
@@ -78,7 +78,7 @@ func ChatToMessage(chat []byte) ([]byte, error) {
 	// billed was charged nothing (the agent probe). Arguments that are no
 	// object in a finished answer are a broken provider's.
 	cut := ch.Get("finish_reason").Str == "length"
-	msg.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
+	toolCalls(msg.Get("tool_calls")).ForEach(func(_, tc gjson.Result) bool {
 		if n > 0 {
 			dst = append(dst, ',')
 		}

@@ -215,30 +215,34 @@ func (s *MessagesStream) Event(ev Event, dst []byte) []byte {
 	if !ch.IsObject() || index.Int() != 0 {
 		return dst
 	}
-	t := delta.Get("content")
+	text := AnswerText(delta.Get("content"))
 	if r := delta.Get("refusal"); r.Type == gjson.String && r.Str != "" {
 		// A refusal streams as text, and the message stops as refused.
-		t, s.refused = r, true
+		text, s.refused = r.Str, true
 	}
-	if t.Type == gjson.String && t.Str != "" {
-		s.text = t.Str
+	if text != "" {
+		s.text = text
 		switch {
 		case s.textOpen:
 		case s.callWhole() && len(s.held) == 0:
 			dst = s.openText(s.closeBlock(dst))
 		default: // after the held blocks
 			if n := len(s.held); n > 0 && s.held[n-1].call == nil {
-				s.held[n-1].text = append(s.held[n-1].text, t.Str...)
+				s.held[n-1].text = append(s.held[n-1].text, text...)
 			} else {
-				s.held = append(s.held, heldBlock{text: []byte(t.Str)})
+				s.held = append(s.held, heldBlock{text: []byte(text)})
 			}
 		}
 		if s.textOpen {
-			dst = s.delta(dst, "text_delta", "text", t.Str)
+			dst = s.delta(dst, "text_delta", "text", text)
 		}
 	}
-	delta.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
-		i := int(tc.Get("index").Int())
+	toolCalls(delta.Get("tool_calls")).ForEach(func(_, tc gjson.Result) bool {
+		lastID := ""
+		if n := len(s.calls); n > 0 && s.calls[n-1] != nil {
+			lastID = s.calls[n-1].id
+		}
+		i := callSlot(tc, len(s.calls), lastID)
 		if i < 0 || i > 1024 {
 			return true // no provider numbers calls so; ignore rather than grow
 		}
@@ -247,12 +251,12 @@ func (s *MessagesStream) Event(ev Event, dst []byte) []byte {
 		}
 		c := s.calls[i]
 		if c == nil {
-			c = &messagesCall{}
+			c = &messagesCall{id: strings.Clone(tc.Get("id").Str)} // kept: a later delta without an index names it
 			s.calls[i] = c
 			if s.callWhole() && len(s.held) == 0 {
-				dst = s.openCall(s.closeBlock(dst), c, tc.Get("id").Str, tc.Get("function.name").Str)
+				dst = s.openCall(s.closeBlock(dst), c, c.id, tc.Get("function.name").Str)
 			} else {
-				c.id, c.name = strings.Clone(tc.Get("id").Str), strings.Clone(tc.Get("function.name").Str)
+				c.name = strings.Clone(tc.Get("function.name").Str)
 				s.held = append(s.held, heldBlock{call: c})
 			}
 		}

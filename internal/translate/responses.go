@@ -735,15 +735,15 @@ func ChatToResponse(chat []byte, echo []byte) ([]byte, error) {
 	ch := c.Get("choices.0")
 	msg := ch.Get("message")
 	var output []any
-	if t := msg.Get("content"); t.Type == gjson.String && t.Str != "" {
+	if t := AnswerText(msg.Get("content")); t != "" {
 		output = append(output, map[string]any{"type": "message", "id": "msg_" + id, "status": "completed", "role": "assistant",
-			"content": []any{map[string]any{"type": "output_text", "text": t.Str, "annotations": []any{}}}})
+			"content": []any{map[string]any{"type": "output_text", "text": t, "annotations": []any{}}}})
 	}
 	if r := msg.Get("refusal"); r.Type == gjson.String && r.Str != "" {
 		output = append(output, map[string]any{"type": "message", "id": "msg_" + id, "status": "completed", "role": "assistant",
 			"content": []any{map[string]any{"type": "refusal", "refusal": r.Str}}})
 	}
-	msg.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
+	toolCalls(msg.Get("tool_calls")).ForEach(func(_, tc gjson.Result) bool {
 		output = append(output, map[string]any{"type": "function_call", "id": "fc_" + tc.Get("id").Str, "call_id": tc.Get("id").Str,
 			"name": tc.Get("function.name").Str, "arguments": tc.Get("function.arguments").Str, "status": "completed"})
 		return true

@@ -111,11 +111,11 @@ func (s *ResponsesStream) Event(ev Event, dst []byte) []byte {
 		return dst
 	}
 	delta := ch.Get("delta")
-	if t := delta.Get("content"); t.Type == gjson.String && t.Str != "" {
+	if t := AnswerText(delta.Get("content")); t != "" {
 		dst = s.openMessage(dst, "output_text")
-		s.msg.WriteString(t.Str)
-		s.text = t.Str
-		dst = s.delta(dst, "response.output_text.delta", s.msgItem, s.msgIdx, true, t.Str)
+		s.msg.WriteString(t)
+		s.text = t
+		dst = s.delta(dst, "response.output_text.delta", s.msgItem, s.msgIdx, true, t)
 	}
 	// A refusal (structured outputs the model declines) is a message of
 	// its own part type, as the JSON answer has it; it was dropped, and the
@@ -126,8 +126,12 @@ func (s *ResponsesStream) Event(ev Event, dst []byte) []byte {
 		s.text = t.Str
 		dst = s.delta(dst, "response.refusal.delta", s.msgItem, s.msgIdx, true, t.Str)
 	}
-	delta.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
-		i := tc.Get("index").Int()
+	toolCalls(delta.Get("tool_calls")).ForEach(func(_, tc gjson.Result) bool {
+		lastID := ""
+		if n := len(s.order); n > 0 {
+			lastID = s.order[n-1].callID
+		}
+		i := int64(callSlot(tc, len(s.order), lastID))
 		c := s.calls[i]
 		if c == nil {
 			dst = s.closeMessage(dst)
