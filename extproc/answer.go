@@ -4,6 +4,7 @@
 package extproc
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"slices"
@@ -199,6 +200,14 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
 	}
 	compressed := encoding != "" && encoding != "identity"
+	if compressed && len(status) == 3 && status[0] == '2' && !p.failed {
+		// Asked for none (identityEncoding), a provider compressed its
+		// answer anyway: stellwerk can neither read its usage, nor
+		// translate it, nor take a credential out of it. A gzipped
+		// Anthropic answer reached the anthropic SDK as a 200 with no text
+		// (the provider-wire probe).
+		return p.immediate(p.noAnswer("a compressed body (content-encoding: " + apierr.Truncate(encoding, 32) + ") though it was asked for none"))
+	}
 	if code >= 400 && (compressed || !strings.HasPrefix(ctype, "application/json") && !strings.HasPrefix(ctype, "text/event-stream")) {
 		// Envoy's own text replies (provider unreachable, no cluster) and
 		// providers' non-JSON errors (a proxy's HTML page) get the OpenAI
@@ -397,6 +406,9 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		return continueResponseBody()
 	}
 	body, _ := p.scrubAnswer(b.Body)
+	// A byte-order mark before the JSON (some servers write one): read,
+	// and passed on, without it (it was a 502).
+	body = bytes.TrimPrefix(body, utf8BOM)
 	if p.translate {
 		p.translate = false
 		var noAnswer string
@@ -416,6 +428,12 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		// SDKs fail to decode it and would count it a success (a helper's
 		// finding). stellwerk's 502 says what happened.
 		return p.immediate(p.noAnswer("a body that is not a JSON object")) // Envoy holds the headers of a body it read whole
+	}
+	if e := gjson.GetBytes(body, "error"); e.IsObject() && !isAnswer(body) {
+		// A gateway that reports a refusal as a success: an error, not an
+		// answer (it reached the client as a 200 without choices, charged
+		// the worst case, the provider counted healthy).
+		return p.immediate(p.noAnswer("an error: " + apierr.Truncate(e.Get("message").String(), 200)))
 	}
 	native := p.endpoint == epResponses && p.served.NativeResponses()
 	if p.keepContent {
@@ -549,4 +567,19 @@ func (p *edge) noAnswer(what string) *apierr.Error {
 	p.log.Warn("the provider's success was no answer", zap.String("decision_id", p.id), zap.String("model", m.ID),
 		zap.String("provider", m.Provider.Name), zap.String("body", what))
 	return apierr.Upstream("provider_bad_response", "the provider %s answered with success but %s; the request was not served", m.Provider.Name, what)
+}
+
+// utf8BOM is the byte-order mark some servers put before a JSON body.
+var utf8BOM = []byte("\ufeff")
+
+// isAnswer reports whether a successful JSON body holds an answer of an
+// API stellwerk serves: choices (chat, completions), data (embeddings),
+// output (Responses) or content (Messages).
+func isAnswer(body []byte) bool {
+	for _, r := range gjson.GetManyBytes(body, "choices", "data", "output", "content") {
+		if r.Exists() {
+			return true
+		}
+	}
+	return false
 }

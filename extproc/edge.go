@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -368,6 +369,8 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 			}
 			val = headerValue(hv)
 			p.headers[k] = apierr.Truncate(val, 256)
+		case k == "accept-encoding":
+			continue // replaced: identityEncoding
 		case header.IsInternal(k):
 			switch k {
 			case header.Policy:
@@ -479,8 +482,16 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	}
 	// Clearing the route cache matters when a client sent the routing header:
 	// Envoy may have matched a route on it before this filter ran.
-	return continueRequestHeaders(&extprocv3.HeaderMutation{RemoveHeaders: remove}, true)
+	return continueRequestHeaders(&extprocv3.HeaderMutation{SetHeaders: identityEncoding, RemoveHeaders: remove}, true)
 }
+
+// identityEncoding asks every provider for an uncompressed answer:
+// stellwerk reads each one (usage, credentials echoed, translation). The
+// client's accept-encoding was only removed, and without the header a
+// server (a CDN, an egress proxy) may compress: a gzipped Anthropic answer
+// reached anthropic-SDK clients as a 200 with no text (the provider-wire
+// probe). Shared by every request, never changed.
+var identityEncoding = []*corev3.HeaderValueOption{setHeader("accept-encoding", "identity")}
 
 // requestBody parses the chat request once, decides, and rewrites the
 // request for the chosen provider.

@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"bytes"
 	"slices"
 	"strconv"
 	"strings"
@@ -192,7 +193,7 @@ func (p *egress) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespon
 		return continueResponseBody()
 	}
 	p.translate = false
-	body, noAnswer := p.translateAnswer(b.Body)
+	body, noAnswer := p.translateAnswer(bytes.TrimPrefix(b.Body, utf8BOM))
 	if noAnswer != "" {
 		// The edge answers 502 for a success that is no answer, and
 		// charges nothing: an answer this attempt cannot translate reaches

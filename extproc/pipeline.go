@@ -198,11 +198,14 @@ func (q *pipeline) release(resp *extprocv3.ProcessingResponse, out []*extprocv3.
 	if bm := cr.GetBodyMutation(); bm != nil {
 		n = len(bm.GetBody())
 	}
-	src := cr.GetHeaderMutation().GetSetHeaders()
-	set := make([]*corev3.HeaderValueOption, 0, len(src)+1)
-	for _, h := range src {
-		if h.GetHeader().GetKey() != "content-length" {
-			set = append(set, h)
+	// The headers' own (accept-encoding), then the decision's.
+	held0, src := hm.GetSetHeaders(), cr.GetHeaderMutation().GetSetHeaders()
+	set := make([]*corev3.HeaderValueOption, 0, len(held0)+len(src)+1)
+	for _, list := range [2][]*corev3.HeaderValueOption{held0, src} {
+		for _, h := range list {
+			if h.GetHeader().GetKey() != "content-length" {
+				set = append(set, h)
+			}
 		}
 	}
 	merged.SetHeaders = append(set, setHeader("content-length", strconv.Itoa(n)))

@@ -322,10 +322,10 @@ func readResponseHeaders(h *extprocv3.HttpHeaders) responseMeta {
 		switch strings.ToLower(hv.Key) {
 		case ":status":
 			m.status = headerValue(hv)
-		case "content-type":
-			m.ctype = headerValue(hv)
+		case "content-type": // media types are case-insensitive (Text/Event-Stream was relabelled JSON)
+			m.ctype = strings.ToLower(headerValue(hv))
 		case "content-encoding":
-			m.encoding = headerValue(hv)
+			m.encoding = strings.ToLower(headerValue(hv))
 		case "retry-after":
 			m.retryAfter = headerValue(hv)
 		case header.UpstreamFlags:

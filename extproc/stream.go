@@ -38,6 +38,11 @@ type streamState struct {
 	// complete answer to the client.
 	checkEnd bool
 	sawEnd   bool
+	// sawFinish: a chat stream's finish_reason came, so its answer is
+	// whole even if no [DONE] follows (older TGI, llama.cpp servers end
+	// there: each such stream was stream_incomplete and a provider
+	// failure, the provider-wire probe).
+	sawFinish bool
 	// failed: the provider ended the stream with an error event, after
 	// the answer had started: interrupted, not served.
 	failed bool
@@ -66,6 +71,13 @@ type scrubber interface {
 
 // maxContentBytes bounds the answer text an audit record keeps.
 const maxContentBytes = 256 << 10
+
+// finisher is a translation of chat chunks that tells whether a
+// finish_reason came (translate.MessagesStream, ResponsesStream).
+type finisher interface{ Finished() bool }
+
+// doneData is the data of OpenAI's last event.
+var doneData = []byte("[DONE]")
 
 // incompleteEvent is what the OpenAI SDKs raise as an APIError.
 var incompleteEvent = []byte(`data: {"error":{"message":"the provider's stream ended before the answer was complete","type":"server_error","code":"stream_incomplete","param":null}}` + "\n\n")
@@ -123,6 +135,9 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 			st.cached = st.conv.Cached()
 		}
 		st.sawEnd = st.sawEnd || st.conv.Ended()
+		if f, ok := st.conv.(finisher); ok && !st.sawFinish {
+			st.sawFinish = f.Finished()
+		}
 		if b.EndOfStream {
 			out, end = st.end(out)
 		}
@@ -239,6 +254,10 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 		// no choices: absent, null or [] (as gjson's Array() counts them)
 		drop = st.hideUsage && (choices.Type == gjson.Null || choices.IsArray() && !choices.Get("0").Exists())
 	}
+	if !st.sawFinish {
+		f := choices.Get("0.finish_reason")
+		st.sawFinish = f.Type == gjson.String && f.Str != ""
+	}
 	c := choices.Get("0.delta.content")
 	if c.Type != gjson.String && !c.IsArray() {
 		c = choices.Get("0.text") // a legacy completions stream
@@ -338,6 +357,15 @@ func (st *streamState) messagesEvent(data []byte) {
 func (st *streamState) end(out []byte) ([]byte, string) {
 	if st.failed {
 		return out, "failed" // the client got the provider's error event
+	}
+	if !st.sawEnd && st.sawFinish {
+		// Ended cleanly after its finish_reason, without [DONE]: whole.
+		// A translation is closed as [DONE] would close it (an egress
+		// attempt's too: the edge reads the Messages events it made).
+		if st.conv != nil {
+			out = st.conv.Event(translate.Event{Data: doneData}, out)
+		}
+		return out, "complete"
 	}
 	if st.checkEnd && !st.sawEnd {
 		if st.endEvent != nil {

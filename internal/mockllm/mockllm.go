@@ -26,6 +26,7 @@
 //	x-mock-cached: 900              that many prompt tokens read from the cache (JSON answers: chat, Anthropic)
 //	x-mock-answer-bytes: 300000     an answer of at least that many bytes of text (Anthropic)
 //	x-mock-cut-tool-call: 1         a chat JSON answer's tool calls cut off at max_tokens: arguments end mid-JSON, finish_reason length
+//	x-mock-quirk: gzip|bom|…        what OpenAI-compatible servers send that OpenAI does not (chat; quirks.go)
 //	x-mock-echo-auth: 1             echo the Authorization it got (a header, an injected error's text, a stream's error event, a chat answer's content), name an account, set a cookie
 package mockllm
 
@@ -60,6 +61,9 @@ type Behavior struct {
 	// (provider-side) model name; every other model answers normally, as
 	// a provider that rate-limits per model does.
 	OnlyModel string `json:"only_model,omitempty"`
+	// Quirk is one of the Quirk constants: what OpenAI-compatible servers
+	// send that OpenAI does not (quirks.go).
+	Quirk string `json:"quirk,omitempty"`
 }
 
 // Recorded is one request as the provider saw it.
@@ -186,6 +190,10 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b = Behavior{}
 	}
 	b = overrideFromHeaders(b, r.Header)
+	if qw, ok := newQuirkWriter(w, r, b.Quirk).(*quirkWriter); ok {
+		w = qw
+		defer qw.close()
+	}
 
 	echo := r.Header.Get("x-mock-echo-auth") != ""
 	if echo {
@@ -255,6 +263,11 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			msg += "; you sent " + r.Header.Get("Authorization")
 		}
 		writeError(w, b.Status, errorType(b.Status), msg)
+		return
+	}
+	if b.Quirk == QuirkError200 { // a gateway that reports a refusal as a success
+		writeJSON(w, http.StatusOK, map[string]any{"error": map[string]any{"message": p.Name + ": quota exceeded for this account",
+			"type": "insufficient_quota", "code": "insufficient_quota"}})
 		return
 	}
 	if !gjson.ValidBytes(body) {
@@ -475,6 +488,9 @@ func overrideFromHeaders(b Behavior, h http.Header) Behavior {
 	}
 	if v := h.Get("x-mock-reset"); v != "" {
 		b.Reset = v
+	}
+	if v := h.Get("x-mock-quirk"); v != "" {
+		b.Quirk = v
 	}
 	if v := h.Get("x-mock-first-byte-delay"); v != "" {
 		if d, err := time.ParseDuration(v); err == nil {

@@ -122,6 +122,10 @@ func (s *MessagesStream) TextDelta() string { return s.text }
 // Ended reports whether message_stop (or an error event) went out.
 func (s *MessagesStream) Ended() bool { return s.done }
 
+// Finished reports whether a finish_reason came: the answer is whole, its
+// [DONE] aside.
+func (s *MessagesStream) Finished() bool { return s.stopReason != "" }
+
 // Usage is the chat stream's usage once its usage chunk came, as prompt
 // and completion tokens (stellwerk's meter counts cached tokens in the
 // prompt, as OpenAI does).

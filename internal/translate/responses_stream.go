@@ -69,6 +69,10 @@ func (s *ResponsesStream) TextDelta() string { return s.text }
 // Ended reports whether response.completed (or an error) went out.
 func (s *ResponsesStream) Ended() bool { return s.done }
 
+// Finished reports whether a finish_reason came: the answer is whole, its
+// [DONE] aside.
+func (s *ResponsesStream) Finished() bool { return s.finish != "" }
+
 // Usage is the chat stream's usage, once its usage chunk came.
 func (s *ResponsesStream) Usage() (promptTokens, completionTokens int, ok bool) {
 	return int(s.usage[0]), int(s.usage[1]), s.usageOK

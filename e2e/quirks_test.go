@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
+)
+
+// TestProviderWireQuirks: what OpenAI-compatible servers send that OpenAI
+// does not, through Envoy (the provider-wire probe): an answer compressed
+// because the request did not say it wants none, a byte-order mark, a
+// content type in mixed case, a stream without [DONE], a 200 that carries
+// an error. Each was a 502, a wrong success or a broken stream before.
+func TestProviderWireQuirks(t *testing.T) {
+	t.Parallel()
+	s := failoverStackWith(t, func(*config.Config) {})
+	p := s.Providers["primary"]
+	const ask = `{"model":"primary-mini","max_tokens":20,%s"messages":[{"role":"user","content":"hello"}]}`
+	chat := func(stream bool) (int, []byte) {
+		t.Helper()
+		extra := ""
+		if stream {
+			extra = `"stream":true,`
+		}
+		resp, b := post(t, s.URL+"/v1/chat/completions", strings.Replace(ask, "%s", extra, 1), nil)
+		return resp.StatusCode, b
+	}
+	served := func(quirk string, code int, b []byte) {
+		t.Helper()
+		if code != 200 || gjson.GetBytes(b, "routing.model").Str != "primary-mini" || gjson.GetBytes(b, "usage.completion_tokens").Int() == 0 {
+			t.Errorf("%s, JSON: %d %s", quirk, code, b)
+		}
+	}
+	streamed := func(quirk string, code int, b []byte) {
+		t.Helper()
+		if code != 200 || !strings.Contains(string(b), `"content":"Hello`) || strings.Contains(string(b), "stream_incomplete") {
+			t.Errorf("%s, stream: %d %s", quirk, code, b)
+		}
+	}
+	refused := func(quirk string, code int, b []byte, says string) {
+		t.Helper()
+		if e := decodeError(t, b).Error; code != 502 || e.Code != "provider_bad_response" || !strings.Contains(e.Message, says) {
+			t.Errorf("%s: %d %s", quirk, code, b)
+		}
+	}
+
+	// Asked for an uncompressed answer, a compressing server sends one.
+	p.SetBehavior(mockllm.Behavior{Quirk: mockllm.QuirkGzip})
+	code, b := chat(false)
+	served("gzip", code, b)
+	code, b = chat(true)
+	streamed("gzip", code, b)
+	for _, r := range p.Requests() {
+		if ae := r.Header.Get("Accept-Encoding"); ae != "identity" {
+			t.Errorf("the provider was sent accept-encoding %q", ae)
+		}
+	}
+	// One that compresses anyway: nothing stellwerk can read or pass on.
+	p.SetBehavior(mockllm.Behavior{Quirk: mockllm.QuirkGzipAlways})
+	code, b = chat(false)
+	refused("gzip-always", code, b, "compressed")
+
+	p.SetBehavior(mockllm.Behavior{Quirk: mockllm.QuirkBOM})
+	code, b = chat(false)
+	served("bom", code, b)
+
+	p.SetBehavior(mockllm.Behavior{Quirk: mockllm.QuirkMixedCase})
+	code, b = chat(false)
+	served("mixed-case", code, b)
+	code, b = chat(true)
+	streamed("mixed-case", code, b)
+
+	// A stream that ends after its finish_reason without [DONE] is whole,
+	// on the chat API and translated for the Messages API.
+	p.SetBehavior(mockllm.Behavior{Quirk: mockllm.QuirkNoDone})
+	code, b = chat(true)
+	streamed("no-done", code, b)
+	resp, mb := post(t, s.URL+"/v1/messages", `{"model":"primary-mini","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"hello"}]}`,
+		map[string]string{"anthropic-version": "2023-06-01"})
+	if ev := string(mb); resp.StatusCode != 200 || !strings.Contains(ev, `"text":"Hello`) || !strings.HasSuffix(ev, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n") ||
+		strings.Contains(ev, "event: error") {
+		t.Errorf("no-done, Messages API stream: %d %s", resp.StatusCode, mb)
+	}
+
+	p.SetBehavior(mockllm.Behavior{Quirk: mockllm.QuirkError200})
+	code, b = chat(false)
+	refused("error-200", code, b, "quota exceeded")
+	p.SetBehavior(mockllm.Behavior{})
+
+	// None of them counted against the provider but the two it got wrong.
+	if f := gjson.GetBytes(adminBody(t, s, "/status"), `providers.#(name=="primary").consecutive_failures`); f.Int() > 2 {
+		t.Errorf("primary's run of failures: %s", f.Raw)
+	}
+}
