@@ -86,6 +86,16 @@ func TestProviderWireQuirks(t *testing.T) {
 		t.Errorf("no-done, Messages API stream: %d %s", resp.StatusCode, mb)
 	}
 
+	// The shared account's rate-limit headers are not the caller's.
+	p.SetBehavior(mockllm.Behavior{Quirk: mockllm.QuirkRate})
+	resp, b = post(t, s.URL+"/v1/chat/completions", strings.Replace(ask, "%s", "", 1), nil)
+	served("rate-headers", resp.StatusCode, b)
+	for _, h := range []string{"x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "anthropic-ratelimit-requests-remaining", "retry-after-ms"} {
+		if v := resp.Header.Get(h); v != "" {
+			t.Errorf("the client got the provider's %s: %s", h, v)
+		}
+	}
+
 	p.SetBehavior(mockllm.Behavior{Quirk: mockllm.QuirkError200})
 	code, b = chat(false)
 	refused("error-200", code, b, "quota exceeded")

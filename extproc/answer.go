@@ -161,6 +161,9 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	if r := p.reservation; r != nil {
 		hs = append(hs, rateHeaders(&r.State, time.Now())...)
 	}
+	remove = slices.DeleteFunc(remove, func(k string) bool { // a header stellwerk sets is not removed too
+		return slices.ContainsFunc(hs, func(h *corev3.HeaderValueOption) bool { return strings.EqualFold(h.GetHeader().GetKey(), k) })
+	})
 	resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs, RemoveHeaders: remove})
 	p.respStatus = status
 	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "text/event-stream") && !h.EndOfStream &&
@@ -496,7 +499,17 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 func (p *edge) providerHeaders(h *extprocv3.HttpHeaders, remove []string) []string {
 	for _, hv := range h.GetHeaders().GetHeaders() {
 		switch strings.ToLower(hv.Key) {
-		case "set-cookie", "openai-organization", "openai-project", "anthropic-organization-id":
+		case "set-cookie", "openai-organization", "openai-project", "anthropic-organization-id",
+			// Milliseconds the SDKs prefer to retry-after, which stellwerk
+			// bounds (an Azure 429's 15000 reached them as sent).
+			"retry-after-ms":
+			remove = append(remove, hv.Key)
+			continue
+		}
+		if k := strings.ToLower(hv.Key); strings.HasPrefix(k, "x-ratelimit-") || strings.HasPrefix(k, "anthropic-ratelimit-") {
+			// The provider's limits are the shared account's, every
+			// tenant's, not the caller's: stellwerk's own x-ratelimit-*
+			// (rateHeaders) are the caller's (the provider-wire probe).
 			remove = append(remove, hv.Key)
 			continue
 		}

@@ -21,6 +21,8 @@ import (
 //	no-done       a stream without its final data: [DONE] (older TGI,
 //	              llama.cpp servers)
 //	error-200     a 200 whose JSON body is an error object
+//	rate-headers  the account's rate-limit headers on every answer
+//	              (x-ratelimit-*, anthropic-ratelimit-*, retry-after-ms)
 const (
 	QuirkGzip       = "gzip"
 	QuirkGzipAlways = "gzip-always"
@@ -28,6 +30,7 @@ const (
 	QuirkMixedCase  = "mixed-case"
 	QuirkNoDone     = "no-done"
 	QuirkError200   = "error-200"
+	QuirkRate       = "rate-headers"
 )
 
 // quirkWriter writes an answer with one quirk.
@@ -44,7 +47,7 @@ func newQuirkWriter(w http.ResponseWriter, r *http.Request, quirk string) http.R
 		if ae := strings.ToLower(r.Header.Get("Accept-Encoding")); ae == "identity" {
 			return w
 		}
-	case QuirkGzipAlways, QuirkBOM, QuirkMixedCase, QuirkNoDone:
+	case QuirkGzipAlways, QuirkBOM, QuirkMixedCase, QuirkNoDone, QuirkRate:
 	default:
 		return w
 	}
@@ -67,6 +70,11 @@ func (q *quirkWriter) WriteHeader(status int) {
 		}
 	case QuirkBOM:
 		h.Del("Content-Length")
+	case QuirkRate:
+		h.Set("X-Ratelimit-Limit-Requests", "5000")
+		h.Set("X-Ratelimit-Remaining-Requests", "4999")
+		h.Set("Anthropic-Ratelimit-Requests-Remaining", "4999")
+		h.Set("Retry-After-Ms", "15000")
 	}
 	q.ResponseWriter.WriteHeader(status)
 }
