@@ -190,3 +190,23 @@ func TestClusterSettingsErrorsNameTheField(t *testing.T) {
 		t.Errorf("unknown field: %v", err)
 	}
 }
+
+// TestNonFiniteNumbersRefused: YAML reads .nan and .inf as numbers, and a
+// range check written x < 0 || x > 1 lets NaN through: a NaN injection
+// threshold made the policy panic on every request, a NaN price made audit
+// records unwritable and requests free (the config probe). Every number is
+// checked, by its path.
+func TestNonFiniteNumbersRefused(t *testing.T) {
+	for want, doc := range map[string]string{
+		"workspaces[0].injection_threshold": minimal + "workspaces: [{name: default, injection_threshold: .nan}]\n",
+		"models[0].price.input_per_mtok": strings.Replace(minimal, "context_window: 1000}", "context_window: 1000, price: {input_per_mtok: .inf, output_per_mtok: 1}}", 1),
+		"currency.usd_to_eur":            minimal + "currency: {usd_to_eur: .NaN}\n",
+		"models[0].quality.code":         strings.Replace(minimal, "context_window: 1000}", "context_window: 1000, quality: {code: -.inf}}", 1),
+		"budgets.limits[0].warn_at":      minimal + "budgets: {limits: [{name: b, scope: global, amount_eur: 1, period: day, warn_at: .nan}]}\n",
+	} {
+		_, err := Decode(strings.NewReader(doc))
+		if err == nil || !strings.Contains(err.Error(), want+": must be a finite number") {
+			t.Errorf("%s: %v", want, err)
+		}
+	}
+}

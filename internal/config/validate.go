@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -26,6 +27,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	for _, field := range nonFinite(reflect.ValueOf(c).Elem(), "", nil) {
+		bad(field, "must be a finite number (not .nan or .inf)")
 	}
 	for field, addr := range map[string]string{"server.admin": c.Server.Admin, "envoy.listener": c.Envoy.Listener} {
 		if err := checkHostPort(addr); err != nil {

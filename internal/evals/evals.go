@@ -63,7 +63,7 @@ func Read(r io.Reader, name string) ([]Score, error) {
 			continue
 		}
 		s := Score{Model: strings.TrimSpace(rec[0]), Task: strings.TrimSpace(rec[1])}
-		if s.Score, err = strconv.ParseFloat(strings.TrimSpace(rec[2]), 64); err != nil || s.Score < 0 || s.Score > 1 {
+		if s.Score, err = strconv.ParseFloat(strings.TrimSpace(rec[2]), 64); err != nil || !(s.Score >= 0 && s.Score <= 1) { // NaN too
 			errs = append(errs, fmt.Errorf("%s:%d: score %q must be a number in [0, 1]", name, line, rec[2]))
 			continue
 		}
