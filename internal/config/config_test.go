@@ -199,10 +199,10 @@ func TestClusterSettingsErrorsNameTheField(t *testing.T) {
 func TestNonFiniteNumbersRefused(t *testing.T) {
 	for want, doc := range map[string]string{
 		"workspaces[0].injection_threshold": minimal + "workspaces: [{name: default, injection_threshold: .nan}]\n",
-		"models[0].price.input_per_mtok": strings.Replace(minimal, "context_window: 1000}", "context_window: 1000, price: {input_per_mtok: .inf, output_per_mtok: 1}}", 1),
-		"currency.usd_to_eur":            minimal + "currency: {usd_to_eur: .NaN}\n",
-		"models[0].quality.code":         strings.Replace(minimal, "context_window: 1000}", "context_window: 1000, quality: {code: -.inf}}", 1),
-		"budgets.limits[0].warn_at":      minimal + "budgets: {limits: [{name: b, scope: global, amount_eur: 1, period: day, warn_at: .nan}]}\n",
+		"models[0].price.input_per_mtok":    strings.Replace(minimal, "context_window: 1000}", "context_window: 1000, price: {input_per_mtok: .inf, output_per_mtok: 1}}", 1),
+		"currency.usd_to_eur":               minimal + "currency: {usd_to_eur: .NaN}\n",
+		"models[0].quality.code":            strings.Replace(minimal, "context_window: 1000}", "context_window: 1000, quality: {code: -.inf}}", 1),
+		"budgets.limits[0].warn_at":         minimal + "budgets: {limits: [{name: b, scope: global, amount_eur: 1, period: day, warn_at: .nan}]}\n",
 	} {
 		_, err := Decode(strings.NewReader(doc))
 		if err == nil || !strings.Contains(err.Error(), want+": must be a finite number") {
