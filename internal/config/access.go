@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // validateAccess checks auth, keys, workspaces, policy and currency.
@@ -23,8 +24,9 @@ func (c *Config) validateAccess(models map[string]bool) []error {
 	if c.Currency.USDToEUR <= 0 || c.Currency.USDToEUR > 10 {
 		bad("currency.usd_to_eur", "must be a positive rate, got %v", c.Currency.USDToEUR)
 	}
-	if c.Policy.ReloadInterval < 0 {
-		bad("policy.reload_interval", "must not be negative")
+	if c.Policy.ReloadInterval < 100*time.Millisecond || c.Policy.ReloadInterval > time.Hour {
+		// 1ns spun a core reading the directory (the config probe).
+		bad("policy.reload_interval", "must be between 100ms and 1h, got %v", c.Policy.ReloadInterval)
 	}
 	if c.Policy.Library != nil && !*c.Policy.Library && c.Policy.Dir == "" {
 		bad("policy", "library: false needs a dir with your own modules")

@@ -240,8 +240,9 @@ type Options struct {
 type Ledger struct {
 	backend   Backend
 	limits    atomic.Pointer[Limits]
-	lease     time.Duration
-	retention time.Duration
+	// lease and retention are durations, reloadable (SetLease).
+	lease     atomic.Int64
+	retention atomic.Int64
 	now       func() time.Time
 	failOpenB bool
 	failOpenR bool
@@ -342,8 +343,9 @@ func New(b Backend, lim *Limits, o Options) *Ledger {
 	if lim == nil {
 		lim, _ = NewLimits(time.UTC, nil, nil)
 	}
-	l := &Ledger{backend: b, lease: o.Lease, retention: max(time.Minute, o.Lease), now: o.Now,
+	l := &Ledger{backend: b, now: o.Now,
 		failOpenB: o.FailOpenBudgets, failOpenR: o.FailOpenRateLimits, log: o.Logger.Named("ledger")}
+	l.SetLease(o.Lease)
 	l.limits.Store(lim)
 	if rb := redisOf(b); rb != nil {
 		// Redis's health as the state check finds it, every 10 s: with
@@ -363,7 +365,19 @@ func (l *Ledger) SetLimits(lim *Limits) { l.limits.Store(lim) }
 func (l *Ledger) Limits() *Limits { return l.limits.Load() }
 
 // Lease is how long a reservation holds before it expires into a charge.
-func (l *Ledger) Lease() time.Duration { return l.lease }
+func (l *Ledger) Lease() time.Duration { return time.Duration(l.lease.Load()) }
+
+// SetLease changes the lease of reservations made from now on (a reload
+// of budgets.lease, or of envoy.request_timeout, which it follows by
+// default); those made before keep theirs. Settled reservations are
+// remembered for at least a minute, or the lease.
+func (l *Ledger) SetLease(d time.Duration) {
+	l.lease.Store(int64(d))
+	l.retention.Store(int64(max(time.Minute, d)))
+}
+
+// retain is how long settled and expired reservations are remembered.
+func (l *Ledger) retain() time.Duration { return time.Duration(l.retention.Load()) }
 
 // Close stops the backend (the memory backend saves its spend).
 func (l *Ledger) Close(ctx context.Context) error {
@@ -401,7 +415,7 @@ func (l *Ledger) Reserve(ctx context.Context, req *Request) (*Reservation, error
 		r.req.ID = r.ID
 	}
 	now := l.now()
-	p := plan{id: r.ID, now: now.UnixMilli(), leaseUntil: now.Add(l.lease).UnixMilli(), retention: l.retention.Milliseconds()}
+	p := plan{id: r.ID, now: now.UnixMilli(), leaseUntil: now.Add(l.Lease()).UnixMilli(), retention: l.retain().Milliseconds()}
 	p.counters = l.compile(&r.req, now, false, "")
 	if len(p.counters) == 0 {
 		r.Allowed, r.Unenforced = true, false
@@ -492,12 +506,12 @@ func (l *Ledger) finish(ctx context.Context, r *Reservation, u Usage, release bo
 		if release {
 			return Settlement{}, nil
 		}
-		if err := l.backend.charge(ctx, r.ID, now, l.retention.Milliseconds(), r.counters, int64(u.Cost), u.Tokens); err != nil {
+		if err := l.backend.charge(ctx, r.ID, now, l.retain().Milliseconds(), r.counters, int64(u.Cost), u.Tokens); err != nil {
 			return Settlement{}, &UnavailableError{Op: "charge", Err: err}
 		}
 		return Settlement{Unmatched: true}, nil
 	}
-	st, err := l.backend.settle(ctx, r.ID, now, l.retention.Milliseconds(), int64(u.Cost), u.Tokens, release)
+	st, err := l.backend.settle(ctx, r.ID, now, l.retain().Milliseconds(), int64(u.Cost), u.Tokens, release)
 	l.answered(ctx, err)
 	if err != nil {
 		return Settlement{}, &UnavailableError{Op: op, Err: err}
@@ -513,7 +527,7 @@ func (l *Ledger) finish(ctx context.Context, r *Reservation, u Usage, release bo
 		}
 		// The store lost the record (a Redis restart without persistence):
 		// charge the usage directly so it is not lost.
-		if err := l.backend.charge(ctx, r.ID, now, l.retention.Milliseconds(), r.counters, int64(u.Cost), u.Tokens); err != nil {
+		if err := l.backend.charge(ctx, r.ID, now, l.retain().Milliseconds(), r.counters, int64(u.Cost), u.Tokens); err != nil {
 			return Settlement{}, &UnavailableError{Op: "charge", Err: err}
 		}
 		return Settlement{Unmatched: true}, nil
@@ -537,7 +551,7 @@ func (l *Ledger) Move(ctx context.Context, r *Reservation, model string, cost Mi
 		r.req, r.counters = req, cs
 		return nil, nil
 	}
-	p := plan{id: r.ID, now: now.UnixMilli(), leaseUntil: now.Add(l.lease).UnixMilli(), retention: l.retention.Milliseconds(),
+	p := plan{id: r.ID, now: now.UnixMilli(), leaseUntil: now.Add(l.Lease()).UnixMilli(), retention: l.retain().Milliseconds(),
 		counters: cs, move: true}
 	st, err := l.backend.reserve(ctx, &p)
 	if err != nil {
@@ -585,7 +599,7 @@ func (l *Ledger) Downgrades(req *Request) bool {
 // without holding anything. Leases past their end expire first.
 func (l *Ledger) Peek(ctx context.Context, req *Request) (State, error) {
 	now := l.now()
-	p := plan{now: now.UnixMilli(), retention: l.retention.Milliseconds()}
+	p := plan{now: now.UnixMilli(), retention: l.retain().Milliseconds()}
 	p.counters = l.compile(req, now, false, "")
 	if len(p.counters) == 0 {
 		return State{}, nil

@@ -98,7 +98,7 @@ func (o *orphans) release(l *Ledger) {
 	done := 0
 	for _, id := range ids {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := l.backend.settle(ctx, id, l.now().UnixMilli(), l.retention.Milliseconds(), 0, 0, true)
+		_, err := l.backend.settle(ctx, id, l.now().UnixMilli(), l.retain().Milliseconds(), 0, 0, true)
 		cancel()
 		if err != nil {
 			break

@@ -167,7 +167,7 @@ func (l *Ledger) compile(req *Request, now time.Time, move bool, fromModel strin
 		}
 	}
 	cs := make([]counter, 0, n)
-	lease := l.lease.Milliseconds()
+	lease := l.Lease().Milliseconds()
 	for _, lim := range [2]*Limits{base, req.Extra} {
 		if lim == nil {
 			continue

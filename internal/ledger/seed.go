@@ -97,7 +97,7 @@ func (l *Ledger) Seed(ctx context.Context, lim *Limits, name string, spent []Spe
 		// passes it: leases the raise expires are remembered, so a slow
 		// request's settle corrects its charge instead of adding to it
 		// (the seeding probe).
-		added, err := l.backend.raise(ctx, now.UnixMilli(), l.retention.Milliseconds(), c, sums[k])
+		added, err := l.backend.raise(ctx, now.UnixMilli(), l.retain().Milliseconds(), c, sums[k])
 		if err != nil {
 			return raised, total, err
 		}

@@ -352,6 +352,10 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 	}
 	if r.ln.led != nil {
 		r.ln.led.SetLimits(g.limits) // with the state that uses them (a request reserves in one or the other)
+		// budgets.lease, or envoy.request_timeout it follows by default:
+		// a change to the timeout was refused as a lease change the
+		// operator never made (the config probe).
+		r.ln.led.SetLease(cfg.Budgets.Lease)
 		if !reflect.DeepEqual(r.cur.cfg.Budgets, cfg.Budgets) {
 			go twice(ctx, cfg.Envoy.RequestTimeout+2*time.Second, r.ln.seed.all)
 		}
@@ -436,8 +440,8 @@ func restartOnly(old, cfg *config.Config) error {
 	switch {
 	case !reflect.DeepEqual(old.Server, cfg.Server): // grpc_tls is a pointer: compare what it holds
 		return fmt.Errorf("server addresses changed: restart stellwerk to apply them")
-	case old.Policy.Dir != cfg.Policy.Dir || *old.Policy.Library != *cfg.Policy.Library:
-		return fmt.Errorf("policy source changed: restart stellwerk to apply it")
+	case old.Policy.Dir != cfg.Policy.Dir || *old.Policy.Library != *cfg.Policy.Library || old.Policy.ReloadInterval != cfg.Policy.ReloadInterval:
+		return fmt.Errorf("policy source or reload_interval changed: restart stellwerk to apply it")
 	case cfg.Envoy.MaxRequestBytes > old.Envoy.MaxRequestBytes:
 		// stellwerk's gRPC receive limit is set from it at start.
 		return fmt.Errorf("envoy.max_request_bytes grew: restart stellwerk to apply it")
@@ -446,10 +450,11 @@ func restartOnly(old, cfg *config.Config) error {
 	case !reflect.DeepEqual(old.Audit, cfg.Audit):
 		// The log, its signing key, spool and modes are opened at start.
 		return fmt.Errorf("audit changed: restart stellwerk to apply it")
-	case old.Budgets.Lease != cfg.Budgets.Lease:
-		// The ledger holds it from its start (the seeding probe's reload
-		// to 2s was ignored, unsaid).
-		return fmt.Errorf("budgets.lease changed: restart stellwerk to apply it")
+	case old.Envoy.Mode != cfg.Envoy.Mode:
+		// The listeners Envoy gets differ by mode, and Envoy's bootstrap
+		// with them: a reload from standalone to clusters took the
+		// listener away and every request failed (the config probe).
+		return fmt.Errorf("envoy.mode changed: restart stellwerk, and Envoy with the bootstrap of the new mode (docs/envoy.md)")
 	case !reflect.DeepEqual(old.State, cfg.State):
 		return fmt.Errorf("state (key store, Redis, spend file, hash or master keys) changed: restart stellwerk to apply it")
 	}

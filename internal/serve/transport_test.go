@@ -234,3 +234,33 @@ func TestRefusedTLSClientIsLogged(t *testing.T) {
 		t.Fatalf("%d log lines for three refusals in one interval, want 1: %v", n, logs.All())
 	}
 }
+
+// TestRestartOnlyChanges: envoy.mode and policy.reload_interval need a
+// restart (a reload to clusters mode took Envoy's listener away; a new
+// interval was ignored, unsaid), envoy.request_timeout and the lease that
+// follows it do not (a changed timeout was refused as a lease change the
+// operator never made: the config probe).
+func TestRestartOnlyChanges(t *testing.T) {
+	load := func() *config.Config {
+		c, err := config.Decode(strings.NewReader("routing: {default_model: m1}\nproviders: [{name: p1, base_url: \"http://127.0.0.1:8081/v1\", residency: eu}]\nmodels: [{id: m1, provider: p1, context_window: 1000}]\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for name, tc := range map[string]struct {
+		change  func(*config.Config)
+		restart bool
+	}{
+		"envoy.mode":             {func(c *config.Config) { c.Envoy.Mode = "clusters" }, true},
+		"policy.reload_interval": {func(c *config.Config) { c.Policy.ReloadInterval = time.Second }, true},
+		"envoy.request_timeout":  {func(c *config.Config) { c.Envoy.RequestTimeout, c.Budgets.Lease = 10*time.Minute, 11*time.Minute }, false},
+		"budgets.lease":          {func(c *config.Config) { c.Budgets.Lease = time.Minute }, false},
+	} {
+		c := load()
+		tc.change(c)
+		if err := restartOnly(load(), c); (err != nil) != tc.restart {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
