@@ -238,8 +238,8 @@ type Options struct {
 // Ledger checks and holds requests against Limits in a Backend. It is safe
 // for concurrent use; several Ledgers on one Redis share counters exactly.
 type Ledger struct {
-	backend   Backend
-	limits    atomic.Pointer[Limits]
+	backend Backend
+	limits  atomic.Pointer[Limits]
 	// lease and retention are durations, reloadable (SetLease).
 	lease     atomic.Int64
 	retention atomic.Int64
