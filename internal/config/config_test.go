@@ -92,6 +92,8 @@ models:
 		}},
 		"url with credentials": {strings.Replace(minimal, "http://127.0.0.1:8081/v1", "https://user:pw@h/v1", 1),
 			[]string{"providers[0].base_url: ", "must not carry credentials"}},
+		"url with a key in its query": {strings.Replace(minimal, "http://127.0.0.1:8081/v1", "https://h/v1?key=AIzaSECRET#frag", 1),
+			[]string{"providers[0].base_url: ", `"https://h/v1" must not carry credentials, a query or a fragment`}},
 		"empty": {"", []string{"empty config"}},
 		"responses on an anthropic-wire model": {`
 routing: {default_model: c}
@@ -114,7 +116,7 @@ models:
 					t.Errorf("error does not mention %q:\n%v", w, err)
 				}
 			}
-			if strings.Contains(err.Error(), "pw@") {
+			if strings.Contains(err.Error(), "pw@") || strings.Contains(err.Error(), "SECRET") {
 				t.Errorf("error echoes a credential: %v", err)
 			}
 		})

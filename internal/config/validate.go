@@ -237,7 +237,12 @@ func checkBaseURL(raw string) error {
 	if err != nil {
 		return errors.New("is not a URL") // not echoed: it may hold a secret
 	}
-	shown := u.Redacted() // never echo a password someone put in the URL
+	// Never echo a password someone put in the URL, nor its query or
+	// fragment, which often hold a key (?key=…): the error reaches the
+	// log, /status and the audit log (the config probe).
+	bare := *u
+	bare.RawQuery, bare.Fragment, bare.RawFragment, bare.ForceQuery = "", "", "", false
+	shown := bare.Redacted()
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return fmt.Errorf("%q must be an http or https URL", shown)
 	}
