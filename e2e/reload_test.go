@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -72,6 +73,25 @@ func TestConfigHotReload(t *testing.T) {
 	}
 	if !strings.Contains(s.Log("stellwerk"), "config change refused") {
 		t.Errorf("the refusal was not logged")
+	}
+}
+
+// TestSIGHUPChecksNow: SIGHUP (systemctl reload, kill -HUP) makes serve
+// check its config and policy at once; it had killed the server without
+// draining or writing its records (the config probe).
+func TestSIGHUPChecksNow(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{})
+	p, err := os.FindProcess(s.PID("stellwerk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the SIGHUP line", func() bool { return strings.Contains(s.Log("stellwerk"), "SIGHUP: checking the config and the policy") })
+	if resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"after a SIGHUP"}]}`, nil); resp.StatusCode != 200 {
+		t.Fatalf("after a SIGHUP: %d %s", resp.StatusCode, b)
 	}
 }
 

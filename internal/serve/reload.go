@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/signal"
 	"reflect"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -31,6 +33,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/live"
 	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/observe"
+	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/internal/qpredict"
 	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/telemetry"
@@ -461,11 +464,46 @@ func restartOnly(old, cfg *config.Config) error {
 	return nil
 }
 
-func (r *reloader) watch(ctx context.Context, interval time.Duration) {
-	every(ctx, interval, func() {
+// watch reloads the config every interval, and at once when now says so
+// (SIGHUP: watchHUP).
+func (r *reloader) watch(ctx context.Context, interval time.Duration, now <-chan struct{}) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-now:
+		case <-t.C:
+		}
 		r.reload(ctx)
 		r.ln.keeper.retry(ctx)
-	})
+	}
+}
+
+// watchHUP checks the policy's files, then the config, for changes at once
+// on SIGHUP, as `systemctl reload` and `kill -HUP` expect: SIGHUP killed
+// the server without draining its requests or writing its records (the
+// config probe).
+func watchHUP(ctx context.Context, pm *policy.Manager, configNow chan<- struct{}, log *zap.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			log.Info("SIGHUP: checking the config and the policy for changes now")
+			if pm.Status().Dir != "" {
+				_, _ = pm.Reload(ctx) // a refused change is logged, and kept in /policy
+			}
+			select {
+			case configNow <- struct{}{}:
+			default: // a check is on its way
+			}
+		}
+	}
 }
 
 func (r *reloader) current() (*generation, string, time.Time) {

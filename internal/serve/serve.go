@@ -311,7 +311,9 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	rl := &reloader{o: o, env: env, ps: pm, ln: ln, keys: table, store: ks, keyGen: table.Generation, gen: keyGen,
 		log: log.Named("config"), pub: pub, ep: ep, cur: g, published: g.ir, base: cfg}
 	rl.seen = files // a change since then reloads at the first check
-	go rl.watch(ctx, configReloadInterval)
+	configNow := make(chan struct{}, 1)
+	go rl.watch(ctx, configReloadInterval, configNow)
+	go watchHUP(ctx, pm, configNow, log.Named("config"))
 	fleet := &fleetWatch{replica: fleetReplica(cfg), fp: func() string {
 		g, _, _ := rl.current()
 		return fleetFingerprint(g.cfg, g.state.Versions.Catalog, pm.Current().Version)
