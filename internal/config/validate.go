@@ -40,14 +40,18 @@ func (c *Config) Validate() error {
 	if !slices.Contains(EnvoyModes, c.Envoy.Mode) {
 		bad("envoy.mode", "%q is not one of %s", c.Envoy.Mode, strings.Join(EnvoyModes, ", "))
 	}
-	if c.Envoy.RequestTimeout < 0 {
-		bad("envoy.request_timeout", "must not be negative")
+	// Bounds Envoy can hold: it reads durations in milliseconds, and a
+	// request_timeout of 1ns, sent as 0.000000001s, was no timeout at
+	// all; an extproc_timeout of 1ns failed every request as the router
+	// being down (the config probe). (0 is the default, set before this.)
+	if c.Envoy.RequestTimeout < time.Second {
+		bad("envoy.request_timeout", "must be at least 1s, got %s", c.Envoy.RequestTimeout)
 	}
-	if c.Envoy.ExtProcTimeout < 0 || c.Envoy.ExtProcTimeout > time.Minute {
-		bad("envoy.extproc_timeout", "must be between 0 and 1m, got %s", c.Envoy.ExtProcTimeout)
+	if c.Envoy.ExtProcTimeout < 10*time.Millisecond || c.Envoy.ExtProcTimeout > time.Minute {
+		bad("envoy.extproc_timeout", "must be between 10ms and 1m, got %s", c.Envoy.ExtProcTimeout)
 	}
-	if c.Envoy.ConnectTimeout < 0 {
-		bad("envoy.connect_timeout", "must not be negative")
+	if c.Envoy.ConnectTimeout < time.Millisecond {
+		bad("envoy.connect_timeout", "must be at least 1ms, got %s", c.Envoy.ConnectTimeout)
 	}
 	if c.Envoy.MaxRequestBytes < 1024 || c.Envoy.MaxRequestBytes > 256<<20 {
 		bad("envoy.max_request_bytes", "must be between 1024 and %d, got %d", 256<<20, c.Envoy.MaxRequestBytes)
