@@ -289,6 +289,15 @@ func (s ClusterSettings) Validate(field string) []error {
 			if d != 0 && d%time.Second != 0 {
 				bad("tcp_keepalive."+f, "must be whole seconds, got %s", d)
 			}
+			// Linux's TCP_KEEPIDLE and TCP_KEEPINTVL: Envoy set more, was
+			// refused, and every connection to the provider failed (the
+			// config probe).
+			if d > 32767*time.Second {
+				bad("tcp_keepalive."+f, "must be at most 32767s (Linux's limit), got %s", d)
+			}
+		}
+		if k.Probes > 127 { // TCP_KEEPCNT
+			bad("tcp_keepalive.probes", "must be at most 127 (Linux's limit), got %d", k.Probes)
 		}
 	}
 	if t := s.TLS; t != nil {

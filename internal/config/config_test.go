@@ -94,6 +94,10 @@ models:
 			[]string{"providers[0].base_url: ", "must not carry credentials"}},
 		"url with a key in its query": {strings.Replace(minimal, "http://127.0.0.1:8081/v1", "https://h/v1?key=AIzaSECRET#frag", 1),
 			[]string{"providers[0].base_url: ", `"https://h/v1" must not carry credentials, a query or a fragment`}},
+		"timeouts Envoy cannot hold": {minimal + "envoy: {request_timeout: 1ns, extproc_timeout: 1ns, connect_timeout: 1ns}\n",
+			[]string{"envoy.request_timeout: must be at least 1s", "envoy.extproc_timeout: must be between 10ms and 1m", "envoy.connect_timeout: must be at least 1ms"}},
+		"keepalive past Linux's limits": {minimal + "envoy: {cluster_defaults: {tcp_keepalive: {time: 10h, probes: 1000}}}\n",
+			[]string{"tcp_keepalive.time", "tcp_keepalive.probes"}},
 		"empty": {"", []string{"empty config"}},
 		"responses on an anthropic-wire model": {`
 routing: {default_model: c}
