@@ -93,7 +93,7 @@ func (c *Config) validateAccess(models map[string]bool) []error {
 		}
 	}
 
-	ids := map[string]bool{}
+	ids, secrets := map[string]bool{}, map[string]string{}
 	for i, k := range c.Keys {
 		f := fmt.Sprintf("keys[%d]", i)
 		if !nameRE.MatchString(k.ID) || ids[k.ID] {
@@ -102,6 +102,8 @@ func (c *Config) validateAccess(models map[string]bool) []error {
 		ids[k.ID] = true
 		if field, msg := secretRefProblem("key", k.SHA256, k.Env); msg != "" {
 			bad(f+field, "%s", msg)
+		} else if prev := sameSecret(secrets, f, k.SHA256, k.Env); prev != "" {
+			bad(f, "names the same key as %s: one key is one principal", prev)
 		}
 		teams, ok := workspaces[k.Workspace]
 		switch {
@@ -145,6 +147,29 @@ func secretRefProblem(what, sha256Hex, env string) (field, problem string) {
 		if b, err := hex.DecodeString(sha256Hex); err != nil || len(b) != 32 {
 			return ".sha256", "must be 64 hex digits (`stellwerk keys hash` prints it)"
 		}
+	case !envRE.MatchString(env):
+		return ".env", "must be an environment variable name"
 	}
 	return "", ""
+}
+
+// sameSecret reports, for the secret a key or token names (its digest, or
+// the variable holding it), the field of an earlier one that names the
+// same, and records this one's (seen: by secret). Two keys with one
+// secret were one principal silently (the last won, with its workspace
+// and budgets), two tokens one role (the first won): the config probe.
+// A kept config's redacted digests (all zeros) are not secrets.
+func sameSecret(seen map[string]string, field, sha256Hex, env string) string {
+	k := "env:" + env
+	if sha256Hex != "" {
+		if strings.Trim(sha256Hex, "0") == "" {
+			return ""
+		}
+		k = "sha256:" + strings.ToLower(sha256Hex)
+	}
+	if prev, ok := seen[k]; ok {
+		return prev
+	}
+	seen[k] = field
+	return ""
 }

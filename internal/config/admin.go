@@ -46,7 +46,7 @@ func (c *Config) validateAdmin() []error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	ids := map[string]bool{}
+	ids, secrets := map[string]bool{}, map[string]string{}
 	for i, t := range c.Admin.Tokens {
 		f := fmt.Sprintf("admin.tokens[%d]", i)
 		if !nameRE.MatchString(t.ID) || ids[t.ID] {
@@ -58,6 +58,8 @@ func (c *Config) validateAdmin() []error {
 		}
 		if field, msg := secretRefProblem("token", t.SHA256, t.Env); msg != "" {
 			bad(f+field, "%s", msg)
+		} else if prev := sameSecret(secrets, f, t.SHA256, t.Env); prev != "" {
+			bad(f, "names the same token as %s: one token has one role", prev)
 		}
 	}
 	if host, _, err := net.SplitHostPort(c.Server.Admin); err == nil && len(c.Admin.Tokens) == 0 {

@@ -98,6 +98,20 @@ models:
 			[]string{"envoy.request_timeout: must be at least 1s", "envoy.extproc_timeout: must be between 10ms and 1m", "envoy.connect_timeout: must be at least 1ms"}},
 		"keepalive past Linux's limits": {minimal + "envoy: {cluster_defaults: {tcp_keepalive: {time: 10h, probes: 1000}}}\n",
 			[]string{"tcp_keepalive.time", "tcp_keepalive.probes"}},
+		"one secret twice": {minimal + `auth: {mode: keys}
+workspaces: [{name: default}]
+keys:
+  - {id: a, workspace: default, sha256: "` + strings.Repeat("ab", 32) + `"}
+  - {id: b, workspace: default, sha256: "` + strings.Repeat("AB", 32) + `"}
+  - {id: c, workspace: default, env: K}
+  - {id: d, workspace: default, env: K}
+  - {id: e, workspace: default, env: "P1 KEY"}
+admin:
+  tokens:
+    - {id: v, role: viewer, env: T}
+    - {id: x, role: admin, env: T}
+`, []string{"keys[1]: names the same key as keys[0]", "keys[3]: names the same key as keys[2]", "keys[4].env: must be an environment variable name",
+			"admin.tokens[1]: names the same token as admin.tokens[0]"}},
 		"empty": {"", []string{"empty config"}},
 		"responses on an anthropic-wire model": {`
 routing: {default_model: c}

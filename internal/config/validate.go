@@ -113,6 +113,9 @@ func (c *Config) Validate() error {
 		if p.Credential.Env != "" && p.Credential.File != "" {
 			bad(f+".credential", "set env or file, not both")
 		}
+		if e := p.Credential.Env; e != "" && !envRE.MatchString(e) {
+			bad(f+".credential.env", "%q is not an environment variable name", e)
+		}
 		if p.AssuranceTier < 0 || p.AssuranceTier > 3 {
 			bad(f+".assurance_tier", "must be 1, 2 or 3")
 		}
