@@ -496,6 +496,11 @@ type catalogFile struct {
 // include merges the catalog file: its entries first, the config's own
 // entries replace those with the same name or id.
 func (c *Config) include(base string) error {
+	for i := range c.Evals { // relative to this file, with a catalog or without (they were to the working directory)
+		if !filepath.IsAbs(c.Evals[i]) {
+			c.Evals[i] = filepath.Join(base, c.Evals[i])
+		}
+	}
 	if c.Catalog == "" {
 		return nil
 	}
@@ -531,11 +536,6 @@ func (c *Config) include(base string) error {
 		}
 	}
 	c.Providers, c.Models = providers, models
-	for i := range c.Evals {
-		if !filepath.IsAbs(c.Evals[i]) {
-			c.Evals[i] = filepath.Join(base, c.Evals[i])
-		}
-	}
 	return nil
 }
 

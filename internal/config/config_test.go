@@ -230,3 +230,21 @@ func TestNonFiniteNumbersRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestEvalsRelativeToTheFile: evals paths are relative to the config file
+// with a catalog or without one; without, they were relative to the
+// working directory (the config probe).
+func TestEvalsRelativeToTheFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "stellwerk.yaml")
+	if err := os.WriteFile(path, []byte(minimal+"evals: [ev.csv]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "ev.csv"); len(c.Evals) != 1 || c.Evals[0] != want {
+		t.Errorf("evals %v, want [%s]", c.Evals, want)
+	}
+}
