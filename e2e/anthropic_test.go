@@ -135,3 +135,50 @@ print(text)`, s.URL)
 	}
 	_ = filepath.Join
 }
+
+// TestAutoKeepsToWhatAnthropicCanTake: with model auto, a chat request
+// carrying what the translation to Anthropic's Messages API cannot carry
+// goes to an OpenAI-wire model even where an Anthropic-wire one would be
+// chosen; it was a 400 blaming a valid request (custom tools, allowed_tools,
+// a BMP image), or audio output and web search dropped unsaid (the SDK
+// feature probe). Pinned to the Anthropic model it is 400 model_unsuitable
+// saying why.
+func TestAutoKeepsToWhatAnthropicCanTake(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "claude", Key: "sk-ant-fake", WireFormat: "anthropic"}, {Name: "gpt", Key: "sk-gpt"}},
+		Models: []config.Model{
+			{ID: "claude-cheap", Provider: "claude", ProviderModel: "claude-haiku-4-5", ContextWindow: 200000, Price: config.Price{InputPerMTok: 0.1, OutputPerMTok: 0.1}},
+			{ID: "gpt-dear", Provider: "gpt", ProviderModel: "gpt-upstream", ContextWindow: 128000, Price: config.Price{InputPerMTok: 5, OutputPerMTok: 15}},
+		},
+		Mutate: func(c *config.Config) {
+			c.Routing.DefaultModel = "claude-cheap"
+			c.Workspaces = append(c.Workspaces, config.Workspace{Name: "default", Objective: "cost"})
+		},
+	})
+	const msgs = `"messages":[{"role":"user","content":"hello"}]`
+	model := func(body string) (int, string, []byte) {
+		t.Helper()
+		resp, b := post(t, s.URL+"/v1/chat/completions", body, nil)
+		return resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b
+	}
+	if code, m, b := model(`{"model":"auto",` + msgs + `}`); code != 200 || m != "claude-cheap" {
+		t.Fatalf("plain: %d %s %s", code, m, b)
+	}
+	const bmp = `"messages":[{"role":"user","content":[{"type":"text","text":"what is this"},{"type":"image_url","image_url":{"url":"data:image/bmp;base64,Qk0="}}]}]`
+	for name, extra := range map[string]string{
+		"custom tool":   `"tools":[{"type":"custom","custom":{"name":"code_exec"}}],` + msgs,
+		"allowed_tools": `"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":{"type":"allowed_tools","allowed_tools":{"mode":"auto","tools":[{"type":"function","function":{"name":"f"}}]}},` + msgs,
+		"audio output":  `"modalities":["text","audio"],"audio":{"voice":"alloy","format":"wav"},` + msgs,
+		"web search":    `"web_search_options":{},` + msgs,
+		"a BMP image":   bmp,
+	} {
+		if code, m, b := model(`{"model":"auto",` + extra + `}`); code != 200 || m != "gpt-dear" {
+			t.Errorf("%s, auto: %d %s %s", name, code, m, b)
+		}
+	}
+	code, _, b := model(`{"model":"claude-cheap","tools":[{"type":"custom","custom":{"name":"code_exec"}}],` + msgs + `}`)
+	if e := decodeError(t, b).Error; code != 400 || e.Code != "model_unsuitable" || !strings.Contains(e.Message, "tools of type custom") {
+		t.Errorf("pinned: %d %s", code, b)
+	}
+}

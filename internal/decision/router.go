@@ -573,6 +573,8 @@ func cannotContinue(m *catalog.Model, chat *request.Chat) string {
 			return "logprobs: not available from Anthropic models"
 		case chat.FunctionList.Exists() && chat.FunctionList.Type != gjson.Null:
 			return "the deprecated functions: not translated for Anthropic models (use tools)"
+		case chat.OpenAIWireOnly != "":
+			return chat.OpenAIWireOnly + ": not translated for Anthropic models"
 		}
 	}
 	switch {

@@ -79,6 +79,14 @@ type Chat struct {
 	// continues a stored response (previous_response_id, conversation).
 	NativeOnly string
 	Stored     bool
+	// OpenAIWireOnly names the first thing in a chat request the
+	// translation to Anthropic's Messages API cannot carry ("" for
+	// none): a tool type or tool_choice other than function's, audio
+	// output, web search, a content part other than text or an image, an
+	// image type Anthropic does not take. Anthropic-wire models are then
+	// no candidates: auto chose one and its translation answered 400, or
+	// dropped audio and web search unsaid (the SDK-feature probe).
+	OpenAIWireOnly string
 }
 
 // ParseChat validates body and extracts the routing facts.
@@ -109,9 +117,32 @@ func ParseChat(body []byte) (Chat, error) {
 			c.Tools = c.Tools || (v.IsArray() && len(v.Raw) > 2)
 			if k.Str == "tools" {
 				c.ToolList = v
+				jsonscan.ForEach(v, func(_, t gjson.Result) bool {
+					if typ := t.Get("type"); typ.Type == gjson.String && typ.Str != "function" {
+						c.openAIOnly("tools of type " + apierr.Truncate(typ.Str, 32))
+					}
+					return c.OpenAIWireOnly == ""
+				})
 			} else {
 				c.FunctionList = v
 			}
+		case "tool_choice":
+			switch {
+			case v.Type == gjson.String && v.Str != "auto" && v.Str != "required" && v.Str != "none",
+				v.IsObject() && v.Get("type").Str != "function":
+				c.openAIOnly("this tool_choice")
+			}
+			c.other(k, v)
+		case "modalities":
+			if strings.Contains(v.Raw, `"audio"`) {
+				c.openAIOnly("audio output")
+			}
+			c.other(k, v)
+		case "audio", "web_search_options":
+			if v.Type != gjson.Null {
+				c.openAIOnly(k.Str)
+			}
+			c.other(k, v)
 		case "prediction":
 			c.Prediction = v
 		case "logprobs":
@@ -181,9 +212,16 @@ func ParseChat(body []byte) (Chat, error) {
 		// was half of parsing it.
 		if content, ok := jsonscan.Member(m.Raw, "content"); ok && content[0] == '[' {
 			jsonscan.ForEach(gjson.Parse(content), func(_, part gjson.Result) bool {
-				if t := part.Get("type").Str; t == "image_url" || t == "input_image" {
+				switch t := part.Get("type").Str; t {
+				case "image_url", "input_image":
 					c.Vision = true
 					c.Images++
+					if u := part.Get("image_url.url").Str; t == "image_url" && strings.HasPrefix(u, "data:") && !anthropicImage(u) {
+						c.openAIOnly("this image type")
+					}
+				case "text", "refusal", "":
+				default:
+					c.openAIOnly("content parts of type " + apierr.Truncate(t, 32))
 				}
 				return true
 			})
@@ -735,4 +773,22 @@ func parseRoute(s string) (string, int64, *apierr.Error) {
 		n = n*10 + int64(ver[i]-'0')
 	}
 	return name, n, nil
+}
+
+// openAIOnly records the first thing only an OpenAI-wire provider can take.
+func (c *Chat) openAIOnly(what string) {
+	if c.OpenAIWireOnly == "" {
+		c.OpenAIWireOnly = what
+	}
+}
+
+// anthropicImage reports whether a data URL holds an image type Anthropic
+// takes (translate.ToAnthropicRequest refuses the others).
+func anthropicImage(u string) bool {
+	for _, t := range [...]string{"data:image/jpeg;", "data:image/jpg;", "data:image/png;", "data:image/gif;", "data:image/webp;"} {
+		if len(u) >= len(t) && strings.EqualFold(u[:len(t)], t) {
+			return true
+		}
+	}
+	return false
 }
