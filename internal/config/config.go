@@ -902,6 +902,15 @@ func (c *Config) ApplyDefaults() {
 		}
 		if m.Capabilities == nil {
 			m.Capabilities = slices.Clone(DefaultCapabilities)
+			if i := slices.IndexFunc(c.Providers, func(p Provider) bool { return p.Name == m.Provider }); i >= 0 && c.Providers[i].WireFormat == "anthropic" {
+				// JSON mode reaches an Anthropic-wire model as an instruction
+				// in its prompt, not a guarantee (wire-formats.md): a
+				// catalog opts in by listing json_mode. By default a model
+				// without capabilities had it, and strict structured
+				// outputs the SDKs parse failed there (the SDK feature
+				// probe).
+				m.Capabilities = slices.DeleteFunc(m.Capabilities, func(c string) bool { return c == "json_mode" })
+			}
 		}
 		if m.LatencyMS == 0 {
 			m.LatencyMS = 1000

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -246,5 +247,24 @@ func TestEvalsRelativeToTheFile(t *testing.T) {
 	}
 	if want := filepath.Join(dir, "ev.csv"); len(c.Evals) != 1 || c.Evals[0] != want {
 		t.Errorf("evals %v, want [%s]", c.Evals, want)
+	}
+}
+
+// TestAnthropicDefaultsWithoutJSONMode: a model of an Anthropic-wire
+// provider that lists no capabilities does not get json_mode, which is an
+// instruction in its prompt there, not a guarantee; strict structured
+// outputs parsed by the SDKs failed on it (the SDK feature probe).
+func TestAnthropicDefaultsWithoutJSONMode(t *testing.T) {
+	doc := strings.Replace(minimal, "residency: eu}", "residency: eu}\n  - {name: a, base_url: \"https://api.anthropic.example/v1\", residency: us, wire_format: anthropic}", 1) +
+		"  - {id: c, provider: a, context_window: 1000}\n"
+	c, err := Decode(strings.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Models[1].Capabilities; slices.Contains(got, "json_mode") || !slices.Contains(got, "tools") {
+		t.Errorf("anthropic model's default capabilities %v", got)
+	}
+	if got := c.Models[0].Capabilities; !slices.Contains(got, "json_mode") {
+		t.Errorf("openai model's default capabilities %v", got)
 	}
 }
