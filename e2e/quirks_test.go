@@ -102,7 +102,7 @@ func TestProviderWireQuirks(t *testing.T) {
 	p.SetBehavior(mockllm.Behavior{})
 
 	// None of them counted against the provider but the two it got wrong.
-	if f := gjson.GetBytes(adminBody(t, s, "/status"), `providers.#(name=="primary").consecutive_failures`); f.Int() > 2 {
+	if f := gjson.GetBytes(adminBody(t, s, "/status"), `providers.#(provider=="primary").consecutive_failures`); f.Int() > 2 {
 		t.Errorf("primary's run of failures: %s", f.Raw)
 	}
 }
