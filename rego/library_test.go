@@ -266,7 +266,7 @@ func TestDecision(t *testing.T) {
 		},
 		"workspace without optional fields, high risk, injection": {
 			input:     minimalInput(nil, nil, map[string]any{"risk": "high", "injection": map[string]any{"score": 0.5}}),
-			deny:      []string{"prompt injection suspected (score 0.50)"},
+			deny:      []string{"injection: prompt injection suspected (score 0.50)"},
 			objective: "balanced",
 			logLevel:  "warn",
 			exclude:   map[string]any{"gpt-mini": "risk: high-risk request needs assurance tier >= 2, model has 1"},

@@ -122,9 +122,10 @@ func TestSeriesAfterRequests(t *testing.T) {
 
 func TestRule(t *testing.T) {
 	for reason, want := range map[string]string{
-		"residency: restricted data requires eu, model is us": "residency",
-		"request policy: not in its allow list":               "request policy",
-		"prompt injection suspected (score 0.93)":             "other",
+		"residency: restricted data requires eu, model is us":                              "residency",
+		"request policy: not in its allow list":                                            "request policy",
+		"injection: prompt injection suspected (score 0.93)":                               "injection",
+		"risk: request policy max_risk is low but the request is classified high (rule r)": "risk",
 		"Ops: Latency":                     "other",
 		"":                                 "other",
 		strings.Repeat("a", 40) + ": long": "other",

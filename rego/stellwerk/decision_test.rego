@@ -34,7 +34,7 @@ test_decision_several_deny_reasons if {
 		{"classification": {"secret_types": ["aws_access_key"], "secret_count": 1}},
 	))
 	d.deny == {
-		"prompt injection suspected (score 0.90)",
+		"injection: prompt injection suspected (score 0.90)",
 		"secrets: the prompt contains credentials (aws_access_key); remove them and retry",
 	}
 }

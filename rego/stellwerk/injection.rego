@@ -21,7 +21,7 @@ _injection_suspected if input.classification.injection.score >= _injection_thres
 deny contains msg if {
 	_injection_suspected
 	_injection_mode == "deny"
-	msg := sprintf("prompt injection suspected (score %s)", [_decimal2(input.classification.injection.score)])
+	msg := sprintf("injection: prompt injection suspected (score %s)", [_decimal2(input.classification.injection.score)])
 }
 
 _injection_exclude := {id: reason |

@@ -4,15 +4,15 @@ injected := {"classification": {"injection": {"score": 0.934, "detected": true}}
 
 test_injection_default_deny if {
 	d := decide(injected)
-	d.deny == {"prompt injection suspected (score 0.93)"}
+	d.deny == {"injection: prompt injection suspected (score 0.93)"}
 	d.tags == {"injection_suspected": "true"}
 	d.log_level == "warn"
 }
 
 test_injection_score_formatting if {
-	decide({"classification": {"injection": {"score": 1}}}).deny == {"prompt injection suspected (score 1.00)"}
-	decide({"classification": {"injection": {"score": 0.5}}}).deny == {"prompt injection suspected (score 0.50)"}
-	decide({"classification": {"injection": {"score": 0.996}}}).deny == {"prompt injection suspected (score 1.00)"}
+	decide({"classification": {"injection": {"score": 1}}}).deny == {"injection: prompt injection suspected (score 1.00)"}
+	decide({"classification": {"injection": {"score": 0.5}}}).deny == {"injection: prompt injection suspected (score 0.50)"}
+	decide({"classification": {"injection": {"score": 0.996}}}).deny == {"injection: prompt injection suspected (score 1.00)"}
 }
 
 test_injection_below_threshold if {
@@ -24,7 +24,7 @@ test_injection_below_threshold if {
 
 test_injection_workspace_threshold if {
 	decide(object.union(injected, {"workspace": {"injection_threshold": 0.95}})).deny == set()
-	decide({"classification": {"injection": {"score": 0.3}}, "workspace": {"injection_threshold": 0.3}}).deny == {"prompt injection suspected (score 0.30)"}
+	decide({"classification": {"injection": {"score": 0.3}}, "workspace": {"injection_threshold": 0.3}}).deny == {"injection: prompt injection suspected (score 0.30)"}
 }
 
 test_injection_unknown_mode_denies if {

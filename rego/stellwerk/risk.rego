@@ -43,7 +43,7 @@ _risk_exclude := {id: reason |
 deny contains msg if {
 	max_risk := input.request.policy.max_risk
 	_risk_rank[_risk] > _risk_rank[max_risk]
-	msg := sprintf("request policy max_risk is %s but the request is classified %s (rule %s)", [max_risk, _risk, _risk_rule])
+	msg := sprintf("risk: request policy max_risk is %s but the request is classified %s (rule %s)", [max_risk, _risk, _risk_rule])
 }
 
 _risk_rule := "scan_truncated" if {

@@ -39,12 +39,12 @@ test_risk_workspace_can_relax_high if {
 
 test_risk_max_risk_denies_riskier_request if {
 	d := decide({"classification": {"risk": "high", "risk_rule": "restricted_data"}, "request": {"policy": {"max_risk": "medium"}}})
-	d.deny == {"request policy max_risk is medium but the request is classified high (rule restricted_data)"}
+	d.deny == {"risk: request policy max_risk is medium but the request is classified high (rule restricted_data)"}
 }
 
 test_risk_max_risk_low_medium if {
 	d := decide({"classification": {"risk": "medium", "risk_rule": "code"}, "request": {"policy": {"max_risk": "low"}}})
-	d.deny == {"request policy max_risk is low but the request is classified medium (rule code)"}
+	d.deny == {"risk: request policy max_risk is low but the request is classified medium (rule code)"}
 }
 
 test_risk_max_risk_equal_or_higher_allows if {
@@ -65,11 +65,11 @@ test_risk_missing_or_null_risk_is_low if {
 
 test_risk_unknown_level_counts_as_high if {
 	d := decide({"classification": {"risk": "extreme", "risk_rule": "r"}, "request": {"policy": {"max_risk": "medium"}}})
-	d.deny == {"request policy max_risk is medium but the request is classified high (rule r)"}
+	d.deny == {"risk: request policy max_risk is medium but the request is classified high (rule r)"}
 	count(d.exclude) == 2
 }
 
 test_risk_missing_rule_name if {
 	d := decide({"classification": {"risk": "high", "risk_rule": ""}, "request": {"policy": {"max_risk": "low"}}})
-	d.deny == {"request policy max_risk is low but the request is classified high (rule unknown)"}
+	d.deny == {"risk: request policy max_risk is low but the request is classified high (rule unknown)"}
 }

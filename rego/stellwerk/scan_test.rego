@@ -38,7 +38,7 @@ test_scan_truncated_is_high_risk if {
 
 test_scan_truncated_beats_a_low_max_risk if {
 	d := decide(object.union(truncated_allow, {"request": {"policy": {"max_risk": "medium"}}}))
-	d.deny == {"request policy max_risk is medium but the request is classified high (rule scan_truncated)"}
+	d.deny == {"risk: request policy max_risk is medium but the request is classified high (rule scan_truncated)"}
 }
 
 test_scan_truncated_loosening_never_lifts_it if {
