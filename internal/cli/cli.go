@@ -240,6 +240,9 @@ func runConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 		for _, m := range cat.MissingCredentials() {
 			fmt.Fprintf(stdout, "warning: no credential for provider %s\n", m)
 		}
+		for _, w := range serve.Unservable(cfg, cat) {
+			fmt.Fprintf(stdout, "warning: %s\n", w)
+		}
 	}
 	for _, m := range admin.NewTokens(cfg.Admin.Tokens, catalog.OSEnv.Getenv).Missing() {
 		fmt.Fprintf(stdout, "warning: admin token %s is not set\n", m)

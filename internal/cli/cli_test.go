@@ -710,3 +710,43 @@ func TestExplainShowsTags(t *testing.T) {
 		t.Fatalf("--json: %v\n%s", err, out)
 	}
 }
+
+// TestConfigCheckWarnsUnservable: workspaces whose settings leave no model
+// pass the check but are warned about (they refused every request
+// unsaid: the config probe); the example's warn of nothing.
+func TestConfigCheckWarnsUnservable(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	doc := `routing: {default_model: us1}
+providers:
+  - {name: p, base_url: "http://127.0.0.1:8081/v1", residency: us}
+models:
+  - {id: us1, provider: p, context_window: 1000}
+  - {id: us2, provider: p, context_window: 1000}
+workspaces:
+  - {name: default}
+  - {name: none, allow: [us1], deny: [us1]}
+  - {name: eu, residency: eu}
+  - {name: narrow, allow: [us1], default_model: us2, teams: [{name: t, allow: [us2]}]}
+`
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run("config", "check", path)
+	if err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	for _, w := range []string{
+		"warning: workspace none: its allow and deny lists leave no model",
+		"warning: workspace eu: no model it may use meets its residency eu",
+		"warning: workspace narrow: its default_model us2 is not one it may use",
+		"warning: workspace narrow team t: its allow and deny lists leave no model",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("no %q in:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "workspace default") {
+		t.Errorf("the default workspace warned about:\n%s", out)
+	}
+}

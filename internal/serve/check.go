@@ -3,13 +3,16 @@ package serve
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/keys"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/policy"
@@ -73,4 +76,44 @@ func Check(ctx context.Context, cfg *config.Config, env catalog.Env) (warnings [
 		}
 	}
 	return warnings, errs
+}
+
+// Unservable lists the workspaces and teams whose settings leave no model
+// of the catalog for any request, which config check warns about: their
+// allow and deny lists, or those with the workspace's residency as the
+// shipped library reads it, or a default_model they may not use. A
+// workspace with allow: [m1] and deny: [m1], or residency eu and only US
+// models, checked ok and refused every request (the config probe). The
+// policy can narrow further per request; this is what the config alone
+// says.
+func Unservable(cfg *config.Config, cat *catalog.Catalog) []string {
+	r := decision.New(cfg, cat, nil, nil, zap.NewNop())
+	rejects := map[string][]string{"eu": {"us", "global"}, "on_prem": {"eu", "us", "global"}} // rego/stellwerk/residency.rego
+	var out []string
+	check := func(ws config.Workspace, team string) {
+		who := "workspace " + ws.Name
+		if team != "" {
+			who += " team " + team
+		}
+		v := r.Visible(auth.Principal{Workspace: ws.Name, Team: team})
+		if len(v.Models()) == 0 {
+			out = append(out, who+": its allow and deny lists leave no model; every request is refused")
+			return
+		}
+		if bad := rejects[ws.Residency]; bad != nil && !slices.ContainsFunc(v.Models(), func(m *catalog.Model) bool {
+			return !slices.Contains(bad, m.Provider.Residency)
+		}) {
+			out = append(out, who+": no model it may use meets its residency "+ws.Residency+"; every request is refused")
+		}
+		if d := ws.DefaultModel; d != "" && !v.Has(d) {
+			out = append(out, who+": its default_model "+d+" is not one it may use")
+		}
+	}
+	for _, ws := range cfg.Workspaces {
+		check(ws, "")
+		for _, t := range ws.Teams {
+			check(ws, t.Name)
+		}
+	}
+	return out
 }
