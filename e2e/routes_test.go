@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
 )
 
@@ -507,4 +509,34 @@ func grepLines(text, s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestRouteOfOtherWorkspaces: a route that lists its workspaces does not
+// exist for a key of another one (a multi-tenant probe used another
+// workspace's route, and used up its rate limit); one listing a workspace
+// the config lacks is refused when deployed.
+func TestRouteOfOtherWorkspaces(t *testing.T) {
+	t.Parallel()
+	o := routeOptions()
+	o.Mutate = func(c *config.Config) {
+		c.Auth.Mode = "keys"
+		c.Workspaces = []config.Workspace{{Name: "default"}, {Name: "beta"}}
+		c.Keys = []config.Key{
+			{ID: "alpha", SHA256: auth.Hash("sk-alpha"), Workspace: "default"},
+			{ID: "beta", SHA256: auth.Hash("sk-beta"), Workspace: "beta"},
+		}
+	}
+	s := harness.Start(t, o)
+	deployRoute(t, s, "route: premium\nworkspaces: [beta]\nnodes:\n  - {id: eu, model: eu-model}\n")
+	ask := func(key string) routeAnswer {
+		return chatRoute(t, s, "route:premium", "", map[string]string{"Authorization": "Bearer " + key})
+	}
+	waitFor(t, "the route for beta", func() bool { return ask("sk-beta").status == 200 })
+	if a := ask("sk-alpha"); a.status != 404 || decodeError(t, a.body).Error.Code != "route_not_found" || a.route != "" {
+		t.Errorf("another workspace's key: %d route %q %s", a.status, a.route, a.body)
+	}
+	body, _ := json.Marshal(map[string]any{"document": "route: ghost\nworkspaces: [gamma]\nnodes:\n  - {id: eu, model: eu-model}\n", "deploy": true})
+	if resp, b := adminDo(t, s, http.MethodPost, "/admin/routes", string(body)); resp.StatusCode != 400 || !strings.Contains(string(b), `no workspace \"gamma\"`) {
+		t.Errorf("a route for a workspace the config lacks: %d %s", resp.StatusCode, b)
+	}
 }

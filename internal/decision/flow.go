@@ -34,6 +34,12 @@ func (r *Router) runFlow(ctx context.Context, req *Request, res *Result, now tim
 	if err != nil {
 		return resolveError(chat, err)
 	}
+	if !f.Allows(res.Workspace) {
+		// A route of other workspaces' is not this caller's to use, nor
+		// to learn of (the multi-tenant probe used another's, and used up
+		// its rate limit).
+		return routeNotFound(chat.Route)
+	}
 	in := &flow.Input{RequestID: req.DecisionID, Now: now, Chat: chat, Principal: &req.Principal, Class: &res.Class,
 		Headers: req.Headers, Metadata: chat.Metadata, Budgets: req.Budgets, Limiter: req.Limiter}
 	if f.NeedsBudgets() && in.Budgets == nil && req.PeekBudgets != nil {

@@ -17,6 +17,9 @@ type Env struct {
 	Providers []string
 	// Budgets are the configured budgets' names.
 	Budgets []string
+	// Workspaces are the configured workspaces' names (default among
+	// them); nil: not checked.
+	Workspaces []string
 	// Headers are the request headers conditions may read (lower-case);
 	// nil: DefaultHeaders.
 	Headers []string
@@ -183,10 +186,17 @@ type Flow struct {
 	start        int
 	needsBudgets bool
 	rates        []*RateLimit
+	workspaces   []string // the workspaces that may use it; empty: every one
 }
 
 // Doc is the parsed document the flow was compiled from.
 func (f *Flow) Doc() *Doc { return f.doc }
+
+// Allows reports whether callers of workspace ws may use the route: every
+// workspace, unless its document lists some (workspaces).
+func (f *Flow) Allows(ws string) bool {
+	return len(f.workspaces) == 0 || slices.Contains(f.workspaces, ws)
+}
 
 // Label is name@version, or the name of a draft.
 func (f *Flow) Label() string {
@@ -262,6 +272,12 @@ func Compile(source string, doc *Doc, env *Env) (*Flow, error) {
 	for i := range doc.Nodes {
 		c.node(f, i)
 	}
+	for i, w := range doc.Workspaces {
+		if env != nil && env.Workspaces != nil && !slices.Contains(env.Workspaces, w) {
+			c.fail("", "workspaces", fmt.Sprintf(".workspaces[%d]", i), "no workspace %q in the config", w)
+		}
+	}
+	f.workspaces = doc.Workspaces
 	if len(doc.Nodes) > 0 {
 		f.start = 0
 		if doc.Start != "" {

@@ -29,6 +29,9 @@ import (
 type Doc struct {
 	Route       string `json:"route"`
 	Description string `json:"description,omitempty"`
+	// Workspaces, if set, are the only workspaces whose callers may use
+	// the route; to the others it does not exist.
+	Workspaces []string `json:"workspaces,omitempty"`
 	// Start is the first node's id; default the first node listed.
 	Start string    `json:"start,omitempty"`
 	Nodes []NodeDoc `json:"nodes"`
@@ -274,10 +277,12 @@ func Parse(source string, data []byte) (*Doc, error) {
 		case "start":
 			doc.Start = p.str(v, "", "start")
 			p.pos["start"] = at(v)
+		case "workspaces":
+			doc.Workspaces = p.list(v, "", "", "workspaces")
 		case "nodes":
 			nodes = v
 		default:
-			p.fail(k, "", "", "unknown field %q (a route has route, description, start and nodes)", key)
+			p.fail(k, "", "", "unknown field %q (a route has route, description, workspaces, start and nodes)", key)
 		}
 	})
 	if doc.Route == "" {

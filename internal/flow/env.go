@@ -6,9 +6,14 @@ import (
 )
 
 // EnvFor is the Env of a config in force: its catalog's models and
-// providers, its budgets, the default headers.
+// providers, its budgets and workspaces, the default headers.
 func EnvFor(cfg *config.Config, cat *catalog.Catalog) *Env {
-	e := &Env{Models: []string{}, Providers: []string{}, Budgets: []string{}}
+	e := &Env{Models: []string{}, Providers: []string{}, Budgets: []string{}, Workspaces: []string{"default"}}
+	for _, w := range cfg.Workspaces {
+		if w.Name != "default" {
+			e.Workspaces = append(e.Workspaces, w.Name)
+		}
+	}
 	for _, m := range cat.Models() {
 		e.Models = append(e.Models, m.ID)
 	}

@@ -52,6 +52,8 @@ func TestLoadErrors(t *testing.T) {
 		"two kinds": {head + "  - {id: c, model: gpt-4o, end: {message: no}}\n",
 			[]string{"node c: a node is one kind, this one has model and end"}},
 		"no kind": {head + "  - {id: c}\n", []string{"node c: a node needs one of: if, split, model"}},
+		"unknown workspace": {"route: r\nworkspaces: [acme, nope]\nnodes:\n  - {id: a, model: gpt-4o}\n",
+			[]string{"t.yaml:2:20: route r: workspaces: no workspace \"nope\" in the config"}},
 		"duplicate id": {head + "  - {id: a, model: gpt-4o}\n  - {id: a, model: gpt-4o-mini}\n",
 			[]string{"t.yaml:4:10: route r, node a: id: node id \"a\" is also nodes[0]"}},
 		"duplicate key": {head + "  - id: a\n    model: gpt-4o\n    model: gpt-4o-mini\n",

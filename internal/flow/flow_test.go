@@ -17,9 +17,10 @@ import (
 )
 
 var testEnv = &Env{
-	Models:    []string{"gpt-4o", "gpt-4o-mini", "claude-sonnet", "mistral-small"},
-	Providers: []string{"openai", "anthropic", "mistral"},
-	Budgets:   []string{"support-month", "eng-day"},
+	Models:     []string{"gpt-4o", "gpt-4o-mini", "claude-sonnet", "mistral-small"},
+	Providers:  []string{"openai", "anthropic", "mistral"},
+	Budgets:    []string{"support-month", "eng-day"},
+	Workspaces: []string{"default", "acme"},
 }
 
 func loadFile(t testing.TB, path string) *Flow {
@@ -350,4 +351,19 @@ func mustRead(t testing.TB, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestRouteWorkspaces: a route that lists workspaces is theirs; one that
+// lists none is every workspace's.
+func TestRouteWorkspaces(t *testing.T) {
+	f, err := Load("t.yaml", []byte("route: r\nworkspaces: [acme]\nnodes:\n  - {id: a, model: gpt-4o}\n"), testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.Allows("acme") || f.Allows("default") || f.Allows("") {
+		t.Errorf("listed: acme %v, default %v", f.Allows("acme"), f.Allows("default"))
+	}
+	if f, err := Load("t.yaml", []byte("route: r\nnodes:\n  - {id: a, model: gpt-4o}\n"), testEnv); err != nil || !f.Allows("default") || !f.Allows("acme") {
+		t.Errorf("unlisted: %v", err)
+	}
 }
