@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/catalog"
+	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/jsonw"
 	"github.com/stellwerk/stellwerk/internal/meter"
 	"github.com/stellwerk/stellwerk/internal/translate"
@@ -283,8 +284,8 @@ func cachedTokens(u gjson.Result) int {
 // that cannot be its answer: plausibleUsage).
 func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 	u := gjson.GetBytes(body, "usage")
-	if !u.IsObject() {
-		return meter.Charge{}, false
+	if !u.IsObject() || (p.endpoint == epChat && !u.Get("completion_tokens").Exists()) {
+		return p.estimatedCharge(body)
 	}
 	var used meter.Usage
 	switch {
@@ -319,6 +320,34 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 	if !p.plausible(used) {
 		return meter.Charge{}, false
 	}
+	return meter.Meter(p.served, p.baseline(), used), true
+}
+
+// estimatedCharge is a chat answer's charge when its provider reported no
+// usage (a local server, usage: null): the prompt as classified and the
+// answer's text as streams without usage are estimated, marked estimated.
+// It was charged at the model's worst case, up to the whole max_tokens,
+// with the answer at hand (the provider-wire probe). Other APIs' answers
+// without usage keep the worst case.
+func (p *edge) estimatedCharge(body []byte) (meter.Charge, bool) {
+	if p.endpoint != epChat {
+		return meter.Charge{}, false
+	}
+	choices := gjson.GetBytes(body, "choices")
+	if !choices.IsArray() {
+		return meter.Charge{}, false
+	}
+	out := 0
+	choices.ForEach(func(_, ch gjson.Result) bool {
+		m := ch.Get("message")
+		out += classify.EstimateTokens(translate.AnswerText(m.Get("content"))) + classify.EstimateTokens(m.Get("refusal").Str)
+		m.Get("tool_calls.#.function.arguments").ForEach(func(_, a gjson.Result) bool {
+			out += classify.EstimateTokens(a.Str) + 8 // a call's id, name and framing
+			return true
+		})
+		return true
+	})
+	used := meter.Usage{PromptTokens: p.class.InputTokens, CompletionTokens: out, Estimated: true}
 	return meter.Meter(p.served, p.baseline(), used), true
 }
 

@@ -44,7 +44,7 @@ func TestSpendRowPerRequest(t *testing.T) {
 	type want struct {
 		status        spend.Status
 		in, out       int64
-		cost          ledger.MicroEUR // -1: the worst case of max_tokens
+		cost          ledger.MicroEUR // -1: the worst case of max_tokens; -2: the prompt, -3: prompt and answer, estimated
 		estimated     bool
 		skipRowChecks bool
 		cached        int64
@@ -64,9 +64,13 @@ func TestSpendRowPerRequest(t *testing.T) {
 			rows: 1, want: want{status: spend.Served, in: 1000, out: 500, cached: 600, cost: 7000}},
 		"json body never came": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json")},
 			rows: 1, want: want{status: spend.Interrupted, cost: -1, estimated: true}},
+		// A provider that reports no usage (a local server): the prompt
+		// and the answer's text are estimated, as a stream's; it was
+		// charged the worst case, all of max_tokens (the provider-wire
+		// probe).
 		"json without usage": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "application/json"),
-			respBodyMsg(`{"choices":[]}`, true)},
-			rows: 1, want: want{status: spend.Served, cost: -1, estimated: true}},
+			respBodyMsg(`{"choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how can I help you today?"},"finish_reason":"stop"}]}`, true)},
+			rows: 1, want: want{status: spend.Served, cost: -3, estimated: true}},
 		// A 2xx that was no answer: the client got 502, as for an error,
 		// and the SDKs send it again; nothing is charged (a helper's
 		// finding: each try was charged the worst case).
@@ -176,6 +180,13 @@ func TestSpendRowPerRequest(t *testing.T) {
 					}
 					return
 				}
+				worst, _ := worstCase(p.class.InputTokens, []*catalog.Model{p.served}, p.out)
+				if w.cost == -3 { // the prompt and the answer, estimated
+					if r.Cost <= 0 || r.Cost >= worst || r.TokensIn <= 0 || r.TokensOut < 5 || !r.Estimated {
+						t.Errorf("the answer is charged, estimated: %+v (worst case %d)", r, worst)
+					}
+					return
+				}
 				cost := w.cost
 				if cost == -1 {
 					cost, _ = worstCase(p.class.InputTokens, []*catalog.Model{p.served}, p.out)
@@ -201,8 +212,10 @@ func TestSpendRowPerRequest(t *testing.T) {
 }
 
 // TestNoUsageChargedAtTheServedModel: an answer without usage is charged
-// the worst case of the model that served it, not of the dearest model the
-// request might have failed over to (a helper's finding: 50 times more).
+// its estimate at the prices of the model that served it, not of the
+// dearest model the request might have failed over to (a helper's
+// finding: 50 times more); one whose body never came, that model's worst
+// case.
 func TestNoUsageChargedAtTheServedModel(t *testing.T) {
 	st := failoverState(t)
 	rec := &rowsRecorder{}
@@ -211,7 +224,21 @@ func TestNoUsageChargedAtTheServedModel(t *testing.T) {
 	e.do(headersMsg("POST", "/v1/chat/completions", false))
 	e.do(bodyMsg(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`))
 	e.do(respHeaders(":status", "200", "content-type", "application/json", "x-envoy-attempt-count", "1"))
-	e.do(respBody(`{"choices":[]}`, true))
+	e.do(respBody(`{"choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how can I help you today?"}}]}`, true))
+	e.end()
+	if len(rec.rows) != 1 || rec.rows[0].Model != "a1" {
+		t.Fatalf("rows %+v, want one, served by a1", rec.rows)
+	}
+	a1, _ := st.Router.Catalog.Lookup("a1")
+	if r := rec.rows[0]; !r.Estimated || r.Cost != ledger.FromEUR(a1.UsageEUR(int(r.TokensIn), 0, int(r.TokensOut))) {
+		t.Errorf("charged %d µEUR for %d/%d tokens, want a1's price of them", r.Cost, r.TokensIn, r.TokensOut)
+	}
+	// The body never came: a1's worst case.
+	rec.rows = nil
+	e = openStream(New(st, zap.NewNop()), "")
+	e.do(headersMsg("POST", "/v1/chat/completions", false))
+	e.do(bodyMsg(`{"model":"auto","messages":[{"role":"user","content":"hello"}]}`))
+	e.do(respHeaders(":status", "200", "content-type", "application/json", "x-envoy-attempt-count", "1"))
 	e.end()
 	if len(rec.rows) != 1 || rec.rows[0].Model != "a1" {
 		t.Fatalf("rows %+v, want one, served by a1", rec.rows)
@@ -219,11 +246,10 @@ func TestNoUsageChargedAtTheServedModel(t *testing.T) {
 	// The plan is a1 then b1, at twice a1's prices.
 	r := rec.rows[0]
 	out := output{perChoice: 0, choices: 1}
-	a1, _ := st.Router.Catalog.Lookup("a1")
 	b1, _ := st.Router.Catalog.Lookup("b1")
 	wantA1, _ := worstCase(int(r.TokensIn), []*catalog.Model{a1}, out)
 	planWorst, _ := worstCase(int(r.TokensIn), []*catalog.Model{a1, b1}, out)
-	if r.Cost != wantA1 || !r.Estimated || r.Status != spend.Served || wantA1 >= planWorst {
+	if r.Cost != wantA1 || !r.Estimated || r.Status != spend.Interrupted || wantA1 >= planWorst {
 		t.Errorf("charged %d µEUR (%s), want a1's worst case %d, under the plan's %d", r.Cost, r.Status, wantA1, planWorst)
 	}
 }
