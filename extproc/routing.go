@@ -284,7 +284,7 @@ func cachedTokens(u gjson.Result) int {
 // that cannot be its answer: plausibleUsage).
 func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 	u := gjson.GetBytes(body, "usage")
-	if !u.IsObject() || (p.endpoint == epChat && !u.Get("completion_tokens").Exists()) {
+	if !u.IsObject() {
 		return p.estimatedCharge(body)
 	}
 	var used meter.Usage
@@ -309,8 +309,11 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 		used = meter.Usage{PromptTokens: in, CompletionTokens: out, CachedTokens: int(u.Get("input_tokens_details.cached_tokens").Num)}
 	default:
 		pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
-		if !ct.Exists() && p.endpoint == epEmbeddings {
+		switch {
+		case !ct.Exists() && p.endpoint == epEmbeddings:
 			ct = gjson.Result{Type: gjson.Number} // embeddings' usage has no completion tokens
+		case !ct.Exists():
+			return p.estimatedCharge(body) // a usage object without the answer's count
 		}
 		if pt.Type != gjson.Number || ct.Type != gjson.Number {
 			return meter.Charge{}, false
