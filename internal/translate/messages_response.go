@@ -217,8 +217,26 @@ func ChatErrorToAnthropic(status int, body []byte) []byte {
 	e := &apierr.Error{Kind: apierr.KindProvider, ProviderStatus: status, Message: "the provider returned an error", Code: "upstream_error"}
 	if gjson.ValidBytes(body) {
 		inner := gjson.GetBytes(body, "error")
-		if m := inner.Get("message"); m.Type == gjson.String && m.Str != "" {
+		if !inner.IsObject() {
+			// vLLM's {"object":"error","message":…}, FastAPI's {"detail":…}
+			// and Mistral's {"message":{"detail":[…]}}: the provider's words
+			// were dropped for "the provider returned an error" (the
+			// provider-wire probe).
+			inner = gjson.ParseBytes(body)
+		}
+		switch m := inner.Get("message"); {
+		case m.Type == gjson.String && m.Str != "":
 			e.Message = m.Str
+		case m.IsObject() || m.IsArray():
+			e.Message = apierr.Truncate(m.Raw, 1024)
+		case gjson.GetBytes(body, "error").Type == gjson.String: // {"error": "…"}
+			e.Message = apierr.Truncate(gjson.GetBytes(body, "error").Str, 1024)
+		default:
+			if d := inner.Get("detail"); d.Type == gjson.String && d.Str != "" {
+				e.Message = d.Str
+			} else if d.IsObject() || d.IsArray() {
+				e.Message = apierr.Truncate(d.Raw, 1024)
+			}
 		}
 		if c := inner.Get("code"); c.Type == gjson.String && c.Str != "" {
 			e.Code = c.Str

@@ -204,6 +204,17 @@ func TestChatErrorToAnthropic(t *testing.T) {
 	if string(got) != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
+	// Other servers' error shapes keep their words.
+	for body, want := range map[string]string{
+		`{"object":"error","message":"max_tokens too large","type":"BadRequestError","param":null,"code":400}`: "max_tokens too large",
+		`{"detail":"Model not found"}`: "Model not found",
+		`{"message":{"detail":[{"loc":["body","store"],"msg":"extra fields not permitted"}]}}`: `{"detail":[{"loc":["body","store"],"msg":"extra fields not permitted"}]}`,
+		`{"error":"quota exceeded"}`: "quota exceeded",
+	} {
+		if got := gjson.GetBytes(ChatErrorToAnthropic(422, []byte(body)), "error.message").Str; got != want {
+			t.Errorf("%s: message %q, want %q", body, got, want)
+		}
+	}
 	if got := ChatErrorToAnthropic(502, []byte("<html>bad gateway</html>")); gjson.GetBytes(got, "error.type").Str != "api_error" ||
 		gjson.GetBytes(got, "type").Str != "error" {
 		t.Errorf("non-JSON error: %s", got)
