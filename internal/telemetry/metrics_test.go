@@ -245,3 +245,32 @@ func TestKeepBudgets(t *testing.T) {
 		t.Error("nothing gathered")
 	}
 }
+
+// TestEmbeddingsWriteNoOutputTokens: an embedding's 0 output tokens is not
+// an observation (it skewed the output distribution toward 0: the
+// observability probe); its input tokens are.
+func TestEmbeddingsWriteNoOutputTokens(t *testing.T) {
+	m := New()
+	m.Finish(&Request{Workspace: "w", Operation: "embeddings", RequestModel: "emb", Model: "emb", Provider: "openai", Status: 200,
+		Answered: true, Metered: true, InputTokens: 12, CostEUR: 0.000001})
+	mfs, err := m.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]uint64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "gen_ai_client_token_usage" {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "gen_ai_token_type" {
+					counts[l.GetValue()] += s.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	if counts["input"] != 1 || counts["output"] != 0 {
+		t.Errorf("token observations %v, want one input, no output", counts)
+	}
+}

@@ -114,7 +114,9 @@ func (m *Metrics) Finish(r *Request) {
 		s.cost.Add(max(r.CostEUR, 0))
 		s.baseline.Add(max(r.BaselineEUR, 0))
 		s.tokensIn.Observe(float64(r.InputTokens))
-		s.tokensOut.Observe(float64(r.OutputTokens))
+		if r.Operation != "embeddings" { // an embedding writes no tokens: a 0 per request skewed the output distribution
+			s.tokensOut.Observe(float64(r.OutputTokens))
+		}
 	}
 	if r.Answered {
 		s.duration.Observe(r.Duration.Seconds())
