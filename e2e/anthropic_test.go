@@ -177,6 +177,11 @@ func TestAutoKeepsToWhatAnthropicCanTake(t *testing.T) {
 			t.Errorf("%s, auto: %d %s %s", name, code, m, b)
 		}
 	}
+	// The Responses API reaches Anthropic through the same translation.
+	resp, b := post(t, s.URL+"/v1/responses", `{"model":"auto","input":[{"role":"user","content":[{"type":"input_text","text":"what is this"},{"type":"input_image","image_url":"data:image/bmp;base64,Qk0="}]}]}`, nil)
+	if m := resp.Header.Get("x-stellwerk-model"); resp.StatusCode != 200 || m != "gpt-dear" {
+		t.Errorf("a BMP image, Responses API, auto: %d %s %s", resp.StatusCode, m, b)
+	}
 	code, _, b := model(`{"model":"claude-cheap","tools":[{"type":"custom","custom":{"name":"code_exec"}}],` + msgs + `}`)
 	if e := decodeError(t, b).Error; code != 400 || e.Code != "model_unsuitable" || !strings.Contains(e.Message, "tools of type custom") {
 		t.Errorf("pinned: %d %s", code, b)

@@ -527,13 +527,23 @@ func TestRouteOfOtherWorkspaces(t *testing.T) {
 		}
 	}
 	s := harness.Start(t, o)
+	// Version 1 open to all, version 2 (live) beta's: beta's for every
+	// version (the red-team probe used @1 from another workspace).
+	deployRoute(t, s, "route: premium\nnodes:\n  - {id: eu, model: eu-model}\n")
 	deployRoute(t, s, "route: premium\nworkspaces: [beta]\nnodes:\n  - {id: eu, model: eu-model}\n")
-	ask := func(key string) routeAnswer {
-		return chatRoute(t, s, "route:premium", "", map[string]string{"Authorization": "Bearer " + key})
+	ask := func(model, key string) routeAnswer {
+		return chatRoute(t, s, model, "", map[string]string{"Authorization": "Bearer " + key})
 	}
-	waitFor(t, "the route for beta", func() bool { return ask("sk-beta").status == 200 })
-	if a := ask("sk-alpha"); a.status != 404 || decodeError(t, a.body).Error.Code != "route_not_found" || a.route != "" {
-		t.Errorf("another workspace's key: %d route %q %s", a.status, a.route, a.body)
+	waitFor(t, "the route for beta", func() bool { return ask("route:premium", "sk-beta").status == 200 })
+	waitFor(t, "the route gone for default", func() bool { return ask("route:premium", "sk-alpha").status == 404 })
+	for _, model := range []string{"route:premium", "route:premium@1", "route:premium@2", "route:premium@99"} {
+		if a := ask(model, "sk-alpha"); a.status != 404 || decodeError(t, a.body).Error.Code != "route_not_found" || a.route != "" ||
+			strings.Contains(string(a.body), "version") {
+			t.Errorf("another workspace's key, %s: %d route %q %s", model, a.status, a.route, a.body)
+		}
+	}
+	if a := ask("route:premium@1", "sk-beta"); a.status != 200 {
+		t.Errorf("beta's key, an older version: %d %s", a.status, a.body)
 	}
 	body, _ := json.Marshal(map[string]any{"document": "route: ghost\nworkspaces: [gamma]\nnodes:\n  - {id: eu, model: eu-model}\n", "deploy": true})
 	if resp, b := adminDo(t, s, http.MethodPost, "/admin/routes", string(body)); resp.StatusCode != 400 || !strings.Contains(string(b), `no workspace \"gamma\"`) {

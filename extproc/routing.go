@@ -343,14 +343,16 @@ func (p *edge) estimatedCharge(body []byte) (meter.Charge, bool) {
 	out := 0
 	choices.ForEach(func(_, ch gjson.Result) bool {
 		m := ch.Get("message")
-		out += classify.EstimateTokens(translate.AnswerText(m.Get("content"))) + classify.EstimateTokens(m.Get("refusal").Str)
+		out += classify.EstimateTokens(translate.AnswerText(m.Get("content"))) + classify.EstimateTokens(m.Get("refusal").Str) +
+			classify.EstimateTokens(m.Get("reasoning_content").Str) + classify.EstimateTokens(m.Get("reasoning").Str)
 		m.Get("tool_calls.#.function.arguments").ForEach(func(_, a gjson.Result) bool {
 			out += classify.EstimateTokens(a.Str) + 8 // a call's id, name and framing
 			return true
 		})
 		return true
 	})
-	used := meter.Usage{PromptTokens: p.class.InputTokens, CompletionTokens: out, Estimated: true}
+	// The prompt's images at the model's bound, as its worst case has them.
+	used := meter.Usage{PromptTokens: p.class.InputTokens + p.out.images*p.served.ImageTokens, CompletionTokens: out, Estimated: true}
 	return meter.Meter(p.served, p.baseline(), used), true
 }
 

@@ -38,11 +38,16 @@ type streamState struct {
 	// complete answer to the client.
 	checkEnd bool
 	sawEnd   bool
-	// sawFinish: a chat stream's finish_reason came, so its answer is
-	// whole even if no [DONE] follows (older TGI, llama.cpp servers end
-	// there: each such stream was stream_incomplete and a provider
-	// failure, the provider-wire probe).
-	sawFinish bool
+	// sawFinish: every choice of a chat stream ended with a finish_reason
+	// after its last content, so its answer is whole even if no [DONE]
+	// follows (older TGI, llama.cpp servers end there: each such stream
+	// was stream_incomplete and a provider failure, the provider-wire
+	// probe). choicesOpen and choicesDone are the choice indexes (below
+	// 64) that streamed, and that so ended; a stream with more is never
+	// taken for whole without [DONE].
+	sawFinish                bool
+	choicesOpen, choicesDone uint64
+	choicesWide              bool
 	// failed: the provider ended the stream with an error event, after
 	// the answer had started: interrupted, not served.
 	failed bool
@@ -135,7 +140,7 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 			st.cached = st.conv.Cached()
 		}
 		st.sawEnd = st.sawEnd || st.conv.Ended()
-		if f, ok := st.conv.(finisher); ok && !st.sawFinish {
+		if f, ok := st.conv.(finisher); ok {
 			st.sawFinish = f.Finished()
 		}
 		if b.EndOfStream {
@@ -254,9 +259,8 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 		// no choices: absent, null or [] (as gjson's Array() counts them)
 		drop = st.hideUsage && (choices.Type == gjson.Null || choices.IsArray() && !choices.Get("0").Exists())
 	}
-	if !st.sawFinish {
-		f := choices.Get("0.finish_reason")
-		st.sawFinish = f.Type == gjson.String && f.Str != ""
+	if choices.IsArray() {
+		st.choiceEnds(choices)
 	}
 	c := choices.Get("0.delta.content")
 	if c.Type != gjson.String && !c.IsArray() {
@@ -269,6 +273,30 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 		}
 	}
 	return drop
+}
+
+// choiceEnds follows which choices a chat chunk's choices streamed, and
+// which ended with a finish_reason: a choice's chunk without one (more
+// content after a finish, a choice still streaming) leaves it open. A
+// finish_reason on one choice of several, or before more content, was
+// taken for the whole answer's end (the red-team probe).
+func (st *streamState) choiceEnds(choices gjson.Result) {
+	choices.ForEach(func(_, ch gjson.Result) bool {
+		i := ch.Get("index").Int()
+		if i < 0 || i >= 64 {
+			st.choicesWide = true
+			return true
+		}
+		bit := uint64(1) << i
+		st.choicesOpen |= bit
+		if f := ch.Get("finish_reason"); f.Type == gjson.String && f.Str != "" {
+			st.choicesDone |= bit
+		} else {
+			st.choicesDone &^= bit
+		}
+		return true
+	})
+	st.sawFinish = !st.choicesWide && st.choicesOpen != 0 && st.choicesDone == st.choicesOpen
 }
 
 // messagesEvent reads one Anthropic stream event, in place: its end

@@ -57,12 +57,18 @@ func TestSecurityTruncatedStreamEndsWithError(t *testing.T) {
 		incomplete bool
 		lastData   string // when complete
 	}{
-		"openai complete":                         {false, []string{oaiChunk, oaiFinish + "data: [DONE]\n\n"}, false, "[DONE]"},
-		"openai cut after a chunk":                {false, []string{oaiChunk, ""}, true, ""},
-		"openai cut after a chunk, same frame":    {false, []string{oaiChunk}, true, ""},
-		"openai cut inside an event":              {false, []string{oaiChunk, `data: {"choices":[{"ind`}, true, ""},
-		"openai [DONE] without its blank line":    {false, []string{oaiChunk, "data: [DONE]"}, false, "[DONE]"},
-		"openai provider error event":             {false, []string{oaiChunk, `data: {"error":{"message":"overloaded"}}` + "\n\n"}, false, `{"error":{"message":"overloaded"}}`},
+		"openai complete":                      {false, []string{oaiChunk, oaiFinish + "data: [DONE]\n\n"}, false, "[DONE]"},
+		"openai cut after a chunk":             {false, []string{oaiChunk, ""}, true, ""},
+		"openai cut after a chunk, same frame": {false, []string{oaiChunk}, true, ""},
+		"openai cut inside an event":           {false, []string{oaiChunk, `data: {"choices":[{"ind`}, true, ""},
+		"openai [DONE] without its blank line": {false, []string{oaiChunk, "data: [DONE]"}, false, "[DONE]"},
+		"openai provider error event":          {false, []string{oaiChunk, `data: {"error":{"message":"overloaded"}}` + "\n\n"}, false, `{"error":{"message":"overloaded"}}`},
+		// Ended cleanly after its finish_reason, without [DONE] (older TGI,
+		// llama.cpp servers): whole. Not when a choice is still open, or
+		// content followed the finish (the red-team probe).
+		"openai finished without [DONE]":          {false, []string{oaiChunk, oaiFinish, ""}, false, `{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`},
+		"openai one of two choices finished":      {false, []string{oaiChunk, `data: {"choices":[{"index":1,"delta":{"content":"Wor"}}]}` + "\n\n", oaiFinish, ""}, true, ""},
+		"openai content after a finish":           {false, []string{oaiFinish, oaiChunk, ""}, true, ""},
 		"anthropic complete":                      {true, []string{antStart, antDelta, antEnd}, false, "[DONE]"},
 		"anthropic cut after a delta":             {true, []string{antStart, antDelta, ""}, true, ""},
 		"anthropic cut after a delta, same frame": {true, []string{antStart + antDelta}, true, ""},

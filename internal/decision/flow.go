@@ -30,15 +30,22 @@ func (r *Router) runFlow(ctx context.Context, req *Request, res *Result, now tim
 	if r.Routes == nil {
 		return apierr.NotFound("route_not_found", "model", "the route %q does not exist; named routes are not configured here", apierr.Truncate(chat.Route, 64))
 	}
+	// A route of other workspaces' is not this caller's to use, nor to
+	// learn of (the multi-tenant probe used another's, and used up its
+	// rate limit): its live version says whose it is, for every version
+	// (an older one pinned by @N, written before the list, was open to
+	// every workspace), before any other answer names the route.
+	if chat.RouteVersion != 0 {
+		if live, err := r.Routes.Resolve(chat.Route, 0); err == nil && !live.Allows(res.Workspace) {
+			return routeNotFound(chat.Route)
+		}
+	}
 	f, err := r.Routes.Resolve(chat.Route, chat.RouteVersion)
+	if err == nil && !f.Allows(res.Workspace) {
+		return routeNotFound(chat.Route)
+	}
 	if err != nil {
 		return resolveError(chat, err)
-	}
-	if !f.Allows(res.Workspace) {
-		// A route of other workspaces' is not this caller's to use, nor
-		// to learn of (the multi-tenant probe used another's, and used up
-		// its rate limit).
-		return routeNotFound(chat.Route)
 	}
 	in := &flow.Input{RequestID: req.DecisionID, Now: now, Chat: chat, Principal: &req.Principal, Class: &res.Class,
 		Headers: req.Headers, Metadata: chat.Metadata, Budgets: req.Budgets, Limiter: req.Limiter}

@@ -562,6 +562,11 @@ func (r *Router) reopensIn(cands []policy.Candidate, workspace string, now time.
 // response needs a provider that keeps them; one with a member chat has no
 // field for needs the Responses API itself.
 func cannotContinue(m *catalog.Model, chat *request.Chat) string {
+	if m.Provider.WireFormat == "anthropic" && chat.API == request.APIResponses && chat.OpenAIWireOnly != "" {
+		// A Responses request reaches an Anthropic-wire model through its
+		// chat translation (the red-team probe's BMP image).
+		return chat.OpenAIWireOnly + ": not translated for Anthropic models"
+	}
 	if m.Provider.WireFormat == "anthropic" && chat.API == request.APIChat {
 		// What the translation to Anthropic's Messages API refuses
 		// (translate.ToAnthropicRequest): such a model is not a candidate,

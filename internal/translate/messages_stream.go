@@ -40,6 +40,7 @@ type MessagesStream struct {
 	calls      []*messagesCall
 	held       []heldBlock // blocks that wait for the open call to be whole, in order
 	stopReason string      // the stop_reason the finish_reason maps to, "" until one came
+	finished   bool        // the choice's last chunk carried a finish_reason (Finished)
 	usage      [3]int64    // prompt, completion, cached
 	usageOK    bool
 	refused    bool // the chat stream sent a refusal
@@ -122,9 +123,10 @@ func (s *MessagesStream) TextDelta() string { return s.text }
 // Ended reports whether message_stop (or an error event) went out.
 func (s *MessagesStream) Ended() bool { return s.done }
 
-// Finished reports whether a finish_reason came: the answer is whole, its
-// [DONE] aside.
-func (s *MessagesStream) Finished() bool { return s.stopReason != "" }
+// Finished reports whether the last chunk of the choice carried a
+// finish_reason: the answer is whole, its [DONE] aside (content after a
+// finish reopens it).
+func (s *MessagesStream) Finished() bool { return s.finished }
 
 // Usage is the chat stream's usage once its usage chunk came, as prompt
 // and completion tokens (stellwerk's meter counts cached tokens in the
@@ -279,6 +281,7 @@ func (s *MessagesStream) Event(ev Event, dst []byte) []byte {
 		}
 		return true
 	})
+	s.finished = finish.Type == gjson.String && finish.Str != ""
 	if finish.Type == gjson.String {
 		s.stopReason = stopReason(finish.Str) // a constant: finish.Str points into the event
 	}

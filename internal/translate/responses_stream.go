@@ -37,9 +37,11 @@ type ResponsesStream struct {
 	outputs []any // finished items, by output index (text after a call closes before it)
 	next    int   // the next output index
 	finish  string
-	usage   [3]int64 // input, output, cached
-	usageOK bool
-	echo    []byte // what the response object repeats of the request (ResponsesEcho)
+	// finished: the choice's last chunk carried a finish_reason (Finished).
+	finished bool
+	usage    [3]int64 // input, output, cached
+	usageOK  bool
+	echo     []byte // what the response object repeats of the request (ResponsesEcho)
 }
 
 type responsesCall struct {
@@ -69,9 +71,10 @@ func (s *ResponsesStream) TextDelta() string { return s.text }
 // Ended reports whether response.completed (or an error) went out.
 func (s *ResponsesStream) Ended() bool { return s.done }
 
-// Finished reports whether a finish_reason came: the answer is whole, its
-// [DONE] aside.
-func (s *ResponsesStream) Finished() bool { return s.finish != "" }
+// Finished reports whether the last chunk of the choice carried a
+// finish_reason: the answer is whole, its [DONE] aside (content after a
+// finish reopens it).
+func (s *ResponsesStream) Finished() bool { return s.finished }
 
 // Usage is the chat stream's usage, once its usage chunk came.
 func (s *ResponsesStream) Usage() (promptTokens, completionTokens int, ok bool) {
@@ -155,7 +158,9 @@ func (s *ResponsesStream) Event(ev Event, dst []byte) []byte {
 		}
 		return true
 	})
-	if f := ch.Get("finish_reason"); f.Type == gjson.String {
+	f := ch.Get("finish_reason")
+	s.finished = f.Type == gjson.String && f.Str != ""
+	if f.Type == gjson.String {
 		s.finish = strings.Clone(f.Str) // read at the end, after the framer reused this event's bytes
 	}
 	return dst
