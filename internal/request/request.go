@@ -202,7 +202,8 @@ func ParseChat(body []byte) (Chat, error) {
 			bad = apierr.Invalid("invalid_type", "messages", "messages[%d] must be an object", c.Messages)
 			return false
 		}
-		if role := m.Get("role"); role.Type != gjson.String || role.Str == "" {
+		role := m.Get("role")
+		if role.Type != gjson.String || role.Str == "" {
 			p := "messages[" + strconv.Itoa(c.Messages) + "].role"
 			bad = apierr.Invalid("invalid_value", p, "%s must be a non-empty string", p)
 			return false
@@ -216,8 +217,18 @@ func ParseChat(body []byte) (Chat, error) {
 				case "image_url", "input_image":
 					c.Vision = true
 					c.Images++
-					if u := part.Get("image_url.url").Str; t == "image_url" && strings.HasPrefix(u, "data:") && !anthropicImage(u) {
-						c.openAIOnly("this image type")
+					if t != "image_url" {
+						break
+					}
+					if role.Str != "user" {
+						c.openAIOnly("an image in a " + apierr.Truncate(role.Str, 16) + " message")
+					}
+					u := part.Get("image_url")
+					if u.IsObject() {
+						u = u.Get("url")
+					}
+					if !anthropicImage(u.Str) {
+						c.openAIOnly("this image's type or URL")
 					}
 				case "text", "refusal", "":
 				default:
@@ -782,13 +793,25 @@ func (c *Chat) openAIOnly(what string) {
 	}
 }
 
-// anthropicImage reports whether a data URL holds an image type Anthropic
-// takes (translate.ToAnthropicRequest refuses the others).
+// anthropicImage reports whether an image URL is one the translation to
+// Anthropic takes (translate.ToAnthropicRequest refuses the others): an
+// http(s) URL, or a base64 data URL of a JPEG, PNG, GIF or WebP image
+// without parameters.
 func anthropicImage(u string) bool {
-	for _, t := range [...]string{"data:image/jpeg;", "data:image/jpg;", "data:image/png;", "data:image/gif;", "data:image/webp;"} {
-		if len(u) >= len(t) && strings.EqualFold(u[:len(t)], t) {
-			return true
-		}
+	if len(u) >= 8 && (strings.EqualFold(u[:7], "http://") || strings.EqualFold(u[:8], "https://")) {
+		return true
+	}
+	meta, _, ok := strings.Cut(strings.TrimPrefix(u, "data:"), ",")
+	if !ok || !strings.HasPrefix(u, "data:") {
+		return false
+	}
+	mt, b64 := strings.CutSuffix(meta, ";base64")
+	if !b64 {
+		return false
+	}
+	switch strings.ToLower(mt) {
+	case "image/jpeg", "image/jpg", "image/png", "image/gif", "image/webp":
+		return true
 	}
 	return false
 }

@@ -387,3 +387,37 @@ func TestSurrogatePairsPass(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAIWireOnly: what the translation to Anthropic cannot carry is
+// named, and what it can is not (the SDK feature and red-team probes).
+func TestOpenAIWireOnly(t *testing.T) {
+	img := func(url, role string) string {
+		return `{"model":"m","messages":[{"role":"` + role + `","content":[{"type":"image_url","image_url":{"url":"` + url + `"}}]}]}`
+	}
+	for body, want := range map[string]string{
+		img("data:image/png;base64,iVBO", "user"):            "",
+		img("data:image/JPG;base64,/9j/", "user"):            "",
+		img("HTTPS://example.com/a.png", "user"):             "",
+		img("data:image/bmp;base64,Qk0=", "user"):            "this image's type or URL",
+		img("data:image/png;name=a.png;base64,iVBO", "user"): "this image's type or URL",
+		img("DATA:image/png;base64,iVBO", "user"):            "this image's type or URL",
+		img("ftp://example.com/a.png", "user"):               "this image's type or URL",
+		img("https://example.com/a.png", "system"):           "an image in a system message",
+		`{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":"data:image/bmp;base64,Qk0="}]}]}`:                                                     "this image's type or URL",
+		`{"model":"m","tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"f"}},"messages":[{"role":"user","content":"x"}]}`: "",
+		`{"model":"m","tool_choice":"required","messages":[{"role":"user","content":"x"}]}`:                                                                                        "",
+		`{"model":"m","tools":[{"type":"custom","custom":{"name":"c"}}],"messages":[{"role":"user","content":"x"}]}`:                                                               "tools of type custom",
+		`{"model":"m","modalities":["text"],"messages":[{"role":"user","content":"x"}]}`:                                                                                           "",
+		`{"model":"m","modalities":["text","audio"],"messages":[{"role":"user","content":"x"}]}`:                                                                                   "audio output",
+		`{"model":"m","web_search_options":{},"messages":[{"role":"user","content":"x"}]}`:                                                                                         "web_search_options",
+		`{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"x","format":"wav"}}]}]}`:                                                  "content parts of type input_audio",
+	} {
+		c, err := ParseChat([]byte(body))
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if c.OpenAIWireOnly != want {
+			t.Errorf("%s: %q, want %q", body, c.OpenAIWireOnly, want)
+		}
+	}
+}
