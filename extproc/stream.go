@@ -259,12 +259,9 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 		// no choices: absent, null or [] (as gjson's Array() counts them)
 		drop = st.hideUsage && (choices.Type == gjson.Null || choices.IsArray() && !choices.Get("0").Exists())
 	}
+	var c gjson.Result // the first choice's text
 	if choices.IsArray() {
-		st.choiceEnds(choices)
-	}
-	c := choices.Get("0.delta.content")
-	if c.Type != gjson.String && !c.IsArray() {
-		c = choices.Get("0.text") // a legacy completions stream
+		c = st.readChoices(choices)
 	}
 	if text := translate.AnswerText(c); text != "" { // a string, or parts (magistral)
 		st.outTokens += classify.EstimateTokens(text)
@@ -275,21 +272,47 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 	return drop
 }
 
-// choiceEnds follows which choices a chat chunk's choices streamed, and
-// which ended with a finish_reason: a choice's chunk without one (more
-// content after a finish, a choice still streaming) leaves it open. A
-// finish_reason on one choice of several, or before more content, was
-// taken for the whole answer's end (the red-team probe).
-func (st *streamState) choiceEnds(choices gjson.Result) {
+// readChoices reads a chat chunk's choices in one pass: the first
+// choice's text (delta.content, or a legacy completion's text), and which
+// choices streamed and which ended with a finish_reason. A choice's chunk
+// without one (more content after a finish, a choice still streaming)
+// leaves it open: a finish_reason on one choice of several, or before
+// more content, was taken for the whole answer's end (the red-team
+// probe).
+func (st *streamState) readChoices(choices gjson.Result) (text gjson.Result) {
+	first := true
 	choices.ForEach(func(_, ch gjson.Result) bool {
-		i := ch.Get("index").Int()
+		var i int64
+		var fin bool
+		var delta gjson.Result
+		ch.ForEach(func(k, v gjson.Result) bool {
+			switch k.Str {
+			case "index":
+				i = v.Int()
+			case "finish_reason":
+				fin = v.Type == gjson.String && v.Str != ""
+			case "delta":
+				delta = v
+			case "text":
+				if first && !text.Exists() {
+					text = v
+				}
+			}
+			return true
+		})
+		if first {
+			if c := delta.Get("content"); c.Type == gjson.String || c.IsArray() {
+				text = c
+			}
+			first = false
+		}
 		if i < 0 || i >= 64 {
 			st.choicesWide = true
 			return true
 		}
 		bit := uint64(1) << i
 		st.choicesOpen |= bit
-		if f := ch.Get("finish_reason"); f.Type == gjson.String && f.Str != "" {
+		if fin {
 			st.choicesDone |= bit
 		} else {
 			st.choicesDone &^= bit
@@ -297,6 +320,7 @@ func (st *streamState) choiceEnds(choices gjson.Result) {
 		return true
 	})
 	st.sawFinish = !st.choicesWide && st.choicesOpen != 0 && st.choicesDone == st.choicesOpen
+	return text
 }
 
 // messagesEvent reads one Anthropic stream event, in place: its end
