@@ -19,6 +19,8 @@ import (
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/flow"
+	"github.com/stellwerk/stellwerk/internal/flowstore"
 	"github.com/stellwerk/stellwerk/internal/serve"
 	"github.com/stellwerk/stellwerk/internal/store"
 	"github.com/stellwerk/stellwerk/internal/version"
@@ -242,6 +244,19 @@ func runConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		for _, w := range serve.Unservable(cfg, cat) {
 			fmt.Fprintf(stdout, "warning: %s\n", w)
+		}
+		// The route files serve syncs from routes/ beside the config: one
+		// that does not load against this config keeps its route's live
+		// version, so it is a warning, named with its file and line (they
+		// were not checked here: the config probe).
+		files, err := flowstore.ReadDir(flowstore.Dir(path), flow.EnvFor(cfg, cat))
+		if err != nil {
+			fmt.Fprintf(stdout, "warning: routes: %v\n", err)
+		}
+		for _, f := range files {
+			if f.Err != nil {
+				fmt.Fprintf(stdout, "warning: route file does not load (its route keeps its live version): %v\n", f.Err)
+			}
 		}
 	}
 	for _, m := range admin.NewTokens(cfg.Admin.Tokens, catalog.OSEnv.Getenv).Missing() {

@@ -749,4 +749,16 @@ workspaces:
 	if strings.Contains(out, "workspace default") {
 		t.Errorf("the default workspace warned about:\n%s", out)
 	}
+	// A route file beside it that does not load against it: warned, by
+	// file and line.
+	if err := os.Mkdir(filepath.Join(dir, "routes"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "routes", "support.yaml"), []byte("route: support\nnodes:\n  - {id: a, model: gpt-9}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run("config", "check", path)
+	if err != nil || !strings.Contains(out, "warning: route file does not load") || !strings.Contains(out, "support.yaml:3:") || !strings.Contains(out, `unknown model "gpt-9"`) {
+		t.Errorf("a broken route file: %v\n%s", err, out)
+	}
 }
