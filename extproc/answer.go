@@ -438,6 +438,7 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		// the worst case, the provider counted healthy).
 		return p.immediate(p.noAnswer("an error: " + apierr.Truncate(e.Get("message").String(), 200)))
 	}
+	p.answerHealth("")
 	native := p.endpoint == epResponses && p.served.NativeResponses()
 	if p.keepContent {
 		switch {
@@ -577,6 +578,7 @@ func (p *edge) scrubAnswer(body []byte) ([]byte, bool) {
 func (p *edge) noAnswer(what string) *apierr.Error {
 	m := p.served
 	p.broken = true // not served: charged nothing, as a provider's error is
+	p.answerHealth("answered success without an answer: " + what)
 	p.log.Warn("the provider's success was no answer", zap.String("decision_id", p.id), zap.String("model", m.ID),
 		zap.String("provider", m.Provider.Name), zap.String("body", what))
 	return apierr.Upstream("provider_bad_response", "the provider %s answered with success but %s; the request was not served", m.Provider.Name, what)
@@ -595,4 +597,23 @@ func isAnswer(body []byte) bool {
 		}
 	}
 	return false
+}
+
+// answerHealth tells the served provider's health what its JSON success
+// was (recordAttempt leaves successes to the edge): an answer ("") ends
+// its run of failures; a success that was no answer (why) adds to it.
+// Without failover (no plan) health is not kept, as for streams.
+func (p *edge) answerHealth(why string) {
+	m := p.served
+	if p.plan == nil || m == nil || p.routedAt.IsZero() {
+		return
+	}
+	tg := attemptTarget(p.state, m, p.workspace)
+	if why == "" {
+		p.state.Router.Health.Succeeded(tg)
+		return
+	}
+	if p.state.Router.Health.Failed(tg, why, 0) {
+		p.log.Info("provider cooling down", zap.String("provider", m.Provider.Name), zap.String("reason", why))
+	}
 }

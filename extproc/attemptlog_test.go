@@ -525,11 +525,31 @@ func TestOwnKeyRateLimitIsTheTenants(t *testing.T) {
 			t.Errorf("503, 400, 503: a run of %d, want 2", s.ConsecutiveFailures)
 		}
 	}
+	// A 200 is a success once the edge read it as an answer: an answer
+	// ends the run, an error object under a 200 adds to it (the
+	// provider-wire probe).
 	attempt("default", 200)
+	e.do(respHeaders(":status", "200", "content-type", "application/json", header.Served, "0"))
+	e.do(respBody(`{"choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}`, true))
+	for _, s := range st.Router.Health.Snapshot() {
+		if s.Scope == health.ScopeProvider && s.ConsecutiveFailures != 0 {
+			t.Errorf("an answer did not end the run: %+v", s)
+		}
+	}
+	e2 := openStream(s, "")
+	defer e2.end()
+	edgeRequest(t, e2)
+	attempt("default", 200)
+	e2.do(respHeaders(":status", "200", "content-type", "application/json", header.Served, "0"))
+	e2.do(respBody(`{"error":{"message":"quota exceeded"}}`, true))
+	run := 0
 	for _, s := range st.Router.Health.Snapshot() {
 		if s.Scope == health.ScopeProvider {
-			t.Errorf("a 200 did not end the run: %+v", s)
+			run = s.ConsecutiveFailures
 		}
+	}
+	if run != 1 {
+		t.Errorf("a 200 carrying an error: a run of %d, want 1", run)
 	}
 }
 

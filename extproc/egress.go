@@ -326,11 +326,11 @@ func recordAttempt(f *filter, idx int, m *catalog.Model, workspace string, o att
 			f.log.Info("provider cooling down", zap.String("provider", m.Provider.Name), zap.String("reason", a.Reason))
 		}
 	case status/100 == 2:
-		if !o.stream {
-			// A stream succeeds when it ends well: the edge, which follows
-			// it to its end, says so (streamHealth).
-			r.Health.Succeeded(tg)
-		}
+		// A success is the provider's once its answer is one: the edge,
+		// which reads every answer, says so, at a stream's end
+		// (streamHealth) or when a JSON answer proved an answer
+		// (answerHealth). A 200 carrying an error had counted a success,
+		// so such a provider never cooled (the provider-wire probe).
 		r.Latency.Observe(m.ID, o.stream, o.elapsed)
 	default:
 		// A 4xx other than 429 is about the request (400, 404, 413,
