@@ -157,9 +157,11 @@ func TestAutoKeepsToWhatAnthropicCanTake(t *testing.T) {
 		},
 	})
 	const msgs = `"messages":[{"role":"user","content":"hello"}]`
+	var decisions []string // to replay
 	model := func(body string) (int, string, []byte) {
 		t.Helper()
 		resp, b := post(t, s.URL+"/v1/chat/completions", body, nil)
+		decisions = append(decisions, resp.Header.Get("x-stellwerk-decision-id"))
 		return resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b
 	}
 	if code, m, b := model(`{"model":"auto",` + msgs + `}`); code != 200 || m != "claude-cheap" {
@@ -185,5 +187,14 @@ func TestAutoKeepsToWhatAnthropicCanTake(t *testing.T) {
 	code, _, b := model(`{"model":"claude-cheap","tools":[{"type":"custom","custom":{"name":"code_exec"}}],` + msgs + `}`)
 	if e := decodeError(t, b).Error; code != 400 || e.Code != "model_unsuitable" || !strings.Contains(e.Message, "tools of type custom") {
 		t.Errorf("pinned: %d %s", code, b)
+	}
+	// Each decision replays as it was made: the record keeps what kept
+	// the request off the Anthropic model (it replayed to it: the upgrade
+	// probe).
+	s.Stop("stellwerk")
+	for _, id := range decisions {
+		if out, code := replayCLI(t, filepath.Join(s.Dir, "stellwerk.yaml"), id); code != 0 || !out.Identical {
+			t.Errorf("replay %s: exit %d %+v", id, code, out)
+		}
 	}
 }

@@ -39,6 +39,9 @@ func (in *Inputs) appendJSON(dst []byte) ([]byte, error) {
 	e.StringMapOmit("headers", in.Headers)
 	e.StrOmit("native_only", in.NativeOnly)
 	e.BoolOmit("stored", in.Stored)
+	e.BoolOmit("logprobs", in.Logprobs)
+	e.BoolOmit("functions", in.Functions)
+	e.StrOmit("openai_wire_only", in.OpenAIWireOnly)
 	e.StrOmit("policy", in.Policy)
 	p := &in.Principal
 	e.Key("principal")

@@ -24,8 +24,11 @@ import (
 
 // InputsVersion is the shape of Inputs a decision records; Replay reads it
 // and every version before it. Version 2 added LatencyFrom: the learned
-// latencies may be left to the record's candidate table.
-const InputsVersion = 2
+// latencies may be left to the record's candidate table. Version 3 added
+// Logprobs, Functions and OpenAIWireOnly, what keeps a chat request off
+// Anthropic-wire models: without them a decision that did replayed to the
+// Anthropic model (the upgrade probe).
+const InputsVersion = 3
 
 // LatencyFromCandidates is LatencyFrom when the record's candidate table
 // carries the latencies (its latency_ms column, one per model).
@@ -57,6 +60,11 @@ type Inputs struct {
 	// (request.Chat).
 	NativeOnly string `json:"native_only,omitempty"`
 	Stored     bool   `json:"stored,omitempty"`
+	// Logprobs, Functions and OpenAIWireOnly: what keeps a chat request
+	// off Anthropic-wire models (request.Chat; version 3).
+	Logprobs       bool   `json:"logprobs,omitempty"`
+	Functions      bool   `json:"functions,omitempty"`
+	OpenAIWireOnly string `json:"openai_wire_only,omitempty"`
 	// Policy is the per-request policy in its canonical form ("" for none).
 	Policy         string          `json:"policy,omitempty"`
 	Principal      Principal       `json:"principal"`
@@ -202,6 +210,7 @@ func (res *Result) ReplayInputs(req *Request) *Inputs {
 	in.Tools, in.ResponseFormat, in.Vision, in.User, in.Metadata, in.Headers = c.Tools, c.ResponseFormat, c.Vision, c.User, c.Metadata, req.Headers
 	in.User, in.Metadata, in.Headers = withoutFindings(res.Class, in.User, in.Metadata, in.Headers)
 	in.NativeOnly, in.Stored = c.NativeOnly, c.Stored
+	in.Logprobs, in.Functions, in.OpenAIWireOnly = c.Logprobs, c.FunctionList.Exists() && c.FunctionList.Type != gjson.Null, c.OpenAIWireOnly
 	if res.ReqPolicy.Set {
 		in.Policy = reqpolicy.Canonical(res.ReqPolicy)
 	}
@@ -298,8 +307,12 @@ func (r *Router) Replay(ctx context.Context, in *Inputs, current bool) (*Result,
 	if in.LatencyFrom != "" {
 		return nil, errors.New("replay inputs that leave their latencies to the record's candidate table: read them back first (Inputs.LatencyFromTable)")
 	}
-	chat := request.Chat{Model: in.Model, Stream: in.Stream, Messages: in.Messages, MaxTokens: in.MaxTokens, Choices: in.Choices, Tools: in.Tools,
-		ResponseFormat: in.ResponseFormat, Vision: in.Vision, User: in.User, Metadata: in.Metadata, NativeOnly: in.NativeOnly, Stored: in.Stored}
+	chat := request.Chat{Model: in.Model, Stream: in.Stream, Messages: in.Messages, MaxTokens: in.MaxTokens,
+		Choices: in.Choices, Tools: in.Tools, ResponseFormat: in.ResponseFormat, Vision: in.Vision, User: in.User, Metadata: in.Metadata,
+		NativeOnly: in.NativeOnly, Stored: in.Stored, Logprobs: in.Logprobs, OpenAIWireOnly: in.OpenAIWireOnly}
+	if in.Functions {
+		chat.FunctionList = gjson.Parse("[]")
+	}
 	if name, version, ok := request.RouteOf(in.Model); ok {
 		chat.Route, chat.RouteVersion = name, version
 		if !current && in.RouteVersion != 0 {
