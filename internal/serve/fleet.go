@@ -16,6 +16,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/version"
 )
 
 // fleetFingerprint hashes what every replica of a fleet must share for any
@@ -104,24 +105,44 @@ func (w *fleetWatch) run(ctx context.Context, led *ledger.Ledger, log *zap.Logge
 // others'; it logs when the set of differing replicas changes. A store
 // that does not answer changes nothing (its own errors are said elsewhere).
 func (w *fleetWatch) check(ctx context.Context, led *ledger.Ledger, log *zap.Logger) {
-	fp := w.fp()
+	fp, build := w.fp(), version.String()
 	c, cancel := context.WithTimeout(ctx, fleetCheckInterval)
-	others, err := led.ShareFingerprint(c, w.replica, fp, fleetFresh)
+	// The build beside the fingerprint: replicas of two builds differ
+	// while a rollout lasts (the shipped library and catalog defaults are
+	// the build's), which the log then says rather than "deploy one
+	// config" (the upgrade probe). A replica of an older build shares the
+	// fingerprint alone.
+	others, err := led.ShareFingerprint(c, w.replica, fp+"@"+build, fleetFresh)
 	cancel()
 	if err != nil {
 		return // Redis down, or not there (run is started only with it)
 	}
-	differ := []string{}
+	differ, builds := []string{}, false
 	for r, o := range others {
-		if o != fp {
-			differ = append(differ, r+" ("+o+")")
+		ofp, ob := o, ""
+		if i := strings.LastIndexByte(o, '@'); i >= 0 {
+			ofp, ob = o[:i], o[i+1:]
 		}
+		if ofp == fp {
+			continue
+		}
+		if ob != build {
+			builds = true
+			if ob == "" {
+				ob = "older"
+			}
+			ofp += ", build " + ob
+		}
+		differ = append(differ, r+" ("+ofp+")")
 	}
 	slices.Sort(differ)
 	w.state.Store(&FleetStatus{Fingerprint: fp, Replica: w.replica, Replicas: len(others) + 1, Differ: differ, CheckedAt: time.Now().UTC()})
 	said := strings.Join(differ, ", ")
 	switch {
 	case said == w.said:
+	case said != "" && builds:
+		log.Warn("replicas of this fleet run other builds and decide by other fingerprints: a build's shipped policy library and catalog defaults are part of it, so this lasts while a rollout does; if it outlasts one, deploy one build and one config to every replica (docs/deploy.md)",
+			zap.String("fingerprint", fp), zap.String("build", build), zap.String("replica", w.replica), zap.Strings("differ", differ))
 	case said != "":
 		log.Error("replicas of this fleet decide by different configs or policies: prices, budgets and routing differ between them, and a budget they share can be overspent; deploy one config to every replica (docs/deploy.md)",
 			zap.String("fingerprint", fp), zap.String("replica", w.replica), zap.Strings("differ", differ))

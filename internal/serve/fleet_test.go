@@ -1,9 +1,17 @@
 package serve
 
 import (
+	"context"
+	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/ledger"
+	"github.com/stellwerk/stellwerk/internal/testsrv"
 )
 
 // TestFleetFingerprint: what differs per replica by design leaves the
@@ -31,5 +39,37 @@ func TestFleetFingerprint(t *testing.T) {
 		if got == want {
 			t.Errorf("another %s left the fingerprint as it was", name)
 		}
+	}
+}
+
+// TestFleetDriftNamesTheBuild: replicas of two builds with one config
+// differ (a build's library and catalog defaults are in the fingerprint),
+// and the status and the log say it is the build, not "deploy one config"
+// (the upgrade probe); a replica of an older build, which shares its
+// fingerprint alone, reads as one.
+func TestFleetDriftNamesTheBuild(t *testing.T) {
+	srv := testsrv.Redis(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	led := ledger.New(ledger.NewRedis(client, "{fleet}:"), nil, ledger.Options{})
+	ctx := context.Background()
+	// Another replica, of another build, same config; one of an older
+	// build, with another config.
+	if _, err := led.ShareFingerprint(ctx, "b/1", "fp-1@v2.0.0", fleetFresh); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := led.ShareFingerprint(ctx, "c/1", "fp-2", fleetFresh); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	w := &fleetWatch{replica: "a/1", fp: func() string { return "fp-9" }}
+	w.check(ctx, led, zap.New(core))
+	st := w.Status()
+	if st.Replicas != 3 || len(st.Differ) != 2 || !strings.Contains(strings.Join(st.Differ, " "), "build v2.0.0") ||
+		!strings.Contains(strings.Join(st.Differ, " "), "build older") {
+		t.Errorf("status %+v", st)
+	}
+	if logs.FilterMessageSnippet("run other builds").Len() != 1 || logs.FilterMessageSnippet("deploy one config to every replica").Len() != 0 {
+		t.Errorf("log %v", logs.All())
 	}
 }
