@@ -107,3 +107,33 @@ func TestProviderWireQuirks(t *testing.T) {
 		t.Errorf("primary's run of failures: %s, want 1", f.Raw)
 	}
 }
+
+// TestLargeAnswerEndsTheRun: an answer larger than Envoy's buffer, passed
+// on in parts, is a success that ends the provider's run of failures, as
+// its headers said; since successes counted only once an answer was read
+// whole, it counted neither, and occasional errors around large answers
+// cooled the provider (the health probe).
+func TestLargeAnswerEndsTheRun(t *testing.T) {
+	t.Parallel()
+	s := failoverStackWith(t, func(c *config.Config) { c.Envoy.MaxRequestBytes = 16 << 10 })
+	run := func() int64 {
+		return gjson.GetBytes(adminBody(t, s, "/status"), `providers.#(provider=="claude").consecutive_failures`).Int()
+	}
+	for range 2 {
+		if resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"claude-haiku","messages":[{"role":"user","content":"x"}]}`,
+			map[string]string{"x-mock-status": "503"}); resp.StatusCode < 500 {
+			t.Fatalf("an injected 503: %d %s", resp.StatusCode, b)
+		}
+	}
+	if n := run(); n != 2 {
+		t.Fatalf("a run of %d after two 503s, want 2", n)
+	}
+	resp, b := post(t, s.URL+"/v1/messages", `{"model":"claude-haiku","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}`,
+		map[string]string{"anthropic-version": "2023-06-01", "x-mock-answer-bytes": "200000"})
+	if resp.StatusCode != 200 || len(b) < 100000 {
+		t.Fatalf("a large answer: %d, %d bytes", resp.StatusCode, len(b))
+	}
+	if n := run(); n != 0 {
+		t.Errorf("a run of %d after a large answer, want 0", n)
+	}
+}

@@ -401,6 +401,11 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	}
 	if (!p.addRouting && !p.translate) || !b.EndOfStream {
 		if p.addRouting && !b.EndOfStream {
+			if !p.partial {
+				// Passed on in parts, it cannot be judged whole: a success,
+				// as its headers said (it counted neither: the health probe).
+				p.answerHealth("")
+			}
 			p.partial = true // larger than Envoy's buffer: passed on in parts
 			if nb, held := p.scrubAnswer(b.Body); held {
 				return replaceResponseBody(nb)
