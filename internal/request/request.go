@@ -5,6 +5,7 @@ package request
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -793,6 +794,10 @@ func (c *Chat) openAIOnly(what string) {
 	}
 }
 
+// AnthropicImageTypes are the media types Anthropic accepts for base64
+// images (translate.ToAnthropicRequest, MessagesToChat).
+var AnthropicImageTypes = [...]string{"image/jpeg", "image/png", "image/gif", "image/webp"}
+
 // anthropicImage reports whether an image URL is one the translation to
 // Anthropic takes (translate.ToAnthropicRequest refuses the others): an
 // http(s) URL, or a base64 data URL of a JPEG, PNG, GIF or WebP image
@@ -809,9 +814,6 @@ func anthropicImage(u string) bool {
 	if !b64 {
 		return false
 	}
-	switch strings.ToLower(mt) {
-	case "image/jpeg", "image/jpg", "image/png", "image/gif", "image/webp":
-		return true
-	}
-	return false
+	mt = strings.ToLower(mt)
+	return mt == "image/jpg" || slices.Contains(AnthropicImageTypes[:], mt) // the translation takes jpg as jpeg
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/jsonw"
+	"github.com/stellwerk/stellwerk/internal/request"
 )
 
 // AnthropicVersion is sent as the anthropic-version header.
@@ -95,8 +96,10 @@ type anthToolChoice struct {
 	DisableParallelToolUse bool `json:"disable_parallel_tool_use,omitempty"`
 }
 
-// anthImageTypes are the media types Anthropic accepts for base64 images.
-var anthImageTypes = [...]string{"image/jpeg", "image/png", "image/gif", "image/webp"}
+// anthImageTypes are the media types Anthropic accepts for base64 images:
+// the request parser's list, which keeps auto off Anthropic-wire models
+// for the others.
+var anthImageTypes = request.AnthropicImageTypes
 
 // ToAnthropicRequest turns an OpenAI chat-completions request body into an
 // Anthropic Messages request body for the given provider model name.
