@@ -132,14 +132,14 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *ext
 			// good).
 			e = apierr.Exhausted("rate_limit_exceeded", 0,
 				"this request needs up to %d tokens (its input and max_tokens for each choice), more than rate limit %q allows in a whole %s (%d) for this %s; ask for fewer tokens (max_tokens, n)",
-				tokens, f.Name, windowOf(f), f.Limit, f.Scope)
+				tokens, f.Name, f.Period, f.Limit, f.Scope)
 			e.Final = true
 			break
 		}
 		fallthrough
 	default:
 		e = apierr.Exhausted("rate_limit_exceeded", retry, "rate limit %q reached: %d %s per %s for this %s",
-			f.Name, f.Limit, f.Kind, windowOf(f), f.Scope)
+			f.Name, f.Limit, f.Kind, f.Period, f.Scope)
 	}
 	p.state.Metrics.Rejected(pr.Workspace, f.Kind.String(), f.Scope.String())
 	p.log.Info("refused by a limit", zap.String("decision_id", p.id), zap.String("limit", f.Name), zap.Stringer("kind", f.Kind),
@@ -279,14 +279,6 @@ func (t *toldOnce) first(ev notify.Event) bool {
 	}
 	t.seen[key] = ev.Resets
 	return true
-}
-
-// windowOf names a rate limit's window for an error message.
-func windowOf(f *ledger.Refusal) string {
-	if !f.Reset.IsZero() && time.Until(f.Reset) > time.Hour {
-		return "day"
-	}
-	return "minute"
 }
 
 // rateHeaders are OpenAI's x-ratelimit-* headers for the tightest request

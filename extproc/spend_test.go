@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -344,6 +345,7 @@ func TestLargerThanTheLimitIsFinal(t *testing.T) {
 	for name, tc := range map[string]struct {
 		budgets []ledger.BudgetRule
 		rates   []ledger.RateRule
+		now     time.Time
 		code    string
 		says    string
 	}{
@@ -351,6 +353,11 @@ func TestLargerThanTheLimitIsFinal(t *testing.T) {
 			code: "rate_limit_exceeded", says: `more than rate limit "tpm" allows in a whole minute (1000)`},
 		"budget": {budgets: []ledger.BudgetRule{{Name: "tiny", Scope: ledger.ScopeGlobal, Limit: 100, Period: ledger.PeriodDay}},
 			code: "budget_exceeded", says: `is more than the whole global budget "tiny"`},
+		// In the day's last hour too: the window was guessed from the
+		// time left, and a daily limit read "minute" (the time probe).
+		"tokens per day, late": {rates: []ledger.RateRule{{Name: "tpd", Scope: ledger.ScopeWorkspace, TokensPerDay: 1000}},
+			now:  time.Date(2025, 1, 1, 23, 30, 0, 0, time.UTC),
+			code: "rate_limit_exceeded", says: `more than rate limit "tpd" allows in a whole day (1000)`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := pricedProvider(t, "sk-p")
@@ -362,7 +369,11 @@ func TestLargerThanTheLimitIsFinal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s.Ledger, s.Limited = ledger.New(b, lim, ledger.Options{}), true
+			var opt ledger.Options
+			if !tc.now.IsZero() {
+				opt.Now = func() time.Time { return tc.now }
+			}
+			s.Ledger, s.Limited = ledger.New(b, lim, opt), true
 			defer s.Ledger.Close(context.Background())
 			p := &edge{filter: filter{state: s, log: zap.NewNop(), id: "d"}, ctx: context.Background()}
 			p.handle(headersMsg("POST", "/v1/chat/completions", false))

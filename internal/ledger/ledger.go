@@ -135,8 +135,9 @@ type Refusal struct {
 	Name    string
 	Scope   Scope
 	Subject string
-	// Limit is in micro-EUR for a budget, a count otherwise.
-	Limit int64
+	// Limit is in micro-EUR for a budget, a count otherwise, per Period.
+	Limit  int64
+	Period Period
 	// Reset is when the refusing period ends (zero: a total budget, which
 	// never frees up); RetryAfter is the wait until then, whole seconds, at
 	// least one second (zero for a total budget).

@@ -86,17 +86,32 @@ func (p Period) Bounds(t time.Time, loc *time.Location) (start, end time.Time) {
 		start = t.Truncate(time.Minute)
 		return start, start.Add(time.Minute)
 	case PeriodDay:
-		start = time.Date(y, m, d, 0, 0, 0, 0, loc)
-		return start, time.Date(y, m, d+1, 0, 0, 0, 0, loc)
+		return DayStart(y, m, d, loc), DayStart(y, m, d+1, loc)
 	case PeriodWeek:
 		back := (int(t.Weekday()) + 6) % 7 // days since Monday
-		start = time.Date(y, m, d-back, 0, 0, 0, 0, loc)
-		return start, time.Date(y, m, d-back+7, 0, 0, 0, 0, loc)
+		return DayStart(y, m, d-back, loc), DayStart(y, m, d-back+7, loc)
 	case PeriodMonth:
-		start = time.Date(y, m, 1, 0, 0, 0, 0, loc)
-		return start, time.Date(y, m+1, 1, 0, 0, 0, 0, loc)
+		return DayStart(y, m, 1, loc), DayStart(y, m+1, 1, loc)
 	}
 	return time.Time{}, time.Time{}
+}
+
+// DayStart is the first instant of the date y-m-d in loc (m and d may
+// overflow, as for time.Date). Where the clocks skip midnight (Santiago,
+// Havana, the Azores on their summer-time night) the day begins when they
+// jump: time.Date answers an instant of the day before there, which ended
+// that day's periods an hour early and dropped its daily rate-limit counts
+// (the time probe, 2026-12-07).
+func DayStart(y int, m time.Month, d int, loc *time.Location) time.Time {
+	t := time.Date(y, m, d, 0, 0, 0, 0, loc)
+	if t.Hour() == 0 {
+		return t
+	}
+	wy, wm, wd := time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Date()
+	if ty, tm, td := t.Date(); ty != wy || tm != wm || td != wd {
+		_, t = t.ZoneBounds() // the jump over midnight
+	}
+	return t
 }
 
 // BudgetRule caps spend per period for one subject, or for each subject of

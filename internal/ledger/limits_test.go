@@ -46,6 +46,36 @@ func TestPeriodBounds(t *testing.T) {
 	}
 }
 
+// Where the clocks skip midnight, a day begins when they jump: every instant
+// of two years lies in its own day, week and month, and each day ends where
+// the next begins (the time probe: Santiago's day of 2026-09-05 ended at
+// 23:00, an hour early, and its daily counts were dropped).
+func TestPeriodBoundsWhereMidnightIsSkipped(t *testing.T) {
+	santiago, _ := time.LoadLocation("America/Santiago")
+	// 2026-09-06 00:00 -04 does not exist: the clocks go to 01:00 -03.
+	if s, e := PeriodDay.Bounds(time.Date(2026, 9, 5, 23, 30, 0, 0, santiago), santiago); !e.Equal(time.Date(2026, 9, 6, 4, 0, 0, 0, time.UTC)) ||
+		!s.Equal(time.Date(2026, 9, 5, 4, 0, 0, 0, time.UTC)) {
+		t.Fatalf("Santiago's 2026-09-05: %s – %s, want 04:00Z – next day 04:00Z (01:00 -03)", s, e)
+	}
+	for _, zone := range []string{"America/Santiago", "America/Havana", "Atlantic/Azores", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata"} {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC); at.Year() < 2028; at = at.Add(15 * time.Minute) {
+			for _, p := range []Period{PeriodDay, PeriodWeek, PeriodMonth} {
+				s, e := p.Bounds(at, loc)
+				if at.Before(s) || !at.Before(e) {
+					t.Fatalf("%s %s: %s lies outside %s – %s", zone, p, at.In(loc), s.In(loc), e.In(loc))
+				}
+				if _, prevEnd := p.Bounds(s.Add(-time.Millisecond), loc); !prevEnd.Equal(s) {
+					t.Fatalf("%s %s: the period before ends %s, this one starts %s", zone, p, prevEnd.In(loc), s.In(loc))
+				}
+			}
+		}
+	}
+}
+
 func TestMoney(t *testing.T) {
 	if FromEUR(0.1)+FromEUR(0.2) != FromEUR(0.3) {
 		t.Error("0.1 + 0.2 EUR is not 0.3 EUR")

@@ -273,7 +273,7 @@ func (l *Ledger) state(cs []counter, now time.Time, pre bool) State {
 		}
 	}
 	if refused != nil {
-		rf := &Refusal{Name: refused.key.rule, Scope: refused.scope, Subject: refused.key.subject(), Limit: refused.limit,
+		rf := &Refusal{Name: refused.key.rule, Scope: refused.scope, Subject: refused.key.subject(), Limit: refused.limit, Period: refused.key.period,
 			Used: refused.used, Held: refused.held, Amount: refused.amount}
 		switch refused.key.kind {
 		case kindMoney:

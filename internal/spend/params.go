@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/store"
 )
 
@@ -135,8 +136,9 @@ func ParseTime(s string, now time.Time, loc *time.Location) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t, nil
 	}
-	if t, err := time.ParseInLocation(time.DateOnly, s, loc); err == nil {
-		return t, nil
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		y, m, d := t.Date()
+		return ledger.DayStart(y, m, d, loc), nil
 	}
 	if n, ok := strings.CutSuffix(s, "d"); ok {
 		if days, err := strconv.Atoi(n); err == nil && days >= 0 && days <= 100*366 {

@@ -14,6 +14,7 @@ import (
 func TestResolve(t *testing.T) {
 	now := time.Date(2025, 6, 15, 12, 0, 0, 0, time.UTC)
 	berlin, _ := time.LoadLocation("Europe/Berlin")
+	santiago, _ := time.LoadLocation("America/Santiago")
 	for name, tc := range map[string]struct {
 		p            Params
 		tz           string
@@ -21,12 +22,15 @@ func TestResolve(t *testing.T) {
 		by           []Dim
 		loc          *time.Location
 	}{
-		"defaults":                   {Params{}, "", now.Add(-30 * 24 * time.Hour), now, nil, time.UTC},
-		"dates in the zone":          {Params{Since: "2025-06-01", Until: "2025-06-02", GroupBy: "model, Day,model"}, "Europe/Berlin", time.Date(2025, 6, 1, 0, 0, 0, 0, berlin), time.Date(2025, 6, 2, 0, 0, 0, 0, berlin), []Dim{DimModel, DimDay}, berlin},
-		"tz overrides":               {Params{Since: "2025-06-01", TimeZone: "UTC"}, "Europe/Berlin", time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC), now, nil, time.UTC},
-		"durations":                  {Params{Since: "7d", Until: "36h"}, "", now.Add(-7 * 24 * time.Hour), now.Add(-36 * time.Hour), nil, time.UTC},
-		"rfc3339 and now":            {Params{Since: "2025-06-15T10:00:00+02:00", Until: "now"}, "", time.Date(2025, 6, 15, 8, 0, 0, 0, time.UTC), now, nil, time.UTC},
-		"since before until default": {Params{Until: "2025-06-10"}, "", time.Date(2025, 5, 11, 0, 0, 0, 0, time.UTC), time.Date(2025, 6, 10, 0, 0, 0, 0, time.UTC), nil, time.UTC},
+		"defaults":          {Params{}, "", now.Add(-30 * 24 * time.Hour), now, nil, time.UTC},
+		"dates in the zone": {Params{Since: "2025-06-01", Until: "2025-06-02", GroupBy: "model, Day,model"}, "Europe/Berlin", time.Date(2025, 6, 1, 0, 0, 0, 0, berlin), time.Date(2025, 6, 2, 0, 0, 0, 0, berlin), []Dim{DimModel, DimDay}, berlin},
+		// Santiago's clocks skip 2026-09-06 00:00 -04: the date begins
+		// at 01:00 -03 (04:00 UTC), not an hour earlier (the time probe).
+		"a date whose midnight is skipped": {Params{Since: "2026-09-06", Until: "2026-09-07"}, "America/Santiago", time.Date(2026, 9, 6, 4, 0, 0, 0, time.UTC), time.Date(2026, 9, 7, 3, 0, 0, 0, time.UTC), nil, santiago},
+		"tz overrides":                     {Params{Since: "2025-06-01", TimeZone: "UTC"}, "Europe/Berlin", time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC), now, nil, time.UTC},
+		"durations":                        {Params{Since: "7d", Until: "36h"}, "", now.Add(-7 * 24 * time.Hour), now.Add(-36 * time.Hour), nil, time.UTC},
+		"rfc3339 and now":                  {Params{Since: "2025-06-15T10:00:00+02:00", Until: "now"}, "", time.Date(2025, 6, 15, 8, 0, 0, 0, time.UTC), now, nil, time.UTC},
+		"since before until default":       {Params{Until: "2025-06-10"}, "", time.Date(2025, 5, 11, 0, 0, 0, 0, time.UTC), time.Date(2025, 6, 10, 0, 0, 0, 0, time.UTC), nil, time.UTC},
 		// Teams and users are per workspace (a helper's report summed
 		// two workspaces' "ml" teams).
 		"team with its workspace": {Params{GroupBy: "day,team,user"}, "", now.Add(-30 * 24 * time.Hour), now, []Dim{DimDay, DimWorkspace, DimTeam, DimUser}, time.UTC},
