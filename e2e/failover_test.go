@@ -704,3 +704,22 @@ func TestRateLimitedEverywhereIs429(t *testing.T) {
 		}
 	}
 }
+
+// TestOverloadedEverywhereIs529: when every provider a request was sent to
+// was Anthropic's, answering 529 overloaded_error, the client gets a 529:
+// the anthropic SDKs' OverloadedError, which Claude Code backs off from or
+// switches models on (the agentic-clients probe of 2026-12-07: it was a
+// 503 api_error). An OpenAI SDK reads a 529 as a server error and retries.
+func TestOverloadedEverywhereIs529(t *testing.T) {
+	t.Parallel()
+	s := failoverStackWith(t, func(c *config.Config) {})
+	overloaded := map[string]string{"x-mock-status": "529", "anthropic-version": "2023-06-01"}
+	resp, b := post(t, s.URL+"/v1/messages", `{"model":"claude-haiku","max_tokens":50,"messages":[{"role":"user","content":"x"}]}`, overloaded)
+	if resp.StatusCode != 529 || gjson.GetBytes(b, "type").Str != "error" || gjson.GetBytes(b, "error.type").Str != "overloaded_error" {
+		t.Errorf("Messages API, Anthropic overloaded: %d %s", resp.StatusCode, b)
+	}
+	resp, b = post(t, s.URL+"/v1/chat/completions", `{"model":"claude-haiku","messages":[{"role":"user","content":"x"}]}`, overloaded)
+	if e := decodeError(t, b); resp.StatusCode != 529 || e.Error.Type != "server_error" || e.Error.Code != "provider_overloaded" {
+		t.Errorf("chat completions, Anthropic overloaded: %d %s", resp.StatusCode, b)
+	}
+}

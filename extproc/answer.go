@@ -104,8 +104,10 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 			st := "503"
 			if p.credentialsMissing() {
 				st = "502"
-			} else if p.allRateLimited() {
+			} else if p.allAnswered(http.StatusTooManyRequests) {
 				st = "429"
+			} else if p.allAnswered(statusOverloaded) {
+				st = "529"
 			}
 			hs = append(hs, setHeader(":status", st), setHeader("content-type", "application/json"),
 				setHeader(header.Attempts, strconv.Itoa(len(p.attempts))), setHeader(header.PolicyVersion, p.result.PolicyVersion))
@@ -276,14 +278,18 @@ func (p *edge) credentialsMissing() bool {
 	return len(p.attempts) > 0 && !slices.ContainsFunc(p.attempts, func(a attempt) bool { return a.Outcome != "not_sent" || a.unsentForNoCluster() })
 }
 
-// allRateLimited: every attempt sent was answered 429.
-func (p *edge) allRateLimited() bool {
+// statusOverloaded is Anthropic's "overloaded_error" status.
+const statusOverloaded = 529
+
+// allAnswered: every attempt sent was answered status (429: rate limited;
+// 529: Anthropic's overloaded).
+func (p *edge) allAnswered(status int) bool {
 	sent := 0
 	for _, a := range p.attempts {
 		if a.Outcome == "not_sent" {
 			continue
 		}
-		if a.Status != http.StatusTooManyRequests {
+		if a.Status != status {
 			return false
 		}
 		sent++
@@ -339,12 +345,23 @@ func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
 		p.status, p.errCode = apierr.HTTPStatus(e), e.Code
 		return e
 	}
-	if p.allRateLimited() {
+	if p.allAnswered(http.StatusTooManyRequests) {
 		// Every provider tried said 429: the SDKs' RateLimitError, with
 		// the provider's Retry-After, rather than a server error (the SDK
 		// probe: a pinned model's 429 reached apps as a 503).
 		e := apierr.ProviderError(http.StatusTooManyRequests)
 		e.Message = fmt.Sprintf("every model this request may use is rate limiting requests: %s%s", summarizeAttempts(p.attempts), excluded)
+		p.status, p.errCode = apierr.HTTPStatus(e), e.Code
+		return e
+	}
+	if p.allAnswered(statusOverloaded) {
+		// Every provider tried was Anthropic's, overloaded: the
+		// anthropic SDKs' OverloadedError, which Claude Code answers by
+		// backing off or switching models (a 503 api_error hid it; the
+		// agentic-clients probe).
+		e := apierr.ProviderError(statusOverloaded)
+		e.Code = "provider_overloaded"
+		e.Message = fmt.Sprintf("every model this request may use is overloaded: %s%s", summarizeAttempts(p.attempts), excluded)
 		p.status, p.errCode = apierr.HTTPStatus(e), e.Code
 		return e
 	}
