@@ -195,8 +195,13 @@ outlier_detection: {consecutive_5xx: 9, interval: 3s, base_ejection_time: 7s, ma
 	if od := alpha.OutlierDetection; od.Consecutive5xx != 9 || od.Interval != "3s" || od.BaseEjectionTime != "7s" || od.MaxEjectionPercent != 40 {
 		t.Errorf("outlier detection in Envoy: %+v", od)
 	}
-	if beta := envoyCluster(t, s, "provider_beta"); beta == nil || len(beta.CircuitBreakers.Thresholds) != 0 {
-		t.Errorf("beta changed with alpha: %+v", beta)
+	// beta sets no breakers: stellwerk's 100,000, not Envoy's 1,024,
+	// which refused a provider's 1,025th answer in flight (the capacity
+	// probe of 2026-12-07).
+	if beta := envoyCluster(t, s, "provider_beta"); beta == nil || len(beta.CircuitBreakers.Thresholds) != 1 ||
+		beta.CircuitBreakers.Thresholds[0].MaxRequests != 100_000 || beta.CircuitBreakers.Thresholds[0].MaxConnections != 100_000 ||
+		beta.CircuitBreakers.Thresholds[0].MaxPendingRequests != 100_000 {
+		t.Errorf("beta changed with alpha, or runs Envoy's breakers: %+v", beta)
 	}
 
 	// A reload (here: defaults for every provider in the file) keeps the

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"cmp"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -72,6 +73,14 @@ func http2Options(h *config.HTTP2Settings) *corev3.Http2ProtocolOptions {
 	}
 }
 
+// providerBreaker is a provider cluster's connections, pending and active
+// requests when no circuit breaker sets them. Envoy's default of 1,024,
+// sized for short calls, refused requests to a provider beyond 1,024
+// answers in flight (streams last minutes) with a 503 no failover
+// replaces, long before the host ran out of anything (the capacity probe,
+// 2026-12-07); the ext_proc cluster in envoy/bootstrap.yaml has the same.
+const providerBreaker = 100_000
+
 // applyControls sets the provider's cluster controls on the cluster and
 // its HTTP protocol options. Every unset control leaves Envoy's default.
 func applyControls(cl *clusterv3.Cluster, opts *httpv3.HttpProtocolOptions, c Cluster) {
@@ -92,15 +101,17 @@ func applyControls(cl *clusterv3.Cluster, opts *httpv3.HttpProtocolOptions, c Cl
 	if common.IdleTimeout != nil || common.MaxStreamDuration != nil || common.MaxRequestsPerConnection != nil || common.MaxConnectionDuration != nil {
 		opts.CommonHttpProtocolOptions = common
 	}
-	if b := ctl.CircuitBreakers; b != nil {
-		cl.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
-			Priority:           corev3.RoutingPriority_DEFAULT,
-			MaxConnections:     u32(b.MaxConnections),
-			MaxPendingRequests: u32(b.MaxPendingRequests),
-			MaxRequests:        u32(b.MaxRequests),
-			MaxRetries:         u32(b.MaxRetries),
-		}}}
+	var b config.CircuitBreakers
+	if ctl.CircuitBreakers != nil {
+		b = *ctl.CircuitBreakers
 	}
+	cl.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		Priority:           corev3.RoutingPriority_DEFAULT,
+		MaxConnections:     u32(cmp.Or(b.MaxConnections, providerBreaker)),
+		MaxPendingRequests: u32(cmp.Or(b.MaxPendingRequests, providerBreaker)),
+		MaxRequests:        u32(cmp.Or(b.MaxRequests, providerBreaker)),
+		MaxRetries:         u32(b.MaxRetries),
+	}}}
 	if o := ctl.OutlierDetection; o != nil {
 		od := &clusterv3.OutlierDetection{
 			Consecutive_5Xx:    u32(o.Consecutive5xx),
