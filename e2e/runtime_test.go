@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -76,9 +77,32 @@ func TestStopFinishesStreams(t *testing.T) {
 		s.Stop("stellwerk")
 		stopped <- time.Now()
 	}()
+	// While it drains, the admin API answers: not ready, but alive (the
+	// capacity probe: its port closed as the drain began, so /metrics
+	// went dark and a liveness probe could kill the drain).
+	probes := make(chan string, 1)
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		got := ""
+		for _, path := range []string{"/readyz", "/healthz"} {
+			r, err := http.Get(s.AdminURL + path)
+			if err != nil {
+				got += path + ": " + err.Error() + "; "
+				continue
+			}
+			rb, _ := io.ReadAll(r.Body)
+			r.Body.Close()
+			got += fmt.Sprintf("%s: %d %s; ", path, r.StatusCode, bytes.TrimSpace(rb))
+		}
+		probes <- got
+	}()
 	start := time.Now()
 	b, err := io.ReadAll(resp.Body)
 	took := time.Since(start)
+	if got := <-probes; !strings.Contains(got, `/readyz: 503 {"reason":"stopping: finishing the requests in flight","status":"not ready"}`) ||
+		!strings.Contains(got, `/healthz: 200`) {
+		t.Errorf("the admin API while draining: %s", got)
+	}
 	if err != nil || !strings.Contains(string(b), "data: [DONE]") || strings.Contains(string(b), `"error"`) {
 		t.Fatalf("the stream after SIGTERM (%s): %v\n%s", took, err, b)
 	}

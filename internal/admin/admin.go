@@ -29,6 +29,9 @@ import (
 type Status interface {
 	// SnapshotVersion is the xDS snapshot Envoy is offered ("" before the first).
 	SnapshotVersion() string
+	// Stopping: the server is finishing the requests in flight before it
+	// exits (not ready; the admin API still answers).
+	Stopping() bool
 	// EnvoyStreams is the number of connected Envoy xDS streams.
 	EnvoyStreams() int64
 	// LastRejection is Envoy's last NACK message, "" if none.
@@ -90,6 +93,10 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.Stopping() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "stopping: finishing the requests in flight"})
+			return
+		}
 		if s.SnapshotVersion() == "" {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "no xDS snapshot published yet"})
 			return

@@ -24,6 +24,7 @@ type fakeStatus struct {
 }
 
 func (f *fakeStatus) SnapshotVersion() string  { return "v1" }
+func (f *fakeStatus) Stopping() bool           { return false }
 func (f *fakeStatus) EnvoyStreams() int64      { return 1 }
 func (f *fakeStatus) LastRejection() string    { return "" }
 func (f *fakeStatus) Gauges() map[string]int64 { return map[string]int64{"extproc_attempt_entries": 3} }

@@ -410,7 +410,8 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	case runErr = <-errc:
 	}
 	log.Info("stellwerk stopping")
-	hc.Shutdown() // NOT_SERVING: Envoy's health checks move traffic to other replicas
+	st.stopping.Store(true) // /readyz: 503
+	hc.Shutdown()           // NOT_SERVING: Envoy's health checks move traffic to other replicas
 	if grpcLis.Addr().Network() == "tcp" {
 		// A fleet's Envoy checks every second (envoy/bootstrap-mtls.yaml):
 		// until it has seen NOT_SERVING, it still sends requests here, and
@@ -418,9 +419,6 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		// rolling restart failed one request).
 		time.Sleep(healthCheckGrace)
 	}
-	shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
-	defer done()
-	_ = hs.Shutdown(shutCtx)
 	// No new streams from here (GOAWAY); those in flight finish, a stream
 	// of many minutes included, for at most envoy.request_timeout, the
 	// longest a request may last. xDS streams never end on their own: they
@@ -433,6 +431,12 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	} else {
 		log.Info("requests in flight finished; writing the last spend rows and the audit log's shutdown checkpoint")
 	}
+	// The admin API answered until here: /metrics shows the drain, and a
+	// liveness probe on /healthz does not kill a drain of many minutes
+	// (the capacity probe: the port closed when the drain began).
+	shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	_ = hs.Shutdown(shutCtx)
 	gs.Stop()
 	stopped = true
 	return runErr
@@ -495,7 +499,10 @@ type status struct {
 	live          *live.Hub
 	feedback      *feedback.Store
 	fleet         *fleetWatch
+	stopping      atomic.Bool
 }
+
+func (s *status) Stopping() bool { return s.stopping.Load() }
 
 // FleetStatus is /status's "fleet": this replica's config fingerprint and
 // the replicas that decide by another.
