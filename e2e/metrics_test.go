@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
 	"github.com/stellwerk/stellwerk/internal/mockllm"
+	"github.com/tidwall/gjson"
 )
 
 // TestMetricsAfterEveryKind (issue 16): after one request of every kind
@@ -223,4 +226,51 @@ func promSample(mfs map[string]*dto.MetricFamily, name, labels string) float64 {
 		}
 	}
 	return -1
+}
+
+// TestClientLeavingIsNoProviderFailure: a client that gives up before a
+// slow provider answers is not the provider's failure: the attempt is
+// "abandoned" in the metrics and the audit record, not "failed", which the
+// error-ratio alert counts (the capacity probe of 2026-12-07: 300 clients
+// timing out on a slow provider were 300 of its failures).
+func TestClientLeavingIsNoProviderFailure(t *testing.T) {
+	t.Parallel()
+	s := failoverStackWith(t, func(c *config.Config) {
+		c.Admin.Tokens = append(c.Admin.Tokens, config.AdminToken{ID: "prometheus", Role: config.RoleViewer, SHA256: auth.Hash("prom-viewer-token")})
+	})
+	s.Providers["primary"].SetBehavior(mockllm.Behavior{FirstByteDelay: 3 * time.Second})
+	for _, stream := range []string{"false", "true"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/v1/chat/completions",
+			strings.NewReader(`{"model":"primary-mini","stream":`+stream+`,"messages":[{"role":"user","content":"x"}]}`))
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			t.Fatalf("stream %s: answered %d before the provider's first byte", stream, resp.StatusCode)
+		}
+		cancel()
+	}
+	var mfs map[string]*dto.MetricFamily
+	waitFor(t, "two abandoned attempts", func() bool {
+		_, mfs = scrape(t, s)
+		return promSample(mfs, "stellwerk_provider_attempts_total", "model=primary-mini,outcome=abandoned,provider=primary") == 2
+	})
+	if n := promSample(mfs, "stellwerk_provider_attempts_total", "model=primary-mini,outcome=failed,provider=primary"); n > 0 {
+		t.Errorf("%v failed attempts on primary", n)
+	}
+	var recs [][]byte
+	waitFor(t, "the records", func() bool {
+		recs = recs[:0]
+		for _, r := range auditPage(t, s, "kind=decision").Records {
+			if gjson.GetBytes(r.Record, "attempts.0.provider").Str == "primary" {
+				recs = append(recs, r.Record)
+			}
+		}
+		return len(recs) == 2
+	})
+	for _, rec := range recs {
+		if a := gjson.GetBytes(rec, "attempts.0"); a.Get("outcome").Str != "abandoned" || gjson.GetBytes(rec, "error_code").Str != "client_closed" {
+			t.Errorf("the record: %s", rec)
+		}
+	}
 }

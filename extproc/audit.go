@@ -135,6 +135,9 @@ func (p *edge) auditRecord() *audit.Record {
 	case !p.routedAt.IsZero() && p.served != nil: // no failover: the one provider it went to
 		a := audit.Attempt{Model: p.served.ID, Provider: p.served.Provider.Name, Status: code,
 			Outcome: attemptOutcome(code, p.streamBroken != ""), Reason: p.streamBroken}
+		if a.Outcome == outcomeAbandoned {
+			a.Reason = "the client went away before the provider answered"
+		}
 		r.Attempts = []audit.Attempt{a}
 	}
 	if p.charged {

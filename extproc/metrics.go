@@ -106,13 +106,20 @@ func (p *edge) requestModel() string {
 	return "other"
 }
 
+const outcomeAbandoned = "abandoned"
+
 // attemptOutcome names the one attempt of a request without failover by
 // the provider's status, as recordAttempt names a plan's: served, failed
-// (an outage, a rate limit, a refused credential, a stream it broke off)
-// or rejected (a 4xx about the request).
+// (an outage, a rate limit, a refused credential, a stream it broke off),
+// rejected (a 4xx about the request), or abandoned: no status, the client
+// went away before an answer began. That is no provider's failure: 300
+// clients giving up on a slow provider read as 300 of its failures on the
+// error-ratio alert (the capacity probe, 2026-12-07).
 func attemptOutcome(code int, streamBroken bool) string {
 	switch {
-	case code == 0 || code == 429 || code >= 500 || credentialRefused(code) || streamBroken:
+	case code == 0:
+		return outcomeAbandoned
+	case code == 429 || code >= 500 || credentialRefused(code) || streamBroken:
 		return "failed"
 	case code >= 400:
 		return "rejected"
