@@ -762,3 +762,30 @@ workspaces:
 		t.Errorf("a broken route file: %v\n%s", err, out)
 	}
 }
+
+// TestConfigCheckWarnsMemoryBudgetsOnPostgres: PostgreSQL without Redis
+// counts budgets in each replica's memory; config check says so (the
+// growth probe: two replicas each admitted a key's whole budget).
+func TestConfigCheckWarnsMemoryBudgetsOnPostgres(t *testing.T) {
+	dir := t.TempDir()
+	base := `routing: {default_model: us1}
+providers:
+  - {name: p, base_url: "http://127.0.0.1:8081/v1", residency: us}
+models:
+  - {id: us1, provider: p, context_window: 1000}
+state:
+  hash_key: {env: STELLWERK_TEST_HASH_KEY}
+  postgres: {dsn_env: STELLWERK_TEST_DSN}
+`
+	const warning = "warning: state.postgres without state.redis: budgets and rate limits are counted in this replica's memory"
+	for doc, want := range map[string]bool{base: true, base + "  redis: {address: 127.0.0.1:6379}\n": false} {
+		path := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, _, _ := run("config", "check", path)
+		if strings.Contains(out, warning) != want {
+			t.Errorf("warned %v, want %v:\n%s\n%s", !want, want, doc, out)
+		}
+	}
+}

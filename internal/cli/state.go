@@ -196,8 +196,8 @@ func afterCopyNotes(ctx context.Context, sdb *store.DB, src, dst *config.Config)
 	if dst.State.Redis != nil {
 		var n int
 		if sdb.SQL.QueryRowContext(ctx, `SELECT COUNT(*) FROM budget_totals`).Scan(&n) == nil && n > 0 {
-			notes = append(notes, "note: the new config counts budgets in Redis, which starts every budget's current period from zero; "+
-				"the copied budget totals are read only by replicas without state.redis")
+			notes = append(notes, "note: the new config counts budgets in Redis; each replica seeds the current period from the copied spend ledger when it starts, "+
+				"and the copied budget totals are read only by replicas without state.redis")
 		}
 	}
 	if src.State.SpendFile != "" {

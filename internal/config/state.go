@@ -137,3 +137,16 @@ func (c *Config) validateState() []error {
 	}
 	return errs
 }
+
+// MemoryBudgetsOnSharedStore is a warning for a config that keeps its state
+// in PostgreSQL, where any number of replicas may share it, but counts
+// budgets and rate limits in memory, each replica its own: two replicas
+// each admit a budget's whole amount (the growth probe, 2026-12-07: 122 %
+// of a key's budget spent through two). "" otherwise.
+func MemoryBudgetsOnSharedStore(c *Config) string {
+	if c.State.Postgres == nil || c.State.Redis != nil {
+		return ""
+	}
+	return "state.postgres without state.redis: budgets and rate limits are counted in this replica's memory, " +
+		"so each replica on this database enforces them alone; run one replica, or add state.redis (docs/deploy.md)"
+}

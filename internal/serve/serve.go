@@ -177,6 +177,9 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	if w := config.MemoryBudgetsOnSharedStore(cfg); w != "" {
+		log.Warn(w)
+	}
 	defer func() {
 		closeCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 		defer done()
