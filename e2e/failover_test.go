@@ -723,3 +723,43 @@ func TestOverloadedEverywhereIs529(t *testing.T) {
 		t.Errorf("chat completions, Anthropic overloaded: %d %s", resp.StatusCode, b)
 	}
 }
+
+// TestProviderRequestIDPassesOn: the provider's own request id (OpenAI's
+// x-request-id, Anthropic's request-id), which its support asks for,
+// reaches the client, streamed or not, through either API; the decision
+// id stands in only where the provider sent none. Envoy applied the
+// edge's add-if-absent as an overwrite, so every client got the decision
+// id (the agentic-clients probe of 2026-12-07).
+func TestProviderRequestIDPassesOn(t *testing.T) {
+	t.Parallel()
+	s := failoverStackWith(t, func(c *config.Config) {})
+	s.Providers["primary"].SetBehavior(mockllm.Behavior{RequestID: "req_primary_own"})
+	s.Providers["claude"].SetBehavior(mockllm.Behavior{RequestID: "req_claude_own"})
+	messages := map[string]string{"anthropic-version": "2023-06-01"}
+	for _, c := range []struct {
+		path, model, stream string
+		hdr                 map[string]string
+		xRequestID, reqID   string // "decision": the decision id; "": absent
+	}{
+		{"/v1/chat/completions", "primary-mini", "false", nil, "req_primary_own", ""},
+		{"/v1/chat/completions", "primary-mini", "true", nil, "req_primary_own", ""},
+		{"/v1/chat/completions", "claude-haiku", "false", nil, "decision", "req_claude_own"},
+		{"/v1/messages", "claude-haiku", "false", messages, "decision", "req_claude_own"},
+		{"/v1/messages", "claude-haiku", "true", messages, "decision", "req_claude_own"},
+		{"/v1/messages", "primary-mini", "false", messages, "req_primary_own", "decision"},
+	} {
+		resp, b := post(t, s.URL+c.path, `{"model":"`+c.model+`","max_tokens":20,"stream":`+c.stream+`,"messages":[{"role":"user","content":"hi"}]}`, c.hdr)
+		id := resp.Header.Get("x-stellwerk-decision-id")
+		want := func(v string) string {
+			if v == "decision" {
+				return id
+			}
+			return v
+		}
+		if resp.StatusCode != 200 || id == "" || resp.Header.Get("x-request-id") != want(c.xRequestID) || len(resp.Header.Values("x-request-id")) != 1 ||
+			resp.Header.Get("request-id") != want(c.reqID) {
+			t.Errorf("%s %s stream %s: %d x-request-id %q request-id %q (decision %s): %.200s", c.path, c.model, c.stream, resp.StatusCode,
+				resp.Header.Values("x-request-id"), resp.Header.Values("request-id"), id, b)
+		}
+	}
+}

@@ -34,21 +34,27 @@ import (
 // for the body of a successful, unencoded JSON answer so the routing object
 // can go into it. Streams (SSE) are never buffered.
 func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	rh := readResponseHeaders(h)
 	// x-request-id: the provider's own when it sends one (its support
 	// knows it), the decision's otherwise; the SDKs show it as the
-	// request's id, and none came back (the SDK probe).
-	hs := []*corev3.HeaderValueOption{setHeader(header.DecisionID, p.id), addHeader(header.RequestID, p.id)}
-	if p.anthropicErrors {
+	// request's id, and none came back (the SDK probe). Envoy's ext_proc
+	// applies ADD_IF_ABSENT as an overwrite, so the provider's was
+	// replaced (the agentic-clients probe): the edge looks itself.
+	hs := make([]*corev3.HeaderValueOption, 1, 3)
+	hs[0] = setHeader(header.DecisionID, p.id)
+	if !rh.requestID {
+		hs = append(hs, setHeader(header.RequestID, p.id))
+	}
+	if p.anthropicErrors && !rh.anthropicRequestID {
 		// The anthropic SDKs read request-id (Anthropic's own header):
 		// their _request_id and APIStatusError.request_id were None (the
 		// agent probe). An Anthropic-wire provider's own passes on.
-		hs = append(hs, addHeader(header.AnthropicRequestID, p.id))
+		hs = append(hs, setHeader(header.AnthropicRequestID, p.id))
 	}
 	d := p.selection
 	if d == nil {
 		return continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs})
 	}
-	rh := readResponseHeaders(h)
 	status, ctype, encoding := rh.status, rh.ctype, rh.encoding
 	if rh.relabeled {
 		hs = append(hs, setHeader("content-type", "application/json"))

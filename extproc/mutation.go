@@ -24,13 +24,6 @@ func setHeader(name, value string) *corev3.HeaderValueOption {
 	return &h.opt
 }
 
-// addHeader adds a header the response does not have already.
-func addHeader(name, value string) *corev3.HeaderValueOption {
-	o := setHeader(name, value)
-	o.AppendAction = corev3.HeaderValueOption_ADD_IF_ABSENT
-	return o
-}
-
 // headerOption is setHeader's allocation.
 type headerOption struct {
 	opt corev3.HeaderValueOption

@@ -314,6 +314,9 @@ type responseMeta struct {
 	// stream, read as JSON (ctype is application/json; the answer's
 	// content-type is set to it).
 	relabeled bool
+	// The provider's own request ids (OpenAI's x-request-id, Anthropic's
+	// request-id), which the client gets rather than the decision id.
+	requestID, anthropicRequestID bool
 }
 
 func readResponseHeaders(h *extprocv3.HttpHeaders) responseMeta {
@@ -334,6 +337,10 @@ func readResponseHeaders(h *extprocv3.HttpHeaders) responseMeta {
 			m.attemptCount, _ = strconv.Atoi(headerValue(hv))
 		case header.Served:
 			m.served = headerValue(hv)
+		case header.RequestID:
+			m.requestID = len(hv.RawValue) > 0 || hv.Value != ""
+		case header.AnthropicRequestID:
+			m.anthropicRequestID = len(hv.RawValue) > 0 || hv.Value != ""
 		}
 	}
 	if len(m.status) == 3 && m.status[0] == '2' && (m.encoding == "" || m.encoding == "identity") &&

@@ -64,6 +64,9 @@ type Behavior struct {
 	// Quirk is one of the Quirk constants: what OpenAI-compatible servers
 	// send that OpenAI does not (quirks.go).
 	Quirk string `json:"quirk,omitempty"`
+	// RequestID is the provider's own id of each request, on every answer
+	// as its API sends it: x-request-id (OpenAI), request-id (Anthropic).
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // Recorded is one request as the provider saw it.
@@ -204,6 +207,13 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Set-Cookie", "__provider_session=abc; Path=/")
 	}
 	anthropic := strings.HasSuffix(r.URL.Path, "/messages")
+	if b.RequestID != "" {
+		if anthropic {
+			w.Header().Set("Request-Id", b.RequestID)
+		} else {
+			w.Header().Set("X-Request-Id", b.RequestID)
+		}
+	}
 	api := apiOf(r.URL.Path)
 	if !anthropic && api == "" {
 		writeError(w, http.StatusNotFound, "invalid_request_error", "unknown path "+r.URL.Path)
