@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/store"
 	"github.com/stellwerk/stellwerk/internal/testsrv"
@@ -297,6 +300,68 @@ func TestReplicasSwitchWithinASecond(t *testing.T) {
 	})
 }
 
+// TestTableFollowsARestore: a database restored from an older backup and
+// written to again before a replica's next poll, up to or past the
+// generation the replica had loaded, is reloaded whole. Before, the
+// replica took the same generation for the same routes: it kept serving
+// a version the store no longer had, in place of the one deployed under
+// its number since, until it restarted.
+func TestTableFollowsARestore(t *testing.T) {
+	for name, more := range map[string]int{"catching up with the replica": 0, "passing it": 1} {
+		t.Run(name, func(t *testing.T) {
+			conform(t, func(t *testing.T, open func() *Store) {
+				ctx := context.Background()
+				s := open()
+				core, logs := observer.New(zap.WarnLevel)
+				tb := NewTable(open(), env, zap.New(core))
+				mustDeploy := func(model string) {
+					t.Helper()
+					v, _, err := s.Create(ctx, mustFlow(t, doc("support", model)), "x", "", "api")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := s.Deploy(ctx, "support", v.Version, "x"); err != nil {
+						t.Fatal(err)
+					}
+				}
+				mustDeploy("gpt-4o")
+				tables, err := s.db.Tables(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				restore := testsrv.Backup(t, s.db.SQL, tables...)
+				mustDeploy("claude-sonnet")
+				if err := tb.Refresh(ctx); err != nil {
+					t.Fatal(err)
+				}
+
+				// The replica does not poll until the store is past it again;
+				// version 2 is another document now.
+				restore()
+				mustDeploy("gpt-4o-mini")
+				for range more {
+					s.Create(ctx, mustFlow(t, doc("billing", "gpt-4o")), "x", "", "api")
+				}
+				if err := tb.Refresh(ctx); err != nil {
+					t.Fatal(err)
+				}
+				for _, version := range []int64{0, 2} {
+					f, err := tb.Resolve("support", version)
+					if err != nil {
+						t.Fatalf("support@%d: %v", version, err)
+					}
+					if f.Version != 2 || target(f) != "gpt-4o-mini" {
+						t.Errorf("support@%d: version %d on %s, want version 2 on gpt-4o-mini (deployed since the restore)", version, f.Version, target(f))
+					}
+				}
+				if n := logs.FilterMessageSnippet("route store went back").Len(); n != 1 {
+					t.Errorf("%d warnings that the store went back, want 1: %v", n, logs.All())
+				}
+			})
+		})
+	}
+}
+
 // With the store gone the table keeps serving what it loaded.
 func TestTableStoreDown(t *testing.T) {
 	ctx := context.Background()
@@ -347,12 +412,12 @@ func TestSyncDir(t *testing.T) {
 		}
 		// Unchanged files change nothing, on this replica or another.
 		for _, st := range []*Store{s, open()} {
-			gen, _ := st.Generation(ctx)
+			at, _, _ := st.Generation(ctx, store.Mark{})
 			res, _ = SyncDir(ctx, st, dir, env, true)
 			if res[2].Changed {
 				t.Errorf("unchanged file synced again: %+v", res[2])
 			}
-			if g, _ := st.Generation(ctx); g != gen {
+			if now, _, _ := st.Generation(ctx, store.Mark{}); now != at {
 				t.Errorf("an unchanged sync bumped the generation")
 			}
 		}

@@ -154,15 +154,20 @@ CREATE TABLE route_deploys (
 	seq          BIGINT NOT NULL
 );
 CREATE INDEX route_deploys_route ON route_deploys (route, seq)`},
+	{Version: 2, Name: "generation stamps, to tell a restored database", SQL: `
+CREATE TABLE routes_stamps (
+	gen   BIGINT PRIMARY KEY,
+	stamp BIGINT NOT NULL
+)`},
 }
 
 // Store keeps route versions in a state database. Every write bumps one
-// generation counter in its transaction (its row lock orders writers), so
-// a reader that has seen generation g has seen every change up to g.
+// generation counter (store.Generation) in its transaction, so a reader
+// that has seen generation g has seen every change up to g.
 type Store struct {
 	db  *store.DB
 	now func() time.Time
-	gen *store.Stmt // Generation's query, run by every poll
+	gen *store.Generation
 }
 
 // Open migrates the routes schema and returns the store.
@@ -170,20 +175,13 @@ func Open(ctx context.Context, db *store.DB) (*Store, error) {
 	if err := db.Migrate(ctx, Component, Migrations); err != nil {
 		return nil, err
 	}
-	return &Store{db: db, now: time.Now, gen: store.NewStmt(db.SQL, `SELECT gen FROM routes_generation WHERE id = 1`)}, nil
+	return &Store{db: db, now: time.Now, gen: store.NewGeneration(db.SQL, "routes")}, nil
 }
 
-func bump(ctx context.Context, tx *sql.Tx) (int64, error) {
-	var gen int64
-	err := tx.QueryRowContext(ctx, `UPDATE routes_generation SET gen = gen + 1 WHERE id = 1 RETURNING gen`).Scan(&gen)
-	return gen, err
-}
-
-// Generation is the store's change counter.
-func (s *Store) Generation(ctx context.Context) (int64, error) {
-	var gen int64
-	err := s.gen.QueryRow(ctx, nil, &gen)
-	return gen, store.Classify(err)
+// Generation is the store's change counter and its stamp, and how its
+// history relates to seen (what a table loaded).
+func (s *Store) Generation(ctx context.Context, seen store.Mark) (store.Mark, store.Continuity, error) {
+	return s.gen.Read(ctx, seen)
 }
 
 func ms(t time.Time) int64 {
@@ -215,7 +213,7 @@ func (s *Store) Create(ctx context.Context, f *flow.Flow, author, message, sourc
 	var v Version
 	created := false
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		gen, err := bump(ctx, tx)
+		gen, err := s.gen.Bump(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -406,7 +404,7 @@ func previous(ctx context.Context, q interface {
 func (s *Store) switchTo(ctx context.Context, route string, version int64, by, action string) (Deploy, error) {
 	d := Deploy{Route: route, By: by, Action: action, To: version}
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		gen, err := bump(ctx, tx)
+		gen, err := s.gen.Bump(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -514,7 +512,7 @@ func (s *Store) SyncFile(ctx context.Context, f *flow.Flow, source string, modif
 		case err != nil && !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
-		gen, err := bump(ctx, tx)
+		gen, err := s.gen.Bump(ctx, tx)
 		if err != nil {
 			return err
 		}

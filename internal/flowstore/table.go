@@ -20,7 +20,8 @@ import (
 // takes no lock and never touches the database. Run keeps it current by
 // polling the store's generation counter: a deploy or rollback reaches
 // every replica within one interval plus one query. When the store cannot
-// be reached the table keeps serving what it last loaded.
+// be reached the table keeps serving what it last loaded; a store that
+// went back (restored from an older backup) is reloaded whole.
 type Table struct {
 	st   *Store
 	log  *zap.Logger
@@ -33,7 +34,7 @@ type Table struct {
 }
 
 type tableSnap struct {
-	gen    int64
+	at     store.Mark
 	envGen int64
 	env    *flow.Env             // what pinned versions compile against
 	live   map[string]*flow.Flow // route → live flow (absent: none deployed)
@@ -152,7 +153,7 @@ func (t *Table) Live() map[string]int64 {
 func (t *Table) Broken() map[string]error { return maps.Clone(t.snap.Load().broken) }
 
 // Generation is the store generation the table reflects.
-func (t *Table) Generation() int64 { return t.snap.Load().gen }
+func (t *Table) Generation() int64 { return t.snap.Load().at.Gen }
 
 // Healthy reports whether the last refresh reached the store, and when the
 // last successful one was.
@@ -170,22 +171,22 @@ func (t *Table) Refresh(ctx context.Context) error {
 
 func (t *Table) refresh(ctx context.Context) error {
 	cur := t.snap.Load()
-	gen, err := t.st.Generation(ctx)
+	at, hist, err := t.st.Generation(ctx, cur.at)
 	if err != nil {
 		return err
 	}
-	if gen == cur.gen && cur.envGen == t.envGen {
+	if at == cur.at && cur.envGen == t.envGen {
 		return nil
 	}
-	since := cur.gen
-	if gen < cur.gen || cur.envGen != t.envGen {
-		since = 0 // a replaced database, or a new config: start over
+	since := cur.at.Gen
+	if hist != store.Continues || cur.envGen != t.envGen {
+		since = 0 // another history, or a new config: start over
 	}
 	lives, vs, err := t.st.snapshot(ctx, since)
 	if err != nil {
 		return err
 	}
-	next := &tableSnap{gen: gen, envGen: t.envGen, env: t.env, live: make(map[string]*flow.Flow, len(lives)), versions: map[string]bool{},
+	next := &tableSnap{at: at, envGen: t.envGen, env: t.env, live: make(map[string]*flow.Flow, len(lives)), versions: map[string]bool{},
 		broken: map[string]error{}}
 	if since == 0 {
 		next.docs = make(map[versionKey]*pinned, len(vs))
@@ -200,7 +201,9 @@ func (t *Table) refresh(ctx context.Context) error {
 		if r.live == 0 {
 			continue
 		}
-		if old := cur.live[r.name]; old != nil && old.Version == r.live && cur.envGen == t.envGen {
+		// The same version number is the same document only in the same
+		// history: a store that went back may have made another since.
+		if old := cur.live[r.name]; old != nil && old.Version == r.live && cur.envGen == t.envGen && hist == store.Continues {
 			next.live[r.name] = old
 			if e := cur.broken[r.name]; e != nil {
 				next.broken[r.name] = e
@@ -226,6 +229,12 @@ func (t *Table) refresh(ctx context.Context) error {
 		next.live[r.name] = f
 	}
 	t.snap.Store(next)
+	if hist == store.WentBack {
+		// Deploys and rollbacks made after the backup it was restored
+		// from are undone: the operator should know.
+		t.log.Warn("route store went back (restored from an older backup, or another database): reloaded every route",
+			zap.Int64("loaded_generation", cur.at.Gen), zap.Int64("store_generation", at.Gen))
+	}
 	return nil
 }
 

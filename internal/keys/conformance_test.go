@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
@@ -501,8 +502,8 @@ func TestConcurrentWriters(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if gen, err := a.Generation(ctx); err != nil || gen != n {
-			t.Errorf("generation %d, want %d (%v)", gen, n, err)
+		if at, _, err := a.Generation(ctx, store.Mark{}); err != nil || at.Gen != n {
+			t.Errorf("generation %d, want %d (%v)", at.Gen, n, err)
 		}
 		waitFor(t, 2*time.Second, "the table to hold every key", func() bool { return tb.Len() == n })
 		for i, sec := range secrets {
@@ -597,4 +598,75 @@ func secrets(t *testing.T, s *Store) map[string]string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestTableFollowsARestore: a database restored from an older backup and
+// written to again before a replica's next poll, up to or past the
+// generation the replica had loaded (it was cut off during the restore,
+// or the operator revoked keys anew at once), is reloaded whole. Before,
+// the replica took the same generation for the same keys: a key created
+// after the backup, gone from the store, and a key revoked after the
+// restore kept working on it until it restarted.
+func TestTableFollowsARestore(t *testing.T) {
+	for name, more := range map[string]int{"catching up with the replica": 0, "passing it": 2} {
+		t.Run(name, func(t *testing.T) {
+			conform(t, func(t *testing.T, open func(*testing.T, *Keyring) *Store) {
+				ctx := context.Background()
+				s := open(t, nil)
+				core, logs := observer.New(zap.WarnLevel)
+				tb := NewTable(open(t, nil), zap.New(core))
+				secrets := map[string]string{}
+				create := func(id string) {
+					t.Helper()
+					_, sec, err := s.Create(ctx, Spec{ID: id, Workspace: "w"}, "x")
+					if err != nil {
+						t.Fatal(err)
+					}
+					secrets[id] = sec
+				}
+				revoke := func(id string) {
+					t.Helper()
+					if _, err := s.Revoke(ctx, id, "x"); err != nil {
+						t.Fatal(err)
+					}
+				}
+				create("kept")
+				create("revived")
+				tables, err := s.DB().Tables(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				restore := testsrv.Backup(t, s.DB().SQL, tables...)
+				revoke("revived")
+				create("vanished")
+				mustRefresh(t, tb)
+				loaded := tb.Generation()
+
+				restore() // the replica does not poll until the store is past it again
+				revoke("revived")
+				revoke("kept")
+				for i := range more {
+					create(fmt.Sprintf("later-%d", i))
+				}
+				mustRefresh(t, tb)
+				for id, want := range map[string]error{"kept": ErrRevoked, "revived": ErrRevoked, "vanished": ErrUnknown} {
+					if _, _, err := tb.Lookup(secrets[id]); !errors.Is(err, want) {
+						t.Errorf("%s: %v, want %v", id, err, want)
+					}
+				}
+				if tb.Generation() != loaded+int64(more) || tb.Len() != 2+more {
+					t.Errorf("table at generation %d with %d keys, want %d with %d", tb.Generation(), tb.Len(), loaded+int64(more), 2+more)
+				}
+				// Said once, and followed as usual from then on.
+				create("after")
+				mustRefresh(t, tb)
+				if _, _, err := tb.Lookup(secrets["after"]); err != nil {
+					t.Errorf("a key created after the reload: %v", err)
+				}
+				if n := logs.FilterMessageSnippet("key store went back").Len(); n != 1 {
+					t.Errorf("%d warnings that the store went back, want 1: %v", n, logs.All())
+				}
+			})
+		})
+	}
 }

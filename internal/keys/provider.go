@@ -44,7 +44,7 @@ func (s *Store) SetProviderKey(ctx context.Context, workspace, provider string, 
 	keyID, nonce, ct := s.ring.seal(secret, providerAAD(workspace, provider))
 	now := ms(s.now())
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
-		if _, err := bump(ctx, tx); err != nil {
+		if _, err := s.gen.Bump(ctx, tx); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE provider_keys SET master_key_id = $1, nonce = $2, ciphertext = $3, updated_at = $4,
@@ -65,7 +65,7 @@ func (s *Store) SetProviderKey(ctx context.Context, workspace, provider string, 
 // DeleteProviderKey removes a workspace's key for a provider.
 func (s *Store) DeleteProviderKey(ctx context.Context, workspace, provider string) error {
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
-		if _, err := bump(ctx, tx); err != nil {
+		if _, err := s.gen.Bump(ctx, tx); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM provider_keys WHERE workspace = $1 AND provider = $2`, workspace, provider)
@@ -201,7 +201,7 @@ func (s *Store) RotateMaster(ctx context.Context, by string) (int, error) {
 		clear(pt)
 		changed := false
 		err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-			if _, err := bump(ctx, tx); err != nil {
+			if _, err := s.gen.Bump(ctx, tx); err != nil {
 				return err
 			}
 			res, err := tx.ExecContext(ctx, `UPDATE provider_keys SET master_key_id = $1, nonce = $2, ciphertext = $3, updated_at = $4,

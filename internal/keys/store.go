@@ -180,15 +180,15 @@ func (s Spec) CheckConfig(c *config.Config) error {
 }
 
 // Store keeps virtual keys and provider keys in a state database. Every
-// write bumps one generation counter in the same transaction; the counter's
-// row lock orders writers, so a reader that has seen generation g has seen
-// every change up to g (Table relies on this).
+// write bumps one generation counter (store.Generation) in the same
+// transaction, so a reader that has seen generation g has seen every
+// change up to g (Table relies on this).
 type Store struct {
 	db     *store.DB
 	hasher *Hasher
 	ring   *Keyring // nil: provider keys are unavailable
 	now    func() time.Time
-	gen    *store.Stmt // Generation's query, run by every poll
+	gen    *store.Generation
 }
 
 // Component names the keys schema in schema_migrations.
@@ -239,6 +239,11 @@ CREATE TABLE provider_keys (
 	updated_by    TEXT   NOT NULL,
 	PRIMARY KEY (workspace, provider)
 )`},
+	{Version: 2, Name: "generation stamps, to tell a restored database", SQL: `
+CREATE TABLE keys_stamps (
+	gen   BIGINT PRIMARY KEY,
+	stamp BIGINT NOT NULL
+)`},
 }
 
 // Open migrates the keys schema and returns the store. ring may be nil.
@@ -246,8 +251,7 @@ func Open(ctx context.Context, db *store.DB, hasher *Hasher, ring *Keyring) (*St
 	if err := db.Migrate(ctx, Component, Migrations); err != nil {
 		return nil, err
 	}
-	return &Store{db: db, hasher: hasher, ring: ring, now: time.Now,
-		gen: store.NewStmt(db.SQL, `SELECT gen FROM keys_generation WHERE id = 1`)}, nil
+	return &Store{db: db, hasher: hasher, ring: ring, now: time.Now, gen: store.NewGeneration(db.SQL, "keys")}, nil
 }
 
 // DB is the state database the store writes to.
@@ -268,14 +272,6 @@ func fromMS(v int64) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(v).UTC()
-}
-
-// bump increments the generation; it is every write's first statement, so
-// its row lock orders concurrent writers (SQLite's write lock does the same).
-func bump(ctx context.Context, tx *sql.Tx) (int64, error) {
-	var gen int64
-	err := tx.QueryRowContext(ctx, `UPDATE keys_generation SET gen = gen + 1 WHERE id = 1 RETURNING gen`).Scan(&gen)
-	return gen, err
 }
 
 func newID() string {
@@ -306,7 +302,7 @@ func (s *Store) Create(ctx context.Context, spec Spec, by string) (Key, string, 
 	limits, _ := json.Marshal(k.Limits)
 	meta, _ := json.Marshal(nonNilMap(k.Metadata))
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		gen, err := bump(ctx, tx)
+		gen, err := s.gen.Bump(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -351,14 +347,13 @@ type Filter struct {
 }
 
 const keyColumns = `id, digest, prev_digest, prev_until, prefix, workspace, team, user_name, models, routes, limits, metadata,
-	expires_at, created_at, created_by, rotated_at, rotated_by, revoked_at, revoked_by, seq`
+	expires_at, created_at, created_by, rotated_at, rotated_by, revoked_at, revoked_by`
 
 // row is a stored key with what only the table needs.
 type row struct {
 	Key
 	digest, prev Digest
 	hasPrev      bool
-	seq          int64
 }
 
 func scanRow(sc interface{ Scan(...any) error }) (row, error) {
@@ -366,7 +361,7 @@ func scanRow(sc interface{ Scan(...any) error }) (row, error) {
 	var digest, prev, models, routes, limits, meta string
 	var prevUntil, expires, created, rotated, revoked int64
 	err := sc.Scan(&r.ID, &digest, &prev, &prevUntil, &r.Prefix, &r.Workspace, &r.Team, &r.User, &models, &routes, &limits, &meta,
-		&expires, &created, &r.CreatedBy, &rotated, &r.RotatedBy, &revoked, &r.RevokedBy, &r.seq)
+		&expires, &created, &r.CreatedBy, &rotated, &r.RotatedBy, &revoked, &r.RevokedBy)
 	if err != nil {
 		return r, err
 	}
@@ -447,7 +442,7 @@ func (s *Store) Rotate(ctx context.Context, id string, grace time.Duration, by s
 	secret := newSecret()
 	now := s.now().UTC().Truncate(time.Millisecond)
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		gen, err := bump(ctx, tx)
+		gen, err := s.gen.Bump(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -490,7 +485,7 @@ func (s *Store) SetLimits(ctx context.Context, id string, l config.Limits, by st
 		return Key{}, err
 	}
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-		gen, err := bump(ctx, tx)
+		gen, err := s.gen.Bump(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -517,7 +512,7 @@ func (s *Store) SetLimits(ctx context.Context, id string, l config.Limits, by st
 func (s *Store) Revoke(ctx context.Context, id, by string) (Key, error) {
 	now := s.now().UTC().Truncate(time.Millisecond)
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		gen, err := bump(ctx, tx)
+		gen, err := s.gen.Bump(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -540,11 +535,10 @@ func (s *Store) Revoke(ctx context.Context, id, by string) (Key, error) {
 	return s.Get(ctx, id)
 }
 
-// Generation is the store's change counter.
-func (s *Store) Generation(ctx context.Context) (int64, error) {
-	var gen int64
-	err := s.gen.QueryRow(ctx, nil, &gen)
-	return gen, store.Classify(err)
+// Generation is the store's change counter and its stamp, and how its
+// history relates to seen (what a table loaded).
+func (s *Store) Generation(ctx context.Context, seen store.Mark) (store.Mark, store.Continuity, error) {
+	return s.gen.Read(ctx, seen)
 }
 
 // changes returns the keys changed after generation since.

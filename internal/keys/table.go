@@ -21,6 +21,8 @@ import (
 // generation counter; a revocation reaches it within one interval plus one
 // query. When the store cannot be reached the table keeps serving what it
 // last loaded (revocations made meanwhile wait for the store to come back).
+// A store that went back (restored from an older backup) is reloaded
+// whole, however far it has counted since (store.Generation).
 type Table struct {
 	st     *Store
 	hasher *Hasher
@@ -36,7 +38,7 @@ type Table struct {
 }
 
 type snapshot struct {
-	gen      int64
+	at       store.Mark
 	byDigest map[Digest]*entry
 	byID     map[string]*entry
 }
@@ -99,9 +101,13 @@ func (t *Table) Lookup(token string) (auth.Principal, bool, error) {
 // Len is the number of keys in the table, revoked ones included.
 func (t *Table) Len() int { return len(t.snap.Load().byID) }
 
-// Generation is the store generation the table reflects. The control plane
-// re-reads provider keys (Store.EachProviderSecret) when it changes.
-func (t *Table) Generation() int64 { return t.snap.Load().gen }
+// Generation is the store generation the table reflects.
+func (t *Table) Generation() int64 { return t.snap.Load().at.Gen }
+
+// Loaded is the store generation and stamp the table reflects. The control
+// plane re-reads provider keys (Store.EachProviderSecret) when it changes:
+// also when a store that went back reaches the same generation again.
+func (t *Table) Loaded() store.Mark { return t.snap.Load().at }
 
 // Healthy reports whether the last refresh reached the store, and when the
 // last successful one was.
@@ -137,22 +143,25 @@ func (t *Table) Refresh(ctx context.Context) error {
 
 func (t *Table) refresh(ctx context.Context) error {
 	cur := t.snap.Load()
-	gen, err := t.st.Generation(ctx)
+	at, hist, err := t.st.Generation(ctx, cur.at)
 	if err != nil {
 		return err
 	}
-	if gen == cur.gen {
+	if at == cur.at {
 		return nil
 	}
-	since := cur.gen
-	if gen < cur.gen { // a restored or replaced database: start over
+	since := cur.at.Gen
+	if hist != store.Continues {
 		since = 0
 	}
 	rows, err := t.st.changes(ctx, since)
 	if err != nil {
 		return err
 	}
-	next := &snapshot{gen: gen}
+	// Rows newer than at (written since the generation was read) are
+	// loaded again by the next refresh; the table's mark stays one the
+	// store stamped.
+	next := &snapshot{at: at}
 	if since == 0 {
 		next.byDigest, next.byID = make(map[Digest]*entry, len(rows)), make(map[string]*entry, len(rows))
 	} else {
@@ -175,9 +184,15 @@ func (t *Table) refresh(ctx context.Context) error {
 		if e.hasPrev {
 			next.byDigest[e.prev] = e
 		}
-		next.gen = max(next.gen, r.seq)
 	}
 	t.snap.Store(next)
+	if hist == store.WentBack {
+		// Keys revoked after the backup it was restored from are live in
+		// it again, and keys created since are gone: the operator should
+		// know, and revoke them anew (docs/deploy.md).
+		t.log.Warn("key store went back (restored from an older backup, or another database): reloaded every key",
+			zap.Int64("loaded_generation", cur.at.Gen), zap.Int64("store_generation", at.Gen))
+	}
 	if f := t.onLimits.Load(); f != nil && len(changed) > 0 {
 		(*f)(changed)
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/internal/qpredict"
 	"github.com/stellwerk/stellwerk/internal/spend"
+	"github.com/stellwerk/stellwerk/internal/store"
 	"github.com/stellwerk/stellwerk/internal/telemetry"
 	"github.com/stellwerk/stellwerk/xds"
 )
@@ -204,10 +205,11 @@ type reloader struct {
 	ln   learned
 	keys auth.Source // the key store's table: one for the process, shared by every generation
 	// store holds the workspaces' own provider keys, re-read when the
-	// table's generation (keyGen) moves.
+	// table loads another generation (keyGen): a later one, or the same
+	// number in a store that went back (keys.Table.Loaded).
 	store  *keys.Store
-	keyGen func() int64
-	gen    int64
+	keyGen func() store.Mark
+	gen    store.Mark
 	log    *zap.Logger
 	pub    *xds.Publisher
 	ep     *extproc.Server
