@@ -258,8 +258,8 @@ func TestDropInStellwerkDownIsOpenAIShaped(t *testing.T) {
 			t.Fatalf("status %d with stellwerk down: %s", resp.StatusCode, b)
 		}
 		var e apiError
-		shaped = json.Unmarshal(b, &e) == nil && resp.StatusCode == 503 && e.Error.Code == "router_unavailable"
-		last = fmt.Sprintf("%d %s", resp.StatusCode, b)
+		shaped = json.Unmarshal(b, &e) == nil && resp.StatusCode == 503 && e.Error.Code == "router_unavailable" && resp.Header.Get("retry-after") == "1"
+		last = fmt.Sprintf("%d retry-after %q %s", resp.StatusCode, resp.Header.Get("retry-after"), b)
 		time.Sleep(200 * time.Millisecond)
 	}
 	if !shaped {

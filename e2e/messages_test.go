@@ -338,6 +338,11 @@ func TestMessagesEnvoyRepliesInAnthropicShape(t *testing.T) {
 		if resp.StatusCode != status || e.Error.Code != wantCode || e.Error.Type != wantType || (e.Type == "error") != anthropic {
 			t.Errorf("%s: %d %s", path, resp.StatusCode, b)
 		}
+		// Nothing was sent: retryable, in a second (a restart takes less;
+		// there was no Retry-After: the capacity probe).
+		if ra := resp.Header.Get("retry-after"); (wantCode == "router_unavailable") != (ra == "1") {
+			t.Errorf("%s: %d retry-after %q", path, resp.StatusCode, ra)
+		}
 	}
 	check("/v1/messages", "request_too_large", "request_too_large", 413)
 	check("/v1/chat/completions", "invalid_request_error", "request_too_large", 413)

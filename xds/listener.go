@@ -143,15 +143,16 @@ func localReplyConfig(maxBytes int64) (*hcmv3.LocalReplyConfig, error) {
 		message, typ, code, anthropicTy string
 		flags                           bool // tell stellwerk why Envoy answered for the provider
 		final                           bool // x-should-retry: false (the SDKs would send it again)
+		retry                           bool // Retry-After: 1 (a replica restarts in under a second)
 	}
 	replies := []reply{
 		{and(extProcDown, sent), 503, "the LLM router became unavailable after the request was sent to a provider; it may have been processed there",
-			"server_error", "router_unavailable", "api_error", false, true},
-		{extProcDown, 503, "the LLM router is unavailable; the request was not sent to any provider", "server_error", "router_unavailable", "api_error", false, false},
-		{statusFilter(413), 0, tooLarge.Message, tooLarge.Type, tooLarge.Code, "request_too_large", false, false},
-		{and(flagFilter("UT"), notOurs), 0, "the provider did not answer in time", "server_error", "provider_timeout", "timeout_error", true, false},
+			"server_error", "router_unavailable", "api_error", false, true, false},
+		{extProcDown, 503, "the LLM router is unavailable; the request was not sent to any provider", "server_error", "router_unavailable", "api_error", false, false, true},
+		{statusFilter(413), 0, tooLarge.Message, tooLarge.Type, tooLarge.Code, "request_too_large", false, false, false},
+		{and(flagFilter("UT"), notOurs), 0, "the provider did not answer in time", "server_error", "provider_timeout", "timeout_error", true, false, false},
 		{and(flagFilter("UF", "UH", "URX", "UO", "UC", "UR", "UPE", "NC"), notOurs), 0, "the provider could not be reached (%RESPONSE_FLAGS%)",
-			"server_error", "provider_unavailable", "api_error", true, false},
+			"server_error", "provider_unavailable", "api_error", true, false, false},
 	}
 	var mappers []*hcmv3.ResponseMapper
 	for _, anthropic := range []bool{true, false} {
@@ -170,6 +171,12 @@ func localReplyConfig(maxBytes int64) (*hcmv3.LocalReplyConfig, error) {
 				// It may have been processed and billed: the SDKs retry a
 				// 503 unless told not to (the fleet probe).
 				m.HeadersToAdd = append(m.HeadersToAdd, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "x-should-retry", Value: "false"},
+					AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD})
+			}
+			if r.retry {
+				// Retryable, and says when: clients that read Retry-After
+				// waited by their own backoff (the capacity probe).
+				m.HeadersToAdd = append(m.HeadersToAdd, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "retry-after", Value: "1"},
 					AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD})
 			}
 			mappers = append(mappers, m)
