@@ -308,6 +308,22 @@ var conformance = map[string]func(t *testing.T, k backendKind){
 		}
 	},
 
+	"a day's limit used up with the minute's: the headers name the day's reset": func(t *testing.T, k backendKind) {
+		clk := newClock(midMinute)
+		lim := limits(t, time.UTC, nil, []RateRule{{Name: "key", Scope: ScopeKey, RequestsPerMinute: 2, RequestsPerDay: 2}})
+		l := New(k.new(t), lim, Options{Now: clk.Now})
+		for i := range 2 {
+			if r := reserve(t, l, fmt.Sprint("d", i), 0, 10); !r.Allowed {
+				t.Fatalf("request %d refused", i)
+			}
+		}
+		r := reserve(t, l, "d2", 0, 10)
+		_, dayEnd := PeriodDay.Bounds(midMinute, time.UTC)
+		if r.Allowed || r.Refusal.Period != PeriodDay || !r.Refusal.Reset.Equal(dayEnd) || r.Requests.Remaining != 0 || !r.Requests.Reset.Equal(dayEnd) {
+			t.Fatalf("refusal %+v, requests %+v: want both at the day's end %s", r.Refusal, r.Requests, dayEnd)
+		}
+	},
+
 	"all or nothing across budgets and limits": func(t *testing.T, k backendKind) {
 		clk := newClock(midMinute)
 		lim := limits(t, time.UTC,

@@ -301,10 +301,13 @@ func laterReset(c, than *counter) bool {
 	return c.end == 0 || c.end > than.end
 }
 
-// tighten keeps the rate limit with the least room.
+// tighten keeps the rate limit with the least room; of two with as much,
+// the one that frees later: with a minute's and a day's limit both used up,
+// the headers said the minute's reset while Retry-After waited for the
+// day's (the time probe, 2026-12-07).
 func tighten(rs *RateState, c *counter) {
 	remaining := max(0, c.limit-c.used-c.held)
-	if rs.Limit != 0 && (remaining > rs.Remaining || (remaining == rs.Remaining && c.limit >= rs.Limit)) {
+	if rs.Limit != 0 && (remaining > rs.Remaining || (remaining == rs.Remaining && c.end <= rs.Reset.UnixMilli())) {
 		return
 	}
 	rs.Name, rs.Limit, rs.Remaining, rs.Reset = c.key.rule, c.limit, remaining, time.UnixMilli(c.end)
