@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -493,6 +496,73 @@ func TestMessagesCutToolCall(t *testing.T) {
 			t.Errorf("spend %s: want the provider's usage", total.Raw)
 		}
 	})
+}
+
+// TestMessagesBlankTextSentBack: a Messages client's tool call answered by
+// an OpenAI-wire model whose answer carries whitespace beside its calls
+// ("\n\n"), whole and streamed, has no text block of whitespace; sent back
+// in the history to an Anthropic-wire model, it is taken. Anthropic
+// refuses a blank text block ("text content blocks must contain
+// non-whitespace text"), which failed every later turn of a Claude Code
+// session served once by an OpenAI-wire model.
+func TestMessagesBlankTextSentBack(t *testing.T) {
+	t.Parallel()
+	const tools = `"tools":[{"name":"get_weather","input_schema":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}]`
+	onEdgeAndEgress(t, func(t *testing.T, s *harness.Stack) {
+		for _, stream := range []bool{false, true} {
+			headers := map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01", "x-mock-blank-text": "1"}
+			resp, b := post(t, s.URL+"/v1/messages", `{"model":"chat-us","max_tokens":50,"stream":`+strconv.FormatBool(stream)+`,`+tools+
+				`,"messages":[{"role":"user","content":"weather in Oslo?"}]}`, headers)
+			content := gjson.GetBytes(b, "content").Raw
+			if stream {
+				content = streamedContent(t, b)
+			}
+			if resp.StatusCode != 200 {
+				t.Fatalf("stream %v: %d %s", stream, resp.StatusCode, b)
+			}
+			if gjson.Get(content, "#").Int() != 1 || gjson.Get(content, "0.type").Str != "tool_use" {
+				t.Errorf("stream %v: content %s, want the tool_use alone", stream, content)
+			}
+			history := `[{"role":"user","content":"weather in Oslo?"},{"role":"assistant","content":` + content + `},` +
+				`{"role":"user","content":[{"type":"tool_result","tool_use_id":` + strconv.Quote(gjson.Get(content, `#(type=="tool_use").id`).Str) + `,"content":"sunny"}]}]`
+			if resp, b := post(t, s.URL+"/v1/messages", `{"model":"claude-model","max_tokens":50,`+tools+`,"messages":`+history+`}`, headers); resp.StatusCode != 200 {
+				t.Errorf("stream %v: the answer sent back to an Anthropic-wire model: %d %s", stream, resp.StatusCode, b)
+			}
+		}
+	})
+}
+
+// streamedContent is the content a Messages stream's events build, as
+// the SDKs assemble it.
+func streamedContent(t *testing.T, stream []byte) string {
+	t.Helper()
+	var blocks []map[string]any
+	inputs := map[int]string{}
+	for _, ev := range readSSE(t, bytes.NewReader(stream)) {
+		d := gjson.Parse(ev.data)
+		i := int(d.Get("index").Int())
+		switch d.Get("type").Str {
+		case "content_block_start":
+			if i != len(blocks) {
+				t.Fatalf("block %d opened after %d blocks:\n%s", i, len(blocks), stream)
+			}
+			blocks = append(blocks, d.Get("content_block").Value().(map[string]any))
+		case "content_block_delta":
+			if d.Get("delta.type").Str == "text_delta" {
+				blocks[i]["text"] = blocks[i]["text"].(string) + d.Get("delta.text").Str
+			} else {
+				inputs[i] += d.Get("delta.partial_json").Str
+			}
+		}
+	}
+	for i, in := range inputs {
+		blocks[i]["input"] = json.RawMessage(in)
+	}
+	b, err := json.Marshal(blocks)
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, stream)
+	}
+	return string(b)
 }
 
 // onEdgeAndEgress runs f in parallel on a Messages stack where the edge

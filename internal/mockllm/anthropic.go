@@ -48,6 +48,10 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 		writeAnthropicError(w, http.StatusBadRequest, "invalid_request_error", "model and max_tokens are required")
 		return
 	}
+	if msg := blankTextBlock(req); msg != "" {
+		writeAnthropicError(w, http.StatusBadRequest, "invalid_request_error", msg)
+		return
+	}
 	var last string
 	req.Get("messages").ForEach(func(_, m gjson.Result) bool {
 		if m.Get("role").String() == "user" {
@@ -254,6 +258,23 @@ func (p *Provider) toolUseAnswer(w http.ResponseWriter, req gjson.Result, id, mo
 	send("message_delta", map[string]any{"type": "message_delta", "delta": map[string]any{"stop_reason": "tool_use", "stop_sequence": nil},
 		"usage": map[string]any{"output_tokens": outTokens}})
 	send("message_stop", map[string]any{"type": "message_stop"})
+}
+
+// blankTextBlock is Anthropic's refusal of a message's text block of
+// whitespace only, "" when there is none: an answer translated with one,
+// sent back in the history, fails every later turn on an Anthropic model.
+func blankTextBlock(req gjson.Result) string {
+	var msg string
+	req.Get("messages").ForEach(func(i, m gjson.Result) bool {
+		m.Get("content").ForEach(func(j, blk gjson.Result) bool {
+			if blk.Get("type").Str == "text" && strings.TrimSpace(blk.Get("text").Str) == "" {
+				msg = "messages." + i.String() + ".content." + j.String() + ": text content blocks must contain non-whitespace text"
+			}
+			return msg == ""
+		})
+		return msg == ""
+	})
+	return msg
 }
 
 func writeAnthropicError(w http.ResponseWriter, status int, typ, msg string) {

@@ -296,6 +296,10 @@ func (p *Provider) toolCallAnswer(w http.ResponseWriter, r *http.Request, b Beha
 	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
 	id := "chatcmpl-" + p.Name + "-" + shortHash(body)
 	model := req.Get("model").Str
+	var content any // none
+	if r.Header.Get("x-mock-blank-text") != "" {
+		content = "\n\n"
+	}
 	if req.Get("stream").Bool() {
 		sw := newSSE(w)
 		chunk := func(c int, delta map[string]any, finish any) map[string]any {
@@ -305,7 +309,7 @@ func (p *Provider) toolCallAnswer(w http.ResponseWriter, r *http.Request, b Beha
 		}
 		sent := 0
 		for c := range n {
-			if !sw.send(chunk(c, map[string]any{"role": "assistant", "content": nil}, nil)) {
+			if !sw.send(chunk(c, map[string]any{"role": "assistant", "content": content}, nil)) {
 				return
 			}
 			if r.Header.Get("x-mock-interleave") != "" && len(calls) > 1 {
@@ -371,7 +375,7 @@ func (p *Provider) toolCallAnswer(w http.ResponseWriter, r *http.Request, b Beha
 	choices := make([]any, n)
 	for i := range choices {
 		choices[i] = map[string]any{"index": i, "finish_reason": finish, "logprobs": nil,
-			"message": map[string]any{"role": "assistant", "content": nil, "refusal": nil, "tool_calls": tcs}}
+			"message": map[string]any{"role": "assistant", "content": content, "refusal": nil, "tool_calls": tcs}}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "chat.completion", "created": created, "model": model,
 		"system_fingerprint": "fp_" + p.Name, "choices": choices, "usage": usage})

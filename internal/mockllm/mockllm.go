@@ -26,6 +26,7 @@
 //	x-mock-cached: 900              that many prompt tokens read from the cache (JSON answers: chat, Anthropic)
 //	x-mock-answer-bytes: 300000     an answer of at least that many bytes of text (Anthropic)
 //	x-mock-cut-tool-call: 1         a chat JSON answer's tool calls cut off at max_tokens: arguments end mid-JSON, finish_reason length
+//	x-mock-blank-text: 1            a chat answer's tool calls come with text of whitespace only ("\n\n"), as some models send
 //	x-mock-quirk: gzip|bom|…        what OpenAI-compatible servers send that OpenAI does not (chat; quirks.go)
 //	x-mock-echo-auth: 1             echo the Authorization it got (a header, an injected error's text, a stream's error event, a chat answer's content), name an account, set a cookie
 package mockllm
@@ -157,7 +158,7 @@ func (p *Provider) Reset() {
 // tests. stellwerk forwards none of them unless a provider's
 // forward_headers lists them (the harness does).
 var ControlHeaders = []string{"x-mock-status", "x-mock-retry-after", "x-mock-reset", "x-mock-no-usage",
-	"x-mock-chunk-delay", "x-mock-first-byte-delay", "x-mock-interleave", "x-mock-content-length", "x-mock-cached", "x-mock-echo-auth", "x-mock-answer-bytes", "x-mock-cut-tool-call"}
+	"x-mock-chunk-delay", "x-mock-first-byte-delay", "x-mock-interleave", "x-mock-content-length", "x-mock-cached", "x-mock-echo-auth", "x-mock-answer-bytes", "x-mock-cut-tool-call", "x-mock-blank-text"}
 
 func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {

@@ -54,14 +54,21 @@ func ChatToMessage(chat []byte) ([]byte, error) {
 	dst = jsonw.AppendString(dst, c.Get("model").Str)
 	dst = append(dst, `,"content":[`...)
 	n := 0
-	if t := AnswerText(msg.Get("content")); t != "" {
+	// Text of whitespace only (the "\n\n" models send beside tool calls)
+	// is no block: the client sends the message back, and Anthropic
+	// refuses a blank text block in the history, failing every later turn
+	// of the conversation. An answer of nothing but whitespace is a
+	// message without content, as Anthropic answers when its model says
+	// nothing; the empty list is valid in an answer, the blank block is
+	// not valid sent back.
+	if t := AnswerText(msg.Get("content")); !blank(t) {
 		dst = append(dst, `{"type":"text","text":`...)
 		dst = jsonw.AppendString(dst, t)
 		dst = append(dst, '}')
 		n++
 	}
 	refusal := msg.Get("refusal")
-	if refusal.Type == gjson.String && refusal.Str != "" {
+	if refusal.Type == gjson.String && !blank(refusal.Str) {
 		if n > 0 {
 			dst = append(dst, ',')
 		}
@@ -111,6 +118,11 @@ func ChatToMessage(chat []byte) ([]byte, error) {
 	}
 	return append(dst, '}'), nil
 }
+
+// blank reports whether text is empty or whitespace only, which Anthropic
+// refuses as a text block ("text content blocks must contain non-whitespace
+// text").
+func blank(text string) bool { return strings.TrimSpace(text) == "" }
 
 // appendInput appends a tool call's arguments as a tool_use input: the
 // object they encode ({} for none); bad when they are not an object.

@@ -28,6 +28,12 @@ import (
 // block meanwhile (text, a later call) is held back in order and streamed
 // once the call is whole, or at the end. A provider that streams its
 // calls one after another, as OpenAI does, is streamed as it comes.
+//
+// A text block starts with its first text that is not whitespace: the
+// whitespace before it is held back, and a block that ends as whitespace
+// only (the "\n\n" models send before their tool calls) never starts.
+// Sent back in the conversation's history, a blank text block has
+// Anthropic refuse every later turn.
 type MessagesStream struct {
 	started bool
 	done    bool
@@ -35,7 +41,8 @@ type MessagesStream struct {
 
 	block      int           // the open content block's index, -1 when none
 	next       int           // the next content block's index
-	textOpen   bool          // the open block is a text block
+	textOpen   bool          // the open block is a text block, not yet started (block -1) while its text is whitespace
+	ws         []byte        // that whitespace, held back
 	call       *messagesCall // the open block's call, nil when it is not a call
 	calls      []*messagesCall
 	held       []heldBlock // blocks that wait for the open call to be whole, in order
@@ -231,7 +238,8 @@ func (s *MessagesStream) Event(ev Event, dst []byte) []byte {
 		switch {
 		case s.textOpen:
 		case s.callWhole() && len(s.held) == 0:
-			dst = s.openText(s.closeBlock(dst))
+			dst = s.closeBlock(dst)
+			s.textOpen = true
 		default: // after the held blocks
 			if n := len(s.held); n > 0 && s.held[n-1].call == nil {
 				s.held[n-1].text = append(s.held[n-1].text, text...)
@@ -240,7 +248,7 @@ func (s *MessagesStream) Event(ev Event, dst []byte) []byte {
 			}
 		}
 		if s.textOpen {
-			dst = s.delta(dst, "text_delta", "text", text)
+			dst = s.textDelta(dst, text)
 		}
 	}
 	toolCalls(delta.Get("tool_calls")).ForEach(func(_, tc gjson.Result) bool {
@@ -301,8 +309,8 @@ func (s *MessagesStream) release(dst []byte, end bool) []byte {
 		s.held = s.held[1:]
 		dst = s.closeBlock(dst)
 		if h.call == nil {
-			dst = s.openText(dst)
-			dst = s.delta(dst, "text_delta", "text", unsafe.String(unsafe.SliceData(h.text), len(h.text)))
+			s.textOpen = true
+			dst = s.textDelta(dst, unsafe.String(unsafe.SliceData(h.text), len(h.text)))
 			continue
 		}
 		dst = s.openCall(dst, h.call, h.call.id, h.call.name)
@@ -317,11 +325,24 @@ func (s *MessagesStream) release(dst []byte, end bool) []byte {
 	return dst
 }
 
-// openText opens a text block.
-func (s *MessagesStream) openText(dst []byte) []byte {
-	dst = s.openBlock(dst)
-	s.textOpen = true
-	return append(dst, `{"type":"text","text":""}}`+"\n\n"...)
+// textDelta streams text in the open text block, starting the block with
+// the first text that is not whitespace and the whitespace held back
+// before it, in one delta. The held whitespace is copied into a buffer
+// the stream reuses, so whitespace chunks cost no allocation each.
+func (s *MessagesStream) textDelta(dst []byte, text string) []byte {
+	if s.block < 0 {
+		if blank(text) {
+			s.ws = append(s.ws, text...)
+			return dst
+		}
+		dst = s.openBlock(dst)
+		dst = append(dst, `{"type":"text","text":""}}`+"\n\n"...)
+		if len(s.ws) > 0 {
+			s.ws = append(s.ws, text...)
+			text = unsafe.String(unsafe.SliceData(s.ws), len(s.ws))
+		}
+	}
+	return s.delta(dst, "text_delta", "text", text)
 }
 
 // openCall opens call c's tool_use block.
@@ -345,8 +366,10 @@ func (s *MessagesStream) openBlock(dst []byte) []byte {
 	return append(dst, `,"content_block":`...)
 }
 
-// closeBlock ends the open block, if any.
+// closeBlock ends the open block, if any. A text block that never
+// started (whitespace only) is dropped: its index goes to the next block.
 func (s *MessagesStream) closeBlock(dst []byte) []byte {
+	s.textOpen, s.ws = false, s.ws[:0]
 	if s.block < 0 {
 		return dst
 	}

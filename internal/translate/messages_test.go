@@ -111,7 +111,8 @@ func TestMessagesStreamGolden(t *testing.T) {
 // deltas and closed before the next opens.
 func checkMessagesEvents(out []byte) error {
 	var f Framer
-	open := int64(-1)
+	open, next := int64(-1), int64(0)
+	blank := false // the open block is text, so far whitespace only
 	for _, ev := range f.Flush(f.Feed(out, nil)) {
 		if !gjson.ValidBytes(ev.Data) {
 			return errors.New("event data is not JSON: " + string(ev.Data))
@@ -125,14 +126,22 @@ func checkMessagesEvents(out []byte) error {
 			if open >= 0 {
 				return errors.New("block opened while another is open")
 			}
-			open = d.Get("index").Int()
+			if open = d.Get("index").Int(); open != next {
+				return errors.New("block " + strconv.FormatInt(open, 10) + " opened where " + strconv.FormatInt(next, 10) + " is next")
+			}
+			next++
+			blank = d.Get("content_block.type").Str == "text"
 		case "content_block_delta":
 			if d.Get("index").Int() != open {
 				return errors.New("delta outside its open block")
 			}
+			blank = blank && strings.TrimSpace(d.Get("delta.text").Str) == ""
 		case "content_block_stop":
 			if d.Get("index").Int() != open {
 				return errors.New("stop of a block that is not open")
+			}
+			if blank {
+				return errors.New("a text block of whitespace only, which Anthropic refuses when it is sent back")
 			}
 			open = -1
 		}
@@ -298,7 +307,7 @@ func BenchmarkMessages(b *testing.B) {
 			}
 		}
 	})
-	for name, file := range map[string]string{"stream": "text", "stream_tools": "tool_calls", "stream_interleaved": "interleaved"} {
+	for name, file := range map[string]string{"stream": "text", "stream_tools": "tool_calls", "stream_interleaved": "interleaved", "stream_blank": "blank_text"} {
 		stream := read("stream/" + file + ".sse")
 		var f Framer
 		events := f.Flush(f.Feed(stream, nil))
@@ -563,5 +572,113 @@ func TestMessagesCountForDecision(t *testing.T) {
 	}
 	if _, err := MessagesCountForDecision([]byte(`{"model":"m","systme":"x","messages":[{"role":"user","content":"hi"}]}`)); apierr.As(err).Code != "unsupported_parameter" {
 		t.Errorf("a typo counted: %v", err)
+	}
+}
+
+// messageBlocks is the content of an Anthropic message, as a message
+// carries it or as its stream's events build it: text:"…" or
+// tool_use:ID per block, in index order.
+func messageBlocks(t *testing.T, content gjson.Result) []string {
+	t.Helper()
+	var out []string
+	content.ForEach(func(_, b gjson.Result) bool {
+		if b.Get("type").Str == "text" {
+			out = append(out, "text:"+strconv.Quote(b.Get("text").Str))
+		} else {
+			out = append(out, b.Get("type").Str+":"+b.Get("id").Str)
+		}
+		return true
+	})
+	return out
+}
+
+func streamBlocks(t *testing.T, out []byte) []string {
+	t.Helper()
+	var f Framer
+	blocks := []map[string]any{}
+	for _, ev := range f.Flush(f.Feed(out, nil)) {
+		d := gjson.ParseBytes(ev.Data)
+		switch ev.Name {
+		case "content_block_start":
+			if i := d.Get("index").Int(); i != int64(len(blocks)) {
+				t.Fatalf("block %d opened after %d blocks\n%s", i, len(blocks), out)
+			}
+			blocks = append(blocks, d.Get("content_block").Value().(map[string]any))
+		case "content_block_delta":
+			if d.Get("delta.type").Str == "text_delta" {
+				b := blocks[d.Get("index").Int()]
+				b["text"] = b["text"].(string) + d.Get("delta.text").Str
+			}
+		}
+	}
+	b, _ := json.Marshal(blocks)
+	return messageBlocks(t, gjson.ParseBytes(b))
+}
+
+// TestMessagesAnswerHasNoBlankTextBlock: text that is only whitespace
+// (the "\n\n" models send beside their tool calls) is no text block of a
+// translated answer, streamed or not. Sent back in the conversation's
+// history, such a block has Anthropic refuse every later turn ("text
+// content blocks must contain non-whitespace text"): a Claude Code
+// session served once by an OpenAI-wire model failed from then on.
+func TestMessagesAnswerHasNoBlankTextBlock(t *testing.T) {
+	call := func(id string) string {
+		return `{"id":"` + id + `","type":"function","function":{"name":"f","arguments":"{}"}}`
+	}
+	for name, c := range map[string]struct {
+		content, calls string
+		want           []string
+	}{
+		"beside tool calls":       {`"\n\n"`, `[` + call("call_a") + `,` + call("call_b") + `]`, []string{"tool_use:call_a", "tool_use:call_b"}},
+		"whitespace parts":        {`[{"type":"text","text":" \n"},{"type":"text","text":"\t"}]`, `[` + call("call_a") + `]`, []string{"tool_use:call_a"}},
+		"whitespace alone":        {`"\n \n"`, `null`, nil},
+		"text around whitespace":  {`"\n\nOn it.\n"`, `[` + call("call_a") + `]`, []string{`text:"\n\nOn it.\n"`, "tool_use:call_a"}},
+		"empty beside tool calls": {`""`, `[` + call("call_a") + `]`, []string{"tool_use:call_a"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, err := ChatToMessage([]byte(`{"id":"chatcmpl-1","model":"m","choices":[{"finish_reason":"tool_calls","message":{"role":"assistant","content":` +
+				c.content + `,"tool_calls":` + c.calls + `}}]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := gjson.ParseBytes(out)
+			if got := messageBlocks(t, m.Get("content")); strings.Join(got, " ") != strings.Join(c.want, " ") || !m.Get("content").IsArray() {
+				t.Errorf("content %v, want %v\n%s", got, c.want, out)
+			}
+		})
+	}
+
+	chunk := func(delta string) string {
+		return `data: {"id":"chatcmpl-1","model":"m","choices":[{"index":0,"delta":` + delta + `}]}` + "\n\n"
+	}
+	text := func(s string) string { return chunk(`{"content":` + strconv.Quote(s) + `}`) }
+	callStart := func(i int, id, args string) string {
+		return chunk(`{"tool_calls":[{"index":` + strconv.Itoa(i) + `,"id":"` + id + `","type":"function","function":{"name":"f","arguments":` + strconv.Quote(args) + `}}]}`)
+	}
+	callArgs := func(i int, args string) string {
+		return chunk(`{"tool_calls":[{"index":` + strconv.Itoa(i) + `,"function":{"arguments":` + strconv.Quote(args) + `}}]}`)
+	}
+	for name, c := range map[string]struct {
+		chunks []string
+		want   []string
+	}{
+		"before tool calls":         {[]string{text("\n"), text("\n"), callStart(0, "call_a", "{}"), callStart(1, "call_b", "{}")}, []string{"tool_use:call_a", "tool_use:call_b"}},
+		"between tool calls":        {[]string{text("On it."), callStart(0, "call_a", "{}"), text("\n\n"), callStart(1, "call_b", "{}")}, []string{`text:"On it."`, "tool_use:call_a", "tool_use:call_b"}},
+		"after tool calls":          {[]string{callStart(0, "call_a", "{}"), text(" \n")}, []string{"tool_use:call_a"}},
+		"whitespace alone":          {[]string{text("\n\n"), text(" ")}, nil},
+		"held back, then more text": {[]string{text("\n\n"), text("Hello"), text(" ")}, []string{`text:"\n\nHello "`}},
+		"held while a call is open": {[]string{callStart(0, "call_a", `{"a":`), text("\n"), callStart(1, "call_b", "{}"), callArgs(0, "1}")}, []string{"tool_use:call_a", "tool_use:call_b"}},
+		"held, then text after the call": {[]string{callStart(0, "call_a", `{"a":`), text("\n"), callArgs(0, "1}"), text("Done.")},
+			[]string{"tool_use:call_a", `text:"\nDone."`}},
+	} {
+		t.Run("stream "+name, func(t *testing.T) {
+			s, out := runMessagesStream([]byte(strings.Join(c.chunks, "") + chunk(`{},"finish_reason":"tool_calls"`) + "data: [DONE]\n\n"))
+			if err := checkMessagesEvents(out); err != nil || !s.Ended() {
+				t.Fatalf("%v (ended %v)\n%s", err, s.Ended(), out)
+			}
+			if got := streamBlocks(t, out); strings.Join(got, " ") != strings.Join(c.want, " ") {
+				t.Errorf("blocks %v, want %v\n%s", got, c.want, out)
+			}
+		})
 	}
 }
