@@ -39,7 +39,7 @@ type ResponsesStream struct {
 	finish  string
 	// finished: the choice's last chunk carried a finish_reason (Finished).
 	finished bool
-	usage    [3]int64 // input, output, cached
+	usage    [4]int64 // input, output, cached, reasoning
 	usageOK  bool
 	echo     []byte // what the response object repeats of the request (ResponsesEcho)
 }
@@ -110,7 +110,8 @@ func (s *ResponsesStream) Event(ev Event, dst []byte) []byte {
 		dst = s.emit(dst, "response.in_progress", map[string]any{"response": s.object(s.response("in_progress", []any{}, nil))})
 	}
 	if u := data.Get("usage"); u.IsObject() {
-		s.usage = [3]int64{u.Get("prompt_tokens").Int(), u.Get("completion_tokens").Int(), u.Get("prompt_tokens_details.cached_tokens").Int()}
+		s.usage = [4]int64{u.Get("prompt_tokens").Int(), u.Get("completion_tokens").Int(), u.Get("prompt_tokens_details.cached_tokens").Int(),
+			u.Get("completion_tokens_details.reasoning_tokens").Int()}
 		s.usageOK = true
 	}
 	ch := data.Get("choices.0")
@@ -257,7 +258,7 @@ func (s *ResponsesStream) complete(dst []byte) []byte {
 	r := s.response(status, out, incomplete)
 	if s.usageOK {
 		r["usage"] = map[string]any{"input_tokens": s.usage[0], "output_tokens": s.usage[1], "total_tokens": s.usage[0] + s.usage[1],
-			"input_tokens_details": map[string]int64{"cached_tokens": s.usage[2]}, "output_tokens_details": map[string]int64{"reasoning_tokens": 0}}
+			"input_tokens_details": map[string]int64{"cached_tokens": s.usage[2]}, "output_tokens_details": map[string]int64{"reasoning_tokens": s.usage[3]}}
 	}
 	name := "response.completed"
 	if status == "incomplete" {

@@ -247,6 +247,38 @@ func TestResponsesStream(t *testing.T) {
 	}
 }
 
+// TestResponsesStreamUsageAsJSON: a streamed answer's response.completed
+// reports the usage the same answer reports as JSON, reasoning and cached
+// tokens included; streamed, reasoning_tokens read 0 whatever the model
+// reasoned.
+func TestResponsesStreamUsageAsJSON(t *testing.T) {
+	const usage = `"usage":{"prompt_tokens":40,"completion_tokens":300,"total_tokens":340,` +
+		`"prompt_tokens_details":{"cached_tokens":32},"completion_tokens_details":{"reasoning_tokens":256}}`
+	answer, err := ChatToResponse([]byte(`{"id":"chatcmpl-9","created":7,"model":"o4-mini","choices":[{"index":0,"finish_reason":"stop",`+
+		`"message":{"role":"assistant","content":"Hello"}}],`+usage+`}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewResponsesStream()
+	var out []byte
+	for _, e := range []string{
+		`{"id":"chatcmpl-9","created":7,"model":"o4-mini","choices":[{"index":0,"delta":{"role":"assistant","content":"Hello"},"finish_reason":null}]}`,
+		`{"id":"chatcmpl-9","created":7,"model":"o4-mini","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`,
+		`{"id":"chatcmpl-9","created":7,"model":"o4-mini","choices":[],` + usage + `}`,
+		"[DONE]",
+	} {
+		out = s.Event(Event{Data: []byte(e)}, out)
+	}
+	var f Framer
+	evs := f.Flush(f.Feed(out, nil))
+	last := gjson.ParseBytes(evs[len(evs)-1].Data)
+	want := gjson.GetBytes(answer, "usage")
+	if got := last.Get("response.usage"); last.Get("type").Str != "response.completed" || got.Raw != want.Raw ||
+		got.Get("output_tokens_details.reasoning_tokens").Int() != 256 || got.Get("input_tokens_details.cached_tokens").Int() != 32 {
+		t.Errorf("streamed usage %s, want %s", got.Raw, want.Raw)
+	}
+}
+
 // FuzzResponsesStream: whatever a provider streams, the translation never
 // panics and every event it emits is named and valid JSON of its type.
 func FuzzResponsesStream(f *testing.F) {
