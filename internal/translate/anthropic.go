@@ -285,7 +285,7 @@ func convertMessages(msgs gjson.Result) ([]anthMessage, []string, error) {
 func textParts(c gjson.Result, p string) ([]string, error) {
 	switch {
 	case c.Type == gjson.String:
-		if strings.TrimSpace(c.Str) == "" {
+		if blank(c.Str) {
 			return nil, nil
 		}
 		return []string{c.Str}, nil
@@ -300,7 +300,7 @@ func textParts(c gjson.Result, p string) ([]string, error) {
 				err = apierr.Invalid("invalid_value", pp, "%s must be a text part ({\"type\":\"text\",\"text\":…})", pp)
 				return false
 			}
-			if t := part.Get("text").Str; strings.TrimSpace(t) != "" {
+			if t := part.Get("text").Str; !blank(t) {
 				out = append(out, t)
 			}
 			return true
@@ -317,7 +317,7 @@ func textParts(c gjson.Result, p string) ([]string, error) {
 func contentBlocks(c gjson.Result, p string, images bool) ([]anthBlock, error) {
 	switch {
 	case c.Type == gjson.String:
-		if strings.TrimSpace(c.Str) == "" {
+		if blank(c.Str) {
 			return nil, nil
 		}
 		return []anthBlock{{Type: "text", Text: c.Str}}, nil
@@ -344,7 +344,7 @@ func contentBlocks(c gjson.Result, p string, images bool) ([]anthBlock, error) {
 				err = apierr.Invalid("invalid_type", pp+"."+typ, "%s.%s must be a string", pp, typ)
 				return false
 			}
-			if strings.TrimSpace(t.Str) != "" {
+			if !blank(t.Str) {
 				out = append(out, anthBlock{Type: "text", Text: t.Str})
 			}
 		case "image_url":
@@ -472,8 +472,10 @@ func toolResult(m gjson.Result, p string) (anthBlock, error) {
 	}
 	b := anthBlock{Type: "tool_result", ToolUseID: id.Str}
 	c := m.Get("content")
+	// Anthropic refuses a text block of whitespace only (a tool that
+	// printed a blank line): it is left out, as in messages.
 	if c.Type == gjson.String {
-		if c.Str != "" {
+		if !blank(c.Str) {
 			b.Content = c.Str
 		}
 		return b, nil
@@ -482,11 +484,13 @@ func toolResult(m gjson.Result, p string) (anthBlock, error) {
 	if err != nil {
 		return anthBlock{}, err
 	}
-	if len(texts) > 0 {
-		blocks := make([]anthBlock, len(texts))
-		for k, t := range texts {
-			blocks[k] = anthBlock{Type: "text", Text: t}
+	var blocks []anthBlock
+	for _, t := range texts {
+		if !blank(t) {
+			blocks = append(blocks, anthBlock{Type: "text", Text: t})
 		}
+	}
+	if len(blocks) > 0 {
 		b.Content = blocks
 	}
 	return b, nil

@@ -286,6 +286,12 @@ func TestToAnthropicRequestFields(t *testing.T) {
 		"assistant first kept":    {`{"messages":[{"role":"assistant","content":"hello"},{"role":"user","content":"hi"}]}`, "messages.0.role", `"assistant"`},
 		"users merged":            {`{"messages":[{"role":"user","content":"a"},{"role":"user","content":"b"}]}`, "messages.#", `1`},
 		"html kept":               {`{"messages":[{"role":"user","content":"<b>&</b>"}]}`, "messages.0.content.0.text", `"<b>&</b>"`},
+		// A tool that printed a blank line: Anthropic refuses a text block
+		// of whitespace only, in a tool_result too.
+		"blank tool result": {`{"messages":[{"role":"user","content":"hi"},{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"\n"}]}`,
+			"messages.2.content.0", `{"type":"tool_result","tool_use_id":"c1"}`},
+		"blank tool result parts": {`{"messages":[{"role":"user","content":"hi"},{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":[{"type":"text","text":" "},{"type":"text","text":"ok"}]}]}`,
+			"messages.2.content.0.content", `[{"type":"text","text":"ok"}]`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
