@@ -154,11 +154,16 @@ CREATE TABLE route_deploys (
 	seq          BIGINT NOT NULL
 );
 CREATE INDEX route_deploys_route ON route_deploys (route, seq)`},
+	// IF NOT EXISTS, and emptied: a database rolled back by restoring a
+	// dump from before this step keeps the table (pg_restore --clean drops
+	// only what the dump holds), and the upgrade after failed on it; its
+	// stamps are of a history the restore undid (the upgrade probe).
 	{Version: 2, Name: "generation stamps, to tell a restored database", SQL: `
-CREATE TABLE routes_stamps (
+CREATE TABLE IF NOT EXISTS routes_stamps (
 	gen   BIGINT PRIMARY KEY,
 	stamp BIGINT NOT NULL
-)`},
+);
+DELETE FROM routes_stamps`},
 }
 
 // Store keeps route versions in a state database. Every write bumps one

@@ -670,3 +670,38 @@ func TestTableFollowsARestore(t *testing.T) {
 		})
 	}
 }
+
+// TestUpgradeAfterARollback: a database rolled back to before the stamps
+// (a dump from before the upgrade restored, which leaves the stamps table
+// the upgrade made) upgrades again: the step that failed on the table
+// ("keys_stamps already exists", the upgrade probe) takes it, emptied of
+// the stamps of the history the restore undid, and a table on it loads
+// whole, since an older build's writes carry no stamp.
+func TestUpgradeAfterARollback(t *testing.T) {
+	conform(t, func(t *testing.T, open func(*testing.T, *Keyring) *Store) {
+		ctx := context.Background()
+		s := open(t, nil)
+		_, secret, err := s.Create(ctx, Spec{ID: "a", Workspace: "w"}, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// What the restore and the older build leave: the step unrecorded,
+		// the stamps table full, a write without a stamp.
+		for _, q := range []string{`DELETE FROM schema_migrations WHERE component = 'keys' AND version = 2`,
+			`UPDATE keys_generation SET gen = gen + 1 WHERE id = 1`} {
+			if _, err := s.DB().SQL.ExecContext(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		again := open(t, nil)
+		var n int
+		if err := again.DB().SQL.QueryRowContext(ctx, `SELECT COUNT(*) FROM keys_stamps`).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("%d stamps left after the upgrade (%v), want none", n, err)
+		}
+		tb := NewTable(again, zap.NewNop())
+		mustRefresh(t, tb)
+		if _, _, err := tb.Lookup(secret); err != nil || tb.Generation() != 2 {
+			t.Errorf("the table after the upgrade: %v at generation %d", err, tb.Generation())
+		}
+	})
+}

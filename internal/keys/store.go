@@ -239,11 +239,16 @@ CREATE TABLE provider_keys (
 	updated_by    TEXT   NOT NULL,
 	PRIMARY KEY (workspace, provider)
 )`},
+	// IF NOT EXISTS, and emptied: a database rolled back by restoring a
+	// dump from before this step keeps the table (pg_restore --clean drops
+	// only what the dump holds), and the upgrade after failed on it; its
+	// stamps are of a history the restore undid (the upgrade probe).
 	{Version: 2, Name: "generation stamps, to tell a restored database", SQL: `
-CREATE TABLE keys_stamps (
+CREATE TABLE IF NOT EXISTS keys_stamps (
 	gen   BIGINT PRIMARY KEY,
 	stamp BIGINT NOT NULL
-)`},
+);
+DELETE FROM keys_stamps`},
 }
 
 // Open migrates the keys schema and returns the store. ring may be nil.

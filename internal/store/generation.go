@@ -72,7 +72,9 @@ const (
 	// everything is right.
 	WentBack
 	// Forgotten: the mark is more than StampsKept generations behind, its
-	// stamp no longer kept: reload everything, nothing to tell.
+	// stamp no longer kept, or the store's generation has no stamp (written
+	// by a build before stamps, or restored from a dump of one): reload
+	// everything, nothing to tell.
 	Forgotten
 )
 
@@ -85,6 +87,15 @@ func (g *Generation) Read(ctx context.Context, seen Mark) (Mark, Continuity, err
 		return Mark{}, WentBack, Classify(err)
 	}
 	switch {
+	case now.Gen == 0:
+		return now, Continues, nil // nothing written yet
+	case now.Stamp == 0:
+		// An older build wrote it (a rolling upgrade, or a restore of a
+		// dump from before it while this build runs): its history cannot
+		// be told, and an unstamped generation that caught up with this
+		// table's looked like the same history (the upgrade probe: a
+		// revoked key kept working on a replica).
+		return now, Forgotten, nil
 	case now.Gen >= seen.Gen && then == seen.Stamp:
 		return now, Continues, nil
 	case now.Gen-seen.Gen >= StampsKept:
