@@ -35,6 +35,7 @@ type Table struct {
 
 type tableSnap struct {
 	at     store.Mark
+	stale  bool // written while it loaded: the next change reloads whole
 	envGen int64
 	env    *flow.Env             // what pinned versions compile against
 	live   map[string]*flow.Flow // route → live flow (absent: none deployed)
@@ -179,14 +180,21 @@ func (t *Table) refresh(ctx context.Context) error {
 		return nil
 	}
 	since := cur.at.Gen
-	if hist != store.Continues || cur.envGen != t.envGen {
-		since = 0 // another history, or a new config: start over
+	if hist != store.Continues || cur.envGen != t.envGen || cur.stale {
+		since = 0 // another history, a new config, or loaded while written: start over
 	}
 	lives, vs, err := t.st.snapshot(ctx, since)
 	if err != nil {
 		return err
 	}
-	next := &tableSnap{at: at, envGen: t.envGen, env: t.env, live: make(map[string]*flow.Flow, len(lives)), versions: map[string]bool{},
+	// Versions written while it loaded are in it under the older mark; a
+	// restore to a backup taken at that mark would leave them (as the
+	// red team found for keys): the next change reloads whole.
+	after, _, err := t.st.Generation(ctx, at)
+	if err != nil {
+		return err
+	}
+	next := &tableSnap{at: at, stale: after.Gen != at.Gen, envGen: t.envGen, env: t.env, live: make(map[string]*flow.Flow, len(lives)), versions: map[string]bool{},
 		broken: map[string]error{}}
 	if since == 0 {
 		next.docs = make(map[versionKey]*pinned, len(vs))

@@ -705,3 +705,47 @@ func TestUpgradeAfterARollback(t *testing.T) {
 		}
 	})
 }
+
+// TestTableWrittenWhileLoading: a key created between the poll's reading
+// of the generation and its loading of the rows is in the table under the
+// older mark; restored to a backup taken at that mark, the store reads as
+// the same history at the next poll, and the key, gone from the store,
+// stayed live (the red team). A table written while it loaded reloads
+// whole at the next change.
+func TestTableWrittenWhileLoading(t *testing.T) {
+	conform(t, func(t *testing.T, open func(*testing.T, *Keyring) *Store) {
+		ctx := context.Background()
+		s := open(t, nil)
+		tb := NewTable(open(t, nil), zap.NewNop())
+		if _, _, err := s.Create(ctx, Spec{ID: "kept", Workspace: "w"}, "x"); err != nil {
+			t.Fatal(err)
+		}
+		tables, err := s.DB().Tables(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		restore := testsrv.Backup(t, s.DB().SQL, tables...) // at the mark the poll below reads
+		var vanished string
+		loading = func() {
+			loading = func() {}
+			_, sec, err := s.Create(ctx, Spec{ID: "vanished", Workspace: "w"}, "x")
+			if err != nil {
+				t.Error(err)
+			}
+			vanished = sec
+		}
+		t.Cleanup(func() { loading = func() {} })
+		mustRefresh(t, tb)
+		if _, _, err := tb.Lookup(vanished); err != nil {
+			t.Fatalf("the key created while the table loaded: %v", err)
+		}
+		restore()
+		if _, _, err := s.Create(ctx, Spec{ID: "after", Workspace: "w"}, "x"); err != nil {
+			t.Fatal(err)
+		}
+		mustRefresh(t, tb)
+		if _, _, err := tb.Lookup(vanished); !errors.Is(err, ErrUnknown) {
+			t.Errorf("a key gone with the restore still looks up: %v", err)
+		}
+	})
+}

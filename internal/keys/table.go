@@ -38,7 +38,11 @@ type Table struct {
 }
 
 type snapshot struct {
-	at       store.Mark
+	at store.Mark
+	// stale: the store was written while the table loaded, so rows newer
+	// than at may be in it, of a history a restore could undo without at
+	// showing it: the next change reloads everything.
+	stale    bool
 	byDigest map[Digest]*entry
 	byID     map[string]*entry
 }
@@ -141,6 +145,10 @@ func (t *Table) Refresh(ctx context.Context) error {
 	return err
 }
 
+// loading is a test's hook between reading the store's mark and loading
+// the rows.
+var loading = func() {}
+
 func (t *Table) refresh(ctx context.Context) error {
 	cur := t.snap.Load()
 	at, hist, err := t.st.Generation(ctx, cur.at)
@@ -151,17 +159,23 @@ func (t *Table) refresh(ctx context.Context) error {
 		return nil
 	}
 	since := cur.at.Gen
-	if hist != store.Continues {
+	if hist != store.Continues || cur.stale {
 		since = 0
 	}
+	loading()
 	rows, err := t.st.changes(ctx, since)
 	if err != nil {
 		return err
 	}
 	// Rows newer than at (written since the generation was read) are
 	// loaded again by the next refresh; the table's mark stays one the
-	// store stamped.
-	next := &snapshot{at: at}
+	// store stamped. A restore to a backup taken at at would leave them
+	// in the table (the red team): the next change reloads whole.
+	after, _, err := t.st.Generation(ctx, at)
+	if err != nil {
+		return err
+	}
+	next := &snapshot{at: at, stale: after.Gen != at.Gen}
 	if since == 0 {
 		next.byDigest, next.byID = make(map[Digest]*entry, len(rows)), make(map[string]*entry, len(rows))
 	} else {
