@@ -273,4 +273,39 @@ func TestClientLeavingIsNoProviderFailure(t *testing.T) {
 			t.Errorf("the record: %s", rec)
 		}
 	}
+
+	// With failover: the first provider's 500 stays its failure, and the
+	// second, under way when the client left, is abandoned (the red team:
+	// the 500 read as abandoned, the second attempt went unrecorded).
+	s.Providers["primary"].SetBehavior(mockllm.Behavior{Status: 500})
+	s.Providers["claude"].SetBehavior(mockllm.Behavior{FirstByteDelay: 3 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/v1/chat/completions",
+		strings.NewReader(`{"model":"auto","messages":[{"role":"user","content":"x"}]}`))
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("answered %d before the second provider's first byte", resp.StatusCode)
+	}
+	var rec []byte
+	waitFor(t, "the failover record", func() bool {
+		for _, r := range auditPage(t, s, "kind=decision").Records {
+			if gjson.GetBytes(r.Record, "attempts.#").Int() == 2 {
+				rec = r.Record
+			}
+		}
+		return rec != nil
+	})
+	if a := gjson.GetBytes(rec, "attempts"); a.Get("0.provider").Str != "primary" || a.Get("0.outcome").Str != "failed" || a.Get("0.status").Int() != 500 ||
+		a.Get("1.provider").Str != "claude" || a.Get("1.outcome").Str != "abandoned" {
+		t.Errorf("the failover record's attempts: %s", a.Raw)
+	}
+	waitFor(t, "the failover attempts counted", func() bool {
+		_, mfs = scrape(t, s)
+		return promSample(mfs, "stellwerk_provider_attempts_total", "model=claude-haiku,outcome=abandoned,provider=claude") == 1
+	})
+	if n := promSample(mfs, "stellwerk_provider_attempts_total", "model=primary-mini,outcome=failed,provider=primary"); n != 1 {
+		t.Errorf("primary's failed attempts: %v, want 1", n)
+	}
 }

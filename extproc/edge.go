@@ -205,6 +205,7 @@ func (p *edge) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingRes
 func (p *edge) finish() {
 	p.afterSend() // an answer whose send failed still settles
 	p.ending = true
+	p.leftDuringAttempts()
 	p.takeAttempts(0)
 	if p.directID != "" {
 		p.seen.directDone(p.directID)
@@ -214,6 +215,29 @@ func (p *edge) finish() {
 	p.countRoute()
 	p.audit()
 	p.observe()
+}
+
+// leftDuringAttempts reads the attempts of a request with failover whose
+// client left before any answer: those the log has are what they were (a
+// provider's 500), and the one under way, the last, was abandoned. The
+// first provider's failure read as abandoned, and the second went
+// unrecorded (the red team of 2026-12-07).
+func (p *edge) leftDuringAttempts() {
+	if len(p.attempts) > 0 || p.respStatus != "" || p.status != 0 || p.routedAt.IsZero() || len(p.plan) < 2 {
+		return
+	}
+	seen := p.takeAttempts(0) // one slot per plan entry, "" where none was recorded
+	n := len(seen)
+	for n > 0 && seen[n-1].Outcome == "" {
+		n--
+	}
+	if n == 0 || seen[n-1].Outcome != outcomeAbandoned {
+		n++ // the one under way has no record yet
+	}
+	p.attempts = attemptsFor(p.plan, n, -1, 0, seen)
+	if last := &p.attempts[len(p.attempts)-1]; last.Outcome != outcomeAbandoned && last.Status == 0 {
+		last.Outcome, last.Reason = outcomeAbandoned, "the client went away before the provider answered"
+	}
 }
 
 // countRoute counts the answer of a request that took a named route, per

@@ -276,7 +276,7 @@ func recordAttempt(f *filter, idx int, m *catalog.Model, workspace string, o att
 			a.Reason = "connection failed (" + o.flags + ")"
 			reason = a.Reason
 		} else if o.elapsed < timeout*9/10 {
-			a.Reason = "cancelled before the provider answered"
+			a.Outcome, a.Reason = outcomeAbandoned, "cancelled before the provider answered"
 			break // the client went away; not the provider's fault
 		}
 		r.Health.Failed(tg, reason, 0)
