@@ -94,13 +94,22 @@ func TestStopFinishesStreams(t *testing.T) {
 			r.Body.Close()
 			got += fmt.Sprintf("%s: %d %s; ", path, r.StatusCode, bytes.TrimSpace(rb))
 		}
+		// What reads a store answers too (it failed with the cancelled
+		// serve context: the red team).
+		if r, err := s.AdminGet("/admin/keys"); err != nil {
+			got += "/admin/keys: " + err.Error()
+		} else {
+			rb, _ := io.ReadAll(r.Body)
+			r.Body.Close()
+			got += fmt.Sprintf("/admin/keys: %d %.100s", r.StatusCode, rb)
+		}
 		probes <- got
 	}()
 	start := time.Now()
 	b, err := io.ReadAll(resp.Body)
 	took := time.Since(start)
 	if got := <-probes; !strings.Contains(got, `/readyz: 503 {"reason":"stopping: finishing the requests in flight","status":"not ready"}`) ||
-		!strings.Contains(got, `/healthz: 200`) {
+		!strings.Contains(got, `/healthz: 200`) || !strings.Contains(got, `/admin/keys: 200`) {
 		t.Errorf("the admin API while draining: %s", got)
 	}
 	if err != nil || !strings.Contains(string(b), "data: [DONE]") || strings.Contains(string(b), `"error"`) {

@@ -386,10 +386,15 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	st := &status{pub: pub, rl: rl, pm: pm, led: led, log: log.Named("admin"), keys: ks, table: table, spend: sp, spendW: sw, audit: alog,
 		routes: rts, routeCounters: ln.routeCounters, metrics: ln.metrics, live: ln.live, feedback: fb, fleet: fleet}
 	st.Tokens() // warns now about tokens that cannot be loaded
-	// Requests take ctx as their base, so the console's open decision
-	// streams end when the server stops instead of holding its shutdown.
+	// Requests take adminCtx as their base, so the console's open decision
+	// streams end when the admin API closes instead of holding its
+	// shutdown. Not ctx: a SIGTERM cancels that as the drain begins, and
+	// through the drain every admin request that reads a store failed with
+	// it (the red team).
+	adminCtx, closeAdmin := context.WithCancel(context.WithoutCancel(ctx))
+	defer closeAdmin()
 	hs := &http.Server{Handler: admin.Handler(st, st.log), ReadHeaderTimeout: 5 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
+		BaseContext: func(net.Listener) context.Context { return adminCtx }}
 
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(grpcLis) }()
@@ -437,6 +442,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	// The admin API answered until here: /metrics shows the drain, and a
 	// liveness probe on /healthz does not kill a drain of many minutes
 	// (the capacity probe: the port closed when the drain began).
+	closeAdmin()
 	shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
 	_ = hs.Shutdown(shutCtx)
