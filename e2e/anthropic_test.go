@@ -112,9 +112,10 @@ func TestAnthropicWireFormat(t *testing.T) {
 		t.Errorf("usage record %v", rec)
 	}
 
-	// Errors come back in the OpenAI shape.
+	// Errors come back in the OpenAI shape; Anthropic's overloaded keeps
+	// its 529 (TestOverloadedEverywhereIs529).
 	resp3, b3 := post(t, s.URL+"/v1/chat/completions", `{"model":"claude-sonnet","messages":[{"role":"user","content":"x"}]}`, map[string]string{"x-mock-status": "529"})
-	if resp3.StatusCode != 503 {
+	if resp3.StatusCode != 529 {
 		t.Fatalf("error status %d: %s", resp3.StatusCode, b3)
 	}
 	if e := decodeError(t, b3); !strings.Contains(e.Error.Message, "injected failure 529") {
