@@ -637,3 +637,39 @@ func TestOutputLimitNamedForTheProvider(t *testing.T) {
 		}
 	}
 }
+
+// TestMessagesLongToolNames: a Messages client's tools named with more
+// than 64 characters (Claude Code's MCP tools, mcp__<server>__<tool>),
+// which OpenAI's API refuses ("string too long"), reach an OpenAI-wire
+// model under short names — in tools, tool_choice and the history's
+// tool calls alike — and the tool call it answers names the tool as the
+// client does, whole and streamed. Two names with a common prefix stay
+// two tools: tool_choice picks the second.
+func TestMessagesLongToolNames(t *testing.T) {
+	t.Parallel()
+	const prefix = "mcp__github_enterprise_server__create_pull_request_review_comment_reply"
+	const first, second = prefix + "_v1", prefix + "_v2"
+	schema := `"input_schema":{"type":"object","properties":{"body":{"type":"string"}},"required":["body"]}`
+	body := func(stream bool) string {
+		return `{"model":"chat-us","max_tokens":50,"stream":` + strconv.FormatBool(stream) + `,"tools":[` +
+			`{"name":"Read",` + schema + `},{"name":"` + first + `",` + schema + `},{"name":"` + second + `",` + schema + `}],` +
+			`"tool_choice":{"type":"tool","name":"` + second + `"},"messages":[{"role":"user","content":"review it"},` +
+			`{"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"` + first + `","input":{"body":"lgtm"}}]},` +
+			`{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"posted"},{"type":"text","text":"now reply"}]}]}`
+	}
+	onEdgeAndEgress(t, func(t *testing.T, s *harness.Stack) {
+		for _, stream := range []bool{false, true} {
+			resp, b := post(t, s.URL+"/v1/messages", body(stream), map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01"})
+			if resp.StatusCode != 200 {
+				t.Fatalf("stream %v: %d %s", stream, resp.StatusCode, b)
+			}
+			content := gjson.GetBytes(b, "content").Raw
+			if stream {
+				content = streamedContent(t, b)
+			}
+			if gjson.Get(content, "#").Int() != 1 || gjson.Get(content, "0.type").Str != "tool_use" || gjson.Get(content, "0.name").Str != second {
+				t.Errorf("stream %v: content %s, want a call of %s", stream, content, second)
+			}
+		}
+	})
+}

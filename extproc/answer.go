@@ -195,7 +195,7 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		case p.endpoint == epResponses:
 			p.stream.conv = translate.NewResponsesStream().WithEcho(translate.ResponsesEcho(p.reqBody))
 		case p.fromChat:
-			p.stream.conv = translate.NewMessagesStream()
+			p.stream.conv = translate.NewMessagesStream().WithToolNames(p.toolNames)
 		case p.endpoint == epMessages: // Anthropic's events, natively or from the egress listener's translation
 			p.stream.messages = true
 		}

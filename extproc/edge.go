@@ -549,11 +549,11 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		// Classified and decided as chat completions; the provider gets
 		// the Messages request, natively or translated (rewriteFor). What
 		// only an Anthropic-wire provider can take keeps it to those.
-		tb, ur, native, err := translate.MessagesForDecision(body)
+		tb, names, ur, native, err := translate.MessagesForDecision(body)
 		if err != nil {
 			return p.immediate(apierr.As(err))
 		}
-		body, unread, needs.Native = tb, ur, native
+		body, p.toolNames, unread, needs.Native = tb, names, ur, native
 	}
 	if p.state.auditRefuses() {
 		p.log.Warn("audit log unavailable: request refused (audit.on_store_down: refuse)", zap.String("decision_id", p.id))

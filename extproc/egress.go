@@ -168,7 +168,7 @@ func (p *egress) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processing
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_STREAMED}
 	case p.fromChat && plain && code/100 == 2 && strings.HasPrefix(rh.ctype, "text/event-stream"):
 		// A Messages API request a chat model answers: Anthropic's events.
-		p.stream = &streamState{conv: translate.NewMessagesStream()}
+		p.stream = &streamState{conv: translate.NewMessagesStream().WithToolNames(p.toolNames)}
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_STREAMED}
 	case (p.anthropic || p.fromChat) && plain && strings.HasPrefix(rh.ctype, "application/json"):
 		p.translate = true

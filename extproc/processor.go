@@ -46,7 +46,10 @@ type filter struct {
 	// chatBody is the chat translation of a Responses or Messages API
 	// request, made once by the edge for a provider that does not serve
 	// that API natively.
-	chatBody  []byte
+	chatBody []byte
+	// toolNames are the tools chatBody names short (too long for chat),
+	// for the answer to name them as the client does; nil for none.
+	toolNames translate.ToolNames
 	workspace string   // the caller's (edge: its principal's; egress: header.Workspace)
 	extra     []string // client headers only some providers get (forward_headers)
 
@@ -96,7 +99,7 @@ func (p *filter) translateAnswer(body []byte) (out []byte, noAnswer string) {
 // Anthropic's shape.
 func (p *filter) toMessages(body []byte) ([]byte, string) {
 	if len(p.respStatus) == 3 && p.respStatus[0] == '2' {
-		tb, err := translate.ChatToMessage(body)
+		tb, err := translate.ChatToMessage(body, p.toolNames)
 		if err != nil {
 			p.log.Warn("chat answer not translatable to a message", zap.String("decision_id", p.id), zap.Error(err))
 			return body, "an answer that could not be translated"
@@ -270,11 +273,11 @@ func (p *filter) rewriteMessages(m *catalog.Model, body []byte) (hs []*corev3.He
 		}
 		nb = p.chatBody // the edge's translation; an egress retry translates its own
 		if nb == nil {
-			tb, err := translate.MessagesToChat(body)
+			tb, names, err := translate.MessagesToChat(body)
 			if err != nil {
 				return nil, nil, nil, apierr.As(err)
 			}
-			nb = tb
+			nb, p.toolNames = tb, names
 		}
 	}
 	var err error

@@ -4,7 +4,8 @@
 // (…/responses, JSON and its typed events, stored responses when told to
 // keep them) and Anthropic's Messages API (…/messages, JSON and its
 // streaming events), answers deterministically, can be slow or
-// fail on demand, and records every request it receives.
+// fail on demand, and records every request it receives. Like OpenAI, it
+// refuses a chat request naming a function with more than 64 characters.
 //
 // Failures are injected per request with headers (they reach the mock only
 // when the provider's forward_headers lists them, as the test harness's
@@ -291,6 +292,14 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "you must provide a model parameter")
 		return
 	}
+	if api == "chat" {
+		if param, n := longToolName(req); n > 0 {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{"message": fmt.Sprintf("Invalid '%s': string too long. "+
+				"Expected a string with maximum length 64, but got a string with length %d instead.", param, n),
+				"type": "invalid_request_error", "param": param, "code": "string_above_max_length"}})
+			return
+		}
+	}
 	switch api {
 	case "embeddings":
 		p.embeddings(w, req, rec)
@@ -562,6 +571,23 @@ func errorType(status int) string {
 	default:
 		return "invalid_request_error"
 	}
+}
+
+// longToolName is the first tool whose function name is longer than the
+// 64 characters OpenAI's chat API takes, as OpenAI names it, and that
+// name's length; 0 when none is. Anthropic's tools may have names of up to
+// 128 characters, which a translation must not send as they are.
+func longToolName(req gjson.Result) (param string, n int) {
+	i := -1
+	req.Get("tools").ForEach(func(_, t gjson.Result) bool {
+		i++
+		n = len(t.Get("function.name").Str)
+		return n <= 64
+	})
+	if n <= 64 {
+		return "", 0
+	}
+	return "tools[" + strconv.Itoa(i) + "].function.name", n
 }
 
 func writeError(w http.ResponseWriter, status int, typ, msg string) {

@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/tidwall/gjson"
 )
 
 func do(t *testing.T, srv *httptest.Server, body string, hdr map[string]string) *http.Response {
@@ -106,6 +108,26 @@ func TestInjectedFailures(t *testing.T) {
 	resp, err := http.DefaultClient.Do(wrongKey)
 	if err != nil || resp.StatusCode != 401 {
 		t.Errorf("wrong key: %v %v", err, resp)
+	}
+}
+
+// TestLongToolNameRefused: a chat request naming a function with more
+// than 64 characters is refused as OpenAI refuses it; 64 are taken.
+func TestLongToolNameRefused(t *testing.T) {
+	srv := httptest.NewServer(New("m", "k"))
+	defer srv.Close()
+	tools := func(name string) string {
+		return `{"model":"x","messages":[{"role":"user","content":"q"}],"tools":[{"type":"function","function":{"name":"ok","parameters":{}}},` +
+			`{"type":"function","function":{"name":"` + name + `","parameters":{}}}]}`
+	}
+	if r := do(t, srv, tools(strings.Repeat("a", 64)), nil); r.StatusCode != 200 {
+		t.Errorf("64 characters: %d", r.StatusCode)
+	}
+	r := do(t, srv, tools(strings.Repeat("a", 65)), nil)
+	b, _ := io.ReadAll(r.Body)
+	want := "Invalid 'tools[1].function.name': string too long. Expected a string with maximum length 64, but got a string with length 65 instead."
+	if r.StatusCode != 400 || gjson.GetBytes(b, "error.message").Str != want || gjson.GetBytes(b, "error.param").Str != "tools[1].function.name" {
+		t.Errorf("65 characters: %d %s", r.StatusCode, b)
 	}
 }
 

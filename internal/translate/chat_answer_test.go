@@ -49,7 +49,7 @@ func TestProviderAnswerQuirks(t *testing.T) {
 				}
 			}
 			if tc.answer != "" {
-				m, err := ChatToMessage([]byte(tc.answer))
+				m, err := ChatToMessage([]byte(tc.answer), nil)
 				if err != nil {
 					t.Fatal(err)
 				}

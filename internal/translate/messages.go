@@ -62,10 +62,11 @@ var messagesRefused = map[string]string{
 }
 
 // MessagesToChat validates an Anthropic Messages request and translates
-// it into a Chat Completions request. Errors are *apierr.Error (400,
-// param naming the member); the edge renders them in Anthropic's error
-// shape.
-func MessagesToChat(body []byte) ([]byte, error) {
+// it into a Chat Completions request. Tools named longer than chat takes
+// get short names there; names holds them, for the answer (nil when none
+// is long). Errors are *apierr.Error (400, param naming the member); the
+// edge renders them in Anthropic's error shape.
+func MessagesToChat(body []byte) (chat []byte, names ToolNames, err error) {
 	return messagesToChat(body, nil)
 }
 
@@ -82,10 +83,10 @@ func MessagesToChat(body []byte) ([]byte, error) {
 // models only (a translating provider would lose it), where a coding
 // agent's thinking or screenshot was a 400 whatever model it named (the
 // agent probe).
-func MessagesForDecision(body []byte) (chat []byte, unread bool, native string, err error) {
+func MessagesForDecision(body []byte) (chat []byte, names ToolNames, unread bool, native string, err error) {
 	var u untranslated
-	chat, err = messagesToChat(body, &u)
-	return chat, err == nil && len(u.raw) > 0, u.native, err
+	chat, names, err = messagesToChat(body, &u)
+	return chat, names, err == nil && len(u.raw) > 0, u.native, err
 }
 
 // MessagesCountForDecision is MessagesForDecision for a token count
@@ -93,15 +94,17 @@ func MessagesForDecision(body []byte) (chat []byte, unread bool, native string, 
 // asked for. The copy is only classified; nothing is sent.
 func MessagesCountForDecision(body []byte) ([]byte, error) {
 	u := untranslated{count: true}
-	return messagesToChat(body, &u)
+	chat, _, err := messagesToChat(body, &u)
+	return chat, err
 }
 
-func messagesToChat(body []byte, u *untranslated) ([]byte, error) {
+func messagesToChat(body []byte, u *untranslated) ([]byte, ToolNames, error) {
 	root, err := request.Root(body, "messages")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var req msgsChat
+	var names ToolNames
 	var model, messages, system, maxTokens, tools, toolChoice gjson.Result
 	var bad *apierr.Error
 	root.ForEach(func(k, v gjson.Result) bool {
@@ -172,53 +175,54 @@ func messagesToChat(body []byte, u *untranslated) ([]byte, error) {
 		return bad == nil
 	})
 	if bad != nil {
-		return nil, bad
+		return nil, nil, bad
 	}
 	switch {
 	case !model.Exists() || model.Type == gjson.Null:
-		return nil, apierr.Invalid("missing_model", "model", "you must provide a model parameter")
+		return nil, nil, apierr.Invalid("missing_model", "model", "you must provide a model parameter")
 	case model.Type != gjson.String:
-		return nil, apierr.Invalid("invalid_type", "model", "model must be a string")
+		return nil, nil, apierr.Invalid("invalid_type", "model", "model must be a string")
 	}
 	req.Model = model.Str
 	switch {
 	case (!maxTokens.Exists() || maxTokens.Type == gjson.Null) && u != nil && u.count:
 		maxTokens = gjson.Result{Type: gjson.Number, Num: 1} // a count writes nothing
 	case !maxTokens.Exists() || maxTokens.Type == gjson.Null:
-		return nil, apierr.Invalid("missing_max_tokens", "max_tokens", "max_tokens is required on /v1/messages")
+		return nil, nil, apierr.Invalid("missing_max_tokens", "max_tokens", "max_tokens is required on /v1/messages")
 	case maxTokens.Type != gjson.Number || maxTokens.Num != float64(int64(maxTokens.Num)) || maxTokens.Num < 1 || maxTokens.Num > maxTokensLimit:
-		return nil, apierr.Invalid("invalid_value", "max_tokens", "max_tokens must be a positive integer")
+		return nil, nil, apierr.Invalid("invalid_value", "max_tokens", "max_tokens must be a positive integer")
 	}
 	req.MaxTokens = int64(maxTokens.Num)
 	if sys, err := msgsSystem(system, u); err != nil {
-		return nil, err
+		return nil, nil, err
 	} else if sys != nil {
 		req.Messages = append(req.Messages, chatMessage{Role: "system", Content: sys})
 	}
 	msgs, err2 := msgsMessages(messages, u)
 	if err2 != nil {
-		return nil, err2
+		return nil, nil, err2
 	}
 	req.Messages = append(req.Messages, msgs...)
 	if tools.Exists() && tools.Type != gjson.Null {
-		if req.Tools, bad = msgsTools(tools, u); bad != nil {
-			return nil, bad
+		if req.Tools, names, bad = msgsTools(tools, u); bad != nil {
+			return nil, nil, bad
 		}
 	}
 	if toolChoice.Exists() && toolChoice.Type != gjson.Null {
-		if req.ToolChoice, req.ParallelToolCalls, bad = msgsToolChoice(toolChoice); bad != nil {
-			return nil, bad
+		if req.ToolChoice, req.ParallelToolCalls, bad = msgsToolChoice(toolChoice, u); bad != nil {
+			return nil, nil, bad
 		}
 		if len(req.Tools) == 0 {
 			req.ParallelToolCalls = nil // chat refuses it without tools
 			if tc := string(req.ToolChoice); tc != `"none"` && tc != `"auto"` {
-				return nil, apierr.Invalid("invalid_value", "tool_choice", "tool_choice %s needs tools", apierr.Truncate(toolChoice.Get("type").Str, 32))
+				return nil, nil, apierr.Invalid("invalid_value", "tool_choice", "tool_choice %s needs tools", apierr.Truncate(toolChoice.Get("type").Str, 32))
 			}
 			req.ToolChoice = nil
 		}
 	}
 	req.Unread = u.member()
-	return marshal(req)
+	chat, err := marshal(req)
+	return chat, names, err
 }
 
 // msgsNumber is an optional number in [lo, hi].
@@ -456,7 +460,7 @@ func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string, u *unt
 				bad = apierr.Invalid("invalid_value", bp, "%s: a tool_use block needs id and name (strings) and input (an object)", bp)
 				return false
 			}
-			calls = append(calls, chatToolCall{ID: id.Str, Type: "function", Function: chatFunction{Name: name.Str, Arguments: compactJSON(input)}})
+			calls = append(calls, chatToolCall{ID: id.Str, Type: "function", Function: chatFunction{Name: chatToolName(name, u), Arguments: compactJSON(input)}})
 		case t == "tool_result" && role == "user":
 			if bad = msgsBlockKeys(b, bp, u, "type", "tool_use_id", "content", "is_error", "cache_control"); bad != nil {
 				return false
@@ -719,12 +723,13 @@ func nativeParts(parts []chatPart, b gjson.Result) []chatPart {
 	return parts
 }
 
-// msgsTools are custom (client) tools as chat's functions; Anthropic's
-// server and built-in tools (web search, bash, text editor, …) have no
-// chat counterpart.
-func msgsTools(v gjson.Result, u *untranslated) ([]chatTool, *apierr.Error) {
+// msgsTools are custom (client) tools as chat's functions, and the
+// names too long for chat they give short ones; Anthropic's server and
+// built-in tools (web search, bash, text editor, …) have no chat
+// counterpart.
+func msgsTools(v gjson.Result, u *untranslated) ([]chatTool, ToolNames, *apierr.Error) {
 	if !v.IsArray() {
-		return nil, apierr.Invalid("invalid_type", "tools", "tools must be an array")
+		return nil, nil, apierr.Invalid("invalid_type", "tools", "tools must be an array")
 	}
 	type fn struct {
 		Name        string          `json:"name"`
@@ -732,6 +737,7 @@ func msgsTools(v gjson.Result, u *untranslated) ([]chatTool, *apierr.Error) {
 		Parameters  json.RawMessage `json:"parameters"`
 	}
 	var out []chatTool
+	var names ToolNames
 	var bad *apierr.Error
 	i := -1
 	v.ForEach(func(_, t gjson.Result) bool {
@@ -763,16 +769,20 @@ func msgsTools(v gjson.Result, u *untranslated) ([]chatTool, *apierr.Error) {
 			bad = apierr.Invalid("invalid_value", p+".input_schema", "%s.input_schema must be a JSON Schema object", p)
 			return false
 		}
-		b, _ := marshal(fn{Name: name.Str, Description: desc.Str, Parameters: json.RawMessage(compactJSON(schema))})
+		short := chatToolName(name, u)
+		if short != name.Str {
+			names = append(names, toolName{short: short, long: name.Str})
+		}
+		b, _ := marshal(fn{Name: short, Description: desc.Str, Parameters: json.RawMessage(compactJSON(schema))})
 		out = append(out, chatTool{Type: "function", Function: b})
 		return true
 	})
-	return out, bad
+	return out, names, bad
 }
 
 // msgsToolChoice is tool_choice as chat's, and disable_parallel_tool_use
 // as parallel_tool_calls: false.
-func msgsToolChoice(v gjson.Result) (json.RawMessage, *bool, *apierr.Error) {
+func msgsToolChoice(v gjson.Result, u *untranslated) (json.RawMessage, *bool, *apierr.Error) {
 	if !v.IsObject() {
 		return nil, nil, apierr.Invalid("invalid_type", "tool_choice", "tool_choice must be an object with a type")
 	}
@@ -799,7 +809,7 @@ func msgsToolChoice(v gjson.Result) (json.RawMessage, *bool, *apierr.Error) {
 		if n := v.Get("name"); n.Type == gjson.String && n.Str != "" {
 			var buf bytes.Buffer
 			buf.WriteString(`{"type":"function","function":{"name":`)
-			buf.Write(jsonw.AppendString(nil, n.Str))
+			buf.Write(jsonw.AppendString(nil, chatToolName(n, u)))
 			buf.WriteString(`}}`)
 			return buf.Bytes(), parallel, nil
 		}

@@ -39,8 +39,10 @@ func messageID(chatID string) string {
 // Anthropic reports them). A refusal (structured outputs the model
 // declines) is a text block and stop_reason refusal, as Anthropic reports
 // one. An answer without usage has none: the edge charges what it cannot
-// read at the request's worst case, and zero would read as free.
-func ChatToMessage(chat []byte) ([]byte, error) {
+// read at the request's worst case, and zero would read as free. A tool
+// call names its tool as the client did: names are the tools the
+// translation named short (MessagesToChat).
+func ChatToMessage(chat []byte, names ToolNames) ([]byte, error) {
 	c := gjson.ParseBytes(chat)
 	if !gjson.ValidBytes(chat) || !c.IsObject() || !c.Get("choices").IsArray() {
 		return nil, errBadAnswer
@@ -93,7 +95,7 @@ func ChatToMessage(chat []byte) ([]byte, error) {
 		dst = append(dst, `{"type":"tool_use","id":`...)
 		dst = jsonw.AppendString(dst, tc.Get("id").Str)
 		dst = append(dst, `,"name":`...)
-		dst = jsonw.AppendString(dst, tc.Get("function.name").Str)
+		dst = jsonw.AppendString(dst, names.original(tc.Get("function.name").Str))
 		dst = append(dst, `,"input":`...)
 		mark := len(dst)
 		if dst, bad = appendInput(dst, tc.Get("function.arguments").Str); bad && cut {

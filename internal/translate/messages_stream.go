@@ -50,7 +50,8 @@ type MessagesStream struct {
 	finished   bool        // the choice's last chunk carried a finish_reason (Finished)
 	usage      [3]int64    // prompt, completion, cached
 	usageOK    bool
-	refused    bool // the chat stream sent a refusal
+	refused    bool      // the chat stream sent a refusal
+	names      ToolNames // the tools the request's translation named short (WithToolNames)
 }
 
 // messagesCall is one chat tool call (by its index) of the stream.
@@ -121,6 +122,14 @@ func (j *jsonEnd) feed(s string) {
 
 // NewMessagesStream starts a conversion.
 func NewMessagesStream() *MessagesStream { return &MessagesStream{block: -1} }
+
+// WithToolNames has the stream's tool calls name their tools as the
+// client did: names are the tools the request's translation named short
+// (MessagesToChat).
+func (s *MessagesStream) WithToolNames(names ToolNames) *MessagesStream {
+	s.names = names
+	return s
+}
 
 // TextDelta is the text (or tool arguments) the last Event streamed, for
 // usage estimates. It may point into that event's data: use it before the
@@ -352,7 +361,7 @@ func (s *MessagesStream) openCall(dst []byte, c *messagesCall, id, name string) 
 	dst = append(dst, `{"type":"tool_use","id":`...)
 	dst = jsonw.AppendString(dst, id)
 	dst = append(dst, `,"name":`...)
-	dst = jsonw.AppendString(dst, name)
+	dst = jsonw.AppendString(dst, s.names.original(name))
 	return append(dst, `,"input":{}}}`+"\n\n"...)
 }
 

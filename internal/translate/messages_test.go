@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"math/rand"
@@ -41,7 +42,7 @@ func messagesCases(t *testing.T, dir, suffix string) map[string][]byte {
 func TestMessagesToChatGolden(t *testing.T) {
 	for base, in := range messagesCases(t, "request", ".anthropic.json") {
 		t.Run(filepath.Base(base), func(t *testing.T) {
-			out, err := MessagesToChat(in)
+			out, _, err := MessagesToChat(in)
 			okPath, errPath := base+".openai.json", base+".error.json"
 			if err != nil {
 				var ae *apierr.Error
@@ -70,7 +71,7 @@ func TestMessagesToChatGolden(t *testing.T) {
 func TestChatToMessageGolden(t *testing.T) {
 	for base, in := range messagesCases(t, "response", ".openai.json") {
 		t.Run(filepath.Base(base), func(t *testing.T) {
-			out, err := ChatToMessage(in)
+			out, err := ChatToMessage(in, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -182,7 +183,7 @@ func TestChatToMessageRefusesBadArguments(t *testing.T) {
 		"array arguments": `{"choices":[{"message":{"tool_calls":[{"id":"c","function":{"name":"f","arguments":"[1]"}}]}}]}`,
 		"broken":          `{"choices":[{"message":{"tool_calls":[{"id":"c","function":{"name":"f","arguments":"{\"a\":"}}]}}]}`,
 	} {
-		if out, err := ChatToMessage([]byte(in)); err == nil {
+		if out, err := ChatToMessage([]byte(in), nil); err == nil {
 			t.Errorf("%s: translated to %s", name, out)
 		}
 	}
@@ -196,7 +197,7 @@ func TestChatToMessageCutToolCall(t *testing.T) {
 	in := `{"id":"chatcmpl-1","model":"m","choices":[{"finish_reason":"length","message":{"role":"assistant","content":null,"tool_calls":[` +
 		`{"id":"call_1","type":"function","function":{"name":"Write","arguments":"{\"path\":\"a.go\",\"content\":\"package ma"}}]}}],` +
 		`"usage":{"prompt_tokens":40,"completion_tokens":20}}`
-	out, err := ChatToMessage([]byte(in))
+	out, err := ChatToMessage([]byte(in), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,8 +234,8 @@ func TestChatErrorToAnthropic(t *testing.T) {
 func FuzzMessagesToChat(f *testing.F) {
 	addGoldenSeeds(f, filepath.Join("..", "messages", "request", "*.anthropic.json"), func(b []byte) { f.Add(b) })
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out, err := MessagesToChat(in)
-		dec, unread, native, derr := MessagesForDecision(in)
+		out, _, err := MessagesToChat(in)
+		dec, _, unread, native, derr := MessagesForDecision(in)
 		// The decision copy takes what the translation does, and what only
 		// an Anthropic-wire provider can (native names it), which the
 		// translation refuses.
@@ -258,7 +259,7 @@ func FuzzMessagesToChat(f *testing.F) {
 func FuzzChatToMessage(f *testing.F) {
 	addGoldenSeeds(f, filepath.Join("..", "messages", "response", "*.openai.json"), func(b []byte) { f.Add(b) })
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out, err := ChatToMessage(in)
+		out, err := ChatToMessage(in, nil)
 		if err == nil && !gjson.ValidBytes(out) {
 			t.Fatalf("invalid JSON from %q: %s", in, out)
 		}
@@ -293,8 +294,20 @@ func BenchmarkMessages(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(req)))
 		for b.Loop() {
-			if _, err := MessagesToChat(req); err != nil {
+			if _, _, err := MessagesToChat(req); err != nil {
 				b.Fatal(err)
+			}
+		}
+	})
+	// Claude Code's MCP tools: names past chat's 64 characters, in the
+	// tools and the history's tool calls.
+	long := bytes.ReplaceAll(req, []byte(`"get_weather"`), []byte(`"`+longTool+`"`))
+	b.Run("request_long_tool_names", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(long)))
+		for b.Loop() {
+			if _, names, err := MessagesToChat(long); err != nil || len(names) != 1 {
+				b.Fatal(err, names)
 			}
 		}
 	})
@@ -302,7 +315,7 @@ func BenchmarkMessages(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(answer)))
 		for b.Loop() {
-			if _, err := ChatToMessage(answer); err != nil {
+			if _, err := ChatToMessage(answer, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -504,17 +517,17 @@ func TestDecisionCopyReadsWhatTranslationDrops(t *testing.T) {
 		`{"model":"m","max_tokens":5,"tools":[{"name":"t","input_schema":{"type":"object"},"cache_control":{"type":"` + key + `"}}],"messages":[{"role":"user","content":"hi"}]}`,
 		`{"model":"m","max_tokens":5,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"c","name":"t","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"c","content":[{"type":"text","text":"r","citations":[{"cited_text":"` + key + `"}]}]}]}]}`,
 	} {
-		dec, unread, _, err := MessagesForDecision([]byte(body))
+		dec, _, unread, _, err := MessagesForDecision([]byte(body))
 		if err != nil || !unread || !strings.Contains(gjson.GetBytes(dec, UnreadMember).Raw, key) {
 			t.Errorf("%s: the decision copy %s (%v) does not read the key", body, dec, err)
 		}
-		if out, err := MessagesToChat([]byte(body)); err != nil || strings.Contains(string(out), UnreadMember) {
+		if out, _, err := MessagesToChat([]byte(body)); err != nil || strings.Contains(string(out), UnreadMember) {
 			t.Errorf("%s: the translation %s %v", body, out, err)
 		}
 	}
 	// A member of a tool result's text block that the translation would
 	// drop is refused, as everywhere else in a message's blocks.
-	_, err := MessagesToChat([]byte(`{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"c","content":[{"type":"text","text":"r","x":"` + key + `"}]}]}]}`))
+	_, _, err := MessagesToChat([]byte(`{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"c","content":[{"type":"text","text":"r","x":"` + key + `"}]}]}]}`))
 	if err == nil || !strings.Contains(err.Error(), "content[0].content[0].x") {
 		t.Errorf("an unknown member of a tool result's text block: %v", err)
 	}
@@ -546,11 +559,11 @@ func TestMessagesNativeReadForTheClassifiers(t *testing.T) {
 		"an image of text in history": {`{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":[{"type":"image","source":{"type":"text","media_type":"text/plain","data":"` + secret + `"}}]},{"role":"user","content":"go"}]}`, "messages[1].content[0].type image", secret},
 		"an image in a result":        {`{"model":"m","max_tokens":10,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"r","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"image","source":{"type":"url","url":"https://x.example/s.png?u=` + secret + `"}}]}]}]}`, "messages[1].content[0].content[0].type image", secret},
 	} {
-		dec, _, native, err := MessagesForDecision([]byte(c.body))
+		dec, _, _, native, err := MessagesForDecision([]byte(c.body))
 		if err != nil || native != c.native || !strings.Contains(string(dec), c.want) {
 			t.Errorf("%s: native %q, %v\n%s", name, native, err, dec)
 		}
-		if _, err := MessagesToChat([]byte(c.body)); (err == nil) != (c.native == "") {
+		if _, _, err := MessagesToChat([]byte(c.body)); (err == nil) != (c.native == "") {
 			t.Errorf("%s: translation %v, native %q", name, err, c.native)
 		}
 	}
@@ -567,7 +580,7 @@ func TestMessagesCountForDecision(t *testing.T) {
 	if c := gjson.ParseBytes(chat); c.Get("messages.#").Int() != 2 || c.Get("tools.0.function.name").Str != "t" || c.Get("max_completion_tokens").Int() != 1 {
 		t.Errorf("count copy %s", chat)
 	}
-	if _, _, _, err := MessagesForDecision([]byte(req)); apierr.As(err).Code != "missing_max_tokens" {
+	if _, _, _, _, err := MessagesForDecision([]byte(req)); apierr.As(err).Code != "missing_max_tokens" {
 		t.Errorf("a message without max_tokens: %v", err)
 	}
 	if _, err := MessagesCountForDecision([]byte(`{"model":"m","systme":"x","messages":[{"role":"user","content":"hi"}]}`)); apierr.As(err).Code != "unsupported_parameter" {
@@ -636,8 +649,8 @@ func TestMessagesAnswerHasNoBlankTextBlock(t *testing.T) {
 		"empty beside tool calls": {`""`, `[` + call("call_a") + `]`, []string{"tool_use:call_a"}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			out, err := ChatToMessage([]byte(`{"id":"chatcmpl-1","model":"m","choices":[{"finish_reason":"tool_calls","message":{"role":"assistant","content":` +
-				c.content + `,"tool_calls":` + c.calls + `}}]}`))
+			out, err := ChatToMessage([]byte(`{"id":"chatcmpl-1","model":"m","choices":[{"finish_reason":"tool_calls","message":{"role":"assistant","content":`+
+				c.content+`,"tool_calls":`+c.calls+`}}]}`), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
