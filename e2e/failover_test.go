@@ -762,4 +762,15 @@ func TestProviderRequestIDPassesOn(t *testing.T) {
 				resp.Header.Values("x-request-id"), resp.Header.Values("request-id"), id, b)
 		}
 	}
+	// One that holds the provider's credential does not pass; the decision
+	// id stands in (none came back: the red team).
+	s.Providers["primary"].SetBehavior(mockllm.Behavior{RequestID: "req_sk-primary"})
+	s.Providers["claude"].SetBehavior(mockllm.Behavior{RequestID: "req_sk-ant-fake"})
+	for _, c := range []struct{ path, model, name string }{
+		{"/v1/chat/completions", "primary-mini", "x-request-id"}, {"/v1/messages", "claude-haiku", "request-id"}} {
+		resp, b := post(t, s.URL+c.path, `{"model":"`+c.model+`","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}`, messages)
+		if id := resp.Header.Get("x-stellwerk-decision-id"); resp.StatusCode != 200 || id == "" || resp.Header.Get(c.name) != id || len(resp.Header.Values(c.name)) != 1 {
+			t.Errorf("%s %s, the provider's id holding its key: %d %s %q: %.200s", c.path, c.model, resp.StatusCode, c.name, resp.Header.Values(c.name), b)
+		}
+	}
 }

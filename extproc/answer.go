@@ -61,7 +61,16 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	}
 	code, _ := strconv.Atoi(status)
 	remove := []string{header.Served, header.UpstreamFlags, header.FirstModel, "x-envoy-attempt-count"}
+	ours := len(remove)
 	remove = p.providerHeaders(h, remove)
+	for i := len(remove) - 1; i >= ours; i-- {
+		// A provider's request id that holds its credential goes; the
+		// decision's stands in (none came back: the red team).
+		if k := strings.ToLower(remove[i]); k == header.RequestID || (k == header.AnthropicRequestID && p.anthropicErrors) {
+			hs = append(hs, setHeader(k, p.id))
+			remove = slices.Delete(remove, i, i+1)
+		}
+	}
 	if rh.retryAfter != "" && code >= 400 {
 		// The provider's Retry-After as stellwerk's cooldown reads it:
 		// whole seconds, at most failover.max_cooldown; one that does not
