@@ -19,6 +19,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
 )
 
 var update = flag.Bool("update", false, "rewrite envoy/existing-envoy.yaml from the drop-in pieces")
@@ -26,11 +27,11 @@ var update = flag.Bool("update", false, "rewrite envoy/existing-envoy.yaml from 
 // dropIn is envoy/drop-in.yaml: the pieces docs/envoy.md tells an operator
 // to paste into their own Envoy.
 type dropIn struct {
-	HTTPFilter       any            `yaml:"http_filter"`
-	Route            any            `yaml:"route"`
-	Clusters         []any          `yaml:"clusters"`
-	LocalReplyMapper any            `yaml:"local_reply_mapper"`
-	DynamicResources map[string]any `yaml:"dynamic_resources"`
+	HTTPFilter        any            `yaml:"http_filter"`
+	Route             any            `yaml:"route"`
+	Clusters          []any          `yaml:"clusters"`
+	LocalReplyMappers []any          `yaml:"local_reply_mappers"`
+	DynamicResources  map[string]any `yaml:"dynamic_resources"`
 }
 
 // pasteDropIn pastes envoy/drop-in.yaml into e2e/testdata/user-envoy.yaml
@@ -46,7 +47,7 @@ func pasteDropIn(t *testing.T, backendPort int, routeFirst bool) []byte {
 	if err := yaml.Unmarshal(raw, &di); err != nil {
 		t.Fatal(err)
 	}
-	if di.HTTPFilter == nil || di.Route == nil || len(di.Clusters) != 2 || di.LocalReplyMapper == nil || di.DynamicResources == nil {
+	if di.HTTPFilter == nil || di.Route == nil || len(di.Clusters) != 2 || len(di.LocalReplyMappers) != 2 || di.DynamicResources == nil {
 		t.Fatalf("envoy/drop-in.yaml lost a piece: %+v", di)
 	}
 	var user map[string]any
@@ -72,7 +73,7 @@ func pasteDropIn(t *testing.T, backendPort int, routeFirst bool) []byte {
 	sr := user["static_resources"].(map[string]any)
 	hcm := get(sr, "listeners", 0, "filter_chains", 0, "filters", 0, "typed_config").(map[string]any)
 	hcm["http_filters"] = append([]any{di.HTTPFilter}, hcm["http_filters"].([]any)...)
-	hcm["local_reply_config"] = map[string]any{"mappers": []any{di.LocalReplyMapper}}
+	hcm["local_reply_config"] = map[string]any{"mappers": di.LocalReplyMappers}
 	vh := get(hcm, "route_config", "virtual_hosts", 0).(map[string]any)
 	if routeFirst {
 		vh["routes"] = append([]any{di.Route}, vh["routes"].([]any)...)
@@ -267,6 +268,35 @@ func TestDropInStellwerkDownIsOpenAIShaped(t *testing.T) {
 	}
 	if hits.Load() != 0 || len(s.Providers["alpha"].Requests()) != 0 {
 		t.Errorf("with stellwerk down a request reached the backend (%d) or a provider", hits.Load())
+	}
+}
+
+// TestDropInRouterKilledMidAnswer: stellwerk killed after the request
+// left for the provider: the drop-in's first mapper says so, with
+// x-should-retry: false and no Retry-After, as the listener stellwerk
+// pushes does; it said "not sent" and, since Retry-After: 1, invited a
+// retry of a request that may have been billed (the red team).
+func TestDropInRouterKilledMidAnswer(t *testing.T) {
+	t.Parallel()
+	s, _ := existingEnvoy(t, true, nil)
+	s.Providers["alpha"].SetBehavior(mockllm.Behavior{FirstByteDelay: 3 * time.Second})
+	type answer struct {
+		status    int
+		body      []byte
+		retry, ra string
+	}
+	done := make(chan answer, 1)
+	go func() {
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[{"role":"user","content":"hi"}]}`, nil)
+		done <- answer{resp.StatusCode, b, resp.Header.Get("x-should-retry"), resp.Header.Get("retry-after")}
+	}()
+	waitFor(t, "the provider to get the request", func() bool { return len(s.Providers["alpha"].Requests()) == 1 })
+	s.Kill("stellwerk")
+	a := <-done
+	var e apiError
+	if json.Unmarshal(a.body, &e) != nil || a.status != 503 || e.Error.Code != "router_unavailable" || a.retry != "false" || a.ra != "" ||
+		!strings.Contains(e.Error.Message, "after the request was sent to a provider") {
+		t.Errorf("killed after the request left: %d x-should-retry %q retry-after %q %s", a.status, a.retry, a.ra, a.body)
 	}
 }
 
