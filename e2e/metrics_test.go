@@ -298,8 +298,8 @@ func TestClientLeavingIsNoProviderFailure(t *testing.T) {
 		return rec != nil
 	})
 	if a := gjson.GetBytes(rec, "attempts"); a.Get("0.provider").Str != "primary" || a.Get("0.outcome").Str != "failed" || a.Get("0.status").Int() != 500 ||
-		a.Get("1.provider").Str != "claude" || a.Get("1.outcome").Str != "abandoned" {
-		t.Errorf("the failover record's attempts: %s", a.Raw)
+		a.Get("1.provider").Str != "claude" || a.Get("1.outcome").Str != "abandoned" || gjson.GetBytes(rec, "served").Str != "claude-haiku" {
+		t.Errorf("the failover record's attempts (and the provider with the prompt, charged): %s served %s", a.Raw, gjson.GetBytes(rec, "served").Raw)
 	}
 	waitFor(t, "the failover attempts counted", func() bool {
 		_, mfs = scrape(t, s)

@@ -415,10 +415,12 @@ func (p *edge) endReservation() {
 		p.settle(meter.Charge{EUR: worst.EUR(), Usage: meter.Usage{PromptTokens: p.class.InputTokens, Estimated: true}}, st)
 		return
 	}
-	if p.respStatus == "" && len(p.attempts) == 0 && !p.routedAt.IsZero() && p.served != nil {
+	n := len(p.attempts)
+	if p.respStatus == "" && !p.routedAt.IsZero() && p.served != nil && (n == 0 || p.attempts[n-1].Outcome == outcomeAbandoned) {
 		// The client went away after the request left and before any
 		// answer came: the provider has read the prompt (and may be
 		// writing), so the prompt is charged, as an estimate; never zero.
+		// With failover, to the attempt under way (leftDuringAttempts).
 		u := meter.Usage{PromptTokens: p.class.InputTokens, Estimated: true}
 		p.log.Info("client went away before the answer; the prompt is charged as an estimate", zap.String("decision_id", p.id))
 		p.settle(meter.Meter(p.served, p.baseline(), u), spend.Interrupted)

@@ -238,6 +238,8 @@ func (p *edge) leftDuringAttempts() {
 	if last := &p.attempts[len(p.attempts)-1]; last.Outcome != outcomeAbandoned && last.Status == 0 {
 		last.Outcome, last.Reason = outcomeAbandoned, "the client went away before the provider answered"
 	}
+	// The provider that has the prompt, charged for it (endReservation).
+	p.served = p.plan[len(p.attempts)-1]
 }
 
 // countRoute counts the answer of a request that took a named route, per
