@@ -673,3 +673,32 @@ func TestMessagesLongToolNames(t *testing.T) {
 		}
 	})
 }
+
+// TestMessagesStrictAndEagerTools: a tool's strict and eager_input_streaming
+// (which the Vercel AI SDK sends on every tool of a stream) no longer keep a
+// Messages request off OpenAI-wire models: strict becomes chat's
+// function.strict, the hint is dropped. auto chose the dearest Anthropic
+// model for them, and a pinned OpenAI-wire model answered 400 (the
+// frameworks probe of 2026-12-07).
+func TestMessagesStrictAndEagerTools(t *testing.T) {
+	t.Parallel()
+	s := messagesStack(t, nil)
+	schema := `"input_schema":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"],"additionalProperties":false}`
+	for _, model := range []string{"auto", "chat-us"} {
+		body := `{"model":"` + model + `","max_tokens":50,"stream":true,"tools":[{"name":"weather","strict":true,"eager_input_streaming":true,` + schema +
+			`}],"messages":[{"role":"user","content":"weather in Oslo?"}]}`
+		resp, b := post(t, s.URL+"/v1/messages", body, map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01"})
+		if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != "chat-us" {
+			t.Errorf("%s: %d on %q: %.300s", model, resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b)
+		}
+	}
+	reqs := s.Providers["alpha"].Requests()
+	if len(reqs) != 2 {
+		t.Fatalf("alpha got %d requests", len(reqs))
+	}
+	for _, rq := range reqs {
+		if f := gjson.GetBytes(rq.Body, "tools.0.function"); !f.Get("strict").Bool() || f.Get("eager_input_streaming").Exists() || gjson.GetBytes(rq.Body, "tools.0.eager_input_streaming").Exists() {
+			t.Errorf("the provider got %s", gjson.GetBytes(rq.Body, "tools").Raw)
+		}
+	}
+}

@@ -735,6 +735,7 @@ func msgsTools(v gjson.Result, u *untranslated) ([]chatTool, ToolNames, *apierr.
 		Name        string          `json:"name"`
 		Description string          `json:"description,omitempty"`
 		Parameters  json.RawMessage `json:"parameters"`
+		Strict      bool            `json:"strict,omitempty"`
 	}
 	var out []chatTool
 	var names ToolNames
@@ -752,11 +753,20 @@ func msgsTools(v gjson.Result, u *untranslated) ([]chatTool, ToolNames, *apierr.
 				"tools of type %q (Anthropic's server and built-in tools) are not supported by stellwerk; custom tools with input_schema are", apierr.Truncate(typ.Str, 64))
 			return false
 		}
-		if bad = msgsBlockKeys(t, p, u, "type", "name", "description", "input_schema", "cache_control"); bad != nil {
+		// strict is chat's function.strict; eager_input_streaming asks
+		// Anthropic to stream a call's input unbuffered, a hint chat has
+		// no use for. The Vercel AI SDK sends it on every tool of a
+		// stream, and both kept such requests off OpenAI-wire models (the
+		// frameworks probe).
+		if bad = msgsBlockKeys(t, p, u, "type", "name", "description", "input_schema", "cache_control", "strict", "eager_input_streaming"); bad != nil {
 			return false
 		}
-		u.rest(t, "type", "name", "description", "input_schema")
-		name, desc, schema := t.Get("name"), t.Get("description"), t.Get("input_schema")
+		u.rest(t, "type", "name", "description", "input_schema", "strict", "eager_input_streaming")
+		name, desc, schema, strict := t.Get("name"), t.Get("description"), t.Get("input_schema"), t.Get("strict")
+		if strict.Exists() && strict.Type != gjson.True && strict.Type != gjson.False && strict.Type != gjson.Null {
+			bad = apierr.Invalid("invalid_type", p+".strict", "%s.strict must be a boolean", p)
+			return false
+		}
 		if name.Type != gjson.String || name.Str == "" {
 			bad = apierr.Invalid("invalid_value", p+".name", "%s.name must be a non-empty string", p)
 			return false
@@ -773,7 +783,7 @@ func msgsTools(v gjson.Result, u *untranslated) ([]chatTool, ToolNames, *apierr.
 		if short != name.Str {
 			names = append(names, toolName{short: short, long: name.Str})
 		}
-		b, _ := marshal(fn{Name: short, Description: desc.Str, Parameters: json.RawMessage(compactJSON(schema))})
+		b, _ := marshal(fn{Name: short, Description: desc.Str, Parameters: json.RawMessage(compactJSON(schema)), Strict: strict.Type == gjson.True})
 		out = append(out, chatTool{Type: "function", Function: b})
 		return true
 	})
