@@ -749,3 +749,73 @@ func TestTableWrittenWhileLoading(t *testing.T) {
 		}
 	})
 }
+
+// TestTableFollowsARestoreToEmpty: a store put back to before its first
+// write (a dump of an empty store, a new database) holds no key: the
+// table's keys go with it. They stayed live until the next write (the red
+// team).
+func TestTableFollowsARestoreToEmpty(t *testing.T) {
+	conform(t, func(t *testing.T, open func(*testing.T, *Keyring) *Store) {
+		ctx := context.Background()
+		s := open(t, nil)
+		tb := NewTable(open(t, nil), zap.NewNop())
+		tables, err := s.DB().Tables(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		restore := testsrv.Backup(t, s.DB().SQL, tables...) // generation 0
+		_, sec, err := s.Create(ctx, Spec{ID: "gone", Workspace: "w"}, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustRefresh(t, tb)
+		restore()
+		mustRefresh(t, tb)
+		if _, _, err := tb.Lookup(sec); !errors.Is(err, ErrUnknown) || tb.Len() != 0 {
+			t.Errorf("after a restore to the empty store: %v, %d keys", err, tb.Len())
+		}
+	})
+}
+
+// TestLimitsChangedInAWholeReload: a key's limits changed while the table
+// reloads whole (after a poll that raced a write) are reported (OnLimits),
+// so its new budget is seeded from what the key spent in the period; they
+// were compared with the empty new table and never were (the red team).
+func TestLimitsChangedInAWholeReload(t *testing.T) {
+	conform(t, func(t *testing.T, open func(*testing.T, *Keyring) *Store) {
+		ctx := context.Background()
+		s := open(t, nil)
+		tb := NewTable(open(t, nil), zap.NewNop())
+		var changed []string
+		tb.OnLimits(func(ps []auth.Principal) {
+			for _, p := range ps {
+				changed = append(changed, p.KeyID)
+			}
+		})
+		month := func(eur float64) config.Limits {
+			return config.Limits{Budgets: []config.Budget{{AmountEUR: eur, Period: "month"}}}
+		}
+		if _, _, err := s.Create(ctx, Spec{ID: "a", Workspace: "w", Limits: month(50)}, "x"); err != nil {
+			t.Fatal(err)
+		}
+		mustRefresh(t, tb)
+		loading = func() { // another replica writes while this one loads: stale
+			loading = func() {}
+			if _, _, err := s.Create(ctx, Spec{ID: "b", Workspace: "w"}, "x"); err != nil {
+				t.Error(err)
+			}
+		}
+		t.Cleanup(func() { loading = func() {} })
+		if _, _, err := s.Create(ctx, Spec{ID: "c", Workspace: "w"}, "x"); err != nil {
+			t.Fatal(err)
+		}
+		mustRefresh(t, tb)
+		if _, err := s.SetLimits(ctx, "a", month(5), "x"); err != nil {
+			t.Fatal(err)
+		}
+		mustRefresh(t, tb) // a whole reload
+		if len(changed) != 1 || changed[0] != "a" {
+			t.Errorf("keys reported with new limits: %v, want [a]", changed)
+		}
+	})
+}

@@ -190,7 +190,10 @@ func (t *Table) refresh(ctx context.Context) error {
 			}
 		}
 		e := newEntry(r)
-		if old := next.byID[r.ID]; old != nil && e.p.Limits != nil && !e.revoked && !reflect.DeepEqual(old.p.Limits, e.p.Limits) {
+		// Against what the table held, also on a whole reload (a stale or
+		// unstamped one included): a budget added then was never seeded
+		// from the period's spend (the red team).
+		if old := cur.byID[r.ID]; old != nil && e.p.Limits != nil && !e.revoked && !reflect.DeepEqual(old.p.Limits, e.p.Limits) {
 			changed = append(changed, e.p)
 		}
 		next.byID[r.ID] = e

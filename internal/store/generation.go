@@ -87,8 +87,13 @@ func (g *Generation) Read(ctx context.Context, seen Mark) (Mark, Continuity, err
 		return Mark{}, WentBack, Classify(err)
 	}
 	switch {
-	case now.Gen == 0:
+	case now.Gen == 0 && seen.Gen == 0:
 		return now, Continues, nil // nothing written yet
+	case now.Gen == 0:
+		// Put back to before its first write (a restore of a dump of an
+		// empty store, or a new database): every key the table holds is
+		// gone. Continuing kept them all live (the red team).
+		return now, WentBack, nil
 	case now.Stamp == 0:
 		// An older build wrote it (a rolling upgrade, or a restore of a
 		// dump from before it while this build runs): its history cannot
