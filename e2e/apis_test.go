@@ -176,7 +176,6 @@ func TestAPIsFailover(t *testing.T) {
 	s := apisStack(t)
 	s.Providers["alpha"].SetBehavior(mockllm.Behavior{Status: 503})
 	for path, tc := range map[string]struct{ body, served, from, upstream string }{
-		"/v1/embeddings":  {`{"model":"auto","input":"hello"}`, "emb-eu", "emb-us", "beta-embed"},
 		"/v1/completions": {`{"model":"auto","prompt":"hello"}`, "instruct-eu", "instruct-us", "beta-instruct"},
 	} {
 		resp, body := post(t, s.URL+path, tc.body, nil)
@@ -189,8 +188,43 @@ func TestAPIsFailover(t *testing.T) {
 	for _, rq := range s.Providers["beta"].Requests() {
 		got[rq.Path+" "+gjson.GetBytes(rq.Body, "model").Str] = true
 	}
-	if !got["/v1/embeddings beta-embed"] || !got["/v1/completions beta-instruct"] || len(got) != 2 {
+	if !got["/v1/completions beta-instruct"] || len(got) != 1 {
 		t.Errorf("beta received %v", got)
+	}
+	// Embeddings do not fall back to another embedding model, whose
+	// vectors are in another space: one index got both, unsaid (the RAG
+	// probe of 2026-12-07). Only the same model elsewhere may stand in
+	// (decide's TestSameModelFallback).
+	resp, body := post(t, s.URL+"/v1/embeddings", `{"model":"auto","input":"hello"}`, nil)
+	if resp.StatusCode != 503 || resp.Header.Get("x-stellwerk-fallback-from") != "" || len(s.Providers["beta"].Requests()) != 1 {
+		t.Errorf("embeddings with their model's provider down: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+}
+
+// TestEmbeddingsBatchFitsByItsLongestInput: a batch of inputs fits a model
+// whose context window takes its longest input; their sum is no limit (a
+// batch of 2048 short texts was refused a model of 8,191 tokens: the RAG
+// probe). An input longer than the window is still refused.
+func TestEmbeddingsBatchFitsByItsLongestInput(t *testing.T) {
+	t.Parallel()
+	s := apisStack(t)
+	batch := `"` + strings.TrimSuffix(strings.Repeat(`document about the weather in Oslo number seven", "`, 2048), `, "`)
+	resp, body := post(t, s.URL+"/v1/embeddings", `{"model":"emb-us","input":[`+batch+`]}`, nil)
+	if resp.StatusCode != 200 || gjson.GetBytes(body, "data.#").Int() != 2048 {
+		t.Errorf("2048 short inputs: %d %.300s", resp.StatusCode, body)
+	}
+	id := resp.Header.Get("x-stellwerk-decision-id")
+	long := strings.Repeat("weather ", 12000)
+	resp, body = post(t, s.URL+"/v1/embeddings", `{"model":"emb-us","input":["short","`+long+`"]}`, nil)
+	if e := decodeError(t, body); resp.StatusCode != 400 || e.Error.Code != "context_length_exceeded" {
+		t.Errorf("an input past the window: %d %s", resp.StatusCode, body)
+	}
+	// The record keeps the longest input's size: the decision replays as
+	// it was made.
+	waitFor(t, "the batch's record", func() bool { return len(auditPage(t, s, "kind=decision&decision_id="+id).Records) == 1 })
+	s.Stop("stellwerk")
+	if out, code := replayCLI(t, filepath.Join(s.Dir, "stellwerk.yaml"), id); code != 0 || !out.Identical {
+		t.Errorf("replay of the batch: exit %d %+v", code, out)
 	}
 }
 

@@ -69,6 +69,10 @@ type Input struct {
 	// or nothing (a pinned model, unless the request or its workspace
 	// opted in; see FallbackAllowed).
 	NoFallback bool
+	// SameModelFallback keeps to fallbacks that serve the chosen model's
+	// provider model (the same model at another provider or region):
+	// embeddings, whose vectors another model puts in another space.
+	SameModelFallback bool
 }
 
 // FallbackAllowed says whether a request may be answered by a model other
@@ -371,6 +375,9 @@ func Decide(in Input) (Selection, error) {
 		d.Fallbacks = nil
 	}
 	d.Model = in.Candidates[choice].Model
+	if in.SameModelFallback {
+		d.Fallbacks = slices.DeleteFunc(d.Fallbacks, func(m *catalog.Model) bool { return m.ProviderModel != d.Model.ProviderModel })
+	}
 	d.EstimatedCostEUR = in.Candidates[choice].EstimatedCostEUR
 	lines[choice].verdict = vChosen // its reason is d.Reason, whoever sets it last
 	return d, nil

@@ -266,3 +266,27 @@ func TestContextErrorNamesTheBound(t *testing.T) {
 		}
 	}
 }
+
+// TestSameModelFallback: with SameModelFallback (embeddings), the only
+// fallbacks serve the chosen model's provider model, the same model
+// elsewhere: another embedding model's vectors are in another space.
+func TestSameModelFallback(t *testing.T) {
+	cands := candidates(testCatalog(t), nil)
+	for i := range cands {
+		m := *cands[i].Model
+		if m.ID == "best" || m.ID == "also-eu" {
+			m.ProviderModel = "embed-large" // one model at two providers
+		}
+		cands[i].Model = &m
+	}
+	in := Input{Asked: "best", Objective: "accuracy", Task: "code", Candidates: cands}
+	d, err := Decide(in)
+	if err != nil || len(d.Fallbacks) < 2 {
+		t.Fatalf("without it: %v fallbacks %v", err, d.Fallbacks)
+	}
+	in.SameModelFallback = true
+	d, err = Decide(in)
+	if err != nil || d.Model.ID != "best" || len(d.Fallbacks) != 1 || d.Fallbacks[0].ID != "also-eu" {
+		t.Errorf("with it: %v %v fallbacks %v", d.Model, err, d.Fallbacks)
+	}
+}

@@ -42,6 +42,7 @@ func (in *Inputs) appendJSON(dst []byte) ([]byte, error) {
 	e.BoolOmit("logprobs", in.Logprobs)
 	e.BoolOmit("functions", in.Functions)
 	e.StrOmit("openai_wire_only", in.OpenAIWireOnly)
+	e.IntOmit("largest_input", int64(in.LargestInput))
 	e.StrOmit("policy", in.Policy)
 	p := &in.Principal
 	e.Key("principal")

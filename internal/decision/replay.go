@@ -28,7 +28,9 @@ import (
 // Logprobs, Functions and OpenAIWireOnly, what keeps a chat request off
 // Anthropic-wire models: without them a decision that did replayed to the
 // Anthropic model (the upgrade probe).
-const InputsVersion = 3
+// Version 4 added LargestInput: a batch of inputs fits a model whose
+// context window takes its longest one (it was held to their sum).
+const InputsVersion = 4
 
 // LatencyFromCandidates is LatencyFrom when the record's candidate table
 // carries the latencies (its latency_ms column, one per model).
@@ -65,6 +67,8 @@ type Inputs struct {
 	Logprobs       bool   `json:"logprobs,omitempty"`
 	Functions      bool   `json:"functions,omitempty"`
 	OpenAIWireOnly string `json:"openai_wire_only,omitempty"`
+	// LargestInput is request.Chat's (version 4).
+	LargestInput int `json:"largest_input,omitempty"`
 	// Policy is the per-request policy in its canonical form ("" for none).
 	Policy         string          `json:"policy,omitempty"`
 	Principal      Principal       `json:"principal"`
@@ -211,6 +215,7 @@ func (res *Result) ReplayInputs(req *Request) *Inputs {
 	in.User, in.Metadata, in.Headers = withoutFindings(res.Class, in.User, in.Metadata, in.Headers)
 	in.NativeOnly, in.Stored = c.NativeOnly, c.Stored
 	in.Logprobs, in.Functions, in.OpenAIWireOnly = c.Logprobs, c.FunctionList.Exists() && c.FunctionList.Type != gjson.Null, c.OpenAIWireOnly
+	in.LargestInput = c.LargestInput
 	if res.ReqPolicy.Set {
 		in.Policy = reqpolicy.Canonical(res.ReqPolicy)
 	}
@@ -309,7 +314,7 @@ func (r *Router) Replay(ctx context.Context, in *Inputs, current bool) (*Result,
 	}
 	chat := request.Chat{Model: in.Model, Stream: in.Stream, Messages: in.Messages, MaxTokens: in.MaxTokens,
 		Choices: in.Choices, Tools: in.Tools, ResponseFormat: in.ResponseFormat, Vision: in.Vision, User: in.User, Metadata: in.Metadata,
-		NativeOnly: in.NativeOnly, Stored: in.Stored, Logprobs: in.Logprobs, OpenAIWireOnly: in.OpenAIWireOnly}
+		NativeOnly: in.NativeOnly, Stored: in.Stored, Logprobs: in.Logprobs, OpenAIWireOnly: in.OpenAIWireOnly, LargestInput: in.LargestInput}
 	if in.Functions {
 		chat.FunctionList = gjson.Parse("[]")
 	}

@@ -287,6 +287,9 @@ func (r *Router) admit(req *Request, res *Result) error {
 // res.Inputs when req.Record is set); a replay passes the recorded ones.
 func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inputs) error {
 	chat := &res.Chat
+	if rp == nil {
+		chat.LargestInput = largestInput(chat.Input)
+	}
 	now := r.Now()
 	if rp != nil {
 		now = rp.Now
@@ -481,11 +484,18 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 			def = m
 		}
 	}
+	fits := res.Class.InputTokens // what must fit a model's context window
+	if chat.LargestInput > 0 {
+		fits = chat.LargestInput
+	}
 	sel := decide.Input{
 		Asked: chat.Model, Task: res.Class.Task, Candidates: cands, Params: paramNames(api),
 		Needs: decide.Needs{Tools: chat.Tools, JSONMode: chat.ResponseFormat == "json_object" || chat.ResponseFormat == "json_schema",
-			Vision: chat.Vision, Streaming: chat.Stream, InputTokens: res.Class.InputTokens, OutputTokens: min(perChoice, 1<<20)},
-		Objective: res.Policy.Objective, QualityFloor: res.Policy.QualityFloor, MaxCostEUR: res.Policy.MaxCostEUR,
+			Vision: chat.Vision, Streaming: chat.Stream, InputTokens: fits, OutputTokens: min(perChoice, 1<<20)},
+		// Another embedding model's vectors are in another space: a
+		// fallback mixed two in one index, unsaid (the RAG probe).
+		SameModelFallback: api == request.APIEmbeddings,
+		Objective:         res.Policy.Objective, QualityFloor: res.Policy.QualityFloor, MaxCostEUR: res.Policy.MaxCostEUR,
 		SLAMS: res.ReqPolicy.SLAMS, Default: def, Constraint: constraint, RelativeQuality: ws.RelativeQuality,
 		NoFallback: !decide.FallbackAllowed(chat.Model, res.ReqPolicy.Fallback, ws.PinnedFallback),
 	}
@@ -523,6 +533,36 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		e.RetryAfter = r.reopensIn(cands, req.Principal.Workspace, now)
 	}
 	return err
+}
+
+// largestInput is the estimated tokens of the longest input of an array
+// of several (embeddings' input, completions' prompt), 0 otherwise: each
+// is read on its own, so it, not their sum, must fit a model's context
+// window. A batch of 2048 short texts was refused a model of 8,191 tokens
+// (the RAG probe, 2026-12-07).
+func largestInput(input gjson.Result) int {
+	if !input.IsArray() {
+		return 0
+	}
+	most, n := 0, 0
+	input.ForEach(func(_, v gjson.Result) bool {
+		n++
+		t := 0
+		switch {
+		case v.Type == gjson.String:
+			t = classify.EstimateTokens(v.Str)
+		case v.IsArray(): // token ids
+			t = int(v.Get("#").Int())
+		default:
+			return true // one array of token ids: a single input
+		}
+		most = max(most, t)
+		return true
+	})
+	if n < 2 || most == 0 {
+		return 0
+	}
+	return most
 }
 
 // paramNames are the request's input and output-bound members, as the

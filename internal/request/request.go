@@ -69,6 +69,10 @@ type Chat struct {
 	// input or the completions prompt (a string or an array of them, or
 	// token ids); Suffix the completions suffix. Zero for chat.
 	Input, Suffix gjson.Result
+	// LargestInput is the estimated tokens of the longest of several
+	// inputs (an array of them), which is what must fit a model's context
+	// window: each is embedded, or completed, on its own. 0 for one input.
+	LargestInput int
 	// Choices is n: the choices asked for, each billed (0 or 1 when unset);
 	// for legacy completions, n or best_of, whichever is more, for each
 	// prompt of an array.
