@@ -59,11 +59,13 @@ func ChatToMessage(chat []byte, names ToolNames) ([]byte, error) {
 	// Text of whitespace only (the "\n\n" models send beside tool calls)
 	// is no block: the client sends the message back, and Anthropic
 	// refuses a blank text block in the history, failing every later turn
-	// of the conversation. An answer of nothing but whitespace is a
-	// message without content, as Anthropic answers when its model says
-	// nothing; the empty list is valid in an answer, the blank block is
-	// not valid sent back.
-	if t := AnswerText(msg.Get("content")); !blank(t) {
+	// of the conversation. An answer of nothing but whitespace keeps it,
+	// as its one block: a message without content, sent back, is refused
+	// on every model (Anthropic's rule, and stellwerk's check of it),
+	// where the blank block still goes to an OpenAI-wire model (the red
+	// team).
+	t := AnswerText(msg.Get("content"))
+	if !blank(t) {
 		dst = append(dst, `{"type":"text","text":`...)
 		dst = jsonw.AppendString(dst, t)
 		dst = append(dst, '}')
@@ -106,6 +108,11 @@ func ChatToMessage(chat []byte, names ToolNames) ([]byte, error) {
 	})
 	if bad {
 		return nil, errBadAnswer
+	}
+	if n == 0 && t != "" {
+		dst = append(dst, `{"type":"text","text":`...)
+		dst = jsonw.AppendString(dst, t)
+		dst = append(dst, '}')
 	}
 	dst = append(dst, `],"stop_reason":`...)
 	if refusal.Type == gjson.String && refusal.Str != "" {

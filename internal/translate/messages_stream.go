@@ -411,6 +411,13 @@ func (s *MessagesStream) stop(dst []byte) []byte {
 	if !s.started {
 		return AppendMessagesError(dst, "api_error", "the provider's stream ended without an answer")
 	}
+	if s.next == 0 && len(s.held) == 0 && len(s.ws) > 0 {
+		// Nothing but whitespace: kept, as the one block (see
+		// ChatToMessage).
+		dst = s.openBlock(dst)
+		dst = append(dst, `{"type":"text","text":""}}`+"\n\n"...)
+		dst = s.delta(dst, "text_delta", "text", unsafe.String(unsafe.SliceData(s.ws), len(s.ws)))
+	}
 	dst = s.closeBlock(s.release(dst, true))
 	dst = append(dst, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"...)
 	if s.refused {

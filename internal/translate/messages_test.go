@@ -114,6 +114,7 @@ func checkMessagesEvents(out []byte) error {
 	var f Framer
 	open, next := int64(-1), int64(0)
 	blank := false // the open block is text, so far whitespace only
+	blanks := 0
 	for _, ev := range f.Flush(f.Feed(out, nil)) {
 		if !gjson.ValidBytes(ev.Data) {
 			return errors.New("event data is not JSON: " + string(ev.Data))
@@ -142,10 +143,16 @@ func checkMessagesEvents(out []byte) error {
 				return errors.New("stop of a block that is not open")
 			}
 			if blank {
-				return errors.New("a text block of whitespace only, which Anthropic refuses when it is sent back")
+				blanks++
 			}
 			open = -1
 		}
+	}
+	// A text block of whitespace only, which Anthropic refuses when it is
+	// sent back, beside other blocks; alone it is the whole answer, which
+	// sent back without it would be refused on every model.
+	if blanks > 0 && next > 1 {
+		return errors.New("a text block of whitespace only beside other blocks, which Anthropic refuses when it is sent back")
 	}
 	if !strings.HasSuffix(string(out), "\n\n") {
 		return errors.New("output does not end with a complete event")
@@ -644,7 +651,7 @@ func TestMessagesAnswerHasNoBlankTextBlock(t *testing.T) {
 	}{
 		"beside tool calls":       {`"\n\n"`, `[` + call("call_a") + `,` + call("call_b") + `]`, []string{"tool_use:call_a", "tool_use:call_b"}},
 		"whitespace parts":        {`[{"type":"text","text":" \n"},{"type":"text","text":"\t"}]`, `[` + call("call_a") + `]`, []string{"tool_use:call_a"}},
-		"whitespace alone":        {`"\n \n"`, `null`, nil},
+		"whitespace alone":        {`"\n \n"`, `null`, []string{`text:"\n \n"`}}, // the whole answer
 		"text around whitespace":  {`"\n\nOn it.\n"`, `[` + call("call_a") + `]`, []string{`text:"\n\nOn it.\n"`, "tool_use:call_a"}},
 		"empty beside tool calls": {`""`, `[` + call("call_a") + `]`, []string{"tool_use:call_a"}},
 	} {
@@ -678,7 +685,7 @@ func TestMessagesAnswerHasNoBlankTextBlock(t *testing.T) {
 		"before tool calls":         {[]string{text("\n"), text("\n"), callStart(0, "call_a", "{}"), callStart(1, "call_b", "{}")}, []string{"tool_use:call_a", "tool_use:call_b"}},
 		"between tool calls":        {[]string{text("On it."), callStart(0, "call_a", "{}"), text("\n\n"), callStart(1, "call_b", "{}")}, []string{`text:"On it."`, "tool_use:call_a", "tool_use:call_b"}},
 		"after tool calls":          {[]string{callStart(0, "call_a", "{}"), text(" \n")}, []string{"tool_use:call_a"}},
-		"whitespace alone":          {[]string{text("\n\n"), text(" ")}, nil},
+		"whitespace alone":          {[]string{text("\n\n"), text(" ")}, []string{`text:"\n\n "`}},
 		"held back, then more text": {[]string{text("\n\n"), text("Hello"), text(" ")}, []string{`text:"\n\nHello "`}},
 		"held while a call is open": {[]string{callStart(0, "call_a", `{"a":`), text("\n"), callStart(1, "call_b", "{}"), callArgs(0, "1}")}, []string{"tool_use:call_a", "tool_use:call_b"}},
 		"held, then text after the call": {[]string{callStart(0, "call_a", `{"a":`), text("\n"), callArgs(0, "1}"), text("Done.")},
