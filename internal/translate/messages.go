@@ -787,6 +787,22 @@ func msgsTools(v gjson.Result, u *untranslated) ([]chatTool, ToolNames, *apierr.
 		out = append(out, chatTool{Type: "function", Function: b})
 		return true
 	})
+	if bad == nil && names != nil {
+		// A tool of the client's named as another's short name would make
+		// two functions of one name, and its calls come back as the other
+		// tool's (the red team): refused, it cannot be told apart.
+		v.ForEach(func(_, t gjson.Result) bool {
+			n := t.Get("name").Str
+			for _, tn := range names {
+				if n == tn.short {
+					bad = apierr.Invalid("invalid_value", "tools", "tool %q has the name stellwerk gives tool %q for models that take names of at most %d characters; rename one",
+						apierr.Truncate(n, 64), apierr.Truncate(tn.long, 128), toolNameMax)
+					return false
+				}
+			}
+			return true
+		})
+	}
 	return out, names, bad
 }
 

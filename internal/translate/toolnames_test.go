@@ -1,11 +1,14 @@
 package translate
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
 )
 
 // Two MCP tools of one server: longer than the 64 characters OpenAI's
@@ -132,5 +135,19 @@ func TestMessagesAnswerNamesToolsAsSent(t *testing.T) {
 				t.Errorf("streamed blocks name %s, want %s\n%s", g, want, out)
 			}
 		})
+	}
+}
+
+// TestToolNamedAsAnothersShortName: a tool named exactly as another
+// tool's short name is refused: chat would get two functions of one name,
+// and its calls would come back as the long tool's (the red team).
+func TestToolNamedAsAnothersShortName(t *testing.T) {
+	long := strings.Repeat("mcp__server__", 6) + "tool"
+	body := `{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"x"}],"tools":[` +
+		`{"name":"` + long + `","input_schema":{"type":"object"}},{"name":"` + shortToolName(long) + `","input_schema":{"type":"object"}}]}`
+	_, _, err := MessagesToChat([]byte(body))
+	var ae *apierr.Error
+	if !errors.As(err, &ae) || ae.Kind != apierr.KindInvalid || ae.Param != "tools" {
+		t.Errorf("want a 400 naming tools: %v", err)
 	}
 }
