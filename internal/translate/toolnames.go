@@ -3,6 +3,7 @@ package translate
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 )
@@ -29,7 +30,11 @@ type toolName struct{ short, long string }
 // agree without a table.
 func shortToolName(name string) string {
 	sum := sha256.Sum256([]byte(name))
-	return name[:toolNameMax-9] + "_" + hex.EncodeToString(sum[:4])
+	cut := toolNameMax - 9
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut-- // not inside a character (names are bytes to OpenAI's limit)
+	}
+	return name[:cut] + "_" + hex.EncodeToString(sum[:4])
 }
 
 // chatToolName is a Messages tool name as chat gets it. A decision copy
@@ -46,8 +51,8 @@ func chatToolName(name gjson.Result, u *untranslated) string {
 // original is the name the client gave the tool chat calls name: the long
 // name it was shortened from, or name itself.
 func (n ToolNames) original(name string) string {
-	if len(name) != toolNameMax {
-		return name // every short name has toolNameMax characters
+	if len(n) == 0 || len(name) > toolNameMax {
+		return name
 	}
 	for _, t := range n {
 		if t.short == name {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 
@@ -149,5 +150,19 @@ func TestToolNamedAsAnothersShortName(t *testing.T) {
 	var ae *apierr.Error
 	if !errors.As(err, &ae) || ae.Kind != apierr.KindInvalid || ae.Param != "tools" {
 		t.Errorf("want a 400 naming tools: %v", err)
+	}
+}
+
+// TestShortToolNameKeepsCharactersWhole: a long name is cut between
+// characters, not inside one (a name cut mid-character could never be
+// mapped back: the red team), and still comes back whole.
+func TestShortToolNameKeepsCharactersWhole(t *testing.T) {
+	long := strings.Repeat("werkzeug_größe_", 6)
+	short := shortToolName(long)
+	if !utf8.ValidString(short) || len(short) > toolNameMax {
+		t.Fatalf("short name %q (%d bytes)", short, len(short))
+	}
+	if got := (ToolNames{{short: short, long: long}}).original(short); got != long {
+		t.Errorf("mapped back to %q", got)
 	}
 }
