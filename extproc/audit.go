@@ -136,7 +136,7 @@ func (p *edge) auditRecord() *audit.Record {
 		a := audit.Attempt{Model: p.served.ID, Provider: p.served.Provider.Name, Status: code,
 			Outcome: attemptOutcome(code, p.streamBroken != ""), Reason: p.streamBroken}
 		if a.Outcome == outcomeAbandoned {
-			a.Reason = "the client went away before the provider answered"
+			a.Reason = reasonAbandoned
 		}
 		r.Attempts = []audit.Attempt{a}
 	}

@@ -236,7 +236,7 @@ func (p *edge) leftDuringAttempts() {
 	}
 	p.attempts = attemptsFor(p.plan, n, -1, 0, seen)
 	if last := &p.attempts[len(p.attempts)-1]; last.Outcome != outcomeAbandoned && last.Status == 0 {
-		last.Outcome, last.Reason = outcomeAbandoned, "the client went away before the provider answered"
+		last.Outcome, last.Reason = outcomeAbandoned, reasonAbandoned
 	}
 	// The provider that has the prompt, charged for it (endReservation).
 	p.served = p.plan[len(p.attempts)-1]

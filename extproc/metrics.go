@@ -106,7 +106,12 @@ func (p *edge) requestModel() string {
 	return "other"
 }
 
-const outcomeAbandoned = "abandoned"
+// outcomeAbandoned is an attempt the client left before its answer began,
+// and reasonAbandoned the edge's reason for it.
+const (
+	outcomeAbandoned = "abandoned"
+	reasonAbandoned  = "the client went away before the provider answered"
+)
 
 // attemptOutcome names the one attempt of a request without failover by
 // the provider's status, as recordAttempt names a plan's: served, failed

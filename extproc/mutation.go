@@ -74,6 +74,10 @@ func (b *metadataValues) nest(fields map[string]*structpb.Value) *structpb.Value
 	return val
 }
 
+// hasValue reports whether a header Envoy sent is set to something,
+// without copying it.
+func hasValue(h *corev3.HeaderValue) bool { return len(h.RawValue) > 0 || h.Value != "" }
+
 // headerValue reads a header Envoy sent, which arrives in raw_value (or
 // value in older Envoys).
 func headerValue(h *corev3.HeaderValue) string {

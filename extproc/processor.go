@@ -341,9 +341,9 @@ func readResponseHeaders(h *extprocv3.HttpHeaders) responseMeta {
 		case header.Served:
 			m.served = headerValue(hv)
 		case header.RequestID:
-			m.requestID = len(hv.RawValue) > 0 || hv.Value != ""
+			m.requestID = hasValue(hv)
 		case header.AnthropicRequestID:
-			m.anthropicRequestID = len(hv.RawValue) > 0 || hv.Value != ""
+			m.anthropicRequestID = hasValue(hv)
 		}
 	}
 	if len(m.status) == 3 && m.status[0] == '2' && (m.encoding == "" || m.encoding == "identity") &&
