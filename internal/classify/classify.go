@@ -139,6 +139,11 @@ type Request struct {
 	// completions suffix. Each string is read as a user turn of its own.
 	Input, Suffix gjson.Result
 	InputField    string
+	// Embedded says the text is to be embedded, not read as a prompt: an
+	// embedding model follows no instruction in it. Its injection signal
+	// is scored and reported, but the sensitivity and risk rules'
+	// injection conditions do not hold for it.
+	Embedded bool
 	// User, Metadata and Stop are the user, metadata and stop members:
 	// not prompt text, but the provider gets them (and keeps metadata),
 	// so personal data or a secret in them counts. They are left out of
@@ -304,7 +309,9 @@ func (c *Classifier) Classify(req Request) Result {
 	}
 
 	f.secrets = len(r.Secrets) > 0
-	f.injDetected, f.injScore = r.Injection.Detected, r.Injection.Score
+	if !req.Embedded {
+		f.injDetected, f.injScore = r.Injection.Detected, r.Injection.Score
+	}
 	f.task, f.tokens = r.Task, r.InputTokens
 	f.truncated = r.Scan != ScanComplete
 	var lvl int

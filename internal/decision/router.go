@@ -161,7 +161,7 @@ func ClassifyRequest(chat request.Chat) classify.Request {
 		SafetyID: chat.SafetyID, CacheKey: chat.CacheKey, Others: chat.Others}
 	switch chat.API {
 	case request.APIEmbeddings:
-		r.InputField = "input"
+		r.InputField, r.Embedded = "input", true
 	case request.APICompletions:
 		r.InputField = "prompt"
 	}

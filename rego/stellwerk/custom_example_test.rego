@@ -27,3 +27,11 @@ excluded contains [c.id, "ops: latency above 2000 ms"] if {
 tags["cost_center"] := input.request.metadata.cost_center if input.workspace.name == "ops"
 
 log_levels contains "info" if input.workspace.name == "ops"
+
+# The search workspace keeps text that reads like an injection out of its
+# vector index (the library only flags it in embeddings input).
+deny contains "injection: suspected text is not embedded" if {
+	input.workspace.name == "search"
+	input.request.api == "embeddings"
+	input.classification.injection.score >= 0.5
+}

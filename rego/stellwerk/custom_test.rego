@@ -43,3 +43,11 @@ test_custom_warn_outranks_info if {
 	d.log_level == "warn"
 	d.tags == {"cost_center": "cc-17", "injection_suspected": "true"}
 }
+
+test_custom_deny_injection_in_embeddings if {
+	q := object.union(base, {"workspace": {"name": "search"}, "request": {"api": "embeddings"}, "classification": {"injection": {"score": 0.8}}})
+	d := stellwerk.decision with input as q
+	d.deny == {"injection: suspected text is not embedded"}
+	e := stellwerk.decision with input as object.union(q, {"workspace": {"name": "other"}})
+	e.deny == set()
+}

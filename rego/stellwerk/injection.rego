@@ -18,14 +18,23 @@ _injection_mode := "restrict" if {
 
 _injection_suspected if input.classification.injection.score >= _injection_threshold
 
+# _injection_enforced: an embedding model turns its input into vectors and
+# follows no instruction in it, so text sent to /v1/embeddings is only tagged
+# and logged; deny and restrict apply where a model reads the text as its
+# prompt. A RAG document's chunk that reads like an injection is classified
+# again when it is retrieved into a prompt.
+_injection_enforced if not input.request.api == "embeddings"
+
 deny contains msg if {
 	_injection_suspected
+	_injection_enforced
 	_injection_mode == "deny"
 	msg := sprintf("injection: prompt injection suspected (score %s)", [_decimal2(input.classification.injection.score)])
 }
 
 _injection_exclude := {id: reason |
 	_injection_suspected
+	_injection_enforced
 	_injection_mode == "restrict"
 	t := _injection_min_tier
 	reason := sprintf("injection: suspected prompt injection may only go to assurance tier >= %v", [t])

@@ -65,3 +65,21 @@ test_injection_reason_wins_over_residency_and_risk if {
 	d.exclude["gpt-mini"] == "injection: suspected prompt injection may only go to assurance tier >= 3"
 	d.exclude.claude == "residency: restricted data requires eu, model is global"
 }
+
+embedded := object.union(injected, {"request": {"api": "embeddings"}})
+
+test_injection_in_embeddings_input_is_flagged if {
+	d := decide(embedded)
+	d.deny == set()
+	d.tags == {"injection_suspected": "true"}
+	d.log_level == "warn"
+	r := decide(object.union(embedded, {"workspace": {"injection": "restrict"}}))
+	r.exclude == {}
+	r.deny == set()
+}
+
+test_injection_enforced_on_every_prompt_api if {
+	every api in ["chat", "completions", "responses", "messages"] {
+		decide(object.union(injected, {"request": {"api": api}})).deny == {"injection: prompt injection suspected (score 0.93)"}
+	}
+}
