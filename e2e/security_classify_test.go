@@ -390,3 +390,66 @@ func TestNamedNationalIDsStayInTheEU(t *testing.T) {
 		})
 	}
 }
+
+// TestAddressesBesideOtherScriptsStayInTheEU: an e-mail address followed
+// by another script's text or by typographic quotes, or glued to Chinese
+// text, was not found and went to the US model (the non-English probe,
+// 2026-12-07).
+func TestAddressesBesideOtherScriptsStayInTheEU(t *testing.T) {
+	t.Parallel()
+	s := securityStack(t)
+	for name, text := range map[string]string{
+		"german quotes": "Schreib an „hans.mueller@example.de“ bitte.",
+		"japanese":      "メールはtanaka@example.jpです。",
+		"chinese":       "请把报告发送到我的邮箱li.na@example.cn，谢谢。",
+	} {
+		t.Run(name, func(t *testing.T) {
+			b, _ := json.Marshal(map[string]any{"model": "auto", "messages": []map[string]string{{"role": "user", "content": text}}})
+			resp, body := post(t, s.URL+"/v1/chat/completions", string(b), euDataKey)
+			var r routed
+			_ = json.Unmarshal(body, &r)
+			if resp.StatusCode != 200 || r.Routing.Residency != "eu" || r.Routing.Sensitivity != "confidential" {
+				t.Fatalf("status %d, routing %+v, want 200 in the EU, confidential: %.300s", resp.StatusCode, r.Routing, body)
+			}
+		})
+	}
+}
+
+// TestSignedImageLinksAreNoSecrets (the multimodal probe, 2026-12-07): apps
+// send private images as signed links. An S3 pre-signed link carries the
+// access key's public id in X-Amz-Credential and was refused as a leaked
+// credential under secrets: deny; a GCS signed link names a service
+// account (…@project.iam.gserviceaccount.com), which counted as personal
+// data and kept the request in the EU. Both go where a plain image goes; a
+// key id pasted as such is still refused.
+func TestSignedImageLinksAreNoSecrets(t *testing.T) {
+	t.Parallel()
+	s := threeRegions(t, func(c *config.Config) {
+		c.Auth.Mode = "keys"
+		c.Workspaces = []config.Workspace{{Name: "default"}, {Name: "locked", Secrets: "deny"}}
+		c.Keys = []config.Key{{ID: "locked", SHA256: auth.Hash("sk-locked"), Workspace: "locked"}}
+		for i := range c.Models {
+			c.Models[i].Capabilities = []string{"vision"}
+		}
+	})
+	image := func(link string) string {
+		return `{"model":"auto","messages":[{"role":"user","content":[{"type":"text","text":"What is in this picture?"},{"type":"image_url","image_url":{"url":"` + link + `"}}]}]}`
+	}
+	const id = "AKIA" + "2OGYBAH6STMMNXNN"
+	for name, link := range map[string]string{
+		"s3":  "https://my-bucket.s3.us-east-1.amazonaws.com/uploads/photo.jpg?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=" + id + "%2F20240501%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20240501T120000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature=b275d1bbd7f5cbc4b63d4b2a8c0a8b93c3a6fdb7d8d3e2f0c4b1a9e8d7c6b5a4",
+		"gcs": "https://storage.googleapis.com/my-bucket/photo.jpg?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=uploader%40my-project.iam.gserviceaccount.com%2F20240501%2Fauto%2Fstorage%2Fgoog4_request&X-Goog-Date=20240501T120000Z&X-Goog-Expires=900&X-Goog-SignedHeaders=host&X-Goog-Signature=0a1b2c3d",
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp, b := post(t, s.URL+"/v1/chat/completions", image(link), lockedKey)
+			var r routed
+			_ = json.Unmarshal(b, &r)
+			if resp.StatusCode != 200 || r.Routing.Model != "us-cheap" || r.Routing.Sensitivity != "public" {
+				t.Fatalf("status %d, routed %+v, want 200 to us-cheap, public: %.300s", resp.StatusCode, r.Routing, b)
+			}
+		})
+	}
+	resetProviders(s)
+	resp, b := post(t, s.URL+"/v1/chat/completions", image("https://x.example/p.jpg?key="+id), lockedKey)
+	assertDenied(t, s, resp, b, "secrets: the prompt contains credentials (aws_access_key_id)")
+}

@@ -1,6 +1,11 @@
 package pii
 
-import "net/netip"
+import (
+	"net/netip"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
 
 // Detectors for values that start at a word: IP addresses, email, IBAN and
 // the national ids. Each returns the end of what it recorded, or 0.
@@ -198,13 +203,7 @@ func (d *detector) email(at int) int { return d.emailAt(at, at+1) }
 func (d *detector) emailAt(at, domain int) int {
 	s := d.s
 	n := len(s)
-	b := at
-	for b > 0 && isLocalByte(s[b-1]) {
-		if at-b == 64 {
-			return 0
-		}
-		b--
-	}
+	b := localStart(s, at)
 	for b < at && (s[b] == '.' || s[b] == '-' || s[b] == '+') {
 		b++
 	}
@@ -238,11 +237,53 @@ func (d *detector) emailAt(at, domain int) int {
 			return 0
 		}
 	}
-	if tldEnd < n && (isAlnum(s[tldEnd]) || s[tldEnd] == '-' || s[tldEnd] == '_' || s[tldEnd] == '@' || s[tldEnd] >= 0x80) {
+	// Text in another script may follow with no space: "…@example.jpです",
+	// „…@example.de“, "…@example.fr »" with a no-break space.
+	if tldEnd < n && (isAlnum(s[tldEnd]) || s[tldEnd] == '-' || s[tldEnd] == '_' || s[tldEnd] == '@') {
 		return 0
+	}
+	if serviceAccount(s[domain:tldEnd]) {
+		return tldEnd
 	}
 	d.add(Match{TypeEmail, b, tldEnd})
 	return tldEnd
+}
+
+// localStart is where the local part of an address whose at sign is at
+// s[at] begins: at most 64 bytes of letters, digits and ._%+-, and of
+// Latin, Greek and Cyrillic letters with their marks (an internationalised
+// address; the domain is ASCII here). Text in scripts without spaces runs
+// up to an address ("メールはtanaka@…", "请发到邮箱wang@…"): it is not part
+// of it. at itself when the local part would be longer.
+func localStart(s string, at int) int {
+	b := at
+	for b > 0 {
+		size := 1
+		if c := s[b-1]; c < utf8.RuneSelf {
+			if !isLocalByte(c) {
+				break
+			}
+		} else {
+			var r rune
+			r, size = utf8.DecodeLastRuneInString(s[:b])
+			if !unicode.IsMark(r) && !unicode.In(r, unicode.Latin, unicode.Greek, unicode.Cyrillic) {
+				break
+			}
+		}
+		if at-b+size > 64 {
+			return at
+		}
+		b -= size
+	}
+	return b
+}
+
+// serviceAccount says whether an address's domain is Google Cloud's for
+// service accounts (…@project.iam.gserviceaccount.com, in every GCS signed
+// URL's X-Goog-Credential): a machine's name, not a person's.
+func serviceAccount(domain string) bool {
+	const suffix = ".gserviceaccount.com"
+	return len(domain) > len(suffix) && strings.EqualFold(domain[len(domain)-len(suffix):], suffix)
 }
 
 // iban matches an IBAN at the run s[i:j]: written as one run, or in groups

@@ -28,17 +28,22 @@ func TestDetect(t *testing.T) {
 		want []found
 	}{
 		// email
-		"email plain":             {"write to jane.doe+tag@example.co.uk today", []found{{TypeEmail, "jane.doe+tag@example.co.uk"}}},
-		"email trailing dot":      {"Mail PeterFriedman@cuvox.de.", []found{{TypeEmail, "PeterFriedman@cuvox.de"}}},
-		"email in brackets":       {"<a_b@x-y.org>, thanks", []found{{TypeEmail, "a_b@x-y.org"}}},
-		"email start and end":     {"x@y.io", []found{{TypeEmail, "x@y.io"}}},
-		"email no tld":            {"user@localhost is fine", nil},
-		"email numeric tld":       {"user@host.123", nil},
-		"email handle":            {"ping @alice on slack", nil},
-		"email local dot end":     {"a.@example.com", nil},
-		"email leading dots trim": {"...bob@example.com", []found{{TypeEmail, "bob@example.com"}}},
-		"email url-encoded":       {"open https://x.example/?e=anna.schmidt%40gmail.com now", []found{{TypeEmail, "anna.schmidt%40gmail.com"}}},
-		"percent 40 no email":     {"rose by 100%40 times", nil},
+		"email plain":                  {"write to jane.doe+tag@example.co.uk today", []found{{TypeEmail, "jane.doe+tag@example.co.uk"}}},
+		"email trailing dot":           {"Mail PeterFriedman@cuvox.de.", []found{{TypeEmail, "PeterFriedman@cuvox.de"}}},
+		"email in brackets":            {"<a_b@x-y.org>, thanks", []found{{TypeEmail, "a_b@x-y.org"}}},
+		"email start and end":          {"x@y.io", []found{{TypeEmail, "x@y.io"}}},
+		"email no tld":                 {"user@localhost is fine", nil},
+		"email numeric tld":            {"user@host.123", nil},
+		"email handle":                 {"ping @alice on slack", nil},
+		"email local dot end":          {"a.@example.com", nil},
+		"email leading dots trim":      {"...bob@example.com", []found{{TypeEmail, "bob@example.com"}}},
+		"email before other scripts":   {"Schreib an „hans.mueller@example.de“ bitte. メールはtanaka@example.jpです。 邮箱：wang.xiaoming@example.com。 Écrivez à « anne.dupont@example.fr\u00a0», ok", []found{{TypeEmail, "hans.mueller@example.de"}, {TypeEmail, "tanaka@example.jp"}, {TypeEmail, "wang.xiaoming@example.com"}, {TypeEmail, "anne.dupont@example.fr"}}},
+		"email glued to long CJK text": {strings.Repeat("请把报告发送到我的邮箱", 4) + "li.na@example.cn", []found{{TypeEmail, "li.na@example.cn"}}},
+		"email accented local part":    {"jürgen.müller@example.de", []found{{TypeEmail, "jürgen.müller@example.de"}}},
+		"email local part too long":    {strings.Repeat("é", 32) + "x@example.de", nil},
+		"email of a service account":   {"X-Goog-Credential=uploader%40my-project.iam.gserviceaccount.com%2F20240501 and 123-compute@developer.gserviceaccount.com, but anna@gserviceaccount.com.evil.org", []found{{TypeEmail, "anna@gserviceaccount.com.evil.org"}}},
+		"email url-encoded":            {"open https://x.example/?e=anna.schmidt%40gmail.com now", []found{{TypeEmail, "anna.schmidt%40gmail.com"}}},
+		"percent 40 no email":          {"rose by 100%40 times", nil},
 
 		// a card with dots (a routing-quality probe, 2026-12-07); a dotted number that fails Luhn is none
 		"card dotted":      {"card 4532.0151.1283.0366 exp 12/27", []found{{TypeCreditCard, "4532.0151.1283.0366"}}},

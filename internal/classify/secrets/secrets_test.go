@@ -65,6 +65,10 @@ func TestDetect(t *testing.T) {
 			text: "my key is " + fakeAWSID + ", keep it safe",
 			want: []found{{TypeAWSAccessKeyID, fakeAWSID}},
 		},
+		"aws key id as another parameter": { // only X-Amz-Credential is a pre-signed link's
+			text: "?credential=" + fakeAWSID + "&Amz-Credential=" + fakeAWSID,
+			want: []found{{TypeAWSAccessKeyID, fakeAWSID}, {TypeAWSAccessKeyID, fakeAWSID}},
+		},
 		"aws sts key id": {
 			text: "ASIA" + "IOSFODNN7EXAMPLE",
 			want: []found{{TypeAWSAccessKeyID, "ASIA" + "IOSFODNN7EXAMPLE"}},
@@ -271,6 +275,10 @@ func TestDetect(t *testing.T) {
 		},
 		"publishable stripe key": {
 			text: "pk" + "_live_" + body(24),
+		},
+		"s3 pre-signed url": { // raw, percent-decoded, and the STS (ASIA) form
+			text: "https://b.s3.us-east-1.amazonaws.com/u/p.jpg?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=" + fakeAWSID + "%2F20240501%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20240501T120000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature=b275d1bbd7f5cbc4b63d4b2a8c0a8b93c3a6fdb7d8d3e2f0c4b1a9e8d7c6b5a4" +
+				" x-amz-credential=" + fakeAWSID + "/20240501/us-east-1/s3/aws4_request X-Amz-Credential=ASIA" + "IOSFODNN7EXAMPLE%2F20240501",
 		},
 		"aws id with wrong length": {
 			text: "AKIA" + "IOSFODNN7EXAMPLE1 and AKIA" + "IOSFODNN7EXAMP",

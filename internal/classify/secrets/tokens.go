@@ -1,5 +1,28 @@
 package secrets
 
+// presignedCredential says whether the access key id at s[i] is a
+// pre-signed URL's X-Amz-Credential parameter (S3 links to a private
+// image or file, which apps send to models): the key's public id, which
+// AWS's signature scheme puts in every such link, not a leaked secret.
+// The link's signature grants one object until it expires; whoever is
+// meant to fetch it gets it.
+func presignedCredential(s string, i int) bool {
+	const param = "x-amz-credential="
+	if i < len(param) {
+		return false
+	}
+	for k := range len(param) {
+		c := s[i-len(param)+k]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != param[k] {
+			return false
+		}
+	}
+	return true
+}
+
 // tokenAt matches a self-identifying token (one with a vendor prefix, a PEM
 // header or a JWT header) starting at s[i]. It is used both at the start of
 // every identifier run and at the start of every assigned value.
@@ -9,7 +32,7 @@ func tokenAt(s string, i int) (typ string, end int, ok bool) {
 	}
 	switch s[i] {
 	case 'A':
-		if hasPrefixAt(s, i, "AKIA") || hasPrefixAt(s, i, "ASIA") {
+		if (hasPrefixAt(s, i, "AKIA") || hasPrefixAt(s, i, "ASIA")) && !presignedCredential(s, i) {
 			e := i + 4
 			for e < len(s) && e < i+20 && ('A' <= s[e] && s[e] <= 'Z' || '0' <= s[e] && s[e] <= '9') {
 				e++
