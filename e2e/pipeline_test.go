@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
@@ -60,5 +64,89 @@ func TestSlowUpload(t *testing.T) {
 		if len(reqs) == 0 || !strings.Contains(string(reqs[len(reqs)-1].Body), "a slow upload, in three parts") {
 			t.Fatalf("pauses %v: the provider got %v", pauses, reqs)
 		}
+	}
+}
+
+// TestHTTP2RequestTrailers (the HTTP red team, 2026-12-07): an HTTP/2
+// client that ends its request with trailers made Envoy send the rewritten
+// body to the provider twice: on a pooled HTTP/1 connection the second
+// copy was read as the start of the next request, another tenant's, which
+// failed; on HTTP/2 the provider reset the stream and three such requests
+// cooled the provider down for everyone. Without a content-length such a
+// request waited a minute for a 503. Each is answered at once now, the
+// body goes once, the trailers go nowhere, and the requests after it are
+// served.
+func TestHTTP2RequestTrailers(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "alpha", Key: "sk-alpha-secret"}},
+		Models:    []config.Model{{ID: "alpha-small", Provider: "alpha", ContextWindow: 8000}},
+	})
+	checkRequestTrailers(t, s, "alpha-small", "alpha", "Bearer sk-alpha-secret", true)
+}
+
+// TestDropInHTTP2RequestTrailers: through the drop-in pasted into an
+// operator's Envoy (request body BUFFERED, trailers skipped) a request
+// with trailers is served once.
+func TestDropInHTTP2RequestTrailers(t *testing.T) {
+	t.Parallel()
+	s, _ := existingEnvoy(t, true, nil)
+	checkRequestTrailers(t, s, "beta-model", "beta", "Bearer "+s.Providers["beta"].Key, false)
+}
+
+// checkRequestTrailers sends HTTP/2 requests with trailers, with and
+// without a content-length, each followed by ordinary requests, and checks
+// what the provider got: each request once and whole, never the trailers.
+// refused: the stack answers them 400 unsupported_trailers, else 200.
+func checkRequestTrailers(t *testing.T, s *harness.Stack, model, provider, credential string, refused bool) {
+	t.Helper()
+	h2c := &http.Client{Timeout: 20 * time.Second, Transport: &http2.Transport{AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}}}
+	body := `{"model":"` + model + `","messages":[{"role":"user","content":"hi with trailers"}]}`
+	for _, declared := range []bool{true, true, true, false} {
+		req, err := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions", io.NopCloser(strings.NewReader(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer sk-client-key")
+		req.ContentLength = -1
+		if declared {
+			req.ContentLength = int64(len(body))
+		}
+		req.Trailer = http.Header{"X-Trailer": {"1"}, "Authorization": {"Bearer sk-smuggled"}}
+		start := time.Now()
+		resp, err := h2c.Do(req)
+		if err != nil {
+			t.Fatalf("content-length %v: %v", declared, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ok := resp.StatusCode == 200
+		if refused {
+			ok = resp.StatusCode == 400 && strings.Contains(string(b), `"code":"unsupported_trailers"`)
+		}
+		if resp.ProtoMajor != 2 || !ok || time.Since(start) > 10*time.Second {
+			t.Fatalf("content-length %v: HTTP/%d %d after %v: %s", declared, resp.ProtoMajor, resp.StatusCode, time.Since(start), b)
+		}
+		// Requests after it, on the provider connection it used.
+		for i := range 4 {
+			if resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"`+model+`","messages":[{"role":"user","content":"next `+fmt.Sprint(i)+`"}]}`, nil); resp.StatusCode != 200 {
+				t.Fatalf("content-length %v: request %d after it: %d %s", declared, i, resp.StatusCode, b)
+			}
+		}
+	}
+	// The refused requests may have reached the provider before their
+	// trailers came; each once, whole, without them.
+	reqs := s.Providers[provider].Requests()
+	for _, r := range reqs {
+		if r.BodyLength != len(r.Body) || fmt.Sprint(r.BodyLength) != r.Header.Get("Content-Length") || r.Header.Get("X-Trailer") != "" || r.Header.Get("Authorization") != credential {
+			t.Errorf("the provider got %d body bytes of content-length %q, headers %v", r.BodyLength, r.Header.Get("Content-Length"), r.Header)
+		}
+	}
+	if n := len(reqs); n < 16 || n > 20 || !refused && n != 20 {
+		t.Errorf("the provider got %d requests, want the 16 after them and at most the 4 refused", n)
 	}
 }

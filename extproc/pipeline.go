@@ -73,6 +73,8 @@ type pipeline struct {
 	decided   bool                    // the request body was complete and answered
 	after     *extprocv3.BodyMutation // what a chunk after that gets (cleared when the body changed)
 
+	json jsonEnd // where the JSON value of a body without a content-length ends
+
 	resp      respMode
 	respLimit int // a held answer larger than this is passed through as is
 	respN     int // held chunks
@@ -93,9 +95,13 @@ func (q *pipeline) step(req *extprocv3.ProcessingRequest, out []*extprocv3.Proce
 		return out
 	case *extprocv3.ProcessingRequest_RequestBody:
 		if q.decided {
-			// The body was complete at its declared length; only Envoy's
-			// end-of-stream message may follow, without data.
+			// The body was complete at its declared length, or at the end of
+			// its JSON value; only Envoy's end-of-stream message may follow,
+			// without data.
 			if len(r.RequestBody.GetBody()) > 0 {
+				if p.contentLength < 0 {
+					return append(out, p.immediate(apierr.Invalid("invalid_request_body", "", "the request body goes on after its JSON value")))
+				}
 				return append(out, p.immediate(apierr.Invalid("invalid_request_body", "", "the request body is longer than its content-length")))
 			}
 			return append(out, bodyAnswer(true, q.after))
@@ -110,9 +116,20 @@ func (q *pipeline) step(req *extprocv3.ProcessingRequest, out []*extprocv3.Proce
 		}
 		// Complete at its end, or as soon as it has its declared length:
 		// Envoy's end-of-stream message comes apart and later, and the
-		// decision need not wait for it.
-		if !r.RequestBody.GetEndOfStream() && (p.contentLength < 0 || int64(len(q.reqBody)) < p.contentLength) {
-			return out
+		// decision need not wait for it. Without a declared length, at the
+		// end of its JSON value: an HTTP/2 client that ends the request
+		// with trailers sends no end of stream Envoy passes on while the
+		// headers' answer is held (it waited for the upload's grace, then
+		// got a 503).
+		if !r.RequestBody.GetEndOfStream() {
+			switch {
+			case p.contentLength >= 0:
+				if int64(len(q.reqBody)) < p.contentLength {
+					return out
+				}
+			case !q.json.complete(q.reqBody):
+				return out
+			}
 		}
 		q.decided = true
 		resp := p.handle(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
@@ -121,6 +138,16 @@ func (q *pipeline) step(req *extprocv3.ProcessingRequest, out []*extprocv3.Proce
 			return append(out, resp)
 		}
 		return q.release(resp, out)
+	case *extprocv3.ProcessingRequest_RequestTrailers:
+		// An HTTP/2 client may end its request with trailers. Envoy,
+		// skipping them, sent the rewritten body to the provider twice (the
+		// HTTP red team): on a pooled HTTP/1 connection the copy broke the
+		// next request, another tenant's, and HTTP/2 providers reset the
+		// stream, which cooled them down for everyone. So Envoy sends them
+		// here (request_trailer_mode SEND), and the request is refused
+		// before Envoy goes on with it: the provider's connection is reset
+		// with it, never reused. No OpenAI or Anthropic client sends any.
+		return append(out, p.immediate(apierr.Invalid("unsupported_trailers", "", "request trailers are not supported; send the request without them")))
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
 		resp := p.handle(req)
 		if resp.GetImmediateResponse() != nil {
@@ -399,4 +426,46 @@ func serveEdge(ctx context.Context, stream extprocv3.ExternalProcessor_ProcessSe
 func (q *pipeline) safeStep(req *extprocv3.ProcessingRequest, out []*extprocv3.ProcessingResponse) []*extprocv3.ProcessingResponse {
 	return recovered(&q.p.filter, func() []*extprocv3.ProcessingResponse { return q.step(req, out) },
 		func() []*extprocv3.ProcessingResponse { return append(out[:0], q.p.immediate(apierr.Internal())) })
+}
+
+// jsonEnd follows a request body chunk by chunk to the end of its JSON
+// value: each byte is read once, whatever the chunks.
+type jsonEnd struct {
+	read     int // bytes of the body read so far
+	depth    int // open objects and arrays
+	inString bool
+	escaped  bool
+	done     bool
+}
+
+// complete reads what body has more than before and reports whether its
+// JSON object or array is closed, with only white space after it.
+func (j *jsonEnd) complete(body []byte) bool {
+	for ; j.read < len(body); j.read++ {
+		c := body[j.read]
+		switch {
+		case j.done:
+			if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+				return false // not the end: the decision reads the rest
+			}
+		case j.inString:
+			switch {
+			case j.escaped:
+				j.escaped = false
+			case c == '\\':
+				j.escaped = true
+			case c == '"':
+				j.inString = false
+			}
+		case c == '"':
+			j.inString = true
+		case c == '{' || c == '[':
+			j.depth++
+		case c == '}' || c == ']':
+			if j.depth--; j.depth == 0 {
+				j.done = true
+			}
+		}
+	}
+	return j.done && j.depth == 0
 }

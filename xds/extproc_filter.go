@@ -75,7 +75,7 @@ func pipelinedMode(c *extprocv3.ExternalProcessor) {
 	c.ProcessingMode = &extprocv3.ProcessingMode{
 		RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
 		RequestBodyMode:     extprocv3.ProcessingMode_STREAMED,
-		RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+		RequestTrailerMode:  extprocv3.ProcessingMode_SEND, // an HTTP/2 client's trailers end the body (pipeline.go)
 		ResponseHeaderMode:  extprocv3.ProcessingMode_SEND,
 		ResponseBodyMode:    extprocv3.ProcessingMode_STREAMED,
 		ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,

@@ -79,7 +79,7 @@ func directBootstrap(adminPort, listenPort, providerPort int, noopSocket, floorM
                                 response_header_mode: SKIP, response_body_mode: NONE, response_trailer_mode: SKIP}`
 		if floorMode == FloorPipelined {
 			mode = `
-              processing_mode: {request_header_mode: SEND, request_body_mode: STREAMED, request_trailer_mode: SKIP,
+              processing_mode: {request_header_mode: SEND, request_body_mode: STREAMED, request_trailer_mode: SEND,
                                 response_header_mode: SEND, response_body_mode: STREAMED, response_trailer_mode: SKIP}
               send_body_without_waiting_for_header_response: true`
 		}
