@@ -461,6 +461,18 @@ func TestMessagesNativeFeatures(t *testing.T) {
 	// A server tool's fetched document in the history (the red-team
 	// probe's second round: it reached the provider unread).
 	send(`{"model":"claude-model","max_tokens":100,"messages":[{"role":"user","content":"fetch"},{"role":"assistant","content":[{"type":"web_fetch_tool_result","tool_use_id":"s","content":{"type":"web_fetch_result","url":"https://x.example/a","content":{"type":"document","source":{"type":"base64","media_type":"text/plain","data":"QUtJQUlPU0ZPRE5ON0VYQU1QTEU="}}}}]},{"role":"user","content":"summarise"}]}`, 403)
+	// An image by file id (Anthropic's Files API) goes to the provider
+	// holding the file, as sent; it was a 400 whatever the model.
+	image := `{"model":"MODEL","max_tokens":100,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"file","file_id":"file_011CNha8iCJcU1wXNR6q4V8w"}},{"type":"text","text":"Describe"}]}]}`
+	if resp, b := send(strings.Replace(image, "MODEL", "auto", 1), 200); resp.Header.Get("x-stellwerk-model") != "claude-model" {
+		t.Errorf("an image by file id: %s", b)
+	}
+	if got := s.Providers["claude"].Requests(); gjson.GetBytes(got[len(got)-1].Body, "messages.0.content.0.source.file_id").Str != "file_011CNha8iCJcU1wXNR6q4V8w" {
+		t.Errorf("the provider got %s", got[len(got)-1].Body)
+	}
+	if _, b := send(strings.Replace(image, "MODEL", "chat-us", 1), 400); gjson.GetBytes(b, "error.code").Str != "model_unsuitable" {
+		t.Errorf("an image by file id to an OpenAI-wire model: %s", b)
+	}
 	// Off, thinking asks for nothing: any model may serve it.
 	if resp, b := send(`{"model":"chat-us","max_tokens":100,"thinking":{"type":"disabled"},"messages":[{"role":"user","content":"hi"}]}`, 200); resp.Header.Get("x-stellwerk-model") != "chat-us" {
 		t.Errorf("thinking disabled: %s", b)

@@ -232,8 +232,8 @@ func ParseChat(body []byte) (Chat, error) {
 					if u.IsObject() {
 						u = u.Get("url")
 					}
-					if !anthropicImage(u.Str) {
-						c.openAIOnly("this image's type or URL")
+					if why := notAnthropicImage(u.Str); why != "" {
+						c.openAIOnly(why)
 					}
 				case "text", "refusal", "":
 				default:
@@ -802,22 +802,27 @@ func (c *Chat) openAIOnly(what string) {
 // images (translate.ToAnthropicRequest, MessagesToChat).
 var AnthropicImageTypes = [...]string{"image/jpeg", "image/png", "image/gif", "image/webp"}
 
-// anthropicImage reports whether an image URL is one the translation to
-// Anthropic takes (translate.ToAnthropicRequest refuses the others): an
-// http(s) URL, or a base64 data URL of a JPEG, PNG, GIF or WebP image
-// without parameters.
-func anthropicImage(u string) bool {
+// notAnthropicImage says why an image URL is not one the translation to
+// Anthropic takes (translate.ToAnthropicRequest refuses it), "" when it
+// is: an http(s) URL, or a base64 data URL of a JPEG, PNG, GIF or WebP
+// image without parameters. The reason names the image's type, so a
+// refusal says what to send instead (the multimodal probe: "this image's
+// type or URL" left the client guessing).
+func notAnthropicImage(u string) string {
 	if len(u) >= 8 && (strings.EqualFold(u[:7], "http://") || strings.EqualFold(u[:8], "https://")) {
-		return true
+		return ""
 	}
 	meta, _, ok := strings.Cut(strings.TrimPrefix(u, "data:"), ",")
 	if !ok || !strings.HasPrefix(u, "data:") {
-		return false
+		return "an image URL that is neither http(s) nor a base64 data URL"
 	}
 	mt, b64 := strings.CutSuffix(meta, ";base64")
-	if !b64 {
-		return false
-	}
 	mt = strings.ToLower(mt)
-	return mt == "image/jpg" || slices.Contains(AnthropicImageTypes[:], mt) // the translation takes jpg as jpeg
+	switch {
+	case !b64:
+		return "an image data URL that is not base64"
+	case mt == "image/jpg" || slices.Contains(AnthropicImageTypes[:], mt): // the translation takes jpg as jpeg
+		return ""
+	}
+	return "an image of type " + apierr.Truncate(mt, 32) + " (Anthropic models take image/jpeg, image/png, image/gif or image/webp)"
 }

@@ -440,6 +440,13 @@ func msgsBlocks(out []chatMessage, role string, c gjson.Result, p string, u *unt
 			u.rest(b, "type", "text")
 			parts = append(parts, chatPart{Type: "text", Text: &text.Str})
 		case t == "image" && role == "user":
+			if st := b.Get("source.type"); st.Str != "base64" && st.Str != "url" && st.Exists() && u.nativeOnly(bp+".source.type "+apierr.Truncate(st.Str, 64)) {
+				// An image by file id (Anthropic's Files API, the
+				// multimodal probe): only the provider holding the file
+				// can read it, as for a document by file id.
+				parts = nativeParts(parts, b)
+				return true
+			}
 			if bad = msgsBlockKeys(b, bp, u, "type", "source", "cache_control"); bad != nil {
 				return false
 			}
