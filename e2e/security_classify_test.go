@@ -370,6 +370,16 @@ func TestSecurityTextBesideTheBodyIsCaught(t *testing.T) {
 	if e := decodeError(t, b); resp.StatusCode != 400 || e.Error.Code != "invalid_policy" || !strings.Contains(e.Error.Message, "more than once") {
 		t.Fatalf("x-stellwerk-policy twice: %d %s", resp.StatusCode, b)
 	}
+	// The metadata header's text is checked as a body's is: Latin-1 bytes
+	// and a lone surrogate's escape were accepted, and the audit log kept
+	// U+FFFD where the value was (the non-English probe).
+	for _, meta := range []string{"{\"projekt\":\"Z\xfcrich\"}", `{"projekt":"Z\ud800rich"}`} {
+		resetProviders(s)
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto",`+hello+`}`, with(lockedKey, "x-stellwerk-metadata", meta))
+		if resp.StatusCode != 400 || !strings.Contains(string(b), "x-stellwerk-metadata") || len(s.Providers["usa"].Requests()) != 0 {
+			t.Errorf("metadata header %q: %d %s", meta, resp.StatusCode, b)
+		}
+	}
 }
 
 // TestNamedNationalIDsStayInTheEU: a Dutch BSN and a Polish PESEL, named

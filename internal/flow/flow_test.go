@@ -324,12 +324,12 @@ func TestDeterministic(t *testing.T) {
 }
 
 func TestParseMetadataHeader(t *testing.T) {
-	m, err := ParseMetadataHeader(`{"plan":"paid","org":"acme"}`)
-	if err != nil || m["plan"] != "paid" || len(m) != 2 {
+	m, err := ParseMetadataHeader(`{"plan":"paid","org":"acme","ort":"Z\u00fcrich \ud83d\ude00"}`)
+	if err != nil || m["plan"] != "paid" || m["ort"] != "Zürich 😀" || len(m) != 3 {
 		t.Fatalf("%v %v", m, err)
 	}
 	for _, bad := range []string{`[]`, `{"a":1}`, `{"a":"b"`, `{"a":"x","a":"y"}`, `{"":"x"}`,
-		`{"` + strings.Repeat("k", 65) + `":"v"}`} {
+		`{"` + strings.Repeat("k", 65) + `":"v"}`, "{\"projekt\":\"Z\xfcrich\"}", `{"projekt":"Z\ud800rich"}`} {
 		if _, err := ParseMetadataHeader(bad); err == nil {
 			t.Errorf("%s accepted", bad)
 		}

@@ -2,8 +2,11 @@ package flow
 
 import (
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/request"
 )
 
 // MetadataHeader bounds: the same as the body's metadata object
@@ -20,6 +23,16 @@ const (
 func ParseMetadataHeader(v string) (map[string]string, error) {
 	if !gjson.Valid(v) {
 		return nil, fmt.Errorf("x-stellwerk-metadata is not valid JSON")
+	}
+	// As a body's text (request.CheckBody): bytes that are not UTF-8 and a
+	// lone surrogate's escape are read one way here and another by the
+	// audit log and the route conditions (the non-English probe: Latin-1
+	// "Z\xfcrich" was kept as "Z\ufffdrich", and no condition on it held).
+	if !utf8.ValidString(v) {
+		return nil, fmt.Errorf("x-stellwerk-metadata is not valid UTF-8; send the header's JSON as UTF-8")
+	}
+	if request.LoneSurrogate([]byte(v)) {
+		return nil, fmt.Errorf("x-stellwerk-metadata has a \\u escape of a lone surrogate, which is no character")
 	}
 	r := gjson.Parse(v)
 	if !r.IsObject() {

@@ -475,7 +475,7 @@ func scanStructure(body []byte) (deep bool, dup *dupKey, lone bool) {
 	var stackBuf [32]frame
 	var keyBuf [64]keyRef
 	stack, keys := stackBuf[:0], keyBuf[:0]
-	lone = loneSurrogate(body)
+	lone = LoneSurrogate(body)
 	for i := 0; i < len(body); i++ {
 		switch body[i] {
 		case '"':
@@ -538,12 +538,12 @@ func scanStructure(body []byte) (deep bool, dup *dupKey, lone bool) {
 	return false, dup, lone
 }
 
-// loneSurrogate reports whether a body has a \u escape of a surrogate
+// LoneSurrogate reports whether a body has a \u escape of a surrogate
 // that is not a high one followed by an escaped low one. A backslash in
 // valid JSON is in a string and starts an escape of two bytes (six for
 // \u): read from the start, pair by pair, the body's backslashes tell
 // themselves apart from escaped ones; one IndexByte per escape.
-func loneSurrogate(body []byte) bool {
+func LoneSurrogate(body []byte) bool {
 	for i := 0; ; {
 		j := bytes.IndexByte(body[i:], '\\')
 		if j < 0 {
