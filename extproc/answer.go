@@ -530,24 +530,19 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 }
 
 // providerHeaders appends to remove the provider's response headers a
-// client must not get: the account stellwerk uses (OpenAI's organization
-// and project, Anthropic's organization id), cookies for the provider's
-// domain, and any whose value holds the credential stellwerk sent to a
-// provider of the plan (a gateway that echoes it; found by a helper).
+// client must not get. A client gets what describes the answer (its type,
+// length, encoding, caching), the provider's request id and its advice on
+// retrying; every other header goes: the account stellwerk uses (OpenAI's
+// organization and project, Anthropic's organization id), cookies for the
+// provider's domain, the shared account's rate limits, and whatever names
+// the provider's infrastructure (via, server, x-ms-region, apim-request-id:
+// until 2026-12-07 a list of known ones went and the rest passed, the HTTP
+// red team). One that passes still goes when its value holds the
+// credential stellwerk sent to a provider of the plan (a gateway that
+// echoes it; found by a helper).
 func (p *edge) providerHeaders(h *extprocv3.HttpHeaders, remove []string) []string {
 	for _, hv := range h.GetHeaders().GetHeaders() {
-		switch strings.ToLower(hv.Key) {
-		case "set-cookie", "openai-organization", "openai-project", "anthropic-organization-id",
-			// Milliseconds the SDKs prefer to retry-after, which stellwerk
-			// bounds (an Azure 429's 15000 reached them as sent).
-			"retry-after-ms":
-			remove = append(remove, hv.Key)
-			continue
-		}
-		if k := strings.ToLower(hv.Key); strings.HasPrefix(k, "x-ratelimit-") || strings.HasPrefix(k, "anthropic-ratelimit-") {
-			// The provider's limits are the shared account's, every
-			// tenant's, not the caller's: stellwerk's own x-ratelimit-*
-			// (rateHeaders) are the caller's (the provider-wire probe).
+		if !providerHeaderPasses(hv.Key) {
 			remove = append(remove, hv.Key)
 			continue
 		}
@@ -560,6 +555,21 @@ func (p *edge) providerHeaders(h *extprocv3.HttpHeaders, remove []string) []stri
 		}
 	}
 	return remove
+}
+
+// providerHeaderPasses says whether a provider's answer header reaches
+// the client (providerHeaders). Envoy gives names in lower case; its
+// pseudo-headers (:status) and stellwerk's own (x-stellwerk-*, which the
+// edge reads and sets) are not the provider's to remove here.
+func providerHeaderPasses(k string) bool {
+	switch k {
+	case "content-type", "content-length", "content-encoding", "transfer-encoding", "date", "cache-control", "vary",
+		"x-request-id", "request-id", // the provider's request id, for its support
+		"retry-after", "x-should-retry", // bounded or decided by stellwerk (retryAfter)
+		"openai-processing-ms", "openai-version":
+		return true
+	}
+	return strings.HasPrefix(k, ":") || strings.HasPrefix(k, "x-stellwerk-")
 }
 
 // scrubText replaces in s the credential of each provider the request may

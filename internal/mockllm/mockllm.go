@@ -207,6 +207,11 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Echo-Auth", r.Header.Get("Authorization"))
 		w.Header().Set("Openai-Organization", "org-mock-account")
 		w.Header().Set("Set-Cookie", "__provider_session=abc; Path=/")
+		// What an Azure deployment or a proxy before a provider adds.
+		w.Header().Set("Via", "1.1 internal-proxy.corp")
+		w.Header().Set("X-Ms-Region", "westeurope")
+		w.Header().Set("Apim-Request-Id", "b1946ac9-2e4c-4d6c-9d1e-7a1b3f1c2d3e")
+		w.Header().Set("Azureml-Model-Session", "d-20250101-acct7")
 	}
 	anthropic := strings.HasSuffix(r.URL.Path, "/messages")
 	if b.RequestID != "" {
