@@ -230,6 +230,19 @@ func TestTableFollowsDeploys(t *testing.T) {
 		if b := tb.Broken(); b["support"] == nil || !strings.Contains(b["support"].Error(), "gpt-4o-mini") {
 			t.Errorf("broken %v", b)
 		}
+		// A replica starting under that config has no last good flow: the
+		// route is unavailable, and the log does not claim one serves.
+		core, logs := observer.New(zap.ErrorLevel)
+		fresh := NewTable(open(), &flow.Env{Models: []string{"gpt-4o"}}, zap.New(core))
+		if err := fresh.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if f, err := fresh.Resolve("support", 0); f != nil || err == nil {
+			t.Errorf("a start under the config: %v %v", f, err)
+		}
+		if l := logs.All(); len(l) != 1 || !strings.Contains(l[0].Message, "no version of it was loaded before") {
+			t.Errorf("a start under the config logs %+v", l)
+		}
 		// Pinning the live version is the live flow, broken or not.
 		if f, err := tb.Resolve("support", 2); err != nil || f.Version != 2 {
 			t.Errorf("pinned live version: %v", err)

@@ -229,8 +229,15 @@ func (t *Table) refresh(ctx context.Context) error {
 			next.broken[r.name] = err
 			if old := cur.live[r.name]; old != nil {
 				next.live[r.name] = old
+				t.log.Error("live route version does not load; the last good one keeps serving",
+					zap.String("route", r.name), zap.Int64("version", r.live), zap.Error(err))
+				continue
 			}
-			t.log.Error("live route version does not load; the last good one keeps serving",
+			// None loaded before (a start, a restart): the route answers
+			// 503 route_unavailable until a version that loads is deployed
+			// or the configuration is fixed (the day-2 probe: the log said
+			// a last good one served when none did).
+			t.log.Error("live route version does not load, and no version of it was loaded before: the route answers 503 route_unavailable",
 				zap.String("route", r.name), zap.Int64("version", r.live), zap.Error(err))
 			continue
 		}
