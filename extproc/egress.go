@@ -298,9 +298,7 @@ func recordAttempt(f *filter, idx int, m *catalog.Model, workspace string, o att
 		// every caller of it (one tenant's revoked key cooled the provider
 		// for all, found by a helper).
 		a.Outcome, a.Reason = "failed", failureReason(status, o.flags)
-		cred := tg
-		cred.PerModel = false
-		if r.Health.RateLimited(cred, a.Reason, 0) {
+		if r.Health.CredentialRefused(tg, a.Reason) {
 			f.log.Info("credential refused: cooling it down", zap.String("provider", m.Provider.Name),
 				zap.Bool("own_key", tg.Workspace != ""), zap.String("reason", a.Reason))
 		}

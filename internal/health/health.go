@@ -12,7 +12,10 @@
 //     the provider, when its catalog entry says it limits as a whole) for
 //     that credential only. A workspace that brought its own key hits its
 //     own limits, so its 429s never cool the shared key, nor the shared
-//     key's theirs.
+//     key's theirs;
+//   - a refused credential (401, 403) is that credential's: it cools every
+//     model of the provider for that credential only, until the
+//     credential changes (SetCredentials), when the cooldown ends at once.
 //
 // A scope enters a cooldown when the provider says so (Retry-After) or after
 // a run of consecutive failures; a success ends the run, and a client's 4xx
@@ -28,6 +31,7 @@ package health
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,12 +86,18 @@ type Tracker struct {
 type provider struct {
 	outage window
 	limits atomic.Pointer[[]*limit]
+	// creds are the fingerprints of its credentials in force, by
+	// workspace ("" the shared key); under Tracker.mu.
+	creds map[string]string
 }
 
 // limit is one rate-limit scope: a model ("" every model) through a
-// credential (workspace "" the shared key).
+// credential (workspace "" the shared key). A credential scope (cred set)
+// is a refused credential's, every model; cred is the credential's
+// fingerprint ("-" for none), so another credential is not held by it.
 type limit struct {
 	model, workspace string
+	cred             string
 	w                window
 }
 
@@ -297,10 +307,98 @@ func (t *Tracker) RateLimited(tg Target, reason string, retryAfter time.Duration
 	if tg.PerModel {
 		model = tg.Model
 	}
-	l := t.limitLocked(p, model, tg.Workspace)
+	l := t.limitLocked(p, model, tg.Workspace, "")
 	cooling, started := t.failLocked(&l.w, reason, retryAfter)
 	t.share(started, Cooldown{Provider: tg.Provider, RateLimit: true, Model: model, Workspace: tg.Workspace}, &l.w)
 	return cooling
+}
+
+// noCredential is the fingerprint of a credential that is not configured.
+const noCredential = "-"
+
+// CredentialRefused records a 401 or 403 on the target: the provider
+// refused the credential it was sent with (the shared key, or the target's
+// workspace's own). It counts for that credential, every model of the
+// provider, and reports whether the credential now cools down. The
+// cooldown lasts until it ends or the credential changes (SetCredentials).
+func (t *Tracker) CredentialRefused(tg Target, reason string) bool {
+	if t == nil {
+		return false
+	}
+	t.mu.Lock()
+	p := t.providerLocked(tg.Provider)
+	cred := p.creds[tg.Workspace]
+	if cred == "" {
+		cred = noCredential
+	}
+	l := t.limitLocked(p, "", tg.Workspace, cred)
+	cooling, started := t.failLocked(&l.w, reason, 0)
+	t.share(started, Cooldown{Provider: tg.Provider, RateLimit: true, Workspace: tg.Workspace, Credential: cred}, &l.w)
+	return cooling
+}
+
+// Credential names one provider credential: the shared key (Workspace "")
+// or a workspace's own.
+type Credential struct {
+	Provider, Workspace string
+}
+
+// SetCredentials tells the tracker the credentials in force, each by a
+// fingerprint that changes when the credential does (never the secret
+// itself: it is shared with the other replicas). A refused credential's
+// cooldown, and its run of refusals, end when its credential changes:
+// the operator's fix is back in routing at once rather than after the
+// cooldown and reopening. It returns the credentials whose cooldown or
+// run of refusals ended, for the log.
+func (t *Tracker) SetCredentials(fps map[Credential]string) []Credential {
+	if t == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c := range fps {
+		t.providerLocked(c.Provider)
+	}
+	var cleared []Credential
+	for name, p := range *t.provs.Load() {
+		creds := map[string]string{}
+		for c, fp := range fps {
+			if c.Provider == name && fp != "" {
+				creds[c.Workspace] = fp
+			}
+		}
+		p.creds = creds
+		old := p.limits.Load()
+		if old == nil {
+			continue
+		}
+		ls := slices.DeleteFunc(slices.Clone(*old), func(l *limit) bool {
+			if l.cred == "" {
+				return false
+			}
+			fp := creds[l.workspace]
+			if fp == "" {
+				fp = noCredential
+			}
+			if l.cred == fp {
+				return false
+			}
+			if l.w.failures.Load() != 0 || l.w.until.Load() != 0 {
+				cleared = append(cleared, Credential{Provider: name, Workspace: l.workspace})
+			}
+			return true
+		})
+		if len(ls) != len(*old) {
+			p.limits.Store(&ls)
+		}
+	}
+	slices.SortFunc(cleared, func(a, b Credential) int {
+		if a.Provider != b.Provider {
+			return strings.Compare(a.Provider, b.Provider)
+		}
+		return strings.Compare(a.Workspace, b.Workspace)
+	})
+	return cleared
 }
 
 // share unlocks mu and, when this tracker just started a cooldown of w,
@@ -318,16 +416,16 @@ func (t *Tracker) share(started bool, c Cooldown, w *window) {
 
 // limitLocked returns a provider's rate-limit scope, adding it (copy on
 // write).
-func (t *Tracker) limitLocked(p *provider, model, workspace string) *limit {
+func (t *Tracker) limitLocked(p *provider, model, workspace, cred string) *limit {
 	old := p.limits.Load()
 	if old != nil {
 		for _, x := range *old {
-			if x.model == model && x.workspace == workspace {
+			if x.model == model && x.workspace == workspace && x.cred == cred {
 				return x
 			}
 		}
 	}
-	l := &limit{model: model, workspace: workspace}
+	l := &limit{model: model, workspace: workspace, cred: cred}
 	now := t.now().UnixNano()
 	var ls []*limit
 	if old != nil {
@@ -442,8 +540,9 @@ func (w *window) reason() string {
 
 // Scopes of a Status.
 const (
-	ScopeProvider  = "provider"   // an outage: every model, every credential
-	ScopeRateLimit = "rate_limit" // one credential's rate limit (a model's, or every model's)
+	ScopeProvider   = "provider"   // an outage: every model, every credential
+	ScopeRateLimit  = "rate_limit" // one credential's rate limit (a model's, or every model's)
+	ScopeCredential = "credential" // a credential the provider refused (401, 403): every model
 )
 
 // Status is one scope's state, for the admin API and metrics.
@@ -462,7 +561,7 @@ type Status struct {
 }
 
 // Snapshot lists scopes with failures, a cooldown or a reopening, outages
-// first, then by provider.
+// first, then refused credentials, then rate limits, each by provider.
 func (t *Tracker) Snapshot() []Status {
 	if t == nil {
 		return nil
@@ -490,16 +589,20 @@ func (t *Tracker) Snapshot() []Status {
 		add(Status{Provider: name, Scope: ScopeProvider}, &p.outage)
 		if ls := p.limits.Load(); ls != nil {
 			for _, l := range *ls {
-				add(Status{Provider: name, Scope: ScopeRateLimit, Model: l.model, Workspace: l.workspace}, &l.w)
+				scope := ScopeRateLimit
+				if l.cred != "" {
+					scope = ScopeCredential
+				}
+				add(Status{Provider: name, Scope: scope, Model: l.model, Workspace: l.workspace}, &l.w)
 			}
 		}
 	}
 	slices.SortFunc(out, func(a, b Status) int {
 		if a.Scope != b.Scope {
-			if a.Scope == ScopeProvider {
-				return -1
+			rank := func(scope string) int {
+				return slices.Index([]string{ScopeProvider, ScopeCredential, ScopeRateLimit}, scope)
 			}
-			return 1
+			return rank(a.Scope) - rank(b.Scope)
 		}
 		for _, c := range [][2]string{{a.Provider, b.Provider}, {a.Workspace, b.Workspace}, {a.Model, b.Model}} {
 			if c[0] != c[1] {

@@ -269,3 +269,52 @@ func TestForget(t *testing.T) {
 		t.Fatalf("after forgetting: %+v", snap)
 	}
 }
+
+// TestCredentialChangeEndsItsRefusal: a credential the provider refused
+// cools for that credential, named as such in the snapshot, until the
+// credential changes: the operator's fix is routed to at once, not after
+// the cooldown and its reopening. Another credential's refusal stays.
+func TestCredentialChangeEndsItsRefusal(t *testing.T) {
+	tr, now := clock(Policy{FailuresBeforeCooldown: 1, Cooldown: 30 * time.Second, Reopen: 30 * time.Second})
+	shared := Credential{Provider: "eu"}
+	own := Credential{Provider: "eu", Workspace: "legal"}
+	tr.SetCredentials(map[Credential]string{shared: "old", own: "legal1"})
+	a, b := Target{Provider: "eu", Model: "eu-mini", PerModel: true}, Target{Provider: "eu", Model: "eu-mini", Workspace: "legal"}
+	if !tr.CredentialRefused(a, "status 401") || !tr.CredentialRefused(b, "status 401") {
+		t.Fatal("a refused credential does not cool")
+	}
+	if tr.Admits(Target{Provider: "eu", Model: "eu-large", PerModel: true}, *now, 0) {
+		t.Error("a refused shared key still takes another model")
+	}
+	if s := tr.Snapshot(); len(s) != 2 || s[0].Scope != ScopeCredential || s[0].Workspace != "" || s[1].Workspace != "legal" {
+		t.Errorf("snapshot %+v", s)
+	}
+	if got := tr.SetCredentials(map[Credential]string{shared: "old", own: "legal1"}); len(got) != 0 {
+		t.Errorf("credentials unchanged, cleared %v", got)
+	}
+	*now = now.Add(time.Second)
+	got := tr.SetCredentials(map[Credential]string{shared: "new", own: "legal1"})
+	if len(got) != 1 || got[0] != shared {
+		t.Errorf("cleared %v, want the shared key's", got)
+	}
+	if !tr.Admits(a, *now, DrawRange-1) {
+		t.Error("the new shared key is still in cooldown")
+	}
+	if tr.Admits(b, *now, 0) {
+		t.Error("legal's own key, unchanged, is no longer in cooldown")
+	}
+	// A replica that still sends the old key shares its refusal: it is
+	// not this replica's credential's.
+	tr.Apply(Cooldown{Provider: "eu", RateLimit: true, Credential: "old", Until: now.Add(30 * time.Second), ReopenedBy: now.Add(time.Minute)})
+	if !tr.Admits(a, *now, 0) {
+		t.Error("another replica's refusal of the old key cools the new one")
+	}
+	tr.Apply(Cooldown{Provider: "eu", RateLimit: true, Credential: "new", Until: now.Add(30 * time.Second), ReopenedBy: now.Add(time.Minute)})
+	if tr.Admits(a, *now, 0) {
+		t.Error("another replica's refusal of the same key is ignored")
+	}
+	// A credential that is no longer configured ends its refusal too.
+	if got := tr.SetCredentials(map[Credential]string{shared: "new"}); len(got) != 1 || got[0] != own {
+		t.Errorf("cleared %v, want legal's", got)
+	}
+}

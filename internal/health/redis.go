@@ -26,7 +26,12 @@ func (r *Redis) channel() string { return r.prefix + "cooldowns" }
 
 func (r *Redis) key(c Cooldown) string {
 	kind := "outage"
-	if c.RateLimit {
+	switch {
+	case c.Credential != "":
+		// One key per credential: a refusal of the old one does not
+		// overwrite the new one's.
+		kind = "credential:" + c.Credential
+	case c.RateLimit:
 		kind = "rate_limit"
 	}
 	// Provider and workspace names cannot hold '|'; a model id is last.

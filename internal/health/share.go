@@ -1,6 +1,7 @@
 package health
 
 import (
+	"cmp"
 	"context"
 	"sync"
 	"time"
@@ -17,7 +18,12 @@ type Cooldown struct {
 	Provider string `json:"provider"`
 	// RateLimit: a credential's rate limit (Model "" every model of the
 	// provider; Workspace "" the shared key), not the provider's outage.
-	RateLimit  bool      `json:"rate_limit,omitempty"`
+	RateLimit bool `json:"rate_limit,omitempty"`
+	// Credential is set for a refused credential (with RateLimit, every
+	// model): the credential's fingerprint (Tracker.SetCredentials). A
+	// replica whose credential differs ignores it: the refusal was of
+	// another key (the old one, on a replica that has not reloaded yet).
+	Credential string    `json:"credential,omitempty"`
 	Model      string    `json:"model,omitempty"`
 	Workspace  string    `json:"workspace,omitempty"`
 	Until      time.Time `json:"until"`
@@ -45,8 +51,11 @@ func (t *Tracker) Apply(c Cooldown) {
 	defer t.mu.Unlock()
 	p := t.providerLocked(c.Provider)
 	w := &p.outage
+	if c.Credential != "" && p.creds != nil && c.Credential != cmp.Or(p.creds[c.Workspace], noCredential) {
+		return
+	}
 	if c.RateLimit {
-		w = &t.limitLocked(p, c.Model, c.Workspace).w
+		w = &t.limitLocked(p, c.Model, c.Workspace, c.Credential).w
 	}
 	until, end := c.Until.UnixNano(), c.ReopenedBy.UnixNano()
 	if until <= w.until.Load() || end < until {
@@ -98,8 +107,8 @@ func Share(ctx context.Context, t *Tracker, b Backend, log *zap.Logger) {
 		// long as they are still in force (the fleet probe found them
 		// dropped, each replica then cooling on its own).
 		type target struct {
-			provider, model, workspace string
-			rateLimit                  bool
+			provider, model, workspace, credential string
+			rateLimit                              bool
 		}
 		pending := map[target]Cooldown{}
 		var failures logevery.Limiter
@@ -122,7 +131,7 @@ func Share(ctx context.Context, t *Tracker, b Backend, log *zap.Logger) {
 			case <-ctx.Done():
 				return
 			case c := <-queue:
-				k := target{c.Provider, c.Model, c.Workspace, c.RateLimit}
+				k := target{c.Provider, c.Model, c.Workspace, c.Credential, c.RateLimit}
 				if !publish(c) {
 					pending[k] = c
 				} else {

@@ -51,6 +51,9 @@ type generation struct {
 	// versions are the config and catalog as the audit records name them
 	// (empty without an audit log).
 	versions versionBodies
+	// creds fingerprint the provider credentials ir sends, for the health
+	// tracker (a changed one ends its refusal's cooldown).
+	creds map[health.Credential]string
 }
 
 // build compiles a config into a generation. It does no I/O beyond reading
@@ -146,7 +149,39 @@ func build(cfg *config.Config, env catalog.Env, ps decision.PolicySource, ln lea
 		return nil, err
 	}
 	st.Versions = vb.Versions
-	return &generation{cfg: cfg, cat: cat, state: st, ir: ir, limits: limits, versions: vb}, nil
+	return &generation{cfg: cfg, cat: cat, state: st, ir: ir, limits: limits, versions: vb,
+		creds: credentialFingerprints(ir, cat, wks)}, nil
+}
+
+// credentialFingerprints fingerprint each provider credential ir sends to
+// Envoy: the shared keys, and the workspaces' own. A fingerprint changes
+// with the credential and tells nothing of it (the replicas share them
+// through Redis).
+func credentialFingerprints(ir xds.IR, cat *catalog.Catalog, wks []xds.WorkspaceKey) map[health.Credential]string {
+	names := map[string]health.Credential{}
+	for _, p := range cat.Providers() {
+		names[header.CredentialSecret(p.Name)] = health.Credential{Provider: p.Name}
+	}
+	for _, wk := range wks {
+		names[header.WorkspaceCredentialSecret(wk.Provider, wk.Workspace)] = health.Credential{Provider: wk.Provider, Workspace: wk.Workspace}
+	}
+	fps := map[health.Credential]string{}
+	for _, sec := range ir.Secrets {
+		if c, ok := names[sec.Name]; ok {
+			sum := sha256.Sum256([]byte("stellwerk credential\x00" + sec.Value))
+			fps[c] = hex.EncodeToString(sum[:8])
+		}
+	}
+	return fps
+}
+
+// setCredentials tells the health tracker the credentials g sends, and
+// logs each whose refusal's cooldown that ended.
+func setCredentials(t *health.Tracker, g *generation, log *zap.Logger) {
+	for _, c := range t.SetCredentials(g.creds) {
+		log.Info("provider credential changed: the cooldown of its refusal is cleared",
+			zap.String("provider", c.Provider), zap.String("workspace", c.Workspace))
+	}
 }
 
 // learned is what stellwerk learns from live traffic and keeps across
@@ -369,6 +404,7 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 	r.ln.health.Forget(func(name string) bool {
 		return slices.ContainsFunc(g.cat.Providers(), func(p *catalog.Provider) bool { return p.Name == name })
 	})
+	setCredentials(r.ln.health, g, r.log) // Envoy has the new ones (or is not taking them)
 	r.ln.lat.SetHalfLife(cfg.Routing.LatencyHalfLife)
 	r.ln.keeper.keepConfig(ctx, g.versions) // before a record can name it
 	r.ep.SetState(g.state)

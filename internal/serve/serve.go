@@ -284,6 +284,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return err
 	}
 	kp.keepConfig(ctx, g.versions)
+	setCredentials(ln.health, g, log.Named("config"))
 	rts, err := openRoutes(ctx, db, o.ConfigPath, flow.EnvFor(g.cfg, g.cat), alog, log.Named("routes"))
 	if err != nil {
 		return err
