@@ -2,6 +2,7 @@ package serve
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -241,18 +242,25 @@ type reloader struct {
 	keys auth.Source // the key store's table: one for the process, shared by every generation
 	// store holds the workspaces' own provider keys, re-read when the
 	// table loads another generation (keyGen): a later one, or the same
-	// number in a store that went back (keys.Table.Loaded).
+	// number in a store that went back (keys.Table.Loaded). Only a change
+	// of them re-applies the config (wks are those in force): a virtual
+	// key's creation, limits or revocation had reloaded the file each time.
 	store  *keys.Store
 	keyGen func() store.Mark
 	gen    store.Mark
-	log    *zap.Logger
-	pub    *xds.Publisher
-	ep     *extproc.Server
-	mu     sync.Mutex
-	cur    *generation
+	wks    []xds.WorkspaceKey
+	// keysErr is why the workspaces' keys last read could not be applied
+	// ("" none): said once, not at every key change.
+	keysErr string
+	log     *zap.Logger
+	pub     *xds.Publisher
+	ep      *extproc.Server
+	mu      sync.Mutex
+	cur     *generation
 	// published is what Envoy was last sent: the current config's IR, or
-	// its union with an earlier one's until that one's grace period ends.
+	// its union with earlier ones' (stale) until their grace periods end.
 	published xds.IR
+	stale     []staleIR
 	// base is the config in force as its files say; overrides are the
 	// provider cluster settings PUT /admin/providers/{name} laid over it
 	// (providers.go). They live in memory: every reload keeps them, a
@@ -304,6 +312,10 @@ func (r *reloader) reload(ctx context.Context) {
 		return
 	}
 	r.gen = gen
+	if fp == r.seen {
+		r.reapplyKeys(ctx)
+		return
+	}
 	r.seen, r.at = fp, time.Now()
 	cfg, err := Load(r.o)
 	if err == nil {
@@ -326,6 +338,47 @@ func (r *reloader) reload(ctx context.Context) {
 		return
 	}
 	r.err = ""
+}
+
+// reapplyKeys applies the config in force again when the workspaces' own
+// provider keys changed in the key store; the file, unchanged, is not read
+// again (a refused one stays refused, once). The caller holds r.mu.
+func (r *reloader) reapplyKeys(ctx context.Context) {
+	wks, err := workspaceKeys(ctx, r.store)
+	if err == nil {
+		if slices.Equal(wks, r.wks) {
+			r.keysErr = ""
+			return
+		}
+		_, err = r.apply(ctx, r.base, r.overrides, "key-store")
+	}
+	if err == nil {
+		r.keysErr = ""
+		return
+	}
+	if err.Error() != r.keysErr {
+		r.log.Error("config change refused; keeping the last good config", zap.String("changed", "workspace provider keys"), zap.Error(err))
+		recordChange(r.ln.audit, audit.KindConfig, "", audit.Change{Actor: "key-store", Action: "refuse",
+			Before: r.cur.state.Versions.Config, Detail: map[string]string{"error": apierr.Truncate(err.Error(), 512)}})
+	}
+	r.keysErr = err.Error()
+}
+
+// staleIR is what an earlier config had Envoy keep, until requests decided
+// by it are done.
+type staleIR struct {
+	ir    xds.IR
+	until time.Time
+}
+
+// keptIR is next with what the stale IRs still in their grace period at
+// now add to it, the newest first.
+func keptIR(next xds.IR, stale []staleIR, now time.Time) (xds.IR, []staleIR) {
+	stale = slices.DeleteFunc(stale, func(s staleIR) bool { return !s.until.After(now) })
+	for i := len(stale) - 1; i >= 0; i-- {
+		next = xds.Union(stale[i].ir, next)
+	}
+	return next, stale
 }
 
 // keptOverrides are the admin API's cluster overrides of the providers cfg
@@ -377,7 +430,16 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 	// config need (requests decided under the old one are still in
 	// flight), then the decision state swaps, then, after a grace period,
 	// what only the old one needed goes.
-	published := xds.Union(r.published, g.ir)
+	// What the outgoing config needs and the new one does not stays for
+	// the grace period from this reload; a later reload does not extend
+	// it (key changes had kept a removed provider in Envoy for good).
+	now := time.Now()
+	stale := slices.Clone(r.stale)
+	removes := xds.Removes(r.cur.ir, g.ir)
+	if removes {
+		stale = append(stale, staleIR{ir: r.cur.ir, until: now.Add(removalGrace(cfg))})
+	}
+	published, stale := keptIR(g.ir, stale, now)
 	version, err := r.pub.Publish(ctx, published)
 	if err != nil {
 		return false, err
@@ -424,8 +486,8 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 		}
 		recordChange(r.ln.audit, audit.KindConfig, "", ch)
 	}
-	r.cur, r.published = g, published
-	r.base, r.overrides = base, overrides
+	r.cur, r.published, r.stale = g, published, stale
+	r.base, r.overrides, r.wks = base, overrides, wks
 	if m := r.ln.metrics; m != nil {
 		// A budget the config no longer has exports no gauge: its last
 		// ratio kept an "exceeded" alert firing (a helper's finding).
@@ -435,31 +497,39 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 		}
 		m.KeepBudgets(budgets)
 	}
-	if xds.Removes(published, g.ir) {
+	if removes {
 		grace := removalGrace(cfg)
 		r.log.Info("removed providers stay in Envoy until requests decided before this reload are done",
 			zap.String("grace", grace.String()))
-		time.AfterFunc(grace, func() { r.removeStale(ctx, g) })
+		time.AfterFunc(grace, func() { r.removeStale(ctx) })
 	}
 	r.log.Info("config reloaded", zap.Int("models", len(g.cat.Models())), zap.Int("providers", len(g.cat.Providers())),
 		zap.Int("cluster_overrides", len(overrides)), zap.String("snapshot_version", r.pub.Version()))
 	return applied, nil
 }
 
-// removeStale publishes g alone, dropping what only earlier configs
-// needed, unless a later reload has taken over (its own timer does it).
-func (r *reloader) removeStale(ctx context.Context, g *generation) {
+// removeStale publishes the current config with only what the earlier
+// configs still in their grace period need: what a reload removed leaves
+// Envoy when the grace period from that reload ends, whatever reloads came
+// after it.
+func (r *reloader) removeStale(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cur != g || ctx.Err() != nil {
+	if ctx.Err() != nil {
 		return
 	}
-	if _, err := r.pub.Publish(ctx, g.ir); err != nil {
+	next, stale := keptIR(r.cur.ir, r.stale, time.Now())
+	if !xds.Removes(r.published, next) {
+		r.stale = stale
+		return // a reload since has published it
+	}
+	if _, err := r.pub.Publish(ctx, next); err != nil {
 		r.log.Error("removing providers from Envoy failed; they stay until the next reload", zap.Error(err))
 		return
 	}
-	r.published = g.ir
-	r.log.Info("removed providers are gone from Envoy", zap.String("snapshot_version", r.pub.Version()))
+	r.published, r.stale = next, stale
+	r.log.Info("removed providers are gone from Envoy", zap.String("snapshot_version", r.pub.Version()),
+		zap.Int("reloads_in_grace", len(stale)))
 }
 
 // removalGrace is how long a removed provider's cluster outlives a reload:
@@ -547,7 +617,7 @@ func watchHUP(ctx context.Context, pm *policy.Manager, configNow chan<- struct{}
 func (r *reloader) current() (*generation, string, time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.cur, r.err, r.at
+	return r.cur, cmp.Or(r.err, r.keysErr), r.at
 }
 
 // envoyApplyTimeout bounds how long a reload waits for Envoy to accept the

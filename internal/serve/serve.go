@@ -312,7 +312,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		return fmt.Errorf("xds: %w", err)
 	}
 	ep := extproc.New(g.state, log)
-	rl := &reloader{o: o, env: env, ps: pm, ln: ln, keys: table, store: ks, keyGen: table.Loaded, gen: keyGen,
+	rl := &reloader{o: o, env: env, ps: pm, ln: ln, keys: table, store: ks, keyGen: table.Loaded, gen: keyGen, wks: wks,
 		log: log.Named("config"), pub: pub, ep: ep, cur: g, published: g.ir, base: cfg}
 	rl.seen = files // a change since then reloads at the first check
 	configNow := make(chan struct{}, 1)
