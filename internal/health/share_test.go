@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -84,6 +85,30 @@ func TestSharedCooldowns(t *testing.T) {
 			until("a later replica reads the cooldowns in force", func() bool {
 				return !late.Admits(Target{Provider: "down"}, time.Now(), 0) && !late.Admits(own, time.Now(), 0)
 			})
+			// A refused credential is shared as that credential's: a replica
+			// that sends another key (it has reloaded the fix) ignores it,
+			// now and when it starts later; one with the same key cools it.
+			eu, old, fixed := Target{Provider: "eu", Model: "eu-large"}, map[Credential]string{{Provider: "eu"}: "old"}, map[Credential]string{{Provider: "eu"}: "new"}
+			a.SetCredentials(old)
+			other.SetCredentials(old)
+			fixedReplica := replica()
+			fixedReplica.SetCredentials(fixed)
+			for range 3 {
+				a.CredentialRefused(eu, "status 401")
+			}
+			until("a refused credential is shared", func() bool { return !other.Admits(eu, time.Now(), 0) })
+			if s := other.Snapshot(); !slices.ContainsFunc(s, func(s Status) bool { return s.Provider == "eu" && s.Scope == ScopeCredential }) {
+				t.Errorf("the shared refusal's scope: %+v", s)
+			}
+			lateOld, lateFixed := replica(), replica()
+			lateOld.SetCredentials(old)
+			lateFixed.SetCredentials(fixed)
+			until("a later replica with the old key reads its refusal", func() bool { return !lateOld.Admits(eu, time.Now(), 0) })
+			time.Sleep(100 * time.Millisecond)
+			if !fixedReplica.Admits(eu, time.Now(), 0) || !lateFixed.Admits(eu, time.Now(), 0) {
+				t.Error("a replica with the new key is cooled by the old key's refusal")
+			}
+
 			// Runs of failures stay each replica's own.
 			a.Failed(Target{Provider: "flaky"}, "status 500", 0)
 			for _, s := range other.Snapshot() {
