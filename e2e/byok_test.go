@@ -128,7 +128,8 @@ func TestWorkspaceOwnProviderKey(t *testing.T) {
 // TestOwnKeyRefusedCoolsItAlone: a workspace's own key the provider
 // refuses (revoked at the provider) cools that key, not the provider:
 // every other workspace keeps it through the shared key. One tenant could
-// take the provider from all by sending requests (found by a helper).
+// take the provider from all by sending requests (found by a helper). A
+// new key for the workspace ends that cooldown at once (the day-2 probe).
 func TestOwnKeyRefusedCoolsItAlone(t *testing.T) {
 	t.Parallel()
 	s := legalStack(t, func(c *config.Config) { c.Failover.FailuresBeforeCooldown = 2 })
@@ -162,6 +163,21 @@ func TestOwnKeyRefusedCoolsItAlone(t *testing.T) {
 	}
 	if resp, _ := chat("sk-legal-client"); resp.Header.Get("x-stellwerk-model") == "primary-mini" {
 		t.Errorf("legal still goes to primary-mini with a refused key")
+	}
+	// legal's key replaced with one the provider takes: its cooldown ends
+	// as the new key reaches Envoy, not 30 s (and a reopening) later.
+	if resp, b := adminDo(t, s, "PUT", "/admin/provider-keys/legal/primary", `{"secret":"sk-primary"}`); resp.StatusCode/100 != 2 {
+		t.Fatalf("PUT: %d %s", resp.StatusCode, b)
+	}
+	fixed := time.Now()
+	for {
+		if resp, _ := chat("sk-legal-client"); resp.Header.Get("x-stellwerk-model") == "primary-mini" {
+			break
+		}
+		if time.Since(fixed) > 10*time.Second {
+			t.Fatalf("legal's key, replaced %s ago, is still in cooldown (30 s)", time.Since(fixed).Round(time.Second))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
