@@ -68,8 +68,10 @@ func TestResidencyIsAHardConstraint(t *testing.T) {
 		"iban in an image link":           {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"describe"},{"type":"image_url","image_url":{"url":"https://img.example/x.png?acct=DE89370400440532013000"}}]}]}`},
 		// A PDF no detector reads: the provider does (a helper's finding:
 		// a bank statement went to the US provider as public).
-		"a pdf file":       {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"filename":"s.pdf","file_data":"data:application/pdf;base64,JVBERi0xLjQKSUJBTiBERTg5MzcwNDAwNDQwNTMyMDEzMDAwCg=="}}]}]}`},
-		"a file by its id": {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"file_id":"file-abc123"}}]}]}`},
+		"a pdf file": {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":[{"type":"text","text":"Sum it up."},{"type":"file","file":{"filename":"s.pdf","file_data":"data:application/pdf;base64,JVBERi0xLjQKSUJBTiBERTg5MzcwNDAwNDQwNTMyMDEzMDAwCg=="}}]}]}`},
+		// A file by its id goes only to a provider serving OpenAI's API
+		// natively, which these are not: TestAudioAndFilesGoWhereTheyAreRead
+		// keeps it in the EU.
 		// Invisible characters between the digits, or full-width digits,
 		// which a model reads through: both reached the US provider.
 		"iban with zero-width spaces": {body: `{"model":"auto","policy":{"optimize":"accuracy"},"messages":[{"role":"user","content":"IBAN DE89\u200b3704\u200b0044\u200b0532\u200b0130\u200b00"}]}`},

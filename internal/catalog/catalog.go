@@ -148,8 +148,11 @@ type Model struct {
 	AssuranceTier int
 	Tools         bool
 	Vision        bool
-	JSONMode      bool
-	Streaming     bool
+	// Audio and Files: it reads input_audio parts, and file parts (PDFs
+	// and other documents inline; Anthropic's document blocks).
+	Audio, Files bool
+	JSONMode     bool
+	Streaming    bool
 	// Chat, Embeddings and Completions are the endpoints it serves.
 	Chat, Embeddings, Completions bool
 	// Responses: its provider serves the Responses API natively for it
@@ -369,6 +372,10 @@ func New(c *config.Config, env Env) (*Catalog, error) {
 				m.Tools = true
 			case "vision":
 				m.Vision = true
+			case "audio":
+				m.Audio = true
+			case "files":
+				m.Files = true
 			case "json_mode":
 				m.JSONMode = true
 			case "streaming":

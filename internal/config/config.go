@@ -460,8 +460,8 @@ var (
 	AuthHeaders           = []string{"authorization", "api-key", "x-api-key"}
 	EnvoyModes            = []string{ModeStandalone, ModeClusters}
 	AuthModes             = []string{"open", "keys"}
-	Capabilities          = []string{"tools", "vision", "json_mode", "streaming", "chat", "responses", "embeddings", "completions"}
-	DefaultCapabilities   = []string{"tools", "vision", "json_mode", "streaming", "chat"}
+	Capabilities          = []string{"tools", "vision", "audio", "files", "json_mode", "streaming", "chat", "responses", "embeddings", "completions"}
+	DefaultCapabilities   = []string{"tools", "vision", "audio", "files", "json_mode", "streaming", "chat"}
 	ResidencyRequirements = []string{"any", "eu", "on_prem"}
 	Objectives            = []string{"cost", "latency", "accuracy", "balanced"}
 	SecretsActions        = []string{"deny", "on_prem_only", "allow"}
@@ -908,8 +908,8 @@ func (c *Config) ApplyDefaults() {
 				// catalog opts in by listing json_mode. By default a model
 				// without capabilities had it, and strict structured
 				// outputs the SDKs parse failed there (the SDK feature
-				// probe).
-				m.Capabilities = slices.DeleteFunc(m.Capabilities, func(c string) bool { return c == "json_mode" })
+				// probe). Anthropic's models hear no audio either.
+				m.Capabilities = slices.DeleteFunc(m.Capabilities, func(c string) bool { return c == "json_mode" || c == "audio" })
 			}
 		}
 		if m.LatencyMS == 0 {

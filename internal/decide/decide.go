@@ -34,6 +34,9 @@ type Candidate struct {
 // Needs are what the request requires of a model.
 type Needs struct {
 	Tools, JSONMode, Vision, Streaming bool
+	// Audio and Files: the request sends input_audio or file parts (a
+	// PDF, a document), which a model reads only with the capability.
+	Audio, Files bool
 	// InputTokens and OutputTokens are what one answer needs of the
 	// context window: the prompt and one choice's output.
 	InputTokens, OutputTokens int
@@ -161,6 +164,8 @@ const (
 	rejTools
 	rejJSON
 	rejVision
+	rejAudio
+	rejFiles
 	rejStreaming
 	rejContext
 	rejCost
@@ -236,6 +241,8 @@ var fixedReasons = [...]string{
 	rejTools:     "capability: the request uses tools",
 	rejJSON:      "capability: the request asks for JSON output",
 	rejVision:    "capability: the request contains images",
+	rejAudio:     "capability: the request contains audio",
+	rejFiles:     "capability: the request contains files",
 	rejStreaming: "capability: the request streams",
 }
 
@@ -416,6 +423,10 @@ func (in *Input) reject(c *Candidate) rejection {
 		return rejection{kind: rejJSON}
 	case n.Vision && !m.Vision:
 		return rejection{kind: rejVision}
+	case n.Audio && !m.Audio:
+		return rejection{kind: rejAudio}
+	case n.Files && !m.Files:
+		return rejection{kind: rejFiles}
 	case n.Streaming && !m.Streaming:
 		return rejection{kind: rejStreaming}
 	case n.InputTokens+n.OutputTokens > m.ContextWindow:

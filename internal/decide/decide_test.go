@@ -1,6 +1,7 @@
 package decide
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -288,5 +289,84 @@ func TestSameModelFallback(t *testing.T) {
 	d, err = Decide(in)
 	if err != nil || d.Model.ID != "best" || len(d.Fallbacks) != 1 || d.Fallbacks[0].ID != "also-eu" {
 		t.Errorf("with it: %v %v fallbacks %v", d.Model, err, d.Fallbacks)
+	}
+}
+
+// TestAudioAndFilesNeedTheCapability: a request with audio or a file goes
+// only to a model that reads them, auto and failover alike; a pinned model
+// that cannot is a 400 naming what it lacks, and auto with none left a
+// 503. Until 2026-12-07 only images were checked, and audio and PDFs went
+// to text-only models (the multimodal probe).
+func TestAudioAndFilesNeedTheCapability(t *testing.T) {
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: text}
+providers:
+  - {name: a, base_url: "http://127.0.0.1:1/v1", residency: us}
+  - {name: b, base_url: "http://127.0.0.1:2/v1", residency: us}
+models:
+  - {id: text, provider: a, context_window: 8000, capabilities: [tools, vision, json_mode, streaming]}
+  - {id: hear, provider: a, context_window: 8000, capabilities: [vision, audio]}
+  - {id: read, provider: b, context_window: 8000, capabilities: [vision, files]}
+  - {id: omitted, provider: b, context_window: 8000}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.New(c, catalog.OSEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cost := map[string]float64{"text": 0.001, "hear": 0.002, "read": 0.003, "omitted": 0.5}
+	cands := func() []Candidate {
+		var out []Candidate
+		for _, m := range cat.Models() {
+			out = append(out, Candidate{Model: m, EstimatedCostEUR: cost[m.ID], Quality: 0.7, LatencyMS: 100, Healthy: true})
+		}
+		return out
+	}
+	cases := map[string]struct {
+		asked    string
+		needs    Needs
+		want     string // the model, or the error's code
+		plan     string
+		rejected string // the reason of the models that lack it
+		drop     string // a model left out of the candidates
+	}{
+		"audio, auto":          {asked: "auto", needs: Needs{Audio: true}, want: "hear", plan: "hear,omitted", rejected: "capability: the request contains audio"},
+		"files, auto":          {asked: "auto", needs: Needs{Files: true}, want: "read", plan: "read", rejected: "capability: the request contains files"},
+		"both, auto":           {asked: "auto", needs: Needs{Audio: true, Files: true}, want: "omitted", plan: "omitted"},
+		"audio, pinned text":   {asked: "text", needs: Needs{Audio: true}, want: "model_unsuitable", rejected: "capability: the request contains audio"},
+		"files, pinned hear":   {asked: "hear", needs: Needs{Files: true}, want: "model_unsuitable", rejected: "capability: the request contains files"},
+		"audio, pinned hear":   {asked: "hear", needs: Needs{Audio: true}, want: "hear", plan: "hear,omitted"},
+		"none has both":        {asked: "auto", needs: Needs{Audio: true, Files: true}, drop: "omitted", want: "no_eligible_model", rejected: "contains files (1)"},
+		"text goes everywhere": {asked: "auto", want: "text", plan: "text,read"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			cs := slices.DeleteFunc(cands(), func(c Candidate) bool { return c.Model.ID == tc.drop })
+			in := Input{Asked: tc.asked, Objective: "cost", Needs: tc.needs, Candidates: cs}
+			d, err := Decide(in)
+			if e, ok := err.(*apierr.Error); ok {
+				if e.Code != tc.want || !strings.Contains(e.Message, tc.rejected) {
+					t.Fatalf("%s: %s", e.Code, e.Message)
+				}
+				return
+			}
+			if err != nil || d.Model.ID != tc.want {
+				t.Fatalf("got %v, %v; want %s", d.Model, err, tc.want)
+			}
+			var plan []string
+			for _, m := range d.Plan(3) {
+				plan = append(plan, m.ID)
+			}
+			if strings.Join(plan, ",") != tc.plan {
+				t.Errorf("plan %v, want %s", plan, tc.plan)
+			}
+			for _, v := range d.Table() {
+				if v.Verdict == "rejected" && tc.rejected != "" && v.Reason != tc.rejected {
+					t.Errorf("%s: %s, want %s", v.ID, v.Reason, tc.rejected)
+				}
+			}
+		})
 	}
 }

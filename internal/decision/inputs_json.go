@@ -43,6 +43,9 @@ func (in *Inputs) appendJSON(dst []byte) ([]byte, error) {
 	e.BoolOmit("functions", in.Functions)
 	e.StrOmit("openai_wire_only", in.OpenAIWireOnly)
 	e.IntOmit("largest_input", int64(in.LargestInput))
+	e.BoolOmit("audio", in.Audio)
+	e.BoolOmit("files", in.Files)
+	e.BoolOmit("file_by_id", in.FileByID)
 	e.StrOmit("policy", in.Policy)
 	p := &in.Principal
 	e.Key("principal")

@@ -30,7 +30,9 @@ import (
 // Anthropic model (the upgrade probe).
 // Version 4 added LargestInput: a batch of inputs fits a model whose
 // context window takes its longest one (it was held to their sum).
-const InputsVersion = 4
+// Version 5 added Audio, Files and FileByID: the audio and files
+// capabilities, and a file by id kept to the provider that stores it.
+const InputsVersion = 5
 
 // LatencyFromCandidates is LatencyFrom when the record's candidate table
 // carries the latencies (its latency_ms column, one per model).
@@ -69,6 +71,10 @@ type Inputs struct {
 	OpenAIWireOnly string `json:"openai_wire_only,omitempty"`
 	// LargestInput is request.Chat's (version 4).
 	LargestInput int `json:"largest_input,omitempty"`
+	// Audio, Files and FileByID are request.Chat's (version 5).
+	Audio    bool `json:"audio,omitempty"`
+	Files    bool `json:"files,omitempty"`
+	FileByID bool `json:"file_by_id,omitempty"`
 	// Policy is the per-request policy in its canonical form ("" for none).
 	Policy         string          `json:"policy,omitempty"`
 	Principal      Principal       `json:"principal"`
@@ -216,6 +222,7 @@ func (res *Result) ReplayInputs(req *Request) *Inputs {
 	in.NativeOnly, in.Stored = c.NativeOnly, c.Stored
 	in.Logprobs, in.Functions, in.OpenAIWireOnly = c.Logprobs, c.FunctionList.Exists() && c.FunctionList.Type != gjson.Null, c.OpenAIWireOnly
 	in.LargestInput = c.LargestInput
+	in.Audio, in.Files, in.FileByID = c.Audio, c.Files, c.FileByID
 	if res.ReqPolicy.Set {
 		in.Policy = reqpolicy.Canonical(res.ReqPolicy)
 	}
@@ -314,7 +321,8 @@ func (r *Router) Replay(ctx context.Context, in *Inputs, current bool) (*Result,
 	}
 	chat := request.Chat{Model: in.Model, Stream: in.Stream, Messages: in.Messages, MaxTokens: in.MaxTokens,
 		Choices: in.Choices, Tools: in.Tools, ResponseFormat: in.ResponseFormat, Vision: in.Vision, User: in.User, Metadata: in.Metadata,
-		NativeOnly: in.NativeOnly, Stored: in.Stored, Logprobs: in.Logprobs, OpenAIWireOnly: in.OpenAIWireOnly, LargestInput: in.LargestInput}
+		NativeOnly: in.NativeOnly, Stored: in.Stored, Logprobs: in.Logprobs, OpenAIWireOnly: in.OpenAIWireOnly, LargestInput: in.LargestInput,
+		Audio: in.Audio, Files: in.Files, FileByID: in.FileByID}
 	if in.Functions {
 		chat.FunctionList = gjson.Parse("[]")
 	}

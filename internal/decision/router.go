@@ -491,7 +491,7 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	sel := decide.Input{
 		Asked: chat.Model, Task: res.Class.Task, Candidates: cands, Params: paramNames(api),
 		Needs: decide.Needs{Tools: chat.Tools, JSONMode: chat.ResponseFormat == "json_object" || chat.ResponseFormat == "json_schema",
-			Vision: chat.Vision, Streaming: chat.Stream, InputTokens: fits, OutputTokens: min(perChoice, 1<<20)},
+			Vision: chat.Vision, Audio: chat.Audio, Files: chat.Files, Streaming: chat.Stream, InputTokens: fits, OutputTokens: min(perChoice, 1<<20)},
 		// Another embedding model's vectors are in another space: a
 		// fallback mixed two in one index, unsaid (the RAG probe).
 		SameModelFallback: api == request.APIEmbeddings,
@@ -623,6 +623,12 @@ func cannotContinue(m *catalog.Model, chat *request.Chat) string {
 		}
 	}
 	switch {
+	case chat.API == request.APIChat && chat.FileByID && !m.NativeResponses():
+		// A file by id lives at the provider it was uploaded to: kept,
+		// as the Responses API's images and files by id are, to the
+		// providers that serve OpenAI's API natively. Elsewhere it was
+		// sent and failed, or was dropped unread (the multimodal probe).
+		return "a file by file_id is stored at the provider it was uploaded to: only one serving OpenAI's API natively (responses) can read it"
 	case chat.API == request.APIMessages && chat.NativeOnly != "" && m.Provider.WireFormat != "anthropic":
 		return "the Messages API is translated to chat for this model, which cannot carry " + chat.NativeOnly
 	case chat.API != request.APIResponses:

@@ -213,6 +213,8 @@ func staticItems(m *catalog.Model) [][2]*ast.Term {
 		item("capabilities", obj(
 			item("tools", ast.BooleanTerm(m.Tools)),
 			item("vision", ast.BooleanTerm(m.Vision)),
+			item("audio", ast.BooleanTerm(m.Audio)),
+			item("files", ast.BooleanTerm(m.Files)),
 			item("json_mode", ast.BooleanTerm(m.JSONMode)),
 			item("streaming", ast.BooleanTerm(m.Streaming)),
 			item("chat", ast.BooleanTerm(m.Chat)),

@@ -57,6 +57,12 @@ type Chat struct {
 	// them, for the budgets' worst case.
 	Vision bool
 	Images int
+	// Audio is true when a message carries an input_audio part, Files
+	// when one carries a file part (a PDF or another document inline, or
+	// by file_id): a model reads them only with the audio and files
+	// capabilities. FileByID is a file part by file_id: a file stored at
+	// one provider, which only that provider can read.
+	Audio, Files, FileByID bool
 	// User is the OpenAI `user` field; Metadata the `metadata` object's
 	// string values.
 	User     string
@@ -237,6 +243,13 @@ func ParseChat(body []byte) (Chat, error) {
 					}
 				case "text", "refusal", "":
 				default:
+					switch t {
+					case "input_audio":
+						c.Audio = true
+					case "file":
+						c.Files = true
+						c.FileByID = c.FileByID || part.Get("file.file_id").Type == gjson.String
+					}
 					c.openAIOnly("content parts of type " + apierr.Truncate(t, 32))
 				}
 				return true
