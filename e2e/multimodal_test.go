@@ -16,7 +16,8 @@ import (
 // only to one that lists files, one with a file by id only to a provider
 // serving OpenAI's API natively, which stores it; failover keeps to them;
 // a pinned model that cannot read it is a 400 naming what it lacks, and no
-// provider sees the request. Until 2026-12-07 each went to the cheapest
+// provider sees the request; a PDF reaches an Anthropic model as a
+// document block. Until 2026-12-07 each went to the cheapest
 // model, text-only or not (the multimodal probe). Each decision replays as
 // it was made.
 func TestAudioAndFilesGoWhereTheyAreRead(t *testing.T) {
@@ -29,6 +30,7 @@ func TestAudioAndFilesGoWhereTheyAreRead(t *testing.T) {
 			{Name: "text", Key: "sk-t", Residency: "eu"}, {Name: "hear", Key: "sk-h", Residency: "eu"},
 			{Name: "hear2", Key: "sk-h2", Residency: "eu"}, {Name: "read", Key: "sk-r", Residency: "eu"},
 			{Name: "native", Key: "sk-n", Residency: "eu"}, {Name: "usnative", Key: "sk-u", Residency: "us"},
+			{Name: "claude", Key: "sk-ant", Residency: "eu", WireFormat: "anthropic"},
 		},
 		Models: []config.Model{
 			{ID: "text-cheap", Provider: "text", ContextWindow: 128000, Price: config.Price{InputPerMTok: 0.01, OutputPerMTok: 0.01},
@@ -38,6 +40,8 @@ func TestAudioAndFilesGoWhereTheyAreRead(t *testing.T) {
 			{ID: "hearer-dear", Provider: "hear2", ContextWindow: 128000, Price: config.Price{InputPerMTok: 0.5, OutputPerMTok: 0.5},
 				Capabilities: []string{"vision", "audio", "streaming"}},
 			{ID: "reader", Provider: "read", ContextWindow: 128000, Price: config.Price{InputPerMTok: 0.2, OutputPerMTok: 0.2},
+				Capabilities: []string{"vision", "files", "streaming"}},
+			{ID: "claude-reader", Provider: "claude", ContextWindow: 200000, Price: config.Price{InputPerMTok: 0.15, OutputPerMTok: 0.15},
 				Capabilities: []string{"vision", "files", "streaming"}},
 			{ID: "native-gpt", Provider: "native", ContextWindow: 128000, Price: config.Price{InputPerMTok: 2, OutputPerMTok: 2},
 				Capabilities: []string{"vision", "files", "streaming", "chat", "responses"}},
@@ -68,9 +72,11 @@ func TestAudioAndFilesGoWhereTheyAreRead(t *testing.T) {
 		model      string // served by, or "" for an error
 		status     int
 		says       string
+		got        string // in the body the provider got
 	}{
 		"audio, auto":                 {body: chat("auto", wav), model: "hearer"},
-		"pdf, auto":                   {body: chat("auto", pdf), model: "reader"},
+		"pdf, auto":                   {body: chat("auto", pdf), model: "claude-reader", got: `"type":"document"`}, // the PDF as a document block
+		"pdf, pinned reader":          {body: chat("reader", pdf), model: "reader", got: `"file_data":"data:application/pdf`},
 		"file by id, auto":            {body: chat("auto", byID), model: "native-gpt"}, // in the EU, not us-native
 		"responses input_file, auto":  {path: "/v1/responses", model: "native-gpt", body: `{"model":"auto","input":[{"role":"user","content":[{"type":"input_text","text":"Summarise"},{"type":"input_file","filename":"a.pdf","file_data":"data:application/pdf;base64,JVBERi0xLjQKJSVFT0YK"}]}]}`},
 		"text, auto":                  {body: `{"model":"auto","messages":[{"role":"user","content":"Say hello."}]}`, model: "text-cheap"},
@@ -99,6 +105,12 @@ func TestAudioAndFilesGoWhereTheyAreRead(t *testing.T) {
 			}
 			if m := resp.Header.Get("x-stellwerk-model"); resp.StatusCode != 200 || m != tc.model {
 				t.Fatalf("%d %s: %s", resp.StatusCode, m, b)
+			}
+			if tc.got != "" {
+				p := s.Providers[resp.Header.Get("x-stellwerk-provider")]
+				if p == nil || len(p.Requests()) != 1 || !strings.Contains(string(p.Requests()[0].Body), tc.got) {
+					t.Errorf("the provider did not get %s", tc.got)
+				}
 			}
 		})
 	}

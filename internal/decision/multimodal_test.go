@@ -25,7 +25,8 @@ import (
 // only to models that read it (the catalog's audio and files, a file by id
 // at the provider that stores it), on the chat, Responses and Messages
 // APIs; a pinned model that cannot is a 400 naming what it lacks, and
-// auto with none left in the EU a 503. Until 2026-12-07 each went to the
+// auto with none left in the EU a 503; a PDF reaches Claude as a document
+// block. Until 2026-12-07 each went to the
 // cheapest text-only model, ovh/gpt-oss-120b (the multimodal probe).
 func TestAudioAndFilesOnTheShippedCatalog(t *testing.T) {
 	cfg, err := config.Load(filepath.Join("..", "..", "examples", "production.yaml"))
@@ -71,12 +72,13 @@ func TestAudioAndFilesOnTheShippedCatalog(t *testing.T) {
 		can                   func(*catalog.Model) bool // every model of the plan
 		code, says            string                    // the error, or "" for a decision
 	}{
-		"audio, auto":             {body: chat("auto", wav), can: hears},
-		"pdf, auto":               {body: chat("auto", pdf), can: reads},
-		"file by id, auto":        {body: chat("auto", byID), can: native},
-		"audio, pinned text-only": {body: chat("ovh/gpt-oss-120b", wav), code: "model_unsuitable", says: "capability: the request contains audio"},
-		"pdf, pinned gemini":      {body: chat("gemini-2.5-flash", pdf), code: "model_unsuitable", says: "capability: the request contains files"},
-		"pdf, pinned claude":      {body: chat("claude-sonnet-4-5", pdf), code: "model_unsuitable", says: "content parts of type file"},
+		"audio, auto":               {body: chat("auto", wav), can: hears},
+		"pdf, auto":                 {body: chat("auto", pdf), can: reads},
+		"file by id, auto":          {body: chat("auto", byID), can: native},
+		"audio, pinned text-only":   {body: chat("ovh/gpt-oss-120b", wav), code: "model_unsuitable", says: "capability: the request contains audio"},
+		"pdf, pinned gemini":        {body: chat("gemini-2.5-flash", pdf), code: "model_unsuitable", says: "capability: the request contains files"},
+		"pdf, pinned claude":        {body: chat("claude-sonnet-4-5", pdf), workspace: "default", can: anthropic},
+		"file by id, pinned claude": {body: chat("claude-sonnet-4-5", byID), code: "model_unsuitable", says: "content parts of type file"},
 		"file by id, pinned gemini": {body: chat("gemini-2.5-flash", byID), code: "model_unsuitable",
 			says: "a file by file_id is stored at the provider it was uploaded to"},
 		"audio, pinned gemini": {body: chat("gemini-2.5-flash", wav), can: hears},

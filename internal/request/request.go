@@ -93,10 +93,11 @@ type Chat struct {
 	// OpenAIWireOnly names the first thing in a chat request the
 	// translation to Anthropic's Messages API cannot carry ("" for
 	// none): a tool type or tool_choice other than function's, audio
-	// output, web search, a content part other than text or an image, an
-	// image type Anthropic does not take. Anthropic-wire models are then
-	// no candidates: auto chose one and its translation answered 400, or
-	// dropped audio and web search unsaid (the SDK-feature probe).
+	// output, web search, a content part other than text, an image or a
+	// user's PDF inline (AnthropicPDF), an image type Anthropic does not
+	// take. Anthropic-wire models are then no candidates: auto chose one
+	// and its translation answered 400, or dropped audio and web search
+	// unsaid (the SDK-feature probe).
 	OpenAIWireOnly string
 }
 
@@ -248,7 +249,11 @@ func ParseChat(body []byte) (Chat, error) {
 						c.Audio = true
 					case "file":
 						c.Files = true
-						c.FileByID = c.FileByID || part.Get("file.file_id").Type == gjson.String
+						f := part.Get("file")
+						c.FileByID = c.FileByID || f.Get("file_id").Type == gjson.String
+						if _, ok := AnthropicPDF(f); ok && role.Str == "user" {
+							return true // Anthropic's document block
+						}
 					}
 					c.openAIOnly("content parts of type " + apierr.Truncate(t, 32))
 				}
@@ -838,4 +843,34 @@ func notAnthropicImage(u string) string {
 		return ""
 	}
 	return "an image of type " + apierr.Truncate(mt, 32) + " (Anthropic models take image/jpeg, image/png, image/gif or image/webp)"
+}
+
+// AnthropicPDF is the base64 data of a chat file part's file object that
+// the translation to Anthropic's Messages API carries as a document block:
+// a PDF sent inline, by nothing but its file_data and filename. False for
+// any other (a file by id, another type, a member the block has no field
+// for).
+func AnthropicPDF(f gjson.Result) (string, bool) {
+	if !f.IsObject() {
+		return "", false
+	}
+	var data string
+	ok := true
+	f.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "file_data":
+			const prefix = "data:application/pdf;base64,"
+			if v.Type != gjson.String || len(v.Str) <= len(prefix) || !strings.EqualFold(v.Str[:len(prefix)], prefix) {
+				ok = false
+			} else {
+				data = v.Str[len(prefix):]
+			}
+		case "filename":
+			ok = v.Type == gjson.String || v.Type == gjson.Null
+		default:
+			ok = false
+		}
+		return ok
+	})
+	return data, ok && data != ""
 }

@@ -412,6 +412,12 @@ func TestOpenAIWireOnly(t *testing.T) {
 		`{"model":"m","modalities":["text","audio"],"messages":[{"role":"user","content":"x"}]}`:                                                                                   "audio output",
 		`{"model":"m","web_search_options":{},"messages":[{"role":"user","content":"x"}]}`:                                                                                         "web_search_options",
 		`{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"x","format":"wav"}}]}]}`:                                                  "content parts of type input_audio",
+		// A PDF inline is Anthropic's document block; a file by id, another
+		// type, or a PDF outside a user message is not.
+		`{"model":"m","messages":[{"role":"user","content":[{"type":"file","file":{"filename":"a.pdf","file_data":"data:application/pdf;base64,JVBE"}}]}]}`: "",
+		`{"model":"m","messages":[{"role":"user","content":[{"type":"file","file":{"file_id":"file-1"}}]}]}`:                                                "content parts of type file",
+		`{"model":"m","messages":[{"role":"user","content":[{"type":"file","file":{"file_data":"data:text/csv;base64,YQo="}}]}]}`:                           "content parts of type file",
+		`{"model":"m","messages":[{"role":"system","content":[{"type":"file","file":{"file_data":"data:application/pdf;base64,JVBE"}}]}]}`:                  "content parts of type file",
 	} {
 		c, err := ParseChat([]byte(body))
 		if err != nil {

@@ -69,6 +69,7 @@ type anthBlock struct {
 	Type      string          `json:"type"`
 	Text      string          `json:"text,omitempty"`
 	Source    *anthSource     `json:"source,omitempty"`
+	Title     string          `json:"title,omitempty"` // a document's
 	ID        string          `json:"id,omitempty"`
 	Name      string          `json:"name,omitempty"`
 	Input     json.RawMessage `json:"input,omitempty"`
@@ -357,6 +358,18 @@ func contentBlocks(c gjson.Result, p string, images bool) ([]anthBlock, error) {
 				return false
 			}
 			out = append(out, anthBlock{Type: "image", Source: src})
+		case "file":
+			// A PDF sent inline is Anthropic's document block; a file by
+			// id is stored at another provider, and other types Claude
+			// reads as documents only under other rules.
+			f := part.Get("file")
+			data, ok := request.AnthropicPDF(f)
+			if !ok || !images {
+				err = apierr.Invalid("unsupported_content", pp+".file", "%s: only a PDF sent inline (file_data: data:application/pdf;base64,…) in a user message is translated for Anthropic models", pp)
+				return false
+			}
+			out = append(out, anthBlock{Type: "document", Title: f.Get("filename").Str,
+				Source: &anthSource{Type: "base64", MediaType: "application/pdf", Data: data}})
 		default:
 			err = apierr.Invalid("unsupported_content", pp+".type", "%s.type %q is not translated for Anthropic models; use text or image_url parts", pp, typ)
 			return false
