@@ -425,6 +425,35 @@ func TestAddressesBesideOtherScriptsStayInTheEU(t *testing.T) {
 	}
 }
 
+// TestOtherScriptsDigitsAndBidiMarksStayInTheEU (the non-English probe,
+// 2026-12-07): a card number in Arabic-Indic, Persian or Thai digits, and
+// an IBAN or an e-mail address with bidi marks between its parts, as
+// Arabic and Hebrew text carries them, were not found: public, served by
+// the US model. A model reads through both; now so does the classifier.
+func TestOtherScriptsDigitsAndBidiMarksStayInTheEU(t *testing.T) {
+	t.Parallel()
+	s := securityStack(t)
+	for name, text := range map[string]string{
+		"arabic-indic card":   "رقم البطاقة ٤١١١ ١١١١ ١١١١ ١١١١ هل يمكنك التحقق منه؟",
+		"persian card":        "شماره کارت من ۴۱۱۱۱۱۱۱۱۱۱۱۱۱۱۱ است",
+		"thai card":           "หมายเลขบัตร ๔๑๑๑ ๑๑๑๑ ๑๑๑๑ ๑๑๑๑ ครับ",
+		"iban in lrm":         "מספר IBAN: \u200eIL62\u200e \u200e0108\u200e \u200e0000\u200e \u200e0009\u200e \u200e9999\u200e \u200e999\u200e בבקשה",
+		"address in isolates": "البريد \u2066jan.kowalski\u2069@\u2066example.de\u2069 شكرا",
+	} {
+		t.Run(name, func(t *testing.T) {
+			resetProviders(s)
+			b, _ := json.Marshal(map[string]any{"model": "auto", "messages": []map[string]string{{"role": "user", "content": text}}})
+			resp, body := post(t, s.URL+"/v1/chat/completions", string(b), euDataKey)
+			var r routed
+			_ = json.Unmarshal(body, &r)
+			if resp.StatusCode != 200 || r.Routing.Residency != "eu" || r.Routing.Sensitivity == "public" || len(s.Providers["usa"].Requests()) != 0 {
+				t.Fatalf("status %d, routing %+v, US got %d, want 200 in the EU, not public: %.300s",
+					resp.StatusCode, r.Routing, len(s.Providers["usa"].Requests()), body)
+			}
+		})
+	}
+}
+
 // TestSignedImageLinksAreNoSecrets (the multimodal probe, 2026-12-07): apps
 // send private images as signed links. An S3 pre-signed link carries the
 // access key's public id in X-Amz-Credential and was refused as a leaked

@@ -300,3 +300,25 @@ func benchmarkMemo(b *testing.B, reqs []gjson.Result) {
 		})
 	}
 }
+
+// BenchmarkPlain is the pass that looks for characters a model reads
+// through, on 2 KB of text in which there are none: what every request
+// pays for it.
+func BenchmarkPlain(b *testing.B) {
+	for name, line := range map[string]string{
+		"ascii":  "Please summarise the quarterly report for the board and list the risks. ",
+		"latin":  "Bitte fasse den Quartalsbericht für den Vorstand zusammen, später gern. ",
+		"arabic": "يرجى تلخيص التقرير الفصلي لمجلس الإدارة وذكر المخاطر والخطوات التالية. ",
+		"cjk":    "请为董事会总结季度报告，并列出风险、负责人和下一步工作。",
+	} {
+		text := strings.Repeat(line, 2048/len(line)+1)[:2048]
+		text = strings.ToValidUTF8(text, "")
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			b.ReportAllocs()
+			for b.Loop() {
+				plain(text)
+			}
+		})
+	}
+}
