@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,55 @@ func TestContentRuleWithoutCode(t *testing.T) {
 		resp, b := post(t, chat, `{"model":"auto","messages":[{"role":"user","content":"What is a zephyr (the wind)?"}]}`, nil)
 		if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != "us-cheap" || len(usa.Requests()) != 1 {
 			t.Fatalf("status %d model %q: %s", resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b)
+		}
+	})
+}
+
+// TestContentRuleInUnspacedScripts (the non-English probe, 2026-12-07): a
+// term list never matched inside a Chinese, Japanese or Thai sentence,
+// which has no spaces between words, nor a Latin code name glued to such
+// text, full-width, or with a zero-width space inside; each went to the
+// US model. Now each stays on-prem, through Envoy, and a word that merely
+// starts with the term still routes as before.
+func TestContentRuleInUnspacedScripts(t *testing.T) {
+	t.Parallel()
+	rule, err := os.ReadFile(filepath.Join("..", "rego", "stellwerk", "terms_example_test.rego"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	policies := t.TempDir()
+	if err := os.WriteFile(filepath.Join(policies, "zephyr.rego"), rule, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := threeRegions(t, func(c *config.Config) {
+		c.Policy.Dir = policies
+		c.Classify.Terms = []config.TermList{{Name: "project_zephyr", Terms: []string{"project zephyr", "天鹅计划", "โครงการหงส์"}}}
+	})
+	usa, onprem := s.Providers["usa"], s.Providers["onprem"]
+	chat := s.URL + "/v1/chat/completions"
+	for name, text := range map[string]string{
+		"chinese sentence":        "请告诉我天鹅计划的进度。",
+		"thai sentence":           "ขอรายงานความคืบหน้าของโครงการหงส์ด้วยครับ",
+		"latin glued to chinese":  "请汇报project zephyr的进度",
+		"latin glued to japanese": "project zephyrについて教えて",
+		"full-width":              "ＰＲＯＪＥＣＴ ＺＥＰＨＹＲの進捗",
+		"zero-width inside":       "Status of project zeph\u200byr, please.",
+	} {
+		t.Run(name, func(t *testing.T) {
+			usa.Reset()
+			onprem.Reset()
+			b, _ := json.Marshal(map[string]any{"model": "auto", "messages": []map[string]string{{"role": "user", "content": text}}})
+			resp, body := post(t, chat, string(b), nil)
+			if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != "local-llama" || len(usa.Requests()) != 0 {
+				t.Fatalf("status %d, model %q, US got %d, want on-prem: %s", resp.StatusCode, resp.Header.Get("x-stellwerk-model"), len(usa.Requests()), body)
+			}
+		})
+	}
+	t.Run("a longer word routes as before", func(t *testing.T) {
+		usa.Reset()
+		resp, body := post(t, chat, `{"model":"auto","messages":[{"role":"user","content":"What did project zephyrus ship?"}]}`, nil)
+		if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != "us-cheap" || len(usa.Requests()) != 1 {
+			t.Fatalf("status %d model %q: %s", resp.StatusCode, resp.Header.Get("x-stellwerk-model"), body)
 		}
 	})
 }

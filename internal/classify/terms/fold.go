@@ -6,6 +6,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/stellwerk/stellwerk/internal/classify/runes"
 )
 
 // Folding makes matching case- and accent-insensitive and blind to how
@@ -13,7 +15,11 @@ import (
 // byte. A folded text is lower case (simple Unicode case mapping), without
 // combining marks (é → e, Å → a, ä → a), with a few letters that have no
 // decomposition spelled out (ß → ss, æ → ae, œ → oe, ø → o, ł → l, đ → d,
-// þ → th, ı → i), and with every run of white space one ASCII space.
+// þ → th, ı → i), with every run of white space one ASCII space, and read
+// as the PII pass reads it (package runes): full-width forms as ASCII
+// (ＦＡＬＣＯＮ → falcon), every script's digits as ASCII digits, and the
+// invisible characters (zero-width, bidi marks, variation selectors)
+// dropped.
 
 // foldTableSize covers Latin, Greek, Cyrillic and the other alphabetic
 // scripts below U+3000; above it only the case mapping and mark removal
@@ -36,6 +42,7 @@ func init() {
 		if c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '\v' && c != '\f' {
 			asciiFold[c] = b
 		}
+		asciiStr[c] = string(rune(c))
 	}
 	for r := rune(utf8.RuneSelf); r < foldTableSize; r++ {
 		foldTable[r] = foldSlow(r)
@@ -50,6 +57,12 @@ func foldSlow(r rune) string {
 	if unicode.IsSpace(r) {
 		return " "
 	}
+	if runes.Invisible(r) {
+		return ""
+	}
+	if d, ok := runes.Digit(r); ok {
+		return asciiStr[d]
+	}
 	var out []rune
 	for _, d := range norm.NFD.String(string(r)) {
 		if unicode.Is(unicode.Mn, d) {
@@ -60,15 +73,28 @@ func foldSlow(r rune) string {
 	return string(out)
 }
 
-// asciiFold is an ASCII byte lower-cased, 0 for white space.
-var asciiFold [utf8.RuneSelf]byte
+// asciiFold is an ASCII byte lower-cased, 0 for white space; asciiStr is
+// each ASCII byte as a string.
+var (
+	asciiFold [utf8.RuneSelf]byte
+	asciiStr  [utf8.RuneSelf]string
+)
 
 // foldRune is the folded form of a non-ASCII rune: " " for white space,
-// "" for a mark.
+// "" for a mark or an invisible character.
 func foldRune(r rune) string {
 	switch {
 	case r < foldTableSize:
 		return foldTable[r]
+	case r >= '\uff01' && r <= '\uff5e': // full-width ASCII
+		return asciiStr[asciiFold[r-0xfee0]]
+	case runes.Invisible(r):
+		return ""
+	}
+	if d, ok := runes.Digit(r); ok {
+		return asciiStr[d]
+	}
+	switch {
 	case unicode.Is(unicode.Mn, r):
 		return ""
 	case unicode.IsSpace(r):
@@ -124,7 +150,12 @@ func appendFold(dst []byte, s string) []byte {
 func Fold(s string) string { return string(appendFold(nil, s)) }
 
 // isWordAt reports whether the rune that starts (or, with last, ends) at
-// b's edge is a letter or a digit.
+// b's edge is a letter or a digit of a script that spaces its words: a
+// Chinese, Japanese, Korean, Thai, Lao, Khmer or Myanmar character is no
+// word character, so a term borders on it ("zurich projekt" in
+// "请汇报zurich projekt的进度") and a term written in one matches anywhere
+// ("天鹅计划" in "请告诉我天鹅计划的进度"), as a reader of those scripts
+// finds words without spaces.
 func isWordAt(b []byte, last bool) bool {
 	if len(b) == 0 {
 		return false
@@ -141,7 +172,18 @@ func isWordAt(b []byte, last bool) bool {
 		}
 		r, _ = utf8.DecodeRune(b)
 	}
-	return unicode.IsLetter(r) || unicode.IsDigit(r)
+	return (unicode.IsLetter(r) || unicode.IsDigit(r)) && !unspaced(r)
+}
+
+// unspacedScripts write words without spaces between them.
+var unspacedScripts = []*unicode.RangeTable{unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul,
+	unicode.Thai, unicode.Lao, unicode.Khmer, unicode.Myanmar}
+
+func unspaced(r rune) bool {
+	if r < 0x0e00 {
+		return false
+	}
+	return r == 'ー' || r == '々' || unicode.In(r, unspacedScripts...)
 }
 
 func isWordASCII(c byte) bool {

@@ -105,3 +105,47 @@ func TestPatternsMustBeFolded(t *testing.T) {
 		}
 	}
 }
+
+// TestCountInUnspacedScripts (the non-English probe, 2026-12-07): Chinese,
+// Japanese and Thai put no spaces between words, so a term written in them
+// matches inside a sentence, and a Latin term glued to them matches at the
+// change of script; full-width forms, other scripts' digits and invisible
+// characters are read as the PII pass reads them. Latin terms still match
+// whole words only.
+func TestCountInUnspacedScripts(t *testing.T) {
+	m, err := New([]List{
+		{Name: "swan", Terms: []string{"天鹅计划", "白鳥計画", "โครงการหงส์", "백조"}},
+		{Name: "zurich", Terms: []string{"Zurich Projekt"}},
+		{Name: "falcon", Terms: []string{"falcon", "zph 42"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		text string
+		want [3]int
+	}{
+		"chinese sentence":          {"请告诉我天鹅计划的进度。", [3]int{1, 0, 0}},
+		"chinese quoted":            {"关于「天鹅计划」", [3]int{1, 0, 0}},
+		"japanese sentence":         {"白鳥計画の進捗を教えてください", [3]int{1, 0, 0}},
+		"thai sentence":             {"ขอรายงานความคืบหน้าของโครงการหงส์ด้วยครับ", [3]int{1, 0, 0}},
+		"korean with a particle":    {"백조의 진행 상황", [3]int{1, 0, 0}},
+		"latin glued to chinese":    {"请汇报zurich projekt的进度", [3]int{0, 1, 0}},
+		"latin glued to japanese":   {"zurich projektについて", [3]int{0, 1, 0}},
+		"latin glued to thai":       {"รายงานfalconด้วย", [3]int{0, 0, 1}},
+		"full-width":                {"ＦＡＬＣＯＮの件", [3]int{0, 0, 1}},
+		"zero-width inside":         {"the fal\u200bcon and ze\u2060ro", [3]int{0, 0, 1}},
+		"bidi marks inside":         {"\u200ffal\u200econ\u200f", [3]int{0, 0, 1}},
+		"arabic-indic digits":       {"ticket ZPH ٤٢ open", [3]int{0, 0, 1}},
+		"latin whole words":         {"falconry and gyrfalcon", [3]int{0, 0, 0}},
+		"latin beside other letter": {"falconλ and zurich projekté", [3]int{0, 0, 0}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := make([]int, 3)
+			m.Count(tc.text, got)
+			if [3]int(got) != tc.want {
+				t.Errorf("%q: got %v, want %v", tc.text, got, tc.want)
+			}
+		})
+	}
+}
