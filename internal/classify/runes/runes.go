@@ -10,16 +10,6 @@ import (
 	"unicode/utf8"
 )
 
-// low classifies the runes below lowSize, where most non-ASCII text is
-// (Latin, Greek, Cyrillic, Arabic, the Indic scripts, Thai): one load per
-// rune. 0–9 is a digit's value, isInvisible an invisible character,
-// isOther the rest.
-const (
-	lowSize     = LowSize
-	isInvisible = Invisible8
-	isOther     = Other8
-)
-
 // LowSize bounds the runes Low answers for: past the last decimal digit
 // below the CJK blocks (Ol Chiki, U+1C50–1C59).
 const LowSize = 0x1c60
@@ -35,15 +25,17 @@ const (
 // scripts. ASCII is Other8.
 func Low(r rune) uint8 { return low[r] }
 
-var low [lowSize]uint8
+// low is Low's table: most non-ASCII text is below LowSize (Latin, Greek,
+// Cyrillic, Arabic, the Indic scripts, Thai).
+var low [LowSize]uint8
 
-// high are the decimal digit ranges from lowSize on, each starting at a
+// high are the decimal digit ranges from LowSize on, each starting at a
 // zero (Unicode keeps every decimal digit set ten in a row, 0 to 9).
 var high []unicode.Range32
 
 func init() {
 	for r := range low {
-		low[r] = isOther
+		low[r] = Other8
 	}
 	for _, t := range unicode.Nd.R16 {
 		for r := rune(t.Lo); r <= rune(t.Hi); r += rune(t.Stride) {
@@ -55,18 +47,18 @@ func init() {
 			digit(r, rune(t.Lo))
 		}
 	}
-	for r := range rune(lowSize) {
+	for r := range rune(LowSize) {
 		if invisibleSlow(r) {
-			low[r] = isInvisible
+			low[r] = Invisible8
 		}
 	}
 	for r := range utf8.RuneSelf {
-		low[r] = isOther // ASCII digits are themselves
+		low[r] = Other8 // ASCII digits are themselves
 	}
 }
 
 func digit(r, zero rune) {
-	if r < lowSize {
+	if r < LowSize {
 		low[r] = uint8((r - zero) % 10)
 		return
 	}
@@ -84,8 +76,8 @@ func digit(r, zero rune) {
 // vowel separator, the invisible operators, the variation selectors, the
 // tag characters and the Hangul fillers.
 func Invisible(r rune) bool {
-	if r < lowSize {
-		return low[r] == isInvisible
+	if r < LowSize {
+		return low[r] == Invisible8
 	}
 	return invisibleSlow(r)
 }
@@ -111,7 +103,7 @@ func invisibleSlow(r rune) bool {
 // Digit is the ASCII digit a decimal digit of any script stands for ('٤'
 // and '४' are '4'); ok is false for the rest, ASCII digits included.
 func Digit(r rune) (d byte, ok bool) {
-	if r < lowSize {
+	if r < LowSize {
 		if v := low[r]; v < 10 {
 			return '0' + v, true
 		}
