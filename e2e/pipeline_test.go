@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -11,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/net/http2"
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
@@ -100,10 +96,9 @@ func TestDropInHTTP2RequestTrailers(t *testing.T) {
 // refused: the stack answers them 400 unsupported_trailers, else 200.
 func checkRequestTrailers(t *testing.T, s *harness.Stack, model, provider, credential string, refused bool) {
 	t.Helper()
-	h2c := &http.Client{Timeout: 20 * time.Second, Transport: &http2.Transport{AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, addr)
-		}}}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true) // h2c with prior knowledge
+	h2c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{Protocols: &protocols}}
 	body := `{"model":"` + model + `","messages":[{"role":"user","content":"hi with trailers"}]}`
 	for _, declared := range []bool{true, true, true, false} {
 		req, err := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions", io.NopCloser(strings.NewReader(body)))
