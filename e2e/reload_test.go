@@ -130,15 +130,7 @@ func TestReloadRemovesProviderMakeBeforeBreak(t *testing.T) {
 		}
 		return d
 	}
-	clusters := func() string {
-		resp, err := http.Get(s.EnvoyAdmin + "/clusters")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
+	clusters := func() string { return envoyClusters(t, s) }
 	before := uptime()
 
 	// Requests to primary (the cheapest) in flight, and a steady stream of
@@ -193,4 +185,17 @@ func TestReloadRemovesProviderMakeBeforeBreak(t *testing.T) {
 	if len(primary.Requests()) == 0 {
 		t.Errorf("no request was in flight to the removed provider")
 	}
+}
+
+// envoyClusters is Envoy's admin /clusters page: the clusters it has, with
+// their endpoints' state.
+func envoyClusters(t *testing.T, s *harness.Stack) string {
+	t.Helper()
+	resp, err := http.Get(s.EnvoyAdmin + "/clusters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,15 +23,7 @@ import (
 func TestKeyChangesLeaveConfigAlone(t *testing.T) {
 	t.Parallel()
 	s := failoverStackWith(t, func(c *config.Config) { c.Failover.MaxAttempts = 2 }) // grace: 5 s + 2 × 1 s
-	clusters := func() string {
-		resp, err := http.Get(s.EnvoyAdmin + "/clusters")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
+	clusters := func() string { return envoyClusters(t, s) }
 	var mu sync.Mutex
 	created := 0
 	createKey := func() {
@@ -109,15 +99,7 @@ func TestKeyChangesLeaveConfigAlone(t *testing.T) {
 func TestRemovalGraceCountsFromTheRemoval(t *testing.T) {
 	t.Parallel()
 	s := failoverStackWith(t, func(c *config.Config) { c.Failover.MaxAttempts = 2 }) // grace: 5 s + 2 × 1 s
-	clusters := func() string {
-		resp, err := http.Get(s.EnvoyAdmin + "/clusters")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
+	clusters := func() string { return envoyClusters(t, s) }
 	cfg := *s.Config
 	cfg.Providers = slices.DeleteFunc(slices.Clone(cfg.Providers), func(p config.Provider) bool { return p.Name == "primary" })
 	cfg.Models = slices.DeleteFunc(slices.Clone(cfg.Models), func(m config.Model) bool { return m.Provider == "primary" })

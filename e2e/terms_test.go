@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/harness"
 )
 
 // TestContentRuleWithoutCode (issue 18): a term list in the config and
@@ -17,18 +18,7 @@ import (
 // refused for it; other prompts route as before.
 func TestContentRuleWithoutCode(t *testing.T) {
 	t.Parallel()
-	rule, err := os.ReadFile(filepath.Join("..", "rego", "stellwerk", "terms_example_test.rego"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	policies := t.TempDir()
-	if err := os.WriteFile(filepath.Join(policies, "zephyr.rego"), rule, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := threeRegions(t, func(c *config.Config) {
-		c.Policy.Dir = policies
-		c.Classify.Terms = []config.TermList{{Name: "project_zephyr", Terms: []string{"project zephyr", "zephyr roadmap"}, Patterns: []string{`zph-\d{4}`}}}
-	})
+	s := zephyrStack(t, []config.TermList{{Name: "project_zephyr", Terms: []string{"project zephyr", "zephyr roadmap"}, Patterns: []string{`zph-\d{4}`}}})
 	usa, onprem := s.Providers["usa"], s.Providers["onprem"]
 	chat := s.URL + "/v1/chat/completions"
 
@@ -77,18 +67,7 @@ func TestContentRuleWithoutCode(t *testing.T) {
 // starts with the term still routes as before.
 func TestContentRuleInUnspacedScripts(t *testing.T) {
 	t.Parallel()
-	rule, err := os.ReadFile(filepath.Join("..", "rego", "stellwerk", "terms_example_test.rego"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	policies := t.TempDir()
-	if err := os.WriteFile(filepath.Join(policies, "zephyr.rego"), rule, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := threeRegions(t, func(c *config.Config) {
-		c.Policy.Dir = policies
-		c.Classify.Terms = []config.TermList{{Name: "project_zephyr", Terms: []string{"project zephyr", "天鹅计划", "โครงการหงส์"}}}
-	})
+	s := zephyrStack(t, []config.TermList{{Name: "project_zephyr", Terms: []string{"project zephyr", "天鹅计划", "โครงการหงส์"}}})
 	usa, onprem := s.Providers["usa"], s.Providers["onprem"]
 	chat := s.URL + "/v1/chat/completions"
 	for name, text := range map[string]string{
@@ -115,5 +94,25 @@ func TestContentRuleInUnspacedScripts(t *testing.T) {
 		if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != "us-cheap" || len(usa.Requests()) != 1 {
 			t.Fatalf("status %d model %q: %s", resp.StatusCode, resp.Header.Get("x-stellwerk-model"), body)
 		}
+	})
+}
+
+// zephyrStack is the three regions with a platform team's content rule:
+// the library's example module (rego/stellwerk/terms_example_test.rego)
+// loaded from policy.dir, keeping what names project zephyr on-prem, and
+// the config's term lists.
+func zephyrStack(t *testing.T, terms []config.TermList) *harness.Stack {
+	t.Helper()
+	rule, err := os.ReadFile(filepath.Join("..", "rego", "stellwerk", "terms_example_test.rego"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	policies := t.TempDir()
+	if err := os.WriteFile(filepath.Join(policies, "zephyr.rego"), rule, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return threeRegions(t, func(c *config.Config) {
+		c.Policy.Dir = policies
+		c.Classify.Terms = terms
 	})
 }
