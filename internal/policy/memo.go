@@ -235,6 +235,12 @@ func (m *memo) key(buf []byte, in *Input, ct *CatalogTerms, parts *inputParts) [
 						continue
 					}
 				}
+				if i == requestPart {
+					var ok bool
+					if buf, ok = appendRequestField(buf, &in.Request, name); ok {
+						continue
+					}
+				}
 				if t := partField(in, i, name); t != nil {
 					buf = append(buf, '+')
 					buf = encode(buf, p.keys[name], t.Value)
@@ -271,6 +277,31 @@ func partField(in *Input, i int, name string) *ast.Term {
 		return in.requestField(name)
 	}
 	return classificationField(in.Classification, name)
+}
+
+// appendRequestField appends what the key holds for the member name of
+// input.request when it is one of its strings or flags ('+' and the
+// value's encoding), without building its term: each was a term, two
+// allocations, for every request whose policy reads it (the library reads
+// request.api since 2026-12-07). ok is false for the others.
+func appendRequestField(buf []byte, r *RequestFacts, name string) (_ []byte, ok bool) {
+	switch name {
+	case "path":
+		return appendString(append(buf, '+'), r.Path), true
+	case "api":
+		return appendString(append(buf, '+'), r.API), true
+	case "model":
+		return appendString(append(buf, '+'), r.Model), true
+	case "response_format":
+		return appendString(append(buf, '+'), r.ResponseFormat), true
+	case "user":
+		return appendString(append(buf, '+'), r.User), true
+	case "stream":
+		return append(buf, '+', 'b', b2c(r.Stream)), true
+	case "tools":
+		return append(buf, '+', 'b', b2c(r.Tools)), true
+	}
+	return buf, false
 }
 
 // appendClassificationField appends what the key holds for the member

@@ -259,6 +259,15 @@ deny contains "route" if input.request.route.name == "closed"
 deny contains "pii" if input.classification.pii_counts[_] > 5
 
 deny contains "term" if input.classification.terms.project_x.count > 0
+
+deny contains "fields" if {
+	input.request.path == "/v1/x"
+	input.request.model == "m"
+	input.request.response_format == "json_object"
+	input.request.user == "u"
+	input.request.stream
+	input.request.tools
+}
 `
 	if err := os.WriteFile(filepath.Join(dir, "more.rego"), []byte(mod), 0o600); err != nil {
 		t.Fatal(err)
@@ -282,6 +291,10 @@ deny contains "term" if input.classification.terms.project_x.count > 0
 		for i, r := range results {
 			in := shippedRequest(c, i%2 == 1)
 			in.Classification = r
+			if i%5 == 0 {
+				in.Request.Path, in.Request.Model, in.Request.ResponseFormat, in.Request.User = "/v1/x", "m\"é", "json_object", "u"
+				in.Request.Stream, in.Request.Tools = i%2 == 0, i%3 == 0
+			}
 			if i%3 == 0 {
 				in.Request.Headers = map[string]string{"x-team": []string{"blocked", "open"}[i%2]}
 				in.Request.Route = &RouteFacts{Name: []string{"closed", "open"}[i%2], Version: 3, Path: []string{"a"}, Targets: []string{"gpt-4o"}}
