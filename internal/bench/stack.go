@@ -122,7 +122,21 @@ type Stack struct {
 }
 
 // StartStack brings the stack up; on error everything started is stopped.
-func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
+func StartStack(ctx context.Context, o StackOptions) (*Stack, error) {
+	for try := 1; ; try++ {
+		s, err := startStack(ctx, o)
+		// Every port was free when it was picked, but another process
+		// (another test binary, a CI job) may bind one first, and Envoy
+		// then exits at start-up: start again on other ports (the
+		// stellwerk admin port is retried on its own below).
+		if err == nil || try == 3 || !strings.Contains(strings.ToLower(err.Error()), "address already in use") {
+			return s, err
+		}
+		progress(o.Progress, "a port was taken meanwhile; starting again on others")
+	}
+}
+
+func startStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 	s := &Stack{Shape: cmpOr(o.Shape, ShapeProduction)}
 	o.Shape = s.Shape
 	defer func() {
