@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -472,6 +474,27 @@ func TestMessagesNativeFeatures(t *testing.T) {
 	}
 	if _, b := send(strings.Replace(image, "MODEL", "chat-us", 1), 400); gjson.GetBytes(b, "error.code").Str != "model_unsuitable" {
 		t.Errorf("an image by file id to an OpenAI-wire model: %s", b)
+	}
+	// count_tokens counts a PDF by its pages, each its text and image
+	// (the multimodal probe: a 500 KB PDF counted 7 tokens).
+	pdf := func(pages int) string {
+		var b strings.Builder
+		b.WriteString("%PDF-1.4\n2 0 obj <</Type /Pages /Count " + fmt.Sprint(pages) + ">> endobj\n")
+		for i := range pages {
+			fmt.Fprintf(&b, "%d 0 obj <</Type /Page /Parent 2 0 R>> endobj\n", 3+i)
+		}
+		return base64.StdEncoding.EncodeToString([]byte(b.String() + "%%EOF"))
+	}
+	count := func(pages int) int64 {
+		resp, b := post(t, s.URL+"/v1/messages/count_tokens", `{"model":"auto","messages":[{"role":"user","content":[{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"`+pdf(pages)+`"}},{"type":"text","text":"Summarise"}]}]}`,
+			map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01"})
+		if resp.StatusCode != 200 {
+			t.Fatalf("count_tokens: %d %s", resp.StatusCode, b)
+		}
+		return gjson.GetBytes(b, "input_tokens").Int()
+	}
+	if three, six := count(3), count(6); six-three != 3*(1500+config.DefaultImageTokens) || three < 3*(1500+config.DefaultImageTokens) {
+		t.Errorf("count_tokens of a PDF of 3 pages %d, of 6 pages %d", three, six)
 	}
 	// Off, thinking asks for nothing: any model may serve it.
 	if resp, b := send(`{"model":"chat-us","max_tokens":100,"thinking":{"type":"disabled"},"messages":[{"role":"user","content":"hi"}]}`, 200); resp.Header.Get("x-stellwerk-model") != "chat-us" {

@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/url"
 	"slices"
@@ -687,10 +688,50 @@ func (p *edge) countTokens(body []byte) *extprocv3.ProcessingResponse {
 	if err != nil {
 		return p.immediate(apierr.As(err))
 	}
+	// A PDF is counted by its pages, each its text and its image
+	// (Anthropic's way); it counted nothing, so an agent reading a long
+	// PDF thought its context nearly empty (the multimodal probe).
+	pages := messagesPDFPages(body)
 	// Like a model listing, a count is not a request the metrics count
 	// (an agent asks one each turn); a refused one is.
-	return immediateJSON(200, fmt.Appendf(nil, `{"input_tokens":%d}`, tokens+images*perImage), p.id,
+	return immediateJSON(200, fmt.Appendf(nil, `{"input_tokens":%d}`, tokens+images*perImage+pages*(pdfPageTokens+perImage)), p.id,
 		setHeader(header.AnthropicRequestID, p.id))
+}
+
+// pdfPageTokens is a PDF page's text in a token count: the lower end of
+// the 1,500 to 3,000 Anthropic's documentation gives a page; the page's
+// image is counted beside it at the model's image bound.
+const pdfPageTokens = 1500
+
+// messagesPDFPages counts the pages of the PDFs a Messages request sends
+// inline (document blocks with a base64 source, in messages and in tool
+// results): 0 when it sends none. A PDF by URL or file id, which
+// stellwerk does not fetch, counts nothing.
+func messagesPDFPages(body []byte) int {
+	pages := 0
+	var doc func(b gjson.Result)
+	doc = func(b gjson.Result) {
+		switch b.Get("type").Str {
+		case "document":
+			src := b.Get("source")
+			if src.Get("type").Str != "base64" || !strings.EqualFold(src.Get("media_type").Str, "application/pdf") {
+				return
+			}
+			pdf, err := base64.StdEncoding.DecodeString(src.Get("data").Str)
+			if err != nil {
+				pages++ // a page at least: the provider refuses it or reads it
+				return
+			}
+			pages += request.PDFPages(pdf)
+		case "tool_result":
+			b.Get("content").ForEach(func(_, c gjson.Result) bool { doc(c); return true })
+		}
+	}
+	gjson.GetBytes(body, "messages").ForEach(func(_, m gjson.Result) bool {
+		m.Get("content").ForEach(func(_, b gjson.Result) bool { doc(b); return true })
+		return true
+	})
+	return pages
 }
 
 // outputLimit is the most output a request asks for, as the budget's
