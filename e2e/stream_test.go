@@ -95,6 +95,21 @@ func TestUsageOfEveryStream(t *testing.T) {
 		}
 	})
 
+	t.Run("a tool call without usage: its arguments estimated", func(t *testing.T) {
+		// Only the first choice's content was counted: a streamed tool
+		// call was charged no output at all (the FinOps probe).
+		body := `{"model":"alpha-model","stream":true,"messages":[{"role":"user","content":"weather in Oslo?"}],` +
+			`"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],"tool_choice":"required"}`
+		resp, data := streamReq(t, s, body, map[string]string{"x-mock-no-usage": "1"})
+		if data[len(data)-1] != "[DONE]" || !strings.Contains(strings.Join(data, ""), `"tool_calls"`) {
+			t.Fatalf("events %v", data)
+		}
+		rec := finished(t, s, resp.Header.Get("x-stellwerk-decision-id"))
+		if rec["usage_estimated"] != true || rec["completion_tokens"].(float64) < 3 {
+			t.Errorf("usage record %v", rec)
+		}
+	})
+
 	t.Run("client hangs up mid-stream: estimated", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions", strings.NewReader(plain))
 		req.Header.Set("Content-Type", "application/json")

@@ -136,6 +136,12 @@ func TestSpendRowPerRequest(t *testing.T) {
 			respBodyMsg(`data: {"choices":[],"usage":{"prompt_tokens":40,"completion_tokens":1}}`+"\n\n"+
 				`data: {"choices":[{"index":0,"delta":{"content":"`+strings.Repeat("several words streamed before the cut ", 10)+`"}}]}`+"\n\n", false)},
 			rows: 1, want: want{status: spend.Interrupted, in: 40, out: 20, estimated: true, skipRowChecks: true}},
+		// Its cache reads with it: they were charged at the full input
+		// price (the FinOps probe, an Anthropic stream the client left).
+		"stream cut after a count with cache reads": {msgs: []*extprocv3.ProcessingRequest{respHeadersMsg("200", "text/event-stream"),
+			respBodyMsg(`data: {"choices":[],"usage":{"prompt_tokens":40,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":30}}}`+"\n\n"+
+				`data: {"choices":[{"index":0,"delta":{"content":"`+strings.Repeat("several words streamed before the cut ", 10)+`"}}]}`+"\n\n", false)},
+			rows: 1, want: want{status: spend.Interrupted, cached: 30, cost: -3, estimated: true}},
 	} {
 		for _, budgets := range []bool{false, true} {
 			t.Run(name, func(t *testing.T) {

@@ -259,32 +259,58 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 		// no choices: absent, null or [] (as gjson's Array() counts them)
 		drop = st.hideUsage && (choices.Type == gjson.Null || choices.IsArray() && !choices.Get("0").Exists())
 	}
-	var c gjson.Result // the first choice's text
 	if choices.IsArray() {
-		c = st.readChoices(choices)
-	}
-	if text := translate.AnswerText(c); text != "" { // a string, or parts (magistral)
-		st.outTokens += classify.EstimateTokens(text)
-		if st.answer != nil && st.answer.Len() < maxContentBytes {
+		// The first choice's text is the answer kept; what every choice
+		// streams is counted (readChoices).
+		if text := st.readChoices(choices); st.answer != nil && st.answer.Len() < maxContentBytes {
 			st.answer.WriteString(text)
 		}
 	}
 	return drop
 }
 
+// countDelta adds to the estimate of the output what a choice's delta
+// streams: its content, reasoning, refusal and tool-call arguments (a
+// provider bills them all; only the first choice's content was counted,
+// so a tool call or a reasoning stream without usage was charged nothing:
+// the FinOps probe). content is its content, for the answer kept.
+func (st *streamState) countDelta(delta gjson.Result) (content string) {
+	delta.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "content":
+			content = translate.AnswerText(v) // a string, or parts (magistral)
+			st.outTokens += classify.EstimateTokens(content)
+		case "reasoning_content", "reasoning", "refusal":
+			if v.Type == gjson.String {
+				st.outTokens += classify.EstimateTokens(v.Str)
+			}
+		case "tool_calls":
+			v.ForEach(func(_, call gjson.Result) bool {
+				if a := call.Get("function.arguments"); a.Type == gjson.String {
+					st.outTokens += classify.EstimateTokens(a.Str)
+				}
+				return true
+			})
+		}
+		return true
+	})
+	return content
+}
+
 // readChoices reads a chat chunk's choices in one pass: the first
-// choice's text (delta.content, or a legacy completion's text), and which
+// choice's text (delta.content, or a legacy completion's text), what each
+// choice streams for the output's estimate (countDelta), and which
 // choices streamed and which ended with a finish_reason. A choice's chunk
 // without one (more content after a finish, a choice still streaming)
 // leaves it open: a finish_reason on one choice of several, or before
 // more content, was taken for the whole answer's end (the red-team
 // probe).
-func (st *streamState) readChoices(choices gjson.Result) (text gjson.Result) {
+func (st *streamState) readChoices(choices gjson.Result) (text string) {
 	first := true
 	choices.ForEach(func(_, ch gjson.Result) bool {
 		var i int64
 		var fin bool
-		var delta gjson.Result
+		var content string
 		ch.ForEach(func(k, v gjson.Result) bool {
 			switch k.Str {
 			case "index":
@@ -292,19 +318,17 @@ func (st *streamState) readChoices(choices gjson.Result) (text gjson.Result) {
 			case "finish_reason":
 				fin = v.Type == gjson.String && v.Str != ""
 			case "delta":
-				delta = v
-			case "text":
-				if first && !text.Exists() {
-					text = v
+				content = st.countDelta(v)
+			case "text": // a legacy completion's
+				if v.Type == gjson.String {
+					content = v.Str
+					st.outTokens += classify.EstimateTokens(v.Str)
 				}
 			}
 			return true
 		})
 		if first {
-			if c := delta.Get("content"); c.Type == gjson.String || c.IsArray() {
-				text = c
-			}
-			first = false
+			text, first = content, false
 		}
 		if i < 0 || i >= 64 {
 			st.choicesWide = true
@@ -518,11 +542,13 @@ func (p *edge) finishStream(how string) {
 		// missing, or (a stream cut short) not final — Anthropic's
 		// message_start says 1 output token. Its prompt count, when it
 		// sent one, is better than the estimate.
-		pt := p.class.InputTokens
+		// Its cache reads with it: they were charged at the full input
+		// price when the client left mid-stream (the FinOps probe).
+		pt, cached := p.class.InputTokens, 0
 		if pu != nil && pu.PromptTokens > 0 {
-			pt = pu.PromptTokens
+			pt, cached = pu.PromptTokens, st.cached
 		}
-		u = meter.Usage{PromptTokens: pt, CompletionTokens: st.outTokens, Estimated: true}
+		u = meter.Usage{PromptTokens: pt, CompletionTokens: st.outTokens, CachedTokens: cached, Estimated: true}
 	}
 	m := p.served
 	c := meter.Meter(m, p.baseline(), u)
