@@ -310,9 +310,13 @@ func rateHeaders(st *ledger.State, now time.Time) []*corev3.HeaderValueOption {
 	return hs
 }
 
-// resetIn is the time until reset the way OpenAI writes it ("1s", "6m0s").
+// resetIn is the time until reset the way OpenAI writes it ("1s", "6m0s"),
+// in whole seconds rounded up, as Retry-After is (ledger's RetryAfter):
+// rounded to the nearest, a 429's x-ratelimit-reset-requests said 47s
+// beside Retry-After: 48, and a client trusting it came back early into
+// another 429 (the docs walkthrough).
 func resetIn(t time.Time, now time.Time) string {
-	d := max(t.Sub(now), 0).Round(time.Second)
+	d := (max(t.Sub(now), 0) + time.Second - 1).Truncate(time.Second)
 	if d < time.Second && !t.IsZero() {
 		d = time.Second
 	}

@@ -134,8 +134,10 @@ func (h *keysAPI) list(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	f := keys.Filter{Workspace: q.Get("workspace"), Team: q.Get("team"), User: q.Get("user"), Status: q.Get("status")}
-	if f.Status != "" && !slices.Contains([]string{keys.StatusActive, keys.StatusExpired, keys.StatusRevoked}, f.Status) {
-		writeError(w, apierr.Invalid("invalid_filter", "status", "status must be active, expired or revoked"))
+	if err := f.CheckConfig(h.ks.Config()); err != nil {
+		var bad *keys.InvalidError
+		errors.As(err, &bad)
+		writeError(w, apierr.Invalid("invalid_filter", bad.Field, "%s %s", bad.Field, bad.Msg))
 		return
 	}
 	ks, err := s.List(r.Context(), f)

@@ -165,6 +165,7 @@ func TestKeysAPI(t *testing.T) {
 		"bad grace":                           {"POST", "/admin/keys/bot/rotate", config.RoleAdmin, `{"grace":"forever"}`, 400, "invalid_key_spec", "grace"},
 		"grace too long":                      {"POST", "/admin/keys/bot/rotate", config.RoleAdmin, `{"grace":"1000h"}`, 400, "invalid_key_spec", "grace"},
 		"bad status filter":                   {"GET", "/admin/keys?status=zombie", config.RoleViewer, ``, 400, "invalid_filter", "status"},
+		"unknown workspace filter":            {"GET", "/admin/keys?workspace=legl", config.RoleViewer, ``, 400, "invalid_filter", "workspace"},
 		"too large":                           {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"` + strings.Repeat("a", 70000) + `"}`, 413, "request_too_large", ""},
 		"provider key, viewer":                {"PUT", "/admin/provider-keys/legal/openai", config.RoleViewer, `{"secret":"x"}`, 403, "insufficient_role", ""},
 		"provider unknown":                    {"PUT", "/admin/provider-keys/legal/nope", config.RoleAdmin, `{"secret":"x"}`, 400, "invalid_key_spec", "provider"},

@@ -41,6 +41,10 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return ErrUsage
 	}
 	verb, args := args[0], args[1:]
+	if isHelp(verb) {
+		fmt.Fprint(stdout, auditUsage)
+		return nil
+	}
 	fs := flag.NewFlagSet("audit "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", defaultConfigPath(), "config file (env STELLWERK_CONFIG)")

@@ -46,6 +46,10 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return ErrUsage
 	}
 	verb, args := args[0], args[1:]
+	if isHelp(verb) {
+		fmt.Fprint(stdout, keysUsage)
+		return nil
+	}
 	if verb == "hash" {
 		return runKeysHash(args, stdin, stdout, stderr)
 	}
@@ -165,6 +169,12 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	if verb == "create" {
 		if err := spec.CheckConfig(cfg); err != nil {
+			fmt.Fprintln(stderr, cliProblem(err))
+			return ErrUsage
+		}
+	}
+	if verb == "list" || verb == "provider list" {
+		if err := filter.CheckConfig(cfg); err != nil {
 			fmt.Fprintln(stderr, cliProblem(err))
 			return ErrUsage
 		}
@@ -490,4 +500,15 @@ func runKeysHash(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintln(stdout, auth.Hash(key))
 	return nil
+}
+
+// isHelp says whether a command's first argument asks for its usage
+// (stellwerk's help says "stellwerk <command> -h"; keys and audit answered
+// it as an unknown verb, exit 2: the docs walkthrough).
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
 }

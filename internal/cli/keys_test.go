@@ -180,6 +180,11 @@ func TestKeysCLIUsage(t *testing.T) {
 			"--expires-at", "soon", "--meta", "novalue"}, "", "not an RFC 3339 time"},
 		"provider secret empty": {[]string{"keys", "provider", "set", "legal", "p1", "--config", cfg}, "  \n", "was empty"},
 		"hash too many":         {[]string{"keys", "hash", "a", "b"}, "", "usage: stellwerk keys hash"},
+		// A filter's typo listed nothing and exited 0 (the docs walkthrough).
+		"list unknown status":             {[]string{"keys", "list", "--config", cfg, "--status", "bogus"}, "", "--status: must be active, expired or revoked"},
+		"list unknown workspace":          {[]string{"keys", "list", "--config", cfg, "--workspace", "legl"}, "", `--workspace: unknown workspace "legl"`},
+		"list unknown team":               {[]string{"keys", "list", "--config", cfg, "--workspace", "legal", "--team", "nope"}, "", `--team: unknown team "nope"`},
+		"provider list unknown workspace": {[]string{"keys", "provider", "list", "--config", cfg, "--workspace", "legl"}, "", `--workspace: unknown workspace "legl"`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -188,6 +193,12 @@ func TestKeysCLIUsage(t *testing.T) {
 				t.Errorf("err %v, stderr %q, want %q", err, stderr, tc.want)
 			}
 		})
+	}
+	// "stellwerk <command> -h", as stellwerk's help says: the usage, exit 0.
+	for _, cmd := range []string{"keys", "audit", "routes"} {
+		if stdout, _, err := run(cmd, "-h"); err != nil || !strings.Contains(stdout, "stellwerk "+cmd) {
+			t.Errorf("%s -h: %v %q", cmd, err, stdout)
+		}
 	}
 	// Every flag problem at once.
 	_, stderr, _ := run("keys", "create", "--config", cfg, "--workspace", "legal", "--budget", "lots", "--expires-at", "soon", "--meta", "novalue")

@@ -43,6 +43,10 @@ func runRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return ErrUsage
 	}
 	verb, args := args[0], args[1:]
+	if isHelp(verb) {
+		fmt.Fprint(stdout, routesUsage)
+		return nil
+	}
 	fs := flag.NewFlagSet("routes "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", defaultConfigPath(), "config file (env STELLWERK_CONFIG)")

@@ -351,6 +351,24 @@ type Filter struct {
 	Status string
 }
 
+// CheckConfig says what is wrong with a filter: a status that is none, a
+// workspace or team the config does not have (a typo listed nothing and
+// said nothing: the docs walkthrough). Field names the member.
+func (f Filter) CheckConfig(c *config.Config) error {
+	if f.Status != "" && !slices.Contains([]string{StatusActive, StatusExpired, StatusRevoked}, f.Status) {
+		return &InvalidError{Field: "status", Msg: "must be active, expired or revoked"}
+	}
+	if f.Workspace != "" && !slices.ContainsFunc(c.Workspaces, func(w config.Workspace) bool { return w.Name == f.Workspace }) {
+		return &InvalidError{Field: "workspace", Msg: fmt.Sprintf("unknown workspace %q", f.Workspace)}
+	}
+	if f.Team != "" && !slices.ContainsFunc(c.Workspaces, func(w config.Workspace) bool {
+		return (f.Workspace == "" || w.Name == f.Workspace) && slices.ContainsFunc(w.Teams, func(t config.Team) bool { return t.Name == f.Team })
+	}) {
+		return &InvalidError{Field: "team", Msg: fmt.Sprintf("unknown team %q", f.Team)}
+	}
+	return nil
+}
+
 const keyColumns = `id, digest, prev_digest, prev_until, prefix, workspace, team, user_name, models, routes, limits, metadata,
 	expires_at, created_at, created_by, rotated_at, rotated_by, revoked_at, revoked_by`
 
