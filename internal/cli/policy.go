@@ -58,7 +58,7 @@ func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	for _, w := range warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
+		fmt.Fprintf(stderr, "warning: %s\n", authorPath(w, dir))
 	}
 	failed := 0
 	for _, r := range results {
@@ -67,11 +67,7 @@ func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer)
 			failed++
 			// The file as the author named it, and the test's line, as
 			// opa test prints them (the policy-author probe).
-			file := r.File
-			if rest, ok := strings.CutPrefix(file, "dir/"); ok && dir != "" {
-				file = filepath.Join(dir, rest)
-			}
-			fmt.Fprintf(stdout, "FAIL %s (%s:%d): %s\n", r.Name, file, r.Line, r.Error)
+			fmt.Fprintf(stdout, "FAIL %s (%s:%d): %s\n", r.Name, authorPath(r.File, dir), r.Line, r.Error)
 		case *verbose:
 			fmt.Fprintf(stdout, "PASS %s\n", r.Name)
 		default:
@@ -92,6 +88,16 @@ func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, "warning: no tests found")
 	}
 	return nil
+}
+
+// authorPath is a policy file as its author named it: the engine's
+// "dir/x.rego" (what warnings and results start with) under the directory
+// given (the docs walkthrough: warnings said dir/mine.rego).
+func authorPath(s, dir string) string {
+	if rest, ok := strings.CutPrefix(s, "dir/"); ok && dir != "" {
+		return filepath.Join(dir, rest)
+	}
+	return s
 }
 
 // explanation is `stellwerk explain --json`.
