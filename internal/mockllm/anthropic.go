@@ -136,7 +136,7 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 	}
 	if !send("message_start", map[string]any{"type": "message_start", "message": map[string]any{
 		"id": id, "type": "message", "role": "assistant", "model": model, "content": []any{},
-		"stop_reason": nil, "usage": map[string]any{"input_tokens": inTokens, "output_tokens": 1}}}) {
+		"stop_reason": nil, "usage": anthropicUsage(r, inTokens, 1)}}) {
 		return
 	}
 	send("content_block_start", map[string]any{"type": "content_block_start", "index": 0, "content_block": map[string]any{"type": "text", "text": ""}})
@@ -299,12 +299,27 @@ func (b *bufferedSSE) finish() {
 }
 
 // anthropicUsage is a message's usage; with x-mock-cached, that many of the
-// prompt tokens are cache reads (outside input_tokens, as Anthropic counts).
+// prompt tokens are cache reads, and with x-mock-cache-write ("600,400":
+// five minutes, one hour; "1000": a total without the split, as older API
+// versions say) cache writes, both outside input_tokens, as Anthropic
+// counts.
 func anthropicUsage(r *http.Request, in, out int) map[string]any {
 	u := map[string]any{"input_tokens": in, "output_tokens": out}
 	if n, _ := strconv.Atoi(r.Header.Get("x-mock-cached")); n > 0 {
 		n = min(n, in)
-		u["input_tokens"], u["cache_read_input_tokens"] = in-n, n
+		in -= n
+		u["input_tokens"], u["cache_read_input_tokens"] = in, n
+	}
+	if h := r.Header.Get("x-mock-cache-write"); h != "" {
+		five, hour, split := strings.Cut(h, ",")
+		w5m, _ := strconv.Atoi(five)
+		w1h, _ := strconv.Atoi(hour)
+		w5m = min(max(w5m, 0), in)
+		w1h = min(max(w1h, 0), in-w5m)
+		u["input_tokens"], u["cache_creation_input_tokens"] = in-w5m-w1h, w5m+w1h
+		if split {
+			u["cache_creation"] = map[string]int{"ephemeral_5m_input_tokens": w5m, "ephemeral_1h_input_tokens": w1h}
+		}
 	}
 	return u
 }

@@ -24,7 +24,9 @@
 //	x-mock-interleave: 1            stream parallel tool calls interleaved (chat)
 //	x-mock-no-usage: 1              no usage: in a chat answer, nor in a stream that asked for it
 //	x-mock-content-length: 1        an Anthropic stream sent whole, with a Content-Length
-//	x-mock-cached: 900              that many prompt tokens read from the cache (JSON answers: chat, Anthropic)
+//	x-mock-cached: 900              that many prompt tokens read from the cache (JSON answers: chat; Anthropic, streamed too)
+//	x-mock-cache-write: 600,400     Anthropic: that many prompt tokens written to the cache for 5 minutes and 1 hour
+//	                                (cache_creation_input_tokens and cache_creation; "1000": the total only), JSON and streamed
 //	x-mock-answer-bytes: 300000     an answer of at least that many bytes of text (Anthropic)
 //	x-mock-cut-tool-call: 1         a chat JSON answer's tool calls cut off at max_tokens: arguments end mid-JSON, finish_reason length
 //	x-mock-blank-text: 1            a chat answer's tool calls come with text of whitespace only ("\n\n"), as some models send
@@ -159,7 +161,7 @@ func (p *Provider) Reset() {
 // tests. stellwerk forwards none of them unless a provider's
 // forward_headers lists them (the harness does).
 var ControlHeaders = []string{"x-mock-status", "x-mock-retry-after", "x-mock-reset", "x-mock-no-usage",
-	"x-mock-chunk-delay", "x-mock-first-byte-delay", "x-mock-interleave", "x-mock-content-length", "x-mock-cached", "x-mock-echo-auth", "x-mock-answer-bytes", "x-mock-cut-tool-call", "x-mock-blank-text"}
+	"x-mock-chunk-delay", "x-mock-first-byte-delay", "x-mock-interleave", "x-mock-content-length", "x-mock-cached", "x-mock-cache-write", "x-mock-echo-auth", "x-mock-answer-bytes", "x-mock-cut-tool-call", "x-mock-blank-text"}
 
 func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
