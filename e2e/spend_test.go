@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -311,6 +312,167 @@ func TestCachedPromptPricing(t *testing.T) {
 		in, cached, out := g.Get("tokens_in").Int(), g.Get("tokens_cached").Int(), g.Get("tokens_out").Int()
 		if want := (in-900)*1000 + 900*100; cached != 900 || out == 0 || g.Get("cost_micro_eur").Int() != want || g.Get("estimated").Int() != 0 {
 			t.Errorf("%s: %s; want 900 cached, %d µEUR", g.Get("model").Str, g.Raw, want)
+		}
+	}
+}
+
+// TestCachedWritePricing: prompt tokens Anthropic wrote to its cache are
+// charged at the cache write prices, by default 1.25× the input for five
+// minutes and 2× for an hour, on the Messages API and on chat translated
+// to Anthropic, JSON and streamed; a usage without the split (older API
+// versions) is all five-minute writes. They were charged at the input
+// price, 26 % under the invoice in the FinOps probe's case. The spend
+// ledger, the answer's routing.cost and the audit record's usage agree.
+func TestCachedWritePricing(t *testing.T) {
+	t.Parallel()
+	price := config.Price{InputPerMTok: 1000, CachedInputPerMTok: 100} // µEUR a token: 1,000 in, 100 read, 1,250 and 2,000 written
+	cases := []struct{ model, path, write string }{
+		{"claude-msg", "/v1/messages", "600,400"},
+		{"claude-msg-stream", "/v1/messages", "600,400"},
+		{"claude-chat", "/v1/chat/completions", "600,400"},
+		{"claude-chat-stream", "/v1/chat/completions", "600,400"},
+		{"claude-total", "/v1/messages", "1000"},
+	}
+	var models []config.Model
+	for _, c := range cases {
+		models = append(models, config.Model{ID: c.model, Provider: "claude", ProviderModel: "claude-upstream", ContextWindow: 128000, Price: price})
+	}
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "claude", Key: "sk-ant", WireFormat: "anthropic"}},
+		Models:    models,
+		Mutate:    func(c *config.Config) { c.Currency.USDToEUR = 1 },
+	})
+	start := time.Now().Add(-time.Minute).UTC()
+	prompt := strings.Repeat("word ", 3000)
+	ids := map[string]string{}
+	for _, c := range cases {
+		stream := strings.HasSuffix(c.model, "-stream")
+		body := `{"model":"` + c.model + `","max_tokens":50,"stream":` + strconv.FormatBool(stream) +
+			`,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"` + prompt + `"}]}`
+		if c.path == "/v1/messages" {
+			body = `{"model":"` + c.model + `","max_tokens":50,"stream":` + strconv.FormatBool(stream) + `,"messages":[{"role":"user","content":"` + prompt + `"}]}`
+		}
+		resp, b := post(t, s.URL+c.path, body, map[string]string{"x-mock-cached": "900", "x-mock-cache-write": c.write, "anthropic-version": "2023-06-01"})
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", c.model, resp.StatusCode, b)
+		}
+		ids[c.model] = resp.Header.Get("x-stellwerk-decision-id")
+		if !stream && c.path == "/v1/chat/completions" {
+			// The chat answer says what was written, in Anthropic's names.
+			if u := gjson.GetBytes(b, "usage"); u.Get("cache_creation_input_tokens").Int() != 1000 ||
+				u.Get("cache_creation.ephemeral_1h_input_tokens").Int() != 400 {
+				t.Errorf("%s: usage %s", c.model, u.Raw)
+			}
+		}
+		if !stream {
+			// routing.cost is the charge.
+			in := gjson.GetBytes(b, "usage.prompt_tokens").Int()
+			if in == 0 {
+				u := gjson.GetBytes(b, "usage")
+				in = u.Get("input_tokens").Int() + u.Get("cache_read_input_tokens").Int() + u.Get("cache_creation_input_tokens").Int()
+			}
+			if got, want := gjson.GetBytes(b, "routing.cost.eur").Float(), float64(writeCost(in, c.write))/1e6; math.Abs(got-want) > 1e-9 {
+				t.Errorf("%s: routing.cost.eur %v, want %v", c.model, got, want)
+			}
+		}
+	}
+	rangeQ := "since=" + start.Format(time.RFC3339) + "&until=" + time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	var rows []gjson.Result
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		get, err := s.AdminGet("/admin/spend?group_by=model&" + rangeQ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(get.Body)
+		get.Body.Close()
+		rows = gjson.GetBytes(b, "data").Array()
+		if len(rows) >= len(cases) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(rows) != len(cases) {
+		t.Fatalf("spend rows %v", rows)
+	}
+	for _, g := range rows {
+		model := g.Get("model").Str
+		write := "600,400"
+		if model == "claude-total" {
+			write = "1000"
+		}
+		in, cached, out := g.Get("tokens_in").Int(), g.Get("tokens_cached").Int(), g.Get("tokens_out").Int()
+		if want := writeCost(in, write); cached != 900 || out == 0 || g.Get("cost_micro_eur").Int() != want || g.Get("estimated").Int() != 0 {
+			t.Errorf("%s: %s; want 900 cached, %d µEUR (%d at the input price)", model, g.Raw, want, (in-900)*1000+900*100)
+		}
+		// The audit record keeps the parts of the prompt it was charged for.
+		var rec gjson.Result
+		waitFor(t, "the record of "+model, func() bool {
+			p := auditPage(t, s, "kind=decision&decision_id="+ids[model])
+			if len(p.Records) == 1 {
+				rec = gjson.ParseBytes(p.Records[0].Record)
+			}
+			return len(p.Records) == 1
+		})
+		u := rec.Get("usage")
+		w1h := int64(400)
+		if write == "1000" {
+			w1h = 0
+		}
+		if u.Get("prompt_tokens").Int() != in || u.Get("cached_tokens").Int() != 900 || u.Get("cache_write_tokens").Int() != 1000-w1h ||
+			u.Get("cache_write_1h_tokens").Int() != w1h || math.Abs(rec.Get("cost.eur").Float()-float64(g.Get("cost_micro_eur").Int())/1e6) > 1e-9 {
+			t.Errorf("%s: audit usage %s cost %s", model, u.Raw, rec.Get("cost").Raw)
+		}
+	}
+}
+
+// writeCost is TestCachedWritePricing's charge in µEUR: in prompt tokens,
+// 900 read from the cache, write ("600,400" or a total) written to it.
+func writeCost(in int64, write string) int64 {
+	if write == "1000" {
+		return (in-1900)*1000 + 900*100 + 1000*1250
+	}
+	return (in-1900)*1000 + 900*100 + 600*1250 + 400*2000
+}
+
+// TestCachedWriteAfterFailover: a chat request whose first provider fails
+// is translated to Anthropic by the egress listener, which passes the
+// cache writes on in the chat usage; the edge charges them at their
+// prices, JSON and streamed.
+func TestCachedWriteAfterFailover(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "primary", Key: "sk-primary"}, {Name: "claude", Key: "sk-ant", WireFormat: "anthropic"}},
+		Models: []config.Model{
+			{ID: "primary-mini", Provider: "primary", ProviderModel: "primary-upstream", ContextWindow: 128000, Price: config.Price{InputPerMTok: 1}},
+			{ID: "claude-c", Provider: "claude", ProviderModel: "claude-upstream", ContextWindow: 128000,
+				Price: config.Price{InputPerMTok: 1000, CachedInputPerMTok: 100}},
+		},
+		Mutate: func(c *config.Config) {
+			c.Currency.USDToEUR = 1
+			c.Failover.FailuresBeforeCooldown = 1000
+			c.Workspaces = append(c.Workspaces, config.Workspace{Name: "default", Objective: "cost"})
+		},
+	})
+	s.Providers["primary"].SetBehavior(mockllm.Behavior{Status: 503})
+	prompt := strings.Repeat("word ", 3000)
+	for _, stream := range []bool{false, true} {
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","max_tokens":50,"stream":`+strconv.FormatBool(stream)+
+			`,"messages":[{"role":"user","content":"`+prompt+`"}]}`, map[string]string{"x-mock-cached": "900", "x-mock-cache-write": "600,400"})
+		if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != "claude-c" || resp.Header.Get("x-stellwerk-attempts") != "2" {
+			t.Fatalf("stream %v: %d %v %.300s", stream, resp.StatusCode, resp.Header, b)
+		}
+		id := resp.Header.Get("x-stellwerk-decision-id")
+		var rec gjson.Result
+		waitFor(t, "the record", func() bool {
+			p := auditPage(t, s, "kind=decision&decision_id="+id)
+			if len(p.Records) == 1 {
+				rec = gjson.ParseBytes(p.Records[0].Record)
+			}
+			return len(p.Records) == 1
+		})
+		u := rec.Get("usage")
+		if want := float64(writeCost(u.Get("prompt_tokens").Int(), "600,400")) / 1e6; u.Get("cache_write_tokens").Int() != 600 ||
+			u.Get("cache_write_1h_tokens").Int() != 400 || math.Abs(rec.Get("cost.eur").Float()-want) > 1e-9 {
+			t.Errorf("stream %v: usage %s cost %s; want %v EUR", stream, u.Raw, rec.Get("cost").Raw, want)
 		}
 	}
 }

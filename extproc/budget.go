@@ -188,7 +188,8 @@ func worstCase(in int, plan []*catalog.Model, o output) (ledger.MicroEUR, int64)
 // another name for it, or none) bills what it wrote — an answer charged
 // at the request's 1-token limit was nearly free (the red-team probe).
 func plausibleUsage(u meter.Usage, m *catalog.Model, bodyLen int, o output) bool {
-	if u.PromptTokens < 0 || u.CompletionTokens < 0 || u.CachedTokens < 0 || u.CachedTokens > u.PromptTokens {
+	if u.PromptTokens < 0 || u.CompletionTokens < 0 || u.CachedTokens < 0 || u.CacheWriteTokens < 0 || u.CacheWrite1hTokens < 0 ||
+		u.CachedTokens+u.CacheWriteTokens+u.CacheWrite1hTokens > u.PromptTokens {
 		return false
 	}
 	maxIn := max(2*m.ContextWindow, 2*(bodyLen+o.images*m.ImageTokens)+usageSlack)

@@ -295,8 +295,9 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 			return meter.Charge{}, false
 		}
 		cached := int(u.Get("cache_read_input_tokens").Num)
-		used = meter.Usage{PromptTokens: int(in.Num) + cached + int(u.Get("cache_creation_input_tokens").Num),
-			CompletionTokens: int(out.Num), CachedTokens: cached}
+		w5m, w1h := translate.CacheWrites(u)
+		used = meter.Usage{PromptTokens: int(in.Num) + cached + w5m + w1h, CompletionTokens: int(out.Num),
+			CachedTokens: cached, CacheWriteTokens: w5m, CacheWrite1hTokens: w1h}
 		if in.Num < 0 || cached < 0 {
 			used.PromptTokens = -1
 		}
@@ -319,6 +320,11 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 			return meter.Charge{}, false
 		}
 		used = meter.Usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num), CachedTokens: cachedTokens(u)}
+		if p.served.Provider.WireFormat == "anthropic" {
+			// Translated from Anthropic's answer, which said what it
+			// wrote to its cache (translate.FromAnthropicResponse).
+			used.CacheWriteTokens, used.CacheWrite1hTokens = translate.CacheWrites(u)
+		}
 	}
 	if !p.plausible(used) {
 		return meter.Charge{}, false
@@ -364,7 +370,8 @@ func (p *edge) plausible(u meter.Usage) bool {
 	}
 	p.log.Warn("the provider reported usage this answer cannot have; charged as an answer without usage",
 		zap.String("decision_id", p.id), zap.String("model", p.served.ID), zap.Int("prompt_tokens", u.PromptTokens),
-		zap.Int("completion_tokens", u.CompletionTokens), zap.Int("cached_tokens", u.CachedTokens))
+		zap.Int("completion_tokens", u.CompletionTokens), zap.Int("cached_tokens", u.CachedTokens),
+		zap.Int("cache_write_tokens", u.CacheWriteTokens), zap.Int("cache_write_1h_tokens", u.CacheWrite1hTokens))
 	return false
 }
 

@@ -237,7 +237,7 @@ func TestNoUsageChargedAtTheServedModel(t *testing.T) {
 		t.Fatalf("rows %+v, want one, served by a1", rec.rows)
 	}
 	a1, _ := st.Router.Catalog.Lookup("a1")
-	if r := rec.rows[0]; !r.Estimated || r.Cost != ledger.FromEUR(a1.UsageEUR(int(r.TokensIn), 0, int(r.TokensOut))) {
+	if r := rec.rows[0]; !r.Estimated || r.Cost != ledger.FromEUR(a1.UsageEUR(catalog.Tokens{Input: int(r.TokensIn), Output: int(r.TokensOut)})) {
 		t.Errorf("charged %d µEUR for %d/%d tokens, want a1's price of them", r.Cost, r.TokensIn, r.TokensOut)
 	}
 	// The body never came: a1's worst case.

@@ -27,8 +27,11 @@ type streamState struct {
 	hideUsage bool // the client did not ask for the usage chunk
 	usage     *usage
 	cached    int // prompt tokens the provider served from its cache
-	outTokens int // estimated from streamed content
-	finished  bool
+	// cacheWrite and cacheWrite1h are the prompt tokens it wrote to its
+	// cache for five minutes and for an hour (Anthropic).
+	cacheWrite, cacheWrite1h int
+	outTokens                int // estimated from streamed content
+	finished                 bool
 	// conv translates the provider's events for the client: Anthropic
 	// events into OpenAI chunks, or chat chunks into the Responses API's
 	// events; nil passes them through.
@@ -138,6 +141,9 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 		if pt, ct, ok := st.conv.Usage(); ok {
 			st.usage = &usage{PromptTokens: pt, CompletionTokens: ct}
 			st.cached = st.conv.Cached()
+			if cw, ok := st.conv.(translate.CacheWriter); ok {
+				st.cacheWrite, st.cacheWrite1h = cw.CacheWrites()
+			}
 		}
 		st.sawEnd = st.sawEnd || st.conv.Ended()
 		if f, ok := st.conv.(finisher); ok {
@@ -255,6 +261,7 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 		if pt.Type == gjson.Number && ct.Type == gjson.Number {
 			st.usage = &usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num)}
 			st.cached = cachedTokens(u)
+			st.cacheWrite, st.cacheWrite1h = translate.CacheWrites(u) // chunks translated from Anthropic's (egress)
 		}
 		// no choices: absent, null or [] (as gjson's Array() counts them)
 		drop = st.hideUsage && (choices.Type == gjson.Null || choices.IsArray() && !choices.Get("0").Exists())
@@ -390,10 +397,10 @@ func (st *streamState) messagesEvent(data []byte) {
 	case "message_start":
 		u := ev.Get("message.usage")
 		if in := u.Get("input_tokens"); in.Type == gjson.Number {
-			cached := int(u.Get("cache_read_input_tokens").Num)
-			st.usage = &usage{PromptTokens: int(in.Num) + cached + int(u.Get("cache_creation_input_tokens").Num),
+			st.cached = int(u.Get("cache_read_input_tokens").Num)
+			st.cacheWrite, st.cacheWrite1h = translate.CacheWrites(u)
+			st.usage = &usage{PromptTokens: int(in.Num) + st.cached + st.cacheWrite + st.cacheWrite1h,
 				CompletionTokens: int(u.Get("output_tokens").Num)}
-			st.cached = cached
 		}
 	case "message_delta":
 		u := ev.Get("usage")
@@ -404,7 +411,8 @@ func (st *streamState) messagesEvent(data []byte) {
 			st.usage.CompletionTokens = int(out.Num)
 			if in := u.Get("input_tokens"); in.Type == gjson.Number && in.Num > 0 {
 				st.cached = int(u.Get("cache_read_input_tokens").Num)
-				st.usage.PromptTokens = int(in.Num) + st.cached + int(u.Get("cache_creation_input_tokens").Num)
+				st.cacheWrite, st.cacheWrite1h = translate.CacheWrites(u)
+				st.usage.PromptTokens = int(in.Num) + st.cached + st.cacheWrite + st.cacheWrite1h
 			}
 		}
 	case "content_block_delta":
@@ -529,26 +537,33 @@ func (p *edge) finishStream(how string) {
 	}
 	p.streamEnd = how
 	p.streamHealth(how)
-	if st.usage != nil && !p.plausible(meter.Usage{PromptTokens: st.usage.PromptTokens, CompletionTokens: st.usage.CompletionTokens, CachedTokens: st.cached}) {
-		st.usage, st.cached = nil, 0 // what was streamed is counted instead
+	if p.served.Provider.WireFormat != "anthropic" {
+		st.cacheWrite, st.cacheWrite1h = 0, 0 // only Anthropic's (translated) usage says what it wrote
+	}
+	prompt := meter.Usage{CachedTokens: st.cached, CacheWriteTokens: st.cacheWrite, CacheWrite1hTokens: st.cacheWrite1h}
+	if st.usage != nil {
+		prompt.PromptTokens, prompt.CompletionTokens = st.usage.PromptTokens, st.usage.CompletionTokens
+		if !p.plausible(prompt) {
+			st.usage, prompt = nil, meter.Usage{} // what was streamed is counted instead
+		}
 	}
 	var u meter.Usage
 	switch pu := st.usage; {
 	case pu != nil && how == "complete" && !(pu.CompletionTokens == 0 && st.outTokens > 0),
 		pu != nil && how != "complete" && pu.CompletionTokens >= st.outTokens:
-		u = meter.Usage{PromptTokens: pu.PromptTokens, CompletionTokens: pu.CompletionTokens, CachedTokens: st.cached}
+		u = prompt
 	default:
 		// What was streamed, counted here: the provider's count is
 		// missing, or (a stream cut short) not final — Anthropic's
-		// message_start says 1 output token. Its prompt count, when it
-		// sent one, is better than the estimate.
-		// Its cache reads with it: they were charged at the full input
-		// price when the client left mid-stream (the FinOps probe).
-		pt, cached := p.class.InputTokens, 0
+		// message_start says 1 output token. Its prompt count (with its
+		// cache reads and writes, which were charged at the full input
+		// price when the client left mid-stream: the FinOps probe), when
+		// it sent one, is better than the estimate.
+		u = meter.Usage{PromptTokens: p.class.InputTokens, CompletionTokens: st.outTokens, Estimated: true}
 		if pu != nil && pu.PromptTokens > 0 {
-			pt, cached = pu.PromptTokens, st.cached
+			u.PromptTokens, u.CachedTokens, u.CacheWriteTokens, u.CacheWrite1hTokens =
+				pu.PromptTokens, prompt.CachedTokens, prompt.CacheWriteTokens, prompt.CacheWrite1hTokens
 		}
-		u = meter.Usage{PromptTokens: pt, CompletionTokens: st.outTokens, CachedTokens: cached, Estimated: true}
 	}
 	m := p.served
 	c := meter.Meter(m, p.baseline(), u)

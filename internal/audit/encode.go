@@ -170,6 +170,9 @@ func (e *recordEncoder) record(r *Record) {
 		o := e.Open()
 		e.Int("prompt_tokens", int64(u.PromptTokens))
 		e.Int("completion_tokens", int64(u.CompletionTokens))
+		e.IntOmit("cached_tokens", int64(u.CachedTokens))
+		e.IntOmit("cache_write_tokens", int64(u.CacheWriteTokens))
+		e.IntOmit("cache_write_1h_tokens", int64(u.CacheWrite1hTokens))
 		e.BoolOmit("estimated", u.Estimated)
 		e.Close(o)
 	}

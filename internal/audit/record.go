@@ -262,9 +262,16 @@ type Attempt struct {
 
 // Usage is the tokens the answer used.
 type Usage struct {
-	PromptTokens     int  `json:"prompt_tokens"`
-	CompletionTokens int  `json:"completion_tokens"`
-	Estimated        bool `json:"estimated,omitempty"`
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	// CachedTokens, CacheWriteTokens and CacheWrite1hTokens are the parts
+	// of PromptTokens the provider read from its cache, and wrote to it for
+	// five minutes and for an hour, each at its own price (absent when 0,
+	// and in records written before 2026-12-07).
+	CachedTokens       int  `json:"cached_tokens,omitempty"`
+	CacheWriteTokens   int  `json:"cache_write_tokens,omitempty"`
+	CacheWrite1hTokens int  `json:"cache_write_1h_tokens,omitempty"`
+	Estimated          bool `json:"estimated,omitempty"`
 }
 
 // Money is an amount as a record keeps it: rounded to ten significant

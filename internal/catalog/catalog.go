@@ -4,6 +4,7 @@
 package catalog
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net"
@@ -139,9 +140,14 @@ type Model struct {
 	// CachedInputPerMTok is a cached prompt token's price (the input
 	// price when the catalog gives none).
 	CachedInputPerMTok float64
-	Currency           string
-	ContextWindow      int
-	MaxOutputTokens    int
+	// CacheWritePerMTok and CacheWrite1hPerMTok are the prices of a
+	// prompt token written to the provider's cache for five minutes and
+	// for an hour (the catalog's, else CacheWritePrices').
+	CacheWritePerMTok   float64
+	CacheWrite1hPerMTok float64
+	Currency            string
+	ContextWindow       int
+	MaxOutputTokens     int
 	// ImageTokens bounds one image's input tokens (image_tokens, or
 	// config.DefaultImageTokens), for the budgets' worst case.
 	ImageTokens   int
@@ -194,16 +200,40 @@ func (m *Model) CostEUR(inputTokens, outputTokens int) float64 {
 	return m.Price().EUR(inputTokens, outputTokens)
 }
 
-// Amount is what usage costs in the model's price currency, cached of the
-// input tokens at the cached input price.
-func (m *Model) Amount(inputTokens, cached, outputTokens int) float64 {
-	cached = min(max(cached, 0), inputTokens)
-	return (float64(inputTokens-cached)*m.InputPerMTok + float64(cached)*m.CachedInputPerMTok + float64(outputTokens)*m.OutputPerMTok) / 1e6
+// Tokens is an answer's token counts as a provider bills them. Input
+// counts every prompt token; CacheRead, CacheWrite (written for five
+// minutes) and CacheWrite1h (for an hour) are parts of it.
+type Tokens struct {
+	Input, CacheRead, CacheWrite, CacheWrite1h, Output int
+}
+
+// Amount is what usage costs in the model's price currency: the prompt's
+// cache reads and writes at their prices, the rest of it at the input
+// price. A part larger than what the parts before it leave of the prompt
+// is cut to it.
+func (m *Model) Amount(t Tokens) float64 {
+	read := min(max(t.CacheRead, 0), t.Input)
+	w1h := min(max(t.CacheWrite1h, 0), t.Input-read)
+	w5m := min(max(t.CacheWrite, 0), t.Input-read-w1h)
+	plain := t.Input - read - w1h - w5m
+	return (float64(plain)*m.InputPerMTok + float64(read)*m.CachedInputPerMTok + float64(w5m)*m.CacheWritePerMTok +
+		float64(w1h)*m.CacheWrite1hPerMTok + float64(t.Output)*m.OutputPerMTok) / 1e6
 }
 
 // UsageEUR is Amount in EUR.
-func (m *Model) UsageEUR(inputTokens, cached, outputTokens int) float64 {
-	return m.Amount(inputTokens, cached, outputTokens) * m.toEUR
+func (m *Model) UsageEUR(t Tokens) float64 {
+	return m.Amount(t) * m.toEUR
+}
+
+// CacheWritePrices are the prices of a prompt token written to the
+// provider's cache for five minutes and for an hour where the catalog
+// gives none: Anthropic bills 1.25× and 2× the input price; other wire
+// formats' providers (OpenAI's) bill a written token as input.
+func CacheWritePrices(wireFormat string, inputPerMTok float64) (fiveMin, oneHour float64) {
+	if wireFormat == "anthropic" {
+		return inputPerMTok * 1.25, inputPerMTok * 2
+	}
+	return inputPerMTok, inputPerMTok
 }
 
 // Price is a model's list price as CostEUR reads it, for callers that keep
@@ -348,6 +378,8 @@ func New(c *config.Config, env Env) (*Catalog, error) {
 		if m.CachedInputPerMTok == 0 {
 			m.CachedInputPerMTok = m.InputPerMTok
 		}
+		w5m, w1h := CacheWritePrices(p.WireFormat, m.InputPerMTok)
+		m.CacheWritePerMTok, m.CacheWrite1hPerMTok = cmp.Or(mc.Price.CacheWritePerMTok, w5m), cmp.Or(mc.Price.CacheWrite1hPerMTok, w1h)
 		if m.ImageTokens == 0 {
 			m.ImageTokens = config.DefaultImageTokens
 		}

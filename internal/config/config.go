@@ -428,7 +428,14 @@ type Price struct {
 	// its cache costs (OpenAI's cached input, Anthropic's cache reads);
 	// 0: the input price.
 	CachedInputPerMTok float64 `yaml:"cached_input_per_mtok,omitempty"`
-	Currency           string  `yaml:"currency"`
+	// CacheWritePerMTok is what a prompt token the provider wrote to its
+	// cache for five minutes costs (Anthropic's cache_creation tokens);
+	// CacheWrite1hPerMTok one written for an hour. 0: 1.25× and 2× the
+	// input price on an Anthropic-wire provider, as Anthropic bills them,
+	// else the input price (OpenAI does not bill cache writes).
+	CacheWritePerMTok   float64 `yaml:"cache_write_per_mtok,omitempty"`
+	CacheWrite1hPerMTok float64 `yaml:"cache_write_1h_per_mtok,omitempty"`
+	Currency            string  `yaml:"currency"`
 	// Source and AsOf record where a list price comes from and when.
 	Source string `yaml:"source,omitempty"`
 	AsOf   string `yaml:"as_of,omitempty"`

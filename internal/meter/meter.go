@@ -24,8 +24,20 @@ type Usage struct {
 	// cache (OpenAI's prompt_tokens_details.cached_tokens, Anthropic's
 	// cache_read_input_tokens): priced at the model's cached input price.
 	CachedTokens int
+	// CacheWriteTokens and CacheWrite1hTokens are the prompt tokens the
+	// provider wrote to its cache for five minutes and for an hour
+	// (Anthropic's cache_creation_input_tokens, split by
+	// cache_creation.ephemeral_5m/1h_input_tokens): priced at the model's
+	// cache write prices, 1.25× and 2× the input on Anthropic.
+	CacheWriteTokens, CacheWrite1hTokens int
 	// Estimated is set when the counts are stellwerk's estimate.
 	Estimated bool
+}
+
+// Tokens are the counts as a catalog model prices them.
+func (u Usage) Tokens() catalog.Tokens {
+	return catalog.Tokens{Input: u.PromptTokens, CacheRead: u.CachedTokens, CacheWrite: u.CacheWriteTokens,
+		CacheWrite1h: u.CacheWrite1hTokens, Output: u.CompletionTokens}
 }
 
 // Charge is what one answer cost, and saved against the baseline.
@@ -47,13 +59,12 @@ type Charge struct {
 // Meter prices usage on the model that served it and on the baseline.
 func Meter(served, baseline *catalog.Model, u Usage) Charge {
 	c := Charge{Usage: u, Currency: served.Currency, Source: ProviderUsage,
-		Amount: served.Amount(u.PromptTokens, u.CachedTokens, u.CompletionTokens),
-		EUR:    served.UsageEUR(u.PromptTokens, u.CachedTokens, u.CompletionTokens)}
+		Amount: served.Amount(u.Tokens()), EUR: served.UsageEUR(u.Tokens())}
 	if u.Estimated {
 		c.Source = Estimate
 	}
 	if baseline != nil {
-		c.Baseline, c.BaselineEUR = baseline.ID, baseline.UsageEUR(u.PromptTokens, u.CachedTokens, u.CompletionTokens)
+		c.Baseline, c.BaselineEUR = baseline.ID, baseline.UsageEUR(u.Tokens())
 		c.SavingEUR = c.BaselineEUR - c.EUR
 	}
 	return c

@@ -64,3 +64,55 @@ func TestMeter(t *testing.T) {
 		t.Errorf("estimate %+v", c)
 	}
 }
+
+// TestCacheWritePricing is the FinOps probe's repro: 100 input tokens,
+// 2,000 read from the cache, 1,000 written to it (600 for five minutes,
+// 400 for an hour), 50 out, on a model priced 3 / 0.3 / 15 USD per
+// million. Anthropic's invoice is 6,300 µUSD; stellwerk booked the writes
+// at the input price, 4,650 µUSD. An OpenAI-wire model charges writes as
+// input (OpenAI bills none), and a catalog price overrides the default.
+func TestCacheWritePricing(t *testing.T) {
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: claude, baseline_model: gpt}
+currency: {usd_to_eur: 0.5}
+providers:
+  - {name: anthropic, base_url: "http://127.0.0.1:9/v1", residency: us, wire_format: anthropic}
+  - {name: openai, base_url: "http://127.0.0.1:9/v1", residency: us}
+models:
+  - {id: claude, provider: anthropic, context_window: 8000, price: {input_per_mtok: 3, output_per_mtok: 15, cached_input_per_mtok: 0.3}}
+  - {id: claude-deal, provider: anthropic, context_window: 8000, price: {input_per_mtok: 3, output_per_mtok: 15, cached_input_per_mtok: 0.3, cache_write_per_mtok: 3.5, cache_write_1h_per_mtok: 5}}
+  - {id: gpt, provider: openai, context_window: 8000, price: {input_per_mtok: 2, output_per_mtok: 8, cached_input_per_mtok: 0.5}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.New(c, catalog.Env{Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := Usage{PromptTokens: 3100, CachedTokens: 2000, CacheWriteTokens: 600, CacheWrite1hTokens: 400, CompletionTokens: 50}
+	for name, tc := range map[string]struct {
+		model  string
+		u      Usage
+		amount float64 // in the price currency, per million
+	}{
+		"anthropic, 5 minutes and 1 hour": {"claude", u, 100*3 + 2000*0.3 + 600*3.75 + 400*6 + 50*15},
+		"anthropic, the catalog's prices": {"claude-deal", u, 100*3 + 2000*0.3 + 600*3.5 + 400*5 + 50*15},
+		"openai wire: writes as input":    {"gpt", u, 1100*2 + 2000*0.5 + 50*8},
+		// Writes beyond what the cache reads leave of the prompt are cut
+		// to it (plausibleUsage refuses such usage before it gets here).
+		"more written than prompted": {"claude", Usage{PromptTokens: 100, CachedTokens: 50, CacheWriteTokens: 80, CacheWrite1hTokens: 30}, 50*0.3 + 30*6 + 20*3.75},
+	} {
+		t.Run(name, func(t *testing.T) {
+			m, _ := cat.Lookup(tc.model)
+			ch := Meter(m, cat.Baseline, tc.u)
+			if math.Abs(ch.Amount-tc.amount/1e6) > 1e-12 || math.Abs(ch.EUR-tc.amount/1e6*0.5) > 1e-12 {
+				t.Errorf("amount %.9f USD, %.9f EUR; want %.9f USD", ch.Amount, ch.EUR, tc.amount/1e6)
+			}
+			// The baseline prices the same usage at its own prices.
+			if want := cat.Baseline.UsageEUR(tc.u.Tokens()); ch.BaselineEUR != want || math.Abs(ch.SavingEUR-(want-ch.EUR)) > 1e-15 {
+				t.Errorf("baseline %v, saving %v; want %v", ch.BaselineEUR, ch.SavingEUR, want)
+			}
+		})
+	}
+}

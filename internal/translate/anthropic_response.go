@@ -50,6 +50,17 @@ type oaiUsage struct {
 	CompletionTokens    int             `json:"completion_tokens"`
 	TotalTokens         int             `json:"total_tokens"`
 	PromptTokensDetails oaiPromptDetail `json:"prompt_tokens_details"`
+	// The prompt tokens Anthropic wrote to its cache, in its own names
+	// (as LiteLLM passes them on): OpenAI's usage has no place for them,
+	// and they cost 1.25× (five minutes) or 2× (an hour) the input. Only
+	// when there were some.
+	CacheCreationInputTokens int               `json:"cache_creation_input_tokens,omitempty"`
+	CacheCreation            *oaiCacheCreation `json:"cache_creation,omitempty"`
+}
+
+type oaiCacheCreation struct {
+	FiveMin int `json:"ephemeral_5m_input_tokens"`
+	OneHour int `json:"ephemeral_1h_input_tokens"`
 }
 
 type oaiPromptDetail struct {
@@ -71,9 +82,30 @@ func finishReason(stop string) string {
 	return "stop" // end_turn, stop_sequence, pause_turn, unknown
 }
 
-// anthUsage holds Anthropic's token counts.
+// anthUsage holds Anthropic's token counts; cacheWrite1h is the part of
+// cacheWrite written for an hour.
 type anthUsage struct {
-	input, output, cacheRead, cacheWrite int
+	input, output, cacheRead, cacheWrite, cacheWrite1h int
+}
+
+// CacheWrites reads the prompt tokens an Anthropic usage object (or a chat
+// usage translated from one) says were written to the cache, for five
+// minutes and for an hour: cache_creation_input_tokens, split by
+// cache_creation's ephemeral_5m_input_tokens and ephemeral_1h_input_tokens.
+// Without the split (older API versions) every write is a five-minute
+// one; the total, when given, is the sum.
+func CacheWrites(u gjson.Result) (fiveMin, oneHour int) {
+	total := u.Get("cache_creation_input_tokens")
+	cc := u.Get("cache_creation")
+	if !cc.IsObject() {
+		return int(total.Num), 0
+	}
+	fiveMin, oneHour = int(cc.Get("ephemeral_5m_input_tokens").Num), int(cc.Get("ephemeral_1h_input_tokens").Num)
+	if total.Type == gjson.Number {
+		oneHour = min(oneHour, int(total.Num))
+		fiveMin = int(total.Num) - oneHour
+	}
+	return fiveMin, oneHour
 }
 
 // read overwrites the counts present in u (message_delta carries only some).
@@ -87,8 +119,9 @@ func (a *anthUsage) read(u gjson.Result) {
 	if v := u.Get("cache_read_input_tokens"); v.Exists() {
 		a.cacheRead = int(v.Int())
 	}
-	if v := u.Get("cache_creation_input_tokens"); v.Exists() {
-		a.cacheWrite = int(v.Int())
+	if u.Get("cache_creation_input_tokens").Exists() || u.Get("cache_creation").Exists() {
+		w5m, w1h := CacheWrites(u)
+		a.cacheWrite, a.cacheWrite1h = w5m+w1h, w1h
 	}
 }
 
@@ -97,12 +130,17 @@ func (a *anthUsage) read(u gjson.Result) {
 func (a anthUsage) prompt() int { return a.input + a.cacheRead + a.cacheWrite }
 
 func (a anthUsage) openai() *oaiUsage {
-	return &oaiUsage{
+	u := &oaiUsage{
 		PromptTokens:        a.prompt(),
 		CompletionTokens:    a.output,
 		TotalTokens:         a.prompt() + a.output,
 		PromptTokensDetails: oaiPromptDetail{CachedTokens: a.cacheRead},
 	}
+	if a.cacheWrite > 0 {
+		u.CacheCreationInputTokens = a.cacheWrite
+		u.CacheCreation = &oaiCacheCreation{FiveMin: a.cacheWrite - a.cacheWrite1h, OneHour: a.cacheWrite1h}
+	}
+	return u
 }
 
 // FromAnthropicResponse turns a non-streaming Anthropic Messages response

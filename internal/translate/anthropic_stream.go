@@ -249,6 +249,12 @@ func (s *AnthropicStream) Usage() (promptTokens, completionTokens int, ok bool) 
 // Cached is the cache reads among the prompt tokens.
 func (s *AnthropicStream) Cached() int { return s.usage.cacheRead }
 
+// CacheWrites is the cache writes among the prompt tokens, for five
+// minutes and for an hour.
+func (s *AnthropicStream) CacheWrites() (fiveMin, oneHour int) {
+	return s.usage.cacheWrite - s.usage.cacheWrite1h, s.usage.cacheWrite1h
+}
+
 func (s *AnthropicStream) finish(dst []byte, reason string) []byte {
 	if s.finished {
 		return dst

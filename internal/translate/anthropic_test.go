@@ -393,3 +393,27 @@ func TestAnthropicStreamRunTogether(t *testing.T) {
 		t.Errorf("ended %v, wrote %q", s.Ended(), out)
 	}
 }
+
+// TestCacheWrites: Anthropic's cache writes split by how long they are
+// kept; without the split (older API versions) all are five-minute ones,
+// and the total, when given, is what they sum to.
+func TestCacheWrites(t *testing.T) {
+	for name, tc := range map[string]struct {
+		usage    string
+		w5m, w1h int
+	}{
+		"split":            {`{"cache_creation_input_tokens":1000,"cache_creation":{"ephemeral_5m_input_tokens":600,"ephemeral_1h_input_tokens":400}}`, 600, 400},
+		"total only":       {`{"cache_creation_input_tokens":1000}`, 1000, 0},
+		"split only":       {`{"cache_creation":{"ephemeral_5m_input_tokens":600,"ephemeral_1h_input_tokens":400}}`, 600, 400},
+		"split over total": {`{"cache_creation_input_tokens":300,"cache_creation":{"ephemeral_5m_input_tokens":600,"ephemeral_1h_input_tokens":400}}`, 0, 300},
+		"none":             {`{"input_tokens":5}`, 0, 0},
+		"zero":             {`{"cache_creation_input_tokens":0,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0}}`, 0, 0},
+		"split null":       {`{"cache_creation_input_tokens":70,"cache_creation":null}`, 70, 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if w5m, w1h := CacheWrites(gjson.Parse(tc.usage)); w5m != tc.w5m || w1h != tc.w1h {
+				t.Errorf("%d, %d; want %d, %d", w5m, w1h, tc.w5m, tc.w1h)
+			}
+		})
+	}
+}

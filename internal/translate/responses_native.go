@@ -104,7 +104,16 @@ type StreamConverter interface {
 	Cached() int
 }
 
+// CacheWriter is a stream translation that reads the prompt tokens the
+// provider wrote to its cache (Anthropic's): for five minutes and for an
+// hour, parts of Usage's prompt tokens.
+type CacheWriter interface {
+	CacheWrites() (fiveMin, oneHour int)
+}
+
 var (
+	_ CacheWriter     = (*AnthropicStream)(nil)
+	_ CacheWriter     = (*Chain)(nil)
 	_ StreamConverter = (*AnthropicStream)(nil)
 	_ StreamConverter = (*ResponsesStream)(nil)
 	_ StreamConverter = (*ResponsesFollower)(nil)
@@ -145,6 +154,15 @@ func (c *Chain) Cached() int {
 		return c.second.Cached()
 	}
 	return c.first.Cached()
+}
+
+// CacheWrites is the first translation's cache writes (the second reads
+// chat chunks, whose usage the first wrote).
+func (c *Chain) CacheWrites() (fiveMin, oneHour int) {
+	if cw, ok := c.first.(CacheWriter); ok {
+		return cw.CacheWrites()
+	}
+	return 0, 0
 }
 
 // Event feeds ev through both translations.
