@@ -291,20 +291,7 @@ func TestCachedPromptPricing(t *testing.T) {
 			t.Fatalf("%s: %d %s", model, resp.StatusCode, b)
 		}
 	}
-	rangeQ := "since=" + start.Format(time.RFC3339) + "&until=" + time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
-	var rows []gjson.Result
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		get, err := s.AdminGet("/admin/spend?group_by=model&" + rangeQ)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(get.Body)
-		get.Body.Close()
-		rows = gjson.GetBytes(b, "data").Array()
-		if len(rows) >= 2 || time.Now().After(deadline) {
-			break
-		}
-	}
+	rows := spendByModel(t, s, start, 2)
 	if len(rows) != 2 {
 		t.Fatalf("spend rows %v", rows)
 	}
@@ -383,20 +370,7 @@ func TestCachedWritePricing(t *testing.T) {
 			}
 		}
 	}
-	rangeQ := "since=" + start.Format(time.RFC3339) + "&until=" + time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
-	var rows []gjson.Result
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		get, err := s.AdminGet("/admin/spend?group_by=model&" + rangeQ)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(get.Body)
-		get.Body.Close()
-		rows = gjson.GetBytes(b, "data").Array()
-		if len(rows) >= len(cases) || time.Now().After(deadline) {
-			break
-		}
-	}
+	rows := spendByModel(t, s, start, len(cases))
 	if len(rows) != len(cases) {
 		t.Fatalf("spend rows %v", rows)
 	}
@@ -481,6 +455,26 @@ func TestCachedWriteAfterFailover(t *testing.T) {
 		if want := float64(writeCost(u.Get("prompt_tokens").Int(), "600,400")) / 1e6; u.Get("cache_write_tokens").Int() != 600 ||
 			u.Get("cache_write_1h_tokens").Int() != 400 || math.Abs(rec.Get("cost.eur").Float()-want) > 1e-9 {
 			t.Errorf("stream %v: usage %s cost %s; want %v EUR", stream, u.Raw, rec.Get("cost").Raw, want)
+		}
+	}
+}
+
+// spendByModel is /admin/spend grouped by model since start, once it has
+// want groups (or after 10 s, with what it has).
+func spendByModel(t *testing.T, s *harness.Stack, start time.Time, want int) []gjson.Result {
+	t.Helper()
+	rangeQ := "since=" + start.Format(time.RFC3339) + "&until=" + time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	var rows []gjson.Result
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		get, err := s.AdminGet("/admin/spend?group_by=model&" + rangeQ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(get.Body)
+		get.Body.Close()
+		rows = gjson.GetBytes(b, "data").Array()
+		if len(rows) >= want || time.Now().After(deadline) {
+			return rows
 		}
 	}
 }
