@@ -9,14 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/zap"
-
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
-	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
-	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
@@ -41,19 +37,7 @@ func TestAudioAndFilesOnTheShippedCatalog(t *testing.T) {
 			cfg.Workspaces[i].UnreadSensitive = []string{}
 		}
 	}
-	cat, err := catalog.New(cfg, catalog.Env{Getenv: func(string) string { return "k" }, ReadFile: os.ReadFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := classify.New(cfg.Classify)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pm, err := policy.NewManager(context.Background(), policy.Source{Library: true}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := New(cfg, cat, cl, pm, zap.NewNop())
+	r := routerOver(t, cfg, catalog.Env{Getenv: func(string) string { return "k" }, ReadFile: os.ReadFile})
 
 	const (
 		wav  = `{"type":"input_audio","input_audio":{"data":"UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA=","format":"wav"}}`

@@ -25,7 +25,14 @@ func libraryRouter(t testing.TB, doc string) (*Router, *config.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := catalog.New(c, catalog.Env{Getenv: func(string) string { return "" }})
+	return routerOver(t, c, catalog.Env{Getenv: func(string) string { return "" }}), c
+}
+
+// routerOver is a router over config c with the default classifier and
+// the shipped Rego library, its catalog built in env.
+func routerOver(t testing.TB, c *config.Config, env catalog.Env) *Router {
+	t.Helper()
+	cat, err := catalog.New(c, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +44,7 @@ func libraryRouter(t testing.TB, doc string) (*Router, *config.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(c, cat, cl, pm, zap.NewNop()), c
+	return New(c, cat, cl, pm, zap.NewNop())
 }
 
 // TestModelFacts: the per-router table of qualities and prices gives what
