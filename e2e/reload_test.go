@@ -162,10 +162,7 @@ func TestReloadRemovesProviderMakeBeforeBreak(t *testing.T) {
 		}()
 	}
 	time.Sleep(700 * time.Millisecond) // some are waiting on primary now
-	cfg := *s.Config
-	cfg.Providers = slices.DeleteFunc(slices.Clone(cfg.Providers), func(p config.Provider) bool { return p.Name == "primary" })
-	cfg.Models = slices.DeleteFunc(slices.Clone(cfg.Models), func(m config.Model) bool { return m.Provider == "primary" })
-	cfg.Routing.DefaultModel = "claude-haiku"
+	cfg := withoutPrimary(s)
 	s.WriteConfig(&cfg)
 	waitFor(t, "the reload", func() bool { return strings.Contains(s.Log("stellwerk"), "removed providers stay in Envoy") })
 	if !strings.Contains(clusters(), "provider_primary::") {
@@ -198,4 +195,15 @@ func envoyClusters(t *testing.T, s *harness.Stack) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// withoutPrimary is the failover stack's config without its provider
+// primary and primary's models, claude-haiku the default: a config that
+// removes a provider.
+func withoutPrimary(s *harness.Stack) config.Config {
+	cfg := *s.Config
+	cfg.Providers = slices.DeleteFunc(slices.Clone(cfg.Providers), func(p config.Provider) bool { return p.Name == "primary" })
+	cfg.Models = slices.DeleteFunc(slices.Clone(cfg.Models), func(m config.Model) bool { return m.Provider == "primary" })
+	cfg.Routing.DefaultModel = "claude-haiku"
+	return cfg
 }

@@ -56,10 +56,7 @@ func TestKeyChangesLeaveConfigAlone(t *testing.T) {
 	defer stopKeys()
 	time.Sleep(2 * time.Second)
 
-	cfg := *s.Config
-	cfg.Providers = slices.DeleteFunc(slices.Clone(cfg.Providers), func(p config.Provider) bool { return p.Name == "primary" })
-	cfg.Models = slices.DeleteFunc(slices.Clone(cfg.Models), func(m config.Model) bool { return m.Provider == "primary" })
-	cfg.Routing.DefaultModel = "claude-haiku"
+	cfg := withoutPrimary(s)
 	s.WriteConfig(&cfg)
 	waitFor(t, "the reload", func() bool { return strings.Contains(s.Log("stellwerk"), "removed providers stay in Envoy") })
 	removed := time.Now()
@@ -100,10 +97,7 @@ func TestRemovalGraceCountsFromTheRemoval(t *testing.T) {
 	t.Parallel()
 	s := failoverStackWith(t, func(c *config.Config) { c.Failover.MaxAttempts = 2 }) // grace: 5 s + 2 × 1 s
 	clusters := func() string { return envoyClusters(t, s) }
-	cfg := *s.Config
-	cfg.Providers = slices.DeleteFunc(slices.Clone(cfg.Providers), func(p config.Provider) bool { return p.Name == "primary" })
-	cfg.Models = slices.DeleteFunc(slices.Clone(cfg.Models), func(m config.Model) bool { return m.Provider == "primary" })
-	cfg.Routing.DefaultModel = "claude-haiku"
+	cfg := withoutPrimary(s)
 	s.WriteConfig(&cfg)
 	waitFor(t, "the removal", func() bool { return strings.Contains(s.Log("stellwerk"), "removed providers stay in Envoy") })
 	removed := time.Now()
