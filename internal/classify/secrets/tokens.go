@@ -1,5 +1,7 @@
 package secrets
 
+import "strings"
+
 // presignedCredential says whether the access key id at s[i] is a
 // pre-signed URL's X-Amz-Credential parameter (S3 links to a private
 // image or file, which apps send to models): the key's public id, which
@@ -8,19 +10,7 @@ package secrets
 // meant to fetch it gets it.
 func presignedCredential(s string, i int) bool {
 	const param = "x-amz-credential="
-	if i < len(param) {
-		return false
-	}
-	for k := range len(param) {
-		c := s[i-len(param)+k]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != param[k] {
-			return false
-		}
-	}
-	return true
+	return i >= len(param) && strings.EqualFold(s[i-len(param):i], param)
 }
 
 // tokenAt matches a self-identifying token (one with a vendor prefix, a PEM
