@@ -83,24 +83,34 @@ var (
 // foldRune is the folded form of a non-ASCII rune: " " for white space,
 // "" for a mark or an invisible character.
 func foldRune(r rune) string {
+	if f, ok := foldSpecial(r); ok {
+		return f
+	}
+	return string(unicode.ToLower(r))
+}
+
+// foldSpecial is foldRune's answer when it is not r lower-cased (ok),
+// which appendFold writes without making a string of it: one allocation
+// for every Chinese or Japanese character a term list read.
+func foldSpecial(r rune) (string, bool) {
 	switch {
 	case r < foldTableSize:
-		return foldTable[r]
+		return foldTable[r], true
 	case r >= '\uff01' && r <= '\uff5e': // full-width ASCII
-		return asciiStr[asciiFold[r-0xfee0]]
+		return asciiStr[asciiFold[r-0xfee0]], true
 	case runes.Invisible(r):
-		return ""
+		return "", true
 	}
 	if d, ok := runes.Digit(r); ok {
-		return asciiStr[d]
+		return asciiStr[d], true
 	}
 	switch {
 	case unicode.Is(unicode.Mn, r):
-		return ""
+		return "", true
 	case unicode.IsSpace(r):
-		return " "
+		return " ", true
 	}
-	return string(unicode.ToLower(r))
+	return "", false
 }
 
 // appendFold appends the folded form of s to dst. ASCII, the common case,
@@ -126,7 +136,16 @@ func appendFold(dst []byte, s string) []byte {
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		i += size
-		f := foldRune(r)
+		f, special := foldSpecial(r)
+		if !special {
+			lower := unicode.ToLower(r)
+			if n+utf8.RuneLen(lower) > len(b)-(len(s)-i) { // a fold longer than its rune
+				b = slices.Grow(b[:n], utf8.UTFMax+len(s)-i)[:n+utf8.UTFMax+len(s)-i]
+			}
+			n += utf8.EncodeRune(b[n:], lower)
+			space = false
+			continue
+		}
 		switch {
 		case f == "":
 			continue
