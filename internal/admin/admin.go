@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -158,6 +159,9 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	// Spend against budgets and rate-limit windows, for FinOps and for a
 	// team asking what it has left.
 	guarded("GET /admin/budgets", readers, func(w http.ResponseWriter, r *http.Request) {
+		if !knownParams(w, r, "invalid_value", "workspace", "team", "user", "key") {
+			return
+		}
 		v, err := s.Budgets(r)
 		var ae *apierr.Error
 		switch {
@@ -336,6 +340,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// knownParams answers 400 with code when the query names a parameter the
+// endpoint does not read, or one twice: a misspelt filter
+// (?worksapce=acme) matched everything, and an auditor's export held
+// every workspace's records. It reports whether the query may be read.
+func knownParams(w http.ResponseWriter, r *http.Request, code string, known ...string) bool {
+	q := r.URL.Query()
+	names := slices.Sorted(maps.Keys(q))
+	for _, k := range names {
+		switch {
+		case !slices.Contains(known, k):
+			writeError(w, apierr.Invalid(code, k, "unknown parameter %q; this endpoint reads %s", k, strings.Join(known, ", ")))
+			return false
+		case len(q[k]) > 1:
+			writeError(w, apierr.Invalid(code, k, "%s is given more than once", k))
+			return false
+		}
+	}
+	return true
 }
 
 func writeError(w http.ResponseWriter, e *apierr.Error) {

@@ -91,6 +91,9 @@ func registerAudit(guarded func(string, []string, http.HandlerFunc), as AuditSer
 			writeError(w, apierr.NotFound("audit_disabled", "", "the audit log is disabled (audit.enabled: false)"))
 			return
 		}
+		if !knownParams(w, r, "invalid_parameter", "from", "to", "workspace", "decision_id", "kind", "writer", "limit", "cursor") {
+			return
+		}
 		f, after, limit, perr := auditQuery(r)
 		if perr != nil {
 			writeError(w, perr)

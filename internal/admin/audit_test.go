@@ -127,7 +127,9 @@ func TestAuditAPI(t *testing.T) {
 		t.Errorf("a range of dates found nothing")
 	}
 	for _, q := range []string{"kind=bogus", "limit=0", "limit=1001", "from=yesterday", "cursor=bm90LWEtY3Vyc29y",
-		"from=2026-12-06&to=2026-12-05", "from=2026-12-06&to=2026-12-06"} {
+		"from=2026-12-06&to=2026-12-05", "from=2026-12-06&to=2026-12-06",
+		// A misspelt filter gave every workspace's records.
+		"worksapce=legal", "decision=abc", "workspace=a&workspace=b"} {
 		if rec := get(t, h, "/admin/audit?"+q, bearer(config.RoleAdmin)); rec.Code != http.StatusBadRequest {
 			t.Errorf("%s: %d", q, rec.Code)
 		}

@@ -132,6 +132,9 @@ func (h *keysAPI) list(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
+	if !knownParams(w, r, "invalid_filter", "workspace", "team", "user", "status") {
+		return
+	}
 	q := r.URL.Query()
 	f := keys.Filter{Workspace: q.Get("workspace"), Team: q.Get("team"), User: q.Get("user"), Status: q.Get("status")}
 	if err := f.CheckConfig(h.ks.Config()); err != nil {
@@ -290,6 +293,9 @@ func (h *keysAPI) revoke(w http.ResponseWriter, r *http.Request) {
 func (h *keysAPI) listProvider(w http.ResponseWriter, r *http.Request) {
 	s := h.store(w)
 	if s == nil {
+		return
+	}
+	if !knownParams(w, r, "invalid_filter", "workspace") {
 		return
 	}
 	list, err := s.ListProviderKeys(r.Context(), r.URL.Query().Get("workspace"))
