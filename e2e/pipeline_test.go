@@ -12,6 +12,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
 )
 
 // TestSlowUpload: in the pipelined mode stellwerk holds its answer to the
@@ -59,6 +60,56 @@ func TestSlowUpload(t *testing.T) {
 		reqs := s.Providers["alpha"].Requests()
 		if len(reqs) == 0 || !strings.Contains(string(reqs[len(reqs)-1].Body), "a slow upload, in three parts") {
 			t.Fatalf("pauses %v: the provider got %v", pauses, reqs)
+		}
+	}
+}
+
+// TestChunkedBodyEndsInWhiteSpace: a body without a content-length is
+// decided at the end of its JSON value; white space after it, in a chunk
+// of its own, is still the same JSON body (it was refused 400 "goes on
+// after its JSON value"), and anything else after it is refused.
+func TestChunkedBodyEndsInWhiteSpace(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "alpha", Key: "sk-alpha-secret"}},
+		Models:    []config.Model{{ID: "alpha-small", Provider: "alpha", ContextWindow: 8000}},
+	})
+	// The answer takes a second: the chunk after the value comes while
+	// the request is still in flight.
+	s.Providers["alpha"].SetBehavior(mockllm.Behavior{FirstByteDelay: time.Second})
+	host := strings.TrimPrefix(s.URL, "http://")
+	body := `{"model":"alpha-small","messages":[{"role":"user","content":"a body, then a newline"}]}`
+	for _, tc := range []struct {
+		after string
+		want  int
+	}{{"\n", 200}, {" \r\n\t", 200}, {"\n{}", 400}} {
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n", host)
+		fmt.Fprintf(c, "%x\r\n%s\r\n", len(body), body)
+		time.Sleep(200 * time.Millisecond) // the value's end is read alone
+		fmt.Fprintf(c, "%x\r\n%s\r\n0\r\n\r\n", len(tc.after), tc.after)
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%q after the body: %v", tc.after, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Fatalf("%q after the body: status %d, want %d: %s", tc.after, resp.StatusCode, tc.want, b)
+		}
+		if tc.want == 200 {
+			reqs := s.Providers["alpha"].Requests()
+			got := string(reqs[len(reqs)-1].Body)
+			if !strings.Contains(got, "a body, then a newline") || strings.Count(got, `"messages"`) != 1 {
+				t.Fatalf("%q after the body: the provider got %s", tc.after, got)
+			}
+		} else if !strings.Contains(string(b), "invalid_request_body") {
+			t.Fatalf("%q after the body: %s", tc.after, b)
 		}
 	}
 }

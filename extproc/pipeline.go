@@ -98,7 +98,13 @@ func (q *pipeline) step(req *extprocv3.ProcessingRequest, out []*extprocv3.Proce
 			// The body was complete at its declared length, or at the end of
 			// its JSON value; only Envoy's end-of-stream message may follow,
 			// without data.
-			if len(r.RequestBody.GetBody()) > 0 {
+			if chunk := r.RequestBody.GetBody(); len(chunk) > 0 {
+				if p.contentLength < 0 && jsonSpace(chunk) {
+					// White space after the value is still JSON: a client
+					// that ends its body with a newline of its own chunk
+					// was refused.
+					return append(out, bodyAnswer(true, q.after))
+				}
 				if p.contentLength < 0 {
 					return append(out, p.immediate(apierr.Invalid("invalid_request_body", "", "the request body goes on after its JSON value")))
 				}
@@ -438,6 +444,16 @@ type jsonEnd struct {
 	done     bool
 }
 
+// jsonSpace reports whether b is only JSON's white space.
+func jsonSpace(b []byte) bool {
+	for _, c := range b {
+		if !isJSONSpace(c) {
+			return false
+		}
+	}
+	return true
+}
+
 // complete reads what body has more than before and reports whether its
 // JSON object or array is closed, with only white space after it.
 func (j *jsonEnd) complete(body []byte) bool {
@@ -445,7 +461,7 @@ func (j *jsonEnd) complete(body []byte) bool {
 		c := body[j.read]
 		switch {
 		case j.done:
-			if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			if !isJSONSpace(c) {
 				return false // not the end: the decision reads the rest
 			}
 		case j.inString:
