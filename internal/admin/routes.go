@@ -191,7 +191,7 @@ func (h *routesAPI) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apierr.Invalid("invalid_route", "document", "document is required: the route's YAML or JSON text"))
 		return
 	}
-	f, err := flow.Load("document", []byte(req.Document), h.rs.RouteEnv())
+	f, err := flow.LoadNew("document", []byte(req.Document), h.rs.RouteEnv())
 	if err != nil {
 		writeError(w, RouteLoadError(err))
 		return

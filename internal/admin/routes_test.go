@@ -164,3 +164,38 @@ func TestRoutesAPIStoreDown(t *testing.T) {
 }
 
 func (r *routeStatus) RoutesChanged(context.Context) error { return nil }
+
+// A new version comparing classification.task with a value it never has
+// is refused, 400 naming the place and the values; a version stored
+// before that was checked still deploys (it loaded when it was stored).
+func TestRouteCreateRefusesNeverValues(t *testing.T) {
+	db, err := store.OpenSQLite(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rs, err := flowstore.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &routeStatus{fakeStatus: fakeStatus{tokens: testTokens()}, rs: rs}
+	h := Handler(st, zap.NewNop())
+	src := "route: support\nnodes:\n  - id: c\n    if: classification.task == \"summarize\"\n    then: a\n    else: b\n" +
+		"  - {id: a, model: gpt-4o-mini}\n  - {id: b, model: gpt-4o}\n"
+	b, _ := json.Marshal(CreateRouteRequest{Document: src})
+	rec := do(t, h, "POST", "/admin/routes", config.RoleOperator, string(b))
+	if st, code, param := openAIError(t, rec); st != 400 || code != "invalid_route" || param != "document" ||
+		!strings.Contains(rec.Body.String(), `document:4:32: route support, node c: if: classification.task is never \"summarize\": the comparison never holds (its values: code, math, reasoning, extraction, summarization,`) {
+		t.Fatalf("create: %d %s", rec.Code, rec.Body)
+	}
+	old, err := flow.Load("support@1", []byte(src), st.RouteEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := rs.Create(context.Background(), old, "admin:old", "", "api"); err != nil {
+		t.Fatal(err)
+	}
+	if rec := do(t, h, "POST", "/admin/routes/support/deploy", config.RoleOperator, `{"version":1}`); rec.Code != 200 {
+		t.Fatalf("deploy of the stored version: %d %s", rec.Code, rec.Body)
+	}
+}

@@ -256,6 +256,10 @@ func runConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 		for _, f := range files {
 			if f.Err != nil {
 				fmt.Fprintf(stdout, "warning: route file does not load (its route keeps its live version): %v\n", f.Err)
+				continue
+			}
+			for _, w := range f.Flow.Warnings() {
+				fmt.Fprintf(stdout, "warning: %v\n", w)
 			}
 		}
 	}

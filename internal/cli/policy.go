@@ -440,7 +440,7 @@ func explainRoutes(ctx context.Context, cfg *config.Config, cat *catalog.Catalog
 		if err != nil {
 			return nil, fmt.Errorf("--route: %w", err)
 		}
-		if d, err = flow.Load(draft, data, env); err != nil {
+		if d, err = flow.LoadNew(draft, data, env); err != nil {
 			return nil, err
 		}
 		if d.Name == chat.Route {

@@ -190,7 +190,9 @@ func (r *routesCLI) load(ctx context.Context, s string) (doc []byte, label strin
 		if err != nil {
 			return nil, "", nil, err
 		}
-		f, err = flow.Load(rf.file, doc, r.env)
+		// A file is a new version (create, deploy) or a draft (test): a
+		// comparison that never holds is refused here.
+		f, err = flow.LoadNew(rf.file, doc, r.env)
 		return doc, rf.file, f, err
 	}
 	st, err := r.store(ctx)
@@ -205,6 +207,9 @@ func (r *routesCLI) load(ctx context.Context, s string) (doc []byte, label strin
 	f, err = flow.Load(label, []byte(v.Document), r.env)
 	if f != nil {
 		f.Version = v.Version
+		for _, w := range f.Warnings() {
+			fmt.Fprintf(r.stderr, "warning: %v (a stored version still loads with it; a new one is refused)\n", w)
+		}
 	}
 	return []byte(v.Document), label, f, err
 }
@@ -277,6 +282,10 @@ func (r *routesCLI) list(ctx context.Context) error {
 	for _, f := range files {
 		if f.Err != nil {
 			fmt.Fprintf(r.stdout, "file %s does not load:\n%v\n", f.Path, f.Err)
+			continue
+		}
+		for _, w := range f.Flow.Warnings() {
+			fmt.Fprintf(r.stdout, "warning: %v\n", w)
 		}
 	}
 	return nil
@@ -562,6 +571,9 @@ func (r *routesCLI) sync(ctx context.Context, deploy bool) error {
 			fmt.Fprintf(r.stdout, "%s: %s@%d stored\n", s.File, s.Route, s.Version)
 		default:
 			fmt.Fprintf(r.stdout, "%s: unchanged\n", s.File)
+		}
+		for _, w := range s.Warnings {
+			fmt.Fprintf(r.stdout, "warning: %s\n", w)
 		}
 	}
 	if bad > 0 {

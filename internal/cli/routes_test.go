@@ -106,6 +106,19 @@ nodes:
 	if _, _, err := run("routes", "create", file, "--config", cfg); err == nil || !strings.Contains(err.Error(), `support.yaml:3:20: route support, node a: model: unknown model "m9"`) {
 		t.Errorf("create broken: %v", err)
 	}
+	// A comparison that never holds: refused from a file as a new version,
+	// but a file the server syncs keeps loading as it did (with a warning).
+	write(file, "route: support\nnodes:\n  - {id: c, if: 'classification.risk in [\"low\", \"none\"]', then: a, else: a}\n  - {id: a, model: m1}\n")
+	never := `support.yaml:3:49: route support, node c: if: classification.risk is never "none": the comparison never holds for it (its values: low, medium, high)`
+	if _, _, err := run("routes", "create", file, "--config", cfg); err == nil || !strings.Contains(err.Error(), never) {
+		t.Errorf("create with a value that never occurs: %v", err)
+	}
+	if out, _, err := run("routes", "sync", "--config", cfg); err != nil || !strings.Contains(out, "support@3, live") || !strings.Contains(out, "warning: ") || !strings.Contains(out, never) {
+		t.Errorf("sync of a file with a value that never occurs: %v %s", err, out)
+	}
+	if _, stderr, err := run("routes", "deploy", "support@3", "--config", cfg); err != nil || !strings.Contains(stderr, "warning: support@3:3:49:") {
+		t.Errorf("deploy of the stored version: %v %s", err, stderr)
+	}
 	if _, _, err := run("routes", "frobnicate"); err == nil {
 		t.Error("unknown verb accepted")
 	}

@@ -3,6 +3,7 @@ package flow
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -10,8 +11,12 @@ import (
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/cost"
+	"cel.dev/cel-go/common/operators"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/ext"
+
+	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/classify/task"
 )
 
 // Budget is one configured budget as a condition sees it:
@@ -49,7 +54,7 @@ var Variables = []Variable{
 	{"principal.team", "string", "the key's team; \"\" when none"},
 	{"principal.user", "string", "the key's user; \"\" when none"},
 	{"principal.authenticated", "bool", "the request carried a valid key"},
-	{"classification.task", "string", "chat, code, summarize, extract, translate, reason, … (docs/classify.md)"},
+	{"classification.task", "string", "code, math, reasoning, extraction, summarization, translation, creative_writing, knowledge_qa, classification or chat (docs/classify.md)"},
 	{"classification.complexity", "string", "low, medium or high"},
 	{"classification.risk", "string", "low, medium or high"},
 	{"classification.sensitivity", "string", "public, internal, confidential or restricted"},
@@ -61,6 +66,17 @@ var Variables = []Variable{
 	{"classification.scan_complete", "bool", "every text of the request was scanned (no cap hit)"},
 	{"budgets", "map(string, flow.Budget)", "configured budgets by name for this request's subject: .ratio (double), .exceeded (bool), .warn (bool)"},
 	{"now", "google.protobuf.Timestamp", "when the request arrived (deterministic on replay)"},
+}
+
+// Enumerated are the variables that take only the listed values: a
+// condition comparing one with anything else can never hold (or, for !=,
+// always does), so it is refused in a new version and warned of in a
+// stored one.
+var Enumerated = map[string][]string{
+	"classification.task":        task.Tasks,
+	"classification.complexity":  {classify.Low, classify.Medium, classify.High},
+	"classification.risk":        classify.RiskLevels,
+	"classification.sensitivity": classify.SensitivityLevels,
 }
 
 // Cost bounds. A condition's worst case is estimated at load and refused
@@ -131,6 +147,9 @@ type condition struct {
 	src  string
 	prg  cel.Program
 	uses uses
+	// never are comparisons with a value an enumerated variable never
+	// has: the condition compiles, but a new version may not keep them.
+	never []exprError
 }
 
 // uses records what a condition reads, so evaluation builds only that.
@@ -196,6 +215,7 @@ func compileCondition(src string, env *Env) (*condition, []exprError) {
 	if len(out) > 0 {
 		return nil, out
 	}
+	c.never = neverValues(checked.NativeRep(), nav, loc)
 	est, err := e.EstimateCost(checked, sizes{headers: len(env.headers())})
 	if err != nil {
 		return nil, []exprError{{line: 1, msg: "cannot estimate the condition's cost: " + err.Error()}}
@@ -246,6 +266,59 @@ func mapKey(x ast.NavigableExpr) (name, key string, ok bool) {
 	}
 	name = operand.AsIdent()
 	return name, key, name == "headers" || name == "budgets"
+}
+
+// neverValues finds comparisons of an enumerated variable with a string
+// literal it never takes: x == "v", "v" == x, x != "v" and x in ["v", …].
+func neverValues(a *ast.AST, nav ast.NavigableExpr, loc func(int64) (int, int)) []exprError {
+	variable := func(e ast.Expr) (string, []string) {
+		r := a.ReferenceMap()[e.ID()]
+		if r == nil || r.Name == "" || (e.Kind() != ast.SelectKind && e.Kind() != ast.IdentKind) {
+			return "", nil
+		}
+		return r.Name, Enumerated[r.Name]
+	}
+	var out []exprError
+	check := func(name string, allowed []string, lit ast.Expr, holds string) {
+		if lit.Kind() != ast.LiteralKind {
+			return
+		}
+		s, ok := lit.AsLiteral().(types.String)
+		if !ok || slices.Contains(allowed, string(s)) {
+			return
+		}
+		l, col := loc(lit.ID())
+		out = append(out, exprError{line: l, col: col, msg: fmt.Sprintf("%s is never %q: the comparison %s (its values: %s)",
+			name, string(s), holds, strings.Join(allowed, ", "))})
+	}
+	for _, x := range ast.MatchDescendants(nav, ast.KindMatcher(ast.CallKind)) {
+		call := x.AsCall()
+		args := call.Args()
+		if len(args) != 2 {
+			continue
+		}
+		switch fn := call.FunctionName(); fn {
+		case operators.Equals, operators.NotEquals:
+			holds := "never holds"
+			if fn == operators.NotEquals {
+				holds = "always holds"
+			}
+			for _, i := range []int{0, 1} {
+				if name, allowed := variable(args[i]); allowed != nil {
+					check(name, allowed, args[1-i], holds)
+				}
+			}
+		case operators.In:
+			name, allowed := variable(args[0])
+			if allowed == nil || args[1].Kind() != ast.ListKind {
+				continue
+			}
+			for _, e := range args[1].AsList().Elements() {
+				check(name, allowed, e, "never holds for it")
+			}
+		}
+	}
+	return out
 }
 
 // hint turns the checker's "undeclared reference to 'request'" for

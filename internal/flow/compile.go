@@ -187,7 +187,15 @@ type Flow struct {
 	needsBudgets bool
 	rates        []*RateLimit
 	workspaces   []string // the workspaces that may use it; empty: every one
+	warnings     []*Error
 }
+
+// Warnings are the problems of a flow that loads: a condition comparing
+// an enumerated variable with a value it never has. LoadNew refuses them;
+// a version stored before they were checked keeps loading with them (it
+// served yesterday; refusing it would turn its route into 503s after an
+// upgrade), and its loader logs them.
+func (f *Flow) Warnings() []*Error { return f.warnings }
 
 // Doc is the parsed document the flow was compiled from.
 func (f *Flow) Doc() *Doc { return f.doc }
@@ -215,13 +223,24 @@ func (f *Flow) NeedsBudgets() bool { return f.needsBudgets }
 // counters for.
 func (f *Flow) RateLimits() []*RateLimit { return f.rates }
 
-// Load parses and compiles a document.
+// Load parses and compiles a document: a stored version or a file, which
+// loads with its Warnings.
 func Load(source string, data []byte, env *Env) (*Flow, error) {
+	return load(source, data, env, false)
+}
+
+// LoadNew parses and compiles a document a user submits as a new version
+// (or a draft to test): as Load, and a warning is an error too.
+func LoadNew(source string, data []byte, env *Env) (*Flow, error) {
+	return load(source, data, env, true)
+}
+
+func load(source string, data []byte, env *Env, strict bool) (*Flow, error) {
 	doc, err := Parse(source, data)
 	if err != nil {
 		return nil, err
 	}
-	f, err := Compile(source, doc, env)
+	f, err := compile(source, doc, env, strict)
 	if err != nil {
 		return nil, err
 	}
@@ -237,6 +256,8 @@ type compiler struct {
 	src    []byte
 	env    *Env
 	errs   []*Error
+	warns  []*Error
+	strict bool // a warning is an error
 	index  map[string]int
 	// unlinked is set when an edge, the start or a node id could not be
 	// resolved: reachability is then unknown, and graph is not run (its
@@ -254,9 +275,13 @@ func (c *compiler) fail(node, field, path string, format string, args ...any) {
 
 // Compile checks a parsed document against env and compiles its
 // conditions. Every problem is reported, each with the route, the node and
-// its position.
+// its position; the flow keeps its Warnings.
 func Compile(source string, doc *Doc, env *Env) (*Flow, error) {
-	c := &compiler{source: source, doc: doc, src: doc.src, env: env, index: map[string]int{}}
+	return compile(source, doc, env, false)
+}
+
+func compile(source string, doc *Doc, env *Env, strict bool) (*Flow, error) {
+	c := &compiler{source: source, doc: doc, src: doc.src, env: env, strict: strict, index: map[string]int{}}
 	if doc.pos == nil {
 		doc.pos = map[string]Pos{}
 	}
@@ -297,6 +322,7 @@ func Compile(source string, doc *Doc, env *Env) (*Flow, error) {
 	if len(c.errs) > 0 {
 		return nil, &LoadError{c.errs}
 	}
+	f.warnings = c.warns
 	return f, nil
 }
 
@@ -345,7 +371,16 @@ func (c *compiler) node(f *Flow, i int) {
 		n.els = c.ref(d.Else, d.ID, "else", p("else"))
 		cond, errs := compileCondition(d.If, c.env)
 		for _, e := range errs {
-			c.exprFail(d.ID, p("if"), e)
+			c.errs = append(c.errs, c.exprError(d.ID, p("if"), e))
+		}
+		if cond != nil {
+			for _, e := range cond.never {
+				if c.strict {
+					c.errs = append(c.errs, c.exprError(d.ID, p("if"), e))
+				} else {
+					c.warns = append(c.warns, c.exprError(d.ID, p("if"), e))
+				}
+			}
 		}
 		n.cond = cond
 		if cond != nil && cond.uses.budgets {
@@ -431,9 +466,9 @@ func (c *compiler) node(f *Flow, i int) {
 	}
 }
 
-// exprFail reports a CEL error at its place in the document: the
-// expression's start plus the error's line and column inside it.
-func (c *compiler) exprFail(node, path string, e exprError) {
+// exprError places a CEL error in the document: the expression's start
+// plus the error's line and column inside it.
+func (c *compiler) exprError(node, path string, e exprError) *Error {
 	err := &Error{Source: c.source, Route: c.doc.Route, Node: node, Field: "if", Msg: e.msg}
 	if p, ok := c.doc.pos[path]; ok && e.line > 0 {
 		err.Line = p.Line + e.line - 1
@@ -449,7 +484,7 @@ func (c *compiler) exprFail(node, path string, e exprError) {
 			err.Column = 0
 		}
 	}
-	c.errs = append(c.errs, err)
+	return err
 }
 
 func indentOf(src []byte, line int) int {

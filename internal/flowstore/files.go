@@ -83,6 +83,10 @@ type Synced struct {
 	// newer one (another replica's); nothing changed.
 	Stale bool   `json:"stale,omitempty"`
 	Error string `json:"error,omitempty"`
+	// Warnings are what a file loads with but a new version submitted
+	// through the admin API or the CLI may not have (flow.Flow.Warnings):
+	// a file loaded before they were checked, so it still syncs.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Action is what syncing the file did to its route, for the audit record:
@@ -117,6 +121,9 @@ func SyncDir(ctx context.Context, st *Store, dir string, env *flow.Env, deploy b
 			continue
 		}
 		s.Route = f.Flow.Name
+		for _, w := range f.Flow.Warnings() {
+			s.Warnings = append(s.Warnings, w.Error())
+		}
 		v, changed, stale, err := st.SyncFile(ctx, f.Flow, "routes/"+f.Name, f.Modified, deploy)
 		if err != nil {
 			return out, err

@@ -31,6 +31,9 @@ type Table struct {
 	env    *flow.Env  // under mu
 	envGen int64      // bumped by SetEnv: the next refresh recompiles all
 	reach  store.Reach
+	// warned are the versions (by content hash) whose warnings were
+	// logged: once per process, not at every recompile.
+	warned sync.Map
 }
 
 type tableSnap struct {
@@ -136,6 +139,15 @@ func (t *Table) compile(v Version, env *flow.Env) (*flow.Flow, error) {
 		return nil, err
 	}
 	f.Version = v.Version
+	if w := f.Warnings(); len(w) > 0 {
+		if _, done := t.warned.LoadOrStore(f.Hash, true); !done {
+			for _, e := range w {
+				t.log.Warn("route version loads, but a new version like it would be refused: fix it and deploy the fix",
+					zap.String("route", v.Route), zap.Int64("version", v.Version), zap.Int("line", e.Line), zap.Int("column", e.Column),
+					zap.String("node", e.Node), zap.String("problem", e.Msg))
+			}
+		}
+	}
 	return f, nil
 }
 
