@@ -550,3 +550,57 @@ func TestRouteOfOtherWorkspaces(t *testing.T) {
 		t.Errorf("a route for a workspace the config lacks: %d %s", resp.StatusCode, b)
 	}
 }
+
+// TestRouteOnAudioAndFiles: a route sends a recording to one model and a
+// PDF or a file by id to another by request.audio and request.files, and
+// a new version comparing classification.task with a value it never has
+// (summarize, as routes.md listed it until 2026-12-07) is refused 400 with
+// the place and the task names.
+func TestRouteOnAudioAndFiles(t *testing.T) {
+	t.Parallel()
+	both := []string{"vision", "audio", "files", "streaming", "chat", "responses"}
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "hear", Key: "sk-h", Residency: "eu"}, {Name: "read", Key: "sk-r", Residency: "eu"},
+			{Name: "text", Key: "sk-t", Residency: "eu"}},
+		Models: []config.Model{
+			{ID: "hearer", Provider: "hear", ContextWindow: 128000, Price: config.Price{InputPerMTok: 0.5, OutputPerMTok: 0.5}, Capabilities: both},
+			{ID: "reader", Provider: "read", ContextWindow: 128000, Price: config.Price{InputPerMTok: 0.5, OutputPerMTok: 0.5}, Capabilities: both},
+			{ID: "text-cheap", Provider: "text", ContextWindow: 128000, Price: config.Price{InputPerMTok: 0.01, OutputPerMTok: 0.01},
+				Capabilities: []string{"streaming"}},
+		},
+		Mutate: func(c *config.Config) { c.Routing.DefaultModel = "text-cheap" },
+	})
+	deployRoute(t, s, `route: media
+nodes:
+  - {id: audio, if: request.audio, then: hear, else: files}
+  - {id: files, if: request.files, then: read, else: text}
+  - {id: hear, model: hearer}
+  - {id: read, model: reader}
+  - {id: text, model: text-cheap}
+`)
+	const (
+		wav  = `{"type":"input_audio","input_audio":{"data":"UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA=","format":"wav"}}`
+		pdf  = `{"type":"file","file":{"filename":"a.pdf","file_data":"data:application/pdf;base64,JVBERi0xLjQKJSVFT0YK"}}`
+		byID = `{"type":"file","file":{"file_id":"file-abc123"}}`
+	)
+	for name, tc := range map[string]struct{ content, model string }{
+		"audio":      {`[{"type":"text","text":"Transcribe this"},` + wav + `]`, "hearer"},
+		"pdf":        {`[{"type":"text","text":"Summarise this"},` + pdf + `]`, "reader"},
+		"file by id": {`[{"type":"text","text":"Summarise this"},` + byID + `]`, "reader"},
+		"text":       {`"Say hello."`, "text-cheap"},
+	} {
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"route:media","messages":[{"role":"user","content":`+tc.content+`}]}`, nil)
+		if m := resp.Header.Get("x-stellwerk-model"); resp.StatusCode != 200 || m != tc.model || resp.Header.Get("x-stellwerk-route") != "media@1" {
+			t.Errorf("%s: %d %s via %q, want %s: %s", name, resp.StatusCode, m, resp.Header.Get("x-stellwerk-route"), tc.model, b)
+		}
+	}
+
+	body, _ := json.Marshal(map[string]any{"document": "route: media\nnodes:\n  - id: sum\n    if: classification.task == \"summarize\"\n" +
+		"    then: read\n    else: text\n  - {id: read, model: reader}\n  - {id: text, model: text-cheap}\n"})
+	resp, b := adminDo(t, s, http.MethodPost, "/admin/routes", string(body))
+	e := decodeError(t, b).Error
+	if resp.StatusCode != 400 || e.Code != "invalid_route" || !strings.Contains(e.Message, `document:4:32: route media, node sum: if: classification.task is never "summarize"`) ||
+		!strings.Contains(e.Message, "summarization") {
+		t.Errorf("a new version comparing the task with summarize: %d %s", resp.StatusCode, b)
+	}
+}

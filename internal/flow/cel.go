@@ -44,6 +44,8 @@ var Variables = []Variable{
 	{"request.stream", "bool", "the request streams"},
 	{"request.tools", "bool", "the request offers tools (or legacy functions)"},
 	{"request.vision", "bool", "a message carries an image"},
+	{"request.audio", "bool", "a message carries audio input (an input_audio part)"},
+	{"request.files", "bool", "a message carries a file (a PDF or another document inline, or by file_id)"},
 	{"request.messages", "int", "number of messages"},
 	{"request.user", "string", "the OpenAI user field; \"\" when unset"},
 	{"request.response_format", "string", "response_format.type (text, json_object, json_schema); \"\" when unset"},

@@ -399,6 +399,10 @@ func (a *activation) request(field string) (ref.Val, bool) {
 		return types.Bool(c.Tools), true
 	case "vision":
 		return types.Bool(c.Vision), true
+	case "audio":
+		return types.Bool(c.Audio), true
+	case "files":
+		return types.Bool(c.Files), true
 	case "messages":
 		return types.Int(c.Messages), true
 	case "user":

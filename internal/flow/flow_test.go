@@ -242,7 +242,7 @@ nodes:
 func TestConditionVariables(t *testing.T) {
 	in := &Input{
 		RequestID: "r",
-		Chat:      &request.Chat{Model: "route:x", MaxTokens: 900, Stream: true, Tools: true, Messages: 3, User: "u1", ResponseFormat: "json_object"},
+		Chat:      &request.Chat{Model: "route:x", MaxTokens: 900, Stream: true, Tools: true, Messages: 3, User: "u1", ResponseFormat: "json_object", Audio: true, Files: true},
 		Principal: &auth.Principal{Authenticated: true, KeyID: "k1", Workspace: "legal", Team: "contracts", User: "ana"},
 		Class: &classify.Result{Task: "code", Complexity: "high", Risk: "low", Sensitivity: "internal", Language: "de",
 			PII: []classify.Finding{{Type: "email"}}, InputTokens: 1234, Scan: classify.ScanComplete},
@@ -252,6 +252,7 @@ func TestConditionVariables(t *testing.T) {
 	}
 	for name, expr := range map[string]string{
 		"request":        `request.model.startsWith("route:") && request.max_tokens == 900 && request.stream && request.tools && request.messages == 3 && request.user == "u1" && request.response_format == "json_object" && !request.vision`,
+		"media":          `request.audio && request.files && !request.vision`,
 		"principal":      `principal.key == "k1" && principal.workspace == "legal" && principal.team == "contracts" && principal.user == "ana" && principal.authenticated`,
 		"classification": `classification.task == "code" && classification.complexity == "high" && classification.risk == "low" && classification.sensitivity == "internal" && classification.language == "de" && classification.pii && !classification.secrets && !classification.injection && classification.input_tokens > 1000 && classification.scan_complete`,
 		"headers":        `headers["x-client-app"] == "helpdesk" && !("user-agent" in headers)`,
