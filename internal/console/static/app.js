@@ -1,7 +1,8 @@
 // stellwerk console: plain JavaScript, no framework, no build step.
 // Every data call goes to this server's admin API with the admin token the
 // user signed in with (sessionStorage, this tab only) as a bearer token.
-// Text from the server is only ever set as textContent, never as HTML.
+// Text from the server is only ever set as text, never as HTML, and
+// through shown, which marks the characters that would hide or reorder it.
 "use strict";
 
 const TOKEN = "stellwerk.adminToken";
@@ -10,7 +11,8 @@ const MAX_DECISIONS = 200;
 
 const $ = (id) => document.getElementById(id);
 
-// el builds an element: el("td", {class: "x"}, "text", child, …).
+// el builds an element: el("td", {class: "x"}, "text", child, …). Text
+// goes in through shown, and a title through shownTitle.
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -18,14 +20,101 @@ function el(tag, attrs, ...children) {
     if (k === "class") e.className = v;
     else if (k === "style") Object.assign(e.style, v); // CSSOM: the CSP refuses style attributes
     else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "title") e.title = shownTitle(String(v));
     else e.setAttribute(k, v === true ? "" : v);
   }
   for (const c of children.flat()) {
     if (c === undefined || c === null || c === false) continue;
-    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    e.append(c instanceof Node ? c : shown(String(c)));
   }
   return e;
 }
+
+// HIDDEN matches the characters a value cannot be shown with as they are:
+// controls (C0, C1), format characters (bidi overrides, embeddings,
+// isolates and marks, zero-width spaces and joiners, U+061C, U+FEFF, tag
+// characters), line and paragraph separators, surrogates, and the Hangul
+// fillers that draw as nothing. A client chooses many strings the console
+// shows (a model name, what a policy's reason quotes): with U+202E in it,
+// "admin\u202Etxt.exe" reads "adminexe.txt", and a value of U+200B reads
+// empty (the non-English probe).
+const HIDDEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\u115F\u1160\u3164\uFFA0]/u;
+const HIDDEN_ALL = new RegExp(HIDDEN.source, "gu");
+// NOT_ASCII: a value with anything else than printable ASCII is isolated.
+const NOT_ASCII = /[^\x20-\x7e]/;
+
+const HIDDEN_NAMES = {
+  0x9: "TAB", 0xa: "LINE FEED", 0xd: "CARRIAGE RETURN", 0x1b: "ESCAPE", 0xad: "SOFT HYPHEN", 0x61c: "ARABIC LETTER MARK",
+  0x180e: "MONGOLIAN VOWEL SEPARATOR", 0x200b: "ZERO WIDTH SPACE", 0x200c: "ZERO WIDTH NON-JOINER",
+  0x200d: "ZERO WIDTH JOINER", 0x200e: "LEFT-TO-RIGHT MARK", 0x200f: "RIGHT-TO-LEFT MARK", 0x2028: "LINE SEPARATOR",
+  0x2029: "PARAGRAPH SEPARATOR", 0x202a: "LEFT-TO-RIGHT EMBEDDING", 0x202b: "RIGHT-TO-LEFT EMBEDDING",
+  0x202c: "POP DIRECTIONAL FORMATTING", 0x202d: "LEFT-TO-RIGHT OVERRIDE", 0x202e: "RIGHT-TO-LEFT OVERRIDE",
+  0x2060: "WORD JOINER", 0x2066: "LEFT-TO-RIGHT ISOLATE", 0x2067: "RIGHT-TO-LEFT ISOLATE", 0x2068: "FIRST STRONG ISOLATE",
+  0x2069: "POP DIRECTIONAL ISOLATE", 0x3164: "HANGUL FILLER", 0xfeff: "ZERO WIDTH NO-BREAK SPACE (BOM)",
+};
+
+// codeOf is a character's code point as U+XXXX.
+function codeOf(ch) { return "U+" + ch.codePointAt(0).toString(16).toUpperCase().padStart(4, "0"); }
+
+// hiddenName names a hidden character for its tooltip.
+function hiddenName(ch) {
+  const cp = ch.codePointAt(0);
+  if (HIDDEN_NAMES[cp]) return HIDDEN_NAMES[cp];
+  if (cp >= 0xe0000 && cp <= 0xe007f) return "TAG CHARACTER";
+  if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0)) return "CONTROL CHARACTER";
+  return "INVISIBLE CHARACTER";
+}
+
+// shown is how the console shows a string it did not write itself: as a
+// text node when it is plain ASCII; else in a <bdi>, so that right-to-left
+// text in it cannot reorder what stands beside it, with each hidden
+// character (HIDDEN) drawn as a marked ⟦U+202E⟧ whose tooltip names it.
+// The marks keep the real character in data-char: copying a selection
+// copies the value's real text (see the copy listener below). Every text
+// the page shows goes through it (el), never in as markup.
+function shown(s) {
+  if (!NOT_ASCII.test(s)) return document.createTextNode(s);
+  const b = document.createElement("bdi");
+  if (!HIDDEN.test(s)) { b.textContent = s; return b; }
+  b.className = "has-hidden";
+  let last = 0;
+  for (const m of s.matchAll(HIDDEN_ALL)) {
+    if (m.index > last) b.append(s.slice(last, m.index));
+    const mark = document.createElement("span");
+    mark.className = "hidden-char";
+    mark.textContent = "⟦" + codeOf(m[0]) + "⟧";
+    mark.title = codeOf(m[0]) + " " + hiddenName(m[0]) + ": an invisible or control character in this value, shown by its code";
+    mark.dataset.char = m[0];
+    b.append(mark);
+    last = m.index + m[0].length;
+  }
+  if (last < s.length) b.append(s.slice(last));
+  return b;
+}
+
+// shownTitle is shown for a tooltip, which holds text only: each hidden
+// character becomes ⟦U+XXXX⟧.
+function shownTitle(s) { return s.replace(HIDDEN_ALL, (ch) => "⟦" + codeOf(ch) + "⟧"); }
+
+// setText replaces an element's text with a string shown as shown does.
+function setText(e, s) { e.replaceChildren(shown(String(s))); }
+
+// Copying a selection gives the values' real characters back in place of
+// their marks: an id or name copied from the console finds the record.
+document.addEventListener("copy", (ev) => {
+  const sel = document.getSelection();
+  if (!sel || sel.rangeCount === 0 || !ev.clipboardData) return;
+  let marked = false;
+  const parts = [];
+  for (let i = 0; i < sel.rangeCount; i++) {
+    const frag = sel.getRangeAt(i).cloneContents();
+    for (const m of frag.querySelectorAll(".hidden-char[data-char]")) { m.replaceWith(m.dataset.char); marked = true; }
+    parts.push(frag.textContent);
+  }
+  if (!marked) return;
+  ev.clipboardData.setData("text/plain", parts.join("\n"));
+  ev.preventDefault();
+});
 
 function token() { return sessionStorage.getItem(TOKEN) || ""; }
 
@@ -120,7 +209,7 @@ async function signIn(t) {
   const r = await api("GET", "/status");
   if (r.status !== 200) {
     sessionStorage.removeItem(TOKEN);
-    $("login-error").textContent = errorText(r);
+    setText($("login-error"), errorText(r));
     return;
   }
   $("login-error").textContent = "";
@@ -130,7 +219,7 @@ async function signIn(t) {
   $("top-right").hidden = false;
   const me = await api("GET", "/admin/whoami");
   const role = me.status === 200 ? me.body.role : "";
-  $("who").textContent = (role ? me.body.token_id + " (" + role + ") · " : "") + "stellwerk " + (r.body.version || "");
+  setText($("who"), (role ? me.body.token_id + " (" + role + ") · " : "") + "stellwerk " + (r.body.version || ""));
   // Offer only what the role may do; the server decides either way.
   document.body.dataset.role = role;
   $("key-create-box").hidden = role !== "admin";
@@ -392,7 +481,8 @@ async function sendTry(ev) {
       r.headers.get("x-stellwerk-provider") && el("span", { class: "muted" }, "via " + r.headers.get("x-stellwerk-provider")),
       el("span", { class: "spacer" }), el("span", { class: "muted" }, ms + " ms")),
     r.headers.get("x-stellwerk-reason") && el("p", { class: "d-reason" }, r.headers.get("x-stellwerk-reason")),
-    r.status >= 400 ? errorBox(r) : el("p", { class: "answer" }, answer),
+    // The answer keeps its line breaks; every other hidden character is marked.
+    r.status >= 400 ? errorBox(r) : el("p", { class: "answer" }, answer.split("\n").flatMap((l, i) => [i > 0 && document.createTextNode("\n"), l])),
     id && el("p", { class: "muted" }, "decision " + id)));
   if (!id) return;
   const render = (d) => put(dec, el("h3", {}, "Its decision"), decisionCard(d, true));
