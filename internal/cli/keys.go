@@ -241,7 +241,7 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "WORKSPACE\tPROVIDER\tMASTER KEY\tUPDATED\tBY")
 		for _, p := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Workspace, p.Provider, p.MasterKeyID, p.UpdatedAt.Format(time.RFC3339), p.UpdatedBy)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", shown(p.Workspace), shown(p.Provider), shown(p.MasterKeyID), p.UpdatedAt.Format(time.RFC3339), shown(p.UpdatedBy))
 		}
 		return tw.Flush()
 	case "provider delete":
@@ -327,7 +327,7 @@ func (k *keysCLI) list(ctx context.Context, f keys.Filter) error {
 		if !key.ExpiresAt.IsZero() {
 			exp = key.ExpiresAt.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", key.ID, key.Prefix, key.Workspace, dash(key.Team), dash(key.User),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", shown(key.ID), shown(key.Prefix), shown(key.Workspace), dash(key.Team), dash(key.User),
 			key.Status(now), exp, key.CreatedAt.Format(time.RFC3339))
 	}
 	return tw.Flush()
@@ -413,7 +413,7 @@ func dash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return shown(s)
 }
 
 func splitList(s string) []string {

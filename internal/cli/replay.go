@@ -469,10 +469,10 @@ func outcomeText(o *replayOutcome) string {
 		b.WriteString(strconv.Itoa(o.Status))
 	}
 	if o.ErrorCode != "" && o.Status != 0 {
-		b.WriteString(" " + o.ErrorCode)
+		b.WriteString(" " + shown(o.ErrorCode))
 	}
 	if o.Served != "" {
-		b.WriteString(", served by " + o.Served)
+		b.WriteString(", served by " + shown(o.Served))
 		if o.Attempts > 1 {
 			fmt.Fprintf(&b, " after %d attempts", o.Attempts)
 		}
@@ -484,7 +484,7 @@ func outcomeText(o *replayOutcome) string {
 }
 
 func printReplay(w io.Writer, o *replayed) {
-	fmt.Fprintf(w, "decision    %s at %s\n", o.ID, o.Time.Format(time.RFC3339))
+	fmt.Fprintf(w, "decision    %s at %s\n", shown(o.ID), o.Time.Format(time.RFC3339))
 	pol := o.Versions.Policy
 	if pol == "" {
 		pol = "none"
@@ -498,7 +498,7 @@ func printReplay(w io.Writer, o *replayed) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "outcome     "+outcomeText(&o.Outcome))
 	if o.NotReplayable != "" {
-		fmt.Fprintf(w, "not replayable: %s\n", o.NotReplayable)
+		fmt.Fprintf(w, "not replayable: %s\n", shown(o.NotReplayable))
 		if o.Current == nil {
 			return
 		}
@@ -535,15 +535,15 @@ func short(h string) string {
 }
 
 func summary(e *replayExplanation) string {
-	s := e.Chosen
+	s := shown(e.Chosen)
 	if e.Error != "" {
-		s = "refused: " + e.Error
+		s = "refused: " + shown(e.Error)
 	}
 	if e.Route != "" {
-		s += " via route " + e.Route
+		s += " via route " + shown(e.Route)
 	}
 	if e.Reason != "" {
-		s += " — " + e.Reason
+		s += " — " + shown(e.Reason)
 	}
 	return s
 }
@@ -559,7 +559,7 @@ func diffLines(w io.Writer, la, lb string, a, b *replayExplanation) {
 		return
 	}
 	for _, l := range strings.Split(strings.TrimRight(d, "\n"), "\n") {
-		fmt.Fprintln(w, "      "+l)
+		fmt.Fprintln(w, "      "+shownJSON(l))
 	}
 }
 

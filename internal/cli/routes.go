@@ -265,7 +265,7 @@ func (r *routesCLI) list(ctx context.Context) error {
 		if x.Live > 0 {
 			live, at = strconv.FormatInt(x.Live, 10), x.DeployedAt.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", x.Name, live, x.Latest, x.Versions, at, dash(x.DeployedBy))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", shown(x.Name), live, x.Latest, x.Versions, at, dash(x.DeployedBy))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -311,9 +311,9 @@ func (r *routesCLI) show(ctx context.Context, s string) error {
 	if v.Live {
 		live = " (live)"
 	}
-	fmt.Fprintf(r.stdout, "# %s@%d%s, %s, by %s, %s\n", v.Route, v.Version, live, v.Hash, v.Author, v.CreatedAt.Format(time.RFC3339))
+	fmt.Fprintf(r.stdout, "# %s@%d%s, %s, by %s, %s\n", shown(v.Route), v.Version, live, v.Hash, shown(v.Author), v.CreatedAt.Format(time.RFC3339))
 	if v.Message != "" {
-		fmt.Fprintf(r.stdout, "# %s\n", v.Message)
+		fmt.Fprintf(r.stdout, "# %s\n", shown(v.Message))
 	}
 	_, err = io.WriteString(r.stdout, v.Document)
 	return err
