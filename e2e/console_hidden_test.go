@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -147,6 +148,26 @@ func TestConsoleShowsHiddenCharacters(t *testing.T) {
 		return o; })()`, card(denied))))
 	if err != nil || !o.Found || o.Txt >= o.Exe || o.Exe >= o.Rest {
 		t.Errorf("the denial is drawn out of its order: txt at %.0f, exe at %.0f, the rest at %.0f (%v)", o.Txt, o.Exe, o.Rest, err)
+	}
+
+	// What is stored and served keeps the client's exact characters: the
+	// audit record (its deny reason and replay inputs), through the admin
+	// API's JSON.
+	var rec struct {
+		Deny   []string `json:"deny"`
+		Replay struct {
+			User     string            `json:"user"`
+			Metadata map[string]string `json:"metadata"`
+			Headers  map[string]string `json:"headers"`
+		} `json:"replay"`
+	}
+	waitFor(t, "the denial's audit record", func() bool {
+		p := auditPage(t, s, "decision_id="+denied)
+		return len(p.Records) == 1 && json.Unmarshal(p.Records[0].Record, &rec) == nil
+	})
+	if len(rec.Deny) != 1 || !strings.Contains(rec.Deny[0], "user admin\u202etxt.exe wants ticket [\u200b] via app\U000E0041\U000E0042,") ||
+		rec.Replay.User != "admin\u202etxt.exe" || rec.Replay.Metadata["ticket"] != "\u200b" || rec.Replay.Headers["x-client-app"] != "app\U000E0041\U000E0042" {
+		t.Errorf("the audit record does not keep the client's characters: %+q", rec)
 	}
 
 	// Copying the value gives its real characters back.
