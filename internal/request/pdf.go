@@ -3,7 +3,9 @@ package request
 import (
 	"bytes"
 	"compress/zlib"
+	"encoding/base64"
 	"io"
+	"strings"
 )
 
 // PDFPages counts the pages of a PDF a client sends inline, for a token
@@ -14,34 +16,206 @@ import (
 // page). It reads no more than maxInflate bytes out of the object streams
 // in all: a file is the client's, and a small stream can inflate a lot.
 func PDFPages(pdf []byte) int {
-	n := countPages(pdf)
+	s := scanPDF(pdf)
+	return max(s.typed, 1)
+}
+
+// PDFPageBound is the most pages a provider may find in a PDF, for a
+// budget's hold, which must not be less than what the provider bills:
+// the most of the page objects (/Type /Page), the page tree's kids (a
+// reader counts a leaf without /Type as a page) and its /Count. ok is
+// false when the file cannot be counted so: no %PDF- header, encrypted,
+// an object stream that does not inflate (another filter, damaged, past
+// maxInflate), a name written with # escapes that reads as one the count
+// looks for (/P#61ge), or no page found at all. A client crafting such a
+// file must not have it held at less than the provider reads.
+func PDFPageBound(pdf []byte) (pages int, ok bool) {
+	s := scanPDF(pdf)
+	pages = max(s.typed, s.kids, s.count)
+	return max(pages, 1), s.ok && pages > 0 && bytes.Contains(pdf[:min(len(pdf), 1024)], []byte("%PDF-"))
+}
+
+// InlinePDFPages reads a file part's file_data, a data URL: pdf is true
+// when it holds a PDF (its media type application/pdf, or base64 of a
+// file starting %PDF-, which a provider may read as one whatever the type
+// says), and pages is then PDFPageBound's count of it, ok false when that
+// is not to be trusted or the data does not decode. Only a PDF is
+// decoded: any other file_data costs a prefix comparison.
+func InlinePDFPages(fileData string) (pages int, pdf, ok bool) {
+	rest, isURL := strings.CutPrefix(fileData, "data:")
+	if !isURL {
+		return 0, false, false
+	}
+	comma := strings.IndexByte(rest, ',')
+	if comma < 0 {
+		return 0, false, false
+	}
+	meta, data := rest[:comma], rest[comma+1:]
+	mt, _, _ := strings.Cut(meta, ";")
+	b64 := strings.HasSuffix(strings.ToLower(meta), ";base64")
+	if !strings.EqualFold(strings.TrimSpace(mt), "application/pdf") && !(b64 && strings.HasPrefix(strings.TrimLeft(data, " \r\n\t"), "JVBERi0")) {
+		return 0, false, false
+	}
+	if !b64 {
+		return 1, true, false
+	}
+	raw, err := base64.StdEncoding.DecodeString(data)
+	if err != nil {
+		if raw, err = base64.RawStdEncoding.DecodeString(data); err != nil {
+			return 1, true, false
+		}
+	}
+	pages, ok = PDFPageBound(raw)
+	return pages, true, ok
+}
+
+// pdfScan is what scanPDF found in a file and its object streams.
+type pdfScan struct {
+	typed, kids, count int  // page objects, references in /Kids arrays, the largest /Count
+	ok                 bool // false: something the count cannot read (PDFPageBound)
+}
+
+// scanPDF reads pdf and its object streams (at most maxInflate bytes
+// inflated in all).
+func scanPDF(pdf []byte) pdfScan {
+	s := pdfScan{ok: true}
+	s.read(pdf)
 	budget := maxInflate
-	for rest := pdf; budget > 0; {
+	for rest := pdf; ; {
 		i := bytes.Index(rest, []byte("/ObjStm"))
 		if i < 0 {
 			break
 		}
 		rest = rest[i+len("/ObjStm"):]
-		s := bytes.Index(rest, []byte("stream"))
-		if s < 0 {
+		j := bytes.Index(rest, []byte("stream"))
+		if j < 0 {
+			s.ok = false
 			break
 		}
-		body := rest[s+len("stream"):]
+		body := rest[j+len("stream"):]
 		// The keyword is followed by an end of line (CRLF or LF).
 		body = bytes.TrimPrefix(body, []byte("\r"))
 		body = bytes.TrimPrefix(body, []byte("\n"))
 		if e := bytes.Index(body, []byte("endstream")); e >= 0 {
 			body = body[:e]
 		}
+		if budget <= 0 {
+			s.ok = false
+			break
+		}
 		zr, err := zlib.NewReader(bytes.NewReader(body))
 		if err != nil {
+			s.ok = false
 			continue
 		}
-		out, _ := io.ReadAll(io.LimitReader(zr, int64(budget)))
+		out, err := io.ReadAll(io.LimitReader(zr, int64(budget)))
 		budget -= len(out)
-		n += countPages(out)
+		// An object stream starts with its objects' numbers and offsets:
+		// anything else is still encoded (a second filter).
+		if t := bytes.TrimLeft(out, " \r\n\t\f\x00"); err != nil || len(t) == 0 || t[0] < '0' || t[0] > '9' {
+			s.ok = false
+		}
+		s.read(out)
 	}
-	return max(n, 1)
+	return s
+}
+
+// read counts what b holds in plain PDF syntax.
+func (s *pdfScan) read(b []byte) {
+	s.typed += countPages(b)
+	for rest := b; ; {
+		i := bytes.Index(rest, []byte("/Kids"))
+		if i < 0 {
+			break
+		}
+		rest = rest[i+len("/Kids"):]
+		t := bytes.TrimLeft(rest, " \r\n\t\f\x00")
+		if len(t) == 0 || t[0] != '[' {
+			continue
+		}
+		e := bytes.IndexByte(t, ']')
+		if e < 0 {
+			e = len(t)
+		}
+		for k := 1; k < e; k++ { // each "n g R" is a kid
+			if t[k] == 'R' && !nameByte(t[k-1]) && (k+1 == len(t) || !nameByte(t[k+1])) {
+				s.kids++
+			}
+		}
+	}
+	for rest := b; ; {
+		i := bytes.Index(rest, []byte("/Count"))
+		if i < 0 {
+			break
+		}
+		rest = rest[i+len("/Count"):]
+		t := bytes.TrimLeft(rest, " \r\n\t\f\x00")
+		n := 0
+		for k := 0; k < len(t) && k < 9 && t[k] >= '0' && t[k] <= '9'; k++ {
+			n = n*10 + int(t[k]-'0')
+		}
+		s.count = max(s.count, n)
+	}
+	if bytes.Contains(b, []byte("/Encrypt")) || escapedName(b) {
+		s.ok = false
+	}
+}
+
+// escapedName reports whether b writes a name the count reads with a #
+// escape (/P#61ge for /Page): a reader decodes it, the count would not.
+func escapedName(b []byte) bool {
+	for rest := b; ; {
+		i := bytes.IndexByte(rest, '#')
+		if i < 0 {
+			return false
+		}
+		// The name's start: a '/' within a few name bytes before.
+		j := i - 1
+		for j >= 0 && i-j <= 24 && rest[j] != '/' && nameByte(rest[j]) {
+			j--
+		}
+		if j >= 0 && rest[j] == '/' {
+			k := i
+			for k < len(rest) && k-j <= 40 && nameByte(rest[k]) {
+				k++
+			}
+			var buf [48]byte
+			switch string(decodeName(buf[:0], rest[j+1:k])) {
+			case "Type", "Page", "Pages", "Kids", "Count", "ObjStm", "Encrypt", "FlateDecode", "Filter":
+				return true
+			}
+		}
+		rest = rest[i+1:]
+	}
+}
+
+// decodeName decodes a PDF name's # escapes (#xx, two hex digits) into
+// dst, which it returns.
+func decodeName(dst, n []byte) []byte {
+	for i := 0; i < len(n); i++ {
+		if n[i] == '#' && i+2 < len(n) {
+			if h, l := unhex(n[i+1]), unhex(n[i+2]); h >= 0 && l >= 0 {
+				dst = append(dst, byte(h<<4|l))
+				i += 2
+				continue
+			}
+		}
+		dst = append(dst, n[i])
+	}
+	return dst
+}
+
+// unhex is a hex digit's value, -1 for another byte.
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
 }
 
 // maxInflate bounds what PDFPages inflates of one file's object streams.

@@ -3,7 +3,9 @@ package request
 import (
 	"bytes"
 	"compress/zlib"
+	"encoding/base64"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -11,6 +13,7 @@ import (
 // objStm is a PDF 1.5 object stream holding n page objects, compressed.
 func objStm(n int) string {
 	var raw bytes.Buffer
+	raw.WriteString("10 0 11 80 ") // the objects' numbers and offsets (not all of them: nothing reads them)
 	for i := range n {
 		fmt.Fprintf(&raw, "<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]/Contents %d 0 R>>\n", 10+i)
 	}
@@ -48,15 +51,95 @@ func TestPDFPages(t *testing.T) {
 	}
 }
 
+// TestPDFPageBound: the hold's count is never less than a reader finds,
+// and a file it cannot count so says so (the budgets then hold the
+// model's whole context window): a crafted file read as fewer pages than
+// the provider bills would overrun a block budget.
+func TestPDFPageBound(t *testing.T) {
+	leaves := func(n int) string { // page objects without /Type, which a reader counts by the tree
+		var b strings.Builder
+		b.WriteString("%PDF-1.4\n2 0 obj <</Type /Pages /Kids [")
+		for i := range n {
+			fmt.Fprintf(&b, "%d 0 R ", 10+i)
+		}
+		b.WriteString("] /Count 1>> endobj\n10 0 obj <</Type /Page /Parent 2 0 R>> endobj\n")
+		for i := 1; i < n; i++ {
+			fmt.Fprintf(&b, "%d 0 obj <</Parent 2 0 R>> endobj\n", 10+i)
+		}
+		return b.String()
+	}
+	z := func(s string) string {
+		var b bytes.Buffer
+		w := zlib.NewWriter(&b)
+		w.Write([]byte(s))
+		w.Close()
+		return b.String()
+	}
+	for name, c := range map[string]struct {
+		pdf  string
+		want int
+		ok   bool
+	}{
+		"plain":                      {"%PDF-1.4\n<</Type /Pages /Kids [3 0 R 4 0 R] /Count 2>> <</Type /Page>> <</Type/Page>>", 2, true},
+		"object streams":             {"%PDF-1.5\n" + objStm(7) + objStm(5), 12, true},
+		"leaves without /Type":       {leaves(40), 40, true},
+		"a /Count above the objects": {"%PDF-1.4\n<</Type /Pages /Kids [3 0 R] /Count 300>> <</Type /Page>>", 300, true},
+		"an escaped /Page":           {"%PDF-1.4\n<</Type /P#61ge>> <</Type /Page>>", 1, false},
+		"an escaped /Type":           {"%PDF-1.4\n<</T#79pe /Page>> <</Type /Page>>", 1, false},
+		"encrypted":                  {"%PDF-1.4\n<</Type /Page>> trailer <</Encrypt 9 0 R>>", 1, false},
+		"a stream not inflated":      {"%PDF-1.5\n<</Type/ObjStm/Filter/ASCIIHexDecode>>stream\n3c3c2f54797065 endstream <</Type /Page>>", 1, false},
+		"a stream flated twice":      {"%PDF-1.5\n<</Type/ObjStm>>stream\n" + z(z("1 0 <</Type /Page>>")) + "endstream <</Type /Page>>", 1, false},
+		"no header":                  {"<</Type /Page>>", 1, false},
+		"no page":                    {"%PDF-1.7 garbage", 1, false},
+		"a # in other names":         {"%PDF-1.4\n<</Type /Page /Font /A#20B>>", 1, true},
+	} {
+		got, ok := PDFPageBound([]byte(c.pdf))
+		if got != c.want || ok != c.ok {
+			t.Errorf("%s: %d pages, ok %v; want %d, %v", name, got, ok, c.want, c.ok)
+		}
+		if got < PDFPages([]byte(c.pdf)) {
+			t.Errorf("%s: %d pages, fewer than count_tokens reads", name, got)
+		}
+	}
+}
+
 // FuzzPDFPages: a client's file never panics the count, and is at least
-// a page.
+// a page; the hold's bound is never less than count_tokens' count.
 func FuzzPDFPages(f *testing.F) {
 	f.Add([]byte("%PDF-1.4 <</Type /Page>> <</Type /Pages>>"))
 	f.Add([]byte(objStm(3)))
 	f.Add([]byte("/ObjStm stream\nx\x9c endstream"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if PDFPages(b) < 1 {
+		n := PDFPages(b)
+		if n < 1 {
 			t.Fatal("less than a page")
 		}
+		if bound, _ := PDFPageBound(b); bound < n {
+			t.Fatalf("bound %d below the count %d", bound, n)
+		}
 	})
+}
+
+// BenchmarkInlinePDFPages: what the budgets' page count costs a request
+// with a 1 MB PDF of 100 pages (a picture's random bytes beside them).
+func BenchmarkInlinePDFPages(b *testing.B) {
+	var pdf bytes.Buffer
+	pdf.WriteString("%PDF-1.7\n")
+	for i := range 100 {
+		fmt.Fprintf(&pdf, "%d 0 obj <</Type /Page /Parent 2 0 R>> endobj\n", 3+i)
+	}
+	img := make([]byte, 1_000_000)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range img {
+		img[i] = byte(r.Uint32())
+	}
+	pdf.Write(img)
+	data := "data:application/pdf;base64," + base64.StdEncoding.EncodeToString(pdf.Bytes())
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if n, pdf, ok := InlinePDFPages(data); n != 100 || !pdf || !ok {
+			b.Fatal(n, pdf, ok)
+		}
+	}
 }
