@@ -3,7 +3,10 @@ package extproc
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -436,5 +439,49 @@ func BenchmarkChatExchangeRecorded(b *testing.B) {
 			b.Fatalf("no routing object: %v", r)
 		}
 		p.finish()
+	}
+}
+
+// BenchmarkChatRequestPDF is BenchmarkChatRequestProduction with a 1 MB
+// PDF of 100 pages inline (a chat file part): what a request carrying one
+// costs beside an ordinary one, mostly its base64 decoding and the page
+// count the budgets hold (request.InlinePDFPages).
+func BenchmarkChatRequestPDF(b *testing.B) {
+	c, err := config.Load("../examples/production.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The example lists no EU model that reads files, where the shipped
+	// policy keeps a PDF by default: this workspace lets it go to others.
+	c.Workspaces = append(c.Workspaces, config.Workspace{Name: "docs", UnreadSensitive: []string{}})
+	c.Keys = []config.Key{{ID: "docs", SHA256: auth.Hash("sk-docs"), Workspace: "docs"}}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	st := stateFor(b, c, func(string) string { return "sk-test" })
+	st.Spend = &rowsRecorder{}
+	var pdf bytes.Buffer
+	pdf.WriteString("%PDF-1.7\n1 0 obj <</Type /Catalog /Pages 2 0 R>> endobj\n")
+	for i := range 100 {
+		fmt.Fprintf(&pdf, "%d 0 obj <</Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R>> endobj\n", 3+i, 200+i)
+	}
+	pdf.WriteString("300 0 obj <</Type /XObject /Subtype /Image /Length 1000000>> stream\n")
+	img := make([]byte, 1_000_000)
+	r := rand.New(rand.NewPCG(1, 2)) // a scan's compressed picture: bytes of every value
+	for i := range img {
+		img[i] = byte(r.Uint32())
+	}
+	pdf.Write(img)
+	pdf.WriteString("\nendstream endobj\n%%EOF\n")
+	body := `{"model":"auto","max_tokens":300,"messages":[{"role":"user","content":[{"type":"text","text":"Summarise this report."},` +
+		`{"type":"file","file":{"filename":"report.pdf","file_data":"data:application/pdf;base64,` + base64.StdEncoding.EncodeToString(pdf.Bytes()) + `"}}]}]}`
+	hm := headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-docs", "user-agent", sdkUserAgent)
+	bm := bodyMsg(body)
+	var seen attemptLog
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		benchRequestPhases(b, st, &seen, hm, bm)
 	}
 }

@@ -357,8 +357,9 @@ func (p *edge) estimatedCharge(body []byte) (meter.Charge, bool) {
 		})
 		return true
 	})
-	// The prompt's images at the model's bound, as its worst case has them.
-	used := meter.Usage{PromptTokens: p.class.InputTokens + p.out.images*p.served.ImageTokens, CompletionTokens: out, Estimated: true}
+	// The prompt's images and PDFs at the model's bound, as its worst case
+	// has them.
+	used := meter.Usage{PromptTokens: p.class.InputTokens + p.out.mediaTokens(p.served), CompletionTokens: out, Estimated: true}
 	return meter.Meter(p.served, p.baseline(), used), true
 }
 

@@ -2,6 +2,8 @@ package extproc
 
 import (
 	"context"
+	"encoding/base64"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -592,5 +594,73 @@ func TestJSONAnswerCutIsNoSuccess(t *testing.T) {
 	q.finish()
 	if status, code := q.outcome(); status != 200 || code != "" {
 		t.Errorf("a whole answer: outcome %d %q", status, code)
+	}
+}
+
+// TestWorstCaseCountsPDFs: each page of a PDF sent inline holds what
+// count_tokens counts it at (1,500 tokens of text and the model's image
+// bound), whatever the API it came in by, and a PDF whose pages cannot be
+// counted so holds the model's whole context window: a block budget
+// admitted a burst of 3 MiB PDFs the provider billed 19 times it (an
+// attacker's pass). A file by id, which stellwerk cannot read, holds
+// nothing (budgets.md says so).
+func TestWorstCaseCountsPDFs(t *testing.T) {
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: m}
+currency: {usd_to_eur: 1}
+providers:
+- {name: p, base_url: "https://p.example.com/v1", residency: eu, credential: {env: P_KEY}}
+- {name: a, base_url: "https://a.example.com/v1", wire_format: anthropic, residency: eu, credential: {env: P_KEY}}
+models:
+- {id: m, provider: p, context_window: 100000, max_output_tokens: 4096, image_tokens: 1000,
+  price: {input_per_mtok: 10, output_per_mtok: 0}, capabilities: [chat, responses, vision, files, streaming]}
+- {id: a, provider: a, context_window: 100000, max_output_tokens: 4096, image_tokens: 1000,
+  price: {input_per_mtok: 10, output_per_mtok: 0}, capabilities: [chat, vision, files, streaming]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stateFor(t, c, func(string) string { return "sk-p" })
+	held := func(path, body string) ledger.MicroEUR { t.Helper(); return reserved(t, st, path, body) }
+	pdf := func(pages int) string {
+		var b strings.Builder
+		b.WriteString("%PDF-1.4\n1 0 obj <</Type /Catalog /Pages 2 0 R>> endobj\n")
+		for i := range pages {
+			fmt.Fprintf(&b, "%d 0 obj <</Type /Page /Parent 2 0 R>> endobj\n", 3+i)
+		}
+		return base64.StdEncoding.EncodeToString([]byte(b.String()))
+	}
+	crafted := base64.StdEncoding.EncodeToString([]byte("%PDF-1.4\n<</Type /Page>> <</Type /P#61ge>> <</Type /P#61ge>>"))
+	chat := func(data string) string {
+		return `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"what is this"},` +
+			`{"type":"file","file":{"filename":"a.pdf","file_data":"data:application/pdf;base64,` + data + `"}}]}]}`
+	}
+	text := held("/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"what is this"}]}]}`)
+	for name, tc := range map[string]struct {
+		path, body string
+		tokens     int // held beyond the text
+	}{
+		"chat, three pages": {"/v1/chat/completions", chat(pdf(3)), 3 * 2500},
+		"chat, two files": {"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"what is this"},` +
+			`{"type":"file","file":{"file_data":"data:application/pdf;base64,` + pdf(2) + `"}},{"type":"file","file":{"file_data":"data:application/pdf;base64,` + pdf(5) + `"}}]}]}`, 7 * 2500},
+		"chat, a PDF typed otherwise": {"/v1/chat/completions", strings.Replace(chat(pdf(4)), "application/pdf", "application/octet-stream", 1), 4 * 2500},
+		"chat, past the window":       {"/v1/chat/completions", chat(pdf(50)), 100000},
+		"chat, uncountable":           {"/v1/chat/completions", chat(crafted), 100000},
+		"chat, not base64":            {"/v1/chat/completions", chat("%%%"), 100000},
+		"chat, by file id":            {"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"what is this"},{"type":"file","file":{"file_id":"file-1"}}]}]}`, 0},
+		"messages, document": {"/v1/messages", `{"model":"a","max_tokens":4096,"messages":[{"role":"user","content":[{"type":"text","text":"what is this"},` +
+			`{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"` + pdf(6) + `"}}]}]}`, 6 * 2500},
+		"responses, input_file": {"/v1/responses", `{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"what is this"},` +
+			`{"type":"input_file","filename":"a.pdf","file_data":"data:application/pdf;base64,` + pdf(2) + `"}]}]}`, 2 * 2500},
+	} {
+		t.Run(name, func(t *testing.T) {
+			// 10 EUR per million input tokens: 10 µEUR a token. The
+			// text's estimate differs by the API's framing and the file's
+			// name: a margin of 1,000 µEUR, 100 tokens.
+			got := held(tc.path, tc.body)
+			if diff := got - text; diff < ledger.MicroEUR(tc.tokens*10) || diff > ledger.MicroEUR(tc.tokens*10+1000) {
+				t.Errorf("held %d µEUR, %d without the file: want %d more", got, text, tc.tokens*10)
+			}
+		})
 	}
 }

@@ -63,6 +63,14 @@ type Chat struct {
 	// capabilities. FileByID is a file part by file_id: a file stored at
 	// one provider, which only that provider can read.
 	Audio, Files, FileByID bool
+	// PDFPages counts the pages of the PDFs sent inline (file parts'
+	// file_data, which the Messages and Responses decision copies carry
+	// their PDFs as), each at most what a provider may find
+	// (PDFPageBound), for the budgets' worst case; PDFUncounted is one
+	// whose pages cannot be counted so (the budgets hold the model's
+	// context window). A file by id is read by neither.
+	PDFPages     int
+	PDFUncounted bool
 	// User is the OpenAI `user` field; Metadata the `metadata` object's
 	// string values.
 	User     string
@@ -251,6 +259,11 @@ func ParseChat(body []byte) (Chat, error) {
 						c.Files = true
 						f := part.Get("file")
 						c.FileByID = c.FileByID || f.Get("file_id").Type == gjson.String
+						if d := f.Get("file_data"); d.Type == gjson.String {
+							pages, pdf, ok := InlinePDFPages(d.Str)
+							c.PDFPages += pages
+							c.PDFUncounted = c.PDFUncounted || (pdf && !ok)
+						}
 						if _, ok := AnthropicPDF(f); ok && role.Str == "user" {
 							return true // Anthropic's document block
 						}
