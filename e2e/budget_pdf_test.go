@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
@@ -112,5 +114,26 @@ func TestBudgetHoldsPDFPages(t *testing.T) {
 	if sent := len(p.Requests()) - before; ok != 3 || refused != burst-3 || sent != 3 {
 		t.Errorf("%d answered, %d refused, the provider got %d; want 3, %d, 3: the pages' worst case (0.05 EUR a request) is over the 0.2 EUR budget past three",
 			ok, refused, sent, burst-3)
+	}
+}
+
+// TestHostilePDFsAreReadOnce (the fuzzing probe, 2026-12-07): a PDF of
+// unterminated object streams was read in quadratic time, by count_tokens
+// and since the budgets count pages by every request that sends one: a
+// 350 KB file held stellwerk 6 s, about 6 MB of it half an hour, and
+// Envoy answered 504 after its message timeout. Each is answered now.
+func TestHostilePDFsAreReadOnce(t *testing.T) {
+	t.Parallel()
+	s := messagesStack(t, nil)
+	hostile := base64.StdEncoding.EncodeToString([]byte("%PDF-1.7\n" + strings.Repeat("/ObjStm stream\n", 1<<17)))
+	doc := `{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"` + hostile + `"}}`
+	headers := map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01"}
+	resp, b := post(t, s.URL+"/v1/messages/count_tokens", `{"model":"claude-model","messages":[{"role":"user","content":[`+doc+`,{"type":"text","text":"Summarise"}]}]}`, headers)
+	if resp.StatusCode != 200 || gjson.GetBytes(b, "input_tokens").Int() < 1500 {
+		t.Errorf("count_tokens: %d %s", resp.StatusCode, b)
+	}
+	resp, b = post(t, s.URL+"/v1/messages", `{"model":"claude-model","max_tokens":10,"messages":[{"role":"user","content":[`+doc+`,{"type":"text","text":"Summarise"}]}]}`, headers)
+	if resp.StatusCode != 200 || gjson.GetBytes(b, "type").Str != "message" {
+		t.Errorf("messages: %d %s", resp.StatusCode, b)
 	}
 }

@@ -714,6 +714,7 @@ func pdfTokens(pages, perImage int) int { return pages * (pdfPageTokens + perIma
 // stellwerk does not fetch, counts nothing.
 func messagesPDFPages(body []byte) int {
 	pages := 0
+	var pdfs request.PDFReader // one inflate bound for the request's files
 	var doc func(b gjson.Result)
 	doc = func(b gjson.Result) {
 		switch b.Get("type").Str {
@@ -727,7 +728,7 @@ func messagesPDFPages(body []byte) int {
 				pages++ // a page at least: the provider refuses it or reads it
 				return
 			}
-			pages += request.PDFPages(pdf)
+			pages += pdfs.Pages(pdf)
 		case "tool_result":
 			b.Get("content").ForEach(func(_, c gjson.Result) bool { doc(c); return true })
 		}

@@ -42,11 +42,11 @@ func TestPDFPages(t *testing.T) {
 		"cut after the keyword":   {"<</Type /Page", 1},
 		"cut in an object stream": {"%PDF-1.5\n" + objStm(3)[:60], 1},
 	} {
-		if got := PDFPages([]byte(c.pdf)); got != c.want {
+		if got := new(PDFReader).Pages([]byte(c.pdf)); got != c.want {
 			t.Errorf("%s: %d pages, want %d", name, got, c.want)
 		}
 	}
-	if got := PDFPages([]byte(strings.Repeat(plain, 100))); got != 300 {
+	if got := new(PDFReader).Pages([]byte(strings.Repeat(plain, 100))); got != 300 {
 		t.Errorf("repeated: %d", got)
 	}
 }
@@ -93,11 +93,11 @@ func TestPDFPageBound(t *testing.T) {
 		"no page":                    {"%PDF-1.7 garbage", 1, false},
 		"a # in other names":         {"%PDF-1.4\n<</Type /Page /Font /A#20B>>", 1, true},
 	} {
-		got, ok := PDFPageBound([]byte(c.pdf))
+		got, ok := new(PDFReader).Bound([]byte(c.pdf))
 		if got != c.want || ok != c.ok {
 			t.Errorf("%s: %d pages, ok %v; want %d, %v", name, got, ok, c.want, c.ok)
 		}
-		if got < PDFPages([]byte(c.pdf)) {
+		if got < new(PDFReader).Pages([]byte(c.pdf)) {
 			t.Errorf("%s: %d pages, fewer than count_tokens reads", name, got)
 		}
 	}
@@ -110,11 +110,11 @@ func FuzzPDFPages(f *testing.F) {
 	f.Add([]byte(objStm(3)))
 	f.Add([]byte("/ObjStm stream\nx\x9c endstream"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		n := PDFPages(b)
+		n := new(PDFReader).Pages(b)
 		if n < 1 {
 			t.Fatal("less than a page")
 		}
-		if bound, _ := PDFPageBound(b); bound < n {
+		if bound, _ := new(PDFReader).Bound(b); bound < n {
 			t.Fatalf("bound %d below the count %d", bound, n)
 		}
 	})
@@ -138,8 +138,51 @@ func BenchmarkInlinePDFPages(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		if n, pdf, ok := InlinePDFPages(data); n != 100 || !pdf || !ok {
+		if n, pdf, ok := new(PDFReader).Inline(data); n != 100 || !pdf || !ok {
 			b.Fatal(n, pdf, ok)
 		}
+	}
+}
+
+// TestHostilePDFs: files a client crafts so that the count reads them
+// again and again (the fuzzing probe: unterminated object streams made it
+// quadratic, a 512 KB file 16 s, about 6 MB of them half an hour) or
+// inflates a lot in each of many files (96 files cost 25 s and 15 GiB of
+// allocation). Each byte is now read a bounded number of times, and a
+// request's files share one inflate bound, past which a file's count is
+// not trusted (the budgets then hold its model's context window). Before
+// the fix this test ran for minutes.
+func TestHostilePDFs(t *testing.T) {
+	for name, pdf := range map[string]string{
+		"unterminated object streams": "%PDF-1.7\n" + strings.Repeat("/ObjStm stream\n", 1<<17),
+		"unclosed kids arrays":        "%PDF-1.7\n" + strings.Repeat("/Kids [3 0 R ", 1<<17),
+		"streams in streams":          "%PDF-1.7\n" + strings.Repeat("/ObjStm stream\nx\x9c/ObjStm ", 1<<16),
+	} {
+		var r PDFReader
+		if n := r.Pages([]byte(pdf)); n < 1 {
+			t.Errorf("%s: %d pages", name, n)
+		}
+	}
+	// Each file's object stream inflates to 10 MiB of page objects: the
+	// first is counted, the second passes the request's bound.
+	big := func() []byte {
+		var z bytes.Buffer
+		w := zlib.NewWriter(&z)
+		w.Write([]byte("10 0 "))
+		page := []byte("<</Type/Page>>                                                                                  \n")
+		for range (10 << 20) / len(page) {
+			w.Write(page)
+		}
+		w.Close()
+		return fmt.Appendf(nil, "%%PDF-1.7\n5 0 obj\n<</Type/ObjStm/Filter/FlateDecode>>stream\n%sendstream\nendobj\n", z.Bytes())
+	}()
+	var r PDFReader
+	first, ok1 := r.Bound(big)
+	second, ok2 := r.Bound(big)
+	if !ok1 || first < 100_000 {
+		t.Errorf("the first file: %d pages, ok %v", first, ok1)
+	}
+	if ok2 {
+		t.Errorf("the second file was trusted past the request's inflate bound (%d pages)", second)
 	}
 }

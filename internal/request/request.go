@@ -71,6 +71,7 @@ type Chat struct {
 	// context window). A file by id is read by neither.
 	PDFPages     int
 	PDFUncounted bool
+	pdfs         PDFReader // what the request's PDFs inflated, bounded for all of them
 	// User is the OpenAI `user` field; Metadata the `metadata` object's
 	// string values.
 	User     string
@@ -260,7 +261,7 @@ func ParseChat(body []byte) (Chat, error) {
 						f := part.Get("file")
 						c.FileByID = c.FileByID || f.Get("file_id").Type == gjson.String
 						if d := f.Get("file_data"); d.Type == gjson.String {
-							pages, pdf, ok := InlinePDFPages(d.Str)
+							pages, pdf, ok := c.pdfs.Inline(d.Str)
 							c.PDFPages += pages
 							c.PDFUncounted = c.PDFUncounted || (pdf && !ok)
 						}
