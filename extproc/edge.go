@@ -772,7 +772,7 @@ type output struct {
 // on m: each image m's image bound, each PDF page pdfTokens. A PDF's
 // share is at most m's context window, which a provider bills no prompt
 // beyond, and is that window when a PDF's pages could not be counted
-// (request.PDFPageBound): a file crafted to be read as fewer pages than
+// (request.PDFReader.Bound): a file crafted to be read as fewer pages than
 // the provider bills must not be held at less.
 func (o output) mediaTokens(m *catalog.Model) int {
 	t := o.images * m.ImageTokens

@@ -445,7 +445,7 @@ func BenchmarkChatExchangeRecorded(b *testing.B) {
 // BenchmarkChatRequestPDF is BenchmarkChatRequestProduction with a 1 MB
 // PDF of 100 pages inline (a chat file part): what a request carrying one
 // costs beside an ordinary one, mostly its base64 decoding and the page
-// count the budgets hold (request.InlinePDFPages).
+// count the budgets hold (request.PDFReader.Inline).
 func BenchmarkChatRequestPDF(b *testing.B) {
 	c, err := config.Load("../examples/production.yaml")
 	if err != nil {

@@ -80,7 +80,7 @@ func (r *PDFReader) Inline(fileData string) (pages int, pdf, ok bool) {
 // pdfScan is what scanPDF found in a file and its object streams.
 type pdfScan struct {
 	typed, kids, count int  // page objects, references in /Kids arrays, the largest /Count
-	ok                 bool // false: something the count cannot read (PDFPageBound)
+	ok                 bool // false: something the count cannot read (Bound)
 }
 
 // scan reads pdf and its object streams, each stream once: the search

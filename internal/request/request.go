@@ -66,7 +66,7 @@ type Chat struct {
 	// PDFPages counts the pages of the PDFs sent inline (file parts'
 	// file_data, which the Messages and Responses decision copies carry
 	// their PDFs as), each at most what a provider may find
-	// (PDFPageBound), for the budgets' worst case; PDFUncounted is one
+	// (PDFReader.Bound), for the budgets' worst case; PDFUncounted is one
 	// whose pages cannot be counted so (the budgets hold the model's
 	// context window). A file by id is read by neither.
 	PDFPages     int
