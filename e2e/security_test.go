@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/tidwall/gjson"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -462,5 +464,45 @@ func TestEnvoyRepliesAreJSON(t *testing.T) {
 				t.Errorf("%d %q %s", resp.StatusCode, resp.Header.Get("content-type"), b)
 			}
 		})
+	}
+}
+
+// TestProviderCannotClaimAnotherModel (the fuzzing probe, 2026-12-07):
+// the edge learns which attempt of a plan answered from a header the
+// egress filter sets; on the first attempt, which has no egress filter, a
+// provider (or a gateway before it) sending that header itself made the
+// answer recorded, priced and reported as another model's of the plan.
+func TestProviderCannotClaimAnotherModel(t *testing.T) {
+	t.Parallel()
+	s := failoverStackWith(t, func(c *config.Config) {})
+	for _, stream := range []bool{false, true} {
+		req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions",
+			strings.NewReader(fmt.Sprintf(`{"model":"auto","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, stream)))
+		req.Header.Set("Content-Type", "application/json")
+		for _, h := range []string{"x-stellwerk-served: 2", "x-stellwerk-upstream-flags: UF", "x-stellwerk-first-model: eu-large", "x-envoy-attempt-count: 3"} {
+			req.Header.Add("x-mock-header", h)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != "primary-mini" {
+			t.Fatalf("stream %v: %d, model %q: %s", stream, resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b)
+		}
+		for _, h := range []string{"x-stellwerk-served", "x-stellwerk-upstream-flags", "x-stellwerk-first-model"} {
+			if v := resp.Header.Get(h); v != "" {
+				t.Errorf("stream %v: the client got %s: %s", stream, h, v)
+			}
+		}
+		if stream {
+			continue
+		}
+		r := gjson.GetBytes(b, "routing")
+		if r.Get("model").Str != "primary-mini" || r.Get("provider").Str != "primary" || r.Get("attempts.#").Int() != 1 ||
+			r.Get("attempts.0.model").Str != "primary-mini" {
+			t.Errorf("the routing object: %s", r.Raw)
+		}
 	}
 }

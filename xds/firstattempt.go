@@ -156,14 +156,21 @@ var (
 // cluster (header.FirstModel): a provider's 429 or 5xx to a first attempt
 // reaches stellwerk in the upstream log's entry, whose request carries
 // nothing of the decision (upstreamlog.go). The edge removes the header
-// from the client's answer.
+// from the client's answer. It also removes the headers by which the
+// egress filter and Envoy tell the edge about an attempt (header.Served,
+// header.UpstreamFlags) from the provider's answer: the first attempt has
+// no egress filter to set them, and a provider sending x-stellwerk-served
+// itself had its answer recorded and priced as another model's of the
+// plan (the fuzzing probe).
 func answerModel() (*hcmv3.HttpFilter, error) {
-	hm, err := toAny(&headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{ResponseMutations: []*mutationv3.HeaderMutation{{
-		Action: &mutationv3.HeaderMutation_Append{Append: &corev3.HeaderValueOption{
+	hm, err := toAny(&headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{ResponseMutations: []*mutationv3.HeaderMutation{
+		{Action: &mutationv3.HeaderMutation_Remove{Remove: header.Served}},
+		{Action: &mutationv3.HeaderMutation_Remove{Remove: header.UpstreamFlags}},
+		{Action: &mutationv3.HeaderMutation_Append{Append: &corev3.HeaderValueOption{
 			Header:       &corev3.HeaderValue{Key: header.FirstModel, Value: "%DYNAMIC_METADATA(" + header.MetadataNamespace + ":" + header.ModelKey + ")%"},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}},
-	}}}})
+		}}},
+	}}})
 	if err != nil {
 		return nil, err
 	}

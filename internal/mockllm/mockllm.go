@@ -32,6 +32,7 @@
 //	x-mock-blank-text: 1            a chat answer's tool calls come with text of whitespace only ("\n\n"), as some models send
 //	x-mock-quirk: gzip|bom|…        what OpenAI-compatible servers send that OpenAI does not (chat; quirks.go)
 //	x-mock-echo-auth: 1             echo the Authorization it got (a header, an injected error's text, a stream's error event, a chat answer's content), name an account, set a cookie
+//	x-mock-header: name: value      add that header to the answer (several: several headers), as a provider or a gateway before it may
 package mockllm
 
 import (
@@ -161,7 +162,7 @@ func (p *Provider) Reset() {
 // tests. stellwerk forwards none of them unless a provider's
 // forward_headers lists them (the harness does).
 var ControlHeaders = []string{"x-mock-status", "x-mock-retry-after", "x-mock-reset", "x-mock-no-usage",
-	"x-mock-chunk-delay", "x-mock-first-byte-delay", "x-mock-interleave", "x-mock-content-length", "x-mock-cached", "x-mock-cache-write", "x-mock-echo-auth", "x-mock-answer-bytes", "x-mock-cut-tool-call", "x-mock-blank-text"}
+	"x-mock-chunk-delay", "x-mock-first-byte-delay", "x-mock-interleave", "x-mock-content-length", "x-mock-cached", "x-mock-cache-write", "x-mock-echo-auth", "x-mock-answer-bytes", "x-mock-cut-tool-call", "x-mock-blank-text", "x-mock-header"}
 
 func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
@@ -214,6 +215,11 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Ms-Region", "westeurope")
 		w.Header().Set("Apim-Request-Id", "b1946ac9-2e4c-4d6c-9d1e-7a1b3f1c2d3e")
 		w.Header().Set("Azureml-Model-Session", "d-20250101-acct7")
+	}
+	for _, h := range r.Header.Values("x-mock-header") {
+		if name, value, ok := strings.Cut(h, ":"); ok {
+			w.Header().Add(strings.TrimSpace(name), strings.TrimSpace(value))
+		}
 	}
 	anthropic := strings.HasSuffix(r.URL.Path, "/messages")
 	if b.RequestID != "" {
