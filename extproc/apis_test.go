@@ -322,3 +322,23 @@ func TestOutputLimitFor(t *testing.T) {
 		}
 	}
 }
+
+// TestWrappedUsageIsRefused (the fuzzing probe): four Anthropic counts of
+// 2⁶² summed to 1,024 prompt tokens, which passed the plausibility check;
+// a count past any answer is read as translate.MaxTokens, so no sum wraps,
+// and such usage is refused (the answer is charged as one without usage).
+func TestWrappedUsageIsRefused(t *testing.T) {
+	for path, usage := range map[string]string{
+		"/v1/messages": `{"input_tokens":4611686018427388928,"output_tokens":1,"cache_read_input_tokens":4611686018427387904,` +
+			`"cache_creation":{"ephemeral_5m_input_tokens":4611686018427387904,"ephemeral_1h_input_tokens":4611686018427387904}}`,
+		"/v1/chat/completions": `{"prompt_tokens":1e300,"completion_tokens":1}`,
+	} {
+		p := &edge{filter: filter{state: apisState(t), log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
+		p.handle(headersMsg("POST", path, false))
+		p.handle(bodyMsg(`{"model":"auto","max_tokens":100,"messages":[{"role":"user","content":"hello"}]}`))
+		p.served = p.selection.Model
+		if c, ok := p.jsonCharge([]byte(`{"usage":` + usage + `}`)); ok {
+			t.Errorf("%s: charged %+v", path, c.Usage)
+		}
+	}
+}

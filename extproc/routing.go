@@ -274,9 +274,9 @@ func isJSONSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c =
 // price).
 func cachedTokens(u gjson.Result) int {
 	if c := u.Get("prompt_tokens_details.cached_tokens"); c.Exists() {
-		return int(c.Num)
+		return translate.Tokens(c)
 	}
-	return int(u.Get("prompt_cache_hit_tokens").Num)
+	return translate.Tokens(u.Get("prompt_cache_hit_tokens"))
 }
 
 // jsonCharge is what a JSON answer's usage costs at the served model's
@@ -294,9 +294,9 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 		if in.Type != gjson.Number || out.Type != gjson.Number {
 			return meter.Charge{}, false
 		}
-		cached := int(u.Get("cache_read_input_tokens").Num)
+		cached := translate.Tokens(u.Get("cache_read_input_tokens"))
 		w5m, w1h := translate.CacheWrites(u)
-		used = meter.Usage{PromptTokens: int(in.Num) + cached + w5m + w1h, CompletionTokens: int(out.Num),
+		used = meter.Usage{PromptTokens: translate.Tokens(in) + cached + w5m + w1h, CompletionTokens: translate.Tokens(out),
 			CachedTokens: cached, CacheWriteTokens: w5m, CacheWrite1hTokens: w1h}
 		if in.Num < 0 || cached < 0 {
 			used.PromptTokens = -1
@@ -307,7 +307,7 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 		if !ok {
 			return meter.Charge{}, false
 		}
-		used = meter.Usage{PromptTokens: in, CompletionTokens: out, CachedTokens: int(u.Get("input_tokens_details.cached_tokens").Num)}
+		used = meter.Usage{PromptTokens: in, CompletionTokens: out, CachedTokens: translate.Tokens(u.Get("input_tokens_details.cached_tokens"))}
 	default:
 		pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
 		switch {
@@ -319,7 +319,7 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 		if pt.Type != gjson.Number || ct.Type != gjson.Number {
 			return meter.Charge{}, false
 		}
-		used = meter.Usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num), CachedTokens: cachedTokens(u)}
+		used = meter.Usage{PromptTokens: translate.Tokens(pt), CompletionTokens: translate.Tokens(ct), CachedTokens: cachedTokens(u)}
 		if p.served.Provider.WireFormat == "anthropic" {
 			// Translated from Anthropic's answer, which said what it
 			// wrote to its cache (translate.FromAnthropicResponse).

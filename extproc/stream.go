@@ -259,7 +259,7 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 	if u.IsObject() {
 		pt, ct := u.Get("prompt_tokens"), u.Get("completion_tokens")
 		if pt.Type == gjson.Number && ct.Type == gjson.Number {
-			st.usage = &usage{PromptTokens: int(pt.Num), CompletionTokens: int(ct.Num)}
+			st.usage = &usage{PromptTokens: translate.Tokens(pt), CompletionTokens: translate.Tokens(ct)}
 			st.cached = cachedTokens(u)
 			st.cacheWrite, st.cacheWrite1h = translate.CacheWrites(u) // chunks translated from Anthropic's (egress)
 		}
@@ -397,10 +397,10 @@ func (st *streamState) messagesEvent(data []byte) {
 	case "message_start":
 		u := ev.Get("message.usage")
 		if in := u.Get("input_tokens"); in.Type == gjson.Number {
-			st.cached = int(u.Get("cache_read_input_tokens").Num)
+			st.cached = translate.Tokens(u.Get("cache_read_input_tokens"))
 			st.cacheWrite, st.cacheWrite1h = translate.CacheWrites(u)
-			st.usage = &usage{PromptTokens: int(in.Num) + st.cached + st.cacheWrite + st.cacheWrite1h,
-				CompletionTokens: int(u.Get("output_tokens").Num)}
+			st.usage = &usage{PromptTokens: translate.Tokens(in) + st.cached + st.cacheWrite + st.cacheWrite1h,
+				CompletionTokens: translate.Tokens(u.Get("output_tokens"))}
 		}
 	case "message_delta":
 		u := ev.Get("usage")
@@ -408,11 +408,11 @@ func (st *streamState) messagesEvent(data []byte) {
 			if st.usage == nil {
 				st.usage = &usage{}
 			}
-			st.usage.CompletionTokens = int(out.Num)
+			st.usage.CompletionTokens = translate.Tokens(out)
 			if in := u.Get("input_tokens"); in.Type == gjson.Number && in.Num > 0 {
-				st.cached = int(u.Get("cache_read_input_tokens").Num)
+				st.cached = translate.Tokens(u.Get("cache_read_input_tokens"))
 				st.cacheWrite, st.cacheWrite1h = translate.CacheWrites(u)
-				st.usage.PromptTokens = int(in.Num) + st.cached + st.cacheWrite + st.cacheWrite1h
+				st.usage.PromptTokens = translate.Tokens(in) + st.cached + st.cacheWrite + st.cacheWrite1h
 			}
 		}
 	case "content_block_delta":

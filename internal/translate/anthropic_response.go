@@ -88,6 +88,24 @@ type anthUsage struct {
 	input, output, cacheRead, cacheWrite, cacheWrite1h int
 }
 
+// MaxTokens is the most a usage count is read as: a provider's count
+// beyond it (a trillion tokens, more than any answer) is read as it, so
+// that a sum of counts cannot wrap around and pass the plausibility check
+// as a small one (the fuzzing probe: four counts of 2⁶² read as 1,024).
+const MaxTokens = 1 << 40
+
+// Tokens reads a usage count a provider reports: at most MaxTokens, and
+// -1 for a negative one, which the plausibility checks refuse.
+func Tokens(v gjson.Result) int {
+	switch {
+	case v.Num < 0:
+		return -1
+	case v.Num > MaxTokens:
+		return MaxTokens
+	}
+	return int(v.Num)
+}
+
 // CacheWrites reads the prompt tokens an Anthropic usage object (or a chat
 // usage translated from one) says were written to the cache, for five
 // minutes and for an hour: cache_creation_input_tokens, split by
@@ -98,12 +116,12 @@ func CacheWrites(u gjson.Result) (fiveMin, oneHour int) {
 	total := u.Get("cache_creation_input_tokens")
 	cc := u.Get("cache_creation")
 	if !cc.IsObject() {
-		return int(total.Num), 0
+		return Tokens(total), 0
 	}
-	fiveMin, oneHour = int(cc.Get("ephemeral_5m_input_tokens").Num), int(cc.Get("ephemeral_1h_input_tokens").Num)
+	fiveMin, oneHour = Tokens(cc.Get("ephemeral_5m_input_tokens")), Tokens(cc.Get("ephemeral_1h_input_tokens"))
 	if total.Type == gjson.Number {
-		oneHour = min(oneHour, int(total.Num))
-		fiveMin = int(total.Num) - oneHour
+		oneHour = min(oneHour, Tokens(total))
+		fiveMin = Tokens(total) - oneHour
 	}
 	return fiveMin, oneHour
 }
@@ -111,13 +129,13 @@ func CacheWrites(u gjson.Result) (fiveMin, oneHour int) {
 // read overwrites the counts present in u (message_delta carries only some).
 func (a *anthUsage) read(u gjson.Result) {
 	if v := u.Get("input_tokens"); v.Exists() {
-		a.input = int(v.Int())
+		a.input = Tokens(v)
 	}
 	if v := u.Get("output_tokens"); v.Exists() {
-		a.output = int(v.Int())
+		a.output = Tokens(v)
 	}
 	if v := u.Get("cache_read_input_tokens"); v.Exists() {
-		a.cacheRead = int(v.Int())
+		a.cacheRead = Tokens(v)
 	}
 	if u.Get("cache_creation_input_tokens").Exists() || u.Get("cache_creation").Exists() {
 		w5m, w1h := CacheWrites(u)

@@ -74,7 +74,7 @@ func (f *ResponsesFollower) Read(ev Event) {
 		f.ended = true
 		if u := data.Get("response.usage"); u.IsObject() {
 			if in, out, ok := ResponseUsage(u); ok {
-				f.usage, f.usageOK = [3]int{in, out, int(u.Get("input_tokens_details.cached_tokens").Int())}, true
+				f.usage, f.usageOK = [3]int{in, out, Tokens(u.Get("input_tokens_details.cached_tokens"))}, true
 			}
 		}
 	case "error":
@@ -89,7 +89,7 @@ func ResponseUsage(u gjson.Result) (input, output int, ok bool) {
 	if in.Type != gjson.Number || out.Type != gjson.Number || in.Num < 0 || out.Num < 0 {
 		return 0, 0, false
 	}
-	return int(in.Num), int(out.Num), true
+	return Tokens(in), Tokens(out), true
 }
 
 // StreamConverter is one stream translation: each event in, zero or more
