@@ -159,13 +159,13 @@ const inFlightRetry = 2
 // worstCase is the most a request can cost and the most tokens it can
 // use on any model of its plan: every choice may write the model's bound,
 // every image may cost the model's bound for one, and every inline PDF's
-// page its text and its image (output.mediaTokens).
+// page its text and its image (catalog.Model.MediaTokens).
 func worstCase(in int, plan []*catalog.Model, o output) (ledger.MicroEUR, int64) {
 	var worst ledger.MicroEUR
 	var tokens int64
 	for _, m := range plan {
 		out := outputBound(m, o.perChoice) * o.choices
-		in := in + o.mediaTokens(m)
+		in := in + m.MediaTokens(o.images, o.pages, o.uncounted)
 		worst = max(worst, ledger.CeilEUR(m.CostEUR(in, out)))
 		tokens = max(tokens, int64(in+out))
 	}
@@ -193,7 +193,7 @@ func plausibleUsage(u meter.Usage, m *catalog.Model, bodyLen int, o output) bool
 		u.CachedTokens+u.CacheWriteTokens+u.CacheWrite1hTokens > u.PromptTokens {
 		return false
 	}
-	maxIn := max(2*m.ContextWindow, 2*(bodyLen+o.mediaTokens(m))+usageSlack)
+	maxIn := max(2*m.ContextWindow, 2*(bodyLen+m.MediaTokens(o.images, o.pages, o.uncounted))+usageSlack)
 	maxOut := 2*outputBound(m, min(o.perChoice, 0))*max(o.choices, 1) + usageSlack
 	return u.PromptTokens <= maxIn && u.CompletionTokens <= maxOut
 }

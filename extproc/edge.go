@@ -694,19 +694,9 @@ func (p *edge) countTokens(body []byte) *extprocv3.ProcessingResponse {
 	pages := messagesPDFPages(body)
 	// Like a model listing, a count is not a request the metrics count
 	// (an agent asks one each turn); a refused one is.
-	return immediateJSON(200, fmt.Appendf(nil, `{"input_tokens":%d}`, tokens+images*perImage+pdfTokens(pages, perImage)), p.id,
+	return immediateJSON(200, fmt.Appendf(nil, `{"input_tokens":%d}`, tokens+images*perImage+catalog.PDFTokens(pages, perImage)), p.id,
 		setHeader(header.AnthropicRequestID, p.id))
 }
-
-// pdfPageTokens is a PDF page's text in a token count: the lower end of
-// the 1,500 to 3,000 Anthropic's documentation gives a page; the page's
-// image is counted beside it at the model's image bound.
-const pdfPageTokens = 1500
-
-// pdfTokens is what pages of a PDF cost on a model whose image bound is
-// perImage: each page its text and its image. count_tokens answers it and
-// the budgets hold it (output.mediaTokens).
-func pdfTokens(pages, perImage int) int { return pages * (pdfPageTokens + perImage) }
 
 // messagesPDFPages counts the pages of the PDFs a Messages request sends
 // inline (document blocks with a base64 source, in messages and in tool
@@ -766,23 +756,6 @@ func outputLimit(c *request.Chat) output {
 type output struct {
 	perChoice, choices, images, pages int
 	uncounted                         bool
-}
-
-// mediaTokens is the most the request's images and inline PDFs may cost
-// on m: each image m's image bound, each PDF page pdfTokens. A PDF's
-// share is at most m's context window, which a provider bills no prompt
-// beyond, and is that window when a PDF's pages could not be counted
-// (request.PDFReader.Bound): a file crafted to be read as fewer pages than
-// the provider bills must not be held at less.
-func (o output) mediaTokens(m *catalog.Model) int {
-	t := o.images * m.ImageTokens
-	switch {
-	case o.uncounted:
-		t += m.ContextWindow
-	case o.pages > 0:
-		t += min(pdfTokens(o.pages, m.ImageTokens), m.ContextWindow)
-	}
-	return t
 }
 
 // modelIDs logs a plan as its model ids, without building a slice of them.

@@ -359,7 +359,8 @@ func (p *edge) estimatedCharge(body []byte) (meter.Charge, bool) {
 	})
 	// The prompt's images and PDFs at the model's bound, as its worst case
 	// has them.
-	used := meter.Usage{PromptTokens: p.class.InputTokens + p.out.mediaTokens(p.served), CompletionTokens: out, Estimated: true}
+	media := p.served.MediaTokens(p.out.images, p.out.pages, p.out.uncounted)
+	used := meter.Usage{PromptTokens: p.class.InputTokens + media, CompletionTokens: out, Estimated: true}
 	return meter.Meter(p.served, p.baseline(), used), true
 }
 

@@ -149,7 +149,8 @@ type Model struct {
 	ContextWindow       int
 	MaxOutputTokens     int
 	// ImageTokens bounds one image's input tokens (image_tokens, or
-	// config.DefaultImageTokens), for the budgets' worst case.
+	// config.DefaultImageTokens), for the budgets' worst case
+	// (MediaTokens).
 	ImageTokens   int
 	AssuranceTier int
 	Tools         bool
@@ -198,6 +199,35 @@ func (m *Model) DefaultQuality() float64 {
 // CostEUR is the list-price cost of a request with these token counts, in EUR.
 func (m *Model) CostEUR(inputTokens, outputTokens int) float64 {
 	return m.Price().EUR(inputTokens, outputTokens)
+}
+
+// PDFPageTokens is a PDF page's text in a token count: the lower end of
+// the 1,500 to 3,000 Anthropic's documentation gives a page; the page's
+// image is counted beside it at the model's image bound.
+const PDFPageTokens = 1500
+
+// PDFTokens is what pages of a PDF cost on a model whose image bound is
+// perImage: each page its text and its image. count_tokens answers it for
+// a model not yet chosen (auto, a route) at config.DefaultImageTokens.
+func PDFTokens(pages, perImage int) int { return pages * (PDFPageTokens + perImage) }
+
+// MediaTokens is the most a request's images and inline PDFs may cost on
+// m, beyond its text: each image m's image bound, each PDF page PDFTokens.
+// A PDF's share is at most m's context window, which a provider bills no
+// prompt beyond, and is that window when a PDF's pages could not be
+// counted (pdfUncounted: request.PDFReader.Bound): a file crafted to be read
+// as fewer pages than the provider bills must not be held at less. The
+// budgets' hold and the estimated charge of an answer without usage read
+// it.
+func (m *Model) MediaTokens(images, pdfPages int, pdfUncounted bool) int {
+	t := images * m.ImageTokens
+	switch {
+	case pdfUncounted:
+		t += m.ContextWindow
+	case pdfPages > 0:
+		t += min(PDFTokens(pdfPages, m.ImageTokens), m.ContextWindow)
+	}
+	return t
 }
 
 // Tokens is an answer's token counts as a provider bills them. Input

@@ -159,3 +159,30 @@ models:
 		t.Errorf("CannotServe allocates %.0f times (%s; %s)", n, why, why2)
 	}
 }
+
+// TestMediaTokens: each image costs the model's image bound, each inline
+// PDF page 1,500 tokens of text and an image, a PDF's share at most the
+// context window, and the whole window when its pages could not be counted.
+func TestMediaTokens(t *testing.T) {
+	m := &Model{ImageTokens: 1000, ContextWindow: 20000}
+	for name, tc := range map[string]struct {
+		images, pages int
+		uncounted     bool
+		want          int
+	}{
+		"nothing":                 {want: 0},
+		"three images":            {images: 3, want: 3000},
+		"two pages":               {pages: 2, want: 5000},
+		"images and pages":        {images: 1, pages: 2, want: 6000},
+		"pages past the window":   {images: 1, pages: 100, want: 21000},
+		"uncounted: the window":   {pages: 1, uncounted: true, want: 20000},
+		"uncounted with an image": {images: 2, pages: 3, uncounted: true, want: 22000},
+	} {
+		if got := m.MediaTokens(tc.images, tc.pages, tc.uncounted); got != tc.want {
+			t.Errorf("%s: %d, want %d", name, got, tc.want)
+		}
+	}
+	if got := PDFTokens(3, 2700); got != 3*(1500+2700) {
+		t.Errorf("PDFTokens(3, 2700) = %d", got)
+	}
+}
