@@ -54,8 +54,11 @@ func TestAudioAndFilesGoWhereTheyAreRead(t *testing.T) {
 		},
 	})
 	const (
-		wav  = `{"type":"input_audio","input_audio":{"data":"UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA=","format":"wav"}}`
-		pdf  = `{"type":"file","file":{"filename":"a.pdf","file_data":"data:application/pdf;base64,JVBERi0xLjQKJSVFT0YK"}}`
+		wav = `{"type":"input_audio","input_audio":{"data":"UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA=","format":"wav"}}`
+		// A PDF of one page: one whose pages cannot be counted is
+		// estimated at each model's context window, where reader's
+		// smaller one is cheaper than claude-reader's.
+		pdf  = `{"type":"file","file":{"filename":"a.pdf","file_data":"data:application/pdf;base64,JVBERi0xLjQKMSAwIG9iaiA8PC9UeXBlIC9DYXRhbG9nIC9QYWdlcyAyIDAgUj4+IGVuZG9iagozIDAgb2JqIDw8L1R5cGUgL1BhZ2UgL1BhcmVudCAyIDAgUiAvTWVkaWFCb3ggWzAgMCA2MTIgNzkyXT4+IGVuZG9iagolJUVPRgo="}}`
 		byID = `{"type":"file","file":{"file_id":"file-abc123"}}`
 	)
 	chat := func(model, part string) string {

@@ -149,8 +149,8 @@ type Model struct {
 	ContextWindow       int
 	MaxOutputTokens     int
 	// ImageTokens bounds one image's input tokens (image_tokens, or
-	// config.DefaultImageTokens), for the budgets' worst case
-	// (MediaTokens).
+	// config.DefaultImageTokens), for the budgets' worst case and the
+	// decision's estimated cost (MediaTokens).
 	ImageTokens   int
 	AssuranceTier int
 	Tools         bool
@@ -216,9 +216,10 @@ func PDFTokens(pages, perImage int) int { return pages * (PDFPageTokens + perIma
 // A PDF's share is at most m's context window, which a provider bills no
 // prompt beyond, and is that window when a PDF's pages could not be
 // counted (pdfUncounted: request.PDFReader.Bound): a file crafted to be read
-// as fewer pages than the provider bills must not be held at less. The
-// budgets' hold and the estimated charge of an answer without usage read
-// it.
+// as fewer pages than the provider bills must not be held, nor estimated,
+// at less (max_cost is the most a request may cost). The budgets' hold,
+// the estimated charge of an answer without usage and each candidate's
+// estimated cost (decision.Router) read it.
 func (m *Model) MediaTokens(images, pdfPages int, pdfUncounted bool) int {
 	t := images * m.ImageTokens
 	switch {

@@ -46,6 +46,9 @@ func (in *Inputs) appendJSON(dst []byte) ([]byte, error) {
 	e.BoolOmit("audio", in.Audio)
 	e.BoolOmit("files", in.Files)
 	e.BoolOmit("file_by_id", in.FileByID)
+	e.IntOmit("images", int64(in.Images))
+	e.IntOmit("pdf_pages", int64(in.PDFPages))
+	e.BoolOmit("pdf_uncounted", in.PDFUncounted)
 	e.StrOmit("policy", in.Policy)
 	p := &in.Principal
 	e.Key("principal")

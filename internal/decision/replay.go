@@ -32,7 +32,11 @@ import (
 // context window takes its longest one (it was held to their sum).
 // Version 5 added Audio, Files and FileByID: the audio and files
 // capabilities, and a file by id kept to the provider that stores it.
-const InputsVersion = 5
+// Version 6 added Images, PDFPages and PDFUncounted: each candidate's
+// estimated cost counts its images and inline PDF pages at its own
+// image_tokens. A record of an earlier version has none of them, and its
+// costs replay from its text alone, as they were decided.
+const InputsVersion = 6
 
 // LatencyFromCandidates is LatencyFrom when the record's candidate table
 // carries the latencies (its latency_ms column, one per model).
@@ -75,6 +79,10 @@ type Inputs struct {
 	Audio    bool `json:"audio,omitempty"`
 	Files    bool `json:"files,omitempty"`
 	FileByID bool `json:"file_by_id,omitempty"`
+	// Images, PDFPages and PDFUncounted are request.Chat's (version 6).
+	Images       int  `json:"images,omitempty"`
+	PDFPages     int  `json:"pdf_pages,omitempty"`
+	PDFUncounted bool `json:"pdf_uncounted,omitempty"`
 	// Policy is the per-request policy in its canonical form ("" for none).
 	Policy         string          `json:"policy,omitempty"`
 	Principal      Principal       `json:"principal"`
@@ -223,6 +231,7 @@ func (res *Result) ReplayInputs(req *Request) *Inputs {
 	in.Logprobs, in.Functions, in.OpenAIWireOnly = c.Logprobs, c.FunctionList.Exists() && c.FunctionList.Type != gjson.Null, c.OpenAIWireOnly
 	in.LargestInput = c.LargestInput
 	in.Audio, in.Files, in.FileByID = c.Audio, c.Files, c.FileByID
+	in.Images, in.PDFPages, in.PDFUncounted = c.Images, c.PDFPages, c.PDFUncounted
 	if res.ReqPolicy.Set {
 		in.Policy = reqpolicy.Canonical(res.ReqPolicy)
 	}
@@ -322,7 +331,7 @@ func (r *Router) Replay(ctx context.Context, in *Inputs, current bool) (*Result,
 	chat := request.Chat{Model: in.Model, Stream: in.Stream, Messages: in.Messages, MaxTokens: in.MaxTokens,
 		Choices: in.Choices, Tools: in.Tools, ResponseFormat: in.ResponseFormat, Vision: in.Vision, User: in.User, Metadata: in.Metadata,
 		NativeOnly: in.NativeOnly, Stored: in.Stored, Logprobs: in.Logprobs, OpenAIWireOnly: in.OpenAIWireOnly, LargestInput: in.LargestInput,
-		Audio: in.Audio, Files: in.Files, FileByID: in.FileByID}
+		Audio: in.Audio, Files: in.Files, FileByID: in.FileByID, Images: in.Images, PDFPages: in.PDFPages, PDFUncounted: in.PDFUncounted}
 	if in.Functions {
 		chat.FunctionList = gjson.Parse("[]")
 	}

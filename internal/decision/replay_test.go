@@ -2,6 +2,7 @@ package decision
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"maps"
 	"reflect"
@@ -81,6 +82,11 @@ func TestReplayReproduces(t *testing.T) {
 		"responses":                     {responses: `{"model":"auto","instructions":"be brief","input":"write a haiku about trains"}`},
 		"responses, stored":             {responses: `{"model":"auto","input":"and then?","previous_response_id":"resp_1"}`},
 		"responses, pinned, web search": {responses: `{"model":"big","input":"news","tools":[{"type":"web_search"}]}`},
+		// Each model's estimated cost counts the images and PDF pages
+		// (inputs version 6): a replay without them chose by the text.
+		"images, cost, max_cost": {body: mediaChat(20, "", `{"optimize":"cost","max_cost":0.04}`)},
+		"pdf pages and an image": {body: mediaChat(1, pagesPDF(3), "")},
+		"uncounted pdf":          {body: mediaChat(0, base64.StdEncoding.EncodeToString([]byte("%PDF-1.4\n%%EOF\n")), `{"optimize":"cost"}`)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			tc.principal.Workspace = "default"
@@ -189,7 +195,7 @@ func TestLatencyLeftToTheTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := string(b); !strings.Contains(got, `"latency_from":"candidates"`) || strings.Contains(got, `"latency_ms"`) || !strings.Contains(got, `"v":5`) {
+	if got := string(b); !strings.Contains(got, `"latency_from":"candidates"`) || strings.Contains(got, `"latency_ms"`) || !strings.Contains(got, `"v":6`) {
 		t.Fatalf("inputs that leave their latencies to the table: %s", got)
 	}
 

@@ -346,6 +346,15 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	cells := r.latencyCells()
 	facts := r.modelFacts()
 	quality := facts.quality(res.Class.Task)
+	// Images and inline PDFs are priced per model (each its image_tokens,
+	// catalog.Model.MediaTokens, as the budgets hold them): a request with
+	// twenty images passed a max_cost its text alone fitted, and went to the
+	// model whose text was cheapest, not whose images were. A PDF whose
+	// pages cannot be counted is estimated at the model's context window,
+	// as the budgets hold it: max_cost is the most a request may cost, and
+	// a file crafted to show fewer pages than the provider bills must not
+	// pass a cap its real pages exceed (docs/policy-library.md).
+	media := chat.Images > 0 || chat.PDFPages > 0 || chat.PDFUncounted
 	for i, m := range models {
 		lat := r.latency(m, cells, i, chat.Stream, rp, now)
 		q := quality[i]
@@ -367,7 +376,11 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 				}
 			}
 		}
-		cands[i] = policy.Candidate{Model: m, EstimatedCostEUR: facts.cost[i].EUR(res.Class.InputTokens, outTokens),
+		prompt := res.Class.InputTokens
+		if media {
+			prompt += m.MediaTokens(chat.Images, chat.PDFPages, chat.PDFUncounted)
+		}
+		cands[i] = policy.Candidate{Model: m, EstimatedCostEUR: facts.cost[i].EUR(prompt, outTokens),
 			Quality: q, Healthy: true, LatencyMS: lat}
 		cooling, wholeProvider := false, false
 		if !quiet {
@@ -476,7 +489,11 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	}
 	res.Constraint = constraint
 	if b := r.Catalog.Baseline; b.Serves(api) {
-		res.Baseline, res.BaselineCostEUR = b, b.CostEUR(res.Class.InputTokens, outTokens)
+		prompt := res.Class.InputTokens
+		if media {
+			prompt += b.MediaTokens(chat.Images, chat.PDFPages, chat.PDFUncounted)
+		}
+		res.Baseline, res.BaselineCostEUR = b, b.CostEUR(prompt, outTokens)
 	}
 	def := r.Catalog.Default
 	if ws.DefaultModel != "" {
