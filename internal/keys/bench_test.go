@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"testing"
@@ -55,5 +56,71 @@ func BenchmarkAuthenticate(b *testing.B) {
 				_, _ = k.Authenticate(cred)
 			}
 		})
+	}
+}
+
+// seedKeys writes n keys in one transaction, each a write of its own
+// generation as Create makes it (creating 50,000 one by one takes
+// minutes), and returns the last one's secret.
+func seedKeys(tb testing.TB, s *Store, n int) string {
+	tb.Helper()
+	ctx := context.Background()
+	var secret string
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		for i := range n {
+			gen, err := s.gen.Bump(ctx, tx)
+			if err != nil {
+				return err
+			}
+			secret = newSecret()
+			if _, err := tx.ExecContext(ctx, `INSERT INTO virtual_keys (id, digest, prefix, workspace, created_at, created_by, seq)
+				VALUES ($1, $2, $3, 'w', 1, 'seed', $4)`, fmt.Sprintf("seed-%06d", i), s.hasher.Sum(secret).hex(), displayPrefix(secret), gen); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return secret
+}
+
+// BenchmarkRefreshAfterOneChange measures what one key created costs each
+// replica's table with 50,000 keys in it: the refresh that loads it (the
+// store's SQLite read and the table's new snapshot), as Run does after a
+// POST /admin/keys. The create itself is not timed.
+func BenchmarkRefreshAfterOneChange(b *testing.B) {
+	ctx := context.Background()
+	db, err := store.OpenSQLite(ctx, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	h, _ := NewHasher(testHashKey)
+	s, err := Open(ctx, db, h, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	seedKeys(b, s, 50000)
+	tb := NewTable(s, nil)
+	if err := tb.Refresh(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		if _, _, err := s.Create(ctx, Spec{ID: fmt.Sprintf("new-%d", i), Workspace: "w"}, "bench"); err != nil {
+			b.Fatal(err)
+		}
+		i++
+		b.StartTimer()
+		if err := tb.Refresh(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if tb.Len() != 50000+i {
+		b.Fatalf("%d keys in the table, want %d", tb.Len(), 50000+i)
 	}
 }
