@@ -564,23 +564,49 @@ func (s *Store) Generation(ctx context.Context, seen store.Mark) (store.Mark, st
 	return s.gen.Read(ctx, seen)
 }
 
-// changes returns the keys changed after generation since.
-func (s *Store) changes(ctx context.Context, since int64) ([]row, error) {
-	rows, err := s.db.SQL.QueryContext(ctx, `SELECT `+keyColumns+` FROM virtual_keys WHERE seq > $1`, since)
-	if err != nil {
-		return nil, store.Classify(err)
-	}
-	defer rows.Close()
+// changedSince reads, in one snapshot of the store (store.DB.ReadTx), its
+// mark, how its history relates to seen, and the keys changed after seen:
+// every key when the history does not continue seen's. The rows are the
+// store at that mark and nothing newer, however many writes commit while
+// they are read: a table holding them under the mark holds no key a
+// restore to a backup taken at the mark would undo unseen. A write never
+// lands below a mark once it is read: each write's first statement takes
+// the next generation under the counter's row lock (SQLite's write lock),
+// so writes commit in their generations' order.
+func (s *Store) changedSince(ctx context.Context, seen store.Mark) (store.Mark, store.Continuity, []row, error) {
+	var at store.Mark
+	var hist store.Continuity
 	var out []row
-	for rows.Next() {
-		r, err := scanRow(rows)
-		if err != nil {
-			return nil, err
+	err := s.db.ReadTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if at, hist, err = s.gen.ReadTx(ctx, tx, seen); err != nil || at == seen {
+			return err
 		}
-		out = append(out, r)
-	}
-	return out, store.Classify(rows.Err())
+		since := seen.Gen
+		if hist != store.Continues {
+			since = 0
+		}
+		loading()
+		rows, err := tx.QueryContext(ctx, `SELECT `+keyColumns+` FROM virtual_keys WHERE seq > $1`, since)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanRow(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	return at, hist, out, err
 }
+
+// loading is a test's hook between the snapshot's reading of the store's
+// mark and its reading of the rows.
+var loading = func() {}
 
 // encodeBytes is how nonces and ciphertexts are kept in TEXT columns.
 func encodeBytes(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

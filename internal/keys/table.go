@@ -2,7 +2,6 @@ package keys
 
 import (
 	"context"
-	"maps"
 	"reflect"
 	"strings"
 	"sync"
@@ -16,8 +15,10 @@ import (
 )
 
 // Table is the request path's copy of the key store: digest → principal, in
-// memory, swapped whole (copy on write) so a lookup takes no lock and never
-// touches the database. Run keeps it current by polling the store's
+// memory, swapped whole (copy on write, of the shards a change touches) so
+// a lookup takes no lock and never touches the database. A refresh reads
+// the rows changed since the table's mark, in one snapshot with the mark
+// they bring it to: a change costs the rows it changed, not the table. Run keeps it current by polling the store's
 // generation counter; a revocation reaches it within one interval plus one
 // query. When the store cannot be reached the table keeps serving what it
 // last loaded (revocations made meanwhile wait for the store to come back).
@@ -35,16 +36,17 @@ type Table struct {
 	// onLimits, if set, is told of keys whose own limits a refresh
 	// changed (OnLimits).
 	onLimits atomic.Pointer[func([]auth.Principal)]
+	// loaded counts the rows refreshes read and the whole reloads among
+	// them, for tests: a change costs the rows it changed.
+	loaded struct{ rows, whole atomic.Int64 }
 }
 
 type snapshot struct {
-	at store.Mark
-	// stale: the store was written while the table loaded, so rows newer
-	// than at may be in it, of a history a restore could undo without at
-	// showing it: the next change reloads everything.
-	stale    bool
-	byDigest map[Digest]*entry
-	byID     map[string]*entry
+	// at is the store's mark of exactly what the table holds: read in the
+	// same snapshot of the store as the rows (Store.changedSince).
+	at       store.Mark
+	byDigest shards[Digest]
+	byID     shards[string]
 }
 
 type entry struct {
@@ -61,7 +63,7 @@ type entry struct {
 // NewTable returns an empty table over st; call Refresh (or Run) to fill it.
 func NewTable(st *Store, log *zap.Logger) *Table {
 	t := &Table{st: st, hasher: st.hasher, log: log, now: time.Now}
-	t.snap.Store(&snapshot{byDigest: map[Digest]*entry{}, byID: map[string]*entry{}})
+	t.snap.Store(&snapshot{byDigest: makeShards[Digest](0), byID: makeShards[string](0)})
 	return t
 }
 
@@ -86,7 +88,7 @@ func (t *Table) Lookup(token string) (auth.Principal, bool, error) {
 		return auth.Principal{}, false, nil
 	}
 	d := t.hasher.Sum(secret)
-	e := t.snap.Load().byDigest[d]
+	e := t.snap.Load().byDigest.get(d, digestHash(d))
 	if e == nil {
 		return auth.Principal{}, true, ErrUnknown
 	}
@@ -103,7 +105,7 @@ func (t *Table) Lookup(token string) (auth.Principal, bool, error) {
 }
 
 // Len is the number of keys in the table, revoked ones included.
-func (t *Table) Len() int { return len(t.snap.Load().byID) }
+func (t *Table) Len() int { return t.snap.Load().byID.n }
 
 // Generation is the store generation the table reflects.
 func (t *Table) Generation() int64 { return t.snap.Load().at.Gen }
@@ -121,11 +123,11 @@ func (t *Table) Healthy() (bool, time.Time) { return t.reach.Healthy() }
 // revoked ones left out.
 func (t *Table) WithLimits() []auth.Principal {
 	var out []auth.Principal
-	for _, e := range t.snap.Load().byID {
+	t.snap.Load().byID.each(func(e *entry) {
 		if e.p.Limits != nil && !e.revoked {
 			out = append(out, e.p)
 		}
-	}
+	})
 	return out
 }
 
@@ -145,64 +147,61 @@ func (t *Table) Refresh(ctx context.Context) error {
 	return err
 }
 
-// loading is a test's hook between reading the store's mark and loading
-// the rows.
-var loading = func() {}
-
 func (t *Table) refresh(ctx context.Context) error {
 	cur := t.snap.Load()
-	at, hist, err := t.st.Generation(ctx, cur.at)
+	at, _, err := t.st.Generation(ctx, cur.at)
 	if err != nil {
 		return err
 	}
 	if at == cur.at {
 		return nil
 	}
-	since := cur.at.Gen
-	if hist != store.Continues || cur.stale {
-		since = 0
-	}
-	loading()
-	rows, err := t.st.changes(ctx, since)
+	// The rows changed after the table's mark, and the mark they are the
+	// store at, from one snapshot: only what changed, however many writes
+	// land meanwhile (they are the next refresh's). Read apart, a write
+	// between the two could be in the table under the older mark, and the
+	// table reloaded whole after it; under steady writes that was every
+	// refresh, 0.6–1 s each at 50,000 keys on PostgreSQL.
+	at, hist, rows, err := t.st.changedSince(ctx, cur.at)
 	if err != nil {
 		return err
 	}
-	// Rows newer than at (written since the generation was read) are
-	// loaded again by the next refresh; the table's mark stays one the
-	// store stamped. A restore to a backup taken at at would leave them
-	// in the table (the red team): the next change reloads whole.
-	after, _, err := t.st.Generation(ctx, at)
-	if err != nil {
-		return err
+	if at == cur.at {
+		return nil
 	}
-	next := &snapshot{at: at, stale: after.Gen != at.Gen}
-	if since == 0 {
-		next.byDigest, next.byID = make(map[Digest]*entry, len(rows)), make(map[string]*entry, len(rows))
+	whole := hist != store.Continues || cur.at.Gen == 0 // another history, or the first load
+	t.loaded.rows.Add(int64(len(rows)))
+	var digests *shardWriter[Digest]
+	var ids *shardWriter[string]
+	if whole {
+		t.loaded.whole.Add(1)
+		digests, ids = newShardWriter[Digest](len(rows)), newShardWriter[string](len(rows))
 	} else {
-		next.byDigest, next.byID = maps.Clone(cur.byDigest), maps.Clone(cur.byID)
+		digests, ids = cur.byDigest.writer(), cur.byID.writer()
 	}
 	var changed []auth.Principal
 	for _, r := range rows {
-		if old := next.byID[r.ID]; old != nil {
-			delete(next.byDigest, old.digest)
+		h := idHash(r.ID)
+		if old := ids.get(r.ID, h); old != nil {
+			digests.del(old.digest, digestHash(old.digest))
 			if old.hasPrev {
-				delete(next.byDigest, old.prev)
+				digests.del(old.prev, digestHash(old.prev))
 			}
 		}
 		e := newEntry(r)
-		// Against what the table held, also on a whole reload (a stale or
+		// Against what the table held, also on a whole reload (an
 		// unstamped one included): a budget added then was never seeded
 		// from the period's spend (the red team).
-		if old := cur.byID[r.ID]; old != nil && e.p.Limits != nil && !e.revoked && !reflect.DeepEqual(old.p.Limits, e.p.Limits) {
+		if old := cur.byID.get(r.ID, h); old != nil && e.p.Limits != nil && !e.revoked && !reflect.DeepEqual(old.p.Limits, e.p.Limits) {
 			changed = append(changed, e.p)
 		}
-		next.byID[r.ID] = e
-		next.byDigest[e.digest] = e
+		ids.set(r.ID, h, e)
+		digests.set(e.digest, digestHash(e.digest), e)
 		if e.hasPrev {
-			next.byDigest[e.prev] = e
+			digests.set(e.prev, digestHash(e.prev), e)
 		}
 	}
-	t.snap.Store(next)
+	t.snap.Store(&snapshot{at: at, byDigest: digests.done(digestHash), byID: ids.done(idHash)})
 	if hist == store.WentBack {
 		// Keys revoked after the backup it was restored from are live in
 		// it again, and keys created since are gone: the operator should

@@ -86,25 +86,42 @@ func (g *Generation) Read(ctx context.Context, seen Mark) (Mark, Continuity, err
 	if err := g.read.QueryRow(ctx, []any{seen.Gen}, &now.Gen, &now.Stamp, &then); err != nil {
 		return Mark{}, WentBack, Classify(err)
 	}
+	return now, continuity(now, then, seen), nil
+}
+
+// ReadTx is Read in tx (DB.ReadTx): the mark of the store that tx's later
+// reads see, and of nothing newer.
+func (g *Generation) ReadTx(ctx context.Context, tx *sql.Tx, seen Mark) (Mark, Continuity, error) {
+	var now Mark
+	var then int64
+	if err := g.read.QueryRowTx(ctx, tx, []any{seen.Gen}, &now.Gen, &now.Stamp, &then); err != nil {
+		return Mark{}, WentBack, Classify(err)
+	}
+	return now, continuity(now, then, seen), nil
+}
+
+// continuity is how the store at now, whose stamp of seen's generation is
+// then, relates to seen.
+func continuity(now Mark, then int64, seen Mark) Continuity {
 	switch {
 	case now.Gen == 0 && seen.Gen == 0:
-		return now, Continues, nil // nothing written yet
+		return Continues // nothing written yet
 	case now.Gen == 0:
 		// Put back to before its first write (a restore of a dump of an
 		// empty store, or a new database): every key the table holds is
 		// gone. Continuing kept them all live (the red team).
-		return now, WentBack, nil
+		return WentBack
 	case now.Stamp == 0:
 		// An older build wrote it (a rolling upgrade, or a restore of a
 		// dump from before it while this build runs): its history cannot
 		// be told, and an unstamped generation that caught up with this
 		// table's looked like the same history (the upgrade probe: a
 		// revoked key kept working on a replica).
-		return now, Forgotten, nil
+		return Forgotten
 	case now.Gen >= seen.Gen && then == seen.Stamp:
-		return now, Continues, nil
+		return Continues
 	case now.Gen-seen.Gen >= StampsKept:
-		return now, Forgotten, nil
+		return Forgotten
 	}
-	return now, WentBack, nil
+	return WentBack
 }

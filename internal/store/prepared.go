@@ -75,6 +75,15 @@ func (s *Stmt) QueryRow(ctx context.Context, args []any, dest ...any) error {
 	return st.QueryRowContext(ctx, args...).Scan(dest...)
 }
 
+// QueryRowTx is QueryRow in tx: what it reads is of tx's snapshot.
+func (s *Stmt) QueryRowTx(ctx context.Context, tx *sql.Tx, args []any, dest ...any) error {
+	st, err := s.prepared(ctx)
+	if err != nil {
+		return err
+	}
+	return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...).Scan(dest...)
+}
+
 // prepared is the statement, prepared now if it was not yet.
 func (s *Stmt) prepared(ctx context.Context) (*sql.Stmt, error) {
 	s.mu.Lock()

@@ -205,6 +205,28 @@ func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return Classify(tx.Commit())
 }
 
+// ReadTx runs fn in a read-only transaction whose statements all read one
+// snapshot of the database, however many writes commit meanwhile:
+// PostgreSQL's repeatable read, SQLite's read transaction (in WAL mode it
+// takes no lock a writer waits for). A table reading a generation and the
+// rows changed up to it reads them so: the rows are the store at that
+// generation and nothing newer.
+func (db *DB) ReadTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	opts := &sql.TxOptions{ReadOnly: true}
+	if db.Dialect == Postgres {
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := db.SQL.BeginTx(ctx, opts)
+	if err != nil {
+		return Classify(err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return Classify(err)
+	}
+	return Classify(tx.Commit())
+}
+
 // SQLite's primary result codes that mean "not now" (sqlite.org/rescode.html).
 const (
 	sqliteBusy     = 5
