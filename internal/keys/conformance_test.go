@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -687,7 +688,7 @@ func TestUpgradeAfterARollback(t *testing.T) {
 		}
 		// What the restore and the older build leave: the step unrecorded,
 		// the stamps table full, a write without a stamp.
-		for _, q := range []string{`DELETE FROM schema_migrations WHERE component = 'keys' AND version = 2`,
+		for _, q := range []string{`DELETE FROM schema_migrations WHERE component = 'keys' AND version >= 2`,
 			`UPDATE keys_generation SET gen = gen + 1 WHERE id = 1`} {
 			if _, err := s.DB().SQL.ExecContext(ctx, q); err != nil {
 				t.Fatal(err)
@@ -907,4 +908,119 @@ func TestLimitsChangedInAWholeReload(t *testing.T) {
 			t.Errorf("keys reported with new limits: %v, want [a]", changed)
 		}
 	})
+}
+
+// TestListPage: a store's keys are listed by pages in the order of their
+// ids; paging by the last id lists a key that exists throughout once,
+// whatever is created meanwhile; filters (status too, which the query
+// derives from revoked_at and expires_at) apply before a page is cut.
+func TestListPage(t *testing.T) {
+	conform(t, func(t *testing.T, open func(*testing.T, *Keyring) *Store) {
+		ctx := context.Background()
+		s := open(t, nil)
+		now := time.Now()
+		s.now = func() time.Time { return now }
+		for i := range 50 {
+			spec := Spec{ID: fmt.Sprintf("k%02d", i), Workspace: "w" + strconv.Itoa(i%2), Team: "t" + strconv.Itoa(i%3)}
+			if i%10 == 9 {
+				spec.ExpiresAt = now.Add(time.Hour)
+			}
+			if _, _, err := s.Create(ctx, spec, "x"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, id := range []string{"k04", "k19", "k33"} {
+			if _, err := s.Revoke(ctx, id, "x"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ids := func(ks []Key) string {
+			var out []string
+			for _, k := range ks {
+				out = append(out, k.ID)
+			}
+			return strings.Join(out, ",")
+		}
+		// All, by pages of 7, with keys created between the pages: one
+		// before the cursor (not listed), one after it (listed).
+		var got []string
+		after := ""
+		for n := 0; ; n++ {
+			page, more, err := s.ListPage(ctx, Filter{}, after, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) > 7 || (more && len(page) != 7) {
+				t.Fatalf("page %d: %d keys, more %v", n, len(page), more)
+			}
+			got = append(got, ids(page))
+			if !more {
+				break
+			}
+			after = page[len(page)-1].ID
+			if n == 2 {
+				for _, id := range []string{"k00a", "k40a"} {
+					if _, _, err := s.Create(ctx, Spec{ID: id, Workspace: "w0"}, "x"); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+		var want []string
+		for i := range 50 {
+			want = append(want, fmt.Sprintf("k%02d", i))
+			if i == 40 {
+				want = append(want, "k40a")
+			}
+		}
+		if g := strings.Join(got, ","); g != strings.Join(want, ",") {
+			t.Errorf("pages of 7:\n got %s\nwant %s", g, strings.Join(want, ","))
+		}
+
+		// Filters with paging: a time past the expiry makes k09, k29,
+		// k39, k49 expired (k19 is revoked).
+		for name, tc := range map[string]struct {
+			f     Filter
+			after string
+			limit int
+			want  string
+			more  bool
+		}{
+			"revoked":                    {Filter{Status: StatusRevoked}, "", 2, "k04,k19", true},
+			"revoked, after the first 2": {Filter{Status: StatusRevoked}, "k19", 2, "k33", false},
+			"expired":                    {Filter{Status: StatusExpired}, "", 10, "k09,k29,k39,k49", false},
+			"active in w1, team t0":      {Filter{Workspace: "w1", Team: "t0", Status: StatusActive}, "", 3, "k03,k15,k21", true},
+			"active in w1, team t0, on":  {Filter{Workspace: "w1", Team: "t0", Status: StatusActive}, "k21", 3, "k27,k45", false},
+			"team t2 after k40":          {Filter{Team: "t2"}, "k40", 100, "k41,k44,k47", false},
+			"nothing after the last":     {Filter{}, "k49", 5, "", false},
+		} {
+			s.now = func() time.Time { return now.Add(2 * time.Hour) }
+			page, more, err := s.ListPage(ctx, tc.f, tc.after, tc.limit)
+			if err != nil || ids(page) != tc.want || more != tc.more {
+				t.Errorf("%s: %s more %v (%v), want %s more %v", name, ids(page), more, err, tc.want, tc.more)
+			}
+		}
+		var inv *InvalidError
+		for _, n := range []int{0, -1, MaxPage + 1} {
+			if _, _, err := s.ListPage(ctx, Filter{}, "", n); !errors.As(err, &inv) || inv.Field != "limit" {
+				t.Errorf("limit %d: %v", n, err)
+			}
+		}
+		if all, err := s.List(ctx, Filter{Status: StatusActive}); err != nil || len(all) != 52-3-4 {
+			t.Errorf("List active: %d keys, %v", len(all), err)
+		}
+	})
+}
+
+// TestListPageCursor: a cursor names the id it continues after; anything
+// else is refused.
+func TestListPageCursor(t *testing.T) {
+	if id, err := ParseCursor(Cursor("k-07_x")); err != nil || id != "k-07_x" {
+		t.Errorf("round trip: %q %v", id, err)
+	}
+	for _, c := range []string{"", "k07", Cursor("Bad Id"), "!!!", Cursor("")} {
+		if _, err := ParseCursor(c); err == nil {
+			t.Errorf("cursor %q accepted", c)
+		}
+	}
 }
