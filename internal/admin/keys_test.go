@@ -169,6 +169,11 @@ func TestKeysAPI(t *testing.T) {
 		// A misspelt filter matched every key (the docs walkthrough).
 		"misspelt filter":           {"GET", "/admin/keys?worksapce=legal", config.RoleViewer, ``, 400, "invalid_filter", "worksapce"},
 		"filter twice":              {"GET", "/admin/keys?status=active&status=revoked", config.RoleViewer, ``, 400, "invalid_filter", "status"},
+		"limit 0":                   {"GET", "/admin/keys?limit=0", config.RoleViewer, ``, 400, "invalid_filter", "limit"},
+		"limit over 1000":           {"GET", "/admin/keys?limit=1001", config.RoleViewer, ``, 400, "invalid_filter", "limit"},
+		"limit not a number":        {"GET", "/admin/keys?limit=ten", config.RoleViewer, ``, 400, "invalid_filter", "limit"},
+		"cursor not ours":           {"GET", "/admin/keys?cursor=bot", config.RoleViewer, ``, 400, "invalid_filter", "cursor"},
+		"cursor of no id":           {"GET", "/admin/keys?cursor=" + base64.RawURLEncoding.EncodeToString([]byte("after:Bad Id")), config.RoleViewer, ``, 400, "invalid_filter", "cursor"},
 		"provider keys, misspelt":   {"GET", "/admin/provider-keys?ws=legal", config.RoleViewer, ``, 400, "invalid_filter", "ws"},
 		"budgets, misspelt":         {"GET", "/admin/budgets?workspce=legal", config.RoleViewer, ``, 400, "invalid_value", "workspce"},
 		"too large":                 {"POST", "/admin/keys", config.RoleAdmin, `{"workspace":"` + strings.Repeat("a", 70000) + `"}`, 413, "request_too_large", ""},
@@ -305,5 +310,82 @@ func TestKeysWrongMethod(t *testing.T) {
 		if status, code, _ := openAIError(t, rec); status != 405 || code != "method_not_allowed" || rec.Header().Get("Allow") != allow {
 			t.Errorf("PATCH %s: %d %s Allow %q, want 405 Allow %q", path, status, code, rec.Header().Get("Allow"), allow)
 		}
+	}
+}
+
+// TestKeysAPIPages: GET /admin/keys answers a page (100 keys unless a
+// limit says otherwise, at most 1000) in the order of the ids, with
+// has_more and the next page's cursor; the filters hold on every page.
+// It answered all 50,000 keys of a store at once, 16 MB in 1.7 s, and
+// refused ?limit=10 (the data-volume probe).
+func TestKeysAPIPages(t *testing.T) {
+	h, _, ks := keyHandler(t)
+	ctx := context.Background()
+	for i := range 230 {
+		ws := "default"
+		if i%2 == 1 {
+			ws = "legal"
+		}
+		if _, _, err := ks.Create(ctx, keys.Spec{ID: fmt.Sprintf("k%03d", i), Workspace: ws}, "t"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"k005", "k101", "k201"} {
+		if _, err := ks.Revoke(ctx, id, "t"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(path string) KeyPage {
+		t.Helper()
+		rec := do(t, h, "GET", path, config.RoleViewer, "")
+		var p KeyPage
+		if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &p) != nil || p.Object != "list" {
+			t.Fatalf("%s: %d %s", path, rec.Code, rec.Body)
+		}
+		return p
+	}
+	ids := func(p KeyPage) string {
+		var s []string
+		for _, k := range p.Data {
+			s = append(s, k.ID)
+		}
+		return strings.Join(s, ",")
+	}
+	first := get("/admin/keys")
+	if len(first.Data) != 100 || first.Data[0].ID != "k000" || first.Data[99].ID != "k099" || !first.HasMore || first.NextCursor == "" {
+		t.Fatalf("no limit: %d keys %s…, has_more %v, cursor %q", len(first.Data), first.Data[0].ID, first.HasMore, first.NextCursor)
+	}
+	// Page by page, every key once, in order.
+	var all []string
+	for path := "/admin/keys?limit=64"; ; {
+		p := get(path)
+		all = append(all, ids(p))
+		if !p.HasMore {
+			if p.NextCursor != "" {
+				t.Errorf("last page has a cursor %q", p.NextCursor)
+			}
+			break
+		}
+		path = "/admin/keys?limit=64&cursor=" + p.NextCursor
+	}
+	var want []string
+	for i := range 230 {
+		want = append(want, fmt.Sprintf("k%03d", i))
+	}
+	if got := strings.Join(all, ","); got != strings.Join(want, ",") {
+		t.Errorf("pages of 64 listed %s", got)
+	}
+	// Filters apply before the page is cut: a page of revoked keys is
+	// full, and a workspace's page holds only its keys.
+	if p := get("/admin/keys?status=revoked&limit=2"); ids(p) != "k005,k101" || !p.HasMore {
+		t.Errorf("revoked, 2: %s has_more %v", ids(p), p.HasMore)
+	} else if p := get("/admin/keys?status=revoked&limit=2&cursor=" + p.NextCursor); ids(p) != "k201" || p.HasMore {
+		t.Errorf("revoked after the first page: %s has_more %v", ids(p), p.HasMore)
+	}
+	if p := get("/admin/keys?workspace=legal&status=active&limit=3"); ids(p) != "k001,k003,k007" || !p.HasMore {
+		t.Errorf("legal, active, 3: %s", ids(p))
+	}
+	if p := get("/admin/keys?limit=1000"); len(p.Data) != 230 || p.HasMore || p.NextCursor != "" {
+		t.Errorf("limit 1000: %d keys, has_more %v", len(p.Data), p.HasMore)
 	}
 }
