@@ -39,7 +39,7 @@ func numSep(s string, i int) (sep byte, width int) {
 			break
 		}
 		switch b := s[i+2]; {
-		case s[i+1] == 0x80 && (b <= 0x8A || b == 0xAF): // U+2000–U+200A, U+202F
+		case s[i+1] == 0x80 && (0x80 <= b && b <= 0x8A || b == 0xAF): // U+2000–U+200A, U+202F (not E2 80 and an ASCII byte: not UTF-8)
 			return ' ', 3
 		case s[i+1] == 0x80 && 0x90 <= b && b <= 0x93, s[i+1] == 0x88 && b == 0x92: // U+2010–U+2013, U+2212
 			return '-', 3

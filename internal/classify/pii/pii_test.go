@@ -385,3 +385,19 @@ func TestGoSourceHasNoPhoneNumbers(t *testing.T) {
 		}
 	}
 }
+
+// TestPhonesWithWideSeparators (the fuzzing probe): a phone number
+// grouped by no-break, narrow no-break or figure spaces is found and is a
+// valid span (the fuzz test's check refused what the detector finds on
+// purpose), and bytes E2 80 before an ASCII digit are no separator (they
+// swallowed the digit after them).
+func TestPhonesWithWideSeparators(t *testing.T) {
+	for _, v := range []string{"06\u00a012\u00a034\u00a056\u00a078", "06\u202f12\u202f34\u202f56\u202f78", "+49\u2007170\u20071234567"} {
+		if !valid(TypePhone, v) {
+			t.Errorf("%q is not a valid phone span", v)
+		}
+	}
+	if sep, w := numSep("0\xe2\x800000", 1); w != 0 {
+		t.Errorf("E2 80 30 read as the separator %q of %d bytes", sep, w)
+	}
+}

@@ -128,6 +128,12 @@ func phoneValid(v string) bool {
 			}
 			return digits >= 6 && digits <= 17
 		default:
+			// A no-break, thin or figure space, or a dash, between groups
+			// (numSep's): the detector reads them as ' ' and '-'.
+			if _, w := numSep(v, k); w > 1 {
+				k += w - 1
+				continue
+			}
 			return false
 		}
 	}
