@@ -117,10 +117,14 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 	held := st.framer.Pending() > 0
 	st.events = st.framer.Feed(b.Body, st.events[:0])
 	terminated := len(st.events) // the events that ended with a blank line
+	// Part of this chunk is held back, or, at the end, was left over: the
+	// chunk then goes out as its events say, the same whether the stream
+	// came in one chunk or many (a whole stream kept white space after its
+	// last event that a split one dropped; FuzzStreamSplit).
+	changed := held || st.framer.Pending() > 0
 	if b.EndOfStream {
 		st.events = st.framer.Flush(st.events)
 	}
-	changed := held || st.framer.Pending() > 0 // part of this chunk is held back
 	if st.scrub != nil {
 		for i := range st.events {
 			if st.scrubEvent(&st.events[i]) {
