@@ -260,6 +260,11 @@ func FuzzMessagesToChat(f *testing.F) {
 		if !gjson.ValidBytes(out) || !gjson.GetBytes(out, "messages.0").Exists() {
 			t.Fatalf("accepted %q as %s", in, out)
 		}
+		// count_tokens' copy reads what the translation reads (the
+		// fuzzing probe found it unfuzzed).
+		if c, cerr := MessagesCountForDecision(in); cerr != nil || !gjson.ValidBytes(c) {
+			t.Fatalf("count_tokens' copy of %q: %s %v", in, c, cerr)
+		}
 	})
 }
 
