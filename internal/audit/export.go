@@ -11,6 +11,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -134,6 +135,9 @@ func (s *Store) Export(ctx context.Context, f ExportFilter, format string, w io.
 	if err != nil {
 		return 0, err
 	}
+	// In byte order, as VerifyExport reads a file line by line (PostgreSQL
+	// orders by its collation: "r10/…" before "r1/…" in en_US).
+	slices.SortFunc(spans, func(a, b WriterSpan) int { return strings.Compare(a.Writer, b.Writer) })
 	for _, sp := range spans {
 		if f.Writer != "" && sp.Writer != f.Writer {
 			continue
@@ -221,13 +225,11 @@ func ReadLines(r io.Reader) ([]Line, error) {
 		}
 		out := make([]Line, 0, len(rows)-1)
 		for i, row := range rows[1:] {
-			seq, err := strconv.ParseUint(row[2], 10, 64)
+			l, err := csvLine(row, i+2)
 			if err != nil {
-				return nil, fmt.Errorf("csv export line %d: bad seq", i+2)
+				return nil, err
 			}
-			out = append(out, Line{Type: row[0], Writer: row[1], Seq: seq, Time: row[3], Kind: row[4], Workspace: row[5], ID: row[6],
-				Prev: row[7], BodySHA256: row[8], Leaf: row[9], Hash: row[10], Body: row[11], Pruned: row[12] == "true",
-				Reason: row[13], KeyID: row[14], Signature: row[15], Digest: row[16]})
+			out = append(out, l)
 		}
 		return out, nil
 	}
@@ -243,4 +245,63 @@ func ReadLines(r io.Reader) ([]Line, error) {
 		}
 		out = append(out, l)
 	}
+}
+
+// csvLine reads the CSV row on line n.
+func csvLine(row []string, n int) (Line, error) {
+	seq, err := strconv.ParseUint(row[2], 10, 64)
+	if err != nil {
+		return Line{}, fmt.Errorf("csv export line %d: bad seq", n)
+	}
+	return Line{Type: row[0], Writer: row[1], Seq: seq, Time: row[3], Kind: row[4], Workspace: row[5], ID: row[6],
+		Prev: row[7], BodySHA256: row[8], Leaf: row[9], Hash: row[10], Body: row[11], Pruned: row[12] == "true",
+		Reason: row[13], KeyID: row[14], Signature: row[15], Digest: row[16]}, nil
+}
+
+// lineReader reads an export line by line, in either format.
+type lineReader struct {
+	csv  *csv.Reader
+	json *json.Decoder
+	n    int // lines read
+}
+
+func newLineReader(r io.Reader) (*lineReader, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	if head, _ := br.Peek(5); string(head) != "type," {
+		return &lineReader{json: json.NewDecoder(br)}, nil
+	}
+	cr := csv.NewReader(br)
+	cr.FieldsPerRecord = len(CSVHeader)
+	cr.ReuseRecord = true
+	head, err := cr.Read()
+	if err != nil {
+		return nil, fmt.Errorf("csv export: %w", err)
+	}
+	if !slices.Equal(head, CSVHeader) {
+		return nil, errors.New("csv export: unexpected header")
+	}
+	return &lineReader{csv: cr, n: 1}, nil
+}
+
+// next reads the next line into l; io.EOF after the last.
+func (lr *lineReader) next(l *Line) error {
+	lr.n++
+	if lr.csv != nil {
+		row, err := lr.csv.Read()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return io.EOF
+			}
+			return fmt.Errorf("csv export: %w", err)
+		}
+		*l, err = csvLine(row, lr.n)
+		return err
+	}
+	if err := lr.json.Decode(l); err != nil {
+		if errors.Is(err, io.EOF) {
+			return io.EOF
+		}
+		return fmt.Errorf("export line %d: %w", lr.n, err)
+	}
+	return nil
 }

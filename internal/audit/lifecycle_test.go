@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +59,15 @@ func TestExportVerifiesOffline(t *testing.T) {
 			rep, err = VerifyExport(strings.NewReader(tampered), keys, nil)
 			if err != nil || rep.OK() || rep.Problems[0].Kind != ProblemModified {
 				t.Errorf("%s: tampered export: %v %+v", format, err, rep)
+			}
+			// Export's order is read line by line, and reports what the
+			// whole file read at once does.
+			for _, b := range []string{buf.String(), tampered} {
+				line := verifyExportStream(strings.NewReader(b), keys, nil)
+				whole, err := verifyExportWhole(strings.NewReader(b), keys, nil)
+				if line == nil || err != nil || !reflect.DeepEqual(line, whole) {
+					t.Errorf("%s: line by line %+v, whole %v %+v", format, line, err, whole)
+				}
 			}
 		}
 		// A whole export verifies too, and the store's own range check agrees.
