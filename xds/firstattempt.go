@@ -156,21 +156,14 @@ var (
 // cluster (header.FirstModel): a provider's 429 or 5xx to a first attempt
 // reaches stellwerk in the upstream log's entry, whose request carries
 // nothing of the decision (upstreamlog.go). The edge removes the header
-// from the client's answer. It also removes the headers by which the
-// egress filter and Envoy tell the edge about an attempt (header.Served,
-// header.UpstreamFlags) from the provider's answer: the first attempt has
-// no egress filter to set them, and a provider sending x-stellwerk-served
-// itself had its answer recorded and priced as another model's of the
-// plan (the fuzzing probe).
+// from the client's answer.
 func answerModel() (*hcmv3.HttpFilter, error) {
-	hm, err := toAny(&headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{ResponseMutations: []*mutationv3.HeaderMutation{
-		{Action: &mutationv3.HeaderMutation_Remove{Remove: header.Served}},
-		{Action: &mutationv3.HeaderMutation_Remove{Remove: header.UpstreamFlags}},
-		{Action: &mutationv3.HeaderMutation_Append{Append: &corev3.HeaderValueOption{
+	hm, err := toAny(&headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{ResponseMutations: []*mutationv3.HeaderMutation{{
+		Action: &mutationv3.HeaderMutation_Append{Append: &corev3.HeaderValueOption{
 			Header:       &corev3.HeaderValue{Key: header.FirstModel, Value: "%DYNAMIC_METADATA(" + header.MetadataNamespace + ":" + header.ModelKey + ")%"},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}}},
-	}}})
+		}},
+	}}}})
 	if err != nil {
 		return nil, err
 	}
@@ -186,6 +179,12 @@ func answerModel() (*hcmv3.HttpFilter, error) {
 // attempt to the next priority, a failover cluster, whose egress listener
 // needs the plan. Envoy's attempts share one header map, so the headers
 // stay for later attempts, which all go to egress listeners.
+//
+// An attempt bound for the provider instead has the headers by which the
+// egress filter and Envoy tell the edge about an attempt (header.Served,
+// header.UpstreamFlags) removed from its answer: only they may set them,
+// and a provider sending x-stellwerk-served itself had its answer
+// recorded and priced as another model's of the plan (the fuzzing probe).
 func retryHeaders() (*hcmv3.HttpFilter, error) {
 	var ms []*mutationv3.HeaderMutation
 	for _, kv := range [][2]string{{header.Plan, header.PlanKey}, {header.ClientPath, header.RewrittenKey}, {header.Workspace, header.WorkspaceKey}} {
@@ -200,6 +199,19 @@ func retryHeaders() (*hcmv3.HttpFilter, error) {
 	}
 	action, err := toAny(&compositev3.ExecuteFilterAction{TypedConfig: &corev3.TypedExtensionConfig{
 		Name: "envoy.filters.http.header_mutation", TypedConfig: hm,
+	}})
+	if err != nil {
+		return nil, err
+	}
+	own, err := toAny(&headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{ResponseMutations: []*mutationv3.HeaderMutation{
+		{Action: &mutationv3.HeaderMutation_Remove{Remove: header.Served}},
+		{Action: &mutationv3.HeaderMutation_Remove{Remove: header.UpstreamFlags}},
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	strip, err := toAny(&compositev3.ExecuteFilterAction{TypedConfig: &corev3.TypedExtensionConfig{
+		Name: "envoy.filters.http.header_mutation", TypedConfig: own,
 	}})
 	if err != nil {
 		return nil, err
@@ -221,7 +233,11 @@ func retryHeaders() (*hcmv3.HttpFilter, error) {
 					Name: "add_retry_headers", TypedConfig: action,
 				}}},
 			}},
-		}}},
+		}},
+			OnNoMatch: &xdsmatcherv3.Matcher_OnMatch{OnMatch: &xdsmatcherv3.Matcher_OnMatch_Action{Action: &xdscorev3.TypedExtensionConfig{
+				Name: "strip_stellwerk_headers", TypedConfig: strip,
+			}}},
+		},
 	})
 	if err != nil {
 		return nil, err
