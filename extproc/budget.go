@@ -418,7 +418,7 @@ func (p *edge) endReservation() {
 		if p.addRouting { // the JSON body was awaited and never came
 			st = spend.Interrupted
 		}
-		p.settle(meter.Charge{EUR: worst.EUR(), Usage: meter.Usage{PromptTokens: p.class.InputTokens, Estimated: true}}, st)
+		p.settle(meter.Charge{EUR: worst.EUR(), Usage: meter.Usage{PromptTokens: p.promptEstimate(), Estimated: true}}, st)
 		return
 	}
 	n := len(p.attempts)
@@ -427,7 +427,7 @@ func (p *edge) endReservation() {
 		// answer came: the provider has read the prompt (and may be
 		// writing), so the prompt is charged, as an estimate; never zero.
 		// With failover, to the attempt under way (leftDuringAttempts).
-		u := meter.Usage{PromptTokens: p.class.InputTokens, Estimated: true}
+		u := meter.Usage{PromptTokens: p.promptEstimate(), Estimated: true}
 		p.log.Info("client went away before the answer; the prompt is charged as an estimate", zap.String("decision_id", p.id))
 		p.settle(meter.Meter(p.served, p.baseline(), u), spend.Interrupted)
 		return

@@ -357,11 +357,17 @@ func (p *edge) estimatedCharge(body []byte) (meter.Charge, bool) {
 		})
 		return true
 	})
-	// The prompt's images and PDFs at the model's bound, as its worst case
-	// has them.
-	media := p.served.MediaTokens(p.out.images, p.out.pages, p.out.uncounted)
-	used := meter.Usage{PromptTokens: p.class.InputTokens + media, CompletionTokens: out, Estimated: true}
+	used := meter.Usage{PromptTokens: p.promptEstimate(), CompletionTokens: out, Estimated: true}
 	return meter.Meter(p.served, p.baseline(), used), true
+}
+
+// promptEstimate is the prompt's tokens on the served model when no
+// provider counted them: the text's estimate, and its images and PDFs at
+// the model's bound, as its worst case has them. Every charge without the
+// provider's count reads it (a stream without usage, a client gone before
+// the answer charged the text alone: the media cost-estimate helper).
+func (p *edge) promptEstimate() int {
+	return p.class.InputTokens + p.served.MediaTokens(p.out.images, p.out.pages, p.out.uncounted)
 }
 
 // plausible checks a provider's usage for the served model (plausibleUsage)

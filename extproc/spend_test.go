@@ -680,3 +680,37 @@ func FuzzMessagesPDFPages(f *testing.F) {
 		}
 	})
 }
+
+// TestEstimatesCountImages: every charge made without the provider's count
+// takes the prompt's images at the served model's bound, as its worst
+// case and an answer without usage do: a stream without usage and a
+// client gone before the answer were charged the text alone (the media
+// cost-estimate helper's note).
+func TestEstimatesCountImages(t *testing.T) {
+	st := failoverState(t)
+	rec := &rowsRecorder{}
+	st.Spend, st.Ledger, st.Limited = rec, testLedger(t), true
+	a1, _ := st.Router.Catalog.Lookup("a1")
+	const img = `{"type":"image_url","image_url":{"url":"https://example.com/a.png"}}`
+	tokensIn := func(images string, answer bool) int64 {
+		t.Helper()
+		rec.rows = nil
+		e := openStream(New(st, zap.NewNop()), "")
+		e.do(headersMsg("POST", "/v1/chat/completions", false))
+		e.do(bodyMsg(`{"model":"auto","stream":true,"messages":[{"role":"user","content":[{"type":"text","text":"hello"}` + images + `]}]}`))
+		if answer {
+			e.do(respHeaders(":status", "200", "content-type", "text/event-stream", "x-envoy-attempt-count", "1"))
+			e.do(respBody("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi there\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n", true))
+		}
+		e.end()
+		if len(rec.rows) != 1 || !rec.rows[0].Estimated {
+			t.Fatalf("rows %+v, want one estimated", rec.rows)
+		}
+		return rec.rows[0].TokensIn
+	}
+	for _, answer := range []bool{true, false} {
+		if text, two := tokensIn("", answer), tokensIn(","+img+","+img, answer); two-text != int64(2*a1.ImageTokens) {
+			t.Errorf("answered %v: %d prompt tokens with two images, %d without: want %d more", answer, two, text, 2*a1.ImageTokens)
+		}
+	}
+}

@@ -563,7 +563,7 @@ func (p *edge) finishStream(how string) {
 		// cache reads and writes, which were charged at the full input
 		// price when the client left mid-stream: the FinOps probe), when
 		// it sent one, is better than the estimate.
-		u = meter.Usage{PromptTokens: p.class.InputTokens, CompletionTokens: st.outTokens, Estimated: true}
+		u = meter.Usage{PromptTokens: p.promptEstimate(), CompletionTokens: st.outTokens, Estimated: true}
 		if pu != nil && pu.PromptTokens > 0 {
 			u.PromptTokens, u.CachedTokens, u.CacheWriteTokens, u.CacheWrite1hTokens =
 				pu.PromptTokens, prompt.CachedTokens, prompt.CacheWriteTokens, prompt.CacheWrite1hTokens
