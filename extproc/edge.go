@@ -84,10 +84,11 @@ type edge struct {
 	// The client's W3C trace context, read only when traces are on: the
 	// request's span is its child.
 	traceParent, traceState string
-	addRouting              bool      // the response is JSON the routing object goes into
-	partial                 bool      // a JSON answer too large for Envoy's buffer passed on in parts
-	routedAt                time.Time // when the request left for the provider
-	wantUsage               bool      // the client asked for the stream's usage chunk
+	addRouting              bool          // the response is JSON the routing object goes into
+	partial                 bool          // a JSON answer too large for Envoy's buffer passed on in parts
+	routedAt                time.Time     // when the request left for the provider
+	logLevel                zapcore.Level // the routed line's (the policy's log_level), and its stream finished line's
+	wantUsage               bool          // the client asked for the stream's usage chunk
 
 	// Failover (standalone mode): the attempt list, and what happened to
 	// each attempt.
@@ -638,14 +639,14 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		return resp
 	}
 	p.routedAt = time.Now()
-	lvl := zap.InfoLevel
-	switch res.Policy.LogLevel { // the policy may raise or lower this request's decision line
+	p.logLevel = zap.InfoLevel
+	switch res.Policy.LogLevel { // the policy may raise or lower this request's decision lines
 	case "debug":
-		lvl = zap.DebugLevel
+		p.logLevel = zap.DebugLevel
 	case "warn":
-		lvl = zap.WarnLevel
+		p.logLevel = zap.WarnLevel
 	}
-	if ce := p.log.Check(lvl, "routed"); ce != nil {
+	if ce := p.log.Check(p.logLevel, "routed"); ce != nil {
 		c := &p.class
 		ce.Write(zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("provider", m.Provider.Name),
 			zap.Array("plan", modelIDs(p.plan)), // by value: &p.plan would move every edge to the heap

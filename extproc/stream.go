@@ -571,9 +571,13 @@ func (p *edge) finishStream(how string) {
 	}
 	m := p.served
 	c := meter.Meter(m, p.baseline(), u)
-	p.log.Info("stream finished", zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("end", how),
-		zap.Int("prompt_tokens", u.PromptTokens), zap.Int("completion_tokens", u.CompletionTokens),
-		zap.Bool("usage_estimated", u.Estimated), zap.Float64("cost_eur", audit.Money(c.EUR))) // as the record has it
+	// At the routed line's level: a policy that lowers a workspace's lines
+	// lowers both.
+	if ce := p.log.Check(p.logLevel, "stream finished"); ce != nil {
+		ce.Write(zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("end", how),
+			zap.Int("prompt_tokens", u.PromptTokens), zap.Int("completion_tokens", u.CompletionTokens),
+			zap.Bool("usage_estimated", u.Estimated), zap.Float64("cost_eur", audit.Money(c.EUR))) // as the record has it
+	}
 	status := spend.Served
 	if how != "complete" { // the client went away, or the provider broke off
 		status = spend.Interrupted
