@@ -194,7 +194,11 @@ func (db *DB) Close() error { return db.SQL.Close() }
 // Tx runs fn in a transaction, committing if it returns nil. Errors of the
 // database's reachability come back wrapping ErrUnavailable.
 func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := db.SQL.BeginTx(ctx, nil)
+	return db.tx(ctx, nil, fn)
+}
+
+func (db *DB) tx(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx) error) error {
+	tx, err := db.SQL.BeginTx(ctx, opts)
 	if err != nil {
 		return Classify(err)
 	}
@@ -216,15 +220,7 @@ func (db *DB) ReadTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if db.Dialect == Postgres {
 		opts.Isolation = sql.LevelRepeatableRead
 	}
-	tx, err := db.SQL.BeginTx(ctx, opts)
-	if err != nil {
-		return Classify(err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return Classify(err)
-	}
-	return Classify(tx.Commit())
+	return db.tx(ctx, opts, fn)
 }
 
 // SQLite's primary result codes that mean "not now" (sqlite.org/rescode.html).
