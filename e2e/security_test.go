@@ -472,6 +472,8 @@ func TestEnvoyRepliesAreJSON(t *testing.T) {
 // egress filter sets; on the first attempt, which has no egress filter, a
 // provider (or a gateway before it) sending that header itself made the
 // answer recorded, priced and reported as another model's of the plan.
+// Nor does any x-stellwerk-* header a provider sends reach the client
+// (the red team: x-stellwerk-fallback-from, -budget-warning, -cost did).
 func TestProviderCannotClaimAnotherModel(t *testing.T) {
 	t.Parallel()
 	s := failoverStackWith(t, func(c *config.Config) {})
@@ -479,7 +481,8 @@ func TestProviderCannotClaimAnotherModel(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions",
 			strings.NewReader(fmt.Sprintf(`{"model":"auto","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, stream)))
 		req.Header.Set("Content-Type", "application/json")
-		for _, h := range []string{"x-stellwerk-served: 2", "x-stellwerk-upstream-flags: UF", "x-stellwerk-first-model: eu-large", "x-envoy-attempt-count: 3"} {
+		for _, h := range []string{"x-stellwerk-served: 2", "x-stellwerk-upstream-flags: UF", "x-stellwerk-first-model: eu-large", "x-envoy-attempt-count: 3",
+			"x-stellwerk-fallback-from: eu-large", "x-stellwerk-budget-warning: forged", "x-stellwerk-cost: 0", "x-stellwerk-plan: eu-large"} {
 			req.Header.Add("x-mock-header", h)
 		}
 		resp, err := http.DefaultClient.Do(req)
@@ -491,7 +494,8 @@ func TestProviderCannotClaimAnotherModel(t *testing.T) {
 		if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != "primary-mini" {
 			t.Fatalf("stream %v: %d, model %q: %s", stream, resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b)
 		}
-		for _, h := range []string{"x-stellwerk-served", "x-stellwerk-upstream-flags", "x-stellwerk-first-model"} {
+		for _, h := range []string{"x-stellwerk-served", "x-stellwerk-upstream-flags", "x-stellwerk-first-model",
+			"x-stellwerk-fallback-from", "x-stellwerk-budget-warning", "x-stellwerk-cost", "x-stellwerk-plan"} {
 			if v := resp.Header.Get(h); v != "" {
 				t.Errorf("stream %v: the client got %s: %s", stream, h, v)
 			}

@@ -559,8 +559,12 @@ func (p *edge) providerHeaders(h *extprocv3.HttpHeaders, remove []string) []stri
 
 // providerHeaderPasses says whether a provider's answer header reaches
 // the client (providerHeaders). Envoy gives names in lower case; its
-// pseudo-headers (:status) and stellwerk's own (x-stellwerk-*, which the
-// edge reads and sets) are not the provider's to remove here.
+// pseudo-headers (:status) are not the provider's to remove here. No
+// x-stellwerk-* header of an answer passes: the edge reads those the
+// egress filter and Envoy add (x-stellwerk-served, …) and sets every one
+// the client gets itself, and a provider's own (x-stellwerk-fallback-from,
+// x-stellwerk-budget-warning, x-stellwerk-cost: 0) reached the client as
+// sent (the red team of 2026-12-07).
 func providerHeaderPasses(k string) bool {
 	switch k {
 	case "content-type", "content-length", "content-encoding", "transfer-encoding", "date", "cache-control", "vary",
@@ -569,7 +573,7 @@ func providerHeaderPasses(k string) bool {
 		"openai-processing-ms", "openai-version":
 		return true
 	}
-	return strings.HasPrefix(k, ":") || strings.HasPrefix(k, "x-stellwerk-")
+	return strings.HasPrefix(k, ":")
 }
 
 // scrubText replaces in s the credential of each provider the request may
