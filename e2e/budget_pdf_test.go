@@ -44,15 +44,7 @@ func TestBudgetHoldsPDFPages(t *testing.T) {
 		},
 	})
 	p := s.Providers["p"]
-	pdf := func(pages int) string {
-		var b strings.Builder
-		b.WriteString("%PDF-1.4\n1 0 obj <</Type /Catalog /Pages 2 0 R>> endobj\n")
-		for i := range pages {
-			fmt.Fprintf(&b, "%d 0 obj <</Type /Page /Parent 2 0 R /MediaBox [0 0 612 792]>> endobj\n", 3+i)
-		}
-		b.WriteString("%%EOF\n")
-		return base64.StdEncoding.EncodeToString([]byte(b.String()))
-	}
+	pdf := pdfPages
 	chat := func(content string) string {
 		return `{"model":"reader","max_tokens":10,"messages":[{"role":"user","content":[{"type":"text","text":"Summarise this"}` + content + `]}]}`
 	}
@@ -78,6 +70,22 @@ func TestBudgetHoldsPDFPages(t *testing.T) {
 	// Ten pages hold 0.25 EUR, more than the whole budget.
 	if code, b := send(chat(file(10))); code != 429 || decodeError(t, []byte(b)).Error.Code != "budget_exceeded" {
 		t.Errorf("a 10-page PDF against a 0.2 EUR budget: %d %s; want 429 budget_exceeded", code, b)
+	}
+	// Nor do ten pages written so that a count misses them (the red team:
+	// a comment between tokens, a page tree by reference, an octet-stream
+	// type with a line before the header), which readers find.
+	commented := "%PDF-1.7\n2 0 obj <</Type%c\n/Pages /Kids%c\n[" + strings.Repeat("3 0 R ", 10) + "] /Count%c\n10>> endobj\n" +
+		strings.Repeat("3 0 obj <</Type%c\n/Page /Parent 2 0 R>> endobj\n", 10)
+	byReference := "%PDF-1.7\n2 0 obj <</Type /Pages /Kids 4 0 R /Count 5 0 R>> endobj\n4 0 obj [" + strings.Repeat("3 0 R ", 10) + "] endobj\n5 0 obj 10 endobj\n"
+	for name, fd := range map[string]string{
+		"comments":     "data:application/pdf;base64," + base64.StdEncoding.EncodeToString([]byte(commented)),
+		"by reference": "data:application/pdf;base64," + base64.StdEncoding.EncodeToString([]byte(byReference)),
+		"octet-stream": "data:application/octet-stream;base64," + base64.StdEncoding.EncodeToString([]byte("\n"+commented)),
+	} {
+		part := `,{"type":"file","file":{"filename":"a.pdf","file_data":"` + fd + `"}}`
+		if code, b := send(chat(part)); code != 429 || decodeError(t, []byte(b)).Error.Code != "budget_exceeded" {
+			t.Errorf("a 10-page PDF (%s) against a 0.2 EUR budget: %d %s; want 429 budget_exceeded", name, code, b)
+		}
 	}
 	before := len(p.Requests())
 	if before != 1 {
@@ -121,19 +129,37 @@ func TestBudgetHoldsPDFPages(t *testing.T) {
 // unterminated object streams was read in quadratic time, by count_tokens
 // and since the budgets count pages by every request that sends one: a
 // 350 KB file held stellwerk 6 s, about 6 MB of it half an hour, and
-// Envoy answered 504 after its message timeout. Each is answered now.
+// Envoy answered 504 after its message timeout. A PDF of 125,000 empty
+// object streams (5 MB) cost 3 s and 15 GB of allocation, a zlib reader
+// each (the red team of the fix): the same 503. Each is answered now.
 func TestHostilePDFsAreReadOnce(t *testing.T) {
 	t.Parallel()
 	s := messagesStack(t, nil)
-	hostile := base64.StdEncoding.EncodeToString([]byte("%PDF-1.7\n" + strings.Repeat("/ObjStm stream\n", 1<<17)))
-	doc := `{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"` + hostile + `"}}`
 	headers := map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01"}
-	resp, b := post(t, s.URL+"/v1/messages/count_tokens", `{"model":"claude-model","messages":[{"role":"user","content":[`+doc+`,{"type":"text","text":"Summarise"}]}]}`, headers)
-	if resp.StatusCode != 200 || gjson.GetBytes(b, "input_tokens").Int() < 1500 {
-		t.Errorf("count_tokens: %d %s", resp.StatusCode, b)
+	for name, raw := range map[string]string{
+		"unterminated object streams": "%PDF-1.7\n" + strings.Repeat("/ObjStm stream\n", 1<<17),
+		"empty object streams":        "%PDF-1.7\n" + strings.Repeat("/ObjStm stream\nx\x9c\x03\x00\x00\x00\x00\x01endstream", 125_000),
+	} {
+		doc := `{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"` + base64.StdEncoding.EncodeToString([]byte(raw)) + `"}}`
+		resp, b := post(t, s.URL+"/v1/messages/count_tokens", `{"model":"claude-model","messages":[{"role":"user","content":[`+doc+`,{"type":"text","text":"Summarise"}]}]}`, headers)
+		if resp.StatusCode != 200 || gjson.GetBytes(b, "input_tokens").Int() < 1500 {
+			t.Errorf("%s, count_tokens: %d %.300s", name, resp.StatusCode, b)
+		}
+		resp, b = post(t, s.URL+"/v1/messages", `{"model":"claude-model","max_tokens":10,"messages":[{"role":"user","content":[`+doc+`,{"type":"text","text":"Summarise"}]}]}`, headers)
+		if resp.StatusCode != 200 || gjson.GetBytes(b, "type").Str != "message" {
+			t.Errorf("%s, messages: %d %.300s", name, resp.StatusCode, b)
+		}
 	}
-	resp, b = post(t, s.URL+"/v1/messages", `{"model":"claude-model","max_tokens":10,"messages":[{"role":"user","content":[`+doc+`,{"type":"text","text":"Summarise"}]}]}`, headers)
-	if resp.StatusCode != 200 || gjson.GetBytes(b, "type").Str != "message" {
-		t.Errorf("messages: %d %s", resp.StatusCode, b)
+}
+
+// pdfPages is a PDF of that many pages, base64: each a page object of a
+// page tree, as a writer makes them.
+func pdfPages(pages int) string {
+	var b strings.Builder
+	b.WriteString("%PDF-1.4\n1 0 obj <</Type /Catalog /Pages 2 0 R>> endobj\n")
+	for i := range pages {
+		fmt.Fprintf(&b, "%d 0 obj <</Type /Page /Parent 2 0 R /MediaBox [0 0 612 792]>> endobj\n", 3+i)
 	}
+	b.WriteString("%%EOF\n")
+	return base64.StdEncoding.EncodeToString([]byte(b.String()))
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/zlib"
 	"encoding/base64"
+	"errors"
 	"io"
 	"strings"
 )
@@ -13,7 +14,21 @@ import (
 // each file (maxInflate in all): a request of ninety-six small files
 // inflating 64 MiB each cost 25 s and 15 GiB of allocation (the fuzzing
 // probe). Its zero value is ready.
-type PDFReader struct{ inflated int }
+type PDFReader struct {
+	inflated int // bytes inflated, of maxInflate
+	streams  int // object streams read, of maxObjStreams
+	// One decompressor and one buffer for the request's object streams:
+	// a zlib reader made for each of 150,000 empty streams allocated
+	// 15 GB and took 3 s (the red team of 2026-12-07).
+	zr  io.ReadCloser
+	br  bytes.Reader
+	buf []byte
+}
+
+// maxObjStreams bounds the object streams a request's PDFs are read for;
+// a file with more is not counted (Bound's ok false). A writer puts a
+// hundred or so objects in each: a thousand-page file has tens.
+const maxObjStreams = 4096
 
 // Pages counts the pages of a PDF a client sends inline, for a token
 // estimate (Anthropic charges a PDF by its pages: each page's text and
@@ -50,18 +65,22 @@ func (r *PDFReader) Bound(pdf []byte) (pages int, ok bool) {
 // to be trusted or the data does not decode. Only a PDF is decoded: any
 // other file_data costs a prefix comparison.
 func (r *PDFReader) Inline(fileData string) (pages int, pdf, ok bool) {
-	rest, isURL := strings.CutPrefix(fileData, "data:")
-	if !isURL {
-		return 0, false, false
+	// A data URL, or bare base64 (which a provider may take too).
+	meta, data, b64 := "", fileData, true
+	if rest, isURL := strings.CutPrefix(fileData, "data:"); isURL {
+		comma := strings.IndexByte(rest, ',')
+		if comma < 0 {
+			return 0, false, false
+		}
+		meta, data = rest[:comma], rest[comma+1:]
+		b64 = strings.HasSuffix(strings.ToLower(meta), ";base64")
 	}
-	comma := strings.IndexByte(rest, ',')
-	if comma < 0 {
-		return 0, false, false
-	}
-	meta, data := rest[:comma], rest[comma+1:]
 	mt, _, _ := strings.Cut(meta, ";")
-	b64 := strings.HasSuffix(strings.ToLower(meta), ";base64")
-	if !strings.EqualFold(strings.TrimSpace(mt), "application/pdf") && !(b64 && strings.HasPrefix(strings.TrimLeft(data, " \r\n\t"), "JVBERi0")) {
+	// By its type, or by what it holds: a reader finds %PDF- anywhere in
+	// a file's first kilobyte, whatever the type says (a file of
+	// application/octet-stream, or with a line before its header, was
+	// held at nothing: the red team).
+	if !strings.Contains(strings.ToLower(mt), "pdf") && !(b64 && pdfPrefix(data)) {
 		return 0, false, false
 	}
 	if !b64 {
@@ -75,6 +94,15 @@ func (r *PDFReader) Inline(fileData string) (pages int, pdf, ok bool) {
 	}
 	pages, ok = r.Bound(raw)
 	return pages, true, ok
+}
+
+// pdfPrefix reports whether base64 text decodes to bytes holding %PDF- in
+// their first kilobyte, where a reader looks for the header.
+func pdfPrefix(b64 string) bool {
+	b64 = strings.TrimLeft(b64, " \r\n\t")
+	var dst [1026]byte
+	n, _ := base64.StdEncoding.Decode(dst[:], []byte(b64[:min(len(b64), 1368)]))
+	return bytes.Contains(dst[:n], []byte("%PDF-"))
 }
 
 // pdfScan is what scanPDF found in a file and its object streams.
@@ -94,11 +122,19 @@ func (r *PDFReader) scan(pdf []byte) pdfScan {
 		if i < 0 {
 			break
 		}
+		at := len(pdf) - len(rest) + i // where /ObjStm is in pdf
 		rest = rest[i+len("/ObjStm"):]
 		j := bytes.Index(rest, []byte("stream"))
 		if j < 0 {
 			s.ok = false
 			break
+		}
+		if r.streams++; r.streams > maxObjStreams {
+			s.ok = false
+			break
+		}
+		if !plainFlate(pdf, at, rest[:j]) {
+			s.ok = false // its objects are read by no one here: not counted
 		}
 		body := rest[j+len("stream"):]
 		// The keyword is followed by an end of line (CRLF or LF).
@@ -116,12 +152,11 @@ func (r *PDFReader) scan(pdf []byte) pdfScan {
 			s.ok = false
 			break
 		}
-		zr, err := zlib.NewReader(bytes.NewReader(body))
-		if err != nil {
+		out, err := r.inflate(body, left+1)
+		if err == errNoZlib {
 			s.ok = false
 			continue
 		}
-		out, err := io.ReadAll(io.LimitReader(zr, int64(left)+1))
 		if len(out) > left { // cut at the bound: what follows is not counted
 			out, s.ok = out[:left], false
 		}
@@ -136,27 +171,119 @@ func (r *PDFReader) scan(pdf []byte) pdfScan {
 	return s
 }
 
+var errNoZlib = errors.New("not a zlib stream")
+
+// inflate inflates body, at most limit bytes, into the reader's buffer,
+// with its one decompressor.
+func (r *PDFReader) inflate(body []byte, limit int) ([]byte, error) {
+	r.br.Reset(body)
+	var err error
+	if r.zr == nil {
+		r.zr, err = zlib.NewReader(&r.br)
+	} else {
+		err = r.zr.(zlib.Resetter).Reset(&r.br, nil)
+	}
+	if err != nil {
+		r.zr = nil // a failed Reset leaves it unusable
+		return nil, errNoZlib
+	}
+	out := r.buf[:0]
+	for len(out) < limit {
+		if len(out) == cap(out) {
+			out = append(out, 0)[:len(out)]
+		}
+		n, rerr := r.zr.Read(out[len(out):min(cap(out), limit)])
+		out = out[:len(out)+n]
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			err = rerr
+			break
+		}
+	}
+	r.buf = out
+	return out, err
+}
+
+// plainFlate reports whether the object stream whose /ObjStm is at at in
+// pdf, its dictionary's rest before "stream" being after, is compressed
+// with /FlateDecode alone: another filter after it (/ASCIIHexDecode: the
+// inflated hex starts with a digit too) or a predictor (/DecodeParms)
+// makes what inflates something else than its objects (the red team: 50
+// pages held as 1).
+func plainFlate(pdf []byte, at int, after []byte) bool {
+	before := pdf[max(0, at-4096):at]
+	if k := bytes.LastIndex(before, []byte("obj")); k >= 0 {
+		before = before[k:]
+	}
+	for _, part := range [2][]byte{before, after} {
+		if bytes.Contains(part, []byte("/DecodeParms")) || bytes.Contains(part, []byte("/DP")) {
+			return false
+		}
+		if f := bytes.Index(part, []byte("/Filter")); f >= 0 {
+			t := part[skipSpace(part, f+len("/Filter")):]
+			if len(t) > 0 && t[0] == '[' {
+				e := bytes.IndexByte(t, ']')
+				if e < 0 || string(bytes.Join(bytes.Fields(t[1:e]), nil)) != "/FlateDecode" {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// skipSpace is the index of the first byte of b from i that is neither
+// white space nor in a comment (% to the end of its line): a comment
+// separates tokens as white space does (/Type%c\n/Page is a page).
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\n', '\r', '\t', '\f', 0:
+			i++
+		case '%':
+			for i < len(b) && b[i] != '\n' && b[i] != '\r' {
+				i++
+			}
+		default:
+			return i
+		}
+	}
+	return i
+}
+
 // read counts what b holds in plain PDF syntax.
 func (s *pdfScan) read(b []byte) {
-	s.typed += countPages(b)
+	typed, indirect := countPages(b)
+	s.typed += typed
+	if indirect {
+		s.ok = false // a type by reference (/Type 5 0 R)
+	}
 	for rest := b; ; {
 		i := bytes.Index(rest, []byte("/Kids"))
 		if i < 0 {
 			break
 		}
 		rest = rest[i+len("/Kids"):]
-		t := bytes.TrimLeft(rest, " \r\n\t\f\x00")
+		t := rest[skipSpace(rest, 0):]
+		if len(t) > 0 && t[0] >= '0' && t[0] <= '9' {
+			s.ok = false // an array by reference (/Kids 3 0 R): not followed here
+			continue
+		}
 		if len(t) == 0 || t[0] != '[' {
 			continue
 		}
-		e := bytes.IndexByte(t, ']')
-		if e < 0 {
-			e = len(t)
-		}
-		for k := 1; k < e; k++ { // each "n g R" is a kid
-			if t[k] == 'R' && !nameByte(t[k-1]) && (k+1 == len(t) || !nameByte(t[k+1])) {
+		e := 1
+		for e < len(t) && t[e] != ']' { // each "n g R" is a kid; a comment is skipped
+			switch {
+			case t[e] == '%':
+				e = skipSpace(t, e)
+				continue
+			case t[e] == 'R' && !nameByte(t[e-1]) && (e+1 == len(t) || !nameByte(t[e+1])):
 				s.kids++
 			}
+			e++
 		}
 		// The next array starts after this one: an unclosed array read
 		// to the end for each /Kids in it was quadratic.
@@ -168,10 +295,15 @@ func (s *pdfScan) read(b []byte) {
 			break
 		}
 		rest = rest[i+len("/Count"):]
-		t := bytes.TrimLeft(rest, " \r\n\t\f\x00")
-		n := 0
-		for k := 0; k < len(t) && k < 9 && t[k] >= '0' && t[k] <= '9'; k++ {
+		t := rest[skipSpace(rest, 0):]
+		n, k := 0, 0
+		for ; k < len(t) && k < 9 && t[k] >= '0' && t[k] <= '9'; k++ {
 			n = n*10 + int(t[k]-'0')
+		}
+		if k > 0 {
+			if u := t[skipSpace(t, k):]; len(u) > 0 && u[0] >= '0' && u[0] <= '9' {
+				s.ok = false // a count by reference (/Count 4 0 R)
+			}
 		}
 		s.count = max(s.count, n)
 	}
@@ -243,20 +375,20 @@ func unhex(c byte) int {
 // hundred kilobytes.
 const maxInflate = 16 << 20
 
-// countPages counts "/Type /Page" (any white space between, none needed)
-// not followed by a name character: "/Type /Pages" is the page tree's
-// node, not a page.
-func countPages(b []byte) int {
-	n := 0
+// countPages counts "/Type /Page" (any white space or comments between,
+// none needed) not followed by a name character: "/Type /Pages" is the
+// page tree's node, not a page. indirect reports a /Type given by
+// reference (/Type 5 0 R), which it cannot follow.
+func countPages(b []byte) (n int, indirect bool) {
 	for {
 		i := bytes.Index(b, []byte("/Type"))
 		if i < 0 {
-			return n
+			return n, indirect
 		}
 		b = b[i+len("/Type"):]
-		j := 0
-		for j < len(b) && (b[j] == ' ' || b[j] == '\n' || b[j] == '\r' || b[j] == '\t' || b[j] == '\f' || b[j] == 0) {
-			j++
+		j := skipSpace(b, 0)
+		if j < len(b) && b[j] >= '0' && b[j] <= '9' {
+			indirect = true
 		}
 		if !bytes.HasPrefix(b[j:], []byte("/Page")) {
 			continue

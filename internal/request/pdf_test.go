@@ -186,3 +186,53 @@ func TestHostilePDFs(t *testing.T) {
 		t.Errorf("the second file was trusted past the request's inflate bound (%d pages)", second)
 	}
 }
+
+// TestPDFsCraftedToReadFewerPages (the red team of 2026-12-07): files that
+// PDF readers (pypdf, pdfium) read as 50 pages were held as 1 to 4: a
+// comment between tokens, a page tree by reference, an object stream
+// whose inflated bytes are still encoded. Comments now separate tokens as
+// white space does, and what the count cannot follow makes the file
+// uncounted (ok false: the budgets hold the model's context window).
+func TestPDFsCraftedToReadFewerPages(t *testing.T) {
+	pages := func(sep string) string {
+		var b strings.Builder
+		b.WriteString("%PDF-1.7\n2 0 obj <</Type" + sep + "/Pages /Kids" + sep + "[")
+		for i := range 50 {
+			fmt.Fprintf(&b, "%d 0 R %%c]\n", 10+i)
+		}
+		b.WriteString("] /Count" + sep + "50>> endobj\n")
+		for i := range 50 {
+			fmt.Fprintf(&b, "%d 0 obj <</Type"+sep+"/Page /Parent 2 0 R>> endobj\n", 10+i)
+		}
+		return b.String()
+	}
+	if n, ok := new(PDFReader).Bound([]byte(pages("%comment\n"))); n < 50 || !ok {
+		t.Errorf("comments between tokens: %d pages (ok %v), want 50", n, ok)
+	}
+	flate := func(filter string) string {
+		s := objStm(50)
+		return "%PDF-1.7\n" + strings.Replace(s, "/Filter/FlateDecode", filter, 1)
+	}
+	for name, pdf := range map[string]string{
+		"kids by reference":            "%PDF-1.7\n2 0 obj <</Type /Pages /Kids 3 0 R /Count 50>> endobj\n3 0 obj [10 0 R 11 0 R] endobj\n",
+		"count by reference":           "%PDF-1.7\n2 0 obj <</Type /Pages /Kids [10 0 R] /Count 4 0 R>> endobj\n10 0 obj <</Type /Page>> endobj\n",
+		"type by reference":            "%PDF-1.7\n10 0 obj <</Type 5 0 R /Parent 2 0 R>> endobj\n11 0 obj <</Type /Page>> endobj\n",
+		"a second filter after Flate":  flate("/Filter [/FlateDecode /ASCIIHexDecode]"),
+		"a predictor":                  flate("/Filter/FlateDecode/DecodeParms<</Predictor 2>>"),
+		"150,000 empty object streams": "%PDF-1.7\n" + strings.Repeat("/ObjStm stream\nx\x9c\x03\x00\x00\x00\x00\x01endstream", 150_000),
+	} {
+		if n, ok := new(PDFReader).Bound([]byte(pdf)); ok {
+			t.Errorf("%s: counted %d pages and trusted", name, n)
+		}
+	}
+	if n, ok := new(PDFReader).Bound([]byte(flate("/Filter [/FlateDecode]"))); n < 50 || !ok {
+		t.Errorf("Flate alone, in an array: %d pages (ok %v)", n, ok)
+	}
+	// By what it holds, whatever its type says or when it has no data URL.
+	doc := base64.StdEncoding.EncodeToString([]byte("\n" + pages(" ")))
+	for _, fd := range []string{"data:application/octet-stream;base64," + doc, "data:;base64," + doc, doc} {
+		if n, pdf, ok := new(PDFReader).Inline(fd); !pdf || !ok || n < 50 {
+			t.Errorf("%.40s…: %d pages, pdf %v, ok %v", fd, n, pdf, ok)
+		}
+	}
+}
