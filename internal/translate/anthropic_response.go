@@ -95,10 +95,12 @@ type anthUsage struct {
 const MaxTokens = 1 << 40
 
 // Tokens reads a usage count a provider reports: at most MaxTokens, and
-// -1 for a negative one, which the plausibility checks refuse.
+// -1 for a negative one or NaN (gjson reads NaN as a number), which the
+// plausibility checks refuse. What a translation shows the client reads
+// the same, so a sum it writes cannot wrap either.
 func Tokens(v gjson.Result) int {
 	switch {
-	case v.Num < 0:
+	case v.Num < 0 || v.Num != v.Num:
 		return -1
 	case v.Num > MaxTokens:
 		return MaxTokens

@@ -417,3 +417,14 @@ func TestCacheWrites(t *testing.T) {
 		})
 	}
 }
+
+// TestTokens: a provider's usage count is read as at most MaxTokens, and
+// a negative one or NaN (gjson reads NaN as a number) as -1 (the red team:
+// NaN read as the most negative int).
+func TestTokens(t *testing.T) {
+	for raw, want := range map[string]int{"12": 12, "1.5": 1, "-3": -1, "NaN": -1, "1e300": MaxTokens, "4611686018427387904": MaxTokens, `"12"`: 0} {
+		if got := Tokens(gjson.Parse(`{"n":` + raw + `}`).Get("n")); got != want {
+			t.Errorf("%s: %d, want %d", raw, got, want)
+		}
+	}
+}

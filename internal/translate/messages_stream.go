@@ -209,7 +209,8 @@ func (s *MessagesStream) Event(ev Event, dst []byte) []byte {
 		dst = append(dst, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}}}`+"\n\n"...)
 	}
 	if usage.IsObject() {
-		s.usage = [3]int64{usage.Get("prompt_tokens").Int(), usage.Get("completion_tokens").Int(), usage.Get("prompt_tokens_details.cached_tokens").Int()}
+		s.usage = [3]int64{int64(Tokens(usage.Get("prompt_tokens"))), int64(Tokens(usage.Get("completion_tokens"))),
+			int64(Tokens(usage.Get("prompt_tokens_details.cached_tokens")))}
 		s.usageOK = true
 	}
 	var ch, index, delta, finish gjson.Result

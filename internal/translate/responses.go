@@ -763,10 +763,10 @@ func ChatToResponse(chat []byte, echo []byte) ([]byte, error) {
 		"model": c.Get("model").Str, "output": output, "error": nil, "incomplete_details": incomplete,
 	}
 	if u := c.Get("usage"); u.IsObject() {
-		in, out := u.Get("prompt_tokens").Int(), u.Get("completion_tokens").Int()
+		in, out := Tokens(u.Get("prompt_tokens")), Tokens(u.Get("completion_tokens"))
 		resp["usage"] = map[string]any{"input_tokens": in, "output_tokens": out, "total_tokens": in + out,
-			"input_tokens_details":  map[string]int64{"cached_tokens": u.Get("prompt_tokens_details.cached_tokens").Int()},
-			"output_tokens_details": map[string]int64{"reasoning_tokens": u.Get("completion_tokens_details.reasoning_tokens").Int()}}
+			"input_tokens_details":  map[string]int{"cached_tokens": Tokens(u.Get("prompt_tokens_details.cached_tokens"))},
+			"output_tokens_details": map[string]int{"reasoning_tokens": Tokens(u.Get("completion_tokens_details.reasoning_tokens"))}}
 	}
 	b, err := json.Marshal(resp)
 	if err != nil {

@@ -110,8 +110,8 @@ func (s *ResponsesStream) Event(ev Event, dst []byte) []byte {
 		dst = s.emit(dst, "response.in_progress", map[string]any{"response": s.object(s.response("in_progress", []any{}, nil))})
 	}
 	if u := data.Get("usage"); u.IsObject() {
-		s.usage = [4]int64{u.Get("prompt_tokens").Int(), u.Get("completion_tokens").Int(), u.Get("prompt_tokens_details.cached_tokens").Int(),
-			u.Get("completion_tokens_details.reasoning_tokens").Int()}
+		s.usage = [4]int64{int64(Tokens(u.Get("prompt_tokens"))), int64(Tokens(u.Get("completion_tokens"))),
+			int64(Tokens(u.Get("prompt_tokens_details.cached_tokens"))), int64(Tokens(u.Get("completion_tokens_details.reasoning_tokens")))}
 		s.usageOK = true
 	}
 	ch := data.Get("choices.0")
