@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -38,30 +37,7 @@ func TestConsoleShowsHiddenCharacters(t *testing.T) {
 	}
 	s := harness.Start(t, harness.Options{Mutate: func(c *config.Config) { c.Policy.Dir = dir }})
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox cannot start
-		chromedp.WindowSize(1280, 900),
-		chromedp.Flag("disable-gpu", true),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(harness.Context(t), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancelTimeout()
-	if err := chromedp.Do(ctx); err != nil { // starts the browser on the test-long context
-		t.Fatalf("chromium: %v", err)
-	}
-	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		step, done := context.WithTimeout(ctx, 30*time.Second)
-		defer done()
-		if err := chromedp.Do(step, steps...); err != nil {
-			body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
-			t.Fatalf("%s: %v\npage text:\n%s", what, err, body)
-		}
-	}
+	ctx, run := browser(t, chromium, 2*time.Minute)
 	run("sign in",
 		chromedp.Navigate(s.AdminURL+"/console/"),
 		chromedp.WaitVisible(chromedp.ID("token")),

@@ -48,31 +48,7 @@ func TestConsole(t *testing.T) {
 		},
 	})
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox cannot start
-		chromedp.WindowSize(1280, 900),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("hide-scrollbars", true),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(harness.Context(t), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancelTimeout()
-	if err := chromedp.Do(ctx); err != nil { // starts the browser on the test-long context
-		t.Fatalf("chromium: %v", err)
-	}
-	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		step, done := context.WithTimeout(ctx, 30*time.Second)
-		defer done()
-		if err := chromedp.Do(step, steps...); err != nil {
-			body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
-			t.Fatalf("%s: %v\npage text:\n%s", what, err, body)
-		}
-	}
+	ctx, run := browser(t, chromium, 3*time.Minute, chromedp.Flag("hide-scrollbars", true))
 	text := func(sel string) string {
 		t.Helper()
 		step, done := context.WithTimeout(ctx, 30*time.Second)
@@ -396,4 +372,37 @@ func shoot(t *testing.T, ctx context.Context, name string, width, height int64) 
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s", path)
+}
+
+// browser starts headless Chromium (the binary testsrv.Chromium found)
+// for a test, on a context that ends with the test or after timeout, and
+// gives the context and run, which performs steps within 30 s and fails
+// the test with the page's text when they do not complete.
+func browser(t *testing.T, chromium string, timeout time.Duration, extra ...chromedp.ExecAllocatorOption) (context.Context, func(what string, steps ...chromedp.Action[chromedp.Void])) {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox cannot start
+		chromedp.WindowSize(1280, 900),
+		chromedp.Flag("disable-gpu", true),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(harness.Context(t), append(opts, extra...)...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(cancel)
+	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
+	t.Cleanup(cancelTimeout)
+	if err := chromedp.Do(ctx); err != nil { // starts the browser on the test-long context
+		t.Fatalf("chromium: %v", err)
+	}
+	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		step, done := context.WithTimeout(ctx, 30*time.Second)
+		defer done()
+		if err := chromedp.Do(step, steps...); err != nil {
+			body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+			t.Fatalf("%s: %v\npage text:\n%.2000s", what, err, body)
+		}
+	}
+	return ctx, run
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/base64"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -43,14 +42,7 @@ func TestEstimatedCostCountsImages(t *testing.T) {
 	})
 	image := `,{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="}}`
 	pdf := func(pages int) string {
-		var b strings.Builder
-		b.WriteString("%PDF-1.4\n1 0 obj <</Type /Catalog /Pages 2 0 R>> endobj\n")
-		for i := range pages {
-			fmt.Fprintf(&b, "%d 0 obj <</Type /Page /Parent 2 0 R /MediaBox [0 0 612 792]>> endobj\n", 3+i)
-		}
-		b.WriteString("%%EOF\n")
-		return `,{"type":"file","file":{"filename":"a.pdf","file_data":"data:application/pdf;base64,` +
-			base64.StdEncoding.EncodeToString([]byte(b.String())) + `"}}`
+		return `,{"type":"file","file":{"filename":"a.pdf","file_data":"data:application/pdf;base64,` + pdfPages(pages) + `"}}`
 	}
 	chat := func(policy, media string) string {
 		return `{"model":"auto","max_tokens":10,"policy":` + policy + `,"messages":[{"role":"user","content":[{"type":"text","text":"What is in these?"}` + media + `]}]}`
