@@ -17,7 +17,10 @@ import (
 // (internal/console/static/app.js, HIDDEN).
 func hidden(r rune) bool {
 	switch r {
-	case 0x115F, 0x1160, 0x3164, 0xFFA0:
+	case 0x115F, 0x1160, 0x3164, 0xFFA0, 0x034F, 0x2800: // fillers, the grapheme joiner, the braille blank
+		return true
+	}
+	if 0xFE00 <= r && r <= 0xFE0F || 0xE0100 <= r && r <= 0xE01EF { // variation selectors
 		return true
 	}
 	return unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Cs)
@@ -51,16 +54,19 @@ func shown(s string) string {
 		return s
 	}
 	q := strconv.QuoteToGraphic(s)
-	if !strings.ContainsAny(q, "\u115F\u1160\u3164\uFFA0") {
+	if !strings.ContainsFunc(q, hidden) { // what QuoteToGraphic leaves: the fillers, variation selectors, …
 		return q
 	}
 	var b strings.Builder
 	for _, r := range q {
-		if hidden(r) {
+		switch {
+		case !hidden(r):
+			b.WriteRune(r)
+		case r > 0xFFFF:
+			b.WriteString(`\U` + strconv.FormatInt(int64(r)|1<<32, 16)[1:]) // Go's escape of it
+		default:
 			b.WriteString(jsonEscape(r))
-			continue
 		}
-		b.WriteRune(r)
 	}
 	return b.String()
 }

@@ -97,3 +97,19 @@ func TestHumanOutputsShowHiddenCharacters(t *testing.T) {
 		t.Errorf("replay diff:\n%s", out.String())
 	}
 }
+
+// TestShownVariationSelectors (the red team): a variation selector, the
+// combining grapheme joiner or the braille blank draws as nothing, and
+// QuoteToGraphic keeps them: "alice" and "alice\uFE0F" looked the same.
+func TestShownVariationSelectors(t *testing.T) {
+	for in, want := range map[string]string{
+		"alice\uFE0F":     `"alice\ufe0f"`,
+		"bob\u034F":       `"bob\u034f"`,
+		"\u2800":          `"\u2800"`,
+		"carol\U000E0100": `"carol\U000e0100"`,
+	} {
+		if got := shown(in); got != want {
+			t.Errorf("shown(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

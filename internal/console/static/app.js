@@ -38,7 +38,9 @@ function el(tag, attrs, ...children) {
 // shows (a model name, what a policy's reason quotes): with U+202E in it,
 // "admin\u202Etxt.exe" reads "adminexe.txt", and a value of U+200B reads
 // empty (the non-English probe).
-const HIDDEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\u115F\u1160\u3164\uFFA0]/u;
+// Variation selectors, the combining grapheme joiner and the braille blank
+// draw as nothing too ("alice" and "alice\uFE0F" looked the same: the red team).
+const HIDDEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\u115F\u1160\u3164\uFFA0\u034F\u2800\uFE00-\uFE0F\u{E0100}-\u{E01EF}]/u;
 const HIDDEN_ALL = new RegExp(HIDDEN.source, "gu");
 // NOT_ASCII: a value with anything else than printable ASCII is isolated.
 const NOT_ASCII = /[^\x20-\x7e]/;
