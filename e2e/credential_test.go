@@ -43,19 +43,23 @@ func TestFixedCredentialEndsItsCooldown(t *testing.T) {
 		}
 	}
 	writeKey("sk-wrong")
-	waitFor(t, "the wrong key to be refused", func() bool {
-		chat()
-		return strings.Contains(s.Log("stellwerk"), "credential refused: cooling it down")
-	})
-	var scope any
-	for _, p := range adminJSON(t, s, "/status")["providers"].([]any) {
-		if row := p.(map[string]any); row["provider"] == "gamma" {
-			scope = row["scope"]
+	// A refusal that comes while the new key is being switched in (Envoy
+	// has it, stellwerk's tracker not yet) counts for the key before it,
+	// whose cooldown the switch then ends: the next refusal cools the new
+	// key (a refusal of the old key never cools a fixed one, which is
+	// worse; docs/failover.md). So this waits for the cooldown itself.
+	scope := func() any {
+		for _, p := range adminJSON(t, s, "/status")["providers"].([]any) {
+			if row := p.(map[string]any); row["provider"] == "gamma" && row["scope"] == "credential" {
+				return row["scope"]
+			}
 		}
+		return nil
 	}
-	if scope != "credential" {
-		t.Errorf("/status names gamma's refused key's cooldown %v, want credential", scope)
-	}
+	waitFor(t, "the wrong key to be refused and cooled down", func() bool {
+		chat()
+		return strings.Contains(s.Log("stellwerk"), "credential refused: cooling it down") && scope() == "credential"
+	})
 	if m := chat(); m == "gamma-cheap" {
 		t.Fatalf("gamma served with its key refused")
 	}
