@@ -273,13 +273,9 @@ func (c *compiler) fail(node, field, path string, format string, args ...any) {
 	c.errs = append(c.errs, e)
 }
 
-// Compile checks a parsed document against env and compiles its
+// compile checks a parsed document against env and compiles its
 // conditions. Every problem is reported, each with the route, the node and
-// its position; the flow keeps its Warnings.
-func Compile(source string, doc *Doc, env *Env) (*Flow, error) {
-	return compile(source, doc, env, false)
-}
-
+// its position; the flow keeps its Warnings, which strict makes errors.
 func compile(source string, doc *Doc, env *Env, strict bool) (*Flow, error) {
 	c := &compiler{source: source, doc: doc, src: doc.src, env: env, strict: strict, index: map[string]int{}}
 	if doc.pos == nil {
