@@ -281,21 +281,41 @@ func neverValues(a *ast.AST, nav ast.NavigableExpr, loc func(int64) (int, int)) 
 		return r.Name, Enumerated[r.Name]
 	}
 	var out []exprError
-	check := func(name string, allowed []string, lit ast.Expr, holds string) {
+	// check reports lit when no value of the variable matches it.
+	check := func(name string, allowed []string, lit ast.Expr, holds string, match func(v, lit string) bool, never string) {
 		if lit.Kind() != ast.LiteralKind {
 			return
 		}
 		s, ok := lit.AsLiteral().(types.String)
-		if !ok || slices.Contains(allowed, string(s)) {
+		if !ok || slices.ContainsFunc(allowed, func(v string) bool { return match(v, string(s)) }) {
 			return
 		}
 		l, col := loc(lit.ID())
-		out = append(out, exprError{line: l, col: col, msg: fmt.Sprintf("%s is never %q: the comparison %s (its values: %s)",
-			name, string(s), holds, strings.Join(allowed, ", "))})
+		out = append(out, exprError{line: l, col: col, msg: fmt.Sprintf("%s %s %q: the comparison %s (its values: %s)",
+			name, never, string(s), holds, strings.Join(allowed, ", "))})
 	}
+	equal := func(v, lit string) bool { return v == lit }
 	for _, x := range ast.MatchDescendants(nav, ast.KindMatcher(ast.CallKind)) {
 		call := x.AsCall()
 		args := call.Args()
+		if call.IsMemberFunction() && len(args) == 1 {
+			// classification.task.startsWith("summ"): no value of the
+			// variable starts (ends, contains) so (the red team).
+			var match func(v, lit string) bool
+			never := ""
+			switch call.FunctionName() {
+			case "startsWith":
+				match, never = strings.HasPrefix, "never starts with"
+			case "endsWith":
+				match, never = strings.HasSuffix, "never ends with"
+			case "contains":
+				match, never = strings.Contains, "never contains"
+			}
+			if name, allowed := variable(call.Target()); allowed != nil && match != nil {
+				check(name, allowed, args[0], "never holds", match, never)
+			}
+			continue
+		}
 		if len(args) != 2 {
 			continue
 		}
@@ -307,16 +327,24 @@ func neverValues(a *ast.AST, nav ast.NavigableExpr, loc func(int64) (int, int)) 
 			}
 			for _, i := range []int{0, 1} {
 				if name, allowed := variable(args[i]); allowed != nil {
-					check(name, allowed, args[1-i], holds)
+					check(name, allowed, args[1-i], holds, equal, "is never")
 				}
 			}
 		case operators.In:
-			name, allowed := variable(args[0])
-			if allowed == nil || args[1].Kind() != ast.ListKind {
+			if args[1].Kind() != ast.ListKind {
 				continue
 			}
-			for _, e := range args[1].AsList().Elements() {
-				check(name, allowed, e, "never holds for it")
+			elems := args[1].AsList().Elements()
+			if name, allowed := variable(args[0]); allowed != nil {
+				for _, e := range elems {
+					check(name, allowed, e, "never holds for it", equal, "is never")
+				}
+			}
+			// "summarize" in [classification.task]: the same comparison.
+			for _, e := range elems {
+				if name, allowed := variable(e); allowed != nil {
+					check(name, allowed, args[0], "never holds for it", equal, "is never")
+				}
 			}
 		}
 	}

@@ -26,6 +26,12 @@ func TestNeverValues(t *testing.T) {
 				`t.yaml:4:75: route r, node c: if: classification.sensitivity is never "pii"`}},
 		"inside a larger condition": {`request.stream && (classification.task == "extract" || classification.task == "code")`,
 			[]string{`t.yaml:4:52: route r, node c: if: classification.task is never "extract"`}},
+		// The red team's other forms of the same comparison.
+		"the literal in a list of the variable": {`"summarize" in [classification.task]`,
+			[]string{`t.yaml:4:10: route r, node c: if: classification.task is never "summarize"`}},
+		"startsWith": {`classification.task.startsWith("summarize")`,
+			[]string{`t.yaml:4:41: route r, node c: if: classification.task never starts with "summarize"`}},
+		"endsWith": {`classification.complexity.endsWith("est")`, []string{`t.yaml:4:45: route r, node c: if: classification.complexity never ends with "est"`}},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -66,7 +72,8 @@ func TestNeverValuesValid(t *testing.T) {
 		`classification.sensitivity in ["confidential", "restricted"]`,
 		`classification.language == "summarize" && metadata.plan == "hi"`,
 		`classification.task == metadata.task || classification.task in [metadata.task, "chat"]`,
-		`classification.task.startsWith("sum")`,
+		`classification.task.startsWith("sum") || classification.task.endsWith("ing") || classification.risk.contains("ig")`,
+		`"chat" in [classification.task, metadata.task]`,
 	} {
 		doc := "route: r\nnodes:\n  - id: c\n    if: '" + cond + "'\n    then: a\n    else: b\n  - {id: a, model: gpt-4o}\n  - {id: b, model: gpt-4o-mini}\n"
 		f, err := LoadNew("t.yaml", []byte(doc), testEnv)
