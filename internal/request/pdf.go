@@ -105,7 +105,7 @@ func pdfPrefix(b64 string) bool {
 	return bytes.Contains(dst[:n], []byte("%PDF-"))
 }
 
-// pdfScan is what scanPDF found in a file and its object streams.
+// pdfScan is what scan found in a file and its object streams.
 type pdfScan struct {
 	typed, kids, count int  // page objects, references in /Kids arrays, the largest /Count
 	ok                 bool // false: something the count cannot read (Bound)

@@ -71,7 +71,10 @@ type Chat struct {
 	// context window). A file by id is read by neither.
 	PDFPages     int
 	PDFUncounted bool
-	pdfs         PDFReader // what the request's PDFs inflated, bounded for all of them
+	// pdfs reads the request's inline PDFs while it is parsed, with one
+	// inflate bound for all of them; nil before the first and after the
+	// parse, so its buffers are not kept for the request's life.
+	pdfs *PDFReader
 	// User is the OpenAI `user` field; Metadata the `metadata` object's
 	// string values.
 	User     string
@@ -261,6 +264,9 @@ func ParseChat(body []byte) (Chat, error) {
 						f := part.Get("file")
 						c.FileByID = c.FileByID || f.Get("file_id").Type == gjson.String
 						if d := f.Get("file_data"); d.Type == gjson.String {
+							if c.pdfs == nil {
+								c.pdfs = new(PDFReader)
+							}
 							pages, pdf, ok := c.pdfs.Inline(d.Str)
 							c.PDFPages += pages
 							c.PDFUncounted = c.PDFUncounted || (pdf && !ok)
@@ -325,6 +331,7 @@ func ParseChat(body []byte) (Chat, error) {
 	}
 	c.MessageList = messages
 	c.Policy = policy
+	c.pdfs = nil
 	return c, nil
 }
 
