@@ -165,7 +165,7 @@ func worstCase(in int, plan []*catalog.Model, o output) (ledger.MicroEUR, int64)
 	var tokens int64
 	for _, m := range plan {
 		out := outputBound(m, o.perChoice) * o.choices
-		in := in + m.MediaTokens(o.images, o.pages, o.uncounted)
+		in := in + o.media(m)
 		worst = max(worst, ledger.CeilEUR(m.CostEUR(in, out)))
 		tokens = max(tokens, int64(in+out))
 	}
@@ -193,7 +193,7 @@ func plausibleUsage(u meter.Usage, m *catalog.Model, bodyLen int, o output) bool
 		u.CachedTokens+u.CacheWriteTokens+u.CacheWrite1hTokens > u.PromptTokens {
 		return false
 	}
-	maxIn := max(2*m.ContextWindow, 2*(bodyLen+m.MediaTokens(o.images, o.pages, o.uncounted))+usageSlack)
+	maxIn := max(2*m.ContextWindow, 2*(bodyLen+o.media(m))+usageSlack)
 	maxOut := 2*outputBound(m, min(o.perChoice, 0))*max(o.choices, 1) + usageSlack
 	return u.PromptTokens <= maxIn && u.CompletionTokens <= maxOut
 }

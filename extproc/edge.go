@@ -2,7 +2,6 @@ package extproc
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"net/url"
 	"slices"
@@ -685,50 +684,18 @@ func (p *edge) countTokens(body []byte) *extprocv3.ProcessingResponse {
 		}
 		perImage = m.ImageTokens
 	}
-	tokens, images, err := p.state.Router.CountTokens(request.APIMessages, chat, p.principal)
+	// A PDF is counted by its pages, each its text and its image
+	// (Anthropic's way), read once with the decision copy, as the budgets
+	// hold it; it counted nothing, so an agent reading a long PDF thought
+	// its context nearly empty (the multimodal probe).
+	tokens, images, pages, err := p.state.Router.CountTokens(request.APIMessages, chat, p.principal)
 	if err != nil {
 		return p.immediate(apierr.As(err))
 	}
-	// A PDF is counted by its pages, each its text and its image
-	// (Anthropic's way); it counted nothing, so an agent reading a long
-	// PDF thought its context nearly empty (the multimodal probe).
-	pages := messagesPDFPages(body)
 	// Like a model listing, a count is not a request the metrics count
 	// (an agent asks one each turn); a refused one is.
 	return immediateJSON(200, fmt.Appendf(nil, `{"input_tokens":%d}`, tokens+images*perImage+catalog.PDFTokens(pages, perImage)), p.id,
 		setHeader(header.AnthropicRequestID, p.id))
-}
-
-// messagesPDFPages counts the pages of the PDFs a Messages request sends
-// inline (document blocks with a base64 source, in messages and in tool
-// results): 0 when it sends none. A PDF by URL or file id, which
-// stellwerk does not fetch, counts nothing.
-func messagesPDFPages(body []byte) int {
-	pages := 0
-	var pdfs request.PDFReader // one inflate bound for the request's files
-	var doc func(b gjson.Result)
-	doc = func(b gjson.Result) {
-		switch b.Get("type").Str {
-		case "document":
-			src := b.Get("source")
-			if src.Get("type").Str != "base64" || !strings.EqualFold(src.Get("media_type").Str, "application/pdf") {
-				return
-			}
-			pdf, err := base64.StdEncoding.DecodeString(src.Get("data").Str)
-			if err != nil {
-				pages++ // a page at least: the provider refuses it or reads it
-				return
-			}
-			pages += pdfs.Pages(pdf)
-		case "tool_result":
-			b.Get("content").ForEach(func(_, c gjson.Result) bool { doc(c); return true })
-		}
-	}
-	gjson.GetBytes(body, "messages").ForEach(func(_, m gjson.Result) bool {
-		m.Get("content").ForEach(func(_, b gjson.Result) bool { doc(b); return true })
-		return true
-	})
-	return pages
 }
 
 // outputLimit is the most output a request asks for, as the budget's
@@ -758,6 +725,9 @@ type output struct {
 	perChoice, choices, images, pages int
 	uncounted                         bool
 }
+
+// media is the most o's images and inline PDFs may cost on m.
+func (o output) media(m *catalog.Model) int { return m.MediaTokens(o.images, o.pages, o.uncounted) }
 
 // modelIDs logs a plan as its model ids, without building a slice of them.
 type modelIDs []*catalog.Model

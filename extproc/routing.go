@@ -367,7 +367,7 @@ func (p *edge) estimatedCharge(body []byte) (meter.Charge, bool) {
 // provider's count reads it (a stream without usage, a client gone before
 // the answer charged the text alone: the media cost-estimate helper).
 func (p *edge) promptEstimate() int {
-	return p.class.InputTokens + p.served.MediaTokens(p.out.images, p.out.pages, p.out.uncounted)
+	return p.class.InputTokens + p.out.media(p.served)
 }
 
 // plausible checks a provider's usage for the served model (plausibleUsage)

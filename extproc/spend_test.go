@@ -665,22 +665,6 @@ models:
 	}
 }
 
-// FuzzMessagesPDFPages: count_tokens' page count of a Messages body's PDFs
-// (documents in messages and tool results, base64 a client wrote) never
-// panics nor counts below zero; unfuzzed until the fuzzing probe.
-func FuzzMessagesPDFPages(f *testing.F) {
-	pdf := base64.StdEncoding.EncodeToString([]byte("%PDF-1.4\n3 0 obj <</Type /Page>> endobj\n4 0 obj <</Type/Page>> endobj\n%%EOF"))
-	doc := `{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"` + pdf + `"}}`
-	f.Add([]byte(`{"messages":[{"role":"user","content":[` + doc + `,{"type":"text","text":"hi"}]}]}`))
-	f.Add([]byte(`{"messages":[{"role":"user","content":[{"type":"tool_result","content":[` + doc + `]}]}]}`))
-	f.Add([]byte(`{"messages":[{"role":"user","content":[{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"!!"}}]}]}`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		if n := messagesPDFPages(body); n < 0 {
-			t.Fatalf("%d pages", n)
-		}
-	})
-}
-
 // TestEstimatesCountImages: every charge made without the provider's count
 // takes the prompt's images at the served model's bound, as its worst
 // case and an answer without usage do: a stream without usage and a

@@ -169,20 +169,21 @@ func ClassifyRequest(chat request.Chat) classify.Request {
 }
 
 // CountTokens estimates a request's prompt tokens as the budgets read them
-// (classify's InputTokens, for o200k_base) and counts the images it sends,
-// without a decision: /v1/messages/count_tokens. body is the request in
+// (classify's InputTokens, for o200k_base) and counts the images and the
+// inline PDFs' pages it sends (as the budgets hold them,
+// request.PDFReader.Bound), without a decision: /v1/messages/count_tokens. body is the request in
 // chat form (MessagesCountForDecision), api its API. Errors are
 // *apierr.Error.
-func (r *Router) CountTokens(api string, body []byte, p auth.Principal) (tokens, images int, err error) {
+func (r *Router) CountTokens(api string, body []byte, p auth.Principal) (tokens, images, pdfPages int, err error) {
 	chat, err := request.Parse(api, body)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	cr := ClassifyRequest(chat)
 	if p.Authenticated { // the memo's scope, as Route's
 		cr.Workspace, cr.Key = p.Workspace, p.KeyID
 	}
-	return r.Classifier.Classify(cr).InputTokens, chat.Images, nil
+	return r.Classifier.Classify(cr).InputTokens, chat.Images, chat.PDFPages, nil
 }
 
 // Route decides one request. Errors are *apierr.Error; the Result is

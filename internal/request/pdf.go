@@ -30,21 +30,12 @@ type PDFReader struct {
 // hundred or so objects in each: a thousand-page file has tens.
 const maxObjStreams = 4096
 
-// Pages counts the pages of a PDF a client sends inline, for a token
-// estimate (Anthropic charges a PDF by its pages: each page's text and
-// the page as an image). It counts the page objects (/Type /Page), in the
-// file and in its compressed object streams, where PDF 1.5 and later keep
-// them; 1 when it finds none (a damaged or encrypted file still costs a
-// page). It reads each byte of the file a bounded number of times,
-// whatever the file: a client's file is not to be trusted, and a file of
-// unterminated streams was read in quadratic time (a 512 KB one took 16 s).
-func (r *PDFReader) Pages(pdf []byte) int {
-	s := r.scan(pdf)
-	return max(s.typed, 1)
-}
-
 // Bound is the most pages a provider may find in a PDF, for a budget's
-// hold, which must not be less than what the provider bills: the most of
+// hold and count_tokens' answer (Anthropic charges a PDF by its pages:
+// each page's text and the page as an image), which must not be less than
+// what the provider bills. It reads each byte of the file a bounded number
+// of times, whatever the file (a file of unterminated streams was read in
+// quadratic time: a 512 KB one took 16 s). It is the most of
 // the page objects (/Type /Page), the page tree's kids (a reader counts a
 // leaf without /Type as a page) and its /Count. ok is false when the file
 // cannot be counted so: no %PDF- header, encrypted, an object stream that

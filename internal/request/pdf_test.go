@@ -42,11 +42,11 @@ func TestPDFPages(t *testing.T) {
 		"cut after the keyword":   {"<</Type /Page", 1},
 		"cut in an object stream": {"%PDF-1.5\n" + objStm(3)[:60], 1},
 	} {
-		if got := new(PDFReader).Pages([]byte(c.pdf)); got != c.want {
+		if got, _ := new(PDFReader).Bound([]byte(c.pdf)); got != c.want {
 			t.Errorf("%s: %d pages, want %d", name, got, c.want)
 		}
 	}
-	if got := new(PDFReader).Pages([]byte(strings.Repeat(plain, 100))); got != 300 {
+	if got, _ := new(PDFReader).Bound([]byte(strings.Repeat(plain, 100))); got != 300 {
 		t.Errorf("repeated: %d", got)
 	}
 }
@@ -97,24 +97,24 @@ func TestPDFPageBound(t *testing.T) {
 		if got != c.want || ok != c.ok {
 			t.Errorf("%s: %d pages, ok %v; want %d, %v", name, got, ok, c.want, c.ok)
 		}
-		if got < new(PDFReader).Pages([]byte(c.pdf)) {
+		if got < new(PDFReader).scan([]byte(c.pdf)).typed {
 			t.Errorf("%s: %d pages, fewer than count_tokens reads", name, got)
 		}
 	}
 }
 
 // FuzzPDFPages: a client's file never panics the count, and is at least
-// a page; the hold's bound is never less than count_tokens' count.
+// a page, never less than its page objects.
 func FuzzPDFPages(f *testing.F) {
 	f.Add([]byte("%PDF-1.4 <</Type /Page>> <</Type /Pages>>"))
 	f.Add([]byte(objStm(3)))
 	f.Add([]byte("/ObjStm stream\nx\x9c endstream"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		n := new(PDFReader).Pages(b)
-		if n < 1 {
+		bound, _ := new(PDFReader).Bound(b)
+		if bound < 1 {
 			t.Fatal("less than a page")
 		}
-		if bound, _ := new(PDFReader).Bound(b); bound < n {
+		if n := new(PDFReader).scan(b).typed; bound < n {
 			t.Fatalf("bound %d below the count %d", bound, n)
 		}
 	})
@@ -159,7 +159,7 @@ func TestHostilePDFs(t *testing.T) {
 		"streams in streams":          "%PDF-1.7\n" + strings.Repeat("/ObjStm stream\nx\x9c/ObjStm ", 1<<16),
 	} {
 		var r PDFReader
-		if n := r.Pages([]byte(pdf)); n < 1 {
+		if n, _ := r.Bound([]byte(pdf)); n < 1 {
 			t.Errorf("%s: %d pages", name, n)
 		}
 	}
