@@ -676,28 +676,23 @@ func (s *Store) Query(ctx context.Context, f Filter, after *Cursor, limit int) (
 // not indexable, they leave it the decision_id index (given a writer and
 // a time range too, it chose the writer's index).
 func queryWhere(d store.Dialect, f Filter, after *Cursor) (string, []any) {
-	var conds []string
-	var args []any
-	bind := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
-	}
+	var w store.Where
 	col := func(c string) string { return c }
 	if f.ID != "" {
-		conds = append(conds, "decision_id = "+bind(f.ID))
+		w.Add("decision_id = ?", f.ID)
 		if d == store.SQLite {
 			col = func(c string) string { return "+" + c }
 		}
 	}
 	for _, c := range [...]struct{ col, v string }{{"workspace", f.Workspace}, {"kind", f.Kind}, {"writer", f.Writer}} {
 		if c.v != "" {
-			conds = append(conds, col(c.col)+" = "+bind(c.v))
+			w.Add(col(c.col)+" = ?", c.v)
 		}
 	}
 	if f.Kind != "" && f.Kind != KindDecision && f.ID == "" {
 		// What the planners need to see to read the kind index (it has no
 		// decisions).
-		conds = append(conds, "kind <> '"+KindDecision+"'")
+		w.Add("kind <> '" + KindDecision + "'")
 	}
 	lo, hasLo := int64(0), false
 	if !f.From.IsZero() {
@@ -707,20 +702,15 @@ func queryWhere(d store.Dialect, f Filter, after *Cursor) (string, []any) {
 		lo, hasLo = after.TimeUS, true
 	}
 	if hasLo {
-		p := bind(lo)
-		conds = append(conds, col("time_us")+" >= "+p)
+		w.Add(col("time_us")+" >= ?", lo)
 		if after != nil {
-			w := bind(after.Writer)
-			conds = append(conds, "(time_us > "+p+" OR writer > "+w+" OR (writer = "+w+" AND seq > "+bind(int64(after.Seq))+"))")
+			w.Add("(time_us > ? OR writer > ? OR (writer = ? AND seq > ?))", lo, after.Writer, after.Writer, int64(after.Seq))
 		}
 	}
 	if !f.To.IsZero() {
-		conds = append(conds, col("time_us")+" < "+bind(TimeUS(f.To)))
+		w.Add(col("time_us")+" < ?", TimeUS(f.To))
 	}
-	if len(conds) == 0 {
-		return "", nil
-	}
-	return "\n\t\tWHERE " + strings.Join(conds, " AND "), args
+	return w.SQL(), w.Args
 }
 
 // Retention says how long records are kept: Workspaces overrides Default

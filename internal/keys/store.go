@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -464,16 +463,8 @@ func (s *Store) ListPage(ctx context.Context, f Filter, after string, limit int)
 	if limit < 1 || limit > MaxPage {
 		return nil, false, &InvalidError{Field: "limit", Msg: fmt.Sprintf("must be between 1 and %d", MaxPage)}
 	}
-	var where []string
-	var args []any
-	// cond adds a condition; each ? is the value given with it.
-	cond := func(c string, vs ...any) {
-		for _, v := range vs {
-			args = append(args, v)
-			c = strings.Replace(c, "?", "$"+strconv.Itoa(len(args)), 1)
-		}
-		where = append(where, c)
-	}
+	var w store.Where
+	cond := w.Add
 	if f.Workspace != "" {
 		cond("workspace = ?", f.Workspace)
 	}
@@ -500,13 +491,8 @@ func (s *Store) ListPage(ctx context.Context, f Filter, after string, limit int)
 	if after != "" {
 		cond("id > ?", after)
 	}
-	q := `SELECT ` + keyColumns + ` FROM virtual_keys`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	args = append(args, limit+1)
-	q += ` ORDER BY id LIMIT $` + strconv.Itoa(len(args))
-	rows, err := s.db.SQL.QueryContext(ctx, q, args...)
+	q := `SELECT ` + keyColumns + ` FROM virtual_keys` + w.SQL() + ` ORDER BY id LIMIT ` + w.Bind(limit+1)
+	rows, err := s.db.SQL.QueryContext(ctx, q, w.Args...)
 	if err != nil {
 		return nil, false, store.Classify(err)
 	}
