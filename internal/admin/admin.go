@@ -362,6 +362,20 @@ func knownParams(w http.ResponseWriter, r *http.Request, code string, known ...s
 	return true
 }
 
+// pageLimit reads a list's limit parameter: def when not given, else a
+// number from 1 to most, refused with code otherwise.
+func pageLimit(q url.Values, def, most int, code string) (int, *apierr.Error) {
+	v := q.Get("limit")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > most {
+		return 0, apierr.Invalid(code, "limit", "limit must be between 1 and %d", most)
+	}
+	return n, nil
+}
+
 func writeError(w http.ResponseWriter, e *apierr.Error) {
 	w.Header().Set("Content-Type", "application/json")
 	if e.RetryAfter > 0 {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -148,13 +147,9 @@ func auditQuery(r *http.Request) (audit.Filter, *audit.Cursor, int, *apierr.Erro
 	if f.Kind != "" && !slices.Contains(audit.Kinds, f.Kind) {
 		return f, nil, 0, apierr.Invalid("invalid_parameter", "kind", "kind must be one of %s", strings.Join(audit.Kinds, ", "))
 	}
-	limit := defaultAuditLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxAuditLimit {
-			return f, nil, 0, apierr.Invalid("invalid_parameter", "limit", "limit must be between 1 and %d", maxAuditLimit)
-		}
-		limit = n
+	limit, lerr := pageLimit(q, defaultAuditLimit, maxAuditLimit, "invalid_parameter")
+	if lerr != nil {
+		return f, nil, 0, lerr
 	}
 	var after *audit.Cursor
 	if v := q.Get("cursor"); v != "" {

@@ -162,14 +162,10 @@ func (h *keysAPI) list(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apierr.Invalid("invalid_filter", bad.Field, "%s %s", bad.Field, bad.Msg))
 		return
 	}
-	limit := defaultKeysLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxKeysLimit {
-			writeError(w, apierr.Invalid("invalid_filter", "limit", "limit must be between 1 and %d", maxKeysLimit))
-			return
-		}
-		limit = n
+	limit, lerr := pageLimit(q, defaultKeysLimit, maxKeysLimit, "invalid_filter")
+	if lerr != nil {
+		writeError(w, lerr)
+		return
 	}
 	after := ""
 	if v := q.Get("cursor"); v != "" {
