@@ -10,6 +10,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/telemetry"
 )
 
@@ -340,5 +341,87 @@ func TestWrappedUsageIsRefused(t *testing.T) {
 		if c, ok := p.jsonCharge([]byte(`{"usage":` + usage + `}`)); ok {
 			t.Errorf("%s: charged %+v", path, c.Usage)
 		}
+	}
+}
+
+// TestOutputCappedAtTheModel: no provider is asked for more output than its
+// model can write (max_output_tokens), which is all the budgets hold: a
+// request asking more went out as sent, and an understated catalog let one
+// answer spend five times its hold (the peer-switcher probe). Each API and
+// wire, from the edge and from an egress attempt (which reads the body
+// itself); a limit within the model's goes out unchanged.
+func TestOutputCappedAtTheModel(t *testing.T) {
+	c, err := config.Decode(strings.NewReader(`
+routing: {default_model: chat}
+providers:
+  - {name: us, base_url: "https://us.example.com/v1", residency: us}
+  - {name: mistral, base_url: "https://mistral.example.com/v1", residency: eu, max_tokens_param: max_tokens}
+  - {name: claude, base_url: "https://claude.example.com/v1", residency: eu, wire_format: anthropic}
+models:
+  - {id: chat, provider: us, context_window: 8000, max_output_tokens: 1000, capabilities: [chat, responses, streaming, tools]}
+  - {id: small, provider: mistral, context_window: 8000, max_output_tokens: 800}
+  - {id: instruct, provider: us, context_window: 4096, max_output_tokens: 500, capabilities: [completions]}
+  - {id: sonnet, provider: claude, context_window: 200000, max_output_tokens: 2000}
+  - {id: haiku, provider: claude, context_window: 200000, max_output_tokens: 1024}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stateFor(t, c, func(string) string { return "sk-test" })
+	for name, tc := range map[string]struct {
+		path, body string
+		want       map[string]int64 // member → value sent; 0: not sent
+	}{
+		"chat above":                {"/v1/chat/completions", `{"model":"chat","max_tokens":5000,"messages":[{"role":"user","content":"hi"}]}`, map[string]int64{"max_tokens": 1000}},
+		"chat within":               {"/v1/chat/completions", `{"model":"chat","max_completion_tokens":999,"messages":[{"role":"user","content":"hi"}]}`, map[string]int64{"max_tokens": 999}},
+		"chat both names":           {"/v1/chat/completions", `{"model":"chat","max_tokens":5000,"max_completion_tokens":5000,"messages":[{"role":"user","content":"hi"}]}`, map[string]int64{"max_tokens": 1000, "max_completion_tokens": 1000}},
+		"chat without":              {"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`, map[string]int64{"max_tokens": 0, "max_completion_tokens": 0}},
+		"chat renamed":              {"/v1/chat/completions", `{"model":"small","max_completion_tokens":900,"messages":[{"role":"user","content":"hi"}]}`, map[string]int64{"max_tokens": 800, "max_completion_tokens": 0}},
+		"chat to anthropic":         {"/v1/chat/completions", `{"model":"sonnet","max_tokens":9000,"messages":[{"role":"user","content":"hi"}]}`, map[string]int64{"max_tokens": 2000}},
+		"chat to anthropic without": {"/v1/chat/completions", `{"model":"haiku","messages":[{"role":"user","content":"hi"}]}`, map[string]int64{"max_tokens": 1024}},
+		"chat to anthropic default": {"/v1/chat/completions", `{"model":"sonnet","messages":[{"role":"user","content":"hi"}]}`, map[string]int64{"max_tokens": 2000}},
+		"completions":               {"/v1/completions", `{"model":"instruct","prompt":"hi","max_tokens":600}`, map[string]int64{"max_tokens": 500}},
+		"responses native":          {"/v1/responses", `{"model":"chat","input":"hi","max_output_tokens":4000}`, map[string]int64{"max_output_tokens": 1000}},
+		"responses to anthropic":    {"/v1/responses", `{"model":"sonnet","input":"hi","max_output_tokens":4000}`, map[string]int64{"max_tokens": 2000}},
+		"messages native":           {"/v1/messages", `{"model":"sonnet","max_tokens":64000,"messages":[{"role":"user","content":"hi"}]}`, map[string]int64{"max_tokens": 2000}},
+		"messages within":           {"/v1/messages", `{"model":"sonnet","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`, map[string]int64{"max_tokens": 100}},
+		"messages translated":       {"/v1/messages", `{"model":"small","max_tokens":5000,"messages":[{"role":"user","content":"hi"}]}`, map[string]int64{"max_tokens": 800}},
+	} {
+		check := func(t *testing.T, nb []byte) {
+			t.Helper()
+			for member, want := range tc.want {
+				v := gjson.GetBytes(nb, member)
+				if (want == 0 && v.Exists()) || (want != 0 && v.Int() != want) {
+					t.Errorf("%s: %s, want %d in %s", member, v.Raw, want, nb)
+				}
+			}
+		}
+		t.Run(name, func(t *testing.T) {
+			p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
+			p.handle(headersMsg("POST", tc.path, false))
+			r := p.handle(bodyMsg(tc.body))
+			cr := r.GetRequestBody().GetResponse()
+			if cr == nil {
+				t.Fatalf("not routed: %v", r)
+			}
+			nb := cr.GetBodyMutation().GetBody()
+			if nb == nil {
+				nb = []byte(tc.body)
+			}
+			check(t, nb)
+			// A fallback attempt to the same model rewrites the client's
+			// request itself.
+			g := &egress{filter: filter{state: st, log: zap.NewNop(), id: "id", seen: &attemptLog{}}, provider: p.served.Provider.Name}
+			g.handle(headersMsg("POST", tc.path, false, header.Plan, "0123456789abcdef0123456789abcdef;"+p.served.ID))
+			gr := g.handle(bodyMsg(tc.body))
+			gcr := gr.GetRequestBody().GetResponse()
+			if gcr == nil {
+				t.Fatalf("egress: %v", gr)
+			}
+			if nb = gcr.GetBodyMutation().GetBody(); nb == nil {
+				nb = []byte(tc.body)
+			}
+			check(t, nb)
+		})
 	}
 }

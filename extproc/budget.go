@@ -20,20 +20,34 @@ import (
 	"github.com/stellwerk/stellwerk/internal/meter"
 	"github.com/stellwerk/stellwerk/internal/notify"
 	"github.com/stellwerk/stellwerk/internal/spend"
+	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
 // defaultOutputBound is the output a reservation assumes for a model whose
 // catalog entry names no output limit, when the request sets no max_tokens.
 const defaultOutputBound = 4096
 
-// outputBound is the most a request can make the model write.
+// outputBound is the most a request can make the model write: its own
+// limit, at most the model's (a provider is never asked for more:
+// filter.capOutput), else what the model is sent without one — its own
+// limit, or the one Anthropic's required max_tokens gets from the
+// translation.
 func outputBound(m *catalog.Model, maxTokens int) int {
 	switch {
 	case maxTokens < 0: // a request without output (embeddings)
 		return 0
-	case maxTokens > 0 && (m.MaxOutputTokens == 0 || maxTokens < m.MaxOutputTokens):
-		return maxTokens
-	case m.MaxOutputTokens > 0:
+	case maxTokens > 0:
+		return min(maxTokens, modelOutput(m))
+	case m.Provider != nil && m.Provider.WireFormat == "anthropic":
+		return min(translate.DefaultMaxTokens, modelOutput(m))
+	}
+	return modelOutput(m)
+}
+
+// modelOutput is the longest answer m gives: its catalog's
+// max_output_tokens.
+func modelOutput(m *catalog.Model) int {
+	if m.MaxOutputTokens > 0 {
 		return m.MaxOutputTokens
 	}
 	return defaultOutputBound
@@ -194,7 +208,10 @@ func plausibleUsage(u meter.Usage, m *catalog.Model, bodyLen int, o output) bool
 		return false
 	}
 	maxIn := max(2*m.ContextWindow, 2*(bodyLen+o.media(m))+usageSlack)
-	maxOut := 2*outputBound(m, min(o.perChoice, 0))*max(o.choices, 1) + usageSlack
+	maxOut := usageSlack
+	if o.perChoice >= 0 {
+		maxOut += 2 * modelOutput(m) * max(o.choices, 1)
+	}
 	return u.PromptTokens <= maxIn && u.CompletionTokens <= maxOut
 }
 

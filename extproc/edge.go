@@ -590,6 +590,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	chat := res.Chat
 	m := d.Model
 	p.selection, p.served = &d, m
+	p.asked, p.askedRead = chat.MaxTokens, true
 	p.wantUsage = chat.IncludeUsage
 	// A Messages request's usage comes in its events; the chat request an
 	// OpenAI-wire provider gets asks for it (MessagesToChat).

@@ -50,7 +50,12 @@ type filter struct {
 	// toolNames are the tools chatBody names short (too long for chat),
 	// for the answer to name them as the client does; nil for none.
 	toolNames translate.ToolNames
-	workspace string   // the caller's (edge: its principal's; egress: header.Workspace)
+	workspace string // the caller's (edge: its principal's; egress: header.Workspace)
+	// asked is the output limit the client's request names, per choice (0
+	// for none), when askedRead: the edge read it in its parse; an egress
+	// attempt reads the body it rewrites (capOutput).
+	asked     int
+	askedRead bool
 	extra     []string // client headers only some providers get (forward_headers)
 
 	served     *catalog.Model // the model whose answer the client gets (egress: this attempt's)
@@ -193,11 +198,25 @@ func (p *filter) rewriteFor(m *catalog.Model, body []byte) (hs []*corev3.HeaderV
 		if err != nil {
 			return nil, nil, nil, apierr.As(err)
 		}
+		if nb, err = p.capOutput(m, nb, "max_tokens"); err != nil {
+			p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
+			return nil, nil, nil, apierr.Internal()
+		}
 		return hs, remove, nb, nil
 	}
 	nb, err := outputLimitFor(prov, body)
 	if err == nil && gjson.GetBytes(nb, "model").Str != m.ProviderModel {
 		nb, err = sjson.SetBytes(nb, "model", m.ProviderModel)
+	}
+	if err == nil {
+		switch clientPath {
+		case request.PathChat:
+			nb, err = p.capOutput(m, nb, "max_tokens", "max_completion_tokens")
+		case request.PathCompletions:
+			nb, err = p.capOutput(m, nb, "max_tokens")
+		case request.PathResponses:
+			nb, err = p.capOutput(m, nb, "max_output_tokens")
+		}
 	}
 	if err != nil {
 		p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
@@ -247,6 +266,29 @@ func outputLimitFor(prov *catalog.Provider, body []byte) ([]byte, error) {
 	return sjson.SetRawBytes(nb, want, []byte(v.Raw))
 }
 
+// capOutput lowers an output limit the body asks of m's provider (in the
+// members names) past what m can write, its max_output_tokens, to that:
+// the budgets held no more (outputBound), and a catalog that understates a
+// model's limit (4096 when it names none) let one answer spend five times
+// what was held, or, past the plausible, be charged at the hold (the
+// peer-switcher probe). An answer cut there ends as any answer at its
+// limit (finish_reason length). body itself when nothing changes.
+func (p *filter) capOutput(m *catalog.Model, body []byte, names ...string) ([]byte, error) {
+	most := modelOutput(m)
+	if p.askedRead && p.asked <= most && (!p.anthropic || p.asked > 0 || translate.DefaultMaxTokens <= most) {
+		return body, nil
+	}
+	for _, name := range names {
+		if v := gjson.GetBytes(body, name); v.Type == gjson.Number && v.Num > float64(most) {
+			var err error
+			if body, err = sjson.SetBytes(body, name, most); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return body, nil
+}
+
 // rewriteMessages rewrites a Messages API request for one model's
 // provider: an Anthropic-wire one gets it as sent, with its model name and
 // the anthropic-version stellwerk speaks; an OpenAI-wire one gets it
@@ -282,10 +324,16 @@ func (p *filter) rewriteMessages(m *catalog.Model, body []byte) (hs []*corev3.He
 	}
 	var err error
 	if p.fromChat {
-		if nb, err = outputLimitFor(prov, nb); err != nil {
-			p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
-			return nil, nil, nil, apierr.Internal()
+		nb, err = outputLimitFor(prov, nb)
+		if err == nil {
+			nb, err = p.capOutput(m, nb, "max_tokens", "max_completion_tokens")
 		}
+	} else {
+		nb, err = p.capOutput(m, nb, "max_tokens")
+	}
+	if err != nil {
+		p.log.Error("body rewrite failed", zap.String("decision_id", p.id), zap.Error(err))
+		return nil, nil, nil, apierr.Internal()
 	}
 	if gjson.GetBytes(nb, "model").Str != m.ProviderModel {
 		if nb, err = sjson.SetBytes(nb, "model", m.ProviderModel); err != nil {

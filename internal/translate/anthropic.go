@@ -20,10 +20,10 @@ import (
 // AnthropicVersion is sent as the anthropic-version header.
 const AnthropicVersion = "2023-06-01"
 
-// defaultMaxTokens fills Anthropic's required max_tokens when the client set
+// DefaultMaxTokens fills Anthropic's required max_tokens when the client set
 // no limit. OpenAI means "up to the model's maximum"; 4096 is an output size
-// every Claude model accepts.
-const defaultMaxTokens = 4096
+// every Claude model accepts. The budgets hold it for such a request.
+const DefaultMaxTokens = 4096
 
 // maxTokensLimit matches the request package's sanity bound.
 const maxTokensLimit = 1e9
@@ -115,7 +115,7 @@ func ToAnthropicRequest(openaiBody []byte, providerModel string) ([]byte, error)
 	if !root.IsObject() {
 		return nil, apierr.Invalid("invalid_request_body", "", "the request body must be a JSON object")
 	}
-	out := anthRequest{Model: providerModel, MaxTokens: defaultMaxTokens}
+	out := anthRequest{Model: providerModel, MaxTokens: DefaultMaxTokens}
 	var system []string
 	var err error
 
@@ -588,7 +588,7 @@ func maxTokens(root gjson.Result) (int64, error) {
 		}
 		return int64(v.Num), nil
 	}
-	return defaultMaxTokens, nil
+	return DefaultMaxTokens, nil
 }
 
 // number reads an optional number in [lo, hi].

@@ -1,0 +1,73 @@
+package e2e
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/harness"
+)
+
+// TestBudgetHoldsWhatIsAsked: a provider is never asked for more output
+// than its model can write (max_output_tokens), which is what the budget
+// held. A request's max_tokens past it went out as sent: with a catalog
+// that understated a model's limit (4,096 when it names none), one answer
+// spent five times what was held (the peer-switcher probe). And a chat
+// request without max_tokens to an Anthropic-wire model, which the
+// translation sends 4,096, held the model's whole limit (64,000), so a
+// budget that had room for it refused it.
+func TestBudgetHoldsWhatIsAsked(t *testing.T) {
+	t.Parallel()
+	// Output at 10 EUR per million tokens: 1,000 tokens 0.01 EUR, 4,096
+	// 0.041 EUR, 64,000 0.64 EUR, against a 0.06 EUR budget.
+	price := config.Price{InputPerMTok: 0, OutputPerMTok: 10}
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "p", Key: "sk-p"}, {Name: "a", Key: "sk-a", WireFormat: "anthropic"}},
+		Models: []config.Model{
+			{ID: "small", Provider: "p", ContextWindow: 128000, MaxOutputTokens: 1000, Price: price},
+			{ID: "claude", Provider: "a", ContextWindow: 200000, MaxOutputTokens: 64000, Price: price},
+		},
+		Mutate: func(c *config.Config) {
+			c.Currency.USDToEUR = 1
+			c.Routing.DefaultModel = "small"
+			c.Auth.Mode = "keys"
+			c.Workspaces = []config.Workspace{{Name: "default"}}
+			c.Keys = []config.Key{{ID: "app", SHA256: auth.Hash("sk-app"), Workspace: "default"}}
+			c.Budgets.Limits = []config.BudgetRule{{Name: "out", Scope: "workspace", Subject: "default", AmountEUR: 0.06, Period: "day"}}
+		},
+	})
+	send := func(body string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer sk-app")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	p, a := s.Providers["p"], s.Providers["a"]
+	if code, b := send(`{"model":"small","max_tokens":20000,"messages":[{"role":"user","content":"write a long essay"}]}`); code != 200 {
+		t.Fatalf("max_tokens past the model's: %d %s", code, b)
+	}
+	if got := gjson.GetBytes(p.Requests()[0].Body, "max_tokens").Int(); got != 1000 {
+		t.Errorf("the provider was asked for %d tokens; want the model's 1000", got)
+	}
+	if code, b := send(`{"model":"claude","messages":[{"role":"user","content":"hi"}]}`); code != 200 {
+		t.Fatalf("a chat request to an Anthropic-wire model without max_tokens: %d %s; want it held at 4096 tokens", code, b)
+	}
+	if got := gjson.GetBytes(a.Requests()[0].Body, "max_tokens").Int(); got != 4096 {
+		t.Errorf("the Anthropic provider was asked for %d tokens; want 4096", got)
+	}
+	// What the budget refuses is still refused: 64,000 asked of claude.
+	if code, b := send(`{"model":"claude","max_tokens":64000,"messages":[{"role":"user","content":"hi"}]}`); code != 429 || !strings.Contains(b, "budget_exceeded") {
+		t.Errorf("64,000 tokens against 0.06 EUR: %d %s; want 429 budget_exceeded", code, b)
+	}
+}
