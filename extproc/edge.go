@@ -324,8 +324,8 @@ func unknownURL(method, path string) *apierr.Error {
 // on stellwerk's own route.
 func (p *edge) checkRoute(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 	name := req.GetAttributes()[header.ExtProcAttributes].GetFields()[header.RouteNameAttribute].GetStringValue()
-	if name == header.DropInRoute {
-		return nil
+	if name == header.DropInRoute || name == header.DropInRoutedRoute {
+		return nil // the second: a client sent the routing header, which the edge removes
 	}
 	var method, path string
 	for _, hv := range req.GetRequestHeaders().GetHeaders().GetHeaders() {

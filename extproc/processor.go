@@ -183,7 +183,7 @@ func (p *filter) rewriteFor(m *catalog.Model, body []byte) (hs []*corev3.HeaderV
 	}
 	hs = []*corev3.HeaderValueOption{
 		setHeader(":path", upstreamPath+prov.Query),
-		setHeader(":authority", prov.Authority),
+		p.authority(prov),
 	}
 	if p.anthropic {
 		hs = append(hs, setHeader("anthropic-version", translate.AnthropicVersion))
@@ -266,6 +266,21 @@ func outputLimitFor(prov *catalog.Provider, body []byte) ([]byte, error) {
 	return sjson.SetRawBytes(nb, want, []byte(v.Raw))
 }
 
+// authority names the provider's host: as :authority, or in an operator's
+// Envoy (clusters mode) as header.Host, which stellwerk's route there puts
+// in the Host header as it forwards (envoy/drop-in.yaml). Envoy matches a
+// request's route again after stellwerk's answer, and the virtual host by
+// :authority: with stellwerk's route under a virtual host for the
+// gateway's own domain, a request naming the provider's host matched
+// another virtual host's route and reached its backend, prompt and all
+// (the mesh-integrator probe).
+func (p *filter) authority(prov *catalog.Provider) *corev3.HeaderValueOption {
+	if p.state.CheckRoute {
+		return setHeader(header.Host, prov.Authority)
+	}
+	return setHeader(":authority", prov.Authority)
+}
+
 // capOutput lowers an output limit the body asks of m's provider (in the
 // members names) past what m can write, its max_output_tokens, to that:
 // the budgets held no more (outputBound), and a catalog that understates a
@@ -304,14 +319,14 @@ func (p *filter) rewriteMessages(m *catalog.Model, body []byte) (hs []*corev3.He
 	if !p.fromChat {
 		hs = []*corev3.HeaderValueOption{
 			setHeader(":path", prov.BasePath+"/messages"+prov.Query),
-			setHeader(":authority", prov.Authority),
+			p.authority(prov),
 			setHeader("anthropic-version", translate.AnthropicVersion),
 		}
 		nb = body
 	} else {
 		hs = []*corev3.HeaderValueOption{
 			setHeader(":path", prov.UpstreamPath(request.PathChat)+prov.Query),
-			setHeader(":authority", prov.Authority),
+			p.authority(prov),
 		}
 		nb = p.chatBody // the edge's translation; an egress retry translates its own
 		if nb == nil {

@@ -51,8 +51,8 @@ func providerCluster(c Cluster) (*clusterv3.Cluster, error) {
 	}
 	setProtocol(opts, c)
 	applyControls(cl, opts, c)
-	if c.Credential != nil {
-		fs, err := upstreamFilters(*c.Credential)
+	if c.Credential != nil || c.DropIn {
+		fs, err := upstreamFilters(c.Credential, c.DropIn)
 		if err != nil {
 			return nil, err
 		}

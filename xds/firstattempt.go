@@ -70,7 +70,7 @@ func firstAttemptCluster(f Failover, fa FirstAttempt) (*clusterv3.Cluster, error
 	}}}
 	var fs []*hcmv3.HttpFilter
 	if c := fa.Cluster.Credential; c != nil {
-		cfs, err := upstreamFilters(*c)
+		cfs, err := upstreamFilters(c, false) // standalone only
 		if err != nil {
 			return nil, err
 		}

@@ -131,6 +131,10 @@ type Cluster struct {
 	// (config.ClusterSettings); ConnectTimeout and CABundle above win over
 	// the ones in it.
 	Controls config.ClusterSettings `json:"controls"`
+	// DropIn (clusters mode): the request carries the provider's host in
+	// header.Host, which the operator's route reads for the Host header
+	// and cannot remove before it does; the cluster removes it.
+	DropIn bool `json:"drop_in,omitempty"`
 }
 
 // Endpoint is one of a provider's addresses.
@@ -176,7 +180,7 @@ func FromConfig(c *config.Config, cat *catalog.Catalog, wks ...WorkspaceKey) (IR
 		pc := provCfg[p.Name]
 		ctl := c.EffectiveCluster(pc)
 		cl := Cluster{Name: p.Cluster, Host: p.Host, Port: uint32(p.Port), TLS: p.TLS(), StaticIP: p.IsIP(),
-			ConnectTimeout: ctl.ConnectTimeout, Controls: ctl}
+			ConnectTimeout: ctl.ConnectTimeout, Controls: ctl, DropIn: c.Envoy.Mode == config.ModeClusters}
 		if cl.TLS {
 			cl.CABundle, cl.SNI = c.Envoy.CABundle, p.Host
 			if t := ctl.TLS; t != nil && t.CABundle != "" {

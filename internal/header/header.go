@@ -17,6 +17,11 @@ const (
 	// Cluster carries the provider cluster chosen by stellwerk. The route
 	// pushed over xDS forwards to the cluster it names; only stellwerk sets it.
 	Cluster = "x-stellwerk-cluster"
+	// Host carries the chosen provider's host in an operator's Envoy
+	// (clusters mode): stellwerk's route there sets the Host header from it
+	// (host_rewrite_header), so the request keeps its virtual host when
+	// Envoy matches its route again.
+	Host = "x-stellwerk-host"
 
 	// DecisionID, Model, Provider and Reason are returned to the caller on
 	// every response.
@@ -96,7 +101,11 @@ const (
 // (envoy/drop-in.yaml); RouteNameAttribute is the ext_proc attribute that
 // carries the route a request matched, under ExtProcAttributes.
 const (
-	DropInRoute        = "stellwerk"
+	DropInRoute = "stellwerk"
+	// DropInRoutedRoute is the route a request stellwerk routed matches
+	// when Envoy matches it again after stellwerk's answer: whatever the
+	// provider's path, by the routing header (envoy/drop-in.yaml).
+	DropInRoutedRoute  = "stellwerk_routed"
 	RouteNameAttribute = "xds.route_name"
 	ExtProcAttributes  = "envoy.filters.http.ext_proc"
 )
