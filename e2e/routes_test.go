@@ -3,15 +3,19 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/auth"
@@ -602,5 +606,79 @@ nodes:
 	if resp.StatusCode != 400 || e.Code != "invalid_route" || !strings.Contains(e.Message, `document:4:32: route media, node sum: if: classification.task is never "summarize"`) ||
 		!strings.Contains(e.Message, "summarization") {
 		t.Errorf("a new version comparing the task with summarize: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestRoutesListedAsModels: GET /v1/models lists the routes a key may use
+// as route:<name> (a client that builds its model picker from the list
+// found none: the peer-switcher probe), GET /v1/models/route:<name>
+// answers for them and not for another workspace's route, and a listed
+// route serves the endpoints its entry names.
+func TestRoutesListedAsModels(t *testing.T) {
+	t.Parallel()
+	py := harness.RequirePython(t)
+	o := routeOptions()
+	o.Mutate = func(c *config.Config) {
+		c.Auth.Mode = "keys"
+		c.Workspaces = []config.Workspace{{Name: "default"}, {Name: "beta"}}
+		c.Keys = []config.Key{
+			{ID: "alpha", SHA256: auth.Hash("sk-alpha"), Workspace: "default"},
+			{ID: "beta", SHA256: auth.Hash("sk-beta"), Workspace: "beta"},
+		}
+	}
+	s := harness.Start(t, o)
+	deployRoute(t, s, supportRoute)
+	deployRoute(t, s, "route: premium\nworkspaces: [beta]\nnodes:\n  - {id: eu, model: eu-model}\n")
+	list := func(key string) []string {
+		out, err := exec.Command(py, "-c", `import sys, openai
+c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key=sys.argv[2])
+print(" ".join(m.id for m in c.models.list()))`, s.URL, key).Output()
+		if err != nil {
+			t.Fatalf("models.list: %v", err)
+		}
+		return strings.Fields(string(out))
+	}
+	waitFor(t, "the routes listed", func() bool { return slices.Contains(list("sk-beta"), "route:premium") })
+	for key, want := range map[string][]string{"sk-alpha": {"route:support"}, "sk-beta": {"route:premium", "route:support"}} {
+		var routes []string
+		for _, id := range list(key) {
+			if strings.HasPrefix(id, "route:") {
+				routes = append(routes, id)
+			}
+		}
+		if !slices.Equal(routes, want) {
+			t.Errorf("%s lists routes %v, want %v", key, routes, want)
+		}
+	}
+	get := func(id, key string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, s.URL+"/v1/models/"+id, nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, b := get("route:support", "sk-alpha"); code != 200 || gjson.Get(b, "id").Str != "route:support" || gjson.Get(b, "owned_by").Str != "stellwerk" {
+		t.Errorf("route:support: %d %s", code, b)
+	}
+	if code, b := get("route:premium", "sk-alpha"); code != 404 || !strings.Contains(b, "model_not_found") {
+		t.Errorf("another workspace's route: %d %s", code, b)
+	}
+	if code, _ := get("route:nope", "sk-beta"); code != 404 {
+		t.Errorf("no such route: %d", code)
+	}
+	// The endpoints the entry names.
+	for path, body := range map[string]string{
+		"/v1/chat/completions": `{"model":"route:support","messages":[{"role":"user","content":"hi"}]}`,
+		"/v1/responses":        `{"model":"route:support","input":"hi"}`,
+		"/v1/messages":         `{"model":"route:support","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}`,
+	} {
+		resp, b := post(t, s.URL+path, body, map[string]string{"Authorization": "Bearer sk-alpha"})
+		if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-route") != "support@1" {
+			t.Errorf("%s through route:support: %d %q %s", path, resp.StatusCode, resp.Header.Get("x-stellwerk-route"), b)
+		}
 	}
 }

@@ -1,8 +1,10 @@
 package extproc
 
 import (
+	"bytes"
 	"encoding/json"
 	"slices"
+	"strings"
 
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
@@ -109,8 +111,31 @@ func (st *State) ownKeyFor(ws string) bool {
 }
 
 // modelsFor is the /v1/models answer for a principal: only the models its
-// access lists let it use, and stellwerk can send to.
+// access lists let it use, and stellwerk can send to, then the routes it
+// may use as route:<name> (routeEntry).
 func (st *State) modelsFor(p auth.Principal) []byte {
+	list := st.modelsOnly(p)
+	routes := st.Router.RoutesFor(p)
+	if len(routes) == 0 || !bytes.HasSuffix(list, []byte("]}")) {
+		return list
+	}
+	// The routes change with every deploy, the models with the config:
+	// the cached list is copied with the routes written before its end.
+	out := append(make([]byte, 0, len(list)+64*len(routes)), list[:len(list)-2]...)
+	for _, name := range routes {
+		b, _ := json.Marshal(routeEntry(name))
+		out = append(append(out, ','), b...)
+	}
+	return append(out, "]}"...)
+}
+
+// routeEntry is a named route's entry in the model list.
+func routeEntry(name string) modelEntry {
+	return modelEntry{ID: request.RoutePrefix + name, Object: "model", OwnedBy: "stellwerk", Endpoints: []string{"chat", "responses", "messages"}}
+}
+
+// modelsOnly is the models part of the /v1/models answer.
+func (st *State) modelsOnly(p auth.Principal) []byte {
 	v := st.Router.Visible(p)
 	if len(p.Models) > 0 || st.ownKeyFor(p.Workspace) {
 		// A store key narrowed to some models, a workspace's own key for a
@@ -143,9 +168,15 @@ func (st *State) usable(p auth.Principal, id string) (*catalog.Model, bool) {
 // principal may not use is not found, like one that does not exist.
 func (st *State) modelJSON(p auth.Principal, id string) ([]byte, bool) {
 	var e modelEntry
-	if id == decide.Auto {
+	switch {
+	case id == decide.Auto:
 		e = modelEntry{ID: decide.Auto, Object: "model", OwnedBy: "stellwerk"}
-	} else {
+	case strings.HasPrefix(id, request.RoutePrefix):
+		if !slices.Contains(st.Router.RoutesFor(p), id[len(request.RoutePrefix):]) {
+			return nil, false
+		}
+		e = routeEntry(id[len(request.RoutePrefix):])
+	default:
 		m, ok := st.usable(p, id)
 		if !ok {
 			return nil, false

@@ -85,6 +85,26 @@ func routeNotFound(name string) error {
 	return apierr.NotFound("route_not_found", "model", "the route %q does not exist or is not available to you", apierr.Truncate(name, 64))
 }
 
+// RoutesFor lists, sorted, the routes with a live version that p may use:
+// the route's workspaces and the key's own route list let it (what its
+// versions may choose still passes the policy). GET /v1/models lists them,
+// so that a client that builds its model picker from the list finds them
+// (the peer-switcher probe). nil without named routes.
+func (r *Router) RoutesFor(p auth.Principal) []string {
+	live, ok := r.Routes.(interface{ Live() map[string]int64 })
+	if !ok {
+		return nil
+	}
+	var names []string
+	for name := range live.Live() {
+		if f, err := r.Routes.Resolve(name, 0); err == nil && f.Allows(p.Workspace) && keyAllowsRoute(p, name) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
 // keyAllowsRoute applies a store key's own route list.
 func keyAllowsRoute(p auth.Principal, name string) bool {
 	return len(p.Routes) == 0 || slices.Contains(p.Routes, name)
