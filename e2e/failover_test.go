@@ -774,3 +774,19 @@ func TestProviderRequestIDPassesOn(t *testing.T) {
 		}
 	}
 }
+
+// TestPinnedModelTimesOut: a pinned model whose provider does not answer
+// within envoy.request_timeout is 504 provider_timeout, which the SDKs
+// and dashboards read as a timeout; it was 503 no_eligible_model, "no
+// model may serve", for a model that was eligible (the peer-switcher
+// probe). Every provider of a plan timing out is the same answer.
+func TestPinnedModelTimesOut(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{Mutate: func(c *config.Config) { c.Envoy.RequestTimeout = 2 * time.Second }})
+	s.Providers["alpha"].SetBehavior(mockllm.Behavior{FirstByteDelay: 5 * time.Second})
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"alpha-model","messages":[{"role":"user","content":"hi"}]}`, nil)
+	if e := decodeError(t, b); resp.StatusCode != 504 || e.Error.Code != "provider_timeout" || e.Error.Type != "server_error" ||
+		!strings.Contains(e.Error.Message, "every model this request may use timed out: alpha-model at alpha (provider timeout") {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+}

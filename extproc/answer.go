@@ -123,6 +123,8 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 				st = "429"
 			} else if p.allAnswered(statusOverloaded) {
 				st = "529"
+			} else if p.allTimedOut() {
+				st = "504"
 			}
 			hs = append(hs, setHeader(":status", st), setHeader("content-type", "application/json"),
 				setHeader(header.Attempts, strconv.Itoa(len(p.attempts))), setHeader(header.PolicyVersion, p.result.PolicyVersion))
@@ -312,6 +314,21 @@ func (p *edge) allAnswered(status int) bool {
 	return sent > 0
 }
 
+// allTimedOut: every attempt sent timed out waiting for its provider.
+func (p *edge) allTimedOut() bool {
+	sent := 0
+	for _, a := range p.attempts {
+		if a.Outcome == "not_sent" {
+			continue
+		}
+		if !strings.HasPrefix(a.Reason, timeoutReason) {
+			return false
+		}
+		sent++
+	}
+	return sent > 0
+}
+
 // attemptsFinal: every attempt failed in a way sending the request again
 // repeats (a credential the provider refused, one never sent for want of a
 // credential), so the SDKs are told not to retry.
@@ -377,6 +394,16 @@ func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
 		e := apierr.ProviderError(statusOverloaded)
 		e.Code = "provider_overloaded"
 		e.Message = fmt.Sprintf("every model this request may use is overloaded: %s%s", summarizeAttempts(p.attempts), excluded)
+		p.status, p.errCode = apierr.HTTPStatus(e), e.Code
+		return e
+	}
+	if p.allTimedOut() {
+		// Every provider tried timed out: the 504 a client gets from a
+		// gateway (and from stellwerk in clusters mode), which the SDKs
+		// raise as a timeout, rather than "no model may serve it" for a
+		// pinned model that was eligible (the peer-switcher probe).
+		e := apierr.ProviderError(http.StatusGatewayTimeout)
+		e.Message = fmt.Sprintf("every model this request may use timed out: %s%s", summarizeAttempts(p.attempts), excluded)
 		p.status, p.errCode = apierr.HTTPStatus(e), e.Code
 		return e
 	}

@@ -268,13 +268,17 @@ func summarizeAttempts(as []attempt) string {
 	return strings.Join(parts, "; ")
 }
 
+// timeoutReason begins the reason of an attempt whose provider did not
+// answer in time.
+const timeoutReason = "provider timeout"
+
 // failureReason names why an attempt failed, from what its answer said.
 func failureReason(status int, flags string) string {
 	switch {
 	case flags != "" && flags != "-":
 		switch {
 		case strings.Contains(flags, "UT"):
-			return "provider timeout (" + flags + ")"
+			return timeoutReason + " (" + flags + ")"
 		case strings.Contains(flags, "UF"), strings.Contains(flags, "UH"):
 			return "connection failed (" + flags + ")"
 		case strings.Contains(flags, "UO"):

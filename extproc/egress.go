@@ -271,7 +271,7 @@ func recordAttempt(f *filter, idx int, m *catalog.Model, workspace string, o att
 		}
 		reason := "no response within the attempt timeout"
 		if strings.Contains(o.flags, "UT") {
-			a.Reason = "provider timeout (" + o.flags + ")"
+			a.Reason = timeoutReason + " (" + o.flags + ")"
 		} else if connectionFailed(o.flags) {
 			a.Reason = "connection failed (" + o.flags + ")"
 			reason = a.Reason
