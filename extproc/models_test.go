@@ -60,6 +60,13 @@ func TestModelsPerKey(t *testing.T) {
 			`the model "gpt-4o" does not exist or is not available to you; available: gpt-4o-mini, mistral-small, auto`},
 		"narrow key, chat unknown": {"narrow", "POST", "/v1/chat/completions", `{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}`, 404,
 			`the model "gpt-9" does not exist or is not available to you; available: gpt-4o-mini, mistral-small, auto`},
+		// The models offered are the ones that serve the endpoint (an
+		// embeddings request was offered chat models: the peer-switcher
+		// probe).
+		"narrow key, embeddings unknown": {"narrow", "POST", "/v1/embeddings", `{"model":"gpt-9","input":"x"}`, 404,
+			`the model "gpt-9" does not exist or is not available to you; available: auto`},
+		"open key, embeddings unknown": {"open", "POST", "/v1/embeddings", `{"model":"gpt-9","input":"x"}`, 404,
+			`the model "gpt-9" does not exist or is not available to you; available: azure-eu/text-embedding-3-small, mistral-embed, text-embedding-3-large, text-embedding-3-small, auto`},
 		"team key, provider denied": {"team", "GET", "/v1/models/deepseek-chat", "", 404, `the model "deepseek-chat" does not exist or is not available to you`},
 		// The SDKs escape the id as a path segment.
 		"an id with a slash, escaped": {"open", "GET", "/v1/models/groq%2Fllama-3.3-70b", "", 200, "groq/llama-3.3-70b"},

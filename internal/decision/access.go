@@ -7,6 +7,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/decide"
+	"github.com/stellwerk/stellwerk/internal/request"
 )
 
 // Visible is the part of the catalog a caller's access lists (its
@@ -31,15 +32,29 @@ func (v *Visible) Has(id string) bool { return v.ids[id] }
 // notFound is the model_not_found answer for a model outside v.
 // A store key's own model list narrows what it lists, and so do the
 // providers stellwerk cannot send to (sendable).
-func (v *Visible) notFound(asked string, p auth.Principal, sendable func(*catalog.Provider) bool) error {
+func (v *Visible) notFound(asked, api string, p auth.Principal, sendable func(*catalog.Provider) bool) error {
 	cands := make([]decide.Candidate, 0, len(v.models))
 	for _, m := range v.models {
-		if keyAllows(p, m) && sendable(m.Provider) {
+		if keyAllows(p, m) && sendable(m.Provider) && serves(m, api) {
 			cands = append(cands, decide.Candidate{Model: m})
 		}
 	}
 	_, err := decide.Decide(decide.Input{Asked: asked, Candidates: cands})
 	return err
+}
+
+// serves reports whether m serves the API a request came in by: the
+// models a not-found answer lists are the ones the client could name
+// instead (an embeddings request was offered chat models: the
+// peer-switcher probe).
+func serves(m *catalog.Model, api string) bool {
+	switch api {
+	case request.APIEmbeddings:
+		return m.Embeddings
+	case request.APICompletions:
+		return m.Completions
+	}
+	return m.Chat
 }
 
 // scope is a workspace and a team ("" for none) after resolution.

@@ -274,7 +274,7 @@ func (r *Router) admit(req *Request, res *Result) error {
 		}
 	case chat.Model != decide.Auto:
 		if vis := r.Visible(req.Principal); !vis.Has(chat.Model) || !r.keyAllowsID(req.Principal, chat.Model) {
-			return vis.notFound(chat.Model, req.Principal, func(p *catalog.Provider) bool {
+			return vis.notFound(chat.Model, chat.API, req.Principal, func(p *catalog.Provider) bool {
 				return r.credential(p, req.Principal.Workspace, nil, nil)
 			})
 		}
