@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -42,15 +40,7 @@ func TestBudgetHoldsWhatIsAsked(t *testing.T) {
 		},
 	})
 	send := func(body string) (int, string) {
-		req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer sk-app")
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		resp, b := post(t, s.URL+"/v1/chat/completions", body, map[string]string{"Authorization": "Bearer sk-app"})
 		return resp.StatusCode, string(b)
 	}
 	p, a := s.Providers["p"], s.Providers["a"]

@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"os"
@@ -650,24 +649,13 @@ print(" ".join(m.id for m in c.models.list()))`, s.URL, key).Output()
 			t.Errorf("%s lists routes %v, want %v", key, routes, want)
 		}
 	}
-	get := func(id, key string) (int, string) {
-		req, _ := http.NewRequest(http.MethodGet, s.URL+"/v1/models/"+id, nil)
-		req.Header.Set("Authorization", "Bearer "+key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	if code, b := get("route:support", "sk-alpha"); code != 200 || gjson.Get(b, "id").Str != "route:support" || gjson.Get(b, "owned_by").Str != "stellwerk" {
+	if code, b := get(t, s, "/v1/models/route:support", "sk-alpha"); code != 200 || gjson.GetBytes(b, "id").Str != "route:support" || gjson.GetBytes(b, "owned_by").Str != "stellwerk" {
 		t.Errorf("route:support: %d %s", code, b)
 	}
-	if code, b := get("route:premium", "sk-alpha"); code != 404 || !strings.Contains(b, "model_not_found") {
+	if code, b := get(t, s, "/v1/models/route:premium", "sk-alpha"); code != 404 || !strings.Contains(string(b), "model_not_found") {
 		t.Errorf("another workspace's route: %d %s", code, b)
 	}
-	if code, _ := get("route:nope", "sk-beta"); code != 404 {
+	if code, _ := get(t, s, "/v1/models/route:nope", "sk-beta"); code != 404 {
 		t.Errorf("no such route: %d", code)
 	}
 	// The endpoints the entry names.
