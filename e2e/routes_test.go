@@ -514,12 +514,9 @@ func grepLines(text, s string) string {
 	return strings.Join(out, "\n")
 }
 
-// TestRouteOfOtherWorkspaces: a route that lists its workspaces does not
-// exist for a key of another one (a multi-tenant probe used another
-// workspace's route, and used up its rate limit); one listing a workspace
-// the config lacks is refused when deployed.
-func TestRouteOfOtherWorkspaces(t *testing.T) {
-	t.Parallel()
+// twoWorkspaces is routeOptions with keys required: sk-alpha of the
+// default workspace, sk-beta of beta.
+func twoWorkspaces() harness.Options {
 	o := routeOptions()
 	o.Mutate = func(c *config.Config) {
 		c.Auth.Mode = "keys"
@@ -529,7 +526,16 @@ func TestRouteOfOtherWorkspaces(t *testing.T) {
 			{ID: "beta", SHA256: auth.Hash("sk-beta"), Workspace: "beta"},
 		}
 	}
-	s := harness.Start(t, o)
+	return o
+}
+
+// TestRouteOfOtherWorkspaces: a route that lists its workspaces does not
+// exist for a key of another one (a multi-tenant probe used another
+// workspace's route, and used up its rate limit); one listing a workspace
+// the config lacks is refused when deployed.
+func TestRouteOfOtherWorkspaces(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, twoWorkspaces())
 	// Version 1 open to all, version 2 (live) beta's: beta's for every
 	// version (the red-team probe used @1 from another workspace).
 	deployRoute(t, s, "route: premium\nnodes:\n  - {id: eu, model: eu-model}\n")
@@ -616,16 +622,7 @@ nodes:
 func TestRoutesListedAsModels(t *testing.T) {
 	t.Parallel()
 	py := harness.RequirePython(t)
-	o := routeOptions()
-	o.Mutate = func(c *config.Config) {
-		c.Auth.Mode = "keys"
-		c.Workspaces = []config.Workspace{{Name: "default"}, {Name: "beta"}}
-		c.Keys = []config.Key{
-			{ID: "alpha", SHA256: auth.Hash("sk-alpha"), Workspace: "default"},
-			{ID: "beta", SHA256: auth.Hash("sk-beta"), Workspace: "beta"},
-		}
-	}
-	s := harness.Start(t, o)
+	s := harness.Start(t, twoWorkspaces())
 	deployRoute(t, s, supportRoute)
 	deployRoute(t, s, "route: premium\nworkspaces: [beta]\nnodes:\n  - {id: eu, model: eu-model}\n")
 	list := func(key string) []string {
