@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -468,4 +469,51 @@ func TestExportAgainstWitness(t *testing.T) {
 			t.Errorf("a mismatched witness: %v %s", err, problems(rep))
 		}
 	})
+}
+
+// TestPrunedContentLeavesTheFile: a record's content that retention
+// removed is gone from the SQLite file and its write-ahead log, not only
+// from the rows: it stayed in the file's free space and the log's page
+// images, readable with strings(1), until a VACUUM (the data-protection
+// probe). secure_delete zeroes what an update removes; the prune empties
+// the log.
+func TestPrunedContentLeavesTheFile(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "state")
+	db, err := store.OpenSQLite(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st := openStore(t, db)
+	l := openLog(t, st, testSigner("a"), testOptions(t))
+	const marker = "ZEBRA-LEGAL-4711-erika.mustermann"
+	old := time.Now().Add(-48 * time.Hour)
+	for i := range 30 {
+		r := decision(i, "legal")
+		r.Time = old.Add(time.Duration(i) * time.Second)
+		r.Content = &Content{Messages: []ContentMessage{{Role: "user", Text: fmt.Sprintf("Please summarise contract %d of %s for me.", i, marker)}},
+			Answer: "Contract of " + marker + " summarised."}
+		l.Record(r)
+	}
+	recordN(t, l, 30, 5, "support") // newer, kept
+	closeLog(t, l)
+	found := func() int {
+		n := 0
+		for _, f := range []string{store.SQLiteFile, store.SQLiteFile + "-wal"} {
+			b, _ := os.ReadFile(filepath.Join(dir, f))
+			n += bytes.Count(b, []byte(marker))
+		}
+		return n
+	}
+	if found() == 0 {
+		t.Fatal("the marker is not in the file before the prune: the test reads nothing")
+	}
+	res, err := st.Prune(ctx, Retention{Workspaces: map[string]time.Duration{"legal": 24 * time.Hour}}, time.Now())
+	if err != nil || res.Pruned != 30 {
+		t.Fatalf("prune %+v %v, want 30 pruned", res, err)
+	}
+	if n := found(); n != 0 {
+		t.Errorf("the pruned content is still in the state files %d times", n)
+	}
 }

@@ -838,5 +838,13 @@ func (s *Store) Prune(ctx context.Context, r Retention, now time.Time) (PruneRes
 		n, _ := out.RowsAffected()
 		res.Compacted += n
 	}
+	if res.Pruned+res.Compacted > 0 {
+		// The bodies blanked are zeroed in the file (secure_delete); the
+		// log's copies of the pages go too, unless a reader holds it (the
+		// log's next rounds overwrite them).
+		if err := s.db.Checkpoint(ctx); err != nil && !errors.Is(err, store.ErrCheckpointBusy) {
+			return res, err
+		}
+	}
 	return res, nil
 }

@@ -124,8 +124,12 @@ func OpenSQLite(ctx context.Context, dir string) (*DB, error) {
 	// WAL lets the CLI write while a server reads; busy_timeout waits for a
 	// writer instead of failing; immediate transactions take the write lock
 	// at BEGIN, so two writers never deadlock upgrading a read lock.
+	// secure_delete overwrites what a delete or update removes with zeros:
+	// an audit record's body that retention blanked stayed readable in the
+	// file's free space (the data-protection probe; Checkpoint clears the
+	// WAL's copies).
 	dsn := "file:" + path + "?_txlock=immediate&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)" +
-		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=secure_delete(1)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
@@ -141,6 +145,29 @@ func OpenSQLite(ctx context.Context, dir string) (*DB, error) {
 	}
 	return &DB{SQL: db, Dialect: SQLite, Dir: dir}, nil
 }
+
+// Checkpoint moves SQLite's write-ahead log into the file and empties it,
+// so that the page images it held (what a delete removed among them) are
+// gone from the disk; nothing on PostgreSQL, whose VACUUM does that
+// (docs/audit.md). A reader in the middle of a read keeps the log: the
+// error says so, and the next checkpoint (SQLite's own, every 1,000
+// pages) overwrites it.
+func (db *DB) Checkpoint(ctx context.Context) error {
+	if db.Dialect != SQLite {
+		return nil
+	}
+	var busy, frames, done int
+	if err := db.SQL.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &done); err != nil {
+		return Classify(err)
+	}
+	if busy != 0 {
+		return ErrCheckpointBusy
+	}
+	return nil
+}
+
+// ErrCheckpointBusy: a reader kept the write-ahead log from being emptied.
+var ErrCheckpointBusy = errors.New("state: the write-ahead log was not emptied: a reader held it")
 
 // sqlitePageSize is the page size of a new SQLite state file. An audit
 // record of a decision on the shipped catalog is stored in ~2.1 KB
