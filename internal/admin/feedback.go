@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/feedback"
 )
@@ -45,7 +46,12 @@ func registerFeedback(guarded func(string, []string, http.HandlerFunc), fs Feedb
 			writeError(w, apierr.Invalid("invalid_feedback", "", "decision_id, model and good are required"))
 			return
 		}
-		e, err := st.Record(r.Context(), feedback.Entry{DecisionID: req.DecisionID, Model: req.Model, Good: *req.Good, Prompt: req.Prompt, By: by(r)})
+		// The prompt is kept as an audit record keeps content: secrets and
+		// detected personal data replaced by placeholders (it was kept as
+		// sent, e-mail addresses and IBANs of workspaces whose content the
+		// log never keeps: the data-protection probe).
+		e, err := st.Record(r.Context(), feedback.Entry{DecisionID: req.DecisionID, Model: req.Model, Good: *req.Good,
+			Prompt: classify.Redact(req.Prompt, nil), By: by(r)})
 		if errors.Is(err, feedback.ErrInvalid) {
 			writeError(w, apierr.Invalid("invalid_feedback", "", "%s", err.Error()))
 			return

@@ -20,7 +20,9 @@ type feedbackStatus struct {
 func (f *feedbackStatus) Feedback() *feedback.Store { return f.fs }
 
 // TestFeedbackAPI (issue 19): an operator's thumbs down on a decision is stored with its
-// prompt, which is never echoed; a viewer may not vote; a vote without a verdict is a 400.
+// prompt, which is never echoed and is kept with secrets and detected personal data
+// replaced (the data-protection probe); a viewer may not vote; a vote without a verdict is
+// a 400.
 func TestFeedbackAPI(t *testing.T) {
 	db, err := store.OpenSQLite(context.Background(), t.TempDir())
 	if err != nil {
@@ -32,7 +34,7 @@ func TestFeedbackAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := Handler(&feedbackStatus{fakeStatus: fakeStatus{tokens: testTokens()}, fs: fs}, zap.NewNop())
-	vote := `{"decision_id":"d1","model":"gpt-4o-mini","good":false,"prompt":"Prove the lemma"}`
+	vote := `{"decision_id":"d1","model":"gpt-4o-mini","good":false,"prompt":"Prove the lemma for erika.mustermann@example.com, IBAN DE89370400440532013000"}`
 	if rec := do(t, h, "POST", "/admin/feedback", config.RoleViewer, vote); rec.Code != 403 {
 		t.Fatalf("viewer vote: %d", rec.Code)
 	}
@@ -47,7 +49,7 @@ func TestFeedbackAPI(t *testing.T) {
 		t.Errorf("unknown field: %d", rec.Code)
 	}
 	got, err := fs.List(context.Background())
-	if err != nil || len(got) != 1 || got[0].Good || got[0].Prompt != "Prove the lemma" || got[0].Model != "gpt-4o-mini" {
+	if err != nil || len(got) != 1 || got[0].Good || got[0].Prompt != "Prove the lemma for [EMAIL], IBAN [IBAN]" || got[0].Model != "gpt-4o-mini" {
 		t.Errorf("stored: %+v, %v", got, err)
 	}
 	// Without a state store: 503.
