@@ -166,7 +166,31 @@ function put(e, ...parts) {
 // figures that are being replaced.
 function loading() { return el("p", { class: "muted" }, "loading…"); }
 
-function errorBox(r) { return el("p", { class: "error", role: "alert" }, errorText(r)); }
+function errorBox(r) { return el("p", { class: "error", role: "alert", tabindex: "-1" }, errorText(r)); }
+
+// announce sets a panel's status line (a visually hidden role=status
+// element): a screen reader says it when the user is free, so a result
+// that replaced a table is heard without reading the table out (WCAG
+// 4.1.3). The same text twice is made to differ, or it would not be said.
+function announce(id, text) {
+  const e = $(id);
+  if (!e) return;
+  e.textContent = text === e.textContent ? text + "\u00a0" : text;
+}
+
+// focusOn moves the keyboard focus to an element the user did not
+// tab to (a heading, a row's cell): it takes focus without joining the
+// tab order. Without it a control that disappears or is redrawn leaves
+// the focus on <body>, the top of the page (WCAG 2.4.3).
+function focusOn(e) {
+  if (!e) return;
+  if (!e.hasAttribute("tabindex")) e.setAttribute("tabindex", "-1");
+  e.focus();
+}
+
+// panelHeading is the visible panel's heading, where the focus goes when
+// the control the user was on went away.
+function panelHeading() { return document.querySelector(".panel:not([hidden]) h2"); }
 
 const eur = (v) => (v === undefined || v === null) ? "–" : "€" + Number(v).toFixed(v !== 0 && Math.abs(v) < 0.01 ? 6 : 4);
 const when = (t) => { if (!t) return "–"; const d = new Date(t); return isNaN(d) ? String(t) : d.toLocaleString(); };
@@ -201,7 +225,7 @@ function kv(obj) {
 
 /* ---------- sign in ---------- */
 
-async function signIn(t) {
+async function signIn(t, typed) {
   if (!/^[\x21-\x7e]+$/.test(t)) {
     // A header carries nothing else: fetch would refuse it without a word.
     $("login-error").textContent = "An admin token is printable ASCII, without spaces: check what was pasted.";
@@ -228,6 +252,8 @@ async function signIn(t) {
   document.querySelector('#tabs button[data-tab="try"]').hidden = role !== "admin" && role !== "operator";
   startStream();
   show(location.hash.slice(1) || "live");
+  // The form the focus was in is gone: the panel's heading takes it.
+  if (typed) focusOn(panelHeading());
 }
 
 function signOut(msg) {
@@ -241,15 +267,19 @@ function signOut(msg) {
     "routes-out", "route-detail", "providers-out", "policy-out"]) put($(id));
   for (const f of ["try-form", "key-create", "keys-filter", "spend-form", "budgets-form"]) $(f).reset(); // the prompt, a key's id, …
   $("try-key").value = "";
-  $("try-send").disabled = false;
+  trying = false;
+  $("try-send").removeAttribute("aria-disabled");
   decisions.clear();
   waiting.clear();
   seen = 0;
   $("live-count").textContent = "waiting for requests…";
+  $("live-dropped").textContent = "";
   $("app").hidden = true;
   $("top-right").hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = msg || "";
+  // The app the focus was in is hidden: the token field takes it.
+  $("token").focus();
 }
 
 /* ---------- tabs ---------- */
@@ -259,13 +289,35 @@ const loaders = {
   providers: loadProviders, policy: loadPolicy,
 };
 
+// The tabs follow the ARIA tabs pattern (WCAG 4.1.2): the chosen one is
+// aria-selected and the only one in the tab order; ←/→, Home and End move
+// between them and Enter or Space shows one (shown on demand: a panel
+// loads its figures when shown).
 function show(tab) {
   const b = document.querySelector('#tabs button[data-tab="' + tab + '"]');
   if (!$("panel-" + tab) || !b || b.hidden) tab = "live";
-  for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === tab);
+  for (const b of document.querySelectorAll("#tabs button")) {
+    const on = b.dataset.tab === tab;
+    b.classList.toggle("active", on);
+    b.setAttribute("aria-selected", on ? "true" : "false");
+    b.tabIndex = on ? 0 : -1;
+  }
   for (const p of document.querySelectorAll(".panel")) p.hidden = p.id !== "panel-" + tab;
+  document.title = $("tab-" + tab).textContent + " · stellwerk console";
   if (location.hash !== "#" + tab) history.replaceState(null, "", "#" + tab);
   if (loaders[tab]) loaders[tab]();
+}
+
+function tabKeys(ev) {
+  const tabs = [...document.querySelectorAll("#tabs button")].filter((b) => !b.hidden);
+  const i = tabs.indexOf(document.activeElement);
+  if (i < 0) return;
+  const to = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[ev.key];
+  if (to === undefined) return;
+  ev.preventDefault();
+  const next = tabs[(to + tabs.length) % tabs.length];
+  for (const b of tabs) b.tabIndex = b === next ? 0 : -1;
+  next.focus();
 }
 
 /* ---------- live stream ---------- */
@@ -279,7 +331,9 @@ const waiting = new Map();   // id → callback waiting for that decision
 function setStreamState(state, text) {
   const s = $("stream-state");
   s.className = "pill " + state;
-  s.textContent = "stream: " + text;
+  // A status region: only a change is written, so a reconnecting loop
+  // is said once, not every two seconds.
+  if (s.textContent !== "stream: " + text) s.textContent = "stream: " + text;
 }
 
 // startStream reads GET /admin/decisions/stream with fetch, so that the
@@ -350,7 +404,9 @@ function onEvent(block) {
   }
   if (event === "dropped") {
     const d = JSON.parse(data);
-    $("live-count").textContent = "this browser was too slow: " + d.dropped + " decisions skipped";
+    // Said by a screen reader (role=status); the stream itself is not a
+    // live region: a decision a second would drown everything else.
+    $("live-dropped").textContent = "this browser was too slow: " + d.dropped + " decisions skipped";
     return;
   }
   if (event !== "decision") return;
@@ -453,8 +509,22 @@ function fact(label, value) {
 
 /* ---------- try it ---------- */
 
+// trying is set while a try-it request is out: a second Send waits for
+// it. The button is aria-disabled, not disabled: a disabled button loses
+// the keyboard focus to <body> (WCAG 2.4.3).
+let trying = false;
+
+// decisionSummary is a decision in one sentence, for the status line.
+function decisionSummary(d) {
+  const cands = candidateLines(d.candidates);
+  const excluded = cands.filter((x) => x.verdict !== "chosen" && x.verdict !== "eligible" && x.verdict !== "fallback");
+  return "Its decision: " + (d.status || "no status") + ", " + (d.served || d.chosen || "no model") +
+    (d.provider ? " via " + d.provider : "") + (cands.length ? ", " + cands.length + " candidates weighed, " + excluded.length + " excluded" : "") + ".";
+}
+
 async function sendTry(ev) {
   ev.preventDefault();
+  if (trying) return;
   const key = $("try-key").value.trim();
   if (key) sessionStorage.setItem(TRYKEY, key); else sessionStorage.removeItem(TRYKEY);
   const body = { model: $("try-model").value.trim() || "auto", messages: [{ role: "user", content: $("try-message").value }] };
@@ -465,13 +535,16 @@ async function sendTry(ev) {
   const out = $("try-result"), dec = $("try-decision");
   put(out, el("p", { class: "muted" }, "sending…"));
   put(dec, );
-  $("try-send").disabled = true;
+  announce("try-decision-status", "");
+  trying = true;
+  $("try-send").setAttribute("aria-disabled", "true");
   const started = performance.now();
   let r;
   try {
     r = await api("POST", "/admin/try", body, key ? { "X-Stellwerk-Try-Key": key } : {});
   } finally {
-    $("try-send").disabled = false;
+    trying = false;
+    $("try-send").removeAttribute("aria-disabled");
   }
   const ms = Math.round(performance.now() - started);
   const id = r.headers.get("x-stellwerk-decision-id");
@@ -487,13 +560,14 @@ async function sendTry(ev) {
     r.status >= 400 ? errorBox(r) : el("p", { class: "answer" }, answer.split("\n").flatMap((l, i) => [i > 0 && document.createTextNode("\n"), l])),
     id && el("p", { class: "muted" }, "decision " + id)));
   if (!id) return;
-  const render = (d) => put(dec, el("h3", {}, "Its decision"), decisionCard(d, true));
+  const render = (d) => { put(dec, el("h3", {}, "Its decision"), decisionCard(d, true)); announce("try-decision-status", decisionSummary(d)); };
   if (decisions.has(id)) { render(decisions.get(id)); return; }
-  const none = el("p", { class: "muted" }, "No decision: a request refused before it was decided (its key, its URL) has none.");
-  if (r.status === 401) { put(dec, none); return; }
+  const noneText = "No decision: a request refused before it was decided (its key, its URL) has none.";
+  const none = () => { put(dec, el("p", { class: "muted" }, noneText)); announce("try-decision-status", noneText); };
+  if (r.status === 401) { none(); return; }
   put(dec, el("p", { class: "muted" }, "waiting for the decision on the live stream…"));
   waiting.set(id, render);
-  setTimeout(() => { if (waiting.get(id) === render) { waiting.delete(id); put(dec, none); } }, 10000);
+  setTimeout(() => { if (waiting.get(id) === render) { waiting.delete(id); none(); } }, 10000);
 }
 
 /* ---------- spend ---------- */
@@ -506,7 +580,7 @@ async function loadSpend(ev) {
   const r = await api("GET", "/admin/spend?since=" + encodeURIComponent($("spend-since").value) + "&group_by=day," + encodeURIComponent(by));
   if (r.status !== 200) { put(out, errorBox(r)); return; }
   const groups = r.body.data || [];
-  if (groups.length === 0) { put(out, el("p", { class: "muted" }, "No spend in this period.")); return; }
+  if (groups.length === 0) { put(out, el("p", { class: "muted" }, "No spend in this period.")); announce("spend-status", "No spend in this period."); return; }
   const days = [...new Set(groups.map((g) => g.day))].sort();
   // Teams and users are per workspace: "acme/ml" and "legal/ml" are two.
   const label = (g) => (by === "team" || by === "user") && g[by] ? g.workspace + "/" + g[by] : (g[by] || "(none)");
@@ -531,6 +605,8 @@ async function loadSpend(ev) {
     return { name: n, requests: gs.reduce((s, g) => s + g.requests, 0), cost: gs.reduce((s, g) => s + g.cost_eur, 0),
       tin: gs.reduce((s, g) => s + g.tokens_in, 0), tout: gs.reduce((s, g) => s + g.tokens_out, 0) };
   });
+  announce("spend-status", "Spend shown: " + days.length + (days.length === 1 ? " day, " : " days, ") + names.length + " per " + by +
+    ", " + eur(totals.reduce((s, t) => s + t.cost, 0)) + " in all.");
   put(out, el("p", { class: "muted" }, "Cost per day, " + r.body.timezone + ", per " + by + "."), chart, legend,
     table(totals, [[by, (t) => t.name], ["requests", (t) => t.requests], ["tokens in", (t) => t.tin],
       ["tokens out", (t) => t.tout], ["cost", (t) => eur(t.cost)]]));
@@ -547,6 +623,10 @@ async function loadBudgets(ev) {
   const r = await api("GET", "/admin/budgets" + (q.toString() ? "?" + q : ""));
   if (r.status !== 200) { put(out, errorBox(r)); return; }
   const b = r.body;
+  const bs = b.budgets || [];
+  announce("budgets-status", bs.length === 0 ? "No budget applies to this subject." :
+    bs.length + (bs.length === 1 ? " budget shown: " : " budgets shown: ") + bs.filter((x) => x.exceeded).length + " exceeded, " +
+    bs.filter((x) => x.warn && !x.exceeded).length + " past the warn threshold.");
   const rate = (x, label) => x && el("p", {}, label + ": " + x.remaining + " of " + x.limit + " left (" + x.name + "), resets " + when(x.resets_at));
   put(out, 
     (b.budgets || []).length === 0 ? el("p", { class: "muted" }, "No budget applies to this subject.") :
@@ -614,7 +694,9 @@ async function loadKeys(ev) {
   if (r.status !== 200) { put(out, errorBox(r)); return; }
   const first = r.body.data || [];
   if (first.length === 0) {
-    put(out, el("p", { class: "muted" }, [...q.keys()].length > 1 ? "No key matches these filters." : "Nothing yet."));
+    const none = [...q.keys()].length > 1 ? "No key matches these filters." : "Nothing yet.";
+    put(out, el("p", { class: "muted" }, none));
+    announce("keys-status", none);
     return;
   }
   const tbody = el("tbody", {}, first.map(keyRow));
@@ -627,18 +709,28 @@ async function loadKeys(ev) {
     more.hidden = !hasMore;
   };
   counted(r.body.has_more);
+  announce("keys-status", count.textContent);
+  // aria-disabled and a flag, not disabled: the focus stays on the button.
+  let fetching = false;
   more.addEventListener("click", async () => {
-    more.disabled = true;
+    if (fetching) return;
+    fetching = true;
+    more.setAttribute("aria-disabled", "true");
     q.set("cursor", cursor);
     const p = await api("GET", "/admin/keys?" + q);
     if (mine !== keysLoads) return;
-    more.disabled = false;
+    fetching = false;
+    more.removeAttribute("aria-disabled");
     if (p.status !== 200) { count.replaceChildren(errorBox(p)); return; }
     const next = p.body.data || [];
-    tbody.append(...next.map(keyRow));
+    const rows = next.map(keyRow);
+    tbody.append(...rows);
     shownKeys += next.length;
     cursor = p.body.next_cursor;
     counted(p.body.has_more);
+    // The button hides when nothing more matches: the first new row's id
+    // takes the focus (it reads on from where the user was).
+    if (more.hidden && rows.length) focusOn(rows[0].firstChild);
   });
   put(out, el("div", { class: "scroll" }, el("table", {},
     el("thead", {}, el("tr", {}, KEY_COLS.map(([label]) => el("th", {}, label)))), tbody)), count, more);
@@ -687,6 +779,7 @@ async function loadRoutes() {
   const r = await api("GET", "/admin/routes");
   if (r.status !== 200) { put(out, errorBox(r)); return; }
   const rows = r.body.data || [];
+  announce("routes-status", rows.length === 0 ? "No named routes yet." : rows.length + (rows.length === 1 ? " route." : " routes."));
   put(out, rows.length === 0 ? el("p", { class: "muted" }, "No named routes yet (docs/routes.md).") :
     table(rows, [
       ["route", (x) => el("strong", {}, x.name)],
@@ -703,7 +796,8 @@ async function showRoute(name) {
   const r = await api("GET", "/admin/routes/" + encodeURIComponent(name));
   if (r.status !== 200) { put(out, errorBox(r)); return; }
   const traffic = r.body.traffic || [];
-  put(out, el("h3", {}, "Route " + name + ": versions"),
+  const head = el("h3", { tabindex: "-1" }, "Route " + name + ": versions");
+  put(out, head,
     table(r.body.versions || [], [
       ["version", (v) => "v" + v.version + (v.live ? " (live)" : "")],
       ["created", (v) => when(v.created_at)],
@@ -723,6 +817,8 @@ async function showRoute(name) {
       ["errors", (x) => String(x.errors)], ["cost", (x) => eur(x.cost_micro_eur / 1e6)],
       ["mean latency", (x) => x.requests ? Math.round(x.latency_sum_ns / x.requests / 1e6) + " ms" : "–"],
     ]));
+  // The versions appear below the table: the focus goes to their heading.
+  focusOn(head);
 }
 
 /* ---------- providers ---------- */
@@ -812,11 +908,12 @@ async function loadPolicy() {
 /* ---------- wiring ---------- */
 
 document.addEventListener("DOMContentLoaded", () => {
-  $("login-form").addEventListener("submit", (ev) => { ev.preventDefault(); signIn($("token").value.trim()); });
+  $("login-form").addEventListener("submit", (ev) => { ev.preventDefault(); signIn($("token").value.trim(), true); });
   $("logout").addEventListener("click", () => signOut(""));
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => show(b.dataset.tab));
+  $("tabs").addEventListener("keydown", tabKeys);
   $("live-pause").addEventListener("click", () => { paused = !paused; $("live-pause").textContent = paused ? "Resume" : "Pause"; });
-  $("live-clear").addEventListener("click", () => put($("live-list"), ));
+  $("live-clear").addEventListener("click", () => { put($("live-list")); $("live-dropped").textContent = ""; });
   $("try-form").addEventListener("submit", sendTry);
   $("spend-form").addEventListener("submit", loadSpend);
   $("budgets-form").addEventListener("submit", loadBudgets);

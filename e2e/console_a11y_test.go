@@ -1,0 +1,189 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/testsrv"
+)
+
+// TestConsoleAccessibility drives the console in headless Chromium with
+// the keyboard, as a screen-reader or keyboard-only user would, and reads
+// what assistive technology is given (the accessibility probe: WCAG 2.2 AA).
+// The tabs are ARIA tabs that say which panel shows (4.1.2); the focus
+// never falls to <body> after signing in or out, sending a try-it request,
+// loading a route's versions (2.4.3); results and state changes are in
+// status regions (4.1.3), the decision stream itself is not.
+func TestConsoleAccessibility(t *testing.T) {
+	t.Parallel()
+	chromium := testsrv.Chromium(t)
+	s := harness.Start(t, harness.Options{Mutate: func(c *config.Config) {
+		c.Auth.Mode = "keys"
+		c.Budgets.Limits = []config.BudgetRule{{Name: "default-daily", Scope: "workspace", Subject: "default",
+			AmountEUR: 5, Period: "day", WarnAt: 0.5}}
+	}})
+	secrets := map[string]string{}
+	for _, id := range []string{"a11y-one", "a11y-two"} {
+		resp, b := adminDo(t, s, "POST", "/admin/keys", fmt.Sprintf(`{"id":%q,"workspace":"default"}`, id))
+		if resp.StatusCode != 201 {
+			t.Fatalf("create %s: %d %s", id, resp.StatusCode, b)
+		}
+		var k struct{ Secret string }
+		mustJSON(t, b, &k)
+		secrets[id] = k.Secret
+		waitFor(t, "the key "+id+" to be known", func() bool { // the key store refreshes every 250ms
+			resp, _ := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`,
+				map[string]string{"Authorization": "Bearer " + k.Secret})
+			return resp.StatusCode == 200
+		})
+	}
+	deployRoute(t, s, "route: support\nnodes:\n  - {id: main, model: alpha-model}\n")
+
+	ctx, run := browser(t, chromium, 3*time.Minute)
+	eval := func(what, js string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return v
+	}
+	// focused describes the element with the focus: tag#id, or tag in #panel.
+	const focused = `(() => { const a = document.activeElement; if (!a) return "none";
+		const p = a.closest("section, tr, #tabs, form"); return a.tagName + (a.id ? "#" + a.id : "") + " in " + (p ? (p.id || p.tagName) : "-"); })()`
+
+	// The tabs before signing in: a tablist, each tab controlling its
+	// panel, the one shown selected.
+	run("open", chromedp.Navigate(s.AdminURL+"/console/"), chromedp.WaitVisible(chromedp.ID("token")))
+	tabs := eval("tabs", `(() => { const l = document.getElementById("tabs"); const out = [l.getAttribute("role")];
+		for (const b of l.querySelectorAll("button")) { const p = document.getElementById(b.getAttribute("aria-controls"));
+			out.push([b.getAttribute("role"), b.dataset.tab, b.getAttribute("aria-selected"), b.tabIndex,
+				p ? p.getAttribute("role") + ">" + p.getAttribute("aria-labelledby") : "no panel"].join(" ")); }
+		return out.join("\n"); })()`)
+	wantTabs := "tablist\ntab live true 0 tabpanel>tab-live\ntab try false -1 tabpanel>tab-try\ntab spend false -1 tabpanel>tab-spend\n" +
+		"tab budgets false -1 tabpanel>tab-budgets\ntab keys false -1 tabpanel>tab-keys\ntab routes false -1 tabpanel>tab-routes\n" +
+		"tab providers false -1 tabpanel>tab-providers\ntab policy false -1 tabpanel>tab-policy"
+	if tabs != wantTabs {
+		t.Errorf("the tabs are not ARIA tabs:\n%s\nwant\n%s", tabs, wantTabs)
+	}
+
+	// Sign in with the keyboard: the focus goes to the panel's heading,
+	// not back to the top of the page.
+	run("sign in by keyboard",
+		chromedp.SendKeys(chromedp.ID("token"), s.AdminToken+kb.Enter),
+		chromedp.WaitVisible(chromedp.ID("live-list")),
+		waitJS("the focus on the live panel's heading", `document.activeElement.matches("#panel-live h2")`),
+		waitText("#stream-state", "stream: live"),
+	)
+	live := eval("live regions", `["stream-state", "live-dropped", "live-list"].map((id) => { const e = document.getElementById(id);
+		return id + " " + e.getAttribute("role") + " " + e.getAttribute("aria-live"); }).join(", ")`)
+	if live != "stream-state status null, live-dropped status null, live-list null null" {
+		t.Errorf("the stream's state and the skipped-decisions notice are status regions, the stream is not: %s", live)
+	}
+
+	// ←/→ move along the tabs, Enter shows one, which becomes selected
+	// and the only tab in the tab order; the page's title names it.
+	run("the tabs by keyboard",
+		chromedp.Focus(chromedp.ID("tab-live")),
+		chromedp.KeyEvent(kb.ArrowRight),
+		waitJS("the focus on the Try it tab", `document.activeElement.id === "tab-try"`),
+		chromedp.KeyEvent(kb.ArrowLeft+kb.End),
+		waitJS("End: the focus on the last tab", `document.activeElement.id === "tab-policy"`),
+		chromedp.KeyEvent(kb.Home+kb.ArrowRight+kb.Enter),
+		chromedp.WaitVisible(chromedp.ID("try-form")),
+	)
+	sel := eval("selected", `[...document.querySelectorAll("#tabs [role=tab]")].map((b) => b.dataset.tab + ":" + b.getAttribute("aria-selected") + ":" + b.tabIndex).join(" ") + " | " + document.title`)
+	if !strings.Contains(sel, "live:false:-1 try:true:0 spend:false:-1") || !strings.Contains(sel, "| Try it · stellwerk console") {
+		t.Errorf("after Enter on Try it: %s", sel)
+	}
+
+	// Send with the keyboard: the focus stays on Send while the answer is
+	// on its way and after; the answer and the decision are announced.
+	run("try it by keyboard",
+		chromedp.SetValue(chromedp.ID("try-key"), secrets["a11y-one"]),
+		chromedp.Focus(chromedp.ID("try-send")),
+		chromedp.KeyEvent(kb.Enter),
+		waitText("#try-result", "200"),
+		waitText("#try-decision-status", "Its decision: 200"),
+	)
+	if f := eval("focus", focused); f != "BUTTON#try-send in try-form" {
+		t.Errorf("after Send, the focus is on %s, not the Send button", f)
+	}
+	if r := eval("try regions", `document.getElementById("try-result").getAttribute("role") + " " + document.getElementById("try-decision-status").getAttribute("role")`); r != "status status" {
+		t.Errorf("the try-it answer and decision are not status regions: %s", r)
+	}
+
+	// Spend, budgets, keys, routes: each panel's result is said in its
+	// status line.
+	chat := func(key string) {
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hello"}]}`,
+			map[string]string{"Authorization": "Bearer " + secrets[key]})
+		if resp.StatusCode != 200 {
+			t.Fatalf("chat with %s: %d %s", key, resp.StatusCode, b)
+		}
+	}
+	chat("a11y-two")
+	chat("a11y-two")
+	run("spend per key",
+		chromedp.Click(chromedp.ID("tab-spend")),
+		chromedp.SetValue(chromedp.ID("spend-by"), "key"),
+		untilText("#spend-out", "a11y-two", chromedp.Click(chromedp.CSS("#spend-form button"))), // the ledger flushes every second
+		waitText("#spend-status", "Spend shown: 1 day, 2 per key"),
+	)
+	run("budgets",
+		chromedp.Click(chromedp.ID("tab-budgets")),
+		chromedp.SendKeys(chromedp.ID("budget-workspace"), "default"),
+		chromedp.Click(chromedp.CSS("#budgets-form button")),
+		waitText("#budgets-status", "1 budget shown: 0 exceeded"),
+		chromedp.Click(chromedp.ID("tab-keys")),
+		waitText("#keys-status", "2 keys."),
+	)
+	// Versions: its heading below the table takes the focus.
+	run("routes",
+		chromedp.Click(chromedp.ID("tab-routes")),
+		waitText("#routes-status", "1 route."),
+		click(`tr[data-route="support"] button`),
+		waitJS("the focus on the versions' heading", `document.activeElement.matches("#route-detail h3")`),
+	)
+	for _, id := range []string{"spend-status", "budgets-status", "keys-status", "routes-status", "key-secret"} {
+		if r := eval("role", `document.getElementById("`+id+`").getAttribute("role")`); r != "status" {
+			t.Errorf("#%s is not a status region: %s", id, r)
+		}
+	}
+
+	// Sign out by keyboard: the token field takes the focus.
+	run("sign out by keyboard",
+		chromedp.Focus(chromedp.ID("logout")),
+		chromedp.KeyEvent(kb.Enter),
+		chromedp.WaitVisible(chromedp.ID("token")),
+	)
+	if f := eval("focus", focused); f != "INPUT#token in login-form" {
+		t.Errorf("after signing out, the focus is on %s, not the token field", f)
+	}
+}
+
+// waitJS waits until the expression is true.
+func waitJS(what, expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		for {
+			ok, err := chromedp.Evaluate[bool](expr)(ctx, tg)
+			if err == nil && ok {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				f, _ := chromedp.Evaluate[string](`document.activeElement ? document.activeElement.outerHTML.slice(0, 200) : "none"`)(context.Background(), tg)
+				return fmt.Errorf("waiting for %s (%v; focus on %s): %w", what, err, f, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+}
