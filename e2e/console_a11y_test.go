@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +139,20 @@ func TestConsoleAccessibility(t *testing.T) {
 		untilText("#spend-out", "a11y-two", chromedp.Click(chromedp.CSS("#spend-form button"))), // the ledger flushes every second
 		waitText("#spend-status", "Spend shown: 1 day, 2 per key"),
 	)
+	// The day's amounts per key are text: the bar is an image named with
+	// them (its coloured segments hidden), and a table gives day × key.
+	bar := eval("the bar", `(() => { const b = document.querySelector("#spend-out .bar");
+		return b.getAttribute("role") + "|" + b.getAttribute("aria-label") + "|" +
+			[...b.querySelectorAll(".seg")].map((x) => x.getAttribute("aria-hidden")).join(","); })()`)
+	if !regexp.MustCompile(`^img\|\d{4}-\d\d-\d\d: a11y-one €[0-9.]+, \d+ requests?; a11y-two €[0-9.]+, \d+ requests?\. Total €[0-9.]+\.\|true,true$`).MatchString(bar) {
+		t.Errorf("the day's bar does not say its amounts per key: %q", bar)
+	}
+	run("the daily table", chromedp.Click(chromedp.CSS("#spend-out details.daily summary")), chromedp.WaitVisible(chromedp.CSS("#spend-out table.daily")))
+	daily := eval("the daily table", `[...document.querySelectorAll("#spend-out table.daily tr")].map((r) =>
+		[...r.children].map((c) => c.tagName + ":" + (c.getAttribute("scope") || "") + ":" + c.textContent.replace(/^\d{4}-\d\d-\d\d$/, "DAY").replace(/€[0-9.]+/g, "€n")).join(" ")).join("\n")`)
+	if want := "TH:col:day TH:col:a11y-one TH:col:a11y-two TH:col:total\nTH:row:DAY TD::€n TD::€n TD::€n"; daily != want {
+		t.Errorf("the daily table:\n%s\nwant\n%s", daily, want)
+	}
 	run("budgets",
 		chromedp.Click(chromedp.ID("tab-budgets")),
 		chromedp.SendKeys(chromedp.ID("budget-workspace"), "default"),
@@ -146,10 +161,42 @@ func TestConsoleAccessibility(t *testing.T) {
 		chromedp.Click(chromedp.ID("tab-keys")),
 		waitText("#keys-status", "2 keys."),
 	)
+
+	// Revoke: each button is named with its key; the question is written
+	// and said, stays past the old silent 5 s, Escape withdraws it; once
+	// revoked, the key's status cell has the focus.
+	names := eval("names", `[...document.querySelectorAll("#keys-out button.revoke")].map((b) => b.getAttribute("aria-label")).join(", ")`)
+	if names != "Revoke key a11y-one, Revoke key a11y-two" {
+		t.Errorf("the revoke buttons are named %q", names)
+	}
+	two := `tr[data-key-id="a11y-two"] button.revoke`
+	run("ask, and withdraw with Escape",
+		chromedp.Focus(chromedp.CSS(two)),
+		chromedp.KeyEvent(kb.Enter),
+		waitText(two, "Confirm revoke"),
+		waitText(`tr[data-key-id="a11y-two"] .revoke-hint`, "Press again to revoke key a11y-two"),
+		waitText("#keys-status", "Press again to revoke key a11y-two"),
+		chromedp.KeyEvent(kb.Escape),
+		waitText(two, "Revoke"),
+		waitText("#keys-status", "Key a11y-two not revoked."),
+	)
+	one := `tr[data-key-id="a11y-one"] button.revoke`
+	run("ask", chromedp.Focus(chromedp.CSS(one)), chromedp.KeyEvent(kb.Enter), waitText(one, "Confirm revoke"))
+	time.Sleep(5500 * time.Millisecond)
+	if got := eval("after 5.5 s", `document.querySelector('`+one+`').textContent + "|" + document.querySelector('`+one+`').getAttribute("aria-label")`); got != "Confirm revoke|Confirm revoke of key a11y-one" {
+		t.Errorf("5.5 s after the first press the button reads %q", got)
+	}
+	run("confirm",
+		chromedp.KeyEvent(kb.Enter),
+		waitText(`tr[data-key-id="a11y-one"] td[data-label="status"]`, "revoked"),
+		waitText("#keys-status", "Key a11y-one revoked."),
+		waitJS("the focus on the revoked key's status", `document.activeElement.matches('tr[data-key-id="a11y-one"] td[data-label="status"]')`),
+	)
 	// Versions: its heading below the table takes the focus.
 	run("routes",
 		chromedp.Click(chromedp.ID("tab-routes")),
 		waitText("#routes-status", "1 route."),
+		waitJS("the Versions button named with its route", `document.querySelector('tr[data-route="support"] button').getAttribute("aria-label") === "Versions of route support"`),
 		click(`tr[data-route="support"] button`),
 		waitJS("the focus on the versions' heading", `document.activeElement.matches("#route-detail h3")`),
 	)

@@ -585,21 +585,39 @@ async function loadSpend(ev) {
   // Teams and users are per workspace: "acme/ml" and "legal/ml" are two.
   const label = (g) => (by === "team" || by === "user") && g[by] ? g.workspace + "/" + g[by] : (g[by] || "(none)");
   const names = [...new Set(groups.map(label))].sort();
-  const color = (n) => "c" + (names.indexOf(n) % 8);
+  // Eight colours, then the same eight hatched, then dotted: no two
+  // groups look alike up to 24 (a colour came back from the ninth).
+  const color = (n) => { const i = names.indexOf(n); return "c" + (i % 8) + " p" + (Math.floor(i / 8) % 3); };
+  const reqs = (n) => n + (n === 1 ? " request" : " requests");
   const perDay = days.map((day) => groups.filter((g) => g.day === day));
   const max = Math.max(...perDay.map((gs) => gs.reduce((s, g) => s + g.cost_eur, 0)), 1e-9);
   const chart = el("div", { class: "bars" }, days.map((day, i) => {
     const gs = perDay[i];
     const total = gs.reduce((s, g) => s + g.cost_eur, 0);
+    // The bar is an image named with the day's amounts per group: a
+    // screen reader reads them, where the segments were only colour and
+    // a mouse tooltip (WCAG 1.1.1, 1.4.1).
     return el("div", { class: "bar-row" },
       el("span", { class: "bar-label" }, day),
-      el("span", { class: "bar" }, gs.map((g) => el("span", {
-        class: "seg " + color(label(g)), style: { width: (100 * g.cost_eur / max).toFixed(2) + "%" },
-        title: label(g) + ": " + eur(g.cost_eur) + ", " + g.requests + " requests",
+      el("span", { class: "bar", role: "img",
+        "aria-label": day + ": " + gs.map((g) => label(g) + " " + eur(g.cost_eur) + ", " + reqs(g.requests)).join("; ") + ". Total " + eur(total) + "." },
+      gs.map((g) => el("span", {
+        class: "seg " + color(label(g)), style: { width: (100 * g.cost_eur / max).toFixed(2) + "%" }, "aria-hidden": "true",
+        title: label(g) + ": " + eur(g.cost_eur) + ", " + reqs(g.requests),
       }))),
       el("span", { class: "bar-total" }, eur(total)));
   }));
-  const legend = el("div", { class: "legend" }, names.map((n) => el("span", {}, el("i", { class: "seg " + color(n) }), n)));
+  const legend = el("div", { class: "legend" }, names.map((n) => el("span", {}, el("i", { class: "seg " + color(n), "aria-hidden": "true" }), n)));
+  // The same figures as a table, day by group, for the keyboard, a
+  // screen reader and without colour.
+  const cell = (day, n) => { const g = perDay[days.indexOf(day)].find((x) => label(x) === n); return g ? eur(g.cost_eur) : "–"; };
+  const daily = el("details", { class: "daily" }, el("summary", {}, "Cost per day and " + by + " as a table"),
+    el("div", { class: "scroll", role: "region", tabindex: "0", "aria-label": "Cost per day and " + by },
+      el("table", { class: "daily" },
+        el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "day"), names.map((n) => el("th", { scope: "col" }, n)), el("th", { scope: "col" }, "total"))),
+        el("tbody", {}, days.map((day, i) => el("tr", {}, el("th", { scope: "row" }, day),
+          names.map((n) => el("td", { "data-label": n }, cell(day, n))),
+          el("td", { "data-label": "total" }, eur(perDay[i].reduce((s, g) => s + g.cost_eur, 0)))))))));
   const totals = names.map((n) => {
     const gs = groups.filter((g) => label(g) === n);
     return { name: n, requests: gs.reduce((s, g) => s + g.requests, 0), cost: gs.reduce((s, g) => s + g.cost_eur, 0),
@@ -607,7 +625,7 @@ async function loadSpend(ev) {
   });
   announce("spend-status", "Spend shown: " + days.length + (days.length === 1 ? " day, " : " days, ") + names.length + " per " + by +
     ", " + eur(totals.reduce((s, t) => s + t.cost, 0)) + " in all.");
-  put(out, el("p", { class: "muted" }, "Cost per day, " + r.body.timezone + ", per " + by + "."), chart, legend,
+  put(out, el("p", { class: "muted" }, "Cost per day, " + r.body.timezone + ", per " + by + "."), chart, legend, daily,
     table(totals, [[by, (t) => t.name], ["requests", (t) => t.requests], ["tokens in", (t) => t.tin],
       ["tokens out", (t) => t.tout], ["cost", (t) => eur(t.cost)]]));
 }
@@ -737,22 +755,50 @@ async function loadKeys(ev) {
 }
 
 // revokeButton asks once more before revoking: the key stops working at
-// once for every client that holds it.
+// once for every client that holds it. The question stays until the
+// focus leaves the button or Escape is pressed, with no time limit (WCAG
+// 2.2.1; it went back after a silent 5 s), is written beside the button
+// and said in the panel's status line (4.1.3). The button is named with
+// its key (2.4.6): a list of a hundred "Revoke" buttons told nothing.
 function revokeButton(id) {
-  const b = el("button", { type: "button", class: "danger revoke" }, "Revoke");
+  const name = "Revoke key " + id;
+  const b = el("button", { type: "button", class: "danger revoke", "aria-label": name }, "Revoke");
+  const hint = el("span", { class: "revoke-hint", hidden: true }, "Press again to revoke key " + id + ". Esc cancels.");
+  let busy = false;
+  const reset = () => {
+    if (busy || !b.classList.contains("confirm")) return;
+    b.classList.remove("confirm");
+    b.textContent = "Revoke";
+    b.setAttribute("aria-label", name);
+    hint.hidden = true;
+  };
+  b.addEventListener("blur", reset);
+  b.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Escape" || !b.classList.contains("confirm")) return;
+    reset();
+    announce("keys-status", "Key " + id + " not revoked.");
+  });
   b.addEventListener("click", async () => {
+    if (busy) return;
     if (!b.classList.contains("confirm")) {
       b.classList.add("confirm");
       b.textContent = "Confirm revoke";
-      setTimeout(() => { b.classList.remove("confirm"); b.textContent = "Revoke"; }, 5000);
+      b.setAttribute("aria-label", "Confirm revoke of key " + id);
+      hint.hidden = false;
+      announce("keys-status", "Press again to revoke key " + id + ": it stops working at once for every client. Escape cancels.");
       return;
     }
-    b.disabled = true;
+    busy = true;
+    b.setAttribute("aria-disabled", "true");
     const r = await api("POST", "/admin/keys/" + encodeURIComponent(id) + "/revoke");
-    if (r.status !== 200) { b.replaceWith(errorBox(r)); return; }
-    loadKeys();
+    if (r.status !== 200) { const e = errorBox(r); hint.remove(); b.replaceWith(e); focusOn(e); return; }
+    await loadKeys();
+    // The table was drawn anew: the key's status cell ("revoked") takes
+    // the focus, or the panel's heading when a filter hides the row.
+    announce("keys-status", "Key " + id + " revoked.");
+    focusOn(document.querySelector('#keys-out tr[data-key-id="' + CSS.escape(id) + '"] td[data-label="status"]') || panelHeading());
   });
-  return b;
+  return [b, hint];
 }
 
 async function createKey(ev) {
@@ -787,7 +833,7 @@ async function loadRoutes() {
       ["latest", (x) => "v" + x.latest],
       ["versions", (x) => String(x.version_count)],
       ["deployed", (x) => x.deployed_at ? when(x.deployed_at) + (x.deployed_by ? " by " + x.deployed_by : "") : "–"],
-      ["", (x) => el("button", { type: "button", class: "ghost", onclick: () => showRoute(x.name) }, "Versions")],
+      ["", (x) => el("button", { type: "button", class: "ghost", "aria-label": "Versions of route " + x.name, onclick: () => showRoute(x.name) }, "Versions")],
     ], (x) => ({ "data-route": x.name })));
 }
 
