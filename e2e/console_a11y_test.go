@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -200,6 +203,52 @@ func TestConsoleAccessibility(t *testing.T) {
 		click(`tr[data-route="support"] button`),
 		waitJS("the focus on the versions' heading", `document.activeElement.matches("#route-detail h3")`),
 	)
+	// Every table's header cell has text (the button columns "Action",
+	// visually hidden); every scroll region is named and takes the focus;
+	// times carry their datetime.
+	run("the keys again", chromedp.Click(chromedp.ID("tab-keys")), waitText("#keys-status", "2 keys."), chromedp.Click(chromedp.ID("tab-routes")),
+		waitText("#routes-status", "1 route."), click(`tr[data-route="support"] button`), waitText("#route-detail", "Deploys"))
+	if bad := eval("tables", `(() => { const bad = [];
+		for (const sel of ["#keys-out", "#routes-out", "#route-detail", "#spend-out", "#budgets-out"])
+			for (const th of document.querySelectorAll(sel + " th")) if (!th.textContent.trim()) bad.push(sel + " th " + th.cellIndex);
+		for (const r of document.querySelectorAll(".scroll"))
+			if (r.getAttribute("role") !== "region" || r.tabIndex !== 0 || !r.getAttribute("aria-label")) bad.push("scroll " + r.outerHTML.slice(0, 80));
+		for (const sel of ["#keys-out td[data-label=created] time", "#route-detail time", "#live-list article.decision time"]) {
+			const tm = document.querySelector(sel); if (!tm || isNaN(Date.parse(tm.getAttribute("datetime")))) bad.push(sel + " has no datetime"); }
+		return bad.join("; "); })()`); bad != "" {
+		t.Errorf("tables: %s", bad)
+	}
+	// A field's border stands out from the white panel by 3:1 at least.
+	if c, _ := strconv.ParseFloat(eval("field border", `(() => { const lum = (c) => { const v = c.match(/\d+/g).slice(0, 3).map((x) => { x /= 255; return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; });
+		return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
+		return (1.05 / (lum(getComputedStyle(document.getElementById("keys-filter-team")).borderTopColor) + 0.05)).toFixed(2); })()`), 64); c < 3 {
+		t.Errorf("a field's border has %.2f:1 against white", c)
+	}
+
+	// Reduced motion: a new decision does not fade in. Forced colours: the
+	// budget meter, its warn mark, the spend bars and the legend keep a
+	// colour that is not the page's.
+	run("reduced motion", media("prefers-reduced-motion", "reduce"), chromedp.Click(chromedp.ID("tab-live")))
+	if a := eval("animation", `getComputedStyle(document.querySelector("#live-list article.decision")).animationName`); a != "none" {
+		t.Errorf("with prefers-reduced-motion: reduce, a decision is animated: %s", a)
+	}
+	run("forced colours", media("forced-colors", "active"),
+		chromedp.Click(chromedp.ID("tab-budgets")), chromedp.Click(chromedp.CSS("#budgets-form button")), chromedp.WaitVisible(chromedp.CSS("#budgets-out .meter")))
+	paint := `(sel) => { const e = document.querySelector(sel); const cs = getComputedStyle(e);
+		return sel + " " + cs.backgroundColor + " " + cs.borderTopWidth; }`
+	meters := eval("meter", `(`+paint+`)("#budgets-out .meter .fill") + "|" + (`+paint+`)("#budgets-out .meter .mark")`)
+	if edge := eval("meter", `getComputedStyle(document.querySelector("#budgets-out .meter")).borderTopWidth`); edge != "1px" {
+		t.Errorf("in forced colours the meter has no outline: %q", edge)
+	}
+	run("forced colours, spend", chromedp.Click(chromedp.ID("tab-spend")), chromedp.WaitVisible(chromedp.CSS("#spend-out .bar .seg")))
+	segs := eval("segments", `(`+paint+`)("#spend-out .bar .seg") + "|" + (`+paint+`)("#spend-out .legend i")`)
+	for _, p := range strings.Split(meters+"|"+segs, "|") {
+		if strings.Contains(p, "rgb(255, 255, 255)") || strings.Contains(p, "rgba(0, 0, 0, 0)") {
+			t.Errorf("in forced colours %s: drawn as the background", p)
+		}
+	}
+	run("normal colours", media("forced-colors", "none"))
+
 	for _, id := range []string{"spend-status", "budgets-status", "keys-status", "routes-status", "key-secret"} {
 		if r := eval("role", `document.getElementById("`+id+`").getAttribute("role")`); r != "status" {
 			t.Errorf("#%s is not a status region: %s", id, r)
@@ -215,6 +264,14 @@ func TestConsoleAccessibility(t *testing.T) {
 	if f := eval("focus", focused); f != "INPUT#token in login-form" {
 		t.Errorf("after signing out, the focus is on %s, not the token field", f)
 	}
+}
+
+// media emulates a CSS media feature (forced-colors, prefers-reduced-motion).
+func media(name, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{{Name: name, Value: value}}})
+		return err
+	})
 }
 
 // waitJS waits until the expression is true.

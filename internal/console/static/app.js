@@ -195,13 +195,31 @@ function panelHeading() { return document.querySelector(".panel:not([hidden]) h2
 const eur = (v) => (v === undefined || v === null) ? "–" : "€" + Number(v).toFixed(v !== 0 && Math.abs(v) < 0.01 ? 6 : 4);
 const when = (t) => { if (!t) return "–"; const d = new Date(t); return isNaN(d) ? String(t) : d.toLocaleString(); };
 
-// table renders rows (objects) under the given columns: [label, fn(row)].
-function table(rows, cols, rowAttrs) {
+// table renders rows (objects) under the given columns: [label, fn(row)],
+// in a scroll region named name: it takes the focus, so a keyboard user
+// can scroll a table wider than the screen (WCAG 2.1.1, 4.1.2).
+function table(rows, cols, rowAttrs, name) {
   if (!rows || rows.length === 0) return el("p", { class: "muted" }, "Nothing yet.");
-  return el("div", { class: "scroll" }, el("table", {},
-    el("thead", {}, el("tr", {}, cols.map(([label]) => el("th", {}, label)))),
+  return scrollRegion(name, el("table", {},
+    el("thead", {}, el("tr", {}, cols.map(([label]) => headCell(label)))),
     el("tbody", {}, rows.map((r) => el("tr", rowAttrs ? rowAttrs(r) : {},
       cols.map(([label, fn]) => el("td", { "data-label": label }, fn(r))))))));
+}
+
+function scrollRegion(name, child) {
+  return el("div", { class: "scroll", role: "region", tabindex: "0", "aria-label": name || "table" }, child);
+}
+
+// headCell is a column's header; a column without a visible one (a
+// button's) is named "Action" for a screen reader (WCAG 1.3.1).
+function headCell(label) {
+  return el("th", { scope: "col" }, label || el("span", { class: "sr-only" }, "Action"));
+}
+
+// whenEl is a time as when writes it, in a <time> with its datetime.
+function whenEl(t) {
+  const d = new Date(t);
+  return t && !isNaN(d) ? el("time", { datetime: d.toISOString() }, when(t)) : when(t);
 }
 
 // kv renders an object's members as a definition list.
@@ -470,7 +488,7 @@ function decisionCard(d, open) {
       el("strong", { class: "d-model" }, served),
       d.provider && el("span", { class: "muted" }, "via " + d.provider),
       el("span", { class: "spacer" }),
-      el("time", { class: "muted" }, new Date(d.time).toLocaleTimeString())),
+      el("time", { class: "muted", datetime: d.time }, new Date(d.time).toLocaleTimeString())),
     el("div", { class: "d-facts" },
       fact("workspace", d.workspace || "—"),
       fact("cost", eur(cost.eur)),
@@ -499,7 +517,7 @@ function decisionCard(d, open) {
         ["est. cost", (x) => x.estimated_cost_eur ? eur(x.estimated_cost_eur) : ""],
         ["quality", (x) => x.quality ? x.quality.toFixed(2) : ""],
         ["residency", (x) => x.residency || ""],
-      ])),
+      ], null, "Candidates weighed")),
     el("div", { class: "d-id muted" }, d.id));
 }
 
@@ -558,7 +576,7 @@ async function sendTry(ev) {
     r.headers.get("x-stellwerk-reason") && el("p", { class: "d-reason" }, r.headers.get("x-stellwerk-reason")),
     // The answer keeps its line breaks; every other hidden character is marked.
     r.status >= 400 ? errorBox(r) : el("p", { class: "answer" }, answer.split("\n").flatMap((l, i) => [i > 0 && document.createTextNode("\n"), l])),
-    id && el("p", { class: "muted" }, "decision " + id)));
+    id && el("p", { class: "muted break" }, "decision " + id)));
   if (!id) return;
   const render = (d) => { put(dec, el("h3", {}, "Its decision"), decisionCard(d, true)); announce("try-decision-status", decisionSummary(d)); };
   if (decisions.has(id)) { render(decisions.get(id)); return; }
@@ -612,7 +630,7 @@ async function loadSpend(ev) {
   // screen reader and without colour.
   const cell = (day, n) => { const g = perDay[days.indexOf(day)].find((x) => label(x) === n); return g ? eur(g.cost_eur) : "–"; };
   const daily = el("details", { class: "daily" }, el("summary", {}, "Cost per day and " + by + " as a table"),
-    el("div", { class: "scroll", role: "region", tabindex: "0", "aria-label": "Cost per day and " + by },
+    scrollRegion("Cost per day and " + by,
       el("table", { class: "daily" },
         el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "day"), names.map((n) => el("th", { scope: "col" }, n)), el("th", { scope: "col" }, "total"))),
         el("tbody", {}, days.map((day, i) => el("tr", {}, el("th", { scope: "row" }, day),
@@ -627,7 +645,7 @@ async function loadSpend(ev) {
     ", " + eur(totals.reduce((s, t) => s + t.cost, 0)) + " in all.");
   put(out, el("p", { class: "muted" }, "Cost per day, " + r.body.timezone + ", per " + by + "."), chart, legend, daily,
     table(totals, [[by, (t) => t.name], ["requests", (t) => t.requests], ["tokens in", (t) => t.tin],
-      ["tokens out", (t) => t.tout], ["cost", (t) => eur(t.cost)]]));
+      ["tokens out", (t) => t.tout], ["cost", (t) => eur(t.cost)]], null, "Spend per " + by + " in the period"));
 }
 
 /* ---------- budgets ---------- */
@@ -653,7 +671,7 @@ async function loadBudgets(ev) {
         ["scope", (x) => x.scope + (x.subject ? " " + x.subject : "")],
         ["period", (x) => x.period],
         ["used", (x) => el("div", { class: "meter-wrap" },
-          el("span", { class: "meter " + (x.exceeded ? "bad" : x.warn ? "warn" : "good") },
+          el("span", { class: "meter " + (x.exceeded ? "bad" : x.warn ? "warn" : "good"), "aria-hidden": "true" },
             el("span", { class: "fill", style: { width: Math.min(100, 100 * x.ratio).toFixed(1) + "%" } }),
             x.warn_at && el("span", { class: "mark", style: { left: (100 * x.warn_at).toFixed(1) + "%" }, title: "warn threshold" })),
           // The percentage beside the amounts is the amounts' own; the
@@ -664,8 +682,8 @@ async function loadBudgets(ev) {
         ["when exceeded", (x) => x.action === "downgrade" ? "downgrade" : "refuse (429)"],
         ["state", (x) => el("span", { class: "verdict " + (x.exceeded ? "excluded" : x.warn ? "warn" : "eligible") },
           x.exceeded ? "exceeded" : x.warn ? "past warn threshold" : "ok")],
-        ["resets", (x) => when(x.resets_at)],
-      ]),
+        ["resets", (x) => whenEl(x.resets_at)],
+      ], null, "Budgets"),
     rate(b.requests, "Requests"), rate(b.tokens, "Tokens"));
 }
 
@@ -684,8 +702,8 @@ const KEY_COLS = [
   ["team / user", (k) => [k.team, k.user].filter(Boolean).join(" / ")],
   ["models", (k) => (k.models || []).join(", ") || "all"],
   ["status", (k) => el("span", { class: "verdict " + k.status }, k.status)],
-  ["created", (k) => when(k.created_at)],
-  ["expires", (k) => k.expires_at ? when(k.expires_at) : "never"],
+  ["created", (k) => whenEl(k.created_at)],
+  ["expires", (k) => k.expires_at ? whenEl(k.expires_at) : "never"],
   ["", (k) => k.status === "active" && document.body.dataset.role === "admin" ? revokeButton(k.id) : ""],
 ];
 
@@ -750,8 +768,8 @@ async function loadKeys(ev) {
     // takes the focus (it reads on from where the user was).
     if (more.hidden && rows.length) focusOn(rows[0].firstChild);
   });
-  put(out, el("div", { class: "scroll" }, el("table", {},
-    el("thead", {}, el("tr", {}, KEY_COLS.map(([label]) => el("th", {}, label)))), tbody)), count, more);
+  put(out, scrollRegion("Virtual keys", el("table", {},
+    el("thead", {}, el("tr", {}, KEY_COLS.map(([label]) => headCell(label)))), tbody)), count, more);
 }
 
 // revokeButton asks once more before revoking: the key stops working at
@@ -834,7 +852,7 @@ async function loadRoutes() {
       ["versions", (x) => String(x.version_count)],
       ["deployed", (x) => x.deployed_at ? when(x.deployed_at) + (x.deployed_by ? " by " + x.deployed_by : "") : "–"],
       ["", (x) => el("button", { type: "button", class: "ghost", "aria-label": "Versions of route " + x.name, onclick: () => showRoute(x.name) }, "Versions")],
-    ], (x) => ({ "data-route": x.name })));
+    ], (x) => ({ "data-route": x.name }), "Routes"));
 }
 
 async function showRoute(name) {
@@ -846,23 +864,23 @@ async function showRoute(name) {
   put(out, head,
     table(r.body.versions || [], [
       ["version", (v) => "v" + v.version + (v.live ? " (live)" : "")],
-      ["created", (v) => when(v.created_at)],
+      ["created", (v) => whenEl(v.created_at)],
       ["author", (v) => v.author],
       ["source", (v) => v.source || ""],
       ["message", (v) => v.message || ""],
       ["hash", (v) => el("code", {}, (v.hash || "").slice(0, 12))],
-    ]),
+    ], null, "Versions of route " + name),
     el("h3", {}, "Deploys"),
     table(r.body.deploys || [], [
-      ["when", (d) => when(d.at)], ["action", (d) => d.action], ["by", (d) => d.by],
+      ["when", (d) => whenEl(d.at)], ["action", (d) => d.action], ["by", (d) => d.by],
       ["from", (d) => d.from ? "v" + d.from : "–"], ["to", (d) => "v" + d.to],
-    ]),
+    ], null, "Deploys of route " + name),
     traffic.length > 0 && el("h3", {}, "Traffic per version and arm (since this server started)"),
     traffic.length > 0 && table(traffic, [
       ["version", (x) => "v" + x.version], ["arm", (x) => x.arm || "–"], ["requests", (x) => String(x.requests)],
       ["errors", (x) => String(x.errors)], ["cost", (x) => eur(x.cost_micro_eur / 1e6)],
       ["mean latency", (x) => x.requests ? Math.round(x.latency_sum_ns / x.requests / 1e6) + " ms" : "–"],
-    ]));
+    ], null, "Traffic of route " + name));
   // The versions appear below the table: the focus goes to their heading.
   focusOn(head);
 }
@@ -914,7 +932,7 @@ async function loadProviders() {
       ["endpoints", (p) => (p.c.endpoints || []).map((e) => e.address).join(", ") || "base URL"],
       ["per-try timeout", (p) => p.c.cluster ? secs(p.c.cluster.per_try_timeout) : ""],
       ["live override", (p) => p.c.override ? "yes" : "no"],
-    ], (p) => ({ "data-provider": p.name })),
+    ], (p) => ({ "data-provider": p.name }), "Providers"),
     el("h3", {}, "Envoy"),
     kv({ xds_snapshot: r.body.snapshot_version, connected_envoys: r.body.envoy_streams, last_rejection: r.body.last_rejection || "none" }),
     Array.isArray(r.body.envoy_nodes) && r.body.envoy_nodes.length > 0 &&
@@ -924,7 +942,7 @@ async function loadProviders() {
           Object.entries(n.types || {}).sort().map(([t, v]) => t + " " + (v.acked || "none") + (v.sent && v.sent !== v.acked ? " (sent " + v.sent + ")" : "")).join(", ")],
         ["refused", (n) => (n.rejections || []).length === 0 ? "nothing" :
           el("span", { class: "error" }, n.rejections.map((x) => x.type + " " + x.version + ": " + x.error).join("; "))],
-      ]));
+      ], null, "Envoy nodes"));
 }
 
 /* ---------- policy ---------- */
