@@ -45,3 +45,42 @@ func TestAssets(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTabsAndStatusRegions: the page's markup gives assistive technology
+// what the probe found missing (WCAG 4.1.2, 4.1.3): each tab is an ARIA
+// tab controlling a tabpanel labelled by it, the results and state lines
+// are status regions, and the decision stream is not a live region (a
+// decision a second would drown everything else). TestConsoleAccessibility
+// (e2e) checks the same in Chromium, with the keyboard.
+func TestTabsAndStatusRegions(t *testing.T) {
+	b, err := files.ReadFile("static/index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := string(b)
+	if !strings.Contains(page, `<div id="tabs" role="tablist"`) {
+		t.Error("the tabs are not in a tablist")
+	}
+	tab := regexp.MustCompile(`<button id="tab-([a-z]+)" data-tab="([a-z]+)"[^>]* role="tab" aria-controls="panel-([a-z]+)" aria-selected="(true|false)"`)
+	tabs := tab.FindAllStringSubmatch(page, -1)
+	if len(tabs) != 8 {
+		t.Fatalf("%d ARIA tabs, want 8", len(tabs))
+	}
+	for _, m := range tabs {
+		if m[1] != m[2] || m[1] != m[3] {
+			t.Errorf("tab %s controls panel-%s", m[1], m[3])
+		}
+		if !strings.Contains(page, `<section id="panel-`+m[1]+`" class="panel" role="tabpanel" aria-labelledby="tab-`+m[1]+`"`) {
+			t.Errorf("panel-%s is not a tabpanel labelled by its tab", m[1])
+		}
+	}
+	for _, id := range []string{"stream-state", "live-dropped", "try-result", "try-decision-status", "spend-status", "budgets-status",
+		"key-secret", "keys-status", "routes-status"} {
+		if !regexp.MustCompile(`id="` + id + `"[^>]* role="status"`).MatchString(page) {
+			t.Errorf("#%s is not a status region", id)
+		}
+	}
+	if regexp.MustCompile(`id="live-list"[^>]*(aria-live|role=)`).MatchString(page) {
+		t.Error("the decision stream is a live region")
+	}
+}
