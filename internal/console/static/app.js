@@ -517,7 +517,7 @@ function decisionCard(d, open) {
         ["est. cost", (x) => x.estimated_cost_eur ? eur(x.estimated_cost_eur) : ""],
         ["quality", (x) => x.quality ? x.quality.toFixed(2) : ""],
         ["residency", (x) => x.residency || ""],
-      ], null, "Candidates weighed")),
+      ], null, "Candidates weighed for decision " + d.id)),
     el("div", { class: "d-id muted" }, d.id));
 }
 
