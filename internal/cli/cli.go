@@ -269,8 +269,10 @@ func runConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	for _, m := range auth.New(cfg, catalog.OSEnv.Getenv).Missing() {
 		fmt.Fprintf(stdout, "warning: virtual key %s is not set; requests with it will get 401\n", m)
 	}
-	if w := config.MemoryBudgetsOnSharedStore(cfg); w != "" {
-		fmt.Fprintf(stdout, "warning: %s\n", w)
+	for _, w := range []string{config.MemoryBudgetsOnSharedStore(cfg), config.PlainWebhook(cfg)} {
+		if w != "" {
+			fmt.Fprintf(stdout, "warning: %s\n", w)
+		}
 	}
 	if a := cfg.Audit; a.IsEnabled() && !a.SigningKey.IsSet() && cfg.State.Postgres != nil {
 		fmt.Fprintf(stdout, "warning: audit.signing_key is not set: each replica would sign the audit log with its own generated key (docs/audit.md)\n")

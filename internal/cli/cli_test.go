@@ -789,3 +789,31 @@ state:
 		}
 	}
 }
+
+// TestConfigCheckWarnsPlainWebhook: a budget webhook over plain HTTP to
+// another host sends each budget's subject, a key's user among them, in
+// clear; config check says so (the data-protection probe). Loopback and
+// https are not warned about.
+func TestConfigCheckWarnsPlainWebhook(t *testing.T) {
+	dir := t.TempDir()
+	base := `routing: {default_model: us1}
+providers:
+  - {name: p, base_url: "http://127.0.0.1:8081/v1", residency: us}
+models:
+  - {id: us1, provider: p, context_window: 1000}
+budgets:
+  webhook: {url: "URL"}
+`
+	const warning = "warning: budgets.webhook.url is plain http to another host"
+	for u, want := range map[string]bool{"http://hooks.example.com/budget": true, "https://hooks.example.com/budget": false,
+		"http://127.0.0.1:9000/hook": false, "http://localhost:9000/hook": false} {
+		path := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(path, []byte(strings.Replace(base, "URL", u, 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, _, _ := run("config", "check", path)
+		if strings.Contains(out, warning) != want {
+			t.Errorf("%s: warned %v, want %v:\n%s", u, !want, want, out)
+		}
+	}
+}

@@ -382,3 +382,21 @@ func (c *Config) redactLedger() {
 		c.Budgets.Webhook = &w
 	}
 }
+
+// PlainWebhook is a warning for a budget webhook sent over plain HTTP to
+// another host: its body names the budget's subject, a key's user among
+// them (the data-protection probe). "" otherwise.
+func PlainWebhook(c *Config) string {
+	wh := c.Budgets.Webhook
+	if wh == nil {
+		return ""
+	}
+	u, err := url.Parse(wh.URL)
+	if err != nil || u.Scheme != "http" {
+		return ""
+	}
+	if ip := net.ParseIP(u.Hostname()); u.Hostname() == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return ""
+	}
+	return "budgets.webhook.url is plain http to another host: its body names each budget's subject (a workspace, team or user) in clear; use https"
+}
