@@ -739,19 +739,13 @@ func (r *Retention) Shortest() time.Duration {
 	return short
 }
 
-func keepWords(d time.Duration) string {
-	if d == 0 {
-		return "keep forever"
-	}
-	return d.String()
-}
-
-// keepUntil is when a record of time t may go.
-func keepUntil(t time.Time, keep time.Duration) string {
+// keptFor says how long retention keeps a record of time t of workspace
+// ws, for verify's report of a body removed early.
+func keptFor(t time.Time, keep time.Duration, ws string) string {
 	if keep == 0 {
-		return "forever"
+		return fmt.Sprintf("keeps workspace %q's records forever", ws)
 	}
-	return t.Add(keep).UTC().Format(time.RFC3339)
+	return fmt.Sprintf("(%s for workspace %q) would keep it until %s", keep, ws, t.Add(keep).UTC().Format(time.RFC3339))
 }
 
 // PruneResult is what one Prune removed.

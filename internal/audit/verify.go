@@ -171,8 +171,7 @@ func (v *Verifier) Add(e *Entry) {
 			// have removed by now is (the compliance probe: seq 10 of a
 			// keep-forever log blanked, and verify said ok).
 			if keep := v.retention.For(e.Workspace); keep == 0 || e.Time.After(v.now.Add(-keep)) {
-				v.problem(e.Writer, e.Seq, 0, ProblemDeleted, "its body was removed, and retention (%s for workspace %q) would keep it until %s",
-					keepWords(keep), e.Workspace, keepUntil(e.Time, keep))
+				v.problem(e.Writer, e.Seq, 0, ProblemDeleted, "its body was removed, and retention %s", keptFor(e.Time, keep, e.Workspace))
 			}
 		}
 	default:
