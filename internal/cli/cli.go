@@ -277,6 +277,11 @@ func runConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	if a := cfg.Audit; a.IsEnabled() && !a.SigningKey.IsSet() && cfg.State.Postgres != nil {
 		fmt.Fprintf(stdout, "warning: audit.signing_key is not set: each replica would sign the audit log with its own generated key (docs/audit.md)\n")
 	}
+	if cfg.Envoy.Mode == config.ModeClusters && !cfg.Server.GRPCStreamToken.IsSet() {
+		fmt.Fprintf(stdout, "warning: server.grpc_stream_token is not set: in clusters mode a route of your Envoy that lets a client choose "+
+			"its cluster (cluster_header) lets that client reach stellwerk_xds and read every provider key; set it and send it from "+
+			"Envoy's gRPC clients (docs/envoy.md)\n")
+	}
 	if len(cfg.Admin.Tokens) == 0 {
 		fmt.Fprintf(stdout, "note: no admin.tokens: the admin API answers only /healthz and /readyz\n")
 	}

@@ -817,3 +817,39 @@ budgets:
 		}
 	}
 }
+
+// TestConfigCheckWarnsNoStreamToken: in clusters mode config check says
+// when server.grpc_stream_token is unset (the mesh-integrator probe: a
+// route with cluster_header let a client read every provider key over
+// ADS), and refuses one that is set but cannot be read, as serve does.
+func TestConfigCheckWarnsNoStreamToken(t *testing.T) {
+	dir := t.TempDir()
+	base := `routing: {default_model: us1}
+providers:
+  - {name: p, base_url: "http://127.0.0.1:8081/v1", residency: us}
+models:
+  - {id: us1, provider: p, context_window: 1000}
+`
+	const warning = "warning: server.grpc_stream_token is not set"
+	t.Setenv("STELLWERK_TEST_STREAM_TOKEN", "0123456789abcdef0123456789abcdef")
+	for doc, want := range map[string]struct {
+		warned, fails bool
+	}{
+		base:                               {false, false},
+		base + "envoy: {mode: clusters}\n": {true, false},
+		base + "envoy: {mode: clusters}\nserver: {grpc_stream_token: {env: STELLWERK_TEST_STREAM_TOKEN}}\n":  {false, false},
+		base + "envoy: {mode: clusters}\nserver: {grpc_stream_token: {env: STELLWERK_TEST_NO_SUCH_TOKEN}}\n": {false, true},
+	} {
+		path := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, _, err := run("config", "check", path)
+		if strings.Contains(out, warning) != want.warned || (err != nil) != want.fails {
+			t.Errorf("warned %v, error %v; want %+v:\n%s\n%s", !want.warned, err, want, doc, out)
+		}
+		if strings.Contains(out, "0123456789abcdef") {
+			t.Errorf("the token shows:\n%s", out)
+		}
+	}
+}

@@ -88,6 +88,9 @@ func (c *Config) redacted() *Config {
 			r.Admin.Tokens[i].SHA256 = Redacted
 		}
 	}
+	if r.Server.GRPCStreamToken.File != "" {
+		r.Server.GRPCStreamToken.File = Redacted
+	}
 	if r.State.HashKey.File != "" {
 		r.State.HashKey.File = Redacted
 	}

@@ -60,6 +60,8 @@ admin:
   tokens:
     - {id: ops, role: operator, sha256: ` + digest + `}
     - {id: audit, role: auditor, env: AUDIT_TOKEN}
+server: {grpc_stream_token: {file: /run/secrets/stream-token}}
+envoy: {mode: clusters}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +71,7 @@ admin:
 		t.Fatal(err)
 	}
 	out := string(b)
-	for _, secret := range []string{keyDigest, digest, "/run/secrets", "p1-api-key"} {
+	for _, secret := range []string{keyDigest, digest, "/run/secrets", "p1-api-key", "stream-token"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("/config shows %q:\n%s", secret, out)
 		}

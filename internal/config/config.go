@@ -240,6 +240,14 @@ type Server struct {
 	GRPC string `yaml:"grpc"`
 	// GRPCTLS is the mutual-TLS set-up of a TCP gRPC address.
 	GRPCTLS *GRPCTLS `yaml:"grpc_tls,omitempty"`
+	// GRPCStreamToken, when set, is a secret every gRPC stream to GRPC
+	// must carry as metadata (header.StreamToken), sent by Envoy's own
+	// gRPC clients (initial_metadata). The transport admits Envoy; the
+	// token tells Envoy's own clients from a client's request Envoy
+	// proxied to a stellwerk cluster (a route whose cluster the client
+	// picks): without it, such a request read every provider key over
+	// ADS. Read once at start.
+	GRPCStreamToken SecretSource `yaml:"grpc_stream_token,omitempty"`
 	// Admin serves health, readiness, version and the loaded config.
 	Admin string `yaml:"admin"`
 }
@@ -565,6 +573,7 @@ func (c *Config) resolvePaths(base string) {
 	if c.Budgets.Webhook != nil {
 		abs(&c.Budgets.Webhook.SecretFile)
 	}
+	abs(&c.Server.GRPCStreamToken.File)
 	if t := c.Server.GRPCTLS; t != nil {
 		abs(&t.Cert)
 		abs(&t.Key)

@@ -113,6 +113,12 @@ admin:
     - {id: x, role: admin, env: T}
 `, []string{"keys[1]: names the same key as keys[0]", "keys[3]: names the same key as keys[2]", "keys[4].env: must be an environment variable name",
 			"admin.tokens[1]: names the same token as admin.tokens[0]"}},
+		"stream token: both, a bad env name": {minimal + "server: {grpc_stream_token: {env: A, file: /b}}\nenvoy: {mode: clusters}\n",
+			[]string{"server.grpc_stream_token: set env or file, not both"}},
+		"stream token: an env that is no name": {minimal + "server: {grpc_stream_token: {env: \"A B\"}}\nenvoy: {mode: clusters}\n",
+			[]string{`server.grpc_stream_token.env: "A B" is not an environment variable name`}},
+		"stream token in standalone mode": {minimal + "server: {grpc_stream_token: {env: TOK}}\n",
+			[]string{"server.grpc_stream_token: is for envoy.mode: clusters"}},
 		"empty": {"", []string{"empty config"}},
 		"responses on an anthropic-wire model": {`
 routing: {default_model: c}

@@ -19,6 +19,8 @@ providers:
 models:
   - {id: m, provider: p, context_window: 8000}
 policy: {dir: ./policies}
+server: {grpc_stream_token: {file: secrets/stream-token}}
+envoy: {mode: clusters}
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -28,6 +30,9 @@ policy: {dir: ./policies}
 	}
 	if c.Policy.Dir != filepath.Join(dir, "policies") || c.Providers[0].Credential.File != filepath.Join(dir, "secrets", "p.key") {
 		t.Errorf("policy.dir %q, credential file %q", c.Policy.Dir, c.Providers[0].Credential.File)
+	}
+	if c.Server.GRPCStreamToken.File != filepath.Join(dir, "secrets", "stream-token") {
+		t.Errorf("server.grpc_stream_token.file %q", c.Server.GRPCStreamToken.File)
 	}
 	if c.Routing.QualityPredictor != filepath.Join(dir, "routers", "r.json") {
 		t.Errorf("routing.quality_predictor %q", c.Routing.QualityPredictor)

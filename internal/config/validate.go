@@ -37,6 +37,22 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.Server.validateGRPC()...)
+	if t := c.Server.GRPCStreamToken; t.IsSet() {
+		switch {
+		case t.Env != "" && t.File != "":
+			bad("server.grpc_stream_token", "set env or file, not both")
+		case t.Env != "" && !envRE.MatchString(t.Env):
+			bad("server.grpc_stream_token.env", "%q is not an environment variable name", t.Env)
+		}
+		if c.Envoy.Mode != ModeClusters {
+			// The ext_proc filter and access log stellwerk pushes in
+			// standalone mode do not carry it (yet): every request
+			// would fail closed. Nor is it needed there: stellwerk's own
+			// routes let no client pick a cluster.
+			bad("server.grpc_stream_token", "is for envoy.mode: clusters (an Envoy whose routes are the operator's); "+
+				"in standalone mode the listener and routes are stellwerk's and no client picks a cluster")
+		}
+	}
 	if !slices.Contains(EnvoyModes, c.Envoy.Mode) {
 		bad("envoy.mode", "%q is not one of %s", c.Envoy.Mode, strings.Join(EnvoyModes, ", "))
 	}

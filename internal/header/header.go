@@ -95,6 +95,11 @@ const (
 	// Egress is gRPC stream metadata (not an HTTP header) on the ext_proc
 	// streams of an egress listener: the provider it sends to.
 	Egress = "x-stellwerk-egress"
+	// StreamToken is gRPC stream metadata (not an HTTP header) on every
+	// stream Envoy's own gRPC clients open to stellwerk (ext_proc, ADS,
+	// access log) when server.grpc_stream_token is set: a client whose
+	// request Envoy proxies to a stellwerk cluster does not know it.
+	StreamToken = "x-stellwerk-stream-token"
 )
 
 // DropInRoute is the name of stellwerk's route in an operator's Envoy

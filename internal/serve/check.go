@@ -40,6 +40,9 @@ func Check(ctx context.Context, cfg *config.Config, env catalog.Env) (warnings [
 	if _, _, err := loadPredictor(cfg, env); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := readStreamToken(cfg.Server, env.Getenv); err != nil {
+		errs = append(errs, err)
+	}
 	if _, err := ledger.LimitsFromConfig(cfg); err != nil {
 		errs = append(errs, err)
 	}

@@ -343,10 +343,15 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	}
 	cat := g.cat
 
+	token, err := readStreamToken(cfg.Server, env.Getenv)
+	if err != nil {
+		return err
+	}
 	grpcLis, grpcOpts, err := listenGRPC(cfg.Server, log)
 	if err != nil {
 		return fmt.Errorf("server.grpc: %w", err)
 	}
+	grpcOpts = append(grpcOpts, (&streamToken{want: []byte(token), log: log.Named("grpc")}).serverOptions()...)
 	adminLis, err := net.Listen("tcp", cfg.Server.Admin)
 	if err != nil {
 		grpcLis.Close()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,9 +20,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/stellwerk/stellwerk/internal/bench/noopextproc"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/testcert"
 )
 
@@ -28,6 +32,10 @@ import (
 // a client connection that dials it as Envoy would.
 func transportPair(t testing.TB, kind string) *grpc.ClientConn {
 	t.Helper()
+	var token *streamToken
+	if k, ok := strings.CutSuffix(kind, "+token"); ok {
+		kind, token = k, &streamToken{want: []byte(testStreamToken), log: zap.NewNop()}
+	}
 	dir, err := os.MkdirTemp("", "sw-tr-")
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +70,7 @@ func transportPair(t testing.TB, kind string) *grpc.ClientConn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer(opts...)
+	gs := grpc.NewServer(append(opts, token.serverOptions()...)...)
 	noopextproc.Register(gs)
 	go gs.Serve(ln)
 	t.Cleanup(gs.Stop)
@@ -79,8 +87,8 @@ func transportPair(t testing.TB, kind string) *grpc.ClientConn {
 
 // oneRequest is what Envoy's filter does per request in the cheapest mode
 // stellwerk uses: one stream, request headers, request body (2 KB).
-func oneRequest(c extprocv3.ExternalProcessorClient, body []byte) error {
-	st, err := c.Process(context.Background())
+func oneRequest(ctx context.Context, c extprocv3.ExternalProcessorClient, body []byte) error {
+	st, err := c.Process(ctx)
 	if err != nil {
 		return err
 	}
@@ -89,7 +97,10 @@ func oneRequest(c extprocv3.ExternalProcessorClient, body []byte) error {
 			Headers: []*corev3.HeaderValue{{Key: ":path", RawValue: []byte("/v1/chat/completions")}}}}}},
 		{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{Body: body, EndOfStream: true}}},
 	} {
-		if err := st.Send(m); err != nil {
+		if err := st.Send(m); errors.Is(err, io.EOF) {
+			_, err = st.Recv() // the server ended the stream: Recv says why
+			return err
+		} else if err != nil {
 			return err
 		}
 		if _, err := st.Recv(); err != nil {
@@ -103,7 +114,7 @@ func TestTransportsServeExtProc(t *testing.T) {
 	for _, kind := range []string{"unix", "mtls"} {
 		t.Run(kind, func(t *testing.T) {
 			c := extprocv3.NewExternalProcessorClient(transportPair(t, kind))
-			if err := oneRequest(c, []byte(`{"model":"auto"}`)); err != nil {
+			if err := oneRequest(context.Background(), c, []byte(`{"model":"auto"}`)); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -152,21 +163,26 @@ func TestPlainTCPAndStaleFilesAreRefused(t *testing.T) {
 
 // BenchmarkExtProcTransport is one request's two ext_proc round trips (2 KB
 // body) over each transport Envoy may use: what the transport adds per
-// request, without Envoy or stellwerk's decision.
+// request, without Envoy or stellwerk's decision. "+token" streams carry
+// and are checked for server.grpc_stream_token (streamtoken.go).
 //
 //	go test -run '^$' -bench ExtProcTransport -benchmem ./internal/serve/
 func BenchmarkExtProcTransport(b *testing.B) {
 	body := []byte(strings.Repeat("x", 2048))
-	for _, kind := range []string{"unix", "mtls"} {
+	for _, kind := range []string{"unix", "unix+token", "mtls", "mtls+token"} {
 		b.Run(kind, func(b *testing.B) {
 			c := extprocv3.NewExternalProcessorClient(transportPair(b, kind))
-			if err := oneRequest(c, body); err != nil { // connect (and handshake) once, as Envoy does
+			ctx := context.Background()
+			if strings.HasSuffix(kind, "+token") { // Envoy's initial_metadata: fixed, built once
+				ctx = metadata.NewOutgoingContext(ctx, metadata.Pairs(header.StreamToken, testStreamToken))
+			}
+			if err := oneRequest(ctx, c, body); err != nil { // connect (and handshake) once, as Envoy does
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				if err := oneRequest(c, body); err != nil {
+				if err := oneRequest(ctx, c, body); err != nil {
 					b.Fatal(err)
 				}
 			}
