@@ -21,6 +21,10 @@ import (
 	"github.com/stellwerk/stellwerk/internal/store"
 )
 
+// streamTokenPlaceholder is the value envoy/drop-in.yaml shows: known to
+// everyone who read it, so never a token.
+const streamTokenPlaceholder = "REPLACE_WITH_THE_STREAM_TOKEN"
+
 // minStreamTokenLen keeps a stream token out of a guesser's reach: each
 // guess is a request through the operator's Envoy.
 const minStreamTokenLen = 16
@@ -35,6 +39,9 @@ func readStreamToken(s config.Server, getenv func(string) string) (string, error
 	v, err := store.ReadSecret(s.GRPCStreamToken, getenv)
 	if err != nil {
 		return "", fmt.Errorf("server.grpc_stream_token: %w", err)
+	}
+	if v == streamTokenPlaceholder {
+		return "", errors.New("server.grpc_stream_token: is envoy/drop-in.yaml's placeholder; make a token of your own (openssl rand -hex 32)")
 	}
 	if len(v) < minStreamTokenLen {
 		return "", fmt.Errorf("server.grpc_stream_token: shorter than %d characters (openssl rand -hex 32 makes one)", minStreamTokenLen)

@@ -155,7 +155,7 @@ func TestReadStreamToken(t *testing.T) {
 		os.WriteFile(p, []byte(content), 0o600)
 		return p
 	}
-	env := map[string]string{"TOK": testStreamToken + "\n", "SHORT": "short-secret", "SPACE": "0123456789 abcdef0123"}
+	env := map[string]string{"TOK": testStreamToken + "\n", "PLACEHOLDER": "REPLACE_WITH_THE_STREAM_TOKEN", "SHORT": "short-secret", "SPACE": "0123456789 abcdef0123"}
 	getenv := func(k string) string { return env[k] }
 	for name, tc := range map[string]struct {
 		src  config.SecretSource
@@ -169,6 +169,7 @@ func TestReadStreamToken(t *testing.T) {
 		"no file":     {config.SecretSource{File: filepath.Join(dir, "none")}, "", "cannot read"},
 		"short":       {config.SecretSource{Env: "SHORT"}, "", "shorter than 16"},
 		"a space":     {config.SecretSource{Env: "SPACE"}, "", "visible ASCII"},
+		"placeholder": {config.SecretSource{Env: "PLACEHOLDER"}, "", "drop-in.yaml's placeholder"},
 	} {
 		got, err := readStreamToken(config.Server{GRPCStreamToken: tc.src}, getenv)
 		switch {
@@ -193,5 +194,17 @@ func BenchmarkStreamTokenAdmits(b *testing.B) {
 		if !st.admits(ctx, "/envoy.service.ext_proc.v3.ExternalProcessor/Process") {
 			b.Fatal("refused")
 		}
+	}
+}
+
+// TestStreamTokenPlaceholderIsTheDropIns: the placeholder refused as a
+// token is the one envoy/drop-in.yaml shows, on ext_proc and ADS.
+func TestStreamTokenPlaceholderIsTheDropIns(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "envoy", "drop-in.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "{ key: "+header.StreamToken+", value: "+streamTokenPlaceholder+" }"); n != 2 {
+		t.Errorf("envoy/drop-in.yaml sends the placeholder token %d times, want 2", n)
 	}
 }
