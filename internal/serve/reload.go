@@ -550,7 +550,7 @@ func removalGrace(cfg *config.Config) time.Duration {
 func restartOnly(old, cfg *config.Config) error {
 	switch {
 	case !reflect.DeepEqual(old.Server, cfg.Server): // grpc_tls is a pointer: compare what it holds
-		return fmt.Errorf("server addresses changed: restart stellwerk to apply them")
+		return fmt.Errorf("server addresses, grpc_tls or grpc_stream_token changed: restart stellwerk to apply them")
 	case old.Policy.Dir != cfg.Policy.Dir || *old.Policy.Library != *cfg.Policy.Library || old.Policy.ReloadInterval != cfg.Policy.ReloadInterval:
 		return fmt.Errorf("policy source or reload_interval changed: restart stellwerk to apply it")
 	case cfg.Envoy.MaxRequestBytes > old.Envoy.MaxRequestBytes:

@@ -268,10 +268,11 @@ func TestRestartOnlyChanges(t *testing.T) {
 		change  func(*config.Config)
 		restart bool
 	}{
-		"envoy.mode":             {func(c *config.Config) { c.Envoy.Mode = "clusters" }, true},
-		"policy.reload_interval": {func(c *config.Config) { c.Policy.ReloadInterval = time.Second }, true},
-		"envoy.request_timeout":  {func(c *config.Config) { c.Envoy.RequestTimeout, c.Budgets.Lease = 10*time.Minute, 11*time.Minute }, false},
-		"budgets.lease":          {func(c *config.Config) { c.Budgets.Lease = time.Minute }, false},
+		"envoy.mode":               {func(c *config.Config) { c.Envoy.Mode = "clusters" }, true},
+		"policy.reload_interval":   {func(c *config.Config) { c.Policy.ReloadInterval = time.Second }, true},
+		"envoy.request_timeout":    {func(c *config.Config) { c.Envoy.RequestTimeout, c.Budgets.Lease = 10*time.Minute, 11*time.Minute }, false},
+		"budgets.lease":            {func(c *config.Config) { c.Budgets.Lease = time.Minute }, false},
+		"server.grpc_stream_token": {func(c *config.Config) { c.Server.GRPCStreamToken = config.SecretSource{Env: "TOKEN"} }, true},
 	} {
 		c := load()
 		tc.change(c)
