@@ -45,6 +45,24 @@ func backends(t *testing.T) map[store.Dialect]*Store {
 	return out
 }
 
+// rawBackends opens an empty state database of each dialect, without the
+// spend ledger's tables.
+func rawBackends(t *testing.T) map[store.Dialect]*store.DB {
+	t.Helper()
+	ctx := context.Background()
+	lite, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lite.Close() })
+	pg, err := store.OpenPostgres(ctx, testsrv.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close() })
+	return map[store.Dialect]*store.DB{store.SQLite: lite, store.Postgres: pg}
+}
+
 func eachBackend(t *testing.T, fn func(t *testing.T, s *Store)) {
 	for d, s := range backends(t) {
 		t.Run(string(d), func(t *testing.T) { fn(t, s) })
@@ -149,7 +167,7 @@ func TestQueryGroups(t *testing.T) {
 			"model then day Berlin": {q(berlin, acme, DimModel, DimDay),
 				[]string{"m1|2025-03-29: 2 40 60 0 3500 0", "m1|2025-03-30: 1 5 5 0 100 0", "m2|2025-03-29: 1 100 50 40 7000 1", "m2|2025-03-30: 1 0 0 0 0 0"}},
 			"status":               {q(nil, acme, DimStatus), []string{"failed: 1 0 0 0 0 0", "interrupted: 1 100 50 40 7000 1", "served: 3 45 65 0 3600 0"}},
-			"every dim":            {q(nil, map[Dim]string{DimModel: "m2", DimStatus: "failed"}, Dims...), []string{"k1|ana@example.com|ml|acme||m2|p-m2|failed|2025-03-29: 1 0 0 0 0 0"}},
+			"every dim":            {q(nil, map[Dim]string{DimModel: "m2", DimStatus: "failed"}, Dims...), []string{"k1|ana@example.com|ml|acme||m2|p-m2|failed|||2025-03-29: 1 0 0 0 0 0"}},
 			"workspace, no filter": {q(nil, nil, DimWorkspace), []string{"acme: 5 145 115 40 10600 1", "other: 1 9 9 0 123456 0"}},
 			"nothing matches":      {q(nil, map[Dim]string{DimKey: "nobody"}, DimKey), nil},
 		} {
@@ -158,6 +176,88 @@ func TestQueryGroups(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestQueryEndUserAndTag: rows group by and filter on the end user and
+// the tag, both kept as written (an email too); a row with neither reads
+// "" for both.
+func TestQueryEndUserAndTag(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		with := func(id, endUser, tag, ws string, cost ledger.MicroEUR) Row {
+			r := row(id, day0.Add(time.Hour), "svc", "m1", 10, 5, cost)
+			r.EndUser, r.Tag, r.Workspace = endUser, tag, ws
+			return r
+		}
+		mustInsert(t, s,
+			with("a", "ana@example.com", "p1", "acme", 100),
+			with("b", "ana@example.com", "p2", "acme", 20),
+			with("c", "u-漢字", "p1", "acme", 3),
+			with("d", "", "", "acme", 4000),
+			with("e", "ana@example.com", "p1", "other", 50_000), // another workspace's ana
+		)
+		q := func(filter map[Dim]string, by ...Dim) []string {
+			t.Helper()
+			p := Params{GroupBy: strings.Join(dimStrings(by), ","), Since: day0.Format(time.RFC3339), Until: day0.Add(24 * time.Hour).Format(time.RFC3339), Filter: filter}
+			qq, err := p.Resolve(day0, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := s.Query(ctx, qq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return groups(r)
+		}
+		for name, tc := range map[string]struct{ got, want []string }{
+			// Grouped with the workspace: two workspaces' "ana" are two
+			// people.
+			"end_user": {q(nil, DimEndUser), []string{"acme|: 1 10 5 0 4000 0", "acme|ana@example.com: 2 20 10 0 120 0",
+				"acme|u-漢字: 1 10 5 0 3 0", "other|ana@example.com: 1 10 5 0 50000 0"}},
+			"tag":                 {q(nil, DimTag), []string{": 1 10 5 0 4000 0", "p1: 3 30 15 0 50103 0", "p2: 1 10 5 0 20 0"}},
+			"tag and end_user":    {q(map[Dim]string{DimWorkspace: "acme"}, DimTag, DimEndUser), []string{"|acme|: 1 10 5 0 4000 0", "p1|acme|ana@example.com: 1 10 5 0 100 0", "p1|acme|u-漢字: 1 10 5 0 3 0", "p2|acme|ana@example.com: 1 10 5 0 20 0"}},
+			"end_user filter":     {q(map[Dim]string{DimEndUser: "ana@example.com"}, DimTag), []string{"p1: 2 20 10 0 50100 0", "p2: 1 10 5 0 20 0"}},
+			"tag filter":          {q(map[Dim]string{DimTag: "p1", DimWorkspace: "acme"}, DimModel), []string{"m1: 2 20 10 0 103 0"}},
+			"no tag, filtered":    {q(map[Dim]string{DimTag: ""}, DimKey), []string{"svc: 1 10 5 0 4000 0"}},
+			"filter matches none": {q(map[Dim]string{DimEndUser: "ANA@example.com"}, DimTag), nil},
+		} {
+			if !reflect.DeepEqual(tc.want, tc.got) {
+				t.Errorf("%s: got %q, want %q", name, tc.got, tc.want)
+			}
+		}
+	})
+}
+
+// TestMigrationKeepsOlderRows: rows written before the end user and tag
+// columns (schema version 2) stay, and read "" for both.
+func TestMigrationKeepsOlderRows(t *testing.T) {
+	for d, db := range rawBackends(t) {
+		t.Run(string(d), func(t *testing.T) {
+			ctx := context.Background()
+			if err := db.Migrate(ctx, Component, Migrations[:2]); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.SQL.ExecContext(ctx, `INSERT INTO spend_requests (decision_id, ts, key_id, user_name, team, workspace, route,
+	model, provider, tokens_in, tokens_out, tokens_cached, cost_micro_eur, estimated, status)
+	VALUES ('old', `+fmt.Sprint(day0.Add(time.Hour).UnixMilli())+`, 'k', '', '', 'acme', '', 'm', 'p', 1, 2, 0, 30, 0, 'served')`); err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(ctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := row("new", day0.Add(2*time.Hour), "k", "m", 1, 1, 1)
+			n.EndUser, n.Tag = "u1", "p1"
+			mustInsert(t, s, n)
+			r, err := s.Query(ctx, Query{Since: day0, Until: day0.Add(24 * time.Hour), GroupBy: []Dim{DimEndUser, DimTag}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := groups(r), []string{"|: 1 1 2 0 30 0", "u1|p1: 1 1 1 0 1 0"}; !reflect.DeepEqual(got, want) {
+				t.Errorf("got %q, want %q", got, want)
+			}
+		})
+	}
 }
 
 // TestQueryDayAcrossManyTransitions: day grouping stays exact over a year

@@ -90,8 +90,9 @@ func (p Params) Resolve(now time.Time, defaultTZ string) (Query, error) {
 	}
 	// Team and user names are a workspace's own: two workspaces' "ml"
 	// teams are two teams, so they are grouped with their workspace (a
-	// helper's report had summed them as one).
-	if i := slices.IndexFunc(q.GroupBy, func(d Dim) bool { return d == DimTeam || d == DimUser }); i >= 0 && !slices.Contains(q.GroupBy, DimWorkspace) {
+	// helper's report had summed them as one). So are end users: the
+	// apps of two workspaces name their own "user-1".
+	if i := slices.IndexFunc(q.GroupBy, func(d Dim) bool { return d == DimTeam || d == DimUser || d == DimEndUser }); i >= 0 && !slices.Contains(q.GroupBy, DimWorkspace) {
 		q.GroupBy = slices.Insert(q.GroupBy, i, DimWorkspace)
 	}
 	for d, v := range p.Filter {

@@ -34,6 +34,10 @@ func TestResolve(t *testing.T) {
 		// Teams and users are per workspace (a helper's report summed
 		// two workspaces' "ml" teams).
 		"team with its workspace": {Params{GroupBy: "day,team,user"}, "", now.Add(-30 * 24 * time.Hour), now, []Dim{DimDay, DimWorkspace, DimTeam, DimUser}, time.UTC},
+		// So are end users (each workspace's apps name their own); tags
+		// are the operator's one metadata key, across workspaces.
+		"end user with its workspace": {Params{GroupBy: "tag,end_user"}, "", now.Add(-30 * 24 * time.Hour), now, []Dim{DimTag, DimWorkspace, DimEndUser}, time.UTC},
+		"tag alone":                   {Params{GroupBy: "tag"}, "", now.Add(-30 * 24 * time.Hour), now, []Dim{DimTag}, time.UTC},
 	} {
 		t.Run(name, func(t *testing.T) {
 			q, err := tc.p.Resolve(now, tc.tz)

@@ -26,13 +26,17 @@ const (
 	DimModel     Dim = "model"
 	DimProvider  Dim = "provider"
 	DimStatus    Dim = "status"
+	// DimEndUser is the end user the request named, DimTag the value of
+	// its metadata member spend.tag names (Row.EndUser, Row.Tag).
+	DimEndUser Dim = "end_user"
+	DimTag     Dim = "tag"
 	// DimDay is the request's date in the report's time zone (YYYY-MM-DD);
 	// it groups but does not filter (Since and Until do).
 	DimDay Dim = "day"
 )
 
 // Dims lists every Dim, in the order the documentation gives them.
-var Dims = []Dim{DimKey, DimUser, DimTeam, DimWorkspace, DimRoute, DimModel, DimProvider, DimStatus, DimDay}
+var Dims = []Dim{DimKey, DimUser, DimTeam, DimWorkspace, DimRoute, DimModel, DimProvider, DimStatus, DimEndUser, DimTag, DimDay}
 
 // FilterDims are the dims a query can filter on.
 var FilterDims = Dims[:len(Dims)-1]
@@ -44,7 +48,7 @@ func (d Dim) column() string {
 		return "key_id"
 	case DimUser:
 		return "user_name"
-	case DimTeam, DimWorkspace, DimRoute, DimModel, DimProvider, DimStatus:
+	case DimTeam, DimWorkspace, DimRoute, DimModel, DimProvider, DimStatus, DimEndUser, DimTag:
 		return string(d)
 	}
 	return ""

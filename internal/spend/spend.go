@@ -7,8 +7,8 @@
 // The request path never waits for the database: the edge hands each row
 // to a Recorder, whose Writer buffers rows in memory and inserts them in
 // batches from one goroutine (writer.go). Reports group the rows by any of
-// key, user, team, workspace, route, model, provider, status and day
-// (query.go). docs/budgets.md ("Spend ledger") is this package's contract.
+// key, user, team, workspace, route, model, provider, status, end user,
+// tag and day (query.go). docs/budgets.md ("Spend ledger") is this package's contract.
 package spend
 
 import (
@@ -64,6 +64,13 @@ type Row struct {
 	// provider's report.
 	Estimated bool
 	Status    Status
+	// EndUser is the end user the request named (chat's, the Responses
+	// API's and embeddings' `user`, the Messages API's metadata.user_id)
+	// and Tag the value of the request metadata's member spend.tag names:
+	// both the client's, bounded by Label, "" when absent. They attribute
+	// spend and are trusted for nothing else.
+	EndUser string
+	Tag     string
 }
 
 // Recorder takes a row off the request path. Record never blocks and
@@ -111,6 +118,10 @@ CREATE TABLE budget_notices (
 	notice   TEXT   NOT NULL PRIMARY KEY,
 	until_ms BIGINT NOT NULL
 );`},
+	// Rows written before it read "" for both: no end user, no tag.
+	{Version: 3, Name: "spend rows' end user and tag", SQL: `
+ALTER TABLE spend_requests ADD COLUMN end_user TEXT NOT NULL DEFAULT '';
+ALTER TABLE spend_requests ADD COLUMN tag TEXT NOT NULL DEFAULT '';`},
 }
 
 // Store is the spend ledger in a state database.
@@ -133,11 +144,11 @@ func (s *Store) DB() *store.DB { return s.db }
 
 // rowColumns are spend_requests' columns in Insert's order.
 const rowColumns = "decision_id, ts, key_id, user_name, team, workspace, route, model, provider, " +
-	"tokens_in, tokens_out, tokens_cached, cost_micro_eur, estimated, status"
+	"tokens_in, tokens_out, tokens_cached, cost_micro_eur, estimated, status, end_user, tag"
 
-const colsPerRow = 15
+const colsPerRow = 17
 
-// maxInsertRows bounds one INSERT statement (15 parameters a row stays far
+// maxInsertRows bounds one INSERT statement (17 parameters a row stays far
 // below SQLite's and PostgreSQL's limits); each row count's statement is
 // prepared once per store (store.Prepared).
 const maxInsertRows = 64
@@ -164,7 +175,7 @@ func (s *Store) Insert(ctx context.Context, rows []Row) (int, error) {
 					est = 1
 				}
 				args = append(args, r.DecisionID, r.Time.UnixMilli(), r.KeyID, r.User, r.Team, r.Workspace, r.Route,
-					r.Model, r.Provider, r.TokensIn, r.TokensOut, r.TokensCached, int64(r.Cost), est, string(r.Status))
+					r.Model, r.Provider, r.TokensIn, r.TokensOut, r.TokensCached, int64(r.Cost), est, string(r.Status), r.EndUser, r.Tag)
 			}
 			res, err := s.inserts.Exec(ctx, tx, len(chunk), args...)
 			if err != nil {
