@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
@@ -19,6 +21,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/meter"
 	"github.com/stellwerk/stellwerk/internal/notify"
+	"github.com/stellwerk/stellwerk/internal/request"
 	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/translate"
 )
@@ -489,12 +492,39 @@ func (p *edge) record(c meter.Charge, st spend.Status) {
 		at = time.Now()
 	}
 	pr, m := &p.principal, p.served
-	route := ""
+	route, endUser, tag := "", "", ""
 	if p.result != nil {
-		route = p.result.Chat.Route // the name: its versions are one route to FinOps
+		ch := &p.result.Chat
+		route = ch.Route // the name: its versions are one route to FinOps
+		endUser, tag = spendLabels(ch, p.state.SpendTag)
 	}
 	rec.Record(spend.Row{Time: at, DecisionID: p.id, KeyID: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace,
 		Route: route, Model: m.ID, Provider: m.Provider.Name, TokensIn: int64(c.Usage.PromptTokens), TokensOut: int64(c.Usage.CompletionTokens),
 		TokensCached: int64(c.Usage.CachedTokens),
-		Cost:         ledger.FromEUR(c.EUR), Estimated: c.Usage.Estimated, Status: st})
+		Cost:         ledger.FromEUR(c.EUR), Estimated: c.Usage.Estimated, Status: st, EndUser: endUser, Tag: tag})
+}
+
+// spendLabels are a request's end user and tag for its spend row: the
+// `user` it sent (the Messages API's metadata.user_id and the Responses
+// API's user arrive as chat's), and the value of its metadata's tagKey
+// member, each bounded by spend.Label. They are copied out of the body
+// (one allocation for both, none without them): a row waits in the spend
+// buffer, up to 16,384 of them while the store is down, and a slice of
+// the body would hold the whole body, megabytes, with it.
+func spendLabels(ch *request.Chat, tagKey string) (endUser, tag string) {
+	if ch.UserRaw.Type == gjson.String { // not ch.User, which drops a user past 256 bytes
+		endUser = spend.Label(ch.UserRaw.Str)
+	}
+	if tagKey != "" {
+		tag = spend.Label(ch.Metadata[tagKey])
+	}
+	if endUser == "" && tag == "" {
+		return "", ""
+	}
+	var b strings.Builder
+	b.Grow(len(endUser) + len(tag))
+	b.WriteString(endUser)
+	b.WriteString(tag)
+	both := b.String()
+	return both[:len(endUser)], both[len(endUser):]
 }

@@ -421,9 +421,25 @@ func benchRequestPhases(b *testing.B, st *State, seen *attemptLog, hm, bm *extpr
 // answer: the response headers and a JSON answer with its usage, which
 // gets the routing object (usage, cost, saving) and settles the charge.
 func BenchmarkChatExchangeRecorded(b *testing.B) {
+	benchmarkChatExchange(b, recordedState(b), benchBody)
+}
+
+// BenchmarkChatExchangeRecordedEndUser is BenchmarkChatExchangeRecorded
+// from a request that names its end user and carries the metadata member
+// spend.tag names: what the spend row's two labels cost (one copy of both
+// out of the body).
+func BenchmarkChatExchangeRecordedEndUser(b *testing.B) {
 	st := recordedState(b)
+	st.SpendTag = "project"
+	benchmarkChatExchange(b, st, strings.Replace(benchBody, `{"model":"auto",`,
+		`{"model":"auto","user":"u-5f0c2a9e41b7","metadata":{"project":"helpdesk","feature":"summary"},`, 1))
+	if rows := st.Spend.(*rowsRecorder).rows; len(rows) == 0 || rows[len(rows)-1].EndUser != "u-5f0c2a9e41b7" || rows[len(rows)-1].Tag != "helpdesk" {
+		b.Fatalf("the spend rows lack the end user and tag")
+	}
+}
+
+func benchmarkChatExchange(b *testing.B, st *State, body string) {
 	hm := headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-open")
-	body := benchBody
 	bm := bodyMsg(body)
 	rh := respHeadersMsg("200", "application/json")
 	answer := `{"id":"chatcmpl-1","object":"chat.completion","created":1764633600,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"` +

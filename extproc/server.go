@@ -61,6 +61,9 @@ type State struct {
 	// or not budgets are configured (nil: none is kept). Record never
 	// blocks.
 	Spend spend.Recorder
+	// SpendTag is the request metadata's member whose value a spend row
+	// keeps as its tag (spend.tag; "": none).
+	SpendTag string
 	// Notify is told when a budget a request meets reaches its warn
 	// threshold or is exhausted (nil: no webhook configured).
 	Notify *notify.Webhook

@@ -698,3 +698,56 @@ func TestEstimatesCountImages(t *testing.T) {
 		}
 	}
 }
+
+// TestSpendRowEndUserAndTag: a row keeps the end user the request named
+// and the value of the metadata member spend.tag names, from the body or
+// the x-stellwerk-metadata header, on every API, bounded (spend.Label);
+// without spend.tag there is no tag.
+func TestSpendRowEndUserAndTag(t *testing.T) {
+	long := strings.Repeat("u", 300) // past chat's own 256-byte User: still attributed, cut
+	for name, tc := range map[string]struct {
+		path, body string
+		header     []string
+		tagKey     string
+		user, tag  string
+	}{
+		"chat": {path: "/v1/chat/completions", tagKey: "project",
+			body: `{"model":"m","user":"ana@example.com","metadata":{"project":"p1","other":"x"},"messages":[{"role":"user","content":"hi"}]}`,
+			user: "ana@example.com", tag: "p1"},
+		"no spend.tag": {path: "/v1/chat/completions",
+			body: `{"model":"m","user":"u1","metadata":{"project":"p1"},"messages":[{"role":"user","content":"hi"}]}`, user: "u1"},
+		"neither": {path: "/v1/chat/completions", tagKey: "project",
+			body: `{"model":"m","messages":[{"role":"user","content":"hi"}]}`},
+		"metadata header": {path: "/v1/chat/completions", tagKey: "project", header: []string{"x-stellwerk-metadata", `{"project":"from-header"}`},
+			body: `{"model":"m","messages":[{"role":"user","content":"hi"}]}`, tag: "from-header"},
+		"long user cut": {path: "/v1/chat/completions",
+			body: `{"model":"m","user":"` + long + `","messages":[{"role":"user","content":"hi"}]}`, user: long[:spend.MaxLabel]},
+		"control character": {path: "/v1/chat/completions", tagKey: "project",
+			body: `{"model":"m","user":"a\nb","metadata":{"project":"p\u0007"},"messages":[{"role":"user","content":"hi"}]}`},
+		"user not a string": {path: "/v1/chat/completions",
+			body: `{"model":"m","user":null,"messages":[{"role":"user","content":"hi"}]}`},
+		"responses": {path: "/v1/responses", tagKey: "project",
+			body: `{"model":"m","user":"u-resp","metadata":{"project":"p2"},"input":"hello"}`, user: "u-resp", tag: "p2"},
+		"messages": {path: "/v1/messages",
+			body: `{"model":"m","max_tokens":10,"metadata":{"user_id":"u-anth"},"messages":[{"role":"user","content":"hello"}]}`, user: "u-anth"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rec := &rowsRecorder{}
+			s := pricedProvider(t, "sk-p")
+			s.Spend, s.SpendTag = rec, tc.tagKey
+			p := &edge{filter: filter{state: s, log: zap.NewNop(), id: "decision-1"}, ctx: context.Background()}
+			p.handle(headersMsg("POST", tc.path, false, tc.header...))
+			if r := p.handle(bodyMsg(tc.body)); r.GetImmediateResponse() != nil {
+				t.Fatalf("refused: %v", r)
+			}
+			p.handle(respHeadersMsg("503", "application/json"))
+			p.finish()
+			if len(rec.rows) != 1 {
+				t.Fatalf("%d rows", len(rec.rows))
+			}
+			if r := rec.rows[0]; r.EndUser != tc.user || r.Tag != tc.tag {
+				t.Errorf("end user %q tag %q, want %q %q", r.EndUser, r.Tag, tc.user, tc.tag)
+			}
+		})
+	}
+}

@@ -48,6 +48,18 @@ type Config struct {
 	State      State           `yaml:"state,omitempty"`
 	// Audit is the tamper-evident audit log (audit.go, docs/audit.md).
 	Audit Audit `yaml:"audit,omitempty"`
+	// Spend is what the spend ledger records beyond the principal
+	// (docs/budgets.md, "Spend ledger").
+	Spend Spend `yaml:"spend,omitempty"`
+}
+
+// Spend tunes the spend ledger's rows.
+type Spend struct {
+	// Tag names the member of a request's metadata (the body's metadata
+	// object, or the x-stellwerk-metadata header) whose value each row
+	// keeps as its tag: a project or a feature that reports group by.
+	// Empty: no tag.
+	Tag string `yaml:"tag,omitempty"`
 }
 
 // Failover is how a request moves on when its provider fails before the

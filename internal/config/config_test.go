@@ -274,3 +274,19 @@ func TestAnthropicDefaultsWithoutJSONMode(t *testing.T) {
 		t.Errorf("openai model's default capabilities %v", got)
 	}
 }
+
+// TestSpendTag: spend.tag names a metadata key, or nothing.
+func TestSpendTag(t *testing.T) {
+	c, err := Decode(strings.NewReader(minimal + "spend: {tag: project}\n"))
+	if err != nil || c.Spend.Tag != "project" {
+		t.Fatalf("%v %+v", err, c.Spend)
+	}
+	for name, tag := range map[string]string{"too long": strings.Repeat("k", 65), "a control character": `"a\tb"`} {
+		if _, err := Decode(strings.NewReader(minimal + "spend: {tag: " + tag + "}\n")); err == nil || !strings.Contains(err.Error(), "spend.tag: ") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := Decode(strings.NewReader(minimal + "spend: {tags: [project]}\n")); err == nil {
+		t.Error("an unknown field of spend was accepted")
+	}
+}

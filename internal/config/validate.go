@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
@@ -89,6 +91,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Failover.Reopen < 0 {
 		bad("failover.reopen", "must not be negative")
+	}
+	// A metadata key is 1 to 64 bytes (internal/request, flow's header).
+	if t := c.Spend.Tag; len(t) > 64 || strings.ContainsFunc(t, unicode.IsControl) || !utf8.ValidString(t) {
+		bad("spend.tag", "must be a metadata key: at most 64 bytes of UTF-8 text without control characters")
 	}
 	if c.Routing.LatencyHalfLife < time.Second {
 		bad("routing.latency_half_life", "must be at least 1s, got %s", c.Routing.LatencyHalfLife)

@@ -107,6 +107,7 @@ func build(cfg *config.Config, env catalog.Env, ps decision.PolicySource, ln lea
 	// In an operator's Envoy, an LLM request must have matched stellwerk's
 	// own route (envoy/drop-in.yaml), or it would leave for another backend.
 	st.CheckRoute = cfg.Envoy.Mode == config.ModeClusters
+	st.SpendTag = cfg.Spend.Tag
 	for _, wk := range wks {
 		for _, p := range cat.Providers() {
 			if p.Name != wk.Provider {

@@ -21,7 +21,8 @@ type Inserter interface {
 // WriterOptions tune a Writer; zero values take the defaults.
 type WriterOptions struct {
 	// Buffer is how many rows wait in memory at most (default 16384, about
-	// 3.5 MB): what absorbs a slow or unreachable store.
+	// 4 MB, and up to 4 MB more of end users and tags): what absorbs a
+	// slow or unreachable store.
 	Buffer int
 	// BatchRows is the most rows one insert carries (default 500); a full
 	// batch is written at once.
