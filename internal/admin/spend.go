@@ -69,7 +69,7 @@ func SpendParams(q url.Values) (spend.Params, string, error) {
 		default:
 			if !slices.Contains(spend.FilterDims, spend.Dim(k)) {
 				errs = append(errs, &spend.InvalidError{Field: k, Msg: "unknown parameter; use since, until, group_by, tz, format, " +
-					"or a filter: key, user, team, workspace, route, model, provider, status"})
+					"or a filter: key, user, team, workspace, route, model, provider, status, end_user, tag"})
 				continue
 			}
 			if p.Filter == nil {

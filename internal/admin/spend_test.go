@@ -32,7 +32,8 @@ func spendRows() []spend.Row {
 	day := time.Date(2025, 3, 29, 0, 0, 0, 0, time.UTC)
 	r := func(id string, at time.Duration, key, model string, cost int64, est bool) spend.Row {
 		return spend.Row{Time: day.Add(at), DecisionID: id, KeyID: key, Workspace: "legal", Team: "contracts", Model: model,
-			Provider: "openai", TokensIn: 100, TokensOut: 10, Cost: ledger.MicroEUR(cost), Estimated: est, Status: spend.Served}
+			Provider: "openai", TokensIn: 100, TokensOut: 10, Cost: ledger.MicroEUR(cost), Estimated: est, Status: spend.Served,
+			EndUser: "u-" + key, Tag: "t-" + model}
 	}
 	return []spend.Row{r("a", time.Hour, "k1", "gpt-4o-mini", 1_500, false), r("b", 2*time.Hour, "k2", "gpt-4o-mini", 2_500, false),
 		r("c", 23*time.Hour+30*time.Minute, "k1", "gpt-4o", 1_000_000, true)}
@@ -104,6 +105,17 @@ func TestSpendAPI(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &rep); err != nil || len(rep.Data) != 1 || rep.Data[0]["day"] != "2025-03-29" ||
 		rep.Data[0]["requests"] != 2.0 {
 		t.Errorf("UTC, key k1: %s", rec.Body)
+	}
+
+	// End users (beside their workspace) and tags group and filter.
+	rec = do(t, h, "GET", "/admin/spend?"+spendRange+"&group_by=end_user,tag&tag=t-gpt-4o-mini", config.RoleViewer, "")
+	if err := json.Unmarshal(rec.Body.Bytes(), &rep); err != nil || strings.Join(rep.GroupBy, ",") != "workspace,end_user,tag" || len(rep.Data) != 2 ||
+		rep.Data[0]["end_user"] != "u-k1" || rep.Data[0]["tag"] != "t-gpt-4o-mini" || rep.Data[0]["workspace"] != "legal" || rep.Data[1]["end_user"] != "u-k2" {
+		t.Errorf("by end user and tag: %s", rec.Body)
+	}
+	rec = do(t, h, "GET", "/admin/spend?"+spendRange+"&group_by=tag&end_user=u-k1&format=csv", config.RoleViewer, "")
+	if want := "tag,requests,tokens_in,tokens_out,tokens_cached,cost_eur,estimated\nt-gpt-4o,1,100,10,0,1.000000,1\nt-gpt-4o-mini,1,100,10,0,0.001500,0\n"; rec.Body.String() != want {
+		t.Errorf("csv by tag for u-k1: %s", rec.Body)
 	}
 
 	// CSV by parameter and by Accept; an Accept preferring JSON gets JSON.

@@ -38,12 +38,12 @@ func runSpend(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var p spend.Params
 	fs.StringVar(&p.Since, "since", "", "start of the range (default: 30 days before --until)")
 	fs.StringVar(&p.Until, "until", "", "end of the range, exclusive (default: now)")
-	fs.StringVar(&p.GroupBy, "group-by", "", "comma-separated: key, user, team, workspace, route, model, provider, status, day")
+	fs.StringVar(&p.GroupBy, "group-by", "", "comma-separated: key, user, team, workspace, route, model, provider, status, end_user, tag, day")
 	fs.StringVar(&p.TimeZone, "tz", "", "IANA time zone of dates and days (default: budgets.timezone)")
 	format := fs.String("format", "table", "table, json or csv")
 	filters := map[spend.Dim]*string{}
-	for _, d := range spend.FilterDims {
-		filters[d] = fs.String(string(d), "", "only rows of this "+string(d))
+	for _, d := range spend.FilterDims { // --end-user for end_user, as --group-by
+		filters[d] = fs.String(strings.ReplaceAll(string(d), "_", "-"), "", "only rows of this "+strings.ReplaceAll(string(d), "_", " "))
 	}
 	if err := fs.Parse(args); err != nil {
 		return ErrUsage
@@ -56,11 +56,12 @@ func runSpend(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		problems = append(problems, fmt.Sprintf("--format: %q is not table, json or csv", *format))
 	}
 	fs.Visit(func(f *flag.Flag) {
-		if v, ok := filters[spend.Dim(f.Name)]; ok {
+		d := spend.Dim(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := filters[d]; ok {
 			if p.Filter == nil {
 				p.Filter = map[spend.Dim]string{}
 			}
-			p.Filter[spend.Dim(f.Name)] = *v
+			p.Filter[d] = *v
 		}
 	})
 	cfg, err := loadConfig(*cfgPath, *stateDir)

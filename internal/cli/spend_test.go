@@ -30,9 +30,9 @@ func seedSpend(t *testing.T, dir string) {
 	day := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 	rows := []spend.Row{
 		{Time: day.Add(time.Hour), DecisionID: "a", KeyID: "bot", Workspace: "legal", Team: "contracts", Model: "m1", Provider: "p1",
-			TokensIn: 1000, TokensOut: 200, Cost: 1_200, Status: spend.Served},
+			TokensIn: 1000, TokensOut: 200, Cost: 1_200, Status: spend.Served, EndUser: "ana@example.com", Tag: "p1"},
 		{Time: day.Add(26 * time.Hour), DecisionID: "b", KeyID: "bot", Workspace: "legal", Team: "contracts", Model: "m1", Provider: "p1",
-			TokensIn: 10, TokensOut: 5, Cost: 35, Estimated: true, Status: spend.Interrupted},
+			TokensIn: 10, TokensOut: 5, Cost: 35, Estimated: true, Status: spend.Interrupted, EndUser: "bob", Tag: "p1"},
 		{Time: day.Add(27 * time.Hour), DecisionID: "c", KeyID: "other", Workspace: "legal", Model: "m2", Provider: "p1",
 			Status: spend.Failed},
 	}
@@ -67,6 +67,18 @@ func TestSpendCLI(t *testing.T) {
 	if err != nil || json.Unmarshal([]byte(out), &rep) != nil || len(rep.Data) != 3 || rep.Data[0]["key"] != "bot" ||
 		rep.Data[0]["day"] != "2025-06-01" || rep.Data[1]["day"] != "2025-06-02" || rep.Total.Requests != 3 || rep.Total.Cost != 1_235 {
 		t.Errorf("json: %v\n%s", err, out)
+	}
+
+	// End users (with their workspace) and tags, as CSV; --end-user filters.
+	out, stderr, err = run(append([]string{"spend", "--group-by", "tag,end_user", "--format", "csv"}, rng...)...)
+	want = "tag,workspace,end_user,requests,tokens_in,tokens_out,tokens_cached,cost_eur,estimated\n" +
+		",legal,,1,0,0,0,0.000000,0\np1,legal,ana@example.com,1,1000,200,0,0.001200,0\np1,legal,bob,1,10,5,0,0.000035,1\n"
+	if err != nil || out != want {
+		t.Errorf("by tag and end user: %v %s\n%s", err, stderr, out)
+	}
+	out, stderr, err = run(append([]string{"spend", "--group-by", "tag", "--format", "csv", "--end-user", "bob"}, rng...)...)
+	if want := "tag,requests,tokens_in,tokens_out,tokens_cached,cost_eur,estimated\np1,1,10,5,0,0.000035,1\n"; err != nil || out != want {
+		t.Errorf("--end-user bob: %v %s\n%s", err, stderr, out)
 	}
 
 	// The table, with the total; --tz moves the second row to another day.
