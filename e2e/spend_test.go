@@ -478,3 +478,99 @@ func spendByModel(t *testing.T, s *harness.Stack, start time.Time, want int) []g
 		}
 	}
 }
+
+// TestSpendByEndUserAndTag (the peer-switcher probe): one service key
+// serves many end users; the official Python SDK's `user` and `metadata`
+// (chat completions and the Responses API), and the x-stellwerk-metadata
+// header, reach the spend ledger, and GET /admin/spend groups by end user
+// and by the tag spend.tag names.
+func TestSpendByEndUserAndTag(t *testing.T) {
+	t.Parallel()
+	py := harness.RequirePython(t)
+	s := harness.Start(t, harness.Options{
+		// In the EU: an email in `user` is personal data, which the
+		// default workspace keeps there.
+		Providers: []harness.ProviderSpec{{Name: "p", Key: "sk-p", Residency: "eu"}},
+		Models: []config.Model{{ID: "m1", Provider: "p", ProviderModel: "m1-upstream", ContextWindow: 8000,
+			Price: config.Price{InputPerMTok: 2, OutputPerMTok: 10}}},
+		Mutate: func(c *config.Config) {
+			c.Currency.USDToEUR = 1
+			c.Auth.Mode = "keys"
+			c.Workspaces = []config.Workspace{{Name: "default"}}
+			c.Keys = []config.Key{{ID: "svc", SHA256: auth.Hash("sk-svc"), Workspace: "default"}}
+			c.Spend.Tag = "project"
+		},
+	})
+	start := time.Now().Add(-time.Minute).UTC()
+	out, err := exec.Command(py, "-c", `import sys, openai
+c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="sk-svc", max_retries=0)
+msgs = [{"role": "user", "content": "hello"}]
+c.chat.completions.create(model="m1", messages=msgs, user="ana@example.com", metadata={"project": "p1", "feature": "chat"})
+c.chat.completions.create(model="m1", messages=msgs, user="ana@example.com", metadata={"project": "p2"})
+for ch in c.chat.completions.create(model="m1", messages=msgs, user="bob", stream=True, metadata={"project": "p1"}):
+    pass
+c.responses.create(model="m1", input="hello", user="carol", metadata={"project": "p2"})
+c.chat.completions.create(model="m1", messages=msgs, extra_headers={"x-stellwerk-metadata": '{"project": "p3"}'})
+c.chat.completions.create(model="m1", messages=msgs, user="x" * 300)
+print("ok")`, s.URL).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("python SDK: %v\n%s", err, out)
+	}
+	rangeQ := "since=" + start.Format(time.RFC3339) + "&until=" + time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	report := func(q string, rows int64) gjson.Result {
+		t.Helper()
+		var r gjson.Result
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			get, err := s.AdminGet("/admin/spend?" + rangeQ + "&" + q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(get.Body)
+			get.Body.Close()
+			if get.StatusCode != 200 {
+				t.Fatalf("GET /admin/spend?%s: %d %s", q, get.StatusCode, b)
+			}
+			r = gjson.ParseBytes(b)
+			if r.Get("total.requests").Int() >= rows || time.Now().After(deadline) {
+				return r
+			}
+		}
+	}
+	counts := func(r gjson.Result, dim string) map[string]int64 {
+		got := map[string]int64{}
+		for _, g := range r.Get("data").Array() {
+			got[g.Get(dim).Str] = g.Get("requests").Int()
+			if g.Get("cost_micro_eur").Int() <= 0 {
+				t.Errorf("%s %q: no cost: %s", dim, g.Get(dim).Str, g.Raw)
+			}
+		}
+		return got
+	}
+	byUser := report("group_by=end_user", 6)
+	if got, want := counts(byUser, "end_user"), map[string]int64{"ana@example.com": 2, "bob": 1, "carol": 1, "": 1, strings.Repeat("x", 128): 1}; !equalCounts(got, want) {
+		t.Errorf("by end user %v, want %v\n%s", got, want, byUser.Raw)
+	}
+	if g := byUser.Get("group_by").Raw; g != `["workspace","end_user"]` {
+		t.Errorf("group_by %s: end users are grouped with their workspace", g)
+	}
+	byTag := report("group_by=tag", 6)
+	if got, want := counts(byTag, "tag"), map[string]int64{"p1": 2, "p2": 2, "p3": 1, "": 1}; !equalCounts(got, want) {
+		t.Errorf("by tag %v, want %v\n%s", got, want, byTag.Raw)
+	}
+	filtered := report("group_by=tag&end_user=ana@example.com", 2)
+	if got, want := counts(filtered, "tag"), map[string]int64{"p1": 1, "p2": 1}; !equalCounts(got, want) {
+		t.Errorf("ana's tags %v, want %v\n%s", got, want, filtered.Raw)
+	}
+}
+
+func equalCounts(a, b map[string]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
