@@ -495,7 +495,10 @@ func (p *edge) record(c meter.Charge, st spend.Status) {
 	route, endUser, tag := "", "", ""
 	if p.result != nil {
 		ch := &p.result.Chat
-		route = ch.Route // the name: its versions are one route to FinOps
+		// The name (its versions are one route to FinOps), copied: it points
+		// into the request's body, which a row waiting in the spend buffer
+		// (16,384 of them while the store is down) would keep alive.
+		route = strings.Clone(ch.Route)
 		endUser, tag = spendLabels(ch, p.state.SpendTag)
 	}
 	rec.Record(spend.Row{Time: at, DecisionID: p.id, KeyID: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace,
