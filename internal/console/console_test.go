@@ -5,8 +5,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/stellwerk/stellwerk/internal/spend"
 )
 
 // TestAssets: the page's script and style are served from the binary with
@@ -82,5 +85,38 @@ func TestTabsAndStatusRegions(t *testing.T) {
 	}
 	if regexp.MustCompile(`id="live-list"[^>]*(aria-live|role=)`).MatchString(page) {
 		t.Error("the decision stream is a live region")
+	}
+}
+
+// TestSpendDimensionsAreTheAPIs: the Spend panel offers every dimension a
+// report groups by except day (its rows), and nothing the API refuses: the
+// end user and the tag, added to the ledger, were missing.
+func TestSpendDimensionsAreTheAPIs(t *testing.T) {
+	b, err := files.ReadFile("static/index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel := regexp.MustCompile(`(?s)<select id="spend-by">(.*?)</select>`).FindStringSubmatch(string(b))
+	if sel == nil {
+		t.Fatal("no #spend-by")
+	}
+	var got []string
+	for _, m := range regexp.MustCompile(`<option(?: value="([a-z_]+)")?>([a-z_ ]+)</option>`).FindAllStringSubmatch(sel[1], -1) {
+		if m[1] != "" {
+			got = append(got, m[1])
+		} else {
+			got = append(got, m[2])
+		}
+	}
+	var want []string
+	for _, d := range spend.Dims {
+		if d != spend.DimDay && d != spend.DimStatus && d != spend.DimUser {
+			want = append(want, string(d))
+		}
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("the Spend panel offers %v; the API groups by %v (less day, status and user)", got, want)
 	}
 }

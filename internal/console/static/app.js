@@ -600,8 +600,9 @@ async function loadSpend(ev) {
   const groups = r.body.data || [];
   if (groups.length === 0) { put(out, el("p", { class: "muted" }, "No spend in this period.")); announce("spend-status", "No spend in this period."); return; }
   const days = [...new Set(groups.map((g) => g.day))].sort();
-  // Teams and users are per workspace: "acme/ml" and "legal/ml" are two.
-  const label = (g) => (by === "team" || by === "user") && g[by] ? g.workspace + "/" + g[by] : (g[by] || "(none)");
+  // Teams, users and end users are per workspace: "acme/ml" and
+  // "legal/ml" are two.
+  const label = (g) => (by === "team" || by === "user" || by === "end_user") && g[by] ? g.workspace + "/" + g[by] : (g[by] || "(none)");
   const names = [...new Set(groups.map(label))].sort();
   // Eight colours, then the same eight hatched, then dotted: no two
   // groups look alike up to 24 (a colour came back from the ninth).
