@@ -340,6 +340,49 @@ func TestDropInUnderADomain(t *testing.T) {
 	}
 }
 
+// TestDropInPastedBeforeStillRoutes: an operator who pasted the drop-in
+// before it had the stellwerk_routed route (one route, /v1/; its filter
+// sends no x-stellwerk-drop-in) keeps being served after upgrading
+// stellwerk, each provider with its own Host: stellwerk rewrites
+// :authority for it, as before.
+func TestDropInPastedBeforeStillRoutes(t *testing.T) {
+	t.Parallel()
+	s, hits := existingEnvoyAt(t, true, "", func(hcm map[string]any) {
+		vh := hcm["route_config"].(map[string]any)["virtual_hosts"].([]any)[0].(map[string]any)
+		routes := vh["routes"].([]any)
+		if routes[0].(map[string]any)["name"] != header.DropInRoutedRoute {
+			t.Fatalf("the first route is %v", routes[0])
+		}
+		vh["routes"] = routes[1:]
+		// Nor did its filter say its version.
+		gs := hcm["http_filters"].([]any)[0].(map[string]any)["typed_config"].(map[string]any)["extension_config"].(map[string]any)["typed_config"].(map[string]any)["grpc_service"].(map[string]any)
+		var md []any
+		for _, e := range gs["initial_metadata"].([]any) {
+			if e.(map[string]any)["key"] != header.DropIn {
+				md = append(md, e)
+			}
+		}
+		if len(md) == len(gs["initial_metadata"].([]any)) {
+			t.Fatalf("no %s in %v", header.DropIn, gs)
+		}
+		gs["initial_metadata"] = md
+	}, nil)
+	for model, p := range map[string]*harness.Provider{"alpha-model": s.Providers["alpha"], "beta-model": s.Providers["beta"]} {
+		before := len(p.Requests())
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`, nil)
+		if resp.StatusCode != 200 || len(p.Requests()) != before+1 {
+			t.Fatalf("%s: %d %s", model, resp.StatusCode, b)
+		}
+		got := p.Requests()[before]
+		if want := strings.TrimSuffix(strings.TrimPrefix(p.URL, "http://"), "/v1"); got.Host != want || got.Header.Get(header.Host) != "" {
+			t.Errorf("%s: Host %q, want %q; %s %q", model, got.Host, want, header.Host, got.Header.Get(header.Host))
+		}
+	}
+	if hits.Load() != 0 {
+		t.Errorf("the existing backend got %d LLM requests", hits.Load())
+	}
+}
+
 // TestSecurityDropInFailsClosed: before, following docs/envoy.md literally
 // sent chat requests to the operator's catch-all route (ext_proc off there)
 // and on to its backend, unchecked. Now the drop-in pasted even behind the

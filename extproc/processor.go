@@ -56,7 +56,10 @@ type filter struct {
 	// attempt reads the body it rewrites (capOutput).
 	asked     int
 	askedRead bool
-	extra     []string // client headers only some providers get (forward_headers)
+	// hostHeader: the provider's host goes in header.Host, not :authority
+	// (an operator's Envoy with the drop-in pieces that read it: authority).
+	hostHeader bool
+	extra      []string // client headers only some providers get (forward_headers)
 
 	served     *catalog.Model // the model whose answer the client gets (egress: this attempt's)
 	anthropic  bool           // the provider speaks Anthropic's Messages API (to a chat request)
@@ -266,16 +269,17 @@ func outputLimitFor(prov *catalog.Provider, body []byte) ([]byte, error) {
 	return sjson.SetRawBytes(nb, want, []byte(v.Raw))
 }
 
-// authority names the provider's host: as :authority, or in an operator's
-// Envoy (clusters mode) as header.Host, which stellwerk's route there puts
-// in the Host header as it forwards (envoy/drop-in.yaml). Envoy matches a
+// authority names the provider's host: as :authority, or, to an operator's
+// Envoy with the drop-in pieces of 2026-12-07 (hostHeader), as header.Host,
+// which stellwerk's route there makes the Host header as it forwards
+// (host_rewrite_header; the provider cluster removes it). Envoy matches a
 // request's route again after stellwerk's answer, and the virtual host by
 // :authority: with stellwerk's route under a virtual host for the
 // gateway's own domain, a request naming the provider's host matched
 // another virtual host's route and reached its backend, prompt and all
 // (the mesh-integrator probe).
 func (p *filter) authority(prov *catalog.Provider) *corev3.HeaderValueOption {
-	if p.state.CheckRoute {
+	if p.hostHeader {
 		return setHeader(header.Host, prov.Authority)
 	}
 	return setHeader(":authority", prov.Authority)

@@ -208,18 +208,30 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			func(e *apierr.Error) *extprocv3.ProcessingResponse { return p.immediate(e) })
 	}
 	p := &edge{filter: f, ctx: ctx}
+	if f.state.CheckRoute {
+		p.hostHeader = dropInHostHeader(ctx)
+	}
 	defer p.finish()
 	return serveEdge(ctx, stream, p)
 }
 
 // egressProvider is the provider an egress listener's stream sends to.
+// (ValueFromIncomingContext: FromIncomingContext copies every key of the
+// stream's metadata.)
 func egressProvider(ctx context.Context) string {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(header.Egress); len(v) == 1 {
-			return v[0]
-		}
+	if v := metadata.ValueFromIncomingContext(ctx, header.Egress); len(v) == 1 {
+		return v[0]
 	}
 	return ""
+}
+
+// dropInHostHeader reports whether an operator's Envoy runs the drop-in
+// pieces of 2026-12-07 or later (header.DropIn, gRPC metadata of the
+// filter's stream), whose route reads the provider's host from
+// header.Host; pieces pasted before read it from :authority.
+func dropInHostHeader(ctx context.Context) bool {
+	v := metadata.ValueFromIncomingContext(ctx, header.DropIn)
+	return len(v) == 1 && v[0] >= "2"
 }
 
 // serve answers each message of a stream with handle until the stream

@@ -18,10 +18,15 @@ const (
 	// pushed over xDS forwards to the cluster it names; only stellwerk sets it.
 	Cluster = "x-stellwerk-cluster"
 	// Host carries the chosen provider's host in an operator's Envoy
-	// (clusters mode): stellwerk's route there sets the Host header from it
-	// (host_rewrite_header), so the request keeps its virtual host when
-	// Envoy matches its route again.
+	// (clusters mode): stellwerk's route there makes it the Host header
+	// (host_rewrite_header), so the request keeps its virtual host (by
+	// :authority) when Envoy matches its route again; the provider cluster
+	// removes it.
 	Host = "x-stellwerk-host"
+	// DropIn is gRPC stream metadata (not an HTTP header) that the drop-in
+	// pieces' ext_proc filter sends: their version, "2" for the pieces
+	// whose route reads Host.
+	DropIn = "x-stellwerk-drop-in"
 
 	// DecisionID, Model, Provider and Reason are returned to the caller on
 	// every response.
