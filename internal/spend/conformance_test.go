@@ -465,3 +465,27 @@ func TestTotalsSnapshot(t *testing.T) {
 		}
 	})
 }
+
+// TestQueryGroupsBounded: a report holds at most maxGroups groups; past
+// that it is refused, naming what narrows it (a client naming a new user
+// per request decides how many end users there are).
+func TestQueryGroupsBounded(t *testing.T) {
+	defer func(n int) { maxGroups = n }(maxGroups)
+	maxGroups = 2
+	eachBackend(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		for i, u := range []string{"u-1", "u-2", "u-3"} {
+			r := row(fmt.Sprint("g", i), day0.Add(time.Hour), "svc", "m1", 10, 5, 1)
+			r.EndUser = u
+			mustInsert(t, s, r)
+		}
+		_, err := s.Query(ctx, Query{Since: day0, Until: day0.Add(24 * time.Hour), GroupBy: []Dim{DimEndUser}})
+		var inv *InvalidError
+		if !errors.As(err, &inv) || inv.Field != "group_by" || !strings.Contains(inv.Msg, "more than 2 groups") {
+			t.Errorf("3 end users against 2 groups: %v", err)
+		}
+		if rep, err := s.Query(ctx, Query{Since: day0, Until: day0.Add(24 * time.Hour), GroupBy: []Dim{DimModel}}); err != nil || len(rep.Groups) != 1 {
+			t.Errorf("one model: %v %v", rep, err)
+		}
+	})
+}

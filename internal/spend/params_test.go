@@ -141,3 +141,23 @@ func TestTeamFilterNamesItsWorkspace(t *testing.T) {
 		t.Error("a team of another workspace than the one named")
 	}
 }
+
+// TestReportCSVCellsAreText: a group's value a spreadsheet would read as a
+// formula (a client's user or tag: "=HYPERLINK(…)", "+cmd|…", "@SUM(…)",
+// "-1+1") is written with a leading apostrophe; JSON keeps it as it is.
+func TestReportCSVCellsAreText(t *testing.T) {
+	r := &Report{GroupBy: []Dim{DimEndUser}, Groups: []Group{
+		{Values: []string{`=HYPERLINK("http://evil.example","x")`}}, {Values: []string{"+cmd|' /C calc'!A0"}}, {Values: []string{"@SUM(A1)"}},
+		{Values: []string{"-1+1"}}, {Values: []string{"\tx"}}, {Values: []string{"u-4711"}}, {Values: []string{""}},
+	}}
+	var buf bytes.Buffer
+	if err := r.WriteCSV(&buf); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")[1:]
+	for i, want := range []string{`"'=HYPERLINK(""http://evil.example"",""x"")"`, "'+cmd|' /C calc'!A0", "'@SUM(A1)", "'-1+1", "'\tx", "u-4711", ""} {
+		if got, _, _ := strings.Cut(lines[i], ",0,"); got != want {
+			t.Errorf("cell %d: %q, want %q", i, got, want)
+		}
+	}
+}

@@ -160,7 +160,10 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	}
 	rec := make([]string, 0, len(r.GroupBy)+6)
 	for _, g := range r.Groups {
-		rec = append(rec[:0], g.Values...)
+		rec = rec[:0]
+		for _, v := range g.Values {
+			rec = append(rec, csvCell(v))
+		}
 		rec = append(rec, strconv.FormatInt(g.Requests, 10), strconv.FormatInt(g.TokensIn, 10), strconv.FormatInt(g.TokensOut, 10),
 			strconv.FormatInt(g.TokensCached, 10), DecimalEUR(g.Cost), strconv.FormatInt(g.Estimated, 10))
 		if err := cw.Write(rec); err != nil {
@@ -170,6 +173,23 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	cw.Flush()
 	return cw.Error()
 }
+
+// csvCell is a group's value as a CSV cell a spreadsheet shows as text: a
+// value beginning with =, +, -, @, a tab or a carriage return gets a
+// leading apostrophe. A request's user and tag are the client's word, and
+// "=HYPERLINK(…)" was a live formula in the FinOps team's spreadsheet (the
+// red team of the end-user dimension).
+func csvCell(v string) string {
+	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+		return "'" + v
+	}
+	return v
+}
+
+// maxGroups is the most groups a report holds: a client's user and tag are
+// its own word, and a client naming a new one per request would make a
+// report grouped by them as large as the ledger.
+var maxGroups = 100_000
 
 // DecimalEUR formats micro-euros as an exact decimal ("12.000345").
 func DecimalEUR(m ledger.MicroEUR) string {
@@ -268,6 +288,9 @@ FROM spend_requests WHERE ts >= $1 AND ts < $2` + where.String()
 		g.Cost, g.CostEUR, g.Values = ledger.MicroEUR(cost), ledger.MicroEUR(cost).EUR(), strs
 		rep.Total.add(g.Sums)
 		if n > 0 {
+			if len(rep.Groups) == maxGroups {
+				return nil, &InvalidError{Field: "group_by", Msg: fmt.Sprintf("the report has more than %d groups: filter it, shorten its period or group by fewer dimensions", maxGroups)}
+			}
 			rep.Groups = append(rep.Groups, g)
 		}
 	}
