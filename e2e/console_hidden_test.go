@@ -126,6 +126,20 @@ func TestConsoleShowsHiddenCharacters(t *testing.T) {
 		t.Errorf("the denial is drawn out of its order: txt at %.0f, exe at %.0f, the rest at %.0f (%v)", o.Txt, o.Exe, o.Rest, err)
 	}
 
+	// The names a screen reader says (aria-label: the spend chart's bars
+	// name each group, a client's user or tag among them), the labels the
+	// narrow layout shows (data-label) and what is announced mark them too
+	// (the red team of the end-user dimension).
+	type named struct{ Aria, Data, Said string }
+	nv, err := chromedp.Run(ctx, chromedp.Evaluate[named](`(() => {
+		const e = el("span", {"aria-label": "legal/admin\u202etxt.exe €0.01", "data-label": "x\u200by"});
+		const st = document.getElementById("spend-status");
+		announce("spend-status", "app\u{E0041} spent");
+		return {Aria: e.getAttribute("aria-label"), Data: e.getAttribute("data-label"), Said: st.textContent}; })()`))
+	if err != nil || nv.Aria != "legal/admin⟦U+202E⟧txt.exe €0.01" || nv.Data != "x⟦U+200B⟧y" || nv.Said != "app⟦U+E0041⟧ spent" || raw(nv.Aria+nv.Data+nv.Said) {
+		t.Errorf("accessible names and announcements: %+v %v", nv, err)
+	}
+
 	// What is stored and served keeps the client's exact characters: the
 	// audit record (its deny reason and replay inputs), through the admin
 	// API's JSON.

@@ -21,6 +21,10 @@ function el(tag, attrs, ...children) {
     else if (k === "style") Object.assign(e.style, v); // CSSOM: the CSP refuses style attributes
     else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
     else if (k === "title") e.title = shownTitle(String(v));
+    // Names a screen reader says, and labels the narrow layout shows,
+    // mark hidden characters as the text does (a client's user or tag
+    // with U+202E read as another: the red team).
+    else if (k === "aria-label" || k === "data-label") e.setAttribute(k, shownTitle(String(v)));
     else e.setAttribute(k, v === true ? "" : v);
   }
   for (const c of children.flat()) {
@@ -175,6 +179,7 @@ function errorBox(r) { return el("p", { class: "error", role: "alert", tabindex:
 function announce(id, text) {
   const e = $(id);
   if (!e) return;
+  text = shownTitle(text);
   e.textContent = text === e.textContent ? text + "\u00a0" : text;
 }
 
