@@ -15,6 +15,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/stellwerk/stellwerk/internal/auth"
@@ -499,5 +500,24 @@ func BenchmarkChatRequestPDF(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
 		benchRequestPhases(b, st, &seen, hm, bm)
+	}
+}
+
+// TestDropInHostHeader: the drop-in's version is a number ("10" is later
+// than "2": compared as text it read as older, and stellwerk would have
+// rewritten :authority for pieces that route by x-stellwerk-host: the red
+// team); anything else is pieces from before.
+func TestDropInHostHeader(t *testing.T) {
+	for v, want := range map[string]bool{"2": true, "3": true, "10": true, "1": false, "": false, "x": false, "2.0": false, " 2": false} {
+		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(header.DropIn, v))
+		if got := dropInHostHeader(ctx); got != want {
+			t.Errorf("%q: %v, want %v", v, got, want)
+		}
+	}
+	if dropInHostHeader(context.Background()) {
+		t.Error("no metadata")
+	}
+	if dropInHostHeader(metadata.NewIncomingContext(context.Background(), metadata.Pairs(header.DropIn, "2", header.DropIn, "2"))) {
+		t.Error("two values")
 	}
 }

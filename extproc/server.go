@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -231,7 +232,11 @@ func egressProvider(ctx context.Context) string {
 // header.Host; pieces pasted before read it from :authority.
 func dropInHostHeader(ctx context.Context) bool {
 	v := metadata.ValueFromIncomingContext(ctx, header.DropIn)
-	return len(v) == 1 && v[0] >= "2"
+	if len(v) != 1 {
+		return false
+	}
+	n, err := strconv.Atoi(v[0]) // a number: "10" is a later version than "2"
+	return err == nil && n >= 2
 }
 
 // serve answers each message of a stream with handle until the stream

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/peer"
 	grpcstatus "google.golang.org/grpc/status"
 
+	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/logevery"
@@ -110,7 +111,7 @@ func (t *streamToken) admits(ctx context.Context, method string) bool {
 			remote = p.Addr.String()
 		}
 		if a := md[":authority"]; len(a) > 0 {
-			authority = a[0]
+			authority = apierr.Truncate(a[0], 128) // the proxied client's
 		}
 		sent := len(v) > 0
 		t.log.Warn("refused a gRPC stream without the right stream token: only Envoy's own gRPC clients have it; "+
