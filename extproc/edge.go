@@ -342,8 +342,10 @@ func (p *edge) checkRoute(req *extprocv3.ProcessingRequest) *extprocv3.Processin
 	if endpointOf(path) == epUnknown {
 		return p.immediate(unknownURL(method, path))
 	}
-	p.log.Error("request matched another route than stellwerk's; refused (put the stellwerk route first and keep request_attributes: [xds.route_name], docs/envoy.md)",
-		zap.String("decision_id", p.id), zap.String("route", apierr.Truncate(name, 128)))
+	if ok, n := p.state.misrouted.Allow(); ok {
+		p.log.Error("request matched another route than stellwerk's; refused (put the stellwerk route first and keep request_attributes: [xds.route_name], docs/envoy.md)",
+			zap.String("decision_id", p.id), zap.String("route", apierr.Truncate(name, 128)), zap.Int64("requests", n))
+	}
 	return p.immediate(apierr.Misrouted())
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.uber.org/zap"
@@ -42,5 +43,25 @@ func TestPolicyLogLevelLowersBothLines(t *testing.T) {
 		if n := logs.FilterMessage("routed").Len() + logs.FilterMessage("stream finished").Len(); n != want {
 			t.Errorf("quiet %s: %d routed and stream finished lines at info, want %d: %v", quiet, n, want, logs.All())
 		}
+	}
+}
+
+// TestMisroutedLoggedOncePerInterval: requests through another route than
+// stellwerk's (clusters mode) are each refused 500 gateway_misconfigured,
+// and logged once an interval with their count: a client chose how many
+// error lines it wrote (the red team of today's fixes).
+func TestMisroutedLoggedOncePerInterval(t *testing.T) {
+	st := testState(t)
+	st.CheckRoute = true
+	core, logs := observer.New(zapcore.InfoLevel)
+	for range 50 {
+		p := &edge{filter: filter{state: st, log: zap.New(core), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
+		ir := p.handle(headersMsg("POST", "/v1/chat/completions", false)).GetImmediateResponse()
+		if ir == nil || ir.GetStatus().GetCode() != 500 || !strings.Contains(string(ir.Body), "gateway_misconfigured") {
+			t.Fatalf("a request through another route: %v", ir)
+		}
+	}
+	if n := logs.FilterMessageSnippet("another route").Len(); n != 1 {
+		t.Errorf("%d lines for 50 misrouted requests, want 1", n)
 	}
 }

@@ -120,6 +120,9 @@ type State struct {
 	// storeDown bounds the lines a budget store outage writes per request
 	// to one an interval each (the fleet probe counted 740 in 30 s).
 	storeDown struct{ refused, unchecked, unrecorded, settle, release logevery.Limiter }
+	// misrouted bounds the lines requests through another route than
+	// stellwerk's write (checkRoute): a client chooses how many it sends.
+	misrouted logevery.Limiter
 }
 
 // readsUsage reports whether anything reads a request's usage and cost
