@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"gopkg.in/yaml.v3"
 
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/health"
@@ -29,7 +30,8 @@ func fullRegistry(t *testing.T) *Metrics {
 		Providers(func() []health.Status {
 			return []health.Status{{Provider: "openai", ConsecutiveFailures: 2, CoolingUntil: now.Add(time.Minute)}}
 		}, func() time.Time { return now }),
-		PolicyRefused(func() bool { return false }), EnvoyRejected(func() bool { return false }), EnvoyStreams(func() int64 { return 1 }))
+		PolicyRefused(func() bool { return false }), EnvoyRejected(func() bool { return false }), EnvoyStreams(func() int64 { return 1 }),
+		PolicyErrors(func() uint64 { return 0 }), PolicyMemo(func() (uint64, uint64) { return 1, 1 }), ClassifyMemo(func() (uint64, uint64) { return 1, 1 }))
 	cs = append(cs, BudgetStore(func() (bool, uint64) { return true, 0 })...)
 	cs = append(cs, Fleet(func() (int, int) { return 2, 0 })...)
 	if err := m.Register(cs...); err != nil {
@@ -72,20 +74,7 @@ func TestDashboardQueriesExist(t *testing.T) {
 	if err := json.Unmarshal(b, &d); err != nil {
 		t.Fatalf("not JSON: %v", err)
 	}
-	mfs, err := fullRegistry(t).Gatherer().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	families, labels := map[string]bool{}, map[string]bool{"le": true}
-	for _, mf := range mfs {
-		families[mf.GetName()] = true
-		for _, mt := range mf.GetMetric() {
-			for _, l := range mt.GetLabel() {
-				labels[l.GetName()] = true
-			}
-		}
-	}
-	ident := regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*`)
+	families, labels := exported(t)
 	ids, queried := map[int]bool{}, map[string]bool{}
 	for _, p := range d.Panels {
 		if ids[p.ID] {
@@ -96,21 +85,11 @@ func TestDashboardQueriesExist(t *testing.T) {
 			t.Errorf("panel %q has no query", p.Title)
 		}
 		for _, tg := range p.Targets {
-			for _, name := range ident.FindAllString(tg.Expr, -1) {
-				if labels[name] || !(strings.HasPrefix(name, "stellwerk_") || strings.HasPrefix(name, "gen_ai_") ||
-					strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_")) {
-					continue
-				}
-				base := name
-				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-					if b, ok := strings.CutSuffix(name, suffix); ok && families[b] {
-						base = b
-					}
-				}
-				if !families[base] {
+			for _, name := range exportedIn(tg.Expr, families, labels) {
+				if !families[name] {
 					t.Errorf("panel %q queries %s, which stellwerk does not export", p.Title, name)
 				}
-				queried[base] = true
+				queried[name] = true
 			}
 		}
 	}
@@ -122,6 +101,92 @@ func TestDashboardQueriesExist(t *testing.T) {
 	}
 	if d.UID == "" || len(queried) < 15 {
 		t.Errorf("uid %q, %d metrics queried", d.UID, len(queried))
+	}
+}
+
+// exported is the names of the metric families stellwerk exports and of
+// their labels (with le).
+func exported(t *testing.T) (families, labels map[string]bool) {
+	t.Helper()
+	mfs, err := fullRegistry(t).Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	families, labels = map[string]bool{}, map[string]bool{"le": true}
+	for _, mf := range mfs {
+		families[mf.GetName()] = true
+		for _, mt := range mf.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				labels[l.GetName()] = true
+			}
+		}
+	}
+	return families, labels
+}
+
+// exportedIn lists the stellwerk metric names an expression reads (a
+// histogram's _bucket, _sum and _count read as its family), leaving out
+// label names and what is not stellwerk's (Envoy's, functions).
+func exportedIn(expr string, families, labels map[string]bool) []string {
+	var out []string
+	for _, name := range regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*`).FindAllString(expr, -1) {
+		if labels[name] || !(strings.HasPrefix(name, "stellwerk_") || strings.HasPrefix(name, "gen_ai_") ||
+			strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_")) {
+			continue
+		}
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if b, ok := strings.CutSuffix(name, suffix); ok && families[b] {
+				name = b
+			}
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
+// TestAlertRulesQueryExports: the alert rules the compose stack's
+// Prometheus loads read metrics stellwerk exports, under those names, and
+// each alert says what it is (the dashboards probe: no rules shipped
+// although the dashboard said to alert).
+func TestAlertRulesQueryExports(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "compose", "prometheus", "rules.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Groups []struct {
+			Rules []struct {
+				Alert       string            `yaml:"alert"`
+				Expr        string            `yaml:"expr"`
+				Labels      map[string]string `yaml:"labels"`
+				Annotations map[string]string `yaml:"annotations"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	families, labels := exported(t)
+	n := 0
+	for _, g := range f.Groups {
+		for _, r := range g.Rules {
+			n++
+			if r.Alert == "" || r.Labels["severity"] == "" || r.Annotations["summary"] == "" {
+				t.Errorf("rule %q: an alert needs a name, a severity and a summary", r.Alert)
+			}
+			for _, name := range exportedIn(r.Expr, families, labels) {
+				if !families[name] {
+					t.Errorf("alert %s reads %s, which stellwerk does not export", r.Alert, name)
+				}
+			}
+		}
+	}
+	if n < 10 {
+		t.Errorf("%d rules", n)
+	}
+	p, err := os.ReadFile(filepath.Join("..", "..", "compose", "prometheus", "prometheus.yml"))
+	if err != nil || !strings.Contains(string(p), "/etc/prometheus/rules.yml") || !strings.Contains(string(p), "/stats/prometheus") {
+		t.Errorf("prometheus.yml loads no rules or scrapes no Envoy (%v)", err)
 	}
 }
 
@@ -159,7 +224,7 @@ stellwerk_audit_queue_depth{state="spooled"} 3
 stellwerk_audit_records_total{result="dropped"} 1
 stellwerk_audit_records_total{result="failed"} 0
 stellwerk_audit_records_total{result="written"} 10
-# HELP stellwerk_provider_consecutive_failures A provider's run of failed attempts on this replica; any success ends it.
+# HELP stellwerk_provider_consecutive_failures A provider's run of failed attempts on this replica (5xx, connection failures, timeouts, a 200 that is no answer); an answer ends it, a client's 4xx neither counts nor ends it.
 # TYPE stellwerk_provider_consecutive_failures gauge
 stellwerk_provider_consecutive_failures{provider="a"} 3
 stellwerk_provider_consecutive_failures{provider="b"} 1

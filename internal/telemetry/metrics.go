@@ -93,7 +93,7 @@ func New() *Metrics {
 	}, genai)
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stellwerk_requests_total",
-		Help: "Chat requests, and every request stellwerk refused at the edge, by what the client got: status class and stellwerk's error code (\"\" when the provider's answer went through).",
+		Help: "Requests (chat, Responses, Messages, embeddings, completions), and every request stellwerk refused at the edge, by what the client got: status class and stellwerk's error code (\"\" when the provider's answer went through).",
 	}, []string{"workspace", "model", "provider", "status_class", "error_code"})
 	m.cost = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stellwerk_cost_eur_total",
@@ -113,7 +113,7 @@ func New() *Metrics {
 	}
 	m.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stellwerk_provider_attempts_total",
-		Help: "Attempts on providers, by outcome (served, failed); more attempts than requests is failover.",
+		Help: "Attempts on providers, by outcome (served, failed, rejected: a 4xx about the request, not_sent, abandoned: the client went away first); a failed attempt followed by another is failover.",
 	}, []string{"provider", "model", "outcome"})
 	m.denials = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stellwerk_policy_denials_total",

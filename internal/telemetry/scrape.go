@@ -93,7 +93,7 @@ func Spend(stats func() spend.Stats) prometheus.Collector {
 // neither have no series.
 func Providers(snapshot func() []health.Status, now func() time.Time) prometheus.Collector {
 	cooling := prometheus.NewDesc("stellwerk_provider_cooldown_seconds", "Time left in a provider's cooldown on this replica (selection skips it meanwhile).", []string{"provider"}, nil)
-	failures := prometheus.NewDesc("stellwerk_provider_consecutive_failures", "A provider's run of failed attempts on this replica; any success ends it.", []string{"provider"}, nil)
+	failures := prometheus.NewDesc("stellwerk_provider_consecutive_failures", "A provider's run of failed attempts on this replica (5xx, connection failures, timeouts, a 200 that is no answer); an answer ends it, a client's 4xx neither counts nor ends it.", []string{"provider"}, nil)
 	return &funcCollector{descs: []*prometheus.Desc{cooling, failures}, collect: func(ch chan<- prometheus.Metric) {
 		t := now()
 		for _, s := range snapshot() {
