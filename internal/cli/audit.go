@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -205,11 +206,10 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		w, closeOut, err := outputTo(outPath, stdout)
+		w, finish, err := outputTo(outPath, stdout)
 		if err != nil {
 			return err
 		}
-		defer closeOut()
 		enc := json.NewEncoder(w) // JSON lines, as an export's
 		writers := 0
 		for i := range cps { // by writer, then seq: each writer's last
@@ -218,19 +218,21 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			writers++
 			if err := enc.Encode(audit.CheckpointLine(&cps[i])); err != nil {
-				return err
+				return finish(err)
 			}
+		}
+		if err := finish(nil); err != nil {
+			return err
 		}
 		fmt.Fprintf(stderr, "%d writer(s); keep this where the database's administrators cannot write, and verify with: stellwerk audit verify --witness FILE\n", writers)
 		return nil
 	case "export":
-		w, closeOut, err := outputTo(outPath, stdout)
+		w, finish, err := outputTo(outPath, stdout)
 		if err != nil {
 			return err
 		}
-		defer closeOut()
 		n, err := st.Export(ctx, audit.ExportFilter{From: fromT, To: toT, Workspace: workspace, Writer: writer}, format, w)
-		if err != nil {
+		if err := finish(err); err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "%d record(s) exported, with the chain and checkpoints around them; verify with: stellwerk audit verify --file FILE --pubkey KEY\n", n)
@@ -247,17 +249,35 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// outputTo is the file at path (created 0600, truncated) or stdout when
-// path is "", and what closes it.
-func outputTo(path string, stdout io.Writer) (io.Writer, func(), error) {
+// outputTo is where a verb writes: stdout, or, for path, a new file
+// beside it (0600) that finish renames to path once everything was written
+// (and removes when it was not). An export interrupted by Ctrl-C or an
+// error left the file it was replacing empty or cut short, and a cut
+// export can verify (the CLI probe); now path is the old file or the
+// whole new one.
+func outputTo(path string, stdout io.Writer) (w io.Writer, finish func(error) error, err error) {
 	if path == "" {
-		return stdout, func() {}, nil
+		return stdout, func(err error) error { return err }, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
 	if err != nil {
 		return nil, nil, err
 	}
-	return f, func() { f.Close() }, nil
+	return f, func(werr error) error {
+		if werr == nil {
+			werr = f.Sync()
+		}
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr == nil {
+			werr = os.Rename(f.Name(), path)
+		}
+		if werr != nil {
+			os.Remove(f.Name())
+		}
+		return werr
+	}, nil
 }
 
 // readWitness reads the checkpoint lines of a witness file or an export.

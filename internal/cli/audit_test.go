@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,5 +101,44 @@ func TestAuditCLI(t *testing.T) {
 		if _, _, err := run(args...); !errors.Is(err, ErrUsage) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestOutputToReplacesWhole: a verb writing to --out replaces the file
+// only once everything was written: a failure (or Ctrl-C) leaves the file
+// it was replacing as it was and no partial file beside it; an export cut
+// short had emptied a good export, and a cut export could verify (the CLI
+// probe).
+func TestOutputToReplacesWhole(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	if err := os.WriteFile(path, []byte("the good export\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, finish, err := outputTo(path, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "half of a new one")
+	if err := finish(errors.New("the store went away")); err == nil {
+		t.Error("the failure was not returned")
+	}
+	if b, _ := os.ReadFile(path); string(b) != "the good export\n" {
+		t.Errorf("after a failed write the file holds %q", b)
+	}
+	if es, _ := os.ReadDir(dir); len(es) != 1 {
+		t.Errorf("%d files in the directory, want the export alone", len(es))
+	}
+	w, finish, err = outputTo(path, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "a whole new one\n")
+	if err := finish(nil); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(path)
+	if b, _ := os.ReadFile(path); string(b) != "a whole new one\n" || fi.Mode().Perm() != 0o600 {
+		t.Errorf("after a whole write: %q, mode %v", b, fi.Mode().Perm())
 	}
 }
