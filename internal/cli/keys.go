@@ -295,12 +295,20 @@ func (k *keysCLI) changed(ctx context.Context, kind, workspace, action, target s
 
 // printSecret shows a new secret: alone on stdout (so it can be captured),
 // the rest on stderr; or everything as JSON.
+// A secret that could not be written is lost (the store keeps its hash
+// alone): the verb fails, saying what to do, rather than exit 0 with the
+// key made and its secret gone (the CLI probe: `> /dev/full`).
 func (k *keysCLI) printSecret(key keys.Key, secret, what string) error {
+	var err error
 	if k.json {
-		return writeJSONTo(k.stdout, admin.KeyWithSecret{Key: admin.View(key, time.Now()), Secret: secret})
+		err = writeJSONTo(k.stdout, admin.KeyWithSecret{Key: admin.View(key, time.Now()), Secret: secret})
+	} else {
+		fmt.Fprintf(k.stderr, "key %s %s (workspace %s, prefix %s); its secret follows, shown this once:\n", key.ID, what, key.Workspace, key.Prefix)
+		_, err = fmt.Fprintln(k.stdout, secret)
 	}
-	fmt.Fprintf(k.stderr, "key %s %s (workspace %s, prefix %s); its secret follows, shown this once:\n", key.ID, what, key.Workspace, key.Prefix)
-	fmt.Fprintln(k.stdout, secret)
+	if err != nil {
+		return fmt.Errorf("key %s was %s, but its secret could not be written (%v) and is lost: rotate it (stellwerk keys rotate %s) or revoke it", key.ID, what, err, key.ID)
+	}
 	return nil
 }
 
@@ -537,8 +545,14 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // runKeysHash: `stellwerk keys hash KEY` prints the digest for keys[].sha256.
 func runKeysHash(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) > 1 {
-		fmt.Fprintln(stderr, "usage: stellwerk keys hash [KEY]   (reads the key from stdin when omitted)")
+	const usage = "usage: stellwerk keys hash [KEY]   (reads the key from stdin when omitted)"
+	if len(args) == 1 && isHelp(args[0]) {
+		// Not the digest of "-h" (the CLI probe). A key is never a flag.
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	if len(args) > 1 || len(args) == 1 && strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(stderr, usage)
 		return ErrUsage
 	}
 	key := ""

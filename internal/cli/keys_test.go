@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -279,5 +280,50 @@ func TestKeysListPages(t *testing.T) {
 	}
 	if _, stderr, err := run("keys", "list", "--config", cfg, "--limit", "-1"); !errors.Is(err, ErrUsage) || !strings.Contains(stderr, "--limit") {
 		t.Errorf("--limit -1: %v %s", err, stderr)
+	}
+}
+
+// fullWriter fails every write, as stdout redirected to /dev/full does.
+type fullWriter struct{}
+
+func (fullWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// TestKeysSecretNotWritten: a key whose secret could not be written fails
+// the verb, naming the key and what to do: it exited 0 with the key made
+// (or rotated, the old secret soon gone) and its secret lost (the CLI
+// probe: `keys create > /dev/full`).
+func TestKeysSecretNotWritten(t *testing.T) {
+	cfg, _ := keysConfig(t)
+	for _, args := range [][]string{
+		{"keys", "create", "--config", cfg, "--workspace", "legal", "--id", "lost"},
+		{"keys", "create", "--config", cfg, "--workspace", "legal", "--id", "lost-json", "--json"},
+	} {
+		var errb bytes.Buffer
+		err := Run(context.Background(), args, strings.NewReader(""), fullWriter{}, &errb)
+		if err == nil || !strings.Contains(err.Error(), "its secret could not be written") || !strings.Contains(err.Error(), "stellwerk keys rotate") {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+	var errb bytes.Buffer
+	if err := Run(context.Background(), []string{"keys", "rotate", "--config", cfg, "lost"}, strings.NewReader(""), fullWriter{}, &errb); err == nil ||
+		!strings.Contains(err.Error(), "key lost was rotated, but its secret could not be written") {
+		t.Errorf("rotate: %v", err)
+	}
+}
+
+// TestKeysHashHelp: keys hash -h prints its usage, not the digest of
+// "-h" (the CLI probe); another flag is a usage error.
+func TestKeysHashHelp(t *testing.T) {
+	for _, h := range []string{"-h", "--help"} {
+		out, _, err := run("keys", "hash", h)
+		if err != nil || !strings.HasPrefix(out, "usage: stellwerk keys hash") {
+			t.Errorf("%s: %v %q", h, err, out)
+		}
+	}
+	if _, _, err := run("keys", "hash", "--json"); !errors.Is(err, ErrUsage) {
+		t.Errorf("a flag: %v", err)
+	}
+	if out, _, err := run("keys", "hash", "sk-test"); err != nil || strings.TrimSpace(out) != auth.Hash("sk-test") {
+		t.Errorf("a key: %v %q", err, out)
 	}
 }
