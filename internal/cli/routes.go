@@ -87,6 +87,14 @@ func runRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	switch verb {
+	case "list", "show", "diff", "rollback":
+		// They read versions: a mistyped --state-dir made an empty store
+		// there and listed no route, exit 0 (the CLI probe).
+		if err := storeExists(cfg.State); err != nil {
+			return err
+		}
+	}
 	cat, err := catalog.New(cfg, catalog.OSEnv)
 	if err != nil {
 		return err

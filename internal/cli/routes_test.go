@@ -169,3 +169,21 @@ func TestExplainRoutesOfAStore(t *testing.T) {
 		t.Fatalf("explain --state-dir: %v\n%s", err, out)
 	}
 }
+
+// TestRoutesReadNoStore: the verbs that read versions refuse a state
+// directory without a store, as keys and audit do, and make none there: a
+// mistyped --state-dir listed no route, exit 0, and left an empty store
+// behind (the CLI probe).
+func TestRoutesReadNoStore(t *testing.T) {
+	cfg, _ := keysConfig(t)
+	typo := filepath.Join(t.TempDir(), "sate")
+	for _, args := range [][]string{{"routes", "list"}, {"routes", "show", "support"}} {
+		_, _, err := run(append(args, "--config", cfg, "--state-dir", typo)...)
+		if err == nil || !strings.Contains(err.Error(), "no state store at") {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+	if _, err := os.Stat(typo); err == nil {
+		t.Error("a store was made in the mistyped directory")
+	}
+}
