@@ -853,3 +853,38 @@ models:
 		}
 	}
 }
+
+// TestConfigCheckReadsPostgresDSN: config check refuses state.postgres
+// whose DSN serve could not read or parse, without connecting and without
+// printing it; it said ok, and serve then refused to start (the CLI probe).
+func TestConfigCheckReadsPostgresDSN(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	doc := `routing: {default_model: us1}
+providers:
+  - {name: p, base_url: "http://127.0.0.1:8081/v1", residency: us}
+models:
+  - {id: us1, provider: p, context_window: 1000}
+state:
+  hash_key: {env: STELLWERK_TEST_HASH_KEY}
+  postgres: {dsn_env: STELLWERK_TEST_DSN}
+  redis: {address: 127.0.0.1:6379}
+`
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("STELLWERK_TEST_HASH_KEY", "0123456789abcdef0123456789abcdef")
+	for dsn, want := range map[string]string{
+		"": "state.postgres", "postgres://u:p@ss@db.example/stellwerk": "an @ that is not escaped",
+		"postgres://u:secret-pw@db.example:notaport/stellwerk": "the DSN does not parse", "postgres://u:secret-pw@db.example/stellwerk": "",
+	} {
+		t.Setenv("STELLWERK_TEST_DSN", dsn)
+		out, _, err := run("config", "check", path)
+		if want == "" && (err != nil || !strings.Contains(out, ": ok")) || want != "" && (err == nil || !strings.Contains(out, want)) {
+			t.Errorf("DSN %q: %v\n%s", dsn, err, out)
+		}
+		if strings.Contains(out, "secret-pw") {
+			t.Errorf("the DSN's password shows:\n%s", out)
+		}
+	}
+}

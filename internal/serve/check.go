@@ -43,6 +43,14 @@ func Check(ctx context.Context, cfg *config.Config, env catalog.Env) (warnings [
 	if _, err := readStreamToken(cfg.Server, env.Getenv); err != nil {
 		errs = append(errs, err)
 	}
+	if pg := cfg.State.Postgres; pg != nil {
+		// serve reads and parses it before anything else.
+		if dsn, err := store.ReadSecret(config.SecretSource{Env: pg.DSNEnv, File: pg.DSNFile}, env.Getenv); err != nil {
+			errs = append(errs, fmt.Errorf("state.postgres: %w", err))
+		} else if err := store.CheckPostgresDSN(dsn); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if _, err := ledger.LimitsFromConfig(cfg); err != nil {
 		errs = append(errs, err)
 	}

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
@@ -192,8 +193,23 @@ func CreateSQLite(ctx context.Context, path string, pageSize int) error {
 	return err
 }
 
-// OpenPostgres connects to PostgreSQL. The DSN is never part of an error.
-func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
+// CheckPostgresDSN reports whether a DSN parses, without connecting: what
+// `stellwerk config check` can say of state.postgres (it said ok of one
+// serve then refused: the CLI probe). The error never holds the DSN.
+func CheckPostgresDSN(dsn string) error {
+	db, err := openPostgres(dsn)
+	if err != nil {
+		return err
+	}
+	db.Close()
+	if _, err := pgx.ParseConfig(dsn); err != nil { // the driver parses it only when it connects
+		return errors.New("state.postgres: the DSN does not parse") // its error may quote the password
+	}
+	return nil
+}
+
+// openPostgres is the pool for a DSN, not yet connected.
+func openPostgres(dsn string) (*sql.DB, error) {
 	for _, scheme := range []string{"postgres://", "postgresql://"} {
 		rest, ok := strings.CutPrefix(dsn, scheme)
 		if authority, _, _ := strings.Cut(rest, "/"); ok && strings.Count(authority, "@") > 1 {
@@ -205,6 +221,15 @@ func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		return nil, errors.New("state.postgres: the DSN does not parse") // the DSN may carry a password
+	}
+	return db, nil
+}
+
+// OpenPostgres connects to PostgreSQL. The DSN is never part of an error.
+func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
+	db, err := openPostgres(dsn)
+	if err != nil {
+		return nil, err
 	}
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(4)
