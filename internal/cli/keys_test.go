@@ -327,3 +327,30 @@ func TestKeysHashHelp(t *testing.T) {
 		t.Errorf("a key: %v %q", err, out)
 	}
 }
+
+// TestExplainWithStoreKey: explain --key reads a store key (sk-sw-…) from
+// the store the config names, as serve does: it took one for the anonymous
+// default workspace (or refused it in keys mode), and a key it did not
+// know for the default workspace too (the CLI probe).
+func TestExplainWithStoreKey(t *testing.T) {
+	cfg, _ := keysConfig(t)
+	secret, stderr, err := run("keys", "create", "--config", cfg, "--workspace", "legal", "--id", "probe")
+	if err != nil {
+		t.Fatalf("create: %v %s", err, stderr)
+	}
+	secret = strings.TrimSpace(secret)
+	req := `{"model":"auto","messages":[{"role":"user","content":"hello"}]}`
+	out, _, err := runIn(req, "explain", "--config", cfg, "--key", secret, "--json")
+	if err != nil || !strings.Contains(out, `"workspace": "legal"`) {
+		t.Fatalf("a store key of legal: %v\n%s", err, out)
+	}
+	if _, _, err := runIn(req, "explain", "--config", cfg, "--key", "sk-sw-"+strings.Repeat("0", 40), "--json"); err == nil || !strings.Contains(err.Error(), "--key") {
+		t.Errorf("an unknown store key: %v", err)
+	}
+	if _, _, err := run("keys", "revoke", "--config", cfg, "probe"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runIn(req, "explain", "--config", cfg, "--key", secret, "--json"); err == nil {
+		t.Error("a revoked store key was explained")
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/flowstore"
+	"github.com/stellwerk/stellwerk/internal/keys"
 	"github.com/stellwerk/stellwerk/internal/policy"
 	"github.com/stellwerk/stellwerk/internal/qpredict"
 	"github.com/stellwerk/stellwerk/internal/request"
@@ -221,7 +222,7 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err != nil {
 		return fmt.Errorf("policy: %w", err)
 	}
-	principal, err := auth.New(cfg, os.Getenv).Authenticate(*key)
+	principal, err := explainPrincipal(ctx, cfg, *key)
 	if err != nil {
 		return fmt.Errorf("--key: %w", err)
 	}
@@ -483,3 +484,28 @@ func (noRoutes) Resolve(name string, _ int64) (*flow.Flow, error) {
 type draftRoute struct{ f *flow.Flow }
 
 func (d draftRoute) Resolve(string, int64) (*flow.Flow, error) { return d.f, nil }
+
+// explainPrincipal is who --key is, as serve reads it: a config key, or a
+// key of the store the config names (sk-sw-…), which explain took for the
+// anonymous default workspace, or refused in keys mode, while serve put
+// it in its own (the CLI probe). A store key that is unknown, revoked or
+// expired is refused as serve refuses it.
+func explainPrincipal(ctx context.Context, cfg *config.Config, key string) (auth.Principal, error) {
+	ks := auth.New(cfg, os.Getenv)
+	if strings.HasPrefix(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(key), "Bearer ")), keys.SecretPrefix) {
+		if err := storeExists(cfg.State); err != nil {
+			return auth.Principal{}, err
+		}
+		st, db, err := keys.OpenConfigured(ctx, cfg.State, os.Getenv)
+		if err != nil {
+			return auth.Principal{}, err
+		}
+		defer db.Close()
+		t := keys.NewTable(st, zap.NewNop())
+		if err := t.Refresh(ctx); err != nil {
+			return auth.Principal{}, err
+		}
+		ks = ks.WithSource(t)
+	}
+	return ks.Authenticate(key)
+}
