@@ -200,6 +200,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
+		if writer != "" && len(rep.Writers) == 0 {
+			// Nothing verified is no "ok" (the CLI probe: a mistyped
+			// --writer passed).
+			return fmt.Errorf("the audit log has no writer %q (stellwerk audit verify without --writer lists them)", writer)
+		}
 		return printReport(rep, asJSON, stdout)
 	case "witness":
 		cps, err := st.Checkpoints(ctx, "")

@@ -61,6 +61,11 @@ func TestAuditCLI(t *testing.T) {
 	if err != nil || !strings.Contains(out, "ok: 21 records in 1 chain(s) verified") || !strings.Contains(out, "closed") {
 		t.Fatalf("verify: %v\n%s", err, out)
 	}
+	// A writer the log does not have verifies nothing: no "ok" (the CLI
+	// probe: a mistyped --writer passed).
+	if out, _, err := run("audit", "verify", "--config", cfgPath, "--writer", "nosuch"); err == nil || !strings.Contains(err.Error(), `no writer "nosuch"`) {
+		t.Errorf("verify --writer nosuch: %v\n%s", err, out)
+	}
 	pub, stderr, err := run("audit", "pubkey", "--config", cfgPath)
 	if err != nil || !strings.HasPrefix(pub, "-----BEGIN PUBLIC KEY-----") || !strings.Contains(stderr, signer.Public().ID) {
 		t.Fatalf("pubkey: %v %s %s", err, pub, stderr)
