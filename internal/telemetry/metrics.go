@@ -36,8 +36,10 @@ var (
 	durationBuckets = []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92, 163.84, 327.68}
 	ttftBuckets     = []float64{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
 	// overheadBuckets: the router's own time, from microseconds (a cached
-	// decision) to the tens of milliseconds a remote budget store can take.
-	overheadBuckets = []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1}
+	// decision) to the tens of milliseconds a remote budget store can take,
+	// and on to the second past which a policy evaluation is an error (the
+	// dashboards probe: it ended at 0.1 s, so a slow policy read as +Inf).
+	overheadBuckets = []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}
 )
 
 // Metrics is safe for concurrent use. A nil *Metrics records nothing.
