@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -92,6 +93,19 @@ var ErrUsage = errors.New("usage error")
 
 // Run executes one command.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, stdin, stdout, stderr)
+	if errors.Is(err, ErrUsage) && len(args) > 1 && slices.ContainsFunc(args[1:], isHelpFlag) {
+		// The usage the verb printed was asked for: exit 0, as `keys -h`
+		// and `help` do (every other verb's -h exited 2: the CLI probe).
+		return nil
+	}
+	return err
+}
+
+// isHelpFlag is a flag asking for a verb's usage.
+func isHelpFlag(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }
+
+func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return ErrUsage
@@ -143,6 +157,9 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stdout, "stellwerk", version.String())
 		return nil
 	case "help", "-h", "--help":
+		if len(args) > 1 && args[0] == "help" && args[1] != "help" {
+			return Run(ctx, append(args[1:2:2], "-h"), stdin, stdout, stderr) // help VERB: the verb's own usage
+		}
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:

@@ -888,3 +888,22 @@ state:
 		}
 	}
 }
+
+// TestHelpExitsZero: a verb's usage asked for with -h, --help or help VERB
+// is no usage error (it exited 2 for every verb but keys and audit), and
+// help VERB prints the verb's usage, not the top level's (the CLI probe); a
+// wrong flag is still one.
+func TestHelpExitsZero(t *testing.T) {
+	for _, args := range [][]string{{"spend", "-h"}, {"audit", "export", "--help"}, {"explain", "-h"}, {"routes", "list", "-h"}, {"config", "check", "-h"}, {"keys", "create", "-h"}} {
+		if _, _, err := run(args...); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+	out, stderr, err := run("help", "spend")
+	if err != nil || !strings.Contains(out+stderr, "-group-by") {
+		t.Errorf("help spend: %v\n%s%s", err, out, stderr)
+	}
+	if _, _, err := run("spend", "--bogus"); !errors.Is(err, ErrUsage) {
+		t.Errorf("a wrong flag: %v", err)
+	}
+}
