@@ -14,6 +14,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/spend"
 	"github.com/stellwerk/stellwerk/internal/store"
 )
 
@@ -347,16 +348,13 @@ func printReport(rep *audit.Report, asJSON bool, stdout io.Writer) error {
 	return nil
 }
 
-// parseWhen reads an RFC 3339 time or a date (UTC); "" is the zero time.
+// parseWhen reads a time as spend's reports do (spend.ParseTime: RFC 3339,
+// a date at UTC midnight, "now", or a duration ago: 36h, 7d); "" is the
+// zero time. audit export and replay took RFC 3339 and dates only, where
+// spend took 7d (the CLI probe).
 func parseWhen(s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
-	}
-	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time or a date (2006-01-02)", s)
+	return spend.ParseTime(s, time.Now(), time.UTC)
 }

@@ -147,3 +147,21 @@ func TestOutputToReplacesWhole(t *testing.T) {
 		t.Errorf("after a whole write: %q, mode %v", b, fi.Mode().Perm())
 	}
 }
+
+// TestParseWhenAsSpend: audit export's and replay's --from/--to read times
+// as spend's --since/--until do: now and durations ago too (the CLI probe).
+func TestParseWhenAsSpend(t *testing.T) {
+	now := time.Now()
+	for s, want := range map[string]time.Duration{"7d": 7 * 24 * time.Hour, "36h": 36 * time.Hour, "now": 0} {
+		got, err := parseWhen(s)
+		if err != nil || now.Sub(got)-want > time.Minute || want-now.Sub(got) > time.Minute {
+			t.Errorf("%s: %v %v", s, got, err)
+		}
+	}
+	if got, err := parseWhen("2025-06-01"); err != nil || !got.Equal(time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("a date: %v %v", got, err)
+	}
+	if _, err := parseWhen("yesterday"); err == nil {
+		t.Error("yesterday")
+	}
+}
