@@ -256,6 +256,9 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return k.fail(err)
 		}
 		k.changed(ctx, audit.KindProviderKey, pos[0], "delete", pos[0]+"/"+pos[1], nil)
+		if k.json {
+			return writeJSONTo(stdout, map[string]any{"workspace": pos[0], "provider": pos[1], "deleted": true})
+		}
 		fmt.Fprintf(stderr, "provider key of %s for %s deleted\n", pos[0], pos[1])
 		return nil
 	case "rotate-master":
@@ -264,6 +267,9 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return k.fail(err)
 		}
 		k.changed(ctx, audit.KindProviderKey, "", "rotate_master", "", map[string]string{"records": strconv.Itoa(n)})
+		if k.json {
+			return writeJSONTo(stdout, map[string]any{"reencrypted": n, "master_key": cfg.State.MasterKeys[0].ID})
+		}
 		fmt.Fprintf(stdout, "%d provider key(s) re-encrypted under master key %s\n", n, cfg.State.MasterKeys[0].ID)
 		return nil
 	}
@@ -422,6 +428,9 @@ func (k *keysCLI) providerSet(ctx context.Context, ws, prov string, stdin io.Rea
 		return k.fail(err)
 	}
 	k.changed(ctx, audit.KindProviderKey, ws, "set", ws+"/"+prov, nil)
+	if k.json {
+		return writeJSONTo(k.stdout, map[string]any{"workspace": ws, "provider": prov, "master_key": k.cfg.State.MasterKeys[0].ID})
+	}
 	fmt.Fprintf(k.stderr, "provider key of %s for %s stored (encrypted under master key %s)\n", ws, prov, k.cfg.State.MasterKeys[0].ID)
 	return nil
 }

@@ -354,3 +354,24 @@ func TestExplainWithStoreKey(t *testing.T) {
 		t.Error("a revoked store key was explained")
 	}
 }
+
+// TestKeysJSONEverywhere: the verbs that change provider keys print an
+// object with --json, as the others do; they printed text or nothing (the
+// CLI probe). The secret is never in it.
+func TestKeysJSONEverywhere(t *testing.T) {
+	cfg, _ := keysConfig(t)
+	for _, c := range []struct {
+		stdin string
+		args  []string
+		want  string
+	}{
+		{"sk-provider-secret\n", []string{"keys", "provider", "set", "legal", "p1", "--json"}, `"provider": "p1"`},
+		{"", []string{"keys", "rotate-master", "--json"}, `"master_key": "mk1"`},
+		{"", []string{"keys", "provider", "delete", "legal", "p1", "--json"}, `"deleted": true`},
+	} {
+		out, stderr, err := runIn(c.stdin, append(c.args, "--config", cfg)...)
+		if err != nil || !json.Valid([]byte(out)) || !strings.Contains(out, c.want) || strings.Contains(out+stderr, "sk-provider-secret") {
+			t.Errorf("%v: %v\n%s%s", c.args, err, out, stderr)
+		}
+	}
+}
