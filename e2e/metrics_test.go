@@ -71,6 +71,13 @@ func TestMetricsAfterEveryKind(t *testing.T) {
 		}
 		probes = n
 	}
+	// The refusals the config's limits can make exist at 0 before the
+	// first one, so that the first counts in increase() (the dashboards
+	// probe).
+	if _, mfs := scrape(t, s); promSample(mfs, "stellwerk_limit_rejections_total", "kind=budget,scope=workspace,workspace=capped") != 0 ||
+		promSample(mfs, "stellwerk_limit_rejections_total", "kind=requests,scope=key,workspace=default") != 0 {
+		t.Errorf("the config's rejection series are not there at 0 before any refusal")
+	}
 	const hello = `{"model":"auto","max_tokens":20,"messages":[{"role":"user","content":"hello there"}]}`
 	send("sk-app-secret", hello, 200)
 	resp, b := post(t, s.URL+"/v1/chat/completions",

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -51,5 +52,22 @@ func TestRemovalGrace(t *testing.T) {
 	c.Envoy.Mode = config.ModeClusters
 	if g := removalGrace(c); g != 5*time.Second {
 		t.Errorf("clusters mode: %s", g)
+	}
+}
+
+// TestRejectionSeries: the pairs a config's limits can refuse with, for
+// each workspace: a store key's own of every kind, and each budget's and
+// rate limit's kind and scope, once.
+func TestRejectionSeries(t *testing.T) {
+	c := &config.Config{Workspaces: []config.Workspace{{Name: "legal"}, {Name: "default"}},
+		Budgets:    config.Budgets{Limits: []config.BudgetRule{{Name: "a", Scope: "team"}, {Name: "b", Scope: "team"}, {Name: "c", Scope: "global"}}},
+		RateLimits: []config.RateLimitRule{{Name: "r", Scope: "model", RequestsPerMinute: 5, TokensPerDay: 9}}}
+	ws, pairs := rejectionSeries(c)
+	want := [][2]string{{"budget", "key"}, {"requests", "key"}, {"tokens", "key"}, {"budget", "team"}, {"budget", "global"}, {"requests", "model"}, {"tokens", "model"}}
+	if !slices.Equal(ws, []string{"legal", "default"}) || !slices.Equal(pairs, want) {
+		t.Errorf("%v %v", ws, pairs)
+	}
+	if ws, _ := rejectionSeries(&config.Config{}); !slices.Equal(ws, []string{"default"}) {
+		t.Errorf("no workspaces: %v", ws)
 	}
 }

@@ -146,6 +146,7 @@ func build(cfg *config.Config, env catalog.Env, ps decision.PolicySource, ln lea
 		}
 	}
 	st.Metrics, st.Traces = ln.metrics, ln.traces
+	ln.metrics.PrecreateRejections(rejectionSeries(cfg))
 	vb, err := versionsOf(cfg, cat, predictor) // for the records and stellwerk_config_info
 	if err != nil {
 		return nil, err
@@ -660,4 +661,37 @@ func loadPredictor(cfg *config.Config, env catalog.Env) (*qpredict.Model, []byte
 		return nil, nil, fmt.Errorf("routing.quality_predictor %s: %w", path, err)
 	}
 	return qp, b, nil
+}
+
+// rejectionSeries is the workspaces and the limit kind and scope pairs a
+// config's limits can refuse requests with (telemetry's
+// stellwerk_limit_rejections_total): its budgets' and rate limits', and a
+// store key's own (any kind).
+func rejectionSeries(cfg *config.Config) (workspaces []string, pairs [][2]string) {
+	for _, w := range cfg.Workspaces {
+		workspaces = append(workspaces, w.Name)
+	}
+	if len(workspaces) == 0 {
+		workspaces = []string{auth.DefaultWorkspace}
+	}
+	add := func(kind, scope string) {
+		if p := [2]string{kind, scope}; !slices.Contains(pairs, p) {
+			pairs = append(pairs, p)
+		}
+	}
+	for _, k := range []string{"budget", "requests", "tokens"} {
+		add(k, "key")
+	}
+	for _, b := range cfg.Budgets.Limits {
+		add("budget", b.Scope)
+	}
+	for _, r := range cfg.RateLimits {
+		if r.RequestsPerMinute > 0 || r.RequestsPerDay > 0 {
+			add("requests", r.Scope)
+		}
+		if r.TokensPerMinute > 0 || r.TokensPerDay > 0 {
+			add("tokens", r.Scope)
+		}
+	}
+	return workspaces, pairs
 }

@@ -274,3 +274,25 @@ func TestEmbeddingsWriteNoOutputTokens(t *testing.T) {
 		t.Errorf("token observations %v, want one input, no output", counts)
 	}
 }
+
+// TestPrecreatedRejections: the limit-rejection series a config can
+// produce exist at 0 before the first refusal, so the first one counts in
+// rate() and increase() (the dashboards probe: a workspace's first budget
+// refusal was invisible to an alert on increase), and a refusal adds to
+// the same series.
+func TestPrecreatedRejections(t *testing.T) {
+	m := New()
+	m.PrecreateRejections([]string{"legal", "default"}, [][2]string{{"budget", "workspace"}, {"requests", "key"}})
+	want := `
+# HELP stellwerk_limit_rejections_total Requests refused with 429 by a budget or rate limit, by kind (budget, requests, tokens) and the limit's scope.
+# TYPE stellwerk_limit_rejections_total counter
+stellwerk_limit_rejections_total{kind="budget",scope="workspace",workspace="default"} 0
+stellwerk_limit_rejections_total{kind="budget",scope="workspace",workspace="legal"} 1
+stellwerk_limit_rejections_total{kind="requests",scope="key",workspace="default"} 0
+stellwerk_limit_rejections_total{kind="requests",scope="key",workspace="legal"} 0
+`
+	m.Rejected("legal", "budget", "workspace")
+	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want), "stellwerk_limit_rejections_total"); err != nil {
+		t.Error(err)
+	}
+}

@@ -231,6 +231,22 @@ func (m *Metrics) KeepBudgets(keep map[string]bool) {
 
 type rejectionKey struct{ workspace, kind, scope string }
 
+// PrecreateRejections makes, at 0, the limit-rejection series a config can
+// produce: each workspace with each kind and scope pair (budget/team,
+// requests/key, …). A series made at a workspace's first refusal hid that
+// refusal from rate() and increase(), and from an alert on them (the
+// dashboards probe).
+func (m *Metrics) PrecreateRejections(workspaces []string, pairs [][2]string) {
+	if m == nil {
+		return
+	}
+	for _, ws := range workspaces {
+		for _, p := range pairs {
+			m.rejectionC.get(rejectionKey{ws, p[0], p[1]})
+		}
+	}
+}
+
 // Rejected records a request a limit refused: kind is budget, requests or
 // tokens; scope the limit's.
 func (m *Metrics) Rejected(workspace, kind, scope string) {
