@@ -116,17 +116,7 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 			// Read the last provider's error (the egress filter made it
 			// OpenAI-shaped) to quote it in stellwerk's answer.
 			p.failed = true
-			st := "503"
-			if p.credentialsMissing() {
-				st = "502"
-			} else if p.allAnswered(http.StatusTooManyRequests) {
-				st = "429"
-			} else if p.allAnswered(statusOverloaded) {
-				st = "529"
-			} else if p.allTimedOut() {
-				st = "504"
-			}
-			hs = append(hs, setHeader(":status", st), setHeader("content-type", "application/json"),
+			hs = append(hs, setHeader(":status", strconv.Itoa(p.failedStatus())), setHeader("content-type", "application/json"),
 				setHeader(header.Attempts, strconv.Itoa(len(p.attempts))), setHeader(header.PolicyVersion, p.result.PolicyVersion))
 			// The model named is the last the request was sent to; an
 			// attempt stellwerk did not send (no credential) names none.
@@ -338,6 +328,25 @@ func (p *edge) attemptsFinal() bool {
 	})
 }
 
+// failedStatus is the status of the answer when every provider of the
+// plan failed (allAttemptsFailed), which the response headers carry
+// before the body is written: 502 when nothing could be sent for want of a
+// credential, 429 or 529 when every provider said so, 504 when every one
+// timed out, else 503.
+func (p *edge) failedStatus() int {
+	switch {
+	case p.credentialsMissing():
+		return http.StatusBadGateway
+	case p.allAnswered(http.StatusTooManyRequests):
+		return http.StatusTooManyRequests
+	case p.allAnswered(statusOverloaded):
+		return statusOverloaded
+	case p.allTimedOut():
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusServiceUnavailable
+}
+
 // allAttemptsFailed is the answer when every provider of the plan failed
 // before its answer started: which were tried, why, and that no other model
 // was allowed. A request never reaches a model outside its decision.
@@ -362,7 +371,8 @@ func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
 		}
 	}
 	p.log.Warn("all attempts failed", zap.String("decision_id", p.id), zap.Any("attempts", p.attempts))
-	if p.credentialsMissing() {
+	switch p.failedStatus() {
+	case http.StatusBadGateway:
 		// Nothing was sent: a setup error, named as without failover (a
 		// pinned model's provider without a key; a helper's finding).
 		names := make([]string, 0, len(p.attempts))
@@ -376,8 +386,7 @@ func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
 		e.Final = true
 		p.status, p.errCode = apierr.HTTPStatus(e), e.Code
 		return e
-	}
-	if p.allAnswered(http.StatusTooManyRequests) {
+	case http.StatusTooManyRequests:
 		// Every provider tried said 429: the SDKs' RateLimitError, with
 		// the provider's Retry-After, rather than a server error (the SDK
 		// probe: a pinned model's 429 reached apps as a 503).
@@ -385,8 +394,7 @@ func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
 		e.Message = fmt.Sprintf("every model this request may use is rate limiting requests: %s%s", summarizeAttempts(p.attempts), excluded)
 		p.status, p.errCode = apierr.HTTPStatus(e), e.Code
 		return e
-	}
-	if p.allAnswered(statusOverloaded) {
+	case statusOverloaded:
 		// Every provider tried was Anthropic's, overloaded: the
 		// anthropic SDKs' OverloadedError, which Claude Code answers by
 		// backing off or switching models (a 503 api_error hid it; the
@@ -396,8 +404,7 @@ func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
 		e.Message = fmt.Sprintf("every model this request may use is overloaded: %s%s", summarizeAttempts(p.attempts), excluded)
 		p.status, p.errCode = apierr.HTTPStatus(e), e.Code
 		return e
-	}
-	if p.allTimedOut() {
+	case http.StatusGatewayTimeout:
 		// Every provider tried timed out: the 504 a client gets from a
 		// gateway (and from stellwerk in clusters mode), which the SDKs
 		// raise as a timeout, rather than "no model may serve it" for a
@@ -407,7 +414,7 @@ func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
 		p.status, p.errCode = apierr.HTTPStatus(e), e.Code
 		return e
 	}
-	p.status, p.errCode = 503, "no_eligible_model"
+	p.status, p.errCode = http.StatusServiceUnavailable, "no_eligible_model"
 	e := apierr.Unavailable("no_eligible_model", "every model this request may use failed: %s%s", summarizeAttempts(p.attempts), excluded)
 	e.Final = p.attemptsFinal()
 	return e

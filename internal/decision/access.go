@@ -7,7 +7,6 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/decide"
-	"github.com/stellwerk/stellwerk/internal/request"
 )
 
 // Visible is the part of the catalog a caller's access lists (its
@@ -35,26 +34,14 @@ func (v *Visible) Has(id string) bool { return v.ids[id] }
 func (v *Visible) notFound(asked, api string, p auth.Principal, sendable func(*catalog.Provider) bool) error {
 	cands := make([]decide.Candidate, 0, len(v.models))
 	for _, m := range v.models {
-		if keyAllows(p, m) && sendable(m.Provider) && serves(m, api) {
+		// The models offered are those the client could name instead: an
+		// embeddings request was offered chat models (the peer-switcher probe).
+		if keyAllows(p, m) && sendable(m.Provider) && m.Serves(api) {
 			cands = append(cands, decide.Candidate{Model: m})
 		}
 	}
 	_, err := decide.Decide(decide.Input{Asked: asked, Candidates: cands})
 	return err
-}
-
-// serves reports whether m serves the API a request came in by: the
-// models a not-found answer lists are the ones the client could name
-// instead (an embeddings request was offered chat models: the
-// peer-switcher probe).
-func serves(m *catalog.Model, api string) bool {
-	switch api {
-	case request.APIEmbeddings:
-		return m.Embeddings
-	case request.APICompletions:
-		return m.Completions
-	}
-	return m.Chat
 }
 
 // scope is a workspace and a team ("" for none) after resolution.

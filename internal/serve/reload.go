@@ -679,18 +679,19 @@ func rejectionSeries(cfg *config.Config) (workspaces []string, pairs [][2]string
 			pairs = append(pairs, p)
 		}
 	}
-	for _, k := range []string{"budget", "requests", "tokens"} {
-		add(k, "key")
+	budget, reqs, tokens := ledger.RefusedBudget.String(), ledger.RefusedRequests.String(), ledger.RefusedTokens.String()
+	for _, k := range []string{budget, reqs, tokens} {
+		add(k, ledger.ScopeKey.String())
 	}
 	for _, b := range cfg.Budgets.Limits {
-		add("budget", b.Scope)
+		add(budget, b.Scope)
 	}
 	for _, r := range cfg.RateLimits {
 		if r.RequestsPerMinute > 0 || r.RequestsPerDay > 0 {
-			add("requests", r.Scope)
+			add(reqs, r.Scope)
 		}
 		if r.TokensPerMinute > 0 || r.TokensPerDay > 0 {
-			add("tokens", r.Scope)
+			add(tokens, r.Scope)
 		}
 	}
 	return workspaces, pairs

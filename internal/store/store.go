@@ -197,39 +197,36 @@ func CreateSQLite(ctx context.Context, path string, pageSize int) error {
 // `stellwerk config check` can say of state.postgres (it said ok of one
 // serve then refused: the CLI probe). The error never holds the DSN.
 func CheckPostgresDSN(dsn string) error {
-	db, err := openPostgres(dsn)
-	if err != nil {
+	if err := unescapedAt(dsn); err != nil {
 		return err
 	}
-	db.Close()
 	if _, err := pgx.ParseConfig(dsn); err != nil { // the driver parses it only when it connects
 		return errors.New("state.postgres: the DSN does not parse") // its error may quote the password
 	}
 	return nil
 }
 
-// openPostgres is the pool for a DSN, not yet connected.
-func openPostgres(dsn string) (*sql.DB, error) {
+// unescapedAt refuses a URL DSN whose user name or password holds an @:
+// the password would be read as part of the host name, and the error that
+// names the host would show it.
+func unescapedAt(dsn string) error {
 	for _, scheme := range []string{"postgres://", "postgresql://"} {
 		rest, ok := strings.CutPrefix(dsn, scheme)
 		if authority, _, _ := strings.Cut(rest, "/"); ok && strings.Count(authority, "@") > 1 {
-			// The password would be read as part of the host name, and
-			// the error that names the host would show it.
-			return nil, errors.New("state.postgres: the DSN's user name or password has an @ that is not escaped: write it as %40")
+			return errors.New("state.postgres: the DSN's user name or password has an @ that is not escaped: write it as %40")
 		}
 	}
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		return nil, errors.New("state.postgres: the DSN does not parse") // the DSN may carry a password
-	}
-	return db, nil
+	return nil
 }
 
 // OpenPostgres connects to PostgreSQL. The DSN is never part of an error.
 func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
-	db, err := openPostgres(dsn)
-	if err != nil {
+	if err := unescapedAt(dsn); err != nil {
 		return nil, err
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, errors.New("state.postgres: the DSN does not parse") // the DSN may carry a password
 	}
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(4)
