@@ -767,23 +767,13 @@ workspaces:
 // counts budgets in each replica's memory; config check says so (the
 // growth probe: two replicas each admitted a key's whole budget).
 func TestConfigCheckWarnsMemoryBudgetsOnPostgres(t *testing.T) {
-	dir := t.TempDir()
-	base := `routing: {default_model: us1}
-providers:
-  - {name: p, base_url: "http://127.0.0.1:8081/v1", residency: us}
-models:
-  - {id: us1, provider: p, context_window: 1000}
-state:
+	base := oneModel + `state:
   hash_key: {env: STELLWERK_TEST_HASH_KEY}
   postgres: {dsn_env: STELLWERK_TEST_DSN}
 `
 	const warning = "warning: state.postgres without state.redis: budgets and rate limits are counted in this replica's memory"
 	for doc, want := range map[string]bool{base: true, base + "  redis: {address: 127.0.0.1:6379}\n": false} {
-		path := filepath.Join(dir, "c.yaml")
-		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		out, _, _ := run("config", "check", path)
+		out, _ := checkDoc(t, doc)
 		if strings.Contains(out, warning) != want {
 			t.Errorf("warned %v, want %v:\n%s\n%s", !want, want, doc, out)
 		}
@@ -795,23 +785,10 @@ state:
 // clear; config check says so (the data-protection probe). Loopback and
 // https are not warned about.
 func TestConfigCheckWarnsPlainWebhook(t *testing.T) {
-	dir := t.TempDir()
-	base := `routing: {default_model: us1}
-providers:
-  - {name: p, base_url: "http://127.0.0.1:8081/v1", residency: us}
-models:
-  - {id: us1, provider: p, context_window: 1000}
-budgets:
-  webhook: {url: "URL"}
-`
 	const warning = "warning: budgets.webhook.url is plain http to another host"
 	for u, want := range map[string]bool{"http://hooks.example.com/budget": true, "https://hooks.example.com/budget": false,
 		"http://127.0.0.1:9000/hook": false, "http://localhost:9000/hook": false} {
-		path := filepath.Join(dir, "c.yaml")
-		if err := os.WriteFile(path, []byte(strings.Replace(base, "URL", u, 1)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		out, _, _ := run("config", "check", path)
+		out, _ := checkDoc(t, oneModel+"budgets:\n  webhook: {url: \""+u+"\"}\n")
 		if strings.Contains(out, warning) != want {
 			t.Errorf("%s: warned %v, want %v:\n%s", u, !want, want, out)
 		}
@@ -823,13 +800,7 @@ budgets:
 // route with cluster_header let a client read every provider key over
 // ADS), and refuses one that is set but cannot be read, as serve does.
 func TestConfigCheckWarnsNoStreamToken(t *testing.T) {
-	dir := t.TempDir()
-	base := `routing: {default_model: us1}
-providers:
-  - {name: p, base_url: "http://127.0.0.1:8081/v1", residency: us}
-models:
-  - {id: us1, provider: p, context_window: 1000}
-`
+	base := oneModel
 	const warning = "warning: server.grpc_stream_token is not set"
 	t.Setenv("STELLWERK_TEST_STREAM_TOKEN", "0123456789abcdef0123456789abcdef")
 	for doc, want := range map[string]struct {
@@ -840,11 +811,7 @@ models:
 		base + "envoy: {mode: clusters}\nserver: {grpc_stream_token: {env: STELLWERK_TEST_STREAM_TOKEN}}\n":  {false, false},
 		base + "envoy: {mode: clusters}\nserver: {grpc_stream_token: {env: STELLWERK_TEST_NO_SUCH_TOKEN}}\n": {false, true},
 	} {
-		path := filepath.Join(dir, "c.yaml")
-		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		out, _, err := run("config", "check", path)
+		out, err := checkDoc(t, doc)
 		if strings.Contains(out, warning) != want.warned || (err != nil) != want.fails {
 			t.Errorf("warned %v, error %v; want %+v:\n%s\n%s", !want.warned, err, want, doc, out)
 		}
@@ -858,28 +825,18 @@ models:
 // whose DSN serve could not read or parse, without connecting and without
 // printing it; it said ok, and serve then refused to start (the CLI probe).
 func TestConfigCheckReadsPostgresDSN(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "c.yaml")
-	doc := `routing: {default_model: us1}
-providers:
-  - {name: p, base_url: "http://127.0.0.1:8081/v1", residency: us}
-models:
-  - {id: us1, provider: p, context_window: 1000}
-state:
+	doc := oneModel + `state:
   hash_key: {env: STELLWERK_TEST_HASH_KEY}
   postgres: {dsn_env: STELLWERK_TEST_DSN}
   redis: {address: 127.0.0.1:6379}
 `
-	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	t.Setenv("STELLWERK_TEST_HASH_KEY", "0123456789abcdef0123456789abcdef")
 	for dsn, want := range map[string]string{
 		"": "state.postgres", "postgres://u:p@ss@db.example/stellwerk": "an @ that is not escaped",
 		"postgres://u:secret-pw@db.example:notaport/stellwerk": "the DSN does not parse", "postgres://u:secret-pw@db.example/stellwerk": "",
 	} {
 		t.Setenv("STELLWERK_TEST_DSN", dsn)
-		out, _, err := run("config", "check", path)
+		out, err := checkDoc(t, doc)
 		if want == "" && (err != nil || !strings.Contains(out, ": ok")) || want != "" && (err == nil || !strings.Contains(out, want)) {
 			t.Errorf("DSN %q: %v\n%s", dsn, err, out)
 		}
@@ -906,4 +863,24 @@ func TestHelpExitsZero(t *testing.T) {
 	if _, _, err := run("spend", "--bogus"); !errors.Is(err, ErrUsage) {
 		t.Errorf("a wrong flag: %v", err)
 	}
+}
+
+// oneModel is the smallest config config check passes: one provider, one
+// model; tests add what they check to it.
+const oneModel = `routing: {default_model: us1}
+providers:
+  - {name: p, base_url: "http://127.0.0.1:8081/v1", residency: us}
+models:
+  - {id: us1, provider: p, context_window: 1000}
+`
+
+// checkDoc runs config check on doc, written to a file of its own.
+func checkDoc(t *testing.T, doc string) (string, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run("config", "check", path)
+	return out, err
 }
