@@ -257,3 +257,10 @@ func (t *candidateTable) Candidate(i int) audit.Candidate {
 func (t *candidateTable) AppendReason(dst []byte, i int) []byte {
 	return (*decide.Selection)(t).AppendReason(dst, i)
 }
+
+// Detached is the table outside the decision it is part of, which holds
+// the parsed request and so its body (audit.Record.Detach).
+func (t *candidateTable) Detached() audit.CandidateTable {
+	c := *t
+	return &c
+}

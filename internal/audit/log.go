@@ -255,10 +255,12 @@ func (l *Log) Record(r *Record) bool {
 		// they hold stay bounded: past maxQueuedBodies (the store down, a
 		// burst of large bodies) the request hashes its own. Otherwise a
 		// queue of refused 8 MiB requests held gigabytes (a helper's
-		// finding).
+		// finding). Such a record is detached from its request, whose
+		// strings point into the body and would keep it anyway.
 		if held = len(q.Body); l.bodies.Add(int64(held)) > maxQueuedBodies {
 			l.bodies.Add(-int64(held))
 			q.Fingerprint, q.Body, held = Fingerprint(q.Body), nil, 0
+			r.Detach()
 		}
 	}
 	if l.in.Put(r) {

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -381,3 +382,25 @@ type RouteSwitch struct {
 }
 
 func routeLabel(route string, v int64) string { return route + "@" + strconv.FormatInt(v, 10) }
+
+// Detach points r away from the request it was built from. A request is
+// parsed in place: a record's model, its replay inputs' user and metadata
+// and its candidate table (inside the decision, beside the parsed request)
+// keep the request's whole body alive. Record detaches a record whose body
+// it hashed itself because the queue holds maxQueuedBodies of bodies
+// already: otherwise the bound held nothing, and a stalled writer's queue
+// of large prompts took the memory its bound was to keep.
+func (r *Record) Detach() {
+	if q := r.Request; q != nil {
+		q.Model, q.Path = strings.Clone(q.Model), strings.Clone(q.Path)
+	}
+	if o := r.Route; o != nil {
+		o.Name = strings.Clone(o.Name)
+	}
+	if d, ok := r.Replay.(interface{ Detach() }); ok {
+		d.Detach()
+	}
+	if d, ok := r.Table.(interface{ Detached() CandidateTable }); ok {
+		r.Table = d.Detached()
+	}
+}

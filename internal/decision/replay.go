@@ -155,6 +155,42 @@ func (in *Inputs) InLatencyTable() {
 	in.live, in.LatencyMS, in.LatencyFrom = liveLatency{}, nil, LatencyFromCandidates
 }
 
+// Detach copies what in shares with the request it was read from (the
+// body is parsed in place): a record waiting for the audit writer then
+// keeps none of the request alive (audit.Record.Detach).
+func (in *Inputs) Detach() {
+	in.Path, in.Model, in.User, in.ResponseFormat = strings.Clone(in.Path), strings.Clone(in.Model), strings.Clone(in.User), strings.Clone(in.ResponseFormat)
+	in.Metadata, in.Headers = cloneStrings(in.Metadata), cloneStrings(in.Headers)
+	in.Classification.TaskCue = strings.Clone(in.Classification.TaskCue)
+	c := &in.Classification
+	c.PII, c.Secrets = detachFindings(c.PII), detachFindings(c.Secrets)
+}
+
+// detachFindings is a copy of fs with its fields' names copied (the
+// classification may be a memo's, shared with other requests).
+func detachFindings(fs []classify.Finding) []classify.Finding {
+	if len(fs) == 0 {
+		return fs
+	}
+	c := slices.Clone(fs)
+	for i := range c {
+		c[i].Field = strings.Clone(c[i].Field)
+	}
+	return c
+}
+
+// cloneStrings is a copy of m whose keys and values are copies.
+func cloneStrings(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[strings.Clone(k)] = strings.Clone(v)
+	}
+	return c
+}
+
 // LatencyFromTable reads the learned latencies back from the record's
 // candidate table (ids and their latency_ms, in the table's order), for a
 // replay of inputs that left them there: the models whose latency is not
