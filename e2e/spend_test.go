@@ -574,3 +574,55 @@ func equalCounts(a, b map[string]int64) bool {
 	}
 	return true
 }
+
+// TestThinkingIsChargedWhenCut (the reasoning probe): Claude streams its
+// extended thinking before its answer and bills it as output. A stream the
+// provider cut after the first words of the answer was charged the 1
+// output token message_start announces, as if the provider had said so:
+// the thinking streamed before it is output too, and is charged, estimated.
+// The stream run to its end is charged the provider's count.
+func TestThinkingIsChargedWhenCut(t *testing.T) {
+	t.Parallel()
+	price := config.Price{InputPerMTok: 1000, OutputPerMTok: 5000} // µEUR a token
+	var models []config.Model
+	for _, id := range []string{"claude-think", "claude-think-cut"} {
+		models = append(models, config.Model{ID: id, Provider: "claude", ProviderModel: "claude-upstream", ContextWindow: 200000,
+			MaxOutputTokens: 64000, Price: price})
+	}
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "claude", Key: "sk-ant", WireFormat: "anthropic"}},
+		Models:    models,
+		Mutate:    func(c *config.Config) { c.Currency.USDToEUR = 1 },
+	})
+	start := time.Now().Add(-time.Minute).UTC()
+	for _, model := range []string{"claude-think", "claude-think-cut"} {
+		body := `{"model":"` + model + `","max_tokens":8000,"stream":true,"thinking":{"type":"enabled","budget_tokens":4000},` +
+			`"messages":[{"role":"user","content":"Which reading of the contract is right?"}]}`
+		hdr := map[string]string{"anthropic-version": "2023-06-01"}
+		if model == "claude-think-cut" {
+			hdr["x-mock-reset"] = "truncate"
+		}
+		resp, b := post(t, s.URL+"/v1/messages", body, hdr)
+		if resp.StatusCode != 200 || !strings.Contains(string(b), `"thinking_delta"`) {
+			t.Fatalf("%s: %d %.300s", model, resp.StatusCode, b)
+		}
+	}
+	rows := spendByModel(t, s, start, 2)
+	if len(rows) != 2 {
+		t.Fatalf("spend rows %v", rows)
+	}
+	const thought = 40 * 12 // the mock's thinking, in its count
+	for _, g := range rows {
+		out, estimated := g.Get("tokens_out").Int(), g.Get("estimated").Int() != 0
+		switch g.Get("model").Str {
+		case "claude-think": // the provider's count: the thinking and the answer
+			if out <= thought || estimated {
+				t.Errorf("complete: %s, want more than %d output tokens, counted by the provider", g.Raw, thought)
+			}
+		case "claude-think-cut": // what was streamed, thinking included, estimated
+			if out < thought/2 || !estimated || g.Get("cost_micro_eur").Int() < thought/2*5000 {
+				t.Errorf("cut: %s, want the thinking streamed (about %d tokens) charged, estimated", g.Raw, thought)
+			}
+		}
+	}
+}

@@ -141,6 +141,9 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 				st.answer.WriteString(st.conv.TextDelta())
 			}
 			st.outTokens += classify.EstimateTokens(st.conv.TextDelta())
+			if o, ok := st.conv.(translate.OutputCounter); ok {
+				st.outTokens += classify.EstimateTokens(o.OtherOutput())
+			}
 		}
 		if pt, ct, ok := st.conv.Usage(); ok {
 			st.usage = &usage{PromptTokens: pt, CompletionTokens: ct}
@@ -420,10 +423,16 @@ func (st *streamState) messagesEvent(data []byte) {
 			}
 		}
 	case "content_block_delta":
+		// Text, a tool's input and extended thinking are all billed as
+		// output: a stream cut while the model thought was charged the 1
+		// output token message_start says (the reasoning probe).
 		d := ev.Get("delta")
 		t := d.Get("text")
 		if t.Type != gjson.String {
 			t = d.Get("partial_json")
+		}
+		if t.Type != gjson.String {
+			t = d.Get("thinking")
 		}
 		if t.Type == gjson.String {
 			st.outTokens += classify.EstimateTokens(t.Str)

@@ -139,7 +139,20 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 		"stop_reason": nil, "usage": anthropicUsage(r, inTokens, 1)}}) {
 		return
 	}
-	send("content_block_start", map[string]any{"type": "content_block_start", "index": 0, "content_block": map[string]any{"type": "text", "text": ""}})
+	// A request with extended thinking streams its thinking first, as
+	// Claude does: a thinking block, its signature, then the text's.
+	text, thought := 0, 0
+	if req.Get("thinking.type").Str == "enabled" {
+		send("content_block_start", map[string]any{"type": "content_block_start", "index": 0, "content_block": map[string]any{"type": "thinking", "thinking": ""}})
+		for range thinkingDeltas {
+			send("content_block_delta", map[string]any{"type": "content_block_delta", "index": 0, "delta": map[string]any{"type": "thinking_delta", "thinking": thinkingDelta}})
+			thought += thinkingDeltaTokens
+		}
+		send("content_block_delta", map[string]any{"type": "content_block_delta", "index": 0, "delta": map[string]any{"type": "signature_delta", "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxvmock"}})
+		send("content_block_stop", map[string]any{"type": "content_block_stop", "index": 0})
+		text = 1
+	}
+	send("content_block_start", map[string]any{"type": "content_block_start", "index": text, "content_block": map[string]any{"type": "text", "text": ""}})
 	send("ping", map[string]any{"type": "ping"})
 	for i, tok := range toks {
 		if i > 0 && b.ChunkDelay > 0 {
@@ -149,7 +162,7 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 				return
 			}
 		}
-		if !send("content_block_delta", map[string]any{"type": "content_block_delta", "index": 0, "delta": map[string]any{"type": "text_delta", "text": tok}}) {
+		if !send("content_block_delta", map[string]any{"type": "content_block_delta", "index": text, "delta": map[string]any{"type": "text_delta", "text": tok}}) {
 			return
 		}
 		sent = i + 1
@@ -166,9 +179,9 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 			return
 		}
 	}
-	send("content_block_stop", map[string]any{"type": "content_block_stop", "index": 0})
+	send("content_block_stop", map[string]any{"type": "content_block_stop", "index": text})
 	send("message_delta", map[string]any{"type": "message_delta", "delta": map[string]any{"stop_reason": "end_turn", "stop_sequence": nil},
-		"usage": map[string]any{"output_tokens": len(toks)}})
+		"usage": map[string]any{"output_tokens": thought + len(toks)}})
 	send("message_stop", map[string]any{"type": "message_stop"})
 }
 
@@ -323,3 +336,12 @@ func anthropicUsage(r *http.Request, in, out int) map[string]any {
 	}
 	return u
 }
+
+// A stream with extended thinking thinks thinkingDeltas times this delta
+// before it answers; Anthropic bills thinking as output, each delta
+// thinkingDeltaTokens of it.
+const (
+	thinkingDelta       = "Weighing both readings of the question before answering it. "
+	thinkingDeltas      = 40
+	thinkingDeltaTokens = 12
+)

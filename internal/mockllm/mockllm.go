@@ -33,6 +33,10 @@
 //	x-mock-quirk: gzip|bom|…        what OpenAI-compatible servers send that OpenAI does not (chat; quirks.go)
 //	x-mock-echo-auth: 1             echo the Authorization it got (a header, an injected error's text, a stream's error event, a chat answer's content), name an account, set a cookie
 //	x-mock-header: name: value      add that header to the answer (several: several headers), as a provider or a gateway before it may
+//
+// An Anthropic stream whose request enables extended thinking ("thinking":
+// {"type": "enabled"}) streams a thinking block before its text, billed as
+// output in message_delta's count.
 package mockllm
 
 import (

@@ -75,6 +75,7 @@ type AnthropicStream struct {
 	finished bool   // a finish_reason chunk went out
 	done     bool   // [DONE] or an error frame went out; ignore the rest
 	text     string // the text the last event streamed
+	other    string // the other output it carried: thinking, a tool's input
 }
 
 // NewAnthropicStream starts a conversion. includeUsage is the client's
@@ -91,7 +92,7 @@ func NewAnthropicStream(includeUsage bool) *AnthropicStream {
 //
 // ev.Data is read in place: strings kept past the call are copied.
 func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
-	s.text = ""
+	s.text, s.other = "", ""
 	if s.done {
 		return dst
 	}
@@ -166,6 +167,7 @@ func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
 		case "input_json_delta":
 			k, ok := s.tools[data.Get("index").Int()]
 			partial := d.Get("partial_json").String()
+			s.other = partial
 			if !ok || partial == "" {
 				return dst
 			}
@@ -178,7 +180,10 @@ func (s *AnthropicStream) Event(ev Event, dst []byte) []byte {
 			dst = append(dst, `}}]}`...)
 			return s.close(dst, "")
 		}
-		return dst // thinking, signature and citations deltas are dropped
+		// Thinking (billed as output), signature and citations deltas
+		// are dropped.
+		s.other = d.Get("thinking").String()
+		return dst
 	case "content_block_stop":
 		k, ok := s.tools[data.Get("index").Int()]
 		if !ok || !s.noArgs[k] {
@@ -234,6 +239,10 @@ func (s *AnthropicStream) usageChunk(dst []byte) []byte {
 // for estimating usage without parsing the event again. It may point into
 // that event's data: use it before the next Feed of the framer.
 func (s *AnthropicStream) TextDelta() string { return s.text }
+
+// OtherOutput is the output the last Event carried that TextDelta does
+// not have: a tool's input, extended thinking. The provider bills both.
+func (s *AnthropicStream) OtherOutput() string { return s.other }
 
 // Ended reports whether the conversion emitted the stream's end: [DONE]
 // after message_stop, or an error frame. A stream that stops before it was

@@ -428,3 +428,30 @@ func TestTokens(t *testing.T) {
 		}
 	}
 }
+
+// TestAnthropicStreamOtherOutput: the output a chat client never sees as
+// text — extended thinking, a tool's input — is still the provider's
+// output, and a stream cut short is charged what was counted of it.
+func TestAnthropicStreamOtherOutput(t *testing.T) {
+	s := NewAnthropicStream(false)
+	for _, c := range []struct{ data, text, other string }{
+		{`{"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":3,"output_tokens":1}}}`, "", ""},
+		{`{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"First, the clause."}}`, "", "First, the clause."},
+		{`{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQB"}}`, "", ""},
+		{`{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"It is"}}`, "It is", ""},
+		{`{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"city\":"}}`, "", `{"city":`},
+	} {
+		out := s.Event(Event{Data: []byte(c.data)}, nil)
+		if s.TextDelta() != c.text || s.OtherOutput() != c.other {
+			t.Errorf("%s: text %q other %q, want %q %q", c.data, s.TextDelta(), s.OtherOutput(), c.text, c.other)
+		}
+		if c.other != "" && strings.Contains(string(out), c.other) {
+			t.Errorf("%s reached the client: %s", c.other, out)
+		}
+	}
+	ch := NewChain(NewAnthropicStream(false), NewResponsesStream())
+	ch.Event(Event{Data: []byte(`{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Hmm."}}`)}, nil)
+	if ch.OtherOutput() != "Hmm." {
+		t.Errorf("through a chain: %q", ch.OtherOutput())
+	}
+}

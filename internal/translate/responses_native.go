@@ -104,6 +104,14 @@ type StreamConverter interface {
 	Cached() int
 }
 
+// OutputCounter is a stream translation whose events carry output it does
+// not stream as text (TextDelta): a tool's input, extended thinking. A
+// stream cut short is charged the output it counted (OtherOutput and
+// TextDelta's), when the provider's count is not final.
+type OutputCounter interface {
+	OtherOutput() string
+}
+
 // CacheWriter is a stream translation that reads the prompt tokens the
 // provider wrote to its cache (Anthropic's): for five minutes and for an
 // hour, parts of Usage's prompt tokens.
@@ -113,6 +121,8 @@ type CacheWriter interface {
 
 var (
 	_ CacheWriter     = (*AnthropicStream)(nil)
+	_ OutputCounter   = (*AnthropicStream)(nil)
+	_ OutputCounter   = (*Chain)(nil)
 	_ CacheWriter     = (*Chain)(nil)
 	_ StreamConverter = (*AnthropicStream)(nil)
 	_ StreamConverter = (*ResponsesStream)(nil)
@@ -127,7 +137,7 @@ type Chain struct {
 	framer        Framer
 	buf           []byte
 	evs           []Event
-	text          string
+	text, other   string
 }
 
 // NewChain composes first then second.
@@ -136,6 +146,9 @@ func NewChain(first, second StreamConverter) *Chain { return &Chain{first: first
 // TextDelta is the text the last Event streamed, as the first translation
 // read it.
 func (c *Chain) TextDelta() string { return c.text }
+
+// OtherOutput is the first translation's, when it counts any.
+func (c *Chain) OtherOutput() string { return c.other }
 
 // Ended reports whether the second translation ended.
 func (c *Chain) Ended() bool { return c.second.Ended() }
@@ -168,7 +181,10 @@ func (c *Chain) CacheWrites() (fiveMin, oneHour int) {
 // Event feeds ev through both translations.
 func (c *Chain) Event(ev Event, dst []byte) []byte {
 	c.buf = c.first.Event(ev, c.buf[:0])
-	c.text = c.first.TextDelta()
+	c.text, c.other = c.first.TextDelta(), ""
+	if o, ok := c.first.(OutputCounter); ok {
+		c.other = o.OtherOutput()
+	}
 	c.evs = c.framer.Feed(c.buf, c.evs[:0])
 	for i := range c.evs {
 		dst = c.second.Event(c.evs[i], dst)
