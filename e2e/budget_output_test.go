@@ -61,3 +61,38 @@ func TestBudgetHoldsWhatIsAsked(t *testing.T) {
 		t.Errorf("64,000 tokens against 0.06 EUR: %d %s; want 429 budget_exceeded", code, b)
 	}
 }
+
+// TestBudgetHoldsCacheWrites (the reasoning probe): Anthropic bills a
+// prompt token written to its cache at 1.25 times the input price for five
+// minutes and twice for an hour. A request that marks its prompt for the
+// cache was held at the input price, and a burst of them overran a block
+// budget by up to twice. At 10 EUR per million input tokens, a prompt of
+// about 2,000 tokens is held at about 0.02 EUR, 0.025 written for five
+// minutes and 0.04 for an hour, against a 0.035 EUR budget.
+func TestBudgetHoldsCacheWrites(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "a", Key: "sk-a", WireFormat: "anthropic"}},
+		Models:    []config.Model{{ID: "claude", Provider: "a", ContextWindow: 200000, MaxOutputTokens: 64000, Price: config.Price{InputPerMTok: 10}}},
+		Mutate: func(c *config.Config) {
+			c.Currency.USDToEUR = 1
+			c.Auth.Mode = "keys"
+			c.Workspaces = []config.Workspace{{Name: "default"}}
+			c.Keys = []config.Key{{ID: "app", SHA256: auth.Hash("sk-app"), Workspace: "default"}}
+			c.Budgets.Limits = []config.BudgetRule{{Name: "in", Scope: "workspace", Subject: "default", AmountEUR: 0.035, Period: "day"}}
+		},
+	})
+	manual := strings.Repeat("word ", 2000)
+	send := func(ttl string) (int, string) {
+		body := `{"model":"claude","max_tokens":10,"system":[{"type":"text","text":"` + manual + `","cache_control":{"type":"ephemeral"` + ttl + `}}],` +
+			`"messages":[{"role":"user","content":"Which clause applies?"}]}`
+		resp, b := post(t, s.URL+"/v1/messages", body, map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01"})
+		return resp.StatusCode, string(b)
+	}
+	if code, b := send(`,"ttl":"1h"`); code != 429 || !strings.Contains(b, "budget_exceeded") {
+		t.Errorf("a prompt written to the cache for an hour, held at twice its input price (0.04 EUR) against 0.035: %d %.300s; want 429 budget_exceeded", code, b)
+	}
+	if code, b := send(""); code != 200 {
+		t.Errorf("a prompt written for five minutes, held at 1.25 times its input price (0.025 EUR): %d %.300s; want 200", code, b)
+	}
+}

@@ -176,14 +176,26 @@ const inFlightRetry = 2
 // worstCase is the most a request can cost and the most tokens it can
 // use on any model of its plan: every choice may write the model's bound,
 // every image may cost the model's bound for one, and every inline PDF's
-// page its text and its image (catalog.Model.MediaTokens).
+// page its text and its image (catalog.Model.MediaTokens). A prompt that
+// marks anything for the provider's cache may be written to it whole, at
+// the write's price (Anthropic: 1.25 times the input price for five
+// minutes, twice for an hour): held at the input price, a 100,000-token
+// prompt written for an hour cost twice its hold (the reasoning probe).
 func worstCase(in int, plan []*catalog.Model, o output) (ledger.MicroEUR, int64) {
 	var worst ledger.MicroEUR
 	var tokens int64
 	for _, m := range plan {
 		out := outputBound(m, o.perChoice) * o.choices
 		in := in + o.media(m)
-		worst = max(worst, ledger.CeilEUR(m.CostEUR(in, out)))
+		cost := m.CostEUR(in, out)
+		switch o.cacheWrites {
+		case request.CacheWrite1h: // the five-minute marks among them too
+			cost = max(cost, m.UsageEUR(catalog.Tokens{Input: in, CacheWrite1h: in, Output: out}),
+				m.UsageEUR(catalog.Tokens{Input: in, CacheWrite: in, Output: out}))
+		case request.CacheWrite5m:
+			cost = max(cost, m.UsageEUR(catalog.Tokens{Input: in, CacheWrite: in, Output: out}))
+		}
+		worst = max(worst, ledger.CeilEUR(cost))
 		tokens = max(tokens, int64(in+out))
 	}
 	return worst, tokens

@@ -622,6 +622,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 		plan = d.Plan(fo.MaxAttempts)
 	}
 	p.out = outputLimit(&chat)
+	p.out.cacheWrites = request.CacheMarks(p.reqBody)
 	if led := p.state.Ledger; led != nil && (p.state.Limited || p.principal.Limits != nil) {
 		start := time.Now()
 		resp := p.reserve(led, plan, p.out)
@@ -727,6 +728,10 @@ func outputLimit(c *request.Chat) output {
 type output struct {
 	perChoice, choices, images, pages int
 	uncounted                         bool
+	// cacheWrites is what the request marks for the provider's prompt
+	// cache (request.CacheMarks): its prompt may be billed at a cache
+	// write's price, above the input price.
+	cacheWrites int
 }
 
 // media is the most o's images and inline PDFs may cost on m.

@@ -1,0 +1,41 @@
+package request
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestCacheMarks(t *testing.T) {
+	for body, want := range map[string]int{
+		`{"messages":[{"role":"user","content":"hi"}]}`:                                                                                                       CacheWriteNone,
+		`{"system":[{"type":"text","text":"manual","cache_control":{"type":"ephemeral"}}]}`:                                                                   CacheWrite5m,
+		`{"system":[{"type":"text","text":"manual","cache_control" : {"type":"ephemeral","ttl":"5m"}}]}`:                                                      CacheWrite5m,
+		`{"system":[{"type":"text","text":"a","cache_control":{"type":"ephemeral"}}],"tools":[{"name":"f","cache_control":{"type":"ephemeral","ttl":"1h"}}]}`: CacheWrite1h,
+		// In a string the quotes are escaped: text, not a marker.
+		`{"messages":[{"role":"user","content":"send \"cache_control\": {\"ttl\":\"1h\"}"}]}`: CacheWriteNone,
+		// A value, not a key.
+		`{"metadata":{"note":"cache_control"}}`: CacheWriteNone,
+		// An escaped backslash before a real quote: a key.
+		`{"a":"x\\","cache_control":{"type":"ephemeral"}}`: CacheWrite5m,
+		`"cache_control"`:   CacheWriteNone,
+		`"cache_control":`:  CacheWrite5m,
+		`"cache_control":{`: CacheWrite5m,
+	} {
+		if got := CacheMarks([]byte(body)); got != want {
+			t.Errorf("%s: %d, want %d", body, got, want)
+		}
+	}
+}
+
+// FuzzCacheMarks: any body is read without a panic, and a body with no
+// "cache_control" in it marks nothing.
+func FuzzCacheMarks(f *testing.F) {
+	f.Add([]byte(`{"system":[{"type":"text","text":"a","cache_control":{"type":"ephemeral","ttl":"1h"}}]}`))
+	f.Add([]byte(`\\\"cache_control\":`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got := CacheMarks(body)
+		if got < CacheWriteNone || got > CacheWrite1h || !strings.Contains(string(body), "cache_control") && got != CacheWriteNone {
+			t.Fatalf("%q: %d", body, got)
+		}
+	})
+}
