@@ -3,11 +3,16 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -516,4 +521,160 @@ func TestPrunedContentLeavesTheFile(t *testing.T) {
 	if n := found(); n != 0 {
 		t.Errorf("the pruned content is still in the state files %d times", n)
 	}
+}
+
+// TestTornSpoolReplayedAtStart (the storage probe): a spool with a line
+// cut short in its middle (a full disk, in a file written before writes
+// were cut back) and at its end (a crash mid-write) is replayed as far as
+// it can be read. Such a file stopped every start ("export line 4:
+// unexpected EOF"); it is kept beside as *.broken.
+func TestTornSpoolReplayedAtStart(t *testing.T) {
+	db := backends()[0].open(t)
+	st := openStore(t, db)
+	o := testOptions(t)
+	w := "r1/dead0000dead0001"
+	var lines [][]byte
+	prev := ""
+	for i := range 8 {
+		body := []byte(`{"v":1,"kind":"decision","id":"x` + string(rune('0'+i)) + `"}`)
+		e := Entry{Writer: w, Seq: uint64(i + 1), Time: time.Now().UTC().Truncate(time.Microsecond), Kind: KindDecision, ID: "x", Body: body}
+		e.seal(prev)
+		prev = e.Hash
+		b, err := json.Marshal(EntryLine(&e, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, b)
+	}
+	var file []byte
+	for i, l := range lines {
+		switch i {
+		case 3: // half of it, and the next batch written straight after
+			file = append(file, l[:len(l)/2]...)
+		case 7: // half of it, and nothing after
+			file = append(file, l[:len(l)/2]...)
+		default:
+			file = append(append(file, l...), '\n')
+		}
+	}
+	if err := os.MkdirAll(o.SpoolDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(o.SpoolDir, spoolName(w))
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := openLog(t, st, testSigner("a"), o)
+	closeLog(t, l)
+	// Lines 1–3 and 6–7 are whole; 4 and 5 share a line, 8 is cut.
+	spans, err := st.Writers(context.Background(), time.Time{}, time.Time{})
+	if err != nil || len(spans) != 1 || spans[0].Writer != w || spans[0].Entries != 5 {
+		t.Errorf("replayed: %+v %v", spans, err)
+	}
+	if _, err := os.Stat(path + ".broken"); err != nil {
+		t.Errorf("the torn spool is not kept: %v", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the torn spool is still there to replay: %v", err)
+	}
+}
+
+// TestSpoolWriteCutShort (the storage probe): a batch the disk had no
+// room for leaves nothing in the spool — half a line there was followed
+// by the next batch, and the file could not be replayed. The file is cut
+// back to its last whole batch, and the next write follows it.
+func TestSpoolWriteCutShort(t *testing.T) {
+	if os.Getenv("STELLWERK_SPOOL_CHILD") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSpoolWriteCutShort$", "-test.v")
+		cmd.Env = append(os.Environ(), "STELLWERK_SPOOL_CHILD="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS") {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return
+	}
+	// The child: files it writes may grow to 64 KiB (a full disk, as
+	// write(2) sees it: short writes, then EFBIG).
+	signal.Ignore(syscall.SIGXFSZ)
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	full := lim
+	full.Cur = 64 << 10
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &full); err != nil {
+		t.Skip("cannot limit file sizes here:", err)
+	}
+	sp := newSpool(filepath.Join(os.Getenv("STELLWERK_SPOOL_CHILD"), spoolName("r1/full")))
+	prev, seq := "", uint64(0)
+	batch := func() []Entry {
+		var es []Entry
+		for range 20 {
+			seq++
+			e := Entry{Writer: "r1/full", Seq: seq, Time: time.Now().UTC(), Kind: KindDecision, ID: "x",
+				Body: []byte(`{"v":1,"kind":"decision","pad":"` + strings.Repeat("p", 400) + `"}`)}
+			e.seal(prev)
+			prev = e.Hash
+			es = append(es, e)
+		}
+		return es
+	}
+	written, failed := 0, false
+	for range 20 {
+		if err := sp.write(batch(), nil); err != nil {
+			failed = true
+			break
+		}
+		written++
+	}
+	if !failed {
+		t.Fatal("the file limit never stopped a write")
+	}
+	// Room again: the next batch follows the last whole one.
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.write(batch(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.f.Seek(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	lines, skipped, err := readSpool(sp.f)
+	if err != nil || skipped != 0 || len(lines) != 20*(written+1) {
+		t.Errorf("%d lines, %d skipped (%v); want %d whole batches of 20 and none skipped", len(lines), skipped, err, written+1)
+	}
+}
+
+// TestHealthyWhenTheStoreIsBack (the storage probe): with both the store
+// and the spool unwritable, records wait in memory and the log says it is
+// unhealthy; once the store takes them, it is healthy again. It stayed
+// unhealthy (and stellwerk_audit_healthy 0) until a spool write succeeded,
+// which never came while the store answered.
+func TestHealthyWhenTheStoreIsBack(t *testing.T) {
+	pg, st := stoppableStore(t)
+	o := testOptions(t)
+	o.Spool, o.StoreTimeout = true, 500*time.Millisecond
+	l := openLog(t, st, testSigner("a"), o)
+	// A directory where the spool file goes: it cannot be opened.
+	if err := os.MkdirAll(l.spool.path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	recordN(t, l, 0, 10)
+	flush(t, l)
+	pg.Stop()
+	recordN(t, l, 10, 10)
+	waitFor(t, 10*time.Second, "the log to find neither the store nor the spool", func() bool { return l.Stats().StoreDown && !l.Healthy() })
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	recordN(t, l, 20, 5)
+	waitFor(t, 20*time.Second, "the records in the store", func() bool { s := l.Stats(); return s.Written == 25 && !s.StoreDown })
+	if !l.Healthy() {
+		t.Errorf("unhealthy with everything in the store: %+v", l.Stats())
+	}
+	if err := os.Remove(l.spool.path); err != nil {
+		t.Fatal(err)
+	}
+	closeLog(t, l)
 }

@@ -169,7 +169,7 @@ func Open(ctx context.Context, st *Store, signer *Signer, o Options, log *zap.Lo
 		backoff: o.BatchInterval}
 	if o.SpoolDir != "" {
 		// Spools of earlier writers are written whatever the mode is now.
-		n, err := replaySpools(ctx, st, o.SpoolDir, o.BatchSize)
+		n, err := replaySpools(ctx, st, o.SpoolDir, o.BatchSize, log)
 		if err != nil {
 			return nil, fmt.Errorf("audit spool: %w", err)
 		}
@@ -592,6 +592,11 @@ func (l *Log) flushPending(final bool) {
 		if l.storeDown.Swap(false) {
 			l.log.Info("audit store reachable again")
 		}
+		// What waited in memory while the spool could not be written has
+		// reached the store: nothing waits on the spool (Healthy and its
+		// gauge stayed false after the store came back: the storage
+		// probe).
+		l.spoolDown.Store(false)
 		l.backoff = l.o.BatchInterval
 		return
 	}
@@ -634,13 +639,20 @@ func (l *Log) catchUp(final bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*l.o.StoreTimeout)
 	n, err := l.spool.replay(ctx, l.st, l.o.BatchSize)
 	cancel()
+	if n.skipped > 0 {
+		l.log.Error("audit spool had lines that could not be read (a write cut short): skipped; stellwerk audit verify reports the records missing",
+			zap.String("spool", l.spool.path), zap.Int("lines", n.skipped))
+	}
 	if err != nil {
 		l.retry = now.Add(l.backoff)
 		l.backoff = min(2*l.backoff, 2*time.Second)
 		msg := err.Error()
-		l.lastErr.Store(&msg)
+		if old := l.lastErr.Swap(&msg); old == nil || *old != msg {
+			l.log.Warn("audit spool not yet written to the store", zap.Error(err))
+		}
 		return
 	}
+	l.spoolDown.Store(false)
 	l.written.Add(int64(n.entries))
 	l.checkpoints.Add(int64(n.checkpoints))
 	l.spooledN.Store(0)
