@@ -1,7 +1,9 @@
 package serve
 
 import (
+	"cmp"
 	"context"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,21 +19,74 @@ import (
 // request path: at start, after a config change, when Redis lost its data
 // (every budget), and for keys whose own limits changed (theirs). A
 // budget added or renamed in the middle of its period started from zero
-// though the money was spent (the FinOps probe). Failures are logged; the
-// next start or change tries again.
+// though the money was spent (the FinOps probe). Seeding every budget
+// (all) is tried again until the spend ledger and the counters' store have
+// both answered; a key's own are tried at the next change.
 type seeder struct {
 	led   *ledger.Ledger // nil: no budgets
-	sp    *spend.Store
-	table *keys.Table
+	sp    spendQuerier
+	table *keys.Table // nil: no store keys
 	log   *zap.Logger
+	// retry is the first wait before all tries again (then doubling, to
+	// a minute at most); mu guards running and again: one loop of all at
+	// a time, a call while it runs makes it seed once more.
+	retry          time.Duration
+	mu             sync.Mutex
+	running, again bool
 }
 
-// all seeds the configured budgets and every key's own.
+// spendQuerier is the spend ledger as the seeder reads it.
+type spendQuerier interface {
+	Query(context.Context, spend.Query) (*spend.Report, error)
+}
+
+// all seeds the configured budgets and every key's own, and tries again
+// while the spend ledger or the counters' store fails: a Redis that lost
+// its data while PostgreSQL was away too (a node drain restarting both)
+// was seeded once, failed, and its budgets counted from zero for the rest
+// of their period (the storage probe).
 func (s *seeder) all(ctx context.Context) {
 	if s.led == nil {
 		return
 	}
-	s.seed(ctx, append([]*ledger.Limits{s.led.Limits()}, s.own(s.table.WithLimits())...))
+	s.mu.Lock()
+	if s.running {
+		s.again = true
+		s.mu.Unlock()
+		return
+	}
+	s.running = true
+	s.mu.Unlock()
+	wait := cmp.Or(s.retry, time.Second)
+	for {
+		sets := []*ledger.Limits{s.led.Limits()}
+		if s.table != nil {
+			sets = append(sets, s.own(s.table.WithLimits())...)
+		}
+		failed := s.seed(ctx, sets)
+		s.mu.Lock()
+		again := s.again
+		s.again = false
+		if failed == 0 && !again {
+			s.running = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		if failed == 0 {
+			continue // called again while it ran: what changed is seeded too
+		}
+		s.log.Warn("budgets not seeded from the spend ledger: trying again", zap.Int("budgets", failed), zap.Duration("in", wait))
+		select {
+		case <-time.After(wait):
+			wait = min(2*wait, time.Minute)
+		case <-ctx.Done():
+			s.mu.Lock()
+			s.running = false
+			s.mu.Unlock()
+			return
+		}
+	}
 }
 
 // keys seeds the own budgets of the keys of ps.
@@ -69,7 +124,8 @@ func (s *seeder) own(ps []auth.Principal) []*ledger.Limits {
 	return sets
 }
 
-func (s *seeder) seed(ctx context.Context, sets []*ledger.Limits) {
+// seed seeds sets' budgets and returns how many it could not.
+func (s *seeder) seed(ctx context.Context, sets []*ledger.Limits) (failed int) {
 	now := time.Now()
 	bySince := map[time.Time][]ledger.Spent{} // budgets of one period share their period's sums
 	for _, lim := range sets {
@@ -84,6 +140,7 @@ func (s *seeder) seed(ctx context.Context, sets []*ledger.Limits) {
 					GroupBy: []spend.Dim{spend.DimKey, spend.DimWorkspace, spend.DimTeam, spend.DimUser}})
 				if err != nil {
 					s.log.Warn("budget not seeded from the spend ledger", zap.String("budget", b.Name), zap.Error(err))
+					failed++
 					continue
 				}
 				spent = make([]ledger.Spent, 0, len(rep.Groups))
@@ -98,6 +155,7 @@ func (s *seeder) seed(ctx context.Context, sets []*ledger.Limits) {
 			n, total, err := s.led.Seed(ctx, lim, b.Name, spent, now)
 			if err != nil {
 				s.log.Warn("budget not seeded from the spend ledger", zap.String("budget", b.Name), zap.Error(err))
+				failed++
 				continue
 			}
 			if n > 0 {
@@ -106,4 +164,5 @@ func (s *seeder) seed(ctx context.Context, sets []*ledger.Limits) {
 			}
 		}
 	}
+	return failed
 }
