@@ -27,6 +27,13 @@ func TestAuditCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	// As serve does: the store first, then the key (a key without its
+	// store is a failed restore: store.StateFiles).
+	db, err := store.Open(ctx, cfg.State, os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
 	signer, generated, err := audit.LoadSigner(cfg.Audit, cfg.State.Dir, os.Getenv)
 	if err != nil || !generated {
 		t.Fatalf("signer: %v %v", generated, err)
@@ -34,11 +41,6 @@ func TestAuditCLI(t *testing.T) {
 	if st, err := os.Stat(filepath.Join(stateDir, audit.KeyFile)); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("generated key file: %v %v", st, err)
 	}
-	db, err := store.Open(ctx, cfg.State, os.Getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	st, err := audit.OpenStore(ctx, db)
 	if err != nil {
 		t.Fatal(err)

@@ -98,6 +98,35 @@ func Open(ctx context.Context, st config.State, getenv func(string) string) (*DB
 	return OpenSQLite(ctx, st.Dir)
 }
 
+// StateFiles are the files a state directory holds beside its database
+// once a server has run on it: the generated hash key of virtual keys
+// (keys.HashKeyFile) and the audit log's signing key (audit.KeyFile).
+var StateFiles = []string{"hash.key", "audit-signing.key"}
+
+// stateKept refuses to make a new, empty database in a directory whose
+// other files show it held one: the database missing or empty beside them
+// is a failed restore or copy (a full disk), and a new one started a
+// server without its keys, spend, route versions and audit history, every
+// key answering 401 and audit verify saying ok on the new chain (the
+// storage probe).
+func stateKept(dir, path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 || err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil // there, or not for us to judge (the open says why)
+	}
+	var held []string
+	for _, name := range StateFiles {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			held = append(held, name)
+		}
+	}
+	if len(held) == 0 {
+		return nil
+	}
+	return fmt.Errorf("state: %s is missing or empty, but %s beside it show that %s held state: restore the database from its backup "+
+		"(docs/deploy.md, backups), or move %s out of the directory to start with an empty one", path, strings.Join(held, " and "), dir,
+		strings.Join(held, " and "))
+}
+
 // OpenSQLite opens (creating if needed) the SQLite state in dir.
 func OpenSQLite(ctx context.Context, dir string) (*DB, error) {
 	if dir == "" {
@@ -107,6 +136,9 @@ func OpenSQLite(ctx context.Context, dir string) (*DB, error) {
 		return nil, fmt.Errorf("state.dir: %w", err)
 	}
 	path := filepath.Join(dir, SQLiteFile)
+	if err := stateKept(dir, path); err != nil {
+		return nil, err
+	}
 	// Create the file ourselves so it is 0600 from its first byte.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
