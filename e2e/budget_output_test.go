@@ -96,3 +96,26 @@ func TestBudgetHoldsCacheWrites(t *testing.T) {
 		t.Errorf("a prompt written for five minutes, held at 1.25 times its input price (0.025 EUR): %d %.300s; want 200", code, b)
 	}
 }
+
+// TestThinkingBudgetFollowsTheCap (the reasoning probe): a Messages
+// request asking more output than its model writes is lowered to the
+// model's max_output_tokens; its extended-thinking budget, which Anthropic
+// requires below max_tokens, is lowered with it. It was sent as asked, and
+// Anthropic refused the request.
+func TestThinkingBudgetFollowsTheCap(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "a", Key: "sk-a", WireFormat: "anthropic"}},
+		Models:    []config.Model{{ID: "claude", Provider: "a", ContextWindow: 200000, MaxOutputTokens: 64000}},
+	})
+	body := `{"model":"claude","max_tokens":128000,"thinking":{"type":"enabled","budget_tokens":100000},` +
+		`"messages":[{"role":"user","content":"Which reading of the contract is right?"}]}`
+	resp, b := post(t, s.URL+"/v1/messages", body, map[string]string{"anthropic-version": "2023-06-01"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %.300s", resp.StatusCode, b)
+	}
+	sent := s.Providers["a"].Requests()[0].Body
+	if mt, bt := gjson.GetBytes(sent, "max_tokens").Int(), gjson.GetBytes(sent, "thinking.budget_tokens").Int(); mt != 64000 || bt != 63999 {
+		t.Errorf("the provider was sent max_tokens %d and a thinking budget of %d; want 64000 and 63999", mt, bt)
+	}
+}

@@ -386,6 +386,13 @@ models:
 		"messages native":           {"/v1/messages", `{"model":"sonnet","max_tokens":64000,"messages":[{"role":"user","content":"hi"}]}`, map[string]int64{"max_tokens": 2000}},
 		"messages within":           {"/v1/messages", `{"model":"sonnet","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`, map[string]int64{"max_tokens": 100}},
 		"messages translated":       {"/v1/messages", `{"model":"small","max_tokens":5000,"messages":[{"role":"user","content":"hi"}]}`, map[string]int64{"max_tokens": 800}},
+		// Extended thinking's budget stays below max_tokens (the reasoning
+		// probe: 128,000 lowered to 64,000 with a budget of 100,000 was a
+		// 400 from Anthropic); one within stays.
+		"messages thinking": {"/v1/messages", `{"model":"sonnet","max_tokens":128000,"thinking":{"type":"enabled","budget_tokens":100000},"messages":[{"role":"user","content":"hi"}]}`,
+			map[string]int64{"max_tokens": 2000, "thinking.budget_tokens": 1999}},
+		"messages thinking within": {"/v1/messages", `{"model":"sonnet","max_tokens":128000,"thinking":{"type":"enabled","budget_tokens":1500},"messages":[{"role":"user","content":"hi"}]}`,
+			map[string]int64{"max_tokens": 2000, "thinking.budget_tokens": 1500}},
 	} {
 		check := func(t *testing.T, nb []byte) {
 			t.Helper()

@@ -297,12 +297,24 @@ func (p *filter) capOutput(m *catalog.Model, body []byte, names ...string) ([]by
 	if p.askedRead && p.asked <= most && (!p.anthropic || p.asked > 0 || translate.DefaultMaxTokens <= most) {
 		return body, nil
 	}
+	lowered := false
 	for _, name := range names {
 		if v := gjson.GetBytes(body, name); v.Type == gjson.Number && v.Num > float64(most) {
 			var err error
 			if body, err = sjson.SetBytes(body, name, most); err != nil {
 				return nil, err
 			}
+			lowered = true
+		}
+	}
+	// Extended thinking's budget must stay below max_tokens, or Anthropic
+	// refuses the request: a budget of 100,000 with max_tokens 128,000
+	// lowered to a model's 64,000 was a 400 (the reasoning probe). It is
+	// lowered with it, to one below.
+	if b := gjson.GetBytes(body, "thinking.budget_tokens"); lowered && b.Type == gjson.Number && b.Num >= float64(most) {
+		var err error
+		if body, err = sjson.SetBytes(body, "thinking.budget_tokens", most-1); err != nil {
+			return nil, err
 		}
 	}
 	return body, nil

@@ -48,6 +48,11 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 		writeAnthropicError(w, http.StatusBadRequest, "invalid_request_error", "model and max_tokens are required")
 		return
 	}
+	if th := req.Get("thinking"); th.Get("type").Str == "enabled" && th.Get("budget_tokens").Int() >= req.Get("max_tokens").Int() {
+		// As Anthropic answers it.
+		writeAnthropicError(w, http.StatusBadRequest, "invalid_request_error", "`max_tokens` must be greater than `thinking.budget_tokens`")
+		return
+	}
 	if msg := blankTextBlock(req); msg != "" {
 		writeAnthropicError(w, http.StatusBadRequest, "invalid_request_error", msg)
 		return
