@@ -626,3 +626,67 @@ func TestThinkingIsChargedWhenCut(t *testing.T) {
 		}
 	}
 }
+
+// TestWebSearchesCharged (the reasoning probe): Anthropic bills each search
+// its web_search server tool runs (10 USD per 1,000) beside the tokens, and
+// counts them in usage.server_tool_use. They were neither held nor charged:
+// a request with 20 searches was charged 2 % of its bill. At a token price
+// of 0 every µEUR here is a search, 10,000 each at usd_to_eur 1.
+func TestWebSearchesCharged(t *testing.T) {
+	t.Parallel()
+	var models []config.Model
+	for _, id := range []string{"claude-json", "claude-stream", "claude-cut"} {
+		models = append(models, config.Model{ID: id, Provider: "claude", ProviderModel: "claude-upstream", ContextWindow: 200000,
+			MaxOutputTokens: 1000, Price: config.Price{Currency: "USD"}})
+	}
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "claude", Key: "sk-ant", WireFormat: "anthropic"}},
+		Models:    models,
+		Mutate: func(c *config.Config) {
+			c.Currency.USDToEUR = 1
+			c.Auth.Mode = "keys"
+			c.Workspaces = []config.Workspace{{Name: "default"}}
+			c.Keys = []config.Key{{ID: "app", SHA256: auth.Hash("sk-app"), Workspace: "default"}, {ID: "tight", SHA256: auth.Hash("sk-tight"), Workspace: "default"}}
+			c.Budgets.Limits = []config.BudgetRule{{Name: "tight", Scope: "key", Subject: "tight", AmountEUR: 0.015, Period: "day"}}
+		},
+	})
+	start := time.Now().Add(-time.Minute).UTC()
+	send := func(key, model string, stream bool, maxUses int, hdr map[string]string) (int, string) {
+		body := `{"model":"` + model + `","max_tokens":100,"stream":` + strconv.FormatBool(stream) +
+			`,"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":` + strconv.Itoa(maxUses) + `}],` +
+			`"messages":[{"role":"user","content":"Find recent reviews of the Fairphone 5."}]}`
+		h := map[string]string{"Authorization": "Bearer " + key, "anthropic-version": "2023-06-01"}
+		for k, v := range hdr {
+			h[k] = v
+		}
+		resp, b := post(t, s.URL+"/v1/messages", body, h)
+		return resp.StatusCode, string(b)
+	}
+	// Held: two searches are 0.02 EUR, past the tight key's 0.015; one fits.
+	if code, b := send("sk-tight", "claude-json", false, 2, nil); code != 429 || !strings.Contains(b, "budget_exceeded") {
+		t.Errorf("two searches against 0.015 EUR: %d %.300s; want 429 budget_exceeded", code, b)
+	}
+	if code, b := send("sk-tight", "claude-json", false, 1, nil); code != 200 {
+		t.Errorf("one search against 0.015 EUR: %d %.300s", code, b)
+	}
+	// Charged: the JSON answer's and the stream's count, and a stream cut
+	// after its searches (the usage that counts them never came).
+	for _, c := range []struct {
+		model  string
+		stream bool
+		hdr    map[string]string
+	}{{"claude-json", false, nil}, {"claude-stream", true, nil}, {"claude-cut", true, map[string]string{"x-mock-reset": "truncate"}}} {
+		if code, b := send("sk-app", c.model, c.stream, 2, c.hdr); code != 200 {
+			t.Fatalf("%s: %d %.300s", c.model, code, b)
+		}
+	}
+	rows := spendByModel(t, s, start, 3)
+	got := map[string]int64{}
+	for _, g := range rows {
+		got[g.Get("model").Str] = g.Get("cost_micro_eur").Int()
+	}
+	// claude-json: one search for the tight key, two for the app key.
+	if got["claude-json"] != 30000 || got["claude-stream"] != 20000 || got["claude-cut"] != 20000 {
+		t.Errorf("charged %v µEUR; want 30000 (three searches), 20000 and 20000", got)
+	}
+}

@@ -143,7 +143,8 @@ func (p *edge) auditRecord() *audit.Record {
 	if p.charged {
 		c := &p.charge
 		r.Usage = &audit.Usage{PromptTokens: c.Usage.PromptTokens, CompletionTokens: c.Usage.CompletionTokens, CachedTokens: c.Usage.CachedTokens,
-			CacheWriteTokens: c.Usage.CacheWriteTokens, CacheWrite1hTokens: c.Usage.CacheWrite1hTokens, Estimated: c.Usage.Estimated}
+			CacheWriteTokens: c.Usage.CacheWriteTokens, CacheWrite1hTokens: c.Usage.CacheWrite1hTokens, WebSearches: c.Usage.WebSearches,
+			Estimated: c.Usage.Estimated}
 		r.Cost = &audit.Cost{EUR: audit.Money(c.EUR), Amount: audit.Money(c.Amount), Currency: c.Currency, Source: c.Source,
 			BaselineModel: c.Baseline, BaselineEUR: audit.Money(c.BaselineEUR), SavingEUR: audit.Money(c.SavingEUR)}
 		if p.selection != nil {

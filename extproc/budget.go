@@ -181,6 +181,8 @@ const inFlightRetry = 2
 // the write's price (Anthropic: 1.25 times the input price for five
 // minutes, twice for an hour): held at the input price, a 100,000-token
 // prompt written for an hour cost twice its hold (the reasoning probe).
+// The provider's web searches are held at what the request allows of them
+// (request.WebSearches), each at the model's price for one.
 func worstCase(in int, plan []*catalog.Model, o output) (ledger.MicroEUR, int64) {
 	var worst ledger.MicroEUR
 	var tokens int64
@@ -188,12 +190,15 @@ func worstCase(in int, plan []*catalog.Model, o output) (ledger.MicroEUR, int64)
 		out := outputBound(m, o.perChoice) * o.choices
 		in := in + o.media(m)
 		cost := m.CostEUR(in, out)
+		if o.webSearches > 0 {
+			cost = m.UsageEUR(catalog.Tokens{Input: in, Output: out, WebSearches: o.webSearches})
+		}
 		switch o.cacheWrites {
 		case request.CacheWrite1h: // the five-minute marks among them too
-			cost = max(cost, m.UsageEUR(catalog.Tokens{Input: in, CacheWrite1h: in, Output: out}),
-				m.UsageEUR(catalog.Tokens{Input: in, CacheWrite: in, Output: out}))
+			cost = max(cost, m.UsageEUR(catalog.Tokens{Input: in, CacheWrite1h: in, Output: out, WebSearches: o.webSearches}),
+				m.UsageEUR(catalog.Tokens{Input: in, CacheWrite: in, Output: out, WebSearches: o.webSearches}))
 		case request.CacheWrite5m:
-			cost = max(cost, m.UsageEUR(catalog.Tokens{Input: in, CacheWrite: in, Output: out}))
+			cost = max(cost, m.UsageEUR(catalog.Tokens{Input: in, CacheWrite: in, Output: out, WebSearches: o.webSearches}))
 		}
 		worst = max(worst, ledger.CeilEUR(cost))
 		tokens = max(tokens, int64(in+out))
@@ -227,8 +232,13 @@ func plausibleUsage(u meter.Usage, m *catalog.Model, bodyLen int, o output) bool
 	if o.perChoice >= 0 {
 		maxOut += 2 * modelOutput(m) * max(o.choices, 1)
 	}
-	return u.PromptTokens <= maxIn && u.CompletionTokens <= maxOut
+	return u.PromptTokens <= maxIn && u.CompletionTokens <= maxOut && u.WebSearches >= 0 && u.WebSearches <= max(2*o.webSearches, maxSearches)
 }
+
+// maxSearches is the most web searches plausibleUsage takes from a
+// request's usage whatever it allowed (Anthropic's max_uses, or none):
+// a provider's count beyond is broken or hostile.
+const maxSearches = 100
 
 // usageSlack is the tokens plausibleUsage allows beyond its bounds.
 const usageSlack = 4096

@@ -623,6 +623,9 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	}
 	p.out = outputLimit(&chat)
 	p.out.cacheWrites = request.CacheMarks(p.reqBody)
+	if chat.API == request.APIMessages {
+		p.out.webSearches = request.WebSearches(p.reqBody)
+	}
 	if led := p.state.Ledger; led != nil && (p.state.Limited || p.principal.Limits != nil) {
 		start := time.Now()
 		resp := p.reserve(led, plan, p.out)
@@ -732,6 +735,9 @@ type output struct {
 	// cache (request.CacheMarks): its prompt may be billed at a cache
 	// write's price, above the input price.
 	cacheWrites int
+	// webSearches is the most searches the provider's own web search tool
+	// may run for the request (request.WebSearches), each billed.
+	webSearches int
 }
 
 // media is the most o's images and inline PDFs may cost on m.

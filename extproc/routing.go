@@ -297,7 +297,8 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 		cached := translate.Tokens(u.Get("cache_read_input_tokens"))
 		w5m, w1h := translate.CacheWrites(u)
 		used = meter.Usage{PromptTokens: translate.Tokens(in) + cached + w5m + w1h, CompletionTokens: translate.Tokens(out),
-			CachedTokens: cached, CacheWriteTokens: w5m, CacheWrite1hTokens: w1h}
+			CachedTokens: cached, CacheWriteTokens: w5m, CacheWrite1hTokens: w1h,
+			WebSearches: translate.Tokens(u.Get("server_tool_use.web_search_requests"))}
 		if in.Num < 0 || cached < 0 {
 			used.PromptTokens = -1
 		}

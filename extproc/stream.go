@@ -31,7 +31,10 @@ type streamState struct {
 	// cache for five minutes and for an hour (Anthropic).
 	cacheWrite, cacheWrite1h int
 	outTokens                int // estimated from streamed content
-	finished                 bool
+	// searches are the web searches the provider's usage counted (Anthropic's
+	// server_tool_use), searchBlocks those the stream showed starting.
+	searches, searchBlocks int
+	finished               bool
 	// conv translates the provider's events for the client: Anthropic
 	// events into OpenAI chunks, or chat chunks into the Responses API's
 	// events; nil passes them through.
@@ -403,6 +406,7 @@ func (st *streamState) messagesEvent(data []byte) {
 	switch ev.Get("type").Str {
 	case "message_start":
 		u := ev.Get("message.usage")
+		st.searches = max(st.searches, translate.Tokens(u.Get("server_tool_use.web_search_requests")))
 		if in := u.Get("input_tokens"); in.Type == gjson.Number {
 			st.cached = translate.Tokens(u.Get("cache_read_input_tokens"))
 			st.cacheWrite, st.cacheWrite1h = translate.CacheWrites(u)
@@ -411,6 +415,7 @@ func (st *streamState) messagesEvent(data []byte) {
 		}
 	case "message_delta":
 		u := ev.Get("usage")
+		st.searches = max(st.searches, translate.Tokens(u.Get("server_tool_use.web_search_requests")))
 		if out := u.Get("output_tokens"); out.Type == gjson.Number {
 			if st.usage == nil {
 				st.usage = &usage{}
@@ -439,6 +444,12 @@ func (st *streamState) messagesEvent(data []byte) {
 			if st.answer != nil && st.answer.Len() < maxContentBytes && d.Get("type").Str == "text_delta" {
 				st.answer.WriteString(t.Str)
 			}
+		}
+	case "content_block_start":
+		// A search the provider's web search tool runs: counted as it
+		// starts, for a stream cut before the usage that counts them.
+		if b := ev.Get("content_block"); b.Get("type").Str == "server_tool_use" && b.Get("name").Str == "web_search" {
+			st.searchBlocks++
 		}
 	case "message_stop":
 		st.sawEnd = true
@@ -553,7 +564,8 @@ func (p *edge) finishStream(how string) {
 	if p.served.Provider.WireFormat != "anthropic" {
 		st.cacheWrite, st.cacheWrite1h = 0, 0 // only Anthropic's (translated) usage says what it wrote
 	}
-	prompt := meter.Usage{CachedTokens: st.cached, CacheWriteTokens: st.cacheWrite, CacheWrite1hTokens: st.cacheWrite1h}
+	prompt := meter.Usage{CachedTokens: st.cached, CacheWriteTokens: st.cacheWrite, CacheWrite1hTokens: st.cacheWrite1h,
+		WebSearches: max(st.searches, st.searchBlocks)}
 	if st.usage != nil {
 		prompt.PromptTokens, prompt.CompletionTokens = st.usage.PromptTokens, st.usage.CompletionTokens
 		if !p.plausible(prompt) {
@@ -572,7 +584,7 @@ func (p *edge) finishStream(how string) {
 		// cache reads and writes, which were charged at the full input
 		// price when the client left mid-stream: the FinOps probe), when
 		// it sent one, is better than the estimate.
-		u = meter.Usage{PromptTokens: p.promptEstimate(), CompletionTokens: st.outTokens, Estimated: true}
+		u = meter.Usage{PromptTokens: p.promptEstimate(), CompletionTokens: st.outTokens, WebSearches: prompt.WebSearches, Estimated: true}
 		if pu != nil && pu.PromptTokens > 0 {
 			u.PromptTokens, u.CachedTokens, u.CacheWriteTokens, u.CacheWrite1hTokens =
 				pu.PromptTokens, prompt.CachedTokens, prompt.CacheWriteTokens, prompt.CacheWrite1hTokens

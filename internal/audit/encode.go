@@ -173,6 +173,7 @@ func (e *recordEncoder) record(r *Record) {
 		e.IntOmit("cached_tokens", int64(u.CachedTokens))
 		e.IntOmit("cache_write_tokens", int64(u.CacheWriteTokens))
 		e.IntOmit("cache_write_1h_tokens", int64(u.CacheWrite1hTokens))
+		e.IntOmit("web_searches", int64(u.WebSearches))
 		e.BoolOmit("estimated", u.Estimated)
 		e.Close(o)
 	}

@@ -269,10 +269,13 @@ type Usage struct {
 	// of PromptTokens the provider read from its cache, and wrote to it for
 	// five minutes and for an hour, each at its own price (absent when 0,
 	// and in records written before 2026-12-07).
-	CachedTokens       int  `json:"cached_tokens,omitempty"`
-	CacheWriteTokens   int  `json:"cache_write_tokens,omitempty"`
-	CacheWrite1hTokens int  `json:"cache_write_1h_tokens,omitempty"`
-	Estimated          bool `json:"estimated,omitempty"`
+	CachedTokens       int `json:"cached_tokens,omitempty"`
+	CacheWriteTokens   int `json:"cache_write_tokens,omitempty"`
+	CacheWrite1hTokens int `json:"cache_write_1h_tokens,omitempty"`
+	// WebSearches are the searches the provider's web search tool ran,
+	// billed apiece (absent when 0, and in records before 2026-12-07).
+	WebSearches int  `json:"web_searches,omitempty"`
+	Estimated   bool `json:"estimated,omitempty"`
 }
 
 // Money is an amount as a record keeps it: rounded to ten significant

@@ -145,9 +145,13 @@ type Model struct {
 	// for an hour (the catalog's, else CacheWritePrices').
 	CacheWritePerMTok   float64
 	CacheWrite1hPerMTok float64
-	Currency            string
-	ContextWindow       int
-	MaxOutputTokens     int
+	// WebSearchPer1k is the price of 1,000 searches of the provider's web
+	// search tool (the catalog's, else AnthropicWebSearchUSD on an
+	// Anthropic-wire provider).
+	WebSearchPer1k  float64
+	Currency        string
+	ContextWindow   int
+	MaxOutputTokens int
 	// ImageTokens bounds one image's input tokens (image_tokens, or
 	// config.DefaultImageTokens), for the budgets' worst case and the
 	// decision's estimated cost (MediaTokens).
@@ -233,10 +237,16 @@ func (m *Model) MediaTokens(images, pdfPages int, pdfUncounted bool) int {
 
 // Tokens is an answer's token counts as a provider bills them. Input
 // counts every prompt token; CacheRead, CacheWrite (written for five
-// minutes) and CacheWrite1h (for an hour) are parts of it.
+// minutes) and CacheWrite1h (for an hour) are parts of it. WebSearches
+// are the searches the provider's own search tool ran, billed apiece.
 type Tokens struct {
 	Input, CacheRead, CacheWrite, CacheWrite1h, Output int
+	WebSearches                                        int
 }
+
+// AnthropicWebSearchUSD is what Anthropic bills for 1,000 searches of its
+// web_search server tool.
+const AnthropicWebSearchUSD = 10
 
 // Amount is what usage costs in the model's price currency: the prompt's
 // cache reads and writes at their prices, the rest of it at the input
@@ -247,8 +257,8 @@ func (m *Model) Amount(t Tokens) float64 {
 	w1h := min(max(t.CacheWrite1h, 0), t.Input-read)
 	w5m := min(max(t.CacheWrite, 0), t.Input-read-w1h)
 	plain := t.Input - read - w1h - w5m
-	return (float64(plain)*m.InputPerMTok + float64(read)*m.CachedInputPerMTok + float64(w5m)*m.CacheWritePerMTok +
-		float64(w1h)*m.CacheWrite1hPerMTok + float64(t.Output)*m.OutputPerMTok) / 1e6
+	return (float64(plain)*m.InputPerMTok+float64(read)*m.CachedInputPerMTok+float64(w5m)*m.CacheWritePerMTok+
+		float64(w1h)*m.CacheWrite1hPerMTok+float64(t.Output)*m.OutputPerMTok)/1e6 + float64(max(t.WebSearches, 0))*m.WebSearchPer1k/1e3
 }
 
 // UsageEUR is Amount in EUR.
@@ -428,6 +438,13 @@ func New(c *config.Config, env Env) (*Catalog, error) {
 		}
 		if m.Currency == "USD" {
 			m.toEUR = c.Currency.USDToEUR
+		}
+		m.WebSearchPer1k = mc.Price.WebSearchPer1k
+		if m.WebSearchPer1k == 0 && p.WireFormat == "anthropic" {
+			m.WebSearchPer1k = AnthropicWebSearchUSD // in USD; a model priced in EUR gets it converted
+			if m.Currency != "USD" {
+				m.WebSearchPer1k *= c.Currency.USDToEUR
+			}
 		}
 		for _, cp := range mc.Capabilities {
 			switch cp {

@@ -455,7 +455,12 @@ type Price struct {
 	// else the input price (OpenAI does not bill cache writes).
 	CacheWritePerMTok   float64 `yaml:"cache_write_per_mtok,omitempty"`
 	CacheWrite1hPerMTok float64 `yaml:"cache_write_1h_per_mtok,omitempty"`
-	Currency            string  `yaml:"currency"`
+	// WebSearchPer1k is what 1,000 searches of the provider's own web
+	// search tool cost (Anthropic's web_search server tool, which its
+	// usage counts in server_tool_use.web_search_requests); 0: Anthropic's
+	// 10 USD on an Anthropic-wire provider, else none.
+	WebSearchPer1k float64 `yaml:"web_search_per_1k,omitempty"`
+	Currency       string  `yaml:"currency"`
 	// Source and AsOf record where a list price comes from and when.
 	Source string `yaml:"source,omitempty"`
 	AsOf   string `yaml:"as_of,omitempty"`

@@ -180,7 +180,7 @@ func (c *Config) Validate() error {
 			bad(f+".provider_model", "%q is not a valid model name", m.ProviderModel)
 		}
 		if m.Price.InputPerMTok < 0 || m.Price.OutputPerMTok < 0 || m.Price.CachedInputPerMTok < 0 ||
-			m.Price.CacheWritePerMTok < 0 || m.Price.CacheWrite1hPerMTok < 0 {
+			m.Price.CacheWritePerMTok < 0 || m.Price.CacheWrite1hPerMTok < 0 || m.Price.WebSearchPer1k < 0 {
 			bad(f+".price", "prices must not be negative")
 		}
 		if m.Price.CachedInputPerMTok > m.Price.InputPerMTok {

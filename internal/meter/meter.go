@@ -30,6 +30,9 @@ type Usage struct {
 	// cache_creation.ephemeral_5m/1h_input_tokens): priced at the model's
 	// cache write prices, 1.25× and 2× the input on Anthropic.
 	CacheWriteTokens, CacheWrite1hTokens int
+	// WebSearches are the searches the provider's own web search tool ran
+	// (Anthropic's server_tool_use.web_search_requests), billed apiece.
+	WebSearches int
 	// Estimated is set when the counts are stellwerk's estimate.
 	Estimated bool
 }
@@ -37,7 +40,7 @@ type Usage struct {
 // Tokens are the counts as a catalog model prices them.
 func (u Usage) Tokens() catalog.Tokens {
 	return catalog.Tokens{Input: u.PromptTokens, CacheRead: u.CachedTokens, CacheWrite: u.CacheWriteTokens,
-		CacheWrite1h: u.CacheWrite1hTokens, Output: u.CompletionTokens}
+		CacheWrite1h: u.CacheWrite1hTokens, Output: u.CompletionTokens, WebSearches: u.WebSearches}
 }
 
 // Charge is what one answer cost, and saved against the baseline.

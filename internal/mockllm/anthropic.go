@@ -106,13 +106,25 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 			toks = append(toks, " padding") // an answer of at least n bytes
 		}
 	}
+	searches := webSearches(req)
 	if !req.Get("stream").Bool() {
 		p.generated(rec, inTokens, toks)
+		var content []any
+		for i := range searches {
+			content = append(content, map[string]any{"type": "server_tool_use", "id": fmt.Sprintf("srvtoolu_%d", i), "name": "web_search",
+				"input": map[string]any{"query": "search " + strconv.Itoa(i)}},
+				map[string]any{"type": "web_search_tool_result", "tool_use_id": fmt.Sprintf("srvtoolu_%d", i), "content": []any{}})
+		}
+		content = append(content, map[string]any{"type": "text", "text": strings.Join(toks, "")})
+		u := anthropicUsage(r, inTokens, len(toks))
+		if searches > 0 {
+			u["server_tool_use"] = map[string]any{"web_search_requests": searches}
+		}
 		writeJSON(w, http.StatusOK, map[string]any{
 			"id": id, "type": "message", "role": "assistant", "model": model,
-			"content":     []any{map[string]any{"type": "text", "text": strings.Join(toks, "")}},
+			"content":     content,
 			"stop_reason": "end_turn", "stop_sequence": nil,
-			"usage": anthropicUsage(r, inTokens, len(toks)),
+			"usage": u,
 		})
 		return
 	}
@@ -157,6 +169,17 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 		send("content_block_stop", map[string]any{"type": "content_block_stop", "index": 0})
 		text = 1
 	}
+	// Its searches, each a server_tool_use block and its result.
+	for i := range searches {
+		send("content_block_start", map[string]any{"type": "content_block_start", "index": text, "content_block": map[string]any{
+			"type": "server_tool_use", "id": fmt.Sprintf("srvtoolu_%d", i), "name": "web_search", "input": map[string]any{}}})
+		send("content_block_delta", map[string]any{"type": "content_block_delta", "index": text, "delta": map[string]any{"type": "input_json_delta", "partial_json": `{"query":"search"}`}})
+		send("content_block_stop", map[string]any{"type": "content_block_stop", "index": text})
+		send("content_block_start", map[string]any{"type": "content_block_start", "index": text + 1, "content_block": map[string]any{
+			"type": "web_search_tool_result", "tool_use_id": fmt.Sprintf("srvtoolu_%d", i), "content": []any{}}})
+		send("content_block_stop", map[string]any{"type": "content_block_stop", "index": text + 1})
+		text += 2
+	}
 	send("content_block_start", map[string]any{"type": "content_block_start", "index": text, "content_block": map[string]any{"type": "text", "text": ""}})
 	send("ping", map[string]any{"type": "ping"})
 	for i, tok := range toks {
@@ -186,7 +209,7 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 	}
 	send("content_block_stop", map[string]any{"type": "content_block_stop", "index": text})
 	send("message_delta", map[string]any{"type": "message_delta", "delta": map[string]any{"stop_reason": "end_turn", "stop_sequence": nil},
-		"usage": map[string]any{"output_tokens": thought + len(toks)}})
+		"usage": streamUsageEnd(thought+len(toks), searches)})
 	send("message_stop", map[string]any{"type": "message_stop"})
 }
 
@@ -211,6 +234,9 @@ func anthropicToolUses(req gjson.Result, salt string) []toolCall {
 	}
 	var fns []gjson.Result
 	tools.ForEach(func(_, t gjson.Result) bool {
+		if typ := t.Get("type").Str; typ != "" && typ != "custom" {
+			return true // a server tool (web search, code execution): Anthropic runs it, the client gets no tool_use
+		}
 		if t.Get("name").Type == gjson.String && (choice.Get("type").Str != "tool" || t.Get("name").Str == choice.Get("name").Str) {
 			fns = append(fns, t)
 		}
@@ -340,6 +366,34 @@ func anthropicUsage(r *http.Request, in, out int) map[string]any {
 		}
 	}
 	return u
+}
+
+// streamUsageEnd is message_delta's usage: the output, and the searches
+// the message ran.
+func streamUsageEnd(out, searches int) map[string]any {
+	u := map[string]any{"output_tokens": out}
+	if searches > 0 {
+		u["server_tool_use"] = map[string]any{"web_search_requests": searches}
+	}
+	return u
+}
+
+// webSearches is how many times the mock searches for a request that
+// offers Anthropic's web search server tool (a tool whose type starts
+// web_search_): up to its max_uses, 3 at most, summed over such tools.
+func webSearches(req gjson.Result) int {
+	n := 0
+	req.Get("tools").ForEach(func(_, t gjson.Result) bool {
+		if strings.HasPrefix(t.Get("type").Str, "web_search_") {
+			mu := int64(3)
+			if v := t.Get("max_uses"); v.Type == gjson.Number {
+				mu = min(v.Int(), 3)
+			}
+			n += int(max(mu, 0))
+		}
+		return true
+	})
+	return n
 }
 
 // A stream with extended thinking thinks thinkingDeltas times this delta

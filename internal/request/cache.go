@@ -2,6 +2,7 @@ package request
 
 import (
 	"bytes"
+	"strings"
 
 	"github.com/tidwall/gjson"
 )
@@ -58,4 +59,34 @@ func escaped(b []byte, i int) bool {
 		n++
 	}
 	return n%2 == 1
+}
+
+// DefaultWebSearches is how many searches a web search tool without
+// max_uses is held at: Anthropic sets no bound of its own.
+const DefaultWebSearches = 10
+
+var webSearchType = []byte(`"web_search`)
+
+// WebSearches is the most searches a Messages API request lets Anthropic's
+// web search server tool run (a tool whose type starts web_search_): its
+// max_uses, or DefaultWebSearches without one, summed over such tools.
+// Anthropic bills each search (10 USD per 1,000) beside the tokens, and a
+// request held at its tokens alone was charged 2 % of its bill (the
+// reasoning probe). A body without such a type is not parsed.
+func WebSearches(body []byte) int {
+	if !bytes.Contains(body, webSearchType) {
+		return 0
+	}
+	n := 0
+	gjson.GetBytes(body, "tools").ForEach(func(_, t gjson.Result) bool {
+		if strings.HasPrefix(t.Get("type").Str, "web_search_") {
+			if mu := t.Get("max_uses"); mu.Type == gjson.Number && mu.Num >= 0 {
+				n += int(min(mu.Num, 1e6))
+			} else {
+				n += DefaultWebSearches
+			}
+		}
+		return true
+	})
+	return n
 }

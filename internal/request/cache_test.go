@@ -39,3 +39,19 @@ func FuzzCacheMarks(f *testing.F) {
 		}
 	})
 }
+
+func TestWebSearches(t *testing.T) {
+	for body, want := range map[string]int{
+		`{"messages":[{"role":"user","content":"web_search_20250305"}]}`:                                           0,
+		`{"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":4}]}`:                              4,
+		`{"tools":[{"type":"web_search_20250305","name":"web_search"}]}`:                                           DefaultWebSearches,
+		`{"tools":[{"name":"get_weather"},{"type":"web_search_20260101","name":"s","max_uses":2}]}`:                2,
+		`{"tools":[{"type":"web_search_20250305","max_uses":-3}]}`:                                                 DefaultWebSearches,
+		`{"tools":[{"type":"web_search_20250305","max_uses":1e300}]}`:                                              1_000_000,
+		`{"tools":[{"type":"web_fetch_20250910","name":"web_fetch"},{"type":"web_search_20250305","max_uses":1}]}`: 1,
+	} {
+		if got := WebSearches([]byte(body)); got != want {
+			t.Errorf("%s: %d, want %d", body, got, want)
+		}
+	}
+}
