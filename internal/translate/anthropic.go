@@ -42,7 +42,7 @@ const (
 // Anthropic Messages request, in the field order the golden files show.
 type anthRequest struct {
 	Model         string          `json:"model"`
-	System        string          `json:"system,omitempty"`
+	System        any             `json:"system,omitempty"` // a string, or []anthBlock when a system part marks the prompt cache
 	Messages      []anthMessage   `json:"messages"`
 	MaxTokens     int64           `json:"max_tokens"`
 	Metadata      *anthMetadata   `json:"metadata,omitempty"`
@@ -75,7 +75,23 @@ type anthBlock struct {
 	Input     json.RawMessage `json:"input,omitempty"`
 	ToolUseID string          `json:"tool_use_id,omitempty"`
 	Content   any             `json:"content,omitempty"` // string or []anthBlock
+	// CacheControl is the chat part's cache_control: the convention
+	// LiteLLM and OpenRouter pass on to Anthropic.
+	CacheControl *anthCache `json:"cache_control,omitempty"`
 }
+
+// anthCache is Anthropic's prompt-cache breakpoint, {"type":"ephemeral"}
+// with an optional ttl, written from the validated chat member rather
+// than passed on as sent.
+type anthCache struct {
+	Type string `json:"type"`
+	TTL  string `json:"ttl,omitempty"`
+	path string // the chat member, for the error when there are too many
+}
+
+// maxCacheBreakpoints is Anthropic's limit of cache_control markers in one
+// request; it refuses a fifth.
+const maxCacheBreakpoints = 4
 
 type anthSource struct {
 	Type      string `json:"type"` // base64 or url
@@ -85,9 +101,10 @@ type anthSource struct {
 }
 
 type anthTool struct {
-	Name        string          `json:"name"`
-	Description string          `json:"description,omitempty"`
-	InputSchema json.RawMessage `json:"input_schema"`
+	Name         string          `json:"name"`
+	Description  string          `json:"description,omitempty"`
+	InputSchema  json.RawMessage `json:"input_schema"`
+	CacheControl *anthCache      `json:"cache_control,omitempty"`
 }
 
 type anthToolChoice struct {
@@ -116,7 +133,7 @@ func ToAnthropicRequest(openaiBody []byte, providerModel string) ([]byte, error)
 		return nil, apierr.Invalid("invalid_request_body", "", "the request body must be a JSON object")
 	}
 	out := anthRequest{Model: providerModel, MaxTokens: DefaultMaxTokens}
-	var system []string
+	var system []anthBlock
 	var err error
 
 	// Rejections first: they do not depend on anything else.
@@ -196,9 +213,12 @@ func ToAnthropicRequest(openaiBody []byte, providerModel string) ([]byte, error)
 		return nil, err
 	}
 	if instruction != "" {
-		system = append(system, instruction)
+		system = append(system, anthBlock{Type: "text", Text: instruction})
 	}
-	out.System = strings.Join(system, "\n\n")
+	out.System = systemPrompt(system)
+	if err = cacheBreakpoints(&out); err != nil {
+		return nil, err
+	}
 
 	b, err := marshal(out)
 	if err != nil {
@@ -210,9 +230,9 @@ func ToAnthropicRequest(openaiBody []byte, providerModel string) ([]byte, error)
 
 // convertMessages returns the Anthropic messages, with consecutive turns of
 // one role merged, and the system texts in order.
-func convertMessages(msgs gjson.Result) ([]anthMessage, []string, error) {
+func convertMessages(msgs gjson.Result) ([]anthMessage, []anthBlock, error) {
 	var out []anthMessage
-	var system []string
+	var system []anthBlock
 	var err error
 	add := func(role string, blocks []anthBlock) {
 		if len(blocks) == 0 {
@@ -235,7 +255,7 @@ func convertMessages(msgs gjson.Result) ([]anthMessage, []string, error) {
 		role := m.Get("role")
 		switch role.String() {
 		case "system", "developer":
-			var texts []string
+			var texts []anthBlock
 			if texts, err = textParts(m.Get("content"), p+".content"); err != nil {
 				return false
 			}
@@ -281,17 +301,18 @@ func convertMessages(msgs gjson.Result) ([]anthMessage, []string, error) {
 	return out, system, nil
 }
 
-// textParts reads content that may only hold text: a string or text parts.
-// Blank text is skipped.
-func textParts(c gjson.Result, p string) ([]string, error) {
+// textParts reads content that may only hold text, a string or text parts,
+// as text blocks with their cache markers. Blank text is skipped
+// (appendText).
+func textParts(c gjson.Result, p string) ([]anthBlock, error) {
 	switch {
 	case c.Type == gjson.String:
 		if blank(c.Str) {
 			return nil, nil
 		}
-		return []string{c.Str}, nil
+		return []anthBlock{{Type: "text", Text: c.Str}}, nil
 	case c.IsArray():
-		var out []string
+		var out []anthBlock
 		var err error
 		j := -1
 		c.ForEach(func(_, part gjson.Result) bool {
@@ -301,9 +322,11 @@ func textParts(c gjson.Result, p string) ([]string, error) {
 				err = apierr.Invalid("invalid_value", pp, "%s must be a text part ({\"type\":\"text\",\"text\":…})", pp)
 				return false
 			}
-			if t := part.Get("text").Str; !blank(t) {
-				out = append(out, t)
+			var cc *anthCache
+			if cc, err = cacheControl(part.Get("cache_control"), pp); err != nil {
+				return false
 			}
+			out = appendText(out, part.Get("text").Str, cc)
 			return true
 		})
 		return out, err
@@ -338,6 +361,11 @@ func contentBlocks(c gjson.Result, p string, images bool) ([]anthBlock, error) {
 			err = apierr.Invalid("invalid_type", pp, "%s must be an object", pp)
 			return false
 		}
+		cc, cerr := cacheControl(part.Get("cache_control"), pp)
+		if cerr != nil {
+			err = cerr
+			return false
+		}
 		switch typ := part.Get("type").String(); typ {
 		case "text", "refusal": // an assistant's earlier refusal is plain text to Anthropic
 			t := part.Get(typ)
@@ -345,9 +373,7 @@ func contentBlocks(c gjson.Result, p string, images bool) ([]anthBlock, error) {
 				err = apierr.Invalid("invalid_type", pp+"."+typ, "%s.%s must be a string", pp, typ)
 				return false
 			}
-			if !blank(t.Str) {
-				out = append(out, anthBlock{Type: "text", Text: t.Str})
-			}
+			out = appendText(out, t.Str, cc)
 		case "image_url":
 			if !images {
 				err = apierr.Invalid("invalid_value", pp, "%s: only user messages may carry images", pp)
@@ -357,7 +383,7 @@ func contentBlocks(c gjson.Result, p string, images bool) ([]anthBlock, error) {
 			if src, err = imageSource(part.Get("image_url"), pp+".image_url"); err != nil {
 				return false
 			}
-			out = append(out, anthBlock{Type: "image", Source: src})
+			out = append(out, anthBlock{Type: "image", Source: src, CacheControl: cc})
 		case "file":
 			// A PDF sent inline is Anthropic's document block; a file by
 			// id is stored at another provider, and other types Claude
@@ -369,7 +395,8 @@ func contentBlocks(c gjson.Result, p string, images bool) ([]anthBlock, error) {
 				return false
 			}
 			out = append(out, anthBlock{Type: "document", Title: f.Get("filename").Str,
-				Source: &anthSource{Type: "base64", MediaType: "application/pdf", Data: data}})
+				Source:       &anthSource{Type: "base64", MediaType: "application/pdf", Data: data},
+				CacheControl: cc})
 		default:
 			err = apierr.Invalid("unsupported_content", pp+".type", "%s.type %q is not translated for Anthropic models; use text or image_url parts", pp, typ)
 			return false
@@ -377,6 +404,134 @@ func contentBlocks(c gjson.Result, p string, images bool) ([]anthBlock, error) {
 		return true
 	})
 	return out, err
+}
+
+// appendText adds a text part's block to a message's blocks. Anthropic
+// refuses a blank text block, with or without a marker, so a blank part is
+// skipped and its marker goes to the block before it in the same message,
+// which ends the same cached prefix (the one already there is kept if that
+// block has its own). A blank first part's marker marks nothing that is
+// sent and is dropped.
+func appendText(out []anthBlock, text string, cc *anthCache) []anthBlock {
+	if !blank(text) {
+		return append(out, anthBlock{Type: "text", Text: text, CacheControl: cc})
+	}
+	if n := len(out); cc != nil && n > 0 && out[n-1].CacheControl == nil {
+		out[n-1].CacheControl = cc
+	}
+	return out
+}
+
+// cacheControl reads the cache_control member of the chat object at p: nil
+// when absent or null, Anthropic's {"type":"ephemeral"} with an optional
+// ttl of "5m" or "1h" otherwise; anything else is refused, naming it,
+// rather than left for the provider to refuse.
+func cacheControl(v gjson.Result, p string) (*anthCache, error) {
+	if !v.Exists() || v.Type == gjson.Null {
+		return nil, nil
+	}
+	p += ".cache_control"
+	if !v.IsObject() {
+		return nil, apierr.Invalid("invalid_value", p, "%s must be an object: {\"type\":\"ephemeral\"}, with an optional \"ttl\" of \"5m\" or \"1h\"", p)
+	}
+	cc := &anthCache{path: p}
+	var err error
+	v.ForEach(func(k, x gjson.Result) bool {
+		switch k.Str {
+		case "type":
+			if x.Type != gjson.String || x.Str != "ephemeral" {
+				err = apierr.Invalid("invalid_value", p+".type", "%s.type must be \"ephemeral\", the only cache type Anthropic has", p)
+				return false
+			}
+			cc.Type = x.Str
+		case "ttl":
+			switch {
+			case x.Type == gjson.Null:
+			case x.Type == gjson.String && (x.Str == "5m" || x.Str == "1h"):
+				cc.TTL = x.Str
+			default:
+				err = apierr.Invalid("invalid_value", p+".ttl", "%s.ttl must be \"5m\" or \"1h\"", p)
+				return false
+			}
+		default:
+			err = apierr.Invalid("invalid_value", p, "%s has a member %q Anthropic does not take; it takes type and ttl", p, k.Str)
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cc.Type == "" {
+		return nil, apierr.Invalid("invalid_value", p+".type", "%s.type must be \"ephemeral\", the only cache type Anthropic has", p)
+	}
+	return cc, nil
+}
+
+// systemPrompt is Anthropic's system member: the texts joined with a blank
+// line, as a string, unless one carries a cache marker; then the text
+// blocks themselves, so the marker stays where the client put it. nil when
+// there is no system text.
+func systemPrompt(blocks []anthBlock) any {
+	for _, b := range blocks {
+		if b.CacheControl != nil {
+			return blocks
+		}
+	}
+	if len(blocks) == 0 {
+		return nil
+	}
+	texts := make([]string, len(blocks))
+	for i, b := range blocks {
+		texts[i] = b.Text
+	}
+	return strings.Join(texts, "\n\n")
+}
+
+// cacheBreakpoints refuses a request with more cache markers than
+// Anthropic takes, naming the first one too many in the order Anthropic
+// reads the prompt: tools, system, messages.
+func cacheBreakpoints(r *anthRequest) error {
+	n := 0
+	check := func(cc *anthCache) error {
+		if cc == nil {
+			return nil
+		}
+		if n++; n > maxCacheBreakpoints {
+			return apierr.Invalid("invalid_value", cc.path, "%s: Anthropic takes at most %d cache_control markers in one request; this is marker %d", cc.path, maxCacheBreakpoints, n)
+		}
+		return nil
+	}
+	var blocks func([]anthBlock) error
+	blocks = func(bs []anthBlock) error {
+		for _, b := range bs {
+			if err := check(b.CacheControl); err != nil {
+				return err
+			}
+			if inner, ok := b.Content.([]anthBlock); ok {
+				if err := blocks(inner); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for _, t := range r.Tools {
+		if err := check(t.CacheControl); err != nil {
+			return err
+		}
+	}
+	if sys, ok := r.System.([]anthBlock); ok {
+		if err := blocks(sys); err != nil {
+			return err
+		}
+	}
+	for _, m := range r.Messages {
+		if err := blocks(m.Content); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // imageSource maps an image_url object (or a bare URL string, which some
@@ -493,15 +648,9 @@ func toolResult(m gjson.Result, p string) (anthBlock, error) {
 		}
 		return b, nil
 	}
-	texts, err := textParts(c, p+".content")
+	blocks, err := textParts(c, p+".content")
 	if err != nil {
 		return anthBlock{}, err
-	}
-	var blocks []anthBlock
-	for _, t := range texts {
-		if !blank(t) {
-			blocks = append(blocks, anthBlock{Type: "text", Text: t})
-		}
 	}
 	if len(blocks) > 0 {
 		b.Content = blocks
@@ -546,7 +695,11 @@ func convertTools(tools gjson.Result) ([]anthTool, error) {
 			err = apierr.Invalid("invalid_type", p+".function.parameters", "%s.function.parameters must be a JSON Schema object", p)
 			return false
 		}
-		out = append(out, anthTool{Name: name.Str, Description: desc.String(), InputSchema: schema})
+		var cc *anthCache
+		if cc, err = cacheControl(t.Get("cache_control"), p); err != nil {
+			return false
+		}
+		out = append(out, anthTool{Name: name.Str, Description: desc.String(), InputSchema: schema, CacheControl: cc})
 		return true
 	})
 	return out, err

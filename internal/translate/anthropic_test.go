@@ -237,6 +237,19 @@ func TestToAnthropicRequestRejects(t *testing.T) {
 		"user number":           {`{"messages":[{"role":"user","content":"hi"}],"user":7}`, "user"},
 		"unknown format":        {`{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"yaml"}}`, "response_format.type"},
 		"schema without schema": {`{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x"}}}`, "response_format.json_schema.schema"},
+		"cache marker string":   {`{"messages":[{"role":"user","content":[{"type":"text","text":"hi","cache_control":"ephemeral"}]}]}`, "messages[0].content[0].cache_control"},
+		"cache marker no type":  {`{"messages":[{"role":"user","content":[{"type":"text","text":"hi","cache_control":{"ttl":"1h"}}]}]}`, "messages[0].content[0].cache_control.type"},
+		"cache marker ttl 3600": {`{"messages":[{"role":"user","content":[{"type":"text","text":"hi","cache_control":{"type":"ephemeral","ttl":3600}}]}]}`, "messages[0].content[0].cache_control.ttl"},
+		"cache marker extra":    {`{"messages":[{"role":"user","content":[{"type":"text","text":"hi","cache_control":{"type":"ephemeral","scope":"org"}}]}]}`, "messages[0].content[0].cache_control"},
+		"cache marker on tool":  {`{"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"},"cache_control":{}}]}`, "tools[0].cache_control.type"},
+		"cache marker on image": {`{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/y.png"},"cache_control":{"type":"ephemeral","ttl":"2h"}}]}]}`, "messages[0].content[0].cache_control.ttl"},
+		"cache marker system":   {`{"messages":[{"role":"system","content":[{"type":"text","text":"s","cache_control":[]}]},{"role":"user","content":"hi"}]}`, "messages[0].content[0].cache_control"},
+		// Anthropic's limit counts tools too: the fifth in its reading
+		// order (tools, system, messages) is named.
+		"five cache markers": {`{"messages":[{"role":"system","content":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}]},` +
+			`{"role":"user","content":[{"type":"text","text":"a","cache_control":{"type":"ephemeral"}},{"type":"text","text":"b","cache_control":{"type":"ephemeral"}}]},` +
+			`{"role":"assistant","content":"ok"},{"role":"user","content":[{"type":"text","text":"c","cache_control":{"type":"ephemeral"}}]}],` +
+			`"tools":[{"type":"function","function":{"name":"f"},"cache_control":{"type":"ephemeral"}}]}`, "messages[3].content[0].cache_control"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -292,6 +305,27 @@ func TestToAnthropicRequestFields(t *testing.T) {
 			"messages.2.content.0", `{"type":"tool_result","tool_use_id":"c1"}`},
 		"blank tool result parts": {`{"messages":[{"role":"user","content":"hi"},{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":[{"type":"text","text":" "},{"type":"text","text":"ok"}]}]}`,
 			"messages.2.content.0.content", `[{"type":"text","text":"ok"}]`},
+		// Prompt-cache markers (LiteLLM's and OpenRouter's convention on
+		// chat parts) reach the block they were on.
+		"cache marker null": {`{"messages":[{"role":"user","content":[{"type":"text","text":"hi","cache_control":null}]}]}`,
+			"messages.0.content.0", `{"type":"text","text":"hi"}`},
+		"cache marker ttl null": {`{"messages":[{"role":"user","content":[{"type":"text","text":"hi","cache_control":{"ttl":null,"type":"ephemeral"}}]}]}`,
+			"messages.0.content.0.cache_control", `{"type":"ephemeral"}`},
+		"cache marker on refusal": {`{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":[{"type":"refusal","refusal":"no","cache_control":{"type":"ephemeral","ttl":"5m"}}]}]}`,
+			"messages.1.content.0.cache_control", `{"type":"ephemeral","ttl":"5m"}`},
+		"cache marker on pdf": {`{"messages":[{"role":"user","content":[{"type":"file","file":{"file_data":"data:application/pdf;base64,JVBERi0=","filename":"a.pdf"},"cache_control":{"type":"ephemeral","ttl":"1h"}}]}]}`,
+			"messages.0.content.0.cache_control", `{"type":"ephemeral","ttl":"1h"}`},
+		"system string without marker": {`{"messages":[{"role":"system","content":[{"type":"text","text":"a","cache_control":null},{"type":"text","text":"b"}]},{"role":"user","content":"hi"}]}`,
+			"system", `"a\n\nb"`},
+		// A blank part is not sent; its marker ends the same prefix on the
+		// block before it, and with none before it, nothing.
+		"blank part's marker moves": {`{"messages":[{"role":"system","content":[{"type":"text","text":"manual"},{"type":"text","text":"\n","cache_control":{"type":"ephemeral","ttl":"1h"}}]},{"role":"user","content":"hi"}]}`,
+			"system", `[{"type":"text","text":"manual","cache_control":{"type":"ephemeral","ttl":"1h"}}]`},
+		"blank first part's marker dropped": {`{"messages":[{"role":"user","content":"a"},{"role":"user","content":[{"type":"text","text":"","cache_control":{"type":"ephemeral"}},{"type":"text","text":"b"}]}]}`,
+			"messages.0.content", `[{"type":"text","text":"a"},{"type":"text","text":"b"}]`},
+		"a blank part's marker joins the one before": {`{"messages":[{"role":"system","content":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}]},` +
+			`{"role":"user","content":[{"type":"text","text":"a","cache_control":{"type":"ephemeral"}},{"type":"text","text":" ","cache_control":{"type":"ephemeral"}},{"type":"text","text":"b","cache_control":{"type":"ephemeral"}}]}],` +
+			`"tools":[{"type":"function","function":{"name":"f"},"cache_control":{"type":"ephemeral"}}]}`, "messages.0.content.#.cache_control.type", `["ephemeral","ephemeral"]`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -453,5 +487,19 @@ func TestAnthropicStreamOtherOutput(t *testing.T) {
 	ch.Event(Event{Data: []byte(`{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Hmm."}}`)}, nil)
 	if ch.OtherOutput() != "Hmm." {
 		t.Errorf("through a chain: %q", ch.OtherOutput())
+	}
+}
+
+// TestResponsesCacheMarkerDropped: Responses input parts have no
+// cache_control; a client that puts one there anyway gets its request
+// translated for an Anthropic model, without the marker.
+func TestResponsesCacheMarkerDropped(t *testing.T) {
+	in := `{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"manual","cache_control":{"type":"ephemeral","ttl":"24h"}},{"type":"input_text","text":"hi"}]}]}`
+	out, err := ResponsesToAnthropic([]byte(in), testModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := gjson.GetBytes(out, "messages.0.content").Raw; got != `[{"type":"text","text":"manual"},{"type":"text","text":"hi"}]` {
+		t.Errorf("content %s", got)
 	}
 }
