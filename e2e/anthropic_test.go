@@ -199,3 +199,77 @@ func TestAutoKeepsToWhatAnthropicCanTake(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheMarkersReachAnthropic (the prompt-cache probe): the OpenAI
+// Python SDK with Anthropic's cache_control on chat content parts and a
+// tool, the convention LiteLLM and OpenRouter pass on. An Anthropic-wire
+// provider gets each marker on the block it was on (the system prompt as
+// text blocks); an OpenAI-wire one gets the request as sent; a marker
+// Anthropic would refuse is a 400 naming it. The translation dropped them,
+// so the prompt was never cached.
+func TestCacheMarkersReachAnthropic(t *testing.T) {
+	t.Parallel()
+	py := harness.RequirePython(t)
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{
+			{Name: "claude", Key: "sk-ant-fake", WireFormat: "anthropic"},
+			{Name: "oai", Key: "sk-oai"},
+		},
+		Models: []config.Model{
+			{ID: "claude-sonnet", Provider: "claude", ProviderModel: "claude-sonnet-4-5", ContextWindow: 200000,
+				Price: config.Price{InputPerMTok: 3, OutputPerMTok: 15}},
+			{ID: "gpt", Provider: "oai", ProviderModel: "gpt-upstream", ContextWindow: 200000,
+				Price: config.Price{InputPerMTok: 3, OutputPerMTok: 15}},
+		},
+	})
+	out, err := exec.Command(py, "-c", `import sys, openai
+c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="unused", max_retries=0)
+msgs = [
+    {"role": "system", "content": [
+        {"type": "text", "text": "Answer from the manual."},
+        {"type": "text", "text": "<manual>signals</manual>", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]},
+    {"role": "user", "content": [
+        {"type": "text", "text": "What does red mean?", "cache_control": {"type": "ephemeral"}}]},
+]
+tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}},
+          "cache_control": {"type": "ephemeral"}}]
+for model in ("claude-sonnet", "gpt"):
+    c.chat.completions.create(model=model, messages=msgs, tools=tools, max_tokens=50)
+msgs[1]["content"][0]["cache_control"] = {"type": "ephemeral", "ttl": "24h"}
+try:
+    c.chat.completions.create(model="claude-sonnet", messages=msgs, max_tokens=50)
+    print("accepted")
+except openai.BadRequestError as e:
+    print(e.body["param"])
+`, s.URL).CombinedOutput()
+	if err != nil {
+		t.Fatalf("python SDK: %v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != "messages[1].content[0].cache_control.ttl" {
+		t.Errorf("a ttl of 24h: %s, want a 400 naming messages[1].content[0].cache_control.ttl", got)
+	}
+
+	reqs := s.Providers["claude"].Requests()
+	if len(reqs) != 1 {
+		t.Errorf("claude got %d requests, want 1 (the refused one is not sent)", len(reqs))
+	}
+	sent := gjson.ParseBytes(reqs[0].Body)
+	for path, want := range map[string]string{
+		"system":                             `[{"type":"text","text":"Answer from the manual."},{"type":"text","text":"<manual>signals</manual>","cache_control":{"type":"ephemeral","ttl":"1h"}}]`,
+		"messages.0.content.0.cache_control": `{"type":"ephemeral"}`,
+		"tools.0.cache_control":              `{"type":"ephemeral"}`,
+	} {
+		if got := sent.Get(path).Raw; got != want {
+			t.Errorf("claude got %s = %s, want %s", path, got, want)
+		}
+	}
+	oai := s.Providers["oai"].Requests()
+	if len(oai) != 1 {
+		t.Fatalf("oai got %d requests, want 1", len(oai))
+	}
+	o := gjson.ParseBytes(oai[0].Body)
+	if got := o.Get("messages.0.content.1.cache_control").Raw; got != `{"type":"ephemeral","ttl":"1h"}` ||
+		o.Get("tools.0.cache_control.type").Str != "ephemeral" {
+		t.Errorf("the OpenAI-wire provider did not get the request as sent: %s", oai[0].Body)
+	}
+}
