@@ -87,6 +87,9 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	guarded := func(pattern string, roles []string, h http.HandlerFunc) {
 		mux.Handle(pattern, guard(s, log, roles, h))
 	}
+	// Every endpoint that calls the state store is bounded in time and in
+	// how many of the store's connections it may hold (bound.go).
+	gate := newStoreGate()
 
 	// Probes answer anyone: orchestrators send no token, and they reveal
 	// only up or down.
@@ -158,7 +161,7 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	})
 	// Spend against budgets and rate-limit windows, for FinOps and for a
 	// team asking what it has left.
-	guarded("GET /admin/budgets", readers, func(w http.ResponseWriter, r *http.Request) {
+	guarded("GET /admin/budgets", readers, gate.bound("budget_store_unavailable", storeTimeout, func(w http.ResponseWriter, r *http.Request) {
 		if !knownParams(w, r, "invalid_value", "workspace", "team", "user", "key") {
 			return
 		}
@@ -174,7 +177,7 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, v)
-	})
+	}))
 	guarded("GET /config", configReaders, func(w http.ResponseWriter, _ *http.Request) {
 		b, err := s.ConfigYAML()
 		if err != nil {
@@ -196,15 +199,15 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	}
 	// Virtual keys and provider keys (docs/keys.md).
 	if ks, ok := s.(KeyService); ok {
-		registerKeys(mux, guarded, ks, log)
+		registerKeys(mux, gate.guard(guarded, "key_store_unavailable", storeTimeout), ks, log)
 	}
 	// The audit log's public key and records (docs/audit.md).
 	if as, ok := s.(AuditService); ok {
-		registerAudit(guarded, as, log)
+		registerAudit(guarded, gate, as, log)
 	}
 	// The spend ledger, per request, grouped (docs/budgets.md).
 	if ss, ok := s.(SpendService); ok {
-		registerSpend(guarded, ss, log)
+		registerSpend(gate.guard(guarded, "spend_store_unavailable", spendQueryTimeout), ss, log)
 	}
 	// What every connected Envoy was sent and accepted (stellwerk xds dump).
 	if xs, ok := s.(XDSService); ok {
@@ -225,10 +228,10 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	}
 	// Named, versioned routes (docs/routes.md).
 	if fs, ok := s.(FeedbackService); ok {
-		registerFeedback(guarded, fs, log)
+		registerFeedback(gate.guard(guarded, "feedback_unavailable", storeTimeout), fs, log)
 	}
 	if rs, ok := s.(RouteService); ok {
-		registerRoutes(guarded, rs, log)
+		registerRoutes(gate.guard(guarded, "route_store_unavailable", storeTimeout), rs, log)
 	}
 	// The console's live decision stream and try-it panel (docs/console.md).
 	if ls, ok := s.(LiveService); ok {

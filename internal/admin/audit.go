@@ -72,7 +72,7 @@ const (
 	maxAuditLimit     = 1000
 )
 
-func registerAudit(guarded func(string, []string, http.HandlerFunc), as AuditService, log *zap.Logger) {
+func registerAudit(guarded func(string, []string, http.HandlerFunc), gate *storeGate, as AuditService, log *zap.Logger) {
 	// The public key is no secret, but like everything else on this port
 	// it answers only to a token; any role may read it. Check its key id
 	// against the one you hold out of band before trusting it.
@@ -84,7 +84,7 @@ func registerAudit(guarded func(string, []string, http.HandlerFunc), as AuditSer
 		k := as.AuditKey()
 		writeJSON(w, http.StatusOK, PubKeyView{Algorithm: "ed25519", KeyID: k.ID, PublicKey: base64.StdEncoding.EncodeToString(k.Key), PEM: k.PEM()})
 	})
-	guarded("GET /admin/audit", auditReaders, func(w http.ResponseWriter, r *http.Request) {
+	guarded("GET /admin/audit", auditReaders, gate.bound("audit_store_unavailable", searchTimeout, func(w http.ResponseWriter, r *http.Request) {
 		st := as.AuditStore()
 		if st == nil {
 			writeError(w, apierr.NotFound("audit_disabled", "", "the audit log is disabled (audit.enabled: false)"))
@@ -101,7 +101,9 @@ func registerAudit(guarded func(string, []string, http.HandlerFunc), as AuditSer
 		es, next, err := st.Query(r.Context(), f, after, limit)
 		if err != nil {
 			log.Warn("audit query failed", zap.Error(err))
-			writeError(w, apierr.Unavailable("audit_store_unavailable", "the audit store cannot be reached"))
+			e := apierr.Unavailable("audit_store_unavailable", "the audit store cannot be reached")
+			e.RetryAfter = 1
+			writeError(w, e)
 			return
 		}
 		page := AuditPage{Records: make([]AuditRecordView, len(es))}
@@ -117,7 +119,7 @@ func registerAudit(guarded func(string, []string, http.HandlerFunc), as AuditSer
 			page.NextCursor = next.String()
 		}
 		writeJSON(w, http.StatusOK, page)
-	})
+	}))
 }
 
 // auditQuery reads /admin/audit's parameters: from, to (RFC 3339, or a

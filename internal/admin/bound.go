@@ -1,0 +1,71 @@
+package admin
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+)
+
+// Bounds of the admin API's calls to the state store. A call that waits
+// longer (a table locked, PostgreSQL stopped or not answering) is answered
+// 503 with the endpoint's *_store_unavailable code: the probe's locked
+// virtual_keys held GET and POST /admin/keys and GET /admin/audit for 69 s.
+var (
+	// storeTimeout bounds an endpoint reading or changing a few rows: the
+	// time SQLite's busy_timeout already waits for a writer.
+	storeTimeout = 5 * time.Second
+	// searchTimeout bounds a page of the audit log, a search that may
+	// scan (spend reports have spendQueryTimeout).
+	searchTimeout = 10 * time.Second
+)
+
+// Nothing the admin API streams reads the store as it writes: a spend
+// report (CSV too) is read whole within its bound before the first byte is
+// sent, and the live decision stream (live.go) reads no store, so it is not
+// bound here and runs as long as its caller stays. The long exports
+// (stellwerk audit export) are the CLI's.
+
+// storeSlots is how many admin requests may use the state store at once,
+// of the 16 connections PostgreSQL's pool holds (store.OpenPostgres). The
+// pool is shared with the audit and spend writers and the key and route
+// polls: 20 admin requests waiting on a locked table took all 16, and the
+// writers failed for 30 s while their own tables were free (the probe). A
+// request beyond these waits for a slot within its bound, then is answered
+// 503: the admin API waits, the writers never do. A gate is simpler than a
+// second pool, which every component's store would have to be opened on
+// twice.
+const storeSlots = 4
+
+// storeGate admits at most storeSlots admin requests to the state store.
+type storeGate struct{ slots chan struct{} }
+
+func newStoreGate() *storeGate { return &storeGate{slots: make(chan struct{}, storeSlots)} }
+
+// bound runs h with a deadline of d on its context once a slot is free;
+// a request that gets no slot within d is answered 503 code. h maps the
+// store's own errors (a deadline exceeded among them) to its answer.
+func (g *storeGate) bound(code string, d time.Duration, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		select {
+		case g.slots <- struct{}{}:
+		case <-ctx.Done():
+			e := apierr.Unavailable(code, "the state store is busy with other admin requests; try again")
+			e.RetryAfter = 1
+			writeError(w, e)
+			return
+		}
+		defer func() { <-g.slots }()
+		h(w, r.WithContext(ctx))
+	}
+}
+
+// guard wraps guarded so that each endpoint it registers is bound.
+func (g *storeGate) guard(guarded func(string, []string, http.HandlerFunc), code string, d time.Duration) func(string, []string, http.HandlerFunc) {
+	return func(pattern string, roles []string, h http.HandlerFunc) {
+		guarded(pattern, roles, g.bound(code, d, h))
+	}
+}

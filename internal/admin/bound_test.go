@@ -1,0 +1,166 @@
+package admin
+
+import (
+	"context"
+	"database/sql"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/store"
+	"github.com/stellwerk/stellwerk/internal/testsrv"
+)
+
+// lockTables holds ACCESS EXCLUSIVE locks on tables from a connection of
+// its own until the test ends, as an operator's psql did in the probe.
+func lockTables(t *testing.T, dsn string, tables ...string) {
+	t.Helper()
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(); db.Close() })
+	for _, table := range tables {
+		if _, err := tx.Exec("LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// keyAuditStatus serves the key and audit endpoints.
+type keyAuditStatus struct {
+	*keyStatus
+	st *audit.Store
+}
+
+func (a *keyAuditStatus) AuditStore() *audit.Store  { return a.st }
+func (a *keyAuditStatus) AuditKey() audit.PublicKey { return audit.PublicKey{} }
+
+// within runs do, failing the test if it has not returned after d (the
+// request hung on the database).
+func within(t *testing.T, d time.Duration, what string, do func() *httptest.ResponseRecorder) *httptest.ResponseRecorder {
+	t.Helper()
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() { done <- do() }()
+	select {
+	case rec := <-done:
+		return rec
+	case <-time.After(d):
+		t.Errorf("%s: no answer after %v: it waits for the database without a bound", what, d)
+		return nil
+	}
+}
+
+// TestAdminStoreCallsBounded: with a table locked, the endpoints that read
+// or change it answer 503 with their *_store_unavailable code within their
+// bound (storeTimeout, searchTimeout) instead of waiting for the lock: GET
+// and POST /admin/keys and GET /admin/audit waited 69 s (the probe).
+func TestAdminStoreCallsBounded(t *testing.T) {
+	ctx := context.Background()
+	dsn := testsrv.PostgresDSN(t)
+	db, err := store.OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ks := openKeys(t, db)
+	ast, err := audit.OpenStore(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Handler(&keyAuditStatus{keyStatus: &keyStatus{fakeStatus: fakeStatus{tokens: testTokens()}, ks: ks, cfg: keyTestConfig()}, st: ast},
+		zap.NewNop())
+	if rec := do(t, h, "POST", "/admin/keys", config.RoleAdmin, `{"id":"k","workspace":"legal"}`); rec.Code != 201 {
+		t.Fatalf("create: %d %s", rec.Code, rec.Body)
+	}
+	lockTables(t, dsn, "virtual_keys", "audit_entries")
+
+	var wg sync.WaitGroup
+	for _, c := range []struct{ method, path, body, code string }{
+		{"GET", "/admin/keys", "", "key_store_unavailable"},
+		{"GET", "/admin/keys/k", "", "key_store_unavailable"},
+		{"POST", "/admin/keys", `{"workspace":"legal"}`, "key_store_unavailable"},
+		{"POST", "/admin/keys/k/revoke", "", "key_store_unavailable"},
+		{"GET", "/admin/audit", "", "audit_store_unavailable"},
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec := within(t, searchTimeout+5*time.Second, c.method+" "+c.path, func() *httptest.ResponseRecorder {
+				return do(t, h, c.method, c.path, config.RoleAdmin, c.body)
+			})
+			if rec == nil {
+				return
+			}
+			if status, code, _ := openAIError(t, rec); status != 503 || code != c.code || rec.Header().Get("Retry-After") != "1" {
+				t.Errorf("%s %s with its table locked: %d %s, want 503 %s with Retry-After: 1", c.method, c.path, status, rec.Body, c.code)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestAdminCannotStarveWriters: admin requests waiting on a locked table
+// hold at most storeSlots of the pool's connections; a writer of another
+// table still gets one. In the probe 20 waiting GET /admin/keys?limit=1
+// took all 16, and the audit and spend writers and the key and route
+// polls failed for 30 s.
+func TestAdminCannotStarveWriters(t *testing.T) {
+	ctx := context.Background()
+	dsn := testsrv.PostgresDSN(t)
+	db, err := store.OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.SQL.ExecContext(ctx, "CREATE TABLE other (n int)"); err != nil {
+		t.Fatal(err)
+	}
+	ks := openKeys(t, db)
+	h := Handler(&keyStatus{fakeStatus: fakeStatus{tokens: testTokens()}, ks: ks, cfg: keyTestConfig()}, zap.NewNop())
+	lockTables(t, dsn, "virtual_keys")
+
+	const waiting = 20
+	answers := make(chan *httptest.ResponseRecorder, waiting)
+	for range waiting {
+		go func() { answers <- do(t, h, "GET", "/admin/keys?limit=1", config.RoleViewer, "") }()
+	}
+	// Let the admin requests take what connections they can.
+	deadline := time.Now().Add(3 * time.Second)
+	for db.SQL.Stats().InUse < storeSlots && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+
+	// A writer of another table, with the audit writer's patience.
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	werr := db.Tx(wctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(wctx, "INSERT INTO other VALUES (1)")
+		return err
+	})
+	if werr != nil {
+		t.Errorf("a writer of another table, while %d admin requests wait on a locked one (%d connections in use): %v",
+			waiting, db.SQL.Stats().InUse, werr)
+	}
+	timeout := time.After(storeTimeout + 5*time.Second)
+	for range waiting {
+		select {
+		case rec := <-answers:
+			if status, code, _ := openAIError(t, rec); status != 503 || code != "key_store_unavailable" {
+				t.Errorf("GET /admin/keys with its table locked: %d %s", status, rec.Body)
+			}
+		case <-timeout:
+			t.Fatalf("GET /admin/keys with its table locked: no answer after %v", storeTimeout+5*time.Second)
+		}
+	}
+}
