@@ -37,7 +37,7 @@ allows is a problem too; --any-retention accepts any removal (the retention was 
 `
 
 // runAudit is `stellwerk audit …`.
-func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, auditUsage)
 		return ErrUsage
@@ -164,14 +164,24 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := storeExists(cfg.State); err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, cfg.State, os.Getenv)
+	// Opening the store is bounded; verify, export and prune then read or
+	// change the whole log, which may rightly take longer than the bound.
+	octx, cancel := boundStore(ctx)
+	defer cancel()
+	defer func() { err = storeTimedOut(octx, err) }()
+	db, err := store.Open(octx, cfg.State, os.Getenv)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	st, err := audit.OpenStore(ctx, db)
+	st, err := audit.OpenStore(octx, db)
 	if err != nil {
 		return err
+	}
+	if verb == "witness" {
+		ctx = octx // the last checkpoint of each writer: a short read
+	} else {
+		cancel() // the bound was for opening: its time does not run on
 	}
 	switch verb {
 	case "verify":

@@ -42,7 +42,7 @@ works on the store the config names (state.dir or state.postgres), beside runnin
 `
 
 // runKeys is `stellwerk keys …`.
-func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, keysUsage)
 		return ErrUsage
@@ -191,6 +191,16 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return err
 		}
 	}
+	var secret []byte // provider set's, read before the store's time starts
+	if verb == "provider set" {
+		if secret, err = readProviderSecret(stdin, stderr); err != nil {
+			return err
+		}
+		defer clear(secret)
+	}
+	ctx, cancel := boundStore(ctx)
+	defer cancel()
+	defer func() { err = storeTimedOut(ctx, err) }()
 	ks, db, err := keys.OpenConfigured(ctx, cfg.State, os.Getenv)
 	if err != nil {
 		return err
@@ -236,7 +246,7 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		return nil
 	case "provider set":
-		return k.providerSet(ctx, pos[0], pos[1], stdin)
+		return k.providerSet(ctx, pos[0], pos[1], secret)
 	case "provider list":
 		list, err := ks.ListProviderKeys(ctx, filter.Workspace)
 		if err != nil {
@@ -404,18 +414,22 @@ func (k *keysCLI) list(ctx context.Context, f keys.Filter, limit int) error {
 // listPage is how many keys keys list reads (and aligns) at a time.
 var listPage = keys.MaxPage
 
-func (k *keysCLI) providerSet(ctx context.Context, ws, prov string, stdin io.Reader) error {
+// readProviderSecret reads provider set's key from stdin.
+func readProviderSecret(stdin io.Reader, stderr io.Writer) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(stdin, 16<<10))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	secret := []byte(strings.TrimSpace(string(b)))
 	clear(b)
-	defer clear(secret)
 	if len(secret) == 0 {
-		fmt.Fprintln(k.stderr, "keys provider set reads the provider key from stdin, and it was empty")
-		return ErrUsage
+		fmt.Fprintln(stderr, "keys provider set reads the provider key from stdin, and it was empty")
+		return nil, ErrUsage
 	}
+	return secret, nil
+}
+
+func (k *keysCLI) providerSet(ctx context.Context, ws, prov string, secret []byte) error {
 	if !hasProvider(k.cfg, prov) {
 		fmt.Fprintf(k.stderr, "unknown provider %q\n", prov)
 		return ErrUsage

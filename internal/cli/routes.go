@@ -37,7 +37,7 @@ Every verb takes --config FILE (env STELLWERK_CONFIG), --state-dir DIR and --jso
 `
 
 // runRoutes is `stellwerk routes …`.
-func runRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, routesUsage)
 		return ErrUsage
@@ -99,6 +99,12 @@ func runRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	if verb != "test" { // test runs its samples through the route, however long they take
+		var cancel context.CancelFunc
+		ctx, cancel = boundStore(ctx)
+		defer cancel()
+	}
+	defer func() { err = storeTimedOut(ctx, err) }()
 	rc := &routesCLI{cfg: cfg, env: flow.EnvFor(cfg, cat), dir: flowstore.Dir(*cfgPath), json: *asJSON, stdout: stdout, stderr: stderr}
 	defer rc.close()
 	switch verb {

@@ -26,7 +26,7 @@ Works on the store the config names (state.dir or state.postgres), beside runnin
 `
 
 // runSpend is `stellwerk spend …`.
-func runSpend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runSpend(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("spend", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -84,6 +84,9 @@ func runSpend(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := storeExists(cfg.State); err != nil {
 		return fmt.Errorf("spend: %w", err)
 	}
+	ctx, cancel := boundStore(ctx) // the report is read whole before it is printed
+	defer cancel()
+	defer func() { err = storeTimedOut(ctx, err) }()
 	db, err := store.Open(ctx, cfg.State, os.Getenv)
 	if err != nil {
 		return fmt.Errorf("spend: %w", err)

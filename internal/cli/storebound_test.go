@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stellwerk/stellwerk/internal/testsrv"
+)
+
+// TestStoreVerbsBounded: with the tables they need locked (as an
+// operator's psql held virtual_keys in the probe), the verbs that read or
+// change the state store fail within storeTimeout, saying the store did
+// not answer, instead of waiting as long as the lock is held.
+func TestStoreVerbsBounded(t *testing.T) {
+	dir := t.TempDir()
+	dsn := testsrv.PostgresDSN(t)
+	hashKey := make([]byte, 32)
+	_, _ = rand.Read(hashKey)
+	for name, body := range map[string]string{
+		"pg.dsn":   dsn,
+		"hash.key": base64.StdEncoding.EncodeToString(hashKey),
+		"stellwerk.yaml": `
+routing: {default_model: m1}
+providers:
+  - {name: p1, base_url: "http://127.0.0.1:19601/v1", residency: eu}
+models:
+  - {id: m1, provider: p1, context_window: 1000}
+workspaces:
+  - {name: legal}
+audit: {enabled: false}
+state:
+  postgres: {dsn_file: pg.dsn}
+  hash_key: {file: hash.key}
+`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfgPath := filepath.Join(dir, "stellwerk.yaml")
+	// The tables are made by a first use of each store.
+	for _, args := range [][]string{{"keys", "list"}, {"spend", "--since", "1d"}, {"routes", "list"}} {
+		if _, stderr, err := run(append(args, "--config", cfgPath)...); err != nil {
+			t.Fatalf("%v before the lock: %v %s", args, err, stderr)
+		}
+	}
+	lock, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := lock.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(); lock.Close() })
+	for _, table := range []string{"virtual_keys", "spend_requests", "routes"} {
+		if _, err := tx.Exec("LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE"); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	defer func(d time.Duration) { storeTimeout = d }(storeTimeout)
+	storeTimeout = 2 * time.Second
+	for _, args := range [][]string{
+		{"keys", "list"},
+		{"keys", "create", "--workspace", "legal"},
+		{"keys", "revoke", "k"},
+		{"spend", "--since", "1d"},
+		{"routes", "list"},
+	} {
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := run(append(args, "--config", cfgPath)...)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "the state store did not answer within 2s") {
+				t.Errorf("%v with its table locked: %v, want: the state store did not answer within 2s", args, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%v with its table locked: still waiting after 10 s", args)
+		}
+	}
+}
