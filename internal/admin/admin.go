@@ -224,7 +224,7 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	}
 	// Provider clusters, tuned live (docs/envoy.md).
 	if ps, ok := s.(ProviderService); ok {
-		registerProviders(guarded, ps, log)
+		registerProviders(guarded, gate, ps, log)
 	}
 	// Named, versioned routes (docs/routes.md).
 	if fs, ok := s.(FeedbackService); ok {

@@ -19,6 +19,9 @@ var (
 	// searchTimeout bounds a page of the audit log, a search that may
 	// scan (spend reports have spendQueryTimeout).
 	searchTimeout = 10 * time.Second
+	// providerChangeTimeout bounds PUT /admin/providers/{name}: it reads
+	// the provider keys and waits up to 5 s for Envoy to apply the change.
+	providerChangeTimeout = 15 * time.Second
 )
 
 // Nothing the admin API streams reads the store as it writes: a spend

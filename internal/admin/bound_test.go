@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -162,5 +163,34 @@ func TestAdminCannotStarveWriters(t *testing.T) {
 		case <-timeout:
 			t.Fatalf("GET /admin/keys with its table locked: no answer after %v", storeTimeout+5*time.Second)
 		}
+	}
+}
+
+// stalledProviders is a server whose key store does not answer: a change
+// of a provider's cluster waits for it until its context ends, and fails
+// as the server's does (the store's error inside ErrInvalidCluster).
+type stalledProviders struct{ providerStatus }
+
+func (p *stalledProviders) SetProviderCluster(ctx context.Context, _ string, _ config.ClusterSettings, _ string) (ProviderCluster, error) {
+	<-ctx.Done()
+	return ProviderCluster{}, fmt.Errorf("%w: workspace provider keys: %w", ErrInvalidCluster, store.Classify(ctx.Err()))
+}
+
+// TestProviderChangeBounded: PUT /admin/providers/{name} reads the
+// provider keys; with the key store not answering it answers 503
+// key_store_unavailable within its bound. It waited as long as the store
+// did, holding the reload lock, and then answered 400 invalid_cluster.
+func TestProviderChangeBounded(t *testing.T) {
+	defer func(d time.Duration) { providerChangeTimeout = d }(providerChangeTimeout)
+	providerChangeTimeout = time.Second
+	h := Handler(&stalledProviders{providerStatus{fakeStatus: fakeStatus{tokens: testTokens()}}}, zap.NewNop())
+	rec := within(t, 10*time.Second, "PUT /admin/providers/vllm", func() *httptest.ResponseRecorder {
+		return do(t, h, "PUT", "/admin/providers/vllm", config.RoleAdmin, `{"connect_timeout":"2s"}`)
+	})
+	if rec == nil {
+		return
+	}
+	if status, code, _ := openAIError(t, rec); status != 503 || code != "key_store_unavailable" || rec.Header().Get("Retry-After") != "1" {
+		t.Errorf("PUT /admin/providers/vllm with the key store stalled: %d %s", status, rec.Body)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/store"
 )
 
 // ProviderService is what /admin/providers/{name} needs of the server: a
@@ -61,7 +62,7 @@ var clusterWriters = []string{config.RoleOperator, config.RoleAdmin}
 // maxClusterBody bounds a PUT body; a cluster block is a few hundred bytes.
 const maxClusterBody = 64 << 10
 
-func registerProviders(guarded func(string, []string, http.HandlerFunc), ps ProviderService, log *zap.Logger) {
+func registerProviders(guarded func(string, []string, http.HandlerFunc), gate *storeGate, ps ProviderService, log *zap.Logger) {
 	if pl, ok := ps.(ProviderLister); ok {
 		guarded("GET /admin/providers", readers, func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": pl.ProviderClusters()})
@@ -77,7 +78,10 @@ func registerProviders(guarded func(string, []string, http.HandlerFunc), ps Prov
 	})
 	// The body is a cluster block as in the config file (YAML or JSON,
 	// durations as "5s"); unknown fields are refused.
-	guarded("PUT /admin/providers/{name}", clusterWriters, func(w http.ResponseWriter, r *http.Request) {
+	// A change reads the provider keys from the key store and waits for
+	// Envoy to apply it (up to 5 s): bound as the other store calls, the
+	// longer for that wait.
+	guarded("PUT /admin/providers/{name}", clusterWriters, gate.bound("key_store_unavailable", providerChangeTimeout, func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxClusterBody+1))
 		if err != nil || len(body) > maxClusterBody {
 			writeError(w, apierr.Invalid("invalid_body", "", "the body must be a cluster block of at most %d bytes", maxClusterBody))
@@ -109,11 +113,18 @@ func registerProviders(guarded func(string, []string, http.HandlerFunc), ps Prov
 		log.Info("provider cluster changed", zap.String("provider", v.Provider), zap.String("token_id", actor),
 			zap.String("snapshot_version", v.SnapshotVersion))
 		writeJSON(w, http.StatusOK, v)
-	})
+	}))
 }
 
 func writeProviderError(w http.ResponseWriter, err error) {
 	switch {
+	case errors.Is(err, store.ErrUnavailable):
+		// The provider keys could not be read (the server wraps the
+		// error in ErrInvalidCluster): not the caller's mistake, and it
+		// was a 400.
+		e := apierr.Unavailable("key_store_unavailable", "the provider keys could not be read from the key store; nothing was changed, try again")
+		e.RetryAfter = 1
+		writeError(w, e)
 	case errors.Is(err, ErrUnknownProvider):
 		writeError(w, apierr.NotFound("unknown_provider", "", "%s", apierr.Truncate(err.Error(), 256)))
 	case errors.Is(err, ErrInvalidCluster):
