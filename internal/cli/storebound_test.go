@@ -89,3 +89,63 @@ state:
 		}
 	}
 }
+
+// TestStoreVerbsBoundedPaused: with PostgreSQL stopped by SIGSTOP (it
+// accepts connections and never answers) the verbs fail within
+// storeTimeout; `keys create` waited 35 s and on (the probe). The DSN has
+// no connect_timeout, as the probe's had none: that would bound connecting
+// by itself.
+func TestStoreVerbsBoundedPaused(t *testing.T) {
+	pg := testsrv.StartPostgres(t)
+	dsn := strings.Replace(pg.NewDatabase(t), "&connect_timeout=2", "", 1)
+	dir := t.TempDir()
+	hashKey := make([]byte, 32)
+	_, _ = rand.Read(hashKey)
+	for name, body := range map[string]string{
+		"pg.dsn":   dsn,
+		"hash.key": base64.StdEncoding.EncodeToString(hashKey),
+		"stellwerk.yaml": `
+routing: {default_model: m1}
+providers:
+  - {name: p1, base_url: "http://127.0.0.1:19601/v1", residency: eu}
+models:
+  - {id: m1, provider: p1, context_window: 1000}
+workspaces:
+  - {name: legal}
+audit: {enabled: false}
+state:
+  postgres: {dsn_file: pg.dsn}
+  hash_key: {file: hash.key}
+`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pg.Pause()
+	t.Cleanup(pg.Resume)
+	defer func(d time.Duration) { storeTimeout = d }(storeTimeout)
+	storeTimeout = 2 * time.Second
+	for _, args := range [][]string{
+		{"keys", "create", "--workspace", "legal"},
+		{"keys", "list"},
+		{"spend", "--since", "1d"},
+		{"routes", "list"},
+		{"audit", "verify"},
+		{"audit", "export", "--from", "1d", "--to", "now"},
+	} {
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := run(append(args, "--config", filepath.Join(dir, "stellwerk.yaml"))...)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "the state store did not answer within 2s") {
+				t.Errorf("%v with PostgreSQL paused: %v, want: the state store did not answer within 2s", args, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%v with PostgreSQL paused: still waiting after 10 s", args)
+		}
+	}
+}

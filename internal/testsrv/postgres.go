@@ -136,7 +136,8 @@ func (p *Postgres) Stop() {
 	if p.cmd == nil {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGINT) // fast shutdown: ends sessions now
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT) // a paused server takes no signal but this
+	_ = p.cmd.Process.Signal(syscall.SIGINT)              // fast shutdown: ends sessions now
 	select {
 	case <-p.done:
 	case <-time.After(15 * time.Second):
@@ -144,6 +145,23 @@ func (p *Postgres) Stop() {
 		<-p.done
 	}
 	p.cmd = nil
+}
+
+// Pause stops every process of the server with SIGSTOP, as a machine
+// that hangs: connections stay open, new ones are accepted by the kernel,
+// and nothing answers. Resume, or Stop, ends it.
+func (p *Postgres) Pause() { p.signalAll(syscall.SIGSTOP) }
+
+// Resume continues a paused server.
+func (p *Postgres) Resume() { p.signalAll(syscall.SIGCONT) }
+
+// signalAll signals the server's process group (start gives it its own).
+func (p *Postgres) signalAll(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+	}
 }
 
 // Start starts a stopped server again on the same port.
