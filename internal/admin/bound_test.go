@@ -194,3 +194,36 @@ func TestProviderChangeBounded(t *testing.T) {
 		t.Errorf("PUT /admin/providers/vllm with the key store stalled: %d %s", status, rec.Body)
 	}
 }
+
+// TestAdminStoreCallsBoundedPaused: with PostgreSQL stopped by SIGSTOP
+// (connections open, nothing answers) the key endpoints answer 503
+// key_store_unavailable within storeTimeout, and give their connections
+// back: a second round is answered as well.
+func TestAdminStoreCallsBoundedPaused(t *testing.T) {
+	pg := testsrv.StartPostgres(t)
+	db, err := store.OpenPostgres(context.Background(), pg.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ks := openKeys(t, db)
+	h := Handler(&keyStatus{fakeStatus: fakeStatus{tokens: testTokens()}, ks: ks, cfg: keyTestConfig()}, zap.NewNop())
+	if rec := do(t, h, "POST", "/admin/keys", config.RoleAdmin, `{"id":"k","workspace":"legal"}`); rec.Code != 201 {
+		t.Fatalf("create: %d %s", rec.Code, rec.Body)
+	}
+	pg.Pause()
+	t.Cleanup(pg.Resume)
+	for round := range 2 {
+		for _, c := range [][3]string{{"GET", "/admin/keys", ""}, {"POST", "/admin/keys", `{"workspace":"legal"}`}} {
+			rec := within(t, storeTimeout+5*time.Second, c[0]+" "+c[1], func() *httptest.ResponseRecorder {
+				return do(t, h, c[0], c[1], config.RoleAdmin, c[2])
+			})
+			if rec == nil {
+				return
+			}
+			if status, code, _ := openAIError(t, rec); status != 503 || code != "key_store_unavailable" {
+				t.Errorf("round %d: %s %s with PostgreSQL paused: %d %s", round, c[0], c[1], status, rec.Body)
+			}
+		}
+	}
+}

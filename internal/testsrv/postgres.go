@@ -136,8 +136,8 @@ func (p *Postgres) Stop() {
 	if p.cmd == nil {
 		return
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT) // a paused server takes no signal but this
-	_ = p.cmd.Process.Signal(syscall.SIGINT)              // fast shutdown: ends sessions now
+	p.resume()                               // a paused server takes no signal but SIGCONT
+	_ = p.cmd.Process.Signal(syscall.SIGINT) // fast shutdown: ends sessions now
 	select {
 	case <-p.done:
 	case <-time.After(15 * time.Second):
@@ -147,21 +147,74 @@ func (p *Postgres) Stop() {
 	p.cmd = nil
 }
 
-// Pause stops every process of the server with SIGSTOP, as a machine
-// that hangs: connections stay open, new ones are accepted by the kernel,
-// and nothing answers. Resume, or Stop, ends it.
-func (p *Postgres) Pause() { p.signalAll(syscall.SIGSTOP) }
+// Pause stops the server's processes (the postmaster and its children)
+// with SIGSTOP, as a machine that hangs: connections stay open, new ones
+// are accepted by the kernel, and nothing answers. Resume, or Stop, ends
+// it.
+func (p *Postgres) Pause() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return
+	}
+	pid := p.cmd.Process.Pid
+	_ = syscall.Kill(pid, syscall.SIGSTOP) // no new children from here on
+	// The signal is delivered when a process is next scheduled: a query
+	// sent at once was still answered.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		running := false
+		for q, state := range serverProcs(pid) {
+			if state != "T" && state != "t" {
+				running = true
+				_ = syscall.Kill(q, syscall.SIGSTOP)
+			}
+		}
+		if !running {
+			return
+		}
+	}
+}
 
 // Resume continues a paused server.
-func (p *Postgres) Resume() { p.signalAll(syscall.SIGCONT) }
-
-// signalAll signals the server's process group (start gives it its own).
-func (p *Postgres) signalAll(sig syscall.Signal) {
+func (p *Postgres) Resume() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd != nil {
-		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+		p.resume()
 	}
+}
+
+func (p *Postgres) resume() {
+	for q := range serverProcs(p.cmd.Process.Pid) {
+		_ = syscall.Kill(q, syscall.SIGCONT)
+	}
+}
+
+// serverProcs maps the postmaster pid and its children (each backend
+// is its own process group: PostgreSQL calls setsid) to their state
+// (Linux's /proc: R, S, T …); elsewhere the postmaster alone, "".
+func serverProcs(pid int) map[int]string {
+	out := map[int]string{pid: ""}
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, d := range dirs {
+		q, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		i := bytes.LastIndexByte(b, ')')
+		if err != nil || i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:])) // pid (comm) state ppid …; comm may hold spaces
+		if len(f) >= 2 && (q == pid || f[1] == strconv.Itoa(pid)) {
+			out[q] = f[0]
+		}
+	}
+	return out
 }
 
 // Start starts a stopped server again on the same port.
