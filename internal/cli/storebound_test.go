@@ -18,32 +18,8 @@ import (
 // change the state store fail within storeTimeout, saying the store did
 // not answer, instead of waiting as long as the lock is held.
 func TestStoreVerbsBounded(t *testing.T) {
-	dir := t.TempDir()
 	dsn := testsrv.PostgresDSN(t)
-	hashKey := make([]byte, 32)
-	_, _ = rand.Read(hashKey)
-	for name, body := range map[string]string{
-		"pg.dsn":   dsn,
-		"hash.key": base64.StdEncoding.EncodeToString(hashKey),
-		"stellwerk.yaml": `
-routing: {default_model: m1}
-providers:
-  - {name: p1, base_url: "http://127.0.0.1:19601/v1", residency: eu}
-models:
-  - {id: m1, provider: p1, context_window: 1000}
-workspaces:
-  - {name: legal}
-audit: {enabled: false}
-state:
-  postgres: {dsn_file: pg.dsn}
-  hash_key: {file: hash.key}
-`,
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfgPath := filepath.Join(dir, "stellwerk.yaml")
+	cfgPath := postgresConfig(t, dsn)
 	// The tables are made by a first use of each store.
 	for _, args := range [][]string{{"keys", "list"}, {"spend", "--since", "1d"}, {"routes", "list"}} {
 		if _, stderr, err := run(append(args, "--config", cfgPath)...); err != nil {
@@ -98,6 +74,40 @@ state:
 func TestStoreVerbsBoundedPaused(t *testing.T) {
 	pg := testsrv.StartPostgres(t)
 	dsn := strings.Replace(pg.NewDatabase(t), "&connect_timeout=2", "", 1)
+	cfgPath := postgresConfig(t, dsn)
+	pg.Pause()
+	t.Cleanup(pg.Resume)
+	defer func(d time.Duration) { storeTimeout = d }(storeTimeout)
+	storeTimeout = 2 * time.Second
+	for _, args := range [][]string{
+		{"keys", "create", "--workspace", "legal"},
+		{"keys", "list"},
+		{"spend", "--since", "1d"},
+		{"routes", "list"},
+		{"audit", "verify"},
+		{"audit", "export", "--from", "1d", "--to", "now"},
+	} {
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := run(append(args, "--config", cfgPath)...)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "the state store did not answer within 2s") {
+				t.Errorf("%v with PostgreSQL paused: %v, want: the state store did not answer within 2s", args, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%v with PostgreSQL paused: still waiting after 10 s", args)
+		}
+	}
+}
+
+// postgresConfig writes a config on the PostgreSQL database dsn names, its
+// DSN and a hash key into a directory of the test's own, and returns the
+// config's path.
+func postgresConfig(t *testing.T, dsn string) string {
+	t.Helper()
 	dir := t.TempDir()
 	hashKey := make([]byte, 32)
 	_, _ = rand.Read(hashKey)
@@ -122,30 +132,5 @@ state:
 			t.Fatal(err)
 		}
 	}
-	pg.Pause()
-	t.Cleanup(pg.Resume)
-	defer func(d time.Duration) { storeTimeout = d }(storeTimeout)
-	storeTimeout = 2 * time.Second
-	for _, args := range [][]string{
-		{"keys", "create", "--workspace", "legal"},
-		{"keys", "list"},
-		{"spend", "--since", "1d"},
-		{"routes", "list"},
-		{"audit", "verify"},
-		{"audit", "export", "--from", "1d", "--to", "now"},
-	} {
-		done := make(chan error, 1)
-		go func() {
-			_, _, err := run(append(args, "--config", filepath.Join(dir, "stellwerk.yaml"))...)
-			done <- err
-		}()
-		select {
-		case err := <-done:
-			if err == nil || !strings.Contains(err.Error(), "the state store did not answer within 2s") {
-				t.Errorf("%v with PostgreSQL paused: %v, want: the state store did not answer within 2s", args, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%v with PostgreSQL paused: still waiting after 10 s", args)
-		}
-	}
+	return filepath.Join(dir, "stellwerk.yaml")
 }
