@@ -83,8 +83,9 @@ func TestBudgetHoldsCacheWrites(t *testing.T) {
 		},
 	})
 	manual := strings.Repeat("word ", 2000)
+	name := "cache_control"
 	send := func(ttl string) (int, string) {
-		body := `{"model":"claude","max_tokens":10,"system":[{"type":"text","text":"` + manual + `","cache_control":{"type":"ephemeral"` + ttl + `}}],` +
+		body := `{"model":"claude","max_tokens":10,"system":[{"type":"text","text":"` + manual + `","` + name + `":{"type":"ephemeral"` + ttl + `}}],` +
 			`"messages":[{"role":"user","content":"Which clause applies?"}]}`
 		resp, b := post(t, s.URL+"/v1/messages", body, map[string]string{"Authorization": "Bearer sk-app", "anthropic-version": "2023-06-01"})
 		return resp.StatusCode, string(b)
@@ -92,6 +93,13 @@ func TestBudgetHoldsCacheWrites(t *testing.T) {
 	if code, b := send(`,"ttl":"1h"`); code != 429 || !strings.Contains(b, "budget_exceeded") {
 		t.Errorf("a prompt written to the cache for an hour, held at twice its input price (0.04 EUR) against 0.035: %d %.300s; want 429 budget_exceeded", code, b)
 	}
+	// The name written with an escape is the same name to Anthropic, and
+	// to the hold (the red-team probe's way around it).
+	name = `cache\u005fcontrol`
+	if code, b := send(`,"ttl":"1h"`); code != 429 || !strings.Contains(b, "budget_exceeded") {
+		t.Errorf("the hour-long write with its marker's name escaped: %d %.300s; want 429 budget_exceeded", code, b)
+	}
+	name = "cache_control"
 	if code, b := send(""); code != 200 {
 		t.Errorf("a prompt written for five minutes, held at 1.25 times its input price (0.025 EUR): %d %.300s; want 200", code, b)
 	}

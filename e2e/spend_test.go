@@ -651,9 +651,10 @@ func TestWebSearchesCharged(t *testing.T) {
 		},
 	})
 	start := time.Now().Add(-time.Minute).UTC()
+	tool := "web_search_20250305"
 	send := func(key, model string, stream bool, maxUses int, hdr map[string]string) (int, string) {
 		body := `{"model":"` + model + `","max_tokens":100,"stream":` + strconv.FormatBool(stream) +
-			`,"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":` + strconv.Itoa(maxUses) + `}],` +
+			`,"tools":[{"type":"` + tool + `","name":"web_search","max_uses":` + strconv.Itoa(maxUses) + `}],` +
 			`"messages":[{"role":"user","content":"Find recent reviews of the Fairphone 5."}]}`
 		h := map[string]string{"Authorization": "Bearer " + key, "anthropic-version": "2023-06-01"}
 		for k, v := range hdr {
@@ -666,6 +667,11 @@ func TestWebSearchesCharged(t *testing.T) {
 	if code, b := send("sk-tight", "claude-json", false, 2, nil); code != 429 || !strings.Contains(b, "budget_exceeded") {
 		t.Errorf("two searches against 0.015 EUR: %d %.300s; want 429 budget_exceeded", code, b)
 	}
+	tool = `web\u005fsearch_20250305` // the same type to Anthropic, and to the hold (the red-team probe)
+	if code, b := send("sk-tight", "claude-json", false, 2, nil); code != 429 || !strings.Contains(b, "budget_exceeded") {
+		t.Errorf("two searches, the tool's type escaped, against 0.015 EUR: %d %.300s; want 429 budget_exceeded", code, b)
+	}
+	tool = "web_search_20250305"
 	if code, b := send("sk-tight", "claude-json", false, 1, nil); code != 200 {
 		t.Errorf("one search against 0.015 EUR: %d %.300s", code, b)
 	}

@@ -232,13 +232,8 @@ func plausibleUsage(u meter.Usage, m *catalog.Model, bodyLen int, o output) bool
 	if o.perChoice >= 0 {
 		maxOut += 2 * modelOutput(m) * max(o.choices, 1)
 	}
-	return u.PromptTokens <= maxIn && u.CompletionTokens <= maxOut && u.WebSearches >= 0 && u.WebSearches <= max(2*o.webSearches, maxSearches)
+	return u.PromptTokens <= maxIn && u.CompletionTokens <= maxOut
 }
-
-// maxSearches is the most web searches plausibleUsage takes from a
-// request's usage whatever it allowed (Anthropic's max_uses, or none):
-// a provider's count beyond is broken or hostile.
-const maxSearches = 100
 
 // usageSlack is the tokens plausibleUsage allows beyond its bounds.
 const usageSlack = 4096

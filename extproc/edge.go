@@ -740,6 +740,14 @@ type output struct {
 	webSearches int
 }
 
+// searches is how many of the n web searches a provider reported are
+// charged: at most twice what the request allowed (Anthropic runs no more
+// than max_uses; a tool without one is held at request.DefaultWebSearches),
+// none for a request that offered no search tool. A provider's count is
+// not believed beyond: 10^12 searches on a stream without a tool were
+// charged 9.2 billion EUR (the red-team probe).
+func (o output) searches(n int) int { return min(max(n, 0), 2*o.webSearches) }
+
 // media is the most o's images and inline PDFs may cost on m.
 func (o output) media(m *catalog.Model) int { return m.MediaTokens(o.images, o.pages, o.uncounted) }
 

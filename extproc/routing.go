@@ -298,7 +298,7 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 		w5m, w1h := translate.CacheWrites(u)
 		used = meter.Usage{PromptTokens: translate.Tokens(in) + cached + w5m + w1h, CompletionTokens: translate.Tokens(out),
 			CachedTokens: cached, CacheWriteTokens: w5m, CacheWrite1hTokens: w1h,
-			WebSearches: translate.Tokens(u.Get("server_tool_use.web_search_requests"))}
+			WebSearches: p.out.searches(translate.Tokens(u.Get("server_tool_use.web_search_requests")))}
 		if in.Num < 0 || cached < 0 {
 			used.PromptTokens = -1
 		}

@@ -564,12 +564,12 @@ func (p *edge) finishStream(how string) {
 	if p.served.Provider.WireFormat != "anthropic" {
 		st.cacheWrite, st.cacheWrite1h = 0, 0 // only Anthropic's (translated) usage says what it wrote
 	}
-	prompt := meter.Usage{CachedTokens: st.cached, CacheWriteTokens: st.cacheWrite, CacheWrite1hTokens: st.cacheWrite1h,
-		WebSearches: max(st.searches, st.searchBlocks)}
+	searches := p.out.searches(max(st.searches, st.searchBlocks))
+	prompt := meter.Usage{CachedTokens: st.cached, CacheWriteTokens: st.cacheWrite, CacheWrite1hTokens: st.cacheWrite1h, WebSearches: searches}
 	if st.usage != nil {
 		prompt.PromptTokens, prompt.CompletionTokens = st.usage.PromptTokens, st.usage.CompletionTokens
 		if !p.plausible(prompt) {
-			st.usage, prompt = nil, meter.Usage{} // what was streamed is counted instead
+			st.usage, prompt = nil, meter.Usage{WebSearches: searches} // what was streamed is counted instead
 		}
 	}
 	var u meter.Usage

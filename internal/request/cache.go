@@ -30,6 +30,12 @@ var cacheControlName = []byte(`cache_control`)
 // escaped, a colon after it); a string that merely contains the words is
 // escaped and is not one. When in doubt it says more, which holds more.
 func CacheMarks(body []byte) int {
+	if asciiEscaped(body) {
+		// A name may be written with escapes ("cache\u005fcontrol"),
+		// which Anthropic and the translation read as the name: the raw
+		// scan missed it and the hold with it (the red-team probe).
+		return cacheMarksParsed(gjson.ParseBytes(body))
+	}
 	marks := CacheWriteNone
 	for off := 0; ; {
 		i := bytes.Index(body[off:], cacheControlName)
@@ -55,6 +61,45 @@ func CacheMarks(body []byte) int {
 	}
 }
 
+// cacheMarksParsed is CacheMarks on the parsed body: every member named
+// cache_control, however its name is written, at any depth.
+func cacheMarksParsed(v gjson.Result) int {
+	marks := CacheWriteNone
+	v.ForEach(func(k, x gjson.Result) bool {
+		if k.Str == "cache_control" {
+			marks = max(marks, CacheWrite5m)
+			if x.Get("ttl").String() == "1h" {
+				marks = CacheWrite1h
+			}
+		}
+		if x.IsObject() || x.IsArray() {
+			marks = max(marks, cacheMarksParsed(x))
+		}
+		return marks < CacheWrite1h
+	})
+	return marks
+}
+
+// asciiEscaped reports whether body writes an ASCII character as a \u
+// escape (\u0000 to \u007f), as a name written to hide from a byte
+// search must. Clients escape characters beyond ASCII (Python's json does
+// by default), which are no part of the names searched for.
+func asciiEscaped(body []byte) bool {
+	for off := 0; ; {
+		i := bytes.Index(body[off:], asciiEscape)
+		if i < 0 {
+			return false
+		}
+		at := off + i + len(asciiEscape)
+		if at < len(body) && body[at] >= '0' && body[at] <= '7' && !escaped(body, off+i) {
+			return true
+		}
+		off = at
+	}
+}
+
+var asciiEscape = []byte(`\u00`)
+
 // escaped reports whether the byte at i is preceded by an odd number of
 // backslashes (a quote inside a string).
 func escaped(b []byte, i int) bool {
@@ -78,8 +123,8 @@ var webSearchType = []byte(`web_search_`)
 // request held at its tokens alone was charged 2 % of its bill (the
 // reasoning probe). A body without such a type is not parsed.
 func WebSearches(body []byte) int {
-	if !bytes.Contains(body, webSearchType) {
-		return 0
+	if !bytes.Contains(body, webSearchType) && !asciiEscaped(body) {
+		return 0 // the type is named nowhere, not even with escapes
 	}
 	n := 0
 	gjson.GetBytes(body, "tools").ForEach(func(_, t gjson.Result) bool {
