@@ -199,7 +199,7 @@ func Handler(s Status, log *zap.Logger) http.Handler {
 	}
 	// Virtual keys and provider keys (docs/keys.md).
 	if ks, ok := s.(KeyService); ok {
-		registerKeys(mux, gate.guard(guarded, "key_store_unavailable", storeTimeout), ks, log)
+		registerKeys(gate.guard(guarded, "key_store_unavailable", storeTimeout), gate.guard(guarded, "key_store_unavailable", rotateTimeout), ks, log)
 	}
 	// The audit log's public key and records (docs/audit.md).
 	if as, ok := s.(AuditService); ok {

@@ -1,10 +1,15 @@
 package admin
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -225,5 +230,78 @@ func TestAdminStoreCallsBoundedPaused(t *testing.T) {
 				t.Errorf("round %d: %s %s with PostgreSQL paused: %d %s", round, c[0], c[1], status, rec.Body)
 			}
 		}
+	}
+}
+
+// TestSlowBodiesHoldNoSlot (the red-team probe): callers that send their
+// bodies a byte at a time do not hold the store's slots while they do;
+// the other admins' requests are answered. Four such POSTs (an operator's
+// to /admin/routes in the probe) held every slot, and the admins got 503
+// as long as they went on.
+func TestSlowBodiesHoldNoSlot(t *testing.T) {
+	db, err := store.OpenSQLite(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ks := openKeys(t, db)
+	srv := httptest.NewServer(Handler(&keyStatus{fakeStatus: fakeStatus{tokens: testTokens()}, ks: ks, cfg: keyTestConfig()}, zap.NewNop()))
+	t.Cleanup(srv.Close)
+	defer func(d time.Duration) { storeTimeout = d }(storeTimeout)
+	storeTimeout = time.Second
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	stop := make(chan struct{})
+	var conns []net.Conn
+	for range storeSlots + 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "POST /admin/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{",
+			roleTokens[config.RoleAdmin])
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // a byte every 200 ms on each
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+				for _, c := range conns {
+					_, _ = c.Write([]byte(" "))
+				}
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		wg.Wait()
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	time.Sleep(3 * storeTimeout / 2) // past the bound: the trickling bodies are cut off
+	for _, path := range []string{"/admin/keys?limit=1", "/admin/keys"} {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+roleTokens[config.RoleAdmin])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s while bodies trickle in: %d %s", path, resp.StatusCode, b)
+		}
+	}
+	// The server has given up on a trickling body once its bound is past:
+	// it answers 400 or closes the connection.
+	_ = conns[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(conns[0]).ReadString('\n')
+	if !strings.Contains(line, " 400 ") && err != io.EOF {
+		t.Errorf("a body that did not arrive within the bound: %q %v, want 400 or the connection closed", line, err)
 	}
 }

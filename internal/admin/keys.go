@@ -84,7 +84,10 @@ type ProviderKeyRequest struct {
 	Secret string `json:"secret"`
 }
 
-func registerKeys(mux *http.ServeMux, guarded func(string, []string, http.HandlerFunc), ks KeyService, log *zap.Logger) {
+// registerKeys registers the key endpoints, each bound by guarded, but
+// rotate-master, which re-encrypts every provider key one transaction
+// each, by long.
+func registerKeys(guarded, long func(string, []string, http.HandlerFunc), ks KeyService, log *zap.Logger) {
 	h := &keysAPI{ks: ks, log: log}
 	h.rec, _ = ks.(ChangeRecorder)
 	guarded("GET /admin/keys", readers, h.list)
@@ -96,7 +99,7 @@ func registerKeys(mux *http.ServeMux, guarded func(string, []string, http.Handle
 	guarded("GET /admin/provider-keys", readers, h.listProvider)
 	guarded("PUT /admin/provider-keys/{workspace}/{provider}", keyWriters, h.setProvider)
 	guarded("DELETE /admin/provider-keys/{workspace}/{provider}", keyWriters, h.deleteProvider)
-	guarded("POST /admin/provider-keys/rotate-master", keyWriters, h.rotateMaster)
+	long("POST /admin/provider-keys/rotate-master", keyWriters, h.rotateMaster)
 }
 
 type keysAPI struct {
