@@ -3,11 +3,13 @@ package serve
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/spend"
@@ -57,5 +59,42 @@ func TestSeedingTriesAgain(t *testing.T) {
 	}
 	if sp.calls != 3 {
 		t.Errorf("%d queries, want 3", sp.calls)
+	}
+}
+
+// TestSeedingRetriesQuietly (the red-team probe): while the spend ledger
+// is away, a retry asks it once per period, not once per budget, and logs
+// one line, not one per budget: 200 day budgets made 200 queries and 201
+// lines a minute.
+func TestSeedingRetriesQuietly(t *testing.T) {
+	var rules []ledger.BudgetRule
+	for i := range 50 {
+		rules = append(rules, ledger.BudgetRule{Name: fmt.Sprintf("b%d", i), Scope: ledger.ScopeWorkspace, Subject: "acme",
+			Limit: ledger.FromEUR(5), Period: ledger.PeriodDay})
+	}
+	lim, err := ledger.NewLimits(time.UTC, rules, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ledger.NewMemory(context.Background(), ledger.MemoryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.WarnLevel)
+	sp := &flakySpend{fails: 3}
+	s := &seeder{led: ledger.New(b, lim, ledger.Options{}), sp: sp, log: zap.New(core), retry: time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.all(ctx)
+	// Three failed tries of one query each, then the one that answered.
+	if sp.calls != 4 {
+		t.Errorf("%d queries for 50 budgets of one period over 4 tries; want 4", sp.calls)
+	}
+	// The first try names each budget; the retries say how many are left.
+	if n := logs.FilterMessage("budget not seeded from the spend ledger").Len(); n != 1 {
+		t.Errorf("%d lines naming a budget; want 1 (the first failed query)", n)
+	}
+	if n := logs.FilterMessage("budgets not seeded from the spend ledger: trying again").Len(); n != 3 {
+		t.Errorf("%d retry lines; want 3", n)
 	}
 }
