@@ -40,6 +40,14 @@ func TestStateKept(t *testing.T) {
 		t.Fatalf("a new directory: %v", err)
 	}
 	db.Close()
+	// The audit log's signing key alone is no sign: a server on
+	// PostgreSQL makes it in state.dir too (the red-team probe).
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "audit-signing.key"), "k")
+	if db, err = OpenSQLite(ctx, dir); err != nil {
+		t.Fatalf("a directory with audit-signing.key alone: %v", err)
+	}
+	db.Close()
 }
 
 func write(t *testing.T, path, s string) {

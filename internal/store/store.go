@@ -100,8 +100,11 @@ func Open(ctx context.Context, st config.State, getenv func(string) string) (*DB
 
 // StateFiles are the files a state directory holds beside its database
 // once a server has run on it: the generated hash key of virtual keys
-// (keys.HashKeyFile) and the audit log's signing key (audit.KeyFile).
-var StateFiles = []string{"hash.key", "audit-signing.key"}
+// (keys.HashKeyFile), made for an embedded store only. The audit log's
+// signing key is no sign: a server on PostgreSQL makes it in state.dir
+// too, and one moving to the embedded store was refused (the red-team
+// probe).
+var StateFiles = []string{"hash.key"}
 
 // stateKept refuses to make a new, empty database in a directory whose
 // other files show it held one: the database missing or empty beside them
@@ -122,7 +125,7 @@ func stateKept(dir, path string) error {
 	if len(held) == 0 {
 		return nil
 	}
-	return fmt.Errorf("state: %s is missing or empty, but %s beside it show that %s held state: restore the database from its backup "+
+	return fmt.Errorf("state: %s is missing or empty, but %s beside it shows that %s held state: restore the database from its backup "+
 		"(docs/deploy.md, backups), or move %s out of the directory to start with an empty one", path, strings.Join(held, " and "), dir,
 		strings.Join(held, " and "))
 }
