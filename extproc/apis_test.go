@@ -391,6 +391,10 @@ models:
 		// 400 from Anthropic); one within stays.
 		"messages thinking": {"/v1/messages", `{"model":"sonnet","max_tokens":128000,"thinking":{"type":"enabled","budget_tokens":100000},"messages":[{"role":"user","content":"hi"}]}`,
 			map[string]int64{"max_tokens": 2000, "thinking.budget_tokens": 1999}},
+		// A model that writes no more than Anthropic's least budget
+		// cannot think: the request goes without thinking.
+		"messages thinking, too small a model": {"/v1/messages", `{"model":"haiku","max_tokens":8000,"thinking":{"type":"enabled","budget_tokens":2000},"messages":[{"role":"user","content":"hi"}]}`,
+			map[string]int64{"max_tokens": 1024, "thinking": 0}},
 		"messages thinking within": {"/v1/messages", `{"model":"sonnet","max_tokens":128000,"thinking":{"type":"enabled","budget_tokens":1500},"messages":[{"role":"user","content":"hi"}]}`,
 			map[string]int64{"max_tokens": 2000, "thinking.budget_tokens": 1500}},
 	} {

@@ -311,14 +311,24 @@ func (p *filter) capOutput(m *catalog.Model, body []byte, names ...string) ([]by
 	// refuses the request: a budget of 100,000 with max_tokens 128,000
 	// lowered to a model's 64,000 was a 400 (the reasoning probe). It is
 	// lowered with it, to one below.
+	// Below Anthropic's least budget no thinking fits: the request goes
+	// without it rather than be refused.
 	if b := gjson.GetBytes(body, "thinking.budget_tokens"); lowered && b.Type == gjson.Number && b.Num >= float64(most) {
 		var err error
-		if body, err = sjson.SetBytes(body, "thinking.budget_tokens", most-1); err != nil {
+		if most-1 < minThinkingBudget {
+			body, err = sjson.DeleteBytes(body, "thinking")
+		} else {
+			body, err = sjson.SetBytes(body, "thinking.budget_tokens", most-1)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
 	return body, nil
 }
+
+// minThinkingBudget is the least extended-thinking budget Anthropic takes.
+const minThinkingBudget = 1024
 
 // rewriteMessages rewrites a Messages API request for one model's
 // provider: an Anthropic-wire one gets it as sent, with its model name and
