@@ -667,3 +667,47 @@ print(" ".join(m.id for m in c.models.list()))`, s.URL, key).Output()
 		}
 	}
 }
+
+// TestRouteToARetiredModel (the catalog probe): a route pinned to a model
+// that a reload takes out of the catalog answers 503 route_unavailable,
+// naming the model, as on a replica started since. The version that
+// loaded before kept serving as auto, and a route pinned to an EU model
+// went to the US provider with a 200.
+func TestRouteToARetiredModel(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "p", Key: "sk-p", Residency: "eu"}, {Name: "q", Key: "sk-q", Residency: "us"}},
+		Models: []config.Model{
+			{ID: "old", Provider: "p", ProviderModel: "old-up", ContextWindow: 8000},
+			{ID: "new", Provider: "p", ProviderModel: "new-up", ContextWindow: 8000},
+			{ID: "cheap-us", Provider: "q", ProviderModel: "us-up", ContextWindow: 8000},
+		},
+		DefaultModel: "new",
+	})
+	if err := os.MkdirAll(filepath.Join(s.Dir, "routes"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir, "routes", "eu.yaml"), []byte("route: eu\nnodes:\n  - id: strong\n    model: old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"model":"route:eu","messages":[{"role":"user","content":"hi"}]}`
+	waitFor(t, "the route deployed", func() bool {
+		resp, _ := post(t, s.URL+"/v1/chat/completions", body, nil)
+		return resp.StatusCode == 200 && resp.Header.Get("x-stellwerk-model") == "old"
+	})
+	cfg := *s.Config
+	cfg.Models = []config.Model{cfg.Models[1], cfg.Models[2]}
+	s.WriteConfig(&cfg)
+	waitFor(t, "the reload without old", func() bool {
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"old","messages":[{"role":"user","content":"hi"}]}`, nil)
+		return resp.StatusCode == 404 && strings.Contains(string(b), "model_not_found")
+	})
+	resp, b := post(t, s.URL+"/v1/chat/completions", body, nil)
+	if resp.StatusCode != 503 || !strings.Contains(string(b), "route_unavailable") || !strings.Contains(string(b), `\"old\"`) {
+		t.Errorf("route:eu after old left the catalog: %d (served by %q) %.300s; want 503 route_unavailable naming old",
+			resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b)
+	}
+	if n := len(s.Providers["q"].Requests()); n != 0 {
+		t.Errorf("the US provider got %d requests", n)
+	}
+}

@@ -169,9 +169,13 @@ func selectRoute(base decide.Input, o *flow.Outcome, objectiveFree bool) (decide
 		found   bool
 		skipped []string
 		rest    []*catalog.Model
+		missing string // a pinned target no longer in the catalog
 	)
 	for i := range o.Targets {
 		t := &o.Targets[i]
+		if !t.IsAuto() && missing == "" && !slices.ContainsFunc(base.Candidates, func(c policy.Candidate) bool { return c.Model.ID == t.Model }) {
+			missing = t.Model
+		}
 		in := base
 		if t.IsAuto() {
 			in.Asked = decide.Auto
@@ -206,6 +210,16 @@ func selectRoute(base decide.Input, o *flow.Outcome, objectiveFree bool) (decide
 	for _, s := range skipped {
 		b.WriteString("; ")
 		b.WriteString(s)
+	}
+	if !found && missing != "" {
+		// The route's live version is one a reload left serving (the last
+		// that loaded), naming a model the catalog no longer has: it is
+		// broken, as a replica started since finds it (503 there), and is
+		// not served as auto, which took a route pinned to an EU model to
+		// a US provider (the catalog probe).
+		return decide.Selection{}, apierr.Unavailable("route_unavailable",
+			"the route %q names the model %q, which is no longer in the catalog; deploy a version that names another (stellwerk routes list)",
+			apierr.Truncate(o.Route, 64), apierr.Truncate(missing, 64))
 	}
 	if !found {
 		in := base

@@ -2,6 +2,7 @@ package decision
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -205,5 +206,36 @@ func BenchmarkRouteNamed(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestRouteToARetiredModel (the catalog probe): a route's live version
+// that a reload left serving (the last that loaded) names a model the
+// catalog no longer has; it is broken, 503 route_unavailable, as on a
+// replica started since. It was served as auto, and a route pinned to an
+// EU model went to a US provider.
+func TestRouteToARetiredModel(t *testing.T) {
+	r := routeRouter(t)
+	// The version loaded while the catalog still had "old".
+	old, c := libraryRouter(t, `
+routing: {default_model: old}
+providers:
+  - {name: eu, base_url: "http://127.0.0.1:9001/v1", residency: eu}
+models:
+  - {id: old, provider: eu, context_window: 8000}
+workspaces:
+  - {name: default}
+`)
+	f, err := flow.Load("eu", []byte("route: eu\nnodes: [{id: pinned, model: old}]\n"), flow.EnvFor(c, old.Catalog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Version = 1
+	r.Routes.(routeTable)["eu"] = map[int64]*flow.Flow{0: f, 1: f}
+	_, err = r.Route(context.Background(), Request{Path: "/v1/chat/completions", DecisionID: "d1", Principal: auth.Principal{Workspace: "default"},
+		Body: []byte(`{"model":"route:eu","max_tokens":10,"messages":[{"role":"user","content":"hello there"}]}`)})
+	var e *apierr.Error
+	if !errors.As(err, &e) || apierr.HTTPStatus(e) != 503 || e.Code != "route_unavailable" || !strings.Contains(e.Message, `"old"`) {
+		t.Errorf("a route naming a retired model: %v; want 503 route_unavailable naming it", err)
 	}
 }
