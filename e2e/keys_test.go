@@ -190,3 +190,53 @@ func TestRevokedKeyBesideAnotherCredential(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyOfARetiredModel (the catalog probe): a store key restricted to a
+// model that a catalog update retires loses it, and the reload says so in
+// the log; PUT /admin/keys/{id}/models gives it the successor, and the key
+// serves again with its secret unchanged. It could only be revoked and
+// issued anew, its new secret handed out again.
+func TestKeyOfARetiredModel(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{
+		Models: []config.Model{
+			{ID: "old", Provider: "alpha", ProviderModel: "old-up", ContextWindow: 8000},
+			{ID: "new", Provider: "alpha", ProviderModel: "new-up", ContextWindow: 8000},
+		},
+		DefaultModel: "new",
+		Mutate:       func(c *config.Config) { c.Auth.Mode = "keys" },
+	})
+	resp, b := adminDo(t, s, "POST", "/admin/keys", `{"id":"pinned","workspace":"default","models":["old"]}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("create: %d %s", resp.StatusCode, b)
+	}
+	var created struct{ Secret string }
+	mustJSON(t, b, &created)
+	auth := map[string]string{"Authorization": "Bearer " + created.Secret}
+	chat := func() (*http.Response, []byte) {
+		return post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hello"}]}`, auth)
+	}
+	if resp, b := chat(); resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != "old" {
+		t.Fatalf("before: %d %s", resp.StatusCode, b)
+	}
+	cfg := *s.Config
+	cfg.Models = []config.Model{cfg.Models[1]}
+	s.WriteConfig(&cfg)
+	waitFor(t, "the reload's word on the key", func() bool {
+		return strings.Contains(s.Log("stellwerk"), "virtual key may use models the catalog no longer has") &&
+			strings.Contains(s.Log("stellwerk"), `"key_id":"pinned"`)
+	})
+	if resp, _ := chat(); resp.StatusCode == 200 {
+		t.Fatalf("the key still served with its only model retired")
+	}
+	// An unknown model is refused as at creation.
+	if resp, b := adminDo(t, s, "PUT", "/admin/keys/pinned/models", `{"models":["old"]}`); resp.StatusCode != 400 || !strings.Contains(string(b), `unknown model`) {
+		t.Errorf("PUT models naming the retired model: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := adminDo(t, s, "PUT", "/admin/keys/pinned/models", `{"models":["new"]}`); resp.StatusCode != 200 || !strings.Contains(string(b), `"new"`) {
+		t.Fatalf("PUT models: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := chat(); resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != "new" {
+		t.Errorf("after PUT models: %d %s %s", resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b)
+	}
+}

@@ -96,6 +96,7 @@ func registerKeys(guarded, long func(string, []string, http.HandlerFunc), ks Key
 	guarded("POST /admin/keys/{id}/rotate", keyWriters, h.rotate)
 	guarded("POST /admin/keys/{id}/revoke", keyWriters, h.revoke)
 	guarded("PUT /admin/keys/{id}/limits", keyWriters, h.setLimits)
+	guarded("PUT /admin/keys/{id}/models", keyWriters, h.setModels)
 	guarded("GET /admin/provider-keys", readers, h.listProvider)
 	guarded("PUT /admin/provider-keys/{workspace}/{provider}", keyWriters, h.setProvider)
 	guarded("DELETE /admin/provider-keys/{workspace}/{provider}", keyWriters, h.deleteProvider)
@@ -309,6 +310,33 @@ func (h *keysAPI) setLimits(w http.ResponseWriter, r *http.Request) {
 	detail, _ := json.Marshal(k.Limits)
 	h.log.Info("virtual key's limits set", zap.String("key_id", k.ID), zap.String("by", by(r)))
 	h.changed(r, audit.KindKey, k.Workspace, "limits", k.ID, map[string]string{"limits": string(detail)})
+	h.refresh(r)
+	writeJSON(w, http.StatusOK, View(k, time.Now()))
+}
+
+// SetModelsRequest is the body of PUT /admin/keys/{id}/models.
+type SetModelsRequest struct {
+	// Models are the model ids and provider:<name> the key may use; none:
+	// what its workspace allows.
+	Models []string `json:"models"`
+}
+
+func (h *keysAPI) setModels(w http.ResponseWriter, r *http.Request) {
+	s := h.store(w)
+	if s == nil {
+		return
+	}
+	var req SetModelsRequest
+	if !decodeBody(w, r, &req, false) {
+		return
+	}
+	k, err := s.SetModels(r.Context(), r.PathValue("id"), req.Models, h.ks.Config(), by(r))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.log.Info("virtual key's models set", zap.String("key_id", k.ID), zap.String("by", by(r)))
+	h.changed(r, audit.KindKey, k.Workspace, "models", k.ID, map[string]string{"models": strings.Join(k.Models, ",")})
 	h.refresh(r)
 	writeJSON(w, http.StatusOK, View(k, time.Now()))
 }

@@ -33,6 +33,8 @@ const keysUsage = `usage:
   stellwerk keys revoke ID                        refused by every replica within a second
   stellwerk keys limits ID [--budget EUR:PERIOD[:ACTION]]... [--rpm N] [--tpm N] [--rpd N] [--tpd N]
                                                   replace the key's own budgets and rate limits (none given: remove them)
+  stellwerk keys models ID [--models a,b,provider:p]
+                                                  replace the models the key may use (none given: what its workspace allows)
   stellwerk keys provider set WORKSPACE PROVIDER  store the workspace's own provider key, read from stdin
   stellwerk keys provider list [--workspace W]
   stellwerk keys provider delete WORKSPACE PROVIDER
@@ -97,6 +99,8 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fs.IntVar(&listLimit, "limit", 0, "stop after this many keys (0: all)")
 	case "rotate":
 		fs.DurationVar(&grace, "grace", 0, "keep the old secret working this long (at most 168h)")
+	case "models":
+		fs.StringVar(&models, "models", "", "comma-separated model ids or provider:<name> the key may use (empty: what its workspace allows)")
 	case "limits":
 		fs.Var(&budgets, "budget", "budget EUR:PERIOD[:ACTION], e.g. 50:month or 5:day:downgrade (repeatable)")
 		fs.Int64Var(&spec.Limits.RateLimit.RequestsPerMinute, "rpm", 0, "requests per minute")
@@ -114,7 +118,7 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err != nil {
 		return ErrUsage
 	}
-	want := map[string]int{"show": 1, "rotate": 1, "revoke": 1, "limits": 1, "provider set": 2, "provider delete": 2}[verb]
+	want := map[string]int{"show": 1, "rotate": 1, "revoke": 1, "limits": 1, "models": 1, "provider set": 2, "provider delete": 2}[verb]
 	if len(pos) != want {
 		fmt.Fprintf(stderr, "keys %s takes %d argument(s), got %d\n\n%s", verb, want, len(pos), keysUsage)
 		return ErrUsage
@@ -233,6 +237,14 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		detail, _ := json.Marshal(key.Limits)
 		k.changed(ctx, audit.KindKey, key.Workspace, "limits", key.ID, map[string]string{"limits": string(detail)})
 		fmt.Fprintf(stderr, "key %s's limits set; every replica applies them within a second\n", key.ID)
+		return k.printKey(key)
+	case "models":
+		key, err := ks.SetModels(ctx, pos[0], splitList(models), cfg, k.by)
+		if err != nil {
+			return k.fail(err)
+		}
+		k.changed(ctx, audit.KindKey, key.Workspace, "models", key.ID, map[string]string{"models": strings.Join(key.Models, ",")})
+		fmt.Fprintf(stderr, "key %s's models set; every replica applies them within a second\n", key.ID)
 		return k.printKey(key)
 	case "revoke":
 		key, err := ks.Revoke(ctx, pos[0], k.by)

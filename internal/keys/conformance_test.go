@@ -1024,3 +1024,46 @@ func TestListPageCursor(t *testing.T) {
 		}
 	}
 }
+
+// TestSetModelsAcrossReplicas: a key's models replaced on one replica
+// reach the other's table within a second, and its table names the ones
+// a catalog no longer has; a model the config does not have, an unknown
+// key and a revoked one are refused.
+func TestSetModelsAcrossReplicas(t *testing.T) {
+	conform(t, func(t *testing.T, open func(*testing.T, *Keyring) *Store) {
+		ctx, a, tb := twoReplicas(t, open)
+		_, secret, err := a.Create(ctx, Spec{ID: "pinned", Workspace: "w", Models: []string{"old"}}, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Second, "the other replica to see the key", func() bool {
+			_, ok, err := tb.Lookup(secret)
+			return ok && err == nil
+		})
+		if stale := tb.StaleModels(func(m string) bool { return m == "new" }); len(stale["pinned"]) != 1 || stale["pinned"][0] != "old" {
+			t.Errorf("stale models %v, want pinned: [old]", stale)
+		}
+		c := &config.Config{Workspaces: []config.Workspace{{Name: "w"}}, Models: []config.Model{{ID: "new"}}}
+		var inv *InvalidError
+		if _, err := a.SetModels(ctx, "pinned", []string{"old"}, c, "x"); !errors.As(err, &inv) || inv.Field != "models[0]" {
+			t.Errorf("a model the config does not have: %v", err)
+		}
+		k, err := a.SetModels(ctx, "pinned", []string{"new"}, c, "x")
+		if err != nil || len(k.Models) != 1 || k.Models[0] != "new" {
+			t.Fatalf("set: %+v %v", k.Models, err)
+		}
+		waitFor(t, time.Second, "the other replica to see the new models", func() bool {
+			p, ok, err := tb.Lookup(secret)
+			return ok && err == nil && len(p.Models) == 1 && p.Models[0] == "new"
+		})
+		if _, err := a.SetModels(ctx, "nope", nil, c, "x"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("unknown key: %v", err)
+		}
+		if _, err := a.Revoke(ctx, "pinned", "x"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.SetModels(ctx, "pinned", nil, c, "x"); !errors.Is(err, ErrRevoked) {
+			t.Errorf("revoked key: %v", err)
+		}
+	})
+}

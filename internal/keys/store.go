@@ -592,7 +592,38 @@ func (s *Store) SetLimits(ctx context.Context, id string, l config.Limits, by st
 	if err != nil {
 		return Key{}, err
 	}
-	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+	return s.set(ctx, id, "limits", string(limits))
+}
+
+// SetModels replaces the models a key may use (model ids and
+// provider:<name>; none: what its workspace allows), checked as at its
+// creation against the config in force (c; nil skips that check). A key
+// restricted to a model a catalog update retired could not be repaired,
+// only revoked and issued anew with a new secret (the catalog probe).
+func (s *Store) SetModels(ctx context.Context, id string, models []string, c *config.Config, by string) (Key, error) {
+	k, err := s.Get(ctx, id)
+	if err != nil {
+		return Key{}, err
+	}
+	spec := Spec{Workspace: k.Workspace, Team: k.Team, Models: models}
+	if err := spec.Check(); err != nil {
+		return Key{}, err
+	}
+	if c != nil {
+		if err := spec.CheckConfig(c); err != nil {
+			return Key{}, err
+		}
+	}
+	list, err := json.Marshal(nonNil(models))
+	if err != nil {
+		return Key{}, err
+	}
+	return s.set(ctx, id, "models", string(list))
+}
+
+// set writes one JSON column of a key that is not revoked.
+func (s *Store) set(ctx context.Context, id, column, value string) (Key, error) {
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		gen, err := s.gen.Bump(ctx, tx)
 		if err != nil {
 			return err
@@ -606,7 +637,7 @@ func (s *Store) SetLimits(ctx context.Context, id string, l config.Limits, by st
 		case revoked != 0:
 			return ErrRevoked
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE virtual_keys SET limits = $1, seq = $2 WHERE id = $3`, string(limits), gen, id)
+		_, err = tx.ExecContext(ctx, `UPDATE virtual_keys SET `+column+` = $1, seq = $2 WHERE id = $3`, value, gen, id)
 		return err
 	})
 	if err != nil {

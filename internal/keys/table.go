@@ -131,6 +131,24 @@ func (t *Table) WithLimits() []auth.Principal {
 	return out
 }
 
+// StaleModels names, per key (revoked ones left out), the models of its
+// model list that has does not know: models a catalog update retired,
+// which the key can no longer use (SetModels repairs it).
+func (t *Table) StaleModels(has func(id string) bool) map[string][]string {
+	out := map[string][]string{}
+	t.snap.Load().byID.each(func(e *entry) {
+		if e.revoked {
+			return
+		}
+		for _, m := range e.p.Models {
+			if !strings.HasPrefix(m, "provider:") && !has(m) {
+				out[e.p.KeyID] = append(out[e.p.KeyID], m)
+			}
+		}
+	})
+	return out
+}
+
 // OnLimits has f told, after each refresh that loaded them, of the keys
 // whose own limits changed (a key's limits replaced; not new keys, nor
 // the first load): a budget added to a key mid-period is seeded from

@@ -505,9 +505,25 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 			zap.String("grace", grace.String()))
 		time.AfterFunc(grace, func() { r.removeStale(ctx) })
 	}
+	r.warnStaleKeys(g.cat)
 	r.log.Info("config reloaded", zap.Int("models", len(g.cat.Models())), zap.Int("providers", len(g.cat.Providers())),
 		zap.Int("cluster_overrides", len(overrides)), zap.String("snapshot_version", r.pub.Version()))
 	return applied, nil
+}
+
+// warnStaleKeys logs each store key whose model list names a model the
+// catalog no longer has: such a key silently lost those models (503
+// no_eligible_model, a 404 for the pinned one), and nothing said so (the
+// catalog probe). `stellwerk keys models` repairs it.
+func (r *reloader) warnStaleKeys(cat *catalog.Catalog) {
+	t, ok := r.keys.(*keys.Table)
+	if !ok || t == nil {
+		return
+	}
+	for id, models := range t.StaleModels(func(m string) bool { _, ok := cat.Lookup(m); return ok }) {
+		r.log.Warn("virtual key may use models the catalog no longer has: it cannot use them; set its models (stellwerk keys models ID --models …, PUT /admin/keys/{id}/models)",
+			zap.String("key_id", id), zap.Strings("models", models))
+	}
 }
 
 // removeStale publishes the current config with only what the earlier
