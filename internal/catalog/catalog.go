@@ -298,6 +298,10 @@ type Catalog struct {
 	Default   *Model
 	// Baseline is what requests are compared with for savings.
 	Baseline *Model
+	// IgnoredScores are the scorecard rows' models (path: id) the catalog
+	// does not have, retired since they were measured: their rows are
+	// skipped, and config check and a reload say so.
+	IgnoredScores []string
 }
 
 func keys(m map[string]map[string]float64) map[string]bool {
@@ -402,8 +406,11 @@ func New(c *config.Config, env Env) (*Catalog, error) {
 		if err != nil {
 			return nil, fmt.Errorf("evals: %w", err)
 		}
-		if err := evals.Validate(rows, keys(quality), task.Tasks); err != nil {
+		if err := evals.Validate(rows, task.Tasks); err != nil {
 			return nil, fmt.Errorf("evals %s: %w", path, err)
+		}
+		for _, id := range evals.Unknown(rows, keys(quality)) {
+			cat.IgnoredScores = append(cat.IgnoredScores, path+": "+id)
 		}
 		evals.Apply(rows, quality)
 	}

@@ -2,6 +2,8 @@ package catalog
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -184,5 +186,30 @@ func TestMediaTokens(t *testing.T) {
 	}
 	if got := PDFTokens(3, 2700); got != 3*(1500+2700) {
 		t.Errorf("PDFTokens(3, 2700) = %d", got)
+	}
+}
+
+// TestScorecardOfARetiredModel (the catalog probe): a scorecard's rows of
+// a model the catalog no longer has are skipped and listed, not an error:
+// they refused the whole config, a price change in it too. Its other rows
+// still score their models.
+func TestScorecardOfARetiredModel(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "scores.csv")
+	if err := os.WriteFile(path, []byte("model,task,score\ngpt-4o,code,0.9\na1,code,0.7\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cat := build(t, `
+routing: {default_model: a1}
+providers:
+  - {name: open, base_url: "http://127.0.0.1:9000/v1", residency: on_prem}
+models:
+  - {id: a1, provider: open, context_window: 10}
+evals: [`+path+`]
+`, nil, nil)
+	if len(cat.IgnoredScores) != 1 || !strings.HasSuffix(cat.IgnoredScores[0], ": gpt-4o") {
+		t.Errorf("ignored %v, want the rows of gpt-4o", cat.IgnoredScores)
+	}
+	if m, _ := cat.Lookup("a1"); m.QualityFor("code") != 0.7 {
+		t.Errorf("a1's code score %v, want 0.7", m.QualityFor("code"))
 	}
 }

@@ -260,7 +260,7 @@ func runEvalsImport(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := evals.Validate(rows, ids, task.Tasks); err != nil {
+		if err := evals.Validate(rows, task.Tasks); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		sets = append(sets, rows)

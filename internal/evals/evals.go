@@ -91,18 +91,31 @@ func ReadFile(path string) ([]Score, error) {
 	return Read(f, path)
 }
 
-// Validate checks rows against the catalog's model ids and the known tasks.
-func Validate(rows []Score, models map[string]bool, tasks []string) error {
+// Validate checks rows against the known tasks. Rows of a model the
+// catalog does not have are not an error (Unknown lists them; Apply skips
+// them): a scorecard is a measurement of its day, and one that named a
+// model a catalog update retired refused the whole reload, a price change
+// in it too (the catalog probe).
+func Validate(rows []Score, tasks []string) error {
 	var errs []error
 	for _, s := range rows {
-		if !models[s.Model] {
-			errs = append(errs, fmt.Errorf("model %q is not in the catalog", s.Model))
-		}
 		if s.Task != "default" && !slices.Contains(tasks, s.Task) {
 			errs = append(errs, fmt.Errorf("model %q: unknown task %q (known: default, %s)", s.Model, s.Task, strings.Join(tasks, ", ")))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Unknown lists, once each and in order, the models of rows the catalog
+// (models) does not have.
+func Unknown(rows []Score, models map[string]bool) []string {
+	var out []string
+	for _, s := range rows {
+		if !models[s.Model] && !slices.Contains(out, s.Model) {
+			out = append(out, s.Model)
+		}
+	}
+	return out
 }
 
 // Merge combines scorecards; for the same model and task the later row wins.
@@ -145,12 +158,19 @@ func Write(w io.Writer, rows []Score) error {
 	return cw.Error()
 }
 
-// Apply sets the scores into the models' quality maps (catalog id → task → score).
+// Apply sets the scores into the models' quality maps (catalog id → task →
+// score), every model of the catalog a key of quality; rows of other
+// models are skipped.
 func Apply(rows []Score, quality map[string]map[string]float64) {
 	for _, s := range rows {
-		if quality[s.Model] == nil {
-			quality[s.Model] = map[string]float64{}
+		q, known := quality[s.Model]
+		if !known {
+			continue // a model the catalog no longer has (Unknown)
 		}
-		quality[s.Model][s.Task] = s.Score
+		if q == nil {
+			q = map[string]float64{}
+			quality[s.Model] = q
+		}
+		q[s.Task] = s.Score
 	}
 }

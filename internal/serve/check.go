@@ -34,6 +34,11 @@ func Check(ctx context.Context, cfg *config.Config, env catalog.Env) (warnings [
 	if err != nil {
 		errs = append(errs, err)
 	}
+	if cat != nil {
+		for _, s := range cat.IgnoredScores {
+			warnings = append(warnings, "scorecard rows of a model not in the catalog are ignored: "+s)
+		}
+	}
 	if _, err := classify.New(cfg.Classify); err != nil {
 		errs = append(errs, err)
 	}

@@ -506,6 +506,9 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 		time.AfterFunc(grace, func() { r.removeStale(ctx) })
 	}
 	r.warnStaleKeys(g.cat)
+	for _, s := range g.cat.IgnoredScores {
+		r.log.Warn("scorecard rows of a model not in the catalog are ignored", zap.String("rows", s))
+	}
 	r.log.Info("config reloaded", zap.Int("models", len(g.cat.Models())), zap.Int("providers", len(g.cat.Providers())),
 		zap.Int("cluster_overrides", len(overrides)), zap.String("snapshot_version", r.pub.Version()))
 	return applied, nil
