@@ -71,7 +71,7 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 			[]string{`unknown field "region_x" in Provider`}},
 		"duration typo": {minimal + "envoy: {request_timeout: forever}\n", []string{"forever"}},
 		"model references unknown provider": {strings.Replace(minimal, "provider: p1,", "provider: p2,", 1),
-			[]string{`models[0].provider: unknown provider "p2" (known: p1)`}},
+			[]string{`models[0].provider: model "m1": unknown provider "p2" (known: p1)`}},
 		"default model missing": {strings.Replace(minimal, "default_model: m1", "default_model: nope", 1),
 			[]string{`routing.default_model: unknown model "nope"`}},
 		"every problem at once": {`
@@ -88,7 +88,7 @@ models:
 			"envoy.listener:", "envoy.max_request_bytes:", "providers[0].name:", "providers[0].base_url:",
 			"providers[0].wire_format:", "providers[0].residency:", "providers[1].credential: set env or file",
 			"providers[1].credential.header:", `models[0].id: "auto" is reserved`, "models[0].context_window:",
-			"models[0].price: prices must not be negative", "models[0].price.currency:", `models[2].id: duplicate model "m"`,
+			`models[0].price: model "auto": prices must not be negative`, "models[0].price.currency:", `models[2].id: duplicate model "m"`,
 			`routing.default_model: unknown model "x"`,
 		}},
 		"url with credentials": {strings.Replace(minimal, "http://127.0.0.1:8081/v1", "https://user:pw@h/v1", 1),

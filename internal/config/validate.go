@@ -174,14 +174,14 @@ func (c *Config) Validate() error {
 		}
 		models[m.ID] = true
 		if !providers[m.Provider] {
-			bad(f+".provider", "unknown provider %q (known: %s)", m.Provider, strings.Join(providerNames(c.Providers), ", "))
+			bad(f+".provider", "model %q: unknown provider %q (known: %s)", m.ID, m.Provider, strings.Join(providerNames(c.Providers), ", "))
 		}
 		if strings.ContainsAny(m.ProviderModel, "\"\\\x00\r\n") || m.ProviderModel == "" {
 			bad(f+".provider_model", "%q is not a valid model name", m.ProviderModel)
 		}
 		if m.Price.InputPerMTok < 0 || m.Price.OutputPerMTok < 0 || m.Price.CachedInputPerMTok < 0 ||
 			m.Price.CacheWritePerMTok < 0 || m.Price.CacheWrite1hPerMTok < 0 || m.Price.WebSearchPer1k < 0 {
-			bad(f+".price", "prices must not be negative")
+			bad(f+".price", "model %q: prices must not be negative", m.ID)
 		}
 		if m.Price.CachedInputPerMTok > m.Price.InputPerMTok {
 			bad(f+".price.cached_input_per_mtok", "must not be above input_per_mtok: a cache read is never dearer than the input")
