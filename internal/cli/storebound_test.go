@@ -43,13 +43,20 @@ func TestStoreVerbsBounded(t *testing.T) {
 
 	defer func(d time.Duration) { storeTimeout = d }(storeTimeout)
 	storeTimeout = 2 * time.Second
-	for _, args := range [][]string{
+	verbsGiveUp(t, cfgPath, "with its table locked", [][]string{
 		{"keys", "list"},
 		{"keys", "create", "--workspace", "legal"},
 		{"keys", "revoke", "k"},
 		{"spend", "--since", "1d"},
 		{"routes", "list"},
-	} {
+	})
+}
+
+// verbsGiveUp runs each verb on cfgPath's store and checks it gives up
+// within storeTimeout (2 s) saying so, not after the test's 10 s.
+func verbsGiveUp(t *testing.T, cfgPath, while string, verbs [][]string) {
+	t.Helper()
+	for _, args := range verbs {
 		done := make(chan error, 1)
 		go func() {
 			_, _, err := run(append(args, "--config", cfgPath)...)
@@ -58,10 +65,10 @@ func TestStoreVerbsBounded(t *testing.T) {
 		select {
 		case err := <-done:
 			if err == nil || !strings.Contains(err.Error(), "the state store did not answer within 2s") {
-				t.Errorf("%v with its table locked: %v, want: the state store did not answer within 2s", args, err)
+				t.Errorf("%v %s: %v, want: the state store did not answer within 2s", args, while, err)
 			}
 		case <-time.After(10 * time.Second):
-			t.Fatalf("%v with its table locked: still waiting after 10 s", args)
+			t.Fatalf("%v %s: still waiting after 10 s", args, while)
 		}
 	}
 }
@@ -79,28 +86,14 @@ func TestStoreVerbsBoundedPaused(t *testing.T) {
 	t.Cleanup(pg.Resume)
 	defer func(d time.Duration) { storeTimeout = d }(storeTimeout)
 	storeTimeout = 2 * time.Second
-	for _, args := range [][]string{
+	verbsGiveUp(t, cfgPath, "with PostgreSQL paused", [][]string{
 		{"keys", "create", "--workspace", "legal"},
 		{"keys", "list"},
 		{"spend", "--since", "1d"},
 		{"routes", "list"},
 		{"audit", "verify"},
 		{"audit", "export", "--from", "1d", "--to", "now"},
-	} {
-		done := make(chan error, 1)
-		go func() {
-			_, _, err := run(append(args, "--config", cfgPath)...)
-			done <- err
-		}()
-		select {
-		case err := <-done:
-			if err == nil || !strings.Contains(err.Error(), "the state store did not answer within 2s") {
-				t.Errorf("%v with PostgreSQL paused: %v, want: the state store did not answer within 2s", args, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%v with PostgreSQL paused: still waiting after 10 s", args)
-		}
-	}
+	})
 }
 
 // postgresConfig writes a config on the PostgreSQL database dsn names, its
