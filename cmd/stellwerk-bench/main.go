@@ -58,7 +58,18 @@ func main() {
 	}
 }
 
+// tempDirs are the directories resolve made for a stellwerk it builds;
+// run removes them when its command ends (every run left one behind,
+// empty, or with a 100 MB binary in it).
+var tempDirs []string
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	defer func() {
+		for _, d := range tempDirs {
+			_ = os.RemoveAll(d)
+		}
+		tempDirs = nil
+	}()
 	cmd := "run"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
@@ -145,6 +156,7 @@ func (c *common) resolve(needStellwerk bool) []string {
 	if needStellwerk && c.stellwerk == "" {
 		dir, err := os.MkdirTemp("", "stellwerk-bench-bin-")
 		if err == nil {
+			tempDirs = append(tempDirs, dir)
 			c.stellwerk, err = bench.FindStellwerk(c.root, dir)
 		}
 		if err != nil {
