@@ -39,6 +39,16 @@ func Check(ctx context.Context, cfg *config.Config, env catalog.Env) (warnings [
 			warnings = append(warnings, "scorecard rows of a model not in the catalog are ignored: "+s)
 		}
 	}
+	for _, m := range cfg.Models {
+		// No model lists near these (2026: 150 and 600 USD per million
+		// tokens at most): a price written per thousand tokens, or with
+		// three zeros too many, was taken without a word (the catalog
+		// probe's input_per_mtok: 2500).
+		if p := m.Price; p.InputPerMTok > implausibleInput || p.OutputPerMTok > implausibleOutput {
+			warnings = append(warnings, fmt.Sprintf("model %q: price %g in, %g out per million tokens is far above any listed; is it per thousand, or a slip?",
+				m.ID, p.InputPerMTok, p.OutputPerMTok))
+		}
+	}
 	if _, err := classify.New(cfg.Classify); err != nil {
 		errs = append(errs, err)
 	}
@@ -133,3 +143,7 @@ func Unservable(cfg *config.Config, cat *catalog.Catalog) []string {
 	}
 	return out
 }
+
+// implausibleInput and implausibleOutput are prices per million tokens
+// config check warns about: several times the dearest model listed.
+const implausibleInput, implausibleOutput = 1000, 5000

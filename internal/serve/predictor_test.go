@@ -158,3 +158,27 @@ func TestCheckLoadsGRPCTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckWarnsOfImplausiblePrices (the catalog probe): a price far above
+// any model's, as a price per thousand tokens or a slip of three zeros
+// makes, is warned about; the shipped catalog's are not.
+func TestCheckWarnsOfImplausiblePrices(t *testing.T) {
+	env := catalog.Env{Getenv: func(string) string { return "" }, ReadFile: os.ReadFile}
+	cfg, err := config.Load(filepath.Join("..", "..", "examples", "production.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	warnings, _ := Check(context.Background(), cfg, env)
+	for _, w := range warnings {
+		if strings.Contains(w, "far above any listed") {
+			t.Errorf("the shipped catalog: %s", w)
+		}
+	}
+	cfg.Models[0].Price.InputPerMTok = 2500
+	warnings, _ = Check(context.Background(), cfg, env)
+	if !slices.ContainsFunc(warnings, func(w string) bool {
+		return strings.Contains(w, "far above any listed") && strings.Contains(w, cfg.Models[0].ID)
+	}) {
+		t.Errorf("input_per_mtok 2500 not warned about: %v", warnings)
+	}
+}
