@@ -101,7 +101,8 @@ func asciiEscaped(body []byte) bool {
 var asciiEscape = []byte(`\u00`)
 
 // escaped reports whether the byte at i is preceded by an odd number of
-// backslashes (a quote inside a string).
+// backslashes (a quote inside a string). skipString, the parse's, asks it
+// too.
 func escaped(b []byte, i int) bool {
 	n := 0
 	for j := i - 1; j >= 0 && b[j] == '\\'; j-- {

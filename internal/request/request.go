@@ -648,15 +648,10 @@ func skipString(body []byte, start int) (int, bool) {
 			return len(body), esc
 		}
 		q += i
-		// the quote is escaped when an odd number of backslashes precede it
-		n := 0
-		for j := q - 1; j >= start && body[j] == '\\'; j-- {
-			n++
-		}
 		if !esc && bytes.IndexByte(body[i:q], '\\') >= 0 {
 			esc = true
 		}
-		if n%2 == 0 {
+		if !escaped(body, q) { // body[start] is a quote: the backslashes before q end there
 			return q, esc
 		}
 		i = q + 1
