@@ -186,6 +186,11 @@ func TestKeysAPI(t *testing.T) {
 		"limits unknown field":      {"PUT", "/admin/keys/bot/limits", config.RoleAdmin, `{"budget":[]}`, 400, "invalid_request_body", "budget"},
 		"limits under a micro-euro": {"PUT", "/admin/keys/bot/limits", config.RoleAdmin, `{"budgets":[{"amount_eur":1e-7,"period":"day"}]}`, 400, "invalid_key_spec", "limits.budgets[0].amount_eur"},
 		"limits of an unknown key":  {"PUT", "/admin/keys/nope/limits", config.RoleAdmin, `{}`, 404, "key_not_found", "id"},
+		"operator sets models":      {"PUT", "/admin/keys/bot/models", config.RoleOperator, `{"models":[]}`, 403, "insufficient_role", ""},
+		"models not JSON":           {"PUT", "/admin/keys/bot/models", config.RoleAdmin, `{"models":[`, 400, "invalid_request_body", ""},
+		"models unknown field":      {"PUT", "/admin/keys/bot/models", config.RoleAdmin, `{"model":[]}`, 400, "invalid_request_body", "model"},
+		"models unknown model":      {"PUT", "/admin/keys/bot/models", config.RoleAdmin, `{"models":["nope"]}`, 400, "invalid_key_spec", "models[0]"},
+		"models of an unknown key":  {"PUT", "/admin/keys/nope/models", config.RoleAdmin, `{"models":[]}`, 404, "key_not_found", "id"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
