@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"cmp"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -67,7 +68,7 @@ func (p *edge) auditRecord() *audit.Record {
 			r.Workspace = res.Workspace
 		}
 		chat := &res.Chat
-		r.Request.Model, r.Request.Stream, r.Request.MaxTokens = chat.Model, chat.Stream, chat.MaxTokens
+		r.Request.Model, r.Request.Stream, r.Request.MaxTokens = cmp.Or(chat.Alias, chat.Model), chat.Stream, chat.MaxTokens
 		r.Versions.Policy, r.Versions.PolicySHA256 = res.PolicyVersion, res.PolicyDigest
 		if rp := &res.ReqPolicy; rp.Set {
 			r.RequestPolicy = &audit.RequestPolicy{Fingerprint: rp.Fingerprint, Policy: json.RawMessage(reqpolicy.Canonical(*rp))}

@@ -20,8 +20,11 @@ import (
 // responses: what was decided, why, and what it cost. It never contains
 // prompt text or the values of findings.
 type routingObject struct {
-	DecisionID     string         `json:"decision_id"`
-	Model          string         `json:"model"`
+	DecisionID string `json:"decision_id"`
+	Model      string `json:"model"`
+	// Alias is the request's model member when it named Model by an alias
+	// (omitted otherwise).
+	Alias          string         `json:"alias,omitempty"`
 	Provider       string         `json:"provider"`
 	ProviderModel  string         `json:"provider_model"`
 	Reason         string         `json:"reason"`
@@ -116,6 +119,7 @@ func (p *edge) routing(charge *meter.Charge) []byte {
 	}
 	if r := p.result; r != nil {
 		ro.PolicyVersion, ro.PolicyFP, ro.Workspace = r.PolicyVersion, r.ReqPolicy.Fingerprint, r.Workspace
+		ro.Alias = r.Chat.Alias
 		ro.Objective, ro.Excluded, ro.EstimatedEUR = r.Policy.Objective, len(r.Policy.Exclude), round(d.EstimatedCostEUR, 8)
 		if o := r.Route; o != nil {
 			ro.Route = &routeInfo{Name: o.Route, Version: o.Version, Label: o.Label(), Path: o.Path, Arm: o.Arm}
@@ -144,6 +148,7 @@ func (ro *routingObject) AppendJSON(dst []byte) ([]byte, error) {
 	outer := e.Open()
 	e.Str("decision_id", ro.DecisionID)
 	e.Str("model", ro.Model)
+	e.StrOmit("alias", ro.Alias)
 	e.Str("provider", ro.Provider)
 	e.Str("provider_model", ro.ProviderModel)
 	e.Str("reason", ro.Reason)

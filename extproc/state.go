@@ -47,6 +47,9 @@ type modelEntry struct {
 	// Endpoints are the APIs the model serves: chat, responses, messages,
 	// embeddings, completions (docs/api.md).
 	Endpoints []string `json:"endpoints,omitempty"`
+	// AliasOf is the model's id when GET /v1/models/{id} asked by one of
+	// its aliases (the entry is the model's, under the name asked).
+	AliasOf string `json:"alias_of,omitempty"`
 }
 
 // endpointsOf lists the APIs a model serves, in a fixed order.
@@ -158,7 +161,7 @@ func (st *State) modelsOnly(p auth.Principal) []byte {
 // send to it.
 func (st *State) usable(p auth.Principal, id string) (*catalog.Model, bool) {
 	m, ok := st.Router.Catalog.Lookup(id)
-	if !ok || !st.Router.Visible(p).Has(id) || !decision.KeyAllows(p, m) || !st.sendable(m, p.Workspace) {
+	if !ok || !st.Router.Visible(p).Has(m.ID) || !decision.KeyAllows(p, m) || !st.sendable(m, p.Workspace) {
 		return nil, false
 	}
 	return m, true
@@ -183,6 +186,9 @@ func (st *State) modelJSON(p auth.Principal, id string) ([]byte, bool) {
 		}
 		e = modelEntry{ID: m.ID, Object: "model", OwnedBy: m.Provider.Name, ContextWindow: m.ContextWindow, Residency: m.Provider.Residency,
 			Endpoints: endpointsOf(m)}
+		if id != m.ID {
+			e.ID, e.AliasOf = id, m.ID
+		}
 	}
 	b, _ := json.Marshal(e)
 	return b, true

@@ -157,7 +157,7 @@ type Request struct {
 	// The writer drops it once hashed.
 	Body []byte `json:"-"`
 	Path string `json:"path,omitempty"`
-	// Model is the request's model member: auto, a model id or route:….
+	// Model is the request's model member: auto, a model id, an alias or route:….
 	Model     string `json:"model,omitempty"`
 	Stream    bool   `json:"stream,omitempty"`
 	MaxTokens int    `json:"max_tokens,omitempty"`

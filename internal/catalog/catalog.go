@@ -178,6 +178,10 @@ type Model struct {
 	// else failover.stream_first_byte_timeout); 0 when that is no shorter
 	// than failover.attempt_timeout.
 	FirstByteTimeout time.Duration
+	// Aliases are the other names the model answers to (models[].aliases
+	// and routing.aliases), sorted: Lookup finds it by them, and an access
+	// or key list naming one names the model.
+	Aliases []string
 	// toEUR converts this model's price currency into EUR.
 	toEUR float64
 }
@@ -293,6 +297,7 @@ func (p Price) EUR(inputTokens, outputTokens int) float64 {
 type Catalog struct {
 	models    []*Model // sorted by id
 	byID      map[string]*Model
+	aliases   map[string]*Model
 	providers []*Provider // config order
 	byName    map[string]*Provider
 	Default   *Model
@@ -484,6 +489,18 @@ func New(c *config.Config, env Env) (*Catalog, error) {
 		cat.byID[m.ID] = m
 	}
 	sort.Slice(cat.models, func(i, j int) bool { return cat.models[i].ID < cat.models[j].ID })
+	for a, id := range c.ModelAliases() {
+		if m := cat.byID[id]; m != nil {
+			if cat.aliases == nil {
+				cat.aliases = map[string]*Model{}
+			}
+			cat.aliases[a] = m
+			m.Aliases = append(m.Aliases, a)
+		}
+	}
+	for _, m := range cat.aliases {
+		slices.Sort(m.Aliases)
+	}
 	cat.Default = cat.byID[c.Routing.DefaultModel]
 	if cat.Default == nil {
 		return nil, fmt.Errorf("default model %q is not in the catalog", c.Routing.DefaultModel)
@@ -541,11 +558,19 @@ func newProvider(pc config.Provider, env Env) (*Provider, error) {
 	return p, nil
 }
 
-// Lookup finds a model by id.
+// Lookup finds a model by id or by one of its aliases (the model's ID
+// says which it is).
 func (c *Catalog) Lookup(id string) (*Model, bool) {
 	m, ok := c.byID[id]
+	if !ok && c.aliases != nil {
+		m, ok = c.aliases[id]
+	}
 	return m, ok
 }
+
+// AliasOf is the model an alias names (nil for a model's id or an unknown
+// name).
+func (c *Catalog) AliasOf(name string) *Model { return c.aliases[name] }
 
 // Models returns the models sorted by id. The slice must not be modified.
 func (c *Catalog) Models() []*Model { return c.models }

@@ -213,3 +213,30 @@ evals: [`+path+`]
 		t.Errorf("a1's code score %v, want 0.7", m.QualityFor("code"))
 	}
 }
+
+// TestLookupByAlias: a model is found by its id and by each of its
+// aliases, the model's own and routing.aliases; its ID says which it is.
+func TestLookupByAlias(t *testing.T) {
+	cat := build(t, `
+routing: {default_model: older, aliases: {fast: m2}}
+providers:
+  - {name: p, base_url: "http://127.0.0.1:9000/v1", residency: eu}
+models:
+  - {id: m1, provider: p, context_window: 1000, aliases: [old, older]}
+  - {id: m2, provider: p, context_window: 1000}
+`, nil, nil)
+	for name, want := range map[string]string{"m1": "m1", "old": "m1", "older": "m1", "m2": "m2", "fast": "m2"} {
+		if m, ok := cat.Lookup(name); !ok || m.ID != want {
+			t.Errorf("Lookup(%q) = %v, %v; want %s", name, m, ok, want)
+		}
+	}
+	if _, ok := cat.Lookup("auto"); ok {
+		t.Error("Lookup(auto) found a model")
+	}
+	if cat.AliasOf("m1") != nil || cat.AliasOf("fast").ID != "m2" || cat.Default.ID != "m1" {
+		t.Errorf("AliasOf(m1) %v, AliasOf(fast) %v, default %s", cat.AliasOf("m1"), cat.AliasOf("fast"), cat.Default.ID)
+	}
+	if m, _ := cat.Lookup("m1"); strings.Join(m.Aliases, ",") != "old,older" || strings.Join(cat.IDs(), ",") != "m1,m2" {
+		t.Errorf("aliases %v, ids %v", m.Aliases, cat.IDs())
+	}
+}

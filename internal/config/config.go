@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -332,6 +333,10 @@ type Routing struct {
 	// toward its seed while no answer refreshes it, so that a model
 	// measured slow once is tried again (docs/selection.md).
 	LatencyHalfLife time.Duration `yaml:"latency_half_life,omitempty"`
+	// Aliases are other names for models, name → model id, as a model's
+	// own aliases (Model.Aliases) are: set here to give a model of the
+	// shipped catalog another name without copying its entry.
+	Aliases map[string]string `yaml:"aliases,omitempty"`
 }
 
 // Provider is an upstream that serves models.
@@ -405,11 +410,17 @@ type Credential struct {
 
 // Model is one catalog entry.
 type Model struct {
-	ID            string `yaml:"id"`
-	Provider      string `yaml:"provider"`
-	ProviderModel string `yaml:"provider_model"`
-	Price         Price  `yaml:"price"`
-	ContextWindow int    `yaml:"context_window"`
+	ID string `yaml:"id"`
+	// Aliases are other names clients, keys, routes and the config may
+	// use for this model: the ids of models it replaced (a retired
+	// gpt-4-turbo served by gpt-4.1), or stable names of the team's own.
+	// Each is resolved to ID where it is read: requests, allow and deny
+	// lists, rate limits, keys' model lists, routes.
+	Aliases       []string `yaml:"aliases,omitempty"`
+	Provider      string   `yaml:"provider"`
+	ProviderModel string   `yaml:"provider_model"`
+	Price         Price    `yaml:"price"`
+	ContextWindow int      `yaml:"context_window"`
 	// MaxOutputTokens is the longest answer the model gives (0: 4096).
 	MaxOutputTokens int `yaml:"max_output_tokens"`
 	// AssuranceTier overrides the provider's tier (0: the provider's).
@@ -904,6 +915,7 @@ func (c *Config) ApplyDefaults() {
 		}
 	}
 	c.applyLedgerDefaults()
+	c.resolveAliases()
 	c.applyAuditDefaults()
 	if c.Classify.Sensitivity == nil {
 		c.Classify.Sensitivity = DefaultSensitivity
@@ -947,6 +959,72 @@ func (c *Config) ApplyDefaults() {
 		}
 		if m.LatencyMS == 0 {
 			m.LatencyMS = 1000
+		}
+	}
+}
+
+// ModelAliases is every alias of the config, name → model id: the
+// models' own (models[].aliases) and routing.aliases. A name given twice,
+// or that is a model's id, is left out: Validate refuses such a config.
+func (c *Config) ModelAliases() map[string]string {
+	ids := map[string]string{}
+	taken := map[string]bool{}
+	add := func(a, id string) {
+		if _, twice := ids[a]; twice {
+			taken[a] = true
+		}
+		ids[a] = id
+	}
+	for _, m := range c.Models {
+		taken[m.ID] = true
+		for _, a := range m.Aliases {
+			add(a, m.ID)
+		}
+	}
+	for _, a := range slices.Sorted(maps.Keys(c.Routing.Aliases)) {
+		add(a, c.Routing.Aliases[a])
+	}
+	for a := range taken {
+		delete(ids, a)
+	}
+	return ids
+}
+
+// resolveAliases writes the id of the model an alias names wherever the
+// config names a model: the routing defaults, the workspaces' and teams'
+// default models and allow and deny lists, the rate limits of one model.
+// What reads them (the Rego library's lists, the rate limits' counters)
+// compares ids.
+func (c *Config) resolveAliases() {
+	ids := c.ModelAliases()
+	if len(ids) == 0 {
+		return
+	}
+	one := func(s *string) {
+		if id, ok := ids[*s]; ok {
+			*s = id
+		}
+	}
+	list := func(l []string) {
+		for i := range l {
+			one(&l[i])
+		}
+	}
+	one(&c.Routing.DefaultModel)
+	one(&c.Routing.BaselineModel)
+	for i := range c.Workspaces {
+		w := &c.Workspaces[i]
+		one(&w.DefaultModel)
+		list(w.Allow)
+		list(w.Deny)
+		for j := range w.Teams {
+			list(w.Teams[j].Allow)
+			list(w.Teams[j].Deny)
+		}
+	}
+	for i := range c.RateLimits {
+		if l := &c.RateLimits[i]; l.Scope == "model" {
+			one(&l.Subject)
 		}
 	}
 }

@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -158,7 +159,7 @@ func (c *Config) Validate() error {
 
 	errs = append(errs, c.clusterErrors()...)
 
-	models := map[string]bool{}
+	models, aliases := map[string]bool{}, map[string]string{}
 	if len(c.Models) == 0 {
 		bad("models", "at least one model is required")
 	}
@@ -173,6 +174,20 @@ func (c *Config) Validate() error {
 			bad(f+".id", "duplicate model %q", m.ID)
 		}
 		models[m.ID] = true
+		for j, a := range m.Aliases {
+			af := fmt.Sprintf("%s.aliases[%d]", f, j)
+			switch {
+			case a == "auto" || strings.HasPrefix(a, "route:"):
+				bad(af, "%q is reserved", a)
+			case !modelIDRE.MatchString(a):
+				bad(af, "%q must be letters, digits, '.', '_', '/' or '-' (at most 128)", a)
+			case slices.ContainsFunc(c.Models, func(o Model) bool { return o.ID == a }):
+				bad(af, "%q is the id of a model: an alias names no model of its own", a)
+			case aliases[a] != "":
+				bad(af, "%q is already an alias of model %q", a, aliases[a])
+			}
+			aliases[a] = m.ID
+		}
 		if !providers[m.Provider] {
 			bad(f+".provider", "model %q: unknown provider %q (known: %s)", m.ID, m.Provider, strings.Join(providerNames(c.Providers), ", "))
 		}
@@ -220,6 +235,22 @@ func (c *Config) Validate() error {
 		if t := m.FirstByteTimeout; t != 0 && (t < 100*time.Millisecond || t > c.Failover.AttemptTimeout) {
 			bad(f+".first_byte_timeout", "must be between 100ms and failover.attempt_timeout (%s), got %s", c.Failover.AttemptTimeout, t)
 		}
+	}
+	for _, a := range slices.Sorted(maps.Keys(c.Routing.Aliases)) {
+		af, id := "routing.aliases."+a, c.Routing.Aliases[a]
+		switch {
+		case a == "auto" || strings.HasPrefix(a, "route:"):
+			bad(af, "%q is reserved", a)
+		case !modelIDRE.MatchString(a):
+			bad(af, "%q must be letters, digits, '.', '_', '/' or '-' (at most 128)", a)
+		case models[a]:
+			bad(af, "%q is the id of a model: an alias names no model of its own", a)
+		case aliases[a] != "":
+			bad(af, "%q is already an alias of model %q", a, aliases[a])
+		case !models[id]:
+			bad(af, "unknown model %q (an alias names a model by its id)", id)
+		}
+		aliases[a] = id
 	}
 	errs = append(errs, c.validateLedger(models)...)
 	errs = append(errs, c.validateAccess(models)...)

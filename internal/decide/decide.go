@@ -18,6 +18,10 @@ import (
 // Auto is the model name that asks stellwerk to choose.
 const Auto = "auto"
 
+// PinnedReason is the reason of a selection that serves the model the
+// request named.
+const PinnedReason = "pinned by request"
+
 // Candidate is one model with this request's estimates and the policy's
 // verdict on it.
 type Candidate struct {
@@ -374,7 +378,7 @@ func Decide(in Input) (Selection, error) {
 			}
 			return d, apierr.Invalid("model_unsuitable", "model", "the model %q cannot serve this request: %s", id, d.LineReason(pinned))
 		}
-		d.Reason = "pinned by request"
+		d.Reason = PinnedReason
 		order := in.rank(eligible, lines)
 		d.Fallbacks = fallbacks(in.Candidates, pinned, slices.DeleteFunc(order, func(i int) bool { return i == pinned }))
 	}

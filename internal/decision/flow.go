@@ -173,8 +173,19 @@ func selectRoute(base decide.Input, o *flow.Outcome, objectiveFree bool) (decide
 	)
 	for i := range o.Targets {
 		t := &o.Targets[i]
-		if !t.IsAuto() && missing == "" && !slices.ContainsFunc(base.Candidates, func(c policy.Candidate) bool { return c.Model.ID == t.Model }) {
-			missing = t.Model
+		asked := t.Model
+		if !t.IsAuto() {
+			// A version deployed before its model was renamed names it by
+			// what is now an alias.
+			j := slices.IndexFunc(base.Candidates, func(c policy.Candidate) bool {
+				return c.Model.ID == t.Model || slices.Contains(c.Model.Aliases, t.Model)
+			})
+			switch {
+			case j >= 0:
+				asked = base.Candidates[j].Model.ID
+			case missing == "":
+				missing = t.Model
+			}
 		}
 		in := base
 		if t.IsAuto() {
@@ -185,11 +196,11 @@ func selectRoute(base decide.Input, o *flow.Outcome, objectiveFree bool) (decide
 				in.Objective = t.Objective
 			}
 		} else {
-			in.Asked = t.Model
+			in.Asked = asked
 		}
 		d, err := decide.Decide(in)
 		if err != nil {
-			skipped = append(skipped, skipReason(t, &d, err))
+			skipped = append(skipped, skipReason(t, asked, &d, err))
 			continue
 		}
 		if !found {
@@ -273,12 +284,12 @@ func narrow(cands []decide.Candidate, t *flow.Target, o *flow.Outcome) []decide.
 
 // skipReason says why a target could not serve: "sonnet excluded by
 // policy (eu residency)".
-func skipReason(t *flow.Target, d *decide.Selection, err error) string {
+func skipReason(t *flow.Target, asked string, d *decide.Selection, err error) string {
 	if t.IsAuto() {
 		return "auto target " + t.Node + ": no eligible model"
 	}
 	for i := range d.Len() {
-		if v := d.Line(i); v.ID == t.Model {
+		if v := d.Line(i); v.ID == asked {
 			switch v.Verdict {
 			case "excluded":
 				return t.Model + " excluded by policy (" + d.LineReason(i) + ")"

@@ -6,6 +6,7 @@
 package decision
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -196,6 +197,9 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	chat.NativeOnly, chat.Stored = req.Needs.Native, req.Needs.Stored
+	if m := r.Catalog.AliasOf(chat.Model); m != nil {
+		chat.Alias, chat.Model = chat.Model, m.ID
+	}
 	res := &Result{Chat: chat, Workspace: req.Principal.Workspace}
 	defer func() { res.Timing.Parse = res.Timing.since(start) }()
 
@@ -274,7 +278,9 @@ func (r *Router) admit(req *Request, res *Result) error {
 		}
 	case chat.Model != decide.Auto:
 		if vis := r.Visible(req.Principal); !vis.Has(chat.Model) || !r.keyAllowsID(req.Principal, chat.Model) {
-			return vis.notFound(chat.Model, chat.API, req.Principal, func(p *catalog.Provider) bool {
+			// Named as sent: an alias's model is not told to a caller
+			// who may not use it.
+			return vis.notFound(cmp.Or(chat.Alias, chat.Model), chat.API, req.Principal, func(p *catalog.Provider) bool {
 				return r.credential(p, req.Principal.Workspace, nil, nil)
 			})
 		}
@@ -533,6 +539,9 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		res.Selection, err = selectRoute(sel, res.Route, free)
 	} else {
 		res.Selection, err = decide.Decide(sel)
+		if chat.Alias != "" && err == nil && res.Selection.Reason == decide.PinnedReason {
+			res.Selection.Reason = decide.PinnedReason + " as " + chat.Alias + ", an alias of " + chat.Model
+		}
 	}
 	if e, ok := err.(*apierr.Error); ok && e.Code == "no_eligible_model" && res.Selection.Len() > 0 {
 		// The client is told why no model may serve it without the models
@@ -839,7 +848,7 @@ func (r *Router) checkPolicyLists(p auth.Principal, rp reqpolicy.Policy) error {
 		field string
 		ids   []string
 	}{{"allow", rp.Allow}, {"deny", rp.Deny}} {
-		for _, id := range l.ids {
+		for i, id := range l.ids {
 			if name, ok := strings.CutPrefix(id, "provider:"); ok {
 				// A provider none of whose models the caller may use reads
 				// like one that does not exist (the security probe told
@@ -852,9 +861,15 @@ func (r *Router) checkPolicyLists(p auth.Principal, rp reqpolicy.Policy) error {
 				}
 				continue
 			}
+			sent := id
+			if m := r.Catalog.AliasOf(id); m != nil {
+				// The Rego library compares the lists with the
+				// candidates' ids: it reads the model's.
+				id, l.ids[i] = m.ID, m.ID
+			}
 			if !vis.Has(id) || !r.keyAllowsID(p, id) {
 				return apierr.Invalid("invalid_policy", "policy."+l.field,
-					"policy.%s: unknown model %q (not in the catalog, or not available to you); see GET /v1/models", l.field, apierr.Truncate(id, 64))
+					"policy.%s: unknown model %q (not in the catalog, or not available to you); see GET /v1/models", l.field, apierr.Truncate(sent, 64))
 			}
 		}
 	}

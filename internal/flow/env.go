@@ -16,6 +16,7 @@ func EnvFor(cfg *config.Config, cat *catalog.Catalog) *Env {
 	}
 	for _, m := range cat.Models() {
 		e.Models = append(e.Models, m.ID)
+		e.Models = append(e.Models, m.Aliases...)
 	}
 	for _, p := range cat.Providers() {
 		e.Providers = append(e.Providers, p.Name)

@@ -149,7 +149,7 @@ func (s Spec) Check() error {
 }
 
 // CheckConfig validates a spec against the config in force: its workspace
-// and team exist, its models are in the catalog, and its id is not one of
+// and team exist, its models are in the catalog (by id or alias), and its id is not one of
 // the config's own keys.
 func (s Spec) CheckConfig(c *config.Config) error {
 	if err := s.Check(); err != nil {
@@ -169,7 +169,7 @@ func (s Spec) CheckConfig(c *config.Config) error {
 			}
 			continue
 		}
-		if !slices.ContainsFunc(c.Models, func(x config.Model) bool { return x.ID == m }) {
+		if !slices.ContainsFunc(c.Models, func(x config.Model) bool { return x.ID == m }) && c.ModelAliases()[m] == "" {
 			return &InvalidError{Field: fmt.Sprintf("models[%d]", j), Msg: fmt.Sprintf("unknown model %q", m)}
 		}
 	}

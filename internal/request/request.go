@@ -26,6 +26,10 @@ type Chat struct {
 	// API is the endpoint: APIChat, APIEmbeddings or APICompletions.
 	API   string
 	Model string
+	// Alias is the model member as sent when it named a model by one of
+	// its aliases (the decision sets it, and Model to the model's id);
+	// "" otherwise.
+	Alias string
 	// Route and RouteVersion are the named route a model of the form
 	// route:<name> or route:<name>@<N> asks for ("" and 0: none; 0 with a
 	// route: the live version).
