@@ -52,7 +52,7 @@ func probeExtProc(t *testing.T, conn *grpc.ClientConn, egress, model string) (ou
 	}
 	hs := []*corev3.HeaderValue{
 		{Key: ":method", RawValue: []byte("POST")}, {Key: ":path", RawValue: []byte("/v1/chat/completions")},
-		{Key: "content-type", RawValue: []byte("application/json")},
+		{Key: ":authority", RawValue: []byte("127.0.0.1")}, {Key: "content-type", RawValue: []byte("application/json")},
 	}
 	if egress != "" {
 		hs = append(hs, &corev3.HeaderValue{Key: header.Plan, RawValue: []byte("0123456789abcdef0123456789abcdef;" + model)})

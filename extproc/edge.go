@@ -64,6 +64,7 @@ type edge struct {
 	principal    auth.Principal
 	headerPolicy string            // x-stellwerk-policy as sent
 	metadataHdr  string            // x-stellwerk-metadata as sent
+	clientAddr   string            // the address the client connected from, as Envoy saw it
 	headers      map[string]string // client headers the policy may read
 	// sent are the client headers with text a provider gets (classified
 	// with the body), in sentBuf for the usual few.
@@ -150,6 +151,51 @@ var _ phases = (*edge)(nil)
 // reach a provider (the allow-list removes them), whether or not the
 // provider needs a key.
 func isClientAuth(k string) bool { return k == "authorization" || k == "api-key" || k == "x-api-key" }
+
+// hostAllowed reports whether an :authority names one of hosts, its port
+// and a final dot aside, case-insensitively.
+func hostAllowed[T string | []byte](v T, hosts []string) bool {
+	h := string(v)                 // only compared and sliced: no allocation (TestHeaderChecksAllocateNothing)
+	if strings.HasPrefix(h, "[") { // [::1]:10000
+		end := strings.IndexByte(h, ']')
+		if end < 0 {
+			return false
+		}
+		h = h[1:end]
+	} else if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		h = h[:i]
+	}
+	h = strings.TrimSuffix(h, ".")
+	for _, a := range hosts {
+		if strings.EqualFold(h, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonMediaType reports whether a content-type names JSON in UTF-8:
+// application/json or application/…+json, parameters allowed, a charset
+// only utf-8. Envoy joins two content-type headers with a comma, which no
+// media type holds.
+func jsonMediaType[T string | []byte](v T) bool {
+	s := string(v) // only compared and sliced: no allocation (TestHeaderChecksAllocateNothing)
+	typ, params, _ := strings.Cut(s, ";")
+	typ = strings.TrimSpace(typ)
+	if len(typ) < len("application/json") || !strings.EqualFold(typ[:len("application/")], "application/") ||
+		!(strings.EqualFold(typ, "application/json") || strings.HasSuffix(strings.ToLower(typ), "+json")) || strings.ContainsAny(typ, ", ") {
+		return false
+	}
+	for params != "" {
+		var param string
+		param, params, _ = strings.Cut(params, ";")
+		name, value, _ := strings.Cut(param, "=")
+		if strings.EqualFold(strings.TrimSpace(name), "charset") && !strings.EqualFold(strings.Trim(strings.TrimSpace(value), `"`), "utf-8") {
+			return false
+		}
+	}
+	return true
+}
 
 // credentialToken is the key a credential header carries: its value, the
 // scheme of an authorization header ("Bearer ") dropped.
@@ -356,9 +402,12 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	p.contentLength = -1
 	hvs := h.GetHeaders().GetHeaders()
 	remove := append(make([]string, 0, 1+len(hvs)), header.Cluster)
-	var credential, token string // the credential header read, and the key it names
-	ambiguous := false           // two credential headers that name different keys
-	policies, metadatas := 0, 0  // x-stellwerk-policy and -metadata headers sent
+	var credential, token string   // the credential header read, and the key it names
+	ambiguous := false             // two credential headers that name different keys
+	policies, metadatas := 0, 0    // x-stellwerk-policy and -metadata headers sent
+	ctypes, jsonBody := 0, false   // content-type headers sent; the last names JSON
+	plainJSON := false             // it is application/json as such
+	hostOK := p.state.Hosts == nil // the client named the gateway by a host it answers to
 	p.sent = p.sentBuf[:0]
 	for _, hv := range hvs {
 		k := strings.ToLower(hv.Key)
@@ -377,14 +426,37 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 				p.encoded = v
 			}
 		case isClientAuth(k):
-			v := headerValue(hv)
-			t := credentialToken(v)
-			if t == "" {
-				break // an empty header, or a scheme without a key, says nothing
+			// Envoy joins a header sent twice with commas ("Bearer A,
+			// Bearer B"), which no key contains: each part is a
+			// credential of its own. Read whole, two keys were one
+			// unknown key, the anonymous principal in open mode (a
+			// workspace's residency rule left behind: the HTTP probe).
+			for v := range strings.SplitSeq(headerValue(hv), ",") {
+				t := credentialToken(v)
+				if t == "" {
+					continue // an empty header, or a scheme without a key, says nothing
+				}
+				ambiguous = ambiguous || (token != "" && t != token)
+				if credential == "" || k == "authorization" {
+					credential, token = v, t
+				}
 			}
-			ambiguous = ambiguous || (token != "" && t != token)
-			if credential == "" || k == "authorization" {
-				credential, token = v, t
+		case k == header.ExternalAddress:
+			// Envoy's own (use_remote_address): the address the client
+			// connected from. The route strips it from what providers get.
+			p.clientAddr = apierr.Truncate(headerValue(hv), 64)
+		case k == ":authority" && p.state.Hosts != nil:
+			if len(hv.RawValue) > 0 {
+				hostOK = hostAllowed(hv.RawValue, p.state.Hosts)
+			} else {
+				hostOK = hostAllowed(hv.Value, p.state.Hosts)
+			}
+		case k == "content-type":
+			ctypes++
+			if len(hv.RawValue) > 0 {
+				jsonBody, plainJSON = jsonMediaType(hv.RawValue), string(hv.RawValue) == "application/json"
+			} else {
+				jsonBody, plainJSON = jsonMediaType(hv.Value), hv.Value == "application/json"
 			}
 		case (k == "traceparent" || k == "tracestate") && p.state.Traces != nil:
 			if k == "traceparent" {
@@ -448,6 +520,12 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 		}
 		return p.immediate(apierr.Invalid("invalid_"+param, param, "the request sends %s more than once; send it once", name))
 	}
+	if !hostOK {
+		// A page that points its own name at the gateway's address (DNS
+		// rebinding) is same-origin with it: in open mode it could read
+		// the answers stellwerk pays for (the HTTP probe).
+		return p.immediate(apierr.Denied("host_not_allowed", "", "this gateway does not answer to the host this request names (envoy.hosts, docs/security.md)"))
+	}
 	if ambiguous {
 		// Reading one and dropping the other could turn a revoked or
 		// stricter key into another principal (the anonymous one, in open
@@ -456,6 +534,9 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	}
 	principal, err := p.state.Keys.Authenticate(credential)
 	if err != nil {
+		if principal.KeyID != "" {
+			p.state.refusedKey(p.log, principal.KeyID, p.clientAddr, err)
+		}
 		return p.immediate(apierr.Unauthenticated("a valid stellwerk API key is required (Authorization: Bearer <key>, or x-api-key)"))
 	}
 	p.principal = principal
@@ -502,6 +583,13 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 			"request bodies must not be compressed (content-encoding: %s); send the JSON uncompressed", apierr.Truncate(p.encoded, 32))
 	case p.contentLength > p.state.MaxRequestBytes:
 		refused = apierr.TooLarge(p.state.MaxRequestBytes)
+	case ctypes != 1 || !jsonBody:
+		// A browser sends a cross-site POST without asking first (a CORS
+		// preflight) only as text/plain, a form or with no type: any web
+		// page a user opened could spend an open gateway's budgets (the
+		// HTTP probe). The provider would also be told the body is
+		// something stellwerk did not read it as.
+		refused = apierr.UnsupportedMedia("the request body must be sent as JSON: Content-Type: application/json (UTF-8)")
 	}
 	if refused != nil {
 		// Refused from its headers, a request still gets its record, as one
@@ -509,9 +597,16 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 		p.bodyPhase = true
 		return p.immediate(refused)
 	}
+	set := identityEncoding
+	if !plainJSON {
+		// The provider is told what stellwerk read: JSON in UTF-8, not
+		// application/vnd.…+json or a charset parameter a strict server
+		// refuses after the budget was held (the HTTP probe).
+		set = plainJSONHeaders
+	}
 	// Clearing the route cache matters when a client sent the routing header:
 	// Envoy may have matched a route on it before this filter ran.
-	return continueRequestHeaders(&extprocv3.HeaderMutation{SetHeaders: identityEncoding, RemoveHeaders: remove}, true)
+	return continueRequestHeaders(&extprocv3.HeaderMutation{SetHeaders: set, RemoveHeaders: remove}, true)
 }
 
 // identityEncoding asks every provider for an uncompressed answer:
@@ -521,6 +616,10 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 // reached anthropic-SDK clients as a 200 with no text (the provider-wire
 // probe). Shared by every request, never changed.
 var identityEncoding = []*corev3.HeaderValueOption{setHeader("accept-encoding", "identity")}
+
+// plainJSONHeaders are identityEncoding and the content-type every
+// provider is sent, for a request that named JSON another way.
+var plainJSONHeaders = []*corev3.HeaderValueOption{setHeader("accept-encoding", "identity"), setHeader("content-type", "application/json")}
 
 // requestBody parses the chat request once, decides, and rewrites the
 // request for the chosen provider.
@@ -583,7 +682,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	if err != nil {
 		e := apierr.As(err)
 		if res != nil && res.PolicyVersion != "" {
-			p.log.Info("refused", zap.String("decision_id", p.id), zap.String("policy_version", res.PolicyVersion),
+			p.log.Info("refused", zap.String("decision_id", p.id), zap.String("key_id", p.principal.KeyID), zap.String("policy_version", res.PolicyVersion),
 				zap.String("workspace", res.Workspace), zap.Int("status", apierr.HTTPStatus(e)), zap.String("code", e.Code))
 		}
 		return p.immediate(e)
@@ -654,7 +753,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	}
 	if ce := p.log.Check(p.logLevel, "routed"); ce != nil {
 		c := &p.class
-		ce.Write(zap.String("decision_id", p.id), zap.String("model", m.ID), zap.String("provider", m.Provider.Name),
+		ce.Write(zap.String("decision_id", p.id), zap.String("key_id", p.principal.KeyID), zap.String("model", m.ID), zap.String("provider", m.Provider.Name),
 			zap.Array("plan", modelIDs(p.plan)), // by value: &p.plan would move every edge to the heap
 			zap.Bool("stream", chat.Stream), zap.String("reason", d.Reason), zap.String("workspace", res.Workspace),
 			zap.String("policy_version", res.PolicyVersion), zap.Int("excluded", len(res.Policy.Exclude)),

@@ -70,10 +70,22 @@ func stateFor(tb testing.TB, c *config.Config, getenv func(string) string) *Stat
 	return NewState(decision.New(c, cat, cl, pm, zap.NewNop()), auth.New(c, func(string) string { return "" }), c.Envoy.MaxRequestBytes)
 }
 
+// headersMsg is a request's headers message; a POST names its body JSON
+// unless extra sends a content-type (or "-" for none).
 func headersMsg(method, path string, endOfStream bool, extra ...string) *extprocv3.ProcessingRequest {
 	hs := []*corev3.HeaderValue{{Key: ":method", RawValue: []byte(method)}, {Key: ":path", RawValue: []byte(path)}}
+	ctype := method == "POST"
 	for i := 0; i+1 < len(extra); i += 2 {
+		if strings.EqualFold(extra[i], "content-type") {
+			ctype = false
+			if extra[i+1] == "-" {
+				continue
+			}
+		}
 		hs = append(hs, &corev3.HeaderValue{Key: extra[i], RawValue: []byte(extra[i+1])})
+	}
+	if ctype {
+		hs = append(hs, &corev3.HeaderValue{Key: "content-type", RawValue: []byte("application/json")})
 	}
 	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
 		Headers: &corev3.HeaderMap{Headers: hs}, EndOfStream: endOfStream,
@@ -197,6 +209,15 @@ func TestImmediateAnswers(t *testing.T) {
 		"bad json":           {"POST", "/v1/chat/completions", false, `{"model"`, nil, 400, "invalid_json"},
 		"unknown model chat": {"POST", "/v1/chat/completions", false, `{"model":"x","messages":[{"role":"user"}]}`, nil, 404, "model_not_found"},
 		"missing key":        {"POST", "/v1/chat/completions", false, `{"model":"orphan","messages":[{"role":"user"}]}`, nil, 502, "provider_credential_missing"},
+		// What a web page makes a browser send cross-site without a
+		// preflight, and what else is not JSON in UTF-8.
+		"text/plain":        {"POST", "/v1/chat/completions", false, "", []string{"content-type", "text/plain;charset=UTF-8"}, 415, "unsupported_media_type"},
+		"a form":            {"POST", "/v1/chat/completions", false, "", []string{"content-type", "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"},
+		"no type":           {"POST", "/v1/chat/completions", false, "", []string{"content-type", "-"}, 415, "unsupported_media_type"},
+		"two types":         {"POST", "/v1/embeddings", false, "", []string{"content-type", "application/json", "content-type", "application/json"}, 415, "unsupported_media_type"},
+		"joined types":      {"POST", "/v1/messages", false, "", []string{"content-type", "application/json,text/html"}, 415, "unsupported_media_type"},
+		"UTF-16":            {"POST", "/v1/responses", false, "", []string{"content-type", "application/json; charset=UTF-16"}, 415, "unsupported_media_type"},
+		"count_tokens form": {"POST", "/v1/messages/count_tokens", false, "", []string{"content-type", "multipart/form-data; boundary=x"}, 415, "unsupported_media_type"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

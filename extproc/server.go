@@ -28,6 +28,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/keys"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 	"github.com/stellwerk/stellwerk/internal/live"
 	"github.com/stellwerk/stellwerk/internal/logevery"
@@ -42,6 +43,9 @@ type State struct {
 	Router          *decision.Router
 	Keys            *auth.Keys
 	MaxRequestBytes int64
+	// Hosts are the host names the listener answers to (nil: any;
+	// config.Envoy.AllowedHosts).
+	Hosts []string
 	// MessageTimeout is Envoy's ext_proc message timeout (envoy.extproc_timeout):
 	// the pipelined mode extends it for a request whose body is slow to
 	// arrive (extproc/pipeline.go). Zero: the default, 2 s.
@@ -123,6 +127,30 @@ type State struct {
 	// misrouted bounds the lines requests through another route than
 	// stellwerk's write (checkRoute): a client chooses how many it sends.
 	misrouted logevery.Limiter
+	// refusedKeys bounds the lines a store key refused for its state
+	// writes, per key (key id → *logevery.Limiter): a revoked key an
+	// attacker keeps trying is said once an interval, with its count.
+	refusedKeys sync.Map
+}
+
+// refusedKey logs that a store key was refused for its state (revoked,
+// rotated out, expired): its id, why and where it came from, once an
+// interval per key. The client's 401 says none of it.
+func (st *State) refusedKey(log *zap.Logger, keyID, from string, err error) {
+	l, _ := st.refusedKeys.LoadOrStore(keyID, &logevery.Limiter{})
+	if ok, n := l.(*logevery.Limiter).Allow(); ok {
+		why := "revoked"
+		switch {
+		case errors.Is(err, keys.ErrExpired):
+			why = "expired"
+		case errors.Is(err, keys.ErrRotated):
+			why = "rotated out"
+		case !errors.Is(err, keys.ErrRevoked):
+			return // the store failed: not the key's state
+		}
+		log.Warn("a refused key was used: its requests are answered 401", zap.String("key_id", keyID), zap.String("state", why),
+			zap.String("client_address", from), zap.Int64("requests", n))
+	}
 }
 
 // readsUsage reports whether anything reads a request's usage and cost

@@ -62,6 +62,11 @@ func httpListener(ir IR) (*listenerv3.Listener, error) {
 		NormalizePath:    wrapperspb.Bool(true),
 		MergeSlashes:     true,
 		UseRemoteAddress: wrapperspb.Bool(true),
+		// HTTP/1.0 is what nginx speaks to its upstreams unless told
+		// otherwise (proxy_http_version), and ApacheBench: without this
+		// Envoy closed such a connection with no answer (the HTTP probe).
+		// A request without a Host header names localhost.
+		HttpProtocolOptions: &corev3.Http1ProtocolOptions{AcceptHttp_10: true, DefaultHostForHttp_10: "localhost"},
 		// No client is internal, whatever its address: Envoy strips the
 		// x-envoy-* controls every client sends and makes every request
 		// its own x-request-id, which the edge keys a direct first

@@ -17,18 +17,19 @@ import (
 type Kind uint8
 
 const (
-	KindInternal        Kind = iota // stellwerk failed; nothing was sent
-	KindInvalid                     // the request is malformed or refused by a rule it can fix
-	KindUnauthenticated             // no key, or a key that is unknown, expired or revoked
-	KindDenied                      // the key or the policy does not allow it
-	KindNotFound                    // the named thing does not exist (for this caller)
-	KindWrongMethod                 // the path exists, the method does not
-	KindConflict                    // the change contradicts the current state
-	KindTooLarge                    // the body exceeds a limit
-	KindExhausted                   // a budget or a rate limit refused it; see RetryAfter
-	KindUpstream                    // a provider answered something that cannot be used
-	KindUnavailable                 // no model can take it now, or a store is down
-	KindProvider                    // the provider refused it; ProviderStatus is its status
+	KindInternal         Kind = iota // stellwerk failed; nothing was sent
+	KindInvalid                      // the request is malformed or refused by a rule it can fix
+	KindUnauthenticated              // no key, or a key that is unknown, expired or revoked
+	KindDenied                       // the key or the policy does not allow it
+	KindNotFound                     // the named thing does not exist (for this caller)
+	KindWrongMethod                  // the path exists, the method does not
+	KindConflict                     // the change contradicts the current state
+	KindTooLarge                     // the body exceeds a limit
+	KindExhausted                    // a budget or a rate limit refused it; see RetryAfter
+	KindUpstream                     // a provider answered something that cannot be used
+	KindUnavailable                  // no model can take it now, or a store is down
+	KindProvider                     // the provider refused it; ProviderStatus is its status
+	KindUnsupportedMedia             // the body is not sent as the endpoint's media type
 )
 
 // Error is an error a caller may see. Message must never contain a secret or
@@ -77,6 +78,8 @@ func HTTPStatus(e *Error) int {
 		return http.StatusBadGateway
 	case KindUnavailable:
 		return http.StatusServiceUnavailable
+	case KindUnsupportedMedia:
+		return http.StatusUnsupportedMediaType
 	case KindProvider:
 		if e.ProviderStatus >= 400 && e.ProviderStatus <= 599 {
 			return e.ProviderStatus
@@ -141,6 +144,11 @@ func WrongMethod(format string, args ...any) *Error {
 // request: a key that exists, a version that is not deployed).
 func Conflict(code, param, format string, args ...any) *Error {
 	return &Error{Kind: KindConflict, Type: "invalid_request_error", Code: code, Param: param, Message: fmt.Sprintf(format, args...)}
+}
+
+// UnsupportedMedia: the body is not sent as JSON (415).
+func UnsupportedMedia(format string, args ...any) *Error {
+	return &Error{Kind: KindUnsupportedMedia, Type: "invalid_request_error", Code: "unsupported_media_type", Message: fmt.Sprintf(format, args...)}
 }
 
 func TooLarge(limit int64) *Error {

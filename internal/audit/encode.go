@@ -79,6 +79,7 @@ func (e *recordEncoder) record(r *Record) {
 		e.StrOmit("team", p.Team)
 		e.StrOmit("user", p.User)
 		e.BoolOmit("anonymous", p.Anonymous)
+		e.StrOmit("address", p.Address)
 		e.Close(o)
 	}
 	if q := r.Request; q != nil {

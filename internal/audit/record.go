@@ -145,6 +145,10 @@ type Principal struct {
 	User  string `json:"user,omitempty"`
 	// Anonymous is true for an unauthenticated caller (auth.mode open).
 	Anonymous bool `json:"anonymous,omitempty"`
+	// Address is the network address the caller connected from, as
+	// Envoy saw it (x-envoy-external-address): personal data, kept for
+	// security (docs/audit.md).
+	Address string `json:"address,omitempty"`
 }
 
 // Request is what the client asked for, without its text.

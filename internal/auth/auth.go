@@ -94,6 +94,8 @@ func (k *Keys) Missing() []string { return k.missing }
 // Authenticate resolves the Authorization (or api-key / x-api-key) value a
 // client sent. In open mode an absent or unknown key is the anonymous
 // principal of the default workspace; in keys mode it is ErrUnauthorized.
+// A store key refused for its state (revoked, expired) is an error in
+// either mode, returned with a Principal that holds only its KeyID.
 func (k *Keys) Authenticate(credential string) (Principal, error) {
 	token := strings.TrimSpace(credential)
 	if len(token) > 7 && strings.EqualFold(token[:7], "bearer ") {
@@ -106,7 +108,9 @@ func (k *Keys) Authenticate(credential string) (Principal, error) {
 		if k.source != nil {
 			p, ok, err := k.source.Lookup(token)
 			if err != nil {
-				return Principal{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+				// The KeyID of a key refused for its state (revoked,
+				// expired), for the log; the principal is never used.
+				return Principal{KeyID: p.KeyID}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
 			}
 			if ok {
 				return p, nil

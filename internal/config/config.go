@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -296,6 +297,10 @@ type Envoy struct {
 	Mode string `yaml:"mode"`
 	// Listener is the address Envoy accepts client traffic on (standalone).
 	Listener string `yaml:"listener"`
+	// Hosts are the names clients reach the listener by, as their Host
+	// header says (the port aside); "*" is any. Empty: on a loopback
+	// listener localhost and its addresses only, else any (AllowedHosts).
+	Hosts []string `yaml:"hosts,omitempty"`
 	// ExtProcCluster names the static cluster in Envoy's bootstrap that
 	// reaches stellwerk's ext_proc service.
 	ExtProcCluster string `yaml:"extproc_cluster"`
@@ -314,6 +319,27 @@ type Envoy struct {
 	// ClusterDefaults are every provider cluster's controls (cluster.go);
 	// a provider's own cluster block overrides them field by field.
 	ClusterDefaults ClusterSettings `yaml:"cluster_defaults,omitempty"`
+}
+
+// loopbackHosts are the names of a loopback listener.
+var loopbackHosts = []string{"localhost", "127.0.0.1", "::1"}
+
+// AllowedHosts are the host names the standalone listener answers to, nil
+// for any: envoy.hosts, or on a loopback listener localhost and its
+// addresses, which a web page re-pointing its own name at 127.0.0.1 (DNS
+// rebinding) does not send. The drop-in's listener is the operator's.
+func (e Envoy) AllowedHosts() []string {
+	if e.Mode == ModeClusters || slices.Contains(e.Hosts, "*") {
+		return nil
+	}
+	if len(e.Hosts) > 0 {
+		return e.Hosts
+	}
+	host, _, err := net.SplitHostPort(e.Listener)
+	if ip := net.ParseIP(host); err == nil && (host == "localhost" || (ip != nil && ip.IsLoopback())) {
+		return loopbackHosts
+	}
+	return nil
 }
 
 // Routing holds request-independent routing defaults.

@@ -34,6 +34,11 @@ func (c *Config) Validate() error {
 	for _, field := range nonFinite(reflect.ValueOf(c).Elem(), "", nil) {
 		bad(field, "must be a finite number (not .nan or .inf)")
 	}
+	for i, h := range c.Envoy.Hosts {
+		if h != "*" && (h == "" || h != strings.ToLower(h) || strings.ContainsAny(h, " /:@,[]") && net.ParseIP(h) == nil) {
+			bad(fmt.Sprintf("envoy.hosts[%d]", i), "%q must be a lower-case host name or IP address without a port, or *", h)
+		}
+	}
 	for field, addr := range map[string]string{"server.admin": c.Server.Admin, "envoy.listener": c.Envoy.Listener} {
 		if err := checkHostPort(addr); err != nil {
 			bad(field, "%v", err)

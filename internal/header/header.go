@@ -28,6 +28,11 @@ const (
 	// whose route reads Host.
 	DropIn = "x-stellwerk-drop-in"
 
+	// ExternalAddress is the address a client connected from, which
+	// Envoy's connection manager writes (use_remote_address; no client is
+	// internal): the edge reads it, providers never get it.
+	ExternalAddress = "x-envoy-external-address"
+
 	// DecisionID, Model, Provider and Reason are returned to the caller on
 	// every response.
 	DecisionID = "x-stellwerk-decision-id"

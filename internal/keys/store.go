@@ -80,6 +80,9 @@ var (
 	ErrExists   = errors.New("a key with this id exists")
 	ErrRevoked  = errors.New("the key is revoked")
 	ErrExpired  = errors.New("the key has expired")
+	// ErrRotated is a key's secret replaced by a rotation, its grace over:
+	// revoked, as far as a client is concerned.
+	ErrRotated = fmt.Errorf("%w: its secret was rotated", ErrRevoked)
 	// ErrUnknown is a token of the store's shape that no key has (any more).
 	ErrUnknown = errors.New("unknown key")
 	// ErrMalformed is a token that starts as the store's keys do and is not

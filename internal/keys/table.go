@@ -92,14 +92,17 @@ func (t *Table) Lookup(token string) (auth.Principal, bool, error) {
 	if e == nil {
 		return auth.Principal{}, true, ErrUnknown
 	}
-	now := t.now().UnixNano()
+	// A key refused for its state names itself (KeyID only, never
+	// authenticated), for the operator's log: a leaked key revoked is
+	// still tried (the incident-response probe).
+	now, refused := t.now().UnixNano(), auth.Principal{KeyID: e.p.KeyID}
 	switch {
 	case e.revoked:
-		return auth.Principal{}, true, ErrRevoked
+		return refused, true, ErrRevoked
 	case e.expires != 0 && now >= e.expires:
-		return auth.Principal{}, true, ErrExpired
+		return refused, true, ErrExpired
 	case d != e.digest && (!e.hasPrev || now >= e.prevUntil):
-		return auth.Principal{}, true, ErrRevoked // rotated, grace over
+		return refused, true, ErrRotated
 	}
 	return e.p, true, nil
 }

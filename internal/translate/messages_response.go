@@ -169,7 +169,7 @@ func appendUsage(dst []byte, input, output, cacheRead int64) []byte {
 // errors); a provider's refusal keeps the type of the provider's status.
 func anthropicErrorType(e *apierr.Error) string {
 	switch e.Kind {
-	case apierr.KindInvalid, apierr.KindWrongMethod:
+	case apierr.KindInvalid, apierr.KindWrongMethod, apierr.KindUnsupportedMedia:
 		return "invalid_request_error"
 	case apierr.KindUnauthenticated:
 		return "authentication_error"
@@ -190,7 +190,7 @@ func anthropicErrorType(e *apierr.Error) string {
 // anthropicStatusType is the Anthropic error type of a provider's HTTP status.
 func anthropicStatusType(status int) string {
 	switch {
-	case status == 400 || status == 405 || status == 422:
+	case status == 400 || status == 405 || status == 415 || status == 422:
 		return "invalid_request_error"
 	case status == 401:
 		return "authentication_error"

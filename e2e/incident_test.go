@@ -1,0 +1,80 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/harness"
+)
+
+// TestLeakedKeyIsTraceable: a responder to a leaked key could not tell
+// where its requests came from, nor that it was still being tried after
+// its revocation (the incident-response probe). The audit record keeps
+// the address each request came from, the routed line names the key, and
+// a revoked key's requests are logged — once an interval, with their
+// count — while the client learns no more than an unknown key does.
+func TestLeakedKeyIsTraceable(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{Mutate: func(c *config.Config) { c.Auth.Mode = "keys" }})
+	resp, b := adminDo(t, s, "POST", "/admin/keys", `{"id":"leaked","workspace":"default"}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("create: %d %s", resp.StatusCode, b)
+	}
+	var created struct{ Secret string }
+	mustJSON(t, b, &created)
+	auth := map[string]string{"Authorization": "Bearer " + created.Secret}
+	chat := func() (int, []byte) {
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, auth)
+		return resp.StatusCode, b
+	}
+	code, b := chat()
+	if code != 200 {
+		t.Fatalf("before: %d %s", code, b)
+	}
+	id := gjson.GetBytes(b, "routing.decision_id").Str
+	var rec string
+	waitFor(t, "the record", func() bool {
+		if recs := auditPage(t, s, "kind=decision&decision_id="+id).Records; len(recs) == 1 {
+			rec = string(recs[0].Record)
+		}
+		return rec != ""
+	})
+	if p := gjson.Get(rec, "principal"); p.Get("key_id").Str != "leaked" || p.Get("address").Str != "127.0.0.1" {
+		t.Errorf("the record's principal: %s", p.Raw)
+	}
+	if !strings.Contains(s.Log("stellwerk"), `"decision_id":"`+id+`","key_id":"leaked"`) {
+		t.Errorf("the routed line does not name the key")
+	}
+
+	if resp, b := adminDo(t, s, "POST", "/admin/keys/leaked/revoke", ""); resp.StatusCode != 200 {
+		t.Fatalf("revoke: %d %s", resp.StatusCode, b)
+	}
+	var unknown []byte
+	waitFor(t, "the revocation", func() bool { code, unknown = chat(); return code == 401 })
+	for range 3 {
+		chat()
+	}
+	resp, b = post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[]}`, map[string]string{"Authorization": "Bearer sk-no-such-key"})
+	if resp.StatusCode != 401 || string(b) != string(unknown) {
+		t.Errorf("the revoked key's answer differs from an unknown key's:\n%s\n%s", unknown, b)
+	}
+	log := s.Log("stellwerk")
+	if !strings.Contains(log, `"msg":"a refused key was used: its requests are answered 401","key_id":"leaked","state":"revoked","client_address":"127.0.0.1"`) {
+		t.Errorf("no line for the revoked key's use:\n%s", lastLines(log, 10))
+	}
+	if n := strings.Count(log, "a refused key was used"); n != 1 {
+		t.Errorf("%d lines for 4 requests of one key within the interval", n)
+	}
+	if strings.Contains(log, created.Secret) || strings.Contains(log, "sk-no-such-key") {
+		t.Errorf("a log line holds a secret")
+	}
+}
+
+// lastLines is the end of a log, for a failure message.
+func lastLines(log string, n int) string {
+	lines := strings.Split(strings.TrimSpace(log), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}

@@ -1,0 +1,92 @@
+package extproc
+
+import (
+	"testing"
+
+	"github.com/stellwerk/stellwerk/internal/auth"
+	"github.com/stellwerk/stellwerk/internal/config"
+)
+
+func TestJSONMediaType(t *testing.T) {
+	for v, want := range map[string]bool{
+		"application/json": true, "Application/JSON": true, "application/json; charset=utf-8": true,
+		`application/json;charset="UTF-8"`: true, "application/vnd.api+json": true, " application/json ": true,
+		"text/plain": false, "text/plain;charset=UTF-8": false, "application/x-www-form-urlencoded": false,
+		"multipart/form-data; boundary=x": false, "": false, "application/json; charset=utf-16": false,
+		"application/json,text/html": false, "application/jsonx": false, "text/json": false, "application/+json x": false,
+	} {
+		if got := jsonMediaType(v); got != want {
+			t.Errorf("jsonMediaType(%q) = %v", v, got)
+		}
+		if got := jsonMediaType([]byte(v)); got != want {
+			t.Errorf("jsonMediaType([]byte(%q)) = %v", v, got)
+		}
+	}
+}
+
+func TestHostAllowed(t *testing.T) {
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	for v, want := range map[string]bool{
+		"localhost": true, "localhost:10000": true, "LOCALHOST.:10000": true, "127.0.0.1:10000": true, "[::1]:10000": true, "[::1]": true,
+		"rebind.attacker.example:10000": false, "127.0.0.1.nip.io": false, "": false, "[::1": false, "localhost.attacker.example": false,
+	} {
+		if got := hostAllowed(v, hosts); got != want {
+			t.Errorf("hostAllowed(%q) = %v", v, got)
+		}
+	}
+}
+
+// TestEdgeRefusesOtherHosts: a loopback listener answers to localhost and
+// its addresses only; a page that re-points its own name at 127.0.0.1 is
+// refused before anything is read.
+func TestEdgeRefusesOtherHosts(t *testing.T) {
+	for host, want := range map[string]int{"rebind.attacker.example:10000": 403, "127.0.0.1:10000": 200, "localhost": 200} {
+		p := newProc(t)
+		p.state.Hosts = config.Envoy{Listener: "127.0.0.1:10000"}.AllowedHosts()
+		r := p.handle(headersMsg("GET", "/v1/models", true, ":authority", host))
+		got := 200
+		if ir := r.GetImmediateResponse(); ir != nil {
+			got = int(ir.GetStatus().GetCode())
+		}
+		if got != want {
+			t.Errorf("Host %q: %d, want %d", host, got, want)
+		}
+	}
+}
+
+// TestCredentialSentTwice: Envoy joins two authorization headers with a
+// comma. The same key twice is that key; two keys are refused, as two
+// different credential headers are.
+func TestCredentialSentTwice(t *testing.T) {
+	st := testState(t)
+	st.Keys = auth.New(&config.Config{Auth: config.Auth{Mode: "open"}, Keys: []config.Key{{ID: "legal", Workspace: "default", SHA256: auth.Hash("sk-legal")}}},
+		func(string) string { return "" })
+	for v, want := range map[string]string{"Bearer sk-legal,Bearer sk-legal": "legal", "Bearer sk-legal, Bearer sk-other": "401", "Bearer sk-legal": "legal"} {
+		p := newProc(t)
+		p.state = st
+		r := p.handle(headersMsg("POST", "/v1/chat/completions", false, "authorization", v))
+		got := p.principal.KeyID
+		if ir := r.GetImmediateResponse(); ir != nil {
+			got = ir.GetStatus().GetCode().String()
+			if ir.GetStatus().GetCode() == 401 {
+				got = "401"
+			}
+		}
+		if got != want {
+			t.Errorf("authorization %q: %q, want %q", v, got, want)
+		}
+	}
+}
+
+// TestHeaderChecksAllocateNothing: the content-type and host checks run
+// on every request, on the header bytes as Envoy sent them.
+func TestHeaderChecksAllocateNothing(t *testing.T) {
+	ct, host := []byte("application/json; charset=utf-8"), []byte("127.0.0.1:10000")
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if n := testing.AllocsPerRun(100, func() { jsonMediaType(ct) }); n != 0 {
+		t.Errorf("jsonMediaType: %v allocations", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { hostAllowed(host, hosts) }); n != 0 {
+		t.Errorf("hostAllowed: %v allocations", n)
+	}
+}
