@@ -13,6 +13,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/spend"
 )
 
 // AuditService is what /audit/pubkey and /admin/audit need of the server.
@@ -122,22 +123,21 @@ func registerAudit(guarded func(string, []string, http.HandlerFunc), gate *store
 	}))
 }
 
-// auditQuery reads /admin/audit's parameters: from, to (RFC 3339, or a
-// date: midnight UTC, as stellwerk audit export reads them), workspace,
-// decision_id, kind, writer, limit, cursor.
+// auditQuery reads /admin/audit's parameters: from, to (read as
+// stellwerk audit export reads them: spend.ParseTime, with dates at
+// midnight UTC), workspace, decision_id, kind, writer, limit, cursor.
 func auditQuery(r *http.Request) (audit.Filter, *audit.Cursor, int, *apierr.Error) {
 	q := r.URL.Query()
 	var f audit.Filter
+	now := time.Now()
 	for _, p := range []struct {
 		name string
 		into *time.Time
 	}{{"from", &f.From}, {"to", &f.To}} {
 		if v := q.Get(p.name); v != "" {
-			t, err := time.Parse(time.RFC3339Nano, v)
+			t, err := spend.ParseTime(v, now, time.UTC)
 			if err != nil {
-				if t, err = time.Parse(time.DateOnly, v); err != nil {
-					return f, nil, 0, apierr.Invalid("invalid_parameter", p.name, "%s must be an RFC 3339 time or a date (2006-01-02)", p.name)
-				}
+				return f, nil, 0, apierr.Invalid("invalid_parameter", p.name, "%s: %s", p.name, err)
 			}
 			*p.into = t
 		}

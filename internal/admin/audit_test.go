@@ -126,7 +126,13 @@ func TestAuditAPI(t *testing.T) {
 	if p := page("from=2020-01-01&to=" + tomorrow + "&limit=1000"); len(p.Records) == 0 {
 		t.Errorf("a range of dates found nothing")
 	}
-	for _, q := range []string{"kind=bogus", "limit=0", "limit=1001", "from=yesterday", "cursor=bm90LWEtY3Vyc29y",
+	// Times as the CLI reads them: a duration ago, a number of days, now.
+	for q, want := range map[string]int{"from=1h": 26, "from=7d&to=now": 26, "to=1h": 0} {
+		if p := page(q + "&limit=1000"); len(p.Records) != want {
+			t.Errorf("%s: %d records, want %d", q, len(p.Records), want)
+		}
+	}
+	for _, q := range []string{"kind=bogus", "from=-1h", "to=1y", "limit=0", "limit=1001", "from=yesterday", "cursor=bm90LWEtY3Vyc29y",
 		"from=2026-12-06&to=2026-12-05", "from=2026-12-06&to=2026-12-06",
 		// A misspelt filter gave every workspace's records.
 		"worksapce=legal", "decision=abc", "workspace=a&workspace=b"} {

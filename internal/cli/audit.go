@@ -27,8 +27,9 @@ const auditUsage = `usage:
   stellwerk audit export --from T --to T [--workspace W] [--writer W] [--format jsonl|csv] [--out FILE]
   stellwerk audit pubkey                                                      print the signing key's public half (PEM)
   stellwerk audit prune                                                       apply audit.retention now
-T is an RFC 3339 time or a date (2006-01-02, UTC). Without --pubkey, verify trusts the public half of
-the configured signing key (audit.signing_key, or the one generated into state.dir). Every verb but
+T is an RFC 3339 time, a date (2006-01-02, midnight UTC), now, or a duration ago (36h, 7d), as
+stellwerk spend and GET /admin/audit read it. Without --pubkey, verify trusts the public half of the
+configured signing key (audit.signing_key, or the one generated into state.dir). Every verb but
 verify --file takes --config FILE (env STELLWERK_CONFIG) and --state-dir DIR. verify exits 1 when it
 finds a problem and prints each with its writer and seq. --witness FILE (a witness file or an earlier
 export) makes every signed checkpoint in it count: missing from the store, or signing another chain,
@@ -56,7 +57,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	asJSON, anyRetention := false, false
 	switch verb {
 	case "verify":
-		fs.StringVar(&from, "from", "", "only records from this time (RFC 3339 or date)")
+		fs.StringVar(&from, "from", "", "only records from this time (RFC 3339, a date, now, or a duration ago: 36h, 7d)")
 		fs.StringVar(&to, "to", "", "only records before this time")
 		fs.StringVar(&writer, "writer", "", "only this writer's chain")
 		fs.StringVar(&file, "file", "", "verify an export file (JSONL or CSV) instead of the store")
@@ -67,7 +68,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	case "witness":
 		fs.StringVar(&outPath, "out", "", "write to this file (default stdout)")
 	case "export":
-		fs.StringVar(&from, "from", "", "records from this time (required)")
+		fs.StringVar(&from, "from", "", "records from this time (required; RFC 3339, a date, now, or a duration ago: 36h, 7d)")
 		fs.StringVar(&to, "to", "", "records before this time (required)")
 		fs.StringVar(&workspace, "workspace", "", "only this workspace's records (others appear as links)")
 		fs.StringVar(&writer, "writer", "", "only this writer's chain")
