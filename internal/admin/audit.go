@@ -91,7 +91,7 @@ func registerAudit(guarded func(string, []string, http.HandlerFunc), gate *store
 			writeError(w, apierr.NotFound("audit_disabled", "", "the audit log is disabled (audit.enabled: false)"))
 			return
 		}
-		if !knownParams(w, r, "invalid_parameter", "from", "to", "workspace", "decision_id", "kind", "writer", "limit", "cursor") {
+		if !knownParams(w, r, "invalid_parameter", "from", "to", "workspace", "decision_id", "kind", "writer", "key", "limit", "cursor") {
 			return
 		}
 		f, after, limit, perr := auditQuery(r)
@@ -125,7 +125,7 @@ func registerAudit(guarded func(string, []string, http.HandlerFunc), gate *store
 
 // auditQuery reads /admin/audit's parameters: from, to (read as
 // stellwerk audit export reads them: spend.ParseTime, with dates at
-// midnight UTC), workspace, decision_id, kind, writer, limit, cursor.
+// midnight UTC), workspace, decision_id, kind, writer, key, limit, cursor.
 func auditQuery(r *http.Request) (audit.Filter, *audit.Cursor, int, *apierr.Error) {
 	q := r.URL.Query()
 	var f audit.Filter
@@ -145,7 +145,7 @@ func auditQuery(r *http.Request) (audit.Filter, *audit.Cursor, int, *apierr.Erro
 	if !f.From.IsZero() && !f.To.IsZero() && !f.To.After(f.From) {
 		return f, nil, 0, apierr.Invalid("invalid_parameter", "to", "to must be after from")
 	}
-	f.Workspace, f.ID, f.Kind, f.Writer = q.Get("workspace"), q.Get("decision_id"), q.Get("kind"), q.Get("writer")
+	f.Workspace, f.ID, f.Kind, f.Writer, f.Key = q.Get("workspace"), q.Get("decision_id"), q.Get("kind"), q.Get("writer"), q.Get("key")
 	if f.Kind != "" && !slices.Contains(audit.Kinds, f.Kind) {
 		return f, nil, 0, apierr.Invalid("invalid_parameter", "kind", "kind must be one of %s", strings.Join(audit.Kinds, ", "))
 	}

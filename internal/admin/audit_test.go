@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -47,7 +48,12 @@ func TestAuditAPI(t *testing.T) {
 	}
 	for i := range 25 {
 		ws := []string{"legal", "support"}[i%2]
-		l.Record(&audit.Record{Kind: audit.KindDecision, ID: fmt.Sprintf("d%02d", i), Workspace: ws, Chosen: "m1", Status: 200})
+		key := "key-ok"
+		if i%5 == 0 {
+			key = "key-leaked"
+		}
+		l.Record(&audit.Record{Kind: audit.KindDecision, ID: fmt.Sprintf("d%02d", i), Workspace: ws, Principal: &audit.Principal{KeyID: key},
+			Chosen: "m1", Status: 200})
 	}
 	l.Record(&audit.Record{Kind: audit.KindKey, ID: "c1", Workspace: "legal", Change: &audit.Change{Actor: "admin:root", Action: "revoke", Target: "bot"}})
 	if err := l.Close(ctx); err != nil {
@@ -126,8 +132,31 @@ func TestAuditAPI(t *testing.T) {
 	if p := page("from=2020-01-01&to=" + tomorrow + "&limit=1000"); len(p.Records) == 0 {
 		t.Errorf("a range of dates found nothing")
 	}
+	// One key's records (a leaked key's: d00, d05, … d20), alone and in a
+	// workspace, paged.
+	for q, want := range map[string][]string{
+		"key=key-leaked":                          {"d00", "d05", "d10", "d15", "d20"},
+		"key=key-leaked&limit=2":                  {"d00", "d05", "d10", "d15", "d20"},
+		"key=key-leaked&workspace=legal":          {"d00", "d10", "d20"},
+		"key=key-leaked&workspace=legal&kind=key": nil,
+		"key=nobody":                              nil,
+	} {
+		var got []string
+		for cursor := ""; ; {
+			p := page(q + "&cursor=" + cursor)
+			for _, r := range p.Records {
+				got = append(got, r.ID)
+			}
+			if cursor = p.NextCursor; cursor == "" {
+				break
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", q, got, want)
+		}
+	}
 	// Times as the CLI reads them: a duration ago, a number of days, now.
-	for q, want := range map[string]int{"from=1h": 26, "from=7d&to=now": 26, "to=1h": 0} {
+	for q, want := range map[string]int{"from=1h": 26, "from=7d&to=now": 26, "to=1h": 0, "from=90m&key=key-leaked": 5} {
 		if p := page(q + "&limit=1000"); len(p.Records) != want {
 			t.Errorf("%s: %d records, want %d", q, len(p.Records), want)
 		}

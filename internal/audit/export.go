@@ -106,6 +106,11 @@ type ExportFilter struct {
 	From, To  time.Time
 	Workspace string
 	Writer    string
+	// Key selects the records whose principal.key_id it is, read from the
+	// records' bytes (RecordKey), not the store's column: what the export
+	// holds is what its hashes cover. A pruned record has no key to read
+	// and is a link.
+	Key string
 }
 
 // Export writes the records of f, as JSON lines or CSV, with what an
@@ -154,7 +159,8 @@ func (s *Store) Export(ctx context.Context, f ExportFilter, format string, w io.
 		}
 		lo, hi := timeBounds(f.From, f.To)
 		err = s.EachEntry(ctx, sp.Writer, first, last, func(e *Entry) error {
-			in := TimeUS(e.Time) >= lo && TimeUS(e.Time) < hi && (f.Workspace == "" || e.Workspace == f.Workspace)
+			in := TimeUS(e.Time) >= lo && TimeUS(e.Time) < hi && (f.Workspace == "" || e.Workspace == f.Workspace) &&
+				(f.Key == "" || !e.Pruned && RecordKey(e.Body) == f.Key)
 			if in {
 				records++
 			}

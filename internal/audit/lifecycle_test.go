@@ -89,6 +89,107 @@ func TestExportVerifiesOffline(t *testing.T) {
 	})
 }
 
+// TestExportOfOneKey: an export of one key's records (a leaked key's,
+// across workspaces, or in one) holds them all and no other, shows every
+// other entry as a link, and verifies with the public key alone; one byte
+// changed in a record or a link is found.
+func TestExportOfOneKey(t *testing.T) {
+	conform(t, func(t *testing.T, db *store.DB) {
+		st := openStore(t, db)
+		s := testSigner("a")
+		l := openLog(t, st, s, testOptions(t))
+		for i := range 60 {
+			r := decision(i, []string{"support", "legal"}[i%2])
+			if i%3 == 0 {
+				r.Principal.KeyID = "key-leaked"
+			}
+			if !l.Record(r) {
+				t.Fatalf("record %d dropped", i)
+			}
+		}
+		closeLog(t, l)
+		keys := []PublicKey{s.Public()}
+		for name, c := range map[string]struct {
+			f    ExportFilter
+			want int
+		}{
+			"key":              {ExportFilter{Key: "key-leaked"}, 20},
+			"key in workspace": {ExportFilter{Key: "key-leaked", Workspace: "legal"}, 10},
+			"no such key":      {ExportFilter{Key: "nobody"}, 0},
+		} {
+			for _, format := range []string{"jsonl", "csv"} {
+				t.Run(name+"/"+format, func(t *testing.T) {
+					var buf bytes.Buffer
+					n, err := st.Export(context.Background(), c.f, format, &buf)
+					if err != nil || n != c.want {
+						t.Fatalf("%d records, %v; want %d", n, err, c.want)
+					}
+					rep, err := VerifyExport(bytes.NewReader(buf.Bytes()), keys, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					wantOK(t, rep)
+					if rep.Records != c.want || rep.Writers[0].Links != 60-c.want {
+						t.Errorf("%d records, %d links; want %d and %d", rep.Records, rep.Writers[0].Links, c.want, 60-c.want)
+					}
+					lines, err := ReadLines(bytes.NewReader(buf.Bytes()))
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, ln := range lines {
+						if ln.Type == LineRecord && (RecordKey([]byte(ln.Body)) != c.f.Key || c.f.Workspace != "" && ln.Workspace != c.f.Workspace) {
+							t.Errorf("seq %d of key %q, workspace %s is in the export", ln.Seq, RecordKey([]byte(ln.Body)), ln.Workspace)
+						}
+					}
+					if strings.Contains(buf.String(), "support-bot") {
+						t.Error("another key's record is in the export")
+					}
+					if c.want == 0 {
+						return
+					}
+					for what, changed := range map[string]string{
+						"record": strings.Replace(buf.String(), "mistral-small", "mistral-smalL", 1),
+						"link":   changeLeaf(t, buf.String(), format),
+					} {
+						if changed == buf.String() {
+							t.Fatalf("%s: nothing changed", what)
+						}
+						rep, err := VerifyExport(strings.NewReader(changed), keys, nil)
+						if err != nil || rep.OK() {
+							t.Errorf("a changed %s verifies: %v %+v", what, err, rep)
+						}
+					}
+				})
+			}
+		}
+	})
+}
+
+// changeLeaf changes one hex digit of the first link line's leaf.
+func changeLeaf(t *testing.T, export, format string) string {
+	t.Helper()
+	lines := strings.Split(export, "\n")
+	for i, ln := range lines {
+		if !strings.HasPrefix(ln, `{"type":"link"`) && !strings.HasPrefix(ln, "link,") {
+			continue
+		}
+		var leaf string
+		if format == "jsonl" {
+			leaf = gjson.Get(ln, "leaf").String()
+		} else {
+			leaf = strings.Split(ln, ",")[9]
+		}
+		d := "0"
+		if leaf[0] == '0' {
+			d = "1"
+		}
+		lines[i] = strings.Replace(ln, leaf, d+leaf[1:], 1)
+		return strings.Join(lines, "\n")
+	}
+	t.Fatal("no link line")
+	return ""
+}
+
 // TestRetention: expired records of one workspace lose their content, the
 // fully expired prefix of a chain goes (anchored by a checkpoint), and the
 // rest still verifies.
@@ -124,6 +225,12 @@ func TestRetention(t *testing.T) {
 		c := res.Compacted
 		if res.Pruned != 30 || (c != 20 && c != 21) {
 			t.Errorf("prune %+v, want 30 pruned, 20 or 21 compacted", res)
+		}
+		// The key id goes with the principal: a pruned record is found by
+		// no key.
+		var keyed int
+		if err := db.SQL.QueryRow(`SELECT COUNT(*) FROM audit_entries WHERE NOT ` + hasBody + ` AND key_id <> ''`).Scan(&keyed); err != nil || keyed != 0 {
+			t.Errorf("%d pruned rows keep their key id (%v)", keyed, err)
 		}
 		keys := []PublicKey{s.Public()}
 		kept := &Retention{Workspaces: map[string]time.Duration{"support": 30 * 24 * time.Hour}}

@@ -32,6 +32,12 @@ func TestQueryFilters(t *testing.T) {
 				if i%7 == 0 {
 					r.Kind = KindKey
 				}
+				switch i % 4 {
+				case 1:
+					r.Principal.KeyID = "key-leaked"
+				case 2:
+					r.Principal = &Principal{Anonymous: true}
+				}
 				r.Time = base.Add(time.Duration(i/2) * time.Minute)
 				if !l.Record(r) {
 					t.Fatalf("record %d dropped", i)
@@ -69,16 +75,24 @@ func TestQueryFilters(t *testing.T) {
 			"decision_id elsewhere":      {ID: "dec-000007", Workspace: "support"},
 			"every filter":               {ID: "dec-r2-000042", Workspace: "support", Kind: KindKey, Writer: w2, From: from, To: to},
 			"no such workspace":          {Workspace: "nobody"},
+			"key":                        {Key: "key-leaked"},
+			"key in a workspace":         {Key: "key-leaked", Workspace: "legal"},
+			"key in a time range":        {Key: "support-bot", From: from, To: to},
+			"key, kind and writer":       {Key: "key-leaked", Kind: KindKey, Writer: w2},
+			"decision_id of its key":     {ID: "dec-000001", Key: "key-leaked"},
+			"decision_id of another key": {ID: "dec-000001", Key: "support-bot"},
+			"no such key":                {Key: "nobody"},
 		} {
 			t.Run(name, func(t *testing.T) {
 				var want []string
 				for _, e := range all {
 					if (f.ID == "" || e.ID == f.ID) && (f.Workspace == "" || e.Workspace == f.Workspace) && (f.Kind == "" || e.Kind == f.Kind) &&
-						(f.Writer == "" || e.Writer == f.Writer) && (f.From.IsZero() || !e.Time.Before(f.From)) && (f.To.IsZero() || e.Time.Before(f.To)) {
+						(f.Writer == "" || e.Writer == f.Writer) && (f.Key == "" || RecordKey(e.Body) == f.Key) && (f.From.IsZero() || !e.Time.Before(f.From)) && (f.To.IsZero() || e.Time.Before(f.To)) {
 						want = append(want, place(e))
 					}
 				}
-				if len(want) == 0 && name != "decision_id elsewhere" && name != "no such workspace" {
+				if len(want) == 0 && name != "decision_id elsewhere" && name != "no such workspace" &&
+					name != "decision_id of another key" && name != "no such key" {
 					t.Fatal("the case selects nothing")
 				}
 				for _, limit := range []int{1, 7, 1000} {
@@ -91,6 +105,22 @@ func TestQueryFilters(t *testing.T) {
 					}
 				}
 			})
+		}
+		// Rows written before schema version 6 have no key id: the next
+		// open reads it from their records (a pruned one has none).
+		if _, err := db.SQL.Exec(`UPDATE audit_entries SET key_id = NULL`); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(queryAll(t, st, Filter{Key: "key-leaked"}, 1000)); n != 0 {
+			t.Fatalf("%d records found by a key before it was read", n)
+		}
+		st = openStore(t, db)
+		if got := queryAll(t, st, Filter{Key: "key-leaked"}, 1000); len(got) != 60 {
+			t.Errorf("%d records of key-leaked after the key ids were read, want 60", len(got))
+		}
+		var nulls int
+		if err := db.SQL.QueryRow(`SELECT COUNT(*) FROM audit_entries WHERE key_id IS NULL`).Scan(&nulls); err != nil || nulls != 0 {
+			t.Errorf("%d rows without a key id (%v)", nulls, err)
 		}
 	})
 }
@@ -151,6 +181,8 @@ func TestQueryPlans(t *testing.T) {
 			"workspace from":      {Filter{Workspace: "legal", From: from}, nil, "audit_entries_workspace"},
 			"kind from":           {Filter{Kind: KindKey, From: from}, nil, "audit_entries_kind"},
 			"writer from":         {Filter{Writer: "r1/a", From: from}, nil, "audit_entries_writer"},
+			"key":                 {Filter{Key: "key-leaked"}, nil, "audit_entries_key"},
+			"key from, paged":     {Filter{Key: "key-leaked", From: from}, &Cursor{TimeUS: 1, Writer: "r1/a", Seq: 3}, "audit_entries_key"},
 			"decision_id and all": {Filter{ID: "d", Workspace: "w", Kind: KindKey, Writer: "r1/a", From: from}, nil, "audit_entries_decision"},
 		} {
 			t.Run(name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/s2"
+	"github.com/tidwall/gjson"
 
 	"github.com/stellwerk/stellwerk/internal/store"
 )
@@ -120,6 +121,15 @@ ALTER TABLE audit_entries ADD COLUMN body_dict TEXT`},
 	{Version: 5, Name: "indexes for the audit API's kind and writer filters", SQL: `
 CREATE INDEX audit_entries_kind ON audit_entries (kind, time_us, writer, seq) WHERE kind <> '` + KindDecision + `';
 CREATE INDEX audit_entries_writer ON audit_entries (writer, time_us, seq)`},
+	// Query's key filter (a leaked key's every record) reads this in time
+	// order. key_id is the record's principal.key_id, read from its bytes
+	// when the row is inserted ('' for none); it is an index, not part of
+	// the leaf: the record's hash covers the key, the column only finds it.
+	// Rows of earlier versions get it from their record at the next start
+	// (fillKeys); NULL is a row not read yet.
+	{Version: 6, Name: "the record's key id, for the audit API's key filter", SQL: `
+ALTER TABLE audit_entries ADD COLUMN key_id TEXT;
+CREATE INDEX audit_entries_key ON audit_entries (key_id, time_us, writer, seq)`},
 }
 
 // A record is stored S2-compressed (github.com/klauspost/compress/s2, block
@@ -254,7 +264,79 @@ func OpenStore(ctx context.Context, db *store.DB) (*Store, error) {
 		return nil, err
 	}
 	d := db.Dialect
-	return &Store{db: db, inserts: store.NewPrepared(db.SQL, maxInsertRows, func(n int) string { return insertSQL(d, n) })}, nil
+	s := &Store{db: db, inserts: store.NewPrepared(db.SQL, maxInsertRows, func(n int) string { return insertSQL(d, n) })}
+	if err := s.fillKeys(ctx); err != nil {
+		return nil, fmt.Errorf("audit: reading the key ids of earlier records: %w", err)
+	}
+	return s, nil
+}
+
+// RecordKey is a record's principal.key_id, read from its bytes ("" for
+// none, or for bytes that are not a record): what Query's key filter and
+// Export's match.
+func RecordKey(body []byte) string {
+	return gjson.GetBytes(body, "principal.key_id").String()
+}
+
+// fillKeys sets key_id on rows written before schema version 6, from their
+// records (a pruned row has none: the empty string). It runs at every open and finds
+// nothing to do after the first; the key index finds the NULLs.
+func (s *Store) fillKeys(ctx context.Context) error {
+	if _, err := s.db.SQL.ExecContext(ctx, `UPDATE audit_entries SET key_id = '' WHERE key_id IS NULL AND NOT `+hasBody); err != nil {
+		return store.Classify(err)
+	}
+	const page = 1000
+	for {
+		rows, err := s.db.SQL.QueryContext(ctx, `SELECT writer, seq, body, body_s2, body_dict FROM audit_entries
+			WHERE key_id IS NULL LIMIT `+strconv.Itoa(page))
+		if err != nil {
+			return store.Classify(err)
+		}
+		type row struct {
+			writer string
+			seq    int64
+			key    string
+		}
+		var todo []row
+		for rows.Next() {
+			var r row
+			var body, dict sql.NullString
+			var z []byte
+			if err := rows.Scan(&r.writer, &r.seq, &body, &z, &dict); err != nil {
+				rows.Close()
+				return store.Classify(err)
+			}
+			b, err := s.getBody(ctx, body, z, dict)
+			if err != nil {
+				rows.Close()
+				return store.Classify(err)
+			}
+			r.key = RecordKey(b)
+			todo = append(todo, r)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return store.Classify(err)
+		}
+		if len(todo) == 0 {
+			return nil
+		}
+		err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+			for _, r := range todo {
+				if _, err := tx.ExecContext(ctx, `UPDATE audit_entries SET key_id = $1 WHERE writer = $2 AND seq = $3`, r.key, r.writer, r.seq); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return store.Classify(err)
+		}
+		if len(todo) < page {
+			return nil
+		}
+	}
 }
 
 // DB is the state database.
@@ -262,8 +344,12 @@ func (s *Store) DB() *store.DB { return s.db }
 
 const entryColumns = `writer, seq, time_us, kind, workspace, decision_id, prev, body_sha256, hash, body, body_s2, body_dict`
 
-// entryParams is the number of entryColumns.
-const entryParams = 12
+// insertColumns are entryColumns and the record's key id, which only
+// Query's filter reads.
+const insertColumns = entryColumns + `, key_id`
+
+// entryParams is the number of insertColumns.
+const entryParams = 13
 
 // Append writes entries and checkpoints in one transaction: a batch is
 // committed whole or not at all.
@@ -330,7 +416,7 @@ const maxInsertRows = 64
 // lost) finds its rows there.
 func insertSQL(dialect store.Dialect, n int) string {
 	var b strings.Builder
-	b.WriteString(dialect.Insert() + `audit_entries (` + entryColumns + `) VALUES `)
+	b.WriteString(dialect.Insert() + `audit_entries (` + insertColumns + `) VALUES `)
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
@@ -369,14 +455,16 @@ func (s *Store) insertEntries(ctx context.Context, tx *sql.Tx, es []Entry, dict 
 		if withDict[i] {
 			dictID = dict.id
 		}
+		key := ""
 		if !e.Pruned {
+			key = RecordKey(e.Body)
 			// body holds an empty marker: a replica from before schema
 			// version 3 (a rolling upgrade) then sees a record, not a pruned
 			// row its retention could compact away; its verify reports the
 			// record as modified until it is upgraded too (docs/audit.md).
 			text, z = "", bodies[i]
 		}
-		args = append(args, e.Writer, int64(e.Seq), TimeUS(e.Time), e.Kind, e.Workspace, e.ID, e.Prev, e.BodySHA256, e.Hash, text, z, dictID)
+		args = append(args, e.Writer, int64(e.Seq), TimeUS(e.Time), e.Kind, e.Workspace, e.ID, e.Prev, e.BodySHA256, e.Hash, text, z, dictID, key)
 	}
 	res, err := s.inserts.Exec(ctx, tx, len(es), args...)
 	if err != nil {
@@ -603,6 +691,8 @@ type Filter struct {
 	ID        string // decision id
 	Kind      string
 	Writer    string
+	// Key is the record's principal.key_id.
+	Key string
 }
 
 // Cursor is where a page of Query ends; its String is opaque to clients.
@@ -684,7 +774,7 @@ func queryWhere(d store.Dialect, f Filter, after *Cursor) (string, []any) {
 			col = func(c string) string { return "+" + c }
 		}
 	}
-	for _, c := range [...]struct{ col, v string }{{"workspace", f.Workspace}, {"kind", f.Kind}, {"writer", f.Writer}} {
+	for _, c := range [...]struct{ col, v string }{{"workspace", f.Workspace}, {"kind", f.Kind}, {"writer", f.Writer}, {"key_id", f.Key}} {
 		if c.v != "" {
 			w.Add(col(c.col)+" = ?", c.v)
 		}
@@ -778,14 +868,14 @@ func (s *Store) Prune(ctx context.Context, r Retention, now time.Time) (PruneRes
 	for ws, d := range r.Workspaces {
 		listed = append(listed, ws)
 		if d > 0 {
-			if err := exec(`UPDATE audit_entries SET body = NULL, body_s2 = NULL, body_dict = NULL WHERE `+hasBody+` AND workspace = $1 AND time_us < $2`,
+			if err := exec(`UPDATE audit_entries SET body = NULL, body_s2 = NULL, body_dict = NULL, key_id = '' WHERE `+hasBody+` AND workspace = $1 AND time_us < $2`,
 				ws, TimeUS(now.Add(-d))); err != nil {
 				return res, err
 			}
 		}
 	}
 	if r.Default > 0 {
-		q := `UPDATE audit_entries SET body = NULL, body_s2 = NULL, body_dict = NULL WHERE ` + hasBody + ` AND time_us < $1`
+		q := `UPDATE audit_entries SET body = NULL, body_s2 = NULL, body_dict = NULL, key_id = '' WHERE ` + hasBody + ` AND time_us < $1`
 		args := []any{TimeUS(now.Add(-r.Default))}
 		if len(listed) > 0 {
 			ph := make([]string, len(listed))

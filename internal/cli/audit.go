@@ -24,7 +24,9 @@ const auditUsage = `usage:
   stellwerk audit verify --file EXPORT --pubkey FILE [--witness FILE]        check an export offline (no config, no store)
   stellwerk audit witness [--out FILE]                                        print each writer's latest checkpoint, to keep
                                                                               where the database's administrators cannot write
-  stellwerk audit export --from T --to T [--workspace W] [--writer W] [--format jsonl|csv] [--out FILE]
+  stellwerk audit export --from T --to T [--workspace W] [--key ID] [--writer W] [--format jsonl|csv] [--out FILE]
+                                                                              the records of a period (of a workspace, of a key),
+                                                                              with the chain and checkpoints to verify them
   stellwerk audit pubkey                                                      print the signing key's public half (PEM)
   stellwerk audit prune                                                       apply audit.retention now
 T is an RFC 3339 time, a date (2006-01-02, midnight UTC), now, or a duration ago (36h, 7d), as
@@ -35,6 +37,8 @@ finds a problem and prints each with its writer and seq. --witness FILE (a witne
 export) makes every signed checkpoint in it count: missing from the store, or signing another chain,
 is a problem. A record's body, or a chain's start, removed before the config's audit.retention
 allows is a problem too; --any-retention accepts any removal (the retention was shorter once).
+export --key ID selects the records of one key (principal.key_id; a leaked key's); every other entry
+is in the file as a link, so verify --file checks it whole.
 `
 
 // runAudit is `stellwerk audit …`.
@@ -52,7 +56,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", defaultConfigPath(), "config file (env STELLWERK_CONFIG)")
 	stateDir := fs.String("state-dir", "", "directory of the embedded store, overrides state.dir (as for serve)")
-	var from, to, writer, workspace, file, format, outPath, witness string
+	var from, to, writer, workspace, key, file, format, outPath, witness string
 	var pubkeys multiFlag
 	asJSON, anyRetention := false, false
 	switch verb {
@@ -71,6 +75,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		fs.StringVar(&from, "from", "", "records from this time (required; RFC 3339, a date, now, or a duration ago: 36h, 7d)")
 		fs.StringVar(&to, "to", "", "records before this time (required)")
 		fs.StringVar(&workspace, "workspace", "", "only this workspace's records (others appear as links)")
+		fs.StringVar(&key, "key", "", "only this key's records, by principal.key_id (others appear as links)")
 		fs.StringVar(&writer, "writer", "", "only this writer's chain")
 		fs.StringVar(&format, "format", "jsonl", "jsonl or csv")
 		fs.StringVar(&outPath, "out", "", "write to this file (default stdout)")
@@ -248,7 +253,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		if err != nil {
 			return err
 		}
-		n, err := st.Export(ctx, audit.ExportFilter{From: fromT, To: toT, Workspace: workspace, Writer: writer}, format, w)
+		n, err := st.Export(ctx, audit.ExportFilter{From: fromT, To: toT, Workspace: workspace, Writer: writer, Key: key}, format, w)
 		if err := finish(err); err != nil {
 			return err
 		}

@@ -52,7 +52,12 @@ func TestAuditCLI(t *testing.T) {
 	start := time.Now().Add(-time.Second)
 	for i := range 20 {
 		ws := []string{"legal", "default"}[i%2]
-		l.Record(&audit.Record{Kind: audit.KindDecision, ID: "d" + string(rune('a'+i)), Workspace: ws, Chosen: "m1", Status: 200})
+		key := "key-ok"
+		if i%4 == 0 {
+			key = "key-leaked"
+		}
+		l.Record(&audit.Record{Kind: audit.KindDecision, ID: "d" + string(rune('a'+i)), Workspace: ws, Principal: &audit.Principal{KeyID: key},
+			Chosen: "m1", Status: 200})
 	}
 	l.Record(&audit.Record{Kind: audit.KindKey, ID: "chg-1", Workspace: "legal", Change: &audit.Change{Actor: "cli:ops", Action: "create", Target: "bot"}})
 	if err := l.Close(ctx); err != nil {
@@ -88,6 +93,32 @@ func TestAuditCLI(t *testing.T) {
 	out, _, err = run("audit", "verify", "--file", exportFile, "--pubkey", pubFile, "--json")
 	if err != nil || !strings.Contains(out, `"problems": []`) {
 		t.Fatalf("verify --json: %v\n%s", err, out)
+	}
+
+	// One key's records (a leaked key's) over the last hour: the others
+	// are links, and the file verifies whole; one byte changed does not.
+	keyFile := filepath.Join(dir, "key.jsonl")
+	_, stderr, err = run("audit", "export", "--config", cfgPath, "--from", "1h", "--to", "now", "--key", "key-leaked", "--out", keyFile)
+	if err != nil || !strings.Contains(stderr, "5 record(s) exported") {
+		t.Fatalf("export --key: %v %s", err, stderr)
+	}
+	out, _, err = run("audit", "verify", "--file", keyFile, "--pubkey", pubFile)
+	if err != nil || !strings.Contains(out, "ok: 5 records") || !strings.Contains(out, "16 links") {
+		t.Fatalf("verify --file of one key: %v\n%s", err, out)
+	}
+	b, _ := os.ReadFile(keyFile)
+	if strings.Count(string(b), `"type":"record"`) != 5 || strings.Contains(string(b), "key-ok") {
+		t.Errorf("export --key holds other records:\n%s", b)
+	}
+	i := strings.Index(string(b), `\"chosen\":\"m1\"`)
+	if i < 0 {
+		t.Fatalf("no record body in\n%s", b)
+	}
+	b[i+len(`\"chosen\":\"m`)] = '2'
+	_ = os.WriteFile(keyFile, b, 0o600)
+	out, _, err = run("audit", "verify", "--file", keyFile, "--pubkey", pubFile)
+	if !errors.Is(err, errProblems) || !strings.Contains(out, "modified") {
+		t.Fatalf("a changed byte in a key's export: %v\n%s", err, out)
 	}
 
 	if audittest.EditBody(t, db, `"m1"`, `"m2"`, `seq = 4`) != 1 {
