@@ -140,6 +140,10 @@ type KeyPage struct {
 	// parameter of the next page.
 	HasMore    bool   `json:"has_more"`
 	NextCursor string `json:"next_cursor,omitempty"`
+	// ConfigKeys are stellwerk.yaml's keys that match the filters, on the
+	// first page only (no cursor): they serve, but are not the store's, so
+	// they are not in data, whose ids the per-key endpoints take.
+	ConfigKeys []keys.ConfigKey `json:"config_keys,omitempty"`
 }
 
 // Page sizes of /admin/keys: a caller that gives no limit gets the first
@@ -193,6 +197,9 @@ func (h *keysAPI) list(w http.ResponseWriter, r *http.Request) {
 	if more {
 		page.NextCursor = keys.Cursor(ks[len(ks)-1].ID)
 	}
+	if after == "" {
+		page.ConfigKeys = keys.ConfigKeys(h.ks.Config(), f)
+	}
 	writeJSON(w, http.StatusOK, page)
 }
 
@@ -203,7 +210,7 @@ func (h *keysAPI) show(w http.ResponseWriter, r *http.Request) {
 	}
 	k, err := s.Get(r.Context(), r.PathValue("id"))
 	if err != nil {
-		h.fail(w, r, err)
+		h.failKey(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, View(k, time.Now()))
@@ -279,7 +286,7 @@ func (h *keysAPI) rotate(w http.ResponseWriter, r *http.Request) {
 	}
 	k, secret, err := s.Rotate(r.Context(), r.PathValue("id"), grace, by(r))
 	if err != nil {
-		h.fail(w, r, err)
+		h.failKey(w, r, err)
 		return
 	}
 	h.log.Info("virtual key rotated", zap.String("key_id", k.ID), zap.Duration("grace", grace), zap.String("by", k.RotatedBy))
@@ -304,7 +311,7 @@ func (h *keysAPI) setLimits(w http.ResponseWriter, r *http.Request) {
 	}
 	k, err := s.SetLimits(r.Context(), r.PathValue("id"), l, by(r))
 	if err != nil {
-		h.fail(w, r, err)
+		h.failKey(w, r, err)
 		return
 	}
 	detail, _ := json.Marshal(k.Limits)
@@ -332,7 +339,7 @@ func (h *keysAPI) setModels(w http.ResponseWriter, r *http.Request) {
 	}
 	k, err := s.SetModels(r.Context(), r.PathValue("id"), req.Models, h.ks.Config(), by(r))
 	if err != nil {
-		h.fail(w, r, err)
+		h.failKey(w, r, err)
 		return
 	}
 	h.log.Info("virtual key's models set", zap.String("key_id", k.ID), zap.String("by", by(r)))
@@ -348,7 +355,7 @@ func (h *keysAPI) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	k, err := s.Revoke(r.Context(), r.PathValue("id"), by(r))
 	if err != nil {
-		h.fail(w, r, err)
+		h.failKey(w, r, err)
 		return
 	}
 	h.log.Info("virtual key revoked", zap.String("key_id", k.ID), zap.String("by", k.RevokedBy))
@@ -498,6 +505,13 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) bo
 	return true
 }
 
+// failKey answers an error of a verb on the key named by the path: one of
+// stellwerk.yaml's keys is not in the store, and the answer says so rather
+// than that there is no such key.
+func (h *keysAPI) failKey(w http.ResponseWriter, r *http.Request, err error) {
+	h.fail(w, r, keys.OrConfigKey(err, h.ks.Config(), r.PathValue("id")))
+}
+
 // fail answers an error of the key store in the OpenAI error shape.
 func (h *keysAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, KeyError(err))
@@ -513,6 +527,8 @@ func KeyError(err error) *apierr.Error {
 	switch {
 	case errors.As(err, &inv):
 		return apierr.Invalid("invalid_key_spec", inv.Field, "%s", inv.Error())
+	case errors.Is(err, keys.ErrConfigKey):
+		return apierr.Conflict("config_key", "id", "%s", err.Error())
 	case errors.Is(err, keys.ErrNotFound):
 		return apierr.NotFound("key_not_found", "id", "no key with this id")
 	case errors.Is(err, keys.ErrExists):

@@ -219,20 +219,20 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	case "show":
 		key, err := ks.Get(ctx, pos[0])
 		if err != nil {
-			return k.fail(err)
+			return k.fail(keys.OrConfigKey(err, cfg, pos[0]))
 		}
 		return k.printKey(key)
 	case "rotate":
 		key, secret, err := ks.Rotate(ctx, pos[0], grace, k.by)
 		if err != nil {
-			return k.fail(err)
+			return k.fail(keys.OrConfigKey(err, cfg, pos[0]))
 		}
 		k.changed(ctx, audit.KindKey, key.Workspace, "rotate", key.ID, map[string]string{"grace": grace.String()})
 		return k.printSecret(key, secret, "rotated")
 	case "limits":
 		key, err := ks.SetLimits(ctx, pos[0], spec.Limits, k.by)
 		if err != nil {
-			return k.fail(err)
+			return k.fail(keys.OrConfigKey(err, cfg, pos[0]))
 		}
 		detail, _ := json.Marshal(key.Limits)
 		k.changed(ctx, audit.KindKey, key.Workspace, "limits", key.ID, map[string]string{"limits": string(detail)})
@@ -241,7 +241,7 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	case "models":
 		key, err := ks.SetModels(ctx, pos[0], splitList(models), cfg, k.by)
 		if err != nil {
-			return k.fail(err)
+			return k.fail(keys.OrConfigKey(err, cfg, pos[0]))
 		}
 		k.changed(ctx, audit.KindKey, key.Workspace, "models", key.ID, map[string]string{"models": strings.Join(key.Models, ",")})
 		fmt.Fprintf(stderr, "key %s's models set; every replica applies them within a second\n", key.ID)
@@ -249,7 +249,7 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	case "revoke":
 		key, err := ks.Revoke(ctx, pos[0], k.by)
 		if err != nil {
-			return k.fail(err)
+			return k.fail(keys.OrConfigKey(err, cfg, pos[0]))
 		}
 		k.changed(ctx, audit.KindKey, key.Workspace, "revoke", key.ID, nil)
 		fmt.Fprintf(stderr, "key %s revoked; every replica refuses it within a second\n", key.ID)
@@ -400,27 +400,51 @@ func (k *keysCLI) list(ctx context.Context, f keys.Filter, limit int) error {
 			}
 			n++
 		}
+		last := !more || (limit > 0 && n >= limit)
 		if tw != nil {
-			if err := tw.Flush(); err != nil {
-				return err
+			if !last { // the last page is flushed with the config's keys
+				if err := tw.Flush(); err != nil {
+					return err
+				}
 			}
 		} else if err := bw.Flush(); err != nil {
 			return err
 		}
-		if !more || (limit > 0 && n >= limit) {
+		if last {
 			break
 		}
 		after = page[len(page)-1].ID
 	}
+	ck := keys.ConfigKeys(k.cfg, f)
 	if k.json {
 		if n == 0 {
 			bw.WriteString("[]\n")
 		} else {
 			bw.WriteString("\n]\n")
 		}
-		return bw.Flush()
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		if len(ck) > 0 { // the array stays the store's keys, whose ids the other verbs take
+			ids := make([]string, len(ck))
+			for i, c := range ck {
+				ids[i] = shown(c.ID)
+			}
+			fmt.Fprintf(k.stderr, "and %d key(s) of stellwerk.yaml, not in the store (change them in the config): %s\n", len(ck), strings.Join(ids, ", "))
+		}
+		return nil
 	}
-	return nil
+	// The config's keys serve too: listed after the store's, marked, never
+	// with a digest or the variable that holds one.
+	for _, c := range ck {
+		if limit > 0 && n >= limit {
+			break
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", shown(c.ID), "-", shown(c.Workspace), dash(c.Team), dash(c.User),
+			"config", "-", "stellwerk.yaml")
+		n++
+	}
+	return tw.Flush()
 }
 
 // listPage is how many keys keys list reads (and aligns) at a time.
