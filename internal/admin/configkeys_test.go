@@ -113,3 +113,58 @@ func TestKeyListNamesConfigKeys(t *testing.T) {
 		}
 	}
 }
+
+// The audit record of a created key says what it may do (never its
+// secret, prefix or digest); a revocation records its reason.
+func TestKeyChangeRecordsSayWhat(t *testing.T) {
+	rk, call := recordingHandler(t)
+	code, body := call("POST", "/admin/keys", `{"id":"bot","workspace":"legal","team":"contracts","user":"u-1","models":["gpt-4o-mini"],
+		"expires_at":"2099-01-01T00:00:00Z","limits":{"budgets":[{"amount_eur":5,"period":"day"}]},"metadata":{"ticket":"OPS-1"}}`)
+	if code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	var created KeyWithSecret
+	json.Unmarshal(body, &created)
+	c := rk.last(t, "create")
+	for k, want := range map[string]string{"team": "contracts", "user": "u-1", "models": "gpt-4o-mini", "expires_at": "2099-01-01T00:00:00Z",
+		"metadata": `{"ticket":"OPS-1"}`} {
+		if c.Detail[k] != want {
+			t.Errorf("create detail %s = %q, want %q (%v)", k, c.Detail[k], want, c.Detail)
+		}
+	}
+	if !strings.Contains(c.Detail["limits"], `"amount_eur":5`) {
+		t.Errorf("create detail limits = %q", c.Detail["limits"])
+	}
+	rec, _ := json.Marshal(c)
+	if strings.Contains(string(rec), created.Secret) || strings.Contains(string(rec), created.Key.Prefix) {
+		t.Errorf("the record shows the secret or its prefix: %s", rec)
+	}
+
+	for name, bad := range map[string]string{
+		"two lines": `{"reason":"leaked\nforged line"}`,
+		"bidi":      `{"reason":"ops\u202e"}`,
+		"too long":  `{"reason":"` + strings.Repeat("x", MaxRevokeReason+1) + `"}`,
+		"unknown":   `{"why":"x"}`,
+	} {
+		if code, body := call("POST", "/admin/keys/bot/revoke", bad); code != 400 {
+			t.Errorf("%s: %d %s", name, code, body)
+		}
+	}
+	if code, body := call("GET", "/admin/keys/bot", ""); code != 200 || !strings.Contains(string(body), `"status":"active"`) {
+		t.Fatalf("a refused reason revoked the key: %d %s", code, body)
+	}
+	if code, body := call("POST", "/admin/keys/bot/revoke", `{"reason":"OPS-7: secret pasted in a public issue"}`); code != 200 {
+		t.Fatalf("revoke: %d %s", code, body)
+	}
+	if r := rk.last(t, "revoke"); r.Detail["reason"] != "OPS-7: secret pasted in a public issue" {
+		t.Errorf("revoke detail %v", r.Detail)
+	}
+	// No body is still a revocation, without a reason.
+	call("POST", "/admin/keys", `{"id":"bot2","workspace":"legal"}`)
+	if code, body := call("POST", "/admin/keys/bot2/revoke", ""); code != 200 {
+		t.Fatalf("revoke without body: %d %s", code, body)
+	}
+	if r := rk.last(t, "revoke"); r.Target != "bot2" || r.Detail != nil {
+		t.Errorf("revoke without reason: %+v", r)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -77,6 +79,70 @@ type RotateKeyRequest struct {
 	// Grace keeps the old secret working this long (a Go duration; at most
 	// 168h).
 	Grace string `json:"grace,omitempty"`
+}
+
+// RevokeKeyRequest is the optional body of POST /admin/keys/{id}/revoke.
+type RevokeKeyRequest struct {
+	// Reason is put on the audit record of the revocation (one line, at
+	// most MaxRevokeReason bytes).
+	Reason string `json:"reason,omitempty"`
+}
+
+// MaxRevokeReason bounds a revocation's reason: a ticket and a sentence.
+const MaxRevokeReason = 256
+
+// CheckRevokeReason refuses a reason that is too long or not one line of
+// printable text (a newline or a control character would let it read as
+// something else in a log or a table).
+func CheckRevokeReason(reason string) error {
+	if len(reason) > MaxRevokeReason {
+		return &keys.InvalidError{Field: "reason", Msg: fmt.Sprintf("at most %d bytes", MaxRevokeReason)}
+	}
+	if !utf8.ValidString(reason) || strings.ContainsFunc(reason, func(c rune) bool { return unicode.IsControl(c) || unicode.Is(unicode.Cf, c) }) {
+		return &keys.InvalidError{Field: "reason", Msg: "must be one line of text, without control, bidi or zero-width characters"}
+	}
+	return nil
+}
+
+// RevokeDetail is the detail of a revocation's audit record.
+func RevokeDetail(reason string) map[string]string {
+	if reason == "" {
+		return nil
+	}
+	return map[string]string{"reason": reason}
+}
+
+// CreateDetail is the detail of a key creation's audit record: what the
+// key may do (its principal, models, routes, expiry, limits and
+// metadata), never its secret, prefix or digest. The record had none, so
+// the log could not say what a leaked key had been allowed (the incident
+// probe's F10).
+func CreateDetail(k keys.Key) map[string]string {
+	d := map[string]string{}
+	set := func(name, v string) {
+		if v != "" {
+			d[name] = v
+		}
+	}
+	set("team", k.Team)
+	set("user", k.User)
+	set("models", strings.Join(k.Models, ","))
+	set("routes", strings.Join(k.Routes, ","))
+	if !k.ExpiresAt.IsZero() {
+		d["expires_at"] = k.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	if !k.Limits.IsZero() {
+		b, _ := json.Marshal(k.Limits)
+		d["limits"] = string(b)
+	}
+	if len(k.Metadata) > 0 {
+		b, _ := json.Marshal(k.Metadata)
+		d["metadata"] = string(b)
+	}
+	if len(d) == 0 {
+		return nil
+	}
+	return d
 }
 
 // ProviderKeyRequest is the body of PUT /admin/provider-keys/{ws}/{provider}.
@@ -239,7 +305,7 @@ func (h *keysAPI) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("virtual key created", zap.String("key_id", k.ID), zap.String("workspace", k.Workspace), zap.String("by", k.CreatedBy))
-	h.changed(r, audit.KindKey, k.Workspace, "create", k.ID, nil)
+	h.changed(r, audit.KindKey, k.Workspace, "create", k.ID, CreateDetail(k))
 	h.refresh(r)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, KeyWithSecret{Key: View(k, time.Now()), Secret: secret})
@@ -353,13 +419,21 @@ func (h *keysAPI) revoke(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
+	var req RevokeKeyRequest
+	if !decodeBody(w, r, &req, true) {
+		return
+	}
+	if err := CheckRevokeReason(req.Reason); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	k, err := s.Revoke(r.Context(), r.PathValue("id"), by(r))
 	if err != nil {
 		h.failKey(w, r, err)
 		return
 	}
-	h.log.Info("virtual key revoked", zap.String("key_id", k.ID), zap.String("by", k.RevokedBy))
-	h.changed(r, audit.KindKey, k.Workspace, "revoke", k.ID, nil)
+	h.log.Info("virtual key revoked", zap.String("key_id", k.ID), zap.String("by", k.RevokedBy), zap.String("reason", req.Reason))
+	h.changed(r, audit.KindKey, k.Workspace, "revoke", k.ID, RevokeDetail(req.Reason))
 	h.refresh(r)
 	writeJSON(w, http.StatusOK, View(k, time.Now()))
 }

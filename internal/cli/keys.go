@@ -30,7 +30,7 @@ const keysUsage = `usage:
                                                   in the order of the ids, printed as read (--json: one array)
   stellwerk keys show ID
   stellwerk keys rotate ID [--grace 1h]           a new secret (printed once); the old one stops (after the grace)
-  stellwerk keys revoke ID                        refused by every replica within a second
+  stellwerk keys revoke ID [--reason TEXT]        refused by every replica within a second; the reason goes on the audit record
   stellwerk keys limits ID [--budget EUR:PERIOD[:ACTION]]... [--rpm N] [--tpm N] [--rpd N] [--tpd N]
                                                   replace the key's own budgets and rate limits (none given: remove them)
   stellwerk keys models ID [--models a,b,provider:p]
@@ -75,6 +75,7 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	var grace time.Duration
 	var filter keys.Filter
 	var listLimit int
+	var reason string
 	switch verb {
 	case "create":
 		fs.StringVar(&spec.ID, "id", "", "key id (lower-case letters, digits, - and _); generated when empty")
@@ -109,7 +110,9 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fs.Int64Var(&spec.Limits.RateLimit.TokensPerDay, "tpd", 0, "tokens per day")
 	case "provider list":
 		fs.StringVar(&filter.Workspace, "workspace", "", "only this workspace")
-	case "show", "revoke", "provider set", "provider delete", "rotate-master":
+	case "revoke":
+		fs.StringVar(&reason, "reason", "", fmt.Sprintf("why, for the audit record (one line, at most %d bytes)", admin.MaxRevokeReason))
+	case "show", "provider set", "provider delete", "rotate-master":
 	default:
 		fmt.Fprintf(stderr, "unknown keys command %q\n\n%s", verb, keysUsage)
 		return ErrUsage
@@ -166,6 +169,9 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			}
 		}
 	}
+	if err := admin.CheckRevokeReason(reason); err != nil {
+		problems = append(problems, cliProblem(err))
+	}
 	if listLimit < 0 {
 		problems = append(problems, "--limit: must be 0 (all) or more")
 	}
@@ -210,7 +216,7 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return err
 	}
 	defer db.Close()
-	k := &keysCLI{ks: ks, db: db, cfg: cfg, json: *asJSON, stdout: stdout, stderr: stderr, by: cliUser()}
+	k := &keysCLI{ks: ks, db: db, cfg: cfg, json: *asJSON, stdout: stdout, stderr: stderr, by: cliUser(os.Getenv)}
 	switch verb {
 	case "create":
 		return k.create(ctx, spec)
@@ -251,7 +257,7 @@ func runKeys(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		if err != nil {
 			return k.fail(keys.OrConfigKey(err, cfg, pos[0]))
 		}
-		k.changed(ctx, audit.KindKey, key.Workspace, "revoke", key.ID, nil)
+		k.changed(ctx, audit.KindKey, key.Workspace, "revoke", key.ID, admin.RevokeDetail(reason))
 		fmt.Fprintf(stderr, "key %s revoked; every replica refuses it within a second\n", key.ID)
 		if k.json {
 			return k.printKey(key)
@@ -312,7 +318,7 @@ func (k *keysCLI) create(ctx context.Context, spec keys.Spec) error {
 	if err != nil {
 		return k.fail(err)
 	}
-	k.changed(ctx, audit.KindKey, key.Workspace, "create", key.ID, nil)
+	k.changed(ctx, audit.KindKey, key.Workspace, "create", key.ID, admin.CreateDetail(key))
 	return k.printSecret(key, secret, "created")
 }
 
@@ -567,10 +573,24 @@ func parseBudget(s string) (config.Budget, error) {
 	return b, nil
 }
 
-// cliUser names who ran a CLI command, for the key's record.
-func cliUser() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return "cli:" + u.Username
+// cliUser names who ran a CLI command, for the key's record and the audit
+// log: under sudo, the user who ran sudo ("cli:alice (sudo)"), not root,
+// which named no one (the incident probe's F10). SUDO_USER is what sudo
+// sets; anyone able to run the CLI as root could set it too, so it names
+// who claims to have acted, as the unix user does.
+func cliUser(getenv func(string) string) string {
+	name := ""
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	if su := getenv("SUDO_USER"); su != "" && su != name {
+		if name == "root" || name == "" {
+			return "cli:" + su + " (sudo)"
+		}
+		return "cli:" + name + " (sudo from " + su + ")"
+	}
+	if name != "" {
+		return "cli:" + name
 	}
 	return "cli"
 }

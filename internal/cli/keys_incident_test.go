@@ -3,8 +3,10 @@ package cli
 import (
 	"encoding/json"
 	"os"
+	"os/user"
 	"strings"
 	"testing"
+	"time"
 )
 
 // configWithKey adds a key of stellwerk.yaml to keysConfig's config.
@@ -31,7 +33,7 @@ func TestKeysCLIConfigKey(t *testing.T) {
 	}
 	for name, args := range map[string][]string{
 		"show":   {"show", "ci"},
-		"revoke": {"revoke", "ci"},
+		"revoke": {"revoke", "ci", "--reason", "leaked"},
 		"rotate": {"rotate", "ci"},
 		"limits": {"limits", "ci", "--rpm", "1"},
 		"models": {"models", "ci", "--models", "m1"},
@@ -70,5 +72,81 @@ func TestKeysCLIConfigKey(t *testing.T) {
 	var arr []map[string]any
 	if err != nil || json.Unmarshal([]byte(out), &arr) != nil || len(arr) != 1 || !strings.Contains(stderr, "ci") {
 		t.Fatalf("list --json: %v %s / %s", err, out, stderr)
+	}
+}
+
+// The audit log says what a CLI-made key may do, and why it was revoked.
+func TestKeysCLIChangeRecords(t *testing.T) {
+	cfg, _ := keysConfig(t)
+	start := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	secret, stderr, err := run("keys", "create", "--config", cfg, "--workspace", "legal", "--team", "contracts", "--id", "bot",
+		"--models", "m1", "--budget", "5:day", "--expires-in", "24h", "--user", "u-1")
+	if err != nil {
+		t.Fatalf("create: %v %s", err, stderr)
+	}
+	secret = strings.TrimSpace(secret)
+	for name, reason := range map[string]string{"two lines": "a\nb", "too long": strings.Repeat("x", 257)} {
+		if _, stderr, err := run("keys", "revoke", "bot", "--config", cfg, "--reason", reason); err != ErrUsage || !strings.Contains(stderr, "--reason") {
+			t.Errorf("%s: %v %s", name, err, stderr)
+		}
+	}
+	if _, stderr, err := run("keys", "revoke", "bot", "--config", cfg, "--reason", "OPS-7: pasted in a public issue"); err != nil {
+		t.Fatalf("revoke: %v %s", err, stderr)
+	}
+	end := time.Now().Add(time.Minute).UTC().Format(time.RFC3339)
+	out, stderr, err := run("audit", "export", "--config", cfg, "--from", start, "--to", end)
+	if err != nil {
+		t.Fatalf("export: %v %s", err, stderr)
+	}
+	if strings.Contains(out, secret) || strings.Contains(out, secret[:12]) {
+		t.Fatalf("the export holds the secret or its prefix")
+	}
+	var create, revoke map[string]string
+	for _, l := range strings.Split(out, "\n") {
+		var line struct{ Body string }
+		var r struct {
+			Change *struct {
+				Action, Target string
+				Detail         map[string]string
+			}
+		}
+		if json.Unmarshal([]byte(l), &line) != nil || json.Unmarshal([]byte(line.Body), &r) != nil || r.Change == nil || r.Change.Target != "bot" {
+			continue
+		}
+		switch r.Change.Action {
+		case "create":
+			create = r.Change.Detail
+		case "revoke":
+			revoke = r.Change.Detail
+		}
+	}
+	if create["models"] != "m1" || create["team"] != "contracts" || create["user"] != "u-1" || create["expires_at"] == "" ||
+		!strings.Contains(create["limits"], `"period":"day"`) {
+		t.Errorf("create detail %v\n%s", create, out)
+	}
+	if revoke["reason"] != "OPS-7: pasted in a public issue" {
+		t.Errorf("revoke detail %v", revoke)
+	}
+}
+
+// Under sudo the actor is who ran sudo, not root (the incident probe's F10).
+func TestCLIUserUnderSudo(t *testing.T) {
+	u, err := user.Current()
+	if err != nil {
+		t.Skip(err)
+	}
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	if got := cliUser(env(nil)); got != "cli:"+u.Username {
+		t.Errorf("without sudo: %q", got)
+	}
+	want := "cli:alice (sudo)"
+	if u.Username != "root" {
+		want = "cli:" + u.Username + " (sudo from alice)"
+	}
+	if got := cliUser(env(map[string]string{"SUDO_USER": "alice"})); got != want {
+		t.Errorf("under sudo: %q, want %q", got, want)
+	}
+	if got := cliUser(env(map[string]string{"SUDO_USER": u.Username})); got != "cli:"+u.Username {
+		t.Errorf("sudo to oneself: %q", got)
 	}
 }

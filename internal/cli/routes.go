@@ -455,7 +455,7 @@ func (r *routesCLI) create(ctx context.Context, file, message string) (flowstore
 	if err != nil {
 		return flowstore.Version{}, err
 	}
-	v, created, err := st.Create(ctx, f, cliUser(), message, "cli")
+	v, created, err := st.Create(ctx, f, cliUser(os.Getenv), message, "cli")
 	if err != nil {
 		return v, r.fail(err)
 	}
@@ -492,7 +492,7 @@ func (r *routesCLI) deploy(ctx context.Context, s, message string) error {
 	if err != nil {
 		return err
 	}
-	d, err := st.Deploy(ctx, rf.name, rf.version, cliUser())
+	d, err := st.Deploy(ctx, rf.name, rf.version, cliUser(os.Getenv))
 	if err != nil {
 		return r.fail(err)
 	}
@@ -537,7 +537,7 @@ func (r *routesCLI) rollback(ctx context.Context, name string, to int64) error {
 	if _, _, _, err := r.load(ctx, fmt.Sprintf("%s@%d", name, to)); err != nil {
 		return err
 	}
-	d, err := st.Rollback(ctx, name, to, cliUser())
+	d, err := st.Rollback(ctx, name, to, cliUser(os.Getenv))
 	if err != nil {
 		if errors.Is(err, flowstore.ErrNoEarlier) {
 			return fmt.Errorf("routes: %v", err)
@@ -552,7 +552,7 @@ func (r *routesCLI) rollback(ctx context.Context, name string, to int64) error {
 // store took it and something changed).
 func (r *routesCLI) changed(ctx context.Context, d audit.RouteSwitch) {
 	if r.db != nil && d.From != d.To {
-		recordChange(ctx, r.cfg, r.db, audit.KindRoute, "", audit.RouteChange(cliUser(), d), r.stderr)
+		recordChange(ctx, r.cfg, r.db, audit.KindRoute, "", audit.RouteChange(cliUser(os.Getenv), d), r.stderr)
 	}
 }
 
