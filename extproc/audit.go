@@ -60,9 +60,10 @@ func (p *edge) audit() {
 func (p *edge) auditRecord() *audit.Record {
 	pr := &p.principal
 	r := &audit.Record{Kind: audit.KindDecision, ID: p.id, Time: p.arrived, Workspace: pr.Workspace,
-		Principal: &audit.Principal{KeyID: pr.KeyID, Team: pr.Team, User: pr.User, Anonymous: !pr.Authenticated, Address: p.clientAddr},
-		Request:   &audit.Request{Body: p.reqBody, Path: p.path, Bytes: max(len(p.reqBody), int(p.contentLength))},
-		Versions:  p.state.Versions, OverheadUS: p.overhead.Microseconds()}
+		Principal: &audit.Principal{KeyID: pr.KeyID, Team: pr.Team, User: pr.User, Anonymous: !pr.Authenticated, Address: p.clientAddr,
+			PreviousSecret: pr.PreviousSecret},
+		Request:  &audit.Request{Body: p.reqBody, Path: p.path, Bytes: max(len(p.reqBody), int(p.contentLength))},
+		Versions: p.state.Versions, OverheadUS: p.overhead.Microseconds()}
 	if res := p.result; res != nil {
 		if res.Workspace != "" {
 			r.Workspace = res.Workspace

@@ -80,6 +80,7 @@ func (e *recordEncoder) record(r *Record) {
 		e.StrOmit("user", p.User)
 		e.BoolOmit("anonymous", p.Anonymous)
 		e.StrOmit("address", p.Address)
+		e.BoolOmit("previous_secret", p.PreviousSecret)
 		e.Close(o)
 	}
 	if q := r.Request; q != nil {

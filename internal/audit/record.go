@@ -149,6 +149,9 @@ type Principal struct {
 	// Envoy saw it (x-envoy-external-address): personal data, kept for
 	// security (docs/audit.md).
 	Address string `json:"address,omitempty"`
+	// PreviousSecret: the key's secret that a rotation replaced, in its
+	// grace period, authenticated the request.
+	PreviousSecret bool `json:"previous_secret,omitempty"`
 }
 
 // Request is what the client asked for, without its text.

@@ -29,6 +29,10 @@ type Principal struct {
 	Routes []string
 	// Limits are the key's own budgets and rate limits (nil: none).
 	Limits *config.Limits
+	// PreviousSecret: the request authenticated with a store key's secret
+	// that a rotation replaced, in its grace period (the audit record
+	// tells its requests from the new secret's).
+	PreviousSecret bool
 }
 
 // Source is a table of virtual keys beyond the config's: the key store's

@@ -352,9 +352,10 @@ func TestTableLookup(t *testing.T) {
 			t.Errorf("rotated record %+v", k3)
 		}
 		mustRefresh(t, tb)
-		for _, sec := range []string{secret2, secret3} {
-			if _, ok, err := tb.Lookup(sec); !ok || err != nil {
-				t.Errorf("during grace: %v %v", ok, err)
+		for sec, previous := range map[string]bool{secret2: true, secret3: false} {
+			// The audit record tells the two secrets' requests apart.
+			if p, ok, err := tb.Lookup(sec); !ok || err != nil || p.PreviousSecret != previous {
+				t.Errorf("during grace: %v %v, previous secret %v", ok, err, p.PreviousSecret)
 			}
 		}
 		now = now.Add(time.Minute + time.Second)

@@ -103,6 +103,12 @@ func (t *Table) Lookup(token string) (auth.Principal, bool, error) {
 		return refused, true, ErrExpired
 	case d != e.digest && (!e.hasPrev || now >= e.prevUntil):
 		return refused, true, ErrRotated
+	case d != e.digest:
+		// The rotated-out secret in its grace: the owner's clients not
+		// moved yet, or whoever the rotation was for (a leak).
+		p := e.p
+		p.PreviousSecret = true
+		return p, true, nil
 	}
 	return e.p, true, nil
 }
