@@ -11,9 +11,11 @@ import (
 )
 
 // TestLeakedKeyIsTraceable: a responder to a leaked key could not tell
-// where its requests came from, nor that it was still being tried after
-// its revocation (the incident-response probe). The audit record keeps
-// the address each request came from, the routed line names the key, and
+// where its requests came from, which of them the rotated-out secret
+// made, nor that it was still being tried after its revocation (the
+// incident-response probe). The audit record keeps the address each
+// request came from and whether the old secret made it, the routed line
+// names the key, and
 // a revoked key's requests are logged — once an interval, with their
 // count — while the client learns no more than an unknown key does.
 func TestLeakedKeyIsTraceable(t *testing.T) {
@@ -49,9 +51,38 @@ func TestLeakedKeyIsTraceable(t *testing.T) {
 		t.Errorf("the routed line does not name the key")
 	}
 
+	// Rotated with a grace period: the old secret's requests say so.
+	resp, b = adminDo(t, s, "POST", "/admin/keys/leaked/rotate", `{"grace":"1h"}`)
+	if resp.StatusCode != 200 {
+		t.Fatalf("rotate: %d %s", resp.StatusCode, b)
+	}
+	var rotated struct{ Secret string }
+	mustJSON(t, b, &rotated)
+	previous := map[string]bool{}
+	for secret, want := range map[string]bool{created.Secret: true, rotated.Secret: false} {
+		var id string
+		waitFor(t, "the rotation", func() bool {
+			resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`,
+				map[string]string{"Authorization": "Bearer " + secret})
+			id = gjson.GetBytes(b, "routing.decision_id").Str
+			return resp.StatusCode == 200
+		})
+		waitFor(t, "the record", func() bool {
+			recs := auditPage(t, s, "kind=decision&decision_id="+id).Records
+			if len(recs) == 1 {
+				previous[secret] = gjson.GetBytes(recs[0].Record, "principal.previous_secret").Bool()
+			}
+			return len(recs) == 1
+		})
+		if previous[secret] != want {
+			t.Errorf("previous_secret %v for the %s secret", previous[secret], map[bool]string{true: "old", false: "new"}[want])
+		}
+	}
+
 	if resp, b := adminDo(t, s, "POST", "/admin/keys/leaked/revoke", ""); resp.StatusCode != 200 {
 		t.Fatalf("revoke: %d %s", resp.StatusCode, b)
 	}
+	auth["Authorization"] = "Bearer " + rotated.Secret // the key's secret now
 	var unknown []byte
 	waitFor(t, "the revocation", func() bool { code, unknown = chat(); return code == 401 })
 	for range 3 {
@@ -68,7 +99,7 @@ func TestLeakedKeyIsTraceable(t *testing.T) {
 	if n := strings.Count(log, "a refused key was used"); n != 1 {
 		t.Errorf("%d lines for 4 requests of one key within the interval", n)
 	}
-	if strings.Contains(log, created.Secret) || strings.Contains(log, "sk-no-such-key") {
+	if strings.Contains(log, created.Secret) || strings.Contains(log, rotated.Secret) || strings.Contains(log, "sk-no-such-key") {
 		t.Errorf("a log line holds a secret")
 	}
 }
