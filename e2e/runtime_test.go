@@ -4,13 +4,19 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/stellwerk/stellwerk/internal/harness"
 	"github.com/stellwerk/stellwerk/internal/mockllm"
@@ -120,5 +126,143 @@ func TestStopFinishesStreams(t *testing.T) {
 	}
 	if took < 5*time.Second {
 		t.Logf("the stream took %s: shorter than the old 5 s cut, the test proves less", took)
+	}
+}
+
+// TestStopDuringStart (the container probe): a start whose PostgreSQL
+// takes the connection and never answers (a pooler without a backend)
+// held the process for ever, saying nothing; a SIGTERM then ended it with
+// exit 1 and the error of whatever start-up was doing (a policy test
+// "failed: context canceled"). The open is bounded now, and a stop asked
+// for during start-up is a stop: exit 0, said as one.
+func TestStopDuringStart(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+			select {
+			case accepted <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	dir, err := os.MkdirTemp("", "sw-stop-") // short: it holds the socket
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	hashKey := filepath.Join(dir, "hash.key")
+	if err := os.WriteFile(hashKey, []byte(strings.Repeat("k", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`server: {admin: "127.0.0.1:%d", grpc: "unix://%s/grpc.sock"}
+routing: {default_model: m}
+providers: [{name: p, base_url: "http://127.0.0.1:1/v1", residency: eu}]
+models: [{id: m, provider: p, context_window: 8000}]
+state: {dir: %s, postgres: {dsn_env: STOP_DSN}, hash_key: {file: %s}}
+`, harness.FreePort(t), dir, dir, hashKey)
+	if err := os.WriteFile(filepath.Join(dir, "stellwerk.yaml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(harness.Binary(t), "serve", "--config", filepath.Join(dir, "stellwerk.yaml"))
+	cmd.Env = append(os.Environ(), "STOP_DSN=postgres://u:hunter2@"+ln.Addr().String()+"/db?sslmode=disable")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-accepted:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("stellwerk never connected:\n%s", stderr.String())
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	out := stderr.String()
+	if err != nil || !strings.Contains(out, "stopped by a signal during start-up") || strings.Contains(out, "hunter2") {
+		t.Errorf("stopped during start: %v\n%s", err, lastLines(out, 5))
+	}
+}
+
+// TestEnvoyStopDrains (the container probe): SIGTERM ends Envoy at once,
+// cutting every stream, so stellwerk's drain never reached the clients of
+// the compose stack (compose stops Envoy first) or of a sidecar pod. The
+// compose stack starts Envoy through compose/envoy/drain.sh, which turns
+// the stop into a drain: the stream in flight ends with [DONE], then
+// Envoy stops. The compose file's Envoy health check, run against a real
+// Envoy, passes: it asked in HTTP/1.0, which Envoy's admin API answers 426.
+func TestEnvoyStopDrains(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{EnvoyVia: "compose/envoy/drain.sh"})
+
+	compose, err := os.ReadFile(filepath.Join(harness.Root(), "compose", "docker-compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Services map[string]struct {
+			Entrypoint      []string                `yaml:"entrypoint"`
+			StopGracePeriod string                  `yaml:"stop_grace_period"`
+			Healthcheck     struct{ Test []string } `yaml:"healthcheck"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(compose, &c); err != nil {
+		t.Fatal(err)
+	}
+	envoy := c.Services["envoy"]
+	if len(envoy.Entrypoint) != 1 || envoy.Entrypoint[0] != "/etc/envoy/drain.sh" || envoy.StopGracePeriod != "330s" {
+		t.Errorf("compose's envoy: entrypoint %v, stop_grace_period %q", envoy.Entrypoint, envoy.StopGracePeriod)
+	}
+	test := envoy.Healthcheck.Test
+	if len(test) != 4 || test[0] != "CMD" || test[1] != "bash" || !strings.Contains(test[3], "/9901") {
+		t.Fatalf("compose's envoy health check: %q", test)
+	}
+	check := strings.Replace(test[3], "/9901", "/"+s.EnvoyAdmin[strings.LastIndexByte(s.EnvoyAdmin, ':')+1:], 1)
+	if out, err := exec.Command("bash", "-c", check).CombinedOutput(); err != nil {
+		t.Errorf("compose's envoy health check against a ready Envoy: %v %s", err, out)
+	}
+
+	for _, p := range s.Providers {
+		p.SetBehavior(mockllm.Behavior{ChunkDelay: 300 * time.Millisecond})
+	}
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions",
+		strings.NewReader(`{"model":"auto","stream":true,"messages":[{"role":"user","content":"tell me a long story please"}]}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	first := make([]byte, 1)
+	if _, err := io.ReadFull(resp.Body, first); err != nil {
+		t.Fatal(err)
+	}
+	// Only the script: a container runtime signals PID 1.
+	if err := syscall.Kill(s.PID("envoy"), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || !bytes.Contains(b, []byte("data: [DONE]")) {
+		t.Fatalf("the stream in flight when Envoy was stopped: %v\n%s", err, b)
+	}
+	waitFor(t, "Envoy stopped after the drain", func() bool {
+		_, err := http.Get(s.EnvoyAdmin + "/ready")
+		return err != nil
+	})
+	if log := s.Log("envoy"); !strings.Contains(log, "draining Envoy's listeners") || !strings.Contains(log, "stopping Envoy") {
+		t.Errorf("drain.sh did not say what it did:\n%s", lastLines(log, 5))
 	}
 }

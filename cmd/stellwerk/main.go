@@ -23,6 +23,14 @@ func main() {
 		if errors.Is(err, cli.ErrUsage) {
 			os.Exit(2)
 		}
+		if ctx.Err() != nil && len(os.Args) > 1 && os.Args[1] == "serve" {
+			// Stopped before it served, as asked (a rollout that moved on):
+			// what start-up was doing when the signal cut it short is no
+			// failure, and read like one — a policy test "failed" with
+			// context canceled (the container probe).
+			fmt.Fprintln(os.Stderr, "stellwerk: stopped by a signal during start-up; it was interrupted while:", err)
+			return
+		}
 		fmt.Fprintln(os.Stderr, "stellwerk:", err)
 		os.Exit(1)
 	}

@@ -71,6 +71,10 @@ type Options struct {
 	// MTLS serves stellwerk's gRPC on loopback TCP with mutual TLS instead
 	// of a Unix socket, with throwaway certificates (Stack.MTLS).
 	MTLS bool
+	// EnvoyVia is a script Envoy is started through, relative to the
+	// repository root (compose/envoy/drain.sh): it gets Envoy's arguments,
+	// and ENVOY and ENVOY_ADMIN_PORT in its environment.
+	EnvoyVia string
 }
 
 // Provider is a running fake provider.
@@ -302,7 +306,12 @@ func launch(t testing.TB, o Options, ps *providerSet, se stackEnv) *Stack {
 		bootstrap := s.writeBootstrap(o.Bootstrap, envoyAdminPort, listenPort)
 		// The access log is flushed every 200 ms instead of Envoy's 10 s, so a
 		// test finds a request's line soon after its answer.
-		s.startProcess("envoy", os.Environ(), se.envoy, "-c", bootstrap, "--disable-hot-restart",
+		env, bin := os.Environ(), se.envoy
+		if o.EnvoyVia != "" {
+			env = append(env, "ENVOY="+se.envoy, fmt.Sprintf("ENVOY_ADMIN_PORT=%d", envoyAdminPort))
+			bin = filepath.Join(Root(), o.EnvoyVia)
+		}
+		s.startProcess("envoy", env, bin, "-c", bootstrap, "--disable-hot-restart",
 			"--log-level", "warn", "--concurrency", "2", "--file-flush-interval-msec", "200")
 		if try == 3 || !s.portTaken("envoy", s.EnvoyAdmin+"/ready") {
 			break

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -265,12 +266,23 @@ func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
 	}
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(4)
-	if err := db.PingContext(ctx); err != nil {
+	// A server that takes the connection and never answers (a pooler
+	// without a backend, a proxy to nowhere) held a start for ever, with
+	// no word in the log and no probe served (the container probe).
+	pctx, cancel := context.WithTimeout(ctx, PingBound)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
 		db.Close()
+		if ctx.Err() == nil && pctx.Err() != nil {
+			return nil, fmt.Errorf("state.postgres: %w: no answer within %s (is the server, or a pooler or proxy in front of it, up?)", ErrUnavailable, PingBound)
+		}
 		return nil, fmt.Errorf("state.postgres: %w", Classify(err))
 	}
 	return &DB{SQL: db, Dialect: Postgres}, nil
 }
+
+// PingBound is how long opening PostgreSQL waits for its first answer.
+var PingBound = 30 * time.Second
 
 // Close closes the handle.
 func (db *DB) Close() error { return db.SQL.Close() }
