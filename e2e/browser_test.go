@@ -159,3 +159,129 @@ func providerRequests(s *harness.Stack) int {
 	}
 	return n
 }
+
+// TestBrowserAppsOfAllowedOrigins: envoy.cors.allow_origins lets a browser
+// app of a listed origin call the gateway as the OpenAI JS SDK does
+// (dangerouslyAllowBrowser): a JSON POST with its key, whose preflight
+// Envoy answers before stellwerk authenticates anything. The app reads the
+// answer, stellwerk's headers and stellwerk's own refusals (a 401 without
+// Access-Control-Allow-Origin is a network error to the page). A page of
+// any other origin gets no CORS header: its browser sends nothing after
+// the preflight, and the provider gets nothing from it.
+func TestBrowserAppsOfAllowedOrigins(t *testing.T) {
+	t.Parallel()
+	chromium := testsrv.Chromium(t)
+	// One script, served by both origins' pages: it sends what the SDK
+	// sends and puts what it could read in the title.
+	var gw string
+	const key = "sk-browser-app-0123456789"
+	script := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, `<!doctype html><title>page</title><script>
+const gw = %q, key = %q;
+const chat = JSON.stringify({model: "auto", messages: [{role: "user", content: "from a browser app"}]});
+async function call(path, init) {
+  try {
+    const r = await fetch(gw + path, init);
+    const b = await r.json();
+    return {status: r.status, model: r.headers.get("x-stellwerk-model"), decision: r.headers.get("x-stellwerk-decision-id"),
+      code: (b.error && b.error.code) || "", object: b.object || "", content: (b.choices && b.choices[0].message.content) || ""};
+  } catch (e) { return {error: String(e)}; }
+}
+(async () => {
+  const json = {"content-type": "application/json"};
+  const out = {
+    chat: await call("/v1/chat/completions", {method: "POST", headers: {...json, "authorization": "Bearer " + key,
+      "x-stainless-lang": "js", "x-stainless-retry-count": "0", "openai-organization": "org"}, body: chat}),
+    models: await call("/v1/models", {headers: {"authorization": "Bearer " + key}}),
+    badKey: await call("/v1/chat/completions", {method: "POST", headers: {...json, "authorization": "Bearer sk-wrong"}, body: chat}),
+  };
+  document.title = "done " + JSON.stringify(out);
+})();
+</script>`, gw, key)
+	}
+	allowed := httptest.NewServer(http.HandlerFunc(script))
+	t.Cleanup(allowed.Close)
+	other := httptest.NewServer(http.HandlerFunc(script))
+	t.Cleanup(other.Close)
+	s := harness.Start(t, harness.Options{
+		Mutate: func(c *config.Config) {
+			c.Auth.Mode = "keys"
+			c.Keys = append(c.Keys, config.Key{ID: "app", Workspace: "default", SHA256: auth.Hash(key)})
+			c.Envoy.CORS.AllowOrigins = []string{allowed.URL}
+		},
+	})
+	gw = s.URL
+
+	ctx, run := browser(t, chromium, 2*time.Minute)
+	open := func(page string) map[string]map[string]any {
+		t.Helper()
+		run("open "+page, chromedp.Navigate(page))
+		var title string
+		waitFor(t, "the page's requests", func() bool {
+			title, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`document.title`))
+			return strings.HasPrefix(title, "done ")
+		})
+		var out map[string]map[string]any
+		mustJSON(t, []byte(strings.TrimPrefix(title, "done ")), &out)
+		return out
+	}
+
+	out := open(allowed.URL)
+	if c := out["chat"]; c["status"] != 200.0 || c["model"] == nil || c["model"] == "" || c["decision"] == "" || c["content"] == "" {
+		t.Errorf("the allowed origin's chat: %v", c)
+	}
+	if m := out["models"]; m["status"] != 200.0 || m["object"] != "list" {
+		t.Errorf("the allowed origin's GET /v1/models: %v", m)
+	}
+	if b := out["badKey"]; b["status"] != 401.0 || b["code"] == "" {
+		t.Errorf("the allowed origin reads stellwerk's refusal: %v", b)
+	}
+	served := providerRequests(s)
+	if served != 1 {
+		t.Errorf("the providers got %d requests from the allowed origin, want 1", served)
+	}
+
+	out = open(other.URL)
+	for name, r := range out {
+		if r["error"] == nil {
+			t.Errorf("another origin's %s was readable: %v", name, r)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := providerRequests(s); n != served {
+		t.Errorf("the providers got %d requests from another origin", n-served)
+	}
+
+	// What the browser saw, header by header.
+	preflight := func(origin string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodOptions, s.URL+"/v1/chat/completions", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "authorization,content-type,x-stainless-os")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	r := preflight(allowed.URL)
+	if r.StatusCode != 200 || r.Header.Get("Access-Control-Allow-Origin") != allowed.URL ||
+		!strings.Contains(r.Header.Get("Access-Control-Allow-Headers"), "authorization") ||
+		!strings.Contains(r.Header.Get("Access-Control-Allow-Methods"), "POST") || r.Header.Get("Access-Control-Allow-Credentials") == "true" {
+		t.Errorf("the allowed origin's preflight: %d %v", r.StatusCode, r.Header)
+	}
+	r = preflight(other.URL)
+	if r.StatusCode == 200 || r.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("another origin's preflight: %d %v", r.StatusCode, r.Header)
+	}
+	// An API client without an Origin is served as before, without CORS.
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`,
+		map[string]string{"Authorization": "Bearer " + key})
+	if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("an API client: %d %v %s", resp.StatusCode, resp.Header, b)
+	}
+}

@@ -100,6 +100,9 @@ type Listener struct {
 	Port            uint32 `json:"port"`
 	MaxRequestBytes int64  `json:"max_request_bytes"`
 	AccessLog       bool   `json:"access_log"`
+	// CORSAllowOrigins are the origins whose browser apps may call the
+	// listener (envoy.cors.allow_origins); none: no CORS filter.
+	CORSAllowOrigins []string `json:"cors_allow_origins,omitempty"`
 }
 
 // ExtProc is how Envoy reaches stellwerk's ext_proc service.
@@ -170,7 +173,7 @@ func FromConfig(c *config.Config, cat *catalog.Catalog, wks ...WorkspaceKey) (IR
 	}
 	if c.Envoy.Mode == config.ModeStandalone {
 		ir.Listener = &Listener{Name: ListenerName, Address: host, Port: uint32(port),
-			MaxRequestBytes: c.Envoy.MaxRequestBytes, AccessLog: c.Envoy.AccessLog}
+			MaxRequestBytes: c.Envoy.MaxRequestBytes, AccessLog: c.Envoy.AccessLog, CORSAllowOrigins: c.Envoy.CORS.AllowOrigins}
 	}
 	provCfg := make(map[string]config.Provider, len(c.Providers))
 	for _, pc := range c.Providers {
@@ -256,6 +259,9 @@ func (ir IR) Validate() error {
 	var errs []error
 	if ir.Listener != nil && net.ParseIP(ir.Listener.Address) == nil {
 		errs = append(errs, fmt.Errorf("listener address %q is not an IP", ir.Listener.Address))
+	}
+	if ir.Listener != nil && slices.Contains(ir.Listener.CORSAllowOrigins, "") {
+		errs = append(errs, errors.New("listener: an empty CORS origin"))
 	}
 	if ir.ExtProc.Cluster == "" {
 		errs = append(errs, errors.New("ext_proc cluster is empty"))

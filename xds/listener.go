@@ -48,6 +48,14 @@ func httpListener(ir IR) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	filters := []*hcmv3.HttpFilter{epf, {Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}}}
+	if len(l.CORSAllowOrigins) > 0 {
+		cf, err := corsHTTPFilter()
+		if err != nil {
+			return nil, err
+		}
+		filters = append([]*hcmv3.HttpFilter{cf}, filters...)
+	}
 	hcm := &hcmv3.HttpConnectionManager{
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
 		StatPrefix: "stellwerk",
@@ -55,10 +63,7 @@ func httpListener(ir IR) (*listenerv3.Listener, error) {
 			ConfigSource:    adsConfigSource(),
 			RouteConfigName: RouteConfigName,
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{
-			epf,
-			{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
-		},
+		HttpFilters:      filters,
 		NormalizePath:    wrapperspb.Bool(true),
 		MergeSlashes:     true,
 		UseRemoteAddress: wrapperspb.Bool(true),

@@ -319,6 +319,19 @@ type Envoy struct {
 	// ClusterDefaults are every provider cluster's controls (cluster.go);
 	// a provider's own cluster block overrides them field by field.
 	ClusterDefaults ClusterSettings `yaml:"cluster_defaults,omitempty"`
+	// CORS lets browser apps of the listed origins call the standalone
+	// listener; unset, no page of another origin can.
+	CORS CORS `yaml:"cors,omitempty"`
+}
+
+// CORS is the standalone listener's answer to browsers: Envoy's CORS
+// filter answers the preflight of the listed origins, before stellwerk
+// authenticates anything, and marks their answers readable.
+type CORS struct {
+	// AllowOrigins are exact origins (scheme://host[:port]); "*" is any
+	// origin, which auth.mode open refuses: any web page would spend the
+	// gateway's budgets.
+	AllowOrigins []string `yaml:"allow_origins,omitempty"`
 }
 
 // loopbackHosts are the names of a loopback listener.

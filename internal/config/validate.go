@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -39,6 +40,7 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("envoy.hosts[%d]", i), "%q must be a lower-case host name or IP address without a port, or *", h)
 		}
 	}
+	errs = append(errs, c.validateCORS()...)
 	for field, addr := range map[string]string{"server.admin": c.Server.Admin, "envoy.listener": c.Envoy.Listener} {
 		if err := checkHostPort(addr); err != nil {
 			bad(field, "%v", err)
@@ -380,6 +382,67 @@ func checkForwardHeader(h string) error {
 		return fmt.Errorf("%q is not a lower-case header name", h)
 	case slices.Contains(neverForwarded, h), strings.HasPrefix(h, "x-stellwerk-"), strings.HasPrefix(h, "x-envoy-"):
 		return fmt.Errorf("%q must never reach a provider", h)
+	}
+	return nil
+}
+
+// validateCORS checks envoy.cors.allow_origins: each an origin as a
+// browser sends it (RFC 6454: lower-case scheme and host, no default
+// port, no path), since Envoy compares them exactly; "*" not in open mode.
+func (c *Config) validateCORS() []error {
+	var errs []error
+	origins := c.Envoy.CORS.AllowOrigins
+	if len(origins) > 0 && c.Envoy.Mode == ModeClusters {
+		errs = append(errs, errors.New("envoy.cors: is for envoy.mode: standalone; in clusters mode the listener is yours: "+
+			"configure CORS in your Envoy (its envoy.filters.http.cors filter, before stellwerk's ext_proc filter)"))
+	}
+	seen := map[string]bool{}
+	for i, o := range origins {
+		f := fmt.Sprintf("envoy.cors.allow_origins[%d]", i)
+		if seen[o] {
+			errs = append(errs, fmt.Errorf("%s: duplicate origin %q", f, o))
+		}
+		seen[o] = true
+		if o == "*" {
+			if c.Auth.Mode == "open" {
+				errs = append(errs, fmt.Errorf("%s: \"*\" with auth.mode: open lets any web page a user opens spend the gateway's budgets; "+
+					"list the origins of your apps, or use auth.mode: keys", f))
+			}
+			continue
+		}
+		if err := checkOrigin(o); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q %v", f, o, err))
+		}
+	}
+	return errs
+}
+
+// checkOrigin reports why o is not an origin a browser sends.
+func checkOrigin(o string) error {
+	u, err := url.Parse(o)
+	switch {
+	case err != nil || u.Opaque != "" || u.Host == "":
+		return errors.New("must be an origin: scheme://host[:port], e.g. https://app.example.com")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("must start with http:// or https://")
+	case u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(o, "?") || strings.HasSuffix(o, "#"):
+		return errors.New("must be scheme://host[:port] only: no path (not even a trailing /), query or user")
+	case o != strings.ToLower(o):
+		return errors.New("must be lower case, as browsers send it")
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != p {
+			return errors.New("has a bad port")
+		}
+		if (u.Scheme == "http" && p == "80") || (u.Scheme == "https" && p == "443") {
+			return errors.New("names the scheme's default port, which browsers leave out: remove :" + p)
+		}
+	} else if strings.HasSuffix(u.Host, ":") {
+		return errors.New("has an empty port")
+	}
+	if h := u.Hostname(); strings.ContainsAny(h, "*/ ") {
+		return errors.New("must name one host: no wildcards (list each origin, or \"*\" alone for any)")
 	}
 	return nil
 }
