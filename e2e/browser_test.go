@@ -196,6 +196,12 @@ async function call(path, init) {
     models: await call("/v1/models", {headers: {"authorization": "Bearer " + key}}),
     badKey: await call("/v1/chat/completions", {method: "POST", headers: {...json, "authorization": "Bearer sk-wrong"}, body: chat}),
   };
+  try { // a stream, as the SDK reads it
+    const r = await fetch(gw + "/v1/chat/completions", {method: "POST", headers: {...json, "authorization": "Bearer " + key},
+      body: JSON.stringify({...JSON.parse(chat), stream: true})});
+    const text = await r.text();
+    out.stream = {status: r.status, done: text.includes("data: [DONE]"), requestID: r.headers.get("x-request-id")};
+  } catch (e) { out.stream = {error: String(e)}; }
   document.title = "done " + JSON.stringify(out);
 })();
 </script>`, gw, key)
@@ -237,9 +243,12 @@ async function call(path, init) {
 	if b := out["badKey"]; b["status"] != 401.0 || b["code"] == "" {
 		t.Errorf("the allowed origin reads stellwerk's refusal: %v", b)
 	}
+	if st := out["stream"]; st["status"] != 200.0 || st["done"] != true || st["requestID"] == nil || st["requestID"] == "" {
+		t.Errorf("the allowed origin's stream: %v", st)
+	}
 	served := providerRequests(s)
-	if served != 1 {
-		t.Errorf("the providers got %d requests from the allowed origin, want 1", served)
+	if served != 2 {
+		t.Errorf("the providers got %d requests from the allowed origin, want 2", served)
 	}
 
 	out = open(other.URL)
