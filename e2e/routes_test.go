@@ -489,15 +489,21 @@ func TestRoutesRollbackReplicas(t *testing.T) {
 	}
 	t.Logf("rollback made through replica b served by both within %v", time.Since(rolled).Round(time.Millisecond))
 
-	// Each change is on the audit record (the shared store), with who made it.
-	var got []string
-	for _, v := range auditPage(t, a, "kind=route&limit=100").Records {
-		var rec audit.Record
-		mustJSON(t, v.Record, &rec)
-		got = append(got, rec.Change.Actor+" "+rec.Change.Action+" "+rec.Change.Before+" "+rec.Change.After)
-	}
+	// Each change is on the audit record (the shared store), with who made
+	// it: once replica b's writer has committed the rollback's (a batch
+	// later; read at once it was not there yet).
 	want := []string{"admin:harness create  support@1", "admin:harness deploy  support@1", "admin:harness create  support@2",
 		"admin:harness deploy support@1 support@2", "admin:harness rollback support@2 support@1"}
+	var got []string
+	waitFor(t, "the rollback's record", func() bool {
+		got = got[:0]
+		for _, v := range auditPage(t, a, "kind=route&limit=100").Records {
+			var rec audit.Record
+			mustJSON(t, v.Record, &rec)
+			got = append(got, rec.Change.Actor+" "+rec.Change.Action+" "+rec.Change.Before+" "+rec.Change.After)
+		}
+		return len(got) >= len(want)
+	})
 	if strings.Join(got, ", ") != strings.Join(want, ", ") {
 		t.Errorf("route change records %q, want %q", got, want)
 	}

@@ -549,10 +549,12 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 	switch p.endpoint {
 	case epModels, epModel:
 		if p.method != "GET" && p.method != "HEAD" {
-			return p.immediate(apierr.WrongMethod("%s is not allowed on %s; use GET", apierr.Truncate(p.method, 16), p.path))
+			e := apierr.WrongMethod("%s is not allowed on %s; use GET", apierr.Truncate(p.method, 16), p.path)
+			e.Allow = "GET, HEAD"
+			return p.immediate(e)
 		}
 		if p.endpoint == epModels {
-			return immediateJSON(200, p.state.modelsFor(p.principal), p.id)
+			return immediateJSON(200, p.state.modelsFor(p.principal), p.id, modelsCaching...)
 		}
 		// The SDKs escape the id as a path segment: groq/llama-3 arrives as
 		// groq%2Fllama-3.
@@ -565,12 +567,14 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 			return p.immediate(apierr.NotFound("model_not_found", "model", "the model %q does not exist or is not available to you",
 				apierr.Truncate(id, 128)))
 		}
-		return immediateJSON(200, body, p.id)
+		return immediateJSON(200, body, p.id, modelsCaching...)
 	}
 
 	// Chat completions, embeddings, completions.
 	if p.method != "POST" {
-		return p.immediate(apierr.WrongMethod("%s is not allowed on %s; use POST", apierr.Truncate(p.method, 16), p.path))
+		e := apierr.WrongMethod("%s is not allowed on %s; use POST", apierr.Truncate(p.method, 16), p.path)
+		e.Allow = "POST"
+		return p.immediate(e)
 	}
 	var refused *apierr.Error
 	switch {
@@ -616,6 +620,11 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 // reached anthropic-SDK clients as a 200 with no text (the provider-wire
 // probe). Shared by every request, never changed.
 var identityEncoding = []*corev3.HeaderValueOption{setHeader("accept-encoding", "identity")}
+
+// modelsCaching keeps a shared cache from giving one key's model list to
+// another: the list depends on the key (the HTTP probe).
+var modelsCaching = []*corev3.HeaderValueOption{setHeader("cache-control", "private, no-cache"),
+	setHeader("vary", "authorization, x-api-key, api-key")}
 
 // plainJSONHeaders are identityEncoding and the content-type every
 // provider is sent, for a request that named JSON another way.

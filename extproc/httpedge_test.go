@@ -3,6 +3,8 @@ package extproc
 import (
 	"testing"
 
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
 )
@@ -88,5 +90,40 @@ func TestHeaderChecksAllocateNothing(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { hostAllowed(host, hosts) }); n != 0 {
 		t.Errorf("hostAllowed: %v allocations", n)
+	}
+}
+
+// TestHTTPHeadersOfAnswers: a 405 says which methods the path takes, a
+// 401 how to authenticate (RFC 9110), and a model list, which depends on
+// the key, is kept out of shared caches.
+func TestHTTPHeadersOfAnswers(t *testing.T) {
+	header := func(r *extprocv3.ProcessingResponse, name string) string {
+		for _, h := range r.GetImmediateResponse().GetHeaders().GetSetHeaders() {
+			if h.GetHeader().GetKey() == name {
+				return string(h.GetHeader().GetRawValue())
+			}
+		}
+		return ""
+	}
+	p := newProc(t)
+	if r := p.handle(headersMsg("DELETE", "/v1/chat/completions", true)); header(r, "allow") != "POST" {
+		t.Errorf("405 on chat: allow %q", header(r, "allow"))
+	}
+	p = newProc(t)
+	if r := p.handle(headersMsg("POST", "/v1/models", true)); header(r, "allow") != "GET, HEAD" {
+		t.Errorf("405 on models: allow %q", header(r, "allow"))
+	}
+	p = newProc(t)
+	r := p.handle(headersMsg("GET", "/v1/models", true))
+	if header(r, "cache-control") != "private, no-cache" || header(r, "vary") != "authorization, x-api-key, api-key" {
+		t.Errorf("models: cache-control %q, vary %q", header(r, "cache-control"), header(r, "vary"))
+	}
+	st := testState(t)
+	st.Keys = auth.New(&config.Config{Auth: config.Auth{Mode: "keys"}}, func(string) string { return "" })
+	p = newProc(t)
+	p.state = st
+	r = p.handle(headersMsg("POST", "/v1/chat/completions", false, "authorization", "Bearer sk-nobody"))
+	if r.GetImmediateResponse().GetStatus().GetCode() != 401 || header(r, "www-authenticate") != `Bearer realm="stellwerk"` {
+		t.Errorf("401: %v, www-authenticate %q", r.GetImmediateResponse().GetStatus().GetCode(), header(r, "www-authenticate"))
 	}
 }

@@ -163,5 +163,13 @@ func errorHeaders(e *apierr.Error, policyVersion string) []*corev3.HeaderValueOp
 	if e.Final {
 		extra = append(extra, setHeader("x-should-retry", "false"))
 	}
+	// What HTTP says a 405 and a 401 carry (RFC 9110): the methods the
+	// path takes, and how to authenticate (the HTTP probe).
+	if e.Allow != "" {
+		extra = append(extra, setHeader("allow", e.Allow))
+	}
+	if e.Kind == apierr.KindUnauthenticated {
+		extra = append(extra, setHeader("www-authenticate", `Bearer realm="stellwerk"`))
+	}
 	return extra
 }

@@ -45,6 +45,8 @@ type Error struct {
 	// ProviderStatus is the HTTP status a provider answered, for KindProvider:
 	// the caller gets the provider's status, reshaped.
 	ProviderStatus int
+	// Allow lists the methods the path takes, for a 405's Allow header.
+	Allow string
 	// Final marks a server-side refusal the same request meets again (no
 	// model can serve it, the policy fails, a credential is missing): the
 	// edge sends x-should-retry: false, which the OpenAI and Anthropic SDKs

@@ -359,6 +359,11 @@ func parseRoot(body []byte, what string) (gjson.Result, error) {
 		return gjson.Result{}, apierr.Invalid("invalid_request_body", "", "the request body is nested more than %d levels deep", MaxDepth)
 	}
 	if !gjson.ValidBytes(body) {
+		if bytes.HasPrefix(body, []byte("\xef\xbb\xbf")) || bytes.HasPrefix(body, []byte("\xff\xfe")) || bytes.HasPrefix(body, []byte("\xfe\xff")) {
+			// Windows tools write one (PowerShell 5's Out-File -Encoding
+			// utf8): named, rather than "not valid JSON" (the HTTP probe).
+			return gjson.Result{}, apierr.Invalid("invalid_json", "", "the request body starts with a byte order mark, which JSON does not allow (RFC 8259); send UTF-8 without one")
+		}
 		return gjson.Result{}, apierr.Invalid("invalid_json", "", "the request body is not valid JSON")
 	}
 	// An escaped surrogate without its pair is no character at all, and

@@ -126,6 +126,17 @@ func TestParseChat(t *testing.T) {
 	}
 }
 
+// TestByteOrderMarkNamed: a body that starts with a byte order mark
+// (PowerShell 5 writes one) is told so, not "not valid JSON".
+func TestByteOrderMarkNamed(t *testing.T) {
+	for _, bom := range []string{"\xef\xbb\xbf", "\xff\xfe"} {
+		_, err := ParseChat([]byte(bom + `{"model":"m","messages":[{"role":"user","content":"hi"}]}`))
+		if e, ok := err.(*apierr.Error); !ok || e.Code != "invalid_json" || !strings.Contains(e.Message, "byte order mark") {
+			t.Errorf("%q: %v", bom, err)
+		}
+	}
+}
+
 // TestDuplicateKeysAreRefused: a key twice in one object, anywhere, is a
 // 400 naming the key and the object: first-key-wins (gjson) and
 // last-key-wins (most providers' JSON parsers) would read two requests.
