@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"io"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -98,6 +101,20 @@ func TestLeakedKeyIsTraceable(t *testing.T) {
 	}
 	if n := strings.Count(log, "a refused key was used"); n != 1 {
 		t.Errorf("%d lines for 4 requests of one key within the interval", n)
+	}
+	// Counted for an alert, without the key (RevokedKeyStillUsed).
+	r, err := s.AdminGet("/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	n := -1
+	if m := regexp.MustCompile(`(?m)^stellwerk_refused_keys_total\{state="revoked"\} (\d+)$`).FindSubmatch(metrics); m != nil {
+		n, _ = strconv.Atoi(string(m[1]))
+	}
+	if n < 4 {
+		t.Errorf("stellwerk_refused_keys_total{state=\"revoked\"} is %d after 4 requests", n)
 	}
 	if strings.Contains(log, created.Secret) || strings.Contains(log, rotated.Secret) || strings.Contains(log, "sk-no-such-key") {
 		t.Errorf("a log line holds a secret")

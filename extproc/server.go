@@ -137,17 +137,18 @@ type State struct {
 // rotated out, expired): its id, why and where it came from, once an
 // interval per key. The client's 401 says none of it.
 func (st *State) refusedKey(log *zap.Logger, keyID, from string, err error) {
+	why := "revoked"
+	switch {
+	case errors.Is(err, keys.ErrExpired):
+		why = "expired"
+	case errors.Is(err, keys.ErrRotated):
+		why = "rotated_out"
+	case !errors.Is(err, keys.ErrRevoked):
+		return // the store failed: not the key's state
+	}
+	st.Metrics.RefusedKey(why)
 	l, _ := st.refusedKeys.LoadOrStore(keyID, &logevery.Limiter{})
 	if ok, n := l.(*logevery.Limiter).Allow(); ok {
-		why := "revoked"
-		switch {
-		case errors.Is(err, keys.ErrExpired):
-			why = "expired"
-		case errors.Is(err, keys.ErrRotated):
-			why = "rotated out"
-		case !errors.Is(err, keys.ErrRevoked):
-			return // the store failed: not the key's state
-		}
 		log.Warn("a refused key was used: its requests are answered 401", zap.String("key_id", keyID), zap.String("state", why),
 			zap.String("client_address", from), zap.Int64("requests", n))
 	}

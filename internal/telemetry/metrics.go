@@ -60,6 +60,9 @@ type Metrics struct {
 	injection  prometheus.Observer
 	budget     *prometheus.GaugeVec
 	rejections *prometheus.CounterVec
+	// refusedKeys counts requests with a store key refused for its state,
+	// one counter per state (RefusedKeyStates).
+	refusedKeys [len(RefusedKeyStates)]prometheus.Counter
 
 	series     cache[seriesKey, *series]
 	attemptC   cache[attemptKey, prometheus.Counter]
@@ -143,7 +146,14 @@ func New() *Metrics {
 		Help: "Requests refused with 429 by a budget or rate limit, by kind (budget, requests, tokens) and the limit's scope.",
 	}, []string{"workspace", "kind", "scope"})
 
-	reg.MustRegister(m.tokens, m.duration, m.ttft, m.requests, m.cost, m.baseline, overhead, m.attempts,
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stellwerk_refused_keys_total",
+		Help: "Requests with a store key refused for its state (revoked; rotated_out: its secret replaced, the grace over; expired), answered 401 like an unknown key: a leaked key still being tried. The log names the key (docs/security.md).",
+	}, []string{"state"})
+	for i, st := range RefusedKeyStates {
+		m.refusedKeys[i] = refused.WithLabelValues(st)
+	}
+	reg.MustRegister(m.tokens, m.duration, m.ttft, m.requests, m.cost, m.baseline, overhead, m.attempts, refused,
 		m.denials, m.exclusions, m.findings, m.injection.(prometheus.Histogram), m.budget, m.rejections,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		constInfo("stellwerk_build_info", "The running build: version and Go release.",

@@ -85,6 +85,8 @@ func TestSeriesAfterRequests(t *testing.T) {
 		`stellwerk_policy_exclusions_total{rule=residency}`,
 		`stellwerk_provider_attempts_total{model=gpt-mini,outcome=served,provider=openai}`,
 		`stellwerk_provider_attempts_total{model=mistral-small,outcome=failed,provider=mistral}`,
+		// From the start, at 0: an alert on their increase needs them.
+		`stellwerk_refused_keys_total{state=expired}`, `stellwerk_refused_keys_total{state=revoked}`, `stellwerk_refused_keys_total{state=rotated_out}`,
 		`stellwerk_requests_total{error_code=,model=gpt-mini,provider=openai,status_class=2xx,workspace=support}`,
 		`stellwerk_requests_total{error_code=invalid_api_key,model=,provider=,status_class=4xx,workspace=}`,
 		`stellwerk_requests_total{error_code=policy_denied,model=,provider=,status_class=4xx,workspace=support}`,

@@ -256,6 +256,23 @@ func (m *Metrics) Rejected(workspace, kind, scope string) {
 	m.rejectionC.get(rejectionKey{workspace, kind, scope}).Inc()
 }
 
+// RefusedKeyStates are the states a store key is refused for, the values
+// of stellwerk_refused_keys_total's state label.
+var RefusedKeyStates = [...]string{"revoked", "rotated_out", "expired"}
+
+// RefusedKey counts a request whose store key was refused for its state,
+// one of RefusedKeyStates.
+func (m *Metrics) RefusedKey(state string) {
+	if m == nil {
+		return
+	}
+	for i, st := range RefusedKeyStates {
+		if st == state {
+			m.refusedKeys[i].Inc()
+		}
+	}
+}
+
 // Rule is the rule a policy reason names: its text before the first colon
 // ("residency: restricted data requires eu" → "residency"), when that is a
 // short lowercase name; "other" for anything else, so that free text never
