@@ -11,6 +11,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
 )
 
 // TestLeakedKeyIsTraceable: a responder to a leaked key could not tell
@@ -35,6 +36,9 @@ func TestLeakedKeyIsTraceable(t *testing.T) {
 		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"hi"}]}`, auth)
 		return resp.StatusCode, b
 	}
+	for _, p := range s.Providers {
+		p.SetBehavior(mockllm.Behavior{RequestID: "req_provider_abc123"})
+	}
 	code, b := chat()
 	if code != 200 {
 		t.Fatalf("before: %d %s", code, b)
@@ -49,6 +53,10 @@ func TestLeakedKeyIsTraceable(t *testing.T) {
 	})
 	if p := gjson.Get(rec, "principal"); p.Get("key_id").Str != "leaked" || p.Get("address").Str != "127.0.0.1" {
 		t.Errorf("the record's principal: %s", p.Raw)
+	}
+	// What the provider's support, or a deletion request, names it by.
+	if id := gjson.Get(rec, "provider_request_id").Str; id != "req_provider_abc123" {
+		t.Errorf("the record's provider_request_id is %q", id)
 	}
 	if !strings.Contains(s.Log("stellwerk"), `"decision_id":"`+id+`","key_id":"leaked"`) {
 		t.Errorf("the routed line does not name the key")

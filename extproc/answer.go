@@ -63,12 +63,16 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	remove := []string{header.Served, header.UpstreamFlags, header.FirstModel, "x-envoy-attempt-count"}
 	ours := len(remove)
 	remove = p.providerHeaders(h, remove)
+	p.providerRequestID = rh.providerID
 	for i := len(remove) - 1; i >= ours; i-- {
 		// A provider's request id that holds its credential goes; the
 		// decision's stands in (none came back: the red team).
-		if k := strings.ToLower(remove[i]); k == header.RequestID || (k == header.AnthropicRequestID && p.anthropicErrors) {
-			hs = append(hs, setHeader(k, p.id))
-			remove = slices.Delete(remove, i, i+1)
+		if k := strings.ToLower(remove[i]); k == header.RequestID || k == header.AnthropicRequestID {
+			p.providerRequestID = "" // nor is it recorded
+			if k == header.RequestID || p.anthropicErrors {
+				hs = append(hs, setHeader(k, p.id))
+				remove = slices.Delete(remove, i, i+1)
+			}
 		}
 	}
 	if rh.retryAfter != "" && code >= 400 {

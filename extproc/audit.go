@@ -125,7 +125,7 @@ func (p *edge) auditRecord() *audit.Record {
 		// It left for a provider, which answered it or was working on it
 		// when the client went away (the prompt is charged to it); after
 		// an error the attempts say who was tried.
-		r.Served, r.Provider = m.ID, m.Provider.Name
+		r.Served, r.Provider, r.ProviderRequestID = m.ID, m.Provider.Name, p.providerRequestID
 	}
 	switch {
 	case len(p.attempts) > 0:

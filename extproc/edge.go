@@ -62,10 +62,13 @@ type edge struct {
 	ctx context.Context
 
 	principal    auth.Principal
-	headerPolicy string            // x-stellwerk-policy as sent
-	metadataHdr  string            // x-stellwerk-metadata as sent
-	clientAddr   string            // the address the client connected from, as Envoy saw it
-	headers      map[string]string // client headers the policy may read
+	headerPolicy string // x-stellwerk-policy as sent
+	metadataHdr  string // x-stellwerk-metadata as sent
+	clientAddr   string // the address the client connected from, as Envoy saw it
+	// providerRequestID is the served answer's own request id (OpenAI's
+	// x-request-id, Anthropic's request-id), for the audit record.
+	providerRequestID string
+	headers           map[string]string // client headers the policy may read
 	// sent are the client headers with text a provider gets (classified
 	// with the body), in sentBuf for the usual few.
 	sent    []classify.Header

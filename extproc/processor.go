@@ -409,6 +409,9 @@ type responseMeta struct {
 	// The provider's own request ids (OpenAI's x-request-id, Anthropic's
 	// request-id), which the client gets rather than the decision id.
 	requestID, anthropicRequestID bool
+	// providerID is the first of them, bounded: what the provider's
+	// support and a deletion request name the request by.
+	providerID string
 }
 
 func readResponseHeaders(h *extprocv3.HttpHeaders) responseMeta {
@@ -431,8 +434,14 @@ func readResponseHeaders(h *extprocv3.HttpHeaders) responseMeta {
 			m.served = headerValue(hv)
 		case header.RequestID:
 			m.requestID = hasValue(hv)
+			if m.requestID && m.providerID == "" {
+				m.providerID = apierr.Truncate(headerValue(hv), 128)
+			}
 		case header.AnthropicRequestID:
 			m.anthropicRequestID = hasValue(hv)
+			if m.anthropicRequestID && m.providerID == "" {
+				m.providerID = apierr.Truncate(headerValue(hv), 128)
+			}
 		}
 	}
 	if len(m.status) == 3 && m.status[0] == '2' && (m.encoding == "" || m.encoding == "identity") &&

@@ -152,6 +152,7 @@ func (e *recordEncoder) record(r *Record) {
 	e.StrOmit("chosen", r.Chosen)
 	e.StrOmit("served", r.Served)
 	e.StrOmit("provider", r.Provider)
+	e.StrOmit("provider_request_id", r.ProviderRequestID)
 	e.StrOmit("reason", r.Reason)
 	e.StrsOmit("fallbacks", r.Fallbacks)
 	if len(r.Attempts) > 0 {

@@ -79,14 +79,18 @@ type Record struct {
 	Table CandidateTable `json:"-"`
 	// Chosen is the model the decision picked; Served the one that answered
 	// (another after failover).
-	Chosen    string    `json:"chosen,omitempty"`
-	Served    string    `json:"served,omitempty"`
-	Provider  string    `json:"provider,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
-	Fallbacks []string  `json:"fallbacks,omitempty"`
-	Attempts  []Attempt `json:"attempts,omitempty"`
-	Usage     *Usage    `json:"usage,omitempty"`
-	Cost      *Cost     `json:"cost,omitempty"`
+	Chosen   string `json:"chosen,omitempty"`
+	Served   string `json:"served,omitempty"`
+	Provider string `json:"provider,omitempty"`
+	// ProviderRequestID is the provider's own id of the request that
+	// served (its x-request-id or request-id): what its support and a
+	// deletion request name the request by.
+	ProviderRequestID string    `json:"provider_request_id,omitempty"`
+	Reason            string    `json:"reason,omitempty"`
+	Fallbacks         []string  `json:"fallbacks,omitempty"`
+	Attempts          []Attempt `json:"attempts,omitempty"`
+	Usage             *Usage    `json:"usage,omitempty"`
+	Cost              *Cost     `json:"cost,omitempty"`
 	// OverheadUS is the router's own time on the request, in microseconds.
 	OverheadUS int64 `json:"router_overhead_us,omitempty"`
 	// TookMS is the request's time from its arrival (Time) to this record,
