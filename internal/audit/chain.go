@@ -37,6 +37,11 @@ type Entry struct {
 	// store does not have it (Body is nil): verification says so rather
 	// than that the record was edited.
 	NoDict string
+	// key is the record's principal.key_id when keyed (the log sets it as
+	// it encodes the record); the store reads it from Body otherwise (a
+	// spooled or copied entry).
+	key   string
+	keyed bool
 	// Leaf is set instead of the columns and body for an entry an export
 	// shows only as a link (LinkOnly).
 	Leaf     string

@@ -511,7 +511,10 @@ func (l *Log) commit(batch []*Record) {
 		}
 		l.seq++
 		e := Entry{Writer: l.writer, Seq: l.seq, Time: r.Time.UTC().Truncate(time.Microsecond), Kind: r.Kind, Workspace: r.Workspace,
-			ID: r.ID, Body: body}
+			ID: r.ID, Body: body, keyed: true}
+		if r.Principal != nil {
+			e.key = r.Principal.KeyID
+		}
 		e.seal(l.head)
 		l.head = e.Hash
 		l.pending = append(l.pending, e)

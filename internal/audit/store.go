@@ -455,9 +455,11 @@ func (s *Store) insertEntries(ctx context.Context, tx *sql.Tx, es []Entry, dict 
 		if withDict[i] {
 			dictID = dict.id
 		}
-		key := ""
+		key := e.key
 		if !e.Pruned {
-			key = RecordKey(e.Body)
+			if !e.keyed {
+				key = RecordKey(e.Body)
+			}
 			// body holds an empty marker: a replica from before schema
 			// version 3 (a rolling upgrade) then sees a record, not a pruned
 			// row its retention could compact away; its verify reports the
