@@ -26,6 +26,13 @@ import (
 // an alias never tells a caller about a model it may not use.
 func TestRetiredModelAnswersToItsAlias(t *testing.T) {
 	t.Parallel()
+	// A platform rule written against the old id: once it is an alias it
+	// never applies (the policy sees ids), and each reload says so.
+	policyDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(policyDir, "legacy.rego"),
+		[]byte("package stellwerk\n\ntags[\"legacy\"] := \"yes\" if input.request.model == \"old\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	s := harness.Start(t, harness.Options{
 		Providers: []harness.ProviderSpec{{Name: "p", Key: "sk-p", Residency: "eu"}, {Name: "q", Key: "sk-q", Residency: "us"}},
 		Models: []config.Model{
@@ -39,6 +46,7 @@ func TestRetiredModelAnswersToItsAlias(t *testing.T) {
 			c.Keys = append(c.Keys, config.Key{ID: "app", Workspace: "default", SHA256: auth.Hash("sk-alias-app")},
 				config.Key{ID: "narrow", Workspace: "narrow", SHA256: auth.Hash("sk-alias-narrow")})
 			c.Workspaces = append(c.Workspaces, config.Workspace{Name: "narrow", Deny: []string{"hidden"}})
+			c.Policy.Dir = policyDir
 		},
 	})
 	app := map[string]string{"Authorization": "Bearer sk-alias-app"}
@@ -79,6 +87,10 @@ func TestRetiredModelAnswersToItsAlias(t *testing.T) {
 	waitFor(t, "the reload with the alias", func() bool {
 		resp, _ := chat("old", app)
 		return resp.StatusCode == 200 && resp.Header.Get("x-stellwerk-model") == "new"
+	})
+	waitFor(t, "the reload's word on the policy", func() bool {
+		return strings.Contains(s.Log("stellwerk"), `"msg":"the policy names a model by an alias, which it never sees","where":"`) &&
+			strings.Contains(s.Log("stellwerk"), `legacy.rego:3: \"old\" is an alias of the model \"new\"`)
 	})
 	p := s.Providers["p"]
 	p.Reset()

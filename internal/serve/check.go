@@ -26,10 +26,12 @@ import (
 // not only the first, and the policy's warnings (modules with no effect). `stellwerk config check` is this, so a config it
 // passes is one serve does not refuse for these reasons.
 func Check(ctx context.Context, cfg *config.Config, env catalog.Env) (warnings []string, errs []error) {
-	warnings, perrs := policy.Check(ctx, policy.Source{Library: *cfg.Policy.Library, Dir: cfg.Policy.Dir})
+	psrc := policy.Source{Library: *cfg.Policy.Library, Dir: cfg.Policy.Dir}
+	warnings, perrs := policy.Check(ctx, psrc)
 	for _, err := range perrs {
 		errs = append(errs, fmt.Errorf("policy: %w", err))
 	}
+	warnings = append(warnings, policy.CheckAliases(psrc, cfg.ModelAliases())...)
 	cat, err := catalog.New(cfg, env)
 	if err != nil {
 		errs = append(errs, err)

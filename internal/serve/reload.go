@@ -507,12 +507,24 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 		time.AfterFunc(grace, func() { r.removeStale(ctx) })
 	}
 	r.warnStaleKeys(g.cat)
+	r.warnAliases(cfg)
 	for _, s := range g.cat.IgnoredScores {
 		r.log.Warn("scorecard rows of a model not in the catalog are ignored", zap.String("rows", s))
 	}
 	r.log.Info("config reloaded", zap.Int("models", len(g.cat.Models())), zap.Int("providers", len(g.cat.Providers())),
 		zap.Int("cluster_overrides", len(overrides)), zap.String("snapshot_version", r.pub.Version()))
 	return applied, nil
+}
+
+// warnAliases logs each string of the policy that is a model's alias: a
+// rule comparing with it never applies (policy.AliasWarnings).
+func (r *reloader) warnAliases(cfg *config.Config) {
+	if r.ps == nil || r.ps.Current() == nil {
+		return
+	}
+	for _, w := range r.ps.Current().AliasWarnings(cfg.ModelAliases()) {
+		r.log.Warn("the policy names a model by an alias, which it never sees", zap.String("where", w))
+	}
 }
 
 // warnStaleKeys logs each store key whose model list names a model the

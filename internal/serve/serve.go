@@ -315,6 +315,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	rl := &reloader{o: o, env: env, ps: pm, ln: ln, keys: table, store: ks, keyGen: table.Loaded, gen: keyGen, wks: wks,
 		log: log.Named("config"), pub: pub, ep: ep, cur: g, published: g.ir, base: cfg}
 	rl.seen = files // a change since then reloads at the first check
+	rl.warnAliases(cfg)
 	configNow := make(chan struct{}, 1)
 	go rl.watch(ctx, configReloadInterval, configNow)
 	go watchHUP(ctx, pm, configNow, log.Named("config"))
