@@ -93,7 +93,7 @@ func Load(o Options) (*config.Config, error) {
 var afterLoad = func() {}
 
 // Run serves until ctx is cancelled.
-func Run(ctx context.Context, o Options, log *zap.Logger) error {
+func Run(ctx context.Context, o Options, log *zap.Logger) (runErr error) {
 	// Said once the deferred closes (the spend writer, the audit log, the
 	// stores) have run, after a shutdown: the operator probe's log ended
 	// at "stellwerk stopping".
@@ -103,6 +103,12 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 			log.Info("stellwerk stopped")
 		}
 	}()
+	// What a close on the way out lost (audit records, spend rows, budget
+	// spend) fails the run: it exited 0 with them gone, and a service
+	// manager showed a clean stop (the container probe).
+	lost := func(what string, err error) {
+		runErr = errors.Join(runErr, fmt.Errorf("%s: %w", what, err))
+	}
 	// The files as they were before they were read (the config and every
 	// file it names, read once more for their names): an edit that lands
 	// while stellwerk starts is loaded by the first check, not taken for
@@ -185,6 +191,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		defer done()
 		if err := led.Close(closeCtx); err != nil {
 			log.Warn("saving budget spend on shutdown failed", zap.Error(err))
+			lost("saving budget spend on shutdown", err)
 		}
 	}()
 	sw := spend.NewWriter(sp, spend.WriterOptions{Logger: log.Named("spend")})
@@ -193,6 +200,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		defer done()
 		if err := sw.Close(closeCtx); err != nil {
 			log.Warn("writing the spend ledger's last rows on shutdown failed", zap.Error(err))
+			lost("writing the spend ledger's last rows on shutdown", err)
 		}
 	}()
 	alog, err := openAudit(ctx, cfg, db, env, log.Named("audit"))
@@ -205,6 +213,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 			defer done()
 			if err := alog.Close(closeCtx); err != nil {
 				log.Warn("closing the audit log on shutdown failed", zap.Error(err))
+				lost("closing the audit log on shutdown", err)
 			}
 		}()
 	}
@@ -419,10 +428,10 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 		o.Ready(grpcLis.Addr(), adminLis.Addr())
 	}
 
-	var runErr error
+	var served error
 	select {
 	case <-ctx.Done():
-	case runErr = <-errc:
+	case served = <-errc:
 	}
 	log.Info("stellwerk stopping")
 	st.stopping.Store(true) // /readyz: 503
@@ -455,7 +464,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) error {
 	_ = hs.Shutdown(shutCtx)
 	gs.Stop()
 	stopped = true
-	return runErr
+	return served // and what the deferred closes lost (lost)
 }
 
 // healthCheckGrace is how long a stopping replica on TCP keeps taking

@@ -2,9 +2,11 @@ package serve
 
 import (
 	"context"
+	"database/sql"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,5 +121,56 @@ func TestFailedStartSaysItMigrated(t *testing.T) {
 	}
 	if logs.FilterMessageSnippet("state schema migrated").Len() != 1 {
 		t.Errorf("start failed with %v, and the migration was not said: %v", err, logs.All())
+	}
+}
+
+// TestLossAtShutdownFailsTheRun (the container probe): records a close on
+// the way out could not write — the database taken by another process
+// here, a full disk there — were logged and the process exited 0: a
+// service manager showed a clean stop. The run fails now, naming what was
+// lost.
+func TestLossAtShutdownFailsTheRun(t *testing.T) {
+	dir, err := os.MkdirTemp("", "sw-lost-") // short: it holds the socket
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg := []byte("routing: {default_model: one}\nproviders: [{name: p, base_url: \"http://127.0.0.1:1/v1\", residency: eu}]\n" +
+		"models: [{id: one, provider: p, context_window: 8000}]\n")
+	if err := os.WriteFile(filepath.Join(dir, "stellwerk.yaml"), cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{ConfigPath: filepath.Join(dir, "stellwerk.yaml"), GRPC: "unix://" + filepath.Join(dir, "g.sock"),
+			Admin: "127.0.0.1:0", Listen: "127.0.0.1:0", StateDir: dir, Ready: func(net.Addr, net.Addr) { close(ready) }}, zap.NewNop())
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("the start failed: %v", err)
+	}
+	// Another process holds the database's write lock: the audit log's
+	// shutdown checkpoint cannot be written.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "stellwerk.db")+"?_pragma=busy_timeout(1000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(context.Background(), "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	err = <-done
+	_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+	conn.Close()
+	if err == nil || !strings.Contains(err.Error(), "closing the audit log on shutdown") {
+		t.Errorf("the run ended with %v; want the audit log's loss", err)
 	}
 }
