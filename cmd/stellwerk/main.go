@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/stellwerk/stellwerk/internal/cli"
+	"github.com/stellwerk/stellwerk/internal/serve"
 	"github.com/stellwerk/stellwerk/internal/sysmon"
 )
 
@@ -23,12 +24,11 @@ func main() {
 		if errors.Is(err, cli.ErrUsage) {
 			os.Exit(2)
 		}
-		if ctx.Err() != nil && len(os.Args) > 1 && os.Args[1] == "serve" {
+		if errors.Is(err, serve.ErrStoppedStarting) {
 			// Stopped before it served, as asked (a rollout that moved on):
-			// what start-up was doing when the signal cut it short is no
-			// failure, and read like one — a policy test "failed" with
-			// context canceled (the container probe).
-			fmt.Fprintln(os.Stderr, "stellwerk: stopped by a signal during start-up; it was interrupted while:", err)
+			// no failure, though it exited 1 saying what start-up was doing
+			// (a policy test "failed: context canceled": the container probe).
+			fmt.Fprintln(os.Stderr, "stellwerk:", err)
 			return
 		}
 		fmt.Fprintln(os.Stderr, "stellwerk:", err)

@@ -109,6 +109,15 @@ func Run(ctx context.Context, o Options, log *zap.Logger) (runErr error) {
 	lost := func(what string, err error) {
 		runErr = errors.Join(runErr, fmt.Errorf("%s: %w", what, err))
 	}
+	// A stop asked for before the start was done ends whatever start-up
+	// was doing with "context canceled", which read like its failure (a
+	// policy test "failed"): said as the stop it is (ErrStoppedStarting).
+	asked, serving := ctx, false
+	defer func() {
+		if runErr != nil && !serving && asked.Err() != nil {
+			runErr = fmt.Errorf("%w; it was interrupted while: %w", ErrStoppedStarting, runErr)
+		}
+	}()
 	// The files as they were before they were read (the config and every
 	// file it names, read once more for their names): an edit that lands
 	// while stellwerk starts is loaded by the first check, not taken for
@@ -424,6 +433,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) (runErr error) {
 	sayMigrated()
 	log.Info("stellwerk serving", zap.String("grpc", grpcLis.Addr().String()), zap.String("admin", adminLis.Addr().String()),
 		zap.String("envoy_listener", cfg.Envoy.Listener), zap.Int("models", len(cat.Models())), zap.Int("providers", len(cat.Providers())))
+	serving = true
 	if o.Ready != nil {
 		o.Ready(grpcLis.Addr(), adminLis.Addr())
 	}
@@ -466,6 +476,10 @@ func Run(ctx context.Context, o Options, log *zap.Logger) (runErr error) {
 	stopped = true
 	return served // and what the deferred closes lost (lost)
 }
+
+// ErrStoppedStarting is a run stopped by its context (a signal) before it
+// served: the stop asked for, not a failure.
+var ErrStoppedStarting = errors.New("stopped by a signal during start-up")
 
 // healthCheckGrace is how long a stopping replica on TCP keeps taking
 // requests after it reports NOT_SERVING: a little over the interval of the
