@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/harness"
 	"github.com/stellwerk/stellwerk/internal/mockllm"
 	"github.com/stellwerk/stellwerk/internal/sysmon"
+	"github.com/stellwerk/stellwerk/internal/testsrv"
 )
 
 // TestServeKeepsSysmonAwake: `stellwerk serve` re-executes itself with
@@ -66,17 +66,7 @@ func TestServeKeepsSysmonAwake(t *testing.T) {
 func TestStopFinishesStreams(t *testing.T) {
 	t.Parallel()
 	s := harness.Start(t, harness.Options{})
-	for _, p := range s.Providers {
-		p.SetBehavior(mockllm.Behavior{ChunkDelay: 700 * time.Millisecond})
-	}
-	req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions",
-		strings.NewReader(`{"model":"auto","stream":true,"messages":[{"role":"user","content":"tell me a long story please"}]}`))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := slowStream(t, s, 700*time.Millisecond)
 	stopped := make(chan time.Time, 1)
 	go func() {
 		time.Sleep(500 * time.Millisecond)
@@ -137,25 +127,7 @@ func TestStopFinishesStreams(t *testing.T) {
 // for during start-up is a stop: exit 0, said as one.
 func TestStopDuringStart(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan struct{}, 1)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // held open, never answered
-			select {
-			case accepted <- struct{}{}:
-			default:
-			}
-		}
-	}()
+	addr, accepted := testsrv.Silent(t)
 	dir, err := os.MkdirTemp("", "sw-stop-") // short: it holds the socket
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +147,7 @@ state: {dir: %s, postgres: {dsn_env: STOP_DSN}, hash_key: {file: %s}}
 		t.Fatal(err)
 	}
 	cmd := exec.Command(harness.Binary(t), "serve", "--config", filepath.Join(dir, "stellwerk.yaml"))
-	cmd.Env = append(os.Environ(), "STOP_DSN=postgres://u:hunter2@"+ln.Addr().String()+"/db?sslmode=disable")
+	cmd.Env = append(os.Environ(), "STOP_DSN=postgres://u:hunter2@"+addr+"/db?sslmode=disable")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -235,17 +207,7 @@ func TestEnvoyStopDrains(t *testing.T) {
 		t.Errorf("compose's envoy health check against a ready Envoy: %v %s", err, out)
 	}
 
-	for _, p := range s.Providers {
-		p.SetBehavior(mockllm.Behavior{ChunkDelay: 300 * time.Millisecond})
-	}
-	req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions",
-		strings.NewReader(`{"model":"auto","stream":true,"messages":[{"role":"user","content":"tell me a long story please"}]}`))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := slowStream(t, s, 300*time.Millisecond)
 	first := make([]byte, 1)
 	if _, err := io.ReadFull(resp.Body, first); err != nil {
 		t.Fatal(err)
@@ -265,4 +227,22 @@ func TestEnvoyStopDrains(t *testing.T) {
 	if log := s.Log("envoy"); !strings.Contains(log, "draining Envoy's listeners") || !strings.Contains(log, "stopping Envoy") {
 		t.Errorf("drain.sh did not say what it did:\n%s", lastLines(log, 5))
 	}
+}
+
+// slowStream starts a stream whose provider sends a chunk every delay;
+// the test's end closes it.
+func slowStream(t *testing.T, s *harness.Stack, delay time.Duration) *http.Response {
+	t.Helper()
+	for _, p := range s.Providers {
+		p.SetBehavior(mockllm.Behavior{ChunkDelay: delay})
+	}
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions",
+		strings.NewReader(`{"model":"auto","stream":true,"messages":[{"role":"user","content":"tell me a long story please"}]}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
 }

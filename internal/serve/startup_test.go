@@ -86,16 +86,7 @@ models:
 // migrated — an older stellwerk refuses the database from then on, and
 // the warning came only once both listeners were up (the operator probe).
 func TestFailedStartSaysItMigrated(t *testing.T) {
-	dir, err := os.MkdirTemp("", "sw-mig-") // short: it holds the socket
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	cfg := []byte("routing: {default_model: one}\nproviders: [{name: p, base_url: \"http://127.0.0.1:1/v1\", residency: eu}]\n" +
-		"models: [{id: one, provider: p, context_window: 8000}]\n")
-	if err := os.WriteFile(filepath.Join(dir, "stellwerk.yaml"), cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir := oneModelDir(t)
 	// The state as an older stellwerk left it: the spend ledger at its
 	// first schema version.
 	db, err := store.OpenSQLite(context.Background(), dir)
@@ -130,16 +121,7 @@ func TestFailedStartSaysItMigrated(t *testing.T) {
 // service manager showed a clean stop. The run fails now, naming what was
 // lost.
 func TestLossAtShutdownFailsTheRun(t *testing.T) {
-	dir, err := os.MkdirTemp("", "sw-lost-") // short: it holds the socket
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	cfg := []byte("routing: {default_model: one}\nproviders: [{name: p, base_url: \"http://127.0.0.1:1/v1\", residency: eu}]\n" +
-		"models: [{id: one, provider: p, context_window: 8000}]\n")
-	if err := os.WriteFile(filepath.Join(dir, "stellwerk.yaml"), cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir := oneModelDir(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ready, done := make(chan struct{}), make(chan error, 1)
@@ -173,4 +155,21 @@ func TestLossAtShutdownFailsTheRun(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "closing the audit log on shutdown") {
 		t.Errorf("the run ended with %v; want the audit log's loss", err)
 	}
+}
+
+// oneModelDir is a state directory with a stellwerk.yaml of one model; its
+// path is short, for the gRPC socket it will hold.
+func oneModelDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sw-run-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg := []byte("routing: {default_model: one}\nproviders: [{name: p, base_url: \"http://127.0.0.1:1/v1\", residency: eu}]\n" +
+		"models: [{id: one, provider: p, context_window: 8000}]\n")
+	if err := os.WriteFile(filepath.Join(dir, "stellwerk.yaml"), cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

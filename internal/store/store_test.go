@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -224,23 +223,10 @@ func TestOpenPostgresErrors(t *testing.T) {
 // and says nothing (a pooler without a backend) fails the open within
 // PingBound, as unavailable, naming what to check.
 func TestOpenPostgresThatNeverAnswers(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // held open, never answered
-		}
-	}()
+	addr, _ := testsrv.Silent(t)
 	defer func(b time.Duration) { PingBound = b }(PingBound)
 	PingBound = 300 * time.Millisecond
-	_, err = OpenPostgres(context.Background(), "postgres://u:hunter2@"+ln.Addr().String()+"/db?sslmode=disable")
+	_, err := OpenPostgres(context.Background(), "postgres://u:hunter2@"+addr+"/db?sslmode=disable")
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no answer within 300ms") || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("err %v", err)
 	}
