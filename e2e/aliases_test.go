@@ -152,6 +152,19 @@ func TestRetiredModelAnswersToItsAlias(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != "new" {
 		t.Errorf("policy.allow [old]: %d %s %.300s", resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b)
 	}
+	// The record keeps the policy as sent, which its fingerprint is of
+	// (the red team: the record held the resolved list).
+	pid := resp.Header.Get("x-stellwerk-decision-id")
+	var prec string
+	waitFor(t, "the allow-list request's record", func() bool {
+		if recs := auditPage(t, s, "kind=decision&decision_id="+pid).Records; len(recs) == 1 {
+			prec = string(recs[0].Record)
+		}
+		return prec != ""
+	})
+	if got := gjson.Get(prec, "request_policy.policy").Raw; got != `{"allow":["old"]}` {
+		t.Errorf("the record's request policy is %s, sent as {\"allow\":[\"old\"]}", got)
+	}
 
 	// Denied to the narrow workspace by its alias: the alias is not found,
 	// and the answer does not name the model behind it.

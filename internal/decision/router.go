@@ -151,6 +151,17 @@ type Result struct {
 	Route *flow.Outcome
 	// Inputs is what the decision read of the live state (Request.Record).
 	Inputs *Inputs
+	// policyIDs is ReqPolicy with the models its lists name by an alias
+	// named by id, what the policy reads; nil when it names none.
+	policyIDs *reqpolicy.Policy
+}
+
+// policyInput is the per-request policy the Rego policy reads.
+func (res *Result) policyInput() reqpolicy.Policy {
+	if res.policyIDs != nil {
+		return *res.policyIDs
+	}
+	return res.ReqPolicy
 }
 
 // ClassifyRequest is what the classifier reads of a parsed request: every
@@ -197,9 +208,6 @@ func (r *Router) Route(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	chat.NativeOnly, chat.Stored = req.Needs.Native, req.Needs.Stored
-	if m := r.Catalog.AliasOf(chat.Model); m != nil {
-		chat.Alias, chat.Model = chat.Model, m.ID
-	}
 	res := &Result{Chat: chat, Workspace: req.Principal.Workspace}
 	defer func() { res.Timing.Parse = res.Timing.since(start) }()
 
@@ -267,10 +275,17 @@ func (t *Timing) since(start time.Time) time.Duration {
 // it cannot use, a route its key may not use, a model its access lists
 // hide (answered as one that does not exist).
 func (r *Router) admit(req *Request, res *Result) error {
-	if err := r.checkPolicyLists(req.Principal, res.ReqPolicy); err != nil {
+	chat := &res.Chat
+	if m := r.Catalog.AliasOf(chat.Model); m != nil {
+		chat.Alias, chat.Model = chat.Model, m.ID
+	}
+	ids, err := r.checkPolicyLists(req.Principal, res.ReqPolicy)
+	if err != nil {
 		return err
 	}
-	chat := &res.Chat
+	if ids != nil {
+		res.policyIDs = ids
+	}
 	switch {
 	case chat.Route != "":
 		if !keyAllowsRoute(req.Principal, chat.Route) {
@@ -420,7 +435,7 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	in := &policy.Input{
 		Request: policy.RequestFacts{Path: req.Path, API: api, Model: chat.Model, Stream: chat.Stream, MaxTokens: chat.MaxTokens,
 			Tools: chat.Tools, ResponseFormat: chat.ResponseFormat, Metadata: chat.Metadata, User: chat.User,
-			Headers: req.Headers, Policy: res.ReqPolicy},
+			Headers: req.Headers, Policy: res.policyInput()},
 		Principal: req.Principal, Workspace: ws, Team: team, WorkspaceTerm: r.workspaceTerm(ws, team),
 		Classification: &res.Class, Budgets: req.Budgets,
 		Candidates: cands, Now: now,
@@ -839,15 +854,17 @@ func downgradeConstraint(constraint string, budgets []string) string {
 // or provider the caller cannot use: a typo would otherwise narrow the
 // choice to nothing (503) or silently deny nothing. A model hidden from the
 // caller is named exactly like one that does not exist.
-func (r *Router) checkPolicyLists(p auth.Principal, rp reqpolicy.Policy) error {
+func (r *Router) checkPolicyLists(p auth.Principal, rp reqpolicy.Policy) (*reqpolicy.Policy, error) {
 	if len(rp.Allow) == 0 && len(rp.Deny) == 0 {
-		return nil
+		return nil, nil
 	}
 	vis := r.Visible(p)
+	var ids *reqpolicy.Policy // rp with its aliases resolved, made at the first
 	for _, l := range []struct {
 		field string
 		ids   []string
-	}{{"allow", rp.Allow}, {"deny", rp.Deny}} {
+		set   func(*reqpolicy.Policy) *[]string
+	}{{"allow", rp.Allow, func(q *reqpolicy.Policy) *[]string { return &q.Allow }}, {"deny", rp.Deny, func(q *reqpolicy.Policy) *[]string { return &q.Deny }}} {
 		for i, id := range l.ids {
 			if name, ok := strings.CutPrefix(id, "provider:"); ok {
 				// A provider none of whose models the caller may use reads
@@ -856,7 +873,7 @@ func (r *Router) checkPolicyLists(p auth.Principal, rp reqpolicy.Policy) error {
 				if !slices.ContainsFunc(r.Catalog.Models(), func(m *catalog.Model) bool {
 					return m.Provider.Name == name && vis.Has(m.ID) && r.keyAllowsID(p, m.ID)
 				}) {
-					return apierr.Invalid("invalid_policy", "policy."+l.field,
+					return nil, apierr.Invalid("invalid_policy", "policy."+l.field,
 						"policy.%s: unknown provider %q (not in the catalog, or none of its models is available to you); see GET /v1/models", l.field, apierr.Truncate(name, 64))
 				}
 				continue
@@ -864,14 +881,21 @@ func (r *Router) checkPolicyLists(p auth.Principal, rp reqpolicy.Policy) error {
 			sent := id
 			if m := r.Catalog.AliasOf(id); m != nil {
 				// The Rego library compares the lists with the
-				// candidates' ids: it reads the model's.
-				id, l.ids[i] = m.ID, m.ID
+				// candidates' ids: it reads the model's, in a copy (what
+				// was sent is what the record and its fingerprint keep).
+				if ids == nil {
+					q := rp
+					q.Allow, q.Deny = slices.Clone(rp.Allow), slices.Clone(rp.Deny)
+					ids = &q
+				}
+				id = m.ID
+				(*l.set(ids))[i] = id
 			}
 			if !vis.Has(id) || !r.keyAllowsID(p, id) {
-				return apierr.Invalid("invalid_policy", "policy."+l.field,
+				return nil, apierr.Invalid("invalid_policy", "policy."+l.field,
 					"policy.%s: unknown model %q (not in the catalog, or not available to you); see GET /v1/models", l.field, apierr.Truncate(sent, 64))
 			}
 		}
 	}
-	return nil
+	return ids, nil
 }
