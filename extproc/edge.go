@@ -3,6 +3,7 @@ package extproc
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -155,18 +156,42 @@ var _ phases = (*edge)(nil)
 // provider needs a key.
 func isClientAuth(k string) bool { return k == "authorization" || k == "api-key" || k == "x-api-key" }
 
-// hostAllowed reports whether an :authority names one of hosts, its port
-// and a final dot aside, case-insensitively.
+// hostAllowed reports whether an :authority names the gateway by an IP
+// address (a rebinding page sends its own name, never one) or by one of
+// hosts, case-insensitively, a final dot aside; a port must be digits.
 func hostAllowed[T string | []byte](v T, hosts []string) bool {
-	h := string(v)                 // only compared and sliced: no allocation (TestHeaderChecksAllocateNothing)
+	h := string(v) // only compared and sliced: no allocation (TestHeaderChecksAllocateNothing)
+	port := ""
 	if strings.HasPrefix(h, "[") { // [::1]:10000
 		end := strings.IndexByte(h, ']')
 		if end < 0 {
 			return false
 		}
-		h = h[1:end]
+		h, port = h[1:end], h[end+1:]
+		if port != "" && port[0] != ':' {
+			return false
+		}
 	} else if i := strings.LastIndexByte(h, ':'); i >= 0 {
-		h = h[:i]
+		h, port = h[:i], h[i:]
+	}
+	if port != "" {
+		if len(port) == 1 {
+			return false
+		}
+		for _, c := range port[1:] {
+			if c < '0' || c > '9' {
+				return false // localhost:1.evil.example
+			}
+		}
+	}
+	if isIPv4(h) {
+		return true
+	}
+	if strings.IndexByte(h, ':') >= 0 {
+		// IPv6, only in brackets: parsed from a copy, so that the common
+		// case does not put h on the heap (the parser's errors hold it).
+		_, err := netip.ParseAddr(strings.Clone(h))
+		return err == nil
 	}
 	h = strings.TrimSuffix(h, ".")
 	for _, a := range hosts {
@@ -175,6 +200,39 @@ func hostAllowed[T string | []byte](v T, hosts []string) bool {
 		}
 	}
 	return false
+}
+
+// isIPv4 reports whether s is a dotted-quad IPv4 address, as netip reads
+// one (four decimal parts up to 255, no leading zeros).
+func isIPv4(s string) bool {
+	parts := 0
+	for len(s) > 0 {
+		i := strings.IndexByte(s, '.')
+		part := s
+		if i >= 0 {
+			part, s = s[:i], s[i+1:]
+			if s == "" {
+				return false // a final dot
+			}
+		} else {
+			s = ""
+		}
+		if len(part) == 0 || len(part) > 3 || (len(part) > 1 && part[0] == '0') {
+			return false
+		}
+		n := 0
+		for _, c := range part {
+			if c < '0' || c > '9' {
+				return false
+			}
+			n = n*10 + int(c-'0')
+		}
+		if n > 255 {
+			return false
+		}
+		parts++
+	}
+	return parts == 4
 }
 
 // jsonMediaType reports whether a content-type names JSON in UTF-8:

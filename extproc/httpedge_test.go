@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"strings"
 	"testing"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -27,10 +28,14 @@ func TestJSONMediaType(t *testing.T) {
 }
 
 func TestHostAllowed(t *testing.T) {
-	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	hosts := []string{"localhost"}
 	for v, want := range map[string]bool{
 		"localhost": true, "localhost:10000": true, "LOCALHOST.:10000": true, "127.0.0.1:10000": true, "[::1]:10000": true, "[::1]": true,
+		// An address is what no rebinding page sends: any is answered.
+		"10.1.2.3:10000": true, "127.0.0.2": true, "[fe80::1]:80": true,
 		"rebind.attacker.example:10000": false, "127.0.0.1.nip.io": false, "": false, "[::1": false, "localhost.attacker.example": false,
+		"localhost:19701.evil.com": false, "localhost:": false, "[::1]x": false, "127.1": false, "0x7f000001": false,
+		"127.0.0.1.": false, "256.0.0.1": false, "01.2.3.4": false, "1..2.3": false, "::1": false,
 	} {
 		if got := hostAllowed(v, hosts); got != want {
 			t.Errorf("hostAllowed(%q) = %v", v, got)
@@ -44,7 +49,7 @@ func TestHostAllowed(t *testing.T) {
 func TestEdgeRefusesOtherHosts(t *testing.T) {
 	for host, want := range map[string]int{"rebind.attacker.example:10000": 403, "127.0.0.1:10000": 200, "localhost": 200} {
 		p := newProc(t)
-		p.state.Hosts = config.Envoy{Listener: "127.0.0.1:10000"}.AllowedHosts()
+		p.state.Hosts = (&config.Config{Envoy: config.Envoy{Listener: "127.0.0.1:10000"}}).AllowedHosts()
 		r := p.handle(headersMsg("GET", "/v1/models", true, ":authority", host))
 		got := 200
 		if ir := r.GetImmediateResponse(); ir != nil {
@@ -126,4 +131,22 @@ func TestHTTPHeadersOfAnswers(t *testing.T) {
 	if r.GetImmediateResponse().GetStatus().GetCode() != 401 || header(r, "www-authenticate") != `Bearer realm="stellwerk"` {
 		t.Errorf("401: %v, www-authenticate %q", r.GetImmediateResponse().GetStatus().GetCode(), header(r, "www-authenticate"))
 	}
+}
+
+// FuzzHeaderChecks: the host and content-type checks read what clients
+// send: they never panic, read bytes and strings alike, and answer to no
+// name but localhost.
+func FuzzHeaderChecks(f *testing.F) {
+	for _, s := range []string{"localhost:10000", "[::1]:80", "127.0.0.1", "application/json; charset=utf-8", "a+json", "[", ":", "1.2.3.4.5"} {
+		f.Add(s)
+	}
+	hosts := []string{"localhost"}
+	f.Fuzz(func(t *testing.T, v string) {
+		if jsonMediaType(v) != jsonMediaType([]byte(v)) || hostAllowed(v, hosts) != hostAllowed([]byte(v), hosts) {
+			t.Fatalf("%q: string and bytes differ", v)
+		}
+		if hostAllowed(v, hosts) && !strings.HasPrefix(strings.ToLower(v), "localhost") && !strings.ContainsAny(v, ".:[") {
+			t.Fatalf("%q: answered a name not listed", v)
+		}
+	})
 }

@@ -44,7 +44,8 @@ type State struct {
 	Keys            *auth.Keys
 	MaxRequestBytes int64
 	// Hosts are the host names the listener answers to (nil: any;
-	// config.Envoy.AllowedHosts).
+	// config.Config.AllowedHosts); a request naming the gateway by an IP
+	// address is always answered.
 	Hosts []string
 	// MessageTimeout is Envoy's ext_proc message timeout (envoy.extproc_timeout):
 	// the pipelined mode extends it for a request whose body is slow to

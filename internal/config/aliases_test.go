@@ -61,3 +61,26 @@ func TestAliasesRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestAllowedHosts: the names the standalone listener answers to. Open
+// mode takes localhost alone on any listener (0.0.0.0 takes 127.0.0.1's
+// connections: the red team); keys mode only on a loopback listener.
+func TestAllowedHosts(t *testing.T) {
+	for name, tc := range map[string]struct {
+		c    Config
+		want []string
+	}{
+		"open, loopback":        {Config{Envoy: Envoy{Listener: "127.0.0.1:10000"}}, []string{"localhost"}},
+		"open, wildcard":        {Config{Envoy: Envoy{Listener: "0.0.0.0:10000"}}, []string{"localhost"}},
+		"open, IPv6 wildcard":   {Config{Envoy: Envoy{Listener: "[::]:10000"}}, []string{"localhost"}},
+		"keys, loopback":        {Config{Auth: Auth{Mode: "keys"}, Envoy: Envoy{Listener: "[::1]:10000"}}, []string{"localhost"}},
+		"keys, wildcard":        {Config{Auth: Auth{Mode: "keys"}, Envoy: Envoy{Listener: "0.0.0.0:10000"}}, nil},
+		"named":                 {Config{Envoy: Envoy{Listener: "0.0.0.0:10000", Hosts: []string{"gw.example.com"}}}, []string{"gw.example.com"}},
+		"any":                   {Config{Envoy: Envoy{Listener: "127.0.0.1:10000", Hosts: []string{"*"}}}, nil},
+		"the listener is yours": {Config{Envoy: Envoy{Mode: ModeClusters, Listener: "127.0.0.1:10000"}}, nil},
+	} {
+		if got := tc.c.AllowedHosts(); strings.Join(got, ",") != strings.Join(tc.want, ",") || (got == nil) != (tc.want == nil) {
+			t.Errorf("%s: %v, want %v", name, got, tc.want)
+		}
+	}
+}

@@ -298,8 +298,9 @@ type Envoy struct {
 	// Listener is the address Envoy accepts client traffic on (standalone).
 	Listener string `yaml:"listener"`
 	// Hosts are the names clients reach the listener by, as their Host
-	// header says (the port aside); "*" is any. Empty: on a loopback
-	// listener localhost and its addresses only, else any (AllowedHosts).
+	// header says (the port aside); "*" is any. An IP address is always
+	// answered. Empty: localhost alone in open mode or on a loopback
+	// listener, else any (Config.AllowedHosts).
 	Hosts []string `yaml:"hosts,omitempty"`
 	// ExtProcCluster names the static cluster in Envoy's bootstrap that
 	// reaches stellwerk's ext_proc service.
@@ -334,14 +335,17 @@ type CORS struct {
 	AllowOrigins []string `yaml:"allow_origins,omitempty"`
 }
 
-// loopbackHosts are the names of a loopback listener.
-var loopbackHosts = []string{"localhost", "127.0.0.1", "::1"}
-
-// AllowedHosts are the host names the standalone listener answers to, nil
-// for any: envoy.hosts, or on a loopback listener localhost and its
-// addresses, which a web page re-pointing its own name at 127.0.0.1 (DNS
-// rebinding) does not send. The drop-in's listener is the operator's.
-func (e Envoy) AllowedHosts() []string {
+// AllowedHosts are the host names the standalone listener answers to
+// (a request naming it by an IP address is always answered), nil for any:
+// envoy.hosts, else localhost alone in open mode or on a loopback listener.
+// A web page that re-points its own name at the gateway's address (DNS
+// rebinding) sends that name: in open mode it could use and read the
+// gateway; a listener on 0.0.0.0 takes 127.0.0.1's connections too (the
+// red team). In keys mode a page has no key to send, and a listener on
+// another address answers to any name. The drop-in's listener is the
+// operator's.
+func (c *Config) AllowedHosts() []string {
+	e := c.Envoy
 	if e.Mode == ModeClusters || slices.Contains(e.Hosts, "*") {
 		return nil
 	}
@@ -349,11 +353,14 @@ func (e Envoy) AllowedHosts() []string {
 		return e.Hosts
 	}
 	host, _, err := net.SplitHostPort(e.Listener)
-	if ip := net.ParseIP(host); err == nil && (host == "localhost" || (ip != nil && ip.IsLoopback())) {
-		return loopbackHosts
+	if ip := net.ParseIP(host); c.Auth.Mode != "keys" || (err == nil && (host == "localhost" || (ip != nil && ip.IsLoopback()))) {
+		return localhostOnly
 	}
 	return nil
 }
+
+// localhostOnly is the default list of names a restricted listener takes.
+var localhostOnly = []string{"localhost"}
 
 // Routing holds request-independent routing defaults.
 type Routing struct {

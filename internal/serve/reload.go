@@ -93,7 +93,7 @@ func build(cfg *config.Config, env catalog.Env, ps decision.PolicySource, ln lea
 	}
 	st := extproc.NewState(router, keys, cfg.Envoy.MaxRequestBytes)
 	st.MessageTimeout, st.UploadLimit = cfg.Envoy.ExtProcTimeout, cfg.Envoy.RequestTimeout
-	st.Hosts = cfg.Envoy.AllowedHosts()
+	st.Hosts = cfg.AllowedHosts()
 	st.RouteLimiter, st.RouteCounters = ln.routeLimiter, ln.routeCounters
 	st.Live = ln.live
 	if ir.Failover != nil {
