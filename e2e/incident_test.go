@@ -110,6 +110,25 @@ func TestLeakedKeyIsTraceable(t *testing.T) {
 	if n := strings.Count(log, "a refused key was used"); n != 1 {
 		t.Errorf("%d lines for 4 requests of one key within the interval", n)
 	}
+	// The runbook's other way: rotated without grace, the leaked secret
+	// is refused as the key's, and said so (it read as an unknown key's,
+	// which is not logged: the red team).
+	resp, b = adminDo(t, s, "POST", "/admin/keys", `{"id":"rotated","workspace":"default"}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("create: %d %s", resp.StatusCode, b)
+	}
+	var second struct{ Secret string }
+	mustJSON(t, b, &second)
+	if resp, b := adminDo(t, s, "POST", "/admin/keys/rotated/rotate", ""); resp.StatusCode != 200 {
+		t.Fatalf("rotate: %d %s", resp.StatusCode, b)
+	}
+	auth["Authorization"] = "Bearer " + second.Secret
+	waitFor(t, "the rotation", func() bool { code, _ := chat(); return code == 401 })
+	waitFor(t, "the rotated-out secret's line", func() bool {
+		return strings.Contains(s.Log("stellwerk"), `"key_id":"rotated","state":"rotated_out"`)
+	})
+	log = s.Log("stellwerk")
+
 	// Counted for an alert, without the key (RevokedKeyStillUsed).
 	r, err := s.AdminGet("/metrics")
 	if err != nil {
@@ -124,7 +143,7 @@ func TestLeakedKeyIsTraceable(t *testing.T) {
 	if n < 4 {
 		t.Errorf("stellwerk_refused_keys_total{state=\"revoked\"} is %d after 4 requests", n)
 	}
-	if strings.Contains(log, created.Secret) || strings.Contains(log, rotated.Secret) || strings.Contains(log, "sk-no-such-key") {
+	if strings.Contains(log, created.Secret) || strings.Contains(log, rotated.Secret) || strings.Contains(log, second.Secret) || strings.Contains(log, "sk-no-such-key") {
 		t.Errorf("a log line holds a secret")
 	}
 }

@@ -566,10 +566,11 @@ func (s *Store) Rotate(ctx context.Context, id string, grace time.Duration, by s
 		case !r.RevokedAt.IsZero():
 			return ErrRevoked
 		}
-		prev, until := "", int64(0)
-		if grace > 0 {
-			prev, until = r.digest.hex(), ms(now.Add(grace))
-		}
+		// The secret replaced is kept, its grace ended at once without
+		// one: a request with it is told from an unknown key's, and
+		// logged naming the key (a leaked secret rotated out and still
+		// tried left no trace: the red team).
+		prev, until := r.digest.hex(), ms(now.Add(grace))
 		_, err = tx.ExecContext(ctx, `UPDATE virtual_keys SET digest = $1, prev_digest = $2, prev_until = $3, prefix = $4,
 			rotated_at = $5, rotated_by = $6, seq = $7 WHERE id = $8`,
 			s.hasher.Sum(secret).hex(), prev, until, displayPrefix(secret), ms(now), by, gen, id)
@@ -658,7 +659,10 @@ func (s *Store) Revoke(ctx context.Context, id, by string) (Key, error) {
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE virtual_keys SET revoked_at = $1, revoked_by = $2, prev_digest = '', prev_until = 0, seq = $3
+		// The previous secret's grace ends with it, and the secret stays
+		// known: its requests are logged as the revoked key's.
+		res, err := tx.ExecContext(ctx, `UPDATE virtual_keys SET revoked_at = $1, revoked_by = $2,
+			prev_until = CASE WHEN prev_until > $1 THEN $1 ELSE prev_until END, seq = $3
 			WHERE id = $4 AND revoked_at = 0`, ms(now), by, gen, id)
 		if err != nil {
 			return err
