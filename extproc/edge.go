@@ -505,7 +505,11 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 		case k == header.ExternalAddress:
 			// Envoy's own (use_remote_address): the address the client
 			// connected from. The route strips it from what providers get.
-			p.clientAddr = apierr.Truncate(headerValue(hv), 64)
+			// An operator's Envoy may pass a client's own on (the drop-in
+			// without use_remote_address): only an address is kept.
+			if a, err := netip.ParseAddr(headerValue(hv)); err == nil {
+				p.clientAddr = a.String()
+			}
 		case k == ":authority" && p.state.Hosts != nil:
 			if len(hv.RawValue) > 0 {
 				hostOK = hostAllowed(hv.RawValue, p.state.Hosts)

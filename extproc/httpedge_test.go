@@ -150,3 +150,16 @@ func FuzzHeaderChecks(f *testing.F) {
 		}
 	})
 }
+
+// TestClientAddressIsAnAddress: the address the record keeps is one; an
+// operator's Envoy that passes a client's own header on cannot put text
+// there (the red team).
+func TestClientAddressIsAnAddress(t *testing.T) {
+	for v, want := range map[string]string{"10.1.2.3": "10.1.2.3", "::1": "::1", "6.6.6.6 (admin)": "", "<script>": "", "": ""} {
+		p := newProc(t)
+		p.handle(headersMsg("GET", "/v1/models", true, "x-envoy-external-address", v))
+		if p.clientAddr != want {
+			t.Errorf("%q: kept %q", v, p.clientAddr)
+		}
+	}
+}

@@ -10,18 +10,23 @@
 # stops Envoy. The container's stop grace period must be longer.
 #
 # Environment: ENVOY (default envoy), ENVOY_ADMIN_PORT (default 9901,
-# envoy/bootstrap.yaml's), DRAIN_SECONDS. Arguments are Envoy's.
+# envoy/bootstrap.yaml's), DRAIN_SECONDS, STAT_PREFIX (the client
+# listener's connection manager's, default stellwerk). Arguments are
+# Envoy's.
 set -u
 "${ENVOY:-envoy}" "$@" &
 envoy_pid=$!
 port="${ENVOY_ADMIN_PORT:-9901}"
 
 # admin METHOD PATH: one request to Envoy's admin API (bash's /dev/tcp:
-# the Envoy image has no curl), the answer on stdout.
+# the Envoy image has no curl), the answer on stdout. Each line is waited
+# for 2 s at most: an admin port that takes the connection and says
+# nothing does not hold the stop.
 admin() {
   exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
   printf '%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' "$1" "$2" >&3
-  cat <&3
+  line=
+  while IFS= read -r -t 2 line <&3 || [ -n "$line" ]; do printf '%s\n' "$line"; line=; done
   exec 3>&-
 }
 
@@ -29,8 +34,9 @@ drain() {
   trap '' TERM INT
   echo "drain.sh: draining Envoy's listeners before it stops" >&2
   admin POST '/drain_listeners?graceful' >/dev/null
-  for _ in $(seq 1 "${DRAIN_SECONDS:-300}"); do
-    active=$(admin GET '/stats?filter=^http\.stellwerk\.downstream_rq_active$' | sed -n 's/^.*downstream_rq_active: //p')
+  deadline=$((SECONDS + ${DRAIN_SECONDS:-300}))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    active=$(admin GET "/stats?filter=^http\\.${STAT_PREFIX:-stellwerk}\\.downstream_rq_active\$" | sed -n 's/^.*downstream_rq_active: //p')
     [ "${active:-0}" = 0 ] && break
     sleep 1
   done

@@ -143,6 +143,7 @@ func TestKeyChangeRecordsSayWhat(t *testing.T) {
 	for name, bad := range map[string]string{
 		"two lines": `{"reason":"leaked\nforged line"}`,
 		"bidi":      `{"reason":"ops\u202e"}`,
+		"U+2028":    `{"reason":"ok\u2028line"}`,
 		"too long":  `{"reason":"` + strings.Repeat("x", MaxRevokeReason+1) + `"}`,
 		"unknown":   `{"why":"x"}`,
 	} {

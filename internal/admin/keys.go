@@ -98,10 +98,19 @@ func CheckRevokeReason(reason string) error {
 	if len(reason) > MaxRevokeReason {
 		return &keys.InvalidError{Field: "reason", Msg: fmt.Sprintf("at most %d bytes", MaxRevokeReason)}
 	}
-	if !utf8.ValidString(reason) || strings.ContainsFunc(reason, func(c rune) bool { return unicode.IsControl(c) || unicode.Is(unicode.Cf, c) }) {
+	if !OneLine(reason) {
 		return &keys.InvalidError{Field: "reason", Msg: "must be one line of text, without control, bidi or zero-width characters"}
 	}
 	return nil
+}
+
+// OneLine reports whether s is one line of printable text: valid UTF-8
+// without control, format (bidi, zero-width) or line and paragraph
+// separator characters (U+2028, U+2029 break a line too: the red team).
+func OneLine(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(c rune) bool {
+		return unicode.IsControl(c) || unicode.In(c, unicode.Cf, unicode.Zl, unicode.Zp)
+	})
 }
 
 // RevokeDetail is the detail of a revocation's audit record.

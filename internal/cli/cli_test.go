@@ -267,6 +267,11 @@ func TestPolicyTestAndKeysCommands(t *testing.T) {
 	if err != nil || strings.TrimSpace(out) != auth.Hash("sk-abc") || len(strings.TrimSpace(out)) != 64 {
 		t.Fatalf("keys hash: %v %q", err, out)
 	}
+	// A key no client could send (Envoy joins repeated headers with
+	// commas) has no digest to give.
+	if out, errOut, err := run("keys", "hash", "sk-a,b"); !errors.Is(err, ErrUsage) || out != "" || !strings.Contains(errOut, "comma") {
+		t.Errorf("keys hash of a key with a comma: %v %q %q", err, out, errOut)
+	}
 }
 
 // TestClassifyAndExplainShowTheScan: a request past the classifier's segment

@@ -583,7 +583,9 @@ func cliUser(getenv func(string) string) string {
 	if u, err := user.Current(); err == nil {
 		name = u.Username
 	}
-	if su := getenv("SUDO_USER"); su != "" && su != name {
+	if su := getenv("SUDO_USER"); su != "" && su != name && admin.OneLine(su) && len(su) <= 64 {
+		// A name that is no one line of text is not taken (the red team:
+		// a newline and a bidi override reached the key's record).
 		if name == "root" || name == "" {
 			return "cli:" + su + " (sudo)"
 		}
@@ -646,6 +648,13 @@ func runKeysHash(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	}
 	if key == "" {
 		fmt.Fprintln(stderr, "empty key")
+		return ErrUsage
+	}
+	if strings.ContainsAny(key, ", \t") {
+		// Envoy joins a header sent twice with commas, so stellwerk reads
+		// each part as a key of its own: such a key could never be sent
+		// (the red team).
+		fmt.Fprintln(stderr, "a key must not contain a comma or white space: no client could send it (choose another)")
 		return ErrUsage
 	}
 	fmt.Fprintln(stdout, auth.Hash(key))

@@ -149,4 +149,10 @@ func TestCLIUserUnderSudo(t *testing.T) {
 	if got := cliUser(env(map[string]string{"SUDO_USER": u.Username})); got != "cli:"+u.Username {
 		t.Errorf("sudo to oneself: %q", got)
 	}
+	// What is no one line of text is not taken (the red team).
+	for _, bad := range []string{"mallory\nadmin", "eve\u202etxt", "x\u2028y", strings.Repeat("a", 65)} {
+		if got := cliUser(env(map[string]string{"SUDO_USER": bad})); got != "cli:"+u.Username {
+			t.Errorf("SUDO_USER %q: %q", bad, got)
+		}
+	}
 }
