@@ -248,3 +248,45 @@ func BenchmarkPolicyPeek(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReserveManyRules is BenchmarkReserveSettle's memory/10-counters
+// request in a config of a large company: 500 budgets of other teams and
+// workspaces and 300 rate limits of other keys beside the ones it meets
+// (the tenancy probe: each request scanned and allocated for every rule).
+func BenchmarkReserveManyRules(b *testing.B) {
+	var budgets []BudgetRule
+	var rates []RateRule
+	for i := range 250 {
+		budgets = append(budgets, BudgetRule{Name: "ws-" + strconv.Itoa(i), Scope: ScopeWorkspace, Subject: "ws" + strconv.Itoa(i), Limit: eur(1e6), Period: PeriodMonth},
+			BudgetRule{Name: "team-" + strconv.Itoa(i), Scope: ScopeTeam, Subject: "ws" + strconv.Itoa(i) + "/t", Limit: eur(1e6), Period: PeriodMonth})
+	}
+	for i := range 300 {
+		rates = append(rates, RateRule{Name: "key-" + strconv.Itoa(i), Scope: ScopeKey, Subject: "k-" + strconv.Itoa(i), RequestsPerMinute: 1e12})
+	}
+	base := benchLimits(b)
+	lim, err := NewLimits(base.loc, append(slices.Clone(base.budgets), budgets...), append(slices.Clone(base.rates), rates...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := NewMemory(context.Background(), MemoryOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := New(m, lim, Options{})
+	req := Request{Subject: Subject{Key: "k1", User: "alice", Team: "ml", Workspace: "acme"}, Model: "gpt-4o-mini", Cost: eur(0.0123), Tokens: 4096}
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		r := req
+		r.ID = "many-" + strconv.Itoa(i)
+		i++
+		res, err := l.Reserve(ctx, &r)
+		if err != nil || !res.Allowed || len(res.Budgets) != 4 {
+			b.Fatalf("reserve: %v %+v", err, res)
+		}
+		if _, err := l.Settle(ctx, res, Usage{Cost: eur(0.004), Tokens: 900}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package ledger
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -153,6 +154,64 @@ type Limits struct {
 	budgets   []BudgetRule
 	rates     []RateRule
 	downgrade bool // some budget is a downgrade budget
+	// budgetIdx and rateIdx find the rules a request meets without
+	// reading the others (ruleIndex).
+	budgetIdx, rateIdx ruleIndex
+}
+
+// ruleIndex finds the rules of one kind that a request's subject meets:
+// those of a scope for every subject (no subject given), and those of one
+// subject by scope and subject. Each request scanned every rule, and sized
+// its counters for all of them: 500 budgets and 300 rate limits of other
+// teams and keys cost it 95 µs and 239 KB (the tenancy probe).
+type ruleIndex struct {
+	each  [ScopeModel + 1][]int32
+	named map[ruleSubject][]int32
+	// hasNamed: some rule of the scope names a subject.
+	hasNamed [ScopeModel + 1]bool
+}
+
+// ruleSubject is a rule's scope and subject, as splitSubject splits it.
+type ruleSubject struct {
+	scope  Scope
+	s1, s2 string
+}
+
+// add indexes rule i.
+func (x *ruleIndex) add(i int, scope Scope, subject, s1, s2 string) {
+	if scope > ScopeModel {
+		return
+	}
+	if subject == "" {
+		x.each[scope] = append(x.each[scope], int32(i))
+		return
+	}
+	if x.named == nil {
+		x.named = map[ruleSubject][]int32{}
+	}
+	k := ruleSubject{scope, s1, s2}
+	x.named[k] = append(x.named[k], int32(i))
+	x.hasNamed[scope] = true
+}
+
+// matches appends to dst the indexes of the rules a request of sub on
+// model meets, in the rules' order.
+func (x *ruleIndex) matches(dst []int32, sub *Subject, model string) []int32 {
+	for sc := ScopeKey; sc <= ScopeModel; sc++ {
+		if len(x.each[sc]) == 0 && !x.hasNamed[sc] {
+			continue
+		}
+		s1, s2, ok := subjectOf(sc, sub, model)
+		if !ok {
+			continue
+		}
+		dst = append(dst, x.each[sc]...)
+		if x.hasNamed[sc] {
+			dst = append(dst, x.named[ruleSubject{sc, s1, s2}]...)
+		}
+	}
+	slices.Sort(dst)
+	return dst
 }
 
 // MaxLimit is the largest budget: counters stay exact in Redis's Lua
@@ -187,6 +246,7 @@ func NewLimits(loc *time.Location, budgets []BudgetRule, rates []RateRule) (*Lim
 		}
 		b.s1, b.s2 = splitSubject(b.Scope, b.Subject)
 		l.downgrade = l.downgrade || b.Downgrade
+		l.budgetIdx.add(i, b.Scope, b.Subject, b.s1, b.s2)
 	}
 	for i := range l.rates {
 		r := &l.rates[i]
@@ -199,6 +259,7 @@ func NewLimits(loc *time.Location, budgets []BudgetRule, rates []RateRule) (*Lim
 			errs = append(errs, fmt.Errorf("rate limit %s: negative limit", r.Name))
 		}
 		r.s1, r.s2 = splitSubject(r.Scope, r.Subject)
+		l.rateIdx.add(i, r.Scope, r.Subject, r.s1, r.s2)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -1,6 +1,8 @@
 package ledger
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -193,5 +195,56 @@ func TestKeyLimitsRecordIsChecked(t *testing.T) {
 	if _, err := KeyLimitsFromConfig("k", &config.Limits{Budgets: []config.Budget{{AmountEUR: 5, Period: "day", Action: "downgrade", WarnAt: 1}},
 		RateLimit: config.RateLimit{RequestsPerMinute: 60}}, nil); err != nil {
 		t.Errorf("valid limits: %v", err)
+	}
+}
+
+// TestRuleIndexFindsWhatAScanFinds: the rules a request meets, found by
+// the index, are those a scan of every rule finds, in the rules' order.
+func TestRuleIndexFindsWhatAScanFinds(t *testing.T) {
+	var budgets []BudgetRule
+	var rates []RateRule
+	subjects := map[Scope][]string{ScopeKey: {"", "k1", "k2"}, ScopeUser: {"", "acme/alice", "acme/bob"},
+		ScopeTeam: {"", "acme/ml", "beta/ml"}, ScopeWorkspace: {"", "acme", "beta"}, ScopeGlobal: {""}, ScopeModel: {"", "m1", "m2"}}
+	for sc := ScopeKey; sc <= ScopeModel; sc++ {
+		for i, sub := range subjects[sc] {
+			name := fmt.Sprintf("%s-%d", sc, i)
+			if sc != ScopeModel {
+				budgets = append(budgets, BudgetRule{Name: name, Scope: sc, Subject: sub, Limit: eur(1), Period: PeriodDay})
+			}
+			rates = append(rates, RateRule{Name: name, Scope: sc, Subject: sub, RequestsPerMinute: 1})
+		}
+	}
+	l, err := NewLimits(nil, budgets, rates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scan := func(n int, rule func(i int) (Scope, string, string, string), sub *Subject, model string) []int32 {
+		var out []int32
+		for i := range n {
+			sc, subject, r1, r2 := rule(i)
+			if s1, s2, ok := subjectOf(sc, sub, model); ok && (subject == "" || (r1 == s1 && r2 == s2)) {
+				out = append(out, int32(i))
+			}
+		}
+		return out
+	}
+	for _, sub := range []Subject{{Key: "k1", User: "alice", Team: "ml", Workspace: "acme"}, {Key: "k2", Workspace: "beta"},
+		{Key: "k3", Team: "ml", Workspace: "beta"}, {}, {Workspace: "acme", User: "bob"}} {
+		for _, model := range []string{"", "m1", "m3"} {
+			wantB := scan(len(l.budgets), func(i int) (Scope, string, string, string) {
+				b := &l.budgets[i]
+				return b.Scope, b.Subject, b.s1, b.s2
+			}, &sub, model)
+			wantR := scan(len(l.rates), func(i int) (Scope, string, string, string) {
+				r := &l.rates[i]
+				return r.Scope, r.Subject, r.s1, r.s2
+			}, &sub, model)
+			if got := l.budgetIdx.matches(nil, &sub, model); !slices.Equal(got, wantB) {
+				t.Errorf("%+v %q budgets: %v, a scan finds %v", sub, model, got, wantB)
+			}
+			if got := l.rateIdx.matches(nil, &sub, model); !slices.Equal(got, wantR) {
+				t.Errorf("%+v %q rates: %v, a scan finds %v", sub, model, got, wantR)
+			}
+		}
 	}
 }

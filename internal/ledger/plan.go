@@ -160,24 +160,25 @@ func (l *Ledger) compile(req *Request, now time.Time, move bool, fromModel strin
 	if req.OnlyExtra {
 		base = nil
 	}
+	var bufB, bufR [2][16]int32 // the rules met, by limits: on the stack unless many
+	var met [2]struct{ budgets, rates []int32 }
 	n := 0
-	for _, lim := range [2]*Limits{base, req.Extra} {
+	for j, lim := range [2]*Limits{base, req.Extra} {
 		if lim != nil {
-			n += len(lim.budgets) + 4*len(lim.rates)
+			met[j].budgets = lim.budgetIdx.matches(bufB[j][:0], &req.Subject, req.Model)
+			met[j].rates = lim.rateIdx.matches(bufR[j][:0], &req.Subject, req.Model)
+			n += len(met[j].budgets) + 4*len(met[j].rates)
 		}
 	}
 	cs := make([]counter, 0, n)
 	lease := l.Lease().Milliseconds()
-	for _, lim := range [2]*Limits{base, req.Extra} {
+	for j, lim := range [2]*Limits{base, req.Extra} {
 		if lim == nil {
 			continue
 		}
-		for i := range lim.budgets {
+		for _, i := range met[j].budgets {
 			b := &lim.budgets[i]
-			s1, s2, ok := subjectOf(b.Scope, &req.Subject, req.Model)
-			if !ok || (b.Subject != "" && (b.s1 != s1 || b.s2 != s2)) {
-				continue
-			}
+			s1, s2, _ := subjectOf(b.Scope, &req.Subject, req.Model)
 			start, end := w.get(b.Period)
 			c := counter{key: counterKey{kind: kindMoney, period: b.Period, rule: b.Name, s1: s1, s2: s2, start: start},
 				scope: b.Scope, limit: int64(b.Limit), amount: int64(req.Cost), enforce: !b.Downgrade, warnAt: b.WarnAt, end: end}
@@ -186,12 +187,9 @@ func (l *Ledger) compile(req *Request, now time.Time, move bool, fromModel strin
 			}
 			cs = append(cs, c)
 		}
-		for i := range lim.rates {
+		for _, i := range met[j].rates {
 			r := &lim.rates[i]
-			s1, s2, ok := subjectOf(r.Scope, &req.Subject, req.Model)
-			if !ok || (r.Subject != "" && (r.s1 != s1 || r.s2 != s2)) {
-				continue
-			}
+			s1, s2, _ := subjectOf(r.Scope, &req.Subject, req.Model)
 			countRequests := !move || (r.Scope == ScopeModel && req.Model != fromModel)
 			for _, x := range [4]struct {
 				k      kind
