@@ -507,8 +507,10 @@ func (p *edge) requestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRes
 			// connected from. The route strips it from what providers get.
 			// An operator's Envoy may pass a client's own on (the drop-in
 			// without use_remote_address): only an address is kept.
-			if a, err := netip.ParseAddr(headerValue(hv)); err == nil {
-				p.clientAddr = a.String()
+			if v := headerValue(hv); len(v) <= 64 {
+				if _, err := netip.ParseAddr(v); err == nil {
+					p.clientAddr = v
+				}
 			}
 		case k == ":authority" && p.state.Hosts != nil:
 			if len(hv.RawValue) > 0 {
