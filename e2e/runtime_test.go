@@ -15,8 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidwall/gjson"
 	"gopkg.in/yaml.v3"
 
+	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
 	"github.com/stellwerk/stellwerk/internal/mockllm"
 	"github.com/stellwerk/stellwerk/internal/sysmon"
@@ -245,4 +247,33 @@ func slowStream(t *testing.T, s *harness.Stack, delay time.Duration) *http.Respo
 	}
 	t.Cleanup(func() { resp.Body.Close() })
 	return resp
+}
+
+// TestStreamCutByTheRequestTimeout (the HTTP probe): a stream Envoy ends
+// at envoy.request_timeout was logged and recorded as interrupted, as if
+// the client had gone away. It says timed_out now.
+func TestStreamCutByTheRequestTimeout(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{Mutate: func(c *config.Config) {
+		c.Envoy.RequestTimeout = 2 * time.Second
+		c.Failover.AttemptTimeout = 2 * time.Second
+	}})
+	resp := slowStream(t, s, 400*time.Millisecond)
+	id := resp.Header.Get("x-stellwerk-decision-id")
+	if b, _ := io.ReadAll(resp.Body); bytes.Contains(b, []byte("data: [DONE]")) {
+		t.Fatalf("the stream was not cut: %s", b)
+	}
+	var rec string
+	waitFor(t, "the cut stream's record", func() bool {
+		if recs := auditPage(t, s, "kind=decision&decision_id="+id).Records; len(recs) == 1 {
+			rec = string(recs[0].Record)
+		}
+		return rec != ""
+	})
+	if code := gjson.Get(rec, "error_code").Str; code != "stream_timed_out" {
+		t.Errorf("the record's error_code is %q", code)
+	}
+	if !strings.Contains(s.Log("stellwerk"), `"decision_id":"`+id+`","model"`) || !strings.Contains(s.Log("stellwerk"), `"end":"timed_out"`) {
+		t.Errorf("the stream finished line does not say timed_out")
+	}
 }

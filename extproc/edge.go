@@ -138,7 +138,7 @@ type edge struct {
 	charged       bool
 	status        int    // stellwerk's own answer's status (0: the provider's answer went through)
 	errCode       string // and its error code
-	streamEnd     string // how a followed stream ended (complete, incomplete, interrupted)
+	streamEnd     string // how a followed stream ended (complete, incomplete, interrupted, timed_out)
 	streamBroken  string // how its provider broke it off after it started, "" when it did not (streamHealth)
 	// keepContent: the workspace opted in to content in its audit records
 	// (audit.content); answer is the JSON answer's text then.
@@ -306,6 +306,11 @@ func (p *edge) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingRes
 	return p.immediate(p.unexpected())
 }
 
+// timeoutSlack is how much earlier than envoy.request_timeout a stream's
+// end still reads as Envoy's cut: Envoy starts the clock when the request
+// arrives, a little before stellwerk does.
+const timeoutSlack = 250 * time.Millisecond
+
 // finish ends the edge's stream, whatever became of the request: its
 // attempt entry goes, and a stream that ended before its answer did (the
 // client went away, or the provider broke off) still gets its usage
@@ -318,7 +323,13 @@ func (p *edge) finish() {
 	if p.directID != "" {
 		p.seen.directDone(p.directID)
 	}
-	p.finishStream("interrupted")
+	how := "interrupted"
+	if p.stream != nil && time.Since(p.arrived) >= p.state.uploadLimit()-timeoutSlack {
+		// Envoy cut it at envoy.request_timeout: the client did not go
+		// away, and was told nothing either (the HTTP probe).
+		how = "timed_out"
+	}
+	p.finishStream(how)
 	p.endReservation()
 	p.countRoute()
 	p.audit()
