@@ -248,3 +248,29 @@ func TestRuleIndexFindsWhatAScanFinds(t *testing.T) {
 		}
 	}
 }
+
+// TestBudgetsOf: which workspaces and teams have a budget of their own,
+// named or one for each.
+func TestBudgetsOf(t *testing.T) {
+	l, err := NewLimits(nil, []BudgetRule{
+		{Name: "acme", Scope: ScopeWorkspace, Subject: "acme", Limit: eur(1), Period: PeriodDay},
+		{Name: "each-team", Scope: ScopeTeam, Limit: eur(1), Period: PeriodDay},
+	}, []RateRule{{Name: "beta", Scope: ScopeWorkspace, Subject: "beta", RequestsPerMinute: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		sc   Scope
+		sub  Subject
+		want bool
+	}{
+		{ScopeWorkspace, Subject{Workspace: "acme"}, true},
+		{ScopeWorkspace, Subject{Workspace: "beta"}, false}, // a rate limit is no budget
+		{ScopeTeam, Subject{Workspace: "beta", Team: "ml"}, true},
+		{ScopeGlobal, Subject{}, false},
+	} {
+		if got := l.BudgetsOf(tc.sc, tc.sub); got != tc.want {
+			t.Errorf("%s %+v: %v", tc.sc, tc.sub, got)
+		}
+	}
+}

@@ -37,7 +37,8 @@ func every(ctx context.Context, d time.Duration, fn func()) {
 }
 
 // refreshBudgetGauges reads every budget a gauge shows — everyone's, each
-// workspace's and each team's — as the next request would find it. A store
+// workspace's and each team's that has one — as the next request would
+// find it. A store
 // that does not answer leaves the gauges as they are
 // (stellwerk_budget_store_up says so).
 func refreshBudgetGauges(ctx context.Context, led *ledger.Ledger, m *telemetry.Metrics, cfg *config.Config) {
@@ -45,10 +46,15 @@ func refreshBudgetGauges(ctx context.Context, led *ledger.Ledger, m *telemetry.M
 		return
 	}
 	subjects := []ledger.Subject{{}} // everyone's
+	lim := led.Limits()
 	for _, w := range cfg.Workspaces {
-		subjects = append(subjects, ledger.Subject{Workspace: w.Name})
+		if sub := (ledger.Subject{Workspace: w.Name}); lim.BudgetsOf(ledger.ScopeWorkspace, sub) {
+			subjects = append(subjects, sub)
+		}
 		for _, tm := range w.Teams {
-			subjects = append(subjects, ledger.Subject{Workspace: w.Name, Team: tm.Name})
+			if sub := (ledger.Subject{Workspace: w.Name, Team: tm.Name}); lim.BudgetsOf(ledger.ScopeTeam, sub) {
+				subjects = append(subjects, sub)
+			}
 		}
 	}
 	for _, sub := range subjects {
