@@ -26,8 +26,9 @@ func main() {
 		}
 		if errors.Is(err, serve.ErrStoppedStarting) {
 			// Stopped before it served, as asked (a rollout that moved on):
-			// no failure, though it exited 1 saying what start-up was doing
-			// (a policy test "failed: context canceled": the container probe).
+			// no failure. It exited 1 with what start-up was doing, such
+			// as a policy test "failed: context canceled" (the container
+			// probe).
 			fmt.Fprintln(os.Stderr, "stellwerk:", err)
 			return
 		}
