@@ -181,20 +181,6 @@ func (c *Config) Validate() error {
 			bad(f+".id", "duplicate model %q", m.ID)
 		}
 		models[m.ID] = true
-		for j, a := range m.Aliases {
-			af := fmt.Sprintf("%s.aliases[%d]", f, j)
-			switch {
-			case a == "auto" || strings.HasPrefix(a, "route:"):
-				bad(af, "%q is reserved", a)
-			case !modelIDRE.MatchString(a):
-				bad(af, "%q must be letters, digits, '.', '_', '/' or '-' (at most 128)", a)
-			case slices.ContainsFunc(c.Models, func(o Model) bool { return o.ID == a }):
-				bad(af, "%q is the id of a model: an alias names no model of its own", a)
-			case aliases[a] != "":
-				bad(af, "%q is already an alias of model %q", a, aliases[a])
-			}
-			aliases[a] = m.ID
-		}
 		if !providers[m.Provider] {
 			bad(f+".provider", "model %q: unknown provider %q (known: %s)", m.ID, m.Provider, strings.Join(providerNames(c.Providers), ", "))
 		}
@@ -243,21 +229,34 @@ func (c *Config) Validate() error {
 			bad(f+".first_byte_timeout", "must be between 100ms and failover.attempt_timeout (%s), got %s", c.Failover.AttemptTimeout, t)
 		}
 	}
-	for _, a := range slices.Sorted(maps.Keys(c.Routing.Aliases)) {
-		af, id := "routing.aliases."+a, c.Routing.Aliases[a]
+	// alias checks a name given to model id at field, and reports whether
+	// it may be one.
+	alias := func(field, a, id string) bool {
+		defer func() { aliases[a] = id }()
 		switch {
 		case a == "auto" || strings.HasPrefix(a, "route:"):
-			bad(af, "%q is reserved", a)
+			bad(field, "%q is reserved", a)
 		case !modelIDRE.MatchString(a):
-			bad(af, "%q must be letters, digits, '.', '_', '/' or '-' (at most 128)", a)
+			bad(field, "%q must be letters, digits, '.', '_', '/' or '-' (at most 128)", a)
 		case models[a]:
-			bad(af, "%q is the id of a model: an alias names no model of its own", a)
+			bad(field, "%q is the id of a model: an alias names no model of its own", a)
 		case aliases[a] != "":
-			bad(af, "%q is already an alias of model %q", a, aliases[a])
-		case !models[id]:
-			bad(af, "unknown model %q (an alias names a model by its id)", id)
+			bad(field, "%q is already an alias of model %q", a, aliases[a])
+		default:
+			return true
 		}
-		aliases[a] = id
+		return false
+	}
+	for i, m := range c.Models {
+		for j, a := range m.Aliases {
+			alias(fmt.Sprintf("models[%d].aliases[%d]", i, j), a, m.ID)
+		}
+	}
+	for _, a := range slices.Sorted(maps.Keys(c.Routing.Aliases)) {
+		field, id := "routing.aliases."+a, c.Routing.Aliases[a]
+		if alias(field, a, id) && !models[id] {
+			bad(field, "unknown model %q (an alias names a model by its id)", id)
+		}
 	}
 	errs = append(errs, c.validateLedger(models)...)
 	errs = append(errs, c.validateAccess(models)...)

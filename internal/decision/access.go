@@ -108,7 +108,7 @@ func permitted(allow, deny []string, m *catalog.Model) bool {
 // listed reports whether a list names the model, by id or provider:<name>.
 func listed(list []string, m *catalog.Model) bool {
 	for _, e := range list {
-		if e == m.ID || (m.Aliases != nil && slices.Contains(m.Aliases, e)) {
+		if e == m.ID || slices.Contains(m.Aliases, e) {
 			return true
 		}
 		if p, ok := strings.CutPrefix(e, "provider:"); ok && p == m.Provider.Name {

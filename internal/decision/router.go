@@ -863,8 +863,7 @@ func (r *Router) checkPolicyLists(p auth.Principal, rp reqpolicy.Policy) (*reqpo
 	for _, l := range []struct {
 		field string
 		ids   []string
-		set   func(*reqpolicy.Policy) *[]string
-	}{{"allow", rp.Allow, func(q *reqpolicy.Policy) *[]string { return &q.Allow }}, {"deny", rp.Deny, func(q *reqpolicy.Policy) *[]string { return &q.Deny }}} {
+	}{{"allow", rp.Allow}, {"deny", rp.Deny}} {
 		for i, id := range l.ids {
 			if name, ok := strings.CutPrefix(id, "provider:"); ok {
 				// A provider none of whose models the caller may use reads
@@ -889,7 +888,11 @@ func (r *Router) checkPolicyLists(p auth.Principal, rp reqpolicy.Policy) (*reqpo
 					ids = &q
 				}
 				id = m.ID
-				(*l.set(ids))[i] = id
+				if l.field == "allow" {
+					ids.Allow[i] = id
+				} else {
+					ids.Deny[i] = id
+				}
 			}
 			if !vis.Has(id) || !r.keyAllowsID(p, id) {
 				return nil, apierr.Invalid("invalid_policy", "policy."+l.field,

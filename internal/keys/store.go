@@ -165,6 +165,7 @@ func (s Spec) CheckConfig(c *config.Config) error {
 	if s.Team != "" && !slices.ContainsFunc(c.Workspaces[i].Teams, func(t config.Team) bool { return t.Name == s.Team }) {
 		return &InvalidError{Field: "team", Msg: fmt.Sprintf("workspace %q has no team %q", s.Workspace, s.Team)}
 	}
+	var aliases map[string]string // the config's, read at the first model id not found
 	for j, m := range s.Models {
 		if p, ok := strings.CutPrefix(m, "provider:"); ok {
 			if !slices.ContainsFunc(c.Providers, func(pr config.Provider) bool { return pr.Name == p }) {
@@ -172,7 +173,14 @@ func (s Spec) CheckConfig(c *config.Config) error {
 			}
 			continue
 		}
-		if !slices.ContainsFunc(c.Models, func(x config.Model) bool { return x.ID == m }) && c.ModelAliases()[m] == "" {
+		known := slices.ContainsFunc(c.Models, func(x config.Model) bool { return x.ID == m })
+		if !known {
+			if aliases == nil {
+				aliases = c.ModelAliases()
+			}
+			known = aliases[m] != ""
+		}
+		if !known {
 			return &InvalidError{Field: fmt.Sprintf("models[%d]", j), Msg: fmt.Sprintf("unknown model %q", m)}
 		}
 	}

@@ -582,13 +582,9 @@ func (l *Ledger) Downgrades(req *Request) bool {
 		if lim == nil || !lim.downgrade {
 			continue
 		}
-		for i := range lim.budgets {
-			b := &lim.budgets[i]
-			if !b.Downgrade {
-				continue
-			}
-			s1, s2, ok := subjectOf(b.Scope, &req.Subject, req.Model)
-			if ok && (b.Subject == "" || (b.s1 == s1 && b.s2 == s2)) {
+		var buf [16]int32
+		for _, i := range lim.budgetIdx.matches(buf[:0], &req.Subject, req.Model) {
+			if lim.budgets[i].Downgrade {
 				return true
 			}
 		}
