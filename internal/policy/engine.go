@@ -191,7 +191,7 @@ func (e *Engine) DecideWithin(ctx context.Context, in *Input, ct *CatalogTerms, 
 		e.lastFailure.Store(&Failure{At: time.Now(), Error: failureSummary(err)})
 	}
 	if err == nil && key != nil {
-		e.memo.put(key, &d)
+		e.memo.put(key, &d, true)
 	}
 	return d, err
 }

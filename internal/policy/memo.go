@@ -2,6 +2,8 @@ package policy
 
 import (
 	"encoding/binary"
+	"hash/maphash"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -174,6 +176,12 @@ const (
 // memo is one engine's decisions. It holds at most 2×memoSize entries: when
 // the current generation is full it becomes the previous one, and entries
 // found there are carried over, so what is in use stays.
+//
+// Decisions of different keys mostly hold the same values: every request of
+// an EU workspace excludes the same 49 models for the same reasons, whatever
+// its prompt. Each generation keeps one copy of each exclusion map, tag map
+// and string (interned), so an entry costs its key and a few pointers, not a
+// map of its own: 1,000 workspaces' keys fit.
 type memo struct {
 	root  *paths
 	cands int // reads… bits of the candidate fields the policy reads
@@ -181,11 +189,17 @@ type memo struct {
 
 	mu        sync.RWMutex
 	cur, prev map[string]*Decision
+	shared    *interned // the current generation's values
 
 	hits, misses atomic.Uint64
 }
 
-const memoSize = 4096
+// memoSize is a generation's entries. The shipped library over the task
+// corpus makes about 35 keys per workspace, so two generations hold the
+// keys of 1,000 workspaces with the same settings, or of fewer with
+// different ones; each entry is about 0.5 KB (its key and the decision's
+// fields), so a full memo is about 16 MB.
+const memoSize = 16384
 
 // newMemo returns nil when memoising cannot pay or cannot be exact: the
 // policy reads the input as a whole, or a value that changes with every
@@ -194,7 +208,7 @@ func newMemo(root *paths) *memo {
 	if root.all {
 		return nil
 	}
-	m := &memo{root: root, cur: map[string]*Decision{}}
+	m := &memo{root: root, cur: map[string]*Decision{}, shared: newInterned()}
 	for i, name := range partNames {
 		m.parts[i] = root.get(name)
 	}
@@ -447,19 +461,84 @@ func (m *memo) get(k []byte) *Decision {
 	}
 	m.mu.RUnlock()
 	if old != nil {
-		m.put(k, old)
+		m.put(k, old, false)
 		return old
 	}
 	return d
 }
 
-func (m *memo) put(k []byte, d *Decision) {
+// put keeps d under k. A fresh decision (no other request has seen it)
+// has its values interned in the current generation in place; one carried
+// over from the previous generation is shared already and stays as it is
+// (its values are the previous generation's copies, dropped with the last
+// entry that holds them).
+func (m *memo) put(k []byte, d *Decision, fresh bool) {
 	m.mu.Lock()
 	if len(m.cur) >= memoSize {
 		m.prev, m.cur = m.cur, make(map[string]*Decision, memoSize)
+		m.shared = newInterned()
+	}
+	if fresh {
+		m.shared.decision(d)
 	}
 	m.cur[string(k)] = d
 	m.mu.Unlock()
+}
+
+// interned is one copy of each string and string map the decisions of a
+// generation hold. Maps are found by an order-independent hash of their
+// pairs and compared in full: two maps share one copy only when equal.
+type interned struct {
+	strs map[string]string
+	maps map[uint64][]map[string]string
+	seed maphash.Seed
+}
+
+func newInterned() *interned {
+	return &interned{strs: map[string]string{}, maps: map[uint64][]map[string]string{}, seed: maphash.MakeSeed()}
+}
+
+func (in *interned) decision(d *Decision) {
+	for i, s := range d.Deny {
+		d.Deny[i] = in.str(s)
+	}
+	d.Exclude = in.strMap(d.Exclude)
+	d.Tags = in.strMap(d.Tags)
+}
+
+func (in *interned) str(s string) string {
+	if c, ok := in.strs[s]; ok {
+		return c
+	}
+	in.strs[s] = s
+	return s
+}
+
+func (in *interned) strMap(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return m
+	}
+	var sum uint64
+	var h maphash.Hash
+	h.SetSeed(in.seed)
+	for k, v := range m {
+		h.Reset()
+		h.WriteString(k)
+		h.WriteByte(0)
+		h.WriteString(v)
+		sum += h.Sum64()
+	}
+	for _, c := range in.maps[sum] {
+		if maps.Equal(c, m) {
+			return c
+		}
+	}
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[in.str(k)] = in.str(v)
+	}
+	in.maps[sum] = append(in.maps[sum], c)
+	return c
 }
 
 func b2c(b bool) byte {
