@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"os"
@@ -674,11 +675,15 @@ print(" ".join(m.id for m in c.models.list()))`, s.URL, key).Output()
 	}
 }
 
-// TestRouteToARetiredModel (the catalog probe): a route pinned to a model
-// that a reload takes out of the catalog answers 503 route_unavailable,
-// naming the model, as on a replica started since. The version that
-// loaded before kept serving as auto, and a route pinned to an EU model
-// went to the US provider with a 200.
+// TestRouteToARetiredModel: a reload that takes a model a deployed route
+// serves out of the catalog is refused, naming the route and the way out,
+// and the route keeps serving (the policy rollout probe: the reload was
+// taken and the route's arms to the model answered 503). A replica started
+// under that config has no version to serve: the route answers 503
+// route_unavailable (it said nothing was deployed), and
+// stellwerk_route_broken says so.
+// (The catalog probe: the version that loaded before had served as auto,
+// and a route pinned to an EU model went to the US provider with a 200.)
 func TestRouteToARetiredModel(t *testing.T) {
 	t.Parallel()
 	s := harness.Start(t, harness.Options{
@@ -704,16 +709,46 @@ func TestRouteToARetiredModel(t *testing.T) {
 	cfg := *s.Config
 	cfg.Models = []config.Model{cfg.Models[1], cfg.Models[2]}
 	s.WriteConfig(&cfg)
-	waitFor(t, "the reload without old", func() bool {
-		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"old","messages":[{"role":"user","content":"hi"}]}`, nil)
-		return resp.StatusCode == 404 && strings.Contains(string(b), "model_not_found")
+	var status struct {
+		ConfigError string `json:"config_error"`
+	}
+	waitFor(t, "the refusal in /status", func() bool {
+		resp, err := s.AdminGet("/status")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		status.ConfigError = ""
+		return json.NewDecoder(resp.Body).Decode(&status) == nil && status.ConfigError != ""
 	})
+	for _, want := range []string{"eu@1", `unknown model "old"`, "routes deploy", "routing.aliases"} {
+		if !strings.Contains(status.ConfigError, want) {
+			t.Errorf("config_error %q does not say %q", status.ConfigError, want)
+		}
+	}
+	for range 5 {
+		if resp, b := post(t, s.URL+"/v1/chat/completions", body, nil); resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-model") != "old" {
+			t.Fatalf("route:eu after the refused reload: %d (served by %q) %.300s", resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b)
+		}
+	}
+
+	s.Stop("stellwerk")
+	s.Restart()
 	resp, b := post(t, s.URL+"/v1/chat/completions", body, nil)
-	if resp.StatusCode != 503 || !strings.Contains(string(b), "route_unavailable") || !strings.Contains(string(b), `\"old\"`) {
-		t.Errorf("route:eu after old left the catalog: %d (served by %q) %.300s; want 503 route_unavailable naming old",
+	if resp.StatusCode != 503 || !strings.Contains(string(b), "route_unavailable") || !strings.Contains(string(b), "does not load against the configuration") {
+		t.Errorf("route:eu started without old in the catalog: %d (served by %q) %.300s; want 503 route_unavailable: does not load",
 			resp.StatusCode, resp.Header.Get("x-stellwerk-model"), b)
 	}
 	if n := len(s.Providers["q"].Requests()); n != 0 {
 		t.Errorf("the US provider got %d requests", n)
+	}
+	mresp, err := s.AdminGet("/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	if !strings.Contains(string(m), `stellwerk_route_broken{route="eu",version="1"} 1`) {
+		t.Errorf("/metrics has no stellwerk_route_broken for eu@1")
 	}
 }

@@ -8,10 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -220,18 +222,19 @@ func runConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", defaultConfigPath(), "config file (env STELLWERK_CONFIG), as the other commands take it; or FILE")
+	stateDir := fs.String("state-dir", "", "directory of the embedded state store whose deployed routes are checked, overrides state.dir")
 	pos, err := parseAnywhere(fs, args)
 	both := false
 	fs.Visit(func(f *flag.Flag) { both = both || f.Name == "config" && len(pos) > 0 })
 	if err != nil || len(pos) > 1 || both {
-		fmt.Fprintln(stderr, "usage: stellwerk config check [--config FILE | FILE] (one file)")
+		fmt.Fprintln(stderr, "usage: stellwerk config check [--config FILE | FILE] [--state-dir DIR] (one file)")
 		return ErrUsage
 	}
 	path := *cfgPath
 	if len(pos) == 1 {
 		path = pos[0]
 	}
-	cfg, err := config.Load(path)
+	cfg, err := loadConfig(path, *stateDir)
 	if err != nil {
 		// Every problem of the file on a line of its own, as serve.Check's.
 		lines := []error{err}
@@ -279,6 +282,14 @@ func runConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 				fmt.Fprintf(stdout, "warning: %v\n", w)
 			}
 		}
+		broken, err := deployedRoutesBroken(ctx, cfg, flow.EnvFor(cfg, cat))
+		if err != nil {
+			fmt.Fprintf(stdout, "warning: deployed routes not checked: %v\n", err)
+		}
+		for _, e := range broken {
+			fmt.Fprintf(stdout, "error: deployed route does not load under this config (a running serve refuses it; one started with it answers the route 503 route_unavailable): %v; deploy a version that loads first, or keep a removed model's id as an alias (routing.aliases)\n", e)
+		}
+		problems = append(problems, broken...)
 	}
 	for _, m := range admin.NewTokens(cfg.Admin.Tokens, catalog.OSEnv.Getenv).Missing() {
 		fmt.Fprintf(stdout, "warning: admin token %s is not set\n", m)
@@ -319,4 +330,40 @@ func newLogger(w io.Writer, lvl zapcore.Level, format string) *zap.Logger {
 		enc = zapcore.NewJSONEncoder(ec)
 	}
 	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl))
+}
+
+// deployedRoutesBroken are the live route versions in cfg's state store
+// that do not load against env (a model they name removed): a reload
+// that would break one is refused (the policy rollout probe found the
+// check passing such a config). An embedded store that does not exist
+// holds no route and is not created.
+func deployedRoutesBroken(ctx context.Context, cfg *config.Config, env *flow.Env) ([]error, error) {
+	if storeExists(cfg.State) != nil {
+		return nil, nil
+	}
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	db, err := store.Open(octx, cfg.State, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	st, err := flowstore.Open(octx, db)
+	if err != nil {
+		return nil, err
+	}
+	t := flowstore.NewTable(st, env, nil)
+	if err := t.Refresh(octx); err != nil {
+		return nil, err
+	}
+	b := t.Broken()
+	out := make([]error, 0, len(b))
+	for _, name := range slices.Sorted(maps.Keys(b)) {
+		e := b[name]
+		if re := (*flowstore.ResolveError)(nil); errors.As(e, &re) {
+			e = re.Err // it names the route and version itself
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }

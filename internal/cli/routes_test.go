@@ -187,3 +187,43 @@ func TestRoutesReadNoStore(t *testing.T) {
 		t.Error("a store was made in the mistyped directory")
 	}
 }
+
+// TestConfigCheckDeployedRoutes: a config that takes out a model a
+// deployed route serves is an error of config check, naming the route,
+// its version and the model (a running serve refuses it; the policy
+// rollout probe's check said ok), and --state-dir names the store.
+func TestConfigCheckDeployedRoutes(t *testing.T) {
+	cfg, stateDir := keysConfig(t)
+	yaml := mustReadFile(t, cfg)
+	withM2 := strings.Replace(yaml, "  - {id: m1, provider: p1, context_window: 1000}\n",
+		"  - {id: m1, provider: p1, context_window: 1000}\n  - {id: m2, provider: p1, context_window: 1000}\n", 1)
+	if err := os.WriteFile(cfg, []byte(withM2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "support.yaml")
+	if err := os.WriteFile(file, []byte("route: support\nnodes:\n  - {id: strong, model: m2}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, err := run("routes", "deploy", file, "--config", cfg); err != nil {
+		t.Fatalf("deploy: %v %s %s", err, stderr, out)
+	}
+	if out, _, err := run("config", "check", cfg); err != nil || strings.Contains(out, "deployed route") {
+		t.Fatalf("check with m2: %v\n%s", err, out)
+	}
+	// The same config moved elsewhere (its default state beside it is
+	// empty), with m2 gone, checked against the store.
+	other := filepath.Join(t.TempDir(), "stellwerk.yaml")
+	withoutM2 := strings.Replace(mustReadFile(t, cfg), "  - {id: m2, provider: p1, context_window: 1000}\n", "", 1)
+	withoutM2 = strings.Replace(withoutM2, "file: master.key", "file: "+filepath.Join(filepath.Dir(cfg), "master.key"), 1)
+	if err := os.WriteFile(other, []byte(withoutM2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := run("config", "check", other); err != nil {
+		t.Fatalf("a config without a store: %v\n%s", err, out)
+	}
+	out, _, err := run("config", "check", other, "--state-dir", stateDir)
+	if err == nil || !strings.Contains(out, "error: deployed route does not load") || !strings.Contains(out, "support@1") ||
+		!strings.Contains(out, `unknown model "m2"`) || !strings.Contains(out, "routing.aliases") {
+		t.Fatalf("check without m2: %v\n%s", err, out)
+	}
+}

@@ -218,6 +218,15 @@ func TestTableFollowsDeploys(t *testing.T) {
 		if got := tb.Live(); got["support"] != 2 {
 			t.Errorf("live %v", got)
 		}
+		// Check names the serving version a config would break, before
+		// it is in force (serve refuses such a reload), and only it.
+		if errs := tb.Check(&flow.Env{Models: []string{"gpt-4o", "gpt-4o-mini"}}); len(errs) != 0 {
+			t.Errorf("check under a config with both models: %v", errs)
+		}
+		if errs := tb.Check(&flow.Env{Models: []string{"gpt-4o"}}); len(errs) != 1 || !strings.Contains(errs[0].Error(), "support@2") ||
+			!strings.Contains(errs[0].Error(), "gpt-4o-mini") {
+			t.Errorf("check under a config without gpt-4o-mini: %v", errs)
+		}
 		// A config that drops the live version's model: the last good
 		// flow keeps serving, and the table says why.
 		tb.SetEnv(&flow.Env{Models: []string{"gpt-4o"}})
@@ -229,6 +238,9 @@ func TestTableFollowsDeploys(t *testing.T) {
 		}
 		if b := tb.Broken(); b["support"] == nil || !strings.Contains(b["support"].Error(), "gpt-4o-mini") {
 			t.Errorf("broken %v", b)
+		}
+		if b := tb.BrokenVersions(); len(b) != 1 || b["support"] != 2 {
+			t.Errorf("broken versions %v", b)
 		}
 		// A replica starting under that config has no last good flow: the
 		// route is unavailable, and the log does not claim one serves.

@@ -2,8 +2,10 @@ package flowstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,6 +113,9 @@ func (t *Table) Resolve(route string, version int64) (*flow.Flow, error) {
 		if f := s.live[route]; f != nil {
 			return f, nil
 		}
+		if e := s.broken[route]; e != nil {
+			return nil, e // its live version does not load (it had said none was deployed)
+		}
 		if s.versions[route] {
 			return nil, &ResolveError{Route: route, Err: ErrNotDeployed}
 		}
@@ -151,6 +156,28 @@ func (t *Table) compile(v Version, env *flow.Env) (*flow.Flow, error) {
 	return f, nil
 }
 
+// Check compiles the version each route serves against env, a config not
+// yet in force, and returns the load error of each that would no longer
+// load (a model it names removed), which names the route and version. A reload that would break a serving
+// route is refused on these: the flow compiled against the old config
+// would keep sending its arms to a model no longer there (the policy
+// rollout probe: 8 of 20 requests of the route answered 503).
+func (t *Table) Check(env *flow.Env) []error {
+	s := t.snap.Load()
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(s.live)) {
+		f := s.live[name]
+		p := s.docs[versionKey{name, f.Version}]
+		if p == nil {
+			continue // not in the store any more: the next refresh reports it
+		}
+		if _, err := flow.Load(fmt.Sprintf("%s@%d", name, f.Version), []byte(p.v.Document), env); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
 // Live lists every route's live version (route → version).
 func (t *Table) Live() map[string]int64 {
 	s := t.snap.Load()
@@ -162,8 +189,22 @@ func (t *Table) Live() map[string]int64 {
 }
 
 // Broken lists live versions that no longer compile against the config in
-// force; the last good flow of each keeps serving.
+// force (each a *ResolveError naming its version); the last good flow of
+// each keeps serving, or none when none loaded since the start.
 func (t *Table) Broken() map[string]error { return maps.Clone(t.snap.Load().broken) }
+
+// BrokenVersions is Broken's route → live version that does not load.
+func (t *Table) BrokenVersions() map[string]int64 {
+	b := t.snap.Load().broken
+	out := make(map[string]int64, len(b))
+	for name, err := range b {
+		var re *ResolveError
+		if errors.As(err, &re) {
+			out[name] = re.Version
+		}
+	}
+	return out
+}
 
 // Generation is the store generation the table reflects.
 func (t *Table) Generation() int64 { return t.snap.Load().at.Gen }
@@ -238,7 +279,7 @@ func (t *Table) refresh(ctx context.Context) error {
 		if err != nil {
 			// Keep the last good flow of this route, if any: a bad
 			// reload never takes a route down.
-			next.broken[r.name] = err
+			next.broken[r.name] = &ResolveError{Route: r.name, Version: r.live, Err: err}
 			if old := cur.live[r.name]; old != nil {
 				next.live[r.name] = old
 				t.log.Error("live route version does not load; the last good one keeps serving",

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/decision"
 	"github.com/stellwerk/stellwerk/internal/flow"
+	"github.com/stellwerk/stellwerk/internal/flowstore"
 	"github.com/stellwerk/stellwerk/internal/header"
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/keys"
@@ -429,6 +431,11 @@ func (r *reloader) apply(ctx context.Context, base *config.Config, overrides map
 	if err != nil {
 		return false, err
 	}
+	if r.ln.routes != nil {
+		if err := routesStillLoad(r.ln.routes.table, flow.EnvFor(cfg, g.cat)); err != nil {
+			return false, err
+		}
+	}
 	// Make before break: Envoy first gets everything the old and the new
 	// config need (requests decided under the old one are still in
 	// flight), then the decision state swaps, then, after a grace period,
@@ -727,4 +734,21 @@ func rejectionSeries(cfg *config.Config) (workspaces []string, pairs [][2]string
 		}
 	}
 	return workspaces, pairs
+}
+
+// routesStillLoad refuses a config under which a route's serving version
+// would no longer load: its flow would keep sending requests to a model
+// the catalog no longer has, and they would be answered 503 (the policy
+// rollout probe). The way out is named: deploy a version without the
+// model first, or keep its id as an alias of another model.
+func routesStillLoad(t *flowstore.Table, env *flow.Env) error {
+	errs := t.Check(env)
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, err := range errs {
+		msgs[i] = err.Error()
+	}
+	return fmt.Errorf("a deployed route would no longer load: %s; deploy route versions that load under the new config first (stellwerk routes deploy), or keep a removed model's id as an alias (routing.aliases)", strings.Join(msgs, "; "))
 }

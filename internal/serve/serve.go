@@ -594,7 +594,7 @@ func registerScrape(m *telemetry.Metrics, rl *reloader, pm *policy.Manager, sw *
 			return err != ""
 		}),
 		telemetry.Spend(sw.Stats), telemetry.Providers(rl.ln.health.Snapshot, time.Now),
-		telemetry.Routes(rl.ln.routeCounters.Snapshot, rl.ln.routes.table.Live),
+		telemetry.Routes(rl.ln.routeCounters.Snapshot, rl.ln.routes.table.Live, rl.ln.routes.table.BrokenVersions),
 		telemetry.ClassifyMemo(classify.MemoStats),
 		telemetry.PolicyMemo(func() (uint64, uint64) { return pm.Current().MemoStats() }),
 		telemetry.PolicyErrors(func() uint64 { n, _ := pm.Current().Failures(); return n }),

@@ -70,6 +70,13 @@ models:
 					Admin: "127.0.0.1:0", Listen: "127.0.0.1:0", StateDir: dir, Ready: func(net.Addr, net.Addr) {}}, zap.New(core))
 			}()
 			defer func() { cancel(); <-done }()
+			// The first check comes an interval after the start, however
+			// long the start took (a loaded machine took over 5 s).
+			for start := time.Now(); logs.FilterMessage("stellwerk serving").Len() == 0; time.Sleep(20 * time.Millisecond) {
+				if time.Since(start) > time.Minute {
+					t.Fatalf("not serving after a minute: %v", logs.All())
+				}
+			}
 			deadline := time.Now().Add(5 * configReloadInterval / 2)
 			for time.Now().Before(deadline) && logs.FilterMessage("config reloaded").Len() == 0 {
 				time.Sleep(50 * time.Millisecond)

@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/health"
 	"github.com/stellwerk/stellwerk/internal/spend"
 )
@@ -34,6 +35,8 @@ func fullRegistry(t *testing.T) *Metrics {
 		PolicyErrors(func() uint64 { return 0 }), PolicyMemo(func() (uint64, uint64) { return 1, 1 }), ClassifyMemo(func() (uint64, uint64) { return 1, 1 }))
 	cs = append(cs, BudgetStore(func() (bool, uint64) { return true, 0 })...)
 	cs = append(cs, Fleet(func() (int, int) { return 2, 0 })...)
+	cs = append(cs, Routes(func() []flow.CounterRow { return nil }, func() map[string]int64 { return map[string]int64{"support": 2} },
+		func() map[string]int64 { return map[string]int64{"support": 2} }))
 	if err := m.Register(cs...); err != nil {
 		t.Fatal(err)
 	}
