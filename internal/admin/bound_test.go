@@ -83,6 +83,10 @@ func TestAdminStoreCallsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Bounds shorter than the shipped 5 s and 10 s, which every request
+	// here waits out.
+	defer func(store, search time.Duration) { storeTimeout, searchTimeout = store, search }(storeTimeout, searchTimeout)
+	storeTimeout, searchTimeout = 2*time.Second, 3*time.Second
 	h := Handler(&keyAuditStatus{keyStatus: &keyStatus{fakeStatus: fakeStatus{tokens: testTokens()}, ks: ks, cfg: keyTestConfig()}, st: ast},
 		zap.NewNop())
 	if rec := do(t, h, "POST", "/admin/keys", config.RoleAdmin, `{"id":"k","workspace":"legal"}`); rec.Code != 201 {
