@@ -34,8 +34,14 @@ func need(t testing.TB, what string, err error) {
 	t.Skipf("%s not available: %v (run `make tools`, or `make test`)", what, err)
 }
 
-// EnvoyPath locates the Envoy binary.
-func EnvoyPath() (string, error) {
+// EnvoyPath locates the Envoy binary, once per test binary: asking the
+// venv's Python costs up to a second on a busy machine, and every stack
+// asked.
+func EnvoyPath() (string, error) { return envoyPath() }
+
+var envoyPath = sync.OnceValues(findEnvoy)
+
+func findEnvoy() (string, error) {
 	if p := os.Getenv("STELLWERK_ENVOY"); p != "" {
 		return p, nil
 	}
@@ -64,15 +70,23 @@ func Python() (string, error) {
 // RequirePython returns the interpreter or skips/fails the test.
 func RequirePython(t testing.TB) string {
 	t.Helper()
-	py, err := Python()
-	if err == nil {
-		err = exec.Command(py, "-c", "import openai").Run()
-	}
+	py, err := pythonWithOpenAI()
 	if err != nil {
 		need(t, "python with the openai package", err)
 	}
 	return py
 }
+
+// pythonWithOpenAI looks for the interpreter and imports openai with it
+// once per test binary: the import takes a second or two on a busy
+// machine, and the SDK tests asked before every client they ran.
+var pythonWithOpenAI = sync.OnceValues(func() (string, error) {
+	py, err := Python()
+	if err == nil {
+		err = exec.Command(py, "-c", "import openai").Run()
+	}
+	return py, err
+})
 
 type pipInstall struct {
 	once sync.Once
@@ -81,21 +95,22 @@ type pipInstall struct {
 
 // RequirePythonPackage returns the interpreter of the tool venv with a
 // Python package the test's client imports, installing the version
-// tools/requirements.txt pins (once per test binary) when a venv made
-// before the pin lacks it, as `make tools` would. Without it the test
-// skips or fails as RequirePython does.
+// tools/requirements.txt pins when a venv made before the pin lacks it, as
+// `make tools` would. Without it the test skips or fails as RequirePython
+// does. It looks (and installs) once per test binary.
 func RequirePythonPackage(t testing.TB, pkg string) string {
 	t.Helper()
 	py := RequirePython(t)
-	if exec.Command(py, "-c", "import "+pkg).Run() == nil {
-		return py
-	}
 	v, _ := pipInstalls.LoadOrStore(pkg, &pipInstall{})
 	in := v.(*pipInstall)
-	in.once.Do(func() { in.err = pipInstallPinned(py, pkg) })
-	if in.err == nil {
-		in.err = exec.Command(py, "-c", "import "+pkg).Run()
-	}
+	in.once.Do(func() {
+		if exec.Command(py, "-c", "import "+pkg).Run() == nil {
+			return
+		}
+		if in.err = pipInstallPinned(py, pkg); in.err == nil {
+			in.err = exec.Command(py, "-c", "import "+pkg).Run()
+		}
+	})
 	if in.err != nil {
 		need(t, "python with the "+pkg+" package", in.err)
 	}
