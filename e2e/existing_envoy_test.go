@@ -564,6 +564,10 @@ func TestSeveralEnvoys(t *testing.T) {
 // listeners it never asked for (the SRE probe: nothing said so).
 func TestDropInWithStandaloneIsSaid(t *testing.T) {
 	t.Parallel()
+	// A standalone Envoy of a standalone stellwerk, checked below: started
+	// first, so its checks run while the drop-in stack starts.
+	st := harness.Start(t, harness.Options{})
+	checked := time.Now().Add(3 * envoyModeCheck)
 	s, _ := existingEnvoy(t, true, func(c *config.Config) { c.Envoy.Mode = config.ModeStandalone })
 	waitFor(t, "the log's warning", func() bool {
 		return strings.Contains(s.Log("stellwerk"), "an Envoy takes stellwerk's clusters but no listeners")
@@ -571,9 +575,8 @@ func TestDropInWithStandaloneIsSaid(t *testing.T) {
 	if n := strings.Count(s.Log("stellwerk"), "an Envoy takes stellwerk's clusters but no listeners"); n != 1 {
 		t.Errorf("said %d times, want once", n)
 	}
-	// A standalone Envoy of a standalone stellwerk: nothing to say.
-	st := harness.Start(t, harness.Options{})
-	time.Sleep(3 * envoyModeCheck)
+	// The standalone stack has nothing to say.
+	time.Sleep(time.Until(checked))
 	if strings.Contains(st.Log("stellwerk"), "but no listeners") {
 		t.Errorf("a standalone stack warned")
 	}
