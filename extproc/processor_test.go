@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,7 +64,7 @@ func stateFor(tb testing.TB, c *config.Config, getenv func(string) string) *Stat
 	if err != nil {
 		tb.Fatal(err)
 	}
-	pm, err := policy.NewManager(context.Background(), policy.Source{Library: true}, zap.NewNop())
+	pm, err := libraryPolicy()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -97,6 +98,14 @@ func bodyMsg(body string) *extprocv3.ProcessingRequest {
 		Body: []byte(body), EndOfStream: true,
 	}}}
 }
+
+// libraryPolicy is the shipped policy library, loaded once per test
+// binary: loading compiles it and runs its Rego tests, seconds under -race,
+// and nearly every test here built a state. States share it, as the
+// router only reads the policy in force.
+var libraryPolicy = sync.OnceValues(func() (*policy.Manager, error) {
+	return policy.NewManager(context.Background(), policy.Source{Library: true}, zap.NewNop())
+})
 
 func newProc(t testing.TB) *edge {
 	return &edge{filter: filter{state: testState(t), log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
