@@ -25,7 +25,7 @@ func TestKeyChangesLeaveConfigAlone(t *testing.T) {
 	s := failoverStackWith(t, func(c *config.Config) { c.Failover.MaxAttempts = 2 }) // grace: 5 s + 2 × 1 s
 	clusters := func() string { return envoyClusters(t, s) }
 	var mu sync.Mutex
-	created := 0
+	created, made := 0, 0
 	createKey := func() {
 		mu.Lock()
 		created++
@@ -34,14 +34,18 @@ func TestKeyChangesLeaveConfigAlone(t *testing.T) {
 		if resp, b := adminDo(t, s, "POST", "/admin/keys", `{"id":"`+id+`","workspace":"default"}`); resp.StatusCode/100 != 2 {
 			t.Errorf("POST /admin/keys: %d %s", resp.StatusCode, b)
 		}
+		mu.Lock()
+		made++
+		mu.Unlock()
 	}
-	// Keys are created every 1.5 s from before the removal to the end.
+	// Keys are created every 500 ms (two key-store polls) from before the
+	// removal to the end.
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		tick := time.NewTicker(1500 * time.Millisecond)
+		tick := time.NewTicker(500 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			select {
@@ -54,7 +58,12 @@ func TestKeyChangesLeaveConfigAlone(t *testing.T) {
 	}()
 	stopKeys := sync.OnceFunc(func() { close(done); wg.Wait() })
 	defer stopKeys()
-	time.Sleep(2 * time.Second)
+	keys := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return made
+	}
+	waitFor(t, "a key before the removal", func() bool { return keys() >= 1 })
 
 	cfg := withoutPrimary(s)
 	s.WriteConfig(&cfg)
@@ -63,7 +72,7 @@ func TestKeyChangesLeaveConfigAlone(t *testing.T) {
 	reloads := strings.Count(s.Log("stellwerk"), "config reloaded")
 	for strings.Contains(clusters(), "provider_primary::") {
 		if time.Since(removed) > 15*time.Second {
-			t.Fatalf("primary's cluster is still in Envoy %s after its removal (grace 7 s), keys created every 1.5 s", time.Since(removed).Round(time.Second))
+			t.Fatalf("primary's cluster is still in Envoy %s after its removal (grace 7 s), keys created every 500 ms", time.Since(removed).Round(time.Second))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -78,7 +87,8 @@ func TestKeyChangesLeaveConfigAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the refusal", func() bool { return strings.Contains(s.Log("stellwerk"), "config change refused") })
-	time.Sleep(5 * time.Second) // three more keys
+	refusedAt := keys()
+	waitFor(t, "three more keys", func() bool { return keys() >= refusedAt+3 })
 	stopKeys()
 	if n := strings.Count(s.Log("stellwerk"), "config change refused"); n != 1 {
 		t.Errorf("the broken file was refused %d times, keys created meanwhile", n)
