@@ -24,7 +24,8 @@ const Query = "data.stellwerk.decision"
 // for concurrent use.
 type Engine struct {
 	query   rego.PreparedEvalQuery
-	memo    *memo // nil when decisions cannot be memoised
+	memo    *memo  // nil when decisions cannot be memoised
+	reads   *paths // the input paths the modules read (analyze)
 	Version string
 	// Digest is the sources' whole SHA-256 (hex), of which Version is the
 	// first 12 digits: records keep it, so that a kept policy cannot be
@@ -127,7 +128,9 @@ func load(ctx context.Context, f files) (*Engine, error) {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
 	e := &Engine{query: pq, Version: f.version, Digest: f.digest, Modules: names, LoadedAt: time.Now(), files: f, Warnings: f.warnings(c.Modules)}
-	if root, ok := analyze(c.Modules); ok {
+	root, ok := analyze(c.Modules)
+	e.reads = root
+	if ok {
 		e.memo = newMemo(root)
 	}
 	sctx, cancel := context.WithTimeout(ctx, sampleTimeout)

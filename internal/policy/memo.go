@@ -118,6 +118,23 @@ func (p *paths) get(k string) *paths {
 	return p.any
 }
 
+// Reads says whether the policy can read the input value at path (member
+// names below input, a map's key as a member), or any part of it: it reads
+// it by name, through a variable key or index, or reads a value it is part
+// of whole. Replay asks it of the values an audit record keeps redacted
+// (the user, metadata, headers), which a policy reading them decides on
+// the redacted text.
+func (e *Engine) Reads(path ...string) bool {
+	p := e.reads
+	for _, k := range path {
+		if p == nil || p.all {
+			break
+		}
+		p = p.get(k)
+	}
+	return p != nil
+}
+
 // analyze walks the compiled modules. It returns the input paths they read
 // and false when a decision may not be memoised: a non-deterministic
 // builtin, or `with` replacing the input.
