@@ -49,3 +49,20 @@ func FuzzRedact(f *testing.F) {
 		}
 	})
 }
+
+// TestHasPlaceholder: what Redact wrote reads as redacted, a value it left
+// alone does not (replay warns about the former).
+func TestHasPlaceholder(t *testing.T) {
+	for in, want := range map[string]bool{
+		"jane.doe@example.com":         true,
+		"ops AKIAIOSFODNN7EXAMPLE":     true,
+		"call +49 30 1234567 tomorrow": true,
+		"team-a":                       false,
+		"[draft] notes":                false,
+		"":                             false,
+	} {
+		if got := HasPlaceholder(Redact(in, nil)); got != want {
+			t.Errorf("HasPlaceholder(Redact(%q)) = %v, want %v (%q)", in, got, want, Redact(in, nil))
+		}
+	}
+}
