@@ -34,9 +34,11 @@ const replayUsage = `usage:
       decide a recorded request again with the policy, config and catalog versions it was
       decided with, and show that the explanation is the same; --with-current also decides
       it with today's, and shows the difference
-  stellwerk replay --from T --to T [--workspace W] [--json]
-      what today's policy and config would decide differently over a period: impact
-      analysis before deploying a change
+  stellwerk replay --from T --to T [--against CONFIG] [--workspace W] [--json]
+      what the policy and config of --config would decide differently over a period:
+      impact analysis before deploying a change; without --against, compared with what
+      was recorded (which counts every change made in the period too), with --against,
+      with what CONFIG (the config in force) decides of the same records today
 flags: --config FILE, --state-dir DIR (as for serve)
 `
 
@@ -141,6 +143,11 @@ type replayer struct {
 	cfgPath string
 	kept    map[audit.Versions]*keptRouter
 	current *keptRouter
+	// againstPath is --against: the config a period's what-if compares
+	// the candidate (cfgPath) with, decided today as the candidate is;
+	// "" compares with the records.
+	againstPath string
+	against     *keptRouter
 }
 
 type keptRouter struct {
@@ -204,12 +211,24 @@ func (rp *replayer) recorded(v audit.Versions) *keptRouter {
 
 // today is the router of the config file and its policy as they are now.
 func (rp *replayer) today() *keptRouter {
-	if rp.current != nil {
-		return rp.current
+	if rp.current == nil {
+		rp.current = rp.live(rp.cfgPath)
 	}
+	return rp.current
+}
+
+// base is the router of --against's config file as it is now.
+func (rp *replayer) base() *keptRouter {
+	if rp.against == nil {
+		rp.against = rp.live(rp.againstPath)
+	}
+	return rp.against
+}
+
+// live is the router of a config file and its policy as they are now.
+func (rp *replayer) live(path string) *keptRouter {
 	k := &keptRouter{}
-	rp.current = k
-	if k.cfg, k.err = config.Load(rp.cfgPath); k.err != nil {
+	if k.cfg, k.err = config.Load(path); k.err != nil {
 		return k
 	}
 	pm, err := policy.NewManager(rp.ctx, policy.Source{Library: *k.cfg.Policy.Library, Dir: k.cfg.Policy.Dir}, zap.NewNop())
@@ -272,6 +291,13 @@ type replayed struct {
 	// Current is today's decision (--with-current, or a period).
 	Current        *replayExplanation `json:"current,omitempty"`
 	CurrentChanged bool               `json:"current_changed,omitempty"`
+	// Against is the decision of a period's --against config.
+	Against *replayExplanation `json:"against,omitempty"`
+	// RedactedRead are the input values (input.request.user, …) that a
+	// policy deciding it reads and the record keeps redacted: it decided on
+	// the placeholder ([EMAIL]), so a replay can differ from the record
+	// without anything having changed.
+	RedactedRead []string `json:"redacted_read,omitempty"`
 	// NotReplayable says why the record cannot be decided again.
 	NotReplayable string `json:"not_replayable,omitempty"`
 }
@@ -308,8 +334,8 @@ func (rp *replayer) latencies(in *decision.Inputs, r *audit.Record) error {
 
 // replayRecord decides one record again: with its versions unless only
 // today's are asked for, and with today's when current.
-func (rp *replayer) replayRecord(e *audit.Entry, recorded, current bool) replayed {
-	out := replayed{ID: e.ID, Time: e.Time}
+func (rp *replayer) replayRecord(e *audit.Entry, recorded, current bool) (out replayed) {
+	out = replayed{ID: e.ID, Time: e.Time}
 	var r struct {
 		audit.Record
 		Replay json.RawMessage `json:"replay"`
@@ -339,6 +365,8 @@ func (rp *replayer) replayRecord(e *audit.Entry, recorded, current bool) replaye
 		out.NotReplayable = err.Error()
 		return out
 	}
+	var engines []*policy.Engine
+	defer func() { out.RedactedRead = redactedReads(&in, engines) }()
 	if recorded {
 		// When its versions cannot be loaded, today's decision is still
 		// shown beside the record (the what-if's examples are chosen by it).
@@ -348,6 +376,7 @@ func (rp *replayer) replayRecord(e *audit.Entry, recorded, current bool) replaye
 				return out
 			}
 		} else {
+			engines = append(engines, k.r.Policy.Current())
 			res, err := k.r.Replay(rp.ctx, &in, false)
 			out.Replayed = fromReplay(res, err, k.cfg)
 			a, _ := json.Marshal(out.Recorded)
@@ -361,11 +390,59 @@ func (rp *replayer) replayRecord(e *audit.Entry, recorded, current bool) replaye
 			out.NotReplayable = "today's config does not load: " + k.err.Error()
 			return out
 		}
+		engines = append(engines, k.r.Policy.Current())
 		res, err := k.r.Replay(rp.ctx, &in, true)
 		cur := fromReplay(res, err, k.cfg)
 		out.Current = &cur
-		out.CurrentChanged = cur.Chosen != out.Recorded.Chosen || cur.Error != out.Recorded.Error
+		out.CurrentChanged = decidedDifferently(&out.Recorded, &cur)
+		if rp.againstPath != "" {
+			k := rp.base()
+			if k.err != nil {
+				out.NotReplayable = "--against's config does not load: " + k.err.Error()
+				return out
+			}
+			engines = append(engines, k.r.Policy.Current())
+			res, err := k.r.Replay(rp.ctx, &in, true)
+			base := fromReplay(res, err, k.cfg)
+			out.Against = &base
+		}
 	}
+	return out
+}
+
+// decidedDifferently: another model, or refused otherwise (or at all).
+func decidedDifferently(a, b *replayExplanation) bool {
+	return a.Chosen != b.Chosen || a.Error != b.Error
+}
+
+// redactedReads are the values of in that the audit record keeps redacted
+// (decision.Inputs: the user, metadata values and names, headers; the
+// classifier's findings replaced by their placeholders) and that one of
+// the policies reads, as input paths, sorted.
+func redactedReads(in *decision.Inputs, engines []*policy.Engine) []string {
+	var out []string
+	check := func(shown string, path ...string) {
+		for _, e := range engines {
+			if e != nil && e.Reads(path...) {
+				out = append(out, shown)
+				return
+			}
+		}
+	}
+	if classify.HasPlaceholder(in.User) {
+		check("input.request.user", "request", "user")
+	}
+	for k, v := range in.Metadata {
+		if classify.HasPlaceholder(k) || classify.HasPlaceholder(v) {
+			check("input.request.metadata."+k, "request", "metadata", k)
+		}
+	}
+	for k, v := range in.Headers {
+		if classify.HasPlaceholder(v) {
+			check("input.request.headers."+k, "request", "headers", k)
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 
@@ -378,14 +455,21 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	from := fs.String("from", "", "what-if over the records from this time (RFC 3339 or date)")
 	to := fs.String("to", "", "… to this time")
 	workspace := fs.String("workspace", "", "only this workspace's records (with --from/--to)")
+	against := fs.String("against", "", "with --from/--to: compare with what this config (the one in force) decides today, not with the records")
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parseAnywhere(fs, args)
-	period := *from != "" || *to != ""
-	if err != nil || (period && (len(pos) != 0 || *from == "" || *to == "" || *withCurrent)) || (!period && len(pos) != 1) ||
-		(!period && *workspace != "") {
+	if err != nil {
 		fmt.Fprint(stderr, replayUsage)
 		return ErrUsage
 	}
+	if problems := replayFlagProblems(pos, *from, *to, *workspace, *against, *withCurrent); len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintln(stderr, "replay: "+p)
+		}
+		fmt.Fprint(stderr, replayUsage)
+		return ErrUsage
+	}
+	period := *from != "" || *to != ""
 	cfg, err := loadConfig(*cfgPath, *stateDir)
 	if err != nil {
 		return err
@@ -406,7 +490,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	rp := &replayer{ctx: ctx, st: st, routes: fst, cfgPath: *cfgPath, kept: map[audit.Versions]*keptRouter{}}
+	rp := &replayer{ctx: ctx, st: st, routes: fst, cfgPath: *cfgPath, againstPath: *against, kept: map[audit.Versions]*keptRouter{}}
 	if period {
 		fromT, err1 := parseWhen(*from)
 		toT, err2 := parseWhen(*to)
@@ -440,6 +524,40 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("the replay of %s differs from the record", out.ID)
 	}
 	return nil
+}
+
+// replayFlagProblems are every problem with the flags at once, each naming
+// the flag: a bare usage left the probe guessing that --from needs --to.
+func replayFlagProblems(pos []string, from, to, workspace, against string, withCurrent bool) []string {
+	var ps []string
+	if from == "" && to == "" {
+		switch {
+		case len(pos) == 0:
+			ps = append(ps, "name a decision id, or a period with --from and --to")
+		case len(pos) > 1:
+			ps = append(ps, fmt.Sprintf("one decision id at a time (%d given)", len(pos)))
+		}
+		if workspace != "" {
+			ps = append(ps, "--workspace needs a period: --from and --to")
+		}
+		if against != "" {
+			ps = append(ps, "--against needs a period: --from and --to")
+		}
+		return ps
+	}
+	if from == "" {
+		ps = append(ps, "--to needs --from, the start of the period (a time, a date, or an age such as 1h)")
+	}
+	if to == "" {
+		ps = append(ps, "--from needs --to, the end of the period (a time, a date, or now)")
+	}
+	if len(pos) != 0 {
+		ps = append(ps, "a decision id or a period, not both")
+	}
+	if withCurrent {
+		ps = append(ps, "--with-current is for one decision; a period is decided with --config's policy")
+	}
+	return ps
 }
 
 // servedBy is the model that served the record's request, "" for none. A
@@ -510,6 +628,7 @@ func printReplay(w io.Writer, o *replayed) {
 			fmt.Fprintln(w, "            identical: the same explanation, byte for byte")
 		} else {
 			fmt.Fprintln(w, "            DIFFERS:")
+			redactedNote(w, o.RedactedRead)
 			diffLines(w, "recorded", "replayed", &o.Recorded, &o.Replayed)
 		}
 	}
@@ -523,7 +642,16 @@ func printReplay(w io.Writer, o *replayed) {
 		default:
 			fmt.Fprintln(w, "            the same model today; what else differs:")
 		}
+		redactedNote(w, o.RedactedRead)
 		diffLines(w, "recorded", "today", &o.Recorded, o.Current)
+	}
+}
+
+// redactedNote says why a replay can differ with nothing changed: the
+// policy read a value the record keeps redacted.
+func redactedNote(w io.Writer, paths []string) {
+	for _, p := range paths {
+		fmt.Fprintf(w, "            the policy reads %s, which the audit record keeps redacted: it was decided again on the placeholder, not on what the client sent\n", shown(p))
 	}
 }
 
@@ -565,21 +693,35 @@ func diffLines(w io.Writer, la, lb string, a, b *replayExplanation) {
 
 // impact is what a period's what-if found.
 type impact struct {
-	From          time.Time      `json:"from"`
-	To            time.Time      `json:"to"`
-	Workspace     string         `json:"workspace,omitempty"`
+	From      time.Time `json:"from"`
+	To        time.Time `json:"to"`
+	Workspace string    `json:"workspace,omitempty"`
+	// Against is --against's config file: the decisions are compared
+	// with its, not with the records'.
+	Against       string         `json:"against,omitempty"`
 	Decisions     int            `json:"decisions"`
 	Replayed      int            `json:"replayed"`
 	NotReplayable int            `json:"not_replayable"`
 	Changed       int            `json:"changed"`
 	Transitions   map[string]int `json:"transitions"`
-	Examples      []string       `json:"examples,omitempty"`
+	// Examples are one decision id per kind of change (ExampleOf), in the
+	// order the kinds are printed, up to maxExamples.
+	Examples  []string          `json:"examples,omitempty"`
+	ExampleOf map[string]string `json:"example_of,omitempty"`
+	// RedactedRead counts, per input value a policy reads that records
+	// keep redacted, the records that hold it redacted: their replayed
+	// decisions may differ from what the request would get.
+	RedactedRead map[string]int `json:"redacted_read,omitempty"`
 }
 
+// maxExamples bounds the kinds of change given an example id.
+const maxExamples = 20
+
 // period replays every decision of a period with today's policy and
-// config and counts what would change, and how.
+// config and counts what would change, and how: from the record, or from
+// --against's decision of the same inputs.
 func (rp *replayer) period(f audit.Filter, asJSON bool, stdout io.Writer) error {
-	im := impact{From: f.From, To: f.To, Workspace: f.Workspace, Transitions: map[string]int{}}
+	im := impact{From: f.From, To: f.To, Workspace: f.Workspace, Against: rp.againstPath, Transitions: map[string]int{}, ExampleOf: map[string]string{}}
 	var after *audit.Cursor
 	for {
 		es, next, err := rp.st.Query(rp.ctx, f, after, 500)
@@ -596,15 +738,31 @@ func (rp *replayer) period(f audit.Filter, asJSON bool, stdout io.Writer) error 
 				if k := rp.today(); k.err != nil {
 					return fmt.Errorf("today's config: %w", k.err)
 				}
+				if rp.againstPath != "" {
+					if k := rp.base(); k.err != nil {
+						return fmt.Errorf("--against's config: %w", k.err)
+					}
+				}
 				im.NotReplayable++
 				continue
 			}
 			im.Replayed++
-			if o.CurrentChanged {
+			for _, p := range o.RedactedRead {
+				if im.RedactedRead == nil {
+					im.RedactedRead = map[string]int{}
+				}
+				im.RedactedRead[p]++
+			}
+			was := &o.Recorded
+			if o.Against != nil {
+				was = o.Against
+			}
+			if decidedDifferently(was, o.Current) {
 				im.Changed++
-				im.Transitions[label(&o.Recorded)+" → "+label(o.Current)]++
-				if len(im.Examples) < 5 {
-					im.Examples = append(im.Examples, o.ID)
+				t := label(was) + " → " + label(o.Current)
+				im.Transitions[t]++
+				if _, ok := im.ExampleOf[t]; !ok && len(im.ExampleOf) < maxExamples {
+					im.ExampleOf[t] = o.ID
 				}
 			}
 		}
@@ -613,19 +771,6 @@ func (rp *replayer) period(f audit.Filter, asJSON bool, stdout io.Writer) error 
 		}
 		after = next
 	}
-	if asJSON {
-		return writeJSONTo(stdout, im)
-	}
-	fmt.Fprintf(stdout, "%d decisions from %s to %s", im.Decisions, im.From.Format(time.RFC3339), im.To.Format(time.RFC3339))
-	if im.Workspace != "" {
-		fmt.Fprintf(stdout, " in workspace %s", im.Workspace)
-	}
-	fmt.Fprintf(stdout, ": %d replayed with today's policy and config, %d not replayable\n", im.Replayed, im.NotReplayable)
-	fmt.Fprintf(stdout, "%d would be decided differently", im.Changed)
-	if im.Replayed > 0 {
-		fmt.Fprintf(stdout, " (%.1f%%)", 100*float64(im.Changed)/float64(im.Replayed))
-	}
-	fmt.Fprintln(stdout)
 	keys := make([]string, 0, len(im.Transitions))
 	for k := range im.Transitions {
 		keys = append(keys, k)
@@ -637,10 +782,48 @@ func (rp *replayer) period(f audit.Filter, asJSON bool, stdout io.Writer) error 
 		return keys[i] < keys[j]
 	})
 	for _, k := range keys {
-		fmt.Fprintf(stdout, "  %6d  %s\n", im.Transitions[k], k)
+		if id, ok := im.ExampleOf[k]; ok {
+			im.Examples = append(im.Examples, id)
+		}
+	}
+	if asJSON {
+		return writeJSONTo(stdout, im)
+	}
+	fmt.Fprintf(stdout, "%d decisions from %s to %s", im.Decisions, im.From.Format(time.RFC3339), im.To.Format(time.RFC3339))
+	if im.Workspace != "" {
+		fmt.Fprintf(stdout, " in workspace %s", im.Workspace)
+	}
+	if im.Against != "" {
+		fmt.Fprintf(stdout, ": %d replayed with the policy and config of both %s and %s, %d not replayable\n", im.Replayed, shown(rp.cfgPath), shown(im.Against), im.NotReplayable)
+		fmt.Fprintf(stdout, "%d would be decided differently than %s decides them", im.Changed, shown(im.Against))
+	} else {
+		fmt.Fprintf(stdout, ": %d replayed with today's policy and config, %d not replayable\n", im.Replayed, im.NotReplayable)
+		fmt.Fprintf(stdout, "%d would be decided differently than recorded", im.Changed)
+	}
+	if im.Replayed > 0 {
+		fmt.Fprintf(stdout, " (%.1f%%)", 100*float64(im.Changed)/float64(im.Replayed))
+	}
+	fmt.Fprintln(stdout)
+	for _, k := range keys {
+		fmt.Fprintf(stdout, "  %6d  %s", im.Transitions[k], shown(k))
+		if id, ok := im.ExampleOf[k]; ok {
+			fmt.Fprintf(stdout, "   e.g. %s", shown(id))
+		}
+		fmt.Fprintln(stdout)
 	}
 	if len(im.Examples) > 0 {
-		fmt.Fprintf(stdout, "examples (stellwerk replay ID --with-current): %s\n", strings.Join(im.Examples, " "))
+		fmt.Fprintln(stdout, "look at one: stellwerk replay ID --with-current")
+	}
+	paths := make([]string, 0, len(im.RedactedRead))
+	for p := range im.RedactedRead {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		fmt.Fprintf(stdout, "warning: the policy reads %s, which the audit record keeps redacted in %d records: their replayed decisions may differ from what the requests would get\n", shown(p), im.RedactedRead[p])
+	}
+	if im.Against == "" && im.Changed > 0 {
+		fmt.Fprintln(stdout, "(compared with what was recorded: changes made during the period count too; --against CONFIG compares with the config in force)")
 	}
 	return nil
 }
