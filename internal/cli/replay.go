@@ -293,11 +293,13 @@ type replayed struct {
 	CurrentChanged bool               `json:"current_changed,omitempty"`
 	// Against is the decision of a period's --against config.
 	Against *replayExplanation `json:"against,omitempty"`
-	// RedactedRead are the input values (input.request.user, …) that a
-	// policy deciding it reads and the record keeps redacted: it decided on
-	// the placeholder ([EMAIL]), so a replay can differ from the record
-	// without anything having changed.
-	RedactedRead []string `json:"redacted_read,omitempty"`
+	// RedactedRead are the input values (input.request.user, …) that the
+	// record's policy reads and the record keeps redacted: the replay
+	// decided on the placeholder ([EMAIL]), so it can differ from the record
+	// without anything having changed. CurrentRedactedRead are those today's
+	// policy (and --against's) reads.
+	RedactedRead        []string `json:"redacted_read,omitempty"`
+	CurrentRedactedRead []string `json:"current_redacted_read,omitempty"`
 	// NotReplayable says why the record cannot be decided again.
 	NotReplayable string `json:"not_replayable,omitempty"`
 }
@@ -365,8 +367,10 @@ func (rp *replayer) replayRecord(e *audit.Entry, recorded, current bool) (out re
 		out.NotReplayable = err.Error()
 		return out
 	}
-	var engines []*policy.Engine
-	defer func() { out.RedactedRead = redactedReads(&in, engines) }()
+	var recEngines, curEngines []*policy.Engine
+	defer func() {
+		out.RedactedRead, out.CurrentRedactedRead = redactedReads(&in, recEngines), redactedReads(&in, curEngines)
+	}()
 	if recorded {
 		// When its versions cannot be loaded, today's decision is still
 		// shown beside the record (the what-if's examples are chosen by it).
@@ -376,7 +380,7 @@ func (rp *replayer) replayRecord(e *audit.Entry, recorded, current bool) (out re
 				return out
 			}
 		} else {
-			engines = append(engines, k.r.Policy.Current())
+			recEngines = append(recEngines, k.r.Policy.Current())
 			res, err := k.r.Replay(rp.ctx, &in, false)
 			out.Replayed = fromReplay(res, err, k.cfg)
 			a, _ := json.Marshal(out.Recorded)
@@ -390,7 +394,7 @@ func (rp *replayer) replayRecord(e *audit.Entry, recorded, current bool) (out re
 			out.NotReplayable = "today's config does not load: " + k.err.Error()
 			return out
 		}
-		engines = append(engines, k.r.Policy.Current())
+		curEngines = append(curEngines, k.r.Policy.Current())
 		res, err := k.r.Replay(rp.ctx, &in, true)
 		cur := fromReplay(res, err, k.cfg)
 		out.Current = &cur
@@ -401,7 +405,7 @@ func (rp *replayer) replayRecord(e *audit.Entry, recorded, current bool) (out re
 				out.NotReplayable = "--against's config does not load: " + k.err.Error()
 				return out
 			}
-			engines = append(engines, k.r.Policy.Current())
+			curEngines = append(curEngines, k.r.Policy.Current())
 			res, err := k.r.Replay(rp.ctx, &in, true)
 			base := fromReplay(res, err, k.cfg)
 			out.Against = &base
@@ -642,7 +646,7 @@ func printReplay(w io.Writer, o *replayed) {
 		default:
 			fmt.Fprintln(w, "            the same model today; what else differs:")
 		}
-		redactedNote(w, o.RedactedRead)
+		redactedNote(w, o.CurrentRedactedRead)
 		diffLines(w, "recorded", "today", &o.Recorded, o.Current)
 	}
 }
@@ -747,7 +751,7 @@ func (rp *replayer) period(f audit.Filter, asJSON bool, stdout io.Writer) error 
 				continue
 			}
 			im.Replayed++
-			for _, p := range o.RedactedRead {
+			for _, p := range o.CurrentRedactedRead {
 				if im.RedactedRead == nil {
 					im.RedactedRead = map[string]int{}
 				}

@@ -219,3 +219,22 @@ func TestReplayNamesTheMissingFlag(t *testing.T) {
 		})
 	}
 }
+
+// TestReplayDiffersSaysWhy: a replay with the record's own versions that
+// differs, whose policy read a redacted value, says so beside DIFFERS (the
+// probe read DIFFERS with no explanation).
+func TestReplayDiffersSaysWhy(t *testing.T) {
+	o := replayed{ID: "d1", Recorded: replayExplanation{Error: "policy_denied", Deny: []string{"blocked user"}},
+		Replayed: replayExplanation{Chosen: "m1"}, RedactedRead: []string{"input.request.user"}}
+	var b strings.Builder
+	printReplay(&b, &o)
+	if !regexp.MustCompile(`DIFFERS:\n\s+the policy reads input\.request\.user, which the audit record keeps redacted`).MatchString(b.String()) {
+		t.Errorf("no note under DIFFERS:\n%s", b.String())
+	}
+	o.RedactedRead = nil
+	b.Reset()
+	printReplay(&b, &o)
+	if strings.Contains(b.String(), "redacted") {
+		t.Errorf("a note without a redacted read:\n%s", b.String())
+	}
+}
