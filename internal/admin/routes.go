@@ -248,16 +248,8 @@ func (h *routesAPI) switchTo(w http.ResponseWriter, r *http.Request, rollback bo
 		writeError(w, apierr.Invalid("invalid_version", "version", "version is required: the version to deploy"))
 		return
 	}
-	if rollback && req.Version == 0 {
-		// The version before the live one: it must load as well.
-		to, err := s.RollbackTarget(ctx, name)
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		req.Version = to
-	}
-	// A version must load under the config in force before it goes live.
+	// A version must load under the config in force before it goes live
+	// (a rollback without one skips those that do not: Store.Rollback).
 	if req.Version > 0 {
 		v, err := s.Get(ctx, name, req.Version)
 		if err != nil {
@@ -272,7 +264,7 @@ func (h *routesAPI) switchTo(w http.ResponseWriter, r *http.Request, rollback bo
 	var d flowstore.Deploy
 	var err error
 	if rollback {
-		d, err = s.Rollback(ctx, name, req.Version, who)
+		d, err = s.Rollback(ctx, name, req.Version, who, flowstore.Loads(h.rs.RouteEnv()))
 	} else {
 		d, err = s.Deploy(ctx, name, req.Version, who)
 	}
@@ -281,7 +273,7 @@ func (h *routesAPI) switchTo(w http.ResponseWriter, r *http.Request, rollback bo
 		return
 	}
 	h.log.Info("route deployed", zap.String("route", name), zap.String("action", d.Action), zap.Int64("from", d.From),
-		zap.Int64("to", d.To), zap.String("by", who))
+		zap.Int64("to", d.To), zap.String("by", who), zap.String("reason", d.Reason))
 	h.changed(r, audit.RouteSwitch{Route: d.Route, Action: d.Action, From: d.From, To: d.To})
 	h.refresh(r)
 	writeJSON(w, http.StatusOK, d)
@@ -316,6 +308,7 @@ func RouteLoadError(err error) *apierr.Error {
 
 // RouteError maps a route store error to the answer a caller sees.
 func RouteError(err error) *apierr.Error {
+	var none *flowstore.NoneLoadsError
 	switch {
 	case errors.Is(err, flowstore.ErrNoRoute):
 		return apierr.NotFound("route_not_found", "name", "no route with this name")
@@ -323,6 +316,8 @@ func RouteError(err error) *apierr.Error {
 		return apierr.NotFound("route_version_not_found", "version", "the route has no such version")
 	case errors.Is(err, flowstore.ErrNotDeployed):
 		return apierr.Conflict("route_not_deployed", "", "the route has no live version; deploy one")
+	case errors.As(err, &none):
+		return apierr.Invalid("invalid_route", "version", "%s", apierr.Truncate(none.Error(), 4096))
 	case errors.Is(err, flowstore.ErrNoEarlier):
 		return apierr.Conflict("no_earlier_version", "version", "%s", apierr.Truncate(err.Error(), 256))
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):

@@ -75,12 +75,21 @@ func TestRoutesAPI(t *testing.T) {
 	if rec := do(t, h, "POST", "/admin/routes", config.RoleOperator, `{"document":"x","colour":1}`); rec.Code != 400 {
 		t.Fatalf("unknown field: %d", rec.Code)
 	}
-	// Rollback (operator), then deploy forward again.
-	if rec := do(t, h, "POST", "/admin/routes/support/rollback", config.RoleOperator, ""); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"to":1`) {
+	// Nothing was live before v2 (v1 never was): a rollback without a
+	// version has nowhere to go. Rollback to v1 by number (operator).
+	if rec := do(t, h, "POST", "/admin/routes/support/rollback", config.RoleOperator, ""); rec.Code != 409 ||
+		!strings.Contains(rec.Body.String(), "nothing was live before support@2") {
+		t.Fatalf("rollback past the first deploy: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do(t, h, "POST", "/admin/routes/support/rollback", config.RoleOperator, `{"version":1}`); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"to":1`) {
 		t.Fatalf("rollback: %d %s", rec.Code, rec.Body)
 	}
-	if rec := do(t, h, "POST", "/admin/routes/support/rollback", config.RoleOperator, ""); rec.Code != 409 {
-		t.Fatalf("rollback below v1: %d %s", rec.Code, rec.Body)
+	// A rollback without a version goes back to the version live before
+	// (v2), not to the newest numbered below the live one (the routes
+	// probe: after a deploy of v2 from v4 it went to v1), and says why.
+	if rec := do(t, h, "POST", "/admin/routes/support/rollback", config.RoleOperator, ""); rec.Code != 200 ||
+		!strings.Contains(rec.Body.String(), `"from":1,"to":2,"reason":"support@2 was live before support@1"`) {
+		t.Fatalf("rollback to the version live before: %d %s", rec.Code, rec.Body)
 	}
 	if rec := do(t, h, "POST", "/admin/routes/support/deploy", config.RoleViewer, `{"version":2}`); rec.Code != 403 {
 		t.Fatalf("viewer deploy: %d", rec.Code)

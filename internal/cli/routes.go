@@ -31,7 +31,7 @@ const routesUsage = `usage:
   stellwerk routes test ROUTE --samples FILE          run sample requests through ROUTE (a FILE, a draft, or NAME[@N]): path and outcome
   stellwerk routes create FILE [--message M]          store FILE as a version without deploying it
   stellwerk routes deploy FILE|NAME@N [--message M]   make a version live (a FILE is stored first); every replica switches within a second
-  stellwerk routes rollback NAME [--to N]             deploy an earlier version (default: the one before the live one)
+  stellwerk routes rollback NAME [--to N]             deploy the version live before (skipping any that do not load), or N
   stellwerk routes sync [--no-deploy]                 record routes/*.yaml as versions, as serve does (docs/routes.md)
 Every verb takes --config FILE (env STELLWERK_CONFIG), --state-dir DIR and --json; routes/ is beside the config.
 `
@@ -63,7 +63,7 @@ func runRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	case "test":
 		fs.StringVar(&samples, "samples", "", "JSON file of sample requests (required; docs/routes.md)")
 	case "rollback":
-		fs.Int64Var(&to, "to", 0, "the version to go back to (default: the one before the live one)")
+		fs.Int64Var(&to, "to", 0, "the version to go back to, older than the live one (default: the one live before it that loads)")
 	case "sync":
 		fs.BoolVar(&noDeploy, "no-deploy", false, "store new file contents as versions without deploying them")
 	case "list", "show", "diff":
@@ -525,24 +525,43 @@ func (r *routesCLI) rollback(ctx context.Context, name string, to int64) error {
 	if err != nil {
 		return err
 	}
-	if to == 0 { // the version before the live one
-		if to, err = st.RollbackTarget(ctx, name); err != nil {
-			if errors.Is(err, flowstore.ErrNoEarlier) {
-				return fmt.Errorf("routes: %v", err)
-			}
-			return r.fail(err)
+	// A version named must load under the config in force, as a deploy's;
+	// without one, the store skips those that do not (and says so).
+	if to != 0 {
+		if _, _, _, err := r.load(ctx, fmt.Sprintf("%s@%d", name, to)); err != nil {
+			return err
 		}
 	}
-	// It must load under the config in force, as a deploy's.
-	if _, _, _, err := r.load(ctx, fmt.Sprintf("%s@%d", name, to)); err != nil {
+	// The version chosen is the last that loaded: its warnings are printed
+	// as a deploy's are.
+	var warnings []*flow.Error
+	loads := func(v flowstore.Version) error {
+		f, err := flow.Load(fmt.Sprintf("%s@%d", v.Route, v.Version), []byte(v.Document), r.env)
+		if f != nil {
+			warnings = f.Warnings()
+		}
 		return err
 	}
-	d, err := st.Rollback(ctx, name, to, cliUser(os.Getenv))
-	if err != nil {
-		if errors.Is(err, flowstore.ErrNoEarlier) {
-			return fmt.Errorf("routes: %v", err)
-		}
+	d, err := st.Rollback(ctx, name, to, cliUser(os.Getenv), loads)
+	var none *flowstore.NoneLoadsError
+	switch {
+	case errors.As(err, &none), errors.Is(err, flowstore.ErrNoEarlier):
+		return fmt.Errorf("routes: %v", err)
+	case err != nil:
 		return r.fail(err)
+	}
+	if to == 0 {
+		for _, w := range warnings {
+			fmt.Fprintf(r.stderr, "warning: %v (a stored version still loads with it; a new one is refused)\n", w)
+		}
+	}
+	if !r.json {
+		for _, v := range d.Skipped {
+			fmt.Fprintf(r.stdout, "skipped %s@%d: it does not load under this config: %s\n", d.Route, v.Version, v.Error)
+		}
+		if d.Reason != "" {
+			fmt.Fprintf(r.stdout, "rolling back to %s@%d: %s\n", d.Route, d.To, d.Reason)
+		}
 	}
 	r.changed(ctx, audit.RouteSwitch{Route: d.Route, Action: d.Action, From: d.From, To: d.To})
 	return r.printDeploy(d)

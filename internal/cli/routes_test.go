@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -225,5 +226,62 @@ func TestConfigCheckDeployedRoutes(t *testing.T) {
 	if err == nil || !strings.Contains(out, "error: deployed route does not load") || !strings.Contains(out, "support@1") ||
 		!strings.Contains(out, `unknown model "m2"`) || !strings.Contains(out, "routing.aliases") {
 		t.Fatalf("check without m2: %v\n%s", err, out)
+	}
+}
+
+// TestRoutesRollbackToThePreviousLive: `routes rollback NAME` goes to the
+// version live before the current one, skipping those that no longer load
+// and saying so; with support@4 live and support@3 broken it failed on
+// support@3 (`support@3:…: unknown model`, exit 1: the routes probe), and
+// after a deploy of support@2 from support@4 it went to support@1.
+func TestRoutesRollbackToThePreviousLive(t *testing.T) {
+	cfg, _ := keysConfig(t)
+	m1 := "  - {id: m1, provider: p1, context_window: 1000}\n"
+	withM2 := strings.Replace(mustReadFile(t, cfg), m1, m1+"  - {id: m2, provider: p1, context_window: 1000}\n", 1)
+	if err := os.WriteFile(cfg, []byte(withM2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "support.yaml")
+	for i, model := range []string{"m1", "m1", "m2", "m1"} {
+		doc := fmt.Sprintf("route: support\n# v%d\nnodes:\n  - {id: only, model: %s}\n", i+1, model)
+		if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, stderr, err := run("routes", "create", file, "--config", cfg); err != nil {
+			t.Fatalf("create v%d: %v %s", i+1, err, stderr)
+		}
+	}
+	for _, v := range []string{"support@1", "support@3", "support@4"} {
+		if _, stderr, err := run("routes", "deploy", v, "--config", cfg); err != nil {
+			t.Fatalf("deploy %s: %v %s", v, err, stderr)
+		}
+	}
+	// m2 leaves the config: support@3 no longer loads.
+	if err := os.WriteFile(cfg, []byte(strings.Replace(withM2, "  - {id: m2, provider: p1, context_window: 1000}\n", "", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := run("routes", "rollback", "support", "--config", cfg)
+	if err != nil || !strings.Contains(out, `skipped support@3: it does not load under this config: support@3:4:23: route support, node only: model: unknown model "m2"`) ||
+		!strings.Contains(out, "rolling back to support@1: support@1 is the most recent version live before support@4 that loads (skipped support@3: does not load)") ||
+		!strings.Contains(out, "support@1 is live (was support@4)") {
+		t.Fatalf("rollback past a broken version: %v %s\n%s", err, stderr, out)
+	}
+	for _, v := range []string{"support@4", "support@2"} {
+		if _, stderr, err := run("routes", "deploy", v, "--config", cfg); err != nil {
+			t.Fatalf("deploy %s: %v %s", v, err, stderr)
+		}
+	}
+	out, _, err = run("routes", "rollback", "support", "--json", "--config", cfg)
+	var d struct {
+		From, To int64
+		Reason   string
+	}
+	if err != nil || json.Unmarshal([]byte(out), &d) != nil || d.From != 2 || d.To != 4 || d.Reason != "support@4 was live before support@2" {
+		t.Fatalf("rollback after a deploy of an older version: %v %s", err, out)
+	}
+	// A version named goes there, as before.
+	if out, _, err := run("routes", "rollback", "support", "--to", "1", "--config", cfg); err != nil || !strings.Contains(out, "support@1 is live (was support@4)") ||
+		strings.Contains(out, "rolling back") {
+		t.Fatalf("rollback --to 1: %v %s", err, out)
 	}
 }

@@ -95,7 +95,7 @@ func TestVersionsDeployRollback(t *testing.T) {
 		if _, err := s.Get(ctx, "support", 0); !errors.Is(err, ErrNotDeployed) {
 			t.Errorf("live before a deploy: %v", err)
 		}
-		if _, err := s.Rollback(ctx, "support", 0, "x"); !errors.Is(err, ErrNotDeployed) {
+		if _, err := s.Rollback(ctx, "support", 0, "x", nil); !errors.Is(err, ErrNotDeployed) {
 			t.Errorf("rollback before a deploy: %v", err)
 		}
 		d, err := s.Deploy(ctx, "support", 3, "ana")
@@ -108,17 +108,19 @@ func TestVersionsDeployRollback(t *testing.T) {
 		if err != nil || got.Version != 3 || !got.Live || got.Document != string(doc("support", "claude-sonnet")) || got.Message != "try claude" {
 			t.Fatalf("live: %+v %v", got, err)
 		}
-		d, err = s2.Rollback(ctx, "support", 0, "bob")
-		if err != nil || d.From != 3 || d.To != 2 || d.Action != "rollback" {
+		// Nothing was live before v3 (v1 and v2 never were): a rollback
+		// without a version has nowhere to go; one named goes there.
+		if _, err := s2.Rollback(ctx, "support", 0, "bob", nil); !errors.Is(err, ErrNoEarlier) {
+			t.Errorf("rollback past the first deploy: %v", err)
+		}
+		d, err = s2.Rollback(ctx, "support", 2, "bob", nil)
+		if err != nil || d.From != 3 || d.To != 2 || d.Action != "rollback" || d.Reason != "" {
 			t.Fatalf("rollback: %+v %v", d, err)
 		}
-		if d, err = s.Rollback(ctx, "support", 1, "bob"); err != nil || d.To != 1 {
+		if d, err = s.Rollback(ctx, "support", 1, "bob", nil); err != nil || d.To != 1 {
 			t.Fatalf("rollback to 1: %+v %v", d, err)
 		}
-		if _, err := s.Rollback(ctx, "support", 0, "bob"); !errors.Is(err, ErrNoEarlier) {
-			t.Errorf("rollback below 1: %v", err)
-		}
-		if _, err := s.Rollback(ctx, "support", 3, "bob"); !errors.Is(err, ErrNoEarlier) {
+		if _, err := s.Rollback(ctx, "support", 3, "bob", nil); !errors.Is(err, ErrNoEarlier) {
 			t.Errorf("rollback forward: %v", err)
 		}
 		if _, err := s.Deploy(ctx, "support", 9, "x"); !errors.Is(err, ErrNoVersion) {
@@ -146,6 +148,74 @@ func TestVersionsDeployRollback(t *testing.T) {
 		rs, err := s.Routes(ctx)
 		if err != nil || len(rs) != 2 || rs[0].Name != "billing" || rs[0].Live != 0 || rs[1].Live != 1 || rs[1].Latest != 3 || rs[1].Versions != 3 {
 			t.Fatalf("routes %+v %v", rs, err)
+		}
+	})
+}
+
+// TestRollbackToThePreviousLive: a rollback without a version goes to the
+// version live before the current one, from the deploy history, not to the
+// newest version numbered below it; one that does not load is skipped, and
+// the answer says so (the routes probe: with support@4 live and support@3
+// broken, `routes rollback support` failed on support@3; after a deploy of
+// support@2 from support@4, a rollback went to support@1).
+func TestRollbackToThePreviousLive(t *testing.T) {
+	conform(t, func(t *testing.T, open func() *Store) {
+		ctx := context.Background()
+		s := open()
+		docs := [][]byte{doc("support", "gpt-4o"), doc("support", "gpt-4o-mini"), doc("support", "claude-sonnet"),
+			append(doc("support", "gpt-4o"), "# v4\n"...)}
+		for _, d := range docs {
+			if _, _, err := s.Create(ctx, mustFlow(t, d), "ana", "", "api"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, v := range []int64{1, 3, 4} {
+			if _, err := s.Deploy(ctx, "support", v, "ana"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The config lost claude-sonnet: support@3, live before support@4,
+		// no longer loads; the rollback goes to support@1, live before it.
+		noClaude := &flow.Env{Models: []string{"gpt-4o", "gpt-4o-mini"}, Providers: env.Providers, Budgets: env.Budgets}
+		d, err := open().Rollback(ctx, "support", 0, "bob", Loads(noClaude))
+		if err != nil || d.From != 4 || d.To != 1 || len(d.Skipped) != 1 || d.Skipped[0].Version != 3 ||
+			!strings.Contains(d.Skipped[0].Error, `unknown model "claude-sonnet"`) ||
+			d.Reason != "support@1 is the most recent version live before support@4 that loads (skipped support@3: does not load)" {
+			t.Fatalf("rollback past a version that does not load: %+v %v", d, err)
+		}
+		// Deploying support@2 from support@4 and rolling back goes back to
+		// support@4, not to support@1 (the newest below 2).
+		if _, err := s.Deploy(ctx, "support", 4, "ana"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Deploy(ctx, "support", 2, "ana"); err != nil {
+			t.Fatal(err)
+		}
+		d, err = open().Rollback(ctx, "support", 0, "bob", Loads(env))
+		if err != nil || d.From != 2 || d.To != 4 || d.Skipped != nil || d.Reason != "support@4 was live before support@2" {
+			t.Fatalf("rollback after a deploy of an older version: %+v %v", d, err)
+		}
+		// A second rollback undoes the first: support@2 was live before.
+		if d, err = s.Rollback(ctx, "support", 0, "bob", Loads(env)); err != nil || d.To != 2 {
+			t.Fatalf("second rollback: %+v %v", d, err)
+		}
+		// When none of the versions live before loads, nothing changes.
+		none := func(Version) error { return errors.New("gone") }
+		_, err = s.Rollback(ctx, "support", 0, "bob", none)
+		var nl *NoneLoadsError
+		if !errors.As(err, &nl) || len(nl.Skipped) != 3 || nl.Skipped[0].Version != 4 || nl.Skipped[1].Version != 1 || nl.Skipped[2].Version != 3 ||
+			!strings.Contains(err.Error(), "no version live before support@2 loads") || !strings.Contains(err.Error(), "support@3: gone") {
+			t.Fatalf("rollback with nothing that loads: %v", err)
+		}
+		if r, _ := s.Route(ctx, "support"); r.Live != 2 {
+			t.Errorf("live after a refused rollback: %d", r.Live)
+		}
+		// A version named is still checked against the live one.
+		if _, err := s.Rollback(ctx, "support", 3, "bob", nil); !errors.Is(err, ErrNoEarlier) {
+			t.Errorf("rollback forward by number: %v", err)
+		}
+		if d, err := s.Rollback(ctx, "support", 1, "bob", nil); err != nil || d.To != 1 || d.Reason != "" {
+			t.Errorf("rollback by number: %+v %v", d, err)
 		}
 	})
 }
@@ -318,7 +388,7 @@ func TestReplicasSwitchWithinASecond(t *testing.T) {
 		if d := wait(2); d > time.Second {
 			t.Errorf("deploy took %v to reach both replicas", d)
 		}
-		s.Rollback(ctx, "support", 0, "x")
+		s.Rollback(ctx, "support", 0, "x", nil)
 		if d := wait(1); d > time.Second {
 			t.Errorf("rollback took %v to reach both replicas", d)
 		}
@@ -453,7 +523,7 @@ func TestSyncDir(t *testing.T) {
 			t.Fatalf("edit: %+v", res[2])
 		}
 		// A rollback through the API holds while the file stays as it is.
-		s.Rollback(ctx, "support", 0, "ops")
+		s.Rollback(ctx, "support", 0, "ops", nil)
 		SyncDir(ctx, s, dir, env, true)
 		if r, _ := s.Route(ctx, "support"); r.Live != 1 {
 			t.Errorf("the sync undid a rollback: live %d", r.Live)

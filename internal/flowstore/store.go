@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/stellwerk/stellwerk/internal/flow"
@@ -97,6 +98,11 @@ type Deploy struct {
 	Action string    `json:"action"` // deploy, rollback, file
 	From   int64     `json:"from"`   // 0: nothing was live
 	To     int64     `json:"to"`
+	// Reason says why a rollback without a version went to To (the version
+	// live before the current one, or the most recent before it that
+	// loads); Skipped are the versions it passed over as they do not load.
+	Reason  string          `json:"reason,omitempty"`
+	Skipped []BrokenVersion `json:"skipped,omitempty"`
 }
 
 // Errors callers branch on.
@@ -371,39 +377,132 @@ func (s *Store) Deploy(ctx context.Context, route string, version int64, by stri
 	return s.switchTo(ctx, route, version, by, "deploy")
 }
 
-// Rollback deploys an earlier version: to, or when to is 0 the newest
-// version older than the live one.
-func (s *Store) Rollback(ctx context.Context, route string, to int64, by string) (Deploy, error) {
-	return s.switchTo(ctx, route, to, by, "rollback")
+// Rollback goes back: to version to, which must be older than the live
+// one, or when to is 0 to the version live before the current one, from
+// the deploy history: the From of the deploy that made the live version
+// live, else (when that one does not load) the one live before it, and so
+// on back (rollbackTarget). loads says whether a version loads under the
+// config in force (Loads); nil takes every version as loading. The answer
+// says which version was chosen and why (Reason) and which were skipped.
+// The target is chosen in the transaction that switches to it, so a deploy
+// made meanwhile by another replica cannot make it stale.
+func (s *Store) Rollback(ctx context.Context, route string, to int64, by string, loads func(Version) error) (Deploy, error) {
+	d := Deploy{Route: route, By: by, Action: "rollback", To: to}
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		gen, err := s.gen.Bump(ctx, tx)
+		if err != nil {
+			return err
+		}
+		var live int64
+		switch err := tx.QueryRowContext(ctx, `SELECT live FROM routes WHERE name = $1`, route).Scan(&live); {
+		case errors.Is(err, sql.ErrNoRows):
+			return ErrNoRoute
+		case err != nil:
+			return err
+		}
+		if live == 0 {
+			return ErrNotDeployed
+		}
+		var reason string
+		var skipped []BrokenVersion
+		if to == 0 {
+			if to, reason, skipped, err = rollbackTarget(ctx, tx, route, live, loads); err != nil {
+				return err
+			}
+		} else if to >= live {
+			return fmt.Errorf("%w: %d is not before the live version %d (deploy it instead)", ErrNoEarlier, to, live)
+		}
+		d, err = s.switchTx(ctx, tx, gen, route, to, by, "rollback")
+		d.Reason, d.Skipped = reason, skipped
+		return err
+	})
+	return d, err
 }
 
-// RollbackTarget is the version Rollback goes to when given none: the
-// newest older than the live one (ErrNotDeployed, ErrNoEarlier when there
-// is none). A caller checks that it loads before rolling back to it.
-func (s *Store) RollbackTarget(ctx context.Context, route string) (int64, error) {
-	r, err := s.Route(ctx, route)
+// Loads is the loads argument of Rollback: whether a version compiles
+// under env (the config in force).
+func Loads(env *flow.Env) func(Version) error {
+	return func(v Version) error {
+		_, err := flow.Load(v.Route+"@"+strconv.FormatInt(v.Version, 10), []byte(v.Document), env)
+		return err
+	}
+}
+
+// NoneLoadsError is a rollback without a version whose every candidate (the
+// versions live before the current one) does not load under the config in
+// force; nothing changed.
+type NoneLoadsError struct {
+	Route   string
+	Live    int64
+	Skipped []BrokenVersion
+}
+
+func (e *NoneLoadsError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "no version live before %s@%d loads under the config in force (name one with its number)", e.Route, e.Live)
+	for _, v := range e.Skipped {
+		fmt.Fprintf(&b, "\n%s@%d: %s", e.Route, v.Version, v.Error)
+	}
+	return b.String()
+}
+
+// rollbackTarget is where a rollback without a version goes: the versions
+// that were live before the current one, most recent first (each deploy's
+// From, newest deploy first), the first that loads. ErrNoEarlier when
+// nothing was live before; *NoneLoadsError when none of them loads.
+func rollbackTarget(ctx context.Context, tx *sql.Tx, route string, live int64, loads func(Version) error) (int64, string, []BrokenVersion, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT from_version FROM route_deploys WHERE route = $1 ORDER BY seq DESC, at DESC`, route)
 	if err != nil {
-		return 0, err
+		return 0, "", nil, err
 	}
-	if r.Live == 0 {
-		return 0, ErrNotDeployed
+	var earlier []int64
+	for rows.Next() {
+		var from int64
+		if err := rows.Scan(&from); err != nil {
+			rows.Close()
+			return 0, "", nil, err
+		}
+		if from != 0 && from != live && !slices.Contains(earlier, from) {
+			earlier = append(earlier, from)
+		}
 	}
-	return previous(ctx, s.db.SQL, route, r.Live)
-}
-
-// previous is the newest version of a route older than live.
-func previous(ctx context.Context, q interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, route string, live int64) (int64, error) {
-	var version int64
-	if err := q.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM route_versions WHERE route = $1 AND version < $2`,
-		route, live).Scan(&version); err != nil {
-		return 0, store.Classify(err)
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, "", nil, err
 	}
-	if version == 0 {
-		return 0, ErrNoEarlier
+	if len(earlier) == 0 {
+		return 0, "", nil, fmt.Errorf("%w: nothing was live before %s@%d (name a version by its number)", ErrNoEarlier, route, live)
 	}
-	return version, nil
+	var skipped []BrokenVersion
+	for _, n := range earlier {
+		v, err := scanVersion(tx.QueryRowContext(ctx, `SELECT `+versionColumns+` FROM route_versions v WHERE v.route = $1 AND v.version = $2`, route, n), false)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			continue // a restore took it away; it was never in this store's history
+		case err != nil:
+			return 0, "", nil, err
+		}
+		if loads != nil {
+			if err := loads(v); err != nil {
+				skipped = append(skipped, BrokenVersion{Version: n, Error: err.Error()})
+				continue
+			}
+		}
+		reason := fmt.Sprintf("%s@%d was live before %s@%d", route, n, route, live)
+		if len(skipped) > 0 {
+			names := make([]string, len(skipped))
+			for i, b := range skipped {
+				names[i] = route + "@" + strconv.FormatInt(b.Version, 10)
+			}
+			reason = fmt.Sprintf("%s@%d is the most recent version live before %s@%d that loads (skipped %s: does not load)",
+				route, n, route, live, strings.Join(names, ", "))
+		}
+		return n, reason, skipped, nil
+	}
+	if len(skipped) == 0 {
+		return 0, "", nil, fmt.Errorf("%w: the versions live before %s@%d are no longer stored", ErrNoEarlier, route, live)
+	}
+	return 0, "", nil, &NoneLoadsError{Route: route, Live: live, Skipped: skipped}
 }
 
 func (s *Store) switchTo(ctx context.Context, route string, version int64, by, action string) (Deploy, error) {
@@ -433,20 +532,6 @@ func (s *Store) switchTx(ctx context.Context, tx *sql.Tx, gen int64, route strin
 		return d, err
 	}
 	d.From = live
-	if action == "rollback" {
-		if live == 0 {
-			return d, ErrNotDeployed
-		}
-		if version == 0 {
-			var err error
-			if version, err = previous(ctx, tx, route, live); err != nil {
-				return d, err
-			}
-		} else if version >= live {
-			return d, fmt.Errorf("%w: %d is not before the live version %d (deploy it instead)", ErrNoEarlier, version, live)
-		}
-		d.To = version
-	}
 	var one int
 	switch err := tx.QueryRowContext(ctx, `SELECT 1 FROM route_versions WHERE route = $1 AND version = $2`, route, version).Scan(&one); {
 	case errors.Is(err, sql.ErrNoRows):
