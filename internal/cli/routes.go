@@ -586,7 +586,7 @@ func (r *routesCLI) sync(ctx context.Context, deploy bool) error {
 	}
 	for _, s := range res {
 		if a := s.Action(); a != "" {
-			r.changed(ctx, audit.RouteSwitch{Route: s.Route, Action: a, To: s.Version})
+			r.changed(ctx, audit.RouteSwitch{Route: s.Route, Action: a, From: s.From, To: s.Version})
 		}
 	}
 	if r.json {

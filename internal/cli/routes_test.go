@@ -1,12 +1,17 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stellwerk/stellwerk/internal/audit"
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/store"
 )
 
 func TestRoutesCLI(t *testing.T) {
@@ -283,5 +288,55 @@ func TestRoutesRollbackToThePreviousLive(t *testing.T) {
 	if out, _, err := run("routes", "rollback", "support", "--to", "1", "--config", cfg); err != nil || !strings.Contains(out, "support@1 is live (was support@4)") ||
 		strings.Contains(out, "rolling back") {
 		t.Fatalf("rollback --to 1: %v %s", err, out)
+	}
+}
+
+// TestRoutesSyncRecordsBefore: a route file's change deployed by a sync is
+// on the audit record with the version it replaced as before, as a deploy
+// is: it had only after, while the route's deploy history had from and to
+// (the routes probe).
+func TestRoutesSyncRecordsBefore(t *testing.T) {
+	cfg, _ := keysConfig(t)
+	dir := filepath.Join(filepath.Dir(cfg), "routes")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		doc := fmt.Sprintf("route: support\n# v%d\nnodes:\n  - {id: only, model: m1}\n", i+1)
+		if err := os.WriteFile(filepath.Join(dir, "support.yaml"), []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, stderr, err := run("routes", "sync", "--config", cfg); err != nil {
+			t.Fatalf("sync v%d: %v %s %s", i+1, err, stderr, out)
+		}
+	}
+	c, err := config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(context.Background(), c.State, os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st, err := audit.OpenStore(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, _, err := st.Query(context.Background(), audit.Filter{}, nil, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es {
+		var r audit.Record
+		if err := json.Unmarshal(e.Body, &r); err != nil || r.Change == nil {
+			t.Fatalf("record %s: %v", e.Body, err)
+		}
+		got = append(got, fmt.Sprintf("%s %s %s %q→%q", r.Kind, r.Change.Action, r.Change.Target, r.Change.Before, r.Change.After))
+	}
+	want := []string{`route file support ""→"support@1"`, `route file support "support@1"→"support@2"`}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("change records %q, want %q", got, want)
 	}
 }

@@ -502,7 +502,7 @@ func TestSyncDir(t *testing.T) {
 			t.Fatal(err)
 		}
 		if len(res) != 3 || res[0].Error == "" || !strings.Contains(res[0].Error, "must be named billing") ||
-			!strings.Contains(res[1].Error, "broken.yml:3") || !res[2].Deployed || res[2].Version != 1 {
+			!strings.Contains(res[1].Error, "broken.yml:3") || !res[2].Deployed || res[2].Version != 1 || res[2].From != 0 || res[2].Action() != "file" {
 			t.Fatalf("sync: %+v", res)
 		}
 		// Unchanged files change nothing, on this replica or another.
@@ -519,7 +519,8 @@ func TestSyncDir(t *testing.T) {
 		// An edit is a new version, deployed.
 		write("support.yaml", doc("support", "gpt-4o-mini"))
 		res, _ = SyncDir(ctx, s, dir, env, true)
-		if !res[2].Changed || res[2].Version != 2 {
+		// The version it replaced is the audit record's before.
+		if !res[2].Changed || res[2].Version != 2 || res[2].From != 1 || res[2].Action() != "file" {
 			t.Fatalf("edit: %+v", res[2])
 		}
 		// A rollback through the API holds while the file stays as it is.
@@ -552,7 +553,7 @@ func TestSyncRace(t *testing.T) {
 		var wg sync.WaitGroup
 		for _, s := range stores {
 			wg.Go(func() {
-				if _, _, _, err := s.SyncFile(ctx, f, "routes/support.yaml", time.Time{}, true); err != nil {
+				if _, _, _, _, err := s.SyncFile(ctx, f, "routes/support.yaml", time.Time{}, true); err != nil {
 					t.Error(err)
 				}
 			})
@@ -578,7 +579,7 @@ func TestSyncStaleCopy(t *testing.T) {
 		now := time.Now()
 		sync := func(s *Store, f *flow.Flow, modified time.Time) (changed, stale bool) {
 			t.Helper()
-			_, changed, stale, err := s.SyncFile(ctx, f, "routes/support.yaml", modified, true)
+			_, _, changed, stale, err := s.SyncFile(ctx, f, "routes/support.yaml", modified, true)
 			if err != nil {
 				t.Fatal(err)
 			}

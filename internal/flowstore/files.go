@@ -79,6 +79,8 @@ type Synced struct {
 	// Deployed: it was also made live.
 	Changed  bool `json:"changed"`
 	Deployed bool `json:"deployed"`
+	// From is the version live before a deployed file's (0: none was).
+	From int64 `json:"from,omitempty"`
 	// Stale: the file is an older copy of a version already synced from a
 	// newer one (another replica's); nothing changed.
 	Stale bool   `json:"stale,omitempty"`
@@ -91,10 +93,12 @@ type Synced struct {
 
 // Action is what syncing the file did to its route, for the audit record:
 // "create" (a version stored), "file" (stored and made live), or "" when
-// nothing changed.
+// nothing changed (also when the file's text is the version already live).
 func (s Synced) Action() string {
 	switch {
 	case !s.Changed || s.Error != "":
+		return ""
+	case s.Deployed && s.From == s.Version:
 		return ""
 	case s.Deployed:
 		return "file"
@@ -124,11 +128,11 @@ func SyncDir(ctx context.Context, st *Store, dir string, env *flow.Env, deploy b
 		for _, w := range f.Flow.Warnings() {
 			s.Warnings = append(s.Warnings, w.Error())
 		}
-		v, changed, stale, err := st.SyncFile(ctx, f.Flow, "routes/"+f.Name, f.Modified, deploy)
+		v, from, changed, stale, err := st.SyncFile(ctx, f.Flow, "routes/"+f.Name, f.Modified, deploy)
 		if err != nil {
 			return out, err
 		}
-		s.Version, s.Changed, s.Deployed, s.Stale = v.Version, changed, changed && deploy, stale
+		s.Version, s.From, s.Changed, s.Deployed, s.Stale = v.Version, from, changed, changed && deploy, stale
 		out = append(out, s)
 	}
 	return out, nil

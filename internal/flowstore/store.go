@@ -589,7 +589,10 @@ func (s *Store) History(ctx context.Context, route string) ([]Deploy, error) {
 // ConfigMap caught up), not a change: it is left alone (stale), where it
 // rolled the whole fleet back. Reverting the file on purpose gives it a
 // new modification time, and deploys.
-func (s *Store) SyncFile(ctx context.Context, f *flow.Flow, source string, modified time.Time, deploy bool) (v Version, changed, stale bool, err error) {
+//
+// from is the version that was live before the file's was deployed (0:
+// none was, or nothing was deployed), for the audit record's before.
+func (s *Store) SyncFile(ctx context.Context, f *flow.Flow, source string, modified time.Time, deploy bool) (v Version, from int64, changed, stale bool, err error) {
 	hash := f.Hash
 	if hash == "" {
 		hash = flow.Hash(f.Source)
@@ -623,14 +626,15 @@ func (s *Store) SyncFile(ctx context.Context, f *flow.Flow, source string, modif
 		}
 		changed = true
 		if deploy {
-			if _, err := s.switchTx(ctx, tx, gen, f.Name, v.Version, source, "file"); err != nil {
+			d, err := s.switchTx(ctx, tx, gen, f.Name, v.Version, source, "file")
+			if err != nil {
 				return err
 			}
-			v.Live = true
+			v.Live, from = true, d.From
 		}
 		return nil
 	})
-	return v, changed, stale, err
+	return v, from, changed, stale, err
 }
 
 // staleCopy: a file of content hash, modified then, is older than the

@@ -101,7 +101,7 @@ func (r *routes) sync(ctx context.Context) {
 				zap.String("file", s.File), zap.String("route", s.Route))
 		}
 		if a := s.Action(); a != "" {
-			recordChange(r.alog, audit.KindRoute, "", audit.RouteChange(routesActor, audit.RouteSwitch{Route: s.Route, Action: a, To: s.Version}))
+			recordChange(r.alog, audit.KindRoute, "", audit.RouteChange(routesActor, audit.RouteSwitch{Route: s.Route, Action: a, From: s.From, To: s.Version}))
 		}
 	}
 	if err != nil {
