@@ -273,9 +273,13 @@ func runConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 		if err != nil {
 			fmt.Fprintf(stdout, "warning: routes: %v\n", err)
 		}
+		live := &liveOfBrokenFiles{cfg: cfg, env: flow.EnvFor(cfg, cat)}
+		defer live.close()
 		for _, f := range files {
 			if f.Err != nil {
-				fmt.Fprintf(stdout, "warning: route file does not load (its route keeps its live version): %v\n", f.Err)
+				sctx, cancel := boundStore(ctx)
+				fmt.Fprintf(stdout, "warning: %s\n", live.warning(sctx, f))
+				cancel()
 				continue
 			}
 			for _, w := range f.Flow.Warnings() {

@@ -340,3 +340,58 @@ func TestRoutesSyncRecordsBefore(t *testing.T) {
 		t.Errorf("change records %q, want %q", got, want)
 	}
 }
+
+// TestConfigCheckBrokenRouteFile: config check's warning about a route
+// file that does not load says what its route then serves: it said "its
+// route keeps its live version" also when the live version was the same
+// text and failed the same way (the routes probe).
+func TestConfigCheckBrokenRouteFile(t *testing.T) {
+	cfg, _ := keysConfig(t)
+	m1 := "  - {id: m1, provider: p1, context_window: 1000}\n"
+	m2 := "  - {id: m2, provider: p1, context_window: 1000}\n"
+	withM2 := strings.Replace(mustReadFile(t, cfg), m1, m1+m2, 1)
+	if err := os.WriteFile(cfg, []byte(withM2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(filepath.Dir(cfg), "routes")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, model string) {
+		if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte("route: "+name+"\nnodes:\n  - {id: only, model: "+model+"}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("support", "m2") // live as it is
+	write("billing", "m1") // live, then its file breaks
+	write("legacy", "m2")  // live, then its file changes and still fails
+	if out, stderr, err := run("routes", "sync", "--config", cfg); err != nil {
+		t.Fatalf("sync: %v %s %s", err, stderr, out)
+	}
+	write("billing", "m2")
+	write("draft", "m2") // never synced: no live version
+	if err := os.WriteFile(filepath.Join(dir, "legacy.yaml"), []byte("route: legacy\n# edited\nnodes:\n  - {id: only, model: m2}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte(strings.Replace(withM2, m2, "", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run("config", "check", cfg)
+	if err != nil {
+		t.Fatalf("config check: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		`warning: route file does not load, nor does its route's live version support@1 (the same text): route support answers 503 route_unavailable on a replica that starts, and a running one serves the last version it loaded: ` +
+			filepath.Join(dir, "support.yaml") + `:3:23: route support, node only: model: unknown model "m2"`,
+		`warning: route file does not load (its route keeps its live version billing@1): ` + filepath.Join(dir, "billing.yaml") + ":3:23:",
+		`warning: route file does not load, nor does its route's live version legacy@1 (another text, which fails too): route legacy answers 503`,
+		`warning: route file does not load (route draft has no live version: requests to it get 404 or 503): ` + filepath.Join(dir, "draft.yaml") + ":3:23:",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "support@1 (another text") {
+		t.Errorf("the same text taken for another:\n%s", out)
+	}
+}

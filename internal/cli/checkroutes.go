@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/flow"
+	"github.com/stellwerk/stellwerk/internal/flowstore"
+	"github.com/stellwerk/stellwerk/internal/store"
+)
+
+// liveOfBrokenFiles says, for config check, what a route whose file does
+// not load keeps serving: its live version, when that loads under the
+// config; it warned "its route keeps its live version" also when the live
+// version was the same text and failed the same way (the routes probe).
+// The store is read only when a file does not load, and only when it
+// exists (config check makes none).
+type liveOfBrokenFiles struct {
+	cfg *config.Config
+	env *flow.Env
+
+	opened bool
+	st     *flowstore.Store
+	db     *store.DB
+	err    error // why the store was not read
+}
+
+func (l *liveOfBrokenFiles) close() {
+	if l.db != nil {
+		l.db.Close()
+	}
+}
+
+func (l *liveOfBrokenFiles) store(ctx context.Context) (*flowstore.Store, error) {
+	if l.opened {
+		return l.st, l.err
+	}
+	l.opened = true
+	if l.err = storeExists(l.cfg.State); l.err != nil {
+		return nil, l.err
+	}
+	db, err := store.Open(ctx, l.cfg.State, os.Getenv)
+	if err != nil {
+		l.err = err
+		return nil, err
+	}
+	l.db = db
+	l.st, l.err = flowstore.Open(ctx, db)
+	return l.st, l.err
+}
+
+// warning is config check's line for a route file that does not load.
+func (l *liveOfBrokenFiles) warning(ctx context.Context, f flowstore.File) string {
+	route := strings.TrimSuffix(f.Name, filepath.Ext(f.Name))
+	st, err := l.store(ctx)
+	if err != nil {
+		return fmt.Sprintf("route file does not load (its route keeps its live version, if it has one that loads: the state store was not read: %v): %v", err, f.Err)
+	}
+	v, err := st.Get(ctx, route, 0)
+	switch {
+	case errors.Is(err, flowstore.ErrNoRoute), errors.Is(err, flowstore.ErrNotDeployed):
+		return fmt.Sprintf("route file does not load (route %s has no live version: requests to it get 404 or 503): %v", route, f.Err)
+	case err != nil:
+		return fmt.Sprintf("route file does not load (its route keeps its live version, if it has one that loads: the state store was not read: %v): %v", err, f.Err)
+	}
+	label := fmt.Sprintf("%s@%d", route, v.Version)
+	if _, lerr := flow.Load(label, []byte(v.Document), l.env); lerr != nil {
+		data, _ := os.ReadFile(f.Path)
+		same := "another text, which fails too"
+		if flow.Hash(data) == v.Hash {
+			same = "the same text"
+		}
+		return fmt.Sprintf("route file does not load, nor does its route's live version %s (%s): route %s answers 503 "+
+			"route_unavailable on a replica that starts, and a running one serves the last version it loaded: %v", label, same, route, f.Err)
+	}
+	return fmt.Sprintf("route file does not load (its route keeps its live version %s): %v", label, f.Err)
+}
