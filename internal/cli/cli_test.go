@@ -336,7 +336,7 @@ budgets: {webhook: {url: "http://127.0.0.1:9/hook", secret_env: STELLWERK_TEST_U
 	if !errors.Is(err, ErrConfigProblems) {
 		t.Fatalf("want ErrConfigProblems, got %v\n%s", err, out)
 	}
-	for _, want := range []string{"error: policy: policy test stellwerk.extra_test.test_one", "error: policy: policy test stellwerk.extra_test.test_two",
+	for _, want := range []string{"error: policy: policy test stellwerk.extra_test.test_one (dir/extra_test.rego:5)", "error: policy: policy test stellwerk.extra_test.test_two (dir/extra_test.rego:7)",
 		"error: budgets.webhook.secret_env: STELLWERK_TEST_UNSET_WEBHOOK is not set"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

@@ -80,7 +80,9 @@ func (m *Manager) check(ctx context.Context, f files) (*Engine, error) {
 		var failed []string
 		for _, r := range results {
 			if !r.Passed {
-				failed = append(failed, r.Name+": "+r.Error)
+				// Where the test is, as policy test prints it (a refusal
+				// named the test alone: the probe).
+				failed = append(failed, fmt.Sprintf("%s (%s:%d): %s", r.Name, r.File, r.Line, r.Error))
 			}
 		}
 		if len(failed) > 0 {
@@ -258,7 +260,7 @@ func Check(ctx context.Context, src Source) (warnings []string, errs []error) {
 	}
 	for _, r := range results {
 		if !r.Passed {
-			errs = append(errs, fmt.Errorf("policy test %s (%s) failed: %s", r.Name, r.File, r.Error))
+			errs = append(errs, fmt.Errorf("policy test %s (%s:%d) failed: %s", r.Name, r.File, r.Line, r.Error))
 		}
 	}
 	return warnings, errs

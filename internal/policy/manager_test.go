@@ -49,7 +49,7 @@ func TestManagerReload(t *testing.T) {
 	}
 	os.Remove(filepath.Join(dir, "b.rego"))
 	write("a_test.rego", "package stellwerk_test\n\ntest_wrong if { count(data.stellwerk.decision.deny) == 99 with input as {} }\n")
-	if changed, err := m.Reload(ctx); changed || err == nil || !strings.Contains(err.Error(), "test_wrong") || m.Current().Version != v1 {
+	if changed, err := m.Reload(ctx); changed || err == nil || !strings.Contains(err.Error(), "test_wrong (dir/a_test.rego:3)") || m.Current().Version != v1 {
 		t.Fatalf("failing test: changed=%v err=%v", changed, err)
 	}
 	os.Remove(filepath.Join(dir, "a_test.rego"))
