@@ -6,11 +6,14 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
@@ -295,6 +298,35 @@ func TestPolicyHotReload(t *testing.T) {
 	}
 	if !strings.Contains(s.Log("stellwerk"), "policy change refused") {
 		t.Errorf("the refused change was not logged")
+	}
+
+	// The load's audit record says what it replaced and which module
+	// changed (it named the new version alone: the probe), and the CLI
+	// reads both versions back from the audit store.
+	var load *audit.Change
+	for deadline := time.Now().Add(15 * time.Second); load == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for _, v := range auditPage(t, s, "kind=policy&limit=1000").Records {
+			var rec audit.Record
+			mustJSON(t, v.Record, &rec)
+			if c := rec.Change; c != nil && c.Action == "load" && c.After == status.Version {
+				load = c
+			}
+		}
+	}
+	want := &audit.Change{Actor: "policy-dir", Action: "load", Before: v1, After: status.Version,
+		Detail: map[string]string{"changed": "dir/blocklist.rego"}}
+	if !reflect.DeepEqual(load, want) {
+		t.Errorf("load record %+v, want %+v", load, want)
+	}
+	cfgPath := filepath.Join(s.Dir, "stellwerk.yaml")
+	out, err := exec.Command(harness.Binary(t), "policy", "diff", "--config", cfgPath, v1, status.Version).CombinedOutput()
+	if wantDiff := "--- " + v1 + "/dir/blocklist.rego\n+++ " + status.Version + "/dir/blocklist.rego\n"; err != nil ||
+		!strings.Contains(string(out), wantDiff) || !strings.Contains(string(out), "\n+deny contains \"tickets are closed\"") {
+		t.Errorf("policy diff: %v\n%s", err, out)
+	}
+	out, err = exec.Command(harness.Binary(t), "policy", "show", "--config", cfgPath, v1, "blocklist.rego").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ticket system is read-only today") {
+		t.Errorf("policy show: %v\n%s", err, out)
 	}
 }
 

@@ -44,6 +44,7 @@ Usage:
   stellwerk router train --out F CSV…  fit a per-prompt quality predictor on graded prompts (routing.quality_predictor)
   stellwerk explain [--json] FILE      print the full decision for a request without sending it
   stellwerk policy test [DIR]          run the Rego policy tests (shipped library + DIR)
+  stellwerk policy show|diff VERSION…  a kept policy version's sources, or two versions' diff (docs/policy.md)
   stellwerk keys hash [KEY]            print the sha256 of a virtual key for the config
   stellwerk keys create|list|show|rotate|revoke|limits …   manage the key store's virtual keys (docs/keys.md)
   stellwerk keys provider set|list|delete …         a workspace's own provider keys (encrypted)
@@ -130,11 +131,18 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	case "healthcheck":
 		return runHealthcheck(ctx, args[1:], stdout, stderr)
 	case "policy":
-		if len(args) < 2 || args[1] != "test" {
-			fmt.Fprint(stderr, "usage: stellwerk policy test [DIR]\n")
+		if len(args) < 2 {
+			fmt.Fprint(stderr, policyUsage)
 			return ErrUsage
 		}
-		return runPolicyTest(ctx, args[2:], stdout, stderr)
+		switch args[1] {
+		case "test":
+			return runPolicyTest(ctx, args[2:], stdout, stderr)
+		case "show", "diff":
+			return runPolicyVersions(ctx, args[1], args[2:], stdout, stderr)
+		}
+		fmt.Fprint(stderr, policyUsage)
+		return ErrUsage
 	case "keys":
 		return runKeys(ctx, args[1:], stdin, stdout, stderr)
 	case "audit":

@@ -241,7 +241,9 @@ func Run(ctx context.Context, o Options, log *zap.Logger) (runErr error) {
 	if alog != nil {
 		kp = newKeeper(alog.Store(), log.Named("audit"))
 		// Every policy version in force is kept for replay, and its change
-		// recorded.
+		// recorded, with what it changed from the one before (OnChange's
+		// calls come one at a time).
+		var inForce *policy.Engine
 		pm.OnChange(func(e *policy.Engine, refused error) {
 			if refused != nil {
 				recordChange(alog, audit.KindPolicy, "", audit.Change{Actor: policyActor, Action: "refuse",
@@ -249,7 +251,8 @@ func Run(ctx context.Context, o Options, log *zap.Logger) (runErr error) {
 				return
 			}
 			kp.keepPolicy(ctx, e)
-			recordChange(alog, audit.KindPolicy, "", audit.Change{Actor: policyActor, Action: "load", After: e.Version})
+			recordChange(alog, audit.KindPolicy, "", policyLoad(inForce, e))
+			inForce = e
 		})
 	}
 	traces, err := telemetry.StartTracing(ctx, env.Getenv)

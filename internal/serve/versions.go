@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"go.uber.org/zap"
@@ -84,6 +85,30 @@ func (k *keeper) keepConfig(ctx context.Context, v versionBodies) {
 	if v.Predictor != "" {
 		k.keep(ctx, audit.VersionPredictor, v.Predictor, v.predictor)
 	}
+}
+
+// policyLoad is the change record of a policy version put in force:
+// before is the version it replaced, and the detail names the modules
+// and tests it added, removed and changed, comma-separated. At start
+// (before nil) there is no such version in this process: the record names
+// the version alone, as before. The record had said the new version
+// alone (the probe); `stellwerk policy diff BEFORE AFTER` shows the lines.
+func policyLoad(before, e *policy.Engine) audit.Change {
+	c := audit.Change{Actor: policyActor, Action: "load", After: e.Version}
+	if before == nil {
+		return c
+	}
+	c.Before = before.Version
+	ch := e.ChangesFrom(before)
+	for k, names := range map[string][]string{"added": ch.Added, "removed": ch.Removed, "changed": ch.Changed} {
+		if len(names) > 0 {
+			if c.Detail == nil {
+				c.Detail = map[string]string{}
+			}
+			c.Detail[k] = strings.Join(names, ",")
+		}
+	}
+	return c
 }
 
 // keepPolicy keeps a policy version's sources.
