@@ -328,6 +328,20 @@ func TestPolicyHotReload(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "ticket system is read-only today") {
 		t.Errorf("policy show: %v\n%s", err, out)
 	}
+
+	// An emptied dir (an empty ConfigMap mount) loads with the library
+	// alone: a warning in the log was all that said so (the probe); the
+	// gauge an alert reads says it too.
+	if m := string(adminBody(t, s, "/metrics")); !strings.Contains(m, "\nstellwerk_policy_user_modules 1\n") {
+		t.Errorf("the metrics do not count policy.dir's module")
+	}
+	if err := os.Remove(filepath.Join(dir, "blocklist.rego")); err != nil {
+		t.Fatal(err)
+	}
+	waitPolicy(t, s, func(st policyStatus) bool { return st.Version != status.Version && st.LastError == "" })
+	if m := string(adminBody(t, s, "/metrics")); !strings.Contains(m, "\nstellwerk_policy_user_modules 0\n") {
+		t.Errorf("the metrics do not say policy.dir's modules are gone")
+	}
 }
 
 type policyStatus struct {

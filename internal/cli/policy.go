@@ -218,7 +218,7 @@ func runExplain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err != nil {
 		return err
 	}
-	pm, err := policy.NewManager(ctx, policy.Source{Library: *cfg.Policy.Library, Dir: cfg.Policy.Dir}, zap.NewNop())
+	pm, err := policy.NewManager(ctx, policy.Source{Library: *cfg.Policy.Library, Dir: cfg.Policy.Dir, RequireDir: cfg.Policy.RequireDirModules}, zap.NewNop())
 	if err != nil {
 		return fmt.Errorf("policy: %w", err)
 	}

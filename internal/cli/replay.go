@@ -231,7 +231,7 @@ func (rp *replayer) live(path string) *keptRouter {
 	if k.cfg, k.err = config.Load(path); k.err != nil {
 		return k
 	}
-	pm, err := policy.NewManager(rp.ctx, policy.Source{Library: *k.cfg.Policy.Library, Dir: k.cfg.Policy.Dir}, zap.NewNop())
+	pm, err := policy.NewManager(rp.ctx, policy.Source{Library: *k.cfg.Policy.Library, Dir: k.cfg.Policy.Dir, RequireDir: k.cfg.Policy.RequireDirModules}, zap.NewNop())
 	if err != nil {
 		k.err = fmt.Errorf("policy: %w", err)
 		return k

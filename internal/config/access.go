@@ -28,6 +28,9 @@ func (c *Config) validateAccess(models map[string]bool) []error {
 		// 1ns spun a core reading the directory (the config probe).
 		bad("policy.reload_interval", "must be between 100ms and 1h, got %v", c.Policy.ReloadInterval)
 	}
+	if c.Policy.RequireDirModules && c.Policy.Dir == "" {
+		bad("policy.require_dir_modules", "needs a dir")
+	}
 	if c.Policy.Library != nil && !*c.Policy.Library && c.Policy.Dir == "" {
 		bad("policy", "library: false needs a dir with your own modules")
 	}

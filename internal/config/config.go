@@ -173,6 +173,11 @@ type Policy struct {
 	Dir string `yaml:"dir"`
 	// ReloadInterval is how often Dir is checked for changes (0: 2s).
 	ReloadInterval time.Duration `yaml:"reload_interval"`
+	// RequireDirModules refuses a policy without any module of Dir, at
+	// start-up and at a reload (the last good policy keeps serving): an
+	// emptied mount must not drop the platform's rules. Off by default:
+	// the library alone is a valid policy.
+	RequireDirModules bool `yaml:"require_dir_modules"`
 }
 
 // Currency converts list prices into the reporting currency, EUR.

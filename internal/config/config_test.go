@@ -127,6 +127,8 @@ providers:
 models:
   - {id: c, provider: a, context_window: 5, capabilities: [chat, responses]}
 `, []string{"models[0].capabilities[1]: provider a speaks the anthropic wire format, which has no responses endpoint"}},
+		"require_dir_modules without a dir": {minimal + "policy: {require_dir_modules: true}\n",
+			[]string{"policy.require_dir_modules: needs a dir"}},
 		"downgrade settings": {minimal + "workspaces: [{name: w, downgrade_from: half, downgrade_max_price: {input_per_mtok: -1}}]\n",
 			[]string{`workspaces[0].downgrade_from: "half" is not one of exceeded, warn`, "workspaces[0].downgrade_max_price: prices must not be negative"}},
 	}

@@ -68,6 +68,9 @@ func (m *Manager) Current() *Engine { return m.cur.Load() }
 
 // check compiles f and runs its tests.
 func (m *Manager) check(ctx context.Context, f files) (*Engine, error) {
+	if err := m.src.requireDir(f); err != nil {
+		return nil, err
+	}
 	e, err := load(ctx, f)
 	if err != nil {
 		return nil, err
@@ -171,6 +174,11 @@ func (m *Manager) Reload(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+// UserModules is the number of policy.dir's modules (tests not counted)
+// in the policy in force: 0 with the library alone, which an emptied
+// policy.dir leaves (the gauge stellwerk_policy_user_modules).
+func (m *Manager) UserModules() int { return platformModules(m.Current().Modules) }
+
 // platformModules counts the modules of policy.dir among a policy's
 // (those not the shipped library's).
 func platformModules(names []string) int {
@@ -244,6 +252,9 @@ func (m *Manager) Status() Status {
 func Check(ctx context.Context, src Source) (warnings []string, errs []error) {
 	f, err := src.collect()
 	if err != nil {
+		return nil, []error{err}
+	}
+	if err := src.requireDir(f); err != nil {
 		return nil, []error{err}
 	}
 	e, err := load(ctx, f)

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -182,5 +183,51 @@ func TestUnreadableDirIsLogged(t *testing.T) {
 	}
 	if changed, err := m.Reload(ctx); changed || err != nil || m.Status().LastError != "" || logs.FilterMessage("policy files readable again").Len() != 1 {
 		t.Fatalf("back: changed=%v err=%v status=%+v", changed, err, m.Status())
+	}
+}
+
+// TestEmptiedDir: a policy.dir emptied (an empty ConfigMap mount) loads
+// with the library alone, and UserModules (the gauge
+// stellwerk_policy_user_modules) says so; with RequireDir it is refused,
+// at a reload (the last good policy keeps serving), at start-up and by
+// config check (Check).
+func TestEmptiedDir(t *testing.T) {
+	ctx := context.Background()
+	for _, require := range []bool{false, true} {
+		dir, write := writer(t)
+		write("a.rego", "package stellwerk\n\ndeny contains \"one\" if input.request.user == \"x\"\n")
+		write("b.rego", "package stellwerk\n\ndeny contains \"two\" if input.request.user == \"y\"\n")
+		src := Source{Library: true, Dir: dir, RequireDir: require}
+		m, err := NewManager(ctx, src, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := m.UserModules(); n != 2 {
+			t.Errorf("require=%v: %d user modules, want 2", require, n)
+		}
+		v1 := m.Current().Version
+		for _, name := range []string{"a.rego", "b.rego"} {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write("a_test.rego", "package stellwerk_test\n\ntest_t if true\n") // a test is no module
+		changed, err := m.Reload(ctx)
+		if !require {
+			if !changed || err != nil || m.UserModules() != 0 {
+				t.Errorf("emptied dir: changed=%v err=%v user modules %d, want loaded with 0", changed, err, m.UserModules())
+			}
+			continue
+		}
+		if changed || !errors.Is(err, ErrNoDirModules) || m.Current().Version != v1 || m.UserModules() != 2 ||
+			!strings.Contains(m.Status().LastError, "require_dir_modules") {
+			t.Errorf("emptied dir with RequireDir: changed=%v err=%v status %+v", changed, err, m.Status())
+		}
+		if _, err := NewManager(ctx, src, zap.NewNop()); !errors.Is(err, ErrNoDirModules) {
+			t.Errorf("start-up with an empty dir and RequireDir: %v", err)
+		}
+		if _, errs := Check(ctx, src); len(errs) != 1 || !errors.Is(errs[0], ErrNoDirModules) {
+			t.Errorf("Check: %v", errs)
+		}
 	}
 }

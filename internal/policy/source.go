@@ -7,6 +7,7 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -21,6 +22,26 @@ import (
 type Source struct {
 	Library bool   // the shipped library (rego/, embedded)
 	Dir     string // the platform's bundle directory, "" for none
+	// RequireDir refuses a policy without any module of Dir
+	// (policy.require_dir_modules): an emptied mount is refused at a
+	// reload and at start-up instead of leaving the library alone.
+	RequireDir bool
+}
+
+// ErrNoDirModules: Source.RequireDir and Dir has no module.
+var ErrNoDirModules = errors.New("policy.dir has no modules (*.rego other than *_test.rego) and policy.require_dir_modules is on")
+
+// requireDir refuses f when s requires Dir's modules and f has none.
+func (s Source) requireDir(f files) error {
+	if !s.RequireDir {
+		return nil
+	}
+	for name := range f.modules {
+		if strings.HasPrefix(name, "dir/") {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w (%s)", ErrNoDirModules, s.Dir)
 }
 
 // files is one set of Rego sources: modules and their tests, by name.

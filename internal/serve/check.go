@@ -26,7 +26,7 @@ import (
 // not only the first, and the policy's warnings (modules with no effect). `stellwerk config check` is this, so a config it
 // passes is one serve does not refuse for these reasons.
 func Check(ctx context.Context, cfg *config.Config, env catalog.Env) (warnings []string, errs []error) {
-	psrc := policy.Source{Library: *cfg.Policy.Library, Dir: cfg.Policy.Dir}
+	psrc := policy.Source{Library: *cfg.Policy.Library, Dir: cfg.Policy.Dir, RequireDir: cfg.Policy.RequireDirModules}
 	warnings, perrs := policy.Check(ctx, psrc)
 	for _, err := range perrs {
 		errs = append(errs, fmt.Errorf("policy: %w", err))

@@ -592,8 +592,9 @@ func restartOnly(old, cfg *config.Config) error {
 	switch {
 	case !reflect.DeepEqual(old.Server, cfg.Server): // grpc_tls is a pointer: compare what it holds
 		return fmt.Errorf("server addresses, grpc_tls or grpc_stream_token changed: restart stellwerk to apply them")
-	case old.Policy.Dir != cfg.Policy.Dir || *old.Policy.Library != *cfg.Policy.Library || old.Policy.ReloadInterval != cfg.Policy.ReloadInterval:
-		return fmt.Errorf("policy source or reload_interval changed: restart stellwerk to apply it")
+	case old.Policy.Dir != cfg.Policy.Dir || *old.Policy.Library != *cfg.Policy.Library || old.Policy.ReloadInterval != cfg.Policy.ReloadInterval ||
+		old.Policy.RequireDirModules != cfg.Policy.RequireDirModules:
+		return fmt.Errorf("policy source, reload_interval or require_dir_modules changed: restart stellwerk to apply it")
 	case cfg.Envoy.MaxRequestBytes > old.Envoy.MaxRequestBytes:
 		// stellwerk's gRPC receive limit is set from it at start.
 		return fmt.Errorf("envoy.max_request_bytes grew: restart stellwerk to apply it")

@@ -137,7 +137,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) (runErr error) {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pm, err := policy.NewManager(ctx, policy.Source{Library: *cfg.Policy.Library, Dir: cfg.Policy.Dir}, log)
+	pm, err := policy.NewManager(ctx, policy.Source{Library: *cfg.Policy.Library, Dir: cfg.Policy.Dir, RequireDir: cfg.Policy.RequireDirModules}, log)
 	if err != nil {
 		return fmt.Errorf("policy: %w", err)
 	}
@@ -602,6 +602,7 @@ func registerScrape(m *telemetry.Metrics, rl *reloader, pm *policy.Manager, sw *
 		telemetry.PolicyMemo(func() (uint64, uint64) { return pm.Current().MemoStats() }),
 		telemetry.PolicyErrors(func() uint64 { n, _ := pm.Current().Failures(); return n }),
 		telemetry.PolicyRefused(func() bool { return pm.Status().LastError != "" }),
+		telemetry.PolicyUserModules(pm.UserModules),
 		telemetry.EnvoyRejected(func() bool { return rl.pub.LastRejection() != "" }),
 		telemetry.EnvoyStreams(rl.pub.Streams))
 	if alog != nil {

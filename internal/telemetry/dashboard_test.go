@@ -31,7 +31,7 @@ func fullRegistry(t *testing.T) *Metrics {
 		Providers(func() []health.Status {
 			return []health.Status{{Provider: "openai", ConsecutiveFailures: 2, CoolingUntil: now.Add(time.Minute)}}
 		}, func() time.Time { return now }),
-		PolicyRefused(func() bool { return false }), EnvoyRejected(func() bool { return false }), EnvoyStreams(func() int64 { return 1 }),
+		PolicyRefused(func() bool { return false }), PolicyUserModules(func() int { return 2 }), EnvoyRejected(func() bool { return false }), EnvoyStreams(func() int64 { return 1 }),
 		PolicyErrors(func() uint64 { return 0 }), PolicyMemo(func() (uint64, uint64) { return 1, 1 }), ClassifyMemo(func() (uint64, uint64) { return 1, 1 }))
 	cs = append(cs, BudgetStore(func() (bool, uint64) { return true, 0 })...)
 	cs = append(cs, Fleet(func() (int, int) { return 2, 0 })...)

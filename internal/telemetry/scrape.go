@@ -151,6 +151,16 @@ func PolicyRefused(refused func() bool) prometheus.Collector {
 		func() float64 { return b2f(refused()) })
 }
 
+// PolicyUserModules reads how many of policy.dir's modules the policy in
+// force has (policy.Manager.UserModules): an emptied policy.dir (an empty
+// ConfigMap mount) loads with the library alone, and had only a warning
+// in the log to say so (the probe).
+func PolicyUserModules(n func() int) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stellwerk_policy_user_modules",
+		Help: "Modules of policy.dir (tests not counted) in the policy in force; 0 with the shipped library alone."},
+		func() float64 { return float64(n()) })
+}
+
 // EnvoyRejected reads whether a connected Envoy refused the latest
 // configuration pushed to it (xds.Publisher.LastRejection): it then runs
 // an older one, and /status says why.
