@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/stellwerk/stellwerk/internal/config"
@@ -14,12 +16,13 @@ import (
 	"github.com/stellwerk/stellwerk/internal/store"
 )
 
-// liveOfBrokenFiles says, for config check, what a route whose file does
-// not load keeps serving: its live version, when that loads under the
-// config; it warned "its route keeps its live version" also when the live
-// version was the same text and failed the same way (the routes probe).
-// The store is read only when a file does not load, and only when it
-// exists (config check makes none).
+// liveOfBrokenFiles is config check's reading of the deployed routes: it
+// says what a route whose file does not load keeps serving (its live
+// version, when that loads under the config; it warned "its route keeps
+// its live version" also when the live version was the same text and
+// failed the same way: the routes probe), and which live versions would
+// not load under the config. The store is read only when it exists
+// (config check makes none), and opened once.
 type liveOfBrokenFiles struct {
 	cfg *config.Config
 	env *flow.Env
@@ -75,8 +78,35 @@ func (l *liveOfBrokenFiles) warning(ctx context.Context, f flowstore.File) strin
 		if flow.Hash(data) == v.Hash {
 			same = "the same text"
 		}
-		return fmt.Sprintf("route file does not load, nor does its route's live version %s (%s): route %s answers 503 "+
-			"route_unavailable on a replica that starts, and a running one serves the last version it loaded: %v", label, same, route, f.Err)
+		return fmt.Sprintf("route file does not load, nor does its route's live version %s (%s; the error below): %v", label, same, f.Err)
 	}
 	return fmt.Sprintf("route file does not load (its route keeps its live version %s): %v", label, f.Err)
+}
+
+// broken are the live route versions that do not load under the config
+// (a model they name removed): a running serve refuses such a reload
+// (the policy rollout probe found the check passing it). None when the
+// store does not exist: it holds no route.
+func (l *liveOfBrokenFiles) broken(ctx context.Context) ([]error, error) {
+	st, err := l.store(ctx)
+	if errors.Is(err, errNoStore) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	t := flowstore.NewTable(st, l.env, nil)
+	if err := t.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	b := t.Broken()
+	out := make([]error, 0, len(b))
+	for _, name := range slices.Sorted(maps.Keys(b)) {
+		e := b[name]
+		if re := (*flowstore.ResolveError)(nil); errors.As(e, &re) {
+			e = re.Err // it names the route and version itself
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }

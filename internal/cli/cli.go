@@ -8,12 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -86,10 +84,13 @@ func storeExists(st config.State) error {
 	}
 	path := filepath.Join(st.Dir, store.SQLiteFile)
 	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("no state store at %s (check --state-dir or state.dir)", path)
+		return fmt.Errorf("%w at %s (check --state-dir or state.dir)", errNoStore, path)
 	}
 	return nil
 }
+
+// errNoStore: the embedded state store does not exist.
+var errNoStore = errors.New("no state store")
 
 // ErrUsage marks a command-line mistake (exit status 2).
 var ErrUsage = errors.New("usage error")
@@ -294,7 +295,9 @@ func runConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 				fmt.Fprintf(stdout, "warning: %v\n", w)
 			}
 		}
-		broken, err := deployedRoutesBroken(ctx, cfg, flow.EnvFor(cfg, cat))
+		sctx, cancel := boundStore(ctx)
+		broken, err := live.broken(sctx)
+		cancel()
 		if err != nil {
 			fmt.Fprintf(stdout, "warning: deployed routes not checked: %v\n", err)
 		}
@@ -342,40 +345,4 @@ func newLogger(w io.Writer, lvl zapcore.Level, format string) *zap.Logger {
 		enc = zapcore.NewJSONEncoder(ec)
 	}
 	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl))
-}
-
-// deployedRoutesBroken are the live route versions in cfg's state store
-// that do not load against env (a model they name removed): a reload
-// that would break one is refused (the policy rollout probe found the
-// check passing such a config). An embedded store that does not exist
-// holds no route and is not created.
-func deployedRoutesBroken(ctx context.Context, cfg *config.Config, env *flow.Env) ([]error, error) {
-	if storeExists(cfg.State) != nil {
-		return nil, nil
-	}
-	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	db, err := store.Open(octx, cfg.State, os.Getenv)
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
-	st, err := flowstore.Open(octx, db)
-	if err != nil {
-		return nil, err
-	}
-	t := flowstore.NewTable(st, env, nil)
-	if err := t.Refresh(octx); err != nil {
-		return nil, err
-	}
-	b := t.Broken()
-	out := make([]error, 0, len(b))
-	for _, name := range slices.Sorted(maps.Keys(b)) {
-		e := b[name]
-		if re := (*flowstore.ResolveError)(nil); errors.As(e, &re) {
-			e = re.Err // it names the route and version itself
-		}
-		out = append(out, e)
-	}
-	return out, nil
 }
