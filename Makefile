@@ -13,6 +13,13 @@ PYTHON  := $(VENV)/bin/python
 NODE_DIR := e2e/clients/node
 BIN     := bin/stellwerk
 GO      ?= go
+# What the binary says it is (/version, stellwerk_build_info, stellwerk
+# version): a tag, or the commit with -dirty for uncommitted changes.
+# `make build VERSION=v1.2.3` overrides it; the image gets the same (make image).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -X github.com/stellwerk/stellwerk/internal/version.Version=$(VERSION)
+IMAGE   ?= stellwerk:dev
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: help
@@ -32,9 +39,15 @@ $(NODE_DIR)/node_modules/.stamp: $(NODE_DIR)/package.json $(NODE_DIR)/package-lo
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The build that ships (compose/Dockerfile builds the same): static (no cgo;
+# the SQLite driver is pure Go), no local paths, the version linked in.
 .PHONY: build
-build: ## build bin/stellwerk
-	$(GO) build -ldflags "-X github.com/stellwerk/stellwerk/internal/version.Version=$$(git describe --tags --always --dirty 2>/dev/null || echo dev)" -o $(BIN) ./cmd/stellwerk
+build: ## build bin/stellwerk: the static binary the image ships, VERSION linked in
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/stellwerk
+
+.PHONY: image
+image: ## build the image (IMAGE, default stellwerk:dev) from compose/Dockerfile with VERSION and REVISION (needs a Docker engine)
+	docker build -f compose/Dockerfile --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
 
 .PHONY: notices
 notices: ## rewrite THIRD_PARTY_NOTICES: the licence and NOTICE files of every module linked into stellwerk
