@@ -12,15 +12,36 @@ func String() string {
 	if Version != "" {
 		return Version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				return "dev-" + s.Value[:12]
-			}
+	bi, _ := debug.ReadBuildInfo()
+	return fromBuildInfo(bi)
+}
+
+// fromBuildInfo names an unstamped build by its commit, with -dirty when
+// the tree had uncommitted changes (as git describe --dirty does): a
+// revision alone would claim to be that commit when it is not.
+func fromBuildInfo(bi *debug.BuildInfo) string {
+	if bi == nil {
+		return "dev"
+	}
+	var revision string
+	var modified bool
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			revision = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
 		}
-		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			return bi.Main.Version
+	}
+	if len(revision) >= 12 {
+		v := "dev-" + revision[:12]
+		if modified {
+			v += "-dirty"
 		}
+		return v
+	}
+	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
 	}
 	return "dev"
 }
