@@ -216,6 +216,7 @@ func Run(ctx context.Context, o Options, log *zap.Logger) (runErr error) {
 	if err != nil {
 		return err
 	}
+	warnExposedState(log, cfg.State.Dir)
 	if alog != nil {
 		defer func() { // after the gRPC server stopped: drain, commit, sign the shutdown checkpoint
 			closeCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
@@ -921,4 +922,27 @@ func (s *status) ConfigYAML() ([]byte, error) {
 func (s *status) ConfigError() (string, time.Time) {
 	_, err, at := s.rl.current()
 	return err, at
+}
+
+// exposedStateFiles are the files in state.dir whose modes stellwerk checks at
+// start: the keys and the embedded key store (with SQLite's journal files,
+// which hold recent pages of it).
+var exposedStateFiles = []string{audit.KeyFile, keys.HashKeyFile, store.SQLiteFile, store.SQLiteFile + "-wal", store.SQLiteFile + "-shm"}
+
+// warnExposedState says at start which of state.dir and its key files group
+// or others can reach; stellwerk made them 0700 and 0600, but took a
+// chmod 0777 or a 0644 key without a word (the supply-chain probe). A
+// warning, not a refusal as ssh's for a private key: a volume's group
+// ownership (Kubernetes fsGroup makes files group-readable, and re-applies it
+// on every mount) or a restore would otherwise keep a running service from
+// starting after an upgrade, where a warning leaves the operator to decide.
+func warnExposedState(log *zap.Logger, dir string) {
+	found, err := store.ExposedState(dir, exposedStateFiles...)
+	if err != nil {
+		log.Warn("checking state.dir's permissions failed", zap.Error(err))
+	}
+	for _, e := range found {
+		log.Warn("state.dir holds the audit signing key, the hash key and the key store, and group or others can reach this path; close it",
+			zap.String("path", e.Path), zap.String("mode", e.Octal()), zap.String("run", e.Fix))
+	}
 }
