@@ -123,7 +123,7 @@ lint: ## gofmt, go vet and staticcheck (fetched through the Go module proxy)
 
 .PHONY: compose-check
 compose-check: ## validate compose/docker-compose.yaml (needs Debian's docker-compose)
-	POSTGRES_PASSWORD=check STELLWERK_HASH_KEY=check docker-compose -f compose/docker-compose.yaml config --quiet
+	POSTGRES_PASSWORD=check REDIS_PASSWORD=check STELLWERK_HASH_KEY=check docker-compose -f compose/docker-compose.yaml config --quiet
 
 include bench.mk
 

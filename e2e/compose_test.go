@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -25,17 +26,19 @@ func TestComposeStack(t *testing.T) {
 	dc := testsrv.Tool(t, "docker-compose", "docker-compose")
 	root := harness.Root()
 	cmd := exec.Command(dc, "-f", filepath.Join(root, "compose", "docker-compose.yaml"), "config")
-	cmd.Env = append(os.Environ(), "POSTGRES_PASSWORD=check", "STELLWERK_HASH_KEY=check")
+	cmd.Env = append(os.Environ(), "POSTGRES_PASSWORD=check", "REDIS_PASSWORD=check-redis", "STELLWERK_HASH_KEY=check")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("docker-compose config: %v\n%s", err, out)
 	}
 	var rendered struct {
 		Services map[string]struct {
-			Image       string         `yaml:"image"`
-			Build       any            `yaml:"build"`
-			Healthcheck map[string]any `yaml:"healthcheck"`
-			Restart     string         `yaml:"restart"`
+			Command     []string          `yaml:"command"`
+			Environment map[string]string `yaml:"environment"`
+			Image       string            `yaml:"image"`
+			Build       any               `yaml:"build"`
+			Healthcheck map[string]any    `yaml:"healthcheck"`
+			Restart     string            `yaml:"restart"`
 			DependsOn   map[string]struct {
 				Condition string `yaml:"condition"`
 			} `yaml:"depends_on"`
@@ -63,6 +66,27 @@ func TestComposeStack(t *testing.T) {
 		}
 	}
 
+	// Redis has a password (the supply-chain probe: any local process could
+	// reset budgets), its health check uses it, and stellwerk is given it.
+	redis := rendered.Services["redis"]
+	if i := slices.Index(redis.Command, "--requirepass"); i < 0 || i+1 >= len(redis.Command) || redis.Command[i+1] != "check-redis" {
+		t.Errorf("redis runs without REDIS_PASSWORD as --requirepass: %q", redis.Command)
+	}
+	if redis.Environment["REDISCLI_AUTH"] != "check-redis" {
+		t.Errorf("redis's health check has no password (REDISCLI_AUTH): %v", redis.Environment)
+	}
+	if got := rendered.Services["stellwerk"].Environment["STELLWERK_REDIS_PASSWORD"]; got != "check-redis" {
+		t.Errorf("stellwerk's STELLWERK_REDIS_PASSWORD is %q, want REDIS_PASSWORD's value", got)
+	}
+	// Without REDIS_PASSWORD the stack does not start (as without
+	// POSTGRES_PASSWORD), rather than run Redis open.
+	unset := exec.Command(dc, "-f", filepath.Join(root, "compose", "docker-compose.yaml"), "config", "--quiet")
+	unset.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "REDIS_PASSWORD=") }),
+		"POSTGRES_PASSWORD=check", "STELLWERK_HASH_KEY=check")
+	if out, err := unset.CombinedOutput(); err == nil || !strings.Contains(string(out), "REDIS_PASSWORD") {
+		t.Errorf("docker-compose config without REDIS_PASSWORD: %v, %s; want it refused, naming the variable", err, out)
+	}
+
 	example, err := os.ReadFile(filepath.Join(root, "examples", "stellwerk.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +102,7 @@ func TestComposeStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.State.Redis == nil || c.State.Postgres == nil || c.State.Postgres.DSNEnv != "STELLWERK_PG_DSN" {
+	if c.State.Redis == nil || c.State.Redis.PasswordEnv != "STELLWERK_REDIS_PASSWORD" || c.State.Postgres == nil || c.State.Postgres.DSNEnv != "STELLWERK_PG_DSN" {
 		t.Errorf("compose state %+v", c.State)
 	}
 }
