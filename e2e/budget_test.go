@@ -704,3 +704,80 @@ func TestKeyBudgetAddedMidPeriodIsSeeded(t *testing.T) {
 		t.Errorf("after the seed: %d %s", c[0], b[0])
 	}
 }
+
+// TestLimitsNarrowThePlan (the long-context probe), through Envoy with the
+// OpenAI Python SDK: auto chooses "small" (1 EUR per million tokens, at
+// most 1,000 out) and fails over to "dear" at another provider (100 and
+// 1,000 EUR per million tokens). Under the workspace "tight"'s 0.05 EUR
+// budget a small request was refused for dear's worst case (4.1 EUR at
+// its 4,096-token default) and told to lower max_tokens; it is served by
+// small with dear left out of its plan, and the reason says so. A prompt
+// that small's own rate limit cannot take was refused although dear had
+// room; it moves on to dear. A model pinned is refused as before.
+func TestLimitsNarrowThePlan(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "p", Key: "sk-p"}, {Name: "q", Key: "sk-q"}},
+		Models: []config.Model{
+			{ID: "small", Provider: "p", ProviderModel: "small-upstream", ContextWindow: 200000, MaxOutputTokens: 1000,
+				Price: config.Price{InputPerMTok: 1, OutputPerMTok: 1}},
+			{ID: "dear", Provider: "q", ProviderModel: "dear-upstream", ContextWindow: 200000,
+				Price: config.Price{InputPerMTok: 100, OutputPerMTok: 1000}}},
+		DefaultModel: "small",
+		Mutate: func(c *config.Config) {
+			c.Currency.USDToEUR = 1
+			c.Auth.Mode = "keys"
+			c.Workspaces = []config.Workspace{{Name: "tight"}, {Name: "open"}}
+			c.Keys = []config.Key{
+				{ID: "tight", SHA256: auth.Hash("sk-tight"), Workspace: "tight"},
+				{ID: "open", SHA256: auth.Hash("sk-open"), Workspace: "open"},
+			}
+			c.Budgets.Limits = []config.BudgetRule{{Name: "tight-day", Scope: "workspace", Subject: "tight", AmountEUR: 0.05, Period: "day"}}
+			c.RateLimits = []config.RateLimitRule{{Name: "small-tpm", Scope: "model", Subject: "small", TokensPerMinute: 20000}}
+		},
+	})
+	py := harness.RequirePython(t)
+	type seen struct {
+		Status        int    `json:"status"`
+		Model         string `json:"model"`
+		Reason        string `json:"reason"`
+		FallbackFrom  string `json:"fallback_from"`
+		RoutingReason string `json:"routing_reason"`
+		Code          string `json:"code"`
+		Message       string `json:"message"`
+		ShouldRetry   string `json:"should_retry"`
+	}
+	ask := func(key, model string, maxTokens, words int) seen {
+		t.Helper()
+		out, err := exec.Command(py, filepath.Join(harness.Root(), "e2e", "clients", "python", "plan_limits.py"), s.URL, key, model,
+			strconv.Itoa(maxTokens), strconv.Itoa(words)).Output()
+		var r seen
+		if err != nil || json.Unmarshal(out, &r) != nil {
+			t.Fatalf("python: %v\n%s", err, out)
+		}
+		return r
+	}
+
+	r := ask("sk-tight", "auto", 0, 0)
+	if r.Status != 200 || r.Model != "small" || !strings.Contains(r.Reason, `fallbacks left out for budget "tight-day": dear`) ||
+		r.RoutingReason != r.Reason {
+		t.Errorf("auto under the small budget: %+v", r)
+	}
+	r = ask("sk-tight", "dear", 0, 0)
+	if r.Status != 429 || r.Code != "budget_exceeded" || r.ShouldRetry != "false" || !strings.Contains(r.Message, "on dear)") {
+		t.Errorf("dear pinned under the small budget: %+v", r)
+	}
+
+	// ~30,000 tokens and 100 out: more than small-tpm's 20,000 a minute.
+	r = ask("sk-open", "auto", 100, 30000)
+	if r.Status != 200 || r.Model != "dear" || r.FallbackFrom != "small" || !strings.Contains(r.Reason, `moved past small (rate limit "small-tpm")`) {
+		t.Errorf("auto past small's rate limit: %+v", r)
+	}
+	r = ask("sk-open", "small", 100, 30000)
+	if r.Status != 429 || r.Code != "rate_limit_exceeded" || !strings.Contains(r.Message, "small-tpm") {
+		t.Errorf("small pinned past its rate limit: %+v", r)
+	}
+	if n := len(s.Providers["q"].Requests()); n != 1 {
+		t.Errorf("dear's provider got %d requests, want the one moved to it", n)
+	}
+}

@@ -106,6 +106,9 @@ func (p *edge) auditRecord() *audit.Record {
 	if d := p.selection; d != nil {
 		r.Chosen = d.Model.ID
 		r.Reason = d.Reason // the decision's; attempts and served show a failover
+		if p.planNote != "" {
+			r.Reason += "; " + p.planNote // what the limits changed in its plan
+		}
 		fbs := d.Fallbacks
 		if p.plan != nil { // with failover, the plan is the order that was tried
 			fbs = p.plan[1:]

@@ -3,6 +3,7 @@ package extproc
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,11 +60,28 @@ func modelOutput(m *catalog.Model) int {
 // reserve holds the request's worst case against every budget and rate
 // limit it meets, before it leaves: all of them or none. The worst case is
 // the dearest model the request may end up on (its plan, with failover), so
-// a failover never spends more than was held. It answers the request
-// itself when a limit refuses it (429) or the state store cannot say (503,
-// unless the failure mode lets it through).
-func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *extprocv3.ProcessingResponse {
-	worst, tokens := worstCase(p.class.InputTokens, plan, o)
+// a failover never spends more than was held. It returns the plan the hold
+// covers, which is plan itself unless a limit refused it:
+//
+//   - a budget the plan's worst case does not fit: the fallbacks whose own
+//     worst case does not fit what the budget has left are left out (the
+//     plan's order kept) and the rest held, so a small request under a
+//     small budget is not refused for a dear fallback it would rarely
+//     reach; only a first model that does not fit is refused;
+//   - a rate limit of the first model, for a request that may go to
+//     another model (movable: auto or a route, never a pinned model): the
+//     request moves down the plan to the next model and is held there.
+//
+// Each try is one atomic Reserve of the whole narrowed plan, so a budget
+// stays exact under concurrency across replicas and a failover still never
+// spends more than was held (holding only the first model and moving the
+// hold on failover would make a failover refusable by a budget half way
+// through a request, and cost a round trip to the store per attempt). A
+// request that fits pays one Reserve, as before.
+//
+// It answers the request itself when a limit refuses it (429) or the
+// state store cannot say (503, unless the failure mode lets it through).
+func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output, movable bool) ([]*catalog.Model, *extprocv3.ProcessingResponse) {
 	pr := p.principal
 	extra, err := p.state.limitsOf(&pr, led)
 	if err != nil {
@@ -74,37 +92,139 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *ext
 		e := apierr.Internal()
 		e.Code, e.Final = "key_limits_invalid", true
 		e.Message = "this key's budgets or rate limits cannot be enforced, so the request was not sent; an administrator must replace the key (see the stellwerk log)"
-		return p.immediate(e)
+		return nil, p.immediate(e)
 	}
-	r, err := led.Reserve(p.ctx, &ledger.Request{ID: p.id, Model: plan[0].ID, Cost: worst, Tokens: tokens,
-		Subject: ledger.Subject{Key: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace},
-		Extra:   extra})
-	if err != nil {
-		if errors.Is(err, ledger.ErrUnavailable) {
-			if ok, n := p.state.storeDown.refused.Allow(); ok {
-				p.log.Error("budgets and rate limits cannot be checked; requests refused", zap.String("decision_id", p.id), zap.Int64("requests", n), zap.Error(err))
+	var (
+		refused   refusal // the refusal to answer with when no model is allowed
+		moved     []string
+		droppedBy string
+		dropped   []string
+	)
+	for {
+		worst, tokens := worstCase(p.class.InputTokens, plan, o)
+		r, err := led.Reserve(p.ctx, &ledger.Request{ID: p.id, Model: plan[0].ID, Cost: worst, Tokens: tokens,
+			Subject: ledger.Subject{Key: pr.KeyID, User: pr.User, Team: pr.Team, Workspace: pr.Workspace},
+			Extra:   extra})
+		if err != nil {
+			if errors.Is(err, ledger.ErrUnavailable) {
+				if ok, n := p.state.storeDown.refused.Allow(); ok {
+					p.log.Error("budgets and rate limits cannot be checked; requests refused", zap.String("decision_id", p.id), zap.Int64("requests", n), zap.Error(err))
+				}
+				return nil, p.immediate(apierr.Unavailable("budget_store_unavailable",
+					"budgets and rate limits cannot be checked right now (their state store is unreachable); the request was not sent"))
 			}
-			return p.immediate(apierr.Unavailable("budget_store_unavailable",
-				"budgets and rate limits cannot be checked right now (their state store is unreachable); the request was not sent"))
+			p.log.Error("reservation failed", zap.String("decision_id", p.id), zap.Error(err))
+			return nil, p.immediate(apierr.Internal())
 		}
-		p.log.Error("reservation failed", zap.String("decision_id", p.id), zap.Error(err))
-		return p.immediate(apierr.Internal())
+		if r.Allowed {
+			if len(moved) > 0 || len(dropped) > 0 {
+				p.planNote = planNote(moved, dropped, droppedBy)
+			}
+			p.reservation = r
+			ObserveBudgets(p.state.Metrics, &r.State)
+			if r.Warning {
+				p.tellBudgets(&r.State)
+			}
+			if r.Unenforced {
+				if ok, n := p.state.storeDown.unchecked.Allow(); ok {
+					p.log.Warn("state store unreachable: requests admitted without budget or rate-limit checks (failure mode open)",
+						zap.String("decision_id", p.id), zap.Int64("requests", n))
+				}
+			}
+			return plan, nil
+		}
+		f := r.Refusal
+		this := refusal{r: r, tokens: tokens, plan: plan}
+		switch {
+		case movable && len(plan) > 1 && f.Kind != ledger.RefusedBudget && f.Scope == ledger.ScopeModel && f.Subject == plan[0].ID:
+			// The first model's own rate limit: the next one may take it.
+			refused = refused.sooner(this)
+			moved = append(moved, plan[0].ID+" (rate limit "+strconv.Quote(f.Name)+")")
+			plan = plan[1:]
+			continue
+		case f.Kind == ledger.RefusedBudget && len(plan) > 1:
+			if kept := fitting(p.class.InputTokens, plan, o, f.Limit-f.Used-f.Held); len(kept) < len(plan) {
+				for _, m := range plan[1:] {
+					if !slices.Contains(kept, m) {
+						dropped = append(dropped, m.ID)
+					}
+				}
+				droppedBy, plan = f.Name, kept
+				continue
+			}
+		}
+		refused = refused.sooner(this)
+		break
 	}
-	p.reservation = r
+	return nil, p.refuse(refused)
+}
+
+// refusal is a plan's refused reservation, with the tokens it asked for.
+type refusal struct {
+	r      *ledger.Reservation
+	tokens int64
+	plan   []*catalog.Model
+}
+
+// sooner is whichever of a and b may be sent again first: a refusal no
+// wait lifts (a request larger than the whole limit) comes last.
+func (a refusal) sooner(b refusal) refusal {
+	if a.r == nil {
+		return b
+	}
+	wait := func(x refusal) time.Duration {
+		f := x.r.Refusal
+		if f.RetryAfter <= 0 || (f.Kind == ledger.RefusedTokens && x.tokens > f.Limit) || (f.Kind == ledger.RefusedBudget && f.Amount > f.Limit) {
+			return time.Duration(1<<63 - 1)
+		}
+		return f.RetryAfter
+	}
+	if wait(b) < wait(a) {
+		return b
+	}
+	return a
+}
+
+// fitting is plan without the fallbacks whose own worst case is more than
+// room, in its order; the first model alone when its own is.
+func fitting(in int, plan []*catalog.Model, o output, room int64) []*catalog.Model {
+	if w, _ := worstCase(in, plan[:1], o); int64(w) > room {
+		return plan[:1]
+	}
+	kept := make([]*catalog.Model, 1, len(plan))
+	kept[0] = plan[0]
+	for i := 1; i < len(plan); i++ {
+		if w, _ := worstCase(in, plan[i:i+1], o); int64(w) <= room {
+			kept = append(kept, plan[i])
+		}
+	}
+	return kept
+}
+
+// planNote is the reason's note on what the limits changed in the plan.
+func planNote(moved, dropped []string, budget string) string {
+	var b strings.Builder
+	if len(moved) > 0 {
+		b.WriteString("moved past ")
+		b.WriteString(strings.Join(moved, ", "))
+	}
+	if len(dropped) > 0 {
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString("fallbacks left out for budget ")
+		b.WriteString(strconv.Quote(budget))
+		b.WriteString(": ")
+		b.WriteString(strings.Join(dropped, ", "))
+	}
+	return b.String()
+}
+
+// refuse answers a request no model of its plan could be held for.
+func (p *edge) refuse(rf refusal) *extprocv3.ProcessingResponse {
+	r, tokens, pr := rf.r, rf.tokens, p.principal
 	ObserveBudgets(p.state.Metrics, &r.State)
-	if r.Warning || !r.Allowed {
-		p.tellBudgets(&r.State)
-	}
-	if r.Allowed {
-		if r.Unenforced {
-			if ok, n := p.state.storeDown.unchecked.Allow(); ok {
-				p.log.Warn("state store unreachable: requests admitted without budget or rate-limit checks (failure mode open)",
-					zap.String("decision_id", p.id), zap.Int64("requests", n))
-			}
-		}
-		return nil
-	}
-	p.reservation = nil // nothing is held
+	p.tellBudgets(&r.State)
 	f := r.Refusal
 	retry := int((f.RetryAfter + time.Second - 1) / time.Second)
 	var e *apierr.Error
@@ -129,12 +249,13 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *ext
 		case f.Amount > f.Limit:
 			// Larger than the whole budget: no wait makes it fit.
 			e = apierr.Exhausted("budget_exceeded", 0,
-				"this request's worst case (%s: its input and its max_tokens at the dearest model it may go to) is more than the whole %s budget %q (%s); ask for fewer tokens (a lower max_tokens or max_output_tokens, or fewer choices n)",
-				ledger.MicroEUR(f.Amount).String(), f.Scope, f.Name, limit)
+				"this request's worst case (%s: its input and its max_tokens %s) is more than the whole %s budget %q (%s); %s",
+				ledger.MicroEUR(f.Amount).String(), worstAt(rf.plan), f.Scope, f.Name, limit, p.smaller(rf.plan, f.Amount))
 		case f.Used < f.Limit:
 			e = apierr.Exhausted("budget_exceeded", retry,
-				"the %s budget %q (%s) has %s left, less than this request's worst case (%s: its input and its max_tokens at the dearest model it may go to); ask for fewer tokens, or wait: %s",
-				f.Scope, f.Name, limit, ledger.MicroEUR(f.Limit-f.Used).String(), ledger.MicroEUR(f.Amount).String(), when)
+				"the %s budget %q (%s) has %s left, less than this request's worst case (%s: its input and its max_tokens %s); %s, or wait: %s",
+				f.Scope, f.Name, limit, ledger.MicroEUR(f.Limit-f.Used).String(), ledger.MicroEUR(f.Amount).String(), worstAt(rf.plan),
+				p.smaller(rf.plan, f.Amount), when)
 		default:
 			e = apierr.Exhausted("budget_exceeded", retry, "the %s budget %q (%s) is used up; %s", f.Scope, f.Name, limit, when)
 		}
@@ -166,6 +287,28 @@ func (p *edge) reserve(led *ledger.Ledger, plan []*catalog.Model, o output) *ext
 		ir.Headers.SetHeaders = append(ir.Headers.SetHeaders, rateHeaders(&r.State, time.Now())...)
 	}
 	return resp
+}
+
+// worstAt says where a refused plan's worst case is reckoned: its one
+// model, or the dearest of them.
+func worstAt(plan []*catalog.Model) string {
+	if len(plan) == 1 {
+		return "on " + plan[0].ID
+	}
+	return "at the dearest model it may go to"
+}
+
+// smaller is the advice to a request whose worst case (worst) does not fit
+// a budget: a shorter prompt when its input is most of it (a 138,000-token
+// prompt was told to lower its max_tokens, with the input 99.6 % of its
+// worst case: the long-context probe), else fewer tokens.
+func (p *edge) smaller(plan []*catalog.Model, worst int64) string {
+	in := p.out
+	in.perChoice = -1 // the input alone: no output
+	if w, _ := worstCase(p.class.InputTokens, plan, in); 2*int64(w) > worst {
+		return "its input alone (" + w.String() + ") is most of it: the prompt is too large for this budget, send a shorter one (fewer or shorter messages, images or files)"
+	}
+	return "ask for fewer tokens (a lower max_tokens or max_output_tokens, or fewer choices n)"
 }
 
 // inFlightRetry is the Retry-After, in seconds, of a budget refusal that

@@ -96,7 +96,11 @@ type edge struct {
 
 	// Failover (standalone mode): the attempt list, and what happened to
 	// each attempt.
-	plan     []*catalog.Model
+	plan []*catalog.Model
+	// planNote says what the limits changed in the decision's plan (models
+	// a rate limit moved the request past, fallbacks a budget left out),
+	// for the reason; empty when they changed nothing.
+	planNote string
 	attempts []attempt
 	seenOpen bool // this edge stream's entry in seen is open
 	rewrote  bool // the first attempt's request was rewritten here
@@ -814,11 +818,16 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	}
 	if led := p.state.Ledger; led != nil && (p.state.Limited || p.principal.Limits != nil) {
 		start := time.Now()
-		resp := p.reserve(led, plan, p.out)
+		held, resp := p.reserve(led, plan, p.out, chat.Model == decide.Auto || strings.HasPrefix(chat.Model, request.RoutePrefix))
 		p.stages.Reserve = time.Since(start)
 		if resp != nil {
 			return resp
 		}
+		if held[0] != m { // a rate limit moved the request down its plan
+			m = held[0]
+			p.served = m
+		}
+		plan = held
 	}
 	var resp *extprocv3.ProcessingResponse
 	if p.state.Failover != nil {

@@ -408,10 +408,23 @@ func savingOf(c meter.Charge) *saving {
 
 // reason is the decision's reason, and whether a fallback served it.
 func (p *edge) reason() string {
-	if p.served != p.selection.Model && len(p.attempts) > 1 {
-		return p.selection.Reason + "; served by fallback after " + strconv.Itoa(len(p.attempts)-1) + " failed attempt(s)"
+	r := p.selection.Reason
+	if p.planNote != "" {
+		r += "; " + p.planNote
 	}
-	return p.selection.Reason
+	if p.served != p.plan0() && len(p.attempts) > 1 {
+		return r + "; served by fallback after " + strconv.Itoa(len(p.attempts)-1) + " failed attempt(s)"
+	}
+	return r
+}
+
+// plan0 is the model the request was first sent to: the decision's, unless
+// a rate limit moved it down its plan.
+func (p *edge) plan0() *catalog.Model {
+	if len(p.plan) > 0 {
+		return p.plan[0]
+	}
+	return p.selection.Model
 }
 
 func round(x float64, places int) float64 {
