@@ -84,6 +84,9 @@ func TestBudgetDropsFallbacksThatDoNotFit(t *testing.T) {
 	if p.served != a1 || p.selection.Model != a1 {
 		t.Errorf("served %v", p.served.ID)
 	}
+	if r := p.auditRecord(); r.Reason != p.reason() || len(r.Fallbacks) != 0 {
+		t.Errorf("audit record: reason %q, fallbacks %v; want %q and none", r.Reason, r.Fallbacks, p.reason())
+	}
 
 	// A budget with room for both keeps the plan as it was.
 	st = planState(t, []ledger.BudgetRule{{Name: "big", Scope: ledger.ScopeGlobal, Limit: ledger.FromEUR(100), Period: ledger.PeriodDay}}, nil)
@@ -122,6 +125,9 @@ func TestModelRateLimitMovesAutoDownThePlan(t *testing.T) {
 	}
 	if p.served.ID != "b1" || len(p.plan) != 1 || p.plan[0].ID != "b1" || !strings.Contains(p.reason(), `moved past a1 (rate limit "a1-tpm")`) {
 		t.Fatalf("served %s, plan %v, reason %q; want b1, past a1's limit", p.served.ID, modelIDs(p.plan), p.reason())
+	}
+	if r := p.auditRecord(); r.Chosen != "a1" || !strings.Contains(r.Reason, "moved past a1") {
+		t.Errorf("audit record: chosen %q, reason %q", r.Chosen, r.Reason)
 	}
 	if _, b, _ := send(st, `{"model":"a1","max_tokens":500,"messages":[{"role":"user","content":"hello"}]}`); gjson.GetBytes(b, "error.code").String() != "rate_limit_exceeded" {
 		t.Fatalf("pinned a1: %s", b)
