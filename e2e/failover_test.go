@@ -592,6 +592,25 @@ func TestProxyErrorPageIsShaped(t *testing.T) {
 	}
 }
 
+// TestProviderContextOverflowIsNamed: a provider's answer that the prompt
+// does not fit its model's context window (its tokenizer counted more than
+// stellwerk estimated) reaches an OpenAI client as OpenAI's
+// context_length_exceeded from either wire format; Anthropic's
+// "prompt is too long" kept its own type as the code (the long-context
+// probe).
+func TestProviderContextOverflowIsNamed(t *testing.T) {
+	t.Parallel()
+	s := failoverStackWith(t, func(*config.Config) {})
+	for _, c := range []struct{ provider, model string }{{"primary", "primary-mini"}, {"claude", "claude-haiku"}} {
+		s.Providers[c.provider].SetBehavior(mockllm.Behavior{Reset: "overflow"})
+		resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"`+c.model+`","messages":[{"role":"user","content":"x"}]}`, nil)
+		if e := decodeError(t, b); resp.StatusCode != 400 || e.Error.Code != "context_length_exceeded" || e.Error.Param == nil || *e.Error.Param != "messages" {
+			t.Errorf("%s: %d %s", c.provider, resp.StatusCode, b)
+		}
+		s.Providers[c.provider].SetBehavior(mockllm.Behavior{})
+	}
+}
+
 // TestCircuitBreakerOverflowThroughEnvoy: requests over a provider's
 // circuit breaker (max_requests) get Envoy's 503 (UO), which is not
 // retried, and the provider stays in routing: a limit of this

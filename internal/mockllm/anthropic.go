@@ -38,6 +38,10 @@ func (p *Provider) messages(w http.ResponseWriter, r *http.Request, b Behavior, 
 		writeAnthropicError(w, b.Status, typ, fmt.Sprintf("%s: injected failure %d", p.Name, b.Status))
 		return
 	}
+	if b.Reset == "overflow" { // as Anthropic words it
+		writeAnthropicError(w, http.StatusBadRequest, "invalid_request_error", "prompt is too long: 207504 tokens > 200000 maximum")
+		return
+	}
 	if !gjson.ValidBytes(body) {
 		writeAnthropicError(w, http.StatusBadRequest, "invalid_request_error", "invalid JSON")
 		return

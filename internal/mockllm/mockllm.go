@@ -62,7 +62,10 @@ type Behavior struct {
 	// Reset: "", "before", "mid-stream", "truncate", "error"; "garbage"
 	// and "empty" answer a 200 application/json whose body is not JSON, or
 	// is empty, as a broken gateway before a provider does; "html" a 200
-	// text/html page (with Status, a proxy's error page of that status).
+	// text/html page (with Status, a proxy's error page of that status);
+	// "overflow" the API's 400 for a prompt larger than the model's context
+	// window, as a provider whose tokenizer counts more than stellwerk
+	// estimated answers it.
 	Reset          string        `json:"reset,omitempty"`
 	FirstByteDelay time.Duration `json:"first_byte_delay,omitempty"`
 	ChunkDelay     time.Duration `json:"chunk_delay,omitempty"`
@@ -292,6 +295,12 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			msg += "; you sent " + r.Header.Get("Authorization")
 		}
 		writeError(w, b.Status, errorType(b.Status), msg)
+		return
+	}
+	if b.Reset == "overflow" { // as OpenAI words it
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{
+			"message": "This model's maximum context length is 200000 tokens. However, your messages resulted in 207508 tokens. Please reduce the length of the messages.",
+			"type":    "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}})
 		return
 	}
 	if b.Quirk == QuirkError200 { // a gateway that reports a refusal as a success

@@ -263,6 +263,15 @@ func FromAnthropicError(body []byte) []byte {
 				}
 			}
 		}
+		if e.Type == "invalid_request_error" && strings.HasPrefix(e.Message, anthPromptTooLong) {
+			e.Code, e.Param = "context_length_exceeded", "messages"
+		}
 	}
 	return e.JSON()
 }
+
+// anthPromptTooLong starts the message of Anthropic's answer to a prompt
+// larger than the model's context window ("prompt is too long: 207504 tokens >
+// 200000 maximum"), which has no code of its own: OpenAI's clients know it as
+// the code context_length_exceeded.
+const anthPromptTooLong = "prompt is too long"
