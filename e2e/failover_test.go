@@ -809,3 +809,79 @@ func TestPinnedModelTimesOut(t *testing.T) {
 		t.Fatalf("%d %s", resp.StatusCode, b)
 	}
 }
+
+// TestContextOverflowFailsOverToLarger: a provider's answer that the
+// prompt does not fit its model's window (its tokenizer counted more than
+// stellwerk estimated) sends the request on to the next model of the plan
+// with a larger window, past one whose window is not larger (nothing sent
+// to it), and the provider is not cooled for it: it was the prompt's fault
+// (the long-context probe: the provider's 400 reached the client, with a
+// 1M-token model in the plan).
+func TestContextOverflowFailsOverToLarger(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{
+			{Name: "claude", Key: "sk-ant-fake", WireFormat: "anthropic"},
+			{Name: "mid", Key: "sk-mid"},
+			{Name: "big", Key: "sk-big"},
+			{Name: "small", Key: "sk-small"},
+		},
+		Models: []config.Model{
+			{ID: "claude-sonnet", Provider: "claude", ProviderModel: "claude-sonnet-4-5", ContextWindow: 200000,
+				Price: config.Price{InputPerMTok: 1, OutputPerMTok: 2}},
+			{ID: "mid-model", Provider: "mid", ProviderModel: "mid-upstream", ContextWindow: 128000,
+				Price: config.Price{InputPerMTok: 2, OutputPerMTok: 4}},
+			{ID: "big-model", Provider: "big", ProviderModel: "big-upstream", ContextWindow: 1000000,
+				Price: config.Price{InputPerMTok: 3, OutputPerMTok: 6}},
+			{ID: "small-model", Provider: "small", ProviderModel: "small-upstream", ContextWindow: 1000,
+				Price: config.Price{InputPerMTok: 9, OutputPerMTok: 9}},
+		},
+		Mutate: func(c *config.Config) {
+			c.Failover.FailuresBeforeCooldown = 1
+			c.Workspaces = append(c.Workspaces, config.Workspace{Name: "default", Objective: "cost"})
+		},
+	})
+	s.Providers["claude"].SetBehavior(mockllm.Behavior{Reset: "overflow"})
+	var r failoverResult
+	resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"x"}]}`, nil)
+	if resp.StatusCode != 200 || json.Unmarshal(b, &r) != nil || resp.Header.Get("x-stellwerk-provider") != "big" || resp.Header.Get(header.Overflow) != "" {
+		t.Fatalf("not failed over to the larger model: %d %v %s", resp.StatusCode, resp.Header, b)
+	}
+	ro := r.Routing
+	if ro == nil || len(ro.Attempts) != 3 || ro.Attempts[0].Outcome != "context_overflow" || ro.Attempts[0].Status != 400 ||
+		ro.Attempts[1].Outcome != "not_sent" || ro.Attempts[2].Outcome != "served" {
+		t.Errorf("attempts: %s", b)
+	}
+	if n := len(s.Providers["mid"].Requests()); n != 0 {
+		t.Errorf("the model whose window is not larger got %d requests", n)
+	}
+	var rec []byte
+	waitFor(t, "the record", func() bool {
+		if page := auditPage(t, s, "kind=decision&decision_id="+resp.Header.Get(header.DecisionID)); len(page.Records) == 1 {
+			rec = page.Records[0].Record
+		}
+		return rec != nil
+	})
+	if o := gjson.GetBytes(rec, "attempts.0.outcome").Str; o != "context_overflow" {
+		t.Errorf("audit attempts %s", gjson.GetBytes(rec, "attempts").Raw)
+	}
+	// Not the provider's failure: with a cooldown after one failure, the
+	// next request is still Claude's.
+	s.Providers["claude"].SetBehavior(mockllm.Behavior{})
+	resp, b = post(t, s.URL+"/v1/chat/completions", `{"model":"auto","messages":[{"role":"user","content":"x"}]}`, nil)
+	if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "claude" {
+		t.Errorf("Claude was cooled for an overflow: %d %v %s", resp.StatusCode, resp.Header, b)
+	}
+	// A first attempt the edge would rewrite itself (an OpenAI-wire
+	// provider) whose prompt comes near its window goes through its egress
+	// listener, whose filter reads the overflow: the edge's own rewrite
+	// left nothing between the provider's 400 and the client.
+	s.Providers["small"].SetBehavior(mockllm.Behavior{Reset: "overflow"})
+	long := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 90)
+	resp, b = post(t, s.URL+"/v1/chat/completions", `{"model":"small-model","max_tokens":20,"policy":{"fallback":true},"messages":[{"role":"user","content":"`+long+`"}]}`, nil)
+	r = failoverResult{}
+	if resp.StatusCode != 200 || json.Unmarshal(b, &r) != nil || resp.Header.Get("x-stellwerk-provider") != "claude" ||
+		r.Routing == nil || len(r.Routing.Attempts) != 2 || r.Routing.Attempts[0].Outcome != "context_overflow" {
+		t.Errorf("near its window, not failed over: %d %v %s", resp.StatusCode, resp.Header, b)
+	}
+}

@@ -60,7 +60,7 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		hs = append(hs, setHeader("content-type", "application/json"))
 	}
 	code, _ := strconv.Atoi(status)
-	remove := []string{header.Served, header.UpstreamFlags, header.FirstModel, "x-envoy-attempt-count"}
+	remove := []string{header.Served, header.Overflow, header.UpstreamFlags, header.FirstModel, "x-envoy-attempt-count"}
 	ours := len(remove)
 	remove = p.providerHeaders(h, remove)
 	p.providerRequestID = rh.providerID

@@ -180,6 +180,21 @@ func (l *attemptLog) seen(decisionID string, index int) bool {
 	return ok && index >= 0 && index < len(e) && e[index].Outcome != ""
 }
 
+// overflowed is the model of the last attempt before index whose prompt
+// overflowed its context window ("" if none, or the entry is not open here).
+func (l *attemptLog) overflowed(decisionID string, index int) string {
+	s := l.shard(decisionID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[decisionID]
+	for i := min(index, len(e)) - 1; i >= 0; i-- {
+		if e[i].Outcome == outcomeOverflow {
+			return e[i].Model
+		}
+	}
+	return ""
+}
+
 // Len is the number of open entries.
 func (l *attemptLog) Len() int { return int(l.size.Load()) }
 

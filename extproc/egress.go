@@ -35,7 +35,16 @@ type egress struct {
 	// firstByte is the stream's first-byte timeout when this attempt has
 	// one (a streaming request with a fallback after it), 0 otherwise.
 	firstByte time.Duration
+	// larger: a later model of the plan has a larger context window than
+	// this attempt's, so a context overflow here fails over (overflow).
+	larger bool
+	// overflowCheck: the answer is a 400 to read for a context overflow.
+	overflowCheck bool
 }
+
+// outcomeOverflow is an attempt whose provider answered that the prompt
+// does not fit its model's context window: not the provider's failure.
+const outcomeOverflow = "context_overflow"
 
 var _ phases = (*egress)(nil)
 
@@ -119,6 +128,22 @@ func (p *egress) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespons
 		p.log.Warn("attempt's model is not in the catalog", zap.String("decision_id", id), zap.String("provider", p.provider))
 		return p.immediate(apierr.Unavailable("model_not_available", "the chosen model is no longer configured"))
 	}
+	for _, mid := range ids[p.planIdx+1:] {
+		if m, ok := cat.Lookup(mid); ok && m.ContextWindow > p.served.ContextWindow {
+			p.larger = true
+			break
+		}
+	}
+	if p.planIdx > 0 {
+		if over, ok := cat.Lookup(p.seen.overflowed(id, p.planIdx)); ok && over.ContextWindow >= p.served.ContextWindow {
+			// An earlier attempt's prompt did not fit a window at least as
+			// large as this one: skip to the next attempt, nothing sent.
+			p.seen.record(id, p.planIdx, attempt{Provider: p.provider, Model: p.served.ID, Outcome: "not_sent",
+				Reason: "context window not larger than " + over.ID + "'s, which the prompt overflowed"})
+			e := apierr.Invalid("context_length_exceeded", "messages", "the prompt is longer than %s's context window of %d tokens", p.served.ID, p.served.ContextWindow)
+			return immediateJSON(apierr.HTTPStatus(e), e.JSON(), id, setHeader(header.Overflow, "1"))
+		}
+	}
 	p.attemptAt = time.Now()
 	hs, rm, nb, perr := p.rewriteFor(p.served, b.Body)
 	if perr != nil {
@@ -147,7 +172,13 @@ func (p *egress) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processing
 	}
 	rh := readResponseHeaders(h)
 	code, _ := strconv.Atoi(rh.status)
-	p.endAttempt(code, rh.flags, rh.retryAfter, "", strings.HasPrefix(rh.ctype, "text/event-stream"))
+	plain := !h.EndOfStream && (rh.encoding == "" || rh.encoding == "identity")
+	// A 400 may say the prompt overflowed this model's context window,
+	// which a larger model of the plan may hold: read it first.
+	p.overflowCheck = p.larger && code == 400 && plain && strings.HasPrefix(rh.ctype, "application/json")
+	if !p.overflowCheck {
+		p.endAttempt(code, rh.flags, rh.retryAfter, "", strings.HasPrefix(rh.ctype, "text/event-stream"))
+	}
 	resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
 		setHeader(header.Served, strconv.Itoa(p.planIdx))}})
 	if rh.relabeled { // as the edge reads it (readResponseHeaders)
@@ -155,7 +186,6 @@ func (p *egress) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processing
 		mut.SetHeaders = append(mut.SetHeaders, setHeader("content-type", "application/json"))
 	}
 	p.respStatus = rh.status
-	plain := !h.EndOfStream && (rh.encoding == "" || rh.encoding == "identity")
 	if (p.anthropic || p.fromChat) && plain && code/100 == 2 && strings.HasPrefix(rh.ctype, "text/event-stream") {
 		// Translated event by event: a provider's content-length would cut it.
 		mut := resp.GetResponseHeaders().GetResponse().GetHeaderMutation()
@@ -173,6 +203,8 @@ func (p *egress) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processing
 	case (p.anthropic || p.fromChat) && plain && strings.HasPrefix(rh.ctype, "application/json"):
 		p.translate = true
 		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
+	case p.overflowCheck:
+		resp.ModeOverride = &extprocv3conf.ProcessingMode{ResponseBodyMode: extprocv3conf.ProcessingMode_BUFFERED_PARTIAL}
 	}
 	return resp
 }
@@ -183,6 +215,20 @@ func (p *egress) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespon
 	if p.stream != nil {
 		resp, _ := p.stream.follow(b) // the edge records how it ended
 		return resp
+	}
+	if p.overflowCheck {
+		p.overflowCheck = false
+		if b.EndOfStream && translate.ContextOverflow(b.Body) {
+			// The failover route's retry policy retries on the header;
+			// this answer goes no further.
+			p.endAttempt(400, "", "", outcomeOverflow, false)
+			return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+				ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+					HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{setHeader(header.Overflow, "1")}},
+				}},
+			}}
+		}
+		p.endAttempt(400, "", "", "", false)
 	}
 	if p.translate && !b.EndOfStream {
 		p.translate = false // as at the edge: passed on untranslated, and said
@@ -280,6 +326,12 @@ func recordAttempt(f *filter, idx int, m *catalog.Model, workspace string, o att
 			break // the client went away; not the provider's fault
 		}
 		r.Health.Failed(tg, reason, 0)
+	case o.code == outcomeOverflow:
+		// The prompt did not fit this model's window; a larger one of the
+		// plan is tried next. The request's doing, not the provider's: no
+		// cooldown, no run of failures.
+		a.Outcome = outcomeOverflow
+		a.Reason = "context window of " + strconv.Itoa(m.ContextWindow) + " tokens exceeded"
 	case o.code != "":
 		// stellwerk refused to send it (no credential, a model a reload
 		// removed): a setup error, not the provider's failure.

@@ -48,6 +48,25 @@ func (p *edge) routeDirect(m *catalog.Model, orig, body []byte) *extprocv3.Proce
 	return continueRequestBody(bodyChange(hs, rm, orig, nb))
 }
 
+// overflowRisk: the prompt's estimate comes within a quarter of the first
+// model's context window and a later model of the plan has a larger one.
+// The provider may count more tokens than stellwerk's estimate (Anthropic's
+// tokenizer does, and images, tools and framing vary) and answer that the
+// prompt does not fit; only an egress filter, between the provider's answer
+// and Envoy's retry, can fail that over to the larger model (egress.go), so
+// such a first attempt is left to its egress listener to rewrite.
+func (p *edge) overflowRisk(first *catalog.Model) bool {
+	if need := p.class.InputTokens + p.out.media(first); need < first.ContextWindow-first.ContextWindow/4 {
+		return false
+	}
+	for _, m := range p.plan[1:] {
+		if m.ContextWindow > first.ContextWindow {
+			return true
+		}
+	}
+	return false
+}
+
 // routeWithFailover sends the request to the failover cluster with its
 // attempt list. The plan's first model gets the request rewritten here when
 // that is a plain edit of the client's body (its provider speaks the
@@ -75,7 +94,7 @@ func (p *edge) routeWithFailover(plan []*catalog.Model, orig, body []byte) *extp
 	} else {
 		plain = first.Provider.WireFormat != "anthropic" && (p.endpoint != epResponses || first.NativeResponses())
 	}
-	if plain && (first.Provider.HasCredential() || wc != "") {
+	if plain && (first.Provider.HasCredential() || wc != "") && !p.overflowRisk(first) {
 		if rhs, rm, nb, perr := p.rewriteFor(first, body); perr == nil && len(rm) == 0 {
 			hs = append(hs, rhs...)
 			if len(p.plan) == 1 {

@@ -269,10 +269,11 @@ func egressListener(ir IR, e Egress) (*listenerv3.Listener, error) {
 }
 
 // retryPolicy resends a request that failed before its answer started:
-// connection failures and resets, 5xx, 429 and attempts that got no
-// response headers within the attempt timeout. The ext_proc filter lowers
-// the number of retries per request (x-envoy-max-retries) to the length of
-// its attempt list.
+// connection failures and resets, 5xx, 429, attempts that got no
+// response headers within the attempt timeout, and a prompt too long for
+// the attempt's model when a later one has a larger window. The ext_proc
+// filter lowers the number of retries per request (x-envoy-max-retries) to
+// the length of its attempt list.
 func retryPolicy(f Failover) (*routev3.RetryPolicy, error) {
 	rp, err := retryPriority()
 	if err != nil {
@@ -280,10 +281,14 @@ func retryPolicy(f Failover) (*routev3.RetryPolicy, error) {
 	}
 	return &routev3.RetryPolicy{
 		RetryPriority:        rp,
-		RetryOn:              "5xx,reset,connect-failure,retriable-status-codes",
+		RetryOn:              "5xx,reset,connect-failure,retriable-status-codes,retriable-headers",
 		RetriableStatusCodes: []uint32{429, 401, 403}, // 401, 403: stellwerk's credential, not the client's
-		NumRetries:           wrapperspb.UInt32(uint32(f.MaxAttempts - 1)),
-		PerTryTimeout:        durationpb.New(f.AttemptTimeout),
+		// A prompt too long for the attempt's model, when the plan has a
+		// larger one: the egress filter says so on the answer.
+		RetriableHeaders: []*routev3.HeaderMatcher{{Name: header.Overflow,
+			HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}},
+		NumRetries:    wrapperspb.UInt32(uint32(f.MaxAttempts - 1)),
+		PerTryTimeout: durationpb.New(f.AttemptTimeout),
 		// Each retry goes to another provider: there is nothing to back off from.
 		RetryBackOff: &routev3.RetryPolicy_RetryBackOff{BaseInterval: durationpb.New(2e6), MaxInterval: durationpb.New(10e6)},
 	}, nil

@@ -66,6 +66,11 @@ const (
 	// Served is set by the egress filter on the answer: the index, in the
 	// plan, of the attempt that produced it.
 	Served = "x-stellwerk-served"
+	// Overflow is set by the egress filter on a provider's answer that the
+	// prompt does not fit its model's context window, when a later model of
+	// the plan has a larger one: the failover route's retry policy retries
+	// on it (retriable_headers), and the edge removes it from a last answer.
+	Overflow = "x-stellwerk-overflow"
 	// Rewritten is set by the client-facing filter when it rewrote the
 	// request for the plan's first model itself: the first attempt's egress
 	// listener then only follows the answer (docs/failover.md). Its value is

@@ -270,6 +270,17 @@ func FromAnthropicError(body []byte) []byte {
 	return e.JSON()
 }
 
+// ContextOverflow reports whether a provider's error body says the prompt
+// does not fit the model's context window: OpenAI's code
+// context_length_exceeded, or Anthropic's "prompt is too long".
+func ContextOverflow(body []byte) bool {
+	e := gjson.GetBytes(body, "error")
+	if e.Get("code").Str == "context_length_exceeded" {
+		return true
+	}
+	return e.Get("type").Str == "invalid_request_error" && strings.HasPrefix(e.Get("message").Str, anthPromptTooLong)
+}
+
 // anthPromptTooLong starts the message of Anthropic's answer to a prompt
 // larger than the model's context window ("prompt is too long: 207504 tokens >
 // 200000 maximum"), which has no code of its own: OpenAI's clients know it as

@@ -503,3 +503,20 @@ func TestResponsesCacheMarkerDropped(t *testing.T) {
 		t.Errorf("content %s", got)
 	}
 }
+
+func TestContextOverflow(t *testing.T) {
+	for name, tc := range map[string]struct {
+		body string
+		want bool
+	}{
+		"openai":            {`{"error":{"message":"This model's maximum context length is 200000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}`, true},
+		"anthropic":         {`{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 207504 tokens > 200000 maximum"}}`, true},
+		"another parameter": {`{"error":{"message":"Invalid value for 'temperature'","type":"invalid_request_error","param":"temperature","code":null}}`, false},
+		"anthropic other":   {`{"type":"error","error":{"type":"invalid_request_error","message":"messages: at least one message is required"}}`, false},
+		"not json":          {`<html>prompt is too long</html>`, false},
+	} {
+		if got := ContextOverflow([]byte(tc.body)); got != tc.want {
+			t.Errorf("%s: %v, want %v", name, got, tc.want)
+		}
+	}
+}
