@@ -884,4 +884,10 @@ func TestContextOverflowFailsOverToLarger(t *testing.T) {
 		r.Routing == nil || len(r.Routing.Attempts) != 2 || r.Routing.Attempts[0].Outcome != "context_overflow" {
 		t.Errorf("near its window, not failed over: %d %v %s", resp.StatusCode, resp.Header, b)
 	}
+	// A stream overflows before it starts: failed over the same way.
+	s.Providers["claude"].SetBehavior(mockllm.Behavior{Reset: "overflow"})
+	resp, b = post(t, s.URL+"/v1/chat/completions", `{"model":"auto","stream":true,"messages":[{"role":"user","content":"x"}]}`, nil)
+	if resp.StatusCode != 200 || resp.Header.Get("x-stellwerk-provider") != "big" || !strings.Contains(string(b), "[DONE]") {
+		t.Errorf("a stream not failed over to the larger model: %d %v %s", resp.StatusCode, resp.Header, b)
+	}
 }
