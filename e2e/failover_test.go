@@ -486,7 +486,10 @@ func TestProviderRefusesCredential(t *testing.T) {
 // are none) says x-should-retry: false, and the openai SDK, with its default
 // two retries, sends it once; a failure that may pass (every provider
 // failed) is retried as before. A context no window holds is the client's
-// 400, sent once too.
+// 400, sent once too, and so is one no window the policy allows holds (a
+// 503 no_eligible_model, raised as InternalServerError, until 2026-12-07).
+// A max_tokens past every model's output limit is lowered to it and served
+// (it was refused for the context window).
 func TestFinalRefusalsAreNotRetried(t *testing.T) {
 	t.Parallel()
 	py := harness.RequirePython(t)
@@ -496,12 +499,14 @@ sent = []
 c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="sk-client-key",
     http_client=openai.DefaultHttpxClient(event_hooks={"request": [lambda r: sent.append(1)]}))
 try:
-    c.chat.completions.create(model="auto", max_tokens=int(sys.argv[2]), messages=[{"role": "user", "content": "hi"}],
+    c.chat.completions.create(model="auto", max_tokens=int(sys.argv[2]),
+        messages=[{"role": "user", "content": "lorem ipsum dolor sit amet " * int(sys.argv[4]) if len(sys.argv) > 4 else "hi"}],
         extra_headers={"x-stellwerk-policy": sys.argv[3]} if sys.argv[3] else None)
+    print("served", len(sent))
 except openai.APIStatusError as e:
     print(e.status_code, e.code, len(sent))`
-	run := func(maxTokens, policy string) string {
-		out, err := exec.Command(py, "-c", script, s.URL, maxTokens, policy).CombinedOutput()
+	run := func(maxTokens, policy string, lorem ...string) string {
+		out, err := exec.Command(py, append([]string{"-c", script, s.URL, maxTokens, policy}, lorem...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
@@ -510,8 +515,17 @@ except openai.APIStatusError as e:
 	if got := run("100", `{"residency":"on_prem"}`); got != "503 no_eligible_model 1" {
 		t.Errorf("no model the policy allows: %q, want one request", got)
 	}
-	if got := run("1000000", ""); got != "400 context_length_exceeded 1" {
+	// About 234,000 tokens: more than every window (200,000 at most).
+	if got := run("100", "", "45000"); got != "400 context_length_exceeded 1" {
 		t.Errorf("a context no model holds: %q, want one request", got)
+	}
+	// About 156,000 tokens: only claude-haiku holds it, and the policy
+	// allows only the 128,000-token models.
+	if got := run("100", `{"allow":["primary-mini","eu-large"]}`, "30000"); got != "400 context_length_exceeded 1" {
+		t.Errorf("a context no allowed model holds: %q, want one request", got)
+	}
+	if got := run("1000000", ""); got != "served 1" {
+		t.Errorf("max_tokens past every model's output limit: %q, want it served", got)
 	}
 	for _, p := range []*harness.Provider{s.Providers["primary"], s.Providers["claude"], s.Providers["eu"]} {
 		p.SetBehavior(mockllm.Behavior{Status: 503})

@@ -644,7 +644,6 @@ models:
 		"chat, two files": {"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"what is this"},` +
 			`{"type":"file","file":{"file_data":"data:application/pdf;base64,` + pdf(2) + `"}},{"type":"file","file":{"file_data":"data:application/pdf;base64,` + pdf(5) + `"}}]}]}`, 7 * 2500},
 		"chat, a PDF typed otherwise": {"/v1/chat/completions", strings.Replace(chat(pdf(4)), "application/pdf", "application/octet-stream", 1), 4 * 2500},
-		"chat, past the window":       {"/v1/chat/completions", chat(pdf(50)), 100000},
 		"chat, uncountable":           {"/v1/chat/completions", chat(crafted), 100000},
 		"chat, not base64":            {"/v1/chat/completions", chat("%%%"), 100000},
 		"chat, by file id":            {"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"what is this"},{"type":"file","file":{"file_id":"file-1"}}]}]}`, 0},
@@ -662,6 +661,15 @@ models:
 				t.Errorf("held %d µEUR, %d without the file: want %d more", got, text, tc.tokens*10)
 			}
 		})
+	}
+	// Pages past the context window (50 at 2,500 tokens) fit no model:
+	// refused before anything is held (the window counts them as the
+	// estimate does since 2026-12-07; they were held at the window).
+	p := &edge{filter: filter{state: st, log: zap.NewNop(), id: "decision-past"}, ctx: context.Background()}
+	p.handle(headersMsg("POST", "/v1/chat/completions", false))
+	r := p.handle(bodyMsg(chat(pdf(50)))).GetImmediateResponse()
+	if r == nil || r.GetStatus().GetCode() != 400 || !strings.Contains(string(r.Body), "context_length_exceeded") {
+		t.Errorf("50 pages past the window: %v", r)
 	}
 }
 

@@ -219,6 +219,17 @@ const PDFPageTokens = 1500
 // a model not yet chosen (auto, a route) at config.DefaultImageTokens.
 func PDFTokens(pages, perImage int) int { return pages * (PDFPageTokens + perImage) }
 
+// Output is the output a request that asks for n tokens gets of m: n, at
+// most m's max_output_tokens, as its provider is sent it (extproc lowers a
+// larger bound). The context window, the estimated cost and max_cost read
+// this, not the client's n. A model without a limit takes n.
+func (m *Model) Output(n int) int {
+	if m.MaxOutputTokens > 0 && n > m.MaxOutputTokens {
+		return m.MaxOutputTokens
+	}
+	return n
+}
+
 // MediaTokens is the most a request's images and inline PDFs may cost on
 // m, beyond its text: each image m's image bound, each PDF page PDFTokens.
 // A PDF's share is at most m's context window, which a provider bills no

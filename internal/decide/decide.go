@@ -33,6 +33,10 @@ type Candidate struct {
 	Excluded         string // the policy's reason, "" when allowed
 	// Unsupported says why requests cannot be sent to it yet ("" when they can).
 	Unsupported string
+	// MediaTokens are the request's images and counted PDF pages at this
+	// model's image_tokens: they take its context window as the text does
+	// (60 images priced at 162,000 tokens went to an 8,192-token model).
+	MediaTokens int
 }
 
 // Needs are what the request requires of a model.
@@ -42,8 +46,15 @@ type Needs struct {
 	// PDF, a document), which a model reads only with the capability.
 	Audio, Files bool
 	// InputTokens and OutputTokens are what one answer needs of the
-	// context window: the prompt and one choice's output.
+	// context window: the prompt's text (a candidate adds its
+	// MediaTokens) and one choice's output as the client bounds it, which
+	// each model takes at most to its max_output_tokens, as the provider
+	// is sent it (a max_tokens of 130,000 was refused a 128,000 window
+	// whose model is sent 16,384).
 	InputTokens, OutputTokens int
+	// OutputUncapped holds the window to the client's output bound
+	// whatever the model's limit: a replay of a decision made so.
+	OutputUncapped bool
 }
 
 // Input is everything selection reads.
@@ -344,7 +355,7 @@ func Decide(in Input) (Selection, error) {
 	switch {
 	case in.Asked == Auto:
 		if len(eligible) == 0 {
-			if e := in.tooLongForAll(); e != nil {
+			if e := in.tooLong(); e != nil {
 				return d, e
 			}
 			e := apierr.Unavailable("no_eligible_model", "no model may serve this request: %s", summarize(d.Table()))
@@ -371,7 +382,8 @@ func Decide(in Input) (Selection, error) {
 				// OpenAI's code for it, as for auto: a client checking
 				// e.code == "context_length_exceeded" meets it on a pinned
 				// model too (a helper's finding).
-				e := apierr.Invalid("context_length_exceeded", in.contextParam(in.Candidates[pinned].Model.ContextWindow),
+				c := &in.Candidates[pinned]
+				e := apierr.Invalid("context_length_exceeded", in.contextParam(in.Needs.InputTokens+c.MediaTokens, c.Model.ContextWindow),
 					"the model %q cannot serve this request: %s", id, d.LineReason(pinned))
 				e.Final = true
 				return d, e
@@ -433,8 +445,8 @@ func (in *Input) reject(c *Candidate) rejection {
 		return rejection{kind: rejFiles}
 	case n.Streaming && !m.Streaming:
 		return rejection{kind: rejStreaming}
-	case n.InputTokens+n.OutputTokens > m.ContextWindow:
-		return rejection{kind: rejContext, a: float64(n.InputTokens + n.OutputTokens), b: float64(m.ContextWindow)}
+	case in.need(c) > m.ContextWindow:
+		return rejection{kind: rejContext, a: float64(in.need(c)), b: float64(m.ContextWindow)}
 	case in.MaxCostEUR != nil && c.EstimatedCostEUR > *in.MaxCostEUR:
 		return rejection{kind: rejCost, a: c.EstimatedCostEUR, b: *in.MaxCostEUR}
 	case in.SLAMS > 0 && c.LatencyMS > in.SLAMS:
@@ -556,24 +568,70 @@ func (in *Input) reason(choice, eligible, total int) string {
 	return string(append(b, " models eligible)"...))
 }
 
-// tooLongForAll is the client's error when the request fits the context
-// window of no model at all, whatever the policy (OpenAI's 400, not a 503
-// the SDKs raise as the server's fault); nil when one would take it.
-func (in *Input) tooLongForAll() *apierr.Error {
-	n := &in.Needs
-	largest := 0
+// tooLong is the client's error when the request fits the context window
+// of no model the policy allows (OpenAI's 400, not a 503 the SDKs raise as
+// the server's fault); nil when one would take it, or none is allowed. A
+// request that fits no model at all says so; one that fits only models
+// the policy excluded names the largest window it may use (a 138k prompt
+// allowed only 8k and 128k models was a 503 naming the policy first).
+func (in *Input) tooLong() *apierr.Error {
+	largest, allowed := -1, -1 // the candidates of the largest window, of all and of those allowed
+	fitsExcluded := false
 	for i := range in.Candidates {
-		largest = max(largest, in.Candidates[i].Model.ContextWindow)
+		c := &in.Candidates[i]
+		ok := c.Excluded == "" && c.Unsupported == ""
+		if in.need(c) <= c.Model.ContextWindow {
+			if ok {
+				return nil // its length is not why nothing is eligible
+			}
+			fitsExcluded = true
+		}
+		if largest < 0 || c.Model.ContextWindow > in.Candidates[largest].Model.ContextWindow {
+			largest = i
+		}
+		if ok && (allowed < 0 || c.Model.ContextWindow > in.Candidates[allowed].Model.ContextWindow) {
+			allowed = i
+		}
 	}
-	if len(in.Candidates) == 0 || n.InputTokens+n.OutputTokens <= largest {
+	which, of := largest, "any model"
+	if fitsExcluded {
+		which, of = allowed, "the models this request may use"
+	}
+	if which < 0 {
 		return nil
 	}
-	_, output := in.paramNames()
-	e := apierr.Invalid("context_length_exceeded", in.contextParam(largest),
-		"this request needs about %d tokens (%d of input, estimated, and %d of output), more than the largest context window of any model (%d tokens); send less, or a lower %s",
-		n.InputTokens+n.OutputTokens, n.InputTokens, n.OutputTokens, largest, output)
+	c := &in.Candidates[which]
+	input, output := in.Needs.InputTokens+c.MediaTokens, in.output(c.Model)
+	_, name := in.paramNames()
+	e := apierr.Invalid("context_length_exceeded", in.contextParam(input, c.Model.ContextWindow),
+		"this request needs about %d tokens (%d of input, estimated, and %d of output%s), more than the largest context window of %s (%d tokens); send less, or a lower %s",
+		input+output, input, output, in.lowered(c.Model, name), of, c.Model.ContextWindow, name)
 	e.Final = true
 	return e
+}
+
+// need is what the request needs of c's context window: its input, its
+// media at c's image_tokens, and one choice's output as c is sent it.
+func (in *Input) need(c *Candidate) int {
+	return in.Needs.InputTokens + c.MediaTokens + in.output(c.Model)
+}
+
+// output is one choice's output as m is sent it: the client's bound, at
+// most m's max_output_tokens (extproc's capOutput lowers it so).
+func (in *Input) output(m *catalog.Model) int {
+	if in.Needs.OutputUncapped {
+		return in.Needs.OutputTokens
+	}
+	return m.Output(in.Needs.OutputTokens)
+}
+
+// lowered says, for an error that quotes m's output, the client's own
+// bound when m is sent less ("" when it is sent what it asked for).
+func (in *Input) lowered(m *catalog.Model, name string) string {
+	if out := in.output(m); out < in.Needs.OutputTokens {
+		return ", the model's limit: its " + name + " of " + strconv.Itoa(in.Needs.OutputTokens) + " is lowered to it"
+	}
+	return ""
 }
 
 // paramNames are the request's input and output-bound parameters as the
@@ -585,15 +643,16 @@ func (in *Input) paramNames() (input, output string) {
 	return in.Params[0], in.Params[1]
 }
 
-// contextParam is the parameter a request too long for a context window of
-// window tokens names: its output bound when its input alone fits (OpenAI
-// names max_tokens then; the SDK probe got messages for a 2-token prompt).
-func (in *Input) contextParam(window int) string {
-	input, output := in.paramNames()
-	if in.Needs.InputTokens < window { // room for some output: a lower bound would fit
-		return output
+// contextParam is the parameter a request of input tokens too long for a
+// context window of window tokens names: its output bound when its input
+// alone fits (OpenAI names max_tokens then; the SDK probe got messages
+// for a 2-token prompt).
+func (in *Input) contextParam(input, window int) string {
+	inName, outName := in.paramNames()
+	if input < window { // room for some output: a lower bound would fit
+		return outName
 	}
-	return input
+	return inName
 }
 
 // fallbacks lists the remaining candidates in rank order, models of other

@@ -165,7 +165,7 @@ func TestReplayOfVersion5CountsNoMedia(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := res.ReplayInputs(&req)
-	if in.V != 6 || in.Images != 20 || !in.Vision {
+	if in.V != InputsVersion || in.Images != 20 || !in.Vision {
 		t.Fatalf("recorded v%d, %d images, vision %v", in.V, in.Images, in.Vision)
 	}
 	old := *in

@@ -36,7 +36,14 @@ import (
 // estimated cost counts its images and inline PDF pages at its own
 // image_tokens. A record of an earlier version has none of them, and its
 // costs replay from its text alone, as they were decided.
-const InputsVersion = 6
+// Version 7 added no field: a model's context window takes the request's
+// images and counted PDF pages at its image_tokens, and the window, the
+// estimated cost and max_cost take the output a model is sent (the
+// client's bound, at most its max_output_tokens); no saving is claimed
+// against a baseline the request does not fit. A record of an earlier
+// version replays with the client's bound and the text alone in the
+// window, as it was decided.
+const InputsVersion = 7
 
 // LatencyFromCandidates is LatencyFrom when the record's candidate table
 // carries the latencies (its latency_ms column, one per model).

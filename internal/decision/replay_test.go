@@ -195,7 +195,7 @@ func TestLatencyLeftToTheTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := string(b); !strings.Contains(got, `"latency_from":"candidates"`) || strings.Contains(got, `"latency_ms"`) || !strings.Contains(got, `"v":6`) {
+	if got := string(b); !strings.Contains(got, `"latency_from":"candidates"`) || strings.Contains(got, `"latency_ms"`) || !strings.Contains(got, `"v":7`) {
 		t.Fatalf("inputs that leave their latencies to the table: %s", got)
 	}
 

@@ -377,6 +377,13 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 	// a file crafted to show fewer pages than the provider bills must not
 	// pass a cap its real pages exceed (docs/policy-library.md).
 	media := chat.Images > 0 || chat.PDFPages > 0 || chat.PDFUncounted
+	// A model is sent at most its max_output_tokens (extproc's capOutput):
+	// its window and its estimate read that, not the client's bound (a
+	// max_cost refused 0.40 EUR for a request sent at 0.07). A replay of
+	// a decision made before reads the client's, as it was decided; and
+	// the media in the window with it (inputs version 7).
+	uncapped := rp != nil && rp.V < 7
+	choices := max(chat.Choices, 1)
 	for i, m := range models {
 		lat := r.latency(m, cells, i, chat.Stream, rp, now)
 		q := quality[i]
@@ -398,12 +405,18 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 				}
 			}
 		}
-		prompt := res.Class.InputTokens
+		prompt, out := res.Class.InputTokens, outTokens
+		if o := m.Output(perChoice); o < perChoice && !uncapped {
+			out = o * choices
+		}
+		cands[i] = policy.Candidate{Model: m, Quality: q, Healthy: true, LatencyMS: lat}
 		if media {
 			prompt += m.MediaTokens(chat.Images, chat.PDFPages, chat.PDFUncounted)
+			if !uncapped {
+				cands[i].MediaTokens = windowMedia(m, chat)
+			}
 		}
-		cands[i] = policy.Candidate{Model: m, EstimatedCostEUR: facts.cost[i].EUR(prompt, outTokens),
-			Quality: q, Healthy: true, LatencyMS: lat}
+		cands[i].EstimatedCostEUR = facts.cost[i].EUR(prompt, out)
 		cooling, wholeProvider := false, false
 		if !quiet {
 			cooling, wholeProvider = r.cooling(m, req.Principal.Workspace, now, draw, rp)
@@ -510,12 +523,28 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		constraint = downgradeConstraint(constraint, res.Policy.Downgrade)
 	}
 	res.Constraint = constraint
+	fits := res.Class.InputTokens // what must fit a model's context window
+	if chat.LargestInput > 0 {
+		fits = chat.LargestInput
+	}
+	perChoice = min(perChoice, 1<<20)
 	if b := r.Catalog.Baseline; b.Serves(api) {
-		prompt := res.Class.InputTokens
+		prompt, out := res.Class.InputTokens, outTokens
 		if media {
 			prompt += b.MediaTokens(chat.Images, chat.PDFPages, chat.PDFUncounted)
 		}
-		res.Baseline, res.BaselineCostEUR = b, b.CostEUR(prompt, outTokens)
+		switch o := b.Output(perChoice); {
+		case uncapped: // a replay of an earlier version, as it was decided
+		case fits+windowMedia(b, chat)+o > b.ContextWindow:
+			// No saving is claimed against a model the request does not
+			// fit (a saving of -0.15 EUR against one it was rejected by).
+			b = nil
+		case o < perChoice:
+			out = o * choices
+		}
+		if b != nil {
+			res.Baseline, res.BaselineCostEUR = b, b.CostEUR(prompt, out)
+		}
 	}
 	def := r.Catalog.Default
 	if ws.DefaultModel != "" {
@@ -523,14 +552,11 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 			def = m
 		}
 	}
-	fits := res.Class.InputTokens // what must fit a model's context window
-	if chat.LargestInput > 0 {
-		fits = chat.LargestInput
-	}
 	sel := decide.Input{
 		Asked: chat.Model, Task: res.Class.Task, Candidates: cands, Params: paramNames(api),
 		Needs: decide.Needs{Tools: chat.Tools, JSONMode: chat.ResponseFormat == "json_object" || chat.ResponseFormat == "json_schema",
-			Vision: chat.Vision, Audio: chat.Audio, Files: chat.Files, Streaming: chat.Stream, InputTokens: fits, OutputTokens: min(perChoice, 1<<20)},
+			Vision: chat.Vision, Audio: chat.Audio, Files: chat.Files, Streaming: chat.Stream, InputTokens: fits, OutputTokens: perChoice,
+			OutputUncapped: uncapped},
 		// Another embedding model's vectors are in another space: a
 		// fallback mixed two in one index, unsaid (the RAG probe).
 		SameModelFallback: api == request.APIEmbeddings,
@@ -575,6 +601,17 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 		e.RetryAfter = r.reopensIn(cands, req.Principal.Workspace, now)
 	}
 	return err
+}
+
+// windowMedia is what a request's images and counted PDF pages take of m's
+// context window, at its image_tokens, as its estimate counts them. A PDF
+// whose pages cannot be counted, estimated at the whole window, is left
+// out: no prompt would fit beside it.
+func windowMedia(m *catalog.Model, chat *request.Chat) int {
+	if chat.Images == 0 && chat.PDFPages == 0 {
+		return 0
+	}
+	return m.MediaTokens(chat.Images, chat.PDFPages, false)
 }
 
 // largestInput is the estimated tokens of the longest input of an array
