@@ -53,20 +53,8 @@ func TestConfigHotReload(t *testing.T) {
 	if err := os.WriteFile(path, append(good, []byte("\nbogus_field: 1\n")...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var status struct {
-		ConfigError string `json:"config_error"`
-	}
-	waitFor(t, "the refusal in /status", func() bool {
-		resp, err := s.AdminGet("/status")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		status.ConfigError = ""
-		return json.NewDecoder(resp.Body).Decode(&status) == nil && status.ConfigError != ""
-	})
-	if !strings.Contains(status.ConfigError, `unknown field "bogus_field"`) {
-		t.Errorf("config_error %q", status.ConfigError)
+	if got := configRefusal(t, s); !strings.Contains(got, `unknown field "bogus_field"`) {
+		t.Errorf("config_error %q", got)
 	}
 	if resp, b := post(t, s.URL+"/v1/chat/completions", `{"model":"gamma-model","messages":[{"role":"user","content":"still here"}]}`, nil); resp.StatusCode != 200 {
 		t.Fatalf("after a broken config: %d %s", resp.StatusCode, b)
@@ -206,4 +194,23 @@ func withoutPrimary(s *harness.Stack) config.Config {
 	cfg.Models = slices.DeleteFunc(slices.Clone(cfg.Models), func(m config.Model) bool { return m.Provider == "primary" })
 	cfg.Routing.DefaultModel = "claude-haiku"
 	return cfg
+}
+
+// configRefusal waits for /status to show a refused config change, and
+// returns its config_error.
+func configRefusal(t *testing.T, s *harness.Stack) string {
+	t.Helper()
+	var status struct {
+		ConfigError string `json:"config_error"`
+	}
+	waitFor(t, "the refusal in /status", func() bool {
+		resp, err := s.AdminGet("/status")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		status.ConfigError = ""
+		return json.NewDecoder(resp.Body).Decode(&status) == nil && status.ConfigError != ""
+	})
+	return status.ConfigError
 }

@@ -709,21 +709,10 @@ func TestRouteToARetiredModel(t *testing.T) {
 	cfg := *s.Config
 	cfg.Models = []config.Model{cfg.Models[1], cfg.Models[2]}
 	s.WriteConfig(&cfg)
-	var status struct {
-		ConfigError string `json:"config_error"`
-	}
-	waitFor(t, "the refusal in /status", func() bool {
-		resp, err := s.AdminGet("/status")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		status.ConfigError = ""
-		return json.NewDecoder(resp.Body).Decode(&status) == nil && status.ConfigError != ""
-	})
+	refusal := configRefusal(t, s)
 	for _, want := range []string{"eu@1", `unknown model "old"`, "routes deploy", "routing.aliases"} {
-		if !strings.Contains(status.ConfigError, want) {
-			t.Errorf("config_error %q does not say %q", status.ConfigError, want)
+		if !strings.Contains(refusal, want) {
+			t.Errorf("config_error %q does not say %q", refusal, want)
 		}
 	}
 	for range 5 {
