@@ -35,9 +35,10 @@ import (
 func TestAuditRecords(t *testing.T) {
 	t.Parallel()
 	s := failoverStackWith(t, func(c *config.Config) {
-		// 0.02 EUR a day: a request that may write as much as the dearest
-		// model of its plan allows (4,096 tokens, 0.049 EUR) does not fit;
-		// the others, capped at 100 tokens, do.
+		// 0.02 EUR a day: a request for the dearest model that may write
+		// 4,096 tokens (0.049 EUR) does not fit; the others, capped at 100
+		// tokens, do. (An auto request that may write that much is served:
+		// a fallback it cannot afford is left out of its plan.)
 		c.Currency.USDToEUR = 1
 		c.Budgets.Limits = []config.BudgetRule{{Name: "daily", Scope: "global", AmountEUR: 0.02, Period: "day"}}
 	})
@@ -94,7 +95,7 @@ func TestAuditRecords(t *testing.T) {
 	wants[resp.Header.Get(header.DecisionID)] = want{status: 403, code: "policy_denied"}
 
 	resp, b = post(t, s.URL+"/v1/chat/completions",
-		`{"model":"auto","max_tokens":60000,"messages":[{"role":"user","content":"write a long story"}]}`, nil)
+		`{"model":"eu-large","max_tokens":4096,"messages":[{"role":"user","content":"write a long story"}]}`, nil)
 	if resp.StatusCode != 429 || resp.Header.Get(header.DecisionID) == "" {
 		t.Fatalf("budget: %d %s", resp.StatusCode, b)
 	}
