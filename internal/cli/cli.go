@@ -264,6 +264,23 @@ func runConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(stdout, "warning: policy: %s\n", w)
 	}
 	cat, err := catalog.New(cfg, catalog.OSEnv)
+	var live *liveOfBrokenFiles
+	if cat != nil {
+		// Deployed routes first: a live version this config would break
+		// is a problem, and the file is not "ok" (it printed ok above it).
+		live = &liveOfBrokenFiles{cfg: cfg, env: flow.EnvFor(cfg, cat)}
+		defer live.close()
+		sctx, cancel := boundStore(ctx)
+		broken, berr := live.broken(sctx)
+		cancel()
+		if berr != nil {
+			fmt.Fprintf(stdout, "warning: deployed routes not checked: %v\n", berr)
+		}
+		for _, e := range broken {
+			fmt.Fprintf(stdout, "error: deployed route does not load under this config (a running serve refuses it; one started with it answers the route 503 route_unavailable): %v; deploy a version that loads first, or keep a removed model's id as an alias (routing.aliases)\n", e)
+		}
+		problems = append(problems, broken...)
+	}
 	if err == nil && len(problems) == 0 {
 		fmt.Fprintf(stdout, "%s: ok (%d providers, %d models, default %s)\n", path, len(cat.Providers()), len(cat.Models()), cat.Default.ID)
 	}
@@ -282,8 +299,6 @@ func runConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 		if err != nil {
 			fmt.Fprintf(stdout, "warning: routes: %v\n", err)
 		}
-		live := &liveOfBrokenFiles{cfg: cfg, env: flow.EnvFor(cfg, cat)}
-		defer live.close()
 		for _, f := range files {
 			if f.Err != nil {
 				sctx, cancel := boundStore(ctx)
@@ -295,16 +310,6 @@ func runConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 				fmt.Fprintf(stdout, "warning: %v\n", w)
 			}
 		}
-		sctx, cancel := boundStore(ctx)
-		broken, err := live.broken(sctx)
-		cancel()
-		if err != nil {
-			fmt.Fprintf(stdout, "warning: deployed routes not checked: %v\n", err)
-		}
-		for _, e := range broken {
-			fmt.Fprintf(stdout, "error: deployed route does not load under this config (a running serve refuses it; one started with it answers the route 503 route_unavailable): %v; deploy a version that loads first, or keep a removed model's id as an alias (routing.aliases)\n", e)
-		}
-		problems = append(problems, broken...)
 	}
 	for _, m := range admin.NewTokens(cfg.Admin.Tokens, catalog.OSEnv.Getenv).Missing() {
 		fmt.Fprintf(stdout, "warning: admin token %s is not set\n", m)
