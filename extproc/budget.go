@@ -27,10 +27,6 @@ import (
 	"github.com/stellwerk/stellwerk/internal/translate"
 )
 
-// defaultOutputBound is the output a reservation assumes for a model whose
-// catalog entry names no output limit, when the request sets no max_tokens.
-const defaultOutputBound = 4096
-
 // outputBound is the most a request can make the model write: its own
 // limit, at most the model's (a provider is never asked for more:
 // filter.capOutput), else what the model is sent without one — its own
@@ -41,20 +37,11 @@ func outputBound(m *catalog.Model, maxTokens int) int {
 	case maxTokens < 0: // a request without output (embeddings)
 		return 0
 	case maxTokens > 0:
-		return min(maxTokens, modelOutput(m))
+		return min(maxTokens, m.OutputLimit())
 	case m.Provider != nil && m.Provider.WireFormat == "anthropic":
-		return min(translate.DefaultMaxTokens, modelOutput(m))
+		return min(translate.DefaultMaxTokens, m.OutputLimit())
 	}
-	return modelOutput(m)
-}
-
-// modelOutput is the longest answer m gives: its catalog's
-// max_output_tokens.
-func modelOutput(m *catalog.Model) int {
-	if m.MaxOutputTokens > 0 {
-		return m.MaxOutputTokens
-	}
-	return defaultOutputBound
+	return m.OutputLimit()
 }
 
 // reserve holds the request's worst case against every budget and rate
@@ -373,7 +360,7 @@ func plausibleUsage(u meter.Usage, m *catalog.Model, bodyLen int, o output) bool
 	maxIn := max(2*m.ContextWindow, 2*(bodyLen+o.media(m))+usageSlack)
 	maxOut := usageSlack
 	if o.perChoice >= 0 {
-		maxOut += 2 * modelOutput(m) * max(o.choices, 1)
+		maxOut += 2 * m.OutputLimit() * max(o.choices, 1)
 	}
 	return u.PromptTokens <= maxIn && u.CompletionTokens <= maxOut
 }

@@ -262,6 +262,12 @@ func jsonMediaType[T string | []byte](v T) bool {
 	return true
 }
 
+// namesModel reports whether a request's model names one model (an id or
+// an alias), not auto or a route, which leave the model to stellwerk.
+func namesModel(model string) bool {
+	return model != decide.Auto && !strings.HasPrefix(model, request.RoutePrefix)
+}
+
 // credentialToken is the key a credential header carries: its value, the
 // scheme of an authorization header ("Bearer ") dropped.
 func credentialToken(v string) string {
@@ -818,7 +824,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	}
 	if led := p.state.Ledger; led != nil && (p.state.Limited || p.principal.Limits != nil) {
 		start := time.Now()
-		held, resp := p.reserve(led, plan, p.out, chat.Model == decide.Auto || strings.HasPrefix(chat.Model, request.RoutePrefix))
+		held, resp := p.reserve(led, plan, p.out, !namesModel(chat.Model))
 		p.stages.Reserve = time.Since(start)
 		if resp != nil {
 			return resp
@@ -878,7 +884,7 @@ func (p *edge) countTokens(body []byte) *extprocv3.ProcessingResponse {
 	}
 	model := gjson.GetBytes(chat, "model").Str
 	perImage := config.DefaultImageTokens
-	if model != decide.Auto && !strings.HasPrefix(model, request.RoutePrefix) {
+	if namesModel(model) {
 		m, ok := p.state.usable(p.principal, model)
 		if !ok {
 			return p.immediate(apierr.NotFound("model_not_found", "model", "the model %q does not exist or is not available to you",

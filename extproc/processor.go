@@ -293,7 +293,7 @@ func (p *filter) authority(prov *catalog.Provider) *corev3.HeaderValueOption {
 // peer-switcher probe). An answer cut there ends as any answer at its
 // limit (finish_reason length). body itself when nothing changes.
 func (p *filter) capOutput(m *catalog.Model, body []byte, names ...string) ([]byte, error) {
-	most := modelOutput(m)
+	most := m.OutputLimit()
 	if p.askedRead && p.asked <= most && (!p.anthropic || p.asked > 0 || translate.DefaultMaxTokens <= most) {
 		return body, nil
 	}

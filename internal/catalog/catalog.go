@@ -219,10 +219,26 @@ const PDFPageTokens = 1500
 // a model not yet chosen (auto, a route) at config.DefaultImageTokens.
 func PDFTokens(pages, perImage int) int { return pages * (PDFPageTokens + perImage) }
 
+// DefaultOutputLimit is the longest answer of a model whose catalog entry
+// names no max_output_tokens: the most it is asked for and held for.
+const DefaultOutputLimit = 4096
+
+// OutputLimit is the longest answer m gives: its max_output_tokens, else
+// DefaultOutputLimit. A provider is never asked for more (extproc lowers a
+// larger bound), and budgets hold no more.
+func (m *Model) OutputLimit() int {
+	if m.MaxOutputTokens > 0 {
+		return m.MaxOutputTokens
+	}
+	return DefaultOutputLimit
+}
+
 // Output is the output a request that asks for n tokens gets of m: n, at
-// most m's max_output_tokens, as its provider is sent it (extproc lowers a
-// larger bound). The context window, the estimated cost and max_cost read
-// this, not the client's n. A model without a limit takes n.
+// most m's max_output_tokens, as its provider is sent it. The context
+// window, the estimated cost and max_cost read this, not the client's n.
+// A model without a limit takes n here (the decision holds a request that
+// asks for more than DefaultOutputLimit to what it asked), although it is
+// sent at most OutputLimit.
 func (m *Model) Output(n int) int {
 	if m.MaxOutputTokens > 0 && n > m.MaxOutputTokens {
 		return m.MaxOutputTokens

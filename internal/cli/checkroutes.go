@@ -16,14 +16,14 @@ import (
 	"github.com/stellwerk/stellwerk/internal/store"
 )
 
-// liveOfBrokenFiles is config check's reading of the deployed routes: it
+// deployedRoutes is config check's reading of the deployed routes: it
 // says what a route whose file does not load keeps serving (its live
 // version, when that loads under the config; it warned "its route keeps
 // its live version" also when the live version was the same text and
 // failed the same way: the routes probe), and which live versions would
 // not load under the config. The store is read only when it exists
 // (config check makes none), and opened once.
-type liveOfBrokenFiles struct {
+type deployedRoutes struct {
 	cfg *config.Config
 	env *flow.Env
 
@@ -33,13 +33,13 @@ type liveOfBrokenFiles struct {
 	err    error // why the store was not read
 }
 
-func (l *liveOfBrokenFiles) close() {
+func (l *deployedRoutes) close() {
 	if l.db != nil {
 		l.db.Close()
 	}
 }
 
-func (l *liveOfBrokenFiles) store(ctx context.Context) (*flowstore.Store, error) {
+func (l *deployedRoutes) store(ctx context.Context) (*flowstore.Store, error) {
 	if l.opened {
 		return l.st, l.err
 	}
@@ -58,7 +58,7 @@ func (l *liveOfBrokenFiles) store(ctx context.Context) (*flowstore.Store, error)
 }
 
 // warning is config check's line for a route file that does not load.
-func (l *liveOfBrokenFiles) warning(ctx context.Context, f flowstore.File) string {
+func (l *deployedRoutes) warning(ctx context.Context, f flowstore.File) string {
 	route := strings.TrimSuffix(f.Name, filepath.Ext(f.Name))
 	st, err := l.store(ctx)
 	if err != nil {
@@ -87,7 +87,7 @@ func (l *liveOfBrokenFiles) warning(ctx context.Context, f flowstore.File) strin
 // (a model they name removed): a running serve refuses such a reload
 // (the policy rollout probe found the check passing it). None when the
 // store does not exist: it holds no route.
-func (l *liveOfBrokenFiles) broken(ctx context.Context) ([]error, error) {
+func (l *deployedRoutes) broken(ctx context.Context) ([]error, error) {
 	st, err := l.store(ctx)
 	if errors.Is(err, errNoStore) {
 		return nil, nil

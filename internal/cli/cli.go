@@ -264,11 +264,11 @@ func runConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(stdout, "warning: policy: %s\n", w)
 	}
 	cat, err := catalog.New(cfg, catalog.OSEnv)
-	var live *liveOfBrokenFiles
+	var live *deployedRoutes
 	if cat != nil {
 		// Deployed routes first: a live version this config would break
 		// is a problem, and the file is not "ok" (it printed ok above it).
-		live = &liveOfBrokenFiles{cfg: cfg, env: flow.EnvFor(cfg, cat)}
+		live = &deployedRoutes{cfg: cfg, env: flow.EnvFor(cfg, cat)}
 		defer live.close()
 		sctx, cancel := boundStore(ctx)
 		broken, berr := live.broken(sctx)
