@@ -72,7 +72,7 @@ func (l *deployedRoutes) warning(ctx context.Context, f flowstore.File) string {
 		return fmt.Sprintf("route file does not load (its route keeps its live version, if it has one that loads: the state store was not read: %v): %v", err, f.Err)
 	}
 	label := fmt.Sprintf("%s@%d", route, v.Version)
-	if _, lerr := flow.Load(label, []byte(v.Document), l.env); lerr != nil {
+	if lerr := flowstore.Loads(l.env)(v); lerr != nil {
 		data, _ := os.ReadFile(f.Path)
 		same := "another text, which fails too"
 		if flow.Hash(data) == v.Hash {

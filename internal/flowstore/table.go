@@ -164,6 +164,7 @@ func (t *Table) compile(v Version, env *flow.Env) (*flow.Flow, error) {
 // rollout probe: 8 of 20 requests of the route answered 503).
 func (t *Table) Check(env *flow.Env) []error {
 	s := t.snap.Load()
+	loads := Loads(env)
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(s.live)) {
 		f := s.live[name]
@@ -171,7 +172,7 @@ func (t *Table) Check(env *flow.Env) []error {
 		if p == nil {
 			continue // not in the store any more: the next refresh reports it
 		}
-		if _, err := flow.Load(fmt.Sprintf("%s@%d", name, f.Version), []byte(p.v.Document), env); err != nil {
+		if err := loads(p.v); err != nil {
 			errs = append(errs, err)
 		}
 	}
