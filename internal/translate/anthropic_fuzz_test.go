@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/stellwerk/stellwerk/internal/apierr"
 )
 
@@ -55,6 +57,31 @@ func FuzzAnthropicStream(f *testing.F) {
 		_, out := runStream(in, includeUsage)
 		if err := checkFrames(out); err != nil {
 			t.Fatalf("%v\n%q", err, out)
+		}
+	})
+}
+
+// FuzzProviderErrors: a provider's error body, any bytes (it decides whether
+// a request fails over, egress.go), gives FromAnthropicError's OpenAI error
+// as JSON, and ContextOverflow agrees with it: an Anthropic error it reads
+// as an overflow reaches the client as context_length_exceeded.
+func FuzzProviderErrors(f *testing.F) {
+	addGoldenSeeds(f, "error/*.anthropic.json", func(b []byte) { f.Add(b) })
+	f.Add([]byte(`{"error":{"message":"This model's maximum context length is 200000 tokens.","code":"context_length_exceeded"}}`))
+	f.Add([]byte(`{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 207504 tokens > 200000 maximum"}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		out := FromAnthropicError(body)
+		var e struct {
+			Error struct {
+				Code string `json:"code"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(out, &e); err != nil {
+			t.Fatalf("FromAnthropicError(%q) = %q: %v", body, out, err)
+		}
+		if json.Valid(body) && ContextOverflow(body) && gjson.GetBytes(body, "error.code").Str != "context_length_exceeded" &&
+			e.Error.Code != "context_length_exceeded" {
+			t.Fatalf("ContextOverflow(%q) but the client is told %q", body, e.Error.Code)
 		}
 	})
 }
