@@ -207,15 +207,22 @@ var cuesByFirst = func() (idx [256][]cueRef) {
 	return idx
 }()
 
-// cuePairs has a bit for the first two bytes of every cue, so a word whose
-// start begins no cue costs one test (most words of a text).
-var cuePairs = func() (set [1 << 16 / 64]uint64) {
+// cueTriples has a bit for a hash of the first three bytes of every cue
+// (cueTriple), so a word whose start begins no cue (most words of a text,
+// "the", "and" and "which" too) costs one test that is seldom wrong.
+var cueTriples = func() (set [cueTripleBits / 64]uint64) {
 	for _, c := range reasoningCues {
-		k := uint16(c[0])<<8 | uint16(c[1])
-		set[k>>6] |= 1 << (k & 63)
+		h := cueTriple(c[0], c[1], c[2])
+		set[h>>6] |= 1 << (h & 63)
 	}
 	return set
 }()
+
+const cueTripleLog, cueTripleBits = 12, 1 << 12
+
+func cueTriple(a, b, c byte) uint32 {
+	return (uint32(a)<<16 | uint32(b)<<8 | uint32(c)) * 0x9E3779B1 >> (32 - cueTripleLog)
+}
 
 // cueRef is a cue in cuesByFirst: its second and third bytes, its index.
 type cueRef struct {
@@ -225,34 +232,74 @@ type cueRef struct {
 
 // countCues counts the distinct reasoning cues that start a word in s: at
 // the text's start or after any byte that is not an ASCII letter
-// (TestCountCues holds it to that definition, byte by byte).
+// (TestCountCues holds it to that definition, byte by byte). Every cue
+// starts with a lower-case ASCII letter or 0xC3 (é), so only the first
+// letter of a word and a 0xC3 after no letter are tried; both are found
+// eight bytes at a time (cueStarts8).
 func countCues(s string) int {
 	var seen uint64
 	n := 0
-	for i := 0; i+2 < len(s); i++ {
-		c := s[i]
-		letter := isASCIILetter(c)
-		if letter {
-			c |= 0x20
-		}
-		if k := uint16(c)<<8 | uint16(lowerASCII(s[i+1])); cuePairs[k>>6]&(1<<(k&63)) != 0 {
-			next := [2]byte{byte(k), lowerASCII(s[i+2])}
-			for _, ref := range cuesByFirst[c] {
-				if ref.next == next && seen&(1<<ref.i) == 0 && hasPrefixFold(s[i:], reasoningCues[ref.i]) {
-					seen |= 1 << ref.i
-					n++
+	var after uint64 // 0x80 when the byte before the block is an ASCII letter
+	for base := 0; base+2 < len(s); base += 8 {
+		x := load8(s, base)
+		letters := letters8(x)
+		lead := (letters << 8) | after // the bytes that follow a letter
+		after = (letters >> 56) & 0x80
+		for m := (letters | bytes8(x, 0xC3)) &^ lead; m != 0; m &= m - 1 {
+			i := base + bits.TrailingZeros64(m)/8
+			if i+2 >= len(s) {
+				break
+			}
+			c := s[i]
+			if c != 0xC3 {
+				c |= 0x20
+			}
+			next := [2]byte{lowerASCII(s[i+1]), lowerASCII(s[i+2])}
+			if h := cueTriple(c, next[0], next[1]); cueTriples[h>>6]&(1<<(h&63)) != 0 {
+				for _, ref := range cuesByFirst[c] {
+					if ref.next == next && seen&(1<<ref.i) == 0 && hasPrefixFold(s[i:], reasoningCues[ref.i]) {
+						seen |= 1 << ref.i
+						n++
+					}
 				}
 			}
 		}
-		if letter {
-			// The rest of the word, and the byte after it, start none.
-			for i+1 < len(s) && isASCIILetter(s[i+1]) {
-				i++
-			}
-			i++
-		}
 	}
 	return n
+}
+
+// load8 reads s[i:i+8] as a little-endian word, zeros past the end of s.
+func load8(s string, i int) uint64 {
+	if i+8 <= len(s) {
+		_ = s[i+7]
+		return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+	}
+	return loadTail(s, i)
+}
+
+// loadTail is load8 for the last bytes of s, fewer than eight.
+func loadTail(s string, i int) uint64 {
+	var x uint64
+	for j := len(s) - 1; j >= i; j-- {
+		x = x<<8 | uint64(s[j])
+	}
+	return x
+}
+
+// letters8 has the high bit set in each byte of x that is an ASCII letter
+// (isASCIILetter).
+func letters8(x uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	low := (x | ones*0x20) &^ highs // folded, seven bits: no carry between bytes below
+	return (low + ones*(0x80-'a')) &^ (low + ones*(0x80-'z'-1)) &^ x & highs
+}
+
+// bytes8 has the high bit set in each byte of x equal to c.
+func bytes8(x uint64, c byte) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	y := x ^ ones*uint64(c)
+	return ^((y&^highs + ones*0x7F) | y) & highs
 }
 
 func lowerASCII(c byte) byte {

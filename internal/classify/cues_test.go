@@ -62,6 +62,31 @@ func TestCountCues(t *testing.T) {
 	}
 }
 
+// TestCueStarts: countCues tries only ASCII letters and 0xC3, so every cue
+// starts with one; letters8 and bytes8 agree with isASCIILetter and == for
+// every byte in every position.
+func TestCueStarts(t *testing.T) {
+	for _, c := range reasoningCues {
+		if !isASCIILetter(c[0]) && c[0] != 0xC3 {
+			t.Errorf("cue %q starts with a byte countCues does not try", c)
+		}
+	}
+	for b := range 256 {
+		for pos := range 8 {
+			x := uint64(b)<<(8*pos) | 0x6141_c3ff_2e7a_5b40&^(0xff<<(8*pos))
+			for j := range 8 {
+				c := byte(x >> (8 * j))
+				if got := letters8(x)>>(8*j+7)&1 == 1; got != isASCIILetter(c) {
+					t.Fatalf("letters8(%#x) byte %d: %v", x, j, got)
+				}
+				if got := bytes8(x, 0xC3)>>(8*j+7)&1 == 1; got != (c == 0xC3) {
+					t.Fatalf("bytes8(%#x, 0xC3) byte %d: %v", x, j, got)
+				}
+			}
+		}
+	}
+}
+
 func BenchmarkCountCues(b *testing.B) {
 	text := benchText(2 << 10)
 	b.SetBytes(int64(len(text)))
