@@ -141,6 +141,18 @@ func DetectLanguage(text string) string {
 		// One word, lower-cased and packed as it is read (langWord).
 		var k langWord
 		bl := 0 // the word's length in bytes, counted past maxLangWord
+		if i+8 <= n {
+			// The word's first eight bytes at once, as the loop below
+			// would add them: its ASCII letters, lower-cased.
+			x := load8(text, i)
+			letters := letters8(x)
+			run := bits.TrailingZeros64(^letters&0x8080808080808080) / 8
+			k.lo = x | letters>>2
+			if run < 8 {
+				k.lo &= 1<<(8*run) - 1
+			}
+			bl, i = run, i+run
+		}
 		for i < n {
 			c := text[i]
 			if c < utf8.RuneSelf {

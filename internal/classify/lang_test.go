@@ -1,10 +1,13 @@
 package classify
 
 import (
+	"math/bits"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"testing"
 	"unicode"
+	"unicode/utf8"
 )
 
 func TestDetectLanguage(t *testing.T) {
@@ -82,5 +85,115 @@ func TestLangTable(t *testing.T) {
 	}
 	if len(words) < 10000 || listed < len(words)/10 {
 		t.Fatalf("%d words, %d listed: the corpus is not what the test needs", len(words), listed)
+	}
+}
+
+// detectLanguageByByte is DetectLanguage as it was before it read a word's
+// first eight bytes at once: the reference TestDetectLanguageByWords
+// holds it to.
+func detectLanguageByByte(text string) string {
+	if len(text) > langSample {
+		text = text[:langSample]
+	}
+	var score [8]float64
+	i, n := 0, len(text)
+	for i < n {
+		// Skip to the next letter; ASCII without decoding.
+		c := text[i]
+		if c < utf8.RuneSelf {
+			if !isASCIILetter(c) {
+				i++
+				continue
+			}
+		} else if r, size := utf8.DecodeRuneInString(text[i:]); !unicode.IsLetter(r) {
+			i += size
+			continue
+		}
+		// One word, lower-cased and packed as it is read (langWord).
+		var k langWord
+		bl := 0 // the word's length in bytes, counted past maxLangWord
+		for i < n {
+			c := text[i]
+			if c < utf8.RuneSelf {
+				if !isASCIILetter(c) {
+					break
+				}
+				k.add(bl, c|0x20)
+				bl++
+				i++
+				continue
+			}
+			r, size := utf8.DecodeRuneInString(text[i:])
+			if !unicode.IsLetter(r) {
+				break
+			}
+			scriptHint(r, &score)
+			var enc [utf8.UTFMax]byte
+			for _, b := range enc[:utf8.EncodeRune(enc[:], unicode.ToLower(r))] {
+				k.add(bl, b)
+				bl++
+			}
+			i += size
+		}
+		if bl > maxLangWord {
+			continue
+		}
+		if set := langLookup(k); set != 0 {
+			share := langShare[bits.OnesCount8(set)]
+			for li := range score {
+				if set&(1<<li) != 0 {
+					score[li] += share
+				}
+			}
+		}
+	}
+	best, second := -1, -1
+	for li := range score {
+		if best < 0 || score[li] > score[best] {
+			best, second = li, best
+		} else if second < 0 || score[li] > score[second] {
+			second = li
+		}
+	}
+	if score[best] < 1.5 || score[best] < 1.5*score[second] {
+		return LangUnknown
+	}
+	return Languages[best]
+}
+
+// TestDetectLanguageByWords: over the task corpus and random mixes of
+// listed words, accented and other-script letters, capitals, digits and
+// punctuation, DetectLanguage says what it said reading byte by byte.
+func TestDetectLanguageByWords(t *testing.T) {
+	text, err := os.ReadFile("task/testdata/prompts.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(text), "\n") {
+		if got, want := DetectLanguage(line), detectLanguageByByte(line); got != want {
+			t.Fatalf("%s, want %s for %q", got, want, line)
+		}
+	}
+	pieces := []string{" ", ", ", "1", "\n", "ß", "Ñ", "ł", "ça", "è", "日本", "Привет", "\u200b", "wörter", "ABCDEFGHIJKLMNOPQRS", "dass", "Über", "x"}
+	for _, words := range langWords {
+		pieces = append(pieces, strings.Fields(words)...)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 30000 {
+		var b strings.Builder
+		for range 1 + r.IntN(16) {
+			p := pieces[r.IntN(len(pieces))]
+			if r.IntN(3) == 0 {
+				p = strings.ToUpper(p)
+			}
+			b.WriteString(p)
+			if r.IntN(2) == 0 {
+				b.WriteByte(' ')
+			}
+		}
+		s := b.String()
+		if got, want := DetectLanguage(s), detectLanguageByByte(s); got != want {
+			t.Fatalf("%s, want %s for %q", got, want, s)
+		}
 	}
 }
