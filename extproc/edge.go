@@ -46,6 +46,7 @@ const (
 	epModels
 	epModel
 	epCountTokens // /v1/messages/count_tokens: answered by stellwerk, no provider
+	epFeedback    // /v1/feedback: a vote on an answer, kept by stellwerk
 )
 
 // routed reports whether requests of the endpoint are decided and sent to
@@ -430,6 +431,8 @@ func endpointOf(path string) endpoint {
 		return epMessages
 	case path == request.PathCountTokens:
 		return epCountTokens
+	case path == PathFeedback:
+		return epFeedback
 	case path == "/v1/models":
 		return epModels
 	case strings.HasPrefix(path, "/v1/models/") && len(path) > len("/v1/models/"):
@@ -439,7 +442,7 @@ func endpointOf(path string) endpoint {
 }
 
 func unknownURL(method, path string) *apierr.Error {
-	return apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/messages/count_tokens, /v1/embeddings and /v1/completions and GET /v1/models (docs/api.md)",
+	return apierr.NotFound("unknown_url", "", "unknown request URL: %s %s; stellwerk serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/messages/count_tokens, /v1/embeddings, /v1/completions and /v1/feedback and GET /v1/models (docs/api.md)",
 		apierr.Truncate(method, 16), apierr.Truncate(path, 200))
 }
 
@@ -721,8 +724,11 @@ var plainJSONHeaders = []*corev3.HeaderValueOption{setHeader("accept-encoding", 
 // requestBody parses the chat request once, decides, and rewrites the
 // request for the chosen provider.
 func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	if p.endpoint == epCountTokens {
+	switch p.endpoint {
+	case epCountTokens:
 		return p.countTokens(b.Body)
+	case epFeedback:
+		return p.vote(b.Body)
 	}
 	if !p.endpoint.routed() {
 		return continueRequestBody(nil)

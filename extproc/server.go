@@ -96,6 +96,9 @@ type State struct {
 	// while the log is not healthy.
 	Audit       *audit.Log
 	AuditRefuse bool
+	// Feedback keeps the votes of POST /v1/feedback (nil: no audit log to
+	// check them against; the endpoint answers 503).
+	Feedback *Feedback
 	// AuditContent are the workspaces whose records keep the request's and
 	// the answer's text, redacted (audit.content.workspaces).
 	AuditContent map[string]bool

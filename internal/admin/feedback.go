@@ -1,13 +1,12 @@
 package admin
 
 import (
-	"errors"
 	"net/http"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
-	"github.com/stellwerk/stellwerk/internal/classify"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/feedback"
 )
@@ -16,24 +15,24 @@ import (
 type FeedbackService interface {
 	// Feedback is nil when the server has no state store.
 	Feedback() *feedback.Store
+	// FeedbackDecisions finds the decision a vote names; nil when the server keeps no
+	// audit log to check votes against.
+	FeedbackDecisions() feedback.Decisions
 }
 
-// feedbackWriters may vote: whoever an application's backend runs as.
+// feedbackWriters may vote: whoever an application's backend runs as. Applications vote
+// with their virtual key on POST /v1/feedback (docs/api.md).
 var feedbackWriters = []string{config.RoleOperator, config.RoleAdmin}
 
 // FeedbackRequest is the body of POST /admin/feedback: a thumbs up or down on the answer of
-// one decision (its x-stellwerk-decision-id), the model that answered (x-stellwerk-model),
-// and optionally the prompt, without which `router train` cannot learn from the vote.
-type FeedbackRequest struct {
-	DecisionID string `json:"decision_id"`
-	Model      string `json:"model"`
-	Good       *bool  `json:"good"`
-	Prompt     string `json:"prompt,omitempty"`
-}
+// one decision (its x-stellwerk-decision-id), the model that answered (x-stellwerk-model;
+// omitted: the decision's), and optionally the prompt, without which `router train` cannot
+// learn from the vote, a named metric with its value and a comment.
+type FeedbackRequest = feedback.Ballot
 
 func registerFeedback(guarded func(string, []string, http.HandlerFunc), fs FeedbackService, log *zap.Logger) {
 	guarded("POST /admin/feedback", feedbackWriters, func(w http.ResponseWriter, r *http.Request) {
-		st := fs.Feedback()
+		st, ds := fs.Feedback(), fs.FeedbackDecisions()
 		if st == nil {
 			writeError(w, apierr.Unavailable("feedback_unavailable", "this server keeps no feedback: it has no state store"))
 			return
@@ -42,18 +41,16 @@ func registerFeedback(guarded func(string, []string, http.HandlerFunc), fs Feedb
 		if !decodeBody(w, r, &req, false) {
 			return
 		}
-		if req.DecisionID == "" || req.Model == "" || req.Good == nil {
-			writeError(w, apierr.Invalid("invalid_feedback", "", "decision_id, model and good are required"))
+		if ds == nil {
+			writeError(w, apierr.Unavailable("feedback_unavailable", "votes are checked against the decision's audit record, and this server keeps no audit log (audit.enabled: false)"))
 			return
 		}
-		// The prompt is kept as an audit record keeps content: secrets and
-		// detected personal data replaced by placeholders (it was kept as
-		// sent, e-mail addresses and IBANs of workspaces whose content the
-		// log never keeps: the data-protection probe).
-		e, err := st.Record(r.Context(), feedback.Entry{DecisionID: req.DecisionID, Model: req.Model, Good: *req.Good,
-			Prompt: classify.Redact(req.Prompt, nil), By: by(r)})
-		if errors.Is(err, feedback.ErrInvalid) {
-			writeError(w, apierr.Invalid("invalid_feedback", "", "%s", err.Error()))
+		// Checked against the decision: a vote on an unknown decision, or naming another
+		// model than the one that answered, was kept and trained that model on an answer
+		// it never gave (the experimentation probe).
+		e, err := feedback.Cast(r.Context(), st, ds, feedback.Voter{By: by(r)}, req)
+		if ae := feedback.Refusal(err); ae != nil {
+			writeError(w, ae)
 			return
 		}
 		if err != nil {
@@ -66,4 +63,36 @@ func registerFeedback(guarded func(string, []string, http.HandlerFunc), fs Feedb
 		e.Prompt = "" // never echoed
 		writeJSON(w, http.StatusCreated, e)
 	})
+	// The votes, each with its decision's route, version, arm and served model, for a mean
+	// per arm without SQL (stellwerk feedback export reads the store the same way).
+	guarded("GET /admin/feedback", feedbackReaders, func(w http.ResponseWriter, r *http.Request) {
+		st := fs.Feedback()
+		if st == nil {
+			writeError(w, apierr.Unavailable("feedback_unavailable", "this server keeps no feedback: it has no state store"))
+			return
+		}
+		q := r.URL.Query()
+		var since time.Time
+		if s := q.Get("since"); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil || d <= 0 {
+				writeError(w, apierr.Invalid("invalid_since", "since", "since is a positive duration (24h, 30m)"))
+				return
+			}
+			since = time.Now().Add(-d)
+		}
+		es, err := st.Since(r.Context(), since, q.Get("route"))
+		if err != nil {
+			log.Error("feedback not read", zap.Error(err))
+			writeError(w, apierr.Unavailable("feedback_unavailable", "the state store did not answer; try again"))
+			return
+		}
+		for i := range es {
+			es[i].Prompt = "" // never echoed
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"data": es})
+	})
 }
+
+// feedbackReaders may read votes: they carry no prompt, but comments of end users.
+var feedbackReaders = []string{config.RoleOperator, config.RoleAdmin, config.RoleAuditor}

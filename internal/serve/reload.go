@@ -149,6 +149,7 @@ func build(cfg *config.Config, env catalog.Env, ps decision.PolicySource, ln lea
 		}
 	}
 	st.Metrics, st.Traces = ln.metrics, ln.traces
+	st.Feedback = ln.feedback
 	ln.metrics.PrecreateRejections(rejectionSeries(cfg))
 	vb, err := versionsOf(cfg, cat, predictor) // for the records and stellwerk_config_info
 	if err != nil {
@@ -205,6 +206,9 @@ type learned struct {
 	// auditRefuse is its on_store_down mode as opened (a restart changes it).
 	audit       *audit.Log
 	auditRefuse bool
+	// feedback keeps the votes of POST /v1/feedback (nil: no audit log to
+	// check them against).
+	feedback *extproc.Feedback
 	// routes are the named routes (nil until opened, after the first
 	// build); routeLimiter counts their rate_limit nodes in the ledger;
 	// routeCounters count their answers per version and arm.

@@ -296,6 +296,15 @@ func Run(ctx context.Context, o Options, log *zap.Logger) (runErr error) {
 			hc.Close()
 		}()
 	}
+	fb, err := feedback.Open(ctx, db)
+	if err != nil {
+		return fmt.Errorf("feedback: %w", err)
+	}
+	if alog != nil {
+		// Votes are checked against their decision's audit record; without
+		// the log none can be (docs/routerbench.md#feedback).
+		ln.feedback = &extproc.Feedback{Store: fb, Decisions: feedback.AuditDecisions{Log: alog}}
+	}
 	wks, err := workspaceKeys(ctx, ks)
 	if err != nil {
 		return err
@@ -312,10 +321,6 @@ func Run(ctx context.Context, o Options, log *zap.Logger) (runErr error) {
 		return err
 	}
 	go rts.run(ctx, cfg.State.RefreshInterval, configReloadInterval)
-	fb, err := feedback.Open(ctx, db)
-	if err != nil {
-		return fmt.Errorf("feedback: %w", err)
-	}
 	ln.routes = rts
 	g.state.Router.Routes = rts.table // later generations get it from build
 	loaded := map[string]string{"catalog": g.state.Versions.Catalog}
@@ -564,6 +569,14 @@ var (
 
 // Feedback is the store of votes on routed answers.
 func (s *status) Feedback() *feedback.Store { return s.feedback }
+
+// FeedbackDecisions are the decisions votes are checked against: the audit log's.
+func (s *status) FeedbackDecisions() feedback.Decisions {
+	if s.audit == nil {
+		return nil
+	}
+	return feedback.AuditDecisions{Log: s.audit}
+}
 
 // Routes is the route store.
 func (s *status) Routes() *flowstore.Store { return s.routes.st }

@@ -1,0 +1,68 @@
+package extproc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+
+	"github.com/stellwerk/stellwerk/internal/apierr"
+	"github.com/stellwerk/stellwerk/internal/feedback"
+	"github.com/stellwerk/stellwerk/internal/request"
+)
+
+// PathFeedback is where an application votes on one of its answers with its virtual key.
+const PathFeedback = "/v1/feedback"
+
+// Feedback keeps the votes applications cast on POST /v1/feedback, each checked against
+// its decision.
+type Feedback struct {
+	Store     *feedback.Store
+	Decisions feedback.Decisions
+}
+
+// feedbackTimeout bounds the store's lookup and write for one vote.
+const feedbackTimeout = 5 * time.Second
+
+// vote answers POST /v1/feedback itself: a thumbs up or down (and optionally a named metric
+// and a comment) on a decision made for the caller's key or its workspace. A decision of
+// another workspace is answered as an unknown one, so that ids do not leak. Nothing goes to
+// a provider and no decision is made, so none is recorded.
+func (p *edge) vote(body []byte) *extprocv3.ProcessingResponse {
+	fb := p.state.Feedback
+	if fb == nil {
+		return p.immediate(apierr.Unavailable("feedback_unavailable",
+			"this gateway keeps no feedback: votes are checked against the audit log, which it does not keep"))
+	}
+	if err := request.CheckBody(body, "feedback"); err != nil {
+		return p.immediate(apierr.As(err))
+	}
+	var b feedback.Ballot
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return p.immediate(apierr.Invalid("invalid_feedback", "", "the vote is {\"decision_id\", \"good\": true|false} with optional model, prompt, metric, value and comment: %s",
+			apierr.Truncate(err.Error(), 200)))
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, feedbackTimeout)
+	defer cancel()
+	by := "key:" + p.principal.KeyID
+	e, err := feedback.Cast(ctx, fb.Store, fb.Decisions,
+		feedback.Voter{By: by, Scoped: true, KeyID: p.principal.KeyID, Workspace: p.principal.Workspace}, b)
+	if ae := feedback.Refusal(err); ae != nil {
+		return p.immediate(ae)
+	}
+	if err != nil {
+		p.log.Error("feedback not stored", zap.String("decision_id", apierr.Truncate(b.DecisionID, 128)), zap.Error(err))
+		return p.immediate(apierr.Unavailable("feedback_unavailable", "the state store did not take the vote; try again"))
+	}
+	e.Prompt = "" // never echoed
+	out, err := json.Marshal(e)
+	if err != nil {
+		return p.immediate(apierr.Internal())
+	}
+	return immediateJSON(201, out, p.id)
+}

@@ -1,0 +1,74 @@
+package feedback
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+type decisions map[string]Decision
+
+func (d decisions) Decision(_ context.Context, id string) (Decision, error) {
+	if x, ok := d[id]; ok {
+		return x, nil
+	}
+	return Decision{}, ErrUnknownDecision
+}
+
+func yes() *bool { b := true; return &b }
+
+// TestCast: a vote is checked against its decision (the experimentation probe found any
+// decision id and any model kept, and router train trained the named model on it): an
+// unknown decision and one of another workspace are the same ErrUnknownDecision, another
+// model than the one that served is ErrWrongModel and leaves the earlier vote, no model is
+// the served one, and the vote keeps the decision's route, version and arm.
+func TestCast(t *testing.T) {
+	conform(t, func(t *testing.T, open func() *Store) {
+		ctx := context.Background()
+		st := open()
+		id, other := "d-"+t.Name(), "o-"+t.Name()
+		ds := decisions{
+			id:    {ID: id, Workspace: "eu", KeyID: "k1", Route: "support", Version: 4, Arm: "canary", Model: "mock-eu-large"},
+			other: {ID: other, Workspace: "us", KeyID: "k9", Model: "gpt-4o-mini"},
+		}
+		app := Voter{By: "key:k2", Scoped: true, KeyID: "k2", Workspace: "eu"}
+		v := 0.5
+		e, err := Cast(ctx, st, ds, app, Ballot{DecisionID: id, Good: yes(), Metric: "resolved", Value: &v,
+			Comment: "great, my key is sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD"})
+		if err != nil || e.Model != "mock-eu-large" || e.Arm != "canary" || e.Version != 4 || strings.Contains(e.Comment, "sk-proj") {
+			t.Fatalf("own workspace's decision: %+v, %v", e, err)
+		}
+		for name, c := range map[string]struct {
+			v    Voter
+			b    Ballot
+			want error
+		}{
+			"unknown decision":           {app, Ballot{DecisionID: "does-not-exist", Model: "no-such-model", Good: yes()}, ErrUnknownDecision},
+			"another workspace's":        {app, Ballot{DecisionID: other, Good: yes()}, ErrUnknownDecision},
+			"another model":              {app, Ballot{DecisionID: id, Model: "gpt-4o-mini", Good: yes()}, ErrWrongModel},
+			"no verdict":                 {app, Ballot{DecisionID: id}, ErrInvalid},
+			"a value without metric":     {app, Ballot{DecisionID: id, Good: yes(), Value: &v}, ErrInvalid},
+			"a metric without value":     {app, Ballot{DecisionID: id, Good: yes(), Metric: "x"}, ErrInvalid},
+			"a metric with spaces":       {app, Ballot{DecisionID: id, Good: yes(), Metric: "a b", Value: &v}, ErrInvalid},
+			"a comment too long":         {app, Ballot{DecisionID: id, Good: yes(), Comment: strings.Repeat("é", MaxComment+1)}, ErrInvalid},
+			"an operator, another model": {Voter{By: "admin:ops"}, Ballot{DecisionID: other, Model: "mock-eu-large", Good: yes()}, ErrWrongModel},
+		} {
+			if _, err := Cast(ctx, st, ds, c.v, c.b); !errors.Is(err, c.want) {
+				t.Errorf("%s: %v, want %v", name, err, c.want)
+			}
+		}
+		if _, err := Cast(ctx, st, ds, Voter{By: "admin:ops"}, Ballot{DecisionID: other, Good: yes()}); err != nil {
+			t.Errorf("an operator votes on any workspace's decision: %v", err)
+		}
+		if _, err := Cast(ctx, st, ds, Voter{By: "key:k9", Scoped: true, KeyID: "k9"}, Ballot{DecisionID: other, Good: yes()}); err != nil {
+			t.Errorf("a key on its own decision: %v", err)
+		}
+		got, err := open().Since(ctx, time.Now().Add(-time.Hour), "support")
+		if err != nil || len(got) != 1 || got[0].DecisionID != id || got[0].Model != "mock-eu-large" || got[0].Value == nil || *got[0].Value != 0.5 ||
+			got[0].Metric != "resolved" || !strings.Contains(got[0].Comment, "[SECRET") || got[0].Workspace != "eu" {
+			t.Errorf("route support's votes: %+v, %v", got, err)
+		}
+	})
+}
