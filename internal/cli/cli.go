@@ -53,6 +53,8 @@ Usage:
   stellwerk state copy --from OLD.yaml [--config NEW.yaml]   move one host's SQLite state into PostgreSQL (docs/deploy.md)
   stellwerk spend [--since T] [--until T] [--group-by key,model,day] [--format table|json|csv]
                                        the spend ledger, summed and grouped (docs/budgets.md)
+  stellwerk feedback export [--since 7d] [--route R] [--format jsonl|csv]
+                                       votes on answers, each with its decision's route, arm and model
   stellwerk routes list|show|diff|test|create|deploy|rollback|sync …
                                        named, versioned routes (docs/routes.md)
   stellwerk xds dump [--json]          what each connected Envoy was sent, accepted and refused
@@ -150,6 +152,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return runAudit(ctx, args[1:], stdout, stderr)
 	case "spend":
 		return runSpend(ctx, args[1:], stdout, stderr)
+	case "feedback":
+		return runFeedback(ctx, args[1:], stdout, stderr)
 	case "state":
 		return runState(ctx, args[1:], stdout, stderr)
 	case "routes":
