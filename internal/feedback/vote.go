@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
@@ -151,20 +152,34 @@ func Cast(ctx context.Context, st *Store, ds Decisions, v Voter, b Ballot) (Entr
 
 // AuditDecisions finds decisions in the audit log, indexed by decision id in SQLite and in
 // PostgreSQL alike. A decision made moments ago may still wait in this replica's writer:
-// on a miss the log is flushed and read once more.
+// on a miss the log is flushed and read again, twice, 100 ms apart (an unknown id's 404
+// takes that long). A decision of another replica is found once that replica wrote it.
 type AuditDecisions struct {
 	Log *audit.Log
 }
 
 var _ Decisions = AuditDecisions{}
 
+// recordHandover is how long a vote on a decision not yet in the log waits for the record.
+const recordHandover = 100 * time.Millisecond
+
 // Decision reads the decision's record.
 func (a AuditDecisions) Decision(ctx context.Context, id string) (Decision, error) {
 	es, err := a.find(ctx, id)
-	if err == nil && len(es) == 0 {
-		if ferr := a.Log.Flush(ctx); ferr == nil {
-			es, err = a.find(ctx, id)
+	// The edge hands a record over as its stream ends, which may be just after
+	// the client read the answer: a second look after a pause catches that.
+	for try := 0; err == nil && len(es) == 0 && try < 2; try++ {
+		if try > 0 {
+			select {
+			case <-time.After(recordHandover):
+			case <-ctx.Done():
+				return Decision{}, ctx.Err()
+			}
 		}
+		if ferr := a.Log.Flush(ctx); ferr != nil {
+			break
+		}
+		es, err = a.find(ctx, id)
 	}
 	if err != nil {
 		return Decision{}, err

@@ -2,10 +2,14 @@ package feedback
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stellwerk/stellwerk/internal/audit"
 )
 
 type decisions map[string]Decision
@@ -69,6 +73,39 @@ func TestCast(t *testing.T) {
 		if err != nil || len(got) != 1 || got[0].DecisionID != id || got[0].Model != "mock-eu-large" || got[0].Value == nil || *got[0].Value != 0.5 ||
 			got[0].Metric != "resolved" || !strings.Contains(got[0].Comment, "[SECRET") || got[0].Workspace != "eu" {
 			t.Errorf("route support's votes: %+v, %v", got, err)
+		}
+	})
+}
+
+// TestAuditDecisions: the decision a vote names is read from a real audit log on SQLite and
+// PostgreSQL, found even while its record still waits in the writer (a vote sent right after
+// the answer), with its workspace, key, route, version, arm and served model; an id the log
+// does not have is ErrUnknownDecision.
+func TestAuditDecisions(t *testing.T) {
+	conform(t, func(t *testing.T, open func() *Store) {
+		ctx := context.Background()
+		st, err := audit.OpenStore(ctx, open().db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed := sha256.Sum256([]byte("feedback test"))
+		// A batch interval far longer than the test: only the flush on a miss writes the record.
+		l, err := audit.Open(ctx, st, audit.NewSigner(ed25519.NewKeyFromSeed(seed[:])),
+			audit.Options{Replica: "r-" + t.Name(), BatchInterval: time.Hour}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close(ctx)
+		id := "d-" + strings.ReplaceAll(t.Name(), "/", "-")
+		l.Record(&audit.Record{Kind: audit.KindDecision, ID: id, Workspace: "eu", Principal: &audit.Principal{KeyID: "k1"},
+			Route: &audit.Route{Name: "support", Version: 7, Arm: "b", Path: []string{"start"}}, Chosen: "small", Served: "large"})
+		ds := AuditDecisions{Log: l}
+		d, err := ds.Decision(ctx, id)
+		if want := (Decision{ID: id, Workspace: "eu", KeyID: "k1", Route: "support", Version: 7, Arm: "b", Model: "large"}); err != nil || d != want {
+			t.Errorf("decision: %+v, %v; want %+v", d, err, want)
+		}
+		if _, err := ds.Decision(ctx, "does-not-exist"); !errors.Is(err, ErrUnknownDecision) {
+			t.Errorf("unknown id: %v", err)
 		}
 	})
 }
