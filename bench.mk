@@ -8,9 +8,12 @@
 #   make bench BENCH_FLAGS='--floor pipelined'   # a floor answering every message stellwerk answers
 #   make bench BENCH_FLAGS='--floor pipelined --floor-transport frames'   # its answers as HTTP/2 frames, no grpc-go
 #   make bench BENCH_FLAGS='--floor pipelined --floor-transport inline'   # the same, answered by the connection's reader
+#   make bench BENCH_FLAGS='--tenants 200x20'         # 200 workspaces of 20 keys each, the load spread over the 4,000 keys
 #   make soak SOAK=30m SOAK_FLAGS='--rate 500'
+#   make soak SOAK_FLAGS='--tenants 200x20'            # is memory flat with many tenants?
 #   make profile PROFILE_FLAGS='--size 32KB --stream'
 #   make profile PROFILE_FLAGS='--trace 3s'           # also an execution trace: who waited to run, and why
+#   make profile PROFILE_FLAGS='--tenants 200x20'     # what the tenants' state holds: inuse_space of bin/profile/allocs-start.pprof
 #   bin/stellwerk-bench trace --requests 1500 bin/profile/trace.out   # that trace summarised again
 
 GO          ?= go

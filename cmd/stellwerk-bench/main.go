@@ -108,6 +108,8 @@ type common struct {
 	floor                  string
 	floorTransport         string
 	prompts                string
+	tenantsFlag            string
+	tenants                bench.Tenants
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -124,6 +126,8 @@ func (c *common) register(fs *flag.FlagSet) {
 		" (the task classifier's corpus of 728 prompts in turn, each filled to the size: every request classified and routed anew), "+
 		bench.PromptsConversation+" (the same prompts as conversations of 8 turns, each request resending the turns before it on top of the size; chat only) or "+
 		bench.PromptsSame+" (one prompt, every request alike, as the figures before 2026-12-03)")
+	fs.StringVar(&c.tenantsFlag, "tenants", "1", "production shape: WORKSPACESxKEYS, e.g. 200x20: 200 workspaces in the config, 20 store keys each made through the admin API, "+
+		"each workspace a monthly budget, each key its own budget and rate limit, one request under each key before the load, whose requests take the keys in turn; 1: the one bench key of workspace support")
 	fs.DurationVar(&c.firstByteTimeout, "stream-first-byte-timeout", 0, "run only: the production shape's failover.stream_first_byte_timeout (0: the config's default, 10s; 60s, the attempt timeout, turns it off, so a stream's first attempt goes straight to its provider)")
 	fs.IntVar(&c.maxAttempts, "max-attempts", 0, "run only: the production shape's failover.max_attempts (0: the config's default, 3; 1 takes failover's internal-listener hop out)")
 	fs.StringVar(&c.floor, "floor", bench.FloorOne, "run only: the floor's ext_proc mode: "+bench.FloorOne+
@@ -177,6 +181,12 @@ func (c *common) resolve(needStellwerk bool) []string {
 	}
 	if !slices.Contains(bench.Ledgers, c.ledger) {
 		problems = append(problems, "-ledger must be one of "+strings.Join(bench.Ledgers, ", "))
+	}
+	var err error
+	if c.tenants, err = bench.ParseTenants(c.tenantsFlag); err != nil {
+		problems = append(problems, "-tenants: "+err.Error())
+	} else if c.tenants.Keys() > 0 && c.shape != bench.ShapeProduction {
+		problems = append(problems, "-tenants: only for the "+bench.ShapeProduction+" shape")
 	}
 	return problems
 }
@@ -254,6 +264,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}); err != nil {
 		problems = append(problems, "-delays: "+err.Error())
 	}
+	if *target != "" && c.tenants.Keys() > 0 {
+		problems = append(problems, "-tenants: not with -target")
+	}
 	if *duration <= 0 || *slice <= 0 || *slice > *duration {
 		problems = append(problems, "-duration and -slice must be positive, the slice no longer than the duration")
 	}
@@ -280,7 +293,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
 		return errUsage
 	}
-	o.Root, o.Envoy, o.Stellwerk, o.NoopArgv, o.Prompts = c.root, c.envoy, c.stellwerk, []string{self, "noop-extproc"}, c.prompts
+	o.Root, o.Envoy, o.Stellwerk, o.NoopArgv, o.Prompts, o.Tenants = c.root, c.envoy, c.stellwerk, []string{self, "noop-extproc"}, c.prompts, c.tenants
 	switch {
 	case *mdOut == "none":
 		*mdOut = ""
@@ -341,7 +354,7 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
 		return errUsage
 	}
-	o.Root, o.Envoy, o.Stellwerk, o.EnvoyConcurrency, o.Transport, o.Shape, o.Ledger, o.Prompts = c.root, c.envoy, c.stellwerk, c.concurrency, c.transport, c.shape, c.ledger, c.prompts
+	o.Root, o.Envoy, o.Stellwerk, o.EnvoyConcurrency, o.Transport, o.Shape, o.Ledger, o.Prompts, o.Tenants = c.root, c.envoy, c.stellwerk, c.concurrency, c.transport, c.shape, c.ledger, c.prompts, c.tenants
 	o.Command, o.Progress = commandLine("soak", args), stderr
 	rep, err := bench.Soak(ctx, o)
 	if rep != nil {
@@ -401,7 +414,7 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
 		return errUsage
 	}
-	o.Root, o.Envoy, o.Self, o.EnvoyConcurrency, o.Transport, o.Shape, o.Ledger, o.Prompts, o.Progress = c.root, c.envoy, self, c.concurrency, c.transport, c.shape, c.ledger, c.prompts, stderr
+	o.Root, o.Envoy, o.Self, o.EnvoyConcurrency, o.Transport, o.Shape, o.Ledger, o.Prompts, o.Tenants, o.Progress = c.root, c.envoy, self, c.concurrency, c.transport, c.shape, c.ledger, c.prompts, c.tenants, stderr
 	if o.Out, err = filepath.Abs(o.Out); err != nil {
 		return err
 	}

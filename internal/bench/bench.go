@@ -66,6 +66,9 @@ type Options struct {
 	// FloorTransport is the no-op server's transport (noopextproc.Transports;
 	// "" is grpc): Run adds it to NoopArgv, and the report names it.
 	FloorTransport string
+	// Tenants spreads the production shape's load over many workspaces and
+	// keys (StackOptions.Tenants); the zero value is the one bench key.
+	Tenants Tenants
 	// NoopArgv runs the no-op ext_proc server of the floor target
 	// ("--socket PATH" is appended), e.g. ["stellwerk-bench", "noop-extproc"];
 	// required in stack mode.
@@ -171,6 +174,7 @@ type Settings struct {
 	Prompts          string   `json:"prompts,omitempty"` // same or varied (Options.Prompts)
 	Shape            string   `json:"shape,omitempty"`   // of stellwerk's config: production or one-model
 	Ledger           string   `json:"ledger,omitempty"`  // of the production shape: memory, redis or none
+	Tenants          string   `json:"tenants,omitempty"` // of the production shape: WORKSPACESxKEYS, "" for the one key
 	Models           int      `json:"models,omitempty"`  // in stellwerk's catalog
 	DurationS        float64  `json:"duration_s_per_target"`
 	SliceS           float64  `json:"slice_s"`
@@ -303,7 +307,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		noopArgv := append(slices.Clone(o.NoopArgv), "--transport", floorTransport)
 		stack, err = StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy, StellwerkArgv: []string{o.Stellwerk, "serve"},
 			EnvoyConcurrency: o.EnvoyConcurrency, Baseline: true, NoopArgv: noopArgv, Shape: o.Shape, Ledger: o.Ledger, MaxAttempts: o.MaxAttempts, FirstByteTimeout: o.FirstByteTimeout,
-			FloorMode: o.FloorMode, Dir: dir, Progress: o.Progress, Transport: o.Transport})
+			FloorMode: o.FloorMode, Dir: dir, Progress: o.Progress, Transport: o.Transport, Tenants: o.Tenants})
 		if err != nil {
 			return nil, err
 		}
@@ -315,6 +319,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Settings.Shape, rep.Settings.Models = stack.Shape, stack.Models
 		if stack.Shape == ShapeProduction {
 			rep.Settings.Ledger = cmpOr(o.Ledger, LedgerMemory)
+			if o.Tenants.Keys() > 0 {
+				rep.Settings.Tenants = o.Tenants.String()
+			}
 		}
 		rep.Notes = append(rep.Notes, stack.Notes...)
 		rep.Versions.Envoy = envoyVersion(o.Envoy)
@@ -324,6 +331,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			newTarget("floor", stack.FloorURL, stack.DirectHeaders, o.Timeout),
 			newTarget("stellwerk", stack.StellwerkURL, stack.StellwerkHeaders, o.Timeout),
 		}
+		targets[2].Keys = stack.TenantKeys
 	}
 	defer func() {
 		for _, t := range targets {

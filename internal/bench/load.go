@@ -20,6 +20,10 @@ type Target struct {
 	URL     string // base URL without /v1, e.g. http://127.0.0.1:10000
 	Headers map[string]string
 	Timeout time.Duration // per request
+	// Keys, when set, are virtual keys the requests take in turn (request
+	// i sends Keys[i mod len] as its bearer token, replacing Headers'):
+	// the load of many tenants (Tenants).
+	Keys []string
 
 	client *http.Client
 	sent   int // requests sent so far: the next one's body (request.body)
@@ -85,11 +89,15 @@ loop:
 		}
 		sent++
 		body := rq.body(t.sent)
+		key := ""
+		if len(t.Keys) > 0 {
+			key = t.Keys[t.sent%len(t.Keys)]
+		}
 		t.sent++
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			record(t.do(ctx, due, rq, body))
+			record(t.doAs(ctx, due, rq, body, key))
 		}()
 	}
 	window := time.Since(start)
@@ -101,6 +109,11 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 
 // do sends one request of rq with body and reads the whole answer.
 func (t *Target) do(ctx context.Context, due time.Time, rq request, body []byte) result {
+	return t.doAs(ctx, due, rq, body, "")
+}
+
+// doAs is do with key as the bearer token, unless key is "".
+func (t *Target) doAs(ctx context.Context, due time.Time, rq request, body []byte, key string) result {
 	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
 	stream := rq.stream
@@ -114,6 +127,9 @@ func (t *Target) do(ctx context.Context, due time.Time, rq request, body []byte)
 	}
 	for k, v := range t.Headers {
 		req.Header.Set(k, v)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	if rq.keyIn != "" {
 		if key, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok {

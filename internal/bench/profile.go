@@ -38,9 +38,10 @@ type ProfileOptions struct {
 	Prompts  string // PromptsSame (default here) or PromptsVaried (stellwerk-bench's)
 
 	EnvoyConcurrency int
-	Transport        string // Envoy → stellwerk: unix (default) or mtls
-	Shape            string // of stellwerk's config: ShapeProduction (default) or ShapeOneModel
-	Ledger           string // of the production shape: LedgerMemory (default), LedgerRedis or LedgerNone
+	Transport        string  // Envoy → stellwerk: unix (default) or mtls
+	Shape            string  // of stellwerk's config: ShapeProduction (default) or ShapeOneModel
+	Ledger           string  // of the production shape: LedgerMemory (default), LedgerRedis or LedgerNone
+	Tenants          Tenants // of the production shape (StackOptions); zero: the one bench key
 	// Phases turns on Envoy B's access log and writes PhasesFile: how long
 	// Envoy waited for stellwerk in each ext_proc phase of the profiled
 	// requests (the log's own cost is in the profile of Envoy, not of
@@ -106,13 +107,14 @@ func Profile(ctx context.Context, o ProfileOptions) error {
 	stack, err := StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy,
 		StellwerkArgv:    argv,
 		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport, Shape: o.Shape, Ledger: o.Ledger,
-		AccessLog: o.Phases})
+		AccessLog: o.Phases, Tenants: o.Tenants})
 	if err != nil {
 		return err
 	}
 	defer stack.Close()
 	stack.Provider.SetBehavior(mockBehavior(o.Delay))
 	target := newTarget("stellwerk", stack.StellwerkURL, stack.StellwerkHeaders, 10*time.Second)
+	target.Keys = stack.TenantKeys
 	defer target.close()
 	body := chatRequest(prompts, o.Size, o.Stream, "auto")
 

@@ -71,6 +71,9 @@ func WriteMarkdown(w io.Writer, rep *Report) {
 		default:
 			p("; a workspace budget and a per-key rate limit in %s (reserve and settle on every request)", s.Ledger)
 		}
+		if s.Tenants != "" {
+			p("; tenants %s (workspaces × store keys; each workspace's own budget, each key its own budget and rate limit; requests take the keys in turn)", s.Tenants)
+		}
 		p("\n")
 	}
 	p("- per scenario and target: %gs of load in %gs slices after %gs of warm-up; model `%s`", s.DurationS, s.SliceS, s.WarmupS, s.Model)

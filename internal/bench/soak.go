@@ -25,9 +25,10 @@ type SoakOptions struct {
 	Timeout  time.Duration // per request; default 10s
 
 	EnvoyConcurrency int
-	Transport        string // Envoy → stellwerk: unix (default) or mtls
-	Shape            string // of stellwerk's config: ShapeProduction (default) or ShapeOneModel
-	Ledger           string // of the production shape: LedgerMemory (default), LedgerRedis or LedgerNone
+	Transport        string  // Envoy → stellwerk: unix (default) or mtls
+	Shape            string  // of stellwerk's config: ShapeProduction (default) or ShapeOneModel
+	Ledger           string  // of the production shape: LedgerMemory (default), LedgerRedis or LedgerNone
+	Tenants          Tenants // of the production shape (StackOptions); zero: the one bench key
 	Command          string
 	Progress         io.Writer
 }
@@ -103,7 +104,7 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 	}
 	defer os.RemoveAll(dir)
 	stack, err := StartStack(ctx, StackOptions{Root: o.Root, Envoy: o.Envoy, StellwerkArgv: []string{o.Stellwerk, "serve"},
-		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport, Shape: o.Shape, Ledger: o.Ledger})
+		EnvoyConcurrency: o.EnvoyConcurrency, Dir: dir, Progress: o.Progress, Transport: o.Transport, Shape: o.Shape, Ledger: o.Ledger, Tenants: o.Tenants})
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +143,7 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 	}
 
 	target := newTarget("stellwerk", stack.StellwerkURL, stack.StellwerkHeaders, o.Timeout)
+	target.Keys = stack.TenantKeys
 	defer target.close()
 	body := chatRequest(prompts, o.Size, o.Stream, "auto")
 	attack(ctx, target, o.Rate, 2*time.Second, body, func(result) {}) // warm-up

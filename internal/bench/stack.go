@@ -70,6 +70,10 @@ type StackOptions struct {
 	// stellwerk's client-facing filter has, in its pipelined mode: what
 	// those messages cost by themselves, with nothing done for them).
 	FloorMode string
+	// Tenants, in the production shape, adds its workspaces to the config
+	// and makes its keys through the admin API once stellwerk is up
+	// (Stack.TenantKeys); the zero value is the one bench key.
+	Tenants Tenants
 	// AccessLog turns on the access log of Envoy B (envoy.access_log), whose
 	// lines say how long Envoy waited for stellwerk in each ext_proc phase
 	// (a cost the baselines lack: for `profile --phases`, not `run`).
@@ -106,6 +110,9 @@ type Stack struct {
 	// in the production shape. DirectHeaders are what it sends to Envoy A
 	// and F, which pass them to the provider.
 	StellwerkHeaders, DirectHeaders map[string]string
+	// TenantKeys are the secrets of StackOptions.Tenants' keys, workspace
+	// by workspace; a client spreads its requests over them (Target.Keys).
+	TenantKeys []string
 	// Shape is the shape stellwerk runs; Models the catalog's model count.
 	Shape  string
 	Models int
@@ -224,6 +231,13 @@ func startStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 	s.EnvoyAdmin = fmt.Sprintf("http://127.0.0.1:%d", adminB)
 	argv := append(append([]string(nil), o.StellwerkArgv[1:]...), "--config", cfgPath, "--log-level", "warn")
 	env = append(append(os.Environ(), env...), "STELLWERK_BENCH_ADMIN_TOKEN="+s.AdminToken)
+	var adminToken string // role admin, to make the tenants' keys
+	if cat != nil && o.Tenants.Keys() > 0 {
+		if adminToken, err = randomToken(); err != nil {
+			return nil, err
+		}
+		env = append(env, "STELLWERK_BENCH_ADMIN_TOKEN_ADMIN="+adminToken)
+	}
 	progress(o.Progress, "starting stellwerk (%s, %s shape)", o.StellwerkArgv[0], o.Shape)
 	for try := 1; ; try++ {
 		if s.stellwerk, err = startProcess("stellwerk", filepath.Join(o.Dir, "stellwerk.log"), env, o.StellwerkArgv[0], argv...); err != nil {
@@ -269,6 +283,9 @@ func startStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 		if len(refused) > 0 {
 			s.Notes = append(s.Notes, fmt.Sprintf("priming: %d of %d pinned models were not answered (so keep their seed latency): %s",
 				len(refused), len(cat.models), strings.Join(refused, ", ")))
+		}
+		if err := s.startTenants(ctx, o, adminToken); err != nil {
+			return nil, fmt.Errorf("%w\n%s", err, s.Logs())
 		}
 	}
 
