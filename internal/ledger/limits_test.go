@@ -214,9 +214,15 @@ func TestRuleIndexFindsWhatAScanFinds(t *testing.T) {
 			rates = append(rates, RateRule{Name: name, Scope: sc, Subject: sub, RequestsPerMinute: 1})
 		}
 	}
+	budgets = append(budgets, BudgetRule{Name: "k1-again", Scope: ScopeKey, Subject: "k1", Limit: eur(2), Period: PeriodMonth})
 	l, err := NewLimits(nil, budgets, rates)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Both forms of the index: 8 named subjects of budgets in a slice, 10
+	// of rate limits in a map.
+	if l.budgetIdx.named != nil || len(l.budgetIdx.few) != 8 || l.rateIdx.named == nil || len(l.rateIdx.named) != 10 {
+		t.Fatalf("budgets: %d few, map %v; rates: %d few, %d in the map", len(l.budgetIdx.few), l.budgetIdx.named != nil, len(l.rateIdx.few), len(l.rateIdx.named))
 	}
 	scan := func(n int, rule func(i int) (Scope, string, string, string), sub *Subject, model string) []int32 {
 		var out []int32
