@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +23,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
 )
 
 // routeOptions: a US and an EU provider, one model each (us-model,
@@ -278,7 +281,7 @@ func TestRoutesSplitAndLimit(t *testing.T) {
 	// The same rows as Prometheus metrics.
 	resp, b := adminDo(t, s, http.MethodGet, "/metrics", "")
 	for _, arm := range []string{"split/canary", "split/main"} {
-		line := fmt.Sprintf("stellwerk_route_requests_total{arm=%q,route=\"rollout\",version=\"1\"} %d", arm, arms[arm])
+		line := fmt.Sprintf("stellwerk_route_requests_total{arm=%q,route=\"rollout\",served=\"target\",version=\"1\"} %d", arm, arms[arm])
 		if resp.StatusCode != 200 || !strings.Contains(string(b), line) {
 			t.Errorf("/metrics lacks %s:\n%s", line, grepLines(string(b), "stellwerk_route_"))
 		}
@@ -740,4 +743,189 @@ func TestRouteToARetiredModel(t *testing.T) {
 	if !strings.Contains(string(m), `stellwerk_route_broken{route="eu",version="1"} 1`) {
 		t.Errorf("/metrics has no stellwerk_route_broken for eu@1")
 	}
+}
+
+// abRoute is a data scientist's A/B test: control on the EU model,
+// challenger on the US one, each user on one arm; %s is the challenger
+// node's extra fields.
+const abRoute = `route: ab
+nodes:
+  - id: ab
+    split:
+      sticky: user
+      arms:
+        - {name: control, weight: 50, next: control}
+        - {name: challenger, weight: 50, next: challenger}
+  - {id: control, model: eu-model}
+  - {id: challenger, model: us-model%s}
+`
+
+// experimentSeen is what e2e/clients/python/experiment.py saw.
+type experimentSeen struct {
+	Requests []struct {
+		User, Code, Arm, Model string
+		Status                 int
+		DecisionID             string `json:"decision_id"`
+	}
+	Stream *struct {
+		Status     int
+		Arm, Model string
+		Lines      int
+	}
+}
+
+func runExperiment(t *testing.T, s *harness.Stack, users int, streamUser, extra string) experimentSeen {
+	t.Helper()
+	py := harness.RequirePython(t)
+	args := []string{filepath.Join(harness.Root(), "e2e", "clients", "python", "experiment.py"), s.URL, fmt.Sprint(users), streamUser}
+	if extra != "" {
+		args = append(args, extra)
+	}
+	out, err := exec.Command(py, args...).Output()
+	if err != nil {
+		s.DumpLogs()
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("experiment.py: %v\n%s", err, stderr)
+	}
+	var seen experimentSeen
+	mustJSON(t, out, &seen)
+	return seen
+}
+
+// TestRoutesExperimentArms (the experimentation probe): with the
+// challenger arm's provider failing, its users are served by the control
+// model as before, but the arm's metrics and audit records say fallback,
+// not target, and every answer, a stream's too, names its arm in
+// x-stellwerk-route-arm; with on_unavailable: refuse on the challenger
+// node, its users get a 503 (its provider cooling down) or a 403 (the
+// policy excluding it) instead, never the other arm's model.
+func TestRoutesExperimentArms(t *testing.T) {
+	t.Parallel()
+	o := routeOptions()
+	o.Mutate = func(c *config.Config) {
+		c.Failover.FailuresBeforeCooldown = 1
+		c.Failover.Cooldown, c.Failover.MaxCooldown = 10*time.Minute, 10*time.Minute
+	}
+	s := harness.Start(t, o)
+	deployRoute(t, s, fmt.Sprintf(abRoute, ""))
+	waitRoute(t, s, "route:ab", "ab@1")
+	s.Providers["us"].SetBehavior(mockllm.Behavior{Status: 503})
+
+	// A challenger user, for the stream: found by a first run of the users.
+	const users = 24
+	first := runExperiment(t, s, users, "", "")
+	streamUser := ""
+	for _, r := range first.Requests {
+		if r.Arm == "ab/challenger" {
+			streamUser = r.User
+		}
+	}
+	if streamUser == "" {
+		t.Fatalf("no user of %d on the challenger arm: %+v", users, first.Requests)
+	}
+	seen := runExperiment(t, s, users, streamUser, "")
+	fallbacks := map[string]bool{} // decision ids of challenger requests the control model served
+	targets := 0
+	for i, r := range seen.Requests {
+		if r.Arm != first.Requests[i].Arm || (r.Arm != "ab/control" && r.Arm != "ab/challenger") {
+			t.Errorf("%s: arm %q, then %q", r.User, first.Requests[i].Arm, r.Arm)
+		}
+		if r.Status != 200 || r.Model != "eu-model" {
+			t.Errorf("%s (%s): %d %s by %s, want the control model serving while the challenger's provider fails", r.User, r.Arm, r.Status, r.Code, r.Model)
+		}
+		if r.Arm == "ab/challenger" {
+			fallbacks[r.DecisionID] = true
+		} else {
+			targets++
+		}
+	}
+	if st := seen.Stream; st == nil || st.Status != 200 || st.Arm != "ab/challenger" || st.Model != "eu-model" || st.Lines < 2 {
+		t.Errorf("stream as %s: %+v, want the arm header ab/challenger on a stream the control model served", streamUser, st)
+	}
+	// Metrics: the challenger arm's answers by the control model are its
+	// fallback rows, not its target's: both runs' and the stream, but for
+	// the first run's first, whose failure put the provider in cooldown
+	// (the target's error).
+	counted := func(metrics, name, arm, served string) int {
+		m := regexp.MustCompile(`stellwerk_route_` + name + `_total\{arm="` + arm + `",route="ab",served="` + served + `",version="1"\} (\d+)`).
+			FindStringSubmatch(metrics)
+		if m == nil {
+			return 0
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	want := 2 * len(fallbacks)
+	var metrics string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, b := adminDo(t, s, http.MethodGet, "/metrics", "")
+		metrics = string(b)
+		if counted(metrics, "requests", "ab/challenger", "fallback") >= want || time.Now().After(deadline) {
+			break
+		}
+	}
+	if counted(metrics, "requests", "ab/challenger", "fallback") != want || counted(metrics, "errors", "ab/challenger", "fallback") != 0 ||
+		counted(metrics, "errors", "ab/challenger", "target") != 1 || counted(metrics, "requests", "ab/control", "target") < 2*targets {
+		t.Errorf("/metrics: want %d challenger requests served by fallback, 1 error by its target, %d control ones by theirs:\n%s",
+			want, 2*targets, grepLines(metrics, "stellwerk_route_requests_total"))
+	}
+	// Audit: each record says whether the route's chosen target served.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		page := auditPage(t, s, "kind=decision&limit=1000")
+		served := map[string]int{}
+		for _, v := range page.Records {
+			var rec audit.Record
+			mustJSON(t, v.Record, &rec)
+			if rec.Route == nil || rec.Route.Name != "ab" {
+				continue
+			}
+			switch {
+			case fallbacks[v.ID] && rec.Route.Served == "fallback" && rec.Route.Arm == "ab/challenger" && rec.Served == "eu-model":
+				served["fallback"]++
+			case !fallbacks[v.ID] && rec.Route.Served == "target" && rec.Route.Arm == "ab/control":
+				served["target"]++
+			}
+		}
+		if served["fallback"] == len(fallbacks) && served["target"] >= targets {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit: %v of %d challenger records say served fallback, %d control ones target (want %d)", served, len(fallbacks), served["target"], targets)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The challenger node refuses rather than falls back.
+	deployRoute(t, s, fmt.Sprintf(abRoute, ", on_unavailable: refuse"))
+	waitRoute(t, s, "route:ab", "ab@2")
+	for name, c := range map[string]struct {
+		extra  string
+		status int
+		code   string
+	}{
+		"provider cooling down": {"", 503, "route_target_unavailable"},
+		"EU residency":          {`{"policy":{"residency":"eu"}}`, 403, "route_target_excluded"},
+	} {
+		seen := runExperiment(t, s, users, "", c.extra)
+		for i, r := range seen.Requests {
+			if r.Arm != first.Requests[i].Arm {
+				t.Errorf("%s: %s: arm %q, want %q", name, r.User, r.Arm, first.Requests[i].Arm)
+			}
+			switch r.Arm {
+			case "ab/challenger":
+				if r.Status != c.status || r.Code != c.code || r.Model == "eu-model" {
+					t.Errorf("%s: challenger %s: %d %q by %q, want %d %s", name, r.User, r.Status, r.Code, r.Model, c.status, c.code)
+				}
+			case "ab/control":
+				if r.Status != 200 || r.Model != "eu-model" {
+					t.Errorf("%s: control %s: %d %s by %s", name, r.User, r.Status, r.Code, r.Model)
+				}
+			}
+		}
+	}
+	t.Logf("challenger users: %d of %d; metrics:\n%s", len(fallbacks), users, grepLines(metrics, `stellwerk_route_requests_total{arm="ab`))
 }

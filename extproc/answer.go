@@ -122,6 +122,7 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 			p.failed = true
 			hs = append(hs, setHeader(":status", strconv.Itoa(p.failedStatus())), setHeader("content-type", "application/json"),
 				setHeader(header.Attempts, strconv.Itoa(len(p.attempts))), setHeader(header.PolicyVersion, p.result.PolicyVersion))
+			hs = p.routeHeaders(hs)
 			// The model named is the last the request was sent to; an
 			// attempt stellwerk did not send (no credential) names none.
 			for i := len(p.attempts) - 1; i >= 0; i-- {
@@ -160,9 +161,7 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		setHeader(header.Reason, p.reason()),
 		setHeader(header.PolicyVersion, p.result.PolicyVersion),
 	)
-	if o := p.result.Route; o != nil {
-		hs = append(hs, setHeader(header.Route, o.Label()))
-	}
+	hs = p.routeHeaders(hs)
 	if m != d.Model {
 		hs = append(hs, setHeader(header.FallbackFrom, d.Model.ID))
 	}
@@ -705,4 +704,17 @@ func (p *edge) answerHealth(why string) {
 	if p.state.Router.Health.Failed(tg, why, 0) {
 		p.log.Info("provider cooling down", zap.String("provider", m.Provider.Name), zap.String("reason", why))
 	}
+}
+
+// routeHeaders adds the route and its split arm to an answer of a request
+// that took a named route: every answer, an error's too, so that a client
+// reading no body (a stream, an error) knows its arm.
+func (p *edge) routeHeaders(hs []*corev3.HeaderValueOption) []*corev3.HeaderValueOption {
+	if o := p.result.Route; o != nil {
+		hs = append(hs, setHeader(header.Route, o.Label()))
+		if o.Arm != "" {
+			hs = append(hs, setHeader(header.RouteArm, o.Arm))
+		}
+	}
+	return hs
 }

@@ -84,7 +84,7 @@ func (p *edge) auditRecord() *audit.Record {
 			r.Budgets = res.Policy.Downgrade
 		}
 		if o := res.Route; o != nil {
-			r.Route = &audit.Route{Name: o.Route, Version: o.Version, Path: o.Path, Arm: o.Arm}
+			r.Route = &audit.Route{Name: o.Route, Version: o.Version, Path: o.Path, Arm: o.Arm, Served: o.ServedOrNone()}
 			for _, l := range o.Limits {
 				r.Route.Limits = append(r.Route.Limits, audit.RouteLimit{Node: l.Node, Kind: l.Kind.String(), Verdict: l.Verdict.String(),
 					Fired: l.Fired, Ratio: l.Ratio})

@@ -400,9 +400,9 @@ func (p *edge) immediate(e *apierr.Error) *extprocv3.ProcessingResponse {
 		hs = append(hs, setHeader(header.AnthropicRequestID, p.id))
 	}
 	resp := immediateJSON(p.status, p.errorJSON(e), p.id, hs...)
-	if p.result != nil && p.result.Route != nil {
+	if p.result != nil {
 		m := resp.GetImmediateResponse().Headers
-		m.SetHeaders = append(m.SetHeaders, setHeader(header.Route, p.result.Route.Label()))
+		m.SetHeaders = p.routeHeaders(m.SetHeaders)
 	}
 	return resp
 }

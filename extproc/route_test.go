@@ -67,13 +67,17 @@ nodes:
 		t.Fatalf("refused: %s", r.GetImmediateResponse().Body)
 	}
 	rh := p.handle(respHeadersMsg("200", "application/json"))
-	if got := setHeaders(rh.GetResponseHeaders().GetResponse().GetHeaderMutation())[header.Route]; got != "support@3" {
+	hs := setHeaders(rh.GetResponseHeaders().GetResponse().GetHeaderMutation())
+	if got := hs[header.Route]; got != "support@3" {
 		t.Errorf("%s: %q, want support@3", header.Route, got)
+	}
+	if got := hs[header.RouteArm]; got != "ab/only" {
+		t.Errorf("%s: %q, want ab/only", header.RouteArm, got)
 	}
 	rb := p.handle(respBodyMsg(`{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5}}`, true))
 	body := rb.GetResponseBody().GetResponse().GetBodyMutation().GetBody()
 	if r := gjson.GetBytes(body, "routing.route"); r.Get("label").Str != "support@3" || r.Get("path").Raw != `["gate","ab","b-node"]` ||
-		r.Get("arm").Str != "ab/only" || gjson.GetBytes(body, "routing.model").Str != "b" {
+		r.Get("arm").Str != "ab/only" || r.Get("served").Str != "target" || gjson.GetBytes(body, "routing.model").Str != "b" {
 		t.Errorf("routing object: %s", body)
 	}
 	p.finish()
@@ -90,17 +94,20 @@ nodes:
 
 	recs := recordsOf(t, l)
 	if rr := recs["dec-route"]; len(rr) != 1 || rr[0].Route == nil || rr[0].Route.Name != "support" || rr[0].Route.Version != 3 ||
-		strings.Join(rr[0].Route.Path, " ") != "gate ab b-node" || rr[0].Route.Arm != "ab/only" || rr[0].Served != "b" {
+		strings.Join(rr[0].Route.Path, " ") != "gate ab b-node" || rr[0].Route.Arm != "ab/only" || rr[0].Served != "b" ||
+		rr[0].Route.Served != flow.ServedTarget {
 		t.Errorf("audit record of the routed request: %+v", rr)
 	}
-	if rr := recs["dec-shut"]; len(rr) != 1 || rr[0].Route == nil || rr[0].ErrorCode != "route_ended" || rr[0].Status != 503 {
+	if rr := recs["dec-shut"]; len(rr) != 1 || rr[0].Route == nil || rr[0].ErrorCode != "route_ended" || rr[0].Status != 503 ||
+		rr[0].Route.Served != flow.ServedNone {
 		t.Errorf("audit record of the refused request: %+v", rr)
 	}
 	if len(spent.rows) != 1 || spent.rows[0].Route != "support" || spent.rows[0].DecisionID != "dec-route" || spent.rows[0].Model != "b" {
 		t.Errorf("spend rows (one, for the routed request, with its route): %+v", spent.rows)
 	}
 	rows := st.RouteCounters.Snapshot()
-	if len(rows) != 2 || rows[0].Arm != "" || rows[0].Errors != 1 || rows[1].Arm != "ab/only" || rows[1].Requests != 1 || rows[1].Errors != 0 || rows[1].Cost == 0 {
+	if len(rows) != 2 || rows[0].Arm != "" || rows[0].Errors != 1 || rows[0].Served != flow.ServedNone ||
+		rows[1].Arm != "ab/only" || rows[1].Served != flow.ServedTarget || rows[1].Requests != 1 || rows[1].Errors != 0 || rows[1].Cost == 0 {
 		t.Errorf("counters: %+v", rows)
 	}
 }

@@ -74,6 +74,9 @@ type routeInfo struct {
 	Label   string   `json:"label"` // name@version, as x-stellwerk-route
 	Path    []string `json:"path"`
 	Arm     string   `json:"arm,omitempty"`
+	// Served: target (one of the route's targets served) or fallback
+	// (none could; chosen as for auto), as the audit record's route.served.
+	Served string `json:"served,omitempty"`
 }
 
 type usage struct {
@@ -122,7 +125,7 @@ func (p *edge) routing(charge *meter.Charge) []byte {
 		ro.Alias = r.Chat.Alias
 		ro.Objective, ro.Excluded, ro.EstimatedEUR = r.Policy.Objective, len(r.Policy.Exclude), round(d.EstimatedCostEUR, 8)
 		if o := r.Route; o != nil {
-			ro.Route = &routeInfo{Name: o.Route, Version: o.Version, Label: o.Label(), Path: o.Path, Arm: o.Arm}
+			ro.Route = &routeInfo{Name: o.Route, Version: o.Version, Label: o.Label(), Path: o.Path, Arm: o.Arm, Served: o.Served}
 		}
 	}
 	baseline := p.baseline()
@@ -227,6 +230,7 @@ func (ro *routingObject) AppendJSON(dst []byte) ([]byte, error) {
 		e.Str("label", r.Label)
 		e.Strs("path", r.Path)
 		e.StrOmit("arm", r.Arm)
+		e.StrOmit("served", r.Served)
 		e.Close(o)
 	}
 	e.StrOmit("fallback_from", ro.FallbackFrom)

@@ -19,7 +19,7 @@ import (
 // own, the request ids and the retry and rate-limit headers the OpenAI
 // and Anthropic SDKs act on.
 var corsExposed = []string{
-	header.DecisionID, header.Model, header.Provider, header.Reason, header.PolicyVersion, header.Route,
+	header.DecisionID, header.Model, header.Provider, header.Reason, header.PolicyVersion, header.Route, header.RouteArm,
 	header.BudgetWarning, header.Attempts, header.FallbackFrom,
 	header.RequestID, header.AnthropicRequestID, "retry-after", "retry-after-ms", "x-should-retry",
 	"x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",

@@ -68,7 +68,7 @@ func TestCORSFilterBeforeExtProc(t *testing.T) {
 	if p.GetAllowCredentials().GetValue() || p.GetAllowMethods() != "GET, POST, OPTIONS" || p.GetAllowHeaders() != "*" {
 		t.Errorf("policy: %v", &p)
 	}
-	for _, h := range []string{header.DecisionID, header.Model, header.RequestID, "retry-after", "x-ratelimit-remaining-tokens"} {
+	for _, h := range []string{header.DecisionID, header.Model, header.RouteArm, header.RequestID, "retry-after", "x-ratelimit-remaining-tokens"} {
 		if !slices.Contains(strings.Split(p.GetExposeHeaders(), ", "), h) {
 			t.Errorf("%s is not exposed: %q", h, p.GetExposeHeaders())
 		}

@@ -204,6 +204,7 @@ func (e *recordEncoder) record(r *Record) {
 		e.Int("version", rt.Version)
 		e.Strs("path", rt.Path)
 		e.StrOmit("arm", rt.Arm)
+		e.StrOmit("served", rt.Served)
 		if len(rt.Limits) > 0 {
 			e.List("limits", len(rt.Limits), false, func(i int) {
 				l := &rt.Limits[i]

@@ -125,11 +125,16 @@ type Record struct {
 // ran, the nodes taken, the split arms, and every limit node checked with
 // its verdict, so a replay takes the same path.
 type Route struct {
-	Name    string       `json:"name"`
-	Version int64        `json:"version"`
-	Path    []string     `json:"path"`
-	Arm     string       `json:"arm,omitempty"`
-	Limits  []RouteLimit `json:"limits,omitempty"`
+	Name    string   `json:"name"`
+	Version int64    `json:"version"`
+	Path    []string `json:"path"`
+	Arm     string   `json:"arm,omitempty"`
+	// Served says whether the route's chosen target served: target (one
+	// of its targets was sent), fallback (none could, and selection chose
+	// as for auto: the path's last node did not serve), none (no model
+	// was chosen). Absent in records written before 2026-12-08.
+	Served string       `json:"served,omitempty"`
+	Limits []RouteLimit `json:"limits,omitempty"`
 }
 
 // RouteLimit is one limit node's check: kind rate_limit or budget_limit,

@@ -162,14 +162,16 @@ func routeFacts(o *flow.Outcome) *policy.RouteFacts {
 // objective in force when objectiveFree (neither the request nor the
 // policy set another). When
 // no target can serve, ordinary auto selection among the allowed
-// candidates serves, and the reason says why.
+// candidates serves, and the reason says why, unless the target node says
+// on_unavailable: refuse (refusal). It sets o.Served.
 func selectRoute(base decide.Input, o *flow.Outcome, objectiveFree bool) (decide.Selection, error) {
 	var (
-		chosen  decide.Selection
-		found   bool
-		skipped []string
-		rest    []*catalog.Model
-		missing string // a pinned target no longer in the catalog
+		chosen   decide.Selection
+		found    bool
+		skipped  []string
+		rest     []*catalog.Model
+		missing  string // a pinned target no longer in the catalog
+		byPolicy = true // every target skipped was excluded by the policy
 	)
 	for i := range o.Targets {
 		t := &o.Targets[i]
@@ -200,7 +202,9 @@ func selectRoute(base decide.Input, o *flow.Outcome, objectiveFree bool) (decide
 		}
 		d, err := decide.Decide(in)
 		if err != nil {
-			skipped = append(skipped, skipReason(t, asked, &d, err))
+			why, excluded := skipReason(t, asked, &d, err)
+			skipped = append(skipped, why)
+			byPolicy = byPolicy && excluded
 			continue
 		}
 		if !found {
@@ -232,6 +236,9 @@ func selectRoute(base decide.Input, o *flow.Outcome, objectiveFree bool) (decide
 			"the route %q names the model %q, which is no longer in the catalog; deploy a version that names another (stellwerk routes list)",
 			apierr.Truncate(o.Route, 64), apierr.Truncate(missing, 64))
 	}
+	if !found && o.Refuse {
+		return decide.Selection{}, refusal(o, skipped, byPolicy)
+	}
 	if !found {
 		in := base
 		in.Asked = decide.Auto
@@ -246,8 +253,10 @@ func selectRoute(base decide.Input, o *flow.Outcome, objectiveFree bool) (decide
 		}
 		b.WriteString(d.Reason)
 		d.Reason = b.String() // the chosen verdict's reason too
+		o.Served = flow.ServedFallback
 		return d, nil
 	}
+	o.Served = flow.ServedTarget
 	chosen.Fallbacks = nil
 	if !base.NoFallback { // the request's policy.fallback: false holds for a route too
 		chosen.Fallbacks = dedupe(rest, chosen.Model)
@@ -282,23 +291,45 @@ func narrow(cands []decide.Candidate, t *flow.Target, o *flow.Outcome) []decide.
 	return out
 }
 
+// refusal answers a request none of whose route targets can serve, when
+// the target node says on_unavailable: refuse: an experiment's arm is
+// then never answered by another arm's model. 403 when the policy
+// excluded every target (the same request meets it again), else 503 (a
+// cooldown, a failing provider: it may serve again). The message says
+// what the route's reason would have said, no more.
+func refusal(o *flow.Outcome, skipped []string, byPolicy bool) *apierr.Error {
+	node := ""
+	if len(o.Path) > 0 {
+		node = o.Path[len(o.Path)-1]
+	}
+	why := strings.Join(skipped, "; ")
+	if byPolicy && len(skipped) > 0 {
+		e := apierr.Denied("route_target_excluded", "model",
+			"route %s: node %s cannot serve this request and refuses a fallback (on_unavailable: refuse): %s", o.Label(), node, why)
+		e.Final = true
+		return e
+	}
+	return apierr.Unavailable("route_target_unavailable",
+		"route %s: node %s cannot serve this request now and refuses a fallback (on_unavailable: refuse): %s", o.Label(), node, why)
+}
+
 // skipReason says why a target could not serve: "sonnet excluded by
-// policy (eu residency)".
-func skipReason(t *flow.Target, asked string, d *decide.Selection, err error) string {
+// policy (eu residency)", and whether the policy excluded it.
+func skipReason(t *flow.Target, asked string, d *decide.Selection, err error) (string, bool) {
 	if t.IsAuto() {
-		return "auto target " + t.Node + ": no eligible model"
+		return "auto target " + t.Node + ": no eligible model", false
 	}
 	for i := range d.Len() {
 		if v := d.Line(i); v.ID == asked {
 			switch v.Verdict {
 			case "excluded":
-				return t.Model + " excluded by policy (" + d.LineReason(i) + ")"
+				return t.Model + " excluded by policy (" + d.LineReason(i) + ")", true
 			case "rejected":
-				return t.Model + " cannot serve (" + d.LineReason(i) + ")"
+				return t.Model + " cannot serve (" + d.LineReason(i) + ")", false
 			}
 		}
 	}
-	return t.Model + ": " + apierr.As(err).Message
+	return t.Model + ": " + apierr.As(err).Message, false
 }
 
 // dedupe drops repeats and the chosen model, keeping the first of each.

@@ -7,12 +7,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/flowstore"
+	"github.com/stellwerk/stellwerk/internal/health"
 )
 
 // routeTable is a fixed set of compiled flows, as flowstore.Table serves
@@ -71,9 +73,10 @@ nodes:
   - {id: economy, model: auto, objective: cost, deny: [small]}
 `)
 	r.Routes = routeTable{
-		"support": {0: support, 2: support, 1: load(1, "route: support\nnodes: [{id: only, model: mid}]\n")},
-		"closed":  {1: load(1, "route: closed\nnodes: [{id: shut, end: {status: 503, message: closed for maintenance}}]\n")},
-		"us-only": {0: load(1, "route: us-only\nnodes: [{id: s, model: sonnet}]\n")},
+		"support":   {0: support, 2: support, 1: load(1, "route: support\nnodes: [{id: only, model: mid}]\n")},
+		"closed":    {1: load(1, "route: closed\nnodes: [{id: shut, end: {status: 503, message: closed for maintenance}}]\n")},
+		"us-only":   {0: load(1, "route: us-only\nnodes: [{id: s, model: sonnet}]\n")},
+		"us-strict": {0: load(1, "route: us-strict\nnodes: [{id: s, model: sonnet, on_unavailable: refuse}]\n")},
 	}
 	return r
 }
@@ -91,6 +94,7 @@ func TestRouteTargets(t *testing.T) {
 		fallbacks []string
 		path      string
 		reason    []string // substrings of the reason
+		served    string   // Outcome.Served; "" for flow.ServedTarget
 	}{
 		"paid: the chain's first": {body: body("route:support", `"metadata":{"plan":"paid"},`), model: "sonnet", fallbacks: []string{"big"},
 			path: "support@2: plan → strong", reason: []string{"route support@2: plan → strong: sonnet"}},
@@ -101,7 +105,8 @@ func TestRouteTargets(t *testing.T) {
 			model: "big", path: "support@2: plan → strong",
 			reason: []string{"sonnet excluded by policy (residency:", "fallback big"}},
 		"every target excluded: auto": {body: body("route:us-only", `"policy":{"residency":"eu"},`), model: "small", // the workspace default
-			path: "us-only@1: s", reason: []string{"sonnet excluded by policy", "no target of the route can serve, chosen as for auto"}},
+			path: "us-only@1: s", reason: []string{"sonnet excluded by policy", "no target of the route can serve, chosen as for auto"},
+			served: flow.ServedFallback},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -116,6 +121,9 @@ func TestRouteTargets(t *testing.T) {
 			if got := ids(res.Selection.Fallbacks); tc.fallbacks != nil && !slices.Equal(got, tc.fallbacks) {
 				t.Errorf("fallbacks %v, want %v", got, tc.fallbacks)
 			}
+			if want := cmpOr(tc.served, flow.ServedTarget); res.Route.Served != want {
+				t.Errorf("served %q, want %q", res.Route.Served, want)
+			}
 			if got := res.Route.Explain(); got != tc.path {
 				t.Errorf("path %q, want %q", got, tc.path)
 			}
@@ -125,6 +133,48 @@ func TestRouteTargets(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// TestRouteRefusesFallback: a target node with on_unavailable: refuse is
+// never served as auto: 403 when the policy excluded its targets, 503
+// (with Retry-After) when they cool down; the other arm's model never
+// answers an experiment's arm (the experimentation probe).
+func TestRouteRefusesFallback(t *testing.T) {
+	r := routeRouter(t)
+	route := func(policy string) (*Result, error) {
+		return r.Route(context.Background(), Request{Path: "/v1/chat/completions", DecisionID: "d1", Principal: auth.Principal{Workspace: "default"},
+			Body: []byte(`{"model":"route:us-strict",` + policy + `"messages":[{"role":"user","content":"hello there"}]}`)})
+	}
+	res, err := route("")
+	if err != nil || res.Selection.Model.ID != "sonnet" || res.Route.Served != flow.ServedTarget {
+		t.Fatalf("allowed: %v, %+v", err, res)
+	}
+	_, err = route(`"policy":{"residency":"eu"},`)
+	e := apierr.As(err)
+	if err == nil || apierr.HTTPStatus(e) != 403 || e.Code != "route_target_excluded" ||
+		!strings.Contains(e.Message, "sonnet excluded by policy (residency:") || !strings.Contains(e.Message, "on_unavailable: refuse") {
+		t.Fatalf("excluded: %v", err)
+	}
+	r.Health = health.New(health.Policy{FailuresBeforeCooldown: 1, Cooldown: time.Minute, MaxCooldown: time.Minute})
+	r.Health.Failed(health.Target{Provider: "us"}, "boom", 0)
+	_, err = route("")
+	e = apierr.As(err)
+	if err == nil || apierr.HTTPStatus(e) != 503 || e.Code != "route_target_unavailable" || e.RetryAfter <= 0 {
+		t.Fatalf("cooling down: %v (%+v)", err, e)
+	}
+	// Without on_unavailable: refuse, the same cooldown falls back.
+	res, err = r.Route(context.Background(), Request{Path: "/v1/chat/completions", DecisionID: "d1", Principal: auth.Principal{Workspace: "default"},
+		Body: []byte(`{"model":"route:us-only","messages":[{"role":"user","content":"hello there"}]}`)})
+	if err != nil || res.Route.Served != flow.ServedFallback {
+		t.Fatalf("default: %v, %+v", err, res)
 	}
 }
 

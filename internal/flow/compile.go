@@ -143,6 +143,7 @@ const (
 	stickyUser
 	stickyKey
 	stickyMetadata
+	stickyRequestUser // the body's user only
 )
 
 type arm struct {
@@ -167,6 +168,7 @@ type node struct {
 	at         float64
 	next, fall int      // limits
 	targets    []Target // model (one), chain (several)
+	refuse     bool     // model, chain: on_unavailable: refuse
 	end        *End
 }
 
@@ -357,6 +359,14 @@ func (c *compiler) node(f *Flow, i int) {
 	unused("allow", d.Allow != nil && !isModel, "model")
 	unused("deny", d.Deny != nil && !isModel, "model")
 	isLimit := d.RateLimit != nil || d.BudgetLimit != nil
+	unused("on_unavailable", d.OnUnavailable != "" && !isModel && d.Chain == nil, "model or chain")
+	switch d.OnUnavailable {
+	case "", "fallback":
+	case "refuse":
+		n.refuse = true
+	default:
+		c.fail(d.ID, "on_unavailable", p("on_unavailable"), "%q is not fallback or refuse", d.OnUnavailable)
+	}
 	unused("next", d.Next != "" && !isLimit, "rate_limit or budget_limit")
 	unused("fallback", d.Fallback != "" && !isLimit, "rate_limit or budget_limit")
 
@@ -502,12 +512,14 @@ func (c *compiler) split(n *node, d *NodeDoc, route, base string) {
 	case s.Sticky == "" || s.Sticky == "none":
 	case s.Sticky == "user":
 		n.sticky = stickyUser
+	case s.Sticky == "request.user":
+		n.sticky = stickyRequestUser
 	case s.Sticky == "key":
 		n.sticky = stickyKey
 	case strings.HasPrefix(s.Sticky, "metadata.") && len(s.Sticky) > len("metadata."):
 		n.sticky, n.stickyKey = stickyMetadata, strings.TrimPrefix(s.Sticky, "metadata.")
 	default:
-		c.fail(d.ID, "split.sticky", base+".split.sticky", "%q is not none, user, key or metadata.<field>", s.Sticky)
+		c.fail(d.ID, "split.sticky", base+".split.sticky", "%q is not none, user, request.user, key or metadata.<field>", s.Sticky)
 	}
 	n.salt = route + "/" + d.ID + "/"
 	if len(s.Arms) < 2 {

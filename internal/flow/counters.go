@@ -17,10 +17,10 @@ var LatencyBuckets = []time.Duration{
 	time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second, 30 * time.Second,
 }
 
-// Counters count requests, errors, cost and latency per route version and
-// split arm, in memory, for the metrics endpoint and the console. The edge
+// Counters count requests, errors, cost and latency per route version,
+// split arm and how the arm's targets served (Served), in memory, for the metrics endpoint and the console. The edge
 // calls Record once per answered request; readers call Snapshot. Record
-// takes no lock once a (route, version, arm) has been seen.
+// takes no lock once a (route, version, arm, served) has been seen.
 type Counters struct {
 	m sync.Map // counterKey → *counter
 }
@@ -29,6 +29,7 @@ type counterKey struct {
 	route   string
 	version int64
 	arm     string
+	served  string
 }
 
 type counter struct {
@@ -47,18 +48,44 @@ type Answer struct {
 	Latency time.Duration
 }
 
-// Record counts one request of the outcome's route version and arm.
+// How a request's route targets served it (Outcome.Served, the counters'
+// served label): three values, whatever the catalog holds, so the rows
+// stay few. A model label would say more, but multiply every arm's series
+// by the models a fallback can reach; the audit record names the model.
+const (
+	// ServedTarget: one of the route's targets for the request (the arm's
+	// model, a chain's member, an auto target's pick) was sent.
+	ServedTarget = "target"
+	// ServedFallback: no target could serve, and selection chose as for
+	// auto (a model the arm did not name).
+	ServedFallback = "fallback"
+	// ServedNone: no model was chosen (an end node, a policy deny, a
+	// refusal by on_unavailable: refuse, nothing eligible).
+	ServedNone = "none"
+)
+
+// Record counts one request of the outcome's route version and arm, by
+// how it was served (Served; "" counts as ServedNone).
 func (c *Counters) Record(o *Outcome, s Answer) {
 	if o == nil {
 		return
 	}
-	c.RecordArm(o.Route, o.Version, o.Arm, s)
+	c.RecordArm(o.Route, o.Version, o.Arm, o.ServedOrNone(), s)
 }
 
-// RecordArm is Record for a route, version and arm given directly (a
-// replica that kept only the labels).
-func (c *Counters) RecordArm(route string, version int64, arm string, s Answer) {
-	k := counterKey{route, version, arm}
+// ServedOrNone is Served, ServedNone when selection did not set it (the
+// request was refused before a model was chosen).
+func (o *Outcome) ServedOrNone() string {
+	if o.Served == "" {
+		return ServedNone
+	}
+	return o.Served
+}
+
+// RecordArm is Record for a route, version, arm and served given directly
+// (a replica that kept only the labels).
+func (c *Counters) RecordArm(route string, version int64, arm, served string, s Answer) {
+	k := counterKey{route, version, arm, served}
 	v, ok := c.m.Load(k)
 	if !ok {
 		v, _ = c.m.LoadOrStore(k, &counter{})
@@ -82,7 +109,11 @@ type CounterRow struct {
 	Route   string `json:"route"`
 	Version int64  `json:"version"`
 	// Arm is node/arm ("" when the path crossed no split).
-	Arm      string          `json:"arm,omitempty"`
+	Arm string `json:"arm,omitempty"`
+	// Served tells the requests the arm's own targets served (target) from
+	// those selection served as for auto because none could (fallback) and
+	// those no model served (none).
+	Served   string          `json:"served"`
 	Requests int64           `json:"requests"`
 	Errors   int64           `json:"errors"`
 	Cost     ledger.MicroEUR `json:"cost_micro_eur"`
@@ -99,7 +130,7 @@ func (c *Counters) Snapshot() []CounterRow {
 	var out []CounterRow
 	c.m.Range(func(key, value any) bool {
 		k, ct := key.(counterKey), value.(*counter)
-		r := CounterRow{Route: k.route, Version: k.version, Arm: k.arm, Requests: ct.requests.Load(), Errors: ct.errors.Load(),
+		r := CounterRow{Route: k.route, Version: k.version, Arm: k.arm, Served: k.served, Requests: ct.requests.Load(), Errors: ct.errors.Load(),
 			Cost: ledger.MicroEUR(ct.cost.Load()), LatencySum: time.Duration(ct.latency.Load()), Buckets: make([]int64, len(ct.buckets))}
 		for i := range ct.buckets {
 			r.Buckets[i] = ct.buckets[i].Load()
@@ -114,7 +145,10 @@ func (c *Counters) Snapshot() []CounterRow {
 		if a.Version != b.Version {
 			return int(a.Version - b.Version)
 		}
-		return strings.Compare(a.Arm, b.Arm)
+		if c := strings.Compare(a.Arm, b.Arm); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Served, b.Served)
 	})
 	return out
 }

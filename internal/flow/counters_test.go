@@ -18,9 +18,9 @@ func TestCounters(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	c.RecordArm("support", 6, "", Answer{Latency: time.Minute})
+	c.RecordArm("support", 6, "", ServedTarget, Answer{Latency: time.Minute})
 	rows := c.Snapshot()
-	if len(rows) != 2 || rows[0].Version != 6 || rows[1].Arm != "rollout/challenger" {
+	if len(rows) != 2 || rows[0].Version != 6 || rows[1].Arm != "rollout/challenger" || rows[1].Served != ServedNone {
 		t.Fatalf("rows %+v", rows)
 	}
 	r := rows[1]
@@ -34,5 +34,23 @@ func TestCounters(t *testing.T) {
 	c.Prune(func(_ string, v int64) bool { return v == 7 })
 	if rows := c.Snapshot(); len(rows) != 1 || rows[0].Version != 7 {
 		t.Errorf("after prune %+v", rows)
+	}
+}
+
+// TestCountersServed: an arm's requests that its own target served and
+// those another model served as its fallback are separate rows, so the
+// arm's figures describe its model (the experimentation probe counted the
+// control model's answers as the challenger's).
+func TestCountersServed(t *testing.T) {
+	var c Counters
+	target := &Outcome{Route: "ab", Version: 1, Arm: "split/challenger", Served: ServedTarget}
+	fallback := &Outcome{Route: "ab", Version: 1, Arm: "split/challenger", Served: ServedFallback}
+	c.Record(target, Answer{Cost: 5})
+	c.Record(fallback, Answer{Cost: 7})
+	c.Record(fallback, Answer{Cost: 7})
+	rows := c.Snapshot()
+	if len(rows) != 2 || rows[0].Served != ServedFallback || rows[0].Requests != 2 || rows[0].Cost != 14 ||
+		rows[1].Served != ServedTarget || rows[1].Requests != 1 || rows[1].Cost != 5 {
+		t.Fatalf("rows %+v", rows)
 	}
 }

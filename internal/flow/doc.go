@@ -71,13 +71,19 @@ type NodeDoc struct {
 	// allows serves, the others are its fallbacks.
 	Chain []string `json:"chain,omitempty"`
 
+	// OnUnavailable is what a model or chain node does when none of its
+	// targets can serve (the policy excludes them, they cool down, no
+	// model meets the request's needs): fallback (default: selection
+	// chooses as for auto) or refuse (the client gets the error).
+	OnUnavailable string `json:"on_unavailable,omitempty"`
+
 	End *EndDoc `json:"end,omitempty"`
 }
 
 // SplitDoc divides traffic between arms by weight.
 type SplitDoc struct {
 	// Sticky keeps one subject on one arm: none (default: per request),
-	// user, key, or metadata.<field>.
+	// user, request.user, key, or metadata.<field>.
 	Sticky string   `json:"sticky,omitempty"`
 	Arms   []ArmDoc `json:"arms"`
 }
@@ -463,6 +469,8 @@ func (p *parser) node(n *yaml.Node, i int) NodeDoc {
 		case "chain":
 			kind = append(kind, key)
 			d.Chain = p.list(v, id, base, key)
+		case "on_unavailable":
+			d.OnUnavailable = p.str(v, id, key)
 		case "end":
 			kind = append(kind, key)
 			d.End = p.end(v, id)

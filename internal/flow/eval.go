@@ -111,6 +111,12 @@ type Outcome struct {
 	// flow's choice, the others its fallbacks (a chain). Empty when the
 	// flow ended (End). The slice is the flow's: do not modify it.
 	Targets []Target `json:"targets,omitempty"`
+	// Refuse: the target node says on_unavailable: refuse, so when none of
+	// Targets can serve the request is refused rather than served as auto.
+	Refuse bool `json:"refuse,omitempty"`
+	// Served is how the decision used Targets (set by selection, not by
+	// Evaluate): ServedTarget, ServedFallback or ServedNone.
+	Served string `json:"served,omitempty"`
 	// Limits are the limit nodes checked on the path.
 	Limits []Limit `json:"limits,omitempty"`
 	// End is set when the flow refuses the request.
@@ -260,7 +266,7 @@ func (f *Flow) Evaluate(ctx context.Context, in *Input) *Outcome {
 				i = n.fall
 			}
 		case KindModel, KindChain:
-			o.Targets = n.targets
+			o.Targets, o.Refuse = n.targets, n.refuse
 			return o
 		case KindEnd:
 			o.End = n.end
@@ -279,6 +285,10 @@ func (n *node) pick(in *Input) *arm {
 	case stickyUser:
 		if s := stickyUserOf(in); s != "" {
 			subject = s
+		}
+	case stickyRequestUser:
+		if in.Chat != nil && in.Chat.User != "" {
+			subject = "u:" + in.Chat.User
 		}
 	case stickyKey:
 		if in.Principal != nil && in.Principal.KeyID != "" {

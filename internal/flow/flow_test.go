@@ -217,6 +217,104 @@ nodes:
 	}
 }
 
+// TestStickyRequestUser: sticky: request.user follows the body's user
+// only, so a service key with a user of its own does not put every end
+// user of its app on one arm (sticky: user does: the key's user wins).
+func TestStickyRequestUser(t *testing.T) {
+	doc := func(sticky string) string {
+		return "route: s\nnodes:\n  - id: s\n    split:\n      sticky: " + sticky +
+			"\n      arms:\n        - {name: a, weight: 50, next: m}\n        - {name: b, weight: 50, next: m}\n  - {id: m, model: gpt-4o}\n"
+	}
+	for sticky, want := range map[string]int{"user": 1, "request.user": 2} {
+		f, err := Load("t", []byte(doc(sticky)), testEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		arms := map[string]bool{}
+		for u := range 50 {
+			for r := range 3 { // each body user keeps its arm
+				in := Input{RequestID: fmt.Sprint(u, "-", r), Principal: &auth.Principal{KeyID: "svc", User: "svc-user"},
+					Chat: &request.Chat{User: fmt.Sprint("end-user-", u)}}
+				arms[f.Evaluate(context.Background(), &in).Arm+fmt.Sprint(u)] = true
+			}
+		}
+		seen := map[string]bool{}
+		for k := range arms {
+			seen[k[:3]] = true
+		}
+		if len(arms) != 50 || len(seen) != want {
+			t.Errorf("sticky %s: %d (user, arm) pairs for 50 users, %d arms; want 50 and %d", sticky, len(arms), len(seen), want)
+		}
+	}
+}
+
+// TestRampMovesOnlyToTheGrowingArm: the bucket does not depend on the
+// weights, so ramping the second arm from 10 to 50 (order kept) moves
+// users only from the first arm to the second; swapping the arms'
+// order reshuffles them (docs/routes.md, Splits).
+func TestRampMovesOnlyToTheGrowingArm(t *testing.T) {
+	doc := func(arms string) string {
+		return "route: s\nnodes:\n  - id: s\n    split:\n      sticky: user\n      arms:\n" + arms + "  - {id: m, model: gpt-4o}\n"
+	}
+	load := func(arms string) *Flow {
+		f, err := Load("t", []byte(doc(arms)), testEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	v10 := load("        - {name: control, weight: 90, next: m}\n        - {name: challenger, weight: 10, next: m}\n")
+	v50 := load("        - {name: control, weight: 50, next: m}\n        - {name: challenger, weight: 50, next: m}\n")
+	swapped := load("        - {name: challenger, weight: 50, next: m}\n        - {name: control, weight: 50, next: m}\n")
+	arm := func(f *Flow, u int) string {
+		return f.Evaluate(context.Background(), &Input{RequestID: "r", Principal: &auth.Principal{User: fmt.Sprint("u", u)}}).Arm
+	}
+	moved, back, swappedMoved := 0, 0, 0
+	for u := range 2000 {
+		a, b := arm(v10, u), arm(v50, u)
+		switch {
+		case a == "s/challenger" && b != a:
+			back++
+		case a == "s/control" && b == "s/challenger":
+			moved++
+		}
+		if arm(swapped, u) != b {
+			swappedMoved++
+		}
+	}
+	if back != 0 || moved < 600 || moved > 1000 { // ≈ 40% of 2000
+		t.Errorf("10→50: %d challenger users moved back, %d control users moved (want 0 and ≈800)", back, moved)
+	}
+	if swappedMoved < 800 { // ≈ half change arm
+		t.Errorf("swapping the arms moved %d of 2000 users; want about half", swappedMoved)
+	}
+}
+
+// TestOnUnavailable: a model or chain node's on_unavailable: refuse is in
+// the outcome, for selection to refuse rather than fall back.
+func TestOnUnavailable(t *testing.T) {
+	f, err := Load("t", []byte(`route: r
+nodes:
+  - id: s
+    split:
+      arms:
+        - {name: a, weight: 1, next: c}
+        - {name: b, weight: 1, next: m}
+  - {id: c, chain: [m, n], on_unavailable: refuse}
+  - {id: m, model: gpt-4o, on_unavailable: fallback}
+  - {id: n, model: gpt-4o-mini}
+`), testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := range 50 {
+		o := f.Evaluate(context.Background(), &Input{RequestID: fmt.Sprint(r)})
+		if want := o.Arm == "s/a"; o.Refuse != want {
+			t.Fatalf("arm %s: refuse %v", o.Arm, o.Refuse)
+		}
+	}
+}
+
 func TestZeroWeightArm(t *testing.T) {
 	f, err := Load("t", []byte(`route: z
 nodes:

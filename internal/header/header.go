@@ -54,6 +54,11 @@ const (
 	// Route is on the answer of a request that ran a named route: the
 	// route and the version that served (support@7), docs/routes.md.
 	Route = "x-stellwerk-route"
+	// RouteArm is beside Route when the route's path crossed a split: the
+	// arm taken as node/arm (comma-joined for several splits), as the
+	// routing object's route.arm, for clients that read no body (streams,
+	// errors).
+	RouteArm = "x-stellwerk-route-arm"
 	// Metadata carries the request metadata routes read, as a JSON object
 	// of strings, for clients that cannot send the body's `metadata`
 	// (flow.ParseMetadataHeader). Read at the edge like Policy, then

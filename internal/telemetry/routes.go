@@ -12,10 +12,12 @@ import (
 // version and split arm) at each scrape, the live version of each route,
 // and the live versions that do not load under the config in force.
 // Cardinality is the routes' versions that served since start, times
-// their arms.
+// their arms, times at most three served values (target, fallback, none:
+// bounded, where a model label would multiply by the models a fallback
+// reaches).
 func Routes(rows func() []flow.CounterRow, live, broken func() map[string]int64) prometheus.Collector {
-	labels := []string{"route", "version", "arm"}
-	requests := prometheus.NewDesc("stellwerk_route_requests_total", "Requests that took a named route, by route, version and split arm (node/arm, \"\" when none).", labels, nil)
+	labels := []string{"route", "version", "arm", "served"}
+	requests := prometheus.NewDesc("stellwerk_route_requests_total", "Requests that took a named route, by route, version, split arm (node/arm, \"\" when none) and served: target (a target of the route was sent), fallback (none could serve; chosen as for auto) or none (no model chosen).", labels, nil)
 	errs := prometheus.NewDesc("stellwerk_route_errors_total", "Requests of a named route answered with an error (a refusal, a provider error, every attempt failed).", labels, nil)
 	cost := prometheus.NewDesc("stellwerk_route_cost_eur_total", "What a named route's requests cost, in EUR.", labels, nil)
 	lat := prometheus.NewDesc("stellwerk_route_duration_seconds", "Time from a named route's request to the end of its answer.", labels, nil)
@@ -27,7 +29,7 @@ func Routes(rows func() []flow.CounterRow, live, broken func() map[string]int64)
 	}
 	return &funcCollector{descs: []*prometheus.Desc{requests, errs, cost, lat, version, brokenDesc}, collect: func(ch chan<- prometheus.Metric) {
 		for _, r := range rows() {
-			v := []string{r.Route, strconv.FormatInt(r.Version, 10), r.Arm}
+			v := []string{r.Route, strconv.FormatInt(r.Version, 10), r.Arm, r.Served}
 			ch <- prometheus.MustNewConstMetric(requests, prometheus.CounterValue, float64(r.Requests), v...)
 			ch <- prometheus.MustNewConstMetric(errs, prometheus.CounterValue, float64(r.Errors), v...)
 			ch <- prometheus.MustNewConstMetric(cost, prometheus.CounterValue, r.Cost.EUR(), v...)
