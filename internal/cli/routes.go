@@ -379,9 +379,13 @@ func (r *routesCLI) test(ctx context.Context, s, samplesFile string) error {
 			failed++
 		}
 	}
+	warnings := flow.StickyWarnings(results)
 	if r.json {
 		if err := writeJSONTo(r.stdout, results); err != nil {
 			return err
+		}
+		for _, w := range warnings {
+			fmt.Fprintf(r.stderr, "warning: %s\n", w)
 		}
 	} else {
 		for _, res := range results {
@@ -398,6 +402,9 @@ func (r *routesCLI) test(ctx context.Context, s, samplesFile string) error {
 			for _, m := range res.Mismatch {
 				fmt.Fprintf(r.stdout, "     mismatch: %s\n", m) // "model X, expected Y"
 			}
+		}
+		for _, w := range warnings {
+			fmt.Fprintf(r.stdout, "warning: %s\n", w)
 		}
 		fmt.Fprintf(r.stdout, "%s: %d passed, %d failed\n", label, len(results)-failed, failed)
 	}

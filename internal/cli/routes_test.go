@@ -51,6 +51,21 @@ nodes:
 		!strings.Contains(out, "path: support: plan → limit (limit reached) → busy") || !strings.Contains(out, "2 passed, 0 failed") {
 		t.Fatalf("test: %v %s\n%s", err, stderr, out)
 	}
+	// Every sample of a sticky split on one subject (a service key's
+	// user): a warning, not a failure.
+	ab := filepath.Join(dir, "..", "ab.yaml")
+	write(ab, "route: ab\nnodes:\n  - id: ab\n    split:\n      sticky: user\n      arms:\n"+
+		"        - {name: a, weight: 1, next: m}\n        - {name: b, weight: 1, next: m}\n  - {id: m, model: m1}\n")
+	abSamples := filepath.Join(dir, "..", "ab-samples.json")
+	write(abSamples, `[
+  {"name": "ana", "body": {"model": "route:ab", "user": "ana", "messages": [{"role": "user", "content": "hi"}]}, "principal": {"key": "app", "user": "svc"}},
+  {"name": "ben", "body": {"model": "route:ab", "user": "ben", "messages": [{"role": "user", "content": "hi"}]}, "principal": {"key": "app", "user": "svc"}}
+]`)
+	out, stderr, err = run("routes", "test", ab, "--samples", abSamples, "--config", cfg)
+	if err != nil || !strings.Contains(out, `warning: split ab: all 2 samples that cross it have one sticky subject, the key's user "svc"`) ||
+		!strings.Contains(out, "use sticky: request.user") || !strings.Contains(out, "2 passed, 0 failed") {
+		t.Fatalf("sticky warning: %v %s\n%s", err, stderr, out)
+	}
 	// A failing expectation fails the command.
 	write(samples, `[{"name": "wrong", "body": {"model": "route:support", "messages": [{"role": "user", "content": "hi"}]}, "expect": {"model": "m1"}}]`)
 	out, _, err = run("routes", "test", file, "--samples", samples, "--config", cfg)

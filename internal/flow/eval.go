@@ -308,6 +308,37 @@ func (n *node) pick(in *Input) *arm {
 	return &n.arms[len(n.arms)-1]
 }
 
+// subject is the sticky subject pick hashes for in, and what it is: "the
+// key's user", "the request's user", "the key", "metadata.<field>", or
+// "the request id" (no sticky subject).
+func (n *node) subject(in *Input) (what, subject string) {
+	switch n.sticky {
+	case stickyUser:
+		switch s := stickyUserOf(in); {
+		case s == "":
+		case in.Principal != nil && in.Principal.User != "":
+			return "the key's user", s[2:]
+		case strings.HasPrefix(s, "u:"):
+			return "the request's user", s[2:]
+		default:
+			return "the key", s[2:]
+		}
+	case stickyRequestUser:
+		if in.Chat != nil && in.Chat.User != "" {
+			return "the request's user", in.Chat.User
+		}
+	case stickyKey:
+		if in.Principal != nil && in.Principal.KeyID != "" {
+			return "the key", in.Principal.KeyID
+		}
+	case stickyMetadata:
+		if s := in.Metadata[n.stickyKey]; s != "" {
+			return "metadata." + n.stickyKey, s
+		}
+	}
+	return "the request id", in.RequestID
+}
+
 // stickyUserOf is the key's user, else the request's user field, else the
 // key id.
 func stickyUserOf(in *Input) string {

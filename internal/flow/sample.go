@@ -78,6 +78,59 @@ type SampleResult struct {
 	Error string `json:"error,omitempty"`
 	// Mismatch lists how the outcome differs from Expect.
 	Mismatch []string `json:"mismatch,omitempty"`
+	// Sticky is, per sticky split the sample crossed, the subject its arm
+	// was chosen by.
+	Sticky []StickySubject `json:"sticky,omitempty"`
+}
+
+// StickySubject is what a sticky split hashed for one request: What names
+// the source (the key's user, the request's user, the key,
+// metadata.<field>, the request id) and Subject its value.
+type StickySubject struct {
+	Node    string `json:"node"`
+	What    string `json:"what"`
+	Subject string `json:"subject"`
+}
+
+// StickyWarnings says, per sticky split, when every sample that crossed it
+// (two or more) had one sticky subject: they all take one arm, which is
+// what a service key with a user of its own does to a whole app under
+// sticky: user (the key's user comes before the request's; the
+// experimentation probe). Samples whose subject is the request id (none
+// was found) are not sticky and do not count.
+func StickyWarnings(results []SampleResult) []string {
+	type seen struct {
+		n     int
+		first StickySubject
+		same  bool
+	}
+	byNode := map[string]*seen{}
+	var order []string
+	for _, r := range results {
+		for _, s := range r.Sticky {
+			v := byNode[s.Node]
+			if v == nil {
+				v = &seen{first: s, same: true}
+				byNode[s.Node] = v
+				order = append(order, s.Node)
+			}
+			v.n++
+			v.same = v.same && s == v.first && s.What != "the request id"
+		}
+	}
+	var out []string
+	for _, node := range order {
+		v := byNode[node]
+		if v.n < 2 || !v.same {
+			continue
+		}
+		w := fmt.Sprintf("split %s: all %d samples that cross it have one sticky subject, %s %q, so they all take one arm", node, v.n, v.first.What, v.first.Subject)
+		if v.first.What == "the key's user" {
+			w += "; sticky: user follows the key's user before the request's user: for a service key with a user, use sticky: request.user"
+		}
+		out = append(out, w)
+	}
+	return out
 }
 
 // ParseSamples reads a samples file: a JSON array of samples, or an object
@@ -195,6 +248,12 @@ func (s *Sample) Run(ctx context.Context, f *Flow, env *Env, cl Classifier) Samp
 	in.Limiter = lim
 	res.Outcome = f.Evaluate(ctx, in)
 	res.Mismatch = s.Expect.check(res.Outcome)
+	for _, id := range res.Outcome.Path {
+		if n := f.node(id); n != nil && n.kind == KindSplit && n.sticky != stickyNone {
+			what, subject := n.subject(in)
+			res.Sticky = append(res.Sticky, StickySubject{Node: id, What: what, Subject: subject})
+		}
+	}
 	return res
 }
 
@@ -249,4 +308,14 @@ func (e *Expect) check(o *Outcome) []string {
 		}
 	}
 	return out
+}
+
+// node is the node with id, nil for none.
+func (f *Flow) node(id string) *node {
+	for i := range f.nodes {
+		if f.nodes[i].id == id {
+			return &f.nodes[i]
+		}
+	}
+	return nil
 }

@@ -56,3 +56,43 @@ func TestReplayLimiter(t *testing.T) {
 		t.Errorf("replay %s, recorded %s", again.Explain(), first.Explain())
 	}
 }
+
+// TestStickyWarnings: samples of a service key with a user of its own all
+// hash by that user under sticky: user, whatever their body's user: routes
+// test warns; under sticky: request.user they spread, and it does not.
+func TestStickyWarnings(t *testing.T) {
+	doc := func(sticky string) *Flow {
+		f, err := Load("t", []byte("route: ab\nnodes:\n  - id: ab\n    split:\n      sticky: "+sticky+
+			"\n      arms:\n        - {name: a, weight: 50, next: m}\n        - {name: b, weight: 50, next: m}\n  - {id: m, model: gpt-4o}\n"), testEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	samples := func() []Sample {
+		var out []Sample
+		for _, u := range []string{"ana", "ben", "cleo"} {
+			out = append(out, Sample{Name: u, RequestID: u, Principal: &SamplePrincipal{Key: "app", User: "svc@example.com"},
+				Body: []byte(`{"model":"route:ab","user":"` + u + `","messages":[{"role":"user","content":"hi"}]}`)})
+		}
+		return out
+	}
+	run := func(f *Flow) []string {
+		var rs []SampleResult
+		for _, s := range samples() {
+			rs = append(rs, s.Run(context.Background(), f, testEnv, nil))
+		}
+		return StickyWarnings(rs)
+	}
+	w := run(doc("user"))
+	if len(w) != 1 || !strings.Contains(w[0], `split ab: all 3 samples that cross it have one sticky subject, the key's user "svc@example.com"`) ||
+		!strings.Contains(w[0], "sticky: request.user") {
+		t.Errorf("sticky: user: %q", w)
+	}
+	if w := run(doc("request.user")); len(w) != 0 {
+		t.Errorf("sticky: request.user: %q", w)
+	}
+	if w := run(doc("none")); len(w) != 0 {
+		t.Errorf("sticky: none: %q", w)
+	}
+}
