@@ -4,8 +4,11 @@ import (
 	"strconv"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	mutationv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -13,6 +16,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/stellwerk/stellwerk/internal/header"
 )
 
 const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -51,19 +56,43 @@ func providerCluster(c Cluster) (*clusterv3.Cluster, error) {
 	}
 	setProtocol(opts, c)
 	applyControls(cl, opts, c)
-	if c.Credential != nil || c.DropIn {
-		fs, err := upstreamFilters(c.Credential, c.DropIn)
-		if err != nil {
-			return nil, err
-		}
-		opts.HttpFilters = fs
+	fs, err := upstreamFilters(c.Credential, c.DropIn)
+	if err != nil {
+		return nil, err
 	}
+	own, err := ownHeadersFilter()
+	if err != nil {
+		return nil, err
+	}
+	// First in the chain, so last on the answer: nothing a provider sends
+	// in stellwerk's namespace gets past its cluster.
+	opts.HttpFilters = append([]*hcmv3.HttpFilter{own}, fs...)
 	a, err := toAny(opts)
 	if err != nil {
 		return nil, err
 	}
 	cl.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsKey: a}
 	return cl, nil
+}
+
+// ownHeadersFilter is the upstream filter that removes every x-stellwerk-*
+// header from a provider's answer. The edge trusts some of them
+// (header.Served, header.UpstreamFlags, header.Overflow, header.FirstModel):
+// only the egress filter and Envoy may set them. On the cluster, so it
+// holds on every path to a provider: a plan of one model goes to the
+// provider's cluster straight from the client-facing route, where a
+// provider's x-stellwerk-served: 0 on its 503 had the failure never
+// recorded (the hostile-upstream probe).
+func ownHeadersFilter() (*hcmv3.HttpFilter, error) {
+	hm, err := toAny(&headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{ResponseMutations: []*mutationv3.HeaderMutation{
+		{Action: &mutationv3.HeaderMutation_RemoveOnMatch_{RemoveOnMatch: &mutationv3.HeaderMutation_RemoveOnMatch{
+			KeyMatcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: header.Prefix}, IgnoreCase: true},
+		}}},
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return &hcmv3.HttpFilter{Name: "stellwerk_provider_headers", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: hm}}, nil
 }
 
 // loadAssignment groups the endpoints into one locality per zone and

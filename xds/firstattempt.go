@@ -182,7 +182,7 @@ func answerModel() (*hcmv3.HttpFilter, error) {
 //
 // An attempt bound for the provider instead has the headers by which the
 // egress filter and Envoy tell the edge about an attempt (header.Served,
-// header.UpstreamFlags) removed from its answer: only they may set them,
+// header.UpstreamFlags, header.Overflow) removed from its answer: only they may set them,
 // and a provider sending x-stellwerk-served itself had its answer
 // recorded and priced as another model's of the plan (the fuzzing probe).
 func retryHeaders() (*hcmv3.HttpFilter, error) {
@@ -206,6 +206,7 @@ func retryHeaders() (*hcmv3.HttpFilter, error) {
 	own, err := toAny(&headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{ResponseMutations: []*mutationv3.HeaderMutation{
 		{Action: &mutationv3.HeaderMutation_Remove{Remove: header.Served}},
 		{Action: &mutationv3.HeaderMutation_Remove{Remove: header.UpstreamFlags}},
+		{Action: &mutationv3.HeaderMutation_Remove{Remove: header.Overflow}}, // it would have the failover route retry
 	}}})
 	if err != nil {
 		return nil, err

@@ -65,7 +65,10 @@ type Behavior struct {
 	// text/html page (with Status, a proxy's error page of that status);
 	// "overflow" the API's 400 for a prompt larger than the model's context
 	// window, as a provider whose tokenizer counts more than stellwerk
-	// estimated answers it.
+	// estimated answers it; "redirect" a 302 with a Location; "drip" a
+	// JSON answer with its right Content-Length sent one byte per
+	// ChunkDelay (1s unless set), "short" one whose Content-Length is
+	// 1000 bytes more than it sends before closing.
 	Reset          string        `json:"reset,omitempty"`
 	FirstByteDelay time.Duration `json:"first_byte_delay,omitempty"`
 	ChunkDelay     time.Duration `json:"chunk_delay,omitempty"`
@@ -79,6 +82,9 @@ type Behavior struct {
 	// RequestID is the provider's own id of each request, on every answer
 	// as its API sends it: x-request-id (OpenAI), request-id (Anthropic).
 	RequestID string `json:"request_id,omitempty"`
+	// Headers are added to every answer, as a hostile provider sends
+	// them (x-stellwerk-served, x-should-retry, …).
+	Headers map[string]string `json:"headers,omitempty"`
 }
 
 // Recorded is one request as the provider saw it.
@@ -228,6 +234,9 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Add(strings.TrimSpace(name), strings.TrimSpace(value))
 		}
 	}
+	for k, v := range b.Headers {
+		w.Header().Set(k, v)
+	}
 	anthropic := strings.HasSuffix(r.URL.Path, "/messages")
 	if b.RequestID != "" {
 		if anthropic {
@@ -257,6 +266,39 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch b.Reset {
+	case "redirect": // a provider moved, or a login page before it
+		w.Header().Set("Location", "https://elsewhere.example/v1/chat/completions")
+		w.WriteHeader(http.StatusFound)
+		return
+	case "drip", "short": // a JSON answer that breaks after its headers
+		answer := `{"id":"chatcmpl-drip","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`
+		w.Header().Set("Content-Type", "application/json")
+		if b.Reset == "drip" { // the right length, one byte per ChunkDelay (1s)
+			w.Header().Set("Content-Length", strconv.Itoa(len(answer)))
+		} else { // 1000 bytes promised that never come
+			w.Header().Set("Content-Length", strconv.Itoa(len(answer)+1000))
+		}
+		w.WriteHeader(http.StatusOK)
+		if b.Reset == "short" {
+			_, _ = io.WriteString(w, answer)
+			return // the server closes the connection short of the length
+		}
+		d := b.ChunkDelay
+		if d <= 0 {
+			d = time.Second
+		}
+		for i := range len(answer) {
+			_, _ = io.WriteString(w, answer[i:i+1])
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		return
 	case "garbage", "empty", "html": // what a broken gateway answers, whatever the API
 		w.Header().Set("Content-Type", "application/json")
 		status := http.StatusOK
