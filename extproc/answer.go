@@ -89,6 +89,18 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		} else {
 			remove = append(remove, "retry-after")
 		}
+	} else if rh.retryAfter != "" {
+		// On an answer it means nothing; on a 2xx a client's backoff could
+		// read 999999999 from it (the hostile-upstream probe).
+		remove = append(remove, "retry-after")
+	}
+	if rh.shouldRetry && !sdkRetries(code) {
+		// The OpenAI SDKs obey x-should-retry over the status: a
+		// provider's "true" on its 400 had the SDK send the request twice
+		// more, each routed, held against the budget and logged (the
+		// hostile-upstream probe). Where the SDKs retry anyway, its
+		// "false" may stop them; stellwerk sets its own on its errors.
+		remove = append(remove, "x-should-retry")
 	}
 	if p.plan != nil {
 		// The first attempt, which the edge rewrote, has no filter on its
@@ -141,6 +153,13 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		}
 	}
 	m := p.served
+	if code >= 300 && code < 400 {
+		// No API stellwerk serves redirects, and its Location was
+		// removed: the SDKs raised APIStatusError 302 with an empty body
+		// (the hostile-upstream probe). A provider behind a login page,
+		// or moved.
+		return p.immediate(p.badAnswer("answered with a redirect (" + status + ")"))
+	}
 	if p.plan == nil && credentialRefused(code) {
 		// Without failover: the provider's answer is not the client's to
 		// see (its 401 would tell the client its own key is wrong, and its
@@ -587,11 +606,31 @@ func (p *edge) providerHeaders(h *extprocv3.HttpHeaders, remove []string) []stri
 		if len(hv.RawValue) > 0 { // a view: nothing of it is kept
 			v = unsafe.String(unsafe.SliceData(hv.RawValue), len(hv.RawValue))
 		}
-		if _, held := p.scrubText(v); held {
+		if _, held := p.scrubText(v); held || (hv.Key == header.RequestID || hv.Key == header.AnthropicRequestID) && !plainID(v) {
 			remove = append(remove, hv.Key)
 		}
 	}
 	return remove
+}
+
+// plainID reports whether a provider's request id reaches the client as
+// it is: at most 128 characters, letters, digits and ._:+=/- (OpenAI's
+// req_…, Anthropic's, UUIDs). A 60 KB id, or one holding <script>,
+// reached the client as sent (the hostile-upstream probe); the decision's
+// stands in for it.
+func plainID(v string) bool {
+	if v == "" || len(v) > 128 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.' || c == '_' || c == ':' || c == '+' || c == '=' || c == '/' || c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // providerHeaderPasses says whether a provider's answer header reaches
@@ -604,7 +643,7 @@ func (p *edge) providerHeaders(h *extprocv3.HttpHeaders, remove []string) []stri
 // sent (the red team of 2026-12-07).
 func providerHeaderPasses(k string) bool {
 	switch k {
-	case "content-type", "content-length", "content-encoding", "transfer-encoding", "date", "cache-control", "vary",
+	case "content-type", "content-length", "content-encoding", "transfer-encoding", "date",
 		"x-request-id", "request-id", // the provider's request id, for its support
 		"retry-after", "x-should-retry", // bounded or decided by stellwerk (retryAfter)
 		"openai-processing-ms", "openai-version":
@@ -664,13 +703,24 @@ func (p *edge) scrubAnswer(body []byte) ([]byte, bool) {
 // noAnswer is the error for a provider's 2xx answer that is none: what
 // says how it failed.
 func (p *edge) noAnswer(what string) *apierr.Error {
+	return p.badAnswer("answered with success but " + what)
+}
+
+// badAnswer is the error for a provider's answer that is neither an
+// answer nor an error stellwerk can pass on: what it did says how. It
+// counts against the provider and is charged nothing.
+func (p *edge) badAnswer(what string) *apierr.Error {
 	m := p.served
 	p.broken = true // not served: charged nothing, as a provider's error is
-	p.answerHealth("answered success without an answer: " + what)
-	p.log.Warn("the provider's success was no answer", zap.String("decision_id", p.id), zap.String("model", m.ID),
-		zap.String("provider", m.Provider.Name), zap.String("body", what))
-	return apierr.Upstream("provider_bad_response", "the provider %s answered with success but %s; the request was not served", m.Provider.Name, what)
+	p.answerHealth(what)
+	p.log.Warn("the provider's answer was none", zap.String("decision_id", p.id), zap.String("model", m.ID),
+		zap.String("provider", m.Provider.Name), zap.String("answer", what))
+	return apierr.Upstream("provider_bad_response", "the provider %s %s; the request was not served", m.Provider.Name, what)
 }
+
+// sdkRetries: the OpenAI SDKs retry this status unless told otherwise
+// (x-should-retry: false).
+func sdkRetries(code int) bool { return code == 408 || code == 409 || code == 429 || code >= 500 }
 
 // utf8BOM is the byte-order mark some servers put before a JSON body.
 var utf8BOM = []byte("\ufeff")

@@ -341,10 +341,22 @@ func (p *edge) finish() {
 		how = "timed_out"
 	}
 	p.finishStream(how)
+	p.bodyBroke()
 	p.endReservation()
 	p.countRoute()
 	p.audit()
 	p.observe()
+}
+
+// bodyBroke counts a JSON success whose body never came whole (the
+// provider closed short of its Content-Length, or dripped it until
+// envoy.request_timeout) against the provider: answerHealth otherwise
+// runs only for a whole body, and such a provider never cooled (the
+// hostile-upstream probe). A body passed on in parts counted already.
+func (p *edge) bodyBroke() {
+	if p.addRouting && !p.partial && !p.broken && p.served != nil {
+		p.answerHealth("its answer broke off after its headers")
+	}
 }
 
 // leftDuringAttempts reads the attempts of a request with failover whose

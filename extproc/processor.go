@@ -409,6 +409,9 @@ type responseMeta struct {
 	// The provider's own request ids (OpenAI's x-request-id, Anthropic's
 	// request-id), which the client gets rather than the decision id.
 	requestID, anthropicRequestID bool
+	// shouldRetry: the provider sent x-should-retry, which the OpenAI SDKs
+	// obey over the status (answer.go keeps it only where they retry).
+	shouldRetry bool
 	// providerID is the first of them, bounded: what the provider's
 	// support and a deletion request name the request by.
 	providerID string
@@ -432,6 +435,8 @@ func readResponseHeaders(h *extprocv3.HttpHeaders) responseMeta {
 			m.attemptCount, _ = strconv.Atoi(headerValue(hv))
 		case header.Served:
 			m.served = headerValue(hv)
+		case "x-should-retry":
+			m.shouldRetry = true
 		case header.RequestID:
 			m.requestID = hasValue(hv)
 			if m.requestID && m.providerID == "" {
