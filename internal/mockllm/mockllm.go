@@ -279,7 +279,11 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", strconv.Itoa(len(answer)+1000))
 		}
 		w.WriteHeader(http.StatusOK)
+		if f, ok := w.(http.Flusher); ok { // the headers first, as a provider that writes them at once
+			f.Flush()
+		}
 		if b.Reset == "short" {
+			time.Sleep(100 * time.Millisecond)
 			_, _ = io.WriteString(w, answer)
 			return // the server closes the connection short of the length
 		}
