@@ -55,7 +55,7 @@ func cooling(t *testing.T, s *harness.Stack, provider string) bool {
 // plan of one, which goes to the provider's cluster straight away.
 func TestHostileProvider(t *testing.T) {
 	t.Parallel()
-	names := []string{"served", "short", "drip", "retry", "redirect"}
+	names := []string{"served", "short", "drip", "retry", "redirect", "sse"}
 	var specs []harness.ProviderSpec
 	var models []config.Model
 	for _, n := range names {
@@ -113,6 +113,13 @@ func TestHostileProvider(t *testing.T) {
 		}
 		if n := len(p.Requests()); n != 1 {
 			t.Errorf("the SDK retried a 400: the provider got %d requests", n)
+		}
+	})
+
+	t.Run("an event stream for a request for one answer is a 502", func(t *testing.T) {
+		s.Providers["sse"].SetBehavior(mockllm.Behavior{Reset: "sse"})
+		if r := viaSDK(t, s, "sse-model", 0); r.Status != 502 || r.Code != "provider_bad_response" {
+			t.Errorf("%+v", r)
 		}
 	})
 

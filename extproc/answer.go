@@ -197,6 +197,14 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	})
 	resp := continueResponseHeaders(&extprocv3.HeaderMutation{SetHeaders: hs, RemoveHeaders: remove})
 	p.respStatus = status
+	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "text/event-stream") && p.result != nil && !p.result.Chat.Stream &&
+		(p.endpoint == epChat || p.endpoint == epCompletions || p.endpoint == epEmbeddings) {
+		// An event stream for a request that asked for one JSON answer:
+		// the SDKs fail to decode it as the answer (the hostile-upstream
+		// probe). A JSON answer to a stream request passes: it may be the
+		// provider's error, which the SDKs read.
+		return p.immediate(p.noAnswer("an event stream for a request that asked for one answer"))
+	}
 	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "text/event-stream") && !h.EndOfStream &&
 		(encoding == "" || encoding == "identity") {
 		// Follow the stream (event by event, never buffered whole) for its usage.

@@ -127,7 +127,7 @@ func TestAuditRecordPerRequest(t *testing.T) {
 				method = "GET"
 			}
 			if r := p.handle(headersMsg(method, path, false, tc.headers...)); r.GetImmediateResponse() == nil {
-				p.handle(bodyMsg(tc.body))
+				p.handle(bodyMsg(bodyFor(tc.body, tc.msgs)))
 			}
 			for _, m := range tc.msgs {
 				p.handle(m)
@@ -150,7 +150,7 @@ func TestAuditRecordPerRequest(t *testing.T) {
 				t.Errorf("status %d %q served %q attempts %d; want %d %q %q %d", r.Status, r.ErrorCode, r.Served, len(r.Attempts),
 					w.status, w.code, w.served, w.attempts)
 			}
-			fp := audit.Fingerprint([]byte(tc.body))
+			fp := audit.Fingerprint([]byte(bodyFor(tc.body, tc.msgs)))
 			if tc.headers != nil {
 				fp = "" // refused before any body was read
 			}
@@ -235,7 +235,7 @@ func TestAuditContent(t *testing.T) {
 	run := func(id string, msgs ...*extprocv3.ProcessingRequest) {
 		p := &edge{filter: filter{state: st, log: zap.NewNop(), id: id}, ctx: context.Background()}
 		p.handle(headersMsg("POST", "/v1/chat/completions", false))
-		p.handle(bodyMsg(chat))
+		p.handle(bodyMsg(bodyFor(chat, msgs)))
 		for _, m := range msgs {
 			p.handle(m)
 		}

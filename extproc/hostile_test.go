@@ -28,10 +28,12 @@ func providerAnswer(status, ctype string, kv ...string) *extprocv3.ProcessingReq
 // TestHostileAnswerHeaders: what a provider's answer headers may not do
 // (the hostile-upstream probe): have the SDK retry a 400, pass a
 // Retry-After or a caching rule on an answer, hand the client a request id
-// of any length and text, or pass a redirect on.
+// of any length and text, pass a redirect on, or answer an event stream
+// to a request for one JSON answer.
 func TestHostileAnswerHeaders(t *testing.T) {
 	long := string(make([]byte, 200))
 	for name, tc := range map[string]struct {
+		stream  bool
 		answer  *extprocv3.ProcessingRequest
 		status  int32    // an immediate answer's, 0: none
 		removed []string // from the provider's answer
@@ -45,10 +47,13 @@ func TestHostileAnswerHeaders(t *testing.T) {
 		"a plain request id passes":     {answer: providerAnswer("200", "application/json", "x-request-id", "req_abc-123"), kept: []string{"x-request-id"}},
 		"a long request id is replaced": {answer: providerAnswer("200", "application/json", "x-request-id", "r"+long), set: map[string]string{header.RequestID: "decision-1"}},
 		"markup in a request id":        {answer: providerAnswer("200", "application/json", "x-request-id", "<script>x</script>"), set: map[string]string{header.RequestID: "decision-1"}},
+		"an event stream for JSON":      {answer: providerAnswer("200", "text/event-stream"), status: 502},
+		"an event stream for a stream":  {stream: true, answer: providerAnswer("200", "text/event-stream")},
+		"JSON for a stream":             {stream: true, answer: providerAnswer("200", "application/json")},
 		"a redirect":                    {answer: providerAnswer("302", "text/html", "location", "https://elsewhere.example/"), status: 502},
 	} {
 		t.Run(name, func(t *testing.T) {
-			p := echoEdge(t, false)
+			p := echoEdge(t, tc.stream)
 			r := p.handle(tc.answer)
 			if got := r.GetImmediateResponse().GetStatus().GetCode(); int32(got) != tc.status {
 				t.Fatalf("immediate status %d, want %d: %v", got, tc.status, r)

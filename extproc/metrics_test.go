@@ -31,14 +31,14 @@ func TestMetricsPerRequest(t *testing.T) {
 		}
 		p.finish()
 	}
-	chat := func(model string) []*extprocv3.ProcessingRequest {
-		return []*extprocv3.ProcessingRequest{headersMsg("POST", "/v1/chat/completions", false),
-			bodyMsg(`{"model":"` + model + `","max_tokens":100,"messages":[{"role":"user","content":"mail me at jane@example.com"}]}`)}
+	chat := func(model string, answer ...*extprocv3.ProcessingRequest) []*extprocv3.ProcessingRequest {
+		return append([]*extprocv3.ProcessingRequest{headersMsg("POST", "/v1/chat/completions", false),
+			bodyMsg(bodyFor(`{"model":"`+model+`","max_tokens":100,"messages":[{"role":"user","content":"mail me at jane@example.com"}]}`, answer))}, answer...)
 	}
 
 	run(append(chat("auto"), respHeadersMsg("200", "application/json"),
 		respBodyMsg(`{"choices":[],"usage":{"prompt_tokens":1000,"completion_tokens":500}}`, true))...)
-	run(append(chat("m"), respHeadersMsg("200", "text/event-stream"), respBodyMsg(oaiChunk, false),
+	run(chat("m", respHeadersMsg("200", "text/event-stream"), respBodyMsg(oaiChunk, false),
 		respBodyMsg(`data: {"choices":[],"usage":{"prompt_tokens":40,"completion_tokens":3}}`+"\n\ndata: [DONE]\n\n", true))...)
 	run(append(chat("auto"), respHeadersMsg("500", "application/json"), respBodyMsg(`{"error":{"message":"boom"}}`, true))...)
 	run(chat("no-such-model-from-a-client")...)

@@ -33,6 +33,19 @@ func respHeadersMsg(status, ctype string) *extprocv3.ProcessingRequest {
 	}}}
 }
 
+// bodyFor is body as a stream request when msgs answer it with an event
+// stream: an event stream for a request that asked for one answer is a 502.
+func bodyFor(body string, msgs []*extprocv3.ProcessingRequest) string {
+	if len(msgs) > 0 {
+		for _, h := range msgs[0].GetResponseHeaders().GetHeaders().GetHeaders() {
+			if h.Key == "content-type" && strings.HasPrefix(string(h.RawValue), "text/event-stream") {
+				return `{"stream":true,` + body[1:]
+			}
+		}
+	}
+	return body
+}
+
 func respBodyMsg(body string, eos bool) *extprocv3.ProcessingRequest {
 	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{ResponseBody: &extprocv3.HttpBody{
 		Body: []byte(body), EndOfStream: eos}}}
@@ -155,7 +168,7 @@ func TestSpendRowPerRequest(t *testing.T) {
 				}
 				p := &edge{filter: filter{state: s, log: zap.NewNop(), id: "decision-1"}, ctx: context.Background()}
 				p.handle(headersMsg("POST", "/v1/chat/completions", false))
-				if r := p.handle(bodyMsg(chat)); r.GetImmediateResponse() != nil {
+				if r := p.handle(bodyMsg(bodyFor(chat, tc.msgs))); r.GetImmediateResponse() != nil {
 					t.Fatalf("refused: %v", r)
 				}
 				for _, m := range tc.msgs {

@@ -68,7 +68,8 @@ type Behavior struct {
 	// estimated answers it; "redirect" a 302 with a Location; "drip" a
 	// JSON answer with its right Content-Length sent one byte per
 	// ChunkDelay (1s unless set), "short" one whose Content-Length is
-	// 1000 bytes more than it sends before closing.
+	// 1000 bytes more than it sends before closing; "sse" a 200 event
+	// stream whatever the request asked for.
 	Reset          string        `json:"reset,omitempty"`
 	FirstByteDelay time.Duration `json:"first_byte_delay,omitempty"`
 	ChunkDelay     time.Duration `json:"chunk_delay,omitempty"`
@@ -269,6 +270,11 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "redirect": // a provider moved, or a login page before it
 		w.Header().Set("Location", "https://elsewhere.example/v1/chat/completions")
 		w.WriteHeader(http.StatusFound)
+		return
+	case "sse": // an event stream, whatever the request asked for
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"}}]}`+"\n\ndata: [DONE]\n\n")
 		return
 	case "drip", "short": // a JSON answer that breaks after its headers
 		answer := `{"id":"chatcmpl-drip","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`
