@@ -110,7 +110,17 @@ type window struct {
 	// failures are consecutive; changed under Tracker.mu, read without
 	// it by Succeeded, which then has nothing to end (most answers).
 	failures atomic.Int32
+	// probed is when the last probe went to the scope during its cooldown
+	// (unix ns; Probe): one per ProbeInterval.
+	probed atomic.Int64
+	// asked: the cooldown is the provider's Retry-After, which is
+	// honoured to its end (no probe; a success does not end it).
+	asked atomic.Bool
 }
+
+// ProbeInterval is how often a cooling scope takes a probe: a request
+// that nothing else may serve (Probe).
+const ProbeInterval = time.Second
 
 // New returns a tracker with policy p.
 func New(p Policy) *Tracker {
@@ -243,8 +253,57 @@ func (w *window) admits(now int64, draw uint32) bool {
 	return float64(draw) < share*DrawRange
 }
 
+// Probe reports whether a request that no other model may serve may be
+// sent to a target Blocked at now, as a probe: a scope in its cooldown
+// takes one per ProbeInterval (the first caller within it gets it), a
+// reopening scope every such request (its share only moves traffic to
+// other models, and there are none). A probe that succeeds ends the
+// cooldown (Succeeded): a self-hosted box that was overloaded or loading
+// a model is back as soon as it answers, not a cooldown and a reopening
+// later. Lock-free. busy: refused because another request probes it (the
+// next may within ProbeInterval), not because the provider asked to wait.
+func (t *Tracker) Probe(tg Target, now time.Time) (ok, busy bool) {
+	n := now.UnixNano()
+	p := t.holder(tg, n)
+	if p == nil {
+		return true, false
+	}
+	var held [8]*window // the cooling windows; a probe takes each one's turn
+	k := 0
+	hold := func(w *window) {
+		if u := w.until.Load(); n < u && k < len(held) {
+			if w.asked.Load() {
+				k = len(held) + 1 // the provider asked to wait: no probe
+				return
+			}
+			held[k] = w
+			k++
+		}
+	}
+	hold(&p.outage)
+	if ls := p.limits.Load(); ls != nil {
+		for _, l := range *ls {
+			if l.applies(tg) {
+				hold(&l.w)
+			}
+		}
+	}
+	if k > len(held) {
+		return false, false
+	}
+	for _, w := range held[:k] {
+		last := w.probed.Load()
+		if n-last < int64(ProbeInterval) || !w.probed.CompareAndSwap(last, n) {
+			return false, true
+		}
+	}
+	return true, false
+}
+
 // Succeeded records an answer that was not a failure (a 2xx): it ends the
-// provider's run of failures and the target's run of rate limits.
+// provider's run of failures and the target's run of rate limits, and a
+// cooldown of either in force (a probe's answer, or an attempt sent before
+// it began): the scope reopens from now, over Policy.Reopen.
 func (t *Tracker) Succeeded(tg Target) {
 	if t == nil {
 		return
@@ -257,11 +316,15 @@ func (t *Tracker) Succeeded(tg Target) {
 	if p == nil {
 		return
 	}
+	var n int64 // now, read only while something cools down
+	if t.latest.Load() != 0 {
+		n = t.now().UnixNano()
+	}
 	ls := p.limits.Load()
-	running := p.outage.failures.Load() != 0
+	running := p.outage.ends(n)
 	if ls != nil {
 		for _, l := range *ls {
-			running = running || (l.applies(tg) && l.w.failures.Load() != 0)
+			running = running || (l.applies(tg) && l.w.ends(n))
 		}
 	}
 	if !running {
@@ -269,13 +332,36 @@ func (t *Tracker) Succeeded(tg Target) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	p.outage.failures.Store(0)
+	n = t.now().UnixNano()
+	t.succeededLocked(&p.outage, n)
 	if ls := p.limits.Load(); ls != nil {
 		for _, l := range *ls {
 			if l.applies(tg) {
-				l.w.failures.Store(0)
+				t.succeededLocked(&l.w, n)
 			}
 		}
+	}
+}
+
+// ends reports whether a success at n (0: nothing cools anywhere) has
+// something of w's to end: a run of failures, or a cooldown of its own
+// counting.
+func (w *window) ends(n int64) bool {
+	return w.failures.Load() != 0 || (n != 0 && n < w.until.Load() && !w.asked.Load())
+}
+
+// succeededLocked ends a window's run of failures and its cooldown, if one
+// is in force at n: it reopens from n.
+func (t *Tracker) succeededLocked(w *window, n int64) {
+	w.failures.Store(0)
+	if n >= w.until.Load() || w.asked.Load() {
+		return
+	}
+	end := n + int64(t.policy.Reopen)
+	w.reopen.Store(end)
+	w.until.Store(n)
+	if end > t.latest.Load() {
+		t.latest.Store(end)
 	}
 }
 
@@ -406,7 +492,7 @@ func (t *Tracker) SetCredentials(fps map[Credential]string) []Credential {
 func (t *Tracker) share(started bool, c Cooldown, w *window) {
 	f := t.publish
 	if started && f != nil {
-		c.Until, c.ReopenedBy, c.Reason = time.Unix(0, w.until.Load()), time.Unix(0, w.reopen.Load()), w.reason()
+		c.Until, c.ReopenedBy, c.Reason, c.Asked = time.Unix(0, w.until.Load()), time.Unix(0, w.reopen.Load()), w.reason(), w.asked.Load()
 	}
 	t.mu.Unlock()
 	if started && f != nil {
@@ -500,6 +586,7 @@ func (t *Tracker) failLocked(w *window, reason string, retryAfter time.Duration)
 		until := n + int64(d)
 		end := until + int64(t.policy.Reopen)
 		w.reasonP.Store(&reason)
+		w.asked.Store(retryAfter > 0)
 		// reopen first: a reader that sees the new until sees its end too.
 		w.reopen.Store(end)
 		w.until.Store(until)

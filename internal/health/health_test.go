@@ -318,3 +318,64 @@ func TestCredentialChangeEndsItsRefusal(t *testing.T) {
 		t.Errorf("cleared %v, want legal's", got)
 	}
 }
+
+// TestProbe: a scope that cools down after its own failures (a self-hosted
+// box overloaded, or loading a model) takes one probe per ProbeInterval
+// from requests nothing else may serve, and the probe's success ends the
+// cooldown; a cooldown the provider asked for (Retry-After) takes none and
+// is not ended by a success.
+func TestProbe(t *testing.T) {
+	p := Policy{FailuresBeforeCooldown: 3, Cooldown: 30 * time.Second, MaxCooldown: 5 * time.Minute, Reopen: 30 * time.Second}
+	box := Target{Provider: "box", Model: "llama"}
+	for name, fail := range map[string]func(tr *Tracker){
+		"outage": func(tr *Tracker) {
+			for range 3 {
+				tr.Failed(box, "status 503", 0)
+			}
+		},
+		"rate limit without Retry-After": func(tr *Tracker) {
+			for range 3 {
+				tr.RateLimited(Target{Provider: "box", Model: "llama", PerModel: true}, "rate limited (429)", 0)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tr, now := clock(p)
+			fail(tr)
+			*now = t0.Add(time.Second)
+			if tr.Admits(box, *now, 0) {
+				t.Fatal("not cooling down")
+			}
+			if ok, _ := tr.Probe(box, *now); !ok {
+				t.Fatal("the first probe was refused")
+			}
+			if ok, busy := tr.Probe(box, now.Add(ProbeInterval/2)); ok || !busy {
+				t.Error("a second probe within ProbeInterval")
+			}
+			*now = now.Add(ProbeInterval)
+			if ok, _ := tr.Probe(box, *now); !ok {
+				t.Error("no probe after ProbeInterval")
+			}
+			tr.Succeeded(box)
+			if s := tr.Snapshot(); len(s) != 1 || !s[0].CoolingUntil.IsZero() || !s[0].ReopenedBy.Equal(now.Add(p.Reopen)) {
+				t.Fatalf("after the probe's success: %+v, want reopening from now", s)
+			}
+			if ok, _ := tr.Probe(box, *now); !tr.Admits(box, *now, 0) || !ok {
+				t.Error("a reopening scope refuses the request nothing else may serve")
+			}
+		})
+	}
+
+	t.Run("Retry-After", func(t *testing.T) {
+		tr, now := clock(p)
+		tr.RateLimited(Target{Provider: "box", Model: "llama", PerModel: true}, "rate limited (429)", 20*time.Second)
+		*now = t0.Add(time.Second)
+		if ok, busy := tr.Probe(box, *now); ok || busy {
+			t.Error("probed while the provider asked to wait")
+		}
+		tr.Succeeded(box)
+		if tr.Admits(box, *now, 0) {
+			t.Error("a success ended the cooldown the provider asked for")
+		}
+	})
+}

@@ -29,6 +29,9 @@ type Cooldown struct {
 	Until      time.Time `json:"until"`
 	ReopenedBy time.Time `json:"reopened_by"`
 	Reason     string    `json:"reason,omitempty"`
+	// Asked: the provider asked for it (Retry-After), so it is not probed
+	// and a success does not end it.
+	Asked bool `json:"asked,omitempty"`
 }
 
 // Backend carries cooldowns between replicas: memory (one process, tests)
@@ -63,6 +66,7 @@ func (t *Tracker) Apply(c Cooldown) {
 	}
 	reason := c.Reason
 	w.reasonP.Store(&reason)
+	w.asked.Store(c.Asked)
 	w.reopen.Store(end)
 	w.until.Store(until)
 	if end > t.latest.Load() {
