@@ -571,18 +571,9 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 			}
 		}
 	}
-	if res.Route != nil {
-		// The route's targets apply their objective unless the request or
-		// the policy set another (the policy input carried the first auto
-		// target's).
-		ro := in.Request.Route.Objective
-		free := res.ReqPolicy.Optimize == "" && len(res.Policy.Downgrade) == 0 && (ro == "" || res.Policy.Objective == ro)
-		res.Selection, err = selectRoute(sel, res.Route, free)
-	} else {
-		res.Selection, err = decide.Decide(sel)
-		if chat.Alias != "" && err == nil && res.Selection.Reason == decide.PinnedReason {
-			res.Selection.Reason = decide.PinnedReason + " as " + chat.Alias + ", an alias of " + chat.Model
-		}
+	res.Selection, err = r.choose(sel, res, in, chat)
+	if e, ok := err.(*apierr.Error); ok && e.Code == "no_eligible_model" && !e.Final {
+		err = r.probe(sel, res, in, chat, req.Principal.Workspace, now, rp, err)
 	}
 	if e, ok := err.(*apierr.Error); ok && e.Code == "no_eligible_model" && res.Selection.Len() > 0 {
 		// The client is told why no model may serve it without the models
@@ -594,13 +585,97 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 			return vis.Has(m.ID) && keyAllows(req.Principal, m)
 		})
 	}
-	if e, ok := err.(*apierr.Error); ok && !e.Final && rp == nil {
+	if e, ok := err.(*apierr.Error); ok && !e.Final && rp == nil && e.Code == "no_eligible_model" && e.RetryAfter == 0 {
 		// Nothing eligible while providers cool down: Retry-After says
 		// when the first of them takes requests again, so that an SDK's
-		// retry (it honours the header) does not come back too soon.
+		// retry (it honours the header) does not come back too soon. Only
+		// on the 503: a 403 (a pinned model the policy does not allow)
+		// meets the same refusal however long the client waits.
 		e.RetryAfter = r.reopensIn(cands, req.Principal.Workspace, now)
 	}
 	return err
+}
+
+// choose runs selection: a route's targets, or the request's model.
+func (r *Router) choose(sel decide.Input, res *Result, in *policy.Input, chat *request.Chat) (decide.Selection, error) {
+	if res.Route != nil {
+		// The route's targets apply their objective unless the request or
+		// the policy set another (the policy input carried the first auto
+		// target's).
+		ro := in.Request.Route.Objective
+		free := res.ReqPolicy.Optimize == "" && len(res.Policy.Downgrade) == 0 && (ro == "" || res.Policy.Objective == ro)
+		return selectRoute(sel, res.Route, free)
+	}
+	d, err := decide.Decide(sel)
+	if chat.Alias != "" && err == nil && d.Reason == decide.PinnedReason {
+		d.Reason = decide.PinnedReason + " as " + chat.Alias + ", an alias of " + chat.Model
+	}
+	return d, err
+}
+
+// ProbeReason ends the reason of a request sent to a model that cools down
+// because no other model may serve it.
+const ProbeReason = "; sent as a probe: every model this request may use is cooling down"
+
+// probe is selection's second look when every model a request may use is
+// held back by a cooldown (err, no_eligible_model): the request goes to
+// the model selection picks among them, as a probe, when its scope takes
+// one (health.Tracker.Probe: one per second while it cools, every such
+// request while it reopens). A self-hosted model that was overloaded or
+// loading is back with its first answer, rather than refusing requests
+// for a cooldown and a reopening while it is idle; what the policy or the
+// request's needs exclude stays excluded (a probe never breaks residency).
+// A replay reads the recorded cooldowns and assumes the probe was taken.
+// It returns the request's error when there is nothing to probe.
+func (r *Router) probe(sel decide.Input, res *Result, in *policy.Input, chat *request.Chat, workspace string, now time.Time, rp *Inputs, err error) error {
+	cands := sel.Candidates
+	var held [64]int
+	idx := held[:0]
+	for i := range cands {
+		if !cands[i].Healthy {
+			cands[i].Healthy = true
+			idx = append(idx, i)
+		}
+	}
+	restore := func() {
+		for _, i := range idx {
+			cands[i].Healthy = false
+		}
+	}
+	if len(idx) == 0 {
+		return err
+	}
+	busy := false
+	for {
+		d, perr := r.choose(sel, res, in, chat)
+		if perr != nil {
+			restore()
+			if e, isAPI := err.(*apierr.Error); isAPI && busy {
+				// Another request is probing one: the next may, within a second.
+				e.RetryAfter = int(health.ProbeInterval / time.Second)
+			}
+			return err
+		}
+		if rp != nil {
+			return r.probed(res, d)
+		}
+		ok, b := r.Health.Probe(r.target(d.Model, workspace), now)
+		if ok {
+			return r.probed(res, d)
+		}
+		// Not this one (probed by another request, or its provider asked
+		// to wait): the next best, if any.
+		busy = busy || b
+		j := slices.IndexFunc(cands, func(c policy.Candidate) bool { return c.Model == d.Model })
+		cands[j].Healthy = false
+	}
+}
+
+// probed takes a probe's selection.
+func (r *Router) probed(res *Result, d decide.Selection) error {
+	d.Reason += ProbeReason
+	res.Selection = d
+	return nil
 }
 
 // windowMedia is what a request's images and counted PDF pages take of m's

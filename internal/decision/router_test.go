@@ -98,7 +98,8 @@ func TestModelFacts(t *testing.T) {
 func TestNothingEligibleWhileCooling(t *testing.T) {
 	r := routeRouter(t)
 	r.Health = health.New(health.Policy{FailuresBeforeCooldown: 1, Cooldown: 20 * time.Second, MaxCooldown: time.Minute, Reopen: 10 * time.Second})
-	r.Health.Failed(health.Target{Provider: "eu"}, "boom", 0)
+	// Both providers asked to wait (Retry-After): nothing is probed.
+	r.Health.Failed(health.Target{Provider: "eu"}, "boom", 20*time.Second)
 	r.Health.Failed(health.Target{Provider: "us"}, "boom", 40*time.Second)
 	body := []byte(`{"model":"auto","messages":[{"role":"user","content":"where is my parcel?"}]}`)
 	_, err := r.Route(context.Background(), Request{Body: body, DecisionID: "d", Principal: auth.Principal{Workspace: "default"}})
@@ -113,6 +114,13 @@ func TestNothingEligibleWhileCooling(t *testing.T) {
 	if e, ok := err.(*apierr.Error); !ok || e.Final || e.RetryAfter < 15 || e.RetryAfter > 20 {
 		t.Fatalf("a route: %#v", err)
 	}
+	// A 403 (a pinned model the request's residency excludes) has no
+	// Retry-After: waiting does not change it (it had one, of 20 s).
+	pinned := []byte(`{"model":"sonnet","policy":{"residency":"eu"},"messages":[{"role":"user","content":"where is my parcel?"}]}`)
+	_, err = r.Route(context.Background(), Request{Body: pinned, DecisionID: "d", Principal: auth.Principal{Workspace: "default"}})
+	if e, ok := err.(*apierr.Error); !ok || e.Code != "model_not_allowed" || e.RetryAfter != 0 {
+		t.Fatalf("a pinned model not allowed: %#v", err)
+	}
 	// Past eu's cooldown it reopens (a share of requests gets through),
 	// and then it is open.
 	eu := []policy.Candidate{{Model: r.Catalog.Models()[0]}}
@@ -121,5 +129,47 @@ func TestNothingEligibleWhileCooling(t *testing.T) {
 	}
 	if got := r.reopensIn(eu, "default", time.Now().Add(time.Hour)); got != 0 {
 		t.Errorf("eu long open: retry after %d s", got)
+	}
+}
+
+// TestProbeWhenNothingElse: when a cooldown of stellwerk's own counting
+// holds back every model a request may use (a self-hosted box overloaded
+// or loading), the request goes to one of them as a probe, one per second
+// per scope, rather than a 503 while the box may be idle; the probe's
+// success ends the cooldown. A model the policy excludes (here by the
+// request's residency) is never probed. Before, every such request was a
+// 503 for the cooldown and most of the reopening (the on-prem probe).
+func TestProbeWhenNothingElse(t *testing.T) {
+	r := routeRouter(t)
+	r.Health = health.New(health.Policy{FailuresBeforeCooldown: 1, Cooldown: time.Minute, MaxCooldown: time.Minute, Reopen: time.Minute})
+	r.Health.Failed(health.Target{Provider: "eu"}, "status 503: busy", 0)
+	body := []byte(`{"model":"auto","policy":{"residency":"eu"},"messages":[{"role":"user","content":"where is my parcel?"}]}`)
+	route := func() (*Result, error) {
+		return r.Route(context.Background(), Request{Body: body, DecisionID: "d", Principal: auth.Principal{Workspace: "default"}})
+	}
+	res, err := route()
+	if err != nil {
+		t.Fatalf("the first request while eu cools: %v", err)
+	}
+	if m := res.Selection.Model; m.Provider.Name != "eu" || !strings.HasSuffix(res.Selection.Reason, ProbeReason) {
+		t.Fatalf("probe sent to %s (%s), reason %q", m.ID, m.Provider.Name, res.Selection.Reason)
+	}
+	for _, m := range res.Selection.Plan(3) {
+		if m.Provider.Name != "eu" {
+			t.Errorf("the probe's plan has %s of %s, which the request's residency excludes", m.ID, m.Provider.Name)
+		}
+	}
+	// A second one within the second: eu's probe is out; us is excluded.
+	_, err = route()
+	if e, ok := err.(*apierr.Error); !ok || e.Code != "no_eligible_model" || e.RetryAfter != 1 {
+		t.Fatalf("a second probe within a second: %#v", err)
+	}
+	// The probe answered: eu reopens, and takes the requests nothing
+	// else may serve.
+	r.Health.Succeeded(health.Target{Provider: "eu", Model: res.Selection.Model.ID})
+	for range 3 {
+		if _, err := route(); err != nil {
+			t.Fatalf("after the probe's success: %v", err)
+		}
 	}
 }
