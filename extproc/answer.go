@@ -126,8 +126,19 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 				last.Reason = failureReason(code, rh.flags)
 			}
 			p.served = p.plan[len(p.attempts)-1]
+			wait := 0
+			if rh.retryAfter == "" {
+				wait = p.cooledFor()
+			}
 			if h.EndOfStream {
-				return p.immediate(p.allAttemptsFailed(nil))
+				e := p.allAttemptsFailed(nil)
+				if e.RetryAfter == 0 {
+					e.RetryAfter = wait
+				}
+				return p.immediate(e)
+			}
+			if wait > 0 {
+				hs = append(hs, setHeader("retry-after", strconv.Itoa(wait)))
 			}
 			// Read the last provider's error (the egress filter made it
 			// OpenAI-shaped) to quote it in stellwerk's answer.
@@ -347,6 +358,33 @@ func (p *edge) allTimedOut() bool {
 		sent++
 	}
 	return sent > 0
+}
+
+// cooledFor is the Retry-After, in seconds, of an answer whose every
+// attempt failed and whose providers did not say when to come back: when
+// the first model of the plan that its failures put in a cooldown takes
+// requests again (0 when none cools down, or the answer is final). The
+// first 503 after a cooldown began had none, the next ones (refused by
+// selection) had it (the on-prem probe).
+func (p *edge) cooledFor() int {
+	if p.attemptsFinal() {
+		return 0
+	}
+	now := time.Now()
+	var first time.Time
+	for i := range p.attempts {
+		if i >= len(p.plan) {
+			break
+		}
+		at := p.state.Router.Health.Reopens(attemptTarget(p.state, p.plan[i], p.workspace), now)
+		if !at.IsZero() && (first.IsZero() || at.Before(first)) {
+			first = at
+		}
+	}
+	if first.IsZero() {
+		return 0
+	}
+	return max(1, int((first.Sub(now)+time.Second-1)/time.Second))
 }
 
 // attemptsFinal: every attempt failed in a way sending the request again
