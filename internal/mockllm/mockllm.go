@@ -40,6 +40,7 @@
 package mockllm
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -86,6 +87,15 @@ type Behavior struct {
 	// Headers are added to every answer, as a hostile provider sends
 	// them (x-stellwerk-served, x-should-retry, …).
 	Headers map[string]string `json:"headers,omitempty"`
+	// Capacity, when set, is how many requests the provider serves at
+	// once, as a self-hosted model server (llama.cpp, vLLM, Ollama) does:
+	// one beyond it is answered at once with BusyStatus (default 503) and
+	// the message "busy", llama.cpp's words (Ollama answers 429).
+	Capacity   int `json:"capacity,omitempty"`
+	BusyStatus int `json:"busy_status,omitempty"`
+	// Message replaces the message of an injected failure (Status), e.g.
+	// llama.cpp's "Loading model" while it loads.
+	Message string `json:"message,omitempty"`
 }
 
 // Recorded is one request as the provider saw it.
@@ -117,6 +127,7 @@ type Provider struct {
 	mu       sync.Mutex
 	behavior Behavior
 	requests []*Recorded
+	inFlight int                       // requests being answered (Capacity)
 	storing  bool                      // StoreResponses
 	stored   map[string]storedResponse // by response id
 }
@@ -207,7 +218,19 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.requests = append(p.requests, rec)
 	b := p.behavior
+	p.inFlight++
+	busy := b.Capacity > 0 && p.inFlight > b.Capacity
 	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.inFlight--
+		p.mu.Unlock()
+	}()
+	if busy {
+		status := cmp.Or(b.BusyStatus, http.StatusServiceUnavailable)
+		writeJSON(w, status, map[string]any{"error": map[string]any{"code": status, "message": "busy", "type": "unavailable_error"}})
+		return
+	}
 	if b.OnlyModel != "" && gjson.GetBytes(body, "model").Str != b.OnlyModel {
 		b = Behavior{}
 	}
@@ -337,7 +360,7 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if b.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(b.RetryAfter))
 		}
-		msg := fmt.Sprintf("%s: injected failure %d", p.Name, b.Status)
+		msg := cmp.Or(b.Message, fmt.Sprintf("%s: injected failure %d", p.Name, b.Status))
 		if b.Status == http.StatusUnauthorized && !anthropic {
 			// As OpenAI words it, with part of the key it was sent.
 			msg = "Incorrect API key provided: " + maskKey(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")) +
