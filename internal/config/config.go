@@ -64,6 +64,13 @@ type Spend struct {
 	Tag string `yaml:"tag,omitempty"`
 }
 
+// ProviderFailover is one provider's cooldown settings over failover's.
+type ProviderFailover struct {
+	FailuresBeforeCooldown int           `yaml:"failures_before_cooldown"`
+	Cooldown               time.Duration `yaml:"cooldown"`
+	Reopen                 time.Duration `yaml:"reopen"`
+}
+
 // Failover is how a request moves on when its provider fails before the
 // answer starts (standalone mode; see docs/failover.md).
 type Failover struct {
@@ -423,6 +430,10 @@ type Provider struct {
 	// on its own) or "provider" (one limit for every model). Either way
 	// only for the credential that hit it (docs/failover.md).
 	RateLimitScope string `yaml:"rate_limit_scope,omitempty"`
+	// Failover overrides failover's cooldown settings for this provider
+	// (a self-hosted server that is briefly overloaded is not a cloud
+	// provider's outage); a field left 0 keeps failover's.
+	Failover *ProviderFailover `yaml:"failover,omitempty"`
 	// MaxTokensParam is the name an OpenAI-wire provider reads the output
 	// limit under: "max_completion_tokens" (OpenAI's, which its reasoning
 	// models require) or "max_tokens" (most others; Mistral refuses the

@@ -70,6 +70,8 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 		"unknown provider field": {strings.Replace(minimal, "residency: eu}", "residency: eu, region_x: a}", 1),
 			[]string{`unknown field "region_x" in Provider`}},
 		"duration typo": {minimal + "envoy: {request_timeout: forever}\n", []string{"forever"}},
+		"provider's cooldown over max_cooldown": {strings.Replace(minimal, "residency: eu}", "residency: eu, failover: {cooldown: 10m, reopen: -1s}}", 1),
+			[]string{"providers[0].failover.cooldown: must be between 0 and failover.max_cooldown", "providers[0].failover.reopen: must not be negative"}},
 		"model references unknown provider": {strings.Replace(minimal, "provider: p1,", "provider: p2,", 1),
 			[]string{`models[0].provider: model "m1": unknown provider "p2" (known: p1)`}},
 		"default model missing": {strings.Replace(minimal, "default_model: m1", "default_model: nope", 1),

@@ -125,6 +125,17 @@ func (c *Config) Validate() error {
 		if p.RateLimitScope != RateLimitScopeModel && p.RateLimitScope != RateLimitScopeProvider {
 			bad(f+".rate_limit_scope", "%q is not one of %s, %s", p.RateLimitScope, RateLimitScopeModel, RateLimitScopeProvider)
 		}
+		if pf := p.Failover; pf != nil {
+			if pf.FailuresBeforeCooldown < 0 {
+				bad(f+".failover.failures_before_cooldown", "must be at least 1 (0: failover's)")
+			}
+			if pf.Cooldown < 0 || pf.Cooldown > c.Failover.MaxCooldown {
+				bad(f+".failover.cooldown", "must be between 0 and failover.max_cooldown (%s)", c.Failover.MaxCooldown)
+			}
+			if pf.Reopen < 0 {
+				bad(f+".failover.reopen", "must not be negative")
+			}
+		}
 		if p.MaxTokensParam != "" && !slices.Contains(MaxTokensParams, p.MaxTokensParam) {
 			bad(f+".max_tokens_param", "%q is not one of %s", p.MaxTokensParam, strings.Join(MaxTokensParams, ", "))
 		}

@@ -45,6 +45,33 @@ type Policy struct {
 	// Reopen is how long after a cooldown traffic takes to come back in
 	// full (0: at once).
 	Reopen time.Duration
+	// Providers override the policy for some providers, by name.
+	Providers map[string]Override
+}
+
+// Override is one provider's cooldown settings; a field left 0 keeps the
+// policy's.
+type Override struct {
+	FailuresBeforeCooldown int
+	Cooldown, Reopen       time.Duration
+}
+
+// of is the policy for one provider.
+func (p Policy) of(provider string) Policy {
+	o, ok := p.Providers[provider]
+	if !ok {
+		return p
+	}
+	if o.FailuresBeforeCooldown > 0 {
+		p.FailuresBeforeCooldown = o.FailuresBeforeCooldown
+	}
+	if o.Cooldown > 0 {
+		p.Cooldown = o.Cooldown
+	}
+	if o.Reopen > 0 {
+		p.Reopen = o.Reopen
+	}
+	return p
 }
 
 // MinShare is the share of requests a scope gets as its cooldown ends; it
@@ -333,11 +360,12 @@ func (t *Tracker) Succeeded(tg Target) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n = t.now().UnixNano()
-	t.succeededLocked(&p.outage, n)
+	reopen := t.policy.of(tg.Provider).Reopen
+	t.succeededLocked(&p.outage, n, reopen)
 	if ls := p.limits.Load(); ls != nil {
 		for _, l := range *ls {
 			if l.applies(tg) {
-				t.succeededLocked(&l.w, n)
+				t.succeededLocked(&l.w, n, reopen)
 			}
 		}
 	}
@@ -352,12 +380,12 @@ func (w *window) ends(n int64) bool {
 
 // succeededLocked ends a window's run of failures and its cooldown, if one
 // is in force at n: it reopens from n.
-func (t *Tracker) succeededLocked(w *window, n int64) {
+func (t *Tracker) succeededLocked(w *window, n int64, reopen time.Duration) {
 	w.failures.Store(0)
 	if n >= w.until.Load() || w.asked.Load() {
 		return
 	}
-	end := n + int64(t.policy.Reopen)
+	end := n + int64(reopen)
 	w.reopen.Store(end)
 	w.until.Store(n)
 	if end > t.latest.Load() {
@@ -375,7 +403,7 @@ func (t *Tracker) Failed(tg Target, reason string, retryAfter time.Duration) boo
 	}
 	t.mu.Lock()
 	p := t.providerLocked(tg.Provider)
-	cooling, started := t.failLocked(&p.outage, reason, retryAfter)
+	cooling, started := t.failLocked(tg.Provider, &p.outage, reason, retryAfter)
 	t.share(started, Cooldown{Provider: tg.Provider}, &p.outage)
 	return cooling
 }
@@ -394,7 +422,7 @@ func (t *Tracker) RateLimited(tg Target, reason string, retryAfter time.Duration
 		model = tg.Model
 	}
 	l := t.limitLocked(p, model, tg.Workspace, "")
-	cooling, started := t.failLocked(&l.w, reason, retryAfter)
+	cooling, started := t.failLocked(tg.Provider, &l.w, reason, retryAfter)
 	t.share(started, Cooldown{Provider: tg.Provider, RateLimit: true, Model: model, Workspace: tg.Workspace}, &l.w)
 	return cooling
 }
@@ -418,7 +446,7 @@ func (t *Tracker) CredentialRefused(tg Target, reason string) bool {
 		cred = noCredential
 	}
 	l := t.limitLocked(p, "", tg.Workspace, cred)
-	cooling, started := t.failLocked(&l.w, reason, 0)
+	cooling, started := t.failLocked(tg.Provider, &l.w, reason, 0)
 	t.share(started, Cooldown{Provider: tg.Provider, RateLimit: true, Workspace: tg.Workspace, Credential: cred}, &l.w)
 	return cooling
 }
@@ -565,7 +593,8 @@ func (t *Tracker) providerLocked(name string) *provider {
 // due: at once with a Retry-After, or while it reopens; after
 // FailuresBeforeCooldown in a row otherwise. It reports whether the window
 // cools down, and whether this failure started (or lengthened) it.
-func (t *Tracker) failLocked(w *window, reason string, retryAfter time.Duration) (cooling, started bool) {
+func (t *Tracker) failLocked(provider string, w *window, reason string, retryAfter time.Duration) (cooling, started bool) {
+	pol := t.policy.of(provider)
 	w.failures.Add(1)
 	now := t.now()
 	n := now.UnixNano()
@@ -573,18 +602,18 @@ func (t *Tracker) failLocked(w *window, reason string, retryAfter time.Duration)
 	var d time.Duration
 	switch {
 	case retryAfter > 0:
-		d = min(retryAfter, t.policy.MaxCooldown)
+		d = min(retryAfter, pol.MaxCooldown)
 		reason += ", Retry-After " + retryAfter.String()
-	case t.policy.FailuresBeforeCooldown > 0 && int(w.failures.Load()) >= t.policy.FailuresBeforeCooldown:
-		d = t.policy.Cooldown
+	case pol.FailuresBeforeCooldown > 0 && int(w.failures.Load()) >= pol.FailuresBeforeCooldown:
+		d = pol.Cooldown
 	case reopening:
-		d = t.policy.Cooldown // the provider is not back yet
+		d = pol.Cooldown // the provider is not back yet
 		reason += ", again while reopening"
 	}
 	if d > 0 && n+int64(d) > w.until.Load() {
 		started = true
 		until := n + int64(d)
-		end := until + int64(t.policy.Reopen)
+		end := until + int64(pol.Reopen)
 		w.reasonP.Store(&reason)
 		w.asked.Store(retryAfter > 0)
 		// reopen first: a reader that sees the new until sees its end too.

@@ -379,3 +379,29 @@ func TestProbe(t *testing.T) {
 		}
 	})
 }
+
+// TestProviderOverride: a provider's own cooldown settings (a self-hosted
+// box: a longer run before it cools, a short cooldown, no reopening) apply
+// to it alone; the others keep the policy's.
+func TestProviderOverride(t *testing.T) {
+	tr, now := clock(Policy{FailuresBeforeCooldown: 1, Cooldown: 30 * time.Second, MaxCooldown: 5 * time.Minute, Reopen: 30 * time.Second,
+		Providers: map[string]Override{"box": {FailuresBeforeCooldown: 3, Cooldown: 5 * time.Second}}})
+	box, cloud := Target{Provider: "box", Model: "llama"}, Target{Provider: "cloud", Model: "gpt"}
+	tr.Failed(cloud, "status 503", 0)
+	for i := range 3 {
+		if cooling := tr.Failed(box, "status 503: busy", 0); cooling != (i == 2) {
+			t.Fatalf("box after %d failures: cooling %v", i+1, cooling)
+		}
+	}
+	*now = t0.Add(5 * time.Second)
+	if !tr.Admits(box, *now, 0) || tr.Admits(box, *now, DrawRange-1) {
+		t.Error("box does not reopen after its own 5 s cooldown")
+	}
+	if tr.Admits(cloud, *now, 0) {
+		t.Error("the override applied to another provider")
+	}
+	*now = t0.Add(35 * time.Second) // box's reopening (the policy's 30 s) is over
+	if !tr.Admits(box, *now, DrawRange-1) {
+		t.Error("box not back in full")
+	}
+}

@@ -236,8 +236,17 @@ func recordChange(l *audit.Log, kind, workspace string, c audit.Change) {
 }
 
 func healthPolicy(cfg *config.Config) health.Policy {
-	return health.Policy{FailuresBeforeCooldown: cfg.Failover.FailuresBeforeCooldown,
+	p := health.Policy{FailuresBeforeCooldown: cfg.Failover.FailuresBeforeCooldown,
 		Cooldown: cfg.Failover.Cooldown, MaxCooldown: cfg.Failover.MaxCooldown, Reopen: cfg.Failover.Reopen}
+	for _, pr := range cfg.Providers {
+		if f := pr.Failover; f != nil {
+			if p.Providers == nil {
+				p.Providers = map[string]health.Override{}
+			}
+			p.Providers[pr.Name] = health.Override{FailuresBeforeCooldown: f.FailuresBeforeCooldown, Cooldown: f.Cooldown, Reopen: f.Reopen}
+		}
+	}
+	return p
 }
 
 // reloader watches the config file and the files it names (catalog,
