@@ -22,7 +22,10 @@
 // is neither (callers do not report it). When a cooldown ends, traffic comes
 // back gradually: during Policy.Reopen a growing share of requests is let
 // through (half-open), and a failure meanwhile starts the cooldown again at
-// once.
+// once. A success ends a cooldown of stellwerk's own counting (not one the
+// provider asked for with Retry-After), and a request nothing else may
+// serve may probe a cooling scope once a second (Probe): a self-hosted
+// server that was overloaded or loading is back with its first answer.
 //
 // The state is this replica's own: each stellwerk replica learns from the
 // attempts it handles. Reads are lock-free: selection asks about every
