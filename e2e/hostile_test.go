@@ -37,16 +37,23 @@ func viaSDK(t *testing.T, s *harness.Stack, model string, retries int) hostileRe
 	return r
 }
 
-// cooling reports whether /status lists provider as cooling down.
-func cooling(t *testing.T, s *harness.Stack, provider string) bool {
+// cooling is /status's row of provider ("": any provider) while a cooldown
+// is in force on it, nil if none.
+func cooling(t *testing.T, s *harness.Stack, provider string) map[string]any {
 	t.Helper()
 	ps, _ := adminJSON(t, s, "/status")["providers"].([]any)
 	for _, p := range ps {
-		if m, ok := p.(map[string]any); ok && m["provider"] == provider {
-			return true
+		row, _ := p.(map[string]any)
+		if row == nil || (provider != "" && row["provider"] != provider) {
+			continue
+		}
+		if until, _ := row["cooling_until"].(string); until != "" {
+			if at, err := time.Parse(time.RFC3339Nano, until); err == nil && at.After(time.Now()) {
+				return row
+			}
 		}
 	}
-	return false
+	return nil
 }
 
 // TestHostileProvider: what a provider sends cannot make stellwerk record
@@ -77,7 +84,7 @@ func TestHostileProvider(t *testing.T) {
 				t.Fatalf("%+v", r)
 			}
 		}
-		if !cooling(t, s, "served") {
+		if cooling(t, s, "served") == nil {
 			t.Errorf("two 503s with x-stellwerk-served: 0, and the provider is not cooling down")
 		}
 	})
@@ -98,7 +105,7 @@ func TestHostileProvider(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			if !cooling(t, s, p) {
+			if cooling(t, s, p) == nil {
 				t.Errorf("%s: two broken answers, and the provider is not cooling down", p)
 			}
 		}

@@ -29,21 +29,6 @@ func selfHosted(t *testing.T, f config.Failover) (*harness.Stack, *harness.Provi
 	return s, s.Providers["box"]
 }
 
-// cooling is /status's row of a scope of box in a cooldown, nil if none.
-func cooling(t *testing.T, s *harness.Stack) map[string]any {
-	t.Helper()
-	ps, _ := adminJSON(t, s, "/status")["providers"].([]any)
-	for _, p := range ps {
-		row := p.(map[string]any)
-		if until, _ := row["cooling_until"].(string); until != "" {
-			if at, err := time.Parse(time.RFC3339Nano, until); err == nil && at.After(time.Now()) {
-				return row
-			}
-		}
-	}
-	return nil
-}
-
 // TestBusyBoxIsNotOffline: a self-hosted server that takes 2 requests at a
 // time answers a burst's overflow 503 "busy" (llama.cpp) or 429 (Ollama).
 // The overflow cools it (an outage, or the model's rate limit), but the
@@ -83,7 +68,7 @@ func TestBusyBoxIsNotOffline(t *testing.T) {
 			if r.Error != nil || r.Model != "llama" {
 				t.Fatalf("the request after the burst: %+v", r.Error)
 			}
-			if row := cooling(t, s); row != nil {
+			if row := cooling(t, s, "box"); row != nil {
 				t.Errorf("still cooling after the box answered: %v", row)
 			}
 		})
@@ -114,7 +99,7 @@ func TestColdStartServedWhenHealed(t *testing.T) {
 			}
 		}
 	}
-	if cooling(t, s) == nil {
+	if cooling(t, s, "box") == nil {
 		t.Fatalf("no cooldown after the box's 503s: %v", adminJSON(t, s, "/status"))
 	}
 	box.SetBehavior(mockllm.Behavior{}) // loaded
