@@ -219,7 +219,7 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 	if len(status) == 3 && status[0] == '2' && strings.HasPrefix(ctype, "text/event-stream") && !h.EndOfStream &&
 		(encoding == "" || encoding == "identity") {
 		// Follow the stream (event by event, never buffered whole) for its usage.
-		p.stream = &streamState{hideUsage: !p.wantUsage, checkEnd: true, scrub: p}
+		p.stream = &streamState{hideUsage: !p.wantUsage, checkEnd: true, scrub: p, maxOut: outputCap(m, p.out)}
 		// Its events may change (translated, a usage chunk dropped, an end
 		// added): a provider's content-length would cut it.
 		mut := resp.GetResponseHeaders().GetResponse().GetHeaderMutation()
@@ -593,6 +593,9 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 	}
 	// One read of the usage: the charge settled, recorded and shown.
 	c, charged := p.jsonCharge(body)
+	if p.overlong {
+		return p.immediate(p.noAnswer("an answer longer than the model can write")) // Envoy holds the headers of a body it read whole
+	}
 	if p.endpoint == epMessages && !charged && !gjson.GetBytes(body, "usage").Exists() {
 		// A provider that reported none (a chat model's answer translated):
 		// the request's end charges the worst case; the SDKs read a usage

@@ -11,6 +11,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/header"
+	"github.com/stellwerk/stellwerk/internal/meter"
 	"github.com/stellwerk/stellwerk/internal/telemetry"
 )
 
@@ -118,7 +119,9 @@ func TestEmbeddingsAndCompletionsAreRouted(t *testing.T) {
 func TestEmbeddingsUsageIsCharged(t *testing.T) {
 	p := &edge{filter: filter{state: apisState(t), log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
 	p.handle(headersMsg("POST", "/v1/embeddings", false))
-	p.handle(bodyMsg(`{"model":"auto","input":"hello"}`))
+	// 10,000 tokens are plausible for an input of 6,000 bytes (twice the
+	// body and 4,096 tokens of slack), not for "hello" (plausibleUsage).
+	p.handle(bodyMsg(`{"model":"auto","input":"` + strings.Repeat("hello ", 1000) + `"}`))
 	p.served = p.selection.Model
 	c, ok := p.jsonCharge([]byte(`{"object":"list","data":[],"usage":{"prompt_tokens":10000,"total_tokens":10000}}`))
 	if !ok || c.Usage.PromptTokens != 10000 || c.Amount != 0.0002 {
@@ -212,9 +215,9 @@ func TestMessagesAPI(t *testing.T) {
 			t.Errorf("api %q", p.result.Chat.API)
 		}
 		p.handle(respHeadersMsg("200", "application/json"))
-		out := p.handle(respBodyMsg(`{"id":"msg_1","type":"message","role":"assistant","model":"sonnet","content":[{"type":"text","text":"hello"}],"stop_reason":"end_turn","usage":{"input_tokens":100000,"output_tokens":0}}`, true))
+		out := p.handle(respBodyMsg(`{"id":"msg_1","type":"message","role":"assistant","model":"sonnet","content":[{"type":"text","text":"hello"}],"stop_reason":"end_turn","usage":{"input_tokens":1000,"output_tokens":0}}`, true))
 		body := out.GetResponseBody().GetResponse().GetBodyMutation().GetBody()
-		if gjson.GetBytes(body, "content.0.text").Str != "hello" || gjson.GetBytes(body, "routing.usage.prompt_tokens").Int() != 100000 ||
+		if gjson.GetBytes(body, "content.0.text").Str != "hello" || gjson.GetBytes(body, "routing.usage.prompt_tokens").Int() != 1000 ||
 			gjson.GetBytes(body, "routing.model").Str != "sonnet" || gjson.GetBytes(body, "choices").Exists() {
 			t.Fatalf("answer %s", body)
 		}
@@ -327,7 +330,8 @@ func TestOutputLimitFor(t *testing.T) {
 // TestWrappedUsageIsRefused (the fuzzing probe): four Anthropic counts of
 // 2⁶² summed to 1,024 prompt tokens, which passed the plausibility check;
 // a count past any answer is read as translate.MaxTokens, so no sum wraps,
-// and such usage is refused (the answer is charged as one without usage).
+// and such usage is refused: the answer is charged the request's worst case
+// on the model, which the routing object shows (source worst_case).
 func TestWrappedUsageIsRefused(t *testing.T) {
 	for path, usage := range map[string]string{
 		"/v1/messages": `{"input_tokens":4611686018427388928,"output_tokens":1,"cache_read_input_tokens":4611686018427387904,` +
@@ -338,8 +342,8 @@ func TestWrappedUsageIsRefused(t *testing.T) {
 		p.handle(headersMsg("POST", path, false))
 		p.handle(bodyMsg(`{"model":"auto","max_tokens":100,"messages":[{"role":"user","content":"hello"}]}`))
 		p.served = p.selection.Model
-		if c, ok := p.jsonCharge([]byte(`{"usage":` + usage + `}`)); ok {
-			t.Errorf("%s: charged %+v", path, c.Usage)
+		if c, ok := p.jsonCharge([]byte(`{"usage":` + usage + `}`)); !ok || c.Source != meter.WorstCase || c.Usage.CompletionTokens != 100 {
+			t.Errorf("%s: charged %+v (%s), want the worst case: 100 output tokens", path, c.Usage, c.Source)
 		}
 	}
 }

@@ -339,30 +339,84 @@ func worstCase(in int, plan []*catalog.Model, o output) (ledger.MicroEUR, int64)
 // plausibleUsage reports whether the usage a provider reported can be its
 // answer to a request of bodyLen bytes on m: no count negative (a count too
 // large for an int wraps to one), the cached tokens within the prompt, the
-// prompt within twice m's context window or twice the body (a batch of
-// embeddings inputs is more than one window; a token is at least a byte,
-// images count their tokens, and a provider's own preamble, such as
-// Anthropic's for tools, is within the slack), the output within twice what
-// the request lets m write (tokenizers and reasoning counts differ a little
-// from the catalog's bounds). Counts beyond are a broken or hostile
-// provider: one answer would use up every budget it meets, or a wrapped
-// count make it free and break the spend report's sums (the chaos probe's
-// 10^12 and 2^63−1). Such an answer is charged as one without usage. The
-// output's bound is the model's, not the limit the request sent: a client
-// chooses that one, and a provider that wrote past it (one that reads
-// another name for it, or none) bills what it wrote — an answer charged
-// at the request's 1-token limit was nearly free (the red-team probe).
+// prompt within twice the body (a token is at least a byte, images and PDFs
+// count their tokens, and a provider's own preamble, such as Anthropic's
+// for tools, is within the slack) or, for a request whose prompt the body
+// does not hold (output.opaque: a stored response, a file by id, a server
+// tool's results), twice m's context window, the output within outputCap.
+// Counts beyond are a broken or hostile provider: one answer would use up
+// every budget it meets, or a wrapped count make it free and break the
+// spend report's sums (the chaos probe's 10^12 and 2^63−1). Such an answer
+// is charged as one without usage. The prompt's bound was the context
+// window for every request, so a 10-token prompt reported as 200,000 was
+// charged 1,000 times its hold (the hostile-upstream probe).
 func plausibleUsage(u meter.Usage, m *catalog.Model, bodyLen int, o output) bool {
 	if u.PromptTokens < 0 || u.CompletionTokens < 0 || u.CachedTokens < 0 || u.CacheWriteTokens < 0 || u.CacheWrite1hTokens < 0 ||
 		u.CachedTokens+u.CacheWriteTokens+u.CacheWrite1hTokens > u.PromptTokens {
 		return false
 	}
-	maxIn := max(2*m.ContextWindow, 2*(bodyLen+o.media(m))+usageSlack)
-	maxOut := usageSlack
-	if o.perChoice >= 0 {
-		maxOut += 2 * m.OutputLimit() * max(o.choices, 1)
+	maxIn := 2*(bodyLen+o.media(m)) + usageSlack
+	if o.opaque {
+		maxIn = max(maxIn, 2*m.ContextWindow)
 	}
-	return u.PromptTokens <= maxIn && u.CompletionTokens <= maxOut
+	return u.PromptTokens <= maxIn && u.CompletionTokens <= outputCap(m, o)
+}
+
+// outputCap is the most output an answer on m can have: twice what m can
+// write for each choice (tokenizers and reasoning counts differ a little
+// from the catalog's bounds), with usageSlack. It is the model's bound,
+// not the limit the request sent: a client chooses that one, and a
+// provider that wrote past it (one that reads another name for it, or
+// none) bills what it wrote — an answer charged at the request's 1-token
+// limit was nearly free (the red-team probe). A stream stellwerk counts
+// past it is ended (streamState.maxOut), a JSON answer refused.
+func outputCap(m *catalog.Model, o output) int {
+	if o.perChoice < 0 {
+		return usageSlack
+	}
+	return usageSlack + 2*m.OutputLimit()*max(o.choices, 1)
+}
+
+// boundEstimate is stellwerk's own count of an answer (a stream or a body
+// without usage, or with usage not believed), at most the output that was
+// held for it on the served model: its count has no other end, and a
+// provider streaming without end was charged 403 EUR under a 5 EUR budget
+// (the hostile-upstream probe). The prompt is the hold's estimate, or the
+// provider's count when it gave a plausible one. capped says the output
+// was lowered.
+func (p *edge) boundEstimate(u meter.Usage) (_ meter.Usage, capped bool) {
+	if out := outputBound(p.served, p.out.perChoice) * max(p.out.choices, 1); u.CompletionTokens > out {
+		u.CompletionTokens, capped = out, true
+	}
+	return u, capped
+}
+
+// estimateCharge prices stellwerk's own count of an answer, bounded
+// (boundEstimate): source worst_case when the bound held it.
+func (p *edge) estimateCharge(u meter.Usage) meter.Charge {
+	u, capped := p.boundEstimate(u)
+	c := meter.Meter(p.served, p.baseline(), u)
+	if capped {
+		c.Source = meter.WorstCase
+	}
+	return c
+}
+
+// worstCharge is the charge of an answer whose usage is not believed: the
+// request's worst case on the served model (what its reservation holds of
+// it), its tokens the prompt's estimate and the output bound, source
+// worst_case, so that the routing object shows what was charged.
+func (p *edge) worstCharge() meter.Charge {
+	m := p.served
+	worst, _ := worstCase(p.class.InputTokens, []*catalog.Model{m}, p.out)
+	u := meter.Usage{PromptTokens: p.promptEstimate(), CompletionTokens: outputBound(m, p.out.perChoice) * max(p.out.choices, 1), Estimated: true}
+	c := meter.Meter(m, p.baseline(), u)
+	if c.EUR > 0 { // cache writes and searches held above the tokens' price
+		c.Amount *= worst.EUR() / c.EUR
+	}
+	c.EUR, c.Source = worst.EUR(), meter.WorstCase
+	c.SavingEUR = c.BaselineEUR - c.EUR
+	return c
 }
 
 // usageSlack is the tokens plausibleUsage allows beyond its bounds.

@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -62,6 +63,9 @@ func (e endpoint) routed() bool {
 type edge struct {
 	filter
 	ctx context.Context
+	// overlong: a JSON answer without usage counted past what its model
+	// can write (estimatedCharge): no answer of the model's.
+	overlong bool
 
 	principal    auth.Principal
 	headerPolicy string // x-stellwerk-policy as sent
@@ -840,6 +844,7 @@ func (p *edge) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse 
 	if chat.API == request.APIMessages {
 		p.out.webSearches = request.WebSearches(p.reqBody)
 	}
+	p.out.opaque = opaquePrompt(&chat, p.out, p.reqBody)
 	if led := p.state.Ledger; led != nil && (p.state.Limited || p.principal.Limits != nil) {
 		start := time.Now()
 		held, resp := p.reserve(led, plan, p.out, !namesModel(chat.Model))
@@ -957,6 +962,34 @@ type output struct {
 	// webSearches is the most searches the provider's own web search tool
 	// may run for the request (request.WebSearches), each billed.
 	webSearches int
+	// opaque: the prompt a provider bills may hold what the body does not
+	// (opaquePrompt), so its count is bounded by the context window, not
+	// the body (plausibleUsage).
+	opaque bool
+}
+
+// opaquePrompt reports whether a provider may bill c a prompt its body does
+// not hold: media (counted apart), a file by id, a stored response it
+// continues, a built-in or server tool whose results the provider adds to
+// the prompt (web search, file search, MCP, code execution): whatever the
+// translation to chat cannot carry, or only a native provider serves.
+func opaquePrompt(c *request.Chat, o output, body []byte) bool {
+	return o.images > 0 || o.pages > 0 || o.uncounted || o.webSearches > 0 || c.Vision || c.Audio || c.Files || c.FileByID ||
+		c.Stored || c.NativeOnly != "" || c.OpenAIWireOnly != "" ||
+		c.API == request.APIMessages && (bytes.Contains(body, []byte(`"mcp_servers"`)) || bytes.Contains(body, []byte(`"container"`)) || serverTools(gjson.GetBytes(body, "tools")))
+}
+
+// serverTools reports whether a Messages API request offers a tool the
+// provider runs (one with a type other than custom: web search, code
+// execution, bash, …).
+func serverTools(tools gjson.Result) bool {
+	server := false
+	tools.ForEach(func(_, t gjson.Result) bool {
+		ty := t.Get("type")
+		server = ty.Exists() && ty.Str != "custom" && ty.Str != "function"
+		return !server
+	})
+	return server
 }
 
 // searches is how many of the n web searches a provider reported are

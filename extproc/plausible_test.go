@@ -31,3 +31,31 @@ func TestPlausibleCacheWrites(t *testing.T) {
 		})
 	}
 }
+
+// TestPlausiblePromptByBody: a prompt is bounded by the request's body
+// (twice its bytes and 4,096 tokens of slack), the context window only for
+// a request whose prompt the body does not hold (a stored response, a file
+// by id, a server tool's results); a 10-token prompt reported as 200,000
+// was charged 1,000 times its hold (the hostile-upstream probe).
+func TestPlausiblePromptByBody(t *testing.T) {
+	m := &catalog.Model{ContextWindow: 128000, MaxOutputTokens: 16384}
+	for name, tc := range map[string]struct {
+		prompt, body int
+		o            output
+		want         bool
+	}{
+		"tiny prompt claimed as 200,000": {200000, 60, output{choices: 1}, false},
+		"tiny prompt claimed as 10,000":  {10000, 60, output{choices: 1}, false},
+		"tiny prompt, preamble in slack": {4000, 60, output{choices: 1}, true},
+		"a byte a token":                 {100000, 100000, output{choices: 1}, true},
+		"continuing a stored response":   {200000, 60, output{choices: 1, opaque: true}, true},
+		"past twice the window, stored":  {256001 + 4096, 60, output{choices: 1, opaque: true}, false},
+		"an image on a tiny prompt":      {2500, 60, output{choices: 1, images: 1}, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := plausibleUsage(meter.Usage{PromptTokens: tc.prompt, CompletionTokens: 10}, m, tc.body, tc.o); got != tc.want {
+				t.Errorf("plausibleUsage(prompt %d, body %d) = %v", tc.prompt, tc.body, got)
+			}
+		})
+	}
+}

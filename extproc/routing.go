@@ -289,8 +289,10 @@ func cachedTokens(u gjson.Result) int {
 }
 
 // jsonCharge is what a JSON answer's usage costs at the served model's
-// prices; false when the answer reports no usable usage (none, or counts
-// that cannot be its answer: plausibleUsage).
+// prices: the request's worst case on it for counts that cannot be its
+// answer (plausibleUsage; the routing object then shows what was charged,
+// it had no cost), a bounded estimate for a chat answer without usage;
+// false when the answer reports no usable usage otherwise.
 func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 	u := gjson.GetBytes(body, "usage")
 	if !u.IsObject() {
@@ -337,7 +339,7 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 		}
 	}
 	if !p.plausible(used) {
-		return meter.Charge{}, false
+		return p.worstCharge(), true
 	}
 	return meter.Meter(p.served, p.baseline(), used), true
 }
@@ -367,8 +369,11 @@ func (p *edge) estimatedCharge(body []byte) (meter.Charge, bool) {
 		})
 		return true
 	})
-	used := meter.Usage{PromptTokens: p.promptEstimate(), CompletionTokens: out, Estimated: true}
-	return meter.Meter(p.served, p.baseline(), used), true
+	// Past what the model can write, it is no answer of the model's: the
+	// provider's (a 6 MB answer was charged 3.27M output tokens on a model
+	// that writes 16,384: the hostile-upstream probe).
+	p.overlong = out > outputCap(p.served, p.out)
+	return p.estimateCharge(meter.Usage{PromptTokens: p.promptEstimate(), CompletionTokens: out, Estimated: true}), true
 }
 
 // promptEstimate is the prompt's tokens on the served model when no

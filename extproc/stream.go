@@ -73,6 +73,13 @@ type streamState struct {
 	// scrub takes a credential stellwerk sent out of a provider's error
 	// event (the edge; nil: none to take out).
 	scrub scrubber
+	// maxOut is the most output (outTokens) the stream may have: the
+	// served model's outputCap (0: no bound, an egress stream's). A stream
+	// past it is no answer of the model's: it is ended with an error event
+	// (cut) and the rest of it dropped. A provider streaming without end
+	// sent 1 GB to the client in 15 s (the hostile-upstream probe).
+	maxOut int
+	cut    bool
 }
 
 // scrubber replaces in s the credentials a request was sent with (edge).
@@ -97,6 +104,26 @@ var incompleteEvent = []byte(`data: {"error":{"message":"the provider's stream e
 // anthropic SDKs raise as an APIStatusError.
 var incompleteMessagesEvent = translate.AppendMessagesError(nil, "api_error", "the provider's stream ended before the answer was complete")
 
+// overlongEvent ends a stream that went past what its model can write
+// (streamState.maxOut); overlongMessagesEvent in Anthropic's shape.
+var (
+	overlongEvent         = []byte(`data: {"error":{"message":"the provider's stream went on past the output the model can write; it was ended","type":"server_error","code":"provider_bad_response","param":null}}` + "\n\n")
+	overlongMessagesEvent = translate.AppendMessagesError(nil, "api_error", "the provider's stream went on past the output the model can write; it was ended")
+)
+
+// overran reports whether the stream has just passed its bound: it is then
+// cut, and out (its last events) ends with the error event.
+func (st *streamState) overran(out []byte) ([]byte, bool) {
+	if st.maxOut <= 0 || st.outTokens <= st.maxOut {
+		return out, false
+	}
+	st.cut = true
+	if st.endEvent != nil { // the Messages API's shape
+		return append(out, overlongMessagesEvent...), true
+	}
+	return append(out, overlongEvent...), true
+}
+
 // streamBody handles one chunk of a streamed answer. At the stream's end
 // the edge records its usage; an egress stream leaves that to the edge.
 func (p *edge) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
@@ -115,6 +142,9 @@ func (p *edge) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 // unless an event is held back, dropped or added. end is how the stream
 // ended ("complete" or "incomplete"), after its last chunk only.
 func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.ProcessingResponse, end string) {
+	if st.cut { // ended at its bound: what the provider sends on is dropped
+		return clearChunk(), ""
+	}
 	// Bytes held back from an earlier chunk go out with this one: the
 	// chunk as Envoy has it is then not what the client must get.
 	held := st.framer.Pending() > 0
@@ -159,6 +189,9 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 		if f, ok := st.conv.(finisher); ok {
 			st.sawFinish = f.Finished()
 		}
+		if out, cut := st.overran(out); cut {
+			return streamChunk(out), "overlong"
+		}
 		if b.EndOfStream {
 			out, end = st.end(out)
 		}
@@ -189,7 +222,8 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 			changed = true
 		}
 	}
-	if !changed && !b.EndOfStream {
+	over := st.maxOut > 0 && st.outTokens > st.maxOut
+	if !changed && !b.EndOfStream && !over {
 		return continueResponseBody(), ""
 	}
 	out := make([]byte, 0, len(b.Body)+len(incompleteEvent)+len(st.endEvent))
@@ -200,6 +234,10 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 				out = append(out, "\n\n"...)
 			}
 		}
+	}
+	if over {
+		out, _ = st.overran(out)
+		return streamChunk(out), "overlong"
 	}
 	if b.EndOfStream {
 		n := len(out)
@@ -493,7 +531,20 @@ func (p *edge) endStream(how string) {
 		}
 		p.log.Warn("stream ended without [DONE]", zap.String("decision_id", p.id), zap.String("model", served))
 	}
+	if how == "overlong" {
+		p.log.Warn("stream ended: it went on past the output the model can write", zap.String("decision_id", p.id),
+			zap.String("model", p.served.ID), zap.Int("max_output_tokens_counted", p.stream.maxOut))
+	}
 	p.finishStream(how)
+}
+
+// clearChunk drops one chunk of a streamed answer.
+func clearChunk() *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+		ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+			BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_ClearBody{ClearBody: true}},
+		}},
+	}}
 }
 
 // streamChunk replaces one chunk of a streamed answer (no content-length:
@@ -520,7 +571,7 @@ func (p *edge) streamHealth(how string) {
 	if m == nil || p.routedAt.IsZero() {
 		return
 	}
-	broken := how == "failed" || how == "incomplete"
+	broken := how == "failed" || how == "incomplete" || how == "overlong"
 	tg := attemptTarget(p.state, m, p.workspace)
 	if !broken {
 		if p.plan != nil {
@@ -529,8 +580,11 @@ func (p *edge) streamHealth(how string) {
 		return
 	}
 	reason := "the provider's error event after the stream started"
-	if how == "incomplete" {
+	switch how {
+	case "incomplete":
 		reason = "the stream ended without its end"
+	case "overlong":
+		reason = "the stream went on past the output the model can write"
 	}
 	if p.plan != nil && p.state.Router.Health.Failed(tg, reason, 0) {
 		p.log.Info("provider cooling down", zap.String("provider", m.Provider.Name), zap.String("reason", reason))
@@ -591,7 +645,11 @@ func (p *edge) finishStream(how string) {
 		}
 	}
 	m := p.served
-	c := meter.Meter(m, p.baseline(), u)
+	c := p.estimateCharge(u) // stellwerk's count: at most what was held
+	if !u.Estimated {
+		c = meter.Meter(m, p.baseline(), u)
+	}
+	u = c.Usage
 	// At the routed line's level: a policy that lowers a workspace's lines
 	// lowers both.
 	if ce := p.log.Check(p.logLevel, "stream finished"); ce != nil {

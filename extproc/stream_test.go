@@ -160,3 +160,43 @@ func FuzzStreamSplit(f *testing.F) {
 		}
 	})
 }
+
+// TestStreamPastTheModelIsCut: a stream stellwerk counts past what its
+// model can write (outputCap) ends there with an error event, in the
+// client's API's shape, and what the provider sends on is dropped; its
+// charge is at most the output held (the hostile-upstream probe: an endless
+// stream without usage was charged 403 EUR under a 5 EUR budget).
+func TestStreamPastTheModelIsCut(t *testing.T) {
+	chunk := `data: {"choices":[{"index":0,"delta":{"content":"` + strings.Repeat("word ", 200) + `"}}]}` + "\n\n"
+	for name, tc := range map[string]struct {
+		endEvent []byte
+		want     string
+	}{
+		"chat":     {nil, `"code":"provider_bad_response"`},
+		"messages": {incompleteMessagesEvent, `"type":"api_error"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := &streamState{checkEnd: true, maxOut: 1000, endEvent: tc.endEvent}
+			var out strings.Builder
+			ends := ""
+			for range 100 {
+				r, end := st.follow(&extprocv3.HttpBody{Body: []byte(chunk)})
+				ends += end
+				if m := r.GetResponseBody().GetResponse().GetBodyMutation(); m != nil {
+					if m.GetClearBody() {
+						continue
+					}
+					out.Write(m.GetBody())
+				} else {
+					out.WriteString(chunk)
+				}
+			}
+			if ends != "overlong" || !st.cut {
+				t.Fatalf("ends %q, want one overlong", ends)
+			}
+			if !strings.HasSuffix(out.String(), "\n\n") || !strings.Contains(out.String(), tc.want) || out.Len() > 8*len(chunk) {
+				t.Fatalf("client got %d bytes, ending %q", out.Len(), out.String()[max(0, out.Len()-300):])
+			}
+		})
+	}
+}

@@ -14,6 +14,10 @@ const (
 	// Estimate: stellwerk's estimate, when the provider reported none (a
 	// stream without a usage chunk, an answer without a usage object).
 	Estimate = "estimate"
+	// WorstCase: what the request's reservation held for the model that
+	// answered, when the provider's usage cannot be its answer's, or
+	// stellwerk counted more output than was held.
+	WorstCase = "worst_case"
 )
 
 // Usage is an answer's token counts.

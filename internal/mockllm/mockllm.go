@@ -383,6 +383,28 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"type": "insufficient_quota", "code": "insufficient_quota"}})
 		return
 	}
+	switch b.Quirk {
+	case QuirkEndless: // a hostile provider: 1,000-character chunks, no usage, no end
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		chunk := []byte(`data: {"id":"chatcmpl-endless","object":"chat.completion.chunk","model":"endless","choices":[{"index":0,"delta":{"content":"` +
+			strings.Repeat("lorem ipsum ", 84) + `"}}]}` + "\n\n")
+		f, _ := w.(http.Flusher)
+		for r.Context().Err() == nil {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			if f != nil {
+				f.Flush()
+			}
+		}
+		return
+	case QuirkPromptClaim: // a hostile provider: a tiny prompt billed as 200,000 tokens
+		writeJSON(w, http.StatusOK, map[string]any{"id": "chatcmpl-claim", "object": "chat.completion", "model": "claim",
+			"choices": []any{map[string]any{"index": 0, "message": map[string]any{"role": "assistant", "content": "hi"}, "finish_reason": "stop"}},
+			"usage":   map[string]any{"prompt_tokens": 200000, "completion_tokens": 1, "total_tokens": 200001}})
+		return
+	}
 	if !gjson.ValidBytes(body) {
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "We could not parse the JSON body of your request.")
 		return

@@ -23,14 +23,20 @@ import (
 //	error-200     a 200 whose JSON body is an error object
 //	rate-headers  the account's rate-limit headers on every answer
 //	              (x-ratelimit-*, anthropic-ratelimit-*, retry-after-ms)
+//	endless       a hostile one: a chat stream of 1,000-character chunks
+//	              without usage and without end, whatever was asked
+//	prompt-200k   a hostile one: a chat answer claiming 200,000 prompt
+//	              tokens, whatever the prompt
 const (
-	QuirkGzip       = "gzip"
-	QuirkGzipAlways = "gzip-always"
-	QuirkBOM        = "bom"
-	QuirkMixedCase  = "mixed-case"
-	QuirkNoDone     = "no-done"
-	QuirkError200   = "error-200"
-	QuirkRate       = "rate-headers"
+	QuirkGzip        = "gzip"
+	QuirkGzipAlways  = "gzip-always"
+	QuirkBOM         = "bom"
+	QuirkMixedCase   = "mixed-case"
+	QuirkNoDone      = "no-done"
+	QuirkError200    = "error-200"
+	QuirkRate        = "rate-headers"
+	QuirkEndless     = "endless"
+	QuirkPromptClaim = "prompt-200k"
 )
 
 // quirkWriter writes an answer with one quirk.
