@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -570,6 +571,12 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		// SDKs fail to decode it and would count it a success (a helper's
 		// finding). stellwerk's 502 says what happened.
 		return p.immediate(p.noAnswer("a body that is not a JSON object")) // Envoy holds the headers of a body it read whole
+	}
+	if !utf8.Valid(body) {
+		// JSON is UTF-8 (RFC 8259): the Python SDK raised UnicodeDecodeError
+		// on such a 200, no APIError (the hostile-upstream probe); requests
+		// are held to it too (400 invalid_json).
+		return p.immediate(p.noAnswer("a body that is not UTF-8"))
 	}
 	if e := gjson.GetBytes(body, "error"); e.IsObject() && !isAnswer(body) {
 		// A gateway that reports a refusal as a success: an error, not an

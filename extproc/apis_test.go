@@ -440,3 +440,44 @@ models:
 		})
 	}
 }
+
+// TestHostileJSONAnswers: a JSON answer whose usage comes twice is charged
+// the request's worst case, which routing.cost shows (source worst_case);
+// one that is not UTF-8 is 502 provider_bad_response (the Python SDK raised
+// UnicodeDecodeError on it, no APIError); one without usage longer than
+// the model can write is 502 too (the hostile-upstream probe).
+func TestHostileJSONAnswers(t *testing.T) {
+	for name, tc := range map[string]struct {
+		body   string
+		status int
+		source string
+	}{
+		"usage twice": {`{"choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}],"usage":{"prompt_tokens":1,"completion_tokens":1},` +
+			`"usage":{"prompt_tokens":10000,"completion_tokens":10000}}`, 200, meter.WorstCase},
+		"claimed prompt": {`{"choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}],"usage":{"prompt_tokens":200000,"completion_tokens":1}}`, 200, meter.WorstCase},
+		"honest":         {`{"choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}],"usage":{"prompt_tokens":9,"completion_tokens":1}}`, 200, meter.ProviderUsage},
+		"not UTF-8":      {"{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"h\xffi\"}}],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1}}", 502, ""},
+		"endless":        {`{"choices":[{"index":0,"message":{"role":"assistant","content":"` + strings.Repeat("lorem ipsum ", 200000) + `"}}]}`, 502, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := &edge{filter: filter{state: apisState(t), log: zap.NewNop(), id: "0123456789abcdef0123456789abcdef"}, ctx: context.Background()}
+			p.handle(headersMsg("POST", "/v1/chat/completions", false))
+			p.handle(bodyMsg(`{"model":"auto","max_tokens":100,"messages":[{"role":"user","content":"hello"}]}`))
+			p.handle(respHeadersMsg("200", "application/json"))
+			out := p.handle(respBodyMsg(tc.body, true))
+			if tc.status != 200 {
+				if ir := out.GetImmediateResponse(); ir == nil || int(ir.GetStatus().GetCode()) != tc.status || !strings.Contains(string(ir.GetBody()), "provider_bad_response") {
+					t.Fatalf("answer %v, want %d provider_bad_response", out, tc.status)
+				}
+				return
+			}
+			body := out.GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+			if src := gjson.GetBytes(body, "routing.cost.source").Str; src != tc.source {
+				t.Fatalf("routing.cost.source %q, want %q: %s", src, tc.source, gjson.GetBytes(body, "routing").Raw)
+			}
+			if tc.source == meter.WorstCase && gjson.GetBytes(body, "routing.usage.completion_tokens").Int() != 100 {
+				t.Errorf("routing.usage %s, want the 100 output tokens held", gjson.GetBytes(body, "routing.usage").Raw)
+			}
+		})
+	}
+}

@@ -59,3 +59,30 @@ func TestPlausiblePromptByBody(t *testing.T) {
 		})
 	}
 }
+
+// TestUsageOf: an answer's usage is ambiguous when it comes twice, or a
+// name within it does (escaped or not): gjson reads the first, the Python
+// SDK the last (the hostile-upstream probe).
+func TestUsageOf(t *testing.T) {
+	for name, tc := range map[string]struct {
+		body      string
+		prompt    int64
+		dup, none bool
+	}{
+		"one":                {`{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}`, 3, false, false},
+		"none":               {`{"choices":[]}`, 0, false, true},
+		"twice":              {`{"usage":{"prompt_tokens":1,"completion_tokens":1},"choices":[],"usage":{"prompt_tokens":10000,"completion_tokens":10000}}`, 1, true, false},
+		"twice, escaped":     {`{"usage":{"prompt_tokens":1,"completion_tokens":1},"us\u0061ge":{"prompt_tokens":10000,"completion_tokens":1}}`, 1, true, false},
+		"a count twice":      {`{"usage":{"prompt_tokens":1,"completion_tokens":1,"prompt_tokens":9000}}`, 1, true, false},
+		"a count, escaped":   {`{"usage":{"prompt_tokens":1,"completion_tokens":1,"prompt\u005ftokens":9000}}`, 1, true, false},
+		"a detail twice":     {`{"usage":{"prompt_tokens":9,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":0,"cached_tokens":9}}}`, 9, true, false},
+		"usage in a message": {`{"choices":[{"message":{"content":"{\"usage\":1}","usage":2}}],"usage":{"prompt_tokens":5,"completion_tokens":1}}`, 5, false, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			u, dup := usageOf([]byte(tc.body))
+			if dup != tc.dup || u.Exists() == tc.none || u.Get("prompt_tokens").Int() != tc.prompt {
+				t.Errorf("usageOf = %s, %v", u.Raw, dup)
+			}
+		})
+	}
+}

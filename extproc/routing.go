@@ -3,7 +3,9 @@ package extproc
 import (
 	"math"
 	"strconv"
+	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/stellwerk/stellwerk/internal/catalog"
 	"github.com/stellwerk/stellwerk/internal/classify"
+	"github.com/stellwerk/stellwerk/internal/jsonscan"
 	"github.com/stellwerk/stellwerk/internal/jsonw"
 	"github.com/stellwerk/stellwerk/internal/meter"
 	"github.com/stellwerk/stellwerk/internal/translate"
@@ -294,7 +297,12 @@ func cachedTokens(u gjson.Result) int {
 // it had no cost), a bounded estimate for a chat answer without usage;
 // false when the answer reports no usable usage otherwise.
 func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
-	u := gjson.GetBytes(body, "usage")
+	u, dup := usageOf(body)
+	if dup {
+		p.log.Warn("the provider's answer has its usage twice, or a usage count twice; charged the request's worst case on the model",
+			zap.String("decision_id", p.id), zap.String("model", p.served.ID))
+		return p.worstCharge(), true
+	}
 	if !u.IsObject() {
 		return p.estimatedCharge(body)
 	}
@@ -342,6 +350,68 @@ func (p *edge) jsonCharge(body []byte) (meter.Charge, bool) {
 		return p.worstCharge(), true
 	}
 	return meter.Meter(p.served, p.baseline(), used), true
+}
+
+// usageOf is a JSON answer's usage member, read in one pass over its
+// members, and whether it is ambiguous: a second usage member, or a name
+// written twice within it (or within one of its objects). gjson reads the
+// first of duplicate names, Python's json (the SDK) the last: the client
+// saw 10,000 tokens where stellwerk charged 1 (the hostile-upstream probe).
+// Such an answer is charged the request's worst case on the model, as
+// usage that cannot be its answer is: refused, it would be charged
+// nothing, though the provider bills it and the client could read it.
+func usageOf(body []byte) (u gjson.Result, dup bool) {
+	if len(body) == 0 {
+		return gjson.Result{}, false
+	}
+	n, raw := 0, ""
+	jsonscan.Members(unsafe.String(unsafe.SliceData(body), len(body)), func(k, v string) bool {
+		if isName(k, "usage") {
+			if n++; n == 1 {
+				raw = v
+			}
+		}
+		return true
+	})
+	if n == 0 {
+		return gjson.Result{}, false
+	}
+	return gjson.Parse(raw), n > 1 || dupNames(raw, 2)
+}
+
+// isName reports whether the quoted member name k is name, written with
+// escapes or not.
+func isName(k, name string) bool {
+	return k[1:len(k)-1] == name || strings.IndexByte(k, '\\') >= 0 && gjson.Parse(k).Str == name
+}
+
+// dupNames reports whether the object obj names a member twice, or, to
+// depth levels, one of its objects does. A usage object has a dozen
+// members: each is compared with those before it.
+func dupNames(obj string, depth int) bool {
+	var seen [24]string
+	n, dup := 0, false
+	jsonscan.Members(obj, func(k, v string) bool {
+		if strings.IndexByte(k, '\\') >= 0 {
+			k = strconv.Quote(gjson.Parse(k).Str)
+		}
+		for _, s := range seen[:min(n, len(seen))] {
+			if s == k {
+				dup = true
+				return false
+			}
+		}
+		if n < len(seen) {
+			seen[n] = k
+		}
+		n++
+		if depth > 1 && len(v) > 0 && v[0] == '{' && dupNames(v, depth-1) {
+			dup = true
+			return false
+		}
+		return true
+	})
+	return dup
 }
 
 // estimatedCharge is a chat answer's charge when its provider reported no
