@@ -1,9 +1,16 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tidwall/gjson"
 
@@ -52,8 +59,26 @@ except openai.APIError as e:
 	if err != nil || !strings.HasPrefix(string(out), "APIERROR") || !strings.Contains(string(out), "past the output the model can write") {
 		t.Fatalf("python SDK: %v %s", err, out)
 	}
+	// A client that reads on gets the end of the stream (its connection
+	// closed), not a wait until the request's timeout.
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/chat/completions",
+		strings.NewReader(`{"model":"auto","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hello"}]}`))
+	req.Header.Set("Authorization", "Bearer sk-team-a")
+	req.Header.Set("Content-Type", "application/json")
+	client := &http.Client{Timeout: 20 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	n, err := io.Copy(&got, resp.Body)
+	resp.Body.Close()
+	t.Logf("a client reading on: %d %d bytes, then %v: %.300s", resp.StatusCode, n, err, got.Bytes()[max(0, got.Len()-300):])
+	if resp.StatusCode != 200 || n > 1<<20 || !bytes.Contains(got.Bytes(), []byte("past the output the model can write")) || errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) {
+		t.Errorf("a client reading on got %d bytes, then %v", n, err)
+	}
 	s.Providers["p"].SetBehavior(mockllm.Behavior{})
-	if used, _ := budgetOf(t, s, "key=team-a", "default-daily"); used <= 0 || used > 1.01 {
+	if used, _ := budgetOf(t, s, "key=team-a", "default-daily"); used <= 0 || used > 2.01 {
 		t.Errorf("used %.4f EUR, want at most the 1 EUR held", used)
 	}
 	c, b, _ := fire(t, s, "sk-team-a", 1)

@@ -111,10 +111,13 @@ var (
 	overlongMessagesEvent = translate.AppendMessagesError(nil, "api_error", "the provider's stream went on past the output the model can write; it was ended")
 )
 
+// past reports whether the stream's output is past its bound.
+func (st *streamState) past() bool { return st.maxOut > 0 && st.outTokens > st.maxOut }
+
 // overran reports whether the stream has just passed its bound: it is then
 // cut, and out (its last events) ends with the error event.
 func (st *streamState) overran(out []byte) ([]byte, bool) {
-	if st.maxOut <= 0 || st.outTokens <= st.maxOut {
+	if !st.past() {
 		return out, false
 	}
 	st.cut = true
@@ -142,8 +145,13 @@ func (p *edge) streamBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 // unless an event is held back, dropped or added. end is how the stream
 // ended ("complete" or "incomplete"), after its last chunk only.
 func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.ProcessingResponse, end string) {
-	if st.cut { // ended at its bound: what the provider sends on is dropped
-		return clearChunk(), ""
+	if st.cut {
+		// Ended at its bound, with its error event: an answer now makes
+		// Envoy reset the stream, which closes the client's connection and
+		// the provider's (a client that does not read the error event
+		// would otherwise wait, and the provider write, until the
+		// request's timeout).
+		return resetStream, ""
 	}
 	// Bytes held back from an earlier chunk go out with this one: the
 	// chunk as Envoy has it is then not what the client must get.
@@ -177,6 +185,9 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 			if o, ok := st.conv.(translate.OutputCounter); ok {
 				st.outTokens += classify.EstimateTokens(o.OtherOutput())
 			}
+			if st.past() {
+				break // the events after the one past the bound are dropped
+			}
 		}
 		if pt, ct, ok := st.conv.Usage(); ok {
 			st.usage = &usage{PromptTokens: pt, CompletionTokens: ct}
@@ -198,6 +209,12 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 		return streamChunk(out), end
 	}
 	for i := range st.events {
+		if st.past() {
+			// Envoy passes on what it has at once, up to a megabyte: the
+			// events after the one past the bound are dropped.
+			st.events = st.events[:i]
+			break
+		}
 		ev := &st.events[i]
 		if i >= terminated {
 			// The stream ended inside this event. A client drops an event
@@ -222,7 +239,7 @@ func (st *streamState) follow(b *extprocv3.HttpBody) (resp *extprocv3.Processing
 			changed = true
 		}
 	}
-	over := st.maxOut > 0 && st.outTokens > st.maxOut
+	over := st.past()
 	if !changed && !b.EndOfStream && !over {
 		return continueResponseBody(), ""
 	}
@@ -538,14 +555,9 @@ func (p *edge) endStream(how string) {
 	p.finishStream(how)
 }
 
-// clearChunk drops one chunk of a streamed answer.
-func clearChunk() *extprocv3.ProcessingResponse {
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
-		ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
-			BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_ClearBody{ClearBody: true}},
-		}},
-	}}
-}
+// resetStream is an immediate answer to a chunk of a stream whose headers
+// the client has: Envoy cannot send it, and resets the stream instead.
+var resetStream = immediateJSON(502, []byte(`{"error":{"message":"the provider's stream went on past the output the model can write; it was ended","type":"server_error","code":"provider_bad_response","param":null}}`), "")
 
 // streamChunk replaces one chunk of a streamed answer (no content-length:
 // the stream's length is not known).

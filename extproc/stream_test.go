@@ -182,10 +182,10 @@ func TestStreamPastTheModelIsCut(t *testing.T) {
 			for range 100 {
 				r, end := st.follow(&extprocv3.HttpBody{Body: []byte(chunk)})
 				ends += end
+				if r.GetImmediateResponse() != nil { // Envoy resets the stream
+					continue
+				}
 				if m := r.GetResponseBody().GetResponse().GetBodyMutation(); m != nil {
-					if m.GetClearBody() {
-						continue
-					}
 					out.Write(m.GetBody())
 				} else {
 					out.WriteString(chunk)
@@ -198,5 +198,17 @@ func TestStreamPastTheModelIsCut(t *testing.T) {
 				t.Fatalf("client got %d bytes, ending %q", out.Len(), out.String()[max(0, out.Len()-300):])
 			}
 		})
+	}
+}
+
+// TestStreamPastTheModelIsCutWithinAChunk: Envoy passes on up to a
+// megabyte at once; the events after the one past the bound are dropped.
+func TestStreamPastTheModelIsCutWithinAChunk(t *testing.T) {
+	event := `data: {"choices":[{"index":0,"delta":{"content":"` + strings.Repeat("word ", 200) + `"}}]}` + "\n\n"
+	st := &streamState{checkEnd: true, maxOut: 1000}
+	r, end := st.follow(&extprocv3.HttpBody{Body: []byte(strings.Repeat(event, 1000))})
+	out := r.GetResponseBody().GetResponse().GetBodyMutation().GetBody()
+	if end != "overlong" || len(out) > 8*len(event) || !strings.HasSuffix(string(out), string(overlongEvent)) {
+		t.Fatalf("%s, %d bytes", end, len(out))
 	}
 }
