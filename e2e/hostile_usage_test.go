@@ -77,13 +77,33 @@ except openai.APIError as e:
 	if resp.StatusCode != 200 || n > 1<<20 || !bytes.Contains(got.Bytes(), []byte("past the output the model can write")) || errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) {
 		t.Errorf("a client reading on got %d bytes, then %v", n, err)
 	}
+	// The budget still serves: the provider is answering (the stream
+	// failures count toward its health: a third makes it cool down).
 	s.Providers["p"].SetBehavior(mockllm.Behavior{})
-	if used, _ := budgetOf(t, s, "key=team-a", "default-daily"); used <= 0 || used > 2.01 {
-		t.Errorf("used %.4f EUR, want at most the 1 EUR held", used)
-	}
 	c, b, _ := fire(t, s, "sk-team-a", 1)
 	if c[0] != 200 {
-		t.Errorf("the next request: %d %s", c[0], b[0])
+		t.Errorf("the next request, served: %d %s", c[0], b[0])
+	}
+	s.Providers["p"].SetBehavior(mockllm.Behavior{Quirk: mockllm.QuirkEndless})
+	// The Messages API's client gets Anthropic's error event.
+	req, _ = http.NewRequest(http.MethodPost, s.URL+"/v1/messages",
+		strings.NewReader(`{"model":"auto","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hello"}]}`))
+	req.Header.Set("x-api-key", "sk-team-a")
+	req.Header.Set("anthropic-version", "2023-06-01")
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err = client.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	got.Reset()
+	n, err = io.Copy(&got, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || n > 1<<20 || !bytes.Contains(got.Bytes(), []byte("event: error")) ||
+		!bytes.Contains(got.Bytes(), []byte("past the output the model can write")) {
+		t.Errorf("a Messages API client: %d %d bytes, then %v: %.300s", resp.StatusCode, n, err, got.Bytes()[max(0, got.Len()-300):])
+	}
+	s.Providers["p"].SetBehavior(mockllm.Behavior{})
+	if used, _ := budgetOf(t, s, "key=team-a", "default-daily"); used <= 0 || used > 4.01 {
+		t.Errorf("used %.4f EUR for 4 requests, want at most the 1 EUR each held", used)
 	}
 }
 
