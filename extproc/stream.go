@@ -80,6 +80,10 @@ type streamState struct {
 	// sent 1 GB to the client in 15 s (the hostile-upstream probe).
 	maxOut int
 	cut    bool
+	// dupUsage: a chunk had two usage members; stellwerk read the first,
+	// the Python SDK the last. Its usage is not believed (the stream's own
+	// count is charged, bounded).
+	dupUsage bool
 }
 
 // scrubber replaces in s the credentials a request was sent with (edge).
@@ -315,6 +319,8 @@ func (st *streamState) openaiEvent(data []byte) (drop bool) {
 		}
 		if !f.Exists() { // the first of duplicate keys, as gjson.Get reads
 			*f = v
+		} else if f == &u {
+			st.dupUsage = true // the SDKs read the last: not believed (finishStream)
 		}
 		return true
 	})
@@ -634,7 +640,10 @@ func (p *edge) finishStream(how string) {
 	prompt := meter.Usage{CachedTokens: st.cached, CacheWriteTokens: st.cacheWrite, CacheWrite1hTokens: st.cacheWrite1h, WebSearches: searches}
 	if st.usage != nil {
 		prompt.PromptTokens, prompt.CompletionTokens = st.usage.PromptTokens, st.usage.CompletionTokens
-		if !p.plausible(prompt) {
+		if st.dupUsage {
+			p.log.Warn("the provider's stream has a usage member twice; charged as a stream without usage", zap.String("decision_id", p.id))
+			st.usage, prompt = nil, meter.Usage{WebSearches: searches}
+		} else if !p.plausible(prompt) {
 			st.usage, prompt = nil, meter.Usage{WebSearches: searches} // what was streamed is counted instead
 		}
 	}

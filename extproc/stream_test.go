@@ -212,3 +212,17 @@ func TestStreamPastTheModelIsCutWithinAChunk(t *testing.T) {
 		t.Fatalf("%s, %d bytes", end, len(out))
 	}
 }
+
+// TestStreamUsageTwice: a chunk with two usage members is not believed:
+// stellwerk read the first, the SDKs the last (the hostile-upstream probe).
+func TestStreamUsageTwice(t *testing.T) {
+	st := &streamState{}
+	st.openaiEvent([]byte(`{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}`))
+	if st.dupUsage || st.usage == nil {
+		t.Fatalf("one usage: dup %v, usage %v", st.dupUsage, st.usage)
+	}
+	st.openaiEvent([]byte(`{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1},"usage":{"prompt_tokens":10000,"completion_tokens":10000}}`))
+	if !st.dupUsage {
+		t.Fatal("two usage members read as one")
+	}
+}
