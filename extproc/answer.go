@@ -516,6 +516,11 @@ func (p *edge) responseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse
 		if p.translate { // an Anthropic error in the OpenAI shape, or the reverse
 			p.translate, changed = false, true
 			body, _ = p.translateAnswer(body) // an error: never "no answer"
+		} else if b.EndOfStream && p.respStatus == "400" && translate.ContextOverflow(body) &&
+			gjson.GetBytes(body, "error.code").Str != "context_length_exceeded" {
+			// A self-hosted server's overflow (vLLM, llama.cpp) with no
+			// larger model after it: the code the SDKs and apps know it by.
+			body, changed = translate.OverflowError(body), true
 		}
 		if nb, ok := p.scrub(body); ok {
 			body, changed = nb, true

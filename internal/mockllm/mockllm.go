@@ -70,7 +70,9 @@ type Behavior struct {
 	// JSON answer with its right Content-Length sent one byte per
 	// ChunkDelay (1s unless set), "short" one whose Content-Length is
 	// 1000 bytes more than it sends before closing; "sse" a 200 event
-	// stream whatever the request asked for.
+	// stream whatever the request asked for; "overflow-vllm" and
+	// "overflow-llamacpp" the overflow as vLLM's and llama.cpp's servers
+	// answer it (no OpenAI code).
 	Reset          string        `json:"reset,omitempty"`
 	FirstByteDelay time.Duration `json:"first_byte_delay,omitempty"`
 	ChunkDelay     time.Duration `json:"chunk_delay,omitempty"`
@@ -376,6 +378,18 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{
 			"message": "This model's maximum context length is 200000 tokens. However, your messages resulted in 207508 tokens. Please reduce the length of the messages.",
 			"type":    "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}})
+		return
+	}
+	if b.Reset == "overflow-vllm" { // as vLLM's OpenAI server words it: no code but 400
+		writeJSON(w, http.StatusBadRequest, map[string]any{"object": "error",
+			"message": "This model's maximum context length is 4096 tokens. However, you requested 4490 tokens (4390 in the messages, 100 in the completion). Please reduce the length of the messages or completion.",
+			"type":    "BadRequestError", "param": nil, "code": 400})
+		return
+	}
+	if b.Reset == "overflow-llamacpp" { // as llama.cpp's server words it
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{"code": 400,
+			"message": "the request exceeds the available context size, try increasing it",
+			"type":    "exceed_context_size_error", "n_prompt_tokens": 4490, "n_ctx": 4096}})
 		return
 	}
 	if b.Quirk == QuirkError200 { // a gateway that reports a refusal as a success

@@ -69,6 +69,10 @@ func FuzzProviderErrors(f *testing.F) {
 	addGoldenSeeds(f, "error/*.anthropic.json", func(b []byte) { f.Add(b) })
 	f.Add([]byte(`{"error":{"message":"This model's maximum context length is 200000 tokens.","code":"context_length_exceeded"}}`))
 	f.Add([]byte(`{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 207504 tokens > 200000 maximum"}}`))
+	f.Add([]byte(`{"object":"error","message":"This model's maximum context length is 4096 tokens. However, you requested 4490 tokens.","type":"BadRequestError","param":null,"code":400}`))
+	f.Add([]byte(`{"error":{"message":"This model's maximum context length is 4096 tokens.","type":"BadRequestError","param":null,"code":400}}`))
+	f.Add([]byte(`{"error":{"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error"}}`))
+	f.Add([]byte(`{"object":"error","message":"The model does not exist.","type":"NotFoundError","param":null,"code":404}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		out := FromAnthropicError(body)
 		var e struct {

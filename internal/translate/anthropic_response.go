@@ -266,19 +266,70 @@ func FromAnthropicError(body []byte) []byte {
 		if e.Type == "invalid_request_error" && strings.HasPrefix(e.Message, anthPromptTooLong) {
 			e.Code, e.Param = "context_length_exceeded", "messages"
 		}
+		if ContextOverflow(body) && e.Code != "context_length_exceeded" {
+			e.Type, e.Code, e.Param = "invalid_request_error", "context_length_exceeded", "messages"
+		}
 	}
 	return e.JSON()
 }
 
 // ContextOverflow reports whether a provider's error body says the prompt
 // does not fit the model's context window: OpenAI's code
-// context_length_exceeded, or Anthropic's "prompt is too long".
+// context_length_exceeded, Anthropic's "prompt is too long", llama.cpp
+// server's type exceed_context_size_error, or vLLM's "This model's maximum
+// context length is …" (which has no code of its own: code 400, type
+// BadRequestError, at the top level of an object "error" or, in recent
+// versions, under "error"). Each is matched on a type or the start of a
+// message those servers write for this alone: an unrelated 400 is never
+// read as one (a larger model would not help it).
 func ContextOverflow(body []byte) bool {
 	e := gjson.GetBytes(body, "error")
-	if e.Get("code").Str == "context_length_exceeded" {
+	if e.Type != gjson.JSON && gjson.GetBytes(body, "object").Str == "error" {
+		e = gjson.ParseBytes(body) // vLLM before 0.9: the error is the body
+	}
+	if !e.IsObject() {
+		return false
+	}
+	typ, msg := e.Get("type").Str, e.Get("message").Str
+	switch {
+	case e.Get("code").Str == "context_length_exceeded", typ == "exceed_context_size_error":
+		return true
+	case typ == "invalid_request_error" && strings.HasPrefix(msg, anthPromptTooLong):
 		return true
 	}
-	return e.Get("type").Str == "invalid_request_error" && strings.HasPrefix(e.Get("message").Str, anthPromptTooLong)
+	for _, p := range overflowMessages {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// overflowMessages start the messages of self-hosted servers' answers to a
+// prompt larger than the model's window that carry no code saying so:
+// vLLM's (its OpenAI server; also OpenAI's own wording, which comes with its
+// code), vLLM's engine's, and llama.cpp server's before it had a type.
+var overflowMessages = []string{
+	"This model's maximum context length is ",
+	"The decoder prompt (length ",
+	"the request exceeds the available context size",
+}
+
+// OverflowError is a provider's context-overflow error (ContextOverflow) in
+// the OpenAI shape the SDKs know it by: code context_length_exceeded, param
+// messages, the provider's message. A self-hosted server's (vLLM,
+// llama.cpp) had reached the client with its own code or none.
+func OverflowError(body []byte) []byte {
+	e := &apierr.Error{Type: "invalid_request_error", Code: "context_length_exceeded", Param: "messages",
+		Message: "the prompt is longer than the model's context window"}
+	m := gjson.GetBytes(body, "error.message")
+	if m.Type != gjson.String {
+		m = gjson.GetBytes(body, "message")
+	}
+	if m.Type == gjson.String && m.Str != "" {
+		e.Message = apierr.Truncate(m.Str, 1024)
+	}
+	return e.JSON()
 }
 
 // anthPromptTooLong starts the message of Anthropic's answer to a prompt

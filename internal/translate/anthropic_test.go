@@ -514,9 +514,33 @@ func TestContextOverflow(t *testing.T) {
 		"another parameter": {`{"error":{"message":"Invalid value for 'temperature'","type":"invalid_request_error","param":"temperature","code":null}}`, false},
 		"anthropic other":   {`{"type":"error","error":{"type":"invalid_request_error","message":"messages: at least one message is required"}}`, false},
 		"not json":          {`<html>prompt is too long</html>`, false},
+		"vllm":              {`{"object":"error","message":"This model's maximum context length is 4096 tokens. However, you requested 4490 tokens (4390 in the messages, 100 in the completion). Please reduce the length of the messages or completion.","type":"BadRequestError","param":null,"code":400}`, true},
+		"vllm wrapped":      {`{"error":{"message":"This model's maximum context length is 4096 tokens. However, you requested 4490 tokens.","type":"BadRequestError","param":null,"code":400}}`, true},
+		"vllm engine":       {`{"error":{"message":"The decoder prompt (length 5000) is longer than the maximum model length of 4096. Make sure that max_model_len is no smaller than the number of text tokens.","type":"BadRequestError","code":400}}`, true},
+		"llama.cpp":         {`{"error":{"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error","n_prompt_tokens":5000,"n_ctx":4096}}`, true},
+		"vllm other":        {`{"object":"error","message":"[{'type': 'missing', 'loc': ('body', 'messages'), 'msg': 'Field required'}]","type":"BadRequestError","param":null,"code":400}`, false},
+		"vllm other model":  {`{"object":"error","message":"The model ` + "`llama3`" + ` does not exist.","type":"NotFoundError","param":null,"code":404}`, false},
+		"llama.cpp other":   {`{"error":{"code":400,"message":"'messages' is required","type":"invalid_request_error"}}`, false},
+		"message elsewhere": {`{"error":{"message":"invalid value: This model's maximum context length is 4096 tokens","type":"BadRequestError"}}`, false},
+		"object not error":  {`{"object":"chat.completion","message":"This model's maximum context length is 4096 tokens."}`, false},
 	} {
 		if got := ContextOverflow([]byte(tc.body)); got != tc.want {
 			t.Errorf("%s: %v, want %v", name, got, tc.want)
+		}
+	}
+}
+
+func TestOverflowError(t *testing.T) {
+	for name, tc := range map[string]struct{ body, msg string }{
+		"vllm":      {`{"object":"error","message":"This model's maximum context length is 4096 tokens.","type":"BadRequestError","param":null,"code":400}`, "This model's maximum context length is 4096 tokens."},
+		"llama.cpp": {`{"error":{"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error"}}`, "the request exceeds the available context size, try increasing it"},
+	} {
+		out := OverflowError([]byte(tc.body))
+		if c, m, p := gjson.GetBytes(out, "error.code").Str, gjson.GetBytes(out, "error.message").Str, gjson.GetBytes(out, "error.param").Str; c != "context_length_exceeded" || m != tc.msg || p != "messages" {
+			t.Errorf("%s: %s", name, out)
+		}
+		if c := gjson.GetBytes(FromAnthropicError([]byte(tc.body)), "error.code").Str; c != "context_length_exceeded" {
+			t.Errorf("%s: FromAnthropicError code %q", name, c)
 		}
 	}
 }

@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stellwerk/stellwerk/internal/config"
+	"github.com/stellwerk/stellwerk/internal/harness"
+	"github.com/stellwerk/stellwerk/internal/mockllm"
+)
+
+// onpremScript calls stellwerk with the openai Python SDK and prints what
+// the application sees: "served <model> <provider>" or "<status> <code>".
+const onpremScript = `import openai, sys
+c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="sk-client-key", max_retries=0)
+try:
+    r = c.chat.completions.with_raw_response.create(model=sys.argv[2], max_tokens=20,
+        messages=[{"role": "user", "content": "The quick brown fox jumps over the lazy dog. " * int(sys.argv[3])}])
+    print("served", r.headers.get("x-stellwerk-model"), r.headers.get("x-stellwerk-provider"), r.parse().choices[0].message.content != "")
+except openai.APIStatusError as e:
+    print(e.status_code, e.code, e.message)`
+
+func runOnprem(t *testing.T, py, url, model string, repeat int) string {
+	t.Helper()
+	out, err := exec.Command(py, "-c", onpremScript, url, model, strconv.Itoa(repeat)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestSelfHostedOverflowFailsOver: vLLM's and llama.cpp's answers to a
+// prompt larger than the model's window carry no OpenAI code (vLLM: code
+// 400, type BadRequestError; llama.cpp: type exceed_context_size_error).
+// They fail over to a larger model of the plan like OpenAI's, and with no
+// larger model the application gets context_length_exceeded. Until
+// 2026-12-08 the raw 400 reached the client after one attempt (the
+// on-prem probe).
+func TestSelfHostedOverflowFailsOver(t *testing.T) {
+	t.Parallel()
+	py := harness.RequirePython(t)
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "vllm"}, {Name: "llamacpp"}, {Name: "big"}},
+		Models: []config.Model{
+			{ID: "vllm-small", Provider: "vllm", ProviderModel: "Qwen/Qwen2.5-7B-Instruct", ContextWindow: 4096,
+				Price: config.Price{InputPerMTok: 0.1, OutputPerMTok: 0.1}},
+			{ID: "llamacpp-small", Provider: "llamacpp", ProviderModel: "qwen2.5-7b", ContextWindow: 4096,
+				Price: config.Price{InputPerMTok: 0.2, OutputPerMTok: 0.2}},
+			{ID: "big-model", Provider: "big", ProviderModel: "big-upstream", ContextWindow: 128000,
+				Price: config.Price{InputPerMTok: 3, OutputPerMTok: 6}},
+		},
+		Mutate: func(c *config.Config) {
+			c.Workspaces = append(c.Workspaces, config.Workspace{Name: "default", Objective: "cost"})
+		},
+	})
+	for name, mode := range map[string]string{"vllm": "overflow-vllm", "llamacpp": "overflow-llamacpp"} {
+		s.Providers[name].SetBehavior(mockllm.Behavior{Reset: mode})
+	}
+	// About 3,400 tokens: near the 4,096-token window, as a prompt the
+	// server counts past it is.
+	if got := runOnprem(t, py, s.URL, "auto", 340); !strings.HasPrefix(got, "served big-model big True") {
+		t.Errorf("auto, vLLM's overflow: %q, want served by the larger model", got)
+	}
+	if n := len(s.Providers["vllm"].Requests()); n != 1 {
+		t.Errorf("vLLM got %d requests, want 1", n)
+	}
+	// Pinned, no larger model after it: the code the SDKs know.
+	for _, m := range []string{"vllm-small", "llamacpp-small"} {
+		if got := runOnprem(t, py, s.URL, m, 340); !strings.HasPrefix(got, "400 context_length_exceeded ") {
+			t.Errorf("%s: %q, want 400 context_length_exceeded", m, got)
+		}
+	}
+}
