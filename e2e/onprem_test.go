@@ -73,3 +73,53 @@ func TestSelfHostedOverflowFailsOver(t *testing.T) {
 		}
 	}
 }
+
+// TestModelNotFoundFailsOver: an Ollama that has not pulled the model
+// answers 404 `model "…" not found`. stellwerk chose the path and the
+// model name, so that is the provider's configuration, not the client's
+// request: auto fails over to the next provider and is served, the model
+// cools, and when no provider serves its model the client gets 502
+// provider_model_not_found, which does not quote the provider's own model
+// name. Until 2026-12-08 auto got the 404 every time (the on-prem probe).
+func TestModelNotFoundFailsOver(t *testing.T) {
+	t.Parallel()
+	py := harness.RequirePython(t)
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "ollama-a"}, {Name: "ollama-b"}},
+		Models: []config.Model{
+			{ID: "llama-a", Provider: "ollama-a", ProviderModel: "secret-upstream-a", ContextWindow: 8192,
+				Price: config.Price{InputPerMTok: 0.1, OutputPerMTok: 0.1}},
+			{ID: "llama-b", Provider: "ollama-b", ProviderModel: "secret-upstream-b", ContextWindow: 8192,
+				Price: config.Price{InputPerMTok: 0.2, OutputPerMTok: 0.2}},
+		},
+		Mutate: func(c *config.Config) {
+			c.Failover.FailuresBeforeCooldown = 2
+			c.Workspaces = append(c.Workspaces, config.Workspace{Name: "default", Objective: "cost"})
+		},
+	})
+	for _, p := range []string{"ollama-a", "ollama-b"} {
+		s.Providers[p].SetBehavior(mockllm.Behavior{Reset: "model-not-found"})
+	}
+	got := runOnprem(t, py, s.URL, "auto", 1)
+	if !strings.HasPrefix(got, "502 provider_model_not_found ") || strings.Contains(got, "secret-upstream") {
+		t.Errorf("auto, no provider with its model: %q, want 502 provider_model_not_found without the provider's model name", got)
+	}
+	s.Providers["ollama-b"].SetBehavior(mockllm.Behavior{})
+	if got := runOnprem(t, py, s.URL, "auto", 1); got != "served llama-b ollama-b True" {
+		t.Errorf("auto, the cheaper provider without the model: %q, want served by the other", got)
+	}
+	// The model cooled (after its second 404): the next request goes
+	// straight to the other provider.
+	before := len(s.Providers["ollama-a"].Requests())
+	if got := runOnprem(t, py, s.URL, "auto", 1); got != "served llama-b ollama-b True" {
+		t.Errorf("auto, again: %q", got)
+	}
+	if n := len(s.Providers["ollama-a"].Requests()) - before; n != 0 {
+		t.Errorf("the model that was not found got %d more requests, want it cooled", n)
+	}
+	// Pinned (tried while it cools: the caller asked for it).
+	got = runOnprem(t, py, s.URL, "llama-a", 1)
+	if !strings.HasPrefix(got, "502 provider_model_not_found ") || strings.Contains(got, "secret-upstream") {
+		t.Errorf("pinned, its provider without the model: %q, want 502 provider_model_not_found without the provider's model name", got)
+	}
+}

@@ -186,6 +186,18 @@ func (p *edge) responseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRe
 		e.Final = true
 		return p.immediate(e)
 	}
+	if p.plan == nil && modelNotFound(code) && (rh.flags == "" || rh.flags == "-") {
+		// Without failover: as with it (allAttemptsFailed), the operator's
+		// catalog, and the provider's words name its own model name.
+		p.log.Error("the provider does not serve the model it was sent: check the model's provider_model, or pull it",
+			zap.String("decision_id", p.id), zap.String("provider", m.Provider.Name), zap.String("model", m.ID),
+			zap.String("provider_model", m.ProviderModel))
+		e := apierr.Upstream("provider_model_not_found",
+			"the provider %s does not serve the model %s (404); the request was not served (operators: see the stellwerk log)",
+			m.Provider.Name, m.ID)
+		e.Final = true
+		return p.immediate(e)
+	}
 	hs = append(hs,
 		setHeader(header.Model, m.ID),
 		setHeader(header.Provider, m.Provider.Name),
@@ -393,7 +405,7 @@ func (p *edge) cooledFor() int {
 // credential), so the SDKs are told not to retry.
 func (p *edge) attemptsFinal() bool {
 	return len(p.attempts) > 0 && !slices.ContainsFunc(p.attempts, func(a attempt) bool {
-		return !credentialRefused(a.Status) && (a.Outcome != "not_sent" || a.unsentForNoCluster())
+		return !credentialRefused(a.Status) && !modelNotFound(a.Status) && (a.Outcome != "not_sent" || a.unsentForNoCluster())
 	})
 }
 
@@ -404,7 +416,7 @@ func (p *edge) attemptsFinal() bool {
 // timed out, else 503.
 func (p *edge) failedStatus() int {
 	switch {
-	case p.credentialsMissing():
+	case p.credentialsMissing(), p.allAnswered(http.StatusNotFound):
 		return http.StatusBadGateway
 	case p.allAnswered(http.StatusTooManyRequests):
 		return http.StatusTooManyRequests
@@ -422,9 +434,11 @@ func (p *edge) failedStatus() int {
 // providerErr is the last provider's answer, quoted when it is an error.
 func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
 	// A provider's words on a refused credential are not quoted: they may
-	// name part of the key ("Incorrect API key provided: sk-proj-****abcd").
+	// name part of the key ("Incorrect API key provided: sk-proj-****abcd");
+	// nor on a model it does not serve: they name its own model name
+	// (`model "llama3.1:8b" not found`), which an auto caller is not told.
 	if msg := gjson.GetBytes(providerErr, "error.message"); msg.Type == gjson.String && msg.Str != "" && len(p.attempts) > 0 &&
-		!credentialRefused(p.attempts[len(p.attempts)-1].Status) {
+		!credentialRefused(p.attempts[len(p.attempts)-1].Status) && !modelNotFound(p.attempts[len(p.attempts)-1].Status) {
 		last := &p.attempts[len(p.attempts)-1]
 		// A provider (or a gateway before it) may echo what it was sent:
 		// never stellwerk's credential, nor a key of a known shape.
@@ -440,6 +454,16 @@ func (p *edge) allAttemptsFailed(providerErr []byte) *apierr.Error {
 		}
 	}
 	p.log.Warn("all attempts failed", zap.String("decision_id", p.id), zap.Any("attempts", p.attempts))
+	if !p.credentialsMissing() && p.allAnswered(http.StatusNotFound) {
+		// Every provider tried does not serve its model: the operator's
+		// catalog, not the client's request, nor an outage to retry.
+		e := apierr.Upstream("provider_model_not_found",
+			"no provider tried serves its model: %s%s; the request was not served (operators: check each model's provider_model, or pull it)",
+			summarizeAttempts(p.attempts), excluded)
+		e.Final = true
+		p.status, p.errCode = apierr.HTTPStatus(e), e.Code
+		return e
+	}
 	switch p.failedStatus() {
 	case http.StatusBadGateway:
 		// Nothing was sent: a setup error, named as without failover (a

@@ -287,6 +287,11 @@ func summarizeAttempts(as []attempt) string {
 // answer in time.
 const timeoutReason = "provider timeout"
 
+// modelNotFoundReason is the reason of an attempt whose provider answered
+// 404. The provider's words are not quoted: they name the provider's own
+// model name, which an auto caller is not told.
+const modelNotFoundReason = "the provider does not serve the model (404): check its provider_model"
+
 // failureReason names why an attempt failed, from what its answer said.
 func failureReason(status int, flags string) string {
 	switch {
@@ -304,6 +309,8 @@ func failureReason(status int, flags string) string {
 		return "rate limited (429)"
 	case credentialRefused(status):
 		return "the provider refused stellwerk's credential (" + strconv.Itoa(status) + ")"
+	case modelNotFound(status):
+		return modelNotFoundReason
 	default:
 		return "status " + strconv.Itoa(status)
 	}
@@ -342,7 +349,15 @@ func attemptTarget(st *State, m *catalog.Model, workspace string) health.Target 
 // provider's 401 or 403 is about stellwerk's credential for it (the
 // client's key never reaches a provider): the provider's failure, not the
 // request's.
-func retryable(status int) bool { return status == 429 || status >= 500 || credentialRefused(status) }
+func retryable(status int) bool {
+	return status == 429 || status >= 500 || credentialRefused(status) || modelNotFound(status)
+}
 
 // credentialRefused: the provider refused the credential stellwerk sent.
 func credentialRefused(status int) bool { return status == 401 || status == 403 }
+
+// modelNotFound: the provider does not serve the model it was sent (an
+// Ollama whose model was not pulled, a vLLM serving another). stellwerk
+// chose the path and the model name, so a provider's 404 is its
+// configuration's, not the client's: failed over, and the model cooled.
+func modelNotFound(status int) bool { return status == 404 }

@@ -354,6 +354,19 @@ func recordAttempt(f *filter, idx int, m *catalog.Model, workspace string, o att
 			f.log.Info("credential refused: cooling it down", zap.String("provider", m.Provider.Name),
 				zap.Bool("own_key", tg.Workspace != ""), zap.String("reason", a.Reason))
 		}
+	case modelNotFound(status) && (o.flags == "" || o.flags == "-"):
+		// The provider does not serve the model (a model not pulled, a
+		// provider_model misspelt): that model alone cools, through the
+		// credential that asked, as a per-model rate limit does; the
+		// provider's other models keep serving. (A 404 was the client's,
+		// never failed over: the on-prem probe got it 4 times in 4.)
+		a.Outcome, a.Reason = "failed", modelNotFoundReason
+		mt := tg
+		mt.PerModel = true
+		if r.Health.RateLimited(mt, a.Reason, 0) {
+			f.log.Warn("provider does not serve the model: cooling it down", zap.String("provider", m.Provider.Name),
+				zap.String("model", m.ID), zap.String("provider_model", m.ProviderModel))
+		}
 	case strings.Contains(o.flags, "NC"):
 		// Envoy has no cluster for the provider: its configuration from
 		// stellwerk has not arrived (an Envoy that started first, the SRE

@@ -280,9 +280,11 @@ func retryPolicy(f Failover) (*routev3.RetryPolicy, error) {
 		return nil, err
 	}
 	return &routev3.RetryPolicy{
-		RetryPriority:        rp,
-		RetryOn:              "5xx,reset,connect-failure,retriable-status-codes,retriable-headers",
-		RetriableStatusCodes: []uint32{429, 401, 403}, // 401, 403: stellwerk's credential, not the client's
+		RetryPriority: rp,
+		RetryOn:       "5xx,reset,connect-failure,retriable-status-codes,retriable-headers",
+		// 401, 403: stellwerk's credential, not the client's; 404: a model
+		// the provider does not serve, stellwerk having chosen the path.
+		RetriableStatusCodes: []uint32{429, 401, 403, 404},
 		// A prompt too long for the attempt's model, when the plan has a
 		// larger one: the egress filter says so on the answer.
 		RetriableHeaders: []*routev3.HeaderMatcher{{Name: header.Overflow,
@@ -343,6 +345,7 @@ func firstAttemptLog(ep ExtProc) (*accesslogv3.AccessLog, error) {
 		status(accesslogv3.ComparisonFilter_EQ, 429, "rate_limited"),
 		status(accesslogv3.ComparisonFilter_EQ, 401, "credential_refused"),
 		status(accesslogv3.ComparisonFilter_EQ, 403, "credential_forbidden"),
+		status(accesslogv3.ComparisonFilter_EQ, 404, "model_not_found"),
 		status(accesslogv3.ComparisonFilter_GE, 500, "server_error"),
 		{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: firstAttemptFlags}}},
 	}}}}

@@ -72,7 +72,8 @@ type Behavior struct {
 	// 1000 bytes more than it sends before closing; "sse" a 200 event
 	// stream whatever the request asked for; "overflow-vllm" and
 	// "overflow-llamacpp" the overflow as vLLM's and llama.cpp's servers
-	// answer it (no OpenAI code).
+	// answer it (no OpenAI code); "model-not-found" Ollama's 404 for a
+	// model it has not pulled.
 	Reset          string        `json:"reset,omitempty"`
 	FirstByteDelay time.Duration `json:"first_byte_delay,omitempty"`
 	ChunkDelay     time.Duration `json:"chunk_delay,omitempty"`
@@ -390,6 +391,11 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{"code": 400,
 			"message": "the request exceeds the available context size, try increasing it",
 			"type":    "exceed_context_size_error", "n_prompt_tokens": 4490, "n_ctx": 4096}})
+		return
+	}
+	if b.Reset == "model-not-found" { // as Ollama answers for a model not pulled
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": map[string]any{
+			"message": fmt.Sprintf("model %q not found, try pulling it first", gjson.GetBytes(body, "model").Str)}})
 		return
 	}
 	if b.Quirk == QuirkError200 { // a gateway that reports a refusal as a success
