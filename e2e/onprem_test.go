@@ -123,3 +123,31 @@ func TestModelNotFoundFailsOver(t *testing.T) {
 		t.Errorf("pinned, its provider without the model: %q, want 502 provider_model_not_found without the provider's model name", got)
 	}
 }
+
+// TestOllamaTagModelID: a model id with Ollama's tag (llama3.1:8b) is
+// served end to end: pinned and by auto, listed and retrieved by the
+// openai SDK, named in the answer's headers and routing object. Until
+// 2026-12-08 config validation refused it (the on-prem probe).
+func TestOllamaTagModelID(t *testing.T) {
+	t.Parallel()
+	py := harness.RequirePython(t)
+	s := harness.Start(t, harness.Options{
+		Providers: []harness.ProviderSpec{{Name: "ollama", Residency: "on_prem"}},
+		Models: []config.Model{{ID: "llama3.1:8b", Provider: "ollama", ProviderModel: "llama3.1:8b", ContextWindow: 8192,
+			Price: config.Price{InputPerMTok: 0.1, OutputPerMTok: 0.1}}},
+	})
+	for _, m := range []string{"llama3.1:8b", "auto"} {
+		if got := runOnprem(t, py, s.URL, m, 1); got != "served llama3.1:8b ollama True" {
+			t.Errorf("%s: %q", m, got)
+		}
+	}
+	if reqs := s.Providers["ollama"].Requests(); len(reqs) == 0 || !strings.Contains(string(reqs[0].Body), `"model":"llama3.1:8b"`) {
+		t.Errorf("sent upstream: %v", reqs)
+	}
+	out, err := exec.Command(py, "-c", `import openai, sys
+c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="sk-client-key", max_retries=0)
+print(c.models.retrieve("llama3.1:8b").id, "llama3.1:8b" in [m.id for m in c.models.list()])`, s.URL).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "llama3.1:8b True" {
+		t.Errorf("models: %v %s", err, out)
+	}
+}

@@ -37,6 +37,21 @@ func TestAliasesResolved(t *testing.T) {
 	}
 }
 
+// TestOllamaModelIDs: Ollama names its models by tag (llama3.1:8b), and
+// an operator names them so in the catalog, as ids and aliases; the
+// on-prem probe got "models[3].id … must be letters, digits, …".
+func TestOllamaModelIDs(t *testing.T) {
+	y := strings.Replace(withAliases, "{id: m2,", "{id: \"llama3.1:8b\", aliases: [\"llama3:latest\"],", 1)
+	y = strings.ReplaceAll(y, "m2", "llama3.1:8b")
+	c, err := Decode(strings.NewReader(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Models[1].ID != "llama3.1:8b" || c.ModelAliases()["llama3:latest"] != "llama3.1:8b" || c.Workspaces[0].Allow[1] != "llama3.1:8b" {
+		t.Errorf("models %+v, aliases %v", c.Models[1], c.ModelAliases())
+	}
+}
+
 func TestAliasesRefused(t *testing.T) {
 	for name, tc := range map[string]struct{ replace, with, want string }{
 		"an alias that is an id": {"aliases: [old, older]", "aliases: [old, m2]",
@@ -44,6 +59,10 @@ func TestAliasesRefused(t *testing.T) {
 		"reserved":               {"aliases: [old, older]", "aliases: [old, auto]", `models[0].aliases[1]: "auto" is reserved`},
 		"a route":                {"aliases: [old, older]", "aliases: [old, \"route:x\"]", `models[0].aliases[1]: "route:x" is reserved`},
 		"not an id":              {"aliases: [old, older]", "aliases: [old, \"a b\"]", `models[0].aliases[1]: "a b" must be letters`},
+		"a provider":             {"aliases: [old, older]", "aliases: [old, \"provider:p1\"]", `models[0].aliases[1]: "provider:p1" is reserved`},
+		"an id a provider":       {"{id: m2,", "{id: \"provider:p1\",", `models[1].id: "provider:p1" is reserved`},
+		"an id a route":          {"{id: m2,", "{id: \"route:m2\",", `models[1].id: "route:m2" is reserved`},
+		"an id from a colon":     {"{id: m2,", "{id: \":m2\",", `models[1].id: ":m2" must be letters`},
 		"given twice":            {"legacy: m1}", "legacy: m1, older: m2}", `routing.aliases.older: "older" is already an alias of model "m1"`},
 		"of an unknown model":    {"fast: m2", "fast: m3", `routing.aliases.fast: unknown model "m3"`},
 		"of an alias":            {"fast: m2", "fast: old", `routing.aliases.fast: unknown model "old" (an alias names a model by its id)`},

@@ -22,9 +22,24 @@ import (
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
-// modelIDRE admits ids such as gpt-4o-mini, claude-3.5-sonnet or
-// mistral/mistral-large; it excludes the reserved forms auto and route:….
-var modelIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$`)
+// modelIDRE admits ids such as gpt-4o-mini, claude-3.5-sonnet,
+// mistral/mistral-large or Ollama's llama3.1:8b (the on-prem probe: an
+// Ollama tag was refused). A model id goes nowhere ':' means something: no
+// Envoy name holds one (providers are the clusters), and metric labels,
+// headers, Redis keys (a model id last), audit records and /v1/models/{id}
+// take it as it is. Two prefixes do mean something: reservedModelID.
+var modelIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$`)
+
+// reservedModelID: what a request's model, or an allow or deny list,
+// reads as something other than a model id: auto, a named route
+// (route:…), a provider (provider:…, in allow and deny lists and a key's
+// models).
+func reservedModelID(id string) bool {
+	return id == "auto" || strings.HasPrefix(id, "route:") || strings.HasPrefix(id, "provider:")
+}
+
+// modelIDRule is how a model id or alias is refused.
+const modelIDRule = "must be letters, digits, '.', '_', '/', ':' or '-' (at most 128, starting with a letter or digit)"
 
 // Validate checks the whole config and reports every problem at once.
 func (c *Config) Validate() error {
@@ -184,10 +199,10 @@ func (c *Config) Validate() error {
 	for i, m := range c.Models {
 		f := fmt.Sprintf("models[%d]", i)
 		switch {
-		case m.ID == "auto" || strings.HasPrefix(m.ID, "route:"):
-			bad(f+".id", "%q is reserved", m.ID)
+		case reservedModelID(m.ID):
+			bad(f+".id", "%q is reserved (auto, route:…, provider:…)", m.ID)
 		case !modelIDRE.MatchString(m.ID):
-			bad(f+".id", "%q must be letters, digits, '.', '_', '/' or '-' (at most 128)", m.ID)
+			bad(f+".id", "%q %s", m.ID, modelIDRule)
 		case models[m.ID]:
 			bad(f+".id", "duplicate model %q", m.ID)
 		}
@@ -245,10 +260,10 @@ func (c *Config) Validate() error {
 	alias := func(field, a, id string) bool {
 		defer func() { aliases[a] = id }()
 		switch {
-		case a == "auto" || strings.HasPrefix(a, "route:"):
-			bad(field, "%q is reserved", a)
+		case reservedModelID(a):
+			bad(field, "%q is reserved (auto, route:…, provider:…)", a)
 		case !modelIDRE.MatchString(a):
-			bad(field, "%q must be letters, digits, '.', '_', '/' or '-' (at most 128)", a)
+			bad(field, "%q %s", a, modelIDRule)
 		case models[a]:
 			bad(field, "%q is the id of a model: an alias names no model of its own", a)
 		case aliases[a] != "":
