@@ -321,6 +321,13 @@ func runConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	for _, m := range auth.New(cfg, catalog.OSEnv.Getenv).Missing() {
 		fmt.Fprintf(stdout, "warning: virtual key %s is not set; requests with it will get 401\n", m)
 	}
+	if free := config.FreeByOmission(cfg); len(free) > 0 {
+		fmt.Fprintf(stdout, "warning: no price for model(s) %s: they count as free, win optimize: cost and count nothing against budgets; "+
+			"give each its price, or write out price: {input_per_mtok: 0, output_per_mtok: 0} for one that is free (docs/catalog.md)\n", strings.Join(free, ", "))
+	}
+	for _, w := range config.CABundleWarnings(cfg) {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
 	for _, w := range []string{config.MemoryBudgetsOnSharedStore(cfg), config.PlainWebhook(cfg)} {
 		if w != "" {
 			fmt.Fprintf(stdout, "warning: %s\n", w)

@@ -3,9 +3,15 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stellwerk/stellwerk/internal/auth"
 	"github.com/stellwerk/stellwerk/internal/classify"
@@ -888,4 +895,72 @@ func checkDoc(t *testing.T, doc string) (string, error) {
 	}
 	out, _, err := run("config", "check", path)
 	return out, err
+}
+
+// TestConfigCheckWarnsNoPrice: a model without a price counts as free and
+// wins optimize: cost; config check said nothing (the on-prem probe). A
+// price written out as zero, or an on_prem provider's model, is meant.
+func TestConfigCheckWarnsNoPrice(t *testing.T) {
+	const warning = "warning: no price for model(s) us1:"
+	for doc, want := range map[string]bool{
+		oneModel: true,
+		strings.Replace(oneModel, "context_window: 1000}", "context_window: 1000, price: {input_per_mtok: 0, output_per_mtok: 0}}", 1): false,
+		strings.Replace(oneModel, "context_window: 1000}", "context_window: 1000, price: {input_per_mtok: 1, output_per_mtok: 2}}", 1): false,
+		strings.Replace(oneModel, "residency: us}", "residency: on_prem}", 1):                                                          false,
+	} {
+		out, _ := checkDoc(t, doc)
+		if strings.Contains(out, warning) != want {
+			t.Errorf("warned %v, want %v:\n%s\n%s", !want, want, doc, out)
+		}
+	}
+	if _, err := checkDoc(t, strings.Replace(oneModel, "context_window: 1000}", "context_window: 1000, price: {input: 0}}", 1)); err == nil {
+		t.Error("an unknown price field was accepted")
+	}
+}
+
+// TestConfigCheckWarnsCABundle: a trust store an https provider uses
+// that does not exist here, or is not PEM, is warned about (Envoy reads it
+// on its own host: not an error); config check accepted /nonexistent.pem
+// (the on-prem probe).
+func TestConfigCheckWarnsCABundle(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.txt")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(good, testCertPEM(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	https := strings.Replace(oneModel, "http://127.0.0.1:8081/v1", "https://gpu.internal/v1", 1)
+	for name, tc := range map[string]struct {
+		doc, want string
+	}{
+		"missing": {https + "envoy: {ca_bundle: /nonexistent.pem}\n", `warning: envoy.ca_bundle "/nonexistent.pem" does not exist on this host`},
+		"not pem": {https + "envoy: {ca_bundle: " + notPEM + "}\n", "holds no PEM certificate"},
+		"provider's": {strings.Replace(https, "residency: us}", "residency: us, cluster: {tls: {ca_bundle: /nonexistent.pem}}}", 1),
+			`warning: tls.ca_bundle of provider p "/nonexistent.pem" does not exist`},
+		"good":       {https + "envoy: {ca_bundle: " + good + "}\n", ""},
+		"plain http": {oneModel + "envoy: {ca_bundle: /nonexistent.pem}\n", ""},
+	} {
+		out, _ := checkDoc(t, tc.doc)
+		if tc.want == "" && strings.Contains(out, "ca_bundle") || tc.want != "" && !strings.Contains(out, tc.want) {
+			t.Errorf("%s: want %q:\n%s", name, tc.want, out)
+		}
+	}
+}
+
+// testCertPEM is a throwaway self-signed certificate in PEM.
+func testCertPEM(t *testing.T) []byte {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -537,6 +538,58 @@ type Price struct {
 	// Source and AsOf record where a list price comes from and when.
 	Source string `yaml:"source,omitempty"`
 	AsOf   string `yaml:"as_of,omitempty"`
+	// written: the file wrote the price out, so a zero price is meant
+	// (FreeByOmission).
+	written bool
+}
+
+// priceKeys are the keys a price may have: unknown ones are refused, as
+// the decoder refuses them everywhere else (a node's own Decode would not).
+var priceKeys = func() map[string]bool {
+	keys := map[string]bool{}
+	t := reflect.TypeFor[Price]()
+	for i := range t.NumField() {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); tag != "" {
+			keys[tag] = true
+		}
+	}
+	return keys
+}()
+
+// UnmarshalYAML notes that the price was written out.
+func (p *Price) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; !priceKeys[k.Value] {
+				return fmt.Errorf("line %d: field %s not found in type config.Price", k.Line, k.Value)
+			}
+		}
+	}
+	type plain Price
+	if err := n.Decode((*plain)(p)); err != nil {
+		return err
+	}
+	p.written = n.Kind == yaml.MappingNode
+	return nil
+}
+
+// FreeByOmission names the models that cost nothing only because the
+// config gives them no price: optimize: cost then prefers them to every
+// priced one, and spend and budgets count nothing for them. A price
+// written out (price: {input_per_mtok: 0, output_per_mtok: 0}) or a model
+// of an on_prem provider (the hardware is paid for either way) is meant.
+func FreeByOmission(c *Config) []string {
+	onPrem := map[string]bool{}
+	for _, p := range c.Providers {
+		onPrem[p.Name] = p.Residency == "on_prem"
+	}
+	var out []string
+	for _, m := range c.Models {
+		if pr := m.Price; !pr.written && pr.InputPerMTok == 0 && pr.OutputPerMTok == 0 && !onPrem[m.Provider] {
+			out = append(out, m.ID)
+		}
+	}
+	return out
 }
 
 // DefaultStreamFirstByteTimeout is failover.stream_first_byte_timeout when
