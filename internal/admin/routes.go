@@ -42,9 +42,11 @@ type CreateRouteRequest struct {
 
 // DeployRouteRequest is the body of POST /admin/routes/{name}/deploy
 // (version required) and …/rollback (version optional: the one before the
-// live one).
+// live one). Message says why; it is kept on the change's audit record
+// (detail "message", at most audit.MaxRouteMessage bytes).
 type DeployRouteRequest struct {
-	Version int64 `json:"version,omitempty"`
+	Version int64  `json:"version,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
 // RouteView is GET /admin/routes/{name}: the route, its versions (newest
@@ -204,7 +206,7 @@ func (h *routesAPI) create(w http.ResponseWriter, r *http.Request) {
 	}
 	out := CreatedRoute{Version: v, Created: created}
 	if created {
-		h.changed(r, audit.RouteSwitch{Route: v.Route, Action: "create", To: v.Version})
+		h.changed(r, audit.RouteSwitch{Route: v.Route, Action: "create", To: v.Version, Message: req.Message})
 	}
 	if req.Deploy {
 		d, err := s.Deploy(ctx, v.Route, v.Version, who)
@@ -213,7 +215,7 @@ func (h *routesAPI) create(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		out.Deployed, out.Version.Live = &d, true
-		h.changed(r, audit.RouteSwitch{Route: d.Route, Action: d.Action, From: d.From, To: d.To})
+		h.changed(r, audit.RouteSwitch{Route: d.Route, Action: d.Action, From: d.From, To: d.To, Message: req.Message})
 		h.refresh(r)
 	}
 	h.log.Info("route version stored", zap.String("route", v.Route), zap.Int64("version", v.Version), zap.Bool("created", created),
@@ -274,7 +276,7 @@ func (h *routesAPI) switchTo(w http.ResponseWriter, r *http.Request, rollback bo
 	}
 	h.log.Info("route deployed", zap.String("route", name), zap.String("action", d.Action), zap.Int64("from", d.From),
 		zap.Int64("to", d.To), zap.String("by", who), zap.String("reason", d.Reason))
-	h.changed(r, audit.RouteSwitch{Route: d.Route, Action: d.Action, From: d.From, To: d.To})
+	h.changed(r, audit.RouteSwitch{Route: d.Route, Action: d.Action, From: d.From, To: d.To, Message: req.Message})
 	h.refresh(r)
 	writeJSON(w, http.StatusOK, d)
 }

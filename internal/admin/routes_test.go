@@ -3,11 +3,13 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
 	"go.uber.org/zap"
 
+	"github.com/stellwerk/stellwerk/internal/audit"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/flow"
 	"github.com/stellwerk/stellwerk/internal/flowstore"
@@ -206,5 +208,53 @@ func TestRouteCreateRefusesNeverValues(t *testing.T) {
 	}
 	if rec := do(t, h, "POST", "/admin/routes/support/deploy", config.RoleOperator, `{"version":1}`); rec.Code != 200 {
 		t.Fatalf("deploy of the stored version: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// recordingRoutes is a route service with an audit log: the changes
+// recorded.
+type recordingRoutes struct {
+	*routeStatus
+	changes []audit.Change
+}
+
+func (r *recordingRoutes) RecordChange(_, _ string, c audit.Change) { r.changes = append(r.changes, c) }
+
+// TestRoutesAPIChangeMessage: a deploy's and a rollback's message is on
+// their change records (detail "message"), so the audit trail says why a
+// version went live (the experimentation probe: it held only the actor and
+// the versions).
+func TestRoutesAPIChangeMessage(t *testing.T) {
+	db, err := store.OpenSQLite(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rs, err := flowstore.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &recordingRoutes{routeStatus: &routeStatus{fakeStatus: fakeStatus{tokens: testTokens()}, rs: rs}}
+	h := Handler(st, zap.NewNop())
+	for _, m := range []string{"gpt-4o", "gpt-4o-mini"} {
+		b, _ := json.Marshal(CreateRouteRequest{Document: "route: support\nnodes:\n  - id: m\n    model: " + m + "\n", Message: "ramp " + m, Deploy: true})
+		if rec := do(t, h, "POST", "/admin/routes", config.RoleOperator, string(b)); rec.Code != 201 {
+			t.Fatalf("create and deploy %s: %d %s", m, rec.Code, rec.Body)
+		}
+	}
+	if rec := do(t, h, "POST", "/admin/routes/support/rollback", config.RoleOperator, `{"message":"challenger regressed"}`); rec.Code != 200 {
+		t.Fatalf("rollback: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do(t, h, "POST", "/admin/routes/support/deploy", config.RoleOperator, `{"version":2,"message":"fixed"}`); rec.Code != 200 {
+		t.Fatalf("deploy: %d %s", rec.Code, rec.Body)
+	}
+	var got []string
+	for _, c := range st.changes {
+		got = append(got, fmt.Sprintf("%s %s→%s %s", c.Action, c.Before, c.After, c.Detail["message"]))
+	}
+	want := "create →support@1 ramp gpt-4o|deploy →support@1 ramp gpt-4o|create →support@2 ramp gpt-4o-mini|" +
+		"deploy support@1→support@2 ramp gpt-4o-mini|rollback support@2→support@1 challenger regressed|deploy support@1→support@2 fixed"
+	if strings.Join(got, "|") != want {
+		t.Errorf("changes\n%s\nwant\n%s", strings.Join(got, "|"), want)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // SchemaVersion is the version of Record's JSON shape. A change that
@@ -383,21 +384,46 @@ func ContentHash(b []byte) string {
 
 // RouteChange is the change record of a route version stored or made live
 // (the admin API, the CLI, a file synced from routes/): before and after
-// are route@version.
+// are route@version, and detail "message" is why, as the operator said it
+// (at most MaxRouteMessage bytes), so the trail of a rollback during an
+// experiment says what regressed.
 func RouteChange(actor string, d RouteSwitch) Change {
 	c := Change{Actor: actor, Action: d.Action, Target: d.Route, After: routeLabel(d.Route, d.To)}
 	if d.From != 0 {
 		c.Before = routeLabel(d.Route, d.From)
 	}
+	if m := BoundMessage(d.Message); m != "" {
+		c.Detail = map[string]string{"message": m}
+	}
 	return c
 }
 
+// MaxRouteMessage bounds a route change's message in its record, as the
+// route store bounds a version's message.
+const MaxRouteMessage = 1024
+
+// BoundMessage is m trimmed and cut to MaxRouteMessage bytes at a rune
+// boundary.
+func BoundMessage(m string) string {
+	m = strings.TrimSpace(m)
+	if len(m) <= MaxRouteMessage {
+		return m
+	}
+	m = m[:MaxRouteMessage]
+	for len(m) > 0 && !utf8.ValidString(m) {
+		m = m[:len(m)-1]
+	}
+	return m
+}
+
 // RouteSwitch is what a route change did (flowstore.Deploy's fields; a
-// stored version without a deploy has Action "create" and From 0).
+// stored version without a deploy has Action "create" and From 0), and
+// the message its operator gave.
 type RouteSwitch struct {
 	Route    string
 	Action   string
 	From, To int64
+	Message  string
 }
 
 func routeLabel(route string, v int64) string { return route + "@" + strconv.FormatInt(v, 10) }

@@ -31,7 +31,8 @@ const routesUsage = `usage:
   stellwerk routes test ROUTE --samples FILE          run sample requests through ROUTE (a FILE, a draft, or NAME[@N]): path and outcome
   stellwerk routes create FILE [--message M]          store FILE as a version without deploying it
   stellwerk routes deploy FILE|NAME@N [--message M]   make a version live (a FILE is stored first); every replica switches within a second
-  stellwerk routes rollback NAME [--to N]             deploy the version live before (skipping any that do not load), or N
+  stellwerk routes rollback NAME [--to N] [--message M]  deploy the version live before (skipping any that do not load), or N;
+                                                      during a ramp that is the previous step: --to N goes back to before the experiment
   stellwerk routes sync [--no-deploy]                 record routes/*.yaml as versions, as serve does (docs/routes.md)
 Every verb takes --config FILE (env STELLWERK_CONFIG), --state-dir DIR and --json; routes/ is beside the config.
 `
@@ -63,6 +64,7 @@ func runRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	case "test":
 		fs.StringVar(&samples, "samples", "", "JSON file of sample requests (required; docs/routes.md)")
 	case "rollback":
+		fs.StringVar(&message, "message", "", "why, kept on the change's audit record")
 		fs.Int64Var(&to, "to", 0, "the version to go back to, older than the live one (default: the one live before it that loads)")
 	case "sync":
 		fs.BoolVar(&noDeploy, "no-deploy", false, "store new file contents as versions without deploying them")
@@ -126,7 +128,7 @@ func runRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	case "deploy":
 		return rc.deploy(ctx, pos[0], message)
 	case "rollback":
-		return rc.rollback(ctx, pos[0], to)
+		return rc.rollback(ctx, pos[0], to, message)
 	case "sync":
 		return rc.sync(ctx, !noDeploy)
 	}
@@ -467,7 +469,7 @@ func (r *routesCLI) create(ctx context.Context, file, message string) (flowstore
 		return v, r.fail(err)
 	}
 	if created {
-		r.changed(ctx, audit.RouteSwitch{Route: v.Route, Action: "create", To: v.Version})
+		r.changed(ctx, audit.RouteSwitch{Route: v.Route, Action: "create", To: v.Version, Message: message})
 		fmt.Fprintf(r.stderr, "stored %s@%d (%s)\n", v.Route, v.Version, v.Hash)
 	} else {
 		fmt.Fprintf(r.stderr, "%s is already %s@%d\n", file, v.Route, v.Version)
@@ -503,7 +505,7 @@ func (r *routesCLI) deploy(ctx context.Context, s, message string) error {
 	if err != nil {
 		return r.fail(err)
 	}
-	r.changed(ctx, audit.RouteSwitch{Route: d.Route, Action: d.Action, From: d.From, To: d.To})
+	r.changed(ctx, audit.RouteSwitch{Route: d.Route, Action: d.Action, From: d.From, To: d.To, Message: message})
 	return r.printDeploy(d)
 }
 
@@ -523,7 +525,7 @@ func (r *routesCLI) printDeploy(d flowstore.Deploy) error {
 	return nil
 }
 
-func (r *routesCLI) rollback(ctx context.Context, name string, to int64) error {
+func (r *routesCLI) rollback(ctx context.Context, name string, to int64, message string) error {
 	rf, err := parseRef(name)
 	if err != nil || rf.file != "" || rf.version != 0 {
 		return usageError(r.stderr, fmt.Errorf("routes rollback takes NAME (and --to N)"))
@@ -570,7 +572,7 @@ func (r *routesCLI) rollback(ctx context.Context, name string, to int64) error {
 			fmt.Fprintf(r.stdout, "rolling back to %s@%d: %s\n", d.Route, d.To, d.Reason)
 		}
 	}
-	r.changed(ctx, audit.RouteSwitch{Route: d.Route, Action: d.Action, From: d.From, To: d.To})
+	r.changed(ctx, audit.RouteSwitch{Route: d.Route, Action: d.Action, From: d.From, To: d.To, Message: message})
 	return r.printDeploy(d)
 }
 

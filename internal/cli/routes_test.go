@@ -414,3 +414,68 @@ func TestConfigCheckBrokenRouteFile(t *testing.T) {
 		t.Errorf("the same text taken for another:\n%s", out)
 	}
 }
+
+// TestRoutesChangeMessage: `routes rollback --message` is accepted (it was
+// "flag provided but not defined: -message") and a deploy's and a
+// rollback's message is on their change records, so the audit trail says
+// why a version went live (the experimentation probe).
+func TestRoutesChangeMessage(t *testing.T) {
+	cfg, _ := keysConfig(t)
+	dir := t.TempDir()
+	for i := range 2 {
+		file := filepath.Join(dir, fmt.Sprintf("v%d.yaml", i+1))
+		doc := fmt.Sprintf("route: support\n# v%d\nnodes:\n  - {id: only, model: m1}\n", i+1)
+		if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, stderr, err := run("routes", "deploy", file, "--message", fmt.Sprintf("ramp step %d", i+1), "--config", cfg); err != nil {
+			t.Fatalf("deploy v%d: %v %s %s", i+1, err, stderr, out)
+		}
+	}
+	long := strings.Repeat("é", 600) // 1,200 bytes: cut to 1,024 at a rune boundary
+	if out, stderr, err := run("routes", "rollback", "support", "--message", "challenger regressed", "--config", cfg); err != nil ||
+		!strings.Contains(out, "support@1 is live (was support@2)") {
+		t.Fatalf("rollback --message: %v %s %s", err, stderr, out)
+	}
+	if out, stderr, err := run("routes", "deploy", "support@2", "--message", long, "--config", cfg); err != nil {
+		t.Fatalf("deploy support@2: %v %s %s", err, stderr, out)
+	}
+	c, err := config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(context.Background(), c.State, os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st, err := audit.OpenStore(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, _, err := st.Query(context.Background(), audit.Filter{Kind: audit.KindRoute}, nil, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es {
+		var r audit.Record
+		if err := json.Unmarshal(e.Body, &r); err != nil || r.Change == nil {
+			t.Fatalf("record %s: %v", e.Body, err)
+		}
+		m := r.Change.Detail["message"]
+		if len(m) > 100 {
+			if len(m) != 1024 || m != long[:1024] {
+				t.Errorf("long message kept as %d bytes", len(m))
+			}
+			m = "long"
+		}
+		got = append(got, fmt.Sprintf("%s %q→%q %s", r.Change.Action, r.Change.Before, r.Change.After, m))
+	}
+	want := []string{`create ""→"support@1" ramp step 1`, `deploy ""→"support@1" ramp step 1`,
+		`create ""→"support@2" ramp step 2`, `deploy "support@1"→"support@2" ramp step 2`,
+		`rollback "support@2"→"support@1" challenger regressed`, `deploy "support@1"→"support@2" long`}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("change records\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
