@@ -929,3 +929,77 @@ func TestRoutesExperimentArms(t *testing.T) {
 	}
 	t.Logf("challenger users: %d of %d; metrics:\n%s", len(fallbacks), users, grepLines(metrics, `stellwerk_route_requests_total{arm="ab`))
 }
+
+// TestRoutesReportThroughEnvoy: traffic through a 50/50 split, sent with
+// the official Python SDK, is reported by `stellwerk routes report` per
+// arm as the clients saw it (the routing object's route.arm), read from
+// the audit log while serve runs (the experimentation probe needed the
+// JSONL export and a script for this table).
+func TestRoutesReportThroughEnvoy(t *testing.T) {
+	t.Parallel()
+	py := harness.RequirePython(t)
+	s := harness.Start(t, routeOptions())
+	v := deployRoute(t, s, `route: abtest
+nodes:
+  - id: split
+    split:
+      arms:
+        - {name: control, weight: 50, next: eu}
+        - {name: challenger, weight: 50, next: us}
+  - {id: us, model: us-model}
+  - {id: eu, model: eu-model}
+`)
+	// What the clients saw, per arm. (The replica that answered the
+	// deploy routes by it at once: every request is the SDK's.)
+	out, err := exec.Command(py, "-c", `import collections, json, sys, openai
+c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="sk-client-key", max_retries=0)
+arms = collections.Counter()
+for i in range(60):
+    r = c.chat.completions.create(model="route:abtest", messages=[{"role": "user", "content": "request %d" % i}])
+    arms[(r.model_extra or {})["routing"]["route"]["arm"]] += 1
+print(json.dumps(arms))`, s.URL).Output()
+	if err != nil {
+		s.DumpLogs()
+		t.Fatalf("python: %v %s", err, out)
+	}
+	var seen map[string]int64
+	mustJSON(t, out, &seen)
+	if seen["split/control"]+seen["split/challenger"] != 60 || seen["split/control"] == 0 || seen["split/challenger"] == 0 {
+		t.Fatalf("the clients saw %v", seen)
+	}
+	cfgPath := filepath.Join(s.Dir, "stellwerk.yaml")
+	var rep audit.RouteReport
+	report := func() {
+		b, err := exec.Command(harness.Binary(t), "routes", "report", "abtest", "--since", "1h", "--format", "json", "--config", cfgPath).Output()
+		if err != nil {
+			t.Fatalf("routes report: %v %s", err, b)
+		}
+		rep = audit.RouteReport{}
+		mustJSON(t, b, &rep)
+	}
+	// The audit log writes in batches: the report sees every request once
+	// they are flushed.
+	waitFor(t, "the report to count every request", func() bool {
+		report()
+		var n int64
+		for _, a := range rep.Arms {
+			n += a.Requests
+		}
+		return n >= 60
+	})
+	if rep.Requests != 60 || len(rep.Arms) != 2 {
+		t.Fatalf("report: %+v", rep)
+	}
+	for _, a := range rep.Arms {
+		if a.Version != v || a.Requests != seen[a.Arm] || a.Errors != 0 || a.ServedOwn != a.Requests ||
+			a.ServedFallback != 0 || a.CostEUR <= 0 || a.CostPerRequestEUR <= 0 || a.P95MS < a.P50MS {
+			t.Errorf("arm %s: %+v; the clients saw %d", a.Arm, a, seen[a.Arm])
+		}
+	}
+	// The table, as an operator reads it.
+	b, err := exec.Command(harness.Binary(t), "routes", "report", "abtest", "--config", cfgPath).CombinedOutput()
+	if err != nil || !strings.Contains(string(b), "challenger") || !strings.Contains(string(b), "ERROR RATE (95% CI)") {
+		t.Errorf("routes report: %v\n%s", err, b)
+	}
+	t.Logf("the clients saw %v; the report:\n%s", seen, b)
+}

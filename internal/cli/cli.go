@@ -55,7 +55,7 @@ Usage:
                                        the spend ledger, summed and grouped (docs/budgets.md)
   stellwerk feedback export [--since 7d] [--route R] [--format jsonl|csv]
                                        votes on answers, each with its decision's route, arm and model
-  stellwerk routes list|show|diff|test|create|deploy|rollback|sync …
+  stellwerk routes list|show|diff|test|create|deploy|rollback|sync|report …
                                        named, versioned routes (docs/routes.md)
   stellwerk xds dump [--json]          what each connected Envoy was sent, accepted and refused
   stellwerk healthcheck URL            exit 0 when URL answers below 500 (container health checks)

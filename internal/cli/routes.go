@@ -34,6 +34,10 @@ const routesUsage = `usage:
   stellwerk routes rollback NAME [--to N] [--message M]  deploy the version live before (skipping any that do not load), or N;
                                                       during a ramp that is the previous step: --to N goes back to before the experiment
   stellwerk routes sync [--no-deploy]                 record routes/*.yaml as versions, as serve does (docs/routes.md)
+  stellwerk routes report ROUTE [--version N] [--since 7d] [--until T] [--format table|json]
+                                                      per version and split arm, from the audit log: requests, errors with
+                                                      their 95% interval, served by the arm's own target or a fallback,
+                                                      p50/p95 ms, cost per request and total
 Every verb takes --config FILE (env STELLWERK_CONFIG), --state-dir DIR and --json; routes/ is beside the config.
 `
 
@@ -53,11 +57,11 @@ func runRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	cfgPath := fs.String("config", defaultConfigPath(), "config file (env STELLWERK_CONFIG)")
 	stateDir := fs.String("state-dir", "", "directory of the embedded store, overrides state.dir (as for serve)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	var message, samples string
-	var to int64
+	var message, samples, since, until, format string
+	var to, version int64
 	var noDeploy bool
 	want := map[string][2]int{"list": {0, 0}, "show": {1, 1}, "diff": {1, 2}, "test": {1, 1}, "create": {1, 1}, "deploy": {1, 1},
-		"rollback": {1, 1}, "sync": {0, 0}}
+		"rollback": {1, 1}, "sync": {0, 0}, "report": {1, 1}}
 	switch verb {
 	case "create", "deploy":
 		fs.StringVar(&message, "message", "", "what changed, kept with the version")
@@ -68,6 +72,11 @@ func runRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 		fs.Int64Var(&to, "to", 0, "the version to go back to, older than the live one (default: the one live before it that loads)")
 	case "sync":
 		fs.BoolVar(&noDeploy, "no-deploy", false, "store new file contents as versions without deploying them")
+	case "report":
+		fs.Int64Var(&version, "version", 0, "only this version's requests (default: every version's)")
+		fs.StringVar(&since, "since", "7d", "records from this time (RFC 3339, a date, now, or a duration ago: 36h, 7d)")
+		fs.StringVar(&until, "until", "", "records before this time (default: now)")
+		fs.StringVar(&format, "format", "table", "table or json")
 	case "list", "show", "diff":
 	default:
 		fmt.Fprintf(stderr, "unknown routes command %q\n\n%s", verb, routesUsage)
@@ -81,6 +90,30 @@ func runRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 		fmt.Fprintf(stderr, "routes %s: wrong number of arguments\n\n%s", verb, routesUsage)
 		return ErrUsage
 	}
+	var from, before time.Time
+	if verb == "report" {
+		var problems []string
+		if format != "table" && format != "json" {
+			problems = append(problems, fmt.Sprintf("--format: %q is not table or json", format))
+		}
+		if version < 0 {
+			problems = append(problems, "--version: a version is from 1")
+		}
+		var err error
+		if from, err = parseWhen(since); err != nil {
+			problems = append(problems, "--since: "+err.Error())
+		}
+		if before, err = parseWhen(until); err != nil {
+			problems = append(problems, "--until: "+err.Error())
+		}
+		if len(problems) > 0 {
+			fmt.Fprintln(stderr, strings.Join(problems, "\n"))
+			return ErrUsage
+		}
+		if *asJSON {
+			format = "json"
+		}
+	}
 	if verb == "test" && samples == "" {
 		fmt.Fprintln(stderr, "routes test: --samples FILE is required")
 		return ErrUsage
@@ -90,7 +123,7 @@ func runRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 		return err
 	}
 	switch verb {
-	case "list", "show", "diff", "rollback":
+	case "list", "show", "diff", "rollback", "report":
 		// They read versions: a mistyped --state-dir made an empty store
 		// there and listed no route, exit 0 (the CLI probe).
 		if err := storeExists(cfg.State); err != nil {
@@ -101,7 +134,10 @@ func runRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	if err != nil {
 		return err
 	}
-	if verb != "test" { // test runs its samples through the route, however long they take
+	// test runs its samples through the route, however long they take;
+	// report reads every decision of its range, and bounds opening the
+	// store itself.
+	if verb != "test" && verb != "report" {
 		var cancel context.CancelFunc
 		ctx, cancel = boundStore(ctx)
 		defer cancel()
@@ -131,6 +167,8 @@ func runRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 		return rc.rollback(ctx, pos[0], to, message)
 	case "sync":
 		return rc.sync(ctx, !noDeploy)
+	case "report":
+		return rc.report(ctx, pos[0], version, from, before, format)
 	}
 	return nil
 }
