@@ -75,7 +75,7 @@ type ArmReport struct {
 // took_ms per request of the route (8 bytes), for the percentiles.
 const reportPage = 256
 
-var reportFields = []string{"route.name", "route.version", "route.arm", "route.path", "status", "chosen", "served", "took_ms", "cost.eur"}
+var reportFields = []string{"route.name", "route.version", "route.arm", "route.path", "status", "chosen", "served", "took_ms", "cost.eur", "route.served"}
 
 // RouteReport reads every decision record of the range, in pages, and
 // sums those of q.Route per version and arm. The store has no index on
@@ -132,7 +132,10 @@ func (s *Store) RouteReport(ctx context.Context, q RouteQuery) (*RouteReport, er
 			if own == "" {
 				own = chosen
 			}
-			if served == own {
+			// route.served (since 2026-12-08) says when selection served the
+			// arm as for auto because none of its targets could: a fallback
+			// whatever the version's document, which may be gone.
+			if served == own && r[9].Str != "fallback" { // Route.Served
 				a.ServedOwn++
 			} else {
 				a.ServedFallback++

@@ -29,6 +29,9 @@ func TestRouteReport(t *testing.T) {
 			took     int64
 			eur      float64
 			err, own bool
+			// byChosen: the chosen model served, and the record does not
+			// say route.served fallback (the report's own without targets).
+			byChosen bool
 		}
 		var facts []fact
 		for _, replica := range []string{"r1", "r2"} {
@@ -65,6 +68,9 @@ func TestRouteReport(t *testing.T) {
 							r.Served = "gpt-4o"
 						case 7: // the policy excluded sonnet: gpt-4o chosen
 							r.Chosen, r.Served = "gpt-4o", "gpt-4o"
+							if replica == "r2" { // r1's records are from before route.served
+								r.Route.Served = "fallback"
+							}
 						}
 					}
 					r.Cost.EUR = f.eur
@@ -73,6 +79,7 @@ func TestRouteReport(t *testing.T) {
 					}
 					f.err = r.Status >= 400
 					f.own = !f.err && r.Served == map[string]string{"strong": "gpt-4o", "challenger": "sonnet"}[r.Route.Path[1]]
+					f.byChosen = !f.err && r.Served == r.Chosen && r.Route.Served != "fallback"
 					facts = append(facts, f)
 				}
 				if !l.Record(r) {
@@ -138,7 +145,8 @@ func TestRouteReport(t *testing.T) {
 		}
 
 		// --version, and without a target function: the chosen model is
-		// the arm's own, so only the failover (i%8 == 5) is a fallback.
+		// the arm's own, so only the failover (i%8 == 5) and the records
+		// that say route.served fallback (r2's i%8 == 7) are fallbacks.
 		rep, err = st.RouteReport(context.Background(), RouteQuery{Route: "exp", Version: 4, From: base})
 		if err != nil {
 			t.Fatal(err)
@@ -150,6 +158,15 @@ func TestRouteReport(t *testing.T) {
 		if w := want[[2]string{"4", "challenger"}]; c.ServedOwn+c.ServedFallback != w.ServedOwn+w.ServedFallback || c.ServedFallback >= w.ServedFallback ||
 			c.ServedFallback == 0 {
 			t.Errorf("without targets: own %d, fallback %d; with them own %d, fallback %d", c.ServedOwn, c.ServedFallback, w.ServedOwn, w.ServedFallback)
+		}
+		var byChosen int64
+		for _, f := range facts {
+			if f.v == 4 && f.arm == "challenger" && f.byChosen {
+				byChosen++
+			}
+		}
+		if c.ServedOwn != byChosen {
+			t.Errorf("without targets: own %d, want %d (the chosen model served, route.served not fallback)", c.ServedOwn, byChosen)
 		}
 		// A route with no request in the range: no arm.
 		if rep, err := st.RouteReport(context.Background(), RouteQuery{Route: "nope"}); err != nil || len(rep.Arms) != 0 || rep.Records != 700 {
