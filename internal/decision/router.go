@@ -585,12 +585,12 @@ func (r *Router) decide(ctx context.Context, req *Request, res *Result, rp *Inpu
 			return vis.Has(m.ID) && keyAllows(req.Principal, m)
 		})
 	}
-	if e, ok := err.(*apierr.Error); ok && !e.Final && rp == nil && apierr.HTTPStatus(e) == 503 && e.RetryAfter == 0 {
+	if e, ok := err.(*apierr.Error); ok && !e.Final && rp == nil && e.Kind == apierr.KindUnavailable && e.RetryAfter == 0 {
 		// Nothing eligible while providers cool down: Retry-After says
 		// when the first of them takes requests again, so that an SDK's
 		// retry (it honours the header) does not come back too soon: on
 		// no_eligible_model and a route target's refusal of a fallback.
-		// Only on a 503: a 403 (a pinned model the policy does not allow)
+		// Only when unavailable: a denial (a pinned model the policy does not allow)
 		// meets the same refusal however long the client waits.
 		e.RetryAfter = r.reopensIn(cands, req.Principal.Workspace, now)
 	}
