@@ -31,6 +31,43 @@ type paths struct {
 	// sorted keys, filled by finish
 	names []string
 	terms []*ast.Term
+	// when: a member of an element read only by rule bodies that first
+	// required of that element the guards of one of these conjunctions
+	// (guardedReads); always: some read required nothing.
+	when   [][]guard
+	always bool
+}
+
+// guard is a conjunct `input.…[v].field = value` of a rule body, value a
+// scalar: the body goes on only for the elements whose member field is
+// present and equal to value.
+type guard struct {
+	field *ast.Term
+	value ast.Value
+}
+
+// conditional says whether p is a member read only under guards.
+func (p *paths) conditional() bool { return !p.always && len(p.when) > 0 }
+
+// readIn says whether the policy can read member p of element x: some
+// conjunction of its guards may hold there. A budget's name, which the
+// library reads only of downgrade budgets in force, is per key for every
+// other budget (key.<id>.month): in the memo key it split the decisions
+// of a workspace's keys.
+func (p *paths) readIn(x ast.Object) bool {
+	for _, conj := range p.when {
+		holds := true
+		for _, g := range conj {
+			if v := x.Get(g.field); v == nil || ast.Compare(v.Value, g.value) != 0 {
+				holds = false
+				break
+			}
+		}
+		if holds {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *paths) child(k string) *paths {
@@ -52,10 +89,11 @@ func (p *paths) wild() *paths {
 	return p.any
 }
 
-// add records one input reference (without its head).
-func (p *paths) add(ref ast.Ref) {
+// add records one input reference (without its head). Its member at
+// index at is read under the guards conj (at -1: unconditionally).
+func (p *paths) add(ref ast.Ref, at int, conj []guard) {
 	n := p
-	for _, t := range ref {
+	for i, t := range ref {
 		if n.all {
 			return
 		}
@@ -63,6 +101,11 @@ func (p *paths) add(ref ast.Ref) {
 			n = n.child(string(s))
 		} else {
 			n = n.wild() // a variable, a number, a nested reference
+		}
+		if i == at {
+			n.when = append(n.when, conj)
+		} else {
+			n.always = true
 		}
 	}
 	n.all = true
@@ -77,6 +120,8 @@ func (p *paths) merge(src *paths) {
 		*p = paths{all: true}
 		return
 	}
+	p.always = p.always || src.always
+	p.when = append(p.when, src.when...)
 	for k, c := range src.keys {
 		p.child(k).merge(c)
 	}
@@ -141,12 +186,22 @@ func (e *Engine) Reads(path ...string) bool {
 func analyze(mods map[string]*ast.Module) (*paths, bool) {
 	root := &paths{}
 	ok := true
+	guarded := guardedReads(mods)
 	var vis *ast.GenericVisitor
 	vis = ast.NewGenericVisitor(func(x any) bool {
 		switch v := x.(type) {
+		case *ast.Term:
+			if g, found := guarded[v]; found {
+				r := v.Value.(ast.Ref)
+				root.add(r[1:], g.at-1, g.conj)
+				for _, t := range r[1:] {
+					vis.Walk(t)
+				}
+				return true
+			}
 		case ast.Ref:
 			if v.HasPrefix(ast.InputRootRef) {
-				root.add(v[1:])
+				root.add(v[1:], -1, nil)
 				for _, t := range v[1:] {
 					vis.Walk(t) // references inside keys
 				}
@@ -179,6 +234,96 @@ func analyze(mods map[string]*ast.Module) (*paths, bool) {
 	}
 	root.finish()
 	return root, ok
+}
+
+// guardedRead is an input reference read under guards: its member at
+// (an index of the reference) is read only of the elements where conj
+// holds.
+type guardedRead struct {
+	at   int
+	conj []guard
+}
+
+// guardedReads finds the input references `input.…[v].f…` that an
+// expression of a rule body reads as one of its operands after guards
+// `input.…[v].g = scalar` on the same elements, earlier in the same body:
+// a body is evaluated in order, so for an element where a guard fails the
+// read never happens (no value, no error). Anything else (a reference
+// nested in a term, in a negated expression or under with, a guard in an
+// enclosing body) is left to the plain analysis: read always.
+func guardedReads(mods map[string]*ast.Module) map[*ast.Term]guardedRead {
+	out := map[*ast.Term]guardedRead{}
+	type elemGuard struct {
+		elems ast.Ref // input.… up to the variable
+		v     ast.Var
+		g     guard
+	}
+	for _, m := range mods {
+		ast.WalkBodies(m, func(b ast.Body) bool {
+			var seen []elemGuard
+			for _, e := range b {
+				if e.Negated || len(e.With) > 0 {
+					continue
+				}
+				var ops []*ast.Term
+				switch ts := e.Terms.(type) {
+				case *ast.Term:
+					ops = []*ast.Term{ts}
+				case []*ast.Term:
+					if len(ts) > 0 {
+						ops = ts[1:]
+					}
+				}
+				for _, t := range ops {
+					r, isRef := t.Value.(ast.Ref)
+					if !isRef || !r.HasPrefix(ast.InputRootRef) {
+						continue
+					}
+					for j := 1; j+1 < len(r); j++ {
+						v, isVar := r[j].Value.(ast.Var)
+						if _, isStr := r[j+1].Value.(ast.String); !isVar || !isStr {
+							continue
+						}
+						var conj []guard
+						for _, s := range seen {
+							if s.v.Equal(v) && s.elems.Equal(r[:j]) {
+								conj = append(conj, s.g)
+							}
+						}
+						if len(conj) > 0 {
+							out[t] = guardedRead{at: j + 1, conj: conj}
+						}
+						break
+					}
+				}
+				if elems, v, g, isGuard := asGuard(e); isGuard {
+					seen = append(seen, elemGuard{elems, v, g})
+				}
+			}
+			return false
+		})
+	}
+	return out
+}
+
+// asGuard reads e as `input.…[v].field = scalar` (or ==, either way round).
+func asGuard(e *ast.Expr) (ast.Ref, ast.Var, guard, bool) {
+	ts, isCall := e.Terms.([]*ast.Term)
+	if !isCall || len(ts) != 3 || !(e.IsEquality() || ts[0].Value.Compare(ast.Equal.Ref()) == 0) {
+		return nil, "", guard{}, false
+	}
+	for _, pair := range [2][2]*ast.Term{{ts[1], ts[2]}, {ts[2], ts[1]}} {
+		r, isRef := pair[0].Value.(ast.Ref)
+		if !isRef || len(r) < 4 || !r.HasPrefix(ast.InputRootRef) || !ast.IsScalar(pair[1].Value) {
+			continue
+		}
+		v, isVar := r[len(r)-2].Value.(ast.Var)
+		if _, isStr := r[len(r)-1].Value.(ast.String); !isVar || !isStr {
+			continue
+		}
+		return r[:len(r)-2], v, guard{field: r[len(r)-1], value: pair[1].Value}, true
+	}
+	return nil, "", guard{}, false
 }
 
 // The candidate fields that change per request; every other field is the
@@ -578,9 +723,14 @@ func encode(buf []byte, p *paths, v ast.Value) []byte {
 			return encodeEachMember(buf, p, x)
 		}
 		for i, k := range p.terms {
+			c := p.keys[p.names[i]]
+			if c.conditional() && !c.readIn(x) {
+				buf = append(buf, '?') // the policy cannot read it here
+				continue
+			}
 			if e := x.Get(k); e != nil {
 				buf = append(buf, '+')
-				buf = encode(buf, p.keys[p.names[i]], e.Value)
+				buf = encode(buf, c, e.Value)
 			} else {
 				buf = append(buf, '-')
 			}
