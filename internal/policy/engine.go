@@ -131,11 +131,11 @@ func load(ctx context.Context, f files) (*Engine, error) {
 	root, ok := analyze(c.Modules)
 	e.reads = root
 	if ok {
-		e.memo = newMemo(root)
+		e.memo = newMemo(root, findNameReads(c.Modules))
 	}
 	sctx, cancel := context.WithTimeout(ctx, sampleTimeout)
 	defer cancel()
-	if _, err := e.evalAt(sctx, SampleInput(), time.Unix(0, 0)); err != nil {
+	if _, err := e.evalAt(sctx, SampleInput(), time.Unix(0, 0), nil); err != nil {
 		if ctx.Err() == nil && sctx.Err() != nil {
 			return nil, fmt.Errorf("policy %s rejected: its decision for the sample input took longer than %s, and a request's must fit in envoy.extproc_timeout", e.Version, sampleTimeout)
 		}
@@ -165,9 +165,24 @@ var ErrTimeout = errors.New("the evaluation took longer than allowed")
 // alone). A decision the memo holds takes no time and sets no timer.
 func (e *Engine) DecideWithin(ctx context.Context, in *Input, ct *CatalogTerms, timeout time.Duration) (Decision, error) {
 	var parts inputParts
-	var key []byte
+	var key, nkey []byte
+	var names *nameTracer
 	if e.memo != nil && ct.whole(in.Candidates) {
-		key = e.memo.key(make([]byte, 0, 512), in, ct, &parts)
+		if e.memo.shares(in) {
+			// A decision made without reading the workspace's name
+			// holds for every workspace of the same other values.
+			nkey = e.memo.key(make([]byte, 0, 512), in, ct, &parts, true)
+			switch d := e.memo.get(nkey); {
+			case d == readsName:
+				nkey = nil // read for every workspace of these values
+			case d != nil:
+				e.memo.hits.Add(1)
+				return *d, nil
+			default:
+				names = &nameTracer{nr: e.memo.names}
+			}
+		}
+		key = e.memo.key(make([]byte, 0, 512), in, ct, &parts, false)
 		if d := e.memo.get(key); d != nil {
 			e.memo.hits.Add(1)
 			return *d, nil
@@ -181,7 +196,7 @@ func (e *Engine) DecideWithin(ctx context.Context, in *Input, ct *CatalogTerms, 
 		ectx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	d, err := e.evalAt(ectx, v, in.Now)
+	d, err := e.evalAt(ectx, v, in.Now, names)
 	release()
 	if err != nil && ctx.Err() == nil && ectx.Err() != nil {
 		err = fmt.Errorf("%w (%s)", ErrTimeout, timeout)
@@ -194,6 +209,13 @@ func (e *Engine) DecideWithin(ctx context.Context, in *Input, ct *CatalogTerms, 
 		e.lastFailure.Store(&Failure{At: time.Now(), Error: failureSummary(err)})
 	}
 	if err == nil && key != nil {
+		switch {
+		case names == nil:
+		case names.read:
+			e.memo.put(nkey, readsName, false) // no tracer for the next
+		default:
+			key = nkey
+		}
 		e.memo.put(key, &d, true)
 	}
 	return d, err
@@ -211,17 +233,20 @@ func (e *Engine) MemoStats() (hits, misses uint64) {
 
 // Eval evaluates the decision for one input, at the time of day it is.
 func (e *Engine) Eval(ctx context.Context, input ast.Value) (Decision, error) {
-	return e.evalAt(ctx, input, time.Time{})
+	return e.evalAt(ctx, input, time.Time{}, nil)
 }
 
 // evalAt evaluates the decision for one input as at now (the zero time:
 // as at the time of day it is). A request's now is the one its input
 // carries, so time.now_ns() in a policy reads the request's time, and a
 // replay months later reads it again.
-func (e *Engine) evalAt(ctx context.Context, input ast.Value, now time.Time) (Decision, error) {
+func (e *Engine) evalAt(ctx context.Context, input ast.Value, now time.Time, names *nameTracer) (Decision, error) {
 	opts := []rego.EvalOption{rego.EvalParsedInput(input)}
 	if !now.IsZero() {
 		opts = append(opts, rego.EvalTime(now))
+	}
+	if names != nil {
+		opts = append(opts, rego.EvalQueryTracer(names))
 	}
 	rs, err := e.query.Eval(ctx, opts...)
 	if err != nil {

@@ -419,6 +419,8 @@ func principalTerm(p auth.Principal) *ast.Term {
 type WorkspaceTerm struct {
 	term *ast.Term
 	key  atomic.Pointer[workspaceKey]
+	// nameless is the key without the name (share.go)
+	nameless atomic.Pointer[workspaceKey]
 }
 
 type workspaceKey struct {
@@ -431,13 +433,18 @@ func NewWorkspaceTerm(w config.Workspace, t *config.Team) *WorkspaceTerm {
 	return &WorkspaceTerm{term: workspaceTerm(w, t)}
 }
 
-// memoKey is encode(p, the term) under memo m, computed once per m.
-func (wt *WorkspaceTerm) memoKey(m *memo, p *paths) []byte {
-	if k := wt.key.Load(); k != nil && k.memo == m {
+// memoKey is encode(p, the term) under memo m, computed once per m and
+// form (with the name or without, share.go).
+func (wt *WorkspaceTerm) memoKey(m *memo, p *paths, nameless bool) []byte {
+	c := &wt.key
+	if nameless {
+		c = &wt.nameless
+	}
+	if k := c.Load(); k != nil && k.memo == m {
 		return k.b
 	}
 	b := encode(nil, p, wt.term.Value)
-	wt.key.Store(&workspaceKey{memo: m, b: b})
+	c.Store(&workspaceKey{memo: m, b: b})
 	return b
 }
 

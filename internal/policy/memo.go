@@ -348,6 +348,11 @@ type memo struct {
 	root  *paths
 	cands int // reads… bits of the candidate fields the policy reads
 	parts [len(partNames)]*paths
+	// nameless is the workspace's paths less its name, names the
+	// expressions that may read it; nil when decisions are not shared
+	// between workspaces (share.go)
+	nameless *paths
+	names    *nameReads
 
 	mu        sync.RWMutex
 	cur, prev map[string]*Decision
@@ -366,13 +371,18 @@ const memoSize = 16384
 // newMemo returns nil when memoising cannot pay or cannot be exact: the
 // policy reads the input as a whole, or a value that changes with every
 // request (estimated costs, learned latencies).
-func newMemo(root *paths) *memo {
+func newMemo(root *paths, names *nameReads) *memo {
 	if root.all {
 		return nil
 	}
 	m := &memo{root: root, cur: map[string]*Decision{}, shared: newInterned()}
 	for i, name := range partNames {
 		m.parts[i] = root.get(name)
+	}
+	if m.nameless = withoutName(m.parts[workspacePart]); m.nameless != nil && names != nil {
+		m.names = names
+	} else {
+		m.nameless = nil
 	}
 	if c := root.get("candidates"); c != nil {
 		el := c.any
@@ -392,14 +402,18 @@ func newMemo(root *paths) *memo {
 }
 
 // key is the memo key of one input: the catalog, the read parts of the
-// request-level input, and the read per-request candidate fields.
-func (m *memo) key(buf []byte, in *Input, ct *CatalogTerms, parts *inputParts) []byte {
+// request-level input, and the read per-request candidate fields; nameless,
+// without the workspace's name (share.go: the caller checks m.shares(in)).
+func (m *memo) key(buf []byte, in *Input, ct *CatalogTerms, parts *inputParts, nameless bool) []byte {
+	buf = append(buf, b2c(nameless))
 	buf = binary.AppendUvarint(buf, ct.id)
 	for i, p := range m.parts {
 		switch {
 		case p == nil:
+		case i == workspacePart && nameless:
+			buf = append(buf, in.WorkspaceTerm.memoKey(m, m.nameless, true)...)
 		case i == workspacePart && in.WorkspaceTerm != nil:
-			buf = append(buf, in.WorkspaceTerm.memoKey(m, p)...)
+			buf = append(buf, in.WorkspaceTerm.memoKey(m, p, false)...)
 		case !p.all && p.any == nil && parts[i] == nil && builtByField(i):
 			// The members the policy reads, each built on its own: the
 			// same bytes as encode over the whole part (TestMemoKeyByField).
@@ -441,6 +455,10 @@ func (m *memo) key(buf []byte, in *Input, ct *CatalogTerms, parts *inputParts) [
 	}
 	return buf
 }
+
+// shares says whether in's decision may be kept without its workspace's
+// name (share.go).
+func (m *memo) shares(in *Input) bool { return m.nameless != nil && in.WorkspaceTerm != nil }
 
 // builtByField says whether part i is built member by member
 // (partField): the request and its classification, which change with every

@@ -163,6 +163,9 @@ func TestMemoSharesAcrossWorkspaces(t *testing.T) {
 	defer e.memo.mu.RUnlock()
 	maps := map[uintptr]bool{}
 	for _, d := range e.memo.cur {
+		if d == readsName {
+			continue // the reasons name the workspace (share.go)
+		}
 		if len(d.Exclude) != 49 {
 			t.Fatalf("a decision excludes %d models, want 49", len(d.Exclude))
 		}

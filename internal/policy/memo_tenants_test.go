@@ -161,3 +161,64 @@ func BenchmarkDecideTenants(b *testing.B) {
 		})
 	}
 }
+
+// TestMemoNameShare: a decision is shared between workspaces only when its
+// evaluation never read the workspace's name, however a policy reads it:
+// the workspace ws-0003 is denied by a rule on its name, and asked after
+// three others whose decisions did not read it (or did, and were kept
+// apart), it must get its own; where the name is not read, one
+// evaluation serves every workspace.
+func TestMemoNameShare(t *testing.T) {
+	for name, rule := range map[string]string{
+		"by name":              `deny contains "named" if input.workspace.name == "ws-0003"`,
+		"in a rule's index":    `_named if input.workspace.name == "ws-0003"` + "\n\n" + `deny contains "named" if _named`,
+		"through a function":   `_is(n) if n == "ws-0003"` + "\n\n" + `deny contains "named" if _is(input.workspace.name)`,
+		"by a variable key":    `deny contains "named" if { some k; input.workspace[k] == "ws-0003" }`,
+		"the workspace whole":  `deny contains "named" if { w := input.workspace; w.name == "ws-0003" }`,
+		"with object.get":      `deny contains "named" if object.get(input.workspace, "name", "") == "ws-0003"`,
+		"in a comprehension":   `deny contains "named" if { "ws-0003" in [n | n := input.workspace.name] }`,
+		"after an else":        `_w := "none" if input.workspace.objective == "none" else := input.workspace.name` + "\n\n" + `deny contains "named" if _w == "ws-0003"`,
+		"only for some inputs": `_named if input.workspace.name == "ws-0003"` + "\n\n" + `deny contains "named" if { input.classification.risk == "low"; _named }`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			e, err := Load(context.Background(), Source{Library: true, Dir: policyDir(t, map[string]string{"r.rego": "package stellwerk\n\n" + rule + "\n"})})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, in, ct, st := shippedLive(t)
+			in.Candidates = st.candidates("summarization", 500, 512)
+			high := *in.Classification
+			high.Risk = "high"
+			var denied int
+			for i := range 10 {
+				w := in.Workspace
+				w.Name, w.Residency, w.Allow, w.Deny = fmt.Sprintf("ws-%04d", i%5), "", nil, nil
+				req := *in
+				req.Workspace, req.WorkspaceTerm = w, NewWorkspaceTerm(w, nil)
+				if i >= 5 { // what the last rule does not read the name for
+					req.Classification = &high
+				}
+				got, err := e.Decide(context.Background(), &req, ct)
+				if err != nil {
+					t.Fatal(err)
+				}
+				v, release := req.Value(ct)
+				want, err := e.Eval(context.Background(), v)
+				release()
+				if err != nil || !reflect.DeepEqual(got, want) {
+					t.Fatalf("%s: memo answered %+v, evaluation %+v (%v)", w.Name, got, want, err)
+				}
+				if len(got.Deny) > 0 {
+					denied++
+				}
+			}
+			if want := 2; name == "only for some inputs" {
+				if _, misses := e.MemoStats(); denied != 1 || misses != 5+1 {
+					t.Errorf("%d denied, %d evaluated, want 1 and 6 (five workspaces at low risk, one decision for all at high)", denied, misses)
+				}
+			} else if denied != want {
+				t.Errorf("%d of 10 requests denied, want %d", denied, want)
+			}
+		})
+	}
+}

@@ -216,7 +216,7 @@ else := 0.5
 				kept := *plain
 				kept.WorkspaceTerm = wt
 				var p1, p2 inputParts
-				if k1, k2 := e.memo.key(nil, plain, ct, &p1), e.memo.key(nil, &kept, ct, &p2); string(k1) != string(k2) {
+				if k1, k2 := e.memo.key(nil, plain, ct, &p1, false), e.memo.key(nil, &kept, ct, &p2, false); string(k1) != string(k2) {
 					t.Errorf("%s/%v: memo keys differ", w.Name, team)
 				}
 				v1, r1 := plain.Value(ct)
@@ -300,14 +300,14 @@ deny contains "fields" if {
 				in.Request.Route = &RouteFacts{Name: []string{"closed", "open"}[i%2], Version: 3, Path: []string{"a"}, Targets: []string{"gpt-4o"}}
 			}
 			var lazy inputParts
-			got := e.memo.key(nil, in, ct, &lazy)
+			got := e.memo.key(nil, in, ct, &lazy, false)
 			if lazy[requestPart] != nil || lazy[classificationPart] != nil {
 				t.Fatal("the key built a whole part")
 			}
 			var whole inputParts
 			whole.get(in, requestPart)
 			whole.get(in, classificationPart)
-			if want := e.memo.key(nil, in, ct, &whole); !slices.Equal(got, want) {
+			if want := e.memo.key(nil, in, ct, &whole, false); !slices.Equal(got, want) {
 				t.Fatalf("input %d: key by field %q\nwhole parts %q", i, got, want)
 			}
 		}
