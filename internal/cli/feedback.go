@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/stellwerk/stellwerk/internal/feedback"
 	"github.com/stellwerk/stellwerk/internal/store"
@@ -36,7 +34,7 @@ func runFeedback(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	}
 	cfgPath := fs.String("config", defaultConfigPath(), "config file (env STELLWERK_CONFIG)")
 	stateDir := fs.String("state-dir", "", "directory of the embedded store, overrides state.dir (as for serve)")
-	sinceFlag := fs.String("since", "", "only votes cast within this long (36h, 7d; default: all)")
+	sinceFlag := fs.String("since", "", "only votes cast since this time (RFC 3339, a date, or a duration ago: 36h, 7d; default: all)")
 	route := fs.String("route", "", "only votes on this named route's decisions")
 	format := fs.String("format", "jsonl", "jsonl or csv")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -49,13 +47,9 @@ func runFeedback(ctx context.Context, args []string, stdout, stderr io.Writer) (
 	if *format != "jsonl" && *format != "csv" {
 		problems = append(problems, fmt.Sprintf("--format: %q is not jsonl or csv", *format))
 	}
-	var since time.Time
-	if *sinceFlag != "" {
-		d, err := parseAgo(*sinceFlag)
-		if err != nil {
-			problems = append(problems, "--since: "+err.Error())
-		}
-		since = time.Now().Add(-d)
+	since, err := parseWhen(*sinceFlag)
+	if err != nil {
+		problems = append(problems, "--since: "+err.Error())
 	}
 	if len(problems) > 0 {
 		fmt.Fprintln(stderr, strings.Join(problems, "\n"))
@@ -88,16 +82,4 @@ func runFeedback(ctx context.Context, args []string, stdout, stderr io.Writer) (
 		return feedback.WriteCSV(stdout, es)
 	}
 	return feedback.WriteJSONL(stdout, es)
-}
-
-// parseAgo reads a positive duration, with days as Nd.
-func parseAgo(s string) (time.Duration, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		if d, err := strconv.Atoi(n); err == nil && d > 0 {
-			return time.Duration(d) * 24 * time.Hour, nil
-		}
-	} else if d, err := time.ParseDuration(s); err == nil && d > 0 {
-		return d, nil
-	}
-	return 0, fmt.Errorf("%q is not a positive duration (36h, 7d)", s)
 }
