@@ -9,6 +9,7 @@ import (
 	"github.com/stellwerk/stellwerk/internal/apierr"
 	"github.com/stellwerk/stellwerk/internal/config"
 	"github.com/stellwerk/stellwerk/internal/feedback"
+	"github.com/stellwerk/stellwerk/internal/spend"
 )
 
 // FeedbackService is a server that keeps votes on routed answers in its state store.
@@ -74,12 +75,13 @@ func registerFeedback(guarded func(string, []string, http.HandlerFunc), fs Feedb
 		q := r.URL.Query()
 		var since time.Time
 		if s := q.Get("since"); s != "" {
-			d, err := time.ParseDuration(s)
-			if err != nil || d <= 0 {
-				writeError(w, apierr.Invalid("invalid_since", "since", "since is a positive duration (24h, 30m)"))
+			// As stellwerk feedback export and /admin/audit read a time.
+			t, err := spend.ParseTime(s, time.Now(), time.UTC)
+			if err != nil {
+				writeError(w, apierr.Invalid("invalid_since", "since", "since: %s", err))
 				return
 			}
-			since = time.Now().Add(-d)
+			since = t
 		}
 		es, err := st.Since(r.Context(), since, q.Get("route"))
 		if err != nil {
