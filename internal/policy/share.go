@@ -45,7 +45,7 @@ func findNameReads(mods map[string]*ast.Module) *nameReads {
 			if !refsAny(r, mayReadName) {
 				continue
 			}
-			rules = append(rules, r.Path().GroundPrefix())
+			rules = append(rules, r.Ref().GroundPrefix())
 			ast.WalkExprs(r, func(x *ast.Expr) bool {
 				nr.add(x)
 				return false
