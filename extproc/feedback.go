@@ -50,6 +50,9 @@ func (p *edge) vote(body []byte) *extprocv3.ProcessingResponse {
 	ctx, cancel := context.WithTimeout(p.ctx, feedbackTimeout)
 	defer cancel()
 	by := "key:" + p.principal.KeyID
+	if p.principal.KeyID == "" {
+		by = "anonymous" // open auth: no key to name
+	}
 	e, err := feedback.Cast(ctx, fb.Store, fb.Decisions,
 		feedback.Voter{By: by, Scoped: true, KeyID: p.principal.KeyID, Workspace: p.principal.Workspace}, b)
 	if ae := feedback.Refusal(err); ae != nil {
