@@ -377,24 +377,18 @@ func outputCap(m *catalog.Model, o output) int {
 	return usageSlack + 2*m.OutputLimit()*max(o.choices, 1)
 }
 
-// boundEstimate is stellwerk's own count of an answer (a stream or a body
-// without usage, or with usage not believed), at most the output that was
-// held for it on the served model: its count has no other end, and a
+// estimateCharge prices stellwerk's own count of an answer (a stream or a
+// body without usage, or with usage not believed), its output at most what
+// was held for it on the served model: its count has no other end, and a
 // provider streaming without end was charged 403 EUR under a 5 EUR budget
 // (the hostile-upstream probe). The prompt is the hold's estimate, or the
-// provider's count when it gave a plausible one. capped says the output
-// was lowered.
-func (p *edge) boundEstimate(u meter.Usage) (_ meter.Usage, capped bool) {
+// provider's count when it gave a plausible one. Source worst_case when the
+// bound lowered the output.
+func (p *edge) estimateCharge(u meter.Usage) meter.Charge {
+	capped := false
 	if out := outputBound(p.served, p.out.perChoice) * max(p.out.choices, 1); u.CompletionTokens > out {
 		u.CompletionTokens, capped = out, true
 	}
-	return u, capped
-}
-
-// estimateCharge prices stellwerk's own count of an answer, bounded
-// (boundEstimate): source worst_case when the bound held it.
-func (p *edge) estimateCharge(u meter.Usage) meter.Charge {
-	u, capped := p.boundEstimate(u)
 	c := meter.Meter(p.served, p.baseline(), u)
 	if capped {
 		c.Source = meter.WorstCase

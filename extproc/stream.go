@@ -110,9 +110,11 @@ var incompleteMessagesEvent = translate.AppendMessagesError(nil, "api_error", "t
 
 // overlongEvent ends a stream that went past what its model can write
 // (streamState.maxOut); overlongMessagesEvent in Anthropic's shape.
+const overlong = "the provider's stream went on past the output the model can write; it was ended"
+
 var (
-	overlongEvent         = []byte(`data: {"error":{"message":"the provider's stream went on past the output the model can write; it was ended","type":"server_error","code":"provider_bad_response","param":null}}` + "\n\n")
-	overlongMessagesEvent = translate.AppendMessagesError(nil, "api_error", "the provider's stream went on past the output the model can write; it was ended")
+	overlongEvent         = []byte(`data: {"error":{"message":"` + overlong + `","type":"server_error","code":"provider_bad_response","param":null}}` + "\n\n")
+	overlongMessagesEvent = translate.AppendMessagesError(nil, "api_error", overlong)
 )
 
 // past reports whether the stream's output is past its bound.
@@ -563,7 +565,7 @@ func (p *edge) endStream(how string) {
 
 // resetStream is an immediate answer to a chunk of a stream whose headers
 // the client has: Envoy cannot send it, and resets the stream instead.
-var resetStream = immediateJSON(502, []byte(`{"error":{"message":"the provider's stream went on past the output the model can write; it was ended","type":"server_error","code":"provider_bad_response","param":null}}`), "")
+var resetStream = immediateJSON(502, []byte(`{"error":{"message":"`+overlong+`","type":"server_error","code":"provider_bad_response","param":null}}`), "")
 
 // streamChunk replaces one chunk of a streamed answer (no content-length:
 // the stream's length is not known).
@@ -666,8 +668,10 @@ func (p *edge) finishStream(how string) {
 		}
 	}
 	m := p.served
-	c := p.estimateCharge(u) // stellwerk's count: at most what was held
-	if !u.Estimated {
+	var c meter.Charge
+	if u.Estimated {
+		c = p.estimateCharge(u) // stellwerk's count: at most what was held
+	} else {
 		c = meter.Meter(m, p.baseline(), u)
 	}
 	u = c.Usage
