@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"io"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/stellwerk/stellwerk/internal/csvcell"
 )
 
 // ExportColumns are the CSV export's columns, in order.
@@ -39,20 +40,11 @@ func WriteCSV(w io.Writer, es []Entry) error {
 		if e.Version != 0 {
 			version = strconv.FormatInt(e.Version, 10)
 		}
-		if err := cw.Write([]string{e.At.UTC().Format(time.RFC3339Nano), csvCell(e.DecisionID), csvCell(e.Workspace), csvCell(e.Route), version,
-			csvCell(e.Arm), csvCell(e.Model), csvCell(e.By), strconv.FormatBool(e.Good), csvCell(e.Metric), value, csvCell(e.Comment)}); err != nil {
+		if err := cw.Write([]string{e.At.UTC().Format(time.RFC3339Nano), csvcell.Text(e.DecisionID), csvcell.Text(e.Workspace), csvcell.Text(e.Route), version,
+			csvcell.Text(e.Arm), csvcell.Text(e.Model), csvcell.Text(e.By), strconv.FormatBool(e.Good), csvcell.Text(e.Metric), value, csvcell.Text(e.Comment)}); err != nil {
 			return err
 		}
 	}
 	cw.Flush()
 	return cw.Error()
-}
-
-// csvCell keeps a spreadsheet from reading a cell as a formula, as the spend ledger's CSV
-// does: a comment is an end user's word.
-func csvCell(v string) string {
-	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
-		return "'" + v
-	}
-	return v
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stellwerk/stellwerk/internal/csvcell"
 	"github.com/stellwerk/stellwerk/internal/ledger"
 )
 
@@ -162,7 +163,7 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	for _, g := range r.Groups {
 		rec = rec[:0]
 		for _, v := range g.Values {
-			rec = append(rec, csvCell(v))
+			rec = append(rec, csvcell.Text(v))
 		}
 		rec = append(rec, strconv.FormatInt(g.Requests, 10), strconv.FormatInt(g.TokensIn, 10), strconv.FormatInt(g.TokensOut, 10),
 			strconv.FormatInt(g.TokensCached, 10), DecimalEUR(g.Cost), strconv.FormatInt(g.Estimated, 10))
@@ -172,18 +173,6 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	}
 	cw.Flush()
 	return cw.Error()
-}
-
-// csvCell is a group's value as a CSV cell a spreadsheet shows as text: a
-// value beginning with =, +, -, @, a tab or a carriage return gets a
-// leading apostrophe. A request's user and tag are the client's word, and
-// "=HYPERLINK(…)" was a live formula in the FinOps team's spreadsheet (the
-// red team of the end-user dimension).
-func csvCell(v string) string {
-	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
-		return "'" + v
-	}
-	return v
 }
 
 // maxGroups is the most groups a report holds: a client's user and tag are
