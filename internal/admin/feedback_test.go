@@ -89,6 +89,13 @@ func TestFeedbackAPI(t *testing.T) {
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"arm":"b"`) || !strings.Contains(rec.Body.String(), `"metric":"resolved","value":1`) || strings.Contains(rec.Body.String(), "lemma") {
 		t.Errorf("read back: %d %s", rec.Code, rec.Body)
 	}
+	// Comments are an end user's words: a viewer (dashboards) reads none.
+	if rec := do(t, h, "GET", "/admin/feedback", config.RoleViewer, ""); rec.Code != 403 || strings.Contains(rec.Body.String(), "d1") {
+		t.Errorf("viewer read: %d %s", rec.Code, rec.Body)
+	}
+	if st, code, _ := openAIError(t, do(t, h, "GET", "/admin/feedback?since=yesterday", config.RoleAuditor, "")); st != 400 || code != "invalid_since" {
+		t.Errorf("since not a time: %d %s", st, code)
+	}
 	if rec := do(t, h, "GET", "/admin/feedback?route=other", config.RoleOperator, ""); rec.Code != 200 || strings.Contains(rec.Body.String(), "d1") {
 		t.Errorf("another route's votes: %d %s", rec.Code, rec.Body)
 	}
