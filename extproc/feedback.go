@@ -1,7 +1,6 @@
 package extproc
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"time"
@@ -40,12 +39,9 @@ func (p *edge) vote(body []byte) *extprocv3.ProcessingResponse {
 	if err := request.CheckBody(body, "feedback"); err != nil {
 		return p.immediate(apierr.As(err))
 	}
-	var b feedback.Ballot
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
-		return p.immediate(apierr.Invalid("invalid_feedback", "", "the vote is {\"decision_id\", \"good\": true|false} with optional model, prompt, metric, value and comment: %s",
-			apierr.Truncate(err.Error(), 200)))
+	b, err := feedback.DecodeBallot(body)
+	if err != nil {
+		return p.immediate(feedback.Refusal(err))
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, feedbackTimeout)
 	defer cancel()

@@ -61,8 +61,9 @@ ALTER TABLE feedback ADD COLUMN route_version BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE feedback ADD COLUMN arm TEXT NOT NULL DEFAULT '';`},
 }
 
-// ErrInvalid marks a vote that lacks a decision id, a model or a voter.
-var ErrInvalid = errors.New("feedback needs a decision id, a model and who votes")
+// ErrInvalid marks a vote that is malformed, or lacks a decision id, a
+// model or a voter.
+var ErrInvalid = errors.New("invalid vote")
 
 // Store keeps votes in a state database.
 type Store struct {

@@ -1,11 +1,13 @@
 package feedback
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -78,6 +80,27 @@ func (v Voter) may(d Decision) bool {
 		return true
 	}
 	return v.Workspace != "" && d.Workspace == v.Workspace
+}
+
+// DecodeBallot reads a vote as a client sends it, strictly (an unknown
+// member is an error); the error wraps ErrInvalid and names the member,
+// not Go's types.
+func DecodeBallot(body []byte) (Ballot, error) {
+	var b Ballot
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&b)
+	var ute *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return b, nil
+	case errors.As(err, &ute) && ute.Field != "":
+		return b, fmt.Errorf("%w: %s has the wrong type", ErrInvalid, ute.Field)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return b, fmt.Errorf("%w: unknown member %s; a vote is decision_id and good, with optional model, prompt, metric, value and comment",
+			ErrInvalid, trunc(strings.TrimPrefix(err.Error(), "json: unknown field ")))
+	}
+	return b, fmt.Errorf("%w: a vote is a JSON object {\"decision_id\", \"good\": true|false}", ErrInvalid)
 }
 
 // Check validates a ballot's fields; the error wraps ErrInvalid.

@@ -109,3 +109,44 @@ func TestAuditDecisions(t *testing.T) {
 		}
 	})
 }
+
+// TestDecodeBallot: a malformed vote is refused naming the member, in the
+// client's terms, never Go's ("Go struct field Ballot.good of type bool"
+// reached clients of POST /v1/feedback).
+func TestDecodeBallot(t *testing.T) {
+	if b, err := DecodeBallot([]byte(`{"decision_id":"d1","good":true,"metric":"csat","value":4}`)); err != nil || b.DecisionID != "d1" || !*b.Good || *b.Value != 4 {
+		t.Fatalf("a vote: %+v, %v", b, err)
+	}
+	for body, want := range map[string]string{
+		`{"decision_id":1,"good":true}`:              "decision_id has the wrong type",
+		`{"decision_id":"d1","good":"yes"}`:          "good has the wrong type",
+		`{"decision_id":"d1","good":true,"stars":5}`: `unknown member "stars"`,
+		`[]`: "a vote is a JSON object",
+		`{`:  "a vote is a JSON object",
+	} {
+		_, err := DecodeBallot([]byte(body))
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "Go ") || strings.Contains(err.Error(), "Ballot") {
+			t.Errorf("%s: %v, want ErrInvalid saying %q", body, err, want)
+		}
+		if e := Refusal(err); e == nil || e.Code != "invalid_feedback" {
+			t.Errorf("%s: refusal %+v", body, e)
+		}
+	}
+}
+
+// FuzzDecodeBallot: any body a client sends to POST /v1/feedback is a vote
+// or an invalid_feedback refusal, never a panic or a store error.
+func FuzzDecodeBallot(f *testing.F) {
+	for _, s := range []string{`{"decision_id":"d1","good":true}`, `{"decision_id":"d1","good":false,"metric":"m","value":1e308,"comment":"é"}`, `[]`, `{`, `{"good":null}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		b, err := DecodeBallot(body)
+		if err == nil {
+			err = b.Check()
+		}
+		if err != nil && (!errors.Is(err, ErrInvalid) || Refusal(err) == nil) {
+			t.Fatalf("%q: %v is no invalid_feedback", body, err)
+		}
+	})
+}
